@@ -1,0 +1,537 @@
+using System.Diagnostics;
+using System.Text;
+using System.Threading.Channels;
+using LLama;
+using LLama.Batched;
+using LLama.Common;
+using LLama.Native;
+using Microsoft.Extensions.Logging;
+using Sovereign.Inference.Sampling;
+
+namespace Sovereign.Inference.Engine;
+
+/// <summary>
+/// Continuous batching for one model on LLamaSharp's <see cref="BatchedExecutor"/>. One loop owns the executor:
+/// each step it admits waiting requests while sequence slots and KV space allow, adds one token per running
+/// sequence plus chunks of pending prompts (up to the batch size), decodes them together, then samples each
+/// sequence with its own pipeline. Requests join and leave between steps.
+/// </summary>
+/// <remarks>Prompts and outputs are never logged.</remarks>
+public sealed partial class ContinuousBatcher : IAsyncDisposable
+{
+    private readonly LlamaModel _model;
+    private readonly EngineMetrics _metrics;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly Channel<Sequence> _incoming = Channel.CreateUnbounded<Sequence>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly List<Sequence> _waiting = [];
+    private readonly List<Sequence> _running = [];
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Task _loop;
+    private readonly int _parallel;
+    private readonly int _maxQueue;
+    private BatchedExecutor _executor;
+    private long _arrivals;
+    private int _waitingCount;
+    private int _runningCount;
+    private int _kvReserved;
+    private int _kvUsed;
+
+    /// <summary>Creates the executor for a loaded chat model and starts the decode loop.</summary>
+    public ContinuousBatcher(LlamaModel model, EngineMetrics metrics, ILogger<ContinuousBatcher> logger, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        _model = model;
+        _metrics = metrics;
+        _logger = logger;
+        _time = time ?? TimeProvider.System;
+        _parallel = Math.Max(1, model.Options.Parallel);
+        _maxQueue = Math.Max(0, model.Options.MaxQueue);
+        _executor = CreateExecutor();
+        _metrics.Register(this);
+        _loop = Task.Factory.StartNew(RunAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+    }
+
+    /// <summary>The model id.</summary>
+    public string ModelId => _model.Info.Id;
+
+    /// <summary>The model being served.</summary>
+    public LlamaModel Model => _model;
+
+    /// <summary>Requests decoding now.</summary>
+    public int RunningCount => Volatile.Read(ref _runningCount);
+
+    /// <summary>Requests waiting for a slot.</summary>
+    public int WaitingCount => Volatile.Read(ref _waitingCount);
+
+    /// <summary>Fraction of KV cells holding tokens.</summary>
+    public double KvCacheUsage => (double)Volatile.Read(ref _kvUsed) / _model.Resolved.KvCacheTokens;
+
+    /// <summary>
+    /// Validates and queues a request. Throws <see cref="InvalidGenerationRequestException"/> when it can never run
+    /// (too long for the context) and <see cref="EngineOverloadedException"/> when the wait queue is full; both
+    /// before any work is done. Cancelling <paramref name="cancellationToken"/> frees the sequence at the next step.
+    /// </summary>
+    public GenerationStream Submit(GenerationRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (_stopping.IsCancellationRequested)
+        {
+            throw new EngineStoppedException(ModelId);
+        }
+
+        var prompt = request.PromptTokens;
+        var context = _model.Resolved.ContextLength;
+        if (prompt.Count == 0)
+        {
+            throw new InvalidGenerationRequestException("The prompt is empty.", "prompt");
+        }
+
+        if (prompt.Count >= context)
+        {
+            throw new InvalidGenerationRequestException(
+                $"This model's maximum context length is {context} tokens, but the prompt has {prompt.Count} tokens.",
+                "messages", "context_length_exceeded");
+        }
+
+        var maxTokens = request.MaxTokens ?? context - prompt.Count;
+        if (maxTokens < 1)
+        {
+            throw new InvalidGenerationRequestException("max_tokens must be at least 1.", "max_tokens");
+        }
+
+        if (prompt.Count + maxTokens > context)
+        {
+            throw new InvalidGenerationRequestException(
+                $"This model's maximum context length is {context} tokens. However, you requested {prompt.Count + maxTokens} tokens " +
+                $"({prompt.Count} in the prompt, {maxTokens} for the completion). Reduce the prompt or max_tokens.",
+                "max_tokens", "context_length_exceeded");
+        }
+
+        var need = prompt.Count + maxTokens;
+        if (need > _model.Resolved.KvCacheTokens)
+        {
+            throw new InvalidGenerationRequestException(
+                $"The request needs {need} KV-cache cells but this model is served with {_model.Resolved.KvCacheTokens}.",
+                "max_tokens", "context_length_exceeded");
+        }
+
+        // Requests that will be admitted at once (free slots) do not count against the queue bound.
+        if (Interlocked.Increment(ref _waitingCount) > _maxQueue + Math.Max(0, _parallel - RunningCount))
+        {
+            Interlocked.Decrement(ref _waitingCount);
+            throw new EngineOverloadedException(ModelId, _maxQueue);
+        }
+
+        var output = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var sequence = new Sequence(request, maxTokens, need, output.Writer, cancellationToken, _time.GetTimestamp(), Interlocked.Increment(ref _arrivals));
+        if (cancellationToken.CanBeCanceled)
+        {
+            // Wake the loop so a client that leaves frees its slot at the next step, not when the step would come anyway.
+            sequence.CancellationRegistration = cancellationToken.Register(static s => ((ContinuousBatcher)s!).Wake(), this);
+        }
+
+        if (!_incoming.Writer.TryWrite(sequence))
+        {
+            Interlocked.Decrement(ref _waitingCount);
+            throw new EngineStoppedException(ModelId);
+        }
+
+        return new GenerationStream(output.Reader, prompt.Count, maxTokens);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (_stopping.IsCancellationRequested)
+        {
+            return;
+        }
+
+        _stopping.Cancel();
+        _incoming.Writer.TryComplete();
+        try
+        {
+            await _loop;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        _metrics.Unregister(this);
+        _executor.Dispose();
+        _stopping.Dispose();
+    }
+
+    private void Wake() => _incoming.Writer.TryWrite(Sequence.WakeUp);
+
+    private BatchedExecutor CreateExecutor()
+    {
+        var resolved = _model.Resolved;
+        return new BatchedExecutor(_model.Weights, new ModelParams(_model.Info.Path)
+        {
+            ContextSize = (uint)resolved.KvCacheTokens,
+            SeqMax = (uint)_parallel,
+            BatchSize = (uint)resolved.BatchSize,
+            UBatchSize = (uint)resolved.BatchSize,
+            Threads = resolved.Threads,
+            BatchThreads = resolved.Threads,
+            GpuLayerCount = _model.Options.GpuLayers,
+            KVUnified = true,
+        });
+    }
+
+    private async Task RunAsync()
+    {
+        var stop = _stopping.Token;
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                DrainIncoming();
+                ReapCancelled();
+                Admit();
+                if (_running.Count == 0)
+                {
+                    if (!await _incoming.Reader.WaitToReadAsync(stop))
+                    {
+                        break;
+                    }
+
+                    continue;
+                }
+
+                await StepAsync();
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            var stopped = new EngineStoppedException(ModelId);
+            foreach (var sequence in _running.Concat(_waiting))
+            {
+                sequence.Fail(stopped);
+            }
+
+            while (_incoming.Reader.TryRead(out var sequence))
+            {
+                sequence.Fail(stopped);
+            }
+        }
+    }
+
+    private void DrainIncoming()
+    {
+        while (_incoming.Reader.TryRead(out var sequence))
+        {
+            if (!ReferenceEquals(sequence, Sequence.WakeUp))
+            {
+                _waiting.Add(sequence);
+            }
+        }
+    }
+
+    private void ReapCancelled()
+    {
+        for (var i = _waiting.Count - 1; i >= 0; i--)
+        {
+            var sequence = _waiting[i];
+            if (sequence.Cancellation.IsCancellationRequested)
+            {
+                _waiting.RemoveAt(i);
+                Interlocked.Decrement(ref _waitingCount);
+                Complete(sequence, FinishReason.Cancelled);
+            }
+        }
+
+        for (var i = _running.Count - 1; i >= 0; i--)
+        {
+            if (_running[i].Cancellation.IsCancellationRequested)
+            {
+                Finish(_running[i], FinishReason.Cancelled);
+            }
+        }
+    }
+
+    /// <summary>Admits waiting requests by priority, then arrival, while a slot and their KV reservation fit.</summary>
+    private void Admit()
+    {
+        while (_waiting.Count > 0 && _running.Count < _parallel)
+        {
+            var next = 0;
+            for (var i = 1; i < _waiting.Count; i++)
+            {
+                if (_waiting[i].Request.Priority > _waiting[next].Request.Priority)
+                {
+                    next = i;
+                }
+            }
+
+            var sequence = _waiting[next];
+            if (_kvReserved + sequence.KvReservation > _model.Resolved.KvCacheTokens)
+            {
+                // Head-of-line waits for space rather than being overtaken forever by smaller requests.
+                return;
+            }
+
+            _waiting.RemoveAt(next);
+            Interlocked.Decrement(ref _waitingCount);
+            _kvReserved += sequence.KvReservation;
+            sequence.Conversation = _executor.Create();
+            sequence.Pipeline = new RequestSamplingPipeline(sequence.Request.Sampling, _model.Resolved.ContextLength);
+            sequence.Decoder = new StreamingTokenDecoder(Encoding.UTF8, _model.Weights);
+            sequence.StopMatcher = new StopSequenceMatcher(sequence.Request.Stop);
+            var admittedAt = _time.GetTimestamp();
+            sequence.AdmittedAt = admittedAt;
+            _running.Add(sequence);
+            Interlocked.Increment(ref _runningCount);
+            _metrics.Admitted(ModelId, _time.GetElapsedTime(sequence.SubmittedAt, admittedAt));
+        }
+    }
+
+    /// <summary>Awaited before every decode step; tests use it to hold the loop at a known point.</summary>
+    internal Func<ValueTask>? BeforeStep { get; set; }
+
+    private async Task StepAsync()
+    {
+        if (BeforeStep is { } beforeStep)
+        {
+            await beforeStep();
+            DrainIncoming();
+            ReapCancelled();
+            if (_running.Count == 0)
+            {
+                return;
+            }
+        }
+
+        var budget = _model.Resolved.BatchSize;
+        var stepTokens = 0;
+
+        // Sampled tokens join the batch only now, so that between steps no sequence has tokens queued in the
+        // executor and a cancelled one can be disposed without its pending token landing in a reused sequence id.
+        foreach (var sequence in _running)
+        {
+            sequence.StepTokens = 0;
+            if (sequence.PendingToken is { } token)
+            {
+                sequence.Conversation!.Prompt(token);
+                sequence.PendingToken = null;
+                sequence.StepTokens = 1;
+                budget--;
+                stepTokens++;
+            }
+        }
+
+        foreach (var sequence in _running)
+        {
+            var remaining = sequence.Request.PromptTokens.Count - sequence.Prefilled;
+            if (remaining == 0 || budget <= 0)
+            {
+                continue;
+            }
+
+            var chunk = Math.Min(remaining, budget);
+            var tokens = new LLamaToken[chunk];
+            for (var i = 0; i < chunk; i++)
+            {
+                tokens[i] = sequence.Request.PromptTokens[sequence.Prefilled + i];
+            }
+
+            sequence.Conversation!.Prompt(tokens);
+            sequence.Prefilled += chunk;
+            sequence.StepTokens = chunk;
+            budget -= chunk;
+            stepTokens += chunk;
+        }
+
+        var started = _time.GetTimestamp();
+        var status = await _executor.Infer(CancellationToken.None);
+        var elapsed = _time.GetElapsedTime(started);
+        if (status != DecodeResult.Ok)
+        {
+            RecoverFromDecodeFailure(status);
+            return;
+        }
+
+        _kvUsed += stepTokens;
+        for (var i = 0; i < _running.Count; i++)
+        {
+            var sequence = _running[i];
+            if (sequence.StepTokens == 0)
+            {
+                continue;
+            }
+
+            sequence.KvTokens += sequence.StepTokens;
+
+            sequence.ComputeSeconds += elapsed.TotalSeconds * sequence.StepTokens / stepTokens;
+            if (sequence.Prefilled < sequence.Request.PromptTokens.Count)
+            {
+                continue;
+            }
+
+            if (sequence.Generated == 0)
+            {
+                _metrics.PromptProcessed(ModelId, sequence.Request.PromptTokens.Count);
+            }
+
+            if (SampleNext(sequence) is { } finish)
+            {
+                Finish(sequence, finish);
+                i--;
+            }
+        }
+    }
+
+    /// <summary>Samples one token; returns why the sequence ends, or null to keep going (the token is then queued).</summary>
+    private FinishReason? SampleNext(Sequence sequence)
+    {
+        var conversation = sequence.Conversation!;
+        var token = conversation.Sample(sequence.Pipeline!);
+        var now = _time.GetTimestamp();
+        sequence.Generated++;
+        if (sequence.Generated == 1)
+        {
+            sequence.FirstTokenAt = now;
+            _metrics.FirstToken(ModelId, _time.GetElapsedTime(sequence.SubmittedAt, now));
+            _metrics.TokenGenerated(ModelId, null);
+        }
+        else
+        {
+            _metrics.TokenGenerated(ModelId, _time.GetElapsedTime(sequence.LastTokenAt, now));
+        }
+
+        sequence.LastTokenAt = now;
+        if (token.IsEndOfGeneration(_model.Weights.Vocab))
+        {
+            return FinishReason.Stop;
+        }
+
+        sequence.Decoder!.Add(token);
+        var text = sequence.StopMatcher!.Append(sequence.Decoder.Read());
+        sequence.Emit(text);
+        if (sequence.StopMatcher.Stopped)
+        {
+            return FinishReason.Stop;
+        }
+
+        if (sequence.Generated >= sequence.MaxTokens)
+        {
+            return FinishReason.Length;
+        }
+
+        sequence.PendingToken = token;
+        return null;
+    }
+
+    private void Finish(Sequence sequence, FinishReason reason)
+    {
+        _running.Remove(sequence);
+        Interlocked.Decrement(ref _runningCount);
+        _kvReserved -= sequence.KvReservation;
+        _kvUsed -= sequence.KvTokens;
+        sequence.Conversation!.Dispose();
+        sequence.Pipeline!.Dispose();
+        if (reason != FinishReason.Cancelled)
+        {
+            sequence.Emit(sequence.StopMatcher!.Append(sequence.Decoder!.Read()) + sequence.StopMatcher.Flush());
+        }
+
+        Complete(sequence, reason);
+    }
+
+    private void Complete(Sequence sequence, FinishReason reason)
+    {
+        var now = _time.GetTimestamp();
+        var result = new GenerationResult
+        {
+            FinishReason = reason,
+            PromptTokens = sequence.Request.PromptTokens.Count,
+            CompletionTokens = sequence.Generated,
+            QueueTime = _time.GetElapsedTime(sequence.SubmittedAt, sequence.AdmittedAt ?? now),
+            TimeToFirstToken = sequence.FirstTokenAt is { } first ? _time.GetElapsedTime(sequence.SubmittedAt, first) : null,
+            Duration = _time.GetElapsedTime(sequence.SubmittedAt, now),
+            ComputeSeconds = sequence.ComputeSeconds,
+        };
+        _metrics.Finished(ModelId, result);
+        sequence.Complete(result);
+    }
+
+    /// <summary>
+    /// A failed decode leaves the KV cache in an unknown state for every sequence of the batch, so all running
+    /// requests fail and the executor is rebuilt. Admission reserves KV space, so this should not happen.
+    /// </summary>
+    private void RecoverFromDecodeFailure(DecodeResult status)
+    {
+        LogDecodeFailed(ModelId, status, _running.Count);
+        var error = new InvalidOperationException($"llama.cpp decode failed ({status}) on model '{ModelId}'.");
+        foreach (var sequence in _running)
+        {
+            sequence.Pipeline?.Dispose();
+            sequence.Fail(error);
+        }
+
+        Interlocked.Add(ref _runningCount, -_running.Count);
+        _running.Clear();
+        _kvReserved = 0;
+        _kvUsed = 0;
+        _executor.Dispose();
+        _executor = CreateExecutor();
+    }
+
+    [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Decode failed on model {ModelId} with {Status}; {Running} running requests failed and the executor was rebuilt.")]
+    private partial void LogDecodeFailed(string modelId, DecodeResult status, int running);
+
+    private sealed class Sequence(
+        GenerationRequest request, int maxTokens, int kvReservation, ChannelWriter<GenerationUpdate> output,
+        CancellationToken cancellation, long submittedAt, long arrival)
+    {
+        /// <summary>A marker written to the incoming channel to wake the loop.</summary>
+        public static readonly Sequence WakeUp = new(new GenerationRequest { PromptTokens = [] }, 0, 0, Channel.CreateUnbounded<GenerationUpdate>().Writer, default, 0, 0);
+
+        public GenerationRequest Request { get; } = request;
+        public int MaxTokens { get; } = maxTokens;
+        public int KvReservation { get; } = kvReservation;
+        public CancellationToken Cancellation { get; } = cancellation;
+        public long SubmittedAt { get; } = submittedAt;
+        public long Arrival { get; } = arrival;
+        public long? AdmittedAt { get; set; }
+        public long? FirstTokenAt { get; set; }
+        public long LastTokenAt { get; set; }
+        public Conversation? Conversation { get; set; }
+        public RequestSamplingPipeline? Pipeline { get; set; }
+        public StreamingTokenDecoder? Decoder { get; set; }
+        public StopSequenceMatcher? StopMatcher { get; set; }
+        public CancellationTokenRegistration CancellationRegistration { get; set; }
+        public int Prefilled { get; set; }
+        public LLamaToken? PendingToken { get; set; }
+        public int KvTokens { get; set; }
+        public int StepTokens { get; set; }
+        public int Generated { get; set; }
+        public double ComputeSeconds { get; set; }
+
+        public void Emit(string text)
+        {
+            if (text.Length > 0)
+            {
+                output.TryWrite(new GenerationUpdate(text, null));
+            }
+        }
+
+        public void Complete(GenerationResult result)
+        {
+            CancellationRegistration.Dispose();
+            output.TryWrite(new GenerationUpdate(string.Empty, result));
+            output.TryComplete();
+        }
+
+        public void Fail(Exception error)
+        {
+            CancellationRegistration.Dispose();
+            output.TryComplete(error);
+        }
+    }
+}

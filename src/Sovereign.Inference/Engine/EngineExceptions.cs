@@ -1,0 +1,28 @@
+namespace Sovereign.Inference.Engine;
+
+/// <summary>The request cannot run on this model as given; the client must change it (HTTP 400).</summary>
+public sealed class InvalidGenerationRequestException(string message, string? parameter = null, string code = "invalid_request")
+    : Exception(message)
+{
+    /// <summary>The request field at fault, when there is one.</summary>
+    public string? Parameter { get; } = parameter;
+
+    /// <summary>A stable machine-readable code, e.g. <c>context_length_exceeded</c>.</summary>
+    public string Code { get; } = code;
+}
+
+/// <summary>The model's wait queue is full; the client may retry later (HTTP 503 with Retry-After).</summary>
+public sealed class EngineOverloadedException(string modelId, int queueLimit)
+    : Exception($"Model '{modelId}' is at capacity: {queueLimit} requests are already waiting. Retry later.")
+{
+    /// <summary>The model that is full.</summary>
+    public string ModelId { get; } = modelId;
+}
+
+/// <summary>The engine is shutting down or the model was unloaded.</summary>
+public sealed class EngineStoppedException(string modelId)
+    : Exception($"Model '{modelId}' is not accepting requests: it is stopping.")
+{
+    /// <summary>The model that stopped.</summary>
+    public string ModelId { get; } = modelId;
+}

@@ -1,0 +1,97 @@
+namespace Sovereign.Inference.Engine;
+
+/// <summary>One completion to run on a model: the prompt as tokens, how to sample, and when to stop.</summary>
+public sealed record GenerationRequest
+{
+    /// <summary>The prompt, already tokenized with the model's tokenizer (BOS included where the model wants it).</summary>
+    public required IReadOnlyList<int> PromptTokens { get; init; }
+
+    /// <summary>The most tokens to generate. <see langword="null"/> means up to the end of the sequence's context.</summary>
+    public int? MaxTokens { get; init; }
+
+    /// <summary>Strings that end generation; matched on decoded text, across token boundaries, and not returned.</summary>
+    public IReadOnlyList<string> Stop { get; init; } = [];
+
+    /// <summary>How each token is chosen.</summary>
+    public SamplingOptions Sampling { get; init; } = SamplingOptions.Default;
+
+    /// <summary>Requests of a higher priority are admitted first (reserved for fair sharing; default 0).</summary>
+    public int Priority { get; init; }
+}
+
+/// <summary>Per-request sampling settings, with OpenAI's defaults and ranges.</summary>
+public sealed record SamplingOptions
+{
+    /// <summary>OpenAI's defaults: temperature 1, top_p 1, no top-k, no min-p, no penalties, random seed.</summary>
+    public static readonly SamplingOptions Default = new();
+
+    /// <summary>Greedy decoding: always the most likely token.</summary>
+    public static readonly SamplingOptions Greedy = new() { Temperature = 0 };
+
+    /// <summary>0 to 2; 0 is greedy.</summary>
+    public float Temperature { get; init; } = 1f;
+
+    /// <summary>Nucleus sampling, (0, 1]; 1 disables it.</summary>
+    public float TopP { get; init; } = 1f;
+
+    /// <summary>Keep the k most likely tokens; 0 disables it.</summary>
+    public int TopK { get; init; }
+
+    /// <summary>Drop tokens less likely than min_p times the most likely one, [0, 1]; 0 disables it.</summary>
+    public float MinP { get; init; }
+
+    /// <summary>-2 to 2; penalises tokens that already appeared in the output.</summary>
+    public float PresencePenalty { get; init; }
+
+    /// <summary>-2 to 2; penalises tokens by how often they appeared in the output.</summary>
+    public float FrequencyPenalty { get; init; }
+
+    /// <summary>Seed for the random sampler; <see langword="null"/> draws one.</summary>
+    public long? Seed { get; init; }
+
+    /// <summary>Whether sampling is plain argmax.</summary>
+    public bool IsGreedy => Temperature <= 0f;
+}
+
+/// <summary>Why generation ended, in OpenAI's vocabulary.</summary>
+public enum FinishReason
+{
+    /// <summary>The model emitted an end-of-generation token or a stop string matched.</summary>
+    Stop,
+
+    /// <summary>The token limit or the end of the context was reached.</summary>
+    Length,
+
+    /// <summary>The client went away or the request was cancelled.</summary>
+    Cancelled,
+}
+
+/// <summary>What a finished generation cost and how it went.</summary>
+public sealed record GenerationResult
+{
+    /// <summary>Why it ended.</summary>
+    public required FinishReason FinishReason { get; init; }
+
+    /// <summary>Tokens in the prompt.</summary>
+    public required int PromptTokens { get; init; }
+
+    /// <summary>Tokens the model generated, the end-of-generation token included (it took a decode step).</summary>
+    public required int CompletionTokens { get; init; }
+
+    /// <summary>Time spent waiting for a sequence slot and KV space.</summary>
+    public TimeSpan QueueTime { get; init; }
+
+    /// <summary>From submission to the first generated token.</summary>
+    public TimeSpan? TimeToFirstToken { get; init; }
+
+    /// <summary>From submission to the end.</summary>
+    public TimeSpan Duration { get; init; }
+
+    /// <summary>This request's share of each batched decode step it took part in, in seconds.</summary>
+    public double ComputeSeconds { get; init; }
+}
+
+/// <summary>One piece of a streamed generation: new text, and at the end the result.</summary>
+/// <param name="Text">Text generated since the last update (may be empty).</param>
+/// <param name="Result">Set on the last update only.</param>
+public readonly record struct GenerationUpdate(string Text, GenerationResult? Result);

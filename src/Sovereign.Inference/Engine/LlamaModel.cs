@@ -1,0 +1,189 @@
+using System.Text;
+using LLama;
+using LLama.Common;
+using LLama.Exceptions;
+using LLama.Native;
+
+namespace Sovereign.Inference.Engine;
+
+/// <summary>A chat message as the template sees it.</summary>
+/// <param name="Role">system, user, assistant or tool.</param>
+/// <param name="Content">The message text.</param>
+public readonly record struct ChatTurn(string Role, string Content);
+
+/// <summary>What is known about a loaded model.</summary>
+public sealed record ModelInfo
+{
+    /// <summary>The id clients use.</summary>
+    public required string Id { get; init; }
+
+    /// <summary>The GGUF file.</summary>
+    public required string Path { get; init; }
+
+    /// <summary>Chat or embedding.</summary>
+    public required ModelKind Kind { get; init; }
+
+    /// <summary>The <c>general.architecture</c> of the GGUF.</summary>
+    public required string Architecture { get; init; }
+
+    /// <summary>Context the model was trained with.</summary>
+    public required int TrainedContextLength { get; init; }
+
+    /// <summary>Most tokens per sequence as served.</summary>
+    public required int ContextLength { get; init; }
+
+    /// <summary>Tokens in the vocabulary.</summary>
+    public required int VocabularySize { get; init; }
+
+    /// <summary>Parameters, as llama.cpp counts them.</summary>
+    public required ulong Parameters { get; init; }
+
+    /// <summary>Bytes of weights.</summary>
+    public required ulong SizeBytes { get; init; }
+
+    /// <summary>Where the chat template came from: "gguf", or the configured fallback's name.</summary>
+    public required string ChatTemplateSource { get; init; }
+
+    /// <summary>Unix time the model was loaded.</summary>
+    public required long CreatedUnixSeconds { get; init; }
+}
+
+/// <summary>
+/// A GGUF model loaded once through LLamaSharp: weights, tokenizer and chat template. Shared by the batcher that
+/// decodes it and by anything that needs to count tokens.
+/// </summary>
+public sealed class LlamaModel : IDisposable
+{
+    private readonly string? _fallbackTemplate;
+
+    private LlamaModel(LLamaWeights weights, ModelOptions options, ResolvedModelOptions resolved, TimeProvider time)
+    {
+        Weights = weights;
+        Resolved = resolved;
+        Options = options;
+        weights.Metadata.TryGetValue("general.architecture", out var architecture);
+        var hasTemplate = weights.Metadata.ContainsKey("tokenizer.chat_template");
+        _fallbackTemplate = hasTemplate ? null : (options.ChatTemplate ?? "chatml");
+        Info = new ModelInfo
+        {
+            Id = options.Id,
+            Path = options.Path,
+            Kind = options.Kind,
+            Architecture = architecture ?? "unknown",
+            TrainedContextLength = weights.ContextSize,
+            ContextLength = resolved.ContextLength,
+            VocabularySize = weights.Vocab.Count,
+            Parameters = weights.ParameterCount,
+            SizeBytes = weights.SizeInBytes,
+            ChatTemplateSource = hasTemplate ? "gguf" : _fallbackTemplate!,
+            CreatedUnixSeconds = time.GetUtcNow().ToUnixTimeSeconds(),
+        };
+    }
+
+    /// <summary>The native weights.</summary>
+    public LLamaWeights Weights { get; }
+
+    /// <summary>Facts about the model as served.</summary>
+    public ModelInfo Info { get; }
+
+    /// <summary>The options it was loaded with.</summary>
+    public ModelOptions Options { get; }
+
+    internal ResolvedModelOptions Resolved { get; }
+
+    /// <summary>Loads a GGUF file; throws <see cref="ModelLoadException"/> with the reason when it cannot.</summary>
+    public static LlamaModel Load(ModelOptions options, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (!File.Exists(options.Path))
+        {
+            throw new ModelLoadException(options.Id, options.Path, "the file does not exist");
+        }
+
+        LLamaWeights weights;
+        try
+        {
+            weights = LLamaWeights.LoadFromFile(new ModelParams(options.Path)
+            {
+                GpuLayerCount = options.GpuLayers,
+                ContextSize = 0,
+            });
+        }
+        catch (Exception ex) when (ex is RuntimeError or InvalidOperationException)
+        {
+            throw new ModelLoadException(options.Id, options.Path, "llama.cpp could not load it as GGUF (" + ex.Message + ")", ex);
+        }
+
+        try
+        {
+            return new LlamaModel(weights, options, options.Resolve(weights.ContextSize), time ?? TimeProvider.System);
+        }
+        catch
+        {
+            weights.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Tokenizes text. Special tokens written in the text (e.g. <c>&lt;|im_start|&gt;</c>) are parsed.</summary>
+    public int[] Tokenize(string text, bool addBos = true)
+    {
+        var add = addBos && Weights.Vocab.ShouldAddBOS;
+        var tokens = Weights.Tokenize(text, add, special: true, Encoding.UTF8);
+        var result = new int[tokens.Length];
+        for (var i = 0; i < tokens.Length; i++)
+        {
+            result[i] = (int)tokens[i];
+        }
+
+        return result;
+    }
+
+    /// <summary>Decodes tokens back into text (special tokens are not rendered).</summary>
+    public string Detokenize(IReadOnlyList<int> tokens)
+    {
+        var decoder = new StreamingTokenDecoder(Encoding.UTF8, Weights);
+        foreach (var token in tokens)
+        {
+            decoder.Add(token);
+        }
+
+        return decoder.Read();
+    }
+
+    /// <summary>Renders messages with the model's chat template (or the fallback), ending with the assistant's turn.</summary>
+    public string RenderChat(IReadOnlyList<ChatTurn> messages)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        var template = _fallbackTemplate is null
+            ? new LLamaTemplate(Weights, strict: false)
+            : new LLamaTemplate(_fallbackTemplate);
+        template.AddAssistant = true;
+        foreach (var message in messages)
+        {
+            template.Add(message.Role, message.Content);
+        }
+
+        return Encoding.UTF8.GetString(template.Apply());
+    }
+
+    /// <summary>Tokenizes the rendered chat. The template writes BOS itself where the model wants it.</summary>
+    public int[] TokenizeChat(IReadOnlyList<ChatTurn> messages)
+    {
+        var text = RenderChat(messages);
+        var bos = Weights.Vocab.BOS;
+        var startsWithBos = bos is { } b && text.StartsWith(Weights.Vocab.LLamaTokenToString(b, isSpecialToken: true) ?? "\0", StringComparison.Ordinal);
+        return Tokenize(text, addBos: !startsWithBos);
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => Weights.Dispose();
+}
+
+/// <summary>A model could not be loaded; the message says which and why.</summary>
+public sealed class ModelLoadException(string modelId, string path, string reason, Exception? inner = null)
+    : Exception($"Model '{modelId}' at '{path}' cannot be loaded: {reason}.", inner)
+{
+    /// <summary>The model id.</summary>
+    public string ModelId { get; } = modelId;
+}

@@ -1,0 +1,146 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Sovereign.Inference.Engine;
+
+namespace Sovereign.Inference.Tests.Engine;
+
+public sealed class ContinuousBatcherTests : IAsyncLifetime
+{
+    private LlamaModel _model = null!;
+    private EngineMetrics _metrics = null!;
+    private ContinuousBatcher _batcher = null!;
+
+    public Task InitializeAsync()
+    {
+        _model = LlamaModel.Load(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 8, ContextLength = 256, Threads = 1 });
+        _metrics = new EngineMetrics();
+        _batcher = new ContinuousBatcher(_model, _metrics, NullLogger<ContinuousBatcher>.Instance);
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _batcher.DisposeAsync();
+        _metrics.Dispose();
+        _model.Dispose();
+    }
+
+    private GenerationRequest Greedy(string prompt, int maxTokens = 24, params string[] stop) => new()
+    {
+        PromptTokens = _model.Tokenize(prompt),
+        MaxTokens = maxTokens,
+        Sampling = SamplingOptions.Greedy,
+        Stop = stop,
+    };
+
+    [Fact]
+    public async Task Submit_Greedy_GeneratesReadableTextAndCountsTokens()
+    {
+        var stream = _batcher.Submit(Greedy("Once upon a time", 24));
+        var (text, result) = await stream.CollectAsync();
+
+        Assert.Equal(_model.Tokenize("Once upon a time").Length, result.PromptTokens);
+        Assert.InRange(result.CompletionTokens, 1, 24);
+        Assert.Contains(result.FinishReason, new[] { FinishReason.Length, FinishReason.Stop });
+        if (result.FinishReason == FinishReason.Length)
+        {
+            Assert.Equal(24, result.CompletionTokens);
+        }
+
+        Assert.False(string.IsNullOrWhiteSpace(text));
+        Assert.True(result.ComputeSeconds > 0);
+    }
+
+    [Fact]
+    public async Task Submit_EightConcurrentGreedy_MatchOutputAlone()
+    {
+        string[] prompts = ["Once upon a time", "The little dog", "Lily wanted to", "One day, a boy", "The sun was", "Tom and Sue", "A big red ball", "Mom said"];
+        var alone = new List<string>();
+        foreach (var prompt in prompts)
+        {
+            alone.Add((await _batcher.Submit(Greedy(prompt, 32)).CollectAsync()).Text);
+        }
+
+        var together = await Task.WhenAll(prompts.Select(p => _batcher.Submit(Greedy(p, 32)).CollectAsync()));
+
+        Assert.Equal(alone, together.Select(t => t.Text));
+    }
+
+    [Fact]
+    public async Task Submit_StopString_EndsBeforeStopAndReportsStop()
+    {
+        var (full, _) = await _batcher.Submit(Greedy("Once upon a time", 40)).CollectAsync();
+        var word = full.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(3).First();
+        var stop = word[..Math.Min(3, word.Length)];
+        var expected = full[..full.IndexOf(stop, StringComparison.Ordinal)];
+
+        var (text, result) = await _batcher.Submit(Greedy("Once upon a time", 40, stop)).CollectAsync();
+
+        Assert.Equal(expected, text);
+        Assert.Equal(FinishReason.Stop, result.FinishReason);
+    }
+
+    [Fact]
+    public async Task Submit_SameSeed_SameOutput()
+    {
+        GenerationRequest Seeded(long seed) => new()
+        {
+            PromptTokens = _model.Tokenize("Once upon a time"),
+            MaxTokens = 32,
+            Sampling = new SamplingOptions { Temperature = 1.0f, Seed = seed },
+        };
+
+        var a = await _batcher.Submit(Seeded(42)).CollectAsync();
+        var b = await _batcher.Submit(Seeded(42)).CollectAsync();
+        var others = await Task.WhenAll(Enumerable.Range(0, 6).Select(i => _batcher.Submit(Seeded(1000 + i)).CollectAsync()));
+
+        Assert.Equal(a.Text, b.Text);
+        Assert.Contains(others, o => o.Text != a.Text);
+    }
+
+    [Fact]
+    public void Submit_PromptLongerThanContext_IsRejectedUpFront()
+    {
+        var prompt = string.Join(' ', Enumerable.Repeat("once upon a time", 200));
+        var ex = Assert.Throws<InvalidGenerationRequestException>(() => _batcher.Submit(Greedy(prompt, 4)));
+        Assert.Equal("context_length_exceeded", ex.Code);
+    }
+
+    [Fact]
+    public async Task Submit_CancelledMidStream_FreesSlotAndKvAtNextStep()
+    {
+        var steps = System.Threading.Channels.Channel.CreateUnbounded<bool>();
+        _batcher.BeforeStep = async () => await steps.Reader.ReadAsync();
+        using var cts = new CancellationTokenSource();
+        var stream = _batcher.Submit(Greedy("Once upon a time", 200), cts.Token);
+        await using var e = stream.GetAsyncEnumerator();
+
+        // Prefill, then two decode steps: the request is mid-stream with most of its budget left.
+        for (var i = 0; i < 3; i++)
+        {
+            steps.Writer.TryWrite(true);
+        }
+
+        Assert.True(await e.MoveNextAsync());
+        Assert.Equal(1, _batcher.RunningCount);
+        Assert.True(_batcher.KvCacheUsage > 0);
+
+        cts.Cancel();
+        steps.Writer.TryWrite(true);
+        GenerationResult? result = null;
+        while (await e.MoveNextAsync())
+        {
+            result = e.Current.Result ?? result;
+        }
+
+        Assert.Equal(FinishReason.Cancelled, result!.FinishReason);
+        Assert.InRange(result.CompletionTokens, 1, 4);
+        Assert.Equal(0, _batcher.RunningCount);
+        Assert.Equal(0.0, _batcher.KvCacheUsage);
+        _batcher.BeforeStep = null;
+        steps.Writer.TryWrite(true);
+
+        // The freed slot serves the next request normally.
+        var (_, next) = await _batcher.Submit(Greedy("The dog", 4)).CollectAsync();
+        Assert.Equal(FinishReason.Length, next.FinishReason);
+    }
+}
