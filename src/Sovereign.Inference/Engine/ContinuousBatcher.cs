@@ -291,14 +291,17 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         }
     }
 
-    /// <summary>Awaited before every decode step; tests use it to hold the loop at a known point.</summary>
-    internal Func<ValueTask>? BeforeStep { get; set; }
+    /// <summary>
+    /// Awaited before every decode step; tests use it to hold the loop at a known point. Its argument completes when
+    /// the loop is woken (a new request or a cancellation), so a held loop can still reap cancelled sequences.
+    /// </summary>
+    internal Func<Task, ValueTask>? BeforeStep { get; set; }
 
     private async Task StepAsync()
     {
         if (BeforeStep is { } beforeStep)
         {
-            await beforeStep();
+            await beforeStep(_incoming.Reader.WaitToReadAsync().AsTask());
             DrainIncoming();
             ReapCancelled();
             if (_running.Count == 0)

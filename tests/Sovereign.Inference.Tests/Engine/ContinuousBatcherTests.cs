@@ -109,7 +109,7 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
     public async Task Submit_CancelledMidStream_FreesSlotAndKvAtNextStep()
     {
         var steps = System.Threading.Channels.Channel.CreateUnbounded<bool>();
-        _batcher.BeforeStep = async () => await steps.Reader.ReadAsync();
+        _batcher.BeforeStep = async _ => await steps.Reader.ReadAsync();
         using var cts = new CancellationTokenSource();
         var stream = _batcher.Submit(Greedy("Once upon a time", 200), cts.Token);
         await using var e = stream.GetAsyncEnumerator();

@@ -1,0 +1,87 @@
+using System.ClientModel;
+using System.CommandLine;
+using OpenAI.Chat;
+
+namespace Sovereign.Cli.Commands;
+
+/// <summary><c>sovereign chat</c>: talks to a running server and streams the answers.</summary>
+internal static class ChatCommand
+{
+    public static Command Create()
+    {
+        var connection = new ServerConnection();
+        var model = new Option<string?>("--model", "-m") { Description = "Model id (default: the server's first chat model)." };
+        var system = new Option<string?>("--system") { Description = "A system message to start the conversation with." };
+        var prompt = new Option<string?>("--prompt", "-p") { Description = "Send one message, print the streamed answer, and exit." };
+        var maxTokens = new Option<int?>("--max-tokens") { Description = "Most tokens per answer." };
+        var temperature = new Option<float?>("--temperature") { Description = "Sampling temperature, 0 to 2." };
+        var command = new Command("chat", "Chat with a model on a running server (streams the answer).") { model, system, prompt, maxTokens, temperature };
+        connection.AddTo(command);
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            try
+            {
+                var client = connection.CreateClient(result);
+                var modelId = result.GetValue(model) ?? await FirstChatModelAsync(client, cancellationToken);
+                var chat = client.GetChatClient(modelId);
+                var options = new ChatCompletionOptions { MaxOutputTokenCount = result.GetValue(maxTokens), Temperature = result.GetValue(temperature) };
+                var history = new List<OpenAI.Chat.ChatMessage>();
+                if (result.GetValue(system) is { } systemText)
+                {
+                    history.Add(new SystemChatMessage(systemText));
+                }
+
+                if (result.GetValue(prompt) is { } once)
+                {
+                    await TurnAsync(chat, history, once, options, cancellationToken);
+                    return 0;
+                }
+
+                Console.Error.WriteLine($"Chatting with {modelId}. Empty line or Ctrl+D to quit.");
+                while (!cancellationToken.IsCancellationRequested)
+                {
+                    Console.Error.Write("> ");
+                    var line = Console.ReadLine();
+                    if (string.IsNullOrWhiteSpace(line))
+                    {
+                        break;
+                    }
+
+                    await TurnAsync(chat, history, line, options, cancellationToken);
+                }
+
+                return 0;
+            }
+            catch (Exception ex) when (ex is ClientResultException or HttpRequestException or ArgumentException or InvalidOperationException)
+            {
+                await Console.Error.WriteLineAsync("sovereign chat: " + ex.Message);
+                return 1;
+            }
+        });
+        return command;
+    }
+
+    private static async Task TurnAsync(ChatClient chat, List<OpenAI.Chat.ChatMessage> history, string text, ChatCompletionOptions options, CancellationToken cancellationToken)
+    {
+        history.Add(new UserChatMessage(text));
+        var answer = new System.Text.StringBuilder();
+        await foreach (var update in chat.CompleteChatStreamingAsync(history, options, cancellationToken))
+        {
+            foreach (var part in update.ContentUpdate)
+            {
+                Console.Write(part.Text);
+                answer.Append(part.Text);
+            }
+        }
+
+        Console.WriteLine();
+        history.Add(new AssistantChatMessage(answer.ToString()));
+    }
+
+    private static async Task<string> FirstChatModelAsync(OpenAI.OpenAIClient client, CancellationToken cancellationToken)
+    {
+        var models = await client.GetOpenAIModelClient().GetModelsAsync(cancellationToken);
+        return models.Value.Select(m => m.Id).FirstOrDefault(id => id != "all-MiniLM-L6-v2")
+            ?? throw new InvalidOperationException("The server serves no chat model.");
+    }
+}

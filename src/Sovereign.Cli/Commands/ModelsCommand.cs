@@ -1,0 +1,134 @@
+using System.ClientModel;
+using System.CommandLine;
+using System.Globalization;
+using Sovereign.Inference.Gguf;
+using Spectre.Console;
+
+namespace Sovereign.Cli.Commands;
+
+/// <summary><c>sovereign models</c>: list a server's models and synthesize GGUF files.</summary>
+internal static class ModelsCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("models", "Work with models.");
+        command.Subcommands.Add(CreateList());
+        command.Subcommands.Add(CreateSynth());
+        return command;
+    }
+
+    private static Command CreateList()
+    {
+        var connection = new ServerConnection();
+        var command = new Command("list", "List the models a running server serves.");
+        connection.AddTo(command);
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            try
+            {
+                var models = await connection.CreateClient(result).GetOpenAIModelClient().GetModelsAsync(cancellationToken);
+                var table = new Table().AddColumns("id", "owned by", "created");
+                foreach (var model in models.Value)
+                {
+                    table.AddRow(Markup.Escape(model.Id), Markup.Escape(model.OwnedBy ?? ""), model.CreatedAt.ToString("u", CultureInfo.InvariantCulture));
+                }
+
+                AnsiConsole.Write(table);
+                return 0;
+            }
+            catch (Exception ex) when (ex is ClientResultException or HttpRequestException or ArgumentException)
+            {
+                await Console.Error.WriteLineAsync("sovereign models list: " + ex.Message);
+                return 1;
+            }
+        });
+        return command;
+    }
+
+    private static Command CreateSynth()
+    {
+        var output = new Option<FileInfo>("--output", "-o") { Description = "Where to write the GGUF file.", Required = true };
+        var layers = new Option<int>("--layers") { Description = "Transformer blocks.", DefaultValueFactory = _ => 2 };
+        var width = new Option<int>("--width") { Description = "Embedding length (model width).", DefaultValueFactory = _ => 64 };
+        var heads = new Option<int?>("--heads") { Description = "Attention heads (default: width / 64, at least 1)." };
+        var kvHeads = new Option<int?>("--kv-heads") { Description = "Key/value heads for grouped-query attention (default: heads)." };
+        var ff = new Option<int?>("--ff") { Description = "Feed-forward length (default: about 8/3 of the width)." };
+        var vocab = new Option<int>("--vocab") { Description = "Vocabulary size (at least the byte tokens and specials).", DefaultValueFactory = _ => 512 };
+        var contextLength = new Option<int>("--context") { Description = "Context length written into the model.", DefaultValueFactory = _ => 2048 };
+        var type = new Option<string>("--type") { Description = "Weight type: f32, f16 or q8_0.", DefaultValueFactory = _ => "f16" };
+        type.AcceptOnlyFromAmong("f32", "f16", "q8_0");
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the deterministic random weights.", DefaultValueFactory = _ => 42 };
+        var name = new Option<string>("--name") { Description = "general.name in the file.", DefaultValueFactory = _ => "sovereign-synthetic" };
+
+        var command = new Command("synth", "Write a llama-architecture GGUF with deterministic random weights, for tests, benchmarks and capacity planning.")
+        {
+            output, layers, width, heads, kvHeads, ff, vocab, contextLength, type, seed, name,
+        };
+        command.SetAction((result, cancellationToken) =>
+        {
+            var w = result.GetValue(width);
+            var h = result.GetValue(heads) ?? Math.Max(1, w / 64);
+            SyntheticModelOptions options;
+            try
+            {
+                options = new SyntheticModelOptions
+                {
+                    Layers = result.GetValue(layers),
+                    EmbeddingLength = w,
+                    HeadCount = h,
+                    KvHeadCount = result.GetValue(kvHeads) ?? h,
+                    FeedForwardLength = result.GetValue(ff) ?? SyntheticModelOptions.DefaultFeedForwardLength(w),
+                    VocabularySize = result.GetValue(vocab),
+                    ContextLength = result.GetValue(contextLength),
+                    TensorType = result.GetValue(type) switch { "f32" => GgmlType.F32, "q8_0" => GgmlType.Q8_0, _ => GgmlType.F16 },
+                    Seed = result.GetValue(seed),
+                    Name = result.GetValue(name)!,
+                };
+                options.Validate();
+            }
+            catch (ArgumentException ex)
+            {
+                Console.Error.WriteLine("sovereign models synth: " + ex.Message);
+                return Task.FromResult(2);
+            }
+
+            var path = result.GetValue(output)!.FullName;
+            var estimate = SyntheticModelBuilder.Estimate(options);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"Writing {path}: {options.Layers} layers, width {options.EmbeddingLength}, vocabulary {options.VocabularySize}, {result.GetValue(type)}; " +
+                $"{estimate.ParameterCount:N0} parameters, {estimate.FileSizeBytes / (1024.0 * 1024.0):F1} MiB."));
+            try
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                var temporary = path + ".partial";
+                WriteWithProgress(options, temporary, estimate.FileSizeBytes, cancellationToken);
+                File.Move(temporary, path, overwrite: true);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine("sovereign models synth: cannot write " + path + ": " + ex.Message);
+                return Task.FromResult(1);
+            }
+
+            Console.WriteLine("Done. Serve it with: sovereign serve --model " + path);
+            return Task.FromResult(0);
+        });
+        return command;
+    }
+
+    private static void WriteWithProgress(SyntheticModelOptions options, string path, long totalBytes, CancellationToken cancellationToken)
+    {
+        if (!AnsiConsole.Profile.Capabilities.Interactive || Console.IsOutputRedirected)
+        {
+            SyntheticModelBuilder.Write(options, path, null, cancellationToken);
+            return;
+        }
+
+        AnsiConsole.Progress().Start(context =>
+        {
+            var task = context.AddTask("synthesizing", maxValue: totalBytes);
+            SyntheticModelBuilder.Write(options, path, new Progress<long>(bytes => task.Value = bytes), cancellationToken);
+            task.Value = totalBytes;
+        });
+    }
+}

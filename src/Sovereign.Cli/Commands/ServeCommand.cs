@@ -1,0 +1,202 @@
+using System.CommandLine;
+using System.Globalization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Microsoft.AspNetCore.Hosting;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Inference.Engine;
+
+namespace Sovereign.Cli.Commands;
+
+/// <summary><c>sovereign serve</c>: runs the OpenAI-compatible server.</summary>
+internal static class ServeCommand
+{
+    /// <summary>Where the server listens unless told otherwise: loopback only.</summary>
+    public const string DefaultUrls = "http://127.0.0.1:8080";
+
+    public static Command Create()
+    {
+        var model = new Option<string[]>("--model", "-m")
+        {
+            Description = "A GGUF chat model to serve, as PATH or PATH=ID; repeat for several. Without one, the built-in test model is served.",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var embedding = new Option<string[]>("--embedding-model")
+        {
+            Description = "A GGUF model to serve for /v1/embeddings, as PATH or PATH=ID; repeatable.",
+        };
+        var urls = new Option<string?>("--urls") { Description = $"Addresses to listen on, separated by ';' (default {DefaultUrls})." };
+        var threads = new Option<int?>("--threads", "-t") { Description = "CPU threads per model for decoding (default: half the cores)." };
+        var parallel = new Option<int?>("--parallel", "-np") { Description = "Sequences decoded together per model (default 8)." };
+        var context = new Option<int?>("--ctx-size", "-c") { Description = "Most tokens per sequence (default: the model's, capped at 4096)." };
+        var template = new Option<string?>("--chat-template") { Description = "Chat template for models whose GGUF has none (chatml, llama3, mistral-v7, gemma, ...)." };
+        var apiKey = new Option<string[]>("--api-key") { Description = "Require this bearer key on /v1; repeatable." };
+        var config = new Option<FileInfo?>("--config") { Description = "A JSON config file (default: sovereign.json in the current directory, if present)." };
+        var dataDir = new Option<string?>("--data-dir") { Description = "Where Sovereign keeps its files (default ~/.sovereign)." };
+
+        var command = new Command("serve", "Start the OpenAI-compatible server.")
+        {
+            model, embedding, urls, threads, parallel, context, template, apiKey, config, dataDir,
+        };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            List<ModelOptions> models;
+            try
+            {
+                models = [.. Parse(result.GetValue(model) ?? [], ModelKind.Chat), .. Parse(result.GetValue(embedding) ?? [], ModelKind.Embedding)];
+            }
+            catch (ArgumentException ex)
+            {
+                await Console.Error.WriteLineAsync("sovereign serve: " + ex.Message);
+                return 2;
+            }
+
+            var settings = new ServeSettings
+            {
+                Models = models,
+                Urls = result.GetValue(urls),
+                Threads = result.GetValue(threads),
+                Parallel = result.GetValue(parallel),
+                ContextLength = result.GetValue(context),
+                ChatTemplate = result.GetValue(template),
+                ApiKeys = result.GetValue(apiKey) ?? [],
+                ConfigFile = result.GetValue(config)?.FullName,
+                DataDirectory = result.GetValue(dataDir),
+            };
+            return await RunAsync(settings, cancellationToken);
+        });
+        return command;
+    }
+
+    /// <summary>Builds and runs the server until Ctrl+C; a bad setting stops the start with a message naming it.</summary>
+    public static async Task<int> RunAsync(ServeSettings settings, CancellationToken cancellationToken)
+    {
+        WebApplication app;
+        try
+        {
+            app = Build(settings, []);
+            await app.StartAsync(cancellationToken);
+        }
+        catch (Exception ex) when (ex is OptionsValidationException or InvalidDataException or ArgumentException or FileNotFoundException or ModelLoadException or FormatException or InvalidOperationException)
+        {
+            await Console.Error.WriteLineAsync("sovereign serve: cannot start: " + ex.Message);
+            return 2;
+        }
+
+        await using (app)
+        {
+            await app.WaitForShutdownAsync(cancellationToken);
+        }
+
+        return 0;
+    }
+
+    /// <summary>
+    /// Builds the web application from defaults, the config file, environment variables and flags, in rising
+    /// precedence (the usual .NET order).
+    /// </summary>
+    public static WebApplication Build(ServeSettings settings, string[] args)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args, ContentRootPath = Directory.GetCurrentDirectory() });
+        builder.WebHost.UseKestrelHttpsConfiguration();
+        var configFile = settings.ConfigFile ?? Path.Combine(Directory.GetCurrentDirectory(), "sovereign.json");
+        if (settings.ConfigFile is not null && !File.Exists(configFile))
+        {
+            throw new FileNotFoundException($"--config: the file '{configFile}' does not exist.");
+        }
+
+        // Re-add environment variables after the file so that they override it, then flags over both.
+        builder.Configuration.AddJsonFile(configFile, optional: true, reloadOnChange: false);
+        builder.Configuration.AddEnvironmentVariables();
+        builder.Configuration.AddInMemoryCollection(settings.ToConfiguration());
+        builder.WebHost.UseUrls((builder.Configuration["urls"] ?? DefaultUrls).Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        builder.AddSovereignGateway();
+        if (settings.Models.Count > 0 || settings.Threads is not null || settings.Parallel is not null || settings.ContextLength is not null || settings.ChatTemplate is not null)
+        {
+            builder.Services.PostConfigure<SovereignOptions>(settings.Apply);
+        }
+
+        var app = builder.Build();
+        app.UseSovereignGateway();
+        return app;
+    }
+
+    /// <summary>Parses <c>PATH</c> or <c>PATH=ID</c>; the id defaults to the file name without extension.</summary>
+    internal static IEnumerable<ModelOptions> Parse(IEnumerable<string> values, ModelKind kind)
+    {
+        foreach (var value in values)
+        {
+            var split = value.LastIndexOf('=');
+            var path = split > 0 ? value[..split] : value;
+            var id = split > 0 ? value[(split + 1)..] : Path.GetFileNameWithoutExtension(value);
+            if (string.IsNullOrWhiteSpace(path) || string.IsNullOrWhiteSpace(id))
+            {
+                throw new ArgumentException($"--model '{value}': expected PATH or PATH=ID.");
+            }
+
+            yield return new ModelOptions { Path = Path.GetFullPath(path), Id = id, Kind = kind };
+        }
+    }
+}
+
+/// <summary>What the serve flags said; null means "not given", so lower-precedence sources apply.</summary>
+internal sealed record ServeSettings
+{
+    public IReadOnlyList<ModelOptions> Models { get; init; } = [];
+    public string? Urls { get; init; }
+    public int? Threads { get; init; }
+    public int? Parallel { get; init; }
+    public int? ContextLength { get; init; }
+    public string? ChatTemplate { get; init; }
+    public IReadOnlyList<string> ApiKeys { get; init; } = [];
+    public string? ConfigFile { get; init; }
+    public string? DataDirectory { get; init; }
+
+    /// <summary>Extra configuration entries that also flow through flags (highest precedence).</summary>
+    public IDictionary<string, string?> Overrides { get; init; } = new Dictionary<string, string?>();
+
+    public IEnumerable<KeyValuePair<string, string?>> ToConfiguration()
+    {
+        if (Urls is not null)
+        {
+            yield return new("urls", Urls);
+        }
+
+        if (DataDirectory is not null)
+        {
+            yield return new("Sovereign:DataDirectory", DataDirectory);
+        }
+
+        for (var i = 0; i < ApiKeys.Count; i++)
+        {
+            yield return new($"Sovereign:ApiKeys:{i}", ApiKeys[i]);
+        }
+
+        foreach (var entry in Overrides)
+        {
+            yield return entry;
+        }
+    }
+
+    /// <summary>Flag models replace configured ones; per-model flags apply to every model.</summary>
+    public void Apply(SovereignOptions options)
+    {
+        if (Models.Count > 0)
+        {
+            options.Models = [.. Models];
+        }
+
+        foreach (var model in options.Models)
+        {
+            model.Threads = Threads ?? model.Threads;
+            model.Parallel = Parallel ?? model.Parallel;
+            model.ContextLength = ContextLength ?? model.ContextLength;
+            model.ChatTemplate = ChatTemplate ?? model.ChatTemplate;
+        }
+    }
+
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Models.Count} models, urls {Urls ?? ServeCommand.DefaultUrls}");
+}

@@ -1,0 +1,81 @@
+using LLama.Native;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Trace;
+using Sovereign.Gateway.Models;
+using Sovereign.Gateway.Observability;
+using Sovereign.Gateway.OpenAI;
+using Sovereign.Inference.Engine;
+
+namespace Sovereign.Gateway.Hosting;
+
+/// <summary>Wires the gateway into a web application: <see cref="AddSovereignGateway"/> then <see cref="UseSovereignGateway"/>.</summary>
+public static class SovereignGateway
+{
+    /// <summary>Registers options (validated at start), the model catalog, metrics, tracing and request limits.</summary>
+    public static WebApplicationBuilder AddSovereignGateway(this WebApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var services = builder.Services;
+        services.AddOptions<SovereignOptions>().BindConfiguration(SovereignOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SovereignOptions>, SovereignOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton(sp => new EngineMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()));
+        // llama.cpp logs through our logger (category "llama.cpp") instead of writing to stdout itself; this must
+        // start before the catalog loads the first model.
+        services.AddHostedService<NativeLogBridge>();
+        services.TryAddSingleton<ModelCatalog>();
+        services.AddHostedService(sp => sp.GetRequiredService<ModelCatalog>());
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<SovereignOptions>>(
+            (kestrel, sovereign) => kestrel.Limits.MaxRequestBodySize = sovereign.Value.Limits.MaxRequestBodyBytes);
+
+        var telemetry = services.AddOpenTelemetry()
+            .WithMetrics(metrics => metrics
+                .AddMeter(EngineMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
+                .AddPrometheusExporter())
+            .WithTracing(tracing => tracing
+                .AddSource(GatewayTelemetry.ActivitySourceName)
+                .AddAspNetCoreInstrumentation(o => o.RecordException = false));
+        if (!string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            telemetry.UseOtlpExporter();
+        }
+
+        builder.Logging.AddFilter("llama.cpp", LogLevel.Warning);
+        return builder;
+    }
+
+    /// <summary>Maps /v1, /health, /ready and /metrics. Call after <see cref="AddSovereignGateway"/>.</summary>
+    public static WebApplication UseSovereignGateway(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+
+        // Middleware pipeline — order matters: errors wrap everything that can throw.
+        app.UseOpenAIErrors();
+        app.MapOpenAIApi();
+        app.MapGet("/health", () => TypedResults.Json(new { status = "ok" }));
+        app.MapGet("/ready", (ModelCatalog catalog) => catalog.IsReady
+            ? Results.Json(new { status = "ready", models = catalog.All.Select(m => m.Id) })
+            : Results.Json(new { status = "loading" }, statusCode: StatusCodes.Status503ServiceUnavailable));
+        app.MapPrometheusScrapingEndpoint("/metrics");
+        return app;
+    }
+
+    private sealed class NativeLogBridge(ILoggerFactory loggerFactory) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            NativeLogConfig.llama_log_set(loggerFactory.CreateLogger("llama.cpp"));
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}

@@ -1,0 +1,52 @@
+using Sovereign.Inference.Engine;
+
+namespace Sovereign.Gateway.Hosting;
+
+/// <summary>Settings of the <c>Sovereign</c> configuration section (flags, environment and config file all bind here).</summary>
+public sealed class SovereignOptions
+{
+    /// <summary>The configuration section name.</summary>
+    public const string SectionName = "Sovereign";
+
+    /// <summary>Models to serve. Empty means the built-in test model.</summary>
+    public List<ModelOptions> Models { get; set; } = [];
+
+    /// <summary>Where Sovereign keeps its files (the built-in test model among them). Default: ~/.sovereign.</summary>
+    public string? DataDirectory { get; set; }
+
+    /// <summary>Serve the all-MiniLM-L6-v2 ONNX embedding model (loaded on first use).</summary>
+    public bool BuiltInEmbeddings { get; set; } = true;
+
+    /// <summary>Bearer keys accepted on /v1; empty means the API is open (loopback development). Never logged.</summary>
+    public List<string> ApiKeys { get; set; } = [];
+
+    /// <summary>Request and output limits.</summary>
+    public LimitsOptions Limits { get; set; } = new();
+
+    /// <summary>The data directory with the default applied.</summary>
+    public string ResolvedDataDirectory => string.IsNullOrWhiteSpace(DataDirectory)
+        ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".sovereign")
+        : DataDirectory;
+}
+
+/// <summary>Limits on what one request may ask for.</summary>
+public sealed class LimitsOptions
+{
+    /// <summary>Default body limit: 8 MiB.</summary>
+    public const long DefaultMaxRequestBodyBytes = 8 * 1024 * 1024;
+
+    /// <summary>Largest request body accepted; larger ones get 413.</summary>
+    public long MaxRequestBodyBytes { get; set; } = DefaultMaxRequestBodyBytes;
+
+    /// <summary>Largest <c>max_tokens</c> a request may ask for; 0 means up to the model's context.</summary>
+    public int MaxOutputTokens { get; set; } = 4096;
+
+    /// <summary>Most choices (<c>n</c>) per request.</summary>
+    public int MaxChoices { get; set; } = 8;
+
+    /// <summary>Most stop strings per request (OpenAI allows 4).</summary>
+    public int MaxStopSequences { get; set; } = 4;
+
+    /// <summary>Most inputs in one embeddings request (OpenAI allows 2048).</summary>
+    public int MaxEmbeddingInputs { get; set; } = 2048;
+}

@@ -1,0 +1,44 @@
+using System.Text.Json.Serialization;
+
+namespace Sovereign.Gateway.OpenAI;
+
+/// <summary>OpenAI's error envelope: <c>{"error": {"message", "type", "param", "code"}}</c>.</summary>
+internal sealed record OpenAIErrorEnvelope([property: JsonPropertyName("error")] OpenAIError Error);
+
+/// <summary>The error object inside the envelope.</summary>
+internal sealed record OpenAIError(
+    [property: JsonPropertyName("message")] string Message,
+    [property: JsonPropertyName("type")] string Type,
+    [property: JsonPropertyName("param")] string? Param,
+    [property: JsonPropertyName("code")] string? Code);
+
+/// <summary>
+/// A request that ends in an OpenAI-style error. Thrown anywhere in request handling and turned into the response by
+/// <see cref="OpenAIErrorResults"/>; the status tells SDKs whether to retry (they retry 429 and 5xx only).
+/// </summary>
+internal sealed class OpenAIException(int status, string message, string type, string? param = null, string? code = null, TimeSpan? retryAfter = null)
+    : Exception(message)
+{
+    public int Status { get; } = status;
+    public string Type { get; } = type;
+    public string? Param { get; } = param;
+    public string? Code { get; } = code;
+    public TimeSpan? RetryAfter { get; } = retryAfter;
+
+    public OpenAIError ToError() => new(Message, Type, Param, Code);
+
+    public static OpenAIException BadRequest(string message, string? param = null, string? code = null) =>
+        new(StatusCodes.Status400BadRequest, message, "invalid_request_error", param, code);
+
+    public static OpenAIException ModelNotFound(string model) =>
+        new(StatusCodes.Status404NotFound, $"The model '{model}' does not exist or you do not have access to it.", "invalid_request_error", "model", "model_not_found");
+
+    public static OpenAIException Unauthorized(string message) =>
+        new(StatusCodes.Status401Unauthorized, message, "authentication_error", null, "invalid_api_key");
+
+    public static OpenAIException TooLarge(long limit) =>
+        new(StatusCodes.Status413PayloadTooLarge, $"The request body is larger than the limit of {limit} bytes.", "invalid_request_error", null, "request_too_large");
+
+    public static OpenAIException Overloaded(string message) =>
+        new(StatusCodes.Status503ServiceUnavailable, message, "server_error", null, "server_overloaded", TimeSpan.FromSeconds(1));
+}

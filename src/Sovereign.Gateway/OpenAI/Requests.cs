@@ -1,0 +1,169 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Sovereign.Gateway.OpenAI;
+
+/// <summary>Sampling fields shared by chat and legacy completions.</summary>
+internal abstract class SamplingRequest
+{
+    public string? Model { get; set; }
+    public float? Temperature { get; set; }
+    public float? TopP { get; set; }
+
+    /// <summary>Extension also accepted by vLLM and llama-server.</summary>
+    public int? TopK { get; set; }
+
+    /// <summary>Extension also accepted by vLLM and llama-server.</summary>
+    public float? MinP { get; set; }
+
+    public float? PresencePenalty { get; set; }
+    public float? FrequencyPenalty { get; set; }
+    public long? Seed { get; set; }
+    public int? MaxTokens { get; set; }
+    public int? N { get; set; }
+    public bool? Stream { get; set; }
+    public StreamOptions? StreamOptions { get; set; }
+
+    [JsonConverter(typeof(StringOrStringArrayConverter))]
+    public List<string>? Stop { get; set; }
+
+    public string? User { get; set; }
+}
+
+internal sealed class StreamOptions
+{
+    public bool? IncludeUsage { get; set; }
+}
+
+/// <summary><c>POST /v1/chat/completions</c>.</summary>
+internal sealed class ChatCompletionRequest : SamplingRequest
+{
+    public List<ChatMessage?>? Messages { get; set; }
+    public int? MaxCompletionTokens { get; set; }
+    public bool? Logprobs { get; set; }
+    public JsonElement? Tools { get; set; }
+    public ResponseFormat? ResponseFormat { get; set; }
+}
+
+internal sealed class ResponseFormat
+{
+    public string? Type { get; set; }
+}
+
+internal sealed class ChatMessage
+{
+    public string? Role { get; set; }
+
+    [JsonConverter(typeof(MessageContentConverter))]
+    public MessageContent? Content { get; set; }
+
+    public string? Name { get; set; }
+}
+
+/// <summary>Message content: a string, or an array of parts of which only text is supported.</summary>
+internal sealed record MessageContent(string Text, string? UnsupportedPartType);
+
+/// <summary><c>POST /v1/completions</c>.</summary>
+internal sealed class CompletionRequest : SamplingRequest
+{
+    /// <summary>A string, an array of strings, an array of token ids, or an array of token-id arrays.</summary>
+    public JsonElement? Prompt { get; set; }
+
+    public bool? Echo { get; set; }
+    public int? Logprobs { get; set; }
+    public string? Suffix { get; set; }
+    public int? BestOf { get; set; }
+}
+
+/// <summary><c>POST /v1/embeddings</c>.</summary>
+internal sealed class EmbeddingRequest
+{
+    public string? Model { get; set; }
+
+    /// <summary>A string or an array of strings.</summary>
+    public JsonElement? Input { get; set; }
+
+    public string? EncodingFormat { get; set; }
+    public int? Dimensions { get; set; }
+    public string? User { get; set; }
+}
+
+internal sealed class StringOrStringArrayConverter : JsonConverter<List<string>>
+{
+    public override List<string>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        switch (reader.TokenType)
+        {
+            case JsonTokenType.Null:
+                return null;
+            case JsonTokenType.String:
+                return [reader.GetString()!];
+            case JsonTokenType.StartArray:
+                var list = new List<string>();
+                while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+                {
+                    if (reader.TokenType != JsonTokenType.String)
+                    {
+                        throw new JsonException("Expected a string or an array of strings.");
+                    }
+
+                    list.Add(reader.GetString()!);
+                }
+
+                return list;
+            default:
+                throw new JsonException("Expected a string or an array of strings.");
+        }
+    }
+
+    public override void Write(Utf8JsonWriter writer, List<string> value, JsonSerializerOptions options) =>
+        JsonSerializer.Serialize(writer, value, options);
+}
+
+internal sealed class MessageContentConverter : JsonConverter<MessageContent>
+{
+    public override MessageContent? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        switch (reader.TokenType)
+        {
+            case JsonTokenType.Null:
+                return null;
+            case JsonTokenType.String:
+                return new MessageContent(reader.GetString()!, null);
+            case JsonTokenType.StartArray:
+                var text = new System.Text.StringBuilder();
+                string? unsupported = null;
+                using (var parts = JsonDocument.ParseValue(ref reader))
+                {
+                    foreach (var part in parts.RootElement.EnumerateArray())
+                    {
+                        if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+                        {
+                            throw new JsonException("Each content part must be an object with a string 'type'.");
+                        }
+
+                        if (type.GetString() == "text")
+                        {
+                            if (!part.TryGetProperty("text", out var value) || value.ValueKind != JsonValueKind.String)
+                            {
+                                throw new JsonException("A text content part needs a string 'text'.");
+                            }
+
+                            text.Append(value.GetString());
+                        }
+                        else
+                        {
+                            unsupported ??= type.GetString();
+                        }
+                    }
+                }
+
+                return new MessageContent(text.ToString(), unsupported);
+            default:
+                throw new JsonException("Expected a string or an array of content parts.");
+        }
+    }
+
+    public override void Write(Utf8JsonWriter writer, MessageContent value, JsonSerializerOptions options) =>
+        writer.WriteStringValue(value.Text);
+}
