@@ -1,6 +1,7 @@
 using LLama.Native;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
@@ -33,8 +34,11 @@ public static class SovereignGateway
         services.AddHostedService<NativeLogBridge>();
         services.TryAddSingleton<ModelCatalog>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelCatalog>());
-        services.AddOptions<KestrelServerOptions>().Configure<IOptions<SovereignOptions>>(
-            (kestrel, sovereign) => kestrel.Limits.MaxRequestBodySize = sovereign.Value.Limits.MaxRequestBodyBytes);
+        // Read the raw setting: the validated options are only resolved at start, where a bad value is reported.
+        services.AddOptions<KestrelServerOptions>().Configure<IConfiguration>((kestrel, configuration) =>
+            kestrel.Limits.MaxRequestBodySize = configuration.GetValue<long?>($"{SovereignOptions.SectionName}:Limits:MaxRequestBodyBytes") is >= 1024 and var limit
+                ? limit
+                : LimitsOptions.DefaultMaxRequestBodyBytes);
 
         var telemetry = services.AddOpenTelemetry()
             .WithMetrics(metrics => metrics

@@ -1,0 +1,30 @@
+using Sovereign.Benchmarks.Inference;
+
+// Entry point: one sub-command per benchmark, plus the hidden probes that the inference benchmark runs as child
+// processes (memory is measured in a fresh process so one model's allocations cannot hide in another's figure).
+if (args.Length == 0 || args[0] is "-h" or "--help")
+{
+    Console.WriteLine(BenchOptions.Usage);
+    return args.Length == 0 ? 2 : 0;
+}
+
+try
+{
+    return args[0] switch
+    {
+        "inference" => await InferenceBenchmark.RunAsync(BenchOptions.Parse(args.AsSpan(1))),
+        MemoryProbe.CommandName => await MemoryProbe.RunAsync(BenchOptions.Parse(args.AsSpan(1))),
+        _ => Fail($"unknown command '{args[0]}'"),
+    };
+}
+catch (ArgumentException ex)
+{
+    return Fail(ex.Message);
+}
+
+static int Fail(string message)
+{
+    Console.Error.WriteLine("Sovereign.Benchmarks: " + message);
+    Console.Error.WriteLine(BenchOptions.Usage);
+    return 2;
+}

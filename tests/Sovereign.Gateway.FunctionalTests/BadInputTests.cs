@@ -1,0 +1,134 @@
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary>Every client mistake gets a precise 4xx in OpenAI's error format, never a 5xx.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class BadInputTests(ServerFixture server)
+{
+    [Theory]
+    [InlineData("{\"model\":\"stories\",\"messages\":[", null)]
+    [InlineData("not json at all", null)]
+    [InlineData("", null)]
+    [InlineData("[]", null)]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"temperature\":\"hot\"}", "temperature")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":\"ten\"}", "max_tokens")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":1.5}", "max_tokens")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":\"yes\"}", "stream")]
+    [InlineData("{\"model\":\"stories\",\"messages\":{\"role\":\"user\"}}", "messages")]
+    [InlineData("{\"model\":42,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "model")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":7}]}", "messages[0].content")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stop\":[1,2]}", "stop")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"temperature\":3}", "temperature")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"temperature\":-0.5}", "temperature")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"top_p\":0}", "top_p")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"top_p\":1.5}", "top_p")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"top_k\":-1}", "top_k")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"min_p\":2}", "min_p")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"presence_penalty\":2.5}", "presence_penalty")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"frequency_penalty\":-3}", "frequency_penalty")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":0}", "max_tokens")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_completion_tokens\":-4}", "max_completion_tokens")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":100000}", "max_tokens")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":250}", "max_tokens")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"n\":0}", "n")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"n\":1000}", "n")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", "stop")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stop\":\"\"}", "stop")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream_options\":{\"include_usage\":true}}", "stream_options")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[]}", "messages")]
+    [InlineData("{\"model\":\"stories\"}", "messages")]
+    [InlineData("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "model")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"wizard\",\"content\":\"hi\"}]}", "messages[0].role")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"content\":\"hi\"}]}", "messages[0].role")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[null]}", "messages[0]")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}]}", "messages[0].content")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logprobs\":true}", "logprobs")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":{\"type\":\"json_schema\"}}", "response_format")]
+    [InlineData("{\"model\":\"stories-embed\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "model")]
+    public async Task ChatCompletions_BadRequest_Is400NamingTheField(string json, string? param)
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", json);
+
+        Assert.Equal(400, status);
+        var error = body.GetProperty("error");
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("message").GetString()));
+        if (param is not null)
+        {
+            Assert.Equal(param, error.GetProperty("param").GetString());
+        }
+    }
+
+    [Theory]
+    [InlineData("{\"model\":\"stories\"}", "prompt")]
+    [InlineData("{\"model\":\"stories\",\"prompt\":[]}", "prompt")]
+    [InlineData("{\"model\":\"stories\",\"prompt\":[[]]}", "prompt")]
+    [InlineData("{\"model\":\"stories\",\"prompt\":{\"a\":1}}", "prompt")]
+    [InlineData("{\"model\":\"stories\",\"prompt\":[1, 99999]}", "prompt")]
+    [InlineData("{\"model\":\"stories\",\"prompt\":\"hi\",\"echo\":true}", "echo")]
+    [InlineData("{\"model\":\"stories\",\"prompt\":\"hi\",\"logprobs\":2}", "logprobs")]
+    public async Task Completions_BadRequest_Is400NamingTheField(string json, string param)
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/completions", json);
+
+        Assert.Equal(400, status);
+        Assert.Equal(param, body.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    [Theory]
+    [InlineData("{\"model\":\"all-MiniLM-L6-v2\"}", "input")]
+    [InlineData("{\"model\":\"all-MiniLM-L6-v2\",\"input\":[]}", "input")]
+    [InlineData("{\"model\":\"all-MiniLM-L6-v2\",\"input\":[\"ok\", 3]}", "input[1]")]
+    [InlineData("{\"model\":\"all-MiniLM-L6-v2\",\"input\":\"\"}", "input")]
+    [InlineData("{\"model\":\"all-MiniLM-L6-v2\",\"input\":\"hi\",\"encoding_format\":\"hex\"}", "encoding_format")]
+    [InlineData("{\"model\":\"all-MiniLM-L6-v2\",\"input\":\"hi\",\"dimensions\":12}", "dimensions")]
+    [InlineData("{\"model\":\"stories\",\"input\":\"hi\"}", "model")]
+    public async Task Embeddings_BadRequest_Is400NamingTheField(string json, string param)
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/embeddings", json);
+
+        Assert.Equal(400, status);
+        Assert.Equal(param, body.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    [Fact]
+    public async Task Embeddings_InputLongerThanContext_Is400ContextLengthExceeded()
+    {
+        var longText = string.Join(' ', Enumerable.Repeat("the dog ran to the park", 400));
+        var (status, body, _) = await server.PostJsonAsync("/v1/embeddings", $$"""{"model":"stories-embed","input":["short","{{longText}}"]}""");
+
+        Assert.Equal(400, status);
+        Assert.Equal("context_length_exceeded", body.GetProperty("error").GetProperty("code").GetString());
+        Assert.Contains("input[1]", body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task OversizedBody_Is413()
+    {
+        var big = new string('a', (int)ServerFixture.BodyLimit + 10);
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions",
+            $$"""{"model":"stories","messages":[{"role":"user","content":"{{big}}"}]}""");
+
+        Assert.Equal(413, status);
+        Assert.Equal("request_too_large", body.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task UnknownModel_Is404ModelNotFound()
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions",
+            """{"model":"gpt-17","messages":[{"role":"user","content":"hi"}]}""");
+
+        Assert.Equal(404, status);
+        Assert.Equal("model_not_found", body.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal("model", body.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    [Fact]
+    public async Task UnknownPath_Is404InOpenAIFormat()
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/engines/davinci/completions", "{}");
+
+        Assert.Equal(404, status);
+        Assert.Equal("unknown_url", body.GetProperty("error").GetProperty("code").GetString());
+    }
+}

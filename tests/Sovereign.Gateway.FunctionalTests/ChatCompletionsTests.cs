@@ -1,0 +1,144 @@
+using System.ClientModel;
+using OpenAI.Chat;
+using Sovereign.Inference.Engine;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+#pragma warning disable OPENAI001 // Seed is marked experimental in the SDK.
+
+/// <summary>/v1/chat/completions through the official OpenAI .NET SDK.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class ChatCompletionsTests(ServerFixture server)
+{
+    private ChatClient Chat(string model = ServerFixture.Stories) => server.OpenAI.GetChatClient(model);
+
+    private int PromptTokens(string model, params ChatTurn[] turns) => server.Batcher(model).Model.TokenizeChat(turns).Length;
+
+    [Fact]
+    public async Task CompleteChat_NonStreaming_ReturnsTextLengthFinishAndExactUsage()
+    {
+        var completion = (await Chat().CompleteChatAsync(
+            [new UserChatMessage("Tell me a story.")],
+            new ChatCompletionOptions { MaxOutputTokenCount = 12, Temperature = 0 })).Value;
+
+        Assert.Equal(ChatFinishReason.Length, completion.FinishReason);
+        Assert.False(string.IsNullOrWhiteSpace(completion.Content[0].Text));
+        Assert.Equal(PromptTokens(ServerFixture.Stories, new ChatTurn("user", "Tell me a story.")), completion.Usage.InputTokenCount);
+        Assert.Equal(12, completion.Usage.OutputTokenCount);
+        Assert.Equal(completion.Usage.InputTokenCount + 12, completion.Usage.TotalTokenCount);
+        Assert.Equal(ServerFixture.Stories, completion.Model);
+        Assert.StartsWith("chatcmpl-", completion.Id, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task CompleteChatStreaming_SameTextAsNonStreaming_WithUsageAndFinishReason()
+    {
+        var messages = new ChatMessage[] { new SystemChatMessage("You tell stories."), new UserChatMessage("Once upon a time") };
+        var options = new ChatCompletionOptions { MaxOutputTokenCount = 20, Temperature = 0 };
+        var whole = (await Chat().CompleteChatAsync(messages, options)).Value;
+
+        var text = new System.Text.StringBuilder();
+        ChatFinishReason? finish = null;
+        ChatTokenUsage? usage = null;
+        var updates = 0;
+        await foreach (var update in Chat().CompleteChatStreamingAsync(messages, options))
+        {
+            updates++;
+            foreach (var part in update.ContentUpdate)
+            {
+                text.Append(part.Text);
+            }
+
+            finish = update.FinishReason ?? finish;
+            usage = update.Usage ?? usage;
+        }
+
+        Assert.Equal(whole.Content[0].Text, text.ToString());
+        Assert.Equal(whole.FinishReason, finish);
+        Assert.NotNull(usage);
+        Assert.Equal(whole.Usage.InputTokenCount, usage.InputTokenCount);
+        Assert.Equal(whole.Usage.OutputTokenCount, usage.OutputTokenCount);
+        Assert.True(updates > 3, "the answer arrives in several chunks");
+    }
+
+    [Fact]
+    public async Task CompleteChat_StopSequence_CutsBeforeItAndFinishesWithStop()
+    {
+        var messages = new ChatMessage[] { new UserChatMessage("Once upon a time") };
+        var full = (await Chat().CompleteChatAsync(messages, new ChatCompletionOptions { MaxOutputTokenCount = 60, Temperature = 0 })).Value.Content[0].Text;
+        var words = full.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(words.Length > 4, $"the model wrote enough to pick a stop word: '{full}'");
+
+        // A stop string that spans the end of one word and the start of the next crosses token boundaries.
+        var second = full.IndexOf(' ' + words[2], StringComparison.Ordinal);
+        var stop = full.Substring(second - 2, 4);
+        var expected = full[..full.IndexOf(stop, StringComparison.Ordinal)];
+
+        var options = new ChatCompletionOptions { MaxOutputTokenCount = 60, Temperature = 0 };
+        options.StopSequences.Add(stop);
+        var stopped = (await Chat().CompleteChatAsync(messages, options)).Value;
+
+        Assert.Equal(expected, stopped.Content[0].Text);
+        Assert.Equal(ChatFinishReason.Stop, stopped.FinishReason);
+    }
+
+    [Fact]
+    public async Task CompleteChat_SameSeed_SameTextAndOtherSeedsDiffer()
+    {
+        async Task<string> Sample(long seed) => (await Chat().CompleteChatAsync(
+            [new UserChatMessage("Once upon a time")],
+            new ChatCompletionOptions { MaxOutputTokenCount = 24, Temperature = 1.0f, Seed = seed })).Value.Content[0].Text;
+
+        var first = await Sample(7);
+        var again = await Sample(7);
+        var others = await Task.WhenAll(Enumerable.Range(100, 5).Select(s => Sample(s)));
+
+        Assert.Equal(first, again);
+        Assert.Contains(others, o => o != first);
+    }
+
+    [Fact]
+    public async Task CompleteChat_EightConcurrentGreedy_SameTextAsAlone()
+    {
+        string[] prompts = ["Once upon a time", "The little cat", "Tim and Sam went", "A girl named Lily", "The big tree", "One sunny day", "The red ball", "Mom and dad"];
+        var options = new ChatCompletionOptions { MaxOutputTokenCount = 32, Temperature = 0 };
+        var alone = new List<string>();
+        foreach (var prompt in prompts)
+        {
+            alone.Add((await Chat().CompleteChatAsync([new UserChatMessage(prompt)], options)).Value.Content[0].Text);
+        }
+
+        var together = await Task.WhenAll(prompts.Select(async p => (await Chat().CompleteChatAsync([new UserChatMessage(p)], options)).Value.Content[0].Text));
+
+        Assert.Equal(alone, together);
+    }
+
+    [Fact]
+    public async Task CompleteChat_LargeVocabularyModel_UsageMatchesItsTokenizer()
+    {
+        const string text = "Bonjour, สวัสดี, नमस्ते: hello in three scripts.";
+        var completion = (await Chat(ServerFixture.TinyRandom).CompleteChatAsync(
+            [new UserChatMessage(text)], new ChatCompletionOptions { MaxOutputTokenCount = 8, Temperature = 0 })).Value;
+
+        Assert.Equal(PromptTokens(ServerFixture.TinyRandom, new ChatTurn("user", text)), completion.Usage.InputTokenCount);
+        Assert.Equal(8, completion.Usage.OutputTokenCount);
+        Assert.Equal(ChatFinishReason.Length, completion.FinishReason);
+    }
+
+    [Fact]
+    public async Task CompleteChat_UnknownModel_Is404AndNotRetried()
+    {
+        var ex = await Assert.ThrowsAsync<ClientResultException>(() => Chat("no-such-model").CompleteChatAsync([new UserChatMessage("hi")]));
+        Assert.Equal(404, ex.Status);
+        Assert.Contains("no-such-model", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task CompleteChat_PromptLongerThanContext_Is400ContextLengthExceeded()
+    {
+        var longText = string.Join(' ', Enumerable.Repeat("once upon a time there was a dog", 80));
+        var ex = await Assert.ThrowsAsync<ClientResultException>(() => Chat().CompleteChatAsync([new UserChatMessage(longText)]));
+        Assert.Equal(400, ex.Status);
+        Assert.Contains("context_length_exceeded", ex.Message, StringComparison.Ordinal);
+    }
+}

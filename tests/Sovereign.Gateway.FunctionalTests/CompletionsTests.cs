@@ -1,0 +1,58 @@
+using System.Text.Json;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary>/v1/completions over raw HTTP (the .NET SDK has no legacy completions client).</summary>
+[Collection(ServerCollection.Name)]
+public sealed class CompletionsTests(ServerFixture server)
+{
+    [Fact]
+    public async Task Completions_NonStreaming_CountsPromptWithTheModelTokenizer()
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/completions",
+            """{"model":"stories","prompt":"Once upon a time","max_tokens":10,"temperature":0}""");
+
+        Assert.Equal(200, status);
+        Assert.Equal("text_completion", body.GetProperty("object").GetString());
+        var choice = body.GetProperty("choices")[0];
+        Assert.Equal("length", choice.GetProperty("finish_reason").GetString());
+        Assert.False(string.IsNullOrWhiteSpace(choice.GetProperty("text").GetString()));
+        var usage = body.GetProperty("usage");
+        Assert.Equal(server.Batcher(ServerFixture.Stories).Model.Tokenize("Once upon a time").Length, usage.GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(10, usage.GetProperty("completion_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task Completions_Streaming_ConcatenatesToNonStreamingTextAndEndsWithDone()
+    {
+        var (_, whole, _) = await server.PostJsonAsync("/v1/completions",
+            """{"model":"stories","prompt":"The little dog","max_tokens":16,"temperature":0}""");
+        var expected = whole.GetProperty("choices")[0].GetProperty("text").GetString();
+
+        var response = await server.Http.PostAsync("/v1/completions", new StringContent(
+            """{"model":"stories","prompt":"The little dog","max_tokens":16,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}"""));
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
+        var lines = (await response.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+        Assert.Equal("data: [DONE]", lines[^1]);
+        var events = lines[..^1].Select(l => JsonDocument.Parse(l["data: ".Length..]).RootElement).ToList();
+        var text = string.Concat(events.Where(e => e.GetProperty("choices").GetArrayLength() > 0).Select(e => e.GetProperty("choices")[0].GetProperty("text").GetString()));
+        Assert.Equal(expected, text);
+        Assert.Equal(16, events[^1].GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.Contains(events, e => e.GetProperty("choices").GetArrayLength() > 0 && e.GetProperty("choices")[0].GetProperty("finish_reason").GetString() == "length");
+    }
+
+    [Fact]
+    public async Task Completions_TokenIdPromptAndSeveralChoices_NumbersChoicesInOrder()
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/completions",
+            """{"model":"stories","prompt":[[1, 400, 300], [1, 200]],"max_tokens":4,"temperature":0,"n":2}""");
+
+        Assert.Equal(200, status);
+        var choices = body.GetProperty("choices");
+        Assert.Equal(4, choices.GetArrayLength());
+        Assert.Equal([0, 1, 2, 3], choices.EnumerateArray().Select(c => c.GetProperty("index").GetInt32()));
+        Assert.Equal(3 + 2, body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(choices[0].GetProperty("text").GetString(), choices[1].GetProperty("text").GetString());
+    }
+}

@@ -1,0 +1,52 @@
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary>/v1/models, /health, /ready and /metrics.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class ServiceEndpointsTests(ServerFixture server)
+{
+    [Fact]
+    public async Task Models_ListsEveryServedModelThroughTheSdk()
+    {
+        var models = (await server.OpenAI.GetOpenAIModelClient().GetModelsAsync()).Value.Select(m => m.Id).ToArray();
+
+        Assert.Equal([ServerFixture.Stories, ServerFixture.TinyRandom, ServerFixture.StoriesEmbedding, "all-MiniLM-L6-v2"], models);
+    }
+
+    [Fact]
+    public async Task Models_GetOne_KnownAndUnknown()
+    {
+        Assert.Equal(ServerFixture.TinyRandom, (await server.OpenAI.GetOpenAIModelClient().GetModelAsync(ServerFixture.TinyRandom)).Value.Id);
+        var response = await server.Http.GetAsync("/v1/models/nope");
+        Assert.Equal(404, (int)response.StatusCode);
+    }
+
+    [Fact]
+    public async Task HealthAndReady_AreOk()
+    {
+        Assert.Equal(200, (int)(await server.Http.GetAsync("/health")).StatusCode);
+        var ready = await server.Http.GetAsync("/ready");
+        Assert.Equal(200, (int)ready.StatusCode);
+        Assert.Contains(ServerFixture.Stories, await ready.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Metrics_ExposeServingMetricsInPrometheusFormat()
+    {
+        var (status, _, _) = await server.PostJsonAsync("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":4}""");
+        Assert.Equal(200, status);
+
+        var text = await server.Http.GetStringAsync("/metrics");
+
+        foreach (var name in new[]
+        {
+            "sovereign_num_requests_running", "sovereign_num_requests_waiting", "sovereign_kv_cache_usage",
+            "sovereign_prompt_tokens_total", "sovereign_generation_tokens_total", "sovereign_time_to_first_token_seconds_bucket",
+            "sovereign_inter_token_latency_seconds_bucket", "sovereign_e2e_request_latency_seconds_bucket", "sovereign_request_queue_time_seconds_bucket",
+        })
+        {
+            Assert.Contains(name, text, StringComparison.Ordinal);
+        }
+
+        Assert.Contains("model=\"stories\"", text, StringComparison.Ordinal);
+    }
+}
