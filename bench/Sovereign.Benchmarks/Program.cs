@@ -12,8 +12,8 @@ try
 {
     return args[0] switch
     {
-        "inference" => await InferenceBenchmark.RunAsync(BenchOptions.Parse(args.AsSpan(1))),
-        MemoryProbe.CommandName => await MemoryProbe.RunAsync(BenchOptions.Parse(args.AsSpan(1))),
+        "inference" => await InferenceBenchmark.RunAsync(BenchOptions.Parse(args[1..])),
+        MemoryProbe.CommandName => await MemoryProbe.RunAsync(BenchOptions.Parse(args[1..])),
         _ => Fail($"unknown command '{args[0]}'"),
     };
 }

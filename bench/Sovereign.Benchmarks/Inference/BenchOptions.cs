@@ -35,7 +35,7 @@ internal sealed record BenchOptions
     public int ProbeSequences { get; init; } = 1;
     public string ProbeMode { get; init; } = "direct";
 
-    public static BenchOptions Parse(ReadOnlySpan<string> args)
+    public static BenchOptions Parse(string[] args)
     {
         var options = new BenchOptions();
         for (var i = 0; i < args.Length; i++)

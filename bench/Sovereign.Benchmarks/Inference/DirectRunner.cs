@@ -68,20 +68,22 @@ internal sealed class DirectRunner : IRunner, IDisposable
 
             while (active.Count > 0)
             {
-                // A prompt larger than the batch is queued as several batches; run them all before sampling.
-                do
+                // A prompt larger than the batch is queued as several batches; each Infer decodes one, after which
+                // only the conversations in it can be sampled.
+                var status = await executor.Infer(cancellationToken);
+                if (status != DecodeResult.Ok)
                 {
-                    var status = await executor.Infer(cancellationToken);
-                    if (status != DecodeResult.Ok)
-                    {
-                        throw new InvalidOperationException($"llama.cpp decode failed: {status}");
-                    }
+                    throw new InvalidOperationException($"llama.cpp decode failed: {status}");
                 }
-                while (executor.BatchQueueCount > 0);
 
                 for (var i = active.Count - 1; i >= 0; i--)
                 {
                     var sequence = active[i];
+                    if (!sequence.Conversation.RequiresSampling)
+                    {
+                        continue;
+                    }
+
                     var token = sequence.Conversation.Sample(sequence.Pipeline);
                     var now = Clock.Since(start);
                     sequence.Generated++;

@@ -1,0 +1,91 @@
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Sovereign.Benchmarks.Inference;
+
+/// <summary>What the numbers were measured on.</summary>
+internal sealed record MachineInfo(int Cores, string Cpu, long MemoryBytes, string Runtime, string Os, string NativeLibrary, string OmpWaitPolicy)
+{
+    public string Slug
+    {
+        get
+        {
+            var cpu = new StringBuilder();
+            foreach (var c in Cpu.ToLowerInvariant())
+            {
+                cpu.Append(char.IsAsciiLetterOrDigit(c) ? c : '-');
+            }
+
+            var slug = string.Join('-', cpu.ToString().Split('-', StringSplitOptions.RemoveEmptyEntries).Where(p => p is not ("r" or "tm" or "cpu" or "processor")));
+            return $"{Cores}c-{slug}";
+        }
+    }
+
+    public static MachineInfo Collect(BenchOptions options)
+    {
+        var cpu = ReadField("/proc/cpuinfo", "model name") ?? RuntimeInformation.ProcessArchitecture.ToString();
+        var memory = ReadField("/proc/meminfo", "MemTotal") is { } total ? long.Parse(total.Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) * 1024 : 0;
+        return new MachineInfo(
+            Environment.ProcessorCount,
+            cpu,
+            memory,
+            RuntimeInformation.FrameworkDescription,
+            RuntimeInformation.OSDescription,
+            $"{NativeSetup.LoadedLibrary} (--avx {options.Avx})",
+            Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") ?? "unset");
+    }
+
+    public string Describe() => FormattableString.Invariant(
+        $"Machine: {Cores} cores, {Cpu}, {MemoryBytes / 1073741824.0:F1} GiB RAM, {Runtime}, {Os}\nllama.cpp: {NativeLibrary}; OMP_WAIT_POLICY={OmpWaitPolicy}");
+
+    /// <summary>The folder holding Sovereign.slnx, searched upwards from the working directory (else the working directory).</summary>
+    public static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(System.IO.Path.Combine(dir.FullName, "Sovereign.slnx")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        return Directory.GetCurrentDirectory();
+    }
+
+    /// <summary>Finds a relative path in the working directory or any folder above it (e.g. shared/models/x.gguf next to the repository).</summary>
+    public static string? FindUpwards(string relative)
+    {
+        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+        {
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+            {
+                var candidate = System.IO.Path.Combine(dir.FullName, relative);
+                if (File.Exists(candidate))
+                {
+                    return candidate;
+                }
+            }
+        }
+
+        return null;
+    }
+
+    private static string? ReadField(string file, string key)
+    {
+        if (!File.Exists(file))
+        {
+            return null;
+        }
+
+        foreach (var line in File.ReadLines(file))
+        {
+            var colon = line.IndexOf(':', StringComparison.Ordinal);
+            if (colon > 0 && line[..colon].Trim() == key)
+            {
+                return line[(colon + 1)..].Trim();
+            }
+        }
+
+        return null;
+    }
+}

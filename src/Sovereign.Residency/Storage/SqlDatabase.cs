@@ -1,0 +1,142 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Npgsql;
+
+namespace Sovereign.Storage;
+
+/// <summary>Which SQL engine holds the state.</summary>
+public enum SqlProvider
+{
+    /// <summary>One file, the embedded default (WAL mode).</summary>
+    Sqlite,
+
+    /// <summary>PostgreSQL, for clusters.</summary>
+    PostgreSql,
+}
+
+/// <summary>
+/// The durable store of tenants, keys, policies, nodes, the audit log and the usage ledger. Every schema is written
+/// in the SQL both engines accept (BIGINT, TEXT, INTEGER; ON CONFLICT; named @parameters), so the same statements
+/// run on SQLite on one machine and on PostgreSQL in a cluster.
+/// </summary>
+public sealed class SqlDatabase
+{
+    private readonly string _connectionString;
+    private readonly NpgsqlDataSource? _postgres;
+
+    private SqlDatabase(SqlProvider provider, string connectionString)
+    {
+        Provider = provider;
+        _connectionString = connectionString;
+        if (provider == SqlProvider.PostgreSql)
+        {
+            _postgres = NpgsqlDataSource.Create(connectionString);
+        }
+    }
+
+    /// <summary>The engine behind this database.</summary>
+    public SqlProvider Provider { get; }
+
+    /// <summary>A SQLite database in one file (created if missing), in WAL mode.</summary>
+    public static SqlDatabase Sqlite(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(directory))
+        {
+            Directory.CreateDirectory(directory);
+        }
+
+        var builder = new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadWriteCreate, Cache = SqliteCacheMode.Private, Pooling = true };
+        return new SqlDatabase(SqlProvider.Sqlite, builder.ToString());
+    }
+
+    /// <summary>A PostgreSQL database (Npgsql connection string).</summary>
+    public static SqlDatabase PostgreSql(string connectionString)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
+        return new SqlDatabase(SqlProvider.PostgreSql, connectionString);
+    }
+
+    /// <summary>Opens a connection; SQLite connections get WAL, a busy timeout and foreign keys.</summary>
+    public async Task<DbConnection> OpenAsync(CancellationToken cancellationToken = default)
+    {
+        if (_postgres is not null)
+        {
+            return await _postgres.OpenConnectionAsync(cancellationToken);
+        }
+
+        var connection = new SqliteConnection(_connectionString);
+        await connection.OpenAsync(cancellationToken);
+        using var pragma = connection.CreateCommand();
+
+        // WAL + NORMAL survives a killed process (the OS still has the pages); FULL would add an fsync per commit.
+        pragma.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;";
+        await pragma.ExecuteNonQueryAsync(cancellationToken);
+        return connection;
+    }
+
+    /// <summary>
+    /// Applies each named migration once, in order, recording it in <c>schema_migrations</c>. Components call this
+    /// at start with their own migrations; names must be globally unique (prefix them with the component).
+    /// </summary>
+    public async Task MigrateAsync(IEnumerable<SqlMigration> migrations, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await ExecuteAsync(connection, null, "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)", cancellationToken);
+        foreach (var migration in migrations)
+        {
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            using (var check = connection.CreateCommand())
+            {
+                check.Transaction = transaction;
+                check.CommandText = "SELECT COUNT(*) FROM schema_migrations WHERE name = @name";
+                AddParameter(check, "@name", migration.Name);
+                if (Convert.ToInt64(await check.ExecuteScalarAsync(cancellationToken), System.Globalization.CultureInfo.InvariantCulture) > 0)
+                {
+                    continue;
+                }
+            }
+
+            foreach (var statement in migration.Statements)
+            {
+                await ExecuteAsync(connection, transaction, statement, cancellationToken);
+            }
+
+            using (var record = connection.CreateCommand())
+            {
+                record.Transaction = transaction;
+                record.CommandText = "INSERT INTO schema_migrations (name, applied_at) VALUES (@name, @at)";
+                AddParameter(record, "@name", migration.Name);
+                AddParameter(record, "@at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+                await record.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            await transaction.CommitAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>Adds a named parameter (the same syntax on both engines).</summary>
+    public static DbParameter AddParameter(DbCommand command, string name, object? value)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        var parameter = command.CreateParameter();
+        parameter.ParameterName = name;
+        parameter.Value = value ?? DBNull.Value;
+        command.Parameters.Add(parameter);
+        return parameter;
+    }
+
+    private static async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+}
+
+/// <summary>One schema change: a globally unique name and the statements that make it.</summary>
+/// <param name="Name">e.g. <c>residency-001-tenants</c>.</param>
+/// <param name="Statements">Portable SQL statements, run in one transaction.</param>
+public sealed record SqlMigration(string Name, IReadOnlyList<string> Statements);
