@@ -10,6 +10,7 @@ using Microsoft.Extensions.Options;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Trace;
+using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Models;
 using Sovereign.Gateway.Observability;
 using Sovereign.Gateway.OpenAI;
@@ -34,6 +35,8 @@ public static class SovereignGateway
         services.AddHostedService<NativeLogBridge>();
         services.TryAddSingleton<ModelCatalog>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelCatalog>());
+        builder.AddControlPlane();
+        services.AddLocalNodeRegistration();
         // Read the raw setting: the validated options are only resolved at start, where a bad value is reported.
         services.AddOptions<KestrelServerOptions>().Configure<IConfiguration>((kestrel, configuration) =>
             kestrel.Limits.MaxRequestBodySize = configuration.GetValue<long?>($"{SovereignOptions.SectionName}:Limits:MaxRequestBodyBytes") is >= 1024 and var limit

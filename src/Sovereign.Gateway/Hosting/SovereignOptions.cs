@@ -23,6 +23,36 @@ public sealed class SovereignOptions
     /// <summary>Request and output limits.</summary>
     public LimitsOptions Limits { get; set; } = new();
 
+    /// <summary>
+    /// The ISO 3166-1 alpha-2 country this process (gateway and local node) runs in. Unset, no tenant with a
+    /// residency policy can be served here: the jurisdiction is unknown, so the policy cannot be shown to hold.
+    /// </summary>
+    public string? Jurisdiction { get; set; }
+
+    /// <summary>This process's node id in the registry. Default: "local".</summary>
+    public string NodeId { get; set; } = "local";
+
+    /// <summary>
+    /// The operator-issued credential that binds <see cref="NodeId"/> to <see cref="Jurisdiction"/>. Unset on a
+    /// single machine, the process issues its own with the operator key in the data directory.
+    /// </summary>
+    public string? NodeCredential { get; set; }
+
+    /// <summary>
+    /// Serve /v1 without a tenant key. Unset means: only while no tenant exists (a fresh laptop install); as soon
+    /// as the operator creates a tenant, every request needs a key.
+    /// </summary>
+    public bool? AnonymousAccess { get; set; }
+
+    /// <summary>Bearer token for /admin/v1. Unset: one is generated into &lt;data dir&gt;/admin-token (mode 600).</summary>
+    public string? AdminToken { get; set; }
+
+    /// <summary>Where state lives.</summary>
+    public DatabaseOptions Database { get; set; } = new();
+
+    /// <summary>Operator-defined jurisdiction groups: name to member countries or groups.</summary>
+    public Dictionary<string, List<string>> JurisdictionGroups { get; set; } = [];
+
     /// <summary>The data directory with the default applied.</summary>
     public string ResolvedDataDirectory => string.IsNullOrWhiteSpace(DataDirectory)
         ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".sovereign")
@@ -49,4 +79,14 @@ public sealed class LimitsOptions
 
     /// <summary>Most inputs in one embeddings request (OpenAI allows 2048).</summary>
     public int MaxEmbeddingInputs { get; set; } = 2048;
+}
+
+/// <summary>Which database holds tenants, keys, nodes, the audit log and the ledger.</summary>
+public sealed class DatabaseOptions
+{
+    /// <summary>Sqlite (default, a file in the data directory) or PostgreSql.</summary>
+    public string Provider { get; set; } = "Sqlite";
+
+    /// <summary>For Sqlite: the file path (default &lt;data dir&gt;/sovereign.db). For PostgreSql: an Npgsql connection string.</summary>
+    public string? ConnectionString { get; set; }
 }

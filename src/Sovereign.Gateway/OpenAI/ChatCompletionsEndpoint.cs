@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
-using Sovereign.Gateway.Models;
+using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Engine;
 
 namespace Sovereign.Gateway.OpenAI;
@@ -10,11 +10,11 @@ internal static class ChatCompletionsEndpoint
 {
     private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant"];
 
-    public static async Task HandleAsync(HttpContext context, ModelCatalog catalog, IOptions<SovereignOptions> options, TimeProvider time)
+    public static async Task HandleAsync(HttpContext context, InferenceRouter router, UpstreamProxy proxy, NodeDirectory nodes, IOptions<SovereignOptions> options, TimeProvider time)
     {
         var limits = options.Value.Limits;
+        var caller = await router.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<ChatCompletionRequest>(context);
-        var model = RequestReader.ResolveModel(catalog, request.Model, ModelKind.Chat);
         var turns = ValidateMessages(request);
         if (request.MaxTokens is not null && request.MaxCompletionTokens is not null && request.MaxTokens != request.MaxCompletionTokens)
         {
@@ -39,6 +39,14 @@ internal static class ChatCompletionsEndpoint
             throw OpenAIException.BadRequest($"response_format '{format}' is not supported by this server.", "response_format", "unsupported_parameter");
         }
 
+        var routed = await router.RouteAsync(context, caller, request.Model, ModelKind.Chat);
+        if (routed.ExternalNode is not null)
+        {
+            await ExternalForwarding.ForwardAsync(context, routed, router, proxy, nodes, "chat/completions");
+            return;
+        }
+
+        var model = routed.Local!;
         var llama = model.Model!;
         var prompt = llama.TokenizeChat(turns);
         maxTokens = RequestReader.ClampDefault(requestedMax, maxTokens, prompt.Length, llama.Info.ContextLength);
@@ -53,16 +61,18 @@ internal static class ChatCompletionsEndpoint
             .ToArray();
 
         using var run = GenerationRun.Start(model.Batcher!, choices, context.RequestAborted);
+        await using var accounting = new LocalAccounting(router, routed, prompt.Length);
         var id = GenerationRun.NewId("chatcmpl-");
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         if (request.Stream == true)
         {
-            await StreamAsync(context, run, id, created, model.Id, n, request.StreamOptions?.IncludeUsage == true, prompt.Length);
+            accounting.CompletionTokens = await StreamAsync(context, run, id, created, model.Id, n, request.StreamOptions?.IncludeUsage == true, prompt.Length);
             return;
         }
 
         var results = await run.CollectAsync();
         var completionTokens = results.Sum(r => r.Result.CompletionTokens);
+        accounting.CompletionTokens = completionTokens;
         await TypedResults.Json(
             new ChatCompletion(id, "chat.completion", created, model.Id,
                 results.Select((r, i) => new ChatChoice(i, new AssistantMessage("assistant", r.Text), null, GenerationRun.FinishReasonOf(r.Result.FinishReason))).ToArray(),
@@ -73,7 +83,8 @@ internal static class ChatCompletionsEndpoint
     /// <summary>Identifies this build in responses, as OpenAI's <c>system_fingerprint</c> does.</summary>
     internal static readonly string SystemFingerprint = "sovereign-" + typeof(ChatCompletionsEndpoint).Assembly.GetName().Version!.ToString(3);
 
-    private static async Task StreamAsync(HttpContext context, GenerationRun run, string id, long created, string model, int n, bool includeUsage, int promptTokens)
+    /// <summary>Streams the choices; returns the completion tokens generated.</summary>
+    private static async Task<int> StreamAsync(HttpContext context, GenerationRun run, string id, long created, string model, int n, bool includeUsage, int promptTokens)
     {
         var response = context.Response;
         var aborted = context.RequestAborted;
@@ -103,7 +114,7 @@ internal static class ChatCompletionsEndpoint
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             await ServerSentEvents.WriteAsync(response, new OpenAIErrorEnvelope(OpenAIErrorResults.Map(ex, 0).ToError()), aborted);
-            return;
+            return completionTokens;
         }
 
         if (includeUsage)
@@ -114,6 +125,7 @@ internal static class ChatCompletionsEndpoint
         }
 
         await ServerSentEvents.WriteDoneAsync(response, aborted);
+        return completionTokens;
     }
 
     private static ChatCompletionChunk Chunk(string id, long created, string model, ChatChunkChoice choice) =>

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
-using Sovereign.Gateway.Models;
+using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Engine;
 
 namespace Sovereign.Gateway.OpenAI;
@@ -11,11 +11,11 @@ internal static class CompletionsEndpoint
 {
     private const int MaxPrompts = 64;
 
-    public static async Task HandleAsync(HttpContext context, ModelCatalog catalog, IOptions<SovereignOptions> options, TimeProvider time)
+    public static async Task HandleAsync(HttpContext context, InferenceRouter router, UpstreamProxy proxy, NodeDirectory nodes, IOptions<SovereignOptions> options, TimeProvider time)
     {
         var limits = options.Value.Limits;
+        var caller = await router.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<CompletionRequest>(context);
-        var model = RequestReader.ResolveModel(catalog, request.Model, ModelKind.Chat);
         var (sampling, maxTokens, stop, n) = RequestReader.ValidateSampling(request, request.MaxTokens, "max_tokens", limits);
         if (request.Echo == true)
         {
@@ -37,6 +37,14 @@ internal static class CompletionsEndpoint
             throw OpenAIException.BadRequest("best_of is not supported by this server.", "best_of", "unsupported_parameter");
         }
 
+        var routed = await router.RouteAsync(context, caller, request.Model, ModelKind.Chat);
+        if (routed.ExternalNode is not null)
+        {
+            await ExternalForwarding.ForwardAsync(context, routed, router, proxy, nodes, "completions");
+            return;
+        }
+
+        var model = routed.Local!;
         var llama = model.Model!;
         var prompts = ReadPrompts(request.Prompt, llama);
         if (prompts.Count * n > limits.MaxChoices)
@@ -63,6 +71,7 @@ internal static class CompletionsEndpoint
 
         var promptTokens = prompts.Sum(p => p.Length);
         using var run = GenerationRun.Start(model.Batcher!, choices, context.RequestAborted);
+        await using var accounting = new LocalAccounting(router, routed, promptTokens);
         var id = GenerationRun.NewId("cmpl-");
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         var fingerprint = ChatCompletionsEndpoint.SystemFingerprint;
@@ -94,6 +103,10 @@ internal static class CompletionsEndpoint
                 await ServerSentEvents.WriteAsync(response, new OpenAIErrorEnvelope(OpenAIErrorResults.Map(ex, 0).ToError()), aborted);
                 return;
             }
+            finally
+            {
+                accounting.CompletionTokens = completionTokens;
+            }
 
             if (request.StreamOptions?.IncludeUsage == true)
             {
@@ -107,6 +120,7 @@ internal static class CompletionsEndpoint
 
         var results = await run.CollectAsync();
         var generated = results.Sum(r => r.Result.CompletionTokens);
+        accounting.CompletionTokens = generated;
         await TypedResults.Json(
             new TextCompletion(id, "text_completion", created, model.Id,
                 results.Select((r, i) => new TextChoice(r.Text, i, null, GenerationRun.FinishReasonOf(r.Result.FinishReason))).ToArray(),

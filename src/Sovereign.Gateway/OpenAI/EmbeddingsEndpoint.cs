@@ -3,7 +3,7 @@ using System.Text.Json;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
-using Sovereign.Gateway.Models;
+using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Embeddings;
 using Sovereign.Inference.Engine;
 
@@ -12,17 +12,20 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary><c>POST /v1/embeddings</c> for GGUF embedding models and the built-in MiniLM.</summary>
 internal static class EmbeddingsEndpoint
 {
-    public static async Task HandleAsync(HttpContext context, ModelCatalog catalog, IOptions<SovereignOptions> options)
+    public static async Task HandleAsync(HttpContext context, InferenceRouter router, IOptions<SovereignOptions> options)
     {
         var limits = options.Value.Limits;
+        var caller = await router.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<EmbeddingRequest>(context);
-        var model = RequestReader.ResolveModel(catalog, request.Model, ModelKind.Embedding);
         var inputs = ReadInputs(request.Input, limits.MaxEmbeddingInputs);
         var format = request.EncodingFormat ?? "float";
         if (format is not ("float" or "base64"))
         {
             throw OpenAIException.BadRequest("encoding_format must be 'float' or 'base64'.", "encoding_format", "invalid_value");
         }
+
+        var routed = await router.RouteAsync(context, caller, request.Model, ModelKind.Embedding);
+        var model = routed.Local!;
 
         var generator = model.Embeddings!;
         if (request.Dimensions is { } dimensions && dimensions != generator.GetService<EmbeddingGeneratorMetadata>()?.DefaultModelDimensions)
@@ -52,6 +55,7 @@ internal static class EmbeddingsEndpoint
         }
 
         var tokens = (int)(embeddings.Usage?.InputTokenCount ?? 0);
+        await router.CompleteAsync(routed, tokens, 0, "completed");
         var data = embeddings.Select((e, i) => new EmbeddingItem("embedding", i, format == "base64"
             ? Convert.ToBase64String(MemoryMarshal.AsBytes(e.Vector.Span))
             : e.Vector.ToArray())).ToArray();

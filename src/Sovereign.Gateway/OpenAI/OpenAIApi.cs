@@ -1,11 +1,9 @@
-using System.Security.Cryptography;
-using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
-using Sovereign.Gateway.Models;
+using Sovereign.Gateway.Routing;
 
 namespace Sovereign.Gateway.OpenAI;
 
@@ -16,7 +14,6 @@ public static class OpenAIApi
     public static RouteGroupBuilder MapOpenAIApi(this IEndpointRouteBuilder endpoints)
     {
         var v1 = endpoints.MapGroup("/v1");
-        v1.AddEndpointFilter(RequireApiKey);
         v1.MapPost("/chat/completions", ChatCompletionsEndpoint.HandleAsync);
         v1.MapPost("/completions", CompletionsEndpoint.HandleAsync);
         v1.MapPost("/embeddings", EmbeddingsEndpoint.HandleAsync);
@@ -50,40 +47,22 @@ public static class OpenAIApi
         }
     });
 
-    private static async ValueTask<object?> RequireApiKey(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
+    private static async Task<IResult> ListModels(HttpContext context, InferenceRouter router)
     {
-        var keys = invocation.HttpContext.RequestServices.GetRequiredService<IOptions<SovereignOptions>>().Value.ApiKeys;
-        if (keys.Count == 0)
-        {
-            return await next(invocation);
-        }
-
-        var header = invocation.HttpContext.Request.Headers.Authorization.ToString();
-        if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
-        {
-            throw OpenAIException.Unauthorized("You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.");
-        }
-
-        var presented = Encoding.UTF8.GetBytes(header["Bearer ".Length..].Trim());
-        foreach (var key in keys)
-        {
-            if (CryptographicOperations.FixedTimeEquals(presented, Encoding.UTF8.GetBytes(key)))
-            {
-                return await next(invocation);
-            }
-        }
-
-        throw OpenAIException.Unauthorized("Incorrect API key provided.");
+        var caller = await router.AuthenticateAsync(context);
+        var models = await router.VisibleModelsAsync(caller);
+        return TypedResults.Json(new ModelList("list", models.Select(Card).ToArray()), OpenAIJson.Options);
     }
 
-    private static IResult ListModels(ModelCatalog catalog) =>
-        TypedResults.Json(new ModelList("list", catalog.All.Select(Card).ToArray()), OpenAIJson.Options);
-
-    private static IResult GetModel(string id, ModelCatalog catalog) =>
-        catalog.TryGet(id, out var model) ? TypedResults.Json(Card(model), OpenAIJson.Options) : throw OpenAIException.ModelNotFound(id);
+    private static async Task<IResult> GetModel(string id, HttpContext context, InferenceRouter router)
+    {
+        var caller = await router.AuthenticateAsync(context);
+        var model = (await router.VisibleModelsAsync(caller)).FirstOrDefault(m => m.Id == id) ?? throw OpenAIException.ModelNotFound(id);
+        return TypedResults.Json(Card(model), OpenAIJson.Options);
+    }
 
     private static IResult NotFound(HttpContext context) =>
         throw new OpenAIException(StatusCodes.Status404NotFound, $"Unknown request URL: {context.Request.Method} {context.Request.Path}.", "invalid_request_error", null, "unknown_url");
 
-    private static ModelCard Card(ServedModel model) => new(model.Id, "model", model.Created, model.OwnedBy);
+    private static ModelCard Card(ServedModelCard model) => new(model.Id, "model", model.Created, model.OwnedBy);
 }

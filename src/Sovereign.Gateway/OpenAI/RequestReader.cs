@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Sovereign.Gateway.Hosting;
-using Sovereign.Gateway.Models;
 using Sovereign.Inference.Engine;
 
 namespace Sovereign.Gateway.OpenAI;
@@ -8,13 +7,22 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary>Reads, parses and validates OpenAI request bodies, turning every client mistake into a precise 400.</summary>
 internal static class RequestReader
 {
+    /// <summary>The raw body of the request, kept for forwarding to an upstream engine.</summary>
+    public static ReadOnlyMemory<byte> RawBody(HttpContext context) =>
+        context.Items.TryGetValue(typeof(RequestReader), out var raw) && raw is ReadOnlyMemory<byte> bytes ? bytes : ReadOnlyMemory<byte>.Empty;
+
     public static async Task<T> ReadAsync<T>(HttpContext context)
         where T : class
     {
+        // Buffer the body (Kestrel enforces the size limit while reading) so it can be validated here and forwarded as is.
+        using var buffer = new MemoryStream();
+        await context.Request.Body.CopyToAsync(buffer, context.RequestAborted);
+        var bytes = new ReadOnlyMemory<byte>(buffer.GetBuffer(), 0, (int)buffer.Length);
+        context.Items[typeof(RequestReader)] = bytes;
         T? body;
         try
         {
-            body = await JsonSerializer.DeserializeAsync<T>(context.Request.Body, OpenAIJson.Options, context.RequestAborted);
+            body = bytes.Length == 0 ? throw new JsonException("The request body is empty.") : JsonSerializer.Deserialize<T>(bytes.Span, OpenAIJson.Options);
         }
         catch (JsonException ex)
         {
@@ -25,28 +33,6 @@ internal static class RequestReader
         }
 
         return body ?? throw OpenAIException.BadRequest("The request body must be a JSON object.");
-    }
-
-    /// <summary>Finds the model for a generation request.</summary>
-    public static ServedModel ResolveModel(ModelCatalog catalog, string? model, ModelKind kind)
-    {
-        if (string.IsNullOrEmpty(model))
-        {
-            throw OpenAIException.BadRequest("You must provide a model parameter.", "model", "missing_required_parameter");
-        }
-
-        if (!catalog.TryGet(model, out var served))
-        {
-            throw OpenAIException.ModelNotFound(model);
-        }
-
-        if (served.Kind != kind)
-        {
-            throw OpenAIException.BadRequest(
-                $"The model '{model}' is an {served.Kind.ToString().ToLowerInvariant()} model and cannot serve this endpoint.", "model", "model_not_supported");
-        }
-
-        return served;
     }
 
     /// <summary>Validates the shared sampling fields against OpenAI's ranges and the server's limits.</summary>

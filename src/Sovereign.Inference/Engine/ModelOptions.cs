@@ -55,6 +55,12 @@ public sealed class ModelOptions
     /// <summary>Chat template used when the GGUF has none: a llama.cpp template name (chatml, llama3, mistral-v7, gemma, ...).</summary>
     public string? ChatTemplate { get; set; }
 
+    /// <summary>The model's licence as an SPDX id (e.g. Apache-2.0, llama3.1); residency policies can allow or deny by it.</summary>
+    public string? License { get; set; }
+
+    /// <summary>The publisher's country (ISO 3166-1 alpha-2); residency policies can allow or deny by it.</summary>
+    public string? Origin { get; set; }
+
     /// <summary>Requests allowed to wait for capacity; beyond this the server answers 503 with Retry-After.</summary>
     public int MaxQueue { get; set; } = DefaultMaxQueue;
 

@@ -1,0 +1,106 @@
+namespace Sovereign.Cluster.Grains;
+
+/// <summary>A tenant as grains hand it out.</summary>
+[GenerateSerializer, Immutable]
+public sealed record TenantView(
+    [property: Id(0)] string Id,
+    [property: Id(1)] string Name,
+    [property: Id(2)] string PolicyJson,
+    [property: Id(3)] string Plan,
+    [property: Id(4)] bool Disabled,
+    [property: Id(5)] long CreatedAt,
+    [property: Id(6)] long UpdatedAt);
+
+/// <summary>A key as listed (never its secret).</summary>
+[GenerateSerializer, Immutable]
+public sealed record ApiKeyView(
+    [property: Id(0)] string Id,
+    [property: Id(1)] string TenantId,
+    [property: Id(2)] string Prefix,
+    [property: Id(3)] string Name,
+    [property: Id(4)] string? PolicyJson,
+    [property: Id(5)] long CreatedAt,
+    [property: Id(6)] long? RevokedAt);
+
+/// <summary>A new key: the only time its secret is returned.</summary>
+[GenerateSerializer, Immutable]
+public sealed record CreatedApiKey([property: Id(0)] ApiKeyView Key, [property: Id(1)] string Secret);
+
+/// <summary>Who a presented secret belongs to, as of now.</summary>
+[GenerateSerializer, Immutable]
+public sealed record KeyIdentity(
+    [property: Id(0)] string KeyId,
+    [property: Id(1)] string TenantId,
+    [property: Id(2)] string? KeyPolicyJson,
+    [property: Id(3)] bool Revoked);
+
+/// <summary>A registered node as grains hand it out.</summary>
+[GenerateSerializer, Immutable]
+public sealed record NodeView(
+    [property: Id(0)] string Id,
+    [property: Id(1)] string Jurisdiction,
+    [property: Id(2)] string Kind,
+    [property: Id(3)] string? BaseUrl,
+    [property: Id(4)] IReadOnlyList<NodeModel> Models,
+    [property: Id(5)] string State,
+    [property: Id(6)] string Credential,
+    [property: Id(7)] string? UpstreamKey,
+    [property: Id(8)] long UpdatedAt);
+
+/// <summary>A model on a node: the id clients use, the engine's own name for it, and how many requests it takes at once.</summary>
+[GenerateSerializer, Immutable]
+public sealed record NodeModel(
+    [property: Id(0)] string Id,
+    [property: Id(1)] string Upstream,
+    [property: Id(2)] int Capacity,
+    [property: Id(3)] string? License = null,
+    [property: Id(4)] string? Origin = null);
+
+/// <summary>The whole registry with a version that changes on every write (for caches).</summary>
+[GenerateSerializer, Immutable]
+public sealed record NodeRegistrySnapshot([property: Id(0)] long Version, [property: Id(1)] IReadOnlyList<NodeView> Nodes);
+
+/// <summary>One tenant's configuration and keys; the single writer of its rows.</summary>
+public interface ITenantGrain : IGrainWithStringKey
+{
+    /// <summary>The tenant, or null if it does not exist.</summary>
+    Task<TenantView?> GetAsync();
+
+    /// <summary>Creates or updates the tenant (the caller validated the policy).</summary>
+    Task<TenantView> UpsertAsync(string name, string policyJson, string plan, bool disabled);
+
+    /// <summary>The tenant's keys.</summary>
+    Task<IReadOnlyList<ApiKeyView>> ListKeysAsync();
+
+    /// <summary>Issues a key; its secret is returned once and stored only as a hash.</summary>
+    Task<CreatedApiKey> CreateKeyAsync(string name, string? policyJson);
+
+    /// <summary>Revokes a key; takes effect on the next request everywhere. Returns false if it is not this tenant's.</summary>
+    Task<bool> RevokeKeyAsync(string keyId);
+}
+
+/// <summary>Resolves one presented secret (keyed by its hash) to its tenant; the cache that revocation invalidates.</summary>
+public interface IApiKeyGrain : IGrainWithStringKey
+{
+    /// <summary>The key's identity, or null for an unknown secret.</summary>
+    Task<KeyIdentity?> ResolveAsync();
+
+    /// <summary>Reloads from the store (after a revocation or policy change).</summary>
+    Task RefreshAsync();
+}
+
+/// <summary>The node registry: every node, its jurisdiction, credential, state and models.</summary>
+public interface INodeRegistryGrain : IGrainWithStringKey
+{
+    /// <summary>All nodes and the registry version.</summary>
+    Task<NodeRegistrySnapshot> GetAsync();
+
+    /// <summary>Adds or replaces a node (the caller verified its credential).</summary>
+    Task<NodeView> UpsertAsync(NodeView node);
+
+    /// <summary>Marks a node active or down; false if unknown.</summary>
+    Task<bool> SetStateAsync(string nodeId, string state);
+
+    /// <summary>Removes a node; false if unknown.</summary>
+    Task<bool> DeleteAsync(string nodeId);
+}

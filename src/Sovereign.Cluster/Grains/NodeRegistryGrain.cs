@@ -1,0 +1,69 @@
+using System.Text.Json;
+using Sovereign.Residency.ControlPlane;
+using Sovereign.Residency.Policies;
+
+namespace Sovereign.Cluster.Grains;
+
+/// <summary>The one writer of the node table; readers cache its snapshot by version.</summary>
+internal sealed class NodeRegistryGrain(ControlPlaneStore store, TimeProvider time) : Grain, INodeRegistryGrain
+{
+    private readonly Dictionary<string, NodeView> _nodes = new(StringComparer.Ordinal);
+    private long _version;
+
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        foreach (var node in await store.ListNodesAsync(cancellationToken))
+        {
+            _nodes[node.Id] = ToView(node);
+        }
+
+        _version = time.GetUtcNow().ToUnixTimeMilliseconds();
+    }
+
+    public Task<NodeRegistrySnapshot> GetAsync() =>
+        Task.FromResult(new NodeRegistrySnapshot(_version, _nodes.Values.OrderBy(n => n.Id, StringComparer.Ordinal).ToList()));
+
+    public async Task<NodeView> UpsertAsync(NodeView node)
+    {
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        var created = _nodes.TryGetValue(node.Id, out var existing) ? existing.UpdatedAt : now;
+        var stored = node with { UpdatedAt = now };
+        await store.UpsertNodeAsync(ToRecord(stored, created));
+        _nodes[node.Id] = stored;
+        _version++;
+        return stored;
+    }
+
+    public async Task<bool> SetStateAsync(string nodeId, string state)
+    {
+        if (!_nodes.TryGetValue(nodeId, out var node))
+        {
+            return false;
+        }
+
+        await UpsertAsync(node with { State = state });
+        return true;
+    }
+
+    public async Task<bool> DeleteAsync(string nodeId)
+    {
+        if (!_nodes.Remove(nodeId))
+        {
+            return false;
+        }
+
+        await store.DeleteNodeAsync(nodeId);
+        _version++;
+        return true;
+    }
+
+    private static NodeView ToView(NodeRecord n) => new(
+        n.Id, n.Jurisdiction, n.Kind.ToString(), n.BaseUrl, JsonSerializer.Deserialize<List<NodeModel>>(n.ModelsJson, JsonOptions) ?? [],
+        n.State.ToString(), n.Credential, n.UpstreamKey, n.UpdatedAt);
+
+    private static NodeRecord ToRecord(NodeView n, long created) => new(
+        n.Id, n.Jurisdiction, Enum.Parse<NodeKind>(n.Kind), n.BaseUrl, JsonSerializer.Serialize(n.Models, JsonOptions),
+        Enum.Parse<NodeState>(n.State), n.Credential, n.UpstreamKey, created, n.UpdatedAt);
+
+    private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web);
+}

@@ -1,0 +1,61 @@
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Options;
+using Sovereign.Gateway.Hosting;
+
+namespace Sovereign.Gateway.ControlPlane;
+
+/// <summary>
+/// The operator credential for /admin/v1, separate from tenant keys. Configured, or generated once into
+/// &lt;data dir&gt;/admin-token (mode 600) where the CLI on the same machine finds it.
+/// </summary>
+public sealed class AdminToken
+{
+    /// <summary>The file name inside the data directory.</summary>
+    public const string FileName = "admin-token";
+
+    private readonly byte[] _hash;
+
+    /// <summary>Loads or creates the token.</summary>
+    public AdminToken(IOptions<SovereignOptions> options)
+    {
+        var settings = options.Value;
+        var token = settings.AdminToken;
+        if (string.IsNullOrWhiteSpace(token))
+        {
+            token = LoadOrCreate(Path.Combine(settings.ResolvedDataDirectory, FileName));
+        }
+
+        _hash = SHA256.HashData(Encoding.UTF8.GetBytes(token));
+    }
+
+    /// <summary>Whether a presented bearer token is the operator's (constant-time).</summary>
+    public bool Matches(string? presented) =>
+        presented is not null && CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)), _hash);
+
+    /// <summary>Reads the token file, creating it with a fresh random token if missing.</summary>
+    public static string LoadOrCreate(string path)
+    {
+        if (File.Exists(path))
+        {
+            return File.ReadAllText(path).Trim();
+        }
+
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var token = "sov-admin-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        var temporary = path + ".tmp";
+        var fileOptions = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+        {
+            fileOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        using (var stream = new FileStream(temporary, fileOptions))
+        {
+            stream.Write(Encoding.UTF8.GetBytes(token));
+        }
+
+        File.Move(temporary, path, overwrite: false);
+        return token;
+    }
+}

@@ -1,0 +1,129 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Options;
+using Sovereign.Cluster.Grains;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.OpenAI;
+using Sovereign.Residency.ControlPlane;
+using Sovereign.Residency.Jurisdictions;
+using Sovereign.Residency.Policies;
+
+namespace Sovereign.Gateway.ControlPlane;
+
+/// <summary>Who is calling /v1, and under which effective policy.</summary>
+/// <param name="TenantId">The tenant, or <see cref="AnonymousTenant"/>.</param>
+/// <param name="KeyId">The key id (safe to log), or null for anonymous callers.</param>
+/// <param name="Policy">The tenant policy narrowed by the key's; null for anonymous callers (local node only).</param>
+/// <param name="Plan">The tenant's pricing plan.</param>
+public sealed record Caller(string TenantId, string? KeyId, ResidencyPolicy? Policy, string Plan)
+{
+    /// <summary>The tenant id anonymous requests are recorded under.</summary>
+    public const string AnonymousTenant = "anonymous";
+
+    /// <summary>Whether this is an anonymous (no tenant) caller.</summary>
+    public bool IsAnonymous => KeyId is null || TenantId == AnonymousTenant;
+}
+
+/// <summary>
+/// Resolves the bearer key of a /v1 request to its tenant through the key's grain, so a revocation anywhere takes
+/// effect on the next request everywhere. Policies are parsed once per tenant version and cached.
+/// </summary>
+public sealed class CallerAuthenticator(
+    IGrainFactory grains,
+    ControlPlaneStore store,
+    JurisdictionCatalog catalog,
+    IOptions<SovereignOptions> options)
+{
+    private readonly ConcurrentDictionary<(string Tenant, long Version, string? KeyPolicy), ResidencyPolicy> _policies = new();
+    private readonly byte[][] _staticKeyHashes = options.Value.ApiKeys.Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k))).ToArray();
+    private volatile bool _tenantsExist;
+
+    /// <summary>Remembers that a tenant exists, which ends default anonymous access (called when one is created).</summary>
+    public void TenantCreated() => _tenantsExist = true;
+
+    /// <summary>Authenticates the request or throws the 401/403 to answer with.</summary>
+    public async Task<Caller> AuthenticateAsync(HttpContext context)
+    {
+        var header = context.Request.Headers.Authorization.ToString();
+        var presented = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
+        if (presented is not null && presented.StartsWith(ApiKeySecrets.Prefix, StringComparison.Ordinal))
+        {
+            return await TenantCallerAsync(presented);
+        }
+
+        if (!await AnonymousAllowedAsync(context.RequestAborted))
+        {
+            throw OpenAIException.Unauthorized(presented is null
+                ? "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
+                : "Incorrect API key provided.");
+        }
+
+        if (_staticKeyHashes.Length > 0)
+        {
+            var hash = SHA256.HashData(Encoding.UTF8.GetBytes(presented ?? ""));
+            if (presented is null || !_staticKeyHashes.Any(k => CryptographicOperations.FixedTimeEquals(k, hash)))
+            {
+                throw OpenAIException.Unauthorized(presented is null
+                    ? "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
+                    : "Incorrect API key provided.");
+            }
+        }
+
+        return new Caller(Caller.AnonymousTenant, null, null, "default");
+    }
+
+    private async Task<Caller> TenantCallerAsync(string secret)
+    {
+        var identity = await grains.GetGrain<IApiKeyGrain>(ApiKeySecrets.Hash(secret)).ResolveAsync();
+        if (identity is null)
+        {
+            throw OpenAIException.Unauthorized("Incorrect API key provided.");
+        }
+
+        if (identity.Revoked)
+        {
+            throw OpenAIException.Unauthorized($"The API key {identity.KeyId} has been revoked.");
+        }
+
+        var tenant = await grains.GetGrain<ITenantGrain>(identity.TenantId).GetAsync()
+            ?? throw OpenAIException.Unauthorized("Incorrect API key provided.");
+        if (tenant.Disabled)
+        {
+            throw new OpenAIException(StatusCodes.Status403Forbidden, $"The tenant '{tenant.Id}' is disabled.", "permission_error", null, "tenant_disabled");
+        }
+
+        var policy = _policies.GetOrAdd((tenant.Id, tenant.UpdatedAt, identity.KeyPolicyJson), EffectivePolicy, tenant.PolicyJson);
+        return new Caller(tenant.Id, identity.KeyId, policy, tenant.Plan);
+    }
+
+    private ResidencyPolicy EffectivePolicy((string Tenant, long Version, string? KeyPolicy) key, string tenantPolicyJson)
+    {
+        var tenantPolicy = PolicyDocument.FromJson(tenantPolicyJson).ToPolicy();
+        if (key.KeyPolicy is null)
+        {
+            return tenantPolicy;
+        }
+
+        var narrowed = tenantPolicy.NarrowWith(PolicyDocument.FromJson(key.KeyPolicy).ToNarrowing(), catalog);
+        return narrowed.IsValid
+            ? narrowed.Effective!
+            : throw new OpenAIException(StatusCodes.Status403Forbidden, "The key's policy no longer fits its tenant's policy; ask the operator to reissue the key.", "permission_error", null, "residency_violation");
+    }
+
+    private async Task<bool> AnonymousAllowedAsync(CancellationToken cancellationToken)
+    {
+        if (options.Value.AnonymousAccess is { } configured)
+        {
+            return configured;
+        }
+
+        // Default: anonymous only on a fresh install. Tenants are never deleted, so "exists" is cached for good.
+        if (!_tenantsExist && (await store.ListTenantsAsync(cancellationToken)).Count > 0)
+        {
+            _tenantsExist = true;
+        }
+
+        return !_tenantsExist;
+    }
+}

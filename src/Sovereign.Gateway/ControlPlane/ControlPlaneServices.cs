@@ -1,0 +1,61 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Sovereign.Cluster;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Routing;
+using Sovereign.Residency.Audit;
+using Sovereign.Residency.ControlPlane;
+using Sovereign.Residency.Jurisdictions;
+using Sovereign.Storage;
+
+namespace Sovereign.Gateway.ControlPlane;
+
+/// <summary>Registers the control plane: the database, the operator key, the audit log, grains, routing.</summary>
+internal static class ControlPlaneServices
+{
+    /// <summary>The operator's private key file inside the data directory.</summary>
+    public const string OperatorKeyFile = "operator-key.pem";
+
+    /// <summary>The embedded database file inside the data directory.</summary>
+    public const string DatabaseFile = "sovereign.db";
+
+    public static void AddControlPlane(this IHostApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        builder.AddSovereignCluster();
+        services.TryAddSingleton(sp => CreateCatalog(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
+        services.TryAddSingleton(sp => OpenDatabase(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
+        services.TryAddSingleton(sp => new ControlPlaneStore(sp.GetRequiredService<SqlDatabase>()));
+        services.TryAddSingleton(sp => OperatorSigningKey.LoadOrCreate(Path.Combine(sp.GetRequiredService<IOptions<SovereignOptions>>().Value.ResolvedDataDirectory, OperatorKeyFile)));
+
+        // Opened synchronously once at start-up; appends are asynchronous and group-committed.
+        services.TryAddSingleton(sp => AuditLog.OpenAsync(
+            sp.GetRequiredService<SqlDatabase>(), sp.GetRequiredService<OperatorSigningKey>(), null, sp.GetRequiredService<TimeProvider>()).GetAwaiter().GetResult());
+        services.TryAddSingleton<AdminToken>();
+        services.TryAddSingleton<CallerAuthenticator>();
+        services.TryAddSingleton<NodeDirectory>();
+        services.TryAddSingleton<InferenceRouter>();
+        services.TryAddSingleton<UpstreamProxy>();
+        services.AddHttpClient(UpstreamProxy.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>The registrar must run after the models have loaded: call after the catalog is registered.</summary>
+    public static void AddLocalNodeRegistration(this IServiceCollection services) => services.AddHostedService<LocalNodeRegistrar>();
+
+    private static JurisdictionCatalog CreateCatalog(SovereignOptions options) =>
+        options.JurisdictionGroups.Count == 0
+            ? JurisdictionCatalog.Default
+            : JurisdictionCatalog.Create(options.JurisdictionGroups.Select(g => new JurisdictionGroup { Name = g.Key, Members = g.Value }));
+
+    private static SqlDatabase OpenDatabase(SovereignOptions options)
+    {
+        var configured = options.Database;
+        var database = string.Equals(configured.Provider, "PostgreSql", StringComparison.OrdinalIgnoreCase)
+            ? SqlDatabase.PostgreSql(configured.ConnectionString!)
+            : SqlDatabase.Sqlite(configured.ConnectionString ?? Path.Combine(options.ResolvedDataDirectory, DatabaseFile));
+        database.MigrateAsync([.. ControlPlaneStore.Migrations, .. AuditLog.Migrations]).GetAwaiter().GetResult();
+        return database;
+    }
+}

@@ -1,0 +1,82 @@
+using System.Text.Json;
+using Sovereign.Gateway.OpenAI;
+using Sovereign.Residency.Jurisdictions;
+using Sovereign.Residency.Policies;
+
+namespace Sovereign.Gateway.ControlPlane;
+
+/// <summary>
+/// A residency policy as the admin API and the store write it (snake_case JSON). Tenants carry a full policy;
+/// keys carry an optional narrowing in the same shape (absent fields inherit the tenant's).
+/// </summary>
+internal sealed class PolicyDocument
+{
+    public List<string>? AllowedJurisdictions { get; set; }
+    public List<string>? AllowedModels { get; set; }
+    public List<string>? AllowedLicenses { get; set; }
+    public List<string>? AllowedOrigins { get; set; }
+    public bool? AllowExternalProviders { get; set; }
+    public RetentionDocument? Retention { get; set; }
+
+    public string ToJson() => JsonSerializer.Serialize(this, OpenAIJson.Options);
+
+    public static PolicyDocument FromJson(string json) =>
+        JsonSerializer.Deserialize<PolicyDocument>(json, OpenAIJson.Options) ?? new PolicyDocument();
+
+    /// <summary>The tenant policy this document states; absent lists mean "any" except jurisdictions, which are required.</summary>
+    public ResidencyPolicy ToPolicy() => new()
+    {
+        AllowedJurisdictions = AllowedJurisdictions ?? [],
+        AllowedModels = AllowedModels ?? [],
+        AllowedLicenses = AllowedLicenses ?? [],
+        AllowedOrigins = AllowedOrigins ?? [],
+        AllowExternalProviders = AllowExternalProviders ?? false,
+        Retention = Retention?.ToPolicy("retention") ?? RetentionPolicy.None,
+    };
+
+    /// <summary>The narrowing a key states.</summary>
+    public PolicyNarrowing ToNarrowing() => new()
+    {
+        AllowedJurisdictions = AllowedJurisdictions,
+        AllowedModels = AllowedModels,
+        AllowedLicenses = AllowedLicenses,
+        AllowedOrigins = AllowedOrigins,
+        AllowExternalProviders = AllowExternalProviders,
+        Retention = Retention?.ToPolicy("retention"),
+    };
+
+    /// <summary>Validates a tenant policy; throws a 400 naming the first bad field (prefixed with <paramref name="prefix"/>).</summary>
+    public ResidencyPolicy ValidateTenantPolicy(JurisdictionCatalog catalog, string prefix)
+    {
+        var policy = ToPolicy();
+        var errors = ResidencyPolicyValidator.Validate(policy, catalog);
+        return errors.Count == 0 ? policy : throw Invalid(errors, prefix);
+    }
+
+    /// <summary>Validates a key's narrowing against its tenant's policy; throws a 400 naming the field.</summary>
+    public ResidencyPolicy ValidateNarrowing(ResidencyPolicy tenantPolicy, JurisdictionCatalog catalog, string prefix)
+    {
+        var result = tenantPolicy.NarrowWith(ToNarrowing(), catalog);
+        return result.IsValid ? result.Effective! : throw Invalid(result.Errors, prefix);
+    }
+
+    private static OpenAIException Invalid(IReadOnlyList<PolicyError> errors, string prefix)
+    {
+        var first = errors[0];
+        var message = string.Join(" ", errors.Select(e => $"{prefix}.{e.Field}: {e.Message}"));
+        return OpenAIException.BadRequest("The policy is invalid. " + message, $"{prefix}.{first.Field}", "invalid_policy");
+    }
+}
+
+internal sealed class RetentionDocument
+{
+    public string? Mode { get; set; }
+    public int? Days { get; set; }
+
+    public RetentionPolicy ToPolicy(string field) => Mode?.ToLowerInvariant() switch
+    {
+        null or "none" => Days is null or 0 ? RetentionPolicy.None : throw OpenAIException.BadRequest("retention.days must be 0 or absent when mode is 'none'.", field + ".days", "invalid_policy"),
+        "store" => new RetentionPolicy { Mode = RetentionMode.Store, Days = Days ?? 0 },
+        _ => throw OpenAIException.BadRequest($"retention.mode must be 'none' or 'store'; got '{Mode}'.", field + ".mode", "invalid_policy"),
+    };
+}

@@ -1,0 +1,251 @@
+using System.Security.Cryptography;
+using Microsoft.Extensions.Options;
+using Sovereign.Cluster.Grains;
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Models;
+using Sovereign.Gateway.OpenAI;
+using Sovereign.Inference.Engine;
+using Sovereign.Residency.Audit;
+using Sovereign.Residency.Jurisdictions;
+using Sovereign.Residency.Policies;
+
+namespace Sovereign.Gateway.Routing;
+
+/// <summary>Where one request will run, decided and audited before any work starts.</summary>
+public sealed class RoutedRequest
+{
+    internal RoutedRequest(string requestId, Caller caller, string model, string nodeId, string jurisdiction, ServedModel? local, NodeView? externalNode, NodeModel? externalModel)
+    {
+        RequestId = requestId;
+        Caller = caller;
+        Model = model;
+        NodeId = nodeId;
+        Jurisdiction = jurisdiction;
+        Local = local;
+        ExternalNode = externalNode;
+        ExternalModel = externalModel;
+    }
+
+    /// <summary>The request's id; it is also its audit id.</summary>
+    public string RequestId { get; }
+
+    /// <summary>Who asked.</summary>
+    public Caller Caller { get; }
+
+    /// <summary>The model id the client named.</summary>
+    public string Model { get; }
+
+    /// <summary>The node that processes it.</summary>
+    public string NodeId { get; }
+
+    /// <summary>That node's jurisdiction.</summary>
+    public string Jurisdiction { get; }
+
+    /// <summary>The local model, when this process runs it.</summary>
+    public ServedModel? Local { get; }
+
+    /// <summary>The external node, when the request is proxied.</summary>
+    public NodeView? ExternalNode { get; }
+
+    /// <summary>The model on the external node.</summary>
+    public NodeModel? ExternalModel { get; }
+}
+
+/// <summary>A model as /v1/models lists it.</summary>
+public sealed record ServedModelCard(string Id, long Created, string OwnedBy, string? License, string? Origin, bool ExternalOnly);
+
+/// <summary>
+/// The residency gate of every inference request: authenticates the caller, gathers the model's replicas (this
+/// process's engine and registered external nodes), asks the pure <see cref="RoutingDecider"/>, records the decision
+/// in the audit log, and either refuses with the rule's code or states on the response where the request runs.
+/// </summary>
+public sealed class InferenceRouter(
+    CallerAuthenticator authenticator,
+    ModelCatalog catalog,
+    NodeDirectory nodes,
+    AuditLog audit,
+    JurisdictionCatalog jurisdictions,
+    IOptions<SovereignOptions> options)
+{
+    /// <summary>Response header: the jurisdiction that processed the request.</summary>
+    public const string JurisdictionHeader = "x-sovereign-jurisdiction";
+
+    /// <summary>Response header: the node that processed the request.</summary>
+    public const string NodeHeader = "x-sovereign-node";
+
+    /// <summary>Response header: the request's audit id.</summary>
+    public const string AuditIdHeader = "x-sovereign-audit-id";
+
+    /// <summary>Jurisdiction code for "not declared": ISO's user-assigned ZZ, which no policy can allow.</summary>
+    public const string Undeclared = "ZZ";
+
+    /// <summary>Who is calling; throws 401/403 before the body is even read.</summary>
+    public Task<Caller> AuthenticateAsync(HttpContext context) => authenticator.AuthenticateAsync(context);
+
+    /// <summary>The models this caller may see: those some replica could serve under its policy.</summary>
+    public async Task<IReadOnlyList<ServedModelCard>> VisibleModelsAsync(Caller caller)
+    {
+        var allNodes = await nodes.GetNodesAsync();
+        var cards = catalog.All.Select(m => new ServedModelCard(m.Id, m.Created, m.OwnedBy, m.Model?.Options.License, m.Model?.Options.Origin, false)).ToList();
+        foreach (var node in allNodes.Where(n => n.Kind == nameof(NodeKind.External)))
+        {
+            foreach (var model in node.Models.Where(m => cards.All(c => c.Id != m.Id)))
+            {
+                cards.Add(new ServedModelCard(model.Id, node.UpdatedAt / 1000, node.Id, model.License, model.Origin, true));
+            }
+        }
+
+        if (caller.Policy is null)
+        {
+            return cards.Where(c => !c.ExternalOnly).ToList();
+        }
+
+        // A model is visible when the policy allows it by id, licence and origin (capacity does not matter here).
+        var policy = caller.Policy;
+        var somewhereAllowed = jurisdictions.ResolveMany(policy.AllowedJurisdictions, out _).Order(StringComparer.Ordinal).FirstOrDefault() ?? Undeclared;
+        var probe = new ModelReplica("probe", somewhereAllowed, NodeKind.Local, true, 0, 1);
+        return cards.Where(c => (!c.ExternalOnly || policy.AllowExternalProviders)
+            && RoutingDecider.Decide(new RoutingRequest(somewhereAllowed, policy, new ModelFacts(c.Id, c.License, c.Origin), [probe]) { Catalog = jurisdictions }).Code != RoutingCodes.ModelNotAllowed).ToList();
+    }
+
+    /// <summary>Decides and audits where an authenticated request runs; throws the OpenAI error to answer with when refused.</summary>
+    public async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, string? model, ModelKind kind)
+    {
+        if (string.IsNullOrEmpty(model))
+        {
+            throw OpenAIException.BadRequest("You must provide a model parameter.", "model", "missing_required_parameter");
+        }
+
+        var settings = options.Value;
+        var here = string.IsNullOrWhiteSpace(settings.Jurisdiction) ? Undeclared : settings.Jurisdiction.ToUpperInvariant();
+        var requestId = "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+        catalog.TryGet(model, out var local);
+        if (local is not null && local.Kind != kind)
+        {
+            throw OpenAIException.BadRequest(
+                $"The model '{model}' is an {local.Kind.ToString().ToLowerInvariant()} model and cannot serve this endpoint.", "model", "model_not_supported");
+        }
+
+        var allNodes = await nodes.GetNodesAsync();
+        var localNode = allNodes.FirstOrDefault(n => n.Id == settings.NodeId && n.Kind == nameof(NodeKind.Local));
+        var external = kind == ModelKind.Chat
+            ? allNodes.Where(n => n.Kind == nameof(NodeKind.External)).SelectMany(n => n.Models.Where(m => m.Id == model).Select(m => (Node: n, Model: m))).ToList()
+            : [];
+        if (local is null && external.Count == 0)
+        {
+            throw OpenAIException.ModelNotFound(model);
+        }
+
+        if (caller.Policy is null)
+        {
+            // Anonymous callers (a fresh install, or static keys) are served by this process only, never proxied.
+            if (local is null)
+            {
+                throw OpenAIException.ModelNotFound(model);
+            }
+
+            return await AllowAsync(context, new RoutedRequest(requestId, caller, model, settings.NodeId, here, local, null, null), here, ["anonymous: served by the local node only"]);
+        }
+
+        var replicas = new List<ModelReplica>();
+        if (local is not null)
+        {
+            var batcher = local.Batcher;
+            var capacity = batcher is null ? int.MaxValue : batcher.Model.Options.Parallel + batcher.Model.Options.MaxQueue;
+            var load = batcher is null ? 0 : batcher.RunningCount + batcher.WaitingCount;
+            var healthy = localNode is null || localNode.State == nameof(Residency.ControlPlane.NodeState.Active);
+            replicas.Add(new ModelReplica(settings.NodeId, localNode?.Jurisdiction ?? here, NodeKind.Local, healthy, load, capacity));
+        }
+
+        foreach (var (node, nodeModel) in external)
+        {
+            replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, node.State == nameof(Residency.ControlPlane.NodeState.Active), nodes.InFlight(node.Id), nodeModel.Capacity));
+        }
+
+        var facts = FactsOf(model, local, external.Select(e => e.Model).FirstOrDefault());
+        var decision = RoutingDecider.Decide(new RoutingRequest(localNode?.Jurisdiction ?? here, caller.Policy, facts, replicas) { Catalog = jurisdictions });
+        if (!decision.Allowed)
+        {
+            await audit.AppendAsync(new AuditRecord
+            {
+                Kind = AuditKind.Inference,
+                Actor = caller.KeyId ?? caller.TenantId,
+                Action = AuditActions.InferenceRefused,
+                Tenant = caller.TenantId,
+                KeyId = caller.KeyId,
+                Model = model,
+                Gateway = settings.NodeId,
+                Jurisdiction = here,
+                Decision = AuditDecision.Refused,
+                DecisionCode = decision.Code,
+                Reasons = decision.Reasons,
+                Details = new Dictionary<string, string> { ["request_id"] = requestId },
+            }, context.RequestAborted);
+            context.Response.Headers[AuditIdHeader] = requestId;
+            throw new OpenAIException(
+                decision.HttpStatus,
+                decision.Message,
+                decision.HttpStatus == StatusCodes.Status403Forbidden ? "permission_error" : "server_error",
+                decision.Code == RoutingCodes.ModelNotAllowed ? "model" : null,
+                decision.Code,
+                decision.HttpStatus == StatusCodes.Status503ServiceUnavailable ? TimeSpan.FromSeconds(1) : null);
+        }
+
+        var selected = decision.SelectedReplica!;
+        var routed = selected.Kind == NodeKind.Local
+            ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, local, null, null)
+            : external.First(e => e.Node.Id == selected.NodeId) is var target
+                ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, null, target.Node, target.Model)
+                : throw new InvalidOperationException("The decider chose an unknown replica.");
+        return await AllowAsync(context, routed, localNode?.Jurisdiction ?? here, decision.Reasons);
+    }
+
+    /// <summary>Records how an allowed request ended: tokens and outcome, never content.</summary>
+    public Task CompleteAsync(RoutedRequest request, long promptTokens, long completionTokens, string outcome) =>
+        audit.AppendAsync(new AuditRecord
+        {
+            Kind = AuditKind.Inference,
+            Actor = request.Caller.KeyId ?? request.Caller.TenantId,
+            Action = "inference.completed",
+            Tenant = request.Caller.TenantId,
+            KeyId = request.Caller.KeyId,
+            Model = request.Model,
+            Gateway = options.Value.NodeId,
+            Node = request.NodeId,
+            Jurisdiction = request.Jurisdiction,
+            Decision = AuditDecision.Allowed,
+            PromptTokens = promptTokens,
+            CompletionTokens = completionTokens,
+            Details = new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome },
+        });
+
+    private async Task<RoutedRequest> AllowAsync(HttpContext context, RoutedRequest routed, string gatewayJurisdiction, IReadOnlyList<string> reasons)
+    {
+        await audit.AppendAsync(new AuditRecord
+        {
+            Kind = AuditKind.Inference,
+            Actor = routed.Caller.KeyId ?? routed.Caller.TenantId,
+            Action = AuditActions.InferenceAllowed,
+            Tenant = routed.Caller.TenantId,
+            KeyId = routed.Caller.KeyId,
+            Model = routed.Model,
+            Gateway = options.Value.NodeId,
+            Node = routed.NodeId,
+            Jurisdiction = routed.Jurisdiction,
+            Decision = AuditDecision.Allowed,
+            Reasons = reasons,
+            Details = new Dictionary<string, string> { ["request_id"] = routed.RequestId, ["gateway_jurisdiction"] = gatewayJurisdiction },
+        }, context.RequestAborted);
+        var headers = context.Response.Headers;
+        headers[JurisdictionHeader] = routed.Jurisdiction;
+        headers[NodeHeader] = routed.NodeId;
+        headers[AuditIdHeader] = routed.RequestId;
+        return routed;
+    }
+
+    private static ModelFacts FactsOf(string model, ServedModel? local, NodeModel? external) =>
+        local?.Model?.Options is { } o ? new ModelFacts(model, o.License, o.Origin)
+        : external is not null ? new ModelFacts(model, external.License, external.Origin)
+        : new ModelFacts(model);
+}

@@ -1,0 +1,87 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Options;
+using Sovereign.Cluster.Grains;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Residency.Audit;
+using Sovereign.Residency.ControlPlane;
+
+namespace Sovereign.Gateway.Routing;
+
+/// <summary>
+/// The gateway's view of the node registry: a snapshot re-read from the registry grain when its version changes,
+/// with each node's credential verified against the operator key. A node whose credential does not verify, or
+/// does not bind the jurisdiction the registry row claims, is treated as absent (fail closed).
+/// </summary>
+public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey operatorKey, IOptions<SovereignOptions> options, TimeProvider time)
+{
+    /// <summary>The registry key of the one registry grain.</summary>
+    public const string RegistryKey = "default";
+
+    private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(2);
+    private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
+    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue);
+
+    /// <summary>The registry grain.</summary>
+    public INodeRegistryGrain Registry => grains.GetGrain<INodeRegistryGrain>(RegistryKey);
+
+    /// <summary>Verified nodes; refreshed at most every two seconds, and at once after <see cref="Invalidate"/>.</summary>
+    public async ValueTask<IReadOnlyList<NodeView>> GetNodesAsync()
+    {
+        var snapshot = _snapshot;
+        if (time.GetUtcNow() - snapshot.ReadAt < RefreshInterval)
+        {
+            return snapshot.Nodes;
+        }
+
+        var registry = await Registry.GetAsync();
+        if (registry.Version != snapshot.Version)
+        {
+            snapshot = new Snapshot(registry.Version, registry.Nodes.Where(IsTrusted).ToList(), time.GetUtcNow());
+        }
+        else
+        {
+            snapshot = snapshot with { ReadAt = time.GetUtcNow() };
+        }
+
+        _snapshot = snapshot;
+        return snapshot.Nodes;
+    }
+
+    /// <summary>Forces the next read to go to the registry (after an admin change in this process).</summary>
+    public void Invalidate() => _snapshot = _snapshot with { ReadAt = DateTimeOffset.MinValue };
+
+    /// <summary>This process's own node, if registered and trusted.</summary>
+    public async ValueTask<NodeView?> GetLocalNodeAsync() =>
+        (await GetNodesAsync()).FirstOrDefault(n => n.Id == options.Value.NodeId && n.Kind == nameof(Residency.Policies.NodeKind.Local));
+
+    /// <summary>Requests in flight to an external node, for load-aware selection.</summary>
+    public int InFlight(string nodeId) => _inFlight.TryGetValue(nodeId, out var n) ? n : 0;
+
+    /// <summary>Counts a request to an external node until the returned handle is disposed.</summary>
+    public IDisposable Track(string nodeId)
+    {
+        _inFlight.AddOrUpdate(nodeId, 1, static (_, n) => n + 1);
+        return new InFlightHandle(_inFlight, nodeId);
+    }
+
+    private bool IsTrusted(NodeView node)
+    {
+        var claims = NodeCredentials.Verify(node.Credential, operatorKey.PublicKeyPem, out _);
+        return claims is not null && NodeCredentials.Mismatch(claims, node.Id, node.Jurisdiction, node.Kind, node.BaseUrl) is null;
+    }
+
+    private sealed record Snapshot(long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt);
+
+    private sealed class InFlightHandle(ConcurrentDictionary<string, int> counts, string nodeId) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                counts.AddOrUpdate(nodeId, 0, static (_, n) => Math.Max(0, n - 1));
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Sovereign.Gateway.OpenAI;
+
+namespace Sovereign.Gateway.Routing;
+
+/// <summary>Token counts an upstream engine reported.</summary>
+internal readonly record struct UpstreamUsage(int PromptTokens, int CompletionTokens);
+
+/// <summary>
+/// Forwards an OpenAI request to an external OpenAI-compatible engine (vLLM, llama-server, Ollama, another
+/// Sovereign) and relays the answer, streaming included. The client's model id is restored in every response and
+/// usage is always requested upstream, so the gateway can meter and audit what the engine did.
+/// </summary>
+internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
+{
+    /// <summary>The named HttpClient used for upstream calls.</summary>
+    public const string ClientName = "sovereign-upstream";
+
+    public async Task<UpstreamUsage?> ForwardAsync(
+        HttpContext context, Uri baseUrl, string? upstreamKey, string path, JsonObject body, string clientModel, string upstreamModel)
+    {
+        var aborted = context.RequestAborted;
+        var stream = body["stream"]?.GetValueKind() == JsonValueKind.True;
+        var clientWantsUsage = body["stream_options"]?["include_usage"]?.GetValueKind() == JsonValueKind.True;
+        body["model"] = upstreamModel;
+        if (stream)
+        {
+            body["stream_options"] = new JsonObject { ["include_usage"] = true };
+        }
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseUrl, "v1/" + path))
+        {
+            Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"),
+        };
+        if (!string.IsNullOrEmpty(upstreamKey))
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", upstreamKey);
+        }
+
+        HttpResponseMessage response;
+        try
+        {
+            response = await httpClientFactory.CreateClient(ClientName).SendAsync(request, HttpCompletionOption.ResponseHeadersRead, aborted);
+        }
+        catch (HttpRequestException ex)
+        {
+            throw new OpenAIException(StatusCodes.Status502BadGateway, $"The upstream engine could not be reached: {ex.Message}", "server_error", null, "upstream_unreachable");
+        }
+
+        using (response)
+        {
+            if (!response.IsSuccessStatusCode)
+            {
+                // The upstream's own error body is passed through: it names the problem in the same format.
+                context.Response.StatusCode = (int)response.StatusCode >= 500 ? StatusCodes.Status502BadGateway : (int)response.StatusCode;
+                context.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/json";
+                await response.Content.CopyToAsync(context.Response.Body, aborted);
+                return null;
+            }
+
+            return stream
+                ? await RelayStreamAsync(context, response, clientModel, clientWantsUsage)
+                : await RelayJsonAsync(context, response, clientModel);
+        }
+    }
+
+    private static async Task<UpstreamUsage?> RelayJsonAsync(HttpContext context, HttpResponseMessage response, string clientModel)
+    {
+        var json = JsonNode.Parse(await response.Content.ReadAsStringAsync(context.RequestAborted)) as JsonObject
+            ?? throw new OpenAIException(StatusCodes.Status502BadGateway, "The upstream engine returned a response that is not a JSON object.", "server_error", null, "upstream_invalid_response");
+        json["model"] = clientModel;
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = "application/json";
+        await context.Response.WriteAsync(json.ToJsonString(OpenAIJson.Options), context.RequestAborted);
+        return ReadUsage(json["usage"]);
+    }
+
+    private static async Task<UpstreamUsage?> RelayStreamAsync(HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage)
+    {
+        ServerSentEvents.Start(context.Response);
+        UpstreamUsage? usage = null;
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(context.RequestAborted), Encoding.UTF8);
+        while (await reader.ReadLineAsync(context.RequestAborted) is { } line)
+        {
+            if (!line.StartsWith("data:", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var data = line[5..].Trim();
+            if (data == "[DONE]")
+            {
+                await ServerSentEvents.WriteDoneAsync(context.Response, context.RequestAborted);
+                break;
+            }
+
+            if (JsonNode.Parse(data) is not JsonObject chunk)
+            {
+                continue;
+            }
+
+            if (ReadUsage(chunk["usage"]) is { } reported)
+            {
+                usage = reported;
+                if (!clientWantsUsage)
+                {
+                    if (chunk["choices"] is JsonArray { Count: 0 })
+                    {
+                        continue;
+                    }
+
+                    chunk.Remove("usage");
+                }
+            }
+
+            chunk["model"] = clientModel;
+            await ServerSentEvents.WriteAsync(context.Response, chunk, context.RequestAborted);
+        }
+
+        return usage;
+    }
+
+    private static UpstreamUsage? ReadUsage(JsonNode? usage) =>
+        usage is JsonObject u && u["prompt_tokens"] is JsonValue p && u["completion_tokens"] is JsonValue c
+            ? new UpstreamUsage(p.GetValue<int>(), c.GetValue<int>())
+            : null;
+}

@@ -1,0 +1,47 @@
+using Sovereign.Residency.Policies;
+
+namespace Sovereign.Residency.ControlPlane;
+
+/// <summary>A customer of the operator: its policy and plan. Stored as rows; served by its Orleans grain.</summary>
+/// <param name="Id">Slug used in URLs and logs (lowercase letters, digits, '-').</param>
+/// <param name="Name">Display name.</param>
+/// <param name="PolicyJson">The residency policy, serialized (validated before it is stored).</param>
+/// <param name="Plan">Pricing plan name.</param>
+/// <param name="Disabled">A disabled tenant's keys are refused.</param>
+/// <param name="CreatedAt">Unix milliseconds.</param>
+/// <param name="UpdatedAt">Unix milliseconds.</param>
+public sealed record TenantRecord(string Id, string Name, string PolicyJson, string Plan, bool Disabled, long CreatedAt, long UpdatedAt);
+
+/// <summary>A tenant API key. Only the SHA-256 of the secret is stored; the secret is shown once.</summary>
+/// <param name="Id">Public key id (<c>key_…</c>), safe to log.</param>
+/// <param name="TenantId">Owner.</param>
+/// <param name="Prefix">The visible start of the secret, to recognise a key in a list.</param>
+/// <param name="SecretHash">Lowercase hex SHA-256 of the whole secret.</param>
+/// <param name="Name">Label.</param>
+/// <param name="PolicyJson">Optional narrowing of the tenant policy for this key.</param>
+/// <param name="CreatedAt">Unix milliseconds.</param>
+/// <param name="RevokedAt">Unix milliseconds, or null while active.</param>
+public sealed record ApiKeyRecord(string Id, string TenantId, string Prefix, string SecretHash, string Name, string? PolicyJson, long CreatedAt, long? RevokedAt);
+
+/// <summary>Whether a node takes traffic.</summary>
+public enum NodeState
+{
+    /// <summary>Serving.</summary>
+    Active,
+
+    /// <summary>Taken out of rotation by the operator (or found unreachable).</summary>
+    Down,
+}
+
+/// <summary>A node and the models it serves. Its jurisdiction is bound by an operator-signed credential.</summary>
+/// <param name="Id">Node id.</param>
+/// <param name="Jurisdiction">ISO 3166-1 alpha-2 country the node runs in.</param>
+/// <param name="Kind">Local or external.</param>
+/// <param name="BaseUrl">For external nodes: the OpenAI-compatible base URL (ending before /v1).</param>
+/// <param name="ModelsJson">JSON array of served models: {"id", "upstream", "capacity"}.</param>
+/// <param name="State">Active or down.</param>
+/// <param name="Credential">The operator-signed credential binding id, jurisdiction, kind and URL.</param>
+/// <param name="UpstreamKey">Bearer key for the external engine, if it needs one.</param>
+/// <param name="CreatedAt">Unix milliseconds.</param>
+/// <param name="UpdatedAt">Unix milliseconds.</param>
+public sealed record NodeRecord(string Id, string Jurisdiction, NodeKind Kind, string? BaseUrl, string ModelsJson, NodeState State, string Credential, string? UpstreamKey, long CreatedAt, long UpdatedAt);

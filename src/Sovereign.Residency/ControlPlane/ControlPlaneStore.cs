@@ -1,0 +1,154 @@
+using System.Data.Common;
+using System.Globalization;
+using Sovereign.Residency.Policies;
+using Sovereign.Storage;
+
+namespace Sovereign.Residency.ControlPlane;
+
+/// <summary>
+/// Durable rows for tenants, keys and nodes. Grains own the live state and write through here; nothing else writes
+/// these tables. SQL is portable (SQLite and PostgreSQL).
+/// </summary>
+public sealed class ControlPlaneStore(SqlDatabase database)
+{
+    /// <summary>The schema of this store.</summary>
+    public static readonly IReadOnlyList<SqlMigration> Migrations =
+    [
+        new("controlplane-001-tables",
+        [
+            """
+            CREATE TABLE tenants (
+                id TEXT PRIMARY KEY, name TEXT NOT NULL, policy_json TEXT NOT NULL, plan TEXT NOT NULL,
+                disabled INTEGER NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)
+            """,
+            """
+            CREATE TABLE api_keys (
+                id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), prefix TEXT NOT NULL,
+                secret_hash TEXT NOT NULL UNIQUE, name TEXT NOT NULL, policy_json TEXT NULL,
+                created_at BIGINT NOT NULL, revoked_at BIGINT NULL)
+            """,
+            "CREATE INDEX api_keys_tenant ON api_keys (tenant_id)",
+            """
+            CREATE TABLE nodes (
+                id TEXT PRIMARY KEY, jurisdiction TEXT NOT NULL, kind TEXT NOT NULL, base_url TEXT NULL,
+                models_json TEXT NOT NULL, state TEXT NOT NULL, credential TEXT NOT NULL, upstream_key TEXT NULL,
+                created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)
+            """,
+        ]),
+    ];
+
+    /// <summary>The database behind the store.</summary>
+    public SqlDatabase Database => database;
+
+    /// <summary>Inserts or replaces a tenant.</summary>
+    public Task UpsertTenantAsync(TenantRecord tenant, CancellationToken cancellationToken = default) => ExecuteAsync(
+        """
+        INSERT INTO tenants (id, name, policy_json, plan, disabled, created_at, updated_at)
+        VALUES (@id, @name, @policy, @plan, @disabled, @created, @updated)
+        ON CONFLICT (id) DO UPDATE SET name = excluded.name, policy_json = excluded.policy_json, plan = excluded.plan,
+            disabled = excluded.disabled, updated_at = excluded.updated_at
+        """,
+        cancellationToken,
+        ("@id", tenant.Id), ("@name", tenant.Name), ("@policy", tenant.PolicyJson), ("@plan", tenant.Plan),
+        ("@disabled", tenant.Disabled ? 1 : 0), ("@created", tenant.CreatedAt), ("@updated", tenant.UpdatedAt));
+
+    /// <summary>Reads one tenant.</summary>
+    public async Task<TenantRecord?> GetTenantAsync(string id, CancellationToken cancellationToken = default) =>
+        (await QueryAsync("SELECT id, name, policy_json, plan, disabled, created_at, updated_at FROM tenants WHERE id = @id", ReadTenant, cancellationToken, ("@id", id))).FirstOrDefault();
+
+    /// <summary>All tenants, by id.</summary>
+    public Task<List<TenantRecord>> ListTenantsAsync(CancellationToken cancellationToken = default) =>
+        QueryAsync("SELECT id, name, policy_json, plan, disabled, created_at, updated_at FROM tenants ORDER BY id", ReadTenant, cancellationToken);
+
+    /// <summary>Stores a new key.</summary>
+    public Task InsertKeyAsync(ApiKeyRecord key, CancellationToken cancellationToken = default) => ExecuteAsync(
+        """
+        INSERT INTO api_keys (id, tenant_id, prefix, secret_hash, name, policy_json, created_at, revoked_at)
+        VALUES (@id, @tenant, @prefix, @hash, @name, @policy, @created, @revoked)
+        """,
+        cancellationToken,
+        ("@id", key.Id), ("@tenant", key.TenantId), ("@prefix", key.Prefix), ("@hash", key.SecretHash), ("@name", key.Name),
+        ("@policy", key.PolicyJson), ("@created", key.CreatedAt), ("@revoked", key.RevokedAt));
+
+    /// <summary>Marks a key revoked (idempotent: the first revocation time stays).</summary>
+    public Task RevokeKeyAsync(string keyId, long at, CancellationToken cancellationToken = default) => ExecuteAsync(
+        "UPDATE api_keys SET revoked_at = @at WHERE id = @id AND revoked_at IS NULL", cancellationToken, ("@id", keyId), ("@at", at));
+
+    /// <summary>Finds a key by the hash of its secret.</summary>
+    public async Task<ApiKeyRecord?> FindKeyByHashAsync(string secretHash, CancellationToken cancellationToken = default) =>
+        (await QueryAsync(KeySelect + " WHERE secret_hash = @hash", ReadKey, cancellationToken, ("@hash", secretHash))).FirstOrDefault();
+
+    /// <summary>Finds a key by id.</summary>
+    public async Task<ApiKeyRecord?> GetKeyAsync(string keyId, CancellationToken cancellationToken = default) =>
+        (await QueryAsync(KeySelect + " WHERE id = @id", ReadKey, cancellationToken, ("@id", keyId))).FirstOrDefault();
+
+    /// <summary>A tenant's keys, newest first.</summary>
+    public Task<List<ApiKeyRecord>> ListKeysAsync(string tenantId, CancellationToken cancellationToken = default) =>
+        QueryAsync(KeySelect + " WHERE tenant_id = @tenant ORDER BY created_at DESC, id", ReadKey, cancellationToken, ("@tenant", tenantId));
+
+    /// <summary>Inserts or replaces a node.</summary>
+    public Task UpsertNodeAsync(NodeRecord node, CancellationToken cancellationToken = default) => ExecuteAsync(
+        """
+        INSERT INTO nodes (id, jurisdiction, kind, base_url, models_json, state, credential, upstream_key, created_at, updated_at)
+        VALUES (@id, @jurisdiction, @kind, @url, @models, @state, @credential, @key, @created, @updated)
+        ON CONFLICT (id) DO UPDATE SET jurisdiction = excluded.jurisdiction, kind = excluded.kind, base_url = excluded.base_url,
+            models_json = excluded.models_json, state = excluded.state, credential = excluded.credential,
+            upstream_key = excluded.upstream_key, updated_at = excluded.updated_at
+        """,
+        cancellationToken,
+        ("@id", node.Id), ("@jurisdiction", node.Jurisdiction), ("@kind", node.Kind.ToString()), ("@url", node.BaseUrl),
+        ("@models", node.ModelsJson), ("@state", node.State.ToString()), ("@credential", node.Credential), ("@key", node.UpstreamKey),
+        ("@created", node.CreatedAt), ("@updated", node.UpdatedAt));
+
+    /// <summary>Deletes a node.</summary>
+    public Task DeleteNodeAsync(string id, CancellationToken cancellationToken = default) =>
+        ExecuteAsync("DELETE FROM nodes WHERE id = @id", cancellationToken, ("@id", id));
+
+    /// <summary>All nodes, by id.</summary>
+    public Task<List<NodeRecord>> ListNodesAsync(CancellationToken cancellationToken = default) => QueryAsync(
+        "SELECT id, jurisdiction, kind, base_url, models_json, state, credential, upstream_key, created_at, updated_at FROM nodes ORDER BY id",
+        r => new NodeRecord(r.GetString(0), r.GetString(1), Enum.Parse<NodeKind>(r.GetString(2)), r.IsDBNull(3) ? null : r.GetString(3), r.GetString(4),
+            Enum.Parse<NodeState>(r.GetString(5)), r.GetString(6), r.IsDBNull(7) ? null : r.GetString(7), r.GetInt64(8), r.GetInt64(9)),
+        cancellationToken);
+
+    private const string KeySelect = "SELECT id, tenant_id, prefix, secret_hash, name, policy_json, created_at, revoked_at FROM api_keys";
+
+    private static TenantRecord ReadTenant(DbDataReader r) =>
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), Convert.ToInt64(r.GetValue(4), CultureInfo.InvariantCulture) != 0, r.GetInt64(5), r.GetInt64(6));
+
+    private static ApiKeyRecord ReadKey(DbDataReader r) =>
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5), r.GetInt64(6), r.IsDBNull(7) ? null : r.GetInt64(7));
+
+    private async Task ExecuteAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            SqlDatabase.AddParameter(command, name, value);
+        }
+
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private async Task<List<T>> QueryAsync<T>(string sql, Func<DbDataReader, T> read, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            SqlDatabase.AddParameter(command, name, value);
+        }
+
+        var rows = new List<T>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            rows.Add(read(reader));
+        }
+
+        return rows;
+    }
+}
