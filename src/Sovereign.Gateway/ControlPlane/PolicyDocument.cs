@@ -24,31 +24,31 @@ internal sealed class PolicyDocument
         JsonSerializer.Deserialize<PolicyDocument>(json, OpenAIJson.Options) ?? new PolicyDocument();
 
     /// <summary>The tenant policy this document states; absent lists mean "any" except jurisdictions, which are required.</summary>
-    public ResidencyPolicy ToPolicy() => new()
+    public ResidencyPolicy ToPolicy(string prefix = "policy") => new()
     {
         AllowedJurisdictions = AllowedJurisdictions ?? [],
         AllowedModels = AllowedModels ?? [],
         AllowedLicenses = AllowedLicenses ?? [],
         AllowedOrigins = AllowedOrigins ?? [],
         AllowExternalProviders = AllowExternalProviders ?? false,
-        Retention = Retention?.ToPolicy("retention") ?? RetentionPolicy.None,
+        Retention = Retention?.ToPolicy(prefix + ".retention") ?? RetentionPolicy.None,
     };
 
     /// <summary>The narrowing a key states.</summary>
-    public PolicyNarrowing ToNarrowing() => new()
+    public PolicyNarrowing ToNarrowing(string prefix = "policy") => new()
     {
         AllowedJurisdictions = AllowedJurisdictions,
         AllowedModels = AllowedModels,
         AllowedLicenses = AllowedLicenses,
         AllowedOrigins = AllowedOrigins,
         AllowExternalProviders = AllowExternalProviders,
-        Retention = Retention?.ToPolicy("retention"),
+        Retention = Retention?.ToPolicy(prefix + ".retention"),
     };
 
     /// <summary>Validates a tenant policy; throws a 400 naming the first bad field (prefixed with <paramref name="prefix"/>).</summary>
     public ResidencyPolicy ValidateTenantPolicy(JurisdictionCatalog catalog, string prefix)
     {
-        var policy = ToPolicy();
+        var policy = ToPolicy(prefix);
         var errors = ResidencyPolicyValidator.Validate(policy, catalog);
         return errors.Count == 0 ? policy : throw Invalid(errors, prefix);
     }
@@ -56,7 +56,7 @@ internal sealed class PolicyDocument
     /// <summary>Validates a key's narrowing against its tenant's policy; throws a 400 naming the field.</summary>
     public ResidencyPolicy ValidateNarrowing(ResidencyPolicy tenantPolicy, JurisdictionCatalog catalog, string prefix)
     {
-        var result = tenantPolicy.NarrowWith(ToNarrowing(), catalog);
+        var result = tenantPolicy.NarrowWith(ToNarrowing(prefix), catalog);
         return result.IsValid ? result.Effective! : throw Invalid(result.Errors, prefix);
     }
 
@@ -75,8 +75,8 @@ internal sealed class RetentionDocument
 
     public RetentionPolicy ToPolicy(string field) => Mode?.ToLowerInvariant() switch
     {
-        null or "none" => Days is null or 0 ? RetentionPolicy.None : throw OpenAIException.BadRequest("retention.days must be 0 or absent when mode is 'none'.", field + ".days", "invalid_policy"),
+        null or "none" => Days is null or 0 ? RetentionPolicy.None : throw OpenAIException.BadRequest($"{field}.days must be 0 or absent when mode is 'none'.", field + ".days", "invalid_policy"),
         "store" => new RetentionPolicy { Mode = RetentionMode.Store, Days = Days ?? 0 },
-        _ => throw OpenAIException.BadRequest($"retention.mode must be 'none' or 'store'; got '{Mode}'.", field + ".mode", "invalid_policy"),
+        _ => throw OpenAIException.BadRequest($"{field}.mode must be 'none' or 'store'; got '{Mode}'.", field + ".mode", "invalid_policy"),
     };
 }

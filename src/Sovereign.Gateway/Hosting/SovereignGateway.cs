@@ -67,6 +67,7 @@ public static class SovereignGateway
         // Middleware pipeline — order matters: errors wrap everything that can throw.
         app.UseOpenAIErrors();
         app.MapOpenAIApi();
+        app.MapAdminApi();
         app.MapGet("/health", () => TypedResults.Json(new { status = "ok" }));
         app.MapGet("/ready", (ModelCatalog catalog) => catalog.IsReady
             ? Results.Json(new { status = "ready", models = catalog.All.Select(m => m.Id) })

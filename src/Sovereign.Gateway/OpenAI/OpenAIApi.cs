@@ -19,6 +19,7 @@ public static class OpenAIApi
         v1.MapPost("/embeddings", EmbeddingsEndpoint.HandleAsync);
         v1.MapGet("/models", ListModels);
         v1.MapGet("/models/{id}", GetModel);
+        v1.MapGet("/audit", TenantAudit);
         v1.MapFallback(NotFound);
         return v1;
     }
@@ -52,6 +53,20 @@ public static class OpenAIApi
         var caller = await router.AuthenticateAsync(context);
         var models = await router.VisibleModelsAsync(caller);
         return TypedResults.Json(new ModelList("list", models.Select(Card).ToArray()), OpenAIJson.Options);
+    }
+
+    /// <summary>A tenant's own audit entries (never another tenant's).</summary>
+    private static async Task<IResult> TenantAudit(HttpContext context, InferenceRouter router, Residency.Audit.AuditLog audit)
+    {
+        var caller = await router.AuthenticateAsync(context);
+        if (caller.IsAnonymous)
+        {
+            throw new OpenAIException(StatusCodes.Status403Forbidden, "The audit trail is per tenant: use a tenant API key.", "permission_error", null, "tenant_key_required");
+        }
+
+        var (from, to) = ControlPlane.AdminApi.AuditRange(context.Request.Query["from"], context.Request.Query["to"]);
+        var entries = await audit.ReadAsync(caller.TenantId, from, to, cancellationToken: context.RequestAborted);
+        return TypedResults.Json(new { @object = "list", data = entries.Select(ControlPlane.AdminApi.AuditJson) }, OpenAIJson.Options);
     }
 
     private static async Task<IResult> GetModel(string id, HttpContext context, InferenceRouter router)

@@ -27,7 +27,14 @@ internal static class OpenAIErrorResults
             return;
         }
 
+        // Evidence headers (audit id, node, jurisdiction) survive: a refusal is audited too.
+        var evidence = context.Response.Headers.Where(h => h.Key.StartsWith("x-sovereign-", StringComparison.OrdinalIgnoreCase)).ToList();
         context.Response.Clear();
+        foreach (var header in evidence)
+        {
+            context.Response.Headers[header.Key] = header.Value;
+        }
+
         context.Response.StatusCode = error.Status;
         if (error.RetryAfter is { } retry)
         {

@@ -1,0 +1,357 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Sovereign.Cluster.Grains;
+using Sovereign.Gateway.OpenAI;
+using Sovereign.Gateway.Routing;
+using Sovereign.Residency.Audit;
+using Sovereign.Residency.ControlPlane;
+using Sovereign.Residency.Jurisdictions;
+using Sovereign.Residency.Policies;
+using Sovereign.Storage;
+
+namespace Sovereign.Gateway.ControlPlane;
+
+/// <summary>
+/// The operator's API (<c>/admin/v1</c>): tenants, keys, nodes, jurisdictions and the audit trail. It needs the
+/// operator token, never a tenant key. Every change is validated (a 400 names the field) and audited.
+/// </summary>
+public static partial class AdminApi
+{
+    private const string Operator = "operator";
+
+    /// <summary>Maps /admin/v1 and returns the group.</summary>
+    public static RouteGroupBuilder MapAdminApi(this IEndpointRouteBuilder endpoints)
+    {
+        var admin = endpoints.MapGroup("/admin/v1");
+        admin.AddEndpointFilter(RequireOperator);
+        admin.MapGet("/tenants", ListTenants);
+        admin.MapPost("/tenants", CreateTenant);
+        admin.MapGet("/tenants/{id}", GetTenant);
+        admin.MapPatch("/tenants/{id}", UpdateTenant);
+        admin.MapGet("/tenants/{id}/keys", ListKeys);
+        admin.MapPost("/tenants/{id}/keys", CreateKey);
+        admin.MapDelete("/tenants/{id}/keys/{keyId}", RevokeKey);
+        admin.MapGet("/nodes", ListNodes);
+        admin.MapPost("/nodes", RegisterNode);
+        admin.MapPut("/nodes/{id}/state", SetNodeState);
+        admin.MapDelete("/nodes/{id}", DeleteNode);
+        admin.MapGet("/jurisdictions", ListJurisdictions);
+        admin.MapGet("/audit", ReadAudit);
+        admin.MapPost("/audit/verify", VerifyAudit);
+        admin.MapPost("/audit/checkpoint", Checkpoint);
+        admin.MapFallback((HttpContext context) =>
+            throw new OpenAIException(StatusCodes.Status404NotFound, $"Unknown admin URL: {context.Request.Method} {context.Request.Path}.", "invalid_request_error", null, "unknown_url"));
+        return admin;
+    }
+
+    private static ValueTask<object?> RequireOperator(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
+    {
+        var context = invocation.HttpContext;
+        var header = context.Request.Headers.Authorization.ToString();
+        var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
+        return context.RequestServices.GetRequiredService<AdminToken>().Matches(token)
+            ? next(invocation)
+            : throw OpenAIException.Unauthorized("The admin API needs the operator token (Authorization: Bearer <admin token>); tenant keys are not accepted here.");
+    }
+
+    private static async Task<IResult> ListTenants(ControlPlaneStore store) =>
+        Json(new { data = (await store.ListTenantsAsync()).Select(TenantJson) });
+
+    private static async Task<IResult> GetTenant(string id, IGrainFactory grains) =>
+        Json(TenantJson(await grains.GetGrain<ITenantGrain>(id).GetAsync() ?? throw NotFound("tenant", id)));
+
+    private static async Task<IResult> CreateTenant(HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, CallerAuthenticator authenticator)
+    {
+        var request = await RequestReader.ReadAsync<TenantCreateRequest>(context);
+        var id = Slug(request.Id, "id");
+        var policy = request.Policy ?? throw OpenAIException.BadRequest("policy is required: at least allowed_jurisdictions.", "policy", "missing_required_parameter");
+        policy.ValidateTenantPolicy(catalog, "policy");
+        var plan = PlanName(request.Plan);
+        var grain = grains.GetGrain<ITenantGrain>(id);
+        if (await grain.GetAsync() is not null)
+        {
+            throw new OpenAIException(StatusCodes.Status409Conflict, $"The tenant '{id}' already exists.", "invalid_request_error", "id", "tenant_exists");
+        }
+
+        var tenant = await grain.UpsertAsync(request.Name ?? id, policy.ToJson(), plan, request.Disabled ?? false);
+        authenticator.TenantCreated();
+        await AuditAdminAsync(audit, AuditActions.TenantCreate, id, new() { ["policy"] = tenant.PolicyJson, ["plan"] = plan });
+        return Results.Json(TenantJson(tenant), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> UpdateTenant(string id, HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit)
+    {
+        var grain = grains.GetGrain<ITenantGrain>(id);
+        var current = await grain.GetAsync() ?? throw NotFound("tenant", id);
+        var request = await RequestReader.ReadAsync<TenantUpdateRequest>(context);
+        request.Policy?.ValidateTenantPolicy(catalog, "policy");
+        var plan = request.Plan is null ? current.Plan : PlanName(request.Plan);
+        var policyJson = request.Policy?.ToJson() ?? current.PolicyJson;
+        var updated = await grain.UpsertAsync(request.Name ?? current.Name, policyJson, plan, request.Disabled ?? current.Disabled);
+        var details = new Dictionary<string, string> { ["plan"] = plan, ["disabled"] = updated.Disabled ? "true" : "false" };
+        if (request.Policy is not null)
+        {
+            details["old_policy"] = current.PolicyJson;
+            details["policy"] = policyJson;
+        }
+
+        await AuditAdminAsync(audit, request.Policy is null ? AuditActions.TenantUpdate : AuditActions.PolicyUpdate, id, details);
+        return Json(TenantJson(updated));
+    }
+
+    private static async Task<IResult> ListKeys(string id, IGrainFactory grains)
+    {
+        var grain = grains.GetGrain<ITenantGrain>(id);
+        _ = await grain.GetAsync() ?? throw NotFound("tenant", id);
+        return Json(new { data = (await grain.ListKeysAsync()).Select(KeyJson) });
+    }
+
+    private static async Task<IResult> CreateKey(string id, HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit)
+    {
+        var grain = grains.GetGrain<ITenantGrain>(id);
+        var tenant = await grain.GetAsync() ?? throw NotFound("tenant", id);
+        var request = await RequestReader.ReadAsync<KeyCreateRequest>(context);
+        request.Policy?.ValidateNarrowing(PolicyDocument.FromJson(tenant.PolicyJson).ToPolicy(), catalog, "policy");
+        var name = request.Name ?? "key";
+        if (name.Length > 200)
+        {
+            throw OpenAIException.BadRequest("name must be at most 200 characters.", "name", "invalid_value");
+        }
+
+        var created = await grain.CreateKeyAsync(name, request.Policy?.ToJson());
+        await AuditAdminAsync(audit, AuditActions.KeyCreate, id, new() { ["key_id"] = created.Key.Id, ["policy"] = created.Key.PolicyJson ?? "" }, created.Key.Id);
+        return Results.Json(new { key = KeyJson(created.Key), secret = created.Secret }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> RevokeKey(string id, string keyId, IGrainFactory grains, AuditLog audit)
+    {
+        var grain = grains.GetGrain<ITenantGrain>(id);
+        _ = await grain.GetAsync() ?? throw NotFound("tenant", id);
+        if (!await grain.RevokeKeyAsync(keyId))
+        {
+            throw NotFound("key", keyId);
+        }
+
+        await AuditAdminAsync(audit, AuditActions.KeyRevoke, id, new() { ["key_id"] = keyId }, keyId);
+        return Json(new { id = keyId, revoked = true });
+    }
+
+    private static async Task<IResult> ListNodes(NodeDirectory nodes) =>
+        Json(new { data = (await nodes.Registry.GetAsync()).Nodes.Select(NodeJson) });
+
+    private static async Task<IResult> RegisterNode(HttpContext context, NodeDirectory nodes, JurisdictionCatalog catalog, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time)
+    {
+        var request = await RequestReader.ReadAsync<NodeCreateRequest>(context);
+        var id = Slug(request.Id, "id");
+        var jurisdiction = request.Jurisdiction?.Trim().ToUpperInvariant();
+        if (!catalog.IsCountry(jurisdiction))
+        {
+            throw OpenAIException.BadRequest($"jurisdiction must be an ISO 3166-1 alpha-2 country code; got '{request.Jurisdiction}'.", "jurisdiction", "invalid_value");
+        }
+
+        if (!Uri.TryCreate(request.BaseUrl, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https") || !string.IsNullOrEmpty(url.Query))
+        {
+            throw OpenAIException.BadRequest("base_url must be an absolute http(s) URL of an OpenAI-compatible engine (without /v1).", "base_url", "invalid_value");
+        }
+
+        if (request.Models is not { Count: > 0 })
+        {
+            throw OpenAIException.BadRequest("models must list at least one model the node serves.", "models", "invalid_value");
+        }
+
+        var models = new List<NodeModel>();
+        for (var i = 0; i < request.Models.Count; i++)
+        {
+            var model = request.Models[i] ?? throw OpenAIException.BadRequest($"models[{i}] must be an object.", $"models[{i}]", "invalid_type");
+            if (string.IsNullOrWhiteSpace(model.Id))
+            {
+                throw OpenAIException.BadRequest($"models[{i}].id is required.", $"models[{i}].id", "missing_required_parameter");
+            }
+
+            if (model.Capacity is < 1 or > 100_000)
+            {
+                throw OpenAIException.BadRequest($"models[{i}].capacity must be between 1 and 100000.", $"models[{i}].capacity", "invalid_value");
+            }
+
+            if (model.License is not null && !KnownLicenses.IsKnown(model.License))
+            {
+                throw OpenAIException.BadRequest($"models[{i}].license '{model.License}' is not a known SPDX id (or LicenseRef-...).", $"models[{i}].license", "invalid_value");
+            }
+
+            if (model.Origin is not null && !catalog.IsCountry(model.Origin))
+            {
+                throw OpenAIException.BadRequest($"models[{i}].origin must be an ISO 3166-1 alpha-2 country code.", $"models[{i}].origin", "invalid_value");
+            }
+
+            models.Add(new NodeModel(model.Id, model.Upstream ?? model.Id, model.Capacity ?? 16, model.License, model.Origin?.ToUpperInvariant()));
+        }
+
+        var baseUrl = url.ToString().TrimEnd('/');
+        var kind = nameof(NodeKind.External);
+        var credential = NodeCredentials.Issue(new NodeClaims(id, jurisdiction, kind, baseUrl, time.GetUtcNow().ToUnixTimeMilliseconds()), operatorKey);
+        var node = await nodes.Registry.UpsertAsync(new NodeView(id, jurisdiction, kind, baseUrl, models, nameof(NodeState.Active), credential, request.ApiKey, 0));
+        nodes.Invalidate();
+        await AuditAdminAsync(audit, "node.register", null, new() { ["node"] = id, ["jurisdiction"] = jurisdiction, ["url"] = baseUrl, ["models"] = string.Join(",", models.Select(m => m.Id)) });
+        return Results.Json(NodeJson(node), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> SetNodeState(string id, HttpContext context, NodeDirectory nodes, AuditLog audit)
+    {
+        var request = await RequestReader.ReadAsync<NodeStateRequest>(context);
+        var state = request.State?.ToLowerInvariant() switch
+        {
+            "active" => nameof(NodeState.Active),
+            "down" => nameof(NodeState.Down),
+            _ => throw OpenAIException.BadRequest("state must be 'active' or 'down'.", "state", "invalid_value"),
+        };
+        if (!await nodes.Registry.SetStateAsync(id, state))
+        {
+            throw NotFound("node", id);
+        }
+
+        nodes.Invalidate();
+        await AuditAdminAsync(audit, "node.state", null, new() { ["node"] = id, ["state"] = state });
+        return Json(new { id, state = state.ToLowerInvariant() });
+    }
+
+    private static async Task<IResult> DeleteNode(string id, NodeDirectory nodes, AuditLog audit)
+    {
+        if (!await nodes.Registry.DeleteAsync(id))
+        {
+            throw NotFound("node", id);
+        }
+
+        nodes.Invalidate();
+        await AuditAdminAsync(audit, "node.delete", null, new() { ["node"] = id });
+        return Json(new { id, deleted = true });
+    }
+
+    private static IResult ListJurisdictions(JurisdictionCatalog catalog) => Json(new
+    {
+        countries = catalog.CountryCodes,
+        groups = catalog.GroupNames.ToDictionary(g => g, g => catalog.GetGroupMembers(g)),
+    });
+
+    private static async Task<IResult> ReadAudit(HttpContext context, AuditLog audit)
+    {
+        var query = context.Request.Query;
+        var (from, to) = AuditRange(query["from"], query["to"]);
+        var tenant = query["tenant"].ToString();
+        var entries = string.IsNullOrEmpty(tenant)
+            ? (await audit.ReadAsync(1, long.MaxValue, context.RequestAborted)).Where(e => e.Timestamp >= from.ToUnixTimeMilliseconds() && e.Timestamp <= to.ToUnixTimeMilliseconds()).ToList()
+            : await audit.ReadAsync(tenant, from, to, cancellationToken: context.RequestAborted);
+        return Json(new { data = entries.Select(AuditJson) });
+    }
+
+    private static async Task<IResult> VerifyAudit(SqlDatabase database, OperatorSigningKey key, CancellationToken cancellationToken)
+    {
+        var result = await AuditVerifier.VerifyAsync(database, key.PublicKeyPem, cancellationToken);
+        return Json(result);
+    }
+
+    private static async Task<IResult> Checkpoint(AuditLog audit, CancellationToken cancellationToken) =>
+        Json(await audit.CheckpointAsync(cancellationToken));
+
+    /// <summary>Parses an audit time range (ISO 8601 or unix seconds); defaults to everything.</summary>
+    internal static (DateTimeOffset From, DateTimeOffset To) AuditRange(string? from, string? to) =>
+        (ParseTime(from, "from") ?? DateTimeOffset.UnixEpoch, ParseTime(to, "to") ?? DateTimeOffset.MaxValue);
+
+    private static DateTimeOffset? ParseTime(string? value, string field)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            return null;
+        }
+
+        if (long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seconds))
+        {
+            return DateTimeOffset.FromUnixTimeSeconds(Math.Min(seconds, 253_402_300_799));
+        }
+
+        return DateTimeOffset.TryParse(value, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var time)
+            ? time
+            : throw OpenAIException.BadRequest($"{field} must be an ISO 8601 time or unix seconds; got '{value}'.", field, "invalid_value");
+    }
+
+    internal static object AuditJson(AuditEntry e) => new
+    {
+        sequence = e.Sequence,
+        timestamp = e.Timestamp,
+        kind = e.Kind.ToString().ToLowerInvariant(),
+        action = e.Action,
+        actor = e.Actor,
+        tenant = e.Tenant,
+        key_id = e.KeyId,
+        model = e.Model,
+        gateway = e.Gateway,
+        node = e.Node,
+        jurisdiction = e.Jurisdiction,
+        decision = e.Decision?.ToString().ToLowerInvariant(),
+        code = e.DecisionCode,
+        reasons = e.Reasons,
+        prompt_tokens = e.PromptTokens,
+        completion_tokens = e.CompletionTokens,
+        details = e.Details,
+        hash = e.Hash,
+    };
+
+    private static Task AuditAdminAsync(AuditLog audit, string action, string? tenant, Dictionary<string, string> details, string? keyId = null) =>
+        audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = Operator, Action = action, Tenant = tenant, KeyId = keyId, Details = details });
+
+    private static string Slug(string? value, string field) =>
+        value is not null && SlugPattern().IsMatch(value)
+            ? value
+            : throw OpenAIException.BadRequest($"{field} must be 1-63 characters of lowercase letters, digits and '-', starting with a letter or digit; got '{value}'.", field, "invalid_value");
+
+    private static string PlanName(string? plan) =>
+        plan is null ? "default"
+        : plan.Length is > 0 and <= 63 && plan.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_') ? plan
+        : throw OpenAIException.BadRequest("plan must be 1-63 letters, digits, '-' or '_'.", "plan", "invalid_value");
+
+    private static OpenAIException NotFound(string what, string id) =>
+        new(StatusCodes.Status404NotFound, $"No {what} '{id}'.", "invalid_request_error", null, what + "_not_found");
+
+    private static IResult Json(object? value) => Results.Json(value, OpenAIJson.Options);
+
+    private static object TenantJson(TenantView t) => new
+    {
+        id = t.Id,
+        name = t.Name,
+        plan = t.Plan,
+        disabled = t.Disabled,
+        policy = JsonDocument.Parse(t.PolicyJson).RootElement,
+        created_at = t.CreatedAt,
+        updated_at = t.UpdatedAt,
+    };
+
+    private static object TenantJson(TenantRecord t) => TenantJson(new TenantView(t.Id, t.Name, t.PolicyJson, t.Plan, t.Disabled, t.CreatedAt, t.UpdatedAt));
+
+    private static object KeyJson(ApiKeyView k) => new
+    {
+        id = k.Id,
+        tenant = k.TenantId,
+        prefix = k.Prefix,
+        name = k.Name,
+        policy = k.PolicyJson is null ? (JsonElement?)null : JsonDocument.Parse(k.PolicyJson).RootElement,
+        created_at = k.CreatedAt,
+        revoked_at = k.RevokedAt,
+    };
+
+    private static object NodeJson(NodeView n) => new
+    {
+        id = n.Id,
+        jurisdiction = n.Jurisdiction,
+        kind = n.Kind.ToLowerInvariant(),
+        base_url = n.BaseUrl,
+        state = n.State.ToLowerInvariant(),
+        models = n.Models.Select(m => new { id = m.Id, upstream = m.Upstream, capacity = m.Capacity, license = m.License, origin = m.Origin }),
+        credential = n.Credential,
+        updated_at = n.UpdatedAt,
+    };
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,62}$")]
+    private static partial Regex SlugPattern();
+}

@@ -1,0 +1,47 @@
+namespace Sovereign.Gateway.ControlPlane;
+
+internal sealed class TenantCreateRequest
+{
+    public string? Id { get; set; }
+    public string? Name { get; set; }
+    public string? Plan { get; set; }
+    public PolicyDocument? Policy { get; set; }
+    public bool? Disabled { get; set; }
+}
+
+internal sealed class TenantUpdateRequest
+{
+    public string? Name { get; set; }
+    public string? Plan { get; set; }
+    public PolicyDocument? Policy { get; set; }
+    public bool? Disabled { get; set; }
+}
+
+internal sealed class KeyCreateRequest
+{
+    public string? Name { get; set; }
+    public PolicyDocument? Policy { get; set; }
+}
+
+internal sealed class NodeCreateRequest
+{
+    public string? Id { get; set; }
+    public string? Jurisdiction { get; set; }
+    public string? BaseUrl { get; set; }
+    public List<NodeModelRequest?>? Models { get; set; }
+    public string? ApiKey { get; set; }
+}
+
+internal sealed class NodeModelRequest
+{
+    public string? Id { get; set; }
+    public string? Upstream { get; set; }
+    public int? Capacity { get; set; }
+    public string? License { get; set; }
+    public string? Origin { get; set; }
+}
+
+internal sealed class NodeStateRequest
+{
+    public string? State { get; set; }
+}

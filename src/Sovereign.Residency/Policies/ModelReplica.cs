@@ -1,0 +1,20 @@
+namespace Sovereign.Residency.Policies;
+
+/// <summary>Who runs a replica.</summary>
+public enum NodeKind
+{
+    /// <summary>A node the operator runs.</summary>
+    Local = 0,
+
+    /// <summary>A third-party provider. Any value other than <see cref="Local"/> is treated as external (fail closed).</summary>
+    External = 1,
+}
+
+/// <summary>
+/// One place the requested model can run. <paramref name="Jurisdiction"/> is the node's country code (case-insensitive).
+/// </summary>
+public sealed record ModelReplica(string NodeId, string Jurisdiction, NodeKind Kind, bool Healthy, int Load, int Capacity)
+{
+    /// <summary>Healthy with a free slot. A non-positive capacity never has room.</summary>
+    public bool HasCapacity => Healthy && Capacity > 0 && Load < Capacity;
+}

@@ -1,0 +1,296 @@
+using System.ClientModel;
+using System.ClientModel.Primitives;
+using System.Net.Http.Headers;
+using System.Text.Json;
+using OpenAI.Chat;
+using Sovereign.Gateway.Routing;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary>
+/// Data residency end to end, with the official SDK: a tenant pinned to TH never reaches the SG node, not when TH
+/// is busy and not when it is down; a tenant allowed ASEAN does; headers agree with the audit log.
+/// </summary>
+[Collection(ResidencyCollection.Name)]
+public sealed class ResidencyTests(ResidencyFixture fixture)
+{
+    private static readonly ChatCompletionOptions Short = new() { MaxOutputTokenCount = 6, Temperature = 0 };
+
+    private (ChatClient Chat, HeaderCapture Headers) Client(string key)
+    {
+        var capture = new HeaderCapture();
+        var options = new global::OpenAI.OpenAIClientOptions { Endpoint = new Uri(fixture.ThAddress, "/v1"), RetryPolicy = new ClientRetryPolicy(0) };
+        options.AddPolicy(capture, PipelinePosition.PerCall);
+        return (new ChatClient(ResidencyFixture.Model, new ApiKeyCredential(key), options), capture);
+    }
+
+    [Fact]
+    public async Task ThTenant_IsServedInThailand_AndSaysSo()
+    {
+        var sgBefore = fixture.SgAuditHead;
+        var (chat, headers) = Client(fixture.ThOnlyKey);
+
+        var completion = (await chat.CompleteChatAsync([new UserChatMessage("Once upon a time")], Short)).Value;
+
+        Assert.Equal(6, completion.Usage.OutputTokenCount);
+        Assert.Equal("TH", headers.Last(InferenceRouter.JurisdictionHeader));
+        Assert.Equal("th-1", headers.Last(InferenceRouter.NodeHeader));
+        Assert.StartsWith("req_", headers.Last(InferenceRouter.AuditIdHeader), StringComparison.Ordinal);
+        Assert.Equal(sgBefore, fixture.SgAuditHead);
+    }
+
+    [Fact]
+    public async Task ThBusyOrDown_ThTenantIsRefused503_NeverSentToSingapore_AseanTenantIsServedInSingapore()
+    {
+        var sgBefore = fixture.SgAuditHead;
+        var (thChat, _) = Client(fixture.ThOnlyKey);
+        var (aseanChat, aseanHeaders) = Client(fixture.AseanKey);
+
+        // Busy: hold TH's decode loop with one request in its only slot.
+        var batcher = fixture.ThBatcher;
+        var release = new TaskCompletionSource();
+        batcher.BeforeStep = async wake => await Task.WhenAny(release.Task, wake);
+        Task<ClientResult<ChatCompletion>> held;
+        try
+        {
+            using (var occupant = fixture.TenantClient(fixture.ThOnlyKey))
+            {
+                held = Client(fixture.ThOnlyKey).Chat.CompleteChatAsync([new UserChatMessage("Hold the slot")], Short);
+                await WaitUntilAsync(() => batcher.RunningCount + batcher.WaitingCount == 1);
+            }
+
+            var busy = await Assert.ThrowsAsync<ClientResultException>(() => thChat.CompleteChatAsync([new UserChatMessage("hi")], Short));
+            Assert.Equal(503, busy.Status);
+            Assert.Contains("no_compliant_capacity", busy.Message, StringComparison.Ordinal);
+            Assert.Equal(sgBefore, fixture.SgAuditHead);
+
+            var viaSg = (await aseanChat.CompleteChatAsync([new UserChatMessage("Once upon a time")], Short)).Value;
+            Assert.Equal("SG", aseanHeaders.Last(InferenceRouter.JurisdictionHeader));
+            Assert.Equal("sg-1", aseanHeaders.Last(InferenceRouter.NodeHeader));
+            Assert.Equal(ResidencyFixture.Model, viaSg.Model);
+            Assert.True(viaSg.Usage.OutputTokenCount > 0);
+        }
+        finally
+        {
+            batcher.BeforeStep = null;
+            release.TrySetResult();
+        }
+
+        Assert.Equal(6, (await held).Value.Usage.OutputTokenCount);
+        var sgAfterBusy = fixture.SgAuditHead;
+        Assert.True(sgAfterBusy > sgBefore, "the ASEAN tenant was served by the SG node");
+
+        // Down: the operator takes TH out of rotation.
+        await fixture.AdminAsync(HttpMethod.Put, "/admin/v1/nodes/th-1/state", new { state = "down" }, 200);
+        try
+        {
+            var down = await Assert.ThrowsAsync<ClientResultException>(() => thChat.CompleteChatAsync([new UserChatMessage("hi")], Short));
+            Assert.Equal(503, down.Status);
+            Assert.Contains("no_compliant_capacity", down.Message, StringComparison.Ordinal);
+            Assert.Equal(sgAfterBusy, fixture.SgAuditHead);
+
+            await aseanChat.CompleteChatAsync([new UserChatMessage("Once upon a time")], Short);
+            Assert.Equal("SG", aseanHeaders.Last(InferenceRouter.JurisdictionHeader));
+        }
+        finally
+        {
+            await fixture.AdminAsync(HttpMethod.Put, "/admin/v1/nodes/th-1/state", new { state = "active" }, 200);
+        }
+
+        await thChat.CompleteChatAsync([new UserChatMessage("hi")], Short);
+    }
+
+    [Fact]
+    public async Task ResponseHeaders_AgreeWithTheAuditLog()
+    {
+        var (chat, headers) = Client(fixture.ThOnlyKey);
+        var completion = (await chat.CompleteChatAsync([new UserChatMessage("Once upon a time")], Short)).Value;
+        var auditId = headers.Last(InferenceRouter.AuditIdHeader);
+
+        var entries = (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/audit?tenant=th-hospital", null, 200)).GetProperty("data").EnumerateArray()
+            .Where(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId).ToList();
+
+        Assert.Equal(2, entries.Count);
+        var allowed = entries.Single(e => e.GetProperty("action").GetString() == "inference.allowed");
+        var completed = entries.Single(e => e.GetProperty("action").GetString() == "inference.completed");
+        foreach (var entry in entries)
+        {
+            Assert.Equal(headers.Last(InferenceRouter.NodeHeader), entry.GetProperty("node").GetString());
+            Assert.Equal(headers.Last(InferenceRouter.JurisdictionHeader), entry.GetProperty("jurisdiction").GetString());
+            Assert.Equal("th-hospital", entry.GetProperty("tenant").GetString());
+        }
+
+        Assert.Equal("allowed", allowed.GetProperty("decision").GetString());
+        Assert.Equal(completion.Usage.InputTokenCount, completed.GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(completion.Usage.OutputTokenCount, completed.GetProperty("completion_tokens").GetInt32());
+        var verify = await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/audit/verify", null, 200);
+        Assert.True(verify.GetProperty("valid").GetBoolean(), verify.ToString());
+    }
+
+    [Fact]
+    public async Task TenantPinnedElsewhere_IsRefused403AtThisGateway_AndTheRefusalIsAudited()
+    {
+        var key = await fixture.CreateTenantWithKeyAsync("eu-ministry", new { allowed_jurisdictions = new[] { "EU" } });
+        var (chat, headers) = Client(key);
+
+        var refused = await Assert.ThrowsAsync<ClientResultException>(() => chat.CompleteChatAsync([new UserChatMessage("hi")], Short));
+
+        Assert.Equal(403, refused.Status);
+        Assert.Contains("residency_violation", refused.Message, StringComparison.Ordinal);
+        var auditId = headers.Last(InferenceRouter.AuditIdHeader);
+        var entries = (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/audit?tenant=eu-ministry", null, 200)).GetProperty("data").EnumerateArray().ToList();
+        var entry = entries.Single(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId);
+        Assert.Equal("refused", entry.GetProperty("decision").GetString());
+        Assert.Equal("residency_violation", entry.GetProperty("code").GetString());
+        Assert.NotEmpty(entry.GetProperty("reasons").EnumerateArray());
+    }
+
+    [Fact]
+    public async Task ModelOutsideThePolicy_IsRefused403ModelNotAllowed_AndNotListed()
+    {
+        var key = await fixture.CreateTenantWithKeyAsync("narrow-models", new { allowed_jurisdictions = new[] { "TH" }, allowed_models = new[] { "some-other-model" } });
+
+        var refused = await Assert.ThrowsAsync<ClientResultException>(() => Client(key).Chat.CompleteChatAsync([new UserChatMessage("hi")], Short));
+        Assert.Equal(403, refused.Status);
+        Assert.Contains("model_not_allowed", refused.Message, StringComparison.Ordinal);
+
+        using var client = fixture.TenantClient(key);
+        var models = JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("data");
+        Assert.Equal(0, models.GetArrayLength());
+    }
+
+    [Fact]
+    public async Task RevokedKey_IsRefusedOnTheNextRequest()
+    {
+        var created = await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/tenants/th-hospital/keys", new { name = "to-revoke" }, 201);
+        var secret = created.GetProperty("secret").GetString()!;
+        var keyId = created.GetProperty("key").GetProperty("id").GetString()!;
+        Assert.StartsWith("sk-sov-", secret, StringComparison.Ordinal);
+        Assert.StartsWith(created.GetProperty("key").GetProperty("prefix").GetString()!, secret, StringComparison.Ordinal);
+        var (chat, _) = Client(secret);
+        await chat.CompleteChatAsync([new UserChatMessage("hi")], Short);
+
+        await fixture.AdminAsync(HttpMethod.Delete, $"/admin/v1/tenants/th-hospital/keys/{keyId}", null, 200);
+
+        var refused = await Assert.ThrowsAsync<ClientResultException>(() => chat.CompleteChatAsync([new UserChatMessage("hi")], Short));
+        Assert.Equal(401, refused.Status);
+        var listed = (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/tenants/th-hospital/keys", null, 200)).GetProperty("data").EnumerateArray()
+            .Single(k => k.GetProperty("id").GetString() == keyId);
+        Assert.NotEqual(JsonValueKind.Null, listed.GetProperty("revoked_at").ValueKind);
+        Assert.DoesNotContain(secret, listed.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ReadEndpoints_AreIsolatedBetweenTenants()
+    {
+        var (chat, _) = Client(fixture.AseanKey);
+        await chat.CompleteChatAsync([new UserChatMessage("hi")], Short);
+        await Client(fixture.ThOnlyKey).Chat.CompleteChatAsync([new UserChatMessage("hi")], Short);
+
+        foreach (var (key, tenant) in new[] { (fixture.ThOnlyKey, "th-hospital"), (fixture.AseanKey, "asean-corp") })
+        {
+            using var client = fixture.TenantClient(key);
+            var audit = JsonDocument.Parse(await client.GetStringAsync("/v1/audit")).RootElement.GetProperty("data").EnumerateArray().ToList();
+            Assert.NotEmpty(audit);
+            Assert.All(audit, e => Assert.Equal(tenant, e.GetProperty("tenant").GetString()));
+
+            foreach (var adminPath in new[] { "/admin/v1/tenants", "/admin/v1/audit", "/admin/v1/nodes", "/admin/v1/tenants/th-hospital/keys" })
+            {
+                Assert.Equal(401, (int)(await client.GetAsync(adminPath)).StatusCode);
+            }
+        }
+
+        using var anonymous = new HttpClient { BaseAddress = fixture.ThAddress };
+        Assert.Equal(401, (int)(await anonymous.GetAsync("/v1/models")).StatusCode);
+        Assert.Equal(401, (int)(await anonymous.GetAsync("/v1/audit")).StatusCode);
+    }
+
+    [Theory]
+    [InlineData("/admin/v1/tenants", """{"id":"Bad Id","policy":{"allowed_jurisdictions":["TH"]}}""", "id")]
+    [InlineData("/admin/v1/tenants", """{"id":"t1"}""", "policy")]
+    [InlineData("/admin/v1/tenants", """{"id":"t1","policy":{"allowed_jurisdictions":[]}}""", "policy.allowed_jurisdictions")]
+    [InlineData("/admin/v1/tenants", """{"id":"t1","policy":{"allowed_jurisdictions":["XX"]}}""", "policy.allowed_jurisdictions")]
+    [InlineData("/admin/v1/tenants", """{"id":"t1","policy":{"allowed_jurisdictions":["TH"],"allowed_licenses":["not-a-licence"]}}""", "policy.allowed_licenses")]
+    [InlineData("/admin/v1/tenants", """{"id":"t1","policy":{"allowed_jurisdictions":["TH"],"allowed_origins":["Mars"]}}""", "policy.allowed_origins")]
+    [InlineData("/admin/v1/tenants", """{"id":"t1","policy":{"allowed_jurisdictions":["TH"],"retention":{"mode":"forever"}}}""", "policy.retention.mode")]
+    [InlineData("/admin/v1/tenants", """{"id":"t1","policy":{"allowed_jurisdictions":"TH"}}""", "policy.allowed_jurisdictions")]
+    [InlineData("/admin/v1/tenants", """{"id":"t1","plan":"a plan with spaces","policy":{"allowed_jurisdictions":["TH"]}}""", "plan")]
+    [InlineData("/admin/v1/tenants/th-hospital/keys", """{"policy":{"allowed_jurisdictions":["SG"]}}""", "policy.allowed_jurisdictions")]
+    [InlineData("/admin/v1/nodes", """{"id":"n1","jurisdiction":"Atlantis","base_url":"http://127.0.0.1:1","models":[{"id":"m"}]}""", "jurisdiction")]
+    [InlineData("/admin/v1/nodes", """{"id":"n1","jurisdiction":"SG","base_url":"ftp://x","models":[{"id":"m"}]}""", "base_url")]
+    [InlineData("/admin/v1/nodes", """{"id":"n1","jurisdiction":"SG","base_url":"http://127.0.0.1:1","models":[]}""", "models")]
+    [InlineData("/admin/v1/nodes", """{"id":"n1","jurisdiction":"SG","base_url":"http://127.0.0.1:1","models":[{"id":"m","capacity":0}]}""", "models[0].capacity")]
+    public async Task AdminApi_BadInput_Is400NamingTheField(string path, string json, string field)
+    {
+        using var response = await fixture.Admin.PostAsync(path, new StringContent(json, System.Text.Encoding.UTF8, "application/json"));
+        var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Equal(field, body.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    [Fact]
+    public async Task PolicyChanges_AreAudited()
+    {
+        await fixture.CreateTenantWithKeyAsync("policy-change", new { allowed_jurisdictions = new[] { "TH" } });
+        await fixture.AdminAsync(HttpMethod.Patch, "/admin/v1/tenants/policy-change", new { policy = new { allowed_jurisdictions = new[] { "TH", "SG" } } }, 200);
+
+        var entries = (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/audit?tenant=policy-change", null, 200)).GetProperty("data").EnumerateArray().ToList();
+        Assert.Contains(entries, e => e.GetProperty("action").GetString() == "tenant.create");
+        Assert.Contains(entries, e => e.GetProperty("action").GetString() == "key.create");
+        var change = entries.Single(e => e.GetProperty("action").GetString() == "policy.update");
+        Assert.Contains("SG", change.GetProperty("details").GetProperty("policy").GetString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("SG", change.GetProperty("details").GetProperty("old_policy").GetString(), StringComparison.Ordinal);
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (!condition())
+        {
+            await Task.Delay(10, timeout.Token);
+        }
+    }
+
+    /// <summary>Records the response headers the SDK received.</summary>
+    private sealed class HeaderCapture : PipelinePolicy
+    {
+        private readonly List<(string Name, string Value)> _headers = [];
+
+        public string Last(string name)
+        {
+            lock (_headers)
+            {
+                return _headers.Last(h => string.Equals(h.Name, name, StringComparison.OrdinalIgnoreCase)).Value;
+            }
+        }
+
+        public override void Process(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
+        {
+            ProcessNext(message, pipeline, currentIndex);
+            Capture(message);
+        }
+
+        public override async ValueTask ProcessAsync(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
+        {
+            await ProcessNextAsync(message, pipeline, currentIndex);
+            Capture(message);
+        }
+
+        private void Capture(PipelineMessage message)
+        {
+            if (message.Response is null)
+            {
+                return;
+            }
+
+            lock (_headers)
+            {
+                foreach (var header in message.Response.Headers)
+                {
+                    _headers.Add((header.Key, header.Value));
+                }
+            }
+        }
+    }
+}
