@@ -6,4 +6,8 @@ var root = new RootCommand("Sovereign: an OpenAI-compatible server for open-weig
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(ModelsCommand.Create());
 root.Subcommands.Add(ChatCommand.Create());
+root.Subcommands.Add(TenantsCommand.Create());
+root.Subcommands.Add(TenantsCommand.CreateKeys());
+root.Subcommands.Add(NodesCommand.Create());
+root.Subcommands.Add(AuditCommand.Create());
 return await root.Parse(args).InvokeAsync();

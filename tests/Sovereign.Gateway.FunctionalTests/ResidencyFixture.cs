@@ -21,6 +21,9 @@ public sealed class ResidencyFixture : IAsyncLifetime
     public const string Model = "stories";
 
     private readonly string _thData = Directory.CreateTempSubdirectory("sovereign-th-").FullName;
+
+    /// <summary>The TH gateway's data directory (database, operator key, admin token).</summary>
+    public string ThDataDirectory => _thData;
     private readonly string _sgData = Directory.CreateTempSubdirectory("sovereign-sg-").FullName;
 
     public WebApplication Th { get; private set; } = null!;

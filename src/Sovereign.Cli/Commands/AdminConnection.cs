@@ -1,0 +1,93 @@
+using System.CommandLine;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Sovereign.Gateway.ControlPlane;
+
+namespace Sovereign.Cli.Commands;
+
+/// <summary>The options and HTTP calls of commands that use the operator's admin API.</summary>
+internal sealed class AdminConnection
+{
+    public Option<string> Url { get; } = new("--url")
+    {
+        Description = "The server's base URL (env SOVEREIGN_URL).",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SOVEREIGN_URL") ?? ServeCommand.DefaultUrls,
+    };
+
+    public Option<string?> Token { get; } = new("--admin-token")
+    {
+        Description = "The operator token (env SOVEREIGN_ADMIN_TOKEN; default: read from <data dir>/admin-token on this machine).",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SOVEREIGN_ADMIN_TOKEN"),
+    };
+
+    public Option<string?> DataDirectory { get; } = new("--data-dir") { Description = "The server's data directory (default ~/.sovereign)." };
+
+    public Option<bool> Json { get; } = new("--json") { Description = "Print the raw JSON answer." };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Url);
+        command.Options.Add(Token);
+        command.Options.Add(DataDirectory);
+        command.Options.Add(Json);
+    }
+
+    /// <summary>Sends one admin request; returns the JSON answer or throws <see cref="AdminException"/> with the server's message.</summary>
+    public async Task<JsonElement> SendAsync(ParseResult result, HttpMethod method, string path, object? body, CancellationToken cancellationToken)
+    {
+        var token = result.GetValue(Token);
+        if (string.IsNullOrEmpty(token))
+        {
+            var file = Path.Combine(result.GetValue(DataDirectory) ?? DefaultDataDirectory, AdminToken.FileName);
+            token = File.Exists(file) ? (await File.ReadAllTextAsync(file, cancellationToken)).Trim()
+                : throw new AdminException($"No admin token: pass --admin-token, set SOVEREIGN_ADMIN_TOKEN, or run on the server's machine ({file} not found).");
+        }
+
+        using var client = new HttpClient { BaseAddress = new Uri(result.GetValue(Url)!.TrimEnd('/') + "/") };
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        using var request = new HttpRequestMessage(method, path.TrimStart('/')) { Content = body is null ? null : JsonContent.Create(body) };
+        using var response = await client.SendAsync(request, cancellationToken);
+        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        var json = text.Length > 0 ? JsonDocument.Parse(text).RootElement.Clone() : default;
+        if (!response.IsSuccessStatusCode)
+        {
+            var message = json.ValueKind == JsonValueKind.Object && json.TryGetProperty("error", out var error) ? error.GetProperty("message").GetString() : text;
+            throw new AdminException($"{(int)response.StatusCode}: {message}");
+        }
+
+        return json;
+    }
+
+    /// <summary>Prints raw JSON when --json was given; returns whether it did.</summary>
+    public bool PrintJson(ParseResult result, JsonElement json)
+    {
+        if (!result.GetValue(Json))
+        {
+            return false;
+        }
+
+        Console.WriteLine(JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
+        return true;
+    }
+
+    /// <summary>Runs an admin action, turning failures into a message and exit code 1.</summary>
+    public static async Task<int> RunAsync(string command, Func<Task> action)
+    {
+        try
+        {
+            await action();
+            return 0;
+        }
+        catch (Exception ex) when (ex is AdminException or HttpRequestException or JsonException or UriFormatException)
+        {
+            await Console.Error.WriteLineAsync($"sovereign {command}: {ex.Message}");
+            return 1;
+        }
+    }
+
+    internal static string DefaultDataDirectory => Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".sovereign");
+}
+
+/// <summary>The admin API refused a request; the message is the server's.</summary>
+internal sealed class AdminException(string message) : Exception(message);

@@ -1,0 +1,181 @@
+using System.CommandLine;
+using System.Globalization;
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Residency.Audit;
+using Sovereign.Storage;
+
+namespace Sovereign.Cli.Commands;
+
+/// <summary>
+/// <c>sovereign audit</c>: verify the hash-chained audit log in place, export a tenant's entries for an auditor,
+/// and verify such an export offline with the operator's public key alone.
+/// </summary>
+internal static class AuditCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("audit", "Verify and export the audit trail.");
+        command.Subcommands.Add(CreateVerify());
+        command.Subcommands.Add(CreateExport());
+        command.Subcommands.Add(CreateVerifyExport());
+        command.Subcommands.Add(CreatePublicKey());
+        return command;
+    }
+
+    private static Option<string?> DataDirectoryOption() => new("--data-dir") { Description = "The server's data directory (default ~/.sovereign)." };
+
+    private static Option<string?> DatabaseOption() => new("--database") { Description = "The SQLite file, or a PostgreSQL connection string prefixed with 'postgres:' (default <data dir>/sovereign.db)." };
+
+    private static Command CreateVerify()
+    {
+        var dataDir = DataDirectoryOption();
+        var database = DatabaseOption();
+        var publicKey = new Option<FileInfo?>("--public-key") { Description = "The operator's public key PEM (default: derived from <data dir>/operator-key.pem)." };
+        var command = new Command("verify", "Check every entry and checkpoint; report any modified, inserted, deleted, reordered or truncated entry and where.") { dataDir, database, publicKey };
+        command.SetAction(async (result, ct) =>
+        {
+            var directory = result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory;
+            var db = OpenDatabase(result.GetValue(database), directory);
+            if (db is null)
+            {
+                return 2;
+            }
+
+            var pem = await PublicKeyAsync(result.GetValue(publicKey), directory, ct);
+            var outcome = await AuditVerifier.VerifyAsync(db, pem, ct);
+            Console.WriteLine($"Checked {outcome.EntriesChecked} entries.");
+            foreach (var problem in outcome.Problems)
+            {
+                Console.WriteLine($"  {problem}");
+            }
+
+            Console.WriteLine(outcome.Valid ? "The audit log is intact." : "The audit log has been tampered with.");
+            return outcome.Valid ? 0 : 3;
+        });
+        return command;
+    }
+
+    private static Command CreateExport()
+    {
+        var dataDir = DataDirectoryOption();
+        var database = DatabaseOption();
+        var tenant = new Option<string?>("--tenant") { Description = "Only this tenant's entries (others appear as hash-only lines so the chain still verifies)." };
+        var from = new Option<string?>("--from") { Description = "Start time, ISO 8601 (default: the beginning)." };
+        var to = new Option<string?>("--to") { Description = "End time, ISO 8601 (default: now)." };
+        var output = new Option<FileInfo?>("--output", "-o") { Description = "The JSONL file to write (default: standard output)." };
+        var command = new Command("export", "Write JSONL that an auditor can verify offline with the operator's public key.") { dataDir, database, tenant, from, to, output };
+        command.SetAction(async (result, ct) =>
+        {
+            var directory = result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory;
+            var db = OpenDatabase(result.GetValue(database), directory);
+            if (db is null || !TryTime(result.GetValue(from), "--from", DateTimeOffset.UnixEpoch, out var start) || !TryTime(result.GetValue(to), "--to", DateTimeOffset.UtcNow, out var end))
+            {
+                return 2;
+            }
+
+            var keyFile = Path.Combine(directory, ControlPlaneServices.OperatorKeyFile);
+            if (!File.Exists(keyFile))
+            {
+                await Console.Error.WriteLineAsync($"sovereign audit export: the operator key {keyFile} was not found.");
+                return 2;
+            }
+
+            using var key = OperatorSigningKey.LoadOrCreate(keyFile);
+            var file = result.GetValue(output);
+            await using var stream = file is null ? Console.OpenStandardOutput() : File.Create(file.FullName);
+            var summary = await AuditExport.WriteAsync(db, key, result.GetValue(tenant), start, end, stream, ct);
+            if (file is not null)
+            {
+                Console.WriteLine($"Wrote {summary.Entries} entries ({summary.Redacted} of other tenants as hashes only) to {file.FullName}.");
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command CreateVerifyExport()
+    {
+        var file = new Argument<FileInfo>("file") { Description = "The JSONL export." };
+        var publicKey = new Option<FileInfo>("--public-key") { Description = "The operator's public key PEM.", Required = true };
+        var command = new Command("verify-export", "Verify an export offline, with the operator's public key alone.") { file, publicKey };
+        command.SetAction(async (result, ct) =>
+        {
+            var input = result.GetValue(file)!;
+            if (!input.Exists)
+            {
+                await Console.Error.WriteLineAsync($"sovereign audit verify-export: {input.FullName} does not exist.");
+                return 2;
+            }
+
+            await using var stream = input.OpenRead();
+            var outcome = await AuditExport.VerifyExportAsync(stream, await File.ReadAllTextAsync(result.GetValue(publicKey)!.FullName, ct), ct);
+            Console.WriteLine($"Checked {outcome.EntriesChecked} entries.");
+            foreach (var problem in outcome.Problems)
+            {
+                Console.WriteLine($"  {problem}");
+            }
+
+            Console.WriteLine(outcome.Valid ? "The export is intact and signed by the operator." : "The export does not verify.");
+            return outcome.Valid ? 0 : 3;
+        });
+        return command;
+    }
+
+    private static Command CreatePublicKey()
+    {
+        var dataDir = DataDirectoryOption();
+        var command = new Command("public-key", "Print the operator's public key (PEM) to give to auditors.") { dataDir };
+        command.SetAction(async (result, ct) =>
+        {
+            Console.Write(await PublicKeyAsync(null, result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory, ct));
+            return 0;
+        });
+        return command;
+    }
+
+    private static async Task<string> PublicKeyAsync(FileInfo? file, string dataDirectory, CancellationToken cancellationToken)
+    {
+        if (file is not null)
+        {
+            return await File.ReadAllTextAsync(file.FullName, cancellationToken);
+        }
+
+        using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(dataDirectory, ControlPlaneServices.OperatorKeyFile));
+        return key.PublicKeyPem;
+    }
+
+    private static SqlDatabase? OpenDatabase(string? database, string dataDirectory)
+    {
+        if (database is not null && database.StartsWith("postgres:", StringComparison.Ordinal))
+        {
+            return SqlDatabase.PostgreSql(database["postgres:".Length..]);
+        }
+
+        var path = database ?? Path.Combine(dataDirectory, ControlPlaneServices.DatabaseFile);
+        if (!File.Exists(path))
+        {
+            Console.Error.WriteLine($"sovereign audit: the database {path} does not exist.");
+            return null;
+        }
+
+        return SqlDatabase.Sqlite(path);
+    }
+
+    private static bool TryTime(string? value, string option, DateTimeOffset fallback, out DateTimeOffset time)
+    {
+        time = fallback;
+        if (value is null)
+        {
+            return true;
+        }
+
+        if (DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out time))
+        {
+            return true;
+        }
+
+        Console.Error.WriteLine($"sovereign audit export: {option} '{value}' is not an ISO 8601 time.");
+        return false;
+    }
+}

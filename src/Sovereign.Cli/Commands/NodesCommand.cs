@@ -1,0 +1,80 @@
+using System.CommandLine;
+using Spectre.Console;
+
+namespace Sovereign.Cli.Commands;
+
+/// <summary><c>sovereign nodes</c>: register external engines (vLLM, llama-server, Ollama, …) with their jurisdiction.</summary>
+internal static class NodesCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("nodes", "Register, list and take out of rotation the nodes that serve models.");
+
+        var add = new AdminConnection();
+        var id = new Argument<string>("id") { Description = "Node id." };
+        var jurisdiction = new Option<string>("--jurisdiction", "-j") { Description = "ISO 3166-1 alpha-2 country the node runs in.", Required = true };
+        var url = new Option<string>("--base-url") { Description = "The engine's OpenAI-compatible base URL (without /v1).", Required = true };
+        var models = new Option<string[]>("--model") { Description = "A model it serves, as ID or ID=UPSTREAM_NAME; repeatable.", Required = true };
+        var capacity = new Option<int?>("--capacity") { Description = "Concurrent requests per model (default 16)." };
+        var apiKey = new Option<string?>("--api-key") { Description = "Bearer key the engine needs, if any." };
+        var addCommand = new Command("add", "Register an external OpenAI-compatible engine as a node; the operator key signs its jurisdiction.") { id, jurisdiction, url, models, capacity, apiKey };
+        add.AddTo(addCommand);
+        addCommand.SetAction((result, ct) => AdminConnection.RunAsync("nodes add", async () =>
+        {
+            var list = (result.GetValue(models) ?? []).Select(m => m.Split('=', 2)).Select(p => new { id = p[0], upstream = p.Length > 1 ? p[1] : p[0], capacity = result.GetValue(capacity) }).ToArray();
+            var json = await add.SendAsync(result, HttpMethod.Post, "/admin/v1/nodes",
+                new { id = result.GetValue(id), jurisdiction = result.GetValue(jurisdiction), base_url = result.GetValue(url), models = list, api_key = result.GetValue(apiKey) }, ct);
+            if (!add.PrintJson(result, json))
+            {
+                Console.WriteLine($"Node {json.GetProperty("id").GetString()} registered in {json.GetProperty("jurisdiction").GetString()}.");
+            }
+        }));
+
+        var listConnection = new AdminConnection();
+        var listCommand = new Command("list", "List nodes with their jurisdiction, state and models.");
+        listConnection.AddTo(listCommand);
+        listCommand.SetAction((result, ct) => AdminConnection.RunAsync("nodes list", async () =>
+        {
+            var json = await listConnection.SendAsync(result, HttpMethod.Get, "/admin/v1/nodes", null, ct);
+            if (!listConnection.PrintJson(result, json))
+            {
+                var table = new Table().AddColumns("id", "jurisdiction", "kind", "state", "url", "models");
+                foreach (var n in json.GetProperty("data").EnumerateArray())
+                {
+                    table.AddRow(TenantsCommand.Text(n, "id"), TenantsCommand.Text(n, "jurisdiction"), TenantsCommand.Text(n, "kind"), TenantsCommand.Text(n, "state"),
+                        TenantsCommand.Text(n, "base_url"), Markup.Escape(string.Join(", ", n.GetProperty("models").EnumerateArray().Select(m => m.GetProperty("id").GetString()))));
+                }
+
+                AnsiConsole.Write(table);
+            }
+        }));
+
+        var stateConnection = new AdminConnection();
+        var stateId = new Argument<string>("id") { Description = "Node id." };
+        var state = new Argument<string>("state") { Description = "active or down." };
+        state.AcceptOnlyFromAmong("active", "down");
+        var stateCommand = new Command("state", "Put a node in or out of rotation (requests are never moved across borders).") { stateId, state };
+        stateConnection.AddTo(stateCommand);
+        stateCommand.SetAction((result, ct) => AdminConnection.RunAsync("nodes state", async () =>
+        {
+            await stateConnection.SendAsync(result, HttpMethod.Put, $"/admin/v1/nodes/{result.GetValue(stateId)}/state", new { state = result.GetValue(state) }, ct);
+            Console.WriteLine($"Node {result.GetValue(stateId)} is {result.GetValue(state)}.");
+        }));
+
+        var rmConnection = new AdminConnection();
+        var rmId = new Argument<string>("id") { Description = "Node id." };
+        var rmCommand = new Command("rm", "Remove a node from the registry.") { rmId };
+        rmConnection.AddTo(rmCommand);
+        rmCommand.SetAction((result, ct) => AdminConnection.RunAsync("nodes rm", async () =>
+        {
+            await rmConnection.SendAsync(result, HttpMethod.Delete, $"/admin/v1/nodes/{result.GetValue(rmId)}", null, ct);
+            Console.WriteLine($"Node {result.GetValue(rmId)} removed.");
+        }));
+
+        command.Subcommands.Add(addCommand);
+        command.Subcommands.Add(listCommand);
+        command.Subcommands.Add(stateCommand);
+        command.Subcommands.Add(rmCommand);
+        return command;
+    }
+}

@@ -1,0 +1,230 @@
+using System.CommandLine;
+using System.Text.Json;
+using Spectre.Console;
+
+namespace Sovereign.Cli.Commands;
+
+/// <summary><c>sovereign tenants</c> and <c>sovereign keys</c>: the operator's view of customers.</summary>
+internal static class TenantsCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("tenants", "Create, list, show and update tenants and their residency policies.");
+        command.Subcommands.Add(CreateCreate());
+        command.Subcommands.Add(CreateList());
+        command.Subcommands.Add(CreateShow());
+        command.Subcommands.Add(CreateUpdate());
+        return command;
+    }
+
+    public static Command CreateKeys()
+    {
+        var command = new Command("keys", "Issue, list and revoke tenant API keys.");
+        var connection = new AdminConnection();
+        var tenant = new Argument<string>("tenant") { Description = "Tenant id." };
+        var name = new Option<string?>("--name") { Description = "A label for the key." };
+        var jurisdictions = new Option<string[]>("--jurisdiction") { Description = "Narrow the key to these jurisdictions (within the tenant's)." };
+        var create = new Command("create", "Issue a key; its secret is printed once.") { tenant, name, jurisdictions };
+        connection.AddTo(create);
+        create.SetAction((result, ct) => AdminConnection.RunAsync("keys create", async () =>
+        {
+            var narrowing = result.GetValue(jurisdictions) is { Length: > 0 } list ? new { allowed_jurisdictions = list } : null;
+            var json = await connection.SendAsync(result, HttpMethod.Post, $"/admin/v1/tenants/{result.GetValue(tenant)}/keys", new { name = result.GetValue(name), policy = narrowing }, ct);
+            if (!connection.PrintJson(result, json))
+            {
+                Console.WriteLine($"Key {json.GetProperty("key").GetProperty("id").GetString()} for tenant {result.GetValue(tenant)}. Its secret, shown only now:");
+                Console.WriteLine(json.GetProperty("secret").GetString());
+            }
+        }));
+
+        var listConnection = new AdminConnection();
+        var listTenant = new Argument<string>("tenant") { Description = "Tenant id." };
+        var list = new Command("list", "List a tenant's keys (never their secrets).") { listTenant };
+        listConnection.AddTo(list);
+        list.SetAction((result, ct) => AdminConnection.RunAsync("keys list", async () =>
+        {
+            var json = await listConnection.SendAsync(result, HttpMethod.Get, $"/admin/v1/tenants/{result.GetValue(listTenant)}/keys", null, ct);
+            if (!listConnection.PrintJson(result, json))
+            {
+                var table = new Table().AddColumns("id", "prefix", "name", "created", "revoked");
+                foreach (var key in json.GetProperty("data").EnumerateArray())
+                {
+                    table.AddRow(Text(key, "id"), Text(key, "prefix") + "…", Text(key, "name"), Time(key, "created_at"), Time(key, "revoked_at"));
+                }
+
+                AnsiConsole.Write(table);
+            }
+        }));
+
+        var revokeConnection = new AdminConnection();
+        var revokeTenant = new Argument<string>("tenant") { Description = "Tenant id." };
+        var keyId = new Argument<string>("key-id") { Description = "The key id (key_…)." };
+        var revoke = new Command("revoke", "Revoke a key; it is refused from the next request on.") { revokeTenant, keyId };
+        revokeConnection.AddTo(revoke);
+        revoke.SetAction((result, ct) => AdminConnection.RunAsync("keys revoke", async () =>
+        {
+            await revokeConnection.SendAsync(result, HttpMethod.Delete, $"/admin/v1/tenants/{result.GetValue(revokeTenant)}/keys/{result.GetValue(keyId)}", null, ct);
+            Console.WriteLine($"Revoked {result.GetValue(keyId)}.");
+        }));
+
+        command.Subcommands.Add(create);
+        command.Subcommands.Add(list);
+        command.Subcommands.Add(revoke);
+        return command;
+    }
+
+    private static Command CreateCreate()
+    {
+        var connection = new AdminConnection();
+        var id = new Argument<string>("id") { Description = "Tenant id: lowercase letters, digits and '-'." };
+        var policy = new PolicyOptions();
+        var name = new Option<string?>("--name") { Description = "Display name." };
+        var plan = new Option<string?>("--plan") { Description = "Pricing plan (default: default)." };
+        var command = new Command("create", "Create a tenant with its residency policy.") { id, name, plan };
+        policy.AddTo(command);
+        connection.AddTo(command);
+        command.SetAction((result, ct) => AdminConnection.RunAsync("tenants create", async () =>
+        {
+            var json = await connection.SendAsync(result, HttpMethod.Post, "/admin/v1/tenants",
+                new { id = result.GetValue(id), name = result.GetValue(name), plan = result.GetValue(plan), policy = policy.ToBody(result, required: true) }, ct);
+            if (!connection.PrintJson(result, json))
+            {
+                PrintTenant(json);
+            }
+        }));
+        return command;
+    }
+
+    private static Command CreateUpdate()
+    {
+        var connection = new AdminConnection();
+        var id = new Argument<string>("id") { Description = "Tenant id." };
+        var policy = new PolicyOptions();
+        var plan = new Option<string?>("--plan") { Description = "New pricing plan." };
+        var disable = new Option<bool?>("--disabled") { Description = "Disable (true) or enable (false) the tenant." };
+        var command = new Command("update", "Change a tenant's policy, plan or state; the change is audited.") { id, plan, disable };
+        policy.AddTo(command);
+        connection.AddTo(command);
+        command.SetAction((result, ct) => AdminConnection.RunAsync("tenants update", async () =>
+        {
+            var json = await connection.SendAsync(result, HttpMethod.Patch, $"/admin/v1/tenants/{result.GetValue(id)}",
+                new { plan = result.GetValue(plan), disabled = result.GetValue(disable), policy = policy.ToBody(result, required: false) }, ct);
+            if (!connection.PrintJson(result, json))
+            {
+                PrintTenant(json);
+            }
+        }));
+        return command;
+    }
+
+    private static Command CreateList()
+    {
+        var connection = new AdminConnection();
+        var command = new Command("list", "List tenants.");
+        connection.AddTo(command);
+        command.SetAction((result, ct) => AdminConnection.RunAsync("tenants list", async () =>
+        {
+            var json = await connection.SendAsync(result, HttpMethod.Get, "/admin/v1/tenants", null, ct);
+            if (!connection.PrintJson(result, json))
+            {
+                var table = new Table().AddColumns("id", "name", "plan", "jurisdictions", "external", "disabled");
+                foreach (var t in json.GetProperty("data").EnumerateArray())
+                {
+                    var p = t.GetProperty("policy");
+                    table.AddRow(Text(t, "id"), Text(t, "name"), Text(t, "plan"), Markup.Escape(List(p, "allowed_jurisdictions")),
+                        p.TryGetProperty("allow_external_providers", out var e) && e.ValueKind == JsonValueKind.True ? "yes" : "no",
+                        t.GetProperty("disabled").GetBoolean() ? "yes" : "no");
+                }
+
+                AnsiConsole.Write(table);
+            }
+        }));
+        return command;
+    }
+
+    private static Command CreateShow()
+    {
+        var connection = new AdminConnection();
+        var id = new Argument<string>("id") { Description = "Tenant id." };
+        var command = new Command("show", "Show a tenant and its policy.") { id };
+        connection.AddTo(command);
+        command.SetAction((result, ct) => AdminConnection.RunAsync("tenants show", async () =>
+        {
+            var json = await connection.SendAsync(result, HttpMethod.Get, $"/admin/v1/tenants/{result.GetValue(id)}", null, ct);
+            if (!connection.PrintJson(result, json))
+            {
+                PrintTenant(json);
+            }
+        }));
+        return command;
+    }
+
+    private static void PrintTenant(JsonElement t)
+    {
+        var p = t.GetProperty("policy");
+        var grid = new Grid().AddColumn().AddColumn();
+        grid.AddRow("id", Text(t, "id"));
+        grid.AddRow("name", Text(t, "name"));
+        grid.AddRow("plan", Text(t, "plan"));
+        grid.AddRow("disabled", t.GetProperty("disabled").GetBoolean() ? "yes" : "no");
+        grid.AddRow("jurisdictions", Markup.Escape(List(p, "allowed_jurisdictions")));
+        grid.AddRow("models", Markup.Escape(List(p, "allowed_models", "any")));
+        grid.AddRow("licences", Markup.Escape(List(p, "allowed_licenses", "any")));
+        grid.AddRow("origins", Markup.Escape(List(p, "allowed_origins", "any")));
+        grid.AddRow("external providers", p.TryGetProperty("allow_external_providers", out var e) && e.ValueKind == JsonValueKind.True ? "allowed" : "not allowed");
+        AnsiConsole.Write(grid);
+    }
+
+    internal static string Text(JsonElement e, string name) =>
+        Markup.Escape(e.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v.ToString() : "");
+
+    internal static string Time(JsonElement e, string name) =>
+        e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number
+            ? DateTimeOffset.FromUnixTimeMilliseconds(v.GetInt64()).ToString("u", System.Globalization.CultureInfo.InvariantCulture)
+            : "";
+
+    private static string List(JsonElement e, string name, string empty = "") =>
+        e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > 0
+            ? string.Join(", ", v.EnumerateArray().Select(x => x.GetString()))
+            : empty;
+
+    /// <summary>The policy flags shared by create and update.</summary>
+    private sealed class PolicyOptions
+    {
+        private readonly Option<string[]> _jurisdictions = new("--jurisdiction", "-j") { Description = "Allowed processing jurisdiction: a country code (TH) or group (EU, EEA, ASEAN); repeatable." };
+        private readonly Option<string[]> _models = new("--model") { Description = "Allowed model id; repeatable (default: any)." };
+        private readonly Option<string[]> _licenses = new("--license") { Description = "Allowed model licence (SPDX id); repeatable (default: any)." };
+        private readonly Option<string[]> _origins = new("--origin") { Description = "Allowed model origin country; repeatable (default: any)." };
+        private readonly Option<bool> _external = new("--allow-external") { Description = "Allow external providers (registered remote engines) within the jurisdictions." };
+        private readonly Option<int?> _retain = new("--retain-days") { Description = "Allow storing prompt/completion content for this many days (default: never stored)." };
+
+        public void AddTo(Command command)
+        {
+            command.Options.Add(_jurisdictions);
+            command.Options.Add(_models);
+            command.Options.Add(_licenses);
+            command.Options.Add(_origins);
+            command.Options.Add(_external);
+            command.Options.Add(_retain);
+        }
+
+        public object? ToBody(ParseResult result, bool required)
+        {
+            var jurisdictions = result.GetValue(_jurisdictions) ?? [];
+            if (!required && jurisdictions.Length == 0)
+            {
+                return null;
+            }
+
+            return new
+            {
+                allowed_jurisdictions = jurisdictions,
+                allowed_models = result.GetValue(_models),
+                allowed_licenses = result.GetValue(_licenses),
+                allowed_origins = result.GetValue(_origins),
+                allow_external_providers = result.GetValue(_external),
+                retention = result.GetValue(_retain) is { } days ? new { mode = "store", days } : null,
+            };
+        }
+    }
+}

@@ -1,0 +1,402 @@
+namespace Sovereign.Metering.Budgets;
+
+/// <summary>
+/// A tenant's budgets as a state machine: reserve the most a request can cost before any work, settle the actual cost
+/// after, release what was never used. One instance per tenant, owned by that tenant's grain.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Not thread-safe, by design: it must have a single writer (the tenant grain's turn-based scheduler). That single
+/// writer is what makes a reservation atomic across the tenant budget and the key budget, and it is why concurrent
+/// requests cannot overspend: each one's maximum is already subtracted from what the next one sees.
+/// </para>
+/// <para>
+/// Invariant: for every limit, in its current period, settled + outstanding reservations &lt;= amount after every
+/// successful reservation; so, as long as each actual cost is at most its reservation, settled spend never exceeds
+/// the amount. An actual cost above the reservation is recorded in full and flagged (<see cref="Settlement.Overrun"/>).
+/// </para>
+/// <para>
+/// Periods: a Day budget resets at 00:00 UTC, a Month budget at 00:00 UTC on the 1st, a Total budget never. Rollover
+/// happens lazily, on the first call whose <c>now</c> falls in a later period: the new period starts with nothing
+/// settled and nothing reserved. A reservation is counted in the periods that were current when it was made
+/// (<see cref="Reservation.Charges"/>), and its settlement goes to those same periods: a request reserved at 23:59 and
+/// settled at 00:01 costs yesterday's budget, not today's (<see cref="Settlement.ClosedPeriod"/>). Each period's spend
+/// therefore stays within its own limit. A clock that goes backwards never rolls a period back.
+/// </para>
+/// </remarks>
+public sealed class BudgetAccount
+{
+    /// <summary>How long settled ids are remembered so that settling again is a no-op, unless told otherwise.</summary>
+    public static readonly TimeSpan DefaultSettlementRetention = TimeSpan.FromDays(2);
+
+    // Fixed order of lookups, so that refusals and snapshots never depend on dictionary order.
+    private static readonly BudgetPeriod[] PeriodOrder = [BudgetPeriod.Day, BudgetPeriod.Month, BudgetPeriod.Total];
+
+    private readonly Dictionary<(string? KeyId, BudgetPeriod Period), LimitState> _limits = [];
+    private readonly Dictionary<string, Reservation> _reservations = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Settlement> _settled = new(StringComparer.Ordinal);
+    private readonly Queue<Settlement> _settledOrder = new();
+
+    /// <summary>Creates an account with no limits (everything is allowed until <see cref="SetLimit"/>).</summary>
+    public BudgetAccount(string tenantId, string currency, TimeSpan? settlementRetention = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(tenantId);
+        ArgumentException.ThrowIfNullOrEmpty(currency);
+        var retention = settlementRetention ?? DefaultSettlementRetention;
+        ArgumentOutOfRangeException.ThrowIfLessThan(retention, TimeSpan.Zero, nameof(settlementRetention));
+        TenantId = tenantId;
+        Currency = currency;
+        SettlementRetention = retention;
+    }
+
+    /// <summary>The tenant whose spend this caps.</summary>
+    public string TenantId { get; }
+
+    /// <summary>The currency of every amount (ISO 4217 code).</summary>
+    public string Currency { get; }
+
+    /// <summary>How long a settlement is remembered for idempotent re-settles.</summary>
+    public TimeSpan SettlementRetention { get; }
+
+    /// <summary>Reservations neither settled nor released.</summary>
+    public int OutstandingCount => _reservations.Count;
+
+    /// <summary>The limits in force.</summary>
+    public IReadOnlyList<BudgetLimit> Limits => [.. OrderedLimits().Select(s => s.Limit)];
+
+    /// <summary>An outstanding reservation, if there is one with this id.</summary>
+    public Reservation? FindReservation(string reservationId) =>
+        _reservations.TryGetValue(reservationId, out var reservation) ? reservation : null;
+
+    /// <summary>
+    /// Adds a limit, or changes the amount of the existing one for the same (key, period), keeping its spend. A new
+    /// limit starts its current period at <paramref name="spentThisPeriod"/> (seed it from the ledger when a budget
+    /// is added mid-period) and also counts the outstanding reservations it applies to.
+    /// </summary>
+    public void SetLimit(BudgetLimit limit, DateTimeOffset now, decimal spentThisPeriod = 0m)
+    {
+        ArgumentNullException.ThrowIfNull(limit);
+        ArgumentOutOfRangeException.ThrowIfNegative(limit.Amount, nameof(limit));
+        ArgumentOutOfRangeException.ThrowIfNegative(spentThisPeriod);
+        if (limit.KeyId is { Length: 0 })
+        {
+            throw new ArgumentException("A key budget needs a key id; use null for the tenant budget.", nameof(limit));
+        }
+
+        var id = (limit.KeyId, limit.Period);
+        if (_limits.TryGetValue(id, out var existing))
+        {
+            existing.Limit = limit;
+            return;
+        }
+
+        var state = new LimitState(limit, BudgetPeriods.StartOf(limit.Period, now), spentThisPeriod);
+        _limits.Add(id, state);
+
+        // Outstanding requests already hold money; the new limit must see it, or it could be overspent at once.
+        var charge = new BudgetCharge(limit.KeyId, limit.Period, state.PeriodStart);
+        foreach (var reservation in _reservations.Values.ToList())
+        {
+            if (limit.KeyId is null || string.Equals(limit.KeyId, reservation.KeyId, StringComparison.Ordinal))
+            {
+                var charges = reservation.Charges.Where(c => !SameBudget(c, limit)).Append(charge).ToArray();
+                _reservations[reservation.ReservationId] = reservation with { Charges = charges };
+                state.Reserved += reservation.Amount;
+            }
+        }
+    }
+
+    /// <summary>Removes the limit for (key, period); outstanding reservations simply stop counting against it.</summary>
+    public bool RemoveLimit(string? keyId, BudgetPeriod period) => _limits.Remove((keyId, period));
+
+    /// <summary>
+    /// Reserves <paramref name="maxCost"/> (the most the request can cost) against the tenant's budgets and, when
+    /// <paramref name="keyId"/> is given, that key's budgets, all or nothing. Refused when any of them has less than
+    /// <paramref name="maxCost"/> available (limit - settled - outstanding); the refusal names the budget with the
+    /// least left. Repeating an outstanding id with the same key and amount returns the same reservation.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The id is outstanding with other values, or was already settled.</exception>
+    public ReserveResult TryReserve(string reservationId, string? keyId, decimal maxCost, DateTimeOffset now)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(reservationId);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxCost);
+        if (_reservations.TryGetValue(reservationId, out var existing))
+        {
+            if (existing.Amount == maxCost && string.Equals(existing.KeyId, keyId, StringComparison.Ordinal))
+            {
+                return ReserveResult.Reserved(existing);
+            }
+
+            throw new InvalidOperationException($"Reservation '{reservationId}' is already outstanding with another key or amount.");
+        }
+
+        PruneSettlements(now);
+        if (_settled.ContainsKey(reservationId))
+        {
+            throw new InvalidOperationException($"Reservation '{reservationId}' was already settled; reservation ids must be unique.");
+        }
+
+        Roll(now);
+        var applicable = Applicable(keyId);
+        BudgetRefusal? refusal = null;
+        foreach (var state in applicable)
+        {
+            var available = state.Limit.Amount - state.Settled - state.Reserved;
+            if (maxCost > available)
+            {
+                var remaining = Math.Max(0m, available);
+                if (refusal is null || remaining < refusal.Remaining)
+                {
+                    refusal = new BudgetRefusal(
+                        state.Limit.KeyId,
+                        state.Limit.Period,
+                        state.Limit.Amount,
+                        remaining,
+                        maxCost,
+                        BudgetPeriods.EndOf(state.Limit.Period, state.PeriodStart));
+                }
+            }
+        }
+
+        if (refusal is not null)
+        {
+            return ReserveResult.Refused(refusal);
+        }
+
+        var charges = new BudgetCharge[applicable.Count];
+        for (var i = 0; i < applicable.Count; i++)
+        {
+            var state = applicable[i];
+            state.Reserved += maxCost;
+            charges[i] = new BudgetCharge(state.Limit.KeyId, state.Limit.Period, state.PeriodStart);
+        }
+
+        var reservation = new Reservation(reservationId, keyId, maxCost, now, charges);
+        _reservations.Add(reservationId, reservation);
+        return ReserveResult.Reserved(reservation);
+    }
+
+    /// <summary>
+    /// Settles a reservation: releases what it held and adds <paramref name="actualCost"/> to the periods it was made
+    /// in. Idempotent: settling an id again returns the first result and changes nothing. An id with no outstanding
+    /// reservation is still charged (tenant budgets, plus <paramref name="keyIdIfUnreserved"/>'s) in the current
+    /// periods and flagged <see cref="Settlement.Unreserved"/>: the work was done, so the spend is real.
+    /// </summary>
+    public Settlement Settle(string reservationId, decimal actualCost, DateTimeOffset now, string? keyIdIfUnreserved = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(reservationId);
+        ArgumentOutOfRangeException.ThrowIfNegative(actualCost);
+        PruneSettlements(now);
+        if (_settled.TryGetValue(reservationId, out var previous))
+        {
+            return previous;
+        }
+
+        Roll(now);
+        Settlement settlement;
+        if (_reservations.Remove(reservationId, out var reservation))
+        {
+            var closed = false;
+            foreach (var charge in reservation.Charges)
+            {
+                if (!_limits.TryGetValue((charge.KeyId, charge.Period), out var state))
+                {
+                    continue;
+                }
+
+                if (state.PeriodStart == charge.PeriodStart)
+                {
+                    state.Reserved -= reservation.Amount;
+                    state.Settled += actualCost;
+                }
+                else
+                {
+                    closed = true;
+                }
+            }
+
+            settlement = new Settlement(reservationId, reservation.KeyId, reservation.Amount, actualCost, now, Unreserved: false, closed);
+        }
+        else
+        {
+            foreach (var state in Applicable(keyIdIfUnreserved))
+            {
+                state.Settled += actualCost;
+            }
+
+            settlement = new Settlement(reservationId, keyIdIfUnreserved, 0m, actualCost, now, Unreserved: true, ClosedPeriod: false);
+        }
+
+        _settled.Add(reservationId, settlement);
+        _settledOrder.Enqueue(settlement);
+        return settlement;
+    }
+
+    /// <summary>
+    /// Frees a reservation whose request was refused or cancelled before any work. False when there is no outstanding
+    /// reservation with this id (already settled or released: a no-op).
+    /// </summary>
+    public bool Release(string reservationId)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(reservationId);
+        if (!_reservations.Remove(reservationId, out var reservation))
+        {
+            return false;
+        }
+
+        foreach (var charge in reservation.Charges)
+        {
+            if (_limits.TryGetValue((charge.KeyId, charge.Period), out var state) && state.PeriodStart == charge.PeriodStart)
+            {
+                state.Reserved -= reservation.Amount;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Releases reservations older than <paramref name="maxAge"/> (their caller crashed or lost the settle), so they
+    /// stop blocking the budget. If such a request did run, its late settle is charged as <see cref="Settlement.Unreserved"/>.
+    /// </summary>
+    public IReadOnlyList<Reservation> ReleaseExpired(DateTimeOffset now, TimeSpan maxAge)
+    {
+        var expired = _reservations.Values
+            .Where(r => r.ReservedAt + maxAge <= now)
+            .OrderBy(r => r.ReservedAt)
+            .ThenBy(r => r.ReservationId, StringComparer.Ordinal)
+            .ToList();
+        foreach (var reservation in expired)
+        {
+            Release(reservation.ReservationId);
+        }
+
+        return expired;
+    }
+
+    /// <summary>Every budget's position in the period that contains <paramref name="now"/> (rolling over first).</summary>
+    public IReadOnlyList<BudgetStatus> Remaining(DateTimeOffset now)
+    {
+        Roll(now);
+        return
+        [
+            .. OrderedLimits().Select(s => new BudgetStatus(
+                s.Limit,
+                s.PeriodStart,
+                BudgetPeriods.EndOf(s.Limit.Period, s.PeriodStart),
+                s.Settled,
+                s.Reserved)),
+        ];
+    }
+
+    /// <summary>A serializable copy of the whole state, in a deterministic order.</summary>
+    public BudgetState Snapshot() => new(
+        TenantId,
+        Currency,
+        SettlementRetention,
+        [.. OrderedLimits().Select(s => new BudgetLimitState(s.Limit, s.PeriodStart, s.Settled))],
+        [.. _reservations.Values.OrderBy(r => r.ReservedAt).ThenBy(r => r.ReservationId, StringComparer.Ordinal)],
+        [.. _settledOrder]);
+
+    /// <summary>Rebuilds an account from <see cref="Snapshot"/>; outstanding sums are recomputed from the reservations.</summary>
+    public static BudgetAccount Restore(BudgetState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        var account = new BudgetAccount(state.TenantId, state.Currency, state.SettlementRetention);
+        foreach (var limit in state.Limits)
+        {
+            account._limits.Add((limit.Limit.KeyId, limit.Limit.Period), new LimitState(limit.Limit, limit.PeriodStart, limit.Settled));
+        }
+
+        foreach (var reservation in state.Reservations)
+        {
+            account._reservations.Add(reservation.ReservationId, reservation);
+            foreach (var charge in reservation.Charges)
+            {
+                if (account._limits.TryGetValue((charge.KeyId, charge.Period), out var limit) && limit.PeriodStart == charge.PeriodStart)
+                {
+                    limit.Reserved += reservation.Amount;
+                }
+            }
+        }
+
+        foreach (var settlement in state.RecentSettlements)
+        {
+            if (account._settled.TryAdd(settlement.ReservationId, settlement))
+            {
+                account._settledOrder.Enqueue(settlement);
+            }
+        }
+
+        return account;
+    }
+
+    private static bool SameBudget(BudgetCharge charge, BudgetLimit limit) =>
+        charge.Period == limit.Period && string.Equals(charge.KeyId, limit.KeyId, StringComparison.Ordinal);
+
+    // Tenant budgets first, then the key's, each Day, Month, Total: the order refusals are reported in on ties.
+    private List<LimitState> Applicable(string? keyId)
+    {
+        var result = new List<LimitState>(6);
+        foreach (var period in PeriodOrder)
+        {
+            if (_limits.TryGetValue((null, period), out var state))
+            {
+                result.Add(state);
+            }
+        }
+
+        if (keyId is not null)
+        {
+            foreach (var period in PeriodOrder)
+            {
+                if (_limits.TryGetValue((keyId, period), out var state))
+                {
+                    result.Add(state);
+                }
+            }
+        }
+
+        return result;
+    }
+
+    private IEnumerable<LimitState> OrderedLimits() => _limits.Values
+        .OrderBy(s => s.Limit.KeyId is not null)
+        .ThenBy(s => s.Limit.KeyId, StringComparer.Ordinal)
+        .ThenBy(s => s.Limit.Period);
+
+    private void Roll(DateTimeOffset now)
+    {
+        foreach (var state in _limits.Values)
+        {
+            var start = BudgetPeriods.StartOf(state.Limit.Period, now);
+            if (start > state.PeriodStart)
+            {
+                // Reservations still open keep their old-period charges and settle into that closed period.
+                state.PeriodStart = start;
+                state.Settled = 0m;
+                state.Reserved = 0m;
+            }
+        }
+    }
+
+    private void PruneSettlements(DateTimeOffset now)
+    {
+        while (_settledOrder.TryPeek(out var oldest) && oldest.SettledAt + SettlementRetention <= now)
+        {
+            _settledOrder.Dequeue();
+            _settled.Remove(oldest.ReservationId);
+        }
+    }
+
+    private sealed class LimitState(BudgetLimit limit, DateTimeOffset periodStart, decimal settled)
+    {
+        public BudgetLimit Limit { get; set; } = limit;
+
+        public DateTimeOffset PeriodStart { get; set; } = periodStart;
+
+        public decimal Settled { get; set; } = settled;
+
+        public decimal Reserved { get; set; }
+    }
+}

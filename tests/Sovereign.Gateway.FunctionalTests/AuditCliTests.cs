@@ -1,0 +1,118 @@
+using Microsoft.Data.Sqlite;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary>The operator's and the auditor's commands against a real gateway's data.</summary>
+[Collection(ResidencyCollection.Name)]
+public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("sovereign-audit-").FullName;
+
+    public void Dispose()
+    {
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    [Fact]
+    public async Task TenantsAndNodes_ListThroughTheAdminApi()
+    {
+        var url = fixture.ThAddress.ToString();
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("tenants", "list", "--url", url, "--admin-token", ResidencyFixture.AdminToken);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("th-hospital", stdout, StringComparison.Ordinal);
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync("nodes", "list", "--url", url, "--admin-token", ResidencyFixture.AdminToken);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("sg-1", stdout, StringComparison.Ordinal);
+
+        (exit, _, stderr) = await CliProcess.RunAsync("tenants", "list", "--url", url, "--admin-token", fixture.ThOnlyKey);
+        Assert.Equal(1, exit);
+        Assert.Contains("401", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task KeysCreateAndRevoke_FromTheCommandLine()
+    {
+        var url = fixture.ThAddress.ToString();
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("keys", "create", "asean-corp", "--name", "cli", "--url", url, "--admin-token", ResidencyFixture.AdminToken, "--json");
+        Assert.True(exit == 0, stderr);
+        var created = System.Text.Json.JsonDocument.Parse(stdout).RootElement;
+        var keyId = created.GetProperty("key").GetProperty("id").GetString()!;
+
+        (exit, _, stderr) = await CliProcess.RunAsync("keys", "revoke", "asean-corp", keyId, "--url", url, "--admin-token", ResidencyFixture.AdminToken);
+        Assert.True(exit == 0, stderr);
+        using var client = fixture.TenantClient(created.GetProperty("secret").GetString()!);
+        Assert.Equal(401, (int)(await client.GetAsync("/v1/models")).StatusCode);
+    }
+
+    [Fact]
+    public async Task AuditVerify_IntactLog_ThenATamperedCopyIsLocated()
+    {
+        using (var client = fixture.TenantClient(fixture.ThOnlyKey))
+        {
+            var response = await client.PostAsync("/v1/chat/completions", new StringContent(
+                """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":3}""", System.Text.Encoding.UTF8, "application/json"));
+            Assert.Equal(200, (int)response.StatusCode);
+        }
+
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify", "--data-dir", fixture.ThDataDirectory);
+        Assert.True(exit == 0, stdout + stderr);
+        Assert.Contains("intact", stdout, StringComparison.Ordinal);
+
+        // Tamper with a copy: change the model recorded in entry 3.
+        var copy = Path.Combine(_directory, "copy.db");
+        using (var source = new SqliteConnection($"Data Source={Path.Combine(fixture.ThDataDirectory, "sovereign.db")}"))
+        {
+            source.Open();
+            using var backup = new SqliteConnection($"Data Source={copy}");
+            source.BackupDatabase(backup);
+        }
+
+        using (var connection = new SqliteConnection($"Data Source={copy}"))
+        {
+            connection.Open();
+            using var update = connection.CreateCommand();
+            update.CommandText = "UPDATE audit_entries SET actor = 'someone-else' WHERE seq = 3";
+            Assert.Equal(1, update.ExecuteNonQuery());
+        }
+
+        (exit, stdout, _) = await CliProcess.RunAsync("audit", "verify", "--data-dir", fixture.ThDataDirectory, "--database", copy);
+        Assert.Equal(3, exit);
+        Assert.Contains("tampered", stdout, StringComparison.Ordinal);
+        Assert.Contains("3", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AuditExport_ForOneTenant_VerifiesOfflineWithThePublicKeyAlone()
+    {
+        using (var client = fixture.TenantClient(fixture.AseanKey))
+        {
+            await client.PostAsync("/v1/chat/completions", new StringContent(
+                """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":3}""", System.Text.Encoding.UTF8, "application/json"));
+        }
+
+        var export = Path.Combine(_directory, "asean.jsonl");
+        var publicKey = Path.Combine(_directory, "operator.pub.pem");
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", fixture.ThDataDirectory);
+        Assert.True(exit == 0, stderr);
+        await File.WriteAllTextAsync(publicKey, stdout);
+
+        (exit, _, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", fixture.ThDataDirectory, "--tenant", "asean-corp", "--output", export);
+        Assert.True(exit == 0, stderr);
+        var lines = await File.ReadAllLinesAsync(export);
+        Assert.Contains(lines, l => l.Contains("asean-corp", StringComparison.Ordinal));
+        Assert.DoesNotContain(lines, l => l.Contains("\"th-hospital\"", StringComparison.Ordinal));
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify-export", export, "--public-key", publicKey);
+        Assert.True(exit == 0, stdout + stderr);
+
+        // Any edit of an exported line is detected.
+        var tampered = Path.Combine(_directory, "tampered.jsonl");
+        var target = Array.FindIndex(lines, l => l.Contains("asean-corp", StringComparison.Ordinal) && l.Contains("inference", StringComparison.Ordinal));
+        lines[target] = lines[target].Replace("asean-corp", "asean-corq", StringComparison.Ordinal);
+        await File.WriteAllLinesAsync(tampered, lines);
+        (exit, stdout, _) = await CliProcess.RunAsync("audit", "verify-export", tampered, "--public-key", publicKey);
+        Assert.Equal(3, exit);
+    }
+}
