@@ -1,0 +1,253 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Sovereign.Residency.Audit;
+
+/// <summary>
+/// The canonical, versioned serializations that are hashed and signed. They are length-prefixed binary (not JSON)
+/// so an auditor can reimplement them in a few lines without JSON-escaping ambiguities. Primitives:
+/// <list type="bullet">
+/// <item><c>I64(x)</c>: 8 bytes, big-endian two's complement. <c>U32(n)</c>: 4 bytes, big-endian.</item>
+/// <item><c>Str(s)</c>: <c>U32(byte length)</c> then the strict UTF-8 bytes (no BOM, no normalization).</item>
+/// <item><c>Opt(x)</c>: one byte <c>0x00</c> when null, else <c>0x01</c> followed by the value.</item>
+/// <item><c>H(h)</c>: the 32 raw bytes of a SHA-256 given as 64 lowercase hex digits.</item>
+/// <item><c>List(xs)</c>: <c>U32(count)</c> then <c>Str</c> of each, in order.</item>
+/// <item><c>Map(m)</c>: <c>U32(count)</c> then <c>Str(key) Str(value)</c>, keys sorted by their UTF-8 bytes.</item>
+/// </list>
+/// Entry v1: <c>SHA-256( Str("sovereign-audit-entry-v1") I64(sequence) H(previousHash) I64(timestamp) Str(kind)
+/// Opt(Str tenant) Opt(Str keyId) Str(actor) Str(action) Opt(Str model) Opt(Str gateway) Opt(Str node)
+/// Opt(Str jurisdiction) Opt(Str decision) Opt(Str decisionCode) List(reasons) Opt(I64 promptTokens)
+/// Opt(I64 completionTokens) Map(details) )</c>, where kind is <c>admin</c>/<c>inference</c> and decision
+/// <c>allowed</c>/<c>refused</c>.
+/// Checkpoint v1 (ECDSA P-256, SHA-256, IEEE P1363 r||s, 64 bytes as hex): <c>Str("sovereign-audit-checkpoint-v1")
+/// I64(sequence) H(hash) I64(timestamp) Str(keyId)</c>.
+/// Export header v1 (same signature scheme): <c>Str("sovereign-audit-export-v1") Str(keyId) Opt(Str tenant)
+/// I64(fromMs) I64(toMs) Opt(I64 firstSequence) Opt(I64 lastSequence) I64(createdAt)</c>.
+/// </summary>
+public static class AuditCanonical
+{
+    /// <summary>The entry format version stored with each row; verifiers refuse versions they do not know.</summary>
+    public const int EntryFormatVersion = 1;
+
+    /// <summary>The previous hash of entry 1.</summary>
+    public static readonly string GenesisHash = new('0', 64);
+
+    internal const string EntryDomain = "sovereign-audit-entry-v1";
+    internal const string CheckpointDomain = "sovereign-audit-checkpoint-v1";
+    internal const string ExportHeaderDomain = "sovereign-audit-export-v1";
+
+    // Strict: a lone surrogate must fail rather than silently become U+FFFD (two strings, one hash).
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>SHA-256 (lowercase hex) of the entry's canonical v1 serialization.</summary>
+    public static string EntryHash(AuditEntry entry)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        var writer = new ArrayBufferWriter<byte>(512);
+        WriteEntry(writer, entry);
+        return Convert.ToHexStringLower(SHA256.HashData(writer.WrittenSpan));
+    }
+
+    /// <summary>The bytes an operator key signs for a checkpoint.</summary>
+    public static byte[] CheckpointPayload(long sequence, string hash, long timestamp, string keyId)
+    {
+        var writer = new ArrayBufferWriter<byte>(128);
+        WriteString(writer, CheckpointDomain);
+        WriteInt64(writer, sequence);
+        WriteHash(writer, hash);
+        WriteInt64(writer, timestamp);
+        WriteString(writer, keyId);
+        return writer.WrittenSpan.ToArray();
+    }
+
+    internal static byte[] ExportHeaderPayload(string keyId, string? tenant, long fromMs, long toMs, long? first, long? last, long createdAt)
+    {
+        var writer = new ArrayBufferWriter<byte>(128);
+        WriteString(writer, ExportHeaderDomain);
+        WriteString(writer, keyId);
+        WriteOptionalString(writer, tenant);
+        WriteInt64(writer, fromMs);
+        WriteInt64(writer, toMs);
+        WriteOptionalInt64(writer, first);
+        WriteOptionalInt64(writer, last);
+        WriteInt64(writer, createdAt);
+        return writer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>The canonical size of an entry, to bound what one append may store.</summary>
+    internal static int EntrySize(AuditEntry entry)
+    {
+        var writer = new ArrayBufferWriter<byte>(512);
+        WriteEntry(writer, entry);
+        return writer.WrittenCount;
+    }
+
+    internal static string KindName(AuditKind kind) => kind switch
+    {
+        AuditKind.Admin => "admin",
+        AuditKind.Inference => "inference",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown audit kind."),
+    };
+
+    internal static bool TryParseKind(string? value, out AuditKind kind)
+    {
+        switch (value)
+        {
+            case "admin": kind = AuditKind.Admin; return true;
+            case "inference": kind = AuditKind.Inference; return true;
+            default: kind = default; return false;
+        }
+    }
+
+    internal static string DecisionName(AuditDecision decision) => decision switch
+    {
+        AuditDecision.Allowed => "allowed",
+        AuditDecision.Refused => "refused",
+        _ => throw new ArgumentOutOfRangeException(nameof(decision), decision, "Unknown audit decision."),
+    };
+
+    internal static bool TryParseDecision(string? value, out AuditDecision? decision)
+    {
+        switch (value)
+        {
+            case null: decision = null; return true;
+            case "allowed": decision = AuditDecision.Allowed; return true;
+            case "refused": decision = AuditDecision.Refused; return true;
+            default: decision = null; return false;
+        }
+    }
+
+    /// <summary>64 lowercase hex digits: the only spelling of a hash that is stored, exported and hashed.</summary>
+    internal static bool IsHash(string? value)
+    {
+        if (value is null || value.Length != 64)
+        {
+            return false;
+        }
+
+        foreach (var c in value)
+        {
+            if (!char.IsAsciiDigit(c) && c is not (>= 'a' and <= 'f'))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Throws when a string cannot be encoded as strict UTF-8.</summary>
+    internal static void EnsureEncodable(string? value, string name)
+    {
+        if (value is null)
+        {
+            return;
+        }
+
+        try
+        {
+            _ = StrictUtf8.GetByteCount(value);
+        }
+        catch (EncoderFallbackException ex)
+        {
+            throw new ArgumentException($"{name} is not valid Unicode (lone surrogate).", name, ex);
+        }
+    }
+
+    private static void WriteEntry(IBufferWriter<byte> writer, AuditEntry entry)
+    {
+        WriteString(writer, EntryDomain);
+        WriteInt64(writer, entry.Sequence);
+        WriteHash(writer, entry.PreviousHash);
+        WriteInt64(writer, entry.Timestamp);
+        WriteString(writer, KindName(entry.Kind));
+        WriteOptionalString(writer, entry.Tenant);
+        WriteOptionalString(writer, entry.KeyId);
+        WriteString(writer, entry.Actor);
+        WriteString(writer, entry.Action);
+        WriteOptionalString(writer, entry.Model);
+        WriteOptionalString(writer, entry.Gateway);
+        WriteOptionalString(writer, entry.Node);
+        WriteOptionalString(writer, entry.Jurisdiction);
+        WriteOptionalString(writer, entry.Decision is { } decision ? DecisionName(decision) : null);
+        WriteOptionalString(writer, entry.DecisionCode);
+        WriteUInt32(writer, checked((uint)entry.Reasons.Count));
+        foreach (var reason in entry.Reasons)
+        {
+            WriteString(writer, reason);
+        }
+
+        WriteOptionalInt64(writer, entry.PromptTokens);
+        WriteOptionalInt64(writer, entry.CompletionTokens);
+
+        // Sorted by UTF-8 bytes (= code point order), not UTF-16 ordinal, so other languages sort the same way.
+        var details = entry.Details.Select(pair => (Key: StrictUtf8.GetBytes(pair.Key), Value: pair.Value)).ToList();
+        details.Sort(static (a, b) => a.Key.AsSpan().SequenceCompareTo(b.Key));
+        WriteUInt32(writer, checked((uint)details.Count));
+        foreach (var (key, value) in details)
+        {
+            WriteUInt32(writer, checked((uint)key.Length));
+            writer.Write(key);
+            WriteString(writer, value);
+        }
+    }
+
+    private static void WriteString(IBufferWriter<byte> writer, string value)
+    {
+        var count = StrictUtf8.GetByteCount(value);
+        WriteUInt32(writer, checked((uint)count));
+        var span = writer.GetSpan(count);
+        StrictUtf8.GetBytes(value, span);
+        writer.Advance(count);
+    }
+
+    private static void WriteOptionalString(IBufferWriter<byte> writer, string? value)
+    {
+        WriteByte(writer, value is null ? (byte)0 : (byte)1);
+        if (value is not null)
+        {
+            WriteString(writer, value);
+        }
+    }
+
+    private static void WriteOptionalInt64(IBufferWriter<byte> writer, long? value)
+    {
+        WriteByte(writer, value is null ? (byte)0 : (byte)1);
+        if (value is { } v)
+        {
+            WriteInt64(writer, v);
+        }
+    }
+
+    private static void WriteHash(IBufferWriter<byte> writer, string hash)
+    {
+        if (!IsHash(hash))
+        {
+            throw new FormatException("A hash must be 64 lowercase hex digits.");
+        }
+
+        var span = writer.GetSpan(32);
+        Convert.FromHexString(hash, span[..32], out _, out _);
+        writer.Advance(32);
+    }
+
+    private static void WriteInt64(IBufferWriter<byte> writer, long value)
+    {
+        BinaryPrimitives.WriteInt64BigEndian(writer.GetSpan(8), value);
+        writer.Advance(8);
+    }
+
+    private static void WriteUInt32(IBufferWriter<byte> writer, uint value)
+    {
+        BinaryPrimitives.WriteUInt32BigEndian(writer.GetSpan(4), value);
+        writer.Advance(4);
+    }
+
+    private static void WriteByte(IBufferWriter<byte> writer, byte value)
+    {
+        writer.GetSpan(1)[0] = value;
+        writer.Advance(1);
+    }
+}

@@ -1,0 +1,616 @@
+using System.Buffers;
+using System.Data.Common;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using Sovereign.Storage;
+
+namespace Sovereign.Residency.Audit;
+
+/// <summary>What <see cref="AuditExport.WriteAsync"/> wrote.</summary>
+/// <param name="FirstSequence">The first sequence covered (null when the range held no entry).</param>
+/// <param name="LastSequence">The last sequence covered, which the closing checkpoint signs.</param>
+/// <param name="Entries">Full entry lines.</param>
+/// <param name="Redacted">Redacted lines (other tenants' entries).</param>
+/// <param name="Checkpoint">The closing checkpoint.</param>
+public sealed record AuditExportSummary(long? FirstSequence, long? LastSequence, long Entries, long Redacted, AuditCheckpoint? Checkpoint);
+
+/// <summary>
+/// Exports the audit trail for an auditor as JSON Lines, verifiable offline with the operator's public key alone:
+/// <list type="number">
+/// <item><c>{"type":"header","format":"sovereign-audit-export","version":1,"entryFormat":1,"keyId","publicKeyPem",
+/// "tenant","from","to","firstSequence","lastSequence","createdAt","signature"}</c>, signed (see
+/// <see cref="AuditCanonical"/>) so the scope cannot be changed;</item>
+/// <item>one line per sequence in <c>firstSequence..lastSequence</c> (every entry whose time is in [from, to)):
+/// <c>{"type":"entry", ...all AuditEntry fields..., "previousHash","hash"}</c> for the tenant's entries (all entries
+/// without a tenant filter), and <c>{"type":"redacted","sequence","previousHash","hash"}</c> for other tenants', so the
+/// chain still verifies without revealing them;</item>
+/// <item><c>{"type":"checkpoint","sequence","hash","timestamp","keyId","signature"}</c> at <c>lastSequence</c>.</item>
+/// </list>
+/// Times are unix milliseconds; hashes and signatures lowercase hex.
+/// </summary>
+public static class AuditExport
+{
+    /// <summary>The header's <c>format</c>.</summary>
+    public const string Format = "sovereign-audit-export";
+
+    /// <summary>The header's <c>version</c>.</summary>
+    public const int Version = 1;
+
+    private static readonly JsonWriterOptions LineOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+    private static readonly HashSet<string> EntryProperties =
+    [
+        "type", "sequence", "timestamp", "kind", "tenant", "keyId", "actor", "action", "model", "gateway", "node", "jurisdiction",
+        "decision", "decisionCode", "reasons", "promptTokens", "completionTokens", "details", "previousHash", "hash",
+    ];
+
+    /// <summary>
+    /// Writes the entries with <paramref name="from"/> &lt;= time &lt; <paramref name="to"/>, redacting other tenants'
+    /// when <paramref name="tenant"/> is set, closed by a checkpoint at the last one (signed and stored now when none is
+    /// stored there yet). Refuses (<see cref="AuditIntegrityException"/>) when the stored chain around the range does not
+    /// verify, so a fresh signature never vouches for a tampered log.
+    /// </summary>
+    public static async Task<AuditExportSummary> WriteAsync(SqlDatabase database, OperatorSigningKey signingKey, string? tenant, DateTimeOffset from, DateTimeOffset to, Stream output, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(database);
+        ArgumentNullException.ThrowIfNull(signingKey);
+        ArgumentNullException.ThrowIfNull(output);
+        var fromMs = from.ToUnixTimeMilliseconds();
+        var toMs = to.ToUnixTimeMilliseconds();
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(fromMs, toMs, nameof(from));
+
+        long? first = null;
+        long? last = null;
+        long entries = 0;
+        long redacted = 0;
+        AuditCheckpoint? checkpoint = null;
+        var fresh = false;
+        var buffer = new ArrayBufferWriter<byte>(4096);
+
+        await using (var connection = await database.OpenAsync(cancellationToken))
+        await using (var snapshot = await AuditStore.BeginSnapshotAsync(connection, cancellationToken))
+        {
+            (first, last) = await ReadRangeAsync(connection, snapshot, fromMs, toMs, cancellationToken);
+            if (first is { } f && last is { } l)
+            {
+                checkpoint = await EnsureVerifiedAsync(connection, snapshot, signingKey, f, l, cancellationToken);
+                if (checkpoint is null)
+                {
+                    checkpoint = AuditCheckpoint.Sign(signingKey, l, await ReadHashAsync(connection, snapshot, l, cancellationToken), TimeProvider.System.GetUtcNow().ToUnixTimeMilliseconds());
+                    fresh = true;
+                }
+            }
+
+            var createdAt = TimeProvider.System.GetUtcNow().ToUnixTimeMilliseconds();
+            var headerPayload = AuditCanonical.ExportHeaderPayload(signingKey.KeyId, tenant, fromMs, toMs, first, last, createdAt);
+            await WriteLineAsync(output, buffer, writer =>
+            {
+                writer.WriteString("type", "header");
+                writer.WriteString("format", Format);
+                writer.WriteNumber("version", Version);
+                writer.WriteNumber("entryFormat", AuditCanonical.EntryFormatVersion);
+                writer.WriteString("keyId", signingKey.KeyId);
+                writer.WriteString("publicKeyPem", signingKey.PublicKeyPem);
+                WriteNullable(writer, "tenant", tenant);
+                writer.WriteNumber("from", fromMs);
+                writer.WriteNumber("to", toMs);
+                WriteNullable(writer, "firstSequence", first);
+                WriteNullable(writer, "lastSequence", last);
+                writer.WriteNumber("createdAt", createdAt);
+                writer.WriteString("signature", Convert.ToHexStringLower(signingKey.Sign(headerPayload)));
+            }, cancellationToken);
+
+            if (first is { } start && last is { } end)
+            {
+                // The rows were verified above in this same snapshot; re-walk them anyway so the file matches exactly.
+                var problems = new ProblemSink();
+                var walker = new ChainWalker(problems, start, null);
+                using var command = connection.CreateCommand();
+                command.Transaction = snapshot;
+                command.CommandText = $"SELECT {AuditStore.EntryColumns} FROM audit_entries WHERE seq >= @from AND seq <= @to ORDER BY seq";
+                SqlDatabase.AddParameter(command, "@from", start);
+                SqlDatabase.AddParameter(command, "@to", end);
+                await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                    if (!AuditStore.TryReadEntry(reader, out var entry, out var error))
+                    {
+                        throw new AuditIntegrityException($"Audit entry {reader.GetValue(0)} is malformed: {error}.");
+                    }
+
+                    walker.Add(entry.Sequence, entry.PreviousHash, entry.Hash, AuditVerifier.Recompute(entry), null);
+                    if (tenant is null || entry.Tenant == tenant)
+                    {
+                        await WriteLineAsync(output, buffer, writer => WriteEntry(writer, entry), cancellationToken);
+                        entries++;
+                    }
+                    else
+                    {
+                        await WriteLineAsync(output, buffer, writer =>
+                        {
+                            writer.WriteString("type", "redacted");
+                            writer.WriteNumber("sequence", entry.Sequence);
+                            writer.WriteString("previousHash", entry.PreviousHash);
+                            writer.WriteString("hash", entry.Hash);
+                        }, cancellationToken);
+                        redacted++;
+                    }
+                }
+
+                if (problems.Count > 0 || walker.LastSequence != end || walker.LastHash != checkpoint!.Hash)
+                {
+                    throw new AuditIntegrityException("The audit entries changed while they were exported.");
+                }
+            }
+        }
+
+        if (checkpoint is not null)
+        {
+            if (fresh)
+            {
+                await using var connection = await database.OpenAsync(cancellationToken);
+                await AuditStore.InsertCheckpointAsync(connection, null, checkpoint, cancellationToken);
+            }
+
+            await WriteLineAsync(output, buffer, writer =>
+            {
+                writer.WriteString("type", "checkpoint");
+                writer.WriteNumber("sequence", checkpoint.Sequence);
+                writer.WriteString("hash", checkpoint.Hash);
+                writer.WriteNumber("timestamp", checkpoint.Timestamp);
+                writer.WriteString("keyId", checkpoint.KeyId);
+                writer.WriteString("signature", checkpoint.Signature);
+            }, cancellationToken);
+        }
+
+        await output.FlushAsync(cancellationToken);
+        return new AuditExportSummary(first, last, entries, redacted, checkpoint);
+    }
+
+    /// <summary>Verifies an export offline, trusting only <paramref name="publicKeyPem"/> (the header's key must be it).</summary>
+    public static Task<AuditVerificationResult> VerifyExportAsync(Stream input, string publicKeyPem, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentException.ThrowIfNullOrWhiteSpace(publicKeyPem);
+        _ = OperatorSigningKey.ComputeKeyId(publicKeyPem); // a bad trusted key is the caller's error, not the file's
+        return VerifyCoreAsync(input, publicKeyPem, null, cancellationToken);
+    }
+
+    /// <summary>
+    /// Verifies an export offline using the public key in its header, trusted only if its id matches
+    /// <paramref name="expectedKeyId"/> (the 16-digit key id, or the full 64-digit SHA-256 of the SubjectPublicKeyInfo).
+    /// </summary>
+    public static Task<AuditVerificationResult> VerifyExportByKeyIdAsync(Stream input, string expectedKeyId, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentException.ThrowIfNullOrWhiteSpace(expectedKeyId);
+        return VerifyCoreAsync(input, null, expectedKeyId.Trim().ToLowerInvariant(), cancellationToken);
+    }
+
+    private static async Task<AuditVerificationResult> VerifyCoreAsync(Stream input, string? publicKeyPem, string? expectedKeyId, CancellationToken cancellationToken)
+    {
+        var problems = new ProblemSink();
+        using var reader = new StreamReader(input, StrictUtf8, detectEncodingFromByteOrderMarks: false, leaveOpen: true);
+        var header = await ReadHeaderAsync(reader, publicKeyPem, expectedKeyId, problems, cancellationToken);
+        if (header is null)
+        {
+            return problems.ToResult(new ChainWalker(problems, null, null));
+        }
+
+        using var keys = header.Keys;
+        var walker = new ChainWalker(problems, header.FirstSequence, null);
+        AuditCheckpoint? checkpoint = null;
+        var verified = 0;
+        long line = 1;
+        while (true)
+        {
+            string? text;
+            try
+            {
+                text = await reader.ReadLineAsync(cancellationToken);
+            }
+            catch (DecoderFallbackException)
+            {
+                problems.Add(new AuditProblem(null, AuditProblemKind.Malformed, "The file is not valid UTF-8 from here on.", line + 1));
+                break;
+            }
+
+            if (text is null)
+            {
+                break;
+            }
+
+            line++;
+            if (checkpoint is not null)
+            {
+                problems.Add(new AuditProblem(null, AuditProblemKind.Malformed, "Content after the closing checkpoint.", line));
+                continue;
+            }
+
+            try
+            {
+                using var document = JsonDocument.Parse(text);
+                var root = document.RootElement;
+                var type = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+                switch (type)
+                {
+                    case "entry":
+                        VerifyEntryLine(root, header, walker, problems, line);
+                        break;
+                    case "redacted":
+                        var sequence = RequireInt64(root, "sequence");
+                        RequireOnly(root, "type", "sequence", "previousHash", "hash");
+                        if (header.Tenant is null)
+                        {
+                            problems.Add(new AuditProblem(sequence, AuditProblemKind.OutOfScope, "A redacted line in an export without a tenant filter hides an entry.", line));
+                        }
+
+                        walker.Add(sequence, RequireString(root, "previousHash"), RequireString(root, "hash"), null, line);
+                        break;
+                    case "checkpoint":
+                        RequireOnly(root, "type", "sequence", "hash", "timestamp", "keyId", "signature");
+                        checkpoint = new AuditCheckpoint(RequireInt64(root, "sequence"), RequireString(root, "hash"), RequireInt64(root, "timestamp"), RequireString(root, "keyId"), RequireString(root, "signature"));
+                        if (keys is not null && keys.Check(checkpoint, problems, line))
+                        {
+                            verified++;
+                        }
+
+                        if (walker.Count == 0 || checkpoint.Sequence != walker.LastSequence || checkpoint.Hash != walker.LastHash)
+                        {
+                            problems.Add(new AuditProblem(checkpoint.Sequence, AuditProblemKind.CheckpointMismatch,
+                                $"The checkpoint covers sequence {checkpoint.Sequence} (hash {checkpoint.Hash}), but the last line is {walker.LastSequence} (hash {walker.LastHash}).", line));
+                        }
+
+                        break;
+                    default:
+                        problems.Add(new AuditProblem(null, AuditProblemKind.Malformed, $"Unknown line type '{type}'.", line));
+                        break;
+                }
+            }
+            catch (Exception ex) when (ex is JsonException or FormatException or InvalidOperationException)
+            {
+                problems.Add(new AuditProblem(null, AuditProblemKind.Malformed, $"The line cannot be read: {ex.Message}", line));
+            }
+        }
+
+        if (header.LastSequence is { } lastSequence)
+        {
+            if (walker.LastSequence < lastSequence)
+            {
+                problems.Add(new AuditProblem(walker.LastSequence + 1, AuditProblemKind.Truncated,
+                    $"The header covers sequences {header.FirstSequence}..{lastSequence} but the lines end at {walker.LastSequence}.", line));
+            }
+            else if (walker.LastSequence > lastSequence)
+            {
+                problems.Add(new AuditProblem(lastSequence + 1, AuditProblemKind.OutOfScope, $"Lines continue past the header's last sequence {lastSequence}.", line));
+            }
+
+            if (checkpoint is null)
+            {
+                problems.Add(new AuditProblem(walker.LastSequence, AuditProblemKind.MissingCheckpoint, "The export has no closing checkpoint: nothing signs its entries.", line));
+            }
+        }
+        else if (walker.Count > 0 || checkpoint is not null)
+        {
+            problems.Add(new AuditProblem(null, AuditProblemKind.OutOfScope, "The header says the range is empty, but lines follow.", 1));
+        }
+
+        return problems.ToResult(walker) with { CheckpointsVerified = verified };
+    }
+
+    private static void VerifyEntryLine(JsonElement root, ExportHeader header, ChainWalker walker, ProblemSink problems, long line)
+    {
+        var sequence = RequireInt64(root, "sequence");
+        var previousHash = RequireString(root, "previousHash");
+        var hash = RequireString(root, "hash");
+        AuditEntry entry;
+        try
+        {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var property in root.EnumerateObject())
+            {
+                if (!EntryProperties.Contains(property.Name) || !seen.Add(property.Name))
+                {
+                    throw new FormatException($"unexpected or repeated property '{property.Name}'");
+                }
+            }
+
+            if (!AuditCanonical.TryParseKind(RequireString(root, "kind"), out var kind))
+            {
+                throw new FormatException("unknown kind");
+            }
+
+            if (!AuditCanonical.TryParseDecision(OptionalString(root, "decision"), out var decision))
+            {
+                throw new FormatException("unknown decision");
+            }
+
+            entry = new AuditEntry
+            {
+                Sequence = sequence,
+                Timestamp = RequireInt64(root, "timestamp"),
+                Kind = kind,
+                Tenant = OptionalString(root, "tenant"),
+                KeyId = OptionalString(root, "keyId"),
+                Actor = RequireString(root, "actor"),
+                Action = RequireString(root, "action"),
+                Model = OptionalString(root, "model"),
+                Gateway = OptionalString(root, "gateway"),
+                Node = OptionalString(root, "node"),
+                Jurisdiction = OptionalString(root, "jurisdiction"),
+                Decision = decision,
+                DecisionCode = OptionalString(root, "decisionCode"),
+                Reasons = root.TryGetProperty("reasons", out var reasons) ? AuditStore.ReadReasons(reasons) : [],
+                PromptTokens = OptionalInt64(root, "promptTokens"),
+                CompletionTokens = OptionalInt64(root, "completionTokens"),
+                Details = root.TryGetProperty("details", out var details) ? AuditStore.ReadDetails(details) : [],
+                PreviousHash = previousHash,
+                Hash = hash,
+            };
+        }
+        catch (Exception ex) when (ex is FormatException or InvalidOperationException)
+        {
+            problems.Add(new AuditProblem(sequence, AuditProblemKind.Malformed, $"The entry cannot be read: {ex.Message}.", line));
+            walker.Add(sequence, previousHash, hash, null, line);
+            return;
+        }
+
+        walker.Add(sequence, previousHash, hash, AuditVerifier.Recompute(entry), line);
+        if (header.Tenant is not null && entry.Tenant != header.Tenant)
+        {
+            problems.Add(new AuditProblem(sequence, AuditProblemKind.OutOfScope, $"A full entry of tenant '{entry.Tenant}' in an export for '{header.Tenant}'.", line));
+        }
+
+        if (entry.Timestamp < header.From || entry.Timestamp >= header.To)
+        {
+            problems.Add(new AuditProblem(sequence, AuditProblemKind.OutOfScope, $"Entry time {entry.Timestamp} is outside the exported range [{header.From}, {header.To}).", line));
+        }
+    }
+
+    private static async Task<ExportHeader?> ReadHeaderAsync(StreamReader reader, string? publicKeyPem, string? expectedKeyId, ProblemSink problems, CancellationToken cancellationToken)
+    {
+        string? text;
+        try
+        {
+            text = await reader.ReadLineAsync(cancellationToken);
+        }
+        catch (DecoderFallbackException)
+        {
+            text = null;
+        }
+
+        if (text is null)
+        {
+            problems.Add(new AuditProblem(null, AuditProblemKind.Malformed, "The export is empty or not UTF-8: no header.", 1));
+            return null;
+        }
+
+        try
+        {
+            using var document = JsonDocument.Parse(text);
+            var root = document.RootElement;
+            if (OptionalString(root, "type") != "header" || OptionalString(root, "format") != Format || RequireInt64(root, "version") != Version)
+            {
+                throw new FormatException($"not a {Format} version {Version} header");
+            }
+
+            if (RequireInt64(root, "entryFormat") != AuditCanonical.EntryFormatVersion)
+            {
+                throw new FormatException($"unknown entry format {RequireInt64(root, "entryFormat")}");
+            }
+
+            RequireOnly(root, "type", "format", "version", "entryFormat", "keyId", "publicKeyPem", "tenant", "from", "to", "firstSequence", "lastSequence", "createdAt", "signature");
+            var keyId = RequireString(root, "keyId");
+            var headerPem = RequireString(root, "publicKeyPem");
+            var header = new ExportHeader(keyId, OptionalString(root, "tenant"), RequireInt64(root, "from"), RequireInt64(root, "to"),
+                OptionalInt64(root, "firstSequence"), OptionalInt64(root, "lastSequence"), RequireInt64(root, "createdAt"), null);
+            if ((header.FirstSequence is null) != (header.LastSequence is null) || header.FirstSequence > header.LastSequence || header.FirstSequence < 1)
+            {
+                throw new FormatException("firstSequence/lastSequence are inconsistent");
+            }
+
+            string trustedPem;
+            if (publicKeyPem is not null)
+            {
+                trustedPem = publicKeyPem;
+                if (OperatorSigningKey.ComputeKeyId(publicKeyPem) != keyId)
+                {
+                    problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The export is signed by key {keyId}, not the trusted key {OperatorSigningKey.ComputeKeyId(publicKeyPem)}.", 1));
+                }
+            }
+            else
+            {
+                trustedPem = headerPem;
+                var fingerprint = OperatorSigningKey.ComputeFingerprint(headerPem);
+                var matches = expectedKeyId!.Length == 64 ? fingerprint == expectedKeyId : expectedKeyId.Length == 16 && fingerprint[..16] == expectedKeyId;
+                if (!matches)
+                {
+                    problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The header's public key has id {fingerprint[..16]}, not the expected {expectedKeyId}.", 1));
+                }
+
+                if (fingerprint[..16] != keyId)
+                {
+                    problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The header's keyId {keyId} is not the id of its public key ({fingerprint[..16]}).", 1));
+                }
+            }
+
+            var keys = new TrustedKeys([trustedPem]);
+            var payload = AuditCanonical.ExportHeaderPayload(keyId, header.Tenant, header.From, header.To, header.FirstSequence, header.LastSequence, header.CreatedAt);
+            if (!keys.TryGet(keyId, out var key) || !OperatorSigningKey.Verify(key, payload, RequireString(root, "signature")))
+            {
+                problems.Add(new AuditProblem(null, AuditProblemKind.InvalidSignature, "The header's signature does not verify: its scope (tenant, range, sequences) was altered or forged.", 1));
+            }
+
+            return header with { Keys = keys };
+        }
+        catch (Exception ex) when (ex is JsonException or FormatException or InvalidOperationException or System.Security.Cryptography.CryptographicException or ArgumentException)
+        {
+            problems.Add(new AuditProblem(null, AuditProblemKind.Malformed, $"The header cannot be read: {ex.Message}", 1));
+            return null;
+        }
+    }
+
+    private static async Task<(long? First, long? Last)> ReadRangeAsync(DbConnection connection, DbTransaction snapshot, long fromMs, long toMs, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = snapshot;
+        command.CommandText = "SELECT MIN(seq), MAX(seq) FROM audit_entries WHERE at_ms >= @from AND at_ms < @to";
+        SqlDatabase.AddParameter(command, "@from", fromMs);
+        SqlDatabase.AddParameter(command, "@to", toMs);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return reader.IsDBNull(0) ? (null, null) : (AuditStore.ToInt64(reader.GetValue(0)), AuditStore.ToInt64(reader.GetValue(1)));
+    }
+
+    /// <summary>
+    /// Verifies the stored chain from just before <paramref name="first"/> up to the next checkpoint at or after
+    /// <paramref name="last"/> (or the head), so every exported entry is bound to what was signed before; returns the
+    /// stored checkpoint at <paramref name="last"/> by this key, if any.
+    /// </summary>
+    private static async Task<AuditCheckpoint?> EnsureVerifiedAsync(DbConnection connection, DbTransaction snapshot, OperatorSigningKey signingKey, long first, long last, CancellationToken cancellationToken)
+    {
+        var later = await AuditStore.ReadCheckpointsAsync(connection, snapshot, "WHERE key_id = @key AND seq = (SELECT MIN(seq) FROM audit_checkpoints WHERE key_id = @key AND seq >= @last)", command =>
+        {
+            SqlDatabase.AddParameter(command, "@key", signingKey.KeyId);
+            SqlDatabase.AddParameter(command, "@last", last);
+        }, cancellationToken);
+        var until = later.Count > 0 ? later[0].Sequence : long.MaxValue;
+        using var keys = new TrustedKeys([signingKey.PublicKeyPem]);
+        var result = await AuditVerifier.VerifyAsync(connection, snapshot, keys, Math.Max(1, first - 1), until, cancellationToken);
+
+        // Checkpoints by a previous (rotated) key are not damage; anything else is.
+        var damage = result.Problems.Where(p => p.Kind != AuditProblemKind.KeyMismatch).ToList();
+        if (damage.Count > 0)
+        {
+            throw new AuditIntegrityException(
+                $"The audit chain does not verify around sequences {first}..{last} (first problem: {damage[0]}); refusing to sign an export. Run 'sovereign audit verify'.", damage);
+        }
+
+        return later.Count > 0 && later[0].Sequence == last ? later[0] : null;
+    }
+
+    private static async Task<string> ReadHashAsync(DbConnection connection, DbTransaction snapshot, long sequence, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = snapshot;
+        command.CommandText = "SELECT hash FROM audit_entries WHERE seq = @seq";
+        SqlDatabase.AddParameter(command, "@seq", sequence);
+        return (string)(await command.ExecuteScalarAsync(cancellationToken) ?? throw new AuditIntegrityException($"Audit entry {sequence} is missing."));
+    }
+
+    private static void WriteEntry(Utf8JsonWriter writer, AuditEntry entry)
+    {
+        writer.WriteString("type", "entry");
+        writer.WriteNumber("sequence", entry.Sequence);
+        writer.WriteNumber("timestamp", entry.Timestamp);
+        writer.WriteString("kind", AuditCanonical.KindName(entry.Kind));
+        WriteNullable(writer, "tenant", entry.Tenant);
+        WriteNullable(writer, "keyId", entry.KeyId);
+        writer.WriteString("actor", entry.Actor);
+        writer.WriteString("action", entry.Action);
+        WriteNullable(writer, "model", entry.Model);
+        WriteNullable(writer, "gateway", entry.Gateway);
+        WriteNullable(writer, "node", entry.Node);
+        WriteNullable(writer, "jurisdiction", entry.Jurisdiction);
+        WriteNullable(writer, "decision", entry.Decision is { } decision ? AuditCanonical.DecisionName(decision) : null);
+        WriteNullable(writer, "decisionCode", entry.DecisionCode);
+        writer.WriteStartArray("reasons");
+        foreach (var reason in entry.Reasons)
+        {
+            writer.WriteStringValue(reason);
+        }
+
+        writer.WriteEndArray();
+        WriteNullable(writer, "promptTokens", entry.PromptTokens);
+        WriteNullable(writer, "completionTokens", entry.CompletionTokens);
+        writer.WriteStartObject("details");
+        foreach (var (key, value) in entry.Details.OrderBy(pair => pair.Key, StringComparer.Ordinal))
+        {
+            writer.WriteString(key, value);
+        }
+
+        writer.WriteEndObject();
+        writer.WriteString("previousHash", entry.PreviousHash);
+        writer.WriteString("hash", entry.Hash);
+    }
+
+    private static async Task WriteLineAsync(Stream output, ArrayBufferWriter<byte> buffer, Action<Utf8JsonWriter> write, CancellationToken cancellationToken)
+    {
+        buffer.ResetWrittenCount();
+        using (var writer = new Utf8JsonWriter(buffer, LineOptions))
+        {
+            writer.WriteStartObject();
+            write(writer);
+            writer.WriteEndObject();
+        }
+
+        buffer.GetSpan(1)[0] = (byte)'\n';
+        buffer.Advance(1);
+        await output.WriteAsync(buffer.WrittenMemory, cancellationToken);
+    }
+
+    private static void WriteNullable(Utf8JsonWriter writer, string name, string? value)
+    {
+        if (value is null)
+        {
+            writer.WriteNull(name);
+        }
+        else
+        {
+            writer.WriteString(name, value);
+        }
+    }
+
+    private static void WriteNullable(Utf8JsonWriter writer, string name, long? value)
+    {
+        if (value is { } v)
+        {
+            writer.WriteNumber(name, v);
+        }
+        else
+        {
+            writer.WriteNull(name);
+        }
+    }
+
+    private static void RequireOnly(JsonElement root, params string[] names)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var property in root.EnumerateObject())
+        {
+            if (Array.IndexOf(names, property.Name) < 0 || !seen.Add(property.Name))
+            {
+                throw new FormatException($"unexpected or repeated property '{property.Name}'");
+            }
+        }
+    }
+
+    private static string RequireString(JsonElement root, string name) =>
+        root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString()! : throw new FormatException($"'{name}' must be a string");
+
+    private static string? OptionalString(JsonElement root, string name)
+    {
+        if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        return value.ValueKind == JsonValueKind.String ? value.GetString() : throw new FormatException($"'{name}' must be a string or null");
+    }
+
+    private static long RequireInt64(JsonElement root, string name) =>
+        root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var number) ? number : throw new FormatException($"'{name}' must be an integer");
+
+    private static long? OptionalInt64(JsonElement root, string name)
+    {
+        if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        return value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var number) ? number : throw new FormatException($"'{name}' must be an integer or null");
+    }
+
+    private sealed record ExportHeader(string KeyId, string? Tenant, long From, long To, long? FirstSequence, long? LastSequence, long CreatedAt, TrustedKeys? Keys);
+}

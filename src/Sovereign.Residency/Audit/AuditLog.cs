@@ -1,0 +1,558 @@
+using System.Collections.Concurrent;
+using System.Data.Common;
+using Sovereign.Storage;
+
+namespace Sovereign.Residency.Audit;
+
+/// <summary>Tuning for <see cref="AuditLog"/>.</summary>
+public sealed record AuditLogOptions
+{
+    /// <summary>A signed checkpoint is written in the same transaction as every entry whose sequence is a multiple of this.</summary>
+    public int CheckpointInterval { get; init; } = 1000;
+
+    /// <summary>The most appends that share one transaction (group commit).</summary>
+    public int MaxBatchSize { get; init; } = 256;
+
+    /// <summary>
+    /// SQLite only: <c>synchronous=FULL</c> on the writer's connection, so a committed entry survives power loss, not
+    /// just a killed process. It costs an fsync per group commit.
+    /// </summary>
+    public bool SqliteSynchronousFull { get; init; }
+}
+
+/// <summary>
+/// The append-only, hash-chained audit log. Exactly one writer extends the chain at a time: appends join a queue and
+/// the first caller that finds no writer active becomes it (leader/follower group commit), committing everything
+/// queued in one transaction together with the <c>audit_head</c> row and, every
+/// <see cref="AuditLogOptions.CheckpointInterval"/> entries, a signed checkpoint. An uncontended append therefore
+/// commits on the caller's own thread with no hand-off, and under load many appends share one commit.
+/// <see cref="AppendAsync"/> returns only once its entry is committed. Never holds prompt or completion content.
+/// </summary>
+public sealed class AuditLog : IAsyncDisposable
+{
+    private const int MaxReasons = 64;
+    private const int MaxDetails = 64;
+    private const int MaxEntryBytes = 256 * 1024;
+
+    private readonly SqlDatabase _database;
+    private readonly OperatorSigningKey _signingKey;
+    private readonly AuditLogOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ConcurrentQueue<Work> _pending = new();
+    private int _leader;
+    private volatile ChainState _state = new(0, AuditCanonical.GenesisHash, 0, null);
+    private DbConnection? _connection;
+    private DbCommand? _insert;
+    private DbCommand? _moveHead;
+    private int _disposed;
+
+    private AuditLog(SqlDatabase database, OperatorSigningKey signingKey, AuditLogOptions options, TimeProvider time)
+    {
+        _database = database;
+        _signingKey = signingKey;
+        _options = options;
+        _time = time;
+    }
+
+    /// <summary>The audit schema (names start with <c>audit-</c>); <see cref="OpenAsync"/> applies it.</summary>
+    public static IReadOnlyList<SqlMigration> Migrations => AuditStore.Migrations;
+
+    /// <summary>The last committed sequence (0 when empty).</summary>
+    public long HeadSequence => _state.Sequence;
+
+    /// <summary>The last committed hash (64 zeros when empty).</summary>
+    public string HeadHash => _state.Hash;
+
+    /// <summary>The key that signs checkpoints.</summary>
+    public string KeyId => _signingKey.KeyId;
+
+    /// <summary>
+    /// Migrates and loads the head. Refuses (<see cref="AuditIntegrityException"/>) to continue a
+    /// chain whose tail does not match <c>audit_head</c>, so a truncated or rewritten tail is never built upon.
+    /// </summary>
+    public static async Task<AuditLog> OpenAsync(SqlDatabase database, OperatorSigningKey signingKey, AuditLogOptions? options = null, TimeProvider? timeProvider = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(database);
+        ArgumentNullException.ThrowIfNull(signingKey);
+        options ??= new AuditLogOptions();
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.CheckpointInterval, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxBatchSize, 1);
+
+        await database.MigrateAsync(Migrations, cancellationToken);
+        var log = new AuditLog(database, signingKey, options, timeProvider ?? TimeProvider.System);
+        await log.LoadStateAsync(cancellationToken);
+        return log;
+    }
+
+    /// <summary>
+    /// Records <paramref name="draft"/>: assigns the next sequence, the time, the previous hash and the hash, and
+    /// returns the entry once it is committed. Cancelling stops the wait, not the write: a queued entry is still
+    /// recorded.
+    /// </summary>
+    public Task<AuditEntry> AppendAsync(AuditRecord draft, CancellationToken cancellationToken = default)
+    {
+        Validate(draft);
+        var work = new AppendWork(draft);
+        return SubmitAsync(work, work.Completion.Task, cancellationToken);
+    }
+
+    /// <summary>
+    /// Signs a checkpoint at the current head (after every append queued before it) and returns it; returns the
+    /// existing one when the head is already checkpointed, null while the log is empty. Call it at shutdown.
+    /// </summary>
+    public Task<AuditCheckpoint?> CheckpointAsync(CancellationToken cancellationToken = default)
+    {
+        var work = new CheckpointWork();
+        return SubmitAsync(work, work.Completion.Task, cancellationToken);
+    }
+
+    /// <summary>Entries with <paramref name="fromSequence"/> &lt;= sequence &lt;= <paramref name="toSequence"/>, in order.</summary>
+    public Task<IReadOnlyList<AuditEntry>> ReadAsync(long fromSequence, long toSequence, CancellationToken cancellationToken = default) =>
+        AuditStore.ReadEntriesAsync(_database, "WHERE seq >= @from AND seq <= @to ORDER BY seq", command =>
+        {
+            SqlDatabase.AddParameter(command, "@from", fromSequence);
+            SqlDatabase.AddParameter(command, "@to", toSequence);
+        }, cancellationToken);
+
+    /// <summary>A tenant's entries with <paramref name="from"/> &lt;= time &lt; <paramref name="to"/>, in order, at most <paramref name="limit"/>.</summary>
+    public Task<IReadOnlyList<AuditEntry>> ReadAsync(string tenant, DateTimeOffset from, DateTimeOffset to, int limit = 10_000, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(tenant);
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        return AuditStore.ReadEntriesAsync(_database, "WHERE tenant = @tenant AND at_ms >= @from AND at_ms < @to ORDER BY seq LIMIT @limit", command =>
+        {
+            SqlDatabase.AddParameter(command, "@tenant", tenant);
+            SqlDatabase.AddParameter(command, "@from", from.ToUnixTimeMilliseconds());
+            SqlDatabase.AddParameter(command, "@to", to.ToUnixTimeMilliseconds());
+            SqlDatabase.AddParameter(command, "@limit", (long)limit);
+        }, cancellationToken);
+    }
+
+    /// <summary>Commits what is queued, signs a final checkpoint if the head moved since the last one, and stops.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        var final = new CheckpointWork();
+        _pending.Enqueue(final);
+        await DrainAsync(final.Completion.Task);
+        try
+        {
+            await final.Completion.Task;
+        }
+        catch (Exception)
+        {
+            // Best effort by design: the host calls CheckpointAsync to see a failure; a later checkpoint covers it.
+        }
+
+        // Lead for good, so nobody commits on the connection while it closes; fail whatever raced in.
+        while (Interlocked.CompareExchange(ref _leader, 1, 0) != 0)
+        {
+            await Task.Delay(1);
+        }
+
+        FailPending();
+        await CloseConnectionAsync();
+    }
+
+    private async Task<T> SubmitAsync<T>(Work work, Task<T> completion, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        _pending.Enqueue(work);
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            FailPending(); // raced with DisposeAsync, which may already have closed the connection
+        }
+        else
+        {
+            await DrainAsync(completion);
+        }
+
+        return await completion.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Becomes the writer if none is active and commits queued work until <paramref name="own"/> is done; leftover
+    /// work goes to a pool thread so this caller returns. Whoever holds the role re-checks the queue after releasing
+    /// it, so nothing queued is ever stranded.
+    /// </summary>
+    private async Task DrainAsync(Task? own)
+    {
+        var batch = new List<Work>();
+        while (!_pending.IsEmpty && Interlocked.CompareExchange(ref _leader, 1, 0) == 0)
+        {
+            try
+            {
+                while ((own is null || !own.IsCompleted) && TryTake(batch))
+                {
+                    try
+                    {
+                        await CommitWithRetryAsync(batch);
+                    }
+                    catch (Exception ex)
+                    {
+                        // CommitWithRetryAsync reports its own failures; this only guards against a stranded waiter.
+                        batch.ForEach(work => work.Fail(ex));
+                    }
+
+                    batch.Clear();
+                }
+            }
+            finally
+            {
+                Volatile.Write(ref _leader, 0);
+            }
+
+            if (own is { IsCompleted: true })
+            {
+                if (!_pending.IsEmpty)
+                {
+                    _ = Task.Run(() => DrainAsync(null));
+                }
+
+                return;
+            }
+        }
+    }
+
+    private bool TryTake(List<Work> batch)
+    {
+        while (batch.Count < _options.MaxBatchSize && _pending.TryDequeue(out var work))
+        {
+            batch.Add(work);
+        }
+
+        return batch.Count > 0;
+    }
+
+    private void FailPending()
+    {
+        while (_pending.TryDequeue(out var work))
+        {
+            work.Fail(new ObjectDisposedException(nameof(AuditLog)));
+        }
+    }
+
+    private static void Validate(AuditRecord draft)
+    {
+        ArgumentNullException.ThrowIfNull(draft);
+        if (!Enum.IsDefined(draft.Kind))
+        {
+            throw new ArgumentOutOfRangeException(nameof(draft), draft.Kind, "Unknown audit kind.");
+        }
+
+        if (draft.Decision is { } decision && !Enum.IsDefined(decision))
+        {
+            throw new ArgumentOutOfRangeException(nameof(draft), decision, "Unknown audit decision.");
+        }
+
+        ArgumentException.ThrowIfNullOrWhiteSpace(draft.Actor, "draft.Actor");
+        ArgumentException.ThrowIfNullOrWhiteSpace(draft.Action, "draft.Action");
+        if (draft.PromptTokens < 0 || draft.CompletionTokens < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(draft), "Token counts cannot be negative.");
+        }
+
+        if (draft.Reasons is null || draft.Reasons.Count > MaxReasons || draft.Reasons.Any(reason => reason is null))
+        {
+            throw new ArgumentException($"Reasons must be at most {MaxReasons} non-null strings.", nameof(draft));
+        }
+
+        if (draft.Details is null || draft.Details.Count > MaxDetails || draft.Details.Any(pair => pair.Key is null || pair.Value is null))
+        {
+            throw new ArgumentException($"Details must be at most {MaxDetails} non-null string pairs.", nameof(draft));
+        }
+
+        foreach (var value in new[] { draft.Actor, draft.Action, draft.Tenant, draft.KeyId, draft.Model, draft.Gateway, draft.Node, draft.Jurisdiction, draft.DecisionCode }
+            .Concat(draft.Reasons).Concat(draft.Details.Keys).Concat(draft.Details.Values))
+        {
+            AuditCanonical.EnsureEncodable(value, nameof(draft));
+        }
+
+        // Bounded so nobody is tempted to log a prompt "just this once"; a policy document fits easily.
+        var size = AuditCanonical.EntrySize(AuditEntry.FromRecord(draft, 1, 0, AuditCanonical.GenesisHash));
+        if (size > MaxEntryBytes)
+        {
+            throw new ArgumentException($"An audit entry is at most {MaxEntryBytes} bytes (this one is {size}); audit metadata, not content.", nameof(draft));
+        }
+    }
+
+    private async Task LoadStateAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await _database.OpenAsync(cancellationToken);
+
+        // One snapshot: another process appending between the two reads must not look like a broken tail.
+        await using var snapshot = await AuditStore.BeginSnapshotAsync(connection, cancellationToken);
+        var head = await AuditStore.ReadHeadAsync(connection, snapshot, cancellationToken)
+            ?? throw new AuditIntegrityException("The audit_head row is missing; run 'sovereign audit verify'.");
+        AuditEntry? last = null;
+        using (var command = connection.CreateCommand())
+        {
+            command.Transaction = snapshot;
+            command.CommandText = $"SELECT {AuditStore.EntryColumns} FROM audit_entries ORDER BY seq DESC LIMIT 1";
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            if (await reader.ReadAsync(cancellationToken))
+            {
+                if (!AuditStore.TryReadEntry(reader, out last, out var error))
+                {
+                    throw new AuditIntegrityException($"The last audit entry is malformed ({error}); run 'sovereign audit verify'.");
+                }
+            }
+        }
+
+        var lastSequence = last?.Sequence ?? 0;
+        var lastHash = last?.Hash ?? AuditCanonical.GenesisHash;
+        if (head.Sequence != lastSequence || head.Hash != lastHash || (last is not null && (!AuditCanonical.IsHash(last.PreviousHash) || last.ComputeHash() != last.Hash)))
+        {
+            throw new AuditIntegrityException(
+                $"The audit log's last entry (sequence {lastSequence}, hash {lastHash}) does not match audit_head (sequence {head.Sequence}, hash {head.Hash}) " +
+                "or does not hash correctly: it was truncated or altered. Run 'sovereign audit verify'; appending is refused so the evidence stays intact.");
+        }
+
+        var checkpoints = await AuditStore.ReadCheckpointsAsync(connection, snapshot, "WHERE key_id = @key AND seq = (SELECT MAX(seq) FROM audit_checkpoints WHERE key_id = @key)",
+            command => SqlDatabase.AddParameter(command, "@key", _signingKey.KeyId), cancellationToken);
+        _state = new ChainState(lastSequence, lastHash, last?.Timestamp ?? 0, checkpoints.Count > 0 ? checkpoints[^1] : null);
+    }
+
+    private async Task CommitWithRetryAsync(List<Work> batch)
+    {
+        const int attempts = 3;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                var (state, results) = await CommitAsync(batch);
+                _state = state;
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    batch[i].Complete(results[i]);
+                }
+
+                return;
+            }
+            catch (Exception ex)
+            {
+                // The transaction rolled back, so the in-memory head is still right unless another process appended
+                // (the head guard failed): reload it from the database and recompute the whole batch.
+                await CloseConnectionAsync();
+                try
+                {
+                    await LoadStateAsync(CancellationToken.None);
+                }
+                catch (Exception reloadError) when (attempt < attempts)
+                {
+                    ex = reloadError;
+                }
+                catch (Exception reloadError)
+                {
+                    ex = new AggregateException(ex, reloadError);
+                }
+
+                if (attempt >= attempts)
+                {
+                    foreach (var work in batch)
+                    {
+                        work.Fail(ex);
+                    }
+
+                    return;
+                }
+            }
+        }
+    }
+
+    private async Task<(ChainState State, object?[] Results)> CommitAsync(List<Work> batch)
+    {
+        var connection = await EnsureConnectionAsync();
+        var insert = _insert!;
+        var start = _state;
+        var sequence = start.Sequence;
+        var hash = start.Hash;
+        var checkpoint = start.LastCheckpoint;
+
+        // Never earlier than the previous entry: time ranges then map to contiguous sequence ranges.
+        var timestamp = Math.Max(_time.GetUtcNow().ToUnixTimeMilliseconds(), start.LastTimestamp);
+        var results = new object?[batch.Count];
+
+        await using var transaction = await connection.BeginTransactionAsync();
+        insert.Transaction = transaction;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (batch[i] is AppendWork { Draft: var draft })
+            {
+                var entry = AuditEntry.FromRecord(draft, sequence + 1, timestamp, hash);
+                entry = entry with { Hash = AuditCanonical.EntryHash(entry) };
+                BindInsert(insert, entry);
+                await insert.ExecuteNonQueryAsync();
+                sequence = entry.Sequence;
+                hash = entry.Hash;
+                results[i] = entry;
+                if (sequence % _options.CheckpointInterval == 0)
+                {
+                    checkpoint = AuditCheckpoint.Sign(_signingKey, sequence, hash, timestamp);
+                    await AuditStore.InsertCheckpointAsync(connection, transaction, checkpoint, CancellationToken.None);
+                }
+            }
+            else if (sequence > 0 && checkpoint?.Sequence != sequence)
+            {
+                checkpoint = AuditCheckpoint.Sign(_signingKey, sequence, hash, timestamp);
+                await AuditStore.InsertCheckpointAsync(connection, transaction, checkpoint, CancellationToken.None);
+                results[i] = checkpoint;
+            }
+            else
+            {
+                results[i] = sequence > 0 ? checkpoint : null;
+            }
+        }
+
+        if (sequence != start.Sequence)
+        {
+            var head = _moveHead!;
+            head.Transaction = transaction;
+            head.Parameters[0].Value = sequence;
+            head.Parameters[1].Value = hash;
+            head.Parameters[2].Value = timestamp;
+            head.Parameters[3].Value = start.Sequence;
+            head.Parameters[4].Value = start.Hash;
+            if (await head.ExecuteNonQueryAsync() != 1)
+            {
+                throw new InvalidOperationException("audit_head moved under this writer (another process appended?).");
+            }
+        }
+
+        await transaction.CommitAsync();
+        return (new ChainState(sequence, hash, timestamp, checkpoint), results);
+    }
+
+    private async Task<DbConnection> EnsureConnectionAsync()
+    {
+        if (_connection is not null)
+        {
+            return _connection;
+        }
+
+        var connection = await _database.OpenAsync();
+        try
+        {
+            if (_options.SqliteSynchronousFull && _database.Provider == SqlProvider.Sqlite)
+            {
+                using var pragma = connection.CreateCommand();
+                pragma.CommandText = "PRAGMA synchronous=FULL";
+                await pragma.ExecuteNonQueryAsync();
+            }
+
+            // One prepared insert reused for every entry: the statement is parsed once per connection.
+            var insert = connection.CreateCommand();
+            insert.CommandText =
+                $"INSERT INTO audit_entries ({AuditStore.EntryColumns}) VALUES (@seq, @at, @kind, @tenant, @keyId, @actor, @action, @model, " +
+                "@gateway, @node, @jurisdiction, @decision, @decisionCode, @reasons, @promptTokens, @completionTokens, @details, @format, @previousHash, @hash)";
+            foreach (var name in InsertParameters)
+            {
+                SqlDatabase.AddParameter(insert, name, null);
+            }
+
+            // The head moves only from the state this writer knows: if another process appended, nothing matches.
+            var moveHead = connection.CreateCommand();
+            moveHead.CommandText = "UPDATE audit_head SET seq = @seq, hash = @hash, updated_at = @at WHERE id = 1 AND seq = @oldSeq AND hash = @oldHash";
+            foreach (var name in (string[])["@seq", "@hash", "@at", "@oldSeq", "@oldHash"])
+            {
+                SqlDatabase.AddParameter(moveHead, name, null);
+            }
+
+            _insert = insert;
+            _moveHead = moveHead;
+            _connection = connection;
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    private static readonly string[] InsertParameters =
+    [
+        "@seq", "@at", "@kind", "@tenant", "@keyId", "@actor", "@action", "@model", "@gateway", "@node", "@jurisdiction",
+        "@decision", "@decisionCode", "@reasons", "@promptTokens", "@completionTokens", "@details", "@format", "@previousHash", "@hash",
+    ];
+
+    private static void BindInsert(DbCommand insert, AuditEntry entry)
+    {
+        var p = insert.Parameters;
+        p[0].Value = entry.Sequence;
+        p[1].Value = entry.Timestamp;
+        p[2].Value = AuditCanonical.KindName(entry.Kind);
+        p[3].Value = (object?)entry.Tenant ?? DBNull.Value;
+        p[4].Value = (object?)entry.KeyId ?? DBNull.Value;
+        p[5].Value = entry.Actor;
+        p[6].Value = entry.Action;
+        p[7].Value = (object?)entry.Model ?? DBNull.Value;
+        p[8].Value = (object?)entry.Gateway ?? DBNull.Value;
+        p[9].Value = (object?)entry.Node ?? DBNull.Value;
+        p[10].Value = (object?)entry.Jurisdiction ?? DBNull.Value;
+        p[11].Value = entry.Decision is { } decision ? AuditCanonical.DecisionName(decision) : DBNull.Value;
+        p[12].Value = (object?)entry.DecisionCode ?? DBNull.Value;
+        p[13].Value = AuditStore.EncodeReasons(entry.Reasons);
+        p[14].Value = (object?)entry.PromptTokens ?? DBNull.Value;
+        p[15].Value = (object?)entry.CompletionTokens ?? DBNull.Value;
+        p[16].Value = AuditStore.EncodeDetails(entry.Details);
+        p[17].Value = AuditCanonical.EntryFormatVersion;
+        p[18].Value = entry.PreviousHash;
+        p[19].Value = entry.Hash;
+    }
+
+    private async Task CloseConnectionAsync()
+    {
+        if (_insert is not null)
+        {
+            await _insert.DisposeAsync();
+            _insert = null;
+        }
+
+        if (_moveHead is not null)
+        {
+            await _moveHead.DisposeAsync();
+            _moveHead = null;
+        }
+
+        if (_connection is not null)
+        {
+            await _connection.DisposeAsync();
+            _connection = null;
+        }
+    }
+
+    private sealed record ChainState(long Sequence, string Hash, long LastTimestamp, AuditCheckpoint? LastCheckpoint);
+
+    /// <summary>An append or a checkpoint request, with whoever waits for it.</summary>
+    private abstract class Work
+    {
+        public abstract void Complete(object? result);
+
+        public abstract void Fail(Exception error);
+    }
+
+    private sealed class AppendWork(AuditRecord draft) : Work
+    {
+        public AuditRecord Draft { get; } = draft;
+
+        public TaskCompletionSource<AuditEntry> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public override void Complete(object? result) => Completion.TrySetResult((AuditEntry)result!);
+
+        public override void Fail(Exception error) => Completion.TrySetException(error);
+    }
+
+    private sealed class CheckpointWork : Work
+    {
+        public TaskCompletionSource<AuditCheckpoint?> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public override void Complete(object? result) => Completion.TrySetResult((AuditCheckpoint?)result);
+
+        public override void Fail(Exception error) => Completion.TrySetException(error);
+    }
+}

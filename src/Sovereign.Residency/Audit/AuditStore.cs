@@ -1,0 +1,301 @@
+using System.Data;
+using System.Data.Common;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+using Sovereign.Storage;
+
+namespace Sovereign.Residency.Audit;
+
+/// <summary>The audit tables and the portable SQL shared by the log, the verifier and the export.</summary>
+internal static class AuditStore
+{
+    public const string EntryColumns =
+        "seq, at_ms, kind, tenant, key_id, actor, action, model, gateway, node, jurisdiction, decision, decision_code, " +
+        "reasons, prompt_tokens, completion_tokens, details, format, previous_hash, hash";
+
+    public const string CheckpointColumns = "seq, hash, at_ms, key_id, signature";
+
+    /// <summary>
+    /// <c>audit_entries</c> is the chain; <c>audit_head</c> (one row, updated in the same transaction as every
+    /// append) and <c>audit_checkpoints</c> (signed) make a truncated tail detectable.
+    /// </summary>
+    public static readonly IReadOnlyList<SqlMigration> Migrations =
+    [
+        new SqlMigration("audit-001-entries",
+        [
+            """
+            CREATE TABLE audit_entries (
+                seq BIGINT NOT NULL PRIMARY KEY,
+                at_ms BIGINT NOT NULL,
+                kind TEXT NOT NULL,
+                tenant TEXT NULL,
+                key_id TEXT NULL,
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                model TEXT NULL,
+                gateway TEXT NULL,
+                node TEXT NULL,
+                jurisdiction TEXT NULL,
+                decision TEXT NULL,
+                decision_code TEXT NULL,
+                reasons TEXT NOT NULL,
+                prompt_tokens BIGINT NULL,
+                completion_tokens BIGINT NULL,
+                details TEXT NOT NULL,
+                format INTEGER NOT NULL,
+                previous_hash TEXT NOT NULL,
+                hash TEXT NOT NULL)
+            """,
+            "CREATE INDEX audit_entries_tenant_at ON audit_entries (tenant, at_ms)",
+            "CREATE INDEX audit_entries_at ON audit_entries (at_ms)",
+            "CREATE TABLE audit_head (id INTEGER NOT NULL PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL, updated_at BIGINT NOT NULL)",
+            $"INSERT INTO audit_head (id, seq, hash, updated_at) VALUES (1, 0, '{AuditCanonical.GenesisHash}', 0)",
+            """
+            CREATE TABLE audit_checkpoints (
+                seq BIGINT NOT NULL,
+                key_id TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                at_ms BIGINT NOT NULL,
+                signature TEXT NOT NULL,
+                PRIMARY KEY (seq, key_id))
+            """,
+        ]),
+    ];
+
+    public static async Task<(long Sequence, string Hash)?> ReadHeadAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = "SELECT seq, hash FROM audit_head WHERE id = 1";
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        if (!await reader.ReadAsync(cancellationToken))
+        {
+            return null;
+        }
+
+        return (ToInt64(reader.GetValue(0)), reader.GetString(1));
+    }
+
+    /// <summary>
+    /// A read-only transaction whose reads all see one snapshot, without blocking the writer: SQLite's deferred
+    /// BEGIN (the provider's default is IMMEDIATE, which takes the write lock), PostgreSQL's REPEATABLE READ.
+    /// </summary>
+    public static async Task<DbTransaction> BeginSnapshotAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        if (connection is SqliteConnection sqlite)
+        {
+            return sqlite.BeginTransaction(IsolationLevel.Serializable, deferred: true);
+        }
+
+        return await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, cancellationToken);
+    }
+
+    public static async Task<List<AuditCheckpoint>> ReadCheckpointsAsync(DbConnection connection, DbTransaction? transaction, string where, Action<DbCommand>? bind, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = $"SELECT {CheckpointColumns} FROM audit_checkpoints {where} ORDER BY seq, key_id";
+        bind?.Invoke(command);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var checkpoints = new List<AuditCheckpoint>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            checkpoints.Add(new AuditCheckpoint(
+                ToInt64(reader.GetValue(0)),
+                reader.IsDBNull(1) ? string.Empty : reader.GetString(1),
+                ToInt64(reader.GetValue(2)),
+                reader.IsDBNull(3) ? string.Empty : reader.GetString(3),
+                reader.IsDBNull(4) ? string.Empty : reader.GetString(4)));
+        }
+
+        return checkpoints;
+    }
+
+    public static async Task InsertCheckpointAsync(DbConnection connection, DbTransaction? transaction, AuditCheckpoint checkpoint, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText =
+            "INSERT INTO audit_checkpoints (seq, key_id, hash, at_ms, signature) VALUES (@seq, @key, @hash, @at, @sig) " +
+            "ON CONFLICT (seq, key_id) DO NOTHING";
+        SqlDatabase.AddParameter(command, "@seq", checkpoint.Sequence);
+        SqlDatabase.AddParameter(command, "@key", checkpoint.KeyId);
+        SqlDatabase.AddParameter(command, "@hash", checkpoint.Hash);
+        SqlDatabase.AddParameter(command, "@at", checkpoint.Timestamp);
+        SqlDatabase.AddParameter(command, "@sig", checkpoint.Signature);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>Reads entries (ordered by sequence) matching a WHERE clause; malformed rows throw.</summary>
+    public static async Task<IReadOnlyList<AuditEntry>> ReadEntriesAsync(SqlDatabase database, string where, Action<DbCommand> bind, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT {EntryColumns} FROM audit_entries {where}";
+        bind(command);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var entries = new List<AuditEntry>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            if (!TryReadEntry(reader, out var entry, out var error))
+            {
+                throw new FormatException($"Audit entry {reader.GetValue(0)} is malformed: {error}");
+            }
+
+            entries.Add(entry);
+        }
+
+        return entries;
+    }
+
+    /// <summary>Maps a row selected with <see cref="EntryColumns"/>; on failure says what is wrong.</summary>
+    public static bool TryReadEntry(DbDataReader reader, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out AuditEntry? entry, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
+    {
+        entry = null;
+        try
+        {
+            var format = ToInt64(reader.GetValue(17));
+            if (format != AuditCanonical.EntryFormatVersion)
+            {
+                error = $"unknown entry format {format}";
+                return false;
+            }
+
+            if (!AuditCanonical.TryParseKind(Text(reader, 2), out var kind))
+            {
+                error = $"unknown kind '{Text(reader, 2)}'";
+                return false;
+            }
+
+            if (!AuditCanonical.TryParseDecision(Text(reader, 11), out var decision))
+            {
+                error = $"unknown decision '{Text(reader, 11)}'";
+                return false;
+            }
+
+            entry = new AuditEntry
+            {
+                Sequence = ToInt64(reader.GetValue(0)),
+                Timestamp = ToInt64(reader.GetValue(1)),
+                Kind = kind,
+                Tenant = Text(reader, 3),
+                KeyId = Text(reader, 4),
+                Actor = Text(reader, 5) ?? throw new FormatException("actor is null"),
+                Action = Text(reader, 6) ?? throw new FormatException("action is null"),
+                Model = Text(reader, 7),
+                Gateway = Text(reader, 8),
+                Node = Text(reader, 9),
+                Jurisdiction = Text(reader, 10),
+                Decision = decision,
+                DecisionCode = Text(reader, 12),
+                Reasons = DecodeReasons(Text(reader, 13) ?? throw new FormatException("reasons is null")),
+                PromptTokens = reader.IsDBNull(14) ? null : ToInt64(reader.GetValue(14)),
+                CompletionTokens = reader.IsDBNull(15) ? null : ToInt64(reader.GetValue(15)),
+                Details = DecodeDetails(Text(reader, 16) ?? throw new FormatException("details is null")),
+                PreviousHash = Text(reader, 18) ?? string.Empty,
+                Hash = Text(reader, 19) ?? string.Empty,
+            };
+            error = null;
+            return true;
+        }
+        catch (Exception ex) when (ex is FormatException or InvalidCastException or JsonException or OverflowException)
+        {
+            entry = null;
+            error = ex.Message;
+            return false;
+        }
+    }
+
+    public static string EncodeReasons(IReadOnlyList<string> reasons)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartArray();
+            foreach (var reason in reasons)
+            {
+                writer.WriteStringValue(reason);
+            }
+
+            writer.WriteEndArray();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+
+    public static string EncodeDetails(IReadOnlyDictionary<string, string> details)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            foreach (var (key, value) in details.OrderBy(pair => pair.Key, StringComparer.Ordinal))
+            {
+                writer.WriteString(key, value);
+            }
+
+            writer.WriteEndObject();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+
+    public static List<string> DecodeReasons(string json)
+    {
+        using var document = JsonDocument.Parse(json);
+        return ReadReasons(document.RootElement);
+    }
+
+    public static Dictionary<string, string> DecodeDetails(string json)
+    {
+        using var document = JsonDocument.Parse(json);
+        return ReadDetails(document.RootElement);
+    }
+
+    /// <summary>A JSON array of strings, nothing else.</summary>
+    public static List<string> ReadReasons(JsonElement element)
+    {
+        if (element.ValueKind != JsonValueKind.Array)
+        {
+            throw new FormatException("reasons must be a JSON array of strings");
+        }
+
+        var reasons = new List<string>(element.GetArrayLength());
+        foreach (var item in element.EnumerateArray())
+        {
+            reasons.Add(item.ValueKind == JsonValueKind.String ? item.GetString()! : throw new FormatException("reasons must be strings"));
+        }
+
+        return reasons;
+    }
+
+    /// <summary>A JSON object of string values with no duplicate keys (a duplicate would make the content ambiguous).</summary>
+    public static Dictionary<string, string> ReadDetails(JsonElement element)
+    {
+        if (element.ValueKind != JsonValueKind.Object)
+        {
+            throw new FormatException("details must be a JSON object of strings");
+        }
+
+        var details = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var property in element.EnumerateObject())
+        {
+            if (property.Value.ValueKind != JsonValueKind.String)
+            {
+                throw new FormatException($"details.{property.Name} must be a string");
+            }
+
+            if (!details.TryAdd(property.Name, property.Value.GetString()!))
+            {
+                throw new FormatException($"details has a duplicate key '{property.Name}'");
+            }
+        }
+
+        return details;
+    }
+
+    public static long ToInt64(object value) => Convert.ToInt64(value, CultureInfo.InvariantCulture);
+
+    private static string? Text(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
+}

@@ -1,0 +1,81 @@
+namespace Sovereign.Residency.Audit;
+
+/// <summary>What kind of damage a verifier found.</summary>
+public enum AuditProblemKind
+{
+    /// <summary>A row or line cannot be read (bad hex, unknown format version or kind, invalid JSON).</summary>
+    Malformed,
+
+    /// <summary>The fields no longer hash to the stored hash: the entry was modified.</summary>
+    HashMismatch,
+
+    /// <summary>Sequences are missing: entries were deleted.</summary>
+    SequenceGap,
+
+    /// <summary>A sequence appears twice: an entry was inserted.</summary>
+    DuplicateSequence,
+
+    /// <summary>An entry's previous hash is not the preceding entry's hash: inserted, removed, reordered or rewritten entries.</summary>
+    ChainBreak,
+
+    /// <summary>The head row or a signed checkpoint names a sequence past the end of the log: the tail was removed.</summary>
+    Truncated,
+
+    /// <summary>The <c>audit_head</c> row disagrees with the log (missing, other hash, or entries after it).</summary>
+    HeadMismatch,
+
+    /// <summary>A validly signed checkpoint names a hash the log does not have at that sequence.</summary>
+    CheckpointMismatch,
+
+    /// <summary>A checkpoint or export header signature does not verify: forged or altered.</summary>
+    InvalidSignature,
+
+    /// <summary>Signed by a key other than the one trusted.</summary>
+    KeyMismatch,
+
+    /// <summary>An export lacks the closing checkpoint, or it does not cover the last line.</summary>
+    MissingCheckpoint,
+
+    /// <summary>An export line contradicts its signed header (sequence range, tenant filter, time range).</summary>
+    OutOfScope,
+}
+
+/// <summary>One problem and where it is.</summary>
+/// <param name="Sequence">The entry sequence it concerns, when there is one.</param>
+/// <param name="Kind">What kind of damage.</param>
+/// <param name="Message">A sentence for the auditor.</param>
+/// <param name="Line">For exports: the 1-based line number.</param>
+public sealed record AuditProblem(long? Sequence, AuditProblemKind Kind, string Message, long? Line = null)
+{
+    /// <inheritdoc />
+    public override string ToString()
+    {
+        var where = (Sequence, Line) switch
+        {
+            ({ } s, { } l) => $"line {l}, seq {s}",
+            ({ } s, null) => $"seq {s}",
+            (null, { } l) => $"line {l}",
+            _ => "log",
+        };
+        return $"{where}: {Kind}: {Message}";
+    }
+}
+
+/// <summary>The outcome of verifying an audit log or an export.</summary>
+/// <param name="Valid">No problem found.</param>
+/// <param name="EntriesChecked">Entries (and redacted lines) walked.</param>
+/// <param name="Problems">Up to <see cref="AuditVerifier.MaxProblems"/> problems, ordered by sequence.</param>
+public sealed record AuditVerificationResult(bool Valid, long EntriesChecked, IReadOnlyList<AuditProblem> Problems)
+{
+    /// <summary>The last sequence seen (0 when none).</summary>
+    public long LastSequence { get; init; }
+
+    /// <summary>The hash of the last entry seen.</summary>
+    public string LastHash { get; init; } = AuditCanonical.GenesisHash;
+
+    /// <summary>Checkpoints whose signature verified.</summary>
+    public int CheckpointsVerified { get; init; }
+
+    /// <summary>Problems found beyond <see cref="AuditVerifier.MaxProblems"/> and left out.</summary>
+    public long ProblemsOmitted { get; init; }
+}

@@ -1,0 +1,340 @@
+using System.Data.Common;
+using System.Security.Cryptography;
+using System.Text;
+using Sovereign.Storage;
+
+namespace Sovereign.Residency.Audit;
+
+/// <summary>
+/// Verifies an audit database offline with the operator's public key: every entry's hash, the chain links and the
+/// sequence, the head row, and every checkpoint's signature and hash. It reads in one snapshot, so a live log can be
+/// verified while it grows. What it cannot catch: a tail rewritten after the last checkpoint by someone who also
+/// rewrote <c>audit_head</c> (nothing signed covers it yet); keep exported checkpoints off the host for that.
+/// </summary>
+public static class AuditVerifier
+{
+    /// <summary>The most problems a result lists (the rest are counted).</summary>
+    public const int MaxProblems = 1000;
+
+    /// <summary>Verifies with one trusted operator public key (SubjectPublicKeyInfo PEM).</summary>
+    public static Task<AuditVerificationResult> VerifyAsync(SqlDatabase database, string publicKeyPem, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(publicKeyPem);
+        return VerifyAsync(database, [publicKeyPem], cancellationToken);
+    }
+
+    /// <summary>Verifies trusting several operator keys (after a key rotation, old checkpoints carry the old key).</summary>
+    public static async Task<AuditVerificationResult> VerifyAsync(SqlDatabase database, IReadOnlyCollection<string> publicKeyPems, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(database);
+        ArgumentNullException.ThrowIfNull(publicKeyPems);
+        using var keys = new TrustedKeys(publicKeyPems);
+        await using var connection = await database.OpenAsync(cancellationToken);
+        await using var snapshot = await AuditStore.BeginSnapshotAsync(connection, cancellationToken);
+        return await VerifyAsync(connection, snapshot, keys, 1, long.MaxValue, cancellationToken);
+    }
+
+    /// <summary>
+    /// Walks entries <paramref name="fromSequence"/>..<paramref name="toSequence"/> (the whole log when 1..max) in
+    /// <paramref name="transaction"/>'s snapshot. A partial window checks checkpoints inside it and the head only if
+    /// the window reaches it.
+    /// </summary>
+    internal static async Task<AuditVerificationResult> VerifyAsync(DbConnection connection, DbTransaction transaction, TrustedKeys keys, long fromSequence, long toSequence, CancellationToken cancellationToken)
+    {
+        var problems = new ProblemSink();
+        var head = await AuditStore.ReadHeadAsync(connection, transaction, cancellationToken);
+        var checkpoints = await AuditStore.ReadCheckpointsAsync(connection, transaction, "WHERE seq >= @from AND seq <= @to", command =>
+        {
+            SqlDatabase.AddParameter(command, "@from", fromSequence);
+            SqlDatabase.AddParameter(command, "@to", toSequence);
+        }, cancellationToken);
+
+        // Only checkpoints whose signature verifies may accuse the log of anything.
+        var signed = new Dictionary<long, List<AuditCheckpoint>>();
+        var verifiedCount = 0;
+        foreach (var checkpoint in checkpoints)
+        {
+            if (keys.Check(checkpoint, problems, line: null))
+            {
+                verifiedCount++;
+                if (!signed.TryGetValue(checkpoint.Sequence, out var list))
+                {
+                    signed[checkpoint.Sequence] = list = [];
+                }
+
+                list.Add(checkpoint);
+            }
+        }
+
+        var walker = new ChainWalker(problems, fromSequence <= 1 ? 1 : null, fromSequence <= 1 ? AuditCanonical.GenesisHash : null);
+        string? hashAtHead = null;
+        var present = new HashSet<long>();
+        using (var command = connection.CreateCommand())
+        {
+            command.Transaction = transaction;
+            command.CommandText = $"SELECT {AuditStore.EntryColumns} FROM audit_entries WHERE seq >= @from AND seq <= @to ORDER BY seq";
+            SqlDatabase.AddParameter(command, "@from", fromSequence);
+            SqlDatabase.AddParameter(command, "@to", toSequence);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                var sequence = AuditStore.ToInt64(reader.GetValue(0));
+                if (!AuditStore.TryReadEntry(reader, out var entry, out var error))
+                {
+                    problems.Add(new AuditProblem(sequence, AuditProblemKind.Malformed, $"Entry cannot be read: {error}."));
+                    var storedHash = reader.IsDBNull(19) ? string.Empty : reader.GetString(19);
+                    var storedPrevious = reader.IsDBNull(18) ? string.Empty : reader.GetString(18);
+                    walker.Add(sequence, storedPrevious, storedHash, recomputed: null, line: null);
+                }
+                else
+                {
+                    walker.Add(sequence, entry.PreviousHash, entry.Hash, Recompute(entry), line: null);
+                }
+
+                var hash = walker.LastHash;
+                if (head is { } h && h.Sequence == sequence)
+                {
+                    hashAtHead = hash;
+                }
+
+                if (signed.TryGetValue(sequence, out var atSequence))
+                {
+                    present.Add(sequence);
+                    foreach (var checkpoint in atSequence.Where(c => c.Hash != hash))
+                    {
+                        problems.Add(new AuditProblem(sequence, AuditProblemKind.CheckpointMismatch,
+                            $"Checkpoint signed by {checkpoint.KeyId} records hash {checkpoint.Hash}, the log has {hash}."));
+                    }
+                }
+            }
+        }
+
+        var last = walker.LastSequence;
+        foreach (var (sequence, list) in signed)
+        {
+            if (sequence > last)
+            {
+                problems.Add(new AuditProblem(last + 1, AuditProblemKind.Truncated,
+                    $"A checkpoint signed by {list[0].KeyId} covers sequence {sequence} (hash {list[0].Hash}) but the log ends at {last}: entries {last + 1}..{sequence} were removed."));
+            }
+            else if (!present.Contains(sequence))
+            {
+                problems.Add(new AuditProblem(sequence, AuditProblemKind.CheckpointMismatch, $"A signed checkpoint covers sequence {sequence}, which is missing from the log."));
+            }
+        }
+
+        // A window that runs to the end must end where the head says; one that stops earlier checks the head only if it contains it.
+        if (toSequence == long.MaxValue || (head is { } reach && reach.Sequence <= toSequence && reach.Sequence >= fromSequence))
+        {
+            CheckHead(head, walker, hashAtHead, problems);
+        }
+
+        return problems.ToResult(walker) with { CheckpointsVerified = verifiedCount };
+    }
+
+    /// <summary>Recomputes an entry's hash, or null when its previous hash is not even a hash (already reported).</summary>
+    internal static string? Recompute(AuditEntry entry)
+    {
+        try
+        {
+            return AuditCanonical.IsHash(entry.PreviousHash) ? AuditCanonical.EntryHash(entry) : null;
+        }
+        catch (Exception ex) when (ex is ArgumentException or FormatException or EncoderFallbackException)
+        {
+            return null;
+        }
+    }
+
+    private static void CheckHead((long Sequence, string Hash)? head, ChainWalker walker, string? hashAtHead, ProblemSink problems)
+    {
+        var last = walker.LastSequence;
+        if (head is not { } h)
+        {
+            problems.Add(new AuditProblem(null, AuditProblemKind.HeadMismatch, "The audit_head row is missing."));
+        }
+        else if (h.Sequence > last)
+        {
+            problems.Add(new AuditProblem(last + 1, AuditProblemKind.Truncated,
+                $"audit_head records sequence {h.Sequence} (hash {h.Hash}) but the log ends at {last}: entries {last + 1}..{h.Sequence} were removed."));
+        }
+        else if (h.Sequence < last)
+        {
+            problems.Add(new AuditProblem(h.Sequence + 1, AuditProblemKind.HeadMismatch,
+                $"The log continues to {last} past audit_head at {h.Sequence}: entries {h.Sequence + 1}..{last} were added outside the writer."));
+        }
+        else if (hashAtHead is not null && h.Hash != hashAtHead)
+        {
+            problems.Add(new AuditProblem(h.Sequence, AuditProblemKind.HeadMismatch, $"audit_head records hash {h.Hash}, the log has {hashAtHead}."));
+        }
+        else if (h.Sequence == 0 && h.Hash != AuditCanonical.GenesisHash)
+        {
+            problems.Add(new AuditProblem(null, AuditProblemKind.HeadMismatch, $"audit_head of an empty log records hash {h.Hash}."));
+        }
+    }
+}
+
+/// <summary>The operator keys a verifier trusts, by key id.</summary>
+internal sealed class TrustedKeys : IDisposable
+{
+    private readonly Dictionary<string, ECDsa> _keys = new(StringComparer.Ordinal);
+
+    public TrustedKeys(IEnumerable<string> publicKeyPems)
+    {
+        foreach (var pem in publicKeyPems)
+        {
+            var key = OperatorSigningKey.ImportPublicKey(pem);
+            var keyId = OperatorSigningKey.ComputeKeyId(pem);
+            if (!_keys.TryAdd(keyId, key))
+            {
+                key.Dispose();
+            }
+        }
+
+        if (_keys.Count == 0)
+        {
+            throw new ArgumentException("At least one operator public key is needed.", nameof(publicKeyPems));
+        }
+    }
+
+    public IEnumerable<string> KeyIds => _keys.Keys;
+
+    public bool TryGet(string keyId, out ECDsa key) => _keys.TryGetValue(keyId, out key!);
+
+    /// <summary>Checks a checkpoint's form, key and signature, reporting what is wrong.</summary>
+    public bool Check(AuditCheckpoint checkpoint, ProblemSink problems, long? line)
+    {
+        if (!AuditCanonical.IsHash(checkpoint.Hash) || checkpoint.Sequence < 1)
+        {
+            problems.Add(new AuditProblem(checkpoint.Sequence, AuditProblemKind.Malformed, "Checkpoint has an invalid sequence or hash.", line));
+            return false;
+        }
+
+        if (!_keys.TryGetValue(checkpoint.KeyId, out var key))
+        {
+            problems.Add(new AuditProblem(checkpoint.Sequence, AuditProblemKind.KeyMismatch,
+                $"Checkpoint is signed by key {checkpoint.KeyId}, not a trusted key ({string.Join(", ", _keys.Keys)}).", line));
+            return false;
+        }
+
+        var payload = AuditCanonical.CheckpointPayload(checkpoint.Sequence, checkpoint.Hash, checkpoint.Timestamp, checkpoint.KeyId);
+        if (!OperatorSigningKey.Verify(key, payload, checkpoint.Signature))
+        {
+            problems.Add(new AuditProblem(checkpoint.Sequence, AuditProblemKind.InvalidSignature,
+                $"Checkpoint signature by {checkpoint.KeyId} does not verify: forged or altered.", line));
+            return false;
+        }
+
+        return true;
+    }
+
+    public void Dispose()
+    {
+        foreach (var key in _keys.Values)
+        {
+            key.Dispose();
+        }
+    }
+}
+
+/// <summary>Collects problems, capped, and orders them by sequence.</summary>
+internal sealed class ProblemSink
+{
+    private readonly List<AuditProblem> _problems = [];
+    private long _omitted;
+
+    public int Count => _problems.Count + (int)Math.Min(_omitted, int.MaxValue);
+
+    public void Add(AuditProblem problem)
+    {
+        if (_problems.Count < AuditVerifier.MaxProblems)
+        {
+            _problems.Add(problem);
+        }
+        else
+        {
+            _omitted++;
+        }
+    }
+
+    public AuditVerificationResult ToResult(ChainWalker walker)
+    {
+        var ordered = _problems
+            .Select((problem, index) => (problem, index))
+            .OrderBy(p => p.problem.Sequence ?? long.MaxValue)
+            .ThenBy(p => p.problem.Line ?? long.MaxValue)
+            .ThenBy(p => p.index)
+            .Select(p => p.problem)
+            .ToList();
+        return new AuditVerificationResult(ordered.Count == 0 && _omitted == 0, walker.Count, ordered)
+        {
+            LastSequence = walker.LastSequence,
+            LastHash = walker.LastHash,
+            ProblemsOmitted = _omitted,
+        };
+    }
+}
+
+/// <summary>
+/// Walks a chain in sequence order. Links are checked against the preceding entry's <em>stored</em> hash, so a
+/// modified entry shows as one hash mismatch there, and a rewritten-and-rehashed entry as a chain break after it.
+/// </summary>
+internal sealed class ChainWalker(ProblemSink problems, long? firstSequence, string? firstPreviousHash)
+{
+    private long? _expected = firstSequence;
+    private string? _previousHash = firstPreviousHash;
+    private long _previousSequence;
+
+    public long Count { get; private set; }
+
+    public long LastSequence { get; private set; }
+
+    public string LastHash { get; private set; } = AuditCanonical.GenesisHash;
+
+    /// <param name="sequence">The entry's sequence.</param>
+    /// <param name="previousHash">Its stored previous hash.</param>
+    /// <param name="hash">Its stored hash.</param>
+    /// <param name="recomputed">The hash recomputed from its fields; null when it cannot be (redacted lines).</param>
+    /// <param name="line">For exports, the line number.</param>
+    public void Add(long sequence, string previousHash, string hash, string? recomputed, long? line)
+    {
+        Count++;
+        if (Count > 1 && sequence == _previousSequence)
+        {
+            problems.Add(new AuditProblem(sequence, AuditProblemKind.DuplicateSequence, $"Sequence {sequence} appears more than once.", line));
+        }
+        else if (_expected is { } expected && sequence > expected)
+        {
+            problems.Add(new AuditProblem(expected, AuditProblemKind.SequenceGap,
+                sequence == expected + 1 ? $"Entry {expected} is missing." : $"Entries {expected}..{sequence - 1} are missing.", line));
+        }
+        else if (_expected is { } e && sequence < e)
+        {
+            problems.Add(new AuditProblem(sequence, AuditProblemKind.SequenceGap, $"Sequence {sequence} is out of order (expected {e}).", line));
+        }
+
+        if (!AuditCanonical.IsHash(previousHash) || !AuditCanonical.IsHash(hash))
+        {
+            problems.Add(new AuditProblem(sequence, AuditProblemKind.Malformed, "The hash or previous hash is not 64 lowercase hex digits.", line));
+        }
+        else if (recomputed is not null && recomputed != hash)
+        {
+            problems.Add(new AuditProblem(sequence, AuditProblemKind.HashMismatch, $"The entry's fields hash to {recomputed}, not the recorded {hash}: it was modified (or moved here).", line));
+        }
+
+        if (_previousHash is not null && previousHash != _previousHash)
+        {
+            var before = Count > 1 ? $"entry {_previousSequence}'s hash" : "the genesis hash";
+            problems.Add(new AuditProblem(sequence, AuditProblemKind.ChainBreak, $"previous_hash {previousHash} is not {before} {_previousHash}: the chain is broken here.", line));
+        }
+
+        _previousSequence = sequence;
+        _previousHash = hash;
+        if (_expected is null || sequence >= _expected.Value)
+        {
+            _expected = sequence + 1;
+        }
+
+        LastSequence = Math.Max(LastSequence, sequence);
+        LastHash = hash;
+    }
+}
