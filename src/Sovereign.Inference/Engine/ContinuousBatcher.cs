@@ -7,6 +7,7 @@ using LLama.Common;
 using LLama.Native;
 using Microsoft.Extensions.Logging;
 using Sovereign.Inference.Sampling;
+using Sovereign.Inference.Scheduling;
 
 namespace Sovereign.Inference.Engine;
 
@@ -24,7 +25,8 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly Channel<Sequence> _incoming = Channel.CreateUnbounded<Sequence>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly List<Sequence> _waiting = [];
+    private readonly FairQueue<Sequence> _waiting = new(int.MaxValue, int.MaxValue);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _waitingByTenant = new(StringComparer.Ordinal);
     private readonly List<Sequence> _running = [];
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task _loop;
@@ -123,6 +125,15 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             throw new EngineOverloadedException(ModelId, _maxQueue);
         }
 
+        // One tenant may hold at most half of the queue (at least one place), so a flood cannot fill it for others.
+        var tenantLimit = Math.Max(1, _maxQueue / 2) + _parallel;
+        if (_waitingByTenant.AddOrUpdate(request.Tenant, 1, static (_, n) => n + 1) > tenantLimit)
+        {
+            _waitingByTenant.AddOrUpdate(request.Tenant, 0, static (_, n) => n - 1);
+            Interlocked.Decrement(ref _waitingCount);
+            throw new TenantQueueFullException(ModelId, request.Tenant, tenantLimit);
+        }
+
         var output = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         var sequence = new Sequence(request, maxTokens, need, output.Writer, cancellationToken, _time.GetTimestamp(), Interlocked.Increment(ref _arrivals));
         if (cancellationToken.CanBeCanceled)
@@ -134,6 +145,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         if (!_incoming.Writer.TryWrite(sequence))
         {
             Interlocked.Decrement(ref _waitingCount);
+            _waitingByTenant.AddOrUpdate(request.Tenant, 0, static (_, n) => n - 1);
             throw new EngineStoppedException(ModelId);
         }
 
@@ -210,7 +222,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         finally
         {
             var stopped = new EngineStoppedException(ModelId);
-            foreach (var sequence in _running.Concat(_waiting))
+            foreach (var sequence in _running.Concat(_waiting.ToArray()))
             {
                 sequence.Fail(stopped);
             }
@@ -228,21 +240,24 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         {
             if (!ReferenceEquals(sequence, Sequence.WakeUp))
             {
-                _waiting.Add(sequence);
+                var request = sequence.Request;
+                _waiting.TryEnqueue(sequence, new FairQueueEntry(request.Tenant, Math.Clamp(request.Weight, 1, FairQueueEntry.MaxWeight), request.Priority, sequence.KvReservation));
             }
         }
     }
 
     private void ReapCancelled()
     {
-        for (var i = _waiting.Count - 1; i >= 0; i--)
+        if (_waiting.Count > 0)
         {
-            var sequence = _waiting[i];
-            if (sequence.Cancellation.IsCancellationRequested)
+            foreach (var sequence in _waiting.ToArray())
             {
-                _waiting.RemoveAt(i);
-                Interlocked.Decrement(ref _waitingCount);
-                Complete(sequence, FinishReason.Cancelled);
+                if (sequence.Cancellation.IsCancellationRequested)
+                {
+                    _waiting.Remove(sequence);
+                    LeftQueue(sequence);
+                    Complete(sequence, FinishReason.Cancelled);
+                }
             }
         }
 
@@ -255,29 +270,26 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         }
     }
 
-    /// <summary>Admits waiting requests by priority, then arrival, while a slot and their KV reservation fit.</summary>
+    /// <summary>Observes every admission, in order (tests assert fairness on it).</summary>
+    internal Action<GenerationRequest>? OnAdmitted { get; set; }
+
+    /// <summary>
+    /// Admits waiting requests in weighted-fair order across tenants (interactive before batch) while a slot and
+    /// their KV reservation fit.
+    /// </summary>
     private void Admit()
     {
-        while (_waiting.Count > 0 && _running.Count < _parallel)
+        while (_running.Count < _parallel && _waiting.TryPeek(out var sequence))
         {
-            var next = 0;
-            for (var i = 1; i < _waiting.Count; i++)
-            {
-                if (_waiting[i].Request.Priority > _waiting[next].Request.Priority)
-                {
-                    next = i;
-                }
-            }
-
-            var sequence = _waiting[next];
             if (_kvReserved + sequence.KvReservation > _model.Resolved.KvCacheTokens)
             {
-                // Head-of-line waits for space rather than being overtaken forever by smaller requests.
+                // The fair head waits for space rather than being overtaken forever by smaller requests.
                 return;
             }
 
-            _waiting.RemoveAt(next);
-            Interlocked.Decrement(ref _waitingCount);
+            _waiting.TryDequeue(out _);
+            LeftQueue(sequence);
+            OnAdmitted?.Invoke(sequence.Request);
             _kvReserved += sequence.KvReservation;
             sequence.Conversation = _executor.Create();
             sequence.Pipeline = new RequestSamplingPipeline(sequence.Request.Sampling, _model.Resolved.ContextLength);
@@ -296,6 +308,12 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     /// the loop is woken (a new request or a cancellation), so a held loop can still reap cancelled sequences.
     /// </summary>
     internal Func<Task, ValueTask>? BeforeStep { get; set; }
+
+    private void LeftQueue(Sequence sequence)
+    {
+        Interlocked.Decrement(ref _waitingCount);
+        _waitingByTenant.AddOrUpdate(sequence.Request.Tenant, 0, static (_, n) => n - 1);
+    }
 
     private async Task StepAsync()
     {

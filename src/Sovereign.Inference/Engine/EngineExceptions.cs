@@ -26,3 +26,14 @@ public sealed class EngineStoppedException(string modelId)
     /// <summary>The model that stopped.</summary>
     public string ModelId { get; } = modelId;
 }
+
+/// <summary>One tenant already has its share of the model's wait queue; it may retry later (HTTP 429 with Retry-After).</summary>
+public sealed class TenantQueueFullException(string modelId, string tenant, int limit)
+    : Exception($"Too many requests of this tenant are waiting for model '{modelId}' (limit {limit}). Retry later.")
+{
+    /// <summary>The model.</summary>
+    public string ModelId { get; } = modelId;
+
+    /// <summary>The tenant.</summary>
+    public string Tenant { get; } = tenant;
+}

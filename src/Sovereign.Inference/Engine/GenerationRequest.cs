@@ -15,8 +15,14 @@ public sealed record GenerationRequest
     /// <summary>How each token is chosen.</summary>
     public SamplingOptions Sampling { get; init; } = SamplingOptions.Default;
 
-    /// <summary>Requests of a higher priority are admitted first (reserved for fair sharing; default 0).</summary>
-    public int Priority { get; init; }
+    /// <summary>Who the request is for: waiting requests are admitted weighted-fair across tenants, not FIFO.</summary>
+    public string Tenant { get; init; } = "anonymous";
+
+    /// <summary>The tenant's share weight (its plan's); a weight-3 tenant is admitted three times as often as a weight-1 one.</summary>
+    public int Weight { get; init; } = 1;
+
+    /// <summary>Interactive requests are admitted before batch ones.</summary>
+    public Scheduling.PriorityClass Priority { get; init; } = Scheduling.PriorityClass.Interactive;
 }
 
 /// <summary>Per-request sampling settings, with OpenAI's defaults and ranges.</summary>

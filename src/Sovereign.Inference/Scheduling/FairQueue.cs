@@ -1,6 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 
-namespace Sovereign.Metering.Scheduling;
+namespace Sovereign.Inference.Scheduling;
 
 /// <summary>
 /// A bounded, weighted-fair admission queue: strict priority between <see cref="PriorityClass"/>es and, within a

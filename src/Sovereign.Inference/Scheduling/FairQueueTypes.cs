@@ -1,4 +1,4 @@
-namespace Sovereign.Metering.Scheduling;
+namespace Sovereign.Inference.Scheduling;
 
 /// <summary>Strict priority between classes: no Batch item is dequeued while any Interactive item waits.</summary>
 public enum PriorityClass

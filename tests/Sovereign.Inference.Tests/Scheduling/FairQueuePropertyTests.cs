@@ -1,7 +1,7 @@
 using CsCheck;
-using Sovereign.Metering.Scheduling;
+using Sovereign.Inference.Scheduling;
 
-namespace Sovereign.Metering.Tests.Scheduling;
+namespace Sovereign.Inference.Tests.Scheduling;
 
 /// <summary>
 /// The bounds stated on <see cref="FairQueue{T}"/>, checked on random interleavings of enqueues, dequeues and

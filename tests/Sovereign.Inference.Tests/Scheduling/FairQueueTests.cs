@@ -1,6 +1,6 @@
-using Sovereign.Metering.Scheduling;
+using Sovereign.Inference.Scheduling;
 
-namespace Sovereign.Metering.Tests.Scheduling;
+namespace Sovereign.Inference.Tests.Scheduling;
 
 public sealed class FairQueueTests
 {

@@ -1,0 +1,70 @@
+namespace Sovereign.Languages;
+
+/// <summary>A model an alias may route to, with the languages it serves well.</summary>
+/// <param name="ModelId">The registered model.</param>
+/// <param name="Languages">Language codes it serves (see <see cref="LanguageCatalog"/>).</param>
+public sealed record RouteCandidate(string ModelId, IReadOnlyList<string> Languages);
+
+/// <summary>An alias such as <c>auto</c>: candidates in order of preference, and the model used when none fits.</summary>
+/// <param name="Name">The alias clients send as <c>model</c>.</param>
+/// <param name="DefaultModelId">Used for undetermined text and languages no candidate serves.</param>
+/// <param name="Candidates">Most preferred first.</param>
+public sealed record LanguageAlias(string Name, string DefaultModelId, IReadOnlyList<RouteCandidate> Candidates);
+
+/// <summary>The model chosen for a request, and why.</summary>
+/// <param name="ModelId">The model; null when no model may serve it (the request must be refused).</param>
+/// <param name="Language">The detected language (<c>und</c> when undetermined).</param>
+/// <param name="Reason">One line for logs and response headers.</param>
+public sealed record RouteChoice(string? ModelId, string Language, string Reason)
+{
+    /// <summary>Whether a model was chosen.</summary>
+    public bool IsRouted => ModelId is not null;
+}
+
+/// <summary>
+/// Chooses the model for an alias from the detected language and the models the tenant's policy allows: the most
+/// preferred allowed candidate that serves the language, else the alias's default if allowed, else nothing (fail
+/// closed: a model the policy does not allow is never chosen).
+/// </summary>
+public static class LanguageRouter
+{
+    /// <summary>Chooses a model.</summary>
+    /// <param name="alias">The alias requested.</param>
+    /// <param name="detection">The language of the request.</param>
+    /// <param name="isAllowed">Whether the tenant's policy allows a model id.</param>
+    public static RouteChoice Choose(LanguageAlias alias, LanguageDetection detection, Func<string, bool> isAllowed)
+    {
+        ArgumentNullException.ThrowIfNull(alias);
+        ArgumentNullException.ThrowIfNull(detection);
+        ArgumentNullException.ThrowIfNull(isAllowed);
+
+        var language = detection.Language;
+        var serving = detection.IsDetermined
+            ? alias.Candidates.Where(c => c.Languages.Any(l => Same(l, language))).ToList()
+            : [];
+        var chosen = serving.FirstOrDefault(c => isAllowed(c.ModelId));
+        if (chosen is not null)
+        {
+            var rank = alias.Candidates.ToList().IndexOf(chosen) + 1;
+            var skipped = serving.TakeWhile(c => c != chosen).Select(c => c.ModelId).ToList();
+            return new RouteChoice(chosen.ModelId, language,
+                $"{alias.Name}: {chosen.ModelId} serves '{language}' (preference {rank})" +
+                (skipped.Count > 0 ? $"; not allowed by policy: {string.Join(", ", skipped)}" : ""));
+        }
+
+        var why = !detection.IsDetermined
+            ? "language undetermined"
+            : serving.Count == 0
+                ? $"no candidate serves '{language}'"
+                : $"candidates for '{language}' not allowed by policy: {string.Join(", ", serving.Select(c => c.ModelId))}";
+        return isAllowed(alias.DefaultModelId)
+            ? new RouteChoice(alias.DefaultModelId, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId}")
+            : new RouteChoice(null, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId} not allowed by policy");
+    }
+
+    // Codes compare case-insensitively, and tl is Filipino.
+    private static bool Same(string configured, string detected) =>
+        LanguageCatalog.TryGet(configured, out var descriptor)
+            ? descriptor.Code == detected
+            : string.Equals(configured, detected, StringComparison.OrdinalIgnoreCase);
+}

@@ -1,0 +1,235 @@
+namespace Sovereign.Languages.Tests;
+
+public sealed class LanguageDetectorTests
+{
+    private static LanguageDetector Detector => TestData.DefaultDetector;
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("")]
+    [InlineData("   \n\t ")]
+    [InlineData("12345 67.89 !!! ???")]
+    public void Detect_NoLetters_Undetermined(string? text)
+    {
+        var detection = Detector.Detect(text);
+
+        Assert.Equal(LanguageDetection.Undetermined, detection.Language);
+        Assert.False(detection.IsDetermined);
+        Assert.Equal(0, detection.Confidence);
+    }
+
+    [Theory]
+    [InlineData("hello")]
+    [InlineData("ok thanks")]
+    [InlineData("Danke schön")]
+    [InlineData("Как дела?")]
+    public void Detect_ShortTextInSharedScript_Undetermined(string text)
+    {
+        Assert.Equal(LanguageDetection.Undetermined, Detector.Detect(text).Language);
+    }
+
+    [Theory]
+    [InlineData("th", "ภาษาไทยเป็นภาษาราชการของประเทศไทย")]
+    [InlineData("km", "ភាសាខ្មែរជាភាសាផ្លូវការ")]
+    [InlineData("lo", "ພາສາລາວແມ່ນພາສາທາງການ")]
+    [InlineData("my", "မြန်မာဘာသာစကား")]
+    [InlineData("kn", "ಕನ್ನಡ ಭಾಷೆ ಕರ್ನಾಟಕದ ಭಾಷೆ")]
+    [InlineData("ml", "മലയാളം കേരളത്തിലെ ഭാഷയാണ്")]
+    [InlineData("or", "ଓଡ଼ିଆ ଭାଷା")]
+    [InlineData("ta", "தமிழ் ஒரு மொழி")]
+    [InlineData("te", "తెలుగు భాష")]
+    [InlineData("gu", "ગુજરાતી ભાષા")]
+    [InlineData("pa", "ਪੰਜਾਬੀ ਭਾਸ਼ਾ")]
+    [InlineData("bn", "বাংলা ভাষা")]
+    [InlineData("el", "Η ελληνική γλώσσα")]
+    [InlineData("ko", "한국어는 아름답습니다")]
+    [InlineData("ja", "日本語を話します")]
+    [InlineData("ja", "カタカナ")]
+    [InlineData("zh", "我们今天去北京看朋友")]
+    public void Detect_ScriptOwnedByOneLanguage_DecidedByScript(string expected, string text)
+    {
+        var detection = Detector.Detect(text);
+
+        Assert.Equal(expected, detection.Language);
+        Assert.Equal(LanguageDetection.ByScript, detection.Method);
+        Assert.InRange(detection.Confidence, 0.5, 1.0);
+    }
+
+    [Fact]
+    public void Detect_KoreanWithHanja_Korean()
+    {
+        Assert.Equal("ko", Detector.Detect("大韓民國 헌법 제1조 대한민국은 민주공화국이다").Language);
+    }
+
+    [Fact]
+    public void Detect_FewKanjiWithoutKana_UndeterminedNotChinese()
+    {
+        // 日本語 is as much Japanese as Chinese: too few ideographs to decide.
+        Assert.Equal(LanguageDetection.Undetermined, Detector.Detect("日本語").Language);
+    }
+
+    [Fact]
+    public void Detect_AssameseLetters_UndeterminedNotBengali()
+    {
+        Assert.Equal(LanguageDetection.Undetermined, Detector.Detect("অসমীয়া ভাষা অসম ৰাজ্যৰ চৰকাৰী ভাষা").Language);
+    }
+
+    [Theory]
+    [InlineData("Все люди рождаются свободными и равными в своем достоинстве и правах.")]
+    [InlineData("Усі люди народжуються вільними і рівними у своїй гідності та правах.")]
+    [InlineData("تمام افراد بشر آزاد به دنیا می‌آیند و از لحاظ حیثیت و حقوق با هم برابرند")]
+    public void Detect_LanguageOutsideSetInSharedScript_UndeterminedNotNeighbour(string text)
+    {
+        // Russian, Ukrainian and Persian are not configured; Lingua's decoys keep them from becoming bg or ar.
+        Assert.Equal(LanguageDetection.Undetermined, Detector.Detect(text).Language);
+    }
+
+    [Theory]
+    [InlineData("bg", "Всички хора се раждат свободни и равни по достойнство и права.")]
+    [InlineData("ar", "اللغة العربية هي اللغة الرسمية في كثير من الدول العربية")]
+    [InlineData("en", "The weather is lovely today, let us go for a walk in the park.")]
+    [InlineData("de", "Das Wetter ist heute schön, lass uns im Park spazieren gehen.")]
+    [InlineData("fr", "Il fait beau aujourd'hui, allons nous promener dans le parc.")]
+    [InlineData("pl", "Każdy człowiek ma prawo do życia, wolności i bezpieczeństwa swej osoby.")]
+    [InlineData("vi", "Hôm nay trời đẹp, chúng ta hãy đi dạo trong công viên.")]
+    [InlineData("fil", "Maganda ang panahon ngayon, mamasyal tayo sa parke mamaya.")]
+    public void Detect_SharedScript_DecidedByLingua(string expected, string text)
+    {
+        var detection = Detector.Detect(text);
+
+        Assert.Equal(expected, detection.Language);
+        Assert.Equal(LanguageDetection.ByLingua, detection.Method);
+    }
+
+    [Theory]
+    [InlineData("Il-bnedmin kollha jitwieldu ħielsa u ugwali fid-dinjità u d-drittijiet.")]
+    [InlineData("Il-gvern ħabbar li l-iskejjel se jerġgħu jiftħu fix-xahar li ġej.")]
+    [InlineData("Kull persuna għandha d-dritt għall-edukazzjoni mingħajr ħlas.")]
+    public void Detect_Maltese_MalteseByHeuristic(string text)
+    {
+        var detection = Detector.Detect(text);
+
+        Assert.Equal("mt", detection.Language);
+        Assert.Equal(LanguageDetection.ByHeuristic, detection.Method);
+    }
+
+    [Fact]
+    public void Detect_MalteseSentences_NeverGermanOrItalian()
+    {
+        var answers = TestData.Samples("mt").Select(s => Detector.Detect(s).Language).ToList();
+
+        Assert.DoesNotContain("de", answers);
+        Assert.DoesNotContain("it", answers);
+    }
+
+    [Fact]
+    public void Detect_PolishWithZDot_PolishNotMaltese()
+    {
+        Assert.Equal("pl", Detector.Detect("Żadna osoba nie może być poddana torturom ani okrutnemu traktowaniu.").Language);
+    }
+
+    [Theory]
+    [InlineData("hi", "मुझे आज बाज़ार जाना है और कुछ सब्ज़ियाँ खरीदनी हैं।")]
+    [InlineData("mr", "मला आज बाजारात जायचे आहे आणि भाज्या विकत घ्यायच्या आहेत.")]
+    [InlineData("id", "Saya tidak bisa datang karena hujan turun sangat deras sekali.")]
+    [InlineData("ms", "Saya tidak dapat datang kerana hujan turun dengan sangat lebat.")]
+    public void Detect_CloseLanguagePair_Separated(string expected, string text)
+    {
+        Assert.Equal(expected, Detector.Detect(text).Language);
+    }
+
+    [Fact]
+    public void Detect_MixedScripts_DominantScriptDecides()
+    {
+        var detection = Detector.Detect("कृपया इस API अनुरोध का उत्तर हिंदी में दीजिए, धन्यवाद मित्र");
+
+        Assert.Equal("hi", detection.Language);
+        Assert.True(detection.Confidence < 1.0, "the Latin letters lower the confidence");
+    }
+
+    [Fact]
+    public void Detect_TextLongerThanLimit_DecidedFromItsStart()
+    {
+        var text = string.Concat(Enumerable.Repeat("The quick brown fox jumps over the lazy dog. ", 200));
+
+        Assert.Equal("en", Detector.Detect(text).Language);
+    }
+
+    [Fact]
+    public void Detect_ManyThreadsAtOnce_SameAnswersAsOneThread()
+    {
+        var samples = new[] { "en", "de", "hi", "mr", "th", "ja", "mt", "id", "ms", "bg" }
+            .SelectMany(l => TestData.Samples(l).Take(8))
+            .ToArray();
+        var sequential = samples.Select(s => Detector.Detect(s)).ToArray();
+
+        var parallel = new LanguageDetection[samples.Length];
+        Parallel.For(0, samples.Length, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i => parallel[i] = Detector.Detect(samples[i]));
+
+        Assert.Equal(sequential, parallel);
+    }
+
+    [Fact]
+    public void Languages_Default_IsTheCoveredSet()
+    {
+        Assert.Equal(LanguageCatalog.Covered, Detector.Languages);
+        Assert.Equal(46, Detector.Languages.Count);
+        Assert.False(Detector.HighAccuracy);
+        // Languages Lingua lacks are decided without it.
+        Assert.DoesNotContain("mt", Detector.LinguaLanguages);
+        Assert.DoesNotContain("km", Detector.LinguaLanguages);
+    }
+
+    [Fact]
+    public void Constructor_UnknownLanguage_Throws()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => new LanguageDetector(new LanguageDetectorOptions { Languages = ["en", "xx"] }));
+
+        Assert.Contains("'xx'", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Constructor_LimitOutOfRange_Throws()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new LanguageDetector(new LanguageDetectorOptions { Languages = ["th"], MinimumLetters = 0 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new LanguageDetector(new LanguageDetectorOptions { Languages = ["th"], MinimumMargin = 1.5 }));
+    }
+
+    [Fact]
+    public void Constructor_OptionsChangedAfterwards_DetectorUnaffected()
+    {
+        var options = new LanguageDetectorOptions { Languages = ["th", "ko"] };
+        var detector = new LanguageDetector(options);
+
+        options.Languages.Clear();
+        options.MinimumScriptLetters = 1000;
+
+        Assert.Equal(["th", "ko"], detector.Languages);
+        Assert.Equal("ko", detector.Detect("한국어는 아름답습니다").Language);
+    }
+
+    [Fact]
+    public void Constructor_SubsetOfLanguages_LoadsOnlyTheirModelsAndReportsOnlyThem()
+    {
+        var detector = new LanguageDetector(new LanguageDetectorOptions { Languages = ["th", "bg", "tl"] });
+
+        Assert.Equal(["th", "bg", "fil"], detector.Languages);
+        // Bulgarian alone in Cyrillic gets the other Cyrillic languages as decoys; no Latin language but Tagalog's
+        // own decoys are loaded, since Filipino is alone in Latin script.
+        Assert.Contains("ru", detector.LinguaLanguages);
+        Assert.DoesNotContain("th", detector.LinguaLanguages);
+        Assert.Equal("th", detector.Detect("ภาษาไทยเป็นภาษาราชการ").Language);
+        Assert.Equal("bg", detector.Detect("Всички хора се раждат свободни и равни по достойнство и права.").Language);
+        Assert.Equal(LanguageDetection.Undetermined, detector.Detect("Все люди рождаются свободными и равными в своем достоинстве.").Language);
+        Assert.Equal(LanguageDetection.Undetermined, detector.Detect("한국어는 아름답습니다").Language);
+    }
+
+    [Fact]
+    public void Constructor_HighAccuracy_DetectsWithAllNgramModels()
+    {
+        var detector = new LanguageDetector(new LanguageDetectorOptions { Languages = ["en", "de"], HighAccuracy = true });
+
+        Assert.True(detector.HighAccuracy);
+        Assert.Equal("de", detector.Detect("Alle Menschen sind frei und gleich an Würde und Rechten geboren.").Language);
+    }
+}

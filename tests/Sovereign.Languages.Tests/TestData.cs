@@ -1,0 +1,47 @@
+using System.Text.RegularExpressions;
+
+namespace Sovereign.Languages.Tests;
+
+/// <summary>Shared fixtures: one detector for the whole run (it loads Lingua's models), samples, and the models folder.</summary>
+internal static partial class TestData
+{
+    private static readonly Lazy<LanguageDetector> Detector = new(() => new LanguageDetector());
+    private static readonly Lazy<string> ModelsFolder = new(FindModelsFolder);
+
+    /// <summary>The detector with default options (covered set, low-accuracy mode).</summary>
+    public static LanguageDetector DefaultDetector => Detector.Value;
+
+    /// <summary>Random weights with the real 32k Llama-2 vocabulary.</summary>
+    public static string TinyRandomLlama2 => Path.Combine(ModelsFolder.Value, "llama-2-tiny-random.gguf");
+
+    /// <summary>
+    /// Labelled samples of 20 characters or more: the sentences of the UDHR articles (the preamble is left out), or
+    /// the CLDR strings for a language without a UDHR here (Odia).
+    /// </summary>
+    public static IReadOnlyList<string> Samples(string language)
+    {
+        var reference = ReferenceTexts.Get(language);
+        var candidates = reference is null
+            ? ReferenceTexts.SupplementarySamples(language)
+            : reference.Articles.SelectMany(a => a).SelectMany(p => SentenceEnd().Split(p));
+        return [.. candidates.Select(s => s.Trim()).Where(s => LanguageTax.CountCharacters(s) >= 20)];
+    }
+
+    // Sentence ends: Latin and Greek punctuation, danda, CJK full stops, Arabic, Ethiopic, Burmese and Khmer marks.
+    [GeneratedRegex(@"(?<=[.!?;;।॥。！？؟።။។])\s*")]
+    private static partial Regex SentenceEnd();
+
+    private static string FindModelsFolder()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "shared", "models");
+            if (File.Exists(Path.Combine(candidate, "llama-2-tiny-random.gguf")))
+            {
+                return candidate;
+            }
+        }
+
+        throw new InvalidOperationException($"No shared/models/llama-2-tiny-random.gguf above {AppContext.BaseDirectory}.");
+    }
+}

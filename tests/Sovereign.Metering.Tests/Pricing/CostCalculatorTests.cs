@@ -1,0 +1,78 @@
+using CsCheck;
+using Sovereign.Metering.Pricing;
+using static Sovereign.Metering.Tests.Pricing.PricingTestData;
+
+namespace Sovereign.Metering.Tests.Pricing;
+
+public sealed class CostCalculatorTests
+{
+    [Fact]
+    public void Cost_TokensAndCompute_IsExact()
+    {
+        var price = Price(input: 0.15m, output: 0.60m, compute: 0.0004m);
+
+        // 1234 * 0.15 / 1e6 + 567 * 0.60 / 1e6 + 2.5 * 0.0004 = 0.0001851 + 0.0003402 + 0.001 = 0.0015253 -> 0.001525
+        Assert.Equal(0.001525m, CostCalculator.Cost(price, 1234, 567, 2.5m));
+    }
+
+    [Fact]
+    public void Cost_MissingRates_AreNotCharged()
+    {
+        Assert.Equal(0.6m, CostCalculator.Cost(Price(input: null, output: 0.60m), 1_000_000, 1_000_000, 10m));
+        Assert.Equal(3m, CostCalculator.Cost(Price(input: null, output: null, compute: 0.3m), 1_000_000, 1_000_000, 10m));
+    }
+
+    [Fact]
+    public void Cost_HalfwayValues_RoundHalfToEvenOnlyAtTheEnd()
+    {
+        // Each component is 0.0000005 and would round to 0 on its own; rounding only the sum keeps 0.000001.
+        Assert.Equal(0.000001m, CostCalculator.Cost(Price(input: 0.5m, output: 0.5m), 1, 1, 0m));
+        Assert.Equal(0.000002m, CostCalculator.Cost(Price(input: 2.5m, output: null), 1, 0, 0m));
+        Assert.Equal(0.000004m, CostCalculator.Cost(Price(input: 3.5m, output: null), 1, 0, 0m));
+    }
+
+    [Fact]
+    public void MaxCost_Bounds_PricesPromptPlusMaxTokensPlusMaxSeconds()
+    {
+        // 50 * 0.15 / 1e6 + 12 * 0.60 / 1e6 = 0.0000147 -> 0.000015
+        Assert.Equal(0.000015m, CostCalculator.MaxCost(Price(input: 0.15m, output: 0.60m), 50, 12));
+
+        // 0.0000015 + 0.000006 + 2 * 0.001 = 0.0020075 -> 0.002008 (half to even)
+        Assert.Equal(0.002008m, CostCalculator.MaxCost(Price(compute: 0.001m), 10, 10, 2m));
+    }
+
+    [Fact]
+    public void MaxCost_ComputePriceWithoutBound_Throws()
+    {
+        Assert.Throws<ArgumentException>(() => CostCalculator.MaxCost(Price(compute: 0.001m), 10, 10));
+    }
+
+    [Fact]
+    public void Cost_NegativeUsage_Throws()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => CostCalculator.Cost(Price(), -1, 0, 0m));
+        Assert.Throws<ArgumentOutOfRangeException>(() => CostCalculator.Cost(Price(), 0, 0, -0.1m));
+    }
+
+    [Fact]
+    public void Cost_AnyUsageWithinBounds_NeverExceedsMaxCostAndHasSixDecimals()
+    {
+        var gen =
+            from input in Gen.Decimal[0m, 100m]
+            from output in Gen.Decimal[0m, 100m]
+            from perSecond in Gen.Decimal[0m, 1m]
+            from prompt in Gen.Int[0, 200_000]
+            from maxTokens in Gen.Int[0, 100_000]
+            from used in Gen.Int[0, 100_000]
+            from seconds in Gen.Decimal[0m, 1000m]
+            select (Price: Price(input: input, output: output, compute: perSecond), prompt, maxTokens, Used: Math.Min(used, maxTokens), seconds);
+
+        gen.Sample(t =>
+        {
+            var cost = CostCalculator.Cost(t.Price, t.prompt, t.Used, t.seconds);
+            var max = CostCalculator.MaxCost(t.Price, t.prompt, t.maxTokens, t.seconds * 2);
+            Assert.InRange(cost, 0m, max);
+            Assert.Equal(cost, Math.Round(cost, CostCalculator.Decimals));
+        });
+    }
+}
