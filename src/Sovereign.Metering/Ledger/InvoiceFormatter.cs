@@ -1,0 +1,87 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace Sovereign.Metering.Ledger;
+
+/// <summary>
+/// Invoice exports with a fixed layout and the invariant culture. Money is written with exactly 6 decimals (the ledger's
+/// exact unit), as a JSON string so no client parses it into a binary float.
+/// </summary>
+public static class InvoiceFormatter
+{
+    /// <summary>The CSV columns, in order.</summary>
+    public const string CsvHeader = "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount";
+
+    /// <summary>
+    /// RFC 4180 CSV: the header, one row per line, then a row with model <c>TOTAL</c> whose counts and amount are the
+    /// sums. Line ends are CRLF.
+    /// </summary>
+    public static string ToCsv(Invoice invoice)
+    {
+        ArgumentNullException.ThrowIfNull(invoice);
+        var csv = new StringBuilder().Append(CsvHeader).Append("\r\n");
+        foreach (var line in invoice.Lines)
+        {
+            AppendRow(csv, invoice, line.Model, line.Requests, line.InputTokens, line.OutputTokens, line.ComputeSeconds, line.Amount);
+        }
+
+        AppendRow(csv, invoice, "TOTAL", invoice.Lines.Sum(l => l.Requests), invoice.Lines.Sum(l => l.InputTokens),
+            invoice.Lines.Sum(l => l.OutputTokens), invoice.Lines.Sum(l => l.ComputeSeconds), invoice.Total);
+        return csv.ToString();
+    }
+
+    /// <summary>JSON: <c>{tenant, currency, period_from, period_to, lines: [{model, requests, input_tokens, output_tokens, compute_seconds, amount}], total}</c>.</summary>
+    public static string ToJson(Invoice invoice)
+    {
+        ArgumentNullException.ThrowIfNull(invoice);
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        {
+            json.WriteStartObject();
+            json.WriteString("tenant", invoice.Tenant);
+            json.WriteString("currency", invoice.Currency);
+            json.WriteString("period_from", Time(invoice.PeriodFrom));
+            json.WriteString("period_to", Time(invoice.PeriodTo));
+            json.WriteStartArray("lines");
+            foreach (var line in invoice.Lines)
+            {
+                json.WriteStartObject();
+                json.WriteString("model", line.Model);
+                json.WriteNumber("requests", line.Requests);
+                json.WriteNumber("input_tokens", line.InputTokens);
+                json.WriteNumber("output_tokens", line.OutputTokens);
+                json.WriteString("compute_seconds", Fixed(line.ComputeSeconds));
+                json.WriteString("amount", Fixed(line.Amount));
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+            json.WriteString("total", Fixed(invoice.Total));
+            json.WriteEndObject();
+        }
+
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    private static void AppendRow(StringBuilder csv, Invoice invoice, string model, long requests, long input, long output, decimal compute, decimal amount)
+    {
+        csv.Append(Field(invoice.Tenant)).Append(',')
+            .Append(Field(invoice.Currency)).Append(',')
+            .Append(Time(invoice.PeriodFrom)).Append(',')
+            .Append(Time(invoice.PeriodTo)).Append(',')
+            .Append(Field(model)).Append(',')
+            .Append(requests.ToString(CultureInfo.InvariantCulture)).Append(',')
+            .Append(input.ToString(CultureInfo.InvariantCulture)).Append(',')
+            .Append(output.ToString(CultureInfo.InvariantCulture)).Append(',')
+            .Append(Fixed(compute)).Append(',')
+            .Append(Fixed(amount)).Append("\r\n");
+    }
+
+    private static string Fixed(decimal value) => value.ToString("0.000000", CultureInfo.InvariantCulture);
+
+    private static string Time(DateTimeOffset time) => time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+
+    private static string Field(string value) =>
+        value.AsSpan().IndexOfAny(",\"\r\n") >= 0 ? "\"" + value.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : value;
+}

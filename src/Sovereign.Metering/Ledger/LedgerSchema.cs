@@ -1,0 +1,186 @@
+using System.Data.Common;
+using System.Globalization;
+using Sovereign.Storage;
+
+namespace Sovereign.Metering.Ledger;
+
+/// <summary>
+/// Tables and statements of the usage ledger, in SQL both SQLite and PostgreSQL accept. Money (<c>cost_micros</c>) and
+/// compute (<c>compute_us</c>) are BIGINT millionths, times BIGINT unix milliseconds, day/month keys the unix
+/// milliseconds of the UTC day/month start. The raw table has only the indexes the write path can afford: the
+/// request id (idempotency) and the timestamp (retention, time-range reads); operators read the aggregates.
+/// </summary>
+internal static class LedgerSchema
+{
+    public static readonly IReadOnlyList<SqlMigration> Migrations =
+    [
+        new("metering-ledger-001-usage",
+        [
+            """
+            CREATE TABLE metering_usage (
+                request_id TEXT NOT NULL PRIMARY KEY,
+                ts BIGINT NOT NULL,
+                tenant TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                model TEXT NOT NULL,
+                node TEXT NOT NULL,
+                jurisdiction TEXT NOT NULL,
+                language TEXT NULL,
+                prompt_tokens INTEGER NOT NULL,
+                completion_tokens INTEGER NOT NULL,
+                cached_tokens INTEGER NOT NULL,
+                queue_ms BIGINT NOT NULL,
+                ttft_ms BIGINT NULL,
+                duration_ms BIGINT NOT NULL,
+                compute_us BIGINT NOT NULL,
+                outcome INTEGER NOT NULL,
+                refusal_code TEXT NULL,
+                cost_micros BIGINT NOT NULL,
+                currency TEXT NOT NULL,
+                price_version TEXT NULL
+            )
+            """,
+            "CREATE INDEX metering_usage_ts ON metering_usage (ts)",
+            """
+            CREATE TABLE metering_usage_daily (
+                tenant TEXT NOT NULL,
+                day_start BIGINT NOT NULL,
+                model TEXT NOT NULL,
+                jurisdiction TEXT NOT NULL,
+                currency TEXT NOT NULL,
+                requests BIGINT NOT NULL,
+                completed BIGINT NOT NULL,
+                refused BIGINT NOT NULL,
+                cancelled BIGINT NOT NULL,
+                failed BIGINT NOT NULL,
+                prompt_tokens BIGINT NOT NULL,
+                completion_tokens BIGINT NOT NULL,
+                cached_tokens BIGINT NOT NULL,
+                compute_us BIGINT NOT NULL,
+                cost_micros BIGINT NOT NULL,
+                PRIMARY KEY (tenant, day_start, model, jurisdiction, currency)
+            )
+            """,
+            "CREATE INDEX metering_usage_daily_day ON metering_usage_daily (day_start)",
+            """
+            CREATE TABLE metering_tenant_periods (
+                tenant TEXT NOT NULL,
+                period TEXT NOT NULL,
+                period_start BIGINT NOT NULL,
+                currency TEXT NOT NULL,
+                requests BIGINT NOT NULL,
+                prompt_tokens BIGINT NOT NULL,
+                completion_tokens BIGINT NOT NULL,
+                compute_us BIGINT NOT NULL,
+                cost_micros BIGINT NOT NULL,
+                PRIMARY KEY (tenant, period, period_start, currency)
+            )
+            """,
+            "CREATE TABLE metering_ledger_state (state_key TEXT NOT NULL PRIMARY KEY, state_value BIGINT NOT NULL)",
+        ]),
+    ];
+
+    public const string RecordColumns =
+        "request_id, ts, tenant, key_id, model, node, jurisdiction, language, prompt_tokens, completion_tokens, cached_tokens, " +
+        "queue_ms, ttft_ms, duration_ms, compute_us, outcome, refusal_code, cost_micros, currency, price_version";
+
+    /// <summary>The idempotent insert: a request id already present inserts nothing (rows affected 0).</summary>
+    public const string InsertRecord =
+        "INSERT INTO metering_usage (" + RecordColumns + ") VALUES (@request_id, @ts, @tenant, @key_id, @model, @node, @jurisdiction, " +
+        "@language, @prompt_tokens, @completion_tokens, @cached_tokens, @queue_ms, @ttft_ms, @duration_ms, @compute_us, @outcome, " +
+        "@refusal_code, @cost_micros, @currency, @price_version) ON CONFLICT (request_id) DO NOTHING";
+
+    public const string UpsertDaily =
+        "INSERT INTO metering_usage_daily (tenant, day_start, model, jurisdiction, currency, requests, completed, refused, cancelled, failed, " +
+        "prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros) VALUES (@tenant, @day_start, @model, @jurisdiction, @currency, " +
+        "@requests, @completed, @refused, @cancelled, @failed, @prompt_tokens, @completion_tokens, @cached_tokens, @compute_us, @cost_micros) " +
+        "ON CONFLICT (tenant, day_start, model, jurisdiction, currency) DO UPDATE SET " +
+        "requests = metering_usage_daily.requests + excluded.requests, completed = metering_usage_daily.completed + excluded.completed, " +
+        "refused = metering_usage_daily.refused + excluded.refused, cancelled = metering_usage_daily.cancelled + excluded.cancelled, " +
+        "failed = metering_usage_daily.failed + excluded.failed, prompt_tokens = metering_usage_daily.prompt_tokens + excluded.prompt_tokens, " +
+        "completion_tokens = metering_usage_daily.completion_tokens + excluded.completion_tokens, " +
+        "cached_tokens = metering_usage_daily.cached_tokens + excluded.cached_tokens, compute_us = metering_usage_daily.compute_us + excluded.compute_us, " +
+        "cost_micros = metering_usage_daily.cost_micros + excluded.cost_micros";
+
+    public const string UpsertTenantPeriod =
+        "INSERT INTO metering_tenant_periods (tenant, period, period_start, currency, requests, prompt_tokens, completion_tokens, compute_us, cost_micros) " +
+        "VALUES (@tenant, @period, @period_start, @currency, @requests, @prompt_tokens, @completion_tokens, @compute_us, @cost_micros) " +
+        "ON CONFLICT (tenant, period, period_start, currency) DO UPDATE SET " +
+        "requests = metering_tenant_periods.requests + excluded.requests, prompt_tokens = metering_tenant_periods.prompt_tokens + excluded.prompt_tokens, " +
+        "completion_tokens = metering_tenant_periods.completion_tokens + excluded.completion_tokens, " +
+        "compute_us = metering_tenant_periods.compute_us + excluded.compute_us, cost_micros = metering_tenant_periods.cost_micros + excluded.cost_micros";
+
+    public const string PurgedBeforeKey = "purged_before_ms";
+
+    /// <summary>Raises (never lowers) the purge watermark.</summary>
+    public const string RaiseWatermark =
+        "INSERT INTO metering_ledger_state (state_key, state_value) VALUES (@key, @value) ON CONFLICT (state_key) DO UPDATE SET " +
+        "state_value = CASE WHEN excluded.state_value > metering_ledger_state.state_value THEN excluded.state_value ELSE metering_ledger_state.state_value END";
+
+    /// <summary>Creates a command whose parameters are the @names of <paramref name="sql"/>, in order of first use.</summary>
+    public static DbCommand Prepare(DbConnection connection, string sql)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var name in LedgerStatement.ParameterNames(sql))
+        {
+            SqlDatabase.AddParameter(command, name, null);
+        }
+
+        return command;
+    }
+
+    /// <summary>Binds a record to a statement made from <see cref="InsertRecord"/>.</summary>
+    public static void BindRecord(LedgerStatement insert, UsageRecord record, long timestampMs, long computeUs, long costMicros)
+    {
+        insert.Set(0, record.RequestId);
+        insert.Set(1, timestampMs);
+        insert.Set(2, record.Tenant);
+        insert.Set(3, record.KeyId);
+        insert.Set(4, record.Model);
+        insert.Set(5, record.Node);
+        insert.Set(6, record.Jurisdiction);
+        insert.Set(7, record.Language);
+        insert.Set(8, record.PromptTokens);
+        insert.Set(9, record.CompletionTokens);
+        insert.Set(10, record.CachedTokens);
+        insert.Set(11, record.QueueTimeMs);
+        insert.Set(12, record.TimeToFirstTokenMs);
+        insert.Set(13, record.DurationMs);
+        insert.Set(14, computeUs);
+        insert.Set(15, (long)record.Outcome);
+        insert.Set(16, record.RefusalCode);
+        insert.Set(17, costMicros);
+        insert.Set(18, record.Currency);
+        insert.Set(19, record.PriceVersion);
+    }
+
+    /// <summary>Reads a row selected with <see cref="RecordColumns"/>.</summary>
+    public static UsageRecord ReadRecord(DbDataReader reader) => new()
+    {
+        RequestId = reader.GetString(0),
+        Timestamp = DateTimeOffset.FromUnixTimeMilliseconds(Int64(reader, 1)),
+        Tenant = reader.GetString(2),
+        KeyId = reader.GetString(3),
+        Model = reader.GetString(4),
+        Node = reader.GetString(5),
+        Jurisdiction = reader.GetString(6),
+        Language = reader.IsDBNull(7) ? null : reader.GetString(7),
+        PromptTokens = checked((int)Int64(reader, 8)),
+        CompletionTokens = checked((int)Int64(reader, 9)),
+        CachedTokens = checked((int)Int64(reader, 10)),
+        QueueTimeMs = Int64(reader, 11),
+        TimeToFirstTokenMs = reader.IsDBNull(12) ? null : Int64(reader, 12),
+        DurationMs = Int64(reader, 13),
+        ComputeSeconds = MicroUnits.ToDecimal(Int64(reader, 14)),
+        Outcome = (UsageOutcome)Int64(reader, 15),
+        RefusalCode = reader.IsDBNull(16) ? null : reader.GetString(16),
+        Cost = MicroUnits.ToDecimal(Int64(reader, 17)),
+        Currency = reader.GetString(18),
+        PriceVersion = reader.IsDBNull(19) ? null : reader.GetString(19),
+    };
+
+    /// <summary>Any integer column or SUM (PostgreSQL's SUM(BIGINT) is NUMERIC) as a long.</summary>
+    public static long Int64(DbDataReader reader, int ordinal) =>
+        reader.IsDBNull(ordinal) ? 0 : Convert.ToInt64(reader.GetValue(ordinal), CultureInfo.InvariantCulture);
+}

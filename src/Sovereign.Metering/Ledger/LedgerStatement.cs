@@ -1,0 +1,133 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using SQLitePCL;
+using Sovereign.Storage;
+
+namespace Sovereign.Metering.Ledger;
+
+/// <summary>
+/// One prepared statement of the writer, reused for every row. Parameters are set by position: the order in which
+/// their @names first appear in the SQL. On SQLite the statement is driven through SQLitePCL directly (bound by
+/// index, no per-execution name lookups: several times cheaper per row than SqliteCommand); elsewhere it is an
+/// ordinary ADO.NET command. Both run the same portable SQL text.
+/// </summary>
+internal abstract class LedgerStatement : IDisposable
+{
+    public static LedgerStatement Create(DbConnection connection, string sql) =>
+        connection is SqliteConnection { Handle: { } handle } ? new SqliteStatement(handle, sql) : new CommandStatement(connection, sql);
+
+    public abstract void Set(int position, string? value);
+
+    public abstract void Set(int position, long value);
+
+    public void Set(int position, long? value)
+    {
+        if (value is { } v)
+        {
+            Set(position, v);
+        }
+        else
+        {
+            Set(position, (string?)null);
+        }
+    }
+
+    /// <summary>Runs the statement in <paramref name="transaction"/>; returns the rows it changed.</summary>
+    public abstract ValueTask<int> ExecuteAsync(DbTransaction transaction);
+
+    public abstract void Dispose();
+
+    /// <summary>The distinct @names of <paramref name="sql"/>, in order of first use.</summary>
+    public static List<string> ParameterNames(string sql)
+    {
+        var names = new List<string>();
+        for (var i = 0; i < sql.Length; i++)
+        {
+            if (sql[i] != '@')
+            {
+                continue;
+            }
+
+            var end = i + 1;
+            while (end < sql.Length && (char.IsAsciiLetterOrDigit(sql[end]) || sql[end] == '_'))
+            {
+                end++;
+            }
+
+            var name = sql[i..end];
+            if (!names.Contains(name, StringComparer.Ordinal))
+            {
+                names.Add(name);
+            }
+
+            i = end - 1;
+        }
+
+        return names;
+    }
+
+    private sealed class SqliteStatement : LedgerStatement
+    {
+        private readonly sqlite3 _db;
+        private readonly sqlite3_stmt _statement;
+        private readonly int[] _indexes;
+
+        public SqliteStatement(sqlite3 db, string sql)
+        {
+            _db = db;
+            var rc = raw.sqlite3_prepare_v3(db, sql, raw.SQLITE_PREPARE_PERSISTENT, out _statement);
+            SqliteException.ThrowExceptionForRC(rc, db);
+            _indexes = [.. ParameterNames(sql).Select(name => raw.sqlite3_bind_parameter_index(_statement, name))];
+        }
+
+        public override void Set(int position, string? value)
+        {
+            var rc = value is null ? raw.sqlite3_bind_null(_statement, _indexes[position]) : raw.sqlite3_bind_text(_statement, _indexes[position], value);
+            SqliteException.ThrowExceptionForRC(rc, _db);
+        }
+
+        public override void Set(int position, long value) =>
+            SqliteException.ThrowExceptionForRC(raw.sqlite3_bind_int64(_statement, _indexes[position], value), _db);
+
+        public override ValueTask<int> ExecuteAsync(DbTransaction transaction)
+        {
+            var rc = raw.sqlite3_step(_statement);
+            raw.sqlite3_reset(_statement);
+            if (rc != raw.SQLITE_DONE)
+            {
+                SqliteException.ThrowExceptionForRC(rc, _db);
+            }
+
+            return new ValueTask<int>(raw.sqlite3_changes(_db));
+        }
+
+        public override void Dispose() => _statement.Dispose();
+    }
+
+    private sealed class CommandStatement : LedgerStatement
+    {
+        private readonly DbCommand _command;
+
+        public CommandStatement(DbConnection connection, string sql)
+        {
+            _command = connection.CreateCommand();
+            _command.CommandText = sql;
+            foreach (var name in ParameterNames(sql))
+            {
+                SqlDatabase.AddParameter(_command, name, null);
+            }
+        }
+
+        public override void Set(int position, string? value) => _command.Parameters[position].Value = (object?)value ?? DBNull.Value;
+
+        public override void Set(int position, long value) => _command.Parameters[position].Value = value;
+
+        public override async ValueTask<int> ExecuteAsync(DbTransaction transaction)
+        {
+            _command.Transaction = transaction;
+            return await _command.ExecuteNonQueryAsync();
+        }
+
+        public override void Dispose() => _command.Dispose();
+    }
+}

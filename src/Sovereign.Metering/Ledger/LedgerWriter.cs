@@ -1,0 +1,219 @@
+using System.Data.Common;
+using System.Globalization;
+using Sovereign.Storage;
+
+namespace Sovereign.Metering.Ledger;
+
+/// <summary>An append waiting for its batch to commit; completes with true when stored now, false for a duplicate.</summary>
+internal sealed class PendingAppend(UsageRecord record, long timestampMs, long computeUs, long costMicros)
+    : TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously)
+{
+    public UsageRecord Record { get; } = record;
+
+    public long TimestampMs { get; } = timestampMs;
+
+    public long ComputeUs { get; } = computeUs;
+
+    public long CostMicros { get; } = costMicros;
+
+    public bool Inserted { get; set; }
+}
+
+/// <summary>
+/// The single writer's connection and prepared statements. One batch is one transaction: insert each record
+/// (ON CONFLICT DO NOTHING), then fold only the rows actually inserted into the aggregates, upserting each touched
+/// aggregate row once. A retried request id inserts nothing, so it can never be counted twice.
+/// </summary>
+internal sealed class LedgerWriter : IAsyncDisposable
+{
+    private readonly DbConnection _connection;
+    private readonly LedgerStatement _insert;
+    private readonly LedgerStatement _daily;
+    private readonly LedgerStatement _period;
+    private readonly Dictionary<DailyKey, Totals> _dailyTotals = [];
+    private readonly Dictionary<PeriodKey, Totals> _periodTotals = [];
+
+    private LedgerWriter(DbConnection connection)
+    {
+        _connection = connection;
+        _insert = LedgerStatement.Create(connection, LedgerSchema.InsertRecord);
+        _daily = LedgerStatement.Create(connection, LedgerSchema.UpsertDaily);
+        _period = LedgerStatement.Create(connection, LedgerSchema.UpsertTenantPeriod);
+    }
+
+    public static async Task<LedgerWriter> OpenAsync(SqlDatabase database, UsageLedgerOptions options, CancellationToken cancellationToken)
+    {
+        var connection = await database.OpenAsync(cancellationToken);
+        try
+        {
+            if (database.Provider == SqlProvider.Sqlite)
+            {
+                // Random request ids dirty one index page per record: a larger page cache keeps that index in memory,
+                // and rarer, larger checkpoints (each fsyncs) spread their cost over more commits.
+                using var pragma = connection.CreateCommand();
+                pragma.CommandText = string.Create(CultureInfo.InvariantCulture,
+                    $"PRAGMA cache_size=-{options.CacheSizeMiB * 1024}; PRAGMA wal_autocheckpoint={options.CheckpointPages}")
+                    + (options.Durability == LedgerDurability.PowerLoss ? "; PRAGMA synchronous=FULL" : string.Empty);
+                await pragma.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            return new LedgerWriter(connection);
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Commits <paramref name="batch"/> in one transaction and sets each item's <see cref="PendingAppend.Inserted"/>.</summary>
+    public async Task CommitAsync(List<PendingAppend> batch)
+    {
+        _dailyTotals.Clear();
+        _periodTotals.Clear();
+        await using var transaction = await _connection.BeginTransactionAsync();
+        foreach (var item in batch)
+        {
+            LedgerSchema.BindRecord(_insert, item.Record, item.TimestampMs, item.ComputeUs, item.CostMicros);
+            item.Inserted = await _insert.ExecuteAsync(transaction) == 1;
+            if (item.Inserted)
+            {
+                Accumulate(item);
+            }
+        }
+
+        // A fixed key order keeps concurrent writers (several nodes on PostgreSQL) from deadlocking on aggregate rows.
+        foreach (var (key, totals) in _dailyTotals.OrderBy(e => e.Key))
+        {
+            var p = _daily;
+            p.Set(0, key.Tenant);
+            p.Set(1, key.DayStart);
+            p.Set(2, key.Model);
+            p.Set(3, key.Jurisdiction);
+            p.Set(4, key.Currency);
+            p.Set(5, totals.Requests);
+            p.Set(6, totals.Completed);
+            p.Set(7, totals.Refused);
+            p.Set(8, totals.Cancelled);
+            p.Set(9, totals.Failed);
+            p.Set(10, totals.PromptTokens);
+            p.Set(11, totals.CompletionTokens);
+            p.Set(12, totals.CachedTokens);
+            p.Set(13, totals.ComputeUs);
+            p.Set(14, totals.CostMicros);
+            await p.ExecuteAsync(transaction);
+        }
+
+        foreach (var (key, totals) in _periodTotals.OrderBy(e => e.Key))
+        {
+            var p = _period;
+            p.Set(0, key.Tenant);
+            p.Set(1, key.Period);
+            p.Set(2, key.PeriodStart);
+            p.Set(3, key.Currency);
+            p.Set(4, totals.Requests);
+            p.Set(5, totals.PromptTokens);
+            p.Set(6, totals.CompletionTokens);
+            p.Set(7, totals.ComputeUs);
+            p.Set(8, totals.CostMicros);
+            await p.ExecuteAsync(transaction);
+        }
+
+        await transaction.CommitAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        // Statements first: a connection closes cleanly only once its prepared statements are finalized.
+        _insert.Dispose();
+        _daily.Dispose();
+        _period.Dispose();
+        await _connection.DisposeAsync();
+    }
+
+    private void Accumulate(PendingAppend item)
+    {
+        var r = item.Record;
+        var day = UtcCalendar.DayStart(item.TimestampMs);
+        Totals(_dailyTotals, new DailyKey(r.Tenant, day, r.Model, r.Jurisdiction, r.Currency)).Add(item);
+        Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Day, day, r.Currency)).Add(item);
+        Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Month, UtcCalendar.MonthStart(item.TimestampMs), r.Currency)).Add(item);
+    }
+
+    private static Totals Totals<TKey>(Dictionary<TKey, Totals> map, TKey key)
+        where TKey : notnull
+    {
+        if (!map.TryGetValue(key, out var totals))
+        {
+            map[key] = totals = new Totals();
+        }
+
+        return totals;
+    }
+
+    private readonly record struct DailyKey(string Tenant, long DayStart, string Model, string Jurisdiction, string Currency) : IComparable<DailyKey>
+    {
+        public int CompareTo(DailyKey other)
+        {
+            var c = string.CompareOrdinal(Tenant, other.Tenant);
+            c = c != 0 ? c : DayStart.CompareTo(other.DayStart);
+            c = c != 0 ? c : string.CompareOrdinal(Model, other.Model);
+            c = c != 0 ? c : string.CompareOrdinal(Jurisdiction, other.Jurisdiction);
+            return c != 0 ? c : string.CompareOrdinal(Currency, other.Currency);
+        }
+    }
+
+    private readonly record struct PeriodKey(string Tenant, string Period, long PeriodStart, string Currency) : IComparable<PeriodKey>
+    {
+        public int CompareTo(PeriodKey other)
+        {
+            var c = string.CompareOrdinal(Tenant, other.Tenant);
+            c = c != 0 ? c : string.CompareOrdinal(Period, other.Period);
+            c = c != 0 ? c : PeriodStart.CompareTo(other.PeriodStart);
+            return c != 0 ? c : string.CompareOrdinal(Currency, other.Currency);
+        }
+    }
+}
+
+/// <summary>Sums of the inserted records for one aggregate row within one batch.</summary>
+internal sealed class Totals
+{
+    public long Requests { get; private set; }
+
+    public long Completed { get; private set; }
+
+    public long Refused { get; private set; }
+
+    public long Cancelled { get; private set; }
+
+    public long Failed { get; private set; }
+
+    public long PromptTokens { get; private set; }
+
+    public long CompletionTokens { get; private set; }
+
+    public long CachedTokens { get; private set; }
+
+    public long ComputeUs { get; private set; }
+
+    public long CostMicros { get; private set; }
+
+    public void Add(PendingAppend item)
+    {
+        var r = item.Record;
+        Requests++;
+        switch (r.Outcome)
+        {
+            case UsageOutcome.Completed: Completed++; break;
+            case UsageOutcome.Refused: Refused++; break;
+            case UsageOutcome.Cancelled: Cancelled++; break;
+            default: Failed++; break;
+        }
+
+        PromptTokens += r.PromptTokens;
+        CompletionTokens += r.CompletionTokens;
+        CachedTokens += r.CachedTokens;
+        ComputeUs += item.ComputeUs;
+        CostMicros += item.CostMicros;
+    }
+}

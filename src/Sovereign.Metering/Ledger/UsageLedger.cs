@@ -1,0 +1,499 @@
+using System.Data.Common;
+using System.Runtime.CompilerServices;
+using System.Text;
+using System.Threading.Channels;
+using Sovereign.Metering.Pricing;
+using Sovereign.Storage;
+
+namespace Sovereign.Metering.Ledger;
+
+/// <summary>
+/// The append-only, durable usage ledger. <see cref="AppendAsync"/> hands the record to a single writer that commits
+/// whatever is queued in one transaction (group commit) and completes each caller once its batch is committed.
+/// Appends are idempotent by request id, aggregates (per tenant/model/UTC day/jurisdiction, and per tenant per day and
+/// month for budgets) are updated in the same transaction from the rows actually inserted, and raw rows can be purged
+/// after a retention period while the aggregates stay.
+/// </summary>
+public sealed class UsageLedger : IAsyncDisposable
+{
+    private const int MaxIdLength = 200;
+    private const int PurgeChunk = 5_000;
+
+    private readonly SqlDatabase _database;
+    private readonly UsageLedgerOptions _options;
+    private readonly Channel<PendingAppend> _queue;
+    private readonly Task _writerLoop;
+    private LedgerWriter? _writer;
+    private long _purgedBeforeMs;
+    private long _stored;
+    private long _duplicates;
+    private long _batches;
+    private long _failedBatches;
+    private int _disposed;
+
+    private UsageLedger(SqlDatabase database, UsageLedgerOptions options, LedgerWriter writer, long purgedBeforeMs)
+    {
+        _database = database;
+        _options = options;
+        _writer = writer;
+        _purgedBeforeMs = purgedBeforeMs;
+        _queue = Channel.CreateBounded<PendingAppend>(new BoundedChannelOptions(options.QueueCapacity)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        _writerLoop = Task.Run(RunWriterAsync);
+    }
+
+    /// <summary>The schema (tables <c>metering_usage</c>, <c>metering_usage_daily</c>, <c>metering_tenant_periods</c>, <c>metering_ledger_state</c>).</summary>
+    public static IReadOnlyList<SqlMigration> Migrations => LedgerSchema.Migrations;
+
+    /// <summary>The writer's counters.</summary>
+    public UsageLedgerStatistics Statistics => new(
+        Interlocked.Read(ref _stored), Interlocked.Read(ref _duplicates), Interlocked.Read(ref _batches), Interlocked.Read(ref _failedBatches));
+
+    /// <summary>Raw records with a timestamp before this were purged; appending one of them again is refused (it could not be deduplicated).</summary>
+    public DateTimeOffset PurgedBefore => DateTimeOffset.FromUnixTimeMilliseconds(Interlocked.Read(ref _purgedBeforeMs));
+
+    /// <summary>Applies the migrations, opens the writer's connection and starts it.</summary>
+    public static async Task<UsageLedger> OpenAsync(SqlDatabase database, UsageLedgerOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(database);
+        options ??= new UsageLedgerOptions();
+        options.Validate();
+        await database.MigrateAsync(Migrations, cancellationToken);
+        var writer = await LedgerWriter.OpenAsync(database, options, cancellationToken);
+        try
+        {
+            await using var connection = await database.OpenAsync(cancellationToken);
+            using var command = LedgerSchema.Prepare(connection, "SELECT state_value FROM metering_ledger_state WHERE state_key = @key");
+            command.Parameters[0].Value = LedgerSchema.PurgedBeforeKey;
+            var watermark = await command.ExecuteScalarAsync(cancellationToken);
+            var purgedBefore = watermark is null or DBNull ? long.MinValue : Convert.ToInt64(watermark, System.Globalization.CultureInfo.InvariantCulture);
+            return new UsageLedger(database, options, writer, purgedBefore);
+        }
+        catch
+        {
+            await writer.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Appends <paramref name="record"/> and completes once it is committed: true when stored now, false when a record
+    /// with the same request id was already stored (nothing changes then). Invalid records throw
+    /// <see cref="ArgumentException"/>; a failed commit faults the task (the record is not stored: retry it).
+    /// <paramref name="cancellationToken"/> only cancels waiting for queue room; once queued, the record is written.
+    /// </summary>
+    public Task<bool> AppendAsync(UsageRecord record, CancellationToken cancellationToken = default)
+    {
+        var pending = Validate(record);
+        if (pending.TimestampMs < Interlocked.Read(ref _purgedBeforeMs))
+        {
+            throw new InvalidOperationException(
+                $"record '{record.RequestId}' is older than the retention cut-off {PurgedBefore:O}: its raw rows were purged, so it cannot be deduplicated");
+        }
+
+        if (_queue.Writer.TryWrite(pending))
+        {
+            return pending.Task;
+        }
+
+        return EnqueueSlowAsync(pending, cancellationToken);
+    }
+
+    /// <summary>Aggregated usage (never the raw rows), grouped as asked, ordered by the grouped columns then currency.</summary>
+    public async Task<IReadOnlyList<UsageRow>> QueryUsageAsync(UsageQuery query, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        var group = new List<string>();
+        if (query.GroupBy.HasFlag(UsageGroupBy.Day))
+        {
+            group.Add("day_start");
+        }
+
+        if (query.GroupBy.HasFlag(UsageGroupBy.Tenant))
+        {
+            group.Add("tenant");
+        }
+
+        if (query.GroupBy.HasFlag(UsageGroupBy.Model))
+        {
+            group.Add("model");
+        }
+
+        if (query.GroupBy.HasFlag(UsageGroupBy.Jurisdiction))
+        {
+            group.Add("jurisdiction");
+        }
+
+        group.Add("currency");
+        var columns = string.Join(", ", group);
+        var sql = new StringBuilder()
+            .Append("SELECT ").Append(columns)
+            .Append(", SUM(requests), SUM(completed), SUM(refused), SUM(cancelled), SUM(failed), SUM(prompt_tokens), SUM(completion_tokens), ")
+            .Append("SUM(cached_tokens), SUM(compute_us), SUM(cost_micros) FROM metering_usage_daily WHERE day_start >= @from AND day_start < @to");
+
+        // Filters are added only when given: PostgreSQL cannot type an untyped NULL parameter in "@x IS NULL".
+        if (query.Tenant is not null)
+        {
+            sql.Append(" AND tenant = @tenant");
+        }
+
+        if (query.Model is not null)
+        {
+            sql.Append(" AND model = @model");
+        }
+
+        if (query.Jurisdiction is not null)
+        {
+            sql.Append(" AND jurisdiction = @jurisdiction");
+        }
+
+        sql.Append(" GROUP BY ").Append(columns).Append(" ORDER BY ").Append(columns);
+
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = sql.ToString();
+        SqlDatabase.AddParameter(command, "@from", UtcCalendar.DayStart(query.From.ToUnixTimeMilliseconds()));
+        SqlDatabase.AddParameter(command, "@to", query.To.ToUnixTimeMilliseconds());
+        if (query.Tenant is not null)
+        {
+            SqlDatabase.AddParameter(command, "@tenant", query.Tenant);
+        }
+
+        if (query.Model is not null)
+        {
+            SqlDatabase.AddParameter(command, "@model", query.Model);
+        }
+
+        if (query.Jurisdiction is not null)
+        {
+            SqlDatabase.AddParameter(command, "@jurisdiction", query.Jurisdiction);
+        }
+
+        var rows = new List<UsageRow>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var i = 0;
+            DateOnly? day = query.GroupBy.HasFlag(UsageGroupBy.Day) ? UtcCalendar.ToDate(LedgerSchema.Int64(reader, i++)) : null;
+            var tenant = query.GroupBy.HasFlag(UsageGroupBy.Tenant) ? reader.GetString(i++) : null;
+            var model = query.GroupBy.HasFlag(UsageGroupBy.Model) ? reader.GetString(i++) : null;
+            var jurisdiction = query.GroupBy.HasFlag(UsageGroupBy.Jurisdiction) ? reader.GetString(i++) : null;
+            var currency = reader.GetString(i++);
+            rows.Add(new UsageRow
+            {
+                Day = day,
+                Tenant = tenant,
+                Model = model,
+                Jurisdiction = jurisdiction,
+                Currency = currency,
+                Requests = LedgerSchema.Int64(reader, i),
+                Completed = LedgerSchema.Int64(reader, i + 1),
+                Refused = LedgerSchema.Int64(reader, i + 2),
+                Cancelled = LedgerSchema.Int64(reader, i + 3),
+                Failed = LedgerSchema.Int64(reader, i + 4),
+                PromptTokens = LedgerSchema.Int64(reader, i + 5),
+                CompletionTokens = LedgerSchema.Int64(reader, i + 6),
+                CachedTokens = LedgerSchema.Int64(reader, i + 7),
+                ComputeSeconds = MicroUnits.ToDecimal(LedgerSchema.Int64(reader, i + 8)),
+                Cost = MicroUnits.ToDecimal(LedgerSchema.Int64(reader, i + 9)),
+            });
+        }
+
+        return rows;
+    }
+
+    /// <summary>The tenant's totals for the day or month containing <paramref name="at"/>, one per currency (usually one; empty when no usage).</summary>
+    public async Task<IReadOnlyList<TenantPeriodTotals>> GetTenantTotalsAsync(string tenant, UsagePeriod period, DateTimeOffset at, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(tenant);
+        var ms = at.ToUnixTimeMilliseconds();
+        var start = period == UsagePeriod.Month ? UtcCalendar.MonthStart(ms) : UtcCalendar.DayStart(ms);
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using var command = LedgerSchema.Prepare(connection,
+            "SELECT currency, requests, prompt_tokens, completion_tokens, compute_us, cost_micros FROM metering_tenant_periods " +
+            "WHERE tenant = @tenant AND period = @period AND period_start = @start ORDER BY currency");
+        command.Parameters[0].Value = tenant;
+        command.Parameters[1].Value = UsagePeriodNames.Of(period);
+        command.Parameters[2].Value = start;
+        var totals = new List<TenantPeriodTotals>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            totals.Add(new TenantPeriodTotals
+            {
+                Tenant = tenant,
+                Period = period,
+                PeriodStart = DateTimeOffset.FromUnixTimeMilliseconds(start),
+                Currency = reader.GetString(0),
+                Requests = LedgerSchema.Int64(reader, 1),
+                PromptTokens = LedgerSchema.Int64(reader, 2),
+                CompletionTokens = LedgerSchema.Int64(reader, 3),
+                ComputeSeconds = MicroUnits.ToDecimal(LedgerSchema.Int64(reader, 4)),
+                Cost = MicroUnits.ToDecimal(LedgerSchema.Int64(reader, 5)),
+            });
+        }
+
+        return totals;
+    }
+
+    /// <summary>The stored record with this request id, or null (never stored, or purged).</summary>
+    public async Task<UsageRecord?> GetAsync(string requestId, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(requestId);
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using var command = LedgerSchema.Prepare(connection, $"SELECT {LedgerSchema.RecordColumns} FROM metering_usage WHERE request_id = @id");
+        command.Parameters[0].Value = requestId;
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? LedgerSchema.ReadRecord(reader) : null;
+    }
+
+    /// <summary>
+    /// The tenant's raw records with <paramref name="from"/> &lt;= timestamp &lt; <paramref name="to"/>, by timestamp, for
+    /// audits and exports. Raw rows are indexed by time only (a per-tenant index would cost every append), so this scans
+    /// the whole time range: keep ranges short.
+    /// </summary>
+    public async IAsyncEnumerable<UsageRecord> ReadRecordsAsync(string tenant, DateTimeOffset from, DateTimeOffset to, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(tenant);
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using var command = LedgerSchema.Prepare(connection,
+            $"SELECT {LedgerSchema.RecordColumns} FROM metering_usage WHERE tenant = @tenant AND ts >= @from AND ts < @to ORDER BY ts, request_id");
+        command.Parameters[0].Value = tenant;
+        command.Parameters[1].Value = from.ToUnixTimeMilliseconds();
+        command.Parameters[2].Value = to.ToUnixTimeMilliseconds();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            yield return LedgerSchema.ReadRecord(reader);
+        }
+    }
+
+    /// <summary>
+    /// Deletes raw records with a timestamp before <paramref name="olderThan"/> (in chunks, so appends are not held up);
+    /// aggregates stay. Raises <see cref="PurgedBefore"/> first, so a late retry of a purged record is refused instead
+    /// of being counted twice. Returns the number of records deleted.
+    /// </summary>
+    public async Task<long> PurgeAsync(DateTimeOffset olderThan, CancellationToken cancellationToken = default)
+    {
+        var cutoff = olderThan.ToUnixTimeMilliseconds();
+        long current;
+        while ((current = Interlocked.Read(ref _purgedBeforeMs)) < cutoff && Interlocked.CompareExchange(ref _purgedBeforeMs, cutoff, current) != current)
+        {
+        }
+
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using (var mark = LedgerSchema.Prepare(connection, LedgerSchema.RaiseWatermark))
+        {
+            mark.Parameters[0].Value = LedgerSchema.PurgedBeforeKey;
+            mark.Parameters[1].Value = cutoff;
+            await mark.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        using var delete = LedgerSchema.Prepare(connection,
+            $"DELETE FROM metering_usage WHERE request_id IN (SELECT request_id FROM metering_usage WHERE ts < @cutoff LIMIT {PurgeChunk})");
+        delete.Parameters[0].Value = cutoff;
+        long total = 0;
+        int deleted;
+        do
+        {
+            deleted = await delete.ExecuteNonQueryAsync(cancellationToken);
+            total += deleted;
+        }
+        while (deleted > 0);
+        return total;
+    }
+
+    /// <summary>Purges raw records older than <see cref="UsageLedgerOptions.RetentionDays"/> (run it daily).</summary>
+    public Task<long> PurgeExpiredAsync(CancellationToken cancellationToken = default) =>
+        PurgeAsync(_options.TimeProvider.GetUtcNow().AddDays(-_options.RetentionDays), cancellationToken);
+
+    /// <summary>Stops taking appends, commits everything already queued, and closes the writer.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _queue.Writer.TryComplete();
+        await _writerLoop;
+        await CloseWriterAsync();
+    }
+
+    private async Task CloseWriterAsync()
+    {
+        var writer = _writer;
+        _writer = null;
+        if (writer is not null)
+        {
+            try
+            {
+                await writer.DisposeAsync();
+            }
+            catch (DbException)
+            {
+                // A broken connection may fail to close; it is dropped either way.
+            }
+        }
+    }
+
+    private static PendingAppend Validate(UsageRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        Require(record.RequestId, nameof(record.RequestId));
+        if (record.RequestId.Length > MaxIdLength)
+        {
+            throw new ArgumentException($"RequestId is longer than {MaxIdLength} characters", nameof(record));
+        }
+
+        Require(record.Tenant, nameof(record.Tenant));
+        Require(record.KeyId, nameof(record.KeyId));
+        Require(record.Model, nameof(record.Model));
+        Require(record.Node, nameof(record.Node));
+        Require(record.Jurisdiction, nameof(record.Jurisdiction));
+        if (!Iso4217.IsKnown(record.Currency))
+        {
+            throw new ArgumentException($"Currency '{record.Currency}' is not an ISO 4217 code", nameof(record));
+        }
+
+        NotNegative(record.PromptTokens, nameof(record.PromptTokens));
+        NotNegative(record.CompletionTokens, nameof(record.CompletionTokens));
+        NotNegative(record.CachedTokens, nameof(record.CachedTokens));
+        NotNegative(record.QueueTimeMs, nameof(record.QueueTimeMs));
+        NotNegative(record.TimeToFirstTokenMs ?? 0, nameof(record.TimeToFirstTokenMs));
+        NotNegative(record.DurationMs, nameof(record.DurationMs));
+        if (record.CachedTokens > record.PromptTokens)
+        {
+            throw new ArgumentException("CachedTokens cannot exceed PromptTokens", nameof(record));
+        }
+
+        if (record.ComputeSeconds < 0 || record.Cost < 0)
+        {
+            throw new ArgumentException("ComputeSeconds and Cost must not be negative", nameof(record));
+        }
+
+        if (!Enum.IsDefined(record.Outcome))
+        {
+            throw new ArgumentException($"unknown Outcome {(int)record.Outcome}", nameof(record));
+        }
+
+        if (record.Outcome == UsageOutcome.Refused && string.IsNullOrWhiteSpace(record.RefusalCode))
+        {
+            throw new ArgumentException("a Refused record needs a RefusalCode", nameof(record));
+        }
+
+        if (record.Cost != 0 && string.IsNullOrWhiteSpace(record.PriceVersion))
+        {
+            throw new ArgumentException("a record with a Cost needs the PriceVersion that priced it", nameof(record));
+        }
+
+        var costMicros = MicroUnits.FromExact(record.Cost, nameof(record.Cost));
+        return new PendingAppend(record, record.Timestamp.ToUnixTimeMilliseconds(), MicroUnits.FromRounded(record.ComputeSeconds), costMicros);
+
+        static void Require(string? value, string name)
+        {
+            if (string.IsNullOrWhiteSpace(value))
+            {
+                throw new ArgumentException($"{name} is required", nameof(record));
+            }
+        }
+
+        static void NotNegative(long value, string name)
+        {
+            if (value < 0)
+            {
+                throw new ArgumentException($"{name} must not be negative, was {value}", nameof(record));
+            }
+        }
+    }
+
+    private async Task<bool> EnqueueSlowAsync(PendingAppend pending, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _queue.Writer.WriteAsync(pending, cancellationToken);
+        }
+        catch (ChannelClosedException)
+        {
+            throw new ObjectDisposedException(nameof(UsageLedger));
+        }
+
+        return await pending.Task;
+    }
+
+    private async Task RunWriterAsync()
+    {
+        var reader = _queue.Reader;
+        var batch = new List<PendingAppend>(Math.Min(_options.MaxBatchSize, 65_536));
+        while (await reader.WaitToReadAsync())
+        {
+            while (batch.Count < _options.MaxBatchSize && reader.TryRead(out var item))
+            {
+                batch.Add(item);
+            }
+
+            if (_options.MaxBatchDelay > TimeSpan.Zero && batch.Count < _options.MaxBatchSize)
+            {
+                await FillAsync(reader, batch);
+            }
+
+            await CommitAsync(batch);
+            batch.Clear();
+        }
+    }
+
+    private async Task FillAsync(ChannelReader<PendingAppend> reader, List<PendingAppend> batch)
+    {
+        using var timeout = new CancellationTokenSource(_options.MaxBatchDelay);
+        try
+        {
+            while (batch.Count < _options.MaxBatchSize && await reader.WaitToReadAsync(timeout.Token))
+            {
+                while (batch.Count < _options.MaxBatchSize && reader.TryRead(out var item))
+                {
+                    batch.Add(item);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The delay is over: commit what we have.
+        }
+    }
+
+    private async Task CommitAsync(List<PendingAppend> batch)
+    {
+        try
+        {
+            _writer ??= await LedgerWriter.OpenAsync(_database, _options, CancellationToken.None);
+            await _writer.CommitAsync(batch);
+        }
+        catch (Exception ex)
+        {
+            // The transaction rolled back: nothing of this batch is stored. Start over on a fresh connection.
+            Interlocked.Increment(ref _failedBatches);
+            await CloseWriterAsync();
+
+            foreach (var item in batch)
+            {
+                item.TrySetException(ex);
+            }
+
+            return;
+        }
+
+        var stored = 0;
+        foreach (var item in batch)
+        {
+            stored += item.Inserted ? 1 : 0;
+            item.TrySetResult(item.Inserted);
+        }
+
+        Interlocked.Add(ref _stored, stored);
+        Interlocked.Add(ref _duplicates, batch.Count - stored);
+        Interlocked.Increment(ref _batches);
+    }
+}

@@ -1,0 +1,56 @@
+namespace Sovereign.Metering.Ledger;
+
+/// <summary>What a completed <see cref="UsageLedger.AppendAsync"/> survives (SQLite; PostgreSQL follows its own settings).</summary>
+public enum LedgerDurability
+{
+    /// <summary>WAL with synchronous=NORMAL: a committed record survives a killed process (the OS holds the pages) but not a power cut.</summary>
+    ProcessCrash = 0,
+
+    /// <summary>WAL with synchronous=FULL: one fsync per batch, so a committed record also survives power loss.</summary>
+    PowerLoss = 1,
+}
+
+/// <summary>Tuning for <see cref="UsageLedger"/>.</summary>
+public sealed class UsageLedgerOptions
+{
+    /// <summary>Most records committed in one transaction.</summary>
+    public int MaxBatchSize { get; init; } = 2048;
+
+    /// <summary>
+    /// How long the writer waits to fill a batch after the first record arrives. Zero (the default) commits whatever
+    /// is queued at once: under load the queue refills while a batch commits, so batches grow by themselves.
+    /// </summary>
+    public TimeSpan MaxBatchDelay { get; init; } = TimeSpan.Zero;
+
+    /// <summary>Records that may wait for the writer before <see cref="UsageLedger.AppendAsync"/> waits for room (back-pressure).</summary>
+    public int QueueCapacity { get; init; } = 100_000;
+
+    /// <summary>Days raw records are kept by <see cref="UsageLedger.PurgeExpiredAsync"/>; aggregates are kept for ever.</summary>
+    public int RetentionDays { get; init; } = 90;
+
+    /// <summary>See <see cref="LedgerDurability"/>.</summary>
+    public LedgerDurability Durability { get; init; } = LedgerDurability.ProcessCrash;
+
+    /// <summary>SQLite page cache of the writer's connection, in MiB (the random request-id index needs it warm).</summary>
+    public int CacheSizeMiB { get; init; } = 64;
+
+    /// <summary>
+    /// SQLite: WAL pages (4 KiB each) the writer appends before it checkpoints them into the database file (SQLite's
+    /// default is 1000). Larger means fewer checkpoints, and so fewer fsyncs per record, for a larger -wal file.
+    /// </summary>
+    public int CheckpointPages { get; init; } = 10_000;
+
+    /// <summary>The clock for retention.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    internal void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxBatchSize, 1, nameof(MaxBatchSize));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxBatchDelay, TimeSpan.Zero, nameof(MaxBatchDelay));
+        ArgumentOutOfRangeException.ThrowIfLessThan(QueueCapacity, 1, nameof(QueueCapacity));
+        ArgumentOutOfRangeException.ThrowIfLessThan(RetentionDays, 1, nameof(RetentionDays));
+        ArgumentOutOfRangeException.ThrowIfLessThan(CacheSizeMiB, 1, nameof(CacheSizeMiB));
+        ArgumentOutOfRangeException.ThrowIfLessThan(CheckpointPages, 1, nameof(CheckpointPages));
+        ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
+    }
+}

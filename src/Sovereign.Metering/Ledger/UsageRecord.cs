@@ -1,0 +1,86 @@
+namespace Sovereign.Metering.Ledger;
+
+/// <summary>How a request ended. Every request that reached metering gets a record, refused ones included.</summary>
+public enum UsageOutcome
+{
+    /// <summary>Finished normally (stop, length, tool call).</summary>
+    Completed = 0,
+
+    /// <summary>Turned away before running (budget, rate limit, residency, unknown model): see <see cref="UsageRecord.RefusalCode"/>.</summary>
+    Refused = 1,
+
+    /// <summary>The client went away or cancelled; what ran until then is billed.</summary>
+    Cancelled = 2,
+
+    /// <summary>An internal error ended it.</summary>
+    Failed = 3,
+}
+
+/// <summary>
+/// One metered request: the unit of the usage ledger. <see cref="RequestId"/> is the idempotency key: appending the
+/// same id again (a retry after a crash) stores and counts it once. Values are stored with millisecond
+/// (<see cref="Timestamp"/>) and microsecond (<see cref="ComputeSeconds"/>) resolution; <see cref="Cost"/> must already
+/// be rounded to 1e-6 (as <c>CostCalculator</c> returns it).
+/// </summary>
+public sealed record UsageRecord
+{
+    /// <summary>Unique id of the request (at most 200 characters).</summary>
+    public required string RequestId { get; init; }
+
+    /// <summary>When the request arrived; decides the UTC day, month and price version it counts in.</summary>
+    public required DateTimeOffset Timestamp { get; init; }
+
+    /// <summary>The tenant billed.</summary>
+    public required string Tenant { get; init; }
+
+    /// <summary>The API key used (its id, never the secret).</summary>
+    public required string KeyId { get; init; }
+
+    /// <summary>The model id requested.</summary>
+    public required string Model { get; init; }
+
+    /// <summary>The node that served (or refused) it.</summary>
+    public required string Node { get; init; }
+
+    /// <summary>The jurisdiction the request was processed in.</summary>
+    public required string Jurisdiction { get; init; }
+
+    /// <summary>Detected language of the prompt (BCP 47), if known.</summary>
+    public string? Language { get; init; }
+
+    /// <summary>Prompt (input) tokens, cached ones included.</summary>
+    public int PromptTokens { get; init; }
+
+    /// <summary>Completion (output) tokens.</summary>
+    public int CompletionTokens { get; init; }
+
+    /// <summary>Prompt tokens served from the prefix cache.</summary>
+    public int CachedTokens { get; init; }
+
+    /// <summary>Time waiting for admission.</summary>
+    public long QueueTimeMs { get; init; }
+
+    /// <summary>Time to the first token, when one was produced.</summary>
+    public long? TimeToFirstTokenMs { get; init; }
+
+    /// <summary>Total time from arrival to the end.</summary>
+    public long DurationMs { get; init; }
+
+    /// <summary>The request's share of each batched decode step it took part in, in seconds (stored to the microsecond, half to even).</summary>
+    public decimal ComputeSeconds { get; init; }
+
+    /// <summary>How it ended.</summary>
+    public UsageOutcome Outcome { get; init; }
+
+    /// <summary>Why it was refused (required when <see cref="Outcome"/> is Refused), or an error code for other outcomes.</summary>
+    public string? RefusalCode { get; init; }
+
+    /// <summary>What it costs, &gt;= 0 and rounded to 1e-6 (0 for a refused request).</summary>
+    public decimal Cost { get; init; }
+
+    /// <summary>ISO 4217 code of <see cref="Cost"/> (the tenant's plan currency, also for a refusal).</summary>
+    public required string Currency { get; init; }
+
+    /// <summary>The price that applied (<c>EffectivePrice.Version</c>); required when <see cref="Cost"/> is not zero.</summary>
+    public string? PriceVersion { get; init; }
+}

@@ -1,0 +1,59 @@
+namespace Sovereign.Metering.Pricing;
+
+/// <summary>
+/// Exact cost arithmetic. Rule: every component is computed in full <see cref="decimal"/> precision
+/// (tokens * rate / 1,000,000 and seconds * rate), the components are summed, and only the sum is rounded, half to
+/// even, to <see cref="Decimals"/> places (1e-6 currency units, the ledger's unit). Rounding once at the end keeps a
+/// request's cost independent of how its components are split.
+/// </summary>
+public static class CostCalculator
+{
+    /// <summary>Decimal places of every cost (micro-units of the currency).</summary>
+    public const int Decimals = 6;
+
+    private const decimal Million = 1_000_000m;
+
+    /// <summary>The cost of a finished (or cancelled) request; a rate that the price leaves unset is not charged.</summary>
+    public static decimal Cost(ModelPrice price, long promptTokens, long completionTokens, decimal computeSeconds)
+    {
+        ArgumentNullException.ThrowIfNull(price);
+        ArgumentOutOfRangeException.ThrowIfNegative(promptTokens);
+        ArgumentOutOfRangeException.ThrowIfNegative(completionTokens);
+        ArgumentOutOfRangeException.ThrowIfNegative(computeSeconds);
+        var raw = (promptTokens * (price.InputPerMillion ?? 0m) / Million)
+            + (completionTokens * (price.OutputPerMillion ?? 0m) / Million)
+            + (computeSeconds * (price.PerComputeSecond ?? 0m));
+        return Math.Round(raw, Decimals, MidpointRounding.ToEven);
+    }
+
+    /// <inheritdoc cref="Cost(ModelPrice, long, long, decimal)"/>
+    public static decimal Cost(EffectivePrice price, long promptTokens, long completionTokens, decimal computeSeconds)
+    {
+        ArgumentNullException.ThrowIfNull(price);
+        return Cost(price.Price, promptTokens, completionTokens, computeSeconds);
+    }
+
+    /// <summary>
+    /// The most a request can cost (for budget reservation before it runs): the prompt plus <paramref name="maxTokens"/>
+    /// completion tokens plus <paramref name="maxComputeSeconds"/>. Rounding is monotonic, so
+    /// <c>Cost(...) &lt;= MaxCost(...)</c> whenever the actual usage is within the bounds.
+    /// </summary>
+    /// <exception cref="ArgumentException">The price charges compute seconds and no bound was given.</exception>
+    public static decimal MaxCost(ModelPrice price, long promptTokens, long maxTokens, decimal? maxComputeSeconds = null)
+    {
+        ArgumentNullException.ThrowIfNull(price);
+        if (price.PerComputeSecond is > 0m && maxComputeSeconds is null)
+        {
+            throw new ArgumentException("this price charges compute seconds: pass maxComputeSeconds to bound the reservation", nameof(maxComputeSeconds));
+        }
+
+        return Cost(price, promptTokens, maxTokens, maxComputeSeconds ?? 0m);
+    }
+
+    /// <inheritdoc cref="MaxCost(ModelPrice, long, long, decimal?)"/>
+    public static decimal MaxCost(EffectivePrice price, long promptTokens, long maxTokens, decimal? maxComputeSeconds = null)
+    {
+        ArgumentNullException.ThrowIfNull(price);
+        return MaxCost(price.Price, promptTokens, maxTokens, maxComputeSeconds);
+    }
+}

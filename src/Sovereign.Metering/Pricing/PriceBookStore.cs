@@ -1,0 +1,209 @@
+using System.Data.Common;
+using System.Globalization;
+using Sovereign.Storage;
+
+namespace Sovereign.Metering.Pricing;
+
+/// <summary>
+/// Persists the price book in two tables. Rates are stored as invariant decimal strings (TEXT), so any precision a
+/// rate has survives exactly on both engines; effective times are unix milliseconds (BIGINT).
+/// Saving replaces the whole book in one transaction after checking the change against the stored book, so a
+/// published price in force can never be rewritten, even by two admins saving at once.
+/// </summary>
+public sealed class PriceBookStore
+{
+    private readonly SqlDatabase _database;
+
+    /// <summary>Creates a store over <paramref name="database"/>; call <see cref="MigrateAsync"/> once at start.</summary>
+    public PriceBookStore(SqlDatabase database)
+    {
+        ArgumentNullException.ThrowIfNull(database);
+        _database = database;
+    }
+
+    /// <summary>The schema: <c>metering_plans</c> and <c>metering_prices</c>.</summary>
+    public static IReadOnlyList<SqlMigration> Migrations { get; } =
+    [
+        new("metering-pricing-001-plans-prices",
+        [
+            """
+            CREATE TABLE metering_plans (
+                name TEXT NOT NULL PRIMARY KEY,
+                position INTEGER NOT NULL,
+                currency TEXT NOT NULL,
+                weight INTEGER NOT NULL,
+                priority TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE metering_prices (
+                plan_name TEXT NOT NULL,
+                model TEXT NOT NULL,
+                effective_from BIGINT NOT NULL,
+                input_per_million TEXT NULL,
+                output_per_million TEXT NULL,
+                per_compute_second TEXT NULL,
+                PRIMARY KEY (plan_name, model, effective_from)
+            )
+            """,
+        ]),
+    ];
+
+    /// <summary>Applies <see cref="Migrations"/> (idempotent).</summary>
+    public Task MigrateAsync(CancellationToken cancellationToken = default) => _database.MigrateAsync(Migrations, cancellationToken);
+
+    /// <summary>The stored book (<see cref="PriceBook.Empty"/> when nothing was saved).</summary>
+    public async Task<PriceBook> LoadAsync(CancellationToken cancellationToken = default)
+    {
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        return await LoadAsync(connection, null, cancellationToken);
+    }
+
+    /// <summary>
+    /// Saves <paramref name="book"/> as the published book. Throws <see cref="PriceValidationException"/> when,
+    /// compared with the stored book at <paramref name="now"/>, the change would be retroactive
+    /// (<see cref="PriceValidator.ValidateChange"/>); nothing is written then.
+    /// </summary>
+    public async Task SaveAsync(PriceBook book, DateTimeOffset now, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(book);
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+
+        // Read inside the write transaction so the check and the write see the same published book.
+        var published = await LoadAsync(connection, transaction, cancellationToken);
+        var errors = PriceValidator.ValidateChange(published, book.Plans, now);
+        if (errors.Count > 0)
+        {
+            throw new PriceValidationException(errors);
+        }
+
+        await ExecuteAsync(connection, transaction, "DELETE FROM metering_prices", cancellationToken);
+        await ExecuteAsync(connection, transaction, "DELETE FROM metering_plans", cancellationToken);
+        using var insertPlan = Command(connection, transaction, "INSERT INTO metering_plans (name, position, currency, weight, priority) VALUES (@name, @position, @currency, @weight, @priority)");
+        using var insertPrice = Command(connection, transaction,
+            "INSERT INTO metering_prices (plan_name, model, effective_from, input_per_million, output_per_million, per_compute_second) " +
+            "VALUES (@plan, @model, @from, @input, @output, @compute)");
+        for (var position = 0; position < book.Plans.Count; position++)
+        {
+            var plan = book.Plans[position];
+            SetParameters(insertPlan, plan.Name, position, plan.Currency, plan.Weight, plan.Priority.ToString());
+            await insertPlan.ExecuteNonQueryAsync(cancellationToken);
+            foreach (var price in plan.Prices)
+            {
+                SetParameters(insertPrice, plan.Name, price.Model, price.EffectiveFrom.ToUnixTimeMilliseconds(), Text(price.InputPerMillion), Text(price.OutputPerMillion), Text(price.PerComputeSecond));
+                await insertPrice.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    private static async Task<PriceBook> LoadAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        var prices = new Dictionary<string, List<ModelPrice>>(StringComparer.Ordinal);
+        using (var command = Command(connection, transaction, "SELECT plan_name, model, effective_from, input_per_million, output_per_million, per_compute_second FROM metering_prices ORDER BY plan_name, model, effective_from"))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                var plan = reader.GetString(0);
+                if (!prices.TryGetValue(plan, out var list))
+                {
+                    prices[plan] = list = [];
+                }
+
+                list.Add(new ModelPrice
+                {
+                    Model = reader.GetString(1),
+                    EffectiveFrom = DateTimeOffset.FromUnixTimeMilliseconds(Convert.ToInt64(reader.GetValue(2), CultureInfo.InvariantCulture)),
+                    InputPerMillion = Rate(reader, 3),
+                    OutputPerMillion = Rate(reader, 4),
+                    PerComputeSecond = Rate(reader, 5),
+                });
+            }
+        }
+
+        var plans = new List<Plan>();
+        using (var command = Command(connection, transaction, "SELECT name, currency, weight, priority FROM metering_plans ORDER BY position, name"))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                var name = reader.GetString(0);
+                plans.Add(new Plan
+                {
+                    Name = name,
+                    Currency = reader.GetString(1),
+                    Weight = Convert.ToInt32(reader.GetValue(2), CultureInfo.InvariantCulture),
+                    Priority = Enum.Parse<PriorityClass>(reader.GetString(3)),
+                    Prices = prices.TryGetValue(name, out var list) ? list : [],
+                });
+            }
+        }
+
+        return plans.Count == 0 ? PriceBook.Empty : new PriceBook(plans);
+    }
+
+    private static decimal? Rate(DbDataReader reader, int ordinal) =>
+        reader.IsDBNull(ordinal) ? null : decimal.Parse(reader.GetString(ordinal), NumberStyles.Number, CultureInfo.InvariantCulture);
+
+    private static string? Text(decimal? rate) => rate?.ToString(CultureInfo.InvariantCulture);
+
+    private static DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        return command;
+    }
+
+    private static void SetParameters(DbCommand command, params object?[] values)
+    {
+        // Parameters are bound by position of first use: names come from the SQL's @tokens in order.
+        if (command.Parameters.Count == 0)
+        {
+            foreach (var name in ParameterNames(command.CommandText))
+            {
+                SqlDatabase.AddParameter(command, name, null);
+            }
+        }
+
+        for (var i = 0; i < values.Length; i++)
+        {
+            command.Parameters[i].Value = values[i] ?? DBNull.Value;
+        }
+    }
+
+    private static IEnumerable<string> ParameterNames(string sql)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < sql.Length; i++)
+        {
+            if (sql[i] != '@')
+            {
+                continue;
+            }
+
+            var end = i + 1;
+            while (end < sql.Length && (char.IsAsciiLetterOrDigit(sql[end]) || sql[end] == '_'))
+            {
+                end++;
+            }
+
+            var name = sql[i..end];
+            if (seen.Add(name))
+            {
+                yield return name;
+            }
+
+            i = end - 1;
+        }
+    }
+
+    private static async Task ExecuteAsync(DbConnection connection, DbTransaction transaction, string sql, CancellationToken cancellationToken)
+    {
+        using var command = Command(connection, transaction, sql);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+}
