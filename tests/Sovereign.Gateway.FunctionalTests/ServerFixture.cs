@@ -25,6 +25,18 @@ public sealed class ServerFixture : IAsyncLifetime
     private readonly string _dataDirectory = Directory.CreateTempSubdirectory("sovereign-test-").FullName;
 
     public WebApplication App { get; private set; } = null!;
+
+    /// <summary>The server's data directory (database, generated admin token).</summary>
+    public string DataDirectory => _dataDirectory;
+
+    /// <summary>An HTTP client with the generated operator token.</summary>
+    public HttpClient AdminClient()
+    {
+        var client = new HttpClient { BaseAddress = BaseAddress };
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue(
+            "Bearer", File.ReadAllText(Path.Combine(_dataDirectory, Sovereign.Gateway.ControlPlane.AdminToken.FileName)).Trim());
+        return client;
+    }
     public Uri BaseAddress { get; private set; } = null!;
     public HttpClient Http { get; private set; } = null!;
     public OpenAIClient OpenAI { get; private set; } = null!;
@@ -38,8 +50,8 @@ public sealed class ServerFixture : IAsyncLifetime
         {
             Models =
             [
-                new ModelOptions { Id = Stories, Path = TestModels.Stories260K, ContextLength = 256, Parallel = 8, Threads = 1 },
-                new ModelOptions { Id = TinyRandom, Path = TestModels.TinyRandomLlama2, ContextLength = 512, Parallel = 4, Threads = 1 },
+                new ModelOptions { Id = Stories, Path = TestModels.Stories260K, ContextLength = 256, Parallel = 8, Threads = 1, Languages = ["en"] },
+                new ModelOptions { Id = TinyRandom, Path = TestModels.TinyRandomLlama2, ContextLength = 512, Parallel = 4, Threads = 1, Languages = ["th", "hi"] },
                 new ModelOptions { Id = StoriesEmbedding, Path = TestModels.Stories260K, Kind = ModelKind.Embedding, Threads = 1 },
             ],
             Urls = "http://127.0.0.1:0",

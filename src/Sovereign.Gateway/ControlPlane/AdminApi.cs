@@ -39,6 +39,7 @@ public static partial class AdminApi
         admin.MapPut("/nodes/{id}/state", SetNodeState);
         admin.MapDelete("/nodes/{id}", DeleteNode);
         admin.MapGet("/jurisdictions", ListJurisdictions);
+        admin.MapGet("/models/{id}/languages", LanguageTaxReport);
         admin.MapGet("/audit", ReadAudit);
         admin.MapPost("/audit/verify", VerifyAudit);
         admin.MapPost("/audit/checkpoint", Checkpoint);
@@ -229,6 +230,34 @@ public static partial class AdminApi
         return Json(new { id, deleted = true });
     }
 
+    /// <summary>The language tax of a served chat model: tokens per 1,000 characters per language, and the ratio to English.</summary>
+    private static IResult LanguageTaxReport(string id, Models.ModelCatalog catalog)
+    {
+        if (!catalog.TryGet(id, out var model) || model.Model is not { } llama)
+        {
+            throw NotFound("chat model", id);
+        }
+
+        var report = Languages.LanguageTax.Measure(id, text => llama.Tokenize(text, addBos: false).Length);
+        return Json(new
+        {
+            model = report.ModelId,
+            base_language = Languages.LanguageTax.BaseLanguage,
+            languages = report.Entries.Select(e => new
+            {
+                language = e.Language,
+                name = e.Name,
+                characters = e.Characters,
+                tokens = e.Tokens,
+                tokens_per_1000_characters = Math.Round(e.TokensPer1000Characters, 1),
+                ratio_to_english = Math.Round(e.RatioToEnglish, 3),
+                document_ratio_to_english = Math.Round(e.ContentRatioToEnglish, 3),
+            }),
+            without_reference_text = report.WithoutReferenceText,
+            source = report.Source,
+        });
+    }
+
     private static IResult ListJurisdictions(JurisdictionCatalog catalog) => Json(new
     {
         countries = catalog.CountryCodes,
@@ -240,9 +269,7 @@ public static partial class AdminApi
         var query = context.Request.Query;
         var (from, to) = AuditRange(query["from"], query["to"]);
         var tenant = query["tenant"].ToString();
-        var entries = string.IsNullOrEmpty(tenant)
-            ? (await audit.ReadAsync(1, long.MaxValue, context.RequestAborted)).Where(e => e.Timestamp >= from.ToUnixTimeMilliseconds() && e.Timestamp <= to.ToUnixTimeMilliseconds()).ToList()
-            : await audit.ReadAsync(tenant, from, to, cancellationToken: context.RequestAborted);
+        var entries = await audit.ReadAsync(string.IsNullOrEmpty(tenant) ? null : tenant, from, to, cancellationToken: context.RequestAborted);
         return Json(new { data = entries.Select(AuditJson) });
     }
 

@@ -37,12 +37,30 @@ internal static class ControlPlaneServices
         services.TryAddSingleton<CallerAuthenticator>();
         services.TryAddSingleton<NodeDirectory>();
         services.TryAddSingleton<InferenceRouter>();
+        services.TryAddSingleton<LanguageRouting>();
         services.TryAddSingleton<UpstreamProxy>();
         services.AddHttpClient(UpstreamProxy.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan);
     }
 
     /// <summary>The registrar must run after the models have loaded: call after the catalog is registered.</summary>
-    public static void AddLocalNodeRegistration(this IServiceCollection services) => services.AddHostedService<LocalNodeRegistrar>();
+    public static void AddLocalNodeRegistration(this IServiceCollection services)
+    {
+        services.AddHostedService<LocalNodeRegistrar>();
+
+        // Resolving the token at start writes its file, so the CLI on this machine finds it as soon as the server runs.
+        services.AddHostedService(sp => new StartupAction(() => sp.GetRequiredService<AdminToken>()));
+    }
+
+    private sealed class StartupAction(Action action) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            action();
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
 
     private static JurisdictionCatalog CreateCatalog(SovereignOptions options) =>
         options.JurisdictionGroups.Count == 0

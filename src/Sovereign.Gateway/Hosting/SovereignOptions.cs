@@ -50,6 +50,18 @@ public sealed class SovereignOptions
     /// <summary>Where state lives.</summary>
     public DatabaseOptions Database { get; set; } = new();
 
+    /// <summary>Language detection: which languages (default: the covered set) and in which accuracy mode.</summary>
+    public Sovereign.Languages.LanguageDetectorOptions Languages { get; set; } = new();
+
+    /// <summary>Detect the language of every request (recorded with its usage and audit entry), not only of aliased ones.</summary>
+    public bool DetectLanguageOfEveryRequest { get; set; } = true;
+
+    /// <summary>
+    /// Model aliases routed by language, e.g. <c>auto</c> or <c>legal-th</c>. Without an <c>auto</c> entry, one is
+    /// built from the chat models and their declared languages (the first chat model is the default).
+    /// </summary>
+    public Dictionary<string, AliasOptions> Aliases { get; set; } = [];
+
     /// <summary>Operator-defined jurisdiction groups: name to member countries or groups.</summary>
     public Dictionary<string, List<string>> JurisdictionGroups { get; set; } = [];
 
@@ -89,4 +101,24 @@ public sealed class DatabaseOptions
 
     /// <summary>For Sqlite: the file path (default &lt;data dir&gt;/sovereign.db). For PostgreSql: an Npgsql connection string.</summary>
     public string? ConnectionString { get; set; }
+}
+
+/// <summary>A language-routed model alias.</summary>
+public sealed class AliasOptions
+{
+    /// <summary>The model used for undetermined text or a language no candidate serves.</summary>
+    public string Default { get; set; } = "";
+
+    /// <summary>Candidates in order of preference.</summary>
+    public List<AliasCandidateOptions> Candidates { get; set; } = [];
+}
+
+/// <summary>One candidate of an alias.</summary>
+public sealed class AliasCandidateOptions
+{
+    /// <summary>The model id.</summary>
+    public string Model { get; set; } = "";
+
+    /// <summary>Languages it serves (ISO 639-1 codes); empty means the model's declared languages.</summary>
+    public List<string> Languages { get; set; } = [];
 }

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Engine;
 
@@ -10,7 +11,7 @@ internal static class ChatCompletionsEndpoint
 {
     private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant"];
 
-    public static async Task HandleAsync(HttpContext context, InferenceRouter router, UpstreamProxy proxy, NodeDirectory nodes, IOptions<SovereignOptions> options, TimeProvider time)
+    public static async Task HandleAsync(HttpContext context, InferenceRouter router, LanguageRouting languages, UpstreamProxy proxy, NodeDirectory nodes, IOptions<SovereignOptions> options, TimeProvider time)
     {
         var limits = options.Value.Limits;
         var caller = await router.AuthenticateAsync(context);
@@ -39,7 +40,8 @@ internal static class ChatCompletionsEndpoint
             throw OpenAIException.BadRequest($"response_format '{format}' is not supported by this server.", "response_format", "unsupported_parameter");
         }
 
-        var routed = await router.RouteAsync(context, caller, request.Model, ModelKind.Chat);
+        var lastUser = turns.LastOrDefault(t => t.Role == "user").Content ?? turns[^1].Content;
+        var routed = await RouteAsync(context, router, languages, caller, request.Model, lastUser);
         if (routed.ExternalNode is not null)
         {
             await ExternalForwarding.ForwardAsync(context, routed, router, proxy, nodes, "chat/completions");
@@ -61,7 +63,7 @@ internal static class ChatCompletionsEndpoint
             .ToArray();
 
         using var run = GenerationRun.Start(model.Batcher!, choices, context.RequestAborted);
-        await using var accounting = new LocalAccounting(router, routed, prompt.Length);
+        await using var accounting = new LocalAccounting(router, languages, routed, prompt.Length, lastUser);
         var id = GenerationRun.NewId("chatcmpl-");
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         if (request.Stream == true)
@@ -78,6 +80,24 @@ internal static class ChatCompletionsEndpoint
                 results.Select((r, i) => new ChatChoice(i, new AssistantMessage("assistant", r.Text), null, GenerationRun.FinishReasonOf(r.Result.FinishReason))).ToArray(),
                 new Usage(prompt.Length, completionTokens, prompt.Length + completionTokens), SystemFingerprint),
             OpenAIJson.Options).ExecuteAsync(context);
+    }
+
+    /// <summary>Routes the request; an alias (e.g. <c>auto</c>) first resolves to the best allowed model for the text's language.</summary>
+    internal static async Task<RoutedRequest> RouteAsync(HttpContext context, InferenceRouter router, LanguageRouting languages, Caller caller, string? model, string text)
+    {
+        if (!languages.IsAlias(model))
+        {
+            return await router.RouteAsync(context, caller, model, ModelKind.Chat);
+        }
+
+        var choice = await languages.ChooseAsync(router, caller, model!, text);
+        if (!choice.IsRouted)
+        {
+            throw new OpenAIException(StatusCodes.Status403Forbidden,
+                $"No model that your policy allows can serve '{model}' for this request: {choice.Reason}", "permission_error", "model", "model_not_allowed");
+        }
+
+        return await router.RouteAsync(context, caller, choice.ModelId, ModelKind.Chat, model, choice);
     }
 
     /// <summary>Identifies this build in responses, as OpenAI's <c>system_fingerprint</c> does.</summary>

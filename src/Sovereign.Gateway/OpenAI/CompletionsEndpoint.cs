@@ -11,7 +11,7 @@ internal static class CompletionsEndpoint
 {
     private const int MaxPrompts = 64;
 
-    public static async Task HandleAsync(HttpContext context, InferenceRouter router, UpstreamProxy proxy, NodeDirectory nodes, IOptions<SovereignOptions> options, TimeProvider time)
+    public static async Task HandleAsync(HttpContext context, InferenceRouter router, LanguageRouting languages, UpstreamProxy proxy, NodeDirectory nodes, IOptions<SovereignOptions> options, TimeProvider time)
     {
         var limits = options.Value.Limits;
         var caller = await router.AuthenticateAsync(context);
@@ -37,7 +37,8 @@ internal static class CompletionsEndpoint
             throw OpenAIException.BadRequest("best_of is not supported by this server.", "best_of", "unsupported_parameter");
         }
 
-        var routed = await router.RouteAsync(context, caller, request.Model, ModelKind.Chat);
+        var promptText = request.Prompt is { ValueKind: JsonValueKind.String } p ? p.GetString()! : "";
+        var routed = await ChatCompletionsEndpoint.RouteAsync(context, router, languages, caller, request.Model, promptText);
         if (routed.ExternalNode is not null)
         {
             await ExternalForwarding.ForwardAsync(context, routed, router, proxy, nodes, "completions");
@@ -71,7 +72,7 @@ internal static class CompletionsEndpoint
 
         var promptTokens = prompts.Sum(p => p.Length);
         using var run = GenerationRun.Start(model.Batcher!, choices, context.RequestAborted);
-        await using var accounting = new LocalAccounting(router, routed, promptTokens);
+        await using var accounting = new LocalAccounting(router, languages, routed, promptTokens, promptText);
         var id = GenerationRun.NewId("cmpl-");
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         var fingerprint = ChatCompletionsEndpoint.SystemFingerprint;

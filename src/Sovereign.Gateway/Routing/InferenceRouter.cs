@@ -6,6 +6,7 @@ using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Models;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Inference.Engine;
+using Sovereign.Languages;
 using Sovereign.Residency.Audit;
 using Sovereign.Residency.Jurisdictions;
 using Sovereign.Residency.Policies;
@@ -50,6 +51,15 @@ public sealed class RoutedRequest
 
     /// <summary>The model on the external node.</summary>
     public NodeModel? ExternalModel { get; }
+
+    /// <summary>The request's language, once detected.</summary>
+    public string? Language { get; set; }
+
+    /// <summary>For an alias: which alias, and why it resolved to <see cref="Model"/>.</summary>
+    public RouteChoice? AliasChoice { get; init; }
+
+    /// <summary>The alias the client asked for, if any.</summary>
+    public string? Alias { get; init; }
 }
 
 /// <summary>A model as /v1/models lists it.</summary>
@@ -110,7 +120,7 @@ public sealed class InferenceRouter(
     }
 
     /// <summary>Decides and audits where an authenticated request runs; throws the OpenAI error to answer with when refused.</summary>
-    public async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, string? model, ModelKind kind)
+    public async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias = null, RouteChoice? aliasChoice = null)
     {
         if (string.IsNullOrEmpty(model))
         {
@@ -145,7 +155,7 @@ public sealed class InferenceRouter(
                 throw OpenAIException.ModelNotFound(model);
             }
 
-            return await AllowAsync(context, new RoutedRequest(requestId, caller, model, settings.NodeId, here, local, null, null), here, ["anonymous: served by the local node only"]);
+            return await AllowAsync(context, new RoutedRequest(requestId, caller, model, settings.NodeId, here, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language }, here, ["anonymous: served by the local node only"]);
         }
 
         var replicas = new List<ModelReplica>();
@@ -180,7 +190,7 @@ public sealed class InferenceRouter(
                 Decision = AuditDecision.Refused,
                 DecisionCode = decision.Code,
                 Reasons = decision.Reasons,
-                Details = new Dictionary<string, string> { ["request_id"] = requestId },
+                Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = requestId }, alias, aliasChoice),
             }, context.RequestAborted);
             context.Response.Headers[AuditIdHeader] = requestId;
             throw new OpenAIException(
@@ -194,9 +204,9 @@ public sealed class InferenceRouter(
 
         var selected = decision.SelectedReplica!;
         var routed = selected.Kind == NodeKind.Local
-            ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, local, null, null)
+            ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language }
             : external.First(e => e.Node.Id == selected.NodeId) is var target
-                ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, null, target.Node, target.Model)
+                ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, null, target.Node, target.Model) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language }
                 : throw new InvalidOperationException("The decider chose an unknown replica.");
         return await AllowAsync(context, routed, localNode?.Jurisdiction ?? here, decision.Reasons);
     }
@@ -217,7 +227,7 @@ public sealed class InferenceRouter(
             Decision = AuditDecision.Allowed,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
-            Details = new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome },
+            Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.Alias, request.AliasChoice),
         });
 
     private async Task<RoutedRequest> AllowAsync(HttpContext context, RoutedRequest routed, string gatewayJurisdiction, IReadOnlyList<string> reasons)
@@ -235,13 +245,32 @@ public sealed class InferenceRouter(
             Jurisdiction = routed.Jurisdiction,
             Decision = AuditDecision.Allowed,
             Reasons = reasons,
-            Details = new Dictionary<string, string> { ["request_id"] = routed.RequestId, ["gateway_jurisdiction"] = gatewayJurisdiction },
+            Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = routed.RequestId, ["gateway_jurisdiction"] = gatewayJurisdiction }, routed.Alias, routed.AliasChoice),
         }, context.RequestAborted);
         var headers = context.Response.Headers;
         headers[JurisdictionHeader] = routed.Jurisdiction;
         headers[NodeHeader] = routed.NodeId;
         headers[AuditIdHeader] = routed.RequestId;
+        if (routed.AliasChoice is { } choice)
+        {
+            headers[LanguageRouting.LanguageHeader] = choice.Language;
+            headers[LanguageRouting.RouteReasonHeader] = Uri.EscapeDataString(choice.Reason);
+        }
+
         return routed;
+    }
+
+    /// <summary>Adds the alias, the language it detected and its reason to an audit entry's details.</summary>
+    private static Dictionary<string, string> AliasDetails(Dictionary<string, string> details, string? alias, RouteChoice? choice)
+    {
+        if (alias is not null && choice is not null)
+        {
+            details["alias"] = alias;
+            details["language"] = choice.Language;
+            details["route_reason"] = choice.Reason;
+        }
+
+        return details;
     }
 
     private static ModelFacts FactsOf(string model, ServedModel? local, NodeModel? external) =>

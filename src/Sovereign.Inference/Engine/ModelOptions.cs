@@ -61,6 +61,9 @@ public sealed class ModelOptions
     /// <summary>The publisher's country (ISO 3166-1 alpha-2); residency policies can allow or deny by it.</summary>
     public string? Origin { get; set; }
 
+    /// <summary>Languages (ISO 639-1 codes) the model serves well; <c>model: "auto"</c> routes by them.</summary>
+    public List<string> Languages { get; set; } = [];
+
     /// <summary>Requests allowed to wait for capacity; beyond this the server answers 503 with Retry-After.</summary>
     public int MaxQueue { get; set; } = DefaultMaxQueue;
 

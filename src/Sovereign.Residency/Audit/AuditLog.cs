@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Data.Common;
+using Microsoft.Data.Sqlite;
 using Sovereign.Storage;
 
 namespace Sovereign.Residency.Audit;
@@ -18,6 +19,13 @@ public sealed record AuditLogOptions
     /// just a killed process. It costs an fsync per group commit.
     /// </summary>
     public bool SqliteSynchronousFull { get; init; }
+
+    /// <summary>
+    /// SQLite only: how many commits between WAL checkpoints, which then run on a pool thread instead of inside an
+    /// append (SQLite's automatic checkpoint copies pages and fsyncs in whichever commit crosses 1000 pages: a
+    /// multi-millisecond stall on one request, and on every request queued behind it). 0 keeps SQLite's default.
+    /// </summary>
+    public int SqliteWalCheckpointCommits { get; init; } = 200;
 }
 
 /// <summary>
@@ -45,6 +53,9 @@ public sealed class AuditLog : IAsyncDisposable
     private DbCommand? _insert;
     private DbCommand? _moveHead;
     private int _disposed;
+    private int _closed;
+    private int _commitsSinceWalCheckpoint;
+    private Task _walCheckpoint = Task.CompletedTask;
 
     private AuditLog(SqlDatabase database, OperatorSigningKey signingKey, AuditLogOptions options, TimeProvider time)
     {
@@ -77,6 +88,7 @@ public sealed class AuditLog : IAsyncDisposable
         options ??= new AuditLogOptions();
         ArgumentOutOfRangeException.ThrowIfLessThan(options.CheckpointInterval, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxBatchSize, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(options.SqliteWalCheckpointCommits);
 
         await database.MigrateAsync(Migrations, cancellationToken);
         var log = new AuditLog(database, signingKey, options, timeProvider ?? TimeProvider.System);
@@ -114,14 +126,21 @@ public sealed class AuditLog : IAsyncDisposable
             SqlDatabase.AddParameter(command, "@to", toSequence);
         }, cancellationToken);
 
-    /// <summary>A tenant's entries with <paramref name="from"/> &lt;= time &lt; <paramref name="to"/>, in order, at most <paramref name="limit"/>.</summary>
-    public Task<IReadOnlyList<AuditEntry>> ReadAsync(string tenant, DateTimeOffset from, DateTimeOffset to, int limit = 10_000, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Entries of <paramref name="tenant"/> (every tenant when null) with <paramref name="from"/> &lt;= time &lt;
+    /// <paramref name="to"/>, in sequence order, at most <paramref name="limit"/> (indexed by tenant and by time).
+    /// </summary>
+    public Task<IReadOnlyList<AuditEntry>> ReadAsync(string? tenant, DateTimeOffset from, DateTimeOffset to, int limit = 10_000, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(tenant);
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
-        return AuditStore.ReadEntriesAsync(_database, "WHERE tenant = @tenant AND at_ms >= @from AND at_ms < @to ORDER BY seq LIMIT @limit", command =>
+        var where = tenant is null ? "WHERE at_ms >= @from AND at_ms < @to" : "WHERE tenant = @tenant AND at_ms >= @from AND at_ms < @to";
+        return AuditStore.ReadEntriesAsync(_database, where + " ORDER BY seq LIMIT @limit", command =>
         {
-            SqlDatabase.AddParameter(command, "@tenant", tenant);
+            if (tenant is not null)
+            {
+                SqlDatabase.AddParameter(command, "@tenant", tenant);
+            }
+
             SqlDatabase.AddParameter(command, "@from", from.ToUnixTimeMilliseconds());
             SqlDatabase.AddParameter(command, "@to", to.ToUnixTimeMilliseconds());
             SqlDatabase.AddParameter(command, "@limit", (long)limit);
@@ -154,17 +173,19 @@ public sealed class AuditLog : IAsyncDisposable
             await Task.Delay(1);
         }
 
+        Interlocked.Exchange(ref _closed, 1); // before FailPending: an append that misses this flag is failed below
         FailPending();
         await CloseConnectionAsync();
+        await _walCheckpoint;
     }
 
     private async Task<T> SubmitAsync<T>(Work work, Task<T> completion, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         _pending.Enqueue(work);
-        if (Volatile.Read(ref _disposed) != 0)
+        if (Volatile.Read(ref _closed) != 0)
         {
-            FailPending(); // raced with DisposeAsync, which may already have closed the connection
+            FailPending(); // raced with DisposeAsync, which holds the writer role for good: nobody else will commit it
         }
         else
         {
@@ -326,6 +347,7 @@ public sealed class AuditLog : IAsyncDisposable
             {
                 var (state, results) = await CommitAsync(batch);
                 _state = state;
+                MaybeCheckpointWal();
                 for (var i = 0; i < batch.Count; i++)
                 {
                     batch[i].Complete(results[i]);
@@ -427,6 +449,32 @@ public sealed class AuditLog : IAsyncDisposable
         return (new ChainState(sequence, hash, timestamp, checkpoint), results);
     }
 
+    /// <summary>Every N commits, a PASSIVE WAL checkpoint on its own connection: it never blocks the next append.</summary>
+    private void MaybeCheckpointWal()
+    {
+        if (_database.Provider != SqlProvider.Sqlite || _options.SqliteWalCheckpointCommits == 0
+            || ++_commitsSinceWalCheckpoint < _options.SqliteWalCheckpointCommits || !_walCheckpoint.IsCompleted)
+        {
+            return;
+        }
+
+        _commitsSinceWalCheckpoint = 0;
+        _walCheckpoint = Task.Run(async () =>
+        {
+            try
+            {
+                await using var connection = await _database.OpenAsync();
+                using var command = connection.CreateCommand();
+                command.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
+                await command.ExecuteNonQueryAsync();
+            }
+            catch (DbException)
+            {
+                // Housekeeping only: the WAL keeps every commit; the next attempt (or any other connection) catches up.
+            }
+        });
+    }
+
     private async Task<DbConnection> EnsureConnectionAsync()
     {
         if (_connection is not null)
@@ -437,10 +485,11 @@ public sealed class AuditLog : IAsyncDisposable
         var connection = await _database.OpenAsync();
         try
         {
-            if (_options.SqliteSynchronousFull && _database.Provider == SqlProvider.Sqlite)
+            if (_database.Provider == SqlProvider.Sqlite && (_options.SqliteSynchronousFull || _options.SqliteWalCheckpointCommits > 0))
             {
                 using var pragma = connection.CreateCommand();
-                pragma.CommandText = "PRAGMA synchronous=FULL";
+                pragma.CommandText = (_options.SqliteSynchronousFull ? "PRAGMA synchronous=FULL;" : string.Empty) +
+                    (_options.SqliteWalCheckpointCommits > 0 ? "PRAGMA wal_autocheckpoint=0;" : string.Empty);
                 await pragma.ExecuteNonQueryAsync();
             }
 
@@ -521,6 +570,21 @@ public sealed class AuditLog : IAsyncDisposable
 
         if (_connection is not null)
         {
+            // Pooled connections keep their pragmas: give the next user SQLite's default WAL behaviour back.
+            if (_connection is SqliteConnection sqlite && _options.SqliteWalCheckpointCommits > 0)
+            {
+                try
+                {
+                    using var reset = sqlite.CreateCommand();
+                    reset.CommandText = "PRAGMA wal_autocheckpoint=1000";
+                    reset.ExecuteNonQuery();
+                }
+                catch (SqliteException)
+                {
+                    SqliteConnection.ClearPool(sqlite);
+                }
+            }
+
             await _connection.DisposeAsync();
             _connection = null;
         }

@@ -1,0 +1,60 @@
+using Microsoft.Extensions.Options;
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Models;
+using Sovereign.Inference.Engine;
+using Sovereign.Languages;
+
+namespace Sovereign.Gateway.Routing;
+
+/// <summary>
+/// Detects each request's language and resolves model aliases (<c>auto</c>, <c>legal-th</c>, …) to the best model
+/// the tenant's policy allows for it. The detector (about 200 MB) is loaded on first use, so servers that never
+/// see an alias or need a language do not pay for it.
+/// </summary>
+public sealed class LanguageRouting(ModelCatalog catalog, IOptions<SovereignOptions> options)
+{
+    /// <summary>Response header: the detected language.</summary>
+    public const string LanguageHeader = "x-sovereign-language";
+
+    /// <summary>Response header: why the alias resolved to its model.</summary>
+    public const string RouteReasonHeader = "x-sovereign-route-reason";
+
+    private readonly Lazy<LanguageDetector> _detector = new(() => new LanguageDetector(options.Value.Languages), LazyThreadSafetyMode.ExecutionAndPublication);
+    private readonly Lazy<IReadOnlyDictionary<string, LanguageAlias>> _aliases = new(() => BuildAliases(catalog, options.Value));
+
+    /// <summary>Whether a model name is an alias rather than a model.</summary>
+    public bool IsAlias(string? model) => model is not null && _aliases.Value.ContainsKey(model);
+
+    /// <summary>Detects the language of a text (the last user message).</summary>
+    public LanguageDetection Detect(string text) => _detector.Value.Detect(text);
+
+    /// <summary>The language recorded with a request's usage, or null when detection of every request is off.</summary>
+    public string? DetectForUsage(string text) =>
+        options.Value.DetectLanguageOfEveryRequest && !string.IsNullOrWhiteSpace(text) ? Detect(text).Language : null;
+
+    /// <summary>Resolves an alias for a caller; the choice names the model (or none: fail closed), the language and why.</summary>
+    public async Task<RouteChoice> ChooseAsync(InferenceRouter router, Caller caller, string alias, string text)
+    {
+        var visible = (await router.VisibleModelsAsync(caller)).Select(m => m.Id).ToHashSet(StringComparer.Ordinal);
+        return LanguageRouter.Choose(_aliases.Value[alias], Detect(text), visible.Contains);
+    }
+
+    private static Dictionary<string, LanguageAlias> BuildAliases(ModelCatalog catalog, SovereignOptions options)
+    {
+        var declared = catalog.All.Where(m => m.Kind == ModelKind.Chat)
+            .ToDictionary(m => m.Id, m => (IReadOnlyList<string>)(m.Model?.Options.Languages ?? []), StringComparer.Ordinal);
+        var aliases = options.Aliases.ToDictionary(
+            a => a.Key,
+            a => new LanguageAlias(a.Key, a.Value.Default, a.Value.Candidates
+                .Select(c => new RouteCandidate(c.Model, c.Languages.Count > 0 ? c.Languages : declared.GetValueOrDefault(c.Model) ?? []))
+                .ToList()),
+            StringComparer.Ordinal);
+        if (!aliases.ContainsKey("auto") && declared.Count > 0)
+        {
+            aliases["auto"] = new LanguageAlias("auto", declared.Keys.First(), declared.Select(d => new RouteCandidate(d.Key, d.Value)).ToList());
+        }
+
+        return aliases;
+    }
+}

@@ -1,0 +1,73 @@
+using System.Text.Json;
+using Sovereign.Gateway.Routing;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary><c>model: "auto"</c> picks the model declared for the request's language, says so, and audits it.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class LanguageRoutingTests(ServerFixture server)
+{
+    [Theory]
+    [InlineData("Once upon a time there was a little girl who loved to play in the park.", "en", ServerFixture.Stories)]
+    [InlineData("กาลครั้งหนึ่งนานมาแล้ว มีเด็กหญิงตัวน้อยคนหนึ่งที่ชอบเล่นในสวนสาธารณะ", "th", ServerFixture.TinyRandom)]
+    [InlineData("एक समय की बात है, एक छोटी लड़की थी जिसे पार्क में खेलना बहुत पसंद था।", "hi", ServerFixture.TinyRandom)]
+    public async Task Auto_RoutesToTheModelDeclaredForTheLanguage(string text, string language, string model)
+    {
+        var (status, body, response) = await server.PostJsonAsync("/v1/chat/completions",
+            JsonSerializer.Serialize(new { model = "auto", messages = new[] { new { role = "user", content = text } }, max_tokens = 3 }));
+
+        Assert.Equal(200, status);
+        Assert.Equal(model, body.GetProperty("model").GetString());
+        Assert.Equal(language, response.Headers.GetValues(LanguageRouting.LanguageHeader).Single());
+        Assert.False(string.IsNullOrEmpty(response.Headers.GetValues(LanguageRouting.RouteReasonHeader).Single()));
+
+        var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+        using var admin = server.AdminClient();
+        var entries = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/audit")).RootElement.GetProperty("data").EnumerateArray()
+            .Where(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId).ToList();
+        var allowed = entries.Single(e => e.GetProperty("action").GetString() == "inference.allowed");
+        Assert.Equal(model, allowed.GetProperty("model").GetString());
+        Assert.Equal("auto", allowed.GetProperty("details").GetProperty("alias").GetString());
+        Assert.Equal(language, allowed.GetProperty("details").GetProperty("language").GetString());
+        Assert.False(string.IsNullOrEmpty(allowed.GetProperty("details").GetProperty("route_reason").GetString()));
+    }
+
+    [Fact]
+    public async Task Auto_ShortUndecidableText_GoesToTheDefaultModel_AsUndetermined()
+    {
+        var (status, body, response) = await server.PostJsonAsync("/v1/chat/completions",
+            """{"model":"auto","messages":[{"role":"user","content":"ok"}],"max_tokens":2}""");
+
+        Assert.Equal(200, status);
+        Assert.Equal(ServerFixture.Stories, body.GetProperty("model").GetString());
+        Assert.Equal("und", response.Headers.GetValues(LanguageRouting.LanguageHeader).Single());
+    }
+
+    [Fact]
+    public async Task PlainModelRequests_RecordTheDetectedLanguageInTheAudit()
+    {
+        var (status, _, response) = await server.PostJsonAsync("/v1/chat/completions",
+            """{"model":"tiny-random","messages":[{"role":"user","content":"สวัสดีครับ วันนี้อากาศดีมาก เราไปเที่ยวทะเลกันไหม"}],"max_tokens":2}""");
+        Assert.Equal(200, status);
+
+        var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+        using var admin = server.AdminClient();
+        var completed = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/audit")).RootElement.GetProperty("data").EnumerateArray()
+            .Single(e => e.GetProperty("action").GetString() == "inference.completed"
+                && e.GetProperty("details").GetProperty("request_id").GetString() == auditId);
+        Assert.Equal("th", completed.GetProperty("details").GetProperty("language").GetString());
+    }
+
+    [Fact]
+    public async Task LanguageTax_OfThe32kVocabularyModel_ThaiAndHindiCostMorePerCharacterThanEnglish()
+    {
+        using var admin = server.AdminClient();
+        var report = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/models/{ServerFixture.TinyRandom}/languages")).RootElement;
+        var ratios = report.GetProperty("languages").EnumerateArray().ToDictionary(e => e.GetProperty("language").GetString()!, e => e.GetProperty("ratio_to_english").GetDouble());
+
+        Assert.Equal(1.0, ratios["en"], 3);
+        Assert.True(ratios["th"] > 1.5, $"th {ratios["th"]}");
+        Assert.True(ratios["hi"] > 1.5, $"hi {ratios["hi"]}");
+        Assert.Contains("udhr", report.GetProperty("source").GetString(), StringComparison.OrdinalIgnoreCase);
+    }
+}

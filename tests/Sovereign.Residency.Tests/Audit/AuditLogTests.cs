@@ -1,0 +1,314 @@
+using Sovereign.Residency.Audit;
+
+namespace Sovereign.Residency.Tests.Audit;
+
+public sealed class AuditLogTests
+{
+    [Fact]
+    public async Task AppendAsync_SequentialAppends_AreGaplessChainedAndVerify()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+
+        var entries = await context.AppendManyAsync(log, 1200, "acme", "globex");
+
+        Assert.Equal(Enumerable.Range(1, 1200).Select(i => (long)i), entries.Select(e => e.Sequence));
+        Assert.Equal(AuditCanonical.GenesisHash, entries[0].PreviousHash);
+        for (var i = 1; i < entries.Count; i++)
+        {
+            Assert.Equal(entries[i - 1].Hash, entries[i].PreviousHash);
+        }
+
+        Assert.All(entries, e => Assert.Equal(e.ComputeHash(), e.Hash));
+        Assert.Equal(1200, log.HeadSequence);
+        Assert.Equal(entries[^1].Hash, log.HeadHash);
+        var result = await context.VerifyAsync();
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+        Assert.Equal(1200, result.EntriesChecked);
+        Assert.Equal(1, result.CheckpointsVerified);
+    }
+
+    [Fact]
+    public async Task AppendAsync_ConcurrentAppendsFromManyTasks_AreGaplessAndChainValid()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync(new AuditLogOptions { CheckpointInterval = 500 });
+
+        var tasks = Enumerable.Range(0, 64).Select(t => Task.Run(async () =>
+        {
+            var mine = new List<AuditEntry>();
+            for (var i = 0; i < 40; i++)
+            {
+                mine.Add(await log.AppendAsync(AuditTestContext.Inference($"tenant-{t % 5}", i)));
+            }
+
+            return mine;
+        }));
+        var entries = (await Task.WhenAll(tasks)).SelectMany(e => e).OrderBy(e => e.Sequence).ToList();
+
+        Assert.Equal(Enumerable.Range(1, 2560).Select(i => (long)i), entries.Select(e => e.Sequence));
+        for (var i = 1; i < entries.Count; i++)
+        {
+            Assert.Equal(entries[i - 1].Hash, entries[i].PreviousHash);
+        }
+
+        var stored = await log.ReadAsync(1, 3000);
+        Assert.Equal(entries.Select(e => e.Hash), stored.Select(e => e.Hash));
+        var result = await context.VerifyAsync();
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+        Assert.Equal(2560, result.EntriesChecked);
+        Assert.Equal(5, result.CheckpointsVerified);
+    }
+
+    [Fact]
+    public async Task AppendAsync_Entry_RoundTripsEveryFieldThroughTheDatabase()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+        var details = new Dictionary<string, string> { ["old"] = "{\"allow\":[\"DE\"]}", ["new"] = "{\"allow\":[\"DE\",\"FR\"]}", ["ünïcode"] = "日本" };
+
+        var admin = await log.AppendAsync(AuditTestContext.Admin("acme", AuditActions.PolicyUpdate, details));
+        var inference = await log.AppendAsync(AuditTestContext.Inference("acme", 7));
+
+        var stored = await log.ReadAsync(1, 2);
+        Assert.Equal(2, stored.Count);
+        AssertSame(admin, stored[0]);
+        AssertSame(inference, stored[1]);
+        Assert.Equal(context.Time.GetUtcNow().ToUnixTimeMilliseconds(), admin.Timestamp);
+        Assert.Equal(AuditKind.Admin, stored[0].Kind);
+        Assert.Equal("日本", stored[0].Details["ünïcode"]);
+        Assert.Equal(AuditDecision.Refused, stored[1].Decision);
+        Assert.Null(stored[1].CompletionTokens);
+        Assert.Equal(["policy eu-only", "no eligible node in DE"], stored[1].Reasons);
+    }
+
+    [Fact]
+    public async Task AppendAsync_ClockGoesBackwards_TimestampsNeverDecrease()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+
+        var first = await log.AppendAsync(AuditTestContext.Inference("acme", 1));
+        context.Time.Advance(TimeSpan.FromMinutes(-5));
+        var second = await log.AppendAsync(AuditTestContext.Inference("acme", 2));
+
+        Assert.Equal(first.Timestamp, second.Timestamp);
+    }
+
+    [Fact]
+    public async Task AppendAsync_EveryIntervalEntries_WritesASignedCheckpoint()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync(new AuditLogOptions { CheckpointInterval = 10 });
+
+        var entries = await context.AppendManyAsync(log, 35);
+
+        Assert.Equal(3L, Convert.ToInt64(await context.ScalarAsync("SELECT COUNT(*) FROM audit_checkpoints"), System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(entries[29].Hash, await context.ScalarAsync("SELECT hash FROM audit_checkpoints WHERE seq = 30"));
+        var result = await context.VerifyAsync();
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+        Assert.Equal(3, result.CheckpointsVerified);
+    }
+
+    [Fact]
+    public async Task CheckpointAsync_EmptyLog_ReturnsNull()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+
+        Assert.Null(await log.CheckpointAsync());
+    }
+
+    [Fact]
+    public async Task CheckpointAsync_AtHead_SignsOnceAndVerifiesWithThePublicKey()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+        var entries = await context.AppendManyAsync(log, 5);
+
+        var checkpoint = await log.CheckpointAsync();
+        var again = await log.CheckpointAsync();
+
+        Assert.NotNull(checkpoint);
+        Assert.Equal(5, checkpoint.Sequence);
+        Assert.Equal(entries[^1].Hash, checkpoint.Hash);
+        Assert.Equal(context.Key.KeyId, checkpoint.KeyId);
+        Assert.Equal(checkpoint, again);
+        Assert.Equal(1L, Convert.ToInt64(await context.ScalarAsync("SELECT COUNT(*) FROM audit_checkpoints"), System.Globalization.CultureInfo.InvariantCulture));
+        using var publicKey = System.Security.Cryptography.ECDsa.Create();
+        publicKey.ImportFromPem(context.Key.PublicKeyPem);
+        Assert.True(publicKey.VerifyData(
+            AuditCanonical.CheckpointPayload(checkpoint.Sequence, checkpoint.Hash, checkpoint.Timestamp, checkpoint.KeyId),
+            Convert.FromHexString(checkpoint.Signature),
+            System.Security.Cryptography.HashAlgorithmName.SHA256));
+    }
+
+    [Fact]
+    public async Task OpenAsync_SameDatabaseAfterRestart_ContinuesTheChain()
+    {
+        await using var context = AuditTestContext.Create();
+        AuditEntry last;
+        await using (var first = await context.OpenLogAsync())
+        {
+            last = (await context.AppendManyAsync(first, 20))[^1];
+        }
+
+        await using var second = await context.OpenLogAsync();
+        var next = await second.AppendAsync(AuditTestContext.Inference("acme", 99));
+
+        Assert.Equal(21, next.Sequence);
+        Assert.Equal(last.Hash, next.PreviousHash);
+        var result = await context.VerifyAsync();
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+        Assert.Equal(21, result.EntriesChecked);
+    }
+
+    [Fact]
+    public async Task AppendAsync_TwoWritersOnOneDatabase_ReloadTheHeadAndStayGapless()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var first = await context.OpenLogAsync();
+        await using var second = await context.OpenLogAsync();
+
+        var a = await first.AppendAsync(AuditTestContext.Inference("acme", 1));
+        var b = await second.AppendAsync(AuditTestContext.Inference("acme", 2));
+        var c = await first.AppendAsync(AuditTestContext.Inference("acme", 3));
+
+        long[] sequences = [a.Sequence, b.Sequence, c.Sequence];
+        Assert.Equal([1L, 2, 3], sequences);
+        Assert.Equal(b.Hash, c.PreviousHash);
+        var result = await context.VerifyAsync();
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+    }
+
+    [Fact]
+    public async Task DisposeAsync_HeadMovedSinceLastCheckpoint_WritesAFinalCheckpoint()
+    {
+        await using var context = AuditTestContext.Create();
+        await using (var log = await context.OpenLogAsync())
+        {
+            await context.AppendManyAsync(log, 3);
+        }
+
+        Assert.Equal(3L, Convert.ToInt64(await context.ScalarAsync("SELECT MAX(seq) FROM audit_checkpoints"), System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public async Task OpenAsync_TailTruncated_RefusesToBuildOnIt()
+    {
+        await using var context = AuditTestContext.Create();
+        await using (var log = await context.OpenLogAsync())
+        {
+            await context.AppendManyAsync(log, 10);
+        }
+
+        await context.ExecuteAsync("DELETE FROM audit_entries WHERE seq > 8");
+
+        await Assert.ThrowsAsync<AuditIntegrityException>(() => context.OpenLogAsync());
+    }
+
+    [Fact]
+    public async Task DisposeAsync_WhileAppendsAreInFlight_EveryAppendCommitsOrFailsAndTheChainVerifies()
+    {
+        await using var context = AuditTestContext.Create();
+        var log = await context.OpenLogAsync();
+        var appends = Enumerable.Range(0, 400).Select(i => Task.Run(() => log.AppendAsync(AuditTestContext.Inference("acme", i)))).ToList();
+
+        await log.DisposeAsync();
+        var outcomes = await Task.WhenAll(appends.Select(async task =>
+        {
+            try
+            {
+                return (await task).Sequence;
+            }
+            catch (ObjectDisposedException)
+            {
+                return 0L;
+            }
+        }));
+
+        var committed = outcomes.Where(s => s > 0).Order().ToList();
+        Assert.Equal(Enumerable.Range(1, committed.Count).Select(i => (long)i), committed);
+        var result = await context.VerifyAsync();
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+        Assert.Equal(committed.Count, result.EntriesChecked);
+    }
+
+    [Fact]
+    public async Task AppendAsync_AfterDispose_Throws()
+    {
+        await using var context = AuditTestContext.Create();
+        var log = await context.OpenLogAsync();
+        await log.DisposeAsync();
+
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => log.AppendAsync(AuditTestContext.Inference("acme", 1)));
+    }
+
+    [Fact]
+    public async Task AppendAsync_InvalidDraft_IsRejectedBeforeItReachesTheChain()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => log.AppendAsync(AuditTestContext.Inference("acme", 1) with { Actor = " " }));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => log.AppendAsync(AuditTestContext.Inference("acme", 1) with { Model = "bad\ud800" }));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => log.AppendAsync(AuditTestContext.Inference("acme", 1) with { PromptTokens = -1 }));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => log.AppendAsync(AuditTestContext.Admin("acme", AuditActions.PolicyUpdate,
+            new Dictionary<string, string> { ["prompt"] = new string('x', 300_000) })));
+        var ok = await log.AppendAsync(AuditTestContext.Inference("acme", 1));
+
+        Assert.Equal(1, ok.Sequence);
+    }
+
+    [Fact]
+    public async Task ReadAsync_ByTenantAndTimeRange_ReturnsOnlyThatTenantInRange()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+        var start = context.Time.GetUtcNow();
+        var entries = await context.AppendManyAsync(log, 30, "acme", "globex", "initech");
+
+        var acme = await log.ReadAsync("acme", start.AddMilliseconds(3), start.AddMilliseconds(15));
+
+        var expected = entries.Where(e => e.Tenant == "acme" && e.Timestamp >= start.ToUnixTimeMilliseconds() + 3 && e.Timestamp < start.ToUnixTimeMilliseconds() + 15).ToList();
+        Assert.Equal(4, expected.Count);
+        Assert.Equal(expected.Select(e => e.Sequence), acme.Select(e => e.Sequence));
+        Assert.All(acme, e => Assert.Equal("acme", e.Tenant));
+    }
+
+    [Fact]
+    public async Task ReadAsync_NullTenant_ReturnsEveryTenantInTheTimeRange()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+        var start = context.Time.GetUtcNow();
+        await context.AppendManyAsync(log, 30, "acme", "globex", "initech");
+
+        var all = await log.ReadAsync(null, start.AddMilliseconds(3), start.AddMilliseconds(15), limit: 5);
+
+        Assert.Equal([4L, 5, 6, 7, 8], all.Select(e => e.Sequence));
+    }
+
+    [Fact]
+    public async Task ReadAsync_BySequenceRange_ReturnsThatRangeInOrder()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+        await context.AppendManyAsync(log, 20);
+
+        var range = await log.ReadAsync(5, 9);
+
+        Assert.Equal([5L, 6, 7, 8, 9], range.Select(e => e.Sequence));
+    }
+
+    private static void AssertSame(AuditEntry expected, AuditEntry actual)
+    {
+        // Records compare collections by reference: compare the scalars with shared empty collections, then the collections.
+        IReadOnlyList<string> noReasons = [];
+        var noDetails = new Dictionary<string, string>();
+        Assert.Equal(expected with { Reasons = noReasons, Details = noDetails }, actual with { Reasons = noReasons, Details = noDetails });
+        Assert.Equal(expected.Reasons, actual.Reasons);
+        Assert.Equal(expected.Details.OrderBy(p => p.Key), actual.Details.OrderBy(p => p.Key));
+        Assert.Equal(actual.ComputeHash(), actual.Hash);
+    }
+}
