@@ -77,6 +77,24 @@ public interface ITenantGrain : IGrainWithStringKey
 
     /// <summary>Revokes a key; takes effect on the next request everywhere. Returns false if it is not this tenant's.</summary>
     Task<bool> RevokeKeyAsync(string keyId);
+
+    /// <summary>The tenant's budgets and rate limits.</summary>
+    Task<TenantLimits> GetLimitsAsync();
+
+    /// <summary>Replaces the budgets and rate limits (the caller validated them).</summary>
+    Task SetLimitsAsync(TenantLimits limits);
+
+    /// <summary>
+    /// Rate-limits the request and reserves the most it can cost, atomically for tenant and key. This grain is the
+    /// single writer of the tenant's money, so concurrent requests and gateway replicas can never overspend.
+    /// </summary>
+    Task<AdmissionResult> AdmitAsync(AdmissionRequest request);
+
+    /// <summary>Settles an admitted request at its actual cost and refunds unused tokens; idempotent per request.</summary>
+    Task SettleAsync(SettlementRequest settlement);
+
+    /// <summary>Each budget's limit, spend, reservations and remaining amount now.</summary>
+    Task<IReadOnlyList<BudgetStatusView>> GetBudgetsAsync();
 }
 
 /// <summary>Resolves one presented secret (keyed by its hash) to its tenant; the cache that revocation invalidates.</summary>

@@ -4,6 +4,9 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster;
 using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Metering;
+using Sovereign.Metering.Ledger;
+using Sovereign.Metering.Pricing;
 using Sovereign.Gateway.Routing;
 using Sovereign.Residency.Audit;
 using Sovereign.Residency.ControlPlane;
@@ -33,6 +36,16 @@ internal static class ControlPlaneServices
         // Opened synchronously once at start-up; appends are asynchronous and group-committed.
         services.TryAddSingleton(sp => AuditLog.OpenAsync(
             sp.GetRequiredService<SqlDatabase>(), sp.GetRequiredService<OperatorSigningKey>(), null, sp.GetRequiredService<TimeProvider>()).GetAwaiter().GetResult());
+        services.TryAddSingleton(sp => UsageLedger.OpenAsync(sp.GetRequiredService<SqlDatabase>()).GetAwaiter().GetResult());
+        services.TryAddSingleton(sp => new PriceBookStore(sp.GetRequiredService<SqlDatabase>()));
+        services.TryAddSingleton(sp =>
+        {
+            var provider = new PriceBookProvider(sp.GetRequiredService<PriceBookStore>());
+            provider.ReloadAsync().GetAwaiter().GetResult();
+            return provider;
+        });
+        services.TryAddSingleton<RequestMetering>();
+        services.TryAddSingleton(sp => new Lazy<RequestMetering>(sp.GetRequiredService<RequestMetering>));
         services.TryAddSingleton<AdminToken>();
         services.TryAddSingleton<CallerAuthenticator>();
         services.TryAddSingleton<NodeDirectory>();
@@ -73,7 +86,7 @@ internal static class ControlPlaneServices
         var database = string.Equals(configured.Provider, "PostgreSql", StringComparison.OrdinalIgnoreCase)
             ? SqlDatabase.PostgreSql(configured.ConnectionString!)
             : SqlDatabase.Sqlite(configured.ConnectionString ?? Path.Combine(options.ResolvedDataDirectory, DatabaseFile));
-        database.MigrateAsync([.. ControlPlaneStore.Migrations, .. AuditLog.Migrations]).GetAwaiter().GetResult();
+        database.MigrateAsync([.. ControlPlaneStore.Migrations, .. AuditLog.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations]).GetAwaiter().GetResult();
         return database;
     }
 }

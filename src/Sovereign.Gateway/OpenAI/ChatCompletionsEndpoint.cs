@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Metering;
 using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Engine;
 
@@ -11,7 +12,7 @@ internal static class ChatCompletionsEndpoint
 {
     private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant"];
 
-    public static async Task HandleAsync(HttpContext context, InferenceRouter router, LanguageRouting languages, UpstreamProxy proxy, NodeDirectory nodes, IOptions<SovereignOptions> options, TimeProvider time)
+    public static async Task HandleAsync(HttpContext context, InferenceRouter router, LanguageRouting languages, RequestMetering metering, UpstreamProxy proxy, NodeDirectory nodes, IOptions<SovereignOptions> options, TimeProvider time)
     {
         var limits = options.Value.Limits;
         var caller = await router.AuthenticateAsync(context);
@@ -44,7 +45,7 @@ internal static class ChatCompletionsEndpoint
         var routed = await RouteAsync(context, router, languages, caller, request.Model, lastUser);
         if (routed.ExternalNode is not null)
         {
-            await ExternalForwarding.ForwardAsync(context, routed, router, proxy, nodes, "chat/completions");
+            await ExternalForwarding.ForwardAsync(context, routed, router, metering, proxy, nodes, "chat/completions", requestedMax ?? limits.MaxOutputTokens);
             return;
         }
 
@@ -52,6 +53,7 @@ internal static class ChatCompletionsEndpoint
         var llama = model.Model!;
         var prompt = llama.TokenizeChat(turns);
         maxTokens = RequestReader.ClampDefault(requestedMax, maxTokens, prompt.Length, llama.Info.ContextLength);
+        var ticket = await metering.AdmitAsync(context, routed, prompt.Length, (long)(maxTokens ?? llama.Info.ContextLength - prompt.Length) * n);
         var choices = Enumerable.Range(0, n)
             .Select(i => new GenerationRequest
             {
@@ -59,22 +61,25 @@ internal static class ChatCompletionsEndpoint
                 MaxTokens = maxTokens,
                 Stop = stop,
                 Sampling = n > 1 && sampling.Seed is { } seed ? sampling with { Seed = seed + i } : sampling,
+                Tenant = routed.Caller.TenantId,
+                Weight = ticket.Weight,
+                Priority = ticket.Priority,
             })
             .ToArray();
 
+        await using var accounting = new LocalAccounting(router, metering, languages, routed, ticket, prompt.Length, lastUser, context.RequestAborted);
         using var run = GenerationRun.Start(model.Batcher!, choices, context.RequestAborted);
-        await using var accounting = new LocalAccounting(router, languages, routed, prompt.Length, lastUser);
         var id = GenerationRun.NewId("chatcmpl-");
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         if (request.Stream == true)
         {
-            accounting.CompletionTokens = await StreamAsync(context, run, id, created, model.Id, n, request.StreamOptions?.IncludeUsage == true, prompt.Length);
+            await StreamAsync(context, run, accounting, id, created, model.Id, n, request.StreamOptions?.IncludeUsage == true, prompt.Length);
             return;
         }
 
         var results = await run.CollectAsync();
         var completionTokens = results.Sum(r => r.Result.CompletionTokens);
-        accounting.CompletionTokens = completionTokens;
+        await accounting.CompleteAsync(results.Select(r => r.Result).ToList());
         await TypedResults.Json(
             new ChatCompletion(id, "chat.completion", created, model.Id,
                 results.Select((r, i) => new ChatChoice(i, new AssistantMessage("assistant", r.Text), null, GenerationRun.FinishReasonOf(r.Result.FinishReason))).ToArray(),
@@ -103,8 +108,8 @@ internal static class ChatCompletionsEndpoint
     /// <summary>Identifies this build in responses, as OpenAI's <c>system_fingerprint</c> does.</summary>
     internal static readonly string SystemFingerprint = "sovereign-" + typeof(ChatCompletionsEndpoint).Assembly.GetName().Version!.ToString(3);
 
-    /// <summary>Streams the choices; returns the completion tokens generated.</summary>
-    private static async Task<int> StreamAsync(HttpContext context, GenerationRun run, string id, long created, string model, int n, bool includeUsage, int promptTokens)
+    /// <summary>Streams the choices; the request is metered before the usage chunk and [DONE] are sent.</summary>
+    private static async Task StreamAsync(HttpContext context, GenerationRun run, LocalAccounting accounting, string id, long created, string model, int n, bool includeUsage, int promptTokens)
     {
         var response = context.Response;
         var aborted = context.RequestAborted;
@@ -115,6 +120,7 @@ internal static class ChatCompletionsEndpoint
         }
 
         var completionTokens = 0;
+        var results = new List<GenerationResult>();
         try
         {
             await foreach (var (index, update) in run.StreamAsync(aborted))
@@ -127,6 +133,8 @@ internal static class ChatCompletionsEndpoint
                 if (update.Result is { } result)
                 {
                     completionTokens += result.CompletionTokens;
+                    accounting.CompletionTokens = completionTokens;
+                    results.Add(result);
                     await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index, new ChunkDelta(null, null), null, GenerationRun.FinishReasonOf(result.FinishReason))), aborted);
                 }
             }
@@ -134,9 +142,10 @@ internal static class ChatCompletionsEndpoint
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             await ServerSentEvents.WriteAsync(response, new OpenAIErrorEnvelope(OpenAIErrorResults.Map(ex, 0).ToError()), aborted);
-            return completionTokens;
+            return;
         }
 
+        await accounting.CompleteAsync(results);
         if (includeUsage)
         {
             await ServerSentEvents.WriteAsync(response,
@@ -145,7 +154,6 @@ internal static class ChatCompletionsEndpoint
         }
 
         await ServerSentEvents.WriteDoneAsync(response, aborted);
-        return completionTokens;
     }
 
     private static ChatCompletionChunk Chunk(string id, long created, string model, ChatChunkChoice choice) =>

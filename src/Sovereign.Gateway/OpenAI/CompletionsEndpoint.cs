@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Metering;
 using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Engine;
 
@@ -11,7 +12,7 @@ internal static class CompletionsEndpoint
 {
     private const int MaxPrompts = 64;
 
-    public static async Task HandleAsync(HttpContext context, InferenceRouter router, LanguageRouting languages, UpstreamProxy proxy, NodeDirectory nodes, IOptions<SovereignOptions> options, TimeProvider time)
+    public static async Task HandleAsync(HttpContext context, InferenceRouter router, LanguageRouting languages, RequestMetering metering, UpstreamProxy proxy, NodeDirectory nodes, IOptions<SovereignOptions> options, TimeProvider time)
     {
         var limits = options.Value.Limits;
         var caller = await router.AuthenticateAsync(context);
@@ -41,7 +42,7 @@ internal static class CompletionsEndpoint
         var routed = await ChatCompletionsEndpoint.RouteAsync(context, router, languages, caller, request.Model, promptText);
         if (routed.ExternalNode is not null)
         {
-            await ExternalForwarding.ForwardAsync(context, routed, router, proxy, nodes, "completions");
+            await ExternalForwarding.ForwardAsync(context, routed, router, metering, proxy, nodes, "completions", request.MaxTokens ?? limits.MaxOutputTokens);
             return;
         }
 
@@ -52,6 +53,10 @@ internal static class CompletionsEndpoint
         {
             throw OpenAIException.BadRequest($"The number of prompts times n may be at most {limits.MaxChoices}.", "prompt", "invalid_value");
         }
+
+        var promptTokens = prompts.Sum(p => p.Length);
+        var maxGenerated = prompts.Sum(p => (long)(RequestReader.ClampDefault(request.MaxTokens, maxTokens, p.Length, llama.Info.ContextLength) ?? llama.Info.ContextLength - p.Length)) * n;
+        var ticket = await metering.AdmitAsync(context, routed, promptTokens, maxGenerated);
 
         // Choice index = prompt index * n + sample index, as OpenAI numbers them.
         var choices = new List<GenerationRequest>();
@@ -66,13 +71,15 @@ internal static class CompletionsEndpoint
                     MaxTokens = max,
                     Stop = stop,
                     Sampling = n > 1 && sampling.Seed is { } seed ? sampling with { Seed = seed + i } : sampling,
+                    Tenant = routed.Caller.TenantId,
+                    Weight = ticket.Weight,
+                    Priority = ticket.Priority,
                 });
             }
         }
 
-        var promptTokens = prompts.Sum(p => p.Length);
+        await using var accounting = new LocalAccounting(router, metering, languages, routed, ticket, promptTokens, promptText, context.RequestAborted);
         using var run = GenerationRun.Start(model.Batcher!, choices, context.RequestAborted);
-        await using var accounting = new LocalAccounting(router, languages, routed, promptTokens, promptText);
         var id = GenerationRun.NewId("cmpl-");
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         var fingerprint = ChatCompletionsEndpoint.SystemFingerprint;
@@ -82,6 +89,7 @@ internal static class CompletionsEndpoint
             var aborted = context.RequestAborted;
             ServerSentEvents.Start(response);
             var completionTokens = 0;
+            var finished = new List<GenerationResult>();
             try
             {
                 await foreach (var (index, update) in run.StreamAsync(aborted))
@@ -89,6 +97,8 @@ internal static class CompletionsEndpoint
                     if (update.Result is { } result)
                     {
                         completionTokens += result.CompletionTokens;
+                        accounting.CompletionTokens = completionTokens;
+                        finished.Add(result);
                     }
 
                     if (update.Text.Length > 0 || update.Result is not null)
@@ -104,11 +114,7 @@ internal static class CompletionsEndpoint
                 await ServerSentEvents.WriteAsync(response, new OpenAIErrorEnvelope(OpenAIErrorResults.Map(ex, 0).ToError()), aborted);
                 return;
             }
-            finally
-            {
-                accounting.CompletionTokens = completionTokens;
-            }
-
+            await accounting.CompleteAsync(finished);
             if (request.StreamOptions?.IncludeUsage == true)
             {
                 await ServerSentEvents.WriteAsync(response,
@@ -121,7 +127,7 @@ internal static class CompletionsEndpoint
 
         var results = await run.CollectAsync();
         var generated = results.Sum(r => r.Result.CompletionTokens);
-        accounting.CompletionTokens = generated;
+        await accounting.CompleteAsync(results.Select(r => r.Result).ToList());
         await TypedResults.Json(
             new TextCompletion(id, "text_completion", created, model.Id,
                 results.Select((r, i) => new TextChoice(r.Text, i, null, GenerationRun.FinishReasonOf(r.Result.FinishReason))).ToArray(),

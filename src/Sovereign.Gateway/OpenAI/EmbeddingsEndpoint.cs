@@ -3,6 +3,7 @@ using System.Text.Json;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Metering;
 using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Embeddings;
 using Sovereign.Inference.Engine;
@@ -12,7 +13,7 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary><c>POST /v1/embeddings</c> for GGUF embedding models and the built-in MiniLM.</summary>
 internal static class EmbeddingsEndpoint
 {
-    public static async Task HandleAsync(HttpContext context, InferenceRouter router, IOptions<SovereignOptions> options)
+    public static async Task HandleAsync(HttpContext context, InferenceRouter router, RequestMetering metering, IOptions<SovereignOptions> options)
     {
         var limits = options.Value.Limits;
         var caller = await router.AuthenticateAsync(context);
@@ -43,6 +44,7 @@ internal static class EmbeddingsEndpoint
             }
         }
 
+        var ticket = await metering.AdmitAsync(context, routed, inputs.Sum(i => (long)model.CountTokens!(i)), 0);
         GeneratedEmbeddings<Embedding<float>> embeddings;
         try
         {
@@ -55,6 +57,7 @@ internal static class EmbeddingsEndpoint
         }
 
         var tokens = (int)(embeddings.Usage?.InputTokenCount ?? 0);
+        await metering.FinishAsync(routed, ticket, tokens, 0, null, Sovereign.Metering.Ledger.UsageOutcome.Completed);
         await router.CompleteAsync(routed, tokens, 0, "completed");
         var data = embeddings.Select((e, i) => new EmbeddingItem("embedding", i, format == "base64"
             ? Convert.ToBase64String(MemoryMarshal.AsBytes(e.Vector.Span))

@@ -27,8 +27,8 @@ internal static class OpenAIErrorResults
             return;
         }
 
-        // Evidence headers (audit id, node, jurisdiction) survive: a refusal is audited too.
-        var evidence = context.Response.Headers.Where(h => h.Key.StartsWith("x-sovereign-", StringComparison.OrdinalIgnoreCase)).ToList();
+        // Evidence and rate-limit headers survive: a refusal is audited, and a 429 tells the client when to retry.
+        var evidence = context.Response.Headers.Where(h => h.Key.StartsWith("x-sovereign-", StringComparison.OrdinalIgnoreCase) || h.Key.StartsWith("x-ratelimit-", StringComparison.OrdinalIgnoreCase)).ToList();
         context.Response.Clear();
         foreach (var header in evidence)
         {

@@ -76,6 +76,7 @@ public sealed class InferenceRouter(
     NodeDirectory nodes,
     AuditLog audit,
     JurisdictionCatalog jurisdictions,
+    Lazy<Metering.RequestMetering> metering,
     IOptions<SovereignOptions> options)
 {
     /// <summary>Response header: the jurisdiction that processed the request.</summary>
@@ -193,6 +194,7 @@ public sealed class InferenceRouter(
                 Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = requestId }, alias, aliasChoice),
             }, context.RequestAborted);
             context.Response.Headers[AuditIdHeader] = requestId;
+            await metering.Value.RecordRefusalAsync(caller, requestId, model, decision.SelectedReplica?.NodeId ?? "-", here, decision.Code);
             throw new OpenAIException(
                 decision.HttpStatus,
                 decision.Message,

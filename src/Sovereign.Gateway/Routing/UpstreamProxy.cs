@@ -10,6 +10,31 @@ namespace Sovereign.Gateway.Routing;
 internal readonly record struct UpstreamUsage(int PromptTokens, int CompletionTokens);
 
 /// <summary>
+/// How a relayed request ended. The last part of the answer (the JSON body, or the stream's final [DONE]) is left
+/// to <see cref="FinishAsync"/>, so the caller can meter the request before the client sees it complete.
+/// </summary>
+internal sealed class UpstreamResult(UpstreamUsage? usage, JsonObject? body, bool streamed)
+{
+    public UpstreamUsage? Usage { get; } = usage;
+
+    public bool Succeeded => Usage is not null;
+
+    public async Task FinishAsync(HttpContext context)
+    {
+        if (body is not null)
+        {
+            context.Response.StatusCode = StatusCodes.Status200OK;
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(body.ToJsonString(OpenAIJson.Options), context.RequestAborted);
+        }
+        else if (streamed)
+        {
+            await ServerSentEvents.WriteDoneAsync(context.Response, context.RequestAborted);
+        }
+    }
+}
+
+/// <summary>
 /// Forwards an OpenAI request to an external OpenAI-compatible engine (vLLM, llama-server, Ollama, another
 /// Sovereign) and relays the answer, streaming included. The client's model id is restored in every response and
 /// usage is always requested upstream, so the gateway can meter and audit what the engine did.
@@ -19,7 +44,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
     /// <summary>The named HttpClient used for upstream calls.</summary>
     public const string ClientName = "sovereign-upstream";
 
-    public async Task<UpstreamUsage?> ForwardAsync(
+    public async Task<UpstreamResult> ForwardAsync(
         HttpContext context, Uri baseUrl, string? upstreamKey, string path, JsonObject body, string clientModel, string upstreamModel)
     {
         var aborted = context.RequestAborted;
@@ -58,7 +83,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
                 context.Response.StatusCode = (int)response.StatusCode >= 500 ? StatusCodes.Status502BadGateway : (int)response.StatusCode;
                 context.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/json";
                 await response.Content.CopyToAsync(context.Response.Body, aborted);
-                return null;
+                return new UpstreamResult(null, null, false);
             }
 
             return stream
@@ -67,18 +92,15 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
         }
     }
 
-    private static async Task<UpstreamUsage?> RelayJsonAsync(HttpContext context, HttpResponseMessage response, string clientModel)
+    private static async Task<UpstreamResult> RelayJsonAsync(HttpContext context, HttpResponseMessage response, string clientModel)
     {
         var json = JsonNode.Parse(await response.Content.ReadAsStringAsync(context.RequestAborted)) as JsonObject
             ?? throw new OpenAIException(StatusCodes.Status502BadGateway, "The upstream engine returned a response that is not a JSON object.", "server_error", null, "upstream_invalid_response");
         json["model"] = clientModel;
-        context.Response.StatusCode = StatusCodes.Status200OK;
-        context.Response.ContentType = "application/json";
-        await context.Response.WriteAsync(json.ToJsonString(OpenAIJson.Options), context.RequestAborted);
-        return ReadUsage(json["usage"]);
+        return new UpstreamResult(ReadUsage(json["usage"]) ?? new UpstreamUsage(0, 0), json, false);
     }
 
-    private static async Task<UpstreamUsage?> RelayStreamAsync(HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage)
+    private static async Task<UpstreamResult> RelayStreamAsync(HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage)
     {
         ServerSentEvents.Start(context.Response);
         UpstreamUsage? usage = null;
@@ -93,7 +115,6 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
             var data = line[5..].Trim();
             if (data == "[DONE]")
             {
-                await ServerSentEvents.WriteDoneAsync(context.Response, context.RequestAborted);
                 break;
             }
 
@@ -120,7 +141,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
             await ServerSentEvents.WriteAsync(context.Response, chunk, context.RequestAborted);
         }
 
-        return usage;
+        return new UpstreamResult(usage ?? new UpstreamUsage(0, 0), null, true);
     }
 
     private static UpstreamUsage? ReadUsage(JsonNode? usage) =>

@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Text;
 using Microsoft.Data.Sqlite;
 using SQLitePCL;
 using Sovereign.Storage;
@@ -13,8 +14,8 @@ namespace Sovereign.Metering.Ledger;
 /// </summary>
 internal abstract class LedgerStatement : IDisposable
 {
-    public static LedgerStatement Create(DbConnection connection, string sql) =>
-        connection is SqliteConnection { Handle: { } handle } ? new SqliteStatement(handle, sql) : new CommandStatement(connection, sql);
+    public static LedgerStatement Create(DbConnection connection, string sql, bool portable = false) =>
+        !portable && connection is SqliteConnection { Handle: { } handle } ? new SqliteStatement(handle, sql) : new CommandStatement(connection, sql);
 
     public abstract void Set(int position, string? value);
 
@@ -71,6 +72,7 @@ internal abstract class LedgerStatement : IDisposable
         private readonly sqlite3 _db;
         private readonly sqlite3_stmt _statement;
         private readonly int[] _indexes;
+        private byte[] _utf8 = new byte[256];
 
         public SqliteStatement(sqlite3 db, string sql)
         {
@@ -82,8 +84,21 @@ internal abstract class LedgerStatement : IDisposable
 
         public override void Set(int position, string? value)
         {
-            var rc = value is null ? raw.sqlite3_bind_null(_statement, _indexes[position]) : raw.sqlite3_bind_text(_statement, _indexes[position], value);
-            SqliteException.ThrowExceptionForRC(rc, _db);
+            if (value is null)
+            {
+                SqliteException.ThrowExceptionForRC(raw.sqlite3_bind_null(_statement, _indexes[position]), _db);
+                return;
+            }
+
+            // Encode into a reused buffer (SQLite copies it: SQLITE_TRANSIENT) instead of allocating per string.
+            var length = Encoding.UTF8.GetMaxByteCount(value.Length);
+            if (length > _utf8.Length)
+            {
+                _utf8 = new byte[Math.Max(length, _utf8.Length * 2)];
+            }
+
+            var written = Encoding.UTF8.GetBytes(value, _utf8);
+            SqliteException.ThrowExceptionForRC(raw.sqlite3_bind_text(_statement, _indexes[position], _utf8.AsSpan(0, written)), _db);
         }
 
         public override void Set(int position, long value) =>

@@ -32,13 +32,15 @@ internal sealed class LedgerWriter : IAsyncDisposable
     private readonly LedgerStatement _period;
     private readonly Dictionary<DailyKey, Totals> _dailyTotals = [];
     private readonly Dictionary<PeriodKey, Totals> _periodTotals = [];
+    private readonly bool _sqlite;
 
-    private LedgerWriter(DbConnection connection)
+    private LedgerWriter(DbConnection connection, bool sqlite, bool portable)
     {
         _connection = connection;
-        _insert = LedgerStatement.Create(connection, LedgerSchema.InsertRecord);
-        _daily = LedgerStatement.Create(connection, LedgerSchema.UpsertDaily);
-        _period = LedgerStatement.Create(connection, LedgerSchema.UpsertTenantPeriod);
+        _sqlite = sqlite;
+        _insert = LedgerStatement.Create(connection, LedgerSchema.InsertRecord, portable);
+        _daily = LedgerStatement.Create(connection, LedgerSchema.UpsertDaily, portable);
+        _period = LedgerStatement.Create(connection, LedgerSchema.UpsertTenantPeriod, portable);
     }
 
     public static async Task<LedgerWriter> OpenAsync(SqlDatabase database, UsageLedgerOptions options, CancellationToken cancellationToken)
@@ -57,7 +59,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
                 await pragma.ExecuteNonQueryAsync(cancellationToken);
             }
 
-            return new LedgerWriter(connection);
+            return new LedgerWriter(connection, database.Provider == SqlProvider.Sqlite, options.PortableCommands);
         }
         catch
         {
@@ -71,6 +73,8 @@ internal sealed class LedgerWriter : IAsyncDisposable
     {
         _dailyTotals.Clear();
         _periodTotals.Clear();
+        // Request-id order: neighbouring keys share index pages, and concurrent writers (PostgreSQL) lock in one order.
+        batch.Sort(static (a, b) => string.CompareOrdinal(a.Record.RequestId, b.Record.RequestId));
         await using var transaction = await _connection.BeginTransactionAsync();
         foreach (var item in batch)
         {
@@ -128,7 +132,20 @@ internal sealed class LedgerWriter : IAsyncDisposable
         _insert.Dispose();
         _daily.Dispose();
         _period.Dispose();
-        await _connection.DisposeAsync();
+        try
+        {
+            if (_sqlite)
+            {
+                // The connection goes back to the pool: hand it on with SQLite's defaults, not the writer's tuning.
+                using var pragma = _connection.CreateCommand();
+                pragma.CommandText = "PRAGMA cache_size=-2000; PRAGMA wal_autocheckpoint=1000";
+                await pragma.ExecuteNonQueryAsync();
+            }
+        }
+        finally
+        {
+            await _connection.DisposeAsync();
+        }
     }
 
     private void Accumulate(PendingAppend item)

@@ -8,9 +8,17 @@ internal static class MicroUnits
 {
     public const decimal PerUnit = 1_000_000m;
 
+    /// <summary>Largest single amount (currency units or seconds): BIGINT micro-units reach 9.2e12 units, so sums keep ample headroom.</summary>
+    public const decimal MaxUnits = 9_000_000_000m;
+
     /// <summary>Exact conversion; throws when <paramref name="value"/> has more than 6 decimals.</summary>
     public static long FromExact(decimal value, string name)
     {
+        if (Math.Abs(value) > MaxUnits)
+        {
+            throw new ArgumentException($"{name} is out of range, was {value}", name);
+        }
+
         var scaled = value * PerUnit;
         if (decimal.Truncate(scaled) != scaled)
         {
@@ -21,7 +29,8 @@ internal static class MicroUnits
     }
 
     /// <summary>Rounds to the microsecond, half to even.</summary>
-    public static long FromRounded(decimal value) => decimal.ToInt64(Math.Round(value * PerUnit, MidpointRounding.ToEven));
+    public static long FromRounded(decimal value) =>
+        Math.Abs(value) <= MaxUnits ? decimal.ToInt64(Math.Round(value * PerUnit, MidpointRounding.ToEven)) : throw new ArgumentOutOfRangeException(nameof(value), value, "out of range");
 
     public static decimal ToDecimal(long micros) => micros / PerUnit;
 }

@@ -18,6 +18,7 @@ public sealed class UsageLedger : IAsyncDisposable
 {
     private const int MaxIdLength = 200;
     private const int PurgeChunk = 5_000;
+    private static readonly long NeverPurged = DateTimeOffset.MinValue.ToUnixTimeMilliseconds();
 
     private readonly SqlDatabase _database;
     private readonly UsageLedgerOptions _options;
@@ -52,7 +53,10 @@ public sealed class UsageLedger : IAsyncDisposable
     public UsageLedgerStatistics Statistics => new(
         Interlocked.Read(ref _stored), Interlocked.Read(ref _duplicates), Interlocked.Read(ref _batches), Interlocked.Read(ref _failedBatches));
 
-    /// <summary>Raw records with a timestamp before this were purged; appending one of them again is refused (it could not be deduplicated).</summary>
+    /// <summary>
+    /// Raw records with a timestamp before this were purged (<see cref="DateTimeOffset.MinValue"/>: never); appending
+    /// one of them again is refused, as it could not be deduplicated.
+    /// </summary>
     public DateTimeOffset PurgedBefore => DateTimeOffset.FromUnixTimeMilliseconds(Interlocked.Read(ref _purgedBeforeMs));
 
     /// <summary>Applies the migrations, opens the writer's connection and starts it.</summary>
@@ -69,7 +73,7 @@ public sealed class UsageLedger : IAsyncDisposable
             using var command = LedgerSchema.Prepare(connection, "SELECT state_value FROM metering_ledger_state WHERE state_key = @key");
             command.Parameters[0].Value = LedgerSchema.PurgedBeforeKey;
             var watermark = await command.ExecuteScalarAsync(cancellationToken);
-            var purgedBefore = watermark is null or DBNull ? long.MinValue : Convert.ToInt64(watermark, System.Globalization.CultureInfo.InvariantCulture);
+            var purgedBefore = watermark is null or DBNull ? NeverPurged : Convert.ToInt64(watermark, System.Globalization.CultureInfo.InvariantCulture);
             return new UsageLedger(database, options, writer, purgedBefore);
         }
         catch

@@ -43,6 +43,9 @@ public sealed class UsageLedgerOptions
     /// <summary>The clock for retention.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
+    /// <summary>Use plain ADO.NET commands on SQLite too (the PostgreSQL path), so tests cover it without a server.</summary>
+    internal bool PortableCommands { get; init; }
+
     internal void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxBatchSize, 1, nameof(MaxBatchSize));

@@ -10,7 +10,8 @@ namespace Sovereign.Residency.ControlPlane;
 /// <param name="Disabled">A disabled tenant's keys are refused.</param>
 /// <param name="CreatedAt">Unix milliseconds.</param>
 /// <param name="UpdatedAt">Unix milliseconds.</param>
-public sealed record TenantRecord(string Id, string Name, string PolicyJson, string Plan, bool Disabled, long CreatedAt, long UpdatedAt);
+/// <param name="LimitsJson">Budgets and rate limits (JSON), or null for none.</param>
+public sealed record TenantRecord(string Id, string Name, string PolicyJson, string Plan, bool Disabled, long CreatedAt, long UpdatedAt, string? LimitsJson = null);
 
 /// <summary>A tenant API key. Only the SHA-256 of the secret is stored; the secret is shown once.</summary>
 /// <param name="Id">Public key id (<c>key_…</c>), safe to log.</param>

@@ -35,6 +35,7 @@ public sealed class ControlPlaneStore(SqlDatabase database)
                 created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)
             """,
         ]),
+        new("controlplane-002-tenant-limits", ["ALTER TABLE tenants ADD COLUMN limits_json TEXT NULL"]),
     ];
 
     /// <summary>The database behind the store.</summary>
@@ -43,22 +44,22 @@ public sealed class ControlPlaneStore(SqlDatabase database)
     /// <summary>Inserts or replaces a tenant.</summary>
     public Task UpsertTenantAsync(TenantRecord tenant, CancellationToken cancellationToken = default) => ExecuteAsync(
         """
-        INSERT INTO tenants (id, name, policy_json, plan, disabled, created_at, updated_at)
-        VALUES (@id, @name, @policy, @plan, @disabled, @created, @updated)
+        INSERT INTO tenants (id, name, policy_json, plan, disabled, created_at, updated_at, limits_json)
+        VALUES (@id, @name, @policy, @plan, @disabled, @created, @updated, @limits)
         ON CONFLICT (id) DO UPDATE SET name = excluded.name, policy_json = excluded.policy_json, plan = excluded.plan,
-            disabled = excluded.disabled, updated_at = excluded.updated_at
+            disabled = excluded.disabled, updated_at = excluded.updated_at, limits_json = excluded.limits_json
         """,
         cancellationToken,
         ("@id", tenant.Id), ("@name", tenant.Name), ("@policy", tenant.PolicyJson), ("@plan", tenant.Plan),
-        ("@disabled", tenant.Disabled ? 1 : 0), ("@created", tenant.CreatedAt), ("@updated", tenant.UpdatedAt));
+        ("@disabled", tenant.Disabled ? 1 : 0), ("@created", tenant.CreatedAt), ("@updated", tenant.UpdatedAt), ("@limits", tenant.LimitsJson));
 
     /// <summary>Reads one tenant.</summary>
     public async Task<TenantRecord?> GetTenantAsync(string id, CancellationToken cancellationToken = default) =>
-        (await QueryAsync("SELECT id, name, policy_json, plan, disabled, created_at, updated_at FROM tenants WHERE id = @id", ReadTenant, cancellationToken, ("@id", id))).FirstOrDefault();
+        (await QueryAsync("SELECT id, name, policy_json, plan, disabled, created_at, updated_at, limits_json FROM tenants WHERE id = @id", ReadTenant, cancellationToken, ("@id", id))).FirstOrDefault();
 
     /// <summary>All tenants, by id.</summary>
     public Task<List<TenantRecord>> ListTenantsAsync(CancellationToken cancellationToken = default) =>
-        QueryAsync("SELECT id, name, policy_json, plan, disabled, created_at, updated_at FROM tenants ORDER BY id", ReadTenant, cancellationToken);
+        QueryAsync("SELECT id, name, policy_json, plan, disabled, created_at, updated_at, limits_json FROM tenants ORDER BY id", ReadTenant, cancellationToken);
 
     /// <summary>Stores a new key.</summary>
     public Task InsertKeyAsync(ApiKeyRecord key, CancellationToken cancellationToken = default) => ExecuteAsync(
@@ -114,7 +115,7 @@ public sealed class ControlPlaneStore(SqlDatabase database)
     private const string KeySelect = "SELECT id, tenant_id, prefix, secret_hash, name, policy_json, created_at, revoked_at FROM api_keys";
 
     private static TenantRecord ReadTenant(DbDataReader r) =>
-        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), Convert.ToInt64(r.GetValue(4), CultureInfo.InvariantCulture) != 0, r.GetInt64(5), r.GetInt64(6));
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), Convert.ToInt64(r.GetValue(4), CultureInfo.InvariantCulture) != 0, r.GetInt64(5), r.GetInt64(6), r.IsDBNull(7) ? null : r.GetString(7));
 
     private static ApiKeyRecord ReadKey(DbDataReader r) =>
         new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5), r.GetInt64(6), r.IsDBNull(7) ? null : r.GetInt64(7));

@@ -133,6 +133,7 @@ public sealed class UsageQueryTests
         var old = Record("old", at: Day0);
         await using (var ledger = await db.OpenLedgerAsync())
         {
+            Assert.Equal(DateTimeOffset.MinValue, ledger.PurgedBefore);
             await ledger.AppendAsync(old);
             await ledger.PurgeAsync(Day0.AddDays(1));
 
