@@ -11,6 +11,7 @@ using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Trace;
 using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Metering;
 using Sovereign.Gateway.Models;
 using Sovereign.Gateway.Observability;
 using Sovereign.Gateway.OpenAI;
@@ -66,8 +67,9 @@ public static class SovereignGateway
 
         // Middleware pipeline — order matters: errors wrap everything that can throw.
         app.UseOpenAIErrors();
-        app.MapOpenAIApi();
-        app.MapAdminApi();
+        var v1 = app.MapOpenAIApi();
+        var admin = app.MapAdminApi();
+        admin.MapMeteringApi(v1);
         app.MapGet("/health", () => TypedResults.Json(new { status = "ok" }));
         app.MapGet("/ready", (ModelCatalog catalog) => catalog.IsReady
             ? Results.Json(new { status = "ready", models = catalog.All.Select(m => m.Id) })

@@ -95,7 +95,7 @@ public sealed class RequestMetering
 
         if (!result.Allowed)
         {
-            await RecordAsync(routed, null, 0, 0, null, UsageOutcome.Refused, result.Code);
+            await RecordAsync(routed, new MeterTicket(null, currency, 0, weight, priority, false), 0, 0, null, UsageOutcome.Refused, result.Code);
             var retryAfter = result.Headers.FirstOrDefault(h => h.Key == "Retry-After").Value is { } seconds && int.TryParse(seconds, out var s) ? TimeSpan.FromSeconds(s) : (TimeSpan?)null;
             throw new OpenAIException(StatusCodes.Status429TooManyRequests, result.Message ?? "Too many requests.",
                 result.Code == "budget_exceeded" ? "insufficient_quota" : "requests", null, result.Code, retryAfter);
@@ -140,7 +140,7 @@ public sealed class RequestMetering
             Jurisdiction = jurisdiction,
             Outcome = UsageOutcome.Refused,
             RefusalCode = code,
-            Currency = "USD",
+            Currency = _prices.Current.FindPlan(caller.Plan)?.Currency ?? "USD",
         });
 
     private Task RecordAsync(RoutedRequest routed, MeterTicket? ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, string? refusalCode, decimal cost = 0m) =>

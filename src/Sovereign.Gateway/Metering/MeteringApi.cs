@@ -1,0 +1,327 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Routing;
+using Sovereign.Cluster.Grains;
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.OpenAI;
+using Sovereign.Gateway.Routing;
+using Sovereign.Metering.Budgets;
+using Sovereign.Metering.Ledger;
+using Sovereign.Metering.Pricing;
+using Sovereign.Residency.Audit;
+
+namespace Sovereign.Gateway.Metering;
+
+internal sealed class PlanRequest
+{
+    public string? Currency { get; set; }
+    public int? Weight { get; set; }
+    public string? Priority { get; set; }
+}
+
+internal sealed class PriceRequest
+{
+    public string? Model { get; set; }
+    public decimal? InputPerMillion { get; set; }
+    public decimal? OutputPerMillion { get; set; }
+    public decimal? PerComputeSecond { get; set; }
+    public DateTimeOffset? EffectiveFrom { get; set; }
+}
+
+internal sealed class LimitsRequest
+{
+    public List<BudgetRequest?>? Budgets { get; set; }
+    public List<RateLimitRequest?>? RateLimits { get; set; }
+}
+
+internal sealed class BudgetRequest
+{
+    public string? KeyId { get; set; }
+    public string? Period { get; set; }
+    public decimal? Amount { get; set; }
+}
+
+internal sealed class RateLimitRequest
+{
+    public string? KeyId { get; set; }
+    public long? RequestsPerMinute { get; set; }
+    public long? TokensPerMinute { get; set; }
+}
+
+/// <summary>
+/// Pay-per-use administration (<c>/admin/v1</c>): plans and prices (changes take effect at a stated time and are
+/// audited), budgets and rate limits per tenant and key, usage by tenant/model/day/jurisdiction, and invoices that
+/// reconcile exactly with the ledger. Tenants read their own usage at <c>/v1/usage</c>.
+/// </summary>
+public static class MeteringApi
+{
+    /// <summary>Adds the metering endpoints to the admin and /v1 groups.</summary>
+    public static void MapMeteringApi(this RouteGroupBuilder admin, RouteGroupBuilder v1)
+    {
+        admin.MapGet("/plans", ListPlans);
+        admin.MapPut("/plans/{name}", PutPlan);
+        admin.MapPost("/plans/{name}/prices", AddPrice);
+        admin.MapGet("/tenants/{id}/limits", GetLimits);
+        admin.MapPut("/tenants/{id}/limits", PutLimits);
+        admin.MapGet("/usage", AdminUsage);
+        admin.MapGet("/tenants/{id}/invoice", Invoice);
+        v1.MapGet("/usage", TenantUsage);
+    }
+
+    private static IResult ListPlans(PriceBookProvider prices) => Json(new { data = prices.Current.Plans.Select(PlanJson) });
+
+    private static async Task<IResult> PutPlan(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time)
+    {
+        var request = await RequestReader.ReadAsync<PlanRequest>(context);
+        var priority = request.Priority?.ToLowerInvariant() switch
+        {
+            null or "interactive" => PriorityClass.Interactive,
+            "batch" => PriorityClass.Batch,
+            _ => throw OpenAIException.BadRequest("priority must be 'interactive' or 'batch'.", "priority", "invalid_value"),
+        };
+        var existing = prices.Current.FindPlan(name);
+        var plan = new Plan
+        {
+            Name = name,
+            Currency = request.Currency?.ToUpperInvariant() ?? existing?.Currency ?? throw OpenAIException.BadRequest("currency is required (ISO 4217).", "currency", "missing_required_parameter"),
+            Weight = request.Weight ?? existing?.Weight ?? 1,
+            Priority = priority,
+            Prices = existing?.Prices ?? [],
+        };
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(time.GetUtcNow().ToUnixTimeMilliseconds());
+        await UpdateAsync(prices, book => book.WithPlan(plan, now), now);
+        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "plan.update", Details = new Dictionary<string, string> { ["plan"] = name, ["currency"] = plan.Currency, ["weight"] = plan.Weight.ToString(CultureInfo.InvariantCulture), ["priority"] = plan.Priority.ToString() } });
+        return Json(PlanJson(prices.Current.FindPlan(name)!));
+    }
+
+    private static async Task<IResult> AddPrice(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time)
+    {
+        var request = await RequestReader.ReadAsync<PriceRequest>(context);
+        if (prices.Current.FindPlan(name) is null)
+        {
+            throw new OpenAIException(StatusCodes.Status404NotFound, $"No plan '{name}'.", "invalid_request_error", null, "plan_not_found");
+        }
+
+        if (string.IsNullOrWhiteSpace(request.Model))
+        {
+            throw OpenAIException.BadRequest("model is required.", "model", "missing_required_parameter");
+        }
+
+        // Prices are stored to the millisecond; a price without a start time applies from now.
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(time.GetUtcNow().ToUnixTimeMilliseconds());
+        var price = new ModelPrice
+        {
+            Model = request.Model,
+            EffectiveFrom = request.EffectiveFrom ?? now,
+            InputPerMillion = request.InputPerMillion,
+            OutputPerMillion = request.OutputPerMillion,
+            PerComputeSecond = request.PerComputeSecond,
+        };
+        await UpdateAsync(prices, book => book.WithPrice(name, price, now), now);
+        await audit.AppendAsync(new AuditRecord
+        {
+            Kind = AuditKind.Admin,
+            Actor = "operator",
+            Action = "price.add",
+            Details = new Dictionary<string, string>
+            {
+                ["plan"] = name,
+                ["model"] = price.Model,
+                ["effective_from"] = price.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture),
+                ["input_per_million"] = price.InputPerMillion?.ToString(CultureInfo.InvariantCulture) ?? "",
+                ["output_per_million"] = price.OutputPerMillion?.ToString(CultureInfo.InvariantCulture) ?? "",
+                ["per_compute_second"] = price.PerComputeSecond?.ToString(CultureInfo.InvariantCulture) ?? "",
+            },
+        });
+        return Results.Json(PlanJson(prices.Current.FindPlan(name)!), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> GetLimits(string id, IGrainFactory grains)
+    {
+        var grain = grains.GetGrain<ITenantGrain>(id);
+        _ = await grain.GetAsync() ?? throw NotFound(id);
+        var limits = await grain.GetLimitsAsync();
+        return Json(new { limits = LimitsJson(limits), budgets = (await grain.GetBudgetsAsync()).Select(BudgetJson) });
+    }
+
+    private static async Task<IResult> PutLimits(string id, HttpContext context, IGrainFactory grains, AuditLog audit)
+    {
+        var grain = grains.GetGrain<ITenantGrain>(id);
+        _ = await grain.GetAsync() ?? throw NotFound(id);
+        var request = await RequestReader.ReadAsync<LimitsRequest>(context);
+        var budgets = new List<BudgetSetting>();
+        for (var i = 0; i < (request.Budgets?.Count ?? 0); i++)
+        {
+            var b = request.Budgets![i] ?? throw OpenAIException.BadRequest($"budgets[{i}] must be an object.", $"budgets[{i}]", "invalid_type");
+            if (!Enum.TryParse<BudgetPeriod>(b.Period, ignoreCase: true, out var period) || int.TryParse(b.Period, out _))
+            {
+                throw OpenAIException.BadRequest($"budgets[{i}].period must be 'day', 'month' or 'total'; got '{b.Period}'.", $"budgets[{i}].period", "invalid_value");
+            }
+
+            if (b.Amount is not > 0)
+            {
+                throw OpenAIException.BadRequest($"budgets[{i}].amount must be a positive amount in the plan's currency.", $"budgets[{i}].amount", "invalid_value");
+            }
+
+            if (budgets.Any(x => x.KeyId == b.KeyId && x.Period == period.ToString()))
+            {
+                throw OpenAIException.BadRequest($"budgets[{i}] repeats a budget for the same key and period.", $"budgets[{i}]", "invalid_value");
+            }
+
+            budgets.Add(new BudgetSetting(b.KeyId, period.ToString(), b.Amount.Value));
+        }
+
+        var rates = new List<RateLimitSetting>();
+        for (var i = 0; i < (request.RateLimits?.Count ?? 0); i++)
+        {
+            var r = request.RateLimits![i] ?? throw OpenAIException.BadRequest($"rate_limits[{i}] must be an object.", $"rate_limits[{i}]", "invalid_type");
+            if (r.RequestsPerMinute is < 1 || r.TokensPerMinute is < 1 || (r.RequestsPerMinute is null && r.TokensPerMinute is null))
+            {
+                throw OpenAIException.BadRequest($"rate_limits[{i}] needs requests_per_minute and/or tokens_per_minute, each at least 1.", $"rate_limits[{i}].requests_per_minute", "invalid_value");
+            }
+
+            rates.Add(new RateLimitSetting(r.KeyId, r.RequestsPerMinute, r.TokensPerMinute));
+        }
+
+        var limits = new TenantLimits(budgets, rates);
+        await grain.SetLimitsAsync(limits);
+        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "limits.update", Tenant = id, Details = new Dictionary<string, string> { ["limits"] = System.Text.Json.JsonSerializer.Serialize(LimitsJson(limits), OpenAIJson.Options) } });
+        return Json(new { limits = LimitsJson(limits), budgets = (await grain.GetBudgetsAsync()).Select(BudgetJson) });
+    }
+
+    private static async Task<IResult> AdminUsage(HttpContext context, UsageLedger ledger) =>
+        Json(new { data = (await ledger.QueryUsageAsync(ParseQuery(context, context.Request.Query["tenant"]), context.RequestAborted)).Select(UsageJson) });
+
+    private static async Task<IResult> TenantUsage(HttpContext context, InferenceRouter router, UsageLedger ledger)
+    {
+        var caller = await router.AuthenticateAsync(context);
+        if (caller.IsAnonymous)
+        {
+            throw new OpenAIException(StatusCodes.Status403Forbidden, "Usage is per tenant: use a tenant API key.", "permission_error", null, "tenant_key_required");
+        }
+
+        return Json(new { @object = "list", data = (await ledger.QueryUsageAsync(ParseQuery(context, caller.TenantId), context.RequestAborted)).Select(UsageJson) });
+    }
+
+    private static async Task<IResult> Invoice(string id, HttpContext context, UsageLedger ledger)
+    {
+        var format = context.Request.Query["format"].ToString() is { Length: > 0 } f ? f.ToLowerInvariant() : "json";
+        if (format is not ("json" or "csv"))
+        {
+            throw OpenAIException.BadRequest("format must be 'json' or 'csv'.", "format", "invalid_value");
+        }
+
+        // Invoices cover whole UTC days: from and to are dates (YYYY-MM-DD); to defaults to the end of today.
+        var query = context.Request.Query;
+        var periodFrom = query["from"].Count == 0 ? DateTimeOffset.UnixEpoch : Date(query["from"].ToString(), "from");
+        var periodTo = query["to"].Count == 0 ? new DateTimeOffset(DateTime.UtcNow.Date.AddDays(1), TimeSpan.Zero) : Date(query["to"].ToString(), "to");
+        if (periodTo <= periodFrom)
+        {
+            throw OpenAIException.BadRequest("to must be after from.", "to", "invalid_value");
+        }
+
+        Invoice invoice;
+        try
+        {
+            invoice = await new InvoiceBuilder(ledger).BuildAsync(id, periodFrom, periodTo, query["currency"].ToString() is { Length: > 0 } c ? c : null, context.RequestAborted);
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw OpenAIException.BadRequest(ex.Message + " Pass currency=... to choose one.", "currency", "several_currencies");
+        }
+
+        return format == "csv"
+            ? Results.Text(InvoiceFormatter.ToCsv(invoice), "text/csv; charset=utf-8")
+            : Results.Text(InvoiceFormatter.ToJson(invoice), "application/json; charset=utf-8");
+    }
+
+    private static DateTimeOffset Date(string value, string field) =>
+        DateOnly.TryParseExact(value, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var date)
+            ? new DateTimeOffset(date.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero)
+            : throw OpenAIException.BadRequest($"{field} must be a date, YYYY-MM-DD (invoices cover whole UTC days); got '{value}'.", field, "invalid_value");
+
+    private static UsageQuery ParseQuery(HttpContext context, string? tenant)
+    {
+        var query = context.Request.Query;
+        var (from, to) = AdminApi.AuditRange(query["from"], query["to"]);
+        var groupBy = UsageGroupBy.None;
+        foreach (var part in query["group_by"].ToString().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            groupBy |= Enum.TryParse<UsageGroupBy>(part, ignoreCase: true, out var g) && !int.TryParse(part, out _)
+                ? g
+                : throw OpenAIException.BadRequest($"group_by takes day, model, jurisdiction and tenant; got '{part}'.", "group_by", "invalid_value");
+        }
+
+        return new UsageQuery
+        {
+            Tenant = string.IsNullOrEmpty(tenant) ? null : tenant,
+            Model = query["model"].ToString() is { Length: > 0 } m ? m : null,
+            Jurisdiction = query["jurisdiction"].ToString() is { Length: > 0 } j ? j.ToUpperInvariant() : null,
+            From = from,
+            To = to > DateTimeOffset.UtcNow.AddYears(100) ? DateTimeOffset.UtcNow.AddDays(1) : to,
+            GroupBy = groupBy == UsageGroupBy.None ? UsageGroupBy.Tenant | UsageGroupBy.Model | UsageGroupBy.Day : groupBy,
+        };
+    }
+
+    private static async Task UpdateAsync(PriceBookProvider prices, Func<PriceBook, PriceBook> change, DateTimeOffset now)
+    {
+        try
+        {
+            await prices.UpdateAsync(change, now);
+        }
+        catch (PriceValidationException ex)
+        {
+            var first = ex.Errors[0];
+            throw OpenAIException.BadRequest(string.Join(" ", ex.Errors.Select(e => $"{e.Field}: {e.Message}")), first.Field, "invalid_price");
+        }
+    }
+
+    private static OpenAIException NotFound(string id) => new(StatusCodes.Status404NotFound, $"No tenant '{id}'.", "invalid_request_error", null, "tenant_not_found");
+
+    private static IResult Json(object value) => Results.Json(value, OpenAIJson.Options);
+
+    private static object PlanJson(Plan p) => new
+    {
+        name = p.Name,
+        currency = p.Currency,
+        weight = p.Weight,
+        priority = p.Priority.ToString().ToLowerInvariant(),
+        prices = p.Prices.Select(x => new
+        {
+            model = x.Model,
+            effective_from = x.EffectiveFrom,
+            input_per_million = x.InputPerMillion,
+            output_per_million = x.OutputPerMillion,
+            per_compute_second = x.PerComputeSecond,
+        }),
+    };
+
+    private static object LimitsJson(TenantLimits l) => new
+    {
+        budgets = l.Budgets.Select(b => new { key_id = b.KeyId, period = b.Period.ToLowerInvariant(), amount = b.Amount }),
+        rate_limits = l.RateLimits.Select(r => new { key_id = r.KeyId, requests_per_minute = r.RequestsPerMinute, tokens_per_minute = r.TokensPerMinute }),
+    };
+
+    private static object BudgetJson(BudgetStatusView b) => new
+    {
+        key_id = b.KeyId, period = b.Period, limit = b.Limit, settled = b.Settled, reserved = b.Reserved, remaining = b.Remaining, currency = b.Currency,
+    };
+
+    private static object UsageJson(UsageRow r) => new
+    {
+        day = r.Day?.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+        tenant = r.Tenant,
+        model = r.Model,
+        jurisdiction = r.Jurisdiction,
+        currency = r.Currency,
+        requests = r.Requests,
+        completed = r.Completed,
+        refused = r.Refused,
+        cancelled = r.Cancelled,
+        failed = r.Failed,
+        prompt_tokens = r.PromptTokens,
+        completion_tokens = r.CompletionTokens,
+        compute_seconds = r.ComputeSeconds,
+        cost = r.Cost,
+    };
+}

@@ -1,0 +1,136 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace Sovereign.Gateway.FunctionalTests.Metering;
+
+/// <summary>Budgets that hold under concurrency, OpenAI-style rate limits, invoices that reconcile, and bad input.</summary>
+[Collection(MeteringCollection.Name)]
+public sealed class MeteringTests(MeteringFixture fixture)
+{
+    private const string Body = """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":4,"temperature":0}""";
+
+    private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+
+    [Fact]
+    public async Task ConcurrentRequests_NeverOverspendTheBudget()
+    {
+        // The budget is just large enough for N requests at their maximum cost (prompt + max_tokens).
+        const int n = 5;
+        var (tenant, key) = await fixture.NewTenantAsync();
+        using var client = fixture.TenantClient(key);
+        var probe = JsonDocument.Parse(await (await client.PostAsync("/v1/chat/completions", Json(Body))).Content.ReadAsStringAsync()).RootElement;
+        var promptTokens = probe.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+        Assert.Equal(4, probe.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        var maxCost = (promptTokens * MeteringFixture.InputPerMillion + 4 * MeteringFixture.OutputPerMillion) / 1_000_000m;
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { budgets = new[] { new { period = "day", amount = n * maxCost + maxCost } } }, 200);
+
+        // One request already spent maxCost today: N more fit. Fire 10×N at once.
+        var responses = await Task.WhenAll(Enumerable.Range(0, 10 * n).Select(_ => client.PostAsync("/v1/chat/completions", Json(Body))));
+
+        var served = responses.Count(r => (int)r.StatusCode == 200);
+        var refused = responses.Where(r => (int)r.StatusCode == 429).ToList();
+        Assert.Equal(10 * n, served + refused.Count);
+        Assert.InRange(served, 1, n);
+        foreach (var r in refused)
+        {
+            var error = JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+            Assert.Equal("budget_exceeded", error.GetProperty("code").GetString());
+        }
+
+        var limits = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/limits", null, 200);
+        var budget = limits.GetProperty("budgets")[0];
+        Assert.True(budget.GetProperty("settled").GetDecimal() <= budget.GetProperty("limit").GetDecimal());
+        Assert.Equal(0m, budget.GetProperty("reserved").GetDecimal());
+
+        var invoice = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{tenant}/invoice")).RootElement;
+        Assert.True(decimal.Parse(invoice.GetProperty("total").GetString()!, CultureInfo.InvariantCulture) <= n * maxCost + maxCost);
+    }
+
+    [Fact]
+    public async Task RateLimit_AnswersLikeOpenAI_WithHeadersAndRetryAfter()
+    {
+        var (_, key) = await fixture.NewTenantAsync(new { rate_limits = new[] { new { requests_per_minute = 3, tokens_per_minute = 100_000 } } });
+        using var client = fixture.TenantClient(key);
+
+        var ok = await client.PostAsync("/v1/chat/completions", Json(Body));
+        Assert.Equal(200, (int)ok.StatusCode);
+        Assert.Equal("3", ok.Headers.GetValues("x-ratelimit-limit-requests").Single());
+        Assert.Equal("2", ok.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        Assert.Equal("100000", ok.Headers.GetValues("x-ratelimit-limit-tokens").Single());
+        Assert.NotEmpty(ok.Headers.GetValues("x-ratelimit-reset-requests").Single());
+        Assert.NotEmpty(ok.Headers.GetValues("x-ratelimit-reset-tokens").Single());
+
+        await client.PostAsync("/v1/chat/completions", Json(Body));
+        await client.PostAsync("/v1/chat/completions", Json(Body));
+        var limited = await client.PostAsync("/v1/chat/completions", Json(Body));
+
+        Assert.Equal(429, (int)limited.StatusCode);
+        Assert.Equal("rate_limit_exceeded", JsonDocument.Parse(await limited.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+        Assert.True(int.Parse(limited.Headers.GetValues("Retry-After").Single(), CultureInfo.InvariantCulture) >= 1);
+        Assert.Equal("0", limited.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+    }
+
+    [Fact]
+    public async Task Invoice_ReconcilesExactlyWithUsageAndRecords()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync();
+        using var client = fixture.TenantClient(key);
+        var expected = 0m;
+        foreach (var maxTokens in new[] { 1, 3, 5, 7 })
+        {
+            var response = await client.PostAsync("/v1/chat/completions", Json($$"""{"model":"stories","messages":[{"role":"user","content":"Tell me about a dog"}],"max_tokens":{{maxTokens}},"temperature":0}"""));
+            var usage = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("usage");
+            expected += (usage.GetProperty("prompt_tokens").GetInt32() * MeteringFixture.InputPerMillion + usage.GetProperty("completion_tokens").GetInt32() * MeteringFixture.OutputPerMillion) / 1_000_000m;
+        }
+
+        var invoice = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{tenant}/invoice")).RootElement;
+        var total = decimal.Parse(invoice.GetProperty("total").GetString()!, CultureInfo.InvariantCulture);
+        Assert.Equal(expected, total);
+        Assert.Equal("EUR", invoice.GetProperty("currency").GetString());
+        var lines = invoice.GetProperty("lines").EnumerateArray().ToList();
+        Assert.Equal(total, lines.Sum(l => decimal.Parse(l.GetProperty("amount").GetString()!, CultureInfo.InvariantCulture)));
+        Assert.Equal(4, lines.Sum(l => l.GetProperty("requests").GetInt64()));
+
+        var csv = await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{tenant}/invoice?format=csv");
+        Assert.Contains(total.ToString("0.000000", CultureInfo.InvariantCulture), csv, StringComparison.Ordinal);
+
+        // The tenant's own usage agrees, and it cannot see another tenant's.
+        var own = JsonDocument.Parse(await client.GetStringAsync("/v1/usage?group_by=model")).RootElement.GetProperty("data").EnumerateArray().ToList();
+        Assert.Equal(expected, own.Sum(r => r.GetProperty("cost").GetDecimal()));
+        Assert.All(own, r => Assert.Equal(4, r.GetProperty("completed").GetInt64()));
+        var adminView = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/usage?tenant={tenant}&group_by=tenant")).RootElement.GetProperty("data").EnumerateArray().Single();
+        Assert.Equal(expected, adminView.GetProperty("cost").GetDecimal());
+    }
+
+    [Theory]
+    [InlineData("PUT", "/admin/v1/plans/bad-currency", """{"currency":"XYZ"}""", "currency")]
+    [InlineData("PUT", "/admin/v1/plans/bad-weight", """{"currency":"EUR","weight":0}""", "weight")]
+    [InlineData("PUT", "/admin/v1/plans/bad-priority", """{"currency":"EUR","priority":"urgent"}""", "priority")]
+    [InlineData("POST", "/admin/v1/plans/standard/prices", """{"model":"stories","input_per_million":-1}""", "input_per_million")]
+    [InlineData("POST", "/admin/v1/plans/standard/prices", """{"model":"stories","input_per_million":"cheap"}""", "input_per_million")]
+    [InlineData("POST", "/admin/v1/plans/standard/prices", """{"input_per_million":1}""", "model")]
+    [InlineData("PUT", "/admin/v1/tenants/{tenant}/limits", """{"budgets":[{"period":"fortnight","amount":5}]}""", "budgets[0].period")]
+    [InlineData("PUT", "/admin/v1/tenants/{tenant}/limits", """{"budgets":[{"period":"day","amount":-5}]}""", "budgets[0].amount")]
+    [InlineData("PUT", "/admin/v1/tenants/{tenant}/limits", """{"rate_limits":[{"requests_per_minute":0}]}""", "rate_limits[0].requests_per_minute")]
+    public async Task BadInput_Is400NamingTheField(string method, string path, string json, string field)
+    {
+        if (path.Contains("{tenant}", StringComparison.Ordinal))
+        {
+            path = path.Replace("{tenant}", (await fixture.NewTenantAsync()).Tenant, StringComparison.Ordinal);
+        }
+
+        using var response = await fixture.Admin.SendAsync(new HttpRequestMessage(new HttpMethod(method), path) { Content = Json(json) });
+        var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Equal(field, body.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    [Fact]
+    public async Task UsageQuery_MalformedPeriod_Is400()
+    {
+        Assert.Equal(400, (int)(await fixture.Admin.GetAsync("/admin/v1/usage?from=yesterday-ish")).StatusCode);
+        Assert.Equal(400, (int)(await fixture.Admin.GetAsync("/admin/v1/usage?group_by=planet")).StatusCode);
+    }
+}
