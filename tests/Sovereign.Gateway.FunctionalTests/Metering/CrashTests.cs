@@ -55,7 +55,7 @@ public sealed class CrashTests : IDisposable
                         using var response = await client.PostAsync("/v1/chat/completions", new StringContent(
                             """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8}""", Encoding.UTF8, "application/json"), enough.Token);
                         var body = await response.Content.ReadAsStringAsync(enough.Token);
-                        if (response.StatusCode == HttpStatusCode.OK && JsonDocument.Parse(body).RootElement.TryGetProperty("usage", out _))
+                        if (response.StatusCode == HttpStatusCode.OK && JsonDocument.Parse(body).RootElement.TryGetProperty("usage", out JsonElement _))
                         {
                             completed.Add(response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single());
                             if (completed.Count >= 20)
