@@ -10,4 +10,8 @@ root.Subcommands.Add(TenantsCommand.Create());
 root.Subcommands.Add(TenantsCommand.CreateKeys());
 root.Subcommands.Add(NodesCommand.Create());
 root.Subcommands.Add(AuditCommand.Create());
+foreach (var command in MeteringCommands.Create())
+{
+    root.Subcommands.Add(command);
+}
 return await root.Parse(args).InvokeAsync();

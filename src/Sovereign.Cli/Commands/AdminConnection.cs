@@ -34,7 +34,7 @@ internal sealed class AdminConnection
     }
 
     /// <summary>Sends one admin request; returns the JSON answer or throws <see cref="AdminException"/> with the server's message.</summary>
-    public async Task<JsonElement> SendAsync(ParseResult result, HttpMethod method, string path, object? body, CancellationToken cancellationToken)
+    public async Task<JsonElement> SendAsync(ParseResult result, HttpMethod method, string path, object? body, CancellationToken cancellationToken, bool raw = false)
     {
         var token = result.GetValue(Token);
         if (string.IsNullOrEmpty(token))
@@ -49,7 +49,12 @@ internal sealed class AdminConnection
         using var request = new HttpRequestMessage(method, path.TrimStart('/')) { Content = body is null ? null : JsonContent.Create(body) };
         using var response = await client.SendAsync(request, cancellationToken);
         var text = await response.Content.ReadAsStringAsync(cancellationToken);
-        var json = text.Length > 0 ? JsonDocument.Parse(text).RootElement.Clone() : default;
+        if (raw && response.IsSuccessStatusCode)
+        {
+            return JsonSerializer.SerializeToElement(text);
+        }
+
+        var json = text.Length > 0 && text[0] is '{' or '[' ? JsonDocument.Parse(text).RootElement.Clone() : default;
         if (!response.IsSuccessStatusCode)
         {
             var message = json.ValueKind == JsonValueKind.Object && json.TryGetProperty("error", out var error) ? error.GetProperty("message").GetString() : text;
@@ -57,6 +62,13 @@ internal sealed class AdminConnection
         }
 
         return json;
+    }
+
+    /// <summary>GETs a text answer (CSV, JSON) as is.</summary>
+    public async Task<string> SendTextAsync(ParseResult result, string path, CancellationToken cancellationToken)
+    {
+        var json = await SendAsync(result, HttpMethod.Get, path, null, cancellationToken, raw: true);
+        return json.GetString()!;
     }
 
     /// <summary>Prints raw JSON when --json was given; returns whether it did.</summary>

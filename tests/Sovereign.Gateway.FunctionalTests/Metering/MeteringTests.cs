@@ -128,6 +128,31 @@ public sealed class MeteringTests(MeteringFixture fixture)
     }
 
     [Fact]
+    public async Task Cli_UsageTableAndInvoiceExport()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync();
+        using (var client = fixture.TenantClient(key))
+        {
+            Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
+        }
+
+        var url = fixture.Address.ToString();
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("usage", "--tenant", tenant, "--url", url, "--admin-token", MeteringFixture.AdminToken);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains(tenant, stdout, StringComparison.Ordinal);
+        Assert.Contains("EUR", stdout, StringComparison.Ordinal);
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync("invoice", tenant, "--format", "csv", "--url", url, "--admin-token", MeteringFixture.AdminToken);
+        Assert.True(exit == 0, stderr);
+        var invoice = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{tenant}/invoice")).RootElement;
+        Assert.Contains(invoice.GetProperty("total").GetString()!, stdout, StringComparison.Ordinal);
+
+        (exit, _, stderr) = await CliProcess.RunAsync("limits", tenant, "--budget", "fortnight=5", "--url", url, "--admin-token", MeteringFixture.AdminToken);
+        Assert.Equal(1, exit);
+        Assert.Contains("period", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task UsageQuery_MalformedPeriod_Is400()
     {
         Assert.Equal(400, (int)(await fixture.Admin.GetAsync("/admin/v1/usage?from=yesterday-ish")).StatusCode);

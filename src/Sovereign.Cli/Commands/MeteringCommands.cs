@@ -1,0 +1,218 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Spectre.Console;
+
+namespace Sovereign.Cli.Commands;
+
+/// <summary><c>sovereign usage</c>, <c>invoice</c>, <c>plans</c> and <c>limits</c>: pay-per-use from the terminal.</summary>
+internal static class MeteringCommands
+{
+    public static IEnumerable<Command> Create() => [Usage(), Invoice(), Plans(), Limits()];
+
+    private static Command Usage()
+    {
+        var connection = new AdminConnection();
+        var tenant = new Option<string?>("--tenant") { Description = "Only this tenant." };
+        var model = new Option<string?>("--model") { Description = "Only this model." };
+        var from = new Option<string?>("--from") { Description = "Start (ISO 8601 or unix seconds)." };
+        var to = new Option<string?>("--to") { Description = "End (ISO 8601 or unix seconds)." };
+        var groupBy = new Option<string>("--group-by") { Description = "Comma-separated: day, model, jurisdiction, tenant.", DefaultValueFactory = _ => "tenant,model,day" };
+        var command = new Command("usage", "Show usage and cost by tenant, model, day and jurisdiction.") { tenant, model, from, to, groupBy };
+        connection.AddTo(command);
+        command.SetAction((result, ct) => AdminConnection.RunAsync("usage", async () =>
+        {
+            var query = new List<string> { "group_by=" + Uri.EscapeDataString(result.GetValue(groupBy)!) };
+            Add(query, "tenant", result.GetValue(tenant));
+            Add(query, "model", result.GetValue(model));
+            Add(query, "from", result.GetValue(from));
+            Add(query, "to", result.GetValue(to));
+            var json = await connection.SendAsync(result, HttpMethod.Get, "/admin/v1/usage?" + string.Join('&', query), null, ct);
+            if (connection.PrintJson(result, json))
+            {
+                return;
+            }
+
+            var table = new Table().AddColumns("day", "tenant", "model", "jurisdiction", "requests", "refused", "prompt", "completion", "compute s", "cost");
+            foreach (var row in json.GetProperty("data").EnumerateArray())
+            {
+                table.AddRow(
+                    TenantsCommand.Text(row, "day"), TenantsCommand.Text(row, "tenant"), TenantsCommand.Text(row, "model"), TenantsCommand.Text(row, "jurisdiction"),
+                    TenantsCommand.Text(row, "requests"), TenantsCommand.Text(row, "refused"), TenantsCommand.Text(row, "prompt_tokens"), TenantsCommand.Text(row, "completion_tokens"),
+                    Number(row, "compute_seconds"), Number(row, "cost") + " " + TenantsCommand.Text(row, "currency"));
+            }
+
+            AnsiConsole.Write(table);
+        }));
+        return command;
+    }
+
+    private static Command Invoice()
+    {
+        var connection = new AdminConnection();
+        var tenant = new Argument<string>("tenant") { Description = "Tenant id." };
+        var from = new Option<string?>("--from") { Description = "First day, YYYY-MM-DD (default: the beginning)." };
+        var to = new Option<string?>("--to") { Description = "Day after the last, YYYY-MM-DD (default: end of today)." };
+        var format = new Option<string>("--format") { Description = "csv or json.", DefaultValueFactory = _ => "csv" };
+        format.AcceptOnlyFromAmong("csv", "json");
+        var output = new Option<FileInfo?>("--output", "-o") { Description = "Write to this file (default: standard output)." };
+        var command = new Command("invoice", "Export a tenant's invoice for a period; its totals reconcile with the usage records.") { tenant, from, to, format, output };
+        connection.AddTo(command);
+        command.SetAction((result, ct) => AdminConnection.RunAsync("invoice", async () =>
+        {
+            var query = new List<string> { "format=" + result.GetValue(format) };
+            Add(query, "from", result.GetValue(from));
+            Add(query, "to", result.GetValue(to));
+            var text = await connection.SendTextAsync(result, $"/admin/v1/tenants/{result.GetValue(tenant)}/invoice?" + string.Join('&', query), ct);
+            if (result.GetValue(output) is { } file)
+            {
+                await File.WriteAllTextAsync(file.FullName, text, ct);
+                Console.WriteLine($"Wrote {file.FullName}.");
+            }
+            else
+            {
+                Console.Write(text);
+            }
+        }));
+        return command;
+    }
+
+    private static Command Plans()
+    {
+        var command = new Command("plans", "Price plans: currency, fair-share weight, priority and per-model prices.");
+
+        var list = new AdminConnection();
+        var listCommand = new Command("list", "List plans and their prices.");
+        list.AddTo(listCommand);
+        listCommand.SetAction((result, ct) => AdminConnection.RunAsync("plans list", async () =>
+        {
+            var json = await list.SendAsync(result, HttpMethod.Get, "/admin/v1/plans", null, ct);
+            if (list.PrintJson(result, json))
+            {
+                return;
+            }
+
+            var table = new Table().AddColumns("plan", "currency", "weight", "priority", "model", "from", "input/1M", "output/1M", "per compute s");
+            foreach (var plan in json.GetProperty("data").EnumerateArray())
+            {
+                var prices = plan.GetProperty("prices").EnumerateArray().ToList();
+                if (prices.Count == 0)
+                {
+                    table.AddRow(TenantsCommand.Text(plan, "name"), TenantsCommand.Text(plan, "currency"), TenantsCommand.Text(plan, "weight"), TenantsCommand.Text(plan, "priority"), "", "", "", "", "");
+                }
+
+                foreach (var price in prices)
+                {
+                    table.AddRow(TenantsCommand.Text(plan, "name"), TenantsCommand.Text(plan, "currency"), TenantsCommand.Text(plan, "weight"), TenantsCommand.Text(plan, "priority"),
+                        TenantsCommand.Text(price, "model"), TenantsCommand.Text(price, "effective_from"), TenantsCommand.Text(price, "input_per_million"),
+                        TenantsCommand.Text(price, "output_per_million"), TenantsCommand.Text(price, "per_compute_second"));
+                }
+            }
+
+            AnsiConsole.Write(table);
+        }));
+
+        var set = new AdminConnection();
+        var name = new Argument<string>("name") { Description = "Plan name." };
+        var currency = new Option<string?>("--currency") { Description = "ISO 4217 currency (required for a new plan)." };
+        var weight = new Option<int?>("--weight") { Description = "Fair-share weight (default 1)." };
+        var priority = new Option<string?>("--priority") { Description = "interactive or batch." };
+        var setCommand = new Command("set", "Create or update a plan.") { name, currency, weight, priority };
+        set.AddTo(setCommand);
+        setCommand.SetAction((result, ct) => AdminConnection.RunAsync("plans set", async () =>
+        {
+            await set.SendAsync(result, HttpMethod.Put, $"/admin/v1/plans/{result.GetValue(name)}",
+                new { currency = result.GetValue(currency), weight = result.GetValue(weight), priority = result.GetValue(priority) }, ct);
+            Console.WriteLine($"Plan {result.GetValue(name)} saved.");
+        }));
+
+        var price = new AdminConnection();
+        var planName = new Argument<string>("plan") { Description = "Plan name." };
+        var model = new Option<string>("--model") { Description = "Model id.", Required = true };
+        var input = new Option<decimal?>("--input-per-million") { Description = "Price per 1M input tokens." };
+        var outputPrice = new Option<decimal?>("--output-per-million") { Description = "Price per 1M output tokens." };
+        var compute = new Option<decimal?>("--per-compute-second") { Description = "Price per compute-second." };
+        var effective = new Option<DateTimeOffset?>("--effective-from") { Description = "When it takes effect (default: now); never in the past." };
+        var priceCommand = new Command("price", "Add a price for a model; it takes effect at the stated time and is audited.") { planName, model, input, outputPrice, compute, effective };
+        price.AddTo(priceCommand);
+        priceCommand.SetAction((result, ct) => AdminConnection.RunAsync("plans price", async () =>
+        {
+            await price.SendAsync(result, HttpMethod.Post, $"/admin/v1/plans/{result.GetValue(planName)}/prices", new
+            {
+                model = result.GetValue(model),
+                input_per_million = result.GetValue(input),
+                output_per_million = result.GetValue(outputPrice),
+                per_compute_second = result.GetValue(compute),
+                effective_from = result.GetValue(effective),
+            }, ct);
+            Console.WriteLine($"Price for {result.GetValue(model)} added to {result.GetValue(planName)}.");
+        }));
+
+        command.Subcommands.Add(listCommand);
+        command.Subcommands.Add(setCommand);
+        command.Subcommands.Add(priceCommand);
+        return command;
+    }
+
+    private static Command Limits()
+    {
+        var connection = new AdminConnection();
+        var tenant = new Argument<string>("tenant") { Description = "Tenant id." };
+        var budget = new Option<string[]>("--budget") { Description = "PERIOD=AMOUNT[@KEY_ID], period day, month or total; repeatable." };
+        var rpm = new Option<long?>("--requests-per-minute") { Description = "Tenant-wide requests per minute." };
+        var tpm = new Option<long?>("--tokens-per-minute") { Description = "Tenant-wide tokens per minute." };
+        var command = new Command("limits", "Set a tenant's budgets and rate limits (replaces the previous ones); without options, show them.") { tenant, budget, rpm, tpm };
+        connection.AddTo(command);
+        command.SetAction((result, ct) => AdminConnection.RunAsync("limits", async () =>
+        {
+            var path = $"/admin/v1/tenants/{result.GetValue(tenant)}/limits";
+            var budgets = result.GetValue(budget) ?? [];
+            JsonElement json;
+            if (budgets.Length == 0 && result.GetValue(rpm) is null && result.GetValue(tpm) is null)
+            {
+                json = await connection.SendAsync(result, HttpMethod.Get, path, null, ct);
+            }
+            else
+            {
+                var parsed = budgets.Select(ParseBudget).ToArray();
+                var rates = result.GetValue(rpm) is null && result.GetValue(tpm) is null
+                    ? Array.Empty<object>()
+                    : [new { requests_per_minute = result.GetValue(rpm), tokens_per_minute = result.GetValue(tpm) }];
+                json = await connection.SendAsync(result, HttpMethod.Put, path, new { budgets = parsed, rate_limits = rates }, ct);
+            }
+
+            if (!connection.PrintJson(result, json))
+            {
+                var table = new Table().AddColumns("key", "period", "limit", "settled", "reserved", "remaining");
+                foreach (var b in json.GetProperty("budgets").EnumerateArray())
+                {
+                    table.AddRow(TenantsCommand.Text(b, "key_id") is { Length: > 0 } k ? k : "(tenant)", TenantsCommand.Text(b, "period"),
+                        Number(b, "limit") + " " + TenantsCommand.Text(b, "currency"), Number(b, "settled"), Number(b, "reserved"), Number(b, "remaining"));
+                }
+
+                AnsiConsole.Write(table);
+            }
+        }));
+        return command;
+    }
+
+    private static object ParseBudget(string value)
+    {
+        var at = value.Split('@', 2);
+        var parts = at[0].Split('=', 2);
+        return parts.Length == 2 && decimal.TryParse(parts[1], NumberStyles.Number, CultureInfo.InvariantCulture, out var amount)
+            ? new { period = parts[0], amount, key_id = at.Length > 1 ? at[1] : null }
+            : throw new AdminException($"--budget '{value}': expected PERIOD=AMOUNT[@KEY_ID], e.g. month=500.");
+    }
+
+    private static void Add(List<string> query, string name, string? value)
+    {
+        if (!string.IsNullOrEmpty(value))
+        {
+            query.Add(name + "=" + Uri.EscapeDataString(value));
+        }
+    }
+
+    private static string Number(JsonElement e, string name) =>
+        e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDecimal().ToString("0.######", CultureInfo.InvariantCulture) : "";
+}
