@@ -14,6 +14,14 @@ internal static class ModelsCommand
         var command = new Command("models", "Work with models.");
         command.Subcommands.Add(CreateList());
         command.Subcommands.Add(CreateSynth());
+        foreach (var registry in Registry.RegistryCommands.Create())
+        {
+            command.Subcommands.Add(registry);
+        }
+
+        command.Subcommands.Add(CreateLoad("load"));
+        command.Subcommands.Add(CreateLoad("unload"));
+        command.Subcommands.Add(CreateLanguages());
         return command;
     }
 
@@ -42,6 +50,51 @@ internal static class ModelsCommand
                 return 1;
             }
         });
+        return command;
+    }
+
+    /// <summary><c>models load|unload ID</c>: (un)load a registered model on a running server, without a restart.</summary>
+    private static Command CreateLoad(string verb)
+    {
+        var connection = new AdminConnection();
+        var id = new Argument<string>("id") { Description = "The registered model's id." };
+        var command = new Command(verb, verb == "load"
+            ? "Load a registered model on the running server (digest re-checked; refused up front if it would not fit in memory)."
+            : "Unload a model from the running server.") { id };
+        connection.AddTo(command);
+        command.SetAction((result, ct) => AdminConnection.RunAsync("models " + verb, async () =>
+        {
+            await connection.SendAsync(result, HttpMethod.Post, $"/admin/v1/models/{result.GetValue(id)}/{verb}", null, ct);
+            Console.WriteLine($"{result.GetValue(id)}: {verb}ed.");
+        }));
+        return command;
+    }
+
+    /// <summary><c>models languages ID</c>: the language tax of a served model.</summary>
+    private static Command CreateLanguages()
+    {
+        var connection = new AdminConnection();
+        var id = new Argument<string>("id") { Description = "A served chat model." };
+        var command = new Command("languages", "Show what each language costs in tokens on a model, and the ratio to English.") { id };
+        connection.AddTo(command);
+        command.SetAction((result, ct) => AdminConnection.RunAsync("models languages", async () =>
+        {
+            var json = await connection.SendAsync(result, HttpMethod.Get, $"/admin/v1/models/{result.GetValue(id)}/languages", null, ct);
+            if (connection.PrintJson(result, json))
+            {
+                return;
+            }
+
+            var table = new Table().AddColumns("language", "name", "tokens / 1,000 chars", "ratio to English", "same document vs English");
+            foreach (var row in json.GetProperty("languages").EnumerateArray())
+            {
+                table.AddRow(TenantsCommand.Text(row, "language"), TenantsCommand.Text(row, "name"), TenantsCommand.Text(row, "tokens_per_1000_characters"),
+                    TenantsCommand.Text(row, "ratio_to_english"), TenantsCommand.Text(row, "document_ratio_to_english"));
+            }
+
+            AnsiConsole.Write(table);
+            Console.WriteLine("Reference texts: " + json.GetProperty("source").GetString());
+        }));
         return command;
     }
 

@@ -40,6 +40,9 @@ public static partial class AdminApi
         admin.MapDelete("/nodes/{id}", DeleteNode);
         admin.MapGet("/jurisdictions", ListJurisdictions);
         admin.MapGet("/models/{id}/languages", LanguageTaxReport);
+        admin.MapGet("/models", ListModels);
+        admin.MapPost("/models/{id}/load", LoadModel);
+        admin.MapPost("/models/{id}/unload", UnloadModel);
         admin.MapGet("/audit", ReadAudit);
         admin.MapPost("/audit/verify", VerifyAudit);
         admin.MapPost("/audit/checkpoint", Checkpoint);
@@ -228,6 +231,77 @@ public static partial class AdminApi
         nodes.Invalidate();
         await AuditAdminAsync(audit, "node.delete", null, new() { ["node"] = id });
         return Json(new { id, deleted = true });
+    }
+
+    private static IResult ListModels(Models.ModelCatalog catalog)
+    {
+        var registered = catalog.Registry.List();
+        var loaded = catalog.All.Select(m => m.Id).ToHashSet(StringComparer.Ordinal);
+        return Json(new
+        {
+            data = registered.Select(e => new
+            {
+                id = e.Id,
+                digest = e.Digest,
+                size_bytes = e.SizeBytes,
+                architecture = e.Architecture,
+                parameters = e.Parameters,
+                quantization = e.Quantization,
+                context_length = e.ContextLength,
+                license = e.License,
+                origin = new { publisher = e.Origin.Publisher, country = e.Origin.Country },
+                languages = e.Languages,
+                modality = e.Modality.ToString().ToLowerInvariant(),
+                source = e.Source,
+                loaded = loaded.Contains(e.Id),
+            }),
+            loaded_from_configuration = catalog.All.Where(m => registered.All(e => e.Id != m.Id)).Select(m => m.Id),
+        });
+    }
+
+    private static async Task<IResult> LoadModel(string id, HttpContext context, Models.ModelCatalog catalog, AuditLog audit)
+    {
+        var request = context.Request.ContentLength is > 0 ? await RequestReader.ReadAsync<ModelLoadRequest>(context) : new ModelLoadRequest();
+        if (request.Parallel is < 1 or > 256 || request.ContextLength is < 16 || request.Threads is < 1)
+        {
+            throw OpenAIException.BadRequest("parallel must be 1-256, context_length at least 16, threads at least 1.", request.Parallel is < 1 or > 256 ? "parallel" : request.ContextLength is < 16 ? "context_length" : "threads", "invalid_value");
+        }
+
+        try
+        {
+            var served = await catalog.LoadFromRegistryAsync(id, request.Parallel, request.ContextLength, request.Threads, context.RequestAborted);
+            await AuditAdminAsync(audit, "model.load", null, new() { ["model"] = id, ["digest"] = catalog.Registry.Get(id)?.Digest ?? "" });
+            return Json(new { id = served.Id, kind = served.Kind.ToString().ToLowerInvariant(), loaded = true });
+        }
+        catch (KeyNotFoundException ex)
+        {
+            throw new OpenAIException(StatusCodes.Status404NotFound, ex.Message, "invalid_request_error", "id", "model_not_found");
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new OpenAIException(StatusCodes.Status409Conflict, ex.Message, "invalid_request_error", "id", "model_already_loaded");
+        }
+        catch (InsufficientMemoryException ex)
+        {
+            await AuditAdminAsync(audit, "model.load_refused", null, new() { ["model"] = id, ["reason"] = "insufficient_memory", ["message"] = ex.Message });
+            throw new OpenAIException(StatusCodes.Status409Conflict, ex.Message, "invalid_request_error", null, "insufficient_memory");
+        }
+        catch (Inference.Registry.ModelDigestMismatchException ex)
+        {
+            await AuditAdminAsync(audit, "model.load_refused", null, new() { ["model"] = id, ["reason"] = "digest_mismatch", ["expected"] = ex.ExpectedDigest, ["actual"] = ex.ActualDigest ?? "" });
+            throw new OpenAIException(StatusCodes.Status409Conflict, $"Refused to load '{id}': the file's digest {ex.ActualDigest} differs from the registry's {ex.ExpectedDigest}.", "invalid_request_error", null, "digest_mismatch");
+        }
+    }
+
+    private static async Task<IResult> UnloadModel(string id, Models.ModelCatalog catalog, AuditLog audit, CancellationToken cancellationToken)
+    {
+        if (!await catalog.UnloadAsync(id, cancellationToken))
+        {
+            throw NotFound("loaded model", id);
+        }
+
+        await AuditAdminAsync(audit, "model.unload", null, new() { ["model"] = id });
+        return Json(new { id, loaded = false });
     }
 
     /// <summary>The language tax of a served chat model: tokens per 1,000 characters per language, and the ratio to English.</summary>

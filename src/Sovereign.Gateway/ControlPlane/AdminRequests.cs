@@ -45,3 +45,10 @@ internal sealed class NodeStateRequest
 {
     public string? State { get; set; }
 }
+
+internal sealed class ModelLoadRequest
+{
+    public int? Parallel { get; set; }
+    public int? ContextLength { get; set; }
+    public int? Threads { get; set; }
+}

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Inference.Embeddings;
 using Sovereign.Inference.Engine;
+using Sovereign.Inference.Registry;
 
 namespace Sovereign.Gateway.Models;
 
@@ -20,13 +21,101 @@ public sealed partial class ModelCatalog(
 {
     private readonly ILogger _logger = loggerFactory.CreateLogger<ModelCatalog>();
     private readonly List<IDisposable> _owned = [];
-    private FrozenDictionary<string, ServedModel> _models = FrozenDictionary<string, ServedModel>.Empty;
+    private readonly SemaphoreSlim _changes = new(1, 1);
+    private readonly Dictionary<string, IDisposable> _ownedById = new(StringComparer.Ordinal);
+    private volatile FrozenDictionary<string, ServedModel> _models = FrozenDictionary<string, ServedModel>.Empty;
 
     /// <summary>Whether every configured model has loaded.</summary>
     public bool IsReady { get; private set; }
 
-    /// <summary>All served models, in configuration order.</summary>
+    /// <summary>All served models, in configuration (then load) order.</summary>
     public IReadOnlyList<ServedModel> All { get; private set; } = [];
+
+    /// <summary>The registry of verified model files in the data directory.</summary>
+    public ModelRegistry Registry { get; } = new(ModelRegistryOptions.ForDataDirectory(options.Value.ResolvedDataDirectory) with
+    {
+        IsKnownLicense = id => Residency.Policies.KnownLicenses.IsKnown(id),
+        CanonicalizeLicense = Residency.Policies.KnownLicenses.Canonicalize,
+    });
+
+    /// <summary>
+    /// Loads a registered model without a restart: refused up front when it would not fit in memory, and refused
+    /// when the file's digest differs from the registry's (<see cref="ModelDigestMismatchException"/>).
+    /// </summary>
+    public async Task<ServedModel> LoadFromRegistryAsync(string id, int? parallel, int? contextLength, int? threads, CancellationToken cancellationToken)
+    {
+        await _changes.WaitAsync(cancellationToken);
+        try
+        {
+            if (_models.ContainsKey(id))
+            {
+                throw new InvalidOperationException($"The model '{id}' is already loaded.");
+            }
+
+            var entry = Registry.Get(id) ?? throw new KeyNotFoundException($"The model '{id}' is not in the registry.");
+            var template = entry.ToModelOptions("unverified");
+            template.Parallel = parallel ?? template.Parallel;
+            template.ContextLength = contextLength ?? template.ContextLength;
+            template.Threads = threads ?? template.Threads;
+            var estimate = ModelMemoryEstimator.Estimate(entry, template);
+            var available = ModelMemoryEstimator.AvailableMemoryBytes();
+            if (!ModelMemoryEstimator.Fits(estimate, available))
+            {
+                throw new InsufficientMemoryException(
+                    $"Loading '{id}' needs about {estimate.TotalBytes >> 20} MiB (weights {estimate.WeightsBytes >> 20} MiB, KV cache {estimate.KvCacheBytes >> 20} MiB) but {available >> 20} MiB is available.");
+            }
+
+            var verified = await Registry.OpenForLoadAsync(id, cancellationToken);
+            var model = verified.Entry.ToModelOptions(verified.Path);
+            model.Parallel = template.Parallel;
+            model.ContextLength = template.ContextLength;
+            model.Threads = template.Threads;
+            var served = await Task.Run(() => Load(model), cancellationToken);
+            Publish([.. All, served]);
+            return served;
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    /// <summary>Unloads a model; requests still running on it fail with 503.</summary>
+    public async Task<bool> UnloadAsync(string id, CancellationToken cancellationToken)
+    {
+        await _changes.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_models.TryGetValue(id, out var served))
+            {
+                return false;
+            }
+
+            Publish([.. All.Where(m => m.Id != id)]);
+            if (served.Batcher is { } batcher)
+            {
+                await batcher.DisposeAsync();
+            }
+
+            if (_ownedById.Remove(id, out var owned))
+            {
+                _owned.Remove(owned);
+                owned.Dispose();
+            }
+
+            return true;
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    private void Publish(IReadOnlyList<ServedModel> models)
+    {
+        All = models;
+        _models = models.ToFrozenDictionary(m => m.Id, StringComparer.Ordinal);
+    }
 
     /// <summary>Finds a model by id (ordinal, case-sensitive, as OpenAI ids are).</summary>
     public bool TryGet(string id, out ServedModel model) => _models.TryGetValue(id, out model!);
@@ -51,8 +140,7 @@ public sealed partial class ModelCatalog(
                 "sentence-transformers", null, miniLm, miniLm.CountTokens, MiniLmEmbeddingGenerator.MaxInputTokens));
         }
 
-        All = served;
-        _models = served.ToFrozenDictionary(m => m.Id, StringComparer.Ordinal);
+        Publish(served);
         IsReady = true;
     }
 
@@ -79,6 +167,8 @@ public sealed partial class ModelCatalog(
         }
 
         _owned.Clear();
+        Registry.Dispose();
+        _changes.Dispose();
     }
 
     private ServedModel Load(ModelOptions model)
@@ -92,12 +182,14 @@ public sealed partial class ModelCatalog(
                 Threads = model.Threads > 0 ? model.Threads : Math.Max(1, Environment.ProcessorCount / 2),
             });
             _owned.Add(embedder);
+            _ownedById[model.Id] = embedder;
             LogLoaded(model.Id, "embedding", model.Path);
             return new ServedModel(model.Id, ModelKind.Embedding, created, "sovereign", null, embedder, embedder.CountTokens, embedder.MaxInputTokens);
         }
 
         var loaded = LlamaModel.Load(model, time);
         _owned.Add(loaded);
+        _ownedById[model.Id] = loaded;
         var batcher = new ContinuousBatcher(loaded, metrics, loggerFactory.CreateLogger<ContinuousBatcher>(), time);
         LogLoaded(model.Id, "chat", model.Path);
         LogChatModel(model.Id, loaded.Info.Architecture, loaded.Info.Parameters, loaded.Info.ContextLength, loaded.Options.Parallel, loaded.Info.ChatTemplateSource);

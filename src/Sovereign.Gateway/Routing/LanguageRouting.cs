@@ -21,10 +21,11 @@ public sealed class LanguageRouting(ModelCatalog catalog, IOptions<SovereignOpti
     public const string RouteReasonHeader = "x-sovereign-route-reason";
 
     private readonly Lazy<LanguageDetector> _detector = new(() => new LanguageDetector(options.Value.Languages), LazyThreadSafetyMode.ExecutionAndPublication);
-    private readonly Lazy<IReadOnlyDictionary<string, LanguageAlias>> _aliases = new(() => BuildAliases(catalog, options.Value));
-
     /// <summary>Whether a model name is an alias rather than a model.</summary>
-    public bool IsAlias(string? model) => model is not null && _aliases.Value.ContainsKey(model);
+    public bool IsAlias(string? model) => model is not null && !catalog.TryGet(model, out _) && Aliases().ContainsKey(model);
+
+    // Rebuilt per use (a handful of entries) so models loaded or unloaded at run time join or leave `auto`.
+    private Dictionary<string, LanguageAlias> Aliases() => BuildAliases(catalog, options.Value);
 
     /// <summary>Detects the language of a text (the last user message).</summary>
     public LanguageDetection Detect(string text) => _detector.Value.Detect(text);
@@ -37,7 +38,7 @@ public sealed class LanguageRouting(ModelCatalog catalog, IOptions<SovereignOpti
     public async Task<RouteChoice> ChooseAsync(InferenceRouter router, Caller caller, string alias, string text)
     {
         var visible = (await router.VisibleModelsAsync(caller)).Select(m => m.Id).ToHashSet(StringComparer.Ordinal);
-        return LanguageRouter.Choose(_aliases.Value[alias], Detect(text), visible.Contains);
+        return LanguageRouter.Choose(Aliases()[alias], Detect(text), visible.Contains);
     }
 
     private static Dictionary<string, LanguageAlias> BuildAliases(ModelCatalog catalog, SovereignOptions options)

@@ -1,0 +1,49 @@
+using System.Text.Json;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary>Registered models load and unload through the admin API without a restart; a tampered file is refused.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class ModelLoadingTests(ServerFixture server)
+{
+    [Fact]
+    public async Task ImportThenLoad_ServesTheModel_UnloadRemovesIt_ATamperedFileIsRefusedAndAudited()
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync("models", "import", TestModels.Stories260K, "--id", "stories-registered",
+            "--license", "MIT", "--origin-publisher", "Andrej Karpathy", "--origin-country", "US", "--language", "en", "--data-dir", server.DataDirectory);
+        Assert.True(exit == 0, stderr);
+        using var admin = server.AdminClient();
+
+        var load = await admin.PostAsync("/admin/v1/models/stories-registered/load", null);
+        Assert.Equal(200, (int)load.StatusCode);
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions",
+            """{"model":"stories-registered","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":3}""");
+        Assert.Equal(200, status);
+        Assert.Equal(3, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.Equal(409, (int)(await admin.PostAsync("/admin/v1/models/stories-registered/load", null)).StatusCode);
+
+        Assert.Equal(200, (int)(await admin.PostAsync("/admin/v1/models/stories-registered/unload", null)).StatusCode);
+        (status, _, _) = await server.PostJsonAsync("/v1/chat/completions", """{"model":"stories-registered","messages":[{"role":"user","content":"hi"}]}""");
+        Assert.Equal(404, status);
+
+        // Flip one byte of the stored blob: the next load re-hashes the file and refuses it.
+        var listed = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/models")).RootElement.GetProperty("data").EnumerateArray()
+            .Single(m => m.GetProperty("id").GetString() == "stories-registered");
+        var digest = listed.GetProperty("digest").GetString()!;
+        var blob = Directory.EnumerateFiles(Path.Combine(server.DataDirectory, "models"), "*", SearchOption.AllDirectories)
+            .Single(f => f.Contains(digest.Replace("sha256:", "", StringComparison.Ordinal), StringComparison.Ordinal) && f.EndsWith(".gguf", StringComparison.Ordinal));
+        File.SetAttributes(blob, FileAttributes.Normal);
+        var bytes = await File.ReadAllBytesAsync(blob);
+        bytes[^10] ^= 0xFF;
+        await File.WriteAllBytesAsync(blob, bytes);
+
+        var refused = await admin.PostAsync("/admin/v1/models/stories-registered/load", null);
+        Assert.Equal(409, (int)refused.StatusCode);
+        Assert.Equal("digest_mismatch", JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+        var audit = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/audit")).RootElement.GetProperty("data").EnumerateArray();
+        Assert.Contains(audit, e => e.GetProperty("action").GetString() == "model.load_refused"
+            && e.GetProperty("details").GetProperty("model").GetString() == "stories-registered");
+
+        Assert.Equal(404, (int)(await admin.PostAsync("/admin/v1/models/not-registered/load", null)).StatusCode);
+    }
+}

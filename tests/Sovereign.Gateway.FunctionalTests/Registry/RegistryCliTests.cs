@@ -1,0 +1,232 @@
+using System.CommandLine;
+using Sovereign.Cli.Commands;
+using Sovereign.Cli.Commands.Registry;
+
+namespace Sovereign.Gateway.FunctionalTests.Registry;
+
+/// <summary>The registry commands, in-process: pull, import, show, verify and rm, their output and exit codes.</summary>
+public sealed class RegistryCliTests : IDisposable
+{
+    private const string StoriesHex = "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d";
+
+    private readonly string _directory = Directory.CreateTempSubdirectory("sovereign-registry-cli-").FullName;
+
+    public void Dispose()
+    {
+        foreach (var file in Directory.EnumerateFiles(_directory, "*", SearchOption.AllDirectories))
+        {
+            File.SetAttributes(file, FileAttributes.Normal);
+        }
+
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    private string ModelsDirectory => Path.Combine(_directory, "models");
+
+    [Fact]
+    public void Create_SubcommandNames_DoNotCollideUnderModels()
+    {
+        var added = RegistryCommands.Create().Select(c => c.Name).ToList();
+        var wired = ModelsCommand.Create().Subcommands.Select(c => c.Name).ToList();
+
+        Assert.Equal(["pull", "import", "verify", "rm", "show"], added);
+        Assert.Equal(wired.Count, wired.Distinct().Count());
+    }
+
+    [Fact]
+    public async Task ImportThenShow_PrintsIdDigestLicenceOriginAndMetadata()
+    {
+        var cli = new RegistryCli(_directory);
+
+        var (exit, stdout, stderr) = await cli.RunAsync("models", "import", TestModels.Stories260K, "--id", "stories",
+            "--license", "mit", "--origin-publisher", "Andrej Karpathy", "--origin-country", "us", "--language", "en");
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("Installed stories", stdout, StringComparison.Ordinal);
+
+        (exit, stdout, stderr) = await cli.RunAsync("models", "show", "stories");
+
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("Id: stories", stdout, StringComparison.Ordinal);
+        Assert.Contains("Digest: sha256:" + StoriesHex, stdout, StringComparison.Ordinal);
+        Assert.Contains("Licence: MIT", stdout, StringComparison.Ordinal);
+        Assert.Contains("Origin: Andrej Karpathy (US)", stdout, StringComparison.Ordinal);
+        Assert.Contains("Architecture: llama", stdout, StringComparison.Ordinal);
+        Assert.Contains("Parameters: 292,800", stdout, StringComparison.Ordinal);
+        Assert.Contains("Quantization: F32", stdout, StringComparison.Ordinal);
+        Assert.Contains("Context length: 2,048", stdout, StringComparison.Ordinal);
+        Assert.Contains("Languages: en", stdout, StringComparison.Ordinal);
+        Assert.Contains("Modality: chat", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Show_InATerminal_RendersAGrid()
+    {
+        await new RegistryCli(_directory).RunAsync("models", "import", TestModels.TinyRandomLlama2, "--id", "tiny",
+            "--license", "Apache-2.0", "--origin-publisher", "ollama", "--origin-country", "US", "--embedding");
+
+        var (exit, stdout, stderr) = await new RegistryCli(_directory, interactive: true).RunAsync("models", "show", "tiny");
+
+        Assert.True(exit == 0, stderr);
+        Assert.Matches(@"Digest\s+sha256:81f226c62d28ed4a1a9b9fa080fcd9f0cc40e0f9d5680036583ff98fbcd035cb", stdout);
+        Assert.Matches(@"Quantization\s+F16", stdout);
+        Assert.Matches(@"Modality\s+embedding", stdout);
+    }
+
+    [Fact]
+    public async Task ShowWithoutId_ListsEveryModel()
+    {
+        var cli = new RegistryCli(_directory);
+        await cli.RunAsync("models", "import", TestModels.Stories260K, "--license", "MIT", "--origin-publisher", "k", "--origin-country", "US");
+
+        var (exit, stdout, _) = await cli.RunAsync("models", "show");
+
+        Assert.Equal(0, exit);
+        Assert.Contains("stories260K: llama", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Import_UnknownLicense_ExitsTwoNamingItAndInstallsNothing()
+    {
+        var (exit, _, stderr) = await new RegistryCli(_directory).RunAsync("models", "import", TestModels.Stories260K,
+            "--license", "whatever-1.0", "--origin-publisher", "k", "--origin-country", "US");
+
+        Assert.Equal(2, exit);
+        Assert.Contains("Unknown licence 'whatever-1.0'", stderr, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(ModelsDirectory));
+    }
+
+    [Fact]
+    public async Task Import_MissingLicenceAndOrigin_ExitsTwoNamingTheOptions()
+    {
+        var (exit, _, stderr) = await new RegistryCli(_directory).RunAsync("models", "import", TestModels.Stories260K);
+
+        Assert.Equal(2, exit);
+        Assert.Contains("--license", stderr, StringComparison.Ordinal);
+        Assert.Contains("--origin-country", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Pull_Piped_PrintsPlainProgressLinesAndInstalls()
+    {
+        var model = await File.ReadAllBytesAsync(TestModels.Stories260K);
+        await using var server = await LoopbackFiles.StartAsync(new Dictionary<string, byte[]>
+        {
+            ["/stories260K.gguf"] = model,
+            ["/stories260K.gguf.sha256"] = System.Text.Encoding.ASCII.GetBytes(StoriesHex + "  stories260K.gguf\n"),
+        });
+
+        var (exit, stdout, stderr) = await new RegistryCli(_directory).RunAsync("models", "pull", server.Url("/stories260K.gguf"),
+            "--license", "MIT", "--origin-publisher", "ggml-org", "--origin-country", "US");
+
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("resolving ", stdout, StringComparison.Ordinal);
+        Assert.Contains("downloading:   0%", stdout, StringComparison.Ordinal);
+        Assert.Contains("downloading: 100% (1,185,376 of 1,185,376 bytes)", stdout, StringComparison.Ordinal);
+        Assert.Contains("Installed stories260K: llama", stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("\u001b[", stdout, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("pull", "missing SOURCE")]
+    [InlineData("import", "missing PATH")]
+    [InlineData("rm", "missing ID")]
+    public async Task Command_MissingPositionalArgument_ExitsTwoNamingIt(string verb, string message)
+    {
+        var (exit, _, stderr) = await new RegistryCli(_directory).RunAsync("models", verb);
+
+        Assert.Equal(2, exit);
+        Assert.Contains(message, stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Pull_InATerminal_UsesTheProgressBarAndInstalls()
+    {
+        await using var server = await LoopbackFiles.StartAsync(new Dictionary<string, byte[]> { ["/m.gguf"] = await File.ReadAllBytesAsync(TestModels.Stories260K) });
+
+        var (exit, stdout, stderr) = await new RegistryCli(_directory, interactive: true).RunAsync("models", "pull", server.Url("/m.gguf"),
+            "--id", "m", "--license", "MIT", "--origin-publisher", "x", "--origin-country", "US", "--sha256", "sha256:" + StoriesHex);
+
+        Assert.True(exit == 0, stderr);
+        Assert.DoesNotContain("downloading:   0%", stdout, StringComparison.Ordinal);
+        Assert.Contains("Installed m: llama", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Pull_WrongSha256_ExitsOneAndInstallsNothing()
+    {
+        await using var server = await LoopbackFiles.StartAsync(new Dictionary<string, byte[]> { ["/m.gguf"] = await File.ReadAllBytesAsync(TestModels.Stories260K) });
+
+        var (exit, _, stderr) = await new RegistryCli(_directory).RunAsync("models", "pull", server.Url("/m.gguf"),
+            "--license", "MIT", "--origin-publisher", "x", "--origin-country", "US", "--sha256", new string('a', 64));
+
+        Assert.Equal(1, exit);
+        Assert.Contains("not the given sha256:aaaa", stderr, StringComparison.Ordinal);
+        Assert.Empty(Directory.GetFiles(Path.Combine(ModelsDirectory, "blobs")));
+        Assert.Empty(Directory.GetFiles(Path.Combine(ModelsDirectory, "downloads")));
+        Assert.False(File.Exists(Path.Combine(ModelsDirectory, "registry.json")));
+    }
+
+    [Fact]
+    public async Task Pull_NoPublishedDigest_ExitsOneFailClosed()
+    {
+        await using var server = await LoopbackFiles.StartAsync(new Dictionary<string, byte[]> { ["/m.gguf"] = await File.ReadAllBytesAsync(TestModels.Stories260K) });
+
+        var (exit, _, stderr) = await new RegistryCli(_directory).RunAsync("models", "pull", server.Url("/m.gguf"),
+            "--license", "MIT", "--origin-publisher", "x", "--origin-country", "US");
+
+        Assert.Equal(1, exit);
+        Assert.Contains("No SHA-256", stderr, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("ftp://127.0.0.1/m.gguf")]
+    [InlineData("not/a/url.gguf")]
+    public async Task Pull_BadUrl_ExitsTwo(string url)
+    {
+        var (exit, _, stderr) = await new RegistryCli(_directory).RunAsync("models", "pull", url,
+            "--license", "MIT", "--origin-publisher", "x", "--origin-country", "US", "--sha256", StoriesHex);
+
+        Assert.Equal(2, exit);
+        Assert.Contains(url, stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Verify_TamperedFile_ExitsOneAndNamesTheModel()
+    {
+        var cli = new RegistryCli(_directory);
+        await cli.RunAsync("models", "import", TestModels.Stories260K, "--id", "stories", "--license", "MIT", "--origin-publisher", "k", "--origin-country", "US");
+        var (exit, stdout, _) = await cli.RunAsync("models", "verify");
+        Assert.Equal(0, exit);
+        Assert.Contains("OK        stories", stdout, StringComparison.Ordinal);
+
+        var blob = Path.Combine(ModelsDirectory, "blobs", $"sha256-{StoriesHex}.gguf");
+        File.SetAttributes(blob, FileAttributes.Normal);
+        await using (var stream = new FileStream(blob, FileMode.Open, FileAccess.Write))
+        {
+            stream.Position = 5000;
+            stream.WriteByte(0x42);
+        }
+
+        (exit, stdout, var stderr) = await cli.RunAsync("models", "verify");
+
+        Assert.Equal(1, exit);
+        Assert.Contains("MISMATCH  stories  expected sha256:" + StoriesHex, stdout, StringComparison.Ordinal);
+        Assert.Contains("1 of 1", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Rm_RemovesTheModelAndItsFile()
+    {
+        var cli = new RegistryCli(_directory);
+        await cli.RunAsync("models", "import", TestModels.Stories260K, "--id", "stories", "--license", "MIT", "--origin-publisher", "k", "--origin-country", "US");
+
+        var (exit, stdout, _) = await cli.RunAsync("models", "rm", "stories");
+        Assert.Equal(0, exit);
+        Assert.Contains("Removed stories and its file", stdout, StringComparison.Ordinal);
+        Assert.Empty(Directory.GetFiles(Path.Combine(ModelsDirectory, "blobs")));
+
+        (exit, _, var stderr) = await cli.RunAsync("models", "rm", "stories");
+        Assert.Equal(2, exit);
+        Assert.Contains("No model 'stories'", stderr, StringComparison.Ordinal);
+    }
+}
