@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what the tests need that the machine may lack (PostgreSQL's binaries, for
+# the schema tests that start their own throwaway server), runs `dotnet test`, and ends with "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")"
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+# llama.cpp's OpenMP threads spin by default; on a 2-core runner that starves the other test processes.
+export OMP_WAIT_POLICY=PASSIVE
+
+if ! command -v dotnet >/dev/null 2>&1; then
+  echo "dotnet SDK not found; install the .NET 10 SDK." >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+if [ ! -f ../shared/models/stories260K.gguf ]; then
+  echo "../shared/models/ (the test GGUF models) is missing beside the repository." >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "Installing PostgreSQL (Debian package) for the schema tests..."
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  else
+    echo "PostgreSQL is not installed; run: sudo apt-get install postgresql (the schema tests need it)." >&2
+  fi
+fi
+
+log=$(mktemp)
+dotnet test Sovereign.slnx 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+
+# vstest prints one summary per test assembly: "Passed!  - Failed: F, Passed: P, Skipped: S, Total: T, ..."
+passed=$(grep -Eo 'Failed: +[0-9]+, Passed: +[0-9]+' "$log" | awk -F'[:,]' '{p+=$4} END {print p+0}')
+failed=$(grep -Eo 'Failed: +[0-9]+, Passed: +[0-9]+' "$log" | awk -F'[:,]' '{f+=$2} END {print f+0}')
+assemblies=$(grep -Ec 'Failed: +[0-9]+, Passed: +[0-9]+' "$log")
+rm -f "$log"
+
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  # The build or a test host failed before any test could be counted as failed.
+  failed=1
+fi
+
+echo "test assemblies: $assemblies"
+echo "$passed passed, $failed failed"
+exit "$status"

@@ -1,0 +1,76 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Sovereign.Gateway.FunctionalTests.Storage;
+
+/// <summary>
+/// A throwaway PostgreSQL server for the schema tests: initdb into a temp directory and pg_ctl start on a free
+/// loopback port (as the postgres user when running as root, since PostgreSQL refuses root). Needs Debian's
+/// postgresql package; <c>.ci/run</c> installs it.
+/// </summary>
+public sealed class PostgreSqlFixture : IAsyncLifetime
+{
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "sovereign-pg-" + Guid.NewGuid().ToString("N")[..8]);
+    private string _bin = "";
+
+    public string ConnectionString { get; private set; } = "";
+
+    public async Task InitializeAsync()
+    {
+        _bin = Directory.Exists("/usr/lib/postgresql")
+            ? Directory.GetDirectories("/usr/lib/postgresql").OrderDescending().Select(d => Path.Combine(d, "bin")).FirstOrDefault(d => File.Exists(Path.Combine(d, "initdb"))) ?? ""
+            : "";
+        Assert.True(_bin.Length > 0, "PostgreSQL is not installed: apt-get install postgresql (.ci/run does this).");
+        Directory.CreateDirectory(_directory);
+        var asRoot = Environment.UserName == "root";
+        if (asRoot)
+        {
+            await RunAsync("chown", "postgres", _directory);
+        }
+
+        var port = FreePort();
+        var data = Path.Combine(_directory, "data");
+        await Pg(asRoot, "initdb", "-D", data, "-A", "trust", "-U", "sovereign", "--no-sync");
+        await Pg(asRoot, "pg_ctl", "-D", data, "-o", $"-p {port} -k {_directory} -c listen_addresses=127.0.0.1 -c fsync=off", "-l", Path.Combine(_directory, "log"), "-w", "start");
+        ConnectionString = $"Host=127.0.0.1;Port={port};Username=sovereign;Database=postgres;Pooling=true;Maximum Pool Size=20";
+    }
+
+    public async Task DisposeAsync()
+    {
+        try
+        {
+            await Pg(Environment.UserName == "root", "pg_ctl", "-D", Path.Combine(_directory, "data"), "-m", "immediate", "-w", "stop");
+        }
+        finally
+        {
+            Npgsql.NpgsqlConnection.ClearAllPools();
+            Directory.Delete(_directory, recursive: true);
+        }
+    }
+
+    private Task Pg(bool asRoot, string tool, params string[] args) =>
+        asRoot ? RunAsync("runuser", ["-u", "postgres", "--", Path.Combine(_bin, tool), .. args]) : RunAsync(Path.Combine(_bin, tool), args);
+
+    private static async Task RunAsync(string file, params string[] args)
+    {
+        var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
+        Assert.True(process.ExitCode == 0, $"{file} {string.Join(' ', args)} failed: {await output}{await error}");
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}

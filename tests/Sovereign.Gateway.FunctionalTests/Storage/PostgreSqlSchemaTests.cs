@@ -1,0 +1,82 @@
+using Sovereign.Metering.Ledger;
+using Sovereign.Metering.Pricing;
+using Sovereign.Residency.Audit;
+using Sovereign.Residency.ControlPlane;
+using Sovereign.Storage;
+
+namespace Sovereign.Gateway.FunctionalTests.Storage;
+
+/// <summary>The same schemas and statements that run on SQLite run on PostgreSQL (what clusters use).</summary>
+public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFixture<PostgreSqlFixture>
+{
+    private SqlDatabase Database() => SqlDatabase.PostgreSql(postgres.ConnectionString);
+
+    private async Task<SqlDatabase> MigratedAsync()
+    {
+        var database = Database();
+        await database.MigrateAsync([.. ControlPlaneStore.Migrations, .. AuditLog.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations]);
+        return database;
+    }
+
+    [Fact]
+    public async Task Migrations_RunOnceAndAgain()
+    {
+        await MigratedAsync();
+        await MigratedAsync();
+    }
+
+    [Fact]
+    public async Task ControlPlaneStore_TenantsKeysAndNodes()
+    {
+        var store = new ControlPlaneStore(await MigratedAsync());
+        await store.UpsertTenantAsync(new TenantRecord("pg-tenant", "PG", """{"allowed_jurisdictions":["TH"]}""", "default", false, 1, 2, """{"budgets":[]}"""));
+        var (id, _, prefix, hash) = ApiKeySecrets.Create();
+        await store.InsertKeyAsync(new ApiKeyRecord(id, "pg-tenant", prefix, hash, "k", null, 3, null));
+        await store.RevokeKeyAsync(id, 4);
+        await store.UpsertNodeAsync(new NodeRecord("pg-node", "TH", Residency.Policies.NodeKind.External, "http://x", "[]", NodeState.Active, "cred", null, 5, 6));
+
+        Assert.Equal("""{"budgets":[]}""", (await store.GetTenantAsync("pg-tenant"))!.LimitsJson);
+        Assert.Equal(4, (await store.FindKeyByHashAsync(hash))!.RevokedAt);
+        Assert.Contains(await store.ListNodesAsync(), n => n.Id == "pg-node" && n.Jurisdiction == "TH");
+    }
+
+    [Fact]
+    public async Task AuditLog_AppendsAndVerifies()
+    {
+        var database = await MigratedAsync();
+        using var key = OperatorSigningKey.CreateEphemeral();
+        await using (var audit = await AuditLog.OpenAsync(database, key, new AuditLogOptions { CheckpointInterval = 10 }))
+        {
+            await Task.WhenAll(Enumerable.Range(0, 25).Select(i => audit.AppendAsync(new AuditRecord
+            {
+                Kind = AuditKind.Inference, Actor = "k", Action = AuditActions.InferenceAllowed, Tenant = "pg-tenant", Node = "th-1", Jurisdiction = "TH",
+            })));
+        }
+
+        var result = await AuditVerifier.VerifyAsync(database, key.PublicKeyPem);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        Assert.True(result.EntriesChecked >= 25);
+    }
+
+    [Fact]
+    public async Task UsageLedger_IsIdempotentAndAggregates()
+    {
+        var database = await MigratedAsync();
+        var now = DateTimeOffset.UtcNow;
+        await using var ledger = await UsageLedger.OpenAsync(database);
+        UsageRecord Record(string id) => new()
+        {
+            RequestId = id, Timestamp = now, Tenant = "pg-ledger", KeyId = "k", Model = "m", Node = "n", Jurisdiction = "TH",
+            PromptTokens = 10, CompletionTokens = 5, Cost = 0.125m, Currency = "EUR", PriceVersion = "standard:m@2026-01-01T00:00:00.000Z",
+        };
+
+        Assert.True(await ledger.AppendAsync(Record("pg-1")));
+        Assert.True(await ledger.AppendAsync(Record("pg-2")));
+        Assert.False(await ledger.AppendAsync(Record("pg-1")));
+
+        var rows = await ledger.QueryUsageAsync(new UsageQuery { Tenant = "pg-ledger", From = now.AddDays(-1), To = now.AddDays(1), GroupBy = UsageGroupBy.Tenant });
+        var row = Assert.Single(rows);
+        Assert.Equal(2, row.Requests);
+        Assert.Equal(0.25m, row.Cost);
+    }
+}
