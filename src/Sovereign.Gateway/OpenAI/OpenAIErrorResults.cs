@@ -16,6 +16,7 @@ internal static class OpenAIErrorResults
         BadHttpRequestException e => OpenAIException.BadRequest("The request could not be read: " + e.Message),
         InvalidGenerationRequestException e => OpenAIException.BadRequest(e.Message, e.Parameter, e.Code),
         EngineOverloadedException e => OpenAIException.Overloaded(e.Message),
+        TenantQueueFullException e => new OpenAIException(StatusCodes.Status429TooManyRequests, e.Message, "requests", null, "tenant_queue_full", TimeSpan.FromSeconds(1)),
         EngineStoppedException e => new OpenAIException(StatusCodes.Status503ServiceUnavailable, e.Message, "server_error", null, "model_unavailable", TimeSpan.FromSeconds(5)),
         _ => new OpenAIException(StatusCodes.Status500InternalServerError, "The server had an error while processing your request.", "server_error", null, "internal_error"),
     };

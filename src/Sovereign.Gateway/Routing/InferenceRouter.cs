@@ -123,6 +123,28 @@ public sealed class InferenceRouter(
     /// <summary>Decides and audits where an authenticated request runs; throws the OpenAI error to answer with when refused.</summary>
     public async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias = null, RouteChoice? aliasChoice = null)
     {
+        // A span per decision: ids, model, place and outcome only; never content.
+        using var activity = Observability.GatewayTelemetry.Source.StartActivity("sovereign.route");
+        activity?.SetTag("sovereign.tenant", caller.TenantId);
+        activity?.SetTag("gen_ai.request.model", model);
+        try
+        {
+            var routed = await RouteCoreAsync(context, caller, model, kind, alias, aliasChoice);
+            activity?.SetTag("sovereign.node", routed.NodeId);
+            activity?.SetTag("sovereign.jurisdiction", routed.Jurisdiction);
+            activity?.SetTag("sovereign.request_id", routed.RequestId);
+            return routed;
+        }
+        catch (OpenAIException ex)
+        {
+            activity?.SetTag("sovereign.refusal", ex.Code);
+            activity?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, ex.Code);
+            throw;
+        }
+    }
+
+    private async Task<RoutedRequest> RouteCoreAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias, RouteChoice? aliasChoice)
+    {
         if (string.IsNullOrEmpty(model))
         {
             throw OpenAIException.BadRequest("You must provide a model parameter.", "model", "missing_required_parameter");

@@ -143,4 +143,27 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
         var (_, next) = await _batcher.Submit(Greedy("The dog", 4)).CollectAsync();
         Assert.Equal(FinishReason.Length, next.FinishReason);
     }
+
+    [Fact]
+    public async Task FrequencyPenalty_ReducesRepetitionOfGreedyOutput()
+    {
+        GenerationRequest Request(float penalty) => new()
+        {
+            PromptTokens = _model.Tokenize("Once upon a time"),
+            MaxTokens = 96,
+            Sampling = new SamplingOptions { Temperature = 0, FrequencyPenalty = penalty },
+        };
+
+        var plain = await _batcher.Submit(Request(0)).CollectAsync();
+        var penalised = await _batcher.Submit(Request(2)).CollectAsync();
+
+        static int Repeats(string text)
+        {
+            var words = text.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return words.Length - words.Distinct(StringComparer.Ordinal).Count();
+        }
+
+        Assert.NotEqual(plain.Text, penalised.Text);
+        Assert.True(Repeats(penalised.Text) < Repeats(plain.Text), $"plain {Repeats(plain.Text)} repeats, penalised {Repeats(penalised.Text)}");
+    }
 }
