@@ -13,7 +13,7 @@ public sealed class StoriesWeightsFixture : IDisposable
 
     public StoriesWeightsFixture()
     {
-        Path = SharedModels.PathOf("stories260K.gguf");
+        Path = TestModels.Stories260K;
         Weights = LLamaWeights.LoadFromFile(new ModelParams(Path) { GpuLayerCount = 0 });
     }
 

@@ -14,7 +14,7 @@ public sealed class GgufReaderTests : IDisposable
     [Fact]
     public void Open_Stories260K_ReportsLlamaHeader()
     {
-        var reader = GgufReader.Open(SharedGgufModels.Stories260K);
+        var reader = GgufReader.Open(TestModels.Stories260K);
 
         Assert.Equal(3u, reader.Version);
         Assert.Equal("llama", reader.Architecture);
@@ -32,7 +32,7 @@ public sealed class GgufReaderTests : IDisposable
     [Fact]
     public void Open_TinyRandomLlama2_ReportsLlamaHeader()
     {
-        var reader = GgufReader.Open(SharedGgufModels.TinyRandomLlama2);
+        var reader = GgufReader.Open(TestModels.TinyRandomLlama2);
 
         Assert.Equal("llama", reader.Architecture);
         Assert.Equal(4096, reader.ContextLength);
@@ -50,13 +50,13 @@ public sealed class GgufReaderTests : IDisposable
     [Fact]
     public void Read_NonSeekableStream_ReadsSameHeaderAsFile()
     {
-        var bytes = File.ReadAllBytes(SharedGgufModels.TinyRandomLlama2);
+        var bytes = File.ReadAllBytes(TestModels.TinyRandomLlama2);
         using var stream = new ForwardOnlyStream(bytes);
 
         var reader = GgufReader.Read(stream);
 
         Assert.Equal(32000, reader.VocabularySize);
-        Assert.Equal(GgufReader.Open(SharedGgufModels.TinyRandomLlama2).DataOffset, reader.DataOffset);
+        Assert.Equal(GgufReader.Open(TestModels.TinyRandomLlama2).DataOffset, reader.DataOffset);
     }
 
     [Theory]
@@ -69,7 +69,7 @@ public sealed class GgufReaderTests : IDisposable
     public void Open_TruncatedModel_ThrowsInvalidDataException(int keptBytes)
     {
         var path = _temp.File("truncated.gguf");
-        File.WriteAllBytes(path, File.ReadAllBytes(SharedGgufModels.Stories260K).AsSpan(0, keptBytes).ToArray());
+        File.WriteAllBytes(path, File.ReadAllBytes(TestModels.Stories260K).AsSpan(0, keptBytes).ToArray());
 
         var error = Assert.Throws<InvalidDataException>(() => GgufReader.Open(path));
 
@@ -79,7 +79,7 @@ public sealed class GgufReaderTests : IDisposable
     [Fact]
     public void Open_ModelMissingItsLastTensorBytes_ThrowsInvalidDataException()
     {
-        var bytes = File.ReadAllBytes(SharedGgufModels.Stories260K);
+        var bytes = File.ReadAllBytes(TestModels.Stories260K);
         var path = _temp.File("short.gguf");
         File.WriteAllBytes(path, bytes.AsSpan(0, bytes.Length - 100).ToArray());
 
@@ -91,7 +91,7 @@ public sealed class GgufReaderTests : IDisposable
     [Fact]
     public void Open_TruncatedNonSeekableStream_ThrowsInvalidDataException()
     {
-        var bytes = File.ReadAllBytes(SharedGgufModels.TinyRandomLlama2).AsSpan(0, 50_000).ToArray();
+        var bytes = File.ReadAllBytes(TestModels.TinyRandomLlama2).AsSpan(0, 50_000).ToArray();
         using var stream = new ForwardOnlyStream(bytes);
 
         Assert.Throws<InvalidDataException>(() => GgufReader.Read(stream));

@@ -27,28 +27,3 @@ internal sealed class TempDirectory : IDisposable
         }
     }
 }
-
-/// <summary>Locates the real GGUF models in <c>shared/models</c>, beside or above the repository.</summary>
-internal static class SharedGgufModels
-{
-    private static readonly Lazy<string> Folder = new(Find);
-
-    public static string Stories260K => System.IO.Path.Combine(Folder.Value, "stories260K.gguf");
-
-    public static string TinyRandomLlama2 => System.IO.Path.Combine(Folder.Value, "llama-2-tiny-random.gguf");
-
-    private static string Find()
-    {
-        // Walk up from the test binaries: /work/main/tests/.../bin/... reaches /work, which holds shared/models.
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = System.IO.Path.Combine(dir.FullName, "shared", "models");
-            if (Directory.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-
-        throw new InvalidOperationException($"No shared/models folder above {AppContext.BaseDirectory}.");
-    }
-}
