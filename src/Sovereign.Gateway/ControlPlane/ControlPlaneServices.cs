@@ -36,7 +36,10 @@ internal static class ControlPlaneServices
         // Opened synchronously once at start-up; appends are asynchronous and group-committed.
         services.TryAddSingleton(sp => AuditLog.OpenAsync(
             sp.GetRequiredService<SqlDatabase>(), sp.GetRequiredService<OperatorSigningKey>(), null, sp.GetRequiredService<TimeProvider>()).GetAwaiter().GetResult());
-        services.TryAddSingleton(sp => UsageLedger.OpenAsync(sp.GetRequiredService<SqlDatabase>()).GetAwaiter().GetResult());
+        services.TryAddSingleton(sp => UsageLedger.OpenAsync(
+            sp.GetRequiredService<SqlDatabase>(),
+            new UsageLedgerOptions { RetentionDays = Math.Max(1, sp.GetRequiredService<IOptions<SovereignOptions>>().Value.Metering.RetentionDays) }).GetAwaiter().GetResult());
+        services.AddHostedService<LedgerRetention>();
         services.TryAddSingleton(sp => new PriceBookStore(sp.GetRequiredService<SqlDatabase>()));
         services.TryAddSingleton(sp =>
         {
@@ -44,6 +47,7 @@ internal static class ControlPlaneServices
             provider.ReloadAsync().GetAwaiter().GetResult();
             return provider;
         });
+        services.TryAddSingleton<LanguageTaxCache>();
         services.TryAddSingleton<RequestMetering>();
         services.TryAddSingleton(sp => new Lazy<RequestMetering>(sp.GetRequiredService<RequestMetering>));
         services.TryAddSingleton<AdminToken>();
@@ -62,6 +66,20 @@ internal static class ControlPlaneServices
 
         // Resolving the token at start writes its file, so the CLI on this machine finds it as soon as the server runs.
         services.AddHostedService(sp => new StartupAction(() => sp.GetRequiredService<AdminToken>()));
+    }
+
+    /// <summary>Purges raw usage records past their retention once a day (aggregates stay).</summary>
+    private sealed class LedgerRetention(UsageLedger ledger, TimeProvider time) : BackgroundService
+    {
+        protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+        {
+            using var timer = new PeriodicTimer(TimeSpan.FromDays(1), time);
+            do
+            {
+                await ledger.PurgeExpiredAsync(stoppingToken);
+            }
+            while (await timer.WaitForNextTickAsync(stoppingToken));
+        }
     }
 
     private sealed class StartupAction(Action action) : IHostedService

@@ -62,6 +62,9 @@ public sealed class SovereignOptions
     /// </summary>
     public Dictionary<string, AliasOptions> Aliases { get; set; } = [];
 
+    /// <summary>Metering: ledger retention and language-fair billing.</summary>
+    public MeteringOptions Metering { get; set; } = new();
+
     /// <summary>Operator-defined jurisdiction groups: name to member countries or groups.</summary>
     public Dictionary<string, List<string>> JurisdictionGroups { get; set; } = [];
 
@@ -121,4 +124,18 @@ public sealed class AliasCandidateOptions
 
     /// <summary>Languages it serves (ISO 639-1 codes); empty means the model's declared languages.</summary>
     public List<string> Languages { get; set; } = [];
+}
+
+/// <summary>How usage is kept and billed.</summary>
+public sealed class MeteringOptions
+{
+    /// <summary>Days raw usage records are kept (daily aggregates stay); purged once a day.</summary>
+    public int RetentionDays { get; set; } = 90;
+
+    /// <summary>
+    /// Per plan, languages billed per character-equivalent: a request in one of them is charged the tokens the same
+    /// text would take in English on that model (its tokens divided by the model's language-tax ratio), so speakers
+    /// of a language the tokenizer serves badly do not pay more. Example: <c>{"standard": ["th", "hi"]}</c>.
+    /// </summary>
+    public Dictionary<string, List<string>> CharacterEquivalentLanguages { get; set; } = [];
 }

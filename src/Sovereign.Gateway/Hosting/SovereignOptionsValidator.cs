@@ -64,6 +64,12 @@ internal sealed class SovereignOptionsValidator : IValidateOptions<SovereignOpti
         Positive(failures, "Sovereign:Limits:MaxChoices", limits.MaxChoices, 1, 128);
         Positive(failures, "Sovereign:Limits:MaxStopSequences", limits.MaxStopSequences, 0, 64);
         Positive(failures, "Sovereign:Limits:MaxEmbeddingInputs", limits.MaxEmbeddingInputs, 1, 100_000);
+        Positive(failures, "Sovereign:Metering:RetentionDays", options.Metering.RetentionDays, 1, 36_500);
+        if (!string.IsNullOrWhiteSpace(options.Jurisdiction) && !Residency.Jurisdictions.JurisdictionCatalog.Default.IsCountry(options.Jurisdiction))
+        {
+            failures.Add($"Sovereign:Jurisdiction '{options.Jurisdiction}' is not an ISO 3166-1 alpha-2 country code.");
+        }
+
         if (options.ApiKeys.Any(string.IsNullOrWhiteSpace))
         {
             failures.Add("Sovereign:ApiKeys must not contain empty keys.");

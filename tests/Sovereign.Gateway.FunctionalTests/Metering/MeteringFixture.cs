@@ -34,7 +34,7 @@ public sealed class MeteringFixture : IAsyncLifetime
                 ["Sovereign:Jurisdiction"] = "DE",
                 ["Sovereign:AdminToken"] = AdminToken,
                 ["Sovereign:BuiltInEmbeddings"] = "false",
-                ["Sovereign:DetectLanguageOfEveryRequest"] = "false",
+                ["Sovereign:Metering:CharacterEquivalentLanguages:fair:0"] = "th",
             },
         }, []);
         await App.StartAsync();
@@ -43,13 +43,15 @@ public sealed class MeteringFixture : IAsyncLifetime
         Admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminToken);
         await SendAsync(HttpMethod.Put, "/admin/v1/plans/standard", new { currency = "EUR", weight = 1 }, 200);
         await SendAsync(HttpMethod.Post, "/admin/v1/plans/standard/prices", new { model = Model, input_per_million = InputPerMillion, output_per_million = OutputPerMillion }, 201);
+        await SendAsync(HttpMethod.Put, "/admin/v1/plans/fair", new { currency = "EUR", weight = 1 }, 200);
+        await SendAsync(HttpMethod.Post, "/admin/v1/plans/fair/prices", new { model = Model, input_per_million = InputPerMillion, output_per_million = OutputPerMillion }, 201);
     }
 
     /// <summary>A new tenant on the standard plan with one key; returns (tenant id, key secret).</summary>
-    public async Task<(string Tenant, string Key)> NewTenantAsync(object? limits = null)
+    public async Task<(string Tenant, string Key)> NewTenantAsync(object? limits = null, string plan = "standard")
     {
         var id = "t" + Interlocked.Increment(ref _tenants);
-        await SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id, plan = "standard", policy = new { allowed_jurisdictions = new[] { "EU" } } }, 201);
+        await SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id, plan, policy = new { allowed_jurisdictions = new[] { "EU" } } }, 201);
         var key = await SendAsync(HttpMethod.Post, $"/admin/v1/tenants/{id}/keys", new { name = "k" }, 201);
         if (limits is not null)
         {

@@ -153,6 +153,42 @@ public sealed class MeteringTests(MeteringFixture fixture)
     }
 
     [Fact]
+    public async Task CharacterEquivalentBilling_ChargesAThaiRequestLikeEnglish_OnlyOnThatPlan()
+    {
+        const string thai = """{"model":"stories","messages":[{"role":"user","content":"กาลครั้งหนึ่งนานมาแล้ว มีเด็กหญิงตัวน้อยคนหนึ่งที่ชอบเล่นในสวน"}],"max_tokens":4,"temperature":0}""";
+        async Task<(decimal Cost, long Prompt)> CostOf(string plan)
+        {
+            var (_, key) = await fixture.NewTenantAsync(plan: plan);
+            using var client = fixture.TenantClient(key);
+            Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(thai))).StatusCode);
+            var usage = JsonDocument.Parse(await client.GetStringAsync("/v1/usage?group_by=tenant")).RootElement.GetProperty("data").EnumerateArray().Single();
+            return (usage.GetProperty("cost").GetDecimal(), usage.GetProperty("prompt_tokens").GetInt64());
+        }
+
+        var standard = await CostOf("standard");
+        var fair = await CostOf("fair");
+
+        Assert.Equal(standard.Prompt, fair.Prompt);
+        Assert.True(fair.Cost < standard.Cost / 2, $"fair {fair.Cost}, standard {standard.Cost}");
+        Assert.True(fair.Cost > 0);
+    }
+
+    [Fact]
+    public async Task Metrics_ExposeSpendAndRemainingBudget()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync(new { budgets = new[] { new { period = "month", amount = 100m } } });
+        using (var client = fixture.TenantClient(key))
+        {
+            Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
+        }
+
+        var metrics = await fixture.Admin.GetStringAsync("/metrics");
+        Assert.Contains("sovereign_spend", metrics, StringComparison.Ordinal);
+        Assert.Contains("sovereign_budget_remaining", metrics, StringComparison.Ordinal);
+        Assert.Contains($"tenant=\"{tenant}\"", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task UsageQuery_MalformedPeriod_Is400()
     {
         Assert.Equal(400, (int)(await fixture.Admin.GetAsync("/admin/v1/usage?from=yesterday-ish")).StatusCode);
