@@ -1,4 +1,7 @@
+using Sovereign.Benchmarks.Gateway;
 using Sovereign.Benchmarks.Inference;
+using Sovereign.Benchmarks.Languages;
+using Sovereign.Benchmarks.Ledger;
 
 // Entry point: one sub-command per benchmark, plus the hidden probes that the inference benchmark runs as child
 // processes (memory is measured in a fresh process so one model's allocations cannot hide in another's figure).
@@ -14,6 +17,12 @@ try
     {
         "inference" => await InferenceBenchmark.RunAsync(BenchOptions.Parse(args[1..])),
         MemoryProbe.CommandName => await MemoryProbe.RunAsync(BenchOptions.Parse(args[1..])),
+        "residency" => await ResidencyBenchmark.RunAsync(args[1..]),
+        "gateway" => await GatewayLatencyBenchmark.RunAsync(args[1..]),
+        "admission" => await AdmissionBenchmark.RunAsync(args[1..]),
+        "throughput" => await ThroughputBenchmark.RunAsync(args[1..]),
+        "languages" => await LanguagesBenchmark.RunAsync(args[1..]),
+        "ledger" => await LedgerBenchmark.RunAsync(args[1..]),
         _ => Fail($"unknown command '{args[0]}'"),
     };
 }

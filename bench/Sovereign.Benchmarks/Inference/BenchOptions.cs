@@ -17,6 +17,9 @@ internal sealed record BenchOptions
           --ctx N             Tokens per sequence; KV cache = parallel x ctx (default 512).
           --batch N           Tokens per decode step (default 512, the server's default).
           --avx LEVEL         auto, none, avx, avx2 or avx512: which llama.cpp build to load (default auto).
+          --server-data DIR  The server's data directory (audit log, database); default: a fresh temp folder.
+                             Put it on tmpfs (e.g. /dev/shm) to see what the database's fsyncs cost.
+          --phases LIST       Comma-separated: memory, single, aggregate (default: all three).
           --out PATH          Markdown report (default bench/results/inference-<cores>c-<cpu>.md; '-' for none).
         """;
 
@@ -29,6 +32,8 @@ internal sealed record BenchOptions
     public int BatchSize { get; init; } = 512;
     public string Avx { get; init; } = "auto";
     public string? Output { get; init; }
+    public string? ServerData { get; init; }
+    public IReadOnlyList<string> Phases { get; init; } = ["memory", "single", "aggregate"];
 
     // Memory probe only.
     public string? ProbeModel { get; init; }
@@ -56,6 +61,8 @@ internal sealed record BenchOptions
                 "--batch" => options with { BatchSize = Int() },
                 "--avx" => options with { Avx = Value().ToLowerInvariant() },
                 "--out" => options with { Output = Value() },
+                "--server-data" => options with { ServerData = Value() },
+                "--phases" => options with { Phases = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
                 "--probe-model" => options with { ProbeModel = Value() },
                 "--probe-seqs" => options with { ProbeSequences = Int() },
                 "--probe-mode" => options with { ProbeMode = Value() },
@@ -68,6 +75,14 @@ internal sealed record BenchOptions
             if (model is not ("stories" or "synthetic"))
             {
                 throw new ArgumentException($"--models: unknown model '{model}' (stories, synthetic)");
+            }
+        }
+
+        foreach (var phase in options.Phases)
+        {
+            if (phase is not ("memory" or "single" or "aggregate"))
+            {
+                throw new ArgumentException($"--phases: unknown phase '{phase}' (memory, single, aggregate)");
             }
         }
 
@@ -94,5 +109,6 @@ internal sealed record BenchOptions
         "--ctx", ContextLength.ToString(CultureInfo.InvariantCulture),
         "--batch", BatchSize.ToString(CultureInfo.InvariantCulture),
         "--avx", Avx,
+        .. ServerData is null ? (string[])[] : ["--server-data", ServerData],
     ];
 }

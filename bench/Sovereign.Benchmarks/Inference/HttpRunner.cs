@@ -51,6 +51,22 @@ internal sealed class HttpRunner : IRunner, IDisposable
 
     public void Dispose() => _client.Dispose();
 
+    /// <summary>Round trips of GET /health, in ms: the floor of any HTTP request here (Kestrel, client, loopback), without the gateway's /v1 work.</summary>
+    public async Task<double[]> PingAsync(int count)
+    {
+        var times = new double[count];
+        for (var i = 0; i < count; i++)
+        {
+            var start = Stopwatch.GetTimestamp();
+            using var response = await _client.GetAsync("health");
+            _ = await response.Content.ReadAsByteArrayAsync();
+            response.EnsureSuccessStatusCode();
+            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+
+        return times;
+    }
+
     private async Task<RequestSample> CompleteAsync(byte[] body, CancellationToken cancellationToken)
     {
         using var response = await _client.PostAsync("v1/completions", Content(body), cancellationToken);

@@ -15,7 +15,8 @@ internal sealed record ModelResult(
     IReadOnlyDictionary<Route, List<RunSample>> Single,
     IReadOnlyDictionary<(int Concurrency, Route Route), List<RunSample>> Aggregate,
     IReadOnlyDictionary<int, MemoryReading> Memory,
-    MemoryReading? ServerMemory);
+    MemoryReading? ServerMemory,
+    double[] HealthRoundTripsMs);
 
 /// <summary>
 /// The inference benchmark: for each model, the same greedy requests through three routes in one process, in
@@ -107,52 +108,64 @@ internal static class InferenceBenchmark
         Console.WriteLine($"Synthesized {estimate.ParameterCount / 1e6:F1}M-parameter Q8_0 model ({estimate.FileSizeBytes / 1048576.0:F0} MiB) in {watch.Elapsed.TotalSeconds:F1} s");
         var description = $"synthetic llama, {synthetic.Layers} x {synthetic.EmbeddingLength}, vocab {synthetic.VocabularySize}, Q8_0, seed {synthetic.Seed}";
         return options.Quick
-            ? new ModelCase("synthetic-106M", path, description, 24, 2, 12, 1)
-            : new ModelCase("synthetic-106M", path, description, 64, 6, 48, 3);
+            ? new ModelCase("synthetic-106M", path, description, 16, 2, 8, 1)
+            : new ModelCase("synthetic-106M", path, description, 64, 6, 32, 3);
     }
 
     private static async Task<ModelResult> RunModelAsync(ModelCase modelCase, BenchOptions options)
     {
-        Console.WriteLine($"== {modelCase.Name}: memory probes (child processes)");
         var memory = new Dictionary<int, MemoryReading>();
-        foreach (var sequences in new[] { 1, 8, 32 }.Where(n => n <= options.Parallel).Append(options.Parallel).Distinct())
+        MemoryReading? serverMemory = null;
+        if (options.Phases.Contains("memory"))
         {
-            memory[sequences] = await MemoryProbe.MeasureAsync(modelCase.Path, options, "direct", sequences);
-        }
+            Console.WriteLine($"== {modelCase.Name}: memory probes (child processes)");
+            var probes = options.Quick ? new[] { 1, options.Parallel } : [1, 8, 32, options.Parallel];
+            foreach (var sequences in probes.Where(n => n <= options.Parallel).Distinct())
+            {
+                memory[sequences] = await MemoryProbe.MeasureAsync(modelCase.Path, options, "direct", sequences);
+            }
 
-        var serverMemory = await MemoryProbe.MeasureAsync(modelCase.Path, options, "server", options.Parallel);
+            serverMemory = await MemoryProbe.MeasureAsync(modelCase.Path, options, "server", options.Parallel);
+            Console.WriteLine(FormattableString.Invariant($"   RSS with the model: {memory[1].RssWarm / 1048576.0:F1} MiB (1 sequence), server {serverMemory.RssWarm / 1048576.0:F1} MiB"));
+            Console.WriteLine("   llama.cpp buffers (1 sequence): " + string.Join("; ", memory[1].Buffers));
+        }
 
         Console.WriteLine($"== {modelCase.Name}: loading (direct executor + server)");
         var modelOptions = ModelOptionsFor(modelCase.Name, modelCase.Path, options);
         using var model = LlamaModel.Load(modelOptions);
         var prompt = model.Tokenize(StoryPrompt);
         using var direct = new DirectRunner(model);
-        await using var server = await ServerHost.StartAsync(ModelOptionsFor(modelCase.Name, modelCase.Path, options));
+        await using var server = await ServerHost.StartAsync(ModelOptionsFor(modelCase.Name, modelCase.Path, options), options.ServerData);
         using var http = new HttpRunner(server.Address, modelCase.Name);
         IRunner[] runners = [direct, new EngineRunner(server.Batcher), http];
         var concurrencies = Concurrencies.Where(c => c <= options.Parallel).ToArray();
         var ct = CancellationToken.None;
+        var started = Stopwatch.StartNew();
 
         // Warm-up: JIT, connection pool, first-touch of weights and of the compute buffers at the largest batch.
+        // The wide warm-up uses a short prompt: it only has to reach the batch shapes, not to prefill 32 full prompts.
         foreach (var runner in runners)
         {
             await runner.RunAsync(prompt, 1, 8, stream: true, ct);
-            await runner.RunAsync(prompt, concurrencies[^1], 4, stream: false, ct);
+            await runner.RunAsync(prompt[..Math.Min(4, prompt.Length)], concurrencies[^1], 2, stream: false, ct);
         }
 
         Console.WriteLine($"== {modelCase.Name}: single stream, {modelCase.SingleReps} x {modelCase.SingleTokens} tokens per route");
         var single = runners.ToDictionary(r => r.Route, _ => new List<RunSample>());
-        for (var rep = 0; rep < modelCase.SingleReps; rep++)
+        for (var rep = 0; rep < (options.Phases.Contains("single") ? modelCase.SingleReps : 0); rep++)
         {
             foreach (var runner in Rotate(runners, rep))
             {
-                single[runner.Route].Add(await runner.RunAsync(prompt, 1, modelCase.SingleTokens, stream: true, ct));
+                single[runner.Route].Add(await MeasureAsync(runner, prompt, 1, modelCase.SingleTokens, stream: true));
             }
         }
 
-        Print(single);
+        if (single[Route.Direct].Count > 0)
+        {
+            Print(single);
+        }
         var aggregate = new Dictionary<(int, Route), List<RunSample>>();
-        foreach (var concurrency in concurrencies)
+        foreach (var concurrency in options.Phases.Contains("aggregate") ? concurrencies : [])
         {
             Console.WriteLine($"== {modelCase.Name}: {concurrency} concurrent, {modelCase.AggregateReps} x {modelCase.AggregateTokens} tokens per request");
             foreach (var runner in runners)
@@ -164,14 +177,24 @@ internal static class InferenceBenchmark
             {
                 foreach (var runner in Rotate(runners, rep))
                 {
-                    aggregate[(concurrency, runner.Route)].Add(await runner.RunAsync(prompt, concurrency, modelCase.AggregateTokens, stream: false, ct));
+                    aggregate[(concurrency, runner.Route)].Add(await MeasureAsync(runner, prompt, concurrency, modelCase.AggregateTokens, stream: false));
                 }
             }
 
             Print(runners.ToDictionary(r => r.Route, r => aggregate[(concurrency, r.Route)]));
         }
 
-        return new ModelResult(modelCase, model.Info, prompt.Length, single, aggregate, memory, serverMemory);
+        Console.WriteLine(FormattableString.Invariant($"   ({modelCase.Name} measured in {started.Elapsed.TotalSeconds:F0} s)"));
+        var pings = await http.PingAsync(options.Quick ? 10 : 40);
+        return new ModelResult(modelCase, model.Info, prompt.Length, single, aggregate, memory, serverMemory, pings);
+    }
+
+    /// <summary>One run, with the process CPU time it took.</summary>
+    private static async Task<RunSample> MeasureAsync(IRunner runner, int[] prompt, int concurrency, int maxTokens, bool stream)
+    {
+        var cpu = Environment.CpuUsage.TotalTime;
+        var sample = await runner.RunAsync(prompt, concurrency, maxTokens, stream, CancellationToken.None);
+        return sample with { Cpu = Environment.CpuUsage.TotalTime - cpu };
     }
 
     /// <summary>Each repetition starts with a different route, so none is always first (or last) after a pause.</summary>

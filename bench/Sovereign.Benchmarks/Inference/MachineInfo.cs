@@ -4,7 +4,7 @@ using System.Text;
 namespace Sovereign.Benchmarks.Inference;
 
 /// <summary>What the numbers were measured on.</summary>
-internal sealed record MachineInfo(int Cores, string Cpu, long MemoryBytes, string Runtime, string Os, string NativeLibrary, string OmpWaitPolicy)
+internal sealed record MachineInfo(int Cores, string Cpu, long MemoryBytes, string Runtime, string Os, string NativeLibrary, string OmpWaitPolicy, string Commit, string LoadAtStart)
 {
     public string Slug
     {
@@ -32,11 +32,47 @@ internal sealed record MachineInfo(int Cores, string Cpu, long MemoryBytes, stri
             RuntimeInformation.FrameworkDescription,
             RuntimeInformation.OSDescription,
             $"{NativeSetup.LoadedLibrary} (--avx {options.Avx})",
-            Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") ?? "unset");
+            Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") ?? "unset",
+            GitDescription(),
+            LoadAverage());
+    }
+
+    /// <summary>1, 5 and 15 minute load averages: how busy the machine was with other work.</summary>
+    public static string LoadAverage() =>
+        File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
+
+    /// <summary>The commit measured, and whether src/ had uncommitted changes.</summary>
+    private static string GitDescription()
+    {
+        try
+        {
+            var root = RepositoryRoot();
+            var commit = Git(root, "rev-parse", "--short", "HEAD").Trim();
+            var dirty = Git(root, "status", "--porcelain", "--", "src").Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
+            return commit.Length == 0 ? "unknown" : dirty == 0 ? commit : $"{commit} + uncommitted changes in {dirty} src/ paths";
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return "unknown (no git)";
+        }
+    }
+
+    private static string Git(string directory, params string[] args)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("git") { WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        return process.ExitCode == 0 ? output : "";
     }
 
     public string Describe() => FormattableString.Invariant(
-        $"Machine: {Cores} cores, {Cpu}, {MemoryBytes / 1073741824.0:F1} GiB RAM, {Runtime}, {Os}\nllama.cpp: {NativeLibrary}; OMP_WAIT_POLICY={OmpWaitPolicy}");
+        $"Machine: {Cores} cores, {Cpu}, {MemoryBytes / 1073741824.0:F1} GiB RAM, {Runtime}, {Os}; load average {LoadAtStart}\nllama.cpp: {NativeLibrary}; OMP_WAIT_POLICY={OmpWaitPolicy}; commit {Commit}");
 
     /// <summary>The folder holding Sovereign.slnx, searched upwards from the working directory (else the working directory).</summary>
     public static string RepositoryRoot()

@@ -18,6 +18,9 @@ internal sealed record MemoryReading
     public double ModelBufferMiB { get; init; }
     public double KvBufferMiB { get; init; }
     public double ComputeBufferMiB { get; init; }
+
+    /// <summary>llama.cpp's buffer lines as logged, e.g. "CPU_REPACK model buffer size = 96.00 MiB".</summary>
+    public IReadOnlyList<string> Buffers { get; init; } = [];
 }
 
 /// <summary>
@@ -42,7 +45,7 @@ internal static partial class MemoryProbe
         MemoryReading reading;
         if (options.ProbeMode == "server")
         {
-            await using var server = await ServerHost.StartAsync(model);
+            await using var server = await ServerHost.StartAsync(model, options.ServerData);
             var loaded = Rss.Read();
             var prompt = server.Batcher.Model.Tokenize(InferenceBenchmark.StoryPrompt);
             using (var http = new HttpRunner(server.Address, model.Id))
@@ -115,6 +118,7 @@ internal static partial class MemoryProbe
         ModelBufferMiB = SumBuffers(log, "model"),
         KvBufferMiB = SumBuffers(log, "KV"),
         ComputeBufferMiB = SumBuffers(log, "compute"),
+        Buffers = BufferLine().Matches(log).Select(m => m.Groups["line"].Value.Trim()).ToArray(),
     };
 
     /// <summary>Sums llama.cpp's "... CPU KV buffer size = 12.00 MiB" style lines of one kind.</summary>
@@ -122,6 +126,6 @@ internal static partial class MemoryProbe
         .Where(m => m.Groups["kind"].Value == kind)
         .Sum(m => double.Parse(m.Groups["mib"].Value, CultureInfo.InvariantCulture));
 
-    [GeneratedRegex(@"(?<kind>model|KV|compute) buffer size =\s*(?<mib>[0-9.]+) MiB")]
+    [GeneratedRegex(@"(?<line>\S+\s+(?<kind>model|KV|compute) buffer size =\s*(?<mib>[0-9.]+) MiB)")]
     private static partial Regex BufferLine();
 }

@@ -12,9 +12,9 @@ internal static class NativeSetup
 {
     private static readonly Lock Gate = new();
     private static readonly StringBuilder Log = new();
-    private static readonly List<string> LoaderMessages = [];
+    private static readonly HashSet<string> Warned = [];
 
-    /// <summary>The native library LLamaSharp loaded, as its loader reported it.</summary>
+    /// <summary>The native library LLamaSharp loaded (its build folder and file name).</summary>
     public static string LoadedLibrary { get; private set; } = "unknown";
 
     public static void Configure(BenchOptions options)
@@ -24,23 +24,11 @@ internal static class NativeSetup
             NativeLibraryConfig.All.WithAvx(level);
         }
 
-        NativeLibraryConfig.All.WithLogCallback((_, message) =>
-        {
-            lock (Gate)
-            {
-                LoaderMessages.Add(message);
-            }
-        });
         NativeLogConfig.llama_log_set(Capture);
 
         // Forces the native library to load now, so the choice is made with the settings above.
         NativeApi.llama_empty_call();
-        lock (Gate)
-        {
-            LoadedLibrary = LoaderMessages.LastOrDefault(m => m.Contains("libllama", StringComparison.Ordinal) && m.Contains("uccess", StringComparison.Ordinal))
-                ?? LoaderMessages.LastOrDefault(m => m.Contains("libllama", StringComparison.Ordinal))
-                ?? "unknown";
-        }
+        LoadedLibrary = FindLoadedLibrary();
     }
 
     /// <summary>Returns the llama.cpp log captured since the last call and clears it.</summary>
@@ -54,14 +42,37 @@ internal static class NativeSetup
         }
     }
 
+    /// <summary>Which libllama build is mapped into this process (Linux), e.g. "avx512/libllama.so".</summary>
+    private static string FindLoadedLibrary()
+    {
+        const string maps = "/proc/self/maps";
+        if (!File.Exists(maps))
+        {
+            return "unknown";
+        }
+
+        var line = File.ReadLines(maps).FirstOrDefault(l => l.EndsWith("libllama.so", StringComparison.Ordinal));
+        if (line is null)
+        {
+            return "unknown";
+        }
+
+        var path = line[line.IndexOf('/', StringComparison.Ordinal)..];
+        var folder = System.IO.Path.GetFileName(System.IO.Path.GetDirectoryName(path));
+        return folder + "/" + System.IO.Path.GetFileName(path);
+    }
+
     private static void Capture(LLamaLogLevel level, string message)
     {
+        bool first;
         lock (Gate)
         {
             Log.Append(message);
+            first = Warned.Add(message);
         }
 
-        if (level is LLamaLogLevel.Warning or LLamaLogLevel.Error)
+        // Each model load repeats the same warnings; once is enough.
+        if (first && level is LLamaLogLevel.Warning or LLamaLogLevel.Error)
         {
             Console.Error.Write("llama.cpp: " + message);
         }

@@ -15,7 +15,13 @@ internal readonly record struct RequestSample(TimeSpan? TimeToFirstToken, TimeSp
 /// <summary>One run of N concurrent requests.</summary>
 internal sealed record RunSample(TimeSpan Wall, IReadOnlyList<RequestSample> Requests)
 {
+    /// <summary>CPU time the whole process used during the run (all threads: decode, engine, server and client).</summary>
+    public TimeSpan Cpu { get; init; }
+
     public int Tokens => Requests.Sum(r => r.Tokens);
+
+    /// <summary>Process CPU time per generated token, in microseconds. Less sensitive than wall time to other work on the machine.</summary>
+    public double CpuMicrosecondsPerToken => Cpu.TotalMicroseconds / Tokens;
 
     /// <summary>Aggregate throughput: all completion tokens over the wall time of the whole run (prefill included).</summary>
     public double TokensPerSecond => Tokens / Wall.TotalSeconds;

@@ -33,9 +33,12 @@ internal sealed class ServerHost : IAsyncDisposable
     /// <summary>The batcher the server decodes with, for the engine-without-HTTP route.</summary>
     public ContinuousBatcher Batcher { get; }
 
-    public static async Task<ServerHost> StartAsync(ModelOptions model)
+    /// <param name="dataRoot">Where to create the server's fresh data directory (default: the system temp folder).</param>
+    public static async Task<ServerHost> StartAsync(ModelOptions model, string? dataRoot = null)
     {
-        var data = Directory.CreateTempSubdirectory("sovereign-bench-data-").FullName;
+        var data = dataRoot is null
+            ? Directory.CreateTempSubdirectory("sovereign-bench-data-").FullName
+            : Directory.CreateDirectory(System.IO.Path.Combine(dataRoot, "sovereign-bench-data-" + Guid.NewGuid().ToString("N")[..8])).FullName;
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = data });
         string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
@@ -53,6 +56,9 @@ internal sealed class ServerHost : IAsyncDisposable
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.AddSovereignGateway();
+
+        // The benchmark prints llama.cpp's load warnings once itself; the server would repeat them per load.
+        builder.Logging.AddFilter("llama.cpp", LogLevel.Error);
         var app = builder.Build();
         app.UseSovereignGateway();
         await app.StartAsync();
