@@ -65,7 +65,16 @@ internal static class ControlPlaneServices
         services.AddHostedService<LocalNodeRegistrar>();
 
         // Resolving the token at start writes its file, so the CLI on this machine finds it as soon as the server runs.
-        services.AddHostedService(sp => new StartupAction(() => sp.GetRequiredService<AdminToken>()));
+        services.AddHostedService(sp => new StartupAction(() =>
+        {
+            _ = sp.GetRequiredService<AdminToken>();
+            var settings = sp.GetRequiredService<IOptions<SovereignOptions>>().Value;
+            if (string.IsNullOrWhiteSpace(settings.AdminToken))
+            {
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Sovereign.Gateway.ControlPlane")
+                    .LogInformation("Admin API (/admin/v1) token: {Path} (the sovereign CLI on this machine reads it)", Path.Combine(settings.ResolvedDataDirectory, AdminToken.FileName));
+            }
+        }));
     }
 
     /// <summary>Purges raw usage records past their retention once a day (aggregates stay).</summary>
