@@ -90,8 +90,11 @@ public interface ITenantGrain : IGrainWithStringKey
     /// </summary>
     Task<AdmissionResult> AdmitAsync(AdmissionRequest request);
 
-    /// <summary>Settles an admitted request at its actual cost and refunds unused tokens; idempotent per request.</summary>
-    Task SettleAsync(SettlementRequest settlement);
+    /// <summary>
+    /// Settles an admitted request at its actual cost and refunds unused tokens; idempotent per request. Returns the
+    /// tenant-wide budget left (null without one), for the remaining-budget metric.
+    /// </summary>
+    Task<decimal?> SettleAsync(SettlementRequest settlement);
 
     /// <summary>Each budget's limit, spend, reservations and remaining amount now.</summary>
     Task<IReadOnlyList<BudgetStatusView>> GetBudgetsAsync();

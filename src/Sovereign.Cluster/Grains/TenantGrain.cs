@@ -73,15 +73,17 @@ internal sealed class TenantGrain(ControlPlaneStore store, UsageLedger ledger, T
         return new AdmissionResult(true, 200, null, null, headers);
     }
 
-    public async Task SettleAsync(SettlementRequest settlement)
+    public Task<decimal?> SettleAsync(SettlementRequest settlement)
     {
         Rates().Settle(settlement.KeyId, settlement.AdmittedTokens, settlement.ActualTokens);
-        if (_budget is { } budget && budget.Limits.Count > 0)
+        if (_budget is not { Limits.Count: > 0 } budget)
         {
-            budget.Settle(settlement.RequestId, settlement.ActualCost, time.GetUtcNow(), settlement.KeyId);
+            return Task.FromResult<decimal?>(null);
         }
 
-        await Task.CompletedTask;
+        var now = time.GetUtcNow();
+        budget.Settle(settlement.RequestId, settlement.ActualCost, now, settlement.KeyId);
+        return Task.FromResult(budget.Remaining(now).Where(b => b.Limit.KeyId is null).Select(b => (decimal?)b.Remaining).Min());
     }
 
     public async Task<IReadOnlyList<BudgetStatusView>> GetBudgetsAsync()

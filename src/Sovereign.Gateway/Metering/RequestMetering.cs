@@ -118,12 +118,11 @@ public sealed class RequestMetering
         await RecordAsync(routed, ticket, promptTokens, completionTokens, timing, outcome, null, cost);
         if (ticket.ReservedWithGrain)
         {
-            var grain = _grains.GetGrain<ITenantGrain>(routed.Caller.TenantId);
-            await grain.SettleAsync(new SettlementRequest(routed.RequestId, routed.Caller.KeyId, cost, ticket.AdmittedTokens, promptTokens + completionTokens));
-            var budgets = await grain.GetBudgetsAsync();
-            if (budgets.FirstOrDefault(b => b.KeyId is null) is { } tenantBudget)
+            var remaining = await _grains.GetGrain<ITenantGrain>(routed.Caller.TenantId)
+                .SettleAsync(new SettlementRequest(routed.RequestId, routed.Caller.KeyId, cost, ticket.AdmittedTokens, promptTokens + completionTokens));
+            if (remaining is { } left)
             {
-                _remaining[routed.Caller.TenantId + "\u0001" + tenantBudget.Currency] = tenantBudget.Remaining;
+                _remaining[routed.Caller.TenantId + "\u0001" + ticket.Currency] = left;
             }
         }
 
