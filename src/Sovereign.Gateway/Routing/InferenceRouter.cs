@@ -212,7 +212,7 @@ public sealed class InferenceRouter(
                 Jurisdiction = here,
                 Decision = AuditDecision.Refused,
                 DecisionCode = decision.Code,
-                Reasons = decision.Reasons,
+                Reasons = Capped(decision.Reasons),
                 Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = requestId }, alias, aliasChoice),
             }, context.RequestAborted);
             context.Response.Headers[AuditIdHeader] = requestId;
@@ -268,7 +268,7 @@ public sealed class InferenceRouter(
             Node = routed.NodeId,
             Jurisdiction = routed.Jurisdiction,
             Decision = AuditDecision.Allowed,
-            Reasons = reasons,
+            Reasons = Capped(reasons),
             Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = routed.RequestId, ["gateway_jurisdiction"] = gatewayJurisdiction }, routed.Alias, routed.AliasChoice),
         }, context.RequestAborted);
         var headers = context.Response.Headers;
@@ -283,6 +283,13 @@ public sealed class InferenceRouter(
 
         return routed;
     }
+
+    /// <summary>
+    /// Keeps an audit entry within the log's limit of reasons: with many replicas the decider explains each one, so
+    /// the first ones and the last one (the selection or the refusal) are kept and the rest are counted.
+    /// </summary>
+    private static IReadOnlyList<string> Capped(IReadOnlyList<string> reasons, int limit = 64) =>
+        reasons.Count <= limit ? reasons : [.. reasons.Take(limit - 2), $"... {reasons.Count - limit + 1} more reasons", reasons[^1]];
 
     /// <summary>Adds the alias, the language it detected and its reason to an audit entry's details.</summary>
     private static Dictionary<string, string> AliasDetails(Dictionary<string, string> details, string? alias, RouteChoice? choice)
