@@ -36,6 +36,12 @@ internal sealed class Dist
 /// <summary>The outcome of running one operation many times.</summary>
 internal sealed record RunStats(Dist Latency, int Errors, TimeSpan Elapsed, TimeSpan Cpu, Dist? StartLag, string? FirstError)
 {
+    /// <summary>Time the runtime paused every thread for garbage collection during the run.</summary>
+    public TimeSpan GcPause { get; init; }
+
+    /// <summary>Full (gen 2) collections during the run.</summary>
+    public int Gen2 { get; init; }
+
     public double PerSecond => (Latency.Count + Errors) / Elapsed.TotalSeconds;
 }
 
@@ -53,6 +59,7 @@ internal static class Driver
         var errors = 0;
         string? firstError = null;
         var cpu = Environment.CpuUsage.TotalTime;
+        var (pause, gen2) = (GC.GetTotalPauseDuration(), GC.CollectionCount(2));
         var clock = Stopwatch.StartNew();
         for (var i = 0; i < count; i++)
         {
@@ -71,7 +78,11 @@ internal static class Driver
         }
 
         clock.Stop();
-        return new RunStats(new Dist(latencies), errors, clock.Elapsed, Environment.CpuUsage.TotalTime - cpu, null, firstError);
+        return new RunStats(new Dist(latencies), errors, clock.Elapsed, Environment.CpuUsage.TotalTime - cpu, null, firstError)
+        {
+            GcPause = GC.GetTotalPauseDuration() - pause,
+            Gen2 = GC.CollectionCount(2) - gen2,
+        };
     }
 
     public static async Task<RunStats> PacedAsync(int count, double perSecond, Func<int, Task> operation)
@@ -83,6 +94,7 @@ internal static class Driver
         string? firstError = null;
         var interval = Stopwatch.Frequency / perSecond;
         var cpu = Environment.CpuUsage.TotalTime;
+        var (pause, gen2) = (GC.GetTotalPauseDuration(), GC.CollectionCount(2));
         var origin = Stopwatch.GetTimestamp();
 
         async Task RunOne(int i, long due)
@@ -121,7 +133,11 @@ internal static class Driver
         await Task.Run(pacer.Join);
         await Task.WhenAll(tasks);
         var elapsed = Stopwatch.GetElapsedTime(origin);
-        return new RunStats(new Dist(latencies), errors, elapsed, Environment.CpuUsage.TotalTime - cpu, new Dist(lags), firstError);
+        return new RunStats(new Dist(latencies), errors, elapsed, Environment.CpuUsage.TotalTime - cpu, new Dist(lags), firstError)
+        {
+            GcPause = GC.GetTotalPauseDuration() - pause,
+            Gen2 = GC.CollectionCount(2) - gen2,
+        };
     }
 
     /// <summary>C callers, each looping until the deadline; returns what each completed call returned.</summary>
@@ -213,8 +229,37 @@ internal static class Report
         Console.WriteLine($"Command: `dotnet run -c Release --project bench/Sovereign.Benchmarks -- {command}{(args.Length > 0 ? " " + string.Join(' ', args) : "")}`");
         Console.WriteLine(FormattableString.Invariant(
             $"Machine: {Environment.ProcessorCount} cores, {cpu}, {memory:F1} GiB RAM, {RuntimeInformation.FrameworkDescription}, {RuntimeInformation.OSDescription}; GC {(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")}"));
-        Console.WriteLine($"Load average at start: {LoadAverage()}; {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        Console.WriteLine($"Load average at start: {LoadAverage()}; {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC; commit {Commit()}");
         Console.WriteLine();
+    }
+
+    /// <summary>The commit measured, and whether src/ had uncommitted changes.</summary>
+    public static string Commit()
+    {
+        try
+        {
+            var head = Git("rev-parse", "--short", "HEAD").Trim();
+            var dirty = Git("status", "--porcelain", "--", "src").Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
+            return head.Length == 0 ? "unknown" : dirty == 0 ? head : $"{head} + uncommitted changes in {dirty} src/ paths";
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return "unknown (no git)";
+        }
+    }
+
+    private static string Git(params string[] args)
+    {
+        var start = new ProcessStartInfo("git") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = AppContext.BaseDirectory };
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        return process.ExitCode == 0 ? output : "";
     }
 
     public static string LoadAverage() =>

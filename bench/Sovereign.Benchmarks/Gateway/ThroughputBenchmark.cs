@@ -13,7 +13,7 @@ namespace Sovereign.Benchmarks.Gateway;
 /// </summary>
 internal static class ThroughputBenchmark
 {
-    public const string Usage = "throughput [--quick] [--concurrency C (32)] [--max-tokens N (128)] [--seconds S per round (8)] [--rounds N (3)] [--tenants N (1000)] [--threads T (1)] [--data-root DIR]";
+    public const string Usage = "throughput [--quick] [--concurrency C (32)] [--max-tokens N (128)] [--seconds S per round (6)] [--rounds N (5)] [--tenants N (1000)] [--threads T (1)] [--data-root DIR]";
 
     private const string Prompt = "Once upon a time";
 
@@ -32,8 +32,8 @@ internal static class ThroughputBenchmark
 
         var concurrency = args.Int("--concurrency", 32, 32);
         var maxTokens = args.Int("--max-tokens", 128, 64);
-        var seconds = args.Int("--seconds", 8, 3);
-        var rounds = args.Int("--rounds", 3, 1);
+        var seconds = args.Int("--seconds", 6, 3);
+        var rounds = args.Int("--rounds", 5, 1);
         var tenantCount = args.Int("--tenants", 1_000, 100);
         var threads = args.Int("--threads", 1, 1);
         Report.Machine("throughput", argv);

@@ -16,7 +16,9 @@ internal sealed record ModelResult(
     IReadOnlyDictionary<(int Concurrency, Route Route), List<RunSample>> Aggregate,
     IReadOnlyDictionary<int, MemoryReading> Memory,
     MemoryReading? ServerMemory,
-    double[] HealthRoundTripsMs);
+    double[] HealthRoundTripsMs,
+    double[] AuditAppendsMs,
+    IReadOnlyDictionary<Route, List<RunSample>> Minimal);
 
 /// <summary>
 /// The inference benchmark: for each model, the same greedy requests through three routes in one process, in
@@ -164,6 +166,17 @@ internal static class InferenceBenchmark
         {
             Print(single);
         }
+
+        // The fixed cost of one request: a 4-token prompt and one generated token, one request at a time.
+        var minimal = runners.ToDictionary(r => r.Route, _ => new List<RunSample>());
+        var shortPrompt = prompt[..Math.Min(4, prompt.Length)];
+        for (var rep = 0; rep < (options.Phases.Contains("single") ? (options.Quick ? 8 : 30) : 0); rep++)
+        {
+            foreach (var runner in Rotate(runners, rep))
+            {
+                minimal[runner.Route].Add(await MeasureAsync(runner, shortPrompt, 1, 1, stream: true));
+            }
+        }
         var aggregate = new Dictionary<(int, Route), List<RunSample>>();
         foreach (var concurrency in options.Phases.Contains("aggregate") ? concurrencies : [])
         {
@@ -186,7 +199,8 @@ internal static class InferenceBenchmark
 
         Console.WriteLine(FormattableString.Invariant($"   ({modelCase.Name} measured in {started.Elapsed.TotalSeconds:F0} s)"));
         var pings = await http.PingAsync(options.Quick ? 10 : 40);
-        return new ModelResult(modelCase, model.Info, prompt.Length, single, aggregate, memory, serverMemory, pings);
+        var audits = await server.TimeAuditAppendsAsync(options.Quick ? 10 : 40);
+        return new ModelResult(modelCase, model.Info, prompt.Length, single, aggregate, memory, serverMemory, pings, audits, minimal);
     }
 
     /// <summary>One run, with the process CPU time it took.</summary>

@@ -69,6 +69,14 @@ internal static class Report
             Row(md, "TTFT p50, ms", d, e, h, "F2", $"{h - d:+0.00;-0.00} ms ({h / d:F2}x); best {http.Min(Ttft) - direct.Min(Ttft):+0.00;-0.00} ms", $"<= +{TtftTargetMs:F0} ms", h - d <= TtftTargetMs);
             (d, e, h) = (Stats.Percentile(direct.Select(Ttft), 99), Stats.Percentile(engine.Select(Ttft), 99), Stats.Percentile(http.Select(Ttft), 99));
             Row(md, $"TTFT p99, ms ({direct.Count} samples, interpolated)", d, e, h, "F2", $"{h - d:+0.00;-0.00} ms", "", null);
+
+            static double Wall(RunSample run) => run.Wall.TotalMilliseconds;
+            static double CpuMs(RunSample run) => run.Cpu.TotalMilliseconds;
+            var (md1, me1, mh1) = (result.Minimal[Route.Direct], result.Minimal[Route.Engine], result.Minimal[Route.Http]);
+            (d, e, h) = Medians(md1, me1, mh1, Wall);
+            Row(md, $"Minimal request (4-token prompt, 1 token), wall p50, ms ({md1.Count} each)", d, e, h, "F2", $"{h - d:+0.00;-0.00} ms", "", null);
+            (d, e, h) = Medians(md1, me1, mh1, CpuMs);
+            Row(md, "Minimal request, process CPU p50, ms", d, e, h, "F2", $"{h - d:+0.00;-0.00} ms", "", null);
         }
 
         var concurrencies = result.Aggregate.Keys.Select(k => k.Concurrency).Distinct().Order().ToArray();
@@ -101,7 +109,8 @@ internal static class Report
             ? Invariant($"single stream {http.SelectMany(r => r.Requests).Average(q => q.Tokens):F1} (ceiling {direct.SelectMany(r => r.Requests).Average(q => q.Tokens):F1}); ")
             : "";
         md.AppendLine(Invariant($"Completion tokens actually generated per request (HTTP usage): {singleTokens}{tokens}. ")
-            + Invariant($"HTTP floor: GET /health round trip p50 {Stats.Median(result.HealthRoundTripsMs):F2} ms, p99 {Stats.Percentile(result.HealthRoundTripsMs, 99):F2} ms ({result.HealthRoundTripsMs.Length} requests)."));
+            + Invariant($"HTTP floor: GET /health round trip p50 {Stats.Median(result.HealthRoundTripsMs):F2} ms, p99 {Stats.Percentile(result.HealthRoundTripsMs, 99):F2} ms ({result.HealthRoundTripsMs.Length} requests).")
+            + (result.AuditAppendsMs.Length == 0 ? "" : Invariant($" Audit append in the server (awaited before each /v1 request generates): p50 {Stats.Median(result.AuditAppendsMs):F2} ms, p99 {Stats.Percentile(result.AuditAppendsMs, 99):F2} ms ({result.AuditAppendsMs.Length} appends).")));
         md.AppendLine();
 
         static void CpuRow(StringBuilder md, string name, List<RunSample> direct, List<RunSample> engine, List<RunSample> http)
@@ -136,7 +145,8 @@ internal static class Report
             + "(runtime and llama.cpp library loaded), after `LlamaModel.Load`, and after creating a `BatchedExecutor` sized as the server sizes it "
             + "(N sequences, KV cache N x ctx cells) and decoding one step for each sequence. Per extra sequence = (RSS with N sequences - RSS with 1) / (N - 1); "
             + "it covers the KV cache (which llama.cpp zeroes, so it is resident at once) and the compute buffers, which grow with the batch. "
-            + "The llama.cpp figures are the buffer sizes it logs (weights: all model buffers, including any repacked copy; KV: one sequence). "
+            + "The llama.cpp figures are the buffer sizes it logs (weights: all model buffers; KV: one sequence); "
+            + "its log names the weights buffer `CPU` when they were read into memory (anonymous RSS) and `CPU_Mapped` when mmapped (file RSS). "
             + "Server RSS: the real server (ASP.NET Core, control plane, telemetry, the batcher's KV cache for all parallel sequences) after a warm-up request.");
         md.AppendLine();
     }

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Models;
 using Sovereign.Inference.Engine;
+using Sovereign.Residency.Audit;
 
 namespace Sovereign.Benchmarks.Inference;
 
@@ -71,6 +72,29 @@ internal sealed class ServerHost : IAsyncDisposable
 
         var address = new Uri(app.Urls.First().TrimEnd('/') + "/");
         return new ServerHost(app, data, address, batcher);
+    }
+
+    /// <summary>
+    /// Times the server's audit log append (an "allowed" entry is committed before every /v1 request starts
+    /// generating, so it is part of TTFT), in ms. Writes <paramref name="count"/> entries into this run's throwaway
+    /// database. Empty when the server has no audit log.
+    /// </summary>
+    public async Task<double[]> TimeAuditAppendsAsync(int count)
+    {
+        if (_app.Services.GetService<AuditLog>() is not { } audit)
+        {
+            return [];
+        }
+
+        var times = new double[count];
+        for (var i = 0; i < count; i++)
+        {
+            var start = System.Diagnostics.Stopwatch.GetTimestamp();
+            await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Inference, Actor = "benchmark", Action = "benchmark.audit_probe" });
+            times[i] = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+
+        return times;
     }
 
     public async ValueTask DisposeAsync()

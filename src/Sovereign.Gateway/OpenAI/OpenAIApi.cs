@@ -38,7 +38,8 @@ public static class OpenAIApi
         {
             var configured = context.RequestServices.GetRequiredService<IOptions<SovereignOptions>>().Value.Limits.MaxRequestBodyBytes;
             var error = OpenAIErrorResults.Map(ex, OpenAIErrorResults.BodyLimit(context, configured));
-            if (error.Status >= 500)
+            // Only real faults are errors with a stack trace; 502/503 (overload, no capacity) are expected under load.
+            if (error.Status == StatusCodes.Status500InternalServerError)
             {
                 context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Sovereign.Gateway.OpenAI")
                     .LogError(ex, "Request {Path} failed", context.Request.Path.Value);

@@ -34,8 +34,10 @@ internal sealed class LocalAccounting(
     {
         _finished = true;
         routed.Language ??= languages.DetectForUsage(languageSample);
-        await metering.FinishAsync(routed, ticket, promptTokens, completionTokens, timing, outcome);
-        await router.CompleteAsync(routed, promptTokens, completionTokens, outcome.ToString().ToLowerInvariant());
+        // The ledger record and the audit entry are independent commits: wait for both at once.
+        await Task.WhenAll(
+            metering.FinishAsync(routed, ticket, promptTokens, completionTokens, timing, outcome),
+            router.CompleteAsync(routed, promptTokens, completionTokens, outcome.ToString().ToLowerInvariant()));
     }
 
     /// <summary>The n choices of a request as one: their tokens and compute add up; it lasted as long as the longest.</summary>
