@@ -162,9 +162,7 @@ public sealed class InferenceRouter(
 
         var allNodes = await nodes.GetNodesAsync();
         var localNode = allNodes.FirstOrDefault(n => n.Id == settings.NodeId && n.Kind == nameof(NodeKind.Local));
-        var external = kind == ModelKind.Chat
-            ? allNodes.Where(n => n.Kind == nameof(NodeKind.External)).SelectMany(n => n.Models.Where(m => m.Id == model).Select(m => (Node: n, Model: m))).ToList()
-            : [];
+        var external = kind == ModelKind.Chat ? await nodes.ExternalReplicasAsync(model) : [];
         if (local is null && external.Count == 0)
         {
             throw OpenAIException.ModelNotFound(model);

@@ -19,7 +19,7 @@ public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey opera
 
     private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(2);
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
-    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue);
+    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>());
 
     /// <summary>The registry grain.</summary>
     public INodeRegistryGrain Registry => grains.GetGrain<INodeRegistryGrain>(RegistryKey);
@@ -36,7 +36,8 @@ public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey opera
         var registry = await Registry.GetAsync();
         if (registry.Version != snapshot.Version)
         {
-            snapshot = new Snapshot(registry.Version, registry.Nodes.Where(IsTrusted).ToList(), time.GetUtcNow());
+            var trusted = registry.Nodes.Where(IsTrusted).ToList();
+            snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexExternalModels(trusted));
         }
         else
         {
@@ -46,6 +47,22 @@ public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey opera
         _snapshot = snapshot;
         return snapshot.Nodes;
     }
+
+    /// <summary>
+    /// The external nodes serving a model, from the current snapshot's index (built once per registry version, so a
+    /// request does not scan every node).
+    /// </summary>
+    public async ValueTask<IReadOnlyList<(NodeView Node, NodeModel Model)>> ExternalReplicasAsync(string model)
+    {
+        await GetNodesAsync();
+        return _snapshot.ExternalByModel.TryGetValue(model, out var replicas) ? replicas : [];
+    }
+
+    private static Dictionary<string, (NodeView, NodeModel)[]> IndexExternalModels(IEnumerable<NodeView> nodes) =>
+        nodes.Where(n => n.Kind == nameof(Residency.Policies.NodeKind.External))
+            .SelectMany(n => n.Models.Select(m => (Node: n, Model: m)))
+            .GroupBy(x => x.Model.Id, StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => g.ToArray(), StringComparer.Ordinal);
 
     /// <summary>Forces the next read to go to the registry (after an admin change in this process).</summary>
     public void Invalidate() => _snapshot = _snapshot with { ReadAt = DateTimeOffset.MinValue };
@@ -70,7 +87,7 @@ public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey opera
         return claims is not null && NodeCredentials.Mismatch(claims, node.Id, node.Jurisdiction, node.Kind, node.BaseUrl) is null;
     }
 
-    private sealed record Snapshot(long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt);
+    private sealed record Snapshot(long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt, IReadOnlyDictionary<string, (NodeView, NodeModel)[]> ExternalByModel);
 
     private sealed class InFlightHandle(ConcurrentDictionary<string, int> counts, string nodeId) : IDisposable
     {
