@@ -177,6 +177,7 @@ internal static class InferenceBenchmark
                 minimal[runner.Route].Add(await MeasureAsync(runner, shortPrompt, 1, 1, stream: true));
             }
         }
+
         var aggregate = new Dictionary<(int, Route), List<RunSample>>();
         foreach (var concurrency in options.Phases.Contains("aggregate") ? concurrencies : [])
         {
