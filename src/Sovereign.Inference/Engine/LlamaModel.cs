@@ -107,6 +107,9 @@ public sealed class LlamaModel : IDisposable
             {
                 GpuLayerCount = options.GpuLayers,
                 ContextSize = 0,
+
+                // File-backed pages: shareable between processes and evictable, instead of a private copy of the weights.
+                LoadMode = LLamaLoadMode.MemoryMap,
             });
         }
         catch (Exception ex) when (ex is RuntimeError or InvalidOperationException)
