@@ -119,7 +119,7 @@ public sealed class CallerAuthenticator(
         }
 
         // Default: anonymous only on a fresh install. Tenants are never deleted, so "exists" is cached for good.
-        if (!_tenantsExist && (await store.ListTenantsAsync(cancellationToken)).Count > 0)
+        if (!_tenantsExist && await store.AnyTenantAsync(cancellationToken))
         {
             _tenantsExist = true;
         }

@@ -22,8 +22,6 @@ internal sealed class GenerationRun : IDisposable
         _streams = streams;
     }
 
-    public int PromptTokens => _streams.Sum(s => s.PromptTokens) / _streams.Length;
-
     public static GenerationRun Start(ContinuousBatcher batcher, IReadOnlyList<GenerationRequest> choices, CancellationToken aborted)
     {
         var cancel = CancellationTokenSource.CreateLinkedTokenSource(aborted);

@@ -24,8 +24,24 @@ public sealed class LanguageRouting(ModelCatalog catalog, IOptions<SovereignOpti
     /// <summary>Whether a model name is an alias rather than a model.</summary>
     public bool IsAlias(string? model) => model is not null && !catalog.TryGet(model, out _) && Aliases().ContainsKey(model);
 
-    // Rebuilt per use (a handful of entries) so models loaded or unloaded at run time join or leave `auto`.
-    private Dictionary<string, LanguageAlias> Aliases() => BuildAliases(catalog, options.Value);
+    private volatile AliasTable? _aliases;
+
+    // Built once per catalog snapshot (the catalog replaces its list on every load or unload), so models loaded at
+    // run time join `auto` without the request path rebuilding the table on every call.
+    private Dictionary<string, LanguageAlias> Aliases()
+    {
+        var models = catalog.All;
+        if (_aliases is { } cached && ReferenceEquals(cached.Models, models))
+        {
+            return cached.Aliases;
+        }
+
+        var built = BuildAliases(catalog, options.Value);
+        _aliases = new AliasTable(models, built);
+        return built;
+    }
+
+    private sealed record AliasTable(IReadOnlyList<ServedModel> Models, Dictionary<string, LanguageAlias> Aliases);
 
     /// <summary>Detects the language of a text (the last user message).</summary>
     public LanguageDetection Detect(string text) => _detector.Value.Detect(text);

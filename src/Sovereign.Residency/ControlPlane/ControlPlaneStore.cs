@@ -57,6 +57,10 @@ public sealed class ControlPlaneStore(SqlDatabase database)
     public async Task<TenantRecord?> GetTenantAsync(string id, CancellationToken cancellationToken = default) =>
         (await QueryAsync("SELECT id, name, policy_json, plan, disabled, created_at, updated_at, limits_json FROM tenants WHERE id = @id", ReadTenant, cancellationToken, ("@id", id))).FirstOrDefault();
 
+    /// <summary>Whether any tenant exists (one indexed row read, not a listing).</summary>
+    public async Task<bool> AnyTenantAsync(CancellationToken cancellationToken = default) =>
+        (await QueryAsync("SELECT id FROM tenants LIMIT 1", r => r.GetString(0), cancellationToken)).Count > 0;
+
     /// <summary>All tenants, by id.</summary>
     public Task<List<TenantRecord>> ListTenantsAsync(CancellationToken cancellationToken = default) =>
         QueryAsync("SELECT id, name, policy_json, plan, disabled, created_at, updated_at, limits_json FROM tenants ORDER BY id", ReadTenant, cancellationToken);
