@@ -19,6 +19,7 @@ try
         MemoryProbe.CommandName => await MemoryProbe.RunAsync(BenchOptions.Parse(args[1..])),
         "residency" => await ResidencyBenchmark.RunAsync(args[1..]),
         "gateway" => await GatewayLatencyBenchmark.RunAsync(args[1..]),
+        "pipeline" => await PipelineBenchmark.RunAsync(args[1..]),
         "admission" => await AdmissionBenchmark.RunAsync(args[1..]),
         "throughput" => await ThroughputBenchmark.RunAsync(args[1..]),
         "languages" => await LanguagesBenchmark.RunAsync(args[1..]),

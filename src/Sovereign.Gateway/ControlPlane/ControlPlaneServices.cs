@@ -56,6 +56,7 @@ internal static class ControlPlaneServices
         services.TryAddSingleton<InferenceRouter>();
         services.TryAddSingleton<LanguageRouting>();
         services.TryAddSingleton<UpstreamProxy>();
+        services.AddRequestPipeline();
         services.AddHttpClient(UpstreamProxy.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan);
     }
 

@@ -94,6 +94,18 @@ public sealed class LimitsOptions
 
     /// <summary>Most inputs in one embeddings request (OpenAI allows 2048).</summary>
     public int MaxEmbeddingInputs { get; set; } = 2048;
+
+    /// <summary>
+    /// Requests that may wait, fairly, for a slot of an external engine's model or an embedding model once all its
+    /// slots are busy; beyond that the answer is 503 with Retry-After. (Local chat models use their engine's MaxQueue.)
+    /// </summary>
+    public int RouteQueue { get; set; } = 256;
+
+    /// <summary>
+    /// The output limit sent to an external engine when neither the client nor <see cref="MaxOutputTokens"/> sets
+    /// one: the gateway must reserve a bounded amount, so it never relays an unbounded request.
+    /// </summary>
+    public int UpstreamDefaultMaxTokens { get; set; } = 4096;
 }
 
 /// <summary>Which database holds tenants, keys, nodes, the audit log and the ledger.</summary>

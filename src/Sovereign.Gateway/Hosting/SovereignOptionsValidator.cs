@@ -64,6 +64,8 @@ internal sealed class SovereignOptionsValidator : IValidateOptions<SovereignOpti
         Positive(failures, "Sovereign:Limits:MaxChoices", limits.MaxChoices, 1, 128);
         Positive(failures, "Sovereign:Limits:MaxStopSequences", limits.MaxStopSequences, 0, 64);
         Positive(failures, "Sovereign:Limits:MaxEmbeddingInputs", limits.MaxEmbeddingInputs, 1, 100_000);
+        Positive(failures, "Sovereign:Limits:RouteQueue", limits.RouteQueue, 0, 1_000_000);
+        Positive(failures, "Sovereign:Limits:UpstreamDefaultMaxTokens", limits.UpstreamDefaultMaxTokens, 1, 10_000_000);
         Positive(failures, "Sovereign:Metering:RetentionDays", options.Metering.RetentionDays, 1, 36_500);
         if (!string.IsNullOrWhiteSpace(options.Jurisdiction) && !Residency.Jurisdictions.JurisdictionCatalog.Default.IsCountry(options.Jurisdiction))
         {

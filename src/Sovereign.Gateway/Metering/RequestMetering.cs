@@ -170,7 +170,7 @@ public sealed class RequestMetering
         _ledger.AppendAsync(new UsageRecord
         {
             RequestId = routed.RequestId,
-            Timestamp = _time.GetUtcNow(),
+            Timestamp = routed.ArrivedAt,
             Tenant = routed.Caller.TenantId,
             KeyId = routed.Caller.KeyId ?? "-",
             Model = routed.Model,

@@ -1,8 +1,7 @@
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
-using Sovereign.Gateway.ControlPlane;
-using Sovereign.Gateway.Metering;
-using Sovereign.Gateway.Routing;
+using Sovereign.Gateway.Pipeline;
+using Sovereign.Gateway.Pipeline.Executors;
 using Sovereign.Inference.Engine;
 
 namespace Sovereign.Gateway.OpenAI;
@@ -12,10 +11,10 @@ internal static class ChatCompletionsEndpoint
 {
     private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant"];
 
-    public static async Task HandleAsync(HttpContext context, InferenceRouter router, LanguageRouting languages, RequestMetering metering, UpstreamProxy proxy, NodeDirectory nodes, IOptions<SovereignOptions> options, TimeProvider time)
+    public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, IOptions<SovereignOptions> options, TimeProvider time)
     {
         var limits = options.Value.Limits;
-        var caller = await router.AuthenticateAsync(context);
+        var caller = await pipeline.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<ChatCompletionRequest>(context);
         var turns = ValidateMessages(request);
         if (request.MaxTokens is not null && request.MaxCompletionTokens is not null && request.MaxTokens != request.MaxCompletionTokens)
@@ -24,8 +23,8 @@ internal static class ChatCompletionsEndpoint
         }
 
         var requestedMax = request.MaxCompletionTokens ?? request.MaxTokens;
-        var (sampling, maxTokens, stop, n) = RequestReader.ValidateSampling(
-            request, requestedMax, request.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens", limits);
+        var maxTokensParameter = request.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens";
+        var (sampling, maxTokens, stop, n) = RequestReader.ValidateSampling(request, requestedMax, maxTokensParameter, limits);
         if (request.Logprobs == true)
         {
             throw OpenAIException.BadRequest("logprobs is not supported by this server.", "logprobs", "unsupported_parameter");
@@ -41,89 +40,65 @@ internal static class ChatCompletionsEndpoint
             throw OpenAIException.BadRequest($"response_format '{format}' is not supported by this server.", "response_format", "unsupported_parameter");
         }
 
-        var lastUser = turns.LastOrDefault(t => t.Role == "user").Content ?? turns[^1].Content;
-        var routed = await RouteAsync(context, router, languages, caller, request.Model, lastUser);
-        if (routed.ExternalNode is not null)
+        var work = new GenerationWorkload
         {
-            await ExternalForwarding.ForwardAsync(context, routed, router, metering, proxy, nodes, "chat/completions", requestedMax ?? limits.MaxOutputTokens);
+            Model = request.Model,
+            LanguageSample = turns.LastOrDefault(t => t.Role == "user").Content ?? turns[^1].Content,
+            Endpoint = "chat/completions",
+            Turns = turns,
+            Sampling = sampling,
+            RequestedMaxTokens = requestedMax,
+            MaxTokens = maxTokens,
+            MaxTokensParameter = maxTokensParameter,
+            Stop = stop,
+            N = n,
+            Stream = request.Stream == true,
+        };
+        await using var governed = await pipeline.StartAsync(context, caller, work);
+        if (governed.Execution is UpstreamRelay relay)
+        {
+            await relay.RespondAsync();
             return;
         }
 
-        var model = routed.Local!;
-        var llama = model.Model!;
-        var prompt = llama.TokenizeChat(turns);
-        maxTokens = RequestReader.ClampDefault(requestedMax, maxTokens, prompt.Length, llama.Info.ContextLength);
-        var ticket = await metering.AdmitAsync(context, routed, prompt.Length, (long)(maxTokens ?? llama.Info.ContextLength - prompt.Length) * n);
-        var choices = Enumerable.Range(0, n)
-            .Select(i => new GenerationRequest
-            {
-                PromptTokens = prompt,
-                MaxTokens = maxTokens,
-                Stop = stop,
-                Sampling = n > 1 && sampling.Seed is { } seed ? sampling with { Seed = seed + i } : sampling,
-                Tenant = routed.Caller.TenantId,
-                Weight = ticket.Weight,
-                Priority = ticket.Priority,
-            })
-            .ToArray();
-
-        await using var accounting = new LocalAccounting(router, metering, languages, routed, ticket, prompt.Length, lastUser, context.RequestAborted);
-        using var run = GenerationRun.Start(model.Batcher!, choices, context.RequestAborted);
+        var local = (LocalGeneration)governed.Execution!;
         var id = GenerationRun.NewId("chatcmpl-");
         var created = time.GetUtcNow().ToUnixTimeSeconds();
-        if (request.Stream == true)
+        var modelId = governed.Route!.Model;
+        if (work.Stream)
         {
-            await StreamAsync(context, run, accounting, id, created, model.Id, n, request.StreamOptions?.IncludeUsage == true, prompt.Length);
+            await StreamAsync(governed, local, id, created, modelId, request.StreamOptions?.IncludeUsage == true);
             return;
         }
 
-        var results = await run.CollectAsync();
+        var results = await local.Run.CollectAsync();
         var completionTokens = results.Sum(r => r.Result.CompletionTokens);
-        await accounting.CompleteAsync(results.Select(r => r.Result).ToList());
+        await governed.CompleteAsync();
         await TypedResults.Json(
-            new ChatCompletion(id, "chat.completion", created, model.Id,
+            new ChatCompletion(id, "chat.completion", created, modelId,
                 results.Select((r, i) => new ChatChoice(i, new AssistantMessage("assistant", r.Text), null, GenerationRun.FinishReasonOf(r.Result.FinishReason))).ToArray(),
-                new Usage(prompt.Length, completionTokens, prompt.Length + completionTokens), SystemFingerprint),
+                new Usage(local.PromptTokens, completionTokens, local.PromptTokens + completionTokens), SystemFingerprint),
             OpenAIJson.Options).ExecuteAsync(context);
-    }
-
-    /// <summary>Routes the request; an alias (e.g. <c>auto</c>) first resolves to the best allowed model for the text's language.</summary>
-    internal static async Task<RoutedRequest> RouteAsync(HttpContext context, InferenceRouter router, LanguageRouting languages, Caller caller, string? model, string text)
-    {
-        if (!languages.IsAlias(model))
-        {
-            return await router.RouteAsync(context, caller, model, ModelKind.Chat);
-        }
-
-        var choice = await languages.ChooseAsync(router, caller, model!, text);
-        if (!choice.IsRouted)
-        {
-            throw new OpenAIException(StatusCodes.Status403Forbidden,
-                $"No model that your policy allows can serve '{model}' for this request: {choice.Reason}", "permission_error", "model", "model_not_allowed");
-        }
-
-        return await router.RouteAsync(context, caller, choice.ModelId, ModelKind.Chat, model, choice);
     }
 
     /// <summary>Identifies this build in responses, as OpenAI's <c>system_fingerprint</c> does.</summary>
     internal static readonly string SystemFingerprint = "sovereign-" + typeof(ChatCompletionsEndpoint).Assembly.GetName().Version!.ToString(3);
 
-    /// <summary>Streams the choices; the request is metered before the usage chunk and [DONE] are sent.</summary>
-    private static async Task StreamAsync(HttpContext context, GenerationRun run, LocalAccounting accounting, string id, long created, string model, int n, bool includeUsage, int promptTokens)
+    /// <summary>Streams the choices; the request is accounted for before the usage chunk and [DONE] are sent.</summary>
+    private static async Task StreamAsync(GovernedRequest governed, LocalGeneration local, string id, long created, string model, bool includeUsage)
     {
-        var response = context.Response;
-        var aborted = context.RequestAborted;
+        var response = governed.Http.Response;
+        var aborted = governed.Aborted;
         ServerSentEvents.Start(response);
-        for (var i = 0; i < n; i++)
+        for (var i = 0; i < local.Run.Count; i++)
         {
             await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(i, new ChunkDelta("assistant", ""), null, null)), aborted);
         }
 
         var completionTokens = 0;
-        var results = new List<GenerationResult>();
         try
         {
-            await foreach (var (index, update) in run.StreamAsync(aborted))
+            await foreach (var (index, update) in local.Run.StreamAsync(aborted))
             {
                 if (update.Text.Length > 0)
                 {
@@ -133,23 +108,22 @@ internal static class ChatCompletionsEndpoint
                 if (update.Result is { } result)
                 {
                     completionTokens += result.CompletionTokens;
-                    accounting.CompletionTokens = completionTokens;
-                    results.Add(result);
                     await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index, new ChunkDelta(null, null), null, GenerationRun.FinishReasonOf(result.FinishReason))), aborted);
                 }
             }
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
+            // Headers are sent: the error goes in the stream; the books close (as failed) when the request is disposed.
             await ServerSentEvents.WriteAsync(response, new OpenAIErrorEnvelope(OpenAIErrorResults.Map(ex, 0).ToError()), aborted);
             return;
         }
 
-        await accounting.CompleteAsync(results);
+        await governed.CompleteAsync();
         if (includeUsage)
         {
             await ServerSentEvents.WriteAsync(response,
-                new ChatCompletionChunk(id, "chat.completion.chunk", created, model, [], SystemFingerprint, new Usage(promptTokens, completionTokens, promptTokens + completionTokens)),
+                new ChatCompletionChunk(id, "chat.completion.chunk", created, model, [], SystemFingerprint, new Usage(local.PromptTokens, completionTokens, local.PromptTokens + completionTokens)),
                 aborted);
         }
 

@@ -1,22 +1,19 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
-using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
-using Sovereign.Gateway.Metering;
-using Sovereign.Gateway.Routing;
-using Sovereign.Inference.Embeddings;
-using Sovereign.Inference.Engine;
+using Sovereign.Gateway.Pipeline;
+using Sovereign.Gateway.Pipeline.Executors;
 
 namespace Sovereign.Gateway.OpenAI;
 
 /// <summary><c>POST /v1/embeddings</c> for GGUF embedding models and the built-in MiniLM.</summary>
 internal static class EmbeddingsEndpoint
 {
-    public static async Task HandleAsync(HttpContext context, InferenceRouter router, RequestMetering metering, IOptions<SovereignOptions> options)
+    public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, IOptions<SovereignOptions> options)
     {
         var limits = options.Value.Limits;
-        var caller = await router.AuthenticateAsync(context);
+        var caller = await pipeline.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<EmbeddingRequest>(context);
         var inputs = ReadInputs(request.Input, limits.MaxEmbeddingInputs);
         var format = request.EncodingFormat ?? "float";
@@ -25,44 +22,15 @@ internal static class EmbeddingsEndpoint
             throw OpenAIException.BadRequest("encoding_format must be 'float' or 'base64'.", "encoding_format", "invalid_value");
         }
 
-        var routed = await router.RouteAsync(context, caller, request.Model, ModelKind.Embedding);
-        var model = routed.Local!;
-
-        var generator = model.Embeddings!;
-        if (request.Dimensions is { } dimensions && dimensions != generator.GetService<EmbeddingGeneratorMetadata>()?.DefaultModelDimensions)
-        {
-            throw OpenAIException.BadRequest($"The model '{model.Id}' does not support choosing dimensions.", "dimensions", "unsupported_parameter");
-        }
-
-        // Refuse over-long inputs before any work, with the index of the first one.
-        for (var i = 0; i < inputs.Count; i++)
-        {
-            if (model.CountTokens!(inputs[i]) is var count && count > model.MaxInputTokens)
-            {
-                throw OpenAIException.BadRequest(
-                    $"input[{i}] has {count} tokens; the model '{model.Id}' accepts at most {model.MaxInputTokens}.", "input", "context_length_exceeded");
-            }
-        }
-
-        var ticket = await metering.AdmitAsync(context, routed, inputs.Sum(i => (long)model.CountTokens!(i)), 0);
-        GeneratedEmbeddings<Embedding<float>> embeddings;
-        try
-        {
-            embeddings = await generator.GenerateAsync(inputs, cancellationToken: context.RequestAborted);
-        }
-        catch (InputTooLongException ex)
-        {
-            throw OpenAIException.BadRequest(
-                $"input[{ex.InputIndex}] has {ex.TokenCount} tokens; the model '{model.Id}' accepts at most {ex.MaxTokens}.", "input", "context_length_exceeded");
-        }
-
+        var work = new EmbeddingWorkload { Model = request.Model, LanguageSample = inputs[0], Inputs = inputs, Dimensions = request.Dimensions };
+        await using var governed = await pipeline.StartAsync(context, caller, work);
+        var embeddings = await ((EmbeddingRun)governed.Execution!).GenerateAsync();
+        await governed.CompleteAsync();
         var tokens = (int)(embeddings.Usage?.InputTokenCount ?? 0);
-        await metering.FinishAsync(routed, ticket, tokens, 0, null, Sovereign.Metering.Ledger.UsageOutcome.Completed);
-        await router.CompleteAsync(routed, tokens, 0, "completed");
         var data = embeddings.Select((e, i) => new EmbeddingItem("embedding", i, format == "base64"
             ? Convert.ToBase64String(MemoryMarshal.AsBytes(e.Vector.Span))
             : e.Vector.ToArray())).ToArray();
-        await TypedResults.Json(new EmbeddingList("list", data, model.Id, new EmbeddingUsage(tokens, tokens)), OpenAIJson.Options).ExecuteAsync(context);
+        await TypedResults.Json(new EmbeddingList("list", data, governed.Route!.Model, new EmbeddingUsage(tokens, tokens)), OpenAIJson.Options).ExecuteAsync(context);
     }
 
     private static List<string> ReadInputs(JsonElement? input, int maxInputs)

@@ -52,6 +52,9 @@ public sealed class RoutedRequest
     /// <summary>The model on the external node.</summary>
     public NodeModel? ExternalModel { get; }
 
+    /// <summary>When the request arrived (its usage record's timestamp).</summary>
+    public DateTimeOffset ArrivedAt { get; set; } = DateTimeOffset.UtcNow;
+
     /// <summary>The request's language, once detected.</summary>
     public string? Language { get; set; }
 
@@ -77,6 +80,7 @@ public sealed class InferenceRouter(
     AuditLog audit,
     JurisdictionCatalog jurisdictions,
     Lazy<Metering.RequestMetering> metering,
+    Pipeline.RouteGates gates,
     IOptions<SovereignOptions> options)
 {
     /// <summary>Response header: the jurisdiction that processed the request.</summary>
@@ -191,7 +195,9 @@ public sealed class InferenceRouter(
 
         foreach (var (node, nodeModel) in external)
         {
-            replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, node.State == nameof(Residency.ControlPlane.NodeState.Active), nodes.InFlight(node.Id), nodeModel.Capacity));
+            // Full means every slot busy and the route's fair queue full: until then a request waits, it is not refused.
+            replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, node.State == nameof(Residency.ControlPlane.NodeState.Active),
+                gates.LoadOf(node.Id, nodeModel.Id, nodeModel.Capacity), gates.CapacityOf(nodeModel.Capacity)));
         }
 
         var facts = FactsOf(model, local, external.Select(e => e.Model).FirstOrDefault());

@@ -10,6 +10,24 @@ namespace Sovereign.Gateway.Routing;
 internal readonly record struct UpstreamUsage(int PromptTokens, int CompletionTokens);
 
 /// <summary>
+/// What a relay has delivered so far, kept outside the relay so that a client that leaves mid-stream is still billed
+/// for what it received: the upstream's own usage when it reported one, else one token per content chunk relayed
+/// (engines such as vLLM, llama-server and Ollama stream one token per chunk).
+/// </summary>
+internal sealed class RelayProgress
+{
+    private int _chunks;
+
+    /// <summary>Content chunks relayed to the client.</summary>
+    public int DeliveredChunks => Volatile.Read(ref _chunks);
+
+    /// <summary>The usage the upstream reported, once it did.</summary>
+    public UpstreamUsage? Reported { get; set; }
+
+    internal void Delivered() => Interlocked.Increment(ref _chunks);
+}
+
+/// <summary>
 /// How a relayed request ended. The last part of the answer (the JSON body, or the stream's final [DONE]) is left
 /// to <see cref="FinishAsync"/>, so the caller can meter the request before the client sees it complete.
 /// </summary>
@@ -45,7 +63,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
     public const string ClientName = "sovereign-upstream";
 
     public async Task<UpstreamResult> ForwardAsync(
-        HttpContext context, Uri baseUrl, string? upstreamKey, string path, JsonObject body, string clientModel, string upstreamModel)
+        HttpContext context, Uri baseUrl, string? upstreamKey, string path, JsonObject body, string clientModel, string upstreamModel, RelayProgress progress)
     {
         var aborted = context.RequestAborted;
         var stream = body["stream"]?.GetValueKind() == JsonValueKind.True;
@@ -87,20 +105,21 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
             }
 
             return stream
-                ? await RelayStreamAsync(context, response, clientModel, clientWantsUsage)
-                : await RelayJsonAsync(context, response, clientModel);
+                ? await RelayStreamAsync(context, response, clientModel, clientWantsUsage, progress)
+                : await RelayJsonAsync(context, response, clientModel, progress);
         }
     }
 
-    private static async Task<UpstreamResult> RelayJsonAsync(HttpContext context, HttpResponseMessage response, string clientModel)
+    private static async Task<UpstreamResult> RelayJsonAsync(HttpContext context, HttpResponseMessage response, string clientModel, RelayProgress progress)
     {
         var json = JsonNode.Parse(await response.Content.ReadAsStringAsync(context.RequestAborted)) as JsonObject
             ?? throw new OpenAIException(StatusCodes.Status502BadGateway, "The upstream engine returned a response that is not a JSON object.", "server_error", null, "upstream_invalid_response");
         json["model"] = clientModel;
-        return new UpstreamResult(ReadUsage(json["usage"]) ?? new UpstreamUsage(0, 0), json, false);
+        progress.Reported = ReadUsage(json["usage"]) ?? new UpstreamUsage(0, 0);
+        return new UpstreamResult(progress.Reported, json, false);
     }
 
-    private static async Task<UpstreamResult> RelayStreamAsync(HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage)
+    private static async Task<UpstreamResult> RelayStreamAsync(HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage, RelayProgress progress)
     {
         ServerSentEvents.Start(context.Response);
         UpstreamUsage? usage = null;
@@ -126,6 +145,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
             if (ReadUsage(chunk["usage"]) is { } reported)
             {
                 usage = reported;
+                progress.Reported = reported;
                 if (!clientWantsUsage)
                 {
                     if (chunk["choices"] is JsonArray { Count: 0 })
@@ -139,9 +159,39 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
 
             chunk["model"] = clientModel;
             await ServerSentEvents.WriteAsync(context.Response, chunk, context.RequestAborted);
+            if (CarriesTokens(chunk))
+            {
+                progress.Delivered();
+            }
         }
 
         return new UpstreamResult(usage ?? new UpstreamUsage(0, 0), null, true);
+    }
+
+    /// <summary>Whether a streamed chunk carries generated output (not just a role, a finish reason or usage).</summary>
+    private static bool CarriesTokens(JsonObject chunk)
+    {
+        if (chunk["choices"] is not JsonArray choices)
+        {
+            return false;
+        }
+
+        foreach (var choice in choices)
+        {
+            if (choice?["delta"] is JsonObject delta
+                && ((delta["content"] is JsonValue content && content.GetValueKind() == JsonValueKind.String && content.GetValue<string>().Length > 0)
+                    || delta["tool_calls"] is JsonArray))
+            {
+                return true;
+            }
+
+            if (choice?["text"] is JsonValue text && text.GetValueKind() == JsonValueKind.String && text.GetValue<string>().Length > 0)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private static UpstreamUsage? ReadUsage(JsonNode? usage) =>

@@ -83,40 +83,8 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         }
 
         var prompt = request.PromptTokens;
-        var context = _model.Resolved.ContextLength;
-        if (prompt.Count == 0)
-        {
-            throw new InvalidGenerationRequestException("The prompt is empty.", "prompt");
-        }
-
-        if (prompt.Count >= context)
-        {
-            throw new InvalidGenerationRequestException(
-                $"This model's maximum context length is {context} tokens, but the prompt has {prompt.Count} tokens.",
-                "messages", "context_length_exceeded");
-        }
-
-        var maxTokens = request.MaxTokens ?? context - prompt.Count;
-        if (maxTokens < 1)
-        {
-            throw new InvalidGenerationRequestException("max_tokens must be at least 1.", "max_tokens");
-        }
-
-        if (prompt.Count + maxTokens > context)
-        {
-            throw new InvalidGenerationRequestException(
-                $"This model's maximum context length is {context} tokens. However, you requested {prompt.Count + maxTokens} tokens " +
-                $"({prompt.Count} in the prompt, {maxTokens} for the completion). Reduce the prompt or max_tokens.",
-                "max_tokens", "context_length_exceeded");
-        }
-
+        var maxTokens = ResolveMaxTokens(prompt.Count, request.MaxTokens);
         var need = prompt.Count + maxTokens;
-        if (need > _model.Resolved.KvCacheTokens)
-        {
-            throw new InvalidGenerationRequestException(
-                $"The request needs {need} KV-cache cells but this model is served with {_model.Resolved.KvCacheTokens}.",
-                "max_tokens", "context_length_exceeded");
-        }
 
         // Requests that will be admitted at once (free slots) do not count against the queue bound.
         if (Interlocked.Increment(ref _waitingCount) > _maxQueue + Math.Max(0, _parallel - RunningCount))
@@ -150,6 +118,50 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         }
 
         return new GenerationStream(output.Reader, prompt.Count, maxTokens);
+    }
+
+    /// <summary>
+    /// The output limit a request of <paramref name="promptTokens"/> tokens gets on this model (the whole remaining
+    /// context when <paramref name="maxTokens"/> is null), or <see cref="InvalidGenerationRequestException"/> when it
+    /// can never run here. <see cref="Submit"/> applies the same rule; callers use it to refuse before any work.
+    /// </summary>
+    public int ResolveMaxTokens(int promptTokens, int? maxTokens)
+    {
+        var context = _model.Resolved.ContextLength;
+        if (promptTokens == 0)
+        {
+            throw new InvalidGenerationRequestException("The prompt is empty.", "prompt");
+        }
+
+        if (promptTokens >= context)
+        {
+            throw new InvalidGenerationRequestException(
+                $"This model's maximum context length is {context} tokens, but the prompt has {promptTokens} tokens.",
+                "messages", "context_length_exceeded");
+        }
+
+        var resolved = maxTokens ?? context - promptTokens;
+        if (resolved < 1)
+        {
+            throw new InvalidGenerationRequestException("max_tokens must be at least 1.", "max_tokens");
+        }
+
+        if (promptTokens + resolved > context)
+        {
+            throw new InvalidGenerationRequestException(
+                $"This model's maximum context length is {context} tokens. However, you requested {promptTokens + resolved} tokens " +
+                $"({promptTokens} in the prompt, {resolved} for the completion). Reduce the prompt or max_tokens.",
+                "max_tokens", "context_length_exceeded");
+        }
+
+        if (promptTokens + resolved > _model.Resolved.KvCacheTokens)
+        {
+            throw new InvalidGenerationRequestException(
+                $"The request needs {promptTokens + resolved} KV-cache cells but this model is served with {_model.Resolved.KvCacheTokens}.",
+                "max_tokens", "context_length_exceeded");
+        }
+
+        return resolved;
     }
 
     /// <inheritdoc />

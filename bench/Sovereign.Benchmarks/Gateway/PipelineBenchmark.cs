@@ -1,0 +1,163 @@
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+
+namespace Sovereign.Benchmarks.Gateway;
+
+/// <summary>
+/// The fixed cost of a governed /v1 request: <c>POST /v1/chat/completions</c> through the whole pipeline (tenant key,
+/// residency decision and audit, admission and reservation in the tenant grain, the route's fair queue, the relay,
+/// the usage ledger, settlement, the completion audit) to a mock OpenAI-compatible engine that answers at once,
+/// against the same request sent straight to the mock, in the same process and run. Reports the latency added at
+/// one connection and the governed requests per second at many, with every refusal counted.
+/// </summary>
+internal static class PipelineBenchmark
+{
+    public const string Usage = "pipeline [--quick] [--sequential N (3000)] [--callers C (64)] [--seconds S (10)] [--rounds R (3)]";
+
+    private const string ModelId = "mock-model";
+
+    private static readonly byte[] Answer = Encoding.UTF8.GetBytes(
+        """{"id":"chatcmpl-mock","object":"chat.completion","created":1,"model":"mock","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}""");
+
+    public static async Task<int> RunAsync(string[] argv)
+    {
+        Args args;
+        try
+        {
+            args = Args.Parse(argv, "--sequential", "--callers", "--seconds", "--rounds");
+        }
+        catch (ArgumentException ex)
+        {
+            Console.Error.WriteLine(ex.Message + "\nusage: " + Usage);
+            return 2;
+        }
+
+        var sequential = args.Int("--sequential", 3_000, 500);
+        var callers = args.Int("--callers", 64, 32);
+        var seconds = args.Int("--seconds", 10, 3);
+        var rounds = args.Int("--rounds", 3, 1);
+        Report.Machine("pipeline", argv);
+
+        await using var mock = await StartMockAsync();
+        await using var server = await BenchServer.StartAsync(new ServerConfig { DataRoot = null });
+        var key = await SetUpTenantAsync(server, mock.Urls.First());
+        using var gateway = BenchServer.CreateClient(server.Address);
+        gateway.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        using var direct = BenchServer.CreateClient(new Uri(mock.Urls.First().TrimEnd('/') + "/"));
+        var body = Encoding.UTF8.GetBytes($$"""{"model":"{{ModelId}}","messages":[{"role":"user","content":"Hello there"}],"max_tokens":1}""");
+        var directBody = Encoding.UTF8.GetBytes("""{"model":"mock","messages":[{"role":"user","content":"Hello there"}],"max_tokens":1}""");
+
+        async Task<int> Post(HttpClient client, byte[] payload)
+        {
+            using var content = new ByteArrayContent(payload);
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            using var response = await client.PostAsync("v1/chat/completions", content);
+            await response.Content.ReadAsByteArrayAsync();
+            return (int)response.StatusCode;
+        }
+
+        async Task Ok(HttpClient client, byte[] payload)
+        {
+            var status = await Post(client, payload);
+            if (status != 200)
+            {
+                throw new InvalidOperationException($"status {status}");
+            }
+        }
+
+        // Warm both paths (JIT, grains, connection pools).
+        for (var i = 0; i < 300; i++)
+        {
+            await Ok(gateway, body);
+            await Ok(direct, directBody);
+        }
+
+        Console.WriteLine(FormattableString.Invariant($"## Latency at one connection ({sequential:N0} requests per path and round, {rounds} rounds, paths interleaved)"));
+        Console.WriteLine();
+        var directRuns = new List<RunStats>();
+        var gatewayRuns = new List<RunStats>();
+        for (var round = 0; round < rounds; round++)
+        {
+            directRuns.Add(await Driver.BackToBackAsync(sequential, _ => Ok(direct, directBody)));
+            gatewayRuns.Add(await Driver.BackToBackAsync(sequential, _ => Ok(gateway, body)));
+        }
+
+        var d = Dist.Merge(directRuns.Select(r => r.Latency));
+        var g = Dist.Merge(gatewayRuns.Select(r => r.Latency));
+        var gatewayCpuPerRequest = gatewayRuns.Sum(r => r.Cpu.TotalMilliseconds) / gatewayRuns.Sum(r => r.Latency.Count);
+        var directCpuPerRequest = directRuns.Sum(r => r.Cpu.TotalMilliseconds) / directRuns.Sum(r => r.Latency.Count);
+        Report.Table(["Path", "p50 ms", "p99 ms", "CPU ms/request (process)", "errors"],
+        [
+            ["direct to the mock engine", Report.Ms(d.P50), Report.Ms(d.P99), Report.Ms(directCpuPerRequest), directRuns.Sum(r => r.Errors).ToString(CultureInfo.InvariantCulture)],
+            ["through the governed pipeline", Report.Ms(g.P50), Report.Ms(g.P99), Report.Ms(gatewayCpuPerRequest), gatewayRuns.Sum(r => r.Errors).ToString(CultureInfo.InvariantCulture)],
+            ["added by the gateway", "+" + Report.Ms(g.P50 - d.P50), "+" + Report.Ms(g.P99 - d.P99), "+" + Report.Ms(gatewayCpuPerRequest - directCpuPerRequest), ""],
+        ]);
+        Console.WriteLine();
+
+        Console.WriteLine(FormattableString.Invariant($"## Throughput with {callers} concurrent callers ({seconds} s per path and round)"));
+        Console.WriteLine();
+        var rows = new List<string[]>();
+        for (var round = 0; round < rounds; round++)
+        {
+            var directRun = await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(seconds), (_, _) => Post(direct, directBody));
+            var gatewayRun = await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(seconds), (_, _) => Post(gateway, body));
+            var directRate = directRun.Results.Count(s => s == 200) / directRun.Elapsed.TotalSeconds;
+            var gatewayRate = gatewayRun.Results.Count(s => s == 200) / gatewayRun.Elapsed.TotalSeconds;
+            var refused = gatewayRun.Results.Count(s => s != 200) + gatewayRun.Errors;
+            rows.Add([(round + 1).ToString(CultureInfo.InvariantCulture), Report.N(directRate), Report.N(gatewayRate), Report.Ratio(gatewayRate, directRate),
+                refused.ToString(CultureInfo.InvariantCulture), Report.N(gatewayRun.Cpu.TotalSeconds / gatewayRun.Elapsed.TotalSeconds, "0.00")]);
+        }
+
+        Report.Table(["Round", "direct req/s", "governed req/s", "governed / direct", "refused or failed", "cores used (governed)"], rows);
+        return 0;
+    }
+
+    /// <summary>A plan with a price for the mock model, a tenant allowed in TH with external providers, the mock as a TH node.</summary>
+    private static async Task<string> SetUpTenantAsync(BenchServer server, string mockUrl)
+    {
+        await server.AdminAsync(HttpMethod.Post, "/admin/v1/nodes", new
+        {
+            id = "mock-engine",
+            jurisdiction = BenchServer.Jurisdiction,
+            base_url = mockUrl,
+            models = new[] { new { id = ModelId, upstream = "mock", capacity = 1024 } },
+        });
+        await server.AdminAsync(HttpMethod.Put, "/admin/v1/plans/standard", new { currency = "USD", weight = 1 });
+        await server.AdminAsync(HttpMethod.Post, "/admin/v1/plans/standard/prices", new { model = ModelId, input_per_million = 1m, output_per_million = 2m });
+        await server.AdminAsync(HttpMethod.Post, "/admin/v1/tenants", new
+        {
+            id = "bench-tenant",
+            plan = "standard",
+            policy = new { allowed_jurisdictions = new[] { BenchServer.Jurisdiction }, allow_external_providers = true },
+        });
+        await server.AdminAsync(HttpMethod.Put, "/admin/v1/tenants/bench-tenant/limits", new
+        {
+            budgets = new[] { new { period = "day", amount = 1_000_000m } },
+            rate_limits = new[] { new { requests_per_minute = 100_000_000L, tokens_per_minute = 100_000_000_000L } },
+        });
+        var key = await server.AdminAsync(HttpMethod.Post, "/admin/v1/tenants/bench-tenant/keys", new { name = "bench" });
+        return key.GetProperty("secret").GetString()!;
+    }
+
+    private static async Task<WebApplication> StartMockAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        var app = builder.Build();
+        app.MapPost("/v1/chat/completions", async (HttpContext context) =>
+        {
+            // Drain the request body as a real engine would, then answer at once.
+            await context.Request.Body.CopyToAsync(Stream.Null);
+            context.Response.ContentType = "application/json";
+            await context.Response.Body.WriteAsync(Answer);
+        });
+        await app.StartAsync();
+        return app;
+    }
+}

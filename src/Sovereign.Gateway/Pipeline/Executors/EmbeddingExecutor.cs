@@ -1,0 +1,85 @@
+using Microsoft.Extensions.AI;
+using Sovereign.Gateway.OpenAI;
+using Sovereign.Gateway.Routing;
+using Sovereign.Inference.Embeddings;
+using Sovereign.Inference.Scheduling;
+
+namespace Sovereign.Gateway.Pipeline.Executors;
+
+/// <summary>
+/// Runs embeddings on this process's embedding models. Measuring counts every input's tokens and refuses an
+/// over-long one before any reservation; a fair gate bounds how many run at once.
+/// </summary>
+internal sealed class EmbeddingExecutor(RouteGates gates) : IRequestExecutor
+{
+    /// <summary>Embedding requests that run at once per model; the generators serialize their context anyway.</summary>
+    private const int Slots = 2;
+
+    public bool Runs(RoutedRequest route, Workload work) => route.Local?.Embeddings is not null && work is EmbeddingWorkload;
+
+    public ValueTask<WorkDemand> MeasureAsync(GovernedRequest request)
+    {
+        var work = (EmbeddingWorkload)request.Work;
+        var model = request.Route!.Local!;
+        if (work.Dimensions is { } dimensions && dimensions != model.Embeddings!.GetService<EmbeddingGeneratorMetadata>()?.DefaultModelDimensions)
+        {
+            throw OpenAIException.BadRequest($"The model '{model.Id}' does not support choosing dimensions.", "dimensions", "unsupported_parameter");
+        }
+
+        long tokens = 0;
+        for (var i = 0; i < work.Inputs.Count; i++)
+        {
+            var count = model.CountTokens!(work.Inputs[i]);
+            if (count > model.MaxInputTokens)
+            {
+                throw OpenAIException.BadRequest(
+                    $"input[{i}] has {count} tokens; the model '{model.Id}' accepts at most {model.MaxInputTokens}.", "input", "context_length_exceeded");
+            }
+
+            tokens += count;
+        }
+
+        return ValueTask.FromResult(new WorkDemand(tokens, 0));
+    }
+
+    public async ValueTask<IExecution> StartAsync(GovernedRequest request)
+    {
+        var ticket = request.Ticket!;
+        var route = request.Route!;
+        var slot = await gates.For(route.NodeId, route.Model, Slots)
+            .AcquireAsync(new FairQueueEntry(request.Caller.TenantId, ticket.Weight, ticket.Priority, 1), request.Aborted);
+        return new EmbeddingRun(request, slot);
+    }
+}
+
+/// <summary>An embeddings request holding its slot; <see cref="GenerateAsync"/> runs it.</summary>
+internal sealed class EmbeddingRun(GovernedRequest request, IDisposable slot) : IExecution
+{
+    private int _tokens;
+
+    /// <summary>Embeds the inputs; an input the model finds too long after all is the client's 400.</summary>
+    public async Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync()
+    {
+        var model = request.Route!.Local!;
+        try
+        {
+            var embeddings = await model.Embeddings!.GenerateAsync(((EmbeddingWorkload)request.Work).Inputs, cancellationToken: request.Aborted);
+            _tokens = (int)(embeddings.Usage?.InputTokenCount ?? 0);
+            return embeddings;
+        }
+        catch (InputTooLongException ex)
+        {
+            throw OpenAIException.BadRequest(
+                $"input[{ex.InputIndex}] has {ex.TokenCount} tokens; the model '{model.Id}' accepts at most {ex.MaxTokens}.", "input", "context_length_exceeded");
+        }
+    }
+
+    /// <summary>Embeddings are all or nothing: billed only when they were produced.</summary>
+    public ValueTask<ExecutedUsage> FinalUsageAsync() => ValueTask.FromResult(new ExecutedUsage(_tokens, 0, null));
+
+    public ValueTask DisposeAsync()
+    {
+        slot.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

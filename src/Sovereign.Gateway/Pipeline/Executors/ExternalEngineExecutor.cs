@@ -1,0 +1,82 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Options;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.OpenAI;
+using Sovereign.Gateway.Routing;
+using Sovereign.Inference.Scheduling;
+
+namespace Sovereign.Gateway.Pipeline.Executors;
+
+/// <summary>
+/// Relays chat and text completions to an external OpenAI-compatible engine (vLLM, llama-server, Ollama, another
+/// Sovereign). The engine's tokenizer is remote, so the prompt is bounded by its bytes (a token covers at least one)
+/// and the output by an explicit limit that the gateway sends upstream when the client set none, times the choices:
+/// the reservation is a true bound of what the upstream may generate.
+/// </summary>
+internal sealed class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options) : IRequestExecutor
+{
+    public bool Runs(RoutedRequest route, Workload work) => route.ExternalNode is not null && work is GenerationWorkload;
+
+    public ValueTask<WorkDemand> MeasureAsync(GovernedRequest request)
+    {
+        var work = (GenerationWorkload)request.Work;
+        var raw = RequestReader.RawBody(request.Http);
+        if (JsonNode.Parse(raw.Span) is not JsonObject body)
+        {
+            throw OpenAIException.BadRequest("The request body must be a JSON object.");
+        }
+
+        var limits = options.Value.Limits;
+        var maxTokens = work.MaxTokens ?? limits.UpstreamDefaultMaxTokens;
+        if (work.RequestedMaxTokens is null)
+        {
+            body[work.MaxTokensParameter] = maxTokens;
+        }
+
+        var prompts = work.Prompt is { ValueKind: JsonValueKind.Array } array && array.GetArrayLength() > 0 && array[0].ValueKind != JsonValueKind.Number
+            ? array.GetArrayLength()
+            : 1;
+        request.Plan = body;
+        return ValueTask.FromResult(new WorkDemand(raw.Length, (long)maxTokens * work.N * prompts));
+    }
+
+    public async ValueTask<IExecution> StartAsync(GovernedRequest request)
+    {
+        var route = request.Route!;
+        var model = route.ExternalModel!;
+        var ticket = request.Ticket!;
+        var slot = await gates.For(route.NodeId, model.Id, model.Capacity)
+            .AcquireAsync(new FairQueueEntry(request.Caller.TenantId, ticket.Weight, ticket.Priority, 1), request.Aborted);
+        return new UpstreamRelay(proxy, request, (JsonObject)request.Plan!, slot, nodes.Track(route.NodeId));
+    }
+}
+
+/// <summary>A request relayed to an external engine; the relay writes OpenAI's wire format as the engine sends it.</summary>
+internal sealed class UpstreamRelay(UpstreamProxy proxy, GovernedRequest request, JsonObject body, IDisposable slot, IDisposable inFlight) : IExecution
+{
+    private readonly RelayProgress _progress = new();
+
+    /// <summary>Relays the answer; the books close before the client receives its last part.</summary>
+    public async Task RespondAsync()
+    {
+        var route = request.Route!;
+        var node = route.ExternalNode!;
+        var work = (GenerationWorkload)request.Work;
+        var result = await proxy.ForwardAsync(request.Http, new Uri(node.BaseUrl!.TrimEnd('/') + "/"), node.UpstreamKey, work.Endpoint, body,
+            route.Model, route.ExternalModel!.Upstream, _progress);
+        await (result.Succeeded ? request.CompleteAsync() : request.FailAsync());
+        await result.FinishAsync(request.Http);
+    }
+
+    public ValueTask<ExecutedUsage> FinalUsageAsync() => ValueTask.FromResult(_progress.Reported is { } usage
+        ? new ExecutedUsage(usage.PromptTokens, usage.CompletionTokens, null)
+        : new ExecutedUsage(0, _progress.DeliveredChunks, null));
+
+    public ValueTask DisposeAsync()
+    {
+        inFlight.Dispose();
+        slot.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,154 @@
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
+using System.Threading.Channels;
+using Sovereign.Inference.Engine;
+
+namespace Sovereign.Gateway.Pipeline.Executors;
+
+/// <summary>
+/// The choices of one request submitted together to a model's batcher. If any choice is refused at submission, the
+/// ones already queued are cancelled so that nothing runs for a request that failed. Every choice's final
+/// <see cref="GenerationResult"/> is kept as it is seen, and <see cref="FinalResultsAsync"/> obtains the missing ones
+/// from the engine after an abort, so what was generated is always known.
+/// </summary>
+internal sealed class GenerationRun : IDisposable
+{
+    private readonly CancellationTokenSource _cancel;
+    private readonly GenerationStream[] _streams;
+    private readonly GenerationResult?[] _results;
+    private Task? _pumps;
+
+    private GenerationRun(CancellationTokenSource cancel, GenerationStream[] streams)
+    {
+        _cancel = cancel;
+        _streams = streams;
+        _results = new GenerationResult?[streams.Length];
+    }
+
+    /// <summary>Choices in the run.</summary>
+    public int Count => _streams.Length;
+
+    public static GenerationRun Start(ContinuousBatcher batcher, IReadOnlyList<GenerationRequest> choices, CancellationToken aborted)
+    {
+        var cancel = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+        var streams = new GenerationStream[choices.Count];
+        try
+        {
+            for (var i = 0; i < choices.Count; i++)
+            {
+                streams[i] = batcher.Submit(choices[i], cancel.Token);
+            }
+        }
+        catch
+        {
+            cancel.Cancel();
+            cancel.Dispose();
+            throw;
+        }
+
+        return new GenerationRun(cancel, streams);
+    }
+
+    /// <summary>Reads every choice to its end.</summary>
+    public async Task<(string Text, GenerationResult Result)[]> CollectAsync()
+    {
+        var collected = await Task.WhenAll(_streams.Select(s => s.CollectAsync()));
+        for (var i = 0; i < collected.Length; i++)
+        {
+            _results[i] = collected[i].Result;
+        }
+
+        return collected;
+    }
+
+    /// <summary>Updates of all choices as they come, tagged with the choice index.</summary>
+    public async IAsyncEnumerable<(int Index, GenerationUpdate Update)> StreamAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        if (_streams.Length == 1)
+        {
+            await foreach (var update in _streams[0].WithCancellation(cancellationToken))
+            {
+                _results[0] = update.Result ?? _results[0];
+                yield return (0, update);
+            }
+
+            yield break;
+        }
+
+        var merged = Channel.CreateUnbounded<(int, GenerationUpdate)>();
+        var pumps = _streams.Select(async (stream, index) =>
+        {
+            await foreach (var update in stream.WithCancellation(cancellationToken))
+            {
+                _results[index] = update.Result ?? _results[index];
+                merged.Writer.TryWrite((index, update));
+            }
+        }).ToArray();
+        _pumps = Task.WhenAll(pumps);
+        _ = _pumps.ContinueWith(t => merged.Writer.TryComplete(t.Exception?.InnerException), TaskScheduler.Default);
+        await foreach (var item in merged.Reader.ReadAllAsync(cancellationToken))
+        {
+            yield return item;
+        }
+    }
+
+    /// <summary>
+    /// Every choice's result. Choices whose end was not read (the client left, the writer failed) are cancelled
+    /// and their results read from the engine, which reports what each generated up to its cancellation.
+    /// </summary>
+    public async Task<IReadOnlyList<GenerationResult>> FinalResultsAsync()
+    {
+        if (_results.All(r => r is not null))
+        {
+            return _results!;
+        }
+
+        _cancel.Cancel();
+        if (_pumps is { } pumps)
+        {
+            // Channels have one reader each: let the pumps stop before reading what they left.
+            await pumps.ContinueWith(static _ => { }, TaskScheduler.Default);
+        }
+
+        var final = new List<GenerationResult>(_results.Length);
+        for (var i = 0; i < _streams.Length; i++)
+        {
+            if (_results[i] is null)
+            {
+                try
+                {
+                    await foreach (var update in _streams[i])
+                    {
+                        _results[i] = update.Result ?? _results[i];
+                    }
+                }
+                catch (Exception ex) when (ex is EngineStoppedException or OperationCanceledException)
+                {
+                    // The engine stopped under it: no result to bill beyond what the other choices report.
+                }
+            }
+
+            if (_results[i] is { } result)
+            {
+                final.Add(result);
+            }
+        }
+
+        return final;
+    }
+
+    public void Dispose()
+    {
+        _cancel.Cancel();
+        _cancel.Dispose();
+    }
+
+    public static string NewId(string prefix) => prefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+
+    public static string? FinishReasonOf(FinishReason reason) => reason switch
+    {
+        FinishReason.Stop => "stop",
+        FinishReason.Length => "length",
+        _ => null,
+    };
+}

@@ -1,0 +1,185 @@
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.OpenAI;
+using Sovereign.Gateway.Routing;
+using Sovereign.Inference.Engine;
+
+namespace Sovereign.Gateway.Pipeline.Executors;
+
+/// <summary>
+/// Runs chat and text completions on this process's engine. Measuring tokenizes the prompt on the chosen model and
+/// applies the engine's own context rule, so a request that can never run is refused before any reservation; the
+/// engine's weighted-fair queue (in <see cref="ContinuousBatcher"/>) admits the sequences.
+/// </summary>
+internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options) : IRequestExecutor
+{
+    /// <summary>Most prompts in one text-completion request.</summary>
+    public const int MaxPrompts = 64;
+
+    public bool Runs(RoutedRequest route, Workload work) => route.Local?.Batcher is not null && work is GenerationWorkload;
+
+    public ValueTask<WorkDemand> MeasureAsync(GovernedRequest request)
+    {
+        var work = (GenerationWorkload)request.Work;
+        var batcher = request.Route!.Local!.Batcher!;
+        var model = batcher.Model;
+        var prompts = work.Turns is { } turns ? [model.TokenizeChat(turns)] : ReadPrompts(work.Prompt, model);
+        if (prompts.Count * work.N > options.Value.Limits.MaxChoices)
+        {
+            throw OpenAIException.BadRequest($"The number of prompts times n may be at most {options.Value.Limits.MaxChoices}.", "prompt", "invalid_value");
+        }
+
+        var limits = new int[prompts.Count];
+        long output = 0;
+        for (var i = 0; i < prompts.Count; i++)
+        {
+            // A server default (not the client's choice) is clamped to what the context leaves.
+            var max = RequestReader.ClampDefault(work.RequestedMaxTokens, work.MaxTokens, prompts[i].Length, model.Info.ContextLength);
+            try
+            {
+                limits[i] = batcher.ResolveMaxTokens(prompts[i].Length, max);
+            }
+            catch (InvalidGenerationRequestException ex) when (ex.Parameter == "max_tokens")
+            {
+                throw new InvalidGenerationRequestException(ex.Message, work.MaxTokensParameter, ex.Code);
+            }
+
+            output += (long)limits[i] * work.N;
+        }
+
+        request.Plan = new Measured(prompts, limits);
+        return ValueTask.FromResult(new WorkDemand(prompts.Sum(p => (long)p.Length), output));
+    }
+
+    public ValueTask<IExecution> StartAsync(GovernedRequest request)
+    {
+        var work = (GenerationWorkload)request.Work;
+        var measured = (Measured)request.Plan!;
+        var ticket = request.Ticket!;
+        // Choice index = prompt index * n + sample index, as OpenAI numbers them.
+        var choices = new List<GenerationRequest>(measured.Prompts.Count * work.N);
+        for (var p = 0; p < measured.Prompts.Count; p++)
+        {
+            for (var i = 0; i < work.N; i++)
+            {
+                choices.Add(new GenerationRequest
+                {
+                    PromptTokens = measured.Prompts[p],
+                    MaxTokens = measured.MaxTokens[p],
+                    Stop = work.Stop,
+                    Sampling = work.N > 1 && work.Sampling.Seed is { } seed ? work.Sampling with { Seed = seed + i } : work.Sampling,
+                    Tenant = request.Caller.TenantId,
+                    Weight = ticket.Weight,
+                    Priority = ticket.Priority,
+                });
+            }
+        }
+
+        var run = GenerationRun.Start(request.Route!.Local!.Batcher!, choices, request.Aborted);
+        return ValueTask.FromResult<IExecution>(new LocalGeneration(run, measured.Prompts.Sum(p => p.Length)));
+    }
+
+    private sealed record Measured(IReadOnlyList<int[]> Prompts, int[] MaxTokens);
+
+    /// <summary>A prompt is a string, an array of strings, an array of token ids, or an array of such arrays.</summary>
+    private static List<int[]> ReadPrompts(JsonElement? prompt, LlamaModel model)
+    {
+        if (prompt is not { } value || value.ValueKind == JsonValueKind.Null)
+        {
+            throw OpenAIException.BadRequest("You must provide a prompt parameter.", "prompt", "missing_required_parameter");
+        }
+
+        var prompts = new List<int[]>();
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.String:
+                prompts.Add(model.Tokenize(value.GetString()!));
+                break;
+            case JsonValueKind.Array when value.GetArrayLength() == 0:
+                throw OpenAIException.BadRequest("prompt must not be an empty array.", "prompt", "invalid_value");
+            case JsonValueKind.Array when value[0].ValueKind == JsonValueKind.Number:
+                prompts.Add(ReadTokenIds(value, model, "prompt"));
+                break;
+            case JsonValueKind.Array:
+                if (value.GetArrayLength() > MaxPrompts)
+                {
+                    throw OpenAIException.BadRequest($"At most {MaxPrompts} prompts per request.", "prompt", "invalid_value");
+                }
+
+                var i = 0;
+                foreach (var item in value.EnumerateArray())
+                {
+                    prompts.Add(item.ValueKind switch
+                    {
+                        JsonValueKind.String => model.Tokenize(item.GetString()!),
+                        JsonValueKind.Array => ReadTokenIds(item, model, $"prompt[{i}]"),
+                        _ => throw OpenAIException.BadRequest($"prompt[{i}] must be a string or an array of token ids.", $"prompt[{i}]", "invalid_type"),
+                    });
+                    i++;
+                }
+
+                break;
+            default:
+                throw OpenAIException.BadRequest("prompt must be a string, an array of strings, or an array of token ids.", "prompt", "invalid_type");
+        }
+
+        if (prompts.Any(p => p.Length == 0))
+        {
+            throw OpenAIException.BadRequest("prompt must not be empty.", "prompt", "invalid_value");
+        }
+
+        return prompts;
+    }
+
+    private static int[] ReadTokenIds(JsonElement array, LlamaModel model, string param)
+    {
+        var tokens = new int[array.GetArrayLength()];
+        var i = 0;
+        foreach (var item in array.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out var token) || token < 0 || token >= model.Info.VocabularySize)
+            {
+                throw OpenAIException.BadRequest($"{param}[{i}] must be a token id between 0 and {model.Info.VocabularySize - 1}.", param, "invalid_value");
+            }
+
+            tokens[i++] = token;
+        }
+
+        return tokens;
+    }
+}
+
+/// <summary>Generation running on this process's engine; the endpoint reads <see cref="Run"/> and writes the wire format.</summary>
+internal sealed class LocalGeneration(GenerationRun run, int promptTokens) : IExecution
+{
+    /// <summary>The choices' token streams.</summary>
+    public GenerationRun Run { get; } = run;
+
+    /// <summary>Prompt tokens of the request, every prompt counted once.</summary>
+    public int PromptTokens { get; } = promptTokens;
+
+    public async ValueTask<ExecutedUsage> FinalUsageAsync()
+    {
+        var results = await Run.FinalResultsAsync();
+        return new ExecutedUsage(PromptTokens, results.Sum(r => r.CompletionTokens), Combine(results));
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Run.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>The choices of a request as one: their tokens and compute add up; it lasted as long as the longest.</summary>
+    private static GenerationResult? Combine(IReadOnlyList<GenerationResult> results) => results.Count == 0 ? null : new GenerationResult
+    {
+        FinishReason = results[0].FinishReason,
+        PromptTokens = results[0].PromptTokens,
+        CompletionTokens = results.Sum(r => r.CompletionTokens),
+        QueueTime = results.Max(r => r.QueueTime),
+        TimeToFirstToken = results.Min(r => r.TimeToFirstToken),
+        Duration = results.Max(r => r.Duration),
+        ComputeSeconds = results.Sum(r => r.ComputeSeconds),
+    };
+}

@@ -1,0 +1,85 @@
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Metering;
+using Sovereign.Gateway.Pipeline.Executors;
+using Sovereign.Gateway.Routing;
+using Sovereign.Metering.Ledger;
+
+namespace Sovereign.Gateway.Pipeline;
+
+/// <summary>
+/// One governed request as it flows through the pipeline's stages: who asked, what, where it runs, the money ticket,
+/// the demand it reserved, and the execution. Its books close exactly once: <see cref="CompleteAsync"/> before the
+/// client's last byte on success, or <see cref="DisposeAsync"/> on every other exit (refusal after admission,
+/// engine or upstream error, client abort at any byte, exception), billing what was actually generated.
+/// </summary>
+internal sealed class GovernedRequest : IAsyncDisposable
+{
+    private readonly RequestAccounting _accounting;
+    private int _closed;
+
+    internal GovernedRequest(HttpContext http, Caller caller, Workload work, DateTimeOffset arrivedAt, RequestAccounting accounting)
+    {
+        Http = http;
+        Caller = caller;
+        Work = work;
+        ArrivedAt = arrivedAt;
+        _accounting = accounting;
+    }
+
+    /// <summary>The HTTP exchange.</summary>
+    public HttpContext Http { get; }
+
+    /// <summary>Who asked.</summary>
+    public Caller Caller { get; }
+
+    /// <summary>What was asked.</summary>
+    public Workload Work { get; }
+
+    /// <summary>When the request arrived: the time its usage record carries.</summary>
+    public DateTimeOffset ArrivedAt { get; }
+
+    /// <summary>Where it runs, once the residency stage decided.</summary>
+    public RoutedRequest? Route { get; internal set; }
+
+    /// <summary>The most it can consume, once measured by its executor.</summary>
+    public WorkDemand Demand { get; internal set; }
+
+    /// <summary>What the executor prepared while measuring (e.g. the tokenized prompts), for starting the work.</summary>
+    public object? Plan { get; internal set; }
+
+    /// <summary>The admission ticket (price, reservation, fair-share weight), once admitted.</summary>
+    public MeterTicket? Ticket { get; internal set; }
+
+    /// <summary>The running work, once started.</summary>
+    public IExecution? Execution { get; internal set; }
+
+    /// <summary>Fires when the client goes away.</summary>
+    public CancellationToken Aborted => Http.RequestAborted;
+
+    /// <summary>Closes the books of work that ran to its end; call before writing the response's last bytes.</summary>
+    public Task CompleteAsync() => CloseAsync(Aborted.IsCancellationRequested ? UsageOutcome.Cancelled : UsageOutcome.Completed);
+
+    /// <summary>Closes the books of work that ended in an error the client is told about (e.g. an upstream's 4xx).</summary>
+    public Task FailAsync() => CloseAsync(UsageOutcome.Failed);
+
+    /// <summary>Closes the books if nothing else did, then releases the execution (its slot, its sequences).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await CloseAsync(Execution is null ? UsageOutcome.Refused
+                : Aborted.IsCancellationRequested ? UsageOutcome.Cancelled
+                : UsageOutcome.Failed);
+        }
+        finally
+        {
+            if (Execution is not null)
+            {
+                await Execution.DisposeAsync();
+            }
+        }
+    }
+
+    private Task CloseAsync(UsageOutcome outcome) =>
+        Interlocked.Exchange(ref _closed, 1) == 0 ? _accounting.CloseAsync(this, outcome) : Task.CompletedTask;
+}

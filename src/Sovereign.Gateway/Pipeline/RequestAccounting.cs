@@ -1,0 +1,37 @@
+using Sovereign.Gateway.Metering;
+using Sovereign.Gateway.Routing;
+using Sovereign.Metering.Ledger;
+
+namespace Sovereign.Gateway.Pipeline;
+
+/// <summary>
+/// The accounting stage: the one place a request's books close. The usage record is committed durably and the
+/// reservation settled at the actual cost (what the executor confirms was generated, nothing for work refused
+/// before it started), and the audit log records the outcome. Requests refused before admission hold no reservation:
+/// the stage that refused them recorded the refusal, and a routed one gets its audit outcome here.
+/// </summary>
+internal sealed class RequestAccounting(InferenceRouter router, RequestMetering metering, LanguageRouting languages)
+{
+    public async Task CloseAsync(GovernedRequest request, UsageOutcome outcome)
+    {
+        if (request.Route is not { } route)
+        {
+            return;
+        }
+
+        if (request.Ticket is not { } ticket)
+        {
+            // Routed, then refused before admission (e.g. too long for the context): no money moved, but the audit
+            // trail shows how the allowed decision ended.
+            await router.CompleteAsync(route, 0, 0, "rejected");
+            return;
+        }
+
+        var usage = request.Execution is { } execution ? await execution.FinalUsageAsync() : ExecutedUsage.None;
+        route.Language ??= languages.DetectForUsage(request.Work.LanguageSample);
+        // The ledger record and the audit entry are independent commits: wait for both at once.
+        await Task.WhenAll(
+            metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome),
+            router.CompleteAsync(route, usage.PromptTokens, usage.CompletionTokens, outcome.ToString().ToLowerInvariant()));
+    }
+}

@@ -1,0 +1,84 @@
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Metering;
+using Sovereign.Gateway.OpenAI;
+using Sovereign.Gateway.Pipeline.Executors;
+using Sovereign.Gateway.Routing;
+using Sovereign.Inference.Engine;
+
+namespace Sovereign.Gateway.Pipeline;
+
+/// <summary>
+/// The one path every /v1 inference request takes, stage by stage, each with one home:
+/// <list type="number">
+/// <item>authentication (<see cref="CallerAuthenticator"/>, through the router): 401/403 before the body is read;</item>
+/// <item>model resolution: an alias (<c>auto</c>) becomes the best model the policy allows for the text's language;</item>
+/// <item>the residency decision (<see cref="InferenceRouter"/>): fail closed, audited, stated on the response;</item>
+/// <item>measuring (the executor): prompt tokens and one output limit including every choice; 400 before money;</item>
+/// <item>admission and reservation (<see cref="RequestMetering"/>, the tenant's grain): rate limits, budget;</item>
+/// <item>execution (an <see cref="IRequestExecutor"/>): a slot in the route's weighted-fair queue, then the work;</item>
+/// <item>accounting (<see cref="RequestAccounting"/>): exactly once on every exit of the request.</item>
+/// </list>
+/// Endpoints only translate OpenAI's wire format to a <see cref="Workload"/> and the execution's output back.
+/// </summary>
+internal sealed class RequestPipeline(
+    InferenceRouter router,
+    LanguageRouting languages,
+    RequestMetering metering,
+    RequestAccounting accounting,
+    IEnumerable<IRequestExecutor> executors,
+    TimeProvider time)
+{
+    private static readonly object ArrivalKey = new();
+    private readonly IRequestExecutor[] _executors = [.. executors];
+
+    /// <summary>Stage 1: who is calling. Also notes the arrival time, which the usage record carries.</summary>
+    public Task<Caller> AuthenticateAsync(HttpContext context)
+    {
+        context.Items[ArrivalKey] = time.GetUtcNow();
+        return router.AuthenticateAsync(context);
+    }
+
+    /// <summary>
+    /// Stages 2 to 6: resolves, routes, measures, admits and starts the work. The returned request must be disposed
+    /// (<c>await using</c>); on any refusal the stages already run are accounted for and the error is thrown.
+    /// </summary>
+    public async Task<GovernedRequest> StartAsync(HttpContext context, Caller caller, Workload work)
+    {
+        var arrivedAt = context.Items.TryGetValue(ArrivalKey, out var arrival) && arrival is DateTimeOffset at ? at : time.GetUtcNow();
+        var request = new GovernedRequest(context, caller, work, arrivedAt, accounting);
+        try
+        {
+            request.Route = await RouteAsync(context, caller, work);
+            request.Route.ArrivedAt = arrivedAt;
+            var executor = _executors.FirstOrDefault(e => e.Runs(request.Route, work))
+                ?? throw OpenAIException.BadRequest($"The model '{request.Route.Model}' cannot serve this endpoint.", "model", "model_not_supported");
+            request.Demand = await executor.MeasureAsync(request);
+            request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens);
+            request.Execution = await executor.StartAsync(request);
+            return request;
+        }
+        catch
+        {
+            await request.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Stages 2 and 3: an alias resolves to a model first; then the residency decision.</summary>
+    private async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, Workload work)
+    {
+        if (work.Kind != ModelKind.Chat || !languages.IsAlias(work.Model))
+        {
+            return await router.RouteAsync(context, caller, work.Model, work.Kind);
+        }
+
+        var choice = await languages.ChooseAsync(router, caller, work.Model!, work.LanguageSample);
+        if (!choice.IsRouted)
+        {
+            throw new OpenAIException(StatusCodes.Status403Forbidden,
+                $"No model that your policy allows can serve '{work.Model}' for this request: {choice.Reason}", "permission_error", "model", "model_not_allowed");
+        }
+
+        return await router.RouteAsync(context, caller, choice.ModelId, ModelKind.Chat, work.Model, choice);
+    }
+}

@@ -1,0 +1,84 @@
+using System.Text.Json;
+
+using Sovereign.Inference.Engine;
+
+namespace Sovereign.Gateway.Pipeline;
+
+/// <summary>
+/// What a client asked to run, decoded and validated from OpenAI's wire format by its endpoint. The pipeline's stages
+/// read it; only the executor that runs it interprets the prompt.
+/// </summary>
+internal abstract class Workload
+{
+    /// <summary>The model (or alias) the client named.</summary>
+    public required string? Model { get; init; }
+
+    /// <summary>Text that stands for the request's language (the last user turn, the prompt, the first input).</summary>
+    public required string LanguageSample { get; init; }
+
+    /// <summary>Which kind of model can run it.</summary>
+    public abstract ModelKind Kind { get; }
+}
+
+/// <summary>A chat or text completion: one prompt (or several) and <see cref="N"/> choices of each.</summary>
+internal sealed class GenerationWorkload : Workload
+{
+    /// <inheritdoc />
+    public override ModelKind Kind => ModelKind.Chat;
+
+    /// <summary>The OpenAI path under /v1, for relaying to an external engine: <c>chat/completions</c> or <c>completions</c>.</summary>
+    public required string Endpoint { get; init; }
+
+    /// <summary>The chat turns (chat completions).</summary>
+    public IReadOnlyList<ChatTurn>? Turns { get; init; }
+
+    /// <summary>The raw prompt: a string, strings, token ids or arrays of them (text completions).</summary>
+    public JsonElement? Prompt { get; init; }
+
+    /// <summary>The sampler settings shared by every choice.</summary>
+    public required SamplingOptions Sampling { get; init; }
+
+    /// <summary>The output limit the client asked for, if any.</summary>
+    public int? RequestedMaxTokens { get; init; }
+
+    /// <summary>The client's limit or, without one, the server's cap (null: up to the context).</summary>
+    public int? MaxTokens { get; init; }
+
+    /// <summary>The request field that carries the output limit (<c>max_tokens</c> or <c>max_completion_tokens</c>).</summary>
+    public string MaxTokensParameter { get; init; } = "max_tokens";
+
+    /// <summary>Stop strings.</summary>
+    public required IReadOnlyList<string> Stop { get; init; }
+
+    /// <summary>Choices per prompt.</summary>
+    public required int N { get; init; }
+
+    /// <summary>Whether the client streams the answer.</summary>
+    public bool Stream { get; init; }
+}
+
+/// <summary>An embeddings request: the texts to embed.</summary>
+internal sealed class EmbeddingWorkload : Workload
+{
+    /// <inheritdoc />
+    public override ModelKind Kind => ModelKind.Embedding;
+
+    /// <summary>The inputs, in order.</summary>
+    public required IReadOnlyList<string> Inputs { get; init; }
+
+    /// <summary>The dimensions the client asked for, if any.</summary>
+    public int? Dimensions { get; init; }
+}
+
+/// <summary>
+/// The most a request can consume, known before any money moves: its prompt tokens (exact, or a bound when the
+/// tokenizer is remote) and one effective output limit for the whole request, every prompt and choice included.
+/// </summary>
+internal readonly record struct WorkDemand(long PromptTokens, long MaxOutputTokens);
+
+/// <summary>What the work used, as the executor confirmed it after the work ended or was abandoned.</summary>
+internal readonly record struct ExecutedUsage(int PromptTokens, int CompletionTokens, GenerationResult? Timing)
+{
+    /// <summary>Nothing ran.</summary>
+    public static ExecutedUsage None => default;
+}

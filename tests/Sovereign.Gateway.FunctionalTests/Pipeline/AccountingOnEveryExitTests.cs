@@ -1,0 +1,167 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Sovereign.Gateway.FunctionalTests.Metering;
+using Sovereign.Gateway.Models;
+using Sovereign.Metering.Ledger;
+
+namespace Sovereign.Gateway.FunctionalTests.Pipeline;
+
+/// <summary>
+/// The books of every request close exactly once, whatever the exit: what was generated is billed (a client that
+/// leaves mid-stream pays for the tokens it was sent), what was refused before any work is not.
+/// </summary>
+[Collection(MeteringCollection.Name)]
+public sealed class AccountingOnEveryExitTests(MeteringFixture fixture)
+{
+    private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+
+    private const string LongStory = """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":200,"temperature":0,"stream":true}""";
+
+    [Fact]
+    public async Task AbandonedStream_MidGeneration_IsBilledForWhatItWasSent()
+    {
+        var (_, key) = await fixture.NewTenantAsync();
+        using var client = fixture.TenantClient(key);
+        // The engine takes 8 steps (prefill, then a token a step) and then holds until it is woken by the client's
+        // cancellation, so the client leaves while its request is certainly still generating.
+        var batcher = fixture.App.Services.GetRequiredService<ModelCatalog>().TryGet(MeteringFixture.Model, out var served) ? served.Batcher! : throw new InvalidOperationException();
+        var steps = 0;
+        batcher.BeforeStep = async woken =>
+        {
+            if (Interlocked.Increment(ref steps) > 8)
+            {
+                await woken;
+            }
+        };
+        try
+        {
+            var (requestId, chunks) = await ReadThenAbandonAsync(client, LongStory, stopAfterContentChunks: 5);
+            var record = await WaitForRecordAsync(requestId);
+            Assert.True(record.Outcome == UsageOutcome.Cancelled, $"{record} after {chunks} chunks, {steps} steps");
+            Assert.True(record.CompletionTokens >= chunks, $"billed {record.CompletionTokens} completion tokens for {chunks} content chunks received");
+            Assert.True(record.CompletionTokens < 200);
+            Assert.True(record.PromptTokens > 0);
+            Assert.True(record.ComputeSeconds > 0m);
+            Assert.Equal(ExpectedCost(record), record.Cost);
+        }
+        finally
+        {
+            batcher.BeforeStep = null;
+        }
+    }
+
+    [Fact]
+    public async Task AbandonedStream_JustBeforeDone_IsBilledInFull()
+    {
+        var (_, key) = await fixture.NewTenantAsync();
+        using var client = fixture.TenantClient(key);
+        const string body = """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":24,"temperature":0""";
+        // Greedy output is deterministic: the same request unstreamed says how many tokens the stream generates.
+        using var probe = await client.PostAsync("/v1/chat/completions", Json(body + "}"));
+        var generated = JsonDocument.Parse(await probe.Content.ReadAsStringAsync()).RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+        var (requestId, chunks) = await ReadThenAbandonAsync(client, body + ",\"stream\":true}", stopAfterContentChunks: int.MaxValue);
+
+        var record = await WaitForRecordAsync(requestId);
+        Assert.Equal(generated, record.CompletionTokens);
+        Assert.True(chunks > 0);
+        Assert.Equal(ExpectedCost(record), record.Cost);
+        Assert.True(record.Cost > 0m);
+    }
+
+    [Fact]
+    public async Task ContextLengthRefusal_IsBilledNothing_AndIsNotOnTheInvoice()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync();
+        using var client = fixture.TenantClient(key);
+        var words = string.Join(' ', Enumerable.Repeat("the little dog ran to the park", 80));
+        using var response = await client.PostAsync("/v1/chat/completions",
+            Json(JsonSerializer.Serialize(new { model = "stories", messages = new[] { new { role = "user", content = words } }, max_tokens = 4 })));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("context_length_exceeded", error.GetProperty("code").GetString());
+        var requestId = response.Headers.GetValues("x-sovereign-audit-id").Single();
+        Assert.Null(await Ledger.GetAsync(requestId));
+
+        var invoice = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{tenant}/invoice")).RootElement;
+        Assert.Equal(0m, decimal.Parse(invoice.GetProperty("total").GetString()!, CultureInfo.InvariantCulture));
+        var limits = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/limits", null, 200);
+        Assert.All(limits.GetProperty("budgets").EnumerateArray(), b => Assert.Equal(0m, b.GetProperty("reserved").GetDecimal()));
+    }
+
+    [Fact]
+    public async Task CompletedRequest_RecordIsStampedWithItsArrival()
+    {
+        var (_, key) = await fixture.NewTenantAsync();
+        using var client = fixture.TenantClient(key);
+        var before = DateTimeOffset.UtcNow;
+        using var response = await client.PostAsync("/v1/chat/completions",
+            Json("""{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":40,"temperature":0}"""));
+        var after = DateTimeOffset.UtcNow;
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+
+        var record = await WaitForRecordAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.InRange(record.Timestamp, before.AddMilliseconds(-1), after);
+        // The record is stamped before the work: its timestamp plus its duration still lies within the exchange.
+        Assert.True(record.Timestamp.AddMilliseconds(record.DurationMs) <= after.AddMilliseconds(1));
+    }
+
+    private UsageLedger Ledger => fixture.App.Services.GetRequiredService<UsageLedger>();
+
+    private static decimal ExpectedCost(UsageRecord record) =>
+        Math.Round((record.PromptTokens * MeteringFixture.InputPerMillion + record.CompletionTokens * MeteringFixture.OutputPerMillion) / 1_000_000m, 6);
+
+    /// <summary>Reads a streamed answer until the given number of content chunks (or the finish chunk), then leaves.</summary>
+    private static async Task<(string RequestId, int ContentChunks)> ReadThenAbandonAsync(HttpClient client, string body, int stopAfterContentChunks)
+    {
+        using var leave = new CancellationTokenSource();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(body) };
+        var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, leave.Token);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var requestId = response.Headers.GetValues("x-sovereign-audit-id").Single();
+        var reader = new StreamReader(await response.Content.ReadAsStreamAsync(leave.Token));
+        var chunks = 0;
+        while (await reader.ReadLineAsync(leave.Token) is { } line)
+        {
+            if (!line.StartsWith("data: {", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var choice = JsonDocument.Parse(line[6..]).RootElement.GetProperty("choices")[0];
+            if (choice.GetProperty("finish_reason").ValueKind == JsonValueKind.String)
+            {
+                break;
+            }
+
+            if (choice.GetProperty("delta").TryGetProperty("content", out var content) && content.GetString() is { Length: > 0 } && ++chunks >= stopAfterContentChunks)
+            {
+                break;
+            }
+        }
+
+        // Leave without reading the rest ([DONE] included).
+        await leave.CancelAsync();
+        response.Dispose();
+        return (requestId, chunks);
+    }
+
+    /// <summary>Waits for the request's usage record: the server writes it when it notices the client left.</summary>
+    private async Task<UsageRecord> WaitForRecordAsync(string requestId)
+    {
+        for (var attempt = 0; attempt < 600; attempt++)
+        {
+            if (await Ledger.GetAsync(requestId) is { } record)
+            {
+                return record;
+            }
+
+            await Task.Delay(50);
+        }
+
+        throw new Xunit.Sdk.XunitException($"No usage record for {requestId} after 30 s.");
+    }
+}
