@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Sovereign.Cluster.Grains;
 
 namespace Sovereign.Cluster;
 
@@ -21,6 +22,7 @@ public static class ClusterHostingExtensions
             silo.UseLocalhostClustering(siloPort > 0 ? siloPort : FreePort(), gatewayPort > 0 ? gatewayPort : FreePort(), serviceId: "sovereign", clusterId: "sovereign-local");
         });
         builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.AddOptions<TenantMoneyOptions>().Bind(builder.Configuration.GetSection("Sovereign:Metering"));
         return builder;
     }
 

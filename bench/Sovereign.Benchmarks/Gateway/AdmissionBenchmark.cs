@@ -77,7 +77,7 @@ internal static class AdmissionBenchmark
             var t1 = Stopwatch.GetTimestamp();
             if (!result.Allowed)
             {
-                throw new InvalidOperationException($"refused: {result.Code} {result.Message}");
+                throw new InvalidOperationException($"refused: {result.Outcome}");
             }
 
             _ = await grain.SettleAsync(new SettlementRequest(id, tenant.KeyId, ActualCost, Tokens, Tokens - 10));

@@ -1,7 +1,9 @@
-using System.Globalization;
 using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Sovereign.Metering.Budgets;
 using Sovereign.Metering.Ledger;
+using Sovereign.Metering.Pricing;
 using Sovereign.Metering.RateLimiting;
 using Sovereign.Residency.ControlPlane;
 
@@ -9,16 +11,25 @@ namespace Sovereign.Cluster.Grains;
 
 /// <summary>
 /// Loads the tenant's row on activation and writes through on every change. It also owns the tenant's money:
-/// budgets and rate limits live in this one activation (single writer), and settled spend is rebuilt from the
-/// durable usage ledger on activation, so a crash loses only in-flight reservations, never settled records.
+/// budgets and rate limits live in this one activation (single writer). Budgets are in the currency of the tenant's
+/// plan (recorded with the limits) and count only spend in that currency. Settled spend is rebuilt on first use from
+/// the ledger's durable per-tenant and per-key period aggregates, which survive the retention of raw rows, so a crash
+/// loses only in-flight reservations, never settled spend. Reservations expire: a grain timer releases any held
+/// longer than <see cref="TenantMoneyOptions.ReservationLifetime"/> and keeps the activation alive meanwhile.
 /// </summary>
-internal sealed class TenantGrain(ControlPlaneStore store, UsageLedger ledger, TimeProvider time) : Grain, ITenantGrain
+internal sealed class TenantGrain(
+    ControlPlaneStore store, UsageLedger ledger, PriceBookProvider prices, IOptions<TenantMoneyOptions> money, TimeProvider time, ILogger<TenantGrain> logger)
+    : Grain, ITenantGrain
 {
+    /// <summary>ISO 4217's "no currency": the budgets of a tenant whose plan is unknown (nothing is priced, so nothing is spent).</summary>
+    internal const string NoCurrency = "XXX";
+
     private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web);
     private TenantRecord? _tenant;
     private TenantLimits _limits = TenantLimits.None;
     private BudgetAccount? _budget;
     private TenantRateLimiter? _rates;
+    private IGrainTimer? _expiryTimer;
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -26,21 +37,38 @@ internal sealed class TenantGrain(ControlPlaneStore store, UsageLedger ledger, T
         _limits = _tenant?.LimitsJson is { } json ? JsonSerializer.Deserialize<TenantLimits>(json, JsonOptions) ?? TenantLimits.None : TenantLimits.None;
     }
 
-    public Task<TenantLimits> GetLimitsAsync() => Task.FromResult(_limits);
+    public Task<TenantLimits> GetLimitsAsync() => Task.FromResult(_limits with { Currency = BudgetCurrency() });
 
-    public async Task SetLimitsAsync(TenantLimits limits)
+    public async Task<TenantChangeResult> SetLimitsAsync(TenantLimits limits)
     {
         if (_tenant is null)
         {
-            throw new InvalidOperationException($"Tenant '{this.GetPrimaryKeyString()}' does not exist.");
+            return new TenantChangeResult(TenantChangeRefusal.TenantNotFound);
         }
 
+        var planCurrency = PlanCurrency(_tenant.Plan);
+        if (limits.Budgets.Count > 0 && planCurrency is null)
+        {
+            return new TenantChangeResult(TenantChangeRefusal.PlanWithoutCurrency);
+        }
+
+        limits = limits with { Currency = limits.Budgets.Count > 0 ? planCurrency : null };
         var next = _tenant with { LimitsJson = JsonSerializer.Serialize(limits, JsonOptions), UpdatedAt = time.GetUtcNow().ToUnixTimeMilliseconds() };
         await store.UpsertTenantAsync(next);
         _tenant = next;
         _limits = limits;
-        _budget = null;
         _rates = null;
+        if (_budget is { } account && limits.Budgets.Count > 0 && account.Currency == limits.Currency)
+        {
+            // Changed in place, so the reservations of requests in flight keep holding their money.
+            await ApplyBudgetsAsync(account, replace: true);
+        }
+        else
+        {
+            _budget = null;
+        }
+
+        return TenantChangeResult.Ok;
     }
 
     public async Task<AdmissionResult> AdmitAsync(AdmissionRequest request)
@@ -48,50 +76,111 @@ internal sealed class TenantGrain(ControlPlaneStore store, UsageLedger ledger, T
         var now = time.GetUtcNow();
         var rates = Rates();
         var rate = rates.TryAcquire(request.KeyId, 1, request.Tokens, now);
-        var headers = OpenAIRateLimitHeaders.For(rate).ToList();
+        var view = new RateLimitView(rate.LimitRequests, rate.RemainingRequests, rate.ResetRequests, rate.LimitTokens, rate.RemainingTokens, rate.ResetTokens);
         if (!rate.Allowed)
         {
-            return new AdmissionResult(false, 429, rate.Outcome == RateLimitOutcome.TooLarge ? "rate_limit_request_too_large" : "rate_limit_exceeded", rate.Message, headers);
+            return new AdmissionResult(
+                rate.RefusedDimension == RateLimitDimension.Tokens ? AdmissionOutcome.RateLimitedTokens : AdmissionOutcome.RateLimitedRequests,
+                view,
+                rate.Outcome == RateLimitOutcome.Limited ? rate.RetryAfter : null,
+                TooLarge: rate.Outcome == RateLimitOutcome.TooLarge,
+                RefusedScopeKeyId: rate.RefusedScope == RateLimitScope.Key ? request.KeyId : null);
         }
 
-        var budget = await BudgetAsync(request.Currency);
-        if (budget.Limits.Count > 0)
+        if (await BudgetAsync() is { } budget)
         {
+            // A budget never mixes currencies: a request priced in another one cannot be counted against it.
+            if (request.MaxCost > 0 && !string.Equals(request.Currency, budget.Currency, StringComparison.Ordinal))
+            {
+                rates.Refund(request.KeyId, request.Tokens);
+                return new AdmissionResult(AdmissionOutcome.BudgetCurrencyMismatch, view,
+                    Budget: new BudgetRefusalView(null, "", 0m, 0m, request.MaxCost, budget.Currency, null));
+            }
+
             var reserved = budget.TryReserve(request.RequestId, request.KeyId, request.MaxCost, now);
             if (!reserved.Succeeded)
             {
                 rates.Refund(request.KeyId, request.Tokens);
-                var refusal = reserved.Refusal!;
-                var scope = refusal.KeyId is null ? "the tenant's" : $"key {refusal.KeyId}'s";
-                return new AdmissionResult(false, 429, BudgetRefusal.ErrorCode,
-                    string.Create(CultureInfo.InvariantCulture,
-                        $"This request could cost up to {request.MaxCost} {budget.Currency}, but {scope} {refusal.Period.ToString().ToLowerInvariant()} budget has {refusal.Remaining} left."),
-                    headers);
+                var refusal = reserved.Refusal;
+                return new AdmissionResult(AdmissionOutcome.BudgetExceeded, view,
+                    RetryAfter: refusal.ResetsAt is { } resets ? resets - now : null,
+                    Budget: new BudgetRefusalView(refusal.KeyId, PeriodName(refusal.Period), refusal.Limit, refusal.Remaining, refusal.Requested, budget.Currency, refusal.ResetsAt));
             }
+
+            EnsureExpiryTimer();
         }
 
-        return new AdmissionResult(true, 200, null, null, headers);
+        return new AdmissionResult(AdmissionOutcome.Admitted, view);
     }
 
     public Task<decimal?> SettleAsync(SettlementRequest settlement)
     {
         Rates().Settle(settlement.KeyId, settlement.AdmittedTokens, settlement.ActualTokens);
-        if (_budget is not { Limits.Count: > 0 } budget)
+
+        // Not built since activation: the ledger (written before this settle) already has the cost for the rebuild.
+        if (_budget is not { } budget)
         {
             return Task.FromResult<decimal?>(null);
         }
 
         var now = time.GetUtcNow();
-        budget.Settle(settlement.RequestId, settlement.ActualCost, now, settlement.KeyId);
+        var settled = budget.Settle(settlement.RequestId, settlement.ActualCost, now, settlement.KeyId);
+        if (settled.Unreserved && settled.Actual > 0)
+        {
+            MoneyLog.UnreservedSettlement(logger, settlement.RequestId, this.GetPrimaryKeyString(), settlement.KeyId, settled.Actual, budget.Currency);
+        }
+        else if (settled.Overrun && !settled.Unreserved)
+        {
+            MoneyLog.SettlementOverrun(logger, settlement.RequestId, this.GetPrimaryKeyString(), settled.Actual, settled.Reserved, budget.Currency);
+        }
+
         return Task.FromResult(budget.Remaining(now).Where(b => b.Limit.KeyId is null).Select(b => (decimal?)b.Remaining).Min());
     }
 
     public async Task<IReadOnlyList<BudgetStatusView>> GetBudgetsAsync()
     {
-        var budget = await BudgetAsync(null);
+        if (await BudgetAsync() is not { } budget)
+        {
+            return [];
+        }
+
         return budget.Remaining(time.GetUtcNow())
-            .Select(b => new BudgetStatusView(b.Limit.KeyId, b.Limit.Period.ToString().ToLowerInvariant(), b.Limit.Amount, b.Settled, b.Reserved, b.Remaining, budget.Currency))
+            .Select(b => new BudgetStatusView(b.Limit.KeyId, PeriodName(b.Limit.Period), b.Limit.Amount, b.Settled, b.Reserved, b.Remaining, budget.Currency))
             .ToList();
+    }
+
+    public Task<int> ReleaseExpiredReservationsAsync()
+    {
+        var released = 0;
+        if (_budget is { } budget)
+        {
+            var lifetime = money.Value.ReservationLifetime;
+            foreach (var reservation in budget.ReleaseExpired(time.GetUtcNow(), lifetime))
+            {
+                MoneyLog.ReservationExpired(logger, reservation.ReservationId, this.GetPrimaryKeyString(), reservation.KeyId, reservation.Amount, budget.Currency, reservation.ReservedAt, lifetime);
+                released++;
+            }
+        }
+
+        if (_budget is not { OutstandingCount: > 0 })
+        {
+            // Nothing held: let the activation be collected when idle.
+            _expiryTimer?.Dispose();
+            _expiryTimer = null;
+        }
+
+        return Task.FromResult(released);
+    }
+
+    private void EnsureExpiryTimer()
+    {
+        if (_expiryTimer is null)
+        {
+            var interval = money.Value.ExpiryCheckInterval;
+
+            // KeepAlive: an activation collected while it holds reservations would forget them.
+            _expiryTimer = this.RegisterGrainTimer(_ => ReleaseExpiredReservationsAsync(), new GrainTimerCreationOptions(interval, interval) { KeepAlive = true });
+        }
     }
 
     private TenantRateLimiter Rates()
@@ -111,43 +200,79 @@ internal sealed class TenantGrain(ControlPlaneStore store, UsageLedger ledger, T
         return _rates;
     }
 
-    /// <summary>The budget account, rebuilt from the ledger's settled records on first use after activation or a change.</summary>
-    private async Task<BudgetAccount> BudgetAsync(string? currency)
+    /// <summary>The plan's currency, or null when the plan is not in the price book.</summary>
+    private string? PlanCurrency(string plan) => prices.Current.FindPlan(plan)?.Currency;
+
+    /// <summary>The currency of the budgets: recorded with them; for limits stored before that, the plan's.</summary>
+    private string? BudgetCurrency() =>
+        _limits.Budgets.Count == 0 ? null : _limits.Currency ?? (_tenant is null ? null : PlanCurrency(_tenant.Plan)) ?? NoCurrency;
+
+    /// <summary>
+    /// The budget account (null without budgets), rebuilt on first use after activation or a change from the
+    /// ledger's durable aggregates of spend in the budgets' currency.
+    /// </summary>
+    private async Task<BudgetAccount?> BudgetAsync()
     {
-        if (_budget is not null)
+        if (_budget is not null || _limits.Budgets.Count == 0)
         {
             return _budget;
         }
 
-        var tenant = this.GetPrimaryKeyString();
-        var now = time.GetUtcNow();
-        var account = new BudgetAccount(tenant, currency ?? "USD");
-        if (_limits.Budgets.Count > 0)
-        {
-            var earliest = _limits.Budgets.Select(b => BudgetPeriods.StartOf(Enum.Parse<BudgetPeriod>(b.Period, ignoreCase: true), now)).Min();
-            var records = new List<UsageRecord>();
-            await foreach (var record in ledger.ReadRecordsAsync(tenant, earliest, now.AddDays(1)))
-            {
-                records.Add(record);
-            }
-
-            foreach (var setting in _limits.Budgets)
-            {
-                var period = Enum.Parse<BudgetPeriod>(setting.Period, ignoreCase: true);
-                var start = BudgetPeriods.StartOf(period, now);
-                var spent = records.Where(r => r.Timestamp >= start && (setting.KeyId is null || r.KeyId == setting.KeyId)).Sum(r => r.Cost);
-                account.SetLimit(setting.KeyId is null ? BudgetLimit.ForTenant(period, setting.Amount) : BudgetLimit.ForKey(setting.KeyId, period, setting.Amount), now, spent);
-            }
-        }
-
+        var account = new BudgetAccount(this.GetPrimaryKeyString(), BudgetCurrency()!);
+        await ApplyBudgetsAsync(account, replace: false);
         _budget = account;
         return account;
     }
+
+    /// <summary>Makes the account's limits those of <see cref="_limits"/>; a new limit starts at its period's spend so far.</summary>
+    private async Task ApplyBudgetsAsync(BudgetAccount account, bool replace)
+    {
+        var now = time.GetUtcNow();
+        var wanted = _limits.Budgets.Select(b => new BudgetLimit(b.KeyId, Enum.Parse<BudgetPeriod>(b.Period, ignoreCase: true), b.Amount)).ToList();
+        if (replace)
+        {
+            foreach (var old in account.Limits.Where(l => !wanted.Any(w => w.KeyId == l.KeyId && w.Period == l.Period)))
+            {
+                account.RemoveLimit(old.KeyId, old.Period);
+            }
+        }
+
+        var existing = account.Limits;
+        foreach (var limit in wanted)
+        {
+            if (existing.Any(l => l.KeyId == limit.KeyId && l.Period == limit.Period))
+            {
+                account.SetLimit(limit, now);
+                continue;
+            }
+
+            var spent = await ledger.GetSpendAsync(account.TenantId, limit.KeyId, ToUsagePeriod(limit.Period), now, account.Currency);
+            account.SetLimit(limit, now, spent);
+        }
+    }
+
+    private static UsagePeriod ToUsagePeriod(BudgetPeriod period) => period switch
+    {
+        BudgetPeriod.Day => UsagePeriod.Day,
+        BudgetPeriod.Month => UsagePeriod.Month,
+        _ => UsagePeriod.Total,
+    };
+
+    private static string PeriodName(BudgetPeriod period) => period.ToString().ToLowerInvariant();
 
     public Task<TenantView?> GetAsync() => Task.FromResult(_tenant is null ? null : ToView(_tenant));
 
     public async Task<TenantView> UpsertAsync(string name, string policyJson, string plan, bool disabled)
     {
+        if (_tenant is not null && !string.Equals(_tenant.Plan, plan, StringComparison.OrdinalIgnoreCase)
+            && BudgetCurrency() is { } budgetCurrency && PlanCurrency(plan) is var planCurrency && planCurrency != budgetCurrency)
+        {
+            throw new BudgetCurrencyConflictException(
+                $"Tenant '{this.GetPrimaryKeyString()}' has budgets in {budgetCurrency}, but plan '{plan}' " +
+                (planCurrency is null ? "is not in the price book" : $"is in {planCurrency}") +
+                ". Spend in two currencies is never summed: clear the tenant's budgets first, then set them again on the new plan.");
+        }
+
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
         var next = new TenantRecord(this.GetPrimaryKeyString(), name, policyJson, plan, disabled, _tenant?.CreatedAt ?? now, now, _tenant?.LimitsJson);
         await store.UpsertTenantAsync(next);

@@ -94,7 +94,16 @@ public static partial class AdminApi
         request.Policy?.ValidateTenantPolicy(catalog, "policy");
         var plan = request.Plan is null ? current.Plan : PlanName(request.Plan);
         var policyJson = request.Policy?.ToJson() ?? current.PolicyJson;
-        var updated = await grain.UpsertAsync(request.Name ?? current.Name, policyJson, plan, request.Disabled ?? current.Disabled);
+        TenantView updated;
+        try
+        {
+            updated = await grain.UpsertAsync(request.Name ?? current.Name, policyJson, plan, request.Disabled ?? current.Disabled);
+        }
+        catch (BudgetCurrencyConflictException ex)
+        {
+            throw new OpenAIException(StatusCodes.Status409Conflict, ex.Message, "invalid_request_error", "plan", "budget_currency_conflict");
+        }
+
         var details = new Dictionary<string, string> { ["plan"] = plan, ["disabled"] = updated.Disabled ? "true" : "false" };
         if (request.Policy is not null)
         {

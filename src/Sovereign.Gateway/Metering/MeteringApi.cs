@@ -9,6 +9,7 @@ using Sovereign.Metering.Budgets;
 using Sovereign.Metering.Ledger;
 using Sovereign.Metering.Pricing;
 using Sovereign.Residency.Audit;
+using Sovereign.Residency.ControlPlane;
 
 namespace Sovereign.Gateway.Metering;
 
@@ -70,7 +71,7 @@ public static class MeteringApi
 
     private static IResult ListPlans(PriceBookProvider prices) => Json(new { data = prices.Current.Plans.Select(PlanJson) });
 
-    private static async Task<IResult> PutPlan(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time)
+    private static async Task<IResult> PutPlan(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time, ControlPlaneStore store, IGrainFactory grains)
     {
         var request = await RequestReader.ReadAsync<PlanRequest>(context);
         var priority = request.Priority?.ToLowerInvariant() switch
@@ -88,10 +89,33 @@ public static class MeteringApi
             Priority = priority,
             Prices = existing?.Prices ?? [],
         };
+        if (existing is not null && !string.Equals(existing.Currency, plan.Currency, StringComparison.Ordinal))
+        {
+            await RefuseCurrencyChangeUnderBudgetsAsync(existing, plan.Currency, store, grains);
+        }
+
         var now = DateTimeOffset.FromUnixTimeMilliseconds(time.GetUtcNow().ToUnixTimeMilliseconds());
         await UpdateAsync(prices, book => book.WithPlan(plan, now), now);
         await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "plan.update", Details = new Dictionary<string, string> { ["plan"] = name, ["currency"] = plan.Currency, ["weight"] = plan.Weight.ToString(CultureInfo.InvariantCulture), ["priority"] = plan.Priority.ToString() } });
         return Json(PlanJson(prices.Current.FindPlan(name)!));
+    }
+
+    /// <summary>
+    /// A plan's currency may change only while none of its tenants has budgets: a budget's amount is in the currency
+    /// it was set in, and spend in two currencies is never summed or converted.
+    /// </summary>
+    private static async Task RefuseCurrencyChangeUnderBudgetsAsync(Plan existing, string currency, ControlPlaneStore store, IGrainFactory grains)
+    {
+        foreach (var tenant in await store.ListTenantsAsync())
+        {
+            if (string.Equals(tenant.Plan, existing.Name, StringComparison.OrdinalIgnoreCase)
+                && (await grains.GetGrain<ITenantGrain>(tenant.Id).GetLimitsAsync()).Budgets.Count > 0)
+            {
+                throw new OpenAIException(StatusCodes.Status409Conflict,
+                    $"Plan '{existing.Name}' cannot change from {existing.Currency} to {currency}: tenant '{tenant.Id}' has budgets in {existing.Currency}, and a budget never mixes currencies. Clear those budgets first.",
+                    "invalid_request_error", "currency", "budget_currency_conflict");
+            }
+        }
     }
 
     private static async Task<IResult> AddPrice(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time)
@@ -184,7 +208,20 @@ public static class MeteringApi
         }
 
         var limits = new TenantLimits(budgets, rates);
-        await grain.SetLimitsAsync(limits);
+        var change = await grain.SetLimitsAsync(limits);
+        switch (change.Refusal)
+        {
+            case TenantChangeRefusal.TenantNotFound:
+                throw NotFound(id);
+            case TenantChangeRefusal.PlanWithoutCurrency:
+                throw OpenAIException.BadRequest(
+                    $"Budgets are in the currency of the tenant's plan, and the plan '{(await grain.GetAsync())?.Plan}' is not in the price book. Create the plan (PUT /admin/v1/plans/{{name}}) or move the tenant to one first.",
+                    "budgets", "plan_without_currency");
+            case not TenantChangeRefusal.None:
+                throw new OpenAIException(StatusCodes.Status409Conflict, $"The limits were not changed ({change.Refusal}).", "invalid_request_error", "budgets", "limits_refused");
+        }
+
+        limits = await grain.GetLimitsAsync();
         await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "limits.update", Tenant = id, Details = new Dictionary<string, string> { ["limits"] = System.Text.Json.JsonSerializer.Serialize(LimitsJson(limits), OpenAIJson.Options) } });
         return Json(new { limits = LimitsJson(limits), budgets = (await grain.GetBudgetsAsync()).Select(BudgetJson) });
     }
@@ -298,6 +335,7 @@ public static class MeteringApi
 
     private static object LimitsJson(TenantLimits l) => new
     {
+        currency = l.Currency,
         budgets = l.Budgets.Select(b => new { key_id = b.KeyId, period = b.Period.ToLowerInvariant(), amount = b.Amount }),
         rate_limits = l.RateLimits.Select(r => new { key_id = r.KeyId, requests_per_minute = r.RequestsPerMinute, tokens_per_minute = r.TokensPerMinute }),
     };

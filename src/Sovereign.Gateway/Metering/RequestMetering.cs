@@ -1,12 +1,15 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Diagnostics.Metrics;
 using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Engine;
+using Sovereign.Metering.Budgets;
 using Sovereign.Metering.Ledger;
 using Sovereign.Metering.Pricing;
+using Sovereign.Metering.RateLimiting;
 
 namespace Sovereign.Gateway.Metering;
 
@@ -75,7 +78,11 @@ public sealed class RequestMetering
         meter.CreateObservableGauge("sovereign.budget_remaining", ObserveRemaining, "{currency}", "Remaining budget after the last settlement, by tenant.");
     }
 
-    /// <summary>Admits a request or throws the 429 to answer with (rate limit or budget), with OpenAI's headers.</summary>
+    /// <summary>
+    /// Admits a request or throws the 429 to answer with, with OpenAI's <c>x-ratelimit-*</c> headers either way. The
+    /// tenant grain decides (rate limits, then a reservation of the most the request can cost); this turns its
+    /// decision into OpenAI's status, error type (<c>requests</c>, <c>tokens</c>, <c>insufficient_quota</c>) and code.
+    /// </summary>
     public async Task<MeterTicket> AdmitAsync(HttpContext context, RoutedRequest routed, long promptTokens, long maxTokens)
     {
         var caller = routed.Caller;
@@ -83,8 +90,10 @@ public sealed class RequestMetering
         var plan = book.FindPlan(caller.Plan);
         var weight = plan?.Weight ?? 1;
         var priority = (Inference.Scheduling.PriorityClass)(int)(plan?.Priority ?? PriorityClass.Interactive);
-        book.TryPriceFor(caller.Plan, routed.Model, _time.GetUtcNow(), out var price);
-        var currency = price?.Currency ?? plan?.Currency ?? "USD";
+
+        // The price in force when the request arrived, not when admission got to it.
+        book.TryPriceFor(caller.Plan, routed.Model, routed.ArrivedAt, out var price);
+        var currency = price?.Currency ?? plan?.Currency ?? UnpricedCurrency;
         var tokens = promptTokens + maxTokens;
         if (caller.IsAnonymous)
         {
@@ -93,20 +102,87 @@ public sealed class RequestMetering
 
         var maxCost = price is null ? 0m : CostCalculator.MaxCost(price, promptTokens, maxTokens, MaxComputeSecondsPerRequest);
         var result = await _grains.GetGrain<ITenantGrain>(caller.TenantId).AdmitAsync(new AdmissionRequest(routed.RequestId, caller.KeyId, tokens, maxCost, currency));
-        foreach (var (name, value) in result.Headers)
+        foreach (var (name, value) in RateLimitHeaders(result))
         {
             context.Response.Headers[name] = value;
         }
 
         if (!result.Allowed)
         {
-            await RecordAsync(routed, new MeterTicket(null, currency, 0, weight, priority, false), 0, 0, null, UsageOutcome.Refused, result.Code);
-            var retryAfter = result.Headers.FirstOrDefault(h => h.Key == "Retry-After").Value is { } seconds && int.TryParse(seconds, out var s) ? TimeSpan.FromSeconds(s) : (TimeSpan?)null;
-            throw new OpenAIException(StatusCodes.Status429TooManyRequests, result.Message ?? "Too many requests.",
-                result.Code == "budget_exceeded" ? "insufficient_quota" : "requests", null, result.Code, retryAfter);
+            var refusal = Refusal(result, tokens, currency);
+            await RecordAsync(routed, new MeterTicket(null, currency, 0, weight, priority, false), 0, 0, null, UsageOutcome.Refused, refusal.Code);
+            throw refusal;
         }
 
         return new MeterTicket(price, currency, tokens, weight, priority, true);
+    }
+
+    /// <summary>The currency of records of requests no plan prices (they cost nothing).</summary>
+    private const string UnpricedCurrency = "USD";
+
+    /// <summary>OpenAI's rate-limit headers for the counters the grain reported; Retry-After only on a rate-limit refusal waiting can cure.</summary>
+    internal static IReadOnlyList<KeyValuePair<string, string>> RateLimitHeaders(AdmissionResult result)
+    {
+        if (result.RateLimits is not { } rate)
+        {
+            return [];
+        }
+
+        var rateLimited = result.Outcome is AdmissionOutcome.RateLimitedRequests or AdmissionOutcome.RateLimitedTokens;
+        return OpenAIRateLimitHeaders.For(new RateLimitDecision
+        {
+            Outcome = !rateLimited ? RateLimitOutcome.Allowed : result.TooLarge ? RateLimitOutcome.TooLarge : RateLimitOutcome.Limited,
+            RetryAfter = rateLimited ? result.RetryAfter : null,
+            LimitRequests = rate.LimitRequests,
+            RemainingRequests = rate.RemainingRequests,
+            ResetRequests = rate.ResetRequests,
+            LimitTokens = rate.LimitTokens,
+            RemainingTokens = rate.RemainingTokens,
+            ResetTokens = rate.ResetTokens,
+        });
+    }
+
+    /// <summary>The 429 for a refusal: OpenAI's error type per limit (tokens, requests, insufficient_quota), our code, and a message with the numbers.</summary>
+    internal static OpenAIException Refusal(AdmissionResult result, long requestedTokens, string requestCurrency)
+    {
+        var whose = result.RefusedScopeKeyId is null ? "this organization" : "this API key";
+        var rate = result.RateLimits;
+        switch (result.Outcome)
+        {
+            case AdmissionOutcome.RateLimitedRequests or AdmissionOutcome.RateLimitedTokens:
+            {
+                var tokens = result.Outcome == AdmissionOutcome.RateLimitedTokens;
+                var what = tokens ? "tokens per min (TPM)" : "requests per min (RPM)";
+                var limit = tokens ? rate?.LimitTokens : rate?.LimitRequests;
+                var requested = tokens ? requestedTokens : 1;
+                var message = result.TooLarge
+                    ? string.Create(CultureInfo.InvariantCulture, $"Request too large for {what} on {whose}: Limit {limit}, Requested {requested}. The request can never fit; reduce the prompt or max_tokens.")
+                    : string.Create(CultureInfo.InvariantCulture,
+                        $"Rate limit reached for {what} on {whose}: Limit {limit}, Remaining {(tokens ? rate?.RemainingTokens : rate?.RemainingRequests)}, Requested {requested}. Please try again in {OpenAIRateLimitHeaders.FormatDuration(result.RetryAfter ?? TimeSpan.Zero)}.");
+                var retryAfter = result.TooLarge || result.RetryAfter is not { } wait ? (TimeSpan?)null : TimeSpan.FromSeconds(OpenAIRateLimitHeaders.RetryAfterSeconds(wait));
+                return new OpenAIException(StatusCodes.Status429TooManyRequests, message, tokens ? "tokens" : "requests", null,
+                    result.TooLarge ? "rate_limit_request_too_large" : "rate_limit_exceeded", retryAfter);
+            }
+
+            case AdmissionOutcome.BudgetExceeded when result.Budget is { } budget:
+            {
+                var scope = budget.KeyId is null ? "the tenant's" : $"key {budget.KeyId}'s";
+                var resets = budget.ResetsAt is { } at ? string.Create(CultureInfo.InvariantCulture, $"; it resets at {at:yyyy-MM-ddTHH:mm:ssZ}") : "";
+                return new OpenAIException(StatusCodes.Status429TooManyRequests,
+                    string.Create(CultureInfo.InvariantCulture,
+                        $"This request could cost up to {budget.Requested} {budget.Currency}, but {scope} {budget.Period} budget of {budget.Limit} {budget.Currency} has {budget.Remaining} {budget.Currency} left{resets}."),
+                    "insufficient_quota", null, BudgetRefusal.ErrorCode);
+            }
+
+            case AdmissionOutcome.BudgetCurrencyMismatch:
+                return new OpenAIException(StatusCodes.Status429TooManyRequests,
+                    $"This request is priced in {requestCurrency}, but the tenant's budgets are in {result.Budget?.Currency}; a budget never mixes currencies. The operator must set the budgets again in the plan's currency.",
+                    "insufficient_quota", null, "budget_currency_mismatch");
+
+            default:
+                // Fail closed on a decision this gateway does not know.
+                return new OpenAIException(StatusCodes.Status429TooManyRequests, $"The request was refused ({result.Outcome}).", "insufficient_quota", null, "admission_refused");
+        }
     }
 
     /// <summary>Commits the usage record (durably), then settles the reservation at the actual cost.</summary>
@@ -150,12 +226,12 @@ public sealed class RequestMetering
         return ((int)Math.Ceiling(promptTokens / ratio), (int)Math.Ceiling(completionTokens / ratio));
     }
 
-    /// <summary>Records a request refused before admission (e.g. by residency), at no cost.</summary>
-    public Task RecordRefusalAsync(Caller caller, string requestId, string model, string node, string jurisdiction, string? code) =>
+    /// <summary>Records a request refused before admission (e.g. by residency), at no cost, at its arrival time (now if not given).</summary>
+    public Task RecordRefusalAsync(Caller caller, string requestId, string model, string node, string jurisdiction, string? code, DateTimeOffset? arrivedAt = null) =>
         _ledger.AppendAsync(new UsageRecord
         {
             RequestId = requestId,
-            Timestamp = _time.GetUtcNow(),
+            Timestamp = arrivedAt ?? _time.GetUtcNow(),
             Tenant = caller.TenantId,
             KeyId = caller.KeyId ?? "-",
             Model = model,
@@ -163,13 +239,15 @@ public sealed class RequestMetering
             Jurisdiction = jurisdiction,
             Outcome = UsageOutcome.Refused,
             RefusalCode = code,
-            Currency = _prices.Current.FindPlan(caller.Plan)?.Currency ?? "USD",
+            Currency = _prices.Current.FindPlan(caller.Plan)?.Currency ?? UnpricedCurrency,
         });
 
     private Task RecordAsync(RoutedRequest routed, MeterTicket? ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, string? refusalCode, decimal cost = 0m) =>
         _ledger.AppendAsync(new UsageRecord
         {
             RequestId = routed.RequestId,
+
+            // Arrival, not the end: the day, month and budget period a request counts in are those it arrived in.
             Timestamp = routed.ArrivedAt,
             Tenant = routed.Caller.TenantId,
             KeyId = routed.Caller.KeyId ?? "-",
@@ -186,7 +264,7 @@ public sealed class RequestMetering
             Outcome = outcome,
             RefusalCode = refusalCode,
             Cost = cost,
-            Currency = ticket?.Currency ?? "USD",
+            Currency = ticket?.Currency ?? UnpricedCurrency,
             PriceVersion = ticket?.Price?.Version,
         });
 

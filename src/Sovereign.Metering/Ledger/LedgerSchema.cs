@@ -78,6 +78,41 @@ internal static class LedgerSchema
             """,
             "CREATE TABLE metering_ledger_state (state_key TEXT NOT NULL PRIMARY KEY, state_value BIGINT NOT NULL)",
         ]),
+
+        // Budgets are rebuilt from these durable aggregates, never from raw rows (which retention purges): a tenant's
+        // all-time total, and per key its days and all-time total (a key's month is the sum of its days). The
+        // tenant totals are backfilled from the daily aggregates (complete); the key rows from the raw rows still
+        // retained (older key spend was never aggregated per key, so it cannot be recovered).
+        new("metering-ledger-002-budget-periods",
+        [
+            """
+            INSERT INTO metering_tenant_periods (tenant, period, period_start, currency, requests, prompt_tokens, completion_tokens, compute_us, cost_micros)
+            SELECT tenant, 'total', 0, currency, SUM(requests), SUM(prompt_tokens), SUM(completion_tokens), SUM(compute_us), SUM(cost_micros)
+            FROM metering_usage_daily GROUP BY tenant, currency
+            """,
+            """
+            CREATE TABLE metering_key_periods (
+                tenant TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                period TEXT NOT NULL,
+                period_start BIGINT NOT NULL,
+                currency TEXT NOT NULL,
+                requests BIGINT NOT NULL,
+                cost_micros BIGINT NOT NULL,
+                PRIMARY KEY (tenant, key_id, period, period_start, currency)
+            )
+            """,
+            """
+            INSERT INTO metering_key_periods (tenant, key_id, period, period_start, currency, requests, cost_micros)
+            SELECT tenant, key_id, 'day', ts - (ts % 86400000), currency, COUNT(*), SUM(cost_micros)
+            FROM metering_usage GROUP BY tenant, key_id, ts - (ts % 86400000), currency
+            """,
+            """
+            INSERT INTO metering_key_periods (tenant, key_id, period, period_start, currency, requests, cost_micros)
+            SELECT tenant, key_id, 'total', 0, currency, COUNT(*), SUM(cost_micros)
+            FROM metering_usage GROUP BY tenant, key_id, currency
+            """,
+        ]),
     ];
 
     public const string RecordColumns =
@@ -109,6 +144,12 @@ internal static class LedgerSchema
         "requests = metering_tenant_periods.requests + excluded.requests, prompt_tokens = metering_tenant_periods.prompt_tokens + excluded.prompt_tokens, " +
         "completion_tokens = metering_tenant_periods.completion_tokens + excluded.completion_tokens, " +
         "compute_us = metering_tenant_periods.compute_us + excluded.compute_us, cost_micros = metering_tenant_periods.cost_micros + excluded.cost_micros";
+
+    public const string UpsertKeyPeriod =
+        "INSERT INTO metering_key_periods (tenant, key_id, period, period_start, currency, requests, cost_micros) " +
+        "VALUES (@tenant, @key_id, @period, @period_start, @currency, @requests, @cost_micros) " +
+        "ON CONFLICT (tenant, key_id, period, period_start, currency) DO UPDATE SET " +
+        "requests = metering_key_periods.requests + excluded.requests, cost_micros = metering_key_periods.cost_micros + excluded.cost_micros";
 
     public const string PurgedBeforeKey = "purged_before_ms";
 

@@ -30,8 +30,10 @@ internal sealed class LedgerWriter : IAsyncDisposable
     private readonly LedgerStatement _insert;
     private readonly LedgerStatement _daily;
     private readonly LedgerStatement _period;
+    private readonly LedgerStatement _keyPeriod;
     private readonly Dictionary<DailyKey, Totals> _dailyTotals = [];
     private readonly Dictionary<PeriodKey, Totals> _periodTotals = [];
+    private readonly Dictionary<KeyPeriodKey, Totals> _keyPeriodTotals = [];
     private readonly bool _sqlite;
 
     private LedgerWriter(DbConnection connection, bool sqlite, bool portable)
@@ -41,6 +43,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
         _insert = LedgerStatement.Create(connection, LedgerSchema.InsertRecord, portable);
         _daily = LedgerStatement.Create(connection, LedgerSchema.UpsertDaily, portable);
         _period = LedgerStatement.Create(connection, LedgerSchema.UpsertTenantPeriod, portable);
+        _keyPeriod = LedgerStatement.Create(connection, LedgerSchema.UpsertKeyPeriod, portable);
     }
 
     public static async Task<LedgerWriter> OpenAsync(SqlDatabase database, UsageLedgerOptions options, CancellationToken cancellationToken)
@@ -73,6 +76,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
     {
         _dailyTotals.Clear();
         _periodTotals.Clear();
+        _keyPeriodTotals.Clear();
         // Request-id order: neighbouring keys share index pages, and concurrent writers (PostgreSQL) lock in one order.
         batch.Sort(static (a, b) => string.CompareOrdinal(a.Record.RequestId, b.Record.RequestId));
         await using var transaction = await _connection.BeginTransactionAsync();
@@ -123,6 +127,19 @@ internal sealed class LedgerWriter : IAsyncDisposable
             await p.ExecuteAsync(transaction);
         }
 
+        foreach (var (key, totals) in _keyPeriodTotals.OrderBy(e => e.Key))
+        {
+            var p = _keyPeriod;
+            p.Set(0, key.Tenant);
+            p.Set(1, key.KeyId);
+            p.Set(2, key.Period);
+            p.Set(3, key.PeriodStart);
+            p.Set(4, key.Currency);
+            p.Set(5, totals.Requests);
+            p.Set(6, totals.CostMicros);
+            await p.ExecuteAsync(transaction);
+        }
+
         await transaction.CommitAsync();
     }
 
@@ -132,6 +149,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
         _insert.Dispose();
         _daily.Dispose();
         _period.Dispose();
+        _keyPeriod.Dispose();
         try
         {
             if (_sqlite)
@@ -155,6 +173,9 @@ internal sealed class LedgerWriter : IAsyncDisposable
         Totals(_dailyTotals, new DailyKey(r.Tenant, day, r.Model, r.Jurisdiction, r.Currency)).Add(item);
         Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Day, day, r.Currency)).Add(item);
         Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Month, UtcCalendar.MonthStart(item.TimestampMs), r.Currency)).Add(item);
+        Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Total, 0, r.Currency)).Add(item);
+        Totals(_keyPeriodTotals, new KeyPeriodKey(r.Tenant, r.KeyId, UsagePeriodNames.Day, day, r.Currency)).Add(item);
+        Totals(_keyPeriodTotals, new KeyPeriodKey(r.Tenant, r.KeyId, UsagePeriodNames.Total, 0, r.Currency)).Add(item);
     }
 
     private static Totals Totals<TKey>(Dictionary<TKey, Totals> map, TKey key)
@@ -176,6 +197,18 @@ internal sealed class LedgerWriter : IAsyncDisposable
             c = c != 0 ? c : DayStart.CompareTo(other.DayStart);
             c = c != 0 ? c : string.CompareOrdinal(Model, other.Model);
             c = c != 0 ? c : string.CompareOrdinal(Jurisdiction, other.Jurisdiction);
+            return c != 0 ? c : string.CompareOrdinal(Currency, other.Currency);
+        }
+    }
+
+    private readonly record struct KeyPeriodKey(string Tenant, string KeyId, string Period, long PeriodStart, string Currency) : IComparable<KeyPeriodKey>
+    {
+        public int CompareTo(KeyPeriodKey other)
+        {
+            var c = string.CompareOrdinal(Tenant, other.Tenant);
+            c = c != 0 ? c : string.CompareOrdinal(KeyId, other.KeyId);
+            c = c != 0 ? c : string.CompareOrdinal(Period, other.Period);
+            c = c != 0 ? c : PeriodStart.CompareTo(other.PeriodStart);
             return c != 0 ? c : string.CompareOrdinal(Currency, other.Currency);
         }
     }

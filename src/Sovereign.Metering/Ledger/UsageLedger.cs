@@ -10,9 +10,10 @@ namespace Sovereign.Metering.Ledger;
 /// <summary>
 /// The append-only, durable usage ledger. <see cref="AppendAsync"/> hands the record to a single writer that commits
 /// whatever is queued in one transaction (group commit) and completes each caller once its batch is committed.
-/// Appends are idempotent by request id, aggregates (per tenant/model/UTC day/jurisdiction, and per tenant per day and
-/// month for budgets) are updated in the same transaction from the rows actually inserted, and raw rows can be purged
-/// after a retention period while the aggregates stay.
+/// Appends are idempotent by request id, aggregates (per tenant/model/UTC day/jurisdiction; for budgets per tenant per
+/// day, month and all time, and per key per day and all time) are updated in the same transaction from the rows
+/// actually inserted (a replayed record changes nothing), and raw rows can be purged after a retention period while
+/// the aggregates stay.
 /// </summary>
 public sealed class UsageLedger : IAsyncDisposable
 {
@@ -46,7 +47,10 @@ public sealed class UsageLedger : IAsyncDisposable
         _writerLoop = Task.Run(RunWriterAsync);
     }
 
-    /// <summary>The schema (tables <c>metering_usage</c>, <c>metering_usage_daily</c>, <c>metering_tenant_periods</c>, <c>metering_ledger_state</c>).</summary>
+    /// <summary>
+    /// The schema (tables <c>metering_usage</c>, <c>metering_usage_daily</c>, <c>metering_tenant_periods</c>,
+    /// <c>metering_key_periods</c>, <c>metering_ledger_state</c>).
+    /// </summary>
     public static IReadOnlyList<SqlMigration> Migrations => LedgerSchema.Migrations;
 
     /// <summary>The writer's counters.</summary>
@@ -209,12 +213,70 @@ public sealed class UsageLedger : IAsyncDisposable
         return rows;
     }
 
-    /// <summary>The tenant's totals for the day or month containing <paramref name="at"/>, one per currency (usually one; empty when no usage).</summary>
+    /// <summary>
+    /// What a budget has spent: the settled cost in <paramref name="currency"/> of the tenant (or, with
+    /// <paramref name="keyId"/>, of that key) in the day, month or all time containing <paramref name="at"/>, by
+    /// arrival time. Read from durable aggregates, never from raw rows, so it survives retention; spend in other
+    /// currencies is never included (a budget never mixes currencies).
+    /// </summary>
+    public async Task<decimal> GetSpendAsync(string tenant, string? keyId, UsagePeriod period, DateTimeOffset at, string currency, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(tenant);
+        ArgumentNullException.ThrowIfNull(currency);
+        var ms = at.ToUnixTimeMilliseconds();
+        var (sql, start, end) = (keyId, period) switch
+        {
+            (null, _) => (
+                "SELECT SUM(cost_micros) FROM metering_tenant_periods WHERE tenant = @tenant AND period = @period AND period_start = @start AND currency = @currency",
+                PeriodStart(period, ms), 0L),
+
+            // A key's month is the sum of its days (at most 31 rows): day rows are all the migration could backfill.
+            (_, UsagePeriod.Month) => (
+                "SELECT SUM(cost_micros) FROM metering_key_periods WHERE tenant = @tenant AND key_id = @key AND period = 'day' " +
+                "AND period_start >= @start AND period_start < @end AND currency = @currency",
+                UtcCalendar.MonthStart(ms), DateTimeOffset.FromUnixTimeMilliseconds(UtcCalendar.MonthStart(ms)).AddMonths(1).ToUnixTimeMilliseconds()),
+            _ => (
+                "SELECT SUM(cost_micros) FROM metering_key_periods WHERE tenant = @tenant AND key_id = @key AND period = @period AND period_start = @start AND currency = @currency",
+                PeriodStart(period, ms), 0L),
+        };
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        SqlDatabase.AddParameter(command, "@tenant", tenant);
+        if (keyId is not null)
+        {
+            SqlDatabase.AddParameter(command, "@key", keyId);
+        }
+
+        if (sql.Contains("@period", StringComparison.Ordinal))
+        {
+            SqlDatabase.AddParameter(command, "@period", UsagePeriodNames.Of(period));
+        }
+
+        SqlDatabase.AddParameter(command, "@start", start);
+        if (sql.Contains("@end", StringComparison.Ordinal))
+        {
+            SqlDatabase.AddParameter(command, "@end", end);
+        }
+
+        SqlDatabase.AddParameter(command, "@currency", currency);
+        var sum = await command.ExecuteScalarAsync(cancellationToken);
+        return MicroUnits.ToDecimal(sum is null or DBNull ? 0 : Convert.ToInt64(sum, System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    private static long PeriodStart(UsagePeriod period, long ms) => period switch
+    {
+        UsagePeriod.Day => UtcCalendar.DayStart(ms),
+        UsagePeriod.Month => UtcCalendar.MonthStart(ms),
+        _ => 0,
+    };
+
+    /// <summary>The tenant's totals for the day, month or all time containing <paramref name="at"/>, one per currency (usually one; empty when no usage).</summary>
     public async Task<IReadOnlyList<TenantPeriodTotals>> GetTenantTotalsAsync(string tenant, UsagePeriod period, DateTimeOffset at, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(tenant);
         var ms = at.ToUnixTimeMilliseconds();
-        var start = period == UsagePeriod.Month ? UtcCalendar.MonthStart(ms) : UtcCalendar.DayStart(ms);
+        var start = PeriodStart(period, ms);
         await using var connection = await _database.OpenAsync(cancellationToken);
         using var command = LedgerSchema.Prepare(connection,
             "SELECT currency, requests, prompt_tokens, completion_tokens, compute_us, cost_micros FROM metering_tenant_periods " +

@@ -94,7 +94,7 @@ public sealed record UsageRow
     public decimal Cost { get; init; }
 }
 
-/// <summary>The periods the ledger keeps per-tenant totals for (UTC), for budgets.</summary>
+/// <summary>The periods the ledger keeps per-tenant totals for (UTC), for budgets; they survive retention.</summary>
 public enum UsagePeriod
 {
     /// <summary>A UTC day.</summary>
@@ -102,6 +102,9 @@ public enum UsagePeriod
 
     /// <summary>A UTC calendar month.</summary>
     Month = 1,
+
+    /// <summary>All time (one row per tenant and currency, period start 0).</summary>
+    Total = 2,
 }
 
 /// <summary>A tenant's totals in one budget period and currency.</summary>
@@ -113,7 +116,7 @@ public sealed record TenantPeriodTotals
     /// <summary>Day or month.</summary>
     public UsagePeriod Period { get; init; }
 
-    /// <summary>The period's first instant (UTC midnight).</summary>
+    /// <summary>The period's first instant (UTC midnight; the Unix epoch for <see cref="UsagePeriod.Total"/>).</summary>
     public DateTimeOffset PeriodStart { get; init; }
 
     /// <summary>The currency of <see cref="Cost"/>.</summary>
@@ -140,11 +143,13 @@ internal static class UsagePeriodNames
 {
     public const string Day = "day";
     public const string Month = "month";
+    public const string Total = "total";
 
     public static string Of(UsagePeriod period) => period switch
     {
         UsagePeriod.Day => Day,
         UsagePeriod.Month => Month,
+        UsagePeriod.Total => Total,
         _ => throw new ArgumentOutOfRangeException(nameof(period), period, "unknown budget period"),
     };
 }

@@ -66,7 +66,10 @@ public interface ITenantGrain : IGrainWithStringKey
     /// <summary>The tenant, or null if it does not exist.</summary>
     Task<TenantView?> GetAsync();
 
-    /// <summary>Creates or updates the tenant (the caller validated the policy).</summary>
+    /// <summary>
+    /// Creates or updates the tenant (the caller validated the policy). Throws <see cref="BudgetCurrencyConflictException"/>
+    /// when the new plan's currency differs from the currency of the tenant's budgets (nothing changes then).
+    /// </summary>
     Task<TenantView> UpsertAsync(string name, string policyJson, string plan, bool disabled);
 
     /// <summary>The tenant's keys.</summary>
@@ -81,8 +84,11 @@ public interface ITenantGrain : IGrainWithStringKey
     /// <summary>The tenant's budgets and rate limits.</summary>
     Task<TenantLimits> GetLimitsAsync();
 
-    /// <summary>Replaces the budgets and rate limits (the caller validated them).</summary>
-    Task SetLimitsAsync(TenantLimits limits);
+    /// <summary>
+    /// Replaces the budgets and rate limits (the caller validated them). Budgets are set in the currency of the
+    /// tenant's plan, so a tenant whose plan is not in the price book can have rate limits but no budgets.
+    /// </summary>
+    Task<TenantChangeResult> SetLimitsAsync(TenantLimits limits);
 
     /// <summary>
     /// Rate-limits the request and reserves the most it can cost, atomically for tenant and key. This grain is the
@@ -96,8 +102,15 @@ public interface ITenantGrain : IGrainWithStringKey
     /// </summary>
     Task<decimal?> SettleAsync(SettlementRequest settlement);
 
-    /// <summary>Each budget's limit, spend, reservations and remaining amount now.</summary>
+    /// <summary>Each budget's limit, spend, reservations and remaining amount now, in the budgets' currency.</summary>
     Task<IReadOnlyList<BudgetStatusView>> GetBudgetsAsync();
+
+    /// <summary>
+    /// Releases reservations older than the reservation lifetime (their request never settled: the caller crashed
+    /// or lost the settle) and logs each as a money correction. A grain timer calls it while reservations are
+    /// outstanding; returns how many were released.
+    /// </summary>
+    Task<int> ReleaseExpiredReservationsAsync();
 }
 
 /// <summary>Resolves one presented secret (keyed by its hash) to its tenant; the cache that revocation invalidates.</summary>

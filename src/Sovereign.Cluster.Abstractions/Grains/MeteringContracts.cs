@@ -1,0 +1,172 @@
+namespace Sovereign.Cluster.Grains;
+
+/// <summary>
+/// A tenant's budgets and rate limits, as the operator set them. <paramref name="Currency"/> is the currency every
+/// budget amount is in: the tenant's plan's when the limits were set (the grain fills it in; null in limits stored
+/// before currencies were recorded, which then take the plan's).
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record TenantLimits(
+    [property: Id(0)] IReadOnlyList<BudgetSetting> Budgets,
+    [property: Id(1)] IReadOnlyList<RateLimitSetting> RateLimits,
+    [property: Id(2)] string? Currency = null)
+{
+    /// <summary>No budgets, no rate limits.</summary>
+    public static TenantLimits None { get; } = new([], []);
+}
+
+/// <summary>
+/// A budget: per tenant (no key) or per key, per day, month or in total. Its amount is in the currency of the
+/// tenant's plan (<see cref="BudgetStatusView.Currency"/>); a budget never counts spend in another currency.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record BudgetSetting([property: Id(0)] string? KeyId, [property: Id(1)] string Period, [property: Id(2)] decimal Amount);
+
+/// <summary>Requests and tokens per minute, per tenant (no key) or per key.</summary>
+[GenerateSerializer, Immutable]
+public sealed record RateLimitSetting([property: Id(0)] string? KeyId, [property: Id(1)] long? RequestsPerMinute, [property: Id(2)] long? TokensPerMinute);
+
+/// <summary>Asks to admit a request: the most it can cost (in <paramref name="Currency"/>, the price's) and the most tokens it can use.</summary>
+[GenerateSerializer, Immutable]
+public sealed record AdmissionRequest(
+    [property: Id(0)] string RequestId,
+    [property: Id(1)] string? KeyId,
+    [property: Id(2)] long Tokens,
+    [property: Id(3)] decimal MaxCost,
+    [property: Id(4)] string Currency);
+
+/// <summary>What the tenant grain decided about a request: a domain answer; the HTTP layer maps it to OpenAI's wire format.</summary>
+public enum AdmissionOutcome
+{
+    /// <summary>Admitted: rate-limit capacity taken and the most it can cost reserved.</summary>
+    Admitted = 0,
+
+    /// <summary>Refused by a requests-per-minute limit.</summary>
+    RateLimitedRequests = 1,
+
+    /// <summary>Refused by a tokens-per-minute limit.</summary>
+    RateLimitedTokens = 2,
+
+    /// <summary>Refused: a budget has less left than the request could cost.</summary>
+    BudgetExceeded = 3,
+
+    /// <summary>
+    /// Refused: the request is priced in another currency than the tenant's budgets (the plan's currency changed
+    /// under them). Spend in two currencies is never summed, so the operator must set the budgets again.
+    /// </summary>
+    BudgetCurrencyMismatch = 4,
+}
+
+/// <summary>The rate-limit counters that answered, as OpenAI reports them in its <c>x-ratelimit-*</c> headers (null: unlimited).</summary>
+[GenerateSerializer, Immutable]
+public sealed record RateLimitView(
+    [property: Id(0)] long? LimitRequests,
+    [property: Id(1)] long? RemainingRequests,
+    [property: Id(2)] TimeSpan ResetRequests,
+    [property: Id(3)] long? LimitTokens,
+    [property: Id(4)] long? RemainingTokens,
+    [property: Id(5)] TimeSpan ResetTokens);
+
+/// <summary>The budget that refused a request: whose it is, its period, its limit, what it has left and what was asked, in its currency.</summary>
+[GenerateSerializer, Immutable]
+public sealed record BudgetRefusalView(
+    [property: Id(0)] string? KeyId,
+    [property: Id(1)] string Period,
+    [property: Id(2)] decimal Limit,
+    [property: Id(3)] decimal Remaining,
+    [property: Id(4)] decimal Requested,
+    [property: Id(5)] string Currency,
+    [property: Id(6)] DateTimeOffset? ResetsAt);
+
+/// <summary>
+/// The answer to <see cref="ITenantGrain.AdmitAsync"/>. <see cref="RetryAfter"/> is set when waiting can cure a
+/// rate-limit refusal, and for a day or month budget the time until it resets; <see cref="TooLarge"/> when the
+/// request alone exceeds a whole per-minute limit (waiting never helps).
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record AdmissionResult(
+    [property: Id(0)] AdmissionOutcome Outcome,
+    [property: Id(1)] RateLimitView? RateLimits,
+    [property: Id(2)] TimeSpan? RetryAfter = null,
+    [property: Id(3)] bool TooLarge = false,
+    [property: Id(4)] string? RefusedScopeKeyId = null,
+    [property: Id(5)] BudgetRefusalView? Budget = null)
+{
+    /// <summary>True when the request may run.</summary>
+    public bool Allowed => Outcome == AdmissionOutcome.Admitted;
+}
+
+/// <summary>What an admitted request actually cost.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SettlementRequest(
+    [property: Id(0)] string RequestId,
+    [property: Id(1)] string? KeyId,
+    [property: Id(2)] decimal ActualCost,
+    [property: Id(3)] long AdmittedTokens,
+    [property: Id(4)] long ActualTokens);
+
+/// <summary>One budget's state now, in the currency of the tenant's plan.</summary>
+[GenerateSerializer, Immutable]
+public sealed record BudgetStatusView(
+    [property: Id(0)] string? KeyId,
+    [property: Id(1)] string Period,
+    [property: Id(2)] decimal Limit,
+    [property: Id(3)] decimal Settled,
+    [property: Id(4)] decimal Reserved,
+    [property: Id(5)] decimal Remaining,
+    [property: Id(6)] string Currency);
+
+/// <summary>Why a change to a tenant's plan or limits was refused (nothing changed), or <see cref="None"/>.</summary>
+public enum TenantChangeRefusal
+{
+    /// <summary>Applied.</summary>
+    None = 0,
+
+    /// <summary>The tenant does not exist.</summary>
+    TenantNotFound = 1,
+
+    /// <summary>Budgets need a plan with a currency, and the tenant's plan is not in the price book.</summary>
+    PlanWithoutCurrency = 2,
+
+    /// <summary>The new plan has another currency than the tenant's budgets: clear or set the budgets first.</summary>
+    BudgetCurrencyConflict = 3,
+}
+
+/// <summary>The answer to a tenant change: applied, or refused with the reason and the currencies involved.</summary>
+[GenerateSerializer, Immutable]
+public sealed record TenantChangeResult(
+    [property: Id(0)] TenantChangeRefusal Refusal,
+    [property: Id(1)] string? BudgetCurrency = null,
+    [property: Id(2)] string? PlanCurrency = null)
+{
+    /// <summary>True when the change was made.</summary>
+    public bool Applied => Refusal == TenantChangeRefusal.None;
+
+    /// <summary>Applied.</summary>
+    public static TenantChangeResult Ok { get; } = new(TenantChangeRefusal.None);
+}
+
+/// <summary>
+/// A tenant cannot move to a plan in another currency while it has budgets in the old one: spend in two currencies
+/// is never summed or converted. Clear the budgets (or set them again after the move) first.
+/// </summary>
+[GenerateSerializer]
+public sealed class BudgetCurrencyConflictException : InvalidOperationException
+{
+    /// <summary>Creates the exception.</summary>
+    public BudgetCurrencyConflictException()
+    {
+    }
+
+    /// <summary>Creates the exception with its message.</summary>
+    public BudgetCurrencyConflictException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception with its message and cause.</summary>
+    public BudgetCurrencyConflictException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}

@@ -1,0 +1,19 @@
+using Microsoft.Extensions.Logging;
+
+namespace Sovereign.Cluster.Grains;
+
+/// <summary>Money corrections, with stable event ids (alert on them: each means a request did not settle normally).</summary>
+internal static partial class MoneyLog
+{
+    [LoggerMessage(EventId = 8101, EventName = "ReservationExpired", Level = LogLevel.Warning,
+        Message = "Money correction: reservation {RequestId} of tenant {Tenant} (key {KeyId}) holding {Amount} {Currency}, made at {ReservedAt:O}, was never settled and is released after {Lifetime}")]
+    public static partial void ReservationExpired(ILogger logger, string requestId, string tenant, string? keyId, decimal amount, string currency, DateTimeOffset reservedAt, TimeSpan lifetime);
+
+    [LoggerMessage(EventId = 8102, EventName = "UnreservedSettlement", Level = LogLevel.Warning,
+        Message = "Money correction: request {RequestId} of tenant {Tenant} (key {KeyId}) settled {Actual} {Currency} with no reservation outstanding (expired or lost); charged in the current periods")]
+    public static partial void UnreservedSettlement(ILogger logger, string requestId, string tenant, string? keyId, decimal actual, string currency);
+
+    [LoggerMessage(EventId = 8103, EventName = "SettlementOverrun", Level = LogLevel.Warning,
+        Message = "Money correction: request {RequestId} of tenant {Tenant} cost {Actual} {Currency}, more than the {Reserved} reserved for it")]
+    public static partial void SettlementOverrun(ILogger logger, string requestId, string tenant, decimal actual, decimal reserved, string currency);
+}
