@@ -1,0 +1,146 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Orleans.TestingHost;
+using Sovereign.Cluster.Grains;
+using Sovereign.Metering.Ledger;
+using Sovereign.Metering.Pricing;
+using Sovereign.Residency.ControlPlane;
+using Sovereign.Storage;
+
+namespace Sovereign.Cluster.Tests;
+
+/// <summary>
+/// One in-process silo (Orleans' TestingHost) over a real SQLite database: the control-plane store, the usage ledger
+/// and the price book, as the gateway hosts them. Its clock is <see cref="Clock"/>, which tests move by hand.
+/// </summary>
+public sealed class ClusterFixture : IAsyncLifetime
+{
+    public static readonly TimeSpan ReservationLifetime = TimeSpan.FromMinutes(10);
+
+    // The silo configurator is created by the TestingHost, not by us: it finds the fixture's state here.
+    private static ClusterFixture? s_current;
+
+    private readonly string _folder = Directory.CreateTempSubdirectory("sovereign-cluster-tests-").FullName;
+    private int _ids;
+
+    public TestCluster Cluster { get; private set; } = null!;
+
+    public SqlDatabase Database { get; private set; } = null!;
+
+    public ControlPlaneStore Store { get; private set; } = null!;
+
+    public UsageLedger Ledger { get; private set; } = null!;
+
+    public PriceBookProvider Prices { get; private set; } = null!;
+
+    public ShiftedClock Clock { get; } = new();
+
+    /// <summary>Every money correction the grains logged (event id, message).</summary>
+    public ConcurrentQueue<(int EventId, string Message)> Corrections { get; } = new();
+
+    public IGrainFactory Grains => Cluster.GrainFactory;
+
+    public async Task InitializeAsync()
+    {
+        Database = SqlDatabase.Sqlite(Path.Combine(_folder, "sovereign.db"));
+        await Database.MigrateAsync([.. ControlPlaneStore.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations]);
+        Store = new ControlPlaneStore(Database);
+        Ledger = await UsageLedger.OpenAsync(Database);
+        Prices = new PriceBookProvider(new PriceBookStore(Database));
+        // Prices are stored to the millisecond.
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(Clock.GetUtcNow().ToUnixTimeMilliseconds());
+        foreach (var (plan, currency) in new[] { ("euro", "EUR"), ("euro-plus", "EUR"), ("dollar", "USD") })
+        {
+            await Prices.UpdateAsync(book => book.WithPlan(new Plan { Name = plan, Currency = currency }, now), now);
+            await Prices.UpdateAsync(book => book.WithPrice(plan, new ModelPrice { Model = "m", EffectiveFrom = now, InputPerMillion = 1_000_000m, OutputPerMillion = 1_000_000m }, now), now);
+        }
+
+        s_current = this;
+        var builder = new TestClusterBuilder(1);
+        builder.AddSiloBuilderConfigurator<SiloSetup>();
+        Cluster = builder.Build();
+        await Cluster.DeployAsync();
+    }
+
+    /// <summary>A tenant id no other test uses.</summary>
+    public string NewTenantId() => "tenant-" + Interlocked.Increment(ref _ids);
+
+    /// <summary>Creates a tenant on <paramref name="plan"/> and returns its grain.</summary>
+    public async Task<ITenantGrain> NewTenantAsync(string plan = "euro")
+    {
+        var grain = Grains.GetGrain<ITenantGrain>(NewTenantId());
+        await grain.UpsertAsync("Test", """{"allowed_jurisdictions":["DE"]}""", plan, false);
+        return grain;
+    }
+
+    /// <summary>Collects every idle activation, so the next call activates the grain afresh (as after a restart).</summary>
+    public Task DeactivateIdleGrainsAsync() => Grains.GetGrain<IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
+
+    public async Task DisposeAsync()
+    {
+        await Cluster.StopAllSilosAsync();
+        await Cluster.DisposeAsync();
+        await Ledger.DisposeAsync();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        Directory.Delete(_folder, recursive: true);
+    }
+
+    private sealed class SiloSetup : ISiloConfigurator
+    {
+        public void Configure(ISiloBuilder siloBuilder)
+        {
+            var fixture = s_current!;
+            siloBuilder.Services.AddSingleton(fixture.Store);
+            siloBuilder.Services.AddSingleton(fixture.Ledger);
+            siloBuilder.Services.AddSingleton(fixture.Prices);
+            siloBuilder.Services.AddSingleton<TimeProvider>(fixture.Clock);
+            siloBuilder.Services.Configure<TenantMoneyOptions>(o => o.ReservationLifetime = ReservationLifetime);
+            siloBuilder.Services.AddLogging(logging => logging.AddProvider(new CorrectionCapture(fixture.Corrections)));
+        }
+    }
+
+    /// <summary>Keeps the money corrections (event ids 8100-8199) the grains log.</summary>
+    private sealed class CorrectionCapture(ConcurrentQueue<(int, string)> sink) : ILoggerProvider, ILogger
+    {
+        public ILogger CreateLogger(string categoryName) => this;
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (eventId.Id is >= 8100 and < 8200)
+            {
+                sink.Enqueue((eventId.Id, formatter(state, exception)));
+            }
+        }
+
+        public void Dispose()
+        {
+        }
+    }
+}
+
+/// <summary>
+/// The system clock moved forward by <see cref="Offset"/>: only the wall-clock time the grains read shifts, while
+/// timers and timestamps Orleans itself relies on run as usual.
+/// </summary>
+public sealed class ShiftedClock : TimeProvider
+{
+    private long _offsetTicks;
+
+    public TimeSpan Offset => TimeSpan.FromTicks(Interlocked.Read(ref _offsetTicks));
+
+    public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + Offset;
+
+    public void Advance(TimeSpan by) => Interlocked.Add(ref _offsetTicks, by.Ticks);
+}
+
+[CollectionDefinition(Name)]
+public sealed class ClusterCollection : ICollectionFixture<ClusterFixture>
+{
+    public const string Name = "cluster";
+}

@@ -1,0 +1,197 @@
+using Sovereign.Cluster.Grains;
+using Sovereign.Metering.Ledger;
+
+namespace Sovereign.Cluster.Tests;
+
+/// <summary>
+/// The tenant grain's money model: the plan fixes the currency, budgets are rebuilt from durable aggregates that
+/// survive retention, reservations expire, and admission answers with domain decisions.
+/// </summary>
+[Collection(ClusterCollection.Name)]
+public sealed class TenantMoneyTests(ClusterFixture fixture)
+{
+    // Prices are 1 per token in the fixture's plans, so a cost of N is N tokens.
+    private static TenantLimits Budget(string period, decimal amount, string? keyId = null) => new([new BudgetSetting(keyId, period, amount)], []);
+
+    private static AdmissionRequest Request(string id, decimal maxCost, string currency = "EUR", string? keyId = null, long tokens = 10) =>
+        new(id, keyId, tokens, maxCost, currency);
+
+    private UsageRecord Record(string tenant, string id, decimal cost, DateTimeOffset at, string currency = "EUR", string keyId = "key-1") => new()
+    {
+        RequestId = id, Timestamp = at, Tenant = tenant, KeyId = keyId, Model = "m", Node = "n", Jurisdiction = "DE",
+        PromptTokens = 1, CompletionTokens = 1, Cost = cost, Currency = currency, PriceVersion = "euro:m@2026-01-01T00:00:00.000Z",
+    };
+
+    [Fact]
+    public async Task Budgets_ReadBeforeAnyRequest_AreInThePlansCurrency()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        Assert.True((await tenant.SetLimitsAsync(Budget("month", 100m))).Applied);
+
+        // The operator reads first: no "USD" account is created by whoever comes first.
+        var budget = Assert.Single(await tenant.GetBudgetsAsync());
+        Assert.Equal("EUR", budget.Currency);
+        Assert.Equal("EUR", (await tenant.GetLimitsAsync()).Currency);
+
+        var refused = await tenant.AdmitAsync(Request("eur-1", 150m));
+        Assert.Equal(AdmissionOutcome.BudgetExceeded, refused.Outcome);
+        Assert.Equal("EUR", refused.Budget!.Currency);
+        Assert.Equal(100m, refused.Budget.Limit);
+        Assert.Equal(100m, refused.Budget.Remaining);
+        Assert.Equal(150m, refused.Budget.Requested);
+        Assert.Equal("month", refused.Budget.Period);
+        Assert.NotNull(refused.Budget.ResetsAt);
+    }
+
+    [Fact]
+    public async Task Budgets_OnAPlanNotInThePriceBook_AreRefused_RateLimitsAreNot()
+    {
+        var tenant = await fixture.NewTenantAsync("no-such-plan");
+
+        Assert.Equal(TenantChangeRefusal.PlanWithoutCurrency, (await tenant.SetLimitsAsync(Budget("day", 5m))).Refusal);
+        Assert.True((await tenant.SetLimitsAsync(new TenantLimits([], [new RateLimitSetting(null, 10, null)]))).Applied);
+        Assert.Empty(await tenant.GetBudgetsAsync());
+    }
+
+    [Fact]
+    public async Task PlanChange_ToAnotherCurrency_WhileBudgetsExist_IsRefused_SameCurrencyIsNot()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        await tenant.SetLimitsAsync(Budget("total", 50m));
+
+        await Assert.ThrowsAsync<BudgetCurrencyConflictException>(() => tenant.UpsertAsync("Test", """{"allowed_jurisdictions":["DE"]}""", "dollar", false));
+        Assert.Equal("euro", (await tenant.GetAsync())!.Plan);
+
+        Assert.Equal("euro-plus", (await tenant.UpsertAsync("Test", """{"allowed_jurisdictions":["DE"]}""", "euro-plus", false)).Plan);
+
+        // Without budgets the move is free; budgets set afterwards are in the new plan's currency.
+        await tenant.SetLimitsAsync(TenantLimits.None);
+        await tenant.UpsertAsync("Test", """{"allowed_jurisdictions":["DE"]}""", "dollar", false);
+        await tenant.SetLimitsAsync(Budget("total", 50m));
+        Assert.Equal("USD", Assert.Single(await tenant.GetBudgetsAsync()).Currency);
+    }
+
+    [Fact]
+    public async Task Admission_PricedInAnotherCurrency_IsRefused_NeverSummed()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        await tenant.SetLimitsAsync(Budget("total", 100m));
+
+        var result = await tenant.AdmitAsync(Request("usd-1", 1m, currency: "USD"));
+
+        Assert.Equal(AdmissionOutcome.BudgetCurrencyMismatch, result.Outcome);
+        Assert.Equal("EUR", result.Budget!.Currency);
+        Assert.Equal(0m, Assert.Single(await tenant.GetBudgetsAsync()).Reserved);
+    }
+
+    [Fact]
+    public async Task Budgets_AreRebuiltFromAggregates_AfterRetentionAndReactivation()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        var id = tenant.GetPrimaryKeyString();
+        var now = fixture.Clock.GetUtcNow();
+        await tenant.SetLimitsAsync(new TenantLimits(
+            [new BudgetSetting(null, "Total", 100m), new BudgetSetting(null, "Day", 100m), new BudgetSetting("key-1", "Total", 100m), new BudgetSetting("key-1", "Month", 100m)], []));
+        Assert.All(await tenant.GetBudgetsAsync(), b => Assert.Equal(0m, b.Settled));
+
+        // Spend that arrives through the ledger: 200 days ago (past retention), and now; plus spend in another currency.
+        Assert.True(await fixture.Ledger.AppendAsync(Record(id, id + "-old", 7m, now.AddDays(-200))));
+        Assert.True(await fixture.Ledger.AppendAsync(Record(id, id + "-new", 2.5m, now)));
+        Assert.True(await fixture.Ledger.AppendAsync(Record(id, id + "-usd", 40m, now, currency: "USD")));
+        Assert.True(await fixture.Ledger.PurgeAsync(now.AddDays(-90)) >= 1);
+        Assert.Null(await fixture.Ledger.GetAsync(id + "-old"));
+
+        await fixture.DeactivateIdleGrainsAsync();
+        var budgets = (await tenant.GetBudgetsAsync()).ToDictionary(b => (b.KeyId, b.Period));
+
+        Assert.Equal(9.5m, budgets[(null, "total")].Settled);
+        Assert.Equal(2.5m, budgets[(null, "day")].Settled);
+        Assert.Equal(9.5m, budgets[("key-1", "total")].Settled);
+        Assert.Equal(2.5m, budgets[("key-1", "month")].Settled);
+        Assert.Equal(90.5m, budgets[(null, "total")].Remaining);
+        Assert.All(budgets.Values, b => Assert.Equal("EUR", b.Currency));
+    }
+
+    [Fact]
+    public async Task ReplayedRecord_IsCountedOnce()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        var id = tenant.GetPrimaryKeyString();
+        var record = Record(id, id + "-once", 3m, fixture.Clock.GetUtcNow());
+        Assert.True(await fixture.Ledger.AppendAsync(record));
+        Assert.False(await fixture.Ledger.AppendAsync(record));
+        Assert.False(await fixture.Ledger.AppendAsync(record with { Cost = 30m }));
+
+        await tenant.SetLimitsAsync(Budget("total", 10m));
+
+        Assert.Equal(3m, Assert.Single(await tenant.GetBudgetsAsync()).Settled);
+    }
+
+    [Fact]
+    public async Task Reservation_NeverSettled_IsReleasedAfterItsLifetime_AsAMoneyCorrection()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        await tenant.SetLimitsAsync(Budget("total", 10m));
+        var requestId = tenant.GetPrimaryKeyString() + "-lost";
+        Assert.True((await tenant.AdmitAsync(Request(requestId, 6m))).Allowed);
+        Assert.Equal(AdmissionOutcome.BudgetExceeded, (await tenant.AdmitAsync(Request(requestId + "-2", 6m))).Outcome);
+
+        // The timer's work, driven by the clock: not yet expired, then expired.
+        fixture.Clock.Advance(ClusterFixture.ReservationLifetime - TimeSpan.FromSeconds(1));
+        Assert.Equal(0, await tenant.ReleaseExpiredReservationsAsync());
+        Assert.Equal(6m, Assert.Single(await tenant.GetBudgetsAsync()).Reserved);
+        fixture.Clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(1, await tenant.ReleaseExpiredReservationsAsync());
+
+        var budget = Assert.Single(await tenant.GetBudgetsAsync());
+        Assert.Equal(0m, budget.Reserved);
+        Assert.Equal(10m, budget.Remaining);
+        Assert.Contains(fixture.Corrections, c => c.EventId == 8101 && c.Message.Contains(requestId, StringComparison.Ordinal) && c.Message.Contains("EUR", StringComparison.Ordinal));
+
+        // If the request did run after all, its late settle is still charged in full.
+        await tenant.SettleAsync(new SettlementRequest(requestId, null, 4m, 10, 10));
+        Assert.Equal(4m, Assert.Single(await tenant.GetBudgetsAsync()).Settled);
+        Assert.Contains(fixture.Corrections, c => c.EventId == 8102 && c.Message.Contains(requestId, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task ChangingBudgets_KeepsTheReservationsOfRequestsInFlight()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        await tenant.SetLimitsAsync(Budget("total", 10m));
+        Assert.True((await tenant.AdmitAsync(Request(tenant.GetPrimaryKeyString() + "-a", 8m))).Allowed);
+
+        await tenant.SetLimitsAsync(Budget("total", 12m));
+
+        var budget = Assert.Single(await tenant.GetBudgetsAsync());
+        Assert.Equal(8m, budget.Reserved);
+        Assert.Equal(AdmissionOutcome.BudgetExceeded, (await tenant.AdmitAsync(Request(tenant.GetPrimaryKeyString() + "-b", 5m))).Outcome);
+    }
+
+    [Fact]
+    public async Task TokensPerMinute_RefusalSaysTokens_RequestsPerMinuteSaysRequests()
+    {
+        var tokens = await fixture.NewTenantAsync("euro");
+        await tokens.SetLimitsAsync(new TenantLimits([], [new RateLimitSetting(null, 1000, 100)]));
+        Assert.True((await tokens.AdmitAsync(Request("tpm-1", 0m, tokens: 80))).Allowed);
+
+        var limited = await tokens.AdmitAsync(Request("tpm-2", 0m, tokens: 80));
+        Assert.Equal(AdmissionOutcome.RateLimitedTokens, limited.Outcome);
+        Assert.False(limited.TooLarge);
+        Assert.True(limited.RetryAfter > TimeSpan.Zero);
+        Assert.Equal(100, limited.RateLimits!.LimitTokens);
+        Assert.Equal(20, limited.RateLimits.RemainingTokens);
+
+        var tooLarge = await tokens.AdmitAsync(Request("tpm-3", 0m, tokens: 101));
+        Assert.Equal(AdmissionOutcome.RateLimitedTokens, tooLarge.Outcome);
+        Assert.True(tooLarge.TooLarge);
+        Assert.Null(tooLarge.RetryAfter);
+
+        var requests = await fixture.NewTenantAsync("euro");
+        await requests.SetLimitsAsync(new TenantLimits([], [new RateLimitSetting(null, 1, 1_000_000)]));
+        Assert.True((await requests.AdmitAsync(Request("rpm-1", 0m))).Allowed);
+        var rpm = await requests.AdmitAsync(Request("rpm-2", 0m));
+        Assert.Equal(AdmissionOutcome.RateLimitedRequests, rpm.Outcome);
+        Assert.Equal(0, rpm.RateLimits!.RemainingRequests);
+    }
+}
