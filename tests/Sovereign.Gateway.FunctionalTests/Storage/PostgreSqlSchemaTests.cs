@@ -78,5 +78,13 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
         var row = Assert.Single(rows);
         Assert.Equal(2, row.Requests);
         Assert.Equal(0.25m, row.Cost);
+
+        // The budget aggregates: per tenant and per key, day, month and total, in the record's currency only.
+        foreach (var period in new[] { UsagePeriod.Day, UsagePeriod.Month, UsagePeriod.Total })
+        {
+            Assert.Equal(0.25m, await ledger.GetSpendAsync("pg-ledger", null, period, now, "EUR"));
+            Assert.Equal(0.25m, await ledger.GetSpendAsync("pg-ledger", "k", period, now, "EUR"));
+            Assert.Equal(0m, await ledger.GetSpendAsync("pg-ledger", "k", period, now, "USD"));
+        }
     }
 }

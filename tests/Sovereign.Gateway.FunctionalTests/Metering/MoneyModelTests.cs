@@ -1,0 +1,119 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace Sovereign.Gateway.FunctionalTests.Metering;
+
+/// <summary>One model of money end to end: the plan's currency everywhere, and OpenAI's error type for each limit.</summary>
+[Collection(MeteringCollection.Name)]
+public sealed class MoneyModelTests(MeteringFixture fixture)
+{
+    private const string Body = """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":4,"temperature":0}""";
+
+    private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+
+    private static async Task<JsonElement> ErrorOf(HttpResponseMessage response) =>
+        JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+    [Fact]
+    public async Task EurBudget_StaysEur_InLimitsRefusalsAndMetrics()
+    {
+        // The operator's PUT reads the budgets back first: the account must not be created in a fallback currency.
+        var (tenant, key) = await fixture.NewTenantAsync();
+        var set = await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { budgets = new[] { new { period = "day", amount = 1m }, new { period = "total", amount = 0.5m } } }, 200);
+        Assert.Equal("EUR", set.GetProperty("limits").GetProperty("currency").GetString());
+        Assert.All(set.GetProperty("budgets").EnumerateArray(), b => Assert.Equal("EUR", b.GetProperty("currency").GetString()));
+
+        using var client = fixture.TenantClient(key);
+        Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
+        var limits = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/limits", null, 200);
+        Assert.All(limits.GetProperty("budgets").EnumerateArray(), b => Assert.Equal("EUR", b.GetProperty("currency").GetString()));
+        var metrics = await fixture.Admin.GetStringAsync("/metrics");
+        Assert.Contains(metrics.Split('\n'), line => line.StartsWith("sovereign_budget_remaining", StringComparison.Ordinal)
+            && line.Contains($"tenant=\"{tenant}\"", StringComparison.Ordinal) && line.Contains("currency=\"EUR\"", StringComparison.Ordinal));
+
+        // A request that could cost more than is left: refused in EUR, as OpenAI refuses a quota.
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { budgets = new[] { new { period = "total", amount = 0.000001m } } }, 200);
+        using var refused = await client.PostAsync("/v1/chat/completions", Json(Body));
+        var error = await ErrorOf(refused);
+        Assert.Equal(429, (int)refused.StatusCode);
+        Assert.Equal("insufficient_quota", error.GetProperty("type").GetString());
+        Assert.Equal("budget_exceeded", error.GetProperty("code").GetString());
+        Assert.Contains("EUR", error.GetProperty("message").GetString()!, StringComparison.Ordinal);
+        Assert.DoesNotContain("USD", error.GetProperty("message").GetString()!, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TokensPerMinute_429_HasTypeTokens_RequestsPerMinute_HasTypeRequests()
+    {
+        var (_, key) = await fixture.NewTenantAsync(new { rate_limits = new[] { new { requests_per_minute = 10_000, tokens_per_minute = 200 } } });
+        using var client = fixture.TenantClient(key);
+
+        // One request alone larger than the whole minute: it can never fit.
+        using (var tooLarge = await client.PostAsync("/v1/chat/completions", Json("""{"model":"stories","messages":[{"role":"user","content":"Hi"}],"max_tokens":201}""")))
+        {
+            var error = await ErrorOf(tooLarge);
+            Assert.Equal(429, (int)tooLarge.StatusCode);
+            Assert.Equal("tokens", error.GetProperty("type").GetString());
+            Assert.Equal("rate_limit_request_too_large", error.GetProperty("code").GetString());
+            Assert.False(tooLarge.Headers.Contains("Retry-After"));
+        }
+
+        // Requests that fit one by one until the minute's tokens run out.
+        HttpResponseMessage? limited = null;
+        for (var i = 0; i < 50 && limited is null; i++)
+        {
+            var response = await client.PostAsync("/v1/chat/completions", Json("""{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":60,"temperature":0}"""));
+            if ((int)response.StatusCode == 429)
+            {
+                limited = response;
+            }
+            else
+            {
+                Assert.Equal(200, (int)response.StatusCode);
+            }
+        }
+
+        Assert.NotNull(limited);
+        var limitedError = await ErrorOf(limited);
+        Assert.Equal("tokens", limitedError.GetProperty("type").GetString());
+        Assert.Equal("rate_limit_exceeded", limitedError.GetProperty("code").GetString());
+        Assert.Equal("200", limited.Headers.GetValues("x-ratelimit-limit-tokens").Single());
+        Assert.True(int.Parse(limited.Headers.GetValues("Retry-After").Single(), CultureInfo.InvariantCulture) >= 1);
+
+        var (_, rpmKey) = await fixture.NewTenantAsync(new { rate_limits = new[] { new { requests_per_minute = 1 } } });
+        using var rpmClient = fixture.TenantClient(rpmKey);
+        Assert.Equal(200, (int)(await rpmClient.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
+        using var rpm = await rpmClient.PostAsync("/v1/chat/completions", Json(Body));
+        Assert.Equal(429, (int)rpm.StatusCode);
+        Assert.Equal("requests", (await ErrorOf(rpm)).GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public async Task CurrencyChanges_UnderBudgets_AreRefused_BudgetsWithoutAPlanAre400()
+    {
+        // A price-less plan may change currency, but not while a tenant on it has budgets.
+        var plan = "fx-" + Guid.NewGuid().ToString("N")[..8];
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/plans/{plan}", new { currency = "EUR" }, 200);
+        var (tenant, _) = await fixture.NewTenantAsync(new { budgets = new[] { new { period = "month", amount = 10m } } }, plan);
+        var conflict = await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/plans/{plan}", new { currency = "USD" }, 409);
+        Assert.Equal("budget_currency_conflict", conflict.GetProperty("error").GetProperty("code").GetString());
+
+        // Nor may the tenant move to a plan in another currency.
+        var dollars = "usd-" + Guid.NewGuid().ToString("N")[..8];
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/plans/{dollars}", new { currency = "USD" }, 200);
+        var move = await fixture.SendAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}", new { plan = dollars }, 409);
+        Assert.Equal("plan", move.GetProperty("error").GetProperty("param").GetString());
+
+        // Once the budgets are cleared, both are allowed, and new budgets are in the new currency.
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { budgets = Array.Empty<object>() }, 200);
+        await fixture.SendAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}", new { plan = dollars }, 200);
+        var set = await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { budgets = new[] { new { period = "month", amount = 10m } } }, 200);
+        Assert.Equal("USD", set.GetProperty("budgets")[0].GetProperty("currency").GetString());
+
+        // A tenant whose plan is not in the price book cannot have budgets: there is no currency to count them in.
+        var (unpriced, _) = await fixture.NewTenantAsync(plan: "no-such-plan");
+        var bad = await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{unpriced}/limits", new { budgets = new[] { new { period = "day", amount = 1m } } }, 400);
+        Assert.Equal("plan_without_currency", bad.GetProperty("error").GetProperty("code").GetString());
+    }
+}
