@@ -51,6 +51,7 @@ internal static class ControlPlaneServices
         services.TryAddSingleton<RequestMetering>();
         services.TryAddSingleton(sp => new Lazy<RequestMetering>(sp.GetRequiredService<RequestMetering>));
         services.TryAddSingleton<AdminToken>();
+        services.TryAddSingleton<ClusterRelay>();
         services.TryAddSingleton<CallerAuthenticator>();
         services.TryAddSingleton<NodeDirectory>();
         services.TryAddSingleton<InferenceRouter>();
@@ -64,6 +65,7 @@ internal static class ControlPlaneServices
     public static void AddLocalNodeRegistration(this IServiceCollection services)
     {
         services.AddHostedService<LocalNodeRegistrar>();
+        services.AddHostedService<NodeLoadReporter>();
 
         // Resolving the token at start writes its file, so the CLI on this machine finds it as soon as the server runs.
         services.AddHostedService(sp => new StartupAction(() =>

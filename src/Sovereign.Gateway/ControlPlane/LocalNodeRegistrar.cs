@@ -19,12 +19,20 @@ internal sealed partial class LocalNodeRegistrar(
     ModelCatalog catalog,
     OperatorSigningKey operatorKey,
     IOptions<SovereignOptions> options,
+    IOptions<Cluster.Hosting.SovereignClusterOptions> cluster,
     TimeProvider time,
     ILogger<LocalNodeRegistrar> logger) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var settings = options.Value;
+        if (!cluster.Value.ServesModels)
+        {
+            return; // a gateway serves no model, so it is no node
+        }
+
+        // A node of a multi-process cluster is reached at its URL, which its credential binds (so it cannot be moved).
+        var url = cluster.Value.IsDistributed ? cluster.Value.NodeUrl?.TrimEnd('/') : null;
         if (string.IsNullOrWhiteSpace(settings.Jurisdiction))
         {
             LogNoJurisdiction(settings.NodeId);
@@ -36,21 +44,21 @@ internal sealed partial class LocalNodeRegistrar(
         var credential = settings.NodeCredential;
         if (string.IsNullOrWhiteSpace(credential))
         {
-            credential = NodeCredentials.Issue(new NodeClaims(settings.NodeId, jurisdiction, kind, null, time.GetUtcNow().ToUnixTimeMilliseconds()), operatorKey);
+            credential = NodeCredentials.Issue(new NodeClaims(settings.NodeId, jurisdiction, kind, url, time.GetUtcNow().ToUnixTimeMilliseconds()), operatorKey);
         }
         else
         {
             var claims = NodeCredentials.Verify(credential, operatorKey.PublicKeyPem, out var problem)
                 ?? throw new InvalidOperationException($"Sovereign:NodeCredential does not verify: {problem}.");
-            if (NodeCredentials.Mismatch(claims, settings.NodeId, jurisdiction, kind, null) is { } mismatch)
+            if (NodeCredentials.Mismatch(claims, settings.NodeId, jurisdiction, kind, url) is { } mismatch)
             {
                 throw new InvalidOperationException($"Sovereign:NodeCredential does not match this node: {mismatch}.");
             }
         }
 
-        var models = catalog.All.Select(m => new NodeModel(m.Id, m.Id, m.Model is { } model ? model.Options.Parallel + model.Options.MaxQueue : 64, m.Model?.Options.License, m.Model?.Options.Origin)).ToList();
+        var models = NodeLoadReporter.ModelsOf(catalog);
         var existing = (await nodes.Registry.GetAsync()).Nodes.FirstOrDefault(n => n.Id == settings.NodeId);
-        await nodes.Registry.UpsertAsync(new NodeView(settings.NodeId, jurisdiction, kind, null, models, existing?.State ?? nameof(NodeState.Active), credential, null, 0));
+        await nodes.Registry.UpsertAsync(new NodeView(settings.NodeId, jurisdiction, kind, url, models, existing?.State ?? nameof(NodeState.Active), credential, null, 0));
         nodes.Invalidate();
         LogRegistered(settings.NodeId, jurisdiction);
     }

@@ -103,11 +103,11 @@ public sealed class InferenceRouter(
     {
         var allNodes = await nodes.GetNodesAsync();
         var cards = catalog.All.Select(m => new ServedModelCard(m.Id, m.Created, m.OwnedBy, m.Model?.Options.License, m.Model?.Options.Origin, false)).ToList();
-        foreach (var node in allNodes.Where(n => n.Kind == nameof(NodeKind.External)))
+        foreach (var node in allNodes.Where(n => n.Kind == nameof(NodeKind.External) || (n.Id != options.Value.NodeId && NodeDirectory.IsClusterNode(n))))
         {
             foreach (var model in node.Models.Where(m => cards.All(c => c.Id != m.Id)))
             {
-                cards.Add(new ServedModelCard(model.Id, node.UpdatedAt / 1000, node.Id, model.License, model.Origin, true));
+                cards.Add(new ServedModelCard(model.Id, node.UpdatedAt / 1000, NodeDirectory.IsClusterNode(node) ? "sovereign" : node.Id, model.License, model.Origin, !NodeDirectory.IsClusterNode(node)));
             }
         }
 
@@ -195,6 +195,16 @@ public sealed class InferenceRouter(
 
         foreach (var (node, nodeModel) in external)
         {
+            if (NodeDirectory.IsClusterNode(node))
+            {
+                // A node of this cluster: its own queue holds what waits, so its registered capacity is the limit; its
+                // load is what it last reported or, if higher, what this gateway has sent it since.
+                var reported = node.Load?.Models.FirstOrDefault(m => m.Model == nodeModel.Id);
+                var nodeLoad = Math.Max(gates.LoadOf(node.Id, nodeModel.Id, nodeModel.Capacity), reported is null ? 0 : reported.Running + reported.QueueDepth);
+                replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.Local, nodes.IsUp(node), nodeLoad, Math.Max(1, nodeModel.Capacity)));
+                continue;
+            }
+
             // Full means every slot busy and the route's fair queue full: until then a request waits, it is not refused.
             replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, node.State == nameof(Residency.ControlPlane.NodeState.Active),
                 gates.LoadOf(node.Id, nodeModel.Id, nodeModel.Capacity), gates.CapacityOf(nodeModel.Capacity)));

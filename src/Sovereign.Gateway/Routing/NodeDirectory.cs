@@ -12,12 +12,12 @@ namespace Sovereign.Gateway.Routing;
 /// with each node's credential verified against the operator key. A node whose credential does not verify, or
 /// does not bind the jurisdiction the registry row claims, is treated as absent (fail closed).
 /// </summary>
-public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey operatorKey, IOptions<SovereignOptions> options, TimeProvider time)
+public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey operatorKey, IOptions<SovereignOptions> options, IOptions<Cluster.Hosting.SovereignClusterOptions> cluster, TimeProvider time)
 {
     /// <summary>The registry key of the one registry grain.</summary>
     public const string RegistryKey = "default";
 
-    private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(1);
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
     private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>());
 
@@ -37,7 +37,7 @@ public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey opera
         if (registry.Version != snapshot.Version)
         {
             var trusted = registry.Nodes.Where(IsTrusted).ToList();
-            snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexExternalModels(trusted));
+            snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexRemoteModels(trusted, options.Value.NodeId));
         }
         else
         {
@@ -49,8 +49,9 @@ public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey opera
     }
 
     /// <summary>
-    /// The external nodes serving a model, from the current snapshot's index (built once per registry version, so a
-    /// request does not scan every node).
+    /// The other nodes serving a model, from the current snapshot's index (built once per registry version, so a
+    /// request does not scan every node): external engines, and the cluster's own nodes that this process reaches at
+    /// their URL.
     /// </summary>
     public async ValueTask<IReadOnlyList<(NodeView Node, NodeModel Model)>> ExternalReplicasAsync(string model)
     {
@@ -58,11 +59,23 @@ public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey opera
         return _snapshot.ExternalByModel.TryGetValue(model, out var replicas) ? replicas : [];
     }
 
-    private static Dictionary<string, (NodeView, NodeModel)[]> IndexExternalModels(IEnumerable<NodeView> nodes) =>
-        nodes.Where(n => n.Kind == nameof(Residency.Policies.NodeKind.External))
+    private static Dictionary<string, (NodeView, NodeModel)[]> IndexRemoteModels(IEnumerable<NodeView> nodes, string self) =>
+        nodes.Where(n => n.Kind == nameof(Residency.Policies.NodeKind.External) || (n.Id != self && IsClusterNode(n)))
             .SelectMany(n => n.Models.Select(m => (Node: n, Model: m)))
             .GroupBy(x => x.Model.Id, StringComparer.Ordinal)
             .ToDictionary(g => g.Key, g => g.ToArray(), StringComparer.Ordinal);
+
+    /// <summary>A node of this cluster (the operator's own, kind local) that is reached over HTTP at its URL.</summary>
+    public static bool IsClusterNode(NodeView node) => node.Kind == nameof(Residency.Policies.NodeKind.Local) && node.BaseUrl is not null;
+
+    /// <summary>
+    /// Whether a node can take requests: marked active and, for a cluster node, its last load report is recent (a
+    /// node that stopped reporting is down, or cut off from the registry).
+    /// </summary>
+    public bool IsUp(NodeView node) =>
+        node.State == nameof(NodeState.Active)
+        && (!IsClusterNode(node) || (node.Load is { } load
+            && time.GetUtcNow().ToUnixTimeMilliseconds() - load.ReportedAt <= cluster.Value.NodeStaleSeconds * 1000));
 
     /// <summary>Forces the next read to go to the registry (after an admin change in this process).</summary>
     public void Invalidate() => _snapshot = _snapshot with { ReadAt = DateTimeOffset.MinValue };

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Options;
+using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
@@ -14,9 +15,13 @@ namespace Sovereign.Gateway.Pipeline.Executors;
 /// and the output by an explicit limit that the gateway sends upstream when the client set none, times the choices:
 /// the reservation is a true bound of what the upstream may generate.
 /// </summary>
-internal sealed class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options) : IRequestExecutor
+internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options) : IRequestExecutor
 {
-    public bool Runs(RoutedRequest route, Workload work) => route.ExternalNode is not null && work is GenerationWorkload;
+    public virtual bool Runs(RoutedRequest route, Workload work) =>
+        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.External) } && work is GenerationWorkload;
+
+    /// <summary>The bearer token the relay presents to the node's engine.</summary>
+    protected virtual string? UpstreamKey(NodeView node) => node.UpstreamKey;
 
     public ValueTask<WorkDemand> MeasureAsync(GovernedRequest request)
     {
@@ -48,12 +53,12 @@ internal sealed class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory 
         var ticket = request.Ticket!;
         var slot = await gates.For(route.NodeId, model.Id, model.Capacity)
             .AcquireAsync(new FairQueueEntry(request.Caller.TenantId, ticket.Weight, ticket.Priority, 1), request.Aborted);
-        return new UpstreamRelay(proxy, request, (JsonObject)request.Plan!, slot, nodes.Track(route.NodeId));
+        return new UpstreamRelay(proxy, request, (JsonObject)request.Plan!, UpstreamKey(route.ExternalNode!), slot, nodes.Track(route.NodeId));
     }
 }
 
 /// <summary>A request relayed to an external engine; the relay writes OpenAI's wire format as the engine sends it.</summary>
-internal sealed class UpstreamRelay(UpstreamProxy proxy, GovernedRequest request, JsonObject body, IDisposable slot, IDisposable inFlight) : IExecution
+internal sealed class UpstreamRelay(UpstreamProxy proxy, GovernedRequest request, JsonObject body, string? upstreamKey, IDisposable slot, IDisposable inFlight) : IExecution
 {
     private readonly RelayProgress _progress = new();
 
@@ -63,7 +68,7 @@ internal sealed class UpstreamRelay(UpstreamProxy proxy, GovernedRequest request
         var route = request.Route!;
         var node = route.ExternalNode!;
         var work = (GenerationWorkload)request.Work;
-        var result = await proxy.ForwardAsync(request.Http, new Uri(node.BaseUrl!.TrimEnd('/') + "/"), node.UpstreamKey, work.Endpoint, body,
+        var result = await proxy.ForwardAsync(request.Http, new Uri(node.BaseUrl!.TrimEnd('/') + "/"), upstreamKey, work.Endpoint, body,
             route.Model, route.ExternalModel!.Upstream, _progress);
         await (result.Succeeded ? request.CompleteAsync() : request.FailAsync());
         await result.FinishAsync(request.Http);
