@@ -460,6 +460,14 @@ public static partial class AdminApi
         models = n.Models.Select(m => new { id = m.Id, upstream = m.Upstream, capacity = m.Capacity, license = m.License, origin = m.Origin }),
         credential = n.Credential,
         updated_at = n.UpdatedAt,
+        load = n.Load is { } load
+            ? new
+            {
+                reported_at = load.ReportedAt,
+                models = load.Models.Select(m => new { id = m.Model, running = m.Running, free_slots = m.FreeSlots, queue_depth = m.QueueDepth, kv_cache_use = m.KvCacheUse }),
+                accelerators = load.Accelerators.Select(a => new { kind = a.Kind, name = a.Name, memory_total_mib = a.MemoryTotalMiB, memory_used_mib = a.MemoryUsedMiB }),
+            }
+            : null,
     };
 
     [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,62}$")]

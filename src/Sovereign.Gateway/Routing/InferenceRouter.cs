@@ -241,7 +241,7 @@ public sealed class InferenceRouter(
         }
 
         var selected = decision.SelectedReplica!;
-        var routed = selected.Kind == NodeKind.Local
+        var routed = selected.Kind == NodeKind.Local && selected.NodeId == settings.NodeId && local is not null
             ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language }
             : external.First(e => e.Node.Id == selected.NodeId) is var target
                 ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, null, target.Node, target.Model) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language }
