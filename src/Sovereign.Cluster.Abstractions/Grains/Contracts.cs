@@ -56,7 +56,8 @@ public sealed record NodeView(
 public sealed record NodeLoad(
     [property: Id(0)] long ReportedAt,
     [property: Id(1)] IReadOnlyList<ModelLoad> Models,
-    [property: Id(2)] IReadOnlyList<Accelerator> Accelerators);
+    [property: Id(2)] IReadOnlyList<Accelerator> Accelerators,
+    [property: Id(3)] IReadOnlyList<string>? Available = null);
 
 /// <summary>One loaded model's load on a node.</summary>
 [GenerateSerializer, Immutable]

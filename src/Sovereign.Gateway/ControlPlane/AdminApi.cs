@@ -466,6 +466,7 @@ public static partial class AdminApi
                 reported_at = load.ReportedAt,
                 models = load.Models.Select(m => new { id = m.Model, running = m.Running, free_slots = m.FreeSlots, queue_depth = m.QueueDepth, kv_cache_use = m.KvCacheUse }),
                 accelerators = load.Accelerators.Select(a => new { kind = a.Kind, name = a.Name, memory_total_mib = a.MemoryTotalMiB, memory_used_mib = a.MemoryUsedMiB }),
+                available = load.Available ?? [],
             }
             : null,
     };

@@ -40,6 +40,20 @@ internal sealed partial class NodeLoadReporter(
             ? new ModelLoad(m.Id, b.RunningCount, Math.Max(0, b.Model.Options.Parallel - b.RunningCount), b.WaitingCount, Math.Round(b.KvCacheUsage, 4))
             : new ModelLoad(m.Id, 0, 0, 0, 0))];
 
+    /// <summary>Models in this node's registry that are not loaded now (a gateway answers 503, not 404, for them).</summary>
+    private List<string> AvailableOf(ModelCatalog catalog)
+    {
+        try
+        {
+            return [.. catalog.Registry.List().Select(e => e.Id).Where(id => !catalog.TryGet(id, out _))];
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidDataException)
+        {
+            LogReportFailed("the model registry cannot be read: " + ex.Message);
+            return [];
+        }
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (!cluster.Value.ServesModels || string.IsNullOrWhiteSpace(options.Value.Jurisdiction))
@@ -56,7 +70,7 @@ internal sealed partial class NodeLoadReporter(
                 try
                 {
                     var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog), new NodeLoad(now, LoadOf(catalog), _accelerators)))
+                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog), new NodeLoad(now, LoadOf(catalog), _accelerators, AvailableOf(catalog))))
                     {
                         nodes.Invalidate();
                     }

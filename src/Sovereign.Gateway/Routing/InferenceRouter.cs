@@ -167,7 +167,8 @@ public sealed class InferenceRouter(
         var allNodes = await nodes.GetNodesAsync();
         var localNode = allNodes.FirstOrDefault(n => n.Id == settings.NodeId && n.Kind == nameof(NodeKind.Local));
         var external = kind == ModelKind.Chat ? await nodes.ExternalReplicasAsync(model) : [];
-        if (local is null && external.Count == 0)
+        IReadOnlyList<NodeView> unloaded = [];
+        if (local is null && external.Count == 0 && (caller.Policy is null || (unloaded = await nodes.NodesWithUnloadedAsync(model)).Count == 0))
         {
             throw OpenAIException.ModelNotFound(model);
         }
@@ -191,6 +192,12 @@ public sealed class InferenceRouter(
             var load = batcher is null ? 0 : batcher.RunningCount + batcher.WaitingCount;
             var healthy = localNode is null || localNode.State == nameof(Residency.ControlPlane.NodeState.Active);
             replicas.Add(new ModelReplica(settings.NodeId, localNode?.Jurisdiction ?? here, NodeKind.Local, healthy, load, capacity));
+        }
+
+        foreach (var node in unloaded)
+        {
+            // Registered there but not loaded: no capacity, so 503 (SDKs retry) where the policy allows the node.
+            replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.Local, false, 0, 0));
         }
 
         foreach (var (node, nodeModel) in external)

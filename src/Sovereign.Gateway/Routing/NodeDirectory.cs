@@ -77,6 +77,13 @@ public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey opera
         && (!IsClusterNode(node) || (node.Load is { } load
             && time.GetUtcNow().ToUnixTimeMilliseconds() - load.ReportedAt <= cluster.Value.NodeStaleSeconds * 1000));
 
+    /// <summary>
+    /// Trusted cluster nodes that have <paramref name="model"/> in their registry but not loaded: the model exists in
+    /// the pool, it just has no capacity now (an operator may load it a minute later).
+    /// </summary>
+    public async ValueTask<IReadOnlyList<NodeView>> NodesWithUnloadedAsync(string model) =>
+        [.. (await GetNodesAsync()).Where(n => IsClusterNode(n) || n.Id == options.Value.NodeId).Where(n => n.Load?.Available?.Contains(model, StringComparer.Ordinal) == true)];
+
     /// <summary>Forces the next read to go to the registry (after an admin change in this process).</summary>
     public void Invalidate() => _snapshot = _snapshot with { ReadAt = DateTimeOffset.MinValue };
 

@@ -112,7 +112,7 @@ public sealed class ClusterFixture : IAsyncLifetime
         environment["Sovereign__Cluster__ClusterId"] = "test-" + Path.GetFileName(_root);
         environment["Sovereign__Cluster__Secret"] = Secret;
         environment["Sovereign__Cluster__NodeUrl"] = $"http://127.0.0.1:{port}";
-        var member = new Member(nodeId, port, Process.Start(start)!);
+        var member = new Member(nodeId, port, data, Process.Start(start)!);
         _members.Add(member);
         return member;
     }
@@ -160,6 +160,18 @@ public sealed class ClusterFixture : IAsyncLifetime
         }
     }
 
+    /// <summary>Waits until <paramref name="gateway"/>'s registry shows <paramref name="nodeId"/> in the state asked.</summary>
+    public static async Task WaitForNodeAsync(Member gateway, string nodeId, Func<JsonElement, bool> state)
+    {
+        using var admin = gateway.Client(AdminToken);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        while (!JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/nodes", timeout.Token)).RootElement.GetProperty("data").EnumerateArray()
+            .Any(n => n.GetProperty("id").GetString() == nodeId && state(n)))
+        {
+            await Task.Delay(200, timeout.Token);
+        }
+    }
+
     public static async Task<JsonElement> Expect(Task<HttpResponseMessage> call, int status)
     {
         using var response = await call;
@@ -199,9 +211,10 @@ public sealed class ClusterFixture : IAsyncLifetime
         private readonly ConcurrentQueue<string> _output = new();
         private int _stopped;
 
-        public Member(string id, int port, Process process)
+        public Member(string id, int port, string data, Process process)
         {
             Id = id;
+            DataDirectory = data;
             Url = new Uri($"http://127.0.0.1:{port}");
             Process = process;
             process.OutputDataReceived += (_, e) => Keep(e.Data);
@@ -211,6 +224,8 @@ public sealed class ClusterFixture : IAsyncLifetime
         }
 
         public string Id { get; }
+
+        public string DataDirectory { get; }
 
         public Uri Url { get; }
 

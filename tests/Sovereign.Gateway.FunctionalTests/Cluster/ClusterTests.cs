@@ -101,6 +101,46 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     [Fact]
+    public async Task ModelNotLoadedAnywhereAllowed_Is503WithRetryAfter_AndServedOnceLoaded()
+    {
+        // The SG node has the model in its registry but not loaded: capacity may come back, so 503, never 404 or 403.
+        var (exit, _, stderr) = await new Registry.RegistryCli(cluster.NodeSg.DataDirectory).RunAsync(
+            "models", "import", TestModels.Stories260K, "--id", "stories-reg", "--license", "mit", "--origin-publisher", "k", "--origin-country", "us");
+        Assert.True(exit == 0, stderr);
+        await ClusterFixture.WaitForNodeAsync(cluster.GatewaySg, "node-sg", n => Available(n).Contains("stories-reg"));
+
+        var body = Body.Replace("\"stories\"", "\"stories-reg\"", StringComparison.Ordinal);
+        var sgKey = await NewTenantAsync(["SG"]);
+        using var sg = cluster.GatewaySg.Client(sgKey);
+        using (var response = await sg.PostAsync("/v1/chat/completions", Json(body)))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+            Assert.NotNull(response.Headers.RetryAfter);
+            Assert.Equal("no_compliant_capacity", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+        }
+
+        // For a TH-only tenant the SG node is outside the policy: that stays a refusal, not a retry.
+        using var th = cluster.GatewayTh.Client(await NewTenantAsync(["TH"]));
+        var refused = await ClusterFixture.Expect(th.PostAsync("/v1/chat/completions", Json(body)), 403);
+        Assert.Equal("residency_violation", refused.GetProperty("error").GetProperty("code").GetString());
+
+        // Loading it updates the registry at once; the gateway then serves it on the SG node.
+        using var nodeAdmin = cluster.NodeSg.Client(ClusterFixture.AdminToken);
+        await ClusterFixture.Expect(nodeAdmin.PostAsync("/admin/v1/models/stories-reg/load", null), 200);
+        await ClusterFixture.WaitForNodeAsync(cluster.GatewaySg, "node-sg", n => n.GetProperty("models").EnumerateArray().Any(m => m.GetProperty("id").GetString() == "stories-reg"));
+        using (var served = await sg.PostAsync("/v1/chat/completions", Json(body)))
+        {
+            Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+            Assert.Equal("node-sg", served.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+        }
+
+        await ClusterFixture.Expect(nodeAdmin.PostAsync("/admin/v1/models/stories-reg/unload", null), 200);
+    }
+
+    private static List<string?> Available(JsonElement node) =>
+        node.GetProperty("load") is { ValueKind: JsonValueKind.Object } load ? [.. load.GetProperty("available").EnumerateArray().Select(a => a.GetString())] : [];
+
+    [Fact]
     public async Task Node_ServesOnlyWhatAGatewayRelays()
     {
         var key = await NewTenantAsync(["TH"]);
