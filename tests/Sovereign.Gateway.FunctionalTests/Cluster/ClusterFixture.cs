@@ -245,6 +245,22 @@ public sealed class ClusterFixture : IAsyncLifetime
             return client;
         }
 
+        /// <summary>
+        /// SIGTERM and wait: the silo leaves the membership and hands its grains back, so the rest of the cluster does
+        /// not wait for it to be declared dead (a SIGKILLed silo's grains are unreachable until then).
+        /// </summary>
+        public void StopGracefully()
+        {
+            if (!Process.HasExited)
+            {
+                using var term = System.Diagnostics.Process.Start("kill", ["-TERM", Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+                term.WaitForExit();
+                Process.WaitForExit(60_000);
+            }
+
+            Stop();
+        }
+
         public void Stop()
         {
             if (Interlocked.Exchange(ref _stopped, 1) != 0)

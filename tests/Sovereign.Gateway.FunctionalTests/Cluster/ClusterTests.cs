@@ -184,7 +184,7 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         }
         finally
         {
-            rogue.Stop();
+            rogue.StopGracefully();
         }
     }
 
