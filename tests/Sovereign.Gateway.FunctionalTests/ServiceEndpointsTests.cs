@@ -35,7 +35,8 @@ public sealed class ServiceEndpointsTests(ServerFixture server)
         var (status, _, _) = await server.PostJsonAsync("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":4}""");
         Assert.Equal(200, status);
 
-        var text = await server.Http.GetStringAsync("/metrics");
+        using var admin = server.AdminClient();
+        var text = await admin.GetStringAsync("/metrics");
 
         foreach (var name in new[]
         {
@@ -48,5 +49,25 @@ public sealed class ServiceEndpointsTests(ServerFixture server)
         }
 
         Assert.Contains("model=\"stories\"", text, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("Bearer not-the-operator-token")]
+    [InlineData("Basic b3BlcmF0b3I6eA==")]
+    public async Task Metrics_WithoutTheOperatorToken_Is401(string? authorization)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/metrics");
+        if (authorization is not null)
+        {
+            request.Headers.TryAddWithoutValidation("Authorization", authorization);
+        }
+
+        using var response = await server.Http.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.Equal(401, (int)response.StatusCode);
+        Assert.DoesNotContain("sovereign_", body, StringComparison.Ordinal);
+        Assert.Equal("authentication_error", System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("error").GetProperty("type").GetString());
     }
 }
