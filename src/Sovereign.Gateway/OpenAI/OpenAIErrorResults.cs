@@ -19,6 +19,7 @@ internal static class OpenAIErrorResults
         BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => OpenAIException.TooLarge(maxBodyBytes),
         BadHttpRequestException e => OpenAIException.BadRequest("The request could not be read: " + e.Message),
         InvalidGenerationRequestException e => OpenAIException.BadRequest(e.Message, e.Parameter, e.Code),
+        ContextLengthExceededException e => OpenAIException.BadRequest(e.Message, e.Parameter, "context_length_exceeded"),
         EngineOverloadedException e => OpenAIException.Overloaded(e.Message),
         TenantQueueFullException e => new OpenAIException(StatusCodes.Status429TooManyRequests, e.Message, "requests", null, "tenant_queue_full", TimeSpan.FromSeconds(1)),
         EngineStoppedException e => new OpenAIException(StatusCodes.Status503ServiceUnavailable, e.Message, "server_error", null, "model_unavailable", TimeSpan.FromSeconds(5)),

@@ -25,7 +25,7 @@ internal static class RequestReader
         {
             await context.Request.Body.CopyToAsync(buffer, context.RequestAborted);
         }
-        catch (IOException ex) when (!context.RequestAborted.IsCancellationRequested)
+        catch (IOException ex) when (ex is not BadHttpRequestException && !context.RequestAborted.IsCancellationRequested)
         {
             // Kestrel reports broken framing of a chunked body (e.g. a chunk size that overflows) as a plain IOException.
             throw OpenAIException.BadRequest("The request body could not be read: " + ex.Message);

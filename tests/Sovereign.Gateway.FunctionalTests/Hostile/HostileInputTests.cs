@@ -205,6 +205,25 @@ public sealed class HostileInputTests(ServerFixture server)
         Assert.False(string.IsNullOrEmpty(error.GetProperty("message").GetString()));
     }
 
+    [Theory]
+    [InlineData("/v1/completions", """{"model":"stories","prompt":"<P>","max_tokens":1}""", "prompt")]
+    [InlineData("/v1/completions", """{"model":"stories","prompt":["short","<P>"],"max_tokens":1}""", "prompt")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"<P>"}],"max_tokens":1}""", "messages")]
+    public async Task OversizedPrompt_IsRefusedBeforeItIsTokenized(string path, string template, string param)
+    {
+        // 60 KB (the fixture's body limit is 64 KiB) against a 256-token context.
+        var prompt = string.Concat(Enumerable.Repeat("the little dog ran to the park ", 2000));
+        Assert.True(server.Catalog.TryGet(ServerFixture.Stories, out var model));
+        var before = model.Model!.TokenizedCharacters;
+
+        var (status, body, _) = await server.PostJsonAsync(path, template.Replace("<P>", prompt, StringComparison.Ordinal));
+
+        Assert.Equal(400, status);
+        Assert.Equal("context_length_exceeded", body.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(param, body.GetProperty("error").GetProperty("param").GetString());
+        Assert.True(model.Model.TokenizedCharacters - before < 1000, $"{model.Model.TokenizedCharacters - before} characters were tokenized");
+    }
+
     [Fact]
     public async Task QueryStrings_NeverReachTheLogAtInformation()
     {
