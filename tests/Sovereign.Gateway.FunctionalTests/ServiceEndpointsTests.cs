@@ -51,6 +51,24 @@ public sealed class ServiceEndpointsTests(ServerFixture server)
         Assert.Contains("model=\"stories\"", text, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Metrics_FollowTheGenAiConventions_PerTenant()
+    {
+        var (status, _, _) = await server.PostJsonAsync("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":4,"temperature":0}""");
+        Assert.Equal(200, status);
+
+        using var admin = server.AdminClient();
+        var lines = (await admin.GetStringAsync("/metrics")).Split('\n');
+
+        bool Has(string name, params string[] labels) =>
+            lines.Any(l => l.StartsWith(name, StringComparison.Ordinal) && labels.All(label => l.Contains(label, StringComparison.Ordinal)));
+
+        Assert.True(Has("gen_ai_client_token_usage_bucket", "gen_ai_token_type=\"input\"", "gen_ai_operation_name=\"chat\"", "gen_ai_request_model=\"stories\"", "tenant="));
+        Assert.True(Has("gen_ai_client_token_usage_bucket", "gen_ai_token_type=\"output\""));
+        Assert.True(Has("gen_ai_server_request_duration_seconds_bucket", "gen_ai_request_model=\"stories\""));
+        Assert.True(Has("gen_ai_server_time_to_first_token_seconds_bucket", "gen_ai_request_model=\"stories\""));
+    }
+
     [Theory]
     [InlineData(null)]
     [InlineData("Bearer not-the-operator-token")]

@@ -46,7 +46,7 @@ public static class SovereignGateway
 
         var telemetry = services.AddOpenTelemetry()
             .WithMetrics(metrics => metrics
-                .AddMeter(EngineMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
+                .AddMeter(EngineMetrics.MeterName, GenAiMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
                 .AddPrometheusExporter())
             .WithTracing(tracing => tracing
                 .AddSource(GatewayTelemetry.ActivitySourceName)
