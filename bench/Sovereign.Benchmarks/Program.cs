@@ -1,4 +1,5 @@
 using Sovereign.Benchmarks.Gateway;
+using Sovereign.Benchmarks.Hostile;
 using Sovereign.Benchmarks.Inference;
 using Sovereign.Benchmarks.Languages;
 using Sovereign.Benchmarks.Ledger;
@@ -24,6 +25,7 @@ try
         "throughput" => await ThroughputBenchmark.RunAsync(args[1..]),
         "languages" => await LanguagesBenchmark.RunAsync(args[1..]),
         "ledger" => await LedgerBenchmark.RunAsync(args[1..]),
+        "prompt-cap" => PromptCapBenchmark.Run(args[1..]),
         _ => Fail($"unknown command '{args[0]}'"),
     };
 }

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
@@ -18,7 +17,7 @@ namespace Sovereign.Gateway.ControlPlane;
 /// The operator's API (<c>/admin/v1</c>): tenants, keys, nodes, jurisdictions and the audit trail. It needs the
 /// operator token, never a tenant key. Every change is validated (a 400 names the field) and audited.
 /// </summary>
-public static partial class AdminApi
+public static class AdminApi
 {
     private const string Operator = "operator";
 
@@ -27,6 +26,7 @@ public static partial class AdminApi
     {
         var admin = endpoints.MapGroup("/admin/v1");
         admin.AddEndpointFilter(RequireOperator);
+        admin.AddEndpointFilter(ResourceIds.ValidateRouteValues);
         admin.MapGet("/tenants", ListTenants);
         admin.MapPost("/tenants", CreateTenant);
         admin.MapGet("/tenants/{id}", GetTenant);
@@ -54,9 +54,7 @@ public static partial class AdminApi
     private static ValueTask<object?> RequireOperator(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {
         var context = invocation.HttpContext;
-        var header = context.Request.Headers.Authorization.ToString();
-        var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
-        return context.RequestServices.GetRequiredService<AdminToken>().Matches(token)
+        return context.RequestServices.GetRequiredService<AdminToken>().Matches(AdminToken.Presented(context))
             ? next(invocation)
             : throw OpenAIException.Unauthorized("The admin API needs the operator token (Authorization: Bearer <admin token>); tenant keys are not accepted here.");
     }
@@ -70,7 +68,7 @@ public static partial class AdminApi
     private static async Task<IResult> CreateTenant(HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, CallerAuthenticator authenticator)
     {
         var request = await RequestReader.ReadAsync<TenantCreateRequest>(context);
-        var id = Slug(request.Id, "id");
+        var id = ResourceIds.Require(request.Id, ResourceKind.Tenant, "id");
         var policy = request.Policy ?? throw OpenAIException.BadRequest("policy is required: at least allowed_jurisdictions.", "policy", "missing_required_parameter");
         policy.ValidateTenantPolicy(catalog, "policy");
         var plan = PlanName(request.Plan);
@@ -158,7 +156,7 @@ public static partial class AdminApi
     private static async Task<IResult> RegisterNode(HttpContext context, NodeDirectory nodes, JurisdictionCatalog catalog, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time)
     {
         var request = await RequestReader.ReadAsync<NodeCreateRequest>(context);
-        var id = Slug(request.Id, "id");
+        var id = ResourceIds.Require(request.Id, ResourceKind.Node, "id");
         var jurisdiction = request.Jurisdiction?.Trim().ToUpperInvariant();
         if (!catalog.IsCountry(jurisdiction))
         {
@@ -179,9 +177,15 @@ public static partial class AdminApi
         for (var i = 0; i < request.Models.Count; i++)
         {
             var model = request.Models[i] ?? throw OpenAIException.BadRequest($"models[{i}] must be an object.", $"models[{i}]", "invalid_type");
-            if (string.IsNullOrWhiteSpace(model.Id))
+            if (model.Id is null)
             {
                 throw OpenAIException.BadRequest($"models[{i}].id is required.", $"models[{i}].id", "missing_required_parameter");
+            }
+
+            ResourceIds.Require(model.Id, ResourceKind.Other, $"models[{i}].id");
+            if (model.Upstream is not null)
+            {
+                ResourceIds.Require(model.Upstream, ResourceKind.Other, $"models[{i}].upstream");
             }
 
             if (model.Capacity is < 1 or > 100_000)
@@ -411,15 +415,7 @@ public static partial class AdminApi
     private static Task AuditAdminAsync(AuditLog audit, string action, string? tenant, Dictionary<string, string> details, string? keyId = null) =>
         audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = Operator, Action = action, Tenant = tenant, KeyId = keyId, Details = details });
 
-    private static string Slug(string? value, string field) =>
-        value is not null && SlugPattern().IsMatch(value)
-            ? value
-            : throw OpenAIException.BadRequest($"{field} must be 1-63 characters of lowercase letters, digits and '-', starting with a letter or digit; got '{value}'.", field, "invalid_value");
-
-    private static string PlanName(string? plan) =>
-        plan is null ? "default"
-        : plan.Length is > 0 and <= 63 && plan.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_') ? plan
-        : throw OpenAIException.BadRequest("plan must be 1-63 letters, digits, '-' or '_'.", "plan", "invalid_value");
+    private static string PlanName(string? plan) => plan is null ? "default" : ResourceIds.Require(plan, ResourceKind.Plan, "plan");
 
     private static OpenAIException NotFound(string what, string id) =>
         new(StatusCodes.Status404NotFound, $"No {what} '{id}'.", "invalid_request_error", null, what + "_not_found");
@@ -461,7 +457,4 @@ public static partial class AdminApi
         credential = n.Credential,
         updated_at = n.UpdatedAt,
     };
-
-    [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,62}$")]
-    private static partial Regex SlugPattern();
 }

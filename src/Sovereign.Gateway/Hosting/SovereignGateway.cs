@@ -46,7 +46,7 @@ public static class SovereignGateway
 
         var telemetry = services.AddOpenTelemetry()
             .WithMetrics(metrics => metrics
-                .AddMeter(EngineMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
+                .AddMeter(EngineMetrics.MeterName, GenAiMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
                 .AddPrometheusExporter())
             .WithTracing(tracing => tracing
                 .AddSource(GatewayTelemetry.ActivitySourceName)
@@ -57,6 +57,12 @@ public static class SovereignGateway
         }
 
         builder.Logging.AddFilter("llama.cpp", LogLevel.Warning);
+
+        // ASP.NET Core's "Request starting ..." line carries the query string, where a client may have put its key
+        // (?api_key=...): keep that category below Information whatever the configuration says. Added after
+        // configuration binding, so this rule wins over a configured one of the same category.
+        services.PostConfigure<LoggerFilterOptions>(filters =>
+            filters.Rules.Add(new LoggerFilterRule(null, HostingDiagnosticsCategory, LogLevel.Warning, null)));
         return builder;
     }
 
@@ -67,6 +73,7 @@ public static class SovereignGateway
 
         // Middleware pipeline — order matters: errors wrap everything that can throw.
         app.UseOpenAIErrors();
+        app.UseStatusCodePages(OpenAIErrorResults.WriteStatusCodePageAsync);
         var v1 = app.MapOpenAIApi();
         var admin = app.MapAdminApi();
         admin.MapMeteringApi(v1);
@@ -74,9 +81,25 @@ public static class SovereignGateway
         app.MapGet("/ready", (ModelCatalog catalog) => catalog.IsReady
             ? Results.Json(new { status = "ready", models = catalog.All.Select(m => m.Id) })
             : Results.Json(new { status = "loading" }, statusCode: StatusCodes.Status503ServiceUnavailable));
-        app.MapPrometheusScrapingEndpoint("/metrics");
+
+        // Metrics name tenants, spend and remaining budgets: only the operator may scrape them.
+        app.MapPrometheusScrapingEndpoint("/metrics", meterProvider: null, configureBranchedPipeline: RequireOperatorToken, optionsName: null);
         return app;
     }
+
+    /// <summary>The category of ASP.NET Core's request start/finish log lines (URL with query string).</summary>
+    internal const string HostingDiagnosticsCategory = "Microsoft.AspNetCore.Hosting.Diagnostics";
+
+    private static void RequireOperatorToken(IApplicationBuilder branch) => branch.Use((context, next) =>
+    {
+        if (context.RequestServices.GetRequiredService<AdminToken>().Matches(AdminToken.Presented(context)))
+        {
+            return next(context);
+        }
+
+        GatewayLog.MetricsScrapeRefused(context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(GatewayLog.RequestsCategory));
+        throw OpenAIException.Unauthorized("/metrics needs the operator token (Authorization: Bearer <admin token>).");
+    });
 
     private sealed class NativeLogBridge(ILoggerFactory loggerFactory) : IHostedService
     {

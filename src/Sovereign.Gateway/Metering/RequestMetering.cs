@@ -192,6 +192,7 @@ public sealed class RequestMetering
             () => routed.Language is { } language ? _languageTax.RatioToEnglish(routed.Model, language) : null);
         var cost = ticket.Price is null ? 0m : CostCalculator.Cost(ticket.Price, billedPrompt, billedCompletion, Math.Round(computeSeconds, 6));
         await RecordAsync(routed, ticket, promptTokens, completionTokens, timing, outcome, null, cost);
+        Observability.GenAiMetrics.Instance.Record(routed, promptTokens, completionTokens, timing, outcome);
         if (ticket.ReservedWithGrain)
         {
             var remaining = await _grains.GetGrain<ITenantGrain>(routed.Caller.TenantId)

@@ -28,26 +28,7 @@ public static class OpenAIApi
     /// Catches every exception of a /v1 request and answers with OpenAI's error JSON. Registered as middleware so
     /// that failures while binding or reading the body are covered too.
     /// </summary>
-    public static IApplicationBuilder UseOpenAIErrors(this IApplicationBuilder app) => app.Use(async (context, next) =>
-    {
-        try
-        {
-            await next(context);
-        }
-        catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested || ex is not OperationCanceledException)
-        {
-            var configured = context.RequestServices.GetRequiredService<IOptions<SovereignOptions>>().Value.Limits.MaxRequestBodyBytes;
-            var error = OpenAIErrorResults.Map(ex, OpenAIErrorResults.BodyLimit(context, configured));
-            // Only real faults are errors with a stack trace; 502/503 (overload, no capacity) are expected under load.
-            if (error.Status == StatusCodes.Status500InternalServerError)
-            {
-                context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Sovereign.Gateway.OpenAI")
-                    .LogError(ex, "Request {Path} failed", context.Request.Path.Value);
-            }
-
-            await OpenAIErrorResults.WriteAsync(context, error);
-        }
-    });
+    public static IApplicationBuilder UseOpenAIErrors(this IApplicationBuilder app) => app.Use(OpenAIErrorResults.HandleAsync);
 
     private static async Task<IResult> ListModels(HttpContext context, InferenceRouter router)
     {
