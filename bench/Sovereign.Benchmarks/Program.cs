@@ -24,6 +24,7 @@ try
         "throughput" => await ThroughputBenchmark.RunAsync(args[1..]),
         "languages" => await LanguagesBenchmark.RunAsync(args[1..]),
         "ledger" => await LedgerBenchmark.RunAsync(args[1..]),
+        "grammar" => await GrammarBenchmark.RunAsync(args[1..]),
         _ => Fail($"unknown command '{args[0]}'"),
     };
 }
