@@ -68,6 +68,7 @@ public static class SovereignGateway
         // Middleware pipeline — order matters: errors wrap everything that can throw.
         app.UseOpenAIErrors();
         var v1 = app.MapOpenAIApi();
+        app.MapTokenizerEndpoints();
         var admin = app.MapAdminApi();
         admin.MapMeteringApi(v1);
         app.MapGet("/health", () => TypedResults.Json(new { status = "ok" }));
