@@ -26,6 +26,7 @@ try
         "languages" => await LanguagesBenchmark.RunAsync(args[1..]),
         "ledger" => await LedgerBenchmark.RunAsync(args[1..]),
         "prompt-cap" => PromptCapBenchmark.Run(args[1..]),
+        "grammar" => await GrammarBenchmark.RunAsync(args[1..]),
         _ => Fail($"unknown command '{args[0]}'"),
     };
 }

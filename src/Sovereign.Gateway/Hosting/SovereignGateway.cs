@@ -75,6 +75,7 @@ public static class SovereignGateway
         app.UseOpenAIErrors();
         app.UseStatusCodePages(OpenAIErrorResults.WriteStatusCodePageAsync);
         var v1 = app.MapOpenAIApi();
+        app.MapTokenizerEndpoints();
         var admin = app.MapAdminApi();
         admin.MapMeteringApi(v1);
         app.MapGet("/health", () => TypedResults.Json(new { status = "ok" }));

@@ -231,6 +231,19 @@ public sealed class LlamaModel : IDisposable
         }
 
         return longest;
+    /// <summary>One token's bytes as output text gets them (special tokens print nothing; a token may hold part of a character).</summary>
+    public byte[] TokenBytes(int token)
+    {
+        Span<byte> buffer = stackalloc byte[128];
+        var length = (int)Weights.NativeHandle.TokenToSpan((LLama.Native.LLamaToken)token, buffer);
+        if (length <= buffer.Length)
+        {
+            return buffer[..length].ToArray();
+        }
+
+        var large = new byte[length];
+        Weights.NativeHandle.TokenToSpan((LLama.Native.LLamaToken)token, large);
+        return large;
     }
 
     /// <summary>Decodes tokens back into text (special tokens are not rendered).</summary>

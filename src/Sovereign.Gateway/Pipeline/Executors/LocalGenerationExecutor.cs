@@ -72,6 +72,8 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
                     Tenant = request.Caller.TenantId,
                     Weight = ticket.Weight,
                     Priority = ticket.Priority,
+                    Grammar = work.Grammar,
+                    TopLogprobs = work.TopLogprobs,
                 });
             }
         }
