@@ -14,7 +14,8 @@ namespace Sovereign.Gateway.Routing;
 /// </summary>
 public sealed class LanguageRouting(ModelCatalog catalog, IOptions<SovereignOptions> options)
 {
-    /// <summary>Response header: the detected language.</summary>
+    /// <summary>Response header: the detected language and the detector's confidence, as a structured-field item with a
+    /// parameter (RFC 8941): <c>th;confidence=0.973</c>, <c>und;confidence=0.000</c>.</summary>
     public const string LanguageHeader = "x-sovereign-language";
 
     /// <summary>Response header: why the alias resolved to its model.</summary>
@@ -47,8 +48,23 @@ public sealed class LanguageRouting(ModelCatalog catalog, IOptions<SovereignOpti
     public LanguageDetection Detect(string text) => _detector.Value.Detect(text);
 
     /// <summary>The language recorded with a request's usage, or null when detection of every request is off.</summary>
-    public string? DetectForUsage(string text) =>
-        options.Value.DetectLanguageOfEveryRequest && !string.IsNullOrWhiteSpace(text) ? Detect(text).Language : null;
+    public LanguageDetection? DetectForUsage(string text) =>
+        options.Value.DetectLanguageOfEveryRequest && !string.IsNullOrWhiteSpace(text) ? Detect(text) : null;
+
+    /// <summary>The value of <see cref="LanguageHeader"/>.</summary>
+    public static string HeaderValue(string language, double confidence) =>
+        FormattableString.Invariant($"{language};confidence={confidence:0.000}");
+
+    /// <summary>Adds the detector's confidence to an audit entry's details (as <c>language_confidence</c>).</summary>
+    public static Dictionary<string, string> WithConfidence(Dictionary<string, string> details, double? confidence)
+    {
+        if (confidence is { } value)
+        {
+            details["language_confidence"] = value.ToString("0.000", System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        return details;
+    }
 
     /// <summary>Resolves an alias for a caller; the choice names the model (or none: fail closed), the language and why.</summary>
     public async Task<RouteChoice> ChooseAsync(InferenceRouter router, Caller caller, string alias, string text)

@@ -31,10 +31,10 @@ public sealed class LanguageDetectorOptions
     public int MinimumHanLetters { get; set; } = 6;
 
     /// <summary>Lowest Lingua confidence (0..1, normalised over the candidates) that is reported.</summary>
-    public double MinimumConfidence { get; set; } = 0.5;
+    public double MinimumConfidence { get; set; } = 0.4;
 
     /// <summary>Least lead of the best Lingua candidate over the second; closer calls are undetermined.</summary>
-    public double MinimumMargin { get; set; } = 0.2;
+    public double MinimumMargin { get; set; }
 
     /// <summary>Characters analysed from the start of a text; the rest is ignored so that a long prompt costs no more
     /// than a paragraph (Lingua's time grows with the text).</summary>
