@@ -23,6 +23,7 @@ try
         "admission" => await AdmissionBenchmark.RunAsync(args[1..]),
         "throughput" => await ThroughputBenchmark.RunAsync(args[1..]),
         "languages" => await LanguagesBenchmark.RunAsync(args[1..]),
+        "languages-accuracy" => await LanguageAccuracyBenchmark.RunAsync(args[1..]),
         "ledger" => await LedgerBenchmark.RunAsync(args[1..]),
         _ => Fail($"unknown command '{args[0]}'"),
     };

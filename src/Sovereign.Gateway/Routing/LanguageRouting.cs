@@ -9,7 +9,8 @@ namespace Sovereign.Gateway.Routing;
 
 /// <summary>
 /// Detects each request's language and resolves model aliases (<c>auto</c>, <c>legal-th</c>, …) to the best model
-/// the tenant's policy allows for it. The detector (about 200 MB) is loaded on first use, so servers that never
+/// the tenant's policy allows for it. The detector (about 200-250 MB, see docs/benchmarks.md) is loaded on
+/// first use, so servers that never
 /// see an alias or need a language do not pay for it.
 /// </summary>
 public sealed class LanguageRouting(ModelCatalog catalog, IOptions<SovereignOptions> options)
