@@ -93,7 +93,7 @@ public sealed class LanguageDetectTests(ServerFixture server)
         try
         {
             var config = Path.Combine(directory, "sovereign.json");
-            await File.WriteAllTextAsync(config, $$"""{"Sovereign":{"Languages":{"Languages":{{languages}}}}}""");
+            await File.WriteAllTextAsync(config, """{"Sovereign":{"Languages":{"Languages":""" + languages + "}}}");
             await using var app = ServeCommand.Build(new ServeSettings
             {
                 Models = [new ModelOptions { Id = "m", Path = TestModels.Stories260K }],
