@@ -105,7 +105,7 @@ internal static partial class LanguageAccuracyBenchmark
         switch (engine)
         {
             case "sovereign":
-                var ours = new LanguageDetector();
+                var ours = new Sovereign.Languages.LanguageDetector();
                 detect = text => ours.Detect(text).Language;
                 break;
             case "lingua-low":
