@@ -24,6 +24,7 @@ try
         "admission" => await AdmissionBenchmark.RunAsync(args[1..]),
         "throughput" => await ThroughputBenchmark.RunAsync(args[1..]),
         "languages" => await LanguagesBenchmark.RunAsync(args[1..]),
+        "languages-accuracy" => await LanguageAccuracyBenchmark.RunAsync(args[1..]),
         "ledger" => await LedgerBenchmark.RunAsync(args[1..]),
         "prompt-cap" => PromptCapBenchmark.Run(args[1..]),
         "grammar" => await GrammarBenchmark.RunAsync(args[1..]),

@@ -58,6 +58,9 @@ public sealed class RoutedRequest
     /// <summary>The request's language, once detected.</summary>
     public string? Language { get; set; }
 
+    /// <summary>The detector's confidence in <see cref="Language"/> (0..1), once detected.</summary>
+    public double? LanguageConfidence { get; set; }
+
     /// <summary>For an alias: which alias, and why it resolved to <see cref="Model"/>.</summary>
     public RouteChoice? AliasChoice { get; init; }
 
@@ -180,7 +183,7 @@ public sealed class InferenceRouter(
                 throw OpenAIException.ModelNotFound(model);
             }
 
-            return await AllowAsync(context, new RoutedRequest(requestId, caller, model, settings.NodeId, here, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language }, here, ["anonymous: served by the local node only"]);
+            return await AllowAsync(context, new RoutedRequest(requestId, caller, model, settings.NodeId, here, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }, here, ["anonymous: served by the local node only"]);
         }
 
         var replicas = new List<ModelReplica>();
@@ -232,9 +235,9 @@ public sealed class InferenceRouter(
 
         var selected = decision.SelectedReplica!;
         var routed = selected.Kind == NodeKind.Local
-            ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language }
+            ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }
             : external.First(e => e.Node.Id == selected.NodeId) is var target
-                ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, null, target.Node, target.Model) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language }
+                ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, null, target.Node, target.Model) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }
                 : throw new InvalidOperationException("The decider chose an unknown replica.");
         return await AllowAsync(context, routed, localNode?.Jurisdiction ?? here, decision.Reasons);
     }
@@ -255,7 +258,7 @@ public sealed class InferenceRouter(
             Decision = AuditDecision.Allowed,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
-            Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.Alias, request.AliasChoice),
+            Details = AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice),
         });
 
     private async Task<RoutedRequest> AllowAsync(HttpContext context, RoutedRequest routed, string gatewayJurisdiction, IReadOnlyList<string> reasons)
@@ -281,7 +284,7 @@ public sealed class InferenceRouter(
         headers[AuditIdHeader] = routed.RequestId;
         if (routed.AliasChoice is { } choice)
         {
-            headers[LanguageRouting.LanguageHeader] = choice.Language;
+            headers[LanguageRouting.LanguageHeader] = LanguageRouting.HeaderValue(choice.Language, choice.Confidence);
             headers[LanguageRouting.RouteReasonHeader] = Uri.EscapeDataString(choice.Reason);
         }
 
@@ -302,6 +305,7 @@ public sealed class InferenceRouter(
         {
             details["alias"] = alias;
             details["language"] = choice.Language;
+            LanguageRouting.WithConfidence(details, choice.Confidence);
             details["route_reason"] = choice.Reason;
         }
 
