@@ -83,19 +83,20 @@ internal sealed class AdminConnection
         return true;
     }
 
-    /// <summary>Runs an admin action, turning failures into a message and exit code 1.</summary>
-    public static async Task<int> RunAsync(string command, Func<Task> action)
+    /// <summary>Prints the server's JSON answer with --json, else the text <paramref name="printText"/> writes.</summary>
+    public void Print(ParseResult result, JsonElement json, Action printText)
     {
-        try
+        if (!PrintJson(result, json))
         {
-            await action();
-            return 0;
+            printText();
         }
-        catch (Exception ex) when (ex is AdminException or HttpRequestException or JsonException or UriFormatException)
-        {
-            await Console.Error.WriteLineAsync($"sovereign {command}: {ex.Message}");
-            return 1;
-        }
+    }
+
+    /// <summary>Runs an admin action; failures reach Program's handler, which prints one line and the documented exit code.</summary>
+    public static async Task<int> RunAsync(Func<Task> action)
+    {
+        await action();
+        return 0;
     }
 
     internal static string DefaultDataDirectory => Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".sovereign");

@@ -128,7 +128,8 @@ internal static class AuditCommand
         var command = new Command("public-key", "Print the operator's public key (PEM) to give to auditors.") { dataDir };
         command.SetAction(async (result, ct) =>
         {
-            Console.Write(await PublicKeyAsync(null, result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory, ct));
+            // PEM ends with a newline, so `> operator.pem` writes a well-formed file and a terminal prompt starts on its own line.
+            Console.WriteLine((await PublicKeyAsync(null, result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory, ct)).TrimEnd('\n'));
             return 0;
         });
         return command;
@@ -141,7 +142,14 @@ internal static class AuditCommand
             return await File.ReadAllTextAsync(file.FullName, cancellationToken);
         }
 
-        using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(dataDirectory, ControlPlaneServices.OperatorKeyFile));
+        // Never create a key here: a new key would sign nothing the server wrote.
+        var keyFile = Path.Combine(dataDirectory, ControlPlaneServices.OperatorKeyFile);
+        if (!File.Exists(keyFile))
+        {
+            throw new Output.CliException($"the operator key {keyFile} was not found; pass --data-dir (the server's data directory) or --public-key.", Output.ExitCodes.Usage);
+        }
+
+        using var key = OperatorSigningKey.LoadOrCreate(keyFile);
         return key.PublicKeyPem;
     }
 
