@@ -146,7 +146,7 @@ internal static class AuditCommand
         var keyFile = Path.Combine(dataDirectory, ControlPlaneServices.OperatorKeyFile);
         if (!File.Exists(keyFile))
         {
-            throw new Output.CliException($"the operator key {keyFile} was not found; pass --data-dir (the server's data directory) or --public-key.", Output.ExitCodes.Usage);
+            throw new Output.CliException($"the operator key {keyFile} was not found; pass --data-dir (the server's data directory).", Output.ExitCodes.Usage);
         }
 
         using var key = OperatorSigningKey.LoadOrCreate(keyFile);

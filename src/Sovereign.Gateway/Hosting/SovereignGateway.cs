@@ -118,8 +118,11 @@ public static class SovereignGateway
     {
         logging.AddFilter("Orleans", LogLevel.Warning);
         logging.AddFilter("Microsoft.Orleans", LogLevel.Warning);
-        // The watchdog warns about a long first GC pause while the silo and models load: not a fault.
+        // The watchdog warns about a long first GC pause while the silo and models load, and the silo advises
+        // ServerGC, which the CLI turns off on purpose (a small heap for a command-line tool): neither is a fault.
         logging.AddFilter("Orleans.Runtime.Watchdog", LogLevel.Error);
+        logging.AddFilter("Orleans.Runtime.Silo", LogLevel.Error);
+        logging.AddFilter("Polly", LogLevel.Warning);
         logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
         logging.AddFilter("llama.cpp", LogLevel.Warning);
