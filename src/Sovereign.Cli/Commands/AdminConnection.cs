@@ -99,7 +99,11 @@ internal sealed class AdminConnection
         return 0;
     }
 
-    internal static string DefaultDataDirectory => Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".sovereign");
+    /// <summary>The data directory every command defaults to: the server's own setting when set in the environment, else ~/.sovereign.</summary>
+    internal static string DefaultDataDirectory =>
+        Environment.GetEnvironmentVariable("Sovereign__DataDirectory") is { Length: > 0 } configured
+            ? configured
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".sovereign");
 }
 
 /// <summary>The admin API refused a request; the message is the server's.</summary>
