@@ -42,7 +42,9 @@ internal static class AuditCommand
             }
 
             var pem = await PublicKeyAsync(result.GetValue(publicKey), directory, ct);
-            var outcome = await AuditVerifier.VerifyAsync(db, pem, ct);
+            // A large log takes a while: say how far it got, on stderr so the verdict on stdout stays clean.
+            var outcome = await AuditVerifier.VerifyAsync(db, pem, new Inference.Registry.InlineProgress<long>(checkedSoFar =>
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  ... {checkedSoFar:N0} entries checked"))), ct);
             Console.WriteLine($"Checked {outcome.EntriesChecked} entries.");
             foreach (var problem in outcome.Problems)
             {
@@ -187,3 +189,4 @@ internal static class AuditCommand
         return false;
     }
 }
+

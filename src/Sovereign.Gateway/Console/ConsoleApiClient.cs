@@ -52,7 +52,8 @@ internal sealed class ConsoleApiClient
     {
         var local = context.Connection.LocalIpAddress ?? IPAddress.Loopback;
         _endpoint = new IPEndPoint(local.IsIPv4MappedToIPv6 ? local.MapToIPv4() : local, context.Connection.LocalPort);
-        _base = new Uri($"{context.Request.Scheme}://{context.Request.Host.Value}/");
+        // An HTTP/1.0 request may come without a Host header: then name the endpoint itself.
+        _base = new Uri($"{context.Request.Scheme}://{(context.Request.Host.HasValue ? context.Request.Host.Value : _endpoint.ToString())}/");
         _credential = credential;
     }
 

@@ -44,7 +44,7 @@ internal static class SvgChart
 
     private static string Format(decimal value) => value.ToString("#,0.####", CultureInfo.InvariantCulture);
 
-    private static string Shorten(string label) => label.Length <= 26 ? label : label[..25] + "…";
+    private static string Shorten(string label) => label.Length <= 20 ? label : label[..19] + "…";
 
     private static string Id(string title) => "c" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(title)))[..8];
 }
