@@ -23,12 +23,13 @@ var parse = root.Parse(args);
 var name = CommandName(parse);
 if (parse.Errors.Count > 0)
 {
+    var prefix = name.Length > 0 ? "sovereign " + name : "sovereign";
     foreach (var error in parse.Errors)
     {
-        Console.Error.WriteLine($"sovereign {name}: {error.Message}");
+        Console.Error.WriteLine($"{prefix}: {error.Message}");
     }
 
-    Console.Error.WriteLine($"Run 'sovereign {name} --help' for the options.".Replace("sovereign  ", "sovereign ", StringComparison.Ordinal));
+    Console.Error.WriteLine($"Run '{prefix} --help' for the options.");
     return ExitCodes.Usage;
 }
 

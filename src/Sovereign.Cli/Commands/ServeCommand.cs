@@ -153,13 +153,7 @@ internal static class ServeCommand
                 throw new ArgumentException($"--model '{value}': expected PATH or PATH=ID.");
             }
 
-            var full = Path.GetFullPath(path);
-            if (!File.Exists(full))
-            {
-                throw new ArgumentException($"--model '{value}': the file '{full}' does not exist.");
-            }
-
-            yield return new ModelOptions { Path = full, Id = id, Kind = kind };
+            yield return new ModelOptions { Path = Path.GetFullPath(path), Id = id, Kind = kind };
         }
     }
 }

@@ -194,11 +194,14 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
     [Fact]
     public async Task Serve_BadModelPath_OneLineNoStackTrace_ExitCode2()
     {
-        var missing = Path.Combine(fixture.DataDirectory, "no-such-model.gguf");
-        var (exit, _, stderr) = await CliProcess.RunAsync("serve", "--model", missing, "--data-dir", fixture.DataDirectory);
+        var data = Directory.CreateTempSubdirectory("sovereign-bad-model-").FullName;
+        var missing = Path.Combine(data, "no-such-model.gguf");
+        var (exit, _, stderr) = await CliProcess.RunAsync("serve", "--model", missing, "--urls", "http://127.0.0.1:0", "--data-dir", data);
+        Directory.Delete(data, recursive: true);
 
         Assert.Equal(ExitCodes.Usage, exit);
         var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("Sovereign:Models:0:Path", line, StringComparison.Ordinal);
         Assert.Contains(missing, line, StringComparison.Ordinal);
     }
 
@@ -251,7 +254,8 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
         Assert.Contains(stderr, l => l.Contains("ready on http://127.0.0.1:", StringComparison.Ordinal));
         lock (stdout)
         {
-            Assert.DoesNotContain(stdout, l => l.StartsWith("info: Orleans", StringComparison.Ordinal) || l.StartsWith("warn: Orleans", StringComparison.Ordinal));
+            // Orleans' option dumps and notes are Information; its real warnings (a slow machine) may still show.
+            Assert.DoesNotContain(stdout, l => l.StartsWith("info: Orleans", StringComparison.Ordinal) || l.StartsWith("warn: Orleans.Runtime.Silo", StringComparison.Ordinal));
             Assert.DoesNotContain(stdout, l => l.Contains("n_ctx_seq", StringComparison.Ordinal));
             Assert.DoesNotContain(stdout, l => l.StartsWith("info: Microsoft.AspNetCore", StringComparison.Ordinal));
         }
