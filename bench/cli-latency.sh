@@ -10,7 +10,7 @@ export OMP_WAIT_POLICY=PASSIVE DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet build -c Release src/Sovereign.Cli -v q -nologo >/dev/null
 dll=src/Sovereign.Cli/bin/Release/net10.0/sovereign.dll
 work=$(mktemp -d)
-export HOME="$work"
+export Sovereign__DataDirectory="$work/data"   # the server's and the CLI's data directory (fresh)
 Sovereign__Jurisdiction=TH Sovereign__BuiltInEmbeddings=false dotnet "$dll" serve --urls http://127.0.0.1:0 --threads 1 >"$work/out" 2>"$work/err" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
