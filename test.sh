@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what the tests need that the machine may lack (PostgreSQL's binaries, for
-# the schema tests that start their own throwaway server), runs `dotnet test`, and ends with "N passed, N failed".
+# the schema tests that start their own throwaway server; chromium, for the console's browser tests), runs
+# `dotnet test`, and ends with "N passed, N failed". Browser screenshots are kept under TestResults/console/.
 set -uo pipefail
 cd "$(dirname "$0")"
 
@@ -27,6 +28,18 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends postgresql >/dev/null
   else
     echo "PostgreSQL is not installed; run: sudo apt-get install postgresql (the schema tests need it)." >&2
+  fi
+fi
+
+# The console's browser tests drive Debian's chromium (headless) through Playwright; Playwright's own browser
+# download does not work on these machines.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "Installing chromium (Debian package) for the console's browser tests..."
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "chromium is not installed; run: sudo apt-get install chromium (the console's browser tests need it)." >&2
   fi
 fi
 

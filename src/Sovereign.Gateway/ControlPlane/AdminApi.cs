@@ -151,7 +151,7 @@ public static class AdminApi
     }
 
     private static async Task<IResult> ListNodes(NodeDirectory nodes) =>
-        Json(new { data = (await nodes.Registry.GetAsync()).Nodes.Select(NodeJson) });
+        Json(new { data = (await nodes.Registry.GetAsync()).Nodes.Select(n => NodeJson(n, nodes.InFlight(n.Id))) });
 
     private static async Task<IResult> RegisterNode(HttpContext context, NodeDirectory nodes, JurisdictionCatalog catalog, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time)
     {
@@ -166,6 +166,15 @@ public static class AdminApi
         if (!Uri.TryCreate(request.BaseUrl, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https") || !string.IsNullOrEmpty(url.Query))
         {
             throw OpenAIException.BadRequest("base_url must be an absolute http(s) URL of an OpenAI-compatible engine (without /v1).", "base_url", "invalid_value");
+        }
+
+        // The gateway appends /v1/...; a base URL that already ends in /v1 would send every request to /v1/v1/... and
+        // the engine's 404 would reach the client as if the client were wrong.
+        var path = url.AbsolutePath.TrimEnd('/');
+        if (path.EndsWith("/v1", StringComparison.OrdinalIgnoreCase))
+        {
+            var suggestion = new UriBuilder(url) { Path = path[..^3] + "/" }.Uri.ToString().TrimEnd('/');
+            throw OpenAIException.BadRequest($"base_url must not end in /v1 (the gateway adds /v1 itself): use '{suggestion}'.", "base_url", "invalid_value");
         }
 
         if (request.Models is not { Count: > 0 })
@@ -435,7 +444,7 @@ public static class AdminApi
 
     private static object TenantJson(TenantRecord t) => TenantJson(new TenantView(t.Id, t.Name, t.PolicyJson, t.Plan, t.Disabled, t.CreatedAt, t.UpdatedAt));
 
-    private static object KeyJson(ApiKeyView k) => new
+    internal static object KeyJson(ApiKeyView k) => new
     {
         id = k.Id,
         tenant = k.TenantId,
@@ -446,8 +455,12 @@ public static class AdminApi
         revoked_at = k.RevokedAt,
     };
 
-    private static object NodeJson(NodeView n) => new
+    private static object NodeJson(NodeView n) => NodeJson(n, null);
+
+    /// <summary>A node; <paramref name="inFlight"/> is the requests this gateway has running on it now, when known.</summary>
+    private static object NodeJson(NodeView n, long? inFlight) => new
     {
+        in_flight = inFlight,
         id = n.Id,
         jurisdiction = n.Jurisdiction,
         kind = n.Kind.ToLowerInvariant(),

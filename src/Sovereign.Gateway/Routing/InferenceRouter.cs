@@ -119,12 +119,24 @@ public sealed class InferenceRouter(
             return cards.Where(c => !c.ExternalOnly).ToList();
         }
 
-        // A model is visible when the policy allows it by id, licence and origin (capacity does not matter here).
+        // A model is visible when the policy would let it run somewhere it is served: by id, licence and origin, and
+        // in the jurisdiction of this node or of an external node serving it (capacity does not matter here).
         var policy = caller.Policy;
-        var somewhereAllowed = jurisdictions.ResolveMany(policy.AllowedJurisdictions, out _).Order(StringComparer.Ordinal).FirstOrDefault() ?? Undeclared;
-        var probe = new ModelReplica("probe", somewhereAllowed, NodeKind.Local, true, 0, 1);
-        return cards.Where(c => (!c.ExternalOnly || policy.AllowExternalProviders)
-            && RoutingDecider.Decide(new RoutingRequest(somewhereAllowed, policy, new ModelFacts(c.Id, c.License, c.Origin), [probe]) { Catalog = jurisdictions }).Code != RoutingCodes.ModelNotAllowed).ToList();
+        var settings = options.Value;
+        var here = allNodes.FirstOrDefault(n => n.Id == settings.NodeId && n.Kind == nameof(NodeKind.Local))?.Jurisdiction
+            ?? (string.IsNullOrWhiteSpace(settings.Jurisdiction) ? Undeclared : settings.Jurisdiction.ToUpperInvariant());
+        return cards.Where(c =>
+        {
+            var probes = new List<ModelReplica>();
+            if (!c.ExternalOnly)
+            {
+                probes.Add(new ModelReplica("probe-local", here, NodeKind.Local, true, 0, 1));
+            }
+
+            probes.AddRange(allNodes.Where(n => n.Kind == nameof(NodeKind.External) && n.Models.Any(m => m.Id == c.Id))
+                .Select(n => new ModelReplica(n.Id, n.Jurisdiction, NodeKind.External, true, 0, 1)));
+            return RoutingDecider.Decide(new RoutingRequest(here, policy, new ModelFacts(c.Id, c.License, c.Origin), probes) { Catalog = jurisdictions }).Allowed;
+        }).ToList();
     }
 
     /// <summary>Decides and audits where an authenticated request runs; throws the OpenAI error to answer with when refused.</summary>
