@@ -231,6 +231,8 @@ public sealed class LlamaModel : IDisposable
         }
 
         return longest;
+    }
+
     /// <summary>One token's bytes as output text gets them (special tokens print nothing; a token may hold part of a character).</summary>
     public byte[] TokenBytes(int token)
     {
