@@ -52,7 +52,7 @@ public sealed class LanguageDetectTests(ServerFixture server)
     [InlineData("""{"input":42}""", "input", "invalid_type")]
     [InlineData("""{"input":[]}""", "input", "invalid_value")]
     [InlineData("""{"input":["ok", 7]}""", "input[1]", "invalid_type")]
-    [InlineData("""{"input":"\ud800"}""", "input", "invalid_value")]
+    [InlineData("""{"input":"\ud800"}""", "input", "invalid_encoding")]
     [InlineData("""{"input":"unterminated""", null, null)]
     public async Task Detect_BadInput_OpenAIError400(string json, string? param, string? code)
     {
