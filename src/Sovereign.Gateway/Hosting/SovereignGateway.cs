@@ -49,7 +49,7 @@ public static class SovereignGateway
         var telemetry = services.AddOpenTelemetry()
             .WithMetrics(metrics => metrics
                 .AddMeter(EngineMetrics.MeterName, GenAiMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
-                .AddPrometheusExporter())
+                .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)) // a scrape shows settled spend at once; /metrics needs the operator token, so scrapes are few
             .WithTracing(tracing => tracing
                 .AddSource(GatewayTelemetry.ActivitySourceName)
                 .AddAspNetCoreInstrumentation(o => o.RecordException = false));
