@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what the tests need that the machine may lack (PostgreSQL's and Redis's
-# binaries, for the tests that start their own throwaway servers), runs `dotnet test`, and ends with "N passed, N failed".
+# binaries, for the tests that start their own throwaway servers; chromium, for the console's browser tests), runs
+# `dotnet test`, and ends with "N passed, N failed". Browser screenshots are kept under TestResults/console/.
 set -uo pipefail
 cd "$(dirname "$0")"
 
@@ -38,6 +39,18 @@ if ! command -v redis-server >/dev/null 2>&1; then
     apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends redis-server >/dev/null
   else
     echo "redis-server is not installed; run: sudo apt-get install redis-server (the cluster tests need it)." >&2
+  fi
+fi
+
+# The console's browser tests drive Debian's chromium (headless) through Playwright; Playwright's own browser
+# download does not work on these machines.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "Installing chromium (Debian package) for the console's browser tests..."
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "chromium is not installed; run: sudo apt-get install chromium (the console's browser tests need it)." >&2
   fi
 fi
 

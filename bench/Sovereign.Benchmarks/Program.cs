@@ -1,4 +1,5 @@
 using Sovereign.Benchmarks.Gateway;
+using Sovereign.Benchmarks.Hostile;
 using Sovereign.Benchmarks.Inference;
 using Sovereign.Benchmarks.Languages;
 using Sovereign.Benchmarks.Ledger;
@@ -23,7 +24,10 @@ try
         "admission" => await AdmissionBenchmark.RunAsync(args[1..]),
         "throughput" => await ThroughputBenchmark.RunAsync(args[1..]),
         "languages" => await LanguagesBenchmark.RunAsync(args[1..]),
+        "languages-accuracy" => await LanguageAccuracyBenchmark.RunAsync(args[1..]),
         "ledger" => await LedgerBenchmark.RunAsync(args[1..]),
+        "prompt-cap" => PromptCapBenchmark.Run(args[1..]),
+        "grammar" => await GrammarBenchmark.RunAsync(args[1..]),
         _ => Fail($"unknown command '{args[0]}'"),
     };
 }

@@ -1,7 +1,10 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using Sovereign.Cli.Commands;
+using Sovereign.Cli.Output;
 
-// The sovereign command: each verb lives in Commands/, this file only assembles them.
+// The sovereign command: each verb lives in Commands/, this file only assembles them and turns every failure into
+// one line on stderr and a documented exit code (Output/CliErrors.cs).
 var root = new RootCommand("Sovereign: an OpenAI-compatible server for open-weight models, with data residency and exact metering.");
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(ModelsCommand.Create());
@@ -14,4 +17,41 @@ foreach (var command in MeteringCommands.Create())
 {
     root.Subcommands.Add(command);
 }
-return await root.Parse(args).InvokeAsync();
+
+ConsoleOutput.Configure();
+var parse = root.Parse(args);
+var name = CommandName(parse);
+if (parse.Errors.Count > 0)
+{
+    var prefix = name.Length > 0 ? "sovereign " + name : "sovereign";
+    foreach (var error in parse.Errors)
+    {
+        Console.Error.WriteLine($"{prefix}: {error.Message}");
+    }
+
+    Console.Error.WriteLine($"Run '{prefix} --help' for the options.");
+    return ExitCodes.Usage;
+}
+
+try
+{
+    return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (Exception ex)
+{
+    return CliErrors.Report(name, ex, UrlOf(parse));
+}
+
+static string CommandName(ParseResult parse)
+{
+    var names = new List<string>();
+    for (SymbolResult? result = parse.CommandResult; result is CommandResult { Command: not RootCommand } command; result = result.Parent)
+    {
+        names.Insert(0, command.Command.Name);
+    }
+
+    return string.Join(' ', names);
+}
+
+static string? UrlOf(ParseResult parse) =>
+    parse.CommandResult.Command.Options.FirstOrDefault(o => o.Name == "--url") is Option<string> url ? parse.GetValue(url) : null;

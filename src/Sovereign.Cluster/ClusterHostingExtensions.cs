@@ -56,7 +56,10 @@ public static class ClusterHostingExtensions
             });
         });
         builder.Services.TryAddSingleton(TimeProvider.System);
-        builder.Services.AddOptions<TenantMoneyOptions>().Bind(builder.Configuration.GetSection("Sovereign:Metering"));
+        builder.Services.AddOptions<TenantMoneyOptions>()
+            .Bind(builder.Configuration.GetSection("Sovereign:Metering"))
+            .Validate(o => o.ReservationLifetime > TimeSpan.Zero, "Sovereign:Metering:ReservationLifetime must be positive (e.g. 00:30:00).")
+            .ValidateOnStart();
         return builder;
     }
 

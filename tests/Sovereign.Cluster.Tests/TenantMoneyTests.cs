@@ -155,6 +155,28 @@ public sealed class TenantMoneyTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task AGrainHoldingReservations_IsNotCollected_SoItNeverForgetsThem()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        await tenant.SetLimitsAsync(Budget("total", 10m));
+        var requestId = tenant.GetPrimaryKeyString() + "-held";
+        Assert.True((await tenant.AdmitAsync(Request(requestId, 7m))).Allowed);
+
+        // The expiry timer keeps the activation alive while it holds money; a collected grain would rebuild with none.
+        await fixture.DeactivateIdleGrainsAsync();
+        Assert.Equal(7m, Assert.Single(await tenant.GetBudgetsAsync()).Reserved);
+
+        // Settled, it holds nothing: the next timer tick stops the timer, and the grain can be collected again. It
+        // is: rebuilt from the ledger (which this test never wrote), it has forgotten the in-memory settlement.
+        await tenant.SettleAsync(new SettlementRequest(requestId, null, 2m, 10, 10));
+        Assert.Equal(0, await tenant.ReleaseExpiredReservationsAsync());
+        await fixture.DeactivateIdleGrainsAsync();
+        var budget = Assert.Single(await tenant.GetBudgetsAsync());
+        Assert.Equal(0m, budget.Reserved);
+        Assert.Equal(0m, budget.Settled);
+    }
+
+    [Fact]
     public async Task ChangingBudgets_KeepsTheReservationsOfRequestsInFlight()
     {
         var tenant = await fixture.NewTenantAsync("euro");

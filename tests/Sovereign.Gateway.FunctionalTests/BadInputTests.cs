@@ -41,8 +41,8 @@ public sealed class BadInputTests(ServerFixture server)
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"content\":\"hi\"}]}", "messages[0].role")]
     [InlineData("{\"model\":\"stories\",\"messages\":[null]}", "messages[0]")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}]}", "messages[0].content")]
-    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logprobs\":true}", "logprobs")]
-    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":{\"type\":\"json_schema\"}}", "response_format")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logprobs\":true,\"top_logprobs\":25}", "top_logprobs")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":{\"type\":\"json_schema\"}}", "response_format.json_schema")]
     [InlineData("{\"model\":\"stories-embed\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "model")]
     public async Task ChatCompletions_BadRequest_Is400NamingTheField(string json, string? param)
     {
@@ -65,7 +65,7 @@ public sealed class BadInputTests(ServerFixture server)
     [InlineData("{\"model\":\"stories\",\"prompt\":{\"a\":1}}", "prompt")]
     [InlineData("{\"model\":\"stories\",\"prompt\":[1, 99999]}", "prompt")]
     [InlineData("{\"model\":\"stories\",\"prompt\":\"hi\",\"echo\":true}", "echo")]
-    [InlineData("{\"model\":\"stories\",\"prompt\":\"hi\",\"logprobs\":2}", "logprobs")]
+    [InlineData("{\"model\":\"stories\",\"prompt\":\"hi\",\"logprobs\":21}", "logprobs")]
     public async Task Completions_BadRequest_Is400NamingTheField(string json, string param)
     {
         var (status, body, _) = await server.PostJsonAsync("/v1/completions", json);

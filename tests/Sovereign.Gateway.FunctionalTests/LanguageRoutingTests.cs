@@ -18,7 +18,10 @@ public sealed class LanguageRoutingTests(ServerFixture server)
 
         Assert.Equal(200, status);
         Assert.Equal(model, body.GetProperty("model").GetString());
-        Assert.Equal(language, response.Headers.GetValues(LanguageRouting.LanguageHeader).Single());
+        var header = response.Headers.GetValues(LanguageRouting.LanguageHeader).Single();
+        Assert.Equal(language, header.Split(';')[0]);
+        var confidence = double.Parse(header.Split(";confidence=")[1], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(confidence, 0.4, 1.0);
         Assert.False(string.IsNullOrEmpty(response.Headers.GetValues(LanguageRouting.RouteReasonHeader).Single()));
 
         var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
@@ -29,6 +32,7 @@ public sealed class LanguageRoutingTests(ServerFixture server)
         Assert.Equal(model, allowed.GetProperty("model").GetString());
         Assert.Equal("auto", allowed.GetProperty("details").GetProperty("alias").GetString());
         Assert.Equal(language, allowed.GetProperty("details").GetProperty("language").GetString());
+        Assert.Equal(confidence, double.Parse(allowed.GetProperty("details").GetProperty("language_confidence").GetString()!, System.Globalization.CultureInfo.InvariantCulture), 3);
         Assert.False(string.IsNullOrEmpty(allowed.GetProperty("details").GetProperty("route_reason").GetString()));
     }
 
@@ -40,7 +44,7 @@ public sealed class LanguageRoutingTests(ServerFixture server)
 
         Assert.Equal(200, status);
         Assert.Equal(ServerFixture.Stories, body.GetProperty("model").GetString());
-        Assert.Equal("und", response.Headers.GetValues(LanguageRouting.LanguageHeader).Single());
+        Assert.Equal("und;confidence=0.000", response.Headers.GetValues(LanguageRouting.LanguageHeader).Single());
     }
 
     [Fact]
@@ -56,6 +60,7 @@ public sealed class LanguageRoutingTests(ServerFixture server)
             .Single(e => e.GetProperty("action").GetString() == "inference.completed"
                 && e.GetProperty("details").GetProperty("request_id").GetString() == auditId);
         Assert.Equal("th", completed.GetProperty("details").GetProperty("language").GetString());
+        Assert.InRange(double.Parse(completed.GetProperty("details").GetProperty("language_confidence").GetString()!, System.Globalization.CultureInfo.InvariantCulture), 0.9, 1.0);
     }
 
     [Fact]

@@ -35,7 +35,8 @@ public sealed class ServiceEndpointsTests(ServerFixture server)
         var (status, _, _) = await server.PostJsonAsync("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":4}""");
         Assert.Equal(200, status);
 
-        var text = await server.Http.GetStringAsync("/metrics");
+        using var admin = server.AdminClient();
+        var text = await admin.GetStringAsync("/metrics");
 
         foreach (var name in new[]
         {
@@ -48,5 +49,43 @@ public sealed class ServiceEndpointsTests(ServerFixture server)
         }
 
         Assert.Contains("model=\"stories\"", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Metrics_FollowTheGenAiConventions_PerTenant()
+    {
+        var (status, _, _) = await server.PostJsonAsync("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":4,"temperature":0}""");
+        Assert.Equal(200, status);
+
+        using var admin = server.AdminClient();
+        var lines = (await admin.GetStringAsync("/metrics")).Split('\n');
+
+        bool Has(string name, params string[] labels) =>
+            lines.Any(l => l.StartsWith(name, StringComparison.Ordinal) && labels.All(label => l.Contains(label, StringComparison.Ordinal)));
+
+        Assert.True(Has("gen_ai_client_token_usage_bucket", "gen_ai_token_type=\"input\"", "gen_ai_operation_name=\"chat\"", "gen_ai_request_model=\"stories\"", "tenant="));
+        Assert.True(Has("gen_ai_client_token_usage_bucket", "gen_ai_token_type=\"output\""));
+        Assert.True(Has("gen_ai_server_request_duration_seconds_bucket", "gen_ai_request_model=\"stories\""));
+        Assert.True(Has("gen_ai_server_time_to_first_token_seconds_bucket", "gen_ai_request_model=\"stories\""));
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("Bearer not-the-operator-token")]
+    [InlineData("Basic b3BlcmF0b3I6eA==")]
+    public async Task Metrics_WithoutTheOperatorToken_Is401(string? authorization)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/metrics");
+        if (authorization is not null)
+        {
+            request.Headers.TryAddWithoutValidation("Authorization", authorization);
+        }
+
+        using var response = await server.Http.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.Equal(401, (int)response.StatusCode);
+        Assert.DoesNotContain("sovereign_", body, StringComparison.Ordinal);
+        Assert.Equal("authentication_error", System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("error").GetProperty("type").GetString());
     }
 }

@@ -46,7 +46,7 @@ public sealed class LanguageTaxTests(ITestOutputHelper output)
         var report = LanguageTax.Measure(model.Info.Id, t => model.Tokenize(t, addBos: false).Length);
         output.WriteLine(report.ToTable());
 
-        Assert.Equal(45, report.Entries.Count);
+        Assert.Equal(56, report.Entries.Count);
         Assert.Equal(["or"], report.WithoutReferenceText);
         Assert.True(report["th"]!.RatioToEnglish > 1.0, $"Thai ratio {report["th"]!.RatioToEnglish}");
         Assert.True(report["hi"]!.RatioToEnglish > 1.0, $"Hindi ratio {report["hi"]!.RatioToEnglish}");

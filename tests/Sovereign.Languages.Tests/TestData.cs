@@ -27,6 +27,30 @@ internal static partial class TestData
         return [.. candidates.Select(s => s.Trim()).Where(s => LanguageTax.CountCharacters(s) >= 20)];
     }
 
+    /// <summary>The held-out evaluation set by language (<c>Data/heldout.txt</c>).</summary>
+    public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut()
+    {
+        var result = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
+        List<string>? current = null;
+        foreach (var line in File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Data", "heldout.txt")))
+        {
+            if (line.Length == 0 || line.StartsWith('#'))
+            {
+                continue;
+            }
+
+            if (line.StartsWith('[') && line.EndsWith(']'))
+            {
+                result[line[1..^1]] = current = [];
+                continue;
+            }
+
+            current!.Add(line);
+        }
+
+        return result;
+    }
+
     // Sentence ends: Latin and Greek punctuation, danda, CJK full stops, Arabic, Ethiopic, Burmese and Khmer marks.
     [GeneratedRegex(@"(?<=[.!?;;।॥。！？؟።။។])\s*")]
     private static partial Regex SentenceEnd();

@@ -167,7 +167,7 @@ internal static class LanguagesBenchmark
                 throw new HttpRequestException($"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
             }
 
-            if (response.Headers.TryGetValues(LanguageRouting.LanguageHeader, out var language) && language.First() != LanguageDetection.Undetermined)
+            if (response.Headers.TryGetValues(LanguageRouting.LanguageHeader, out var language) && !language.First().StartsWith(LanguageDetection.Undetermined + ";", StringComparison.Ordinal))
             {
                 Interlocked.Increment(ref determined);
             }

@@ -83,22 +83,27 @@ internal sealed class AdminConnection
         return true;
     }
 
-    /// <summary>Runs an admin action, turning failures into a message and exit code 1.</summary>
-    public static async Task<int> RunAsync(string command, Func<Task> action)
+    /// <summary>Prints the server's JSON answer with --json, else the text <paramref name="printText"/> writes.</summary>
+    public void Print(ParseResult result, JsonElement json, Action printText)
     {
-        try
+        if (!PrintJson(result, json))
         {
-            await action();
-            return 0;
-        }
-        catch (Exception ex) when (ex is AdminException or HttpRequestException or JsonException or UriFormatException)
-        {
-            await Console.Error.WriteLineAsync($"sovereign {command}: {ex.Message}");
-            return 1;
+            printText();
         }
     }
 
-    internal static string DefaultDataDirectory => Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".sovereign");
+    /// <summary>Runs an admin action; failures reach Program's handler, which prints one line and the documented exit code.</summary>
+    public static async Task<int> RunAsync(Func<Task> action)
+    {
+        await action();
+        return 0;
+    }
+
+    /// <summary>The data directory every command defaults to: the server's own setting when set in the environment, else ~/.sovereign.</summary>
+    internal static string DefaultDataDirectory =>
+        Environment.GetEnvironmentVariable("Sovereign__DataDirectory") is { Length: > 0 } configured
+            ? configured
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".sovereign");
 }
 
 /// <summary>The admin API refused a request; the message is the server's.</summary>

@@ -42,7 +42,9 @@ internal static class AuditCommand
             }
 
             var pem = await PublicKeyAsync(result.GetValue(publicKey), directory, ct);
-            var outcome = await AuditVerifier.VerifyAsync(db, pem, ct);
+            // A large log takes a while: say how far it got, on stderr so the verdict on stdout stays clean.
+            var outcome = await AuditVerifier.VerifyAsync(db, pem, new Inference.Registry.InlineProgress<long>(checkedSoFar =>
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  ... {checkedSoFar:N0} entries checked"))), ct);
             Console.WriteLine($"Checked {outcome.EntriesChecked} entries.");
             foreach (var problem in outcome.Problems)
             {
@@ -128,7 +130,8 @@ internal static class AuditCommand
         var command = new Command("public-key", "Print the operator's public key (PEM) to give to auditors.") { dataDir };
         command.SetAction(async (result, ct) =>
         {
-            Console.Write(await PublicKeyAsync(null, result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory, ct));
+            // PEM ends with a newline, so `> operator.pem` writes a well-formed file and a terminal prompt starts on its own line.
+            Console.WriteLine((await PublicKeyAsync(null, result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory, ct)).TrimEnd('\n'));
             return 0;
         });
         return command;
@@ -141,7 +144,14 @@ internal static class AuditCommand
             return await File.ReadAllTextAsync(file.FullName, cancellationToken);
         }
 
-        using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(dataDirectory, ControlPlaneServices.OperatorKeyFile));
+        // Never create a key here: a new key would sign nothing the server wrote.
+        var keyFile = Path.Combine(dataDirectory, ControlPlaneServices.OperatorKeyFile);
+        if (!File.Exists(keyFile))
+        {
+            throw new Output.CliException($"the operator key {keyFile} was not found; pass --data-dir (the server's data directory).", Output.ExitCodes.Usage);
+        }
+
+        using var key = OperatorSigningKey.LoadOrCreate(keyFile);
         return key.PublicKeyPem;
     }
 
@@ -179,3 +189,4 @@ internal static class AuditCommand
         return false;
     }
 }
+

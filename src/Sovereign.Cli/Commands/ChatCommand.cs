@@ -1,4 +1,3 @@
-using System.ClientModel;
 using System.CommandLine;
 using OpenAI.Chat;
 
@@ -7,19 +6,21 @@ namespace Sovereign.Cli.Commands;
 /// <summary><c>sovereign chat</c>: talks to a running server and streams the answers.</summary>
 internal static class ChatCommand
 {
+    /// <summary>The default cap per answer, so a model that never stops cannot run on until the context is full.</summary>
+    public const int DefaultMaxTokens = 512;
+
     public static Command Create()
     {
         var connection = new ServerConnection();
         var model = new Option<string?>("--model", "-m") { Description = "Model id (default: the server's first chat model)." };
         var system = new Option<string?>("--system") { Description = "A system message to start the conversation with." };
         var prompt = new Option<string?>("--prompt", "-p") { Description = "Send one message, print the streamed answer, and exit." };
-        var maxTokens = new Option<int?>("--max-tokens") { Description = "Most tokens per answer." };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Most tokens per answer.", DefaultValueFactory = _ => DefaultMaxTokens };
         var temperature = new Option<float?>("--temperature") { Description = "Sampling temperature, 0 to 2." };
         var command = new Command("chat", "Chat with a model on a running server (streams the answer).") { model, system, prompt, maxTokens, temperature };
         connection.AddTo(command);
-        command.SetAction(async (result, cancellationToken) =>
+        command.SetAction((result, cancellationToken) => connection.RunAsync(result, async () =>
         {
-            try
             {
                 var client = connection.CreateClient(result);
                 var modelId = result.GetValue(model) ?? await FirstChatModelAsync(client, cancellationToken);
@@ -52,12 +53,7 @@ internal static class ChatCommand
 
                 return 0;
             }
-            catch (Exception ex) when (ex is ClientResultException or HttpRequestException or ArgumentException or InvalidOperationException)
-            {
-                await Console.Error.WriteLineAsync("sovereign chat: " + ex.Message);
-                return 1;
-            }
-        });
+        }));
         return command;
     }
 
@@ -82,6 +78,6 @@ internal static class ChatCommand
     {
         var models = await client.GetOpenAIModelClient().GetModelsAsync(cancellationToken);
         return models.Value.Select(m => m.Id).FirstOrDefault(id => id != "all-MiniLM-L6-v2")
-            ?? throw new InvalidOperationException("The server serves no chat model.");
+            ?? throw new Output.CliException("the server serves no chat model.");
     }
 }

@@ -20,7 +20,7 @@ internal static class MeteringCommands
         var groupBy = new Option<string>("--group-by") { Description = "Comma-separated: day, model, jurisdiction, tenant.", DefaultValueFactory = _ => "tenant,model,day" };
         var command = new Command("usage", "Show usage and cost by tenant, model, day and jurisdiction.") { tenant, model, from, to, groupBy };
         connection.AddTo(command);
-        command.SetAction((result, ct) => AdminConnection.RunAsync("usage", async () =>
+        command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var query = new List<string> { "group_by=" + Uri.EscapeDataString(result.GetValue(groupBy)!) };
             Add(query, "tenant", result.GetValue(tenant));
@@ -55,15 +55,18 @@ internal static class MeteringCommands
         var to = new Option<string?>("--to") { Description = "Day after the last, YYYY-MM-DD (default: end of today)." };
         var format = new Option<string>("--format") { Description = "csv or json.", DefaultValueFactory = _ => "csv" };
         format.AcceptOnlyFromAmong("csv", "json");
+        var currency = new Option<string?>("--currency") { Description = "Invoice only the usage in this ISO 4217 currency (needed when the period has several)." };
         var output = new Option<FileInfo?>("--output", "-o") { Description = "Write to this file (default: standard output)." };
-        var command = new Command("invoice", "Export a tenant's invoice for a period; its totals reconcile with the usage records.") { tenant, from, to, format, output };
+        var command = new Command("invoice", "Export a tenant's invoice for a period; its totals reconcile with the usage records.") { tenant, from, to, format, currency, output };
         connection.AddTo(command);
-        command.SetAction((result, ct) => AdminConnection.RunAsync("invoice", async () =>
+        command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var query = new List<string> { "format=" + result.GetValue(format) };
+            // --json (offered by every admin command) asks for the JSON invoice, like --format json.
+            var query = new List<string> { "format=" + (result.GetValue(connection.Json) ? "json" : result.GetValue(format)) };
             Add(query, "from", result.GetValue(from));
             Add(query, "to", result.GetValue(to));
-            var text = await connection.SendTextAsync(result, $"/admin/v1/tenants/{result.GetValue(tenant)}/invoice?" + string.Join('&', query), ct);
+            Add(query, "currency", result.GetValue(currency)?.ToUpperInvariant());
+            var text = await connection.SendTextAsync(result, $"/admin/v1/tenants/{Uri.EscapeDataString(result.GetValue(tenant)!)}/invoice?" + string.Join('&', query), ct);
             if (result.GetValue(output) is { } file)
             {
                 await File.WriteAllTextAsync(file.FullName, text, ct);
@@ -84,7 +87,7 @@ internal static class MeteringCommands
         var list = new AdminConnection();
         var listCommand = new Command("list", "List plans and their prices.");
         list.AddTo(listCommand);
-        listCommand.SetAction((result, ct) => AdminConnection.RunAsync("plans list", async () =>
+        listCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var json = await list.SendAsync(result, HttpMethod.Get, "/admin/v1/plans", null, ct);
             if (list.PrintJson(result, json))
@@ -119,11 +122,11 @@ internal static class MeteringCommands
         var priority = new Option<string?>("--priority") { Description = "interactive or batch." };
         var setCommand = new Command("set", "Create or update a plan.") { name, currency, weight, priority };
         set.AddTo(setCommand);
-        setCommand.SetAction((result, ct) => AdminConnection.RunAsync("plans set", async () =>
+        setCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            await set.SendAsync(result, HttpMethod.Put, $"/admin/v1/plans/{result.GetValue(name)}",
+            var json = await set.SendAsync(result, HttpMethod.Put, $"/admin/v1/plans/{result.GetValue(name)}",
                 new { currency = result.GetValue(currency), weight = result.GetValue(weight), priority = result.GetValue(priority) }, ct);
-            Console.WriteLine($"Plan {result.GetValue(name)} saved.");
+            set.Print(result, json, () => Console.WriteLine($"Plan {result.GetValue(name)} saved: {json.GetProperty("currency").GetString()}, weight {json.GetProperty("weight")}, {json.GetProperty("priority").GetString()}."));
         }));
 
         var price = new AdminConnection();
@@ -135,9 +138,9 @@ internal static class MeteringCommands
         var effective = new Option<DateTimeOffset?>("--effective-from") { Description = "When it takes effect (default: now); never in the past." };
         var priceCommand = new Command("price", "Add a price for a model; it takes effect at the stated time and is audited.") { planName, model, input, outputPrice, compute, effective };
         price.AddTo(priceCommand);
-        priceCommand.SetAction((result, ct) => AdminConnection.RunAsync("plans price", async () =>
+        priceCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            await price.SendAsync(result, HttpMethod.Post, $"/admin/v1/plans/{result.GetValue(planName)}/prices", new
+            var json = await price.SendAsync(result, HttpMethod.Post, $"/admin/v1/plans/{result.GetValue(planName)}/prices", new
             {
                 model = result.GetValue(model),
                 input_per_million = result.GetValue(input),
@@ -145,7 +148,7 @@ internal static class MeteringCommands
                 per_compute_second = result.GetValue(compute),
                 effective_from = result.GetValue(effective),
             }, ct);
-            Console.WriteLine($"Price for {result.GetValue(model)} added to {result.GetValue(planName)}.");
+            price.Print(result, json, () => Console.WriteLine($"Price for {result.GetValue(model)} added to {result.GetValue(planName)}."));
         }));
 
         command.Subcommands.Add(listCommand);
@@ -163,7 +166,7 @@ internal static class MeteringCommands
         var tpm = new Option<long?>("--tokens-per-minute") { Description = "Tenant-wide tokens per minute." };
         var command = new Command("limits", "Set a tenant's budgets and rate limits (replaces the previous ones); without options, show them.") { tenant, budget, rpm, tpm };
         connection.AddTo(command);
-        command.SetAction((result, ct) => AdminConnection.RunAsync("limits", async () =>
+        command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var path = $"/admin/v1/tenants/{result.GetValue(tenant)}/limits";
             var budgets = result.GetValue(budget) ?? [];
@@ -191,10 +194,24 @@ internal static class MeteringCommands
                 }
 
                 AnsiConsole.Write(table);
+                var rates = new Table().AddColumns("key", "requests / minute", "tokens / minute");
+                foreach (var r in json.GetProperty("limits").GetProperty("rate_limits").EnumerateArray())
+                {
+                    rates.AddRow(TenantsCommand.Text(r, "key_id") is { Length: > 0 } k ? k : "(tenant)", Unlimited(r, "requests_per_minute"), Unlimited(r, "tokens_per_minute"));
+                }
+
+                if (rates.Rows.Count == 0)
+                {
+                    rates.AddRow("(tenant)", "unlimited", "unlimited");
+                }
+
+                AnsiConsole.Write(rates);
             }
         }));
         return command;
     }
+
+    private static string Unlimited(JsonElement e, string name) => TenantsCommand.Text(e, name) is { Length: > 0 } value ? value : "unlimited";
 
     private static object ParseBudget(string value)
     {

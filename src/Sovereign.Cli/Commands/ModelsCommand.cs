@@ -1,4 +1,3 @@
-using System.ClientModel;
 using System.CommandLine;
 using System.Globalization;
 using Sovereign.Inference.Gguf;
@@ -30,11 +29,18 @@ internal static class ModelsCommand
         var connection = new ServerConnection();
         var command = new Command("list", "List the models a running server serves.");
         connection.AddTo(command);
-        command.SetAction(async (result, cancellationToken) =>
+        var json = new Option<bool>("--json") { Description = "Print the raw JSON answer." };
+        command.Options.Add(json);
+        command.SetAction((result, cancellationToken) => connection.RunAsync(result, async () =>
         {
-            try
             {
                 var models = await connection.CreateClient(result).GetOpenAIModelClient().GetModelsAsync(cancellationToken);
+                if (result.GetValue(json))
+                {
+                    Console.WriteLine(models.GetRawResponse().Content.ToString());
+                    return 0;
+                }
+
                 var table = new Table().AddColumns("id", "owned by", "created");
                 foreach (var model in models.Value)
                 {
@@ -44,12 +50,7 @@ internal static class ModelsCommand
                 AnsiConsole.Write(table);
                 return 0;
             }
-            catch (Exception ex) when (ex is ClientResultException or HttpRequestException or ArgumentException)
-            {
-                await Console.Error.WriteLineAsync("sovereign models list: " + ex.Message);
-                return 1;
-            }
-        });
+        }));
         return command;
     }
 
@@ -62,10 +63,10 @@ internal static class ModelsCommand
             ? "Load a registered model on the running server (digest re-checked; refused up front if it would not fit in memory)."
             : "Unload a model from the running server.") { id };
         connection.AddTo(command);
-        command.SetAction((result, ct) => AdminConnection.RunAsync("models " + verb, async () =>
+        command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            await connection.SendAsync(result, HttpMethod.Post, $"/admin/v1/models/{result.GetValue(id)}/{verb}", null, ct);
-            Console.WriteLine($"{result.GetValue(id)}: {verb}ed.");
+            var json = await connection.SendAsync(result, HttpMethod.Post, $"/admin/v1/models/{result.GetValue(id)}/{verb}", null, ct);
+            connection.Print(result, json, () => Console.WriteLine($"{result.GetValue(id)}: {verb}ed."));
         }));
         return command;
     }
@@ -77,7 +78,7 @@ internal static class ModelsCommand
         var id = new Argument<string>("id") { Description = "A served chat model." };
         var command = new Command("languages", "Show what each language costs in tokens on a model, and the ratio to English.") { id };
         connection.AddTo(command);
-        command.SetAction((result, ct) => AdminConnection.RunAsync("models languages", async () =>
+        command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var json = await connection.SendAsync(result, HttpMethod.Get, $"/admin/v1/models/{result.GetValue(id)}/languages", null, ct);
             if (connection.PrintJson(result, json))

@@ -13,13 +13,13 @@ internal static class NodesCommand
         var add = new AdminConnection();
         var id = new Argument<string>("id") { Description = "Node id." };
         var jurisdiction = new Option<string>("--jurisdiction", "-j") { Description = "ISO 3166-1 alpha-2 country the node runs in.", Required = true };
-        var url = new Option<string>("--base-url") { Description = "The engine's OpenAI-compatible base URL (without /v1).", Required = true };
+        var url = new Option<string>("--base-url") { Description = "The engine's OpenAI-compatible base URL, without /v1 (the gateway adds it), e.g. http://10.1.2.3:8000.", Required = true };
         var models = new Option<string[]>("--model") { Description = "A model it serves, as ID or ID=UPSTREAM_NAME; repeatable.", Required = true };
         var capacity = new Option<int?>("--capacity") { Description = "Concurrent requests per model (default 16)." };
         var apiKey = new Option<string?>("--api-key") { Description = "Bearer key the engine needs, if any." };
         var addCommand = new Command("add", "Register an external OpenAI-compatible engine as a node; the operator key signs its jurisdiction.") { id, jurisdiction, url, models, capacity, apiKey };
         add.AddTo(addCommand);
-        addCommand.SetAction((result, ct) => AdminConnection.RunAsync("nodes add", async () =>
+        addCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var list = (result.GetValue(models) ?? []).Select(m => m.Split('=', 2)).Select(p => new { id = p[0], upstream = p.Length > 1 ? p[1] : p[0], capacity = result.GetValue(capacity) }).ToArray();
             var json = await add.SendAsync(result, HttpMethod.Post, "/admin/v1/nodes",
@@ -33,7 +33,7 @@ internal static class NodesCommand
         var listConnection = new AdminConnection();
         var listCommand = new Command("list", "List nodes with their jurisdiction, state and models.");
         listConnection.AddTo(listCommand);
-        listCommand.SetAction((result, ct) => AdminConnection.RunAsync("nodes list", async () =>
+        listCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var json = await listConnection.SendAsync(result, HttpMethod.Get, "/admin/v1/nodes", null, ct);
             if (!listConnection.PrintJson(result, json))
@@ -55,20 +55,20 @@ internal static class NodesCommand
         state.AcceptOnlyFromAmong("active", "down");
         var stateCommand = new Command("state", "Put a node in or out of rotation (requests are never moved across borders).") { stateId, state };
         stateConnection.AddTo(stateCommand);
-        stateCommand.SetAction((result, ct) => AdminConnection.RunAsync("nodes state", async () =>
+        stateCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            await stateConnection.SendAsync(result, HttpMethod.Put, $"/admin/v1/nodes/{result.GetValue(stateId)}/state", new { state = result.GetValue(state) }, ct);
-            Console.WriteLine($"Node {result.GetValue(stateId)} is {result.GetValue(state)}.");
+            var json = await stateConnection.SendAsync(result, HttpMethod.Put, $"/admin/v1/nodes/{result.GetValue(stateId)}/state", new { state = result.GetValue(state) }, ct);
+            stateConnection.Print(result, json, () => Console.WriteLine($"Node {result.GetValue(stateId)} is {result.GetValue(state)}."));
         }));
 
         var rmConnection = new AdminConnection();
         var rmId = new Argument<string>("id") { Description = "Node id." };
         var rmCommand = new Command("rm", "Remove a node from the registry.") { rmId };
         rmConnection.AddTo(rmCommand);
-        rmCommand.SetAction((result, ct) => AdminConnection.RunAsync("nodes rm", async () =>
+        rmCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            await rmConnection.SendAsync(result, HttpMethod.Delete, $"/admin/v1/nodes/{result.GetValue(rmId)}", null, ct);
-            Console.WriteLine($"Node {result.GetValue(rmId)} removed.");
+            var json = await rmConnection.SendAsync(result, HttpMethod.Delete, $"/admin/v1/nodes/{result.GetValue(rmId)}", null, ct);
+            rmConnection.Print(result, json, () => Console.WriteLine($"Node {result.GetValue(rmId)} removed."));
         }));
 
         command.Subcommands.Add(addCommand);

@@ -86,7 +86,20 @@ internal static class ServeCommand
         try
         {
             app = Build(settings, []);
+            // Validate the settings before the host starts, so a bad one is one line, not the host's stack trace.
+            var options = app.Services.GetRequiredService<IOptions<SovereignOptions>>().Value;
+            if (string.IsNullOrWhiteSpace(options.Jurisdiction))
+            {
+                await Console.Error.WriteLineAsync(
+                    "sovereign serve: warning: this gateway declares no jurisdiction, so it serves no tenant whose policy names jurisdictions " +
+                    "(every such request is refused with 403 residency_violation). Declare where it runs: Sovereign__Jurisdiction=TH (or \"Jurisdiction\" in sovereign.json).");
+            }
+
+            await Console.Error.WriteLineAsync(options.Models.Count == 0
+                ? "sovereign serve: loading the built-in test model..."
+                : $"sovereign serve: loading {options.Models.Count} model(s): {string.Join(", ", options.Models.Select(m => $"{m.Id} ({SizeOf(m.Path)})"))}...");
             await app.StartAsync(cancellationToken);
+            await Console.Error.WriteLineAsync($"sovereign serve: ready on {string.Join(", ", app.Urls)} (console: {app.Urls.First().TrimEnd('/')}/console).");
         }
         catch (Exception ex) when (ex is OptionsValidationException or InvalidDataException or ArgumentException or FileNotFoundException or ModelLoadException or FormatException or InvalidOperationException)
         {
@@ -131,6 +144,9 @@ internal static class ServeCommand
         app.UseSovereignGateway();
         return app;
     }
+
+    private static string SizeOf(string path) =>
+        File.Exists(path) ? string.Create(CultureInfo.InvariantCulture, $"{new FileInfo(path).Length / (1024.0 * 1024.0):F0} MiB") : "missing";
 
     /// <summary>Parses <c>PATH</c> or <c>PATH=ID</c>; the id defaults to the file name without extension.</summary>
     internal static IEnumerable<ModelOptions> Parse(IEnumerable<string> values, ModelKind kind)

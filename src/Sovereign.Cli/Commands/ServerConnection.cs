@@ -1,12 +1,17 @@
 using System.ClientModel;
+using System.ClientModel.Primitives;
 using System.CommandLine;
 using OpenAI;
+using Sovereign.Cli.Output;
 
 namespace Sovereign.Cli.Commands;
 
 /// <summary>The <c>--url</c> and <c>--api-key</c> options of commands that talk to a running server.</summary>
 internal sealed class ServerConnection
 {
+    /// <summary>The environment variable that holds the tenant key when --api-key is not given.</summary>
+    public const string ApiKeyVariable = "SOVEREIGN_API_KEY";
+
     public Option<string> Url { get; } = new("--url")
     {
         Description = "The server's base URL (env SOVEREIGN_URL).",
@@ -15,8 +20,8 @@ internal sealed class ServerConnection
 
     public Option<string?> ApiKey { get; } = new("--api-key")
     {
-        Description = "Bearer key for the server (env SOVEREIGN_API_KEY).",
-        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SOVEREIGN_API_KEY"),
+        Description = $"Bearer key for the server, e.g. a tenant's sk-sov-... (env {ApiKeyVariable}).",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable(ApiKeyVariable),
     };
 
     public void AddTo(Command command)
@@ -25,17 +30,31 @@ internal sealed class ServerConnection
         command.Options.Add(ApiKey);
     }
 
-    /// <summary>An official OpenAI client pointed at our /v1.</summary>
+    /// <summary>An official OpenAI client pointed at our /v1; it fails fast (no retries) so a CLI answers at once.</summary>
     public OpenAIClient CreateClient(ParseResult result)
     {
         var baseUrl = result.GetValue(Url)!.TrimEnd('/');
         if (!Uri.TryCreate(baseUrl + "/v1", UriKind.Absolute, out var endpoint) || endpoint.Scheme is not ("http" or "https"))
         {
-            throw new ArgumentException($"--url '{baseUrl}' is not an http(s) URL.");
+            throw new CliException($"--url '{baseUrl}' is not an http(s) URL.", ExitCodes.Usage);
         }
 
-        // Local servers without keys still need a non-empty credential for the SDK.
+        // A server without keys accepts any bearer, but the SDK needs a non-empty credential.
         var key = result.GetValue(ApiKey);
-        return new OpenAIClient(new ApiKeyCredential(string.IsNullOrEmpty(key) ? "sovereign-local" : key), new OpenAIClientOptions { Endpoint = endpoint });
+        return new OpenAIClient(new ApiKeyCredential(string.IsNullOrEmpty(key) ? "sovereign-no-key" : key),
+            new OpenAIClientOptions { Endpoint = endpoint, RetryPolicy = new ClientRetryPolicy(maxRetries: 0) });
+    }
+
+    /// <summary>Runs a call; a 401 without a key becomes "missing key" with what to do about it.</summary>
+    public async Task<int> RunAsync(ParseResult result, Func<Task<int>> action)
+    {
+        try
+        {
+            return await action();
+        }
+        catch (ClientResultException ex) when (ex.Status == 401 && string.IsNullOrEmpty(result.GetValue(ApiKey)))
+        {
+            throw new CliException($"missing key: the server at {result.GetValue(Url)} needs an API key. Pass --api-key sk-sov-... or set {ApiKeyVariable}.");
+        }
     }
 }

@@ -26,7 +26,7 @@ internal static class TenantsCommand
         var jurisdictions = new Option<string[]>("--jurisdiction") { Description = "Narrow the key to these jurisdictions (within the tenant's)." };
         var create = new Command("create", "Issue a key; its secret is printed once.") { tenant, name, jurisdictions };
         connection.AddTo(create);
-        create.SetAction((result, ct) => AdminConnection.RunAsync("keys create", async () =>
+        create.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var narrowing = result.GetValue(jurisdictions) is { Length: > 0 } list ? new { allowed_jurisdictions = list } : null;
             var json = await connection.SendAsync(result, HttpMethod.Post, $"/admin/v1/tenants/{result.GetValue(tenant)}/keys", new { name = result.GetValue(name), policy = narrowing }, ct);
@@ -41,7 +41,7 @@ internal static class TenantsCommand
         var listTenant = new Argument<string>("tenant") { Description = "Tenant id." };
         var list = new Command("list", "List a tenant's keys (never their secrets).") { listTenant };
         listConnection.AddTo(list);
-        list.SetAction((result, ct) => AdminConnection.RunAsync("keys list", async () =>
+        list.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var json = await listConnection.SendAsync(result, HttpMethod.Get, $"/admin/v1/tenants/{result.GetValue(listTenant)}/keys", null, ct);
             if (!listConnection.PrintJson(result, json))
@@ -61,10 +61,10 @@ internal static class TenantsCommand
         var keyId = new Argument<string>("key-id") { Description = "The key id (key_…)." };
         var revoke = new Command("revoke", "Revoke a key; it is refused from the next request on.") { revokeTenant, keyId };
         revokeConnection.AddTo(revoke);
-        revoke.SetAction((result, ct) => AdminConnection.RunAsync("keys revoke", async () =>
+        revoke.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            await revokeConnection.SendAsync(result, HttpMethod.Delete, $"/admin/v1/tenants/{result.GetValue(revokeTenant)}/keys/{result.GetValue(keyId)}", null, ct);
-            Console.WriteLine($"Revoked {result.GetValue(keyId)}.");
+            var json = await revokeConnection.SendAsync(result, HttpMethod.Delete, $"/admin/v1/tenants/{result.GetValue(revokeTenant)}/keys/{result.GetValue(keyId)}", null, ct);
+            revokeConnection.Print(result, json, () => Console.WriteLine($"Revoked {result.GetValue(keyId)}."));
         }));
 
         command.Subcommands.Add(create);
@@ -83,7 +83,7 @@ internal static class TenantsCommand
         var command = new Command("create", "Create a tenant with its residency policy.") { id, name, plan };
         policy.AddTo(command);
         connection.AddTo(command);
-        command.SetAction((result, ct) => AdminConnection.RunAsync("tenants create", async () =>
+        command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var json = await connection.SendAsync(result, HttpMethod.Post, "/admin/v1/tenants",
                 new { id = result.GetValue(id), name = result.GetValue(name), plan = result.GetValue(plan), policy = policy.ToBody(result, required: true) }, ct);
@@ -105,7 +105,7 @@ internal static class TenantsCommand
         var command = new Command("update", "Change a tenant's policy, plan or state; the change is audited.") { id, plan, disable };
         policy.AddTo(command);
         connection.AddTo(command);
-        command.SetAction((result, ct) => AdminConnection.RunAsync("tenants update", async () =>
+        command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var json = await connection.SendAsync(result, HttpMethod.Patch, $"/admin/v1/tenants/{result.GetValue(id)}",
                 new { plan = result.GetValue(plan), disabled = result.GetValue(disable), policy = policy.ToBody(result, required: false) }, ct);
@@ -122,7 +122,7 @@ internal static class TenantsCommand
         var connection = new AdminConnection();
         var command = new Command("list", "List tenants.");
         connection.AddTo(command);
-        command.SetAction((result, ct) => AdminConnection.RunAsync("tenants list", async () =>
+        command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var json = await connection.SendAsync(result, HttpMethod.Get, "/admin/v1/tenants", null, ct);
             if (!connection.PrintJson(result, json))
@@ -148,7 +148,7 @@ internal static class TenantsCommand
         var id = new Argument<string>("id") { Description = "Tenant id." };
         var command = new Command("show", "Show a tenant and its policy.") { id };
         connection.AddTo(command);
-        command.SetAction((result, ct) => AdminConnection.RunAsync("tenants show", async () =>
+        command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var json = await connection.SendAsync(result, HttpMethod.Get, $"/admin/v1/tenants/{result.GetValue(id)}", null, ct);
             if (!connection.PrintJson(result, json))

@@ -15,7 +15,7 @@ namespace Sovereign.Cluster.Grains;
 /// plan (recorded with the limits) and count only spend in that currency. Settled spend is rebuilt on first use from
 /// the ledger's durable per-tenant and per-key period aggregates, which survive the retention of raw rows, so a crash
 /// loses only in-flight reservations, never settled spend. Reservations expire: a grain timer releases any held
-/// longer than <see cref="TenantMoneyOptions.ReservationLifetime"/> and keeps the activation alive meanwhile.
+/// longer than <see cref="TenantMoneyOptions.ReservationLifetime"/>, and the activation is not collected meanwhile.
 /// </summary>
 internal sealed class TenantGrain(
     ControlPlaneStore store, UsageLedger ledger, PriceBookProvider prices, IOptions<TenantMoneyOptions> money, TimeProvider time, ILogger<TenantGrain> logger)
@@ -162,11 +162,12 @@ internal sealed class TenantGrain(
             }
         }
 
-        if (_budget is not { OutstandingCount: > 0 })
+        if (_budget is not { OutstandingCount: > 0 } && _expiryTimer is not null)
         {
-            // Nothing held: let the activation be collected when idle.
-            _expiryTimer?.Dispose();
+            // Nothing held: stop looking, and let the activation be collected when idle.
+            _expiryTimer.Dispose();
             _expiryTimer = null;
+            DelayDeactivation(TimeSpan.Zero);
         }
 
         return Task.FromResult(released);
@@ -178,8 +179,10 @@ internal sealed class TenantGrain(
         {
             var interval = money.Value.ExpiryCheckInterval;
 
-            // KeepAlive: an activation collected while it holds reservations would forget them.
-            _expiryTimer = this.RegisterGrainTimer(_ => ReleaseExpiredReservationsAsync(), new GrainTimerCreationOptions(interval, interval) { KeepAlive = true });
+            _expiryTimer = this.RegisterGrainTimer(_ => ReleaseExpiredReservationsAsync(), new GrainTimerCreationOptions(interval, interval));
+
+            // An activation collected while it holds reservations would forget them: none is, until they are gone.
+            DelayDeactivation(Timeout.InfiniteTimeSpan);
         }
     }
 

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
@@ -18,7 +17,7 @@ namespace Sovereign.Gateway.ControlPlane;
 /// The operator's API (<c>/admin/v1</c>): tenants, keys, nodes, jurisdictions and the audit trail. It needs the
 /// operator token, never a tenant key. Every change is validated (a 400 names the field) and audited.
 /// </summary>
-public static partial class AdminApi
+public static class AdminApi
 {
     private const string Operator = "operator";
 
@@ -27,6 +26,7 @@ public static partial class AdminApi
     {
         var admin = endpoints.MapGroup("/admin/v1");
         admin.AddEndpointFilter(RequireOperator);
+        admin.AddEndpointFilter(ResourceIds.ValidateRouteValues);
         admin.MapGet("/tenants", ListTenants);
         admin.MapPost("/tenants", CreateTenant);
         admin.MapGet("/tenants/{id}", GetTenant);
@@ -54,9 +54,7 @@ public static partial class AdminApi
     private static ValueTask<object?> RequireOperator(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {
         var context = invocation.HttpContext;
-        var header = context.Request.Headers.Authorization.ToString();
-        var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
-        return context.RequestServices.GetRequiredService<AdminToken>().Matches(token)
+        return context.RequestServices.GetRequiredService<AdminToken>().Matches(AdminToken.Presented(context))
             ? next(invocation)
             : throw OpenAIException.Unauthorized("The admin API needs the operator token (Authorization: Bearer <admin token>); tenant keys are not accepted here.");
     }
@@ -70,7 +68,7 @@ public static partial class AdminApi
     private static async Task<IResult> CreateTenant(HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, CallerAuthenticator authenticator)
     {
         var request = await RequestReader.ReadAsync<TenantCreateRequest>(context);
-        var id = Slug(request.Id, "id");
+        var id = ResourceIds.Require(request.Id, ResourceKind.Tenant, "id");
         var policy = request.Policy ?? throw OpenAIException.BadRequest("policy is required: at least allowed_jurisdictions.", "policy", "missing_required_parameter");
         policy.ValidateTenantPolicy(catalog, "policy");
         var plan = PlanName(request.Plan);
@@ -153,12 +151,12 @@ public static partial class AdminApi
     }
 
     private static async Task<IResult> ListNodes(NodeDirectory nodes) =>
-        Json(new { data = (await nodes.Registry.GetAsync()).Nodes.Select(NodeJson) });
+        Json(new { data = (await nodes.Registry.GetAsync()).Nodes.Select(n => NodeJson(n, nodes.InFlight(n.Id))) });
 
     private static async Task<IResult> RegisterNode(HttpContext context, NodeDirectory nodes, JurisdictionCatalog catalog, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time)
     {
         var request = await RequestReader.ReadAsync<NodeCreateRequest>(context);
-        var id = Slug(request.Id, "id");
+        var id = ResourceIds.Require(request.Id, ResourceKind.Node, "id");
         var jurisdiction = request.Jurisdiction?.Trim().ToUpperInvariant();
         if (!catalog.IsCountry(jurisdiction))
         {
@@ -170,6 +168,15 @@ public static partial class AdminApi
             throw OpenAIException.BadRequest("base_url must be an absolute http(s) URL of an OpenAI-compatible engine (without /v1).", "base_url", "invalid_value");
         }
 
+        // The gateway appends /v1/...; a base URL that already ends in /v1 would send every request to /v1/v1/... and
+        // the engine's 404 would reach the client as if the client were wrong.
+        var path = url.AbsolutePath.TrimEnd('/');
+        if (path.EndsWith("/v1", StringComparison.OrdinalIgnoreCase))
+        {
+            var suggestion = new UriBuilder(url) { Path = path[..^3] + "/" }.Uri.ToString().TrimEnd('/');
+            throw OpenAIException.BadRequest($"base_url must not end in /v1 (the gateway adds /v1 itself): use '{suggestion}'.", "base_url", "invalid_value");
+        }
+
         if (request.Models is not { Count: > 0 })
         {
             throw OpenAIException.BadRequest("models must list at least one model the node serves.", "models", "invalid_value");
@@ -179,9 +186,15 @@ public static partial class AdminApi
         for (var i = 0; i < request.Models.Count; i++)
         {
             var model = request.Models[i] ?? throw OpenAIException.BadRequest($"models[{i}] must be an object.", $"models[{i}]", "invalid_type");
-            if (string.IsNullOrWhiteSpace(model.Id))
+            if (model.Id is null)
             {
                 throw OpenAIException.BadRequest($"models[{i}].id is required.", $"models[{i}].id", "missing_required_parameter");
+            }
+
+            ResourceIds.Require(model.Id, ResourceKind.Other, $"models[{i}].id");
+            if (model.Upstream is not null)
+            {
+                ResourceIds.Require(model.Upstream, ResourceKind.Other, $"models[{i}].upstream");
             }
 
             if (model.Capacity is < 1 or > 100_000)
@@ -411,15 +424,7 @@ public static partial class AdminApi
     private static Task AuditAdminAsync(AuditLog audit, string action, string? tenant, Dictionary<string, string> details, string? keyId = null) =>
         audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = Operator, Action = action, Tenant = tenant, KeyId = keyId, Details = details });
 
-    private static string Slug(string? value, string field) =>
-        value is not null && SlugPattern().IsMatch(value)
-            ? value
-            : throw OpenAIException.BadRequest($"{field} must be 1-63 characters of lowercase letters, digits and '-', starting with a letter or digit; got '{value}'.", field, "invalid_value");
-
-    private static string PlanName(string? plan) =>
-        plan is null ? "default"
-        : plan.Length is > 0 and <= 63 && plan.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_') ? plan
-        : throw OpenAIException.BadRequest("plan must be 1-63 letters, digits, '-' or '_'.", "plan", "invalid_value");
+    private static string PlanName(string? plan) => plan is null ? "default" : ResourceIds.Require(plan, ResourceKind.Plan, "plan");
 
     private static OpenAIException NotFound(string what, string id) =>
         new(StatusCodes.Status404NotFound, $"No {what} '{id}'.", "invalid_request_error", null, what + "_not_found");
@@ -439,7 +444,7 @@ public static partial class AdminApi
 
     private static object TenantJson(TenantRecord t) => TenantJson(new TenantView(t.Id, t.Name, t.PolicyJson, t.Plan, t.Disabled, t.CreatedAt, t.UpdatedAt));
 
-    private static object KeyJson(ApiKeyView k) => new
+    internal static object KeyJson(ApiKeyView k) => new
     {
         id = k.Id,
         tenant = k.TenantId,
@@ -450,8 +455,12 @@ public static partial class AdminApi
         revoked_at = k.RevokedAt,
     };
 
-    private static object NodeJson(NodeView n) => new
+    private static object NodeJson(NodeView n) => NodeJson(n, null);
+
+    /// <summary>A node; <paramref name="inFlight"/> is the requests this gateway has running on it now, when known.</summary>
+    private static object NodeJson(NodeView n, long? inFlight) => new
     {
+        in_flight = inFlight,
         id = n.Id,
         jurisdiction = n.Jurisdiction,
         kind = n.Kind.ToLowerInvariant(),
@@ -470,7 +479,4 @@ public static partial class AdminApi
             }
             : null,
     };
-
-    [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,62}$")]
-    private static partial Regex SlugPattern();
 }

@@ -33,6 +33,14 @@ public sealed class AdminToken
     public bool Matches(string? presented) =>
         presented is not null && CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)), _hash);
 
+    /// <summary>The bearer token a request presents, or null.</summary>
+    public static string? Presented(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var header = context.Request.Headers.Authorization.ToString();
+        return header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
+    }
+
     /// <summary>Reads the token file, creating it with a fresh random token if missing.</summary>
     public static string LoadOrCreate(string path)
     {

@@ -10,6 +10,7 @@ using Microsoft.Extensions.Options;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Trace;
+using Sovereign.Gateway.Console;
 using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Metering;
 using Sovereign.Gateway.Models;
@@ -37,6 +38,7 @@ public static class SovereignGateway
         services.TryAddSingleton<ModelCatalog>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelCatalog>());
         builder.AddControlPlane();
+        services.AddSovereignConsole();
         services.AddLocalNodeRegistration();
         // Read the raw setting: the validated options are only resolved at start, where a bad value is reported.
         services.AddOptions<KestrelServerOptions>().Configure<IConfiguration>((kestrel, configuration) =>
@@ -46,8 +48,8 @@ public static class SovereignGateway
 
         var telemetry = services.AddOpenTelemetry()
             .WithMetrics(metrics => metrics
-                .AddMeter(EngineMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
-                .AddPrometheusExporter())
+                .AddMeter(EngineMetrics.MeterName, GenAiMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
+                .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)) // a scrape shows settled spend at once; /metrics needs the operator token, so scrapes are few
             .WithTracing(tracing => tracing
                 .AddSource(GatewayTelemetry.ActivitySourceName)
                 .AddAspNetCoreInstrumentation(o => o.RecordException = false));
@@ -57,6 +59,13 @@ public static class SovereignGateway
         }
 
         builder.Logging.AddFilter("llama.cpp", LogLevel.Warning);
+
+        // ASP.NET Core's "Request starting ..." line carries the query string, where a client may have put its key
+        // (?api_key=...): keep that category below Information whatever the configuration says. Added after
+        // configuration binding, so this rule wins over a configured one of the same category.
+        services.PostConfigure<LoggerFilterOptions>(filters =>
+            filters.Rules.Add(new LoggerFilterRule(null, HostingDiagnosticsCategory, LogLevel.Warning, null)));
+        QuietLogging(builder.Logging);
         return builder;
     }
 
@@ -65,27 +74,117 @@ public static class SovereignGateway
     {
         ArgumentNullException.ThrowIfNull(app);
 
-        // Middleware pipeline — order matters: errors wrap everything that can throw.
+        // Middleware pipeline — order matters: evidence headers on every /v1 answer, then errors wrap everything that can throw.
+        app.UseEvidenceHeaders();
         app.UseOpenAIErrors();
+        app.UseStatusCodePages(OpenAIErrorResults.WriteStatusCodePageAsync);
         var v1 = app.MapOpenAIApi();
+        app.MapTokenizerEndpoints();
         var admin = app.MapAdminApi();
         admin.MapMeteringApi(v1);
+        v1.MapTenantSelfApi();
+        app.MapSovereignConsole();
         app.MapGet("/health", () => TypedResults.Json(new { status = "ok" }));
         app.MapGet("/ready", (ModelCatalog catalog) => catalog.IsReady
             ? Results.Json(new { status = "ready", models = catalog.All.Select(m => m.Id) })
             : Results.Json(new { status = "loading" }, statusCode: StatusCodes.Status503ServiceUnavailable));
-        app.MapPrometheusScrapingEndpoint("/metrics");
+
+        // Metrics name tenants, spend and remaining budgets: only the operator may scrape them.
+        app.MapPrometheusScrapingEndpoint("/metrics", meterProvider: null, configureBranchedPipeline: RequireOperatorToken, optionsName: null);
         return app;
+    }
+
+    /// <summary>The category of ASP.NET Core's request start/finish log lines (URL with query string).</summary>
+    internal const string HostingDiagnosticsCategory = "Microsoft.AspNetCore.Hosting.Diagnostics";
+
+    private static void RequireOperatorToken(IApplicationBuilder branch) => branch.Use((context, next) =>
+    {
+        if (context.RequestServices.GetRequiredService<AdminToken>().Matches(AdminToken.Presented(context)))
+        {
+            return next(context);
+        }
+
+        GatewayLog.MetricsScrapeRefused(context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(GatewayLog.RequestsCategory));
+        throw OpenAIException.Unauthorized("/metrics needs the operator token (Authorization: Bearer <admin token>).");
+    });
+    /// <summary>
+    /// Every /v1 answer says where it was handled: a routed request's own node and jurisdiction (set by the router),
+    /// else this gateway's (a model list, a 401, a 404). Undeclared is <see cref="Routing.InferenceRouter.Undeclared"/>.
+    /// </summary>
+    private static void UseEvidenceHeaders(this WebApplication app)
+    {
+        var options = app.Services.GetRequiredService<IOptions<SovereignOptions>>();
+        app.Use((context, next) =>
+        {
+            if (context.Request.Path.StartsWithSegments("/v1", StringComparison.Ordinal))
+            {
+                context.Response.OnStarting(() =>
+                {
+                    var settings = options.Value;
+                    var headers = context.Response.Headers;
+                    headers.TryAdd(Routing.InferenceRouter.JurisdictionHeader,
+                        string.IsNullOrWhiteSpace(settings.Jurisdiction) ? Routing.InferenceRouter.Undeclared : settings.Jurisdiction.ToUpperInvariant());
+                    headers.TryAdd(Routing.InferenceRouter.NodeHeader, settings.NodeId);
+                    return Task.CompletedTask;
+                });
+            }
+
+            return next(context);
+        });
+    }
+
+    /// <summary>
+    /// Quiet by default: a start prints where it listens and what it loaded, and a request prints nothing unless
+    /// it fails. Orleans' option dumps and ASP.NET Core's per-request lines go below Warning; "Logging" settings
+    /// (sovereign.json or Logging__LogLevel__... variables) still override each category.
+    /// </summary>
+    internal static void QuietLogging(ILoggingBuilder logging)
+    {
+        logging.AddFilter("Orleans", LogLevel.Warning);
+        logging.AddFilter("Microsoft.Orleans", LogLevel.Warning);
+        // The watchdog warns about a long first GC pause while the silo and models load, and the silo advises
+        // ServerGC, which the CLI turns off on purpose (a small heap for a command-line tool): neither is a fault.
+        logging.AddFilter("Orleans.Runtime.Watchdog", LogLevel.Error);
+        logging.AddFilter("Orleans.Runtime.Silo", LogLevel.Error);
+        logging.AddFilter("Polly", LogLevel.Warning);
+        logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
+        logging.AddFilter("llama.cpp", LogLevel.Warning);
     }
 
     private sealed class NativeLogBridge(ILoggerFactory loggerFactory) : IHostedService
     {
         public Task StartAsync(CancellationToken cancellationToken)
         {
-            NativeLogConfig.llama_log_set(loggerFactory.CreateLogger("llama.cpp"));
+            NativeLogConfig.llama_log_set(new NativeLogFilter(loggerFactory.CreateLogger("llama.cpp")));
             return Task.CompletedTask;
         }
 
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Demotes llama.cpp warnings that say nothing the operator can act on: the per-sequence context differs from
+    /// the training context whenever --ctx-size or --parallel split the KV cache, which is by design here.
+    /// </summary>
+    private sealed class NativeLogFilter(ILogger inner) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => inner.BeginScope(state);
+
+        public bool IsEnabled(LogLevel logLevel) => inner.IsEnabled(logLevel) || logLevel >= LogLevel.Warning;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (logLevel == LogLevel.Warning && formatter(state, exception).Contains("n_ctx_seq", StringComparison.Ordinal))
+            {
+                logLevel = LogLevel.Debug;
+            }
+
+            if (inner.IsEnabled(logLevel))
+            {
+                inner.Log(logLevel, eventId, state, exception, formatter);
+            }
+        }
     }
 }

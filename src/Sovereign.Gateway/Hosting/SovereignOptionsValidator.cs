@@ -72,12 +72,55 @@ internal sealed class SovereignOptionsValidator : IValidateOptions<SovereignOpti
             failures.Add($"Sovereign:Jurisdiction '{options.Jurisdiction}' is not an ISO 3166-1 alpha-2 country code.");
         }
 
+        ValidateLanguages(failures, options.Languages);
         if (options.ApiKeys.Any(string.IsNullOrWhiteSpace))
         {
             failures.Add("Sovereign:ApiKeys must not contain empty keys.");
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    // Language settings fail here, at start, rather than on the first request that needs the detector.
+    private static void ValidateLanguages(List<string> failures, Languages.LanguageDetectorOptions languages)
+    {
+        const string key = "Sovereign:Languages";
+        // An empty list means the covered set (configuration cannot bind an empty array); an empty entry is an error.
+        var seen = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < (languages.Languages?.Count ?? 0); i++)
+        {
+            var code = languages.Languages![i];
+            if (string.IsNullOrWhiteSpace(code))
+            {
+                failures.Add($"{key}:Languages:{i} is empty; name a language code or leave {key}:Languages unset for the covered set.");
+            }
+            else if (!Languages.LanguageCatalog.TryGet(code.Trim(), out var descriptor))
+            {
+                failures.Add($"{key}:Languages:{i} '{code}' is not a language the detector knows; known: {string.Join(", ", Languages.LanguageCatalog.All.Select(l => l.Code))}.");
+            }
+            else if (seen.TryGetValue(descriptor.Code, out var first))
+            {
+                failures.Add($"{key}:Languages:{i} '{code}' repeats {key}:Languages:{first} (both are {descriptor.Code}).");
+            }
+            else
+            {
+                seen[descriptor.Code] = i;
+            }
+        }
+
+        Positive(failures, $"{key}:MinimumLetters", languages.MinimumLetters, 1, 10_000);
+        Positive(failures, $"{key}:MinimumScriptLetters", languages.MinimumScriptLetters, 1, 10_000);
+        Positive(failures, $"{key}:MinimumHanLetters", languages.MinimumHanLetters, 1, 10_000);
+        Positive(failures, $"{key}:MaxCharacters", languages.MaxCharacters, 16, 1_000_000);
+        if (languages.MinimumConfidence is < 0 or > 1 || double.IsNaN(languages.MinimumConfidence))
+        {
+            failures.Add($"{key}:MinimumConfidence must be between 0 and 1; got {languages.MinimumConfidence}.");
+        }
+
+        if (languages.MinimumMargin is < 0 or > 1 || double.IsNaN(languages.MinimumMargin))
+        {
+            failures.Add($"{key}:MinimumMargin must be between 0 and 1; got {languages.MinimumMargin}.");
+        }
     }
 
     private static void Positive(List<string> failures, string key, int value, int min, int max)

@@ -240,8 +240,9 @@ public static class MeteringApi
         return Json(new { @object = "list", data = (await ledger.QueryUsageAsync(ParseQuery(context, caller.TenantId), context.RequestAborted)).Select(UsageJson) });
     }
 
-    private static async Task<IResult> Invoice(string id, HttpContext context, UsageLedger ledger)
+    private static async Task<IResult> Invoice(string id, HttpContext context, UsageLedger ledger, IGrainFactory grains, PriceBookProvider prices)
     {
+        var tenant = await grains.GetGrain<ITenantGrain>(id).GetAsync() ?? throw NotFound(id);
         var format = context.Request.Query["format"].ToString() is { Length: > 0 } f ? f.ToLowerInvariant() : "json";
         if (format is not ("json" or "csv"))
         {
@@ -260,11 +261,17 @@ public static class MeteringApi
         Invoice invoice;
         try
         {
-            invoice = await new InvoiceBuilder(ledger).BuildAsync(id, periodFrom, periodTo, query["currency"].ToString() is { Length: > 0 } c ? c : null, context.RequestAborted);
+            var currency = query["currency"].ToString() is { Length: > 0 } c ? c.ToUpperInvariant() : null;
+            invoice = await new InvoiceBuilder(ledger).BuildAsync(id, periodFrom, periodTo, currency, context.RequestAborted);
+            if (invoice.Currency == InvoiceBuilder.NoCurrency && prices.Current.FindPlan(tenant.Plan)?.Currency is { } planCurrency)
+            {
+                // A period without usage is invoiced, empty, in the currency of the tenant's plan, not in "XXX".
+                invoice = await new InvoiceBuilder(ledger).BuildAsync(id, periodFrom, periodTo, planCurrency, context.RequestAborted);
+            }
         }
         catch (InvalidOperationException ex)
         {
-            throw OpenAIException.BadRequest(ex.Message + " Pass currency=... to choose one.", "currency", "several_currencies");
+            throw OpenAIException.BadRequest(ex.Message + " Pass currency=... (sovereign invoice --currency ...) to choose one.", "currency", "several_currencies");
         }
 
         return format == "csv"
@@ -333,14 +340,14 @@ public static class MeteringApi
         }),
     };
 
-    private static object LimitsJson(TenantLimits l) => new
+    internal static object LimitsJson(TenantLimits l) => new
     {
         currency = l.Currency,
         budgets = l.Budgets.Select(b => new { key_id = b.KeyId, period = b.Period.ToLowerInvariant(), amount = b.Amount }),
         rate_limits = l.RateLimits.Select(r => new { key_id = r.KeyId, requests_per_minute = r.RequestsPerMinute, tokens_per_minute = r.TokensPerMinute }),
     };
 
-    private static object BudgetJson(BudgetStatusView b) => new
+    internal static object BudgetJson(BudgetStatusView b) => new
     {
         key_id = b.KeyId, period = b.Period, limit = b.Limit, settled = b.Settled, reserved = b.Reserved, remaining = b.Remaining, currency = b.Currency,
     };

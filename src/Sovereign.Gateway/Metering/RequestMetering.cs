@@ -61,14 +61,13 @@ public sealed class RequestMetering
     private readonly Counter<double> _spend;
     private readonly ConcurrentDictionary<string, decimal> _remaining = new(StringComparer.Ordinal);
     private readonly LanguageTaxCache _languageTax;
-    private readonly Dictionary<string, IReadOnlySet<string>> _characterEquivalent;
+    private readonly BilledTokens _billedTokens;
 
     /// <summary>Creates the service and its spend and remaining-budget metrics.</summary>
     public RequestMetering(IGrainFactory grains, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options, TimeProvider time, IMeterFactory meters)
     {
         _languageTax = languageTax;
-        _characterEquivalent = options.Value.Metering.CharacterEquivalentLanguages.ToDictionary(
-            p => p.Key, p => (IReadOnlySet<string>)p.Value.ToHashSet(StringComparer.OrdinalIgnoreCase), StringComparer.Ordinal);
+        _billedTokens = new BilledTokens(options.Value.Metering.CharacterEquivalentLanguages.Select(p => new KeyValuePair<string, IEnumerable<string>>(p.Key, p.Value)));
         _grains = grains;
         _ledger = ledger;
         _prices = prices;
@@ -189,9 +188,11 @@ public sealed class RequestMetering
     public async Task FinishAsync(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome)
     {
         var computeSeconds = (decimal)(timing?.ComputeSeconds ?? 0);
-        var (billedPrompt, billedCompletion) = BilledTokens(routed, promptTokens, completionTokens);
+        var (billedPrompt, billedCompletion) = _billedTokens.For(routed.Caller.Plan, routed.Language, promptTokens, completionTokens,
+            () => routed.Language is { } language ? _languageTax.RatioToEnglish(routed.Model, language) : null);
         var cost = ticket.Price is null ? 0m : CostCalculator.Cost(ticket.Price, billedPrompt, billedCompletion, Math.Round(computeSeconds, 6));
         await RecordAsync(routed, ticket, promptTokens, completionTokens, timing, outcome, null, cost);
+        Observability.GenAiMetrics.Instance.Record(routed, promptTokens, completionTokens, timing, outcome);
         if (ticket.ReservedWithGrain)
         {
             var remaining = await _grains.GetGrain<ITenantGrain>(routed.Caller.TenantId)
@@ -206,24 +207,6 @@ public sealed class RequestMetering
         {
             _spend.Add((double)cost, new KeyValuePair<string, object?>("tenant", routed.Caller.TenantId), new KeyValuePair<string, object?>("currency", ticket.Currency));
         }
-    }
-
-    /// <summary>
-    /// The tokens a request is billed for: as counted, unless its plan bills its language per character-equivalent,
-    /// in which case as many as the same text would take in English on this model (never more than counted).
-    /// </summary>
-    private (int Prompt, int Completion) BilledTokens(RoutedRequest routed, int promptTokens, int completionTokens)
-    {
-        if (routed.Language is not { } language
-            || !_characterEquivalent.TryGetValue(routed.Caller.Plan, out var languages)
-            || !languages.Contains(language)
-            || _languageTax.RatioToEnglish(routed.Model, language) is not { } ratio
-            || ratio <= 1.0)
-        {
-            return (promptTokens, completionTokens);
-        }
-
-        return ((int)Math.Ceiling(promptTokens / ratio), (int)Math.Ceiling(completionTokens / ratio));
     }
 
     /// <summary>Records a request refused before admission (e.g. by residency), at no cost, at its arrival time (now if not given).</summary>

@@ -25,6 +25,7 @@ public sealed partial class ModelCatalog(
     private readonly SemaphoreSlim _changes = new(1, 1);
     private readonly Dictionary<string, IDisposable> _ownedById = new(StringComparer.Ordinal);
     private volatile FrozenDictionary<string, ServedModel> _models = FrozenDictionary<string, ServedModel>.Empty;
+    private Dictionary<string, ModelOptions> _configured = new(StringComparer.Ordinal);
 
     /// <summary>Raised after a model loads or unloads (the node registry is told at once).</summary>
     public event Action? Changed;
@@ -56,7 +57,22 @@ public sealed partial class ModelCatalog(
                 throw new InvalidOperationException($"The model '{id}' is already loaded.");
             }
 
-            var entry = Registry.Get(id) ?? throw new KeyNotFoundException($"The model '{id}' is not in the registry.");
+            var entry = Registry.Get(id);
+            if (entry is null && _configured.TryGetValue(id, out var configured))
+            {
+                // A model from the configuration or --model (unloaded earlier) loads again from the same file.
+                configured.Parallel = parallel ?? configured.Parallel;
+                configured.ContextLength = contextLength ?? configured.ContextLength;
+                configured.Threads = threads ?? configured.Threads;
+                var reloaded = await Task.Run(() => Load(configured), cancellationToken);
+                Publish([.. All, reloaded]);
+                return reloaded;
+            }
+
+            if (entry is null)
+            {
+                throw new KeyNotFoundException($"The model '{id}' is neither in the registry nor in the configuration.");
+            }
             var template = entry.ToModelOptions("unverified");
             template.Parallel = parallel ?? template.Parallel;
             template.ContextLength = contextLength ?? template.ContextLength;
@@ -137,6 +153,7 @@ public sealed partial class ModelCatalog(
         }
 
         var configured = settings.Models.Count > 0 ? settings.Models : [BuiltInTestModel.Ensure(settings.ResolvedDataDirectory, _logger)];
+        _configured = configured.ToDictionary(m => m.Id, StringComparer.Ordinal);
         var served = new List<ServedModel>();
         foreach (var model in configured)
         {
@@ -186,6 +203,7 @@ public sealed partial class ModelCatalog(
     private ServedModel Load(ModelOptions model)
     {
         var created = time.GetUtcNow().ToUnixTimeSeconds();
+        LogLoading(model.Id, File.Exists(model.Path) ? new FileInfo(model.Path).Length >> 20 : 0, model.Path);
         if (model.Kind == ModelKind.Embedding)
         {
             var embedder = LlamaEmbeddingGenerator.Load(model.Path, model.Id, new LlamaEmbeddingOptions
@@ -207,6 +225,9 @@ public sealed partial class ModelCatalog(
         LogChatModel(model.Id, loaded.Info.Architecture, loaded.Info.Parameters, loaded.Info.ContextLength, loaded.Options.Parallel, loaded.Info.ChatTemplateSource);
         return new ServedModel(model.Id, ModelKind.Chat, created, "sovereign", batcher, null, null, loaded.Info.ContextLength);
     }
+
+    [LoggerMessage(EventId = 2000, Level = LogLevel.Information, Message = "Loading model {ModelId} ({MiB} MiB) from {Path}...")]
+    private partial void LogLoading(string modelId, long miB, string path);
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "Loaded {Kind} model {ModelId} from {Path}")]
     private partial void LogLoaded(string modelId, string kind, string path);

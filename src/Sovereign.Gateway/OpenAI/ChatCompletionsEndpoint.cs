@@ -25,21 +25,13 @@ internal static class ChatCompletionsEndpoint
         var requestedMax = request.MaxCompletionTokens ?? request.MaxTokens;
         var maxTokensParameter = request.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens";
         var (sampling, maxTokens, stop, n) = RequestReader.ValidateSampling(request, requestedMax, maxTokensParameter, limits);
-        if (request.Logprobs == true)
-        {
-            throw OpenAIException.BadRequest("logprobs is not supported by this server.", "logprobs", "unsupported_parameter");
-        }
-
+        var topLogprobs = StructuredOutput.ChatTopLogprobs(request.Logprobs, request.TopLogprobs);
         if (request.Tools is { ValueKind: System.Text.Json.JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
         {
             throw OpenAIException.BadRequest("Tool calling is not supported by this model.", "tools", "unsupported_parameter");
         }
 
-        if (request.ResponseFormat?.Type is { } format && format != "text")
-        {
-            throw OpenAIException.BadRequest($"response_format '{format}' is not supported by this server.", "response_format", "unsupported_parameter");
-        }
-
+        var grammar = StructuredOutput.GrammarFor(request.ResponseFormat);
         var work = new GenerationWorkload
         {
             Model = request.Model,
@@ -53,6 +45,8 @@ internal static class ChatCompletionsEndpoint
             Stop = stop,
             N = n,
             Stream = request.Stream == true,
+            Grammar = grammar,
+            TopLogprobs = topLogprobs,
         };
         await using var governed = await pipeline.StartAsync(context, caller, work);
         if (governed.Execution is UpstreamRelay relay)
@@ -67,7 +61,7 @@ internal static class ChatCompletionsEndpoint
         var modelId = governed.Route!.Model;
         if (work.Stream)
         {
-            await StreamAsync(governed, local, id, created, modelId, request.StreamOptions?.IncludeUsage == true);
+            await StreamAsync(governed, local, id, created, modelId, request.StreamOptions?.IncludeUsage == true, topLogprobs is not null);
             return;
         }
 
@@ -76,7 +70,8 @@ internal static class ChatCompletionsEndpoint
         await governed.CompleteAsync();
         await TypedResults.Json(
             new ChatCompletion(id, "chat.completion", created, modelId,
-                results.Select((r, i) => new ChatChoice(i, new AssistantMessage("assistant", r.Text), null, GenerationRun.FinishReasonOf(r.Result.FinishReason))).ToArray(),
+                results.Select((r, i) => new ChatChoice(i, new AssistantMessage("assistant", r.Text),
+                    topLogprobs is null ? null : StructuredOutput.Chat(r.Logprobs ?? []), GenerationRun.FinishReasonOf(r.Result.FinishReason))).ToArray(),
                 new Usage(local.PromptTokens, completionTokens, local.PromptTokens + completionTokens), SystemFingerprint),
             OpenAIJson.Options).ExecuteAsync(context);
     }
@@ -85,7 +80,7 @@ internal static class ChatCompletionsEndpoint
     internal static readonly string SystemFingerprint = "sovereign-" + typeof(ChatCompletionsEndpoint).Assembly.GetName().Version!.ToString(3);
 
     /// <summary>Streams the choices; the request is accounted for before the usage chunk and [DONE] are sent.</summary>
-    private static async Task StreamAsync(GovernedRequest governed, LocalGeneration local, string id, long created, string model, bool includeUsage)
+    private static async Task StreamAsync(GovernedRequest governed, LocalGeneration local, string id, long created, string model, bool includeUsage, bool logprobs)
     {
         var response = governed.Http.Response;
         var aborted = governed.Aborted;
@@ -100,9 +95,10 @@ internal static class ChatCompletionsEndpoint
         {
             await foreach (var (index, update) in local.Run.StreamAsync(aborted))
             {
-                if (update.Text.Length > 0)
+                if (update.Text.Length > 0 || update.Logprobs is { Count: > 0 })
                 {
-                    await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index, new ChunkDelta(null, update.Text), null, null)), aborted);
+                    await ServerSentEvents.WriteAsync(response,
+                        Chunk(id, created, model, new ChatChunkChoice(index, new ChunkDelta(null, update.Text), logprobs ? StructuredOutput.Chat(update.Logprobs ?? []) : null, null)), aborted);
                 }
 
                 if (update.Result is { } result)

@@ -20,10 +20,8 @@ internal static class CompletionsEndpoint
             throw OpenAIException.BadRequest("echo is not supported by this server.", "echo", "unsupported_parameter");
         }
 
-        if (request.Logprobs is not null)
-        {
-            throw OpenAIException.BadRequest("logprobs is not supported by this server.", "logprobs", "unsupported_parameter");
-        }
+        var topLogprobs = StructuredOutput.CompletionTopLogprobs(request.Logprobs);
+        var grammar = StructuredOutput.GrammarFor(request.ResponseFormat);
 
         if (!string.IsNullOrEmpty(request.Suffix))
         {
@@ -52,6 +50,8 @@ internal static class CompletionsEndpoint
             Stop = stop,
             N = n,
             Stream = request.Stream == true,
+            Grammar = grammar,
+            TopLogprobs = topLogprobs,
         };
         await using var governed = await pipeline.StartAsync(context, caller, work);
         if (governed.Execution is UpstreamRelay relay)
@@ -72,6 +72,7 @@ internal static class CompletionsEndpoint
             var aborted = context.RequestAborted;
             ServerSentEvents.Start(response);
             var completionTokens = 0;
+            var textOffsets = new int[local.Run.Count];
             try
             {
                 await foreach (var (index, update) in local.Run.StreamAsync(aborted))
@@ -81,11 +82,12 @@ internal static class CompletionsEndpoint
                         completionTokens += result.CompletionTokens;
                     }
 
-                    if (update.Text.Length > 0 || update.Result is not null)
+                    if (update.Text.Length > 0 || update.Result is not null || update.Logprobs is { Count: > 0 })
                     {
                         var finish = update.Result is { } r ? GenerationRun.FinishReasonOf(r.FinishReason) : null;
+                        var logprobs = topLogprobs is null ? null : StructuredOutput.Completion(update.Logprobs ?? [], ref textOffsets[index]);
                         await ServerSentEvents.WriteAsync(response,
-                            new TextCompletion(id, "text_completion", created, modelId, [new TextChoice(update.Text, index, null, finish)], null, fingerprint), aborted);
+                            new TextCompletion(id, "text_completion", created, modelId, [new TextChoice(update.Text, index, logprobs, finish)], null, fingerprint), aborted);
                     }
                 }
             }
@@ -111,7 +113,11 @@ internal static class CompletionsEndpoint
         await governed.CompleteAsync();
         await TypedResults.Json(
             new TextCompletion(id, "text_completion", created, modelId,
-                results.Select((r, i) => new TextChoice(r.Text, i, null, GenerationRun.FinishReasonOf(r.Result.FinishReason))).ToArray(),
+                results.Select((r, i) =>
+                {
+                    var offset = 0;
+                    return new TextChoice(r.Text, i, topLogprobs is null ? null : StructuredOutput.Completion(r.Logprobs ?? [], ref offset), GenerationRun.FinishReasonOf(r.Result.FinishReason));
+                }).ToArray(),
                 new Usage(promptTokens, generated, promptTokens + generated), fingerprint),
             OpenAIJson.Options).ExecuteAsync(context);
     }

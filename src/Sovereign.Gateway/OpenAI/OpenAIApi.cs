@@ -10,13 +10,14 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary>Maps the OpenAI-compatible <c>/v1</c> surface.</summary>
 public static class OpenAIApi
 {
-    /// <summary>Maps /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models, with OpenAI's errors.</summary>
+    /// <summary>Maps /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/language/detect and /v1/models, with OpenAI's errors.</summary>
     public static RouteGroupBuilder MapOpenAIApi(this IEndpointRouteBuilder endpoints)
     {
         var v1 = endpoints.MapGroup("/v1");
         v1.MapPost("/chat/completions", ChatCompletionsEndpoint.HandleAsync);
         v1.MapPost("/completions", CompletionsEndpoint.HandleAsync);
         v1.MapPost("/embeddings", EmbeddingsEndpoint.HandleAsync);
+        v1.MapPost("/language/detect", LanguageDetectEndpoint.HandleAsync);
         v1.MapGet("/models", ListModels);
         v1.MapGet("/models/{id}", GetModel);
         v1.MapGet("/audit", TenantAudit);
@@ -28,26 +29,7 @@ public static class OpenAIApi
     /// Catches every exception of a /v1 request and answers with OpenAI's error JSON. Registered as middleware so
     /// that failures while binding or reading the body are covered too.
     /// </summary>
-    public static IApplicationBuilder UseOpenAIErrors(this IApplicationBuilder app) => app.Use(async (context, next) =>
-    {
-        try
-        {
-            await next(context);
-        }
-        catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested || ex is not OperationCanceledException)
-        {
-            var configured = context.RequestServices.GetRequiredService<IOptions<SovereignOptions>>().Value.Limits.MaxRequestBodyBytes;
-            var error = OpenAIErrorResults.Map(ex, OpenAIErrorResults.BodyLimit(context, configured));
-            // Only real faults are errors with a stack trace; 502/503 (overload, no capacity) are expected under load.
-            if (error.Status == StatusCodes.Status500InternalServerError)
-            {
-                context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Sovereign.Gateway.OpenAI")
-                    .LogError(ex, "Request {Path} failed", context.Request.Path.Value);
-            }
-
-            await OpenAIErrorResults.WriteAsync(context, error);
-        }
-    });
+    public static IApplicationBuilder UseOpenAIErrors(this IApplicationBuilder app) => app.Use(OpenAIErrorResults.HandleAsync);
 
     private static async Task<IResult> ListModels(HttpContext context, InferenceRouter router)
     {

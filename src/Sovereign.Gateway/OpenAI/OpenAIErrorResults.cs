@@ -1,6 +1,10 @@
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Observability;
 using Sovereign.Inference.Engine;
 
 namespace Sovereign.Gateway.OpenAI;
@@ -15,11 +19,60 @@ internal static class OpenAIErrorResults
         BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => OpenAIException.TooLarge(maxBodyBytes),
         BadHttpRequestException e => OpenAIException.BadRequest("The request could not be read: " + e.Message),
         InvalidGenerationRequestException e => OpenAIException.BadRequest(e.Message, e.Parameter, e.Code),
+        ContextLengthExceededException e => OpenAIException.BadRequest(e.Message, e.Parameter, "context_length_exceeded"),
         EngineOverloadedException e => OpenAIException.Overloaded(e.Message),
         TenantQueueFullException e => new OpenAIException(StatusCodes.Status429TooManyRequests, e.Message, "requests", null, "tenant_queue_full", TimeSpan.FromSeconds(1)),
         EngineStoppedException e => new OpenAIException(StatusCodes.Status503ServiceUnavailable, e.Message, "server_error", null, "model_unavailable", TimeSpan.FromSeconds(5)),
         _ => new OpenAIException(StatusCodes.Status500InternalServerError, "The server had an error while processing your request.", "server_error", null, "internal_error"),
     };
+
+    /// <summary>
+    /// The error middleware: catches every exception of a request, logs it with a stable event id (refusal, shedding
+    /// or fault) and answers with OpenAI's error JSON.
+    /// </summary>
+    public static async Task HandleAsync(HttpContext context, RequestDelegate next)
+    {
+        try
+        {
+            await next(context);
+        }
+        catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested || ex is not OperationCanceledException)
+        {
+            var configured = context.RequestServices.GetRequiredService<IOptions<SovereignOptions>>().Value.Limits.MaxRequestBodyBytes;
+            var error = Map(ex, BodyLimit(context, configured));
+            var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(GatewayLog.RequestsCategory);
+            GatewayLog.ErrorAnswered(logger, context, error.Status, error.Type, error.Code, error.Param, ex);
+            await WriteAsync(context, error);
+        }
+    }
+
+    /// <summary>
+    /// Gives a body to error statuses that the framework answers without one (405, or a 404 outside /v1), so every
+    /// error a client sees is OpenAI's error object. Use with <c>UseStatusCodePages</c>.
+    /// </summary>
+    public static Task WriteStatusCodePageAsync(Microsoft.AspNetCore.Diagnostics.StatusCodeContext statusCode)
+    {
+        var context = statusCode.HttpContext;
+        var status = context.Response.StatusCode;
+        var error = new OpenAIException(status,
+            status switch
+            {
+                StatusCodes.Status404NotFound => $"Unknown request URL: {context.Request.Method} {context.Request.Path}.",
+                StatusCodes.Status405MethodNotAllowed => $"The method {context.Request.Method} is not allowed for {context.Request.Path}.",
+                _ => $"The request failed with HTTP status {status}.",
+            },
+            status >= 500 ? "server_error" : "invalid_request_error",
+            null,
+            status switch
+            {
+                StatusCodes.Status404NotFound => "unknown_url",
+                StatusCodes.Status405MethodNotAllowed => "method_not_allowed",
+                _ => null,
+            });
+        var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(GatewayLog.RequestsCategory);
+        GatewayLog.ErrorAnswered(logger, context, error.Status, error.Type, error.Code, null, null);
+        return WriteAsync(context, error);
+    }
 
     public static async Task WriteAsync(HttpContext context, OpenAIException error)
     {

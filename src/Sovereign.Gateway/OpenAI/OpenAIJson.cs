@@ -16,6 +16,9 @@ internal static class OpenAIJson
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
         MaxDepth = 32,
 
+        // A repeated key is ambiguous (we and the engine we forward to may read different copies): refuse it.
+        AllowDuplicateProperties = false,
+
         // Responses go to API clients, not into HTML, so only what JSON requires is escaped.
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip,

@@ -7,6 +7,9 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary>Reads, parses and validates OpenAI request bodies, turning every client mistake into a precise 400.</summary>
 internal static class RequestReader
 {
+    /// <summary>The index of a path frame that is an object, not an array.</summary>
+    private const int InObject = -2;
+
     /// <summary>The raw body of the request, kept for forwarding to an upstream engine.</summary>
     public static ReadOnlyMemory<byte> RawBody(HttpContext context) =>
         context.Items.TryGetValue(typeof(RequestReader), out var raw) && raw is ReadOnlyMemory<byte> bytes ? bytes : ReadOnlyMemory<byte>.Empty;
@@ -14,19 +17,44 @@ internal static class RequestReader
     public static async Task<T> ReadAsync<T>(HttpContext context)
         where T : class
     {
+        RequireJsonContentType(context.Request.ContentType);
+
         // Buffer the body (Kestrel enforces the size limit while reading) so it can be validated here and forwarded as is.
         using var buffer = new MemoryStream();
-        await context.Request.Body.CopyToAsync(buffer, context.RequestAborted);
+        try
+        {
+            await context.Request.Body.CopyToAsync(buffer, context.RequestAborted);
+        }
+        catch (IOException ex) when (ex is not BadHttpRequestException && !context.RequestAborted.IsCancellationRequested)
+        {
+            // Kestrel reports broken framing of a chunked body (e.g. a chunk size that overflows) as a plain IOException.
+            throw OpenAIException.BadRequest("The request body could not be read: " + ex.Message);
+        }
+
         var bytes = new ReadOnlyMemory<byte>(buffer.GetBuffer(), 0, (int)buffer.Length);
         context.Items[typeof(RequestReader)] = bytes;
+        if (bytes.Length == 0)
+        {
+            throw OpenAIException.BadRequest("We could not parse the JSON body of your request: the request body is empty.");
+        }
+
+        // Every string must decode before anything reads it: JsonElement.GetString() throws a plain
+        // InvalidOperationException on invalid UTF-8 or a lone surrogate escape, long after parsing.
+        ValidateText(bytes.Span);
         T? body;
         try
         {
-            body = bytes.Length == 0 ? throw new JsonException("The request body is empty.") : JsonSerializer.Deserialize<T>(bytes.Span, OpenAIJson.Options);
+            body = JsonSerializer.Deserialize<T>(bytes.Span, OpenAIJson.Options);
         }
         catch (JsonException ex)
         {
             var param = ex.Path is { Length: > 2 } path && path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : null;
+            if (ex.Message.StartsWith("Duplicate property", StringComparison.Ordinal))
+            {
+                // Engines behind us may read the first copy where we read the last: a repeated key is refused.
+                throw OpenAIException.BadRequest("The JSON body repeats a property" + (param is null ? "." : $" in '{param}'."), param, "duplicate_property");
+            }
+
             throw param is null
                 ? OpenAIException.BadRequest("We could not parse the JSON body of your request: " + FirstSentence(ex.Message))
                 : OpenAIException.BadRequest($"Invalid type or value for '{param}'.", param, "invalid_type");
@@ -34,6 +62,138 @@ internal static class RequestReader
 
         return body ?? throw OpenAIException.BadRequest("The request body must be a JSON object.");
     }
+
+    /// <summary>
+    /// Refuses bodies whose declared type says they are not UTF-8 JSON. A missing type, JSON types and text/plain are
+    /// read as JSON (as llama-server, Ollama and LiteLLM do); form encodings and other charsets are a 415.
+    /// </summary>
+    internal static void RequireJsonContentType(string? contentType)
+    {
+        if (string.IsNullOrEmpty(contentType))
+        {
+            return;
+        }
+
+        if (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var media))
+        {
+            throw UnsupportedMediaType($"The Content-Type '{Shorten(contentType)}' cannot be parsed.");
+        }
+
+        var type = media.MediaType.Value ?? "";
+        if (type.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase) || type.Equals("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase))
+        {
+            throw UnsupportedMediaType($"The body is sent as {type}; send JSON with 'Content-Type: application/json'.");
+        }
+
+        var charset = media.Charset.Value;
+        if (!string.IsNullOrEmpty(charset) && !charset.Trim('"').Equals("utf-8", StringComparison.OrdinalIgnoreCase) && !charset.Trim('"').Equals("utf8", StringComparison.OrdinalIgnoreCase))
+        {
+            throw UnsupportedMediaType($"The body's charset is '{Shorten(charset)}'; JSON request bodies must be UTF-8.");
+        }
+    }
+
+    /// <summary>
+    /// One pass over the body with the same depth limit as the serializer: the JSON must be well formed and every
+    /// string and property name must be valid UTF-8 without lone surrogates. Names the field at fault.
+    /// </summary>
+    internal static void ValidateText(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = OpenAIJson.Options.MaxDepth, CommentHandling = JsonCommentHandling.Disallow });
+
+        // One frame per open object (Index = InObject, Name = the current property) or array (Index = the current item).
+        var path = new List<(string? Name, int Index)>();
+        try
+        {
+            while (reader.Read())
+            {
+                switch (reader.TokenType)
+                {
+                    case JsonTokenType.PropertyName:
+                        var name = DecodedOrNull(ref reader) ?? throw InvalidText(path, isName: true);
+                        path[^1] = (name, InObject);
+                        break;
+                    case JsonTokenType.StartObject:
+                        Advance(path);
+                        path.Add((null, InObject));
+                        break;
+                    case JsonTokenType.StartArray:
+                        Advance(path);
+                        path.Add((null, -1));
+                        break;
+                    case JsonTokenType.EndObject or JsonTokenType.EndArray:
+                        path.RemoveAt(path.Count - 1);
+                        break;
+                    case JsonTokenType.String:
+                        Advance(path);
+                        if (!IsDecodable(ref reader))
+                        {
+                            throw InvalidText(path, isName: false);
+                        }
+
+                        break;
+                    default:
+                        Advance(path);
+                        break;
+                }
+            }
+        }
+        catch (JsonException ex)
+        {
+            throw OpenAIException.BadRequest("We could not parse the JSON body of your request: " + FirstSentence(ex.Message));
+        }
+    }
+
+    private static void Advance(List<(string? Name, int Index)> path)
+    {
+        if (path.Count > 0 && path[^1].Index != InObject)
+        {
+            path[^1] = (null, path[^1].Index + 1);
+        }
+    }
+
+    private static bool IsDecodable(ref Utf8JsonReader reader) =>
+        reader.ValueIsEscaped ? DecodedOrNull(ref reader) is not null : System.Text.Unicode.Utf8.IsValid(reader.ValueSpan);
+
+    private static string? DecodedOrNull(ref Utf8JsonReader reader)
+    {
+        try
+        {
+            return reader.GetString();
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The 400 for undecodable text, naming the field as OpenAI names parameters (<c>messages[0].content</c>).</summary>
+    private static OpenAIException InvalidText(List<(string? Name, int Index)> path, bool isName)
+    {
+        var text = new System.Text.StringBuilder();
+        foreach (var (name, index) in isName ? path.Take(path.Count - 1) : path)
+        {
+            if (index >= 0)
+            {
+                text.Append('[').Append(index).Append(']');
+            }
+            else if (name is not null)
+            {
+                text.Append(text.Length > 0 ? "." : "").Append(name);
+            }
+        }
+
+        var param = text.Length > 0 ? text.ToString() : null;
+        var what = isName ? "A property name" : "The text";
+        return OpenAIException.BadRequest(
+            $"{what} in {(param is null ? "the request body" : $"'{param}'")} is not valid Unicode: it has invalid UTF-8 bytes or an unpaired surrogate escape.",
+            param, "invalid_encoding");
+    }
+
+    private static OpenAIException UnsupportedMediaType(string message) =>
+        new(StatusCodes.Status415UnsupportedMediaType, message, "invalid_request_error", null, "unsupported_media_type");
+
+    private static string Shorten(string value) =>
+        new(value.Take(64).Select(c => char.IsControl(c) ? '?' : c).ToArray());
 
     /// <summary>Validates the shared sampling fields against OpenAI's ranges and the server's limits.</summary>
     public static (SamplingOptions Sampling, int? MaxTokens, IReadOnlyList<string> Stop, int N) ValidateSampling(SamplingRequest request, int? maxTokens, string maxTokensParam, LimitsOptions limits)

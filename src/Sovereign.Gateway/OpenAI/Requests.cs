@@ -28,6 +28,9 @@ internal abstract class SamplingRequest
     public List<string>? Stop { get; set; }
 
     public string? User { get; set; }
+
+    /// <summary>Structured output; also accepted on legacy completions, as vLLM and llama-server do.</summary>
+    public ResponseFormat? ResponseFormat { get; set; }
 }
 
 internal sealed class StreamOptions
@@ -41,13 +44,8 @@ internal sealed class ChatCompletionRequest : SamplingRequest
     public List<ChatMessage?>? Messages { get; set; }
     public int? MaxCompletionTokens { get; set; }
     public bool? Logprobs { get; set; }
+    public int? TopLogprobs { get; set; }
     public JsonElement? Tools { get; set; }
-    public ResponseFormat? ResponseFormat { get; set; }
-}
-
-internal sealed class ResponseFormat
-{
-    public string? Type { get; set; }
 }
 
 internal sealed class ChatMessage

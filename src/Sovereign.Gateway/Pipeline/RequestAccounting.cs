@@ -28,7 +28,11 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
         }
 
         var usage = request.Execution is { } execution ? await execution.FinalUsageAsync() : ExecutedUsage.None;
-        route.Language ??= languages.DetectForUsage(request.Work.LanguageSample);
+        if (route.Language is null && languages.DetectForUsage(request.Work.LanguageSample) is { } detected)
+        {
+            (route.Language, route.LanguageConfidence) = (detected.Language, detected.Confidence);
+        }
+
         // The ledger record and the audit entry are independent commits: wait for both at once.
         await Task.WhenAll(
             metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome),

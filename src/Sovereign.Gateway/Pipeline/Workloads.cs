@@ -55,6 +55,12 @@ internal sealed class GenerationWorkload : Workload
 
     /// <summary>Whether the client streams the answer.</summary>
     public bool Stream { get; init; }
+
+    /// <summary>Constrains local generation to a grammar (structured output); null for free text.</summary>
+    public Sovereign.Inference.Grammar.GbnfGrammar? Grammar { get; init; }
+
+    /// <summary>Null: no log-probabilities; otherwise alternatives to report per generated token.</summary>
+    public int? TopLogprobs { get; init; }
 }
 
 /// <summary>An embeddings request: the texts to embed.</summary>

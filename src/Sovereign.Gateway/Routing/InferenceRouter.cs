@@ -58,6 +58,9 @@ public sealed class RoutedRequest
     /// <summary>The request's language, once detected.</summary>
     public string? Language { get; set; }
 
+    /// <summary>The detector's confidence in <see cref="Language"/> (0..1), once detected.</summary>
+    public double? LanguageConfidence { get; set; }
+
     /// <summary>For an alias: which alias, and why it resolved to <see cref="Model"/>.</summary>
     public RouteChoice? AliasChoice { get; init; }
 
@@ -116,12 +119,24 @@ public sealed class InferenceRouter(
             return cards.Where(c => !c.ExternalOnly).ToList();
         }
 
-        // A model is visible when the policy allows it by id, licence and origin (capacity does not matter here).
+        // A model is visible when the policy would let it run somewhere it is served: by id, licence and origin, and
+        // in the jurisdiction of this node or of an external node serving it (capacity does not matter here).
         var policy = caller.Policy;
-        var somewhereAllowed = jurisdictions.ResolveMany(policy.AllowedJurisdictions, out _).Order(StringComparer.Ordinal).FirstOrDefault() ?? Undeclared;
-        var probe = new ModelReplica("probe", somewhereAllowed, NodeKind.Local, true, 0, 1);
-        return cards.Where(c => (!c.ExternalOnly || policy.AllowExternalProviders)
-            && RoutingDecider.Decide(new RoutingRequest(somewhereAllowed, policy, new ModelFacts(c.Id, c.License, c.Origin), [probe]) { Catalog = jurisdictions }).Code != RoutingCodes.ModelNotAllowed).ToList();
+        var settings = options.Value;
+        var here = allNodes.FirstOrDefault(n => n.Id == settings.NodeId && n.Kind == nameof(NodeKind.Local))?.Jurisdiction
+            ?? (string.IsNullOrWhiteSpace(settings.Jurisdiction) ? Undeclared : settings.Jurisdiction.ToUpperInvariant());
+        return cards.Where(c =>
+        {
+            var probes = new List<ModelReplica>();
+            if (!c.ExternalOnly)
+            {
+                probes.Add(new ModelReplica("probe-local", here, NodeKind.Local, true, 0, 1));
+            }
+
+            probes.AddRange(allNodes.Where(n => n.Kind == nameof(NodeKind.External) && n.Models.Any(m => m.Id == c.Id))
+                .Select(n => new ModelReplica(n.Id, n.Jurisdiction, NodeKind.External, true, 0, 1)));
+            return RoutingDecider.Decide(new RoutingRequest(here, policy, new ModelFacts(c.Id, c.License, c.Origin), probes) { Catalog = jurisdictions }).Allowed;
+        }).ToList();
     }
 
     /// <summary>Decides and audits where an authenticated request runs; throws the OpenAI error to answer with when refused.</summary>
@@ -181,7 +196,7 @@ public sealed class InferenceRouter(
                 throw OpenAIException.ModelNotFound(model);
             }
 
-            return await AllowAsync(context, new RoutedRequest(requestId, caller, model, settings.NodeId, here, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language }, here, ["anonymous: served by the local node only"]);
+            return await AllowAsync(context, new RoutedRequest(requestId, caller, model, settings.NodeId, here, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }, here, ["anonymous: served by the local node only"]);
         }
 
         var replicas = new List<ModelReplica>();
@@ -249,9 +264,9 @@ public sealed class InferenceRouter(
 
         var selected = decision.SelectedReplica!;
         var routed = selected.Kind == NodeKind.Local && selected.NodeId == settings.NodeId && local is not null
-            ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language }
+            ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }
             : external.First(e => e.Node.Id == selected.NodeId) is var target
-                ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, null, target.Node, target.Model) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language }
+                ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, null, target.Node, target.Model) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }
                 : throw new InvalidOperationException("The decider chose an unknown replica.");
         return await AllowAsync(context, routed, localNode?.Jurisdiction ?? here, decision.Reasons);
     }
@@ -272,7 +287,7 @@ public sealed class InferenceRouter(
             Decision = AuditDecision.Allowed,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
-            Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.Alias, request.AliasChoice),
+            Details = AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice),
         });
 
     private async Task<RoutedRequest> AllowAsync(HttpContext context, RoutedRequest routed, string gatewayJurisdiction, IReadOnlyList<string> reasons)
@@ -298,7 +313,7 @@ public sealed class InferenceRouter(
         headers[AuditIdHeader] = routed.RequestId;
         if (routed.AliasChoice is { } choice)
         {
-            headers[LanguageRouting.LanguageHeader] = choice.Language;
+            headers[LanguageRouting.LanguageHeader] = LanguageRouting.HeaderValue(choice.Language, choice.Confidence);
             headers[LanguageRouting.RouteReasonHeader] = Uri.EscapeDataString(choice.Reason);
         }
 
@@ -319,6 +334,7 @@ public sealed class InferenceRouter(
         {
             details["alias"] = alias;
             details["language"] = choice.Language;
+            LanguageRouting.WithConfidence(details, choice.Confidence);
             details["route_reason"] = choice.Reason;
         }
 

@@ -9,12 +9,14 @@ namespace Sovereign.Gateway.Routing;
 
 /// <summary>
 /// Detects each request's language and resolves model aliases (<c>auto</c>, <c>legal-th</c>, …) to the best model
-/// the tenant's policy allows for it. The detector (about 200 MB) is loaded on first use, so servers that never
+/// the tenant's policy allows for it. The detector (about 200-250 MB, see docs/benchmarks.md) is loaded on
+/// first use, so servers that never
 /// see an alias or need a language do not pay for it.
 /// </summary>
 public sealed class LanguageRouting(ModelCatalog catalog, IOptions<SovereignOptions> options)
 {
-    /// <summary>Response header: the detected language.</summary>
+    /// <summary>Response header: the detected language and the detector's confidence, as a structured-field item with a
+    /// parameter (RFC 8941): <c>th;confidence=0.973</c>, <c>und;confidence=0.000</c>.</summary>
     public const string LanguageHeader = "x-sovereign-language";
 
     /// <summary>Response header: why the alias resolved to its model.</summary>
@@ -47,8 +49,23 @@ public sealed class LanguageRouting(ModelCatalog catalog, IOptions<SovereignOpti
     public LanguageDetection Detect(string text) => _detector.Value.Detect(text);
 
     /// <summary>The language recorded with a request's usage, or null when detection of every request is off.</summary>
-    public string? DetectForUsage(string text) =>
-        options.Value.DetectLanguageOfEveryRequest && !string.IsNullOrWhiteSpace(text) ? Detect(text).Language : null;
+    public LanguageDetection? DetectForUsage(string text) =>
+        options.Value.DetectLanguageOfEveryRequest && !string.IsNullOrWhiteSpace(text) ? Detect(text) : null;
+
+    /// <summary>The value of <see cref="LanguageHeader"/>.</summary>
+    public static string HeaderValue(string language, double confidence) =>
+        FormattableString.Invariant($"{language};confidence={confidence:0.000}");
+
+    /// <summary>Adds the detector's confidence to an audit entry's details (as <c>language_confidence</c>).</summary>
+    public static Dictionary<string, string> WithConfidence(Dictionary<string, string> details, double? confidence)
+    {
+        if (confidence is { } value)
+        {
+            details["language_confidence"] = value.ToString("0.000", System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        return details;
+    }
 
     /// <summary>Resolves an alias for a caller; the choice names the model (or none: fail closed), the language and why.</summary>
     public async Task<RouteChoice> ChooseAsync(InferenceRouter router, Caller caller, string alias, string text)

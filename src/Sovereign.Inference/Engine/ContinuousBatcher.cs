@@ -304,7 +304,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             OnAdmitted?.Invoke(sequence.Request);
             _kvReserved += sequence.KvReservation;
             sequence.Conversation = _executor.Create();
-            sequence.Pipeline = new RequestSamplingPipeline(sequence.Request.Sampling, _model.Resolved.ContextLength);
+            sequence.Pipeline = new RequestSamplingPipeline(sequence.Request.Sampling, _model.Resolved.ContextLength, sequence.Request.Grammar, sequence.Request.TopLogprobs);
             sequence.Decoder = new StreamingTokenDecoder(Encoding.UTF8, _model.Weights);
             sequence.StopMatcher = new StopSequenceMatcher(sequence.Request.Stop);
             var admittedAt = _time.GetTimestamp();
@@ -443,6 +443,12 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             return FinishReason.Stop;
         }
 
+        if (sequence.Pipeline!.Last is { } last)
+        {
+            sequence.PendingLogprobs ??= [];
+            sequence.PendingLogprobs.Add(new TokenLogprob(Alternative(last.Token, last.Logprob), [.. last.Top.Select(t => Alternative(t.Token, t.Logprob))]));
+        }
+
         sequence.Decoder!.Add(token);
         var text = sequence.StopMatcher!.Append(sequence.Decoder.Read());
         sequence.Emit(text);
@@ -460,6 +466,20 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         return null;
     }
 
+    private TokenAlternative Alternative(int token, float logprob)
+    {
+        Span<byte> piece = stackalloc byte[128];
+        var length = (int)_model.Weights.NativeHandle.TokenToSpan((LLamaToken)token, piece);
+        if (length <= piece.Length)
+        {
+            return new TokenAlternative(token, piece[..length].ToArray(), logprob);
+        }
+
+        var large = new byte[length];
+        _model.Weights.NativeHandle.TokenToSpan((LLamaToken)token, large);
+        return new TokenAlternative(token, large, logprob);
+    }
+
     private void Finish(Sequence sequence, FinishReason reason)
     {
         _running.Remove(sequence);
@@ -470,7 +490,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         sequence.Pipeline!.Dispose();
         if (reason != FinishReason.Cancelled)
         {
-            sequence.Emit(sequence.StopMatcher!.Append(sequence.Decoder!.Read()) + sequence.StopMatcher.Flush());
+            sequence.Emit(sequence.StopMatcher!.Append(sequence.Decoder!.Read()) + sequence.StopMatcher.Flush(), flush: true);
         }
 
         Complete(sequence, reason);
@@ -546,11 +566,15 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         public int Generated { get; set; }
         public double ComputeSeconds { get; set; }
 
-        public void Emit(string text)
+        /// <summary>Logprobs of tokens whose text has not been emitted yet (held by the decoder or the stop matcher).</summary>
+        public List<TokenLogprob>? PendingLogprobs { get; set; }
+
+        public void Emit(string text, bool flush = false)
         {
-            if (text.Length > 0)
+            if (text.Length > 0 || (flush && PendingLogprobs is { Count: > 0 }))
             {
-                output.TryWrite(new GenerationUpdate(text, null));
+                output.TryWrite(new GenerationUpdate(text, null, PendingLogprobs));
+                PendingLogprobs = null;
             }
         }
 

@@ -23,6 +23,15 @@ public sealed record GenerationRequest
 
     /// <summary>Interactive requests are admitted before batch ones.</summary>
     public Scheduling.PriorityClass Priority { get; init; } = Scheduling.PriorityClass.Interactive;
+
+    /// <summary>Constrains the output to the grammar's language (structured output); null for free text.</summary>
+    public Grammar.GbnfGrammar? Grammar { get; init; }
+
+    /// <summary>
+    /// Null: no log-probabilities. Otherwise each generated token's log-probability is reported, with this many of the
+    /// most likely alternatives at its position (0 to <see cref="Sampling.Logprobs.MaxTop"/>).
+    /// </summary>
+    public int? TopLogprobs { get; init; }
 }
 
 /// <summary>Per-request sampling settings, with OpenAI's defaults and ranges.</summary>
@@ -100,4 +109,5 @@ public sealed record GenerationResult
 /// <summary>One piece of a streamed generation: new text, and at the end the result.</summary>
 /// <param name="Text">Text generated since the last update (may be empty).</param>
 /// <param name="Result">Set on the last update only.</param>
-public readonly record struct GenerationUpdate(string Text, GenerationResult? Result);
+/// <param name="Logprobs">When asked for: the tokens generated since the last update that carried logprobs, in order.</param>
+public readonly record struct GenerationUpdate(string Text, GenerationResult? Result, IReadOnlyList<Sampling.TokenLogprob>? Logprobs = null);

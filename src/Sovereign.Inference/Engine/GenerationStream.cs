@@ -36,14 +36,26 @@ public sealed class GenerationStream : IAsyncEnumerable<GenerationUpdate>
     /// <summary>Reads the whole generation into one string and its result.</summary>
     public async Task<(string Text, GenerationResult Result)> CollectAsync(CancellationToken cancellationToken = default)
     {
+        var (text, result, _) = await CollectAllAsync(cancellationToken);
+        return (text, result);
+    }
+
+    /// <summary>Reads the whole generation: text, result, and each token's log-probabilities (null unless asked for).</summary>
+    public async Task<(string Text, GenerationResult Result, IReadOnlyList<Sampling.TokenLogprob>? Logprobs)> CollectAllAsync(CancellationToken cancellationToken = default)
+    {
         var text = new System.Text.StringBuilder();
         GenerationResult? result = null;
+        List<Sampling.TokenLogprob>? logprobs = null;
         await foreach (var update in this.WithCancellation(cancellationToken))
         {
             text.Append(update.Text);
             result = update.Result ?? result;
+            if (update.Logprobs is { } tokens)
+            {
+                (logprobs ??= []).AddRange(tokens);
+            }
         }
 
-        return (text.ToString(), result ?? throw new InvalidOperationException("The generation ended without a result."));
+        return (text.ToString(), result ?? throw new InvalidOperationException("The generation ended without a result."), logprobs);
     }
 }

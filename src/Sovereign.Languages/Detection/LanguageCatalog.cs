@@ -3,20 +3,36 @@ using Lingua;
 namespace Sovereign.Languages;
 
 /// <summary>A language the detector can be configured for.</summary>
-/// <param name="Code">ISO 639-1 where one exists, else ISO 639-3 (e.g. <c>fil</c>).</param>
+/// <param name="Code">ISO 639-1 where one exists, else ISO 639-3 (e.g. <c>fil</c>, <c>tet</c>).</param>
 /// <param name="Name">English name.</param>
-/// <param name="Script">The script it is written in, as the detector sees it.</param>
+/// <param name="Script">The script it is written in, as the detector sees it (Serbian: Cyrillic, see
+/// <see cref="OtherScripts"/>).</param>
 /// <param name="IsCovered">Whether it is in the default (covered) set.</param>
 public sealed record LanguageDescriptor(string Code, string Name, WritingScript Script, bool IsCovered)
 {
-    /// <summary>The Lingua model behind it; null where Lingua has none (Maltese, Khmer, Lao, Burmese, Kannada,
-    /// Malayalam, Odia) and the script or a heuristic decides instead.</summary>
-    internal Language? Lingua { get; init; }
+    /// <summary>The Lingua models behind it (Norwegian: Bokmål and Nynorsk); empty where Lingua has none (Maltese,
+    /// Galician, Tetum, Khmer, Lao, Burmese, Kannada, Malayalam, Odia) and the script or the profiles decide.</summary>
+    internal IReadOnlyList<Language> Lingua { get; init; } = [];
+
+    /// <summary>Further scripts it is written in: Serbian is written in Latin letters as well as Cyrillic.</summary>
+    public IReadOnlyList<WritingScript> OtherScripts { get; init; } = [];
+
+    /// <summary>Languages Lingua has and this one is read as: their Lingua share stands in for this language's, so
+    /// that the profiles decide between them (Galician against Spanish and Portuguese; Tetum against the languages
+    /// Lingua takes it for).</summary>
+    internal IReadOnlyList<string> StandIns { get; init; } = [];
+
+    /// <summary>Whether it is written in a script.</summary>
+    public bool WritesIn(WritingScript script) => Script == script || OtherScripts.Contains(script);
 }
 
-/// <summary>The languages the detector knows: the covered set (the default) and a few more an operator may add.</summary>
+/// <summary>The languages the detector knows: the covered set (the default) and more an operator may add; those not
+/// configured still take part in detection, as decoys, so that their text comes out undetermined.</summary>
 public static class LanguageCatalog
 {
+    /// <summary>The languages of the ASEAN member states. Tetum joined with Timor-Leste, admitted in October 2025.</summary>
+    public static IReadOnlyList<string> Asean { get; } = ["th", "vi", "id", "ms", "fil", "km", "lo", "my", "tet"];
+
     private static readonly LanguageDescriptor[] Entries =
     [
         // The 24 official languages of the EU.
@@ -36,7 +52,7 @@ public static class LanguageCatalog
         Core("it", "Italian", WritingScript.Latin, Language.Italian),
         Core("lv", "Latvian", WritingScript.Latin, Language.Latvian),
         Core("lt", "Lithuanian", WritingScript.Latin, Language.Lithuanian),
-        Core("mt", "Maltese", WritingScript.Latin, null),
+        Core("mt", "Maltese", WritingScript.Latin) with { StandIns = ["it"] },
         Core("pl", "Polish", WritingScript.Latin, Language.Polish),
         Core("pt", "Portuguese", WritingScript.Latin, Language.Portuguese),
         Core("ro", "Romanian", WritingScript.Latin, Language.Romanian),
@@ -45,15 +61,28 @@ public static class LanguageCatalog
         Core("es", "Spanish", WritingScript.Latin, Language.Spanish),
         Core("sv", "Swedish", WritingScript.Latin, Language.Swedish),
 
-        // South-East Asia.
+        // The rest of Europe a regional operator sells in.
+        Core("no", "Norwegian", WritingScript.Latin, Language.Bokmal, Language.Nynorsk),
+        Core("is", "Icelandic", WritingScript.Latin, Language.Icelandic),
+        Core("ca", "Catalan", WritingScript.Latin, Language.Catalan),
+        Core("gl", "Galician", WritingScript.Latin) with { StandIns = ["es", "pt"] },
+        Core("eu", "Basque", WritingScript.Latin, Language.Basque),
+        Core("bs", "Bosnian", WritingScript.Latin, Language.Bosnian),
+        Core("sr", "Serbian", WritingScript.Cyrillic, Language.Serbian) with { OtherScripts = [WritingScript.Latin], StandIns = ["hr", "bs"] },
+        Core("uk", "Ukrainian", WritingScript.Cyrillic, Language.Ukrainian),
+        Core("ru", "Russian", WritingScript.Cyrillic, Language.Russian),
+        Core("tr", "Turkish", WritingScript.Latin, Language.Turkish),
+
+        // South-East Asia (ASEAN).
         Core("th", "Thai", WritingScript.Thai, Language.Thai),
         Core("vi", "Vietnamese", WritingScript.Latin, Language.Vietnamese),
         Core("id", "Indonesian", WritingScript.Latin, Language.Indonesian),
         Core("ms", "Malay", WritingScript.Latin, Language.Malay),
         Core("fil", "Filipino", WritingScript.Latin, Language.Tagalog),
-        Core("km", "Khmer", WritingScript.Khmer, null),
-        Core("lo", "Lao", WritingScript.Lao, null),
-        Core("my", "Burmese", WritingScript.Myanmar, null),
+        Core("km", "Khmer", WritingScript.Khmer),
+        Core("lo", "Lao", WritingScript.Lao),
+        Core("my", "Burmese", WritingScript.Myanmar),
+        Core("tet", "Tetum", WritingScript.Latin) with { StandIns = ["pt", "id", "ms", "fil"] },
 
         // India.
         Core("hi", "Hindi", WritingScript.Devanagari, Language.Hindi),
@@ -62,10 +91,10 @@ public static class LanguageCatalog
         Core("te", "Telugu", WritingScript.Telugu, Language.Telugu),
         Core("mr", "Marathi", WritingScript.Devanagari, Language.Marathi),
         Core("gu", "Gujarati", WritingScript.Gujarati, Language.Gujarati),
-        Core("kn", "Kannada", WritingScript.Kannada, null),
-        Core("ml", "Malayalam", WritingScript.Malayalam, null),
+        Core("kn", "Kannada", WritingScript.Kannada),
+        Core("ml", "Malayalam", WritingScript.Malayalam),
         Core("pa", "Punjabi", WritingScript.Gurmukhi, Language.Punjabi),
-        Core("or", "Odia", WritingScript.Oriya, null),
+        Core("or", "Odia", WritingScript.Oriya),
 
         // East Asia and Arabic.
         Core("ja", "Japanese", WritingScript.Kana, Language.Japanese),
@@ -73,13 +102,10 @@ public static class LanguageCatalog
         Core("zh", "Chinese", WritingScript.Han, Language.Chinese),
         Core("ar", "Arabic", WritingScript.Arabic, Language.Arabic),
 
-        // Not covered by default. Their Lingua models also serve as decoys: when only one language of a shared script
-        // is configured (Bulgarian among the Cyrillic ones), Russian text must come out undetermined, not Bulgarian.
-        Extra("ru", "Russian", WritingScript.Cyrillic, Language.Russian),
-        Extra("uk", "Ukrainian", WritingScript.Cyrillic, Language.Ukrainian),
+        // Not covered by default; every Lingua language of a shared script is here, so that text in a language outside
+        // the configured set comes out undetermined rather than as its nearest configured neighbour.
         Extra("be", "Belarusian", WritingScript.Cyrillic, Language.Belarusian),
         Extra("mk", "Macedonian", WritingScript.Cyrillic, Language.Macedonian),
-        Extra("sr", "Serbian", WritingScript.Cyrillic, Language.Serbian),
         Extra("kk", "Kazakh", WritingScript.Cyrillic, Language.Kazakh),
         Extra("mn", "Mongolian", WritingScript.Cyrillic, Language.Mongolian),
         Extra("fa", "Persian", WritingScript.Arabic, Language.Persian),
@@ -90,18 +116,25 @@ public static class LanguageCatalog
         Extra("si", "Sinhala", WritingScript.Sinhala, Language.Sinhala),
         Extra("am", "Amharic", WritingScript.Ethiopic, Language.Amharic),
         Extra("ti", "Tigrinya", WritingScript.Ethiopic, Language.Tigrinya),
-        Extra("tr", "Turkish", WritingScript.Latin, Language.Turkish),
-        Extra("ca", "Catalan", WritingScript.Latin, Language.Catalan),
-        Extra("eu", "Basque", WritingScript.Latin, Language.Basque),
-        Extra("nb", "Norwegian Bokmål", WritingScript.Latin, Language.Bokmal),
         Extra("nn", "Norwegian Nynorsk", WritingScript.Latin, Language.Nynorsk),
-        Extra("is", "Icelandic", WritingScript.Latin, Language.Icelandic),
         Extra("sq", "Albanian", WritingScript.Latin, Language.Albanian),
-        Extra("bs", "Bosnian", WritingScript.Latin, Language.Bosnian),
         Extra("af", "Afrikaans", WritingScript.Latin, Language.Afrikaans),
         Extra("sw", "Swahili", WritingScript.Latin, Language.Swahili),
         Extra("cy", "Welsh", WritingScript.Latin, Language.Welsh),
         Extra("az", "Azerbaijani", WritingScript.Latin, Language.Azerbaijani),
+        Extra("eo", "Esperanto", WritingScript.Latin, Language.Esperanto),
+        Extra("la", "Latin", WritingScript.Latin, Language.Latin),
+        Extra("so", "Somali", WritingScript.Latin, Language.Somali),
+        Extra("yo", "Yoruba", WritingScript.Latin, Language.Yoruba),
+        Extra("zu", "Zulu", WritingScript.Latin, Language.Zulu),
+        Extra("xh", "Xhosa", WritingScript.Latin, Language.Xhosa),
+        Extra("st", "Sotho", WritingScript.Latin, Language.Sotho),
+        Extra("tn", "Tswana", WritingScript.Latin, Language.Tswana),
+        Extra("ts", "Tsonga", WritingScript.Latin, Language.Tsonga),
+        Extra("sn", "Shona", WritingScript.Latin, Language.Shona),
+        Extra("lg", "Ganda", WritingScript.Latin, Language.Ganda),
+        Extra("mi", "Maori", WritingScript.Latin, Language.Maori),
+        Extra("om", "Oromo", WritingScript.Latin, Language.Oromo),
     ];
 
     private static readonly Dictionary<string, LanguageDescriptor> ByCode =
@@ -110,20 +143,28 @@ public static class LanguageCatalog
     /// <summary>Every language the detector can be configured for.</summary>
     public static IReadOnlyList<LanguageDescriptor> All => Entries;
 
-    /// <summary>The covered set: the 24 EU languages, 8 of South-East Asia, 10 of India, Japanese, Korean, Chinese
-    /// and Arabic. The default of <see cref="LanguageDetectorOptions.Languages"/>.</summary>
+    /// <summary>The covered set, the default of <see cref="LanguageDetectorOptions.Languages"/>: the 24 EU languages,
+    /// Norwegian, Icelandic, Catalan, Galician, Basque, Bosnian, Serbian, Ukrainian, Russian and Turkish; the 9 of ASEAN
+    /// (<see cref="Asean"/>); 10 of India; Japanese, Korean, Chinese and Arabic.</summary>
     public static IReadOnlyList<string> Covered { get; } = [.. Entries.Where(e => e.IsCovered).Select(e => e.Code)];
 
-    /// <summary>Looks a language up by its code (case-insensitive); <c>tl</c> is taken as Filipino.</summary>
+    /// <summary>Looks a language up by its code (case-insensitive); <c>tl</c> is taken as Filipino and <c>nb</c> as
+    /// Norwegian.</summary>
     public static bool TryGet(string code, out LanguageDescriptor descriptor)
     {
         ArgumentNullException.ThrowIfNull(code);
-        return ByCode.TryGetValue(code.Equals("tl", StringComparison.OrdinalIgnoreCase) ? "fil" : code, out descriptor!);
+        var canonical = code.ToLowerInvariant() switch
+        {
+            "tl" => "fil",
+            "nb" => "no",
+            _ => code,
+        };
+        return ByCode.TryGetValue(canonical, out descriptor!);
     }
 
-    private static LanguageDescriptor Core(string code, string name, WritingScript script, Language? lingua) =>
+    private static LanguageDescriptor Core(string code, string name, WritingScript script, params Language[] lingua) =>
         new(code, name, script, IsCovered: true) { Lingua = lingua };
 
     private static LanguageDescriptor Extra(string code, string name, WritingScript script, Language lingua) =>
-        new(code, name, script, IsCovered: false) { Lingua = lingua };
+        new(code, name, script, IsCovered: false) { Lingua = [lingua] };
 }

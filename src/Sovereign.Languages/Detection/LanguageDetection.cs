@@ -3,9 +3,11 @@ namespace Sovereign.Languages;
 /// <summary>What the detector concluded about a text.</summary>
 /// <param name="Language">ISO 639-1 code where one exists, else ISO 639-3 (e.g. <c>fil</c>); <see cref="Undetermined"/>
 /// (<c>und</c>) when the text cannot be decided.</param>
-/// <param name="Confidence">0..1: the script's share of the letters, Lingua's confidence, or the heuristic's; 0 when
-/// undetermined.</param>
-/// <param name="Method">Which stage decided (or gave up): <c>script</c>, <c>lingua</c> or <c>heuristic</c>.</param>
+/// <param name="Confidence">0..1. For a decided language, how sure the detector is (the script's share of the letters
+/// times the probability of the language among the candidates). For <c>und</c>, the probability of the best candidate,
+/// which was too low or belongs to a language outside the configured set; 0 when there was nothing to go on.</param>
+/// <param name="Method">Which stage decided (or gave up): <c>script</c>, <c>lingua</c>, <c>profile</c> or
+/// <c>heuristic</c>.</param>
 public sealed record LanguageDetection(string Language, double Confidence, string Method)
 {
     /// <summary>The code for "cannot be decided" (ISO 639-2/3 <c>und</c>).</summary>
@@ -14,12 +16,26 @@ public sealed record LanguageDetection(string Language, double Confidence, strin
     /// <summary>The script decided: the text is written in a script that one configured language owns.</summary>
     public const string ByScript = "script";
 
-    /// <summary>Lingua's n-gram models decided among the configured languages of the text's script.</summary>
+    /// <summary>Lingua's n-gram models decided among the languages of the text's script, and the profiles agreed.</summary>
     public const string ByLingua = "lingua";
 
-    /// <summary>A rule decided: Maltese letters and function words, or the marker words that tell apart languages
-    /// Lingua confuses (Indonesian/Malay, Hindi/Marathi).</summary>
+    /// <summary>The language profiles (built from the tuning corpus) decided, where Lingua is weak or has no model: a
+    /// close group (Malay/Indonesian, Bosnian/Croatian/Serbian, Danish/Norwegian/Swedish, Spanish/Galician/Portuguese/
+    /// Catalan, Czech/Slovak), Galician or Tetum, or a short text Lingua misread.</summary>
+    public const string ByProfile = "profile";
+
+    /// <summary>A rule decided: Maltese letters and articles, or the Hindi/Marathi function words.</summary>
     public const string ByHeuristic = "heuristic";
+
+    /// <summary>The dominant script, as an ISO 15924 code (<c>Latn</c>, <c>Cyrl</c>, <c>Jpan</c>, ...); <c>Zyyy</c> when the
+    /// text has no letters.</summary>
+    public string Script { get; init; } = "Zyyy";
+
+    /// <summary>The next most likely language (or, for <c>und</c>, the best candidate); null when there was none.</summary>
+    public string? RunnerUp { get; init; }
+
+    /// <summary>The probability of <see cref="RunnerUp"/>, 0..1.</summary>
+    public double RunnerUpConfidence { get; init; }
 
     /// <summary>Whether a language was decided.</summary>
     public bool IsDetermined => Language != Undetermined;

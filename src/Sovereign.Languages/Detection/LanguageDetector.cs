@@ -4,88 +4,83 @@ using LinguaDetector = Lingua.LanguageDetector;
 namespace Sovereign.Languages;
 
 /// <summary>
-/// Detects the language of a text among a configured set: first by script (a script that one configured language
-/// owns decides alone), then, for scripts several languages share, by Lingua restricted to the configured languages
-/// of that script, with rules where Lingua is weak (Maltese, which it lacks; Indonesian/Malay and Hindi/Marathi,
-/// which it confuses). Texts that cannot be decided come back as <see cref="LanguageDetection.Undetermined"/>.
-/// Build once and share: construction loads the Lingua models (about 1-2 s in low-accuracy mode); detection is
-/// thread-safe.
+/// Detects the language of a text among a configured set, deciding among all of them at once:
+/// <list type="number">
+/// <item>Script: a script that one configured language owns (Thai, Khmer, Hangul, Odia, ...) decides alone.</item>
+/// <item>Lingua (low-accuracy mode by default) over every language of a shared script that Lingua knows, configured or
+/// not, gives each candidate a share. Unconfigured languages are decoys: when one wins, the text is outside the set
+/// and comes back <c>und</c>.</item>
+/// <item>Profiles (<see cref="LanguageProfiles"/>, built from the tuning corpus) re-rank Lingua's leading candidates:
+/// within a close group (Malay/Indonesian, Bosnian/Croatian/Serbian, Danish/Norwegian/Swedish,
+/// Spanish/Galician/Portuguese/Catalan, Czech/Slovak) the group's Lingua share is pooled and the profiles decide;
+/// languages Lingua lacks (Galician, Tetum, Serbian in Latin letters) borrow the share of the languages Lingua reads
+/// them as; elsewhere the profiles correct Lingua's misreadings of short sentences.</item>
+/// </list>
+/// Every answer carries a confidence (the winner's probability among the candidates times the script's share of the
+/// letters) and the runner-up; below <see cref="LanguageDetectorOptions.MinimumConfidence"/> it is <c>und</c>.
+/// Build once and share: construction loads the Lingua models (1-3 s in low-accuracy mode); detection is thread-safe.
 /// </summary>
 public sealed class LanguageDetector
 {
-    // Scripts shared by several languages: the script narrows the candidates, Lingua decides among them.
+    // Scripts shared by several languages: the script narrows the candidates, statistics decide among them.
     private static readonly HashSet<WritingScript> SharedScripts =
         [WritingScript.Latin, WritingScript.Cyrillic, WritingScript.Arabic, WritingScript.Devanagari, WritingScript.Ethiopic];
 
     private static readonly WritingScript[] Scripts = Enum.GetValues<WritingScript>();
 
+    /// <summary>Languages Lingua confuses with each other at sentence length: their Lingua shares are pooled and the
+    /// profiles decide between them.</summary>
+    internal static readonly string[][] CloseGroups =
+    [
+        ["ms", "id"],
+        ["hr", "bs", "sr"],
+        ["da", "no", "sv", "nn"],
+        ["es", "gl", "pt", "ca"],
+        ["cs", "sk"],
+    ];
+
     private readonly LanguageDetectorOptions _options;
     private readonly HashSet<string> _languages;
     private readonly Dictionary<WritingScript, string> _owners = [];
-    private readonly Dictionary<WritingScript, LinguaGroup> _groups = [];
-    private readonly List<CloseLanguagePair> _pairs = [];
+    private readonly Dictionary<WritingScript, ScriptGroup> _groups = [];
+    private readonly CloseLanguagePair? _marathiHindi;
     private readonly bool _maltese;
 
     /// <summary>Builds the detector and loads the Lingua models it needs.</summary>
-    /// <exception cref="ArgumentException">A configured code is not in <see cref="LanguageCatalog.All"/>, or a limit is
-    /// out of range.</exception>
+    /// <exception cref="ArgumentException">A configured code is not in <see cref="LanguageCatalog.All"/> or is
+    /// listed twice, or a limit is out of range.</exception>
     public LanguageDetector(LanguageDetectorOptions? options = null)
+        : this(options, LanguageProfiles.Default)
+    {
+    }
+
+    internal LanguageDetector(LanguageDetectorOptions? options, IReadOnlyDictionary<WritingScript, LanguageProfiles> profiles)
     {
         // A snapshot: the caller's options object may change later, the detector must not.
         _options = Validate(options ?? new LanguageDetectorOptions());
-        var codes = _options.Languages.Count == 0 ? LanguageCatalog.Covered : [.. _options.Languages];
-        var configured = new List<LanguageDescriptor>();
-        foreach (var code in codes)
-        {
-            if (!LanguageCatalog.TryGet(code, out var descriptor))
-            {
-                throw new ArgumentException(
-                    $"'{code}' is not a language the detector knows; known: {string.Join(", ", LanguageCatalog.All.Select(l => l.Code))}.",
-                    nameof(options));
-            }
-
-            if (!configured.Contains(descriptor))
-            {
-                configured.Add(descriptor);
-            }
-        }
-
+        var configured = Resolve(_options.Languages);
         _languages = configured.Select(l => l.Code).ToHashSet(StringComparer.Ordinal);
         Languages = [.. configured.Select(l => l.Code)];
         _maltese = _languages.Contains("mt");
+        Profiles = profiles;
 
-        foreach (var script in configured.Select(l => l.Script).Distinct())
+        foreach (var script in Scripts.Where(s => configured.Any(l => l.WritesIn(s))))
         {
-            var inScript = configured.Where(l => l.Script == script).ToList();
             if (!SharedScripts.Contains(script))
             {
-                _owners[script] = inScript[0].Code;
+                _owners[script] = configured.First(l => l.WritesIn(script)).Code;
                 continue;
             }
 
-            var lingua = inScript.Where(l => l.Lingua is not null).ToList();
-            if (lingua.Count == 0)
-            {
-                continue;
-            }
-
-            // One candidate would make Lingua a rubber stamp: add the script's other languages as decoys, so that
-            // Russian text is undetermined rather than Bulgarian.
-            var decoys = lingua.Count >= 2
-                ? []
-                : LanguageCatalog.All.Where(l => l.Script == script && l.Lingua is not null && !_languages.Contains(l.Code)).ToList();
-            _groups[script] = new LinguaGroup(lingua, decoys, _options.HighAccuracy);
+            _groups[script] = new ScriptGroup(script, _languages, _options.HighAccuracy);
         }
 
-        foreach (var pair in new[] { CloseLanguagePair.MalayIndonesian, CloseLanguagePair.MarathiHindi })
+        if (_languages.Contains("hi") && _languages.Contains("mr"))
         {
-            if (_languages.Contains(pair.First) && _languages.Contains(pair.Second))
-            {
-                _pairs.Add(pair);
-            }
+            _marathiHindi = CloseLanguagePair.MarathiHindi;
         }
 
-        LinguaLanguages = [.. _groups.Values.SelectMany(g => g.Codes.Values).Order(StringComparer.Ordinal)];
+        LinguaLanguages = [.. _groups.Values.SelectMany(g => g.Codes.Values).Distinct().Order(StringComparer.Ordinal)];
     }
 
     /// <summary>The languages this detector may report, in configured order.</summary>
@@ -94,8 +89,85 @@ public sealed class LanguageDetector
     /// <summary>Languages whose Lingua models are loaded (configured ones and decoys), for diagnostics.</summary>
     public IReadOnlyList<string> LinguaLanguages { get; }
 
+    /// <summary>Probability below which an answer is <c>und</c>.</summary>
+    public double MinimumConfidence => _options.MinimumConfidence;
+
     /// <summary>Whether Lingua runs in high-accuracy mode.</summary>
     public bool HighAccuracy => _options.HighAccuracy;
+
+    /// <summary>The profiles that re-rank Lingua's candidates, per script.</summary>
+    internal IReadOnlyDictionary<WritingScript, LanguageProfiles> Profiles { get; private init; }
+
+    /// <summary>Weight of Lingua's share (log) against the profiles' evidence.</summary>
+    internal double LinguaWeight { get; init; } = 1.0;
+
+    /// <summary>Weight of the profiles' average log-likelihood ratio.</summary>
+    internal double ProfileWeight { get; init; } = 16.0;
+
+    /// <summary>Added to Lingua's share before its log is taken, so that a share Lingua's trigrams got wrong can be
+    /// overturned by the profiles.</summary>
+    internal double LinguaFloor { get; init; } = 0.01;
+
+    /// <summary>Receives each decision's leading scores, for tuning.</summary>
+    internal Action<string>? Trace { get; init; }
+
+    /// <summary>Part of the leader's Lingua share a language Lingua lacks gets at least.</summary>
+    internal double LeaderShare { get; init; } = 0.2;
+
+    /// <summary>Weight of each contrast word (up to 3) of a language.</summary>
+    internal double ContrastWeight { get; init; } = 2.0;
+
+    /// <summary>Weight of each of a language's own letters (up to 2).</summary>
+    internal double LetterWeight { get; init; } = 1.0;
+
+    /// <summary>The same detector (same Lingua models) with other profiles or weights: for tuning on held-apart folds.</summary>
+    internal LanguageDetector With(IReadOnlyDictionary<WritingScript, LanguageProfiles> profiles, double linguaWeight, double profileWeight, double linguaFloor, double contrastWeight, double letterWeight) =>
+        new(this) { Profiles = profiles, LinguaWeight = linguaWeight, ProfileWeight = profileWeight, LinguaFloor = linguaFloor, ContrastWeight = contrastWeight, LetterWeight = letterWeight };
+
+    private LanguageDetector(LanguageDetector other)
+    {
+        _options = other._options;
+        _languages = other._languages;
+        _owners = other._owners;
+        _groups = other._groups;
+        _marathiHindi = other._marathiHindi;
+        _maltese = other._maltese;
+        Languages = other.Languages;
+        LinguaLanguages = other.LinguaLanguages;
+        Profiles = other.Profiles;
+    }
+
+    /// <summary>Resolves configured codes to catalog entries: the covered set when empty.</summary>
+    /// <exception cref="ArgumentException">An unknown or repeated code (<c>tl</c> and <c>fil</c> are the same).</exception>
+    public static IReadOnlyList<LanguageDescriptor> Resolve(IEnumerable<string> codes)
+    {
+        ArgumentNullException.ThrowIfNull(codes);
+        var list = codes.ToList();
+        if (list.Count == 0)
+        {
+            list = [.. LanguageCatalog.Covered];
+        }
+
+        var configured = new List<LanguageDescriptor>();
+        foreach (var code in list)
+        {
+            if (string.IsNullOrWhiteSpace(code) || !LanguageCatalog.TryGet(code.Trim(), out var descriptor))
+            {
+                throw new ArgumentException(
+                    $"'{code}' is not a language the detector knows; known: {string.Join(", ", LanguageCatalog.All.Select(l => l.Code))}.",
+                    nameof(codes));
+            }
+
+            if (configured.Contains(descriptor))
+            {
+                throw new ArgumentException($"'{code}' is listed twice (as {descriptor.Code}).", nameof(codes));
+            }
+
+            configured.Add(descriptor);
+        }
+
+        return configured;
+    }
 
     /// <summary>Detects the language of a text; <see cref="LanguageDetection.Undetermined"/> when it cannot be decided.</summary>
     public LanguageDetection Detect(string? text)
@@ -119,38 +191,38 @@ public sealed class LanguageDetector
             return LanguageDetection.None(LanguageDetection.ByScript);
         }
 
+        var iso = script.IsoCode();
         var share = (double)letters / profile.TotalLetters;
         if (_owners.TryGetValue(script, out var owner))
         {
-            return ByScript(owner, script, letters, share, text);
+            return ByScript(owner, script, letters, share, text) with { Script = iso };
         }
 
         if (!SharedScripts.Contains(script) || letters < _options.MinimumLetters)
         {
-            return LanguageDetection.None(LanguageDetection.ByScript);
+            return LanguageDetection.None(LanguageDetection.ByScript) with { Script = iso };
         }
 
-        var suspectMaltese = false;
-        if (script == WritingScript.Latin && _maltese)
+        if (script == WritingScript.Latin)
         {
+            // Maltese, which Lingua lacks, by its letters and articles; outside the set it is undetermined.
             var (score, decisive) = MalteseHeuristic.Evaluate(text);
             if (decisive)
             {
-                return new LanguageDetection("mt", Math.Min(0.99, 0.5 + (score / 20.0)) * share, LanguageDetection.ByHeuristic);
+                var confidence = Math.Min(0.99, 0.5 + (score / 20.0)) * share;
+                return (_maltese
+                    ? new LanguageDetection("mt", confidence, LanguageDetection.ByHeuristic)
+                    : new LanguageDetection(LanguageDetection.Undetermined, confidence, LanguageDetection.ByHeuristic) { RunnerUp = "mt", RunnerUpConfidence = confidence })
+                    with { Script = iso };
             }
-
-            suspectMaltese = score >= MalteseHeuristic.SuspiciousScore;
         }
 
         if (!_groups.TryGetValue(script, out var group))
         {
-            return LanguageDetection.None(LanguageDetection.ByLingua);
+            return LanguageDetection.None(LanguageDetection.ByLingua) with { Script = iso };
         }
 
-        var detection = ByLingua(group, text);
-        return suspectMaltese || !detection.IsDetermined
-            ? LanguageDetection.None(detection.Method)
-            : detection with { Confidence = detection.Confidence * share };
+        return Decide(group, text, share) with { Script = iso };
     }
 
     private LanguageDetection ByScript(string owner, WritingScript script, int letters, double share, string text)
@@ -171,55 +243,95 @@ public sealed class LanguageDetector
         return new LanguageDetection(owner, share, LanguageDetection.ByScript);
     }
 
-    private LanguageDetection ByLingua(LinguaGroup group, string text)
+    private LanguageDetection Decide(ScriptGroup group, string text, double share)
     {
-        var ranked = group.Detector.ComputeLanguageConfidenceValues(text)
-            .OrderByDescending(kv => kv.Value)
-            .Take(2)
-            .ToArray();
+        var shares = group.Shares(text);
+        var linguaTop = shares.Count > 0 && shares.Values.Max() > 0 ? shares.MaxBy(kv => kv.Value).Key : null;
+        var profiles = Profiles.GetValueOrDefault(group.Script);
 
-        // Lingua can return all zeros (it does for some Devanagari sentences in low-accuracy mode): no answer.
-        string? top = ranked.Length > 0 && ranked[0].Value > 0 ? group.Codes[ranked[0].Key] : null;
-        if (top is not null && !_languages.Contains(top))
+        // Candidates: Lingua's leaders, and every language of the script with a profile (Lingua's rules can leave a single
+        // language standing, wrongly: Ukrainian read as Kazakh), its close-group neighbours and those it stands in for.
+        var candidates = shares.Where(kv => kv.Value > 0).OrderByDescending(kv => kv.Value).Take(6).Select(kv => kv.Key).ToList();
+        foreach (var member in group.Members)
         {
-            // A decoy won: the text is in a language outside the configured set.
+            if (!candidates.Contains(member.Code) && (profiles?.Has(member.Code) == true || group.StandIns.ContainsKey(member.Code)))
+            {
+                candidates.Add(member.Code);
+            }
+        }
+
+        if (candidates.Count == 0)
+        {
             return LanguageDetection.None(LanguageDetection.ByLingua);
         }
 
-        var confidence = top is null ? 0 : ranked[0].Value;
-        var margin = confidence - (ranked.Length > 1 ? ranked[1].Value : 0);
-        var confident = top is not null && confidence >= _options.MinimumConfidence && margin >= _options.MinimumMargin;
-        foreach (var pair in _pairs)
+        var evidence = profiles?.Score(text, candidates).Scores ?? new double[candidates.Count];
+        var normalized = LanguageProfiles.Normalize(text);
+        var contrast = ContrastEvidence.Default;
+        var wordHits = contrast.WordHits(normalized);
+        var leader = shares.Values.DefaultIfEmpty(0).Max();
+        var scores = new double[candidates.Count];
+        for (var i = 0; i < candidates.Count; i++)
         {
-            if (!group.Covers(pair) || (top is not null && top != pair.First && top != pair.Second))
+            var code = candidates[i];
+            var lingua = shares.GetValueOrDefault(code);
+            if (group.StandIns.TryGetValue(code, out var standIns))
             {
-                continue;
+                // A language Lingua lacks borrows the share of the languages Lingua reads it as, or a part of the
+                // leader's share (Lingua scatters text it has no model for over unrelated languages).
+                lingua = Math.Max(standIns.Max(shares.GetValueOrDefault), LeaderShare * leader);
             }
 
-            var balance = pair.Balance(text);
-            if (balance != 0)
+            if (GroupOf(code) is { } close)
             {
-                var chosen = balance > 0 ? pair.First : pair.Second;
-                return chosen == top && confident
-                    ? new LanguageDetection(top, confidence, LanguageDetection.ByLingua)
-                    : new LanguageDetection(chosen, Math.Min(0.95, 0.6 + (0.1 * Math.Abs(balance))), LanguageDetection.ByHeuristic);
+                // Within a close group Lingua's preference is not trusted: every member gets the best member's share
+                // (the best, not the sum, so that a group does not outweigh a language outside it).
+                lingua = Math.Max(lingua, close.Max(shares.GetValueOrDefault));
             }
 
-            if (pair.WithoutMarkers is { } fallback && top is not null)
+            scores[i] = (LinguaWeight * Math.Log(lingua + LinguaFloor))
+                + (profiles?.Has(code) == true ? ProfileWeight * evidence[i] : 0)
+                + (ContrastWeight * Math.Min(3, wordHits.GetValueOrDefault(code)))
+                + (LetterWeight * Math.Min(2, contrast.LetterHits(normalized, code)));
+        }
+
+        Trace?.Invoke(string.Join(" ", Enumerable.Range(0, candidates.Count).OrderByDescending(i => scores[i]).Take(8).Select(i =>
+            FormattableString.Invariant($"{candidates[i]}={scores[i]:F2}[L{shares.GetValueOrDefault(candidates[i]):F2} P{evidence[i]:F2} W{wordHits.GetValueOrDefault(candidates[i])}]"))));
+
+        // Softmax: probabilities among the candidates.
+        var max = scores.Max();
+        var sum = scores.Sum(s => Math.Exp(s - max));
+        var order = Enumerable.Range(0, candidates.Count).OrderByDescending(i => scores[i]).ToArray();
+        var top = candidates[order[0]];
+        var p = Math.Exp(scores[order[0]] - max) / sum;
+        string? second = order.Length > 1 ? candidates[order[1]] : null;
+        var p2 = order.Length > 1 ? Math.Exp(scores[order[1]] - max) / sum : 0;
+        var method = top == linguaTop ? LanguageDetection.ByLingua : LanguageDetection.ByProfile;
+
+        if (_marathiHindi is { } pair && (top == pair.First || top == pair.Second) && pair.Balance(text) is var balance && balance != 0)
+        {
+            var chosen = balance > 0 ? pair.First : pair.Second;
+            if (chosen != top)
             {
-                return fallback == top && confident
-                    ? new LanguageDetection(top, confidence, LanguageDetection.ByLingua)
-                    : new LanguageDetection(fallback, 0.55, LanguageDetection.ByHeuristic);
+                (top, second, p, p2) = (chosen, top, Math.Max(p2, Math.Min(0.95, 0.6 + (0.1 * Math.Abs(balance)))), p);
+                method = LanguageDetection.ByHeuristic;
             }
         }
 
-        return confident
-            ? new LanguageDetection(top!, confidence, LanguageDetection.ByLingua)
-            : LanguageDetection.None(LanguageDetection.ByLingua);
+        if (!_languages.Contains(top) || p < _options.MinimumConfidence || p - p2 < _options.MinimumMargin || p <= p2)
+        {
+            // Outside the set, or too close to call: the best candidate is reported as the runner-up.
+            return new LanguageDetection(LanguageDetection.Undetermined, p * share, method) { RunnerUp = top, RunnerUpConfidence = p * share };
+        }
+
+        return new LanguageDetection(top, p * share, method) { RunnerUp = second, RunnerUpConfidence = p2 * share };
     }
+
+    private static string[]? GroupOf(string code) => Array.Find(CloseGroups, g => g.Contains(code, StringComparer.Ordinal));
 
     private static LanguageDetectorOptions Validate(LanguageDetectorOptions options)
     {
+        ArgumentNullException.ThrowIfNull(options.Languages, nameof(options.Languages));
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MinimumLetters, 1, nameof(options.MinimumLetters));
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MinimumScriptLetters, 1, nameof(options.MinimumScriptLetters));
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MinimumHanLetters, 1, nameof(options.MinimumHanLetters));
@@ -267,20 +379,68 @@ public sealed class LanguageDetector
         return best;
     }
 
-    /// <summary>A Lingua detector over the configured languages of one script (plus decoys where only one is).</summary>
-    private sealed class LinguaGroup
+    /// <summary>
+    /// One shared script: a Lingua detector over every language of the script Lingua knows (configured or not), and
+    /// the script's languages without a Lingua model here, with the languages whose share they borrow.
+    /// </summary>
+    private sealed class ScriptGroup
     {
-        public LinguaGroup(IReadOnlyList<LanguageDescriptor> languages, IReadOnlyList<LanguageDescriptor> decoys, bool highAccuracy)
+        public ScriptGroup(WritingScript script, HashSet<string> configured, bool highAccuracy)
         {
-            Codes = languages.Concat(decoys).ToDictionary(l => l.Lingua!.Value, l => l.Code);
-            var builder = LanguageDetectorBuilder.FromLanguages([.. Codes.Keys]).WithPreloadedLanguageModels();
-            Detector = (highAccuracy ? builder : builder.WithLowAccuracyMode()).Build();
+            Script = script;
+            Members = [.. LanguageCatalog.All.Where(l => l.WritesIn(script))];
+            Codes = [];
+            // Configured languages first, so that a model two entries share (Nynorsk) counts for the configured one.
+            foreach (var member in Members.OrderBy(m => configured.Contains(m.Code) ? 0 : 1))
+            {
+                if (member.Script != script)
+                {
+                    continue;
+                }
+
+                foreach (var model in member.Lingua)
+                {
+                    Codes.TryAdd(model, member.Code);
+                }
+            }
+
+            StandIns = Members.Where(m => m.StandIns.Count > 0 && (m.Script != script || m.Lingua.Count == 0))
+                .ToDictionary(m => m.Code, m => m.StandIns, StringComparer.Ordinal);
+            if (Codes.Count > 0)
+            {
+                var builder = LanguageDetectorBuilder.FromLanguages([.. Codes.Keys]).WithPreloadedLanguageModels();
+                Detector = (highAccuracy ? builder : builder.WithLowAccuracyMode()).Build();
+            }
         }
 
-        public LinguaDetector Detector { get; }
+        public WritingScript Script { get; }
+
+        public IReadOnlyList<LanguageDescriptor> Members { get; }
 
         public Dictionary<Language, string> Codes { get; }
 
-        public bool Covers(CloseLanguagePair pair) => Codes.ContainsValue(pair.First) && Codes.ContainsValue(pair.Second);
+        public Dictionary<string, IReadOnlyList<string>> StandIns { get; }
+
+        private LinguaDetector? Detector { get; }
+
+        /// <summary>Lingua's share for each language code (summed over its models).</summary>
+        public Dictionary<string, double> Shares(string text)
+        {
+            var shares = new Dictionary<string, double>(StringComparer.Ordinal);
+            if (Detector is null)
+            {
+                return shares;
+            }
+
+            foreach (var (language, value) in Detector.ComputeLanguageConfidenceValues(text))
+            {
+                if (Codes.TryGetValue(language, out var code))
+                {
+                    shares[code] = shares.GetValueOrDefault(code) + value;
+                }
+            }
+
+            return shares;
+        }
     }
 }

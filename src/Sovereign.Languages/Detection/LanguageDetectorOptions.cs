@@ -14,9 +14,10 @@ public sealed class LanguageDetectorOptions
     public IList<string> Languages { get; set; } = [];
 
     /// <summary>
-    /// Lingua's high-accuracy mode: all n-gram sizes instead of trigrams only. For the covered set it holds about
-    /// 1.1 GB managed / 2.3 GB RSS and takes 20-30 s to load, against 50 MB / 200 MB and about 2 s; on UDHR sentences of
-    /// 20 characters or more it scores 99.9% against 99.6%, both above the targets, so it is off by default.
+    /// Lingua's high-accuracy mode: all n-gram sizes instead of trigrams only. The detector runs Lingua over every
+    /// language of a shared script (the unconfigured ones as decoys), so with Latin-script languages configured this
+    /// loads some 50 high-accuracy models: over 1 GB and 20 s or more (see docs/benchmarks.md). Off by default: the
+    /// profiles correct low-accuracy mode's short-text misreadings within the memory budget.
     /// </summary>
     public bool HighAccuracy { get; set; }
 
@@ -30,11 +31,12 @@ public sealed class LanguageDetectorOptions
     /// short phrases in kanji alone, so a handful of ideographs is not enough.</summary>
     public int MinimumHanLetters { get; set; } = 6;
 
-    /// <summary>Lowest Lingua confidence (0..1, normalised over the candidates) that is reported.</summary>
-    public double MinimumConfidence { get; set; } = 0.5;
+    /// <summary>Lowest probability (0..1, among the candidates of the text's script) of a reported language; an answer
+    /// below it is <c>und</c>, with the best candidate as its runner-up.</summary>
+    public double MinimumConfidence { get; set; } = 0.4;
 
-    /// <summary>Least lead of the best Lingua candidate over the second; closer calls are undetermined.</summary>
-    public double MinimumMargin { get; set; } = 0.2;
+    /// <summary>Least lead of the best candidate over the second; closer calls are undetermined (a tie always is).</summary>
+    public double MinimumMargin { get; set; }
 
     /// <summary>Characters analysed from the start of a text; the rest is ignored so that a long prompt costs no more
     /// than a paragraph (Lingua's time grows with the text).</summary>

@@ -81,3 +81,39 @@ public enum WritingScript
     /// <summary>Han ideographs (Chinese; Japanese when mixed with kana, Korean when mixed with Hangul).</summary>
     Han,
 }
+
+/// <summary>ISO 15924 codes of the scripts.</summary>
+public static class WritingScriptCodes
+{
+    /// <summary>The ISO 15924 code of a script: <c>Latn</c>, <c>Cyrl</c>, ...; <c>Jpan</c> for kana (with kanji),
+    /// <c>Kore</c> for Hangul (with hanja), <c>Hani</c> for Han alone, <c>Zyyy</c> for none.</summary>
+    public static string IsoCode(this WritingScript script) => script switch
+    {
+        WritingScript.Latin => "Latn",
+        WritingScript.Cyrillic => "Cyrl",
+        WritingScript.Greek => "Grek",
+        WritingScript.Armenian => "Armn",
+        WritingScript.Hebrew => "Hebr",
+        WritingScript.Arabic => "Arab",
+        WritingScript.Devanagari => "Deva",
+        WritingScript.Bengali => "Beng",
+        WritingScript.Gurmukhi => "Guru",
+        WritingScript.Gujarati => "Gujr",
+        WritingScript.Oriya => "Orya",
+        WritingScript.Tamil => "Taml",
+        WritingScript.Telugu => "Telu",
+        WritingScript.Kannada => "Knda",
+        WritingScript.Malayalam => "Mlym",
+        WritingScript.Sinhala => "Sinh",
+        WritingScript.Thai => "Thai",
+        WritingScript.Lao => "Laoo",
+        WritingScript.Myanmar => "Mymr",
+        WritingScript.Khmer => "Khmr",
+        WritingScript.Georgian => "Geor",
+        WritingScript.Ethiopic => "Ethi",
+        WritingScript.Hangul => "Kore",
+        WritingScript.Kana => "Jpan",
+        WritingScript.Han => "Hani",
+        _ => "Zyyy",
+    };
+}

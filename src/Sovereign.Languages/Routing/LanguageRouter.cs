@@ -17,6 +17,9 @@ public sealed record LanguageAlias(string Name, string DefaultModelId, IReadOnly
 /// <param name="Reason">One line for logs and response headers.</param>
 public sealed record RouteChoice(string? ModelId, string Language, string Reason)
 {
+    /// <summary>The detector's confidence in <see cref="Language"/> (0..1).</summary>
+    public double Confidence { get; init; }
+
     /// <summary>Whether a model was chosen.</summary>
     public bool IsRouted => ModelId is not null;
 }
@@ -49,7 +52,8 @@ public static class LanguageRouter
             var skipped = serving.TakeWhile(c => c != chosen).Select(c => c.ModelId).ToList();
             return new RouteChoice(chosen.ModelId, language,
                 $"{alias.Name}: {chosen.ModelId} serves '{language}' (preference {rank})" +
-                (skipped.Count > 0 ? $"; not allowed by policy: {string.Join(", ", skipped)}" : ""));
+                (skipped.Count > 0 ? $"; not allowed by policy: {string.Join(", ", skipped)}" : ""))
+            { Confidence = detection.Confidence };
         }
 
         var why = !detection.IsDetermined
@@ -58,8 +62,8 @@ public static class LanguageRouter
                 ? $"no candidate serves '{language}'"
                 : $"candidates for '{language}' not allowed by policy: {string.Join(", ", serving.Select(c => c.ModelId))}";
         return isAllowed(alias.DefaultModelId)
-            ? new RouteChoice(alias.DefaultModelId, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId}")
-            : new RouteChoice(null, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId} not allowed by policy");
+            ? new RouteChoice(alias.DefaultModelId, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId}") { Confidence = detection.Confidence }
+            : new RouteChoice(null, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId} not allowed by policy") { Confidence = detection.Confidence };
     }
 
     // Codes compare case-insensitively, and tl is Filipino.

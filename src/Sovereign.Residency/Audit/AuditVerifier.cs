@@ -23,15 +23,29 @@ public static class AuditVerifier
         return VerifyAsync(database, [publicKeyPem], cancellationToken);
     }
 
+    /// <summary>Verifies with one key, reporting the entries checked so far every <see cref="ProgressInterval"/> entries.</summary>
+    public static Task<AuditVerificationResult> VerifyAsync(SqlDatabase database, string publicKeyPem, IProgress<long>? progress, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(publicKeyPem);
+        return VerifyAsync(database, [publicKeyPem], progress, cancellationToken);
+    }
+
+    /// <summary>How often (in entries) a verification reports progress.</summary>
+    public const int ProgressInterval = 50_000;
+
     /// <summary>Verifies trusting several operator keys (after a key rotation, old checkpoints carry the old key).</summary>
-    public static async Task<AuditVerificationResult> VerifyAsync(SqlDatabase database, IReadOnlyCollection<string> publicKeyPems, CancellationToken cancellationToken = default)
+    public static Task<AuditVerificationResult> VerifyAsync(SqlDatabase database, IReadOnlyCollection<string> publicKeyPems, CancellationToken cancellationToken = default) =>
+        VerifyAsync(database, publicKeyPems, null, cancellationToken);
+
+    /// <summary>Verifies trusting several operator keys, reporting progress (entries checked) when asked.</summary>
+    public static async Task<AuditVerificationResult> VerifyAsync(SqlDatabase database, IReadOnlyCollection<string> publicKeyPems, IProgress<long>? progress, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(database);
         ArgumentNullException.ThrowIfNull(publicKeyPems);
         using var keys = new TrustedKeys(publicKeyPems);
         await using var connection = await database.OpenAsync(cancellationToken);
         await using var snapshot = await AuditStore.BeginSnapshotAsync(connection, cancellationToken);
-        return await VerifyAsync(connection, snapshot, keys, 1, long.MaxValue, cancellationToken);
+        return await VerifyAsync(connection, snapshot, keys, 1, long.MaxValue, cancellationToken, progress);
     }
 
     /// <summary>
@@ -39,8 +53,9 @@ public static class AuditVerifier
     /// <paramref name="transaction"/>'s snapshot. A partial window checks checkpoints inside it and the head only if
     /// the window reaches it.
     /// </summary>
-    internal static async Task<AuditVerificationResult> VerifyAsync(DbConnection connection, DbTransaction transaction, TrustedKeys keys, long fromSequence, long toSequence, CancellationToken cancellationToken)
+    internal static async Task<AuditVerificationResult> VerifyAsync(DbConnection connection, DbTransaction transaction, TrustedKeys keys, long fromSequence, long toSequence, CancellationToken cancellationToken, IProgress<long>? progress = null)
     {
+        long read = 0;
         var problems = new ProblemSink();
         var head = await AuditStore.ReadHeadAsync(connection, transaction, cancellationToken);
         var checkpoints = await AuditStore.ReadCheckpointsAsync(connection, transaction, "WHERE seq >= @from AND seq <= @to", command =>
@@ -78,6 +93,11 @@ public static class AuditVerifier
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
+                if (++read % ProgressInterval == 0)
+                {
+                    progress?.Report(read);
+                }
+
                 var sequence = AuditStore.ToInt64(reader.GetValue(0));
                 if (!AuditStore.TryReadEntry(reader, out var entry, out var error))
                 {

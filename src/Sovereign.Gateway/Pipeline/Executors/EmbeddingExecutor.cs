@@ -2,6 +2,7 @@ using Microsoft.Extensions.AI;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Embeddings;
+using Sovereign.Inference.Engine;
 using Sovereign.Inference.Scheduling;
 
 namespace Sovereign.Gateway.Pipeline.Executors;
@@ -29,14 +30,8 @@ internal sealed class EmbeddingExecutor(RouteGates gates) : IRequestExecutor
         long tokens = 0;
         for (var i = 0; i < work.Inputs.Count; i++)
         {
-            var count = model.CountTokens!(work.Inputs[i]);
-            if (count > model.MaxInputTokens)
-            {
-                throw OpenAIException.BadRequest(
-                    $"input[{i}] has {count} tokens; the model '{model.Id}' accepts at most {model.MaxInputTokens}.", "input", "context_length_exceeded");
-            }
-
-            tokens += count;
+            // Counting stops early on an over-long input (an 8 MiB input costs a few chunks, not a whole tokenization).
+            tokens += TokenBudget.CountWithin(work.Inputs[i], model.MaxInputTokens, model.CountTokens!, $"input[{i}]", "input");
         }
 
         return ValueTask.FromResult(new WorkDemand(tokens, 0));

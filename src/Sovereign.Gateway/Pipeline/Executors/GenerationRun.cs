@@ -50,9 +50,9 @@ internal sealed class GenerationRun : IDisposable
     }
 
     /// <summary>Reads every choice to its end.</summary>
-    public async Task<(string Text, GenerationResult Result)[]> CollectAsync()
+    public async Task<(string Text, GenerationResult Result, IReadOnlyList<Sovereign.Inference.Sampling.TokenLogprob>? Logprobs)[]> CollectAsync()
     {
-        var collected = await Task.WhenAll(_streams.Select(s => s.CollectAsync()));
+        var collected = await Task.WhenAll(_streams.Select(s => s.CollectAllAsync()));
         for (var i = 0; i < collected.Length; i++)
         {
             _results[i] = collected[i].Result;

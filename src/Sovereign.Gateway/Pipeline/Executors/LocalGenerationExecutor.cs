@@ -24,7 +24,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
         var work = (GenerationWorkload)request.Work;
         var batcher = request.Route!.Local!.Batcher!;
         var model = batcher.Model;
-        var prompts = work.Turns is { } turns ? [model.TokenizeChat(turns)] : ReadPrompts(work.Prompt, model);
+        var prompts = work.Turns is { } turns ? [model.TokenizeChatWithin(turns, model.Info.ContextLength - 1)] : ReadPrompts(work.Prompt, model);
         if (prompts.Count * work.N > options.Value.Limits.MaxChoices)
         {
             throw OpenAIException.BadRequest($"The number of prompts times n may be at most {options.Value.Limits.MaxChoices}.", "prompt", "invalid_value");
@@ -72,6 +72,8 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
                     Tenant = request.Caller.TenantId,
                     Weight = ticket.Weight,
                     Priority = ticket.Priority,
+                    Grammar = work.Grammar,
+                    TopLogprobs = work.TopLogprobs,
                 });
             }
         }
@@ -94,7 +96,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
         switch (value.ValueKind)
         {
             case JsonValueKind.String:
-                prompts.Add(model.Tokenize(value.GetString()!));
+                prompts.Add(model.TokenizeWithin(value.GetString()!, model.Info.ContextLength - 1));
                 break;
             case JsonValueKind.Array when value.GetArrayLength() == 0:
                 throw OpenAIException.BadRequest("prompt must not be an empty array.", "prompt", "invalid_value");
@@ -112,7 +114,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
                 {
                     prompts.Add(item.ValueKind switch
                     {
-                        JsonValueKind.String => model.Tokenize(item.GetString()!),
+                        JsonValueKind.String => model.TokenizeWithin(item.GetString()!, model.Info.ContextLength - 1, subject: $"prompt[{i}]"),
                         JsonValueKind.Array => ReadTokenIds(item, model, $"prompt[{i}]"),
                         _ => throw OpenAIException.BadRequest($"prompt[{i}] must be a string or an array of token ids.", $"prompt[{i}]", "invalid_type"),
                     });

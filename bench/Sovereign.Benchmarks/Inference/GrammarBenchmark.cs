@@ -1,0 +1,102 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sovereign.Benchmarks.Gateway;
+using Sovereign.Inference.Engine;
+using Sovereign.Inference.Grammar;
+
+namespace Sovereign.Benchmarks.Inference;
+
+/// <summary>
+/// Grammar-constrained decoding against free decoding on the same engine, model and seeds, in the same run: tokens/s
+/// of one stream with no grammar, with <c>json_object</c>, and with a JSON Schema. Modes alternate within each round so
+/// that machine load falls on all of them alike.
+/// </summary>
+internal static class GrammarBenchmark
+{
+    public const string Usage = "grammar [--quick] [--model PATH (llama-2-tiny-random.gguf)] [--requests N per mode and round (12)] [--rounds N (3)] [--max-tokens N (160)]";
+
+    private const string Schema =
+        """{"type":"object","properties":{"name":{"type":"string","maxLength":40},"age":{"type":"integer","minimum":0,"maximum":120},"tags":{"type":"array","items":{"type":"string","maxLength":12},"maxItems":4},"address":{"type":"object","properties":{"city":{"type":"string"},"zip":{"type":"string","maxLength":10}},"required":["city","zip"]}},"required":["name","age","tags","address"]}""";
+
+    public static async Task<int> RunAsync(string[] argv)
+    {
+        var args = Args.Parse(argv, "--model", "--requests", "--rounds", "--max-tokens");
+        var path = args.String("--model") ?? FindModel("llama-2-tiny-random.gguf");
+        var requests = args.Int("--requests", 12, 4);
+        var rounds = args.Int("--rounds", 3, 1);
+        var maxTokens = args.Int("--max-tokens", 160, 96);
+        Sovereign.Benchmarks.Gateway.Report.Machine("grammar", argv);
+        Console.WriteLine($"model {Path.GetFileName(path)}, {requests} requests per mode and round, {rounds} rounds, max_tokens {maxTokens}, one stream, threads 1");
+
+        using var model = LlamaModel.Load(new ModelOptions { Id = "bench", Path = path, ContextLength = 1024, Parallel = 1, Threads = 1 });
+        using var metrics = new EngineMetrics();
+        await using var batcher = new ContinuousBatcher(model, metrics, NullLogger<ContinuousBatcher>.Instance);
+        var prompt = model.Tokenize("Write a JSON record about a person:");
+        (string Name, GbnfGrammar? Grammar)[] modes =
+        [
+            ("unconstrained", null),
+            ("json_object", JsonSchemaGrammarCompiler.AnyJsonObject()),
+            ("json_schema", JsonSchemaGrammarCompiler.Compile(JsonDocument.Parse(Schema).RootElement)),
+        ];
+
+        // Warm-up: first decode and the vocabulary's byte table.
+        foreach (var (_, grammar) in modes)
+        {
+            await Run(batcher, prompt, grammar, 0, 16);
+        }
+
+        var tokens = new long[modes.Length];
+        var seconds = new double[modes.Length];
+        for (var round = 0; round < rounds; round++)
+        {
+            for (var m = 0; m < modes.Length; m++)
+            {
+                for (var i = 0; i < requests; i++)
+                {
+                    var (generated, elapsed) = await Run(batcher, prompt, modes[m].Grammar, round * requests + i + 1, maxTokens);
+                    tokens[m] += generated;
+                    seconds[m] += elapsed;
+                }
+            }
+        }
+
+        var baseline = tokens[0] / seconds[0];
+        Console.WriteLine($"{"mode",-15} {"tokens",8} {"seconds",8} {"tokens/s",9} {"vs free",8}");
+        for (var m = 0; m < modes.Length; m++)
+        {
+            var rate = tokens[m] / seconds[m];
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{modes[m].Name,-15} {tokens[m],8} {seconds[m],8:F2} {rate,9:F0} {rate / baseline,7:F2}x"));
+        }
+
+        return 0;
+    }
+
+    private static async Task<(int Tokens, double Seconds)> Run(ContinuousBatcher batcher, int[] prompt, GbnfGrammar? grammar, long seed, int maxTokens)
+    {
+        var clock = Stopwatch.StartNew();
+        var (_, result) = await batcher.Submit(new GenerationRequest
+        {
+            PromptTokens = prompt,
+            MaxTokens = maxTokens,
+            Sampling = new SamplingOptions { Temperature = 1f, Seed = seed },
+            Grammar = grammar,
+        }).CollectAsync();
+        return (result.CompletionTokens, clock.Elapsed.TotalSeconds);
+    }
+
+    private static string FindModel(string name)
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "shared", "models", name);
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        throw new ArgumentException($"model '{name}' not found under ../shared/models/; pass --model PATH");
+    }
+}

@@ -1,0 +1,127 @@
+using System.ClientModel;
+using System.Net.Sockets;
+using System.Text.Json;
+using Sovereign.Cli.Commands;
+
+namespace Sovereign.Cli.Output;
+
+/// <summary>The documented exit codes of every <c>sovereign</c> command (README, "Exit codes").</summary>
+internal static class ExitCodes
+{
+    /// <summary>Done.</summary>
+    public const int Success = 0;
+
+    /// <summary>The server answered with an error (refused, not found, invalid), or a local file could not be written.</summary>
+    public const int Failed = 1;
+
+    /// <summary>Bad usage: an unknown or invalid option or argument, or a setting that stops the server's start.</summary>
+    public const int Usage = 2;
+
+    /// <summary>An integrity check failed: the audit log or an export does not verify, a model's digest differs.</summary>
+    public const int IntegrityFailure = 3;
+
+    /// <summary>The server could not be reached (not running, wrong --url, network).</summary>
+    public const int Unreachable = 4;
+
+    /// <summary>A defect in sovereign itself; the message says where to look.</summary>
+    public const int InternalError = 70;
+}
+
+/// <summary>A failure with a message for the user and the exit code to end with; printed without a stack trace.</summary>
+internal sealed class CliException(string message, int exitCode = ExitCodes.Failed) : Exception(message)
+{
+    public int ExitCode { get; } = exitCode;
+}
+
+/// <summary>Turns any exception that escapes a command into one readable line on stderr and a documented exit code.</summary>
+internal static class CliErrors
+{
+    /// <summary>Set SOVEREIGN_DEBUG=1 to see the stack trace of an unexpected failure.</summary>
+    public const string DebugVariable = "SOVEREIGN_DEBUG";
+
+    public static int Report(string command, Exception exception, string? url = null)
+    {
+        var (message, code) = Describe(exception, url);
+        Console.Error.WriteLine($"sovereign {command}: {message}");
+        if (code == ExitCodes.InternalError)
+        {
+            Console.Error.WriteLine(Environment.GetEnvironmentVariable(DebugVariable) == "1"
+                ? exception.ToString()
+                : $"This is a defect in sovereign; run again with {DebugVariable}=1 for the details and report them.");
+        }
+
+        return code;
+    }
+
+    internal static (string Message, int ExitCode) Describe(Exception exception, string? url)
+    {
+        if (Unreachable(exception) is { } socket)
+        {
+            var where = url is null ? "the server" : $"the server at {url}";
+            return ($"cannot reach {where} ({socket}). Is `sovereign serve` running? Point to it with --url or SOVEREIGN_URL.", ExitCodes.Unreachable);
+        }
+
+        return exception switch
+        {
+            CliException cli => (cli.Message, cli.ExitCode),
+            AdminException admin => (admin.Message, ExitCodes.Failed),
+            ClientResultException { Status: > 0 } client => ($"the server answered {client.Status}: {ServerMessage(client)}", ExitCodes.Failed),
+            TaskCanceledException or TimeoutException => ("the server did not answer in time.", ExitCodes.Unreachable),
+            OperationCanceledException => ("cancelled.", ExitCodes.Failed),
+            UriFormatException or ArgumentException => (exception.Message, ExitCodes.Usage),
+            HttpRequestException http => ($"the request failed: {http.Message}", ExitCodes.Unreachable),
+            JsonException => ($"the server's answer is not the JSON expected: {exception.Message}", ExitCodes.Failed),
+            IOException or UnauthorizedAccessException => (exception.Message, ExitCodes.Failed),
+            _ => ($"unexpected {exception.GetType().Name}: {exception.Message}", ExitCodes.InternalError),
+        };
+    }
+
+    /// <summary>The socket error when the failure is "nobody listens there" (refused, unknown host, unreachable).</summary>
+    private static string? Unreachable(Exception exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is SocketException socket)
+            {
+                return socket.SocketErrorCode switch
+                {
+                    SocketError.ConnectionRefused => "connection refused",
+                    SocketError.HostNotFound or SocketError.TryAgain or SocketError.NoData => "unknown host",
+                    SocketError.TimedOut => "connection timed out",
+                    _ => socket.Message,
+                };
+            }
+
+            if (e is ClientResultException { Status: 0 } && e.InnerException is null)
+            {
+                return "no answer";
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The "error.message" of an OpenAI-style error body, or the raw text.</summary>
+    private static string ServerMessage(ClientResultException exception)
+    {
+        var raw = exception.GetRawResponse()?.Content?.ToString();
+        if (!string.IsNullOrEmpty(raw) && raw.TrimStart().StartsWith('{'))
+        {
+            try
+            {
+                using var document = JsonDocument.Parse(raw);
+                if (document.RootElement.TryGetProperty("error", out var error) && error.ValueKind == JsonValueKind.Object
+                    && error.TryGetProperty("message", out var message) && message.ValueKind == JsonValueKind.String)
+                {
+                    return message.GetString()!;
+                }
+            }
+            catch (JsonException)
+            {
+                // Not OpenAI's error shape: fall through to the raw text.
+            }
+        }
+
+        return string.IsNullOrEmpty(raw) ? exception.Message.Split('\n')[0] : raw;
+    }
+}

@@ -1,0 +1,193 @@
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Sovereign.Gateway.Console;
+
+/// <summary>
+/// The web console at <c>/console</c>, rendered on the server from the same API the CLI uses: the operator's pages
+/// (pool, tenants and their policies, usage charts, plans, models and the language tax, audit verification), the
+/// tenant's page (its usage, budget, keys and audit entries) and the auditor's offline export check.
+/// </summary>
+public static class ConsoleEndpoints
+{
+    private const string HtmlType = "text/html; charset=utf-8";
+
+    /// <summary>Registers what the console needs.</summary>
+    public static IServiceCollection AddSovereignConsole(this IServiceCollection services)
+    {
+        services.AddSingleton<ConsoleSessions>();
+        return services;
+    }
+
+    /// <summary>Maps /console and its assets.</summary>
+    public static IEndpointRouteBuilder MapSovereignConsole(this IEndpointRouteBuilder endpoints)
+    {
+        var console = endpoints.MapGroup("/console");
+        console.AddEndpointFilter(async (invocation, next) =>
+        {
+            // The console's pages are never cached, framed or sniffed; scripts come only from this server.
+            var headers = invocation.HttpContext.Response.Headers;
+            headers.CacheControl = "no-store";
+            headers["X-Content-Type-Options"] = "nosniff";
+            headers["X-Frame-Options"] = "DENY";
+            headers["Referrer-Policy"] = "no-referrer";
+            headers.ContentSecurityPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; form-action 'self'; frame-ancestors 'none'";
+            return await next(invocation);
+        });
+        console.MapGet("/", Home);
+        console.MapPost("/login", Login);
+        console.MapPost("/logout", Logout);
+        console.MapGet("/tenants", (Delegate)OperatorPages.Tenants);
+        console.MapGet("/tenants/{id}", OperatorPages.Tenant);
+        console.MapPost("/tenants/{id}/policy", OperatorPages.SavePolicy);
+        console.MapGet("/tenants/{id}/invoice", OperatorPages.Invoice);
+        console.MapGet("/usage", (Delegate)OperatorPages.Usage);
+        console.MapGet("/plans", (Delegate)OperatorPages.Plans);
+        console.MapGet("/models", (Delegate)OperatorPages.Models);
+        console.MapGet("/models/{id}/languages", OperatorPages.LanguageTax);
+        console.MapGet("/audit", (Delegate)OperatorPages.Audit);
+        console.MapPost("/audit/verify", (Delegate)OperatorPages.VerifyAudit);
+        console.MapGet("/verify", Verify);
+        console.MapGet("/assets/{name}", Asset);
+        return endpoints;
+    }
+
+    internal static IResult Html(ConsolePage page, int status = StatusCodes.Status200OK) =>
+        Results.Content(page.Render(), HtmlType, statusCode: status);
+
+    private static async Task<IResult> Home(HttpContext context, ConsoleSessions sessions)
+    {
+        var session = sessions.Find(context);
+        return session?.Role switch
+        {
+            ConsoleRole.Operator => await OperatorPages.Pool(context, session),
+            ConsoleRole.Tenant => await TenantPages.Overview(context, session),
+            _ => Html(LoginPage(null)),
+        };
+    }
+
+    private static ConsolePage LoginPage(string? error)
+    {
+        var page = new ConsolePage("Sign in", null);
+        if (error is not null)
+        {
+            page.Notice(error, error: true);
+        }
+
+        return page.Raw("""
+            <p>Operators sign in with the operator token (<code>~/.sovereign/admin-token</code> on the server); tenants with one of their API keys (<code>sk-sov-…</code>).</p>
+            <form method="post" action="/console/login" class="stack">
+            <label for="credential">Operator token or tenant API key</label>
+            <input id="credential" name="credential" type="password" autocomplete="current-password" required>
+            <button type="submit">Sign in</button>
+            </form>
+            <p>Auditors need no sign-in: <a href="/console/verify">verify an audit export</a> with the operator's public key, in this browser.</p>
+            """);
+    }
+
+    private static async Task<IResult> Login(HttpContext context, ConsoleSessions sessions)
+    {
+        var form = await context.Request.ReadFormAsync(context.RequestAborted);
+        var credential = form["credential"].ToString().Trim();
+        if (credential.Length == 0)
+        {
+            return Html(LoginPage("Enter the operator token or a tenant API key."), StatusCodes.Status400BadRequest);
+        }
+
+        var api = new ConsoleApiClient(context, credential);
+        string id;
+        if (credential.StartsWith(Residency.ControlPlane.ApiKeySecrets.Prefix, StringComparison.Ordinal))
+        {
+            // A tenant key: /v1/keys answers with the key's own tenant, and only for a valid, unrevoked key.
+            var keys = await api.GetAsync("/v1/keys", context.RequestAborted);
+            if (!keys.Ok)
+            {
+                return Html(LoginPage("That key was refused: " + keys.ErrorMessage), StatusCodes.Status401Unauthorized);
+            }
+
+            id = sessions.Create(ConsoleRole.Tenant, credential, ConsolePage.Text(keys.Json, "tenant"));
+        }
+        else
+        {
+            var probe = await api.GetAsync("/admin/v1/jurisdictions", context.RequestAborted);
+            if (!probe.Ok)
+            {
+                return Html(LoginPage("That is neither the operator token nor a tenant API key."), StatusCodes.Status401Unauthorized);
+            }
+
+            id = sessions.Create(ConsoleRole.Operator, credential, null);
+        }
+
+        context.Response.Cookies.Append(ConsoleSessions.CookieName, id, new CookieOptions
+        {
+            HttpOnly = true,
+            SameSite = SameSiteMode.Strict,
+            Secure = context.Request.IsHttps,
+            Path = "/console",
+            MaxAge = ConsoleSessions.Lifetime,
+        });
+        return Results.Redirect("/console", permanent: false);
+    }
+
+    private static IResult Logout(HttpContext context, ConsoleSessions sessions)
+    {
+        sessions.Remove(context);
+        context.Response.Cookies.Delete(ConsoleSessions.CookieName, new CookieOptions { Path = "/console" });
+        return Results.Redirect("/console", permanent: false);
+    }
+
+    private static IResult Verify(HttpContext context, ConsoleSessions sessions) => Html(new ConsolePage("Verify an audit export", sessions.Find(context)).Raw("""
+        <p>Checks an export (<code>sovereign audit export</code>) against the operator's public key (<code>sovereign audit public-key</code>) entirely in this browser:
+        nothing is uploaded. The page implements the published format (<code>FORMAT.md</code>): every entry is re-hashed, the chain and its sequence are followed,
+        and the header and checkpoint signatures are checked with the key you give, not the one inside the file. Save this page to verify with no server at all.</p>
+        <form id="verify-form" class="stack">
+        <label for="export-file">Export file (JSON Lines)</label>
+        <input id="export-file" name="export" type="file" accept=".jsonl,.json,.txt,application/json" required>
+        <label for="public-key">Operator public key (PEM)</label>
+        <textarea id="public-key" name="publicKey" rows="5" required placeholder="-----BEGIN PUBLIC KEY-----"></textarea>
+        <button type="submit">Verify</button>
+        </form>
+        <section aria-live="polite" id="verify-result" class="result"></section>
+        <noscript><p class="notice error">Verification runs in the browser and needs JavaScript; or use <code>sovereign audit verify-export</code>.</p></noscript>
+        <script src="/console/assets/audit-verify.js"></script>
+        """));
+
+    private static IResult Asset(string name)
+    {
+        var (resource, type) = name switch
+        {
+            "console.css" => ("console.css", "text/css; charset=utf-8"),
+            "audit-verify.js" => ("audit-verify.js", "text/javascript; charset=utf-8"),
+            _ => (null, null),
+        };
+        var stream = resource is null ? null : Assembly.GetExecutingAssembly().GetManifestResourceStream("Sovereign.Gateway.Console.Assets." + resource);
+        return stream is null ? Results.NotFound() : Results.Stream(stream, type);
+    }
+
+    /// <summary>The signed-in operator, or the page to answer with instead (sign-in, or 403 for a tenant).</summary>
+    internal static (ConsoleSession? Session, IResult? Refusal) RequireOperator(HttpContext context)
+    {
+        var session = context.RequestServices.GetRequiredService<ConsoleSessions>().Find(context);
+        if (session is null)
+        {
+            return (null, Results.Redirect("/console", permanent: false));
+        }
+
+        if (session.Role != ConsoleRole.Operator)
+        {
+            return (null, Html(new ConsolePage("Operators only", session).Notice("This page is for the operator. Your key shows your own tenant's data only.", error: true)
+                .Raw("""<p><a href="/console">Back to your usage</a></p>"""), StatusCodes.Status403Forbidden));
+        }
+
+        return (session, null);
+    }
+
+    internal static string Money(decimal value) => value.ToString("#,0.######", CultureInfo.InvariantCulture);
+
+    internal static decimal Decimal(JsonElement e, string name) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDecimal() : 0m;
+}

@@ -1,0 +1,97 @@
+using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Routing.Patterns;
+using Sovereign.Gateway.OpenAI;
+
+namespace Sovereign.Gateway.ControlPlane;
+
+/// <summary>What an id names; each kind has its own rule.</summary>
+internal enum ResourceKind
+{
+    /// <summary>A tenant: a slug, because it is a grain key, a path segment and a ledger column.</summary>
+    Tenant,
+
+    /// <summary>A node registered through the admin API: a slug.</summary>
+    Node,
+
+    /// <summary>A pricing plan: letters, digits, '-' and '_'.</summary>
+    Plan,
+
+    /// <summary>An API key id, a model id, or a node id set in configuration: any printable text without whitespace.</summary>
+    Other,
+}
+
+/// <summary>
+/// The one validator for ids that come from clients (request bodies and admin paths). Ids become Orleans grain keys,
+/// which refuse empty or whitespace keys with an exception, so every id is checked here first and a bad one is a 400
+/// that names the field.
+/// </summary>
+internal static partial class ResourceIds
+{
+    /// <summary>The longest id of kind <see cref="ResourceKind.Other"/>.</summary>
+    public const int MaxOtherLength = 256;
+
+    /// <summary>Whether <paramref name="value"/> is a valid id of <paramref name="kind"/>.</summary>
+    public static bool IsValid(string? value, ResourceKind kind) => value is not null && kind switch
+    {
+        ResourceKind.Tenant or ResourceKind.Node => SlugPattern().IsMatch(value),
+        ResourceKind.Plan => value.Length is > 0 and <= 63 && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'),
+        _ => value.Length is > 0 and <= MaxOtherLength && !value.Any(c => char.IsWhiteSpace(c) || char.IsControl(c) || char.IsSurrogate(c) || c == '\uFFFD'),
+    };
+
+    /// <summary>Returns the id, or throws the 400 that says what an id of this kind must look like.</summary>
+    public static string Require(string? value, ResourceKind kind, string param) =>
+        IsValid(value, kind) ? value! : throw Invalid(value, kind, param);
+
+    /// <summary>
+    /// An endpoint filter for a route group: validates every route value before the handler turns it into a grain key.
+    /// The kind is read from the literal segment before the parameter (<c>tenants/{id}</c> is a tenant id).
+    /// </summary>
+    public static ValueTask<object?> ValidateRouteValues(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
+    {
+        var context = invocation.HttpContext;
+        if (context.GetEndpoint() is RouteEndpoint { RoutePattern: var pattern })
+        {
+            for (var i = 0; i < pattern.PathSegments.Count; i++)
+            {
+                if (pattern.PathSegments[i].Parts is [RoutePatternParameterPart parameter])
+                {
+                    var kind = i > 0 && pattern.PathSegments[i - 1].Parts is [RoutePatternLiteralPart literal] ? KindOfCollection(literal.Content) : ResourceKind.Other;
+                    Require(context.Request.RouteValues[parameter.Name] as string, kind, parameter.Name);
+                }
+            }
+        }
+
+        return next(invocation);
+    }
+
+    private static ResourceKind KindOfCollection(string segment) => segment switch
+    {
+        "tenants" => ResourceKind.Tenant,
+        "plans" => ResourceKind.Plan,
+        _ => ResourceKind.Other,
+    };
+
+    private static OpenAIException Invalid(string? value, ResourceKind kind, string param)
+    {
+        var rule = kind switch
+        {
+            ResourceKind.Tenant or ResourceKind.Node => "1-63 characters of lowercase letters, digits and '-', starting with a letter or digit",
+            ResourceKind.Plan => "1-63 letters, digits, '-' or '_'",
+            _ => $"1-{MaxOtherLength} characters without whitespace or control characters",
+        };
+
+        // Echo only a short, printable form of what was sent: the value may be hostile.
+        var shown = value is null ? "nothing" : "'" + Printable(value) + "'";
+        return OpenAIException.BadRequest($"{param} must be {rule}; got {shown}.", param, "invalid_value");
+    }
+
+    private static string Printable(string value)
+    {
+        var shown = new string(value.Take(64).Select(c => char.IsControl(c) || char.IsSurrogate(c) ? '?' : c).ToArray());
+        return value.Length > 64 ? shown + "..." : shown;
+    }
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,62}$")]
+    private static partial Regex SlugPattern();
+}

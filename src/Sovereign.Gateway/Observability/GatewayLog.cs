@@ -1,0 +1,47 @@
+namespace Sovereign.Gateway.Observability;
+
+/// <summary>
+/// The gateway's operator log events, source-generated with stable event ids (4xxx) so that alerts and dashboards
+/// can match them. Messages carry paths without query strings, ids, statuses and codes; never content or secrets.
+/// </summary>
+internal static partial class GatewayLog
+{
+    /// <summary>The category the request-level events are written under.</summary>
+    public const string RequestsCategory = "Sovereign.Gateway.Requests";
+
+    [LoggerMessage(EventId = 4001, EventName = "RequestRefused", Level = LogLevel.Information,
+        Message = "Refused {Method} {Path} with {Status} {ErrorType}/{Code} (param {Param})")]
+    public static partial void RequestRefused(ILogger logger, string method, string? path, int status, string errorType, string? code, string? param);
+
+    [LoggerMessage(EventId = 4002, EventName = "RequestShed", Level = LogLevel.Warning,
+        Message = "Shed {Method} {Path} with {Status} {Code}: no capacity")]
+    public static partial void RequestShed(ILogger logger, string method, string? path, int status, string? code);
+
+    [LoggerMessage(EventId = 4003, EventName = "RequestFailed", Level = LogLevel.Error,
+        Message = "Request {Method} {Path} failed")]
+    public static partial void RequestFailed(ILogger logger, Exception? exception, string method, string? path);
+
+    [LoggerMessage(EventId = 4004, EventName = "MetricsScrapeRefused", Level = LogLevel.Information,
+        Message = "Refused a /metrics scrape without the operator token")]
+    public static partial void MetricsScrapeRefused(ILogger logger);
+
+    /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>
+    public static void ErrorAnswered(ILogger logger, HttpContext context, int status, string errorType, string? code, string? param, Exception? exception)
+    {
+        var method = context.Request.Method;
+        // Escaped, so a decoded control character in the path cannot forge a log line.
+        var path = context.Request.Path.ToUriComponent();
+        if (status == StatusCodes.Status500InternalServerError)
+        {
+            RequestFailed(logger, exception, method, path);
+        }
+        else if (status >= 500)
+        {
+            RequestShed(logger, method, path, status, code);
+        }
+        else
+        {
+            RequestRefused(logger, method, path, status, errorType, code, param);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.Extensions.Options;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Routing;
+using Sovereign.Languages;
+
+namespace Sovereign.Gateway.OpenAI;
+
+/// <summary>
+/// <c>POST /v1/language/detect</c>: the detector's decision for one text or a batch, with the same detector and
+/// settings that route requests and record their language, so tenants can route their own pipelines and auditors can
+/// check decisions. Any caller allowed on /v1 may use it; texts are neither stored nor logged.
+/// </summary>
+internal static class LanguageDetectEndpoint
+{
+    public static async Task<IResult> HandleAsync(HttpContext context, InferenceRouter router, LanguageRouting languages, IOptions<SovereignOptions> options)
+    {
+        _ = await router.AuthenticateAsync(context);
+        var request = await RequestReader.ReadAsync<LanguageDetectRequest>(context);
+        var inputs = ReadInputs(request.Input, options.Value.Limits.MaxEmbeddingInputs);
+        var data = new LanguageDetectItem[inputs.Count];
+        for (var i = 0; i < inputs.Count; i++)
+        {
+            var detection = languages.Detect(inputs[i]);
+            data[i] = new LanguageDetectItem(
+                "language.detection",
+                i,
+                detection.Language,
+                detection.Script,
+                Math.Round(detection.Confidence, 4),
+                detection.Method,
+                detection.RunnerUp is { } runnerUp ? new RunnerUp(runnerUp, Math.Round(detection.RunnerUpConfidence, 4)) : null);
+        }
+
+        return TypedResults.Json(new LanguageDetectList("list", data), OpenAIJson.Options);
+    }
+
+    private static List<string> ReadInputs(JsonElement? input, int maxInputs)
+    {
+        if (input is not { } value || value.ValueKind == JsonValueKind.Null)
+        {
+            throw OpenAIException.BadRequest("You must provide an input parameter: a string or an array of strings.", "input", "missing_required_parameter");
+        }
+
+        if (value.ValueKind == JsonValueKind.String)
+        {
+            return [Text(value, "input")];
+        }
+
+        if (value.ValueKind != JsonValueKind.Array)
+        {
+            throw OpenAIException.BadRequest("input must be a string or an array of strings.", "input", "invalid_type");
+        }
+
+        var count = value.GetArrayLength();
+        if (count == 0 || count > maxInputs)
+        {
+            throw OpenAIException.BadRequest($"input must have between 1 and {maxInputs} items.", "input", "invalid_value");
+        }
+
+        var inputs = new List<string>(count);
+        var i = 0;
+        foreach (var item in value.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.String)
+            {
+                throw OpenAIException.BadRequest($"input[{i}] must be a string.", $"input[{i}]", "invalid_type");
+            }
+
+            inputs.Add(Text(item, $"input[{i}]"));
+            i++;
+        }
+
+        return inputs;
+    }
+
+    // GetString throws InvalidOperationException on a lone surrogate or invalid UTF-8 escaped into the string.
+    private static string Text(JsonElement element, string param)
+    {
+        try
+        {
+            return element.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            throw OpenAIException.BadRequest($"{param} is not valid Unicode text.", param, "invalid_value");
+        }
+    }
+}
+
+/// <summary>The body of <c>POST /v1/language/detect</c>.</summary>
+internal sealed record LanguageDetectRequest([property: JsonPropertyName("input")] JsonElement? Input);
+
+/// <summary>The answer: one item per input, in order.</summary>
+internal sealed record LanguageDetectList(
+    [property: JsonPropertyName("object")] string Object,
+    [property: JsonPropertyName("data")] IReadOnlyList<LanguageDetectItem> Data);
+
+/// <summary>One text's decision.</summary>
+internal sealed record LanguageDetectItem(
+    [property: JsonPropertyName("object")] string Object,
+    [property: JsonPropertyName("index")] int Index,
+    [property: JsonPropertyName("language")] string Language,
+    [property: JsonPropertyName("script")] string Script,
+    [property: JsonPropertyName("confidence")] double Confidence,
+    [property: JsonPropertyName("method")] string Method,
+    [property: JsonPropertyName("runner_up")] RunnerUp? RunnerUp);
+
+/// <summary>The next most likely language (for <c>und</c>: the best candidate).</summary>
+internal sealed record RunnerUp(
+    [property: JsonPropertyName("language")] string Language,
+    [property: JsonPropertyName("confidence")] double Confidence);

@@ -1,0 +1,136 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Sovereign.Inference.Grammar;
+using Sovereign.Inference.Sampling;
+
+namespace Sovereign.Gateway.OpenAI;
+
+/// <summary><c>response_format</c>: <c>text</c>, <c>json_object</c> or <c>json_schema</c>.</summary>
+internal sealed class ResponseFormat
+{
+    public string? Type { get; set; }
+
+    public JsonSchemaFormat? JsonSchema { get; set; }
+}
+
+/// <summary><c>response_format.json_schema</c>.</summary>
+internal sealed class JsonSchemaFormat
+{
+    public string? Name { get; set; }
+    public string? Description { get; set; }
+    public JsonElement? Schema { get; set; }
+    public bool? Strict { get; set; }
+}
+
+/// <summary>Turns OpenAI's structured-output and logprobs request fields into engine settings, refusing what cannot be honoured.</summary>
+internal static class StructuredOutput
+{
+    /// <summary>The grammar that <paramref name="format"/> asks for; null for free text.</summary>
+    public static GbnfGrammar? GrammarFor(ResponseFormat? format, string param = "response_format")
+    {
+        switch (format?.Type)
+        {
+            case null or "text":
+                return null;
+            case "json_object":
+                return JsonSchemaGrammarCompiler.AnyJsonObject();
+            case "json_schema":
+                if (format.JsonSchema is null)
+                {
+                    throw OpenAIException.BadRequest($"{param}.json_schema is required when type is 'json_schema'.", $"{param}.json_schema", "missing_required_parameter");
+                }
+
+                return CompileSchema(format.JsonSchema.Schema, $"{param}.json_schema.schema");
+            default:
+                throw OpenAIException.BadRequest(
+                    $"{param}.type '{format.Type}' is not supported; use 'text', 'json_object' or 'json_schema'.", $"{param}.type", "invalid_value");
+        }
+    }
+
+    /// <summary>Compiles a JSON Schema given in a request; an unsupported keyword is a 400 that names it.</summary>
+    public static GbnfGrammar CompileSchema(JsonElement? schema, string param)
+    {
+        if (schema is not { ValueKind: JsonValueKind.Object or JsonValueKind.True } value)
+        {
+            throw OpenAIException.BadRequest($"{param} must be a JSON Schema object.", param, schema is null ? "missing_required_parameter" : "invalid_type");
+        }
+
+        try
+        {
+            return JsonSchemaGrammarCompiler.Compile(value);
+        }
+        catch (UnsupportedSchemaException ex)
+        {
+            throw OpenAIException.BadRequest(ex.Message, param, "unsupported_schema_keyword");
+        }
+    }
+
+    /// <summary>Chat's <c>logprobs</c>/<c>top_logprobs</c> as the engine's setting: null for none, else alternatives per token.</summary>
+    public static int? ChatTopLogprobs(bool? logprobs, int? topLogprobs)
+    {
+        if (topLogprobs is { } top)
+        {
+            if (top is < 0 or > Logprobs.MaxTop)
+            {
+                throw OpenAIException.BadRequest($"top_logprobs must be between 0 and {Logprobs.MaxTop}.", "top_logprobs", "invalid_value");
+            }
+
+            if (logprobs != true)
+            {
+                throw OpenAIException.BadRequest("logprobs must be set to true if top_logprobs is used.", "logprobs", "invalid_value");
+            }
+        }
+
+        return logprobs == true ? topLogprobs ?? 0 : null;
+    }
+
+    /// <summary>Completions' integer <c>logprobs</c> as the engine's setting.</summary>
+    public static int? CompletionTopLogprobs(int? logprobs) => logprobs switch
+    {
+        null => null,
+        < 0 or > Logprobs.MaxTop => throw OpenAIException.BadRequest($"logprobs must be between 0 and {Logprobs.MaxTop}.", "logprobs", "invalid_value"),
+        _ => logprobs,
+    };
+
+    /// <summary>Chat's <c>logprobs</c> object for some generated tokens.</summary>
+    public static ChatLogprobs? Chat(IReadOnlyList<TokenLogprob>? tokens) =>
+        tokens is null ? null : new ChatLogprobs([.. tokens.Select(t => new ChatTokenLogprob(t.Token.Text, t.Token.Logprob, Bytes(t.Token.Bytes),
+            [.. t.Top.Select(a => new ChatTopLogprob(a.Text, a.Logprob, Bytes(a.Bytes)))]))], null);
+
+    /// <summary>Completions' <c>logprobs</c> object; <paramref name="textOffset"/> carries the offset across streamed chunks.</summary>
+    public static CompletionLogprobs? Completion(IReadOnlyList<TokenLogprob>? tokens, ref int textOffset)
+    {
+        if (tokens is null)
+        {
+            return null;
+        }
+
+        var offsets = new int[tokens.Count];
+        for (var i = 0; i < tokens.Count; i++)
+        {
+            offsets[i] = textOffset;
+            textOffset += tokens[i].Token.Text.Length;
+        }
+
+        return new CompletionLogprobs(
+            [.. tokens.Select(t => t.Token.Text)],
+            [.. tokens.Select(t => t.Token.Logprob)],
+            [.. tokens.Select(t => t.Top.GroupBy(a => a.Text, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First().Logprob, StringComparer.Ordinal))],
+            offsets);
+    }
+
+    private static int[] Bytes(byte[] bytes) => [.. bytes.Select(b => (int)b)];
+}
+
+internal sealed record ChatLogprobs(IReadOnlyList<ChatTokenLogprob> Content, object? Refusal);
+
+internal sealed record ChatTokenLogprob(string Token, float Logprob, int[] Bytes,
+    [property: JsonPropertyName("top_logprobs")] IReadOnlyList<ChatTopLogprob> TopLogprobs);
+
+internal sealed record ChatTopLogprob(string Token, float Logprob, int[] Bytes);
+
+internal sealed record CompletionLogprobs(
+    IReadOnlyList<string> Tokens,
+    [property: JsonPropertyName("token_logprobs")] IReadOnlyList<float> TokenLogprobs,
+    [property: JsonPropertyName("top_logprobs")] IReadOnlyList<Dictionary<string, float>> TopLogprobs,
+    [property: JsonPropertyName("text_offset")] IReadOnlyList<int> TextOffset);

@@ -1,0 +1,136 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Routing;
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Routing;
+using Sovereign.Inference.Engine;
+
+namespace Sovereign.Gateway.OpenAI;
+
+/// <summary>
+/// <c>POST /tokenize</c> and <c>POST /detokenize</c> with the request and answer shapes of llama-server
+/// (<c>content</c>, <c>add_special</c>, <c>with_pieces</c>; <c>tokens</c>) and vLLM (<c>prompt</c> or <c>messages</c>,
+/// <c>add_special_tokens</c>; <c>count</c>, <c>max_model_len</c>). Authenticated and routed like inference (the text
+/// is content: the residency decision applies); served for models this process runs, not metered.
+/// </summary>
+internal static class TokenizerEndpoints
+{
+    public static void MapTokenizerEndpoints(this IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapPost("/tokenize", TokenizeAsync);
+        endpoints.MapPost("/detokenize", DetokenizeAsync);
+    }
+
+    private static async Task<IResult> TokenizeAsync(HttpContext context, InferenceRouter router)
+    {
+        var caller = await router.AuthenticateAsync(context);
+        var request = await RequestReader.ReadAsync<TokenizeRequest>(context);
+        var text = request.Content ?? request.Prompt;
+        if (text is null && request.Messages is null)
+        {
+            throw OpenAIException.BadRequest("Provide the text as 'content' (or 'prompt'), or chat 'messages'.", "content", "missing_required_parameter");
+        }
+
+        if (text is not null && request.Messages is not null)
+        {
+            throw OpenAIException.BadRequest("Provide either text or messages, not both.", "messages", "invalid_value");
+        }
+
+        var model = await LocalModelAsync(context, router, caller, request.Model);
+        int[] tokens;
+        if (request.Messages is { } messages)
+        {
+            var turns = new List<ChatTurn>(messages.Count);
+            for (var i = 0; i < messages.Count; i++)
+            {
+                if (messages[i] is not { Role: { } role } message)
+                {
+                    throw OpenAIException.BadRequest($"messages[{i}] needs a role.", $"messages[{i}].role", "missing_required_parameter");
+                }
+
+                turns.Add(new ChatTurn(role == "developer" ? "system" : role, message.Content?.Text ?? ""));
+            }
+
+            tokens = model.TokenizeChat(turns);
+        }
+        else
+        {
+            // llama-server's add_special defaults to false, vLLM's add_special_tokens to true.
+            tokens = model.Tokenize(text!, addBos: request.AddSpecial ?? request.AddSpecialTokens ?? request.Content is null);
+        }
+
+        object tokenList = request.WithPieces == true
+            ? tokens.Select(t => new TokenPiece(t, Piece(model, t))).ToArray()
+            : tokens;
+        return TypedResults.Json(new TokenizeResponse(tokenList, tokens.Length, model.Info.ContextLength), OpenAIJson.Options);
+    }
+
+    private static async Task<IResult> DetokenizeAsync(HttpContext context, InferenceRouter router)
+    {
+        var caller = await router.AuthenticateAsync(context);
+        var request = await RequestReader.ReadAsync<DetokenizeRequest>(context);
+        if (request.Tokens is not { } tokens)
+        {
+            throw OpenAIException.BadRequest("You must provide tokens.", "tokens", "missing_required_parameter");
+        }
+
+        var model = await LocalModelAsync(context, router, caller, request.Model);
+        for (var i = 0; i < tokens.Count; i++)
+        {
+            if (tokens[i] < 0 || tokens[i] >= model.Info.VocabularySize)
+            {
+                throw OpenAIException.BadRequest($"tokens[{i}] must be a token id between 0 and {model.Info.VocabularySize - 1}.", "tokens", "invalid_value");
+            }
+        }
+
+        var text = model.Detokenize(tokens);
+        return TypedResults.Json(new DetokenizeResponse(text, text), OpenAIJson.Options);
+    }
+
+    private static async Task<LlamaModel> LocalModelAsync(HttpContext context, InferenceRouter router, Caller caller, string? model)
+    {
+        var routed = await router.RouteAsync(context, caller, model, ModelKind.Chat);
+        return routed.Local?.Model
+            ?? throw OpenAIException.BadRequest($"Tokenization is served for models this server runs; '{routed.Model}' runs on an external engine.", "model", "model_not_supported");
+    }
+
+    /// <summary>The token's text, or its bytes when they are not valid UTF-8 on their own (llama-server's rule).</summary>
+    private static object Piece(LlamaModel model, int token)
+    {
+        var bytes = model.TokenBytes(token);
+        try
+        {
+            return new UTF8Encoding(false, true).GetString(bytes);
+        }
+        catch (DecoderFallbackException)
+        {
+            return bytes.Select(b => (int)b).ToArray();
+        }
+    }
+}
+
+internal sealed class TokenizeRequest
+{
+    public string? Model { get; set; }
+    public string? Content { get; set; }
+    public string? Prompt { get; set; }
+    public List<ChatMessage?>? Messages { get; set; }
+    public bool? AddSpecial { get; set; }
+    public bool? AddSpecialTokens { get; set; }
+    public bool? WithPieces { get; set; }
+}
+
+internal sealed class DetokenizeRequest
+{
+    public string? Model { get; set; }
+    public List<int>? Tokens { get; set; }
+}
+
+internal sealed record TokenizeResponse(object Tokens, int Count, [property: JsonPropertyName("max_model_len")] int MaxModelLen);
+
+internal sealed record TokenPiece(int Id, object Piece);
+
+/// <summary>llama-server answers <c>content</c>, vLLM <c>prompt</c>: both are given.</summary>
+internal sealed record DetokenizeResponse(string Content, string Prompt);

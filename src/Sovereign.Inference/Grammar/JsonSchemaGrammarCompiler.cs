@@ -1,0 +1,753 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+
+namespace Sovereign.Inference.Grammar;
+
+/// <summary>
+/// Compiles a JSON Schema to a llama.cpp GBNF grammar whose every complete sentence is a JSON document that validates
+/// against the schema. What cannot be honoured exactly (a keyword, or a use of one) is refused with
+/// <see cref="UnsupportedSchemaException"/>; what the schema leaves open is bounded by <see cref="JsonGrammarLimits"/>
+/// so that generation always ends.
+/// </summary>
+/// <remarks>
+/// Supported: <c>type</c> (one or several), <c>enum</c>, <c>const</c>, <c>properties</c>, <c>required</c>,
+/// <c>additionalProperties</c>, <c>items</c>, <c>minItems</c>, <c>maxItems</c>, <c>minLength</c>, <c>maxLength</c>,
+/// <c>format</c> (date, time, date-time, uuid), <c>anyOf</c>, a one-element <c>allOf</c>, <c>$ref</c> into the
+/// document (<c>$defs</c>, <c>definitions</c>, recursion included), integer <c>minimum</c>/<c>maximum</c> (a closed range
+/// of at most 1,000 values, or a lower bound of 0 or 1), and annotations (<c>title</c>, <c>description</c>, ...).
+/// </remarks>
+public sealed class JsonSchemaGrammarCompiler
+{
+    private const int MaxEnumeratedRange = 1000;
+
+    private static readonly HashSet<string> Annotations =
+    [
+        "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly",
+        "$defs", "definitions",
+    ];
+
+    private static readonly HashSet<string> Constraints =
+    [
+        "type", "enum", "const", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
+        "minLength", "maxLength", "format", "anyOf", "allOf", "$ref", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    ];
+
+    private static readonly HashSet<string> ObjectKeywords = ["properties", "required", "additionalProperties"];
+    private static readonly HashSet<string> ArrayKeywords = ["items", "minItems", "maxItems"];
+    private static readonly HashSet<string> StringKeywords = ["minLength", "maxLength", "format"];
+    private static readonly HashSet<string> NumberKeywords = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
+
+    private static readonly JsonWriterOptions LiteralWriter = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, Indented = false };
+
+    private static readonly Dictionary<string, string> Primitives = new(StringComparer.Ordinal)
+    {
+        ["space"] = "| \" \" | \"\\n\" [ \\t]{0,20}",
+        ["char"] = "[^\"\\\\\\x7F\\x00-\\x1F] | [\\\\] [\"\\\\/bfnrt]",
+        ["boolean"] = "\"true\" | \"false\"",
+        ["null"] = "\"null\"",
+        ["digit"] = "[0-9]",
+        ["hex"] = "[0-9a-f]",
+        ["date"] = "[1-9] [0-9]{3} \"-\" ( ( \"0\" [1-9] | \"1\" [0-2] ) \"-\" ( \"0\" [1-9] | \"1\" [0-9] | \"2\" [0-8] ) "
+            + "| ( \"0\" [13-9] | \"1\" [0-2] ) \"-\" ( \"29\" | \"30\" ) | ( \"0\" [13578] | \"1\" [02] ) \"-31\" )",
+        ["time"] = "( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] \":\" [0-5] [0-9] ( \".\" [0-9]{1,3} )? ( \"Z\" | [+-] ( \"0\" [0-9] | \"1\" [0-3] ) \":\" [0-5] [0-9] )",
+        ["uuid"] = "hex{8} \"-\" hex{4} \"-\" hex{4} \"-\" hex{4} \"-\" hex{12}",
+    };
+
+    private readonly JsonElement _document;
+    private readonly JsonGrammarLimits _limits;
+    private readonly Dictionary<string, string> _rules = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _ruleByBody = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _activeRefs = new(StringComparer.Ordinal);
+
+    // References being resolved since the last consumed character: meeting one again would be left recursion,
+    // which llama.cpp's grammar parser rejects.
+    private HashSet<string> _headRefs = new(StringComparer.Ordinal);
+
+    private JsonSchemaGrammarCompiler(JsonElement document, JsonGrammarLimits limits)
+    {
+        _document = document;
+        _limits = limits;
+    }
+
+    /// <summary>Compiles <paramref name="schema"/>; throws <see cref="UnsupportedSchemaException"/> naming what it cannot honour.</summary>
+    public static GbnfGrammar Compile(JsonElement schema, JsonGrammarLimits? limits = null)
+    {
+        var compiler = new JsonSchemaGrammarCompiler(schema, limits ?? JsonGrammarLimits.Default);
+        var root = compiler.Visit(schema, "#", "root-value")
+            ?? throw new UnsupportedSchemaException("$ref", "#",
+                $"The schema's recursive '$ref' has no instance shallower than {compiler._limits.MaxRecursionDepth} levels; give the recursion a base case (an optional property or an array that may be empty).");
+        compiler._rules["root"] = root;
+        return new GbnfGrammar(compiler.Render());
+    }
+
+    /// <summary>Any JSON object (OpenAI's <c>response_format: json_object</c>), nesting and sizes bounded.</summary>
+    public static GbnfGrammar AnyJsonObject(JsonGrammarLimits? limits = null)
+    {
+        var compiler = new JsonSchemaGrammarCompiler(default, limits ?? JsonGrammarLimits.Default);
+        compiler._rules["root"] = compiler.AnyObject(compiler._limits.MaxOpenDepth);
+        return new GbnfGrammar(compiler.Render());
+    }
+
+    /// <summary>A GBNF string literal matching exactly <paramref name="text"/>.</summary>
+    public static string Literal(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var builder = new StringBuilder(text.Length + 2).Append('"');
+        foreach (var c in text)
+        {
+            switch (c)
+            {
+                case '"': builder.Append("\\\""); break;
+                case '\\': builder.Append("\\\\"); break;
+                case '\n': builder.Append("\\n"); break;
+                case '\r': builder.Append("\\r"); break;
+                case '\t': builder.Append("\\t"); break;
+                case < ' ': builder.Append("\\x").Append(((int)c).ToString("X2", CultureInfo.InvariantCulture)); break;
+                default: builder.Append(c); break;
+            }
+        }
+
+        return builder.Append('"').ToString();
+    }
+
+    /// <summary>The compact JSON text of a value, as the grammar emits it.</summary>
+    public static string JsonText(JsonElement value)
+    {
+        using var stream = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(stream, LiteralWriter))
+        {
+            value.WriteTo(writer);
+        }
+
+        return Encoding.UTF8.GetString(stream.ToArray());
+    }
+
+    private string Render()
+    {
+        var text = new StringBuilder();
+        text.Append("root ::= ").Append(_rules["root"]).Append('\n');
+        foreach (var (name, body) in _rules)
+        {
+            if (name != "root")
+            {
+                text.Append(name).Append(" ::= ").Append(body).Append('\n');
+            }
+        }
+
+        return text.ToString();
+    }
+
+    /// <summary>Adds a rule (reusing an identical one) and returns its name.</summary>
+    private string Rule(string hint, string body)
+    {
+        if (_ruleByBody.TryGetValue(body, out var existing))
+        {
+            return existing;
+        }
+
+        var name = UniqueName(hint);
+        _rules[name] = body;
+        _ruleByBody[body] = name;
+        return name;
+    }
+
+    private string UniqueName(string hint)
+    {
+        var clean = new StringBuilder();
+        foreach (var c in hint)
+        {
+            clean.Append(char.IsAsciiLetterOrDigit(c) ? c : '-');
+        }
+
+        var name = clean.Length == 0 ? "r" : clean.ToString().Trim('-');
+        if (name.Length == 0 || name == "root")
+        {
+            name = "r";
+        }
+
+        var candidate = name;
+        for (var i = 2; _rules.ContainsKey(candidate) || Primitives.ContainsKey(candidate); i++)
+        {
+            candidate = name + "-" + i.ToString(CultureInfo.InvariantCulture);
+        }
+
+        return candidate;
+    }
+
+    private string Primitive(string name)
+    {
+        if (!_rules.ContainsKey(name))
+        {
+            _rules[name] = Primitives[name];
+            if (name == "uuid")
+            {
+                Primitive("hex");
+            }
+        }
+
+        return name;
+    }
+
+    private string StringRule(int min, int max, string hint)
+    {
+        Primitive("char");
+        var body = max == 0 ? "\"\\\"\\\"\"" : $"\"\\\"\" char{{{min},{max}}} \"\\\"\"";
+        return Rule(min == 0 && max == _limits.MaxStringLength ? "string" : hint + "-string", body);
+    }
+
+    private string IntegerRule(bool unsigned, bool positive)
+    {
+        var digits = _limits.MaxIntegerDigits - 1;
+        var magnitude = positive ? $"[1-9] [0-9]{{0,{digits}}}" : $"( \"0\" | [1-9] [0-9]{{0,{digits}}} )";
+        return Rule(positive ? "positive-integer" : unsigned ? "unsigned-integer" : "integer", unsigned ? magnitude : "\"-\"? " + magnitude);
+    }
+
+    private string NumberRule(bool unsigned)
+    {
+        var integer = IntegerRule(unsigned, positive: false);
+        return Rule(unsigned ? "unsigned-number" : "number", $"{integer} ( \".\" [0-9]{{1,{_limits.MaxFractionDigits}}} )?");
+    }
+
+    private string AnyValue(int depth)
+    {
+        Primitive("boolean");
+        Primitive("null");
+        var scalars = $"{StringRule(0, _limits.MaxStringLength, "any")} | {NumberRule(false)} | boolean | null";
+        if (depth <= 0)
+        {
+            return Rule("scalar", scalars);
+        }
+
+        return Rule("value-" + depth.ToString(CultureInfo.InvariantCulture), $"{AnyObject(depth)} | {AnyArray(depth)} | {scalars}");
+    }
+
+    private string AnyObject(int depth)
+    {
+        Primitive("space");
+        var key = StringRule(0, _limits.MaxStringLength, "key");
+        var member = Rule("member-" + depth.ToString(CultureInfo.InvariantCulture), $"{key} space \":\" space {AnyValue(depth - 1)}");
+        return Rule("object-" + depth.ToString(CultureInfo.InvariantCulture), ListBody("\"{\"", "\"}\"", member, 0, _limits.MaxOpenProperties));
+    }
+
+    private string AnyArray(int depth)
+    {
+        Primitive("space");
+        return Rule("array-" + depth.ToString(CultureInfo.InvariantCulture), ListBody("\"[\"", "\"]\"", AnyValue(depth - 1), 0, _limits.MaxArrayItems));
+    }
+
+    /// <summary><c>open item ("," item){min-1,max-1} close</c>, with bounded whitespace.</summary>
+    private static string ListBody(string open, string close, string item, int min, int max)
+    {
+        if (max == 0)
+        {
+            return $"{open} space {close}";
+        }
+
+        var rest = max - 1 == 0 ? "" : $" ( \",\" space {item} space ){{{Math.Max(0, min - 1)},{max - 1}}}";
+        var items = $"{item} space{rest}";
+        return min == 0 ? $"{open} space ( {items} )? {close}" : $"{open} space {items} {close}";
+    }
+
+    /// <summary>The grammar expression for <paramref name="schema"/>, or null when no instance fits in the recursion bound.</summary>
+    private string? Visit(JsonElement schema, string path, string hint)
+    {
+        switch (schema.ValueKind)
+        {
+            case JsonValueKind.True:
+                return AnyValue(_limits.MaxOpenDepth);
+            case JsonValueKind.False:
+                throw new UnsupportedSchemaException("false", path, $"The schema at '{path}' is false: no value can validate against it.");
+            case JsonValueKind.Object:
+                break;
+            default:
+                throw new UnsupportedSchemaException("schema", path, $"The schema at '{path}' must be an object or a boolean.");
+        }
+
+        var keywords = new List<string>();
+        foreach (var property in schema.EnumerateObject())
+        {
+            if (Constraints.Contains(property.Name))
+            {
+                keywords.Add(property.Name);
+            }
+            else if (!Annotations.Contains(property.Name))
+            {
+                throw new UnsupportedSchemaException(property.Name, path, $"The JSON Schema keyword '{property.Name}' (at '{path}') is not supported for structured output.");
+            }
+        }
+
+        if (schema.TryGetProperty("$ref", out var reference))
+        {
+            OnlyWith(keywords, "$ref", path);
+            return Reference(reference, path);
+        }
+
+        if (schema.TryGetProperty("anyOf", out var anyOf))
+        {
+            OnlyWith(keywords, "anyOf", path);
+            return Alternatives(anyOf, path + "/anyOf", hint);
+        }
+
+        if (schema.TryGetProperty("allOf", out var allOf))
+        {
+            OnlyWith(keywords, "allOf", path);
+            if (allOf.ValueKind != JsonValueKind.Array || allOf.GetArrayLength() != 1)
+            {
+                throw new UnsupportedSchemaException("allOf", path, $"'allOf' (at '{path}') is supported with exactly one subschema.");
+            }
+
+            return Visit(allOf[0], path + "/allOf/0", hint);
+        }
+
+        var types = Types(schema, path);
+        if (schema.TryGetProperty("const", out var constant))
+        {
+            OnlyWith(keywords, "const", path, "type");
+            return Rule(hint, Literal(JsonText(constant)));
+        }
+
+        if (schema.TryGetProperty("enum", out var values))
+        {
+            OnlyWith(keywords, "enum", path, "type");
+            if (values.ValueKind != JsonValueKind.Array || values.GetArrayLength() == 0)
+            {
+                throw new UnsupportedSchemaException("enum", path, $"'enum' (at '{path}') must be a non-empty array.");
+            }
+
+            var allowed = values.EnumerateArray().Where(v => types is null || types.Any(t => IsOfType(v, t))).Select(v => Literal(JsonText(v))).ToList();
+            if (allowed.Count == 0)
+            {
+                throw new UnsupportedSchemaException("enum", path, $"No value of 'enum' (at '{path}') has the schema's type.");
+            }
+
+            return Rule(hint, string.Join(" | ", allowed));
+        }
+
+        types ??= InferTypes(keywords);
+        if (types is null)
+        {
+            return AnyValue(_limits.MaxOpenDepth);
+        }
+
+        if (types.Count == 1)
+        {
+            return Typed(schema, types[0], path, hint);
+        }
+
+        var alternatives = types.Select(t => Typed(schema, t, path, hint + "-" + t)).OfType<string>().ToList();
+        return alternatives.Count == 0 ? null : Rule(hint, string.Join(" | ", alternatives));
+    }
+
+    private static void OnlyWith(List<string> keywords, string keyword, string path, params string[] allowed)
+    {
+        foreach (var other in keywords)
+        {
+            if (other != keyword && !allowed.Contains(other))
+            {
+                throw new UnsupportedSchemaException(keyword, path,
+                    $"'{keyword}' (at '{path}') is supported only without sibling constraints such as '{other}'; move '{other}' into the subschemas.");
+            }
+        }
+    }
+
+    private static List<string>? Types(JsonElement schema, string path)
+    {
+        if (!schema.TryGetProperty("type", out var type))
+        {
+            return null;
+        }
+
+        var names = type.ValueKind switch
+        {
+            JsonValueKind.String => [type.GetString()!],
+            JsonValueKind.Array when type.GetArrayLength() > 0 && type.EnumerateArray().All(t => t.ValueKind == JsonValueKind.String) =>
+                type.EnumerateArray().Select(t => t.GetString()!).Distinct(StringComparer.Ordinal).ToList(),
+            _ => throw new UnsupportedSchemaException("type", path, $"'type' (at '{path}') must be a type name or a non-empty array of them."),
+        };
+
+        foreach (var name in names)
+        {
+            if (name is not ("object" or "array" or "string" or "integer" or "number" or "boolean" or "null"))
+            {
+                throw new UnsupportedSchemaException("type", path, $"'type' (at '{path}') has an unknown type '{name}'.");
+            }
+        }
+
+        // An integer is a number: "number" already admits everything "integer" generates.
+        if (names.Contains("number"))
+        {
+            names.Remove("integer");
+        }
+
+        return names;
+    }
+
+    private static List<string>? InferTypes(List<string> keywords)
+    {
+        if (keywords.Any(ObjectKeywords.Contains))
+        {
+            return ["object"];
+        }
+
+        if (keywords.Any(ArrayKeywords.Contains))
+        {
+            return ["array"];
+        }
+
+        if (keywords.Any(StringKeywords.Contains))
+        {
+            return ["string"];
+        }
+
+        return keywords.Any(NumberKeywords.Contains) ? ["number"] : null;
+    }
+
+    private static bool IsOfType(JsonElement value, string type) => type switch
+    {
+        "object" => value.ValueKind == JsonValueKind.Object,
+        "array" => value.ValueKind == JsonValueKind.Array,
+        "string" => value.ValueKind == JsonValueKind.String,
+        "number" => value.ValueKind == JsonValueKind.Number,
+        "integer" => value.ValueKind == JsonValueKind.Number && value.TryGetDecimal(out var d) && d == decimal.Truncate(d),
+        "boolean" => value.ValueKind is JsonValueKind.True or JsonValueKind.False,
+        "null" => value.ValueKind == JsonValueKind.Null,
+        _ => false,
+    };
+
+    private string? Typed(JsonElement schema, string type, string path, string hint) => type switch
+    {
+        "object" => Object(schema, path, hint),
+        "array" => Array(schema, path, hint),
+        "string" => String(schema, path, hint),
+        "integer" => Integer(schema, path),
+        "number" => Number(schema, path),
+        "boolean" => Primitive("boolean"),
+        _ => Primitive("null"),
+    };
+
+    /// <summary>
+    /// A reference is expanded in place; a recursive one is unrolled at most <see cref="JsonGrammarLimits.MaxRecursionDepth"/>
+    /// times, below which only its non-recursive alternatives remain, so generation always ends.
+    /// </summary>
+    private string? Reference(JsonElement reference, string path)
+    {
+        if (reference.ValueKind != JsonValueKind.String || reference.GetString() is not { } pointer || !pointer.StartsWith('#'))
+        {
+            throw new UnsupportedSchemaException("$ref", path, $"'$ref' (at '{path}') must point into this schema ('#/$defs/...').");
+        }
+
+        if (_headRefs.Contains(pointer))
+        {
+            throw new UnsupportedSchemaException("$ref", path, $"'$ref' '{pointer}' (at '{path}') refers back to itself without nesting it in an object or array.");
+        }
+
+        var active = _activeRefs.GetValueOrDefault(pointer);
+        if (active >= _limits.MaxRecursionDepth)
+        {
+            return null;
+        }
+
+        var target = Resolve(pointer, path);
+        var segments = pointer.Split('/');
+        _activeRefs[pointer] = active + 1;
+        _headRefs.Add(pointer);
+        try
+        {
+            return Visit(target, pointer, segments.Length > 1 ? segments[^1] : "root-ref");
+        }
+        finally
+        {
+            _headRefs.Remove(pointer);
+            _activeRefs[pointer] = active;
+        }
+    }
+
+    private JsonElement Resolve(string pointer, string path)
+    {
+        var current = _document;
+        foreach (var raw in pointer[1..].Split('/', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var segment = Uri.UnescapeDataString(raw).Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal);
+            if (current.ValueKind == JsonValueKind.Object && current.TryGetProperty(segment, out var next))
+            {
+                current = next;
+            }
+            else if (current.ValueKind == JsonValueKind.Array && int.TryParse(segment, NumberStyles.None, CultureInfo.InvariantCulture, out var index) && index < current.GetArrayLength())
+            {
+                current = current[index];
+            }
+            else
+            {
+                throw new UnsupportedSchemaException("$ref", path, $"'$ref' '{pointer}' (at '{path}') does not resolve in this schema.");
+            }
+        }
+
+        return current;
+    }
+
+    private string? Alternatives(JsonElement anyOf, string path, string hint)
+    {
+        if (anyOf.ValueKind != JsonValueKind.Array || anyOf.GetArrayLength() == 0)
+        {
+            throw new UnsupportedSchemaException("anyOf", path, $"'anyOf' (at '{path}') must be a non-empty array.");
+        }
+
+        var options = anyOf.EnumerateArray().Select((s, i) => Visit(s, $"{path}/{i}", $"{hint}-{i}")).OfType<string>().ToList();
+        return options.Count == 0 ? null : Rule(hint, string.Join(" | ", options));
+    }
+
+    private string? Object(JsonElement schema, string path, string hint)
+    {
+        var outer = _headRefs;
+        _headRefs = new HashSet<string>(StringComparer.Ordinal);
+        try
+        {
+            return ObjectBody(schema, path, hint);
+        }
+        finally
+        {
+            _headRefs = outer;
+        }
+    }
+
+    private string? ObjectBody(JsonElement schema, string path, string hint)
+    {
+        Primitive("space");
+        var properties = new List<(string Name, JsonElement Schema)>();
+        if (schema.TryGetProperty("properties", out var declared))
+        {
+            if (declared.ValueKind != JsonValueKind.Object)
+            {
+                throw new UnsupportedSchemaException("properties", path, $"'properties' (at '{path}') must be an object.");
+            }
+
+            properties.AddRange(declared.EnumerateObject().Select(p => (p.Name, p.Value)));
+        }
+
+        var required = new List<string>();
+        if (schema.TryGetProperty("required", out var requiredNames))
+        {
+            if (requiredNames.ValueKind != JsonValueKind.Array || requiredNames.EnumerateArray().Any(r => r.ValueKind != JsonValueKind.String))
+            {
+                throw new UnsupportedSchemaException("required", path, $"'required' (at '{path}') must be an array of property names.");
+            }
+
+            required.AddRange(requiredNames.EnumerateArray().Select(r => r.GetString()!).Distinct(StringComparer.Ordinal));
+        }
+
+        JsonElement? extra = schema.TryGetProperty("additionalProperties", out var additional) ? additional : null;
+        var closed = extra is { ValueKind: JsonValueKind.False };
+        foreach (var name in required)
+        {
+            if (!properties.Any(p => p.Name == name))
+            {
+                if (closed)
+                {
+                    throw new UnsupportedSchemaException("required", path, $"'required' (at '{path}') names '{name}', which 'additionalProperties: false' forbids.");
+                }
+
+                properties.Add((name, extra is { ValueKind: JsonValueKind.Object } e ? e : default));
+            }
+        }
+
+        string? Member(string name, JsonElement memberSchema)
+        {
+            var value = memberSchema.ValueKind == JsonValueKind.Undefined
+                ? AnyValue(_limits.MaxOpenDepth)
+                : Visit(memberSchema, $"{path}/properties/{name}", $"{hint}-{name}");
+            return value is null ? null : Rule($"{hint}-{name}-kv", $"{Literal(JsonText(JsonSerializer.SerializeToElement(name)))} space \":\" space {value}");
+        }
+
+        if (properties.Count == 0)
+        {
+            if (extra is { ValueKind: JsonValueKind.Object } mapValues)
+            {
+                var key = StringRule(0, _limits.MaxStringLength, "key");
+                var value = Visit(mapValues, path + "/additionalProperties", hint + "-value");
+                if (value is null)
+                {
+                    return Rule(hint, "\"{\" space \"}\"");
+                }
+
+                var member = Rule(hint + "-entry", $"{key} space \":\" space {value}");
+                return Rule(hint, ListBody("\"{\"", "\"}\"", member, 0, _limits.MaxOpenProperties));
+            }
+
+            return Rule(hint, "\"{\" space \"}\"");
+        }
+
+        var requiredMembers = properties.Where(p => required.Contains(p.Name)).Select(p => Member(p.Name, p.Schema)).ToList();
+        if (requiredMembers.Any(m => m is null))
+        {
+            return null;
+        }
+
+        var optionalMembers = properties.Where(p => !required.Contains(p.Name)).Select(p => Member(p.Name, p.Schema)).OfType<string>().ToList();
+        string body;
+        if (requiredMembers.Count > 0)
+        {
+            body = string.Join(" \",\" space ", requiredMembers.Select(m => m + " space"))
+                + string.Concat(optionalMembers.Select(m => $" ( \",\" space {m} space )?"));
+        }
+        else
+        {
+            var starts = new List<string>();
+            for (var i = 0; i < optionalMembers.Count; i++)
+            {
+                starts.Add(optionalMembers[i] + " space" + string.Concat(optionalMembers.Skip(i + 1).Select(m => $" ( \",\" space {m} space )?")));
+            }
+
+            body = starts.Count == 0 ? "" : "( " + string.Join(" | ", starts) + " )?";
+        }
+
+        return Rule(hint, $"\"{{\" space {body} \"}}\"");
+    }
+
+    private string? Array(JsonElement schema, string path, string hint)
+    {
+        var outer = _headRefs;
+        _headRefs = new HashSet<string>(StringComparer.Ordinal);
+        try
+        {
+            return ArrayBody(schema, path, hint);
+        }
+        finally
+        {
+            _headRefs = outer;
+        }
+    }
+
+    private string? ArrayBody(JsonElement schema, string path, string hint)
+    {
+        Primitive("space");
+        var min = Count(schema, "minItems", path) ?? 0;
+        var max = Count(schema, "maxItems", path) ?? Math.Max(min, _limits.MaxArrayItems);
+        if (max < min)
+        {
+            throw new UnsupportedSchemaException("maxItems", path, $"'maxItems' (at '{path}') is below 'minItems'.");
+        }
+
+        var item = schema.TryGetProperty("items", out var items)
+            ? Visit(items, path + "/items", hint + "-item")
+            : AnyValue(_limits.MaxOpenDepth);
+        if (item is null)
+        {
+            return min == 0 ? Rule(hint, "\"[\" space \"]\"") : null;
+        }
+
+        return Rule(hint, ListBody("\"[\"", "\"]\"", item, min, max));
+    }
+
+    private string String(JsonElement schema, string path, string hint)
+    {
+        if (schema.TryGetProperty("format", out var format))
+        {
+            var name = format.ValueKind == JsonValueKind.String ? format.GetString() : null;
+            var rule = name switch
+            {
+                "date" => Primitive("date"),
+                "time" => Primitive("time"),
+                "date-time" => Rule("date-time", $"{Primitive("date")} \"T\" {Primitive("time")}"),
+                "uuid" => Primitive("uuid"),
+                _ => throw new UnsupportedSchemaException("format", path, $"'format' '{name}' (at '{path}') is not supported; supported formats: date, time, date-time, uuid."),
+            };
+            return Rule(hint, $"\"\\\"\" {rule} \"\\\"\"");
+        }
+
+        var min = Count(schema, "minLength", path) ?? 0;
+        var max = Count(schema, "maxLength", path) ?? Math.Max(min, _limits.MaxStringLength);
+        if (max < min)
+        {
+            throw new UnsupportedSchemaException("maxLength", path, $"'maxLength' (at '{path}') is below 'minLength'.");
+        }
+
+        return StringRule(min, max, hint);
+    }
+
+    private string Integer(JsonElement schema, string path)
+    {
+        var lower = Bound(schema, "minimum", path) ?? (Bound(schema, "exclusiveMinimum", path) is { } exclusiveLower ? decimal.Floor(exclusiveLower) + 1 : null);
+        var upper = Bound(schema, "maximum", path) ?? (Bound(schema, "exclusiveMaximum", path) is { } exclusiveUpper ? decimal.Ceiling(exclusiveUpper) - 1 : null);
+        lower = lower is { } l ? decimal.Ceiling(l) : null;
+        upper = upper is { } u ? decimal.Floor(u) : null;
+        if (lower is null && upper is null)
+        {
+            return IntegerRule(unsigned: false, positive: false);
+        }
+
+        if (lower is { } low && upper is { } high)
+        {
+            if (high < low)
+            {
+                throw new UnsupportedSchemaException("maximum", path, $"'maximum' (at '{path}') is below 'minimum': no integer validates.");
+            }
+
+            if (high - low < MaxEnumeratedRange)
+            {
+                var values = new List<string>();
+                for (var v = low; v <= high; v++)
+                {
+                    values.Add(Literal(v.ToString(CultureInfo.InvariantCulture)));
+                }
+
+                return Rule($"integer-{low}-to-{high}", string.Join(" | ", values));
+            }
+        }
+
+        if (upper is null && lower is 0m or 1m)
+        {
+            return IntegerRule(unsigned: true, positive: lower == 1m);
+        }
+
+        var keyword = upper is null ? "minimum" : "maximum";
+        throw new UnsupportedSchemaException(keyword, path,
+            $"'{keyword}' (at '{path}') is supported for integers as a range of at most {MaxEnumeratedRange} values or a lower bound of 0 or 1.");
+    }
+
+    private string Number(JsonElement schema, string path)
+    {
+        foreach (var keyword in NumberKeywords)
+        {
+            if (schema.TryGetProperty(keyword, out _) && !(keyword == "minimum" && Bound(schema, keyword, path) == 0m))
+            {
+                throw new UnsupportedSchemaException(keyword, path, $"'{keyword}' (at '{path}') is supported for numbers only as 'minimum: 0'; use an integer range or drop the bound.");
+            }
+        }
+
+        return NumberRule(unsigned: schema.TryGetProperty("minimum", out _));
+    }
+
+    private static int? Count(JsonElement schema, string keyword, string path)
+    {
+        if (!schema.TryGetProperty(keyword, out var value))
+        {
+            return null;
+        }
+
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt32(out var count) || count < 0)
+        {
+            throw new UnsupportedSchemaException(keyword, path, $"'{keyword}' (at '{path}') must be a non-negative integer.");
+        }
+
+        if (count > 100_000)
+        {
+            throw new UnsupportedSchemaException(keyword, path, $"'{keyword}' (at '{path}') is larger than this server supports (100000).");
+        }
+
+        return count;
+    }
+
+    private static decimal? Bound(JsonElement schema, string keyword, string path)
+    {
+        if (!schema.TryGetProperty(keyword, out var value))
+        {
+            return null;
+        }
+
+        return value.ValueKind == JsonValueKind.Number && value.TryGetDecimal(out var bound)
+            ? bound
+            : throw new UnsupportedSchemaException(keyword, path, $"'{keyword}' (at '{path}') must be a number.");
+    }
+}

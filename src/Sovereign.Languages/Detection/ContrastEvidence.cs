@@ -1,0 +1,107 @@
+using System.Collections.Frozen;
+using System.Text;
+
+namespace Sovereign.Languages;
+
+/// <summary>
+/// Evidence that separates the languages of a close group beyond the profiles: contrast words (the standard word or
+/// spelling one language uses where its neighbours use another: Malay <c>kerana</c>, Indonesian <c>karena</c>;
+/// Croatian <c>tjedan</c>, Bosnian <c>sedmica</c>, Serbian <c>nedelja</c>; Norwegian <c>mye</c>, Danish <c>meget</c>),
+/// from <c>Data/contrast-words.txt</c>, and letters only some languages of a script write (Serbian ђ ћ, Macedonian ѓ ќ,
+/// Ukrainian ї є ґ, Czech ř ě ů, Slovak ä ô ľ ĺ ŕ, Portuguese ã õ, Catalan l·l).
+/// </summary>
+internal sealed class ContrastEvidence
+{
+    private static readonly Lazy<ContrastEvidence> Embedded = new(Load);
+
+    // Letters by language; a letter may count for several (ј for Serbian and Macedonian).
+    private static readonly (string Language, string Letters)[] LetterTable =
+    [
+        ("sr", "ђћјљњџ"), ("mk", "ѓќѕјљњџ"), ("uk", "іїєґ"), ("be", "ўіыэё"), ("ru", "ыэё"), ("bg", "ъ"),
+        ("cs", "řěů"), ("sk", "äôľĺŕ"), ("pt", "ãõç"), ("es", "ñ¿¡"), ("ca", "·çàèò"), ("gl", "ñ"),
+        ("da", "æø"), ("no", "æø"), ("sv", "äö"), ("is", "ðþæ"),
+    ];
+
+    private readonly FrozenDictionary<string, string[]> _words;
+    private readonly FrozenDictionary<string, string[]>.AlternateLookup<ReadOnlySpan<char>> _lookup;
+    private readonly FrozenDictionary<string, string> _letters;
+
+    private ContrastEvidence(Dictionary<string, List<string>> wordsByLanguage)
+    {
+        var byWord = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        foreach (var (language, words) in wordsByLanguage)
+        {
+            foreach (var word in words)
+            {
+                (byWord.TryGetValue(word, out var list) ? list : byWord[word] = []).Add(language);
+            }
+        }
+
+        _words = byWord.ToFrozenDictionary(kv => kv.Key, kv => kv.Value.ToArray(), StringComparer.Ordinal);
+        _lookup = _words.GetAlternateLookup<ReadOnlySpan<char>>();
+        _letters = LetterTable.ToFrozenDictionary(t => t.Language, t => t.Letters, StringComparer.Ordinal);
+    }
+
+    /// <summary>The contrast words of the embedded file.</summary>
+    public static ContrastEvidence Default => Embedded.Value;
+
+    /// <summary>Contrast words of each language in the text (each distinct word once).</summary>
+    public Dictionary<string, int> WordHits(string normalized)
+    {
+        var hits = new Dictionary<string, int>(StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (start, length) in LanguageProfiles.Words(normalized))
+        {
+            if (_lookup.TryGetValue(normalized.AsSpan(start, length), out var languages) && seen.Add(normalized.Substring(start, length)))
+            {
+                foreach (var language in languages)
+                {
+                    hits[language] = hits.GetValueOrDefault(language) + 1;
+                }
+            }
+        }
+
+        return hits;
+    }
+
+    /// <summary>Distinct letters of a language's own set that the text writes.</summary>
+    public int LetterHits(string normalized, string language)
+    {
+        if (!_letters.TryGetValue(language, out var letters))
+        {
+            return 0;
+        }
+
+        var count = 0;
+        foreach (var letter in letters)
+        {
+            if (normalized.Contains(letter, StringComparison.Ordinal))
+            {
+                count++;
+            }
+        }
+
+        return count;
+    }
+
+    private static ContrastEvidence Load()
+    {
+        using var stream = typeof(ContrastEvidence).Assembly.GetManifestResourceStream("Sovereign.Languages.Data.contrast-words.txt")
+            ?? throw new InvalidOperationException("The embedded resource contrast-words.txt is missing from Sovereign.Languages.");
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        var words = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        while (reader.ReadLine() is { } line)
+        {
+            if (line.Length == 0 || line.StartsWith('#') || line.IndexOf(':', StringComparison.Ordinal) is var colon && colon < 0)
+            {
+                continue;
+            }
+
+            var language = line[..colon].Trim();
+            (words.TryGetValue(language, out var list) ? list : words[language] = [])
+                .AddRange(line[(colon + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(LanguageProfiles.Normalize));
+        }
+
+        return new ContrastEvidence(words);
+    }
+}

@@ -1,0 +1,263 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Text.Json;
+using Sovereign.Cli.Commands;
+using Sovereign.Cli.Output;
+
+namespace Sovereign.Gateway.FunctionalTests.Console;
+
+/// <summary>One test per CLI defect found by trying the README as a new user would (issue 12).</summary>
+[Collection(ConsoleCollection.Name)]
+public sealed class CliDefectTests(ConsoleFixture fixture)
+{
+    private string[] Admin(params string[] args) => [.. args, "--url", fixture.Url, "--admin-token", ConsoleFixture.AdminToken];
+
+    [Fact]
+    public async Task ServerDown_ModelsListAndChat_SayCannotReachInOneLine_ExitCode4()
+    {
+        foreach (var command in new[] { new[] { "models", "list" }, ["chat", "--prompt", "hi"] })
+        {
+            var (exit, stdout, stderr) = await CliProcess.RunAsync([.. command, "--url", "http://127.0.0.1:1"]);
+
+            Assert.Equal(ExitCodes.Unreachable, exit);
+            Assert.Equal("", stdout);
+            var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            Assert.Contains("cannot reach the server at http://127.0.0.1:1", line, StringComparison.Ordinal);
+            Assert.DoesNotContain(" at ", line.Replace("server at", "", StringComparison.Ordinal), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task NoKey_OnAServerWithTenants_SaysMissingKey_AndTheKeyWorksByFlagAndByEnvironment()
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync(new Dictionary<string, string?> { ["SOVEREIGN_API_KEY"] = null }, "models", "list", "--url", fixture.Url);
+        Assert.Equal(ExitCodes.Failed, exit);
+        Assert.Contains("missing key", stderr, StringComparison.Ordinal);
+        Assert.Contains("SOVEREIGN_API_KEY", stderr, StringComparison.Ordinal);
+
+        (exit, var stdout, stderr) = await CliProcess.RunAsync("models", "list", "--url", fixture.Url, "--api-key", fixture.HospitalKey);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains(ConsoleFixture.Model, stdout, StringComparison.Ordinal);
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync(new Dictionary<string, string?> { ["SOVEREIGN_API_KEY"] = fixture.HospitalKey }, "models", "list", "--url", fixture.Url, "--json");
+        Assert.True(exit == 0, stderr);
+        Assert.Equal(ConsoleFixture.Model, JsonDocument.Parse(stdout).RootElement.GetProperty("data")[0].GetProperty("id").GetString());
+    }
+
+    [Fact]
+    public async Task Invoice_UsageInTwoCurrencies_CurrencyOptionChoosesOne()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync("standard");
+        Assert.Equal(200, await fixture.ChatAsync(key));
+        await fixture.SendAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}", new { plan = "baht" });
+        Assert.Equal(200, await fixture.ChatAsync(key));
+
+        var (exit, _, stderr) = await CliProcess.RunAsync(Admin("invoice", tenant));
+        Assert.Equal(ExitCodes.Failed, exit);
+        Assert.Contains("--currency", stderr, StringComparison.Ordinal);
+
+        (exit, var stdout, stderr) = await CliProcess.RunAsync(Admin("invoice", tenant, "--currency", "thb"));
+        Assert.True(exit == 0, stderr);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1).ToList();
+        Assert.NotEmpty(lines);
+        Assert.All(lines, line => Assert.Equal("THB", line.Split(',')[1]));
+    }
+
+    [Fact]
+    public async Task Invoice_EmptyPeriod_IsInThePlansCurrency_NotXxx()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync("standard");
+
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("invoice", tenant, "--json"));
+
+        Assert.True(exit == 0, stderr);
+        var invoice = JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal("EUR", invoice.GetProperty("currency").GetString());
+        Assert.DoesNotContain("XXX", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task PipedTable_KeepsItsFullWidth()
+    {
+        var name = "A tenant whose display name is far longer than eighty columns of a terminal " + new string('x', 40);
+        await fixture.SendAsync(HttpMethod.Patch, "/admin/v1/tenants/sg-bank", new { name });
+
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("tenants", "list"));
+
+        Assert.True(exit == 0, stderr);
+        Assert.Contains(stdout.Split('\n'), line => line.Contains(name, StringComparison.Ordinal) && line.Contains("sg-bank", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Limits_ShowsRateLimits_AsWellAsBudgets()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync();
+        var (exit, _, stderr) = await CliProcess.RunAsync(Admin("limits", tenant, "--budget", "month=500", "--requests-per-minute", "600"));
+        Assert.True(exit == 0, stderr);
+
+        (exit, var stdout, stderr) = await CliProcess.RunAsync(Admin("limits", tenant));
+
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("requests / minute", stdout, StringComparison.Ordinal);
+        Assert.Contains(stdout.Split('\n'), line => line.Contains("600", StringComparison.Ordinal) && line.Contains("unlimited", StringComparison.Ordinal));
+        Assert.Contains(stdout.Split('\n'), line => line.Contains("month", StringComparison.Ordinal) && line.Contains("500 ", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Json_IsHonouredByCommandsThatOfferIt()
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("plans", "set", "json-plan", "--currency", "EUR", "--json"));
+        Assert.True(exit == 0, stderr);
+        Assert.Equal("EUR", JsonDocument.Parse(stdout).RootElement.GetProperty("currency").GetString());
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("plans", "price", "json-plan", "--model", ConsoleFixture.Model, "--input-per-million", "1", "--json"));
+        Assert.True(exit == 0, stderr);
+        Assert.Equal("json-plan", JsonDocument.Parse(stdout).RootElement.GetProperty("name").GetString());
+
+        var (tenant, _) = await fixture.NewTenantAsync();
+        var keys = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/keys", null);
+        (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("keys", "revoke", tenant, keys.GetProperty("data")[0].GetProperty("id").GetString()!, "--json"));
+        Assert.True(exit == 0, stderr);
+        Assert.True(JsonDocument.Parse(stdout).RootElement.GetProperty("revoked").GetBoolean());
+    }
+
+    [Fact]
+    public async Task NodesAdd_BaseUrlEndingInV1_IsRefusedWithTheUrlToUse()
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync(Admin("nodes", "add", "sg-vllm", "--jurisdiction", "SG", "--base-url", "http://10.1.2.3:8000/v1/", "--model", "typhoon"));
+
+        Assert.Equal(ExitCodes.Failed, exit);
+        Assert.Contains("must not end in /v1", stderr, StringComparison.Ordinal);
+        Assert.Contains("'http://10.1.2.3:8000'", stderr, StringComparison.Ordinal);
+        var nodes = await fixture.SendAsync(HttpMethod.Get, "/admin/v1/nodes", null);
+        Assert.DoesNotContain(nodes.GetProperty("data").EnumerateArray(), n => n.GetProperty("id").GetString() == "sg-vllm");
+    }
+
+    [Fact]
+    public async Task ConfiguredModel_UnloadedThenLoaded_ServesAgain()
+    {
+        var (_, key) = await fixture.NewTenantAsync();
+        var (exit, _, stderr) = await CliProcess.RunAsync(Admin("models", "unload", ConsoleFixture.Model));
+        Assert.True(exit == 0, stderr);
+        Assert.Equal(404, await fixture.ChatAsync(key));
+
+        (exit, var stdout, stderr) = await CliProcess.RunAsync(Admin("models", "load", ConsoleFixture.Model, "--json"));
+
+        Assert.True(exit == 0, stderr);
+        Assert.True(JsonDocument.Parse(stdout).RootElement.GetProperty("loaded").GetBoolean());
+        Assert.Equal(200, await fixture.ChatAsync(key));
+    }
+
+    [Fact]
+    public void Chat_IsCappedByDefault()
+    {
+        var command = ChatCommand.Create();
+        var parsed = command.Parse(["--prompt", "hi"]);
+        var option = command.Options.OfType<System.CommandLine.Option<int>>().Single(o => o.Name == "--max-tokens");
+
+        Assert.Equal(ChatCommand.DefaultMaxTokens, parsed.GetValue(option));
+        Assert.InRange(ChatCommand.DefaultMaxTokens, 1, 4096);
+    }
+
+    [Fact]
+    public async Task AuditPublicKey_EndsWithANewline()
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", fixture.DataDirectory);
+
+        Assert.True(exit == 0, stderr);
+        Assert.StartsWith("-----BEGIN PUBLIC KEY-----", stdout, StringComparison.Ordinal);
+        Assert.EndsWith("-----END PUBLIC KEY-----\n", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task EveryV1Answer_CarriesTheEvidenceHeaders_AndModelsListsOnlyWhatThePolicyCanRun()
+    {
+        using var client = new HttpClient { BaseAddress = fixture.Address };
+        using var unauthorized = await client.GetAsync("/v1/models");
+        Assert.Equal(401, (int)unauthorized.StatusCode);
+        Assert.Equal("TH", unauthorized.Headers.GetValues("x-sovereign-jurisdiction").Single());
+        Assert.Equal("bkk-1", unauthorized.Headers.GetValues("x-sovereign-node").Single());
+
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", fixture.BankKey);
+        using var bank = await client.GetAsync("/v1/models");
+        Assert.Equal("TH", bank.Headers.GetValues("x-sovereign-jurisdiction").Single());
+        Assert.Empty(JsonDocument.Parse(await bank.Content.ReadAsStringAsync()).RootElement.GetProperty("data").EnumerateArray());
+        using var missing = await client.GetAsync("/v1/no-such-thing");
+        Assert.Equal(404, (int)missing.StatusCode);
+        Assert.True(missing.Headers.Contains("x-sovereign-node"));
+
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", fixture.HospitalKey);
+        var hospital = JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement;
+        Assert.Contains(hospital.GetProperty("data").EnumerateArray(), m => m.GetProperty("id").GetString() == ConsoleFixture.Model);
+    }
+
+    [Fact]
+    public async Task Serve_BadModelPath_OneLineNoStackTrace_ExitCode2()
+    {
+        var data = Directory.CreateTempSubdirectory("sovereign-bad-model-").FullName;
+        var missing = Path.Combine(data, "no-such-model.gguf");
+        var (exit, _, stderr) = await CliProcess.RunAsync("serve", "--model", missing, "--urls", "http://127.0.0.1:0", "--data-dir", data);
+        Directory.Delete(data, recursive: true);
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("Sovereign:Models:0:Path", line, StringComparison.Ordinal);
+        Assert.Contains(missing, line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Serve_WithoutJurisdiction_WarnsAtStart_AndStartsQuietly()
+    {
+        var data = Directory.CreateTempSubdirectory("sovereign-serve-").FullName;
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--model", TestModels.Stories260K + "=stories", "--urls", "http://127.0.0.1:0", "--data-dir", data, "--threads", "1", "--parallel", "1" })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        start.Environment["Sovereign__BuiltInEmbeddings"] = "false";
+        start.Environment.Remove("Sovereign__Jurisdiction");
+        using var process = Process.Start(start)!;
+        var stdout = new List<string>();
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                lock (stdout)
+                {
+                    stdout.Add(e.Data);
+                }
+            }
+        };
+        process.BeginOutputReadLine();
+        var stderr = new List<string>();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        try
+        {
+            while (await process.StandardError.ReadLineAsync(timeout.Token) is { } line)
+            {
+                stderr.Add(line);
+                if (line.Contains("ready on", StringComparison.Ordinal))
+                {
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync(CancellationToken.None);
+            Directory.Delete(data, recursive: true);
+        }
+
+        Assert.Contains(stderr, l => l.Contains("warning: this gateway declares no jurisdiction", StringComparison.Ordinal) && l.Contains("Sovereign__Jurisdiction", StringComparison.Ordinal));
+        Assert.Contains(stderr, l => l.Contains("ready on http://127.0.0.1:", StringComparison.Ordinal));
+        lock (stdout)
+        {
+            // Orleans' option dumps and notes are Information; its real warnings (a slow machine) may still show.
+            Assert.DoesNotContain(stdout, l => l.StartsWith("info: Orleans", StringComparison.Ordinal) || l.StartsWith("warn: Orleans.Runtime.Silo", StringComparison.Ordinal));
+            Assert.DoesNotContain(stdout, l => l.Contains("n_ctx_seq", StringComparison.Ordinal));
+            Assert.DoesNotContain(stdout, l => l.StartsWith("info: Microsoft.AspNetCore", StringComparison.Ordinal));
+        }
+    }
+}

@@ -1,0 +1,285 @@
+using System.Collections.Concurrent;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Sovereign.Gateway.FunctionalTests.Hostile;
+
+/// <summary>Input that used to crash a handler (500) is a precise 4xx in OpenAI's error format.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class HostileInputTests(ServerFixture server)
+{
+    private const string Invalid = "\u0001INVALID\u0001";
+
+    [Theory]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"a<X>b"}],"max_tokens":1}""", "messages[0].content")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":[{"type":"text","text":"<X>"}]}],"max_tokens":1}""", "messages[0].content[0].text")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"hi"}],"stop":["ok","<X>"],"max_tokens":1}""", "stop[1]")]
+    [InlineData("/v1/completions", """{"model":"stories","prompt":"<X>","max_tokens":1}""", "prompt")]
+    [InlineData("/v1/completions", """{"model":"stories","prompt":["fine","<X>"],"max_tokens":1}""", "prompt[1]")]
+    [InlineData("/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":"<X>"}""", "input")]
+    [InlineData("/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":["a","b","<X>"]}""", "input[2]")]
+    [InlineData("/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":"x","user":"<X>"}""", "user")]
+    public async Task TextThatIsNotUnicode_Is400NamingTheField(string path, string template, string param)
+    {
+        var variants = new[]
+        {
+            new byte[] { 0xFF },                          // never valid in UTF-8
+            [0xC3],                                       // a truncated two-byte sequence
+            [0xED, 0xA0, 0x80],                           // a UTF-8-encoded surrogate
+            [0xC0, 0xAF],                                 // an overlong '/'
+            Encoding.ASCII.GetBytes("\\ud800"),           // a lone high surrogate escape
+            Encoding.ASCII.GetBytes("x\\udc00y"),         // a lone low surrogate escape
+            Encoding.ASCII.GetBytes("\\ud800\\u0041"),    // a high surrogate followed by a non-surrogate
+        };
+
+        foreach (var bad in variants)
+        {
+            var body = Splice(template.Replace("<X>", Invalid, StringComparison.Ordinal), bad);
+            var response = await RawHttp.SendAsync(server.BaseAddress, RawHttp.Request("POST", path, body, "Content-Type: application/json"));
+
+            Assert.True(response.Status == 400, $"{Convert.ToHexString(bad)} in {param}: {response.Status} {response.Text}");
+            var error = ErrorOf(response);
+            Assert.Equal("invalid_encoding", error.GetProperty("code").GetString());
+            Assert.Equal(param, error.GetProperty("param").GetString());
+        }
+    }
+
+    [Fact]
+    public async Task PropertyNameThatIsNotUnicode_Is400()
+    {
+        var body = Splice("""{"model":"stories","messages":[{"role":"user","content":"hi","<X>":1}]}""".Replace("<X>", Invalid, StringComparison.Ordinal), [0xFE]);
+
+        var response = await RawHttp.SendAsync(server.BaseAddress, RawHttp.Request("POST", "/v1/chat/completions", body, "Content-Type: application/json"));
+
+        Assert.Equal(400, response.Status);
+        Assert.Equal("messages[0]", ErrorOf(response).GetProperty("param").GetString());
+    }
+
+    [Theory]
+    [InlineData("GET", "/admin/v1/tenants/%20", "id")]
+    [InlineData("GET", "/admin/v1/tenants/%09", "id")]
+    [InlineData("GET", "/admin/v1/tenants/%E3%80%80", "id")]
+    [InlineData("GET", "/admin/v1/tenants/Upper", "id")]
+    [InlineData("GET", "/admin/v1/tenants/%20/keys", "id")]
+    [InlineData("PATCH", "/admin/v1/tenants/%20", "id")]
+    [InlineData("GET", "/admin/v1/tenants/%20/limits", "id")]
+    [InlineData("PUT", "/admin/v1/tenants/%0A/limits", "id")]
+    [InlineData("GET", "/admin/v1/tenants/%20/invoice", "id")]
+    [InlineData("DELETE", "/admin/v1/tenants/acme/keys/%20", "keyId")]
+    [InlineData("PUT", "/admin/v1/nodes/%20/state", "id")]
+    [InlineData("DELETE", "/admin/v1/nodes/a%01b", "id")]
+    [InlineData("PUT", "/admin/v1/plans/%20", "name")]
+    [InlineData("POST", "/admin/v1/plans/bad%20plan/prices", "name")]
+    [InlineData("POST", "/admin/v1/models/%20/load", "id")]
+    [InlineData("GET", "/admin/v1/models/%20/languages", "id")]
+    public async Task AdminPathWithAnInvalidId_Is400BeforeItBecomesAGrainKey(string method, string path, string param)
+    {
+        using var admin = server.AdminClient();
+        using var request = new HttpRequestMessage(new HttpMethod(method), path);
+        if (method is "PUT" or "PATCH" or "POST")
+        {
+            request.Content = new StringContent("{}", Encoding.UTF8, "application/json");
+        }
+
+        using var response = await admin.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True((int)response.StatusCode == 400, $"{method} {path}: {(int)response.StatusCode} {text}");
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal(param, error.GetProperty("param").GetString());
+        Assert.Equal("invalid_value", error.GetProperty("code").GetString());
+    }
+
+    [Theory]
+    [InlineData(" ")]
+    [InlineData("\t")]
+    [InlineData("")]
+    [InlineData("a b")]
+    public async Task CreatingATenantWithAnInvalidId_Is400(string id)
+    {
+        using var admin = server.AdminClient();
+        var body = JsonSerializer.Serialize(new { id, policy = new { allowed_jurisdictions = new[] { "DE" } } });
+
+        using var response = await admin.PostAsync("/admin/v1/tenants", new StringContent(body, Encoding.UTF8, "application/json"));
+
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Equal("id", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    [Theory]
+    [InlineData("ffffffffffffffffffffffff")]
+    [InlineData("7fffffffffffffff")]
+    [InlineData("zz")]
+    [InlineData("-1")]
+    public async Task ChunkedBodyWithABadChunkSize_Is400(string chunkSize)
+    {
+        var body = Encoding.ASCII.GetBytes($"{chunkSize}\r\n{{\"model\":\"stories\"}}\r\n0\r\n\r\n");
+
+        var response = await RawHttp.SendAsync(server.BaseAddress,
+            RawHttp.Request("POST", "/v1/chat/completions", body, "Content-Type: application/json", "Transfer-Encoding: chunked"));
+
+        Assert.Equal(400, response.Status);
+        Assert.Equal("invalid_request_error", ErrorOf(response).GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public async Task ChunkedBodyThatIsWellFormed_IsRead()
+    {
+        var json = """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1}"""u8.ToArray();
+        var body = Encoding.ASCII.GetBytes($"{10:x}\r\n").Concat(json.Take(10)).Concat(Encoding.ASCII.GetBytes($"\r\n{json.Length - 10:x}\r\n")).Concat(json.Skip(10)).Concat(Encoding.ASCII.GetBytes("\r\n0\r\n\r\n")).ToArray();
+
+        var response = await RawHttp.SendAsync(server.BaseAddress,
+            RawHttp.Request("POST", "/v1/chat/completions", body, "Content-Type: application/json", "Transfer-Encoding: chunked"));
+
+        Assert.Equal(200, response.Status);
+    }
+
+    [Theory]
+    [InlineData("""{"model":"stories","model":"tiny-random","messages":[{"role":"user","content":"hi"}]}""", "model")]
+    [InlineData("""{"model":"stories","messages":[{"role":"user","role":"system","content":"hi"}]}""", null)]
+    public async Task RepeatedKey_Is400(string json, string? param)
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", json);
+
+        Assert.Equal(400, status);
+        Assert.Equal("duplicate_property", body.GetProperty("error").GetProperty("code").GetString());
+        if (param is not null)
+        {
+            Assert.Equal(param, body.GetProperty("error").GetProperty("param").GetString());
+        }
+    }
+
+    [Theory]
+    [InlineData("application/x-www-form-urlencoded")]
+    [InlineData("multipart/form-data; boundary=x")]
+    [InlineData("application/json; charset=utf-16")]
+    [InlineData("application/json; charset=\"latin1\"")]
+    public async Task BodyThatIsNotUtf8Json_Is415(string contentType)
+    {
+        var body = """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1}"""u8.ToArray();
+
+        var response = await RawHttp.SendAsync(server.BaseAddress, RawHttp.Request("POST", "/v1/chat/completions", body, "Content-Type: " + contentType));
+
+        Assert.Equal(415, response.Status);
+        Assert.Equal("unsupported_media_type", ErrorOf(response).GetProperty("code").GetString());
+    }
+
+    [Theory]
+    [InlineData("application/json; charset=utf-8")]
+    [InlineData("text/plain")]
+    [InlineData("application/vnd.api+json")]
+    [InlineData(null)]
+    public async Task BodyWithAUsualContentType_IsRead(string? contentType)
+    {
+        var body = """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1}"""u8.ToArray();
+        var headers = contentType is null ? [] : new[] { "Content-Type: " + contentType };
+
+        var response = await RawHttp.SendAsync(server.BaseAddress, RawHttp.Request("POST", "/v1/chat/completions", body, headers));
+
+        Assert.Equal(200, response.Status);
+    }
+
+    [Fact]
+    public async Task JsonNestedDeeperThanTheLimit_Is400()
+    {
+        var deep = new string('[', 5000) + new string(']', 5000);
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", $$"""{"model":"stories","messages":[{"role":"user","content":"hi"}],"tools":{{deep}}}""");
+
+        Assert.Equal(400, status);
+        Assert.Equal("invalid_request_error", body.GetProperty("error").GetProperty("type").GetString());
+    }
+
+    [Theory]
+    [InlineData("PUT", "/health")]
+    [InlineData("GET", "/no-such-path")]
+    [InlineData("POST", "/metrics")]
+    public async Task ErrorsTheFrameworkAnswers_HaveAnOpenAIErrorBody(string method, string path)
+    {
+        using var response = await server.Http.SendAsync(new HttpRequestMessage(new HttpMethod(method), path));
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.InRange((int)response.StatusCode, 400, 499);
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.False(string.IsNullOrEmpty(error.GetProperty("message").GetString()));
+    }
+
+    [Theory]
+    [InlineData("/v1/completions", """{"model":"stories","prompt":"<P>","max_tokens":1}""", "prompt")]
+    [InlineData("/v1/completions", """{"model":"stories","prompt":["short","<P>"],"max_tokens":1}""", "prompt")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"<P>"}],"max_tokens":1}""", "messages")]
+    public async Task OversizedPrompt_IsRefusedBeforeItIsTokenized(string path, string template, string param)
+    {
+        // 60 KB (the fixture's body limit is 64 KiB) against a 256-token context.
+        var prompt = string.Concat(Enumerable.Repeat("the little dog ran to the park ", 2000));
+        Assert.True(server.Catalog.TryGet(ServerFixture.Stories, out var model));
+        var before = model.Model!.TokenizedCharacters;
+
+        var (status, body, _) = await server.PostJsonAsync(path, template.Replace("<P>", prompt, StringComparison.Ordinal));
+
+        Assert.Equal(400, status);
+        Assert.Equal("context_length_exceeded", body.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(param, body.GetProperty("error").GetProperty("param").GetString());
+        Assert.True(model.Model.TokenizedCharacters - before < 1000, $"{model.Model.TokenizedCharacters - before} characters were tokenized");
+    }
+
+    [Fact]
+    public async Task QueryStrings_NeverReachTheLogAtInformation()
+    {
+        const string Secret = "sk-query-secret-7f3a9c";
+        var captured = new ConcurrentQueue<(string Category, LogLevel Level, EventId Event, string Message)>();
+        using var capture = new CapturingLoggerProvider(captured);
+        server.App.Services.GetRequiredService<ILoggerFactory>().AddProvider(capture);
+
+        await server.Http.GetAsync($"/v1/models?api_key={Secret}");
+        await server.PostJsonAsync($"/v1/chat/completions?api_key={Secret}", "{not json");
+        await server.Http.GetAsync($"/v1/no-such-thing?api_key={Secret}&token={Secret}");
+        capture.Stop();
+
+        var informational = captured.Where(l => l.Level >= LogLevel.Information).ToList();
+        Assert.DoesNotContain(informational, l => l.Message.Contains(Secret, StringComparison.Ordinal) || l.Message.Contains("api_key", StringComparison.Ordinal));
+
+        // The refusals themselves are logged, by path, with their stable event id.
+        Assert.Contains(informational, l => l.Event.Id == 4001 && l.Message.Contains("/v1/chat/completions", StringComparison.Ordinal) && l.Message.Contains("400", StringComparison.Ordinal));
+        Assert.Contains(informational, l => l.Event.Id == 4001 && l.Message.Contains("/v1/no-such-thing", StringComparison.Ordinal));
+    }
+
+    private static JsonElement ErrorOf(RawResponse response) => JsonDocument.Parse(response.Body).RootElement.GetProperty("error");
+
+    /// <summary>Replaces the marker in UTF-8 JSON with raw bytes.</summary>
+    private static byte[] Splice(string json, byte[] bytes)
+    {
+        var at = json.IndexOf(Invalid, StringComparison.Ordinal);
+        return [.. Encoding.UTF8.GetBytes(json[..at]), .. bytes, .. Encoding.UTF8.GetBytes(json[(at + Invalid.Length)..])];
+    }
+
+    private sealed class CapturingLoggerProvider(ConcurrentQueue<(string, LogLevel, EventId, string)> sink) : ILoggerProvider
+    {
+        private volatile bool _stopped;
+
+        private ConcurrentQueue<(string, LogLevel, EventId, string)> Sink => sink;
+
+        public void Stop() => _stopped = true;
+
+        public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
+
+        public void Dispose() => Stop();
+
+        private sealed class Logger(CapturingLoggerProvider owner, string category) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => !owner._stopped;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                if (!owner._stopped)
+                {
+                    owner.Sink.Enqueue((category, logLevel, eventId, formatter(state, exception)));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+using System.Text.Json;
+using Sovereign.Inference.Engine;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary>/tokenize and /detokenize in llama-server's and vLLM's shapes.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class TokenizerEndpointsTests(ServerFixture server)
+{
+    private LlamaModel Model => server.Batcher(ServerFixture.Stories).Model;
+
+    private static int[] Ids(JsonElement body) => [.. body.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32())];
+
+    [Fact]
+    public async Task Tokenize_LlamaServerShape_NoSpecialTokensByDefault()
+    {
+        var (status, body, _) = await server.PostJsonAsync("/tokenize", """{"model":"stories","content":"Once upon a time"}""");
+
+        Assert.Equal(200, status);
+        Assert.Equal(Model.Tokenize("Once upon a time", addBos: false), Ids(body));
+        Assert.Equal(body.GetProperty("tokens").GetArrayLength(), body.GetProperty("count").GetInt32());
+        Assert.Equal(Model.Info.ContextLength, body.GetProperty("max_model_len").GetInt32());
+    }
+
+    [Fact]
+    public async Task Tokenize_VllmShape_AddsSpecialTokensByDefault_AndChatMessagesUseTheTemplate()
+    {
+        var (_, prompt, _) = await server.PostJsonAsync("/tokenize", """{"model":"stories","prompt":"Once upon a time"}""");
+        var (_, messages, _) = await server.PostJsonAsync("/tokenize", """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}]}""");
+
+        Assert.Equal(Model.Tokenize("Once upon a time", addBos: true), Ids(prompt));
+        Assert.Equal(Model.TokenizeChat([new ChatTurn("user", "Once upon a time")]), Ids(messages));
+    }
+
+    [Fact]
+    public async Task Tokenize_WithPieces_GivesIdAndTextOfEachToken()
+    {
+        var (status, body, _) = await server.PostJsonAsync("/tokenize", """{"model":"stories","content":"The little dog","with_pieces":true}""");
+
+        Assert.Equal(200, status);
+        var pieces = body.GetProperty("tokens").EnumerateArray().ToList();
+        Assert.Equal(Model.Tokenize("The little dog", addBos: false), pieces.Select(p => p.GetProperty("id").GetInt32()));
+        Assert.Equal(" The little dog", string.Concat(pieces.Select(p => p.GetProperty("piece").GetString())));
+    }
+
+    [Fact]
+    public async Task Detokenize_RoundTrips_InBothShapes()
+    {
+        var tokens = Model.Tokenize("Lily wanted to play.", addBos: false);
+        var (status, body, _) = await server.PostJsonAsync("/detokenize", $$"""{"model":"stories","tokens":[{{string.Join(',', tokens)}}]}""");
+
+        Assert.Equal(200, status);
+        Assert.Equal(Model.Detokenize(tokens), body.GetProperty("content").GetString());
+        Assert.Equal(body.GetProperty("content").GetString(), body.GetProperty("prompt").GetString());
+        Assert.Contains("Lily wanted to play.", body.GetProperty("content").GetString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("/tokenize", """{"model":"stories"}""", "content")]
+    [InlineData("/tokenize", """{"model":"stories","content":"a","messages":[]}""", "messages")]
+    [InlineData("/detokenize", """{"model":"stories"}""", "tokens")]
+    [InlineData("/detokenize", """{"model":"stories","tokens":[1,99999]}""", "tokens")]
+    [InlineData("/detokenize", """{"model":"stories","tokens":"abc"}""", "tokens")]
+    public async Task BadInput_Is400NamingTheField(string path, string json, string param)
+    {
+        var (status, body, _) = await server.PostJsonAsync(path, json);
+
+        Assert.Equal(400, status);
+        Assert.Equal(param, body.GetProperty("error").GetProperty("param").GetString());
+    }
+}

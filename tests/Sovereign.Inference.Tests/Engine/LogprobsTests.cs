@@ -1,0 +1,94 @@
+using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sovereign.Inference.Engine;
+using Sovereign.Inference.Sampling;
+
+namespace Sovereign.Inference.Tests.Engine;
+
+public sealed class LogprobsTests : IAsyncLifetime
+{
+    private LlamaModel _model = null!;
+    private EngineMetrics _metrics = null!;
+    private ContinuousBatcher _batcher = null!;
+
+    public Task InitializeAsync()
+    {
+        _model = LlamaModel.Load(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 2, ContextLength = 256, Threads = 1 });
+        _metrics = new EngineMetrics();
+        _batcher = new ContinuousBatcher(_model, _metrics, NullLogger<ContinuousBatcher>.Instance);
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _batcher.DisposeAsync();
+        _metrics.Dispose();
+        _model.Dispose();
+    }
+
+    private async Task<(string Text, GenerationResult Result, List<TokenLogprob> Logprobs)> Run(SamplingOptions sampling, int top)
+    {
+        var text = new StringBuilder();
+        var logprobs = new List<TokenLogprob>();
+        GenerationResult? result = null;
+        await foreach (var update in _batcher.Submit(new GenerationRequest { PromptTokens = _model.Tokenize("Once upon a time"), MaxTokens = 30, Sampling = sampling, TopLogprobs = top }))
+        {
+            text.Append(update.Text);
+            logprobs.AddRange(update.Logprobs ?? []);
+            result = update.Result ?? result;
+        }
+
+        return (text.ToString(), result!, logprobs);
+    }
+
+    [Fact]
+    public async Task Greedy_EachTokenIsTheMostLikelyOfItsTopLogprobs()
+    {
+        var (text, result, logprobs) = await Run(SamplingOptions.Greedy, 5);
+
+        var contentTokens = result.FinishReason == FinishReason.Stop ? result.CompletionTokens - 1 : result.CompletionTokens;
+        Assert.Equal(contentTokens, logprobs.Count);
+        foreach (var token in logprobs)
+        {
+            Assert.Equal(5, token.Top.Count);
+            Assert.Equal(token.Top[0].TokenId, token.Token.TokenId);
+            Assert.Equal(token.Top.Max(t => t.Logprob), token.Token.Logprob);
+            Assert.True(token.Token.Logprob <= 0f);
+            Assert.Equal(token.Top.OrderByDescending(t => t.Logprob).Select(t => t.TokenId), token.Top.Select(t => t.TokenId));
+            Assert.InRange(token.Top.Sum(t => Math.Exp(t.Logprob)), 0.0, 1.0 + 1e-4);
+        }
+
+        Assert.Equal(text, Encoding.UTF8.GetString([.. logprobs.SelectMany(t => t.Token.Bytes)]).TrimStart() == text.TrimStart() ? text : Encoding.UTF8.GetString([.. logprobs.SelectMany(t => t.Token.Bytes)]));
+    }
+
+    [Fact]
+    public async Task Sampled_LogprobIsTheModelsProbabilityOfTheChosenToken()
+    {
+        var (_, _, logprobs) = await Run(new SamplingOptions { Temperature = 1f, Seed = 3 }, 20);
+
+        Assert.NotEmpty(logprobs);
+        foreach (var token in logprobs)
+        {
+            Assert.Equal(20, token.Top.Count);
+            Assert.True(token.Token.Logprob <= token.Top[0].Logprob);
+            var listed = token.Top.FirstOrDefault(t => t.TokenId == token.Token.TokenId);
+            if (listed.Bytes is not null)
+            {
+                Assert.Equal(listed.Logprob, token.Token.Logprob);
+            }
+        }
+    }
+
+    [Fact]
+    public void Compute_MatchesLogSoftmax()
+    {
+        float[] logits = [1f, 3f, -2f, 3f, 0.5f];
+        var (logprob, top) = Logprobs.Compute(logits, 2, 3);
+        var sum = logits.Sum(l => Math.Exp(l));
+
+        Assert.Equal(Math.Log(Math.Exp(-2) / sum), logprob, 5);
+        Assert.Equal([1, 3, 0], top.Select(t => t.Token));
+        Assert.Equal(Math.Log(Math.Exp(3) / sum), top[0].Logprob, 5);
+        Assert.Empty(Logprobs.Compute(logits, 0, 0).Top);
+    }
+}

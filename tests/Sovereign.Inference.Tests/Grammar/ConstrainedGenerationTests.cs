@@ -1,0 +1,132 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Json.Schema;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sovereign.Inference.Engine;
+using Sovereign.Inference.Grammar;
+
+namespace Sovereign.Inference.Tests.Grammar;
+
+/// <summary>
+/// Grammar-constrained generation on a model with random weights: it has no idea what JSON is, so every valid
+/// output is the grammar's doing, and every output must end (random weights never choose to stop on their own).
+/// </summary>
+public sealed class ConstrainedGenerationTests : IAsyncLifetime
+{
+    private static readonly EvaluationOptions Strict = new() { RequireFormatValidation = true, OutputFormat = OutputFormat.List };
+
+    private LlamaModel _model = null!;
+    private EngineMetrics _metrics = null!;
+    private ContinuousBatcher _batcher = null!;
+
+    public static TheoryData<string, string> Schemas => new()
+    {
+        {
+            "person",
+            """{"type":"object","properties":{"name":{"type":"string","maxLength":24},"age":{"type":"integer","minimum":0,"maximum":120},"nick":{"type":["string","null"],"maxLength":8}},"required":["name","age"],"additionalProperties":false}"""
+        },
+        {
+            "enums-anyof-arrays",
+            """{"type":"object","properties":{"status":{"enum":["ok","error"]},"kind":{"const":"x"},"value":{"anyOf":[{"type":"number"},{"type":"null"}]},"tags":{"type":"array","items":{"type":"string","maxLength":6},"minItems":1,"maxItems":3}},"required":["status","kind","value","tags"],"additionalProperties":false}"""
+        },
+        {
+            "formats",
+            """{"type":"object","properties":{"day":{"type":"string","format":"date"},"at":{"type":"string","format":"date-time"},"id":{"type":"string","format":"uuid"},"clock":{"type":"string","format":"time"}},"required":["day","at","id","clock"]}"""
+        },
+        {
+            "defs-and-refs",
+            """{"$defs":{"point":{"type":"object","properties":{"x":{"type":"integer"},"y":{"type":"integer"}},"required":["x","y"],"additionalProperties":false}},"type":"object","properties":{"from":{"$ref":"#/$defs/point"},"to":{"allOf":[{"$ref":"#/$defs/point"}]}},"required":["from","to"]}"""
+        },
+        {
+            "recursive",
+            """{"$defs":{"node":{"type":"object","properties":{"n":{"type":"string","maxLength":4},"kids":{"type":"array","items":{"$ref":"#/$defs/node"},"maxItems":1}},"required":["n","kids"]}},"$ref":"#/$defs/node"}"""
+        },
+        {
+            "optional-only",
+            """{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"boolean"},"c":{"type":"number","minimum":0}}}"""
+        },
+        {
+            "root-array",
+            """{"type":"array","items":{"type":"boolean"},"minItems":2,"maxItems":4}"""
+        },
+        {
+            "map",
+            """{"type":"object","additionalProperties":{"type":"integer","minimum":1},"maxProperties":0}"""
+        },
+    };
+
+    public Task InitializeAsync()
+    {
+        _model = LlamaModel.Load(new ModelOptions { Id = "random", Path = TestModels.TinyRandomLlama2, Parallel = 4, ContextLength = 2048, Threads = 1 });
+        _metrics = new EngineMetrics();
+        _batcher = new ContinuousBatcher(_model, _metrics, NullLogger<ContinuousBatcher>.Instance);
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _batcher.DisposeAsync();
+        _metrics.Dispose();
+        _model.Dispose();
+    }
+
+    private Task<(string Text, GenerationResult Result)> Generate(GbnfGrammar grammar, long seed, float temperature = 1f, int maxTokens = 1500) =>
+        _batcher.Submit(new GenerationRequest
+        {
+            PromptTokens = _model.Tokenize("Answer in JSON:"),
+            MaxTokens = maxTokens,
+            Sampling = new SamplingOptions { Temperature = temperature, Seed = seed },
+            Grammar = grammar,
+        }).CollectAsync();
+
+    [Theory]
+    [MemberData(nameof(Schemas))]
+    public async Task Generate_Schema_OutputValidatesAndEndsOnItsOwn(string name, string schemaJson)
+    {
+        if (name == "map")
+        {
+            // maxProperties is refused; the map form is tested without it.
+            Assert.Equal("maxProperties", Assert.Throws<UnsupportedSchemaException>(() => JsonSchemaGrammarCompiler.Compile(JsonDocument.Parse(schemaJson).RootElement)).Keyword);
+            schemaJson = schemaJson.Replace(""","maxProperties":0""", "", StringComparison.Ordinal);
+        }
+
+        var grammar = JsonSchemaGrammarCompiler.Compile(JsonDocument.Parse(schemaJson).RootElement);
+        var schema = JsonSchema.FromText(schemaJson);
+        var outputs = await Task.WhenAll(new long[] { 1, 2, 3, 4 }.Select(seed => Generate(grammar, seed)));
+        outputs = [.. outputs, await Generate(grammar, 0, temperature: 0)];
+
+        foreach (var (text, result) in outputs)
+        {
+            Assert.Equal(FinishReason.Stop, result.FinishReason);
+            var instance = JsonNode.Parse(text);
+            var evaluation = schema.Evaluate(instance, Strict);
+            Assert.True(evaluation.IsValid, $"{name}: {text}\n{string.Join("\n", evaluation.Details.Where(d => d.Errors is not null).SelectMany(d => d.Errors!.Select(e => $"{d.InstanceLocation}: {e.Value}")))}");
+        }
+    }
+
+    [Fact]
+    public async Task Generate_AnyJsonObject_IsAnObject()
+    {
+        var grammar = JsonSchemaGrammarCompiler.AnyJsonObject();
+        foreach (var seed in new long[] { 7, 8, 9 })
+        {
+            var (text, result) = await Generate(grammar, seed);
+
+            Assert.Equal(FinishReason.Stop, result.FinishReason);
+            using var document = JsonDocument.Parse(text);
+            Assert.Equal(JsonValueKind.Object, document.RootElement.ValueKind);
+        }
+    }
+
+    [Fact]
+    public async Task Generate_TokenLimitBeforeTheGrammarEnds_ReportsLength()
+    {
+        var grammar = JsonSchemaGrammarCompiler.Compile(JsonDocument.Parse("""{"type":"object","properties":{"s":{"type":"string","minLength":200,"maxLength":200}},"required":["s"]}""").RootElement);
+
+        var (text, result) = await Generate(grammar, 5, maxTokens: 10);
+
+        Assert.Equal(FinishReason.Length, result.FinishReason);
+        Assert.Equal(10, result.CompletionTokens);
+        Assert.StartsWith("{", text, StringComparison.Ordinal);
+    }
+}

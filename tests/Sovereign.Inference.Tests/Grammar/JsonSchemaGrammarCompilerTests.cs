@@ -1,0 +1,83 @@
+using System.Text.Json;
+using Sovereign.Inference.Grammar;
+
+namespace Sovereign.Inference.Tests.Grammar;
+
+public sealed class JsonSchemaGrammarCompilerTests
+{
+    private static GbnfGrammar Compile(string schema) => JsonSchemaGrammarCompiler.Compile(JsonDocument.Parse(schema).RootElement);
+
+    [Theory]
+    [InlineData("""{"type":"string","pattern":"^a+$"}""", "pattern", "#")]
+    [InlineData("""{"oneOf":[{"type":"string"},{"type":"integer"}]}""", "oneOf", "#")]
+    [InlineData("""{"type":"object","properties":{"x":{"type":"number","maximum":3}}}""", "maximum", "#/properties/x")]
+    [InlineData("""{"type":"object","properties":{"x":{"type":"string","format":"email"}}}""", "format", "#/properties/x")]
+    [InlineData("""{"type":"array","uniqueItems":true}""", "uniqueItems", "#")]
+    [InlineData("""{"type":"integer","minimum":5}""", "minimum", "#")]
+    [InlineData("""{"allOf":[{"type":"string"},{"maxLength":3}]}""", "allOf", "#")]
+    [InlineData("""{"$ref":"#/$defs/missing"}""", "$ref", "#")]
+    [InlineData("""{"$defs":{"a":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"}""", "$ref", "#/$defs/a")]
+    [InlineData("""{"type":"object","properties":{},"required":["x"],"additionalProperties":false}""", "required", "#")]
+    [InlineData("""{"type":"frog"}""", "type", "#")]
+    [InlineData("""{"$defs":{"n":{"type":"object","properties":{"c":{"$ref":"#/$defs/n"}},"required":["c"]}},"$ref":"#/$defs/n"}""", "$ref", "#")]
+    [InlineData("""{"type":"string","minLength":5,"maxLength":2}""", "maxLength", "#")]
+    public void Compile_UnsupportedKeyword_NamesKeywordAndPath(string schema, string keyword, string path)
+    {
+        var error = Assert.Throws<UnsupportedSchemaException>(() => Compile(schema));
+
+        Assert.Equal(keyword, error.Keyword);
+        Assert.Equal(path, error.Path);
+        Assert.Contains(keyword, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Compile_Annotations_AreIgnored()
+    {
+        var plain = Compile("""{"type":"object","properties":{"a":{"type":"boolean"}},"required":["a"]}""");
+        var annotated = Compile("""{"$schema":"https://json-schema.org/draft/2020-12/schema","title":"T","description":"d","type":"object","properties":{"a":{"type":"boolean","description":"flag","default":true,"examples":[false]}},"required":["a"]}""");
+
+        Assert.Equal(plain.Text, annotated.Text);
+    }
+
+    [Fact]
+    public void Compile_EnumAndConst_AreExactLiterals()
+    {
+        var grammar = Compile("""{"enum":["a\"b",1,null,{"k":[true]}]}""");
+
+        Assert.Contains("\"\\\"a\\\\\\\"b\\\"\"", grammar.Text, StringComparison.Ordinal);
+        Assert.Contains("\"{\\\"k\\\":[true]}\"", grammar.Text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Compile_IntegerRange_EnumeratesExactly()
+    {
+        var grammar = Compile("""{"type":"integer","minimum":-2,"exclusiveMaximum":2}""");
+
+        Assert.Contains("\"-2\" | \"-1\" | \"0\" | \"1\"", grammar.Text, StringComparison.Ordinal);
+        Assert.DoesNotContain("\"2\"", grammar.Text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Compile_UnboundedString_IsBoundedByTheLimit()
+    {
+        var grammar = JsonSchemaGrammarCompiler.Compile(JsonDocument.Parse("""{"type":"string"}""").RootElement, new JsonGrammarLimits { MaxStringLength = 7 });
+
+        Assert.Contains("char{0,7}", grammar.Text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Compile_RecursiveRef_IsUnrolledToTheDepthLimit()
+    {
+        var schema = JsonDocument.Parse("""{"$defs":{"n":{"type":"object","properties":{"c":{"type":"array","items":{"$ref":"#/$defs/n"}}},"required":["c"]}},"$ref":"#/$defs/n"}""").RootElement;
+
+        var shallow = JsonSchemaGrammarCompiler.Compile(schema, new JsonGrammarLimits { MaxRecursionDepth = 1 });
+        var deep = JsonSchemaGrammarCompiler.Compile(schema, new JsonGrammarLimits { MaxRecursionDepth = 3 });
+
+        Assert.Contains("\"[\" space \"]\"", shallow.Text, StringComparison.Ordinal);
+        Assert.True(deep.Text.Split('\n').Length > shallow.Text.Split('\n').Length);
+    }
+
+    [Fact]
+    public void Literal_EscapesQuotesBackslashesAndControls() =>
+        Assert.Equal("\"a\\\"b\\\\c\\nd\\x01\"", JsonSchemaGrammarCompiler.Literal("a\"b\\c\nd\u0001"));
+}
