@@ -43,6 +43,21 @@ public static class ClusterHostingExtensions
             silo.ConfigureEndpoints(IPAddress.TryParse(cluster.AdvertisedAddress, out var address) ? address : IPAddress.Loopback, siloPort, gatewayPort, listenOnAnyHostAddress: false);
             silo.UseRedisClustering(cluster.Redis!);
 
+            // Where each grain lives is kept in Redis too, not in partitions spread over the silos: a GPU node killed
+            // with SIGKILL holds no part of the directory, so gateways keep creating and finding tenants' grains.
+            silo.UseRedisGrainDirectoryAsDefault(o => o.ConfigurationOptions = StackExchange.Redis.ConfigurationOptions.Parse(cluster.Redis!));
+            if (cluster.Role == ServerRole.Node)
+            {
+                // Money, keys and the registry live on gateways only: a GPU node that dies (or is drained) never takes a
+                // tenant's budget or a key's revocation down with it. Orleans places a grain only on silos hosting its class.
+                silo.Configure<GrainTypeOptions>(o =>
+                {
+                    o.Classes.Remove(typeof(TenantGrain));
+                    o.Classes.Remove(typeof(ApiKeyGrain));
+                    o.Classes.Remove(typeof(NodeRegistryGrain));
+                });
+            }
+
             // A silo that stops answering probes is declared dead within about DeathSeconds (probes every third of it).
             var death = TimeSpan.FromSeconds(Math.Clamp(cluster.DeathSeconds, 3, 600));
             silo.Configure<ClusterMembershipOptions>(o =>

@@ -231,7 +231,8 @@ public static class AdminApi
         {
             "active" => nameof(NodeState.Active),
             "down" => nameof(NodeState.Down),
-            _ => throw OpenAIException.BadRequest("state must be 'active' or 'down'.", "state", "invalid_value"),
+            "draining" => nameof(NodeState.Draining),
+            _ => throw OpenAIException.BadRequest("state must be 'active', 'draining' or 'down'.", "state", "invalid_value"),
         };
         if (!await nodes.Registry.SetStateAsync(id, state))
         {

@@ -57,8 +57,26 @@ internal sealed partial class LocalNodeRegistrar(
         }
 
         var models = NodeLoadReporter.ModelsOf(catalog);
-        var existing = (await nodes.Registry.GetAsync()).Nodes.FirstOrDefault(n => n.Id == settings.NodeId);
-        await nodes.Registry.UpsertAsync(new NodeView(settings.NodeId, jurisdiction, kind, url, models, existing?.State ?? nameof(NodeState.Active), credential, null, 0));
+        for (var waited = false; ; waited = true)
+        {
+            try
+            {
+                var existing = (await nodes.Registry.GetAsync()).Nodes.FirstOrDefault(n => n.Id == settings.NodeId);
+                await nodes.Registry.UpsertAsync(new NodeView(settings.NodeId, jurisdiction, kind, url, models, existing?.State ?? nameof(NodeState.Active), credential, null, 0));
+                break;
+            }
+            catch (ArgumentException) when (cluster.Value.Role == Cluster.Hosting.ServerRole.Node)
+            {
+                // The registry lives on gateways only; a node that starts first waits for one to join.
+                if (!waited)
+                {
+                    LogWaitingForGateway(settings.NodeId);
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(500), time, cancellationToken);
+            }
+        }
+
         nodes.Invalidate();
         LogRegistered(settings.NodeId, jurisdiction);
     }
@@ -67,6 +85,9 @@ internal sealed partial class LocalNodeRegistrar(
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Sovereign:Jurisdiction is not set: node {NodeId} declares no jurisdiction, so requests of tenants with a residency policy will be refused here.")]
     private partial void LogNoJurisdiction(string nodeId);
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Information, Message = "Node {NodeId} waits for a gateway to join the cluster (the node registry lives on gateways)")]
+    private partial void LogWaitingForGateway(string nodeId);
 
     [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "Node {NodeId} registered in jurisdiction {Jurisdiction}")]
     private partial void LogRegistered(string nodeId, string jurisdiction);

@@ -140,7 +140,18 @@ public sealed class InferenceRouter(
     }
 
     /// <summary>Decides and audits where an authenticated request runs; throws the OpenAI error to answer with when refused.</summary>
-    public async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias = null, RouteChoice? aliasChoice = null)
+    public async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias = null, RouteChoice? aliasChoice = null) =>
+        await RouteTracedAsync(context, caller, model, kind, alias, aliasChoice, null);
+
+    /// <summary>
+    /// Decides again, under the same request id and policy, for a request whose node could not be reached before any
+    /// work was sent (that node is now routed around). Both decisions are in the audit log; a refusal is thrown as
+    /// usual (no compliant node left: 503), and the caller's accounting records it.
+    /// </summary>
+    public Task<RoutedRequest> FailoverAsync(HttpContext context, RoutedRequest previous, ModelKind kind) =>
+        RouteTracedAsync(context, previous.Caller, previous.Model, kind, previous.Alias, previous.AliasChoice, previous);
+
+    private async Task<RoutedRequest> RouteTracedAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias, RouteChoice? aliasChoice, RoutedRequest? failoverOf)
     {
         // A span per decision: ids, model, place and outcome only; never content.
         using var activity = Observability.GatewayTelemetry.Source.StartActivity("sovereign.route");
@@ -148,7 +159,7 @@ public sealed class InferenceRouter(
         activity?.SetTag("gen_ai.request.model", model);
         try
         {
-            var routed = await RouteCoreAsync(context, caller, model, kind, alias, aliasChoice);
+            var routed = await RouteCoreAsync(context, caller, model, kind, alias, aliasChoice, failoverOf);
             activity?.SetTag("sovereign.node", routed.NodeId);
             activity?.SetTag("sovereign.jurisdiction", routed.Jurisdiction);
             activity?.SetTag("sovereign.request_id", routed.RequestId);
@@ -162,7 +173,7 @@ public sealed class InferenceRouter(
         }
     }
 
-    private async Task<RoutedRequest> RouteCoreAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias, RouteChoice? aliasChoice)
+    private async Task<RoutedRequest> RouteCoreAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias, RouteChoice? aliasChoice, RoutedRequest? failoverOf)
     {
         if (string.IsNullOrEmpty(model))
         {
@@ -171,7 +182,7 @@ public sealed class InferenceRouter(
 
         var settings = options.Value;
         var here = string.IsNullOrWhiteSpace(settings.Jurisdiction) ? Undeclared : settings.Jurisdiction.ToUpperInvariant();
-        var requestId = "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+        var requestId = failoverOf?.RequestId ?? "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
         catalog.TryGet(model, out var local);
         if (local is not null && local.Kind != kind)
         {
@@ -228,12 +239,13 @@ public sealed class InferenceRouter(
             }
 
             // Full means every slot busy and the route's fair queue full: until then a request waits, it is not refused.
-            replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, node.State == nameof(Residency.ControlPlane.NodeState.Active),
+            replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, nodes.IsUp(node),
                 gates.LoadOf(node.Id, nodeModel.Id, nodeModel.Capacity), gates.CapacityOf(nodeModel.Capacity)));
         }
 
         var facts = FactsOf(model, local, external.Select(e => e.Model).FirstOrDefault());
         var decision = RoutingDecider.Decide(new RoutingRequest(localNode?.Jurisdiction ?? here, caller.Policy, facts, replicas) { Catalog = jurisdictions });
+        IReadOnlyList<string> reasons = failoverOf is null ? decision.Reasons : [$"failover: {failoverOf.NodeId} could not be reached", .. decision.Reasons];
         if (!decision.Allowed)
         {
             await audit.AppendAsync(new AuditRecord
@@ -248,11 +260,15 @@ public sealed class InferenceRouter(
                 Jurisdiction = here,
                 Decision = AuditDecision.Refused,
                 DecisionCode = decision.Code,
-                Reasons = Capped(decision.Reasons),
+                Reasons = Capped(reasons),
                 Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = requestId }, alias, aliasChoice),
             }, context.RequestAborted);
             context.Response.Headers[AuditIdHeader] = requestId;
-            await metering.Value.RecordRefusalAsync(caller, requestId, model, decision.SelectedReplica?.NodeId ?? "-", here, decision.Code);
+            if (failoverOf is null)
+            {
+                // A failover's refusal is accounted for by the request it belongs to, which already holds a reservation.
+                await metering.Value.RecordRefusalAsync(caller, requestId, model, decision.SelectedReplica?.NodeId ?? "-", here, decision.Code);
+            }
             throw new OpenAIException(
                 decision.HttpStatus,
                 decision.Message,
@@ -268,7 +284,14 @@ public sealed class InferenceRouter(
             : external.First(e => e.Node.Id == selected.NodeId) is var target
                 ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, null, target.Node, target.Model) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }
                 : throw new InvalidOperationException("The decider chose an unknown replica.");
-        return await AllowAsync(context, routed, localNode?.Jurisdiction ?? here, decision.Reasons);
+        if (failoverOf is not null)
+        {
+            routed.ArrivedAt = failoverOf.ArrivedAt;
+            routed.Language = failoverOf.Language;
+            routed.LanguageConfidence = failoverOf.LanguageConfidence;
+        }
+
+        return await AllowAsync(context, routed, localNode?.Jurisdiction ?? here, reasons);
     }
 
     /// <summary>Records how an allowed request ended: tokens and outcome, never content.</summary>

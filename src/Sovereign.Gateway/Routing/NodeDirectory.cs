@@ -12,13 +12,23 @@ namespace Sovereign.Gateway.Routing;
 /// with each node's credential verified against the operator key. A node whose credential does not verify, or
 /// does not bind the jurisdiction the registry row claims, is treated as absent (fail closed).
 /// </summary>
-public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey operatorKey, IOptions<SovereignOptions> options, IOptions<Cluster.Hosting.SovereignClusterOptions> cluster, TimeProvider time)
+public sealed class NodeDirectory(
+    IGrainFactory grains,
+    OperatorSigningKey operatorKey,
+    IOptions<SovereignOptions> options,
+    IOptions<Cluster.Hosting.SovereignClusterOptions> cluster,
+    TimeProvider time,
+    ILogger<NodeDirectory> logger)
 {
+    /// <summary>How long an external engine that refused a connection is routed around before it is tried again.</summary>
+    public static readonly TimeSpan UnreachableRetryAfter = TimeSpan.FromSeconds(5);
+
     /// <summary>The registry key of the one registry grain.</summary>
     public const string RegistryKey = "default";
 
     private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(1);
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Unreachable> _unreachable = new(StringComparer.Ordinal);
     private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>());
 
     /// <summary>The registry grain.</summary>
@@ -74,8 +84,38 @@ public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey opera
     /// </summary>
     public bool IsUp(NodeView node) =>
         node.State == nameof(NodeState.Active)
+        && !IsMarkedUnreachable(node)
         && (!IsClusterNode(node) || (node.Load is { } load
             && time.GetUtcNow().ToUnixTimeMilliseconds() - load.ReportedAt <= cluster.Value.NodeStaleSeconds * 1000));
+
+    /// <summary>
+    /// Routes around a node from its first failed connection, without waiting for membership to declare it dead: a
+    /// cluster node until it reports again (a report newer than the last one seen), an external engine for
+    /// <see cref="UnreachableRetryAfter"/>.
+    /// </summary>
+    public void MarkUnreachable(NodeView node)
+    {
+        _unreachable[node.Id] = new Unreachable(time.GetUtcNow(), node.Load?.ReportedAt);
+        Observability.GatewayLog.NodeUnreachable(logger, node.Id);
+    }
+
+    private bool IsMarkedUnreachable(NodeView node)
+    {
+        if (!_unreachable.TryGetValue(node.Id, out var mark))
+        {
+            return false;
+        }
+
+        var recovered = IsClusterNode(node)
+            ? node.Load?.ReportedAt > mark.LastReportAt
+            : time.GetUtcNow() - mark.At >= UnreachableRetryAfter;
+        if (recovered)
+        {
+            _unreachable.TryRemove(new KeyValuePair<string, Unreachable>(node.Id, mark));
+        }
+
+        return !recovered;
+    }
 
     /// <summary>
     /// Trusted cluster nodes that have <paramref name="model"/> in their registry but not loaded: the model exists in
@@ -106,6 +146,8 @@ public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey opera
         var claims = NodeCredentials.Verify(node.Credential, operatorKey.PublicKeyPem, out _);
         return claims is not null && NodeCredentials.Mismatch(claims, node.Id, node.Jurisdiction, node.Kind, node.BaseUrl) is null;
     }
+
+    private sealed record Unreachable(DateTimeOffset At, long? LastReportAt);
 
     private sealed record Snapshot(long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt, IReadOnlyDictionary<string, (NodeView, NodeModel)[]> ExternalByModel);
 

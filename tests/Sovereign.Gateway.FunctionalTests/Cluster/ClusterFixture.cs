@@ -112,6 +112,10 @@ public sealed class ClusterFixture : IAsyncLifetime
         environment["Sovereign__Cluster__ClusterId"] = "test-" + Path.GetFileName(_root);
         environment["Sovereign__Cluster__Secret"] = Secret;
         environment["Sovereign__Cluster__NodeUrl"] = $"http://127.0.0.1:{port}";
+
+        // A killed node stays "recently reported" for the whole run, so a gateway finds it dead by its first failed
+        // connection (what the failover test checks), never by the clock.
+        environment["Sovereign__Cluster__NodeStaleSeconds"] = "3600";
         var member = new Member(nodeId, port, data, Process.Start(start)!);
         _members.Add(member);
         return member;
@@ -178,6 +182,22 @@ public sealed class ClusterFixture : IAsyncLifetime
         var body = await response.Content.ReadAsStringAsync();
         Assert.True((int)response.StatusCode == status, $"expected {status}, got {(int)response.StatusCode}: {body}");
         return body.Length == 0 ? default : JsonDocument.Parse(body).RootElement.Clone();
+    }
+
+    /// <summary>Runs the <c>sovereign</c> CLI against <paramref name="gateway"/> as the operator; returns its exit code and output.</summary>
+    public static async Task<(int ExitCode, string Output)> CliAsync(Member gateway, params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in (string[])[Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), .. args, "--url", gateway.Url.ToString(), "--admin-token", AdminToken])
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return (process.ExitCode, await stdout + await stderr);
     }
 
     private void StartRedis()

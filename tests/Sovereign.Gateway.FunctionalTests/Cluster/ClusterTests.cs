@@ -151,6 +151,99 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         node.GetProperty("load") is { ValueKind: JsonValueKind.Object } load ? [.. load.GetProperty("available").EnumerateArray().Select(a => a.GetString())] : [];
 
     [Fact]
+    public async Task ThOnlyTenantUnderLoad_WhileATHNodeIsKilled_IsServedInThOrRefused_NeverInSg()
+    {
+        // node-t0 sorts before node-th, so between idle replicas the TH gateway picks it: after its SIGKILL the
+        // gateway still holds its recent report, finds it unreachable at the first connection, and fails over.
+        var doomed = cluster.Start("node-t0", "node", "TH", withModel: true);
+        await ClusterFixture.WaitReadyAsync(doomed);
+        await ClusterFixture.WaitForNodesAsync(cluster.GatewayTh, "node-t0");
+        var (tenant, key) = await NewTenantWithIdAsync(["TH"], null);
+        using var th = cluster.GatewayTh.Client(key);
+        using (var first = await th.PostAsync("/v1/chat/completions", Json(Body)))
+        {
+            Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+            Assert.Equal("node-t0", first.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+        }
+
+        doomed.Stop();
+        var responses = await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => th.PostAsync("/v1/chat/completions", Json(Body))));
+        foreach (var response in responses)
+        {
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable, $"{(int)response.StatusCode}: {body}");
+            if (response.StatusCode == HttpStatusCode.OK)
+            {
+                Assert.Equal("TH", response.Headers.GetValues(InferenceRouter.JurisdictionHeader).Single());
+                Assert.Equal("node-th", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+            }
+            else
+            {
+                Assert.NotNull(response.Headers.RetryAfter);
+            }
+        }
+
+        Assert.Contains(responses, r => r.StatusCode == HttpStatusCode.OK);
+
+        // The failover is evidence too: the request's second decision names the node that could not be reached.
+        using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        var entries = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/audit?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
+        Assert.Contains(entries, e => e.GetProperty("action").GetString() == "inference.allowed"
+            && e.GetProperty("reasons").EnumerateArray().Any(r => r.GetString() == "failover: node-t0 could not be reached"));
+        Assert.DoesNotContain(entries, e => e.TryGetProperty("node", out var node) && node.GetString() == "node-sg");
+
+        // Every served request is on the ledger, each once.
+        var usage = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/usage?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
+        Assert.Equal(1 + responses.Count(r => r.StatusCode == HttpStatusCode.OK), usage.Sum(u => u.GetProperty("completed").GetInt64()));
+    }
+
+    [Fact]
+    public async Task DrainedNode_FinishesItsWork_AndNoRequestFails()
+    {
+        var draining = cluster.Start("node-t2", "node", "TH", withModel: true);
+        try
+        {
+            await ClusterFixture.WaitReadyAsync(draining);
+            await ClusterFixture.WaitForNodesAsync(cluster.GatewayTh, "node-t2");
+            var key = await NewTenantAsync(["TH"]);
+            using var th = cluster.GatewayTh.Client(key);
+
+            // A stream in flight on the node when the drain starts.
+            var streamBody = """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":48,"stream":true}""";
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(streamBody) };
+            using var stream = await th.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, stream.StatusCode);
+            Assert.Equal("node-t2", stream.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+            using var reader = new StreamReader(await stream.Content.ReadAsStreamAsync());
+            Assert.StartsWith("data:", await reader.ReadLineAsync(), StringComparison.Ordinal);
+
+            using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+            await ClusterFixture.Expect(admin.PutAsJsonAsync("/admin/v1/nodes/node-t2/state", new { state = "draining" }), 200);
+            var during = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => th.PostAsync("/v1/chat/completions", Json(Body))));
+            var rest = await reader.ReadToEndAsync();
+            Assert.Contains("\"finish_reason\"", rest, StringComparison.Ordinal);
+            Assert.EndsWith("data: [DONE]", rest.TrimEnd(), StringComparison.Ordinal);
+
+            var (exit, output) = await ClusterFixture.CliAsync(cluster.GatewayTh, "nodes", "drain", "node-t2", "--wait", "--timeout", "120");
+            Assert.True(exit == 0, output);
+            Assert.Contains("drained", output, StringComparison.Ordinal);
+            draining.StopGracefully();
+            await ClusterFixture.Expect(admin.DeleteAsync("/admin/v1/nodes/node-t2"), 200);
+            var after = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => th.PostAsync("/v1/chat/completions", Json(Body))));
+
+            foreach (var response in during.Concat(after))
+            {
+                Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
+                Assert.Equal("TH", response.Headers.GetValues(InferenceRouter.JurisdictionHeader).Single());
+            }
+        }
+        finally
+        {
+            draining.Stop();
+        }
+    }
+
+    [Fact]
     public async Task Node_ServesOnlyWhatAGatewayRelays()
     {
         var key = await NewTenantAsync(["TH"]);
