@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: installs what the tests need that the machine may lack (PostgreSQL's binaries, for
-# the schema tests that start their own throwaway server; chromium, for the console's browser tests), runs
+# Runs the whole test suite: installs what the tests need that the machine may lack (PostgreSQL's and Redis's
+# binaries, for the tests that start their own throwaway servers; chromium, for the console's browser tests), runs
 # `dotnet test`, and ends with "N passed, N failed". Browser screenshots are kept under TestResults/console/.
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -28,6 +28,17 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends postgresql >/dev/null
   else
     echo "PostgreSQL is not installed; run: sudo apt-get install postgresql (the schema tests need it)." >&2
+  fi
+fi
+
+# The cluster tests start their own throwaway redis-server (Orleans membership) on a free loopback port.
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "Installing redis-server (Debian package) for the cluster tests..."
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  else
+    echo "redis-server is not installed; run: sudo apt-get install redis-server (the cluster tests need it)." >&2
   fi
 fi
 

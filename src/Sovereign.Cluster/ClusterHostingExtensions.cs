@@ -1,9 +1,13 @@
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Orleans.Configuration;
 using Sovereign.Cluster.Grains;
+using Sovereign.Cluster.Hosting;
 
 namespace Sovereign.Cluster;
 
@@ -11,15 +15,60 @@ namespace Sovereign.Cluster;
 public static class ClusterHostingExtensions
 {
     /// <summary>
-    /// Starts an Orleans silo in-process with localhost clustering (the embedded default). Ports are chosen free
-    /// unless given, so several servers can run on one machine (tests, laptops).
+    /// Starts an Orleans silo in-process. With <c>Sovereign:Cluster:Redis</c> it joins the cluster whose membership
+    /// lives in that Redis; otherwise it is alone with localhost clustering (the embedded default). Ports are chosen
+    /// free unless given, so several servers can run on one machine (tests, laptops).
     /// </summary>
     public static IHostApplicationBuilder AddSovereignCluster(this IHostApplicationBuilder builder, int siloPort = 0, int gatewayPort = 0)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        var cluster = builder.Configuration.GetSection(SovereignClusterOptions.SectionName).Get<SovereignClusterOptions>() ?? new SovereignClusterOptions();
+        builder.Services.AddOptions<SovereignClusterOptions>().BindConfiguration(SovereignClusterOptions.SectionName).ValidateOnStart();
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SovereignClusterOptions>, ClusterOptionsValidator>());
+        siloPort = siloPort > 0 ? siloPort : cluster.SiloPort > 0 ? cluster.SiloPort : FreePort();
+        gatewayPort = gatewayPort > 0 ? gatewayPort : cluster.GatewayPort > 0 ? cluster.GatewayPort : FreePort();
         builder.UseOrleans(silo =>
         {
-            silo.UseLocalhostClustering(siloPort > 0 ? siloPort : FreePort(), gatewayPort > 0 ? gatewayPort : FreePort(), serviceId: "sovereign", clusterId: "sovereign-local");
+            if (!cluster.IsDistributed)
+            {
+                silo.UseLocalhostClustering(siloPort, gatewayPort, serviceId: "sovereign", clusterId: "sovereign-local");
+                return;
+            }
+
+            silo.Configure<Orleans.Configuration.ClusterOptions>(o =>
+            {
+                o.ClusterId = cluster.ClusterId;
+                o.ServiceId = "sovereign";
+            });
+            silo.ConfigureEndpoints(IPAddress.TryParse(cluster.AdvertisedAddress, out var address) ? address : IPAddress.Loopback, siloPort, gatewayPort, listenOnAnyHostAddress: false);
+            silo.UseRedisClustering(cluster.Redis!);
+
+            // Where each grain lives is kept in Redis too, not in partitions spread over the silos: a GPU node killed
+            // with SIGKILL holds no part of the directory, so gateways keep creating and finding tenants' grains.
+            silo.UseRedisGrainDirectoryAsDefault(o => o.ConfigurationOptions = StackExchange.Redis.ConfigurationOptions.Parse(cluster.Redis!));
+            if (cluster.Role == ServerRole.Node)
+            {
+                // Money, keys and the registry live on gateways only: a GPU node that dies (or is drained) never takes a
+                // tenant's budget or a key's revocation down with it. Orleans places a grain only on silos hosting its class.
+                silo.Configure<GrainTypeOptions>(o =>
+                {
+                    o.Classes.Remove(typeof(TenantGrain));
+                    o.Classes.Remove(typeof(ApiKeyGrain));
+                    o.Classes.Remove(typeof(NodeRegistryGrain));
+                });
+            }
+
+            // A silo that stops answering probes is declared dead within about DeathSeconds (probes every third of it).
+            var death = TimeSpan.FromSeconds(Math.Clamp(cluster.DeathSeconds, 3, 600));
+            silo.Configure<ClusterMembershipOptions>(o =>
+            {
+                o.ProbeTimeout = death / 3;
+                o.NumMissedProbesLimit = 2;
+                o.NumProbedSilos = 2;
+                o.NumVotesForDeathDeclaration = 1;
+                o.IAmAliveTablePublishTimeout = death;
+                o.TableRefreshTimeout = TimeSpan.FromSeconds(5);
+            });
         });
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddOptions<TenantMoneyOptions>()
@@ -27,6 +76,15 @@ public static class ClusterHostingExtensions
             .Validate(o => o.ReservationLifetime > TimeSpan.Zero, "Sovereign:Metering:ReservationLifetime must be positive (e.g. 00:30:00).")
             .ValidateOnStart();
         return builder;
+    }
+
+    private sealed class ClusterOptionsValidator : IValidateOptions<SovereignClusterOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, SovereignClusterOptions options)
+        {
+            var problems = options.Problems().ToList();
+            return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
+        }
     }
 
     private static int FreePort()

@@ -51,14 +51,60 @@ internal static class NodesCommand
 
         var stateConnection = new AdminConnection();
         var stateId = new Argument<string>("id") { Description = "Node id." };
-        var state = new Argument<string>("state") { Description = "active or down." };
-        state.AcceptOnlyFromAmong("active", "down");
+        var state = new Argument<string>("state") { Description = "active, draining or down." };
+        state.AcceptOnlyFromAmong("active", "draining", "down");
         var stateCommand = new Command("state", "Put a node in or out of rotation (requests are never moved across borders).") { stateId, state };
         stateConnection.AddTo(stateCommand);
         stateCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var json = await stateConnection.SendAsync(result, HttpMethod.Put, $"/admin/v1/nodes/{result.GetValue(stateId)}/state", new { state = result.GetValue(state) }, ct);
             stateConnection.Print(result, json, () => Console.WriteLine($"Node {result.GetValue(stateId)} is {result.GetValue(state)}."));
+        }));
+
+        var drainConnection = new AdminConnection();
+        var drainId = new Argument<string>("id") { Description = "Node id." };
+        var wait = new Option<bool>("--wait") { Description = "Wait until the node has no request running or queued (then it can be stopped or removed)." };
+        var drainTimeout = new Option<int>("--timeout") { Description = "Seconds to wait with --wait (default 600).", DefaultValueFactory = _ => 600 };
+        var drainCommand = new Command("drain", "Take a node out of rotation without failing a request: it finishes what it has and gets nothing new.") { drainId, wait, drainTimeout };
+        drainConnection.AddTo(drainCommand);
+        drainCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
+        {
+            var node = result.GetValue(drainId)!;
+            var json = await drainConnection.SendAsync(result, HttpMethod.Put, $"/admin/v1/nodes/{node}/state", new { state = "draining" }, ct);
+            if (!result.GetValue(wait))
+            {
+                drainConnection.Print(result, json, () => Console.WriteLine($"Node {node} is draining."));
+                return;
+            }
+
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(TimeSpan.FromSeconds(Math.Max(1, result.GetValue(drainTimeout))));
+
+            // Gateways re-read the registry every second, so one may still send a request just after the drain: idle
+            // counts only in a node report made at least SettleMilliseconds after the first one seen (node clock).
+            long? settledAfter = null;
+            var started = DateTimeOffset.UtcNow;
+            while (true)
+            {
+                var nodes = await drainConnection.SendAsync(result, HttpMethod.Get, "/admin/v1/nodes", null, timeout.Token);
+                var view = nodes.GetProperty("data").EnumerateArray().FirstOrDefault(n => n.GetProperty("id").GetString() == node);
+                if (view.ValueKind == System.Text.Json.JsonValueKind.Undefined)
+                {
+                    break;
+                }
+
+                var reportedAt = ReportedAt(view);
+                settledAfter ??= reportedAt + SettleMilliseconds;
+                var settled = reportedAt is null ? DateTimeOffset.UtcNow - started >= TimeSpan.FromMilliseconds(SettleMilliseconds) : reportedAt >= settledAfter;
+                if (settled && IsIdle(view))
+                {
+                    break;
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(500), timeout.Token);
+            }
+
+            drainConnection.Print(result, json, () => Console.WriteLine($"Node {node} is drained: nothing running or queued."));
         }));
 
         var rmConnection = new AdminConnection();
@@ -74,7 +120,28 @@ internal static class NodesCommand
         command.Subcommands.Add(addCommand);
         command.Subcommands.Add(listCommand);
         command.Subcommands.Add(stateCommand);
+        command.Subcommands.Add(drainCommand);
         command.Subcommands.Add(rmCommand);
         return command;
+    }
+
+    private const long SettleMilliseconds = 2_000;
+
+    private static long? ReportedAt(System.Text.Json.JsonElement node) =>
+        node.TryGetProperty("load", out var load) && load.ValueKind == System.Text.Json.JsonValueKind.Object ? load.GetProperty("reported_at").GetInt64() : null;
+
+    /// <summary>
+    /// Nothing in flight from this gateway and, for a cluster node, a load report with nothing running or queued;
+    /// an external engine (no reports) is idle once the gateway has nothing in flight to it.
+    /// </summary>
+    private static bool IsIdle(System.Text.Json.JsonElement node)
+    {
+        if (node.TryGetProperty("in_flight", out var inFlight) && inFlight.GetInt32() > 0)
+        {
+            return false;
+        }
+
+        return !node.TryGetProperty("load", out var load) || load.ValueKind != System.Text.Json.JsonValueKind.Object
+            || load.GetProperty("models").EnumerateArray().All(m => m.GetProperty("running").GetInt32() == 0 && m.GetProperty("queue_depth").GetInt32() == 0);
     }
 }

@@ -36,10 +36,15 @@ internal static class ServeCommand
         var apiKey = new Option<string[]>("--api-key") { Description = "Require this bearer key on /v1; repeatable." };
         var config = new Option<FileInfo?>("--config") { Description = "A JSON config file (default: sovereign.json in the current directory, if present)." };
         var dataDir = new Option<string?>("--data-dir") { Description = "Where Sovereign keeps its files (default ~/.sovereign)." };
+        var role = new Option<string?>("--role")
+        {
+            Description = "all (gateway and node in one process, the default), gateway (routes to the cluster's nodes) or node (serves models to the cluster's gateways); gateway and node need Sovereign:Cluster:Redis.",
+        };
+        role.AcceptOnlyFromAmong("all", "gateway", "node");
 
         var command = new Command("serve", "Start the OpenAI-compatible server.")
         {
-            model, embedding, urls, threads, parallel, context, template, apiKey, config, dataDir,
+            model, embedding, urls, threads, parallel, context, template, apiKey, config, dataDir, role,
         };
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -65,6 +70,9 @@ internal static class ServeCommand
                 ApiKeys = result.GetValue(apiKey) ?? [],
                 ConfigFile = result.GetValue(config)?.FullName,
                 DataDirectory = result.GetValue(dataDir),
+                Overrides = result.GetValue(role) is { } chosen
+                    ? new Dictionary<string, string?> { ["Sovereign:Cluster:Role"] = chosen }
+                    : new Dictionary<string, string?>(),
             };
             return await RunAsync(settings, cancellationToken);
         });

@@ -45,7 +45,36 @@ public sealed record NodeView(
     [property: Id(5)] string State,
     [property: Id(6)] string Credential,
     [property: Id(7)] string? UpstreamKey,
-    [property: Id(8)] long UpdatedAt);
+    [property: Id(8)] long UpdatedAt,
+    [property: Id(9)] NodeLoad? Load = null);
+
+/// <summary>
+/// What a cluster node reports about itself at least every second (and at once when a model loads or unloads):
+/// per model its busy and free slots, queue depth and KV-cache use, and the node's accelerators.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record NodeLoad(
+    [property: Id(0)] long ReportedAt,
+    [property: Id(1)] IReadOnlyList<ModelLoad> Models,
+    [property: Id(2)] IReadOnlyList<Accelerator> Accelerators,
+    [property: Id(3)] IReadOnlyList<string>? Available = null);
+
+/// <summary>One loaded model's load on a node.</summary>
+[GenerateSerializer, Immutable]
+public sealed record ModelLoad(
+    [property: Id(0)] string Model,
+    [property: Id(1)] int Running,
+    [property: Id(2)] int FreeSlots,
+    [property: Id(3)] int QueueDepth,
+    [property: Id(4)] double KvCacheUse);
+
+/// <summary>A device a node computes on: a GPU (from nvidia-smi) or the CPU.</summary>
+[GenerateSerializer, Immutable]
+public sealed record Accelerator(
+    [property: Id(0)] string Kind,
+    [property: Id(1)] string Name,
+    [property: Id(2)] long MemoryTotalMiB,
+    [property: Id(3)] long MemoryUsedMiB);
 
 /// <summary>A model on a node: the id clients use, the engine's own name for it, and how many requests it takes at once.</summary>
 [GenerateSerializer, Immutable]
@@ -137,4 +166,10 @@ public interface INodeRegistryGrain : IGrainWithStringKey
 
     /// <summary>Removes a node; false if unknown.</summary>
     Task<bool> DeleteAsync(string nodeId);
+
+    /// <summary>
+    /// A registered node's live report: the models it serves now (persisted when they change) and its load (kept in
+    /// memory: it is stale within seconds anyway). False if the node is not registered.
+    /// </summary>
+    Task<bool> ReportAsync(string nodeId, IReadOnlyList<NodeModel> models, NodeLoad load);
 }

@@ -57,6 +57,24 @@ internal sealed class NodeRegistryGrain(ControlPlaneStore store, TimeProvider ti
         return true;
     }
 
+    public async Task<bool> ReportAsync(string nodeId, IReadOnlyList<NodeModel> models, NodeLoad load)
+    {
+        if (!_nodes.TryGetValue(nodeId, out var node))
+        {
+            return false;
+        }
+
+        if (!node.Models.SequenceEqual(models))
+        {
+            // Loading or unloading a model changes what the node serves: persisted at once, like a registration.
+            node = await UpsertAsync(node with { Models = [.. models] });
+        }
+
+        _nodes[nodeId] = node with { Load = load };
+        _version++;
+        return true;
+    }
+
     private static NodeView ToView(NodeRecord n) => new(
         n.Id, n.Jurisdiction, n.Kind.ToString(), n.BaseUrl, JsonSerializer.Deserialize<List<NodeModel>>(n.ModelsJson, JsonOptions) ?? [],
         n.State.ToString(), n.Credential, n.UpstreamKey, n.UpdatedAt);

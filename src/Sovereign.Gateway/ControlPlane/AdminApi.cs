@@ -231,7 +231,8 @@ public static class AdminApi
         {
             "active" => nameof(NodeState.Active),
             "down" => nameof(NodeState.Down),
-            _ => throw OpenAIException.BadRequest("state must be 'active' or 'down'.", "state", "invalid_value"),
+            "draining" => nameof(NodeState.Draining),
+            _ => throw OpenAIException.BadRequest("state must be 'active', 'draining' or 'down'.", "state", "invalid_value"),
         };
         if (!await nodes.Registry.SetStateAsync(id, state))
         {
@@ -469,5 +470,14 @@ public static class AdminApi
         models = n.Models.Select(m => new { id = m.Id, upstream = m.Upstream, capacity = m.Capacity, license = m.License, origin = m.Origin }),
         credential = n.Credential,
         updated_at = n.UpdatedAt,
+        load = n.Load is { } load
+            ? new
+            {
+                reported_at = load.ReportedAt,
+                models = load.Models.Select(m => new { id = m.Model, running = m.Running, free_slots = m.FreeSlots, queue_depth = m.QueueDepth, kv_cache_use = m.KvCacheUse }),
+                accelerators = load.Accelerators.Select(a => new { kind = a.Kind, name = a.Name, memory_total_mib = a.MemoryTotalMiB, memory_used_mib = a.MemoryUsedMiB }),
+                available = load.Available ?? [],
+            }
+            : null,
     };
 }

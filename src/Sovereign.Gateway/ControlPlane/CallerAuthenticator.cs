@@ -33,7 +33,8 @@ public sealed class CallerAuthenticator(
     IGrainFactory grains,
     ControlPlaneStore store,
     JurisdictionCatalog catalog,
-    IOptions<SovereignOptions> options)
+    IOptions<SovereignOptions> options,
+    ClusterRelay relay)
 {
     private readonly ConcurrentDictionary<(string Tenant, long Version, string? KeyPolicy), ResidencyPolicy> _policies = new();
     private readonly byte[][] _staticKeyHashes = options.Value.ApiKeys.Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k))).ToArray();
@@ -47,6 +48,11 @@ public sealed class CallerAuthenticator(
     {
         var header = context.Request.Headers.Authorization.ToString();
         var presented = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
+        if (relay.Authenticate(presented) is { } relayed)
+        {
+            return relayed;
+        }
+
         if (presented is not null && presented.StartsWith(ApiKeySecrets.Prefix, StringComparison.Ordinal))
         {
             return await TenantCallerAsync(presented);

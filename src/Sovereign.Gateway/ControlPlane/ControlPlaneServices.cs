@@ -33,24 +33,31 @@ internal static class ControlPlaneServices
         services.TryAddSingleton(sp => new ControlPlaneStore(sp.GetRequiredService<SqlDatabase>()));
         services.TryAddSingleton(sp => OperatorSigningKey.LoadOrCreate(Path.Combine(sp.GetRequiredService<IOptions<SovereignOptions>>().Value.ResolvedDataDirectory, OperatorKeyFile)));
 
-        // Opened synchronously once at start-up; appends are asynchronous and group-committed.
-        services.TryAddSingleton(sp => AuditLog.OpenAsync(
-            sp.GetRequiredService<SqlDatabase>(), sp.GetRequiredService<OperatorSigningKey>(), null, sp.GetRequiredService<TimeProvider>()).GetAwaiter().GetResult());
-        services.TryAddSingleton(sp => UsageLedger.OpenAsync(
+        // Opened once, synchronously, by whoever resolves them first; appends are asynchronous and group-committed.
+        // OpenSynchronously runs the opening off the caller's scheduler: the first resolver may be a grain activation
+        // on a node, whose single-threaded Orleans scheduler would otherwise deadlock waiting for its own continuation.
+        services.TryAddSingleton(sp => OpenSynchronously(() => AuditLog.OpenAsync(
+            sp.GetRequiredService<SqlDatabase>(), sp.GetRequiredService<OperatorSigningKey>(), null, sp.GetRequiredService<TimeProvider>())));
+        services.TryAddSingleton(sp => OpenSynchronously(() => UsageLedger.OpenAsync(
             sp.GetRequiredService<SqlDatabase>(),
-            new UsageLedgerOptions { RetentionDays = Math.Max(1, sp.GetRequiredService<IOptions<SovereignOptions>>().Value.Metering.RetentionDays) }).GetAwaiter().GetResult());
+            new UsageLedgerOptions { RetentionDays = Math.Max(1, sp.GetRequiredService<IOptions<SovereignOptions>>().Value.Metering.RetentionDays) })));
         services.AddHostedService<LedgerRetention>();
         services.TryAddSingleton(sp => new PriceBookStore(sp.GetRequiredService<SqlDatabase>()));
         services.TryAddSingleton(sp =>
         {
             var provider = new PriceBookProvider(sp.GetRequiredService<PriceBookStore>());
-            provider.ReloadAsync().GetAwaiter().GetResult();
+            OpenSynchronously(async () =>
+            {
+                await provider.ReloadAsync();
+                return provider;
+            });
             return provider;
         });
         services.TryAddSingleton<LanguageTaxCache>();
         services.TryAddSingleton<RequestMetering>();
         services.TryAddSingleton(sp => new Lazy<RequestMetering>(sp.GetRequiredService<RequestMetering>));
         services.TryAddSingleton<AdminToken>();
+        services.TryAddSingleton<ClusterRelay>();
         services.TryAddSingleton<CallerAuthenticator>();
         services.TryAddSingleton<NodeDirectory>();
         services.TryAddSingleton<InferenceRouter>();
@@ -60,10 +67,17 @@ internal static class ControlPlaneServices
         services.AddHttpClient(UpstreamProxy.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan);
     }
 
+    /// <summary>
+    /// Waits for an asynchronous opening on the thread pool's default scheduler, never on the caller's: a DI factory
+    /// first resolved inside an Orleans grain activation would otherwise block the activation's only turn.
+    /// </summary>
+    private static T OpenSynchronously<T>(Func<Task<T>> open) => Task.Run(open).GetAwaiter().GetResult();
+
     /// <summary>The registrar must run after the models have loaded: call after the catalog is registered.</summary>
     public static void AddLocalNodeRegistration(this IServiceCollection services)
     {
         services.AddHostedService<LocalNodeRegistrar>();
+        services.AddHostedService<NodeLoadReporter>();
 
         // Resolving the token at start writes its file, so the CLI on this machine finds it as soon as the server runs.
         services.AddHostedService(sp => new StartupAction(() =>
@@ -114,7 +128,11 @@ internal static class ControlPlaneServices
         var database = string.Equals(configured.Provider, "PostgreSql", StringComparison.OrdinalIgnoreCase)
             ? SqlDatabase.PostgreSql(configured.ConnectionString!)
             : SqlDatabase.Sqlite(configured.ConnectionString ?? Path.Combine(options.ResolvedDataDirectory, DatabaseFile));
-        database.MigrateAsync([.. ControlPlaneStore.Migrations, .. AuditLog.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations]).GetAwaiter().GetResult();
+        OpenSynchronously(async () =>
+        {
+            await database.MigrateAsync([.. ControlPlaneStore.Migrations, .. AuditLog.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations]);
+            return database;
+        });
         return database;
     }
 }

@@ -19,12 +19,20 @@ internal sealed partial class LocalNodeRegistrar(
     ModelCatalog catalog,
     OperatorSigningKey operatorKey,
     IOptions<SovereignOptions> options,
+    IOptions<Cluster.Hosting.SovereignClusterOptions> cluster,
     TimeProvider time,
     ILogger<LocalNodeRegistrar> logger) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var settings = options.Value;
+        if (!cluster.Value.ServesModels)
+        {
+            return; // a gateway serves no model, so it is no node
+        }
+
+        // A node of a multi-process cluster is reached at its URL, which its credential binds (so it cannot be moved).
+        var url = cluster.Value.IsDistributed ? cluster.Value.NodeUrl?.TrimEnd('/') : null;
         if (string.IsNullOrWhiteSpace(settings.Jurisdiction))
         {
             LogNoJurisdiction(settings.NodeId);
@@ -36,21 +44,39 @@ internal sealed partial class LocalNodeRegistrar(
         var credential = settings.NodeCredential;
         if (string.IsNullOrWhiteSpace(credential))
         {
-            credential = NodeCredentials.Issue(new NodeClaims(settings.NodeId, jurisdiction, kind, null, time.GetUtcNow().ToUnixTimeMilliseconds()), operatorKey);
+            credential = NodeCredentials.Issue(new NodeClaims(settings.NodeId, jurisdiction, kind, url, time.GetUtcNow().ToUnixTimeMilliseconds()), operatorKey);
         }
         else
         {
             var claims = NodeCredentials.Verify(credential, operatorKey.PublicKeyPem, out var problem)
                 ?? throw new InvalidOperationException($"Sovereign:NodeCredential does not verify: {problem}.");
-            if (NodeCredentials.Mismatch(claims, settings.NodeId, jurisdiction, kind, null) is { } mismatch)
+            if (NodeCredentials.Mismatch(claims, settings.NodeId, jurisdiction, kind, url) is { } mismatch)
             {
                 throw new InvalidOperationException($"Sovereign:NodeCredential does not match this node: {mismatch}.");
             }
         }
 
-        var models = catalog.All.Select(m => new NodeModel(m.Id, m.Id, m.Model is { } model ? model.Options.Parallel + model.Options.MaxQueue : 64, m.Model?.Options.License, m.Model?.Options.Origin)).ToList();
-        var existing = (await nodes.Registry.GetAsync()).Nodes.FirstOrDefault(n => n.Id == settings.NodeId);
-        await nodes.Registry.UpsertAsync(new NodeView(settings.NodeId, jurisdiction, kind, null, models, existing?.State ?? nameof(NodeState.Active), credential, null, 0));
+        var models = NodeLoadReporter.ModelsOf(catalog);
+        for (var waited = false; ; waited = true)
+        {
+            try
+            {
+                var existing = (await nodes.Registry.GetAsync()).Nodes.FirstOrDefault(n => n.Id == settings.NodeId);
+                await nodes.Registry.UpsertAsync(new NodeView(settings.NodeId, jurisdiction, kind, url, models, existing?.State ?? nameof(NodeState.Active), credential, null, 0));
+                break;
+            }
+            catch (ArgumentException) when (cluster.Value.Role == Cluster.Hosting.ServerRole.Node)
+            {
+                // The registry lives on gateways only; a node that starts first waits for one to join.
+                if (!waited)
+                {
+                    LogWaitingForGateway(settings.NodeId);
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(500), time, cancellationToken);
+            }
+        }
+
         nodes.Invalidate();
         LogRegistered(settings.NodeId, jurisdiction);
     }
@@ -59,6 +85,9 @@ internal sealed partial class LocalNodeRegistrar(
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Sovereign:Jurisdiction is not set: node {NodeId} declares no jurisdiction, so requests of tenants with a residency policy will be refused here.")]
     private partial void LogNoJurisdiction(string nodeId);
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Information, Message = "Node {NodeId} waits for a gateway to join the cluster (the node registry lives on gateways)")]
+    private partial void LogWaitingForGateway(string nodeId);
 
     [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "Node {NodeId} registered in jurisdiction {Jurisdiction}")]
     private partial void LogRegistered(string nodeId, string jurisdiction);

@@ -15,6 +15,7 @@ namespace Sovereign.Gateway.Models;
 /// </summary>
 public sealed partial class ModelCatalog(
     IOptions<SovereignOptions> options,
+    IOptions<Cluster.Hosting.SovereignClusterOptions> cluster,
     EngineMetrics metrics,
     ILoggerFactory loggerFactory,
     TimeProvider time) : IHostedService, IAsyncDisposable
@@ -25,6 +26,9 @@ public sealed partial class ModelCatalog(
     private readonly Dictionary<string, IDisposable> _ownedById = new(StringComparer.Ordinal);
     private volatile FrozenDictionary<string, ServedModel> _models = FrozenDictionary<string, ServedModel>.Empty;
     private Dictionary<string, ModelOptions> _configured = new(StringComparer.Ordinal);
+
+    /// <summary>Raised after a model loads or unloads (the node registry is told at once).</summary>
+    public event Action? Changed;
 
     /// <summary>Whether every configured model has loaded.</summary>
     public bool IsReady { get; private set; }
@@ -131,6 +135,7 @@ public sealed partial class ModelCatalog(
     {
         All = models;
         _models = models.ToFrozenDictionary(m => m.Id, StringComparer.Ordinal);
+        Changed?.Invoke();
     }
 
     /// <summary>Finds a model by id (ordinal, case-sensitive, as OpenAI ids are).</summary>
@@ -140,6 +145,13 @@ public sealed partial class ModelCatalog(
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var settings = options.Value;
+        if (!cluster.Value.ServesModels)
+        {
+            // A gateway of a cluster serves no model itself: it relays to the cluster's nodes.
+            IsReady = true;
+            return;
+        }
+
         var configured = settings.Models.Count > 0 ? settings.Models : [BuiltInTestModel.Ensure(settings.ResolvedDataDirectory, _logger)];
         _configured = configured.ToDictionary(m => m.Id, StringComparer.Ordinal);
         var served = new List<ServedModel>();

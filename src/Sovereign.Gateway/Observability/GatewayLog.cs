@@ -25,6 +25,14 @@ internal static partial class GatewayLog
         Message = "Refused a /metrics scrape without the operator token")]
     public static partial void MetricsScrapeRefused(ILogger logger);
 
+    [LoggerMessage(EventId = 4100, EventName = "NodeUnreachable", Level = LogLevel.Warning,
+        Message = "Node {NodeId} could not be reached; routing around it until it reports again")]
+    public static partial void NodeUnreachable(ILogger logger, string nodeId);
+
+    [LoggerMessage(EventId = 4101, EventName = "RequestFailedOver", Level = LogLevel.Warning,
+        Message = "Request {RequestId} failed over from unreachable node {FailedNode}")]
+    public static partial void RequestFailedOver(ILogger logger, string requestId, string failedNode);
+
     /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>
     public static void ErrorAnswered(ILogger logger, HttpContext context, int status, string errorType, string? code, string? param, Exception? exception)
     {

@@ -26,8 +26,12 @@ internal sealed class RequestPipeline(
     RequestMetering metering,
     RequestAccounting accounting,
     IEnumerable<IRequestExecutor> executors,
-    TimeProvider time)
+    TimeProvider time,
+    ILogger<RequestPipeline> logger)
 {
+    /// <summary>How many times a request whose node cannot be reached is routed again before it is refused.</summary>
+    public const int MaxFailovers = 2;
+
     private static readonly object ArrivalKey = new();
     private readonly IRequestExecutor[] _executors = [.. executors];
 
@@ -54,8 +58,30 @@ internal sealed class RequestPipeline(
                 ?? throw OpenAIException.BadRequest($"The model '{request.Route.Model}' cannot serve this endpoint.", "model", "model_not_supported");
             request.Demand = await executor.MeasureAsync(request);
             request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens);
-            request.Execution = await executor.StartAsync(request);
-            return request;
+            for (var failovers = 0; ; failovers++)
+            {
+                try
+                {
+                    request.Execution = await executor.StartAsync(request);
+                    return request;
+                }
+                catch (NodeUnreachableException unreachable) when (failovers < MaxFailovers && !context.RequestAborted.IsCancellationRequested)
+                {
+                    // Nothing reached the node, so the request may run elsewhere the policy allows, on the money already
+                    // reserved: a replica that needs more than the reservation covers is not taken.
+                    Observability.GatewayLog.RequestFailedOver(logger, request.Route.RequestId, unreachable.NodeId);
+                    request.Route = await router.FailoverAsync(context, request.Route, work.Kind);
+                    executor = _executors.FirstOrDefault(e => e.Runs(request.Route, work))
+                        ?? throw OpenAIException.BadRequest($"The model '{request.Route.Model}' cannot serve this endpoint.", "model", "model_not_supported");
+                    var demand = await executor.MeasureAsync(request);
+                    if (demand.PromptTokens > request.Demand.PromptTokens || demand.MaxOutputTokens > request.Demand.MaxOutputTokens)
+                    {
+                        throw new OpenAIException(StatusCodes.Status503ServiceUnavailable,
+                            "The node chosen for this request could not be reached, and no other compliant node can take it now; try again.",
+                            "server_error", null, Residency.Policies.RoutingCodes.NoCompliantCapacity, TimeSpan.FromSeconds(1));
+                    }
+                }
+            }
         }
         catch
         {

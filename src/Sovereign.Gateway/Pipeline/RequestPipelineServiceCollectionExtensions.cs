@@ -15,6 +15,7 @@ internal static class RequestPipelineServiceCollectionExtensions
         services.TryAddSingleton<RequestPipeline>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRequestExecutor, LocalGenerationExecutor>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRequestExecutor, ExternalEngineExecutor>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IRequestExecutor, RemoteNodeExecutor>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRequestExecutor, EmbeddingExecutor>());
         return services;
     }

@@ -106,11 +106,11 @@ public sealed class InferenceRouter(
     {
         var allNodes = await nodes.GetNodesAsync();
         var cards = catalog.All.Select(m => new ServedModelCard(m.Id, m.Created, m.OwnedBy, m.Model?.Options.License, m.Model?.Options.Origin, false)).ToList();
-        foreach (var node in allNodes.Where(n => n.Kind == nameof(NodeKind.External)))
+        foreach (var node in allNodes.Where(n => n.Kind == nameof(NodeKind.External) || (n.Id != options.Value.NodeId && NodeDirectory.IsClusterNode(n))))
         {
             foreach (var model in node.Models.Where(m => cards.All(c => c.Id != m.Id)))
             {
-                cards.Add(new ServedModelCard(model.Id, node.UpdatedAt / 1000, node.Id, model.License, model.Origin, true));
+                cards.Add(new ServedModelCard(model.Id, node.UpdatedAt / 1000, NodeDirectory.IsClusterNode(node) ? "sovereign" : node.Id, model.License, model.Origin, !NodeDirectory.IsClusterNode(node)));
             }
         }
 
@@ -140,7 +140,18 @@ public sealed class InferenceRouter(
     }
 
     /// <summary>Decides and audits where an authenticated request runs; throws the OpenAI error to answer with when refused.</summary>
-    public async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias = null, RouteChoice? aliasChoice = null)
+    public async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias = null, RouteChoice? aliasChoice = null) =>
+        await RouteTracedAsync(context, caller, model, kind, alias, aliasChoice, null);
+
+    /// <summary>
+    /// Decides again, under the same request id and policy, for a request whose node could not be reached before any
+    /// work was sent (that node is now routed around). Both decisions are in the audit log; a refusal is thrown as
+    /// usual (no compliant node left: 503), and the caller's accounting records it.
+    /// </summary>
+    public Task<RoutedRequest> FailoverAsync(HttpContext context, RoutedRequest previous, ModelKind kind) =>
+        RouteTracedAsync(context, previous.Caller, previous.Model, kind, previous.Alias, previous.AliasChoice, previous);
+
+    private async Task<RoutedRequest> RouteTracedAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias, RouteChoice? aliasChoice, RoutedRequest? failoverOf)
     {
         // A span per decision: ids, model, place and outcome only; never content.
         using var activity = Observability.GatewayTelemetry.Source.StartActivity("sovereign.route");
@@ -148,7 +159,7 @@ public sealed class InferenceRouter(
         activity?.SetTag("gen_ai.request.model", model);
         try
         {
-            var routed = await RouteCoreAsync(context, caller, model, kind, alias, aliasChoice);
+            var routed = await RouteCoreAsync(context, caller, model, kind, alias, aliasChoice, failoverOf);
             activity?.SetTag("sovereign.node", routed.NodeId);
             activity?.SetTag("sovereign.jurisdiction", routed.Jurisdiction);
             activity?.SetTag("sovereign.request_id", routed.RequestId);
@@ -162,7 +173,7 @@ public sealed class InferenceRouter(
         }
     }
 
-    private async Task<RoutedRequest> RouteCoreAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias, RouteChoice? aliasChoice)
+    private async Task<RoutedRequest> RouteCoreAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias, RouteChoice? aliasChoice, RoutedRequest? failoverOf)
     {
         if (string.IsNullOrEmpty(model))
         {
@@ -171,7 +182,7 @@ public sealed class InferenceRouter(
 
         var settings = options.Value;
         var here = string.IsNullOrWhiteSpace(settings.Jurisdiction) ? Undeclared : settings.Jurisdiction.ToUpperInvariant();
-        var requestId = "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+        var requestId = failoverOf?.RequestId ?? "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
         catalog.TryGet(model, out var local);
         if (local is not null && local.Kind != kind)
         {
@@ -182,7 +193,8 @@ public sealed class InferenceRouter(
         var allNodes = await nodes.GetNodesAsync();
         var localNode = allNodes.FirstOrDefault(n => n.Id == settings.NodeId && n.Kind == nameof(NodeKind.Local));
         var external = kind == ModelKind.Chat ? await nodes.ExternalReplicasAsync(model) : [];
-        if (local is null && external.Count == 0)
+        IReadOnlyList<NodeView> unloaded = [];
+        if (local is null && external.Count == 0 && (caller.Policy is null || (unloaded = await nodes.NodesWithUnloadedAsync(model)).Count == 0))
         {
             throw OpenAIException.ModelNotFound(model);
         }
@@ -208,15 +220,32 @@ public sealed class InferenceRouter(
             replicas.Add(new ModelReplica(settings.NodeId, localNode?.Jurisdiction ?? here, NodeKind.Local, healthy, load, capacity));
         }
 
+        foreach (var node in unloaded)
+        {
+            // Registered there but not loaded: no capacity, so 503 (SDKs retry) where the policy allows the node.
+            replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.Local, false, 0, 0));
+        }
+
         foreach (var (node, nodeModel) in external)
         {
+            if (NodeDirectory.IsClusterNode(node))
+            {
+                // A node of this cluster: its own queue holds what waits, so its registered capacity is the limit; its
+                // load is what it last reported or, if higher, what this gateway has sent it since.
+                var reported = node.Load?.Models.FirstOrDefault(m => m.Model == nodeModel.Id);
+                var nodeLoad = Math.Max(gates.LoadOf(node.Id, nodeModel.Id, nodeModel.Capacity), reported is null ? 0 : reported.Running + reported.QueueDepth);
+                replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.Local, nodes.IsUp(node), nodeLoad, Math.Max(1, nodeModel.Capacity)));
+                continue;
+            }
+
             // Full means every slot busy and the route's fair queue full: until then a request waits, it is not refused.
-            replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, node.State == nameof(Residency.ControlPlane.NodeState.Active),
+            replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, nodes.IsUp(node),
                 gates.LoadOf(node.Id, nodeModel.Id, nodeModel.Capacity), gates.CapacityOf(nodeModel.Capacity)));
         }
 
         var facts = FactsOf(model, local, external.Select(e => e.Model).FirstOrDefault());
         var decision = RoutingDecider.Decide(new RoutingRequest(localNode?.Jurisdiction ?? here, caller.Policy, facts, replicas) { Catalog = jurisdictions });
+        IReadOnlyList<string> reasons = failoverOf is null ? decision.Reasons : [$"failover: {failoverOf.NodeId} could not be reached", .. decision.Reasons];
         if (!decision.Allowed)
         {
             await audit.AppendAsync(new AuditRecord
@@ -231,11 +260,15 @@ public sealed class InferenceRouter(
                 Jurisdiction = here,
                 Decision = AuditDecision.Refused,
                 DecisionCode = decision.Code,
-                Reasons = Capped(decision.Reasons),
+                Reasons = Capped(reasons),
                 Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = requestId }, alias, aliasChoice),
             }, context.RequestAborted);
             context.Response.Headers[AuditIdHeader] = requestId;
-            await metering.Value.RecordRefusalAsync(caller, requestId, model, decision.SelectedReplica?.NodeId ?? "-", here, decision.Code);
+            if (failoverOf is null)
+            {
+                // A failover's refusal is accounted for by the request it belongs to, which already holds a reservation.
+                await metering.Value.RecordRefusalAsync(caller, requestId, model, decision.SelectedReplica?.NodeId ?? "-", here, decision.Code);
+            }
             throw new OpenAIException(
                 decision.HttpStatus,
                 decision.Message,
@@ -246,12 +279,19 @@ public sealed class InferenceRouter(
         }
 
         var selected = decision.SelectedReplica!;
-        var routed = selected.Kind == NodeKind.Local
+        var routed = selected.Kind == NodeKind.Local && selected.NodeId == settings.NodeId && local is not null
             ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }
             : external.First(e => e.Node.Id == selected.NodeId) is var target
                 ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, null, target.Node, target.Model) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }
                 : throw new InvalidOperationException("The decider chose an unknown replica.");
-        return await AllowAsync(context, routed, localNode?.Jurisdiction ?? here, decision.Reasons);
+        if (failoverOf is not null)
+        {
+            routed.ArrivedAt = failoverOf.ArrivedAt;
+            routed.Language = failoverOf.Language;
+            routed.LanguageConfidence = failoverOf.LanguageConfidence;
+        }
+
+        return await AllowAsync(context, routed, localNode?.Jurisdiction ?? here, reasons);
     }
 
     /// <summary>Records how an allowed request ended: tokens and outcome, never content.</summary>

@@ -12,13 +12,23 @@ namespace Sovereign.Gateway.Routing;
 /// with each node's credential verified against the operator key. A node whose credential does not verify, or
 /// does not bind the jurisdiction the registry row claims, is treated as absent (fail closed).
 /// </summary>
-public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey operatorKey, IOptions<SovereignOptions> options, TimeProvider time)
+public sealed class NodeDirectory(
+    IGrainFactory grains,
+    OperatorSigningKey operatorKey,
+    IOptions<SovereignOptions> options,
+    IOptions<Cluster.Hosting.SovereignClusterOptions> cluster,
+    TimeProvider time,
+    ILogger<NodeDirectory> logger)
 {
+    /// <summary>How long an external engine that refused a connection is routed around before it is tried again.</summary>
+    public static readonly TimeSpan UnreachableRetryAfter = TimeSpan.FromSeconds(5);
+
     /// <summary>The registry key of the one registry grain.</summary>
     public const string RegistryKey = "default";
 
-    private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(1);
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Unreachable> _unreachable = new(StringComparer.Ordinal);
     private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>());
 
     /// <summary>The registry grain.</summary>
@@ -37,7 +47,7 @@ public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey opera
         if (registry.Version != snapshot.Version)
         {
             var trusted = registry.Nodes.Where(IsTrusted).ToList();
-            snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexExternalModels(trusted));
+            snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexRemoteModels(trusted, options.Value.NodeId));
         }
         else
         {
@@ -49,8 +59,9 @@ public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey opera
     }
 
     /// <summary>
-    /// The external nodes serving a model, from the current snapshot's index (built once per registry version, so a
-    /// request does not scan every node).
+    /// The other nodes serving a model, from the current snapshot's index (built once per registry version, so a
+    /// request does not scan every node): external engines, and the cluster's own nodes that this process reaches at
+    /// their URL.
     /// </summary>
     public async ValueTask<IReadOnlyList<(NodeView Node, NodeModel Model)>> ExternalReplicasAsync(string model)
     {
@@ -58,11 +69,60 @@ public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey opera
         return _snapshot.ExternalByModel.TryGetValue(model, out var replicas) ? replicas : [];
     }
 
-    private static Dictionary<string, (NodeView, NodeModel)[]> IndexExternalModels(IEnumerable<NodeView> nodes) =>
-        nodes.Where(n => n.Kind == nameof(Residency.Policies.NodeKind.External))
+    private static Dictionary<string, (NodeView, NodeModel)[]> IndexRemoteModels(IEnumerable<NodeView> nodes, string self) =>
+        nodes.Where(n => n.Kind == nameof(Residency.Policies.NodeKind.External) || (n.Id != self && IsClusterNode(n)))
             .SelectMany(n => n.Models.Select(m => (Node: n, Model: m)))
             .GroupBy(x => x.Model.Id, StringComparer.Ordinal)
             .ToDictionary(g => g.Key, g => g.ToArray(), StringComparer.Ordinal);
+
+    /// <summary>A node of this cluster (the operator's own, kind local) that is reached over HTTP at its URL.</summary>
+    public static bool IsClusterNode(NodeView node) => node.Kind == nameof(Residency.Policies.NodeKind.Local) && node.BaseUrl is not null;
+
+    /// <summary>
+    /// Whether a node can take requests: marked active and, for a cluster node, its last load report is recent (a
+    /// node that stopped reporting is down, or cut off from the registry).
+    /// </summary>
+    public bool IsUp(NodeView node) =>
+        node.State == nameof(NodeState.Active)
+        && !IsMarkedUnreachable(node)
+        && (!IsClusterNode(node) || (node.Load is { } load
+            && time.GetUtcNow().ToUnixTimeMilliseconds() - load.ReportedAt <= cluster.Value.NodeStaleSeconds * 1000));
+
+    /// <summary>
+    /// Routes around a node from its first failed connection, without waiting for membership to declare it dead: a
+    /// cluster node until it reports again (a report newer than the last one seen), an external engine for
+    /// <see cref="UnreachableRetryAfter"/>.
+    /// </summary>
+    public void MarkUnreachable(NodeView node)
+    {
+        _unreachable[node.Id] = new Unreachable(time.GetUtcNow(), node.Load?.ReportedAt);
+        Observability.GatewayLog.NodeUnreachable(logger, node.Id);
+    }
+
+    private bool IsMarkedUnreachable(NodeView node)
+    {
+        if (!_unreachable.TryGetValue(node.Id, out var mark))
+        {
+            return false;
+        }
+
+        var recovered = IsClusterNode(node)
+            ? node.Load?.ReportedAt > mark.LastReportAt
+            : time.GetUtcNow() - mark.At >= UnreachableRetryAfter;
+        if (recovered)
+        {
+            _unreachable.TryRemove(new KeyValuePair<string, Unreachable>(node.Id, mark));
+        }
+
+        return !recovered;
+    }
+
+    /// <summary>
+    /// Trusted cluster nodes that have <paramref name="model"/> in their registry but not loaded: the model exists in
+    /// the pool, it just has no capacity now (an operator may load it a minute later).
+    /// </summary>
+    public async ValueTask<IReadOnlyList<NodeView>> NodesWithUnloadedAsync(string model) =>
+        [.. (await GetNodesAsync()).Where(n => IsClusterNode(n) || n.Id == options.Value.NodeId).Where(n => n.Load?.Available?.Contains(model, StringComparer.Ordinal) == true)];
 
     /// <summary>Forces the next read to go to the registry (after an admin change in this process).</summary>
     public void Invalidate() => _snapshot = _snapshot with { ReadAt = DateTimeOffset.MinValue };
@@ -86,6 +146,8 @@ public sealed class NodeDirectory(IGrainFactory grains, OperatorSigningKey opera
         var claims = NodeCredentials.Verify(node.Credential, operatorKey.PublicKeyPem, out _);
         return claims is not null && NodeCredentials.Mismatch(claims, node.Id, node.Jurisdiction, node.Kind, node.BaseUrl) is null;
     }
+
+    private sealed record Unreachable(DateTimeOffset At, long? LastReportAt);
 
     private sealed record Snapshot(long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt, IReadOnlyDictionary<string, (NodeView, NodeModel)[]> ExternalByModel);
 

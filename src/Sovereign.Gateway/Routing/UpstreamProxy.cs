@@ -62,12 +62,13 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
     /// <summary>The named HttpClient used for upstream calls.</summary>
     public const string ClientName = "sovereign-upstream";
 
-    public async Task<UpstreamResult> ForwardAsync(
-        HttpContext context, Uri baseUrl, string? upstreamKey, string path, JsonObject body, string clientModel, string upstreamModel, RelayProgress progress)
+    /// <summary>
+    /// Sends the request and waits for the engine's response headers. Throws <see cref="UpstreamUnreachableException"/>
+    /// when no connection could be made: nothing reached the engine, so the request may safely go elsewhere.
+    /// </summary>
+    public async Task<HttpResponseMessage> OpenAsync(Uri baseUrl, string? upstreamKey, string path, JsonObject body, string upstreamModel, CancellationToken aborted)
     {
-        var aborted = context.RequestAborted;
         var stream = body["stream"]?.GetValueKind() == JsonValueKind.True;
-        var clientWantsUsage = body["stream_options"]?["include_usage"]?.GetValueKind() == JsonValueKind.True;
         body["model"] = upstreamModel;
         if (stream)
         {
@@ -83,30 +84,62 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", upstreamKey);
         }
 
-        HttpResponseMessage response;
         try
         {
-            response = await httpClientFactory.CreateClient(ClientName).SendAsync(request, HttpCompletionOption.ResponseHeadersRead, aborted);
+            return await httpClientFactory.CreateClient(ClientName).SendAsync(request, HttpCompletionOption.ResponseHeadersRead, aborted);
+        }
+        catch (HttpRequestException ex) when (ex.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError)
+        {
+            throw new UpstreamUnreachableException(ex);
         }
         catch (HttpRequestException ex)
         {
             throw new OpenAIException(StatusCodes.Status502BadGateway, $"The upstream engine could not be reached: {ex.Message}", "server_error", null, "upstream_unreachable");
         }
+    }
 
-        using (response)
+    /// <summary>
+    /// Relays an opened response to the client, streaming included, with the client's model id restored. When the
+    /// engine fails mid-answer (a node killed), a stream ends with an error event and a JSON answer becomes a 503 with
+    /// Retry-After: the client is told, and what it received is what it is billed for.
+    /// </summary>
+    public async Task<UpstreamResult> RelayAsync(HttpContext context, HttpResponseMessage response, bool stream, bool clientWantsUsage, string clientModel, RelayProgress progress)
+    {
+        var aborted = context.RequestAborted;
+        if (!response.IsSuccessStatusCode)
         {
-            if (!response.IsSuccessStatusCode)
-            {
-                // The upstream's own error body is passed through: it names the problem in the same format.
-                context.Response.StatusCode = (int)response.StatusCode >= 500 ? StatusCodes.Status502BadGateway : (int)response.StatusCode;
-                context.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/json";
-                await response.Content.CopyToAsync(context.Response.Body, aborted);
-                return new UpstreamResult(null, null, false);
-            }
+            // The upstream's own error body is passed through: it names the problem in the same format.
+            context.Response.StatusCode = (int)response.StatusCode >= 500 ? StatusCodes.Status502BadGateway : (int)response.StatusCode;
+            context.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/json";
+            await response.Content.CopyToAsync(context.Response.Body, aborted);
+            return new UpstreamResult(null, null, false);
+        }
 
+        try
+        {
             return stream
                 ? await RelayStreamAsync(context, response, clientModel, clientWantsUsage, progress)
                 : await RelayJsonAsync(context, response, clientModel, progress);
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException && !aborted.IsCancellationRequested)
+        {
+            if (!stream)
+            {
+                throw new OpenAIException(StatusCodes.Status503ServiceUnavailable, "The node serving this request stopped before it finished; try again.",
+                    "server_error", null, "node_failed", TimeSpan.FromSeconds(1));
+            }
+
+            await ServerSentEvents.WriteAsync(context.Response, new JsonObject
+            {
+                ["error"] = new JsonObject
+                {
+                    ["message"] = "The node serving this request stopped before it finished; try again.",
+                    ["type"] = "server_error",
+                    ["param"] = null,
+                    ["code"] = "node_failed",
+                },
+            }, aborted);
+            return new UpstreamResult(null, null, false);
         }
     }
 
@@ -199,3 +232,6 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
             ? new UpstreamUsage(p.GetValue<int>(), c.GetValue<int>())
             : null;
 }
+
+/// <summary>No connection to the engine could be made: nothing was sent, so another replica may take the request.</summary>
+internal sealed class UpstreamUnreachableException(Exception inner) : Exception("The upstream engine could not be reached: " + inner.Message, inner);

@@ -400,6 +400,14 @@ public sealed class AuditLog : IAsyncDisposable
         var results = new object?[batch.Count];
 
         await using var transaction = await connection.BeginTransactionAsync();
+        if (_database.Provider == SqlProvider.PostgreSql)
+        {
+            // Gateways of a cluster share one chain: each commit holds the chain's lock and continues from the head
+            // as it is now, so writers in several processes extend one chain instead of failing on each other.
+            (start, sequence, hash, checkpoint) = await LockChainAsync(connection, transaction, start);
+            timestamp = Math.Max(timestamp, start.LastTimestamp);
+        }
+
         insert.Transaction = transaction;
         for (var i = 0; i < batch.Count; i++)
         {
@@ -448,6 +456,43 @@ public sealed class AuditLog : IAsyncDisposable
         await transaction.CommitAsync();
         return (new ChainState(sequence, hash, timestamp, checkpoint), results);
     }
+
+    /// <summary>Takes the chain's transaction lock (PostgreSQL) and returns the head as committed now.</summary>
+    private static async Task<(ChainState Start, long Sequence, string Hash, AuditCheckpoint? Checkpoint)> LockChainAsync(DbConnection connection, DbTransaction transaction, ChainState start)
+    {
+        using (var lockCommand = connection.CreateCommand())
+        {
+            lockCommand.Transaction = transaction;
+            lockCommand.CommandText = $"SELECT pg_advisory_xact_lock({ChainLockKey})";
+            await lockCommand.ExecuteNonQueryAsync();
+        }
+
+        var head = await AuditStore.ReadHeadAsync(connection, transaction, CancellationToken.None)
+            ?? throw new AuditIntegrityException("The audit_head row is missing; run 'sovereign audit verify'.");
+        if (head.Sequence == start.Sequence && head.Hash == start.Hash)
+        {
+            return (start, start.Sequence, start.Hash, start.LastCheckpoint);
+        }
+
+        // Another process appended: continue after its last entry (the head row and that entry move together).
+        long lastAt = 0;
+        using (var last = connection.CreateCommand())
+        {
+            last.Transaction = transaction;
+            last.CommandText = "SELECT at_ms FROM audit_entries WHERE seq = @seq";
+            SqlDatabase.AddParameter(last, "@seq", head.Sequence);
+            if (await last.ExecuteScalarAsync() is { } at and not DBNull)
+            {
+                lastAt = Convert.ToInt64(at, System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+
+        var moved = new ChainState(head.Sequence, head.Hash, Math.Max(lastAt, start.LastTimestamp), null);
+        return (moved, moved.Sequence, moved.Hash, null);
+    }
+
+    /// <summary>The PostgreSQL advisory lock key of the audit chain.</summary>
+    private const long ChainLockKey = 0x5076417564697443;
 
     /// <summary>Every N commits, a PASSIVE WAL checkpoint on its own connection: it never blocks the next append.</summary>
     private void MaybeCheckpointWal()

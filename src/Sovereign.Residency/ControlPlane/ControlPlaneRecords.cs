@@ -32,6 +32,9 @@ public enum NodeState
 
     /// <summary>Taken out of rotation by the operator (or found unreachable).</summary>
     Down,
+
+    /// <summary>Finishing the work it has; gateways send it nothing new (before a restart or removal).</summary>
+    Draining,
 }
 
 /// <summary>A node and the models it serves. Its jurisdiction is bound by an operator-signed credential.</summary>

@@ -15,8 +15,9 @@ public static class RoutingDecider
     /// id, licence and origin must be allowed, unknown facts failing a restricted policy (else 403
     /// <c>model_not_allowed</c>); replicas outside the allowed countries, or external when external providers are not
     /// allowed, are excluded, and if none is left 403 <c>residency_violation</c>; if none of those left is healthy with
-    /// free capacity, 503 <c>no_compliant_capacity</c>; otherwise the one with the lowest load/capacity ratio, ties
-    /// broken by node id (ordinal).
+    /// free capacity, 503 <c>no_compliant_capacity</c>; otherwise locality first (a replica in the gateway's own
+    /// jurisdiction before one elsewhere that the policy also allows), then the lowest load/capacity ratio, ties broken
+    /// by node id (ordinal).
     /// </summary>
     public static RoutingDecision Decide(RoutingRequest request)
     {
@@ -115,8 +116,13 @@ public static class RoutingDecider
                 allowed);
         }
 
-        var chosen = ready.Min(CapacityOrder.Instance)!;
-        reasons.Add($"{Selected}:{chosen.NodeId}:least loaded ({chosen.Load}/{chosen.Capacity}) of {ready.Count} compliant with capacity");
+        var order = new CapacityOrder(gateway);
+        var chosen = ready.Min(order)!;
+        var local = order.IsLocal(chosen);
+        var localCount = ready.Count(order.IsLocal);
+        reasons.Add(local
+            ? $"{Selected}:{chosen.NodeId}:in the gateway's jurisdiction {gateway}, least loaded ({chosen.Load}/{chosen.Capacity}) of {localCount} local of {ready.Count} compliant with capacity"
+            : $"{Selected}:{chosen.NodeId}:least loaded ({chosen.Load}/{chosen.Capacity}) of {ready.Count} compliant with capacity, none in the gateway's jurisdiction {gateway}");
         return new RoutingDecision
         {
             Allowed = true,
@@ -229,16 +235,25 @@ public static class RoutingDecider
         }
     }
 
-    /// <summary>Lowest load/capacity first, compared exactly (no floating point), then <see cref="ReplicaOrder"/>.</summary>
-    private sealed class CapacityOrder : IComparer<ModelReplica>
+    /// <summary>
+    /// Replicas in the gateway's jurisdiction first (locality: no border crossed, shortest path), then lowest
+    /// load/capacity, compared exactly (no floating point), then <see cref="ReplicaOrder"/>.
+    /// </summary>
+    private sealed class CapacityOrder(string gateway) : IComparer<ModelReplica>
     {
-        public static readonly CapacityOrder Instance = new();
+        public bool IsLocal(ModelReplica replica) => JurisdictionCatalog.Normalize(replica.Jurisdiction) == gateway;
 
         public int Compare(ModelReplica? x, ModelReplica? y)
         {
             if (x is null || y is null)
             {
                 return ReplicaOrder.Instance.Compare(x, y);
+            }
+
+            var locality = IsLocal(y).CompareTo(IsLocal(x));
+            if (locality != 0)
+            {
+                return locality;
             }
 
             // Both capacities are positive here (HasCapacity), so cross-multiplying keeps the order of the fractions.

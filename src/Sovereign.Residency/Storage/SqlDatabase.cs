@@ -83,6 +83,32 @@ public sealed class SqlDatabase
     public async Task MigrateAsync(IEnumerable<SqlMigration> migrations, CancellationToken cancellationToken = default)
     {
         await using var connection = await OpenAsync(cancellationToken);
+
+        // Several processes of a cluster start at once on one PostgreSQL: a session lock makes them migrate one after
+        // the other (the later ones then find every migration applied). SQLite serialises writers by itself.
+        if (Provider == SqlProvider.PostgreSql)
+        {
+            await ExecuteAsync(connection, null, $"SELECT pg_advisory_lock({MigrationLockKey})", cancellationToken);
+        }
+
+        try
+        {
+            await ApplyAsync(connection, migrations, cancellationToken);
+        }
+        finally
+        {
+            if (Provider == SqlProvider.PostgreSql)
+            {
+                await ExecuteAsync(connection, null, $"SELECT pg_advisory_unlock({MigrationLockKey})", CancellationToken.None);
+            }
+        }
+    }
+
+    /// <summary>The PostgreSQL advisory lock key that serialises migrations (any constant unique to Sovereign).</summary>
+    private const long MigrationLockKey = 0x50764D6967726174;
+
+    private static async Task ApplyAsync(DbConnection connection, IEnumerable<SqlMigration> migrations, CancellationToken cancellationToken)
+    {
         await ExecuteAsync(connection, null, "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)", cancellationToken);
         foreach (var migration in migrations)
         {

@@ -112,9 +112,18 @@ public sealed class RoutingDeciderPropertyTests
 
                 if (decision.SelectedReplica is { } chosen)
                 {
-                    // No compliant replica with room is strictly less loaded, or equally loaded with a smaller id.
+                    // Locality first: no compliant replica with room is in the gateway's jurisdiction when the chosen one
+                    // is not; among those of the same locality, none is strictly less loaded, or equally loaded with a
+                    // smaller id.
+                    var gateway = JurisdictionCatalog.Normalize(request.GatewayJurisdiction);
+                    bool IsLocal(ModelReplica r) => JurisdictionCatalog.Normalize(r.Jurisdiction) == gateway;
                     var better = Ready(request).Where(r =>
                     {
+                        if (IsLocal(r) != IsLocal(chosen))
+                        {
+                            return IsLocal(r);
+                        }
+
                         var c = ((long)r.Load * chosen.Capacity).CompareTo((long)chosen.Load * r.Capacity);
                         return c < 0 || (c == 0 && string.CompareOrdinal(r.NodeId, chosen.NodeId) < 0);
                     });

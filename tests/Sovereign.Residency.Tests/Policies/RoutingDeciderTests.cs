@@ -62,7 +62,7 @@ public sealed class RoutingDeciderTests
                 "replica_excluded:ext-1:external providers not allowed",
                 "replica_excluded:sg-1:jurisdiction SG not allowed",
                 "replica_unavailable:th-3:unhealthy",
-                "selected:th-1:least loaded (3/10) of 2 compliant with capacity",
+                "selected:th-1:in the gateway's jurisdiction TH, least loaded (3/10) of 2 local of 2 compliant with capacity",
             ],
             decision.Reasons);
         Assert.Equal("Routed to th-1 in TH.", decision.Message);
@@ -136,7 +136,26 @@ public sealed class RoutingDeciderTests
         var request = new RoutingRequest("TH", Routing.Policy("ASEAN"), Routing.Model, Routing.Replicas("th-1:TH:up:1/2, sg-1:SG:up:1/2"));
 
         Assert.Equal(RoutingDecider.Decide(request), RoutingDecider.Decide(request));
-        Assert.Equal("sg-1", RoutingDecider.Decide(request).SelectedReplica?.NodeId);
+        Assert.Equal("th-1", RoutingDecider.Decide(request).SelectedReplica?.NodeId);
+    }
+
+    [Fact]
+    public void Decide_LocalReplica_PreferredOverALessLoadedOneAbroad()
+    {
+        // Locality before load: the TH node beside the gateway, though busier, rather than the idle SG one.
+        var decision = Routing.Decide("TH", Routing.Policy("ASEAN"), "sg-1:SG:up:0/10, th-1:TH:up:5/10");
+
+        Assert.Equal("th-1", decision.SelectedReplica?.NodeId);
+        Assert.Equal("selected:th-1:in the gateway's jurisdiction TH, least loaded (5/10) of 1 local of 2 compliant with capacity", decision.Reasons[^1]);
+    }
+
+    [Fact]
+    public void Decide_LocalReplicasFullOrDown_AnotherAllowedJurisdictionServes()
+    {
+        var decision = Routing.Decide("TH", Routing.Policy("ASEAN"), "th-1:TH:up:10/10, th-2:TH:down:0/10, sg-1:SG:up:7/10, my-1:MY:up:2/10");
+
+        Assert.Equal("my-1", decision.SelectedReplica?.NodeId);
+        Assert.Equal("selected:my-1:least loaded (2/10) of 2 compliant with capacity, none in the gateway's jurisdiction TH", decision.Reasons[^1]);
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Options;
+using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
@@ -14,9 +15,13 @@ namespace Sovereign.Gateway.Pipeline.Executors;
 /// and the output by an explicit limit that the gateway sends upstream when the client set none, times the choices:
 /// the reservation is a true bound of what the upstream may generate.
 /// </summary>
-internal sealed class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options) : IRequestExecutor
+internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options) : IRequestExecutor
 {
-    public bool Runs(RoutedRequest route, Workload work) => route.ExternalNode is not null && work is GenerationWorkload;
+    public virtual bool Runs(RoutedRequest route, Workload work) =>
+        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.External) } && work is GenerationWorkload;
+
+    /// <summary>The bearer token the relay presents to the node's engine.</summary>
+    protected virtual string? UpstreamKey(NodeView node) => node.UpstreamKey;
 
     public ValueTask<WorkDemand> MeasureAsync(GovernedRequest request)
     {
@@ -44,27 +49,48 @@ internal sealed class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory 
     public async ValueTask<IExecution> StartAsync(GovernedRequest request)
     {
         var route = request.Route!;
+        var node = route.ExternalNode!;
         var model = route.ExternalModel!;
         var ticket = request.Ticket!;
+        var work = (GenerationWorkload)request.Work;
+        var body = (JsonObject)request.Plan!;
+        var stream = body["stream"]?.GetValueKind() == JsonValueKind.True;
+        var clientWantsUsage = body["stream_options"]?["include_usage"]?.GetValueKind() == JsonValueKind.True;
         var slot = await gates.For(route.NodeId, model.Id, model.Capacity)
             .AcquireAsync(new FairQueueEntry(request.Caller.TenantId, ticket.Weight, ticket.Priority, 1), request.Aborted);
-        return new UpstreamRelay(proxy, request, (JsonObject)request.Plan!, slot, nodes.Track(route.NodeId));
+        var inFlight = nodes.Track(route.NodeId);
+        try
+        {
+            // Connected before the execution counts as started: a node that cannot be reached has done nothing, so the
+            // pipeline may send the request to another replica the policy allows.
+            var response = await proxy.OpenAsync(new Uri(node.BaseUrl!.TrimEnd('/') + "/"), UpstreamKey(node), work.Endpoint, body, model.Upstream, request.Aborted);
+            return new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, slot, inFlight);
+        }
+        catch (UpstreamUnreachableException ex)
+        {
+            inFlight.Dispose();
+            slot.Dispose();
+            nodes.MarkUnreachable(node);
+            throw new NodeUnreachableException(route.NodeId, ex);
+        }
+        catch
+        {
+            inFlight.Dispose();
+            slot.Dispose();
+            throw;
+        }
     }
 }
 
 /// <summary>A request relayed to an external engine; the relay writes OpenAI's wire format as the engine sends it.</summary>
-internal sealed class UpstreamRelay(UpstreamProxy proxy, GovernedRequest request, JsonObject body, IDisposable slot, IDisposable inFlight) : IExecution
+internal sealed class UpstreamRelay(UpstreamProxy proxy, GovernedRequest request, HttpResponseMessage response, bool stream, bool clientWantsUsage, IDisposable slot, IDisposable inFlight) : IExecution
 {
     private readonly RelayProgress _progress = new();
 
     /// <summary>Relays the answer; the books close before the client receives its last part.</summary>
     public async Task RespondAsync()
     {
-        var route = request.Route!;
-        var node = route.ExternalNode!;
-        var work = (GenerationWorkload)request.Work;
-        var result = await proxy.ForwardAsync(request.Http, new Uri(node.BaseUrl!.TrimEnd('/') + "/"), node.UpstreamKey, work.Endpoint, body,
-            route.Model, route.ExternalModel!.Upstream, _progress);
+        var result = await proxy.RelayAsync(request.Http, response, stream, clientWantsUsage, request.Route!.Model, _progress);
         await (result.Succeeded ? request.CompleteAsync() : request.FailAsync());
         await result.FinishAsync(request.Http);
     }
@@ -75,8 +101,18 @@ internal sealed class UpstreamRelay(UpstreamProxy proxy, GovernedRequest request
 
     public ValueTask DisposeAsync()
     {
+        response.Dispose();
         inFlight.Dispose();
         slot.Dispose();
         return ValueTask.CompletedTask;
     }
+}
+
+/// <summary>
+/// The route's node could not be reached before any work was sent: the pipeline may route the request again, to a
+/// replica the policy allows, without that node.
+/// </summary>
+internal sealed class NodeUnreachableException(string nodeId, Exception inner) : Exception($"Node {nodeId} could not be reached.", inner)
+{
+    public string NodeId { get; } = nodeId;
 }

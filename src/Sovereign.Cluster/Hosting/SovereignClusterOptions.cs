@@ -1,0 +1,97 @@
+namespace Sovereign.Cluster.Hosting;
+
+/// <summary>What a <c>sovereign serve</c> process does in the cluster.</summary>
+public enum ServerRole
+{
+    /// <summary>Gateway and node in one process: today's single machine (the default).</summary>
+    All,
+
+    /// <summary>Authenticates, routes, meters and audits; serves no model itself, relays to nodes.</summary>
+    Gateway,
+
+    /// <summary>Serves its models only to the cluster's gateways and reports its load to the registry.</summary>
+    Node,
+}
+
+/// <summary>
+/// Settings of the <c>Sovereign:Cluster</c> section. Without <see cref="Redis"/> the process is a one-silo cluster
+/// with localhost clustering (one machine); with it, every process that names the same Redis and
+/// <see cref="ClusterId"/> joins one Orleans cluster, so a tenant's grain (its money) and the node registry have one
+/// activation across all gateways and nodes.
+/// </summary>
+public sealed class SovereignClusterOptions
+{
+    /// <summary>The configuration section name.</summary>
+    public const string SectionName = "Sovereign:Cluster";
+
+    /// <summary>This process's role (flag <c>--role</c>).</summary>
+    public ServerRole Role { get; set; } = ServerRole.All;
+
+    /// <summary>A StackExchange.Redis connection string for membership (e.g. <c>redis.internal:6379</c>); unset: one machine.</summary>
+    public string? Redis { get; set; }
+
+    /// <summary>The cluster's name; processes join only the cluster of the same id.</summary>
+    public string ClusterId { get; set; } = "sovereign";
+
+    /// <summary>Silo-to-silo port (0: a free one).</summary>
+    public int SiloPort { get; set; }
+
+    /// <summary>Orleans client gateway port (0: a free one).</summary>
+    public int GatewayPort { get; set; }
+
+    /// <summary>The address other silos reach this one at (default: loopback, i.e. one machine).</summary>
+    public string AdvertisedAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>
+    /// The base URL gateways relay to this node at (e.g. <c>http://10.0.0.7:8080</c>); bound into the node's
+    /// operator-signed credential. Required for a node in a Redis cluster.
+    /// </summary>
+    public string? NodeUrl { get; set; }
+
+    /// <summary>
+    /// The secret gateways present to nodes (bearer token on relayed requests). A node answers /v1 only with it, so
+    /// a node never serves a request that did not come through a gateway of the cluster. Required with <see cref="Redis"/>.
+    /// </summary>
+    public string? Secret { get; set; }
+
+    /// <summary>Seconds after which a node that stopped reporting its load is taken as down (default 5).</summary>
+    public double NodeStaleSeconds { get; set; } = 5;
+
+    /// <summary>Seconds a silo may miss probes before membership declares it dead (default 10).</summary>
+    public double DeathSeconds { get; set; } = 10;
+
+    /// <summary>Whether this process is part of a multi-process cluster.</summary>
+    public bool IsDistributed => !string.IsNullOrWhiteSpace(Redis);
+
+    /// <summary>Whether this process serves models.</summary>
+    public bool ServesModels => Role != ServerRole.Gateway;
+
+    /// <summary>The start-up problems of these settings, if any (each names its setting).</summary>
+    public IEnumerable<string> Problems()
+    {
+        if (!Enum.IsDefined(Role))
+        {
+            yield return "Sovereign:Cluster:Role must be all, gateway or node.";
+        }
+
+        if (IsDistributed && string.IsNullOrWhiteSpace(Secret))
+        {
+            yield return "Sovereign:Cluster:Secret is required with Sovereign:Cluster:Redis: gateways present it to nodes.";
+        }
+
+        if (IsDistributed && Role != ServerRole.Gateway && !Uri.TryCreate(NodeUrl, UriKind.Absolute, out _))
+        {
+            yield return "Sovereign:Cluster:NodeUrl (an absolute http(s) URL) is required for a node in a Redis cluster: gateways relay to it.";
+        }
+
+        if (!IsDistributed && Role != ServerRole.All)
+        {
+            yield return $"--role {Role.ToString().ToLowerInvariant()} needs Sovereign:Cluster:Redis: a gateway or node alone on one machine has nothing to route to.";
+        }
+
+        if (!System.Net.IPAddress.TryParse(AdvertisedAddress, out _))
+        {
+            yield return "Sovereign:Cluster:AdvertisedAddress must be an IP address.";
+        }
+    }
+}

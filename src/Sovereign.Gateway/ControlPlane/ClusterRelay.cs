@@ -1,0 +1,43 @@
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Options;
+using Sovereign.Cluster.Hosting;
+using Sovereign.Gateway.OpenAI;
+
+namespace Sovereign.Gateway.ControlPlane;
+
+/// <summary>
+/// Recognises requests that a gateway of this cluster relays to this node: they carry the cluster secret as their
+/// bearer token. The gateway already authenticated the tenant, decided residency and reserved the money, so the
+/// node serves them as the cluster's (no tenant, no policy: this node only). A <c>--role node</c> process answers
+/// nothing else on /v1, so it never serves a request that did not come through a gateway.
+/// </summary>
+public sealed class ClusterRelay(IOptions<SovereignClusterOptions> options)
+{
+    /// <summary>The tenant (and plan) a node records relayed work under; the gateway bills the real tenant.</summary>
+    public const string RelayTenant = "cluster-relay";
+
+    private readonly byte[]? _secretHash = options.Value is { IsDistributed: true, Secret: { Length: > 0 } secret }
+        ? SHA256.HashData(Encoding.UTF8.GetBytes(secret))
+        : null;
+
+    /// <summary>The secret gateways present to nodes, if this process is in a multi-process cluster.</summary>
+    public string? Secret => options.Value.IsDistributed ? options.Value.Secret : null;
+
+    /// <summary>The relay caller when the token is the cluster secret; null to authenticate as usual; 401 on a node.</summary>
+    public Caller? Authenticate(string? presented)
+    {
+        if (_secretHash is not null && presented is not null
+            && CryptographicOperations.FixedTimeEquals(_secretHash, SHA256.HashData(Encoding.UTF8.GetBytes(presented))))
+        {
+            return new Caller(RelayTenant, null, null, RelayTenant);
+        }
+
+        if (options.Value.Role == ServerRole.Node)
+        {
+            throw OpenAIException.Unauthorized("This is a node of a Sovereign cluster: it serves only requests relayed by the cluster's gateways.");
+        }
+
+        return null;
+    }
+}

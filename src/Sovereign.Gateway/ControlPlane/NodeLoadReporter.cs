@@ -1,0 +1,171 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Sovereign.Cluster.Grains;
+using Sovereign.Cluster.Hosting;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Models;
+using Sovereign.Gateway.Routing;
+
+namespace Sovereign.Gateway.ControlPlane;
+
+/// <summary>
+/// Keeps this node's row of the registry live: every second, and at once when a model loads or unloads, it reports
+/// the models served, each one's busy and free slots, queue depth and KV-cache use, and the node's accelerators
+/// (GPUs from <c>nvidia-smi</c> where present, else the CPU). Gateways route on it and treat a node whose report is
+/// older than <see cref="SovereignClusterOptions.NodeStaleSeconds"/> as down.
+/// </summary>
+internal sealed partial class NodeLoadReporter(
+    NodeDirectory nodes,
+    ModelCatalog catalog,
+    IOptions<SovereignOptions> options,
+    IOptions<SovereignClusterOptions> cluster,
+    TimeProvider time,
+    ILogger<NodeLoadReporter> logger) : BackgroundService
+{
+    /// <summary>How often the load is reported.</summary>
+    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(1);
+
+    private readonly SemaphoreSlim _changed = new(0, 1);
+    private IReadOnlyList<Accelerator> _accelerators = [];
+
+    /// <summary>The models this process serves, as the registry lists them.</summary>
+    public static List<NodeModel> ModelsOf(ModelCatalog catalog) =>
+        [.. catalog.All.Select(m => new NodeModel(m.Id, m.Id, m.Model is { } model ? model.Options.Parallel + model.Options.MaxQueue : 64, m.Model?.Options.License, m.Model?.Options.Origin))];
+
+    /// <summary>The load of each served model now.</summary>
+    public static List<ModelLoad> LoadOf(ModelCatalog catalog) =>
+        [.. catalog.All.Select(m => m.Batcher is { } b
+            ? new ModelLoad(m.Id, b.RunningCount, Math.Max(0, b.Model.Options.Parallel - b.RunningCount), b.WaitingCount, Math.Round(b.KvCacheUsage, 4))
+            : new ModelLoad(m.Id, 0, 0, 0, 0))];
+
+    /// <summary>Models in this node's registry that are not loaded now (a gateway answers 503, not 404, for them).</summary>
+    private List<string> AvailableOf(ModelCatalog catalog)
+    {
+        try
+        {
+            return [.. catalog.Registry.List().Select(e => e.Id).Where(id => !catalog.TryGet(id, out _))];
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidDataException)
+        {
+            LogReportFailed("the model registry cannot be read: " + ex.Message);
+            return [];
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (!cluster.Value.ServesModels || string.IsNullOrWhiteSpace(options.Value.Jurisdiction))
+        {
+            return;
+        }
+
+        _accelerators = await DetectAcceleratorsAsync(stoppingToken);
+        catalog.Changed += Signal;
+        try
+        {
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                try
+                {
+                    var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog), new NodeLoad(now, LoadOf(catalog), _accelerators, AvailableOf(catalog))))
+                    {
+                        nodes.Invalidate();
+                    }
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // The registry's silo may be moving (a member left); the next tick reports again.
+                    LogReportFailed(ex.Message);
+                }
+
+                // Wait for the next tick, or less when a model loaded or unloaded.
+                await _changed.WaitAsync(Interval, stoppingToken);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            catalog.Changed -= Signal;
+        }
+    }
+
+    private void Signal()
+    {
+        try
+        {
+            _changed.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // A report is already due.
+        }
+    }
+
+    /// <summary>GPUs as nvidia-smi lists them; without it (or without GPUs) the CPU.</summary>
+    private static async Task<IReadOnlyList<Accelerator>> DetectAcceleratorsAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var start = new ProcessStartInfo("nvidia-smi", "--query-gpu=name,memory.total,memory.used --format=csv,noheader,nounits")
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            using var process = Process.Start(start);
+            if (process is not null)
+            {
+                var output = await process.StandardOutput.ReadToEndAsync(cancellationToken);
+                await process.WaitForExitAsync(cancellationToken).WaitAsync(TimeSpan.FromSeconds(10), cancellationToken);
+                var gpus = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    .Select(line => line.Split(',', StringSplitOptions.TrimEntries))
+                    .Where(f => f.Length == 3)
+                    .Select(f => new Accelerator("gpu", f[0], ParseMiB(f[1]), ParseMiB(f[2])))
+                    .ToList();
+                if (process.ExitCode == 0 && gpus.Count > 0)
+                {
+                    return gpus;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException or TimeoutException)
+        {
+            // No nvidia-smi here: a CPU node.
+        }
+
+        var memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes >> 20;
+        return [new Accelerator("cpu", $"{CpuName()} ({Environment.ProcessorCount} cores)", memory, 0)];
+    }
+
+    private static long ParseMiB(string text) => long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value : 0;
+
+    private static string CpuName()
+    {
+        try
+        {
+            return File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "CPU";
+        }
+        catch (IOException)
+        {
+            return "CPU";
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return "CPU";
+        }
+    }
+
+    public override void Dispose()
+    {
+        _changed.Dispose();
+        base.Dispose();
+    }
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "Could not report this node's load to the registry: {Problem}")]
+    private partial void LogReportFailed(string problem);
+}

@@ -1,0 +1,21 @@
+using Microsoft.Extensions.Options;
+using Sovereign.Cluster.Grains;
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Routing;
+
+namespace Sovereign.Gateway.Pipeline.Executors;
+
+/// <summary>
+/// Runs chat and text completions on another node of the cluster: the same relay as to an external engine (the node
+/// speaks OpenAI's wire format), authenticated with the cluster secret, which the node requires. The policy sees the
+/// node as the operator's own (kind local), at the jurisdiction its operator-signed credential binds.
+/// </summary>
+internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options, ClusterRelay relay)
+    : ExternalEngineExecutor(proxy, nodes, gates, options)
+{
+    public override bool Runs(RoutedRequest route, Workload work) =>
+        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.Local) } && work is GenerationWorkload;
+
+    protected override string? UpstreamKey(NodeView node) => relay.Secret;
+}

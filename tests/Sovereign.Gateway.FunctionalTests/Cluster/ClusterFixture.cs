@@ -1,0 +1,313 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Text.Json;
+using Sovereign.Gateway.FunctionalTests.Storage;
+
+namespace Sovereign.Gateway.FunctionalTests.Cluster;
+
+/// <summary>
+/// A small national pool on loopback, every member a real <c>sovereign serve</c> process: Redis holds the Orleans
+/// membership, PostgreSQL the state; gateways in TH and SG (no models) and one node in each (stories260K). The
+/// nodes and the TH gateway start together, so their migrations race on one database. Needs Debian's redis-server
+/// and postgresql (<c>test.sh</c> installs both).
+/// </summary>
+public sealed class ClusterFixture : IAsyncLifetime
+{
+    public const string AdminToken = "cluster-admin";
+    public const string Secret = "cluster-secret-for-tests";
+    public const string Model = "stories";
+    public const decimal InputPerMillion = 1m;
+    public const decimal OutputPerMillion = 1000m;
+
+    private readonly string _root = Directory.CreateTempSubdirectory("sovereign-cluster-").FullName;
+    private readonly PostgreSqlFixture _postgres = new();
+    private readonly List<Member> _members = [];
+    private Process? _redis;
+    private int _redisPort;
+
+    public Member GatewayTh { get; private set; } = null!;
+    public Member GatewaySg { get; private set; } = null!;
+    public Member NodeTh { get; private set; } = null!;
+    public Member NodeSg { get; private set; } = null!;
+
+    /// <summary>The operator's key file every trusted member shares (it signs node credentials and checkpoints).</summary>
+    public string OperatorKeyFile => Path.Combine(_root, "operator-key.pem");
+
+    public async Task InitializeAsync()
+    {
+        await _postgres.InitializeAsync();
+        StartRedis();
+        using (Residency.Audit.OperatorSigningKey.LoadOrCreate(OperatorKeyFile))
+        {
+        }
+
+        NodeTh = Start("node-th", "node", "TH", withModel: true);
+        NodeSg = Start("node-sg", "node", "SG", withModel: true);
+        GatewayTh = Start("gateway-th", "gateway", "TH", withModel: false);
+        await Task.WhenAll(WaitReadyAsync(NodeTh), WaitReadyAsync(NodeSg), WaitReadyAsync(GatewayTh));
+
+        // The price book is read when a gateway starts: the plan exists before the second gateway does.
+        using var admin = GatewayTh.Client(AdminToken);
+        await Expect(admin.PutAsJsonAsync("/admin/v1/plans/standard", new { currency = "EUR" }), 200);
+        await Expect(admin.PostAsJsonAsync("/admin/v1/plans/standard/prices", new { model = Model, input_per_million = InputPerMillion, output_per_million = OutputPerMillion }), 201);
+
+        GatewaySg = Start("gateway-sg", "gateway", "SG", withModel: false);
+        await WaitReadyAsync(GatewaySg);
+        await Task.WhenAll(WaitForNodesAsync(GatewayTh, "node-th", "node-sg"), WaitForNodesAsync(GatewaySg, "node-th", "node-sg"));
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var member in _members)
+        {
+            member.Stop();
+        }
+
+        if (_redis is { HasExited: false })
+        {
+            _redis.Kill(entireProcessTree: true);
+            await _redis.WaitForExitAsync();
+        }
+
+        _redis?.Dispose();
+        await _postgres.DisposeAsync();
+        Directory.Delete(_root, recursive: true);
+    }
+
+    /// <summary>
+    /// Starts one more member. <paramref name="operatorKeyFile"/> null gives it a key of its own, so its self-issued
+    /// credential is not the operator's.
+    /// </summary>
+    public Member Start(string nodeId, string role, string jurisdiction, bool withModel, string? modelId = null, bool trusted = true)
+    {
+        var data = Path.Combine(_root, nodeId);
+        Directory.CreateDirectory(data);
+        if (trusted)
+        {
+            File.Copy(OperatorKeyFile, Path.Combine(data, "operator-key.pem"), overwrite: true);
+        }
+
+        var port = FreePort();
+        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        List<string> args = [Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--role", role, "--urls", $"http://127.0.0.1:{port}", "--data-dir", data];
+        if (withModel)
+        {
+            args.AddRange(["--model", $"{TestModels.Stories260K}={modelId ?? Model}", "--threads", "1", "--ctx-size", "256", "--parallel", "2"]);
+        }
+
+        args.ForEach(start.ArgumentList.Add);
+        var environment = start.Environment;
+        environment["OMP_WAIT_POLICY"] = "PASSIVE";
+        environment["Sovereign__AdminToken"] = AdminToken;
+        environment["Sovereign__Jurisdiction"] = jurisdiction;
+        environment["Sovereign__NodeId"] = nodeId;
+        environment["Sovereign__BuiltInEmbeddings"] = "false";
+        environment["Sovereign__Database__Provider"] = "PostgreSql";
+        environment["Sovereign__Database__ConnectionString"] = _postgres.ConnectionString.Replace("Maximum Pool Size=20", "Maximum Pool Size=8", StringComparison.Ordinal);
+        environment["Sovereign__Cluster__Redis"] = $"127.0.0.1:{_redisPort}";
+        environment["Sovereign__Cluster__ClusterId"] = "test-" + Path.GetFileName(_root);
+        environment["Sovereign__Cluster__Secret"] = Secret;
+        environment["Sovereign__Cluster__NodeUrl"] = $"http://127.0.0.1:{port}";
+
+        // A killed node stays "recently reported" for the whole run, so a gateway finds it dead by its first failed
+        // connection (what the failover test checks), never by the clock.
+        environment["Sovereign__Cluster__NodeStaleSeconds"] = "3600";
+        var member = new Member(nodeId, port, data, Process.Start(start)!);
+        _members.Add(member);
+        return member;
+    }
+
+    /// <summary>Waits until the member answers /ready (or fails if it exits first).</summary>
+    public static async Task WaitReadyAsync(Member member)
+    {
+        using var probe = new HttpClient { BaseAddress = member.Url };
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        while (true)
+        {
+            Assert.False(member.Process.HasExited, $"{member.Id} exited during start-up:\n{member.Output}");
+            try
+            {
+                if ((await probe.GetAsync("/ready", timeout.Token)).IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+
+            await Task.Delay(100, timeout.Token);
+        }
+    }
+
+    /// <summary>Waits until <paramref name="gateway"/>'s registry lists each node with a load report.</summary>
+    public static async Task WaitForNodesAsync(Member gateway, params string[] nodeIds)
+    {
+        using var admin = gateway.Client(AdminToken);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        while (true)
+        {
+            var nodes = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/nodes", timeout.Token)).RootElement.GetProperty("data").EnumerateArray()
+                .Where(n => n.GetProperty("load").ValueKind == JsonValueKind.Object)
+                .Select(n => n.GetProperty("id").GetString())
+                .ToHashSet();
+            if (nodeIds.All(nodes.Contains))
+            {
+                return;
+            }
+
+            await Task.Delay(200, timeout.Token);
+        }
+    }
+
+    /// <summary>Waits until <paramref name="gateway"/>'s registry shows <paramref name="nodeId"/> in the state asked.</summary>
+    public static async Task WaitForNodeAsync(Member gateway, string nodeId, Func<JsonElement, bool> state)
+    {
+        using var admin = gateway.Client(AdminToken);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        while (!JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/nodes", timeout.Token)).RootElement.GetProperty("data").EnumerateArray()
+            .Any(n => n.GetProperty("id").GetString() == nodeId && state(n)))
+        {
+            await Task.Delay(200, timeout.Token);
+        }
+    }
+
+    public static async Task<JsonElement> Expect(Task<HttpResponseMessage> call, int status)
+    {
+        using var response = await call;
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == status, $"expected {status}, got {(int)response.StatusCode}: {body}");
+        return body.Length == 0 ? default : JsonDocument.Parse(body).RootElement.Clone();
+    }
+
+    /// <summary>Runs the <c>sovereign</c> CLI against <paramref name="gateway"/> as the operator; returns its exit code and output.</summary>
+    public static async Task<(int ExitCode, string Output)> CliAsync(Member gateway, params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in (string[])[Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), .. args, "--url", gateway.Url.ToString(), "--admin-token", AdminToken])
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
+    private void StartRedis()
+    {
+        var server = new[] { "/usr/bin/redis-server", "/usr/local/bin/redis-server" }.FirstOrDefault(File.Exists);
+        Assert.True(server is not null, "redis-server is not installed: apt-get install redis-server (test.sh does this).");
+        _redisPort = FreePort();
+        var start = new ProcessStartInfo(server) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { "--port", _redisPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _root })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        _redis = Process.Start(start)!;
+        _redis.OutputDataReceived += (_, _) => { };
+        _redis.ErrorDataReceived += (_, _) => { };
+        _redis.BeginOutputReadLine();
+        _redis.BeginErrorReadLine();
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>One <c>sovereign serve</c> process of the cluster.</summary>
+    public sealed class Member
+    {
+        private readonly ConcurrentQueue<string> _output = new();
+        private int _stopped;
+
+        public Member(string id, int port, string data, Process process)
+        {
+            Id = id;
+            DataDirectory = data;
+            Url = new Uri($"http://127.0.0.1:{port}");
+            Process = process;
+            process.OutputDataReceived += (_, e) => Keep(e.Data);
+            process.ErrorDataReceived += (_, e) => Keep(e.Data);
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+        }
+
+        public string Id { get; }
+
+        public string DataDirectory { get; }
+
+        public Uri Url { get; }
+
+        public Process Process { get; }
+
+        /// <summary>The last lines it printed (for failure messages).</summary>
+        public string Output => string.Join('\n', _output);
+
+        public HttpClient Client(string? token)
+        {
+            var client = new HttpClient { BaseAddress = Url };
+            if (token is not null)
+            {
+                client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+            }
+
+            return client;
+        }
+
+        /// <summary>
+        /// SIGTERM and wait: the silo leaves the membership and hands its grains back, so the rest of the cluster does
+        /// not wait for it to be declared dead (a SIGKILLed silo's grains are unreachable until then).
+        /// </summary>
+        public void StopGracefully()
+        {
+            if (!Process.HasExited)
+            {
+                using var term = System.Diagnostics.Process.Start("kill", ["-TERM", Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+                term.WaitForExit();
+                Process.WaitForExit(60_000);
+            }
+
+            Stop();
+        }
+
+        public void Stop()
+        {
+            if (Interlocked.Exchange(ref _stopped, 1) != 0)
+            {
+                return;
+            }
+
+            if (!Process.HasExited)
+            {
+                Process.Kill(entireProcessTree: true);
+                Process.WaitForExit();
+            }
+
+            Process.Dispose();
+        }
+
+        private void Keep(string? line)
+        {
+            if (line is null)
+            {
+                return;
+            }
+
+            _output.Enqueue(line);
+            while (_output.Count > 200 && _output.TryDequeue(out _))
+            {
+            }
+        }
+    }
+}

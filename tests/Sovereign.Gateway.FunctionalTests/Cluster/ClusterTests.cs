@@ -1,0 +1,301 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Sovereign.Gateway.Routing;
+
+namespace Sovereign.Gateway.FunctionalTests.Cluster;
+
+/// <summary>
+/// Gateways and nodes as separate processes in one Orleans cluster (Redis membership, PostgreSQL state): residency
+/// holds across processes, routing prefers the gateway's own jurisdiction, money and keys are one per cluster, and a
+/// node serves only what the cluster's gateways relay.
+/// </summary>
+public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<ClusterFixture>
+{
+    private const string Body = """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":4}""";
+    private static int _tenants;
+
+    [Fact]
+    public async Task ThOnlyTenant_IsServedOnlyInTh_AndRefusedAtTheSgGateway()
+    {
+        var key = await NewTenantAsync(["TH"]);
+        using var th = cluster.GatewayTh.Client(key);
+        for (var i = 0; i < 4; i++)
+        {
+            using var response = await th.PostAsync("/v1/chat/completions", Json(Body));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("TH", response.Headers.GetValues(InferenceRouter.JurisdictionHeader).Single());
+            Assert.Equal("node-th", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+            var usage = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("usage");
+            Assert.True(usage.GetProperty("completion_tokens").GetInt32() > 0);
+        }
+
+        // The SG gateway itself is outside the policy: refused before any node is considered.
+        using var sg = cluster.GatewaySg.Client(key);
+        var refused = await ClusterFixture.Expect(sg.PostAsync("/v1/chat/completions", Json(Body)), 403);
+        Assert.Equal("residency_violation", refused.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task AseanTenant_IsServedByTheNodeInTheGatewaysOwnJurisdiction()
+    {
+        var (tenant, key) = await NewTenantWithIdAsync(["ASEAN"], null);
+        foreach (var (gateway, expected) in new[] { (cluster.GatewayTh, "node-th"), (cluster.GatewaySg, "node-sg") })
+        {
+            using var client = gateway.Client(key);
+            using var response = await client.PostAsync("/v1/chat/completions", Json(Body));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal(expected, response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+
+            // The reason is in the audit entry the response names.
+            var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+            using var admin = gateway.Client(ClusterFixture.AdminToken);
+            var entries = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/audit?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray();
+            var allowed = entries.Single(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId && e.GetProperty("action").GetString() == "inference.allowed");
+            Assert.Contains(allowed.GetProperty("reasons").EnumerateArray(), r => r.GetString()!.StartsWith($"selected:{expected}:in the gateway's jurisdiction", StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
+    public async Task BudgetRaceAcrossBothGateways_NeverOverspends()
+    {
+        // Output dominates the price, so each request costs about its reservation: room for about three.
+        var bound = (Encoding.UTF8.GetByteCount(Body) * ClusterFixture.InputPerMillion + 4 * ClusterFixture.OutputPerMillion) / 1_000_000m;
+        var (tenant, key) = await NewTenantWithIdAsync(["TH", "SG"], new { budgets = new[] { new { period = "day", amount = 3 * bound } } });
+        using var th = cluster.GatewayTh.Client(key);
+        using var sg = cluster.GatewaySg.Client(key);
+        var responses = await Task.WhenAll(Enumerable.Range(0, 16).Select(i => (i % 2 == 0 ? th : sg).PostAsync("/v1/chat/completions", Json(Body))));
+
+        var served = responses.Count(r => r.StatusCode == HttpStatusCode.OK);
+        var refused = responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests).ToList();
+        Assert.Equal(16, served + refused.Count);
+        Assert.True(served >= 1 && refused.Count >= 1, $"served {served}, refused {refused.Count}");
+        foreach (var response in refused)
+        {
+            Assert.Equal("budget_exceeded", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+        }
+
+        using var admin = cluster.GatewaySg.Client(ClusterFixture.AdminToken);
+        var budget = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/tenants/{tenant}/limits")).RootElement.GetProperty("budgets")[0];
+        Assert.True(budget.GetProperty("settled").GetDecimal() <= budget.GetProperty("limit").GetDecimal(), budget.ToString());
+        Assert.True(budget.GetProperty("settled").GetDecimal() > 0, budget.ToString());
+        Assert.Equal(0m, budget.GetProperty("reserved").GetDecimal());
+    }
+
+    [Fact]
+    public async Task RevokedKey_FailsAtEveryGateway()
+    {
+        var (tenant, key) = await NewTenantWithIdAsync(["TH", "SG"], null);
+        using var th = cluster.GatewayTh.Client(key);
+        using var sg = cluster.GatewaySg.Client(key);
+        await ClusterFixture.Expect(th.PostAsync("/v1/chat/completions", Json(Body)), 200);
+        await ClusterFixture.Expect(sg.PostAsync("/v1/chat/completions", Json(Body)), 200);
+
+        using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        var keyId = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/tenants/{tenant}/keys")).RootElement.GetProperty("data")[0].GetProperty("id").GetString();
+        await ClusterFixture.Expect(admin.DeleteAsync($"/admin/v1/tenants/{tenant}/keys/{keyId}"), 200);
+
+        await ClusterFixture.Expect(th.PostAsync("/v1/chat/completions", Json(Body)), 401);
+        await ClusterFixture.Expect(sg.PostAsync("/v1/chat/completions", Json(Body)), 401);
+    }
+
+    [Fact]
+    public async Task ModelNotLoadedAnywhereAllowed_Is503WithRetryAfter_AndServedOnceLoaded()
+    {
+        // The SG node has the model in its registry but not loaded: capacity may come back, so 503, never 404 or 403.
+        var (exit, _, stderr) = await new Registry.RegistryCli(cluster.NodeSg.DataDirectory).RunAsync(
+            "models", "import", TestModels.Stories260K, "--id", "stories-reg", "--license", "mit", "--origin-publisher", "k", "--origin-country", "us");
+        Assert.True(exit == 0, stderr);
+        await ClusterFixture.WaitForNodeAsync(cluster.GatewaySg, "node-sg", n => Available(n).Contains("stories-reg"));
+
+        var body = Body.Replace("\"stories\"", "\"stories-reg\"", StringComparison.Ordinal);
+        var sgKey = await NewTenantAsync(["SG"]);
+        using var sg = cluster.GatewaySg.Client(sgKey);
+        using (var response = await sg.PostAsync("/v1/chat/completions", Json(body)))
+        {
+            Assert.True(response.StatusCode == HttpStatusCode.ServiceUnavailable, $"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}\n{cluster.GatewaySg.Output}");
+            Assert.NotNull(response.Headers.RetryAfter);
+            Assert.Equal("no_compliant_capacity", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+        }
+
+        // For a TH-only tenant the SG node is outside the policy: that stays a refusal, not a retry.
+        using var th = cluster.GatewayTh.Client(await NewTenantAsync(["TH"]));
+        var refused = await ClusterFixture.Expect(th.PostAsync("/v1/chat/completions", Json(body)), 403);
+        Assert.Equal("residency_violation", refused.GetProperty("error").GetProperty("code").GetString());
+
+        // Loading it updates the registry at once; the gateway then serves it on the SG node.
+        using var nodeAdmin = cluster.NodeSg.Client(ClusterFixture.AdminToken);
+        await ClusterFixture.Expect(nodeAdmin.PostAsync("/admin/v1/models/stories-reg/load", null), 200);
+        await ClusterFixture.WaitForNodeAsync(cluster.GatewaySg, "node-sg", n => n.GetProperty("models").EnumerateArray().Any(m => m.GetProperty("id").GetString() == "stories-reg"));
+        // A gateway's view of the registry may lag its report by a refresh: a client honouring Retry-After is served.
+        var attempts = 0;
+        while (true)
+        {
+            using var served = await sg.PostAsync("/v1/chat/completions", Json(body));
+            if (served.StatusCode == HttpStatusCode.ServiceUnavailable && ++attempts < 30)
+            {
+                await Task.Delay(served.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1));
+                continue;
+            }
+
+            Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+            Assert.Equal("node-sg", served.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+            break;
+        }
+
+        await ClusterFixture.Expect(nodeAdmin.PostAsync("/admin/v1/models/stories-reg/unload", null), 200);
+    }
+
+    private static List<string?> Available(JsonElement node) =>
+        node.GetProperty("load") is { ValueKind: JsonValueKind.Object } load ? [.. load.GetProperty("available").EnumerateArray().Select(a => a.GetString())] : [];
+
+    [Fact]
+    public async Task ThOnlyTenantUnderLoad_WhileATHNodeIsKilled_IsServedInThOrRefused_NeverInSg()
+    {
+        // node-t0 sorts before node-th, so between idle replicas the TH gateway picks it: after its SIGKILL the
+        // gateway still holds its recent report, finds it unreachable at the first connection, and fails over.
+        var doomed = cluster.Start("node-t0", "node", "TH", withModel: true);
+        await ClusterFixture.WaitReadyAsync(doomed);
+        await ClusterFixture.WaitForNodesAsync(cluster.GatewayTh, "node-t0");
+        var (tenant, key) = await NewTenantWithIdAsync(["TH"], null);
+        using var th = cluster.GatewayTh.Client(key);
+        using (var first = await th.PostAsync("/v1/chat/completions", Json(Body)))
+        {
+            Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+            Assert.Equal("node-t0", first.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+        }
+
+        doomed.Stop();
+        var responses = await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => th.PostAsync("/v1/chat/completions", Json(Body))));
+        foreach (var response in responses)
+        {
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable, $"{(int)response.StatusCode}: {body}");
+            if (response.StatusCode == HttpStatusCode.OK)
+            {
+                Assert.Equal("TH", response.Headers.GetValues(InferenceRouter.JurisdictionHeader).Single());
+                Assert.Equal("node-th", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+            }
+            else
+            {
+                Assert.NotNull(response.Headers.RetryAfter);
+            }
+        }
+
+        Assert.Contains(responses, r => r.StatusCode == HttpStatusCode.OK);
+
+        // The failover is evidence too: the request's second decision names the node that could not be reached.
+        using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        var entries = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/audit?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
+        Assert.Contains(entries, e => e.GetProperty("action").GetString() == "inference.allowed"
+            && e.GetProperty("reasons").EnumerateArray().Any(r => r.GetString() == "failover: node-t0 could not be reached"));
+        Assert.DoesNotContain(entries, e => e.TryGetProperty("node", out var node) && node.GetString() == "node-sg");
+
+        // Every served request is on the ledger, each once.
+        var usage = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/usage?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
+        Assert.Equal(1 + responses.Count(r => r.StatusCode == HttpStatusCode.OK), usage.Sum(u => u.GetProperty("completed").GetInt64()));
+    }
+
+    [Fact]
+    public async Task DrainedNode_FinishesItsWork_AndNoRequestFails()
+    {
+        var draining = cluster.Start("node-t2", "node", "TH", withModel: true);
+        try
+        {
+            await ClusterFixture.WaitReadyAsync(draining);
+            await ClusterFixture.WaitForNodesAsync(cluster.GatewayTh, "node-t2");
+            var key = await NewTenantAsync(["TH"]);
+            using var th = cluster.GatewayTh.Client(key);
+
+            // A stream in flight on the node when the drain starts.
+            var streamBody = """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":48,"stream":true}""";
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(streamBody) };
+            using var stream = await th.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, stream.StatusCode);
+            Assert.Equal("node-t2", stream.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+            using var reader = new StreamReader(await stream.Content.ReadAsStreamAsync());
+            Assert.StartsWith("data:", await reader.ReadLineAsync(), StringComparison.Ordinal);
+
+            using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+            await ClusterFixture.Expect(admin.PutAsJsonAsync("/admin/v1/nodes/node-t2/state", new { state = "draining" }), 200);
+            var during = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => th.PostAsync("/v1/chat/completions", Json(Body))));
+            var rest = await reader.ReadToEndAsync();
+            Assert.Contains("\"finish_reason\"", rest, StringComparison.Ordinal);
+            Assert.EndsWith("data: [DONE]", rest.TrimEnd(), StringComparison.Ordinal);
+
+            var (exit, output) = await ClusterFixture.CliAsync(cluster.GatewayTh, "nodes", "drain", "node-t2", "--wait", "--timeout", "120");
+            Assert.True(exit == 0, output);
+            Assert.Contains("drained", output, StringComparison.Ordinal);
+            draining.StopGracefully();
+            await ClusterFixture.Expect(admin.DeleteAsync("/admin/v1/nodes/node-t2"), 200);
+            var after = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => th.PostAsync("/v1/chat/completions", Json(Body))));
+
+            foreach (var response in during.Concat(after))
+            {
+                Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
+                Assert.Equal("TH", response.Headers.GetValues(InferenceRouter.JurisdictionHeader).Single());
+            }
+        }
+        finally
+        {
+            draining.Stop();
+        }
+    }
+
+    [Fact]
+    public async Task Node_ServesOnlyWhatAGatewayRelays()
+    {
+        var key = await NewTenantAsync(["TH"]);
+
+        // A tenant key or no key at all is refused by the node itself: only the cluster's gateways may use it.
+        using var direct = cluster.NodeTh.Client(key);
+        await ClusterFixture.Expect(direct.PostAsync("/v1/chat/completions", Json(Body)), 401);
+        using var anonymous = cluster.NodeTh.Client(null);
+        await ClusterFixture.Expect(anonymous.PostAsync("/v1/chat/completions", Json(Body)), 401);
+    }
+
+    [Fact]
+    public async Task NodeWithoutTheOperatorsCredential_IsNeverRoutedTo()
+    {
+        // A TH node whose credential is signed by a key of its own, not the operator's: it joins the membership and
+        // writes its registry row, but no gateway trusts it, so its model does not exist for tenants.
+        var rogue = cluster.Start("node-rogue", "node", "TH", withModel: true, modelId: "stories-rogue", trusted: false);
+        try
+        {
+            await ClusterFixture.WaitReadyAsync(rogue);
+            using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+            await ClusterFixture.WaitForNodesAsync(cluster.GatewayTh, "node-rogue");
+
+            var key = await NewTenantAsync(["TH"]);
+            using var client = cluster.GatewayTh.Client(key);
+            var refused = await ClusterFixture.Expect(client.PostAsync("/v1/chat/completions", Json(Body.Replace("\"stories\"", "\"stories-rogue\"", StringComparison.Ordinal))), 404);
+            Assert.Equal("model_not_found", refused.GetProperty("error").GetProperty("code").GetString());
+            var models = JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()).ToList();
+            Assert.Contains("stories", models);
+            Assert.DoesNotContain("stories-rogue", models);
+        }
+        finally
+        {
+            rogue.StopGracefully();
+        }
+    }
+
+    private async Task<string> NewTenantAsync(string[] allowed) => (await NewTenantWithIdAsync(allowed, null)).Key;
+
+    private async Task<(string Tenant, string Key)> NewTenantWithIdAsync(string[] allowed, object? limits)
+    {
+        var id = "ct" + Interlocked.Increment(ref _tenants);
+        using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        await ClusterFixture.Expect(admin.PostAsJsonAsync("/admin/v1/tenants", new { id, plan = "standard", policy = new { allowed_jurisdictions = allowed } }), 201);
+        var key = await ClusterFixture.Expect(admin.PostAsJsonAsync($"/admin/v1/tenants/{id}/keys", new { name = "k" }), 201);
+        if (limits is not null)
+        {
+            await ClusterFixture.Expect(admin.PutAsJsonAsync($"/admin/v1/tenants/{id}/limits", limits), 200);
+        }
+
+        return (id, key.GetProperty("secret").GetString()!);
+    }
+
+    private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+}
