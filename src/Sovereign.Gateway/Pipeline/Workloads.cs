@@ -83,7 +83,8 @@ internal sealed class EmbeddingWorkload : Workload
 internal readonly record struct WorkDemand(long PromptTokens, long MaxOutputTokens);
 
 /// <summary>What the work used, as the executor confirmed it after the work ended or was abandoned.</summary>
-internal readonly record struct ExecutedUsage(int PromptTokens, int CompletionTokens, GenerationResult? Timing)
+/// <param name="CachedTokens">Prompt tokens served from the prefix cache (part of <paramref name="PromptTokens"/>).</param>
+internal readonly record struct ExecutedUsage(int PromptTokens, int CompletionTokens, GenerationResult? Timing, int CachedTokens = 0)
 {
     /// <summary>Nothing ran.</summary>
     public static ExecutedUsage None => default;

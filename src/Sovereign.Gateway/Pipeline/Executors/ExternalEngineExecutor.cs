@@ -96,7 +96,7 @@ internal sealed class UpstreamRelay(UpstreamProxy proxy, GovernedRequest request
     }
 
     public ValueTask<ExecutedUsage> FinalUsageAsync() => ValueTask.FromResult(_progress.Reported is { } usage
-        ? new ExecutedUsage(usage.PromptTokens, usage.CompletionTokens, null)
+        ? new ExecutedUsage(usage.PromptTokens, usage.CompletionTokens, null, usage.CachedTokens)
         : new ExecutedUsage(0, _progress.DeliveredChunks, null));
 
     public ValueTask DisposeAsync()
