@@ -369,6 +369,7 @@ public static class MeteringApi
         cancelled = r.Cancelled,
         failed = r.Failed,
         prompt_tokens = r.PromptTokens,
+        cached_tokens = r.CachedTokens,
         completion_tokens = r.CompletionTokens,
         compute_seconds = r.ComputeSeconds,
         cost = r.Cost,
