@@ -29,6 +29,12 @@ internal sealed class GenerationWorkload : Workload
     /// <summary>The OpenAI path under /v1, for relaying to an external engine: <c>chat/completions</c> or <c>completions</c>.</summary>
     public required string Endpoint { get; init; }
 
+    /// <summary>
+    /// Whether an external engine can run it by relaying the client's body as is (chat and text completions); false
+    /// for requests translated into this workload (Responses), which run on local engines only.
+    /// </summary>
+    public bool RelaysUpstream { get; init; } = true;
+
     /// <summary>The chat turns (chat completions).</summary>
     public IReadOnlyList<ChatTurn>? Turns { get; init; }
 
