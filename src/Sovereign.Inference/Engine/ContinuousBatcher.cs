@@ -349,6 +349,16 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             conversation.Rewind(conversation.TokenCount - reused);
         }
 
+        // Only whole, cut-able KV is reused: a recurrent state cannot be cut back and a sliding-window cache may
+        // have dropped early cells, which shows as positions other than exactly 0..reused-1. Then prefill it all.
+        var context = _executor.Context.NativeHandle;
+        if (context.MemorySequenceMinPosition(conversation.ConversationId).Value != 0
+            || context.MemorySequenceMaxPosition(conversation.ConversationId).Value != reused - 1)
+        {
+            conversation.Dispose();
+            return _executor.Create();
+        }
+
         sequence.Prefilled = reused;
         sequence.CachedTokens = reused;
         for (var i = 0; i < reused; i++)
