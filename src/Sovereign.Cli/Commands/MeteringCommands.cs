@@ -95,20 +95,20 @@ internal static class MeteringCommands
                 return;
             }
 
-            var table = new Table().AddColumns("plan", "currency", "weight", "priority", "model", "from", "input/1M", "output/1M", "per compute s");
+            var table = new Table().AddColumns("plan", "currency", "weight", "priority", "model", "from", "input/1M", "cached input/1M", "output/1M", "per compute s");
             foreach (var plan in json.GetProperty("data").EnumerateArray())
             {
                 var prices = plan.GetProperty("prices").EnumerateArray().ToList();
                 if (prices.Count == 0)
                 {
-                    table.AddRow(TenantsCommand.Text(plan, "name"), TenantsCommand.Text(plan, "currency"), TenantsCommand.Text(plan, "weight"), TenantsCommand.Text(plan, "priority"), "", "", "", "", "");
+                    table.AddRow(TenantsCommand.Text(plan, "name"), TenantsCommand.Text(plan, "currency"), TenantsCommand.Text(plan, "weight"), TenantsCommand.Text(plan, "priority"), "", "", "", "", "", "");
                 }
 
                 foreach (var price in prices)
                 {
                     table.AddRow(TenantsCommand.Text(plan, "name"), TenantsCommand.Text(plan, "currency"), TenantsCommand.Text(plan, "weight"), TenantsCommand.Text(plan, "priority"),
                         TenantsCommand.Text(price, "model"), TenantsCommand.Text(price, "effective_from"), TenantsCommand.Text(price, "input_per_million"),
-                        TenantsCommand.Text(price, "output_per_million"), TenantsCommand.Text(price, "per_compute_second"));
+                        TenantsCommand.Text(price, "cached_input_per_million"), TenantsCommand.Text(price, "output_per_million"), TenantsCommand.Text(price, "per_compute_second"));
                 }
             }
 
@@ -133,10 +133,11 @@ internal static class MeteringCommands
         var planName = new Argument<string>("plan") { Description = "Plan name." };
         var model = new Option<string>("--model") { Description = "Model id.", Required = true };
         var input = new Option<decimal?>("--input-per-million") { Description = "Price per 1M input tokens." };
+        var cachedInput = new Option<decimal?>("--cached-input-per-million") { Description = "Price per 1M prompt tokens served from the prefix cache (default: the input price)." };
         var outputPrice = new Option<decimal?>("--output-per-million") { Description = "Price per 1M output tokens." };
         var compute = new Option<decimal?>("--per-compute-second") { Description = "Price per compute-second." };
         var effective = new Option<DateTimeOffset?>("--effective-from") { Description = "When it takes effect (default: now); never in the past." };
-        var priceCommand = new Command("price", "Add a price for a model; it takes effect at the stated time and is audited.") { planName, model, input, outputPrice, compute, effective };
+        var priceCommand = new Command("price", "Add a price for a model; it takes effect at the stated time and is audited.") { planName, model, input, cachedInput, outputPrice, compute, effective };
         price.AddTo(priceCommand);
         priceCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
@@ -144,6 +145,7 @@ internal static class MeteringCommands
             {
                 model = result.GetValue(model),
                 input_per_million = result.GetValue(input),
+                cached_input_per_million = result.GetValue(cachedInput),
                 output_per_million = result.GetValue(outputPrice),
                 per_compute_second = result.GetValue(compute),
                 effective_from = result.GetValue(effective),

@@ -237,14 +237,14 @@ internal static class OperatorPages
         var plans = await new ConsoleApiClient(context, session!.Credential).GetAsync("/admin/v1/plans", context.RequestAborted);
         var page = new ConsolePage("Plans and prices", session);
         Fail(page, plans);
-        page.Table("Plans", ["plan", "currency", "weight", "priority", "model", "from", "input / 1M", "output / 1M", "per compute s"], plans.Data.SelectMany(p =>
+        page.Table("Plans", ["plan", "currency", "weight", "priority", "model", "from", "input / 1M", "cached input / 1M", "output / 1M", "per compute s"], plans.Data.SelectMany(p =>
         {
             var prices = p.GetProperty("prices").EnumerateArray().ToList();
             IReadOnlyList<string> Head() => [ConsolePage.Text(p, "name"), ConsolePage.Text(p, "currency"), ConsolePage.Text(p, "weight"), ConsolePage.Text(p, "priority")];
             return prices.Count == 0
-                ? [[.. Head(), "", "", "", "", ""]]
+                ? [[.. Head(), "", "", "", "", "", ""]]
                 : prices.Select(x => (IReadOnlyList<string>)[.. Head(), ConsolePage.Text(x, "model"), ConsolePage.Time(x, "effective_from"),
-                    ConsolePage.Number(x, "input_per_million"), ConsolePage.Number(x, "output_per_million"), ConsolePage.Number(x, "per_compute_second")]);
+                    ConsolePage.Number(x, "input_per_million"), ConsolePage.Number(x, "cached_input_per_million"), ConsolePage.Number(x, "output_per_million"), ConsolePage.Number(x, "per_compute_second")]);
         }), id: "plans");
         return ConsoleEndpoints.Html(page);
     }

@@ -43,6 +43,10 @@ internal sealed class SovereignOptionsValidator : IValidateOptions<SovereignOpti
             NonNegative(failures, $"{key}:Threads", model.Threads);
             NonNegative(failures, $"{key}:GpuLayers", model.GpuLayers);
             NonNegative(failures, $"{key}:MaxQueue", model.MaxQueue);
+            if (model.PrefixCacheSequences is { } prefixCache)
+            {
+                Positive(failures, $"{key}:PrefixCacheSequences", prefixCache, 0, 255);
+            }
             if (model.KvCacheTokens > 0 && model.ContextLength > 0 && model.KvCacheTokens < model.ContextLength)
             {
                 failures.Add($"{key}:KvCacheTokens ({model.KvCacheTokens}) must be at least ContextLength ({model.ContextLength}).");

@@ -24,6 +24,7 @@ internal sealed class PriceRequest
 {
     public string? Model { get; set; }
     public decimal? InputPerMillion { get; set; }
+    public decimal? CachedInputPerMillion { get; set; }
     public decimal? OutputPerMillion { get; set; }
     public decimal? PerComputeSecond { get; set; }
     public DateTimeOffset? EffectiveFrom { get; set; }
@@ -138,6 +139,7 @@ public static class MeteringApi
             Model = request.Model,
             EffectiveFrom = request.EffectiveFrom ?? now,
             InputPerMillion = request.InputPerMillion,
+            CachedInputPerMillion = request.CachedInputPerMillion,
             OutputPerMillion = request.OutputPerMillion,
             PerComputeSecond = request.PerComputeSecond,
         };
@@ -153,6 +155,7 @@ public static class MeteringApi
                 ["model"] = price.Model,
                 ["effective_from"] = price.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture),
                 ["input_per_million"] = price.InputPerMillion?.ToString(CultureInfo.InvariantCulture) ?? "",
+                ["cached_input_per_million"] = price.CachedInputPerMillion?.ToString(CultureInfo.InvariantCulture) ?? "",
                 ["output_per_million"] = price.OutputPerMillion?.ToString(CultureInfo.InvariantCulture) ?? "",
                 ["per_compute_second"] = price.PerComputeSecond?.ToString(CultureInfo.InvariantCulture) ?? "",
             },
@@ -335,6 +338,7 @@ public static class MeteringApi
             model = x.Model,
             effective_from = x.EffectiveFrom,
             input_per_million = x.InputPerMillion,
+            cached_input_per_million = x.EffectiveCachedInputPerMillion,
             output_per_million = x.OutputPerMillion,
             per_compute_second = x.PerComputeSecond,
         }),
@@ -365,6 +369,7 @@ public static class MeteringApi
         cancelled = r.Cancelled,
         failed = r.Failed,
         prompt_tokens = r.PromptTokens,
+        cached_tokens = r.CachedTokens,
         completion_tokens = r.CompletionTokens,
         compute_seconds = r.ComputeSeconds,
         cost = r.Cost,

@@ -185,13 +185,19 @@ public sealed class RequestMetering
     }
 
     /// <summary>Commits the usage record (durably), then settles the reservation at the actual cost.</summary>
-    public async Task FinishAsync(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome)
+    /// <remarks>
+    /// <paramref name="cachedTokens"/> of the prompt tokens came from the prefix cache and are charged at the cached-input
+    /// rate; when the language tax is waived, the same share of the billed prompt tokens is.
+    /// </remarks>
+    public async Task FinishAsync(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, int cachedTokens = 0)
     {
+        cachedTokens = Math.Clamp(cachedTokens, 0, promptTokens);
         var computeSeconds = (decimal)(timing?.ComputeSeconds ?? 0);
         var (billedPrompt, billedCompletion) = _billedTokens.For(routed.Caller.Plan, routed.Language, promptTokens, completionTokens,
             () => routed.Language is { } language ? _languageTax.RatioToEnglish(routed.Model, language) : null);
-        var cost = ticket.Price is null ? 0m : CostCalculator.Cost(ticket.Price, billedPrompt, billedCompletion, Math.Round(computeSeconds, 6));
-        await RecordAsync(routed, ticket, promptTokens, completionTokens, timing, outcome, null, cost);
+        var billedCached = promptTokens == 0 ? 0 : (int)((long)cachedTokens * billedPrompt / promptTokens);
+        var cost = ticket.Price is null ? 0m : CostCalculator.Cost(ticket.Price, billedPrompt, billedCompletion, Math.Round(computeSeconds, 6), billedCached);
+        await RecordAsync(routed, ticket, promptTokens, completionTokens, timing, outcome, null, cost, cachedTokens);
         Observability.GenAiMetrics.Instance.Record(routed, promptTokens, completionTokens, timing, outcome);
         if (ticket.ReservedWithGrain)
         {
@@ -225,7 +231,7 @@ public sealed class RequestMetering
             Currency = _prices.Current.FindPlan(caller.Plan)?.Currency ?? UnpricedCurrency,
         });
 
-    private Task RecordAsync(RoutedRequest routed, MeterTicket? ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, string? refusalCode, decimal cost = 0m) =>
+    private Task RecordAsync(RoutedRequest routed, MeterTicket? ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, string? refusalCode, decimal cost = 0m, int cachedTokens = 0) =>
         _ledger.AppendAsync(new UsageRecord
         {
             RequestId = routed.RequestId,
@@ -240,6 +246,7 @@ public sealed class RequestMetering
             Language = routed.Language,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
+            CachedTokens = cachedTokens,
             QueueTimeMs = (long)(timing?.QueueTime.TotalMilliseconds ?? 0),
             TimeToFirstTokenMs = timing?.TimeToFirstToken is { } ttft ? (long)ttft.TotalMilliseconds : null,
             DurationMs = (long)(timing?.Duration.TotalMilliseconds ?? 0),

@@ -72,7 +72,7 @@ internal static class ChatCompletionsEndpoint
             new ChatCompletion(id, "chat.completion", created, modelId,
                 results.Select((r, i) => new ChatChoice(i, new AssistantMessage("assistant", r.Text),
                     topLogprobs is null ? null : StructuredOutput.Chat(r.Logprobs ?? []), GenerationRun.FinishReasonOf(r.Result.FinishReason))).ToArray(),
-                new Usage(local.PromptTokens, completionTokens, local.PromptTokens + completionTokens), SystemFingerprint),
+                Usage.Of(local.PromptTokens, completionTokens, local.CachedTokens), SystemFingerprint),
             OpenAIJson.Options).ExecuteAsync(context);
     }
 
@@ -119,7 +119,7 @@ internal static class ChatCompletionsEndpoint
         if (includeUsage)
         {
             await ServerSentEvents.WriteAsync(response,
-                new ChatCompletionChunk(id, "chat.completion.chunk", created, model, [], SystemFingerprint, new Usage(local.PromptTokens, completionTokens, local.PromptTokens + completionTokens)),
+                new ChatCompletionChunk(id, "chat.completion.chunk", created, model, [], SystemFingerprint, Usage.Of(local.PromptTokens, completionTokens, local.CachedTokens)),
                 aborted);
         }
 

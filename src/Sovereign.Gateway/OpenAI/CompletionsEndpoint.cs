@@ -101,7 +101,7 @@ internal static class CompletionsEndpoint
             if (request.StreamOptions?.IncludeUsage == true)
             {
                 await ServerSentEvents.WriteAsync(response,
-                    new TextCompletion(id, "text_completion", created, modelId, [], new Usage(promptTokens, completionTokens, promptTokens + completionTokens), fingerprint), aborted);
+                    new TextCompletion(id, "text_completion", created, modelId, [], Usage.Of(promptTokens, completionTokens, local.CachedTokens), fingerprint), aborted);
             }
 
             await ServerSentEvents.WriteDoneAsync(response, aborted);
@@ -118,7 +118,7 @@ internal static class CompletionsEndpoint
                     var offset = 0;
                     return new TextChoice(r.Text, i, topLogprobs is null ? null : StructuredOutput.Completion(r.Logprobs ?? [], ref offset), GenerationRun.FinishReasonOf(r.Result.FinishReason));
                 }).ToArray(),
-                new Usage(promptTokens, generated, promptTokens + generated), fingerprint),
+                Usage.Of(promptTokens, generated, local.CachedTokens), fingerprint),
             OpenAIJson.Options).ExecuteAsync(context);
     }
 }

@@ -10,12 +10,13 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary>Maps the OpenAI-compatible <c>/v1</c> surface.</summary>
 public static class OpenAIApi
 {
-    /// <summary>Maps /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/language/detect and /v1/models, with OpenAI's errors.</summary>
+    /// <summary>Maps /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, /v1/language/detect and /v1/models, with OpenAI's errors.</summary>
     public static RouteGroupBuilder MapOpenAIApi(this IEndpointRouteBuilder endpoints)
     {
         var v1 = endpoints.MapGroup("/v1");
         v1.MapPost("/chat/completions", ChatCompletionsEndpoint.HandleAsync);
         v1.MapPost("/completions", CompletionsEndpoint.HandleAsync);
+        v1.MapPost("/responses", ResponsesEndpoint.HandleAsync);
         v1.MapPost("/embeddings", EmbeddingsEndpoint.HandleAsync);
         v1.MapPost("/language/detect", LanguageDetectEndpoint.HandleAsync);
         v1.MapGet("/models", ListModels);

@@ -5,7 +5,16 @@ namespace Sovereign.Gateway.OpenAI;
 internal sealed record Usage(
     [property: JsonPropertyName("prompt_tokens")] int PromptTokens,
     [property: JsonPropertyName("completion_tokens")] int CompletionTokens,
-    [property: JsonPropertyName("total_tokens")] int TotalTokens);
+    [property: JsonPropertyName("total_tokens")] int TotalTokens,
+    [property: JsonPropertyName("prompt_tokens_details")] PromptTokensDetails PromptTokensDetails)
+{
+    /// <summary>Usage of a request whose prompt reused <paramref name="cachedTokens"/> tokens from the prefix cache.</summary>
+    public static Usage Of(int promptTokens, int completionTokens, int cachedTokens) =>
+        new(promptTokens, completionTokens, promptTokens + completionTokens, new PromptTokensDetails(cachedTokens));
+}
+
+/// <summary>OpenAI's breakdown of prompt tokens: those served from the prompt (prefix) cache.</summary>
+internal sealed record PromptTokensDetails([property: JsonPropertyName("cached_tokens")] int CachedTokens);
 
 internal sealed record ChatCompletion(
     string Id, string Object, long Created, string Model, IReadOnlyList<ChatChoice> Choices, Usage Usage,

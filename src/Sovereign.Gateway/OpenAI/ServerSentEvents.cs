@@ -32,6 +32,25 @@ internal static class ServerSentEvents
         await response.Body.FlushAsync(cancellationToken);
     }
 
+    /// <summary>A named event (<c>event: NAME</c> then <c>data: {json}</c>), as the Responses API streams them.</summary>
+    public static async Task WriteEventAsync<T>(HttpResponse response, string name, T payload, CancellationToken cancellationToken)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        buffer.Write("event: "u8);
+        System.Text.EncodingExtensions.GetBytes(System.Text.Encoding.UTF8, name, buffer);
+        buffer.Write("\n"u8);
+        buffer.Write(DataPrefix);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            // The runtime type: events are passed as their common base.
+            JsonSerializer.Serialize(writer, payload, payload?.GetType() ?? typeof(T), OpenAIJson.Options);
+        }
+
+        buffer.Write(EventEnd);
+        await response.Body.WriteAsync(buffer.WrittenMemory, cancellationToken);
+        await response.Body.FlushAsync(cancellationToken);
+    }
+
     public static async Task WriteDoneAsync(HttpResponse response, CancellationToken cancellationToken)
     {
         await response.Body.WriteAsync(Done, cancellationToken);

@@ -29,6 +29,12 @@ internal sealed class GenerationWorkload : Workload
     /// <summary>The OpenAI path under /v1, for relaying to an external engine: <c>chat/completions</c> or <c>completions</c>.</summary>
     public required string Endpoint { get; init; }
 
+    /// <summary>
+    /// Whether an external engine can run it by relaying the client's body as is (chat and text completions); false
+    /// for requests translated into this workload (Responses), which run on local engines only.
+    /// </summary>
+    public bool RelaysUpstream { get; init; } = true;
+
     /// <summary>The chat turns (chat completions).</summary>
     public IReadOnlyList<ChatTurn>? Turns { get; init; }
 
@@ -83,7 +89,8 @@ internal sealed class EmbeddingWorkload : Workload
 internal readonly record struct WorkDemand(long PromptTokens, long MaxOutputTokens);
 
 /// <summary>What the work used, as the executor confirmed it after the work ended or was abandoned.</summary>
-internal readonly record struct ExecutedUsage(int PromptTokens, int CompletionTokens, GenerationResult? Timing)
+/// <param name="CachedTokens">Prompt tokens served from the prefix cache (part of <paramref name="PromptTokens"/>).</param>
+internal readonly record struct ExecutedUsage(int PromptTokens, int CompletionTokens, GenerationResult? Timing, int CachedTokens = 0)
 {
     /// <summary>Nothing ran.</summary>
     public static ExecutedUsage None => default;

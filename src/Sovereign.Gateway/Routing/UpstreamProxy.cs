@@ -7,7 +7,7 @@ using Sovereign.Gateway.OpenAI;
 namespace Sovereign.Gateway.Routing;
 
 /// <summary>Token counts an upstream engine reported.</summary>
-internal readonly record struct UpstreamUsage(int PromptTokens, int CompletionTokens);
+internal readonly record struct UpstreamUsage(int PromptTokens, int CompletionTokens, int CachedTokens = 0);
 
 /// <summary>
 /// What a relay has delivered so far, kept outside the relay so that a client that leaves mid-stream is still billed
@@ -229,8 +229,14 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
 
     private static UpstreamUsage? ReadUsage(JsonNode? usage) =>
         usage is JsonObject u && u["prompt_tokens"] is JsonValue p && u["completion_tokens"] is JsonValue c
-            ? new UpstreamUsage(p.GetValue<int>(), c.GetValue<int>())
+            ? new UpstreamUsage(p.GetValue<int>(), c.GetValue<int>(), CachedTokens(u, p.GetValue<int>()))
             : null;
+
+    /// <summary>The engine's <c>prompt_tokens_details.cached_tokens</c> (vLLM, llama-server report it), within 0..prompt.</summary>
+    private static int CachedTokens(JsonObject usage, int promptTokens) =>
+        usage["prompt_tokens_details"] is JsonObject details && details["cached_tokens"] is JsonValue cached && cached.TryGetValue<int>(out var value)
+            ? Math.Clamp(value, 0, promptTokens)
+            : 0;
 }
 
 /// <summary>No connection to the engine could be made: nothing was sent, so another replica may take the request.</summary>

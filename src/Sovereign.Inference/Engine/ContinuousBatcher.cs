@@ -15,7 +15,8 @@ namespace Sovereign.Inference.Engine;
 /// Continuous batching for one model on LLamaSharp's <see cref="BatchedExecutor"/>. One loop owns the executor:
 /// each step it admits waiting requests while sequence slots and KV space allow, adds one token per running
 /// sequence plus chunks of pending prompts (up to the batch size), decodes them together, then samples each
-/// sequence with its own pipeline. Requests join and leave between steps.
+/// sequence with its own pipeline. Requests join and leave between steps. Finished sequences stay in a
+/// <see cref="PrefixCache"/>: a new request forks the longest cached prefix of its prompt and prefills only the rest.
 /// </summary>
 /// <remarks>Prompts and outputs are never logged.</remarks>
 public sealed partial class ContinuousBatcher : IAsyncDisposable
@@ -32,6 +33,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     private readonly Task _loop;
     private readonly int _parallel;
     private readonly int _maxQueue;
+    private readonly PrefixCache _prefixCache;
     private BatchedExecutor _executor;
     private long _arrivals;
     private int _waitingCount;
@@ -49,6 +51,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         _time = time ?? TimeProvider.System;
         _parallel = Math.Max(1, model.Options.Parallel);
         _maxQueue = Math.Max(0, model.Options.MaxQueue);
+        _prefixCache = new PrefixCache(model.Resolved.PrefixCacheSequences);
         _executor = CreateExecutor();
         _metrics.Register(this);
         _loop = Task.Factory.StartNew(RunAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
@@ -66,8 +69,12 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     /// <summary>Requests waiting for a slot.</summary>
     public int WaitingCount => Volatile.Read(ref _waitingCount);
 
-    /// <summary>Fraction of KV cells holding tokens.</summary>
+    /// <summary>Fraction of KV cells holding tokens of running requests.</summary>
+    /// <remarks>As in vLLM, cells held only by the prefix cache count as free: they are given up whenever a request needs them.</remarks>
     public double KvCacheUsage => (double)Volatile.Read(ref _kvUsed) / _model.Resolved.KvCacheTokens;
+
+    /// <summary>KV cells held by the prefix cache for reuse (an upper bound: cells shared between entries count per entry).</summary>
+    public int PrefixCacheCells => _prefixCache.Cells;
 
     /// <summary>
     /// Validates and queues a request. Throws <see cref="InvalidGenerationRequestException"/> when it can never run
@@ -183,6 +190,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         }
 
         _metrics.Unregister(this);
+        _prefixCache.Dispose();
         _executor.Dispose();
         _stopping.Dispose();
     }
@@ -195,7 +203,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         return new BatchedExecutor(_model.Weights, new ModelParams(_model.Info.Path)
         {
             ContextSize = (uint)resolved.KvCacheTokens,
-            SeqMax = (uint)_parallel,
+            SeqMax = (uint)(_parallel + _prefixCache.Capacity),
             BatchSize = (uint)resolved.BatchSize,
             UBatchSize = (uint)resolved.BatchSize,
             Threads = resolved.Threads,
@@ -293,7 +301,8 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     {
         while (_running.Count < _parallel && _waiting.TryPeek(out var sequence))
         {
-            if (_kvReserved + sequence.KvReservation > _model.Resolved.KvCacheTokens)
+            var kvTotal = _model.Resolved.KvCacheTokens;
+            if (_kvReserved + sequence.KvReservation > kvTotal)
             {
                 // The fair head waits for space rather than being overtaken forever by smaller requests.
                 return;
@@ -303,7 +312,13 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             LeftQueue(sequence);
             OnAdmitted?.Invoke(sequence.Request);
             _kvReserved += sequence.KvReservation;
-            sequence.Conversation = _executor.Create();
+            sequence.Conversation = StartConversation(sequence);
+
+            // Cached cells give way to reservations: what is cached plus what is reserved never exceeds the cache.
+            while (_kvReserved + _prefixCache.Cells > kvTotal && _prefixCache.EvictLeastRecentlyUsed())
+            {
+            }
+
             sequence.Pipeline = new RequestSamplingPipeline(sequence.Request.Sampling, _model.Resolved.ContextLength, sequence.Request.Grammar, sequence.Request.TopLogprobs);
             sequence.Decoder = new StreamingTokenDecoder(Encoding.UTF8, _model.Weights);
             sequence.StopMatcher = new StopSequenceMatcher(sequence.Request.Stop);
@@ -313,6 +328,45 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             Interlocked.Increment(ref _runningCount);
             _metrics.Admitted(ModelId, _time.GetElapsedTime(sequence.SubmittedAt, admittedAt));
         }
+    }
+
+    /// <summary>
+    /// A new sequence for an admitted request: a fork of the cached sequence sharing the longest prefix of its prompt,
+    /// cut back to that prefix, or an empty one. A fork copies cell references (llama.cpp's seq_cp), not cells.
+    /// </summary>
+    private Conversation StartConversation(Sequence sequence)
+    {
+        var prompt = sequence.Request.PromptTokens;
+        var (source, reused) = _prefixCache.Match(prompt);
+        if (source is null)
+        {
+            return _executor.Create();
+        }
+
+        var conversation = source.Fork();
+        if (conversation.TokenCount > reused)
+        {
+            conversation.Rewind(conversation.TokenCount - reused);
+        }
+
+        // Only whole, cut-able KV is reused: a recurrent state cannot be cut back and a sliding-window cache may
+        // have dropped early cells, which shows as positions other than exactly 0..reused-1. Then prefill it all.
+        var context = _executor.Context.NativeHandle;
+        if (context.MemorySequenceMinPosition(conversation.ConversationId).Value != 0
+            || context.MemorySequenceMaxPosition(conversation.ConversationId).Value != reused - 1)
+        {
+            conversation.Dispose();
+            return _executor.Create();
+        }
+
+        sequence.Prefilled = reused;
+        sequence.CachedTokens = reused;
+        for (var i = 0; i < reused; i++)
+        {
+            sequence.KvHistory.Add(prompt[i]);
+        }
+
+        return conversation;
     }
 
     /// <summary>
@@ -351,6 +405,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             if (sequence.PendingToken is { } token)
             {
                 sequence.Conversation!.Prompt(token);
+                sequence.KvHistory.Add((int)token);
                 sequence.PendingToken = null;
                 sequence.StepTokens = 1;
                 budget--;
@@ -371,6 +426,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             for (var i = 0; i < chunk; i++)
             {
                 tokens[i] = sequence.Request.PromptTokens[sequence.Prefilled + i];
+                sequence.KvHistory.Add((int)tokens[i]);
             }
 
             sequence.Conversation!.Prompt(tokens);
@@ -408,7 +464,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
 
             if (sequence.Generated == 0)
             {
-                _metrics.PromptProcessed(ModelId, sequence.Request.PromptTokens.Count);
+                _metrics.PromptProcessed(ModelId, sequence.Request.PromptTokens.Count, sequence.CachedTokens);
             }
 
             if (SampleNext(sequence) is { } finish)
@@ -486,7 +542,17 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         Interlocked.Decrement(ref _runningCount);
         _kvReserved -= sequence.KvReservation;
         _kvUsed -= sequence.KvTokens;
-        sequence.Conversation!.Dispose();
+
+        // Between steps the sequence's cells hold exactly its history, so they can serve a later shared prefix.
+        if (sequence.Conversation!.TokenCount == sequence.KvHistory.Count)
+        {
+            _prefixCache.Add(sequence.Conversation, sequence.KvHistory);
+        }
+        else
+        {
+            sequence.Conversation.Dispose();
+        }
+
         sequence.Pipeline!.Dispose();
         if (reason != FinishReason.Cancelled)
         {
@@ -503,6 +569,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         {
             FinishReason = reason,
             PromptTokens = sequence.Request.PromptTokens.Count,
+            CachedPromptTokens = sequence.CachedTokens,
             CompletionTokens = sequence.Generated,
             QueueTime = _time.GetElapsedTime(sequence.SubmittedAt, sequence.AdmittedAt ?? now),
             TimeToFirstToken = sequence.FirstTokenAt is { } first ? _time.GetElapsedTime(sequence.SubmittedAt, first) : null,
@@ -529,6 +596,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
 
         Interlocked.Add(ref _runningCount, -_running.Count);
         _running.Clear();
+        _prefixCache.Clear();
         _kvReserved = 0;
         _kvUsed = 0;
         _executor.Dispose();
@@ -560,6 +628,12 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         public StopSequenceMatcher? StopMatcher { get; set; }
         public CancellationTokenRegistration CancellationRegistration { get; set; }
         public int Prefilled { get; set; }
+
+        /// <summary>Prompt tokens reused from the prefix cache instead of being prefilled.</summary>
+        public int CachedTokens { get; set; }
+
+        /// <summary>The tokens this sequence's KV cells hold, in position order.</summary>
+        public List<int> KvHistory { get; } = [];
         public LLamaToken? PendingToken { get; set; }
         public int KvTokens { get; set; }
         public int StepTokens { get; set; }

@@ -18,6 +18,7 @@ public sealed class EngineMetrics : IDisposable
     private readonly Meter _meter;
     private readonly ConcurrentDictionary<string, ContinuousBatcher> _batchers = new();
     private readonly Counter<long> _promptTokens;
+    private readonly Counter<long> _cachedPromptTokens;
     private readonly Counter<long> _generationTokens;
     private readonly Counter<long> _requests;
     private readonly Histogram<double> _timeToFirstToken;
@@ -30,6 +31,7 @@ public sealed class EngineMetrics : IDisposable
     {
         _meter = meterFactory?.Create(MeterName) ?? new Meter(MeterName);
         _promptTokens = _meter.CreateCounter<long>("sovereign.prompt_tokens", "{token}", "Prompt tokens processed.");
+        _cachedPromptTokens = _meter.CreateCounter<long>("sovereign.prompt_tokens_cached", "{token}", "Prompt tokens reused from the prefix cache instead of prefilled.");
         _generationTokens = _meter.CreateCounter<long>("sovereign.generation_tokens", "{token}", "Tokens generated.");
         _requests = _meter.CreateCounter<long>("sovereign.requests", "{request}", "Finished generation requests, by finish reason.");
         _timeToFirstToken = Histogram("sovereign.time_to_first_token", "Time from submission to the first generated token.");
@@ -39,13 +41,21 @@ public sealed class EngineMetrics : IDisposable
         _meter.CreateObservableGauge("sovereign.num_requests_running", () => Observe(b => b.RunningCount), "{request}", "Requests decoding in a batch.");
         _meter.CreateObservableGauge("sovereign.num_requests_waiting", () => Observe(b => b.WaitingCount), "{request}", "Requests waiting for capacity.");
         _meter.CreateObservableGauge("sovereign.kv_cache_usage", () => Observe(b => b.KvCacheUsage), "1", "Fraction of KV-cache cells in use (0..1).");
+        _meter.CreateObservableGauge("sovereign.prefix_cache_cells", () => Observe(b => b.PrefixCacheCells), "{token}", "KV-cache cells kept for prompt-prefix reuse.");
     }
 
     internal void Register(ContinuousBatcher batcher) => _batchers[batcher.ModelId] = batcher;
 
     internal void Unregister(ContinuousBatcher batcher) => _batchers.TryRemove(new KeyValuePair<string, ContinuousBatcher>(batcher.ModelId, batcher));
 
-    internal void PromptProcessed(string model, int tokens) => _promptTokens.Add(tokens, Tag(model));
+    internal void PromptProcessed(string model, int tokens, int cached)
+    {
+        _promptTokens.Add(tokens, Tag(model));
+        if (cached > 0)
+        {
+            _cachedPromptTokens.Add(cached, Tag(model));
+        }
+    }
 
     internal void TokenGenerated(string model, TimeSpan? sincePrevious)
     {

@@ -90,6 +90,9 @@ public sealed record GenerationResult
     /// <summary>Tokens in the prompt.</summary>
     public required int PromptTokens { get; init; }
 
+    /// <summary>Prompt tokens whose KV cells came from the prefix cache instead of being prefilled (part of <see cref="PromptTokens"/>).</summary>
+    public int CachedPromptTokens { get; init; }
+
     /// <summary>Tokens the model generated, the end-of-generation token included (it took a decode step).</summary>
     public required int CompletionTokens { get; init; }
 

@@ -67,6 +67,12 @@ public sealed class ModelOptions
     /// <summary>Requests allowed to wait for capacity; beyond this the server answers 503 with Retry-After.</summary>
     public int MaxQueue { get; set; } = DefaultMaxQueue;
 
+    /// <summary>
+    /// Finished sequences whose KV cells are kept for prompt-prefix reuse (the prefix cache); null means as many as
+    /// <see cref="Parallel"/>, 0 turns the cache off. Kept cells never take KV space a running request needs.
+    /// </summary>
+    public int? PrefixCacheSequences { get; set; }
+
     /// <summary>Resolves defaults against what the GGUF declares.</summary>
     internal ResolvedModelOptions Resolve(int modelContextLength)
     {
@@ -75,8 +81,14 @@ public sealed class ModelOptions
             : Math.Min(modelContextLength > 0 ? modelContextLength : DefaultMaxContextLength, DefaultMaxContextLength);
         var kv = KvCacheTokens > 0 ? KvCacheTokens : checked(Parallel * contextLength);
         var threads = Threads > 0 ? Threads : Math.Max(1, Environment.ProcessorCount / 2);
-        return new ResolvedModelOptions(contextLength, kv, Math.Min(BatchSize, kv), threads);
+
+        // llama.cpp allows at most 256 sequence ids per context (LLAMA_MAX_SEQ); running requests come first.
+        var prefixCache = Math.Clamp(PrefixCacheSequences ?? Parallel, 0, Math.Max(0, MaxSequences - Math.Max(1, Parallel)));
+        return new ResolvedModelOptions(contextLength, kv, Math.Min(BatchSize, kv), threads, prefixCache);
     }
+
+    /// <summary>llama.cpp's limit on sequence ids in one context.</summary>
+    internal const int MaxSequences = 256;
 }
 
-internal readonly record struct ResolvedModelOptions(int ContextLength, int KvCacheTokens, int BatchSize, int Threads);
+internal readonly record struct ResolvedModelOptions(int ContextLength, int KvCacheTokens, int BatchSize, int Threads, int PrefixCacheSequences);

@@ -13,29 +13,37 @@ public static class CostCalculator
 
     private const decimal Million = 1_000_000m;
 
-    /// <summary>The cost of a finished (or cancelled) request; a rate that the price leaves unset is not charged.</summary>
-    public static decimal Cost(ModelPrice price, long promptTokens, long completionTokens, decimal computeSeconds)
+    /// <summary>
+    /// The cost of a finished (or cancelled) request; a rate that the price leaves unset is not charged.
+    /// <paramref name="cachedPromptTokens"/> of the prompt tokens (served from the prefix cache) are charged at the
+    /// cached-input rate, the rest at the input rate.
+    /// </summary>
+    public static decimal Cost(ModelPrice price, long promptTokens, long completionTokens, decimal computeSeconds, long cachedPromptTokens = 0)
     {
         ArgumentNullException.ThrowIfNull(price);
         ArgumentOutOfRangeException.ThrowIfNegative(promptTokens);
         ArgumentOutOfRangeException.ThrowIfNegative(completionTokens);
         ArgumentOutOfRangeException.ThrowIfNegative(computeSeconds);
-        var raw = (promptTokens * (price.InputPerMillion ?? 0m) / Million)
+        ArgumentOutOfRangeException.ThrowIfNegative(cachedPromptTokens);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(cachedPromptTokens, promptTokens);
+        var raw = ((promptTokens - cachedPromptTokens) * (price.InputPerMillion ?? 0m) / Million)
+            + (cachedPromptTokens * (price.EffectiveCachedInputPerMillion ?? 0m) / Million)
             + (completionTokens * (price.OutputPerMillion ?? 0m) / Million)
             + (computeSeconds * (price.PerComputeSecond ?? 0m));
         return Math.Round(raw, Decimals, MidpointRounding.ToEven);
     }
 
     /// <inheritdoc cref="Cost(ModelPrice, long, long, decimal)"/>
-    public static decimal Cost(EffectivePrice price, long promptTokens, long completionTokens, decimal computeSeconds)
+    public static decimal Cost(EffectivePrice price, long promptTokens, long completionTokens, decimal computeSeconds, long cachedPromptTokens = 0)
     {
         ArgumentNullException.ThrowIfNull(price);
-        return Cost(price.Price, promptTokens, completionTokens, computeSeconds);
+        return Cost(price.Price, promptTokens, completionTokens, computeSeconds, cachedPromptTokens);
     }
 
     /// <summary>
     /// The most a request can cost (for budget reservation before it runs): the prompt plus <paramref name="maxTokens"/>
-    /// completion tokens plus <paramref name="maxComputeSeconds"/>. Rounding is monotonic, so
+    /// completion tokens plus <paramref name="maxComputeSeconds"/>, every prompt token at the dearer of the input and
+    /// cached-input rates (how many will be cached is known only once the request runs). Rounding is monotonic, so
     /// <c>Cost(...) &lt;= MaxCost(...)</c> whenever the actual usage is within the bounds.
     /// </summary>
     /// <exception cref="ArgumentException">The price charges compute seconds and no bound was given.</exception>
@@ -47,7 +55,9 @@ public static class CostCalculator
             throw new ArgumentException("this price charges compute seconds: pass maxComputeSeconds to bound the reservation", nameof(maxComputeSeconds));
         }
 
-        return Cost(price, promptTokens, maxTokens, maxComputeSeconds ?? 0m);
+        var cached = price.EffectiveCachedInputPerMillion ?? 0m;
+        var bound = cached > (price.InputPerMillion ?? 0m) ? promptTokens : 0;
+        return Cost(price, promptTokens, maxTokens, maxComputeSeconds ?? 0m, bound);
     }
 
     /// <inheritdoc cref="MaxCost(ModelPrice, long, long, decimal?)"/>

@@ -16,6 +16,15 @@ public sealed record ModelPrice
     /// <summary>Price per 1,000,000 prompt (input) tokens, or null when input tokens are not charged.</summary>
     public decimal? InputPerMillion { get; init; }
 
+    /// <summary>
+    /// Price per 1,000,000 prompt tokens served from the prefix cache (their KV cells were reused, not computed), or
+    /// null to charge them as <see cref="InputPerMillion"/>: books written before cached pricing keep their meaning.
+    /// </summary>
+    public decimal? CachedInputPerMillion { get; init; }
+
+    /// <summary>The rate cached prompt tokens are charged at: <see cref="CachedInputPerMillion"/>, else the input rate.</summary>
+    public decimal? EffectiveCachedInputPerMillion => CachedInputPerMillion ?? InputPerMillion;
+
     /// <summary>Price per 1,000,000 completion (output) tokens, or null when output tokens are not charged.</summary>
     public decimal? OutputPerMillion { get; init; }
 

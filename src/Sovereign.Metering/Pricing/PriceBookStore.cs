@@ -47,6 +47,9 @@ public sealed class PriceBookStore
             )
             """,
         ]),
+
+        // Additive: books saved before it read back with no cached rate, i.e. cached tokens at the input rate.
+        new("metering-pricing-002-cached-input", ["ALTER TABLE metering_prices ADD COLUMN cached_input_per_million TEXT NULL"]),
     ];
 
     /// <summary>Applies <see cref="Migrations"/> (idempotent).</summary>
@@ -82,8 +85,8 @@ public sealed class PriceBookStore
         await ExecuteAsync(connection, transaction, "DELETE FROM metering_plans", cancellationToken);
         using var insertPlan = Command(connection, transaction, "INSERT INTO metering_plans (name, position, currency, weight, priority) VALUES (@name, @position, @currency, @weight, @priority)");
         using var insertPrice = Command(connection, transaction,
-            "INSERT INTO metering_prices (plan_name, model, effective_from, input_per_million, output_per_million, per_compute_second) " +
-            "VALUES (@plan, @model, @from, @input, @output, @compute)");
+            "INSERT INTO metering_prices (plan_name, model, effective_from, input_per_million, output_per_million, per_compute_second, cached_input_per_million) " +
+            "VALUES (@plan, @model, @from, @input, @output, @compute, @cached)");
         for (var position = 0; position < book.Plans.Count; position++)
         {
             var plan = book.Plans[position];
@@ -91,7 +94,7 @@ public sealed class PriceBookStore
             await insertPlan.ExecuteNonQueryAsync(cancellationToken);
             foreach (var price in plan.Prices)
             {
-                SetParameters(insertPrice, plan.Name, price.Model, price.EffectiveFrom.ToUnixTimeMilliseconds(), Text(price.InputPerMillion), Text(price.OutputPerMillion), Text(price.PerComputeSecond));
+                SetParameters(insertPrice, plan.Name, price.Model, price.EffectiveFrom.ToUnixTimeMilliseconds(), Text(price.InputPerMillion), Text(price.OutputPerMillion), Text(price.PerComputeSecond), Text(price.CachedInputPerMillion));
                 await insertPrice.ExecuteNonQueryAsync(cancellationToken);
             }
         }
@@ -102,7 +105,7 @@ public sealed class PriceBookStore
     private static async Task<PriceBook> LoadAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
     {
         var prices = new Dictionary<string, List<ModelPrice>>(StringComparer.Ordinal);
-        using (var command = Command(connection, transaction, "SELECT plan_name, model, effective_from, input_per_million, output_per_million, per_compute_second FROM metering_prices ORDER BY plan_name, model, effective_from"))
+        using (var command = Command(connection, transaction, "SELECT plan_name, model, effective_from, input_per_million, output_per_million, per_compute_second, cached_input_per_million FROM metering_prices ORDER BY plan_name, model, effective_from"))
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
@@ -120,6 +123,7 @@ public sealed class PriceBookStore
                     InputPerMillion = Rate(reader, 3),
                     OutputPerMillion = Rate(reader, 4),
                     PerComputeSecond = Rate(reader, 5),
+                    CachedInputPerMillion = Rate(reader, 6),
                 });
             }
         }

@@ -132,6 +132,7 @@ public static class PriceValidator
                 else
                 {
                     AddIfChanged(errors, old.Name, price, "input_per_million", price.InputPerMillion, kept.InputPerMillion);
+                    AddIfChanged(errors, old.Name, price, "cached_input_per_million", price.CachedInputPerMillion, kept.CachedInputPerMillion);
                     AddIfChanged(errors, old.Name, price, "output_per_million", price.OutputPerMillion, kept.OutputPerMillion);
                     AddIfChanged(errors, old.Name, price, "per_compute_second", price.PerComputeSecond, kept.PerComputeSecond);
                 }
@@ -184,7 +185,13 @@ public static class PriceValidator
                 errors.Add(new(target, "rates", "set at least one of input_per_million, output_per_million, per_compute_second"));
             }
 
+            if (price.CachedInputPerMillion is not null && price.InputPerMillion is null)
+            {
+                errors.Add(new(target, "cached_input_per_million", "needs input_per_million: cached prompt tokens are a discount on input tokens"));
+            }
+
             CheckRate(errors, target, "input_per_million", price.InputPerMillion);
+            CheckRate(errors, target, "cached_input_per_million", price.CachedInputPerMillion);
             CheckRate(errors, target, "output_per_million", price.OutputPerMillion);
             CheckRate(errors, target, "per_compute_second", price.PerComputeSecond);
 

@@ -114,6 +114,13 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
         Assert.True(exit == 0, stderr);
         Assert.Equal("json-plan", JsonDocument.Parse(stdout).RootElement.GetProperty("name").GetString());
 
+        (exit, stdout, stderr) = await CliProcess.RunAsync(Admin(
+            "plans", "price", "json-plan", "--model", ConsoleFixture.Model, "--input-per-million", "1", "--cached-input-per-million", "0.25",
+            "--effective-from", DateTimeOffset.UtcNow.AddDays(1).ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture), "--json"));
+        Assert.True(exit == 0, stderr);
+        Assert.Contains(JsonDocument.Parse(stdout).RootElement.GetProperty("prices").EnumerateArray(),
+            p => p.GetProperty("cached_input_per_million").GetDecimal() == 0.25m);
+
         var (tenant, _) = await fixture.NewTenantAsync();
         var keys = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/keys", null);
         (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("keys", "revoke", tenant, keys.GetProperty("data")[0].GetProperty("id").GetString()!, "--json"));

@@ -7,13 +7,17 @@ using Sovereign.Inference.Engine;
 
 namespace Sovereign.Gateway.FunctionalTests.Metering;
 
-/// <summary>A server with a priced plan: 1,000 per million input tokens and 2,000 per million output tokens (EUR).</summary>
+/// <summary>
+/// A server with priced plans: 1,000 per million input tokens and 2,000 per million output tokens (EUR); the
+/// "cached" plan charges prompt tokens served from the prefix cache 100 per million.
+/// </summary>
 public sealed class MeteringFixture : IAsyncLifetime
 {
     public const string AdminToken = "metering-admin";
     public const string Model = "stories";
     public const decimal InputPerMillion = 1000m;
     public const decimal OutputPerMillion = 2000m;
+    public const decimal CachedInputPerMillion = 100m;
 
     private readonly string _data = Directory.CreateTempSubdirectory("sovereign-metering-").FullName;
     private int _tenants;
@@ -45,6 +49,9 @@ public sealed class MeteringFixture : IAsyncLifetime
         await SendAsync(HttpMethod.Post, "/admin/v1/plans/standard/prices", new { model = Model, input_per_million = InputPerMillion, output_per_million = OutputPerMillion }, 201);
         await SendAsync(HttpMethod.Put, "/admin/v1/plans/fair", new { currency = "EUR", weight = 1 }, 200);
         await SendAsync(HttpMethod.Post, "/admin/v1/plans/fair/prices", new { model = Model, input_per_million = InputPerMillion, output_per_million = OutputPerMillion }, 201);
+        await SendAsync(HttpMethod.Put, "/admin/v1/plans/cached", new { currency = "EUR", weight = 1 }, 200);
+        await SendAsync(HttpMethod.Post, "/admin/v1/plans/cached/prices",
+            new { model = Model, input_per_million = InputPerMillion, cached_input_per_million = CachedInputPerMillion, output_per_million = OutputPerMillion }, 201);
     }
 
     /// <summary>A new tenant on the standard plan with one key; returns (tenant id, key secret).</summary>

@@ -16,6 +16,40 @@ public sealed class CostCalculatorTests
     }
 
     [Fact]
+    public void Cost_CachedPromptTokens_AreChargedAtTheCachedRate()
+    {
+        var price = Price(input: 1.00m, output: 2.00m, cached: 0.25m);
+
+        // (1000 - 800) * 1.00 / 1e6 + 800 * 0.25 / 1e6 + 10 * 2.00 / 1e6 = 0.0002 + 0.0002 + 0.00002
+        Assert.Equal(0.00042m, CostCalculator.Cost(price, 1000, 10, 0m, cachedPromptTokens: 800));
+        Assert.Equal(CostCalculator.Cost(price, 1000, 10, 0m) - 0.0006m, CostCalculator.Cost(price, 1000, 10, 0m, 800));
+    }
+
+    [Fact]
+    public void Cost_NoCachedRate_ChargesCachedTokensAsInput()
+    {
+        var price = Price(input: 1.00m, output: 2.00m);
+
+        Assert.Equal(CostCalculator.Cost(price, 1000, 10, 0m), CostCalculator.Cost(price, 1000, 10, 0m, cachedPromptTokens: 999));
+    }
+
+    [Fact]
+    public void Cost_MoreCachedThanPromptTokens_Throws()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => CostCalculator.Cost(Price(), 10, 0, 0m, cachedPromptTokens: 11));
+        Assert.Throws<ArgumentOutOfRangeException>(() => CostCalculator.Cost(Price(), 10, 0, 0m, cachedPromptTokens: -1));
+    }
+
+    [Fact]
+    public void MaxCost_CachedRateAboveInput_BoundsEveryPromptTokenAtTheCachedRate()
+    {
+        // An operator may price cached tokens above input (unusual, but a rate is a rate): the bound must still hold.
+        var price = Price(input: 1m, output: 0m, cached: 3m);
+
+        Assert.Equal(CostCalculator.Cost(price, 100, 0, 0m, cachedPromptTokens: 100), CostCalculator.MaxCost(price, 100, 0));
+    }
+
+    [Fact]
     public void Cost_MissingRates_AreNotCharged()
     {
         Assert.Equal(0.6m, CostCalculator.Cost(Price(input: null, output: 0.60m), 1_000_000, 1_000_000, 10m));
@@ -59,17 +93,20 @@ public sealed class CostCalculatorTests
     {
         var gen =
             from input in Gen.Decimal[0m, 100m]
+            from cachedRate in Gen.OneOf(Gen.Const((decimal?)null), Gen.Decimal[0m, 100m].Select(r => (decimal?)r))
             from output in Gen.Decimal[0m, 100m]
             from perSecond in Gen.Decimal[0m, 1m]
             from prompt in Gen.Int[0, 200_000]
             from maxTokens in Gen.Int[0, 100_000]
             from used in Gen.Int[0, 100_000]
             from seconds in Gen.Decimal[0m, 1000m]
-            select (Price: Price(input: input, output: output, compute: perSecond), prompt, maxTokens, Used: Math.Min(used, maxTokens), seconds);
+            from cachedShare in Gen.Double[0, 1]
+            select (Price: Price(input: input, output: output, compute: perSecond, cached: cachedRate), prompt, maxTokens, Used: Math.Min(used, maxTokens), seconds,
+                Cached: (long)(prompt * cachedShare));
 
         gen.Sample(t =>
         {
-            var cost = CostCalculator.Cost(t.Price, t.prompt, t.Used, t.seconds);
+            var cost = CostCalculator.Cost(t.Price, t.prompt, t.Used, t.seconds, t.Cached);
             var max = CostCalculator.MaxCost(t.Price, t.prompt, t.maxTokens, t.seconds * 2);
             Assert.InRange(cost, 0m, max);
             Assert.Equal(cost, Math.Round(cost, CostCalculator.Decimals));

@@ -22,7 +22,7 @@ public sealed class PriceBookStoreTests
         using var db = new TempDatabase();
         var store = new PriceBookStore(db.Database);
         await store.MigrateAsync();
-        var fine = Price("tiny", input: 0.000000123456789m, output: 12345.6789m, compute: 0.0000001m);
+        var fine = Price("tiny", input: 0.000000123456789m, output: 12345.6789m, compute: 0.0000001m, cached: 0.00000001m);
         var book = new PriceBook([Standard(), Pro() with { Prices = [.. Pro().Prices, fine] }]);
 
         await store.SaveAsync(book, Jan1);
@@ -36,6 +36,43 @@ public sealed class PriceBookStoreTests
         }
 
         Assert.Equal(book.PriceFor("pro", "llama-3-8b", Mar1).Version, loaded.PriceFor("pro", "llama-3-8b", Mar1).Version);
+    }
+
+    [Fact]
+    public async Task MigrateAsync_BookSavedBeforeCachedPricing_LoadsWithCachedTokensAtTheInputRate()
+    {
+        using var db = new TempDatabase();
+        await db.Database.MigrateAsync([PriceBookStore.Migrations[0]]);
+        await using (var connection = await db.Database.OpenAsync())
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText =
+                "INSERT INTO metering_plans (name, position, currency, weight, priority) VALUES ('standard', 0, 'EUR', 1, 'Batch');" +
+                "INSERT INTO metering_prices (plan_name, model, effective_from, input_per_million, output_per_million, per_compute_second) " +
+                "VALUES ('standard', 'llama-3-8b', " + Jan1.ToUnixTimeMilliseconds() + ", '0.15', '0.6', NULL)";
+            await command.ExecuteNonQueryAsync();
+        }
+
+        var store = new PriceBookStore(db.Database);
+        await store.MigrateAsync();
+        var price = (await store.LoadAsync()).PriceFor("standard", "llama-3-8b", Mar1).Price;
+
+        Assert.Null(price.CachedInputPerMillion);
+        Assert.Equal(0.15m, price.EffectiveCachedInputPerMillion);
+        Assert.Equal(CostCalculator.Cost(price, 1000, 0, 0m), CostCalculator.Cost(price, 1000, 0, 0m, cachedPromptTokens: 1000));
+    }
+
+    [Fact]
+    public async Task SaveAsync_ChangingTheCachedRateOfAPriceInForce_IsRefused()
+    {
+        using var db = new TempDatabase();
+        var store = new PriceBookStore(db.Database);
+        await store.MigrateAsync();
+        await store.SaveAsync(new PriceBook([Standard(Price())]), Jan1);
+
+        var ex = await Assert.ThrowsAsync<PriceValidationException>(() => store.SaveAsync(new PriceBook([Standard(Price(cached: 0.01m))]), Mar1));
+
+        Assert.Equal("cached_input_per_million", Assert.Single(ex.Errors).Field);
     }
 
     [Fact]

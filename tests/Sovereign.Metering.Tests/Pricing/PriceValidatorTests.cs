@@ -62,6 +62,20 @@ public sealed class PriceValidatorTests
     }
 
     [Fact]
+    public void Validate_CachedRateWithoutInputRate_NamesCachedInput()
+    {
+        var error = Assert.Single(PriceValidator.Validate([Standard(Price(input: null, cached: 0.01m))]));
+
+        Assert.Equal("cached_input_per_million", error.Field);
+    }
+
+    [Fact]
+    public void Validate_NegativeCachedRate_NamesCachedInput()
+    {
+        Assert.Equal("cached_input_per_million", Assert.Single(PriceValidator.Validate([Standard(Price(cached: -1m))])).Field);
+    }
+
+    [Fact]
     public void Validate_DuplicatePlanNameInAnyCase_NamesName()
     {
         var error = Assert.Single(PriceValidator.Validate([Standard(), Standard() with { Name = "STANDARD" }]));

@@ -7,11 +7,12 @@ internal static class PricingTestData
     public static readonly DateTimeOffset Jan1 = new(2025, 1, 1, 0, 0, 0, TimeSpan.Zero);
     public static readonly DateTimeOffset Mar1 = new(2025, 3, 1, 0, 0, 0, TimeSpan.Zero);
 
-    public static ModelPrice Price(string model = "llama-3-8b", DateTimeOffset? from = null, decimal? input = 0.15m, decimal? output = 0.60m, decimal? compute = null) => new()
+    public static ModelPrice Price(string model = "llama-3-8b", DateTimeOffset? from = null, decimal? input = 0.15m, decimal? output = 0.60m, decimal? compute = null, decimal? cached = null) => new()
     {
         Model = model,
         EffectiveFrom = from ?? Jan1,
         InputPerMillion = input,
+        CachedInputPerMillion = cached,
         OutputPerMillion = output,
         PerComputeSecond = compute,
     };

@@ -18,7 +18,7 @@ namespace Sovereign.Gateway.Pipeline.Executors;
 internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options) : IRequestExecutor
 {
     public virtual bool Runs(RoutedRequest route, Workload work) =>
-        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.External) } && work is GenerationWorkload;
+        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.External) } && work is GenerationWorkload { RelaysUpstream: true };
 
     /// <summary>The bearer token the relay presents to the node's engine.</summary>
     protected virtual string? UpstreamKey(NodeView node) => node.UpstreamKey;
@@ -96,7 +96,7 @@ internal sealed class UpstreamRelay(UpstreamProxy proxy, GovernedRequest request
     }
 
     public ValueTask<ExecutedUsage> FinalUsageAsync() => ValueTask.FromResult(_progress.Reported is { } usage
-        ? new ExecutedUsage(usage.PromptTokens, usage.CompletionTokens, null)
+        ? new ExecutedUsage(usage.PromptTokens, usage.CompletionTokens, null, usage.CachedTokens)
         : new ExecutedUsage(0, _progress.DeliveredChunks, null));
 
     public ValueTask DisposeAsync()

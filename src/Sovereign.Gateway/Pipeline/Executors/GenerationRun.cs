@@ -137,6 +137,28 @@ internal sealed class GenerationRun : IDisposable
         return final;
     }
 
+    /// <summary>
+    /// Prompt tokens reused from the prefix cache across the run, with choices numbered prompt * n + sample: per
+    /// prompt the fewest its choices reused (a choice without a result reused none).
+    /// </summary>
+    public int CachedPromptTokens(int choicesPerPrompt)
+    {
+        var n = Math.Max(1, choicesPerPrompt);
+        var total = 0;
+        for (var start = 0; start < _results.Length; start += n)
+        {
+            var fewest = int.MaxValue;
+            for (var i = start; i < Math.Min(start + n, _results.Length); i++)
+            {
+                fewest = Math.Min(fewest, _results[i]?.CachedPromptTokens ?? 0);
+            }
+
+            total += fewest;
+        }
+
+        return total;
+    }
+
     public void Dispose()
     {
         _cancel.Cancel();

@@ -79,7 +79,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
         }
 
         var run = GenerationRun.Start(request.Route!.Local!.Batcher!, choices, request.Aborted);
-        return ValueTask.FromResult<IExecution>(new LocalGeneration(run, measured.Prompts.Sum(p => p.Length)));
+        return ValueTask.FromResult<IExecution>(new LocalGeneration(run, measured.Prompts.Sum(p => p.Length), work.N));
     }
 
     private sealed record Measured(IReadOnlyList<int[]> Prompts, int[] MaxTokens);
@@ -153,7 +153,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
 }
 
 /// <summary>Generation running on this process's engine; the endpoint reads <see cref="Run"/> and writes the wire format.</summary>
-internal sealed class LocalGeneration(GenerationRun run, int promptTokens) : IExecution
+internal sealed class LocalGeneration(GenerationRun run, int promptTokens, int choicesPerPrompt = 1) : IExecution
 {
     /// <summary>The choices' token streams.</summary>
     public GenerationRun Run { get; } = run;
@@ -161,10 +161,16 @@ internal sealed class LocalGeneration(GenerationRun run, int promptTokens) : IEx
     /// <summary>Prompt tokens of the request, every prompt counted once.</summary>
     public int PromptTokens { get; } = promptTokens;
 
+    /// <summary>
+    /// Prompt tokens served from the prefix cache, each prompt counted once (as in <see cref="PromptTokens"/>): the
+    /// fewest any of its choices reused. Read once the choices have ended.
+    /// </summary>
+    public int CachedTokens => Run.CachedPromptTokens(choicesPerPrompt);
+
     public async ValueTask<ExecutedUsage> FinalUsageAsync()
     {
         var results = await Run.FinalResultsAsync();
-        return new ExecutedUsage(PromptTokens, results.Sum(r => r.CompletionTokens), Combine(results));
+        return new ExecutedUsage(PromptTokens, results.Sum(r => r.CompletionTokens), Combine(results), CachedTokens);
     }
 
     public ValueTask DisposeAsync()
@@ -178,6 +184,7 @@ internal sealed class LocalGeneration(GenerationRun run, int promptTokens) : IEx
     {
         FinishReason = results[0].FinishReason,
         PromptTokens = results[0].PromptTokens,
+        CachedPromptTokens = results[0].CachedPromptTokens,
         CompletionTokens = results.Sum(r => r.CompletionTokens),
         QueueTime = results.Max(r => r.QueueTime),
         TimeToFirstToken = results.Min(r => r.TimeToFirstToken),

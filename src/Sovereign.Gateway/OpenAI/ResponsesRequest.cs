@@ -1,0 +1,277 @@
+using System.Text;
+using System.Text.Json;
+using Sovereign.Inference.Engine;
+
+namespace Sovereign.Gateway.OpenAI;
+
+/// <summary><c>POST /v1/responses</c>: the stateless core of OpenAI's Responses API.</summary>
+internal sealed class ResponsesRequest
+{
+    public string? Model { get; set; }
+
+    /// <summary>A string (one user message) or an array of input items.</summary>
+    public JsonElement? Input { get; set; }
+
+    public string? Instructions { get; set; }
+    public int? MaxOutputTokens { get; set; }
+    public float? Temperature { get; set; }
+    public float? TopP { get; set; }
+    public bool? Stream { get; set; }
+    public bool? Store { get; set; }
+    public string? PreviousResponseId { get; set; }
+    public ResponsesText? Text { get; set; }
+    public JsonElement? Tools { get; set; }
+    public JsonElement? ToolChoice { get; set; }
+    public bool? ParallelToolCalls { get; set; }
+    public bool? Background { get; set; }
+    public string? Truncation { get; set; }
+    public int? TopLogprobs { get; set; }
+    public JsonElement? Include { get; set; }
+    public JsonElement? Conversation { get; set; }
+    public JsonElement? Prompt { get; set; }
+    public Dictionary<string, string>? Metadata { get; set; }
+    public string? User { get; set; }
+}
+
+/// <summary><c>text</c>: the output's format.</summary>
+internal sealed class ResponsesText
+{
+    public ResponsesTextFormat? Format { get; set; }
+}
+
+/// <summary><c>text.format</c>: <c>text</c>, <c>json_object</c>, or <c>json_schema</c> with its fields inline (not nested as in chat).</summary>
+internal sealed class ResponsesTextFormat
+{
+    public string? Type { get; set; }
+    public string? Name { get; set; }
+    public string? Description { get; set; }
+    public JsonElement? Schema { get; set; }
+    public bool? Strict { get; set; }
+}
+
+/// <summary>
+/// Translates a Responses request into the chat workload every other generation runs as: <c>instructions</c> and the
+/// input items become chat turns, <c>text.format</c> the grammar. Each item type has one case here; function tools
+/// (<c>function_call</c> and <c>function_call_output</c> items, <c>tools</c>) map to assistant tool calls and tool
+/// messages once the chat workload carries them, and are refused with a 400 until then.
+/// </summary>
+internal static class ResponsesTranslation
+{
+    private static readonly HashSet<string> Roles = ["user", "system", "developer", "assistant"];
+
+    /// <summary>Fields the stateless core does not implement; each is refused with a 400 naming it rather than ignored.</summary>
+    public static void RefuseUnsupported(ResponsesRequest request)
+    {
+        if (request.Tools is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
+        {
+            throw OpenAIException.BadRequest(
+                "tools are not supported on /v1/responses by this server yet (function calling is coming through the chat workload); send the request without tools.",
+                "tools", "unsupported_parameter");
+        }
+
+        if (request.Tools is { ValueKind: not (JsonValueKind.Array or JsonValueKind.Null) })
+        {
+            throw OpenAIException.BadRequest("tools must be an array.", "tools", "invalid_type");
+        }
+
+        if (request.ToolChoice is { } choice && !(choice.ValueKind == JsonValueKind.Null || (choice.ValueKind == JsonValueKind.String && choice.GetString() is "none" or "auto")))
+        {
+            throw OpenAIException.BadRequest("tool_choice must be 'none' or 'auto' without tools.", "tool_choice", "unsupported_parameter");
+        }
+
+        if (request.Background == true)
+        {
+            throw OpenAIException.BadRequest("background responses are not supported: they need stored responses.", "background", "unsupported_parameter");
+        }
+
+        if (request.Truncation is not (null or "disabled"))
+        {
+            throw OpenAIException.BadRequest($"truncation '{request.Truncation}' is not supported; use 'disabled' (a prompt too long for the context is refused).", "truncation", "unsupported_parameter");
+        }
+
+        if (request.TopLogprobs is > 0)
+        {
+            throw OpenAIException.BadRequest("top_logprobs is not supported on /v1/responses yet; use /v1/chat/completions for logprobs.", "top_logprobs", "unsupported_parameter");
+        }
+
+        if (request.Include is { ValueKind: JsonValueKind.Array } include && include.GetArrayLength() > 0)
+        {
+            throw OpenAIException.BadRequest("include is not supported: this server has no extra output items to include.", "include", "unsupported_parameter");
+        }
+
+        if (request.Conversation is { ValueKind: not JsonValueKind.Null })
+        {
+            throw OpenAIException.BadRequest("conversation needs stored conversations, which this server does not keep; send the whole input instead.", "conversation", "unsupported_parameter");
+        }
+
+        if (request.Prompt is { ValueKind: not JsonValueKind.Null })
+        {
+            throw OpenAIException.BadRequest("prompt (stored prompt templates) is not supported; send instructions and input instead.", "prompt", "unsupported_parameter");
+        }
+
+        Range(request.Temperature, 0, 2, "temperature");
+        Range(request.TopP, 0, 1, "top_p");
+        if (request.TopP is 0)
+        {
+            throw OpenAIException.BadRequest("top_p must be greater than 0.", "top_p", "invalid_value");
+        }
+
+        if (request.MaxOutputTokens is < 1)
+        {
+            throw OpenAIException.BadRequest("max_output_tokens must be at least 1.", "max_output_tokens", "invalid_value");
+        }
+    }
+
+    /// <summary><c>instructions</c> first, as a system turn, then the input items in order.</summary>
+    public static List<ChatTurn> ToTurns(ResponsesRequest request)
+    {
+        var turns = new List<ChatTurn>();
+        if (!string.IsNullOrEmpty(request.Instructions))
+        {
+            turns.Add(new ChatTurn("system", request.Instructions));
+        }
+
+        switch (request.Input)
+        {
+            case null or { ValueKind: JsonValueKind.Null }:
+                throw OpenAIException.BadRequest("You must provide an input parameter.", "input", "missing_required_parameter");
+            case { ValueKind: JsonValueKind.String } text:
+                turns.Add(new ChatTurn("user", text.GetString()!));
+                break;
+            case { ValueKind: JsonValueKind.Array } items:
+                if (items.GetArrayLength() == 0)
+                {
+                    throw OpenAIException.BadRequest("input must not be an empty array.", "input", "invalid_value");
+                }
+
+                var i = 0;
+                foreach (var item in items.EnumerateArray())
+                {
+                    turns.Add(ToTurn(item, $"input[{i++}]"));
+                }
+
+                break;
+            default:
+                throw OpenAIException.BadRequest("input must be a string or an array of input items.", "input", "invalid_type");
+        }
+
+        return turns;
+    }
+
+    private static ChatTurn ToTurn(JsonElement item, string param)
+    {
+        if (item.ValueKind != JsonValueKind.Object)
+        {
+            throw OpenAIException.BadRequest($"{param} must be an input item object.", param, "invalid_type");
+        }
+
+        // An item without a type is an "easy input message" ({role, content}).
+        var type = item.TryGetProperty("type", out var typeValue) ? typeValue.ValueKind == JsonValueKind.String ? typeValue.GetString()! : null : "message";
+        switch (type)
+        {
+            case "message":
+                return ToMessageTurn(item, param);
+            case "function_call" or "function_call_output":
+                // Where function tools will map: function_call -> an assistant turn's tool call, function_call_output -> a tool turn.
+                throw OpenAIException.BadRequest(
+                    $"{param} is a '{type}' item; function calling is not supported on /v1/responses by this server yet.", $"{param}.type", "unsupported_parameter");
+            case null:
+                throw OpenAIException.BadRequest($"{param}.type must be a string.", $"{param}.type", "invalid_type");
+            default:
+                throw OpenAIException.BadRequest(
+                    $"{param}.type '{type}' is not a supported input item type; this server accepts 'message' items.", $"{param}.type", "invalid_value");
+        }
+    }
+
+    private static ChatTurn ToMessageTurn(JsonElement item, string param)
+    {
+        if (!item.TryGetProperty("role", out var roleValue) || roleValue.ValueKind == JsonValueKind.Null)
+        {
+            throw OpenAIException.BadRequest($"{param}.role is required.", $"{param}.role", "missing_required_parameter");
+        }
+
+        var role = roleValue.ValueKind == JsonValueKind.String ? roleValue.GetString()! : throw OpenAIException.BadRequest($"{param}.role must be a string.", $"{param}.role", "invalid_type");
+        if (!Roles.Contains(role))
+        {
+            throw OpenAIException.BadRequest($"{param}.role '{role}' is not supported; use user, system, developer or assistant.", $"{param}.role", "invalid_value");
+        }
+
+        if (!item.TryGetProperty("content", out var content) || content.ValueKind == JsonValueKind.Null)
+        {
+            throw OpenAIException.BadRequest($"{param}.content is required.", $"{param}.content", "missing_required_parameter");
+        }
+
+        var text = content.ValueKind switch
+        {
+            JsonValueKind.String => content.GetString()!,
+            JsonValueKind.Array => ContentText(content, role, $"{param}.content"),
+            _ => throw OpenAIException.BadRequest($"{param}.content must be a string or an array of content parts.", $"{param}.content", "invalid_type"),
+        };
+        return new ChatTurn(role == "developer" ? "system" : role, text);
+    }
+
+    /// <summary>Text parts: <c>input_text</c> in any turn, <c>output_text</c> (and <c>refusal</c>) in assistant turns of the history.</summary>
+    private static string ContentText(JsonElement parts, string role, string param)
+    {
+        var text = new StringBuilder();
+        var j = 0;
+        foreach (var part in parts.EnumerateArray())
+        {
+            var at = $"{param}[{j++}]";
+            if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+            {
+                throw OpenAIException.BadRequest($"{at} must be a content part with a string type.", at, "invalid_type");
+            }
+
+            var kind = type.GetString();
+            var field = kind switch
+            {
+                "input_text" => "text",
+                "output_text" when role == "assistant" => "text",
+                "refusal" when role == "assistant" => "refusal",
+                "input_image" or "input_file" or "input_audio" =>
+                    throw OpenAIException.BadRequest($"{at} is an '{kind}' part; this model accepts text only.", $"{at}.type", "unsupported_content"),
+                _ => throw OpenAIException.BadRequest(
+                    $"{at}.type '{kind}' is not a content part type a {role} message can have; use input_text" + (role == "assistant" ? " or output_text." : "."), $"{at}.type", "invalid_value"),
+            };
+            if (!part.TryGetProperty(field, out var value) || value.ValueKind != JsonValueKind.String)
+            {
+                throw OpenAIException.BadRequest($"{at}.{field} must be a string.", $"{at}.{field}", "invalid_type");
+            }
+
+            text.Append(value.GetString());
+        }
+
+        return text.ToString();
+    }
+
+    /// <summary>The grammar <c>text.format</c> asks for (the chat compiler; its refusals name <c>text.format.schema</c>).</summary>
+    public static Sovereign.Inference.Grammar.GbnfGrammar? GrammarFor(ResponsesTextFormat? format)
+    {
+        switch (format?.Type)
+        {
+            case null or "text":
+                return null;
+            case "json_object":
+                return Sovereign.Inference.Grammar.JsonSchemaGrammarCompiler.AnyJsonObject();
+            case "json_schema":
+                if (string.IsNullOrEmpty(format.Name))
+                {
+                    throw OpenAIException.BadRequest("text.format.name is required when type is 'json_schema'.", "text.format.name", "missing_required_parameter");
+                }
+
+                return StructuredOutput.CompileSchema(format.Schema, "text.format.schema");
+            default:
+                throw OpenAIException.BadRequest(
+                    $"text.format.type '{format.Type}' is not supported; use 'text', 'json_object' or 'json_schema'.", "text.format.type", "invalid_value");
+        }
+    }
+
+    private static void Range(float? value, float min, float max, string param)
+    {
+        if (value is { } v && (float.IsNaN(v) || v < min || v > max))
+        {
+            throw OpenAIException.BadRequest($"{param} must be between {min} and {max}; got {v}.", param, "invalid_value");
+        }
+    }
+}

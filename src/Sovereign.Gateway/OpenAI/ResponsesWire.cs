@@ -1,0 +1,117 @@
+using System.Text.Json.Serialization;
+
+namespace Sovereign.Gateway.OpenAI;
+
+/// <summary>A Responses API <c>response</c> object, as OpenAI writes it (every field present, null where unset).</summary>
+internal sealed record ResponseObject
+{
+    public required string Id { get; init; }
+    public string Object { get; init; } = "response";
+    public required long CreatedAt { get; init; }
+    public required string Status { get; init; }
+    public object? Error { get; init; }
+    public IncompleteDetails? IncompleteDetails { get; init; }
+    public string? Instructions { get; init; }
+    public int? MaxOutputTokens { get; init; }
+    public required string Model { get; init; }
+    public required IReadOnlyList<ResponseMessageItem> Output { get; init; }
+    public bool ParallelToolCalls { get; init; } = true;
+    public string? PreviousResponseId { get; init; }
+    public ReasoningSettings Reasoning { get; init; } = new(null, null);
+    public bool Store { get; init; }
+    public float Temperature { get; init; } = 1f;
+    public required TextSettings Text { get; init; }
+    public string ToolChoice { get; init; } = "auto";
+    public IReadOnlyList<object> Tools { get; init; } = [];
+    public float TopP { get; init; } = 1f;
+    public string Truncation { get; init; } = "disabled";
+    public ResponseUsage? Usage { get; init; }
+    public string? User { get; init; }
+    public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
+}
+
+internal sealed record IncompleteDetails(string Reason);
+
+internal sealed record ReasoningSettings(string? Effort, string? Summary);
+
+/// <summary><c>text</c> echoed back: the format as requested (<c>{"type":"text"}</c> by default).</summary>
+internal sealed record TextSettings(object Format);
+
+/// <summary>An assistant <c>message</c> output item.</summary>
+internal sealed record ResponseMessageItem(string Id, string Status, IReadOnlyList<OutputText> Content)
+{
+    public string Type => "message";
+
+    public string Role => "assistant";
+}
+
+/// <summary>An <c>output_text</c> content part.</summary>
+internal sealed record OutputText(string Text)
+{
+    public string Type => "output_text";
+
+    public IReadOnlyList<object> Annotations { get; init; } = [];
+
+    public IReadOnlyList<object> Logprobs { get; init; } = [];
+}
+
+internal sealed record ResponseUsage(
+    int InputTokens,
+    InputTokensDetails InputTokensDetails,
+    int OutputTokens,
+    OutputTokensDetails OutputTokensDetails,
+    int TotalTokens);
+
+internal sealed record InputTokensDetails(int CachedTokens);
+
+internal sealed record OutputTokensDetails(int ReasoningTokens);
+
+/// <summary>The streamed events, each with its <c>type</c> and <c>sequence_number</c>.</summary>
+internal abstract record ResponseEvent
+{
+    public abstract string Type { get; }
+
+    public int SequenceNumber { get; set; }
+}
+
+/// <summary><c>response.created</c>, <c>response.in_progress</c>, <c>response.completed</c>, <c>response.incomplete</c>.</summary>
+internal sealed record ResponseLifecycleEvent(
+    [property: JsonIgnore] string EventType,
+    ResponseObject Response) : ResponseEvent
+{
+    public override string Type => EventType;
+}
+
+/// <summary><c>response.output_item.added</c> and <c>.done</c>.</summary>
+internal sealed record OutputItemEvent([property: JsonIgnore] string EventType, int OutputIndex, ResponseMessageItem Item) : ResponseEvent
+{
+    public override string Type => EventType;
+}
+
+/// <summary><c>response.content_part.added</c> and <c>.done</c>.</summary>
+internal sealed record ContentPartEvent([property: JsonIgnore] string EventType, string ItemId, int OutputIndex, int ContentIndex, OutputText Part) : ResponseEvent
+{
+    public override string Type => EventType;
+}
+
+/// <summary><c>response.output_text.delta</c>.</summary>
+internal sealed record OutputTextDeltaEvent(string ItemId, int OutputIndex, int ContentIndex, string Delta) : ResponseEvent
+{
+    public override string Type => "response.output_text.delta";
+
+    public IReadOnlyList<object> Logprobs { get; init; } = [];
+}
+
+/// <summary><c>response.output_text.done</c>.</summary>
+internal sealed record OutputTextDoneEvent(string ItemId, int OutputIndex, int ContentIndex, string Text) : ResponseEvent
+{
+    public override string Type => "response.output_text.done";
+
+    public IReadOnlyList<object> Logprobs { get; init; } = [];
+}
+
+/// <summary><c>error</c>: the stream failed after it started.</summary>
+internal sealed record ResponseErrorEvent(string? Code, string Message, string? Param) : ResponseEvent
+{
+    public override string Type => "error";
+}
