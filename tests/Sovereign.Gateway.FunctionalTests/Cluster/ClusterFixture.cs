@@ -176,6 +176,18 @@ public sealed class ClusterFixture : IAsyncLifetime
         }
     }
 
+    /// <summary>Waits until <paramref name="gateway"/>'s cluster status shows the member in <paramref name="status"/>.</summary>
+    public static async Task WaitForMemberAsync(Member gateway, string name, string status)
+    {
+        using var admin = gateway.Client(AdminToken);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        while (!JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/cluster", timeout.Token)).RootElement.GetProperty("members").EnumerateArray()
+            .Any(m => m.GetProperty("name").GetString() == name && m.GetProperty("status").GetString() == status))
+        {
+            await Task.Delay(200, timeout.Token);
+        }
+    }
+
     public static async Task<JsonElement> Expect(Task<HttpResponseMessage> call, int status)
     {
         using var response = await call;
