@@ -82,7 +82,7 @@ public sealed class ClusterFixture : IAsyncLifetime
     /// Starts one more member. <paramref name="operatorKeyFile"/> null gives it a key of its own, so its self-issued
     /// credential is not the operator's.
     /// </summary>
-    public Member Start(string nodeId, string role, string jurisdiction, bool withModel, string? modelId = null, bool trusted = true)
+    public Member Start(string nodeId, string role, string jurisdiction, bool withModel, string? modelId = null, bool trusted = true, IReadOnlyDictionary<string, string>? extraEnvironment = null)
     {
         var data = Path.Combine(_root, nodeId);
         Directory.CreateDirectory(data);
@@ -116,6 +116,11 @@ public sealed class ClusterFixture : IAsyncLifetime
         // A killed node stays "recently reported" for the whole run, so a gateway finds it dead by its first failed
         // connection (what the failover test checks), never by the clock.
         environment["Sovereign__Cluster__NodeStaleSeconds"] = "3600";
+        foreach (var (name, value) in extraEnvironment ?? new Dictionary<string, string>())
+        {
+            environment[name] = value;
+        }
+
         var member = new Member(nodeId, port, data, Process.Start(start)!);
         _members.Add(member);
         return member;

@@ -285,6 +285,42 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     [Fact]
+    public async Task NodeWithAJoinToken_ReceivesItsCredential_WithoutTheOperatorKey_AndTheTokenWorksOnce()
+    {
+        var (exit, output) = await ClusterFixture.CliAsync(cluster.GatewayTh, "nodes", "join-token", "--jurisdiction", "TH", "--pool", "th-cpu");
+        Assert.True(exit == 0, output);
+        var token = output.Split('\n')[0].Trim();
+        Assert.StartsWith("sjt_", token, StringComparison.Ordinal);
+
+        // No operator key file: the node's credential can only come from the join.
+        var joined = cluster.Start("node-joined", "node", "TH", withModel: true, modelId: "stories-joined", trusted: false, extraEnvironment: new Dictionary<string, string>
+        {
+            ["Sovereign__Cluster__JoinToken"] = token,
+            ["Sovereign__Cluster__JoinUrl"] = cluster.GatewayTh.Url.ToString(),
+        });
+        try
+        {
+            await ClusterFixture.WaitReadyAsync(joined);
+            await ClusterFixture.WaitForNodesAsync(cluster.GatewayTh, "node-joined");
+            var key = await NewTenantAsync(["TH"]);
+            using var client = cluster.GatewayTh.Client(key);
+            using var response = await client.PostAsync("/v1/chat/completions", Json(Body.Replace("\"stories\"", "\"stories-joined\"", StringComparison.Ordinal)));
+            Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+            Assert.Equal("node-joined", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+            Assert.True(File.Exists(Path.Combine(joined.DataDirectory, "node-credential.json")));
+
+            // The token was used: nobody can join with it again.
+            using var anonymous = cluster.GatewaySg.Client(null);
+            var refused = await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-thief", url = "http://127.0.0.1:9" }), 401);
+            Assert.Equal("invalid_join_token", refused.GetProperty("error").GetProperty("code").GetString());
+        }
+        finally
+        {
+            joined.StopGracefully();
+        }
+    }
+
+    [Fact]
     public async Task Node_ServesOnlyWhatAGatewayRelays()
     {
         var key = await NewTenantAsync(["TH"]);
