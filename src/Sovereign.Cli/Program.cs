@@ -12,6 +12,7 @@ root.Subcommands.Add(ChatCommand.Create());
 root.Subcommands.Add(TenantsCommand.Create());
 root.Subcommands.Add(TenantsCommand.CreateKeys());
 root.Subcommands.Add(NodesCommand.Create());
+root.Subcommands.Add(ClusterCommand.Create());
 root.Subcommands.Add(AuditCommand.Create());
 foreach (var command in MeteringCommands.Create())
 {

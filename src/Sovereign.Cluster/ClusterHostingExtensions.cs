@@ -40,6 +40,10 @@ public static class ClusterHostingExtensions
                 o.ClusterId = cluster.ClusterId;
                 o.ServiceId = "sovereign";
             });
+
+            // Members are named by role and node id, so `sovereign cluster status` shows which process each one is.
+            var nodeId = builder.Configuration["Sovereign:NodeId"] is { Length: > 0 } id ? id : Environment.MachineName;
+            silo.Configure<SiloOptions>(o => o.SiloName = $"{cluster.Role.ToString().ToLowerInvariant()}/{nodeId}");
             silo.ConfigureEndpoints(IPAddress.TryParse(cluster.AdvertisedAddress, out var address) ? address : IPAddress.Loopback, siloPort, gatewayPort, listenOnAnyHostAddress: false);
             silo.UseRedisClustering(cluster.Redis!);
 

@@ -107,6 +107,23 @@ internal static class NodesCommand
             drainConnection.Print(result, json, () => Console.WriteLine($"Node {node} is drained: nothing running or queued."));
         }));
 
+        var tokenConnection = new AdminConnection();
+        var tokenJurisdiction = new Option<string>("--jurisdiction", "-j") { Description = "ISO 3166-1 alpha-2 country the node will run in.", Required = true };
+        var pool = new Option<string?>("--pool") { Description = "The pool the node joins (e.g. th-h100)." };
+        var ttl = new Option<long?>("--ttl") { Description = "Seconds the token stays valid (default 3600, at most 7 days)." };
+        var tokenCommand = new Command("join-token", "Issue a one-time token for a new node: start it with sovereign serve --role node --join-token TOKEN --join-url GATEWAY.") { tokenJurisdiction, pool, ttl };
+        tokenConnection.AddTo(tokenCommand);
+        tokenCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
+        {
+            var json = await tokenConnection.SendAsync(result, HttpMethod.Post, "/admin/v1/nodes/join-tokens",
+                new { jurisdiction = result.GetValue(tokenJurisdiction), pool = result.GetValue(pool), ttl_seconds = result.GetValue(ttl) }, ct);
+            tokenConnection.Print(result, json, () =>
+            {
+                Console.WriteLine(json.GetProperty("token").GetString());
+                Console.Error.WriteLine($"One-time join token for a node in {json.GetProperty("jurisdiction").GetString()}; shown once, valid until {DateTimeOffset.FromUnixTimeMilliseconds(json.GetProperty("expires_at").GetInt64()):u}.");
+            });
+        }));
+
         var rmConnection = new AdminConnection();
         var rmId = new Argument<string>("id") { Description = "Node id." };
         var rmCommand = new Command("rm", "Remove a node from the registry.") { rmId };
@@ -121,6 +138,7 @@ internal static class NodesCommand
         command.Subcommands.Add(listCommand);
         command.Subcommands.Add(stateCommand);
         command.Subcommands.Add(drainCommand);
+        command.Subcommands.Add(tokenCommand);
         command.Subcommands.Add(rmCommand);
         return command;
     }

@@ -41,10 +41,12 @@ internal static class ServeCommand
             Description = "all (gateway and node in one process, the default), gateway (routes to the cluster's nodes) or node (serves models to the cluster's gateways); gateway and node need Sovereign:Cluster:Redis.",
         };
         role.AcceptOnlyFromAmong("all", "gateway", "node");
+        var joinToken = new Option<string?>("--join-token") { Description = "A node's one-time join token (sovereign nodes join-token); with --join-url." };
+        var joinUrl = new Option<string?>("--join-url") { Description = "A gateway's URL to join the cluster through, with --join-token." };
 
         var command = new Command("serve", "Start the OpenAI-compatible server.")
         {
-            model, embedding, urls, threads, parallel, context, template, apiKey, config, dataDir, role,
+            model, embedding, urls, threads, parallel, context, template, apiKey, config, dataDir, role, joinToken, joinUrl,
         };
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -70,9 +72,12 @@ internal static class ServeCommand
                 ApiKeys = result.GetValue(apiKey) ?? [],
                 ConfigFile = result.GetValue(config)?.FullName,
                 DataDirectory = result.GetValue(dataDir),
-                Overrides = result.GetValue(role) is { } chosen
-                    ? new Dictionary<string, string?> { ["Sovereign:Cluster:Role"] = chosen }
-                    : new Dictionary<string, string?>(),
+                Overrides = new Dictionary<string, string?>
+                    {
+                        ["Sovereign:Cluster:Role"] = result.GetValue(role),
+                        ["Sovereign:Cluster:JoinToken"] = result.GetValue(joinToken),
+                        ["Sovereign:Cluster:JoinUrl"] = result.GetValue(joinUrl),
+                    }.Where(o => o.Value is not null).ToDictionary(),
             };
             return await RunAsync(settings, cancellationToken);
         });

@@ -60,6 +60,15 @@ public sealed class SovereignClusterOptions
     /// <summary>Seconds a silo may miss probes before membership declares it dead (default 10).</summary>
     public double DeathSeconds { get; set; } = 10;
 
+    /// <summary>
+    /// A one-time join token (<c>sovereign nodes join-token</c>) a node presents to <see cref="JoinUrl"/> at its first
+    /// start to receive its operator-signed credential; the credential is then kept in the data directory.
+    /// </summary>
+    public string? JoinToken { get; set; }
+
+    /// <summary>A gateway's base URL that a node with a <see cref="JoinToken"/> joins through.</summary>
+    public string? JoinUrl { get; set; }
+
     /// <summary>Whether this process is part of a multi-process cluster.</summary>
     public bool IsDistributed => !string.IsNullOrWhiteSpace(Redis);
 
@@ -87,6 +96,11 @@ public sealed class SovereignClusterOptions
         if (!IsDistributed && Role != ServerRole.All)
         {
             yield return $"--role {Role.ToString().ToLowerInvariant()} needs Sovereign:Cluster:Redis: a gateway or node alone on one machine has nothing to route to.";
+        }
+
+        if (!string.IsNullOrWhiteSpace(JoinToken) && (Role != ServerRole.Node || !Uri.TryCreate(JoinUrl, UriKind.Absolute, out _)))
+        {
+            yield return "Sovereign:Cluster:JoinToken is for --role node, with Sovereign:Cluster:JoinUrl (an absolute URL of a gateway) to join through.";
         }
 
         if (!System.Net.IPAddress.TryParse(AdvertisedAddress, out _))

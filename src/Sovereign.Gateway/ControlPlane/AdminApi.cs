@@ -38,6 +38,7 @@ public static class AdminApi
         admin.MapPost("/nodes", RegisterNode);
         admin.MapPut("/nodes/{id}/state", SetNodeState);
         admin.MapDelete("/nodes/{id}", DeleteNode);
+        admin.MapGet("/cluster", ClusterStatusApi.GetAsync);
         admin.MapGet("/jurisdictions", ListJurisdictions);
         admin.MapGet("/models/{id}/languages", LanguageTaxReport);
         admin.MapGet("/models", ListModels);

@@ -37,7 +37,9 @@ internal static class ControlPlaneServices
         // OpenSynchronously runs the opening off the caller's scheduler: the first resolver may be a grain activation
         // on a node, whose single-threaded Orleans scheduler would otherwise deadlock waiting for its own continuation.
         services.TryAddSingleton(sp => OpenSynchronously(() => AuditLog.OpenAsync(
-            sp.GetRequiredService<SqlDatabase>(), sp.GetRequiredService<OperatorSigningKey>(), null, sp.GetRequiredService<TimeProvider>())));
+            sp.GetRequiredService<SqlDatabase>(), sp.GetRequiredService<OperatorSigningKey>(),
+            new AuditLogOptions { SignsCheckpoints = sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value is not { IsDistributed: true, Role: Cluster.Hosting.ServerRole.Node } },
+            sp.GetRequiredService<TimeProvider>())));
         services.TryAddSingleton(sp => OpenSynchronously(() => UsageLedger.OpenAsync(
             sp.GetRequiredService<SqlDatabase>(),
             new UsageLedgerOptions { RetentionDays = Math.Max(1, sp.GetRequiredService<IOptions<SovereignOptions>>().Value.Metering.RetentionDays) })));

@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Grains;
@@ -21,6 +22,7 @@ internal sealed partial class LocalNodeRegistrar(
     IOptions<SovereignOptions> options,
     IOptions<Cluster.Hosting.SovereignClusterOptions> cluster,
     TimeProvider time,
+    IHttpClientFactory httpClients,
     ILogger<LocalNodeRegistrar> logger) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -42,17 +44,34 @@ internal sealed partial class LocalNodeRegistrar(
         var jurisdiction = settings.Jurisdiction.ToUpperInvariant();
         var kind = nameof(NodeKind.Local);
         var credential = settings.NodeCredential;
-        if (string.IsNullOrWhiteSpace(credential))
+        var operatorPublicKey = operatorKey.PublicKeyPem;
+        var selfIssued = false;
+        if (string.IsNullOrWhiteSpace(credential) && cluster.Value is { Role: Cluster.Hosting.ServerRole.Node, IsDistributed: true }
+            && await JoinedAsync(settings, url, cancellationToken) is { } joined)
         {
-            credential = NodeCredentials.Issue(new NodeClaims(settings.NodeId, jurisdiction, kind, url, time.GetUtcNow().ToUnixTimeMilliseconds()), operatorKey);
+            // Joined with a token: the credential the operator's gateway signed, checked with the operator's public key.
+            if (!string.Equals(joined.Jurisdiction, jurisdiction, StringComparison.Ordinal))
+            {
+                throw new InvalidOperationException($"Sovereign:Jurisdiction is {jurisdiction}, but this node joined the cluster in {joined.Jurisdiction}.");
+            }
+
+            credential = joined.Credential;
+            operatorPublicKey = joined.OperatorPublicKey;
         }
-        else
+        else if (string.IsNullOrWhiteSpace(credential))
         {
-            var claims = NodeCredentials.Verify(credential, operatorKey.PublicKeyPem, out var problem)
-                ?? throw new InvalidOperationException($"Sovereign:NodeCredential does not verify: {problem}.");
+            // One machine, or a member holding the operator's key file: it issues its own credential.
+            credential = NodeCredentials.Issue(new NodeClaims(settings.NodeId, jurisdiction, kind, url, time.GetUtcNow().ToUnixTimeMilliseconds()), operatorKey);
+            selfIssued = true;
+        }
+
+        if (!selfIssued)
+        {
+            var claims = NodeCredentials.Verify(credential, operatorPublicKey, out var problem)
+                ?? throw new InvalidOperationException($"The node credential does not verify: {problem}.");
             if (NodeCredentials.Mismatch(claims, settings.NodeId, jurisdiction, kind, url) is { } mismatch)
             {
-                throw new InvalidOperationException($"Sovereign:NodeCredential does not match this node: {mismatch}.");
+                throw new InvalidOperationException($"The node credential does not match this node: {mismatch}.");
             }
         }
 
@@ -82,6 +101,62 @@ internal sealed partial class LocalNodeRegistrar(
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>
+    /// The credential this node received when it joined (kept in the data directory), or, at its first start with
+    /// <c>Sovereign:Cluster:JoinToken</c>, the one a gateway issues for the token now. Null when neither exists.
+    /// </summary>
+    private async Task<JoinResponse?> JoinedAsync(SovereignOptions settings, string? url, CancellationToken cancellationToken)
+    {
+        var file = Path.Combine(settings.ResolvedDataDirectory, JoinResponse.FileName);
+        if (File.Exists(file))
+        {
+            var kept = System.Text.Json.JsonSerializer.Deserialize<JoinResponse>(await File.ReadAllTextAsync(file, cancellationToken));
+            if (kept is not null && kept.NodeId == settings.NodeId)
+            {
+                return kept;
+            }
+        }
+
+        var token = cluster.Value.JoinToken;
+        if (string.IsNullOrWhiteSpace(token))
+        {
+            return null;
+        }
+
+        using var client = httpClients.CreateClient(UpstreamProxy.ClientName);
+        var joinUri = new Uri(new Uri(cluster.Value.JoinUrl!.TrimEnd('/') + "/"), "cluster/v1/join");
+        HttpResponseMessage response;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                response = await client.PostAsJsonAsync(joinUri, new { token, node_id = settings.NodeId, url }, cancellationToken);
+                break;
+            }
+            catch (HttpRequestException) when (attempt < 60)
+            {
+                // The gateway may be starting too.
+                await Task.Delay(TimeSpan.FromSeconds(1), time, cancellationToken);
+            }
+        }
+
+        using var answered = response;
+        var body = await answered.Content.ReadAsStringAsync(cancellationToken);
+        if (!answered.IsSuccessStatusCode)
+        {
+            throw new InvalidOperationException($"Joining the cluster through {cluster.Value.JoinUrl} failed with {(int)answered.StatusCode}: {body}");
+        }
+
+        var joined = System.Text.Json.JsonSerializer.Deserialize<JoinResponse>(body)
+            ?? throw new InvalidOperationException("The gateway's join answer was empty.");
+        await File.WriteAllTextAsync(file, body, cancellationToken);
+        LogJoined(settings.NodeId, joined.Jurisdiction, joined.Pool ?? "-");
+        return joined;
+    }
+
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Information, Message = "Node {NodeId} joined the cluster in {Jurisdiction} (pool {Pool}) with its join token")]
+    private partial void LogJoined(string nodeId, string jurisdiction, string pool);
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Sovereign:Jurisdiction is not set: node {NodeId} declares no jurisdiction, so requests of tenants with a residency policy will be refused here.")]
     private partial void LogNoJurisdiction(string nodeId);

@@ -82,6 +82,7 @@ public static class SovereignGateway
         app.MapTokenizerEndpoints();
         var admin = app.MapAdminApi();
         admin.MapMeteringApi(v1);
+        app.MapNodeJoin(admin);
         v1.MapTenantSelfApi();
         app.MapSovereignConsole();
         app.MapGet("/health", () => TypedResults.Json(new { status = "ok" }));

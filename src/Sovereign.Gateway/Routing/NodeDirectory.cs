@@ -88,6 +88,14 @@ public sealed class NodeDirectory(
         && (!IsClusterNode(node) || (node.Load is { } load
             && time.GetUtcNow().ToUnixTimeMilliseconds() - load.ReportedAt <= cluster.Value.NodeStaleSeconds * 1000));
 
+    /// <summary>Why a node does or does not take requests now, for the operator's view of the pool.</summary>
+    public NodeHealth HealthOf(NodeView node) =>
+        node.State == nameof(NodeState.Draining) ? NodeHealth.Draining
+        : node.State != nameof(NodeState.Active) ? NodeHealth.Down
+        : IsMarkedUnreachable(node) ? NodeHealth.Unreachable
+        : IsUp(node) ? NodeHealth.Up
+        : NodeHealth.Stale;
+
     /// <summary>
     /// Routes around a node from its first failed connection, without waiting for membership to declare it dead: a
     /// cluster node until it reports again (a report newer than the last one seen), an external engine for
@@ -163,4 +171,23 @@ public sealed class NodeDirectory(
             }
         }
     }
+}
+
+/// <summary>A node's health for routing, as the operator sees it.</summary>
+public enum NodeHealth
+{
+    /// <summary>Active, reporting, reachable: takes requests.</summary>
+    Up,
+
+    /// <summary>Finishing its work; takes nothing new.</summary>
+    Draining,
+
+    /// <summary>Taken out of rotation by the operator.</summary>
+    Down,
+
+    /// <summary>Its last connection failed; routed around until it reports again.</summary>
+    Unreachable,
+
+    /// <summary>Its last load report is too old (stopped, or cut off from the registry).</summary>
+    Stale,
 }

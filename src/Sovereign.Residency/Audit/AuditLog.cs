@@ -11,6 +11,12 @@ public sealed record AuditLogOptions
     /// <summary>A signed checkpoint is written in the same transaction as every entry whose sequence is a multiple of this.</summary>
     public int CheckpointInterval { get; init; } = 1000;
 
+    /// <summary>
+    /// Whether this writer signs checkpoints. A cluster's nodes append to the shared chain but hold no operator key
+    /// (they joined with a token), so only gateways sign; a node's appends are covered by the next gateway checkpoint.
+    /// </summary>
+    public bool SignsCheckpoints { get; init; } = true;
+
     /// <summary>The most appends that share one transaction (group commit).</summary>
     public int MaxBatchSize { get; init; } = 256;
 
@@ -420,13 +426,13 @@ public sealed class AuditLog : IAsyncDisposable
                 sequence = entry.Sequence;
                 hash = entry.Hash;
                 results[i] = entry;
-                if (sequence % _options.CheckpointInterval == 0)
+                if (_options.SignsCheckpoints && sequence % _options.CheckpointInterval == 0)
                 {
                     checkpoint = AuditCheckpoint.Sign(_signingKey, sequence, hash, timestamp);
                     await AuditStore.InsertCheckpointAsync(connection, transaction, checkpoint, CancellationToken.None);
                 }
             }
-            else if (sequence > 0 && checkpoint?.Sequence != sequence)
+            else if (_options.SignsCheckpoints && sequence > 0 && checkpoint?.Sequence != sequence)
             {
                 checkpoint = AuditCheckpoint.Sign(_signingKey, sequence, hash, timestamp);
                 await AuditStore.InsertCheckpointAsync(connection, transaction, checkpoint, CancellationToken.None);

@@ -36,6 +36,14 @@ public sealed class ControlPlaneStore(SqlDatabase database)
             """,
         ]),
         new("controlplane-002-tenant-limits", ["ALTER TABLE tenants ADD COLUMN limits_json TEXT NULL"]),
+        new("controlplane-003-node-join-tokens",
+        [
+            """
+            CREATE TABLE node_join_tokens (
+                id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, jurisdiction TEXT NOT NULL, pool TEXT NULL,
+                created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, used_at BIGINT NULL, used_by TEXT NULL)
+            """,
+        ]),
     ];
 
     /// <summary>The database behind the store.</summary>
@@ -115,6 +123,30 @@ public sealed class ControlPlaneStore(SqlDatabase database)
         r => new NodeRecord(r.GetString(0), r.GetString(1), Enum.Parse<NodeKind>(r.GetString(2)), r.IsDBNull(3) ? null : r.GetString(3), r.GetString(4),
             Enum.Parse<NodeState>(r.GetString(5)), r.GetString(6), r.IsDBNull(7) ? null : r.GetString(7), r.GetInt64(8), r.GetInt64(9)),
         cancellationToken);
+
+    /// <summary>Stores a new join token (only its hash).</summary>
+    public Task InsertJoinTokenAsync(JoinTokenRecord token, CancellationToken cancellationToken = default) => ExecuteAsync(
+        """
+        INSERT INTO node_join_tokens (id, token_hash, jurisdiction, pool, created_at, expires_at)
+        VALUES (@id, @hash, @jurisdiction, @pool, @created, @expires)
+        """,
+        cancellationToken,
+        ("@id", token.Id), ("@hash", token.TokenHash), ("@jurisdiction", token.Jurisdiction), ("@pool", token.Pool),
+        ("@created", token.CreatedAt), ("@expires", token.ExpiresAt));
+
+    /// <summary>
+    /// Uses a join token once: atomically marks it used by <paramref name="nodeId"/> if it exists, is unused and has
+    /// not expired, and returns it; null otherwise (two nodes racing with one token: one wins).
+    /// </summary>
+    public async Task<JoinTokenRecord?> ConsumeJoinTokenAsync(string tokenHash, string nodeId, long now, CancellationToken cancellationToken = default) =>
+        (await QueryAsync(
+            """
+            UPDATE node_join_tokens SET used_at = @now, used_by = @node
+            WHERE token_hash = @hash AND used_at IS NULL AND expires_at > @now
+            RETURNING id, token_hash, jurisdiction, pool, created_at, expires_at
+            """,
+            r => new JoinTokenRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetString(3), r.GetInt64(4), r.GetInt64(5)),
+            cancellationToken, ("@hash", tokenHash), ("@node", nodeId), ("@now", now))).FirstOrDefault();
 
     private const string KeySelect = "SELECT id, tenant_id, prefix, secret_hash, name, policy_json, created_at, revoked_at FROM api_keys";
 

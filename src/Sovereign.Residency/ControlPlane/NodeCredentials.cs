@@ -16,7 +16,8 @@ public sealed record NodeClaims(
     [property: JsonPropertyName("jurisdiction")] string Jurisdiction,
     [property: JsonPropertyName("kind")] string Kind,
     [property: JsonPropertyName("url")] string? Url,
-    [property: JsonPropertyName("issued_at")] long IssuedAt);
+    [property: JsonPropertyName("issued_at")] long IssuedAt,
+    [property: JsonPropertyName("pool"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Pool = null);
 
 /// <summary>
 /// Operator-signed node credentials (<c>v1.&lt;claims&gt;.&lt;signature&gt;</c>, base64url, ECDSA P-256 over the

@@ -82,7 +82,7 @@ public sealed class ClusterFixture : IAsyncLifetime
     /// Starts one more member. <paramref name="operatorKeyFile"/> null gives it a key of its own, so its self-issued
     /// credential is not the operator's.
     /// </summary>
-    public Member Start(string nodeId, string role, string jurisdiction, bool withModel, string? modelId = null, bool trusted = true)
+    public Member Start(string nodeId, string role, string jurisdiction, bool withModel, string? modelId = null, bool trusted = true, IReadOnlyDictionary<string, string>? extraEnvironment = null)
     {
         var data = Path.Combine(_root, nodeId);
         Directory.CreateDirectory(data);
@@ -116,6 +116,11 @@ public sealed class ClusterFixture : IAsyncLifetime
         // A killed node stays "recently reported" for the whole run, so a gateway finds it dead by its first failed
         // connection (what the failover test checks), never by the clock.
         environment["Sovereign__Cluster__NodeStaleSeconds"] = "3600";
+        foreach (var (name, value) in extraEnvironment ?? new Dictionary<string, string>())
+        {
+            environment[name] = value;
+        }
+
         var member = new Member(nodeId, port, data, Process.Start(start)!);
         _members.Add(member);
         return member;
@@ -171,6 +176,18 @@ public sealed class ClusterFixture : IAsyncLifetime
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
         while (!JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/nodes", timeout.Token)).RootElement.GetProperty("data").EnumerateArray()
             .Any(n => n.GetProperty("id").GetString() == nodeId && state(n)))
+        {
+            await Task.Delay(200, timeout.Token);
+        }
+    }
+
+    /// <summary>Waits until <paramref name="gateway"/>'s cluster status shows the member in <paramref name="status"/>.</summary>
+    public static async Task WaitForMemberAsync(Member gateway, string name, string status)
+    {
+        using var admin = gateway.Client(AdminToken);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        while (!JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/cluster", timeout.Token)).RootElement.GetProperty("members").EnumerateArray()
+            .Any(m => m.GetProperty("name").GetString() == name && m.GetProperty("status").GetString() == status))
         {
             await Task.Delay(200, timeout.Token);
         }

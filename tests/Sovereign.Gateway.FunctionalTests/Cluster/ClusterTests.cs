@@ -244,6 +244,83 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     [Fact]
+    public async Task GatewayKilledWithSigkill_LosesNoUsageRecordOrAuditEntry_OfAnsweredRequests()
+    {
+        var doomed = cluster.Start("gateway-th2", "gateway", "TH", withModel: false);
+        await ClusterFixture.WaitReadyAsync(doomed);
+        await ClusterFixture.WaitForNodesAsync(doomed, "node-th");
+        var (tenant, key) = await NewTenantWithIdAsync(["TH"], null);
+        using (var client = doomed.Client(key))
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                await ClusterFixture.Expect(client.PostAsync("/v1/chat/completions", Json(Body)), 200);
+            }
+
+            var streamed = await client.PostAsync("/v1/chat/completions", Json(Body.Replace("\"max_tokens\":4", "\"max_tokens\":4,\"stream\":true", StringComparison.Ordinal)));
+            Assert.EndsWith("data: [DONE]", (await streamed.Content.ReadAsStringAsync()).TrimEnd(), StringComparison.Ordinal);
+        }
+
+        doomed.Stop();
+
+        // The surviving gateway sees the member die (membership), then finds every answered request on the books.
+        using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        await ClusterFixture.WaitForMemberAsync(cluster.GatewayTh, "gateway/gateway-th2", "dead");
+        var usage = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/usage?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
+        Assert.Equal(6, usage.Sum(u => u.GetProperty("completed").GetInt64()));
+        var entries = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/audit?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
+        Assert.Equal(6, entries.Count(e => e.GetProperty("action").GetString() == "inference.completed" && e.GetProperty("gateway").GetString() == "gateway-th2"));
+        var verify = await ClusterFixture.Expect(admin.PostAsync("/admin/v1/audit/verify", null), 200);
+        Assert.True(verify.GetProperty("valid").GetBoolean(), verify.ToString());
+
+        // The cluster's status names every member and node, with the killed gateway dead and the nodes up.
+        var status = await ClusterFixture.Expect(admin.GetAsync("/admin/v1/cluster"), 200);
+        var members = status.GetProperty("members").EnumerateArray().ToDictionary(m => m.GetProperty("name").GetString()!, m => m.GetProperty("status").GetString());
+        Assert.Equal("active", members["gateway/gateway-th"]);
+        Assert.Equal("active", members["node/node-th"]);
+        Assert.Equal("dead", members["gateway/gateway-th2"]);
+        Assert.Contains(status.GetProperty("nodes").EnumerateArray(), n => n.GetProperty("id").GetString() == "node-sg" && n.GetProperty("health").GetString() == "up");
+        var th = status.GetProperty("jurisdictions").EnumerateArray().Single(j => j.GetProperty("jurisdiction").GetString() == "TH");
+        Assert.True(th.GetProperty("nodes_up").GetInt32() >= 1);
+    }
+
+    [Fact]
+    public async Task NodeWithAJoinToken_ReceivesItsCredential_WithoutTheOperatorKey_AndTheTokenWorksOnce()
+    {
+        var (exit, output) = await ClusterFixture.CliAsync(cluster.GatewayTh, "nodes", "join-token", "--jurisdiction", "TH", "--pool", "th-cpu");
+        Assert.True(exit == 0, output);
+        var token = output.Split('\n')[0].Trim();
+        Assert.StartsWith("sjt_", token, StringComparison.Ordinal);
+
+        // No operator key file: the node's credential can only come from the join.
+        var joined = cluster.Start("node-joined", "node", "TH", withModel: true, modelId: "stories-joined", trusted: false, extraEnvironment: new Dictionary<string, string>
+        {
+            ["Sovereign__Cluster__JoinToken"] = token,
+            ["Sovereign__Cluster__JoinUrl"] = cluster.GatewayTh.Url.ToString(),
+        });
+        try
+        {
+            await ClusterFixture.WaitReadyAsync(joined);
+            await ClusterFixture.WaitForNodesAsync(cluster.GatewayTh, "node-joined");
+            var key = await NewTenantAsync(["TH"]);
+            using var client = cluster.GatewayTh.Client(key);
+            using var response = await client.PostAsync("/v1/chat/completions", Json(Body.Replace("\"stories\"", "\"stories-joined\"", StringComparison.Ordinal)));
+            Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+            Assert.Equal("node-joined", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+            Assert.True(File.Exists(Path.Combine(joined.DataDirectory, "node-credential.json")));
+
+            // The token was used: nobody can join with it again.
+            using var anonymous = cluster.GatewaySg.Client(null);
+            var refused = await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-thief", url = "http://127.0.0.1:9" }), 401);
+            Assert.Equal("invalid_join_token", refused.GetProperty("error").GetProperty("code").GetString());
+        }
+        finally
+        {
+            joined.StopGracefully();
+        }
+    }
+
+    [Fact]
     public async Task Node_ServesOnlyWhatAGatewayRelays()
     {
         var key = await NewTenantAsync(["TH"]);

@@ -1,0 +1,60 @@
+using System.CommandLine;
+using System.Text.Json;
+using Spectre.Console;
+
+namespace Sovereign.Cli.Commands;
+
+/// <summary><c>sovereign cluster status</c>: members, capacity per jurisdiction and each node's health, from any gateway.</summary>
+internal static class ClusterCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("cluster", "See the whole pool: gateways and nodes, their health and capacity.");
+        var connection = new AdminConnection();
+        var status = new Command("status", "Members, capacity per jurisdiction and node health, as this gateway sees them.");
+        connection.AddTo(status);
+        status.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
+        {
+            var json = await connection.SendAsync(result, HttpMethod.Get, "/admin/v1/cluster", null, ct);
+            if (connection.PrintJson(result, json))
+            {
+                return;
+            }
+
+            var id = json.GetProperty("cluster_id") is { ValueKind: JsonValueKind.String } c ? c.GetString() : "(one machine)";
+            AnsiConsole.MarkupLine($"Cluster [bold]{Markup.Escape(id ?? "")}[/], seen from {Markup.Escape(json.GetProperty("gateway").GetString() ?? "")}");
+
+            var members = new Table().AddColumns("member", "status", "address", "host");
+            foreach (var m in json.GetProperty("members").EnumerateArray())
+            {
+                members.AddRow(TenantsCommand.Text(m, "name"), TenantsCommand.Text(m, "status"), TenantsCommand.Text(m, "address"), TenantsCommand.Text(m, "host"));
+            }
+
+            AnsiConsole.Write(members);
+
+            var capacity = new Table().AddColumns("jurisdiction", "nodes up", "free slots", "running", "queued");
+            foreach (var j in json.GetProperty("jurisdictions").EnumerateArray())
+            {
+                capacity.AddRow(TenantsCommand.Text(j, "jurisdiction"), $"{j.GetProperty("nodes_up").GetInt32()}/{j.GetProperty("nodes").GetInt32()}",
+                    j.GetProperty("free_slots").ToString(), j.GetProperty("running").ToString(), j.GetProperty("queued").ToString());
+            }
+
+            AnsiConsole.Write(capacity);
+
+            var nodes = new Table().AddColumns("node", "jurisdiction", "state", "health", "models", "accelerators");
+            foreach (var n in json.GetProperty("nodes").EnumerateArray())
+            {
+                var models = string.Join(", ", n.GetProperty("models").EnumerateArray().Select(m =>
+                    $"{m.GetProperty("id").GetString()} ({m.GetProperty("running").GetInt32()} running, {m.GetProperty("free_slots").GetInt32()} free, {m.GetProperty("queue_depth").GetInt32()} queued)"));
+                var accelerators = string.Join(", ", n.GetProperty("accelerators").EnumerateArray().Select(a => a.GetProperty("name").GetString()));
+                nodes.AddRow(TenantsCommand.Text(n, "id"), TenantsCommand.Text(n, "jurisdiction"), TenantsCommand.Text(n, "state"), TenantsCommand.Text(n, "health"),
+                    Markup.Escape(models), Markup.Escape(accelerators));
+            }
+
+            AnsiConsole.Write(nodes);
+        }));
+
+        command.Subcommands.Add(status);
+        return command;
+    }
+}

@@ -1,0 +1,72 @@
+using Microsoft.Extensions.Options;
+using Orleans.Runtime;
+using Sovereign.Cluster.Grains;
+using Sovereign.Cluster.Hosting;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Routing;
+using Sovereign.Residency.ControlPlane;
+
+namespace Sovereign.Gateway.ControlPlane;
+
+/// <summary>
+/// <c>GET /admin/v1/cluster</c>: the whole pool as this gateway sees it. Orleans members (every gateway and node
+/// process, with its membership status), each node's health for routing and its load, and capacity per
+/// jurisdiction, so an operator can tell from any gateway what can serve where.
+/// </summary>
+internal static class ClusterStatusApi
+{
+    public static async Task<IResult> GetAsync(IGrainFactory grains, NodeDirectory nodes, IOptions<SovereignOptions> options, IOptions<SovereignClusterOptions> cluster)
+    {
+        var hosts = await grains.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: false);
+        var members = hosts
+            .Where(h => h.Status != SiloStatus.Dead || DateTime.UtcNow - h.IAmAliveTime < TimeSpan.FromMinutes(10))
+            .OrderBy(h => h.SiloName, StringComparer.Ordinal)
+            .Select(h => new
+            {
+                name = h.SiloName,
+                address = h.SiloAddress.ToParsableString(),
+                status = h.Status.ToString().ToLowerInvariant(),
+                host = h.HostName,
+                started_at = new DateTimeOffset(h.StartTime, TimeSpan.Zero).ToUnixTimeMilliseconds(),
+                alive_at = new DateTimeOffset(h.IAmAliveTime, TimeSpan.Zero).ToUnixTimeMilliseconds(),
+            })
+            .ToList();
+
+        var registry = await nodes.Registry.GetAsync();
+        var views = registry.Nodes.Select(n => (Node: n, Health: nodes.HealthOf(n))).ToList();
+        var jurisdictions = views
+            .GroupBy(v => v.Node.Jurisdiction, StringComparer.Ordinal)
+            .OrderBy(g => g.Key, StringComparer.Ordinal)
+            .Select(g => new
+            {
+                jurisdiction = g.Key,
+                nodes = g.Count(),
+                nodes_up = g.Count(v => v.Health == NodeHealth.Up),
+                free_slots = g.Where(v => v.Health == NodeHealth.Up).Sum(v => v.Node.Load?.Models.Sum(m => m.FreeSlots) ?? 0),
+                running = g.Sum(v => v.Node.Load?.Models.Sum(m => m.Running) ?? 0),
+                queued = g.Sum(v => v.Node.Load?.Models.Sum(m => m.QueueDepth) ?? 0),
+            });
+
+        return Results.Json(new
+        {
+            cluster_id = cluster.Value.IsDistributed ? cluster.Value.ClusterId : null,
+            distributed = cluster.Value.IsDistributed,
+            gateway = options.Value.NodeId,
+            role = cluster.Value.Role.ToString().ToLowerInvariant(),
+            members,
+            jurisdictions,
+            nodes = views.OrderBy(v => v.Node.Id, StringComparer.Ordinal).Select(v => new
+            {
+                id = v.Node.Id,
+                jurisdiction = v.Node.Jurisdiction,
+                kind = v.Node.Kind.ToLowerInvariant(),
+                state = v.Node.State.ToLowerInvariant(),
+                health = v.Health.ToString().ToLowerInvariant(),
+                in_flight = nodes.InFlight(v.Node.Id),
+                reported_at = v.Node.Load?.ReportedAt,
+                models = (v.Node.Load?.Models ?? []).Select(m => new { id = m.Model, running = m.Running, free_slots = m.FreeSlots, queue_depth = m.QueueDepth, kv_cache_use = m.KvCacheUse }),
+                accelerators = (v.Node.Load?.Accelerators ?? []).Select(a => new { kind = a.Kind, name = a.Name, memory_total_mib = a.MemoryTotalMiB, memory_used_mib = a.MemoryUsedMiB }),
+            }),
+        }, OpenAI.OpenAIJson.Options);
+    }
+}

@@ -1,0 +1,124 @@
+using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Builder;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Serialization;
+using Microsoft.Extensions.Options;
+using Sovereign.Cluster.Hosting;
+using Sovereign.Gateway.OpenAI;
+using Sovereign.Residency.Audit;
+using Sovereign.Residency.ControlPlane;
+using Sovereign.Residency.Jurisdictions;
+using Sovereign.Residency.Policies;
+
+namespace Sovereign.Gateway.ControlPlane;
+
+/// <summary>
+/// Adding a GPU server with one command: the operator issues a one-time join token bound to a jurisdiction and pool
+/// (<c>POST /admin/v1/nodes/join-tokens</c>); a node started with it presents it once to a gateway
+/// (<c>POST /cluster/v1/join</c>) and receives its operator-signed credential, binding its id, jurisdiction, pool and
+/// URL together. The node never holds the operator's private key, and the token cannot be used twice.
+/// </summary>
+internal static class NodeJoinApi
+{
+    /// <summary>Default and longest life of a join token.</summary>
+    public static readonly TimeSpan DefaultLifetime = TimeSpan.FromHours(1);
+
+    public static readonly TimeSpan MaxLifetime = TimeSpan.FromDays(7);
+
+    private const string TokenPrefix = "sjt_";
+
+    public static void MapNodeJoin(this IEndpointRouteBuilder app, RouteGroupBuilder admin)
+    {
+        admin.MapPost("/nodes/join-tokens", IssueAsync);
+        app.MapPost("/cluster/v1/join", JoinAsync);
+    }
+
+    private static async Task<IResult> IssueAsync(HttpContext context, ControlPlaneStore store, JurisdictionCatalog catalog, AuditLog audit, TimeProvider time)
+    {
+        var request = await RequestReader.ReadAsync<JoinTokenRequest>(context);
+        var jurisdiction = request.Jurisdiction?.Trim().ToUpperInvariant();
+        if (!catalog.IsCountry(jurisdiction))
+        {
+            throw OpenAIException.BadRequest($"jurisdiction must be an ISO 3166-1 alpha-2 country code; got '{request.Jurisdiction}'.", "jurisdiction", "invalid_value");
+        }
+
+        var pool = request.Pool is null ? null : ResourceIds.Require(request.Pool, ResourceKind.Plan, "pool");
+        var lifetime = request.TtlSeconds is { } ttl ? TimeSpan.FromSeconds(ttl) : DefaultLifetime;
+        if (lifetime <= TimeSpan.Zero || lifetime > MaxLifetime)
+        {
+            throw OpenAIException.BadRequest($"ttl_seconds must be between 1 and {(long)MaxLifetime.TotalSeconds}.", "ttl_seconds", "invalid_value");
+        }
+
+        var secret = TokenPrefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        var now = time.GetUtcNow();
+        var record = new JoinTokenRecord("jt_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8)), Hash(secret), jurisdiction!, pool,
+            now.ToUnixTimeMilliseconds(), (now + lifetime).ToUnixTimeMilliseconds());
+        await store.InsertJoinTokenAsync(record, context.RequestAborted);
+        await audit.AppendAsync(new AuditRecord
+        {
+            Kind = AuditKind.Admin, Actor = "operator", Action = "node.join_token",
+            Details = new Dictionary<string, string> { ["token_id"] = record.Id, ["jurisdiction"] = record.Jurisdiction, ["pool"] = pool ?? "-" },
+        });
+        return Results.Json(new { id = record.Id, token = secret, jurisdiction = record.Jurisdiction, pool, expires_at = record.ExpiresAt }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> JoinAsync(
+        HttpContext context, ControlPlaneStore store, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time, IOptions<SovereignClusterOptions> cluster)
+    {
+        if (!cluster.Value.IsDistributed || cluster.Value.Role == ServerRole.Node)
+        {
+            throw new OpenAIException(StatusCodes.Status404NotFound, "Nodes join through a gateway of a cluster.", "invalid_request_error", null, "unknown_url");
+        }
+
+        var request = await RequestReader.ReadAsync<JoinRequest>(context);
+        var nodeId = ResourceIds.Require(request.NodeId, ResourceKind.Node, "node_id");
+        if (!Uri.TryCreate(request.Url, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
+        {
+            throw OpenAIException.BadRequest("url must be the node's absolute http(s) URL, as gateways reach it.", "url", "invalid_value");
+        }
+
+        var used = string.IsNullOrEmpty(request.Token)
+            ? null
+            : await store.ConsumeJoinTokenAsync(Hash(request.Token), nodeId, time.GetUtcNow().ToUnixTimeMilliseconds(), context.RequestAborted);
+        if (used is null)
+        {
+            // One answer for unknown, used and expired tokens: nothing to learn by guessing.
+            throw new OpenAIException(StatusCodes.Status401Unauthorized, "The join token is not valid (unknown, already used or expired). Ask the operator for a new one.",
+                "authentication_error", "token", "invalid_join_token");
+        }
+
+        var credential = NodeCredentials.Issue(
+            new NodeClaims(nodeId, used.Jurisdiction, nameof(NodeKind.Local), url.ToString().TrimEnd('/'), time.GetUtcNow().ToUnixTimeMilliseconds(), used.Pool), operatorKey);
+        await audit.AppendAsync(new AuditRecord
+        {
+            Kind = AuditKind.Admin, Actor = nodeId, Action = "node.joined", Node = nodeId, Jurisdiction = used.Jurisdiction,
+            Details = new Dictionary<string, string> { ["token_id"] = used.Id, ["pool"] = used.Pool ?? "-", ["url"] = url.ToString() },
+        });
+        return Results.Json(new JoinResponse(nodeId, used.Jurisdiction, used.Pool, credential, operatorKey.PublicKeyPem), OpenAIJson.Options);
+    }
+
+    private static string Hash(string token) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token)));
+
+    private sealed record JoinTokenRequest(
+        [property: JsonPropertyName("jurisdiction")] string? Jurisdiction,
+        [property: JsonPropertyName("pool")] string? Pool,
+        [property: JsonPropertyName("ttl_seconds")] long? TtlSeconds);
+
+    private sealed record JoinRequest(
+        [property: JsonPropertyName("token")] string? Token,
+        [property: JsonPropertyName("node_id")] string? NodeId,
+        [property: JsonPropertyName("url")] string? Url);
+}
+
+/// <summary>What a node receives when it joins, and keeps in its data directory (<see cref="FileName"/>).</summary>
+public sealed record JoinResponse(
+    [property: JsonPropertyName("node_id")] string NodeId,
+    [property: JsonPropertyName("jurisdiction")] string Jurisdiction,
+    [property: JsonPropertyName("pool")] string? Pool,
+    [property: JsonPropertyName("credential")] string Credential,
+    [property: JsonPropertyName("operator_public_key")] string OperatorPublicKey)
+{
+    /// <summary>The file in the data directory that keeps a joined node's credential across restarts.</summary>
+    public const string FileName = "node-credential.json";
+}
