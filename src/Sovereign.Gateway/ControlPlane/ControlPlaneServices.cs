@@ -62,6 +62,7 @@ internal static class ControlPlaneServices
         services.TryAddSingleton<ClusterRelay>();
         services.TryAddSingleton<CallerAuthenticator>();
         services.TryAddSingleton<NodeDirectory>();
+        services.TryAddSingleton<PrefixAffinity>();
         services.TryAddSingleton<InferenceRouter>();
         services.TryAddSingleton<LanguageRouting>();
         services.TryAddSingleton<UpstreamProxy>();

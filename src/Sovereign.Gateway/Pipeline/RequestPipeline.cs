@@ -93,9 +93,10 @@ internal sealed class RequestPipeline(
     /// <summary>Stages 2 and 3: an alias resolves to a model first; then the residency decision.</summary>
     private async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, Workload work)
     {
+        var prefixKey = PrefixAffinity.KeyOf(work);
         if (work.Kind != ModelKind.Chat || !languages.IsAlias(work.Model))
         {
-            return await router.RouteAsync(context, caller, work.Model, work.Kind);
+            return await router.RouteAsync(context, caller, work.Model, work.Kind, prefixKey: prefixKey);
         }
 
         var choice = await languages.ChooseAsync(router, caller, work.Model!, work.LanguageSample);
@@ -105,6 +106,6 @@ internal sealed class RequestPipeline(
                 $"No model that your policy allows can serve '{work.Model}' for this request: {choice.Reason}", "permission_error", "model", "model_not_allowed");
         }
 
-        return await router.RouteAsync(context, caller, choice.ModelId, ModelKind.Chat, work.Model, choice);
+        return await router.RouteAsync(context, caller, choice.ModelId, ModelKind.Chat, work.Model, choice, prefixKey);
     }
 }

@@ -66,6 +66,9 @@ public sealed class RoutedRequest
 
     /// <summary>The alias the client asked for, if any.</summary>
     public string? Alias { get; init; }
+
+    /// <summary>The hash of the prompt's leading text (<see cref="PrefixAffinity"/>), when long enough to matter.</summary>
+    public ulong? PrefixKey { get; set; }
 }
 
 /// <summary>A model as /v1/models lists it.</summary>
@@ -84,6 +87,7 @@ public sealed class InferenceRouter(
     JurisdictionCatalog jurisdictions,
     Lazy<Metering.RequestMetering> metering,
     Pipeline.RouteGates gates,
+    PrefixAffinity affinity,
     IOptions<SovereignOptions> options)
 {
     /// <summary>Response header: the jurisdiction that processed the request.</summary>
@@ -140,8 +144,8 @@ public sealed class InferenceRouter(
     }
 
     /// <summary>Decides and audits where an authenticated request runs; throws the OpenAI error to answer with when refused.</summary>
-    public async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias = null, RouteChoice? aliasChoice = null) =>
-        await RouteTracedAsync(context, caller, model, kind, alias, aliasChoice, null);
+    public async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias = null, RouteChoice? aliasChoice = null, ulong? prefixKey = null) =>
+        await RouteTracedAsync(context, caller, model, kind, alias, aliasChoice, null, prefixKey);
 
     /// <summary>
     /// Decides again, under the same request id and policy, for a request whose node could not be reached before any
@@ -149,9 +153,9 @@ public sealed class InferenceRouter(
     /// usual (no compliant node left: 503), and the caller's accounting records it.
     /// </summary>
     public Task<RoutedRequest> FailoverAsync(HttpContext context, RoutedRequest previous, ModelKind kind) =>
-        RouteTracedAsync(context, previous.Caller, previous.Model, kind, previous.Alias, previous.AliasChoice, previous);
+        RouteTracedAsync(context, previous.Caller, previous.Model, kind, previous.Alias, previous.AliasChoice, previous, previous.PrefixKey);
 
-    private async Task<RoutedRequest> RouteTracedAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias, RouteChoice? aliasChoice, RoutedRequest? failoverOf)
+    private async Task<RoutedRequest> RouteTracedAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias, RouteChoice? aliasChoice, RoutedRequest? failoverOf, ulong? prefixKey)
     {
         // A span per decision: ids, model, place and outcome only; never content.
         using var activity = Observability.GatewayTelemetry.Source.StartActivity("sovereign.route");
@@ -159,7 +163,7 @@ public sealed class InferenceRouter(
         activity?.SetTag("gen_ai.request.model", model);
         try
         {
-            var routed = await RouteCoreAsync(context, caller, model, kind, alias, aliasChoice, failoverOf);
+            var routed = await RouteCoreAsync(context, caller, model, kind, alias, aliasChoice, failoverOf, prefixKey);
             activity?.SetTag("sovereign.node", routed.NodeId);
             activity?.SetTag("sovereign.jurisdiction", routed.Jurisdiction);
             activity?.SetTag("sovereign.request_id", routed.RequestId);
@@ -173,7 +177,7 @@ public sealed class InferenceRouter(
         }
     }
 
-    private async Task<RoutedRequest> RouteCoreAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias, RouteChoice? aliasChoice, RoutedRequest? failoverOf)
+    private async Task<RoutedRequest> RouteCoreAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias, RouteChoice? aliasChoice, RoutedRequest? failoverOf, ulong? prefixKey)
     {
         if (string.IsNullOrEmpty(model))
         {
@@ -211,13 +215,14 @@ public sealed class InferenceRouter(
         }
 
         var replicas = new List<ModelReplica>();
+        var prefixNode = affinity.LastNodeOf(prefixKey);
         if (local is not null)
         {
             var batcher = local.Batcher;
             var capacity = batcher is null ? int.MaxValue : batcher.Model.Options.Parallel + batcher.Model.Options.MaxQueue;
             var load = batcher is null ? 0 : batcher.RunningCount + batcher.WaitingCount;
             var healthy = localNode is null || localNode.State == nameof(Residency.ControlPlane.NodeState.Active);
-            replicas.Add(new ModelReplica(settings.NodeId, localNode?.Jurisdiction ?? here, NodeKind.Local, healthy, load, capacity));
+            replicas.Add(new ModelReplica(settings.NodeId, localNode?.Jurisdiction ?? here, NodeKind.Local, healthy, load, capacity) { HoldsPrefix = prefixNode == settings.NodeId });
         }
 
         foreach (var node in unloaded)
@@ -234,13 +239,13 @@ public sealed class InferenceRouter(
                 // load is what it last reported or, if higher, what this gateway has sent it since.
                 var reported = node.Load?.Models.FirstOrDefault(m => m.Model == nodeModel.Id);
                 var nodeLoad = Math.Max(gates.LoadOf(node.Id, nodeModel.Id, nodeModel.Capacity), reported is null ? 0 : reported.Running + reported.QueueDepth);
-                replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.Local, nodes.IsUp(node), nodeLoad, Math.Max(1, nodeModel.Capacity)));
+                replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.Local, nodes.IsUp(node), nodeLoad, Math.Max(1, nodeModel.Capacity)) { HoldsPrefix = prefixNode == node.Id });
                 continue;
             }
 
             // Full means every slot busy and the route's fair queue full: until then a request waits, it is not refused.
             replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, nodes.IsUp(node),
-                gates.LoadOf(node.Id, nodeModel.Id, nodeModel.Capacity), gates.CapacityOf(nodeModel.Capacity)));
+                gates.LoadOf(node.Id, nodeModel.Id, nodeModel.Capacity), gates.CapacityOf(nodeModel.Capacity)) { HoldsPrefix = prefixNode == node.Id });
         }
 
         var facts = FactsOf(model, local, external.Select(e => e.Model).FirstOrDefault());
@@ -284,6 +289,8 @@ public sealed class InferenceRouter(
             : external.First(e => e.Node.Id == selected.NodeId) is var target
                 ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, null, target.Node, target.Model) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }
                 : throw new InvalidOperationException("The decider chose an unknown replica.");
+        routed.PrefixKey = prefixKey;
+        affinity.Remember(prefixKey, routed.NodeId);
         if (failoverOf is not null)
         {
             routed.ArrivedAt = failoverOf.ArrivedAt;

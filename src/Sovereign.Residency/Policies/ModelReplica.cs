@@ -15,6 +15,12 @@ public enum NodeKind
 /// </summary>
 public sealed record ModelReplica(string NodeId, string Jurisdiction, NodeKind Kind, bool Healthy, int Load, int Capacity)
 {
+    /// <summary>
+    /// Whether the replica likely holds the request's prompt prefix in its KV cache (it served the same prefix last):
+    /// between equally loaded replicas it is preferred, so the prefix is not prefilled again elsewhere.
+    /// </summary>
+    public bool HoldsPrefix { get; init; }
+
     /// <summary>Healthy with a free slot. A non-positive capacity never has room.</summary>
     public bool HasCapacity => Healthy && Capacity > 0 && Load < Capacity;
 }

@@ -120,9 +120,10 @@ public static class RoutingDecider
         var chosen = ready.Min(order)!;
         var local = order.IsLocal(chosen);
         var localCount = ready.Count(order.IsLocal);
+        var prefix = chosen.HoldsPrefix ? ", holds the prompt's prefix" : "";
         reasons.Add(local
-            ? $"{Selected}:{chosen.NodeId}:in the gateway's jurisdiction {gateway}, least loaded ({chosen.Load}/{chosen.Capacity}) of {localCount} local of {ready.Count} compliant with capacity"
-            : $"{Selected}:{chosen.NodeId}:least loaded ({chosen.Load}/{chosen.Capacity}) of {ready.Count} compliant with capacity, none in the gateway's jurisdiction {gateway}");
+            ? $"{Selected}:{chosen.NodeId}:in the gateway's jurisdiction {gateway}, least loaded ({chosen.Load}/{chosen.Capacity}) of {localCount} local of {ready.Count} compliant with capacity{prefix}"
+            : $"{Selected}:{chosen.NodeId}:least loaded ({chosen.Load}/{chosen.Capacity}) of {ready.Count} compliant with capacity, none in the gateway's jurisdiction {gateway}{prefix}");
         return new RoutingDecision
         {
             Allowed = true,
@@ -258,7 +259,14 @@ public static class RoutingDecider
 
             // Both capacities are positive here (HasCapacity), so cross-multiplying keeps the order of the fractions.
             var c = ((long)x.Load * y.Capacity).CompareTo((long)y.Load * x.Capacity);
-            return c != 0 ? c : ReplicaOrder.Instance.Compare(x, y);
+            if (c != 0)
+            {
+                return c;
+            }
+
+            // Prefix affinity breaks a tie in load: the replica that holds the prompt's prefix saves its prefill.
+            var affinity = y.HoldsPrefix.CompareTo(x.HoldsPrefix);
+            return affinity != 0 ? affinity : ReplicaOrder.Instance.Compare(x, y);
         }
     }
 }

@@ -140,6 +140,22 @@ public sealed class RoutingDeciderTests
     }
 
     [Fact]
+    public void Decide_PrefixAffinity_BreaksATieInLoad_ButNeverLocalityOrLoad()
+    {
+        ModelReplica[] Replicas(string spec, string holder) =>
+            [.. Routing.Replicas(spec).Select(r => r with { HoldsPrefix = r.NodeId == holder })];
+
+        // Equal load in TH: the node holding the prefix wins over the one whose id sorts first, and says why.
+        var tie = RoutingDecider.Decide(new RoutingRequest("TH", Routing.Policy("ASEAN"), Routing.Model, Replicas("th-1:TH:up:1/4, th-2:TH:up:1/4", "th-2")));
+        Assert.Equal("th-2", tie.SelectedReplica?.NodeId);
+        Assert.EndsWith("holds the prompt's prefix", tie.Reasons[^1], StringComparison.Ordinal);
+
+        // Less load beats affinity; locality beats both.
+        Assert.Equal("th-1", RoutingDecider.Decide(new RoutingRequest("TH", Routing.Policy("ASEAN"), Routing.Model, Replicas("th-1:TH:up:0/4, th-2:TH:up:1/4", "th-2"))).SelectedReplica?.NodeId);
+        Assert.Equal("th-1", RoutingDecider.Decide(new RoutingRequest("TH", Routing.Policy("ASEAN"), Routing.Model, Replicas("th-1:TH:up:1/4, sg-1:SG:up:1/4", "sg-1"))).SelectedReplica?.NodeId);
+    }
+
+    [Fact]
     public void Decide_LocalReplica_PreferredOverALessLoadedOneAbroad()
     {
         // Locality before load: the TH node beside the gateway, though busier, rather than the idle SG one.
