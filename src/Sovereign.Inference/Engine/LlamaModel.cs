@@ -317,9 +317,19 @@ public sealed partial class LlamaModel : IDisposable
         }
 
         var turns = options.Tools is { Count: > 0 } tools ? ChatTemplateRenderer.WithToolInstructions(messages, tools) : messages;
-        var template = _fallbackTemplate is null
-            ? new LLamaTemplate(Weights, strict: false)
-            : new LLamaTemplate(_fallbackTemplate);
+        try
+        {
+            return ApplyLlamaCpp(_fallbackTemplate is null ? new LLamaTemplate(Weights, strict: false) : new LLamaTemplate(_fallbackTemplate), turns, options);
+        }
+        catch (MissingTemplateException) when (_fallbackTemplate is null)
+        {
+            // Neither engine knows the GGUF's template: the configured fallback (ChatML by default) renders it.
+            return ApplyLlamaCpp(new LLamaTemplate(Options.ChatTemplate ?? "chatml"), turns, options);
+        }
+    }
+
+    private static string ApplyLlamaCpp(LLamaTemplate template, IReadOnlyList<ChatTurn> turns, ChatPromptOptions options)
+    {
         template.AddAssistant = options.AddGenerationPrompt;
         foreach (var message in turns)
         {
