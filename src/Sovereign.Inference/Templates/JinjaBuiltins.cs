@@ -176,6 +176,7 @@ internal static class JinjaBuiltins
         }
     }
 
+    /// <summary>Item access. Error texts name the template's expressions, never the values (they may be content).</summary>
     public static object? GetItem(object? target, object? key, string description)
     {
         switch (target)
@@ -187,7 +188,7 @@ internal static class JinjaBuiltins
             case JinjaDict dict:
                 return key is string k && dict.TryGetValue(k, out var value) ? value
                     : key is string name && DictMethod(dict, name) is { } method ? method
-                    : new JinjaUndefined(description + "[" + JinjaValues.Repr(key) + "]");
+                    : new JinjaUndefined(description + "[...]");
             case JinjaNamespace ns:
                 return key is string attribute && ns.Values.TryGetValue(attribute, out var item) ? item : new JinjaUndefined(description);
             case List<object?> list when key is long or bool:
