@@ -157,13 +157,23 @@ internal static class ChatCompletionsEndpoint
     }
 
     /// <summary>The tool-call state of one streamed choice.</summary>
-    private sealed class ToolCallStream(ChatTools tools, Inference.Tools.ToolCallFormat format)
+    private sealed class ToolCallStream
     {
-        public Inference.Tools.ToolCallStreamParser Parser { get; } = new(format);
+        public ToolCallStream(ChatTools tools, Inference.Tools.ToolCallFormat format)
+        {
+            Tools = tools;
+            Format = format;
 
-        public ChatTools Tools { get; } = tools;
+            // A call is streamed as it is generated only if it will be kept: an offered function, and the first call
+            // unless parallel calls are allowed.
+            Parser = new(format, name => tools.Offers(name) && (tools.ParallelToolCalls || CallCount == 0));
+        }
 
-        public Inference.Tools.ToolCallFormat Format { get; } = format;
+        public Inference.Tools.ToolCallStreamParser Parser { get; }
+
+        public ChatTools Tools { get; }
+
+        public Inference.Tools.ToolCallFormat Format { get; }
 
         /// <summary>Calls sent so far; the next call's index.</summary>
         public int CallCount { get; set; }
@@ -171,31 +181,49 @@ internal static class ChatCompletionsEndpoint
 
     /// <summary>
     /// Writes content deltas and tool calls in OpenAI's streamed shape: a call's first delta has its index, id, type,
-    /// name and empty arguments; the next carries the arguments.
+    /// name and empty arguments; the next ones carry fragments of the arguments.
     /// </summary>
     private static async Task WriteToolEventsAsync(HttpResponse response, string id, long created, string model, int index, ToolCallStream stream,
         IReadOnlyList<Inference.Tools.ToolStreamEvent> events, ChatLogprobs? logprobs, CancellationToken aborted)
     {
+        async Task WriteAsync(ChunkDelta delta, ChatLogprobs? withLogprobs = null) =>
+            await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index, delta, withLogprobs, null)), aborted);
+
+        Task StartAsync(string name) => WriteAsync(new ChunkDelta(null, null,
+            [new ToolCallDelta(stream.CallCount++, ChatTools.NewCallId(stream.Format), "function", new FunctionCallDelta(name, ""))]));
+
+        Task ArgumentsAsync(string fragment) => WriteAsync(new ChunkDelta(null, null,
+            [new ToolCallDelta(stream.CallCount - 1, null, null, new FunctionCallDelta(null, fragment))]));
+
         foreach (var item in events)
         {
-            if (item.Call is { } call && stream.Tools.Offers(call.Name) && (stream.Tools.ParallelToolCalls || stream.CallCount == 0))
+            if (item.CallStart is { } name)
             {
-                var callIndex = stream.CallCount++;
-                await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index,
-                    new ChunkDelta(null, null, [new ToolCallDelta(callIndex, ChatTools.NewCallId(stream.Format), "function", new FunctionCallDelta(call.Name, ""))]), null, null)), aborted);
-                await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index,
-                    new ChunkDelta(null, null, [new ToolCallDelta(callIndex, null, null, new FunctionCallDelta(null, call.Arguments))]), null, null)), aborted);
+                await StartAsync(name);
             }
-            else if (item.Content is { Length: > 0 } content && stream.CallCount == 0)
+            else if (item.ArgumentsDelta is { } fragment)
             {
-                await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index, new ChunkDelta(null, content), logprobs, null)), aborted);
+                await ArgumentsAsync(fragment);
+            }
+            else if (item.Call is { } call && stream.Tools.Offers(call.Name))
+            {
+                if (stream.Tools.ParallelToolCalls || stream.CallCount == 0)
+                {
+                    await StartAsync(call.Name);
+                    await ArgumentsAsync(call.Arguments);
+                }
+            }
+            else if (item.Content is { Length: > 0 } content && (stream.CallCount == 0 || !string.IsNullOrWhiteSpace(content)))
+            {
+                // Text, or a call of a function that was not offered (it stays content, as in a whole answer).
+                await WriteAsync(new ChunkDelta(null, content), logprobs);
                 logprobs = null;
             }
         }
 
         if (logprobs is { Content.Count: > 0 })
         {
-            await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index, new ChunkDelta(null, ""), logprobs, null)), aborted);
+            await WriteAsync(new ChunkDelta(null, ""), logprobs);
         }
     }
 

@@ -1,21 +1,39 @@
 using System.Text;
+using System.Text.RegularExpressions;
 
 namespace Sovereign.Inference.Tools;
 
-/// <summary>What the stream parser found in newly generated text: content to pass on, or a complete tool call.</summary>
-public readonly record struct ToolStreamEvent(string? Content, ParsedToolCall? Call);
+/// <summary>
+/// What the stream parser found in newly generated text: content to pass on; the start of a call (its name) followed
+/// by fragments of its arguments; or a call read whole (with its raw text, for when the caller refuses the call).
+/// </summary>
+public readonly record struct ToolStreamEvent(string? Content, ParsedToolCall? Call = null, string? CallStart = null, string? ArgumentsDelta = null);
 
 /// <summary>
 /// Reads generated text as it streams and separates content from tool calls, holding back only text that may still
-/// turn out to be part of a call: for Hermes, a possible <c>&lt;tool_call&gt;</c> prefix and an open block; for the
-/// JSON formats, output that starts like a call (it is parsed when generation ends).
+/// turn out to be part of a call. A Hermes call whose head (<c>&lt;tool_call&gt;{"name": "f", "arguments": </c>)
+/// names an accepted function is streamed as it is generated: its start, then its arguments in fragments without
+/// insignificant whitespace. Other calls, and the JSON formats (decided by the first character, parsed when
+/// generation ends), come out whole.
 /// </summary>
-public sealed class ToolCallStreamParser(ToolCallFormat format)
+public sealed partial class ToolCallStreamParser(ToolCallFormat format, Func<string, bool>? accepts = null)
 {
     private readonly StringBuilder _pending = new();
+    private readonly Func<string, bool> _accepts = accepts ?? (_ => true);
     private bool _inCall;
     private bool _decided;
     private bool _buffering;
+
+    // An accepted Hermes call being streamed: where its arguments are read up to, and the JSON scanner's state.
+    private bool _streaming;
+    private int _scanned;
+    private int _depth;
+    private bool _inString;
+    private bool _escaped;
+    private bool _argumentsDone;
+
+    [GeneratedRegex("""^<tool_call>\s*\{\s*"name"\s*:\s*"([a-zA-Z0-9_-]{1,64})"\s*,\s*"arguments"\s*:\s*(?=\{)""")]
+    private static partial Regex HermesHead();
 
     /// <summary>Adds generated text; returns what can be passed on now.</summary>
     public IReadOnlyList<ToolStreamEvent> Push(string text)
@@ -52,6 +70,18 @@ public sealed class ToolCallStreamParser(ToolCallFormat format)
                 continue;
             }
 
+            if (!_streaming && HermesHead().Match(text) is { Success: true } head && _accepts(head.Groups[1].Value))
+            {
+                _streaming = true;
+                _scanned = head.Length;
+                events.Add(new ToolStreamEvent(null, CallStart: head.Groups[1].Value));
+            }
+
+            if (_streaming)
+            {
+                ScanArguments(text, events);
+            }
+
             var close = text.IndexOf(ToolCallSyntax.HermesClose, StringComparison.Ordinal);
             if (close < 0 && !final)
             {
@@ -59,21 +89,64 @@ public sealed class ToolCallStreamParser(ToolCallFormat format)
             }
 
             var block = close < 0 ? text : text[..(close + ToolCallSyntax.HermesClose.Length)];
-            var (content, calls) = ToolCallSyntax.Parse(ToolCallFormat.Hermes, block);
-            if (calls.Count == 1)
+            if (!_streaming)
             {
-                events.Add(new ToolStreamEvent(null, calls[0]));
-            }
-            else
-            {
-                AddContent(events, content);
+                var (content, calls) = ToolCallSyntax.Parse(ToolCallFormat.Hermes, block);
+                events.Add(calls.Count == 1 ? new ToolStreamEvent(block, calls[0]) : new ToolStreamEvent(content));
             }
 
             _pending.Remove(0, block.Length);
-            _inCall = false;
+            _inCall = _streaming = _argumentsDone = _inString = _escaped = false;
+            _depth = _scanned = 0;
         }
 
         return events;
+    }
+
+    /// <summary>Passes on the arguments' new characters, outside strings without whitespace, up to the value's end.</summary>
+    private void ScanArguments(string text, List<ToolStreamEvent> events)
+    {
+        var delta = new StringBuilder();
+        for (; _scanned < text.Length && !_argumentsDone; _scanned++)
+        {
+            var c = text[_scanned];
+            if (_inString)
+            {
+                if (_escaped)
+                {
+                    _escaped = false;
+                }
+                else if (c == '\\')
+                {
+                    _escaped = true;
+                }
+                else if (c == '"')
+                {
+                    _inString = false;
+                }
+
+                delta.Append(c);
+                continue;
+            }
+
+            if (char.IsWhiteSpace(c))
+            {
+                continue;
+            }
+
+            delta.Append(c);
+            switch (c)
+            {
+                case '"': _inString = true; break;
+                case '{' or '[': _depth++; break;
+                case '}' or ']': _argumentsDone = --_depth == 0; break;
+            }
+        }
+
+        if (delta.Length > 0)
+        {
+            events.Add(new ToolStreamEvent(null, ArgumentsDelta: delta.ToString()));
+        }
     }
 
     private List<ToolStreamEvent> DrainJson(bool final)
@@ -122,7 +195,7 @@ public sealed class ToolCallStreamParser(ToolCallFormat format)
     {
         if (text.Length > 0)
         {
-            events.Add(new ToolStreamEvent(text, null));
+            events.Add(new ToolStreamEvent(text));
         }
     }
 

@@ -1,5 +1,4 @@
 using System.Text;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sovereign.Inference.Grammar;
 
@@ -31,8 +30,6 @@ public static class ToolCallSyntax
     internal const string HermesClose = "</tool_call>";
     internal const string MistralMarker = "[TOOL_CALLS]";
     internal const string PythonTag = "<|python_tag|>";
-
-    private static readonly JsonWriterOptions Compact = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, Indented = false };
 
     /// <summary>The format a chat template teaches its model (Hermes when the template says nothing recognisable).</summary>
     public static ToolCallFormat Detect(string? templateSource)
@@ -232,15 +229,44 @@ public static class ToolCallSyntax
         }
     }
 
-    /// <summary>JSON text without insignificant whitespace, non-ASCII kept as is (OpenAI's <c>arguments</c> style).</summary>
-    public static string CompactJson(JsonElement value)
+    /// <summary>
+    /// JSON text without insignificant whitespace, otherwise exactly as the model wrote it (OpenAI's compact
+    /// <c>arguments</c> style); streaming strips the same characters, so streamed and whole arguments are equal.
+    /// </summary>
+    public static string CompactJson(JsonElement value) => StripWhitespace(value.GetRawText());
+
+    /// <summary>Removes whitespace outside strings from valid JSON text.</summary>
+    public static string StripWhitespace(string json)
     {
-        using var stream = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(stream, Compact))
+        ArgumentNullException.ThrowIfNull(json);
+        var text = new StringBuilder(json.Length);
+        bool inString = false, escaped = false;
+        foreach (var c in json)
         {
-            value.WriteTo(writer);
+            if (inString)
+            {
+                if (escaped)
+                {
+                    escaped = false;
+                }
+                else if (c == '\\')
+                {
+                    escaped = true;
+                }
+                else if (c == '"')
+                {
+                    inString = false;
+                }
+
+                text.Append(c);
+            }
+            else if (!char.IsWhiteSpace(c))
+            {
+                inString = c == '"';
+                text.Append(c);
+            }
         }
 
-        return Encoding.UTF8.GetString(stream.ToArray());
+        return text.ToString();
     }
 }

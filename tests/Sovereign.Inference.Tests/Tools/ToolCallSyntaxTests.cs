@@ -50,20 +50,36 @@ public sealed class ToolCallSyntaxTests
     }
 
     [Fact]
-    public void Streamed_hermes_text_passes_content_through_and_holds_back_only_a_possible_call()
+    public void Streamed_hermes_text_passes_content_through_and_streams_an_accepted_call_as_it_comes()
     {
-        var parser = new ToolCallStreamParser(ToolCallFormat.Hermes);
+        var parser = new ToolCallStreamParser(ToolCallFormat.Hermes, name => name == "f");
         var events = new List<ToolStreamEvent>();
-        foreach (var piece in new[] { "Sure", ". <tool", "_ca", "ll>\n{\"name\": \"f\", ", "\"arguments\": {\"x\": 1}}\n</tool_", "call>", " done" })
+        foreach (var piece in new[] { "Sure", ". <tool", "_ca", "ll>\n{\"name\": \"f\", ", "\"arguments\": {\"x\": ", "\"a \\\" }\"", ", \"y\": [1, 2]}}\n</tool_", "call>", " done" })
         {
             events.AddRange(parser.Push(piece));
         }
 
         events.AddRange(parser.Finish());
 
-        Assert.Equal("Sure. ", string.Concat(events.TakeWhile(e => e.Call is null).Select(e => e.Content)));
-        Assert.Equal(new ParsedToolCall("f", "{\"x\":1}"), Assert.Single(events, e => e.Call is not null).Call);
+        Assert.Equal("Sure. ", string.Concat(events.TakeWhile(e => e.CallStart is null).Select(e => e.Content)));
+        Assert.Equal("f", Assert.Single(events, e => e.CallStart is not null).CallStart);
+        Assert.True(events.Count(e => e.ArgumentsDelta is not null) > 1);
+        var streamed = string.Concat(events.Select(e => e.ArgumentsDelta));
+        Assert.Equal("{\"x\":\"a \\\" }\",\"y\":[1,2]}", streamed);
+        Assert.Equal(ToolCallSyntax.Parse(ToolCallFormat.Hermes, "<tool_call>{\"name\": \"f\", \"arguments\": {\"x\": \"a \\\" }\", \"y\": [1, 2]}}</tool_call>").Calls[0].Arguments, streamed);
         Assert.Equal(" done", events[^1].Content);
+    }
+
+    [Fact]
+    public void Streamed_hermes_call_of_a_function_not_accepted_comes_out_whole_with_its_text()
+    {
+        var parser = new ToolCallStreamParser(ToolCallFormat.Hermes, name => name == "f");
+        var block = "<tool_call>{\"name\": \"other\", \"arguments\": {}}</tool_call>";
+        var events = parser.Push(block).Concat(parser.Finish()).ToList();
+
+        var whole = Assert.Single(events);
+        Assert.Equal(new ParsedToolCall("other", "{}"), whole.Call);
+        Assert.Equal(block, whole.Content);
     }
 
     [Fact]
