@@ -217,7 +217,7 @@ public sealed partial class ModelCatalog(
             return new ServedModel(model.Id, ModelKind.Embedding, created, "sovereign", null, embedder, embedder.CountTokens, embedder.MaxInputTokens);
         }
 
-        var loaded = LlamaModel.Load(model, time);
+        var loaded = LlamaModel.Load(model, time, loggerFactory.CreateLogger<LlamaModel>());
         _owned.Add(loaded);
         _ownedById[model.Id] = loaded;
         var batcher = new ContinuousBatcher(loaded, metrics, loggerFactory.CreateLogger<ContinuousBatcher>(), time);

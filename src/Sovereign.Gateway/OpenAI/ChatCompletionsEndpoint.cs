@@ -9,7 +9,7 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary><c>POST /v1/chat/completions</c>, streaming and not.</summary>
 internal static class ChatCompletionsEndpoint
 {
-    private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant"];
+    private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool"];
 
     public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, IOptions<SovereignOptions> options, TimeProvider time)
     {
@@ -26,12 +26,14 @@ internal static class ChatCompletionsEndpoint
         var maxTokensParameter = request.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens";
         var (sampling, maxTokens, stop, n) = RequestReader.ValidateSampling(request, requestedMax, maxTokensParameter, limits);
         var topLogprobs = StructuredOutput.ChatTopLogprobs(request.Logprobs, request.TopLogprobs);
-        if (request.Tools is { ValueKind: System.Text.Json.JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
+        var tools = ChatTools.Read(request.Tools, request.ToolChoice, request.ParallelToolCalls);
+        var grammar = StructuredOutput.GrammarFor(request.ResponseFormat);
+        if (grammar is not null && tools?.Mode is ToolChoiceMode.Required or ToolChoiceMode.Named)
         {
-            throw OpenAIException.BadRequest("Tool calling is not supported by this model.", "tools", "unsupported_parameter");
+            throw OpenAIException.BadRequest(
+                "response_format cannot be combined with a tool_choice that forces a tool call: the answer is the call.", "tool_choice", "invalid_value");
         }
 
-        var grammar = StructuredOutput.GrammarFor(request.ResponseFormat);
         var work = new GenerationWorkload
         {
             Model = request.Model,
@@ -47,6 +49,7 @@ internal static class ChatCompletionsEndpoint
             Stream = request.Stream == true,
             Grammar = grammar,
             TopLogprobs = topLogprobs,
+            Tools = tools,
         };
         await using var governed = await pipeline.StartAsync(context, caller, work);
         if (governed.Execution is UpstreamRelay relay)
@@ -59,9 +62,10 @@ internal static class ChatCompletionsEndpoint
         var id = GenerationRun.NewId("chatcmpl-");
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         var modelId = governed.Route!.Model;
+        var toolFormat = governed.Route.Local!.Batcher!.Model.Info.ToolCallFormat;
         if (work.Stream)
         {
-            await StreamAsync(governed, local, id, created, modelId, request.StreamOptions?.IncludeUsage == true, topLogprobs is not null);
+            await StreamAsync(governed, local, id, created, modelId, request.StreamOptions?.IncludeUsage == true, topLogprobs is not null, tools, toolFormat);
             return;
         }
 
@@ -70,17 +74,29 @@ internal static class ChatCompletionsEndpoint
         await governed.CompleteAsync();
         await TypedResults.Json(
             new ChatCompletion(id, "chat.completion", created, modelId,
-                results.Select((r, i) => new ChatChoice(i, new AssistantMessage("assistant", r.Text),
-                    topLogprobs is null ? null : StructuredOutput.Chat(r.Logprobs ?? []), GenerationRun.FinishReasonOf(r.Result.FinishReason))).ToArray(),
+                results.Select((r, i) => Choice(i, r.Text, r.Result.FinishReason, topLogprobs is null ? null : StructuredOutput.Chat(r.Logprobs ?? []), tools, toolFormat)).ToArray(),
                 Usage.Of(local.PromptTokens, completionTokens, local.CachedTokens), SystemFingerprint),
             OpenAIJson.Options).ExecuteAsync(context);
+    }
+
+    /// <summary>One choice; with tools, calls in the text become <c>tool_calls</c> and the finish reason <c>tool_calls</c>.</summary>
+    private static ChatChoice Choice(int index, string text, FinishReason finish, object? logprobs, ChatTools? tools, Inference.Tools.ToolCallFormat format)
+    {
+        if (tools is { ParsesCalls: true } && finish == FinishReason.Stop && tools.Read(format, text) is { Calls.Count: > 0 } read)
+        {
+            var calls = read.Calls.Select(c => new ToolCallOut(ChatTools.NewCallId(format), "function", new FunctionCallOut(c.Name, c.Arguments))).ToArray();
+            return new ChatChoice(index, new AssistantMessage("assistant", read.Content.Length > 0 ? read.Content : null, calls), logprobs, "tool_calls");
+        }
+
+        return new ChatChoice(index, new AssistantMessage("assistant", text), logprobs, GenerationRun.FinishReasonOf(finish));
     }
 
     /// <summary>Identifies this build in responses, as OpenAI's <c>system_fingerprint</c> does.</summary>
     internal static readonly string SystemFingerprint = "sovereign-" + typeof(ChatCompletionsEndpoint).Assembly.GetName().Version!.ToString(3);
 
     /// <summary>Streams the choices; the request is accounted for before the usage chunk and [DONE] are sent.</summary>
-    private static async Task StreamAsync(GovernedRequest governed, LocalGeneration local, string id, long created, string model, bool includeUsage, bool logprobs)
+    private static async Task StreamAsync(GovernedRequest governed, LocalGeneration local, string id, long created, string model, bool includeUsage, bool logprobs,
+        ChatTools? tools, Inference.Tools.ToolCallFormat toolFormat)
     {
         var response = governed.Http.Response;
         var aborted = governed.Aborted;
@@ -91,11 +107,24 @@ internal static class ChatCompletionsEndpoint
         }
 
         var completionTokens = 0;
+        var calls = tools is { ParsesCalls: true } ? new ToolCallStream[local.Run.Count] : null;
         try
         {
             await foreach (var (index, update) in local.Run.StreamAsync(aborted))
             {
-                if (update.Text.Length > 0 || update.Logprobs is { Count: > 0 })
+                if (calls is not null)
+                {
+                    // Tool calls: content passes through as it comes; a call goes out once it is complete.
+                    var stream = calls[index] ??= new ToolCallStream(tools!, toolFormat);
+                    var events = stream.Parser.Push(update.Text);
+                    if (update.Result is not null)
+                    {
+                        events = [.. events, .. stream.Parser.Finish()];
+                    }
+
+                    await WriteToolEventsAsync(response, id, created, model, index, stream, events, logprobs ? StructuredOutput.Chat(update.Logprobs ?? []) : null, aborted);
+                }
+                else if (update.Text.Length > 0 || update.Logprobs is { Count: > 0 })
                 {
                     await ServerSentEvents.WriteAsync(response,
                         Chunk(id, created, model, new ChatChunkChoice(index, new ChunkDelta(null, update.Text), logprobs ? StructuredOutput.Chat(update.Logprobs ?? []) : null, null)), aborted);
@@ -104,7 +133,8 @@ internal static class ChatCompletionsEndpoint
                 if (update.Result is { } result)
                 {
                     completionTokens += result.CompletionTokens;
-                    await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index, new ChunkDelta(null, null), null, GenerationRun.FinishReasonOf(result.FinishReason))), aborted);
+                    var finish = calls?[index] is { CallCount: > 0 } && result.FinishReason == FinishReason.Stop ? "tool_calls" : GenerationRun.FinishReasonOf(result.FinishReason);
+                    await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index, new ChunkDelta(null, null), null, finish)), aborted);
                 }
             }
         }
@@ -124,6 +154,77 @@ internal static class ChatCompletionsEndpoint
         }
 
         await ServerSentEvents.WriteDoneAsync(response, aborted);
+    }
+
+    /// <summary>The tool-call state of one streamed choice.</summary>
+    private sealed class ToolCallStream
+    {
+        public ToolCallStream(ChatTools tools, Inference.Tools.ToolCallFormat format)
+        {
+            Tools = tools;
+            Format = format;
+
+            // A call is streamed as it is generated only if it will be kept: an offered function, and the first call
+            // unless parallel calls are allowed.
+            Parser = new(format, name => tools.Offers(name) && (tools.ParallelToolCalls || CallCount == 0));
+        }
+
+        public Inference.Tools.ToolCallStreamParser Parser { get; }
+
+        public ChatTools Tools { get; }
+
+        public Inference.Tools.ToolCallFormat Format { get; }
+
+        /// <summary>Calls sent so far; the next call's index.</summary>
+        public int CallCount { get; set; }
+    }
+
+    /// <summary>
+    /// Writes content deltas and tool calls in OpenAI's streamed shape: a call's first delta has its index, id, type,
+    /// name and empty arguments; the next ones carry fragments of the arguments.
+    /// </summary>
+    private static async Task WriteToolEventsAsync(HttpResponse response, string id, long created, string model, int index, ToolCallStream stream,
+        IReadOnlyList<Inference.Tools.ToolStreamEvent> events, ChatLogprobs? logprobs, CancellationToken aborted)
+    {
+        async Task WriteAsync(ChunkDelta delta, ChatLogprobs? withLogprobs = null) =>
+            await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index, delta, withLogprobs, null)), aborted);
+
+        Task StartAsync(string name) => WriteAsync(new ChunkDelta(null, null,
+            [new ToolCallDelta(stream.CallCount++, ChatTools.NewCallId(stream.Format), "function", new FunctionCallDelta(name, ""))]));
+
+        Task ArgumentsAsync(string fragment) => WriteAsync(new ChunkDelta(null, null,
+            [new ToolCallDelta(stream.CallCount - 1, null, null, new FunctionCallDelta(null, fragment))]));
+
+        foreach (var item in events)
+        {
+            if (item.CallStart is { } name)
+            {
+                await StartAsync(name);
+            }
+            else if (item.ArgumentsDelta is { } fragment)
+            {
+                await ArgumentsAsync(fragment);
+            }
+            else if (item.Call is { } call && stream.Tools.Offers(call.Name))
+            {
+                if (stream.Tools.ParallelToolCalls || stream.CallCount == 0)
+                {
+                    await StartAsync(call.Name);
+                    await ArgumentsAsync(call.Arguments);
+                }
+            }
+            else if (item.Content is { Length: > 0 } content && (stream.CallCount == 0 || !string.IsNullOrWhiteSpace(content)))
+            {
+                // Text, or a call of a function that was not offered (it stays content, as in a whole answer).
+                await WriteAsync(new ChunkDelta(null, content), logprobs);
+                logprobs = null;
+            }
+        }
+
+        if (logprobs is { Content.Count: > 0 })
+        {
+            await WriteAsync(new ChunkDelta(null, ""), logprobs);
+        }
     }
 
     private static ChatCompletionChunk Chunk(string id, long created, string model, ChatChunkChoice choice) =>
@@ -153,7 +254,7 @@ internal static class ChatCompletionsEndpoint
             if (!Roles.Contains(message.Role))
             {
                 throw OpenAIException.BadRequest(
-                    $"messages[{i}].role '{message.Role}' is not supported; use system, developer, user or assistant.", $"messages[{i}].role", "invalid_value");
+                    $"messages[{i}].role '{message.Role}' is not supported; use system, developer, user, assistant or tool.", $"messages[{i}].role", "invalid_value");
             }
 
             if (message.Content?.UnsupportedPartType is { } part)
@@ -166,7 +267,31 @@ internal static class ChatCompletionsEndpoint
                 throw OpenAIException.BadRequest($"messages[{i}].content is required.", $"messages[{i}].content", "missing_required_parameter");
             }
 
-            turns.Add(new ChatTurn(message.Role == "developer" ? "system" : message.Role, message.Content?.Text ?? ""));
+            if (message.ToolCalls is { ValueKind: not System.Text.Json.JsonValueKind.Null } && message.Role != "assistant")
+            {
+                throw OpenAIException.BadRequest($"messages[{i}].tool_calls is only allowed on assistant messages.", $"messages[{i}].tool_calls", "invalid_value");
+            }
+
+            if (message.Role == "tool" && string.IsNullOrEmpty(message.ToolCallId))
+            {
+                throw OpenAIException.BadRequest($"Missing required parameter: 'messages[{i}].tool_call_id'.", $"messages[{i}].tool_call_id", "missing_required_parameter");
+            }
+
+            var calls = ChatTools.ReadHistoryCalls(message.ToolCalls, $"messages[{i}].tool_calls");
+            if (message.Role == "tool" && !turns.Any(t => t.ToolCalls?.Any(c => c.Id == message.ToolCallId) == true))
+            {
+                // OpenAI: a tool message must answer a call made earlier in the conversation.
+                throw OpenAIException.BadRequest(
+                    $"Invalid parameter: messages with role 'tool' must be a response to a preceding message with 'tool_calls' (no call has id '{message.ToolCallId}').",
+                    $"messages[{i}].tool_call_id", "invalid_value");
+            }
+
+            turns.Add(new ChatTurn(message.Role == "developer" ? "system" : message.Role, message.Content?.Text ?? "")
+            {
+                ToolCalls = calls,
+                ToolCallId = message.Role == "tool" ? message.ToolCallId : null,
+                Name = message.Name,
+            });
         }
 
         return turns;

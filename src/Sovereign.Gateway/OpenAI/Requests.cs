@@ -46,6 +46,8 @@ internal sealed class ChatCompletionRequest : SamplingRequest
     public bool? Logprobs { get; set; }
     public int? TopLogprobs { get; set; }
     public JsonElement? Tools { get; set; }
+    public JsonElement? ToolChoice { get; set; }
+    public bool? ParallelToolCalls { get; set; }
 }
 
 internal sealed class ChatMessage
@@ -56,6 +58,12 @@ internal sealed class ChatMessage
     public MessageContent? Content { get; set; }
 
     public string? Name { get; set; }
+
+    /// <summary>An assistant's earlier calls; read field by field for precise errors.</summary>
+    public JsonElement? ToolCalls { get; set; }
+
+    /// <summary>The call a tool message answers.</summary>
+    public string? ToolCallId { get; set; }
 }
 
 /// <summary>Message content: a string, or an array of parts of which only text is supported.</summary>

@@ -22,7 +22,8 @@ internal sealed record ChatCompletion(
 
 internal sealed record ChatChoice(int Index, AssistantMessage Message, object? Logprobs, [property: JsonPropertyName("finish_reason")] string? FinishReason);
 
-internal sealed record AssistantMessage(string Role, string? Content);
+internal sealed record AssistantMessage(string Role, string? Content,
+    [property: JsonPropertyName("tool_calls"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallOut>? ToolCalls = null);
 
 internal sealed record ChatCompletionChunk(
     string Id, string Object, long Created, string Model, IReadOnlyList<ChatChunkChoice> Choices,
@@ -33,7 +34,8 @@ internal sealed record ChatChunkChoice(int Index, ChunkDelta Delta, object? Logp
 
 internal sealed record ChunkDelta(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content,
+    [property: JsonPropertyName("tool_calls"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallDelta>? ToolCalls = null);
 
 internal sealed record TextCompletion(string Id, string Object, long Created, string Model, IReadOnlyList<TextChoice> Choices,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] Usage? Usage,

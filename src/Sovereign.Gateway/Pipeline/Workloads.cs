@@ -67,6 +67,9 @@ internal sealed class GenerationWorkload : Workload
 
     /// <summary>Null: no log-probabilities; otherwise alternatives to report per generated token.</summary>
     public int? TopLogprobs { get; init; }
+
+    /// <summary>The tools offered and how they may be called (chat); null without tools.</summary>
+    public Sovereign.Gateway.OpenAI.ChatTools? Tools { get; init; }
 }
 
 /// <summary>An embeddings request: the texts to embed.</summary>

@@ -3,13 +3,26 @@ using LLama;
 using LLama.Common;
 using LLama.Exceptions;
 using LLama.Native;
+using Microsoft.Extensions.Logging;
+using Sovereign.Inference.Templates;
+using Sovereign.Inference.Tools;
 
 namespace Sovereign.Inference.Engine;
 
 /// <summary>A chat message as the template sees it.</summary>
 /// <param name="Role">system, user, assistant or tool.</param>
 /// <param name="Content">The message text.</param>
-public readonly record struct ChatTurn(string Role, string Content);
+public readonly record struct ChatTurn(string Role, string Content)
+{
+    /// <summary>Calls an assistant turn made (OpenAI's <c>tool_calls</c>).</summary>
+    public IReadOnlyList<ChatToolCall>? ToolCalls { get; init; }
+
+    /// <summary>The call a tool turn answers.</summary>
+    public string? ToolCallId { get; init; }
+
+    /// <summary>The participant's or the tool's name, when given.</summary>
+    public string? Name { get; init; }
+}
 
 /// <summary>What is known about a loaded model.</summary>
 public sealed record ModelInfo
@@ -44,6 +57,12 @@ public sealed record ModelInfo
     /// <summary>Where the chat template came from: "gguf", or the configured fallback's name.</summary>
     public required string ChatTemplateSource { get; init; }
 
+    /// <summary>What renders chat prompts: "jinja" (the template as written) or "llama.cpp" (its built-in template matcher).</summary>
+    public string ChatTemplateRenderer { get; init; } = "llama.cpp";
+
+    /// <summary>How the model writes tool calls, chosen from its template.</summary>
+    public ToolCallFormat ToolCallFormat { get; init; }
+
     /// <summary>Unix time the model was loaded.</summary>
     public required long CreatedUnixSeconds { get; init; }
 }
@@ -52,21 +71,27 @@ public sealed record ModelInfo
 /// A GGUF model loaded once through LLamaSharp: weights, tokenizer and chat template. Shared by the batcher that
 /// decodes it and by anything that needs to count tokens.
 /// </summary>
-public sealed class LlamaModel : IDisposable
+public sealed partial class LlamaModel : IDisposable
 {
     private readonly string? _fallbackTemplate;
+    private readonly ChatTemplateRenderer? _jinja;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
     private readonly Lazy<int?> _maxBytesPerToken;
     private long _tokenizedCharacters;
 
-    private LlamaModel(LLamaWeights weights, ModelOptions options, ResolvedModelOptions resolved, TimeProvider time)
+    private LlamaModel(LLamaWeights weights, ModelOptions options, ResolvedModelOptions resolved, TimeProvider time, ILogger? logger)
     {
         Weights = weights;
+        _time = time;
+        _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _maxBytesPerToken = new Lazy<int?>(MeasureMaxBytesPerToken);
         Resolved = resolved;
         Options = options;
         weights.Metadata.TryGetValue("general.architecture", out var architecture);
-        var hasTemplate = weights.Metadata.ContainsKey("tokenizer.chat_template");
+        var hasTemplate = weights.Metadata.TryGetValue("tokenizer.chat_template", out var templateSource);
         _fallbackTemplate = hasTemplate ? null : (options.ChatTemplate ?? "chatml");
+        _jinja = LoadJinja(options.Id, hasTemplate ? templateSource : _fallbackTemplate == "chatml" ? ChatTemplateRenderer.ChatMl : null);
         Info = new ModelInfo
         {
             Id = options.Id,
@@ -79,6 +104,8 @@ public sealed class LlamaModel : IDisposable
             Parameters = weights.ParameterCount,
             SizeBytes = weights.SizeInBytes,
             ChatTemplateSource = hasTemplate ? "gguf" : _fallbackTemplate!,
+            ChatTemplateRenderer = _jinja is null ? "llama.cpp" : "jinja",
+            ToolCallFormat = _jinja?.ToolFormat ?? ToolCallFormat.Hermes,
             CreatedUnixSeconds = time.GetUtcNow().ToUnixTimeSeconds(),
         };
     }
@@ -95,7 +122,7 @@ public sealed class LlamaModel : IDisposable
     internal ResolvedModelOptions Resolved { get; }
 
     /// <summary>Loads a GGUF file; throws <see cref="ModelLoadException"/> with the reason when it cannot.</summary>
-    public static LlamaModel Load(ModelOptions options, TimeProvider? time = null)
+    public static LlamaModel Load(ModelOptions options, TimeProvider? time = null, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (!File.Exists(options.Path))
@@ -122,7 +149,7 @@ public sealed class LlamaModel : IDisposable
 
         try
         {
-            return new LlamaModel(weights, options, options.Resolve(weights.ContextSize), time ?? TimeProvider.System);
+            return new LlamaModel(weights, options, options.Resolve(weights.ContextSize), time ?? TimeProvider.System, logger);
         }
         catch
         {
@@ -185,7 +212,7 @@ public sealed class LlamaModel : IDisposable
     /// <see cref="TokenizeChat"/> with the cap of <see cref="TokenizeWithin"/>; the messages' own bytes are checked
     /// before the template renders them.
     /// </summary>
-    public int[] TokenizeChatWithin(IReadOnlyList<ChatTurn> messages, int maxTokens)
+    public int[] TokenizeChatWithin(IReadOnlyList<ChatTurn> messages, int maxTokens, ChatPromptOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(messages);
         long contentBytes = 0;
@@ -195,7 +222,7 @@ public sealed class LlamaModel : IDisposable
         }
 
         EnsureBytesCanFit(contentBytes, maxTokens, "The prompt", "messages");
-        var (text, addBos) = RenderForTokenizing(messages);
+        var (text, addBos) = RenderForTokenizing(messages, options);
         return TokenizeWithin(text, maxTokens, addBos, "The prompt", "messages");
     }
 
@@ -260,15 +287,51 @@ public sealed class LlamaModel : IDisposable
         return decoder.Read();
     }
 
-    /// <summary>Renders messages with the model's chat template (or the fallback), ending with the assistant's turn.</summary>
-    public string RenderChat(IReadOnlyList<ChatTurn> messages)
+    /// <summary>
+    /// Renders messages with the model's chat template as written (the Jinja engine), ending with the assistant's
+    /// turn; with llama.cpp's template matcher when the engine cannot run the template. Tools are rendered by the
+    /// template when it knows them, else described in the system message.
+    /// </summary>
+    public string RenderChat(IReadOnlyList<ChatTurn> messages, ChatPromptOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        var template = _fallbackTemplate is null
-            ? new LLamaTemplate(Weights, strict: false)
-            : new LLamaTemplate(_fallbackTemplate);
-        template.AddAssistant = true;
-        foreach (var message in messages)
+        options ??= ChatPromptOptions.Default;
+        if (_jinja is not null)
+        {
+            try
+            {
+                return _jinja.Render(messages, options, SpecialText(Weights.Vocab.BOS), SpecialText(Weights.Vocab.EOS), _time, RenderLimits());
+            }
+            catch (TemplateRaisedException ex)
+            {
+                throw new InvalidGenerationRequestException("The model's chat template refused the messages: " + ex.Message, "messages", "chat_template_error");
+            }
+            catch (TemplateLimitException ex)
+            {
+                throw new InvalidGenerationRequestException("The model's chat template could not render the messages: " + ex.Message, "messages", "chat_template_error");
+            }
+            catch (TemplateRenderException ex)
+            {
+                LogTemplateFallback(_logger, Info.Id, ex.Message);
+            }
+        }
+
+        var turns = options.Tools is { Count: > 0 } tools ? ChatTemplateRenderer.WithToolInstructions(messages, tools) : messages;
+        try
+        {
+            return ApplyLlamaCpp(_fallbackTemplate is null ? new LLamaTemplate(Weights, strict: false) : new LLamaTemplate(_fallbackTemplate), turns, options);
+        }
+        catch (MissingTemplateException) when (_fallbackTemplate is null)
+        {
+            // Neither engine knows the GGUF's template: the configured fallback (ChatML by default) renders it.
+            return ApplyLlamaCpp(new LLamaTemplate(Options.ChatTemplate ?? "chatml"), turns, options);
+        }
+    }
+
+    private static string ApplyLlamaCpp(LLamaTemplate template, IReadOnlyList<ChatTurn> turns, ChatPromptOptions options)
+    {
+        template.AddAssistant = options.AddGenerationPrompt;
+        foreach (var message in turns)
         {
             template.Add(message.Role, message.Content);
         }
@@ -277,19 +340,49 @@ public sealed class LlamaModel : IDisposable
     }
 
     /// <summary>Tokenizes the rendered chat. The template writes BOS itself where the model wants it.</summary>
-    public int[] TokenizeChat(IReadOnlyList<ChatTurn> messages)
+    public int[] TokenizeChat(IReadOnlyList<ChatTurn> messages, ChatPromptOptions? options = null)
     {
-        var (text, addBos) = RenderForTokenizing(messages);
+        var (text, addBos) = RenderForTokenizing(messages, options);
         return Tokenize(text, addBos);
     }
 
-    private (string Text, bool AddBos) RenderForTokenizing(IReadOnlyList<ChatTurn> messages)
+    private (string Text, bool AddBos) RenderForTokenizing(IReadOnlyList<ChatTurn> messages, ChatPromptOptions? options)
     {
-        var text = RenderChat(messages);
+        var text = RenderChat(messages, options);
         var bos = Weights.Vocab.BOS;
         var startsWithBos = bos is { } b && text.StartsWith(Weights.Vocab.LLamaTokenToString(b, isSpecialToken: true) ?? "\0", StringComparison.Ordinal);
         return (text, !startsWithBos);
     }
+
+    private string SpecialText(LLamaToken? token) => token is { } t ? Weights.Vocab.LLamaTokenToString(t, isSpecialToken: true) ?? "" : "";
+
+    /// <summary>A render may write at most a few times the context's worth of text (a token is rarely under a character).</summary>
+    private TemplateLimits RenderLimits() => TemplateLimits.Default with
+    {
+        MaxOutputCharacters = (int)Math.Min(TemplateLimits.Default.MaxOutputCharacters, Math.Max(1L << 16, Info.ContextLength * 64L)),
+    };
+
+    private ChatTemplateRenderer? LoadJinja(string modelId, string? source)
+    {
+        if (source is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            return ChatTemplateRenderer.Create(source);
+        }
+        catch (TemplateNotSupportedException ex)
+        {
+            LogTemplateFallback(_logger, modelId, ex.Message);
+            return null;
+        }
+    }
+
+    [LoggerMessage(EventId = 2003, Level = LogLevel.Warning,
+        Message = "Model {ModelId}: the Jinja engine cannot render its chat template ({Reason}); using llama.cpp's built-in template matcher, which renders tools only as a system message")]
+    private static partial void LogTemplateFallback(ILogger logger, string modelId, string reason);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();

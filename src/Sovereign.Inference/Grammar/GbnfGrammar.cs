@@ -5,6 +5,9 @@ namespace Sovereign.Inference.Grammar;
 /// <param name="Root">The start rule.</param>
 public sealed record GbnfGrammar(string Text, string Root = "root");
 
+/// <summary>A value framed by fixed text: <c>Prefix</c>, an instance of <c>Schema</c> (null: any JSON object), <c>Suffix</c>.</summary>
+public readonly record struct FramedSchema(string Prefix, System.Text.Json.JsonElement? Schema, string Suffix);
+
 /// <summary>
 /// Bounds the compiler puts on what a schema leaves open, so that constrained generation always ends, even on a model
 /// that never chooses to close a string or an array (random weights do not).

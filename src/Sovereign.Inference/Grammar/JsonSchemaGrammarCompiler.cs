@@ -55,7 +55,7 @@ public sealed class JsonSchemaGrammarCompiler
         ["uuid"] = "hex{8} \"-\" hex{4} \"-\" hex{4} \"-\" hex{4} \"-\" hex{12}",
     };
 
-    private readonly JsonElement _document;
+    private JsonElement _document;
     private readonly JsonGrammarLimits _limits;
     private readonly Dictionary<string, string> _rules = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _ruleByBody = new(StringComparer.Ordinal);
@@ -79,6 +79,45 @@ public sealed class JsonSchemaGrammarCompiler
             ?? throw new UnsupportedSchemaException("$ref", "#",
                 $"The schema's recursive '$ref' has no instance shallower than {compiler._limits.MaxRecursionDepth} levels; give the recursion a base case (an optional property or an array that may be empty).");
         compiler._rules["root"] = root;
+        return new GbnfGrammar(compiler.Render());
+    }
+
+    /// <summary>
+    /// A grammar whose sentences are one of several framed values: <c>prefix value suffix</c>, the value valid against
+    /// its schema (null: any JSON object). Tool calls use it: the model's call syntax around the function's arguments.
+    /// </summary>
+    public static GbnfGrammar CompileFramed(IReadOnlyList<FramedSchema> alternatives, JsonGrammarLimits? limits = null)
+    {
+        ArgumentNullException.ThrowIfNull(alternatives);
+        if (alternatives.Count == 0)
+        {
+            throw new ArgumentException("At least one alternative is needed.", nameof(alternatives));
+        }
+
+        var compiler = new JsonSchemaGrammarCompiler(default, limits ?? JsonGrammarLimits.Default);
+        var options = new List<string>(alternatives.Count);
+        foreach (var (prefix, schema, suffix) in alternatives)
+        {
+            string value;
+            if (schema is { } document)
+            {
+                // Each schema is its own document for '$ref'; rules are shared (identical bodies are reused).
+                compiler._document = document;
+                compiler._activeRefs.Clear();
+                compiler._headRefs = new HashSet<string>(StringComparer.Ordinal);
+                value = compiler.Visit(document, "#", "arguments")
+                    ?? throw new UnsupportedSchemaException("$ref", "#", $"The schema's recursive '$ref' has no instance shallower than {compiler._limits.MaxRecursionDepth} levels.");
+            }
+            else
+            {
+                value = compiler.AnyObject(compiler._limits.MaxOpenDepth);
+            }
+
+            var parts = new[] { prefix.Length > 0 ? Literal(prefix) : "", "( " + value + " )", suffix.Length > 0 ? Literal(suffix) : "" };
+            options.Add(string.Join(' ', parts.Where(p => p.Length > 0)));
+        }
+
+        compiler._rules["root"] = string.Join(" | ", options);
         return new GbnfGrammar(compiler.Render());
     }
 

@@ -91,4 +91,28 @@ public sealed class ExternalRouteTests(ResidencyFixture fixture)
         Assert.Equal(HttpStatusCode.OK, bounded.StatusCode);
         Assert.InRange(JsonDocument.Parse(await bounded.Content.ReadAsStringAsync()).RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32(), 1, 8);
     }
+
+    [Fact]
+    public async Task Tools_PassThroughToTheExternalEngine_WhichRendersThemIntoItsPrompt()
+    {
+        // The engine behind the route is another gateway whose model has a 256-token context. The same short chat
+        // fits without tools; with tools, the engine's own template writes them into the prompt, which then no longer
+        // fits: the engine's refusal shows that the tools reached it as sent.
+        var model = await ExternalOnlyModelAsync("sg-tools-model", capacity: 2);
+        var key = await fixture.CreateTenantWithKeyAsync("sg-tools", new { allowed_jurisdictions = new[] { "ASEAN" }, allow_external_providers = true });
+        using var client = fixture.TenantClient(key);
+        const string Tools = """
+            "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"boolean"}},"required":["a"]}}}],"tool_choice":"required"
+            """;
+
+        using var plain = await client.PostAsync("/v1/chat/completions", Json(Body(model, "\"max_tokens\":4")));
+        using var withTools = await client.PostAsync("/v1/chat/completions", Json(Body(model, "\"max_tokens\":4," + Tools)));
+
+        Assert.Equal(HttpStatusCode.OK, plain.StatusCode);
+        var text = await withTools.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.BadRequest, withTools.StatusCode);
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal("context_length_exceeded", error.GetProperty("code").GetString());
+        Assert.Equal(model, withTools.Headers.GetValues("x-sovereign-node").Single());
+    }
 }

@@ -4,6 +4,7 @@ using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Engine;
+using Sovereign.Inference.Templates;
 
 namespace Sovereign.Gateway.Pipeline.Executors;
 
@@ -24,7 +25,12 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
         var work = (GenerationWorkload)request.Work;
         var batcher = request.Route!.Local!.Batcher!;
         var model = batcher.Model;
-        var prompts = work.Turns is { } turns ? [model.TokenizeChatWithin(turns, model.Info.ContextLength - 1)] : ReadPrompts(work.Prompt, model);
+        var prompts = work.Turns is { } turns
+            ? [model.TokenizeChatWithin(turns, model.Info.ContextLength - 1, new ChatPromptOptions { Tools = work.Tools?.Definitions })]
+            : ReadPrompts(work.Prompt, model);
+
+        // tool_choice required or a named function: the model's own call syntax, arguments valid against the schema.
+        var grammar = work.Tools?.GrammarFor(model.Info.ToolCallFormat) ?? work.Grammar;
         if (prompts.Count * work.N > options.Value.Limits.MaxChoices)
         {
             throw OpenAIException.BadRequest($"The number of prompts times n may be at most {options.Value.Limits.MaxChoices}.", "prompt", "invalid_value");
@@ -48,7 +54,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
             output += (long)limits[i] * work.N;
         }
 
-        request.Plan = new Measured(prompts, limits);
+        request.Plan = new Measured(prompts, limits, grammar);
         return ValueTask.FromResult(new WorkDemand(prompts.Sum(p => (long)p.Length), output));
     }
 
@@ -72,7 +78,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
                     Tenant = request.Caller.TenantId,
                     Weight = ticket.Weight,
                     Priority = ticket.Priority,
-                    Grammar = work.Grammar,
+                    Grammar = measured.Grammar,
                     TopLogprobs = work.TopLogprobs,
                 });
             }
@@ -82,7 +88,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
         return ValueTask.FromResult<IExecution>(new LocalGeneration(run, measured.Prompts.Sum(p => p.Length), work.N));
     }
 
-    private sealed record Measured(IReadOnlyList<int[]> Prompts, int[] MaxTokens);
+    private sealed record Measured(IReadOnlyList<int[]> Prompts, int[] MaxTokens, Sovereign.Inference.Grammar.GbnfGrammar? Grammar);
 
     /// <summary>A prompt is a string, an array of strings, an array of token ids, or an array of such arrays.</summary>
     private static List<int[]> ReadPrompts(JsonElement? prompt, LlamaModel model)

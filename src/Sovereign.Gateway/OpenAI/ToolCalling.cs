@@ -1,0 +1,368 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using System.Text.RegularExpressions;
+using Sovereign.Inference.Grammar;
+using Sovereign.Inference.Templates;
+using Sovereign.Inference.Tools;
+
+namespace Sovereign.Gateway.OpenAI;
+
+/// <summary>What <c>tool_choice</c> asks of the model.</summary>
+internal enum ToolChoiceMode
+{
+    /// <summary>Never call a tool (the tools are still shown to the model, as OpenAI does).</summary>
+    None,
+
+    /// <summary>The model decides.</summary>
+    Auto,
+
+    /// <summary>The model must call one of the tools: sampling is constrained to a call.</summary>
+    Required,
+
+    /// <summary>The model must call the named function: sampling is constrained to a call of it.</summary>
+    Named,
+}
+
+/// <summary>The validated <c>tools</c>, <c>tool_choice</c> and <c>parallel_tool_calls</c> of a chat request.</summary>
+internal sealed partial class ChatTools
+{
+    private ChatTools(IReadOnlyList<JsonElement> definitions, IReadOnlyList<ToolFunction> functions, ToolChoiceMode mode, string? named, bool parallel)
+    {
+        Definitions = definitions;
+        Functions = functions;
+        Mode = mode;
+        NamedFunction = named;
+        ParallelToolCalls = parallel;
+    }
+
+    /// <summary>The <c>tools</c> items as sent, for the chat template.</summary>
+    public IReadOnlyList<JsonElement> Definitions { get; }
+
+    /// <summary>The functions, in order.</summary>
+    public IReadOnlyList<ToolFunction> Functions { get; }
+
+    public ToolChoiceMode Mode { get; }
+
+    /// <summary>The function <c>tool_choice</c> names (<see cref="ToolChoiceMode.Named"/>).</summary>
+    public string? NamedFunction { get; }
+
+    /// <summary>Whether one answer may hold several calls.</summary>
+    public bool ParallelToolCalls { get; }
+
+    /// <summary>Whether generated text is read for tool calls.</summary>
+    public bool ParsesCalls => Mode != ToolChoiceMode.None;
+
+    [GeneratedRegex("^[a-zA-Z0-9_-]{1,64}$")]
+    private static partial Regex FunctionName();
+
+    /// <summary>
+    /// Validates the request's tool fields; null when it has no tools. Every mistake is a 400 naming the field, as
+    /// OpenAI names it (<c>tools[0].function.name</c>).
+    /// </summary>
+    public static ChatTools? Read(JsonElement? tools, JsonElement? toolChoice, bool? parallelToolCalls)
+    {
+        var hasTools = tools is { ValueKind: not JsonValueKind.Null };
+        if (!hasTools)
+        {
+            if (toolChoice is { ValueKind: not JsonValueKind.Null } choice && !(choice.ValueKind == JsonValueKind.String && choice.GetString() == "none"))
+            {
+                throw OpenAIException.BadRequest("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", "tool_choice", "invalid_value");
+            }
+
+            return null;
+        }
+
+        var array = tools!.Value;
+        if (array.ValueKind != JsonValueKind.Array)
+        {
+            throw OpenAIException.BadRequest("Invalid type for 'tools': expected an array of tool objects.", "tools", "invalid_type");
+        }
+
+        if (array.GetArrayLength() == 0)
+        {
+            throw OpenAIException.BadRequest("Invalid 'tools': empty array. Expected an array with minimum length 1, but got an empty array instead.", "tools", "empty_array");
+        }
+
+        if (array.GetArrayLength() > 128)
+        {
+            throw OpenAIException.BadRequest($"Invalid 'tools': array too long. Expected an array with maximum length 128, but got an array with length {array.GetArrayLength()} instead.", "tools", "array_above_max_length");
+        }
+
+        var definitions = new List<JsonElement>();
+        var functions = new List<ToolFunction>();
+        var i = 0;
+        foreach (var tool in array.EnumerateArray())
+        {
+            var at = $"tools[{i}]";
+            if (tool.ValueKind != JsonValueKind.Object)
+            {
+                throw OpenAIException.BadRequest($"Invalid type for '{at}': expected an object.", at, "invalid_type");
+            }
+
+            if (!tool.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+            {
+                throw OpenAIException.BadRequest($"Missing required parameter: '{at}.type'.", $"{at}.type", "missing_required_parameter");
+            }
+
+            if (type.GetString() != "function")
+            {
+                throw OpenAIException.BadRequest($"Invalid value: '{type.GetString()}'. Supported values are: 'function'.", $"{at}.type", "invalid_value");
+            }
+
+            if (!tool.TryGetProperty("function", out var function) || function.ValueKind == JsonValueKind.Null)
+            {
+                throw OpenAIException.BadRequest($"Missing required parameter: '{at}.function'.", $"{at}.function", "missing_required_parameter");
+            }
+
+            if (function.ValueKind != JsonValueKind.Object)
+            {
+                throw OpenAIException.BadRequest($"Invalid type for '{at}.function': expected an object.", $"{at}.function", "invalid_type");
+            }
+
+            if (!function.TryGetProperty("name", out var nameElement) || nameElement.ValueKind == JsonValueKind.Null)
+            {
+                throw OpenAIException.BadRequest($"Missing required parameter: '{at}.function.name'.", $"{at}.function.name", "missing_required_parameter");
+            }
+
+            var name = nameElement.ValueKind == JsonValueKind.String ? nameElement.GetString()! : null;
+            if (name is null || !FunctionName().IsMatch(name))
+            {
+                throw OpenAIException.BadRequest(
+                    $"Invalid '{at}.function.name': string does not match pattern. Expected a string of 1 to 64 letters, digits, underscores or dashes.", $"{at}.function.name", "invalid_value");
+            }
+
+            if (functions.Any(f => f.Name == name))
+            {
+                throw OpenAIException.BadRequest($"Invalid 'tools': the function name '{name}' is used more than once.", $"{at}.function.name", "invalid_value");
+            }
+
+            if (function.TryGetProperty("description", out var description) && description.ValueKind is not (JsonValueKind.String or JsonValueKind.Null))
+            {
+                throw OpenAIException.BadRequest($"Invalid type for '{at}.function.description': expected a string.", $"{at}.function.description", "invalid_type");
+            }
+
+            JsonElement? parameters = null;
+            if (function.TryGetProperty("parameters", out var schema) && schema.ValueKind != JsonValueKind.Null)
+            {
+                if (schema.ValueKind != JsonValueKind.Object)
+                {
+                    throw OpenAIException.BadRequest($"Invalid type for '{at}.function.parameters': expected a JSON Schema object.", $"{at}.function.parameters", "invalid_type");
+                }
+
+                if (schema.TryGetProperty("type", out var schemaType) && !(schemaType.ValueKind == JsonValueKind.String && schemaType.GetString() == "object"))
+                {
+                    throw OpenAIException.BadRequest(
+                        $"Invalid schema for function '{name}': schema must be a JSON Schema of 'type: \"object\"'.", $"{at}.function.parameters", "invalid_function_parameters");
+                }
+
+                parameters = schema.Clone();
+            }
+
+            definitions.Add(tool.Clone());
+            functions.Add(new ToolFunction(name, parameters));
+            i++;
+        }
+
+        var (mode, named) = ReadChoice(toolChoice, functions);
+        return new ChatTools(definitions, functions, mode, named, parallelToolCalls ?? true);
+    }
+
+    private static (ToolChoiceMode, string?) ReadChoice(JsonElement? toolChoice, List<ToolFunction> functions)
+    {
+        if (toolChoice is not { ValueKind: not JsonValueKind.Null } choice)
+        {
+            return (ToolChoiceMode.Auto, null);
+        }
+
+        if (choice.ValueKind == JsonValueKind.String)
+        {
+            return choice.GetString() switch
+            {
+                "none" => (ToolChoiceMode.None, null),
+                "auto" => (ToolChoiceMode.Auto, null),
+                "required" => (ToolChoiceMode.Required, null),
+                var other => throw OpenAIException.BadRequest(
+                    $"Invalid value: '{other}'. Supported values are: 'none', 'auto', and 'required'.", "tool_choice", "invalid_value"),
+            };
+        }
+
+        if (choice.ValueKind != JsonValueKind.Object)
+        {
+            throw OpenAIException.BadRequest("Invalid type for 'tool_choice': expected 'none', 'auto', 'required', or an object naming a function.", "tool_choice", "invalid_type");
+        }
+
+        if (!choice.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+        {
+            throw OpenAIException.BadRequest("Missing required parameter: 'tool_choice.type'.", "tool_choice.type", "missing_required_parameter");
+        }
+
+        if (type.GetString() != "function")
+        {
+            throw OpenAIException.BadRequest($"Invalid value: '{type.GetString()}'. Supported values are: 'function'.", "tool_choice.type", "invalid_value");
+        }
+
+        if (!choice.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object)
+        {
+            throw OpenAIException.BadRequest("Missing required parameter: 'tool_choice.function'.", "tool_choice.function", "missing_required_parameter");
+        }
+
+        if (!function.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String)
+        {
+            throw OpenAIException.BadRequest("Missing required parameter: 'tool_choice.function.name'.", "tool_choice.function.name", "missing_required_parameter");
+        }
+
+        var chosen = name.GetString()!;
+        if (functions.All(f => f.Name != chosen))
+        {
+            throw OpenAIException.BadRequest(
+                $"Invalid value for 'tool_choice': no function named '{chosen}' was specified in the 'tools' parameter.", "tool_choice.function.name", "invalid_value");
+        }
+
+        return (ToolChoiceMode.Named, chosen);
+    }
+
+    /// <summary>
+    /// The grammar that forces a call (<c>required</c>: of any tool; named: of that function), with arguments valid
+    /// against the function's schema, in the model's own call syntax; null when sampling is free.
+    /// </summary>
+    public GbnfGrammar? GrammarFor(ToolCallFormat format)
+    {
+        var forced = Mode switch
+        {
+            ToolChoiceMode.Required => Functions,
+            ToolChoiceMode.Named => Functions.Where(f => f.Name == NamedFunction).ToList(),
+            _ => null,
+        };
+        if (forced is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            return ToolCallSyntax.Grammar(format, forced);
+        }
+        catch (UnsupportedSchemaException ex)
+        {
+            // Name the function whose schema cannot be enforced.
+            var culprit = forced.FirstOrDefault(f => !Compiles(format, f)) ?? forced[0];
+            var index = Functions.ToList().FindIndex(f => f.Name == culprit.Name);
+            throw OpenAIException.BadRequest(
+                $"The parameters of function '{culprit.Name}' cannot be enforced: {ex.Message}", $"tools[{index}].function.parameters", "unsupported_schema_keyword");
+        }
+    }
+
+    private static bool Compiles(ToolCallFormat format, ToolFunction function)
+    {
+        try
+        {
+            ToolCallSyntax.Grammar(format, [function]);
+            return true;
+        }
+        catch (UnsupportedSchemaException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The calls in generated text that this request accepts: offered functions only, one unless parallel calls are allowed.</summary>
+    public (string Content, IReadOnlyList<ParsedToolCall> Calls) Read(ToolCallFormat format, string text)
+    {
+        if (!ParsesCalls)
+        {
+            return (text, []);
+        }
+
+        var (content, calls) = ToolCallSyntax.Parse(format, text);
+        if (calls.Count == 0 || calls.Any(c => !Offers(c.Name)))
+        {
+            return (text, []);
+        }
+
+        return (content, ParallelToolCalls ? calls : [calls[0]]);
+    }
+
+    /// <summary>Whether the request offered a function of this name.</summary>
+    public bool Offers(string name) => Functions.Any(f => f.Name == name);
+
+    /// <summary>A call id: 9 letters and digits for Mistral (its template refuses others), OpenAI's <c>call_...</c> otherwise.</summary>
+    public static string NewCallId(ToolCallFormat format)
+    {
+        const string Alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        return format == ToolCallFormat.Mistral
+            ? RandomNumberGenerator.GetString(Alphabet, 9)
+            : "call_" + RandomNumberGenerator.GetString(Alphabet, 24);
+    }
+
+    /// <summary>
+    /// Reads the assistant's earlier <c>tool_calls</c> from a message of the history; every mistake is a 400 naming
+    /// the field.
+    /// </summary>
+    public static IReadOnlyList<ChatToolCall>? ReadHistoryCalls(JsonElement? toolCalls, string at)
+    {
+        if (toolCalls is not { ValueKind: not JsonValueKind.Null } array)
+        {
+            return null;
+        }
+
+        if (array.ValueKind != JsonValueKind.Array)
+        {
+            throw OpenAIException.BadRequest($"Invalid type for '{at}': expected an array of tool calls.", at, "invalid_type");
+        }
+
+        var calls = new List<ChatToolCall>();
+        var i = 0;
+        foreach (var call in array.EnumerateArray())
+        {
+            var here = $"{at}[{i++}]";
+            if (call.ValueKind != JsonValueKind.Object)
+            {
+                throw OpenAIException.BadRequest($"Invalid type for '{here}': expected an object.", here, "invalid_type");
+            }
+
+            var id = RequiredString(call, "id", here);
+            if (call.TryGetProperty("type", out var type) && !(type.ValueKind == JsonValueKind.String && type.GetString() == "function"))
+            {
+                throw OpenAIException.BadRequest($"Invalid value for '{here}.type': supported values are: 'function'.", $"{here}.type", "invalid_value");
+            }
+
+            if (!call.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object)
+            {
+                throw OpenAIException.BadRequest($"Missing required parameter: '{here}.function'.", $"{here}.function", "missing_required_parameter");
+            }
+
+            calls.Add(new ChatToolCall(id, RequiredString(function, "name", $"{here}.function"), RequiredString(function, "arguments", $"{here}.function")));
+        }
+
+        return calls.Count == 0 ? null : calls;
+    }
+
+    private static string RequiredString(JsonElement element, string property, string at)
+    {
+        if (!element.TryGetProperty(property, out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            throw OpenAIException.BadRequest($"Missing required parameter: '{at}.{property}'.", $"{at}.{property}", "missing_required_parameter");
+        }
+
+        return value.ValueKind == JsonValueKind.String
+            ? value.GetString()!
+            : throw OpenAIException.BadRequest($"Invalid type for '{at}.{property}': expected a string.", $"{at}.{property}", "invalid_type");
+    }
+}
+
+/// <summary>A tool call in a response (<c>message.tool_calls[]</c>).</summary>
+internal sealed record ToolCallOut(string Id, string Type, FunctionCallOut Function);
+
+internal sealed record FunctionCallOut(string Name, string Arguments);
+
+/// <summary>A tool call piece in a streamed delta: the first has id, type and name; later ones only argument text.</summary>
+internal sealed record ToolCallDelta(
+    int Index,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Id,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Type,
+    FunctionCallDelta Function);
+
+internal sealed record FunctionCallDelta(
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Name,
+    string Arguments);
