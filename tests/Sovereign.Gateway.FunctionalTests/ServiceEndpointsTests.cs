@@ -69,6 +69,18 @@ public sealed class ServiceEndpointsTests(ServerFixture server)
         Assert.True(Has("gen_ai_server_time_to_first_token_seconds_bucket", "gen_ai_request_model=\"stories\""));
     }
 
+    [Fact]
+    public async Task Metrics_NameTheLegacyCompletionsOperation_TextCompletion()
+    {
+        var (status, _, _) = await server.PostJsonAsync("/v1/completions", """{"model":"stories","prompt":"Once upon a time","max_tokens":4,"temperature":0}""");
+        Assert.Equal(200, status);
+
+        using var admin = server.AdminClient();
+        var lines = (await admin.GetStringAsync("/metrics")).Split('\n');
+        Assert.Contains(lines, l => l.StartsWith("gen_ai_client_token_usage_bucket", StringComparison.Ordinal)
+            && l.Contains("gen_ai_operation_name=\"text_completion\"", StringComparison.Ordinal));
+    }
+
     [Theory]
     [InlineData(null)]
     [InlineData("Bearer not-the-operator-token")]

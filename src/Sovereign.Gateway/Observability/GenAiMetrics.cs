@@ -45,9 +45,12 @@ public sealed class GenAiMetrics
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5] });
     }
 
-    /// <summary>The GenAI operation of a request: <c>embeddings</c> for embedding models, <c>chat</c> otherwise.</summary>
+    /// <summary>
+    /// The GenAI operation of a request (OpenTelemetry's well-known values): <c>embeddings</c> for embedding models,
+    /// <c>text_completion</c> for the legacy completions endpoint, <c>chat</c> otherwise.
+    /// </summary>
     public static string OperationOf(RoutedRequest routed) =>
-        routed?.Local?.Kind == ModelKind.Embedding ? "embeddings" : "chat";
+        routed?.Operation ?? (routed?.Local?.Kind == ModelKind.Embedding ? "embeddings" : "chat");
 
     /// <summary>Records one finished request (called once per request, where it is metered).</summary>
     public void Record(RoutedRequest routed, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome)

@@ -54,6 +54,7 @@ internal sealed class RequestPipeline(
         {
             request.Route = await RouteAsync(context, caller, work);
             request.Route.ArrivedAt = arrivedAt;
+            request.Route.Operation = OperationOf(work);
             var executor = _executors.FirstOrDefault(e => e.Runs(request.Route, work))
                 ?? throw OpenAIException.BadRequest($"The model '{request.Route.Model}' cannot serve this endpoint.", "model", "model_not_supported");
             request.Demand = await executor.MeasureAsync(request);
@@ -71,6 +72,7 @@ internal sealed class RequestPipeline(
                     // reserved: a replica that needs more than the reservation covers is not taken.
                     Observability.GatewayLog.RequestFailedOver(logger, request.Route.RequestId, unreachable.NodeId);
                     request.Route = await router.FailoverAsync(context, request.Route, work.Kind);
+                    request.Route.Operation = OperationOf(work);
                     executor = _executors.FirstOrDefault(e => e.Runs(request.Route, work))
                         ?? throw OpenAIException.BadRequest($"The model '{request.Route.Model}' cannot serve this endpoint.", "model", "model_not_supported");
                     var demand = await executor.MeasureAsync(request);
@@ -89,6 +91,13 @@ internal sealed class RequestPipeline(
             throw;
         }
     }
+
+    private static string OperationOf(Workload work) => work switch
+    {
+        GenerationWorkload { Endpoint: "completions" } => "text_completion",
+        GenerationWorkload => "chat",
+        _ => "embeddings",
+    };
 
     /// <summary>Stages 2 and 3: an alias resolves to a model first; then the residency decision.</summary>
     private async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, Workload work)

@@ -67,6 +67,9 @@ public sealed class RoutedRequest
     /// <summary>The alias the client asked for, if any.</summary>
     public string? Alias { get; init; }
 
+    /// <summary>The GenAI operation (<c>chat</c>, <c>text_completion</c>, <c>embeddings</c>), once the pipeline knows the endpoint.</summary>
+    public string? Operation { get; set; }
+
     /// <summary>The hash of the prompt's leading text (<see cref="PrefixAffinity"/>), when long enough to matter.</summary>
     public ulong? PrefixKey { get; set; }
 }
