@@ -15,7 +15,7 @@ internal static class EmbeddingsEndpoint
         var limits = options.Value.Limits;
         var caller = await pipeline.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<EmbeddingRequest>(context);
-        var inputs = ReadInputs(request.Input, limits.MaxEmbeddingInputs);
+        var inputs = TextInputs.Read(request.Input, limits.MaxEmbeddingInputs, allowEmpty: false);
         var format = request.EncodingFormat ?? "float";
         if (format is not ("float" or "base64"))
         {
@@ -32,46 +32,4 @@ internal static class EmbeddingsEndpoint
             : e.Vector.ToArray())).ToArray();
         await TypedResults.Json(new EmbeddingList("list", data, governed.Route!.Model, new EmbeddingUsage(tokens, tokens)), OpenAIJson.Options).ExecuteAsync(context);
     }
-
-    private static List<string> ReadInputs(JsonElement? input, int maxInputs)
-    {
-        if (input is not { } value || value.ValueKind == JsonValueKind.Null)
-        {
-            throw OpenAIException.BadRequest("You must provide an input parameter.", "input", "missing_required_parameter");
-        }
-
-        if (value.ValueKind == JsonValueKind.String)
-        {
-            return [NonEmpty(value.GetString()!, "input")];
-        }
-
-        if (value.ValueKind != JsonValueKind.Array)
-        {
-            throw OpenAIException.BadRequest("input must be a string or an array of strings.", "input", "invalid_type");
-        }
-
-        var count = value.GetArrayLength();
-        if (count == 0 || count > maxInputs)
-        {
-            throw OpenAIException.BadRequest($"input must have between 1 and {maxInputs} items.", "input", "invalid_value");
-        }
-
-        var inputs = new List<string>(count);
-        var i = 0;
-        foreach (var item in value.EnumerateArray())
-        {
-            if (item.ValueKind != JsonValueKind.String)
-            {
-                throw OpenAIException.BadRequest($"input[{i}] must be a string; token-id inputs are not supported.", $"input[{i}]", "invalid_type");
-            }
-
-            inputs.Add(NonEmpty(item.GetString()!, $"input[{i}]"));
-            i++;
-        }
-
-        return inputs;
-    }
-
-    private static string NonEmpty(string text, string param) =>
-        text.Length > 0 ? text : throw OpenAIException.BadRequest($"{param} must not be empty.", param, "invalid_value");
 }

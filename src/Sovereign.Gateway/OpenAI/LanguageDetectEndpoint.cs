@@ -18,7 +18,7 @@ internal static class LanguageDetectEndpoint
     {
         _ = await router.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<LanguageDetectRequest>(context);
-        var inputs = ReadInputs(request.Input, options.Value.Limits.MaxEmbeddingInputs);
+        var inputs = TextInputs.Read(request.Input, options.Value.Limits.MaxEmbeddingInputs, allowEmpty: true);
         var data = new LanguageDetectItem[inputs.Count];
         for (var i = 0; i < inputs.Count; i++)
         {
@@ -34,58 +34,6 @@ internal static class LanguageDetectEndpoint
         }
 
         return TypedResults.Json(new LanguageDetectList("list", data), OpenAIJson.Options);
-    }
-
-    private static List<string> ReadInputs(JsonElement? input, int maxInputs)
-    {
-        if (input is not { } value || value.ValueKind == JsonValueKind.Null)
-        {
-            throw OpenAIException.BadRequest("You must provide an input parameter: a string or an array of strings.", "input", "missing_required_parameter");
-        }
-
-        if (value.ValueKind == JsonValueKind.String)
-        {
-            return [Text(value, "input")];
-        }
-
-        if (value.ValueKind != JsonValueKind.Array)
-        {
-            throw OpenAIException.BadRequest("input must be a string or an array of strings.", "input", "invalid_type");
-        }
-
-        var count = value.GetArrayLength();
-        if (count == 0 || count > maxInputs)
-        {
-            throw OpenAIException.BadRequest($"input must have between 1 and {maxInputs} items.", "input", "invalid_value");
-        }
-
-        var inputs = new List<string>(count);
-        var i = 0;
-        foreach (var item in value.EnumerateArray())
-        {
-            if (item.ValueKind != JsonValueKind.String)
-            {
-                throw OpenAIException.BadRequest($"input[{i}] must be a string.", $"input[{i}]", "invalid_type");
-            }
-
-            inputs.Add(Text(item, $"input[{i}]"));
-            i++;
-        }
-
-        return inputs;
-    }
-
-    // GetString throws InvalidOperationException on a lone surrogate or invalid UTF-8 escaped into the string.
-    private static string Text(JsonElement element, string param)
-    {
-        try
-        {
-            return element.GetString()!;
-        }
-        catch (InvalidOperationException)
-        {
-            throw OpenAIException.BadRequest($"{param} is not valid Unicode text.", param, "invalid_value");
-        }
     }
 }
 
