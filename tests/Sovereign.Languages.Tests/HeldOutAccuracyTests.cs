@@ -15,8 +15,8 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // that a regression fails while the gap stays visible. Measured on the last evaluation run (SOURCES.md).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
-        [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 3, ["hr"] = 7, ["id"] = 8, ["ms"] = 7, ["sl"] = 8, ["sr"] = 8 },
-        [TestData.SecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 7, ["id"] = 8, ["sr"] = 7 },
+        [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["ms"] = 7, ["sl"] = 8, ["sr"] = 8 },
+        [TestData.SecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 6, ["id"] = 8, ["sr"] = 7 },
     };
 
     /// <summary>The overall target, met on both sets.</summary>

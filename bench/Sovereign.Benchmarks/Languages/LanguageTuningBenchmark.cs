@@ -13,11 +13,11 @@ namespace Sovereign.Benchmarks.Languages;
 /// </summary>
 internal static class LanguageTuningBenchmark
 {
-    public const string Usage = "languages-tune [--folds N (5)] [--profile w1,w2] [--lingua w] [--floor w] [--contrast w] [--letter w] [--ingroup w1,w2] [--stems 0|1] [--misses hr,bs (print the misses of these languages with their scores)]";
+    public const string Usage = "languages-tune [--folds N (5)] [--profile w1,w2] [--lingua w] [--floor w] [--contrast w] [--letter w] [--stems 0|1] [--misses hr,bs (print the misses of these languages with their scores)]";
 
     public static int Run(string[] argv)
     {
-        var args = Args.Parse(argv, "--folds", "--profile", "--lingua", "--floor", "--contrast", "--letter", "--misses", "--ingroup", "--stems");
+        var args = Args.Parse(argv, "--folds", "--profile", "--lingua", "--floor", "--contrast", "--letter", "--misses", "--stems");
         var folds = args.Int("--folds", 5, 5);
         var corpus = LanguageProfiles.LoadCorpus();
         var detector = new LanguageDetector();
@@ -29,20 +29,19 @@ internal static class LanguageTuningBenchmark
             from floor in Grid(args, "--floor", detector.LinguaFloor)
             from contrast in Grid(args, "--contrast", detector.ContrastWeight)
             from letter in Grid(args, "--letter", detector.LetterWeight)
-            from ingroup in Grid(args, "--ingroup", detector.InGroupLinguaWeight)
-            select (profile, lingua, floor, contrast, letter, ingroup);
+            select (profile, lingua, floor, contrast, letter);
 
         var showMisses = (args.String("--misses") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal);
         ContrastEvidence.Stems = args.String("--stems") != "0";
         var rows = new List<string[]>();
         Dictionary<string, int[]>? firstPerLanguage = null;
-        foreach (var (profile, lingua, floor, contrast, letter, ingroup) in settings)
+        foreach (var (profile, lingua, floor, contrast, letter) in settings)
         {
             var perLanguage = new Dictionary<string, int[]>(StringComparer.Ordinal);
             for (var fold = 0; fold < folds; fold++)
             {
                 var training = corpus.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<string>)[.. kv.Value.Where((_, i) => i % folds != fold)], StringComparer.Ordinal);
-                var tuned = detector.With(LanguageProfiles.PerScript(training), lingua, profile, floor, contrast, letter).WithInGroupLinguaWeight(ingroup);
+                var tuned = detector.With(LanguageProfiles.PerScript(training), lingua, profile, floor, contrast, letter);
                 foreach (var (language, sentences) in corpus)
                 {
                     var counts = perLanguage.TryGetValue(language, out var c) ? c : perLanguage[language] = new int[2];
@@ -65,13 +64,13 @@ internal static class LanguageTuningBenchmark
             var right = perLanguage.Values.Sum(c => c[0]);
             var total = perLanguage.Values.Sum(c => c[1]);
             var worst = perLanguage.OrderBy(kv => (double)kv.Value[0] / kv.Value[1]).Take(6).Select(kv => FormattableString.Invariant($"{kv.Key} {100.0 * kv.Value[0] / kv.Value[1]:0}%"));
-            rows.Add([F(profile), F(lingua), F(floor), F(contrast), F(letter), F(ingroup), FormattableString.Invariant($"{100.0 * right / total:0.0}% ({right}/{total})"), string.Join(", ", worst)]);
+            rows.Add([F(profile), F(lingua), F(floor), F(contrast), F(letter), FormattableString.Invariant($"{100.0 * right / total:0.0}% ({right}/{total})"), string.Join(", ", worst)]);
             Console.Error.WriteLine(string.Join(" | ", rows[^1]));
         }
 
         Console.WriteLine($"### Cross-validation on the tuning corpus ({folds} folds, every covered language on)");
         Console.WriteLine();
-        Report.Table(["profile", "lingua", "floor", "contrast", "letter", "in-group lingua", "accuracy", "weakest languages"], rows);
+        Report.Table(["profile", "lingua", "floor", "contrast", "letter", "accuracy", "weakest languages"], rows);
         Console.WriteLine("Per language, first setting: " + string.Join(", ", firstPerLanguage!.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value[0]}/{kv.Value[1]}")));
         return 0;
     }

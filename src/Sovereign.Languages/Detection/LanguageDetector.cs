@@ -120,10 +120,6 @@ public sealed class LanguageDetector
     /// <summary>Weight of each of a language's own letters (up to 2).</summary>
     internal double LetterWeight { get; init; } = 1.0;
 
-    /// <summary>Weight of Lingua's preference among the members of a close group (its log share against the best).</summary>
-    internal double InGroupLinguaWeight { get; init; } = 0.5;
-
-
     /// <summary>The same detector (same Lingua models) with other profiles or weights: for tuning on held-apart folds.</summary>
     internal LanguageDetector With(IReadOnlyDictionary<WritingScript, LanguageProfiles> profiles, double linguaWeight, double profileWeight, double linguaFloor, double contrastWeight, double letterWeight) =>
         new(this) { Profiles = profiles, LinguaWeight = linguaWeight, ProfileWeight = profileWeight, LinguaFloor = linguaFloor, ContrastWeight = contrastWeight, LetterWeight = letterWeight };
@@ -145,15 +141,11 @@ public sealed class LanguageDetector
         LeaderShare = other.LeaderShare;
         ContrastWeight = other.ContrastWeight;
         LetterWeight = other.LetterWeight;
-        InGroupLinguaWeight = other.InGroupLinguaWeight;
         Trace = other.Trace;
     }
 
     /// <summary>The same detector reporting each decision's leading scores, for tuning.</summary>
     internal LanguageDetector WithTrace(Action<string> trace) => new(this) { Trace = trace };
-
-    /// <summary>The same detector with another weight on Lingua's preference within close groups, for tuning.</summary>
-    internal LanguageDetector WithInGroupLinguaWeight(double weight) => new(this) { InGroupLinguaWeight = weight };
 
     /// <summary>Resolves configured codes to catalog entries: the covered set when empty.</summary>
     /// <exception cref="ArgumentException">An unknown or repeated code (<c>tl</c> and <c>fil</c> are the same).</exception>
@@ -300,22 +292,14 @@ public sealed class LanguageDetector
                 lingua = Math.Max(standIns.Max(shares.GetValueOrDefault), LeaderShare * leader);
             }
 
-            var preference = 0.0;
             if (GroupOf(code) is { } close)
             {
-                // Within a close group Lingua's preference is not trusted alone: every member gets the best member's
-                // share (the best, not the sum, so that a group does not outweigh a language outside it), and Lingua's
-                // preference among the members counts at a weight of its own.
-                var best = close.Max(shares.GetValueOrDefault);
-                lingua = Math.Max(lingua, best);
-                preference = InGroupLinguaWeight == 0 ? 0
-                    : group.StandIns.TryGetValue(code, out var borrowed) && borrowed.Any(close.Contains)
-                        ? borrowed.Where(close.Contains).Average(b => Preference(shares.GetValueOrDefault(b), best))
-                        : Preference(shares.GetValueOrDefault(code), best);
+                // Within a close group Lingua's preference is not trusted: every member gets the best member's share
+                // (the best, not the sum, so that a group does not outweigh a language outside it).
+                lingua = Math.Max(lingua, close.Max(shares.GetValueOrDefault));
             }
 
             scores[i] = (LinguaWeight * Math.Log(lingua + LinguaFloor))
-                + (InGroupLinguaWeight * preference)
                 + (profiles?.Has(code) == true ? ProfileWeight * evidence[i] : 0)
                 + (ContrastWeight * Math.Min(3, wordHits.GetValueOrDefault(code)))
                 + (LetterWeight * Math.Min(2, contrast.LetterHits(normalized, code)));
@@ -352,9 +336,6 @@ public sealed class LanguageDetector
 
         return new LanguageDetection(top, p * share, method) { RunnerUp = second, RunnerUpConfidence = p2 * share };
     }
-
-    // Lingua's preference for a member against the group's best share: 0 for the best, negative behind it.
-    private static double Preference(double share, double best) => Math.Log((share + 0.05) / (best + 0.05));
 
     private static string[]? GroupOf(string code) => Array.Find(CloseGroups, g => g.Contains(code, StringComparer.Ordinal));
 
