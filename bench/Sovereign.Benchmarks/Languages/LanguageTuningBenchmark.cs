@@ -13,14 +13,22 @@ namespace Sovereign.Benchmarks.Languages;
 /// </summary>
 internal static class LanguageTuningBenchmark
 {
-    public const string Usage = "languages-tune [--folds N (5)] [--profile w1,w2] [--lingua w] [--floor w] [--contrast w] [--letter w] [--stems 0|1] [--misses hr,bs (print the misses of these languages with their scores)]";
+    public const string Usage = "languages-tune [--folds N (5)] [--profile w1,w2] [--lingua w] [--floor w] [--contrast w] [--letter w] [--stems 0|1] [--misses hr,bs (print the misses of these languages with their scores)] [--explain TEXT]";
 
     public static int Run(string[] argv)
     {
-        var args = Args.Parse(argv, "--folds", "--profile", "--lingua", "--floor", "--contrast", "--letter", "--misses", "--stems");
+        var args = Args.Parse(argv, "--folds", "--profile", "--lingua", "--floor", "--contrast", "--letter", "--misses", "--stems", "--explain");
         var folds = args.Int("--folds", 5, 5);
         var corpus = LanguageProfiles.LoadCorpus();
         var detector = new LanguageDetector();
+        if (args.String("--explain") is { } text)
+        {
+            // One text's decision with the default profiles: its leading candidates and their evidence.
+            var detection = detector.WithTrace(Console.WriteLine).Detect(text);
+            Console.WriteLine($"{detection.Language} {detection.Confidence:F2} (runner-up {detection.RunnerUp})");
+            return 0;
+        }
+
         Report.Machine("languages-tune", argv);
 
         var settings =
