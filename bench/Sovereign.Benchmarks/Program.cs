@@ -25,6 +25,7 @@ try
         "throughput" => await ThroughputBenchmark.RunAsync(args[1..]),
         "languages" => await LanguagesBenchmark.RunAsync(args[1..]),
         "languages-accuracy" => await LanguageAccuracyBenchmark.RunAsync(args[1..]),
+        "languages-tune" => LanguageTuningBenchmark.Run(args[1..]),
         "ledger" => await LedgerBenchmark.RunAsync(args[1..]),
         "prompt-cap" => PromptCapBenchmark.Run(args[1..]),
         "grammar" => await GrammarBenchmark.RunAsync(args[1..]),

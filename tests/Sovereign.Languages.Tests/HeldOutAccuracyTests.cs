@@ -11,22 +11,31 @@ namespace Sovereign.Languages.Tests;
 /// </summary>
 public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
 {
-    // Languages still below the per-language target, with the floor they reach today (correct of 10), so that a
-    // regression fails while the gap stays visible. Measured on the third and last evaluation run (SOURCES.md).
-    private static readonly Dictionary<string, int> KnownShortfalls = new(StringComparer.Ordinal)
+    // Languages still below the per-language target on each set, with the floor they reach today (correct of 10), so
+    // that a regression fails while the gap stays visible. Measured on the last evaluation run (SOURCES.md).
+    private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
-        ["hr"] = 5, ["bs"] = 5, ["no"] = 7, ["cs"] = 8, ["sl"] = 8, ["sr"] = 8, ["ms"] = 8,
+        [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 6, ["ms"] = 7, ["sl"] = 8, ["sr"] = 7 },
+        [TestData.SecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 6, ["id"] = 8, ["sr"] = 7 },
     };
 
-    /// <summary>The overall accuracy measured on that run; the target is 0.95.</summary>
-    private const double OverallFloor = 0.945;
+    /// <summary>The overall target.</summary>
+    private const double OverallTarget = 0.95;
 
-    [Fact]
-    public void Detect_HeldOutSentences_MeetTheAccuracyTargets()
+    // Overall accuracy where a set is still short of the target (294 of 310 on the second set: one sentence short).
+    private static readonly Dictionary<string, double> OverallShortfalls = new(StringComparer.Ordinal) { [TestData.SecondHeldOut] = 0.948 };
+
+    [Theory]
+    [InlineData(TestData.FirstHeldOut)]
+    [InlineData(TestData.SecondHeldOut)]
+    public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
-        var samples = TestData.HeldOut();
-        Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
+        var samples = TestData.HeldOut(file);
+        if (file == TestData.FirstHeldOut)
+        {
+            Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
+        }
 
         var table = new StringBuilder();
         int total = 0, right = 0;
@@ -41,7 +50,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
             table.AppendLine(CultureInfo.InvariantCulture, $"{language,-4} {correct,2}/{sentences.Count}  {string.Join("  ", misses.Select(m => $"{m.Detection.Language}({m.Detection.Confidence:F2})"))}");
 
             var allowedMisses = sentences.Count / 8;
-            if (KnownShortfalls.TryGetValue(language, out var floor))
+            if (KnownShortfalls[file].TryGetValue(language, out var floor))
             {
                 if (correct < floor)
                 {
@@ -58,7 +67,8 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         table.AppendLine(CultureInfo.InvariantCulture, $"overall {right}/{total} = {overall:P1}");
         output.WriteLine(table.ToString());
 
-        Assert.True(overall >= OverallFloor, $"overall accuracy {overall:P1} < {OverallFloor:P1}");
+        var overallFloor = OverallShortfalls.GetValueOrDefault(file, OverallTarget);
+        Assert.True(overall >= overallFloor, $"overall accuracy {overall:P1} < {overallFloor:P1}");
         Assert.True(failures.Count == 0, string.Join("; ", failures));
     }
 
@@ -66,7 +76,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     public void HeldOut_SentencesAreEverydayLength_AndNotInTheTuningCorpus()
     {
         var tuning = LanguageProfiles.LoadCorpus().Values.SelectMany(s => s).ToHashSet(StringComparer.Ordinal);
-        foreach (var (language, sentences) in TestData.HeldOut())
+        foreach (var (language, sentences) in TestData.HeldOut(TestData.FirstHeldOut).Concat(TestData.HeldOut(TestData.SecondHeldOut)))
         {
             foreach (var sentence in sentences)
             {

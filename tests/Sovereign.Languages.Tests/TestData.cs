@@ -27,12 +27,18 @@ internal static partial class TestData
         return [.. candidates.Select(s => s.Trim()).Where(s => LanguageTax.CountCharacters(s) >= 20)];
     }
 
-    /// <summary>The held-out evaluation set by language (<c>Data/heldout.txt</c>).</summary>
-    public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut()
+    /// <summary>The first held-out evaluation set (every covered language).</summary>
+    public const string FirstHeldOut = "heldout.txt";
+
+    /// <summary>The second held-out evaluation set (close languages and a sample of the others), written later.</summary>
+    public const string SecondHeldOut = "heldout-2.txt";
+
+    /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
+    public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
     {
         var result = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
         List<string>? current = null;
-        foreach (var line in File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Data", "heldout.txt")))
+        foreach (var line in File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Data", file)))
         {
             if (line.Length == 0 || line.StartsWith('#'))
             {

@@ -1,22 +1,28 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net.Http.Headers;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Lingua;
+using Microsoft.Extensions.Options;
 using Sovereign.Benchmarks.Gateway;
+using Sovereign.Gateway.Hosting;
 using Sovereign.Languages;
 
 namespace Sovereign.Benchmarks.Languages;
 
 /// <summary>
-/// Detection accuracy per language on the held-out set (tests/Sovereign.Languages.Tests/Data/heldout.txt) and on UDHR
-/// sentences, memory, and time per message: Sovereign's detector (default options, every covered language on) next to
-/// Lingua alone over all its languages, low-accuracy and high-accuracy mode, on the same texts. Each engine runs in a
-/// fresh child process, so its memory figure is its own.
+/// Detection accuracy per language on the two held-out sets (tests/Sovereign.Languages.Tests/Data/heldout.txt and
+/// heldout-2.txt) and on UDHR sentences, memory, and time per message: Sovereign's detector (default options, every
+/// covered language on) next to Lingua alone over all its languages, low-accuracy and high-accuracy mode, on the same
+/// texts. Each engine runs in a fresh child process, so its memory figure is its own. The <c>server</c> and
+/// <c>server-all</c> engines start the real gateway (as <c>sovereign serve</c> builds it) with the covered set or with
+/// every catalog language configured, and detect through <c>POST /v1/language/detect</c> with a tenant key: their
+/// memory is the server's RSS after detection work less its RSS once started (the detector is built on first use).
 /// </summary>
 internal static partial class LanguageAccuracyBenchmark
 {
-    public const string Usage = "languages-accuracy [--engines sovereign,lingua-low,lingua-high] [--udhr N sentences per language (40)]";
+    public const string Usage = "languages-accuracy [--engines sovereign,server,server-all,lingua-low,lingua-high] [--udhr N sentences per language (40)]";
 
     private const string Marker = "@@accuracy ";
 
@@ -26,11 +32,11 @@ internal static partial class LanguageAccuracyBenchmark
         var udhrPerLanguage = args.Int("--udhr", 40, 40);
         if (args.String("--engine") is { } engine)
         {
-            return Child(engine, udhrPerLanguage);
+            return engine.StartsWith("server", StringComparison.Ordinal) ? await ServerChildAsync(engine, udhrPerLanguage) : Child(engine, udhrPerLanguage);
         }
 
         Report.Machine("languages-accuracy", argv);
-        var engines = (args.String("--engines") ?? "sovereign,lingua-low,lingua-high").Split(',', StringSplitOptions.RemoveEmptyEntries);
+        var engines = (args.String("--engines") ?? "sovereign,server,server-all,lingua-low,lingua-high").Split(',', StringSplitOptions.RemoveEmptyEntries);
         var results = new List<EngineResult>();
         foreach (var name in engines)
         {
@@ -41,21 +47,27 @@ internal static partial class LanguageAccuracyBenchmark
         Console.WriteLine("### Accuracy, memory and time per message (each engine in a fresh process)");
         Console.WriteLine();
         Report.Table(
-            ["engine", "held-out", "UDHR", "load s", "RSS MiB (after use - before)", "managed MiB", "p50 us / message", "p99 us", "p50 vs first"],
+            ["engine", "held-out 1", "held-out 2", "UDHR", "load s", "RSS MiB (after use - before)", "RSS MiB after use", "managed MiB", "p50 us / message", "p99 us", "p50 vs first"],
             results.Select(r => new[]
             {
-                r.Engine, Pct(r.HeldOutCorrect, r.HeldOutTotal), Pct(r.UdhrCorrect, r.UdhrTotal), r.LoadSeconds.ToString("0.0", CultureInfo.InvariantCulture),
-                Mib(r.RssDelta), Mib(r.ManagedDelta), Report.Us(r.P50Ms), Report.Us(r.P99Ms), Report.Ratio(r.P50Ms, baseline.P50Ms),
+                r.Engine, Pct(r.HeldOutCorrect, r.HeldOutTotal), Pct(r.HeldOut2Correct, r.HeldOut2Total), Pct(r.UdhrCorrect, r.UdhrTotal), r.LoadSeconds.ToString("0.0", CultureInfo.InvariantCulture),
+                Mib(r.RssDelta), Mib(r.RssAfter), Mib(r.ManagedDelta), Report.Us(r.P50Ms), Report.Us(r.P99Ms), Report.Ratio(r.P50Ms, baseline.P50Ms),
             }));
+        Console.WriteLine(FormattableString.Invariant($"Languages: sovereign and server {LanguageCatalog.Covered.Count} (the covered set, the default), server-all {LanguageCatalog.All.Count} (every catalog language configured)."));
+        Console.WriteLine("Server engines: load s is the server's start; p50/p99 are one text per POST /v1/language/detect (HTTP, authentication and detection), and the");
+        Console.WriteLine("baseline for them is GET /v1/models on the same server with the same key: " + string.Join("; ", results.Where(r => r.BaselineP50Ms > 0).Select(r =>
+            FormattableString.Invariant($"{r.Engine}: /v1/models p50 {Report.Us(r.BaselineP50Ms)} us, detect p50 {Report.Ratio(r.P50Ms, r.BaselineP50Ms)} of it"))) + ".");
+        Console.WriteLine();
 
-        Console.WriteLine("### Per language: held-out (correct of n) and UDHR (%)");
+        Console.WriteLine("### Per language: held-out 1 and 2 (correct of n) and UDHR (%)");
         Console.WriteLine();
         var languages = baseline.PerLanguage.Keys.Order(StringComparer.Ordinal).ToList();
         Report.Table(
-            ["lang", .. results.Select(r => r.Engine + " held-out"), .. results.Select(r => r.Engine + " UDHR")],
+            ["lang", .. results.Select(r => r.Engine + " held-out 1"), .. results.Select(r => r.Engine + " held-out 2"), .. results.Select(r => r.Engine + " UDHR")],
             languages.Select(l => (string[])[
                 l,
-                .. results.Select(r => r.PerLanguage.TryGetValue(l, out var c) ? $"{c[0]}/{c[1]}" : "-"),
+                .. results.Select(r => r.PerLanguage.TryGetValue(l, out var c) && c[1] > 0 ? $"{c[0]}/{c[1]}" : "-"),
+                .. results.Select(r => r.PerLanguage.TryGetValue(l, out var c) && c[5] > 0 ? $"{c[4]}/{c[5]}" : "-"),
                 .. results.Select(r => r.PerLanguage.TryGetValue(l, out var c) && c[3] > 0 ? Pct(c[2], c[3]) : "-"),
             ]));
         Console.WriteLine($"Load average at end: {Report.LoadAverage()}");
@@ -97,7 +109,8 @@ internal static partial class LanguageAccuracyBenchmark
 
     private static int Child(string engine, int udhrPerLanguage)
     {
-        var heldOut = HeldOut();
+        var heldOut = HeldOut("heldout.txt");
+        var heldOut2 = HeldOut("heldout-2.txt");
         var udhr = Udhr(udhrPerLanguage);
         var before = Snapshot();
         var clock = Stopwatch.StartNew();
@@ -120,21 +133,7 @@ internal static partial class LanguageAccuracyBenchmark
 
         var load = clock.Elapsed.TotalSeconds;
 
-        var perLanguage = new Dictionary<string, int[]>(StringComparer.Ordinal);
-        foreach (var (language, sentences) in heldOut)
-        {
-            var counts = perLanguage.TryGetValue(language, out var c) ? c : perLanguage[language] = new int[4];
-            counts[1] = sentences.Count;
-            counts[0] = sentences.Count(s => detect(s) == language);
-        }
-
-        foreach (var (language, sentences) in udhr)
-        {
-            var counts = perLanguage.TryGetValue(language, out var c) ? c : perLanguage[language] = new int[4];
-            counts[3] = sentences.Count;
-            counts[2] = sentences.Count(s => detect(s) == language);
-        }
-
+        var perLanguage = Score([heldOut, udhr, heldOut2], texts => [.. texts.Select(detect)]);
         var after = Snapshot();
 
         // Time per short message: the held-out sentences, after a warm-up pass.
@@ -159,11 +158,121 @@ internal static partial class LanguageAccuracyBenchmark
         }
 
         var dist = new Dist(times);
-        var result = new EngineResult(
-            engine,
+        Console.WriteLine(Marker + JsonSerializer.Serialize(Result(engine, perLanguage, load, before, after, dist, 0)));
+        return 0;
+    }
+
+    // Counts per language: [held-out 1 right, n, UDHR right, n, held-out 2 right, n], from one batch detector call per set.
+    private static Dictionary<string, int[]> Score(Dictionary<string, List<string>>[] sets, Func<IReadOnlyList<string>, string[]> detectAll)
+    {
+        var perLanguage = new Dictionary<string, int[]>(StringComparer.Ordinal);
+        for (var set = 0; set < sets.Length; set++)
+        {
+            foreach (var (language, sentences) in sets[set])
+            {
+                var counts = perLanguage.TryGetValue(language, out var c) ? c : perLanguage[language] = new int[6];
+                counts[(2 * set) + 1] = sentences.Count;
+                counts[2 * set] = detectAll(sentences).Count(l => l == language);
+            }
+        }
+
+        return perLanguage;
+    }
+
+    private static EngineResult Result(string engine, Dictionary<string, int[]> perLanguage, double load, (long Rss, long Managed) before, (long Rss, long Managed) after, Dist dist, double baselineP50) =>
+        new(engine,
             perLanguage.Values.Sum(c => c[0]), perLanguage.Values.Sum(c => c[1]), perLanguage.Values.Sum(c => c[2]), perLanguage.Values.Sum(c => c[3]),
-            load, after.Rss - before.Rss, after.Managed - before.Managed, dist.P50, dist.P99, perLanguage);
-        Console.WriteLine(Marker + JsonSerializer.Serialize(result));
+            perLanguage.Values.Sum(c => c[4]), perLanguage.Values.Sum(c => c[5]),
+            load, after.Rss - before.Rss, after.Rss, after.Managed - before.Managed, dist.P50, dist.P99, baselineP50, perLanguage);
+
+    // The real gateway in this process: RSS once started and a tenant exists (the detector is built on first use), then
+    // after detecting every text through POST /v1/language/detect; time per message is one text per request.
+    private static async Task<int> ServerChildAsync(string engine, int udhrPerLanguage)
+    {
+        var heldOut = HeldOut("heldout.txt");
+        var heldOut2 = HeldOut("heldout-2.txt");
+        var udhr = Udhr(udhrPerLanguage);
+        var extra = new Dictionary<string, string?>();
+        if (engine == "server-all")
+        {
+            var i = 0;
+            foreach (var language in LanguageCatalog.All)
+            {
+                extra[$"Sovereign:Languages:Languages:{i++}"] = language.Code;
+            }
+        }
+
+        var clock = Stopwatch.StartNew();
+        await using var server = await BenchServer.StartAsync(new ServerConfig { Extra = extra });
+        var load = clock.Elapsed.TotalSeconds;
+        var configured = server.Get<IOptions<SovereignOptions>>().Value.Languages.Languages.Count;
+        if (engine == "server-all" && configured != LanguageCatalog.All.Count)
+        {
+            throw new InvalidOperationException($"server-all: {configured} languages configured, not {LanguageCatalog.All.Count}.");
+        }
+
+        var world = await BenchWorld.CreateAsync(server, new WorldSpec { Tenants = 1, Nodes = 0 });
+        var key = world.Tenants[0].Secret;
+        using var models = new HttpRequestMessage(HttpMethod.Get, "v1/models");
+        models.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        (await server.Client.SendAsync(models)).EnsureSuccessStatusCode();
+        var before = Snapshot();
+
+        async Task<string[]> DetectAsync(IReadOnlyList<string> texts)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "v1/language/detect") { Content = new ByteArrayContent(BenchServer.Body(new { input = texts })) };
+            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+            using var response = await server.Client.SendAsync(request);
+            var body = await response.Content.ReadAsStringAsync();
+            if (!response.IsSuccessStatusCode)
+            {
+                throw new InvalidOperationException($"{(int)response.StatusCode}: {body}");
+            }
+
+            using var json = JsonDocument.Parse(body);
+            return [.. json.RootElement.GetProperty("data").EnumerateArray().Select(d => d.GetProperty("language").GetString()!)];
+        }
+
+        var perLanguage = new Dictionary<string, int[]>(StringComparer.Ordinal);
+        foreach (var (set, index) in new[] { heldOut, udhr, heldOut2 }.Select((s, i) => (s, i)))
+        {
+            foreach (var (language, sentences) in set)
+            {
+                var counts = perLanguage.TryGetValue(language, out var c) ? c : perLanguage[language] = new int[6];
+                counts[(2 * index) + 1] = sentences.Count;
+                counts[2 * index] = (await DetectAsync(sentences)).Count(l => l == language);
+            }
+        }
+
+        var after = Snapshot();
+
+        // One text per request, interleaved with the baseline GET /v1/models, after a warm-up pass.
+        var messages = heldOut.Values.Concat(heldOut2.Values).SelectMany(s => s).ToArray();
+        foreach (var m in messages)
+        {
+            _ = await DetectAsync([m]);
+        }
+
+        var times = new List<double>();
+        var baseline = new List<double>();
+        for (var round = 0; round < 2; round++)
+        {
+            foreach (var m in messages.OrderBy(_ => Random.Shared.Next()))
+            {
+                var t = Stopwatch.GetTimestamp();
+                _ = await DetectAsync([m]);
+                times.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+                t = Stopwatch.GetTimestamp();
+                using var list = new HttpRequestMessage(HttpMethod.Get, "v1/models");
+                list.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+                using var listed = await server.Client.SendAsync(list);
+                _ = await listed.Content.ReadAsByteArrayAsync();
+                baseline.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+            }
+        }
+
+        Console.WriteLine(Marker + JsonSerializer.Serialize(Result(engine, perLanguage, load, before, after, new Dist(times), new Dist(baseline).P50)));
         return 0;
     }
 
@@ -182,9 +291,9 @@ internal static partial class LanguageAccuracyBenchmark
         return text => codes.GetValueOrDefault(lingua.DetectLanguageOf(text), "und");
     }
 
-    private static Dictionary<string, List<string>> HeldOut()
+    private static Dictionary<string, List<string>> HeldOut(string file)
     {
-        var path = FindUp(Path.Combine("tests", "Sovereign.Languages.Tests", "Data", "heldout.txt"));
+        var path = FindUp(Path.Combine("tests", "Sovereign.Languages.Tests", "Data", file));
         var result = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         List<string>? current = null;
         foreach (var line in File.ReadLines(path))
@@ -250,6 +359,7 @@ internal static partial class LanguageAccuracyBenchmark
     private static partial Regex SentenceEnd();
 
     private sealed record EngineResult(
-        string Engine, int HeldOutCorrect, int HeldOutTotal, int UdhrCorrect, int UdhrTotal, double LoadSeconds,
-        long RssDelta, long ManagedDelta, double P50Ms, double P99Ms, Dictionary<string, int[]> PerLanguage);
+        string Engine, int HeldOutCorrect, int HeldOutTotal, int UdhrCorrect, int UdhrTotal, int HeldOut2Correct, int HeldOut2Total,
+        double LoadSeconds, long RssDelta, long RssAfter, long ManagedDelta, double P50Ms, double P99Ms, double BaselineP50Ms,
+        Dictionary<string, int[]> PerLanguage);
 }

@@ -25,6 +25,10 @@ internal sealed class ContrastEvidence
     private readonly FrozenDictionary<string, string[]> _words;
     private readonly FrozenDictionary<string, string[]>.AlternateLookup<ReadOnlySpan<char>> _lookup;
     private readonly FrozenDictionary<string, string> _letters;
+    private readonly FrozenDictionary<string, string[]>.AlternateLookup<ReadOnlySpan<char>> _stemLookup;
+
+    /// <summary>Shortest stem matched as a word's beginning.</summary>
+    private const int MinimumStem = 5;
 
     private ContrastEvidence(Dictionary<string, List<string>> wordsByLanguage)
     {
@@ -39,11 +43,32 @@ internal sealed class ContrastEvidence
 
         _words = byWord.ToFrozenDictionary(kv => kv.Key, kv => kv.Value.ToArray(), StringComparer.Ordinal);
         _lookup = _words.GetAlternateLookup<ReadOnlySpan<char>>();
+
+        // Inflected forms: a listed word of 6 letters or more, less a final vowel, also matches the beginning of a
+        // word (hiljada: hiljadu, hiljade; univerzitet: univerzitetu), as Slavic, Romance and Malay words inflect or
+        // take suffixes.
+        var byStem = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        foreach (var (word, languages) in byWord)
+        {
+            if (word.Length < MinimumStem + 1 || word.Contains('-', StringComparison.Ordinal) || word.Contains('\'', StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var stem = "aeiouyáéíóúàèòâêôãõåäöøæ".Contains(word[^1], StringComparison.Ordinal) ? word[..^1] : word;
+            (byStem.TryGetValue(stem, out var set) ? set : byStem[stem] = new HashSet<string>(StringComparer.Ordinal)).UnionWith(languages);
+        }
+
+        _stemLookup = byStem.ToFrozenDictionary(kv => kv.Key, kv => kv.Value.Order(StringComparer.Ordinal).ToArray(), StringComparer.Ordinal)
+            .GetAlternateLookup<ReadOnlySpan<char>>();
         _letters = LetterTable.ToFrozenDictionary(t => t.Language, t => t.Letters, StringComparer.Ordinal);
     }
 
     /// <summary>The contrast words of the embedded file.</summary>
     public static ContrastEvidence Default => Embedded.Value;
+
+    /// <summary>Whether inflected forms match by stem (for tuning; on by default).</summary>
+    internal static bool Stems { get; set; } = true;
 
     /// <summary>Contrast words of each language in the text (each distinct word once).</summary>
     public Dictionary<string, int> WordHits(string normalized)
@@ -52,7 +77,17 @@ internal sealed class ContrastEvidence
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (start, length) in LanguageProfiles.Words(normalized))
         {
-            if (_lookup.TryGetValue(normalized.AsSpan(start, length), out var languages) && seen.Add(normalized.Substring(start, length)))
+            var word = normalized.AsSpan(start, length);
+            if (!_lookup.TryGetValue(word, out var languages) && Stems)
+            {
+                // The longest listed stem the word begins with.
+                for (var end = length; end >= MinimumStem && languages is null; end--)
+                {
+                    _ = _stemLookup.TryGetValue(word[..end], out languages);
+                }
+            }
+
+            if (languages is not null && seen.Add(normalized.Substring(start, length)))
             {
                 foreach (var language in languages)
                 {
@@ -97,9 +132,12 @@ internal sealed class ContrastEvidence
                 continue;
             }
 
-            var language = line[..colon].Trim();
-            (words.TryGetValue(language, out var list) ? list : words[language] = [])
-                .AddRange(line[(colon + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(LanguageProfiles.Normalize));
+            // "hr bs: ..." lists words that several languages share against the rest of their group.
+            var entries = line[(colon + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(LanguageProfiles.Normalize).ToList();
+            foreach (var language in line[..colon].Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            {
+                (words.TryGetValue(language, out var list) ? list : words[language] = []).AddRange(entries);
+            }
         }
 
         return new ContrastEvidence(words);

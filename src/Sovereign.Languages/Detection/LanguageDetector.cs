@@ -135,7 +135,17 @@ public sealed class LanguageDetector
         Languages = other.Languages;
         LinguaLanguages = other.LinguaLanguages;
         Profiles = other.Profiles;
+        LinguaWeight = other.LinguaWeight;
+        ProfileWeight = other.ProfileWeight;
+        LinguaFloor = other.LinguaFloor;
+        LeaderShare = other.LeaderShare;
+        ContrastWeight = other.ContrastWeight;
+        LetterWeight = other.LetterWeight;
+        Trace = other.Trace;
     }
+
+    /// <summary>The same detector reporting each decision's leading scores, for tuning.</summary>
+    internal LanguageDetector WithTrace(Action<string> trace) => new(this) { Trace = trace };
 
     /// <summary>Resolves configured codes to catalog entries: the covered set when empty.</summary>
     /// <exception cref="ArgumentException">An unknown or repeated code (<c>tl</c> and <c>fil</c> are the same).</exception>

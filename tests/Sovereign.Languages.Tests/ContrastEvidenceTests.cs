@@ -1,0 +1,40 @@
+namespace Sovereign.Languages.Tests;
+
+/// <summary>Contrast words: lines that name several languages, and inflected forms matched by stem.</summary>
+public sealed class ContrastEvidenceTests
+{
+    [Theory]
+    [InlineData("mlijeko", "hr bs")]           // ijekavian: Croatian and Bosnian against Serbian
+    [InlineData("mleko", "sr sl")]             // ekavian: Serbian, and Slovenian writes it so too
+    [InlineData("hiljada", "bs sr")]           // against Croatian tisuća
+    [InlineData("tisuća", "hr")]
+    [InlineData("historija", "bs")]
+    public void WordHits_ListedWord_CountsForEveryLanguageOfItsLine(string word, string languages)
+    {
+        var hits = ContrastEvidence.Default.WordHits(LanguageProfiles.Normalize(word));
+
+        Assert.Equal(languages.Split(' ').Order(StringComparer.Ordinal), hits.Keys.Order(StringComparer.Ordinal));
+        Assert.All(hits.Values, count => Assert.Equal(1, count));
+    }
+
+    [Theory]
+    [InlineData("Radio sam na univerzitetu u fabrikama.", "bs", 2)]   // univerzitet, fabrika: by stem
+    [InlineData("Hiljadama ljudi, hiljadama puta.", "sr", 1)]        // hiljada: one distinct form, once
+    public void WordHits_InflectedForms_MatchByStem(string text, string language, int expected)
+    {
+        var hits = ContrastEvidence.Default.WordHits(LanguageProfiles.Normalize(text));
+
+        Assert.Equal(expected, hits.GetValueOrDefault(language));
+    }
+
+    [Fact]
+    public void WordHits_WordsEveryScandinavianLanguageShares_AreNoEvidence()
+    {
+        // "det som på med har den" were once Swedish-only entries and tilted Danish and Norwegian text to Swedish.
+        var hits = ContrastEvidence.Default.WordHits(LanguageProfiles.Normalize("det som på med har den"));
+
+        Assert.DoesNotContain("da", hits.Keys);
+        Assert.DoesNotContain("no", hits.Keys);
+        Assert.DoesNotContain("sv", hits.Keys);
+    }
+}
