@@ -24,7 +24,11 @@ internal static class AuditCommand
 
     private static Option<string?> DataDirectoryOption() => new("--data-dir") { Description = "The server's data directory (default ~/.sovereign)." };
 
-    private static Option<string?> DatabaseOption() => new("--database") { Description = "The SQLite file, or a PostgreSQL connection string prefixed with 'postgres:' (default <data dir>/sovereign.db)." };
+    private static Option<string?> DatabaseOption() => new("--database")
+    {
+        Description = "The SQLite file, or a PostgreSQL connection string prefixed with 'postgres:' (default: the server's own setting from " +
+            "Sovereign__Database__Provider=PostgreSql and Sovereign__Database__ConnectionString in the environment, else <data dir>/sovereign.db).",
+    };
 
     private static Command CreateVerify()
     {
@@ -191,6 +195,20 @@ internal static class AuditCommand
         if (database is not null && database.StartsWith("postgres:", StringComparison.Ordinal))
         {
             return SqlDatabase.PostgreSql(database["postgres:".Length..]);
+        }
+
+        // On a cluster member the server's environment (a systemd EnvironmentFile, a container's env) names the shared
+        // PostgreSQL database: the same variables let one command verify the whole cluster's chain.
+        if (database is null && string.Equals(Environment.GetEnvironmentVariable("Sovereign__Database__Provider"), "PostgreSql", StringComparison.OrdinalIgnoreCase))
+        {
+            var connectionString = Environment.GetEnvironmentVariable("Sovereign__Database__ConnectionString");
+            if (string.IsNullOrWhiteSpace(connectionString))
+            {
+                Console.Error.WriteLine("sovereign audit: Sovereign__Database__Provider is PostgreSql but Sovereign__Database__ConnectionString is not set.");
+                return null;
+            }
+
+            return SqlDatabase.PostgreSql(connectionString);
         }
 
         var path = database ?? Path.Combine(dataDirectory, ControlPlaneServices.DatabaseFile);
