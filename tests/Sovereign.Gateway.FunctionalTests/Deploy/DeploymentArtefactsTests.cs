@@ -56,13 +56,16 @@ public sealed class DeploymentArtefactsTests
     [InlineData("systemd/node.env.example")]
     public void SystemdEnvironmentExample_EverySovereignVariable_NamesAnOption(string file)
     {
+        // Commented-out settings (an alternative to uncomment) are checked too.
         var names = File.ReadAllLines(Path.Combine(Deploy, file))
-            .Where(line => line.Length > 0 && !line.StartsWith('#'))
-            .Select(line => line[..line.IndexOf('=', StringComparison.Ordinal)])
+            .Select(line => System.Text.RegularExpressions.Regex.Match(line, "^#?([A-Za-z][A-Za-z0-9_]*)="))
+            .Where(match => match.Success)
+            .Select(match => match.Groups[1].Value)
             .ToList();
 
         Assert.Contains("Sovereign__Cluster__Redis", names);
-        Assert.Empty(names.Where(name => name.StartsWith("Sovereign__", StringComparison.Ordinal) && !IsOption(name)));
+        Assert.Contains("Sovereign__Cluster__NodeUrl", names);
+        Assert.DoesNotContain(names, name => name.StartsWith("Sovereign__", StringComparison.Ordinal) && !IsOption(name));
     }
 
     [Theory]
