@@ -60,6 +60,10 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
         Assert.True(exit == 0, stdout + stderr);
         Assert.Contains("intact", stdout, StringComparison.Ordinal);
 
+        // A serving gateway signs from its first commit on: something is covered, and the rest is younger than the bound.
+        Assert.Matches(@"Last signed checkpoint: sequence [1-9]\d* at ", stdout);
+        Assert.Matches(@"Covered through [1-9]\d*; uncovered: \d+\.", stdout);
+
         // Tamper with a copy: change the model recorded in entry 3.
         var copy = Path.Combine(_directory, "copy.db");
         using (var source = new SqliteConnection($"Data Source={Path.Combine(fixture.ThDataDirectory, "sovereign.db")}"))
@@ -81,6 +85,41 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
         Assert.Equal(3, exit);
         Assert.Contains("tampered", stdout, StringComparison.Ordinal);
         Assert.Contains("3", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AuditVerify_CopyWithEveryCheckpointDeleted_IsIntactButNotTrusted()
+    {
+        using (var client = fixture.TenantClient(fixture.ThOnlyKey))
+        {
+            var response = await client.PostAsync("/v1/chat/completions", new StringContent(
+                """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":3}""", System.Text.Encoding.UTF8, "application/json"));
+            Assert.Equal(200, (int)response.StatusCode);
+        }
+
+        var copy = Path.Combine(_directory, "no-checkpoints.db");
+        using (var source = new SqliteConnection($"Data Source={Path.Combine(fixture.ThDataDirectory, "sovereign.db")}"))
+        {
+            source.Open();
+            using var backup = new SqliteConnection($"Data Source={copy}");
+            source.BackupDatabase(backup);
+        }
+
+        using (var connection = new SqliteConnection($"Data Source={copy}"))
+        {
+            connection.Open();
+            using var delete = connection.CreateCommand();
+            delete.CommandText = "DELETE FROM audit_checkpoints";
+            Assert.True(delete.ExecuteNonQuery() > 0);
+        }
+
+        // Every hash still chains (an attacker who re-hashed would leave the same picture): only the missing signatures tell.
+        var (exit, stdout, _) = await CliProcess.RunAsync("audit", "verify", "--data-dir", fixture.ThDataDirectory, "--database", copy);
+        Assert.True(exit == 5, stdout);
+        Assert.Contains("No signed checkpoint matches the log.", stdout, StringComparison.Ordinal);
+        Assert.Contains("Covered through 0; uncovered: ", stdout, StringComparison.Ordinal);
+        Assert.Contains("NOT fully trusted", stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("tampered", stdout, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -125,6 +125,17 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
         Assert.Equal(completion.Usage.OutputTokenCount, completed.GetProperty("completion_tokens").GetInt32());
         var verify = await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/audit/verify", null, 200);
         Assert.True(verify.GetProperty("valid").GetBoolean(), verify.ToString());
+        Assert.Equal("trusted", verify.GetProperty("verdict").GetString());
+        Assert.True(verify.GetProperty("covered_through").GetInt64() >= 1, verify.ToString());
+        Assert.Equal(verify.GetProperty("last_sequence").GetInt64() - verify.GetProperty("covered_through").GetInt64(), verify.GetProperty("uncovered").GetInt64());
+        Assert.Equal(verify.GetProperty("covered_through").GetInt64(), verify.GetProperty("last_checkpoint").GetProperty("sequence").GetInt64());
+
+        // A bound of zero seconds: whatever is not signed yet makes the log "uncovered", never "tampered".
+        var strict = await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/audit/verify?max_uncovered_seconds=0", null, 200);
+        Assert.True(strict.GetProperty("valid").GetBoolean(), strict.ToString());
+        Assert.NotEqual("tampered", strict.GetProperty("verdict").GetString());
+        var bad = await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/audit/verify?max_uncovered_seconds=soon", null, 400);
+        Assert.Equal("max_uncovered_seconds", bad.GetProperty("error").GetProperty("param").GetString());
     }
 
     [Fact]

@@ -24,14 +24,33 @@ internal static class AuditCommand
 
     private static Option<string?> DataDirectoryOption() => new("--data-dir") { Description = "The server's data directory (default ~/.sovereign)." };
 
-    private static Option<string?> DatabaseOption() => new("--database") { Description = "The SQLite file, or a PostgreSQL connection string prefixed with 'postgres:' (default <data dir>/sovereign.db)." };
+    private static Option<string?> DatabaseOption() => new("--database")
+    {
+        Description = "The SQLite file, or a PostgreSQL connection string prefixed with 'postgres:' (default: the server's own setting from " +
+            "Sovereign__Database__Provider=PostgreSql and Sovereign__Database__ConnectionString in the environment, else <data dir>/sovereign.db).",
+    };
 
     private static Command CreateVerify()
     {
         var dataDir = DataDirectoryOption();
         var database = DatabaseOption();
         var publicKey = new Option<FileInfo?>("--public-key") { Description = "The operator's public key PEM (default: derived from <data dir>/operator-key.pem)." };
-        var command = new Command("verify", "Check every entry and checkpoint; report any modified, inserted, deleted, reordered or truncated entry and where.") { dataDir, database, publicKey };
+        var maxUncovered = new Option<int>("--max-uncovered-age")
+        {
+            Description = "Seconds the oldest entry no signed checkpoint covers may be old and the log still trusted (a running server signs every minute).",
+            DefaultValueFactory = _ => (int)AuditVerificationOptions.DefaultMaxUncoveredAge.TotalSeconds,
+        };
+        maxUncovered.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() < 0)
+            {
+                r.AddError("--max-uncovered-age must be 0 or more seconds.");
+            }
+        });
+        var command = new Command("verify", "Check every entry and checkpoint; report any modified, inserted, deleted, reordered or truncated entry and where, and the entries no signed checkpoint covers. Exit 0 trusted, 3 tampered, 5 intact but not covered by a signed checkpoint.")
+        {
+            dataDir, database, publicKey, maxUncovered,
+        };
         command.SetAction(async (result, ct) =>
         {
             var directory = result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory;
@@ -43,16 +62,32 @@ internal static class AuditCommand
 
             var pem = await PublicKeyAsync(result.GetValue(publicKey), directory, ct);
             // A large log takes a while: say how far it got, on stderr so the verdict on stdout stays clean.
-            var outcome = await AuditVerifier.VerifyAsync(db, pem, new Inference.Registry.InlineProgress<long>(checkedSoFar =>
+            var options = new AuditVerificationOptions { MaxUncoveredAge = TimeSpan.FromSeconds(result.GetValue(maxUncovered)) };
+            var outcome = await AuditVerifier.VerifyAsync(db, [pem], options, new Inference.Registry.InlineProgress<long>(checkedSoFar =>
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  ... {checkedSoFar:N0} entries checked"))), ct);
-            Console.WriteLine($"Checked {outcome.EntriesChecked} entries.");
+            Console.WriteLine($"Checked {outcome.EntriesChecked} entries, {outcome.CheckpointsVerified} signed checkpoints.");
             foreach (var problem in outcome.Problems)
             {
                 Console.WriteLine($"  {problem}");
             }
 
-            Console.WriteLine(outcome.Valid ? "The audit log is intact." : "The audit log has been tampered with.");
-            return outcome.Valid ? 0 : 3;
+            Console.WriteLine(outcome.LastCheckpoint is { } last
+                ? string.Create(CultureInfo.InvariantCulture, $"Last signed checkpoint: sequence {last.Sequence} at {DateTimeOffset.FromUnixTimeMilliseconds(last.Timestamp):u} (key {last.KeyId}).")
+                : "No signed checkpoint matches the log.");
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Covered through {outcome.CoveredThrough}; uncovered: {outcome.Uncovered}."));
+            Console.WriteLine(outcome.VerdictReason);
+            Console.WriteLine(outcome.Verdict switch
+            {
+                AuditVerdict.Trusted => "The audit log is intact.",
+                AuditVerdict.Uncovered => "The audit log is intact as far as it goes, but NOT fully trusted: entries are not covered by a signed checkpoint.",
+                _ => "The audit log has been tampered with.",
+            });
+            return outcome.Verdict switch
+            {
+                AuditVerdict.Trusted => Output.ExitCodes.Success,
+                AuditVerdict.Uncovered => Output.ExitCodes.Uncovered,
+                _ => Output.ExitCodes.IntegrityFailure,
+            };
         });
         return command;
     }
@@ -160,6 +195,20 @@ internal static class AuditCommand
         if (database is not null && database.StartsWith("postgres:", StringComparison.Ordinal))
         {
             return SqlDatabase.PostgreSql(database["postgres:".Length..]);
+        }
+
+        // On a cluster member the server's environment (a systemd EnvironmentFile, a container's env) names the shared
+        // PostgreSQL database: the same variables let one command verify the whole cluster's chain.
+        if (database is null && string.Equals(Environment.GetEnvironmentVariable("Sovereign__Database__Provider"), "PostgreSql", StringComparison.OrdinalIgnoreCase))
+        {
+            var connectionString = Environment.GetEnvironmentVariable("Sovereign__Database__ConnectionString");
+            if (string.IsNullOrWhiteSpace(connectionString))
+            {
+                Console.Error.WriteLine("sovereign audit: Sovereign__Database__Provider is PostgreSql but Sovereign__Database__ConnectionString is not set.");
+                return null;
+            }
+
+            return SqlDatabase.PostgreSql(connectionString);
         }
 
         var path = database ?? Path.Combine(dataDirectory, ControlPlaneServices.DatabaseFile);

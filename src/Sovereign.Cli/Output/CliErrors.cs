@@ -23,6 +23,9 @@ internal static class ExitCodes
     /// <summary>The server could not be reached (not running, wrong --url, network).</summary>
     public const int Unreachable = 4;
 
+    /// <summary>The audit log is intact, but entries exist that no signed checkpoint covers (none at all, or a tail older than the bound).</summary>
+    public const int Uncovered = 5;
+
     /// <summary>A defect in sovereign itself; the message says where to look.</summary>
     public const int InternalError = 70;
 }

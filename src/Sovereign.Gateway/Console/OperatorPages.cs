@@ -336,8 +336,14 @@ internal static class OperatorPages
             }
             else
             {
-                var valid = ConsolePage.Text(v.Json, "valid") == "True";
-                page.Notice($"Checked {ConsolePage.Text(v.Json, "entries_checked")} entries: " + (valid ? "the audit log is intact." : "the audit log has been tampered with."), error: !valid);
+                var verdict = ConsolePage.Text(v.Json, "verdict");
+                var summary = verdict switch
+                {
+                    "trusted" => "the audit log is intact.",
+                    "uncovered" => "the audit log is intact as far as it goes, but not fully trusted: entries are not covered by a signed checkpoint.",
+                    _ => "the audit log has been tampered with.",
+                };
+                page.Notice($"Checked {ConsolePage.Text(v.Json, "entries_checked")} entries: {summary} {ConsolePage.Text(v.Json, "verdict_reason")}", error: verdict != "trusted");
                 if (v.Json.TryGetProperty("problems", out var problems))
                 {
                     page.Table("Problems found", ["sequence", "kind", "what"], problems.EnumerateArray().Select(p => (IReadOnlyList<string>)

@@ -371,9 +371,22 @@ public static class AdminApi
         return Json(new { data = entries.Select(AuditJson) });
     }
 
-    private static async Task<IResult> VerifyAudit(SqlDatabase database, OperatorSigningKey key, CancellationToken cancellationToken)
+    private static async Task<IResult> VerifyAudit(HttpContext context, SqlDatabase database, OperatorSigningKey key, TimeProvider time)
     {
-        var result = await AuditVerifier.VerifyAsync(database, key.PublicKeyPem, cancellationToken);
+        var options = new AuditVerificationOptions { Time = time };
+        var bound = context.Request.Query["max_uncovered_seconds"].ToString();
+        if (bound.Length > 0)
+        {
+            if (!int.TryParse(bound, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seconds))
+            {
+                throw OpenAIException.BadRequest($"max_uncovered_seconds must be a whole number of seconds (0 or more); got '{bound}'.", "max_uncovered_seconds", "invalid_value");
+            }
+
+            options = options with { MaxUncoveredAge = TimeSpan.FromSeconds(seconds) };
+        }
+
+        // 200 whatever the verdict: the body is the report (valid, verdict, covered_through, uncovered, problems).
+        var result = await AuditVerifier.VerifyAsync(database, [key.PublicKeyPem], options, null, context.RequestAborted);
         return Json(result);
     }
 

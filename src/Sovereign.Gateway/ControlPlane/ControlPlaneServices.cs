@@ -24,6 +24,12 @@ internal static class ControlPlaneServices
     /// <summary>The embedded database file inside the data directory.</summary>
     public const string DatabaseFile = "sovereign.db";
 
+    /// <summary>
+    /// A serving process signs the audit head at least this often (from its first append on), so a verifier can
+    /// treat entries uncovered for much longer (default bound: ten minutes) as a deleted checkpoint or rewritten tail.
+    /// </summary>
+    public static readonly TimeSpan AuditCheckpointMaxAge = TimeSpan.FromMinutes(1);
+
     public static void AddControlPlane(this IHostApplicationBuilder builder)
     {
         var services = builder.Services;
@@ -38,7 +44,11 @@ internal static class ControlPlaneServices
         // on a node, whose single-threaded Orleans scheduler would otherwise deadlock waiting for its own continuation.
         services.TryAddSingleton(sp => OpenSynchronously(() => AuditLog.OpenAsync(
             sp.GetRequiredService<SqlDatabase>(), sp.GetRequiredService<OperatorSigningKey>(),
-            new AuditLogOptions { SignsCheckpoints = sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value is not { IsDistributed: true, Role: Cluster.Hosting.ServerRole.Node } },
+            new AuditLogOptions
+            {
+                SignsCheckpoints = sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value is not { IsDistributed: true, Role: Cluster.Hosting.ServerRole.Node },
+                CheckpointMaxAge = AuditCheckpointMaxAge,
+            },
             sp.GetRequiredService<TimeProvider>())));
         services.TryAddSingleton(sp => OpenSynchronously(() => UsageLedger.OpenAsync(
             sp.GetRequiredService<SqlDatabase>(),

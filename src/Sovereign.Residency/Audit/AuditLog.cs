@@ -17,6 +17,14 @@ public sealed record AuditLogOptions
     /// </summary>
     public bool SignsCheckpoints { get; init; } = true;
 
+    /// <summary>
+    /// When set, the head is also signed when this writer's newest checkpoint is older than this: in the commit of
+    /// the first append after that (so a log this writer extends has a checkpoint from its first commit on), and by
+    /// a timer when the log went idle with an unsigned tail. Bounds how long an entry stays uncovered, which is what
+    /// lets a verifier treat an old uncovered tail as suspicious. Null: only every <see cref="CheckpointInterval"/>.
+    /// </summary>
+    public TimeSpan? CheckpointMaxAge { get; init; }
+
     /// <summary>The most appends that share one transaction (group commit).</summary>
     public int MaxBatchSize { get; init; } = 256;
 
@@ -54,7 +62,8 @@ public sealed class AuditLog : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ConcurrentQueue<Work> _pending = new();
     private int _leader;
-    private volatile ChainState _state = new(0, AuditCanonical.GenesisHash, 0, null);
+    private volatile ChainState _state = new(0, AuditCanonical.GenesisHash, 0, null, 0);
+    private ITimer? _checkpointTimer;
     private DbConnection? _connection;
     private DbCommand? _insert;
     private DbCommand? _moveHead;
@@ -95,10 +104,19 @@ public sealed class AuditLog : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(options.CheckpointInterval, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxBatchSize, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(options.SqliteWalCheckpointCommits);
+        if (options.CheckpointMaxAge is { } maxAge)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(maxAge, TimeSpan.Zero, nameof(options));
+        }
 
         await database.MigrateAsync(Migrations, cancellationToken);
         var log = new AuditLog(database, signingKey, options, timeProvider ?? TimeProvider.System);
         await log.LoadStateAsync(cancellationToken);
+        if (options.SignsCheckpoints && options.CheckpointMaxAge is { } age)
+        {
+            log._checkpointTimer = log._time.CreateTimer(static state => ((AuditLog)state!).OnCheckpointTimer(), log, age, age);
+        }
+
         return log;
     }
 
@@ -161,6 +179,11 @@ public sealed class AuditLog : IAsyncDisposable
             return;
         }
 
+        if (_checkpointTimer is not null)
+        {
+            await _checkpointTimer.DisposeAsync();
+        }
+
         var final = new CheckpointWork();
         _pending.Enqueue(final);
         await DrainAsync(final.Completion.Task);
@@ -183,6 +206,32 @@ public sealed class AuditLog : IAsyncDisposable
         FailPending();
         await CloseConnectionAsync();
         await _walCheckpoint;
+    }
+
+    /// <summary>
+    /// Signs the head if this writer's view of it is unsigned. On PostgreSQL it always asks: another gateway of the
+    /// cluster may have appended (or died after appending), and the commit sees the shared head under the chain's lock.
+    /// </summary>
+    private void OnCheckpointTimer()
+    {
+        var state = _state;
+        var behind = state.Sequence > 0 && state.LastCheckpoint?.Sequence != state.Sequence;
+        if (Volatile.Read(ref _disposed) == 0 && (behind || _database.Provider == SqlProvider.PostgreSql))
+        {
+            _ = CheckpointQuietlyAsync();
+        }
+    }
+
+    private async Task CheckpointQuietlyAsync()
+    {
+        try
+        {
+            await CheckpointAsync();
+        }
+        catch (Exception)
+        {
+            // Best effort, like the final checkpoint: the next tick or append retries, and a verifier reports the uncovered tail meanwhile.
+        }
     }
 
     private async Task<T> SubmitAsync<T>(Work work, Task<T> completion, CancellationToken cancellationToken)
@@ -341,7 +390,8 @@ public sealed class AuditLog : IAsyncDisposable
 
         var checkpoints = await AuditStore.ReadCheckpointsAsync(connection, snapshot, "WHERE key_id = @key AND seq = (SELECT MAX(seq) FROM audit_checkpoints WHERE key_id = @key)",
             command => SqlDatabase.AddParameter(command, "@key", _signingKey.KeyId), cancellationToken);
-        _state = new ChainState(lastSequence, lastHash, last?.Timestamp ?? 0, checkpoints.Count > 0 ? checkpoints[^1] : null);
+        var newest = checkpoints.Count > 0 ? checkpoints[^1] : null;
+        _state = new ChainState(lastSequence, lastHash, last?.Timestamp ?? 0, newest, newest?.Timestamp ?? 0);
     }
 
     private async Task CommitWithRetryAsync(List<Work> batch)
@@ -400,6 +450,8 @@ public sealed class AuditLog : IAsyncDisposable
         var sequence = start.Sequence;
         var hash = start.Hash;
         var checkpoint = start.LastCheckpoint;
+        var checkpointedAt = start.CheckpointedAt;
+        var maxAge = _options.CheckpointMaxAge is { } age ? (long)age.TotalMilliseconds : long.MaxValue;
 
         // Never earlier than the previous entry: time ranges then map to contiguous sequence ranges.
         var timestamp = Math.Max(_time.GetUtcNow().ToUnixTimeMilliseconds(), start.LastTimestamp);
@@ -426,15 +478,18 @@ public sealed class AuditLog : IAsyncDisposable
                 sequence = entry.Sequence;
                 hash = entry.Hash;
                 results[i] = entry;
-                if (_options.SignsCheckpoints && sequence % _options.CheckpointInterval == 0)
+                // With a max age, the last entry of the batch is signed when this writer's newest checkpoint is too old.
+                if (_options.SignsCheckpoints && (sequence % _options.CheckpointInterval == 0 || (i == batch.Count - 1 && timestamp - checkpointedAt >= maxAge)))
                 {
                     checkpoint = AuditCheckpoint.Sign(_signingKey, sequence, hash, timestamp);
+                    checkpointedAt = timestamp;
                     await AuditStore.InsertCheckpointAsync(connection, transaction, checkpoint, CancellationToken.None);
                 }
             }
             else if (_options.SignsCheckpoints && sequence > 0 && checkpoint?.Sequence != sequence)
             {
                 checkpoint = AuditCheckpoint.Sign(_signingKey, sequence, hash, timestamp);
+                checkpointedAt = timestamp;
                 await AuditStore.InsertCheckpointAsync(connection, transaction, checkpoint, CancellationToken.None);
                 results[i] = checkpoint;
             }
@@ -460,7 +515,7 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         await transaction.CommitAsync();
-        return (new ChainState(sequence, hash, timestamp, checkpoint), results);
+        return (new ChainState(sequence, hash, timestamp, checkpoint, checkpointedAt), results);
     }
 
     /// <summary>Takes the chain's transaction lock (PostgreSQL) and returns the head as committed now.</summary>
@@ -493,7 +548,8 @@ public sealed class AuditLog : IAsyncDisposable
             }
         }
 
-        var moved = new ChainState(head.Sequence, head.Hash, Math.Max(lastAt, start.LastTimestamp), null);
+        // This writer's signing time stays: it only has to sign as often as its max age asks, not on every interleaving.
+        var moved = new ChainState(head.Sequence, head.Hash, Math.Max(lastAt, start.LastTimestamp), null, start.CheckpointedAt);
         return (moved, moved.Sequence, moved.Hash, null);
     }
 
@@ -641,7 +697,7 @@ public sealed class AuditLog : IAsyncDisposable
         }
     }
 
-    private sealed record ChainState(long Sequence, string Hash, long LastTimestamp, AuditCheckpoint? LastCheckpoint);
+    private sealed record ChainState(long Sequence, string Hash, long LastTimestamp, AuditCheckpoint? LastCheckpoint, long CheckpointedAt);
 
     /// <summary>An append or a checkpoint request, with whoever waits for it.</summary>
     private abstract class Work

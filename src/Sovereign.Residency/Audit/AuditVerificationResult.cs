@@ -1,4 +1,26 @@
+using System.Text.Json.Serialization;
+
 namespace Sovereign.Residency.Audit;
+
+/// <summary>How far a verified log can be trusted.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<AuditVerdict>))]
+public enum AuditVerdict
+{
+    /// <summary>No problem, and every entry is covered by a signed checkpoint, or only a tail younger than the bound is not.</summary>
+    [JsonStringEnumMemberName("trusted")]
+    Trusted,
+
+    /// <summary>
+    /// No problem found, but entries exist that no signed checkpoint covers: none at all, or a tail older than the
+    /// bound. Such entries could have been rewritten and re-hashed (and their checkpoints deleted) without a trace.
+    /// </summary>
+    [JsonStringEnumMemberName("uncovered")]
+    Uncovered,
+
+    /// <summary>At least one problem: the log was modified, truncated, or a checkpoint is forged.</summary>
+    [JsonStringEnumMemberName("tampered")]
+    Tampered,
+}
 
 /// <summary>What kind of damage a verifier found.</summary>
 public enum AuditProblemKind
@@ -78,4 +100,35 @@ public sealed record AuditVerificationResult(bool Valid, long EntriesChecked, IR
 
     /// <summary>Problems found beyond <see cref="AuditVerifier.MaxProblems"/> and left out.</summary>
     public long ProblemsOmitted { get; init; }
+
+    /// <summary>The verdict: trusted, uncovered (intact but not covered by a signed checkpoint) or tampered.</summary>
+    public AuditVerdict Verdict { get; init; } = AuditVerdict.Trusted;
+
+    /// <summary>A sentence explaining <see cref="Verdict"/> for the operator or auditor.</summary>
+    public string VerdictReason { get; init; } = string.Empty;
+
+    /// <summary>The newest validly signed checkpoint that matches the log (null when none).</summary>
+    public AuditCheckpoint? LastCheckpoint { get; init; }
+
+    /// <summary>Every entry up to this sequence is covered by a signed checkpoint (0 when none is).</summary>
+    public long CoveredThrough { get; init; }
+
+    /// <summary>Entries after <see cref="CoveredThrough"/>: no signed checkpoint vouches for them yet.</summary>
+    public long Uncovered { get; init; }
+
+    /// <summary>The time (unix ms) of the oldest uncovered entry, null when every entry is covered.</summary>
+    public long? UncoveredSince { get; init; }
+}
+
+/// <summary>How strict a verification is about entries no signed checkpoint covers.</summary>
+public sealed record AuditVerificationOptions
+{
+    /// <summary>The default bound: a running gateway signs its head at least every minute, so ten minutes is generous.</summary>
+    public static readonly TimeSpan DefaultMaxUncoveredAge = TimeSpan.FromMinutes(10);
+
+    /// <summary>The oldest uncovered entry may be at most this old for the log to be trusted.</summary>
+    public TimeSpan MaxUncoveredAge { get; init; } = DefaultMaxUncoveredAge;
+
+    /// <summary>The clock the age is measured with.</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
 }

@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using Sovereign.Storage;
@@ -8,8 +9,11 @@ namespace Sovereign.Residency.Audit;
 /// <summary>
 /// Verifies an audit database offline with the operator's public key: every entry's hash, the chain links and the
 /// sequence, the head row, and every checkpoint's signature and hash. It reads in one snapshot, so a live log can be
-/// verified while it grows. What it cannot catch: a tail rewritten after the last checkpoint by someone who also
-/// rewrote <c>audit_head</c> (nothing signed covers it yet); keep exported checkpoints off the host for that.
+/// verified while it grows. What it cannot prove: entries after the newest signed checkpoint (nothing signed covers
+/// them, so whoever can write the database can rewrite and re-hash them and the head). It therefore reports how many
+/// entries are uncovered and since when, and does not call the log trusted when entries exist but no checkpoint
+/// covers any, or the uncovered tail is older than <see cref="AuditVerificationOptions.MaxUncoveredAge"/>. Keep
+/// exported checkpoints off the host to pin the covered part too.
 /// </summary>
 public static class AuditVerifier
 {
@@ -38,15 +42,66 @@ public static class AuditVerifier
         VerifyAsync(database, publicKeyPems, null, cancellationToken);
 
     /// <summary>Verifies trusting several operator keys, reporting progress (entries checked) when asked.</summary>
-    public static async Task<AuditVerificationResult> VerifyAsync(SqlDatabase database, IReadOnlyCollection<string> publicKeyPems, IProgress<long>? progress, CancellationToken cancellationToken = default)
+    public static Task<AuditVerificationResult> VerifyAsync(SqlDatabase database, IReadOnlyCollection<string> publicKeyPems, IProgress<long>? progress, CancellationToken cancellationToken = default) =>
+        VerifyAsync(database, publicKeyPems, null, progress, cancellationToken);
+
+    /// <summary>Verifies the whole log and judges its uncovered tail by <paramref name="options"/> (defaults when null).</summary>
+    public static async Task<AuditVerificationResult> VerifyAsync(SqlDatabase database, IReadOnlyCollection<string> publicKeyPems, AuditVerificationOptions? options, IProgress<long>? progress, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(database);
         ArgumentNullException.ThrowIfNull(publicKeyPems);
+        options ??= new AuditVerificationOptions();
         using var keys = new TrustedKeys(publicKeyPems);
         await using var connection = await database.OpenAsync(cancellationToken);
         await using var snapshot = await AuditStore.BeginSnapshotAsync(connection, cancellationToken);
-        return await VerifyAsync(connection, snapshot, keys, 1, long.MaxValue, cancellationToken, progress);
+        var result = await VerifyAsync(connection, snapshot, keys, 1, long.MaxValue, cancellationToken, progress);
+        return Judge(result, options);
     }
+
+    /// <summary>Sets the verdict: tampered on any problem; uncovered when no checkpoint covers entries, or the uncovered tail is too old.</summary>
+    internal static AuditVerificationResult Judge(AuditVerificationResult result, AuditVerificationOptions options)
+    {
+        if (!result.Valid)
+        {
+            return result with { Verdict = AuditVerdict.Tampered, VerdictReason = $"{result.Problems.Count + result.ProblemsOmitted} problem(s) found: the log was altered." };
+        }
+
+        if (result.LastSequence == 0)
+        {
+            return result with { Verdict = AuditVerdict.Trusted, VerdictReason = "The log is empty." };
+        }
+
+        if (result.CoveredThrough == 0)
+        {
+            return result with
+            {
+                Verdict = AuditVerdict.Uncovered,
+                VerdictReason = $"No signed checkpoint covers any of the {result.LastSequence} entries: the whole chain could have been rewritten and re-hashed.",
+            };
+        }
+
+        var covered = $"A signed checkpoint covers entries 1..{result.CoveredThrough}";
+        if (result.Uncovered == 0)
+        {
+            return result with { Verdict = AuditVerdict.Trusted, VerdictReason = covered + ", every entry." };
+        }
+
+        var tail = $"{covered}; {result.Uncovered} entries after it ({result.CoveredThrough + 1}..{result.LastSequence}) are not covered yet";
+        var age = result.UncoveredSince is { } since ? options.Time.GetUtcNow() - DateTimeOffset.FromUnixTimeMilliseconds(since) : TimeSpan.MaxValue;
+        return age > options.MaxUncoveredAge
+            ? result with
+            {
+                Verdict = AuditVerdict.Uncovered,
+                VerdictReason = tail + $", the oldest for {FormatAge(age)}, longer than the allowed {FormatAge(options.MaxUncoveredAge)}: they could have been rewritten (or newer checkpoints deleted).",
+            }
+            : result with { Verdict = AuditVerdict.Trusted, VerdictReason = tail + $" (the oldest is {FormatAge(age)} old, within {FormatAge(options.MaxUncoveredAge)})." };
+    }
+
+    private static string FormatAge(TimeSpan age) => age == TimeSpan.MaxValue
+        ? "an unknown time"
+        : age.TotalSeconds < 120 ? string.Create(CultureInfo.InvariantCulture, $"{Math.Max(0, (long)age.TotalSeconds)} s")
+        : age.TotalMinutes < 120 ? string.Create(CultureInfo.InvariantCulture, $"{(long)age.TotalMinutes} min")
+        : string.Create(CultureInfo.InvariantCulture, $"{(long)age.TotalHours} h");
 
     /// <summary>
     /// Walks entries <paramref name="fromSequence"/>..<paramref name="toSequence"/> (the whole log when 1..max) in
@@ -82,6 +137,11 @@ public static class AuditVerifier
         }
 
         var walker = new ChainWalker(problems, fromSequence <= 1 ? 1 : null, fromSequence <= 1 ? AuditCanonical.GenesisHash : null);
+
+        // Coverage: which signed checkpoints match the log, and when the first entry and the one after each was written.
+        var matched = new HashSet<long>();
+        var nextTimestamp = new Dictionary<long, long>();
+        long? firstTimestamp = null;
         string? hashAtHead = null;
         var present = new HashSet<long>();
         using (var command = connection.CreateCommand())
@@ -109,6 +169,11 @@ public static class AuditVerifier
                 else
                 {
                     walker.Add(sequence, entry.PreviousHash, entry.Hash, Recompute(entry), line: null);
+                    firstTimestamp ??= entry.Timestamp;
+                    if (signed.ContainsKey(sequence - 1))
+                    {
+                        nextTimestamp.TryAdd(sequence - 1, entry.Timestamp);
+                    }
                 }
 
                 var hash = walker.LastHash;
@@ -124,6 +189,11 @@ public static class AuditVerifier
                     {
                         problems.Add(new AuditProblem(sequence, AuditProblemKind.CheckpointMismatch,
                             $"Checkpoint signed by {checkpoint.KeyId} records hash {checkpoint.Hash}, the log has {hash}."));
+                    }
+
+                    if (atSequence.All(c => c.Hash == hash))
+                    {
+                        matched.Add(sequence);
                     }
                 }
             }
@@ -149,7 +219,16 @@ public static class AuditVerifier
             CheckHead(head, walker, hashAtHead, problems);
         }
 
-        return problems.ToResult(walker) with { CheckpointsVerified = verifiedCount };
+        var coveredThrough = matched.Count == 0 ? 0 : matched.Max();
+        var uncovered = Math.Max(0, walker.LastSequence - coveredThrough);
+        return problems.ToResult(walker) with
+        {
+            CheckpointsVerified = verifiedCount,
+            CoveredThrough = coveredThrough,
+            LastCheckpoint = coveredThrough == 0 ? null : signed[coveredThrough].MaxBy(c => c.Timestamp),
+            Uncovered = uncovered,
+            UncoveredSince = uncovered == 0 ? null : coveredThrough == 0 ? firstTimestamp : nextTimestamp.TryGetValue(coveredThrough, out var at) ? at : null,
+        };
     }
 
     /// <summary>Recomputes an entry's hash, or null when its previous hash is not even a hash (already reported).</summary>

@@ -37,6 +37,9 @@ public sealed class ClusterFixture : IAsyncLifetime
     /// <summary>The operator's key file every trusted member shares (it signs node credentials and checkpoints).</summary>
     public string OperatorKeyFile => Path.Combine(_root, "operator-key.pem");
 
+    /// <summary>The cluster's one PostgreSQL database (tenants, ledger, the audit chain).</summary>
+    public string DatabaseConnectionString => _postgres.ConnectionString;
+
     public async Task InitializeAsync()
     {
         await _postgres.InitializeAsync();

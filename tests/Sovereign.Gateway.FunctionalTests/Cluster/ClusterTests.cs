@@ -358,6 +358,47 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         }
     }
 
+    [Fact]
+    public async Task AuditLogOfTheWholeCluster_IsOneChain_ThatVerifiesWithOneCommand()
+    {
+        var (tenant, key) = await NewTenantWithIdAsync(["TH", "SG"], null);
+        foreach (var gateway in new[] { cluster.GatewayTh, cluster.GatewaySg })
+        {
+            using var client = gateway.Client(key);
+            using var response = await client.PostAsync("/v1/chat/completions", Json(Body));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        // Either gateway verifies the same chain: both gateways' entries, every checkpoint signed by the operator's key.
+        using var adminTh = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        using var adminSg = cluster.GatewaySg.Client(ClusterFixture.AdminToken);
+        var fromTh = await ClusterFixture.Expect(adminTh.PostAsync("/admin/v1/audit/verify", null), 200);
+        var fromSg = await ClusterFixture.Expect(adminSg.PostAsync("/admin/v1/audit/verify", null), 200);
+        foreach (var result in new[] { fromTh, fromSg })
+        {
+            Assert.True(result.GetProperty("valid").GetBoolean(), result.ToString());
+            Assert.Equal("trusted", result.GetProperty("verdict").GetString());
+            Assert.True(result.GetProperty("covered_through").GetInt64() >= 1, result.ToString());
+        }
+
+        Assert.True(fromSg.GetProperty("last_sequence").GetInt64() >= fromTh.GetProperty("last_sequence").GetInt64());
+        var entries = JsonDocument.Parse(await adminSg.GetStringAsync($"/admin/v1/audit?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
+        Assert.Contains(entries, e => e.GetProperty("gateway").GetString() == "gateway-th");
+        Assert.Contains(entries, e => e.GetProperty("gateway").GetString() == "gateway-sg");
+
+        // The CLI on a gateway's host, with the server's own environment (what a systemd EnvironmentFile gives it).
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(
+            new Dictionary<string, string?>
+            {
+                ["Sovereign__Database__Provider"] = "PostgreSql",
+                ["Sovereign__Database__ConnectionString"] = cluster.DatabaseConnectionString,
+            },
+            "audit", "verify", "--data-dir", cluster.GatewaySg.DataDirectory);
+        Assert.True(exit == 0, stdout + stderr);
+        Assert.Contains("The audit log is intact.", stdout, StringComparison.Ordinal);
+        Assert.Matches(@"Covered through [1-9]\d*; uncovered: \d+\.", stdout);
+    }
+
     private async Task<string> NewTenantAsync(string[] allowed) => (await NewTenantWithIdAsync(allowed, null)).Key;
 
     private async Task<(string Tenant, string Key)> NewTenantWithIdAsync(string[] allowed, object? limits)

@@ -265,13 +265,13 @@ public sealed class AuditVerifierTests
     }
 
     /// <summary>50 entries over three tenants, checkpoints at 20 and 40 and (on dispose) 50.</summary>
-    private static async Task<List<AuditEntry>> SeedAsync(AuditTestContext context)
+    internal static async Task<List<AuditEntry>> SeedAsync(AuditTestContext context)
     {
         await using var log = await context.OpenLogAsync(new AuditLogOptions { CheckpointInterval = 20 });
         return await context.AppendManyAsync(log, Count, "acme", "globex", "initech");
     }
 
-    private static Task<int> InsertRawAsync(AuditTestContext context, AuditEntry entry) => context.ExecuteAsync(
+    internal static Task<int> InsertRawAsync(AuditTestContext context, AuditEntry entry) => context.ExecuteAsync(
         "INSERT INTO audit_entries (seq, at_ms, kind, tenant, key_id, actor, action, model, gateway, node, jurisdiction, decision, decision_code, " +
         "reasons, prompt_tokens, completion_tokens, details, format, previous_hash, hash) VALUES (@seq, @at, @kind, @tenant, @keyId, @actor, @action, " +
         "@model, @gateway, @node, @jurisdiction, @decision, @code, @reasons, @pt, @ct, @details, 1, @prev, @hash)",
