@@ -184,6 +184,8 @@ public sealed class ResponsesTests(ServerFixture server)
     [InlineData("""{"input":"hi","tools":[{"type":"function","name":"f"}],"tool_choice":{"type":"function","name":"g"}}""", "tool_choice.name", "invalid_value")]
     [InlineData("""{"input":"hi","tools":[{"type":"function","name":"f"}],"tool_choice":"sometimes"}""", "tool_choice", "invalid_value")]
     [InlineData("""{"input":"hi","tool_choice":"required"}""", "tool_choice", "invalid_value")]
+    [InlineData("""{"input":"hi","tools":[{"type":"function","name":"f"}],"tool_choice":"required","text":{"format":{"type":"json_object"}}}""", "tool_choice", "invalid_value")]
+    [InlineData("""{"input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"}]}""", "input[1].call_id", "invalid_value")]
     [InlineData("""{"input":[{"type":"function_call","call_id":"c","name":"f"}]}""", "input[0].arguments", "missing_required_parameter")]
     [InlineData("""{"input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c"}]}""", "input[1].output", "missing_required_parameter")]
     [InlineData("""{"input":[{"role":"robot","content":"hi"}]}""", "input[0].role", "invalid_value")]

@@ -127,6 +127,17 @@ public sealed class ResponsesToolCallingTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task ForcedCall_OfAnUnenforceableSchema_Is400NamingTheFlatParameters()
+    {
+        var (status, response, _) = await server.PostJsonAsync("/v1/responses",
+            """{"model":"tiny-random","input":"hi","tools":[{"type":"function","name":"f","parameters":{"type":"object","properties":{"a":{"type":"string","pattern":"a+"}}}}],"tool_choice":"required"}""");
+
+        Assert.Equal(400, status);
+        Assert.Equal("tools[0].parameters", response.GetProperty("error").GetProperty("param").GetString());
+        Assert.Equal("unsupported_schema_keyword", response.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
     public async Task ParallelFunctionCallItems_JoinOneAssistantTurn_AndEachOutputAnswersItsCall()
     {
         var (status, _, _) = await server.PostJsonAsync("/v1/responses", """

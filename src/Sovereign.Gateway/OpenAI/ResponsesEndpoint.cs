@@ -58,7 +58,7 @@ internal static class ResponsesEndpoint
             Grammar = grammar,
             Tools = tools,
         };
-        await using var governed = await pipeline.StartAsync(context, caller, work);
+        await using var governed = await StartAsync(pipeline, context, caller, work);
         var local = (LocalGeneration)governed.Execution!;
         var shape = new ResponseShape(
             GenerationRun.NewId("resp_"), GenerationRun.NewId("msg_"), time.GetUtcNow().ToUnixTimeSeconds(), governed.Route!.Model, request);
@@ -73,6 +73,19 @@ internal static class ResponsesEndpoint
         await governed.CompleteAsync();
         var status = StatusOf(result);
         await TypedResults.Json(shape.Final(OutputItems(shape, text, result, tools, toolFormat, status), result, local), OpenAIJson.Options).ExecuteAsync(context);
+    }
+
+    /// <summary>The executor compiles a forced call's grammar and names an unenforceable schema as chat does; renamed to Responses' flat tools.</summary>
+    private static async Task<GovernedRequest> StartAsync(RequestPipeline pipeline, HttpContext context, Caller caller, GenerationWorkload work)
+    {
+        try
+        {
+            return await pipeline.StartAsync(context, caller, work);
+        }
+        catch (OpenAIException ex) when (work.Tools is not null && ex.Param?.StartsWith("tools[", StringComparison.Ordinal) == true)
+        {
+            throw OpenAIException.BadRequest(ex.Message, ex.Param.Replace(".function.", ".", StringComparison.Ordinal), ex.Code);
+        }
     }
 
     /// <summary>A generation cut by its token limit (or the context's end) is incomplete, as OpenAI reports it.</summary>
