@@ -69,6 +69,38 @@ public sealed class ResponsesToolCallingTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task Streaming_Sdk_ArgumentDeltasConcatenateToTheDoneCall()
+    {
+        var options = Options(ResponseToolChoice.CreateRequiredChoice(), ResponseItem.CreateUserMessageItem("Weather in Oslo?"));
+        options.StreamingEnabled = true;
+        var arguments = new System.Text.StringBuilder();
+        FunctionCallResponseItem? done = null;
+        ResponseResult? final = null;
+        await foreach (var update in await Responses().CreateResponseStreamingAsync(options))
+        {
+            switch (update)
+            {
+                case StreamingResponseFunctionCallArgumentsDeltaUpdate delta:
+                    arguments.Append(delta.Delta.ToString());
+                    break;
+                case StreamingResponseOutputItemDoneUpdate { Item: FunctionCallResponseItem call }:
+                    done = call;
+                    break;
+                case StreamingResponseCompletedUpdate completed:
+                    final = completed.Response;
+                    break;
+            }
+        }
+
+        Assert.NotNull(done);
+        Assert.Equal("get_weather", done.FunctionName);
+        Assert.Equal(arguments.ToString(), done.FunctionArguments.ToString());
+        Assert.True(Weather.Evaluate(JsonNode.Parse(arguments.ToString())).IsValid, arguments.ToString());
+        Assert.NotNull(final);
+        Assert.Equal(done.CallId, Assert.IsType<FunctionCallResponseItem>(Assert.Single(final.OutputItems)).CallId);
+    }
+
+    [Fact]
     public async Task RawShape_FunctionCallItem_AndToolsEchoed()
     {
         var (status, response, _) = await server.PostJsonAsync("/v1/responses",
