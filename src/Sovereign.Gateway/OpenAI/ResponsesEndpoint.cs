@@ -5,6 +5,7 @@ using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Pipeline;
 using Sovereign.Gateway.Pipeline.Executors;
 using Sovereign.Inference.Engine;
+using Sovereign.Inference.Tools;
 using Sovereign.Residency.Policies;
 
 namespace Sovereign.Gateway.OpenAI;
@@ -13,7 +14,8 @@ namespace Sovereign.Gateway.OpenAI;
 /// <c>POST /v1/responses</c>, streaming (typed events) and not. The request is translated into the chat workload
 /// (<see cref="ResponsesTranslation"/>) and runs on the same governed pipeline as chat: residency, metering, audit and
 /// accounting on every exit. Stateless: nothing is stored, so <c>store: true</c> and <c>previous_response_id</c> are
-/// refused (OpenAI's default <c>store</c> is true; an absent <c>store</c> means false here).
+/// refused (OpenAI's default <c>store</c> is true; an absent <c>store</c> means false here). Function tools run as chat's
+/// do (<see cref="ChatTools"/>): each call the model makes is a <c>function_call</c> output item.
 /// </summary>
 internal static class ResponsesEndpoint
 {
@@ -26,6 +28,13 @@ internal static class ResponsesEndpoint
         ResponsesTranslation.RefuseUnsupported(request);
         var turns = ResponsesTranslation.ToTurns(request);
         var grammar = ResponsesTranslation.GrammarFor(request.Text?.Format);
+        var tools = ResponsesTranslation.ReadTools(request);
+        if (grammar is not null && tools?.Mode is ToolChoiceMode.Required or ToolChoiceMode.Named)
+        {
+            throw OpenAIException.BadRequest(
+                "text.format cannot be combined with a tool_choice that forces a function call: the answer is the call.", "tool_choice", "invalid_value");
+        }
+
         if (limits.MaxOutputTokens > 0 && request.MaxOutputTokens > limits.MaxOutputTokens)
         {
             throw OpenAIException.BadRequest(
@@ -47,20 +56,57 @@ internal static class ResponsesEndpoint
             N = 1,
             Stream = request.Stream == true,
             Grammar = grammar,
+            Tools = tools,
         };
-        await using var governed = await pipeline.StartAsync(context, caller, work);
+        await using var governed = await StartAsync(pipeline, context, caller, work);
         var local = (LocalGeneration)governed.Execution!;
         var shape = new ResponseShape(
             GenerationRun.NewId("resp_"), GenerationRun.NewId("msg_"), time.GetUtcNow().ToUnixTimeSeconds(), governed.Route!.Model, request);
+        var toolFormat = governed.Route.Local!.Batcher!.Model.Info.ToolCallFormat;
         if (work.Stream)
         {
-            await StreamAsync(governed, local, shape);
+            await StreamAsync(governed, local, shape, tools, toolFormat);
             return;
         }
 
         var (text, result, _) = (await local.Run.CollectAsync())[0];
         await governed.CompleteAsync();
-        await TypedResults.Json(shape.Final(text, result, local), OpenAIJson.Options).ExecuteAsync(context);
+        var status = StatusOf(result);
+        await TypedResults.Json(shape.Final(OutputItems(shape, text, result, tools, toolFormat, status), result, local), OpenAIJson.Options).ExecuteAsync(context);
+    }
+
+    /// <summary>The executor compiles a forced call's grammar and names an unenforceable schema as chat does; renamed to Responses' flat tools.</summary>
+    private static async Task<GovernedRequest> StartAsync(RequestPipeline pipeline, HttpContext context, Caller caller, GenerationWorkload work)
+    {
+        try
+        {
+            return await pipeline.StartAsync(context, caller, work);
+        }
+        catch (OpenAIException ex) when (work.Tools is not null && ex.Param?.StartsWith("tools[", StringComparison.Ordinal) == true)
+        {
+            throw OpenAIException.BadRequest(ex.Message, ex.Param.Replace(".function.", ".", StringComparison.Ordinal), ex.Code);
+        }
+    }
+
+    /// <summary>A generation cut by its token limit (or the context's end) is incomplete, as OpenAI reports it.</summary>
+    private static string StatusOf(GenerationResult result) => result.FinishReason == FinishReason.Length ? "incomplete" : "completed";
+
+    /// <summary>The text as a message item; with tools, each call in it becomes a function_call item after the text before it (if any).</summary>
+    private static List<object> OutputItems(ResponseShape shape, string text, GenerationResult result, ChatTools? tools, ToolCallFormat format, string status)
+    {
+        if (tools is { ParsesCalls: true } && result.FinishReason == FinishReason.Stop && tools.Read(format, text) is { Calls.Count: > 0 } read)
+        {
+            var items = new List<object>();
+            if (!string.IsNullOrWhiteSpace(read.Content))
+            {
+                items.Add(new ResponseMessageItem(shape.MessageId, status, [new OutputText(read.Content)]));
+            }
+
+            items.AddRange(read.Calls.Select(c => new FunctionCallItem(GenerationRun.NewId("fc_"), ChatTools.NewCallId(format), c.Name, c.Arguments, status)));
+            return items;
+        }
+
+        return [new ResponseMessageItem(shape.MessageId, status, [new OutputText(text)])];
     }
 
     /// <summary>
@@ -89,7 +135,7 @@ internal static class ResponsesEndpoint
     }
 
     /// <summary>Streams OpenAI's typed events; the books close before <c>response.completed</c> (which carries the usage).</summary>
-    private static async Task StreamAsync(GovernedRequest governed, LocalGeneration local, ResponseShape shape)
+    private static async Task StreamAsync(GovernedRequest governed, LocalGeneration local, ResponseShape shape, ChatTools? tools, ToolCallFormat format)
     {
         var response = governed.Http.Response;
         var aborted = governed.Aborted;
@@ -104,18 +150,39 @@ internal static class ResponsesEndpoint
         var started = shape.InProgress();
         await Send(new ResponseLifecycleEvent("response.created", started));
         await Send(new ResponseLifecycleEvent("response.in_progress", started));
-        await Send(new OutputItemEvent("response.output_item.added", 0, new ResponseMessageItem(shape.MessageId, "in_progress", [])));
-        await Send(new ContentPartEvent("response.content_part.added", shape.MessageId, 0, 0, new OutputText("")));
-        var text = new System.Text.StringBuilder();
+        var output = new OutputItemStream(Send, shape, format);
+        var parser = tools is { ParsesCalls: true }
+            ? new ToolCallStreamParser(format, name => tools.Offers(name) && (tools.ParallelToolCalls || output.CallCount == 0))
+            : null;
+        if (parser is null)
+        {
+            await output.OpenMessageAsync();
+        }
+
         GenerationResult? result = null;
         try
         {
             await foreach (var (_, update) in local.Run.StreamAsync(aborted))
             {
-                if (update.Text.Length > 0)
+                if (parser is null)
                 {
-                    text.Append(update.Text);
-                    await Send(new OutputTextDeltaEvent(shape.MessageId, 0, 0, update.Text));
+                    if (update.Text.Length > 0)
+                    {
+                        await output.TextAsync(update.Text);
+                    }
+                }
+                else
+                {
+                    var events = parser.Push(update.Text);
+                    if (update.Result is not null)
+                    {
+                        events = [.. events, .. parser.Finish()];
+                    }
+
+                    foreach (var item in events)
+                    {
+                        await output.ToolEventAsync(item, tools!);
+                    }
                 }
 
                 result = update.Result ?? result;
@@ -129,13 +196,146 @@ internal static class ResponsesEndpoint
             return;
         }
 
-        var final = shape.Final(text.ToString(), result!, local);
-        var item = final.Output[0];
-        await Send(new OutputTextDoneEvent(shape.MessageId, 0, 0, item.Content[0].Text));
-        await Send(new ContentPartEvent("response.content_part.done", shape.MessageId, 0, 0, item.Content[0]));
-        await Send(new OutputItemEvent("response.output_item.done", 0, item));
+        var status = StatusOf(result!);
+        var items = await output.FinishAsync(status);
+        var final = shape.Final(items, result!, local);
         await governed.CompleteAsync();
         await Send(new ResponseLifecycleEvent(final.Status == "completed" ? "response.completed" : "response.incomplete", final));
+    }
+
+    /// <summary>
+    /// The output items of a streamed response, one open at a time: a message takes text deltas; a function_call takes
+    /// argument deltas and is closed by whatever comes next (another call, text, the end).
+    /// </summary>
+    private sealed class OutputItemStream(Func<ResponseEvent, Task> send, ResponseShape shape, ToolCallFormat format)
+    {
+        private readonly List<object> _items = [];
+        private readonly System.Text.StringBuilder _text = new();
+        private readonly System.Text.StringBuilder _arguments = new();
+        private string? _messageId;
+        private FunctionCallItem? _call;
+        private string _heldWhitespace = "";
+
+        /// <summary>Calls started so far.</summary>
+        public int CallCount { get; private set; }
+
+        public async Task OpenMessageAsync()
+        {
+            // The first message keeps the id the response was created with.
+            _messageId = _items.OfType<ResponseMessageItem>().Any() ? GenerationRun.NewId("msg_") : shape.MessageId;
+            await send(new OutputItemEvent("response.output_item.added", _items.Count, new ResponseMessageItem(_messageId, "in_progress", [])));
+            await send(new ContentPartEvent("response.content_part.added", _messageId, _items.Count, 0, new OutputText("")));
+        }
+
+        public async Task TextAsync(string text)
+        {
+            await CloseCallAsync("completed");
+            if (_messageId is null)
+            {
+                if (string.IsNullOrWhiteSpace(text))
+                {
+                    // Whitespace around calls is not worth a message item; it is kept in case text follows.
+                    _heldWhitespace += text;
+                    return;
+                }
+
+                await OpenMessageAsync();
+                text = _heldWhitespace + text;
+                _heldWhitespace = "";
+            }
+
+            _text.Append(text);
+            await send(new OutputTextDeltaEvent(_messageId!, _items.Count, 0, text));
+        }
+
+        /// <summary>One event of the tool-call parser, kept or dropped as chat's stream does.</summary>
+        public async Task ToolEventAsync(Sovereign.Inference.Tools.ToolStreamEvent item, ChatTools tools)
+        {
+            if (item.CallStart is { } name)
+            {
+                await StartCallAsync(name);
+            }
+            else if (item.ArgumentsDelta is { } fragment)
+            {
+                _arguments.Append(fragment);
+                await send(new FunctionCallArgumentsDeltaEvent(_call!.Id, _items.Count, fragment));
+            }
+            else if (item.Call is { } call && tools.Offers(call.Name))
+            {
+                if (tools.ParallelToolCalls || CallCount == 0)
+                {
+                    await StartCallAsync(call.Name);
+                    _arguments.Append(call.Arguments);
+                    await send(new FunctionCallArgumentsDeltaEvent(_call!.Id, _items.Count, call.Arguments));
+                    await CloseCallAsync("completed");
+                }
+            }
+            else if (item.Content is { Length: > 0 } content && (CallCount == 0 || !string.IsNullOrWhiteSpace(content)))
+            {
+                // Text, or a call of a function that was not offered (it stays text, as in a whole answer).
+                await TextAsync(content);
+            }
+        }
+
+        /// <summary>Closes what is open; a response with no item at all gets its (empty or blank) message.</summary>
+        public async Task<IReadOnlyList<object>> FinishAsync(string status)
+        {
+            await CloseCallAsync(status);
+            if (_items.Count == 0 && _messageId is null)
+            {
+                await OpenMessageAsync();
+                if (_heldWhitespace.Length > 0)
+                {
+                    _text.Append(_heldWhitespace);
+                    await send(new OutputTextDeltaEvent(_messageId!, _items.Count, 0, _heldWhitespace));
+                }
+            }
+
+            await CloseMessageAsync(status);
+            return _items;
+        }
+
+        private async Task StartCallAsync(string name)
+        {
+            await CloseCallAsync("completed");
+            await CloseMessageAsync("completed");
+            _heldWhitespace = "";
+            _call = new FunctionCallItem(GenerationRun.NewId("fc_"), ChatTools.NewCallId(format), name, "", "in_progress");
+            CallCount++;
+            await send(new OutputItemEvent("response.output_item.added", _items.Count, _call));
+        }
+
+        private async Task CloseCallAsync(string status)
+        {
+            if (_call is null)
+            {
+                return;
+            }
+
+            var done = _call with { Arguments = _arguments.ToString(), Status = status };
+            await send(new FunctionCallArgumentsDoneEvent(done.Id, _items.Count, done.Arguments));
+            await send(new OutputItemEvent("response.output_item.done", _items.Count, done));
+            _items.Add(done);
+            _call = null;
+            _arguments.Clear();
+        }
+
+        private async Task CloseMessageAsync(string status)
+        {
+            if (_messageId is null)
+            {
+                return;
+            }
+
+            var part = new OutputText(_text.ToString());
+            var item = new ResponseMessageItem(_messageId, status, [part]);
+            await send(new OutputTextDoneEvent(_messageId, _items.Count, 0, part.Text));
+            await send(new ContentPartEvent("response.content_part.done", _messageId, _items.Count, 0, part));
+            await send(new OutputItemEvent("response.output_item.done", _items.Count, item));
+            _items.Add(item);
+            _messageId = null;
+            _text.Clear();
+        }
     }
 
     /// <summary>What every response object of one request shares, echoing the request's settings as OpenAI does.</summary>
@@ -143,17 +343,15 @@ internal static class ResponsesEndpoint
     {
         public ResponseObject InProgress() => Base("in_progress", [], null, null);
 
-        public ResponseObject Final(string text, GenerationResult result, LocalGeneration local)
+        public ResponseObject Final(IReadOnlyList<object> output, GenerationResult result, LocalGeneration local)
         {
-            // A generation cut by its token limit (or the context's end) is incomplete, as OpenAI reports it.
-            var incomplete = result.FinishReason == FinishReason.Length;
-            var status = incomplete ? "incomplete" : "completed";
+            var status = StatusOf(result);
             var usage = new ResponseUsage(
                 local.PromptTokens, new InputTokensDetails(local.CachedTokens), result.CompletionTokens, new OutputTokensDetails(0), local.PromptTokens + result.CompletionTokens);
-            return Base(status, [new ResponseMessageItem(MessageId, status, [new OutputText(text)])], usage, incomplete ? new IncompleteDetails("max_output_tokens") : null);
+            return Base(status, output, usage, status == "incomplete" ? new IncompleteDetails("max_output_tokens") : null);
         }
 
-        private ResponseObject Base(string status, IReadOnlyList<ResponseMessageItem> output, ResponseUsage? usage, IncompleteDetails? incomplete) => new()
+        private ResponseObject Base(string status, IReadOnlyList<object> output, ResponseUsage? usage, IncompleteDetails? incomplete) => new()
         {
             Id = Id,
             CreatedAt = CreatedAt,
@@ -167,6 +365,8 @@ internal static class ResponsesEndpoint
             Temperature = Request.Temperature ?? 1f,
             TopP = Request.TopP ?? 1f,
             Text = new TextSettings(FormatEcho(Request.Text?.Format)),
+            ToolChoice = Request.ToolChoice is { ValueKind: not JsonValueKind.Null } choice ? choice : "auto",
+            Tools = Request.Tools is { ValueKind: JsonValueKind.Array } tools ? [.. tools.EnumerateArray().Select(t => (object)t)] : [],
             Usage = usage,
             User = Request.User,
             Metadata = Request.Metadata ?? [],

@@ -1,6 +1,8 @@
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Sovereign.Inference.Engine;
+using Sovereign.Inference.Templates;
 
 namespace Sovereign.Gateway.OpenAI;
 
@@ -51,9 +53,9 @@ internal sealed class ResponsesTextFormat
 
 /// <summary>
 /// Translates a Responses request into the chat workload every other generation runs as: <c>instructions</c> and the
-/// input items become chat turns, <c>text.format</c> the grammar. Each item type has one case here; function tools
-/// (<c>function_call</c> and <c>function_call_output</c> items, <c>tools</c>) map to assistant tool calls and tool
-/// messages once the chat workload carries them, and are refused with a 400 until then.
+/// input items become chat turns, <c>text.format</c> the grammar. Each item type has one case here: a
+/// <c>function_call</c> item is an assistant turn's tool call, a <c>function_call_output</c> item a tool turn. Function
+/// <c>tools</c> are validated by <see cref="ChatTools"/> after reshaping them into chat's nested form.
 /// </summary>
 internal static class ResponsesTranslation
 {
@@ -62,23 +64,6 @@ internal static class ResponsesTranslation
     /// <summary>Fields the stateless core does not implement; each is refused with a 400 naming it rather than ignored.</summary>
     public static void RefuseUnsupported(ResponsesRequest request)
     {
-        if (request.Tools is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
-        {
-            throw OpenAIException.BadRequest(
-                "tools are not supported on /v1/responses by this server yet (function calling is coming through the chat workload); send the request without tools.",
-                "tools", "unsupported_parameter");
-        }
-
-        if (request.Tools is { ValueKind: not (JsonValueKind.Array or JsonValueKind.Null) })
-        {
-            throw OpenAIException.BadRequest("tools must be an array.", "tools", "invalid_type");
-        }
-
-        if (request.ToolChoice is { } choice && !(choice.ValueKind == JsonValueKind.Null || (choice.ValueKind == JsonValueKind.String && choice.GetString() is "none" or "auto")))
-        {
-            throw OpenAIException.BadRequest("tool_choice must be 'none' or 'auto' without tools.", "tool_choice", "unsupported_parameter");
-        }
-
         if (request.Background == true)
         {
             throw OpenAIException.BadRequest("background responses are not supported: they need stored responses.", "background", "unsupported_parameter");
@@ -147,7 +132,7 @@ internal static class ResponsesTranslation
                 var i = 0;
                 foreach (var item in items.EnumerateArray())
                 {
-                    turns.Add(ToTurn(item, $"input[{i++}]"));
+                    AddItem(turns, item, $"input[{i++}]");
                 }
 
                 break;
@@ -158,7 +143,7 @@ internal static class ResponsesTranslation
         return turns;
     }
 
-    private static ChatTurn ToTurn(JsonElement item, string param)
+    private static void AddItem(List<ChatTurn> turns, JsonElement item, string param)
     {
         if (item.ValueKind != JsonValueKind.Object)
         {
@@ -170,17 +155,161 @@ internal static class ResponsesTranslation
         switch (type)
         {
             case "message":
-                return ToMessageTurn(item, param);
-            case "function_call" or "function_call_output":
-                // Where function tools will map: function_call -> an assistant turn's tool call, function_call_output -> a tool turn.
-                throw OpenAIException.BadRequest(
-                    $"{param} is a '{type}' item; function calling is not supported on /v1/responses by this server yet.", $"{param}.type", "unsupported_parameter");
+                turns.Add(ToMessageTurn(item, param));
+                break;
+            case "function_call":
+                AddFunctionCall(turns, item, param);
+                break;
+            case "function_call_output":
+                turns.Add(ToToolTurn(turns, item, param));
+                break;
             case null:
                 throw OpenAIException.BadRequest($"{param}.type must be a string.", $"{param}.type", "invalid_type");
             default:
                 throw OpenAIException.BadRequest(
-                    $"{param}.type '{type}' is not a supported input item type; this server accepts 'message' items.", $"{param}.type", "invalid_value");
+                    $"{param}.type '{type}' is not a supported input item type; this server accepts 'message', 'function_call' and 'function_call_output' items.",
+                    $"{param}.type", "invalid_value");
         }
+    }
+
+    /// <summary>
+    /// A call the model made earlier: it joins the assistant turn just before it (the message and calls of one answer
+    /// are separate items here, one chat message there), or starts an assistant turn.
+    /// </summary>
+    private static void AddFunctionCall(List<ChatTurn> turns, JsonElement item, string param)
+    {
+        var call = new ChatToolCall(RequiredString(item, "call_id", param), RequiredString(item, "name", param), RequiredString(item, "arguments", param));
+        if (turns.Any(t => t.ToolCalls?.Any(c => c.Id == call.Id) == true))
+        {
+            throw OpenAIException.BadRequest($"{param}.call_id '{call.Id}' is used by an earlier function_call item.", $"{param}.call_id", "invalid_value");
+        }
+
+        if (turns.Count > 0 && turns[^1] is { Role: "assistant" } previous)
+        {
+            turns[^1] = previous with { ToolCalls = [.. previous.ToolCalls ?? [], call] };
+            return;
+        }
+
+        turns.Add(new ChatTurn("assistant", "") { ToolCalls = [call] });
+    }
+
+    /// <summary>A function's result: it must answer a <c>function_call</c> item earlier in the input, as chat's tool messages must.</summary>
+    private static ChatTurn ToToolTurn(List<ChatTurn> turns, JsonElement item, string param)
+    {
+        var callId = RequiredString(item, "call_id", param);
+        if (!item.TryGetProperty("output", out var output) || output.ValueKind == JsonValueKind.Null)
+        {
+            throw OpenAIException.BadRequest($"Missing required parameter: '{param}.output'.", $"{param}.output", "missing_required_parameter");
+        }
+
+        var text = output.ValueKind switch
+        {
+            JsonValueKind.String => output.GetString()!,
+            JsonValueKind.Array => ContentText(output, "user", $"{param}.output"),
+            _ => throw OpenAIException.BadRequest($"Invalid type for '{param}.output': expected a string or an array of input_text parts.", $"{param}.output", "invalid_type"),
+        };
+        if (!turns.Any(t => t.ToolCalls?.Any(c => c.Id == callId) == true))
+        {
+            throw OpenAIException.BadRequest(
+                $"No tool call found for function call output with call_id '{callId}': a function_call_output item must answer a function_call item earlier in the input.",
+                $"{param}.call_id", "invalid_value");
+        }
+
+        return new ChatTurn("tool", text) { ToolCallId = callId };
+    }
+
+    private static string RequiredString(JsonElement item, string property, string param)
+    {
+        if (!item.TryGetProperty(property, out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            throw OpenAIException.BadRequest($"Missing required parameter: '{param}.{property}'.", $"{param}.{property}", "missing_required_parameter");
+        }
+
+        return value.ValueKind == JsonValueKind.String
+            ? value.GetString()!
+            : throw OpenAIException.BadRequest($"Invalid type for '{param}.{property}': expected a string.", $"{param}.{property}", "invalid_type");
+    }
+
+    /// <summary>
+    /// <c>tools</c>, <c>tool_choice</c> and <c>parallel_tool_calls</c>: function tools only (hosted tools such as
+    /// web_search need services this server does not run). Responses' flat tools (<c>{"type":"function","name":...}</c>)
+    /// are reshaped into chat's nested form and validated by <see cref="ChatTools"/>; its refusals are renamed back
+    /// (<c>tools[0].function.name</c> becomes <c>tools[0].name</c>).
+    /// </summary>
+    public static ChatTools? ReadTools(ResponsesRequest request)
+    {
+        JsonElement? tools = request.Tools;
+        if (request.Tools is { ValueKind: JsonValueKind.Array } array)
+        {
+            if (array.GetArrayLength() == 0)
+            {
+                // OpenAI accepts an empty tools array on /v1/responses: no tools.
+                tools = null;
+            }
+            else
+            {
+                var nested = new JsonArray();
+                var i = 0;
+                foreach (var tool in array.EnumerateArray())
+                {
+                    nested.Add(NestedTool(tool, $"tools[{i++}]"));
+                }
+
+                tools = JsonSerializer.SerializeToElement(nested);
+            }
+        }
+
+        var choice = request.ToolChoice;
+        if (choice is { ValueKind: JsonValueKind.Object } named && named.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "function")
+        {
+            var function = new JsonObject();
+            if (named.TryGetProperty("name", out var name))
+            {
+                function["name"] = JsonNode.Parse(name.GetRawText());
+            }
+
+            choice = JsonSerializer.SerializeToElement(new JsonObject { ["type"] = "function", ["function"] = function });
+        }
+
+        try
+        {
+            return ChatTools.Read(tools, choice, request.ParallelToolCalls);
+        }
+        catch (OpenAIException ex) when (ex.Param?.Contains(".function", StringComparison.Ordinal) == true)
+        {
+            throw OpenAIException.BadRequest(ex.Message.Replace(".function.", ".", StringComparison.Ordinal), ex.Param.Replace(".function.", ".", StringComparison.Ordinal), ex.Code);
+        }
+    }
+
+    private static JsonObject NestedTool(JsonElement tool, string at)
+    {
+        if (tool.ValueKind != JsonValueKind.Object)
+        {
+            throw OpenAIException.BadRequest($"Invalid type for '{at}': expected an object.", at, "invalid_type");
+        }
+
+        if (!tool.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+        {
+            throw OpenAIException.BadRequest($"Missing required parameter: '{at}.type'.", $"{at}.type", "missing_required_parameter");
+        }
+
+        if (type.GetString() != "function")
+        {
+            throw OpenAIException.BadRequest(
+                $"{at}.type '{type.GetString()}' is not supported: this server runs function tools only (hosted tools such as web_search, file_search, computer_use or mcp are not available).",
+                $"{at}.type", "invalid_value");
+        }
+
+        var function = new JsonObject();
+        foreach (var property in tool.EnumerateObject())
+        {
+            if (property.Name != "type")
+            {
+                function[property.Name] = JsonNode.Parse(property.Value.GetRawText());
+            }
+        }
+
+        return new JsonObject { ["type"] = "function", ["function"] = function };
     }
 
     private static ChatTurn ToMessageTurn(JsonElement item, string param)

@@ -14,14 +14,15 @@ internal sealed record ResponseObject
     public string? Instructions { get; init; }
     public int? MaxOutputTokens { get; init; }
     public required string Model { get; init; }
-    public required IReadOnlyList<ResponseMessageItem> Output { get; init; }
+    /// <summary><see cref="ResponseMessageItem"/>s and <see cref="FunctionCallItem"/>s, in generation order.</summary>
+    public required IReadOnlyList<object> Output { get; init; }
     public bool ParallelToolCalls { get; init; } = true;
     public string? PreviousResponseId { get; init; }
     public ReasoningSettings Reasoning { get; init; } = new(null, null);
     public bool Store { get; init; }
     public float Temperature { get; init; } = 1f;
     public required TextSettings Text { get; init; }
-    public string ToolChoice { get; init; } = "auto";
+    public object ToolChoice { get; init; } = "auto";
     public IReadOnlyList<object> Tools { get; init; } = [];
     public float TopP { get; init; } = 1f;
     public string Truncation { get; init; } = "disabled";
@@ -43,6 +44,12 @@ internal sealed record ResponseMessageItem(string Id, string Status, IReadOnlyLi
     public string Type => "message";
 
     public string Role => "assistant";
+}
+
+/// <summary>A <c>function_call</c> output item: a call the model made, for the client to run and answer with a <c>function_call_output</c> item.</summary>
+internal sealed record FunctionCallItem(string Id, string CallId, string Name, string Arguments, string Status)
+{
+    public string Type => "function_call";
 }
 
 /// <summary>An <c>output_text</c> content part.</summary>
@@ -83,7 +90,7 @@ internal sealed record ResponseLifecycleEvent(
 }
 
 /// <summary><c>response.output_item.added</c> and <c>.done</c>.</summary>
-internal sealed record OutputItemEvent([property: JsonIgnore] string EventType, int OutputIndex, ResponseMessageItem Item) : ResponseEvent
+internal sealed record OutputItemEvent([property: JsonIgnore] string EventType, int OutputIndex, object Item) : ResponseEvent
 {
     public override string Type => EventType;
 }
@@ -108,6 +115,18 @@ internal sealed record OutputTextDoneEvent(string ItemId, int OutputIndex, int C
     public override string Type => "response.output_text.done";
 
     public IReadOnlyList<object> Logprobs { get; init; } = [];
+}
+
+/// <summary><c>response.function_call_arguments.delta</c>: a fragment of a call's arguments.</summary>
+internal sealed record FunctionCallArgumentsDeltaEvent(string ItemId, int OutputIndex, string Delta) : ResponseEvent
+{
+    public override string Type => "response.function_call_arguments.delta";
+}
+
+/// <summary><c>response.function_call_arguments.done</c>: a call's whole arguments.</summary>
+internal sealed record FunctionCallArgumentsDoneEvent(string ItemId, int OutputIndex, string Arguments) : ResponseEvent
+{
+    public override string Type => "response.function_call_arguments.done";
 }
 
 /// <summary><c>error</c>: the stream failed after it started.</summary>
