@@ -15,7 +15,14 @@ mkdir -p "$HOME"
 cd "$work"
 server_pid=""
 cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  # `sovereign ... &` runs the function in a subshell: $! is that subshell, and the server is its child.
+  if [ -n "$server_pid" ]; then
+    for status in $(grep -l "^PPid:[[:space:]]*$server_pid\$" /proc/[0-9]*/status 2>/dev/null); do
+      kill "$(basename "$(dirname "$status")")" 2>/dev/null || true
+    done
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
