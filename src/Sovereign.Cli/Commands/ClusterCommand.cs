@@ -41,13 +41,26 @@ internal static class ClusterCommand
 
             AnsiConsole.Write(capacity);
 
-            var nodes = new Table().AddColumns("node", "jurisdiction", "state", "health", "models", "accelerators");
+            if (json.GetProperty("pools").GetArrayLength() > 0)
+            {
+                var pools = new Table().AddColumns("pool", "jurisdictions", "nodes up", "free slots", "accelerators");
+                foreach (var p in json.GetProperty("pools").EnumerateArray())
+                {
+                    pools.AddRow(TenantsCommand.Text(p, "pool"), Markup.Escape(string.Join(", ", p.GetProperty("jurisdictions").EnumerateArray().Select(j => j.GetString()))),
+                        $"{p.GetProperty("nodes_up").GetInt32()}/{p.GetProperty("nodes").GetInt32()}", p.GetProperty("free_slots").ToString(),
+                        Markup.Escape(string.Join(", ", p.GetProperty("accelerators").EnumerateArray().Select(a => a.GetString()))));
+                }
+
+                AnsiConsole.Write(pools);
+            }
+
+            var nodes = new Table().AddColumns("node", "jurisdiction", "pool", "state", "health", "models", "accelerators");
             foreach (var n in json.GetProperty("nodes").EnumerateArray())
             {
                 var models = string.Join(", ", n.GetProperty("models").EnumerateArray().Select(m =>
                     $"{m.GetProperty("id").GetString()} ({m.GetProperty("running").GetInt32()} running, {m.GetProperty("free_slots").GetInt32()} free, {m.GetProperty("queue_depth").GetInt32()} queued)"));
                 var accelerators = string.Join(", ", n.GetProperty("accelerators").EnumerateArray().Select(a => a.GetProperty("name").GetString()));
-                nodes.AddRow(TenantsCommand.Text(n, "id"), TenantsCommand.Text(n, "jurisdiction"), TenantsCommand.Text(n, "state"), TenantsCommand.Text(n, "health"),
+                nodes.AddRow(TenantsCommand.Text(n, "id"), TenantsCommand.Text(n, "jurisdiction"), TenantsCommand.Text(n, "pool"), TenantsCommand.Text(n, "state"), TenantsCommand.Text(n, "health"),
                     Markup.Escape(models), Markup.Escape(accelerators));
             }
 

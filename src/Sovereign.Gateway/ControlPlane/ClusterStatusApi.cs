@@ -15,7 +15,8 @@ namespace Sovereign.Gateway.ControlPlane;
 /// </summary>
 internal static class ClusterStatusApi
 {
-    public static async Task<IResult> GetAsync(IGrainFactory grains, NodeDirectory nodes, IOptions<SovereignOptions> options, IOptions<SovereignClusterOptions> cluster)
+    public static async Task<IResult> GetAsync(
+        IGrainFactory grains, NodeDirectory nodes, Residency.Audit.OperatorSigningKey operatorKey, IOptions<SovereignOptions> options, IOptions<SovereignClusterOptions> cluster)
     {
         var hosts = await grains.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: false);
         var members = hosts
@@ -33,7 +34,10 @@ internal static class ClusterStatusApi
             .ToList();
 
         var registry = await nodes.Registry.GetAsync();
-        var views = registry.Nodes.Select(n => (Node: n, Health: nodes.HealthOf(n))).ToList();
+        // The pool is a claim of the node's operator-signed credential (from its join token), not a label in the row.
+        var views = registry.Nodes
+            .Select(n => (Node: n, Health: nodes.HealthOf(n), Pool: NodeCredentials.Verify(n.Credential, operatorKey.PublicKeyPem, out _)?.Pool))
+            .ToList();
         var jurisdictions = views
             .GroupBy(v => v.Node.Jurisdiction, StringComparer.Ordinal)
             .OrderBy(g => g.Key, StringComparer.Ordinal)
@@ -47,6 +51,20 @@ internal static class ClusterStatusApi
                 queued = g.Sum(v => v.Node.Load?.Models.Sum(m => m.QueueDepth) ?? 0),
             });
 
+        var pools = views
+            .Where(v => v.Pool is not null)
+            .GroupBy(v => v.Pool!, StringComparer.Ordinal)
+            .OrderBy(g => g.Key, StringComparer.Ordinal)
+            .Select(g => new
+            {
+                pool = g.Key,
+                jurisdictions = g.Select(v => v.Node.Jurisdiction).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal),
+                nodes = g.Count(),
+                nodes_up = g.Count(v => v.Health == NodeHealth.Up),
+                free_slots = g.Where(v => v.Health == NodeHealth.Up).Sum(v => v.Node.Load?.Models.Sum(m => m.FreeSlots) ?? 0),
+                accelerators = g.SelectMany(v => v.Node.Load?.Accelerators ?? []).Select(a => a.Name).Distinct(StringComparer.Ordinal),
+            });
+
         return Results.Json(new
         {
             cluster_id = cluster.Value.IsDistributed ? cluster.Value.ClusterId : null,
@@ -55,10 +73,12 @@ internal static class ClusterStatusApi
             role = cluster.Value.Role.ToString().ToLowerInvariant(),
             members,
             jurisdictions,
+            pools,
             nodes = views.OrderBy(v => v.Node.Id, StringComparer.Ordinal).Select(v => new
             {
                 id = v.Node.Id,
                 jurisdiction = v.Node.Jurisdiction,
+                pool = v.Pool,
                 kind = v.Node.Kind.ToLowerInvariant(),
                 state = v.Node.State.ToLowerInvariant(),
                 health = v.Health.ToString().ToLowerInvariant(),

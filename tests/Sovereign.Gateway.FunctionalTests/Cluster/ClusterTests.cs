@@ -309,6 +309,17 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             Assert.Equal("node-joined", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
             Assert.True(File.Exists(Path.Combine(joined.DataDirectory, "node-credential.json")));
 
+            // Its pool is the one the token named, as its signed credential says, in the cluster's status.
+            using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+            var status = await ClusterFixture.Expect(admin.GetAsync("/admin/v1/cluster"), 200);
+            Assert.Equal("th-cpu", status.GetProperty("nodes").EnumerateArray().Single(n => n.GetProperty("id").GetString() == "node-joined").GetProperty("pool").GetString());
+            var pool = status.GetProperty("pools").EnumerateArray().Single(p => p.GetProperty("pool").GetString() == "th-cpu");
+            Assert.Equal(["TH"], pool.GetProperty("jurisdictions").EnumerateArray().Select(j => j.GetString()));
+            var (statusExit, statusOutput) = await ClusterFixture.CliAsync(cluster.GatewayTh, "cluster", "status");
+            Assert.True(statusExit == 0, statusOutput);
+            Assert.Contains("th-cpu", statusOutput, StringComparison.Ordinal);
+            Assert.Contains("node/node-joined", statusOutput, StringComparison.Ordinal);
+
             // The token was used: nobody can join with it again.
             using var anonymous = cluster.GatewaySg.Client(null);
             var refused = await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-thief", url = "http://127.0.0.1:9" }), 401);
