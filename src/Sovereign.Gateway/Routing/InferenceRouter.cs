@@ -198,13 +198,22 @@ public sealed class InferenceRouter(
         }
 
         var allNodes = await nodes.GetNodesAsync();
-        var localNode = allNodes.FirstOrDefault(n => n.Id == settings.NodeId && n.Kind == nameof(NodeKind.Local));
         var external = kind == ModelKind.Chat ? await nodes.ExternalReplicasAsync(model) : [];
         IReadOnlyList<NodeView> unloaded = [];
         if (local is null && external.Count == 0 && (caller.Policy is null || (unloaded = await nodes.NodesWithUnloadedAsync(model)).Count == 0))
         {
-            throw OpenAIException.ModelNotFound(model);
+            // The snapshot may be up to a refresh old: before saying a model does not exist, read the registry itself,
+            // so a model a node has just registered is never a 404 at a gateway that has not refreshed yet.
+            nodes.Invalidate();
+            allNodes = await nodes.GetNodesAsync();
+            external = kind == ModelKind.Chat ? await nodes.ExternalReplicasAsync(model) : [];
+            if (local is null && external.Count == 0 && (caller.Policy is null || (unloaded = await nodes.NodesWithUnloadedAsync(model)).Count == 0))
+            {
+                throw OpenAIException.ModelNotFound(model);
+            }
         }
+
+        var localNode = allNodes.FirstOrDefault(n => n.Id == settings.NodeId && n.Kind == nameof(NodeKind.Local));
 
         if (caller.Policy is null)
         {
