@@ -33,6 +33,10 @@ internal static partial class GatewayLog
         Message = "Request {RequestId} failed over from unreachable node {FailedNode}")]
     public static partial void RequestFailedOver(ILogger logger, string requestId, string failedNode);
 
+    [LoggerMessage(EventId = 4102, EventName = "UpstreamFailedMidAnswer", Level = LogLevel.Warning,
+        Message = "The engine at {Upstream} stopped mid-answer (streamed: {Streamed}, chunks delivered: {Delivered}); the client was told and is billed for what it received")]
+    public static partial void UpstreamFailedMidAnswer(ILogger logger, string? upstream, bool streamed, int delivered);
+
     /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>
     public static void ErrorAnswered(ILogger logger, HttpContext context, int status, string errorType, string? code, string? param, Exception? exception)
     {

@@ -35,9 +35,11 @@ public sealed class PrefixAffinity
         var text = new StringBuilder();
         if (generation.Turns is { } turns)
         {
+            // Only the leading PrefixChars are copied, however long a turn is: this runs on every request.
             foreach (var turn in turns)
             {
-                text.Append(turn.Role).Append('\u001f').Append(turn.Content).Append('\u001e');
+                text.Append(turn.Role).Append('\u001f');
+                text.Append(turn.Content, 0, Math.Min(turn.Content.Length, Math.Max(0, PrefixChars - text.Length))).Append('\u001e');
                 if (text.Length >= PrefixChars)
                 {
                     break;
@@ -46,7 +48,8 @@ public sealed class PrefixAffinity
         }
         else if (generation.Prompt is { ValueKind: System.Text.Json.JsonValueKind.String } prompt)
         {
-            text.Append(prompt.GetString());
+            var value = prompt.GetString()!;
+            text.Append(value, 0, Math.Min(value.Length, PrefixChars));
         }
 
         if (text.Length < MinimumPrefixChars)

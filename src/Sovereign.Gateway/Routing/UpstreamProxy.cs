@@ -57,8 +57,10 @@ internal sealed class UpstreamResult(UpstreamUsage? usage, JsonObject? body, boo
 /// Sovereign) and relays the answer, streaming included. The client's model id is restored in every response and
 /// usage is always requested upstream, so the gateway can meter and audit what the engine did.
 /// </summary>
-internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
+internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogger<UpstreamProxy> logger)
 {
+    private const string NodeFailedMessage = "The node serving this request stopped before it finished; try again.";
+
     /// <summary>The named HttpClient used for upstream calls.</summary>
     public const string ClientName = "sovereign-upstream";
 
@@ -123,17 +125,17 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory)
         }
         catch (Exception ex) when (ex is IOException or HttpRequestException && !aborted.IsCancellationRequested)
         {
+            Observability.GatewayLog.UpstreamFailedMidAnswer(logger, response.RequestMessage?.RequestUri?.Authority, stream, progress.DeliveredChunks);
             if (!stream)
             {
-                throw new OpenAIException(StatusCodes.Status503ServiceUnavailable, "The node serving this request stopped before it finished; try again.",
-                    "server_error", null, "node_failed", TimeSpan.FromSeconds(1));
+                throw new OpenAIException(StatusCodes.Status503ServiceUnavailable, NodeFailedMessage, "server_error", null, "node_failed", TimeSpan.FromSeconds(1));
             }
 
             await ServerSentEvents.WriteAsync(context.Response, new JsonObject
             {
                 ["error"] = new JsonObject
                 {
-                    ["message"] = "The node serving this request stopped before it finished; try again.",
+                    ["message"] = NodeFailedMessage,
                     ["type"] = "server_error",
                     ["param"] = null,
                     ["code"] = "node_failed",
