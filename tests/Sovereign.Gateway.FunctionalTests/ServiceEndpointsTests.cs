@@ -45,7 +45,10 @@ public sealed class ServiceEndpointsTests(ServerFixture server)
             "sovereign_inter_token_latency_seconds_bucket", "sovereign_e2e_request_latency_seconds_bucket", "sovereign_request_queue_time_seconds_bucket",
         })
         {
-            Assert.Contains(name, text, StringComparison.Ordinal);
+            // On failure, show every Sovereign series the scrape did hold, not just the first bytes of the page.
+            Assert.True(text.Contains(name, StringComparison.Ordinal),
+                $"{name} missing from /metrics ({text.Length} chars); Sovereign lines: "
+                + string.Join(" | ", text.Split('\n').Where(l => l.StartsWith("sovereign_", StringComparison.Ordinal)).Take(40)));
         }
 
         Assert.Contains("model=\"stories\"", text, StringComparison.Ordinal);
