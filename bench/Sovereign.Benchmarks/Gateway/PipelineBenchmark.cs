@@ -17,7 +17,7 @@ namespace Sovereign.Benchmarks.Gateway;
 /// </summary>
 internal static class PipelineBenchmark
 {
-    public const string Usage = "pipeline [--quick] [--sequential N (3000)] [--callers C (64)] [--seconds S (10)] [--rounds R (3)]";
+    public const string Usage = "pipeline [--quick] [--sequential N (3000)] [--callers C (64)] [--seconds S (10)] [--rounds R (3)] [--set KEY=VALUE[,KEY=VALUE...]]";
 
     private const string ModelId = "mock-model";
 
@@ -29,7 +29,7 @@ internal static class PipelineBenchmark
         Args args;
         try
         {
-            args = Args.Parse(argv, "--sequential", "--callers", "--seconds", "--rounds");
+            args = Args.Parse(argv, "--sequential", "--callers", "--seconds", "--rounds", "--set");
         }
         catch (ArgumentException ex)
         {
@@ -44,7 +44,10 @@ internal static class PipelineBenchmark
         Report.Machine("pipeline", argv);
 
         await using var mock = await StartMockAsync();
-        await using var server = await BenchServer.StartAsync(new ServerConfig { DataRoot = null });
+        // --set: server settings to compare, e.g. Sovereign:Languages:DetectLanguageOfEveryRequest=false.
+        var extra = (args.String("--set") ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(pair => pair.Split('=', 2)).ToDictionary(pair => pair[0], pair => (string?)(pair.Length > 1 ? pair[1] : string.Empty));
+        await using var server = await BenchServer.StartAsync(new ServerConfig { DataRoot = null, Extra = extra });
         var key = await SetUpTenantAsync(server, mock.Urls.First());
         using var gateway = BenchServer.CreateClient(server.Address);
         gateway.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
