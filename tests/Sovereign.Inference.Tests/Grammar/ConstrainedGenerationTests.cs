@@ -102,6 +102,9 @@ public sealed class ConstrainedGenerationTests : IAsyncLifetime
             var evaluation = schema.Evaluate(instance, Strict);
             Assert.True(evaluation.IsValid, $"{name}: {text}\n{string.Join("\n", evaluation.Details.Where(d => d.Errors is not null).SelectMany(d => d.Errors!.Select(e => $"{d.InstanceLocation}: {e.Value}")))}");
         }
+
+        // The managed matcher chose every masked token; llama.cpp's grammar never had to overrule it.
+        Assert.Equal(0, Sovereign.Inference.Sampling.RequestSamplingPipeline.MatcherFallbacks);
     }
 
     [Fact]
