@@ -60,6 +60,12 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     public override void Accept(LLamaToken token)
     {
         base.Accept(token);
+        AcceptGrammar(token);
+    }
+
+    /// <summary>Advances the grammar (llama.cpp's and the matcher) and the UTF-8 state past <paramref name="token"/>.</summary>
+    private void AcceptGrammar(LLamaToken token)
+    {
         if (_grammarChain is not null)
         {
             _grammarChain.Accept(token);
@@ -106,7 +112,8 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     }
 
     /// <summary>
-    /// Samples as if unconstrained and keeps the token when the grammar allows it (the common case, and cheap: the
+    /// Samples as if unconstrained (the same native call as unconstrained decoding, unless penalties need the draw kept
+    /// apart from their history) and keeps the token when the grammar allows it (the common case, and cheap: the
     /// grammar checks one candidate); otherwise samples again from the allowed tokens only.
     /// </summary>
     /// <remarks>
@@ -133,22 +140,39 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
         }
 
         var vocabulary = _vocabulary!;
+        var penalised = _options.PresencePenalty != 0f || _options.FrequencyPenalty != 0f;
+        LLamaToken candidate;
+        if (!penalised)
+        {
+            // llama.cpp's own sample (as unconstrained decoding does); it accepts the token into the chain, which is
+            // a no-op for every stage but the penalties.
+            candidate = base.Sample(ctx, index);
+            if (GrammarAllows(candidate))
+            {
+                AcceptGrammar(candidate);
+                return candidate;
+            }
+        }
+
         var logits = ctx.GetLogitsIth(index);
         var buffer = ArrayPool<LLamaTokenData>.Shared.Rent(logits.Length);
         try
         {
             var memory = buffer.AsMemory(0, logits.Length);
-            LLamaToken candidate;
-            using (LLamaTokenDataArrayNative.Create(LLamaTokenDataArray.Create(logits, memory), out var all))
+            if (penalised)
             {
-                Apply(ctx, ref all);
-                candidate = all.Data[checked((int)all.Selected)].ID;
-            }
+                // The penalties remember accepted tokens, so the draw must not accept one the grammar then rejects.
+                using (LLamaTokenDataArrayNative.Create(LLamaTokenDataArray.Create(logits, memory), out var all))
+                {
+                    Apply(ctx, ref all);
+                    candidate = all.Data[checked((int)all.Selected)].ID;
+                }
 
-            if (GrammarAllows(candidate))
-            {
-                Accept(candidate);
-                return candidate;
+                if (GrammarAllows(candidate))
+                {
+                    Accept(candidate);
+                    return candidate;
+                }
             }
 
             if (_matcher is not null && _matcherState is not null && SampleMasked(ctx, logits, buffer) is { } masked)
