@@ -85,6 +85,9 @@ internal sealed class GbnfRules
 
     private sealed class Parser(string text)
     {
+        // Each repetition becomes a helper rule; past this the grammar is left to llama.cpp alone.
+        private const int MaxRepetitions = 10_000;
+
         private int _pos;
 
         public Dictionary<string, int> Ids { get; } = new(StringComparer.Ordinal);
@@ -222,6 +225,11 @@ internal sealed class GbnfRules
                     if (max >= 0 && max < min)
                     {
                         throw Error("a repetition's maximum is below its minimum");
+                    }
+
+                    if (Math.Max(min, max) > MaxRepetitions)
+                    {
+                        throw Error("a repetition count is too large");
                     }
 
                     Repeat(items, lastSymbolStart, ruleName, min, max);

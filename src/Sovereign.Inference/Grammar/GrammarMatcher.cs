@@ -51,7 +51,7 @@ internal sealed class GrammarMatcher
         {
             matcher = new GrammarMatcher(GbnfRules.Parse(grammar.Text, grammar.Root));
         }
-        catch (FormatException)
+        catch (Exception ex) when (ex is FormatException or OverflowException)
         {
             matcher = null;
         }

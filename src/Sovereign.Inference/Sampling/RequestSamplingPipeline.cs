@@ -73,12 +73,20 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
             _utf8.TryAppend(piece);
             if (_matcher is not null && _matcherState is not null)
             {
-                if (_matcher.Advance(_matcherState, _matcherPartial, piece) is { } next)
+                try
                 {
-                    (_matcherState, _matcherPartial) = next;
+                    if (_matcher.Advance(_matcherState, _matcherPartial, piece) is { } next)
+                    {
+                        (_matcherState, _matcherPartial) = next;
+                    }
+                    else
+                    {
+                        Disagreed();
+                    }
                 }
-                else
+                catch (FormatException)
                 {
+                    // Left recursion met only now; llama.cpp's grammar carries on alone.
                     Disagreed();
                 }
             }

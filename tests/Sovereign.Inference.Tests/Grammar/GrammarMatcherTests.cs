@@ -95,6 +95,9 @@ public sealed class GrammarMatcherTests : IDisposable
     {
         Assert.Null(GrammarMatcher.For(new GbnfGrammar("root ::= <[42]>\n")));
         Assert.Null(GrammarMatcher.For(new GbnfGrammar("root ::= undefined-rule\n")));
+        Assert.Null(GrammarMatcher.For(new GbnfGrammar("root ::= \"a\"{99999999999}\n")));
+        Assert.Null(GrammarMatcher.For(new GbnfGrammar("root ::= \"a\"{0,20000}\n")));
+        Assert.Null(GrammarMatcher.For(new GbnfGrammar("root ::= root \"a\" | \"b\"\n")));
     }
 
     [Fact]
