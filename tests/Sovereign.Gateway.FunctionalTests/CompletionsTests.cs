@@ -55,4 +55,18 @@ public sealed class CompletionsTests(ServerFixture server)
         Assert.Equal(3 + 2, body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
         Assert.Equal(choices[0].GetProperty("text").GetString(), choices[1].GetProperty("text").GetString());
     }
+
+    [Fact]
+    public async Task PromptPlusMaxTokensOverTheContext_Is400NamingPrompt_NotMessages()
+    {
+        var prompt = string.Join(' ', Enumerable.Repeat("the dog ran", 30));
+        var (status, body, _) = await server.PostJsonAsync("/v1/completions", $$"""{"model":"stories","prompt":"{{prompt}}","max_tokens":250}""");
+
+        Assert.Equal(400, status);
+        var error = body.GetProperty("error");
+        Assert.Equal("context_length_exceeded", error.GetProperty("code").GetString());
+        Assert.Equal("max_tokens", error.GetProperty("param").GetString());
+        Assert.Contains("'prompt'", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("messages", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
 }

@@ -222,6 +222,36 @@ public sealed class ResponsesTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task InputLongerThanTheContext_Is400NamingInput_NotMessages()
+    {
+        var longText = string.Join(' ', Enumerable.Repeat("the dog ran to the park", 400));
+        var (status, body, _) = await server.PostJsonAsync("/v1/responses", $$"""{"model":"stories","input":"{{longText}}"}""");
+
+        Assert.Equal(400, status);
+        var error = body.GetProperty("error");
+        Assert.Equal("context_length_exceeded", error.GetProperty("code").GetString());
+        Assert.Equal("input", error.GetProperty("param").GetString());
+        Assert.DoesNotContain("messages", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task InputPlusMaxOutputTokensOverTheContext_Is400NamingResponsesFields()
+    {
+        var input = string.Join(' ', Enumerable.Repeat("the dog ran", 30));
+        var (status, body, _) = await server.PostJsonAsync("/v1/responses", $$"""{"model":"stories","input":"{{input}}","max_output_tokens":250}""");
+
+        Assert.Equal(400, status);
+        var error = body.GetProperty("error");
+        Assert.Equal("context_length_exceeded", error.GetProperty("code").GetString());
+        Assert.Equal("max_output_tokens", error.GetProperty("param").GetString());
+        var message = error.GetProperty("message").GetString()!;
+        Assert.Contains("'input'", message, StringComparison.Ordinal);
+        Assert.Contains("'max_output_tokens'", message, StringComparison.Ordinal);
+        Assert.DoesNotContain("max_tokens", message, StringComparison.Ordinal);
+        Assert.DoesNotContain("messages", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task StoreFalseOrAbsent_IsServed()
     {
         var (absent, _, _) = await server.PostJsonAsync("/v1/responses", """{"model":"stories","input":"hi","max_output_tokens":2}""");

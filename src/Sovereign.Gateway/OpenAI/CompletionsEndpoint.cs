@@ -44,6 +44,7 @@ internal static class CompletionsEndpoint
             LanguageSample = prompt.ValueKind == JsonValueKind.String ? prompt.GetString()! : "",
             Endpoint = "completions",
             Prompt = prompt,
+            PromptParameter = "prompt",
             Sampling = sampling,
             RequestedMaxTokens = request.MaxTokens,
             MaxTokens = maxTokens,

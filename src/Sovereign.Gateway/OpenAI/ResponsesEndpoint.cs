@@ -52,6 +52,7 @@ internal static class ResponsesEndpoint
             RequestedMaxTokens = request.MaxOutputTokens,
             MaxTokens = request.MaxOutputTokens ?? (limits.MaxOutputTokens > 0 ? limits.MaxOutputTokens : null),
             MaxTokensParameter = "max_output_tokens",
+            PromptParameter = "input",
             Stop = [],
             N = 1,
             Stream = request.Stream == true,
@@ -84,7 +85,8 @@ internal static class ResponsesEndpoint
         }
         catch (OpenAIException ex) when (work.Tools is not null && ex.Param?.StartsWith("tools[", StringComparison.Ordinal) == true)
         {
-            throw OpenAIException.BadRequest(ex.Message, ex.Param.Replace(".function.", ".", StringComparison.Ordinal), ex.Code);
+            throw OpenAIException.BadRequest(
+                ex.Message.Replace(".function.", ".", StringComparison.Ordinal), ex.Param.Replace(".function.", ".", StringComparison.Ordinal), ex.Code);
         }
     }
 

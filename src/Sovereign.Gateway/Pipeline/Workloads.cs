@@ -50,8 +50,11 @@ internal sealed class GenerationWorkload : Workload
     /// <summary>The client's limit or, without one, the server's cap (null: up to the context).</summary>
     public int? MaxTokens { get; init; }
 
-    /// <summary>The request field that carries the output limit (<c>max_tokens</c> or <c>max_completion_tokens</c>).</summary>
+    /// <summary>The request field that carries the output limit (<c>max_tokens</c>, <c>max_completion_tokens</c>, <c>max_output_tokens</c>).</summary>
     public string MaxTokensParameter { get; init; } = "max_tokens";
+
+    /// <summary>The request field that carries the prompt, named by refusals (<c>messages</c>, <c>prompt</c>, <c>input</c>).</summary>
+    public string PromptParameter { get; init; } = "messages";
 
     /// <summary>Stop strings.</summary>
     public required IReadOnlyList<string> Stop { get; init; }

@@ -132,40 +132,44 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     /// context when <paramref name="maxTokens"/> is null), or <see cref="InvalidGenerationRequestException"/> when it
     /// can never run here. <see cref="Submit"/> applies the same rule; callers use it to refuse before any work.
     /// </summary>
-    public int ResolveMaxTokens(int promptTokens, int? maxTokens)
+    /// <param name="promptTokens">Tokens in the prompt.</param>
+    /// <param name="maxTokens">The output limit asked for; null: the rest of the context.</param>
+    /// <param name="promptParameter">The request field a refusal names for the prompt (<c>messages</c>, <c>prompt</c>, <c>input</c>).</param>
+    /// <param name="maxTokensParameter">The request field a refusal names for the output limit (<c>max_tokens</c>, <c>max_output_tokens</c>, ...).</param>
+    public int ResolveMaxTokens(int promptTokens, int? maxTokens, string promptParameter = "messages", string maxTokensParameter = "max_tokens")
     {
         var context = _model.Resolved.ContextLength;
         if (promptTokens == 0)
         {
-            throw new InvalidGenerationRequestException("The prompt is empty.", "prompt");
+            throw new InvalidGenerationRequestException("The prompt is empty.", promptParameter);
         }
 
         if (promptTokens >= context)
         {
             throw new InvalidGenerationRequestException(
-                $"This model's maximum context length is {context} tokens, but the prompt has {promptTokens} tokens.",
-                "messages", "context_length_exceeded");
+                $"This model's maximum context length is {context} tokens, but the prompt ('{promptParameter}') has {promptTokens} tokens.",
+                promptParameter, "context_length_exceeded");
         }
 
         var resolved = maxTokens ?? context - promptTokens;
         if (resolved < 1)
         {
-            throw new InvalidGenerationRequestException("max_tokens must be at least 1.", "max_tokens");
+            throw new InvalidGenerationRequestException($"{maxTokensParameter} must be at least 1.", maxTokensParameter);
         }
 
         if (promptTokens + resolved > context)
         {
             throw new InvalidGenerationRequestException(
                 $"This model's maximum context length is {context} tokens. However, you requested {promptTokens + resolved} tokens " +
-                $"({promptTokens} in the prompt, {resolved} for the completion). Reduce the prompt or max_tokens.",
-                "max_tokens", "context_length_exceeded");
+                $"({promptTokens} in the prompt, {resolved} for the completion). Reduce '{promptParameter}' or '{maxTokensParameter}'.",
+                maxTokensParameter, "context_length_exceeded");
         }
 
         if (promptTokens + resolved > _model.Resolved.KvCacheTokens)
         {
             throw new InvalidGenerationRequestException(
                 $"The request needs {promptTokens + resolved} KV-cache cells but this model is served with {_model.Resolved.KvCacheTokens}.",
-                "max_tokens", "context_length_exceeded");
+                maxTokensParameter, "context_length_exceeded");
         }
 
         return resolved;

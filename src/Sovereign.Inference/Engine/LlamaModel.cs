@@ -212,7 +212,11 @@ public sealed partial class LlamaModel : IDisposable
     /// <see cref="TokenizeChat"/> with the cap of <see cref="TokenizeWithin"/>; the messages' own bytes are checked
     /// before the template renders them.
     /// </summary>
-    public int[] TokenizeChatWithin(IReadOnlyList<ChatTurn> messages, int maxTokens, ChatPromptOptions? options = null)
+    /// <param name="messages">The conversation.</param>
+    /// <param name="maxTokens">The most tokens the rendered prompt may have.</param>
+    /// <param name="options">Tools and other template inputs.</param>
+    /// <param name="parameter">The request field a refusal names (<c>messages</c> on chat, <c>input</c> on Responses).</param>
+    public int[] TokenizeChatWithin(IReadOnlyList<ChatTurn> messages, int maxTokens, ChatPromptOptions? options = null, string parameter = "messages")
     {
         ArgumentNullException.ThrowIfNull(messages);
         long contentBytes = 0;
@@ -221,9 +225,19 @@ public sealed partial class LlamaModel : IDisposable
             contentBytes += Encoding.UTF8.GetByteCount(message.Content ?? "");
         }
 
-        EnsureBytesCanFit(contentBytes, maxTokens, "The prompt", "messages");
-        var (text, addBos) = RenderForTokenizing(messages, options);
-        return TokenizeWithin(text, maxTokens, addBos, "The prompt", "messages");
+        EnsureBytesCanFit(contentBytes, maxTokens, "The prompt", parameter);
+        string text;
+        bool addBos;
+        try
+        {
+            (text, addBos) = RenderForTokenizing(messages, options);
+        }
+        catch (InvalidGenerationRequestException ex) when (ex.Parameter == "messages" && parameter != "messages")
+        {
+            throw new InvalidGenerationRequestException(ex.Message, parameter, ex.Code);
+        }
+
+        return TokenizeWithin(text, maxTokens, addBos, "The prompt", parameter);
     }
 
     /// <summary>Refuses text whose byte length alone proves it has more tokens than allowed.</summary>
@@ -304,11 +318,11 @@ public sealed partial class LlamaModel : IDisposable
             }
             catch (TemplateRaisedException ex)
             {
-                throw new InvalidGenerationRequestException("The model's chat template refused the messages: " + ex.Message, "messages", "chat_template_error");
+                throw new InvalidGenerationRequestException("The model's chat template refused the conversation: " + ex.Message, "messages", "chat_template_error");
             }
             catch (TemplateLimitException ex)
             {
-                throw new InvalidGenerationRequestException("The model's chat template could not render the messages: " + ex.Message, "messages", "chat_template_error");
+                throw new InvalidGenerationRequestException("The model's chat template could not render the conversation: " + ex.Message, "messages", "chat_template_error");
             }
             catch (TemplateRenderException ex)
             {

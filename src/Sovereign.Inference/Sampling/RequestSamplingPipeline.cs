@@ -19,8 +19,13 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     private readonly int? _topLogprobs;
     private readonly uint _seed;
     private SafeLLamaSamplerChainHandle? _grammarChain;
+    private readonly LLamaTokenData[] _single = new LLamaTokenData[1];
     private Utf8Continuation _utf8;
-    private byte[][]? _pieces;
+    private VocabularyTrie? _vocabulary;
+    private GrammarMatcher? _matcher;
+    private GrammarState? _matcherState;
+    private Utf8Partial _matcherPartial;
+    private ulong[]? _allowed;
 
     /// <param name="options">The request's sampling settings.</param>
     /// <param name="penaltyWindow">Tokens the presence/frequency penalties look back over.</param>
@@ -55,44 +60,55 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     public override void Accept(LLamaToken token)
     {
         base.Accept(token);
+        AcceptGrammar(token);
+    }
+
+    /// <summary>Advances the grammar (llama.cpp's and the matcher) and the UTF-8 state past <paramref name="token"/>.</summary>
+    private void AcceptGrammar(LLamaToken token)
+    {
         if (_grammarChain is not null)
         {
             _grammarChain.Accept(token);
-            _utf8.TryAppend(_pieces![(int)token]);
+            var piece = _vocabulary!.Pieces[(int)token];
+            _utf8.TryAppend(piece);
+            if (_matcher is not null && _matcherState is not null)
+            {
+                try
+                {
+                    if (_matcher.Advance(_matcherState, _matcherPartial, piece) is { } next)
+                    {
+                        (_matcherState, _matcherPartial) = next;
+                    }
+                    else
+                    {
+                        Disagreed();
+                    }
+                }
+                catch (FormatException)
+                {
+                    // Left recursion met only now; llama.cpp's grammar carries on alone.
+                    Disagreed();
+                }
+            }
         }
     }
 
-    /// <summary>Every token's bytes, as the output text gets them (special tokens print nothing).</summary>
-    private static byte[][] Pieces(SafeLlamaModelHandle model)
-    {
-        lock (PiecesByModel)
-        {
-            if (PiecesByModel.TryGetValue(model, out var known))
-            {
-                return known;
-            }
+    /// <summary>
+    /// Times the managed grammar matcher disagreed with llama.cpp's grammar and sampling fell back to llama.cpp's full
+    /// pass (process-wide; tests assert it stays 0).
+    /// </summary>
+    internal static long MatcherFallbacks => Interlocked.Read(ref _matcherFallbacks);
 
-            var count = model.Vocab.Count;
-            var pieces = new byte[count][];
-            Span<byte> buffer = stackalloc byte[256];
-            for (var i = 0; i < count; i++)
-            {
-                var length = (int)model.TokenToSpan((LLamaToken)i, buffer);
-                pieces[i] = length <= buffer.Length ? buffer[..length].ToArray() : [];
-            }
-
-            PiecesByModel.AddOrUpdate(model, pieces);
-            return pieces;
-        }
-    }
-
-    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<SafeLlamaModelHandle, byte[][]> PiecesByModel = [];
+    private static long _matcherFallbacks;
 
     /// <inheritdoc />
     public override void Reset()
     {
         base.Reset();
         _grammarChain?.Reset();
+        _utf8 = default;
+        _matcherState = _matcher?.Start;
+        _matcherPartial = default;
     }
 
     /// <inheritdoc />
@@ -104,50 +120,90 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     }
 
     /// <summary>
-    /// Samples as if unconstrained and keeps the token when the grammar allows it (the common case, and cheap: the
-    /// grammar checks one candidate); otherwise masks the whole vocabulary with the grammar first and samples again.
+    /// Samples as if unconstrained (the same native call as unconstrained decoding, unless penalties need the draw kept
+    /// apart from their history) and keeps the token when the grammar allows it (the common case, and cheap: the
+    /// grammar checks one candidate); otherwise samples again from the allowed tokens only.
     /// </summary>
+    /// <remarks>
+    /// Why this is sampling from the constrained distribution: with plain temperature sampling the first draw is x
+    /// with probability p(x); it is kept when x is allowed (set A), and otherwise a second draw comes from p restricted
+    /// to A and renormalised. So P(x) = p(x) + (1 - p(A)) p(x) / p(A) = p(x) / p(A) for x in A: exactly the masked
+    /// distribution. The second draw is from the masked distribution, not a retry from p (also exact, but it could
+    /// take ~|V|/|A| tries). With top-k/top-p/min-p the first draw truncates the unmasked distribution: that is
+    /// llama.cpp's own rule (common_sampler: try the chosen token, then filter fully), kept as it was. Greedy is exact
+    /// either way: the argmax, if allowed, is the allowed argmax. Sampling from the allowed tokens alone equals
+    /// sampling the full array with the others at -inf (they have zero probability and every stage keeps them last).
+    /// The allowed set comes from <see cref="GrammarMatcher"/> (a token trie walked against interned grammar states,
+    /// masks cached per state); llama.cpp's grammar still checks every chosen token, and if the two ever disagree
+    /// this request falls back to llama.cpp's full-vocabulary pass.
+    /// </remarks>
     private LLamaToken SampleConstrained(SafeLLamaContextHandle ctx, int index)
     {
-        _grammarChain ??= CreateGrammarChain(ctx);
+        if (_grammarChain is null)
+        {
+            _grammarChain = CreateGrammarChain(ctx);
+            _vocabulary = VocabularyTrie.For(ctx.ModelHandle);
+            _matcher = GrammarMatcher.For(_grammar!);
+            _matcherState = _matcher?.Start;
+        }
+
+        var vocabulary = _vocabulary!;
+        var penalised = _options.PresencePenalty != 0f || _options.FrequencyPenalty != 0f;
+        LLamaToken candidate;
+        if (!penalised)
+        {
+            // llama.cpp's own sample (as unconstrained decoding does); it accepts the token into the chain, which is
+            // a no-op for every stage but the penalties.
+            candidate = base.Sample(ctx, index);
+            if (GrammarAllows(candidate))
+            {
+                AcceptGrammar(candidate);
+                return candidate;
+            }
+        }
+
         var logits = ctx.GetLogitsIth(index);
         var buffer = ArrayPool<LLamaTokenData>.Shared.Rent(logits.Length);
         try
         {
             var memory = buffer.AsMemory(0, logits.Length);
-            LLamaToken candidate;
-            using (LLamaTokenDataArrayNative.Create(LLamaTokenDataArray.Create(logits, memory), out var all))
+            if (penalised)
             {
-                Apply(ctx, ref all);
-                candidate = all.Data[checked((int)all.Selected)].ID;
-            }
+                // The penalties remember accepted tokens, so the draw must not accept one the grammar then rejects.
+                using (LLamaTokenDataArrayNative.Create(LLamaTokenDataArray.Create(logits, memory), out var all))
+                {
+                    Apply(ctx, ref all);
+                    candidate = all.Data[checked((int)all.Selected)].ID;
+                }
 
-            var pieces = _pieces ??= Pieces(ctx.ModelHandle);
-            var single = new LLamaTokenData[] { new(candidate, 1, 0) };
-            using (LLamaTokenDataArrayNative.Create(new LLamaTokenDataArray(single, true), out var one))
-            {
-                _grammarChain.Apply(ref one);
-                if (!float.IsNegativeInfinity(one.Data[0].Logit) && _utf8.Allows(pieces[(int)candidate]))
+                if (GrammarAllows(candidate))
                 {
                     Accept(candidate);
                     return candidate;
                 }
             }
 
-            using (LLamaTokenDataArrayNative.Create(LLamaTokenDataArray.Create(logits, memory), out var masked))
+            if (_matcher is not null && _matcherState is not null && SampleMasked(ctx, logits, buffer) is { } masked)
             {
-                _grammarChain.Apply(ref masked);
-                var data = masked.Data;
+                Accept(masked);
+                return masked;
+            }
+
+            using (LLamaTokenDataArrayNative.Create(LLamaTokenDataArray.Create(logits, memory), out var full))
+            {
+                _grammarChain.Apply(ref full);
+                var data = full.Data;
                 for (var i = 0; i < data.Length; i++)
                 {
-                    if (!float.IsNegativeInfinity(data[i].Logit) && !_utf8.Allows(pieces[(int)data[i].ID]))
+                    var id = (int)data[i].ID;
+                    if (!float.IsNegativeInfinity(data[i].Logit) && !(vocabulary.IsEligible(id) && _utf8.Allows(vocabulary.Pieces[id])))
                     {
                         data[i].Logit = float.NegativeInfinity;
                     }
                 }
 
-                Apply(ctx, ref masked);
-                var token = masked.Data[checked((int)masked.Selected)].ID;
+                Apply(ctx, ref full);
+                var token = full.Data[checked((int)full.Selected)].ID;
                 Accept(token);
                 return token;
             }
@@ -156,6 +212,78 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
         {
             ArrayPool<LLamaTokenData>.Shared.Return(buffer);
         }
+    }
+
+    /// <summary>Samples from the allowed tokens alone; null when the matcher and llama.cpp's grammar disagree.</summary>
+    private LLamaToken? SampleMasked(SafeLLamaContextHandle ctx, ReadOnlySpan<float> logits, LLamaTokenData[] buffer)
+    {
+        var allowed = _allowed ??= new ulong[(logits.Length + 63) / 64];
+        try
+        {
+            _matcher!.AllowedTokens(_matcherState!, _matcherPartial, _vocabulary!, allowed);
+        }
+        catch (FormatException)
+        {
+            Disagreed();
+            return null;
+        }
+
+        var count = 0;
+        for (var word = 0; word < allowed.Length; word++)
+        {
+            for (var bits = allowed[word]; bits != 0; bits &= bits - 1)
+            {
+                var token = (word << 6) + System.Numerics.BitOperations.TrailingZeroCount(bits);
+                if (token < logits.Length)
+                {
+                    buffer[count++] = new LLamaTokenData((LLamaToken)token, logits[token], 0);
+                }
+            }
+        }
+
+        if (count == 0)
+        {
+            Disagreed();
+            return null;
+        }
+
+        LLamaToken chosen;
+        using (LLamaTokenDataArrayNative.Create(new LLamaTokenDataArray(buffer.AsMemory(0, count), false), out var subset))
+        {
+            Apply(ctx, ref subset);
+            chosen = subset.Data[checked((int)subset.Selected)].ID;
+        }
+
+        if (GrammarAllows(chosen))
+        {
+            return chosen;
+        }
+
+        Disagreed();
+        return null;
+    }
+
+    /// <summary>llama.cpp's grammar accepts <paramref name="token"/> here, it prints something, and its bytes keep the output valid UTF-8.</summary>
+    private bool GrammarAllows(LLamaToken token)
+    {
+        if (!_vocabulary!.IsEligible((int)token) || !_utf8.Allows(_vocabulary.Pieces[(int)token]))
+        {
+            return false;
+        }
+
+        _single[0] = new LLamaTokenData(token, 1, 0);
+        using (LLamaTokenDataArrayNative.Create(new LLamaTokenDataArray(_single, true), out var one))
+        {
+            _grammarChain!.Apply(ref one);
+            return !float.IsNegativeInfinity(one.Data[0].Logit);
+        }
+    }
+
+    private void Disagreed()
+    {
+        Interlocked.Increment(ref _matcherFallbacks);
+        _matcher = null;
+        _matcherState = null;
     }
 
     private SafeLLamaSamplerChainHandle CreateGrammarChain(SafeLLamaContextHandle context)

@@ -102,6 +102,28 @@ public sealed class ConstrainedGenerationTests : IAsyncLifetime
             var evaluation = schema.Evaluate(instance, Strict);
             Assert.True(evaluation.IsValid, $"{name}: {text}\n{string.Join("\n", evaluation.Details.Where(d => d.Errors is not null).SelectMany(d => d.Errors!.Select(e => $"{d.InstanceLocation}: {e.Value}")))}");
         }
+
+        // The managed matcher chose every masked token; llama.cpp's grammar never had to overrule it.
+        Assert.Equal(0, Sovereign.Inference.Sampling.RequestSamplingPipeline.MatcherFallbacks);
+    }
+
+    [Fact]
+    public async Task Generate_WithPenalties_OutputStillValidates()
+    {
+        // Penalties remember accepted tokens, so this path draws without accepting and accepts only the kept token.
+        var schemaJson = (string)Schemas.Single(row => (string)row[0] == "person")[1]!;
+        var grammar = JsonSchemaGrammarCompiler.Compile(JsonDocument.Parse(schemaJson).RootElement);
+        var (text, result) = await _batcher.Submit(new GenerationRequest
+        {
+            PromptTokens = _model.Tokenize("Answer in JSON:"),
+            MaxTokens = 1500,
+            Sampling = new SamplingOptions { Temperature = 1f, Seed = 11, PresencePenalty = 1.5f, FrequencyPenalty = 0.5f },
+            Grammar = grammar,
+        }).CollectAsync();
+
+        Assert.Equal(FinishReason.Stop, result.FinishReason);
+        Assert.True(JsonSchema.FromText(schemaJson).Evaluate(JsonNode.Parse(text), Strict).IsValid, text);
+        Assert.Equal(0, Sovereign.Inference.Sampling.RequestSamplingPipeline.MatcherFallbacks);
     }
 
     [Fact]

@@ -26,7 +26,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
         var batcher = request.Route!.Local!.Batcher!;
         var model = batcher.Model;
         var prompts = work.Turns is { } turns
-            ? [model.TokenizeChatWithin(turns, model.Info.ContextLength - 1, new ChatPromptOptions { Tools = work.Tools?.Definitions })]
+            ? [model.TokenizeChatWithin(turns, model.Info.ContextLength - 1, new ChatPromptOptions { Tools = work.Tools?.Definitions }, work.PromptParameter)]
             : ReadPrompts(work.Prompt, model);
 
         // tool_choice required or a named function: the model's own call syntax, arguments valid against the schema.
@@ -42,14 +42,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
         {
             // A server default (not the client's choice) is clamped to what the context leaves.
             var max = RequestReader.ClampDefault(work.RequestedMaxTokens, work.MaxTokens, prompts[i].Length, model.Info.ContextLength);
-            try
-            {
-                limits[i] = batcher.ResolveMaxTokens(prompts[i].Length, max);
-            }
-            catch (InvalidGenerationRequestException ex) when (ex.Parameter == "max_tokens")
-            {
-                throw new InvalidGenerationRequestException(ex.Message, work.MaxTokensParameter, ex.Code);
-            }
+            limits[i] = batcher.ResolveMaxTokens(prompts[i].Length, max, work.PromptParameter, work.MaxTokensParameter);
 
             output += (long)limits[i] * work.N;
         }
