@@ -84,6 +84,7 @@ public static class ClusterHostingExtensions
                 o.NumVotesForDeathDeclaration = 1;
                 o.IAmAliveTablePublishTimeout = death;
                 o.TableRefreshTimeout = TimeSpan.FromSeconds(5);
+                o.MaxJoinAttemptTime = TimeSpan.FromSeconds(Math.Clamp(cluster.JoinTimeoutSeconds, 5, 3600));
             });
         });
         builder.Services.TryAddSingleton(TimeProvider.System);

@@ -61,6 +61,12 @@ public sealed class SovereignClusterOptions
     public double DeathSeconds { get; set; } = 10;
 
     /// <summary>
+    /// Seconds a starting member keeps trying to reach the cluster's members (default 300) before it gives up and stops:
+    /// a member whose certificate the cluster does not accept never becomes active and exits after this.
+    /// </summary>
+    public double JoinTimeoutSeconds { get; set; } = 300;
+
+    /// <summary>
     /// A one-time join token (<c>sovereign nodes join-token</c>) a node presents to <see cref="JoinUrl"/> at its first
     /// start to receive its operator-signed credential; the credential is then kept in the data directory.
     /// </summary>

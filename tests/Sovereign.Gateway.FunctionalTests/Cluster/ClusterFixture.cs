@@ -4,7 +4,11 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
+using Sovereign.Cluster.Hosting;
+using Sovereign.Cluster.Security;
 using Sovereign.Gateway.FunctionalTests.Storage;
 
 namespace Sovereign.Gateway.FunctionalTests.Cluster;
@@ -13,7 +17,8 @@ namespace Sovereign.Gateway.FunctionalTests.Cluster;
 /// A small national pool on loopback, every member a real <c>sovereign serve</c> process: Redis holds the Orleans
 /// membership, PostgreSQL the state; gateways in TH and SG (no models) and one node in each (stories260K). The
 /// nodes and the TH gateway start together, so their migrations race on one database. Needs Debian's redis-server
-/// and postgresql (<c>test.sh</c> installs both).
+/// and postgresql (<c>test.sh</c> installs both). Every member authenticates with a certificate of the fixture's cluster
+/// CA (mutual TLS between silos), as in production.
 /// </summary>
 public sealed class ClusterFixture : IAsyncLifetime
 {
@@ -26,8 +31,22 @@ public sealed class ClusterFixture : IAsyncLifetime
     private readonly string _root = Directory.CreateTempSubdirectory("sovereign-cluster-").FullName;
     private readonly PostgreSqlFixture _postgres = new();
     private readonly List<Member> _members = [];
+    private readonly X509Certificate2 _authority = ClusterCertificates.CreateAuthority("test", DateTimeOffset.UtcNow);
     private Process? _redis;
     private int _redisPort;
+
+    /// <summary>What TLS material a member started by <see cref="Start"/> holds.</summary>
+    public enum Certificate
+    {
+        /// <summary>One the cluster CA signed for its role and node id (gateways also hold the CA key, to sign joins).</summary>
+        Issued,
+
+        /// <summary>None: a node that receives its certificate when it joins with a token.</summary>
+        None,
+
+        /// <summary>A valid-looking one for its role and id, from a CA of its own that it trusts, not the cluster's.</summary>
+        Foreign,
+    }
 
     public Member GatewayTh { get; private set; } = null!;
     public Member GatewaySg { get; private set; } = null!;
@@ -36,6 +55,9 @@ public sealed class ClusterFixture : IAsyncLifetime
 
     /// <summary>The operator's key file every trusted member shares (it signs node credentials and checkpoints).</summary>
     public string OperatorKeyFile => Path.Combine(_root, "operator-key.pem");
+
+    /// <summary>The cluster CA every issued member certificate chains to.</summary>
+    public X509Certificate2 Authority => _authority;
 
     /// <summary>The cluster's one PostgreSQL database (tenants, ledger, the audit chain).</summary>
     public string DatabaseConnectionString => _postgres.ConnectionString;
@@ -77,6 +99,7 @@ public sealed class ClusterFixture : IAsyncLifetime
         }
 
         _redis?.Dispose();
+        _authority.Dispose();
         await _postgres.DisposeAsync();
         Directory.Delete(_root, recursive: true);
     }
@@ -85,13 +108,32 @@ public sealed class ClusterFixture : IAsyncLifetime
     /// Starts one more member. <paramref name="operatorKeyFile"/> null gives it a key of its own, so its self-issued
     /// credential is not the operator's.
     /// </summary>
-    public Member Start(string nodeId, string role, string jurisdiction, bool withModel, string? modelId = null, bool trusted = true, IReadOnlyDictionary<string, string>? extraEnvironment = null)
+    public Member Start(
+        string nodeId, string role, string jurisdiction, bool withModel, string? modelId = null, bool trusted = true, IReadOnlyDictionary<string, string>? extraEnvironment = null,
+        Certificate certificate = Certificate.Issued)
     {
         var data = Path.Combine(_root, nodeId);
         Directory.CreateDirectory(data);
         if (trusted)
         {
             File.Copy(OperatorKeyFile, Path.Combine(data, "operator-key.pem"), overwrite: true);
+        }
+
+        if (certificate != Certificate.None)
+        {
+            var identity = new ClusterIdentity(role == "node" ? ServerRole.Node : ServerRole.Gateway, nodeId);
+            using var foreign = certificate == Certificate.Foreign ? ClusterCertificates.CreateAuthority("test", DateTimeOffset.UtcNow) : null;
+            var authority = foreign ?? _authority;
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            using var issued = ClusterCertificates.Issue(authority, ClusterCertificates.CreateSigningRequest(identity, key), identity, DateTimeOffset.UtcNow);
+            ClusterTlsCredentials.WritePem(Path.Combine(data, "cluster-key.pem"), key.ExportPkcs8PrivateKeyPem(), secret: true);
+            ClusterTlsCredentials.WritePem(Path.Combine(data, "cluster-cert.pem"), issued.ExportCertificatePem(), secret: false);
+            ClusterTlsCredentials.WritePem(Path.Combine(data, "cluster-ca.pem"), authority.ExportCertificatePem(), secret: false);
+            if (role != "node")
+            {
+                using var caKey = authority.GetECDsaPrivateKey()!;
+                ClusterTlsCredentials.WritePem(Path.Combine(data, "cluster-ca-key.pem"), caKey.ExportPkcs8PrivateKeyPem(), secret: true);
+            }
         }
 
         var port = FreePort();
@@ -250,6 +292,7 @@ public sealed class ClusterFixture : IAsyncLifetime
     {
         private readonly ConcurrentQueue<string> _output = new();
         private int _stopped;
+        private bool _saidReady;
 
         public Member(string id, int port, string data, Process process)
         {
@@ -270,6 +313,9 @@ public sealed class ClusterFixture : IAsyncLifetime
         public Uri Url { get; }
 
         public Process Process { get; }
+
+        /// <summary>Whether it ever said it was ready (its silo had joined and its HTTP listener was open).</summary>
+        public bool SaidReady => Volatile.Read(ref _saidReady);
 
         /// <summary>The last lines it printed (for failure messages).</summary>
         public string Output => string.Join('\n', _output);
@@ -322,6 +368,11 @@ public sealed class ClusterFixture : IAsyncLifetime
             if (line is null)
             {
                 return;
+            }
+
+            if (line.Contains("sovereign serve: ready on", StringComparison.Ordinal))
+            {
+                Volatile.Write(ref _saidReady, true);
             }
 
             _output.Enqueue(line);
