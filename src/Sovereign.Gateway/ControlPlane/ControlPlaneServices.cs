@@ -81,6 +81,7 @@ internal static class ControlPlaneServices
         services.TryAddSingleton<UpstreamProxy>();
         services.AddRequestPipeline();
         services.AddHttpClient(UpstreamProxy.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan);
+        services.AddClusterNodeHttp();
     }
 
     /// <summary>

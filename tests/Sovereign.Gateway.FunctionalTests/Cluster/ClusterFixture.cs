@@ -59,6 +59,14 @@ public sealed class ClusterFixture : IAsyncLifetime
     /// <summary>The cluster CA every issued member certificate chains to.</summary>
     public X509Certificate2 Authority => _authority;
 
+    /// <summary>A certificate (with key) the cluster CA issues for <paramref name="identity"/>, as a member would hold.</summary>
+    public X509Certificate2 IssueCertificate(ClusterIdentity identity)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var issued = ClusterCertificates.Issue(_authority, ClusterCertificates.CreateSigningRequest(identity, key), identity, DateTimeOffset.UtcNow);
+        return issued.CopyWithPrivateKey(key);
+    }
+
     /// <summary>The cluster's one PostgreSQL database (tenants, ledger, the audit chain).</summary>
     public string DatabaseConnectionString => _postgres.ConnectionString;
 
@@ -136,9 +144,11 @@ public sealed class ClusterFixture : IAsyncLifetime
             }
         }
 
+        // Nodes listen on https with their cluster certificate: gateways relay to them over TLS, checked against the CA.
         var port = FreePort();
+        var url = $"{(role == "node" ? "https" : "http")}://127.0.0.1:{port}";
         var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        List<string> args = [Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--role", role, "--urls", $"http://127.0.0.1:{port}", "--data-dir", data];
+        List<string> args = [Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--role", role, "--urls", url, "--data-dir", data];
         if (withModel)
         {
             args.AddRange(["--model", $"{TestModels.Stories260K}={modelId ?? Model}", "--threads", "1", "--ctx-size", "256", "--parallel", "2"]);
@@ -156,7 +166,7 @@ public sealed class ClusterFixture : IAsyncLifetime
         environment["Sovereign__Cluster__Redis"] = $"127.0.0.1:{_redisPort}";
         environment["Sovereign__Cluster__ClusterId"] = "test-" + Path.GetFileName(_root);
         environment["Sovereign__Cluster__Secret"] = Secret;
-        environment["Sovereign__Cluster__NodeUrl"] = $"http://127.0.0.1:{port}";
+        environment["Sovereign__Cluster__NodeUrl"] = url;
 
         // A killed node stays "recently reported" for the whole run, so a gateway finds it dead by its first failed
         // connection (what the failover test checks), never by the clock.
@@ -166,7 +176,7 @@ public sealed class ClusterFixture : IAsyncLifetime
             environment[name] = value;
         }
 
-        var member = new Member(nodeId, port, data, Process.Start(start)!);
+        var member = new Member(nodeId, new Uri(url), data, Process.Start(start)!, _authority);
         _members.Add(member);
         return member;
     }
@@ -174,7 +184,7 @@ public sealed class ClusterFixture : IAsyncLifetime
     /// <summary>Waits until the member answers /ready (or fails if it exits first).</summary>
     public static async Task WaitReadyAsync(Member member)
     {
-        using var probe = new HttpClient { BaseAddress = member.Url };
+        using var probe = member.Client(null);
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         while (true)
         {
@@ -294,12 +304,15 @@ public sealed class ClusterFixture : IAsyncLifetime
         private int _stopped;
         private bool _saidReady;
 
-        public Member(string id, int port, string data, Process process)
+        private readonly X509Certificate2 _authority;
+
+        public Member(string id, Uri url, string data, Process process, X509Certificate2 authority)
         {
             Id = id;
             DataDirectory = data;
-            Url = new Uri($"http://127.0.0.1:{port}");
+            Url = url;
             Process = process;
+            _authority = authority;
             process.OutputDataReceived += (_, e) => Keep(e.Data);
             process.ErrorDataReceived += (_, e) => Keep(e.Data);
             process.BeginOutputReadLine();
@@ -320,9 +333,18 @@ public sealed class ClusterFixture : IAsyncLifetime
         /// <summary>The last lines it printed (for failure messages).</summary>
         public string Output => string.Join('\n', _output);
 
-        public HttpClient Client(string? token)
+        /// <summary>A client of this member; over https it trusts the cluster CA only, and presents <paramref name="certificate"/> if given.</summary>
+        public HttpClient Client(string? token, X509Certificate2? certificate = null)
         {
-            var client = new HttpClient { BaseAddress = Url };
+            var handler = new SocketsHttpHandler();
+            handler.SslOptions.RemoteCertificateValidationCallback = (_, presented, _, _) =>
+                presented is X509Certificate2 served && ClusterCertificates.Validate(served, _authority, DateTimeOffset.UtcNow, out _) is not null;
+            if (certificate is not null)
+            {
+                handler.SslOptions.ClientCertificates = [certificate];
+            }
+
+            var client = new HttpClient(handler) { BaseAddress = Url };
             if (token is not null)
             {
                 client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);

@@ -362,6 +362,18 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         await ClusterFixture.Expect(direct.PostAsync("/v1/chat/completions", Json(Body)), 401);
         using var anonymous = cluster.NodeTh.Client(null);
         await ClusterFixture.Expect(anonymous.PostAsync("/v1/chat/completions", Json(Body)), 401);
+
+        // The node listens on https with its cluster certificate. Even the cluster secret is refused over it without a
+        // gateway's certificate: none, or a node's, is not enough; a gateway's (what gateways present) is.
+        Assert.Equal("https", cluster.NodeTh.Url.Scheme);
+        using var secretOnly = cluster.NodeTh.Client(ClusterFixture.Secret);
+        await ClusterFixture.Expect(secretOnly.PostAsync("/v1/chat/completions", Json(Body)), 401);
+        using var nodeCertificate = cluster.IssueCertificate(new ClusterIdentity(ServerRole.Node, "node-sg"));
+        using var asNode = cluster.NodeTh.Client(ClusterFixture.Secret, nodeCertificate);
+        await ClusterFixture.Expect(asNode.PostAsync("/v1/chat/completions", Json(Body)), 401);
+        using var gatewayCertificate = cluster.IssueCertificate(new ClusterIdentity(ServerRole.Gateway, "gateway-th"));
+        using var asGateway = cluster.NodeTh.Client(ClusterFixture.Secret, gatewayCertificate);
+        await ClusterFixture.Expect(asGateway.PostAsync("/v1/chat/completions", Json(Body)), 200);
     }
 
     [Fact]
