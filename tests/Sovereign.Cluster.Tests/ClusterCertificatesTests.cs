@@ -48,6 +48,21 @@ public sealed class ClusterCertificatesTests
     }
 
     [Fact]
+    public void DuringACaRollover_BothCasMembersAreAccepted_AndAfterItOnlyTheNewOnes()
+    {
+        using var oldCa = ClusterCertificates.CreateAuthority("prod", Now);
+        using var newCa = ClusterCertificates.CreateAuthority("prod", Now);
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var fromOld = ClusterCertificates.Issue(oldCa, ClusterCertificates.CreateSigningRequest(NodeTh, key), NodeTh, Now);
+        using var fromNew = ClusterCertificates.Issue(newCa, ClusterCertificates.CreateSigningRequest(NodeTh, key), NodeTh, Now);
+
+        X509Certificate2Collection both = [oldCa, newCa];
+        Assert.NotNull(ClusterCertificates.Validate(fromOld, both, Now, out _));
+        Assert.NotNull(ClusterCertificates.Validate(fromNew, both, Now, out _));
+        Assert.Null(ClusterCertificates.Validate(fromOld, [newCa], Now, out _));
+    }
+
+    [Fact]
     public void ExpiredOrNotYetValidCertificate_IsRejected()
     {
         using var ca = ClusterCertificates.CreateAuthority("prod", Now);

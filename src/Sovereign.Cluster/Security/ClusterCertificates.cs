@@ -109,13 +109,20 @@ public static class ClusterCertificates
     /// <paramref name="now"/>, usable for both ends of TLS, not a CA, and naming a gateway or node.
     /// </summary>
     /// <returns>The identity it binds; null with <paramref name="problem"/> saying why not.</returns>
-    public static ClusterIdentity? Validate(X509Certificate2 certificate, X509Certificate2 authority, DateTimeOffset now, out string? problem)
+    public static ClusterIdentity? Validate(X509Certificate2 certificate, X509Certificate2 authority, DateTimeOffset now, out string? problem) =>
+        Validate(certificate, [authority], now, out problem);
+
+    /// <summary>
+    /// As <see cref="Validate(X509Certificate2, X509Certificate2, DateTimeOffset, out string?)"/>, trusting each of
+    /// <paramref name="authorities"/> (the old and the new CA while the cluster rolls over to a new one).
+    /// </summary>
+    public static ClusterIdentity? Validate(X509Certificate2 certificate, X509Certificate2Collection authorities, DateTimeOffset now, out string? problem)
     {
         ArgumentNullException.ThrowIfNull(certificate);
-        ArgumentNullException.ThrowIfNull(authority);
+        ArgumentNullException.ThrowIfNull(authorities);
         using var chain = new X509Chain();
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.Add(authority);
+        chain.ChainPolicy.CustomTrustStore.AddRange(authorities);
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         chain.ChainPolicy.DisableCertificateDownloads = true;
         chain.ChainPolicy.VerificationTime = now.UtcDateTime;
@@ -127,7 +134,7 @@ public static class ClusterCertificates
             return null;
         }
 
-        if (chain.ChainElements is not [_, { Certificate: var root }] || !root.RawDataMemory.Span.SequenceEqual(authority.RawDataMemory.Span))
+        if (chain.ChainElements is not [_, { Certificate: var root }] || !authorities.Any(a => root.RawDataMemory.Span.SequenceEqual(a.RawDataMemory.Span)))
         {
             problem = "it is not signed directly by the cluster CA.";
             return null;

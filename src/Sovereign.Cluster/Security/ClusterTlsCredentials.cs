@@ -14,7 +14,7 @@ public sealed class ClusterTlsCredentials
     private readonly Lock _lock = new();
     private readonly TimeProvider _time;
     private X509Certificate2? _local;
-    private X509Certificate2? _authority;
+    private X509Certificate2Collection? _authorities;
 
     public ClusterTlsCredentials(SovereignClusterOptions options, string dataDirectory, string nodeId, TimeProvider time)
     {
@@ -62,21 +62,36 @@ public sealed class ClusterTlsCredentials
         }
     }
 
-    /// <summary>The cluster CA, the only root trusted for cluster connections.</summary>
-    public X509Certificate2 Authority
+    /// <summary>
+    /// The cluster CA, the only root trusted for cluster connections: every certificate in <see cref="AuthorityPath"/>,
+    /// so during a CA rollover the file holds the old and the new one.
+    /// </summary>
+    public X509Certificate2Collection Authorities
     {
         get
         {
             lock (_lock)
             {
-                return _authority ??= X509Certificate2.CreateFromPem(File.ReadAllText(AuthorityPath));
+                if (_authorities is null)
+                {
+                    var loaded = new X509Certificate2Collection();
+                    loaded.ImportFromPemFile(AuthorityPath);
+                    if (loaded.Count == 0)
+                    {
+                        throw new CryptographicException($"{AuthorityPath} holds no PEM certificate.");
+                    }
+
+                    _authorities = loaded;
+                }
+
+                return _authorities;
             }
         }
     }
 
     /// <summary>The identity a peer's certificate proves, if the cluster CA signed it and it is valid now.</summary>
     public ClusterIdentity? ValidatePeer(X509Certificate2 certificate, out string? problem) =>
-        ClusterCertificates.Validate(certificate, Authority, _time.GetUtcNow(), out problem);
+        ClusterCertificates.Validate(certificate, Authorities, _time.GetUtcNow(), out problem);
 
     /// <summary>
     /// What is wrong with this member's TLS material for start-up, each naming its setting and file; empty when it is
@@ -107,7 +122,7 @@ public sealed class ClusterTlsCredentials
         }
         catch (CryptographicException ex)
         {
-            problem = $"it could not be read with its key ({KeyPath}): {ex.Message}";
+            problem = $"it, its key ({KeyPath}) or the CA could not be read: {ex.Message}";
             identity = null;
         }
 

@@ -82,7 +82,7 @@ internal sealed partial class ClusterJoiner(
             }
 
             // A CA the operator placed here beforehand pins the cluster: a join answer signed by another CA is refused.
-            if (File.Exists(tls.AuthorityPath) && !SameCertificate(await File.ReadAllTextAsync(tls.AuthorityPath, cancellationToken), authority))
+            if (File.Exists(tls.AuthorityPath) && !Trusted(authority))
             {
                 throw new InvalidOperationException($"The gateway at {cluster.Value.JoinUrl} answered with a cluster CA other than {tls.AuthorityPath} (Sovereign:Cluster:TlsCa).");
             }
@@ -122,11 +122,12 @@ internal sealed partial class ClusterJoiner(
         }
     }
 
-    private static bool SameCertificate(string a, string b)
+    /// <summary>Whether the CA the gateway named (PEM, possibly a bundle) is one this node already trusts.</summary>
+    private bool Trusted(string authorityPem)
     {
-        using var first = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(a);
-        using var second = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(b);
-        return first.RawDataMemory.Span.SequenceEqual(second.RawDataMemory.Span);
+        var named = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+        named.ImportFromPem(authorityPem);
+        return named.Count > 0 && named.All(n => tls.Authorities.Any(t => t.RawDataMemory.Span.SequenceEqual(n.RawDataMemory.Span)));
     }
 
     [LoggerMessage(EventId = 3004, Level = LogLevel.Information, Message = "Node {NodeId} joined the cluster in {Jurisdiction} (pool {Pool}) with its join token")]

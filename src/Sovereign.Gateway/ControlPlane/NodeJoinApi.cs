@@ -140,7 +140,7 @@ internal static class NodeJoinApi
             Details = new Dictionary<string, string> { ["token_id"] = used.Id, ["pool"] = used.Pool ?? "-", ["url"] = url.ToString() },
         });
         return Results.Json(
-            new JoinResponse(nodeId, used.Jurisdiction, used.Pool, credential, operatorKey.PublicKeyPem) { Certificate = certificate, CaCertificate = issuer?.ExportCertificatePem() },
+            new JoinResponse(nodeId, used.Jurisdiction, used.Pool, credential, operatorKey.PublicKeyPem) { Certificate = certificate, CaCertificate = issuer is null ? null : await File.ReadAllTextAsync(tls.AuthorityPath, context.RequestAborted) },
             OpenAIJson.Options);
     }
 
@@ -173,7 +173,7 @@ public sealed record JoinResponse(
     [JsonPropertyName("certificate")]
     public string? Certificate { get; init; }
 
-    /// <summary>The cluster CA certificate (PEM) the node trusts from now on; null without TLS.</summary>
+    /// <summary>The cluster CA certificate(s) (PEM; old and new during a CA rollover) the node trusts from now on; null without TLS.</summary>
     [JsonPropertyName("ca_certificate")]
     public string? CaCertificate { get; init; }
 }
