@@ -4,6 +4,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Connections.Security;
@@ -32,6 +33,9 @@ public static class ClusterHostingExtensions
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".sovereign");
         var tls = new ClusterTlsCredentials(cluster, dataDirectory, builder.Configuration["Sovereign:NodeId"] is { Length: > 0 } configured ? configured : "local", TimeProvider.System);
         builder.Services.TryAddSingleton(tls);
+
+        // Before the silo starts: refused peers are logged from its first connection on.
+        builder.Services.AddHostedService(sp => new ClusterTlsLogging(tls, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SovereignClusterOptions>, ClusterTlsValidator>());
         siloPort = siloPort > 0 ? siloPort : cluster.SiloPort > 0 ? cluster.SiloPort : FreePort();
         gatewayPort = gatewayPort > 0 ? gatewayPort : cluster.GatewayPort > 0 ? cluster.GatewayPort : FreePort();
@@ -114,6 +118,17 @@ public static class ClusterHostingExtensions
             // The machine's trust store and host names play no part: the chain must end at the cluster CA.
             options.RemoteCertificateValidation = (certificate, _, _) => tls.ValidatePeer(certificate, out _) is not null;
         });
+    }
+
+    private sealed class ClusterTlsLogging(ClusterTlsCredentials tls, ILoggerFactory loggers) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            tls.Logger = loggers.CreateLogger<ClusterTlsCredentials>();
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     private sealed class ClusterTlsValidator(ClusterTlsCredentials tls) : IValidateOptions<SovereignClusterOptions>

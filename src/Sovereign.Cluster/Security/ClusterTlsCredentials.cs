@@ -1,5 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Sovereign.Cluster.Hosting;
 
 namespace Sovereign.Cluster.Security;
@@ -9,7 +11,7 @@ namespace Sovereign.Cluster.Security;
 /// (PEM files, by default in the data directory). Files are read at first use, so a node that joins with a token
 /// can receive them from a gateway before its silo opens its first connection.
 /// </summary>
-public sealed class ClusterTlsCredentials
+public sealed partial class ClusterTlsCredentials
 {
     private readonly Lock _lock = new();
     private readonly TimeProvider _time;
@@ -89,9 +91,21 @@ public sealed class ClusterTlsCredentials
         }
     }
 
-    /// <summary>The identity a peer's certificate proves, if the cluster CA signed it and it is valid now.</summary>
-    public ClusterIdentity? ValidatePeer(X509Certificate2 certificate, out string? problem) =>
-        ClusterCertificates.Validate(certificate, Authorities, _time.GetUtcNow(), out problem);
+    /// <summary>Where refused peers are logged (set when the host starts).</summary>
+    public ILogger Logger { get; set; } = NullLogger.Instance;
+
+    /// <summary>The identity a peer's certificate proves, if the cluster CA signed it and it is valid now (a refusal is logged).</summary>
+    public ClusterIdentity? ValidatePeer(X509Certificate2 certificate, out string? problem)
+    {
+        ArgumentNullException.ThrowIfNull(certificate);
+        var identity = ClusterCertificates.Validate(certificate, Authorities, _time.GetUtcNow(), out problem);
+        if (identity is null)
+        {
+            LogRefused(Logger, certificate.Subject, certificate.Thumbprint, problem ?? "");
+        }
+
+        return identity;
+    }
 
     /// <summary>
     /// What is wrong with this member's TLS material for start-up, each naming its setting and file; empty when it is
@@ -118,7 +132,7 @@ public sealed class ClusterTlsCredentials
         ClusterIdentity? identity;
         try
         {
-            identity = ValidatePeer(Local, out problem);
+            identity = ClusterCertificates.Validate(Local, Authorities, _time.GetUtcNow(), out problem);
         }
         catch (CryptographicException ex)
         {
@@ -165,4 +179,7 @@ public sealed class ClusterTlsCredentials
 
     /// <summary>A path from settings: absolute as given, relative ones inside the data directory.</summary>
     public static string Resolve(string dataDirectory, string path) => Path.GetFullPath(Path.Combine(dataDirectory, path));
+
+    [LoggerMessage(EventId = 3010, Level = LogLevel.Warning, Message = "Refused a cluster peer's certificate {Subject} ({Thumbprint}): {Problem}")]
+    private static partial void LogRefused(ILogger logger, string subject, string thumbprint, string problem);
 }

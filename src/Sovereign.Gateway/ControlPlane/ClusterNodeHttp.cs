@@ -35,9 +35,13 @@ internal static class ClusterNodeHttp
         });
     }
 
-    /// <summary>Whether a relay that reached this node over https came from a gateway of the cluster (by its certificate).</summary>
-    public static bool FromClusterGateway(HttpContext context, ClusterTlsCredentials tls) =>
-        context.Connection.ClientCertificate is { } certificate && tls.ValidatePeer(certificate, out _) is { Role: ServerRole.Gateway };
+    /// <summary>
+    /// Whether a relay that reached this node over https came from a gateway of the cluster, by its certificate. The TLS
+    /// handshake already validated any client certificate against the cluster CA (or failed), so only its role is read
+    /// here, not the chain again on every request.
+    /// </summary>
+    public static bool FromClusterGateway(HttpContext context) =>
+        context.Connection.ClientCertificate is { } certificate && ClusterCertificates.IdentityOf(certificate) is { Role: ServerRole.Gateway };
 
     private static SocketsHttpHandler CreateHandler(ClusterTlsCredentials tls)
     {
