@@ -166,6 +166,37 @@ public sealed class ClusterCertificatesTests
         }
     }
 
+    [Fact]
+    public void IssuerDuringARollover_IsTheCaCertificateTheKeyBelongsTo()
+    {
+        var folder = Directory.CreateTempSubdirectory("sovereign-tls-").FullName;
+        try
+        {
+            using var oldCa = ClusterCertificates.CreateAuthority("prod", Now);
+            using var newCa = ClusterCertificates.CreateAuthority("prod", Now);
+            var credentials = new ClusterTlsCredentials(new SovereignClusterOptions { Redis = "r", Role = ServerRole.Gateway }, folder, "gateway-th", TimeProvider.System);
+            ClusterTlsCredentials.WritePem(credentials.AuthorityPath, oldCa.ExportCertificatePem() + "\n" + newCa.ExportCertificatePem(), secret: false);
+            using (var newKey = newCa.GetECDsaPrivateKey()!)
+            {
+                ClusterTlsCredentials.WritePem(credentials.AuthorityKeyPath, newKey.ExportPkcs8PrivateKeyPem(), secret: true);
+            }
+
+            Assert.Equal(2, credentials.Authorities.Count);
+            using var issuer = credentials.LoadIssuer();
+            Assert.Equal(newCa.Thumbprint, issuer.Thumbprint);
+            Assert.True(issuer.HasPrivateKey);
+
+            // A key that belongs to neither is refused, not used to sign certificates nobody trusts.
+            using var stray = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            ClusterTlsCredentials.WritePem(credentials.AuthorityKeyPath, stray.ExportPkcs8PrivateKeyPem(), secret: true);
+            Assert.ThrowsAny<CryptographicException>(() => credentials.LoadIssuer());
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     private static X509Certificate2 SignedByCa(X509Certificate2 ca, Action<CertificateRequest> extend)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);

@@ -91,6 +91,21 @@ public sealed partial class ClusterTlsCredentials
         }
     }
 
+    /// <summary>
+    /// The cluster CA with its private key (<see cref="AuthorityKeyPath"/>), to sign joining nodes' certificates: the
+    /// certificate of <see cref="AuthorityPath"/> that the key belongs to (during a rollover the file holds two).
+    /// </summary>
+    /// <exception cref="CryptographicException">The key is unreadable or belongs to none of the CA certificates.</exception>
+    public X509Certificate2 LoadIssuer()
+    {
+        using var key = ECDsa.Create();
+        key.ImportFromPem(File.ReadAllText(AuthorityKeyPath));
+        var publicKey = key.ExportSubjectPublicKeyInfo();
+        var authority = Authorities.FirstOrDefault(a => a.PublicKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(publicKey))
+            ?? throw new CryptographicException($"{AuthorityKeyPath} is the key of none of the CA certificates in {AuthorityPath}.");
+        return authority.CopyWithPrivateKey(key);
+    }
+
     /// <summary>Where refused peers are logged (set when the host starts).</summary>
     public ILogger Logger { get; set; } = NullLogger.Instance;
 

@@ -94,12 +94,12 @@ internal static class NodeJoinApi
         {
             try
             {
-                authority = X509Certificate2.CreateFromPemFile(tls.AuthorityPath, tls.AuthorityKeyPath);
+                authority = tls.LoadIssuer();
             }
             catch (Exception ex) when (ex is IOException or CryptographicException or UnauthorizedAccessException)
             {
                 throw new OpenAIException(StatusCodes.Status503ServiceUnavailable,
-                    "This gateway cannot issue cluster certificates: the cluster CA key (Sovereign:Cluster:CaKey) could not be read. Join through a gateway that holds it.",
+                    "This gateway cannot issue cluster certificates: the cluster CA key (Sovereign:Cluster:CaKey) could not be read, or is not the key of its CA (Sovereign:Cluster:TlsCa). Join through a gateway that holds it.",
                     "server_error", null, "cluster_ca_unavailable");
             }
 
