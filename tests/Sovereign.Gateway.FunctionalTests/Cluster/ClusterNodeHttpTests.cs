@@ -1,12 +1,10 @@
 using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
+using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Sovereign.Cluster.Hosting;
 using Sovereign.Cluster.Security;
@@ -76,24 +74,51 @@ public sealed class ClusterNodeHttpTests : IDisposable
         return issued.CopyWithPrivateKey(key);
     }
 
-    private static async Task<Listener> ServeAsync(X509Certificate2 certificate)
+    /// <summary>
+    /// A one-connection https responder on loopback (a bare SslStream, not an in-process web host: a second host in
+    /// this process would add and remove ASP.NET Core meters under the shared server's metrics exporter). It answers
+    /// with the subject of the client certificate it was shown.
+    /// </summary>
+    private static Task<Listener> ServeAsync(X509Certificate2 certificate)
     {
-        var builder = WebApplication.CreateBuilder();
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen => listen.UseHttps(new HttpsConnectionAdapterOptions
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var serving = Task.Run(async () =>
         {
-            ServerCertificate = certificate,
-            ClientCertificateMode = ClientCertificateMode.AllowCertificate,
-            ClientCertificateValidation = (_, _, _) => true,
-        })));
-        var app = builder.Build();
-        app.MapGet("/", (HttpContext context) => context.Connection.ClientCertificate?.Subject ?? "none");
-        await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
-        return new Listener(app, new Uri(address));
+            using var connection = await listener.AcceptTcpClientAsync();
+            await using var tls = new SslStream(connection.GetStream(), leaveInnerStreamOpen: false, (_, _, _, _) => true);
+            try
+            {
+                await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = certificate, ClientCertificateRequired = true });
+                using var reader = new StreamReader(tls, leaveOpen: true);
+                while (!string.IsNullOrEmpty(await reader.ReadLineAsync()))
+                {
+                }
+
+                var body = Encoding.UTF8.GetBytes(tls.RemoteCertificate?.Subject ?? "none");
+                await tls.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n"));
+                await tls.WriteAsync(body);
+            }
+            catch (Exception ex) when (ex is AuthenticationException or IOException)
+            {
+                // The client refused this server's certificate (in TLS 1.3, possibly after the server's side finished).
+            }
+        });
+        return Task.FromResult(new Listener(listener, serving, new Uri($"https://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}/")));
     }
 
-    private sealed record Listener(WebApplication App, Uri Url) : IAsyncDisposable
+    private sealed record Listener(TcpListener Socket, Task Serving, Uri Url) : IAsyncDisposable
     {
-        public ValueTask DisposeAsync() => App.DisposeAsync();
+        public async ValueTask DisposeAsync()
+        {
+            Socket.Stop();
+            try
+            {
+                await Serving;
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+            }
+        }
     }
 }
