@@ -4,10 +4,13 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
+using Orleans.Connections.Security;
 using Sovereign.Cluster.Grains;
 using Sovereign.Cluster.Hosting;
+using Sovereign.Cluster.Security;
 
 namespace Sovereign.Cluster;
 
@@ -25,6 +28,15 @@ public static class ClusterHostingExtensions
         var cluster = builder.Configuration.GetSection(SovereignClusterOptions.SectionName).Get<SovereignClusterOptions>() ?? new SovereignClusterOptions();
         builder.Services.AddOptions<SovereignClusterOptions>().BindConfiguration(SovereignClusterOptions.SectionName).ValidateOnStart();
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SovereignClusterOptions>, ClusterOptionsValidator>());
+        var dataDirectory = builder.Configuration["Sovereign:DataDirectory"] is { Length: > 0 } data
+            ? data
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".sovereign");
+        var tls = new ClusterTlsCredentials(cluster, dataDirectory, builder.Configuration["Sovereign:NodeId"] is { Length: > 0 } configured ? configured : "local", TimeProvider.System);
+        builder.Services.TryAddSingleton(tls);
+
+        // Before the silo starts: refused peers are logged from its first connection on.
+        builder.Services.AddHostedService(sp => new ClusterTlsLogging(tls, sp.GetRequiredService<ILoggerFactory>()));
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SovereignClusterOptions>, ClusterTlsValidator>());
         siloPort = siloPort > 0 ? siloPort : cluster.SiloPort > 0 ? cluster.SiloPort : FreePort();
         gatewayPort = gatewayPort > 0 ? gatewayPort : cluster.GatewayPort > 0 ? cluster.GatewayPort : FreePort();
         builder.UseOrleans(silo =>
@@ -46,6 +58,10 @@ public static class ClusterHostingExtensions
             silo.Configure<SiloOptions>(o => o.SiloName = $"{cluster.Role.ToString().ToLowerInvariant()}/{nodeId}");
             silo.ConfigureEndpoints(IPAddress.TryParse(cluster.AdvertisedAddress, out var address) ? address : IPAddress.Loopback, siloPort, gatewayPort, listenOnAnyHostAddress: false);
             silo.UseRedisClustering(cluster.Redis!);
+            if (tls.Enabled)
+            {
+                UseClusterTls(silo, tls);
+            }
 
             // Where each grain lives is kept in Redis too, not in partitions spread over the silos: a GPU node killed
             // with SIGKILL holds no part of the directory, so gateways keep creating and finding tenants' grains.
@@ -72,6 +88,7 @@ public static class ClusterHostingExtensions
                 o.NumVotesForDeathDeclaration = 1;
                 o.IAmAliveTablePublishTimeout = death;
                 o.TableRefreshTimeout = TimeSpan.FromSeconds(5);
+                o.MaxJoinAttemptTime = TimeSpan.FromSeconds(Math.Clamp(cluster.JoinTimeoutSeconds, 5, 3600));
             });
         });
         builder.Services.TryAddSingleton(TimeProvider.System);
@@ -80,6 +97,47 @@ public static class ClusterHostingExtensions
             .Validate(o => o.ReservationLifetime > TimeSpan.Zero, "Sovereign:Metering:ReservationLifetime must be positive (e.g. 00:30:00).")
             .ValidateOnStart();
         return builder;
+    }
+
+    /// <summary>
+    /// Mutual TLS on every silo connection (silo to silo, and Orleans clients): each end presents its cluster
+    /// certificate and accepts only one the cluster CA signed, so a process without the operator's credential cannot
+    /// take part in membership, however it reaches Redis. Certificates are read at the first connection (a joining node
+    /// receives its own just before).
+    /// </summary>
+    private static void UseClusterTls(ISiloBuilder silo, ClusterTlsCredentials tls)
+    {
+        silo.UseTls(options =>
+        {
+            options.LocalServerCertificateSelector = (_, _) => tls.Local;
+            options.LocalClientCertificateSelector = (_, _, _, _, _) => tls.Local;
+            options.RemoteCertificateMode = RemoteCertificateMode.RequireCertificate;
+            options.ClientCertificateMode = RemoteCertificateMode.AllowCertificate; // offered through the selector above
+            options.SslProtocols = System.Security.Authentication.SslProtocols.Tls13;
+
+            // The machine's trust store and host names play no part: the chain must end at the cluster CA.
+            options.RemoteCertificateValidation = (certificate, _, _) => tls.ValidatePeer(certificate, out _) is not null;
+        });
+    }
+
+    private sealed class ClusterTlsLogging(ClusterTlsCredentials tls, ILoggerFactory loggers) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            tls.Logger = loggers.CreateLogger<ClusterTlsCredentials>();
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
+    private sealed class ClusterTlsValidator(ClusterTlsCredentials tls) : IValidateOptions<SovereignClusterOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, SovereignClusterOptions options)
+        {
+            var problems = tls.Problems().ToList();
+            return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
+        }
     }
 
     private sealed class ClusterOptionsValidator : IValidateOptions<SovereignClusterOptions>

@@ -4,7 +4,10 @@ using Spectre.Console;
 
 namespace Sovereign.Cli.Commands;
 
-/// <summary><c>sovereign cluster status</c>: members, capacity per jurisdiction and each node's health, from any gateway.</summary>
+/// <summary>
+/// <c>sovereign cluster status</c>: members, capacity per jurisdiction and each node's health, from any gateway; and the
+/// cluster's certificates (<c>sovereign cluster ca init</c>, <c>sovereign cluster cert issue</c>).
+/// </summary>
 internal static class ClusterCommand
 {
     public static Command Create()
@@ -68,6 +71,8 @@ internal static class ClusterCommand
         }));
 
         command.Subcommands.Add(status);
+        command.Subcommands.Add(ClusterCertificateCommands.CreateAuthority());
+        command.Subcommands.Add(ClusterCertificateCommands.CreateCertificate());
         return command;
     }
 }

@@ -111,6 +111,14 @@ internal static class ServeCommand
             await Console.Error.WriteLineAsync("sovereign serve: cannot start: " + ex.Message);
             return 2;
         }
+        catch (Orleans.Runtime.MembershipService.OrleansClusterConnectivityCheckFailedException ex)
+        {
+            // Typically a certificate the cluster's members do not accept (or theirs not accepted here): TLS refused both ways.
+            await Console.Error.WriteLineAsync(
+                "sovereign serve: cannot start: this member could not reach the cluster's members, so it did not join. Check that its certificate "
+                + "(Sovereign:Cluster:TlsCertificate) is signed by the cluster CA the members trust, and that their silo ports are reachable. " + ex.Message);
+            return 2;
+        }
 
         await using (app)
         {

@@ -61,6 +61,12 @@ public sealed class SovereignClusterOptions
     public double DeathSeconds { get; set; } = 10;
 
     /// <summary>
+    /// Seconds a starting member keeps trying to reach the cluster's members (default 300) before it gives up and stops:
+    /// a member whose certificate the cluster does not accept never becomes active and exits after this.
+    /// </summary>
+    public double JoinTimeoutSeconds { get; set; } = 300;
+
+    /// <summary>
     /// A one-time join token (<c>sovereign nodes join-token</c>) a node presents to <see cref="JoinUrl"/> at its first
     /// start to receive its operator-signed credential; the credential is then kept in the data directory.
     /// </summary>
@@ -68,6 +74,30 @@ public sealed class SovereignClusterOptions
 
     /// <summary>A gateway's base URL that a node with a <see cref="JoinToken"/> joins through.</summary>
     public string? JoinUrl { get; set; }
+
+    /// <summary>
+    /// This member's certificate (PEM), signed by the cluster CA and binding its role and node id; relative paths are
+    /// inside the data directory. Gateways get theirs from <c>sovereign cluster cert issue</c>, nodes when they join.
+    /// </summary>
+    public string TlsCertificate { get; set; } = "cluster-cert.pem";
+
+    /// <summary>The private key (PKCS#8 PEM) of <see cref="TlsCertificate"/>; it never leaves this machine.</summary>
+    public string TlsKey { get; set; } = "cluster-key.pem";
+
+    /// <summary>The cluster CA certificate (PEM): the only root this member trusts for cluster connections.</summary>
+    public string TlsCa { get; set; } = "cluster-ca.pem";
+
+    /// <summary>
+    /// The cluster CA's private key (PEM); only where certificates are issued (the operator's machine, and gateways
+    /// that sign a joining node's certificate). Without it a gateway refuses joins that ask for a certificate.
+    /// </summary>
+    public string CaKey { get; set; } = "cluster-ca-key.pem";
+
+    /// <summary>
+    /// Runs a Redis cluster over plain TCP with no member authentication: any process that reaches Redis and the
+    /// silo ports can join. For throw-away development only; the default is false (TLS required).
+    /// </summary>
+    public bool InsecureTransport { get; set; }
 
     /// <summary>Whether this process is part of a multi-process cluster.</summary>
     public bool IsDistributed => !string.IsNullOrWhiteSpace(Redis);

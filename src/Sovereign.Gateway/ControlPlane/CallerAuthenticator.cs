@@ -48,7 +48,7 @@ public sealed class CallerAuthenticator(
     {
         var header = context.Request.Headers.Authorization.ToString();
         var presented = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
-        if (relay.Authenticate(presented) is { } relayed)
+        if (relay.Authenticate(presented, context) is { } relayed)
         {
             return relayed;
         }

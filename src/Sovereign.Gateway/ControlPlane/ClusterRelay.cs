@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Hosting;
+using Sovereign.Cluster.Security;
 using Sovereign.Gateway.OpenAI;
 
 namespace Sovereign.Gateway.ControlPlane;
@@ -12,7 +13,7 @@ namespace Sovereign.Gateway.ControlPlane;
 /// node serves them as the cluster's (no tenant, no policy: this node only). A <c>--role node</c> process answers
 /// nothing else on /v1, so it never serves a request that did not come through a gateway.
 /// </summary>
-public sealed class ClusterRelay(IOptions<SovereignClusterOptions> options)
+public sealed class ClusterRelay(IOptions<SovereignClusterOptions> options, ClusterTlsCredentials tls)
 {
     /// <summary>The tenant (and plan) a node records relayed work under; the gateway bills the real tenant.</summary>
     public const string RelayTenant = "cluster-relay";
@@ -24,12 +25,21 @@ public sealed class ClusterRelay(IOptions<SovereignClusterOptions> options)
     /// <summary>The secret gateways present to nodes, if this process is in a multi-process cluster.</summary>
     public string? Secret => options.Value.IsDistributed ? options.Value.Secret : null;
 
-    /// <summary>The relay caller when the token is the cluster secret; null to authenticate as usual; 401 on a node.</summary>
-    public Caller? Authenticate(string? presented)
+    /// <summary>
+    /// The relay caller when the token is the cluster secret (and, over https to a node of a TLS cluster, the client
+    /// presented a gateway's cluster certificate); null to authenticate as usual; 401 on a node.
+    /// </summary>
+    public Caller? Authenticate(string? presented, HttpContext context)
     {
+        ArgumentNullException.ThrowIfNull(context);
         if (_secretHash is not null && presented is not null
             && CryptographicOperations.FixedTimeEquals(_secretHash, SHA256.HashData(Encoding.UTF8.GetBytes(presented))))
         {
+            if (context.Request.IsHttps && tls.Enabled && options.Value.Role == ServerRole.Node && !ClusterNodeHttp.FromClusterGateway(context))
+            {
+                throw OpenAIException.Unauthorized("This node accepts relays over https only from a gateway presenting its cluster certificate.");
+            }
+
             return new Caller(RelayTenant, null, null, RelayTenant);
         }
 

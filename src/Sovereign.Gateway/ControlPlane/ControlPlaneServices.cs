@@ -33,6 +33,9 @@ internal static class ControlPlaneServices
     public static void AddControlPlane(this IHostApplicationBuilder builder)
     {
         var services = builder.Services;
+
+        // Before the silo: a node joining with a token receives its cluster certificate here, and the silo needs it.
+        services.AddHostedService<ClusterJoiner>();
         builder.AddSovereignCluster();
         services.TryAddSingleton(sp => CreateCatalog(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
         services.TryAddSingleton(sp => OpenDatabase(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
@@ -78,6 +81,7 @@ internal static class ControlPlaneServices
         services.TryAddSingleton<UpstreamProxy>();
         services.AddRequestPipeline();
         services.AddHttpClient(UpstreamProxy.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan);
+        services.AddClusterNodeHttp();
     }
 
     /// <summary>

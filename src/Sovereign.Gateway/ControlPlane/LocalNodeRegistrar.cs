@@ -1,4 +1,3 @@
-using System.Net.Http.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Grains;
@@ -22,7 +21,6 @@ internal sealed partial class LocalNodeRegistrar(
     IOptions<SovereignOptions> options,
     IOptions<Cluster.Hosting.SovereignClusterOptions> cluster,
     TimeProvider time,
-    IHttpClientFactory httpClients,
     ILogger<LocalNodeRegistrar> logger) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -47,7 +45,7 @@ internal sealed partial class LocalNodeRegistrar(
         var operatorPublicKey = operatorKey.PublicKeyPem;
         var selfIssued = false;
         if (string.IsNullOrWhiteSpace(credential) && cluster.Value is { Role: Cluster.Hosting.ServerRole.Node, IsDistributed: true }
-            && await JoinedAsync(settings, url, cancellationToken) is { } joined)
+            && await ClusterJoiner.KeptAsync(settings, cancellationToken) is { } joined)
         {
             // Joined with a token: the credential the operator's gateway signed, checked with the operator's public key.
             if (!string.Equals(joined.Jurisdiction, jurisdiction, StringComparison.Ordinal))
@@ -101,62 +99,6 @@ internal sealed partial class LocalNodeRegistrar(
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    /// <summary>
-    /// The credential this node received when it joined (kept in the data directory), or, at its first start with
-    /// <c>Sovereign:Cluster:JoinToken</c>, the one a gateway issues for the token now. Null when neither exists.
-    /// </summary>
-    private async Task<JoinResponse?> JoinedAsync(SovereignOptions settings, string? url, CancellationToken cancellationToken)
-    {
-        var file = Path.Combine(settings.ResolvedDataDirectory, JoinResponse.FileName);
-        if (File.Exists(file))
-        {
-            var kept = System.Text.Json.JsonSerializer.Deserialize<JoinResponse>(await File.ReadAllTextAsync(file, cancellationToken));
-            if (kept is not null && kept.NodeId == settings.NodeId)
-            {
-                return kept;
-            }
-        }
-
-        var token = cluster.Value.JoinToken;
-        if (string.IsNullOrWhiteSpace(token))
-        {
-            return null;
-        }
-
-        using var client = httpClients.CreateClient(UpstreamProxy.ClientName);
-        var joinUri = new Uri(new Uri(cluster.Value.JoinUrl!.TrimEnd('/') + "/"), "cluster/v1/join");
-        HttpResponseMessage response;
-        for (var attempt = 1; ; attempt++)
-        {
-            try
-            {
-                response = await client.PostAsJsonAsync(joinUri, new { token, node_id = settings.NodeId, url }, cancellationToken);
-                break;
-            }
-            catch (HttpRequestException) when (attempt < 60)
-            {
-                // The gateway may be starting too.
-                await Task.Delay(TimeSpan.FromSeconds(1), time, cancellationToken);
-            }
-        }
-
-        using var answered = response;
-        var body = await answered.Content.ReadAsStringAsync(cancellationToken);
-        if (!answered.IsSuccessStatusCode)
-        {
-            throw new InvalidOperationException($"Joining the cluster through {cluster.Value.JoinUrl} failed with {(int)answered.StatusCode}: {body}");
-        }
-
-        var joined = System.Text.Json.JsonSerializer.Deserialize<JoinResponse>(body)
-            ?? throw new InvalidOperationException("The gateway's join answer was empty.");
-        await File.WriteAllTextAsync(file, body, cancellationToken);
-        LogJoined(settings.NodeId, joined.Jurisdiction, joined.Pool ?? "-");
-        return joined;
-    }
-
-    [LoggerMessage(EventId = 3004, Level = LogLevel.Information, Message = "Node {NodeId} joined the cluster in {Jurisdiction} (pool {Pool}) with its join token")]
-    private partial void LogJoined(string nodeId, string jurisdiction, string pool);
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Sovereign:Jurisdiction is not set: node {NodeId} declares no jurisdiction, so requests of tenants with a residency policy will be refused here.")]
     private partial void LogNoJurisdiction(string nodeId);

@@ -1,10 +1,12 @@
 using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Builder;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json.Serialization;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Hosting;
+using Sovereign.Cluster.Security;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Residency.Audit;
 using Sovereign.Residency.ControlPlane;
@@ -17,7 +19,8 @@ namespace Sovereign.Gateway.ControlPlane;
 /// Adding a GPU server with one command: the operator issues a one-time join token bound to a jurisdiction and pool
 /// (<c>POST /admin/v1/nodes/join-tokens</c>); a node started with it presents it once to a gateway
 /// (<c>POST /cluster/v1/join</c>) and receives its operator-signed credential, binding its id, jurisdiction, pool and
-/// URL together. The node never holds the operator's private key, and the token cannot be used twice.
+/// URL together, and, in a TLS cluster, its certificate signed by the cluster CA for the key it generated (it sends a
+/// signing request). The node never holds the operator's or the CA's private key, and the token cannot be used twice.
 /// </summary>
 internal static class NodeJoinApi
 {
@@ -64,7 +67,8 @@ internal static class NodeJoinApi
     }
 
     private static async Task<IResult> JoinAsync(
-        HttpContext context, ControlPlaneStore store, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time, IOptions<SovereignClusterOptions> cluster)
+        HttpContext context, ControlPlaneStore store, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time, IOptions<SovereignClusterOptions> cluster,
+        ClusterTlsCredentials tls)
     {
         if (!cluster.Value.IsDistributed || cluster.Value.Role == ServerRole.Node)
         {
@@ -78,6 +82,39 @@ internal static class NodeJoinApi
             throw OpenAIException.BadRequest("url must be the node's absolute http(s) URL, as gateways reach it.", "url", "invalid_value");
         }
 
+        // The node's certificate request is checked before the token is spent, so a malformed one costs no token.
+        var certificateRequest = request.CertificateRequest;
+        if (tls.Enabled && string.IsNullOrWhiteSpace(certificateRequest))
+        {
+            throw OpenAIException.BadRequest("csr is required: this cluster authenticates its members with TLS, so a joining node sends a PEM certificate signing request for its own key.", "csr", "missing_required_parameter");
+        }
+
+        X509Certificate2? authority = null;
+        if (tls.Enabled)
+        {
+            try
+            {
+                authority = tls.LoadIssuer();
+            }
+            catch (Exception ex) when (ex is IOException or CryptographicException or UnauthorizedAccessException)
+            {
+                throw new OpenAIException(StatusCodes.Status503ServiceUnavailable,
+                    "This gateway cannot issue cluster certificates: the cluster CA key (Sovereign:Cluster:CaKey) could not be read, or is not the key of its CA (Sovereign:Cluster:TlsCa). Join through a gateway that holds it.",
+                    "server_error", null, "cluster_ca_unavailable");
+            }
+
+            try
+            {
+                CertificateRequest.LoadSigningRequestPem(certificateRequest!, HashAlgorithmName.SHA256);
+            }
+            catch (CryptographicException)
+            {
+                authority.Dispose();
+                throw OpenAIException.BadRequest("csr must be a PEM PKCS#10 certificate signing request whose signature verifies.", "csr", "invalid_value");
+            }
+        }
+
+        using var issuer = authority;
         var used = string.IsNullOrEmpty(request.Token)
             ? null
             : await store.ConsumeJoinTokenAsync(Hash(request.Token), nodeId, time.GetUtcNow().ToUnixTimeMilliseconds(), context.RequestAborted);
@@ -88,6 +125,13 @@ internal static class NodeJoinApi
                 "authentication_error", "token", "invalid_join_token");
         }
 
+        string? certificate = null;
+        if (issuer is not null)
+        {
+            using var issued = ClusterCertificates.Issue(issuer, certificateRequest!, new ClusterIdentity(ServerRole.Node, nodeId), time.GetUtcNow());
+            certificate = issued.ExportCertificatePem();
+        }
+
         var credential = NodeCredentials.Issue(
             new NodeClaims(nodeId, used.Jurisdiction, nameof(NodeKind.Local), url.ToString().TrimEnd('/'), time.GetUtcNow().ToUnixTimeMilliseconds(), used.Pool), operatorKey);
         await audit.AppendAsync(new AuditRecord
@@ -95,7 +139,9 @@ internal static class NodeJoinApi
             Kind = AuditKind.Admin, Actor = nodeId, Action = "node.joined", Node = nodeId, Jurisdiction = used.Jurisdiction,
             Details = new Dictionary<string, string> { ["token_id"] = used.Id, ["pool"] = used.Pool ?? "-", ["url"] = url.ToString() },
         });
-        return Results.Json(new JoinResponse(nodeId, used.Jurisdiction, used.Pool, credential, operatorKey.PublicKeyPem), OpenAIJson.Options);
+        return Results.Json(
+            new JoinResponse(nodeId, used.Jurisdiction, used.Pool, credential, operatorKey.PublicKeyPem) { Certificate = certificate, CaCertificate = issuer is null ? null : await File.ReadAllTextAsync(tls.AuthorityPath, context.RequestAborted) },
+            OpenAIJson.Options);
     }
 
     private static string Hash(string token) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token)));
@@ -108,7 +154,8 @@ internal static class NodeJoinApi
     private sealed record JoinRequest(
         [property: JsonPropertyName("token")] string? Token,
         [property: JsonPropertyName("node_id")] string? NodeId,
-        [property: JsonPropertyName("url")] string? Url);
+        [property: JsonPropertyName("url")] string? Url,
+        [property: JsonPropertyName("csr")] string? CertificateRequest);
 }
 
 /// <summary>What a node receives when it joins, and keeps in its data directory (<see cref="FileName"/>).</summary>
@@ -121,4 +168,12 @@ public sealed record JoinResponse(
 {
     /// <summary>The file in the data directory that keeps a joined node's credential across restarts.</summary>
     public const string FileName = "node-credential.json";
+
+    /// <summary>The node's cluster TLS certificate (PEM), signed by the cluster CA for the node's own key; null without TLS.</summary>
+    [JsonPropertyName("certificate")]
+    public string? Certificate { get; init; }
+
+    /// <summary>The cluster CA certificate(s) (PEM; old and new during a CA rollover) the node trusts from now on; null without TLS.</summary>
+    [JsonPropertyName("ca_certificate")]
+    public string? CaCertificate { get; init; }
 }

@@ -65,10 +65,17 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     public const string ClientName = "sovereign-upstream";
 
     /// <summary>
+    /// The named HttpClient for the cluster's own nodes: over https it accepts only a node certificate of the cluster CA
+    /// (not the machine's trust store) and presents this gateway's cluster certificate.
+    /// </summary>
+    public const string ClusterNodeClientName = "sovereign-cluster-node";
+
+    /// <summary>
     /// Sends the request and waits for the engine's response headers. Throws <see cref="UpstreamUnreachableException"/>
     /// when no connection could be made: nothing reached the engine, so the request may safely go elsewhere.
     /// </summary>
-    public async Task<HttpResponseMessage> OpenAsync(Uri baseUrl, string? upstreamKey, string path, JsonObject body, string upstreamModel, CancellationToken aborted)
+    public async Task<HttpResponseMessage> OpenAsync(
+        Uri baseUrl, string? upstreamKey, string path, JsonObject body, string upstreamModel, CancellationToken aborted, string clientName = ClientName)
     {
         var stream = body["stream"]?.GetValueKind() == JsonValueKind.True;
         body["model"] = upstreamModel;
@@ -88,7 +95,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 
         try
         {
-            return await httpClientFactory.CreateClient(ClientName).SendAsync(request, HttpCompletionOption.ResponseHeadersRead, aborted);
+            return await httpClientFactory.CreateClient(clientName).SendAsync(request, HttpCompletionOption.ResponseHeadersRead, aborted);
         }
         catch (HttpRequestException ex) when (ex.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError)
         {

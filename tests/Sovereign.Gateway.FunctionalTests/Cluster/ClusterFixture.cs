@@ -4,7 +4,11 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
+using Sovereign.Cluster.Hosting;
+using Sovereign.Cluster.Security;
 using Sovereign.Gateway.FunctionalTests.Storage;
 
 namespace Sovereign.Gateway.FunctionalTests.Cluster;
@@ -13,7 +17,8 @@ namespace Sovereign.Gateway.FunctionalTests.Cluster;
 /// A small national pool on loopback, every member a real <c>sovereign serve</c> process: Redis holds the Orleans
 /// membership, PostgreSQL the state; gateways in TH and SG (no models) and one node in each (stories260K). The
 /// nodes and the TH gateway start together, so their migrations race on one database. Needs Debian's redis-server
-/// and postgresql (<c>test.sh</c> installs both).
+/// and postgresql (<c>test.sh</c> installs both). Every member authenticates with a certificate of the fixture's cluster
+/// CA (mutual TLS between silos), as in production.
 /// </summary>
 public sealed class ClusterFixture : IAsyncLifetime
 {
@@ -26,8 +31,22 @@ public sealed class ClusterFixture : IAsyncLifetime
     private readonly string _root = Directory.CreateTempSubdirectory("sovereign-cluster-").FullName;
     private readonly PostgreSqlFixture _postgres = new();
     private readonly List<Member> _members = [];
+    private readonly X509Certificate2 _authority = ClusterCertificates.CreateAuthority("test", DateTimeOffset.UtcNow);
     private Process? _redis;
     private int _redisPort;
+
+    /// <summary>What TLS material a member started by <see cref="Start"/> holds.</summary>
+    public enum Certificate
+    {
+        /// <summary>One the cluster CA signed for its role and node id (gateways also hold the CA key, to sign joins).</summary>
+        Issued,
+
+        /// <summary>None: a node that receives its certificate when it joins with a token.</summary>
+        None,
+
+        /// <summary>A valid-looking one for its role and id, from a CA of its own that it trusts, not the cluster's.</summary>
+        Foreign,
+    }
 
     public Member GatewayTh { get; private set; } = null!;
     public Member GatewaySg { get; private set; } = null!;
@@ -36,6 +55,17 @@ public sealed class ClusterFixture : IAsyncLifetime
 
     /// <summary>The operator's key file every trusted member shares (it signs node credentials and checkpoints).</summary>
     public string OperatorKeyFile => Path.Combine(_root, "operator-key.pem");
+
+    /// <summary>The cluster CA every issued member certificate chains to.</summary>
+    public X509Certificate2 Authority => _authority;
+
+    /// <summary>A certificate (with key) the cluster CA issues for <paramref name="identity"/>, as a member would hold.</summary>
+    public X509Certificate2 IssueCertificate(ClusterIdentity identity)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var issued = ClusterCertificates.Issue(_authority, ClusterCertificates.CreateSigningRequest(identity, key), identity, DateTimeOffset.UtcNow);
+        return issued.CopyWithPrivateKey(key);
+    }
 
     /// <summary>The cluster's one PostgreSQL database (tenants, ledger, the audit chain).</summary>
     public string DatabaseConnectionString => _postgres.ConnectionString;
@@ -77,6 +107,7 @@ public sealed class ClusterFixture : IAsyncLifetime
         }
 
         _redis?.Dispose();
+        _authority.Dispose();
         await _postgres.DisposeAsync();
         Directory.Delete(_root, recursive: true);
     }
@@ -85,7 +116,9 @@ public sealed class ClusterFixture : IAsyncLifetime
     /// Starts one more member. <paramref name="operatorKeyFile"/> null gives it a key of its own, so its self-issued
     /// credential is not the operator's.
     /// </summary>
-    public Member Start(string nodeId, string role, string jurisdiction, bool withModel, string? modelId = null, bool trusted = true, IReadOnlyDictionary<string, string>? extraEnvironment = null)
+    public Member Start(
+        string nodeId, string role, string jurisdiction, bool withModel, string? modelId = null, bool trusted = true, IReadOnlyDictionary<string, string>? extraEnvironment = null,
+        Certificate certificate = Certificate.Issued)
     {
         var data = Path.Combine(_root, nodeId);
         Directory.CreateDirectory(data);
@@ -94,9 +127,28 @@ public sealed class ClusterFixture : IAsyncLifetime
             File.Copy(OperatorKeyFile, Path.Combine(data, "operator-key.pem"), overwrite: true);
         }
 
+        if (certificate != Certificate.None)
+        {
+            var identity = new ClusterIdentity(role == "node" ? ServerRole.Node : ServerRole.Gateway, nodeId);
+            using var foreign = certificate == Certificate.Foreign ? ClusterCertificates.CreateAuthority("test", DateTimeOffset.UtcNow) : null;
+            var authority = foreign ?? _authority;
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            using var issued = ClusterCertificates.Issue(authority, ClusterCertificates.CreateSigningRequest(identity, key), identity, DateTimeOffset.UtcNow);
+            ClusterTlsCredentials.WritePem(Path.Combine(data, "cluster-key.pem"), key.ExportPkcs8PrivateKeyPem(), secret: true);
+            ClusterTlsCredentials.WritePem(Path.Combine(data, "cluster-cert.pem"), issued.ExportCertificatePem(), secret: false);
+            ClusterTlsCredentials.WritePem(Path.Combine(data, "cluster-ca.pem"), authority.ExportCertificatePem(), secret: false);
+            if (role != "node")
+            {
+                using var caKey = authority.GetECDsaPrivateKey()!;
+                ClusterTlsCredentials.WritePem(Path.Combine(data, "cluster-ca-key.pem"), caKey.ExportPkcs8PrivateKeyPem(), secret: true);
+            }
+        }
+
+        // Nodes listen on https with their cluster certificate: gateways relay to them over TLS, checked against the CA.
         var port = FreePort();
+        var url = $"{(role == "node" ? "https" : "http")}://127.0.0.1:{port}";
         var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        List<string> args = [Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--role", role, "--urls", $"http://127.0.0.1:{port}", "--data-dir", data];
+        List<string> args = [Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--role", role, "--urls", url, "--data-dir", data];
         if (withModel)
         {
             args.AddRange(["--model", $"{TestModels.Stories260K}={modelId ?? Model}", "--threads", "1", "--ctx-size", "256", "--parallel", "2"]);
@@ -114,7 +166,7 @@ public sealed class ClusterFixture : IAsyncLifetime
         environment["Sovereign__Cluster__Redis"] = $"127.0.0.1:{_redisPort}";
         environment["Sovereign__Cluster__ClusterId"] = "test-" + Path.GetFileName(_root);
         environment["Sovereign__Cluster__Secret"] = Secret;
-        environment["Sovereign__Cluster__NodeUrl"] = $"http://127.0.0.1:{port}";
+        environment["Sovereign__Cluster__NodeUrl"] = url;
 
         // A killed node stays "recently reported" for the whole run, so a gateway finds it dead by its first failed
         // connection (what the failover test checks), never by the clock.
@@ -124,7 +176,7 @@ public sealed class ClusterFixture : IAsyncLifetime
             environment[name] = value;
         }
 
-        var member = new Member(nodeId, port, data, Process.Start(start)!);
+        var member = new Member(nodeId, new Uri(url), data, Process.Start(start)!, _authority);
         _members.Add(member);
         return member;
     }
@@ -132,7 +184,7 @@ public sealed class ClusterFixture : IAsyncLifetime
     /// <summary>Waits until the member answers /ready (or fails if it exits first).</summary>
     public static async Task WaitReadyAsync(Member member)
     {
-        using var probe = new HttpClient { BaseAddress = member.Url };
+        using var probe = member.Client(null);
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         while (true)
         {
@@ -250,13 +302,17 @@ public sealed class ClusterFixture : IAsyncLifetime
     {
         private readonly ConcurrentQueue<string> _output = new();
         private int _stopped;
+        private bool _saidReady;
 
-        public Member(string id, int port, string data, Process process)
+        private readonly X509Certificate2 _authority;
+
+        public Member(string id, Uri url, string data, Process process, X509Certificate2 authority)
         {
             Id = id;
             DataDirectory = data;
-            Url = new Uri($"http://127.0.0.1:{port}");
+            Url = url;
             Process = process;
+            _authority = authority;
             process.OutputDataReceived += (_, e) => Keep(e.Data);
             process.ErrorDataReceived += (_, e) => Keep(e.Data);
             process.BeginOutputReadLine();
@@ -271,12 +327,24 @@ public sealed class ClusterFixture : IAsyncLifetime
 
         public Process Process { get; }
 
+        /// <summary>Whether it ever said it was ready (its silo had joined and its HTTP listener was open).</summary>
+        public bool SaidReady => Volatile.Read(ref _saidReady);
+
         /// <summary>The last lines it printed (for failure messages).</summary>
         public string Output => string.Join('\n', _output);
 
-        public HttpClient Client(string? token)
+        /// <summary>A client of this member; over https it trusts the cluster CA only, and presents <paramref name="certificate"/> if given.</summary>
+        public HttpClient Client(string? token, X509Certificate2? certificate = null)
         {
-            var client = new HttpClient { BaseAddress = Url };
+            var handler = new SocketsHttpHandler();
+            handler.SslOptions.RemoteCertificateValidationCallback = (_, presented, _, _) =>
+                presented is X509Certificate2 served && ClusterCertificates.Validate(served, _authority, DateTimeOffset.UtcNow, out _) is not null;
+            if (certificate is not null)
+            {
+                handler.SslOptions.ClientCertificates = [certificate];
+            }
+
+            var client = new HttpClient(handler) { BaseAddress = Url };
             if (token is not null)
             {
                 client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
@@ -322,6 +390,11 @@ public sealed class ClusterFixture : IAsyncLifetime
             if (line is null)
             {
                 return;
+            }
+
+            if (line.Contains("sovereign serve: ready on", StringComparison.Ordinal))
+            {
+                Volatile.Write(ref _saidReady, true);
             }
 
             _output.Enqueue(line);

@@ -1,7 +1,11 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
+using Sovereign.Cluster.Hosting;
+using Sovereign.Cluster.Security;
 using Sovereign.Gateway.Routing;
 
 namespace Sovereign.Gateway.FunctionalTests.Cluster;
@@ -291,11 +295,12 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         Assert.StartsWith("sjt_", token, StringComparison.Ordinal);
 
         // No operator key file: the node's credential can only come from the join.
+        // No operator key and no cluster certificate: both come from the join, the certificate for a key made on the node.
         var joined = cluster.Start("node-joined", "node", "TH", withModel: true, modelId: "stories-joined", trusted: false, extraEnvironment: new Dictionary<string, string>
         {
             ["Sovereign__Cluster__JoinToken"] = token,
             ["Sovereign__Cluster__JoinUrl"] = cluster.GatewayTh.Url.ToString(),
-        });
+        }, certificate: ClusterFixture.Certificate.None);
         try
         {
             await ClusterFixture.WaitReadyAsync(joined);
@@ -306,6 +311,18 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
             Assert.Equal("node-joined", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
             Assert.True(File.Exists(Path.Combine(joined.DataDirectory, "node-credential.json")));
+            using (var certificate = X509Certificate2.CreateFromPemFile(Path.Combine(joined.DataDirectory, "cluster-cert.pem"), Path.Combine(joined.DataDirectory, "cluster-key.pem")))
+            {
+                Assert.Equal(new ClusterIdentity(ServerRole.Node, "node-joined"), ClusterCertificates.Validate(certificate, cluster.Authority, DateTimeOffset.UtcNow, out var problem));
+                Assert.Null(problem);
+            }
+
+            if (!OperatingSystem.IsWindows())
+            {
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(joined.DataDirectory, "cluster-key.pem")));
+            }
+
+            Assert.False(File.Exists(Path.Combine(joined.DataDirectory, "cluster-ca-key.pem")));
 
             // Its pool is the one the token named, as its signed credential says, in the cluster's status.
             using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
@@ -318,10 +335,16 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             Assert.Contains("th-cpu", statusOutput, StringComparison.Ordinal);
             Assert.Contains("node/node-joined", statusOutput, StringComparison.Ordinal);
 
-            // The token was used: nobody can join with it again.
+            // The token was used: nobody can join with it again. A join without a signing request is refused before the token is read.
             using var anonymous = cluster.GatewaySg.Client(null);
-            var refused = await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-thief", url = "http://127.0.0.1:9" }), 401);
+            using var thiefKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var csr = ClusterCertificates.CreateSigningRequest(new ClusterIdentity(ServerRole.Node, "node-thief"), thiefKey);
+            var refused = await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-thief", url = "http://127.0.0.1:9", csr }), 401);
             Assert.Equal("invalid_join_token", refused.GetProperty("error").GetProperty("code").GetString());
+            var noRequest = await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-thief", url = "http://127.0.0.1:9" }), 400);
+            Assert.Equal("csr", noRequest.GetProperty("error").GetProperty("param").GetString());
+            var badRequest = await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-thief", url = "http://127.0.0.1:9", csr = "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----" }), 400);
+            Assert.Equal("invalid_value", badRequest.GetProperty("error").GetProperty("code").GetString());
         }
         finally
         {
@@ -339,6 +362,18 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         await ClusterFixture.Expect(direct.PostAsync("/v1/chat/completions", Json(Body)), 401);
         using var anonymous = cluster.NodeTh.Client(null);
         await ClusterFixture.Expect(anonymous.PostAsync("/v1/chat/completions", Json(Body)), 401);
+
+        // The node listens on https with its cluster certificate. Even the cluster secret is refused over it without a
+        // gateway's certificate: none, or a node's, is not enough; a gateway's (what gateways present) is.
+        Assert.Equal("https", cluster.NodeTh.Url.Scheme);
+        using var secretOnly = cluster.NodeTh.Client(ClusterFixture.Secret);
+        await ClusterFixture.Expect(secretOnly.PostAsync("/v1/chat/completions", Json(Body)), 401);
+        using var nodeCertificate = cluster.IssueCertificate(new ClusterIdentity(ServerRole.Node, "node-sg"));
+        using var asNode = cluster.NodeTh.Client(ClusterFixture.Secret, nodeCertificate);
+        await ClusterFixture.Expect(asNode.PostAsync("/v1/chat/completions", Json(Body)), 401);
+        using var gatewayCertificate = cluster.IssueCertificate(new ClusterIdentity(ServerRole.Gateway, "gateway-th"));
+        using var asGateway = cluster.NodeTh.Client(ClusterFixture.Secret, gatewayCertificate);
+        await ClusterFixture.Expect(asGateway.PostAsync("/v1/chat/completions", Json(Body)), 200);
     }
 
     [Fact]
@@ -365,6 +400,53 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         {
             rogue.StopGracefully();
         }
+    }
+
+    [Fact]
+    public async Task SiloWithACertificateTheClusterCaDidNotSign_NeverBecomesActive_AndTheClusterKeepsServing()
+    {
+        // A gateway look-alike: a certificate for its role and id from a CA of its own that it trusts, the cluster's Redis
+        // and operator key. Mutual TLS refuses it both ways, so no member ever talks to it.
+        var impostor = cluster.Start("gateway-x", "gateway", "TH", withModel: false, certificate: ClusterFixture.Certificate.Foreign,
+            extraEnvironment: new Dictionary<string, string> { ["Sovereign__Cluster__JoinTimeoutSeconds"] = "15" });
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(3)))
+        {
+            await impostor.Process.WaitForExitAsync(deadline.Token);
+        }
+
+        // It stops either way it can: it gives up joining, or the members declare it dead for never answering their
+        // probes. It never finished starting (a silo finishes only once it is active), so it never served.
+        Assert.NotEqual(0, impostor.Process.ExitCode);
+        Assert.False(impostor.SaidReady, impostor.Output);
+
+        using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        var status = await ClusterFixture.Expect(admin.GetAsync("/admin/v1/cluster"), 200);
+        var members = status.GetProperty("members").EnumerateArray().ToDictionary(m => m.GetProperty("name").GetString()!, m => m.GetProperty("status").GetString());
+        Assert.NotEqual("active", members.GetValueOrDefault("gateway/gateway-x"));
+        Assert.Equal("active", members["gateway/gateway-th"]);
+        Assert.Equal("active", members["gateway/gateway-sg"]);
+
+        // Both gateways still serve, relaying to their nodes over the silos' TLS.
+        var key = await NewTenantAsync(["TH", "SG"]);
+        foreach (var gateway in new[] { cluster.GatewayTh, cluster.GatewaySg })
+        {
+            using var client = gateway.Client(key);
+            await ClusterFixture.Expect(client.PostAsync("/v1/chat/completions", Json(Body)), 200);
+        }
+    }
+
+    [Fact]
+    public async Task ClusterMemberWithoutTlsMaterial_RefusesToStart_NamingTheSetting()
+    {
+        var bare = cluster.Start("gateway-bare", "gateway", "TH", withModel: false, certificate: ClusterFixture.Certificate.None);
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(2)))
+        {
+            await bare.Process.WaitForExitAsync(deadline.Token);
+        }
+
+        Assert.Equal(2, bare.Process.ExitCode);
+        Assert.Contains("Sovereign:Cluster:TlsCa", bare.Output, StringComparison.Ordinal);
+        Assert.Contains("sovereign cluster ca init", bare.Output, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -47,6 +47,8 @@ public sealed class DeploymentArtefactsTests
             Assert.Equal(member.Address, member.Environment["Sovereign__Cluster__AdvertisedAddress"]);
             Assert.Equal($"http://{member.Name}:8080", member.Environment["Sovereign__Cluster__NodeUrl"]);
             Assert.Contains(member.Volumes, v => v.StartsWith("./operator-key.pem:/var/lib/sovereign/operator-key.pem", StringComparison.Ordinal));
+            Assert.Contains($"./tls/{member.Name}:/etc/sovereign/tls:ro", member.Volumes);
+            Assert.Equal("/etc/sovereign/tls/cluster-cert.pem", member.Environment["Sovereign__Cluster__TlsCertificate"]);
             Assert.Equal(member.Role == "node", member.Volumes.Any(v => v.StartsWith("./models:/models:ro", StringComparison.Ordinal)));
         }
     }
@@ -65,6 +67,7 @@ public sealed class DeploymentArtefactsTests
 
         Assert.Contains("Sovereign__Cluster__Redis", names);
         Assert.Contains("Sovereign__Cluster__NodeUrl", names);
+        Assert.Contains("Sovereign__Cluster__TlsCertificate", names);
         Assert.DoesNotContain(names, name => name.StartsWith("Sovereign__", StringComparison.Ordinal) && !IsOption(name));
     }
 

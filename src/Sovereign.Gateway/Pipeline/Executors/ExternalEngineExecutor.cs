@@ -23,6 +23,9 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
     /// <summary>The bearer token the relay presents to the node's engine.</summary>
     protected virtual string? UpstreamKey(NodeView node) => node.UpstreamKey;
 
+    /// <summary>The named HttpClient the relay uses (its TLS trust: the machine's store for external engines).</summary>
+    protected virtual string HttpClientName => UpstreamProxy.ClientName;
+
     public ValueTask<WorkDemand> MeasureAsync(GovernedRequest request)
     {
         var work = (GenerationWorkload)request.Work;
@@ -63,7 +66,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
         {
             // Connected before the execution counts as started: a node that cannot be reached has done nothing, so the
             // pipeline may send the request to another replica the policy allows.
-            var response = await proxy.OpenAsync(new Uri(node.BaseUrl!.TrimEnd('/') + "/"), UpstreamKey(node), work.Endpoint, body, model.Upstream, request.Aborted);
+            var response = await proxy.OpenAsync(new Uri(node.BaseUrl!.TrimEnd('/') + "/"), UpstreamKey(node), work.Endpoint, body, model.Upstream, request.Aborted, HttpClientName);
             return new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, slot, inFlight);
         }
         catch (UpstreamUnreachableException ex)

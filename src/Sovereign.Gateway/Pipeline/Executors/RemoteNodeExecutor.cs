@@ -8,7 +8,8 @@ namespace Sovereign.Gateway.Pipeline.Executors;
 
 /// <summary>
 /// Runs chat and text completions on another node of the cluster: the same relay as to an external engine (the node
-/// speaks OpenAI's wire format), authenticated with the cluster secret, which the node requires. The policy sees the
+/// speaks OpenAI's wire format), authenticated with the cluster secret, which the node requires, and over https with
+/// both ends' cluster certificates (<see cref="ClusterNodeHttp"/>). The policy sees the
 /// node as the operator's own (kind local), at the jurisdiction its operator-signed credential binds.
 /// </summary>
 internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options, ClusterRelay relay)
@@ -18,4 +19,7 @@ internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory node
         route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.Local) } && work is GenerationWorkload { RelaysUpstream: true };
 
     protected override string? UpstreamKey(NodeView node) => relay.Secret;
+
+    /// <summary>Over https, the node must prove it is a node of this cluster (cluster CA), and this gateway presents its own certificate.</summary>
+    protected override string HttpClientName => UpstreamProxy.ClusterNodeClientName;
 }

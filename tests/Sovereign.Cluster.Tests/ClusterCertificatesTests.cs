@@ -1,0 +1,215 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Sovereign.Cluster.Hosting;
+using Sovereign.Cluster.Security;
+
+namespace Sovereign.Cluster.Tests;
+
+/// <summary>The cluster CA: what it issues, and what a member accepts from a peer (the cluster CA's members only).</summary>
+public sealed class ClusterCertificatesTests
+{
+    private static readonly DateTimeOffset Now = new(2026, 12, 1, 0, 0, 0, TimeSpan.Zero);
+    private static readonly ClusterIdentity NodeTh = new(ServerRole.Node, "node-th");
+
+    [Fact]
+    public void IssuedFromASigningRequest_Validates_AndBindsTheIdentityTheCaChose()
+    {
+        using var ca = ClusterCertificates.CreateAuthority("prod", Now);
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+
+        // The request asks to be a gateway; the CA decides it is node-th.
+        var csr = ClusterCertificates.CreateSigningRequest(new ClusterIdentity(ServerRole.Gateway, "gateway-th"), key);
+        using var issued = ClusterCertificates.Issue(ca, csr, NodeTh, Now);
+
+        Assert.Equal(NodeTh, ClusterCertificates.Validate(issued, ca, Now.AddDays(1), out var problem));
+        Assert.Null(problem);
+        Assert.Equal("CN=node/node-th", issued.Subject);
+        Assert.False(issued.HasPrivateKey);
+
+        // The member's own key pairs with it; the CA never saw that key.
+        using var withKey = issued.CopyWithPrivateKey(key);
+        Assert.True(withKey.HasPrivateKey);
+        Assert.Equal(key.ExportSubjectPublicKeyInfo(), issued.PublicKey.ExportSubjectPublicKeyInfo());
+    }
+
+    [Fact]
+    public void SelfSignedCertificate_WithAValidLookingIdentity_IsRejected()
+    {
+        using var ca = ClusterCertificates.CreateAuthority("prod", Now);
+        using var rogueCa = ClusterCertificates.CreateAuthority("prod", Now);
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var rogue = ClusterCertificates.Issue(rogueCa, ClusterCertificates.CreateSigningRequest(NodeTh, key), NodeTh, Now);
+
+        Assert.Null(ClusterCertificates.Validate(rogue, ca, Now, out var problem));
+        Assert.Contains("cluster CA", problem, StringComparison.Ordinal);
+
+        // The rogue CA itself, presented as a leaf, is no member either.
+        Assert.Null(ClusterCertificates.Validate(rogueCa, ca, Now, out _));
+    }
+
+    [Fact]
+    public void DuringACaRollover_BothCasMembersAreAccepted_AndAfterItOnlyTheNewOnes()
+    {
+        using var oldCa = ClusterCertificates.CreateAuthority("prod", Now);
+        using var newCa = ClusterCertificates.CreateAuthority("prod", Now);
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var fromOld = ClusterCertificates.Issue(oldCa, ClusterCertificates.CreateSigningRequest(NodeTh, key), NodeTh, Now);
+        using var fromNew = ClusterCertificates.Issue(newCa, ClusterCertificates.CreateSigningRequest(NodeTh, key), NodeTh, Now);
+
+        X509Certificate2Collection both = [oldCa, newCa];
+        Assert.NotNull(ClusterCertificates.Validate(fromOld, both, Now, out _));
+        Assert.NotNull(ClusterCertificates.Validate(fromNew, both, Now, out _));
+        Assert.Null(ClusterCertificates.Validate(fromOld, [newCa], Now, out _));
+    }
+
+    [Fact]
+    public void ExpiredOrNotYetValidCertificate_IsRejected()
+    {
+        using var ca = ClusterCertificates.CreateAuthority("prod", Now);
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var issued = ClusterCertificates.Issue(ca, ClusterCertificates.CreateSigningRequest(NodeTh, key), NodeTh, Now, TimeSpan.FromDays(30));
+
+        Assert.NotNull(ClusterCertificates.Validate(issued, ca, Now.AddDays(29), out _));
+        Assert.Null(ClusterCertificates.Validate(issued, ca, Now.AddDays(31), out var expired));
+        Assert.Contains("NotTimeValid", expired, StringComparison.Ordinal);
+        Assert.Null(ClusterCertificates.Validate(issued, ca, Now.AddDays(-1), out _));
+    }
+
+    [Fact]
+    public void MemberCertificate_NeverOutlivesItsCa()
+    {
+        using var ca = ClusterCertificates.CreateAuthority("prod", Now, TimeSpan.FromDays(10));
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var issued = ClusterCertificates.Issue(ca, ClusterCertificates.CreateSigningRequest(NodeTh, key), NodeTh, Now, TimeSpan.FromDays(365));
+        Assert.True(issued.NotAfter <= ca.NotAfter);
+    }
+
+    [Fact]
+    public void CertificateOfTheCa_WithoutBothTlsUsagesOrAnIdentity_IsRejected()
+    {
+        using var ca = ClusterCertificates.CreateAuthority("prod", Now);
+
+        using var serverOnly = SignedByCa(ca, request =>
+        {
+            request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], critical: false));
+            request.CertificateExtensions.Add(SubjectUri("urn:sovereign:node:node-th"));
+        });
+        Assert.Null(ClusterCertificates.Validate(serverOnly, ca, Now, out var usage));
+        Assert.Contains("key usage", usage, StringComparison.Ordinal);
+
+        using var anonymous = SignedByCa(ca, request =>
+            request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1"), new Oid("1.3.6.1.5.5.7.3.2")], critical: false)));
+        Assert.Null(ClusterCertificates.Validate(anonymous, ca, Now, out var identity));
+        Assert.Contains("names no Sovereign gateway or node", identity, StringComparison.Ordinal);
+
+        using var allRole = SignedByCa(ca, request =>
+        {
+            request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1"), new Oid("1.3.6.1.5.5.7.3.2")], critical: false));
+            request.CertificateExtensions.Add(SubjectUri("urn:sovereign:all:node-th"));
+        });
+        Assert.Null(ClusterCertificates.Validate(allRole, ca, Now, out _));
+
+        // The CA's own certificate is trusted as a root, never accepted as a member.
+        Assert.Null(ClusterCertificates.Validate(ca, ca, Now, out var isCa));
+        Assert.NotNull(isCa);
+    }
+
+    [Fact]
+    public void SigningRequestWhoseSignatureDoesNotVerify_IsRefused()
+    {
+        using var ca = ClusterCertificates.CreateAuthority("prod", Now);
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var pem = ClusterCertificates.CreateSigningRequest(NodeTh, key);
+        var der = Convert.FromBase64String(string.Concat(pem.Split('\n').Where(l => !l.StartsWith("-----", StringComparison.Ordinal))));
+        der[^3] ^= 0x01; // a bit of the signature
+        var tampered = PemEncoding.WriteString("CERTIFICATE REQUEST", der);
+        Assert.ThrowsAny<CryptographicException>(() => ClusterCertificates.Issue(ca, tampered, NodeTh, Now));
+        Assert.ThrowsAny<CryptographicException>(() => ClusterCertificates.Issue(ca, "not a request", NodeTh, Now));
+    }
+
+    [Fact]
+    public void MemberMaterial_IsCheckedAtStart_WithMessagesNamingTheSetting()
+    {
+        var folder = Directory.CreateTempSubdirectory("sovereign-tls-").FullName;
+        try
+        {
+            var options = new SovereignClusterOptions { Redis = "127.0.0.1:1", Role = ServerRole.Gateway, Secret = "s" };
+            var credentials = new ClusterTlsCredentials(options, folder, "gateway-th", TimeProvider.System);
+            var missing = Assert.Single(credentials.Problems());
+            Assert.Contains("Sovereign:Cluster:TlsCa", missing, StringComparison.Ordinal);
+            Assert.Contains("Sovereign:Cluster:InsecureTransport", missing, StringComparison.Ordinal);
+
+            // The explicit opt-out, and a node that will receive its certificate when it joins, start without.
+            Assert.Empty(new ClusterTlsCredentials(new SovereignClusterOptions { Redis = "r", InsecureTransport = true }, folder, "g", TimeProvider.System).Problems());
+            Assert.Empty(new ClusterTlsCredentials(new SovereignClusterOptions { Redis = "r", Role = ServerRole.Node, JoinToken = "sjt_x", JoinUrl = "http://g" }, folder, "n", TimeProvider.System).Problems());
+
+            // A node's certificate does not make a gateway.
+            using var ca = ClusterCertificates.CreateAuthority("prod", DateTimeOffset.UtcNow);
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            using var issued = ClusterCertificates.Issue(ca, ClusterCertificates.CreateSigningRequest(NodeTh, key), new ClusterIdentity(ServerRole.Node, "gateway-th"), DateTimeOffset.UtcNow);
+            ClusterTlsCredentials.WritePem(credentials.AuthorityPath, ca.ExportCertificatePem(), secret: false);
+            ClusterTlsCredentials.WritePem(credentials.CertificatePath, issued.ExportCertificatePem(), secret: false);
+            ClusterTlsCredentials.WritePem(credentials.KeyPath, key.ExportPkcs8PrivateKeyPem(), secret: true);
+            var wrongRole = Assert.Single(new ClusterTlsCredentials(options, folder, "gateway-th", TimeProvider.System).Problems());
+            Assert.True(wrongRole.Contains("issued to node/gateway-th, but this process is gateway/gateway-th", StringComparison.Ordinal), wrongRole);
+
+            // As a node of that id it is usable; the key file is the owner's alone.
+            Assert.Empty(new ClusterTlsCredentials(new SovereignClusterOptions { Redis = "r", Role = ServerRole.Node }, folder, "gateway-th", TimeProvider.System).Problems());
+            if (!OperatingSystem.IsWindows())
+            {
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(credentials.KeyPath));
+            }
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void IssuerDuringARollover_IsTheCaCertificateTheKeyBelongsTo()
+    {
+        var folder = Directory.CreateTempSubdirectory("sovereign-tls-").FullName;
+        try
+        {
+            using var oldCa = ClusterCertificates.CreateAuthority("prod", Now);
+            using var newCa = ClusterCertificates.CreateAuthority("prod", Now);
+            var credentials = new ClusterTlsCredentials(new SovereignClusterOptions { Redis = "r", Role = ServerRole.Gateway }, folder, "gateway-th", TimeProvider.System);
+            ClusterTlsCredentials.WritePem(credentials.AuthorityPath, oldCa.ExportCertificatePem() + "\n" + newCa.ExportCertificatePem(), secret: false);
+            using (var newKey = newCa.GetECDsaPrivateKey()!)
+            {
+                ClusterTlsCredentials.WritePem(credentials.AuthorityKeyPath, newKey.ExportPkcs8PrivateKeyPem(), secret: true);
+            }
+
+            Assert.Equal(2, credentials.Authorities.Count);
+            using var issuer = credentials.LoadIssuer();
+            Assert.Equal(newCa.Thumbprint, issuer.Thumbprint);
+            Assert.True(issuer.HasPrivateKey);
+
+            // A key that belongs to neither is refused, not used to sign certificates nobody trusts.
+            using var stray = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            ClusterTlsCredentials.WritePem(credentials.AuthorityKeyPath, stray.ExportPkcs8PrivateKeyPem(), secret: true);
+            Assert.ThrowsAny<CryptographicException>(() => credentials.LoadIssuer());
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    private static X509Certificate2 SignedByCa(X509Certificate2 ca, Action<CertificateRequest> extend)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=node/node-th", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        extend(request);
+        return request.Create(ca, Now.AddMinutes(-1), Now.AddDays(1), RandomNumberGenerator.GetBytes(16));
+    }
+
+    private static X509Extension SubjectUri(string uri)
+    {
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddUri(new Uri(uri));
+        return names.Build();
+    }
+}
