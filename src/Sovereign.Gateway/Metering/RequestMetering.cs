@@ -91,7 +91,11 @@ public sealed class RequestMetering
         var priority = (Inference.Scheduling.PriorityClass)(int)(plan?.Priority ?? PriorityClass.Interactive);
 
         // The price in force when the request arrived, not when admission got to it.
-        book.TryPriceFor(caller.Plan, routed.Model, routed.ArrivedAt, out var price);
+        // Where it runs decides the compute rate (pool, device class); a request not placed is priced by model alone.
+        EffectivePrice? price;
+        _ = routed.Placement is { } placement
+            ? book.TryPriceFor(caller.Plan, routed.Model, placement, routed.ArrivedAt, out price)
+            : book.TryPriceFor(caller.Plan, routed.Model, routed.ArrivedAt, out price);
         var currency = price?.Currency ?? plan?.Currency ?? UnpricedCurrency;
         var tokens = promptTokens + maxTokens;
         if (caller.IsAnonymous)
@@ -243,6 +247,8 @@ public sealed class RequestMetering
             Model = routed.Model,
             Node = routed.NodeId,
             Jurisdiction = routed.Jurisdiction,
+            Pool = routed.Placement?.Pool,
+            DeviceClass = routed.Placement?.DeviceClass,
             Language = routed.Language,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,

@@ -11,11 +11,11 @@ namespace Sovereign.Metering.Ledger;
 public static class InvoiceFormatter
 {
     /// <summary>The CSV columns, in order.</summary>
-    public const string CsvHeader = "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount";
+    public const string CsvHeader = "tenant,currency,period_from,period_to,model,pool,device_class,requests,input_tokens,output_tokens,compute_seconds,amount";
 
     /// <summary>
     /// RFC 4180 CSV: the header, one row per line, then a row with model <c>TOTAL</c> whose counts and amount are the
-    /// sums. Line ends are CRLF.
+    /// sums. Line ends are CRLF. Usage without a pool (recorded before pools) has empty pool and device class.
     /// </summary>
     public static string ToCsv(Invoice invoice)
     {
@@ -23,15 +23,15 @@ public static class InvoiceFormatter
         var csv = new StringBuilder().Append(CsvHeader).Append("\r\n");
         foreach (var line in invoice.Lines)
         {
-            AppendRow(csv, invoice, line.Model, line.Requests, line.InputTokens, line.OutputTokens, line.ComputeSeconds, line.Amount);
+            AppendRow(csv, invoice, line.Model, line.Pool, line.DeviceClass, line.Requests, line.InputTokens, line.OutputTokens, line.ComputeSeconds, line.Amount);
         }
 
-        AppendRow(csv, invoice, "TOTAL", invoice.Lines.Sum(l => l.Requests), invoice.Lines.Sum(l => l.InputTokens),
+        AppendRow(csv, invoice, "TOTAL", null, null, invoice.Lines.Sum(l => l.Requests), invoice.Lines.Sum(l => l.InputTokens),
             invoice.Lines.Sum(l => l.OutputTokens), invoice.Lines.Sum(l => l.ComputeSeconds), invoice.Total);
         return csv.ToString();
     }
 
-    /// <summary>JSON: <c>{tenant, currency, period_from, period_to, lines: [{model, requests, input_tokens, output_tokens, compute_seconds, amount}], total}</c>.</summary>
+    /// <summary>JSON: <c>{tenant, currency, period_from, period_to, lines: [{model, pool, device_class, requests, input_tokens, output_tokens, compute_seconds, amount}], total}</c>.</summary>
     public static string ToJson(Invoice invoice)
     {
         ArgumentNullException.ThrowIfNull(invoice);
@@ -48,6 +48,8 @@ public static class InvoiceFormatter
             {
                 json.WriteStartObject();
                 json.WriteString("model", line.Model);
+                json.WriteString("pool", line.Pool);
+                json.WriteString("device_class", line.DeviceClass);
                 json.WriteNumber("requests", line.Requests);
                 json.WriteNumber("input_tokens", line.InputTokens);
                 json.WriteNumber("output_tokens", line.OutputTokens);
@@ -64,13 +66,15 @@ public static class InvoiceFormatter
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
-    private static void AppendRow(StringBuilder csv, Invoice invoice, string model, long requests, long input, long output, decimal compute, decimal amount)
+    private static void AppendRow(StringBuilder csv, Invoice invoice, string model, string? pool, string? deviceClass, long requests, long input, long output, decimal compute, decimal amount)
     {
         csv.Append(Field(invoice.Tenant)).Append(',')
             .Append(Field(invoice.Currency)).Append(',')
             .Append(Time(invoice.PeriodFrom)).Append(',')
             .Append(Time(invoice.PeriodTo)).Append(',')
             .Append(Field(model)).Append(',')
+            .Append(Field(pool ?? string.Empty)).Append(',')
+            .Append(Field(deviceClass ?? string.Empty)).Append(',')
             .Append(requests.ToString(CultureInfo.InvariantCulture)).Append(',')
             .Append(input.ToString(CultureInfo.InvariantCulture)).Append(',')
             .Append(output.ToString(CultureInfo.InvariantCulture)).Append(',')
