@@ -11,11 +11,12 @@ namespace Sovereign.Metering.Ledger;
 public static class InvoiceFormatter
 {
     /// <summary>The CSV columns, in order.</summary>
-    public const string CsvHeader = "tenant,currency,period_from,period_to,model,pool,device_class,requests,input_tokens,output_tokens,compute_seconds,amount";
+    public const string CsvHeader = "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class";
 
     /// <summary>
     /// RFC 4180 CSV: the header, one row per line, then a row with model <c>TOTAL</c> whose counts and amount are the
-    /// sums. Line ends are CRLF. Usage without a pool (recorded before pools) has empty pool and device class.
+    /// sums. Line ends are CRLF. Pool and device class come last, so readers of the older layout still find their
+    /// columns; usage without a pool (recorded before pools) has them empty.
     /// </summary>
     public static string ToCsv(Invoice invoice)
     {
@@ -73,13 +74,13 @@ public static class InvoiceFormatter
             .Append(Time(invoice.PeriodFrom)).Append(',')
             .Append(Time(invoice.PeriodTo)).Append(',')
             .Append(Field(model)).Append(',')
-            .Append(Field(pool ?? string.Empty)).Append(',')
-            .Append(Field(deviceClass ?? string.Empty)).Append(',')
             .Append(requests.ToString(CultureInfo.InvariantCulture)).Append(',')
             .Append(input.ToString(CultureInfo.InvariantCulture)).Append(',')
             .Append(output.ToString(CultureInfo.InvariantCulture)).Append(',')
             .Append(Fixed(compute)).Append(',')
-            .Append(Fixed(amount)).Append("\r\n");
+            .Append(Fixed(amount)).Append(',')
+            .Append(Field(pool ?? string.Empty)).Append(',')
+            .Append(Field(deviceClass ?? string.Empty)).Append("\r\n");
     }
 
     private static string Fixed(decimal value) => value.ToString("0.000000", CultureInfo.InvariantCulture);
