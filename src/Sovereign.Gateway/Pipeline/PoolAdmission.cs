@@ -26,6 +26,9 @@ internal sealed class PoolAdmission(
 {
     private readonly ConcurrentDictionary<(string Pool, string Model), PoolGate> _gates = new();
 
+    /// <summary>The gate of a model in a pool, once a request met it (tests read its counters).</summary>
+    internal PoolGate? GateOf(string pool, string model) => _gates.GetValueOrDefault((pool, model));
+
     /// <summary>This process's own node's placement (its models run here).</summary>
     public async ValueTask<Placement> LocalPlacementAsync(CancellationToken cancellationToken = default) =>
         new(LocalDevice.PoolOf(cluster.Value, options.Value.Jurisdiction ?? "xx"), await LocalDevice.DeviceClassAsync(cluster.Value, cancellationToken));
