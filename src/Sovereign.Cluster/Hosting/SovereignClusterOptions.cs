@@ -115,12 +115,12 @@ public sealed class SovereignClusterOptions
 
         if (Pool is not null && !IsScopeName(Pool))
         {
-            yield return "Sovereign:Cluster:Pool must be 1 to 64 lower-case letters, digits, '.', '_' or '-'.";
+            yield return "Sovereign:Cluster:Pool must be 1 to 64 letters, digits, '.', '_' or '-'.";
         }
 
         if (DeviceClass is not null && !IsScopeName(DeviceClass))
         {
-            yield return "Sovereign:Cluster:DeviceClass must be 1 to 64 lower-case letters, digits, '.', '_' or '-'.";
+            yield return "Sovereign:Cluster:DeviceClass must be 1 to 64 letters, digits, '.', '_' or '-'.";
         }
 
         if (!System.Net.IPAddress.TryParse(AdvertisedAddress, out _))
@@ -130,5 +130,5 @@ public sealed class SovereignClusterOptions
     }
 
     private static bool IsScopeName(string name) =>
-        name.Length is > 0 and <= 64 && name.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '.' or '_' or '-');
+        name.Length is > 0 and <= 64 && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
 }

@@ -225,7 +225,7 @@ public static class AdminApi
         {
             if (value is not null && !Sovereign.Metering.Pricing.PriceValidator.IsValidScopeName(value))
             {
-                throw OpenAIException.BadRequest($"{field} '{value}' must be 1 to 64 lower-case letters, digits, '.', '_' or '-'.", field, "invalid_value");
+                throw OpenAIException.BadRequest($"{field} '{value}' must be 1 to 64 letters, digits, '.', '_' or '-'.", field, "invalid_value");
             }
         }
 

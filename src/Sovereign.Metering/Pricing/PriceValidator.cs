@@ -211,11 +211,11 @@ public static class PriceValidator
     public const int MaxReservedSlots = 100_000;
 
     /// <summary>
-    /// Whether <paramref name="name"/> is a valid pool or device-class name: 1 to 64 lower-case letters, digits, '.',
-    /// '_' or '-' (the pool claim of a join token is checked the same way).
+    /// Whether <paramref name="name"/> is a valid pool or device-class name: 1 to 64 ASCII letters, digits, '.', '_' or
+    /// '-' (every pool a join token accepts). Names compare case-sensitively, as credentials carry them.
     /// </summary>
     public static bool IsValidScopeName([NotNullWhen(true)] string? name) =>
-        !string.IsNullOrEmpty(name) && name.Length <= MaxNameLength && name.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '.' or '_' or '-');
+        !string.IsNullOrEmpty(name) && name.Length <= MaxNameLength && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
 
     internal static string Format(DateTimeOffset time) => time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
@@ -284,11 +284,11 @@ public static class PriceValidator
             }
             else if (price.Pool is not null && !IsValidScopeName(price.Pool))
             {
-                errors.Add(new(target, "pool", $"'{price.Pool}' is not a pool name: 1 to {MaxNameLength} lower-case letters, digits, '.', '_' or '-'"));
+                errors.Add(new(target, "pool", $"'{price.Pool}' is not a pool name: 1 to {MaxNameLength} letters, digits, '.', '_' or '-'"));
             }
             else if (price.DeviceClass is not null && !IsValidScopeName(price.DeviceClass))
             {
-                errors.Add(new(target, "device_class", $"'{price.DeviceClass}' is not a device class: 1 to {MaxNameLength} lower-case letters, digits, '.', '_' or '-'"));
+                errors.Add(new(target, "device_class", $"'{price.DeviceClass}' is not a device class: 1 to {MaxNameLength} letters, digits, '.', '_' or '-'"));
             }
 
             if (price.Model is not null && string.IsNullOrWhiteSpace(price.Model))
@@ -324,7 +324,7 @@ public static class PriceValidator
 
             if (!IsValidScopeName(reservation.Pool))
             {
-                errors.Add(new(planTarget, $"reservations[{i}].pool", $"'{reservation.Pool}' is not a pool name: 1 to {MaxNameLength} lower-case letters, digits, '.', '_' or '-'"));
+                errors.Add(new(planTarget, $"reservations[{i}].pool", $"'{reservation.Pool}' is not a pool name: 1 to {MaxNameLength} letters, digits, '.', '_' or '-'"));
             }
             else if (!pools.Add(reservation.Pool))
             {

@@ -98,7 +98,7 @@ public sealed class PoolPricingTests
     [InlineData(null, null, "pool")]
     [InlineData("th-h100", "h100", "pool")]
     [InlineData("TH H100", null, "pool")]
-    [InlineData(null, "H100", "device_class")]
+    [InlineData(null, "h 100", "device_class")]
     public void Validate_ComputePriceScope_NamesTheField(string? pool, string? deviceClass, string field)
     {
         var errors = PriceValidator.Validate([Standard() with { ComputePrices = [Rate(1m, pool, deviceClass)] }]);
@@ -118,7 +118,7 @@ public sealed class PoolPricingTests
     [Theory]
     [InlineData("th-h100", 0, "reservations[0].slots")]
     [InlineData("th-h100", 100_001, "reservations[0].slots")]
-    [InlineData("Th", 1, "reservations[0].pool")]
+    [InlineData("t/h", 1, "reservations[0].pool")]
     public void Validate_Reservations_NameTheField(string pool, int slots, string field)
     {
         var errors = PriceValidator.Validate([Standard() with { Reservations = [new PoolReservation(pool, slots)] }]);
