@@ -29,9 +29,17 @@ internal sealed class PoolAdmission(
     /// <summary>The gate of a model in a pool, once a request met it (tests read its counters).</summary>
     internal PoolGate? GateOf(string pool, string model) => _gates.GetValueOrDefault((pool, model));
 
-    /// <summary>This process's own node's placement (its models run here).</summary>
-    public async ValueTask<Placement> LocalPlacementAsync(CancellationToken cancellationToken = default) =>
-        new(LocalDevice.PoolOf(cluster.Value, options.Value.Jurisdiction ?? "xx"), await LocalDevice.DeviceClassAsync(cluster.Value, cancellationToken));
+    /// <summary>
+    /// This process's own node's placement (its models run here): the pool its verified credential names, as every
+    /// gateway sees it (a node that joined with a token is in the token's pool), else the one it would issue itself.
+    /// </summary>
+    public async ValueTask<Placement> LocalPlacementAsync(CancellationToken cancellationToken = default)
+    {
+        var pool = await nodes.GetLocalNodeAsync() is { } self
+            ? nodes.PlacementOf(self).Pool
+            : LocalDevice.PoolOf(cluster.Value, options.Value.Jurisdiction ?? "xx");
+        return new(pool, await LocalDevice.DeviceClassAsync(cluster.Value, cancellationToken));
+    }
 
     /// <summary>Sets <see cref="RoutedRequest.Placement"/>: the pool and device class of the node that runs the request.</summary>
     public async ValueTask PlaceAsync(RoutedRequest route, CancellationToken cancellationToken)
@@ -45,7 +53,9 @@ internal sealed class PoolAdmission(
     /// </summary>
     public async ValueTask<IDisposable?> AcquireAsync(GovernedRequest request)
     {
-        if (request.Route is not { Placement: { } placement } route || request.Ticket is not { } ticket)
+        // Work a gateway relays here already holds its slot of the pool at that gateway.
+        if (request.Route is not { Placement: { } placement } route || request.Ticket is not { } ticket
+            || request.Caller.TenantId == ClusterRelay.RelayTenant)
         {
             return null;
         }
