@@ -53,6 +53,9 @@ internal sealed class GovernedRequest : IAsyncDisposable
     /// <summary>The request's slot of its pool where plans reserve slots there (<see cref="PoolAdmission"/>), until it ends.</summary>
     public IDisposable? PoolLease { get; internal set; }
 
+    /// <summary>The error code of the refusal that ended the request before its work started, if one did.</summary>
+    public string? RefusalCode { get; internal set; }
+
     /// <summary>The running work, once started.</summary>
     public IExecution? Execution { get; internal set; }
 

@@ -90,8 +90,15 @@ internal sealed class RequestPipeline(
                 }
             }
         }
-        catch
+        catch (Exception ex)
         {
+            // A refusal after admission (a full queue, a reserved pool) is recorded with the rule that refused it.
+            request.RefusalCode = ex switch
+            {
+                OpenAIException refusal => refusal.Code,
+                OperationCanceledException when context.RequestAborted.IsCancellationRequested => "client_disconnected",
+                _ => null,
+            };
             await request.DisposeAsync();
             throw;
         }

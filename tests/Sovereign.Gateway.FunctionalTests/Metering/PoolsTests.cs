@@ -224,6 +224,32 @@ public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixtur
         }
     }
 
+    [Fact]
+    public async Task APoolReservedInFull_RefusesAPlanWithoutAReservation_NamingTheRule_AndRecordsTheRefusalAtNoCost()
+    {
+        await fixture.SendAsync(HttpMethod.Put, "/admin/v1/plans/gold", new { reservations = new[] { new { pool = PoolsFixture.Pool, slots = 2 } } }, 200);
+        try
+        {
+            var (tenant, client) = await fixture.NewTenantAsync("free");
+            using var _ = client;
+            using var response = await client.PostAsync("/v1/chat/completions", Chat(4));
+            var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+            Assert.Equal(503, (int)response.StatusCode);
+            Assert.Equal("pool_capacity_reserved", error.GetProperty("code").GetString());
+            Assert.Contains("th-local", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+            var usage = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/usage?tenant={tenant}&group_by=pool", null, 200);
+            var row = Assert.Single(usage.GetProperty("data").EnumerateArray());
+            Assert.Equal((1, 0m, "th-local"), (row.GetProperty("refused").GetInt32(), row.GetProperty("cost").GetDecimal(), row.GetProperty("pool").GetString()));
+            var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+            Assert.Equal("pool_capacity_reserved", record?.RefusalCode);
+        }
+        finally
+        {
+            await fixture.SendAsync(HttpMethod.Put, "/admin/v1/plans/gold", new { reservations = new[] { new { pool = PoolsFixture.Pool, slots = 1 } } }, 200);
+        }
+    }
+
     /// <summary>Waits for a state the server reaches on its own (no timing is asserted; the limit only bounds a hang).</summary>
     private static async Task<T> WaitForAsync<T>(Func<T?> probe, string what)
         where T : class
