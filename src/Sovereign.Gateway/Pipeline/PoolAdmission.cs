@@ -82,14 +82,14 @@ internal sealed class PoolAdmission(
     /// <summary>
     /// The slots the pool has for a model now: the sequences of this process's engine when this node is in the pool,
     /// plus, for every other node of the pool that is up, the slots it reports (a cluster node) or was registered with
-    /// (an external engine). Null models (no replica in the pool) have none.
+    /// (an external engine). A model with no replica in the pool has none.
     /// </summary>
     public async ValueTask<int> CapacityAsync(string pool, string model)
     {
         var slots = 0;
         if (catalog.TryGet(model, out var local) && (await LocalPlacementAsync()).Pool == pool)
         {
-            slots += local.Batcher?.Model.Options.Parallel ?? 1;
+            slots += local.Batcher?.Model.Options.Parallel ?? Executors.EmbeddingExecutor.Slots;
         }
 
         foreach (var (node, replica) in await nodes.ExternalReplicasAsync(model))
