@@ -142,7 +142,7 @@ public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixtur
     }
 
     [Fact]
-    public async Task PlansList_ShowsComputePricesAndReservations()
+    public async Task PlansClusterStatusAndNodes_ShowPricesReservationsPoolAndDeviceClass()
     {
         var plans = (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/plans", null, 200)).GetProperty("data").EnumerateArray().ToDictionary(p => p.GetProperty("name").GetString()!);
 
@@ -151,6 +151,14 @@ public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixtur
         Assert.Contains(pooled, r => r.GetProperty("device_class").GetString() == "epyc");
         var reservation = Assert.Single(plans["gold"].GetProperty("reservations").EnumerateArray());
         Assert.Equal(("th-local", 1), (reservation.GetProperty("pool").GetString(), reservation.GetProperty("slots").GetInt32()));
+
+        // The cluster's status and the node list place this process in its pool, with its device class and reservations.
+        var status = await fixture.SendAsync(HttpMethod.Get, "/admin/v1/cluster", null, 200);
+        var pool = Assert.Single(status.GetProperty("pools").EnumerateArray());
+        Assert.Equal(("th-local", 1), (pool.GetProperty("pool").GetString(), pool.GetProperty("reserved_slots").GetInt32()));
+        Assert.Equal(["epyc"], pool.GetProperty("device_classes").EnumerateArray().Select(c => c.GetString()));
+        var node = Assert.Single((await fixture.SendAsync(HttpMethod.Get, "/admin/v1/nodes", null, 200)).GetProperty("data").EnumerateArray());
+        Assert.Equal(("th-local", "epyc"), (node.GetProperty("pool").GetString(), node.GetProperty("device_class").GetString()));
     }
 
     [Theory]
