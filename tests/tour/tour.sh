@@ -59,6 +59,7 @@ out=$(sovereign chat --prompt "Hello" --max-tokens 8)
 step "sovereign plans set / price"
 contains "$(sovereign plans set standard --currency EUR --weight 1)" "Plan standard saved"
 contains "$(sovereign plans price standard --model sovereign-test-tiny --input-per-million 0.20 --output-per-million 0.60)" "Price for sovereign-test-tiny added"
+contains "$(sovereign plans compute-price standard --pool th-local --per-compute-second 0.0001)" "Compute price for pool th-local added"
 
 step "sovereign tenants create th-hospital --jurisdiction TH --plan standard"
 out=$(sovereign tenants create th-hospital --jurisdiction TH --plan standard)
@@ -89,6 +90,7 @@ contains "$out" "500"
 
 step "sovereign usage / invoice"
 contains "$(sovereign usage --group-by tenant,model,day)" "th-hospital"
+contains "$(sovereign usage --group-by tenant,pool,device_class)" "th-local"
 out=$(sovereign invoice th-hospital --format csv)
 contains "$out" "th-hospital,EUR"
 contains "$out" "TOTAL"

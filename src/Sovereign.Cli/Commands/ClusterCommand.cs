@@ -46,11 +46,13 @@ internal static class ClusterCommand
 
             if (json.GetProperty("pools").GetArrayLength() > 0)
             {
-                var pools = new Table().AddColumns("pool", "jurisdictions", "nodes up", "free slots", "accelerators");
+                var pools = new Table().AddColumns("pool", "jurisdictions", "nodes up", "free slots", "reserved", "device classes", "accelerators");
                 foreach (var p in json.GetProperty("pools").EnumerateArray())
                 {
                     pools.AddRow(TenantsCommand.Text(p, "pool"), Markup.Escape(string.Join(", ", p.GetProperty("jurisdictions").EnumerateArray().Select(j => j.GetString()))),
                         $"{p.GetProperty("nodes_up").GetInt32()}/{p.GetProperty("nodes").GetInt32()}", p.GetProperty("free_slots").ToString(),
+                        p.TryGetProperty("reserved_slots", out var reserved) ? reserved.ToString() : "",
+                        Markup.Escape(string.Join(", ", p.TryGetProperty("device_classes", out var classes) ? classes.EnumerateArray().Select(c => c.GetString()) : [])),
                         Markup.Escape(string.Join(", ", p.GetProperty("accelerators").EnumerateArray().Select(a => a.GetString()))));
                 }
 

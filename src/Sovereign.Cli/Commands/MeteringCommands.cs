@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using Sovereign.Cli.Output;
 using Spectre.Console;
 
 namespace Sovereign.Cli.Commands;
@@ -17,14 +18,16 @@ internal static class MeteringCommands
         var model = new Option<string?>("--model") { Description = "Only this model." };
         var from = new Option<string?>("--from") { Description = "Start (ISO 8601 or unix seconds)." };
         var to = new Option<string?>("--to") { Description = "End (ISO 8601 or unix seconds)." };
-        var groupBy = new Option<string>("--group-by") { Description = "Comma-separated: day, model, jurisdiction, tenant.", DefaultValueFactory = _ => "tenant,model,day" };
-        var command = new Command("usage", "Show usage and cost by tenant, model, day and jurisdiction.") { tenant, model, from, to, groupBy };
+        var pool = new Option<string?>("--pool") { Description = "Only usage served in this pool." };
+        var groupBy = new Option<string>("--group-by") { Description = "Comma-separated: day, model, jurisdiction, tenant, pool, device_class.", DefaultValueFactory = _ => "tenant,model,day,pool,device_class" };
+        var command = new Command("usage", "Show usage and cost by tenant, model, day, jurisdiction, pool and device class.") { tenant, model, pool, from, to, groupBy };
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var query = new List<string> { "group_by=" + Uri.EscapeDataString(result.GetValue(groupBy)!) };
             Add(query, "tenant", result.GetValue(tenant));
             Add(query, "model", result.GetValue(model));
+            Add(query, "pool", result.GetValue(pool));
             Add(query, "from", result.GetValue(from));
             Add(query, "to", result.GetValue(to));
             var json = await connection.SendAsync(result, HttpMethod.Get, "/admin/v1/usage?" + string.Join('&', query), null, ct);
@@ -33,11 +36,12 @@ internal static class MeteringCommands
                 return;
             }
 
-            var table = new Table().AddColumns("day", "tenant", "model", "jurisdiction", "requests", "refused", "prompt", "completion", "compute s", "cost");
+            var table = new Table().AddColumns("day", "tenant", "model", "jurisdiction", "pool", "device", "requests", "refused", "prompt", "completion", "compute s", "cost");
             foreach (var row in json.GetProperty("data").EnumerateArray())
             {
                 table.AddRow(
                     TenantsCommand.Text(row, "day"), TenantsCommand.Text(row, "tenant"), TenantsCommand.Text(row, "model"), TenantsCommand.Text(row, "jurisdiction"),
+                    TenantsCommand.Text(row, "pool"), TenantsCommand.Text(row, "device_class"),
                     TenantsCommand.Text(row, "requests"), TenantsCommand.Text(row, "refused"), TenantsCommand.Text(row, "prompt_tokens"), TenantsCommand.Text(row, "completion_tokens"),
                     Number(row, "compute_seconds"), Number(row, "cost") + " " + TenantsCommand.Text(row, "currency"));
             }
@@ -113,6 +117,33 @@ internal static class MeteringCommands
             }
 
             AnsiConsole.Write(table);
+            var compute = new Table().AddColumns("plan", "pool", "device class", "model", "from", "per compute s");
+            var reservations = new Table().AddColumns("plan", "pool", "reserved slots");
+            foreach (var plan in json.GetProperty("data").EnumerateArray())
+            {
+                foreach (var rate in plan.TryGetProperty("compute_prices", out var rates) ? rates.EnumerateArray() : default)
+                {
+                    compute.AddRow(TenantsCommand.Text(plan, "name"), TenantsCommand.Text(rate, "pool"), TenantsCommand.Text(rate, "device_class"),
+                        TenantsCommand.Text(rate, "model") is { Length: > 0 } m ? m : "(all)", TenantsCommand.Text(rate, "effective_from"), TenantsCommand.Text(rate, "per_compute_second"));
+                }
+
+                foreach (var reservation in plan.TryGetProperty("reservations", out var reserved) ? reserved.EnumerateArray() : default)
+                {
+                    reservations.AddRow(TenantsCommand.Text(plan, "name"), TenantsCommand.Text(reservation, "pool"), TenantsCommand.Text(reservation, "slots"));
+                }
+            }
+
+            if (compute.Rows.Count > 0)
+            {
+                Console.WriteLine("Compute prices by pool or device class (precedence: model+pool, pool, model+device class, device class, model price):");
+                AnsiConsole.Write(compute);
+            }
+
+            if (reservations.Rows.Count > 0)
+            {
+                Console.WriteLine("Reserved capacity:");
+                AnsiConsole.Write(reservations);
+            }
         }));
 
         var set = new AdminConnection();
@@ -120,12 +151,13 @@ internal static class MeteringCommands
         var currency = new Option<string?>("--currency") { Description = "ISO 4217 currency (required for a new plan)." };
         var weight = new Option<int?>("--weight") { Description = "Fair-share weight (default 1)." };
         var priority = new Option<string?>("--priority") { Description = "interactive or batch." };
-        var setCommand = new Command("set", "Create or update a plan.") { name, currency, weight, priority };
+        var reserve = new Option<string[]>("--reserve") { Description = "POOL=SLOTS: slots of the pool reserved for this plan's requests (per model); repeatable, replaces the plan's reservations; 'none' clears them." };
+        var setCommand = new Command("set", "Create or update a plan.") { name, currency, weight, priority, reserve };
         set.AddTo(setCommand);
         setCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var json = await set.SendAsync(result, HttpMethod.Put, $"/admin/v1/plans/{result.GetValue(name)}",
-                new { currency = result.GetValue(currency), weight = result.GetValue(weight), priority = result.GetValue(priority) }, ct);
+                new { currency = result.GetValue(currency), weight = result.GetValue(weight), priority = result.GetValue(priority), reservations = Reservations(result.GetValue(reserve)) }, ct);
             set.Print(result, json, () => Console.WriteLine($"Plan {result.GetValue(name)} saved: {json.GetProperty("currency").GetString()}, weight {json.GetProperty("weight")}, {json.GetProperty("priority").GetString()}."));
         }));
 
@@ -153,10 +185,53 @@ internal static class MeteringCommands
             price.Print(result, json, () => Console.WriteLine($"Price for {result.GetValue(model)} added to {result.GetValue(planName)}."));
         }));
 
+        var computePrice = new AdminConnection();
+        var computePlan = new Argument<string>("plan") { Description = "Plan name." };
+        var pool = new Option<string?>("--pool") { Description = "The pool this compute price applies to (or --device-class)." };
+        var deviceClass = new Option<string?>("--device-class") { Description = "The device class this compute price applies to, e.g. h100 or cpu (or --pool)." };
+        var computeModel = new Option<string?>("--model") { Description = "Only this model (default: every model)." };
+        var rate = new Option<decimal?>("--per-compute-second") { Description = "Price per compute-second.", Required = true };
+        var computeEffective = new Option<DateTimeOffset?>("--effective-from") { Description = "When it takes effect (default: now); never in the past." };
+        var computeCommand = new Command("compute-price",
+            "Add a compute-second price for a pool or a device class; it replaces the model price's compute rate (precedence: model+pool, pool, model+device class, device class).")
+            { computePlan, pool, deviceClass, computeModel, rate, computeEffective };
+        computePrice.AddTo(computeCommand);
+        computeCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
+        {
+            var json = await computePrice.SendAsync(result, HttpMethod.Post, $"/admin/v1/plans/{result.GetValue(computePlan)}/compute-prices", new
+            {
+                pool = result.GetValue(pool),
+                device_class = result.GetValue(deviceClass),
+                model = result.GetValue(computeModel),
+                per_compute_second = result.GetValue(rate),
+                effective_from = result.GetValue(computeEffective),
+            }, ct);
+            computePrice.Print(result, json, () => Console.WriteLine($"Compute price for {(result.GetValue(pool) is { } p ? "pool " + p : "device class " + result.GetValue(deviceClass))} added to {result.GetValue(computePlan)}."));
+        }));
+
         command.Subcommands.Add(listCommand);
         command.Subcommands.Add(setCommand);
         command.Subcommands.Add(priceCommand);
+        command.Subcommands.Add(computeCommand);
         return command;
+    }
+
+    /// <summary>The plan's reservations from <c>--reserve POOL=SLOTS</c> values: null (unchanged) when none, empty for <c>none</c>.</summary>
+    private static object[]? Reservations(string[]? values)
+    {
+        if (values is not { Length: > 0 })
+        {
+            return null;
+        }
+
+        if (values is ["none"])
+        {
+            return [];
+        }
+
+        return [.. values.Select(v => v.Split('=', 2) is [var pool, var slots] && int.TryParse(slots, NumberStyles.None, CultureInfo.InvariantCulture, out var n)
+            ? new { pool, slots = n }
+            : throw new CliException($"--reserve takes POOL=SLOTS (e.g. th-h100=2) or none; got '{v}'.", ExitCodes.Usage))];
     }
 
     private static Command Limits()

@@ -17,13 +17,15 @@ internal static class NodesCommand
         var models = new Option<string[]>("--model") { Description = "A model it serves, as ID or ID=UPSTREAM_NAME; repeatable.", Required = true };
         var capacity = new Option<int?>("--capacity") { Description = "Concurrent requests per model (default 16)." };
         var apiKey = new Option<string?>("--api-key") { Description = "Bearer key the engine needs, if any." };
-        var addCommand = new Command("add", "Register an external OpenAI-compatible engine as a node; the operator key signs its jurisdiction.") { id, jurisdiction, url, models, capacity, apiKey };
+        var addPool = new Option<string?>("--pool") { Description = "The pool it is in (prices and reservations are per pool; default <jurisdiction>-default)." };
+        var deviceClass = new Option<string?>("--device-class") { Description = "Its device class for prices, e.g. h100 (default unknown)." };
+        var addCommand = new Command("add", "Register an external OpenAI-compatible engine as a node; the operator key signs its jurisdiction, pool and device class.") { id, jurisdiction, url, models, capacity, apiKey, addPool, deviceClass };
         add.AddTo(addCommand);
         addCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var list = (result.GetValue(models) ?? []).Select(m => m.Split('=', 2)).Select(p => new { id = p[0], upstream = p.Length > 1 ? p[1] : p[0], capacity = result.GetValue(capacity) }).ToArray();
             var json = await add.SendAsync(result, HttpMethod.Post, "/admin/v1/nodes",
-                new { id = result.GetValue(id), jurisdiction = result.GetValue(jurisdiction), base_url = result.GetValue(url), models = list, api_key = result.GetValue(apiKey) }, ct);
+                new { id = result.GetValue(id), jurisdiction = result.GetValue(jurisdiction), base_url = result.GetValue(url), models = list, api_key = result.GetValue(apiKey), pool = result.GetValue(addPool), device_class = result.GetValue(deviceClass) }, ct);
             if (!add.PrintJson(result, json))
             {
                 Console.WriteLine($"Node {json.GetProperty("id").GetString()} registered in {json.GetProperty("jurisdiction").GetString()}.");
@@ -38,10 +40,11 @@ internal static class NodesCommand
             var json = await listConnection.SendAsync(result, HttpMethod.Get, "/admin/v1/nodes", null, ct);
             if (!listConnection.PrintJson(result, json))
             {
-                var table = new Table().AddColumns("id", "jurisdiction", "kind", "state", "url", "models");
+                var table = new Table().AddColumns("id", "jurisdiction", "pool", "device", "kind", "state", "url", "models");
                 foreach (var n in json.GetProperty("data").EnumerateArray())
                 {
-                    table.AddRow(TenantsCommand.Text(n, "id"), TenantsCommand.Text(n, "jurisdiction"), TenantsCommand.Text(n, "kind"), TenantsCommand.Text(n, "state"),
+                    table.AddRow(TenantsCommand.Text(n, "id"), TenantsCommand.Text(n, "jurisdiction"), TenantsCommand.Text(n, "pool"), TenantsCommand.Text(n, "device_class"),
+                        TenantsCommand.Text(n, "kind"), TenantsCommand.Text(n, "state"),
                         TenantsCommand.Text(n, "base_url"), Markup.Escape(string.Join(", ", n.GetProperty("models").EnumerateArray().Select(m => m.GetProperty("id").GetString()))));
                 }
 

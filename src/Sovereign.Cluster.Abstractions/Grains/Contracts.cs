@@ -50,14 +50,16 @@ public sealed record NodeView(
 
 /// <summary>
 /// What a cluster node reports about itself at least every second (and at once when a model loads or unloads):
-/// per model its busy and free slots, queue depth and KV-cache use, and the node's accelerators.
+/// per model its busy and free slots, queue depth and KV-cache use, the node's accelerators and its device class
+/// (configured, or derived from the accelerators).
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record NodeLoad(
     [property: Id(0)] long ReportedAt,
     [property: Id(1)] IReadOnlyList<ModelLoad> Models,
     [property: Id(2)] IReadOnlyList<Accelerator> Accelerators,
-    [property: Id(3)] IReadOnlyList<string>? Available = null);
+    [property: Id(3)] IReadOnlyList<string>? Available = null,
+    [property: Id(4)] string? DeviceClass = null);
 
 /// <summary>One loaded model's load on a node.</summary>
 [GenerateSerializer, Immutable]

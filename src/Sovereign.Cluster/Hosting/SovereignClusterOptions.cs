@@ -99,6 +99,16 @@ public sealed class SovereignClusterOptions
     /// </summary>
     public bool InsecureTransport { get; set; }
 
+    /// <summary>
+    /// The pool this process's node is in when it issues its own credential (one machine, or a member holding the
+    /// operator key); default <c>&lt;jurisdiction&gt;-local</c>, e.g. <c>th-local</c>. A node that joined with a token is
+    /// in the pool its token names.
+    /// </summary>
+    public string? Pool { get; set; }
+
+    /// <summary>This node's device class for prices (<c>h100</c>, <c>cpu</c>); default: derived from its accelerators.</summary>
+    public string? DeviceClass { get; set; }
+
     /// <summary>Whether this process is part of a multi-process cluster.</summary>
     public bool IsDistributed => !string.IsNullOrWhiteSpace(Redis);
 
@@ -133,9 +143,22 @@ public sealed class SovereignClusterOptions
             yield return "Sovereign:Cluster:JoinToken is for --role node, with Sovereign:Cluster:JoinUrl (an absolute URL of a gateway) to join through.";
         }
 
+        if (Pool is not null && !IsScopeName(Pool))
+        {
+            yield return "Sovereign:Cluster:Pool must be 1 to 64 letters, digits, '.', '_' or '-'.";
+        }
+
+        if (DeviceClass is not null && !IsScopeName(DeviceClass))
+        {
+            yield return "Sovereign:Cluster:DeviceClass must be 1 to 64 letters, digits, '.', '_' or '-'.";
+        }
+
         if (!System.Net.IPAddress.TryParse(AdvertisedAddress, out _))
         {
             yield return "Sovereign:Cluster:AdvertisedAddress must be an IP address.";
         }
     }
+
+    private static bool IsScopeName(string name) =>
+        name.Length is > 0 and <= 64 && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
 }

@@ -151,8 +151,11 @@ public static class AdminApi
         return Json(new { id = keyId, revoked = true });
     }
 
-    private static async Task<IResult> ListNodes(NodeDirectory nodes) =>
-        Json(new { data = (await nodes.Registry.GetAsync()).Nodes.Select(n => NodeJson(n, nodes.InFlight(n.Id))) });
+    private static async Task<IResult> ListNodes(NodeDirectory nodes)
+    {
+        await nodes.GetNodesAsync(); // the verified claims that place each node
+        return Json(new { data = (await nodes.Registry.GetAsync()).Nodes.Select(n => NodeJson(n, nodes.InFlight(n.Id), nodes.PlacementOf(n))) });
+    }
 
     private static async Task<IResult> RegisterNode(HttpContext context, NodeDirectory nodes, JurisdictionCatalog catalog, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time)
     {
@@ -218,7 +221,16 @@ public static class AdminApi
 
         var baseUrl = url.ToString().TrimEnd('/');
         var kind = nameof(NodeKind.External);
-        var credential = NodeCredentials.Issue(new NodeClaims(id, jurisdiction, kind, baseUrl, time.GetUtcNow().ToUnixTimeMilliseconds()), operatorKey);
+        foreach (var (field, value) in new[] { ("pool", request.Pool), ("device_class", request.DeviceClass) })
+        {
+            if (value is not null && !Sovereign.Metering.Pricing.PriceValidator.IsValidScopeName(value))
+            {
+                throw OpenAIException.BadRequest($"{field} '{value}' must be 1 to 64 letters, digits, '.', '_' or '-'.", field, "invalid_value");
+            }
+        }
+
+        // The pool and device class price the node's work, so they are claims the operator signs, like its jurisdiction.
+        var credential = NodeCredentials.Issue(new NodeClaims(id, jurisdiction, kind, baseUrl, time.GetUtcNow().ToUnixTimeMilliseconds(), request.Pool, request.DeviceClass), operatorKey);
         var node = await nodes.Registry.UpsertAsync(new NodeView(id, jurisdiction, kind, baseUrl, models, nameof(NodeState.Active), credential, request.ApiKey, 0));
         nodes.Invalidate();
         await AuditAdminAsync(audit, "node.register", null, new() { ["node"] = id, ["jurisdiction"] = jurisdiction, ["url"] = baseUrl, ["models"] = string.Join(",", models.Select(m => m.Id)) });
@@ -470,12 +482,14 @@ public static class AdminApi
         revoked_at = k.RevokedAt,
     };
 
-    private static object NodeJson(NodeView n) => NodeJson(n, null);
+    private static object NodeJson(NodeView n) => NodeJson(n, null, null);
 
     /// <summary>A node; <paramref name="inFlight"/> is the requests this gateway has running on it now, when known.</summary>
-    private static object NodeJson(NodeView n, long? inFlight) => new
+    private static object NodeJson(NodeView n, long? inFlight, Sovereign.Metering.Pricing.Placement? placement) => new
     {
         in_flight = inFlight,
+        pool = placement?.Pool,
+        device_class = placement?.DeviceClass,
         id = n.Id,
         jurisdiction = n.Jurisdiction,
         kind = n.Kind.ToLowerInvariant(),

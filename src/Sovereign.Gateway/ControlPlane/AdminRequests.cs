@@ -30,6 +30,8 @@ internal sealed class NodeCreateRequest
     public string? BaseUrl { get; set; }
     public List<NodeModelRequest?>? Models { get; set; }
     public string? ApiKey { get; set; }
+    public string? Pool { get; set; }
+    public string? DeviceClass { get; set; }
 }
 
 internal sealed class NodeModelRequest

@@ -11,12 +11,14 @@ namespace Sovereign.Gateway.ControlPlane;
 /// <summary>
 /// <c>GET /admin/v1/cluster</c>: the whole pool as this gateway sees it. Orleans members (every gateway and node
 /// process, with its membership status), each node's health for routing and its load, and capacity per
-/// jurisdiction, so an operator can tell from any gateway what can serve where.
+/// jurisdiction and per pool (with its device classes and the slots plans reserve there), so an operator can tell
+/// from any gateway what can serve where.
 /// </summary>
 internal static class ClusterStatusApi
 {
     public static async Task<IResult> GetAsync(
-        IGrainFactory grains, NodeDirectory nodes, Residency.Audit.OperatorSigningKey operatorKey, IOptions<SovereignOptions> options, IOptions<SovereignClusterOptions> cluster)
+        IGrainFactory grains, NodeDirectory nodes, Residency.Audit.OperatorSigningKey operatorKey, IOptions<SovereignOptions> options, IOptions<SovereignClusterOptions> cluster,
+        Sovereign.Metering.Pricing.PriceBookProvider prices)
     {
         var hosts = await grains.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: false);
         var members = hosts
@@ -34,10 +36,16 @@ internal static class ClusterStatusApi
             .ToList();
 
         var registry = await nodes.Registry.GetAsync();
-        // The pool is a claim of the node's operator-signed credential (from its join token), not a label in the row.
+        await nodes.GetNodesAsync(); // the verified claims that place each node
+
+        // The pool is a claim of the node's operator-signed credential (from its join token), not a label in the row;
+        // a node whose credential does not verify is in no pool.
         var views = registry.Nodes
-            .Select(n => (Node: n, Health: nodes.HealthOf(n), Pool: NodeCredentials.Verify(n.Credential, operatorKey.PublicKeyPem, out _)?.Pool))
+            .Select(n => (Node: n, Health: nodes.HealthOf(n), Trusted: NodeCredentials.Verify(n.Credential, operatorKey.PublicKeyPem, out _) is not null))
+            .Select(v => (v.Node, v.Health, Placement: v.Trusted ? nodes.PlacementOf(v.Node) : (Sovereign.Metering.Pricing.Placement?)null))
+            .Select(v => (v.Node, v.Health, Pool: v.Placement?.Pool, DeviceClass: v.Placement?.DeviceClass))
             .ToList();
+        var book = prices.Current;
         var jurisdictions = views
             .GroupBy(v => v.Node.Jurisdiction, StringComparer.Ordinal)
             .OrderBy(g => g.Key, StringComparer.Ordinal)
@@ -63,6 +71,9 @@ internal static class ClusterStatusApi
                 nodes_up = g.Count(v => v.Health == NodeHealth.Up),
                 free_slots = g.Where(v => v.Health == NodeHealth.Up).Sum(v => v.Node.Load?.Models.Sum(m => m.FreeSlots) ?? 0),
                 accelerators = g.SelectMany(v => v.Node.Load?.Accelerators ?? []).Select(a => a.Name).Distinct(StringComparer.Ordinal),
+                device_classes = g.Select(v => v.DeviceClass).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal),
+                reserved_slots = book.Plans.Sum(p => p.ReservedSlotsIn(g.Key)),
+                reservations = book.Plans.Where(p => p.ReservedSlotsIn(g.Key) > 0).Select(p => new { plan = p.Name, slots = p.ReservedSlotsIn(g.Key) }),
             });
 
         return Results.Json(new
@@ -79,6 +90,7 @@ internal static class ClusterStatusApi
                 id = v.Node.Id,
                 jurisdiction = v.Node.Jurisdiction,
                 pool = v.Pool,
+                device_class = v.DeviceClass,
                 kind = v.Node.Kind.ToLowerInvariant(),
                 state = v.Node.State.ToLowerInvariant(),
                 health = v.Health.ToString().ToLowerInvariant(),

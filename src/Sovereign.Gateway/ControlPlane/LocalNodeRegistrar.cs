@@ -59,7 +59,9 @@ internal sealed partial class LocalNodeRegistrar(
         else if (string.IsNullOrWhiteSpace(credential))
         {
             // One machine, or a member holding the operator's key file: it issues its own credential.
-            credential = NodeCredentials.Issue(new NodeClaims(settings.NodeId, jurisdiction, kind, url, time.GetUtcNow().ToUnixTimeMilliseconds()), operatorKey);
+            credential = NodeCredentials.Issue(
+                new NodeClaims(settings.NodeId, jurisdiction, kind, url, time.GetUtcNow().ToUnixTimeMilliseconds(), LocalDevice.PoolOf(cluster.Value, jurisdiction), cluster.Value.DeviceClass),
+                operatorKey);
             selfIssued = true;
         }
 

@@ -61,7 +61,7 @@ internal sealed partial class NodeLoadReporter(
             return;
         }
 
-        _accelerators = await DetectAcceleratorsAsync(stoppingToken);
+        _accelerators = await LocalDevice.AcceleratorsAsync(stoppingToken);
         catalog.Changed += Signal;
         try
         {
@@ -70,7 +70,7 @@ internal sealed partial class NodeLoadReporter(
                 try
                 {
                     var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog), new NodeLoad(now, LoadOf(catalog), _accelerators, AvailableOf(catalog))))
+                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog), new NodeLoad(now, LoadOf(catalog), _accelerators, AvailableOf(catalog), cluster.Value.DeviceClass ?? DeviceClasses.Of(_accelerators))))
                     {
                         nodes.Invalidate();
                     }
@@ -107,7 +107,7 @@ internal sealed partial class NodeLoadReporter(
     }
 
     /// <summary>GPUs as nvidia-smi lists them; without it (or without GPUs) the CPU.</summary>
-    private static async Task<IReadOnlyList<Accelerator>> DetectAcceleratorsAsync(CancellationToken cancellationToken)
+    internal static async Task<IReadOnlyList<Accelerator>> DetectAcceleratorsAsync(CancellationToken cancellationToken)
     {
         try
         {

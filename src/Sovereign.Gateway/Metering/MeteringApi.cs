@@ -18,6 +18,22 @@ internal sealed class PlanRequest
     public string? Currency { get; set; }
     public int? Weight { get; set; }
     public string? Priority { get; set; }
+    public List<ReservationRequest?>? Reservations { get; set; }
+}
+
+internal sealed class ReservationRequest
+{
+    public string? Pool { get; set; }
+    public int? Slots { get; set; }
+}
+
+internal sealed class ComputePriceRequest
+{
+    public string? Pool { get; set; }
+    public string? DeviceClass { get; set; }
+    public string? Model { get; set; }
+    public decimal? PerComputeSecond { get; set; }
+    public DateTimeOffset? EffectiveFrom { get; set; }
 }
 
 internal sealed class PriceRequest
@@ -63,6 +79,7 @@ public static class MeteringApi
         admin.MapGet("/plans", ListPlans);
         admin.MapPut("/plans/{name}", PutPlan);
         admin.MapPost("/plans/{name}/prices", AddPrice);
+        admin.MapPost("/plans/{name}/compute-prices", AddComputePrice);
         admin.MapGet("/tenants/{id}/limits", GetLimits);
         admin.MapPut("/tenants/{id}/limits", PutLimits);
         admin.MapGet("/usage", AdminUsage);
@@ -72,7 +89,7 @@ public static class MeteringApi
 
     private static IResult ListPlans(PriceBookProvider prices) => Json(new { data = prices.Current.Plans.Select(PlanJson) });
 
-    private static async Task<IResult> PutPlan(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time, ControlPlaneStore store, IGrainFactory grains)
+    private static async Task<IResult> PutPlan(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time, ControlPlaneStore store, IGrainFactory grains, Pipeline.PoolAdmission pools)
     {
         var request = await RequestReader.ReadAsync<PlanRequest>(context);
         var priority = request.Priority?.ToLowerInvariant() switch
@@ -89,7 +106,10 @@ public static class MeteringApi
             Weight = request.Weight ?? existing?.Weight ?? 1,
             Priority = priority,
             Prices = existing?.Prices ?? [],
+            ComputePrices = existing?.ComputePrices ?? [],
+            Reservations = request.Reservations is null ? existing?.Reservations ?? [] : ReadReservations(request.Reservations),
         };
+        await CheckReservationsFitAsync(prices.Current, plan, pools);
         if (existing is not null && !string.Equals(existing.Currency, plan.Currency, StringComparison.Ordinal))
         {
             await RefuseCurrencyChangeUnderBudgetsAsync(existing, plan.Currency, store, grains);
@@ -97,7 +117,7 @@ public static class MeteringApi
 
         var now = DateTimeOffset.FromUnixTimeMilliseconds(time.GetUtcNow().ToUnixTimeMilliseconds());
         await UpdateAsync(prices, book => book.WithPlan(plan, now), now);
-        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "plan.update", Details = new Dictionary<string, string> { ["plan"] = name, ["currency"] = plan.Currency, ["weight"] = plan.Weight.ToString(CultureInfo.InvariantCulture), ["priority"] = plan.Priority.ToString() } });
+        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "plan.update", Details = new Dictionary<string, string> { ["plan"] = name, ["currency"] = plan.Currency, ["weight"] = plan.Weight.ToString(CultureInfo.InvariantCulture), ["priority"] = plan.Priority.ToString(), ["reservations"] = string.Join(",", plan.Reservations.Select(r => $"{r.Pool}={r.Slots}")) } });
         return Json(PlanJson(prices.Current.FindPlan(name)!));
     }
 
@@ -158,6 +178,101 @@ public static class MeteringApi
                 ["cached_input_per_million"] = price.CachedInputPerMillion?.ToString(CultureInfo.InvariantCulture) ?? "",
                 ["output_per_million"] = price.OutputPerMillion?.ToString(CultureInfo.InvariantCulture) ?? "",
                 ["per_compute_second"] = price.PerComputeSecond?.ToString(CultureInfo.InvariantCulture) ?? "",
+            },
+        });
+        return Results.Json(PlanJson(prices.Current.FindPlan(name)!), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
+    }
+
+    private static List<PoolReservation> ReadReservations(List<ReservationRequest?> requested)
+    {
+        var reservations = new List<PoolReservation>();
+        for (var i = 0; i < requested.Count; i++)
+        {
+            var r = requested[i] ?? throw OpenAIException.BadRequest($"reservations[{i}] must be an object.", $"reservations[{i}]", "invalid_type");
+            if (r.Pool is null)
+            {
+                throw OpenAIException.BadRequest($"reservations[{i}].pool is required.", $"reservations[{i}].pool", "missing_required_parameter");
+            }
+
+            if (r.Slots is null)
+            {
+                throw OpenAIException.BadRequest($"reservations[{i}].slots is required.", $"reservations[{i}].slots", "missing_required_parameter");
+            }
+
+            reservations.Add(new PoolReservation(r.Pool, r.Slots.Value));
+        }
+
+        return reservations;
+    }
+
+    /// <summary>
+    /// Reservations must fit the pools they are in, where the pool's size is known: for every model a pool serves now,
+    /// all plans' reserved slots there together at most its slots (a pool with no node up yet is not checked).
+    /// </summary>
+    private static async Task CheckReservationsFitAsync(PriceBook book, Plan plan, Pipeline.PoolAdmission pools)
+    {
+        var errors = PriceValidator.Validate([plan]);
+        if (errors.Count > 0)
+        {
+            throw OpenAIException.BadRequest(string.Join(" ", errors.Select(e => $"{e.Field}: {e.Message}")), errors[0].Field, "invalid_price");
+        }
+
+        for (var i = 0; i < plan.Reservations.Count; i++)
+        {
+            var pool = plan.Reservations[i].Pool;
+            var reserved = book.Plans.Where(p => !string.Equals(p.Name, plan.Name, StringComparison.OrdinalIgnoreCase)).Sum(p => p.ReservedSlotsIn(pool)) + plan.Reservations[i].Slots;
+            foreach (var (model, slots) in await pools.CapacityByModelAsync(pool))
+            {
+                if (reserved > slots)
+                {
+                    throw OpenAIException.BadRequest(
+                        string.Create(CultureInfo.InvariantCulture,
+                            $"reservations[{i}].slots: pool '{pool}' has {slots} slot(s) for '{model}', and plans would reserve {reserved} there with this change; reserve at most {slots - (reserved - plan.Reservations[i].Slots)}."),
+                        $"reservations[{i}].slots", "reservation_exceeds_capacity");
+                }
+            }
+        }
+    }
+
+    private static async Task<IResult> AddComputePrice(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time)
+    {
+        var request = await RequestReader.ReadAsync<ComputePriceRequest>(context);
+        if (prices.Current.FindPlan(name) is null)
+        {
+            throw new OpenAIException(StatusCodes.Status404NotFound, $"No plan '{name}'.", "invalid_request_error", null, "plan_not_found");
+        }
+
+        if ((request.Pool is null) == (request.DeviceClass is null))
+        {
+            throw OpenAIException.BadRequest("Set exactly one of pool and device_class: a compute price is for a pool or for a device class.", request.Pool is null ? "pool" : "device_class", "invalid_value");
+        }
+
+        if (request.PerComputeSecond is null)
+        {
+            throw OpenAIException.BadRequest("per_compute_second is required.", "per_compute_second", "missing_required_parameter");
+        }
+
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(time.GetUtcNow().ToUnixTimeMilliseconds());
+        var price = new ComputePrice
+        {
+            Pool = request.Pool,
+            DeviceClass = request.DeviceClass,
+            Model = request.Model,
+            EffectiveFrom = request.EffectiveFrom ?? now,
+            PerComputeSecond = request.PerComputeSecond.Value,
+        };
+        await UpdateAsync(prices, book => book.WithComputePrice(name, price, now), now);
+        await audit.AppendAsync(new AuditRecord
+        {
+            Kind = AuditKind.Admin,
+            Actor = "operator",
+            Action = "compute_price.add",
+            Details = new Dictionary<string, string>
+            {
+                ["plan"] = name,
+                ["scope"] = price.Scope,
+                ["effective_from"] = price.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture),
+                ["per_compute_second"] = price.PerComputeSecond.ToString(CultureInfo.InvariantCulture),
             },
         });
         return Results.Json(PlanJson(prices.Current.FindPlan(name)!), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
@@ -294,9 +409,9 @@ public static class MeteringApi
         var groupBy = UsageGroupBy.None;
         foreach (var part in query["group_by"].ToString().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
-            groupBy |= Enum.TryParse<UsageGroupBy>(part, ignoreCase: true, out var g) && !int.TryParse(part, out _)
+            groupBy |= Enum.TryParse<UsageGroupBy>(part.Replace("_", "", StringComparison.Ordinal), ignoreCase: true, out var g) && !int.TryParse(part, out _)
                 ? g
-                : throw OpenAIException.BadRequest($"group_by takes day, model, jurisdiction and tenant; got '{part}'.", "group_by", "invalid_value");
+                : throw OpenAIException.BadRequest($"group_by takes day, model, jurisdiction, tenant, pool and device_class; got '{part}'.", "group_by", "invalid_value");
         }
 
         return new UsageQuery
@@ -304,6 +419,7 @@ public static class MeteringApi
             Tenant = string.IsNullOrEmpty(tenant) ? null : tenant,
             Model = query["model"].ToString() is { Length: > 0 } m ? m : null,
             Jurisdiction = query["jurisdiction"].ToString() is { Length: > 0 } j ? j.ToUpperInvariant() : null,
+            Pool = query["pool"].ToString() is { Length: > 0 } p ? p : null,
             From = from,
             To = to > DateTimeOffset.UtcNow.AddYears(100) ? DateTimeOffset.UtcNow.AddDays(1) : to,
             GroupBy = groupBy == UsageGroupBy.None ? UsageGroupBy.Tenant | UsageGroupBy.Model | UsageGroupBy.Day : groupBy,
@@ -342,6 +458,15 @@ public static class MeteringApi
             output_per_million = x.OutputPerMillion,
             per_compute_second = x.PerComputeSecond,
         }),
+        compute_prices = p.ComputePrices.Select(x => new
+        {
+            pool = x.Pool,
+            device_class = x.DeviceClass,
+            model = x.Model,
+            effective_from = x.EffectiveFrom,
+            per_compute_second = x.PerComputeSecond,
+        }),
+        reservations = p.Reservations.Select(r => new { pool = r.Pool, slots = r.Slots }),
     };
 
     internal static object LimitsJson(TenantLimits l) => new
@@ -362,6 +487,8 @@ public static class MeteringApi
         tenant = r.Tenant,
         model = r.Model,
         jurisdiction = r.Jurisdiction,
+        pool = r.Pool,
+        device_class = r.DeviceClass,
         currency = r.Currency,
         requests = r.Requests,
         completed = r.Completed,

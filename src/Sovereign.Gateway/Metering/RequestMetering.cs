@@ -91,7 +91,11 @@ public sealed class RequestMetering
         var priority = (Inference.Scheduling.PriorityClass)(int)(plan?.Priority ?? PriorityClass.Interactive);
 
         // The price in force when the request arrived, not when admission got to it.
-        book.TryPriceFor(caller.Plan, routed.Model, routed.ArrivedAt, out var price);
+        // Where it runs decides the compute rate (pool, device class); a request not placed is priced by model alone.
+        EffectivePrice? price;
+        _ = routed.Placement is { } placement
+            ? book.TryPriceFor(caller.Plan, routed.Model, placement, routed.ArrivedAt, out price)
+            : book.TryPriceFor(caller.Plan, routed.Model, routed.ArrivedAt, out price);
         var currency = price?.Currency ?? plan?.Currency ?? UnpricedCurrency;
         var tokens = promptTokens + maxTokens;
         if (caller.IsAnonymous)
@@ -187,9 +191,10 @@ public sealed class RequestMetering
     /// <summary>Commits the usage record (durably), then settles the reservation at the actual cost.</summary>
     /// <remarks>
     /// <paramref name="cachedTokens"/> of the prompt tokens came from the prefix cache and are charged at the cached-input
-    /// rate; when the language tax is waived, the same share of the billed prompt tokens is.
+    /// rate; when the language tax is waived, the same share of the billed prompt tokens is. <paramref name="refusalCode"/>
+    /// names the rule that refused work after its admission (outcome Refused).
     /// </remarks>
-    public async Task FinishAsync(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, int cachedTokens = 0)
+    public async Task FinishAsync(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, int cachedTokens = 0, string? refusalCode = null)
     {
         cachedTokens = Math.Clamp(cachedTokens, 0, promptTokens);
         var computeSeconds = (decimal)(timing?.ComputeSeconds ?? 0);
@@ -197,7 +202,9 @@ public sealed class RequestMetering
             () => routed.Language is { } language ? _languageTax.RatioToEnglish(routed.Model, language) : null);
         var billedCached = promptTokens == 0 ? 0 : (int)((long)cachedTokens * billedPrompt / promptTokens);
         var cost = ticket.Price is null ? 0m : CostCalculator.Cost(ticket.Price, billedPrompt, billedCompletion, Math.Round(computeSeconds, 6), billedCached);
-        await RecordAsync(routed, ticket, promptTokens, completionTokens, timing, outcome, null, cost, cachedTokens);
+        // A refused record needs its rule; a refusal after admission without one (an unexpected error) says so.
+        var code = outcome == UsageOutcome.Refused ? refusalCode ?? "refused_after_admission" : null;
+        await RecordAsync(routed, ticket, promptTokens, completionTokens, timing, outcome, code, cost, cachedTokens);
         Observability.GenAiMetrics.Instance.Record(routed, promptTokens, completionTokens, timing, outcome);
         if (ticket.ReservedWithGrain)
         {
@@ -243,6 +250,8 @@ public sealed class RequestMetering
             Model = routed.Model,
             Node = routed.NodeId,
             Jurisdiction = routed.Jurisdiction,
+            Pool = routed.Placement?.Pool,
+            DeviceClass = routed.Placement?.DeviceClass,
             Language = routed.Language,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,

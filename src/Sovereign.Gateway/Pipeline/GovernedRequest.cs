@@ -50,6 +50,12 @@ internal sealed class GovernedRequest : IAsyncDisposable
     /// <summary>The admission ticket (price, reservation, fair-share weight), once admitted.</summary>
     public MeterTicket? Ticket { get; internal set; }
 
+    /// <summary>The request's slot of its pool where plans reserve slots there (<see cref="PoolAdmission"/>), until it ends.</summary>
+    public IDisposable? PoolLease { get; internal set; }
+
+    /// <summary>The error code of the refusal that ended the request before its work started, if one did.</summary>
+    public string? RefusalCode { get; internal set; }
+
     /// <summary>The running work, once started.</summary>
     public IExecution? Execution { get; internal set; }
 
@@ -73,9 +79,16 @@ internal sealed class GovernedRequest : IAsyncDisposable
         }
         finally
         {
-            if (Execution is not null)
+            try
             {
-                await Execution.DisposeAsync();
+                if (Execution is not null)
+                {
+                    await Execution.DisposeAsync();
+                }
+            }
+            finally
+            {
+                PoolLease?.Dispose();
             }
         }
     }

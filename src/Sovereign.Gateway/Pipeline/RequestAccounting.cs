@@ -35,7 +35,7 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
 
         // The ledger record and the audit entry are independent commits: wait for both at once.
         await Task.WhenAll(
-            metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens),
+            metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode),
             router.CompleteAsync(route, usage.PromptTokens, usage.CompletionTokens, outcome.ToString().ToLowerInvariant()));
     }
 }

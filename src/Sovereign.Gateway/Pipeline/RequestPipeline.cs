@@ -14,7 +14,8 @@ namespace Sovereign.Gateway.Pipeline;
 /// <item>model resolution: an alias (<c>auto</c>) becomes the best model the policy allows for the text's language;</item>
 /// <item>the residency decision (<see cref="InferenceRouter"/>): fail closed, audited, stated on the response;</item>
 /// <item>measuring (the executor): prompt tokens and one output limit including every choice; 400 before money;</item>
-/// <item>admission and reservation (<see cref="RequestMetering"/>, the tenant's grain): rate limits, budget;</item>
+/// <item>admission and reservation (<see cref="RequestMetering"/>, the tenant's grain): rate limits, budget; then a
+/// slot of the pool where plans reserve slots (<see cref="PoolAdmission"/>);</item>
 /// <item>execution (an <see cref="IRequestExecutor"/>): a slot in the route's weighted-fair queue, then the work;</item>
 /// <item>accounting (<see cref="RequestAccounting"/>): exactly once on every exit of the request.</item>
 /// </list>
@@ -25,6 +26,7 @@ internal sealed class RequestPipeline(
     LanguageRouting languages,
     RequestMetering metering,
     RequestAccounting accounting,
+    PoolAdmission pools,
     IEnumerable<IRequestExecutor> executors,
     TimeProvider time,
     ILogger<RequestPipeline> logger)
@@ -55,10 +57,12 @@ internal sealed class RequestPipeline(
             request.Route = await RouteAsync(context, caller, work);
             request.Route.ArrivedAt = arrivedAt;
             request.Route.Operation = OperationOf(work);
+            await pools.PlaceAsync(request.Route, context.RequestAborted);
             var executor = _executors.FirstOrDefault(e => e.Runs(request.Route, work))
                 ?? throw OpenAIException.BadRequest($"The model '{request.Route.Model}' cannot serve this endpoint.", "model", "model_not_supported");
             request.Demand = await executor.MeasureAsync(request);
             request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens);
+            request.PoolLease = await pools.AcquireAsync(request);
             for (var failovers = 0; ; failovers++)
             {
                 try
@@ -73,6 +77,7 @@ internal sealed class RequestPipeline(
                     Observability.GatewayLog.RequestFailedOver(logger, request.Route.RequestId, unreachable.NodeId);
                     request.Route = await router.FailoverAsync(context, request.Route, work.Kind);
                     request.Route.Operation = OperationOf(work);
+                    await pools.PlaceAsync(request.Route, context.RequestAborted);
                     executor = _executors.FirstOrDefault(e => e.Runs(request.Route, work))
                         ?? throw OpenAIException.BadRequest($"The model '{request.Route.Model}' cannot serve this endpoint.", "model", "model_not_supported");
                     var demand = await executor.MeasureAsync(request);
@@ -85,8 +90,15 @@ internal sealed class RequestPipeline(
                 }
             }
         }
-        catch
+        catch (Exception ex)
         {
+            // A refusal after admission (a full queue, a reserved pool) is recorded with the rule that refused it.
+            request.RefusalCode = ex switch
+            {
+                OpenAIException refusal => refusal.Code,
+                OperationCanceledException when context.RequestAborted.IsCancellationRequested => "client_disconnected",
+                _ => null,
+            };
             await request.DisposeAsync();
             throw;
         }

@@ -11,6 +11,7 @@ internal static class RequestPipelineServiceCollectionExtensions
     public static IServiceCollection AddRequestPipeline(this IServiceCollection services)
     {
         services.TryAddSingleton<RouteGates>();
+        services.TryAddSingleton<PoolAdmission>();
         services.TryAddSingleton<RequestAccounting>();
         services.TryAddSingleton<RequestPipeline>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRequestExecutor, LocalGenerationExecutor>());

@@ -72,6 +72,9 @@ public sealed class RoutedRequest
 
     /// <summary>The hash of the prompt's leading text (<see cref="PrefixAffinity"/>), when long enough to matter.</summary>
     public ulong? PrefixKey { get; set; }
+
+    /// <summary>The serving node's pool and device class (its price and reservations), once the pipeline placed it.</summary>
+    public Sovereign.Metering.Pricing.Placement? Placement { get; set; }
 }
 
 /// <summary>A model as /v1/models lists it.</summary>

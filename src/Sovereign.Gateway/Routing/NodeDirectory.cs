@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Grains;
+using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Hosting;
+using Sovereign.Metering.Pricing;
 using Sovereign.Residency.Audit;
 using Sovereign.Residency.ControlPlane;
 
@@ -29,7 +31,7 @@ public sealed class NodeDirectory(
     private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(1);
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Unreachable> _unreachable = new(StringComparer.Ordinal);
-    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>());
+    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, NodeClaims>());
 
     /// <summary>The registry grain.</summary>
     public INodeRegistryGrain Registry => grains.GetGrain<INodeRegistryGrain>(RegistryKey);
@@ -46,8 +48,18 @@ public sealed class NodeDirectory(
         var registry = await Registry.GetAsync();
         if (registry.Version != snapshot.Version)
         {
-            var trusted = registry.Nodes.Where(IsTrusted).ToList();
-            snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexRemoteModels(trusted, options.Value.NodeId));
+            var claims = new Dictionary<string, NodeClaims>(StringComparer.Ordinal);
+            var trusted = new List<NodeView>();
+            foreach (var node in registry.Nodes)
+            {
+                if (TrustedClaims(node) is { } verified)
+                {
+                    trusted.Add(node);
+                    claims[node.Id] = verified;
+                }
+            }
+
+            snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexRemoteModels(trusted, options.Value.NodeId), claims);
         }
         else
         {
@@ -149,15 +161,32 @@ public sealed class NodeDirectory(
         return new InFlightHandle(_inFlight, nodeId);
     }
 
-    private bool IsTrusted(NodeView node)
+    /// <summary>
+    /// A node's pool and device class, for prices and reservations: the pool its verified credential names (else
+    /// <c>&lt;jurisdiction&gt;-default</c>), the device class the operator named in it, else the one the node reports
+    /// (configured there or derived from its accelerators), else <see cref="DeviceClasses.Unknown"/>.
+    /// </summary>
+    public Placement PlacementOf(NodeView node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        var claims = _snapshot.Claims.GetValueOrDefault(node.Id);
+        return new Placement(
+            claims?.Pool ?? DefaultPool(node.Jurisdiction),
+            claims?.DeviceClass ?? node.Load?.DeviceClass ?? DeviceClasses.Of(node.Load?.Accelerators) ?? DeviceClasses.Unknown);
+    }
+
+    /// <summary>The pool of a node whose credential names none.</summary>
+    public static string DefaultPool(string jurisdiction) => jurisdiction.ToLowerInvariant() + "-default";
+
+    private NodeClaims? TrustedClaims(NodeView node)
     {
         var claims = NodeCredentials.Verify(node.Credential, operatorKey.PublicKeyPem, out _);
-        return claims is not null && NodeCredentials.Mismatch(claims, node.Id, node.Jurisdiction, node.Kind, node.BaseUrl) is null;
+        return claims is not null && NodeCredentials.Mismatch(claims, node.Id, node.Jurisdiction, node.Kind, node.BaseUrl) is null ? claims : null;
     }
 
     private sealed record Unreachable(DateTimeOffset At, long? LastReportAt);
 
-    private sealed record Snapshot(long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt, IReadOnlyDictionary<string, (NodeView, NodeModel)[]> ExternalByModel);
+    private sealed record Snapshot(long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt, IReadOnlyDictionary<string, (NodeView, NodeModel)[]> ExternalByModel, IReadOnlyDictionary<string, NodeClaims> Claims);
 
     private sealed class InFlightHandle(ConcurrentDictionary<string, int> counts, string nodeId) : IDisposable
     {

@@ -1,13 +1,15 @@
 namespace Sovereign.Metering.Ledger;
 
-/// <summary>One model's usage on an invoice.</summary>
+/// <summary>One model's usage in one pool on one device class, on an invoice.</summary>
 /// <param name="Model">The model id.</param>
 /// <param name="Requests">Requests of every outcome (refused ones cost nothing but are listed).</param>
 /// <param name="InputTokens">Prompt tokens.</param>
 /// <param name="OutputTokens">Completion tokens.</param>
 /// <param name="ComputeSeconds">Compute seconds (exact to the microsecond).</param>
 /// <param name="Amount">The sum of the records' costs (exact to 1e-6).</param>
-public sealed record InvoiceLine(string Model, long Requests, long InputTokens, long OutputTokens, decimal ComputeSeconds, decimal Amount);
+/// <param name="Pool">The pool the work ran in (null for usage before pools, or refused before routing).</param>
+/// <param name="DeviceClass">The device class it ran on (null where <paramref name="Pool"/> is).</param>
+public sealed record InvoiceLine(string Model, long Requests, long InputTokens, long OutputTokens, decimal ComputeSeconds, decimal Amount, string? Pool = null, string? DeviceClass = null);
 
 /// <summary>
 /// A tenant's bill for [<see cref="PeriodFrom"/>, <see cref="PeriodTo"/>) in one currency. <see cref="Total"/> is the
@@ -28,7 +30,7 @@ public sealed record Invoice
     /// <summary>Period end (UTC midnight, exclusive).</summary>
     public required DateTimeOffset PeriodTo { get; init; }
 
-    /// <summary>One line per model, ordered by model id (ordinal).</summary>
+    /// <summary>One line per model, pool and device class, ordered by model id, then pool, then device class (ordinal).</summary>
     public required IReadOnlyList<InvoiceLine> Lines { get; init; }
 
     /// <summary>The amount due.</summary>

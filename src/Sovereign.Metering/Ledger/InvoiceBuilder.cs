@@ -41,7 +41,7 @@ public sealed class InvoiceBuilder
         }
 
         var rows = await _ledger.QueryUsageAsync(
-            new UsageQuery { Tenant = tenant, From = periodFrom, To = periodTo, GroupBy = UsageGroupBy.Model },
+            new UsageQuery { Tenant = tenant, From = periodFrom, To = periodTo, GroupBy = UsageGroupBy.Model | UsageGroupBy.Pool | UsageGroupBy.DeviceClass },
             cancellationToken);
         var currencies = rows.Select(r => r.Currency).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         if (currency is null && currencies.Count > 1)
@@ -54,7 +54,9 @@ public sealed class InvoiceBuilder
         var lines = rows
             .Where(r => string.Equals(r.Currency, chosen, StringComparison.Ordinal))
             .OrderBy(r => r.Model, StringComparer.Ordinal)
-            .Select(r => new InvoiceLine(r.Model!, r.Requests, r.PromptTokens, r.CompletionTokens, r.ComputeSeconds, r.Cost))
+            .ThenBy(r => r.Pool ?? string.Empty, StringComparer.Ordinal)
+            .ThenBy(r => r.DeviceClass ?? string.Empty, StringComparer.Ordinal)
+            .Select(r => new InvoiceLine(r.Model!, r.Requests, r.PromptTokens, r.CompletionTokens, r.ComputeSeconds, r.Cost, r.Pool, r.DeviceClass))
             .ToList();
         return new Invoice
         {

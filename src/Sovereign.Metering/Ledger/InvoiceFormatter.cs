@@ -11,11 +11,12 @@ namespace Sovereign.Metering.Ledger;
 public static class InvoiceFormatter
 {
     /// <summary>The CSV columns, in order.</summary>
-    public const string CsvHeader = "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount";
+    public const string CsvHeader = "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class";
 
     /// <summary>
     /// RFC 4180 CSV: the header, one row per line, then a row with model <c>TOTAL</c> whose counts and amount are the
-    /// sums. Line ends are CRLF.
+    /// sums. Line ends are CRLF. Pool and device class come last, so readers of the older layout still find their
+    /// columns; usage without a pool (recorded before pools) has them empty.
     /// </summary>
     public static string ToCsv(Invoice invoice)
     {
@@ -23,15 +24,15 @@ public static class InvoiceFormatter
         var csv = new StringBuilder().Append(CsvHeader).Append("\r\n");
         foreach (var line in invoice.Lines)
         {
-            AppendRow(csv, invoice, line.Model, line.Requests, line.InputTokens, line.OutputTokens, line.ComputeSeconds, line.Amount);
+            AppendRow(csv, invoice, line.Model, line.Pool, line.DeviceClass, line.Requests, line.InputTokens, line.OutputTokens, line.ComputeSeconds, line.Amount);
         }
 
-        AppendRow(csv, invoice, "TOTAL", invoice.Lines.Sum(l => l.Requests), invoice.Lines.Sum(l => l.InputTokens),
+        AppendRow(csv, invoice, "TOTAL", null, null, invoice.Lines.Sum(l => l.Requests), invoice.Lines.Sum(l => l.InputTokens),
             invoice.Lines.Sum(l => l.OutputTokens), invoice.Lines.Sum(l => l.ComputeSeconds), invoice.Total);
         return csv.ToString();
     }
 
-    /// <summary>JSON: <c>{tenant, currency, period_from, period_to, lines: [{model, requests, input_tokens, output_tokens, compute_seconds, amount}], total}</c>.</summary>
+    /// <summary>JSON: <c>{tenant, currency, period_from, period_to, lines: [{model, pool, device_class, requests, input_tokens, output_tokens, compute_seconds, amount}], total}</c>.</summary>
     public static string ToJson(Invoice invoice)
     {
         ArgumentNullException.ThrowIfNull(invoice);
@@ -48,6 +49,8 @@ public static class InvoiceFormatter
             {
                 json.WriteStartObject();
                 json.WriteString("model", line.Model);
+                json.WriteString("pool", line.Pool);
+                json.WriteString("device_class", line.DeviceClass);
                 json.WriteNumber("requests", line.Requests);
                 json.WriteNumber("input_tokens", line.InputTokens);
                 json.WriteNumber("output_tokens", line.OutputTokens);
@@ -64,7 +67,7 @@ public static class InvoiceFormatter
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
-    private static void AppendRow(StringBuilder csv, Invoice invoice, string model, long requests, long input, long output, decimal compute, decimal amount)
+    private static void AppendRow(StringBuilder csv, Invoice invoice, string model, string? pool, string? deviceClass, long requests, long input, long output, decimal compute, decimal amount)
     {
         csv.Append(Field(invoice.Tenant)).Append(',')
             .Append(Field(invoice.Currency)).Append(',')
@@ -75,7 +78,9 @@ public static class InvoiceFormatter
             .Append(input.ToString(CultureInfo.InvariantCulture)).Append(',')
             .Append(output.ToString(CultureInfo.InvariantCulture)).Append(',')
             .Append(Fixed(compute)).Append(',')
-            .Append(Fixed(amount)).Append("\r\n");
+            .Append(Fixed(amount)).Append(',')
+            .Append(Field(pool ?? string.Empty)).Append(',')
+            .Append(Field(deviceClass ?? string.Empty)).Append("\r\n");
     }
 
     private static string Fixed(decimal value) => value.ToString("0.000000", CultureInfo.InvariantCulture);

@@ -113,23 +113,64 @@ internal static class LedgerSchema
             FROM metering_usage GROUP BY tenant, key_id, currency
             """,
         ]),
+
+        // Pools: every record names its node's pool and device class (NULL on older rows), and the daily aggregates
+        // (which invoices and usage read) are keyed by them too. A key column cannot be added in place on SQLite, so
+        // the aggregate table is rebuilt; older aggregates get '' (no pool), read back as null.
+        new("metering-ledger-003-pools",
+        [
+            "ALTER TABLE metering_usage ADD COLUMN pool TEXT NULL",
+            "ALTER TABLE metering_usage ADD COLUMN device_class TEXT NULL",
+            """
+            CREATE TABLE metering_usage_daily_pools (
+                tenant TEXT NOT NULL,
+                day_start BIGINT NOT NULL,
+                model TEXT NOT NULL,
+                jurisdiction TEXT NOT NULL,
+                pool TEXT NOT NULL,
+                device_class TEXT NOT NULL,
+                currency TEXT NOT NULL,
+                requests BIGINT NOT NULL,
+                completed BIGINT NOT NULL,
+                refused BIGINT NOT NULL,
+                cancelled BIGINT NOT NULL,
+                failed BIGINT NOT NULL,
+                prompt_tokens BIGINT NOT NULL,
+                completion_tokens BIGINT NOT NULL,
+                cached_tokens BIGINT NOT NULL,
+                compute_us BIGINT NOT NULL,
+                cost_micros BIGINT NOT NULL,
+                PRIMARY KEY (tenant, day_start, model, jurisdiction, pool, device_class, currency)
+            )
+            """,
+            """
+            INSERT INTO metering_usage_daily_pools (tenant, day_start, model, jurisdiction, pool, device_class, currency, requests, completed,
+                refused, cancelled, failed, prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros)
+            SELECT tenant, day_start, model, jurisdiction, '', '', currency, requests, completed, refused, cancelled, failed,
+                prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros
+            FROM metering_usage_daily
+            """,
+            "DROP TABLE metering_usage_daily",
+            "ALTER TABLE metering_usage_daily_pools RENAME TO metering_usage_daily",
+            "CREATE INDEX metering_usage_daily_day ON metering_usage_daily (day_start)",
+        ]),
     ];
 
     public const string RecordColumns =
         "request_id, ts, tenant, key_id, model, node, jurisdiction, language, prompt_tokens, completion_tokens, cached_tokens, " +
-        "queue_ms, ttft_ms, duration_ms, compute_us, outcome, refusal_code, cost_micros, currency, price_version";
+        "queue_ms, ttft_ms, duration_ms, compute_us, outcome, refusal_code, cost_micros, currency, price_version, pool, device_class";
 
     /// <summary>The idempotent insert: a request id already present inserts nothing (rows affected 0).</summary>
     public const string InsertRecord =
         "INSERT INTO metering_usage (" + RecordColumns + ") VALUES (@request_id, @ts, @tenant, @key_id, @model, @node, @jurisdiction, " +
         "@language, @prompt_tokens, @completion_tokens, @cached_tokens, @queue_ms, @ttft_ms, @duration_ms, @compute_us, @outcome, " +
-        "@refusal_code, @cost_micros, @currency, @price_version) ON CONFLICT (request_id) DO NOTHING";
+        "@refusal_code, @cost_micros, @currency, @price_version, @pool, @device_class) ON CONFLICT (request_id) DO NOTHING";
 
     public const string UpsertDaily =
-        "INSERT INTO metering_usage_daily (tenant, day_start, model, jurisdiction, currency, requests, completed, refused, cancelled, failed, " +
-        "prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros) VALUES (@tenant, @day_start, @model, @jurisdiction, @currency, " +
+        "INSERT INTO metering_usage_daily (tenant, day_start, model, jurisdiction, pool, device_class, currency, requests, completed, refused, cancelled, failed, " +
+        "prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros) VALUES (@tenant, @day_start, @model, @jurisdiction, @pool, @device_class, @currency, " +
         "@requests, @completed, @refused, @cancelled, @failed, @prompt_tokens, @completion_tokens, @cached_tokens, @compute_us, @cost_micros) " +
-        "ON CONFLICT (tenant, day_start, model, jurisdiction, currency) DO UPDATE SET " +
+        "ON CONFLICT (tenant, day_start, model, jurisdiction, pool, device_class, currency) DO UPDATE SET " +
         "requests = metering_usage_daily.requests + excluded.requests, completed = metering_usage_daily.completed + excluded.completed, " +
         "refused = metering_usage_daily.refused + excluded.refused, cancelled = metering_usage_daily.cancelled + excluded.cancelled, " +
         "failed = metering_usage_daily.failed + excluded.failed, prompt_tokens = metering_usage_daily.prompt_tokens + excluded.prompt_tokens, " +
@@ -194,6 +235,8 @@ internal static class LedgerSchema
         insert.Set(17, costMicros);
         insert.Set(18, record.Currency);
         insert.Set(19, record.PriceVersion);
+        insert.Set(20, record.Pool);
+        insert.Set(21, record.DeviceClass);
     }
 
     /// <summary>Reads a row selected with <see cref="RecordColumns"/>.</summary>
@@ -219,6 +262,8 @@ internal static class LedgerSchema
         Cost = MicroUnits.ToDecimal(Int64(reader, 17)),
         Currency = reader.GetString(18),
         PriceVersion = reader.IsDBNull(19) ? null : reader.GetString(19),
+        Pool = reader.IsDBNull(20) ? null : reader.GetString(20),
+        DeviceClass = reader.IsDBNull(21) ? null : reader.GetString(21),
     };
 
     /// <summary>Any integer column or SUM (PostgreSQL's SUM(BIGINT) is NUMERIC) as a long.</summary>

@@ -98,17 +98,19 @@ internal sealed class LedgerWriter : IAsyncDisposable
             p.Set(1, key.DayStart);
             p.Set(2, key.Model);
             p.Set(3, key.Jurisdiction);
-            p.Set(4, key.Currency);
-            p.Set(5, totals.Requests);
-            p.Set(6, totals.Completed);
-            p.Set(7, totals.Refused);
-            p.Set(8, totals.Cancelled);
-            p.Set(9, totals.Failed);
-            p.Set(10, totals.PromptTokens);
-            p.Set(11, totals.CompletionTokens);
-            p.Set(12, totals.CachedTokens);
-            p.Set(13, totals.ComputeUs);
-            p.Set(14, totals.CostMicros);
+            p.Set(4, key.Pool);
+            p.Set(5, key.DeviceClass);
+            p.Set(6, key.Currency);
+            p.Set(7, totals.Requests);
+            p.Set(8, totals.Completed);
+            p.Set(9, totals.Refused);
+            p.Set(10, totals.Cancelled);
+            p.Set(11, totals.Failed);
+            p.Set(12, totals.PromptTokens);
+            p.Set(13, totals.CompletionTokens);
+            p.Set(14, totals.CachedTokens);
+            p.Set(15, totals.ComputeUs);
+            p.Set(16, totals.CostMicros);
             await p.ExecuteAsync(transaction);
         }
 
@@ -170,7 +172,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
     {
         var r = item.Record;
         var day = UtcCalendar.DayStart(item.TimestampMs);
-        Totals(_dailyTotals, new DailyKey(r.Tenant, day, r.Model, r.Jurisdiction, r.Currency)).Add(item);
+        Totals(_dailyTotals, new DailyKey(r.Tenant, day, r.Model, r.Jurisdiction, r.Pool ?? "", r.DeviceClass ?? "", r.Currency)).Add(item);
         Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Day, day, r.Currency)).Add(item);
         Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Month, UtcCalendar.MonthStart(item.TimestampMs), r.Currency)).Add(item);
         Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Total, 0, r.Currency)).Add(item);
@@ -189,7 +191,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
         return totals;
     }
 
-    private readonly record struct DailyKey(string Tenant, long DayStart, string Model, string Jurisdiction, string Currency) : IComparable<DailyKey>
+    private readonly record struct DailyKey(string Tenant, long DayStart, string Model, string Jurisdiction, string Pool, string DeviceClass, string Currency) : IComparable<DailyKey>
     {
         public int CompareTo(DailyKey other)
         {
@@ -197,6 +199,8 @@ internal sealed class LedgerWriter : IAsyncDisposable
             c = c != 0 ? c : DayStart.CompareTo(other.DayStart);
             c = c != 0 ? c : string.CompareOrdinal(Model, other.Model);
             c = c != 0 ? c : string.CompareOrdinal(Jurisdiction, other.Jurisdiction);
+            c = c != 0 ? c : string.CompareOrdinal(Pool, other.Pool);
+            c = c != 0 ? c : string.CompareOrdinal(DeviceClass, other.DeviceClass);
             return c != 0 ? c : string.CompareOrdinal(Currency, other.Currency);
         }
     }

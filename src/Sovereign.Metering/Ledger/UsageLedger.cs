@@ -135,6 +135,16 @@ public sealed class UsageLedger : IAsyncDisposable
             group.Add("jurisdiction");
         }
 
+        if (query.GroupBy.HasFlag(UsageGroupBy.Pool))
+        {
+            group.Add("pool");
+        }
+
+        if (query.GroupBy.HasFlag(UsageGroupBy.DeviceClass))
+        {
+            group.Add("device_class");
+        }
+
         group.Add("currency");
         var columns = string.Join(", ", group);
         var sql = new StringBuilder()
@@ -156,6 +166,11 @@ public sealed class UsageLedger : IAsyncDisposable
         if (query.Jurisdiction is not null)
         {
             sql.Append(" AND jurisdiction = @jurisdiction");
+        }
+
+        if (query.Pool is not null)
+        {
+            sql.Append(" AND pool = @pool");
         }
 
         sql.Append(" GROUP BY ").Append(columns).Append(" ORDER BY ").Append(columns);
@@ -180,6 +195,11 @@ public sealed class UsageLedger : IAsyncDisposable
             SqlDatabase.AddParameter(command, "@jurisdiction", query.Jurisdiction);
         }
 
+        if (query.Pool is not null)
+        {
+            SqlDatabase.AddParameter(command, "@pool", query.Pool);
+        }
+
         var rows = new List<UsageRow>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -189,6 +209,10 @@ public sealed class UsageLedger : IAsyncDisposable
             var tenant = query.GroupBy.HasFlag(UsageGroupBy.Tenant) ? reader.GetString(i++) : null;
             var model = query.GroupBy.HasFlag(UsageGroupBy.Model) ? reader.GetString(i++) : null;
             var jurisdiction = query.GroupBy.HasFlag(UsageGroupBy.Jurisdiction) ? reader.GetString(i++) : null;
+
+            // '' is "no pool" in the aggregates' key (usage recorded before pools, refusals before routing).
+            var pool = query.GroupBy.HasFlag(UsageGroupBy.Pool) ? NullIfEmpty(reader.GetString(i++)) : null;
+            var deviceClass = query.GroupBy.HasFlag(UsageGroupBy.DeviceClass) ? NullIfEmpty(reader.GetString(i++)) : null;
             var currency = reader.GetString(i++);
             rows.Add(new UsageRow
             {
@@ -196,6 +220,8 @@ public sealed class UsageLedger : IAsyncDisposable
                 Tenant = tenant,
                 Model = model,
                 Jurisdiction = jurisdiction,
+                Pool = pool,
+                DeviceClass = deviceClass,
                 Currency = currency,
                 Requests = LedgerSchema.Int64(reader, i),
                 Completed = LedgerSchema.Int64(reader, i + 1),
@@ -405,6 +431,8 @@ public sealed class UsageLedger : IAsyncDisposable
             }
         }
     }
+
+    private static string? NullIfEmpty(string value) => value.Length == 0 ? null : value;
 
     private static PendingAppend Validate(UsageRecord record)
     {

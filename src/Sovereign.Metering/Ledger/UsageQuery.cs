@@ -18,6 +18,12 @@ public enum UsageGroupBy
 
     /// <summary>Per tenant.</summary>
     Tenant = 8,
+
+    /// <summary>Per pool of the serving node.</summary>
+    Pool = 16,
+
+    /// <summary>Per device class of the serving node.</summary>
+    DeviceClass = 32,
 }
 
 /// <summary>
@@ -34,6 +40,9 @@ public sealed record UsageQuery
 
     /// <summary>Only this jurisdiction, or all.</summary>
     public string? Jurisdiction { get; init; }
+
+    /// <summary>Only this pool, or all.</summary>
+    public string? Pool { get; init; }
 
     /// <summary>Start (inclusive).</summary>
     public required DateTimeOffset From { get; init; }
@@ -59,6 +68,12 @@ public sealed record UsageRow
 
     /// <summary>The jurisdiction, when grouped by jurisdiction.</summary>
     public string? Jurisdiction { get; init; }
+
+    /// <summary>The pool, when grouped by pool (null also for usage recorded before pools or refused before routing).</summary>
+    public string? Pool { get; init; }
+
+    /// <summary>The device class, when grouped by device class (null as for <see cref="Pool"/>).</summary>
+    public string? DeviceClass { get; init; }
 
     /// <summary>The currency of <see cref="Cost"/>.</summary>
     public required string Currency { get; init; }

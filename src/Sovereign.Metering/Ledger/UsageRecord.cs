@@ -45,6 +45,12 @@ public sealed record UsageRecord
     /// <summary>The jurisdiction the request was processed in.</summary>
     public required string Jurisdiction { get; init; }
 
+    /// <summary>The pool of the node that served it (null on records written before pools, or refused before routing).</summary>
+    public string? Pool { get; init; }
+
+    /// <summary>That node's device class (<c>h100</c>, <c>cpu</c>), null where <see cref="Pool"/> is.</summary>
+    public string? DeviceClass { get; init; }
+
     /// <summary>Detected language of the prompt (BCP 47), if known.</summary>
     public string? Language { get; init; }
 

@@ -35,4 +35,24 @@ public sealed record Plan
 
     /// <summary>Every price this plan has had or will have, any order (each model's history by effective time).</summary>
     public IReadOnlyList<ModelPrice> Prices { get; init; } = [];
+
+    /// <summary>Compute-second rates per pool or device class (each scope's history by effective time), any order.</summary>
+    public IReadOnlyList<ComputePrice> ComputePrices { get; init; } = [];
+
+    /// <summary>Slots reserved for this plan's requests, at most one entry per pool.</summary>
+    public IReadOnlyList<PoolReservation> Reservations { get; init; } = [];
+
+    /// <summary>The slots this plan reserves in <paramref name="pool"/> (0 when none).</summary>
+    public int ReservedSlotsIn(string pool)
+    {
+        foreach (var reservation in Reservations)
+        {
+            if (string.Equals(reservation.Pool, pool, StringComparison.Ordinal))
+            {
+                return reservation.Slots;
+            }
+        }
+
+        return 0;
+    }
 }

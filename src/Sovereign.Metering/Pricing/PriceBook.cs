@@ -5,8 +5,12 @@ namespace Sovereign.Metering.Pricing;
 /// <summary>The price in force for one plan and model at one time, with the version that usage records cite.</summary>
 /// <param name="Plan">The plan (its currency, weight and priority).</param>
 /// <param name="Price">The rates.</param>
-/// <param name="Version">Stable id of this price: <c>plan:model@yyyy-MM-ddTHH:mm:ss.fffZ</c> (its effective time).</param>
-public sealed record EffectivePrice(Plan Plan, ModelPrice Price, string Version)
+/// <param name="Version">
+/// Stable id of this price: <c>plan:model@yyyy-MM-ddTHH:mm:ss.fffZ</c> (its effective time); when a pool or device-class
+/// rate replaced the compute rate, that rate's id follows after <c>;</c> (<c>plan:pool=th-h100@...</c>).
+/// </param>
+/// <param name="ComputeScope">The pool or device-class rate that set the compute rate (<see cref="ComputePrice.Scope"/>), or null.</param>
+public sealed record EffectivePrice(Plan Plan, ModelPrice Price, string Version, string? ComputeScope = null)
 {
     /// <summary>The plan's ISO 4217 currency.</summary>
     public string Currency => Plan.Currency;
@@ -43,7 +47,10 @@ public sealed class PriceBook
                     g => g.Key,
                     g => g.OrderBy(p => p.EffectiveFrom).Select(p => new EffectivePrice(plan, p, VersionOf(plan.Name, p))).ToArray(),
                     StringComparer.Ordinal);
-            _plans.Add(plan.Name, new PlanIndex(plan, models));
+            var compute = plan.ComputePrices
+                .GroupBy(p => new ComputeKey(p.Pool is not null, p.Pool ?? p.DeviceClass ?? string.Empty, p.Model))
+                .ToDictionary(g => g.Key, g => g.OrderBy(p => p.EffectiveFrom).ToArray());
+            _plans.Add(plan.Name, new PlanIndex(plan, models, compute));
         }
     }
 
@@ -99,12 +106,71 @@ public sealed class PriceBook
         return true;
     }
 
+    /// <summary>
+    /// The price in force for <paramref name="model"/> in <paramref name="plan"/> at <paramref name="at"/> on a node at
+    /// <paramref name="placement"/>: token rates from the model's price, the compute rate from the most specific rate in
+    /// force, in this order: model + pool, pool, model + device class, device class, the model price's own. A plan
+    /// that prices only compute for a pool still prices the model there (its token rates unset).
+    /// </summary>
+    public bool TryPriceFor(string plan, string model, Placement placement, DateTimeOffset at, [NotNullWhen(true)] out EffectivePrice? price)
+    {
+        var priced = TryPriceFor(plan, model, at, out price);
+        if (!_plans.TryGetValue(plan, out var index) || index.Compute.Count == 0)
+        {
+            return priced;
+        }
+
+        var rate = InForce(index, new ComputeKey(true, placement.Pool, model), at)
+            ?? InForce(index, new ComputeKey(true, placement.Pool, null), at)
+            ?? InForce(index, new ComputeKey(false, placement.DeviceClass, model), at)
+            ?? InForce(index, new ComputeKey(false, placement.DeviceClass, null), at);
+        if (rate is null)
+        {
+            return priced;
+        }
+
+        var version = $"{index.Plan.Name}:{rate.Scope}@{PriceValidator.Format(rate.EffectiveFrom)}";
+        price = price is null
+            ? new EffectivePrice(index.Plan, new ModelPrice { Model = model, EffectiveFrom = rate.EffectiveFrom, PerComputeSecond = rate.PerComputeSecond }, version, rate.Scope)
+            : new EffectivePrice(index.Plan, price.Price with { PerComputeSecond = rate.PerComputeSecond }, price.Version + ";" + version, rate.Scope);
+        return true;
+    }
+
+    private static ComputePrice? InForce(PlanIndex index, ComputeKey key, DateTimeOffset at)
+    {
+        if (!index.Compute.TryGetValue(key, out var history))
+        {
+            return null;
+        }
+
+        ComputePrice? found = null;
+        foreach (var rate in history)
+        {
+            if (rate.EffectiveFrom > at)
+            {
+                break;
+            }
+
+            found = rate;
+        }
+
+        return found;
+    }
+
     /// <summary>A copy with <paramref name="plan"/> added or replaced (by name), checked by <see cref="PriceValidator.ValidateChange"/> at <paramref name="now"/>.</summary>
     public PriceBook WithPlan(Plan plan, DateTimeOffset now)
     {
         ArgumentNullException.ThrowIfNull(plan);
         var plans = Plans.Where(p => !string.Equals(p.Name, plan.Name, StringComparison.OrdinalIgnoreCase)).Append(plan).ToList();
         return Changed(plans, now);
+    }
+
+    /// <summary>A copy with one more compute rate for an existing plan, checked at <paramref name="now"/>.</summary>
+    public PriceBook WithComputePrice(string plan, ComputePrice price, DateTimeOffset now)
+    {
+        ArgumentNullException.ThrowIfNull(price);
+        var existing = FindPlan(plan) ?? throw new KeyNotFoundException($"unknown plan '{plan}'");
+        return WithPlan(existing with { ComputePrices = [.. existing.ComputePrices, price] }, now);
     }
 
     /// <summary>A copy with one more price for an existing plan (a price change from <see cref="ModelPrice.EffectiveFrom"/> on), checked at <paramref name="now"/>.</summary>
@@ -123,5 +189,8 @@ public sealed class PriceBook
         return errors.Count > 0 ? throw new PriceValidationException(errors) : new PriceBook(plans);
     }
 
-    private sealed record PlanIndex(Plan Plan, Dictionary<string, EffectivePrice[]> Models);
+    /// <summary>A compute rate's scope: a pool (<paramref name="IsPool"/>) or a device class, and the model or null for all.</summary>
+    private readonly record struct ComputeKey(bool IsPool, string Name, string? Model);
+
+    private sealed record PlanIndex(Plan Plan, Dictionary<string, EffectivePrice[]> Models, Dictionary<ComputeKey, ComputePrice[]> Compute);
 }

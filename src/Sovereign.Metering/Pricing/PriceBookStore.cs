@@ -50,6 +50,31 @@ public sealed class PriceBookStore
 
         // Additive: books saved before it read back with no cached rate, i.e. cached tokens at the input rate.
         new("metering-pricing-002-cached-input", ["ALTER TABLE metering_prices ADD COLUMN cached_input_per_million TEXT NULL"]),
+
+        // Additive: compute rates per pool or device class ('' where a scope part is unset, so it can be in the key),
+        // and slots a plan reserves per pool. Books saved before read back with neither.
+        new("metering-pricing-003-pools",
+        [
+            """
+            CREATE TABLE metering_compute_prices (
+                plan_name TEXT NOT NULL,
+                pool TEXT NOT NULL,
+                device_class TEXT NOT NULL,
+                model TEXT NOT NULL,
+                effective_from BIGINT NOT NULL,
+                per_compute_second TEXT NOT NULL,
+                PRIMARY KEY (plan_name, pool, device_class, model, effective_from)
+            )
+            """,
+            """
+            CREATE TABLE metering_plan_reservations (
+                plan_name TEXT NOT NULL,
+                pool TEXT NOT NULL,
+                slots INTEGER NOT NULL,
+                PRIMARY KEY (plan_name, pool)
+            )
+            """,
+        ]),
     ];
 
     /// <summary>Applies <see cref="Migrations"/> (idempotent).</summary>
@@ -82,11 +107,16 @@ public sealed class PriceBookStore
         }
 
         await ExecuteAsync(connection, transaction, "DELETE FROM metering_prices", cancellationToken);
+        await ExecuteAsync(connection, transaction, "DELETE FROM metering_compute_prices", cancellationToken);
+        await ExecuteAsync(connection, transaction, "DELETE FROM metering_plan_reservations", cancellationToken);
         await ExecuteAsync(connection, transaction, "DELETE FROM metering_plans", cancellationToken);
         using var insertPlan = Command(connection, transaction, "INSERT INTO metering_plans (name, position, currency, weight, priority) VALUES (@name, @position, @currency, @weight, @priority)");
         using var insertPrice = Command(connection, transaction,
             "INSERT INTO metering_prices (plan_name, model, effective_from, input_per_million, output_per_million, per_compute_second, cached_input_per_million) " +
             "VALUES (@plan, @model, @from, @input, @output, @compute, @cached)");
+        using var insertCompute = Command(connection, transaction,
+            "INSERT INTO metering_compute_prices (plan_name, pool, device_class, model, effective_from, per_compute_second) VALUES (@plan, @pool, @class, @model, @from, @rate)");
+        using var insertReservation = Command(connection, transaction, "INSERT INTO metering_plan_reservations (plan_name, pool, slots) VALUES (@plan, @pool, @slots)");
         for (var position = 0; position < book.Plans.Count; position++)
         {
             var plan = book.Plans[position];
@@ -96,6 +126,18 @@ public sealed class PriceBookStore
             {
                 SetParameters(insertPrice, plan.Name, price.Model, price.EffectiveFrom.ToUnixTimeMilliseconds(), Text(price.InputPerMillion), Text(price.OutputPerMillion), Text(price.PerComputeSecond), Text(price.CachedInputPerMillion));
                 await insertPrice.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            foreach (var rate in plan.ComputePrices)
+            {
+                SetParameters(insertCompute, plan.Name, rate.Pool ?? "", rate.DeviceClass ?? "", rate.Model ?? "", rate.EffectiveFrom.ToUnixTimeMilliseconds(), Text(rate.PerComputeSecond));
+                await insertCompute.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            foreach (var reservation in plan.Reservations)
+            {
+                SetParameters(insertReservation, plan.Name, reservation.Pool, reservation.Slots);
+                await insertReservation.ExecuteNonQueryAsync(cancellationToken);
             }
         }
 
@@ -128,6 +170,33 @@ public sealed class PriceBookStore
             }
         }
 
+        var compute = new Dictionary<string, List<ComputePrice>>(StringComparer.Ordinal);
+        using (var command = Command(connection, transaction, "SELECT plan_name, pool, device_class, model, effective_from, per_compute_second FROM metering_compute_prices ORDER BY plan_name, pool, device_class, model, effective_from"))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                Add(compute, reader.GetString(0), new ComputePrice
+                {
+                    Pool = NullIfEmpty(reader.GetString(1)),
+                    DeviceClass = NullIfEmpty(reader.GetString(2)),
+                    Model = NullIfEmpty(reader.GetString(3)),
+                    EffectiveFrom = DateTimeOffset.FromUnixTimeMilliseconds(Convert.ToInt64(reader.GetValue(4), CultureInfo.InvariantCulture)),
+                    PerComputeSecond = Rate(reader, 5) ?? 0m,
+                });
+            }
+        }
+
+        var reservations = new Dictionary<string, List<PoolReservation>>(StringComparer.Ordinal);
+        using (var command = Command(connection, transaction, "SELECT plan_name, pool, slots FROM metering_plan_reservations ORDER BY plan_name, pool"))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                Add(reservations, reader.GetString(0), new PoolReservation(reader.GetString(1), Convert.ToInt32(reader.GetValue(2), CultureInfo.InvariantCulture)));
+            }
+        }
+
         var plans = new List<Plan>();
         using (var command = Command(connection, transaction, "SELECT name, currency, weight, priority FROM metering_plans ORDER BY position, name"))
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
@@ -142,12 +211,26 @@ public sealed class PriceBookStore
                     Weight = Convert.ToInt32(reader.GetValue(2), CultureInfo.InvariantCulture),
                     Priority = Enum.Parse<PriorityClass>(reader.GetString(3)),
                     Prices = prices.TryGetValue(name, out var list) ? list : [],
+                    ComputePrices = compute.TryGetValue(name, out var rates) ? rates : [],
+                    Reservations = reservations.TryGetValue(name, out var reserved) ? reserved : [],
                 });
             }
         }
 
         return plans.Count == 0 ? PriceBook.Empty : new PriceBook(plans);
     }
+
+    private static void Add<T>(Dictionary<string, List<T>> map, string plan, T item)
+    {
+        if (!map.TryGetValue(plan, out var list))
+        {
+            map[plan] = list = [];
+        }
+
+        list.Add(item);
+    }
+
+    private static string? NullIfEmpty(string value) => value.Length == 0 ? null : value;
 
     private static decimal? Rate(DbDataReader reader, int ordinal) =>
         reader.IsDBNull(ordinal) ? null : decimal.Parse(reader.GetString(ordinal), NumberStyles.Number, CultureInfo.InvariantCulture);

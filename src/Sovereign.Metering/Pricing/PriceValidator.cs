@@ -89,6 +89,24 @@ public static class PriceValidator
                 ValidatePrices(plan, target, errors);
             }
 
+            if (plan.ComputePrices is null)
+            {
+                errors.Add(new(target, "compute_prices", "is required (may be empty)"));
+            }
+            else
+            {
+                ValidateComputePrices(plan, target, errors);
+            }
+
+            if (plan.Reservations is null)
+            {
+                errors.Add(new(target, "reservations", "is required (may be empty)"));
+            }
+            else
+            {
+                ValidateReservations(plan, target, errors);
+            }
+
             index++;
         }
 
@@ -151,6 +169,33 @@ public static class PriceValidator
                     errors.Add(new(PriceTarget(plan.Name, price), "effective_from", $"is in the past (now {Format(now)}): a price takes effect at a stated time, never retroactively"));
                 }
             }
+
+            foreach (var rate in plan.ComputePrices)
+            {
+                var existing = old?.ComputePrices.FirstOrDefault(p => SameSlot(p, rate));
+                if (existing is null && rate.EffectiveFrom < now)
+                {
+                    errors.Add(new(ComputeTarget(plan.Name, rate), "effective_from", $"is in the past (now {Format(now)}): a price takes effect at a stated time, never retroactively"));
+                }
+            }
+        }
+
+        // Compute rates in force are history too: ledger rows cite them.
+        foreach (var old in published.Plans)
+        {
+            proposedByName.TryGetValue(old.Name, out var next);
+            foreach (var rate in old.ComputePrices.Where(p => p.EffectiveFrom <= now))
+            {
+                var kept = next?.ComputePrices.FirstOrDefault(p => SameSlot(p, rate));
+                if (kept is null)
+                {
+                    errors.Add(new(ComputeTarget(old.Name, rate), "effective_from", "a published price in force cannot be removed; add a new price with a future effective_from"));
+                }
+                else if (kept.PerComputeSecond != rate.PerComputeSecond)
+                {
+                    errors.Add(new(ComputeTarget(old.Name, rate), "per_compute_second", "a published price in force cannot be changed; add a new price with a future effective_from"));
+                }
+            }
         }
 
         return errors;
@@ -159,6 +204,18 @@ public static class PriceValidator
     internal static string PlanTarget(string plan) => $"plan '{plan}'";
 
     internal static string PriceTarget(string plan, ModelPrice price) => $"plan '{plan}' price '{price.Model}' from {Format(price.EffectiveFrom)}";
+
+    internal static string ComputeTarget(string plan, ComputePrice price) => $"plan '{plan}' compute price '{price.Scope}' from {Format(price.EffectiveFrom)}";
+
+    /// <summary>Largest number of slots one plan may reserve in one pool.</summary>
+    public const int MaxReservedSlots = 100_000;
+
+    /// <summary>
+    /// Whether <paramref name="name"/> is a valid pool or device-class name: 1 to 64 ASCII letters, digits, '.', '_' or
+    /// '-' (every pool a join token accepts). Names compare case-sensitively, as credentials carry them.
+    /// </summary>
+    public static bool IsValidScopeName([NotNullWhen(true)] string? name) =>
+        !string.IsNullOrEmpty(name) && name.Length <= MaxNameLength && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
 
     internal static string Format(DateTimeOffset time) => time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
@@ -207,6 +264,82 @@ public static class PriceValidator
             }
         }
     }
+
+    private static void ValidateComputePrices(Plan plan, string planTarget, List<PriceValidationError> errors)
+    {
+        var slots = new HashSet<(string Scope, long From)>();
+        for (var i = 0; i < plan.ComputePrices.Count; i++)
+        {
+            var price = plan.ComputePrices[i];
+            if (price is null)
+            {
+                errors.Add(new(planTarget, "compute_prices", $"compute price #{i} is null"));
+                continue;
+            }
+
+            var target = ComputeTarget(plan.Name ?? "?", price);
+            if ((price.Pool is null) == (price.DeviceClass is null))
+            {
+                errors.Add(new(target, "pool", "set exactly one of pool and device_class"));
+            }
+            else if (price.Pool is not null && !IsValidScopeName(price.Pool))
+            {
+                errors.Add(new(target, "pool", $"'{price.Pool}' is not a pool name: 1 to {MaxNameLength} letters, digits, '.', '_' or '-'"));
+            }
+            else if (price.DeviceClass is not null && !IsValidScopeName(price.DeviceClass))
+            {
+                errors.Add(new(target, "device_class", $"'{price.DeviceClass}' is not a device class: 1 to {MaxNameLength} letters, digits, '.', '_' or '-'"));
+            }
+
+            if (price.Model is not null && string.IsNullOrWhiteSpace(price.Model))
+            {
+                errors.Add(new(target, "model", "is empty: leave it out to price every model"));
+            }
+
+            CheckRate(errors, target, "per_compute_second", price.PerComputeSecond);
+            var fromMs = price.EffectiveFrom.ToUnixTimeMilliseconds();
+            if (DateTimeOffset.FromUnixTimeMilliseconds(fromMs) != price.EffectiveFrom)
+            {
+                errors.Add(new(target, "effective_from", "must be a whole millisecond (that is what is stored)"));
+            }
+
+            if (!slots.Add((price.Scope, fromMs)))
+            {
+                errors.Add(new(target, "effective_from", "duplicate: another compute price for this scope takes effect at the same time"));
+            }
+        }
+    }
+
+    private static void ValidateReservations(Plan plan, string planTarget, List<PriceValidationError> errors)
+    {
+        var pools = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < plan.Reservations.Count; i++)
+        {
+            var reservation = plan.Reservations[i];
+            if (reservation is null)
+            {
+                errors.Add(new(planTarget, $"reservations[{i}]", "is null"));
+                continue;
+            }
+
+            if (!IsValidScopeName(reservation.Pool))
+            {
+                errors.Add(new(planTarget, $"reservations[{i}].pool", $"'{reservation.Pool}' is not a pool name: 1 to {MaxNameLength} letters, digits, '.', '_' or '-'"));
+            }
+            else if (!pools.Add(reservation.Pool))
+            {
+                errors.Add(new(planTarget, $"reservations[{i}].pool", $"pool '{reservation.Pool}' is reserved twice"));
+            }
+
+            if (reservation.Slots is < 1 or > MaxReservedSlots)
+            {
+                errors.Add(new(planTarget, $"reservations[{i}].slots", $"must be 1 to {MaxReservedSlots}, was {reservation.Slots}"));
+            }
+        }
+    }
+
+    private static bool SameSlot(ComputePrice a, ComputePrice b) =>
+        string.Equals(a.Scope, b.Scope, StringComparison.Ordinal) && a.EffectiveFrom == b.EffectiveFrom;
 
     private static void CheckRate(List<PriceValidationError> errors, string target, string field, decimal? rate)
     {

@@ -11,13 +11,16 @@ namespace Sovereign.Residency.ControlPlane;
 /// <param name="Kind">local or external.</param>
 /// <param name="Url">For external nodes, the engine's base URL (so a credential cannot be moved to another engine).</param>
 /// <param name="IssuedAt">Unix milliseconds.</param>
+/// <param name="Pool">The pool the operator put the node in (prices and reservations are per pool), or null.</param>
+/// <param name="DeviceClass">The device class the operator named for the node (prices), or null: derived from its report.</param>
 public sealed record NodeClaims(
     [property: JsonPropertyName("node")] string Node,
     [property: JsonPropertyName("jurisdiction")] string Jurisdiction,
     [property: JsonPropertyName("kind")] string Kind,
     [property: JsonPropertyName("url")] string? Url,
     [property: JsonPropertyName("issued_at")] long IssuedAt,
-    [property: JsonPropertyName("pool"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Pool = null);
+    [property: JsonPropertyName("pool"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Pool = null,
+    [property: JsonPropertyName("device_class"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? DeviceClass = null);
 
 /// <summary>
 /// Operator-signed node credentials (<c>v1.&lt;claims&gt;.&lt;signature&gt;</c>, base64url, ECDSA P-256 over the

@@ -324,6 +324,12 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
 
             Assert.False(File.Exists(Path.Combine(joined.DataDirectory, "cluster-ca-key.pem")));
 
+            // The usage record names the node's pool and the device class it reported: the relayed request ran there.
+            var usage = await ClusterFixture.Expect(client.GetAsync("/v1/usage?group_by=pool,device_class"), 200);
+            var row = Assert.Single(usage.GetProperty("data").EnumerateArray());
+            Assert.Equal("th-cpu", row.GetProperty("pool").GetString());
+            Assert.False(string.IsNullOrEmpty(row.GetProperty("device_class").GetString()));
+
             // Its pool is the one the token named, as its signed credential says, in the cluster's status.
             using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
             var status = await ClusterFixture.Expect(admin.GetAsync("/admin/v1/cluster"), 200);

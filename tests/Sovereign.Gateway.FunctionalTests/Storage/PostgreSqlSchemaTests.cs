@@ -87,4 +87,61 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
             Assert.Equal(0m, await ledger.GetSpendAsync("pg-ledger", "k", period, now, "USD"));
         }
     }
+
+    [Fact]
+    public async Task PoolMigrations_KeepALedgerWrittenBeforePoolsReadable_AndPricesRoundTrip()
+    {
+        // A schema of its own, migrated only as far as the ledger was before pools.
+        var schema = "pools_" + Guid.NewGuid().ToString("N")[..8];
+        await using (var connection = await Database().OpenAsync())
+        {
+            await ExecuteAsync(connection, $"CREATE SCHEMA {schema}");
+        }
+
+        var database = SqlDatabase.PostgreSql(postgres.ConnectionString + ";Search Path=" + schema);
+        await database.MigrateAsync([.. UsageLedger.Migrations.Take(2)]);
+        var day = new DateTimeOffset(DateTime.UtcNow.Date, TimeSpan.Zero);
+        await using (var connection = await database.OpenAsync())
+        {
+            await ExecuteAsync(connection, $"""
+                INSERT INTO metering_usage_daily (tenant, day_start, model, jurisdiction, currency, requests, completed, refused, cancelled, failed,
+                    prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros)
+                VALUES ('pg-pools', {day.ToUnixTimeMilliseconds()}, 'm', 'TH', 'THB', 2, 2, 0, 0, 0, 20, 10, 0, 0, 3000000)
+                """);
+        }
+
+        await database.MigrateAsync([.. UsageLedger.Migrations, .. PriceBookStore.Migrations]);
+        await using (var ledger = await UsageLedger.OpenAsync(database))
+        {
+            Assert.True(await ledger.AppendAsync(new UsageRecord
+            {
+                RequestId = "pg-pool-1", Timestamp = day.AddHours(1), Tenant = "pg-pools", KeyId = "k", Model = "m", Node = "n", Jurisdiction = "TH",
+                Pool = "th-h100", DeviceClass = "h100", Cost = 1m, Currency = "THB", PriceVersion = "v",
+            }));
+            var invoice = await new InvoiceBuilder(ledger).BuildAsync("pg-pools", day, day.AddDays(1));
+            Assert.Equal([(null, null, 3m), ("th-h100", "h100", 1m)], invoice.Lines.Select(l => (l.Pool, l.DeviceClass, l.Amount)));
+            Assert.Equal(("th-h100", "h100"), ((await ledger.GetAsync("pg-pool-1"))!.Pool, (await ledger.GetAsync("pg-pool-1"))!.DeviceClass));
+        }
+
+        var store = new PriceBookStore(database);
+        var from = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.AddDays(1).ToUnixTimeMilliseconds());
+        var plan = new Plan
+        {
+            Name = "pg-pools",
+            Currency = "THB",
+            ComputePrices = [new ComputePrice { Pool = "th-h100", EffectiveFrom = from, PerComputeSecond = 0.0125m }],
+            Reservations = [new PoolReservation("th-h100", 2)],
+        };
+        await store.SaveAsync(new PriceBook([plan]), DateTimeOffset.UtcNow);
+        var loaded = (await store.LoadAsync()).FindPlan("pg-pools")!;
+        Assert.Equal(plan.ComputePrices, loaded.ComputePrices);
+        Assert.Equal(2, loaded.ReservedSlotsIn("th-h100"));
+    }
+
+    private static async Task ExecuteAsync(System.Data.Common.DbConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        await command.ExecuteNonQueryAsync();
+    }
 }

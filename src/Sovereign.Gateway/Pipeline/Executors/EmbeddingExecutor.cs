@@ -14,7 +14,7 @@ namespace Sovereign.Gateway.Pipeline.Executors;
 internal sealed class EmbeddingExecutor(RouteGates gates) : IRequestExecutor
 {
     /// <summary>Embedding requests that run at once per model; the generators serialize their context anyway.</summary>
-    private const int Slots = 2;
+    internal const int Slots = 2;
 
     public bool Runs(RoutedRequest route, Workload work) => route.Local?.Embeddings is not null && work is EmbeddingWorkload;
 

@@ -1,0 +1,131 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Options;
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Routing;
+using Sovereign.Inference.Scheduling;
+using Sovereign.Metering.Pricing;
+
+namespace Sovereign.Gateway.Pipeline;
+
+/// <summary>
+/// Pools in the request path: places a routed request in its node's pool and device class (what prices it), and,
+/// where any plan reserves slots in that pool, holds the request at the pool's <see cref="PoolGate"/> for its model
+/// until it gets a reserved or an unreserved slot. A pool nobody reserves in costs no gate and no wait.
+/// </summary>
+/// <remarks>
+/// The gate is this gateway's: with several gateways each one keeps the reservations for the requests it relays
+/// (see docs/architecture.md, "Pools").
+/// </remarks>
+internal sealed class PoolAdmission(
+    NodeDirectory nodes,
+    Models.ModelCatalog catalog,
+    PriceBookProvider prices,
+    IOptions<SovereignOptions> options,
+    IOptions<Cluster.Hosting.SovereignClusterOptions> cluster)
+{
+    private readonly ConcurrentDictionary<(string Pool, string Model), PoolGate> _gates = new();
+
+    /// <summary>The gate of a model in a pool, once a request met it (tests read its counters).</summary>
+    internal PoolGate? GateOf(string pool, string model) => _gates.GetValueOrDefault((pool, model));
+
+    /// <summary>
+    /// This process's own node's placement (its models run here): the pool its verified credential names, as every
+    /// gateway sees it (a node that joined with a token is in the token's pool), else the one it would issue itself.
+    /// </summary>
+    public async ValueTask<Placement> LocalPlacementAsync(CancellationToken cancellationToken = default)
+    {
+        var pool = await nodes.GetLocalNodeAsync() is { } self
+            ? nodes.PlacementOf(self).Pool
+            : LocalDevice.PoolOf(cluster.Value, options.Value.Jurisdiction ?? "xx");
+        return new(pool, await LocalDevice.DeviceClassAsync(cluster.Value, cancellationToken));
+    }
+
+    /// <summary>Sets <see cref="RoutedRequest.Placement"/>: the pool and device class of the node that runs the request.</summary>
+    public async ValueTask PlaceAsync(RoutedRequest route, CancellationToken cancellationToken)
+    {
+        route.Placement = route.ExternalNode is { } node ? nodes.PlacementOf(node) : await LocalPlacementAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Waits for a slot of the request's pool when plans reserve slots there; null (nothing to release) otherwise.
+    /// Throws the OpenAI error to answer with when it cannot get one.
+    /// </summary>
+    public async ValueTask<IDisposable?> AcquireAsync(GovernedRequest request)
+    {
+        // Work a gateway relays here already holds its slot of the pool at that gateway.
+        if (request.Route is not { Placement: { } placement } route || request.Ticket is not { } ticket
+            || request.Caller.TenantId == ClusterRelay.RelayTenant)
+        {
+            return null;
+        }
+
+        var book = prices.Current;
+        var reservedTotal = 0;
+        foreach (var plan in book.Plans)
+        {
+            reservedTotal += plan.ReservedSlotsIn(placement.Pool);
+        }
+
+        if (reservedTotal == 0)
+        {
+            return null;
+        }
+
+        var reserved = book.FindPlan(request.Caller.Plan)?.ReservedSlotsIn(placement.Pool) ?? 0;
+        var capacity = await CapacityAsync(placement.Pool, route.Model);
+        var gate = _gates.GetOrAdd((placement.Pool, route.Model), static (key, queue) => new PoolGate(key.Pool, key.Model, queue), options.Value.Limits.RouteQueue);
+        return await gate.AcquireAsync(request.Caller.Plan, reserved, reservedTotal, capacity,
+            new FairQueueEntry(request.Caller.TenantId, ticket.Weight, ticket.Priority, 1), request.Aborted);
+    }
+
+    /// <summary>
+    /// The slots the pool has for a model now: the sequences of this process's engine when this node is in the pool,
+    /// plus, for every other node of the pool that is up, the slots it reports (a cluster node) or was registered with
+    /// (an external engine). A model with no replica in the pool has none.
+    /// </summary>
+    public async ValueTask<int> CapacityAsync(string pool, string model)
+    {
+        var slots = 0;
+        if (catalog.TryGet(model, out var local) && (await LocalPlacementAsync()).Pool == pool)
+        {
+            slots += local.Batcher?.Model.Options.Parallel ?? Executors.EmbeddingExecutor.Slots;
+        }
+
+        foreach (var (node, replica) in await nodes.ExternalReplicasAsync(model))
+        {
+            if (nodes.IsUp(node) && nodes.PlacementOf(node).Pool == pool)
+            {
+                slots += node.Load?.Models.FirstOrDefault(m => m.Model == model) is { } load ? load.Running + load.FreeSlots : replica.Capacity;
+            }
+        }
+
+        return slots;
+    }
+
+    /// <summary>The slots of every model the pool serves now, by model (for checking reservations against them).</summary>
+    public async ValueTask<IReadOnlyDictionary<string, int>> CapacityByModelAsync(string pool)
+    {
+        var models = new SortedSet<string>(StringComparer.Ordinal);
+        if ((await LocalPlacementAsync()).Pool == pool)
+        {
+            models.UnionWith(catalog.All.Select(m => m.Id));
+        }
+
+        foreach (var node in await nodes.GetNodesAsync())
+        {
+            if (node.Id != options.Value.NodeId && nodes.IsUp(node) && nodes.PlacementOf(node).Pool == pool)
+            {
+                models.UnionWith(node.Models.Select(m => m.Id));
+            }
+        }
+
+        var capacity = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var model in models)
+        {
+            capacity[model] = await CapacityAsync(pool, model);
+        }
+
+        return capacity;
+    }
+}

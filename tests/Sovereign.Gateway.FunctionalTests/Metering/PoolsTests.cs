@@ -1,0 +1,277 @@
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Sovereign.Cli.Commands;
+using Sovereign.Gateway.Models;
+using Sovereign.Gateway.Pipeline;
+using Sovereign.Inference.Engine;
+using Sovereign.Metering.Ledger;
+
+namespace Sovereign.Gateway.FunctionalTests.Metering;
+
+/// <summary>
+/// One server in jurisdiction TH, so its node is in pool <c>th-local</c>, with its device class named <c>epyc</c>, and
+/// a chat model with 2 sequence slots. The "pooled" plan has token prices plus a compute rate for the pool; the
+/// "classed" plan a compute rate for the device class; "gold" reserves 1 slot of the pool. Its own server: a
+/// reservation gates every request of the pool.
+/// </summary>
+public sealed class PoolsFixture : IAsyncLifetime
+{
+    public const string AdminToken = "pools-admin";
+    public const string Model = "stories";
+    public const string Pool = "th-local";
+    public const decimal InputPerMillion = 1000m;
+    public const decimal OutputPerMillion = 2000m;
+    public const decimal ModelPerComputeSecond = 0.001m;
+    public const decimal PoolPerComputeSecond = 250m;
+    public const decimal ClassPerComputeSecond = 40m;
+
+    private readonly string _data = Directory.CreateTempSubdirectory("sovereign-pools-").FullName;
+    private int _tenants;
+
+    public WebApplication App { get; private set; } = null!;
+    public HttpClient Admin { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        App = ServeCommand.Build(new ServeSettings
+        {
+            Models = [new ModelOptions { Id = Model, Path = TestModels.Stories260K, ContextLength = 256, Parallel = 2, MaxQueue = 64, Threads = 1 }],
+            Urls = "http://127.0.0.1:0",
+            DataDirectory = _data,
+            Overrides = new Dictionary<string, string?>
+            {
+                ["Sovereign:Jurisdiction"] = "TH",
+                ["Sovereign:AdminToken"] = AdminToken,
+                ["Sovereign:BuiltInEmbeddings"] = "false",
+                ["Sovereign:Cluster:DeviceClass"] = "epyc",
+            },
+        }, []);
+        await App.StartAsync();
+        Admin = new HttpClient { BaseAddress = new Uri(App.Urls.First()) };
+        Admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminToken);
+        foreach (var plan in new[] { "pooled", "classed", "gold", "free" })
+        {
+            await SendAsync(HttpMethod.Put, $"/admin/v1/plans/{plan}", new { currency = "THB" }, 200);
+            await SendAsync(HttpMethod.Post, $"/admin/v1/plans/{plan}/prices",
+                new { model = Model, input_per_million = InputPerMillion, output_per_million = OutputPerMillion, per_compute_second = ModelPerComputeSecond }, 201);
+        }
+
+        await SendAsync(HttpMethod.Post, "/admin/v1/plans/pooled/compute-prices", new { pool = Pool, per_compute_second = PoolPerComputeSecond }, 201);
+        await SendAsync(HttpMethod.Post, "/admin/v1/plans/pooled/compute-prices", new { device_class = "epyc", per_compute_second = ClassPerComputeSecond }, 201);
+        await SendAsync(HttpMethod.Post, "/admin/v1/plans/classed/compute-prices", new { device_class = "epyc", per_compute_second = ClassPerComputeSecond }, 201);
+        await SendAsync(HttpMethod.Put, "/admin/v1/plans/gold", new { reservations = new[] { new { pool = Pool, slots = 1 } } }, 200);
+    }
+
+    public async Task<(string Tenant, HttpClient Client)> NewTenantAsync(string plan)
+    {
+        var id = "p" + Interlocked.Increment(ref _tenants);
+        await SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id, plan, policy = new { allowed_jurisdictions = new[] { "TH" } } }, 201);
+        var key = (await SendAsync(HttpMethod.Post, $"/admin/v1/tenants/{id}/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
+        var client = new HttpClient { BaseAddress = Admin.BaseAddress };
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return (id, client);
+    }
+
+    public async Task<JsonElement> SendAsync(HttpMethod method, string path, object? body, int expected)
+    {
+        using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
+        using var response = await Admin.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == expected, $"{method} {path}: expected {expected}, got {(int)response.StatusCode}: {text}");
+        return text.Length > 0 && text[0] is '{' or '[' ? JsonDocument.Parse(text).RootElement.Clone() : default;
+    }
+
+    public async Task DisposeAsync()
+    {
+        Admin.Dispose();
+        await App.StopAsync();
+        await App.DisposeAsync();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        Directory.Delete(_data, recursive: true);
+    }
+}
+
+/// <summary>Pools through HTTP: the pool's price on the record and the invoice, validation, and reserved capacity.</summary>
+public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixture>
+{
+    private static StringContent Chat(int maxTokens) =>
+        new($$"""{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":{{maxTokens}},"temperature":0}""", Encoding.UTF8, "application/json");
+
+    [Theory]
+    [InlineData("pooled", "pool=th-local")]
+    [InlineData("classed", "device_class=epyc")]
+    public async Task APoolOrDeviceClassPrice_PricesTheRecord_AndUsageAndInvoiceNameThePoolAndDeviceClass(string plan, string scope)
+    {
+        // "pooled" has both a pool and a device-class rate: the pool's wins.
+        var perSecond = plan == "pooled" ? PoolsFixture.PoolPerComputeSecond : PoolsFixture.ClassPerComputeSecond;
+        var (tenant, client) = await fixture.NewTenantAsync(plan);
+        using var _ = client;
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(8));
+        Assert.Equal(200, (int)response.StatusCode);
+        var requestId = response.Headers.GetValues("x-sovereign-audit-id").Single();
+
+        var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(requestId)
+            ?? throw new Xunit.Sdk.XunitException($"no usage record for {requestId}");
+        Assert.Equal(("th-local", "epyc"), (record.Pool, record.DeviceClass));
+        Assert.True(record.ComputeSeconds > 0m);
+        var expected = Math.Round((record.PromptTokens * PoolsFixture.InputPerMillion + record.CompletionTokens * PoolsFixture.OutputPerMillion) / 1_000_000m
+            + record.ComputeSeconds * perSecond, 6, MidpointRounding.ToEven);
+        Assert.Equal(expected, record.Cost);
+        var version = record.PriceVersion ?? "";
+        Assert.Contains(";" + plan + ":" + scope + "@", version, StringComparison.Ordinal);
+
+        var usage = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/usage?tenant={tenant}&group_by=pool,device_class", null, 200);
+        var row = Assert.Single(usage.GetProperty("data").EnumerateArray());
+        Assert.Equal(("th-local", "epyc"), (row.GetProperty("pool").GetString(), row.GetProperty("device_class").GetString()));
+        Assert.Equal(expected, row.GetProperty("cost").GetDecimal());
+
+        var invoice = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/invoice", null, 200);
+        var line = Assert.Single(invoice.GetProperty("lines").EnumerateArray());
+        Assert.Equal(("th-local", "epyc"), (line.GetProperty("pool").GetString(), line.GetProperty("device_class").GetString()));
+        Assert.Equal(expected, decimal.Parse(invoice.GetProperty("total").GetString()!, CultureInfo.InvariantCulture));
+        var csv = await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{tenant}/invoice?format=csv");
+        Assert.Contains(",th-local,epyc\r\n", csv, StringComparison.Ordinal);
+
+        var tenantView = JsonDocument.Parse(await client.GetStringAsync("/v1/usage?group_by=pool")).RootElement.GetProperty("data");
+        Assert.Equal("th-local", Assert.Single(tenantView.EnumerateArray()).GetProperty("pool").GetString());
+    }
+
+    [Fact]
+    public async Task PlansClusterStatusAndNodes_ShowPricesReservationsPoolAndDeviceClass()
+    {
+        var plans = (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/plans", null, 200)).GetProperty("data").EnumerateArray().ToDictionary(p => p.GetProperty("name").GetString()!);
+
+        var pooled = plans["pooled"].GetProperty("compute_prices").EnumerateArray().ToList();
+        Assert.Contains(pooled, r => r.GetProperty("pool").GetString() == "th-local" && r.GetProperty("per_compute_second").GetDecimal() == PoolsFixture.PoolPerComputeSecond);
+        Assert.Contains(pooled, r => r.GetProperty("device_class").GetString() == "epyc");
+        var reservation = Assert.Single(plans["gold"].GetProperty("reservations").EnumerateArray());
+        Assert.Equal(("th-local", 1), (reservation.GetProperty("pool").GetString(), reservation.GetProperty("slots").GetInt32()));
+
+        // The cluster's status and the node list place this process in its pool, with its device class and reservations.
+        var status = await fixture.SendAsync(HttpMethod.Get, "/admin/v1/cluster", null, 200);
+        var pool = Assert.Single(status.GetProperty("pools").EnumerateArray());
+        Assert.Equal(("th-local", 1), (pool.GetProperty("pool").GetString(), pool.GetProperty("reserved_slots").GetInt32()));
+        Assert.Equal(["epyc"], pool.GetProperty("device_classes").EnumerateArray().Select(c => c.GetString()));
+        var node = Assert.Single((await fixture.SendAsync(HttpMethod.Get, "/admin/v1/nodes", null, 200)).GetProperty("data").EnumerateArray());
+        Assert.Equal(("th-local", "epyc"), (node.GetProperty("pool").GetString(), node.GetProperty("device_class").GetString()));
+    }
+
+    [Theory]
+    [InlineData("""{"pool":"th-local","device_class":"epyc","per_compute_second":1}""", "device_class")]
+    [InlineData("""{"per_compute_second":1}""", "pool")]
+    [InlineData("""{"pool":"TH LOCAL","per_compute_second":1}""", "pool")]
+    [InlineData("""{"pool":"th-local","per_compute_second":-1}""", "per_compute_second")]
+    [InlineData("""{"pool":"th-local"}""", "per_compute_second")]
+    [InlineData("""{"pool":"th-local","per_compute_second":1,"effective_from":"2001-01-01T00:00:00Z"}""", "effective_from")]
+    public async Task ABadComputePrice_Is400NamingTheField(string body, string param)
+    {
+        using var response = await fixture.Admin.PostAsync("/admin/v1/plans/free/compute-prices", new StringContent(body, Encoding.UTF8, "application/json"));
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Equal(param, error.GetProperty("param").GetString());
+    }
+
+    [Theory]
+    [InlineData("""{"reservations":[{"pool":"th-local","slots":2}]}""", "reservations[0].slots", "reservation_exceeds_capacity")]
+    [InlineData("""{"reservations":[{"pool":"th-local","slots":0}]}""", "reservations[0].slots", "invalid_price")]
+    [InlineData("""{"reservations":[{"slots":1}]}""", "reservations[0].pool", "missing_required_parameter")]
+    public async Task AReservationThatCannotBeKept_Is400NamingTheField(string body, string param, string code)
+    {
+        // The pool has 2 slots for the model and gold reserves 1: another plan may reserve at most 1.
+        using var response = await fixture.Admin.PutAsync("/admin/v1/plans/free", new StringContent(body, Encoding.UTF8, "application/json"));
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Equal((param, code), (error.GetProperty("param").GetString(), error.GetProperty("code").GetString()));
+    }
+
+    [Fact]
+    public async Task AReservedTenant_GetsItsSlot_WhileAnotherTenantSaturatesThePool()
+    {
+        var (_, busy) = await fixture.NewTenantAsync("free");
+        var (_, gold) = await fixture.NewTenantAsync("gold");
+        using var busyClient = busy;
+        using var goldClient = gold;
+        var batcher = fixture.App.Services.GetRequiredService<ModelCatalog>().TryGet(PoolsFixture.Model, out var served) ? served.Batcher! : throw new InvalidOperationException();
+        var pools = fixture.App.Services.GetRequiredService<PoolAdmission>();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        // The engine holds every step until released, so whatever is admitted stays running.
+        batcher.BeforeStep = async _ => await release.Task;
+        try
+        {
+            var first = busyClient.PostAsync("/v1/chat/completions", Chat(4));
+            var gate = await WaitForAsync(() => pools.GateOf(PoolsFixture.Pool, PoolsFixture.Model) is { UnreservedRunning: 1 } g ? g : null, "the first request to take the unreserved slot");
+            var second = busyClient.PostAsync("/v1/chat/completions", Chat(4));
+            await WaitForAsync(() => gate.Waiting == 1 ? gate : null, "the second request to wait");
+
+            // One of the pool's 2 slots is idle, but it is gold's: the second request keeps waiting. Gold gets it at once.
+            Assert.Equal(0, gate.ReservedRunning("gold"));
+            var reserved = goldClient.PostAsync("/v1/chat/completions", Chat(4));
+            await WaitForAsync(() => gate.ReservedRunning("gold") == 1 ? gate : null, "gold's request to take its reserved slot");
+            Assert.Equal((1, 1), (gate.UnreservedRunning, gate.Waiting));
+            Assert.False(second.IsCompleted);
+
+            release.SetResult();
+            foreach (var response in await Task.WhenAll(first, second, reserved))
+            {
+                Assert.Equal(200, (int)response.StatusCode);
+                response.Dispose();
+            }
+        }
+        finally
+        {
+            batcher.BeforeStep = null;
+            release.TrySetResult();
+        }
+    }
+
+    [Fact]
+    public async Task APoolReservedInFull_RefusesAPlanWithoutAReservation_NamingTheRule_AndRecordsTheRefusalAtNoCost()
+    {
+        await fixture.SendAsync(HttpMethod.Put, "/admin/v1/plans/gold", new { reservations = new[] { new { pool = PoolsFixture.Pool, slots = 2 } } }, 200);
+        try
+        {
+            var (tenant, client) = await fixture.NewTenantAsync("free");
+            using var _ = client;
+            using var response = await client.PostAsync("/v1/chat/completions", Chat(4));
+            var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+            Assert.Equal(503, (int)response.StatusCode);
+            Assert.Equal("pool_capacity_reserved", error.GetProperty("code").GetString());
+            Assert.Contains("th-local", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+            var usage = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/usage?tenant={tenant}&group_by=pool", null, 200);
+            var row = Assert.Single(usage.GetProperty("data").EnumerateArray());
+            Assert.Equal((1, 0m, "th-local"), (row.GetProperty("refused").GetInt32(), row.GetProperty("cost").GetDecimal(), row.GetProperty("pool").GetString()));
+            var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+            Assert.Equal("pool_capacity_reserved", record?.RefusalCode);
+        }
+        finally
+        {
+            await fixture.SendAsync(HttpMethod.Put, "/admin/v1/plans/gold", new { reservations = new[] { new { pool = PoolsFixture.Pool, slots = 1 } } }, 200);
+        }
+    }
+
+    /// <summary>Waits for a state the server reaches on its own (no timing is asserted; the limit only bounds a hang).</summary>
+    private static async Task<T> WaitForAsync<T>(Func<T?> probe, string what)
+        where T : class
+    {
+        for (var attempt = 0; attempt < 3000; attempt++)
+        {
+            if (probe() is { } value)
+            {
+                return value;
+            }
+
+            await Task.Delay(10);
+        }
+
+        throw new Xunit.Sdk.XunitException($"Waited 30 s for {what}.");
+    }
+}
