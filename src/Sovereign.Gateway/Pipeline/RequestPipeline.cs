@@ -56,10 +56,7 @@ internal sealed class RequestPipeline(
         {
             request.Route = await RouteAsync(context, caller, work);
             request.Route.ArrivedAt = arrivedAt;
-            request.Route.Operation = OperationOf(work);
-            await pools.PlaceAsync(request.Route, context.RequestAborted);
-            var executor = _executors.FirstOrDefault(e => e.Runs(request.Route, work))
-                ?? throw OpenAIException.BadRequest($"The model '{request.Route.Model}' cannot serve this endpoint.", "model", "model_not_supported");
+            var executor = await PrepareAsync(request.Route, work, context.RequestAborted);
             request.Demand = await executor.MeasureAsync(request);
             request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens);
             request.PoolLease = await pools.AcquireAsync(request);
@@ -76,10 +73,7 @@ internal sealed class RequestPipeline(
                     // reserved: a replica that needs more than the reservation covers is not taken.
                     Observability.GatewayLog.RequestFailedOver(logger, request.Route.RequestId, unreachable.NodeId);
                     request.Route = await router.FailoverAsync(context, request.Route, work.Kind);
-                    request.Route.Operation = OperationOf(work);
-                    await pools.PlaceAsync(request.Route, context.RequestAborted);
-                    executor = _executors.FirstOrDefault(e => e.Runs(request.Route, work))
-                        ?? throw OpenAIException.BadRequest($"The model '{request.Route.Model}' cannot serve this endpoint.", "model", "model_not_supported");
+                    executor = await PrepareAsync(request.Route, work, context.RequestAborted);
                     var demand = await executor.MeasureAsync(request);
                     if (demand.PromptTokens > request.Demand.PromptTokens || demand.MaxOutputTokens > request.Demand.MaxOutputTokens)
                     {
@@ -102,6 +96,15 @@ internal sealed class RequestPipeline(
             await request.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>Names the route's operation, places it in its node's pool and device class, and picks its executor.</summary>
+    private async Task<IRequestExecutor> PrepareAsync(RoutedRequest route, Workload work, CancellationToken cancellationToken)
+    {
+        route.Operation = OperationOf(work);
+        await pools.PlaceAsync(route, cancellationToken);
+        return _executors.FirstOrDefault(e => e.Runs(route, work))
+            ?? throw OpenAIException.BadRequest($"The model '{route.Model}' cannot serve this endpoint.", "model", "model_not_supported");
     }
 
     private static string OperationOf(Workload work) => work switch
