@@ -216,4 +216,24 @@ public sealed class TenantMoneyTests(ClusterFixture fixture)
         Assert.Equal(AdmissionOutcome.RateLimitedRequests, rpm.Outcome);
         Assert.Equal(0, rpm.RateLimits!.RemainingRequests);
     }
+
+    [Fact]
+    public async Task KeyAuthorization_SaysRevoked_FromTheRevocationOn_AndAfterReactivation()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        var kept = await tenant.CreateKeyAsync("kept", null);
+        var revoked = await tenant.CreateKeyAsync("revoked", null);
+        Assert.False((await tenant.AuthorizeKeyAsync(revoked.Key.Id)).KeyRevoked);
+
+        Assert.True(await tenant.RevokeKeyAsync(revoked.Key.Id));
+        Assert.True((await tenant.AuthorizeKeyAsync(revoked.Key.Id)).KeyRevoked);
+
+        // A fresh activation (as after a restart, or on another silo) reads the revocation from the store.
+        await fixture.DeactivateIdleGrainsAsync();
+        var afterRestart = await tenant.AuthorizeKeyAsync(revoked.Key.Id);
+        Assert.True(afterRestart.KeyRevoked);
+        Assert.Equal(tenant.GetPrimaryKeyString(), afterRestart.Tenant!.Id);
+        Assert.False((await tenant.AuthorizeKeyAsync(kept.Key.Id)).KeyRevoked);
+        Assert.Null((await fixture.Grains.GetGrain<ITenantGrain>(fixture.NewTenantId()).AuthorizeKeyAsync(kept.Key.Id)).Tenant);
+    }
 }

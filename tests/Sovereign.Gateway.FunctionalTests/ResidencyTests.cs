@@ -185,6 +185,7 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
 
         var refused = await Assert.ThrowsAsync<ClientResultException>(() => chat.CompleteChatAsync([new UserChatMessage("hi")], Short));
         Assert.Equal(401, refused.Status);
+        Assert.Contains($"The API key {keyId} has been revoked", refused.Message, StringComparison.Ordinal);
         var listed = (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/tenants/th-hospital/keys", null, 200)).GetProperty("data").EnumerateArray()
             .Single(k => k.GetProperty("id").GetString() == keyId);
         Assert.NotEqual(JsonValueKind.Null, listed.GetProperty("revoked_at").ValueKind);

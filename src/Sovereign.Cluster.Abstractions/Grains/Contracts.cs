@@ -34,6 +34,13 @@ public sealed record KeyIdentity(
     [property: Id(2)] string? KeyPolicyJson,
     [property: Id(3)] bool Revoked);
 
+/// <summary>
+/// The tenant a key authorizes now: null when the tenant does not exist; <see cref="KeyRevoked"/> when the tenant's
+/// single activation has revoked the key (so a gateway's cached key identity can never outlive a revocation).
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record KeyAuthorization([property: Id(0)] TenantView? Tenant, [property: Id(1)] bool KeyRevoked);
+
 /// <summary>A registered node as grains hand it out.</summary>
 [GenerateSerializer, Immutable]
 public sealed record NodeView(
@@ -96,6 +103,12 @@ public interface ITenantGrain : IGrainWithStringKey
 {
     /// <summary>The tenant, or null if it does not exist.</summary>
     Task<TenantView?> GetAsync();
+
+    /// <summary>
+    /// The tenant as one of its keys may use it now: one call per request. Gateways cache the immutable part of a key
+    /// (hash to tenant, key id, key policy); revocation lives here, in the tenant's single activation.
+    /// </summary>
+    Task<KeyAuthorization> AuthorizeKeyAsync(string keyId);
 
     /// <summary>
     /// Creates or updates the tenant (the caller validated the policy). Throws <see cref="BudgetCurrencyConflictException"/>

@@ -30,10 +30,13 @@ internal sealed class TenantGrain(
     private BudgetAccount? _budget;
     private TenantRateLimiter? _rates;
     private IGrainTimer? _expiryTimer;
+    private HashSet<string> _revokedKeys = [];
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         _tenant = await store.GetTenantAsync(this.GetPrimaryKeyString(), cancellationToken);
+        _revokedKeys = _tenant is null ? [] :
+            (await store.ListKeysAsync(_tenant.Id, cancellationToken)).Where(k => k.RevokedAt is not null).Select(k => k.Id).ToHashSet(StringComparer.Ordinal);
         _limits = _tenant?.LimitsJson is { } json ? JsonSerializer.Deserialize<TenantLimits>(json, JsonOptions) ?? TenantLimits.None : TenantLimits.None;
     }
 
@@ -265,6 +268,9 @@ internal sealed class TenantGrain(
 
     public Task<TenantView?> GetAsync() => Task.FromResult(_tenant is null ? null : ToView(_tenant));
 
+    public Task<KeyAuthorization> AuthorizeKeyAsync(string keyId) =>
+        Task.FromResult(new KeyAuthorization(_tenant is null ? null : ToView(_tenant), _revokedKeys.Contains(keyId)));
+
     public async Task<TenantView> UpsertAsync(string name, string policyJson, string plan, bool disabled)
     {
         if (_tenant is not null && !string.Equals(_tenant.Plan, plan, StringComparison.OrdinalIgnoreCase)
@@ -308,6 +314,7 @@ internal sealed class TenantGrain(
         }
 
         await store.RevokeKeyAsync(keyId, time.GetUtcNow().ToUnixTimeMilliseconds());
+        _revokedKeys.Add(keyId);
         await GrainFactory.GetGrain<IApiKeyGrain>(key.SecretHash).RefreshAsync();
         return true;
     }

@@ -26,8 +26,9 @@ public sealed record Caller(string TenantId, string? KeyId, ResidencyPolicy? Pol
 }
 
 /// <summary>
-/// Resolves the bearer key of a /v1 request to its tenant through the key's grain, so a revocation anywhere takes
-/// effect on the next request everywhere. Policies are parsed once per tenant version and cached.
+/// Resolves the bearer key of a /v1 request to its tenant: the key's grain once per gateway (the mapping is immutable),
+/// then the tenant's grain on every request, so a revocation anywhere takes effect on the next request everywhere.
+/// Policies are parsed once per tenant version and cached.
 /// </summary>
 public sealed class CallerAuthenticator(
     IGrainFactory grains,
@@ -36,7 +37,13 @@ public sealed class CallerAuthenticator(
     IOptions<SovereignOptions> options,
     ClusterRelay relay)
 {
+    // Bounds the key cache; an overflowing cache starts again empty rather than tracking recency per request.
+    private const int MaxCachedIdentities = 100_000;
+
     private readonly ConcurrentDictionary<(string Tenant, long Version, string? KeyPolicy), ResidencyPolicy> _policies = new();
+
+    // A key's hash, tenant, id and policy never change once issued; only revocation does, and the tenant grain owns it.
+    private readonly ConcurrentDictionary<string, KeyIdentity> _identities = new(StringComparer.Ordinal);
     private readonly byte[][] _staticKeyHashes = options.Value.ApiKeys.Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k))).ToArray();
     private volatile bool _tenantsExist;
 
@@ -81,19 +88,36 @@ public sealed class CallerAuthenticator(
 
     private async Task<Caller> TenantCallerAsync(string secret)
     {
-        var identity = await grains.GetGrain<IApiKeyGrain>(ApiKeySecrets.Hash(secret)).ResolveAsync();
-        if (identity is null)
+        var hash = ApiKeySecrets.Hash(secret);
+        if (!_identities.TryGetValue(hash, out var identity))
         {
-            throw OpenAIException.Unauthorized("Incorrect API key provided.");
+            identity = await grains.GetGrain<IApiKeyGrain>(hash).ResolveAsync();
+            if (identity is null)
+            {
+                throw OpenAIException.Unauthorized("Incorrect API key provided.");
+            }
+
+            if (!identity.Revoked)
+            {
+                if (_identities.Count >= MaxCachedIdentities)
+                {
+                    _identities.Clear();
+                }
+
+                _identities[hash] = identity;
+            }
         }
 
-        if (identity.Revoked)
+        // One grain call per request: the tenant's single activation answers for revocation, so a key revoked
+        // at any gateway fails on the next request at every gateway, cached identity or not.
+        var authorization = await grains.GetGrain<ITenantGrain>(identity.TenantId).AuthorizeKeyAsync(identity.KeyId);
+        if (identity.Revoked || authorization.KeyRevoked)
         {
+            _identities.TryRemove(hash, out _);
             throw OpenAIException.Unauthorized($"The API key {identity.KeyId} has been revoked.");
         }
 
-        var tenant = await grains.GetGrain<ITenantGrain>(identity.TenantId).GetAsync()
-            ?? throw OpenAIException.Unauthorized("Incorrect API key provided.");
+        var tenant = authorization.Tenant ?? throw OpenAIException.Unauthorized("Incorrect API key provided.");
         if (tenant.Disabled)
         {
             throw new OpenAIException(StatusCodes.Status403Forbidden, $"The tenant '{tenant.Id}' is disabled.", "permission_error", null, "tenant_disabled");
