@@ -148,6 +148,8 @@ public static class SovereignGateway
         logging.AddFilter("Orleans.Runtime.Watchdog", LogLevel.Error);
         logging.AddFilter("Orleans.Runtime.Silo", LogLevel.Error);
         logging.AddFilter("Polly", LogLevel.Warning);
+        // IHttpClientFactory logs four lines per upstream request at Information, each naming the engine's URL.
+        logging.AddFilter("System.Net.Http.HttpClient", LogLevel.Warning);
         logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
         logging.AddFilter("llama.cpp", LogLevel.Warning);

@@ -19,6 +19,16 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
             return;
         }
 
+        try
+        {
+            // The outcome's audit entry follows its decision's in the chain, even for work refused at once.
+            await route.DecisionRecorded;
+        }
+        catch (Exception)
+        {
+            // The refusal it caused is the request's answer; the outcome is still recorded below.
+        }
+
         if (request.Ticket is not { } ticket)
         {
             // Routed, then refused before admission (e.g. too long for the context): no money moved, but the audit
@@ -33,9 +43,11 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
             (route.Language, route.LanguageConfidence) = (detected.Language, detected.Confidence);
         }
 
-        // The ledger record and the audit entry are independent commits: wait for both at once.
+        // The ledger record and the audit entry are independent commits: the audit's runs on the thread pool (an
+        // uncontended append commits inline), beside the ledger's and the settlement; both are waited for.
+        var audited = Task.Run(() => router.CompleteAsync(route, usage.PromptTokens, usage.CompletionTokens, outcome.ToString().ToLowerInvariant()));
         await Task.WhenAll(
             metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode),
-            router.CompleteAsync(route, usage.PromptTokens, usage.CompletionTokens, outcome.ToString().ToLowerInvariant()));
+            audited);
     }
 }

@@ -64,6 +64,8 @@ internal sealed class RequestPipeline(
             {
                 try
                 {
+                    // Fail closed: the decision is durable evidence before any work is sent (it committed meanwhile).
+                    await request.Route.DecisionRecorded;
                     request.Execution = await executor.StartAsync(request);
                     return request;
                 }
@@ -114,13 +116,16 @@ internal sealed class RequestPipeline(
         _ => "embeddings",
     };
 
-    /// <summary>Stages 2 and 3: an alias resolves to a model first; then the residency decision.</summary>
+    /// <summary>
+    /// Stages 2 and 3: an alias resolves to a model first; then the residency decision, whose audit entry commits
+    /// while the request is measured and admitted (awaited before the work starts).
+    /// </summary>
     private async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, Workload work)
     {
         var prefixKey = PrefixAffinity.KeyOf(work);
         if (work.Kind != ModelKind.Chat || !languages.IsAlias(work.Model))
         {
-            return await router.RouteAsync(context, caller, work.Model, work.Kind, prefixKey: prefixKey);
+            return await router.DecideAsync(context, caller, work.Model, work.Kind, prefixKey: prefixKey);
         }
 
         var choice = await languages.ChooseAsync(router, caller, work.Model!, work.LanguageSample);
@@ -130,6 +135,6 @@ internal sealed class RequestPipeline(
                 $"No model that your policy allows can serve '{work.Model}' for this request: {choice.Reason}", "permission_error", "model", "model_not_allowed");
         }
 
-        return await router.RouteAsync(context, caller, choice.ModelId, ModelKind.Chat, work.Model, choice, prefixKey);
+        return await router.DecideAsync(context, caller, choice.ModelId, ModelKind.Chat, work.Model, choice, prefixKey);
     }
 }

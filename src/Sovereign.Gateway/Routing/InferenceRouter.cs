@@ -75,6 +75,12 @@ public sealed class RoutedRequest
 
     /// <summary>The serving node's pool and device class (its price and reservations), once the pipeline placed it.</summary>
     public Sovereign.Metering.Pricing.Placement? Placement { get; set; }
+
+    /// <summary>
+    /// The commit of the allowed decision's audit entry. No work may be sent anywhere before it completes (the
+    /// evidence comes first); the pipeline overlaps it with measuring and admission instead of waiting at once.
+    /// </summary>
+    internal Task DecisionRecorded { get; set; } = Task.CompletedTask;
 }
 
 /// <summary>A model as /v1/models lists it.</summary>
@@ -150,13 +156,26 @@ public sealed class InferenceRouter(
     }
 
     /// <summary>Decides and audits where an authenticated request runs; throws the OpenAI error to answer with when refused.</summary>
-    public async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias = null, RouteChoice? aliasChoice = null, ulong? prefixKey = null) =>
-        await RouteTracedAsync(context, caller, model, kind, alias, aliasChoice, null, prefixKey);
+    public async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias = null, RouteChoice? aliasChoice = null, ulong? prefixKey = null)
+    {
+        var routed = await DecideAsync(context, caller, model, kind, alias, aliasChoice, prefixKey);
+        await routed.DecisionRecorded;
+        return routed;
+    }
+
+    /// <summary>
+    /// Decides where an authenticated request runs, as <see cref="RouteAsync"/>, but returns while the allowed
+    /// decision's audit entry is still committing: the caller must await <see cref="RoutedRequest.DecisionRecorded"/>
+    /// before it sends any work. A refusal is audited before it is thrown.
+    /// </summary>
+    internal Task<RoutedRequest> DecideAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias = null, RouteChoice? aliasChoice = null, ulong? prefixKey = null) =>
+        RouteTracedAsync(context, caller, model, kind, alias, aliasChoice, null, prefixKey);
 
     /// <summary>
     /// Decides again, under the same request id and policy, for a request whose node could not be reached before any
     /// work was sent (that node is now routed around). Both decisions are in the audit log; a refusal is thrown as
     /// usual (no compliant node left: 503), and the caller's accounting records it.
+    /// Like <see cref="DecideAsync"/>, the new decision's audit entry may still be committing when this returns.
     /// </summary>
     public Task<RoutedRequest> FailoverAsync(HttpContext context, RoutedRequest previous, ModelKind kind) =>
         RouteTracedAsync(context, previous.Caller, previous.Model, kind, previous.Alias, previous.AliasChoice, previous, previous.PrefixKey);
@@ -226,7 +245,7 @@ public sealed class InferenceRouter(
                 throw OpenAIException.ModelNotFound(model);
             }
 
-            return await AllowAsync(context, new RoutedRequest(requestId, caller, model, settings.NodeId, here, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }, here, ["anonymous: served by the local node only"]);
+            return Allow(context, new RoutedRequest(requestId, caller, model, settings.NodeId, here, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }, here, ["anonymous: served by the local node only"]);
         }
 
         var replicas = new List<ModelReplica>();
@@ -313,7 +332,7 @@ public sealed class InferenceRouter(
             routed.LanguageConfidence = failoverOf.LanguageConfidence;
         }
 
-        return await AllowAsync(context, routed, localNode?.Jurisdiction ?? here, reasons);
+        return Allow(context, routed, localNode?.Jurisdiction ?? here, reasons);
     }
 
     /// <summary>Records how an allowed request ended: tokens and outcome, never content.</summary>
@@ -335,9 +354,9 @@ public sealed class InferenceRouter(
             Details = AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice),
         });
 
-    private async Task<RoutedRequest> AllowAsync(HttpContext context, RoutedRequest routed, string gatewayJurisdiction, IReadOnlyList<string> reasons)
+    private RoutedRequest Allow(HttpContext context, RoutedRequest routed, string gatewayJurisdiction, IReadOnlyList<string> reasons)
     {
-        await audit.AppendAsync(new AuditRecord
+        var record = new AuditRecord
         {
             Kind = AuditKind.Inference,
             Actor = routed.Caller.KeyId ?? routed.Caller.TenantId,
@@ -351,7 +370,11 @@ public sealed class InferenceRouter(
             Decision = AuditDecision.Allowed,
             Reasons = Capped(reasons),
             Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = routed.RequestId, ["gateway_jurisdiction"] = gatewayJurisdiction }, routed.Alias, routed.AliasChoice),
-        }, context.RequestAborted);
+        };
+
+        // On the thread pool: an uncontended append commits inline, and this one should run beside admission.
+        var aborted = context.RequestAborted;
+        routed.DecisionRecorded = Task.Run(() => audit.AppendAsync(record, aborted), CancellationToken.None);
         var headers = context.Response.Headers;
         headers[JurisdictionHeader] = routed.Jurisdiction;
         headers[NodeHeader] = routed.NodeId;
