@@ -80,7 +80,7 @@ internal static class ResidencyBenchmark
         var routedTo = new Dictionary<string, int>(StringComparer.Ordinal);
 
         // One request, step by step as InferenceRouter does it, each step timed.
-        double[] auth = [], decide = [], append = [], sum = [];
+        double[] auth = [], decide = [], append = [], sum = [], routerDecide = [];
         async Task Parts(int i)
         {
             var tenant = pick[i];
@@ -89,7 +89,7 @@ internal static class ResidencyBenchmark
             var caller = await authenticator.AuthenticateAsync(context);
             var t1 = Stopwatch.GetTimestamp();
             var all = await nodes.GetNodesAsync();
-            var replicas = Replicas(all, served, options, here);
+            var replicas = Replicas(all, await nodes.ExternalReplicasAsync(BenchServer.ModelId), served, options, here);
             var decision = RoutingDecider.Decide(new RoutingRequest(here, caller.Policy!, new ModelFacts(BenchServer.ModelId), replicas) { Catalog = jurisdictions });
             var t2 = Stopwatch.GetTimestamp();
             if (!decision.Allowed)
@@ -109,7 +109,10 @@ internal static class ResidencyBenchmark
         {
             var context = Context(pick[i]);
             var caller = await router.AuthenticateAsync(context);
-            var routed = await router.RouteAsync(context, caller, BenchServer.ModelId, ModelKind.Chat);
+            var t0 = Stopwatch.GetTimestamp();
+            var routed = await router.DecideAsync(context, caller, BenchServer.ModelId, ModelKind.Chat);
+            routerDecide[i] = Ms(t0, Stopwatch.GetTimestamp());
+            await routed.DecisionRecorded;
             lock (routedTo)
             {
                 routedTo[routed.NodeId] = routedTo.GetValueOrDefault(routed.NodeId) + 1;
@@ -120,7 +123,8 @@ internal static class ResidencyBenchmark
 
         // Micro rows: the pure pieces alone.
         var snapshot = await nodes.GetNodesAsync();
-        var fullReplicas = Replicas(snapshot, served, options, here);
+        var indexed = await nodes.ExternalReplicasAsync(BenchServer.ModelId);
+        var fullReplicas = Replicas(snapshot, indexed, served, options, here);
         var policy = (await authenticator.AuthenticateAsync(Context(tenants[0]))).Policy!;
         var oneReplica = new[] { fullReplicas.First(r => r.Kind == NodeKind.Local) };
         var keyTable = tenants.ToDictionary(t => ApiKeySecrets.Hash(t.Secret), t => t.Id, StringComparer.Ordinal);
@@ -129,7 +133,7 @@ internal static class ResidencyBenchmark
         {
             var n = mode == "paced" ? (int)(rate * seconds) : requests;
             var each = Math.Max(1, n / rounds);
-            (auth, decide, append, sum) = (new double[each * rounds], new double[each * rounds], new double[each * rounds], new double[each * rounds]);
+            (auth, decide, append, sum, routerDecide) = (new double[each * rounds], new double[each * rounds], new double[each * rounds], new double[each * rounds], new double[each * rounds]);
             Task<RunStats> Run(Func<int, Task> op) => mode == "paced" ? Driver.PacedAsync(each, rate, op) : Driver.BackToBackAsync(each, op);
 
             // Warm this mode's path (not reported).
@@ -177,6 +181,7 @@ internal static class ResidencyBenchmark
                     Row("audit: AuditLog.AppendAsync (chained, committed)", new Dist(append.Where(v => v > 0)), b, 0),
                     Row("total: auth + decide + audit", merged[2], b, errors[2]),
                     Row("total as the gateway runs it: InferenceRouter auth + RouteAsync", merged[3], b, errors[3]),
+                    Row($"routing decision as the gateway makes it ({fullReplicas.Count:N0} replicas; audit commit not included)", new Dist(routerDecide.Where(v => v > 0)), b, 0),
                 ]);
             if (runs.SelectMany(list => list).Select(x => x.FirstError).FirstOrDefault(e => e is not null) is { } error)
             {
@@ -194,7 +199,7 @@ internal static class ResidencyBenchmark
             ("baseline: SHA-256 of the key + Dictionary lookup (an auth floor without grains)", () => _ = keyTable.GetValueOrDefault(ApiKeySecrets.Hash(secret))),
             ($"RoutingDecider.Decide over {fullReplicas.Count:N0} replicas (pure)", () => RoutingDecider.Decide(request)),
             ("RoutingDecider.Decide over 1 replica (pure)", () => RoutingDecider.Decide(single)),
-            ($"replica list from the node snapshot ({snapshot.Count:N0} nodes)", () => Replicas(snapshot, served, options, here)),
+            ($"replica list from the node snapshot's model index ({snapshot.Count:N0} nodes)", () => Replicas(snapshot, indexed, served, options, here)),
         };
         var microStats = micro.Select(m => (m.Name, Dist: Micro(m.Op, Math.Min(requests, 20_000)))).ToList();
         Console.WriteLine("### Pure pieces, back to back (no I/O)");
@@ -254,11 +259,10 @@ internal static class ResidencyBenchmark
         return context;
     }
 
-    /// <summary>The replica list exactly as <see cref="InferenceRouter.RouteAsync"/> builds it for a chat model.</summary>
-    private static List<ModelReplica> Replicas(IReadOnlyList<Cluster.Grains.NodeView> all, ServedModel local, SovereignOptions settings, string here)
+    /// <summary>The replica list as <see cref="InferenceRouter.RouteAsync"/> builds it for a chat model, from the directory's model index.</summary>
+    private static List<ModelReplica> Replicas(IReadOnlyList<Cluster.Grains.NodeView> all, IReadOnlyList<(Cluster.Grains.NodeView Node, Cluster.Grains.NodeModel Model)> external, ServedModel local, SovereignOptions settings, string here)
     {
         var localNode = all.FirstOrDefault(n => n.Id == settings.NodeId && n.Kind == nameof(NodeKind.Local));
-        var external = all.Where(n => n.Kind == nameof(NodeKind.External)).SelectMany(n => n.Models.Where(m => m.Id == BenchServer.ModelId).Select(m => (Node: n, Model: m))).ToList();
         var batcher = local.Batcher!;
         var replicas = new List<ModelReplica>
         {

@@ -219,7 +219,6 @@ public sealed class InferenceRouter(
                 $"The model '{model}' is an {local.Kind.ToString().ToLowerInvariant()} model and cannot serve this endpoint.", "model", "model_not_supported");
         }
 
-        var allNodes = await nodes.GetNodesAsync();
         var external = kind == ModelKind.Chat ? await nodes.ExternalReplicasAsync(model) : [];
         IReadOnlyList<NodeView> unloaded = [];
         if (local is null && external.Count == 0 && (caller.Policy is null || (unloaded = await nodes.NodesWithUnloadedAsync(model)).Count == 0))
@@ -227,7 +226,6 @@ public sealed class InferenceRouter(
             // The snapshot may be up to a refresh old: before saying a model does not exist, read the registry itself,
             // so a model a node has just registered is never a 404 at a gateway that has not refreshed yet.
             nodes.Invalidate();
-            allNodes = await nodes.GetNodesAsync();
             external = kind == ModelKind.Chat ? await nodes.ExternalReplicasAsync(model) : [];
             if (local is null && external.Count == 0 && (caller.Policy is null || (unloaded = await nodes.NodesWithUnloadedAsync(model)).Count == 0))
             {
@@ -235,7 +233,7 @@ public sealed class InferenceRouter(
             }
         }
 
-        var localNode = allNodes.FirstOrDefault(n => n.Id == settings.NodeId && n.Kind == nameof(NodeKind.Local));
+        var localNode = await nodes.GetLocalNodeAsync();
 
         if (caller.Policy is null)
         {
@@ -248,7 +246,7 @@ public sealed class InferenceRouter(
             return Allow(context, new RoutedRequest(requestId, caller, model, settings.NodeId, here, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }, here, ["anonymous: served by the local node only"]);
         }
 
-        var replicas = new List<ModelReplica>();
+        var replicas = new List<ModelReplica>(external.Count + unloaded.Count + 1);
         var prefixNode = affinity.LastNodeOf(prefixKey);
         if (local is not null)
         {

@@ -56,15 +56,53 @@ public static class RoutingDecider
                 allowed);
         }
 
-        var replicas = (request.Replicas ?? []).Where(r => r is not null).Order(ReplicaOrder.Instance).ToList();
-        var compliant = new List<ModelReplica>();
-        var ready = new List<ModelReplica>();
-        foreach (var replica in replicas)
+        // One pass, no sort (this runs per request over every replica of the model, a thousand in a large pool): the
+        // best replica is the minimum of a total order, so the input order cannot change it, and only the replicas
+        // that need a reason are put in node order for it.
+        var total = 0;
+        var compliantCount = 0;
+        var readyCount = 0;
+        var localReady = 0;
+        ModelReplica? chosen = null;
+        var chosenLocal = false;
+        var explained = new List<(ModelReplica Replica, string? Place, bool InAllowedPlace, bool KindAllowed)>();
+        foreach (var replica in request.Replicas ?? [])
         {
-            var node = replica.NodeId ?? string.Empty;
+            if (replica is null)
+            {
+                continue;
+            }
+
+            total++;
             var place = JurisdictionCatalog.Normalize(replica.Jurisdiction);
             var inAllowedPlace = place is not null && allowed.Contains(place);
             var kindAllowed = replica.Kind == NodeKind.Local || policy.AllowExternalProviders;
+            if (!inAllowedPlace || !kindAllowed)
+            {
+                explained.Add((replica, place, inAllowedPlace, kindAllowed));
+                continue;
+            }
+
+            compliantCount++;
+            if (!replica.HasCapacity)
+            {
+                explained.Add((replica, place, true, true));
+                continue;
+            }
+
+            readyCount++;
+            var isLocal = place == gateway;
+            localReady += isLocal ? 1 : 0;
+            if (chosen is null || CapacityOrder.Compare(replica, isLocal, chosen, chosenLocal) < 0)
+            {
+                (chosen, chosenLocal) = (replica, isLocal);
+            }
+        }
+
+        explained.Sort(static (x, y) => ReplicaOrder.Instance.Compare(x.Replica, y.Replica));
+        foreach (var (replica, place, inAllowedPlace, kindAllowed) in explained)
+        {
+            var node = replica.NodeId ?? string.Empty;
             if (!inAllowedPlace)
             {
                 reasons.Add($"{ReplicaExcluded}:{node}:jurisdiction {place ?? "(none)"} not allowed");
@@ -75,26 +113,16 @@ public static class RoutingDecider
                 reasons.Add($"{ReplicaExcluded}:{node}:external providers not allowed");
             }
 
-            if (!inAllowedPlace || !kindAllowed)
-            {
-                continue;
-            }
-
-            compliant.Add(replica);
-            if (replica.HasCapacity)
-            {
-                ready.Add(replica);
-            }
-            else
+            if (inAllowedPlace && kindAllowed)
             {
                 var why = replica.Healthy ? $"full (load {replica.Load}/{replica.Capacity})" : "unhealthy";
                 reasons.Add($"{ReplicaUnavailable}:{node}:{why}");
             }
         }
 
-        if (compliant.Count == 0)
+        if (compliantCount == 0)
         {
-            reasons.Add($"{NoCompliantReplica}: none of {replicas.Count} replicas of {modelId} satisfies the policy");
+            reasons.Add($"{NoCompliantReplica}: none of {total} replicas of {modelId} satisfies the policy");
             return Refuse(
                 403,
                 RoutingCodes.ResidencyViolation,
@@ -105,9 +133,9 @@ public static class RoutingDecider
                 allowed);
         }
 
-        if (ready.Count == 0)
+        if (chosen is null)
         {
-            reasons.Add($"{NoCompliantCapacity}: {compliant.Count} compliant replicas, none healthy with free capacity");
+            reasons.Add($"{NoCompliantCapacity}: {compliantCount} compliant replicas, none healthy with free capacity");
             return Refuse(
                 503,
                 RoutingCodes.NoCompliantCapacity,
@@ -116,14 +144,10 @@ public static class RoutingDecider
                 allowed);
         }
 
-        var order = new CapacityOrder(gateway);
-        var chosen = ready.Min(order)!;
-        var local = order.IsLocal(chosen);
-        var localCount = ready.Count(order.IsLocal);
         var prefix = chosen.HoldsPrefix ? ", holds the prompt's prefix" : "";
-        reasons.Add(local
-            ? $"{Selected}:{chosen.NodeId}:in the gateway's jurisdiction {gateway}, least loaded ({chosen.Load}/{chosen.Capacity}) of {localCount} local of {ready.Count} compliant with capacity{prefix}"
-            : $"{Selected}:{chosen.NodeId}:least loaded ({chosen.Load}/{chosen.Capacity}) of {ready.Count} compliant with capacity, none in the gateway's jurisdiction {gateway}{prefix}");
+        reasons.Add(chosenLocal
+            ? $"{Selected}:{chosen.NodeId}:in the gateway's jurisdiction {gateway}, least loaded ({chosen.Load}/{chosen.Capacity}) of {localReady} local of {readyCount} compliant with capacity{prefix}"
+            : $"{Selected}:{chosen.NodeId}:least loaded ({chosen.Load}/{chosen.Capacity}) of {readyCount} compliant with capacity, none in the gateway's jurisdiction {gateway}{prefix}");
         return new RoutingDecision
         {
             Allowed = true,
@@ -240,18 +264,12 @@ public static class RoutingDecider
     /// Replicas in the gateway's jurisdiction first (locality: no border crossed, shortest path), then lowest
     /// load/capacity, compared exactly (no floating point), then <see cref="ReplicaOrder"/>.
     /// </summary>
-    private sealed class CapacityOrder(string gateway) : IComparer<ModelReplica>
+    private static class CapacityOrder
     {
-        public bool IsLocal(ModelReplica replica) => JurisdictionCatalog.Normalize(replica.Jurisdiction) == gateway;
-
-        public int Compare(ModelReplica? x, ModelReplica? y)
+        /// <summary>Orders two ready replicas whose locality the caller worked out once.</summary>
+        public static int Compare(ModelReplica x, bool xLocal, ModelReplica y, bool yLocal)
         {
-            if (x is null || y is null)
-            {
-                return ReplicaOrder.Instance.Compare(x, y);
-            }
-
-            var locality = IsLocal(y).CompareTo(IsLocal(x));
+            var locality = yLocal.CompareTo(xLocal);
             if (locality != 0)
             {
                 return locality;
