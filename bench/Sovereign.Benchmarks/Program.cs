@@ -21,6 +21,7 @@ try
         "residency" => await ResidencyBenchmark.RunAsync(args[1..]),
         "gateway" => await GatewayLatencyBenchmark.RunAsync(args[1..]),
         "pipeline" => await PipelineBenchmark.RunAsync(args[1..]),
+        "scale-out" => await ScaleOutBenchmark.RunAsync(args[1..]),
         "admission" => await AdmissionBenchmark.RunAsync(args[1..]),
         "throughput" => await ThroughputBenchmark.RunAsync(args[1..]),
         "languages" => await LanguagesBenchmark.RunAsync(args[1..]),
