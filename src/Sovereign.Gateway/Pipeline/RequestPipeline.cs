@@ -94,6 +94,7 @@ internal sealed class RequestPipeline(
             request.RefusalCode = ex switch
             {
                 OpenAIException refusal => refusal.Code,
+                NodeUnreachableException => "node_unreachable",
                 OperationCanceledException when context.RequestAborted.IsCancellationRequested => "client_disconnected",
                 _ => null,
             };
