@@ -68,13 +68,14 @@ public static class ClusterHostingExtensions
             silo.UseRedisGrainDirectoryAsDefault(o => o.ConfigurationOptions = StackExchange.Redis.ConfigurationOptions.Parse(cluster.Redis!));
             if (cluster.Role == ServerRole.Node)
             {
-                // Money, keys and the registry live on gateways only: a GPU node that dies (or is drained) never takes a
+                // Money, keys, the registry and the price book's version live on gateways only: a GPU node that dies (or is drained) never takes a
                 // tenant's budget or a key's revocation down with it. Orleans places a grain only on silos hosting its class.
                 silo.Configure<GrainTypeOptions>(o =>
                 {
                     o.Classes.Remove(typeof(TenantGrain));
                     o.Classes.Remove(typeof(ApiKeyGrain));
                     o.Classes.Remove(typeof(NodeRegistryGrain));
+                    o.Classes.Remove(typeof(PriceBookGrain));
                 });
             }
 
