@@ -36,6 +36,10 @@ public static class ClusterHostingExtensions
 
         // Before the silo starts: refused peers are logged from its first connection on.
         builder.Services.AddHostedService(sp => new ClusterTlsLogging(tls, sp.GetRequiredService<ILoggerFactory>()));
+
+        // Also before the silo: a revoked peer is refused from the first connection on.
+        builder.Services.TryAddSingleton<CertificateRevocationSync>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<CertificateRevocationSync>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SovereignClusterOptions>, ClusterTlsValidator>());
         siloPort = siloPort > 0 ? siloPort : cluster.SiloPort > 0 ? cluster.SiloPort : FreePort();
         gatewayPort = gatewayPort > 0 ? gatewayPort : cluster.GatewayPort > 0 ? cluster.GatewayPort : FreePort();

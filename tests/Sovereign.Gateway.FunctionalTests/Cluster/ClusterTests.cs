@@ -442,6 +442,41 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     [Fact]
+    public async Task SiloWhoseCertificateWasRevoked_NeverBecomesActive_AndTheClusterKeepsServing()
+    {
+        // The operator revokes every certificate of gateway-rv issued so far; the member then starts with one of them
+        // (the cluster CA signed it, it is in date): the members refuse it like a stranger.
+        var (code, output) = await ClusterFixture.CliAsync(cluster.GatewayTh, "cluster", "cert", "revoke", "--node-id", "gateway-rv", "--reason", "key left the building");
+        Assert.True(code == 0, output);
+        Assert.Contains("gateway-rv", output, StringComparison.Ordinal);
+        var revoked = cluster.Start("gateway-rv", "gateway", "TH", withModel: false,
+            extraEnvironment: new Dictionary<string, string> { ["Sovereign__Cluster__JoinTimeoutSeconds"] = "15" });
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(3)))
+        {
+            await revoked.Process.WaitForExitAsync(deadline.Token);
+        }
+
+        Assert.NotEqual(0, revoked.Process.ExitCode);
+        Assert.False(revoked.SaidReady, revoked.Output);
+
+        // The revocation is durable and the same at every gateway (one database).
+        using var adminSg = cluster.GatewaySg.Client(ClusterFixture.AdminToken);
+        var revocations = await ClusterFixture.Expect(adminSg.GetAsync("/admin/v1/cluster/revocations"), 200);
+        Assert.Contains(revocations.GetProperty("data").EnumerateArray(), r => r.GetProperty("node_id").GetString() == "gateway-rv"
+            && r.GetProperty("reason").GetString() == "key left the building");
+        var status = await ClusterFixture.Expect(adminSg.GetAsync("/admin/v1/cluster"), 200);
+        var members = status.GetProperty("members").EnumerateArray().ToDictionary(m => m.GetProperty("name").GetString()!, m => m.GetProperty("status").GetString());
+        Assert.NotEqual("active", members.GetValueOrDefault("gateway/gateway-rv"));
+        Assert.Equal(("active", "active"), (members["gateway/gateway-th"], members["gateway/gateway-sg"]));
+        var key = await NewTenantAsync(["TH", "SG"]);
+        foreach (var gateway in new[] { cluster.GatewayTh, cluster.GatewaySg })
+        {
+            using var client = gateway.Client(key);
+            await ClusterFixture.Expect(client.PostAsync("/v1/chat/completions", Json(Body)), 200);
+        }
+    }
+
+    [Fact]
     public async Task ClusterMemberWithoutTlsMaterial_RefusesToStart_NamingTheSetting()
     {
         var bare = cluster.Start("gateway-bare", "gateway", "TH", withModel: false, certificate: ClusterFixture.Certificate.None);
