@@ -1,5 +1,7 @@
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Grains;
+using Sovereign.Cluster.Hosting;
 using Sovereign.Metering.Pricing;
 
 namespace Sovereign.Gateway.Metering;
@@ -10,7 +12,7 @@ namespace Sovereign.Gateway.Metering;
 /// version and reloads the book from the database only when this process is behind. A request never waits for it:
 /// it reads the book in memory once, at admission, and keeps that book's price until it settles.
 /// </summary>
-internal sealed partial class PriceBookSync(PriceBookProvider prices, IGrainFactory grains, ILogger<PriceBookSync> logger) : BackgroundService
+internal sealed partial class PriceBookSync(PriceBookProvider prices, IGrainFactory grains, IOptions<SovereignClusterOptions> cluster, ILogger<PriceBookSync> logger) : BackgroundService
 {
     /// <summary>How often the grain is asked: the most a change made at another gateway takes to apply here.</summary>
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(1);
@@ -55,6 +57,12 @@ internal sealed partial class PriceBookSync(PriceBookProvider prices, IGrainFact
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        if (cluster.Value is { IsDistributed: true, Role: ServerRole.Node })
+        {
+            // A node prices nothing: the gateway that relayed the work reserved and settles it.
+            return;
+        }
+
         try
         {
             while (!stoppingToken.IsCancellationRequested)
