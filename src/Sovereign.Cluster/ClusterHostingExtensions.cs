@@ -36,6 +36,10 @@ public static class ClusterHostingExtensions
 
         // Before the silo starts: refused peers are logged from its first connection on.
         builder.Services.AddHostedService(sp => new ClusterTlsLogging(tls, sp.GetRequiredService<ILoggerFactory>()));
+
+        // Also before the silo: a revoked peer is refused from the first connection on.
+        builder.Services.TryAddSingleton<CertificateRevocationSync>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<CertificateRevocationSync>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SovereignClusterOptions>, ClusterTlsValidator>());
         siloPort = siloPort > 0 ? siloPort : cluster.SiloPort > 0 ? cluster.SiloPort : FreePort();
         gatewayPort = gatewayPort > 0 ? gatewayPort : cluster.GatewayPort > 0 ? cluster.GatewayPort : FreePort();
@@ -68,13 +72,14 @@ public static class ClusterHostingExtensions
             silo.UseRedisGrainDirectoryAsDefault(o => o.ConfigurationOptions = StackExchange.Redis.ConfigurationOptions.Parse(cluster.Redis!));
             if (cluster.Role == ServerRole.Node)
             {
-                // Money, keys and the registry live on gateways only: a GPU node that dies (or is drained) never takes a
+                // Money, keys, the registry and the price book's version live on gateways only: a GPU node that dies (or is drained) never takes a
                 // tenant's budget or a key's revocation down with it. Orleans places a grain only on silos hosting its class.
                 silo.Configure<GrainTypeOptions>(o =>
                 {
                     o.Classes.Remove(typeof(TenantGrain));
                     o.Classes.Remove(typeof(ApiKeyGrain));
                     o.Classes.Remove(typeof(NodeRegistryGrain));
+                    o.Classes.Remove(typeof(PriceBookGrain));
                 });
             }
 

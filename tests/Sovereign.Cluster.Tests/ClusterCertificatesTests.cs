@@ -197,6 +197,59 @@ public sealed class ClusterCertificatesTests
         }
     }
 
+    [Fact]
+    public void RevokedCertificates_AreRefusedAsPeers_BySerialOrByNode_AndOthersStillPass()
+    {
+        var folder = Directory.CreateTempSubdirectory("sovereign-tls-").FullName;
+        try
+        {
+            var now = DateTimeOffset.UtcNow;
+            using var ca = ClusterCertificates.CreateAuthority("prod", now.AddDays(-1));
+            var credentials = new ClusterTlsCredentials(new SovereignClusterOptions { Redis = "r", Role = ServerRole.Gateway }, folder, "gateway-th", TimeProvider.System);
+            ClusterTlsCredentials.WritePem(credentials.AuthorityPath, ca.ExportCertificatePem(), secret: false);
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            X509Certificate2 Issue(ClusterIdentity identity, DateTimeOffset at) => ClusterCertificates.Issue(ca, ClusterCertificates.CreateSigningRequest(identity, key), identity, at);
+            var gateway = new ClusterIdentity(ServerRole.Gateway, "gateway-sg");
+            using var first = Issue(NodeTh, now.AddHours(-2));
+            using var second = Issue(NodeTh, now.AddHours(-2));
+            using var other = Issue(gateway, now.AddHours(-2));
+            Assert.All(new[] { first, second, other }, c => Assert.NotNull(credentials.ValidatePeer(c, out _)));
+
+            // By serial: that one certificate only (the serial as an operator copies it, with colons and in lower case).
+            var copied = string.Join(':', Convert.FromHexString(first.SerialNumber).Select(b => b.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
+            credentials.Revocations = CertificateRevocations.From([new("serial", CertificateRevocations.NormalizeSerial(copied)!, now.ToUnixTimeMilliseconds(), null)]);
+            Assert.Null(credentials.ValidatePeer(first, out var problem));
+            Assert.Contains("revoked", problem, StringComparison.Ordinal);
+            Assert.Equal(NodeTh, credentials.ValidatePeer(second, out _));
+
+            // By node (an hour ago): every certificate the node had then, but not one issued to it later, nor another member's.
+            credentials.Revocations = CertificateRevocations.From([new("node", "node-th", now.AddHours(-1).ToUnixTimeMilliseconds(), "stolen")]);
+            Assert.Null(credentials.ValidatePeer(first, out _));
+            Assert.Null(credentials.ValidatePeer(second, out problem));
+            Assert.Contains("node-th", problem, StringComparison.Ordinal);
+            Assert.Equal(gateway, credentials.ValidatePeer(other, out _));
+            using var reissued = Issue(NodeTh, now);
+            Assert.Equal(NodeTh, credentials.ValidatePeer(reissued, out _));
+
+            // Nothing revoked: all pass again.
+            credentials.Revocations = CertificateRevocations.None;
+            Assert.NotNull(credentials.ValidatePeer(first, out _));
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("00:ab:CD:01", "ABCD01")]
+    [InlineData("0a 1b", "A1B")]
+    [InlineData("000", "0")]
+    [InlineData("xyz", null)]
+    [InlineData("  ", null)]
+    public void SerialNumbers_AreComparedAsCertificatesPrintThem(string given, string? expected) =>
+        Assert.Equal(expected, CertificateRevocations.NormalizeSerial(given));
+
     private static X509Certificate2 SignedByCa(X509Certificate2 ca, Action<CertificateRequest> extend)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);

@@ -138,6 +138,41 @@ internal static class ClusterCertificateCommands
                 }
             }
         });
-        return new Command("cert", "Cluster certificates of gateways and nodes.") { issue };
+        return new Command("cert", "Cluster certificates of gateways and nodes.") { issue, CreateRevoke() };
+    }
+
+    /// <summary>
+    /// <c>sovereign cluster cert revoke --serial S | --node-id ID</c>: through a gateway's admin API, which records it in
+    /// the cluster's database; every member refuses the certificate on new connections within seconds.
+    /// </summary>
+    private static Command CreateRevoke()
+    {
+        var connection = new AdminConnection();
+        var serial = new Option<string?>("--serial") { Description = "The certificate's serial number (hex, as `openssl x509 -serial` prints it)." };
+        var nodeId = new Option<string?>("--node-id") { Description = "Revoke every certificate issued to this node id so far (issue it a new one at least 5 minutes later)." };
+        var reason = new Option<string?>("--reason") { Description = "Why, for the audit log." };
+        var revoke = new Command("revoke", "Revoke a gateway's or node's cluster certificate before it expires: members refuse it on every new connection.")
+        {
+            serial, nodeId, reason,
+        };
+        connection.AddTo(revoke);
+        revoke.SetAction((result, ct) =>
+        {
+            if ((result.GetValue(serial) is null) == (result.GetValue(nodeId) is null))
+            {
+                Console.Error.WriteLine("sovereign cluster cert revoke: give exactly one of --serial and --node-id.");
+                return Task.FromResult(2);
+            }
+
+            return AdminConnection.RunAsync(async () =>
+            {
+                var json = await connection.SendAsync(result, HttpMethod.Post, "/admin/v1/cluster/revocations",
+                    new { serial = result.GetValue(serial), node_id = result.GetValue(nodeId), reason = result.GetValue(reason) }, ct);
+                connection.Print(result, json, () => Console.WriteLine(json.GetProperty("serial").GetString() is { } revoked
+                    ? $"Revoked the cluster certificate with serial {revoked}."
+                    : $"Revoked every cluster certificate of node {json.GetProperty("node_id").GetString()} issued so far."));
+            });
+        });
+        return revoke;
     }
 }

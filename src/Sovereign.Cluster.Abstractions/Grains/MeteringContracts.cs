@@ -170,3 +170,21 @@ public sealed class BudgetCurrencyConflictException : InvalidOperationException
     {
     }
 }
+
+/// <summary>
+/// The price book's version for the whole cluster (key <see cref="Key"/>): a gateway that saves a price change
+/// publishes the new version here, and every process compares it with its own book's each second and reloads the book
+/// from the database only when it is behind. Requests never wait for it.
+/// </summary>
+public interface IPriceBookGrain : IGrainWithStringKey
+{
+    /// <summary>The key of the one price-book grain.</summary>
+    public const string Key = "default";
+
+    /// <summary>The newest version of the stored price book that this grain knows of.</summary>
+    [Orleans.Concurrency.ReadOnly]
+    Task<long> GetVersionAsync();
+
+    /// <summary>A process saved version <paramref name="version"/> of the book (older versions are ignored).</summary>
+    Task PublishedAsync(long version);
+}

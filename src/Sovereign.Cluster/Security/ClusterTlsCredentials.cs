@@ -17,6 +17,7 @@ public sealed partial class ClusterTlsCredentials
     private readonly TimeProvider _time;
     private X509Certificate2? _local;
     private X509Certificate2Collection? _authorities;
+    private CertificateRevocations _revocations = CertificateRevocations.None;
 
     public ClusterTlsCredentials(SovereignClusterOptions options, string dataDirectory, string nodeId, TimeProvider time)
     {
@@ -109,11 +110,29 @@ public sealed partial class ClusterTlsCredentials
     /// <summary>Where refused peers are logged (set when the host starts).</summary>
     public ILogger Logger { get; set; } = NullLogger.Instance;
 
-    /// <summary>The identity a peer's certificate proves, if the cluster CA signed it and it is valid now (a refusal is logged).</summary>
+    /// <summary>
+    /// The certificates revoked before they expire, as last read from the database (<c>CertificateRevocationSync</c>):
+    /// every peer validation checks them.
+    /// </summary>
+    public CertificateRevocations Revocations
+    {
+        get => Volatile.Read(ref _revocations);
+        set => Volatile.Write(ref _revocations, value ?? CertificateRevocations.None);
+    }
+
+    /// <summary>
+    /// The identity a peer's certificate proves, if the cluster CA signed it, it is valid now and it is not revoked (a
+    /// refusal is logged).
+    /// </summary>
     public ClusterIdentity? ValidatePeer(X509Certificate2 certificate, out string? problem)
     {
         ArgumentNullException.ThrowIfNull(certificate);
         var identity = ClusterCertificates.Validate(certificate, Authorities, _time.GetUtcNow(), out problem);
+        if (identity is not null && Revocations.Revokes(certificate, identity) is { } revoked)
+        {
+            (identity, problem) = (null, revoked);
+        }
+
         if (identity is null)
         {
             LogRefused(Logger, certificate.Subject, certificate.Thumbprint, problem ?? "");

@@ -39,6 +39,8 @@ public static class AdminApi
         admin.MapPut("/nodes/{id}/state", SetNodeState);
         admin.MapDelete("/nodes/{id}", DeleteNode);
         admin.MapGet("/cluster", ClusterStatusApi.GetAsync);
+        admin.MapGet("/cluster/revocations", ListRevocations);
+        admin.MapPost("/cluster/revocations", RevokeCertificate);
         admin.MapGet("/jurisdictions", ListJurisdictions);
         admin.MapGet("/models/{id}/languages", LanguageTaxReport);
         admin.MapGet("/models", ListModels);
@@ -446,6 +448,56 @@ public static class AdminApi
         completion_tokens = e.CompletionTokens,
         details = e.Details,
         hash = e.Hash,
+    };
+
+    private static async Task<IResult> ListRevocations(ControlPlaneStore store) =>
+        Json(new { data = (await store.ListCertificateRevocationsAsync()).Select(RevocationJson) });
+
+    /// <summary>
+    /// Revokes a cluster certificate before it expires, by serial number or every certificate of a node id: recorded
+    /// durably, applied here at once and by every member within <see cref="Cluster.Security.CertificateRevocationSync.RefreshInterval"/>,
+    /// to every new silo, gateway-to-node and relay connection.
+    /// </summary>
+    private static async Task<IResult> RevokeCertificate(HttpContext context, ControlPlaneStore store, AuditLog audit, TimeProvider time, Cluster.Security.CertificateRevocationSync sync)
+    {
+        var request = await RequestReader.ReadAsync<CertificateRevocationRequest>(context);
+        if ((request.Serial is null) == (request.NodeId is null))
+        {
+            throw OpenAIException.BadRequest("Give exactly one of serial (one certificate) and node_id (every certificate of that node).", request.Serial is null ? "serial" : "node_id", "missing_required_parameter");
+        }
+
+        if (request.Reason is { Length: > 200 } || request.Reason?.Any(char.IsControl) == true)
+        {
+            throw OpenAIException.BadRequest("reason must be at most 200 characters, without control characters.", "reason", "invalid_value");
+        }
+
+        CertificateRevocationRecord revocation;
+        if (request.Serial is not null)
+        {
+            var serial = Cluster.Security.CertificateRevocations.NormalizeSerial(request.Serial)
+                ?? throw OpenAIException.BadRequest($"serial must be the certificate's serial number in hex; got '{request.Serial}'.", "serial", "invalid_value");
+            revocation = new CertificateRevocationRecord(Cluster.Security.CertificateRevocations.SerialKind, serial, time.GetUtcNow().ToUnixTimeMilliseconds(), request.Reason);
+        }
+        else
+        {
+            var nodeId = Cluster.Security.ClusterIdentity.IsNodeId(request.NodeId)
+                ? request.NodeId!
+                : throw OpenAIException.BadRequest("node_id must be 1-63 lowercase letters, digits and '-', starting with a letter or digit.", "node_id", "invalid_value");
+            revocation = new CertificateRevocationRecord(Cluster.Security.CertificateRevocations.NodeKind, nodeId, time.GetUtcNow().ToUnixTimeMilliseconds(), request.Reason);
+        }
+
+        await store.RevokeCertificateAsync(revocation);
+        await sync.RefreshAsync(context.RequestAborted);
+        await AuditAdminAsync(audit, "cluster.cert.revoke", null, new() { ["kind"] = revocation.Kind, ["value"] = revocation.Value, ["reason"] = revocation.Reason ?? "-" });
+        return Results.Json(RevocationJson(revocation), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
+    }
+
+    private static object RevocationJson(CertificateRevocationRecord r) => new
+    {
+        serial = r.Kind == Cluster.Security.CertificateRevocations.SerialKind ? r.Value : null,
+        node_id = r.Kind == Cluster.Security.CertificateRevocations.NodeKind ? r.Value : null,
+        revoked_at = r.RevokedAt,
+        reason = r.Reason,
     };
 
     private static Task AuditAdminAsync(AuditLog audit, string action, string? tenant, Dictionary<string, string> details, string? keyId = null) =>

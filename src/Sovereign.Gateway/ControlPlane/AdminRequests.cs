@@ -54,3 +54,13 @@ internal sealed class ModelLoadRequest
     public int? ContextLength { get; set; }
     public int? Threads { get; set; }
 }
+
+/// <summary>Body of <c>POST /admin/v1/cluster/revocations</c>: exactly one of serial and node_id.</summary>
+internal sealed class CertificateRevocationRequest
+{
+    public string? Serial { get; set; }
+
+    public string? NodeId { get; set; }
+
+    public string? Reason { get; set; }
+}

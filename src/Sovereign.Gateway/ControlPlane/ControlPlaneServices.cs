@@ -60,7 +60,9 @@ internal static class ControlPlaneServices
         services.TryAddSingleton(sp => new PriceBookStore(sp.GetRequiredService<SqlDatabase>()));
         services.TryAddSingleton(sp =>
         {
-            var provider = new PriceBookProvider(sp.GetRequiredService<PriceBookStore>());
+            // A change saved here is published to the cluster at once; PriceBookSync brings changes made elsewhere.
+            var provider = new PriceBookProvider(sp.GetRequiredService<PriceBookStore>(),
+                book => Metering.PriceBookSync.PublishAsync(sp.GetRequiredService<IGrainFactory>(), book, sp.GetRequiredService<ILogger<Metering.PriceBookSync>>()));
             OpenSynchronously(async () =>
             {
                 await provider.ReloadAsync();
@@ -95,6 +97,8 @@ internal static class ControlPlaneServices
     {
         services.AddHostedService<LocalNodeRegistrar>();
         services.AddHostedService<NodeLoadReporter>();
+        services.TryAddSingleton<Metering.PriceBookSync>();
+        services.AddHostedService(sp => sp.GetRequiredService<Metering.PriceBookSync>());
 
         // Resolving the token at start writes its file, so the CLI on this machine finds it as soon as the server runs.
         services.AddHostedService(sp => new StartupAction(() =>

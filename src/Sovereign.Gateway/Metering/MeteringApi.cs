@@ -87,7 +87,12 @@ public static class MeteringApi
         v1.MapGet("/usage", TenantUsage);
     }
 
-    private static IResult ListPlans(PriceBookProvider prices) => Json(new { data = prices.Current.Plans.Select(PlanJson) });
+    private static IResult ListPlans(PriceBookProvider prices)
+    {
+        // One read of the book: the version names exactly the plans listed (every gateway of a cluster reaches it).
+        var book = prices.Current;
+        return Json(new { data = book.Plans.Select(PlanJson), version = book.Version });
+    }
 
     private static async Task<IResult> PutPlan(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time, ControlPlaneStore store, IGrainFactory grains, Pipeline.PoolAdmission pools)
     {

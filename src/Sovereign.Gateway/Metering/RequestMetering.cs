@@ -16,9 +16,11 @@ namespace Sovereign.Gateway.Metering;
 /// <summary>What admission decided for one request: its price and the reservation made for it.</summary>
 public sealed class MeterTicket
 {
-    internal MeterTicket(EffectivePrice? price, string currency, long admittedTokens, int weight, Inference.Scheduling.PriorityClass priority, bool reservedWithGrain)
+    internal MeterTicket(EffectivePrice? price, string currency, long admittedTokens, int weight, Inference.Scheduling.PriorityClass priority, bool reservedWithGrain, PriceBook? book = null, decimal reservedCost = 0m)
     {
         Price = price;
+        Book = book ?? PriceBook.Empty;
+        ReservedCost = reservedCost;
         Currency = currency;
         AdmittedTokens = admittedTokens;
         Weight = weight;
@@ -42,6 +44,12 @@ public sealed class MeterTicket
     public Inference.Scheduling.PriorityClass Priority { get; }
 
     internal bool ReservedWithGrain { get; }
+
+    /// <summary>The price book the request was priced from at admission: it is priced from this one until it settles.</summary>
+    internal PriceBook Book { get; }
+
+    /// <summary>The most the request may cost, as reserved with the tenant's grain.</summary>
+    internal decimal ReservedCost { get; }
 }
 
 /// <summary>
@@ -100,7 +108,7 @@ public sealed class RequestMetering
         var tokens = promptTokens + maxTokens;
         if (caller.IsAnonymous)
         {
-            return new MeterTicket(price, currency, tokens, weight, priority, false);
+            return new MeterTicket(price, currency, tokens, weight, priority, false, book);
         }
 
         var maxCost = price is null ? 0m : CostCalculator.MaxCost(price, promptTokens, maxTokens, MaxComputeSecondsPerRequest);
@@ -117,7 +125,29 @@ public sealed class RequestMetering
             throw refusal;
         }
 
-        return new MeterTicket(price, currency, tokens, weight, priority, true);
+        return new MeterTicket(price, currency, tokens, weight, priority, true, book, maxCost);
+    }
+
+    /// <summary>
+    /// The ticket of a request that failed over to another node: priced for its new placement (another pool or device
+    /// class may have another compute rate) from the same book as at admission, on the same reservation. Null when
+    /// the reservation does not cover the new price's maximum cost: the request cannot run there on the money held.
+    /// </summary>
+    public static MeterTicket? Reprice(MeterTicket ticket, RoutedRequest routed, long promptTokens, long maxTokens)
+    {
+        ArgumentNullException.ThrowIfNull(ticket);
+        ArgumentNullException.ThrowIfNull(routed);
+        EffectivePrice? price;
+        _ = routed.Placement is { } placement
+            ? ticket.Book.TryPriceFor(routed.Caller.Plan, routed.Model, placement, routed.ArrivedAt, out price)
+            : ticket.Book.TryPriceFor(routed.Caller.Plan, routed.Model, routed.ArrivedAt, out price);
+        if (ticket.ReservedWithGrain && price is not null
+            && CostCalculator.MaxCost(price, promptTokens, maxTokens, MaxComputeSecondsPerRequest) > ticket.ReservedCost)
+        {
+            return null;
+        }
+
+        return new MeterTicket(price, ticket.Currency, ticket.AdmittedTokens, ticket.Weight, ticket.Priority, ticket.ReservedWithGrain, ticket.Book, ticket.ReservedCost);
     }
 
     /// <summary>The currency of records of requests no plan prices (they cost nothing).</summary>

@@ -37,6 +37,10 @@ internal static partial class GatewayLog
         Message = "The engine at {Upstream} stopped mid-answer (streamed: {Streamed}, chunks delivered: {Delivered}); the client was told and is billed for what it received")]
     public static partial void UpstreamFailedMidAnswer(ILogger logger, string? upstream, bool streamed, int delivered);
 
+    [LoggerMessage(EventId = 4103, EventName = "UpstreamAnswerInvalid", Level = LogLevel.Warning,
+        Message = "The engine at {Upstream} answered in a form that cannot be relayed or metered ({Code}): {Problem}")]
+    public static partial void UpstreamAnswerInvalid(ILogger logger, string? upstream, string code, string problem);
+
     /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>
     public static void ErrorAnswered(ILogger logger, HttpContext context, int status, string errorType, string? code, string? param, Exception? exception)
     {

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
+using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Routing;
@@ -25,6 +26,7 @@ internal sealed class PoolAdmission(
     IOptions<Cluster.Hosting.SovereignClusterOptions> cluster)
 {
     private readonly ConcurrentDictionary<(string Pool, string Model), PoolGate> _gates = new();
+    private volatile LocalPlacement? _local;
 
     /// <summary>The gate of a model in a pool, once a request met it (tests read its counters).</summary>
     internal PoolGate? GateOf(string pool, string model) => _gates.GetValueOrDefault((pool, model));
@@ -35,10 +37,17 @@ internal sealed class PoolAdmission(
     /// </summary>
     public async ValueTask<Placement> LocalPlacementAsync(CancellationToken cancellationToken = default)
     {
-        var pool = await nodes.GetLocalNodeAsync() is { } self
-            ? nodes.PlacementOf(self).Pool
-            : LocalDevice.PoolOf(cluster.Value, options.Value.Jurisdiction ?? "xx");
-        return new(pool, await LocalDevice.DeviceClassAsync(cluster.Value, cancellationToken));
+        // Every locally served request asks: computed once per registry snapshot (the node's view changes only with it).
+        var self = await nodes.GetLocalNodeAsync();
+        if (_local is { } known && ReferenceEquals(known.Node, self))
+        {
+            return known.Placement;
+        }
+
+        var pool = self is not null ? nodes.PlacementOf(self).Pool : LocalDevice.PoolOf(cluster.Value, options.Value.Jurisdiction ?? "xx");
+        var placement = new Placement(pool, await LocalDevice.DeviceClassAsync(cluster.Value, cancellationToken));
+        _local = new LocalPlacement(self, placement);
+        return placement;
     }
 
     /// <summary>Sets <see cref="RoutedRequest.Placement"/>: the pool and device class of the node that runs the request.</summary>
@@ -128,4 +137,6 @@ internal sealed class PoolAdmission(
 
         return capacity;
     }
+
+    private sealed record LocalPlacement(NodeView? Node, Placement Placement);
 }

@@ -74,15 +74,17 @@ internal sealed class RequestPipeline(
                     // Nothing reached the node, so the request may run elsewhere the policy allows, on the money already
                     // reserved: a replica that needs more than the reservation covers is not taken.
                     Observability.GatewayLog.RequestFailedOver(logger, request.Route.RequestId, unreachable.NodeId);
+                    var leasedPool = request.Route.Placement?.Pool;
                     request.Route = await router.FailoverAsync(context, request.Route, work.Kind);
                     executor = await PrepareAsync(request.Route, work, context.RequestAborted);
                     var demand = await executor.MeasureAsync(request);
-                    if (demand.PromptTokens > request.Demand.PromptTokens || demand.MaxOutputTokens > request.Demand.MaxOutputTokens)
-                    {
-                        throw new OpenAIException(StatusCodes.Status503ServiceUnavailable,
-                            "The node chosen for this request could not be reached, and no other compliant node can take it now; try again.",
-                            "server_error", null, Residency.Policies.RoutingCodes.NoCompliantCapacity, TimeSpan.FromSeconds(1));
-                    }
+                    var ticket = demand.PromptTokens > request.Demand.PromptTokens || demand.MaxOutputTokens > request.Demand.MaxOutputTokens
+                        ? null
+                        : RequestMetering.Reprice(request.Ticket!, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens);
+                    request.Ticket = ticket ?? throw new OpenAIException(StatusCodes.Status503ServiceUnavailable,
+                        "The node chosen for this request could not be reached, and no other compliant node can take it now; try again.",
+                        "server_error", null, Residency.Policies.RoutingCodes.NoCompliantCapacity, TimeSpan.FromSeconds(1));
+                    await MovePoolLeaseAsync(request, leasedPool);
                 }
             }
         }
@@ -92,12 +94,30 @@ internal sealed class RequestPipeline(
             request.RefusalCode = ex switch
             {
                 OpenAIException refusal => refusal.Code,
+                NodeUnreachableException => "node_unreachable",
                 OperationCanceledException when context.RequestAborted.IsCancellationRequested => "client_disconnected",
                 _ => null,
             };
             await request.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>
+    /// After a failover: the slot of the first route's pool is given back and the new route's pool is entered, so each
+    /// pool's gate counts exactly the requests running there. A failover inside the same pool keeps its slot.
+    /// </summary>
+    private async Task MovePoolLeaseAsync(GovernedRequest request, string? leasedPool)
+    {
+        if (request.Route!.Placement?.Pool == leasedPool)
+        {
+            return;
+        }
+
+        var lease = request.PoolLease;
+        request.PoolLease = null;
+        lease?.Dispose();
+        request.PoolLease = await pools.AcquireAsync(request);
     }
 
     /// <summary>Names the route's operation, places it in its node's pool and device class, and picks its executor.</summary>

@@ -31,7 +31,7 @@ public sealed class NodeDirectory(
     private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(1);
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Unreachable> _unreachable = new(StringComparer.Ordinal);
-    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, NodeClaims>());
+    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, NodeClaims>(), null);
 
     /// <summary>The registry grain.</summary>
     public INodeRegistryGrain Registry => grains.GetGrain<INodeRegistryGrain>(RegistryKey);
@@ -59,7 +59,9 @@ public sealed class NodeDirectory(
                 }
             }
 
-            snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexRemoteModels(trusted, options.Value.NodeId), claims);
+            // This process's own node is looked up on every locally served request: found once per registry version.
+            var self = trusted.Find(n => n.Id == options.Value.NodeId && n.Kind == nameof(Residency.Policies.NodeKind.Local));
+            snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexRemoteModels(trusted, options.Value.NodeId), claims, self);
         }
         else
         {
@@ -147,9 +149,12 @@ public sealed class NodeDirectory(
     /// <summary>Forces the next read to go to the registry (after an admin change in this process).</summary>
     public void Invalidate() => _snapshot = _snapshot with { ReadAt = DateTimeOffset.MinValue };
 
-    /// <summary>This process's own node, if registered and trusted.</summary>
-    public async ValueTask<NodeView?> GetLocalNodeAsync() =>
-        (await GetNodesAsync()).FirstOrDefault(n => n.Id == options.Value.NodeId && n.Kind == nameof(Residency.Policies.NodeKind.Local));
+    /// <summary>This process's own node, if registered and trusted (indexed when the snapshot is built).</summary>
+    public async ValueTask<NodeView?> GetLocalNodeAsync()
+    {
+        await GetNodesAsync();
+        return _snapshot.Local;
+    }
 
     /// <summary>Requests in flight to an external node, for load-aware selection.</summary>
     public int InFlight(string nodeId) => _inFlight.TryGetValue(nodeId, out var n) ? n : 0;
@@ -186,7 +191,7 @@ public sealed class NodeDirectory(
 
     private sealed record Unreachable(DateTimeOffset At, long? LastReportAt);
 
-    private sealed record Snapshot(long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt, IReadOnlyDictionary<string, (NodeView, NodeModel)[]> ExternalByModel, IReadOnlyDictionary<string, NodeClaims> Claims);
+    private sealed record Snapshot(long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt, IReadOnlyDictionary<string, (NodeView, NodeModel)[]> ExternalByModel, IReadOnlyDictionary<string, NodeClaims> Claims, NodeView? Local);
 
     private sealed class InFlightHandle(ConcurrentDictionary<string, int> counts, string nodeId) : IDisposable
     {

@@ -97,13 +97,11 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         {
             return await httpClientFactory.CreateClient(clientName).SendAsync(request, HttpCompletionOption.ResponseHeadersRead, aborted);
         }
-        catch (HttpRequestException ex) when (ex.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError)
+        catch (HttpRequestException ex) when (!aborted.IsCancellationRequested)
         {
+            // No connection, or it failed before the response headers came (the engine died or answered garbage): the
+            // client has received nothing yet, so another replica the policy allows may take the request.
             throw new UpstreamUnreachableException(ex);
-        }
-        catch (HttpRequestException ex)
-        {
-            throw new OpenAIException(StatusCodes.Status502BadGateway, $"The upstream engine could not be reached: {ex.Message}", "server_error", null, "upstream_unreachable");
         }
     }
 
@@ -130,22 +128,35 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 ? await RelayStreamAsync(context, response, clientModel, clientWantsUsage, progress)
                 : await RelayJsonAsync(context, response, clientModel, progress);
         }
-        catch (Exception ex) when (ex is IOException or HttpRequestException && !aborted.IsCancellationRequested)
+        catch (Exception ex) when (ex is IOException or HttpRequestException or UpstreamAnswerException && !aborted.IsCancellationRequested)
         {
-            Observability.GatewayLog.UpstreamFailedMidAnswer(logger, response.RequestMessage?.RequestUri?.Authority, stream, progress.DeliveredChunks);
+            var invalid = ex as UpstreamAnswerException;
+            if (invalid is null)
+            {
+                Observability.GatewayLog.UpstreamFailedMidAnswer(logger, response.RequestMessage?.RequestUri?.Authority, stream, progress.DeliveredChunks);
+            }
+            else
+            {
+                Observability.GatewayLog.UpstreamAnswerInvalid(logger, response.RequestMessage?.RequestUri?.Authority, invalid.Code, invalid.Message);
+            }
+
+            // The client is told what went wrong upstream; what it received is what it is billed for.
+            var (status, message, code) = invalid is null
+                ? (StatusCodes.Status503ServiceUnavailable, NodeFailedMessage, "node_failed")
+                : (StatusCodes.Status502BadGateway, invalid.Message, invalid.Code);
             if (!stream)
             {
-                throw new OpenAIException(StatusCodes.Status503ServiceUnavailable, NodeFailedMessage, "server_error", null, "node_failed", TimeSpan.FromSeconds(1));
+                throw new OpenAIException(status, message, "server_error", null, code, invalid is null ? TimeSpan.FromSeconds(1) : null);
             }
 
             await ServerSentEvents.WriteAsync(context.Response, new JsonObject
             {
                 ["error"] = new JsonObject
                 {
-                    ["message"] = NodeFailedMessage,
+                    ["message"] = message,
                     ["type"] = "server_error",
                     ["param"] = null,
-                    ["code"] = "node_failed",
+                    ["code"] = code,
                 },
             }, aborted);
             return new UpstreamResult(null, null, false);
@@ -154,10 +165,11 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 
     private static async Task<UpstreamResult> RelayJsonAsync(HttpContext context, HttpResponseMessage response, string clientModel, RelayProgress progress)
     {
-        var json = JsonNode.Parse(await response.Content.ReadAsStringAsync(context.RequestAborted)) as JsonObject
-            ?? throw new OpenAIException(StatusCodes.Status502BadGateway, "The upstream engine returned a response that is not a JSON object.", "server_error", null, "upstream_invalid_response");
+        var json = ParseObject(await response.Content.ReadAsStringAsync(context.RequestAborted), "response");
         json["model"] = clientModel;
-        progress.Reported = ReadUsage(json["usage"]) ?? new UpstreamUsage(0, 0);
+
+        // What the engine did is what the tenant pays for: an answer whose usage cannot be read is not passed on.
+        progress.Reported = ReadUsage(json["usage"]);
         return new UpstreamResult(progress.Reported, json, false);
     }
 
@@ -179,13 +191,12 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 break;
             }
 
-            if (JsonNode.Parse(data) is not JsonObject chunk)
-            {
-                continue;
-            }
+            var chunk = ParseObject(data, "stream chunk");
 
-            if (ReadUsage(chunk["usage"]) is { } reported)
+            // Engines send "usage": null on content chunks (as OpenAI does); a usage that is there must be valid.
+            if (chunk["usage"] is { } usageNode)
             {
+                var reported = ReadUsage(usageNode);
                 usage = reported;
                 progress.Reported = reported;
                 if (!clientWantsUsage)
@@ -207,7 +218,23 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             }
         }
 
-        return new UpstreamResult(usage ?? new UpstreamUsage(0, 0), null, true);
+        // The gateway always asks for the usage chunk: a stream that ends without one cannot be metered as the engine
+        // counted it, so it is billed for the chunks relayed and the client is told.
+        return new UpstreamResult(usage ?? throw InvalidUsage("the stream ended without a usage chunk"), null, true);
+    }
+
+    private static JsonObject ParseObject(string text, string what)
+    {
+        try
+        {
+            return JsonNode.Parse(text) as JsonObject
+                ?? throw new UpstreamAnswerException("upstream_invalid_response", $"The upstream engine returned a {what} that is not a JSON object.");
+        }
+        catch (JsonException)
+        {
+            // Not the parser's message: it may quote the text, and content is never logged.
+            throw new UpstreamAnswerException("upstream_invalid_response", $"The upstream engine returned a {what} that is not valid JSON.");
+        }
     }
 
     /// <summary>Whether a streamed chunk carries generated output (not just a role, a finish reason or usage).</summary>
@@ -236,10 +263,25 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         return false;
     }
 
-    private static UpstreamUsage? ReadUsage(JsonNode? usage) =>
-        usage is JsonObject u && u["prompt_tokens"] is JsonValue p && u["completion_tokens"] is JsonValue c
-            ? new UpstreamUsage(p.GetValue<int>(), c.GetValue<int>(), CachedTokens(u, p.GetValue<int>()))
-            : null;
+    /// <summary>The engine's token counts: an object with non-negative integer <c>prompt_tokens</c> and <c>completion_tokens</c>.</summary>
+    private static UpstreamUsage ReadUsage(JsonNode? usage)
+    {
+        if (usage is not JsonObject counts)
+        {
+            throw InvalidUsage(usage is null ? "the answer has no usage object" : "usage is not an object");
+        }
+
+        var prompt = Count(counts, "prompt_tokens");
+        return new UpstreamUsage(prompt, Count(counts, "completion_tokens"), CachedTokens(counts, prompt));
+    }
+
+    private static int Count(JsonObject usage, string field) =>
+        usage[field] is JsonValue value && value.GetValueKind() == JsonValueKind.Number && value.TryGetValue<int>(out var count) && count >= 0
+            ? count
+            : throw InvalidUsage($"usage.{field} is {(usage[field] is null ? "missing" : "not a non-negative integer")}");
+
+    private static UpstreamAnswerException InvalidUsage(string problem) =>
+        new("upstream_invalid_usage", $"The upstream engine's token usage cannot be read ({problem}), so the request cannot be metered; the operator must check the engine.");
 
     /// <summary>The engine's <c>prompt_tokens_details.cached_tokens</c> (vLLM, llama-server report it), within 0..prompt.</summary>
     private static int CachedTokens(JsonObject usage, int promptTokens) =>
@@ -250,3 +292,12 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 
 /// <summary>No connection to the engine could be made: nothing was sent, so another replica may take the request.</summary>
 internal sealed class UpstreamUnreachableException(Exception inner) : Exception("The upstream engine could not be reached: " + inner.Message, inner);
+
+/// <summary>
+/// The engine answered, but not in a form the gateway can relay and meter (invalid JSON, unreadable usage): a 502 with
+/// <see cref="Code"/>, or an error event in a stream already started.
+/// </summary>
+internal sealed class UpstreamAnswerException(string code, string message) : Exception(message)
+{
+    public string Code { get; } = code;
+}

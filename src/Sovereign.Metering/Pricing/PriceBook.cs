@@ -57,6 +57,12 @@ public sealed class PriceBook
     /// <summary>A book with no plans.</summary>
     public static PriceBook Empty { get; } = new([]);
 
+    /// <summary>
+    /// The stored version this book was read or saved as: one more with every saved change (0 before the first), so
+    /// every process of a cluster can tell whether its book is the one in force.
+    /// </summary>
+    public long Version { get; init; }
+
     /// <summary>The plans, in the order given.</summary>
     public IReadOnlyList<Plan> Plans { get; }
 

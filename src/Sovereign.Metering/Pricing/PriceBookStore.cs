@@ -75,16 +75,32 @@ public sealed class PriceBookStore
             )
             """,
         ]),
+
+        // One row counting saved changes, so every process can tell whether its book is current; it is also the row a
+        // change locks, so changes made at two gateways at once apply one after the other.
+        new("metering-pricing-004-version",
+        [
+            "CREATE TABLE metering_price_book_version (id INTEGER NOT NULL PRIMARY KEY, version BIGINT NOT NULL)",
+            "INSERT INTO metering_price_book_version (id, version) VALUES (1, 0)",
+        ]),
     ];
 
     /// <summary>Applies <see cref="Migrations"/> (idempotent).</summary>
     public Task MigrateAsync(CancellationToken cancellationToken = default) => _database.MigrateAsync(Migrations, cancellationToken);
 
-    /// <summary>The stored book (<see cref="PriceBook.Empty"/> when nothing was saved).</summary>
+    /// <summary>The stored book, with its <see cref="PriceBook.Version"/> (no plans when nothing was saved).</summary>
     public async Task<PriceBook> LoadAsync(CancellationToken cancellationToken = default)
     {
         await using var connection = await _database.OpenAsync(cancellationToken);
         return await LoadAsync(connection, null, cancellationToken);
+    }
+
+    /// <summary>The stored book's version: one cheap read, to learn whether a book in memory is current.</summary>
+    public async Task<long> ReadVersionAsync(CancellationToken cancellationToken = default)
+    {
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using var command = Command(connection, null, "SELECT version FROM metering_price_book_version WHERE id = 1");
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken) ?? 0L, CultureInfo.InvariantCulture);
     }
 
     /// <summary>
@@ -92,14 +108,35 @@ public sealed class PriceBookStore
     /// compared with the stored book at <paramref name="now"/>, the change would be retroactive
     /// (<see cref="PriceValidator.ValidateChange"/>); nothing is written then.
     /// </summary>
-    public async Task SaveAsync(PriceBook book, DateTimeOffset now, CancellationToken cancellationToken = default)
+    public Task<PriceBook> SaveAsync(PriceBook book, DateTimeOffset now, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(book);
+        return UpdateAsync(_ => book, now, cancellationToken);
+    }
+
+    /// <summary>
+    /// Applies <paramref name="change"/> to the stored book (not to a copy some process holds, which another process may
+    /// have changed since) and saves the result as the next version, in one transaction that changes made elsewhere
+    /// at the same time wait for. Throws <see cref="PriceValidationException"/> when the change would be retroactive
+    /// (<see cref="PriceValidator.ValidateChange"/>); nothing is written then. Returns the saved book.
+    /// </summary>
+    public async Task<PriceBook> UpdateAsync(Func<PriceBook, PriceBook> change, DateTimeOffset now, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(change);
         await using var connection = await _database.OpenAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
 
-        // Read inside the write transaction so the check and the write see the same published book.
+        // SQLite's write transaction is exclusive from its start; PostgreSQL locks the version row.
+        var lockVersion = _database.Provider == SqlProvider.PostgreSql ? " FOR UPDATE" : "";
+        long version;
+        using (var read = Command(connection, transaction, "SELECT version FROM metering_price_book_version WHERE id = 1" + lockVersion))
+        {
+            version = Convert.ToInt64(await read.ExecuteScalarAsync(cancellationToken) ?? 0L, CultureInfo.InvariantCulture);
+        }
+
+        // Read inside the write transaction so the change, the check and the write see the same published book.
         var published = await LoadAsync(connection, transaction, cancellationToken);
+        var book = change(published);
         var errors = PriceValidator.ValidateChange(published, book.Plans, now);
         if (errors.Count > 0)
         {
@@ -110,6 +147,7 @@ public sealed class PriceBookStore
         await ExecuteAsync(connection, transaction, "DELETE FROM metering_compute_prices", cancellationToken);
         await ExecuteAsync(connection, transaction, "DELETE FROM metering_plan_reservations", cancellationToken);
         await ExecuteAsync(connection, transaction, "DELETE FROM metering_plans", cancellationToken);
+        await ExecuteAsync(connection, transaction, "UPDATE metering_price_book_version SET version = version + 1 WHERE id = 1", cancellationToken);
         using var insertPlan = Command(connection, transaction, "INSERT INTO metering_plans (name, position, currency, weight, priority) VALUES (@name, @position, @currency, @weight, @priority)");
         using var insertPrice = Command(connection, transaction,
             "INSERT INTO metering_prices (plan_name, model, effective_from, input_per_million, output_per_million, per_compute_second, cached_input_per_million) " +
@@ -142,10 +180,17 @@ public sealed class PriceBookStore
         }
 
         await transaction.CommitAsync(cancellationToken);
+        return new PriceBook(book.Plans) { Version = version + 1 };
     }
 
     private static async Task<PriceBook> LoadAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
     {
+        long version;
+        using (var command = Command(connection, transaction, "SELECT version FROM metering_price_book_version WHERE id = 1"))
+        {
+            version = Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken) ?? 0L, CultureInfo.InvariantCulture);
+        }
+
         var prices = new Dictionary<string, List<ModelPrice>>(StringComparer.Ordinal);
         using (var command = Command(connection, transaction, "SELECT plan_name, model, effective_from, input_per_million, output_per_million, per_compute_second, cached_input_per_million FROM metering_prices ORDER BY plan_name, model, effective_from"))
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
@@ -217,7 +262,7 @@ public sealed class PriceBookStore
             }
         }
 
-        return plans.Count == 0 ? PriceBook.Empty : new PriceBook(plans);
+        return new PriceBook(plans) { Version = version };
     }
 
     private static void Add<T>(Dictionary<string, List<T>> map, string plan, T item)

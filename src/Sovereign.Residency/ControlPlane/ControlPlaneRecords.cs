@@ -52,3 +52,10 @@ public enum NodeState
 /// <param name="CreatedAt">Unix milliseconds.</param>
 /// <param name="UpdatedAt">Unix milliseconds.</param>
 public sealed record NodeRecord(string Id, string Jurisdiction, NodeKind Kind, string? BaseUrl, string ModelsJson, NodeState State, string Credential, string? UpstreamKey, long CreatedAt, long UpdatedAt);
+
+/// <summary>
+/// A cluster certificate revoked before it expires: <see cref="Kind"/> <c>serial</c> (one certificate, by its serial
+/// number in upper-case hex) or <c>node</c> (every certificate of node id <see cref="Value"/> whose validity began before
+/// <see cref="RevokedAt"/>, unix ms).
+/// </summary>
+public sealed record CertificateRevocationRecord(string Kind, string Value, long RevokedAt, string? Reason);

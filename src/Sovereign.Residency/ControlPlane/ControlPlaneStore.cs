@@ -44,6 +44,13 @@ public sealed class ControlPlaneStore(SqlDatabase database)
                 created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, used_at BIGINT NULL, used_by TEXT NULL)
             """,
         ]),
+        new("controlplane-004-certificate-revocations",
+        [
+            """
+            CREATE TABLE cluster_certificate_revocations (
+                kind TEXT NOT NULL, value TEXT NOT NULL, revoked_at BIGINT NOT NULL, reason TEXT NULL, PRIMARY KEY (kind, value))
+            """,
+        ]),
     ];
 
     /// <summary>The database behind the store.</summary>
@@ -147,6 +154,28 @@ public sealed class ControlPlaneStore(SqlDatabase database)
             """,
             r => new JoinTokenRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetString(3), r.GetInt64(4), r.GetInt64(5)),
             cancellationToken, ("@hash", tokenHash), ("@node", nodeId), ("@now", now))).FirstOrDefault();
+
+    /// <summary>
+    /// Records a certificate revocation; revoking a node again moves its time forward (certificates issued to it since the
+    /// last revocation are cut off too).
+    /// </summary>
+    public Task RevokeCertificateAsync(CertificateRevocationRecord revocation, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(revocation);
+        return ExecuteAsync(
+            """
+            INSERT INTO cluster_certificate_revocations (kind, value, revoked_at, reason) VALUES (@kind, @value, @at, @reason)
+            ON CONFLICT (kind, value) DO UPDATE SET revoked_at = excluded.revoked_at, reason = excluded.reason
+            """,
+            cancellationToken,
+            ("@kind", revocation.Kind), ("@value", revocation.Value), ("@at", revocation.RevokedAt), ("@reason", revocation.Reason));
+    }
+
+    /// <summary>Every certificate revocation.</summary>
+    public Task<List<CertificateRevocationRecord>> ListCertificateRevocationsAsync(CancellationToken cancellationToken = default) => QueryAsync(
+        "SELECT kind, value, revoked_at, reason FROM cluster_certificate_revocations ORDER BY revoked_at, kind, value",
+        r => new CertificateRevocationRecord(r.GetString(0), r.GetString(1), r.GetInt64(2), r.IsDBNull(3) ? null : r.GetString(3)),
+        cancellationToken);
 
     private const string KeySelect = "SELECT id, tenant_id, prefix, secret_hash, name, policy_json, created_at, revoked_at FROM api_keys";
 

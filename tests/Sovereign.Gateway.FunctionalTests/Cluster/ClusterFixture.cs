@@ -83,7 +83,7 @@ public sealed class ClusterFixture : IAsyncLifetime
         GatewayTh = Start("gateway-th", "gateway", "TH", withModel: false);
         await Task.WhenAll(WaitReadyAsync(NodeTh), WaitReadyAsync(NodeSg), WaitReadyAsync(GatewayTh));
 
-        // The price book is read when a gateway starts: the plan exists before the second gateway does.
+        // The standard plan, set at one gateway (a price change reaches running gateways too: see the price test).
         using var admin = GatewayTh.Client(AdminToken);
         await Expect(admin.PutAsJsonAsync("/admin/v1/plans/standard", new { currency = "EUR" }), 200);
         await Expect(admin.PostAsJsonAsync("/admin/v1/plans/standard/prices", new { model = Model, input_per_million = InputPerMillion, output_per_million = OutputPerMillion }), 201);

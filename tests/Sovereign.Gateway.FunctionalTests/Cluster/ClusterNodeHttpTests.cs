@@ -67,6 +67,41 @@ public sealed class ClusterNodeHttpTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task GatewayClient_RefusesANodeWhoseCertificateWasRevoked()
+    {
+        var gateway = new ClusterIdentity(ServerRole.Gateway, "gateway-th");
+        using (var own = Issue(_authority, gateway))
+        using (var key = own.GetECDsaPrivateKey()!)
+        {
+            ClusterTlsCredentials.WritePem(Path.Combine(_folder, "cluster-cert.pem"), own.ExportCertificatePem(), secret: false);
+            ClusterTlsCredentials.WritePem(Path.Combine(_folder, "cluster-key.pem"), key.ExportPkcs8PrivateKeyPem(), secret: true);
+            ClusterTlsCredentials.WritePem(Path.Combine(_folder, "cluster-ca.pem"), _authority.ExportCertificatePem(), secret: false);
+        }
+
+        var credentials = new ClusterTlsCredentials(new SovereignClusterOptions { Redis = "127.0.0.1:1", Role = ServerRole.Gateway, Secret = "s" }, _folder, "gateway-th", TimeProvider.System);
+        var services = new ServiceCollection();
+        services.AddSingleton(credentials);
+        services.AddClusterNodeHttp();
+        await using var provider = services.BuildServiceProvider();
+        var clients = provider.GetRequiredService<IHttpClientFactory>();
+        using var node = Issue(_authority, new ClusterIdentity(ServerRole.Node, "node-th"));
+        await using (var server = await ServeAsync(node))
+        {
+            using var client = clients.CreateClient(UpstreamProxy.ClusterNodeClientName);
+            Assert.Equal("CN=gateway/gateway-th", await client.GetStringAsync(server.Url));
+        }
+
+        // Revoked by its serial: the next connection to it is refused.
+        credentials.Revocations = CertificateRevocations.From([new(CertificateRevocations.SerialKind, CertificateRevocations.NormalizeSerial(node.SerialNumber)!, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), null)]);
+        await using (var server = await ServeAsync(node))
+        {
+            using var client = clients.CreateClient(UpstreamProxy.ClusterNodeClientName);
+            var refused = await Assert.ThrowsAsync<HttpRequestException>(() => client.GetStringAsync(server.Url));
+            Assert.Equal(HttpRequestError.SecureConnectionError, refused.HttpRequestError);
+        }
+    }
+
     private static X509Certificate2 Issue(X509Certificate2 authority, ClusterIdentity identity)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);

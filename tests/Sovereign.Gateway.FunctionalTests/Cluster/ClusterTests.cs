@@ -442,6 +442,41 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     [Fact]
+    public async Task SiloWhoseCertificateWasRevoked_NeverBecomesActive_AndTheClusterKeepsServing()
+    {
+        // The operator revokes every certificate of gateway-rv issued so far; the member then starts with one of them
+        // (the cluster CA signed it, it is in date): the members refuse it like a stranger.
+        var (code, output) = await ClusterFixture.CliAsync(cluster.GatewayTh, "cluster", "cert", "revoke", "--node-id", "gateway-rv", "--reason", "key left the building");
+        Assert.True(code == 0, output);
+        Assert.Contains("gateway-rv", output, StringComparison.Ordinal);
+        var revoked = cluster.Start("gateway-rv", "gateway", "TH", withModel: false,
+            extraEnvironment: new Dictionary<string, string> { ["Sovereign__Cluster__JoinTimeoutSeconds"] = "15" });
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(3)))
+        {
+            await revoked.Process.WaitForExitAsync(deadline.Token);
+        }
+
+        Assert.NotEqual(0, revoked.Process.ExitCode);
+        Assert.False(revoked.SaidReady, revoked.Output);
+
+        // The revocation is durable and the same at every gateway (one database).
+        using var adminSg = cluster.GatewaySg.Client(ClusterFixture.AdminToken);
+        var revocations = await ClusterFixture.Expect(adminSg.GetAsync("/admin/v1/cluster/revocations"), 200);
+        Assert.Contains(revocations.GetProperty("data").EnumerateArray(), r => r.GetProperty("node_id").GetString() == "gateway-rv"
+            && r.GetProperty("reason").GetString() == "key left the building");
+        var status = await ClusterFixture.Expect(adminSg.GetAsync("/admin/v1/cluster"), 200);
+        var members = status.GetProperty("members").EnumerateArray().ToDictionary(m => m.GetProperty("name").GetString()!, m => m.GetProperty("status").GetString());
+        Assert.NotEqual("active", members.GetValueOrDefault("gateway/gateway-rv"));
+        Assert.Equal(("active", "active"), (members["gateway/gateway-th"], members["gateway/gateway-sg"]));
+        var key = await NewTenantAsync(["TH", "SG"]);
+        foreach (var gateway in new[] { cluster.GatewayTh, cluster.GatewaySg })
+        {
+            using var client = gateway.Client(key);
+            await ClusterFixture.Expect(client.PostAsync("/v1/chat/completions", Json(Body)), 200);
+        }
+    }
+
+    [Fact]
     public async Task ClusterMemberWithoutTlsMaterial_RefusesToStart_NamingTheSetting()
     {
         var bare = cluster.Start("gateway-bare", "gateway", "TH", withModel: false, certificate: ClusterFixture.Certificate.None);
@@ -494,6 +529,49 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         Assert.True(exit == 0, stdout + stderr);
         Assert.Contains("The audit log is intact.", stdout, StringComparison.Ordinal);
         Assert.Matches(@"Covered through [1-9]\d*; uncovered: \d+\.", stdout);
+    }
+
+    [Fact]
+    public async Task APriceSetAtOneGateway_PricesRequestsAtTheOther_WithoutARestart()
+    {
+        // A plan and its prices made at the TH gateway, after the SG gateway started.
+        const decimal Input = 7m;
+        const decimal Output = 3000m;
+        using var thAdmin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        var plan = "repriced-" + Interlocked.Increment(ref _tenants);
+        await ClusterFixture.Expect(thAdmin.PutAsJsonAsync($"/admin/v1/plans/{plan}", new { currency = "EUR" }), 200);
+        await ClusterFixture.Expect(thAdmin.PostAsJsonAsync($"/admin/v1/plans/{plan}/prices", new { model = ClusterFixture.Model, input_per_million = Input, output_per_million = Output }), 201);
+        var version = (await ClusterFixture.Expect(thAdmin.GetAsync("/admin/v1/plans"), 200)).GetProperty("version").GetInt64();
+
+        // The SG gateway reaches the same version on its own (bounded wait; no time is asserted).
+        using var sgAdmin = cluster.GatewaySg.Client(ClusterFixture.AdminToken);
+        JsonElement sgPlans = default;
+        for (var attempt = 0; attempt < 300; attempt++)
+        {
+            sgPlans = await ClusterFixture.Expect(sgAdmin.GetAsync("/admin/v1/plans"), 200);
+            if (sgPlans.GetProperty("version").GetInt64() >= version)
+            {
+                break;
+            }
+
+            await Task.Delay(100);
+        }
+
+        Assert.True(sgPlans.GetProperty("version").GetInt64() >= version, $"the SG gateway stayed at {sgPlans}");
+        Assert.Contains(sgPlans.GetProperty("data").EnumerateArray(), p => p.GetProperty("name").GetString() == plan);
+
+        // A request at SG is priced with it.
+        var id = "ct" + Interlocked.Increment(ref _tenants);
+        await ClusterFixture.Expect(thAdmin.PostAsJsonAsync("/admin/v1/tenants", new { id, plan, policy = new { allowed_jurisdictions = new[] { "SG" } } }), 201);
+        var key = (await ClusterFixture.Expect(thAdmin.PostAsJsonAsync($"/admin/v1/tenants/{id}/keys", new { name = "k" }), 201)).GetProperty("secret").GetString()!;
+        using var sg = cluster.GatewaySg.Client(key);
+        using var response = await sg.PostAsync("/v1/chat/completions", Json(Body));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var usage = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("usage");
+        var expected = Math.Round((usage.GetProperty("prompt_tokens").GetInt32() * Input + usage.GetProperty("completion_tokens").GetInt32() * Output) / 1_000_000m, 6);
+        var row = Assert.Single((await ClusterFixture.Expect(sgAdmin.GetAsync($"/admin/v1/usage?tenant={id}"), 200)).GetProperty("data").EnumerateArray());
+        Assert.Equal(("EUR", expected), (row.GetProperty("currency").GetString(), row.GetProperty("cost").GetDecimal()));
+        Assert.True(expected > 0m);
     }
 
     private async Task<string> NewTenantAsync(string[] allowed) => (await NewTenantWithIdAsync(allowed, null)).Key;

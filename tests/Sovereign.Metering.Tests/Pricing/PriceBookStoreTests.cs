@@ -104,4 +104,73 @@ public sealed class PriceBookStoreTests
         Assert.Equal(0.15m, loaded.PriceFor("standard", "llama-3-8b", Mar1.AddMilliseconds(-1)).Price.InputPerMillion);
         Assert.Equal(0.2m, loaded.PriceFor("standard", "llama-3-8b", Mar1).Price.InputPerMillion);
     }
+
+    [Fact]
+    public async Task UpdateAsync_ChangesTheStoredBook_NotAStaleCopy_AndEveryChangeIsTheNextVersion()
+    {
+        // Two gateways over one database; each loaded the book before the other's change.
+        using var db = new TempDatabase();
+        var store = new PriceBookStore(db.Database);
+        await store.MigrateAsync();
+        var here = new PriceBookProvider(store);
+        var there = new PriceBookProvider(store);
+        await here.ReloadAsync();
+        await there.ReloadAsync();
+        Assert.Equal((0L, 0L), (here.Current.Version, await store.ReadVersionAsync()));
+
+        var first = await here.UpdateAsync(book => book.WithPlan(Standard(), Jan1), Jan1);
+        var second = await there.UpdateAsync(book => book.WithPlan(Pro(), Jan1), Jan1);
+
+        // The second change was applied to the book the first one saved: both plans are in force.
+        Assert.Equal((1L, 2L), (first.Version, second.Version));
+        var stored = await store.LoadAsync();
+        Assert.Equal(2L, stored.Version);
+        Assert.Equal(["standard", "pro"], stored.Plans.Select(p => p.Name));
+        Assert.Equal(["standard", "pro"], there.Current.Plans.Select(p => p.Name));
+
+        // "here" is behind until it learns the newest version; then it reloads once.
+        Assert.Null(here.Current.FindPlan("pro"));
+        Assert.False(await here.RefreshAsync(1));
+        Assert.True(await here.RefreshAsync(await store.ReadVersionAsync()));
+        Assert.Equal((2L, true), (here.Current.Version, here.Current.FindPlan("pro") is not null));
+        Assert.False(await here.RefreshAsync(2));
+    }
+
+    [Fact]
+    public async Task UpdateAsync_ARefusedChange_WritesNothing_AndKeepsTheVersion()
+    {
+        using var db = new TempDatabase();
+        var store = new PriceBookStore(db.Database);
+        await store.MigrateAsync();
+        await store.SaveAsync(new PriceBook([Standard(Price())]), Jan1);
+
+        await Assert.ThrowsAsync<PriceValidationException>(() => store.UpdateAsync(_ => new PriceBook([Standard(Price(input: 9m))]), Mar1));
+
+        Assert.Equal(1L, await store.ReadVersionAsync());
+        Assert.Equal(1L, (await store.LoadAsync()).Version);
+    }
+
+    [Fact]
+    public async Task PriceBookProvider_NeverGoesBackToAnOlderVersion()
+    {
+        using var db = new TempDatabase();
+        var store = new PriceBookStore(db.Database);
+        await store.MigrateAsync();
+        var provider = new PriceBookProvider(store);
+        var published = new List<long>();
+        var publishing = new PriceBookProvider(store, book =>
+        {
+            published.Add(book.Version);
+            return Task.CompletedTask;
+        });
+
+        await publishing.UpdateAsync(book => book.WithPlan(Standard(), Jan1), Jan1);
+        await provider.ReloadAsync();
+        await publishing.UpdateAsync(book => book.WithPlan(Pro(), Jan1), Jan1);
+
+        Assert.Equal([1L, 2L], published);
+        Assert.Equal(1L, provider.Current.Version);
+        Assert.True(await provider.RefreshAsync(2));
+        Assert.Equal(2L, provider.Current.Version);
+    }
 }

@@ -1,0 +1,36 @@
+using Sovereign.Metering.Pricing;
+
+namespace Sovereign.Cluster.Grains;
+
+/// <summary>
+/// Holds the newest price-book version in the cluster. It starts from the database's version and re-reads it every
+/// <see cref="StoreCheckInterval"/>, so a change whose gateway died between its save and its publish still reaches
+/// every gateway; a publish makes a change known at once.
+/// </summary>
+internal sealed class PriceBookGrain(PriceBookProvider prices) : Grain, IPriceBookGrain
+{
+    /// <summary>How often the grain reads the stored version itself (one small query for the whole cluster).</summary>
+    public static readonly TimeSpan StoreCheckInterval = TimeSpan.FromSeconds(10);
+
+    private long _version;
+
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        _version = await prices.ReadStoredVersionAsync(cancellationToken);
+        this.RegisterGrainTimer(ReadStoreAsync, new GrainTimerCreationOptions(StoreCheckInterval, StoreCheckInterval) { Interleave = true });
+    }
+
+    public Task<long> GetVersionAsync() => Task.FromResult(_version);
+
+    public Task PublishedAsync(long version)
+    {
+        _version = Math.Max(_version, version);
+        return Task.CompletedTask;
+    }
+
+    private async Task ReadStoreAsync(CancellationToken cancellationToken)
+    {
+        var stored = await prices.ReadStoredVersionAsync(cancellationToken);
+        _version = Math.Max(_version, stored);
+    }
+}

@@ -1,0 +1,113 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Sovereign.Gateway.Pipeline;
+using Sovereign.Metering.Ledger;
+
+namespace Sovereign.Gateway.FunctionalTests.Pipeline;
+
+/// <summary>
+/// A request whose node cannot be reached fails over to a node of another pool: it gives back the first pool's slot
+/// and takes one in the new pool, and it is priced for where it runs from the book it was admitted with.
+/// </summary>
+public sealed class PoolFailoverTests(ExternalEnginesFixture fixture) : IClassFixture<ExternalEnginesFixture>
+{
+    private static StringContent Chat(string model) =>
+        new($$"""{"model":"{{model}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8}""", Encoding.UTF8, "application/json");
+
+    /// <summary>
+    /// A plan with token prices for <paramref name="model"/>, a compute rate in each pool, and one reserved slot in
+    /// each pool (so both pools have gates); engine "a" refuses connections and sorts first, engine "b" answers.
+    /// </summary>
+    private async Task SetUpAsync(string prefix, string model, decimal rateA, decimal rateB, string liveUrl)
+    {
+        await fixture.RegisterEngineAsync(prefix + "-a", FakeUpstreamEngine.RefusingUrl(), model, prefix + "-pa");
+        await fixture.RegisterEngineAsync(prefix + "-b", liveUrl, model, prefix + "-pb");
+        var plan = prefix + "-plan";
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/plans/{plan}", new { currency = "THB" }, 200);
+        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{plan}/prices", new { model, input_per_million = 1000m, output_per_million = 2000m }, 201);
+        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{plan}/compute-prices", new { pool = prefix + "-pa", per_compute_second = rateA }, 201);
+        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{plan}/compute-prices", new { pool = prefix + "-pb", per_compute_second = rateB }, 201);
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/plans/{plan}",
+            new { reservations = new[] { new { pool = prefix + "-pa", slots = 1 }, new { pool = prefix + "-pb", slots = 1 } } }, 200);
+    }
+
+    [Fact]
+    public async Task AFailoverToAnotherPool_GivesBackTheFirstPoolsSlot_TakesTheNewPoolsSlot_AndIsPricedThere()
+    {
+        var answer = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var live = await FakeUpstreamEngine.StartAsync(async context =>
+        {
+            await answer.Task;
+            await FakeUpstreamEngine.AnswerAsync(context, """{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}""");
+        });
+        const string Model = "fa-model";
+        await SetUpAsync("fa", Model, rateA: 1m, rateB: 0.5m, live.Url);
+        var (_, client) = await fixture.NewTenantAsync("fa-plan");
+        using var _ = client;
+        var pools = fixture.App.Services.GetRequiredService<PoolAdmission>();
+
+        var pending = client.PostAsync("/v1/chat/completions", Chat(Model));
+        await WaitForAsync(() => live.Requests == 1 || pending.IsCompleted, "the request to reach engine b");
+        Assert.False(pending.IsCompleted, pending.IsCompleted ? await (await pending).Content.ReadAsStringAsync() : "");
+
+        // While it runs on b, only b's pool counts it: a's slot was given back when a could not be reached.
+        var gateA = pools.GateOf("fa-pa", Model) ?? throw new Xunit.Sdk.XunitException("the first route never entered pool fa-pa");
+        var gateB = pools.GateOf("fa-pb", Model) ?? throw new Xunit.Sdk.XunitException("the failover never entered pool fa-pb");
+        Assert.Equal((0, 0), (gateA.ReservedRunning("fa-plan"), gateA.UnreservedRunning));
+        Assert.Equal((1, 0), (gateB.ReservedRunning("fa-plan"), gateB.UnreservedRunning));
+
+        answer.SetResult();
+        using var response = await pending;
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal("fa-b", response.Headers.GetValues("x-sovereign-node").Single());
+        Assert.Equal((0, 0), (gateB.ReservedRunning("fa-plan"), gateA.ReservedRunning("fa-plan")));
+
+        var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single())
+            ?? throw new Xunit.Sdk.XunitException("no usage record");
+        Assert.Equal(("fa-b", "fa-pb", UsageOutcome.Completed), (record.Node, record.Pool, record.Outcome));
+        Assert.Contains(";fa-plan:pool=fa-pb@", record.PriceVersion ?? "", StringComparison.Ordinal);
+        Assert.Equal(Math.Round((5 * 1000m + 3 * 2000m) / 1_000_000m, 6), record.Cost);
+    }
+
+    [Fact]
+    public async Task AFailoverToAPoolTheReservationDoesNotCover_Is503_HoldsNoSlot_AndCostsNothing()
+    {
+        await using var live = await FakeUpstreamEngine.StartAsync(context =>
+            FakeUpstreamEngine.AnswerAsync(context, """{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}"""));
+        const string Model = "fb-model";
+
+        // b's compute rate is dearer than a's: the money reserved for a cannot pay for b's worst case.
+        await SetUpAsync("fb", Model, rateA: 1m, rateB: 3m, live.Url);
+        var (_, client) = await fixture.NewTenantAsync("fb-plan");
+        using var _ = client;
+        var pools = fixture.App.Services.GetRequiredService<PoolAdmission>();
+
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(Model));
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+        Assert.Equal(503, (int)response.StatusCode);
+        Assert.Equal("no_compliant_capacity", error.GetProperty("code").GetString());
+        Assert.Equal(0, live.Requests);
+        Assert.Equal(0, pools.GateOf("fb-pa", Model)?.ReservedRunning("fb-plan") ?? 0);
+        Assert.Equal(0, pools.GateOf("fb-pb", Model)?.ReservedRunning("fb-plan") ?? 0);
+        var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal((UsageOutcome.Refused, 0m, "no_compliant_capacity"), (record?.Outcome, record?.Cost, record?.RefusalCode));
+    }
+
+    /// <summary>Waits for a state the server reaches on its own (no timing is asserted; the limit only bounds a hang).</summary>
+    private static async Task WaitForAsync(Func<bool> probe, string what)
+    {
+        for (var attempt = 0; attempt < 3000; attempt++)
+        {
+            if (probe())
+            {
+                return;
+            }
+
+            await Task.Delay(10);
+        }
+
+        throw new Xunit.Sdk.XunitException($"Waited 30 s for {what}.");
+    }
+}

@@ -1,0 +1,184 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Sovereign.Metering.Ledger;
+
+namespace Sovereign.Gateway.FunctionalTests.Pipeline;
+
+/// <summary>
+/// An external engine that answers in a form the gateway cannot meter gets the client a precise 502 (or an error event
+/// in a stream), never a 500, and the request is settled once for what the client received; an engine whose connection
+/// fails before its response headers is failed over like one that refuses the connection, within the policy.
+/// </summary>
+public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClassFixture<ExternalEnginesFixture>
+{
+    private const decimal OutputPerMillion = 2_000_000m; // 2 per output token, so a relayed chunk has a visible price.
+    private static int _models;
+
+    private static StringContent Chat(string model, bool stream = false) =>
+        new($$"""{"model":"{{model}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8,"stream":{{(stream ? "true" : "false")}}}""", Encoding.UTF8, "application/json");
+
+    /// <summary>A model only <paramref name="engine"/> serves, and a priced tenant with a budget, whose client is returned.</summary>
+    private async Task<(string Model, string Tenant, HttpClient Client)> ServedByAsync(string engineUrl)
+    {
+        var model = "ua-model-" + Interlocked.Increment(ref _models);
+        await fixture.RegisterEngineAsync(model + "-node", engineUrl, model);
+        var plan = model + "-plan";
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/plans/{plan}", new { currency = "THB" }, 200);
+        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{plan}/prices", new { model, input_per_million = 0m, output_per_million = OutputPerMillion }, 201);
+        var (tenant, client) = await fixture.NewTenantAsync(plan);
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { budgets = new[] { new { period = "day", amount = 1000m } } }, 200);
+        return (model, tenant, client);
+    }
+
+    /// <summary>The tenant's one usage row and its day budget: what was recorded and settled, and what is still held.</summary>
+    private async Task<(JsonElement Usage, JsonElement Budget)> BooksOfAsync(string tenant)
+    {
+        var usage = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/usage?tenant={tenant}", null, 200);
+        var limits = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/limits", null, 200);
+        return (Assert.Single(usage.GetProperty("data").EnumerateArray()), limits.GetProperty("budgets")[0]);
+    }
+
+    [Theory]
+    [InlineData("""{"prompt_tokens":"5","completion_tokens":3,"total_tokens":8}""")]
+    [InlineData("""{"prompt_tokens":5,"completion_tokens":-3,"total_tokens":2}""")]
+    [InlineData("""{"prompt_tokens":5.5,"completion_tokens":3,"total_tokens":8.5}""")]
+    [InlineData("""{"prompt_tokens":5,"completion_tokens":99999999999,"total_tokens":8}""")]
+    [InlineData("""{"prompt_tokens":5,"total_tokens":8}""")]
+    [InlineData("""{"prompt_tokens":null,"completion_tokens":3}""")]
+    [InlineData("""[5,3]""")]
+    [InlineData("""null""")]
+    public async Task MalformedUsage_Is502NamingTheUpstream_AndSettledOnceAtWhatWasDelivered(string usage)
+    {
+        await using var engine = await FakeUpstreamEngine.StartAsync(context => FakeUpstreamEngine.AnswerAsync(context, usage));
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(model));
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+        Assert.Equal(502, (int)response.StatusCode);
+        Assert.Equal(("server_error", "upstream_invalid_usage"), (error.GetProperty("type").GetString(), error.GetProperty("code").GetString()));
+        Assert.Contains("upstream engine", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal(model + "-node", response.Headers.GetValues("x-sovereign-node").Single());
+
+        // The client received no answer: one failed record at no cost, and nothing left reserved.
+        var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal((UsageOutcome.Failed, 0, 0m), (record?.Outcome, record?.CompletionTokens, record?.Cost));
+        var (row, budget) = await BooksOfAsync(tenant);
+        Assert.Equal((1, 1), (row.GetProperty("requests").GetInt32(), row.GetProperty("failed").GetInt32()));
+        Assert.Equal((0m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
+    }
+
+    [Fact]
+    public async Task AnAnswerThatIsNotJson_Is502()
+    {
+        await using var engine = await FakeUpstreamEngine.StartAsync(context =>
+        {
+            context.Response.ContentType = "application/json";
+            return context.Response.WriteAsync("{\"choices\":[{\"message\":");
+        });
+        var (model, _, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(model));
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+        Assert.Equal(502, (int)response.StatusCode);
+        Assert.Equal("upstream_invalid_response", error.GetProperty("code").GetString());
+    }
+
+    [Theory]
+    [InlineData("""{"prompt_tokens":5,"completion_tokens":"2"}""")]
+    [InlineData(null)]
+    public async Task AStreamWithMalformedOrMissingUsage_EndsWithAnErrorEvent_AndIsBilledForTheChunksRelayed(string? usage)
+    {
+        await using var engine = await FakeUpstreamEngine.StartAsync(async context =>
+        {
+            context.Response.ContentType = "text/event-stream";
+            foreach (var word in new[] { "Once", " upon" })
+            {
+                await context.Response.WriteAsync($$"""data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"upstream","choices":[{"index":0,"delta":{"content":"{{word}}"},"finish_reason":null}],"usage":null}""" + "\n\n");
+                await context.Response.Body.FlushAsync();
+            }
+
+            if (usage is not null)
+            {
+                await context.Response.WriteAsync($$"""data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"upstream","choices":[],"usage":{{usage}}}""" + "\n\n");
+            }
+
+            await context.Response.WriteAsync("data: [DONE]\n\n");
+        });
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(model, stream: true));
+        var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal(2, events.Count(e => e.Contains("\"content\"", StringComparison.Ordinal)));
+        var last = JsonDocument.Parse(events[^1]["data:".Length..]).RootElement;
+        Assert.Equal("upstream_invalid_usage", last.GetProperty("error").GetProperty("code").GetString());
+        Assert.DoesNotContain(events, e => e.Contains("[DONE]", StringComparison.Ordinal));
+
+        // Two content chunks reached the client: two output tokens, settled once.
+        var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal((UsageOutcome.Failed, 2, 4m), (record?.Outcome, record?.CompletionTokens, record?.Cost));
+        var (row, budget) = await BooksOfAsync(tenant);
+        Assert.Equal(1, row.GetProperty("requests").GetInt32());
+        Assert.Equal((4m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
+    }
+
+    [Fact]
+    public async Task AConnectionThatFailsBeforeTheResponseHeaders_FailsOverToTheNextCompliantNode()
+    {
+        // "fo-a" takes the request and drops the connection before answering; "fo-b" answers. Both in TH.
+        await using var dropping = await FakeUpstreamEngine.StartAsync(context =>
+        {
+            context.Abort();
+            return Task.CompletedTask;
+        });
+        await using var answering = await FakeUpstreamEngine.StartAsync(context =>
+            FakeUpstreamEngine.AnswerAsync(context, """{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}"""));
+        const string Model = "fo-model";
+        await fixture.RegisterEngineAsync("fo-a", dropping.Url, Model);
+        await fixture.RegisterEngineAsync("fo-b", answering.Url, Model);
+        var (tenant, client) = await fixture.NewTenantAsync("free");
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(Model));
+
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal("fo-b", response.Headers.GetValues("x-sovereign-node").Single());
+        Assert.Equal((1, 1), (dropping.Requests, answering.Requests));
+        var entries = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={tenant}", null, 200);
+        Assert.Contains(entries.GetProperty("data").EnumerateArray(), e => e.GetProperty("action").GetString() == "inference.allowed"
+            && e.GetProperty("reasons").EnumerateArray().Any(r => r.GetString() == "failover: fo-a could not be reached"));
+    }
+
+    [Fact]
+    public async Task AConnectionThatFailsBeforeTheResponseHeaders_NeverFailsOverOutsideThePolicy()
+    {
+        // The only other replica is in SG; the tenant may use TH only.
+        await using var dropping = await FakeUpstreamEngine.StartAsync(context =>
+        {
+            context.Abort();
+            return Task.CompletedTask;
+        });
+        await using var foreign = await FakeUpstreamEngine.StartAsync(context =>
+            FakeUpstreamEngine.AnswerAsync(context, """{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}"""));
+        const string Model = "fp-model";
+        await fixture.RegisterEngineAsync("fp-th", dropping.Url, Model);
+        await fixture.RegisterEngineAsync("fp-sg", foreign.Url, Model, jurisdiction: "SG");
+        var (_, client) = await fixture.NewTenantAsync("free");
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(Model));
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+        Assert.Equal(503, (int)response.StatusCode);
+        Assert.Equal("no_compliant_capacity", error.GetProperty("code").GetString());
+        Assert.Equal((1, 0), (dropping.Requests, foreign.Requests));
+    }
+}
