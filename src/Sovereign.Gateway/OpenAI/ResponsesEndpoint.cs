@@ -17,7 +17,7 @@ namespace Sovereign.Gateway.OpenAI;
 /// refused (OpenAI's default <c>store</c> is true; an absent <c>store</c> means false here). Function tools run as chat's
 /// do (<see cref="ChatTools"/>): each call the model makes is a <c>function_call</c> output item.
 /// </summary>
-internal static class ResponsesEndpoint
+internal static partial class ResponsesEndpoint
 {
     public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, IOptions<SovereignOptions> options, TimeProvider time)
     {
@@ -28,7 +28,7 @@ internal static class ResponsesEndpoint
         ResponsesTranslation.RefuseUnsupported(request);
         var turns = ResponsesTranslation.ToTurns(request);
         var grammar = ResponsesTranslation.GrammarFor(request.Text?.Format);
-        var tools = ResponsesTranslation.ReadTools(request);
+        var tools = ResponsesTranslation.ReadTools(request, out var chatTools, out var chatChoice);
         if (grammar is not null && tools?.Mode is ToolChoiceMode.Required or ToolChoiceMode.Named)
         {
             throw OpenAIException.BadRequest(
@@ -46,7 +46,7 @@ internal static class ResponsesEndpoint
             Model = request.Model,
             LanguageSample = turns.LastOrDefault(t => t.Role == "user").Content ?? turns[^1].Content,
             Endpoint = "responses",
-            RelaysUpstream = false,
+            ChatRelayBody = ResponsesTranslation.ToChatBody(request, turns, chatTools, chatChoice),
             Turns = turns,
             Sampling = new SamplingOptions { Temperature = request.Temperature ?? 1f, TopP = request.TopP ?? 1f },
             RequestedMaxTokens = request.MaxOutputTokens,
@@ -60,9 +60,16 @@ internal static class ResponsesEndpoint
             Tools = tools,
         };
         await using var governed = await StartAsync(pipeline, context, caller, work);
-        var local = (LocalGeneration)governed.Execution!;
         var shape = new ResponseShape(
             GenerationRun.NewId("resp_"), GenerationRun.NewId("msg_"), time.GetUtcNow().ToUnixTimeSeconds(), governed.Route!.Model, request);
+        if (governed.Execution is UpstreamRelay relay)
+        {
+            // An external engine or another node: asked in chat's format, answered here in Responses'.
+            await (work.Stream ? RelayStreamAsync(governed, relay, shape, tools) : RelayJsonAsync(governed, relay, shape));
+            return;
+        }
+
+        var local = (LocalGeneration)governed.Execution!;
         var toolFormat = governed.Route.Local!.Batcher!.Model.Info.ToolCallFormat;
         if (work.Stream)
         {
@@ -73,8 +80,13 @@ internal static class ResponsesEndpoint
         var (text, result, _) = (await local.Run.CollectAsync())[0];
         await governed.CompleteAsync();
         var status = StatusOf(result);
-        await TypedResults.Json(shape.Final(OutputItems(shape, text, result, tools, toolFormat, status), result, local), OpenAIJson.Options).ExecuteAsync(context);
+        await TypedResults.Json(shape.Final(OutputItems(shape, text, result, tools, toolFormat, status), status, UsageOf(local, result)), OpenAIJson.Options).ExecuteAsync(context);
     }
+
+    private static ResponseUsage UsageOf(LocalGeneration local, GenerationResult result) => UsageOf(local.PromptTokens, local.CachedTokens, result.CompletionTokens);
+
+    private static ResponseUsage UsageOf(int inputTokens, int cachedTokens, int outputTokens) =>
+        new(inputTokens, new InputTokensDetails(cachedTokens), outputTokens, new OutputTokensDetails(0), inputTokens + outputTokens);
 
     /// <summary>The executor compiles a forced call's grammar and names an unenforceable schema as chat does; renamed to Responses' flat tools.</summary>
     private static async Task<GovernedRequest> StartAsync(RequestPipeline pipeline, HttpContext context, Caller caller, GenerationWorkload work)
@@ -200,7 +212,7 @@ internal static class ResponsesEndpoint
 
         var status = StatusOf(result!);
         var items = await output.FinishAsync(status);
-        var final = shape.Final(items, result!, local);
+        var final = shape.Final(items, status, UsageOf(local, result!));
         await governed.CompleteAsync();
         await Send(new ResponseLifecycleEvent(final.Status == "completed" ? "response.completed" : "response.incomplete", final));
     }
@@ -259,8 +271,7 @@ internal static class ResponsesEndpoint
             }
             else if (item.ArgumentsDelta is { } fragment)
             {
-                _arguments.Append(fragment);
-                await send(new FunctionCallArgumentsDeltaEvent(_call!.Id, _items.Count, fragment));
+                await ArgumentsAsync(fragment);
             }
             else if (item.Call is { } call && tools.Offers(call.Name))
             {
@@ -297,12 +308,20 @@ internal static class ResponsesEndpoint
             return _items;
         }
 
-        private async Task StartCallAsync(string name)
+        /// <summary>A fragment of the open call's arguments.</summary>
+        public async Task ArgumentsAsync(string fragment)
+        {
+            _arguments.Append(fragment);
+            await send(new FunctionCallArgumentsDeltaEvent(_call!.Id, _items.Count, fragment));
+        }
+
+        /// <summary>Opens a function_call item (closing what is open); <paramref name="callId"/> is the engine's when it named one.</summary>
+        public async Task StartCallAsync(string name, string? callId = null)
         {
             await CloseCallAsync("completed");
             await CloseMessageAsync("completed");
             _heldWhitespace = "";
-            _call = new FunctionCallItem(GenerationRun.NewId("fc_"), ChatTools.NewCallId(format), name, "", "in_progress");
+            _call = new FunctionCallItem(GenerationRun.NewId("fc_"), callId ?? ChatTools.NewCallId(format), name, "", "in_progress");
             CallCount++;
             await send(new OutputItemEvent("response.output_item.added", _items.Count, _call));
         }
@@ -345,13 +364,8 @@ internal static class ResponsesEndpoint
     {
         public ResponseObject InProgress() => Base("in_progress", [], null, null);
 
-        public ResponseObject Final(IReadOnlyList<object> output, GenerationResult result, LocalGeneration local)
-        {
-            var status = StatusOf(result);
-            var usage = new ResponseUsage(
-                local.PromptTokens, new InputTokensDetails(local.CachedTokens), result.CompletionTokens, new OutputTokensDetails(0), local.PromptTokens + result.CompletionTokens);
-            return Base(status, output, usage, status == "incomplete" ? new IncompleteDetails("max_output_tokens") : null);
-        }
+        public ResponseObject Final(IReadOnlyList<object> output, string status, ResponseUsage usage) =>
+            Base(status, output, usage, status == "incomplete" ? new IncompleteDetails("max_output_tokens") : null);
 
         private ResponseObject Base(string status, IReadOnlyList<object> output, ResponseUsage? usage, IncompleteDetails? incomplete) => new()
         {

@@ -117,10 +117,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         var aborted = context.RequestAborted;
         if (!response.IsSuccessStatusCode)
         {
-            // The upstream's own error body is passed through: it names the problem in the same format.
-            context.Response.StatusCode = (int)response.StatusCode >= 500 ? StatusCodes.Status502BadGateway : (int)response.StatusCode;
-            context.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/json";
-            await response.Content.CopyToAsync(context.Response.Body, aborted);
+            await PassErrorAsync(context, response);
             return new UpstreamResult(null, null, false);
         }
 
@@ -130,43 +127,64 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 ? await RelayStreamAsync(context, response, clientModel, clientWantsUsage, progress)
                 : await RelayJsonAsync(context, response, clientModel, progress);
         }
-        catch (Exception ex) when (ex is IOException or HttpRequestException && !aborted.IsCancellationRequested)
+        catch (Exception ex) when (IsFailedMidAnswer(ex, aborted))
         {
-            Observability.GatewayLog.UpstreamFailedMidAnswer(logger, response.RequestMessage?.RequestUri?.Authority, stream, progress.DeliveredChunks);
+            var failure = FailedMidAnswer(response, stream, progress);
             if (!stream)
             {
-                throw new OpenAIException(StatusCodes.Status503ServiceUnavailable, NodeFailedMessage, "server_error", null, "node_failed", TimeSpan.FromSeconds(1));
+                throw failure;
             }
 
             await ServerSentEvents.WriteAsync(context.Response, new JsonObject
             {
                 ["error"] = new JsonObject
                 {
-                    ["message"] = NodeFailedMessage,
-                    ["type"] = "server_error",
+                    ["message"] = failure.Message,
+                    ["type"] = failure.Type,
                     ["param"] = null,
-                    ["code"] = "node_failed",
+                    ["code"] = failure.Code,
                 },
             }, aborted);
             return new UpstreamResult(null, null, false);
         }
     }
 
-    private static async Task<UpstreamResult> RelayJsonAsync(HttpContext context, HttpResponseMessage response, string clientModel, RelayProgress progress)
+    /// <summary>Whether an exception while reading an answer means the engine went away (not the client).</summary>
+    public static bool IsFailedMidAnswer(Exception ex, CancellationToken aborted) => ex is IOException or HttpRequestException && !aborted.IsCancellationRequested;
+
+    /// <summary>Logs an engine that stopped mid-answer and returns what the client is told: 503 <c>node_failed</c>, retry in a second.</summary>
+    public OpenAIException FailedMidAnswer(HttpResponseMessage response, bool stream, RelayProgress progress)
     {
-        var json = JsonNode.Parse(await response.Content.ReadAsStringAsync(context.RequestAborted)) as JsonObject
-            ?? throw new OpenAIException(StatusCodes.Status502BadGateway, "The upstream engine returned a response that is not a JSON object.", "server_error", null, "upstream_invalid_response");
-        json["model"] = clientModel;
-        progress.Reported = ReadUsage(json["usage"]) ?? new UpstreamUsage(0, 0);
-        return new UpstreamResult(progress.Reported, json, false);
+        Observability.GatewayLog.UpstreamFailedMidAnswer(logger, response.RequestMessage?.RequestUri?.Authority, stream, progress.DeliveredChunks);
+        return new OpenAIException(StatusCodes.Status503ServiceUnavailable, NodeFailedMessage, "server_error", null, "node_failed", TimeSpan.FromSeconds(1));
     }
 
-    private static async Task<UpstreamResult> RelayStreamAsync(HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage, RelayProgress progress)
+    /// <summary>The upstream's own error body is passed through: it names the problem in the same format (a 5xx becomes 502).</summary>
+    public static async Task PassErrorAsync(HttpContext context, HttpResponseMessage response)
     {
-        ServerSentEvents.Start(context.Response);
-        UpstreamUsage? usage = null;
-        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(context.RequestAborted), Encoding.UTF8);
-        while (await reader.ReadLineAsync(context.RequestAborted) is { } line)
+        context.Response.StatusCode = (int)response.StatusCode >= 500 ? StatusCodes.Status502BadGateway : (int)response.StatusCode;
+        context.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/json";
+        await response.Content.CopyToAsync(context.Response.Body, context.RequestAborted);
+    }
+
+    /// <summary>Reads a whole (not streamed) answer and records its usage.</summary>
+    public static async Task<JsonObject> ReadJsonAsync(HttpResponseMessage response, RelayProgress progress, CancellationToken aborted)
+    {
+        var json = JsonNode.Parse(await response.Content.ReadAsStringAsync(aborted)) as JsonObject
+            ?? throw new OpenAIException(StatusCodes.Status502BadGateway, "The upstream engine returned a response that is not a JSON object.", "server_error", null, "upstream_invalid_response");
+        progress.Reported = ReadUsage(json["usage"]) ?? new UpstreamUsage(0, 0);
+        return json;
+    }
+
+    /// <summary>
+    /// Reads a streamed answer's chunks up to <c>[DONE]</c>, recording the usage the engine reports; the caller counts
+    /// the chunks it delivers (<see cref="CarriesTokens"/>, <see cref="RelayProgress.Delivered"/>).
+    /// </summary>
+    public static async IAsyncEnumerable<JsonObject> ReadChunksAsync(
+        HttpResponseMessage response, RelayProgress progress, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken aborted)
+    {
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(aborted), Encoding.UTF8);
+        while (await reader.ReadLineAsync(aborted) is { } line)
         {
             if (!line.StartsWith("data:", StringComparison.Ordinal))
             {
@@ -176,7 +194,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             var data = line[5..].Trim();
             if (data == "[DONE]")
             {
-                break;
+                yield break;
             }
 
             if (JsonNode.Parse(data) is not JsonObject chunk)
@@ -186,17 +204,34 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 
             if (ReadUsage(chunk["usage"]) is { } reported)
             {
-                usage = reported;
                 progress.Reported = reported;
-                if (!clientWantsUsage)
-                {
-                    if (chunk["choices"] is JsonArray { Count: 0 })
-                    {
-                        continue;
-                    }
+            }
 
-                    chunk.Remove("usage");
+            yield return chunk;
+        }
+    }
+
+    private static async Task<UpstreamResult> RelayJsonAsync(HttpContext context, HttpResponseMessage response, string clientModel, RelayProgress progress)
+    {
+        var json = await ReadJsonAsync(response, progress, context.RequestAborted);
+        json["model"] = clientModel;
+        return new UpstreamResult(progress.Reported, json, false);
+    }
+
+    private static async Task<UpstreamResult> RelayStreamAsync(HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage, RelayProgress progress)
+    {
+        ServerSentEvents.Start(context.Response);
+        await foreach (var chunk in ReadChunksAsync(response, progress, context.RequestAborted))
+        {
+            if (!clientWantsUsage && chunk["usage"] is JsonObject)
+            {
+                // The gateway asked for usage to meter the request; a client that did not is not sent it.
+                if (chunk["choices"] is JsonArray { Count: 0 })
+                {
+                    continue;
                 }
+
+                chunk.Remove("usage");
             }
 
             chunk["model"] = clientModel;
@@ -207,11 +242,11 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             }
         }
 
-        return new UpstreamResult(usage ?? new UpstreamUsage(0, 0), null, true);
+        return new UpstreamResult(progress.Reported ?? new UpstreamUsage(0, 0), null, true);
     }
 
     /// <summary>Whether a streamed chunk carries generated output (not just a role, a finish reason or usage).</summary>
-    private static bool CarriesTokens(JsonObject chunk)
+    public static bool CarriesTokens(JsonObject chunk)
     {
         if (chunk["choices"] is not JsonArray choices)
         {
