@@ -59,8 +59,9 @@ internal static partial class ResponsesEndpoint
             items.Add(new ResponseMessageItem(shape.MessageId, status, [new OutputText(text)]));
         }
 
-        await governed.CompleteAsync();
-        await TypedResults.Json(shape.Final(items, status, UsageOf(relay.Progress)), OpenAIJson.Options).ExecuteAsync(governed.Http);
+        var response = shape.Final(items, status, UsageOf(relay.Progress));
+        await shape.CloseAsync(governed, response);
+        await TypedResults.Json(response, OpenAIJson.Options).ExecuteAsync(governed.Http);
     }
 
     private static async Task RelayStreamAsync(GovernedRequest governed, UpstreamRelay relay, ResponseShape shape, ChatTools? tools)
@@ -160,7 +161,7 @@ internal static partial class ResponsesEndpoint
         var status = StatusOf(finishReason);
         var items = await output.FinishAsync(status);
         var final = shape.Final(items, status, UsageOf(relay.Progress));
-        await governed.CompleteAsync();
+        await shape.CloseAsync(governed, final);
         await Send(new ResponseLifecycleEvent(final.Status == "completed" ? "response.completed" : "response.incomplete", final));
     }
 

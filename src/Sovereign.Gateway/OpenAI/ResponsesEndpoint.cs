@@ -13,20 +13,22 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary>
 /// <c>POST /v1/responses</c>, streaming (typed events) and not. The request is translated into the chat workload
 /// (<see cref="ResponsesTranslation"/>) and runs on the same governed pipeline as chat: residency, metering, audit and
-/// accounting on every exit. Stateless: nothing is stored, so <c>store: true</c> and <c>previous_response_id</c> are
-/// refused (OpenAI's default <c>store</c> is true; an absent <c>store</c> means false here). Function tools run as chat's
+/// accounting on every exit. Nothing is stored unless the client sends <c>store: true</c> and the tenant's policy
+/// retains content (<see cref="ResponsesStorage"/>; OpenAI's default <c>store</c> is true, an absent one means false
+/// here, so content is never kept by default). Function tools run as chat's
 /// do (<see cref="ChatTools"/>): each call the model makes is a <c>function_call</c> output item.
 /// </summary>
 internal static partial class ResponsesEndpoint
 {
-    public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, IOptions<SovereignOptions> options, TimeProvider time)
+    public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, ResponsesStorage storage, IOptions<SovereignOptions> options, TimeProvider time)
     {
         var limits = options.Value.Limits;
         var caller = await pipeline.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<ResponsesRequest>(context);
-        RefuseStorage(request, caller);
+        storage.RequireRetention(request, caller);
         ResponsesTranslation.RefuseUnsupported(request);
-        var turns = ResponsesTranslation.ToTurns(request);
+        var history = request.PreviousResponseId is { } previous ? await storage.ConversationAsync(caller, previous, context.RequestAborted) : [];
+        var turns = ResponsesTranslation.ToTurns(request, history);
         var grammar = ResponsesTranslation.GrammarFor(request.Text?.Format);
         var tools = ResponsesTranslation.ReadTools(request, out var chatTools, out var chatChoice);
         if (grammar is not null && tools?.Mode is ToolChoiceMode.Required or ToolChoiceMode.Named)
@@ -62,6 +64,13 @@ internal static partial class ResponsesEndpoint
         await using var governed = await StartAsync(pipeline, context, caller, work);
         var shape = new ResponseShape(
             GenerationRun.NewId("resp_"), GenerationRun.NewId("msg_"), time.GetUtcNow().ToUnixTimeSeconds(), governed.Route!.Model, request);
+        if (request.Store == true)
+        {
+            // The conversation this response ends, without this request's instructions (a continuation brings its own).
+            var conversation = string.IsNullOrEmpty(request.Instructions) ? turns : turns.Skip(1);
+            shape.Keep = final => storage.SaveAsync(caller, governed.Route, final, [.. conversation, OutputTurn(final.Output)], context.RequestAborted);
+        }
+
         if (governed.Execution is UpstreamRelay relay)
         {
             // An external engine or another node: asked in chat's format, answered here in Responses'.
@@ -78,9 +87,26 @@ internal static partial class ResponsesEndpoint
         }
 
         var (text, result, _) = (await local.Run.CollectAsync())[0];
-        await governed.CompleteAsync();
         var status = StatusOf(result);
-        await TypedResults.Json(shape.Final(OutputItems(shape, text, result, tools, toolFormat, status), status, UsageOf(local, result)), OpenAIJson.Options).ExecuteAsync(context);
+        var response = shape.Final(OutputItems(shape, text, result, tools, toolFormat, status), status, UsageOf(local, result));
+        await shape.CloseAsync(governed, response);
+        await TypedResults.Json(response, OpenAIJson.Options).ExecuteAsync(context);
+    }
+
+    /// <summary><c>GET /v1/responses/{id}</c>: a stored response, to its own tenant only.</summary>
+    public static async Task<IResult> GetAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage) =>
+        await storage.GetAsync(await pipeline.AuthenticateAsync(context), id, context.RequestAborted);
+
+    /// <summary><c>DELETE /v1/responses/{id}</c>: deletes a stored response of the caller's tenant.</summary>
+    public static async Task<IResult> DeleteAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage) =>
+        await storage.DeleteAsync(await pipeline.AuthenticateAsync(context), id, context.RequestAborted);
+
+    /// <summary>The output items as the assistant turn a continuation (<c>previous_response_id</c>) sees.</summary>
+    private static ChatTurn OutputTurn(IReadOnlyList<object> output)
+    {
+        var text = string.Concat(output.OfType<ResponseMessageItem>().SelectMany(m => m.Content).Select(p => p.Text));
+        var calls = output.OfType<FunctionCallItem>().Select(c => new Sovereign.Inference.Templates.ChatToolCall(c.CallId, c.Name, c.Arguments)).ToList();
+        return new ChatTurn("assistant", text) { ToolCalls = calls.Count > 0 ? calls : null };
     }
 
     private static ResponseUsage UsageOf(LocalGeneration local, GenerationResult result) => UsageOf(local.PromptTokens, local.CachedTokens, result.CompletionTokens);
@@ -121,31 +147,6 @@ internal static partial class ResponsesEndpoint
         }
 
         return [new ResponseMessageItem(shape.MessageId, status, [new OutputText(text)])];
-    }
-
-    /// <summary>
-    /// Storing responses keeps content, which only a tenant policy with content retention allows; this server keeps
-    /// no response store yet, so even then the request is refused, with a different message.
-    /// </summary>
-    private static void RefuseStorage(ResponsesRequest request, Caller caller)
-    {
-        var param = request.Store == true ? "store" : request.PreviousResponseId is not null ? "previous_response_id" : null;
-        if (param is null)
-        {
-            return;
-        }
-
-        var retention = caller.Policy?.Retention ?? RetentionPolicy.None;
-        if (retention.Mode != RetentionMode.Store)
-        {
-            throw OpenAIException.BadRequest(
-                $"{param} needs responses to be stored, but your policy's retention is '{retention}': no prompt or completion content may be kept. " +
-                "Send store: false (or omit it) and the whole conversation as input.", param, "content_retention_not_allowed");
-        }
-
-        throw OpenAIException.BadRequest(
-            $"{param} needs a response store, which this server does not have yet (your policy would allow retention: '{retention}'). " +
-            "Send store: false (or omit it) and the whole conversation as input.", param, "unsupported_parameter");
     }
 
     /// <summary>Streams OpenAI's typed events; the books close before <c>response.completed</c> (which carries the usage).</summary>
@@ -213,7 +214,7 @@ internal static partial class ResponsesEndpoint
         var status = StatusOf(result!);
         var items = await output.FinishAsync(status);
         var final = shape.Final(items, status, UsageOf(local, result!));
-        await governed.CompleteAsync();
+        await shape.CloseAsync(governed, final);
         await Send(new ResponseLifecycleEvent(final.Status == "completed" ? "response.completed" : "response.incomplete", final));
     }
 
@@ -362,6 +363,20 @@ internal static partial class ResponsesEndpoint
     /// <summary>What every response object of one request shares, echoing the request's settings as OpenAI does.</summary>
     private sealed record ResponseShape(string Id, string MessageId, long CreatedAt, string Model, ResponsesRequest Request)
     {
+        /// <summary>Stores the final response (<c>store: true</c>); null keeps nothing.</summary>
+        public Func<ResponseObject, Task>? Keep { get; set; }
+
+        /// <summary>Stores the response if asked, then closes the books; before the client's last bytes.</summary>
+        public async Task CloseAsync(GovernedRequest governed, ResponseObject final)
+        {
+            if (Keep is not null)
+            {
+                await Keep(final);
+            }
+
+            await governed.CompleteAsync();
+        }
+
         public ResponseObject InProgress() => Base("in_progress", [], null, null);
 
         public ResponseObject Final(IReadOnlyList<object> output, string status, ResponseUsage usage) =>
@@ -386,6 +401,8 @@ internal static partial class ResponsesEndpoint
             Usage = usage,
             User = Request.User,
             Metadata = Request.Metadata ?? [],
+            Store = Request.Store == true,
+            PreviousResponseId = Request.PreviousResponseId,
         };
 
         private static object FormatEcho(ResponsesTextFormat? format) => format?.Type switch

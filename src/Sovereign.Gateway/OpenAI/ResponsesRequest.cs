@@ -107,14 +107,19 @@ internal static class ResponsesTranslation
         }
     }
 
-    /// <summary><c>instructions</c> first, as a system turn, then the input items in order.</summary>
-    public static List<ChatTurn> ToTurns(ResponsesRequest request)
+    /// <summary>
+    /// <c>instructions</c> first, as a system turn, then the conversation a <c>previous_response_id</c> continues
+    /// (<paramref name="history"/>: earlier inputs and outputs, not earlier instructions), then the input items in order.
+    /// </summary>
+    public static List<ChatTurn> ToTurns(ResponsesRequest request, IReadOnlyList<ChatTurn>? history = null)
     {
         var turns = new List<ChatTurn>();
         if (!string.IsNullOrEmpty(request.Instructions))
         {
             turns.Add(new ChatTurn("system", request.Instructions));
         }
+
+        turns.AddRange(history ?? []);
 
         switch (request.Input)
         {
