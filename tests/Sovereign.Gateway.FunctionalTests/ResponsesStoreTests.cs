@@ -3,6 +3,7 @@ using System.ClientModel.Primitives;
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using OpenAI.Responses;
 using Sovereign.Residency.Content;
 using Sovereign.Storage;
@@ -218,7 +219,7 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
     }
 
     [Fact]
-    public async Task PolicyThatStopsRetaining_HidesWhatWasStored()
+    public async Task PolicyThatStopsRetaining_DeletesWhatWasStored()
     {
         var client = await ClientAsync("resp-forgetful");
         var stored = (await client.CreateResponseAsync(Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("Keep this")))).Value;
@@ -229,6 +230,32 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
 
         var hidden = await Assert.ThrowsAsync<ClientResultException>(() => client.GetResponseAsync(stored.Id));
         Assert.Equal(404, hidden.Status);
+        var store = fixture.Th.Services.GetRequiredService<ResponseStore>();
+        Assert.Equal(0, await store.DeleteTenantAsync("resp-forgetful"));
+        Assert.Contains((await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/audit?tenant=resp-forgetful", null, 200)).GetProperty("data").EnumerateArray(),
+            e => e.GetProperty("action").GetString() == "policy.update" && e.GetProperty("details").GetProperty("stored_responses_deleted").GetString() == "1");
+    }
+
+    [Fact]
+    public async Task PolicyWithShorterRetention_HidesWhatItNoLongerAllows()
+    {
+        // Stored under 7 days two days ago (written straight to the store), read under a 1-day policy: hidden.
+        var key = await KeyAsync(Keeper);
+        var store = fixture.Th.Services.GetRequiredService<ResponseStore>();
+        var twoDaysAgo = DateTimeOffset.UtcNow.AddDays(-2);
+        await store.InsertAsync(new StoredResponse("resp_two_days_old", Keeper, "TH", "th-1", twoDaysAgo.ToUnixTimeMilliseconds(), twoDaysAgo.AddDays(7).ToUnixTimeMilliseconds(), """{"id":"resp_two_days_old"}""", "[]"));
+        using var client = fixture.TenantClient(key);
+        using (var visible = await client.GetAsync("/v1/responses/resp_two_days_old"))
+        {
+            Assert.Equal(HttpStatusCode.OK, visible.StatusCode);
+        }
+
+        var shortKey = (await fixture.AdminAsync(HttpMethod.Post, $"/admin/v1/tenants/{Keeper}/keys", new { name = "one-day", policy = new { retention = new { mode = "store", days = 1 } } }, 201))
+            .GetProperty("secret").GetString()!;
+        using var shortClient = fixture.TenantClient(shortKey);
+        using var hidden = await shortClient.GetAsync("/v1/responses/resp_two_days_old");
+
+        Assert.Equal(HttpStatusCode.NotFound, hidden.StatusCode);
     }
 
     [Fact]

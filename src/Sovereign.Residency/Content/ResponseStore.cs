@@ -77,6 +77,10 @@ public sealed class ResponseStore(SqlDatabase database)
     public async Task<bool> DeleteAsync(string tenantId, string id, CancellationToken cancellationToken = default) =>
         await ExecuteAsync("DELETE FROM stored_responses WHERE id = @id AND tenant_id = @tenant", cancellationToken, ("@id", id), ("@tenant", tenantId)) > 0;
 
+    /// <summary>Deletes every response of a tenant (its policy stopped retaining content); returns how many.</summary>
+    public Task<int> DeleteTenantAsync(string tenantId, CancellationToken cancellationToken = default) =>
+        ExecuteAsync("DELETE FROM stored_responses WHERE tenant_id = @tenant", cancellationToken, ("@tenant", tenantId));
+
     /// <summary>Deletes every response expired by <paramref name="now"/>; returns how many.</summary>
     public Task<int> PurgeExpiredAsync(DateTimeOffset now, CancellationToken cancellationToken = default) =>
         ExecuteAsync("DELETE FROM stored_responses WHERE expires_at <= @now", cancellationToken, ("@now", now.ToUnixTimeMilliseconds()));
