@@ -6,6 +6,7 @@ using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
 using Sovereign.Residency.Audit;
+using Sovereign.Residency.Content;
 using Sovereign.Residency.ControlPlane;
 using Sovereign.Residency.Jurisdictions;
 using Sovereign.Residency.Policies;
@@ -87,7 +88,7 @@ public static class AdminApi
         return Results.Json(TenantJson(tenant), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
 
-    private static async Task<IResult> UpdateTenant(string id, HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit)
+    private static async Task<IResult> UpdateTenant(string id, HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, ResponseStore responses)
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         var current = await grain.GetAsync() ?? throw NotFound("tenant", id);
@@ -110,6 +111,12 @@ public static class AdminApi
         {
             details["old_policy"] = current.PolicyJson;
             details["policy"] = policyJson;
+
+            // A policy that no longer retains content keeps none: what it stored before is deleted now, not at expiry.
+            if (PolicyDocument.FromJson(policyJson).ToPolicy().Retention.Mode == Residency.Policies.RetentionMode.None)
+            {
+                details["stored_responses_deleted"] = (await responses.DeleteTenantAsync(id, context.RequestAborted)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            }
         }
 
         await AuditAdminAsync(audit, request.Policy is null ? AuditActions.TenantUpdate : AuditActions.PolicyUpdate, id, details);

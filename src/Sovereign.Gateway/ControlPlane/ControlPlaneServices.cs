@@ -10,6 +10,7 @@ using Sovereign.Metering.Pricing;
 using Sovereign.Gateway.Routing;
 using Sovereign.Residency.Audit;
 using Sovereign.Residency.ControlPlane;
+using Sovereign.Residency.Content;
 using Sovereign.Residency.Jurisdictions;
 using Sovereign.Storage;
 
@@ -40,6 +41,8 @@ internal static class ControlPlaneServices
         services.TryAddSingleton(sp => CreateCatalog(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
         services.TryAddSingleton(sp => OpenDatabase(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
         services.TryAddSingleton(sp => new ControlPlaneStore(sp.GetRequiredService<SqlDatabase>()));
+        services.TryAddSingleton(sp => new ResponseStore(sp.GetRequiredService<SqlDatabase>()));
+        services.AddHostedService<StoredResponseExpiry>();
         services.TryAddSingleton(sp => OperatorSigningKey.LoadOrCreate(Path.Combine(sp.GetRequiredService<IOptions<SovereignOptions>>().Value.ResolvedDataDirectory, OperatorKeyFile)));
 
         // Opened once, synchronously, by whoever resolves them first; appends are asynchronous and group-committed.
@@ -81,6 +84,7 @@ internal static class ControlPlaneServices
         services.TryAddSingleton<InferenceRouter>();
         services.TryAddSingleton<LanguageRouting>();
         services.TryAddSingleton<UpstreamProxy>();
+        services.TryAddSingleton<OpenAI.ResponsesStorage>();
         services.AddRequestPipeline();
         services.AddHttpClient(UpstreamProxy.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan);
         services.AddClusterNodeHttp();
@@ -127,6 +131,20 @@ internal static class ControlPlaneServices
         }
     }
 
+    /// <summary>Deletes stored responses past their policy's retention every hour (reads never return them after it anyway).</summary>
+    private sealed class StoredResponseExpiry(ResponseStore store, TimeProvider time) : BackgroundService
+    {
+        protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+        {
+            using var timer = new PeriodicTimer(TimeSpan.FromHours(1), time);
+            do
+            {
+                await store.PurgeExpiredAsync(time.GetUtcNow(), stoppingToken);
+            }
+            while (await timer.WaitForNextTickAsync(stoppingToken));
+        }
+    }
+
     private sealed class StartupAction(Action action) : IHostedService
     {
         public Task StartAsync(CancellationToken cancellationToken)
@@ -151,7 +169,7 @@ internal static class ControlPlaneServices
             : SqlDatabase.Sqlite(configured.ConnectionString ?? Path.Combine(options.ResolvedDataDirectory, DatabaseFile));
         OpenSynchronously(async () =>
         {
-            await database.MigrateAsync([.. ControlPlaneStore.Migrations, .. AuditLog.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations]);
+            await database.MigrateAsync([.. ControlPlaneStore.Migrations, .. AuditLog.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations, .. ResponseStore.Migrations]);
             return database;
         });
         return database;

@@ -13,22 +13,24 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary>
 /// <c>POST /v1/responses</c>, streaming (typed events) and not. The request is translated into the chat workload
 /// (<see cref="ResponsesTranslation"/>) and runs on the same governed pipeline as chat: residency, metering, audit and
-/// accounting on every exit. Stateless: nothing is stored, so <c>store: true</c> and <c>previous_response_id</c> are
-/// refused (OpenAI's default <c>store</c> is true; an absent <c>store</c> means false here). Function tools run as chat's
+/// accounting on every exit. Nothing is stored unless the client sends <c>store: true</c> and the tenant's policy
+/// retains content (<see cref="ResponsesStorage"/>; OpenAI's default <c>store</c> is true, an absent one means false
+/// here, so content is never kept by default). Function tools run as chat's
 /// do (<see cref="ChatTools"/>): each call the model makes is a <c>function_call</c> output item.
 /// </summary>
-internal static class ResponsesEndpoint
+internal static partial class ResponsesEndpoint
 {
-    public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, IOptions<SovereignOptions> options, TimeProvider time)
+    public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, ResponsesStorage storage, IOptions<SovereignOptions> options, TimeProvider time)
     {
         var limits = options.Value.Limits;
         var caller = await pipeline.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<ResponsesRequest>(context);
-        RefuseStorage(request, caller);
+        storage.RequireRetention(request, caller);
         ResponsesTranslation.RefuseUnsupported(request);
-        var turns = ResponsesTranslation.ToTurns(request);
+        var history = request.PreviousResponseId is { } previous ? await storage.ConversationAsync(caller, previous, context.RequestAborted) : [];
+        var turns = ResponsesTranslation.ToTurns(request, history);
         var grammar = ResponsesTranslation.GrammarFor(request.Text?.Format);
-        var tools = ResponsesTranslation.ReadTools(request);
+        var tools = ResponsesTranslation.ReadTools(request, out var chatTools, out var chatChoice);
         if (grammar is not null && tools?.Mode is ToolChoiceMode.Required or ToolChoiceMode.Named)
         {
             throw OpenAIException.BadRequest(
@@ -46,7 +48,7 @@ internal static class ResponsesEndpoint
             Model = request.Model,
             LanguageSample = turns.LastOrDefault(t => t.Role == "user").Content ?? turns[^1].Content,
             Endpoint = "responses",
-            RelaysUpstream = false,
+            ChatRelayBody = ResponsesTranslation.ToChatBody(request, turns, chatTools, chatChoice),
             Turns = turns,
             Sampling = new SamplingOptions { Temperature = request.Temperature ?? 1f, TopP = request.TopP ?? 1f },
             RequestedMaxTokens = request.MaxOutputTokens,
@@ -60,9 +62,23 @@ internal static class ResponsesEndpoint
             Tools = tools,
         };
         await using var governed = await StartAsync(pipeline, context, caller, work);
-        var local = (LocalGeneration)governed.Execution!;
         var shape = new ResponseShape(
             GenerationRun.NewId("resp_"), GenerationRun.NewId("msg_"), time.GetUtcNow().ToUnixTimeSeconds(), governed.Route!.Model, request);
+        if (request.Store == true)
+        {
+            // The conversation this response ends, without this request's instructions (a continuation brings its own).
+            var conversation = string.IsNullOrEmpty(request.Instructions) ? turns : turns.Skip(1);
+            shape.Keep = final => storage.SaveAsync(caller, governed.Route, final, [.. conversation, OutputTurn(final.Output)], context.RequestAborted);
+        }
+
+        if (governed.Execution is UpstreamRelay relay)
+        {
+            // An external engine or another node: asked in chat's format, answered here in Responses'.
+            await (work.Stream ? RelayStreamAsync(governed, relay, shape, tools) : RelayJsonAsync(governed, relay, shape));
+            return;
+        }
+
+        var local = (LocalGeneration)governed.Execution!;
         var toolFormat = governed.Route.Local!.Batcher!.Model.Info.ToolCallFormat;
         if (work.Stream)
         {
@@ -71,10 +87,32 @@ internal static class ResponsesEndpoint
         }
 
         var (text, result, _) = (await local.Run.CollectAsync())[0];
-        await governed.CompleteAsync();
         var status = StatusOf(result);
-        await TypedResults.Json(shape.Final(OutputItems(shape, text, result, tools, toolFormat, status), result, local), OpenAIJson.Options).ExecuteAsync(context);
+        var response = shape.Final(OutputItems(shape, text, result, tools, toolFormat, status), status, UsageOf(local, result));
+        await shape.CloseAsync(governed, response);
+        await TypedResults.Json(response, OpenAIJson.Options).ExecuteAsync(context);
     }
+
+    /// <summary><c>GET /v1/responses/{id}</c>: a stored response, to its own tenant only.</summary>
+    public static async Task<IResult> GetAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage) =>
+        await storage.GetAsync(await pipeline.AuthenticateAsync(context), id, context.RequestAborted);
+
+    /// <summary><c>DELETE /v1/responses/{id}</c>: deletes a stored response of the caller's tenant.</summary>
+    public static async Task<IResult> DeleteAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage) =>
+        await storage.DeleteAsync(await pipeline.AuthenticateAsync(context), id, context.RequestAborted);
+
+    /// <summary>The output items as the assistant turn a continuation (<c>previous_response_id</c>) sees.</summary>
+    private static ChatTurn OutputTurn(IReadOnlyList<object> output)
+    {
+        var text = string.Concat(output.OfType<ResponseMessageItem>().SelectMany(m => m.Content).Select(p => p.Text));
+        var calls = output.OfType<FunctionCallItem>().Select(c => new Sovereign.Inference.Templates.ChatToolCall(c.CallId, c.Name, c.Arguments)).ToList();
+        return new ChatTurn("assistant", text) { ToolCalls = calls.Count > 0 ? calls : null };
+    }
+
+    private static ResponseUsage UsageOf(LocalGeneration local, GenerationResult result) => UsageOf(local.PromptTokens, local.CachedTokens, result.CompletionTokens);
+
+    private static ResponseUsage UsageOf(int inputTokens, int cachedTokens, int outputTokens) =>
+        new(inputTokens, new InputTokensDetails(cachedTokens), outputTokens, new OutputTokensDetails(0), inputTokens + outputTokens);
 
     /// <summary>The executor compiles a forced call's grammar and names an unenforceable schema as chat does; renamed to Responses' flat tools.</summary>
     private static async Task<GovernedRequest> StartAsync(RequestPipeline pipeline, HttpContext context, Caller caller, GenerationWorkload work)
@@ -109,31 +147,6 @@ internal static class ResponsesEndpoint
         }
 
         return [new ResponseMessageItem(shape.MessageId, status, [new OutputText(text)])];
-    }
-
-    /// <summary>
-    /// Storing responses keeps content, which only a tenant policy with content retention allows; this server keeps
-    /// no response store yet, so even then the request is refused, with a different message.
-    /// </summary>
-    private static void RefuseStorage(ResponsesRequest request, Caller caller)
-    {
-        var param = request.Store == true ? "store" : request.PreviousResponseId is not null ? "previous_response_id" : null;
-        if (param is null)
-        {
-            return;
-        }
-
-        var retention = caller.Policy?.Retention ?? RetentionPolicy.None;
-        if (retention.Mode != RetentionMode.Store)
-        {
-            throw OpenAIException.BadRequest(
-                $"{param} needs responses to be stored, but your policy's retention is '{retention}': no prompt or completion content may be kept. " +
-                "Send store: false (or omit it) and the whole conversation as input.", param, "content_retention_not_allowed");
-        }
-
-        throw OpenAIException.BadRequest(
-            $"{param} needs a response store, which this server does not have yet (your policy would allow retention: '{retention}'). " +
-            "Send store: false (or omit it) and the whole conversation as input.", param, "unsupported_parameter");
     }
 
     /// <summary>Streams OpenAI's typed events; the books close before <c>response.completed</c> (which carries the usage).</summary>
@@ -200,8 +213,8 @@ internal static class ResponsesEndpoint
 
         var status = StatusOf(result!);
         var items = await output.FinishAsync(status);
-        var final = shape.Final(items, result!, local);
-        await governed.CompleteAsync();
+        var final = shape.Final(items, status, UsageOf(local, result!));
+        await shape.CloseAsync(governed, final);
         await Send(new ResponseLifecycleEvent(final.Status == "completed" ? "response.completed" : "response.incomplete", final));
     }
 
@@ -259,8 +272,7 @@ internal static class ResponsesEndpoint
             }
             else if (item.ArgumentsDelta is { } fragment)
             {
-                _arguments.Append(fragment);
-                await send(new FunctionCallArgumentsDeltaEvent(_call!.Id, _items.Count, fragment));
+                await ArgumentsAsync(fragment);
             }
             else if (item.Call is { } call && tools.Offers(call.Name))
             {
@@ -297,12 +309,20 @@ internal static class ResponsesEndpoint
             return _items;
         }
 
-        private async Task StartCallAsync(string name)
+        /// <summary>A fragment of the open call's arguments.</summary>
+        public async Task ArgumentsAsync(string fragment)
+        {
+            _arguments.Append(fragment);
+            await send(new FunctionCallArgumentsDeltaEvent(_call!.Id, _items.Count, fragment));
+        }
+
+        /// <summary>Opens a function_call item (closing what is open); <paramref name="callId"/> is the engine's when it named one.</summary>
+        public async Task StartCallAsync(string name, string? callId = null)
         {
             await CloseCallAsync("completed");
             await CloseMessageAsync("completed");
             _heldWhitespace = "";
-            _call = new FunctionCallItem(GenerationRun.NewId("fc_"), ChatTools.NewCallId(format), name, "", "in_progress");
+            _call = new FunctionCallItem(GenerationRun.NewId("fc_"), callId ?? ChatTools.NewCallId(format), name, "", "in_progress");
             CallCount++;
             await send(new OutputItemEvent("response.output_item.added", _items.Count, _call));
         }
@@ -343,15 +363,24 @@ internal static class ResponsesEndpoint
     /// <summary>What every response object of one request shares, echoing the request's settings as OpenAI does.</summary>
     private sealed record ResponseShape(string Id, string MessageId, long CreatedAt, string Model, ResponsesRequest Request)
     {
+        /// <summary>Stores the final response (<c>store: true</c>); null keeps nothing.</summary>
+        public Func<ResponseObject, Task>? Keep { get; set; }
+
+        /// <summary>Stores the response if asked, then closes the books; before the client's last bytes.</summary>
+        public async Task CloseAsync(GovernedRequest governed, ResponseObject final)
+        {
+            if (Keep is not null)
+            {
+                await Keep(final);
+            }
+
+            await governed.CompleteAsync();
+        }
+
         public ResponseObject InProgress() => Base("in_progress", [], null, null);
 
-        public ResponseObject Final(IReadOnlyList<object> output, GenerationResult result, LocalGeneration local)
-        {
-            var status = StatusOf(result);
-            var usage = new ResponseUsage(
-                local.PromptTokens, new InputTokensDetails(local.CachedTokens), result.CompletionTokens, new OutputTokensDetails(0), local.PromptTokens + result.CompletionTokens);
-            return Base(status, output, usage, status == "incomplete" ? new IncompleteDetails("max_output_tokens") : null);
-        }
+        public ResponseObject Final(IReadOnlyList<object> output, string status, ResponseUsage usage) =>
+            Base(status, output, usage, status == "incomplete" ? new IncompleteDetails("max_output_tokens") : null);
 
         private ResponseObject Base(string status, IReadOnlyList<object> output, ResponseUsage? usage, IncompleteDetails? incomplete) => new()
         {
@@ -372,6 +401,8 @@ internal static class ResponsesEndpoint
             Usage = usage,
             User = Request.User,
             Metadata = Request.Metadata ?? [],
+            Store = Request.Store == true,
+            PreviousResponseId = Request.PreviousResponseId,
         };
 
         private static object FormatEcho(ResponsesTextFormat? format) => format?.Type switch

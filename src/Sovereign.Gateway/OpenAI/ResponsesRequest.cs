@@ -107,14 +107,19 @@ internal static class ResponsesTranslation
         }
     }
 
-    /// <summary><c>instructions</c> first, as a system turn, then the input items in order.</summary>
-    public static List<ChatTurn> ToTurns(ResponsesRequest request)
+    /// <summary>
+    /// <c>instructions</c> first, as a system turn, then the conversation a <c>previous_response_id</c> continues
+    /// (<paramref name="history"/>: earlier inputs and outputs, not earlier instructions), then the input items in order.
+    /// </summary>
+    public static List<ChatTurn> ToTurns(ResponsesRequest request, IReadOnlyList<ChatTurn>? history = null)
     {
         var turns = new List<ChatTurn>();
         if (!string.IsNullOrEmpty(request.Instructions))
         {
             turns.Add(new ChatTurn("system", request.Instructions));
         }
+
+        turns.AddRange(history ?? []);
 
         switch (request.Input)
         {
@@ -236,7 +241,13 @@ internal static class ResponsesTranslation
     /// are reshaped into chat's nested form and validated by <see cref="ChatTools"/>; its refusals are renamed back
     /// (<c>tools[0].function.name</c> becomes <c>tools[0].name</c>).
     /// </summary>
-    public static ChatTools? ReadTools(ResponsesRequest request)
+    public static ChatTools? ReadTools(ResponsesRequest request) => ReadTools(request, out _, out _);
+
+    /// <inheritdoc cref="ReadTools(ResponsesRequest)"/>
+    /// <param name="request">The request.</param>
+    /// <param name="chatTools">The tools in chat's nested form (null without tools), for an engine that speaks chat.</param>
+    /// <param name="chatChoice">The tool choice in chat's form.</param>
+    public static ChatTools? ReadTools(ResponsesRequest request, out JsonElement? chatTools, out JsonElement? chatChoice)
     {
         JsonElement? tools = request.Tools;
         if (request.Tools is { ValueKind: JsonValueKind.Array } array)
@@ -271,6 +282,8 @@ internal static class ResponsesTranslation
             choice = JsonSerializer.SerializeToElement(new JsonObject { ["type"] = "function", ["function"] = function });
         }
 
+        chatTools = tools;
+        chatChoice = choice;
         try
         {
             return ChatTools.Read(tools, choice, request.ParallelToolCalls);
@@ -279,6 +292,108 @@ internal static class ResponsesTranslation
         {
             throw OpenAIException.BadRequest(ex.Message.Replace(".function.", ".", StringComparison.Ordinal), ex.Param.Replace(".function.", ".", StringComparison.Ordinal), ex.Code);
         }
+    }
+
+    /// <summary>
+    /// The chat-completions body that asks an external engine or a remote node for the same answer: the turns as
+    /// messages (function calls as <c>tool_calls</c>, their outputs as <c>tool</c> messages), the tools in chat's
+    /// form, <c>text.format</c> as <c>response_format</c>. The relay sets the output limit (<c>max_tokens</c>).
+    /// </summary>
+    public static JsonObject ToChatBody(ResponsesRequest request, IReadOnlyList<ChatTurn> turns, JsonElement? chatTools, JsonElement? chatChoice)
+    {
+        var messages = new JsonArray();
+        foreach (var turn in turns)
+        {
+            var message = new JsonObject { ["role"] = turn.Role, ["content"] = turn.Content };
+            if (turn.ToolCalls is { Count: > 0 } calls)
+            {
+                message["tool_calls"] = new JsonArray([.. calls.Select(c => (JsonNode)new JsonObject
+                {
+                    ["id"] = c.Id,
+                    ["type"] = "function",
+                    ["function"] = new JsonObject { ["name"] = c.Name, ["arguments"] = c.Arguments },
+                })]);
+                if (turn.Content.Length == 0)
+                {
+                    message["content"] = null;
+                }
+            }
+
+            if (turn.ToolCallId is { } callId)
+            {
+                message["tool_call_id"] = callId;
+            }
+
+            messages.Add(message);
+        }
+
+        var body = new JsonObject { ["model"] = request.Model, ["messages"] = messages };
+        if (request.Temperature is { } temperature)
+        {
+            body["temperature"] = temperature;
+        }
+
+        if (request.TopP is { } topP)
+        {
+            body["top_p"] = topP;
+        }
+
+        if (request.MaxOutputTokens is { } max)
+        {
+            body["max_tokens"] = max;
+        }
+
+        if (request.Stream == true)
+        {
+            body["stream"] = true;
+        }
+
+        if (chatTools is { ValueKind: JsonValueKind.Array } tools)
+        {
+            body["tools"] = JsonNode.Parse(tools.GetRawText());
+            if (chatChoice is { ValueKind: not JsonValueKind.Null } choice)
+            {
+                body["tool_choice"] = JsonNode.Parse(choice.GetRawText());
+            }
+
+            if (request.ParallelToolCalls is { } parallel)
+            {
+                body["parallel_tool_calls"] = parallel;
+            }
+        }
+
+        switch (request.Text?.Format)
+        {
+            case { Type: "json_object" }:
+                body["response_format"] = new JsonObject { ["type"] = "json_object" };
+                break;
+            case { Type: "json_schema" } format:
+                var schema = new JsonObject { ["name"] = format.Name };
+                if (format.Description is not null)
+                {
+                    schema["description"] = format.Description;
+                }
+
+                if (format.Schema is { } document)
+                {
+                    schema["schema"] = JsonNode.Parse(document.GetRawText());
+                }
+
+                if (format.Strict is { } strict)
+                {
+                    schema["strict"] = strict;
+                }
+
+                body["response_format"] = new JsonObject { ["type"] = "json_schema", ["json_schema"] = schema };
+                break;
+        }
+
+        if (request.User is not null)
+        {
+            body["user"] = request.User;
+        }
+
+        return body;
     }
 
     private static JsonObject NestedTool(JsonElement tool, string at)

@@ -30,10 +30,14 @@ internal sealed class GenerationWorkload : Workload
     public required string Endpoint { get; init; }
 
     /// <summary>
-    /// Whether an external engine can run it by relaying the client's body as is (chat and text completions); false
-    /// for requests translated into this workload (Responses), which run on local engines only.
+    /// For requests translated into this workload (Responses): the chat-completions body an external engine or a
+    /// remote node gets, with <c>max_tokens</c> as its output limit. Null relays the client's own body as is (chat and
+    /// text completions).
     /// </summary>
-    public bool RelaysUpstream { get; init; } = true;
+    public System.Text.Json.Nodes.JsonObject? ChatRelayBody { get; init; }
+
+    /// <summary>The OpenAI path under /v1 that a relay sends the work to.</summary>
+    public string RelayEndpoint => ChatRelayBody is null ? Endpoint : "chat/completions";
 
     /// <summary>The chat turns (chat completions).</summary>
     public IReadOnlyList<ChatTurn>? Turns { get; init; }

@@ -81,6 +81,9 @@ public sealed class RoutedRequest
     /// evidence comes first); the pipeline overlaps it with measuring and admission instead of waiting at once.
     /// </summary>
     internal Task DecisionRecorded { get; set; } = Task.CompletedTask;
+
+    /// <summary>Set when the answer's content was stored (Responses' <c>store</c>): the completion's audit entry says so.</summary>
+    internal OpenAI.StoredContentNote? StoredContent { get; set; }
 }
 
 /// <summary>A model as /v1/models lists it.</summary>
@@ -349,8 +352,20 @@ public sealed class InferenceRouter(
             Decision = AuditDecision.Allowed,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
-            Details = AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice),
+            Details = StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request.StoredContent),
         });
+
+    /// <summary>That content was stored, which response and until when; never the content.</summary>
+    private static Dictionary<string, string> StoredContentDetails(Dictionary<string, string> details, OpenAI.StoredContentNote? stored)
+    {
+        if (stored is not null)
+        {
+            details["content_stored"] = stored.ResponseId;
+            details["content_expires_at"] = stored.ExpiresAt.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        return details;
+    }
 
     private RoutedRequest Allow(HttpContext context, RoutedRequest routed, string gatewayJurisdiction, IReadOnlyList<string> reasons)
     {

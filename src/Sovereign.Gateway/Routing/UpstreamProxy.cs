@@ -115,10 +115,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         var aborted = context.RequestAborted;
         if (!response.IsSuccessStatusCode)
         {
-            // The upstream's own error body is passed through: it names the problem in the same format.
-            context.Response.StatusCode = (int)response.StatusCode >= 500 ? StatusCodes.Status502BadGateway : (int)response.StatusCode;
-            context.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/json";
-            await response.Content.CopyToAsync(context.Response.Body, aborted);
+            await PassErrorAsync(context, response);
             return new UpstreamResult(null, null, false);
         }
 
@@ -128,57 +125,82 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 ? await RelayStreamAsync(context, response, clientModel, clientWantsUsage, progress)
                 : await RelayJsonAsync(context, response, clientModel, progress);
         }
-        catch (Exception ex) when (ex is IOException or HttpRequestException or UpstreamAnswerException && !aborted.IsCancellationRequested)
+        catch (Exception ex) when (IsFailedMidAnswer(ex, aborted))
         {
-            var invalid = ex as UpstreamAnswerException;
-            if (invalid is null)
-            {
-                Observability.GatewayLog.UpstreamFailedMidAnswer(logger, response.RequestMessage?.RequestUri?.Authority, stream, progress.DeliveredChunks);
-            }
-            else
-            {
-                Observability.GatewayLog.UpstreamAnswerInvalid(logger, response.RequestMessage?.RequestUri?.Authority, invalid.Code, invalid.Message);
-            }
-
-            // The client is told what went wrong upstream; what it received is what it is billed for.
-            var (status, message, code) = invalid is null
-                ? (StatusCodes.Status503ServiceUnavailable, NodeFailedMessage, "node_failed")
-                : (StatusCodes.Status502BadGateway, invalid.Message, invalid.Code);
+            var failure = FailedMidAnswer(response, stream, progress, ex);
             if (!stream)
             {
-                throw new OpenAIException(status, message, "server_error", null, code, invalid is null ? TimeSpan.FromSeconds(1) : null);
+                throw failure;
             }
 
             await ServerSentEvents.WriteAsync(context.Response, new JsonObject
             {
                 ["error"] = new JsonObject
                 {
-                    ["message"] = message,
-                    ["type"] = "server_error",
+                    ["message"] = failure.Message,
+                    ["type"] = failure.Type,
                     ["param"] = null,
-                    ["code"] = code,
+                    ["code"] = failure.Code,
                 },
             }, aborted);
             return new UpstreamResult(null, null, false);
         }
     }
 
-    private static async Task<UpstreamResult> RelayJsonAsync(HttpContext context, HttpResponseMessage response, string clientModel, RelayProgress progress)
-    {
-        var json = ParseObject(await response.Content.ReadAsStringAsync(context.RequestAborted), "response");
-        json["model"] = clientModel;
+    /// <summary>
+    /// Whether an exception while reading an answer means the engine failed (it went away, or sent an answer that
+    /// cannot be metered), not the client.
+    /// </summary>
+    public static bool IsFailedMidAnswer(Exception ex, CancellationToken aborted) =>
+        ex is IOException or HttpRequestException or UpstreamAnswerException && !aborted.IsCancellationRequested;
 
-        // What the engine did is what the tenant pays for: an answer whose usage cannot be read is not passed on.
-        progress.Reported = ReadUsage(json["usage"]);
-        return new UpstreamResult(progress.Reported, json, false);
+    /// <summary>
+    /// Logs an engine that failed mid-answer and returns what the client is told: 503 <c>node_failed</c> (retry in a
+    /// second) when it went away, 502 naming the problem when its answer cannot be metered.
+    /// </summary>
+    public OpenAIException FailedMidAnswer(HttpResponseMessage response, bool stream, RelayProgress progress, Exception? error = null)
+    {
+        var authority = response.RequestMessage?.RequestUri?.Authority;
+        if (error is UpstreamAnswerException invalid)
+        {
+            Observability.GatewayLog.UpstreamAnswerInvalid(logger, authority, invalid.Code, invalid.Message);
+            return new OpenAIException(StatusCodes.Status502BadGateway, invalid.Message, "server_error", null, invalid.Code);
+        }
+
+        Observability.GatewayLog.UpstreamFailedMidAnswer(logger, authority, stream, progress.DeliveredChunks);
+        return new OpenAIException(StatusCodes.Status503ServiceUnavailable, NodeFailedMessage, "server_error", null, "node_failed", TimeSpan.FromSeconds(1));
     }
 
-    private static async Task<UpstreamResult> RelayStreamAsync(HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage, RelayProgress progress)
+    /// <summary>The upstream's own error body is passed through: it names the problem in the same format (a 5xx becomes 502).</summary>
+    public static async Task PassErrorAsync(HttpContext context, HttpResponseMessage response)
     {
-        ServerSentEvents.Start(context.Response);
-        UpstreamUsage? usage = null;
-        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(context.RequestAborted), Encoding.UTF8);
-        while (await reader.ReadLineAsync(context.RequestAborted) is { } line)
+        context.Response.StatusCode = (int)response.StatusCode >= 500 ? StatusCodes.Status502BadGateway : (int)response.StatusCode;
+        context.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/json";
+        await response.Content.CopyToAsync(context.Response.Body, context.RequestAborted);
+    }
+
+    /// <summary>
+    /// Reads a whole (not streamed) answer and records its usage. What the engine did is what the tenant pays for: an
+    /// answer whose usage cannot be read throws <see cref="UpstreamAnswerException"/> and is not passed on.
+    /// </summary>
+    public static async Task<JsonObject> ReadJsonAsync(HttpResponseMessage response, RelayProgress progress, CancellationToken aborted)
+    {
+        var json = ParseObject(await response.Content.ReadAsStringAsync(aborted), "response");
+        progress.Reported = ReadUsage(json["usage"]);
+        return json;
+    }
+
+    /// <summary>
+    /// Reads a streamed answer's chunks up to <c>[DONE]</c>, recording the usage the engine reports; the caller counts
+    /// the chunks it delivers (<see cref="CarriesTokens"/>, <see cref="RelayProgress.Delivered"/>). The gateway always
+    /// asks for the usage chunk: a stream that ends without one cannot be metered as the engine counted it, so it ends
+    /// in <see cref="UpstreamAnswerException"/> (the client is told, and billed for the chunks relayed).
+    /// </summary>
+    public static async IAsyncEnumerable<JsonObject> ReadChunksAsync(
+        HttpResponseMessage response, RelayProgress progress, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken aborted)
+    {
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(aborted), Encoding.UTF8);
+        while (await reader.ReadLineAsync(aborted) is { } line)
         {
             if (!line.StartsWith("data:", StringComparison.Ordinal))
             {
@@ -196,18 +218,39 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             // Engines send "usage": null on content chunks (as OpenAI does); a usage that is there must be valid.
             if (chunk["usage"] is { } usageNode)
             {
-                var reported = ReadUsage(usageNode);
-                usage = reported;
-                progress.Reported = reported;
-                if (!clientWantsUsage)
-                {
-                    if (chunk["choices"] is JsonArray { Count: 0 })
-                    {
-                        continue;
-                    }
+                progress.Reported = ReadUsage(usageNode);
+            }
 
-                    chunk.Remove("usage");
+            yield return chunk;
+        }
+
+        if (progress.Reported is null)
+        {
+            throw InvalidUsage("the stream ended without a usage chunk");
+        }
+    }
+
+    private static async Task<UpstreamResult> RelayJsonAsync(HttpContext context, HttpResponseMessage response, string clientModel, RelayProgress progress)
+    {
+        var json = await ReadJsonAsync(response, progress, context.RequestAborted);
+        json["model"] = clientModel;
+        return new UpstreamResult(progress.Reported, json, false);
+    }
+
+    private static async Task<UpstreamResult> RelayStreamAsync(HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage, RelayProgress progress)
+    {
+        ServerSentEvents.Start(context.Response);
+        await foreach (var chunk in ReadChunksAsync(response, progress, context.RequestAborted))
+        {
+            if (!clientWantsUsage && chunk["usage"] is JsonObject)
+            {
+                // The gateway asked for usage to meter the request; a client that did not is not sent it.
+                if (chunk["choices"] is JsonArray { Count: 0 })
+                {
+                    continue;
                 }
+
+                chunk.Remove("usage");
             }
 
             chunk["model"] = clientModel;
@@ -218,9 +261,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             }
         }
 
-        // The gateway always asks for the usage chunk: a stream that ends without one cannot be metered as the engine
-        // counted it, so it is billed for the chunks relayed and the client is told.
-        return new UpstreamResult(usage ?? throw InvalidUsage("the stream ended without a usage chunk"), null, true);
+        return new UpstreamResult(progress.Reported, null, true);
     }
 
     private static JsonObject ParseObject(string text, string what)
@@ -238,7 +279,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     }
 
     /// <summary>Whether a streamed chunk carries generated output (not just a role, a finish reason or usage).</summary>
-    private static bool CarriesTokens(JsonObject chunk)
+    public static bool CarriesTokens(JsonObject chunk)
     {
         if (chunk["choices"] is not JsonArray choices)
         {

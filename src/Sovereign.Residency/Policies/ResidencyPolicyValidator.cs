@@ -176,6 +176,11 @@ public static class ResidencyPolicyValidator
             errors.Add(new(PolicyFields.RetentionDays, $"retention days must not be negative (got {retention.Days})"));
         }
 
+        if (retention.Days > RetentionPolicy.MaxDays)
+        {
+            errors.Add(new(PolicyFields.RetentionDays, $"retention days may be at most {RetentionPolicy.MaxDays} (got {retention.Days})"));
+        }
+
         switch (retention.Mode)
         {
             case RetentionMode.None when retention.Days > 0:

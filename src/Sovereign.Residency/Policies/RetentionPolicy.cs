@@ -13,6 +13,9 @@ public enum RetentionMode
 /// <summary>How long prompt and completion content may be kept. Metadata (counts, timings, audit) is not content.</summary>
 public sealed record RetentionPolicy
 {
+    /// <summary>The longest retention a policy may set: ten years.</summary>
+    public const int MaxDays = 3650;
+
     /// <summary>Store nothing.</summary>
     public static RetentionPolicy None { get; } = new();
 

@@ -42,6 +42,35 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     [Fact]
+    public async Task Responses_AreRelayedToTheNode_StreamedAndNot_WithTheNodesText()
+    {
+        // The gateway has no model: /v1/responses runs on node-th, asked as a chat completion.
+        var key = await NewTenantAsync(["TH"]);
+        using var th = cluster.GatewayTh.Client(key);
+        const string Request = """{"model":"stories","input":"Once upon a time","max_output_tokens":4,"temperature":0""";
+        using var chat = await th.PostAsync("/v1/chat/completions",
+            Json("""{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":4,"temperature":0}"""));
+        var chatText = JsonDocument.Parse(await chat.Content.ReadAsStringAsync()).RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString();
+
+        using var whole = await th.PostAsync("/v1/responses", Json(Request + "}"));
+        var body = JsonDocument.Parse(await whole.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(HttpStatusCode.OK, whole.StatusCode);
+        Assert.Equal("node-th", whole.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+        Assert.Equal(chatText, body.GetProperty("output")[0].GetProperty("content")[0].GetProperty("text").GetString());
+        Assert.InRange(body.GetProperty("usage").GetProperty("output_tokens").GetInt32(), 1, 4);
+        Assert.True(body.GetProperty("usage").GetProperty("input_tokens").GetInt32() > 0);
+
+        using var streamed = await th.PostAsync("/v1/responses", Json(Request + ""","stream":true}"""));
+        var events = (await streamed.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+            .Select(block => JsonDocument.Parse(block.Split('\n').Single(l => l.StartsWith("data: ", StringComparison.Ordinal))["data: ".Length..]).RootElement).ToList();
+        Assert.Equal("response.created", events[0].GetProperty("type").GetString());
+        Assert.Contains(events[^1].GetProperty("type").GetString(), new[] { "response.completed", "response.incomplete" });
+        var deltas = string.Concat(events.Where(e => e.GetProperty("type").GetString() == "response.output_text.delta").Select(e => e.GetProperty("delta").GetString()));
+        Assert.Equal(chatText, deltas);
+        Assert.Equal(body.GetProperty("usage").GetProperty("output_tokens").GetInt32(), events[^1].GetProperty("response").GetProperty("usage").GetProperty("output_tokens").GetInt32());
+    }
+
+    [Fact]
     public async Task AseanTenant_IsServedByTheNodeInTheGatewaysOwnJurisdiction()
     {
         var (tenant, key) = await NewTenantWithIdAsync(["ASEAN"], null);

@@ -69,7 +69,7 @@ public sealed class CachedPricingTests(MeteringFixture fixture)
     }
 
     [Fact]
-    public async Task Responses_StoreTrue_TenantWithoutRetention_IsRefusedNamingThePolicy_WithRetention_NamesTheMissingStore()
+    public async Task Responses_StoreTrue_TenantWithoutRetention_IsRefusedNamingThePolicy_WithRetention_IsStoredAndBilledOnce()
     {
         var (_, key) = await fixture.NewTenantAsync(plan: "cached");
         using var client = fixture.TenantClient(key);
@@ -85,10 +85,15 @@ public sealed class CachedPricingTests(MeteringFixture fixture)
         var retainingKey = (await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/tenants/{id}/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
         using var retaining = fixture.TenantClient(retainingKey);
         var response = await retaining.PostAsync("/v1/responses", new StringContent(Body, Encoding.UTF8, "application/json"));
-        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
-        Assert.Equal(400, (int)response.StatusCode);
-        Assert.Equal("unsupported_parameter", error.GetProperty("code").GetString());
-        Assert.Contains("store 7 days", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        var stored = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.True(stored.GetProperty("store").GetBoolean());
+        var fetched = JsonDocument.Parse(await retaining.GetStringAsync($"/v1/responses/{stored.GetProperty("id").GetString()}")).RootElement;
+        Assert.Equal(stored.GetProperty("usage").GetRawText(), fetched.GetProperty("usage").GetRawText());
+
+        // Reading it back is not another request: one usage record.
+        var usage = JsonDocument.Parse(await retaining.GetStringAsync("/v1/usage?group_by=model")).RootElement.GetProperty("data").EnumerateArray().Single();
+        Assert.Equal(1, usage.GetProperty("completed").GetInt64());
     }
 
     [Fact]

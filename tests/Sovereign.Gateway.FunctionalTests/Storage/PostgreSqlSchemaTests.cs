@@ -1,6 +1,7 @@
 using Sovereign.Metering.Ledger;
 using Sovereign.Metering.Pricing;
 using Sovereign.Residency.Audit;
+using Sovereign.Residency.Content;
 using Sovereign.Residency.ControlPlane;
 using Sovereign.Storage;
 
@@ -14,7 +15,7 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
     private async Task<SqlDatabase> MigratedAsync()
     {
         var database = Database();
-        await database.MigrateAsync([.. ControlPlaneStore.Migrations, .. AuditLog.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations]);
+        await database.MigrateAsync([.. ControlPlaneStore.Migrations, .. AuditLog.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations, .. ResponseStore.Migrations]);
         return database;
     }
 
@@ -38,6 +39,23 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
         Assert.Equal("""{"budgets":[]}""", (await store.GetTenantAsync("pg-tenant"))!.LimitsJson);
         Assert.Equal(4, (await store.FindKeyByHashAsync(hash))!.RevokedAt);
         Assert.Contains(await store.ListNodesAsync(), n => n.Id == "pg-node" && n.Jurisdiction == "TH");
+    }
+
+    [Fact]
+    public async Task ResponseStore_TenantScoped_ExpiresAndDeletes()
+    {
+        var store = new ResponseStore(await MigratedAsync());
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(1_000_000);
+        await store.InsertAsync(new StoredResponse("resp_pg_live", "pg-a", "TH", "gw", 1, now.AddDays(1).ToUnixTimeMilliseconds(), "{}", "[]"));
+        await store.InsertAsync(new StoredResponse("resp_pg_old", "pg-a", "TH", "gw", 1, now.ToUnixTimeMilliseconds(), "{}", "[]"));
+
+        Assert.NotNull(await store.GetAsync("pg-a", "resp_pg_live", now));
+        Assert.Null(await store.GetAsync("pg-b", "resp_pg_live", now));
+        Assert.Null(await store.GetAsync("pg-a", "resp_pg_old", now));
+        Assert.False(await store.DeleteAsync("pg-b", "resp_pg_live"));
+        Assert.True(await store.PurgeExpiredAsync(now) >= 1);
+        Assert.True(await store.DeleteAsync("pg-a", "resp_pg_live"));
+        Assert.Null(await store.GetAsync("pg-a", "resp_pg_live", now));
     }
 
     [Fact]

@@ -111,6 +111,7 @@ public sealed class ResidencyPolicyValidatorTests
     [Theory]
     [InlineData(RetentionMode.Store, -5, "retention.days", "must not be negative")]
     [InlineData(RetentionMode.Store, 0, "retention.days", "at least 1 day")]
+    [InlineData(RetentionMode.Store, RetentionPolicy.MaxDays + 1, "retention.days", "at most 3650")]
     [InlineData(RetentionMode.None, 7, "retention.days", "days apply only to store")]
     [InlineData((RetentionMode)9, 0, "retention", "unknown retention mode")]
     public void Validate_BadRetention_ErrorNamesField(RetentionMode mode, int days, string field, string expected)

@@ -18,7 +18,7 @@ namespace Sovereign.Gateway.Pipeline.Executors;
 internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options) : IRequestExecutor
 {
     public virtual bool Runs(RoutedRequest route, Workload work) =>
-        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.External) } && work is GenerationWorkload { RelaysUpstream: true };
+        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.External) } && work is GenerationWorkload;
 
     /// <summary>The bearer token the relay presents to the node's engine.</summary>
     protected virtual string? UpstreamKey(NodeView node) => node.UpstreamKey;
@@ -30,23 +30,31 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
     {
         var work = (GenerationWorkload)request.Work;
         var raw = RequestReader.RawBody(request.Http);
-        if (JsonNode.Parse(raw.Span) is not JsonObject body)
+        JsonObject body;
+        long promptBytes = raw.Length;
+        if (work.ChatRelayBody is { } translated)
         {
-            throw OpenAIException.BadRequest("The request body must be a JSON object.");
+            // A fresh copy per route: the relay writes the upstream's model id into it, and a failover measures again.
+            body = (JsonObject)translated.DeepClone();
+            promptBytes = Math.Max(promptBytes, System.Text.Encoding.UTF8.GetByteCount(body.ToJsonString()));
+        }
+        else
+        {
+            body = JsonNode.Parse(raw.Span) as JsonObject ?? throw OpenAIException.BadRequest("The request body must be a JSON object.");
         }
 
         var limits = options.Value.Limits;
         var maxTokens = work.MaxTokens ?? limits.UpstreamDefaultMaxTokens;
-        if (work.RequestedMaxTokens is null)
+        if (work.RequestedMaxTokens is null || work.ChatRelayBody is not null)
         {
-            body[work.MaxTokensParameter] = maxTokens;
+            body[work.ChatRelayBody is null ? work.MaxTokensParameter : "max_tokens"] = maxTokens;
         }
 
         var prompts = work.Prompt is { ValueKind: JsonValueKind.Array } array && array.GetArrayLength() > 0 && array[0].ValueKind != JsonValueKind.Number
             ? array.GetArrayLength()
             : 1;
         request.Plan = body;
-        return ValueTask.FromResult(new WorkDemand(raw.Length, (long)maxTokens * work.N * prompts));
+        return ValueTask.FromResult(new WorkDemand(promptBytes, (long)maxTokens * work.N * prompts));
     }
 
     public async ValueTask<IExecution> StartAsync(GovernedRequest request)
@@ -66,7 +74,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
         {
             // Connected before the execution counts as started: a node that cannot be reached has done nothing, so the
             // pipeline may send the request to another replica the policy allows.
-            var response = await proxy.OpenAsync(new Uri(node.BaseUrl!.TrimEnd('/') + "/"), UpstreamKey(node), work.Endpoint, body, model.Upstream, request.Aborted, HttpClientName);
+            var response = await proxy.OpenAsync(new Uri(node.BaseUrl!.TrimEnd('/') + "/"), UpstreamKey(node), work.RelayEndpoint, body, model.Upstream, request.Aborted, HttpClientName);
             return new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, slot, inFlight);
         }
         catch (UpstreamUnreachableException ex)
@@ -85,10 +93,23 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
     }
 }
 
-/// <summary>A request relayed to an external engine; the relay writes OpenAI's wire format as the engine sends it.</summary>
+/// <summary>
+/// A request relayed to an external engine or a remote node. <see cref="RespondAsync"/> writes OpenAI's wire format
+/// as the engine sends it; an endpoint that translated its request (Responses) reads <see cref="Response"/> itself and
+/// reports what it delivered in <see cref="Progress"/>, which bills an answer cut short.
+/// </summary>
 internal sealed class UpstreamRelay(UpstreamProxy proxy, GovernedRequest request, HttpResponseMessage response, bool stream, bool clientWantsUsage, IDisposable slot, IDisposable inFlight) : IExecution
 {
     private readonly RelayProgress _progress = new();
+
+    /// <summary>The engine's answer, headers read.</summary>
+    public HttpResponseMessage Response => response;
+
+    /// <summary>What has been delivered, and the usage the engine reported.</summary>
+    public RelayProgress Progress => _progress;
+
+    /// <summary>The proxy, for its failure reporting.</summary>
+    public UpstreamProxy Proxy => proxy;
 
     /// <summary>Relays the answer; the books close before the client receives its last part.</summary>
     public async Task RespondAsync()

@@ -16,7 +16,7 @@ internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory node
     : ExternalEngineExecutor(proxy, nodes, gates, options)
 {
     public override bool Runs(RoutedRequest route, Workload work) =>
-        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.Local) } && work is GenerationWorkload { RelaysUpstream: true };
+        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.Local) } && work is GenerationWorkload;
 
     protected override string? UpstreamKey(NodeView node) => relay.Secret;
 

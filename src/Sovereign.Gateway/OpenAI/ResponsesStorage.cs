@@ -1,0 +1,159 @@
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Routing;
+using Sovereign.Inference.Engine;
+using Sovereign.Inference.Templates;
+using Sovereign.Residency.Audit;
+using Sovereign.Residency.Content;
+using Sovereign.Residency.Jurisdictions;
+using Sovereign.Residency.Policies;
+
+namespace Sovereign.Gateway.OpenAI;
+
+/// <summary>
+/// <c>store</c>, <c>previous_response_id</c>, and <c>GET</c>/<c>DELETE /v1/responses/{id}</c>: content is kept only
+/// where the caller's policy (narrowed by its key) retains content (<see cref="RetentionMode.Store"/>), for its days,
+/// and only by a gateway in a jurisdiction the policy allows, since the response store is the gateway's database.
+/// Otherwise nothing is stored: a request that asks for storage is refused with a 400 naming the rule (fail closed).
+/// A response is visible to its tenant alone; another tenant's id is answered exactly as a missing one. The audit
+/// log records that content was stored or deleted (the id and expiry), never the content.
+/// </summary>
+internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog catalog, AuditLog audit, IOptions<SovereignOptions> options, TimeProvider time)
+{
+    private static readonly JsonSerializerOptions TurnJson = new(JsonSerializerDefaults.Web);
+
+    /// <summary>This gateway's jurisdiction, where its database (and so every stored response) is.</summary>
+    private string Here => string.IsNullOrWhiteSpace(options.Value.Jurisdiction) ? InferenceRouter.Undeclared : options.Value.Jurisdiction.ToUpperInvariant();
+
+    /// <summary>
+    /// Refuses <c>store: true</c> or <c>previous_response_id</c> unless the policy retains content and allows this
+    /// gateway's jurisdiction; both need the store.
+    /// </summary>
+    public void RequireRetention(ResponsesRequest request, Caller caller)
+    {
+        var param = request.Store == true ? "store" : request.PreviousResponseId is not null ? "previous_response_id" : null;
+        if (param is null)
+        {
+            return;
+        }
+
+        var retention = caller.Policy?.Retention ?? RetentionPolicy.None;
+        if (retention.Mode != RetentionMode.Store)
+        {
+            throw OpenAIException.BadRequest(
+                $"{param} needs responses to be stored, but your policy's retention is '{retention}': no prompt or completion content may be kept. " +
+                "Send store: false (or omit it) and the whole conversation as input.", param, "content_retention_not_allowed");
+        }
+
+        if (!AllowsHere(caller.Policy!))
+        {
+            throw OpenAIException.BadRequest(
+                $"{param} needs responses to be stored by this gateway, which is in {Here}; your policy's allowed_jurisdictions do not include it, " +
+                "so no content may be kept here. Send store: false and the whole conversation as input, or use a gateway in an allowed jurisdiction.",
+                param, "content_retention_jurisdiction_not_allowed");
+        }
+    }
+
+    /// <summary>The conversation a stored response ends, for <c>previous_response_id</c>; a 400 when there is none for this tenant.</summary>
+    public async Task<IReadOnlyList<ChatTurn>> ConversationAsync(Caller caller, string id, CancellationToken cancellationToken)
+    {
+        var stored = await FindAsync(caller, id, cancellationToken)
+            ?? throw OpenAIException.BadRequest($"Previous response with id '{id}' not found.", "previous_response_id", "previous_response_not_found");
+        return [.. JsonSerializer.Deserialize<List<StoredTurn>>(stored.ConversationJson, TurnJson)!.Select(t => t.ToTurn())];
+    }
+
+    /// <summary>Keeps a response and the conversation it ends until the policy's retention runs out; the request's audit entry says so.</summary>
+    public async Task SaveAsync(Caller caller, RoutedRequest route, ResponseObject response, IEnumerable<ChatTurn> conversation, CancellationToken cancellationToken)
+    {
+        var retention = caller.Policy!.Retention;
+        var now = time.GetUtcNow();
+        var expires = now.AddDays(retention.Days);
+        await store.InsertAsync(new StoredResponse(
+            response.Id, caller.TenantId, Here, options.Value.NodeId, now.ToUnixTimeMilliseconds(), expires.ToUnixTimeMilliseconds(),
+            JsonSerializer.Serialize(response, OpenAIJson.Options), JsonSerializer.Serialize(conversation.Select(StoredTurn.Of), TurnJson)), cancellationToken);
+        route.StoredContent = new StoredContentNote(response.Id, expires);
+    }
+
+    /// <summary><c>GET /v1/responses/{id}</c>: the response object as it was answered.</summary>
+    public async Task<IResult> GetAsync(Caller caller, string id, CancellationToken cancellationToken)
+    {
+        var stored = await FindAsync(caller, id, cancellationToken) ?? throw NotFound(id);
+        return TypedResults.Text(stored.ResponseJson, "application/json");
+    }
+
+    /// <summary><c>DELETE /v1/responses/{id}</c>: deletes it, audited.</summary>
+    public async Task<IResult> DeleteAsync(Caller caller, string id, CancellationToken cancellationToken)
+    {
+        RequireReadableHere(caller);
+        if (!ResourceIds.IsValid(id, ResourceKind.Other) || !await store.DeleteAsync(caller.TenantId, id, cancellationToken))
+        {
+            throw NotFound(id);
+        }
+
+        await audit.AppendAsync(new AuditRecord
+        {
+            Kind = AuditKind.Inference,
+            Actor = caller.KeyId ?? caller.TenantId,
+            Action = "response.deleted",
+            Tenant = caller.TenantId,
+            KeyId = caller.KeyId,
+            Gateway = options.Value.NodeId,
+            Jurisdiction = Here,
+            Details = new Dictionary<string, string> { ["response_id"] = id },
+        }, cancellationToken);
+        return TypedResults.Json(new { id, @object = "response", deleted = true }, OpenAIJson.Options);
+    }
+
+    /// <summary>
+    /// The tenant's stored response, within the retention its policy allows now (a policy that stopped retaining or
+    /// shortened its days hides what it no longer allows); null otherwise, whoever else holds the id.
+    /// </summary>
+    private async Task<StoredResponse?> FindAsync(Caller caller, string id, CancellationToken cancellationToken)
+    {
+        if (caller.Policy?.Retention is not { Mode: RetentionMode.Store } retention || !ResourceIds.IsValid(id, ResourceKind.Other))
+        {
+            return null;
+        }
+
+        RequireReadableHere(caller);
+        var now = time.GetUtcNow();
+        var stored = await store.GetAsync(caller.TenantId, id, now, cancellationToken);
+        return stored is not null && DateTimeOffset.FromUnixTimeMilliseconds(stored.CreatedAt).AddDays(retention.Days) > now ? stored : null;
+    }
+
+    /// <summary>Stored content is read only through a gateway whose jurisdiction the policy allows: reading it elsewhere would move it.</summary>
+    private void RequireReadableHere(Caller caller)
+    {
+        if (caller.Policy is not { } policy || !AllowsHere(policy))
+        {
+            throw new OpenAIException(StatusCodes.Status403Forbidden,
+                $"Refused by allowed_jurisdictions: this gateway is in {Here}, which your policy does not allow; stored responses are read only where it does.",
+                "permission_error", null, RoutingCodes.ResidencyViolation);
+        }
+    }
+
+    private bool AllowsHere(ResidencyPolicy policy) => catalog.ResolveMany(policy.AllowedJurisdictions, out _).Contains(Here);
+
+    private static OpenAIException NotFound(string id) =>
+        new(StatusCodes.Status404NotFound, $"Response with id '{id}' not found.", "invalid_request_error", "response_id", "not_found");
+
+    /// <summary>A chat turn as stored: the gateway's own format, read back only by this code.</summary>
+    private sealed record StoredTurn(string Role, string Content, List<StoredCall>? Calls, string? CallId)
+    {
+        public static StoredTurn Of(ChatTurn turn) =>
+            new(turn.Role, turn.Content, turn.ToolCalls?.Select(c => new StoredCall(c.Id, c.Name, c.Arguments)).ToList(), turn.ToolCallId);
+
+        public ChatTurn ToTurn() => new(Role, Content)
+        {
+            ToolCalls = Calls?.Select(c => new ChatToolCall(c.Id, c.Name, c.Arguments)).ToList(),
+            ToolCallId = CallId,
+        };
+    }
+
+    private sealed record StoredCall(string Id, string Name, string Arguments);
+}
+
+/// <summary>That a request's response was stored, and until when: the audit entry's note (never the content).</summary>
+internal sealed record StoredContentNote(string ResponseId, DateTimeOffset ExpiresAt);

@@ -1,0 +1,100 @@
+using System.Data.Common;
+using Sovereign.Storage;
+
+namespace Sovereign.Residency.Content;
+
+/// <summary>
+/// One stored response: the only prompt and completion content Sovereign keeps, and only where the tenant's policy
+/// retains content. <paramref name="ResponseJson"/> is the response object as the client received it;
+/// <paramref name="ConversationJson"/> the conversation it ends (earlier turns, its input, its output), which a later
+/// request continues through <c>previous_response_id</c>.
+/// </summary>
+/// <param name="Id">The response id (<c>resp_...</c>).</param>
+/// <param name="TenantId">The only tenant that may read or delete it.</param>
+/// <param name="Jurisdiction">Where the gateway that stored it is (the database is the gateway's).</param>
+/// <param name="Gateway">The gateway's node id.</param>
+/// <param name="CreatedAt">Unix milliseconds.</param>
+/// <param name="ExpiresAt">Unix milliseconds: creation plus the policy's retention days; never read after it.</param>
+/// <param name="ResponseJson">The response object.</param>
+/// <param name="ConversationJson">The conversation, as the gateway's own turn format.</param>
+public sealed record StoredResponse(
+    string Id, string TenantId, string Jurisdiction, string Gateway, long CreatedAt, long ExpiresAt, string ResponseJson, string ConversationJson);
+
+/// <summary>
+/// Stored responses in the gateway's database (SQLite, or the cluster's PostgreSQL): written once, read and deleted
+/// by their tenant only, gone once expired (reads filter on the expiry; <see cref="PurgeExpiredAsync"/> deletes).
+/// </summary>
+public sealed class ResponseStore(SqlDatabase database)
+{
+    /// <summary>The schema of this store.</summary>
+    public static readonly IReadOnlyList<SqlMigration> Migrations =
+    [
+        new("content-001-stored-responses",
+        [
+            """
+            CREATE TABLE stored_responses (
+                id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, jurisdiction TEXT NOT NULL, gateway TEXT NOT NULL,
+                created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, response_json TEXT NOT NULL, conversation_json TEXT NOT NULL)
+            """,
+            "CREATE INDEX stored_responses_expiry ON stored_responses (expires_at)",
+        ]),
+    ];
+
+    /// <summary>Stores a response (ids are random, so a repeat is a defect and fails).</summary>
+    public async Task InsertAsync(StoredResponse response, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(response);
+        await ExecuteAsync(
+            """
+            INSERT INTO stored_responses (id, tenant_id, jurisdiction, gateway, created_at, expires_at, response_json, conversation_json)
+            VALUES (@id, @tenant, @jurisdiction, @gateway, @created, @expires, @response, @conversation)
+            """,
+            cancellationToken,
+            ("@id", response.Id), ("@tenant", response.TenantId), ("@jurisdiction", response.Jurisdiction), ("@gateway", response.Gateway),
+            ("@created", response.CreatedAt), ("@expires", response.ExpiresAt), ("@response", response.ResponseJson), ("@conversation", response.ConversationJson));
+    }
+
+    /// <summary>The tenant's response with this id, unless it expired by <paramref name="now"/>; another tenant's is null, as a missing one.</summary>
+    public async Task<StoredResponse?> GetAsync(string tenantId, string id, DateTimeOffset now, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText =
+            """
+            SELECT id, tenant_id, jurisdiction, gateway, created_at, expires_at, response_json, conversation_json
+            FROM stored_responses WHERE id = @id AND tenant_id = @tenant AND expires_at > @now
+            """;
+        SqlDatabase.AddParameter(command, "@id", id);
+        SqlDatabase.AddParameter(command, "@tenant", tenantId);
+        SqlDatabase.AddParameter(command, "@now", now.ToUnixTimeMilliseconds());
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken)
+            ? new StoredResponse(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt64(4), reader.GetInt64(5), reader.GetString(6), reader.GetString(7))
+            : null;
+    }
+
+    /// <summary>Deletes the tenant's response; false when there was none (another tenant's counts as none).</summary>
+    public async Task<bool> DeleteAsync(string tenantId, string id, CancellationToken cancellationToken = default) =>
+        await ExecuteAsync("DELETE FROM stored_responses WHERE id = @id AND tenant_id = @tenant", cancellationToken, ("@id", id), ("@tenant", tenantId)) > 0;
+
+    /// <summary>Deletes every response of a tenant (its policy stopped retaining content); returns how many.</summary>
+    public Task<int> DeleteTenantAsync(string tenantId, CancellationToken cancellationToken = default) =>
+        ExecuteAsync("DELETE FROM stored_responses WHERE tenant_id = @tenant", cancellationToken, ("@tenant", tenantId));
+
+    /// <summary>Deletes every response expired by <paramref name="now"/>; returns how many.</summary>
+    public Task<int> PurgeExpiredAsync(DateTimeOffset now, CancellationToken cancellationToken = default) =>
+        ExecuteAsync("DELETE FROM stored_responses WHERE expires_at <= @now", cancellationToken, ("@now", now.ToUnixTimeMilliseconds()));
+
+    private async Task<int> ExecuteAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            SqlDatabase.AddParameter(command, name, value);
+        }
+
+        return await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+}

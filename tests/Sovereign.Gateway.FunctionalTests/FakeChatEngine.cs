@@ -1,0 +1,147 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary>
+/// An OpenAI-compatible engine that speaks chat completions only, as vLLM, llama-server and Ollama do for tools
+/// (Kestrel on a free loopback port): it answers deterministically and keeps every body it received, so tests can
+/// see what the gateway sent. With tools it calls the first one; otherwise it writes <see cref="Words"/> up to
+/// max_tokens. A last user message "refuse" gets a 400 of its own; /v1/responses does not exist here (404).
+/// </summary>
+public sealed class FakeChatEngine : IAsyncLifetime
+{
+    public const int PromptTokens = 11;
+    public const string CallId = "call_fake_0001";
+    public const string CallArguments = """{"city":"Bangkok"}""";
+    public static readonly string[] Words = ["Hello", " from", " the", " upstream", "."];
+
+    private WebApplication _app = null!;
+
+    /// <summary>Every chat-completions body received, in order.</summary>
+    public ConcurrentQueue<JsonObject> Received { get; } = new();
+
+    /// <summary>Paths requested that this engine does not serve.</summary>
+    public ConcurrentQueue<string> Unknown { get; } = new();
+
+    public string BaseUrl { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        _app = builder.Build();
+        _app.MapPost("/v1/chat/completions", HandleAsync);
+        _app.MapFallback(context =>
+        {
+            Unknown.Enqueue(context.Request.Path);
+            context.Response.StatusCode = 404;
+            return Task.CompletedTask;
+        });
+        await _app.StartAsync();
+        BaseUrl = _app.Urls.First();
+    }
+
+    /// <summary>The body of the last request whose last message has this content.</summary>
+    public JsonObject LastWith(string lastContent) =>
+        Received.Last(b => b["messages"]!.AsArray()[^1]!["content"]?.GetValue<string>() == lastContent);
+
+    private async Task HandleAsync(HttpContext context)
+    {
+        var body = (await JsonNode.ParseAsync(context.Request.Body))!.AsObject();
+        Received.Enqueue(body);
+        var last = body["messages"]!.AsArray()[^1]!;
+        if (last["content"]?.GetValue<string>() == "refuse")
+        {
+            context.Response.StatusCode = 400;
+            await context.Response.WriteAsJsonAsync(new { error = new { message = "The engine refuses this.", type = "invalid_request_error", param = "messages", code = "engine_refused" } });
+            return;
+        }
+
+        var stream = body["stream"]?.GetValue<bool>() == true;
+        var toolName = body["tools"] is JsonArray { Count: > 0 } tools && last["role"]!.GetValue<string>() != "tool"
+            ? tools[0]!["function"]!["name"]!.GetValue<string>()
+            : null;
+        var maxTokens = body["max_tokens"]?.GetValue<int>() ?? int.MaxValue;
+        var words = Words.Take(maxTokens).ToArray();
+        var finish = toolName is not null ? "tool_calls" : words.Length < Words.Length ? "length" : "stop";
+        var completionTokens = toolName is not null ? 6 : words.Length;
+        var usage = new JsonObject { ["prompt_tokens"] = PromptTokens, ["completion_tokens"] = completionTokens, ["total_tokens"] = PromptTokens + completionTokens };
+        if (!stream)
+        {
+            var message = toolName is null
+                ? new JsonObject { ["role"] = "assistant", ["content"] = string.Concat(words) }
+                : new JsonObject
+                {
+                    ["role"] = "assistant",
+                    ["content"] = null,
+                    ["tool_calls"] = new JsonArray(new JsonObject { ["id"] = CallId, ["type"] = "function", ["function"] = new JsonObject { ["name"] = toolName, ["arguments"] = CallArguments } }),
+                };
+            await context.Response.WriteAsJsonAsync(new JsonObject
+            {
+                ["id"] = "chatcmpl-fake",
+                ["object"] = "chat.completion",
+                ["model"] = body["model"]!.GetValue<string>(),
+                ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["message"] = message, ["finish_reason"] = finish }),
+                ["usage"] = usage,
+            });
+            return;
+        }
+
+        context.Response.ContentType = "text/event-stream";
+        async Task Chunk(JsonObject? delta, string? finishReason, JsonObject? chunkUsage = null)
+        {
+            var chunk = new JsonObject
+            {
+                ["id"] = "chatcmpl-fake",
+                ["object"] = "chat.completion.chunk",
+                ["model"] = body["model"]!.GetValue<string>(),
+                ["choices"] = delta is null ? new JsonArray() : new JsonArray(new JsonObject { ["index"] = 0, ["delta"] = delta, ["finish_reason"] = finishReason }),
+            };
+            if (chunkUsage is not null)
+            {
+                chunk["usage"] = chunkUsage;
+            }
+
+            await context.Response.WriteAsync("data: " + chunk.ToJsonString() + "\n\n");
+            await context.Response.Body.FlushAsync();
+        }
+
+        await Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null);
+        if (toolName is null)
+        {
+            foreach (var word in words)
+            {
+                await Chunk(new JsonObject { ["content"] = word }, null);
+            }
+        }
+        else
+        {
+            // OpenAI's shape: the first delta names the call, the next ones carry fragments of its arguments.
+            await Chunk(new JsonObject { ["tool_calls"] = new JsonArray(new JsonObject { ["index"] = 0, ["id"] = CallId, ["type"] = "function", ["function"] = new JsonObject { ["name"] = toolName, ["arguments"] = "" } }) }, null);
+            foreach (var fragment in new[] { CallArguments[..9], CallArguments[9..] })
+            {
+                await Chunk(new JsonObject { ["tool_calls"] = new JsonArray(new JsonObject { ["index"] = 0, ["function"] = new JsonObject { ["arguments"] = fragment } }) }, null);
+            }
+        }
+
+        await Chunk(new JsonObject(), finish);
+        if (body["stream_options"]?["include_usage"]?.GetValue<bool>() == true)
+        {
+            await Chunk(null, null, usage);
+        }
+
+        await context.Response.WriteAsync("data: [DONE]\n\n");
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}

@@ -1,0 +1,227 @@
+using System.ClientModel;
+using System.ClientModel.Primitives;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using OpenAI.Chat;
+using OpenAI.Responses;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+#pragma warning disable OPENAI001 // The Responses client is marked experimental in the SDK.
+
+/// <summary>
+/// /v1/responses on relayed routes: an engine that speaks chat completions only (<see cref="FakeChatEngine"/>, as
+/// vLLM, llama-server and Ollama) and a real Sovereign engine registered as external. The gateway asks in chat's
+/// format and answers in Responses', streamed as typed events, governed as chat is (reservation bound sent upstream,
+/// the engine's usage billed and audited).
+/// </summary>
+[Collection(ResidencyCollection.Name)]
+public sealed class ResponsesRelayTests(ResidencyFixture fixture, FakeChatEngine engine) : IClassFixture<FakeChatEngine>
+{
+    private const string FakeModel = "fake-chat-only";
+    private const string Tenant = "resp-relay";
+    private const string WeatherSchema = """{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}""";
+    private static readonly SemaphoreSlim Setup = new(1, 1);
+    private static string? _key;
+
+    private async Task<string> KeyAsync()
+    {
+        await Setup.WaitAsync();
+        try
+        {
+            if (_key is null)
+            {
+                await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/nodes",
+                    new { id = "fake-chat-node", jurisdiction = "SG", base_url = engine.BaseUrl, models = new[] { new { id = FakeModel, upstream = "upstream-model", capacity = 4 } } }, 201);
+                await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/nodes",
+                    new { id = "sg-responses", jurisdiction = "SG", base_url = fixture.Sg.Urls.First(), models = new[] { new { id = "sg-responses", upstream = ResidencyFixture.Model, capacity = 4 } } }, 201);
+                _key = await fixture.CreateTenantWithKeyAsync(Tenant, new { allowed_jurisdictions = new[] { "ASEAN" }, allow_external_providers = true });
+            }
+
+            return _key;
+        }
+        finally
+        {
+            Setup.Release();
+        }
+    }
+
+    private async Task<ResponsesClient> ResponsesAsync() =>
+        new global::OpenAI.OpenAIClient(new ApiKeyCredential(await KeyAsync()), new global::OpenAI.OpenAIClientOptions { Endpoint = new Uri(fixture.ThAddress, "/v1"), RetryPolicy = new ClientRetryPolicy(0) })
+            .GetResponsesClient();
+
+    private static CreateResponseOptions Options(string user, int? maxTokens = null, string model = FakeModel)
+    {
+        var options = new CreateResponseOptions { Model = model, Instructions = "Be brief.", InputItems = { ResponseItem.CreateUserMessageItem(user) }, MaxOutputTokenCount = maxTokens };
+        return options;
+    }
+
+    [Fact]
+    public async Task Sdk_IsAskedAsAChatCompletion_AndAnsweredAsAResponse()
+    {
+        var response = (await (await ResponsesAsync()).CreateResponseAsync(Options("relay one", 3))).Value;
+
+        Assert.Equal("Hello from the", response.GetOutputText());
+        Assert.Equal(FakeModel, response.Model);
+        Assert.Equal(ResponseStatus.Incomplete, response.Status);
+        Assert.Equal(ResponseIncompleteStatusReason.MaxOutputTokens, response.IncompleteStatusDetails.Reason);
+        Assert.Equal(FakeChatEngine.PromptTokens, response.Usage.InputTokenCount);
+        Assert.Equal(3, response.Usage.OutputTokenCount);
+        var sent = engine.LastWith("relay one");
+        Assert.Equal("upstream-model", sent["model"]!.GetValue<string>());
+        Assert.Equal(3, sent["max_tokens"]!.GetValue<int>());
+        Assert.Null(sent["input"]);
+        Assert.Null(sent["max_output_tokens"]);
+        var messages = sent["messages"]!.AsArray();
+        Assert.Equal(("system", "Be brief."), (messages[0]!["role"]!.GetValue<string>(), messages[0]!["content"]!.GetValue<string>()));
+        Assert.Equal(("user", "relay one"), (messages[1]!["role"]!.GetValue<string>(), messages[1]!["content"]!.GetValue<string>()));
+        Assert.DoesNotContain("/v1/responses", engine.Unknown);
+    }
+
+    [Fact]
+    public async Task NoMaxOutputTokens_TheEngineGetsTheLimitTheGatewayReserved_AndItsUsageIsAudited()
+    {
+        using var client = fixture.TenantClient(await KeyAsync());
+        using var http = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{FakeModel}}","input":"relay unbounded"}"""));
+        var body = JsonDocument.Parse(await http.Content.ReadAsStringAsync()).RootElement;
+
+        Assert.Equal(HttpStatusCode.OK, http.StatusCode);
+        Assert.Equal("completed", body.GetProperty("status").GetString());
+        Assert.Equal("fake-chat-node", http.Headers.GetValues("x-sovereign-node").Single());
+        Assert.Equal("SG", http.Headers.GetValues("x-sovereign-jurisdiction").Single());
+        Assert.Equal(4096, engine.LastWith("relay unbounded")["max_tokens"]!.GetValue<int>());
+        var auditId = http.Headers.GetValues("x-sovereign-audit-id").Single();
+        var completed = (await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={Tenant}", null, 200)).GetProperty("data").EnumerateArray()
+            .Single(e => e.GetProperty("action").GetString() == "inference.completed" && e.GetProperty("details").GetProperty("request_id").GetString() == auditId);
+        Assert.Equal(FakeChatEngine.PromptTokens, completed.GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(FakeChatEngine.Words.Length, completed.GetProperty("completion_tokens").GetInt32());
+        Assert.Equal("completed", completed.GetProperty("details").GetProperty("outcome").GetString());
+    }
+
+    [Fact]
+    public async Task Streaming_Sdk_DeltasConcatenate_AndTheFinalResponseCarriesTheEnginesUsage()
+    {
+        var options = Options("relay stream");
+        options.StreamingEnabled = true;
+        var text = new StringBuilder();
+        var sequence = new List<int>();
+        ResponseResult? final = null;
+        await foreach (var update in await (await ResponsesAsync()).CreateResponseStreamingAsync(options))
+        {
+            sequence.Add(update.SequenceNumber);
+            if (update is StreamingResponseOutputTextDeltaUpdate delta)
+            {
+                text.Append(delta.Delta);
+            }
+            else if (update is StreamingResponseCompletedUpdate completed)
+            {
+                final = completed.Response;
+            }
+        }
+
+        Assert.Equal(string.Concat(FakeChatEngine.Words), text.ToString());
+        Assert.Equal(Enumerable.Range(0, sequence.Count), sequence);
+        Assert.NotNull(final);
+        Assert.Equal(string.Concat(FakeChatEngine.Words), final.GetOutputText());
+        Assert.Equal(FakeChatEngine.PromptTokens, final.Usage.InputTokenCount);
+        Assert.Equal(FakeChatEngine.Words.Length, final.Usage.OutputTokenCount);
+        Assert.True(engine.LastWith("relay stream")["stream"]!.GetValue<bool>());
+    }
+
+    [Fact]
+    public async Task StreamingToolCall_RawHttp_IsAFunctionCallItemWithArgumentDeltas()
+    {
+        using var client = fixture.TenantClient(await KeyAsync());
+        var request = $$"""
+            {"model":"{{FakeModel}}","input":"relay tool stream","stream":true,
+             "tools":[{"type":"function","name":"get_weather","parameters":{{WeatherSchema}}}],"tool_choice":"required"}
+            """;
+        using var http = await client.PostAsync("/v1/responses", Json(request));
+        var events = Events(await http.Content.ReadAsStringAsync());
+
+        string[] expected =
+        [
+            "response.created", "response.in_progress", "response.output_item.added",
+            "response.function_call_arguments.delta", "response.function_call_arguments.delta", "response.function_call_arguments.done",
+            "response.output_item.done", "response.completed",
+        ];
+        Assert.Equal(expected, events.Select(e => e.GetProperty("type").GetString()));
+        Assert.Equal(Enumerable.Range(0, events.Count), events.Select(e => e.GetProperty("sequence_number").GetInt32()));
+        var added = events[2].GetProperty("item");
+        Assert.Equal("function_call", added.GetProperty("type").GetString());
+        Assert.Equal(FakeChatEngine.CallId, added.GetProperty("call_id").GetString());
+        Assert.Equal("get_weather", added.GetProperty("name").GetString());
+        Assert.Equal(FakeChatEngine.CallArguments, events[3].GetProperty("delta").GetString() + events[4].GetProperty("delta").GetString());
+        Assert.Equal(FakeChatEngine.CallArguments, events[5].GetProperty("arguments").GetString());
+        var output = Assert.Single(events[^1].GetProperty("response").GetProperty("output").EnumerateArray());
+        Assert.Equal(FakeChatEngine.CallArguments, output.GetProperty("arguments").GetString());
+        var sent = engine.LastWith("relay tool stream");
+        Assert.Equal("get_weather", sent["tools"]![0]!["function"]!["name"]!.GetValue<string>());
+        Assert.Equal("required", sent["tool_choice"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task FunctionCallRoundTrip_Sdk_TheCallAndItsOutputReachTheEngineAsChatHistory()
+    {
+        var responses = await ResponsesAsync();
+        var first = Options("relay weather?");
+        first.Tools.Add(ResponseTool.CreateFunctionTool("get_weather", BinaryData.FromString(WeatherSchema), strictModeEnabled: false));
+        var call = Assert.IsType<FunctionCallResponseItem>(Assert.Single((await responses.CreateResponseAsync(first)).Value.OutputItems));
+        Assert.Equal(FakeChatEngine.CallId, call.CallId);
+        Assert.Equal(FakeChatEngine.CallArguments, call.FunctionArguments.ToString());
+
+        var second = Options("relay weather?");
+        second.Tools.Add(ResponseTool.CreateFunctionTool("get_weather", BinaryData.FromString(WeatherSchema), strictModeEnabled: false));
+        second.InputItems.Add(call);
+        second.InputItems.Add(ResponseItem.CreateFunctionCallOutputItem(call.CallId, """{"celsius":31}"""));
+        var answer = (await responses.CreateResponseAsync(second)).Value;
+
+        Assert.Equal(string.Concat(FakeChatEngine.Words), answer.GetOutputText());
+        var messages = engine.LastWith("""{"celsius":31}""")["messages"]!.AsArray();
+        Assert.Equal("assistant", messages[^2]!["role"]!.GetValue<string>());
+        Assert.Equal(FakeChatEngine.CallId, messages[^2]!["tool_calls"]![0]!["id"]!.GetValue<string>());
+        Assert.Equal("tool", messages[^1]!["role"]!.GetValue<string>());
+        Assert.Equal(FakeChatEngine.CallId, messages[^1]!["tool_call_id"]!.GetValue<string>());
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task EngineRefusal_IsPassedOnWithItsStatus(bool stream)
+    {
+        using var client = fixture.TenantClient(await KeyAsync());
+        using var http = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{FakeModel}}","input":"refuse","stream":{{(stream ? "true" : "false")}}}"""));
+
+        Assert.Equal(HttpStatusCode.BadRequest, http.StatusCode);
+        Assert.Equal("engine_refused", JsonDocument.Parse(await http.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task RealSovereignEngine_AsExternal_AnswersAsItsChatDoes()
+    {
+        var key = await KeyAsync();
+        var chat = new ChatClient("sg-responses", new ApiKeyCredential(key), new global::OpenAI.OpenAIClientOptions { Endpoint = new Uri(fixture.ThAddress, "/v1") });
+        var expected = (await chat.CompleteChatAsync(
+            [new SystemChatMessage("Be brief."), new UserChatMessage("Once upon a time")], new ChatCompletionOptions { MaxOutputTokenCount = 8, Temperature = 0 })).Value;
+
+        var options = Options("Once upon a time", 8, "sg-responses");
+        options.Temperature = 0;
+        var response = (await (await ResponsesAsync()).CreateResponseAsync(options)).Value;
+
+        Assert.Equal(expected.Content[0].Text, response.GetOutputText());
+        Assert.Equal(expected.Usage.InputTokenCount, response.Usage.InputTokenCount);
+        Assert.Equal(expected.Usage.OutputTokenCount, response.Usage.OutputTokenCount);
+    }
+
+    private static StringContent Json(string json) => new(json, Encoding.UTF8, new MediaTypeHeaderValue("application/json"));
+
+    private static List<JsonElement> Events(string sse) => [.. sse.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(block =>
+    {
+        var lines = block.Split('\n');
+        var data = JsonDocument.Parse(lines.Single(l => l.StartsWith("data: ", StringComparison.Ordinal))["data: ".Length..]).RootElement;
+        Assert.Equal(lines[0]["event: ".Length..], data.GetProperty("type").GetString());
+        return data;
+    })];
+}

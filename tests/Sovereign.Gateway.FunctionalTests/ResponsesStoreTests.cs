@@ -1,0 +1,282 @@
+using System.ClientModel;
+using System.ClientModel.Primitives;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using OpenAI.Responses;
+using Sovereign.Residency.Content;
+using Sovereign.Storage;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+#pragma warning disable OPENAI001 // The Responses client is marked experimental in the SDK.
+
+/// <summary>
+/// <c>store</c>, <c>previous_response_id</c>, <c>GET</c> and <c>DELETE /v1/responses/{id}</c> on the TH gateway: only
+/// for tenants whose policy retains content and allows the gateway's jurisdiction, visible to their own tenant only,
+/// hidden once the policy stops allowing it, audited without content.
+/// </summary>
+[Collection(ResidencyCollection.Name)]
+public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine engine) : IClassFixture<FakeChatEngine>
+{
+    private const string Keeper = "resp-keeper";
+    private const string Other = "resp-other";
+    private const string FakeModel = "fake-chat-store";
+    private static readonly SemaphoreSlim Setup = new(1, 1);
+    private static Dictionary<string, string>? _keys;
+
+    private static object Retaining(params string[] jurisdictions) =>
+        new { allowed_jurisdictions = jurisdictions, allow_external_providers = true, retention = new { mode = "store", days = 7 } };
+
+    private async Task<string> KeyAsync(string tenant)
+    {
+        await Setup.WaitAsync();
+        try
+        {
+            if (_keys is null)
+            {
+                await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/nodes",
+                    new { id = "fake-store-node", jurisdiction = "TH", base_url = engine.BaseUrl, models = new[] { new { id = FakeModel, upstream = "upstream-model", capacity = 4 } } }, 201);
+                _keys = new()
+                {
+                    [Keeper] = await fixture.CreateTenantWithKeyAsync(Keeper, Retaining("TH")),
+                    [Other] = await fixture.CreateTenantWithKeyAsync(Other, Retaining("TH")),
+                    ["resp-sg-only"] = await fixture.CreateTenantWithKeyAsync("resp-sg-only", Retaining("SG")),
+                    ["resp-forgetful"] = await fixture.CreateTenantWithKeyAsync("resp-forgetful", Retaining("TH")),
+                };
+            }
+
+            return _keys[tenant];
+        }
+        finally
+        {
+            Setup.Release();
+        }
+    }
+
+    private async Task<ResponsesClient> ClientAsync(string tenant) =>
+        new global::OpenAI.OpenAIClient(new ApiKeyCredential(await KeyAsync(tenant)), new global::OpenAI.OpenAIClientOptions { Endpoint = new Uri(fixture.ThAddress, "/v1"), RetryPolicy = new ClientRetryPolicy(0) })
+            .GetResponsesClient();
+
+    private static CreateResponseOptions Options(string model, params ResponseItem[] input)
+    {
+        var options = new CreateResponseOptions { Model = model, MaxOutputTokenCount = 6, Temperature = 0, StoredOutputEnabled = true };
+        foreach (var item in input)
+        {
+            options.InputItems.Add(item);
+        }
+
+        return options;
+    }
+
+    [Fact]
+    public async Task Store_Sdk_GetReturnsIt_AndPreviousResponseIdContinuesTheConversation()
+    {
+        var client = await ClientAsync(Keeper);
+        var first = (await client.CreateResponseAsync(Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("Once upon a time")))).Value;
+        var fetched = (await client.GetResponseAsync(first.Id)).Value;
+
+        Assert.Equal(first.Id, fetched.Id);
+        Assert.Equal(first.GetOutputText(), fetched.GetOutputText());
+        Assert.Equal(first.Usage.OutputTokenCount, fetched.Usage.OutputTokenCount);
+
+        var next = Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("The dog"));
+        next.PreviousResponseId = first.Id;
+        var continued = (await client.CreateResponseAsync(next)).Value;
+
+        // The same conversation sent whole, statelessly, is the same prompt and (greedy) the same answer.
+        var whole = Options(ResidencyFixture.Model,
+            ResponseItem.CreateUserMessageItem("Once upon a time"), ResponseItem.CreateAssistantMessageItem(first.GetOutputText()), ResponseItem.CreateUserMessageItem("The dog"));
+        whole.StoredOutputEnabled = false;
+        var stateless = (await client.CreateResponseAsync(whole)).Value;
+        Assert.Equal(stateless.Usage.InputTokenCount, continued.Usage.InputTokenCount);
+        Assert.Equal(stateless.GetOutputText(), continued.GetOutputText());
+        Assert.Equal(first.Id, continued.PreviousResponseId);
+    }
+
+    [Fact]
+    public async Task Store_IsAudited_WithTheIdAndExpiry_NeverTheContent()
+    {
+        using var client = fixture.TenantClient(await KeyAsync(Keeper));
+        using var http = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"A cat","max_output_tokens":4,"store":true}"""));
+        var body = JsonDocument.Parse(await http.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(HttpStatusCode.OK, http.StatusCode);
+        Assert.True(body.GetProperty("store").GetBoolean());
+        var id = body.GetProperty("id").GetString()!;
+        var auditId = http.Headers.GetValues("x-sovereign-audit-id").Single();
+
+        var completed = (await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={Keeper}", null, 200)).GetProperty("data").EnumerateArray()
+            .Single(e => e.GetProperty("action").GetString() == "inference.completed" && e.GetProperty("details").GetProperty("request_id").GetString() == auditId);
+        var details = completed.GetProperty("details");
+        Assert.Equal(id, details.GetProperty("content_stored").GetString());
+        var expires = DateTimeOffset.Parse(details.GetProperty("content_expires_at").GetString()!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(expires, DateTimeOffset.UtcNow.AddDays(6), DateTimeOffset.UtcNow.AddDays(7).AddMinutes(1));
+        var text = body.GetProperty("output")[0].GetProperty("content")[0].GetProperty("text").GetString()!;
+        Assert.DoesNotContain("A cat", completed.GetRawText(), StringComparison.Ordinal);
+        if (text.Trim().Length > 3)
+        {
+            Assert.DoesNotContain(text.Trim(), completed.GetRawText(), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task AnotherTenant_GetsExactlyWhatAMissingIdGets()
+    {
+        var stored = (await (await ClientAsync(Keeper)).CreateResponseAsync(Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("Secret plans")))).Value;
+        using var other = fixture.TenantClient(await KeyAsync(Other));
+        const string Missing = "resp_doesnotexist000000000000000";
+
+        async Task<(HttpStatusCode, string)> Call(HttpMethod method, string id)
+        {
+            using var response = await other.SendAsync(new HttpRequestMessage(method, $"/v1/responses/{id}"));
+            return (response.StatusCode, (await response.Content.ReadAsStringAsync()).Replace(id, "ID", StringComparison.Ordinal));
+        }
+
+        async Task<(HttpStatusCode, string)> Continue(string id)
+        {
+            using var response = await other.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"more","previous_response_id":"{{id}}","store":true}"""));
+            return (response.StatusCode, (await response.Content.ReadAsStringAsync()).Replace(id, "ID", StringComparison.Ordinal));
+        }
+
+        var get = await Call(HttpMethod.Get, stored.Id);
+        Assert.Equal(HttpStatusCode.NotFound, get.Item1);
+        Assert.Equal(await Call(HttpMethod.Get, Missing), get);
+        Assert.Equal(await Call(HttpMethod.Delete, Missing), await Call(HttpMethod.Delete, stored.Id));
+        var continued = await Continue(stored.Id);
+        Assert.Equal(HttpStatusCode.BadRequest, continued.Item1);
+        Assert.Contains("previous_response_not_found", continued.Item2, StringComparison.Ordinal);
+        Assert.Equal(await Continue(Missing), continued);
+
+        // Still there for its owner.
+        Assert.Equal(stored.Id, (await (await ClientAsync(Keeper)).GetResponseAsync(stored.Id)).Value.Id);
+    }
+
+    [Fact]
+    public async Task Delete_Sdk_RemovesIt_AndIsAudited()
+    {
+        var client = await ClientAsync(Keeper);
+        var stored = (await client.CreateResponseAsync(Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("Forget me")))).Value;
+
+        var deleted = (await client.DeleteResponseAsync(stored.Id)).Value;
+
+        Assert.True(deleted.Deleted);
+        Assert.Equal(stored.Id, deleted.ResponseId);
+        var gone = await Assert.ThrowsAsync<ClientResultException>(() => client.GetResponseAsync(stored.Id));
+        Assert.Equal(404, gone.Status);
+        Assert.Contains((await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={Keeper}", null, 200)).GetProperty("data").EnumerateArray(),
+            e => e.GetProperty("action").GetString() == "response.deleted" && e.GetProperty("details").GetProperty("response_id").GetString() == stored.Id);
+    }
+
+    [Fact]
+    public async Task RelayedRoute_StoresToo_AndTheContinuationReachesTheEngineAsHistory()
+    {
+        var client = await ClientAsync(Keeper);
+        var first = (await client.CreateResponseAsync(Options(FakeModel, ResponseItem.CreateUserMessageItem("store relay one")))).Value;
+        var next = Options(FakeModel, ResponseItem.CreateUserMessageItem("store relay two"));
+        next.PreviousResponseId = first.Id;
+        next.StreamingEnabled = true;
+        ResponseResult? final = null;
+        await foreach (var update in await client.CreateResponseStreamingAsync(next))
+        {
+            if (update is StreamingResponseCompletedUpdate completed)
+            {
+                final = completed.Response;
+            }
+        }
+
+        Assert.NotNull(final);
+        var messages = engine.LastWith("store relay two")["messages"]!.AsArray().Select(m => (m!["role"]!.GetValue<string>(), m["content"]!.GetValue<string>())).ToList();
+        Assert.Equal([("user", "store relay one"), ("assistant", first.GetOutputText()), ("user", "store relay two")], messages);
+        Assert.Equal(final.GetOutputText(), (await client.GetResponseAsync(final.Id)).Value.GetOutputText());
+    }
+
+    [Fact]
+    public async Task GatewayOutsideTheAllowedJurisdictions_StoreIs400NamingTheRule()
+    {
+        using var client = fixture.TenantClient(await KeyAsync("resp-sg-only"));
+        using var http = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"hi","store":true}"""));
+        var error = JsonDocument.Parse(await http.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+        Assert.Equal(HttpStatusCode.BadRequest, http.StatusCode);
+        Assert.Equal("content_retention_jurisdiction_not_allowed", error.GetProperty("code").GetString());
+        Assert.Equal("store", error.GetProperty("param").GetString());
+        Assert.Contains("allowed_jurisdictions", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task KeyNarrowedToNoRetention_StoreIs400NamingRetention()
+    {
+        await KeyAsync(Keeper);
+        var key = (await fixture.AdminAsync(HttpMethod.Post, $"/admin/v1/tenants/{Keeper}/keys", new { name = "no-retention", policy = new { retention = new { mode = "none" } } }, 201))
+            .GetProperty("secret").GetString()!;
+        using var client = fixture.TenantClient(key);
+
+        using var http = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"hi","store":true}"""));
+
+        Assert.Equal(HttpStatusCode.BadRequest, http.StatusCode);
+        Assert.Equal("content_retention_not_allowed", JsonDocument.Parse(await http.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task PolicyThatStopsRetaining_DeletesWhatWasStored()
+    {
+        var client = await ClientAsync("resp-forgetful");
+        var stored = (await client.CreateResponseAsync(Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("Keep this")))).Value;
+        Assert.Equal(stored.Id, (await client.GetResponseAsync(stored.Id)).Value.Id);
+
+        await fixture.AdminAsync(HttpMethod.Patch, "/admin/v1/tenants/resp-forgetful",
+            new { policy = new { allowed_jurisdictions = new[] { "TH" }, allow_external_providers = true, retention = new { mode = "none" } } }, 200);
+
+        var hidden = await Assert.ThrowsAsync<ClientResultException>(() => client.GetResponseAsync(stored.Id));
+        Assert.Equal(404, hidden.Status);
+        var store = fixture.Th.Services.GetRequiredService<ResponseStore>();
+        Assert.Equal(0, await store.DeleteTenantAsync("resp-forgetful"));
+        Assert.Contains((await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/audit?tenant=resp-forgetful", null, 200)).GetProperty("data").EnumerateArray(),
+            e => e.GetProperty("action").GetString() == "policy.update" && e.GetProperty("details").GetProperty("stored_responses_deleted").GetString() == "1");
+    }
+
+    [Fact]
+    public async Task PolicyWithShorterRetention_HidesWhatItNoLongerAllows()
+    {
+        // Stored under 7 days two days ago (written straight to the store), read under a 1-day policy: hidden.
+        var key = await KeyAsync(Keeper);
+        var store = fixture.Th.Services.GetRequiredService<ResponseStore>();
+        var twoDaysAgo = DateTimeOffset.UtcNow.AddDays(-2);
+        await store.InsertAsync(new StoredResponse("resp_two_days_old", Keeper, "TH", "th-1", twoDaysAgo.ToUnixTimeMilliseconds(), twoDaysAgo.AddDays(7).ToUnixTimeMilliseconds(), """{"id":"resp_two_days_old"}""", "[]"));
+        using var client = fixture.TenantClient(key);
+        using (var visible = await client.GetAsync("/v1/responses/resp_two_days_old"))
+        {
+            Assert.Equal(HttpStatusCode.OK, visible.StatusCode);
+        }
+
+        var shortKey = (await fixture.AdminAsync(HttpMethod.Post, $"/admin/v1/tenants/{Keeper}/keys", new { name = "one-day", policy = new { retention = new { mode = "store", days = 1 } } }, 201))
+            .GetProperty("secret").GetString()!;
+        using var shortClient = fixture.TenantClient(shortKey);
+        using var hidden = await shortClient.GetAsync("/v1/responses/resp_two_days_old");
+
+        Assert.Equal(HttpStatusCode.NotFound, hidden.StatusCode);
+    }
+
+    [Fact]
+    public async Task Store_ExpiredResponses_AreNeverReadAndArePurged()
+    {
+        var path = Path.Combine(Directory.CreateTempSubdirectory("sovereign-responses-").FullName, "store.db");
+        var database = SqlDatabase.Sqlite(path);
+        await database.MigrateAsync(ResponseStore.Migrations);
+        var store = new ResponseStore(database);
+        var now = DateTimeOffset.UtcNow;
+        await store.InsertAsync(new StoredResponse("resp_live", "t", "TH", "gw", now.AddDays(-1).ToUnixTimeMilliseconds(), now.AddDays(6).ToUnixTimeMilliseconds(), "{}", "[]"));
+        await store.InsertAsync(new StoredResponse("resp_expired", "t", "TH", "gw", now.AddDays(-8).ToUnixTimeMilliseconds(), now.AddDays(-1).ToUnixTimeMilliseconds(), "{}", "[]"));
+
+        Assert.NotNull(await store.GetAsync("t", "resp_live", now));
+        Assert.Null(await store.GetAsync("t", "resp_expired", now));
+        Assert.Null(await store.GetAsync("other", "resp_live", now));
+        Assert.Equal(1, await store.PurgeExpiredAsync(now));
+        Assert.Equal(0, await store.PurgeExpiredAsync(now));
+        Assert.Null(await store.GetAsync("t", "resp_live", now.AddDays(6)));
+        Assert.Equal(1, await store.PurgeExpiredAsync(now.AddDays(6)));
+    }
+
+    private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+}
