@@ -31,12 +31,19 @@ public sealed class NodeDirectory(
     private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(1);
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Unreachable> _unreachable = new(StringComparer.Ordinal);
-    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, NodeClaims>(), null);
+    private readonly Lock _refreshGate = new();
+    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, NodeClaims>(), null, 0, new Dictionary<string, NodeClaims?>());
+    private Task<Snapshot>? _refreshing;
+    private long _generation;
 
     /// <summary>The registry grain.</summary>
     public INodeRegistryGrain Registry => grains.GetGrain<INodeRegistryGrain>(RegistryKey);
 
-    /// <summary>Verified nodes; refreshed at most every two seconds, and at once after <see cref="Invalidate"/>.</summary>
+    /// <summary>
+    /// Verified nodes; refreshed at most every second, and at once after <see cref="Invalidate"/>. One refresh runs
+    /// at a time: while it does, other requests keep the view it replaces (a second old), instead of each re-reading
+    /// and re-verifying a thousand nodes at once.
+    /// </summary>
     public async ValueTask<IReadOnlyList<NodeView>> GetNodesAsync()
     {
         var snapshot = _snapshot;
@@ -45,31 +52,82 @@ public sealed class NodeDirectory(
             return snapshot.Nodes;
         }
 
-        var registry = await Registry.GetAsync();
-        if (registry.Version != snapshot.Version)
+        var invalidated = snapshot.ReadAt == DateTimeOffset.MinValue;
+        var wanted = Volatile.Read(ref _generation);
+        while (true)
         {
+            var refresh = StartRefresh();
+            if (!invalidated && !refresh.IsCompleted)
+            {
+                return snapshot.Nodes;
+            }
+
+            // After Invalidate(), only a refresh that started after it will do (an admin change in this process).
+            snapshot = await refresh;
+            if (snapshot.Generation >= wanted)
+            {
+                return snapshot.Nodes;
+            }
+        }
+    }
+
+    private Task<Snapshot> StartRefresh()
+    {
+        lock (_refreshGate)
+        {
+            if (_refreshing is not { IsCompleted: false } running)
+            {
+                running = _refreshing = Task.Run(RefreshAsync);
+            }
+
+            return running;
+        }
+    }
+
+    private async Task<Snapshot> RefreshAsync()
+    {
+        var generation = Volatile.Read(ref _generation);
+        var previous = _snapshot;
+        var registry = await Registry.GetAsync();
+        Snapshot snapshot;
+        if (registry.Version != previous.Version)
+        {
+            // A credential is signed data, and the operator key is fixed for the process: a load report changes the
+            // registry's version every second, but only a new or changed credential needs a signature check.
+            var verified = new Dictionary<string, NodeClaims?>(StringComparer.Ordinal);
             var claims = new Dictionary<string, NodeClaims>(StringComparer.Ordinal);
             var trusted = new List<NodeView>();
             foreach (var node in registry.Nodes)
             {
-                if (TrustedClaims(node) is { } verified)
+                if (!verified.TryGetValue(node.Credential, out var credential))
+                {
+                    credential = previous.Verified.TryGetValue(node.Credential, out var known) ? known : NodeCredentials.Verify(node.Credential, operatorKey.PublicKeyPem, out _);
+                    verified[node.Credential] = credential;
+                }
+
+                if (credential is not null && NodeCredentials.Mismatch(credential, node.Id, node.Jurisdiction, node.Kind, node.BaseUrl) is null)
                 {
                     trusted.Add(node);
-                    claims[node.Id] = verified;
+                    claims[node.Id] = credential;
                 }
             }
 
             // This process's own node is looked up on every locally served request: found once per registry version.
             var self = trusted.Find(n => n.Id == options.Value.NodeId && n.Kind == nameof(Residency.Policies.NodeKind.Local));
-            snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexRemoteModels(trusted, options.Value.NodeId), claims, self);
+            snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexRemoteModels(trusted, options.Value.NodeId), claims, self, generation, verified);
         }
         else
         {
-            snapshot = snapshot with { ReadAt = time.GetUtcNow() };
+            snapshot = previous with { ReadAt = time.GetUtcNow(), Generation = generation };
         }
 
-        _snapshot = snapshot;
-        return snapshot.Nodes;
+        lock (_refreshGate)
+        {
+            // Invalidated while this refresh ran: published, but still due for a refresh that starts after it.
+            _snapshot = _generation == generation ? snapshot : snapshot with { ReadAt = DateTimeOffset.MinValue };
+        }
+
+        return snapshot;
     }
 
     /// <summary>
@@ -147,7 +205,14 @@ public sealed class NodeDirectory(
         [.. (await GetNodesAsync()).Where(n => IsClusterNode(n) || n.Id == options.Value.NodeId).Where(n => n.Load?.Available?.Contains(model, StringComparer.Ordinal) == true)];
 
     /// <summary>Forces the next read to go to the registry (after an admin change in this process).</summary>
-    public void Invalidate() => _snapshot = _snapshot with { ReadAt = DateTimeOffset.MinValue };
+    public void Invalidate()
+    {
+        lock (_refreshGate)
+        {
+            _generation++;
+            _snapshot = _snapshot with { ReadAt = DateTimeOffset.MinValue };
+        }
+    }
 
     /// <summary>This process's own node, if registered and trusted (indexed when the snapshot is built).</summary>
     public async ValueTask<NodeView?> GetLocalNodeAsync()
@@ -183,15 +248,12 @@ public sealed class NodeDirectory(
     /// <summary>The pool of a node whose credential names none.</summary>
     public static string DefaultPool(string jurisdiction) => jurisdiction.ToLowerInvariant() + "-default";
 
-    private NodeClaims? TrustedClaims(NodeView node)
-    {
-        var claims = NodeCredentials.Verify(node.Credential, operatorKey.PublicKeyPem, out _);
-        return claims is not null && NodeCredentials.Mismatch(claims, node.Id, node.Jurisdiction, node.Kind, node.BaseUrl) is null ? claims : null;
-    }
-
     private sealed record Unreachable(DateTimeOffset At, long? LastReportAt);
 
-    private sealed record Snapshot(long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt, IReadOnlyDictionary<string, (NodeView, NodeModel)[]> ExternalByModel, IReadOnlyDictionary<string, NodeClaims> Claims, NodeView? Local);
+    /// <summary>A verified view of the registry; <see cref="Verified"/> holds each credential's check (null: it failed).</summary>
+    private sealed record Snapshot(
+        long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt, IReadOnlyDictionary<string, (NodeView, NodeModel)[]> ExternalByModel,
+        IReadOnlyDictionary<string, NodeClaims> Claims, NodeView? Local, long Generation, IReadOnlyDictionary<string, NodeClaims?> Verified);
 
     private sealed class InFlightHandle(ConcurrentDictionary<string, int> counts, string nodeId) : IDisposable
     {
