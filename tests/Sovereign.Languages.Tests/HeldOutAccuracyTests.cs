@@ -17,6 +17,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 6, ["ms"] = 7, ["sl"] = 8, ["sr"] = 7 },
         [TestData.SecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 6, ["id"] = 8, ["sr"] = 7 },
+        [TestData.ThirdHeldOut] = new(StringComparer.Ordinal),
     };
 
     /// <summary>The overall target.</summary>
@@ -28,6 +29,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [Theory]
     [InlineData(TestData.FirstHeldOut)]
     [InlineData(TestData.SecondHeldOut)]
+    [InlineData(TestData.ThirdHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
@@ -76,7 +78,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     public void HeldOut_SentencesAreEverydayLength_AndNotInTheTuningCorpus()
     {
         var tuning = LanguageProfiles.LoadCorpus().Values.SelectMany(s => s).ToHashSet(StringComparer.Ordinal);
-        foreach (var (language, sentences) in TestData.HeldOut(TestData.FirstHeldOut).Concat(TestData.HeldOut(TestData.SecondHeldOut)))
+        foreach (var (language, sentences) in TestData.HeldOut(TestData.FirstHeldOut).Concat(TestData.HeldOut(TestData.SecondHeldOut)).Concat(TestData.HeldOut(TestData.ThirdHeldOut)))
         {
             foreach (var sentence in sentences)
             {

@@ -280,23 +280,29 @@ public sealed class LanguageDetector
         var contrast = ContrastEvidence.Default;
         var wordHits = contrast.WordHits(normalized);
         var leader = shares.Values.DefaultIfEmpty(0).Max();
+        var borrowed = new Dictionary<string, double>(candidates.Count, StringComparer.Ordinal);
+        foreach (var code in candidates)
+        {
+            // A language Lingua lacks borrows the share of the languages Lingua reads it as; outside a close group also
+            // a part of the leader's share (Lingua scatters text it has no model for, Tetum, over unrelated languages).
+            // Inside one it does not: the part would lift it, or with pooling its whole group, over Lingua's leader.
+            borrowed[code] = !group.StandIns.TryGetValue(code, out var standIns) ? shares.GetValueOrDefault(code)
+                : GroupOf(code) is null ? Math.Max(standIns.Max(shares.GetValueOrDefault), LeaderShare * leader)
+                : standIns.Max(shares.GetValueOrDefault);
+        }
+
         var scores = new double[candidates.Count];
         for (var i = 0; i < candidates.Count; i++)
         {
             var code = candidates[i];
-            var lingua = shares.GetValueOrDefault(code);
-            if (group.StandIns.TryGetValue(code, out var standIns))
-            {
-                // A language Lingua lacks borrows the share of the languages Lingua reads it as, or a part of the
-                // leader's share (Lingua scatters text it has no model for over unrelated languages).
-                lingua = Math.Max(standIns.Max(shares.GetValueOrDefault), LeaderShare * leader);
-            }
-
+            var lingua = borrowed[code];
             if (GroupOf(code) is { } close)
             {
-                // Within a close group Lingua's preference is not trusted: every member gets the best member's share
-                // (the best, not the sum, so that a group does not outweigh a language outside it).
-                lingua = Math.Max(lingua, close.Max(shares.GetValueOrDefault));
+                // Within a close group Lingua's preference is not trusted: every member gets the best member's share,
+                // borrowed shares included, so that a member Lingua lacks (Serbian in Latin letters) is neither ahead
+                // of its neighbours nor behind them (the best, not the sum, so that a group does not outweigh a
+                // language outside it).
+                lingua = close.Max(m => borrowed.TryGetValue(m, out var value) ? value : shares.GetValueOrDefault(m));
             }
 
             scores[i] = (LinguaWeight * Math.Log(lingua + LinguaFloor))
@@ -416,10 +422,14 @@ public sealed class LanguageDetector
 
             StandIns = Members.Where(m => m.StandIns.Count > 0 && (m.Script != script || m.Lingua.Count == 0))
                 .ToDictionary(m => m.Code, m => m.StandIns, StringComparer.Ordinal);
-            if (Codes.Count > 0)
+            if (Codes.Count > 0 && highAccuracy)
             {
-                var builder = LanguageDetectorBuilder.FromLanguages([.. Codes.Keys]).WithPreloadedLanguageModels();
-                Detector = (highAccuracy ? builder : builder.WithLowAccuracyMode()).Build();
+                Detector = LanguageDetectorBuilder.FromLanguages([.. Codes.Keys]).WithPreloadedLanguageModels().Build();
+            }
+            else if (Codes.Count > 0)
+            {
+                // Lingua's low-accuracy statistics, scored for all the script's languages in one pass.
+                Trigrams = TrigramShares.Load([.. Codes.Keys]);
             }
         }
 
@@ -433,10 +443,26 @@ public sealed class LanguageDetector
 
         private LinguaDetector? Detector { get; }
 
+        private TrigramShares? Trigrams { get; }
+
         /// <summary>Lingua's share for each language code (summed over its models).</summary>
         public Dictionary<string, double> Shares(string text)
         {
             var shares = new Dictionary<string, double>(StringComparer.Ordinal);
+            if (Trigrams is not null)
+            {
+                var values = Trigrams.Shares(text);
+                for (var i = 0; i < values.Length; i++)
+                {
+                    if (values[i] > 0 && Codes.TryGetValue(Trigrams.Languages[i], out var code))
+                    {
+                        shares[code] = shares.GetValueOrDefault(code) + values[i];
+                    }
+                }
+
+                return shares;
+            }
+
             if (Detector is null)
             {
                 return shares;
