@@ -7,8 +7,9 @@ namespace Sovereign.Languages;
 /// Detects the language of a text among a configured set, deciding among all of them at once:
 /// <list type="number">
 /// <item>Script: a script that one configured language owns (Thai, Khmer, Hangul, Odia, ...) decides alone.</item>
-/// <item>Lingua (low-accuracy mode by default) over every language of a shared script that Lingua knows, configured or
-/// not, gives each candidate a share. Unconfigured languages are decoys: when one wins, the text is outside the set
+/// <item>Lingua's low-accuracy statistics (its trigram models, scored in one pass by <see cref="TrigramShares"/>; Lingua
+/// itself in high-accuracy mode) over every language of a shared script that Lingua knows, configured or not, give
+/// each candidate a share. Unconfigured languages are decoys: when one wins, the text is outside the set
 /// and comes back <c>und</c>.</item>
 /// <item>Profiles (<see cref="LanguageProfiles"/>, built from the tuning corpus) re-rank Lingua's leading candidates:
 /// within a close group (Malay/Indonesian, Bosnian/Croatian/Serbian, Danish/Norwegian/Swedish,
@@ -18,7 +19,7 @@ namespace Sovereign.Languages;
 /// </list>
 /// Every answer carries a confidence (the winner's probability among the candidates times the script's share of the
 /// letters) and the runner-up; below <see cref="LanguageDetectorOptions.MinimumConfidence"/> it is <c>und</c>.
-/// Build once and share: construction loads the Lingua models (1-3 s in low-accuracy mode); detection is thread-safe.
+/// Build once and share: construction loads the models (about 2 s in low-accuracy mode); detection is thread-safe.
 /// </summary>
 public sealed class LanguageDetector
 {
