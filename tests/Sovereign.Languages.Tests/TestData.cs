@@ -33,6 +33,10 @@ internal static partial class TestData
     /// <summary>The second held-out evaluation set (close languages and a sample of the others), written later.</summary>
     public const string SecondHeldOut = "heldout-2.txt";
 
+    /// <summary>The third held-out evaluation set (the close pairs of issue 11 and the other close languages), written
+    /// in session 15 before any change or evaluation of that session.</summary>
+    public const string ThirdHeldOut = "heldout-3.txt";
+
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
     {

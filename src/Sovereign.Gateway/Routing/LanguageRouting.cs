@@ -9,7 +9,7 @@ namespace Sovereign.Gateway.Routing;
 
 /// <summary>
 /// Detects each request's language and resolves model aliases (<c>auto</c>, <c>legal-th</c>, …) to the best model
-/// the tenant's policy allows for it. The detector (about 200-250 MB, see docs/benchmarks.md) is loaded on
+/// the tenant's policy allows for it. The detector (about 90-120 MB of RSS in the server, see docs/benchmarks.md) is loaded on
 /// first use, so servers that never
 /// see an alias or need a language do not pay for it.
 /// </summary>

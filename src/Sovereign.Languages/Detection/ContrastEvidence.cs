@@ -27,6 +27,8 @@ internal sealed class ContrastEvidence
     private readonly FrozenDictionary<string, string> _letters;
     private readonly FrozenDictionary<string, string[]>.AlternateLookup<ReadOnlySpan<char>> _stemLookup;
 
+    private const string Vowels = "aeiouyáéíóúàèòâêôãõåäöøæ";
+
     /// <summary>Shortest stem matched as a word's beginning.</summary>
     private const int MinimumStem = 5;
 
@@ -55,8 +57,15 @@ internal sealed class ContrastEvidence
                 continue;
             }
 
-            var stem = "aeiouyáéíóúàèòâêôãõåäöøæ".Contains(word[^1], StringComparison.Ordinal) ? word[..^1] : word;
+            var stem = Vowels.Contains(word[^1], StringComparison.Ordinal) ? word[..^1] : word;
             (byStem.TryGetValue(stem, out var set) ? set : byStem[stem] = new HashSet<string>(StringComparer.Ordinal)).UnionWith(languages);
+
+            // The fleeting a of Slavic nouns: ožujak, ožujka, ožujku; petak, petka.
+            if (word[^2] == 'a' && !Vowels.Contains(word[^1], StringComparison.Ordinal))
+            {
+                var fleeting = string.Concat(word.AsSpan(0, word.Length - 2), word.AsSpan(word.Length - 1));
+                (byStem.TryGetValue(fleeting, out set) ? set : byStem[fleeting] = new HashSet<string>(StringComparer.Ordinal)).UnionWith(languages);
+            }
         }
 
         _stemLookup = byStem.ToFrozenDictionary(kv => kv.Key, kv => kv.Value.Order(StringComparer.Ordinal).ToArray(), StringComparer.Ordinal)

@@ -7,8 +7,9 @@ namespace Sovereign.Languages;
 /// Detects the language of a text among a configured set, deciding among all of them at once:
 /// <list type="number">
 /// <item>Script: a script that one configured language owns (Thai, Khmer, Hangul, Odia, ...) decides alone.</item>
-/// <item>Lingua (low-accuracy mode by default) over every language of a shared script that Lingua knows, configured or
-/// not, gives each candidate a share. Unconfigured languages are decoys: when one wins, the text is outside the set
+/// <item>Lingua's low-accuracy statistics (its trigram models, scored in one pass by <see cref="TrigramShares"/>; Lingua
+/// itself in high-accuracy mode) over every language of a shared script that Lingua knows, configured or not, give
+/// each candidate a share. Unconfigured languages are decoys: when one wins, the text is outside the set
 /// and comes back <c>und</c>.</item>
 /// <item>Profiles (<see cref="LanguageProfiles"/>, built from the tuning corpus) re-rank Lingua's leading candidates:
 /// within a close group (Malay/Indonesian, Bosnian/Croatian/Serbian, Danish/Norwegian/Swedish,
@@ -18,7 +19,7 @@ namespace Sovereign.Languages;
 /// </list>
 /// Every answer carries a confidence (the winner's probability among the candidates times the script's share of the
 /// letters) and the runner-up; below <see cref="LanguageDetectorOptions.MinimumConfidence"/> it is <c>und</c>.
-/// Build once and share: construction loads the Lingua models (1-3 s in low-accuracy mode); detection is thread-safe.
+/// Build once and share: construction loads the models (about 2 s in low-accuracy mode); detection is thread-safe.
 /// </summary>
 public sealed class LanguageDetector
 {
@@ -280,23 +281,29 @@ public sealed class LanguageDetector
         var contrast = ContrastEvidence.Default;
         var wordHits = contrast.WordHits(normalized);
         var leader = shares.Values.DefaultIfEmpty(0).Max();
+        var borrowed = new Dictionary<string, double>(candidates.Count, StringComparer.Ordinal);
+        foreach (var code in candidates)
+        {
+            // A language Lingua lacks borrows the share of the languages Lingua reads it as; outside a close group also
+            // a part of the leader's share (Lingua scatters text it has no model for, Tetum, over unrelated languages).
+            // Inside one it does not: the part would lift it, or with pooling its whole group, over Lingua's leader.
+            borrowed[code] = !group.StandIns.TryGetValue(code, out var standIns) ? shares.GetValueOrDefault(code)
+                : GroupOf(code) is null ? Math.Max(standIns.Max(shares.GetValueOrDefault), LeaderShare * leader)
+                : standIns.Max(shares.GetValueOrDefault);
+        }
+
         var scores = new double[candidates.Count];
         for (var i = 0; i < candidates.Count; i++)
         {
             var code = candidates[i];
-            var lingua = shares.GetValueOrDefault(code);
-            if (group.StandIns.TryGetValue(code, out var standIns))
-            {
-                // A language Lingua lacks borrows the share of the languages Lingua reads it as, or a part of the
-                // leader's share (Lingua scatters text it has no model for over unrelated languages).
-                lingua = Math.Max(standIns.Max(shares.GetValueOrDefault), LeaderShare * leader);
-            }
-
+            var lingua = borrowed[code];
             if (GroupOf(code) is { } close)
             {
-                // Within a close group Lingua's preference is not trusted: every member gets the best member's share
-                // (the best, not the sum, so that a group does not outweigh a language outside it).
-                lingua = Math.Max(lingua, close.Max(shares.GetValueOrDefault));
+                // Within a close group Lingua's preference is not trusted: every member gets the best member's share,
+                // borrowed shares included, so that a member Lingua lacks (Serbian in Latin letters) is neither ahead
+                // of its neighbours nor behind them (the best, not the sum, so that a group does not outweigh a
+                // language outside it).
+                lingua = close.Max(m => borrowed.TryGetValue(m, out var value) ? value : shares.GetValueOrDefault(m));
             }
 
             scores[i] = (LinguaWeight * Math.Log(lingua + LinguaFloor))
@@ -416,10 +423,14 @@ public sealed class LanguageDetector
 
             StandIns = Members.Where(m => m.StandIns.Count > 0 && (m.Script != script || m.Lingua.Count == 0))
                 .ToDictionary(m => m.Code, m => m.StandIns, StringComparer.Ordinal);
-            if (Codes.Count > 0)
+            if (Codes.Count > 0 && highAccuracy)
             {
-                var builder = LanguageDetectorBuilder.FromLanguages([.. Codes.Keys]).WithPreloadedLanguageModels();
-                Detector = (highAccuracy ? builder : builder.WithLowAccuracyMode()).Build();
+                Detector = LanguageDetectorBuilder.FromLanguages([.. Codes.Keys]).WithPreloadedLanguageModels().Build();
+            }
+            else if (Codes.Count > 0)
+            {
+                // Lingua's low-accuracy statistics, scored for all the script's languages in one pass.
+                Trigrams = TrigramShares.Load([.. Codes.Keys]);
             }
         }
 
@@ -433,10 +444,26 @@ public sealed class LanguageDetector
 
         private LinguaDetector? Detector { get; }
 
+        private TrigramShares? Trigrams { get; }
+
         /// <summary>Lingua's share for each language code (summed over its models).</summary>
         public Dictionary<string, double> Shares(string text)
         {
             var shares = new Dictionary<string, double>(StringComparer.Ordinal);
+            if (Trigrams is not null)
+            {
+                var values = Trigrams.Shares(text);
+                for (var i = 0; i < values.Length; i++)
+                {
+                    if (values[i] > 0 && Codes.TryGetValue(Trigrams.Languages[i], out var code))
+                    {
+                        shares[code] = shares.GetValueOrDefault(code) + values[i];
+                    }
+                }
+
+                return shares;
+            }
+
             if (Detector is null)
             {
                 return shares;
