@@ -89,6 +89,11 @@ internal sealed class SovereignOptionsValidator : IValidateOptions<SovereignOpti
     private static void ValidateLanguages(List<string> failures, Languages.LanguageDetectorOptions languages)
     {
         const string key = "Sovereign:Languages";
+        if (Languages.LanguageDetector.MissingModels() is { } missing)
+        {
+            failures.Add($"{key}: language detection cannot run: {missing} Deploy the application's Lingua folder with it (dotnet publish copies it).");
+        }
+
         // An empty list means the covered set (configuration cannot bind an empty array); an empty entry is an error.
         var seen = new Dictionary<string, int>(StringComparer.Ordinal);
         for (var i = 0; i < (languages.Languages?.Count ?? 0); i++)

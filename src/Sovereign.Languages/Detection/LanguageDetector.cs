@@ -84,6 +84,12 @@ public sealed class LanguageDetector
         LinguaLanguages = [.. _groups.Values.SelectMany(g => g.Codes.Values).Distinct().Order(StringComparer.Ordinal)];
     }
 
+    /// <summary>
+    /// Why no detector can be built here (its language models were not deployed with the application), or null: for
+    /// a start-up check, since the detector itself is built on first use.
+    /// </summary>
+    public static string? MissingModels() => TrigramShares.MissingModels();
+
     /// <summary>The languages this detector may report, in configured order.</summary>
     public IReadOnlyList<string> Languages { get; }
 

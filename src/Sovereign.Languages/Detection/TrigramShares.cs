@@ -239,6 +239,20 @@ internal sealed class TrigramShares
         }
     }
 
+    /// <summary>Why the detector could not load its models (the folder is missing), or null when it can.</summary>
+    internal static string? MissingModels()
+    {
+        try
+        {
+            ModelFolder();
+            return null;
+        }
+        catch (FileNotFoundException ex)
+        {
+            return ex.Message;
+        }
+    }
+
     // Lingua's build target copies its models next to the application; a single-file app has no assembly location.
     private static string ModelFolder()
     {
