@@ -10,7 +10,11 @@ namespace Sovereign.Gateway.FunctionalTests;
 [Collection(ServerCollection.Name)]
 public sealed class PrefixCacheTests(ServerFixture server)
 {
-    /// <summary>A system prompt no other test sends, so the first request finds no more than the template's opening cached.</summary>
+    /// <summary>
+    /// A system prompt no other test sends, so the first request finds no more than the template's opening cached.
+    /// Each test's tag is fixed, not random: llama.cpp's CPU kernels round a prefill of the whole prompt and one that
+    /// continues a cached prefix slightly differently, and a random prompt now and then meets a near tie that flips.
+    /// </summary>
     private static string SystemPrompt(string tag) =>
         $"You are the storyteller {tag}. You tell short, happy stories about animals, children and their friends in the park.";
 
@@ -19,7 +23,7 @@ public sealed class PrefixCacheTests(ServerFixture server)
     {
         var chat = server.OpenAI.GetChatClient(ServerFixture.Stories);
         var options = new ChatCompletionOptions { MaxOutputTokenCount = 16, Temperature = 0 };
-        ChatMessage[] messages = [new SystemChatMessage(SystemPrompt(Guid.NewGuid().ToString("N"))), new UserChatMessage("Once upon a time")];
+        ChatMessage[] messages = [new SystemChatMessage(SystemPrompt("3b9f5e1c7a2d4e6f8091a2b3c4d5e6f7")), new UserChatMessage("Once upon a time")];
 
         var cold = (await chat.CompleteChatAsync(messages, options)).Value;
         var warm = (await chat.CompleteChatAsync(messages, options)).Value;
@@ -35,7 +39,7 @@ public sealed class PrefixCacheTests(ServerFixture server)
     {
         var chat = server.OpenAI.GetChatClient(ServerFixture.Stories);
         var options = new ChatCompletionOptions { MaxOutputTokenCount = 12, Temperature = 0 };
-        var system = SystemPrompt(Guid.NewGuid().ToString("N"));
+        var system = SystemPrompt("8c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f");
         var cold = (await chat.CompleteChatAsync([new SystemChatMessage(system), new UserChatMessage("The dog")], options)).Value;
 
         var text = new StringBuilder();
@@ -60,7 +64,7 @@ public sealed class PrefixCacheTests(ServerFixture server)
     {
         var chat = server.OpenAI.GetChatClient(ServerFixture.Stories);
         var options = new ChatCompletionOptions { MaxOutputTokenCount = 12, Temperature = 0 };
-        var system = new SystemChatMessage(SystemPrompt(Guid.NewGuid().ToString("N")));
+        var system = new SystemChatMessage(SystemPrompt("e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9"));
         var first = (await chat.CompleteChatAsync([system, new UserChatMessage("Tell me about a cat.")], options)).Value;
 
         var second = (await chat.CompleteChatAsync(
@@ -74,7 +78,7 @@ public sealed class PrefixCacheTests(ServerFixture server)
     [Fact]
     public async Task Completions_RawHttp_ReportsPromptTokensDetails_StreamedAndNot()
     {
-        var prompt = Guid.NewGuid().ToString("N") + ": once upon a time, the little bird sang";
+        var prompt = "0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d" + ": once upon a time, the little bird sang";
         var body = new { model = ServerFixture.Stories, prompt, max_tokens = 8, temperature = 0 };
         var (status, cold, _) = await server.PostJsonAsync("/v1/completions", System.Text.Json.JsonSerializer.Serialize(body));
         Assert.Equal(200, status);
