@@ -73,6 +73,14 @@ internal static class ResidencyBenchmark
         var warm = Stopwatch.StartNew();
         await Parallel.ForEachAsync(tenants, new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (t, _) => await authenticator.AuthenticateAsync(Context(t)));
         Console.WriteLine(FormattableString.Invariant($"Warm-up: {tenants.Length:N0} keys resolved (grain activations) in {warm.Elapsed.TotalSeconds:F1} s."));
+
+        // As in a pool that has served for a while: every route has its gate, so each replica's load is a real lookup.
+        var gates = server.Get<Sovereign.Gateway.Pipeline.RouteGates>();
+        foreach (var (node, model) in await nodes.ExternalReplicasAsync(BenchServer.ModelId))
+        {
+            gates.For(node.Id, model.Id, model.Capacity);
+        }
+
         Console.WriteLine();
 
         var here = options.Jurisdiction!.ToUpperInvariant();

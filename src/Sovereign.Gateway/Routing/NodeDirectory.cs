@@ -31,6 +31,9 @@ public sealed class NodeDirectory(
     private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(1);
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Unreachable> _unreachable = new(StringComparer.Ordinal);
+
+    // How many nodes are marked: routing reads every replica's mark, and almost always there is none to find.
+    private int _unreachableCount;
     private readonly Lock _refreshGate = new();
     private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, NodeClaims>(), null, 0, new Dictionary<string, NodeClaims?>());
     private Task<Snapshot>? _refreshing;
@@ -175,13 +178,22 @@ public sealed class NodeDirectory(
     /// </summary>
     public void MarkUnreachable(NodeView node)
     {
-        _unreachable[node.Id] = new Unreachable(time.GetUtcNow(), node.Load?.ReportedAt);
+        var mark = new Unreachable(time.GetUtcNow(), node.Load?.ReportedAt);
+        if (_unreachable.TryAdd(node.Id, mark))
+        {
+            Interlocked.Increment(ref _unreachableCount);
+        }
+        else
+        {
+            _unreachable[node.Id] = mark;
+        }
+
         Observability.GatewayLog.NodeUnreachable(logger, node.Id);
     }
 
     private bool IsMarkedUnreachable(NodeView node)
     {
-        if (!_unreachable.TryGetValue(node.Id, out var mark))
+        if (Volatile.Read(ref _unreachableCount) == 0 || !_unreachable.TryGetValue(node.Id, out var mark))
         {
             return false;
         }
@@ -191,7 +203,10 @@ public sealed class NodeDirectory(
             : time.GetUtcNow() - mark.At >= UnreachableRetryAfter;
         if (recovered)
         {
-            _unreachable.TryRemove(new KeyValuePair<string, Unreachable>(node.Id, mark));
+            if (_unreachable.TryRemove(new KeyValuePair<string, Unreachable>(node.Id, mark)))
+            {
+                Interlocked.Decrement(ref _unreachableCount);
+            }
         }
 
         return !recovered;
