@@ -1,10 +1,6 @@
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Logging;
 
 namespace Sovereign.Benchmarks.Gateway;
 
@@ -20,9 +16,6 @@ internal static class PipelineBenchmark
     public const string Usage = "pipeline [--quick] [--sequential N (3000)] [--callers C (64)] [--seconds S (10)] [--rounds R (3)] [--set KEY=VALUE[,KEY=VALUE...]]";
 
     private const string ModelId = "mock-model";
-
-    private static readonly byte[] Answer = Encoding.UTF8.GetBytes(
-        """{"id":"chatcmpl-mock","object":"chat.completion","created":1,"model":"mock","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}""");
 
     public static async Task<int> RunAsync(string[] argv)
     {
@@ -43,15 +36,15 @@ internal static class PipelineBenchmark
         var rounds = args.Int("--rounds", 3, 1);
         Report.Machine("pipeline", argv);
 
-        await using var mock = await StartMockAsync();
+        await using var mock = await MockEngine.StartAsync();
         // --set: server settings to compare, e.g. Sovereign:Languages:DetectLanguageOfEveryRequest=false.
         var extra = (args.String("--set") ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(pair => pair.Split('=', 2)).ToDictionary(pair => pair[0], pair => (string?)(pair.Length > 1 ? pair[1] : string.Empty));
         await using var server = await BenchServer.StartAsync(new ServerConfig { DataRoot = null, Extra = extra });
-        var key = await SetUpTenantAsync(server, mock.Urls.First());
+        var key = await SetUpTenantAsync(server, mock.Url);
         using var gateway = BenchServer.CreateClient(server.Address);
         gateway.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
-        using var direct = BenchServer.CreateClient(new Uri(mock.Urls.First().TrimEnd('/') + "/"));
+        using var direct = BenchServer.CreateClient(new Uri(mock.Url.TrimEnd('/') + "/"));
         var body = Encoding.UTF8.GetBytes($$"""{"model":"{{ModelId}}","messages":[{"role":"user","content":"Hello there"}],"max_tokens":1}""");
         var directBody = Encoding.UTF8.GetBytes("""{"model":"mock","messages":[{"role":"user","content":"Hello there"}],"max_tokens":1}""");
 
@@ -120,7 +113,7 @@ internal static class PipelineBenchmark
         return 0;
     }
 
-    /// <summary>A plan with a price for the mock model, a tenant allowed in TH with external providers, the mock as a TH node.</summary>
+    /// <summary>The mock as a node of the server's jurisdiction, and a tenant that may use it.</summary>
     private static async Task<string> SetUpTenantAsync(BenchServer server, string mockUrl)
     {
         await server.AdminAsync(HttpMethod.Post, "/admin/v1/nodes", new
@@ -130,37 +123,6 @@ internal static class PipelineBenchmark
             base_url = mockUrl,
             models = new[] { new { id = ModelId, upstream = "mock", capacity = 1024 } },
         });
-        await server.AdminAsync(HttpMethod.Put, "/admin/v1/plans/standard", new { currency = "USD", weight = 1 });
-        await server.AdminAsync(HttpMethod.Post, "/admin/v1/plans/standard/prices", new { model = ModelId, input_per_million = 1m, output_per_million = 2m });
-        await server.AdminAsync(HttpMethod.Post, "/admin/v1/tenants", new
-        {
-            id = "bench-tenant",
-            plan = "standard",
-            policy = new { allowed_jurisdictions = new[] { BenchServer.Jurisdiction }, allow_external_providers = true },
-        });
-        await server.AdminAsync(HttpMethod.Put, "/admin/v1/tenants/bench-tenant/limits", new
-        {
-            budgets = new[] { new { period = "day", amount = 1_000_000m } },
-            rate_limits = new[] { new { requests_per_minute = 100_000_000L, tokens_per_minute = 100_000_000_000L } },
-        });
-        var key = await server.AdminAsync(HttpMethod.Post, "/admin/v1/tenants/bench-tenant/keys", new { name = "bench" });
-        return key.GetProperty("secret").GetString()!;
-    }
-
-    private static async Task<WebApplication> StartMockAsync()
-    {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        var app = builder.Build();
-        app.MapPost("/v1/chat/completions", async (HttpContext context) =>
-        {
-            // Drain the request body as a real engine would, then answer at once.
-            await context.Request.Body.CopyToAsync(Stream.Null);
-            context.Response.ContentType = "application/json";
-            await context.Response.Body.WriteAsync(Answer);
-        });
-        await app.StartAsync();
-        return app;
+        return await MockEngine.SetUpTenantAsync(server, "bench-tenant", ModelId);
     }
 }

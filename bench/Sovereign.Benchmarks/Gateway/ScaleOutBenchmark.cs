@@ -2,10 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Logging;
 
 namespace Sovereign.Benchmarks.Gateway;
 
@@ -22,9 +18,6 @@ internal static class ScaleOutBenchmark
     public const string Usage = "scale-out [--quick] [--engines 1,2,4] [--slots S (8)] [--service-ms MS (20)] [--seconds S (8)]";
 
     private const string ModelId = "mock-model";
-
-    private static readonly byte[] Answer = Encoding.UTF8.GetBytes(
-        """{"id":"chatcmpl-mock","object":"chat.completion","created":1,"model":"mock","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}""");
 
     public static async Task<int> RunAsync(string[] argv)
     {
@@ -54,7 +47,7 @@ internal static class ScaleOutBenchmark
 
         var engines = new List<MockEngine>();
         await using var server = await BenchServer.StartAsync(new ServerConfig { DataRoot = null });
-        var key = await SetUpTenantAsync(server);
+        var key = await MockEngine.SetUpTenantAsync(server, "scale-tenant", ModelId);
         using var gateway = BenchServer.CreateClient(server.Address);
         gateway.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
         var body = Encoding.UTF8.GetBytes($$"""{"model":"{{ModelId}}","messages":[{"role":"user","content":"Hello there"}],"max_tokens":1}""");
@@ -124,71 +117,5 @@ internal static class ScaleOutBenchmark
         Console.WriteLine();
         Report.Table(["engines", "callers", "req/s", "vs 1 engine", "engines' ceiling req/s", "p50 ms", "p99 ms", "refused or failed", "served per engine", "cores used"], rows);
         return 0;
-    }
-
-    /// <summary>A plan with a price for the mock model and a tenant allowed in the gateway's jurisdiction with external providers.</summary>
-    private static async Task<string> SetUpTenantAsync(BenchServer server)
-    {
-        await server.AdminAsync(HttpMethod.Put, "/admin/v1/plans/standard", new { currency = "USD", weight = 1 });
-        await server.AdminAsync(HttpMethod.Post, "/admin/v1/plans/standard/prices", new { model = ModelId, input_per_million = 1m, output_per_million = 2m });
-        await server.AdminAsync(HttpMethod.Post, "/admin/v1/tenants", new
-        {
-            id = "scale-tenant",
-            plan = "standard",
-            policy = new { allowed_jurisdictions = new[] { BenchServer.Jurisdiction }, allow_external_providers = true },
-        });
-        await server.AdminAsync(HttpMethod.Put, "/admin/v1/tenants/scale-tenant/limits", new
-        {
-            budgets = new[] { new { period = "day", amount = 1_000_000m } },
-            rate_limits = new[] { new { requests_per_minute = 100_000_000L, tokens_per_minute = 100_000_000_000L } },
-        });
-        var key = await server.AdminAsync(HttpMethod.Post, "/admin/v1/tenants/scale-tenant/keys", new { name = "bench" });
-        return key.GetProperty("secret").GetString()!;
-    }
-
-    /// <summary>An OpenAI-compatible engine that runs <c>slots</c> requests at once for a fixed time each; the rest queue.</summary>
-    private sealed class MockEngine : IAsyncDisposable
-    {
-        private readonly WebApplication _app;
-        private int _served;
-
-        private MockEngine(WebApplication app) => _app = app;
-
-        public string Url => _app.Urls.First();
-
-        public int Served => Volatile.Read(ref _served);
-
-        public void ResetServed() => Volatile.Write(ref _served, 0);
-
-        public static async Task<MockEngine> StartAsync(int slots, TimeSpan service)
-        {
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.Logging.ClearProviders();
-            builder.WebHost.UseUrls("http://127.0.0.1:0");
-            var app = builder.Build();
-            var engine = new MockEngine(app);
-            var running = new SemaphoreSlim(slots, slots);
-            app.MapPost("/v1/chat/completions", async (HttpContext context) =>
-            {
-                await context.Request.Body.CopyToAsync(Stream.Null);
-                await running.WaitAsync();
-                try
-                {
-                    await Task.Delay(service);
-                }
-                finally
-                {
-                    running.Release();
-                }
-
-                Interlocked.Increment(ref engine._served);
-                context.Response.ContentType = "application/json";
-                await context.Response.Body.WriteAsync(Answer);
-            });
-            await app.StartAsync();
-            return engine;
-        }
-
-        public ValueTask DisposeAsync() => _app.DisposeAsync();
     }
 }

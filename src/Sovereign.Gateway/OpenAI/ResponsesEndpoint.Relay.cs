@@ -74,20 +74,9 @@ internal static partial class ResponsesEndpoint
             return;
         }
 
-        var response = governed.Http.Response;
         var aborted = governed.Aborted;
-        var sequence = 0;
-        async Task Send(ResponseEvent e)
-        {
-            e.SequenceNumber = sequence++;
-            await ServerSentEvents.WriteEventAsync(response, e.Type, e, aborted);
-        }
-
-        ServerSentEvents.Start(response);
-        var started = shape.InProgress();
-        await Send(new ResponseLifecycleEvent("response.created", started));
-        await Send(new ResponseLifecycleEvent("response.in_progress", started));
-        var output = new OutputItemStream(Send, shape, ToolCallFormat.Hermes);
+        var send = await StartEventsAsync(governed, shape);
+        var output = new OutputItemStream(send, shape, ToolCallFormat.Hermes);
         if (tools is not { ParsesCalls: true })
         {
             await output.OpenMessageAsync();
@@ -102,7 +91,7 @@ internal static partial class ResponsesEndpoint
                 if (chunk["error"] is JsonObject error)
                 {
                     // The engine (another node) reported a failure in its stream: passed on, billed for what was delivered.
-                    await Send(new ResponseErrorEvent(StringOf(error["code"]), StringOf(error["message"]) ?? "The engine failed.", StringOf(error["param"])));
+                    await send(new ResponseErrorEvent(StringOf(error["code"]), StringOf(error["message"]) ?? "The engine failed.", StringOf(error["param"])));
                     return;
                 }
 
@@ -148,13 +137,13 @@ internal static partial class ResponsesEndpoint
         catch (Exception ex) when (UpstreamProxy.IsFailedMidAnswer(ex, aborted))
         {
             var failure = relay.Proxy.FailedMidAnswer(relay.Response, true, relay.Progress, ex);
-            await Send(new ResponseErrorEvent(failure.Code, failure.Message, null));
+            await send(new ResponseErrorEvent(failure.Code, failure.Message, null));
             return;
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             var error = OpenAIErrorResults.Map(ex, 0);
-            await Send(new ResponseErrorEvent(error.Code, error.Message, error.Param));
+            await send(new ResponseErrorEvent(error.Code, error.Message, error.Param));
             return;
         }
 
@@ -162,7 +151,7 @@ internal static partial class ResponsesEndpoint
         var items = await output.FinishAsync(status);
         var final = shape.Final(items, status, UsageOf(relay.Progress));
         await shape.CloseAsync(governed, final);
-        await Send(new ResponseLifecycleEvent(final.Status == "completed" ? "response.completed" : "response.incomplete", final));
+        await send(new ResponseLifecycleEvent(final.Status == "completed" ? "response.completed" : "response.incomplete", final));
     }
 
     /// <summary>A chat finish reason as a response status: a token-limit end is incomplete.</summary>

@@ -149,8 +149,11 @@ internal static partial class ResponsesEndpoint
         return [new ResponseMessageItem(shape.MessageId, status, [new OutputText(text)])];
     }
 
-    /// <summary>Streams OpenAI's typed events; the books close before <c>response.completed</c> (which carries the usage).</summary>
-    private static async Task StreamAsync(GovernedRequest governed, LocalGeneration local, ResponseShape shape, ChatTools? tools, ToolCallFormat format)
+    /// <summary>
+    /// Starts a stream of OpenAI's typed events (<c>response.created</c>, <c>response.in_progress</c>) and returns
+    /// how to send the next one, numbered in order.
+    /// </summary>
+    private static async Task<Func<ResponseEvent, Task>> StartEventsAsync(GovernedRequest governed, ResponseShape shape)
     {
         var response = governed.Http.Response;
         var aborted = governed.Aborted;
@@ -165,7 +168,15 @@ internal static partial class ResponsesEndpoint
         var started = shape.InProgress();
         await Send(new ResponseLifecycleEvent("response.created", started));
         await Send(new ResponseLifecycleEvent("response.in_progress", started));
-        var output = new OutputItemStream(Send, shape, format);
+        return Send;
+    }
+
+    /// <summary>Streams OpenAI's typed events; the books close before <c>response.completed</c> (which carries the usage).</summary>
+    private static async Task StreamAsync(GovernedRequest governed, LocalGeneration local, ResponseShape shape, ChatTools? tools, ToolCallFormat format)
+    {
+        var aborted = governed.Aborted;
+        var send = await StartEventsAsync(governed, shape);
+        var output = new OutputItemStream(send, shape, format);
         var parser = tools is { ParsesCalls: true }
             ? new ToolCallStreamParser(format, name => tools.Offers(name) && (tools.ParallelToolCalls || output.CallCount == 0))
             : null;
@@ -207,7 +218,7 @@ internal static partial class ResponsesEndpoint
         {
             // Headers are sent: the error goes in the stream; the books close (as failed) when the request is disposed.
             var error = OpenAIErrorResults.Map(ex, 0);
-            await Send(new ResponseErrorEvent(error.Code, error.Message, error.Param));
+            await send(new ResponseErrorEvent(error.Code, error.Message, error.Param));
             return;
         }
 
@@ -215,7 +226,7 @@ internal static partial class ResponsesEndpoint
         var items = await output.FinishAsync(status);
         var final = shape.Final(items, status, UsageOf(local, result!));
         await shape.CloseAsync(governed, final);
-        await Send(new ResponseLifecycleEvent(final.Status == "completed" ? "response.completed" : "response.incomplete", final));
+        await send(new ResponseLifecycleEvent(final.Status == "completed" ? "response.completed" : "response.incomplete", final));
     }
 
     /// <summary>
