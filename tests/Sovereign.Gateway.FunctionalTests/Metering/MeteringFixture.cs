@@ -1,8 +1,3 @@
-using System.Net.Http.Headers;
-using System.Net.Http.Json;
-using System.Text.Json;
-using Microsoft.AspNetCore.Builder;
-using Sovereign.Cli.Commands;
 using Sovereign.Inference.Engine;
 
 namespace Sovereign.Gateway.FunctionalTests.Metering;
@@ -11,7 +6,7 @@ namespace Sovereign.Gateway.FunctionalTests.Metering;
 /// A server with priced plans: 1,000 per million input tokens and 2,000 per million output tokens (EUR); the
 /// "cached" plan charges prompt tokens served from the prefix cache 100 per million.
 /// </summary>
-public sealed class MeteringFixture : IAsyncLifetime
+public sealed class MeteringFixture() : AdminServerFixture(AdminToken, "sovereign-metering-")
 {
     public const string AdminToken = "metering-admin";
     public const string Model = "stories";
@@ -19,32 +14,20 @@ public sealed class MeteringFixture : IAsyncLifetime
     public const decimal OutputPerMillion = 2000m;
     public const decimal CachedInputPerMillion = 100m;
 
-    private readonly string _data = Directory.CreateTempSubdirectory("sovereign-metering-").FullName;
     private int _tenants;
 
-    public WebApplication App { get; private set; } = null!;
-    public HttpClient Admin { get; private set; } = null!;
-    public Uri Address { get; private set; } = null!;
+    protected override IReadOnlyList<ModelOptions> Models =>
+        [new ModelOptions { Id = Model, Path = TestModels.Stories260K, ContextLength = 256, Parallel = 8, MaxQueue = 512, Threads = 1 }];
 
-    public async Task InitializeAsync()
+    protected override IDictionary<string, string?> Overrides => new Dictionary<string, string?>
     {
-        App = ServeCommand.Build(new ServeSettings
-        {
-            Models = [new ModelOptions { Id = Model, Path = TestModels.Stories260K, ContextLength = 256, Parallel = 8, MaxQueue = 512, Threads = 1 }],
-            Urls = "http://127.0.0.1:0",
-            DataDirectory = _data,
-            Overrides = new Dictionary<string, string?>
-            {
-                ["Sovereign:Jurisdiction"] = "DE",
-                ["Sovereign:AdminToken"] = AdminToken,
-                ["Sovereign:BuiltInEmbeddings"] = "false",
-                ["Sovereign:Metering:CharacterEquivalentLanguages:fair:0"] = "th",
-            },
-        }, []);
-        await App.StartAsync();
-        Address = new Uri(App.Urls.First());
-        Admin = new HttpClient { BaseAddress = Address };
-        Admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminToken);
+        ["Sovereign:Jurisdiction"] = "DE",
+        ["Sovereign:BuiltInEmbeddings"] = "false",
+        ["Sovereign:Metering:CharacterEquivalentLanguages:fair:0"] = "th",
+    };
+
+    protected override async Task SetUpAsync()
+    {
         await SendAsync(HttpMethod.Put, "/admin/v1/plans/standard", new { currency = "EUR", weight = 1 }, 200);
         await SendAsync(HttpMethod.Post, "/admin/v1/plans/standard/prices", new { model = Model, input_per_million = InputPerMillion, output_per_million = OutputPerMillion }, 201);
         await SendAsync(HttpMethod.Put, "/admin/v1/plans/fair", new { currency = "EUR", weight = 1 }, 200);
@@ -66,31 +49,6 @@ public sealed class MeteringFixture : IAsyncLifetime
         }
 
         return (id, key.GetProperty("secret").GetString()!);
-    }
-
-    public HttpClient TenantClient(string key)
-    {
-        var client = new HttpClient { BaseAddress = Address };
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
-        return client;
-    }
-
-    public async Task<JsonElement> SendAsync(HttpMethod method, string path, object? body, int expected)
-    {
-        using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
-        using var response = await Admin.SendAsync(request);
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True((int)response.StatusCode == expected, $"{method} {path}: expected {expected}, got {(int)response.StatusCode}: {text}");
-        return text.Length > 0 && text[0] is '{' or '[' ? JsonDocument.Parse(text).RootElement.Clone() : default;
-    }
-
-    public async Task DisposeAsync()
-    {
-        Admin.Dispose();
-        await App.StopAsync();
-        await App.DisposeAsync();
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        Directory.Delete(_data, recursive: true);
     }
 }
 

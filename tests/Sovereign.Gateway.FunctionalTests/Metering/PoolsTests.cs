@@ -1,11 +1,7 @@
 using System.Globalization;
-using System.Net.Http.Headers;
-using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
-using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
-using Sovereign.Cli.Commands;
 using Sovereign.Gateway.Models;
 using Sovereign.Gateway.Pipeline;
 using Sovereign.Inference.Engine;
@@ -19,7 +15,7 @@ namespace Sovereign.Gateway.FunctionalTests.Metering;
 /// "classed" plan a compute rate for the device class; "gold" reserves 1 slot of the pool. Its own server: a
 /// reservation gates every request of the pool.
 /// </summary>
-public sealed class PoolsFixture : IAsyncLifetime
+public sealed class PoolsFixture() : AdminServerFixture(AdminToken, "sovereign-pools-")
 {
     public const string AdminToken = "pools-admin";
     public const string Model = "stories";
@@ -30,30 +26,20 @@ public sealed class PoolsFixture : IAsyncLifetime
     public const decimal PoolPerComputeSecond = 250m;
     public const decimal ClassPerComputeSecond = 40m;
 
-    private readonly string _data = Directory.CreateTempSubdirectory("sovereign-pools-").FullName;
     private int _tenants;
 
-    public WebApplication App { get; private set; } = null!;
-    public HttpClient Admin { get; private set; } = null!;
+    protected override IReadOnlyList<ModelOptions> Models =>
+        [new ModelOptions { Id = Model, Path = TestModels.Stories260K, ContextLength = 256, Parallel = 2, MaxQueue = 64, Threads = 1 }];
 
-    public async Task InitializeAsync()
+    protected override IDictionary<string, string?> Overrides => new Dictionary<string, string?>
     {
-        App = ServeCommand.Build(new ServeSettings
-        {
-            Models = [new ModelOptions { Id = Model, Path = TestModels.Stories260K, ContextLength = 256, Parallel = 2, MaxQueue = 64, Threads = 1 }],
-            Urls = "http://127.0.0.1:0",
-            DataDirectory = _data,
-            Overrides = new Dictionary<string, string?>
-            {
-                ["Sovereign:Jurisdiction"] = "TH",
-                ["Sovereign:AdminToken"] = AdminToken,
-                ["Sovereign:BuiltInEmbeddings"] = "false",
-                ["Sovereign:Cluster:DeviceClass"] = "epyc",
-            },
-        }, []);
-        await App.StartAsync();
-        Admin = new HttpClient { BaseAddress = new Uri(App.Urls.First()) };
-        Admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminToken);
+        ["Sovereign:Jurisdiction"] = "TH",
+        ["Sovereign:BuiltInEmbeddings"] = "false",
+        ["Sovereign:Cluster:DeviceClass"] = "epyc",
+    };
+
+    protected override async Task SetUpAsync()
+    {
         foreach (var plan in new[] { "pooled", "classed", "gold", "free" })
         {
             await SendAsync(HttpMethod.Put, $"/admin/v1/plans/{plan}", new { currency = "THB" }, 200);
@@ -72,27 +58,7 @@ public sealed class PoolsFixture : IAsyncLifetime
         var id = "p" + Interlocked.Increment(ref _tenants);
         await SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id, plan, policy = new { allowed_jurisdictions = new[] { "TH" } } }, 201);
         var key = (await SendAsync(HttpMethod.Post, $"/admin/v1/tenants/{id}/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
-        var client = new HttpClient { BaseAddress = Admin.BaseAddress };
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
-        return (id, client);
-    }
-
-    public async Task<JsonElement> SendAsync(HttpMethod method, string path, object? body, int expected)
-    {
-        using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
-        using var response = await Admin.SendAsync(request);
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True((int)response.StatusCode == expected, $"{method} {path}: expected {expected}, got {(int)response.StatusCode}: {text}");
-        return text.Length > 0 && text[0] is '{' or '[' ? JsonDocument.Parse(text).RootElement.Clone() : default;
-    }
-
-    public async Task DisposeAsync()
-    {
-        Admin.Dispose();
-        await App.StopAsync();
-        await App.DisposeAsync();
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        Directory.Delete(_data, recursive: true);
+        return (id, TenantClient(key));
     }
 }
 
