@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
 
@@ -23,9 +24,37 @@ public sealed class RouteGates(IOptions<SovereignOptions> options)
             return new FairAdmissionGate($"{key.Model} on {key.Node}", key.Slots, state.Queue);
         }, (Gates: this, Queue: options.Value.Limits.RouteQueue));
 
+    // Per list of routes (one registry snapshot's replicas of a model), the gates found so far, in the list's order:
+    // the router reads every replica's load on every request, and a gate once found stays the route's gate.
+    private readonly ConditionalWeakTable<object, FairAdmissionGate?[]> _found = new();
+
     /// <summary>Requests running or waiting on a route (0 before its first request).</summary>
     public int LoadOf(string node, string model, int slots) =>
         Volatile.Read(ref _count) > 0 && _gates.TryGetValue((node, model, Math.Max(1, slots)), out var gate) ? gate.Load : 0;
+
+    /// <summary>
+    /// The gates of <paramref name="routes"/> found so far, for <see cref="LoadOf(FairAdmissionGate[], int, string, string, int)"/>;
+    /// <paramref name="routes"/> must not change (a registry snapshot's list).
+    /// </summary>
+    internal FairAdmissionGate?[] FoundFor<T>(IReadOnlyList<T> routes) =>
+        _found.GetValue(routes, static r => new FairAdmissionGate?[((IReadOnlyList<T>)r).Count]);
+
+    /// <summary>The load of the <paramref name="index"/>th route of a list, its gate looked up only until it exists.</summary>
+    internal int LoadOf(FairAdmissionGate?[] found, int index, string node, string model, int slots)
+    {
+        if (found[index] is { } gate)
+        {
+            return gate.Load;
+        }
+
+        if (Volatile.Read(ref _count) == 0 || !_gates.TryGetValue((node, model, Math.Max(1, slots)), out gate))
+        {
+            return 0;
+        }
+
+        found[index] = gate;
+        return gate.Load;
+    }
 
     /// <summary>How many requests a route holds before it refuses: its slots and its queue.</summary>
     public int CapacityOf(int slots) => Math.Max(1, slots) + options.Value.Limits.RouteQueue;

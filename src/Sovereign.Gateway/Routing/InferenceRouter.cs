@@ -266,21 +266,24 @@ public sealed class InferenceRouter(
             replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.Local, false, 0, 0));
         }
 
-        foreach (var (node, nodeModel) in external)
+        var found = gates.FoundFor(external);
+        for (var i = 0; i < external.Count; i++)
         {
+            var (node, nodeModel) = external[i];
+            var gateLoad = gates.LoadOf(found, i, node.Id, nodeModel.Id, nodeModel.Capacity);
             if (NodeDirectory.IsClusterNode(node))
             {
                 // A node of this cluster: its own queue holds what waits, so its registered capacity is the limit; its
                 // load is what it last reported or, if higher, what this gateway has sent it since.
                 var reported = node.Load?.Models.FirstOrDefault(m => m.Model == nodeModel.Id);
-                var nodeLoad = Math.Max(gates.LoadOf(node.Id, nodeModel.Id, nodeModel.Capacity), reported is null ? 0 : reported.Running + reported.QueueDepth);
+                var nodeLoad = Math.Max(gateLoad, reported is null ? 0 : reported.Running + reported.QueueDepth);
                 replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.Local, nodes.IsUp(node), nodeLoad, Math.Max(1, nodeModel.Capacity)) { HoldsPrefix = prefixNode == node.Id });
                 continue;
             }
 
             // Full means every slot busy and the route's fair queue full: until then a request waits, it is not refused.
             replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, nodes.IsUp(node),
-                gates.LoadOf(node.Id, nodeModel.Id, nodeModel.Capacity), gates.CapacityOf(nodeModel.Capacity)) { HoldsPrefix = prefixNode == node.Id });
+                gateLoad, gates.CapacityOf(nodeModel.Capacity)) { HoldsPrefix = prefixNode == node.Id });
         }
 
         var facts = FactsOf(model, local, external.Select(e => e.Model).FirstOrDefault());
