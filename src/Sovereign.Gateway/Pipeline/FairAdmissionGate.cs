@@ -17,6 +17,10 @@ internal sealed class FairAdmissionGate
     private int _free;
     private int _running;
 
+    // Running plus waiting, published after every change under the lock: the router reads every route's load per
+    // request, and a read needs no lock.
+    private int _load;
+
     public FairAdmissionGate(string route, int slots, int queueCapacity)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
@@ -39,10 +43,7 @@ internal sealed class FairAdmissionGate
     {
         get
         {
-            lock (_lock)
-            {
-                return _running + _queue.Count;
-            }
+            return Volatile.Read(ref _load);
         }
     }
 
@@ -56,6 +57,7 @@ internal sealed class FairAdmissionGate
             {
                 _free--;
                 _running++;
+                PublishLoad();
                 return new Lease(this);
             }
 
@@ -69,6 +71,8 @@ internal sealed class FairAdmissionGate
             {
                 throw QueueRefusal(refusal);
             }
+
+            PublishLoad();
         }
 
         using (cancellationToken.Register(static state => ((Waiter)state!).Cancel(), waiter))
@@ -83,6 +87,7 @@ internal sealed class FairAdmissionGate
                 lock (_lock)
                 {
                     _queue.Remove(waiter);
+                    PublishLoad();
                 }
 
                 throw;
@@ -106,13 +111,17 @@ internal sealed class FairAdmissionGate
         {
             if (next.Granted.TrySetResult())
             {
+                PublishLoad();
                 return;
             }
         }
 
         _running--;
         _free++;
+        PublishLoad();
     }
+
+    private void PublishLoad() => Volatile.Write(ref _load, _running + _queue.Count);
 
     private OpenAIException QueueRefusal(EnqueueRefusal refusal) => refusal == EnqueueRefusal.TenantQueueFull
         ? new OpenAIException(StatusCodes.Status429TooManyRequests,

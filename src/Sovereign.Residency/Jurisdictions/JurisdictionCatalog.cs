@@ -248,12 +248,31 @@ public sealed class JurisdictionCatalog
     /// <summary>Trimmed upper-case form, or null when blank.</summary>
     internal static string? Normalize(string? value)
     {
+        // Most values are codes already in form ("TH", "EU"): the routing decision normalizes every replica's.
+        if (value is { Length: > 0 and <= 8 } && IsUpperAsciiLetters(value))
+        {
+            return value;
+        }
+
         if (string.IsNullOrWhiteSpace(value))
         {
             return null;
         }
 
         return value.Trim().ToUpperInvariant();
+    }
+
+    private static bool IsUpperAsciiLetters(string value)
+    {
+        foreach (var c in value)
+        {
+            if (c is < 'A' or > 'Z')
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>"'X' is not ..." with a hint for the usual mistakes (UK for GB, EL for GR).</summary>
