@@ -117,6 +117,10 @@ public sealed class InferenceRouter(
     /// <summary>Jurisdiction code for "not declared": ISO's user-assigned ZZ, which no policy can allow.</summary>
     public const string Undeclared = "ZZ";
 
+    // Per registry snapshot's replica list of a model: each external replica as it is while idle and up (load 0, not
+    // holding the prompt's prefix), built once, so a request does not allocate a thousand identical records.
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, ModelReplica?[]> _idleReplicas = new();
+
     /// <summary>Who is calling; throws 401/403 before the body is even read.</summary>
     public Task<Caller> AuthenticateAsync(HttpContext context) => authenticator.AuthenticateAsync(context);
 
@@ -267,6 +271,7 @@ public sealed class InferenceRouter(
         }
 
         var found = gates.FoundFor(external);
+        var idle = _idleReplicas.GetValue(external, static list => new ModelReplica?[((IReadOnlyList<(NodeView, NodeModel)>)list).Count]);
         for (var i = 0; i < external.Count; i++)
         {
             var (node, nodeModel) = external[i];
@@ -282,8 +287,11 @@ public sealed class InferenceRouter(
             }
 
             // Full means every slot busy and the route's fair queue full: until then a request waits, it is not refused.
-            replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, nodes.IsUp(node),
-                gateLoad, gates.CapacityOf(nodeModel.Capacity)) { HoldsPrefix = prefixNode == node.Id });
+            var up = nodes.IsUp(node);
+            var holdsPrefix = prefixNode == node.Id;
+            replicas.Add(gateLoad == 0 && up && !holdsPrefix
+                ? idle[i] ??= new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, true, 0, gates.CapacityOf(nodeModel.Capacity))
+                : new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, up, gateLoad, gates.CapacityOf(nodeModel.Capacity)) { HoldsPrefix = holdsPrefix });
         }
 
         var facts = FactsOf(model, local, external.Select(e => e.Model).FirstOrDefault());
