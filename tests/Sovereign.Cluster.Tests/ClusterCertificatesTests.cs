@@ -234,6 +234,18 @@ public sealed class ClusterCertificatesTests
             // Nothing revoked: all pass again.
             credentials.Revocations = CertificateRevocations.None;
             Assert.NotNull(credentials.ValidatePeer(first, out _));
+
+            // The member's own certificate: revoked by serial, it names the setting; others' revocations do not touch it.
+            using var own = Issue(new ClusterIdentity(ServerRole.Gateway, "gateway-th"), now.AddHours(-2));
+            ClusterTlsCredentials.WritePem(credentials.CertificatePath, own.ExportCertificatePem(), secret: false);
+            ClusterTlsCredentials.WritePem(credentials.KeyPath, key.ExportECPrivateKeyPem(), secret: true);
+            Assert.Null(credentials.OwnCertificateRevoked());
+            credentials.Revocations = CertificateRevocations.From([new("serial", CertificateRevocations.NormalizeSerial(first.SerialNumber)!, now.ToUnixTimeMilliseconds(), null)]);
+            Assert.Null(credentials.OwnCertificateRevoked());
+            credentials.Revocations = CertificateRevocations.From([new("serial", CertificateRevocations.NormalizeSerial(own.SerialNumber)!, now.ToUnixTimeMilliseconds(), null)]);
+            Assert.Contains("Sovereign:Cluster:TlsCertificate", credentials.OwnCertificateRevoked(), StringComparison.Ordinal);
+            credentials.Revocations = CertificateRevocations.From([new("node", "gateway-th", now.AddHours(-1).ToUnixTimeMilliseconds(), "stolen")]);
+            Assert.Contains("gateway-th", credentials.OwnCertificateRevoked(), StringComparison.Ordinal);
         }
         finally
         {

@@ -33,6 +33,11 @@ public sealed partial class CertificateRevocationSync(ClusterTlsCredentials tls,
         if (tls.Enabled)
         {
             await RefreshAsync(cancellationToken);
+            if (!tls.AwaitsJoin && !tls.Problems().Any() && tls.OwnCertificateRevoked() is { } revoked)
+            {
+                // Fail closed at start: a member with a revoked certificate does not run.
+                throw new InvalidOperationException(revoked);
+            }
         }
 
         await base.StartAsync(cancellationToken);

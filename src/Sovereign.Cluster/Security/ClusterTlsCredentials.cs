@@ -142,6 +142,19 @@ public sealed partial class ClusterTlsCredentials
     }
 
     /// <summary>
+    /// Why this member's own certificate is revoked by <see cref="Revocations"/>, naming the setting to change; null
+    /// when it is not (or it does not validate, which <see cref="Problems"/> reports). Its peers would refuse it anyway;
+    /// this lets it stop at start with the reason instead of failing to connect.
+    /// </summary>
+    public string? OwnCertificateRevoked()
+    {
+        var identity = ClusterCertificates.Validate(Local, Authorities, _time.GetUtcNow(), out _);
+        return identity is not null && Revocations.Revokes(Local, identity) is { } why
+            ? $"This member's cluster certificate ({CertificatePath}, Sovereign:Cluster:TlsCertificate) cannot be used: {why} Issue a new one with 'sovereign cluster cert issue'."
+            : null;
+    }
+
+    /// <summary>
     /// What is wrong with this member's TLS material for start-up, each naming its setting and file; empty when it is
     /// usable (or TLS is off, or a node still has to join for it).
     /// </summary>
