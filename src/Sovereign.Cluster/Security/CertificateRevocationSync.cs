@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Sovereign.Cluster.Hosting;
 using Sovereign.Residency.ControlPlane;
 
 namespace Sovereign.Cluster.Security;
@@ -14,7 +15,6 @@ public sealed partial class CertificateRevocationSync(ClusterTlsCredentials tls,
     /// <summary>The most a revocation made at another member takes to apply here.</summary>
     public static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(5);
 
-    private bool _failing;
 
     /// <summary>Reads the revocations from the database into the credentials.</summary>
     public async Task RefreshAsync(CancellationToken cancellationToken = default)
@@ -50,31 +50,8 @@ public sealed partial class CertificateRevocationSync(ClusterTlsCredentials tls,
             return;
         }
 
-        try
-        {
-            while (!stoppingToken.IsCancellationRequested)
-            {
-                await Task.Delay(RefreshInterval, stoppingToken);
-                try
-                {
-                    await RefreshAsync(stoppingToken);
-                    _failing = false;
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException)
-                {
-                    // The last list read stays in force; say so once per outage.
-                    if (!_failing)
-                    {
-                        LogRefreshFailed(logger, ex.Message);
-                    }
-
-                    _failing = true;
-                }
-            }
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
+        // The last list read stays in force; say so once per outage.
+        await PeriodicRefresh.RunAsync(RefreshInterval, RefreshAsync, ex => LogRefreshFailed(logger, ex.Message), stoppingToken);
     }
 
     [LoggerMessage(EventId = 3011, Level = LogLevel.Information, Message = "Cluster certificate revocations in force: {Count}")]

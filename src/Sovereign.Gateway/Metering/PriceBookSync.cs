@@ -17,7 +17,6 @@ internal sealed partial class PriceBookSync(PriceBookProvider prices, IGrainFact
     /// <summary>How often the grain is asked: the most a change made at another gateway takes to apply here.</summary>
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(1);
 
-    private bool _failing;
 
     /// <summary>Tells the cluster that this process saved <paramref name="book"/>; a failure only delays the others.</summary>
     public static async Task PublishAsync(IGrainFactory grains, PriceBook book, ILogger logger)
@@ -63,31 +62,8 @@ internal sealed partial class PriceBookSync(PriceBookProvider prices, IGrainFact
             return;
         }
 
-        try
-        {
-            while (!stoppingToken.IsCancellationRequested)
-            {
-                await Task.Delay(Interval, stoppingToken);
-                try
-                {
-                    await SyncOnceAsync(stoppingToken);
-                    _failing = false;
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException)
-                {
-                    // A member may be leaving or the database restarting: try again at the next tick, and say so once.
-                    if (!_failing)
-                    {
-                        LogSyncFailed(logger, ex.Message);
-                    }
-
-                    _failing = true;
-                }
-            }
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
+        // A member may be leaving or the database restarting: try again at the next tick, and say so once.
+        await PeriodicRefresh.RunAsync(Interval, SyncOnceAsync, ex => LogSyncFailed(logger, ex.Message), stoppingToken);
     }
 
     [LoggerMessage(EventId = 8201, Level = LogLevel.Information, Message = "Price book version {Version} loaded (it was {Previous}): a price changed at another gateway")]

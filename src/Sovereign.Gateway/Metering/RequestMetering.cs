@@ -98,12 +98,7 @@ public sealed class RequestMetering
         var weight = plan?.Weight ?? 1;
         var priority = (Inference.Scheduling.PriorityClass)(int)(plan?.Priority ?? PriorityClass.Interactive);
 
-        // The price in force when the request arrived, not when admission got to it.
-        // Where it runs decides the compute rate (pool, device class); a request not placed is priced by model alone.
-        EffectivePrice? price;
-        _ = routed.Placement is { } placement
-            ? book.TryPriceFor(caller.Plan, routed.Model, placement, routed.ArrivedAt, out price)
-            : book.TryPriceFor(caller.Plan, routed.Model, routed.ArrivedAt, out price);
+        var price = PriceOf(book, routed);
         var currency = price?.Currency ?? plan?.Currency ?? UnpricedCurrency;
         var tokens = promptTokens + maxTokens;
         if (caller.IsAnonymous)
@@ -137,10 +132,7 @@ public sealed class RequestMetering
     {
         ArgumentNullException.ThrowIfNull(ticket);
         ArgumentNullException.ThrowIfNull(routed);
-        EffectivePrice? price;
-        _ = routed.Placement is { } placement
-            ? ticket.Book.TryPriceFor(routed.Caller.Plan, routed.Model, placement, routed.ArrivedAt, out price)
-            : ticket.Book.TryPriceFor(routed.Caller.Plan, routed.Model, routed.ArrivedAt, out price);
+        var price = PriceOf(ticket.Book, routed);
         if (ticket.ReservedWithGrain && price is not null
             && CostCalculator.MaxCost(price, promptTokens, maxTokens, MaxComputeSecondsPerRequest) > ticket.ReservedCost)
         {
@@ -148,6 +140,19 @@ public sealed class RequestMetering
         }
 
         return new MeterTicket(price, ticket.Currency, ticket.AdmittedTokens, ticket.Weight, ticket.Priority, ticket.ReservedWithGrain, ticket.Book, ticket.ReservedCost);
+    }
+
+    /// <summary>
+    /// The price in force when the request arrived, not when admission got to it. Where it runs decides the compute
+    /// rate (pool, device class); a request not placed is priced by model alone.
+    /// </summary>
+    private static EffectivePrice? PriceOf(PriceBook book, RoutedRequest routed)
+    {
+        EffectivePrice? price;
+        _ = routed.Placement is { } placement
+            ? book.TryPriceFor(routed.Caller.Plan, routed.Model, placement, routed.ArrivedAt, out price)
+            : book.TryPriceFor(routed.Caller.Plan, routed.Model, routed.ArrivedAt, out price);
+        return price;
     }
 
     /// <summary>The currency of records of requests no plan prices (they cost nothing).</summary>

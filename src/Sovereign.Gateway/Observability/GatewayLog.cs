@@ -41,6 +41,14 @@ internal static partial class GatewayLog
         Message = "The engine at {Upstream} answered in a form that cannot be relayed or metered ({Code}): {Problem}")]
     public static partial void UpstreamAnswerInvalid(ILogger logger, string? upstream, string code, string problem);
 
+    [LoggerMessage(EventId = 4104, EventName = "DecisionAuditFailed", Level = LogLevel.Error,
+        Message = "The audit entry of request {RequestId}'s routing decision could not be committed; the request was refused before any work was sent")]
+    public static partial void DecisionAuditFailed(ILogger logger, Exception exception, string requestId);
+
+    [LoggerMessage(EventId = 4105, EventName = "RegistryRefreshFailed", Level = LogLevel.Warning,
+        Message = "Could not re-read the node registry; routing keeps the last verified view meanwhile")]
+    public static partial void RegistryRefreshFailed(ILogger logger, Exception exception);
+
     /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>
     public static void ErrorAnswered(ILogger logger, HttpContext context, int status, string errorType, string? code, string? param, Exception? exception)
     {

@@ -10,7 +10,7 @@ namespace Sovereign.Gateway.Pipeline;
 /// before it started), and the audit log records the outcome. Requests refused before admission hold no reservation:
 /// the stage that refused them recorded the refusal, and a routed one gets its audit outcome here.
 /// </summary>
-internal sealed class RequestAccounting(InferenceRouter router, RequestMetering metering, LanguageRouting languages)
+internal sealed class RequestAccounting(InferenceRouter router, RequestMetering metering, LanguageRouting languages, ILogger<RequestAccounting> logger)
 {
     public async Task CloseAsync(GovernedRequest request, UsageOutcome outcome)
     {
@@ -24,9 +24,14 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
             // The outcome's audit entry follows its decision's in the chain, even for work refused at once.
             await route.DecisionRecorded;
         }
-        catch (Exception)
+        catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            // The refusal it caused is the request's answer; the outcome is still recorded below.
+            // No work was sent without it; the outcome is still recorded below, and the operator is told.
+            Observability.GatewayLog.DecisionAuditFailed(logger, ex, route.RequestId);
+        }
+        catch (OperationCanceledException)
+        {
+            // The client left while the entry committed; the entry itself is still written.
         }
 
         if (request.Ticket is not { } ticket)

@@ -80,10 +80,24 @@ public sealed class NodeDirectory(
         {
             if (_refreshing is not { IsCompleted: false } running)
             {
-                running = _refreshing = Task.Run(RefreshAsync);
+                running = _refreshing = Task.Run(RefreshLoggedAsync);
             }
 
             return running;
+        }
+    }
+
+    // Requests that do not wait for a refresh never see its failure: it is logged here, and the next request retries.
+    private async Task<Snapshot> RefreshLoggedAsync()
+    {
+        try
+        {
+            return await RefreshAsync();
+        }
+        catch (Exception ex)
+        {
+            Observability.GatewayLog.RegistryRefreshFailed(logger, ex);
+            throw;
         }
     }
 
