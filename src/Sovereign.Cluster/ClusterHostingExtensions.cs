@@ -123,6 +123,7 @@ public static class ClusterHostingExtensions
             // The machine's trust store and host names play no part: the chain must end at the cluster CA.
             options.RemoteCertificateValidation = (certificate, _, _) => tls.ValidatePeer(certificate, out _) is not null;
         });
+        SiloConnectionTracking.Add(silo.Services, tls);
     }
 
     private sealed class ClusterTlsLogging(ClusterTlsCredentials tls, ILoggerFactory loggers) : IHostedService

@@ -72,13 +72,19 @@ public sealed class CertificateRevocations
     public string? Revokes(X509Certificate2 certificate, ClusterIdentity identity)
     {
         ArgumentNullException.ThrowIfNull(certificate);
+        return Revokes(certificate.SerialNumber, new DateTimeOffset(certificate.NotBefore.ToUniversalTime(), TimeSpan.Zero), identity);
+    }
+
+    /// <summary>Why the certificate with <paramref name="serialNumber"/>, valid from <paramref name="notBefore"/>, is revoked; null when it is not.</summary>
+    public string? Revokes(string serialNumber, DateTimeOffset notBefore, ClusterIdentity identity)
+    {
         ArgumentNullException.ThrowIfNull(identity);
-        if (_serials.Count > 0 && NormalizeSerial(certificate.SerialNumber) is { } serial && _serials.Contains(serial))
+        if (_serials.Count > 0 && NormalizeSerial(serialNumber) is { } serial && _serials.Contains(serial))
         {
             return $"it was revoked (serial {serial}).";
         }
 
-        return _nodes.TryGetValue(identity.NodeId, out var at) && new DateTimeOffset(certificate.NotBefore.ToUniversalTime(), TimeSpan.Zero) < at
+        return _nodes.TryGetValue(identity.NodeId, out var at) && notBefore < at
             ? $"the certificates of node {identity.NodeId} were revoked at {at:yyyy-MM-ddTHH:mm:ssZ}, and this one was issued before."
             : null;
     }

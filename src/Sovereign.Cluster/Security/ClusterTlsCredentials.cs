@@ -18,6 +18,7 @@ public sealed partial class ClusterTlsCredentials
     private X509Certificate2? _local;
     private X509Certificate2Collection? _authorities;
     private CertificateRevocations _revocations = CertificateRevocations.None;
+    private ILogger _logger = NullLogger.Instance;
 
     public ClusterTlsCredentials(SovereignClusterOptions options, string dataDirectory, string nodeId, TimeProvider time)
     {
@@ -107,8 +108,16 @@ public sealed partial class ClusterTlsCredentials
         return authority.CopyWithPrivateKey(key);
     }
 
-    /// <summary>Where refused peers are logged (set when the host starts).</summary>
-    public ILogger Logger { get; set; } = NullLogger.Instance;
+    /// <summary>Where refused peers and cut connections are logged (set when the host starts).</summary>
+    public ILogger Logger
+    {
+        get => _logger;
+        set
+        {
+            _logger = value ?? NullLogger.Instance;
+            Connections.Logger = _logger;
+        }
+    }
 
     /// <summary>
     /// The certificates revoked before they expire, as last read from the database (<c>CertificateRevocationSync</c>):
@@ -117,8 +126,18 @@ public sealed partial class ClusterTlsCredentials
     public CertificateRevocations Revocations
     {
         get => Volatile.Read(ref _revocations);
-        set => Volatile.Write(ref _revocations, value ?? CertificateRevocations.None);
+        set
+        {
+            var revocations = value ?? CertificateRevocations.None;
+            Volatile.Write(ref _revocations, revocations);
+
+            // New handshakes check the list; connections a revoked certificate opened earlier are cut here.
+            Connections.CutRevoked(revocations);
+        }
     }
+
+    /// <summary>The open connections peers' cluster certificates authenticated, cut when their certificate is revoked.</summary>
+    public ClusterConnections Connections { get; } = new();
 
     /// <summary>
     /// The identity a peer's certificate proves, if the cluster CA signed it, it is valid now and it is not revoked (a

@@ -37,11 +37,21 @@ internal static class ClusterNodeHttp
 
     /// <summary>
     /// Whether a relay that reached this node over https came from a gateway of the cluster, by its certificate. The TLS
-    /// handshake already validated any client certificate against the cluster CA (or failed), so only its role is read
-    /// here, not the chain again on every request.
+    /// handshake already validated any client certificate against the cluster CA (or failed), so only its role and any
+    /// revocation since are checked here, not the chain again on every request. The request is then tracked under the
+    /// certificate, so a revocation while it runs cuts it.
     /// </summary>
-    public static bool FromClusterGateway(HttpContext context) =>
-        context.Connection.ClientCertificate is { } certificate && ClusterCertificates.IdentityOf(certificate) is { Role: ServerRole.Gateway };
+    public static bool FromClusterGateway(HttpContext context, ClusterTlsCredentials tls)
+    {
+        if (context.Connection.ClientCertificate is not { } certificate || ClusterCertificates.IdentityOf(certificate) is not { Role: ServerRole.Gateway } identity
+            || tls.Revocations.Revokes(certificate, identity) is not null)
+        {
+            return false;
+        }
+
+        context.Response.RegisterForDispose(tls.Connections.Track(certificate, identity, "node-https", context.Abort));
+        return true;
+    }
 
     private static SocketsHttpHandler CreateHandler(ClusterTlsCredentials tls)
     {
@@ -50,8 +60,22 @@ internal static class ClusterNodeHttp
         {
             handler.SslOptions = new SslClientAuthenticationOptions
             {
-                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
-                    certificate is X509Certificate2 presented && tls.ValidatePeer(presented, out _) is { Role: ServerRole.Node },
+                RemoteCertificateValidationCallback = (sender, certificate, _, _) =>
+                {
+                    if (certificate is not X509Certificate2 presented || tls.ValidatePeer(presented, out _) is not { Role: ServerRole.Node } identity)
+                    {
+                        return false;
+                    }
+
+                    // The pool does not say when a connection ends; it is tracked while its stream lives, and a revocation
+                    // of the node's certificate disposes the stream, which fails the requests on it.
+                    if (sender is SslStream stream)
+                    {
+                        tls.Connections.TrackWhileAlive(presented, identity, "gateway-to-node", stream, static open => open.Dispose());
+                    }
+
+                    return true;
+                },
                 LocalCertificateSelectionCallback = (_, _, _, _, _) => tls.Local,
             };
         }

@@ -35,7 +35,7 @@ public sealed class ClusterRelay(IOptions<SovereignClusterOptions> options, Clus
         if (_secretHash is not null && presented is not null
             && CryptographicOperations.FixedTimeEquals(_secretHash, SHA256.HashData(Encoding.UTF8.GetBytes(presented))))
         {
-            if (context.Request.IsHttps && tls.Enabled && options.Value.Role == ServerRole.Node && !ClusterNodeHttp.FromClusterGateway(context))
+            if (context.Request.IsHttps && tls.Enabled && options.Value.Role == ServerRole.Node && !ClusterNodeHttp.FromClusterGateway(context, tls))
             {
                 throw OpenAIException.Unauthorized("This node accepts relays over https only from a gateway presenting its cluster certificate.");
             }

@@ -186,21 +186,28 @@ public sealed class ClusterFixture : IAsyncLifetime
     {
         using var probe = member.Client(null);
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        while (true)
+        try
         {
-            Assert.False(member.Process.HasExited, $"{member.Id} exited during start-up:\n{member.Output}");
-            try
+            while (true)
             {
-                if ((await probe.GetAsync("/ready", timeout.Token)).IsSuccessStatusCode)
+                Assert.False(member.Process.HasExited, $"{member.Id} exited during start-up:\n{member.Output}");
+                try
                 {
-                    return;
+                    if ((await probe.GetAsync("/ready", timeout.Token)).IsSuccessStatusCode)
+                    {
+                        return;
+                    }
                 }
-            }
-            catch (HttpRequestException)
-            {
-            }
+                catch (HttpRequestException)
+                {
+                }
 
-            await Task.Delay(100, timeout.Token);
+                await Task.Delay(100, timeout.Token);
+            }
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            Assert.Fail($"{member.Id} did not become ready within 3 minutes:\n{member.Output}");
         }
     }
 

@@ -102,6 +102,79 @@ public sealed class ClusterNodeHttpTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task GatewayClient_CutsAnOpenStreamFromANode_WhenTheNodesCertificateIsRevoked()
+    {
+        var credentials = WriteGatewayMaterial();
+        var services = new ServiceCollection();
+        services.AddSingleton(credentials);
+        services.AddClusterNodeHttp();
+        await using var provider = services.BuildServiceProvider();
+        using var node = Issue(_authority, new ClusterIdentity(ServerRole.Node, "node-th"));
+        await using var server = await ServeStreamAsync(node);
+        using var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient(UpstreamProxy.ClusterNodeClientName);
+
+        // A stream that the node keeps open: its first chunk arrives, then nothing more.
+        using var response = await client.GetAsync(server.Url, HttpCompletionOption.ResponseHeadersRead);
+        await using var body = await response.Content.ReadAsStreamAsync();
+        var buffer = new byte[64];
+        Assert.True(await body.ReadAsync(buffer) > 0);
+
+        // Revoked while open: the connection is cut, so the read that was waiting ends instead of lasting as long as
+        // the node wants (the wait is bounded only so that a regression fails instead of hanging).
+        var pending = body.ReadAsync(buffer).AsTask();
+        Assert.False(pending.IsCompleted);
+        credentials.Revocations = CertificateRevocations.From([new(CertificateRevocations.NodeKind, "node-th", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), "stolen")]);
+        var ended = await Record.ExceptionAsync(() => pending.WaitAsync(TimeSpan.FromMinutes(1)));
+        Assert.IsNotType<TimeoutException>(ended);
+        Assert.Equal(0, credentials.Connections.Count);
+    }
+
+    private ClusterTlsCredentials WriteGatewayMaterial()
+    {
+        using (var own = Issue(_authority, new ClusterIdentity(ServerRole.Gateway, "gateway-th")))
+        using (var key = own.GetECDsaPrivateKey()!)
+        {
+            ClusterTlsCredentials.WritePem(Path.Combine(_folder, "cluster-cert.pem"), own.ExportCertificatePem(), secret: false);
+            ClusterTlsCredentials.WritePem(Path.Combine(_folder, "cluster-key.pem"), key.ExportPkcs8PrivateKeyPem(), secret: true);
+            ClusterTlsCredentials.WritePem(Path.Combine(_folder, "cluster-ca.pem"), _authority.ExportCertificatePem(), secret: false);
+        }
+
+        return new ClusterTlsCredentials(new SovereignClusterOptions { Redis = "127.0.0.1:1", Role = ServerRole.Gateway, Secret = "s" }, _folder, "gateway-th", TimeProvider.System);
+    }
+
+    /// <summary>A one-connection https responder that sends one chunk of a chunked body and then holds the stream open until the client goes.</summary>
+    private static Task<Listener> ServeStreamAsync(X509Certificate2 certificate)
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var serving = Task.Run(async () =>
+        {
+            using var connection = await listener.AcceptTcpClientAsync();
+            await using var tls = new SslStream(connection.GetStream(), leaveInnerStreamOpen: false, (_, _, _, _) => true);
+            try
+            {
+                await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = certificate, ClientCertificateRequired = true });
+                using var reader = new StreamReader(tls, leaveOpen: true);
+                while (!string.IsNullOrEmpty(await reader.ReadLineAsync()))
+                {
+                }
+
+                await tls.WriteAsync(Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"));
+                await tls.FlushAsync();
+
+                // Until the client's side is closed (a read of 0 bytes or a reset).
+                while (await tls.ReadAsync(new byte[16]) > 0)
+                {
+                }
+            }
+            catch (Exception ex) when (ex is AuthenticationException or IOException)
+            {
+            }
+        });
+        return Task.FromResult(new Listener(listener, serving, new Uri($"https://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}/")));
+    }
+
     private static X509Certificate2 Issue(X509Certificate2 authority, ClusterIdentity identity)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);

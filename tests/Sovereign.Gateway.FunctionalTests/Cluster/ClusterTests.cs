@@ -506,6 +506,37 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     [Fact]
+    public async Task RunningNode_WhoseCertificateIsRevoked_IsCutOff_DeclaredDead_AndNotRoutedTo()
+    {
+        // A node serving over the connections it opened before: revoking it must not wait for them to close.
+        var node = cluster.Start("node-cut", "node", "TH", withModel: true, modelId: "stories-cut");
+        try
+        {
+            await ClusterFixture.WaitReadyAsync(node);
+            await ClusterFixture.WaitForMemberAsync(cluster.GatewayTh, "node/node-cut", "active");
+            await ClusterFixture.WaitForNodesAsync(cluster.GatewayTh, "node-cut");
+            var key = await NewTenantAsync(["TH"]);
+            using var client = cluster.GatewayTh.Client(key);
+            var body = Body.Replace("\"stories\"", "\"stories-cut\"", StringComparison.Ordinal);
+            await ClusterFixture.Expect(client.PostAsync("/v1/chat/completions", Json(body)), 200);
+
+            var (code, output) = await ClusterFixture.CliAsync(cluster.GatewayTh, "cluster", "cert", "revoke", "--node-id", "node-cut", "--reason", "stolen");
+            Assert.True(code == 0, output);
+
+            // Its silo connections are cut and no member accepts a new one: the cluster declares it dead, and the relay
+            // to it is refused (503: its model has no other replica), never served by the revoked node.
+            await ClusterFixture.WaitForMemberAsync(cluster.GatewayTh, "node/node-cut", "dead");
+            var refused = await ClusterFixture.Expect(client.PostAsync("/v1/chat/completions", Json(body)), 503);
+            Assert.Contains(refused.GetProperty("error").GetProperty("code").GetString(), new[] { "no_compliant_capacity", "node_unreachable" });
+            Assert.Contains(cluster.GatewayTh.Output.Split('\n'), line => line.Contains("Cut an open", StringComparison.Ordinal) && line.Contains("node/node-cut", StringComparison.Ordinal));
+        }
+        finally
+        {
+            node.StopGracefully();
+        }
+    }
+
+    [Fact]
     public async Task ClusterMemberWithoutTlsMaterial_RefusesToStart_NamingTheSetting()
     {
         var bare = cluster.Start("gateway-bare", "gateway", "TH", withModel: false, certificate: ClusterFixture.Certificate.None);

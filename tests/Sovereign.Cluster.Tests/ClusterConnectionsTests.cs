@@ -1,0 +1,95 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Sovereign.Cluster.Hosting;
+using Sovereign.Cluster.Security;
+
+namespace Sovereign.Cluster.Tests;
+
+/// <summary>Open connections are cut by the revocation of the certificate that opened them, and only by that.</summary>
+public sealed class ClusterConnectionsTests : IDisposable
+{
+    private static readonly ClusterIdentity NodeTh = new(ServerRole.Node, "node-th");
+    private static readonly ClusterIdentity NodeSg = new(ServerRole.Node, "node-sg");
+    private readonly X509Certificate2 _authority = ClusterCertificates.CreateAuthority("test", DateTimeOffset.UtcNow.AddDays(-1));
+
+    public void Dispose() => _authority.Dispose();
+
+    [Fact]
+    public void Revocation_CutsTheConnectionsOfTheRevokedCertificate_OnlyOnce_AndNotClosedOnes()
+    {
+        var connections = new ClusterConnections();
+        using var th = Issue(NodeTh, DateTimeOffset.UtcNow.AddHours(-2));
+        using var sg = Issue(NodeSg, DateTimeOffset.UtcNow.AddHours(-2));
+        var cut = new List<string>();
+        var first = connections.Track(th, NodeTh, "silo", () => cut.Add("th-1"));
+        using var second = connections.Track(th, NodeTh, "gateway-to-node", () => cut.Add("th-2"));
+        using var other = connections.Track(sg, NodeSg, "silo", () => cut.Add("sg"));
+        first.Dispose();
+        Assert.Equal(2, connections.Count);
+
+        // Nothing revoked, or another certificate: nothing cut.
+        Assert.Equal(0, connections.CutRevoked(CertificateRevocations.None));
+        Assert.Equal(0, connections.CutRevoked(BySerial("ABCDEF")));
+        Assert.Empty(cut);
+
+        // By serial: the open connection of that certificate (not the one already closed), once.
+        Assert.Equal(1, connections.CutRevoked(BySerial(th.SerialNumber)));
+        Assert.Equal(["th-2"], cut);
+        Assert.Equal(0, connections.CutRevoked(BySerial(th.SerialNumber)));
+        Assert.Equal(1, connections.Count);
+
+        // By node: certificates that became valid before the revocation; one issued to the node after it stays.
+        using var reissued = Issue(NodeSg, DateTimeOffset.UtcNow.AddMinutes(10));
+        using var fresh = connections.Track(reissued, NodeSg, "silo", () => cut.Add("sg-new"));
+        Assert.Equal(1, connections.CutRevoked(ByNode("node-sg", DateTimeOffset.UtcNow)));
+        Assert.Equal(["th-2", "sg"], cut);
+        Assert.Equal(1, connections.Count);
+    }
+
+    [Fact]
+    public void ConnectionTrackedByItsStream_IsCutThroughIt_AndForgottenOnceTheStreamIsGone()
+    {
+        var connections = new ClusterConnections();
+        using var th = Issue(NodeTh, DateTimeOffset.UtcNow.AddHours(-2));
+        var stream = new MemoryStream();
+        connections.TrackWhileAlive(th, NodeTh, "gateway-to-node", stream, static open => open.Dispose());
+        Assert.True(stream.CanRead);
+        Assert.Equal(1, connections.CutRevoked(BySerial(th.SerialNumber)));
+        Assert.False(stream.CanRead);
+
+        TrackUnreachable(connections, th);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        Assert.Equal(0, connections.Count);
+    }
+
+    [Theory]
+    [InlineData("node/node-th", ServerRole.Node, "node-th", true)]
+    [InlineData("gateway/gw-th", ServerRole.Gateway, "gw-th", true)]
+    [InlineData("all/gw-th", ServerRole.Gateway, "gw-th", true)]
+    [InlineData("gateway/node-th", ServerRole.Node, "node-th", false)]
+    [InlineData("all/node-th", ServerRole.Node, "node-th", false)]
+    [InlineData("node/gw-th", ServerRole.Gateway, "gw-th", false)]
+    [InlineData("node/node-sg", ServerRole.Node, "node-th", false)]
+    [InlineData("node-th", ServerRole.Node, "node-th", false)]
+    [InlineData(null, ServerRole.Node, "node-th", false)]
+    public void SiloName_MustBeWhatTheCertificateBinds(string? name, ServerRole role, string nodeId, bool matches) =>
+        Assert.Equal(matches, SiloConnectionTracking.NameMatches(name, new ClusterIdentity(role, nodeId)));
+
+    // Not inlined, so no local keeps the stream alive while the test collects it.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static void TrackUnreachable(ClusterConnections connections, X509Certificate2 certificate) =>
+        connections.TrackWhileAlive(certificate, NodeTh, "gateway-to-node", new MemoryStream(), static open => open.Dispose());
+
+    private static CertificateRevocations BySerial(string serial) =>
+        CertificateRevocations.From([new(CertificateRevocations.SerialKind, CertificateRevocations.NormalizeSerial(serial)!, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), null)]);
+
+    private static CertificateRevocations ByNode(string nodeId, DateTimeOffset at) =>
+        CertificateRevocations.From([new(CertificateRevocations.NodeKind, nodeId, at.ToUnixTimeMilliseconds(), "stolen")]);
+
+    private X509Certificate2 Issue(ClusterIdentity identity, DateTimeOffset at)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        return ClusterCertificates.Issue(_authority, ClusterCertificates.CreateSigningRequest(identity, key), identity, at);
+    }
+}
