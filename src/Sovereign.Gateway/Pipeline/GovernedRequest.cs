@@ -51,7 +51,7 @@ internal sealed class GovernedRequest : IAsyncDisposable
     public MeterTicket? Ticket { get; internal set; }
 
     /// <summary>The request's slot of its pool where plans reserve slots there (<see cref="PoolAdmission"/>), until it ends.</summary>
-    public IDisposable? PoolLease { get; internal set; }
+    public IAsyncDisposable? PoolLease { get; internal set; }
 
     /// <summary>The error code of the refusal that ended the request before its work started, if one did.</summary>
     public string? RefusalCode { get; internal set; }
@@ -88,7 +88,10 @@ internal sealed class GovernedRequest : IAsyncDisposable
             }
             finally
             {
-                PoolLease?.Dispose();
+                if (PoolLease is { } lease)
+                {
+                    await lease.DisposeAsync();
+                }
             }
         }
     }

@@ -1,10 +1,9 @@
-using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Routing;
-using Sovereign.Inference.Scheduling;
+using Sovereign.Gateway.OpenAI;
 using Sovereign.Metering.Pricing;
 
 namespace Sovereign.Gateway.Pipeline;
@@ -15,21 +14,23 @@ namespace Sovereign.Gateway.Pipeline;
 /// until it gets a reserved or an unreserved slot. A pool nobody reserves in costs no gate and no wait.
 /// </summary>
 /// <remarks>
-/// The gate is this gateway's: with several gateways each one keeps the reservations for the requests it relays
-/// (see docs/architecture.md, "Pools").
+/// The gate is the cluster's: one <see cref="IPoolSlotsGrain"/> activation per pool and model, on a gateway, so the
+/// reservation holds across every gateway that relays to the pool (see docs/architecture.md, "Pools").
 /// </remarks>
 internal sealed class PoolAdmission(
     NodeDirectory nodes,
     Models.ModelCatalog catalog,
     PriceBookProvider prices,
+    IGrainFactory grains,
+    ILocalSiloDetails silo,
     IOptions<SovereignOptions> options,
     IOptions<Cluster.Hosting.SovereignClusterOptions> cluster)
 {
-    private readonly ConcurrentDictionary<(string Pool, string Model), PoolGate> _gates = new();
     private volatile LocalPlacement? _local;
 
-    /// <summary>The gate of a model in a pool, once a request met it (tests read its counters).</summary>
-    internal PoolGate? GateOf(string pool, string model) => _gates.GetValueOrDefault((pool, model));
+    /// <summary>A model's slots in a pool, cluster-wide: the plan's on reserved slots, all on unreserved ones, and those waiting.</summary>
+    internal Task<PoolSlotCounts> CountsAsync(string pool, string model, string plan) =>
+        grains.GetGrain<IPoolSlotsGrain>(PoolSlotsGrain.KeyOf(pool, model)).CountsAsync(plan);
 
     /// <summary>
     /// This process's own node's placement (its models run here): the pool its verified credential names, as every
@@ -60,7 +61,7 @@ internal sealed class PoolAdmission(
     /// Waits for a slot of the request's pool when plans reserve slots there; null (nothing to release) otherwise.
     /// Throws the OpenAI error to answer with when it cannot get one.
     /// </summary>
-    public async ValueTask<IDisposable?> AcquireAsync(GovernedRequest request)
+    public async ValueTask<IAsyncDisposable?> AcquireAsync(GovernedRequest request)
     {
         // Work a gateway relays here already holds its slot of the pool at that gateway.
         if (request.Route is not { Placement: { } placement } route || request.Ticket is not { } ticket
@@ -83,9 +84,32 @@ internal sealed class PoolAdmission(
 
         var reserved = book.FindPlan(request.Caller.Plan)?.ReservedSlotsIn(placement.Pool) ?? 0;
         var capacity = await CapacityAsync(placement.Pool, route.Model);
-        var gate = _gates.GetOrAdd((placement.Pool, route.Model), static (key, queue) => new PoolGate(key.Pool, key.Model, queue), options.Value.Limits.RouteQueue);
-        return await gate.AcquireAsync(request.Caller.Plan, reserved, reservedTotal, capacity,
-            new FairQueueEntry(request.Caller.TenantId, ticket.Weight, ticket.Priority, 1), request.Aborted);
+        var gate = grains.GetGrain<IPoolSlotsGrain>(PoolSlotsGrain.KeyOf(placement.Pool, route.Model));
+        var slot = new PoolSlotRequest(Guid.NewGuid(), placement.Pool, route.Model, request.Caller.Plan, reserved, reservedTotal, capacity,
+            options.Value.Limits.RouteQueue, request.Caller.TenantId, ticket.Weight, (int)ticket.Priority, silo.SiloAddress);
+        var answer = await gate.AcquireAsync(slot);
+        try
+        {
+            while (answer.State == PoolSlotState.Queued)
+            {
+                answer = await gate.AwaitAsync(slot.Ticket).WaitAsync(request.Aborted);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The client left while waiting: its place (or a slot granted meanwhile) is given back.
+            await gate.ReleaseAsync(slot.Ticket);
+            throw;
+        }
+
+        return answer.State switch
+        {
+            PoolSlotState.Granted => new PoolSlotLease(gate, slot.Ticket),
+            PoolSlotState.Refused => throw new OpenAIException(answer.Status, answer.Message ?? "No slot of the pool.", answer.Type ?? "server_error", null, answer.Code,
+                answer.RetryAfterSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : null),
+            _ => throw new OpenAIException(StatusCodes.Status503ServiceUnavailable, $"The slot this request waited for in pool '{placement.Pool}' was lost; try again.",
+                "server_error", null, "queue_full", TimeSpan.FromSeconds(1)),
+        };
     }
 
     /// <summary>
@@ -139,4 +163,18 @@ internal sealed class PoolAdmission(
     }
 
     private sealed record LocalPlacement(NodeView? Node, Placement Placement);
+
+    /// <summary>A slot of the cluster's pool gate, given back once when the request ends.</summary>
+    private sealed class PoolSlotLease(IPoolSlotsGrain gate, Guid ticket) : IAsyncDisposable
+    {
+        private int _released;
+
+        public async ValueTask DisposeAsync()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                await gate.ReleaseAsync(ticket);
+            }
+        }
+    }
 }

@@ -116,7 +116,11 @@ internal sealed class RequestPipeline(
 
         var lease = request.PoolLease;
         request.PoolLease = null;
-        lease?.Dispose();
+        if (lease is not null)
+        {
+            await lease.DisposeAsync();
+        }
+
         request.PoolLease = await pools.AcquireAsync(request);
     }
 

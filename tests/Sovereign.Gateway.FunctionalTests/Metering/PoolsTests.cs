@@ -173,15 +173,16 @@ public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixtur
         try
         {
             var first = busyClient.PostAsync("/v1/chat/completions", Chat(4));
-            var gate = await WaitForAsync(() => pools.GateOf(PoolsFixture.Pool, PoolsFixture.Model) is { UnreservedRunning: 1 } g ? g : null, "the first request to take the unreserved slot");
+            Task<PoolSlotCounts> Gold() => pools.CountsAsync(PoolsFixture.Pool, PoolsFixture.Model, "gold");
+            await WaitForAsync(async () => (await Gold()).UnreservedRunning == 1, "the first request to take the unreserved slot");
             var second = busyClient.PostAsync("/v1/chat/completions", Chat(4));
-            await WaitForAsync(() => gate.Waiting == 1 ? gate : null, "the second request to wait");
+            await WaitForAsync(async () => (await Gold()).Waiting == 1, "the second request to wait");
 
             // One of the pool's 2 slots is idle, but it is gold's: the second request keeps waiting. Gold gets it at once.
-            Assert.Equal(0, gate.ReservedRunning("gold"));
+            Assert.Equal(0, (await Gold()).ReservedRunning);
             var reserved = goldClient.PostAsync("/v1/chat/completions", Chat(4));
-            await WaitForAsync(() => gate.ReservedRunning("gold") == 1 ? gate : null, "gold's request to take its reserved slot");
-            Assert.Equal((1, 1), (gate.UnreservedRunning, gate.Waiting));
+            await WaitForAsync(async () => (await Gold()).ReservedRunning == 1, "gold's request to take its reserved slot");
+            Assert.Equal(new PoolSlotCounts(1, 1, 1), await Gold());
             Assert.False(second.IsCompleted);
 
             release.SetResult();
@@ -225,14 +226,13 @@ public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixtur
     }
 
     /// <summary>Waits for a state the server reaches on its own (no timing is asserted; the limit only bounds a hang).</summary>
-    private static async Task<T> WaitForAsync<T>(Func<T?> probe, string what)
-        where T : class
+    private static async Task WaitForAsync(Func<Task<bool>> probe, string what)
     {
         for (var attempt = 0; attempt < 3000; attempt++)
         {
-            if (probe() is { } value)
+            if (await probe())
             {
-                return value;
+                return;
             }
 
             await Task.Delay(10);

@@ -52,16 +52,15 @@ public sealed class PoolFailoverTests(ExternalEnginesFixture fixture) : IClassFi
         Assert.False(pending.IsCompleted, pending.IsCompleted ? await (await pending).Content.ReadAsStringAsync() : "");
 
         // While it runs on b, only b's pool counts it: a's slot was given back when a could not be reached.
-        var gateA = pools.GateOf("fa-pa", Model) ?? throw new Xunit.Sdk.XunitException("the first route never entered pool fa-pa");
-        var gateB = pools.GateOf("fa-pb", Model) ?? throw new Xunit.Sdk.XunitException("the failover never entered pool fa-pb");
-        Assert.Equal((0, 0), (gateA.ReservedRunning("fa-plan"), gateA.UnreservedRunning));
-        Assert.Equal((1, 0), (gateB.ReservedRunning("fa-plan"), gateB.UnreservedRunning));
+        Assert.Equal(new PoolSlotCounts(0, 0, 0), await pools.CountsAsync("fa-pa", Model, "fa-plan"));
+        Assert.Equal(new PoolSlotCounts(1, 0, 0), await pools.CountsAsync("fa-pb", Model, "fa-plan"));
 
         answer.SetResult();
         using var response = await pending;
         Assert.Equal(200, (int)response.StatusCode);
         Assert.Equal("fa-b", response.Headers.GetValues("x-sovereign-node").Single());
-        Assert.Equal((0, 0), (gateB.ReservedRunning("fa-plan"), gateA.ReservedRunning("fa-plan")));
+        Assert.Equal(new PoolSlotCounts(0, 0, 0), await pools.CountsAsync("fa-pb", Model, "fa-plan"));
+        Assert.Equal(new PoolSlotCounts(0, 0, 0), await pools.CountsAsync("fa-pa", Model, "fa-plan"));
 
         var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single())
             ?? throw new Xunit.Sdk.XunitException("no usage record");
@@ -89,8 +88,8 @@ public sealed class PoolFailoverTests(ExternalEnginesFixture fixture) : IClassFi
         Assert.Equal(503, (int)response.StatusCode);
         Assert.Equal("no_compliant_capacity", error.GetProperty("code").GetString());
         Assert.Equal(0, live.Requests);
-        Assert.Equal(0, pools.GateOf("fb-pa", Model)?.ReservedRunning("fb-plan") ?? 0);
-        Assert.Equal(0, pools.GateOf("fb-pb", Model)?.ReservedRunning("fb-plan") ?? 0);
+        Assert.Equal(new PoolSlotCounts(0, 0, 0), await pools.CountsAsync("fb-pa", Model, "fb-plan"));
+        Assert.Equal(new PoolSlotCounts(0, 0, 0), await pools.CountsAsync("fb-pb", Model, "fb-plan"));
         var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
         Assert.Equal((UsageOutcome.Refused, 0m, "no_compliant_capacity"), (record?.Outcome, record?.Cost, record?.RefusalCode));
     }
