@@ -167,6 +167,61 @@ public sealed class ClusterCertificatesTests
     }
 
     [Fact]
+    public void RotatedCertificate_IsUsedFromItsFilesOn_WithoutARestart_OnlyWhenItIsThisMembersAndValid()
+    {
+        var folder = Directory.CreateTempSubdirectory("sovereign-tls-").FullName;
+        try
+        {
+            var now = DateTimeOffset.UtcNow;
+            using var ca = ClusterCertificates.CreateAuthority("prod", now.AddDays(-1));
+            var credentials = new ClusterTlsCredentials(new SovereignClusterOptions { Redis = "r", Role = ServerRole.Node }, folder, "node-th", TimeProvider.System);
+            ClusterTlsCredentials.WritePem(credentials.AuthorityPath, ca.ExportCertificatePem(), secret: false);
+            var written = now.UtcDateTime.AddMinutes(-10);
+            void Write(ClusterIdentity identity, X509Certificate2 authority)
+            {
+                using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+                using var issued = ClusterCertificates.Issue(authority, ClusterCertificates.CreateSigningRequest(identity, key), identity, now);
+                ClusterTlsCredentials.WritePem(credentials.CertificatePath, issued.ExportCertificatePem(), secret: false);
+                ClusterTlsCredentials.WritePem(credentials.KeyPath, key.ExportPkcs8PrivateKeyPem(), secret: true);
+
+                // Each rewrite gets a later time stamp, as real rotations days apart do (file systems' resolution varies).
+                written = written.AddSeconds(1);
+                File.SetLastWriteTimeUtc(credentials.CertificatePath, written);
+                File.SetLastWriteTimeUtc(credentials.KeyPath, written);
+            }
+
+            Write(NodeTh, ca);
+            var first = credentials.Local.SerialNumber;
+            Assert.Equal(first, credentials.Local.SerialNumber);
+
+            // Re-issued for this member: used at once, with its key.
+            Write(NodeTh, ca);
+            var rotated = credentials.Local;
+            Assert.NotEqual(first, rotated.SerialNumber);
+            Assert.True(rotated.HasPrivateKey);
+
+            // Another member's certificate, or one from another CA, is not adopted: the rotated one stays.
+            Write(new ClusterIdentity(ServerRole.Node, "node-sg"), ca);
+            Assert.Equal(rotated.SerialNumber, credentials.Local.SerialNumber);
+            using var foreign = ClusterCertificates.CreateAuthority("other", now.AddDays(-1));
+            Write(NodeTh, foreign);
+            Assert.Equal(rotated.SerialNumber, credentials.Local.SerialNumber);
+
+            // A CA rollover needs no restart either: the CA file is read again when it changes.
+            using var next = ClusterCertificates.CreateAuthority("prod-2", now.AddDays(-1));
+            ClusterTlsCredentials.WritePem(credentials.AuthorityPath, ca.ExportCertificatePem() + "\n" + next.ExportCertificatePem(), secret: false);
+            File.SetLastWriteTimeUtc(credentials.AuthorityPath, written.AddSeconds(1));
+            Assert.Equal(2, credentials.Authorities.Count);
+            Write(NodeTh, next);
+            Assert.NotEqual(rotated.SerialNumber, credentials.Local.SerialNumber);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
     public void IssuerDuringARollover_IsTheCaCertificateTheKeyBelongsTo()
     {
         var folder = Directory.CreateTempSubdirectory("sovereign-tls-").FullName;

@@ -16,7 +16,9 @@ public sealed partial class ClusterTlsCredentials
     private readonly Lock _lock = new();
     private readonly TimeProvider _time;
     private X509Certificate2? _local;
+    private (DateTime Certificate, DateTime Key) _localWritten;
     private X509Certificate2Collection? _authorities;
+    private DateTime _authoritiesWritten;
     private CertificateRevocations _revocations = CertificateRevocations.None;
     private ILogger _logger = NullLogger.Instance;
 
@@ -54,21 +56,37 @@ public sealed partial class ClusterTlsCredentials
     /// <summary>Whether this is a node that will receive its certificate when it joins with its token.</summary>
     public bool AwaitsJoin => Options is { Role: ServerRole.Node } && !string.IsNullOrWhiteSpace(Options.JoinToken) && !File.Exists(CertificatePath);
 
-    /// <summary>This member's certificate with its private key.</summary>
+    /// <summary>
+    /// This member's certificate with its private key. Read again when its files change (a certificate rotated with
+    /// <c>sovereign cluster cert issue</c> is used from the next connection on, without a restart), but only adopted if
+    /// the cluster CA signed it for this member's identity and it is not revoked; otherwise the one in use stays.
+    /// </summary>
     public X509Certificate2 Local
     {
         get
         {
             lock (_lock)
             {
-                return _local ??= X509Certificate2.CreateFromPemFile(CertificatePath, KeyPath);
+                var written = (File.GetLastWriteTimeUtc(CertificatePath), File.GetLastWriteTimeUtc(KeyPath));
+                if (_local is null)
+                {
+                    _local = X509Certificate2.CreateFromPemFile(CertificatePath, KeyPath);
+                    _localWritten = written;
+                }
+                else if (written != _localWritten)
+                {
+                    TryRotateLocked(written);
+                }
+
+                return _local;
             }
         }
     }
 
     /// <summary>
     /// The cluster CA, the only root trusted for cluster connections: every certificate in <see cref="AuthorityPath"/>,
-    /// so during a CA rollover the file holds the old and the new one.
+    /// so during a CA rollover the file holds the old and the new one. Read again when the file changes (a rollover
+    /// needs no restart); a file that cannot be read or holds no certificate leaves the ones in use.
     /// </summary>
     public X509Certificate2Collection Authorities
     {
@@ -76,21 +94,69 @@ public sealed partial class ClusterTlsCredentials
         {
             lock (_lock)
             {
-                if (_authorities is null)
+                var written = File.GetLastWriteTimeUtc(AuthorityPath);
+                if (_authorities is not null && written == _authoritiesWritten)
                 {
-                    var loaded = new X509Certificate2Collection();
-                    loaded.ImportFromPemFile(AuthorityPath);
-                    if (loaded.Count == 0)
-                    {
-                        throw new CryptographicException($"{AuthorityPath} holds no PEM certificate.");
-                    }
-
-                    _authorities = loaded;
+                    return _authorities;
                 }
 
+                var loaded = new X509Certificate2Collection();
+                try
+                {
+                    loaded.ImportFromPemFile(AuthorityPath);
+                }
+                catch (Exception ex) when (_authorities is not null && ex is CryptographicException or IOException)
+                {
+                    // Being rewritten: the next connection reads it again.
+                    return _authorities;
+                }
+
+                if (loaded.Count == 0)
+                {
+                    return _authorities ?? throw new CryptographicException($"{AuthorityPath} holds no PEM certificate.");
+                }
+
+                if (_authorities is not null)
+                {
+                    LogAuthoritiesReloaded(Logger, AuthorityPath, loaded.Count);
+                }
+
+                _authorities = loaded;
+                _authoritiesWritten = written;
                 return _authorities;
             }
         }
+    }
+
+    private void TryRotateLocked((DateTime Certificate, DateTime Key) written)
+    {
+        X509Certificate2 candidate;
+        try
+        {
+            candidate = X509Certificate2.CreateFromPemFile(CertificatePath, KeyPath);
+        }
+        catch (Exception ex) when (ex is CryptographicException or IOException)
+        {
+            // The certificate and its key are written one after the other: the pair is read again at the next connection.
+            return;
+        }
+
+        _localWritten = written;
+        var identity = ClusterCertificates.Validate(candidate, Authorities, _time.GetUtcNow(), out var problem);
+        if (identity is not null)
+        {
+            problem = identity != ExpectedIdentity ? $"it is issued to {identity}, but this process is {ExpectedIdentity}." : Revocations.Revokes(candidate, identity);
+        }
+
+        if (problem is not null)
+        {
+            LogRotationRefused(Logger, CertificatePath, problem);
+            candidate.Dispose();
+            return;
+        }
+
+        LogRotated(Logger, CertificatePath, _local!.SerialNumber, candidate.SerialNumber);
+        _local = candidate;
     }
 
     /// <summary>
@@ -245,6 +311,15 @@ public sealed partial class ClusterTlsCredentials
 
     /// <summary>A path from settings: absolute as given, relative ones inside the data directory.</summary>
     public static string Resolve(string dataDirectory, string path) => Path.GetFullPath(Path.Combine(dataDirectory, path));
+
+    [LoggerMessage(EventId = 3016, Level = LogLevel.Information, Message = "Cluster certificate {Path} rotated: serial {Old} replaced by {New} for new connections")]
+    private static partial void LogRotated(ILogger logger, string path, string old, string @new);
+
+    [LoggerMessage(EventId = 3017, Level = LogLevel.Error, Message = "Cluster certificate {Path} changed but was not adopted (the one in use stays): {Problem}")]
+    private static partial void LogRotationRefused(ILogger logger, string path, string problem);
+
+    [LoggerMessage(EventId = 3018, Level = LogLevel.Information, Message = "Cluster CA file {Path} read again: {Count} certificate(s) trusted")]
+    private static partial void LogAuthoritiesReloaded(ILogger logger, string path, int count);
 
     [LoggerMessage(EventId = 3010, Level = LogLevel.Warning, Message = "Refused a cluster peer's certificate {Subject} ({Thumbprint}): {Problem}")]
     private static partial void LogRefused(ILogger logger, string subject, string thumbprint, string problem);
