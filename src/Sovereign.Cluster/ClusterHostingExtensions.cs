@@ -74,13 +74,12 @@ public static class ClusterHostingExtensions
             {
                 // Money, keys, the registry and the price book's version live on gateways only: a GPU node that dies (or is drained) never takes a
                 // tenant's budget or a key's revocation down with it. Orleans places a grain only on silos hosting its class.
-                silo.Configure<GrainTypeOptions>(o =>
-                {
-                    o.Classes.Remove(typeof(TenantGrain));
-                    o.Classes.Remove(typeof(ApiKeyGrain));
-                    o.Classes.Remove(typeof(NodeRegistryGrain));
-                    o.Classes.Remove(typeof(PriceBookGrain));
-                });
+                silo.Services.AddOptions<GrainTypeOptions>().PostConfigure<IOptions<GatewayOnlyGrains>>((grains, gatewayOnly) =>
+                    grains.Classes.ExceptWith(gatewayOnly.Value.Classes));
+            }
+            else if (tls.Enabled)
+            {
+                silo.Services.AddHostedService<SiloRoleGuard>();
             }
 
             // A silo that stops answering probes is declared dead within about DeathSeconds (probes every third of it).
@@ -97,6 +96,7 @@ public static class ClusterHostingExtensions
             });
         });
         builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.Configure<GatewayOnlyGrains>(o => o.Classes.UnionWith([typeof(TenantGrain), typeof(ApiKeyGrain), typeof(NodeRegistryGrain), typeof(PriceBookGrain)]));
         builder.Services.AddOptions<TenantMoneyOptions>()
             .Bind(builder.Configuration.GetSection("Sovereign:Metering"))
             .Validate(o => o.ReservationLifetime > TimeSpan.Zero, "Sovereign:Metering:ReservationLifetime must be positive (e.g. 00:30:00).")

@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Sovereign.Cluster.Hosting;
@@ -92,4 +93,42 @@ public sealed class ClusterConnectionsTests : IDisposable
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         return ClusterCertificates.Issue(_authority, ClusterCertificates.CreateSigningRequest(identity, key), identity, at);
     }
+}
+
+/// <summary>A silo named as a node that offers to host a gateway-only grain is expelled; genuine members are not.</summary>
+public sealed class SiloRoleGuardTests
+{
+    private static readonly Orleans.Runtime.GrainType Tenant = Orleans.Runtime.GrainType.Create("tenant");
+    private static readonly Orleans.Runtime.GrainType Chat = Orleans.Runtime.GrainType.Create("chat");
+
+    [Fact]
+    public void OnlyANodeNamedSilo_OfferingAGatewayOnlyGrain_IsAnImpostor()
+    {
+        var gateway = Silo(1);
+        var node = Silo(2);
+        var tampered = Silo(3);
+        var deadTampered = Silo(4);
+        var members = new Dictionary<Orleans.Runtime.SiloAddress, Orleans.Runtime.ClusterMember>
+        {
+            [gateway] = new(gateway, Orleans.Runtime.SiloStatus.Active, "gateway/gw-th"),
+            [node] = new(node, Orleans.Runtime.SiloStatus.Active, "node/node-th"),
+            [tampered] = new(tampered, Orleans.Runtime.SiloStatus.Joining, "node/node-x"),
+            [deadTampered] = new(deadTampered, Orleans.Runtime.SiloStatus.Dead, "node/node-y"),
+        };
+        var manifest = new Orleans.Metadata.ClusterManifest(new Orleans.Metadata.MajorMinorVersion(1, 1),
+            System.Collections.Immutable.ImmutableDictionary<Orleans.Runtime.SiloAddress, Orleans.Metadata.GrainManifest>.Empty
+                .Add(gateway, Offers(Tenant, Chat))
+                .Add(node, Offers(Chat))
+                .Add(tampered, Offers(Chat, Tenant))
+                .Add(deadTampered, Offers(Tenant)));
+
+        var impostor = Assert.Single(SiloRoleGuard.Impostors(manifest, members, new HashSet<Orleans.Runtime.GrainType> { Tenant }));
+        Assert.Equal((tampered, "node/node-x", Tenant), impostor);
+    }
+
+    private static Orleans.Runtime.SiloAddress Silo(int n) => Orleans.Runtime.SiloAddress.New(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 11110 + n), n);
+
+    private static Orleans.Metadata.GrainManifest Offers(params Orleans.Runtime.GrainType[] types) => new(
+        types.ToImmutableDictionary(t => t, _ => new Orleans.Metadata.GrainProperties(System.Collections.Immutable.ImmutableDictionary.Create<string, string>(StringComparer.Ordinal))),
+        System.Collections.Immutable.ImmutableDictionary<Orleans.Runtime.GrainInterfaceType, Orleans.Metadata.GrainInterfaceProperties>.Empty);
 }

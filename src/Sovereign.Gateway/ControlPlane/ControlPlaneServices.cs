@@ -40,13 +40,7 @@ internal static class ControlPlaneServices
         builder.AddSovereignCluster();
 
         // Reserved pool capacity is held on gateways, like money: a node that dies never takes the pool's count with it.
-        services.AddOptions<Orleans.Configuration.GrainTypeOptions>().PostConfigure<IOptions<Cluster.Hosting.SovereignClusterOptions>>((grains, cluster) =>
-        {
-            if (cluster.Value is { IsDistributed: true, Role: Cluster.Hosting.ServerRole.Node })
-            {
-                grains.Classes.Remove(typeof(Pipeline.PoolSlotsGrain));
-            }
-        });
+        services.Configure<Cluster.Hosting.GatewayOnlyGrains>(grains => grains.Classes.Add(typeof(Pipeline.PoolSlotsGrain)));
         services.TryAddSingleton(sp => CreateCatalog(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
         services.TryAddSingleton(sp => OpenDatabase(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
         services.TryAddSingleton(sp => new ControlPlaneStore(sp.GetRequiredService<SqlDatabase>()));
