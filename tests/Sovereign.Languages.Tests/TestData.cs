@@ -37,6 +37,13 @@ internal static partial class TestData
     /// in session 15 before any change or evaluation of that session.</summary>
     public const string ThirdHeldOut = "heldout-3.txt";
 
+    /// <summary>The fourth held-out evaluation set (the close groups, Bulgarian, and Macedonian as text outside the set),
+    /// written in session 16 before any change, evaluation or new tuning sentence of that session.</summary>
+    public const string FourthHeldOut = "heldout-4.txt";
+
+    /// <summary>The held-out sets, in the order they were written.</summary>
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut];
+
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
     {

@@ -79,6 +79,10 @@ internal sealed class ContrastEvidence
     /// <summary>Whether inflected forms match by stem (for tuning; on by default).</summary>
     internal static bool Stems { get; set; } = true;
 
+    /// <summary>The contrast words listed for a language (alone or with others).</summary>
+    public IEnumerable<string> WordsOf(string language) =>
+        _words.Where(kv => kv.Value.Contains(language, StringComparer.Ordinal)).Select(kv => kv.Key);
+
     /// <summary>Contrast words of each language in the text (each distinct word once).</summary>
     public Dictionary<string, int> WordHits(string normalized)
     {

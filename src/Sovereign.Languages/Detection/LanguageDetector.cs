@@ -127,6 +127,26 @@ public sealed class LanguageDetector
     /// <summary>Weight of each of a language's own letters (up to 2).</summary>
     internal double LetterWeight { get; init; } = 1.0;
 
+    /// <summary>The close groups' word models, per script (<see cref="CloseGroupWords"/>).</summary>
+    internal IReadOnlyDictionary<WritingScript, CloseGroupWords[]> CloseWords { get; init; } = CloseGroupWords.Default;
+
+    /// <summary>Weight of the close group's word model when its members are decided among themselves (0: off).</summary>
+    internal double WordWeight { get; init; } = 0.35;
+
+    /// <summary>Largest part of one word or word pair in the close group's word model.</summary>
+    internal double WordCap { get; init; } = 2.0;
+
+    /// <summary>Ijekavian and ekavian words (<see cref="YatReflex"/>).</summary>
+    internal YatReflex Reflexes { get; init; } = YatReflex.Default;
+
+    /// <summary>Weight of each ijekavian word (for Croatian and Bosnian) or ekavian word or joined future (for Serbian),
+    /// up to 2, and of a free <c>sa</c> (for Bosnian and Serbian).</summary>
+    internal double ReflexWeight { get; init; } = 2.0;
+
+    /// <summary>The same detector with other close-group word models or weights: for tuning on held-apart folds.</summary>
+    internal LanguageDetector WithWords(IReadOnlyDictionary<WritingScript, CloseGroupWords[]> closeWords, double wordWeight, double wordCap, YatReflex reflexes, double reflexWeight) =>
+        new(this) { CloseWords = closeWords, WordWeight = wordWeight, WordCap = wordCap, Reflexes = reflexes, ReflexWeight = reflexWeight };
+
     /// <summary>The same detector (same Lingua models) with other profiles or weights: for tuning on held-apart folds.</summary>
     internal LanguageDetector With(IReadOnlyDictionary<WritingScript, LanguageProfiles> profiles, double linguaWeight, double profileWeight, double linguaFloor, double contrastWeight, double letterWeight) =>
         new(this) { Profiles = profiles, LinguaWeight = linguaWeight, ProfileWeight = profileWeight, LinguaFloor = linguaFloor, ContrastWeight = contrastWeight, LetterWeight = letterWeight };
@@ -148,6 +168,11 @@ public sealed class LanguageDetector
         LeaderShare = other.LeaderShare;
         ContrastWeight = other.ContrastWeight;
         LetterWeight = other.LetterWeight;
+        CloseWords = other.CloseWords;
+        WordWeight = other.WordWeight;
+        WordCap = other.WordCap;
+        Reflexes = other.Reflexes;
+        ReflexWeight = other.ReflexWeight;
         Trace = other.Trace;
     }
 
@@ -286,7 +311,7 @@ public sealed class LanguageDetector
         var normalized = LanguageProfiles.Normalize(text);
         var contrast = ContrastEvidence.Default;
         var wordHits = contrast.WordHits(normalized);
-        var leader = shares.Values.DefaultIfEmpty(0).Max();
+        var leaderShare = shares.Values.DefaultIfEmpty(0).Max();
         var borrowed = new Dictionary<string, double>(candidates.Count, StringComparer.Ordinal);
         foreach (var code in candidates)
         {
@@ -294,7 +319,7 @@ public sealed class LanguageDetector
             // a part of the leader's share (Lingua scatters text it has no model for, Tetum, over unrelated languages).
             // Inside one it does not: the part would lift it, or with pooling its whole group, over Lingua's leader.
             borrowed[code] = !group.StandIns.TryGetValue(code, out var standIns) ? shares.GetValueOrDefault(code)
-                : GroupOf(code) is null ? Math.Max(standIns.Max(shares.GetValueOrDefault), LeaderShare * leader)
+                : GroupOf(code) is null ? Math.Max(standIns.Max(shares.GetValueOrDefault), LeaderShare * leaderShare)
                 : standIns.Max(shares.GetValueOrDefault);
         }
 
@@ -324,11 +349,18 @@ public sealed class LanguageDetector
         // Softmax: probabilities among the candidates.
         var max = scores.Max();
         var sum = scores.Sum(s => Math.Exp(s - max));
-        var order = Enumerable.Range(0, candidates.Count).OrderByDescending(i => scores[i]).ToArray();
+        var probabilities = scores.Select(s => Math.Exp(s - max) / sum).ToArray();
+        var leader = Array.IndexOf(scores, max);
+        if (GroupOf(candidates[leader]) is { } winningGroup && WordModel(group.Script, candidates[leader]) is { } words)
+        {
+            DecideWithinGroup(candidates, scores, probabilities, winningGroup, words, normalized);
+        }
+
+        var order = Enumerable.Range(0, candidates.Count).OrderByDescending(i => probabilities[i]).ToArray();
         var top = candidates[order[0]];
-        var p = Math.Exp(scores[order[0]] - max) / sum;
+        var p = probabilities[order[0]];
         string? second = order.Length > 1 ? candidates[order[1]] : null;
-        var p2 = order.Length > 1 ? Math.Exp(scores[order[1]] - max) / sum : 0;
+        var p2 = order.Length > 1 ? probabilities[order[1]] : 0;
         var method = top == linguaTop ? LanguageDetection.ByLingua : LanguageDetection.ByProfile;
 
         if (_marathiHindi is { } pair && (top == pair.First || top == pair.Second) && pair.Balance(text) is var balance && balance != 0)
@@ -349,6 +381,45 @@ public sealed class LanguageDetector
 
         return new LanguageDetection(top, p * share, method) { RunnerUp = second, RunnerUpConfidence = p2 * share };
     }
+
+    // Once the candidates put a close group ahead, the group's members are decided among themselves: the group keeps
+    // its probability, and how it is split among the members adds the group's word model to the members' scores.
+    private void DecideWithinGroup(List<string> candidates, double[] scores, double[] probabilities, string[] closeGroup, CloseGroupWords words, string normalized)
+    {
+        var members = Enumerable.Range(0, candidates.Count).Where(i => closeGroup.Contains(candidates[i], StringComparer.Ordinal)).ToArray();
+        if (members.Length < 2)
+        {
+            return;
+        }
+
+        var evidence = words.Score(normalized, [.. members.Select(i => candidates[i])], WordCap);
+        var inner = members.Select((i, k) => scores[i] + (WordWeight * evidence[k])).ToArray();
+        if (ReflexWeight > 0 && closeGroup.Contains("sr", StringComparer.Ordinal))
+        {
+            // Ijekavian words count for Croatian and Bosnian, ekavian ones (and the joined future) for Serbian, a free
+            // "sa" for Bosnian and Serbian.
+            var (ijekavian, ekavian) = Reflexes.Count(normalized);
+            var freeSa = Math.Min(1, YatReflex.FreeSa(normalized));
+            for (var k = 0; k < members.Length; k++)
+            {
+                var code = candidates[members[k]];
+                inner[k] += ReflexWeight * (Math.Min(2, code == "sr" ? ekavian : ijekavian) + (code == "hr" ? 0 : freeSa));
+            }
+        }
+
+        var innerMax = inner.Max();
+        var innerSum = inner.Sum(s => Math.Exp(s - innerMax));
+        var groupProbability = members.Sum(i => probabilities[i]);
+        for (var k = 0; k < members.Length; k++)
+        {
+            probabilities[members[k]] = groupProbability * Math.Exp(inner[k] - innerMax) / innerSum;
+        }
+
+        Trace?.Invoke("within group: " + string.Join(" ", members.Select((i, k) => FormattableString.Invariant($"{candidates[i]}={inner[k]:F2}[W{evidence[k]:F2}]"))));
+    }
+
+    private CloseGroupWords? WordModel(WritingScript script, string member) =>
+        (WordWeight > 0 || ReflexWeight > 0) && CloseWords.TryGetValue(script, out var models) ? Array.Find(models, m => m.Has(member)) : null;
 
     private static string[]? GroupOf(string code) => Array.Find(CloseGroups, g => g.Contains(code, StringComparer.Ordinal));
 
