@@ -34,16 +34,8 @@ public sealed class ClusterNodeHttpTests : IDisposable
     public async Task GatewayClient_AcceptsOnlyANodeOfTheClusterCa_AndPresentsItsOwnCertificate()
     {
         var gateway = new ClusterIdentity(ServerRole.Gateway, "gateway-th");
-        using (var own = Issue(_authority, gateway))
-        using (var key = own.GetECDsaPrivateKey()!)
-        {
-            ClusterTlsCredentials.WritePem(Path.Combine(_folder, "cluster-cert.pem"), own.ExportCertificatePem(), secret: false);
-            ClusterTlsCredentials.WritePem(Path.Combine(_folder, "cluster-key.pem"), key.ExportPkcs8PrivateKeyPem(), secret: true);
-            ClusterTlsCredentials.WritePem(Path.Combine(_folder, "cluster-ca.pem"), _authority.ExportCertificatePem(), secret: false);
-        }
-
         var services = new ServiceCollection();
-        services.AddSingleton(new ClusterTlsCredentials(new SovereignClusterOptions { Redis = "127.0.0.1:1", Role = ServerRole.Gateway, Secret = "s" }, _folder, "gateway-th", TimeProvider.System));
+        services.AddSingleton(WriteGatewayMaterial());
         services.AddClusterNodeHttp();
         await using var provider = services.BuildServiceProvider();
         var clients = provider.GetRequiredService<IHttpClientFactory>();
@@ -70,16 +62,7 @@ public sealed class ClusterNodeHttpTests : IDisposable
     [Fact]
     public async Task GatewayClient_RefusesANodeWhoseCertificateWasRevoked()
     {
-        var gateway = new ClusterIdentity(ServerRole.Gateway, "gateway-th");
-        using (var own = Issue(_authority, gateway))
-        using (var key = own.GetECDsaPrivateKey()!)
-        {
-            ClusterTlsCredentials.WritePem(Path.Combine(_folder, "cluster-cert.pem"), own.ExportCertificatePem(), secret: false);
-            ClusterTlsCredentials.WritePem(Path.Combine(_folder, "cluster-key.pem"), key.ExportPkcs8PrivateKeyPem(), secret: true);
-            ClusterTlsCredentials.WritePem(Path.Combine(_folder, "cluster-ca.pem"), _authority.ExportCertificatePem(), secret: false);
-        }
-
-        var credentials = new ClusterTlsCredentials(new SovereignClusterOptions { Redis = "127.0.0.1:1", Role = ServerRole.Gateway, Secret = "s" }, _folder, "gateway-th", TimeProvider.System);
+        var credentials = WriteGatewayMaterial();
         var services = new ServiceCollection();
         services.AddSingleton(credentials);
         services.AddClusterNodeHttp();
@@ -111,7 +94,7 @@ public sealed class ClusterNodeHttpTests : IDisposable
         services.AddClusterNodeHttp();
         await using var provider = services.BuildServiceProvider();
         using var node = Issue(_authority, new ClusterIdentity(ServerRole.Node, "node-th"));
-        await using var server = await ServeStreamAsync(node);
+        await using var server = await ServeAsync(node, StreamOneChunkAndHold);
         using var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient(UpstreamProxy.ClusterNodeClientName);
 
         // A stream that the node keeps open: its first chunk arrives, then nothing more.
@@ -143,38 +126,6 @@ public sealed class ClusterNodeHttpTests : IDisposable
         return new ClusterTlsCredentials(new SovereignClusterOptions { Redis = "127.0.0.1:1", Role = ServerRole.Gateway, Secret = "s" }, _folder, "gateway-th", TimeProvider.System);
     }
 
-    /// <summary>A one-connection https responder that sends one chunk of a chunked body and then holds the stream open until the client goes.</summary>
-    private static Task<Listener> ServeStreamAsync(X509Certificate2 certificate)
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var serving = Task.Run(async () =>
-        {
-            using var connection = await listener.AcceptTcpClientAsync();
-            await using var tls = new SslStream(connection.GetStream(), leaveInnerStreamOpen: false, (_, _, _, _) => true);
-            try
-            {
-                await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = certificate, ClientCertificateRequired = true });
-                using var reader = new StreamReader(tls, leaveOpen: true);
-                while (!string.IsNullOrEmpty(await reader.ReadLineAsync()))
-                {
-                }
-
-                await tls.WriteAsync(Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"));
-                await tls.FlushAsync();
-
-                // Until the client's side is closed (a read of 0 bytes or a reset).
-                while (await tls.ReadAsync(new byte[16]) > 0)
-                {
-                }
-            }
-            catch (Exception ex) when (ex is AuthenticationException or IOException)
-            {
-            }
-        });
-        return Task.FromResult(new Listener(listener, serving, new Uri($"https://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}/")));
-    }
-
     private static X509Certificate2 Issue(X509Certificate2 authority, ClusterIdentity identity)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
@@ -184,10 +135,10 @@ public sealed class ClusterNodeHttpTests : IDisposable
 
     /// <summary>
     /// A one-connection https responder on loopback (a bare SslStream, not an in-process web host: a second host in
-    /// this process would add and remove ASP.NET Core meters under the shared server's metrics exporter). It answers
-    /// with the subject of the client certificate it was shown.
+    /// this process would add and remove ASP.NET Core meters under the shared server's metrics exporter). By default it
+    /// answers with the subject of the client certificate it was shown; <paramref name="respond"/> answers otherwise.
     /// </summary>
-    private static Task<Listener> ServeAsync(X509Certificate2 certificate)
+    private static Task<Listener> ServeAsync(X509Certificate2 certificate, Func<SslStream, Task>? respond = null)
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
@@ -203,9 +154,7 @@ public sealed class ClusterNodeHttpTests : IDisposable
                 {
                 }
 
-                var body = Encoding.UTF8.GetBytes(tls.RemoteCertificate?.Subject ?? "none");
-                await tls.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n"));
-                await tls.WriteAsync(body);
+                await (respond ?? AnswerWithTheClientsSubject)(tls);
             }
             catch (Exception ex) when (ex is AuthenticationException or IOException)
             {
@@ -213,6 +162,23 @@ public sealed class ClusterNodeHttpTests : IDisposable
             }
         });
         return Task.FromResult(new Listener(listener, serving, new Uri($"https://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}/")));
+    }
+
+    private static async Task AnswerWithTheClientsSubject(SslStream tls)
+    {
+        var body = Encoding.UTF8.GetBytes(tls.RemoteCertificate?.Subject ?? "none");
+        await tls.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n"));
+        await tls.WriteAsync(body);
+    }
+
+    /// <summary>One chunk of a chunked body, then the stream held open until the client goes (a read of 0 bytes or a reset).</summary>
+    private static async Task StreamOneChunkAndHold(SslStream tls)
+    {
+        await tls.WriteAsync(Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"));
+        await tls.FlushAsync();
+        while (await tls.ReadAsync(new byte[16]) > 0)
+        {
+        }
     }
 
     private sealed record Listener(TcpListener Socket, Task Serving, Uri Url) : IAsyncDisposable
