@@ -49,6 +49,10 @@ internal static partial class GatewayLog
         Message = "Could not re-read the node registry; routing keeps the last verified view meanwhile")]
     public static partial void RegistryRefreshFailed(ILogger logger, Exception exception);
 
+    [LoggerMessage(EventId = 4106, EventName = "PoolSlotReleaseFailed", Level = LogLevel.Warning,
+        Message = "Could not give back request {RequestId}'s slot of pool {Pool}: the gateway holding the pool's count did not answer (its successor starts a new count)")]
+    public static partial void PoolSlotReleaseFailed(ILogger logger, Exception exception, string requestId, string pool);
+
     /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>
     public static void ErrorAnswered(ILogger logger, HttpContext context, int status, string errorType, string? code, string? param, Exception? exception)
     {

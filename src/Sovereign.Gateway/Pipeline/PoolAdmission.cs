@@ -24,7 +24,8 @@ internal sealed class PoolAdmission(
     IGrainFactory grains,
     ILocalSiloDetails silo,
     IOptions<SovereignOptions> options,
-    IOptions<Cluster.Hosting.SovereignClusterOptions> cluster)
+    IOptions<Cluster.Hosting.SovereignClusterOptions> cluster,
+    ILogger<PoolAdmission> logger)
 {
     private volatile LocalPlacement? _local;
 
@@ -104,7 +105,7 @@ internal sealed class PoolAdmission(
 
         return answer.State switch
         {
-            PoolSlotState.Granted => new PoolSlotLease(gate, slot.Ticket),
+            PoolSlotState.Granted => new PoolSlotLease(gate, slot.Ticket, route.RequestId, placement.Pool, logger),
             PoolSlotState.Refused => throw new OpenAIException(answer.Status, answer.Message ?? "No slot of the pool.", answer.Type ?? "server_error", null, answer.Code,
                 answer.RetryAfterSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : null),
             _ => throw new OpenAIException(StatusCodes.Status503ServiceUnavailable, $"The slot this request waited for in pool '{placement.Pool}' was lost; try again.",
@@ -165,7 +166,7 @@ internal sealed class PoolAdmission(
     private sealed record LocalPlacement(NodeView? Node, Placement Placement);
 
     /// <summary>A slot of the cluster's pool gate, given back once when the request ends.</summary>
-    private sealed class PoolSlotLease(IPoolSlotsGrain gate, Guid ticket) : IAsyncDisposable
+    private sealed class PoolSlotLease(IPoolSlotsGrain gate, Guid ticket, string requestId, string pool, ILogger logger) : IAsyncDisposable
     {
         private int _released;
 
@@ -173,7 +174,15 @@ internal sealed class PoolAdmission(
         {
             if (Interlocked.Exchange(ref _released, 1) == 0)
             {
-                await gate.ReleaseAsync(ticket);
+                try
+                {
+                    await gate.ReleaseAsync(ticket);
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    // The request itself is done and accounted; only the pool's count could not hear of it.
+                    Observability.GatewayLog.PoolSlotReleaseFailed(logger, ex, requestId, pool);
+                }
             }
         }
     }
