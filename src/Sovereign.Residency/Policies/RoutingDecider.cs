@@ -8,7 +8,7 @@ namespace Sovereign.Residency.Policies;
 /// does not matter). It fails closed: a request is served only by a compliant replica, and when no compliant replica
 /// has room the answer is 503, never a replica across a border.
 /// </summary>
-public static class RoutingDecider
+public static partial class RoutingDecider
 {
     /// <summary>
     /// Applies, in order: the gateway's jurisdiction must be allowed (else 403 <c>residency_violation</c>); the model's
@@ -22,39 +22,12 @@ public static class RoutingDecider
     public static RoutingDecision Decide(RoutingRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
-
-        // A request without a policy or catalog gets the empty policy, which allows nothing.
-        var policy = request.Policy ?? new ResidencyPolicy();
-        var catalog = request.Catalog ?? JurisdictionCatalog.Default;
-        var reasons = new List<string>();
-
-        var allowed = catalog.ResolveMany(policy.AllowedJurisdictions, out var unknownJurisdictions);
-        Ignored(PolicyFields.AllowedJurisdictions, unknownJurisdictions, reasons);
-
-        var gateway = JurisdictionCatalog.Normalize(request.GatewayJurisdiction);
-        if (gateway is null || !allowed.Contains(gateway))
+        if (Admit(request, out var admitted) is { } refused)
         {
-            var shown = gateway ?? "(none)";
-            reasons.Add($"{GatewayJurisdictionNotAllowed}: gateway {shown} not in allowed {Format(allowed)}");
-            return Refuse(
-                403,
-                RoutingCodes.ResidencyViolation,
-                reasons,
-                $"Refused by allowed_jurisdictions: this gateway is in {shown}, which is not in the allowed {Format(allowed)}.",
-                allowed);
+            return refused;
         }
 
-        var modelId = request.Model?.Id ?? string.Empty;
-        var modelProblems = CheckModel(policy, request.Model, modelId, catalog, reasons);
-        if (modelProblems.Count > 0)
-        {
-            return Refuse(
-                403,
-                RoutingCodes.ModelNotAllowed,
-                reasons,
-                $"Refused: model {modelId} is not allowed by the policy ({string.Join("; ", modelProblems)}).",
-                allowed);
-        }
+        var (policy, allowed, gateway, modelId, reasons) = admitted;
 
         // One pass, no sort (this runs per request over every replica of the model, a thousand in a large pool): the
         // best replica is the minimum of a total order, so the input order cannot change it, and only the replicas
@@ -102,62 +75,133 @@ public static class RoutingDecider
         explained.Sort(static (x, y) => ReplicaOrder.Instance.Compare(x.Replica, y.Replica));
         foreach (var (replica, place, inAllowedPlace, kindAllowed) in explained)
         {
-            var node = replica.NodeId ?? string.Empty;
-            if (!inAllowedPlace)
-            {
-                reasons.Add($"{ReplicaExcluded}:{node}:jurisdiction {place ?? "(none)"} not allowed");
-            }
-
-            if (!kindAllowed)
-            {
-                reasons.Add($"{ReplicaExcluded}:{node}:external providers not allowed");
-            }
-
-            if (inAllowedPlace && kindAllowed)
-            {
-                var why = replica.Healthy ? $"full (load {replica.Load}/{replica.Capacity})" : "unhealthy";
-                reasons.Add($"{ReplicaUnavailable}:{node}:{why}");
-            }
+            Explain(reasons, replica.NodeId, place, inAllowedPlace, kindAllowed, new ReplicaState(replica.Healthy, replica.Load, replica.Capacity));
         }
 
-        if (compliantCount == 0)
+        var outcome = Conclude(policy, allowed, gateway, modelId, total, compliantCount, readyCount, localReady, chosen, chosenLocal);
+        reasons.Add(outcome.FinalReason);
+        return outcome.With(reasons);
+    }
+
+    /// <summary>What the decider knows once the policy's own rules passed (the gateway's jurisdiction, the model).</summary>
+    private readonly record struct Admitted(ResidencyPolicy Policy, IReadOnlySet<string> Allowed, string Gateway, string ModelId, List<string> Reasons);
+
+    /// <summary>The rules that do not depend on replicas: a refusal, or null and what the replica pass needs.</summary>
+    private static RoutingDecision? Admit(RoutingRequest request, out Admitted admitted)
+    {
+        // A request without a policy or catalog gets the empty policy, which allows nothing.
+        var policy = request.Policy ?? new ResidencyPolicy();
+        var catalog = request.Catalog ?? JurisdictionCatalog.Default;
+        var reasons = new List<string>();
+
+        var allowed = catalog.ResolveMany(policy.AllowedJurisdictions, out var unknownJurisdictions);
+        Ignored(PolicyFields.AllowedJurisdictions, unknownJurisdictions, reasons);
+
+        var gateway = JurisdictionCatalog.Normalize(request.GatewayJurisdiction);
+        var modelId = request.Model?.Id ?? string.Empty;
+        admitted = new Admitted(policy, allowed, gateway ?? string.Empty, modelId, reasons);
+        if (gateway is null || !allowed.Contains(gateway))
         {
-            reasons.Add($"{NoCompliantReplica}: none of {total} replicas of {modelId} satisfies the policy");
+            var shown = gateway ?? "(none)";
+            reasons.Add($"{GatewayJurisdictionNotAllowed}: gateway {shown} not in allowed {Format(allowed)}");
             return Refuse(
                 403,
                 RoutingCodes.ResidencyViolation,
                 reasons,
+                $"Refused by allowed_jurisdictions: this gateway is in {shown}, which is not in the allowed {Format(allowed)}.",
+                allowed);
+        }
+
+        var modelProblems = CheckModel(policy, request.Model, modelId, catalog, reasons);
+        if (modelProblems.Count > 0)
+        {
+            return Refuse(
+                403,
+                RoutingCodes.ModelNotAllowed,
+                reasons,
+                $"Refused: model {modelId} is not allowed by the policy ({string.Join("; ", modelProblems)}).",
+                allowed);
+        }
+
+        return null;
+    }
+
+    /// <summary>The decision once the replicas are counted: its last reason, and the decision given all reasons.</summary>
+    private readonly record struct Outcome(bool Allowed, int Status, string? Code, string FinalReason, string Message, ModelReplica? Chosen, IReadOnlySet<string> AllowedSet)
+    {
+        public RoutingDecision With(IReadOnlyList<string> reasons) => new()
+        {
+            Allowed = Allowed,
+            SelectedReplica = Chosen,
+            Code = Code,
+            HttpStatus = Status,
+            Reasons = reasons,
+            Message = Message,
+            AllowedJurisdictions = AllowedSet,
+        };
+    }
+
+    private static Outcome Conclude(
+        ResidencyPolicy policy, IReadOnlySet<string> allowed, string gateway, string modelId, int total, int compliantCount, int readyCount, int localReady, ModelReplica? chosen, bool chosenLocal)
+    {
+        if (compliantCount == 0)
+        {
+            return new Outcome(
+                false,
+                403,
+                RoutingCodes.ResidencyViolation,
+                $"{NoCompliantReplica}: none of {total} replicas of {modelId} satisfies the policy",
                 $"Refused: no replica of {modelId} runs where the policy allows {Format(allowed)}"
                     + (policy.AllowExternalProviders ? "" : " on the operator's own nodes")
                     + "; the policy cannot be met for this model here.",
+                null,
                 allowed);
         }
 
         if (chosen is null)
         {
-            reasons.Add($"{NoCompliantCapacity}: {compliantCount} compliant replicas, none healthy with free capacity");
-            return Refuse(
+            return new Outcome(
+                false,
                 503,
                 RoutingCodes.NoCompliantCapacity,
-                reasons,
+                $"{NoCompliantCapacity}: {compliantCount} compliant replicas, none healthy with free capacity",
                 $"Unavailable: every compliant replica of {modelId} is down or full; replicas outside the policy are never tried. Retry later.",
+                null,
                 allowed);
         }
 
         var prefix = chosen.HoldsPrefix ? ", holds the prompt's prefix" : "";
-        reasons.Add(chosenLocal
-            ? $"{Selected}:{chosen.NodeId}:in the gateway's jurisdiction {gateway}, least loaded ({chosen.Load}/{chosen.Capacity}) of {localReady} local of {readyCount} compliant with capacity{prefix}"
-            : $"{Selected}:{chosen.NodeId}:least loaded ({chosen.Load}/{chosen.Capacity}) of {readyCount} compliant with capacity, none in the gateway's jurisdiction {gateway}{prefix}");
-        return new RoutingDecision
+        return new Outcome(
+            true,
+            200,
+            null,
+            chosenLocal
+                ? $"{Selected}:{chosen.NodeId}:in the gateway's jurisdiction {gateway}, least loaded ({chosen.Load}/{chosen.Capacity}) of {localReady} local of {readyCount} compliant with capacity{prefix}"
+                : $"{Selected}:{chosen.NodeId}:least loaded ({chosen.Load}/{chosen.Capacity}) of {readyCount} compliant with capacity, none in the gateway's jurisdiction {gateway}{prefix}",
+            $"Routed to {chosen.NodeId} in {JurisdictionCatalog.Normalize(chosen.Jurisdiction)}.",
+            chosen,
+            allowed);
+    }
+
+    /// <summary>Why a replica was not chosen: excluded by the policy (one reason per rule it breaks), or unavailable.</summary>
+    private static void Explain(List<string> reasons, string? nodeId, string? place, bool inAllowedPlace, bool kindAllowed, ReplicaState state)
+    {
+        var node = nodeId ?? string.Empty;
+        if (!inAllowedPlace)
         {
-            Allowed = true,
-            SelectedReplica = chosen,
-            Code = null,
-            HttpStatus = 200,
-            Reasons = reasons,
-            Message = $"Routed to {chosen.NodeId} in {JurisdictionCatalog.Normalize(chosen.Jurisdiction)}.",
-            AllowedJurisdictions = allowed,
-        };
+            reasons.Add($"{ReplicaExcluded}:{node}:jurisdiction {place ?? "(none)"} not allowed");
+        }
+
+        if (!kindAllowed)
+        {
+            reasons.Add($"{ReplicaExcluded}:{node}:external providers not allowed");
+        }
+
+        if (inAllowedPlace && kindAllowed)
+        {
+            var why = state.Healthy ? $"full (load {state.Load}/{state.Capacity})" : "unhealthy";
+            reasons.Add($"{ReplicaUnavailable}:{node}:{why}");
+        }
     }
 
     private static List<string> CheckModel(
