@@ -89,6 +89,7 @@ internal static class ResidencyBenchmark
 
         // One request, step by step as InferenceRouter does it, each step timed.
         double[] auth = [], decide = [], append = [], sum = [], routerDecide = [];
+        long[] routerAllocated = [];
         async Task Parts(int i)
         {
             var tenant = pick[i];
@@ -117,9 +118,11 @@ internal static class ResidencyBenchmark
         {
             var context = Context(pick[i]);
             var caller = await router.AuthenticateAsync(context);
+            var allocated = GC.GetAllocatedBytesForCurrentThread();
             var t0 = Stopwatch.GetTimestamp();
             var routed = await router.DecideAsync(context, caller, BenchServer.ModelId, ModelKind.Chat);
             routerDecide[i] = Ms(t0, Stopwatch.GetTimestamp());
+            routerAllocated[i] = GC.GetAllocatedBytesForCurrentThread() - allocated;
             await routed.DecisionRecorded;
             lock (routedTo)
             {
@@ -142,6 +145,7 @@ internal static class ResidencyBenchmark
             var n = mode == "paced" ? (int)(rate * seconds) : requests;
             var each = Math.Max(1, n / rounds);
             (auth, decide, append, sum, routerDecide) = (new double[each * rounds], new double[each * rounds], new double[each * rounds], new double[each * rounds], new double[each * rounds]);
+            routerAllocated = new long[each * rounds];
             Task<RunStats> Run(Func<int, Task> op) => mode == "paced" ? Driver.PacedAsync(each, rate, op) : Driver.BackToBackAsync(each, op);
 
             // Warm this mode's path (not reported).
@@ -191,6 +195,10 @@ internal static class ResidencyBenchmark
                     Row("total as the gateway runs it: InferenceRouter auth + RouteAsync", merged[3], b, errors[3]),
                     Row($"routing decision as the gateway makes it ({fullReplicas.Count:N0} replicas; audit commit not included)", new Dist(routerDecide.Where(v => v > 0)), b, 0),
                 ]);
+            var measured = routerAllocated.Where(v => v > 0).DefaultIfEmpty().ToArray();
+            Console.WriteLine(FormattableString.Invariant(
+                $"Allocated on the deciding thread per routing decision: {measured.Average():N0} bytes mean, {measured.Order().ElementAt(measured.Length / 2):N0} median (GC.GetAllocatedBytesForCurrentThread; the audit append runs on the thread pool). Gen0/1/2 collections in the whole run so far: {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}."));
+            Console.WriteLine();
             if (runs.SelectMany(list => list).Select(x => x.FirstError).FirstOrDefault(e => e is not null) is { } error)
             {
                 Console.WriteLine("First error: " + error);
@@ -202,11 +210,14 @@ internal static class ResidencyBenchmark
         var request = new RoutingRequest(here, policy, new ModelFacts(BenchServer.ModelId), fullReplicas) { Catalog = jurisdictions };
         var single = request with { Replicas = oneReplica };
         var secret = tenants[0].Secret;
+        var prepared = new SnapshotReplicas(indexed, gates);
+        var indexedRequest = request with { Replicas = oneReplica };
         var micro = new (string Name, Action Op)[]
         {
             ("baseline: SHA-256 of the key + Dictionary lookup (an auth floor without grains)", () => _ = keyTable.GetValueOrDefault(ApiKeySecrets.Hash(secret))),
             ($"RoutingDecider.Decide over {fullReplicas.Count:N0} replicas (pure)", () => RoutingDecider.Decide(request)),
             ("RoutingDecider.Decide over 1 replica (pure)", () => RoutingDecider.Decide(single)),
+            ($"RoutingDecider.Decide indexed: 1 replica + {prepared.Index.Count:N0} of the snapshot's index, state read as the router reads it", () => RoutingDecider.Decide(indexedRequest, prepared.Index, prepared.ReadAt(nodes, gates), null)),
             ($"replica list from the node snapshot's model index ({snapshot.Count:N0} nodes)", () => Replicas(snapshot, indexed, served, options, here)),
         };
         var microStats = micro.Select(m => (m.Name, Dist: Micro(m.Op, Math.Min(requests, 20_000)))).ToList();

@@ -21,8 +21,12 @@ internal sealed class FairAdmissionGate
     // request, and a read needs no lock.
     private int _load;
 
-    public FairAdmissionGate(string route, int slots, int queueCapacity)
+    // Told under the lock when the load leaves or returns to zero: the router reads busy routes only.
+    private readonly Action<FairAdmissionGate, bool>? _busyChanged;
+
+    public FairAdmissionGate(string route, int slots, int queueCapacity, Action<FairAdmissionGate, bool>? busyChanged = null)
     {
+        _busyChanged = busyChanged;
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(queueCapacity, 0);
         _route = route;
@@ -121,7 +125,16 @@ internal sealed class FairAdmissionGate
         PublishLoad();
     }
 
-    private void PublishLoad() => Volatile.Write(ref _load, _running + _queue.Count);
+    private void PublishLoad()
+    {
+        var load = _running + _queue.Count;
+        var wasBusy = _load != 0;
+        Volatile.Write(ref _load, load);
+        if (wasBusy != (load != 0))
+        {
+            _busyChanged?.Invoke(this, load != 0);
+        }
+    }
 
     private OpenAIException QueueRefusal(EnqueueRefusal refusal) => refusal == EnqueueRefusal.TenantQueueFull
         ? new OpenAIException(StatusCodes.Status429TooManyRequests,

@@ -117,9 +117,10 @@ public sealed class InferenceRouter(
     /// <summary>Jurisdiction code for "not declared": ISO's user-assigned ZZ, which no policy can allow.</summary>
     public const string Undeclared = "ZZ";
 
-    // Per registry snapshot's replica list of a model: each external replica as it is while idle and up (load 0, not
-    // holding the prompt's prefix), built once, so a request does not allocate a thousand identical records.
-    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, ModelReplica?[]> _idleReplicas = new();
+    private static readonly IReadOnlyList<string> AnonymousReasons = ["anonymous: served by the local node only"];
+
+    // Per registry snapshot's replica list of a model: its index and what does not change until the next snapshot.
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, SnapshotReplicas> _snapshots = new();
 
     /// <summary>Who is calling; throws 401/403 before the body is even read.</summary>
     public Task<Caller> AuthenticateAsync(HttpContext context) => authenticator.AuthenticateAsync(context);
@@ -250,10 +251,11 @@ public sealed class InferenceRouter(
                 throw OpenAIException.ModelNotFound(model);
             }
 
-            return Allow(context, new RoutedRequest(requestId, caller, model, settings.NodeId, here, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }, here, ["anonymous: served by the local node only"]);
+            return Allow(context, new RoutedRequest(requestId, caller, model, settings.NodeId, here, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }, here, AnonymousReasons);
         }
 
-        var replicas = new List<ModelReplica>(external.Count + unloaded.Count + 1);
+        // The replicas outside the snapshot's index: this process's engine, and nodes that have the model unloaded.
+        var replicas = new List<ModelReplica>(unloaded.Count + 1);
         var prefixNode = affinity.LastNodeOf(prefixKey);
         if (local is not null)
         {
@@ -270,33 +272,18 @@ public sealed class InferenceRouter(
             replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.Local, false, 0, 0));
         }
 
-        var found = gates.FoundFor(external);
-        var idle = _idleReplicas.GetValue(external, static list => new ModelReplica?[((IReadOnlyList<(NodeView, NodeModel)>)list).Count]);
-        for (var i = 0; i < external.Count; i++)
-        {
-            var (node, nodeModel) = external[i];
-            var gateLoad = gates.LoadOf(found, i, node.Id, nodeModel.Id, nodeModel.Capacity);
-            if (NodeDirectory.IsClusterNode(node))
-            {
-                // A node of this cluster: its own queue holds what waits, so its registered capacity is the limit; its
-                // load is what it last reported or, if higher, what this gateway has sent it since.
-                var reported = node.Load?.Models.FirstOrDefault(m => m.Model == nodeModel.Id);
-                var nodeLoad = Math.Max(gateLoad, reported is null ? 0 : reported.Running + reported.QueueDepth);
-                replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.Local, nodes.IsUp(node), nodeLoad, Math.Max(1, nodeModel.Capacity)) { HoldsPrefix = prefixNode == node.Id });
-                continue;
-            }
-
-            // Full means every slot busy and the route's fair queue full: until then a request waits, it is not refused.
-            var up = nodes.IsUp(node);
-            var holdsPrefix = prefixNode == node.Id;
-            replicas.Add(gateLoad == 0 && up && !holdsPrefix
-                ? idle[i] ??= new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, true, 0, gates.CapacityOf(nodeModel.Capacity))
-                : new ModelReplica(node.Id, node.Jurisdiction, NodeKind.External, up, gateLoad, gates.CapacityOf(nodeModel.Capacity)) { HoldsPrefix = holdsPrefix });
-        }
-
-        var facts = FactsOf(model, local, external.Select(e => e.Model).FirstOrDefault());
-        var decision = RoutingDecider.Decide(new RoutingRequest(localNode?.Jurisdiction ?? here, caller.Policy, facts, replicas) { Catalog = jurisdictions });
-        IReadOnlyList<string> reasons = failoverOf is null ? decision.Reasons : [$"failover: {failoverOf.NodeId} could not be reached", .. decision.Reasons];
+        // The other nodes' replicas, prepared once per registry snapshot: the decider visits only those in the
+        // jurisdictions and of the kinds the policy allows, and reads each one's gate load and health.
+        var snapshot = _snapshots.GetValue(external, list => new SnapshotReplicas((IReadOnlyList<(NodeView, NodeModel)>)list, gates, nodes.NodeStaleSeconds));
+        var facts = FactsOf(model, local, external.Count > 0 ? external[0].Model : null);
+        var reader = snapshot.ReadAt(nodes, gates);
+        var decision = RoutingDecider.Decide(
+            new RoutingRequest(localNode?.Jurisdiction ?? here, caller.Policy, facts, replicas) { Catalog = jurisdictions },
+            snapshot.Baseline,
+            snapshot.Deviated(nodes, gates, reader.NowMs),
+            reader,
+            prefixNode);
+        var lead = failoverOf is null ? null : $"failover: {failoverOf.NodeId} could not be reached";
         if (!decision.Allowed)
         {
             await audit.AppendAsync(new AuditRecord
@@ -311,7 +298,7 @@ public sealed class InferenceRouter(
                 Jurisdiction = here,
                 Decision = AuditDecision.Refused,
                 DecisionCode = decision.Code,
-                Reasons = Capped(reasons),
+                Reasons = Capped(lead, decision.Reasons),
                 Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = requestId }, alias, aliasChoice),
             }, context.RequestAborted);
             context.Response.Headers[AuditIdHeader] = requestId;
@@ -332,7 +319,7 @@ public sealed class InferenceRouter(
         var selected = decision.SelectedReplica!;
         var routed = selected.Kind == NodeKind.Local && selected.NodeId == settings.NodeId && local is not null
             ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }
-            : external.First(e => e.Node.Id == selected.NodeId) is var target
+            : snapshot.Index.ReplicasOn(selected.NodeId) is [var at, ..] && snapshot[at] is var target
                 ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, null, target.Node, target.Model) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }
                 : throw new InvalidOperationException("The decider chose an unknown replica.");
         routed.PrefixKey = prefixKey;
@@ -344,7 +331,7 @@ public sealed class InferenceRouter(
             routed.LanguageConfidence = failoverOf.LanguageConfidence;
         }
 
-        return Allow(context, routed, localNode?.Jurisdiction ?? here, reasons);
+        return Allow(context, routed, localNode?.Jurisdiction ?? here, Capped(lead, decision.Reasons));
     }
 
     /// <summary>Records how an allowed request ended: tokens and outcome, never content.</summary>
@@ -392,7 +379,7 @@ public sealed class InferenceRouter(
             Node = routed.NodeId,
             Jurisdiction = routed.Jurisdiction,
             Decision = AuditDecision.Allowed,
-            Reasons = Capped(reasons),
+            Reasons = reasons,
             Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = routed.RequestId, ["gateway_jurisdiction"] = gatewayJurisdiction }, routed.Alias, routed.AliasChoice),
         };
 
@@ -414,10 +401,33 @@ public sealed class InferenceRouter(
 
     /// <summary>
     /// Keeps an audit entry within the log's limit of reasons: with many replicas the decider explains each one, so
-    /// the first ones and the last one (the selection or the refusal) are kept and the rest are counted.
+    /// the first ones and the last one (the selection or the refusal) are kept and the rest are counted. A failover's
+    /// <paramref name="lead"/> goes first. Reads only the reasons it keeps (the decider writes them as they are read).
     /// </summary>
-    private static IReadOnlyList<string> Capped(IReadOnlyList<string> reasons, int limit = 64) =>
-        reasons.Count <= limit ? reasons : [.. reasons.Take(limit - 2), $"... {reasons.Count - limit + 1} more reasons", reasons[^1]];
+    private static IReadOnlyList<string> Capped(string? lead, IReadOnlyList<string> reasons, int limit = 64)
+    {
+        var offset = lead is null ? 0 : 1;
+        var total = reasons.Count + offset;
+        var kept = new List<string>(Math.Min(total, limit));
+        if (lead is not null)
+        {
+            kept.Add(lead);
+        }
+
+        var head = total <= limit ? reasons.Count : limit - 2 - offset;
+        for (var i = 0; i < head; i++)
+        {
+            kept.Add(reasons[i]);
+        }
+
+        if (total > limit)
+        {
+            kept.Add($"... {total - limit + 1} more reasons");
+            kept.Add(reasons[^1]);
+        }
+
+        return kept;
+    }
 
     /// <summary>Adds the alias, the language it detected and its reason to an audit entry's details.</summary>
     private static Dictionary<string, string> AliasDetails(Dictionary<string, string> details, string? alias, RouteChoice? choice)

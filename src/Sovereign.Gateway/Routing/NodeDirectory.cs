@@ -171,11 +171,29 @@ public sealed class NodeDirectory(
     /// Whether a node can take requests: marked active and, for a cluster node, its last load report is recent (a
     /// node that stopped reporting is down, or cut off from the registry).
     /// </summary>
-    public bool IsUp(NodeView node) =>
+    public bool IsUp(NodeView node) => IsUp(node, time.GetUtcNow().ToUnixTimeMilliseconds());
+
+    /// <summary>As <see cref="IsUp(NodeView)"/> at <paramref name="nowMs"/> (Unix ms): a decision reads the clock once, not per replica.</summary>
+    internal bool IsUp(NodeView node, long nowMs) =>
         node.State == nameof(NodeState.Active)
         && !IsMarkedUnreachable(node)
-        && (!IsClusterNode(node) || (node.Load is { } load
-            && time.GetUtcNow().ToUnixTimeMilliseconds() - load.ReportedAt <= cluster.Value.NodeStaleSeconds * 1000));
+        && (!IsClusterNode(node) || IsFresh(node, nowMs));
+
+    /// <summary>Whether a cluster node's last load report is recent at <paramref name="nowMs"/>.</summary>
+    internal bool IsFresh(NodeView node, long nowMs) =>
+        node.Load is { } load && nowMs - load.ReportedAt <= cluster.Value.NodeStaleSeconds * 1000;
+
+    /// <summary>The ids of the nodes marked unreachable (some may have recovered: <see cref="IsUp(NodeView)"/> decides).</summary>
+    internal IEnumerable<string> MarkedUnreachable => _unreachable.Select(static mark => mark.Key);
+
+    /// <summary>How long a cluster node's last report counts (seconds).</summary>
+    internal double NodeStaleSeconds => cluster.Value.NodeStaleSeconds;
+
+    /// <summary>Whether any node is marked unreachable now (routing then checks each replica's mark).</summary>
+    internal bool AnyMarkedUnreachable => Volatile.Read(ref _unreachableCount) > 0;
+
+    /// <summary>The clock routing decisions read (Unix ms).</summary>
+    internal long NowMs => time.GetUtcNow().ToUnixTimeMilliseconds();
 
     /// <summary>Why a node does or does not take requests now, for the operator's view of the pool.</summary>
     public NodeHealth HealthOf(NodeView node) =>

@@ -121,3 +121,46 @@ public sealed class ReplicaIndex
     /// <summary>Replicas of one jurisdiction (normalized; null when blank) and kind, in rank order.</summary>
     internal sealed record ReplicaGroup(string? Place, bool External, int[] Members);
 }
+
+/// <summary>
+/// The state each replica of a <see cref="ReplicaIndex"/> has while nothing happens to it (a snapshot's idle loads and
+/// health), with each group's replicas put in the decider's order once. A decision given the few replicas whose state
+/// differs now (<see cref="RoutingDecider.Decide(RoutingRequest, ReplicaBaseline, IReadOnlyList{int}?, IReplicaStates, string?)"/>)
+/// reads only those, and takes the best of the rest from the order. Immutable.
+/// </summary>
+public sealed class ReplicaBaseline
+{
+    /// <summary>Puts <paramref name="index"/>'s replicas in <paramref name="states"/> (by index) in order per group.</summary>
+    public ReplicaBaseline(ReplicaIndex index, IReadOnlyList<ReplicaState> states)
+    {
+        ArgumentNullException.ThrowIfNull(index);
+        ArgumentNullException.ThrowIfNull(states);
+        ArgumentOutOfRangeException.ThrowIfNotEqual(states.Count, index.Count);
+        Index = index;
+        States = [.. states];
+        AllReady = new bool[index.Groups.Length];
+        Order = new int[index.Groups.Length][];
+        for (var g = 0; g < index.Groups.Length; g++)
+        {
+            var members = index.Groups[g].Members;
+            AllReady[g] = members.All(i => States[i].HasCapacity);
+
+            // Within a group locality is the same and, at baseline, nobody holds the prompt's prefix: load, then rank.
+            Order[g] = AllReady[g]
+                ? [.. members.Order(Comparer<int>.Create((x, y) => RoutingDecider.CompareIndexed(index, x, States[x], false, false, y, States[y], false, false)))]
+                : [];
+        }
+    }
+
+    /// <summary>The replicas.</summary>
+    public ReplicaIndex Index { get; }
+
+    /// <summary>Each replica's state while nothing happens to it.</summary>
+    internal ReplicaState[] States { get; }
+
+    /// <summary>Per group: every replica has capacity at baseline (only such groups are decided from the order).</summary>
+    internal bool[] AllReady { get; }
+
+    /// <summary>Per group whose replicas are all ready: the replicas in the decider's order.</summary>
+    internal int[][] Order { get; }
+}

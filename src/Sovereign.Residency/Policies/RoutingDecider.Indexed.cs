@@ -15,8 +15,28 @@ public static partial class RoutingDecider
     /// </summary>
     public static RoutingDecision Decide(RoutingRequest request, ReplicaIndex index, IReplicaStates states, string? prefixNodeId)
     {
-        ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(index);
+        return DecideIndexed(request, index, null, null, states, prefixNodeId);
+    }
+
+    /// <summary>
+    /// As <see cref="Decide(RoutingRequest, ReplicaIndex, IReplicaStates, string?)"/>, where every replica not in
+    /// <paramref name="deviated"/> is in its <paramref name="baseline"/> state now (the caller's promise; null: any may
+    /// differ). A group whose replicas all have capacity at baseline is then decided from the few that differ and the
+    /// baseline order, not by reading each replica: the decision is the same.
+    /// </summary>
+    public static RoutingDecision Decide(RoutingRequest request, ReplicaBaseline baseline, IReadOnlyList<int>? deviated, IReplicaStates states, string? prefixNodeId)
+    {
+        ArgumentNullException.ThrowIfNull(baseline);
+        return DecideIndexed(request, baseline.Index, baseline, deviated, states, prefixNodeId);
+    }
+
+    // Above this many replicas that differ from baseline in a group, reading the whole group is cheaper.
+    private const int MaxDeviatedPerGroup = 16;
+
+    private static RoutingDecision DecideIndexed(RoutingRequest request, ReplicaIndex index, ReplicaBaseline? baseline, IReadOnlyList<int>? deviated, IReplicaStates states, string? prefixNodeId)
+    {
+        ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(states);
         if (Admit(request, out var admitted) is { } refused)
         {
@@ -36,10 +56,20 @@ public static partial class RoutingDecider
         var bestState = default(ReplicaState);
         var bestLocal = false;
         var bestHolds = false;
-        foreach (var group in index.Groups)
+        // The replicas that differ from baseline (the prompt's prefix holders too: they win ties), by group.
+        var byGroup = baseline is null || deviated is null ? null : DeviatedByGroup(index, deviated, prefixHolders);
+        var at = 0;
+        for (var g = 0; g < index.Groups.Length; g++)
         {
             // A policy allows or excludes a jurisdiction and kind as a whole: an excluded group is counted, not visited.
+            var group = index.Groups[g];
             var members = group.Members;
+            var from = at;
+            while (byGroup is not null && at < byGroup.Length && index.GroupOf[byGroup[at]] == g)
+            {
+                at++;
+            }
+
             total += members.Length;
             var inAllowedPlace = group.Place is not null && allowed.Contains(group.Place);
             var kindAllowed = !group.External || policy.AllowExternalProviders;
@@ -52,6 +82,49 @@ public static partial class RoutingDecider
 
             compliantCount += members.Length;
             var isLocal = group.Place == gateway;
+            if (byGroup is not null && baseline!.AllReady[g] && at - from <= MaxDeviatedPerGroup)
+            {
+                // Every other replica is ready at baseline: count it, and take the first of the order as their best.
+                var changed = byGroup.AsSpan(from, at - from);
+                var ready = members.Length;
+                foreach (var i in changed)
+                {
+                    var state = states.Read(i);
+                    if (!state.HasCapacity)
+                    {
+                        ready--;
+                        (unavailable ??= []).Add((i, state));
+                        continue;
+                    }
+
+                    var holds = prefixHolders.Contains(i);
+                    if (best < 0 || CompareIndexed(index, i, state, isLocal, holds, best, bestState, bestLocal, bestHolds) < 0)
+                    {
+                        (best, bestState, bestLocal, bestHolds) = (i, state, isLocal, holds);
+                    }
+                }
+
+                foreach (var i in baseline.Order[g])
+                {
+                    if (changed.Contains(i))
+                    {
+                        continue;
+                    }
+
+                    var state = baseline.States[i];
+                    if (best < 0 || CompareIndexed(index, i, state, isLocal, false, best, bestState, bestLocal, bestHolds) < 0)
+                    {
+                        (best, bestState, bestLocal, bestHolds) = (i, state, isLocal, false);
+                    }
+
+                    break;
+                }
+
+                readyCount += ready;
+                localReady += isLocal ? ready : 0;
+                continue;
+            }
+
             foreach (var i in members)
             {
                 var state = states.Read(i);
@@ -116,8 +189,32 @@ public static partial class RoutingDecider
         return outcome.With(new IndexedReasons(head, explainedCount, outcome.FinalReason, index, excluded, unavailable, extras));
     }
 
+    /// <summary>The distinct replicas of <paramref name="deviated"/> and <paramref name="prefixHolders"/>, by group.</summary>
+    private static int[] DeviatedByGroup(ReplicaIndex index, IReadOnlyList<int> deviated, ReadOnlySpan<int> prefixHolders)
+    {
+        var all = new int[deviated.Count + prefixHolders.Length];
+        for (var k = 0; k < deviated.Count; k++)
+        {
+            all[k] = deviated[k];
+        }
+
+        prefixHolders.CopyTo(all.AsSpan(deviated.Count));
+        var groupOf = index.GroupOf;
+        Array.Sort(all, (x, y) => groupOf[x] != groupOf[y] ? groupOf[x].CompareTo(groupOf[y]) : x.CompareTo(y));
+        var distinct = 0;
+        for (var k = 0; k < all.Length; k++)
+        {
+            if (k == 0 || all[k] != all[k - 1])
+            {
+                all[distinct++] = all[k];
+            }
+        }
+
+        return all[..distinct];
+    }
+
     /// <summary><see cref="CapacityOrder"/> on indexed replicas: the node-id order is the index's rank.</summary>
-    private static int CompareIndexed(ReplicaIndex index, int x, ReplicaState xs, bool xLocal, bool xHolds, int y, ReplicaState ys, bool yLocal, bool yHolds)
+    internal static int CompareIndexed(ReplicaIndex index, int x, ReplicaState xs, bool xLocal, bool xHolds, int y, ReplicaState ys, bool yLocal, bool yHolds)
     {
         var c = yLocal.CompareTo(xLocal);
         if (c == 0) c = ((long)xs.Load * ys.Capacity).CompareTo((long)ys.Load * xs.Capacity);

@@ -61,6 +61,36 @@ public sealed class RoutingDeciderIndexedTests
     }
 
     [Fact]
+    public void Decide_FromBaseline_MakesTheSameDecisionAsOverRecords()
+    {
+        // Baseline states mostly ready, so groups are decided from the order; some replicas differ now.
+        var genBaseline = Gen.Select(Gen.Frequency((6, Gen.Const(true)), (1, Gen.Const(false))), Gen.Int[0, 2], Gen.Int[1, 4])
+            .Select(r => new ReplicaState(r.Item1, r.Item2, r.Item3));
+        var gen =
+            from c in GenCase
+            from baseline in genBaseline.Array[c.Indexed.Length]
+            from changed in Gen.Bool.Array[c.Indexed.Length]
+            select (c.Request, c.Indexed, c.Prefix, baseline, changed);
+        gen.Sample(
+            c =>
+            {
+                var (request, indexed, prefix, baselineStates, changed) = c;
+                var sites = indexed.Select(x => x.Site).ToArray();
+                var now = indexed.Select((x, i) => changed[i] ? x.State : baselineStates[i]).ToArray();
+                var deviated = Enumerable.Range(0, sites.Length).Where(i => changed[i]).ToArray();
+                var baseline = new ReplicaBaseline(new ReplicaIndex(sites), baselineStates);
+                var states = new States(sites, now, prefix);
+                var expected = RoutingDecider.Decide(request with { Replicas = [.. request.Replicas, .. states.All()] });
+
+                var fast = RoutingDecider.Decide(request, baseline, deviated, states, prefix);
+
+                Assert.Equal(expected.Reasons, fast.Reasons);
+                Assert.Equal(expected, fast);
+            },
+            iter: 5_000);
+    }
+
+    [Fact]
     public void Decide_Indexed_ThousandExcludedReplicas_ExplainsThemInNodeOrder()
     {
         var sites = Enumerable.Range(0, 1_000).Select(i => new ReplicaSite($"node-{999 - i:D4}", i % 2 == 0 ? "SG" : "DE", NodeKind.External)).ToArray();

@@ -1,0 +1,176 @@
+using Sovereign.Cluster.Grains;
+using Sovereign.Gateway.Pipeline;
+using Sovereign.Residency.Policies;
+
+namespace Sovereign.Gateway.Routing;
+
+/// <summary>
+/// The other nodes' replicas of one model in one registry snapshot, prepared once for every decision that reads the
+/// snapshot: the <see cref="ReplicaIndex"/> (by jurisdiction and kind, node order as ranks), and per replica what
+/// does not change until the next snapshot (cluster node or external engine, its capacity, the load its node last
+/// reported, the record of it idle). A request then reads only what does change: each route gate's load and each
+/// node's health, through a <see cref="Reader"/>.
+/// </summary>
+internal sealed class SnapshotReplicas
+{
+    private readonly NodeView[] _nodes;
+    private readonly NodeModel[] _models;
+    private readonly bool[] _cluster;
+    private readonly bool[] _active;
+    private readonly int[] _capacity;
+    private readonly int[] _reported;
+    private readonly ModelReplica?[] _idle;
+    private readonly FairAdmissionGate?[] _found;
+
+    public SnapshotReplicas(IReadOnlyList<(NodeView Node, NodeModel Model)> replicas, RouteGates gates, double staleSeconds)
+    {
+        var count = replicas.Count;
+        _nodes = new NodeView[count];
+        _models = new NodeModel[count];
+        _cluster = new bool[count];
+        _active = new bool[count];
+        _capacity = new int[count];
+        _reported = new int[count];
+        _idle = new ModelReplica?[count];
+        var sites = new ReplicaSite[count];
+        for (var i = 0; i < count; i++)
+        {
+            var (node, model) = replicas[i];
+            var cluster = NodeDirectory.IsClusterNode(node);
+            (_nodes[i], _models[i], _cluster[i], _active[i]) = (node, model, cluster, node.State == nameof(Residency.ControlPlane.NodeState.Active));
+
+            // A cluster node's own queue holds what waits, so its registered capacity is the limit; an external
+            // engine is full when every slot is busy and the route's fair queue is full.
+            _capacity[i] = cluster ? Math.Max(1, model.Capacity) : gates.CapacityOf(model.Capacity);
+            var report = cluster ? node.Load?.Models.FirstOrDefault(m => m.Model == model.Id) : null;
+            _reported[i] = report is null ? 0 : report.Running + report.QueueDepth;
+            sites[i] = new ReplicaSite(node.Id, node.Jurisdiction, cluster ? NodeKind.Local : NodeKind.External);
+        }
+
+        Index = new ReplicaIndex(sites);
+        _found = gates.FoundFor(replicas);
+
+        // While nothing happens to a replica: its route idle, its node active and (a cluster node) reporting. That
+        // lasts until the first cluster node's last report grows stale, or a route gets a request, or a node is
+        // marked unreachable; a decision reads only the replicas those touch.
+        var baseline = new ReplicaState[count];
+        var staleAt = long.MaxValue;
+        _routes = new Dictionary<(string, string, int), int[]>();
+        var routes = new Dictionary<(string, string, int), List<int>>();
+        for (var i = 0; i < count; i++)
+        {
+            var (node, model) = replicas[i];
+            var reporting = !_cluster[i] || node.Load is not null;
+            baseline[i] = new ReplicaState(_active[i] && reporting, _reported[i], _capacity[i]);
+            if (_cluster[i] && node.Load is { } load)
+            {
+                staleAt = Math.Min(staleAt, load.ReportedAt + (long)Math.Floor(staleSeconds * 1000));
+            }
+
+            var route = (node.Id, model.Id, Math.Max(1, model.Capacity));
+            if (!routes.TryGetValue(route, out var on))
+            {
+                routes[route] = on = [];
+            }
+
+            on.Add(i);
+        }
+
+        foreach (var (route, on) in routes)
+        {
+            _routes[route] = [.. on];
+        }
+
+        _staleAt = staleAt;
+        Baseline = new ReplicaBaseline(Index, baseline);
+    }
+
+    private readonly Dictionary<(string Node, string Model, int Slots), int[]> _routes;
+    private readonly long _staleAt;
+
+    /// <summary>Each replica's state while nothing happens to it, ordered once.</summary>
+    public ReplicaBaseline Baseline { get; }
+
+    /// <summary>
+    /// The replicas whose state may differ from <see cref="Baseline"/> now: those on a route that holds a request and
+    /// on a node marked unreachable; null when too many do (or a cluster node's report may have gone stale), and every
+    /// replica is to be read.
+    /// </summary>
+    public List<int>? Deviated(NodeDirectory nodes, RouteGates gates, long nowMs)
+    {
+        if (nowMs > _staleAt || gates.BusyCount > MaxBusyRoutes)
+        {
+            return null;
+        }
+
+        var deviated = new List<int>();
+        foreach (var (route, _) in gates.Busy)
+        {
+            if (_routes.TryGetValue(route, out var on))
+            {
+                deviated.AddRange(on);
+            }
+        }
+
+        if (nodes.AnyMarkedUnreachable)
+        {
+            foreach (var node in nodes.MarkedUnreachable)
+            {
+                foreach (var i in Index.ReplicasOn(node))
+                {
+                    deviated.Add(i);
+                }
+            }
+        }
+
+        return deviated.Count > MaxBusyRoutes ? null : deviated;
+    }
+
+    // Beyond this many busy routes, reading every replica costs less than collecting them.
+    private const int MaxBusyRoutes = 256;
+
+    /// <summary>The replicas indexed for the decider.</summary>
+    public ReplicaIndex Index { get; }
+
+    /// <summary>The node and model of the <paramref name="index"/>th replica.</summary>
+    public (NodeView Node, NodeModel Model) this[int index] => (_nodes[index], _models[index]);
+
+    /// <summary>The replicas' state for one decision, the clock read once.</summary>
+    public Reader ReadAt(NodeDirectory nodes, RouteGates gates) => new(this, nodes, gates, nodes.NowMs, nodes.AnyMarkedUnreachable);
+
+    /// <summary>Reads the replicas' state for one decision.</summary>
+    internal sealed class Reader(SnapshotReplicas replicas, NodeDirectory nodes, RouteGates gates, long nowMs, bool anyUnreachable) : IReplicaStates
+    {
+        /// <summary>The time the decision is made at (Unix ms).</summary>
+        public long NowMs => nowMs;
+
+        public ReplicaState Read(int index)
+        {
+            var node = replicas._nodes[index];
+            var model = replicas._models[index];
+            var gateLoad = gates.LoadOf(replicas._found, index, node.Id, model.Id, model.Capacity);
+            var cluster = replicas._cluster[index];
+
+            // A cluster node's load is what it last reported or, if higher, what this gateway has sent it since.
+            var load = cluster ? Math.Max(gateLoad, replicas._reported[index]) : gateLoad;
+
+            // Up: as NodeDirectory.IsUp, with what the snapshot fixes read once (almost always no node is marked).
+            var up = replicas._active[index]
+                && (anyUnreachable ? nodes.IsUp(node, nowMs) : !cluster || nodes.IsFresh(node, nowMs));
+            return new ReplicaState(up, load, replicas._capacity[index]);
+        }
+
+        public ModelReplica Record(int index, ReplicaState state, bool holdsPrefix)
+        {
+            var node = replicas._nodes[index];
+            var kind = replicas._cluster[index] ? NodeKind.Local : NodeKind.External;
+            if (state == new ReplicaState(true, 0, replicas._capacity[index]) && !holdsPrefix)
+            {
+                // Idle and up: the same record every time until the next snapshot.
+                return replicas._idle[index] ??= new ModelReplica(node.Id, node.Jurisdiction, kind, true, 0, state.Capacity);
+            }
+
+            return new ModelReplica(node.Id, node.Jurisdiction, kind, state.Healthy, state.Load, state.Capacity) { HoldsPrefix = holdsPrefix };
+        }
+    }
+}
