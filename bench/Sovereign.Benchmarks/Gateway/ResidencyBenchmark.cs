@@ -27,7 +27,7 @@ namespace Sovereign.Benchmarks.Gateway;
 /// </summary>
 internal static class ResidencyBenchmark
 {
-    public const string Usage = "residency [--quick] [--tenants N (10000)] [--nodes M (1000)] [--requests R (10000)] [--rate R/s (1000)] [--seconds S (10)] [--rounds N (3)] [--data-root DIR]";
+    public const string Usage = "residency [--quick] [--tenants N (10000)] [--nodes M (1000)] [--requests R (10000)] [--rate R/s (1000)] [--seconds S (10)] [--rounds N (3)] [--busy N routes holding a request (0)] [--data-root DIR]";
 
     private const int StrictTenants = 10;
 
@@ -36,7 +36,7 @@ internal static class ResidencyBenchmark
         Args args;
         try
         {
-            args = Args.Parse(argv, "--tenants", "--nodes", "--requests", "--rate", "--seconds", "--rounds", "--data-root");
+            args = Args.Parse(argv, "--tenants", "--nodes", "--requests", "--rate", "--seconds", "--rounds", "--busy", "--data-root");
         }
         catch (ArgumentException ex)
         {
@@ -50,6 +50,7 @@ internal static class ResidencyBenchmark
         var rate = args.Double("--rate", 1_000);
         var seconds = args.Int("--seconds", 10, 3);
         var rounds = args.Int("--rounds", 3, 1);
+        var busy = args.Int("--busy", 0, 0);
         Report.Machine("residency", argv);
 
         await using var server = await BenchServer.StartAsync(new ServerConfig { DataRoot = args.String("--data-root") });
@@ -76,10 +77,19 @@ internal static class ResidencyBenchmark
 
         // As in a pool that has served for a while: every route has its gate, so each replica's load is a real lookup.
         var gates = server.Get<Sovereign.Gateway.Pipeline.RouteGates>();
+        var leases = new List<IDisposable>();
         foreach (var (node, model) in await nodes.ExternalReplicasAsync(BenchServer.ModelId))
         {
-            gates.For(node.Id, model.Id, model.Capacity);
+            var gate = gates.For(node.Id, model.Id, model.Capacity);
+
+            // Routes that hold a request (one running each) for the whole run, spread over the node order.
+            if (leases.Count < busy)
+            {
+                leases.Add(await gate.AcquireAsync(new Sovereign.Inference.Scheduling.FairQueueEntry("bench-busy", 1, Sovereign.Inference.Scheduling.PriorityClass.Interactive, 1), default));
+            }
         }
+
+        Console.WriteLine(FormattableString.Invariant($"Routes holding a request during the run: {leases.Count:N0} of {nodeCount:N0}."));
 
         Console.WriteLine();
 
@@ -210,14 +220,19 @@ internal static class ResidencyBenchmark
         var request = new RoutingRequest(here, policy, new ModelFacts(BenchServer.ModelId), fullReplicas) { Catalog = jurisdictions };
         var single = request with { Replicas = oneReplica };
         var secret = tenants[0].Secret;
-        var prepared = new SnapshotReplicas(indexed, gates);
+        var prepared = new SnapshotReplicas(indexed, gates, nodes.NodeStaleSeconds);
         var indexedRequest = request with { Replicas = oneReplica };
         var micro = new (string Name, Action Op)[]
         {
             ("baseline: SHA-256 of the key + Dictionary lookup (an auth floor without grains)", () => _ = keyTable.GetValueOrDefault(ApiKeySecrets.Hash(secret))),
             ($"RoutingDecider.Decide over {fullReplicas.Count:N0} replicas (pure)", () => RoutingDecider.Decide(request)),
             ("RoutingDecider.Decide over 1 replica (pure)", () => RoutingDecider.Decide(single)),
-            ($"RoutingDecider.Decide indexed: 1 replica + {prepared.Index.Count:N0} of the snapshot's index, state read as the router reads it", () => RoutingDecider.Decide(indexedRequest, prepared.Index, prepared.ReadAt(nodes, gates), null)),
+            ($"RoutingDecider.Decide indexed: 1 replica + {prepared.Index.Count:N0} of the snapshot's index, every state read as the router reads it", () => RoutingDecider.Decide(indexedRequest, prepared.Index, prepared.ReadAt(nodes, gates), null)),
+            ($"RoutingDecider.Decide from the baseline: 1 replica + {prepared.Index.Count:N0}, only busy routes' replicas read", () =>
+            {
+                var reader = prepared.ReadAt(nodes, gates);
+                RoutingDecider.Decide(indexedRequest, prepared.Baseline, prepared.Deviated(nodes, gates, reader.NowMs), reader, null);
+            }),
             ($"replica list from the node snapshot's model index ({snapshot.Count:N0} nodes)", () => Replicas(snapshot, indexed, served, options, here)),
         };
         var microStats = micro.Select(m => (m.Name, Dist: Micro(m.Op, Math.Min(requests, 20_000)))).ToList();
@@ -243,6 +258,7 @@ internal static class ResidencyBenchmark
             Console.WriteLine($"Tenant refusing external providers ({nodeCount:N0} replicas excluded): FAILED with {ex.GetType().Name}: {ex.Message}");
         }
 
+        leases.ForEach(lease => lease.Dispose());
         Console.WriteLine($"Load average at end: {Report.LoadAverage()}");
         await baseline.DisposeAsync();
         return 0;
