@@ -31,8 +31,6 @@ public static partial class RoutingDecider
         return DecideIndexed(request, baseline.Index, baseline, deviated, states, prefixNodeId);
     }
 
-    // Above this many replicas that differ from baseline in a group, reading the whole group is cheaper.
-    private const int MaxDeviatedPerGroup = 16;
 
     private static RoutingDecision DecideIndexed(RoutingRequest request, ReplicaIndex index, ReplicaBaseline? baseline, IReadOnlyList<int>? deviated, IReplicaStates states, string? prefixNodeId)
     {
@@ -82,7 +80,8 @@ public static partial class RoutingDecider
 
             compliantCount += members.Length;
             var isLocal = group.Place == gateway;
-            if (byGroup is not null && baseline!.AllReady[g] && at - from <= MaxDeviatedPerGroup)
+            // Reading the whole group is cheaper when most of it differs from baseline.
+            if (byGroup is not null && baseline!.AllReady[g] && at - from <= members.Length / 2)
             {
                 // Every other replica is ready at baseline: count it, and take the first of the order as their best.
                 var changed = byGroup.AsSpan(from, at - from);
@@ -106,7 +105,7 @@ public static partial class RoutingDecider
 
                 foreach (var i in baseline.Order[g])
                 {
-                    if (changed.Contains(i))
+                    if (changed.BinarySearch(i) >= 0)
                     {
                         continue;
                     }
@@ -189,28 +188,33 @@ public static partial class RoutingDecider
         return outcome.With(new IndexedReasons(head, explainedCount, outcome.FinalReason, index, excluded, unavailable, extras));
     }
 
-    /// <summary>The distinct replicas of <paramref name="deviated"/> and <paramref name="prefixHolders"/>, by group.</summary>
+    /// <summary>The distinct replicas of <paramref name="deviated"/> and <paramref name="prefixHolders"/>, by group, then index.</summary>
     private static int[] DeviatedByGroup(ReplicaIndex index, IReadOnlyList<int> deviated, ReadOnlySpan<int> prefixHolders)
     {
-        var all = new int[deviated.Count + prefixHolders.Length];
+        // Sorted as (group, index) packed in a long: a primitive sort, no comparer per comparison.
+        var groupOf = index.GroupOf;
+        var keys = new long[deviated.Count + prefixHolders.Length];
         for (var k = 0; k < deviated.Count; k++)
         {
-            all[k] = deviated[k];
+            keys[k] = ((long)groupOf[deviated[k]] << 32) | (uint)deviated[k];
         }
 
-        prefixHolders.CopyTo(all.AsSpan(deviated.Count));
-        var groupOf = index.GroupOf;
-        Array.Sort(all, (x, y) => groupOf[x] != groupOf[y] ? groupOf[x].CompareTo(groupOf[y]) : x.CompareTo(y));
-        var distinct = 0;
-        for (var k = 0; k < all.Length; k++)
+        for (var k = 0; k < prefixHolders.Length; k++)
         {
-            if (k == 0 || all[k] != all[k - 1])
+            keys[deviated.Count + k] = ((long)groupOf[prefixHolders[k]] << 32) | (uint)prefixHolders[k];
+        }
+
+        Array.Sort(keys);
+        var distinct = new List<int>(keys.Length);
+        for (var k = 0; k < keys.Length; k++)
+        {
+            if (k == 0 || keys[k] != keys[k - 1])
             {
-                all[distinct++] = all[k];
+                distinct.Add((int)(keys[k] & uint.MaxValue));
             }
         }
 
-        return all[..distinct];
+        return [.. distinct];
     }
 
     /// <summary><see cref="CapacityOrder"/> on indexed replicas: the node-id order is the index's rank.</summary>
