@@ -22,6 +22,19 @@ internal sealed class SnapshotReplicas
     private readonly ModelReplica?[] _idle;
     private readonly FairAdmissionGate?[] _found;
 
+    /// <summary>
+    /// The load a cluster node's report means for routing, in slots: its running and queued requests, or, where its KV
+    /// cache is the scarcer resource, the slots its KV-cache use amounts to. KV use alone never makes a replica full
+    /// (at most one slot short of it): a node whose cache is taken still queues, so it orders replicas, it does not
+    /// refuse them.
+    /// </summary>
+    internal static int ReportedLoad(ModelLoad report, int capacity)
+    {
+        var kvUse = double.IsFinite(report.KvCacheUse) ? Math.Clamp(report.KvCacheUse, 0, 1) : 0;
+        var kvSlots = Math.Min(capacity - 1, (int)Math.Floor(kvUse * capacity));
+        return Math.Max(report.Running + report.QueueDepth, kvSlots);
+    }
+
     public SnapshotReplicas(IReadOnlyList<(NodeView Node, NodeModel Model)> replicas, RouteGates gates, double staleSeconds)
     {
         var count = replicas.Count;
@@ -43,7 +56,7 @@ internal sealed class SnapshotReplicas
             // engine is full when every slot is busy and the route's fair queue is full.
             _capacity[i] = cluster ? Math.Max(1, model.Capacity) : gates.CapacityOf(model.Capacity);
             var report = cluster ? node.Load?.Models.FirstOrDefault(m => m.Model == model.Id) : null;
-            _reported[i] = report is null ? 0 : report.Running + report.QueueDepth;
+            _reported[i] = report is null ? 0 : ReportedLoad(report, _capacity[i]);
             sites[i] = new ReplicaSite(node.Id, node.Jurisdiction, cluster ? NodeKind.Local : NodeKind.External);
         }
 

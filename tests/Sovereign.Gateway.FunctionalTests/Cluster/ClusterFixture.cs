@@ -307,6 +307,8 @@ public sealed class ClusterFixture : IAsyncLifetime
     /// <summary>One <c>sovereign serve</c> process of the cluster.</summary>
     public sealed class Member
     {
+        // The start-up (first lines) and the latest lines: what a failure message or a log assertion needs.
+        private readonly ConcurrentQueue<string> _start = new();
         private readonly ConcurrentQueue<string> _output = new();
         private int _stopped;
         private bool _saidReady;
@@ -338,7 +340,7 @@ public sealed class ClusterFixture : IAsyncLifetime
         public bool SaidReady => Volatile.Read(ref _saidReady);
 
         /// <summary>The last lines it printed (for failure messages).</summary>
-        public string Output => string.Join('\n', _output);
+        public string Output => string.Join('\n', _start.Concat(_output));
 
         /// <summary>A client of this member; over https it trusts the cluster CA only, and presents <paramref name="certificate"/> if given.</summary>
         public HttpClient Client(string? token, X509Certificate2? certificate = null)
@@ -402,6 +404,12 @@ public sealed class ClusterFixture : IAsyncLifetime
             if (line.Contains("sovereign serve: ready on", StringComparison.Ordinal))
             {
                 Volatile.Write(ref _saidReady, true);
+            }
+
+            if (_start.Count < 200)
+            {
+                _start.Enqueue(line);
+                return;
             }
 
             _output.Enqueue(line);
