@@ -72,6 +72,14 @@ internal sealed class HttpRunner : IRunner, IDisposable
         return times;
     }
 
+    /// <summary>Whether one non-streaming request for <paramref name="prompt"/> succeeds (any error status: false).</summary>
+    public async Task<bool> SucceedsAsync(int[] prompt, int maxTokens, CancellationToken cancellationToken)
+    {
+        using var response = await _client.PostAsync("v1/completions", Content(Body(prompt, maxTokens, stream: false)), cancellationToken);
+        _ = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+        return response.IsSuccessStatusCode;
+    }
+
     private async Task<RequestSample> CompleteAsync(byte[] body, CancellationToken cancellationToken)
     {
         using var response = await _client.PostAsync("v1/completions", Content(body), cancellationToken);

@@ -34,6 +34,9 @@ internal static class LlamaServerBenchmark
 
     private const string ModelId = "synthetic-106M";
 
+    /// <summary>Full-width rounds each server gets before measuring.</summary>
+    private const int WarmUpRounds = 4;
+
     public static async Task<int> RunAsync(string[] args)
     {
         var options = VersusOptions.Parse(args);
@@ -63,6 +66,10 @@ internal static class LlamaServerBenchmark
         {
             var modelPath = InferenceBenchmark.SynthesizeBenchModel(temp.FullName);
             var version = await LlamaServerVersionAsync(options.LlamaServer);
+            var spareRounds = 3;
+            var needed = 1 + (WarmUpRounds * options.Concurrencies.Max()) + options.Concurrencies.Sum(c => (options.Rounds + spareRounds) * c);
+            var pool = new Queue<int[]>(await ScreenPromptsAsync(options, modelPath, temp.FullName, needed));
+            int[][] Take(int count) => [.. Enumerable.Range(0, count).Select(_ => pool.Dequeue())];
             await using var ours = await ChildServer.StartOursAsync(modelPath, engine);
             await using var theirs = await ChildServer.StartLlamaServerAsync(options, modelPath, temp.FullName);
             Console.WriteLine("Ours:         " + ours.Address + "  " + string.Join(" | ", ours.Settings));
@@ -71,35 +78,56 @@ internal static class LlamaServerBenchmark
             using var theirsClient = new HttpRunner(theirs.Address, ModelId);
             var servers = new[] { (Server: ours, Client: oursClient), (Server: theirs, Client: theirsClient) };
 
-            // Warm-up: JIT and connection pools, first touch of weights and of compute buffers at the widest batch.
+            // Warm-up: connection pools, first touch of weights and of compute buffers at the widest batch, and our
+            // JIT: tiered compilation keeps recompiling hot methods for dozens of requests (in a profile after one
+            // round, 8% of our server's CPU was the JIT compiler), which a long-running server has long finished.
+            var warmUp = Take(1 + (WarmUpRounds * options.Concurrencies.Max()));
             foreach (var (_, client) in servers)
             {
-                await client.RunAsync(Prompts(-1, 1, options.Parallel), 8, options.Stream, CancellationToken.None);
-                await client.RunAsync(Prompts(-2, options.Concurrencies.Max(), options.Parallel), 8, options.Stream, CancellationToken.None);
+                await client.RunAsync(warmUp[..1], options.Tokens, options.Stream, CancellationToken.None);
+                for (var i = 0; i < WarmUpRounds; i++)
+                {
+                    var width = options.Concurrencies.Max();
+                    await client.RunAsync(warmUp[(1 + (i * width))..(1 + ((i + 1) * width))], options.Tokens, options.Stream, CancellationToken.None);
+                }
             }
 
             var results = new List<PairedRound>();
+            var discarded = 0;
             foreach (var concurrency in options.Concurrencies)
             {
                 Console.WriteLine($"== {concurrency} concurrent, {options.Rounds} rounds x {options.Tokens} tokens per request");
+                var spares = spareRounds;
                 for (var round = 0; round < options.Rounds; round++)
                 {
                     // Fresh prompts every round (the same for both servers), so neither server's prompt cache applies.
-                    var prompts = Prompts(round, concurrency, concurrency * 1000);
+                    var prompts = Take(concurrency);
                     var load = MachineInfo.LoadAverage();
                     var oursFirst = round % 2 == 0;
                     Measured? a = null, b = null;
-                    foreach (var index in oursFirst ? new[] { 0, 1 } : [1, 0])
+                    try
                     {
-                        var measured = await MeasureAsync(servers[index].Server, servers[index].Client, prompts, options);
-                        if (index == 0)
+                        foreach (var index in oursFirst ? new[] { 0, 1 } : [1, 0])
                         {
-                            a = measured;
+                            var measured = await MeasureAsync(servers[index].Server, servers[index].Client, prompts, options);
+                            if (index == 0)
+                            {
+                                a = measured;
+                            }
+                            else
+                            {
+                                b = measured;
+                            }
                         }
-                        else
-                        {
-                            b = measured;
-                        }
+                    }
+                    catch (InvalidOperationException ex) when (spares > 0)
+                    {
+                        // A greedy output that differs from the screening run (batch composition) can still trip llama-server.
+                        spares--;
+                        discarded++;
+                        round--;
+                        Console.WriteLine("   round discarded, new prompts: " + ex.Message);
+                        continue;
                     }
 
                     var paired = new PairedRound(concurrency, round, oursFirst, a!, b!, load);
@@ -109,7 +137,7 @@ internal static class LlamaServerBenchmark
                 }
             }
 
-            var report = Render(machine, options, version, ours, theirs, results, total.Elapsed);
+            var report = Render(machine, options, version, ours, theirs, results, total.Elapsed, discarded);
             Console.WriteLine();
             Console.WriteLine(report);
             var output = options.Output ?? System.IO.Path.Combine(MachineInfo.RepositoryRoot(), "bench", "results", $"llama-server-{machine.Slug}.md");
@@ -129,21 +157,42 @@ internal static class LlamaServerBenchmark
     }
 
     /// <summary>
-    /// One prompt per request: BOS, then 33 ordinary tokens drawn from a seeded generator (past the synthetic
+    /// Prompts for the run: BOS, then 33 ordinary tokens drawn from a seeded generator (past the synthetic
     /// vocabulary's special and byte tokens), so prompts differ from their first token on and no prefix is shared.
+    /// The model's random weights make some greedy outputs invalid UTF-8, on which llama-server answers 500 ("does
+    /// not match the expected Content-only format"; ours replaces the bytes with U+FFFD). So every prompt is first
+    /// generated once by a separate llama-server process (its caches gone before the measured servers start) and
+    /// kept only when that succeeds.
     /// </summary>
-    private static int[][] Prompts(int round, int count, int salt)
+    private static async Task<List<int[]>> ScreenPromptsAsync(VersusOptions options, string modelPath, string directory, int needed)
     {
         const int firstOrdinaryToken = 261;
         const int vocabulary = 32000;
-        var random = new Random(HashCode.Combine(round, salt, count) & int.MaxValue);
-        var prompts = new int[count][];
-        for (var i = 0; i < count; i++)
+        var random = new Random(20261203);
+        var kept = new List<int[]>(needed);
+        var tried = 0;
+        var watch = Stopwatch.StartNew();
+        await using (var screen = await ChildServer.StartLlamaServerAsync(options, modelPath, directory))
         {
-            prompts[i] = [1, .. Enumerable.Range(0, 33).Select(_ => random.Next(firstOrdinaryToken, vocabulary))];
+            using var client = new HttpRunner(screen.Address, ModelId);
+            while (kept.Count < needed)
+            {
+                if (tried > needed * 20)
+                {
+                    throw new InvalidOperationException($"Only {kept.Count} of {tried} prompts gave llama-server an output it could return; {needed} needed.");
+                }
+
+                var batch = Enumerable.Range(0, options.Parallel)
+                    .Select(_ => (int[])[1, .. Enumerable.Range(0, 33).Select(_ => random.Next(firstOrdinaryToken, vocabulary))])
+                    .ToArray();
+                tried += batch.Length;
+                var ok = await Task.WhenAll(batch.Select(p => client.SucceedsAsync(p, options.Tokens, CancellationToken.None)));
+                kept.AddRange(batch.Where((_, i) => ok[i]));
+            }
         }
 
-        return prompts;
+        Console.WriteLine($"Screened prompts: {kept.Count} of {tried} kept (llama-server returned the rest as errors) in {watch.Elapsed.TotalSeconds:F0} s");
+        return kept[..needed];
     }
 
     private static async Task<Measured> MeasureAsync(ChildServer server, HttpRunner client, int[][] prompts, VersusOptions options)
@@ -164,7 +213,7 @@ internal static class LlamaServerBenchmark
         return string.Join("; ", text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(l => l.StartsWith("version", StringComparison.Ordinal) || l.StartsWith("built with", StringComparison.Ordinal)));
     }
 
-    private static string Render(MachineInfo machine, VersusOptions options, string version, ChildServer ours, ChildServer theirs, List<PairedRound> results, TimeSpan elapsed)
+    private static string Render(MachineInfo machine, VersusOptions options, string version, ChildServer ours, ChildServer theirs, List<PairedRound> results, TimeSpan elapsed, int discarded)
     {
         var md = new StringBuilder();
         md.AppendLine("# Our server against llama-server (same GGUF, same run)");
@@ -174,8 +223,9 @@ internal static class LlamaServerBenchmark
         md.AppendLine(Invariant($"- Commit {machine.Commit}; ours: LLamaSharp's llama.cpp {machine.NativeLibrary}; llama-server: {version} ({options.LlamaServer}); OMP_WAIT_POLICY={machine.OmpWaitPolicy}"));
         md.AppendLine(Invariant($"- Model: synthesized llama, 8 x 768, vocabulary 32000, Q8_0, seed 42 (106M parameters), one file for both servers."));
         md.AppendLine(Invariant($"- Both servers: threads {options.Threads} (batch threads too), {options.Parallel} slots, {options.ContextLength} tokens per slot in one unified KV cache of {options.Parallel * options.ContextLength} cells, batch/ubatch {options.BatchSize}, llama-server -fa {options.FlashAttention}{(options.LlamaArgs.Count > 0 ? " " + string.Join(' ', options.LlamaArgs) : "")}, our prefix cache {(options.PrefixCacheSequences is { } c ? c.ToString(CultureInfo.InvariantCulture) + " sequences" : "at its default")}; no prompt is ever repeated, so neither server's prompt cache can hit."));
-        md.AppendLine(Invariant($"- Requests: POST /v1/completions, prompt = 34 token ids (BOS + 33 seeded random ordinary tokens, different per request and round, the same for both servers), max_tokens {options.Tokens}, temperature 0, {(options.Stream ? "streamed" : "not streamed")}; the client runs in the benchmark's process (shared by both)."));
-        md.AppendLine(Invariant($"- Rounds alternate which server goes first. Run took {elapsed.TotalSeconds:F0} s."));
+        md.AppendLine(Invariant($"- Requests: POST /v1/completions, prompt = 34 token ids (BOS + 33 seeded random ordinary tokens, different per request and round, the same for both servers, screened as below), max_tokens {options.Tokens}, temperature 0, {(options.Stream ? "streamed" : "not streamed")}; the client runs in the benchmark's process (shared by both)."));
+        md.AppendLine(Invariant($"- Each server first got {WarmUpRounds} unmeasured rounds at full width. Rounds alternate which server goes first; {discarded} round(s) discarded and redrawn because a request failed. Run took {elapsed.TotalSeconds:F0} s."));
+        md.AppendLine("- Prompts were screened first on a separate llama-server process: the random weights make some greedy outputs invalid UTF-8, on which llama-server answers HTTP 500 (ours returns U+FFFD); only prompts that llama-server completed are used, for both servers.");
         md.AppendLine("- llama.cpp context settings, ours: " + string.Join(" | ", ours.Settings));
         md.AppendLine("- llama.cpp context settings, llama-server: " + string.Join(" | ", theirs.Settings));
         md.AppendLine();
