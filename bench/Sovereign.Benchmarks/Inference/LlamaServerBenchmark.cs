@@ -27,6 +27,8 @@ internal static class LlamaServerBenchmark
           --flash-attn MODE    llama-server's -fa: on, off or auto (default auto, llama.cpp's default and ours).
           --avx LEVEL          Which LLamaSharp llama.cpp build our server loads (default auto).
           --stream             Stream the responses (SSE) from both servers (default: non-streaming).
+          --cpus LIST          Pin both servers to these CPUs (taskset -c LIST), e.g. 1: on a shared machine the
+                               scheduler otherwise gives a multi-threaded server more CPU than a one-threaded one.
           --prefix-cache N     Our server's prefix cache size in sequences (default: the server's default).
           --llama-args "ARGS"  Extra arguments for llama-server, appended after ours (e.g. "--cache-ram 0").
           --out PATH           Markdown report (default bench/results/llama-server-<cores>c-<cpu>.md; '-' for none).
@@ -70,7 +72,7 @@ internal static class LlamaServerBenchmark
             var needed = 1 + (WarmUpRounds * options.Concurrencies.Max()) + options.Concurrencies.Sum(c => (options.Rounds + spareRounds) * c);
             var pool = new Queue<int[]>(await ScreenPromptsAsync(options, modelPath, temp.FullName, needed));
             int[][] Take(int count) => [.. Enumerable.Range(0, count).Select(_ => pool.Dequeue())];
-            await using var ours = await ChildServer.StartOursAsync(modelPath, engine);
+            await using var ours = await ChildServer.StartOursAsync(modelPath, engine, options.Cpus);
             await using var theirs = await ChildServer.StartLlamaServerAsync(options, modelPath, temp.FullName);
             Console.WriteLine("Ours:         " + ours.Address + "  " + string.Join(" | ", ours.Settings));
             Console.WriteLine("llama-server: " + theirs.Address + "  " + string.Join(" | ", theirs.Settings));
@@ -222,7 +224,7 @@ internal static class LlamaServerBenchmark
         md.AppendLine(Invariant($"- Load average (1/5/15 min) at start {machine.LoadAtStart}, at end {MachineInfo.LoadAverage()}: other work shares these cores."));
         md.AppendLine(Invariant($"- Commit {machine.Commit}; ours: LLamaSharp's llama.cpp {machine.NativeLibrary}; llama-server: {version} ({options.LlamaServer}); OMP_WAIT_POLICY={machine.OmpWaitPolicy}"));
         md.AppendLine(Invariant($"- Model: synthesized llama, 8 x 768, vocabulary 32000, Q8_0, seed 42 (106M parameters), one file for both servers."));
-        md.AppendLine(Invariant($"- Both servers: threads {options.Threads} (batch threads too), {options.Parallel} slots, {options.ContextLength} tokens per slot in one unified KV cache of {options.Parallel * options.ContextLength} cells, batch/ubatch {options.BatchSize}, llama-server -fa {options.FlashAttention}{(options.LlamaArgs.Count > 0 ? " " + string.Join(' ', options.LlamaArgs) : "")}, our prefix cache {(options.PrefixCacheSequences is { } c ? c.ToString(CultureInfo.InvariantCulture) + " sequences" : "at its default")}; no prompt is ever repeated, so neither server's prompt cache can hit."));
+        md.AppendLine(Invariant($"- Both servers: threads {options.Threads} (batch threads too), {options.Parallel} slots, {options.ContextLength} tokens per slot in one unified KV cache of {options.Parallel * options.ContextLength} cells, batch/ubatch {options.BatchSize}, llama-server -fa {options.FlashAttention}{(options.LlamaArgs.Count > 0 ? " " + string.Join(' ', options.LlamaArgs) : "")}, {(options.Cpus is { } pinned ? $"both pinned to CPU(s) {pinned} (taskset), " : "not pinned, ")}our prefix cache {(options.PrefixCacheSequences is { } c ? c.ToString(CultureInfo.InvariantCulture) + " sequences" : "at its default")}; no prompt is ever repeated, so neither server's prompt cache can hit."));
         md.AppendLine(Invariant($"- Requests: POST /v1/completions, prompt = 34 token ids (BOS + 33 seeded random ordinary tokens, different per request and round, the same for both servers, screened as below), max_tokens {options.Tokens}, temperature 0, {(options.Stream ? "streamed" : "not streamed")}; the client runs in the benchmark's process (shared by both)."));
         md.AppendLine(Invariant($"- Each server first got {WarmUpRounds} unmeasured rounds at full width. Rounds alternate which server goes first; {discarded} round(s) discarded and redrawn because a request failed. Run took {elapsed.TotalSeconds:F0} s."));
         md.AppendLine("- Prompts were screened first on a separate llama-server process: the random weights make some greedy outputs invalid UTF-8, on which llama-server answers HTTP 500 (ours returns U+FFFD); only prompts that llama-server completed are used, for both servers.");
@@ -288,6 +290,7 @@ internal static class LlamaServerBenchmark
         public string FlashAttention { get; init; } = "auto";
         public string Avx { get; init; } = "auto";
         public bool Stream { get; init; }
+        public string? Cpus { get; init; }
         public int? PrefixCacheSequences { get; init; }
         public IReadOnlyList<string> LlamaArgs { get; init; } = [];
         public string? Output { get; init; }
@@ -315,6 +318,7 @@ internal static class LlamaServerBenchmark
                     "--flash-attn" => options with { FlashAttention = Value() is var mode && mode is "on" or "off" or "auto" ? mode : throw new ArgumentException("--flash-attn: on, off or auto") },
                     "--avx" => options with { Avx = Value().ToLowerInvariant() },
                     "--stream" => options with { Stream = true },
+                    "--cpus" => options with { Cpus = Value() },
                     "--prefix-cache" => options with { PrefixCacheSequences = int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n >= 0 ? n : throw new ArgumentException("--prefix-cache needs a non-negative integer") },
                     "--llama-args" => options with { LlamaArgs = Value().Split(' ', StringSplitOptions.RemoveEmptyEntries) },
                     "--out" => options with { Output = Value() },
@@ -363,17 +367,11 @@ internal static class LlamaServerBenchmark
             }
         }
 
-        public static async Task<ChildServer> StartOursAsync(string modelPath, BenchOptions engine)
+        public static async Task<ChildServer> StartOursAsync(string modelPath, BenchOptions engine, string? cpus)
         {
-            var start = new ProcessStartInfo
-            {
-                FileName = Environment.ProcessPath ?? throw new InvalidOperationException("Unknown process path."),
-                RedirectStandardInput = true,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            if (System.IO.Path.GetFileNameWithoutExtension(start.FileName).Equals("dotnet", StringComparison.OrdinalIgnoreCase))
+            var start = Pinned(Environment.ProcessPath ?? throw new InvalidOperationException("Unknown process path."), cpus);
+            start.RedirectStandardInput = true;
+            if (System.IO.Path.GetFileNameWithoutExtension(Environment.ProcessPath).Equals("dotnet", StringComparison.OrdinalIgnoreCase))
             {
                 start.ArgumentList.Add(typeof(ServerChild).Assembly.Location);
             }
@@ -409,13 +407,8 @@ internal static class LlamaServerBenchmark
         {
             var port = FreePort();
             string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
-            var start = new ProcessStartInfo(options.LlamaServer!)
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-                WorkingDirectory = directory,
-            };
+            var start = Pinned(options.LlamaServer!, options.Cpus);
+            start.WorkingDirectory = directory;
             foreach (var arg in (string[])[
                 "--model", modelPath, "--alias", ModelId, "--host", "127.0.0.1", "--port", Invariant(port),
                 "--threads", Invariant(options.Threads), "--threads-batch", Invariant(options.Threads),
@@ -531,6 +524,25 @@ internal static class LlamaServerBenchmark
                 .Where(l => keys.Any(k => l.Contains(k, StringComparison.Ordinal)))
                 .Select(l => l[(l.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim())
                 .Distinct());
+        }
+
+        /// <summary>Starts <paramref name="program"/> directly, or through taskset when <paramref name="cpus"/> is set.</summary>
+        private static ProcessStartInfo Pinned(string program, string? cpus)
+        {
+            var start = new ProcessStartInfo(cpus is null ? program : "taskset")
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            if (cpus is not null)
+            {
+                start.ArgumentList.Add("-c");
+                start.ArgumentList.Add(cpus);
+                start.ArgumentList.Add(program);
+            }
+
+            return start;
         }
 
         private static int FreePort()
