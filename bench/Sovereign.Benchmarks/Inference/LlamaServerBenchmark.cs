@@ -86,11 +86,17 @@ internal static class LlamaServerBenchmark
             var warmUp = Take(1 + (WarmUpRounds * options.Concurrencies.Max()));
             foreach (var (_, client) in servers)
             {
-                await client.RunAsync(warmUp[..1], options.Tokens, options.Stream, CancellationToken.None);
-                for (var i = 0; i < WarmUpRounds; i++)
+                var width = options.Concurrencies.Max();
+                for (var i = -1; i < WarmUpRounds; i++)
                 {
-                    var width = options.Concurrencies.Max();
-                    await client.RunAsync(warmUp[(1 + (i * width))..(1 + ((i + 1) * width))], options.Tokens, options.Stream, CancellationToken.None);
+                    try
+                    {
+                        await client.RunAsync(i < 0 ? warmUp[..1] : warmUp[(1 + (i * width))..(1 + ((i + 1) * width))], options.Tokens, options.Stream, CancellationToken.None);
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        // A request llama-server could not return (see ScreenPromptsAsync); the others still warmed it.
+                    }
                 }
             }
 
