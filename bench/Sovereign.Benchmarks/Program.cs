@@ -8,7 +8,7 @@ using Sovereign.Benchmarks.Ledger;
 // processes (memory is measured in a fresh process so one model's allocations cannot hide in another's figure).
 if (args.Length == 0 || args[0] is "-h" or "--help")
 {
-    Console.WriteLine(BenchOptions.Usage);
+    Console.WriteLine(BenchOptions.Usage + Environment.NewLine + LlamaServerBenchmark.Usage);
     return args.Length == 0 ? 2 : 0;
 }
 
@@ -18,6 +18,8 @@ try
     {
         "inference" => await InferenceBenchmark.RunAsync(BenchOptions.Parse(args[1..])),
         MemoryProbe.CommandName => await MemoryProbe.RunAsync(BenchOptions.Parse(args[1..])),
+        "llama-server" => await LlamaServerBenchmark.RunAsync(args[1..]),
+        ServerChild.CommandName => await ServerChild.RunAsync(BenchOptions.Parse(args[1..])),
         "residency" => await ResidencyBenchmark.RunAsync(args[1..]),
         "gateway" => await GatewayLatencyBenchmark.RunAsync(args[1..]),
         "pipeline" => await PipelineBenchmark.RunAsync(args[1..]),

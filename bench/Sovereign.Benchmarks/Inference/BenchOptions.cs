@@ -16,6 +16,7 @@ internal sealed record BenchOptions
           --parallel N        Sequences per batch: server Parallel and the ceilings' SeqMax (default 32).
           --ctx N             Tokens per sequence; KV cache = parallel x ctx (default 512).
           --batch N           Tokens per decode step (default 512, the server's default).
+          --prefix-cache N    Finished sequences the server keeps for prefix reuse (default: the server's, = parallel; 0: off).
           --avx LEVEL         auto, none, avx, avx2 or avx512: which llama.cpp build to load (default auto).
           --server-data DIR  The server's data directory (audit log, database); default: a fresh temp folder.
                              Put it on tmpfs (e.g. /dev/shm) to see what the database's fsyncs cost.
@@ -31,6 +32,7 @@ internal sealed record BenchOptions
     public int ContextLength { get; init; } = 512;
     public int BatchSize { get; init; } = 512;
     public string Avx { get; init; } = "auto";
+    public int? PrefixCacheSequences { get; init; }
     public string? Output { get; init; }
     public string? ServerData { get; init; }
     public IReadOnlyList<string> Phases { get; init; } = ["memory", "single", "aggregate"];
@@ -39,6 +41,9 @@ internal sealed record BenchOptions
     public string? ProbeModel { get; init; }
     public int ProbeSequences { get; init; } = 1;
     public string ProbeMode { get; init; } = "direct";
+
+    // Server child only: the model id it serves.
+    public string? ServedModelId { get; init; }
 
     public static BenchOptions Parse(string[] args)
     {
@@ -60,12 +65,14 @@ internal sealed record BenchOptions
                 "--ctx" => options with { ContextLength = Int() },
                 "--batch" => options with { BatchSize = Int() },
                 "--avx" => options with { Avx = Value().ToLowerInvariant() },
+                "--prefix-cache" => options with { PrefixCacheSequences = int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n >= 0 ? n : throw new ArgumentException("--prefix-cache needs a non-negative integer") },
                 "--out" => options with { Output = Value() },
                 "--server-data" => options with { ServerData = Value() },
                 "--phases" => options with { Phases = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
                 "--probe-model" => options with { ProbeModel = Value() },
                 "--probe-seqs" => options with { ProbeSequences = Int() },
                 "--probe-mode" => options with { ProbeMode = Value() },
+                "--served-id" => options with { ServedModelId = Value() },
                 _ => throw new ArgumentException($"unknown option '{flag}'"),
             };
         }
@@ -109,6 +116,7 @@ internal sealed record BenchOptions
         "--ctx", ContextLength.ToString(CultureInfo.InvariantCulture),
         "--batch", BatchSize.ToString(CultureInfo.InvariantCulture),
         "--avx", Avx,
+        .. PrefixCacheSequences is { } cache ? ["--prefix-cache", cache.ToString(CultureInfo.InvariantCulture)] : (string[])[],
         .. ServerData is null ? (string[])[] : ["--server-data", ServerData],
     ];
 }

@@ -35,14 +35,19 @@ internal sealed class HttpRunner : IRunner, IDisposable
 
     public Route Route => Route.Http;
 
-    public async Task<RunSample> RunAsync(int[] prompt, int concurrency, int maxTokens, bool stream, CancellationToken cancellationToken)
+    public Task<RunSample> RunAsync(int[] prompt, int concurrency, int maxTokens, bool stream, CancellationToken cancellationToken) =>
+        RunAsync(Enumerable.Repeat(prompt, concurrency).ToArray(), maxTokens, stream, cancellationToken);
+
+    /// <summary>One request per prompt, all sent at once.</summary>
+    public async Task<RunSample> RunAsync(IReadOnlyList<int[]> prompts, int maxTokens, bool stream, CancellationToken cancellationToken)
     {
-        var body = Body(prompt, maxTokens, stream);
+        // Bodies are serialized before the clock starts, so JSON writing is not part of the run.
+        var bodies = prompts.Select(p => Body(p, maxTokens, stream)).ToArray();
         var start = Stopwatch.GetTimestamp();
-        var tasks = new Task<RequestSample>[concurrency];
-        for (var i = 0; i < concurrency; i++)
+        var tasks = new Task<RequestSample>[bodies.Length];
+        for (var i = 0; i < bodies.Length; i++)
         {
-            tasks[i] = stream ? StreamAsync(body, start, cancellationToken) : CompleteAsync(body, cancellationToken);
+            tasks[i] = stream ? StreamAsync(bodies[i], start, cancellationToken) : CompleteAsync(bodies[i], cancellationToken);
         }
 
         var samples = await Task.WhenAll(tasks);
@@ -65,6 +70,14 @@ internal sealed class HttpRunner : IRunner, IDisposable
         }
 
         return times;
+    }
+
+    /// <summary>Whether one non-streaming request for <paramref name="prompt"/> succeeds (any error status: false).</summary>
+    public async Task<bool> SucceedsAsync(int[] prompt, int maxTokens, CancellationToken cancellationToken)
+    {
+        using var response = await _client.PostAsync("v1/completions", Content(Body(prompt, maxTokens, stream: false)), cancellationToken);
+        _ = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+        return response.IsSuccessStatusCode;
     }
 
     private async Task<RequestSample> CompleteAsync(byte[] body, CancellationToken cancellationToken)

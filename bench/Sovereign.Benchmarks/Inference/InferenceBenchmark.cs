@@ -78,6 +78,7 @@ internal static class InferenceBenchmark
         BatchSize = options.BatchSize,
         Threads = options.Threads,
         MaxQueue = 1024,
+        PrefixCacheSequences = options.PrefixCacheSequences,
     };
 
     private static ModelCase StoriesCase(BenchOptions options)
@@ -91,27 +92,35 @@ internal static class InferenceBenchmark
 
     private static ModelCase SyntheticCase(BenchOptions options, string directory)
     {
-        // About 106M parameters: 8 blocks of width 768 with a 32000-token vocabulary, the shape of a small llama.
-        var synthetic = new SyntheticModelOptions
-        {
-            Layers = 8,
-            EmbeddingLength = 768,
-            HeadCount = 12,
-            VocabularySize = 32000,
-            ContextLength = 2048,
-            TensorType = GgmlType.Q8_0,
-            Seed = 42,
-            Name = "sovereign-bench-106m",
-        };
-        var estimate = SyntheticModelBuilder.Estimate(synthetic);
-        var path = System.IO.Path.Combine(directory, "synthetic-q8_0.gguf");
-        var watch = Stopwatch.StartNew();
-        SyntheticModelBuilder.Write(synthetic, path);
-        Console.WriteLine($"Synthesized {estimate.ParameterCount / 1e6:F1}M-parameter Q8_0 model ({estimate.FileSizeBytes / 1048576.0:F0} MiB) in {watch.Elapsed.TotalSeconds:F1} s");
-        var description = $"synthetic llama, {synthetic.Layers} x {synthetic.EmbeddingLength}, vocab {synthetic.VocabularySize}, Q8_0, seed {synthetic.Seed}";
+        var path = SynthesizeBenchModel(directory);
+        var description = $"synthetic llama, {SyntheticBenchModel.Layers} x {SyntheticBenchModel.EmbeddingLength}, vocab {SyntheticBenchModel.VocabularySize}, Q8_0, seed {SyntheticBenchModel.Seed}";
         return options.Quick
             ? new ModelCase("synthetic-106M", path, description, 16, 2, 8, 1)
             : new ModelCase("synthetic-106M", path, description, 64, 6, 32, 3);
+    }
+
+    /// <summary>About 106M parameters: 8 blocks of width 768 with a 32000-token vocabulary, the shape of a small llama.</summary>
+    public static readonly SyntheticModelOptions SyntheticBenchModel = new()
+    {
+        Layers = 8,
+        EmbeddingLength = 768,
+        HeadCount = 12,
+        VocabularySize = 32000,
+        ContextLength = 2048,
+        TensorType = GgmlType.Q8_0,
+        Seed = 42,
+        Name = "sovereign-bench-106m",
+    };
+
+    /// <summary>Writes the 106M-parameter Q8_0 benchmark model into <paramref name="directory"/> and returns its path.</summary>
+    public static string SynthesizeBenchModel(string directory)
+    {
+        var estimate = SyntheticModelBuilder.Estimate(SyntheticBenchModel);
+        var path = System.IO.Path.Combine(directory, "synthetic-q8_0.gguf");
+        var watch = Stopwatch.StartNew();
+        SyntheticModelBuilder.Write(SyntheticBenchModel, path);
+        Console.WriteLine($"Synthesized {estimate.ParameterCount / 1e6:F1}M-parameter Q8_0 model ({estimate.FileSizeBytes / 1048576.0:F0} MiB) in {watch.Elapsed.TotalSeconds:F1} s");
+        return path;
     }
 
     private static async Task<ModelResult> RunModelAsync(ModelCase modelCase, BenchOptions options)

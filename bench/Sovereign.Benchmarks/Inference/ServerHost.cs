@@ -35,7 +35,8 @@ internal sealed class ServerHost : IAsyncDisposable
     public ContinuousBatcher Batcher { get; }
 
     /// <param name="dataRoot">Where to create the server's fresh data directory (default: the system temp folder).</param>
-    public static async Task<ServerHost> StartAsync(ModelOptions model, string? dataRoot = null)
+    /// <param name="nativeLogLevel">The least severe llama.cpp log line the server writes to its console.</param>
+    public static async Task<ServerHost> StartAsync(ModelOptions model, string? dataRoot = null, LogLevel nativeLogLevel = LogLevel.Error)
     {
         var data = dataRoot is null
             ? Directory.CreateTempSubdirectory("sovereign-bench-data-").FullName
@@ -53,13 +54,14 @@ internal sealed class ServerHost : IAsyncDisposable
             ["Sovereign:Models:0:BatchSize"] = Invariant(model.BatchSize),
             ["Sovereign:Models:0:Threads"] = Invariant(model.Threads),
             ["Sovereign:Models:0:MaxQueue"] = Invariant(model.MaxQueue),
+            ["Sovereign:Models:0:PrefixCacheSequences"] = model.PrefixCacheSequences is { } cache ? Invariant(cache) : null,
         });
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.AddSovereignGateway();
 
         // The benchmark prints llama.cpp's load warnings once itself; the server would repeat them per load.
-        builder.Logging.AddFilter("llama.cpp", LogLevel.Error);
+        builder.Logging.AddFilter("llama.cpp", nativeLogLevel);
         var app = builder.Build();
         app.UseSovereignGateway();
         await app.StartAsync();
