@@ -1,9 +1,7 @@
-using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Logging.Abstractions;
 using Sovereign.Benchmarks.Gateway;
 using Sovereign.Inference.Engine;
-using Sovereign.Inference.Gguf;
 
 namespace Sovereign.Benchmarks.Inference;
 
@@ -28,7 +26,7 @@ internal static class PrefixCacheBenchmark
         var temp = Directory.CreateTempSubdirectory("sovereign-prefix-bench-");
         try
         {
-            var path = args.String("--model") ?? Synthesize(temp.FullName);
+            var path = args.String("--model") ?? InferenceBenchmark.SynthesizeBenchModel(temp.FullName);
             var context = prefixLength + suffixLength + 64;
             ModelOptions Options(int? cache) => new() { Id = "bench", Path = path, ContextLength = context, Parallel = 1, Threads = threads, PrefixCacheSequences = cache };
             using var warmModel = LlamaModel.Load(Options(null));
@@ -95,26 +93,5 @@ internal static class PrefixCacheBenchmark
     {
         var sorted = values.Order().ToList();
         return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
-    }
-
-    private static string Synthesize(string directory)
-    {
-        // The inference benchmark's 106M-parameter model: 8 blocks of width 768, a 32000-token vocabulary, Q8_0.
-        var synthetic = new SyntheticModelOptions
-        {
-            Layers = 8,
-            EmbeddingLength = 768,
-            HeadCount = 12,
-            VocabularySize = 32000,
-            ContextLength = 2048,
-            TensorType = GgmlType.Q8_0,
-            Seed = 42,
-            Name = "sovereign-bench-106m",
-        };
-        var path = Path.Combine(directory, "synthetic-q8_0.gguf");
-        var watch = Stopwatch.StartNew();
-        SyntheticModelBuilder.Write(synthetic, path);
-        Console.WriteLine($"Synthesized the 106M-parameter Q8_0 model in {watch.Elapsed.TotalSeconds:F1} s");
-        return path;
     }
 }
