@@ -62,7 +62,7 @@ internal static partial class SiloConnectionTracking
         {
             LogImpostor(tls.Logger, member.Name, member.SiloAddress.ToString(), identity.ToString());
             context.Abort(new ConnectionAbortedException($"The silo announced as {member.Name} proved {identity}."));
-            _ = KillAsync(membership, member.SiloAddress, tls.Logger);
+            _ = DeclareDeadAsync(membership, member.SiloAddress, tls.Logger);
             return;
         }
 
@@ -70,13 +70,14 @@ internal static partial class SiloConnectionTracking
         await next(context);
     }
 
-    private static async Task KillAsync(IClusterMembershipService membership, SiloAddress silo, ILogger logger)
+    /// <summary>Declares <paramref name="silo"/> dead in membership (its peers then drop it, and it stops); a failure is logged.</summary>
+    internal static async Task DeclareDeadAsync(IClusterMembershipService membership, SiloAddress silo, ILogger logger)
     {
         try
         {
             await membership.TryKill(silo);
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
+        catch (Exception ex) when (ex is not OutOfMemoryException and not OperationCanceledException)
         {
             LogKillFailed(logger, silo.ToString(), ex.Message);
         }

@@ -52,14 +52,7 @@ internal sealed partial class SiloRoleGuard(
                 foreach (var (silo, name, offered) in Impostors(manifest, membership.CurrentSnapshot.Members, gatewayOnlyTypes))
                 {
                     LogExpelled(logger, name, silo.ToString(), offered.ToString()!);
-                    try
-                    {
-                        await membership.TryKill(silo);
-                    }
-                    catch (Exception ex) when (ex is not OperationCanceledException)
-                    {
-                        LogKillFailed(logger, silo.ToString(), ex.Message);
-                    }
+                    await SiloConnectionTracking.DeclareDeadAsync(membership, silo, logger);
                 }
             }
         }
@@ -73,7 +66,4 @@ internal sealed partial class SiloRoleGuard(
 
     [LoggerMessage(EventId = 3020, Level = LogLevel.Information, Message = "Expelling node silos that offer any of {Count} gateway-only grain types: {Types}")]
     private static partial void LogWatching(ILogger logger, int count, string types);
-
-    [LoggerMessage(EventId = 3015, Level = LogLevel.Warning, Message = "Could not declare silo {Silo} dead: {Problem}")]
-    private static partial void LogKillFailed(ILogger logger, string silo, string problem);
 }

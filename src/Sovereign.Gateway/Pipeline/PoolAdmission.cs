@@ -99,7 +99,7 @@ internal sealed class PoolAdmission(
         catch (OperationCanceledException)
         {
             // The client left while waiting: its place (or a slot granted meanwhile) is given back.
-            await gate.ReleaseAsync(slot.Ticket);
+            await new PoolSlotLease(gate, slot.Ticket, route.RequestId, placement.Pool, logger).DisposeAsync();
             throw;
         }
 

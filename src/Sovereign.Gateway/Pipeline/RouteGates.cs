@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
 
@@ -43,22 +42,11 @@ public sealed class RouteGates(IOptions<SovereignOptions> options)
     /// <summary>The routes (node, model, slots) that hold a request now; enumerating it takes no lock.</summary>
     internal IEnumerable<KeyValuePair<(string Node, string Model, int Slots), byte>> Busy => _busy;
 
-    // Per list of routes (one registry snapshot's replicas of a model), the gates found so far, in the list's order:
-    // the router reads every replica's load on every request, and a gate once found stays the route's gate.
-    private readonly ConditionalWeakTable<object, FairAdmissionGate?[]> _found = new();
-
-    /// <summary>Requests running or waiting on a route (0 before its first request).</summary>
-    public int LoadOf(string node, string model, int slots) =>
-        Volatile.Read(ref _count) > 0 && _gates.TryGetValue((node, model, Math.Max(1, slots)), out var gate) ? gate.Load : 0;
-
     /// <summary>
-    /// The gates of <paramref name="routes"/> found so far, for <see cref="LoadOf(FairAdmissionGate[], int, string, string, int)"/>;
-    /// <paramref name="routes"/> must not change (a registry snapshot's list).
+    /// The load of the <paramref name="index"/>th route of a list whose gates found so far are kept in
+    /// <paramref name="found"/> (one slot per route, owned by the list's reader): a gate is looked up only until it
+    /// exists, and once found stays the route's gate.
     /// </summary>
-    internal FairAdmissionGate?[] FoundFor<T>(IReadOnlyList<T> routes) =>
-        _found.GetValue(routes, static r => new FairAdmissionGate?[((IReadOnlyList<T>)r).Count]);
-
-    /// <summary>The load of the <paramref name="index"/>th route of a list, its gate looked up only until it exists.</summary>
     internal int LoadOf(FairAdmissionGate?[] found, int index, string node, string model, int slots)
     {
         if (found[index] is { } gate)

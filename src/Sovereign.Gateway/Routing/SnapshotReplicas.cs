@@ -61,7 +61,7 @@ internal sealed class SnapshotReplicas
         }
 
         Index = new ReplicaIndex(sites);
-        _found = gates.FoundFor(replicas);
+        _found = new FairAdmissionGate?[count];
 
         // While nothing happens to a replica: its route idle, its node active and (a cluster node) reporting. That
         // lasts until the first cluster node's last report grows stale, or a route gets a request, or a node is
