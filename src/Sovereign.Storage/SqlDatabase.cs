@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
 using Npgsql;
@@ -21,16 +22,25 @@ public enum SqlProvider
 /// </summary>
 public sealed class SqlDatabase
 {
+    // One per SQLite file in this process, whichever SqlDatabase instance opened it.
+    private static readonly ConcurrentDictionary<string, SemaphoreSlim> SqliteWriteGates = new(StringComparer.Ordinal);
+
     private readonly string _connectionString;
     private readonly NpgsqlDataSource? _postgres;
+    private readonly SemaphoreSlim? _writeGate;
 
-    private SqlDatabase(SqlProvider provider, string connectionString)
+    private SqlDatabase(SqlProvider provider, string connectionString, string? sqlitePath = null)
     {
         Provider = provider;
         _connectionString = connectionString;
         if (provider == SqlProvider.PostgreSql)
         {
             _postgres = NpgsqlDataSource.Create(connectionString);
+        }
+
+        if (sqlitePath is not null)
+        {
+            _writeGate = SqliteWriteGates.GetOrAdd(sqlitePath, static _ => new SemaphoreSlim(1, 1));
         }
     }
 
@@ -48,7 +58,7 @@ public sealed class SqlDatabase
         }
 
         var builder = new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadWriteCreate, Cache = SqliteCacheMode.Private, Pooling = true };
-        return new SqlDatabase(SqlProvider.Sqlite, builder.ToString());
+        return new SqlDatabase(SqlProvider.Sqlite, builder.ToString(), Path.GetFullPath(path));
     }
 
     /// <summary>A PostgreSQL database (Npgsql connection string).</summary>
@@ -77,6 +87,24 @@ public sealed class SqlDatabase
     }
 
     /// <summary>
+    /// Waits for this process's turn to write; dispose the turn after the commit. SQLite lets one connection write
+    /// at a time and makes any other sleep in its busy handler (1, 2, 5 ms and longer) before it tries again: two
+    /// writers of one process (the audit chain and the usage ledger commit beside each other for every request)
+    /// would meet that sleep on most requests. Queued here, the next writer starts the moment the last one commits.
+    /// Writers in other processes still meet the busy timeout. PostgreSQL takes row locks itself: no wait there.
+    /// </summary>
+    public async ValueTask<WriteTurn> EnterWriteAsync(CancellationToken cancellationToken = default)
+    {
+        if (_writeGate is null)
+        {
+            return default;
+        }
+
+        await _writeGate.WaitAsync(cancellationToken);
+        return new WriteTurn(_writeGate);
+    }
+
+    /// <summary>
     /// Applies each named migration once, in order, recording it in <c>schema_migrations</c>. Components call this
     /// at start with their own migrations; names must be globally unique (prefix them with the component).
     /// </summary>
@@ -93,6 +121,7 @@ public sealed class SqlDatabase
 
         try
         {
+            using var turn = await EnterWriteAsync(cancellationToken);
             await ApplyAsync(connection, migrations, cancellationToken);
         }
         finally
@@ -160,6 +189,17 @@ public sealed class SqlDatabase
         command.CommandText = sql;
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
+}
+
+/// <summary>A writer's turn on a SQLite file (see <see cref="SqlDatabase.EnterWriteAsync"/>); ends when disposed.</summary>
+public readonly struct WriteTurn : IDisposable
+{
+    private readonly SemaphoreSlim? _gate;
+
+    internal WriteTurn(SemaphoreSlim gate) => _gate = gate;
+
+    /// <summary>Lets the next writer of this process in.</summary>
+    public void Dispose() => _gate?.Release();
 }
 
 /// <summary>One schema change: a globally unique name and the statements that make it.</summary>

@@ -26,6 +26,7 @@ internal sealed class PendingAppend(UsageRecord record, long timestampMs, long c
 /// </summary>
 internal sealed class LedgerWriter : IAsyncDisposable
 {
+    private readonly SqlDatabase _database;
     private readonly DbConnection _connection;
     private readonly LedgerStatement _insert;
     private readonly LedgerStatement _daily;
@@ -36,8 +37,9 @@ internal sealed class LedgerWriter : IAsyncDisposable
     private readonly Dictionary<KeyPeriodKey, Totals> _keyPeriodTotals = [];
     private readonly bool _sqlite;
 
-    private LedgerWriter(DbConnection connection, bool sqlite, bool portable)
+    private LedgerWriter(SqlDatabase database, DbConnection connection, bool sqlite, bool portable)
     {
+        _database = database;
         _connection = connection;
         _sqlite = sqlite;
         _insert = LedgerStatement.Create(connection, LedgerSchema.InsertRecord, portable);
@@ -62,7 +64,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
                 await pragma.ExecuteNonQueryAsync(cancellationToken);
             }
 
-            return new LedgerWriter(connection, database.Provider == SqlProvider.Sqlite, options.PortableCommands);
+            return new LedgerWriter(database, connection, database.Provider == SqlProvider.Sqlite, options.PortableCommands);
         }
         catch
         {
@@ -79,6 +81,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
         _keyPeriodTotals.Clear();
         // Request-id order: neighbouring keys share index pages, and concurrent writers (PostgreSQL) lock in one order.
         batch.Sort(static (a, b) => string.CompareOrdinal(a.Record.RequestId, b.Record.RequestId));
+        using var turn = await _database.EnterWriteAsync();
         await using var transaction = await _connection.BeginTransactionAsync();
         foreach (var item in batch)
         {

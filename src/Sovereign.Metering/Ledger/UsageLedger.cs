@@ -378,6 +378,7 @@ public sealed class UsageLedger : IAsyncDisposable
 
         await using var connection = await _database.OpenAsync(cancellationToken);
         using (var mark = LedgerSchema.Prepare(connection, LedgerSchema.RaiseWatermark))
+        using (await _database.EnterWriteAsync(cancellationToken))
         {
             mark.Parameters[0].Value = LedgerSchema.PurgedBeforeKey;
             mark.Parameters[1].Value = cutoff;
@@ -391,7 +392,12 @@ public sealed class UsageLedger : IAsyncDisposable
         int deleted;
         do
         {
-            deleted = await delete.ExecuteNonQueryAsync(cancellationToken);
+            // A turn per chunk: appends go on between chunks of a long purge.
+            using (await _database.EnterWriteAsync(cancellationToken))
+            {
+                deleted = await delete.ExecuteNonQueryAsync(cancellationToken);
+            }
+
             total += deleted;
         }
         while (deleted > 0);

@@ -124,6 +124,7 @@ public sealed class PriceBookStore
     {
         ArgumentNullException.ThrowIfNull(change);
         await using var connection = await _database.OpenAsync(cancellationToken);
+        using var turn = await _database.EnterWriteAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
 
         // SQLite's write transaction is exclusive from its start; PostgreSQL locks the version row.

@@ -457,6 +457,7 @@ public sealed class AuditLog : IAsyncDisposable
         var timestamp = Math.Max(_time.GetUtcNow().ToUnixTimeMilliseconds(), start.LastTimestamp);
         var results = new object?[batch.Count];
 
+        using var turn = await _database.EnterWriteAsync();
         await using var transaction = await connection.BeginTransactionAsync();
         if (_database.Provider == SqlProvider.PostgreSql)
         {

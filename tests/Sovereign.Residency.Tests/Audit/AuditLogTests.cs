@@ -301,6 +301,24 @@ public sealed class AuditLogTests
         Assert.Equal([5L, 6, 7, 8, 9], range.Select(e => e.Sequence));
     }
 
+    [Fact]
+    public async Task AppendAsync_CommitsOnlyInItsTurnOnTheFile()
+    {
+        // Other writers of the process (the usage ledger) share the file: they take turns instead of meeting
+        // SQLite's busy handler, which sleeps milliseconds before retrying a writer that found the file locked.
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+        var turn = await context.Database.EnterWriteAsync();
+
+        var append = log.AppendAsync(AuditTestContext.Inference("acme", 0));
+        Assert.False(append.IsCompleted);
+        Assert.Empty(await log.ReadAsync(1, 1));
+
+        turn.Dispose();
+        Assert.Equal(1, (await append).Sequence);
+        Assert.Single(await log.ReadAsync(1, 1));
+    }
+
     private static void AssertSame(AuditEntry expected, AuditEntry actual)
     {
         // Records compare collections by reference: compare the scalars with shared empty collections, then the collections.
