@@ -27,7 +27,9 @@ internal static class OpenAIErrorResults
         // A cluster member that just died holds a grain until membership declares it dead (seconds): retryable.
         Pipeline.Executors.NodeUnreachableException e => new OpenAIException(StatusCodes.Status503ServiceUnavailable,
             $"{e.Message} Every failover this request may take was used; try again.", "server_error", null, "node_unreachable", TimeSpan.FromSeconds(1)),
-        Orleans.Runtime.OrleansMessageRejectionException or Orleans.Runtime.SiloUnavailableException or TimeoutException =>
+        // A grain whose member cannot be reached (money, keys, pool counts): the cluster is healing, so the client retries.
+        Orleans.Runtime.OrleansMessageRejectionException or Orleans.Runtime.SiloUnavailableException or Orleans.Runtime.Messaging.ConnectionFailedException
+            or Orleans.Runtime.GatewayTooBusyException or Orleans.Runtime.ClientNotAvailableException or TimeoutException =>
             new OpenAIException(StatusCodes.Status503ServiceUnavailable, "A cluster member needed for this request is not reachable right now; try again.", "server_error", null, "cluster_unavailable", TimeSpan.FromSeconds(5)),
         _ => new OpenAIException(StatusCodes.Status500InternalServerError, "The server had an error while processing your request.", "server_error", null, "internal_error"),
     };

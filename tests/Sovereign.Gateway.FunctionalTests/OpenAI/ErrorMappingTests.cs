@@ -1,0 +1,35 @@
+using Sovereign.Gateway.OpenAI;
+
+namespace Sovereign.Gateway.FunctionalTests.OpenAI;
+
+/// <summary>How failures become what a client sees: a cluster that is healing is a retryable 503, never a 500.</summary>
+public sealed class ErrorMappingTests
+{
+    public static TheoryData<Exception> UnreachableClusterMembers() =>
+    [
+        new Orleans.Runtime.SiloUnavailableException("silo gone"),
+        new Orleans.Runtime.Messaging.ConnectionFailedException("connection refused"),
+        new Orleans.Runtime.GatewayTooBusyException(),
+        new TimeoutException("response timed out"),
+    ];
+
+    [Theory]
+    [MemberData(nameof(UnreachableClusterMembers))]
+    public void Map_AGrainCallToAMemberThatCannotBeReached_IsA503WithRetryAfter(Exception failure)
+    {
+        var error = OpenAIErrorResults.Map(failure, maxBodyBytes: 1 << 20);
+
+        Assert.Equal(503, error.Status);
+        Assert.Equal("cluster_unavailable", error.Code);
+        Assert.NotNull(error.RetryAfter);
+    }
+
+    [Fact]
+    public void Map_AnUnexpectedFault_IsA500WithoutItsMessage()
+    {
+        var error = OpenAIErrorResults.Map(new InvalidOperationException("secret internals"), maxBodyBytes: 1 << 20);
+
+        Assert.Equal(500, error.Status);
+        Assert.DoesNotContain("secret", error.Message, StringComparison.Ordinal);
+    }
+}
