@@ -13,7 +13,7 @@ namespace Sovereign.Benchmarks.Gateway;
 /// </summary>
 internal static class PipelineBenchmark
 {
-    public const string Usage = "pipeline [--quick] [--sequential N (3000)] [--callers C (64)] [--seconds S (10)] [--rounds R (3)] [--set KEY=VALUE[,KEY=VALUE...]]";
+    public const string Usage = "pipeline [--quick] [--sequential N (3000)] [--callers C (64)] [--seconds S (10)] [--rounds R (3)] [--warmup S (10)] [--allocations TOP (0: off)] [--set KEY=VALUE[,KEY=VALUE...]]";
 
     private const string ModelId = "mock-model";
 
@@ -22,7 +22,7 @@ internal static class PipelineBenchmark
         Args args;
         try
         {
-            args = Args.Parse(argv, "--sequential", "--callers", "--seconds", "--rounds", "--set");
+            args = Args.Parse(argv, "--sequential", "--callers", "--seconds", "--rounds", "--warmup", "--allocations", "--set");
         }
         catch (ArgumentException ex)
         {
@@ -34,6 +34,7 @@ internal static class PipelineBenchmark
         var callers = args.Int("--callers", 64, 32);
         var seconds = args.Int("--seconds", 10, 3);
         var rounds = args.Int("--rounds", 3, 1);
+        var warmup = args.Int("--warmup", 10, 5);
         Report.Machine("pipeline", argv);
 
         await using var mock = await MockEngine.StartAsync();
@@ -66,12 +67,16 @@ internal static class PipelineBenchmark
             }
         }
 
-        // Warm both paths (JIT, grains, connection pools).
+        // Warm both paths (grains, connection pools), then load them until tiered compilation has settled: a fresh
+        // process spends 6-9% of its CPU in the JIT for its first tens of seconds, which a running server does not.
         for (var i = 0; i < 300; i++)
         {
             await Ok(gateway, body);
             await Ok(direct, directBody);
         }
+
+        await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(warmup), (_, _) => Post(gateway, body));
+        await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(warmup / 2.0), (_, _) => Post(direct, directBody));
 
         Console.WriteLine(FormattableString.Invariant($"## Latency at one connection ({sequential:N0} requests per path and round, {rounds} rounds, paths interleaved)"));
         Console.WriteLine();
@@ -98,10 +103,29 @@ internal static class PipelineBenchmark
         Console.WriteLine(FormattableString.Invariant($"## Throughput with {callers} concurrent callers ({seconds} s per path and round)"));
         Console.WriteLine();
         var rows = new List<string[]>();
+        var topTypes = args.Int("--allocations", 0, 0);
+        using var sampler = topTypes > 0 ? new AllocationSampler() : null;
+        var allocated = new List<(double Direct, double Governed)>();
         for (var round = 0; round < rounds; round++)
         {
+            var before = GC.GetTotalAllocatedBytes();
             var directRun = await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(seconds), (_, _) => Post(direct, directBody));
+            var between = GC.GetTotalAllocatedBytes();
+            sampler?.Start();
             var gatewayRun = await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(seconds), (_, _) => Post(gateway, body));
+            var types = sampler?.Stop(topTypes);
+            allocated.Add(((between - before) / (double)directRun.Results.Count, (GC.GetTotalAllocatedBytes() - between) / (double)gatewayRun.Results.Count));
+            if (types is not null)
+            {
+                Console.WriteLine("Allocation samples of the governed run (bytes, type):");
+                foreach (var (type, bytes) in types)
+                {
+                    Console.WriteLine(FormattableString.Invariant($"  {bytes,14:N0}  {type}"));
+                }
+
+                Console.WriteLine();
+            }
+
             var directRate = directRun.Results.Count(s => s == 200) / directRun.Elapsed.TotalSeconds;
             var gatewayRate = gatewayRun.Results.Count(s => s == 200) / gatewayRun.Elapsed.TotalSeconds;
             var refused = gatewayRun.Results.Count(s => s != 200) + gatewayRun.Errors;
@@ -110,6 +134,9 @@ internal static class PipelineBenchmark
         }
 
         Report.Table(["Round", "direct req/s", "governed req/s", "governed / direct", "refused or failed", "cores used (governed)"], rows);
+        Console.WriteLine();
+        Console.WriteLine(FormattableString.Invariant(
+            $"Allocated per request (whole process: client, gateway, mock): direct {allocated.Average(a => a.Direct) / 1024:0.0} KiB, governed {allocated.Average(a => a.Governed) / 1024:0.0} KiB"));
         return 0;
     }
 
