@@ -19,6 +19,9 @@ public sealed class HostileRequests(int seed, string adminToken)
 {
     private const string InvalidMarker = "\u0001RAW\u0001";
 
+    // The first templates are the public surface (/v1, /tokenize, /detokenize); the rest are admin bodies.
+    private const int PublicTemplates = 11;
+
     // Generation stays cheap: every valid template asks for one token, and mutations never raise max_tokens above it.
     private static readonly (string Path, string Json)[] Templates =
     [
@@ -28,6 +31,11 @@ public sealed class HostileRequests(int seed, string adminToken)
         ("/v1/completions", """{"model":"stories","prompt":[[1,2,3],"a story"],"max_tokens":1,"top_k":5,"min_p":0.1,"presence_penalty":0.5,"frequency_penalty":0.5}"""),
         ("/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":["a cat on a mat","a dog"],"encoding_format":"float"}"""),
         ("/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":"hello","encoding_format":"base64","user":"u2"}"""),
+        ("/v1/responses", """{"model":"stories","input":"Once upon a time","instructions":"Be brief.","max_output_tokens":1,"temperature":0.5,"store":false}"""),
+        ("/v1/responses", """{"model":"stories","input":[{"role":"user","content":[{"type":"input_text","text":"Hello"}]}],"max_output_tokens":1,"stream":true,"text":{"format":{"type":"text"}}}"""),
+        ("/tokenize", """{"model":"stories","content":"Hello world","add_special":true,"with_pieces":true}"""),
+        ("/detokenize", """{"model":"stories","tokens":[1,2,3]}"""),
+        ("/v1/language/detect", """{"input":["Bonjour tout le monde, comment allez-vous ?","Dobar dan, kako ste danas?"]}"""),
         ("/admin/v1/tenants", """{"id":"fuzz-tenant","name":"Fuzz","plan":"default","policy":{"allowed_jurisdictions":["DE","EU"],"allowed_models":["stories"],"retention":{"store_prompts":false}},"disabled":false}"""),
         ("/admin/v1/plans/fuzz-plan", """{"currency":"EUR","weight":2,"priority":"batch"}"""),
         ("/admin/v1/plans/default/prices", """{"model":"stories","input_per_million":1.5,"output_per_million":2,"per_compute_second":0.001,"effective_from":"2026-01-01T00:00:00Z"}"""),
@@ -241,7 +249,7 @@ public sealed class HostileRequests(int seed, string adminToken)
 
     private HostileCase MutatedBytes(Random random)
     {
-        var (path, json) = Templates[random.Next(6)];
+        var (path, json) = Templates[random.Next(PublicTemplates)];
         var bytes = Encoding.UTF8.GetBytes(json).ToList();
         string what;
         switch (random.Next(5))
@@ -277,7 +285,7 @@ public sealed class HostileRequests(int seed, string adminToken)
 
     private HostileCase BrokenFraming(Random random)
     {
-        var (path, json) = Templates[random.Next(6)];
+        var (path, json) = Templates[random.Next(PublicTemplates)];
         var body = Encoding.UTF8.GetBytes(json);
         var auth = "Authorization: Bearer unused";
         switch (random.Next(5))
@@ -319,7 +327,7 @@ public sealed class HostileRequests(int seed, string adminToken)
         byte[]? body = null;
         if (method is "POST" or "PUT" or "PATCH")
         {
-            var (_, json) = Templates[6 + random.Next(Templates.Length - 6)];
+            var (_, json) = Templates[PublicTemplates + random.Next(Templates.Length - PublicTemplates)];
             body = Splice(random.Next(3) == 0 ? json.Replace("fuzz", InvalidMarker, StringComparison.Ordinal) : json, random, []);
         }
 
