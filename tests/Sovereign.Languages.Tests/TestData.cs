@@ -41,8 +41,12 @@ internal static partial class TestData
     /// written in session 16 before any change, evaluation or new tuning sentence of that session.</summary>
     public const string FourthHeldOut = "heldout-4.txt";
 
+    /// <summary>The fifth held-out evaluation set (the close groups, Bulgarian, and Macedonian as text outside the set),
+    /// written in session 17 before any change, evaluation or new tuning sentence of that session.</summary>
+    public const string FifthHeldOut = "heldout-5.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
