@@ -53,57 +53,6 @@ public sealed class CloseGroupEvidenceTests
     [InlineData("nesreću", false)]
     public void JoinedFuture_SerbianVerbsNotNouns(string word, bool expected) => Assert.Equal(expected, YatReflex.IsJoinedFuture(word));
 
-    [Theory]
-    [InlineData("zadaću", false)]
-    [InlineData("vrtiću", false)]
-    public void JoinedFuture_NounsInAcuIcu_AreNotFuture(string word, bool expected) => Assert.Equal(expected, YatReflex.IsJoinedFuture(word));
-
-    [Theory]
-    [InlineData("kupit ćemo kartu sutra", 1, 0.5, 0)]            // Croatian split future
-    [InlineData("bit će hladno", 1, 0.5, 0)]
-    [InlineData("brat će doći sutra", 0, 0, 0)]                 // a noun before će, every standard
-    [InlineData("kupićemo kartu sutra", 0, 1, 1)]               // joined future
-    [InlineData("moram da idem kući", 0, 0.5, 1)]               // da + present after a modal
-    [InlineData("mora da je kasno", 0, 0, 0)]                   // da starting a clause
-    [InlineData("znam da dolaziš", 0, 0, 0)]                    // not a modal
-    [InlineData("trebamo organizirati sastanak", 1, 0, 0)]      // -irati
-    [InlineData("trebamo organizovati sastanak", 0, 1, 1)]      // -izovati
-    [InlineData("moram rezervisati sto", 0, 1, 1)]              // -isati on a loan stem
-    [InlineData("moram potpisati ugovor", 0, 0, 0)]             // -isati on a native stem, every standard
-    [InlineData("nastavili smo birati", 0, 0, 0)]               // birati, every standard
-    public void SerboCroatianStandards_CountsGrammarSigns(string text, double croatian, double bosnian, double serbian) =>
-        Assert.Equal((croatian, bosnian, serbian), StandardGrammar.SerboCroatianStandards(text));
-
-    [Theory]
-    [InlineData("pelajar universiti itu", 1, 0)]
-    [InlineData("mahasiswa universitas itu", 0, 1)]
-    [InlineData("dia sangat teliti", 0, 0)]
-    [InlineData("kami sedang meneliti", 0, 0)]
-    public void MalayAgainstIndonesian_CountsItiAndItas(string text, int malay, int indonesian) =>
-        Assert.Equal((malay, indonesian), StandardGrammar.MalayAgainstIndonesian(text));
-
-    [Fact]
-    public void Count_EkavianStemAfterAVerbalPrefix_CountsForSerbian()
-    {
-        var corpus = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal)
-        {
-            ["hr"] = ["Našli smo novo mjesto za stol."],
-            ["sr"] = ["Našli smo novo za sto."],
-        };
-        var reflex = YatReflex.FromCorpus(corpus);
-
-        // mjesto gives mesto and the stem mest-, which "premestili" has after the prefix pre-.
-        Assert.Equal((0, 1), reflex.Count("premestili su ga"));
-        Assert.Equal((1, 0), reflex.Count("premjestili su ga"));
-    }
-
-    [Theory]
-    [InlineData("živeti", true)]
-    [InlineData("goreti", true)]
-    [InlineData("živjeti", false)]
-    [InlineData("osveti", false)]
-    public void EkavianEnding_InfinitivesAfterVAndR(string word, bool expected) => Assert.Equal(expected, YatReflex.HasEkavianEnding(word));
-
     [Fact]
     public void FreeSa_CountsSaBeforeANonSibilantOnly()
     {

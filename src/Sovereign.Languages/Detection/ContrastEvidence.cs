@@ -39,12 +39,7 @@ internal sealed class ContrastEvidence
         {
             foreach (var word in words)
             {
-                // A word listed twice for a language (on two of its lines) counts once.
-                var list = byWord.TryGetValue(word, out var existing) ? existing : byWord[word] = [];
-                if (!list.Contains(language, StringComparer.Ordinal))
-                {
-                    list.Add(language);
-                }
+                (byWord.TryGetValue(word, out var list) ? list : byWord[word] = []).Add(language);
             }
         }
 

@@ -143,14 +143,6 @@ public sealed class LanguageDetector
     /// up to 2, and of a free <c>sa</c> (for Bosnian and Serbian).</summary>
     internal double ReflexWeight { get; init; } = 2.0;
 
-    /// <summary>Weight of each grammar sign (<see cref="StandardGrammar"/>, up to 2) of a close group's member: Croatian's
-    /// split future and <c>-irati</c> verbs, Bosnian's and Serbian's joined future, <c>da</c> after a modal and
-    /// <c>-isati/-izovati</c> verbs, Malay <c>-iti</c> and Indonesian <c>-itas</c>.</summary>
-    internal double GrammarWeight { get; init; } = 2.0;
-
-    /// <summary>The same detector with another grammar weight: for tuning on held-apart folds.</summary>
-    internal LanguageDetector WithGrammar(double grammarWeight) => new(this) { GrammarWeight = grammarWeight };
-
     /// <summary>The same detector with other close-group word models or weights: for tuning on held-apart folds.</summary>
     internal LanguageDetector WithWords(IReadOnlyDictionary<WritingScript, CloseGroupWords[]> closeWords, double wordWeight, double wordCap, YatReflex reflexes, double reflexWeight) =>
         new(this) { CloseWords = closeWords, WordWeight = wordWeight, WordCap = wordCap, Reflexes = reflexes, ReflexWeight = reflexWeight };
@@ -181,7 +173,6 @@ public sealed class LanguageDetector
         WordCap = other.WordCap;
         Reflexes = other.Reflexes;
         ReflexWeight = other.ReflexWeight;
-        GrammarWeight = other.GrammarWeight;
         Trace = other.Trace;
     }
 
@@ -413,23 +404,6 @@ public sealed class LanguageDetector
             {
                 var code = candidates[members[k]];
                 inner[k] += ReflexWeight * (Math.Min(2, code == "sr" ? ekavian : ijekavian) + (code == "hr" ? 0 : freeSa));
-            }
-        }
-
-        if (GrammarWeight > 0 && closeGroup.Contains("sr", StringComparer.Ordinal))
-        {
-            var (croatian, bosnian, serbian) = StandardGrammar.SerboCroatianStandards(normalized);
-            for (var k = 0; k < members.Length; k++)
-            {
-                inner[k] += GrammarWeight * Math.Min(2, candidates[members[k]] switch { "hr" => croatian, "bs" => bosnian, _ => serbian });
-            }
-        }
-        else if (GrammarWeight > 0 && closeGroup.Contains("ms", StringComparer.Ordinal))
-        {
-            var (malay, indonesian) = StandardGrammar.MalayAgainstIndonesian(normalized);
-            for (var k = 0; k < members.Length; k++)
-            {
-                inner[k] += GrammarWeight * Math.Min(2, candidates[members[k]] == "ms" ? malay : indonesian);
             }
         }
 

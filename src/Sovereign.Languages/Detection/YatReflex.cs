@@ -83,8 +83,8 @@ internal sealed class YatReflex
         return new YatReflex(ekavian);
     }
 
-    /// <summary>Distinct ijekavian and ekavian words in a normalised text (the joined future, which Bosnian writes as
-    /// Serbian does, is <see cref="StandardGrammar"/>'s).</summary>
+    /// <summary>Distinct ijekavian and ekavian words in a normalised text (a Serbian joined future counts as
+    /// ekavian: it is Serbian's too).</summary>
     public (int Ijekavian, int Ekavian) Count(string normalized)
     {
         int ijekavian = 0, ekavian = 0;
@@ -93,7 +93,7 @@ internal sealed class YatReflex
         {
             var word = normalized.AsSpan(start, length);
             var isIjekavian = Reflex(word).Length > 0;
-            var isEkavian = !isIjekavian && IsEkavian(word);
+            var isEkavian = !isIjekavian && (IsEkavian(word) || IsJoinedFuture(word));
             if ((isIjekavian || isEkavian) && (seen ??= new HashSet<string>(StringComparer.Ordinal)).Add(word.ToString()))
             {
                 ijekavian += isIjekavian ? 1 : 0;
@@ -111,27 +111,12 @@ internal sealed class YatReflex
             return true;
         }
 
-        // The longest stem the word begins with, not shorter than the shortest stem; also after a verbal prefix
-        // (premestili: pre + mest-, from mjesto; dovešću).
-        foreach (var prefix in VerbPrefixes)
+        // The longest stem the word begins with, not shorter than the shortest stem.
+        for (var end = word.Length; end >= MinimumStem; end--)
         {
-            if (!word.StartsWith(prefix, StringComparison.Ordinal))
-            {
-                continue;
-            }
-
-            var rest = word[prefix.Length..];
-            if (prefix.Length > 0 && _ekavianLookup.Contains(rest))
+            if (_ekavianStems.Contains(word[..end]))
             {
                 return true;
-            }
-
-            for (var end = rest.Length; end >= MinimumStem; end--)
-            {
-                if (_ekavianStems.Contains(rest[..end]))
-                {
-                    return true;
-                }
             }
         }
 
@@ -141,8 +126,7 @@ internal sealed class YatReflex
     /// <summary>
     /// Verb forms whose ending carries the reflex: ekavian participles and infinitives <c>video, volela, hteli,
     /// razumeti, doneo</c> where the ijekavian standards write <c>vidio, voljela, htjeli, razumjeti, donio</c>. Only
-    /// after the consonants where such verbs end (d, l, t, m, n, and v, r for the infinitive: <c>živeti, goreti</c>; s for
-    /// the participle <c>seo</c>), and without the
+    /// after the consonants where such verbs end (d, l, t, m, n; s for the participle <c>seo</c>), and without the
     /// words of that shape every standard writes (<c>veseo, debeo, pepeo, hotela, modeli, pameti</c>, and <c>video</c>,
     /// which is also the noun every standard writes).
     /// </summary>
@@ -157,8 +141,7 @@ internal sealed class YatReflex
         var last3 = word[^3..];
         if (last3 is "eti" && word.Length >= 4)
         {
-            // videti, voleti, hteti, razumeti, umeti; živeti, goreti (živjeti, gorjeti).
-            return "dltmnvr".Contains(before, StringComparison.Ordinal) && !CommonEtiWords.GetAlternateLookup<ReadOnlySpan<char>>().Contains(word);
+            return "dltmn".Contains(before, StringComparison.Ordinal);
         }
 
         var beforeTwo = word[^3];
@@ -175,12 +158,11 @@ internal sealed class YatReflex
     /// <summary>
     /// Serbian's joined future (<c>proveriću, pozvaću, videću</c>), where Croatian and Bosnian write the infinitive
     /// apart (<c>provjerit ću</c>): a word of 6 letters or more ending in <c>-iću, -aću, -eću</c> (not <c>svijeću</c>,
-    /// <c>nesreću</c>, <c>zadaću</c>, <c>vrtiću</c>, which are nouns).
+    /// <c>nesreću</c>, which are nouns).
     /// </summary>
     internal static bool IsJoinedFuture(ReadOnlySpan<char> word) =>
         word.Length >= 6 && (word.EndsWith("iću", StringComparison.Ordinal) || word.EndsWith("aću", StringComparison.Ordinal) || word.EndsWith("eću", StringComparison.Ordinal))
-        && !word.EndsWith("sreću", StringComparison.Ordinal) && !word.EndsWith("sveću", StringComparison.Ordinal) && !word.EndsWith("svijeću", StringComparison.Ordinal)
-        && !word.EndsWith("zadaću", StringComparison.Ordinal) && !word.EndsWith("vrtiću", StringComparison.Ordinal);
+        && !word.EndsWith("sreću", StringComparison.Ordinal) && !word.EndsWith("sveću", StringComparison.Ordinal) && !word.EndsWith("svijeću", StringComparison.Ordinal);
 
     /// <summary>
     /// The preposition <c>sa</c> before a word that does not begin with s, z, š, ž (<c>sa medom, sa prijateljima</c>):
@@ -204,12 +186,6 @@ internal sealed class YatReflex
 
         return count;
     }
-
-    // Words in -veti, -reti that every standard writes (plural of the nouns svet, savet are ekavian and stay in).
-    private static readonly FrozenSet<string> CommonEtiWords = FrozenSet.ToFrozenSet(["dvoreti", "kreti", "pameti", "osveti", "posveti", "zaveti"], StringComparer.Ordinal);
-
-    // Verbal prefixes before a stem (the empty prefix first): the reflex is in the stem, so premjestiti/premestiti.
-    private static readonly string[] VerbPrefixes = ["", "pre", "pro", "po", "na", "za", "od", "do", "iz", "raz", "pri", "nad", "pod", "ob", "u", "s"];
 
     private static readonly FrozenSet<string> CommonEndings = FrozenSet.ToFrozenSet(
         ["video", "veseo", "debeo", "pepeo", "oteo", "hotela", "hotele", "hoteli", "modela", "modele", "modeli", "pameti", "neo", "leo"],
