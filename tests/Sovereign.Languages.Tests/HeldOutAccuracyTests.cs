@@ -15,6 +15,8 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // that a regression fails while the gap stays visible. Measured on the last evaluation run (SOURCES.md, run 11).
     // Session 16 raised Croatian (held-out 2 and 3) and took Malay (held-out 2), Bosnian and Serbian (held-out 3) off
     // the list; it lowered Bosnian on held-out 1 from 6 to 5 (a loss of that run, recorded rather than hidden).
+    // Session 17 added held-out 5 (Bosnian 6 of 8 on its first run, the unchanged detector); its change was reverted
+    // after its evaluation run rather than any floor lowered (SOURCES.md, run 12).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 5, ["ms"] = 7, ["sr"] = 7 },
