@@ -42,7 +42,7 @@ internal static partial class TestData
     public const string FourthHeldOut = "heldout-4.txt";
 
     /// <summary>The fifth held-out evaluation set (the close groups, Bulgarian, and Macedonian as text outside the set),
-    /// written in session 17 before any change, evaluation or new tuning sentence of that session.</summary>
+    /// written in session 18 before any change, evaluation or new tuning sentence of that session.</summary>
     public const string FifthHeldOut = "heldout-5.txt";
 
     /// <summary>The held-out sets, in the order they were written.</summary>
