@@ -40,7 +40,7 @@ internal static class ControlPlaneServices
         builder.AddSovereignCluster();
 
         // Reserved pool capacity is held on gateways, like money: a node that dies never takes the pool's count with it.
-        services.Configure<Cluster.Hosting.GatewayOnlyGrains>(grains => grains.Classes.Add(typeof(Pipeline.PoolSlotsGrain)));
+        services.Configure<Cluster.Hosting.GatewayOnlyGrains>(grains => grains.Classes.UnionWith([typeof(Pipeline.PoolSlotsGrain), typeof(Pipeline.PoolLeaseTableGrain)]));
         services.TryAddSingleton(sp => CreateCatalog(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
         services.TryAddSingleton(sp => OpenDatabase(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
         services.TryAddSingleton(sp => new ControlPlaneStore(sp.GetRequiredService<SqlDatabase>()));

@@ -50,7 +50,7 @@ internal static partial class GatewayLog
     public static partial void RegistryRefreshFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 4106, EventName = "PoolSlotReleaseFailed", Level = LogLevel.Warning,
-        Message = "Could not give back request {RequestId}'s slot of pool {Pool}: the gateway holding the pool's count did not answer (its successor starts a new count)")]
+        Message = "Could not give back request {RequestId}'s slot of pool {Pool}: the gateway holding the pool's count did not answer (a successor rebuilds the count from the gateways' tables, without it)")]
     public static partial void PoolSlotReleaseFailed(ILogger logger, Exception exception, string requestId, string pool);
 
     /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>

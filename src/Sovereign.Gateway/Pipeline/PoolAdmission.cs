@@ -15,7 +15,8 @@ namespace Sovereign.Gateway.Pipeline;
 /// </summary>
 /// <remarks>
 /// The gate is the cluster's: one <see cref="IPoolSlotsGrain"/> activation per pool and model, on a gateway, so the
-/// reservation holds across every gateway that relays to the pool (see docs/architecture.md, "Pools").
+/// reservation holds across every gateway that relays to the pool, and its count survives the death of the gateway
+/// hosting it (<see cref="PoolLeaseTable"/>; see docs/architecture.md, "Reserved capacity").
 /// </remarks>
 internal sealed class PoolAdmission(
     NodeDirectory nodes,
@@ -25,7 +26,7 @@ internal sealed class PoolAdmission(
     ILocalSiloDetails silo,
     IOptions<SovereignOptions> options,
     IOptions<Cluster.Hosting.SovereignClusterOptions> cluster,
-    ILogger<PoolAdmission> logger)
+    PoolSlotClient slots)
 {
     private volatile LocalPlacement? _local;
 
@@ -85,32 +86,9 @@ internal sealed class PoolAdmission(
 
         var reserved = book.FindPlan(request.Caller.Plan)?.ReservedSlotsIn(placement.Pool) ?? 0;
         var capacity = await CapacityAsync(placement.Pool, route.Model);
-        var gate = grains.GetGrain<IPoolSlotsGrain>(PoolSlotsGrain.KeyOf(placement.Pool, route.Model));
         var slot = new PoolSlotRequest(Guid.NewGuid(), placement.Pool, route.Model, request.Caller.Plan, reserved, reservedTotal, capacity,
             options.Value.Limits.RouteQueue, request.Caller.TenantId, ticket.Weight, (int)ticket.Priority, silo.SiloAddress);
-        var answer = await gate.AcquireAsync(slot);
-        try
-        {
-            while (answer.State == PoolSlotState.Queued)
-            {
-                answer = await gate.AwaitAsync(slot.Ticket).WaitAsync(request.Aborted);
-            }
-        }
-        catch (OperationCanceledException)
-        {
-            // The client left while waiting: its place (or a slot granted meanwhile) is given back.
-            await new PoolSlotLease(gate, slot.Ticket, route.RequestId, placement.Pool, logger).DisposeAsync();
-            throw;
-        }
-
-        return answer.State switch
-        {
-            PoolSlotState.Granted => new PoolSlotLease(gate, slot.Ticket, route.RequestId, placement.Pool, logger),
-            PoolSlotState.Refused => throw new OpenAIException(answer.Status, answer.Message ?? "No slot of the pool.", answer.Type ?? "server_error", null, answer.Code,
-                answer.RetryAfterSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : null),
-            _ => throw new OpenAIException(StatusCodes.Status503ServiceUnavailable, $"The slot this request waited for in pool '{placement.Pool}' was lost; try again.",
-                "server_error", null, "queue_full", TimeSpan.FromSeconds(1)),
-        };
+        return await slots.AcquireAsync(slot, route.RequestId, request.Aborted);
     }
 
     /// <summary>
@@ -164,26 +142,4 @@ internal sealed class PoolAdmission(
     }
 
     private sealed record LocalPlacement(NodeView? Node, Placement Placement);
-
-    /// <summary>A slot of the cluster's pool gate, given back once when the request ends.</summary>
-    private sealed class PoolSlotLease(IPoolSlotsGrain gate, Guid ticket, string requestId, string pool, ILogger logger) : IAsyncDisposable
-    {
-        private int _released;
-
-        public async ValueTask DisposeAsync()
-        {
-            if (Interlocked.Exchange(ref _released, 1) == 0)
-            {
-                try
-                {
-                    await gate.ReleaseAsync(ticket);
-                }
-                catch (Exception ex) when (ex is not OutOfMemoryException)
-                {
-                    // The request itself is done and accounted; only the pool's count could not hear of it.
-                    Observability.GatewayLog.PoolSlotReleaseFailed(logger, ex, requestId, pool);
-                }
-            }
-        }
-    }
 }

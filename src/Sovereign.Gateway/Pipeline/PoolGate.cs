@@ -126,6 +126,29 @@ internal sealed class PoolGate
         return WaitAsync(waiter, cancellationToken);
     }
 
+    /// <summary>
+    /// Counts a slot a request already holds (a new count rebuilt from the gateways that hold slots): reserved while the
+    /// plan runs fewer than it reserves, else unreserved, whatever the pool's size now, since the request runs anyway.
+    /// </summary>
+    public IDisposable Restore(string plan, int reserved, int reservedTotal, int capacity)
+    {
+        lock (_lock)
+        {
+            _capacity = Math.Max(0, capacity);
+            _reservedTotal = Math.Max(0, reservedTotal);
+            var slots = PlanOf(plan);
+            slots.Reserved = Math.Max(0, reserved);
+            if (slots.Running < slots.Reserved)
+            {
+                slots.Running++;
+                return new Lease(this, slots);
+            }
+
+            _unreservedRunning++;
+            return new Lease(this, null);
+        }
+    }
+
     private async ValueTask<IDisposable> WaitAsync(Waiter waiter, CancellationToken cancellationToken)
     {
         using (cancellationToken.Register(static state => ((Waiter)state!).Cancel(), waiter))

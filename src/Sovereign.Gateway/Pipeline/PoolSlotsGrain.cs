@@ -78,10 +78,13 @@ public enum PoolSlotState
 }
 
 [Reentrant]
-internal sealed class PoolSlotsGrain(IClusterMembershipService membership) : Grain, IPoolSlotsGrain
+internal sealed partial class PoolSlotsGrain(IClusterMembershipService membership, IGrainFactory grains, ILogger<PoolSlotsGrain> logger) : Grain, IPoolSlotsGrain
 {
     /// <summary>The longest one <see cref="AwaitAsync"/> call waits, well inside Orleans' response timeout.</summary>
     internal static readonly TimeSpan AwaitSlice = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a new activation waits for one gateway's table before counting without it.</summary>
+    private static readonly TimeSpan TableAnswer = TimeSpan.FromSeconds(5);
 
     private static readonly TimeSpan HolderCheck = TimeSpan.FromSeconds(5);
     private readonly Dictionary<Guid, Ticket> _tickets = [];
@@ -90,14 +93,67 @@ internal sealed class PoolSlotsGrain(IClusterMembershipService membership) : Gra
 
     public static string KeyOf(string pool, string model) => $"{pool}/{model}";
 
+    /// <summary>
+    /// Rebuilds the count before the first call is answered: the previous activation (on a gateway that died, or
+    /// that was collected) left no state, but every live gateway's <see cref="PoolLeaseTable"/> names the tickets its
+    /// requests hold or wait for. Granted ones are counted as running (whatever the pool's size now), then waiting
+    /// ones queue again. Releases that reach this activation afterwards find them; a release that came before (the
+    /// ticket already out of its table) finds nothing and changes nothing.
+    /// </summary>
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        var key = this.GetPrimaryKeyString();
+        var gateways = membership.CurrentSnapshot.Members.Values
+            .Where(m => m.Status == SiloStatus.Active && m.Name?.StartsWith("node/", StringComparison.Ordinal) != true)
+            .Select(m => m.SiloAddress)
+            .ToList();
+        var answers = await Task.WhenAll(gateways.Select(async gateway =>
+        {
+            try
+            {
+                return await PoolLeaseTableGrain.AskAsync(grains, gateway, key).WaitAsync(TableAnswer, cancellationToken);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // A gateway that cannot answer is dying or gone: its requests end with it (and its tickets would be
+                // given back once membership declares it dead).
+                LogTableUnread(logger, ex, key, gateway);
+                return [];
+            }
+        }));
+
+        var held = answers.SelectMany(a => a).ToList();
+        foreach (var slot in held.Where(s => s.Granted))
+        {
+            Restore(slot.Request);
+        }
+
+        foreach (var slot in held.Where(s => !s.Granted))
+        {
+            Take(slot.Request);
+        }
+
+        if (held.Count > 0)
+        {
+            LogRecovered(logger, key, held.Count(s => s.Granted), held.Count(s => !s.Granted), gateways.Count);
+        }
+    }
+
     public Task<PoolSlotAnswer> AcquireAsync(PoolSlotRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
-        if (_tickets.ContainsKey(request.Ticket))
+
+        // Asked again (the count was rebuilt from the gateway's table while the first ask travelled): where it stands.
+        if (_tickets.TryGetValue(request.Ticket, out var known))
         {
-            return Task.FromResult(PoolSlotAnswer.Gone);
+            return Task.FromResult(known.Lease is not null ? PoolSlotAnswer.Granted : PoolSlotAnswer.Queued);
         }
 
+        return Task.FromResult(Take(request));
+    }
+
+    private PoolSlotAnswer Take(PoolSlotRequest request)
+    {
         _gate ??= new PoolGate(request.Pool, request.Model, request.QueueCapacity);
         var ticket = new Ticket(request.Holder);
         ValueTask<IDisposable> acquiring;
@@ -109,7 +165,7 @@ internal sealed class PoolSlotsGrain(IClusterMembershipService membership) : Gra
         catch (OpenAIException refusal)
         {
             ticket.Cancellation.Dispose();
-            return Task.FromResult(Refusal(refusal));
+            return Refusal(refusal);
         }
 
         _tickets[request.Ticket] = ticket;
@@ -117,11 +173,23 @@ internal sealed class PoolSlotsGrain(IClusterMembershipService membership) : Gra
         if (acquiring.IsCompletedSuccessfully)
         {
             ticket.Lease = acquiring.Result;
-            return Task.FromResult(PoolSlotAnswer.Granted);
+            return PoolSlotAnswer.Granted;
         }
 
         ticket.Waiting = acquiring.AsTask();
-        return Task.FromResult(PoolSlotAnswer.Queued);
+        return PoolSlotAnswer.Queued;
+    }
+
+    private void Restore(PoolSlotRequest request)
+    {
+        if (_tickets.ContainsKey(request.Ticket))
+        {
+            return;
+        }
+
+        _gate ??= new PoolGate(request.Pool, request.Model, request.QueueCapacity);
+        _tickets[request.Ticket] = new Ticket(request.Holder) { Lease = _gate.Restore(request.Plan, request.Reserved, request.ReservedTotal, request.Capacity) };
+        EnsureHolderTimer();
     }
 
     public async Task<PoolSlotAnswer> AwaitAsync(Guid ticketId)
@@ -213,6 +281,14 @@ internal sealed class PoolSlotsGrain(IClusterMembershipService membership) : Gra
             return Task.CompletedTask;
         }, new GrainTimerCreationOptions(HolderCheck, HolderCheck));
     }
+
+    [LoggerMessage(EventId = 4107, EventName = "PoolCountRecovered", Level = LogLevel.Information,
+        Message = "Pool gate {Key} rebuilt its count from {Gateways} gateways' tables: {Running} slots in use, {Waiting} waiting")]
+    private static partial void LogRecovered(ILogger logger, string key, int running, int waiting, int gateways);
+
+    [LoggerMessage(EventId = 4108, EventName = "PoolLeaseTableUnread", Level = LogLevel.Warning,
+        Message = "Pool gate {Key} could not read the slots held by gateway {Gateway}; it counts without them")]
+    private static partial void LogTableUnread(ILogger logger, Exception exception, string key, SiloAddress gateway);
 
     private sealed class Ticket(SiloAddress? holder)
     {

@@ -11,6 +11,8 @@ internal static class RequestPipelineServiceCollectionExtensions
     public static IServiceCollection AddRequestPipeline(this IServiceCollection services)
     {
         services.TryAddSingleton<RouteGates>();
+        services.TryAddSingleton<PoolLeaseTable>();
+        services.TryAddSingleton<PoolSlotClient>();
         services.TryAddSingleton<PoolAdmission>();
         services.TryAddSingleton<RequestAccounting>();
         services.TryAddSingleton<RequestPipeline>();
