@@ -38,15 +38,24 @@ internal static class ServeCommand
         var dataDir = new Option<string?>("--data-dir") { Description = "Where Sovereign keeps its files (default ~/.sovereign)." };
         var role = new Option<string?>("--role")
         {
-            Description = "all (gateway and node in one process, the default), gateway (routes to the cluster's nodes) or node (serves models to the cluster's gateways); gateway and node need Sovereign:Cluster:Redis.",
+            Description = "all (gateway and node in one process, the default), gateway (routes to the cluster's nodes) or node (serves models to the cluster's gateways); gateway and node need Sovereign:Cluster:Redis (a node started with --join-token receives it).",
         };
         role.AcceptOnlyFromAmong("all", "gateway", "node");
-        var joinToken = new Option<string?>("--join-token") { Description = "A node's one-time join token (sovereign nodes join-token); with --join-url." };
+        var joinToken = new Option<string?>("--join-token")
+        {
+            Description = "A node's one-time join token (sovereign nodes join-token), with --join-url: at first start the node receives its credential, " +
+                "certificate, jurisdiction and the cluster's settings (Redis, cluster id, secret, database) from the gateway and keeps them in its data directory.",
+        };
         var joinUrl = new Option<string?>("--join-url") { Description = "A gateway's URL to join the cluster through, with --join-token." };
+        var nodeId = new Option<string?>("--node-id") { Description = "This process's node id (Sovereign:NodeId), e.g. node-th-3." };
+        var nodeUrl = new Option<string?>("--node-url")
+        {
+            Description = "The URL gateways reach this node at (Sovereign:Cluster:NodeUrl; default: --urls when it names one address, not 0.0.0.0).",
+        };
 
         var command = new Command("serve", "Start the OpenAI-compatible server.")
         {
-            model, embedding, urls, threads, parallel, context, template, apiKey, config, dataDir, role, joinToken, joinUrl,
+            model, embedding, urls, threads, parallel, context, template, apiKey, config, dataDir, role, joinToken, joinUrl, nodeId, nodeUrl,
         };
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -77,6 +86,8 @@ internal static class ServeCommand
                         ["Sovereign:Cluster:Role"] = result.GetValue(role),
                         ["Sovereign:Cluster:JoinToken"] = result.GetValue(joinToken),
                         ["Sovereign:Cluster:JoinUrl"] = result.GetValue(joinUrl),
+                        ["Sovereign:NodeId"] = result.GetValue(nodeId),
+                        ["Sovereign:Cluster:NodeUrl"] = result.GetValue(nodeUrl),
                     }.Where(o => o.Value is not null).ToDictionary(),
             };
             return await RunAsync(settings, cancellationToken);

@@ -68,7 +68,9 @@ public sealed class SovereignClusterOptions
 
     /// <summary>
     /// A one-time join token (<c>sovereign nodes join-token</c>) a node presents to <see cref="JoinUrl"/> at its first
-    /// start to receive its operator-signed credential; the credential is then kept in the data directory.
+    /// start to receive its operator-signed credential, its certificate, its jurisdiction and the cluster's settings
+    /// (<see cref="Redis"/>, <see cref="ClusterId"/>, <see cref="Secret"/>, the shared database); they are then kept in
+    /// the data directory, and used wherever this process's own settings leave them unset.
     /// </summary>
     public string? JoinToken { get; set; }
 

@@ -1,28 +1,30 @@
 using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.Extensions.Configuration;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Hosting;
 using Sovereign.Cluster.Security;
 using Sovereign.Gateway.Hosting;
-using Sovereign.Gateway.Routing;
 
 namespace Sovereign.Gateway.ControlPlane;
 
 /// <summary>
-/// A node's first start with a join token: before its silo opens a connection, it presents the token to a gateway
-/// (<c>POST /cluster/v1/join</c>) with a signing request for a key it generates here, and keeps what it receives in the
-/// data directory: its operator-signed credential, and in a TLS cluster its certificate and the cluster CA. Its private
-/// key never leaves this machine. Registered before the Orleans silo, so the silo starts with the certificate.
+/// A node's first start with a join token: before anything is configured from its settings, it presents the token to
+/// a gateway (<c>POST /cluster/v1/join</c>) with a signing request for a key it generates here, and keeps what it
+/// receives in the data directory (mode 600): its operator-signed credential, the cluster's connection settings
+/// (membership Redis, cluster id, relay secret, shared database) and, in a TLS cluster, its certificate and the
+/// cluster CA. Its private key never leaves this machine. Every later start reads the kept settings, so
+/// <c>sovereign serve --role node --join-token T --join-url GATEWAY --urls URL</c> is all a node needs; a setting
+/// given explicitly wins over the kept one. The hosted service then checks the certificate before the silo starts.
 /// </summary>
 internal sealed partial class ClusterJoiner(
-    IOptions<SovereignOptions> options,
-    IOptions<SovereignClusterOptions> cluster,
     ClusterTlsCredentials tls,
-    IHttpClientFactory httpClients,
-    TimeProvider time,
     ILogger<ClusterJoiner> logger) : IHostedService
 {
+    /// <summary>Set when this process joined at build time (logged once the host starts).</summary>
+    private static JoinResponse? s_joinedNow;
+
     /// <summary>The join this node kept in its data directory, if it joined as <c>Sovereign:NodeId</c>.</summary>
     public static async Task<JoinResponse?> KeptAsync(SovereignOptions settings, CancellationToken cancellationToken)
     {
@@ -32,59 +34,129 @@ internal sealed partial class ClusterJoiner(
             return null;
         }
 
-        var kept = System.Text.Json.JsonSerializer.Deserialize<JoinResponse>(await File.ReadAllTextAsync(file, cancellationToken));
+        var kept = JsonSerializer.Deserialize<JoinResponse>(await File.ReadAllTextAsync(file, cancellationToken));
         return kept is not null && kept.NodeId == settings.NodeId ? kept : null;
     }
 
-    public async Task StartAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// For a <c>--role node</c> process: joins with its token if it has not yet, then adds what the join gave (and
+    /// what its own URL implies) to the configuration under every setting left unset. Runs before the cluster is
+    /// configured; throws <see cref="InvalidOperationException"/> naming the problem when the join fails.
+    /// </summary>
+    public static void Prepare(IHostApplicationBuilder builder)
     {
-        var settings = options.Value;
-        if (cluster.Value is not { Role: ServerRole.Node, IsDistributed: true } || string.IsNullOrWhiteSpace(cluster.Value.JoinToken)
-            || await KeptAsync(settings, cancellationToken) is not null)
+        var configuration = builder.Configuration;
+        var options = configuration.GetSection(SovereignClusterOptions.SectionName).Get<SovereignClusterOptions>() ?? new SovereignClusterOptions();
+        if (options.Role != ServerRole.Node)
         {
-            RequireCertificate();
             return;
         }
 
+        var settings = configuration.GetSection(SovereignOptions.SectionName).Get<SovereignOptions>() ?? new SovereignOptions();
+        var unset = new Dictionary<string, string?>();
+        void Fill(string key, string? value)
+        {
+            if (!string.IsNullOrEmpty(value) && string.IsNullOrEmpty(configuration[key]))
+            {
+                unset[key] = value;
+            }
+        }
+
+        // The URL gateways reach the node at: its one listening address, when that names a host.
+        var nodeUrl = options.NodeUrl ?? OwnUrl(configuration["urls"]);
+        Fill("Sovereign:Cluster:NodeUrl", nodeUrl);
+        if (Uri.TryCreate(nodeUrl, UriKind.Absolute, out var url) && System.Net.IPAddress.TryParse(url.Host.Trim('[', ']'), out var address))
+        {
+            Fill("Sovereign:Cluster:AdvertisedAddress", address.ToString());
+        }
+
+        var joined = KeptAsync(settings, CancellationToken.None).GetAwaiter().GetResult();
+        if (joined is null && !string.IsNullOrWhiteSpace(options.JoinToken) && Uri.TryCreate(options.JoinUrl, UriKind.Absolute, out var joinUrl))
+        {
+            joined = s_joinedNow = JoinAsync(options, settings, joinUrl, nodeUrl).GetAwaiter().GetResult();
+        }
+
+        if (joined is not null)
+        {
+            Fill("Sovereign:Jurisdiction", joined.Jurisdiction);
+            if (joined.Cluster is { } given)
+            {
+                Fill("Sovereign:Cluster:Redis", given.Redis);
+                Fill("Sovereign:Cluster:ClusterId", given.ClusterId);
+                Fill("Sovereign:Cluster:Secret", given.Secret);
+                Fill("Sovereign:Cluster:InsecureTransport", given.InsecureTransport ? "true" : null);
+                if (string.IsNullOrEmpty(configuration["Sovereign:Database:Provider"]) && string.IsNullOrEmpty(configuration["Sovereign:Database:ConnectionString"]))
+                {
+                    Fill("Sovereign:Database:Provider", given.DatabaseProvider);
+                    Fill("Sovereign:Database:ConnectionString", given.DatabaseConnectionString);
+                }
+            }
+        }
+
+        if (unset.Count > 0)
+        {
+            configuration.AddInMemoryCollection(unset);
+        }
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (Interlocked.Exchange(ref s_joinedNow, null) is { } joined)
+        {
+            LogJoined(joined.NodeId, joined.Jurisdiction, joined.Pool ?? "-");
+        }
+
+        RequireCertificate();
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    private static async Task<JoinResponse> JoinAsync(SovereignClusterOptions options, SovereignOptions settings, Uri joinUrl, string? nodeUrl)
+    {
+        // The paths of this node's TLS files, as the cluster will read them.
+        var tls = new ClusterTlsCredentials(options, settings.ResolvedDataDirectory, settings.NodeId, TimeProvider.System);
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = tls.Enabled ? ClusterCertificates.CreateSigningRequest(tls.ExpectedIdentity, key) : null;
-        using var client = httpClients.CreateClient(UpstreamProxy.ClientName);
-        var joinUri = new Uri(new Uri(cluster.Value.JoinUrl!.TrimEnd('/') + "/"), "cluster/v1/join");
+        var request = options.InsecureTransport ? null : ClusterCertificates.CreateSigningRequest(tls.ExpectedIdentity, key);
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        var joinUri = new Uri(new Uri(joinUrl.ToString().TrimEnd('/') + "/"), "cluster/v1/join");
         HttpResponseMessage response;
         for (var attempt = 1; ; attempt++)
         {
             try
             {
-                response = await client.PostAsJsonAsync(joinUri, new { token = cluster.Value.JoinToken, node_id = settings.NodeId, url = cluster.Value.NodeUrl?.TrimEnd('/'), csr = request }, cancellationToken);
+                response = await client.PostAsJsonAsync(joinUri, new { token = options.JoinToken, node_id = settings.NodeId, url = nodeUrl?.TrimEnd('/'), csr = request });
                 break;
             }
-            catch (HttpRequestException) when (attempt < 60)
+            catch (Exception ex) when ((ex is HttpRequestException or TaskCanceledException) && attempt < 60)
             {
                 // The gateway may be starting too.
-                await Task.Delay(TimeSpan.FromSeconds(1), time, cancellationToken);
+                await Task.Delay(TimeSpan.FromSeconds(1));
             }
         }
 
         using var answered = response;
-        var body = await answered.Content.ReadAsStringAsync(cancellationToken);
+        var body = await answered.Content.ReadAsStringAsync();
         if (!answered.IsSuccessStatusCode)
         {
-            throw new InvalidOperationException($"Joining the cluster through {cluster.Value.JoinUrl} failed with {(int)answered.StatusCode}: {body}");
+            // An error answer carries no secret: only the token's refusal or the request's fault.
+            throw new InvalidOperationException($"Joining the cluster through {joinUrl} failed with {(int)answered.StatusCode}: {body}");
         }
 
-        var joined = System.Text.Json.JsonSerializer.Deserialize<JoinResponse>(body)
+        var joined = JsonSerializer.Deserialize<JoinResponse>(body)
             ?? throw new InvalidOperationException("The gateway's join answer was empty.");
-        if (tls.Enabled)
+        var secured = joined.Cluster is not { InsecureTransport: true } && !options.InsecureTransport;
+        if (secured)
         {
-            if (joined is not { Certificate: { Length: > 0 } certificate, CaCertificate: { Length: > 0 } authority })
+            if (request is null || joined is not { Certificate: { Length: > 0 } certificate, CaCertificate: { Length: > 0 } authority })
             {
-                throw new InvalidOperationException($"The gateway at {cluster.Value.JoinUrl} issued no cluster certificate; this node cannot take part in a TLS cluster without one.");
+                throw new InvalidOperationException($"The gateway at {joinUrl} issued no cluster certificate; this node cannot take part in a TLS cluster without one.");
             }
 
             // A CA the operator placed here beforehand pins the cluster: a join answer signed by another CA is refused.
-            if (File.Exists(tls.AuthorityPath) && !Trusted(authority))
+            if (File.Exists(tls.AuthorityPath) && !Trusted(tls, authority))
             {
-                throw new InvalidOperationException($"The gateway at {cluster.Value.JoinUrl} answered with a cluster CA other than {tls.AuthorityPath} (Sovereign:Cluster:TlsCa).");
+                throw new InvalidOperationException($"The gateway at {joinUrl} answered with a cluster CA other than {tls.AuthorityPath} (Sovereign:Cluster:TlsCa).");
             }
 
             ClusterTlsCredentials.WritePem(tls.KeyPath, key.ExportPkcs8PrivateKeyPem(), secret: true);
@@ -95,12 +167,20 @@ internal sealed partial class ClusterJoiner(
             }
         }
 
-        await File.WriteAllTextAsync(Path.Combine(settings.ResolvedDataDirectory, JoinResponse.FileName), body, cancellationToken);
-        LogJoined(settings.NodeId, joined.Jurisdiction, joined.Pool ?? "-");
-        RequireCertificate();
+        // The answer holds the cluster's secrets: readable by this service's user only.
+        ClusterTlsCredentials.WritePem(Path.Combine(settings.ResolvedDataDirectory, JoinResponse.FileName), body, secret: true);
+        return joined;
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    /// <summary>The URL of the one address the server listens on, unless it listens on every interface (or several).</summary>
+    private static string? OwnUrl(string? urls)
+    {
+        var listed = (urls ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        return listed.Length == 1 && Uri.TryCreate(listed[0], UriKind.Absolute, out var url)
+            && url.Host is not ("0.0.0.0" or "[::]" or "*" or "+" or "localhost") && url.Scheme is "http" or "https"
+            ? url.GetLeftPart(UriPartial.Authority)
+            : null;
+    }
 
     /// <summary>A node that had to join for its certificate starts only with a usable one.</summary>
     private void RequireCertificate()
@@ -123,13 +203,13 @@ internal sealed partial class ClusterJoiner(
     }
 
     /// <summary>Whether the CA the gateway named (PEM, possibly a bundle) is one this node already trusts.</summary>
-    private bool Trusted(string authorityPem)
+    private static bool Trusted(ClusterTlsCredentials tls, string authorityPem)
     {
         var named = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
         named.ImportFromPem(authorityPem);
         return named.Count > 0 && named.All(n => tls.Authorities.Any(t => t.RawDataMemory.Span.SequenceEqual(n.RawDataMemory.Span)));
     }
 
-    [LoggerMessage(EventId = 3004, Level = LogLevel.Information, Message = "Node {NodeId} joined the cluster in {Jurisdiction} (pool {Pool}) with its join token")]
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Information, Message = "Node {NodeId} joined the cluster in {Jurisdiction} (pool {Pool}) with its join token; its cluster settings are kept in its data directory")]
     private partial void LogJoined(string nodeId, string jurisdiction, string pool);
 }

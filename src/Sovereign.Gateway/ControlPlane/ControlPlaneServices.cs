@@ -35,7 +35,9 @@ internal static class ControlPlaneServices
     {
         var services = builder.Services;
 
-        // Before the silo: a node joining with a token receives its cluster certificate here, and the silo needs it.
+        // Before the cluster is configured: a node joining with a token receives its cluster settings and certificate
+        // here (kept in its data directory for later starts); the hosted service checks the certificate before the silo.
+        ClusterJoiner.Prepare(builder);
         services.AddHostedService<ClusterJoiner>();
         builder.AddSovereignCluster();
 

@@ -68,7 +68,7 @@ internal static class NodeJoinApi
 
     private static async Task<IResult> JoinAsync(
         HttpContext context, ControlPlaneStore store, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time, IOptions<SovereignClusterOptions> cluster,
-        ClusterTlsCredentials tls)
+        ClusterTlsCredentials tls, IOptions<Hosting.SovereignOptions> options)
     {
         if (!cluster.Value.IsDistributed || cluster.Value.Role == ServerRole.Node)
         {
@@ -140,7 +140,12 @@ internal static class NodeJoinApi
             Details = new Dictionary<string, string> { ["token_id"] = used.Id, ["pool"] = used.Pool ?? "-", ["url"] = url.ToString() },
         });
         return Results.Json(
-            new JoinResponse(nodeId, used.Jurisdiction, used.Pool, credential, operatorKey.PublicKeyPem) { Certificate = certificate, CaCertificate = issuer is null ? null : await File.ReadAllTextAsync(tls.AuthorityPath, context.RequestAborted) },
+            new JoinResponse(nodeId, used.Jurisdiction, used.Pool, credential, operatorKey.PublicKeyPem)
+            {
+                Certificate = certificate,
+                CaCertificate = issuer is null ? null : await File.ReadAllTextAsync(tls.AuthorityPath, context.RequestAborted),
+                Cluster = JoinedCluster.Of(cluster.Value, options.Value.Database),
+            },
             OpenAIJson.Options);
     }
 
@@ -176,4 +181,35 @@ public sealed record JoinResponse(
     /// <summary>The cluster CA certificate(s) (PEM; old and new during a CA rollover) the node trusts from now on; null without TLS.</summary>
     [JsonPropertyName("ca_certificate")]
     public string? CaCertificate { get; init; }
+
+    /// <summary>What the node needs to take part in the cluster, as the gateway that admitted it is configured; null from older gateways.</summary>
+    [JsonPropertyName("cluster")]
+    public JoinedCluster? Cluster { get; init; }
+}
+
+/// <summary>
+/// The cluster's connection settings a joining node receives with its credential (secrets included: the answer goes
+/// only to the holder of an unused token, and the node keeps it readable by its own user only). The node uses them
+/// wherever its own configuration leaves the setting unset.
+/// </summary>
+public sealed record JoinedCluster(
+    [property: JsonPropertyName("redis")] string Redis,
+    [property: JsonPropertyName("cluster_id")] string ClusterId,
+    [property: JsonPropertyName("secret")] string? Secret,
+    [property: JsonPropertyName("insecure_transport")] bool InsecureTransport,
+    [property: JsonPropertyName("database_provider")] string? DatabaseProvider,
+    [property: JsonPropertyName("database_connection_string")] string? DatabaseConnectionString)
+{
+    /// <summary>
+    /// The gateway's own membership and, when it is the shared PostgreSQL, database settings (nodes append to the
+    /// cluster's audit chain there; a gateway on SQLite has no database to share).
+    /// </summary>
+    public static JoinedCluster Of(SovereignClusterOptions cluster, Hosting.DatabaseOptions database)
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        ArgumentNullException.ThrowIfNull(database);
+        var shared = string.Equals(database.Provider, "PostgreSql", StringComparison.OrdinalIgnoreCase);
+        return new JoinedCluster(cluster.Redis!, cluster.ClusterId, cluster.Secret, cluster.InsecureTransport,
+            shared ? "PostgreSql" : null, shared ? database.ConnectionString : null);
+    }
 }

@@ -118,7 +118,7 @@ public sealed class ClusterFixture : IAsyncLifetime
     /// </summary>
     public Member Start(
         string nodeId, string role, string jurisdiction, bool withModel, string? modelId = null, bool trusted = true, IReadOnlyDictionary<string, string>? extraEnvironment = null,
-        Certificate certificate = Certificate.Issued)
+        Certificate certificate = Certificate.Issued, IReadOnlyList<string>? joinWith = null)
     {
         var data = Path.Combine(_root, nodeId);
         Directory.CreateDirectory(data);
@@ -154,19 +154,23 @@ public sealed class ClusterFixture : IAsyncLifetime
             args.AddRange(["--model", $"{TestModels.Stories260K}={modelId ?? Model}", "--threads", "1", "--ctx-size", "256", "--parallel", "2"]);
         }
 
+        args.AddRange(joinWith ?? []);
         args.ForEach(start.ArgumentList.Add);
         var environment = start.Environment;
         environment["OMP_WAIT_POLICY"] = "PASSIVE";
         environment["Sovereign__AdminToken"] = AdminToken;
-        environment["Sovereign__Jurisdiction"] = jurisdiction;
-        environment["Sovereign__NodeId"] = nodeId;
         environment["Sovereign__BuiltInEmbeddings"] = "false";
-        environment["Sovereign__Database__Provider"] = "PostgreSql";
-        environment["Sovereign__Database__ConnectionString"] = _postgres.ConnectionString.Replace("Maximum Pool Size=20", "Maximum Pool Size=8", StringComparison.Ordinal);
-        environment["Sovereign__Cluster__Redis"] = $"127.0.0.1:{_redisPort}";
-        environment["Sovereign__Cluster__ClusterId"] = "test-" + Path.GetFileName(_root);
-        environment["Sovereign__Cluster__Secret"] = Secret;
-        environment["Sovereign__Cluster__NodeUrl"] = url;
+        if (joinWith is null)
+        {
+            environment["Sovereign__Jurisdiction"] = jurisdiction;
+            environment["Sovereign__NodeId"] = nodeId;
+            environment["Sovereign__Database__Provider"] = "PostgreSql";
+            environment["Sovereign__Database__ConnectionString"] = _postgres.ConnectionString.Replace("Maximum Pool Size=20", "Maximum Pool Size=8", StringComparison.Ordinal);
+            environment["Sovereign__Cluster__Redis"] = $"127.0.0.1:{_redisPort}";
+            environment["Sovereign__Cluster__ClusterId"] = "test-" + Path.GetFileName(_root);
+            environment["Sovereign__Cluster__Secret"] = Secret;
+            environment["Sovereign__Cluster__NodeUrl"] = url;
+        }
 
         // A killed node stays "recently reported" for the whole run, so a gateway finds it dead by its first failed
         // connection (what the failover test checks), never by the clock.

@@ -323,13 +323,11 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         var token = output.Split('\n')[0].Trim();
         Assert.StartsWith("sjt_", token, StringComparison.Ordinal);
 
-        // No operator key file: the node's credential can only come from the join.
-        // No operator key and no cluster certificate: both come from the join, the certificate for a key made on the node.
-        var joined = cluster.Start("node-joined", "node", "TH", withModel: true, modelId: "stories-joined", trusted: false, extraEnvironment: new Dictionary<string, string>
-        {
-            ["Sovereign__Cluster__JoinToken"] = token,
-            ["Sovereign__Cluster__JoinUrl"] = cluster.GatewayTh.Url.ToString(),
-        }, certificate: ClusterFixture.Certificate.None);
+        // One command: no operator key, no cluster certificate, and none of the cluster's settings (Redis, cluster id,
+        // secret, database, jurisdiction, node URL). The credential, the certificate (for a key made on the node), the
+        // jurisdiction and the settings come from the join; the node's URL is the one address it listens on.
+        var joined = cluster.Start("node-joined", "node", "XX", withModel: true, modelId: "stories-joined", trusted: false,
+            certificate: ClusterFixture.Certificate.None, joinWith: ["--node-id", "node-joined", "--join-token", token, "--join-url", cluster.GatewayTh.Url.ToString()]);
         try
         {
             await ClusterFixture.WaitReadyAsync(joined);
@@ -352,6 +350,18 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             }
 
             Assert.False(File.Exists(Path.Combine(joined.DataDirectory, "cluster-ca-key.pem")));
+
+            // The settings it received hold the cluster's secrets: kept for its own user only, and never logged.
+            if (!OperatingSystem.IsWindows())
+            {
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(joined.DataDirectory, "node-credential.json")));
+            }
+
+            var kept = JsonDocument.Parse(await File.ReadAllTextAsync(Path.Combine(joined.DataDirectory, "node-credential.json"))).RootElement.GetProperty("cluster");
+            Assert.Equal(ClusterFixture.Secret, kept.GetProperty("secret").GetString());
+            Assert.Equal("PostgreSql", kept.GetProperty("database_provider").GetString());
+            Assert.DoesNotContain(ClusterFixture.Secret, joined.Output, StringComparison.Ordinal);
+            Assert.DoesNotContain(kept.GetProperty("database_connection_string").GetString()!, joined.Output, StringComparison.Ordinal);
 
             // The usage record names the node's pool and the device class it reported: the relayed request ran there.
             var usage = await ClusterFixture.Expect(client.GetAsync("/v1/usage?group_by=pool,device_class"), 200);
