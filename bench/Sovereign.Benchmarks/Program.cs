@@ -25,6 +25,7 @@ try
         "pipeline" => await PipelineBenchmark.RunAsync(args[1..]),
         "scale-out" => await ScaleOutBenchmark.RunAsync(args[1..]),
         "relay-streaming" => await RelayStreamingBenchmark.RunAsync(args[1..]),
+        "cluster-streaming" => await ClusterStreamingBenchmark.RunAsync(args[1..]),
         "admission" => await AdmissionBenchmark.RunAsync(args[1..]),
         "throughput" => await ThroughputBenchmark.RunAsync(args[1..]),
         "languages" => await LanguagesBenchmark.RunAsync(args[1..]),

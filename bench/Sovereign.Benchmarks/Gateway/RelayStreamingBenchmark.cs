@@ -69,6 +69,16 @@ internal static class RelayStreamingBenchmark
             relayedRuns.Add(await StreamAsync(relayed, relayedBody));
         }
 
+        Console.WriteLine(FormattableString.Invariant(
+            $"## Streaming through a gateway to a server on the same machine ({requests} requests per path, alternating; {maxTokens} tokens; chunks per stream: direct {directRuns.Average(t => t.Chunks):F1}, relayed {relayedRuns.Average(t => t.Chunks):F1})"));
+        Console.WriteLine();
+        Table(directRuns, relayedRuns, "direct", "relayed");
+        return 0;
+    }
+
+    /// <summary>Time to first token, between tokens and the whole stream, each path's p50 and p99 and the difference.</summary>
+    internal static void Table(IReadOnlyList<Timing> directRuns, IReadOnlyList<Timing> relayedRuns, string direct, string relayed)
+    {
         var rows = new List<string[]>();
         void Row(string name, Func<Timing, double> metric)
         {
@@ -80,16 +90,12 @@ internal static class RelayStreamingBenchmark
         Row("time to first token", t => t.FirstTokenMs);
         Row("time between tokens (mean per request)", t => t.BetweenTokensMs);
         Row("whole stream", t => t.TotalMs);
-        Console.WriteLine(FormattableString.Invariant(
-            $"## Streaming through a gateway to a server on the same machine ({requests} requests per path, alternating; {maxTokens} tokens; chunks per stream: direct {directRuns.Average(t => t.Chunks):F1}, relayed {relayedRuns.Average(t => t.Chunks):F1})"));
-        Console.WriteLine();
-        Report.Table(["", "direct p50 ms", "relayed p50 ms", "added p50", "direct p99 ms", "relayed p99 ms", "added p99", "relayed / direct p50"], rows);
-        return 0;
+        Report.Table(["", $"{direct} p50 ms", $"{relayed} p50 ms", "added p50", $"{direct} p99 ms", $"{relayed} p99 ms", "added p99", $"{relayed} / {direct} p50"], rows);
     }
 
     private static string Signed(double ms) => (ms >= 0 ? "+" : "") + Report.Ms(ms);
 
-    private static async Task<Timing> StreamAsync(HttpClient client, byte[] body)
+    internal static async Task<Timing> StreamAsync(HttpClient client, byte[] body)
     {
         var start = Stopwatch.GetTimestamp();
         using var content = new ByteArrayContent(body);
@@ -121,5 +127,5 @@ internal static class RelayStreamingBenchmark
         return new Timing(first ?? total, chunks > 1 ? (last - first!.Value) / (chunks - 1) : 0, total, chunks);
     }
 
-    private sealed record Timing(double FirstTokenMs, double BetweenTokensMs, double TotalMs, int Chunks);
+    internal sealed record Timing(double FirstTokenMs, double BetweenTokensMs, double TotalMs, int Chunks);
 }
