@@ -26,6 +26,10 @@ public sealed class RouteGates(IOptions<SovereignOptions> options)
                 if (isBusy ? gates._busy.TryAdd(key, 0) : gates._busy.TryRemove(key, out byte _))
                 {
                     Interlocked.Add(ref gates._busyCount, isBusy ? 1 : -1);
+
+                    // After the set changed, never before: a reader that saw this version saw the set without the change
+                    // or with it, and sees another version the next time it looks.
+                    Interlocked.Increment(ref gates._busyVersion);
                 }
             });
         }, (Gates: this, Queue: options.Value.Limits.RouteQueue));
@@ -36,8 +40,16 @@ public sealed class RouteGates(IOptions<SovereignOptions> options)
 
     private int _busyCount;
 
+    private long _busyVersion;
+
     /// <summary>How many routes hold a request now (read without the dictionary's locks).</summary>
     internal int BusyCount => Volatile.Read(ref _busyCount);
+
+    /// <summary>
+    /// Changes with every route that becomes busy or idle (after the change): <see cref="Busy"/> enumerated after reading
+    /// a version is still the busy set for as long as the version reads the same.
+    /// </summary>
+    internal long BusyVersion => Interlocked.Read(ref _busyVersion);
 
     /// <summary>The routes (node, model, slots) that hold a request now; enumerating it takes no lock.</summary>
     internal IEnumerable<KeyValuePair<(string Node, string Model, int Slots), byte>> Busy => _busy;

@@ -109,35 +109,52 @@ internal sealed class SnapshotReplicas
     /// on a node marked unreachable; null when too many do (or a cluster node's report may have gone stale), and every
     /// replica is to be read.
     /// </summary>
-    public List<int>? Deviated(NodeDirectory nodes, RouteGates gates, long nowMs)
+    public IReadOnlyList<int>? Deviated(NodeDirectory nodes, RouteGates gates, long nowMs)
     {
         if (nowMs > _staleAt || gates.BusyCount > MaxBusyRoutes)
         {
             return null;
         }
 
-        var deviated = new List<int>();
-        foreach (var (route, _) in gates.Busy)
+        // The busy routes' replicas, collected again only when the busy set changed since the last decision: while
+        // the same routes stay busy (long streams, a pool at work), decisions reuse the list.
+        var version = gates.BusyVersion;
+        var onBusy = _onBusy;
+        if (onBusy is null || onBusy.Version != version)
         {
-            if (_routes.TryGetValue(route, out var on))
+            var collected = new List<int>();
+            foreach (var (route, _) in gates.Busy)
             {
-                deviated.AddRange(on);
+                if (_routes.TryGetValue(route, out var on))
+                {
+                    collected.AddRange(on);
+                }
             }
+
+            _onBusy = onBusy = new OnBusyRoutes(version, [.. collected]);
         }
 
-        if (nodes.AnyMarkedUnreachable)
+        if (!nodes.AnyMarkedUnreachable)
         {
-            foreach (var node in nodes.MarkedUnreachable)
+            return onBusy.Replicas.Length > MaxBusyRoutes ? null : onBusy.Replicas;
+        }
+
+        var deviated = new List<int>(onBusy.Replicas);
+        foreach (var node in nodes.MarkedUnreachable)
+        {
+            foreach (var i in Index.ReplicasOn(node))
             {
-                foreach (var i in Index.ReplicasOn(node))
-                {
-                    deviated.Add(i);
-                }
+                deviated.Add(i);
             }
         }
 
         return deviated.Count > MaxBusyRoutes ? null : deviated;
     }
+
+    /// <summary>The replicas on busy routes as of one <see cref="RouteGates.BusyVersion"/>.</summary>
+    private sealed record OnBusyRoutes(long Version, int[] Replicas);
+
+    private volatile OnBusyRoutes? _onBusy;
 
     // Beyond this many busy routes, reading every replica costs less than collecting them.
     private const int MaxBusyRoutes = 256;

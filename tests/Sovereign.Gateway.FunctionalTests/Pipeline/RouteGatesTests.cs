@@ -22,17 +22,24 @@ public sealed class RouteGatesTests
         Assert.Equal(0, gates.BusyCount);
         Assert.Empty(gates.Busy);
 
+        var idle = gates.BusyVersion;
+
         var first = await gate.AcquireAsync(Entry("t1"), default);
         var queued = gate.AcquireAsync(Entry("t2"), default).AsTask();
         Assert.Equal(1, gates.BusyCount);
         Assert.Equal([("node-a", "m", 1)], gates.Busy.Select(b => b.Key));
 
+        // The version moves when the set changes, and only then: a router reuses what it collected while it holds.
+        var busy = gates.BusyVersion;
+        Assert.NotEqual(idle, busy);
         first.Dispose();
         var second = await queued;
         Assert.Equal(1, gates.BusyCount);
+        Assert.Equal(busy, gates.BusyVersion);
 
         second.Dispose();
         Assert.Equal(0, gates.BusyCount);
         Assert.Empty(gates.Busy);
+        Assert.NotEqual(busy, gates.BusyVersion);
     }
 }
