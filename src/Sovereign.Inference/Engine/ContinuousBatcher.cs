@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Text;
 using System.Threading.Channels;
 using LLama;
-using LLama.Batched;
 using LLama.Common;
 using LLama.Native;
 using Microsoft.Extensions.Logging;
@@ -12,8 +11,8 @@ using Sovereign.Inference.Scheduling;
 namespace Sovereign.Inference.Engine;
 
 /// <summary>
-/// Continuous batching for one model on LLamaSharp's <see cref="BatchedExecutor"/>. One loop owns the executor:
-/// each step it admits waiting requests while sequence slots and KV space allow, adds one token per running
+/// Continuous batching for one model on one llama.cpp context (<see cref="BatchDecoder"/>). One loop, on a thread of
+/// its own, owns the context and runs each step synchronously: it admits waiting requests while sequence slots and KV space allow, adds one token per running
 /// sequence plus chunks of pending prompts (up to the batch size), decodes them together, then samples each
 /// sequence with its own pipeline. Requests join and leave between steps. Finished sequences stay in a
 /// <see cref="PrefixCache"/>: a new request forks the longest cached prefix of its prompt and prefills only the rest.
@@ -30,11 +29,11 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _waitingByTenant = new(StringComparer.Ordinal);
     private readonly List<Sequence> _running = [];
     private readonly CancellationTokenSource _stopping = new();
-    private readonly Task _loop;
+    private readonly TaskCompletionSource _loopDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly int _parallel;
     private readonly int _maxQueue;
     private readonly PrefixCache _prefixCache;
-    private BatchedExecutor _executor;
+    private BatchDecoder _executor;
     private long _arrivals;
     private int _waitingCount;
     private int _runningCount;
@@ -54,7 +53,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         _prefixCache = new PrefixCache(model.Resolved.PrefixCacheSequences);
         _executor = CreateExecutor();
         _metrics.Register(this);
-        _loop = Task.Factory.StartNew(RunAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        // A thread of its own: each step decodes, samples and hands out tokens without a thread-pool hop, and the
+        // server's HTTP and runtime work does not queue behind it (or it behind them) in the pool.
+        new Thread(Run) { IsBackground = true, Name = "sovereign-decode" }.Start();
     }
 
     /// <summary>The model id.</summary>
@@ -185,13 +186,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
 
         _stopping.Cancel();
         _incoming.Writer.TryComplete();
-        try
-        {
-            await _loop;
-        }
-        catch (OperationCanceledException)
-        {
-        }
+        await _loopDone.Task;
 
         _metrics.Unregister(this);
         _prefixCache.Dispose();
@@ -201,10 +196,10 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
 
     private void Wake() => _incoming.Writer.TryWrite(Sequence.WakeUp);
 
-    private BatchedExecutor CreateExecutor()
+    private BatchDecoder CreateExecutor()
     {
         var resolved = _model.Resolved;
-        return new BatchedExecutor(_model.Weights, new ModelParams(_model.Info.Path)
+        return new BatchDecoder(_model.Weights, new ModelParams(_model.Info.Path)
         {
             ContextSize = (uint)resolved.KvCacheTokens,
             SeqMax = (uint)(_parallel + _prefixCache.Capacity),
@@ -217,7 +212,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         });
     }
 
-    private async Task RunAsync()
+    private void Run()
     {
         var stop = _stopping.Token;
         try
@@ -229,7 +224,8 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
                 Admit();
                 if (_running.Count == 0)
                 {
-                    if (!await _incoming.Reader.WaitToReadAsync(stop))
+                    // Idle: block this thread (it is ours, not the pool's) until a request or a wake-up arrives.
+                    if (!WaitForIncoming(stop))
                     {
                         break;
                     }
@@ -237,11 +233,17 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
                     continue;
                 }
 
-                await StepAsync();
+                Step();
             }
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {
+        }
+        catch (Exception ex)
+        {
+            // Not rethrown: an exception escaping a thread of our own would end the process.
+            LogLoopFailed(ModelId, ex);
+            _loopDone.TrySetException(ex);
         }
         finally
         {
@@ -255,7 +257,15 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             {
                 sequence.Fail(stopped);
             }
+
+            _loopDone.TrySetResult();
         }
+    }
+
+    private bool WaitForIncoming(CancellationToken stop)
+    {
+        var wait = _incoming.Reader.WaitToReadAsync(stop);
+        return wait.IsCompleted ? wait.Result : wait.AsTask().GetAwaiter().GetResult();
     }
 
     private void DrainIncoming()
@@ -338,7 +348,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     /// A new sequence for an admitted request: a fork of the cached sequence sharing the longest prefix of its prompt,
     /// cut back to that prefix, or an empty one. A fork copies cell references (llama.cpp's seq_cp), not cells.
     /// </summary>
-    private Conversation StartConversation(Sequence sequence)
+    private KvSequence StartConversation(Sequence sequence)
     {
         var prompt = sequence.Request.PromptTokens;
         var (source, reused) = _prefixCache.Match(prompt);
@@ -355,9 +365,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
 
         // Only whole, cut-able KV is reused: a recurrent state cannot be cut back and a sliding-window cache may
         // have dropped early cells, which shows as positions other than exactly 0..reused-1. Then prefill it all.
-        var context = _executor.Context.NativeHandle;
-        if (context.MemorySequenceMinPosition(conversation.ConversationId).Value != 0
-            || context.MemorySequenceMaxPosition(conversation.ConversationId).Value != reused - 1)
+        var context = _executor.Native;
+        if (context.MemorySequenceMinPosition(conversation.Id).Value != 0
+            || context.MemorySequenceMaxPosition(conversation.Id).Value != reused - 1)
         {
             conversation.Dispose();
             return _executor.Create();
@@ -374,8 +384,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     }
 
     /// <summary>
-    /// Awaited before every decode step; tests use it to hold the loop at a known point. Its argument completes when
-    /// the loop is woken (a new request or a cancellation), so a held loop can still reap cancelled sequences.
+    /// Waited for (blocking the loop's thread) before every decode step; tests use it to hold the loop at a known point.
+    /// Its argument completes when the loop is woken (a new request or a cancellation), so a held loop can still reap
+    /// cancelled sequences.
     /// </summary>
     internal Func<Task, ValueTask>? BeforeStep { get; set; }
 
@@ -385,11 +396,11 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         _waitingByTenant.AddOrUpdate(sequence.Request.Tenant, 0, static (_, n) => n - 1);
     }
 
-    private async Task StepAsync()
+    private void Step()
     {
         if (BeforeStep is { } beforeStep)
         {
-            await beforeStep(_incoming.Reader.WaitToReadAsync().AsTask());
+            beforeStep(_incoming.Reader.WaitToReadAsync().AsTask()).AsTask().GetAwaiter().GetResult();
             DrainIncoming();
             ReapCancelled();
             if (_running.Count == 0)
@@ -441,7 +452,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         }
 
         var started = _time.GetTimestamp();
-        var status = await _executor.Infer(CancellationToken.None);
+        var status = _executor.Decode();
         var elapsed = _time.GetElapsedTime(started);
         if (status != DecodeResult.Ok)
         {
@@ -607,6 +618,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         _executor = CreateExecutor();
     }
 
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Critical, Message = "The decode loop of model {ModelId} stopped on an unexpected error; its requests failed.")]
+    private partial void LogLoopFailed(string modelId, Exception error);
+
     [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Decode failed on model {ModelId} with {Status}; {Running} running requests failed and the executor was rebuilt.")]
     private partial void LogDecodeFailed(string modelId, DecodeResult status, int running);
 
@@ -626,7 +640,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         public long? AdmittedAt { get; set; }
         public long? FirstTokenAt { get; set; }
         public long LastTokenAt { get; set; }
-        public Conversation? Conversation { get; set; }
+        public KvSequence? Conversation { get; set; }
         public RequestSamplingPipeline? Pipeline { get; set; }
         public StreamingTokenDecoder? Decoder { get; set; }
         public StopSequenceMatcher? StopMatcher { get; set; }

@@ -1,5 +1,3 @@
-using LLama.Batched;
-
 namespace Sovereign.Inference.Engine;
 
 /// <summary>
@@ -29,7 +27,7 @@ internal sealed class PrefixCache(int capacity) : IDisposable
     /// at most the prompt's length minus one, because the last prompt token must be decoded to get its logits.
     /// Marks the entry used. (null, 0) when nothing matches.
     /// </summary>
-    public (Conversation? Source, int Tokens) Match(IReadOnlyList<int> prompt)
+    public (KvSequence? Source, int Tokens) Match(IReadOnlyList<int> prompt)
     {
         Entry? best = null;
         var bestLength = 0;
@@ -57,7 +55,7 @@ internal sealed class PrefixCache(int capacity) : IDisposable
     /// <paramref name="tokens"/> at positions 0.., and disposes what it makes redundant (an entry that is a prefix of it),
     /// or the conversation itself when an entry already covers it. Evicts the least recently used beyond capacity.
     /// </summary>
-    public void Add(Conversation conversation, List<int> tokens)
+    public void Add(KvSequence conversation, List<int> tokens)
     {
         if (Capacity == 0 || tokens.Count == 0)
         {
@@ -144,9 +142,9 @@ internal sealed class PrefixCache(int capacity) : IDisposable
         return i;
     }
 
-    private sealed class Entry(Conversation conversation, List<int> tokens)
+    private sealed class Entry(KvSequence conversation, List<int> tokens)
     {
-        public Conversation Conversation { get; } = conversation;
+        public KvSequence Conversation { get; } = conversation;
         public List<int> Tokens { get; } = tokens;
         public long LastUsed { get; set; }
     }
