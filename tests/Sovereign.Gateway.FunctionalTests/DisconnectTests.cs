@@ -52,8 +52,18 @@ public sealed class DisconnectTests(ServerFixture server)
             var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
             var stream = await response.Content.ReadAsStreamAsync();
             var reader = new StreamReader(stream);
+            // The first event (the role chunk) is written before the engine admits the request; a text chunk comes
+            // from a decode step, so after it the sequence is certainly running (held at its fourth step).
             var firstEvent = await reader.ReadLineAsync();
             Assert.StartsWith("data: ", firstEvent, StringComparison.Ordinal);
+            string? textEvent;
+            do
+            {
+                textEvent = await reader.ReadLineAsync();
+            }
+            while (textEvent is not null && !textEvent.StartsWith("data: ", StringComparison.Ordinal));
+
+            Assert.NotNull(textEvent);
             Assert.Equal(1, batcher.RunningCount);
 
             response.Dispose();

@@ -24,7 +24,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     private readonly EngineMetrics _metrics;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private readonly Channel<Sequence> _incoming = Channel.CreateUnbounded<Sequence>(new UnboundedChannelOptions { SingleReader = true });
+    // Synchronous continuations: a submitter (or a cancellation) signals the loop's blocked thread directly, not
+    // through a thread-pool hop first; the only waiters are the loop's own wait and the test hook's.
+    private readonly Channel<Sequence> _incoming = Channel.CreateUnbounded<Sequence>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
     private readonly FairQueue<Sequence> _waiting = new(int.MaxValue, int.MaxValue);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _waitingByTenant = new(StringComparer.Ordinal);
     private readonly List<Sequence> _running = [];
