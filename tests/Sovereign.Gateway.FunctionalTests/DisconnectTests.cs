@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Net.Http.Headers;
+using Microsoft.Extensions.DependencyInjection;
 using Sovereign.Inference.Engine;
 
 namespace Sovereign.Gateway.FunctionalTests;
@@ -13,10 +14,13 @@ public sealed class DisconnectTests(ServerFixture server)
     {
         var batcher = server.Batcher(ServerFixture.Stories);
         var cancelled = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+        // This server's meter only (the factory hands out one per name): servers of other test collections run in the
+        // same process, and their cancellations must not end this wait.
+        var meter = server.App.Services.GetRequiredService<IMeterFactory>().Create(EngineMetrics.MeterName);
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) =>
         {
-            if (instrument.Meter.Name == EngineMetrics.MeterName && instrument.Name == "sovereign.requests")
+            if (ReferenceEquals(instrument.Meter, meter) && instrument.Name == "sovereign.requests")
             {
                 l.EnableMeasurementEvents(instrument);
             }
