@@ -111,6 +111,12 @@ public sealed class SovereignClusterOptions
     /// <summary>This node's device class for prices (<c>h100</c>, <c>cpu</c>); default: derived from its accelerators.</summary>
     public string? DeviceClass { get; set; }
 
+    /// <summary>
+    /// The PostgreSQL connection string a gateway hands to the nodes it admits (they append to the cluster's audit
+    /// chain there). Set it to a role that may write the audit tables only; unset, nodes receive the gateway's own.
+    /// </summary>
+    public string? NodeDatabaseConnectionString { get; set; }
+
     /// <summary>Whether this process is part of a multi-process cluster.</summary>
     public bool IsDistributed => !string.IsNullOrWhiteSpace(Redis);
 
