@@ -20,10 +20,9 @@ namespace Sovereign.Gateway.ControlPlane;
 /// </summary>
 internal sealed partial class ClusterJoiner(
     ClusterTlsCredentials tls,
-    ILogger<ClusterJoiner> logger) : IHostedService
+    ILogger<ClusterJoiner> logger,
+    JoinResponse? joinedNow) : IHostedService
 {
-    /// <summary>Set when this process joined at build time (logged once the host starts).</summary>
-    private static JoinResponse? s_joinedNow;
 
     /// <summary>The join this node kept in its data directory, if it joined as <c>Sovereign:NodeId</c>.</summary>
     public static async Task<JoinResponse?> KeptAsync(SovereignOptions settings, CancellationToken cancellationToken)
@@ -41,15 +40,16 @@ internal sealed partial class ClusterJoiner(
     /// <summary>
     /// For a <c>--role node</c> process: joins with its token if it has not yet, then adds what the join gave (and
     /// what its own URL implies) to the configuration under every setting left unset. Runs before the cluster is
-    /// configured; throws <see cref="InvalidOperationException"/> naming the problem when the join fails.
+    /// configured; throws <see cref="InvalidOperationException"/> naming the problem when the join fails. Returns the
+    /// answer when this start is the one that joined (logged once the host starts), else null.
     /// </summary>
-    public static void Prepare(IHostApplicationBuilder builder)
+    public static JoinResponse? Prepare(IHostApplicationBuilder builder)
     {
         var configuration = builder.Configuration;
         var options = configuration.GetSection(SovereignClusterOptions.SectionName).Get<SovereignClusterOptions>() ?? new SovereignClusterOptions();
         if (options.Role != ServerRole.Node)
         {
-            return;
+            return null;
         }
 
         var settings = configuration.GetSection(SovereignOptions.SectionName).Get<SovereignOptions>() ?? new SovereignOptions();
@@ -70,10 +70,11 @@ internal sealed partial class ClusterJoiner(
             Fill("Sovereign:Cluster:AdvertisedAddress", address.ToString());
         }
 
+        JoinResponse? joinedNow = null;
         var joined = KeptAsync(settings, CancellationToken.None).GetAwaiter().GetResult();
         if (joined is null && !string.IsNullOrWhiteSpace(options.JoinToken) && Uri.TryCreate(options.JoinUrl, UriKind.Absolute, out var joinUrl))
         {
-            joined = s_joinedNow = JoinAsync(options, settings, joinUrl, nodeUrl).GetAwaiter().GetResult();
+            joined = joinedNow = JoinAsync(options, settings, joinUrl, nodeUrl).GetAwaiter().GetResult();
         }
 
         if (joined is not null)
@@ -97,11 +98,13 @@ internal sealed partial class ClusterJoiner(
         {
             configuration.AddInMemoryCollection(unset);
         }
+
+        return joinedNow;
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        if (Interlocked.Exchange(ref s_joinedNow, null) is { } joined)
+        if (joinedNow is { } joined)
         {
             LogJoined(joined.NodeId, joined.Jurisdiction, joined.Pool ?? "-");
         }

@@ -37,8 +37,8 @@ internal static class ControlPlaneServices
 
         // Before the cluster is configured: a node joining with a token receives its cluster settings and certificate
         // here (kept in its data directory for later starts); the hosted service checks the certificate before the silo.
-        ClusterJoiner.Prepare(builder);
-        services.AddHostedService<ClusterJoiner>();
+        var joinedNow = ClusterJoiner.Prepare(builder);
+        services.AddHostedService(sp => new ClusterJoiner(sp.GetRequiredService<Cluster.Security.ClusterTlsCredentials>(), sp.GetRequiredService<ILogger<ClusterJoiner>>(), joinedNow));
         builder.AddSovereignCluster();
 
         // Reserved pool capacity is held on gateways, like money: a node that dies never takes the pool's count with it.

@@ -12,10 +12,11 @@ namespace Sovereign.Inference.Engine;
 
 /// <summary>
 /// Continuous batching for one model on one llama.cpp context (<see cref="BatchDecoder"/>). One loop, on a thread of
-/// its own, owns the context and runs each step synchronously: it admits waiting requests while sequence slots and KV space allow, adds one token per running
-/// sequence plus chunks of pending prompts (up to the batch size), decodes them together, then samples each
-/// sequence with its own pipeline. Requests join and leave between steps. Finished sequences stay in a
-/// <see cref="PrefixCache"/>: a new request forks the longest cached prefix of its prompt and prefills only the rest.
+/// its own, owns the context and runs each step synchronously: it admits waiting requests while sequence slots and KV
+/// space allow, adds one token per running sequence plus chunks of pending prompts (up to the batch size), decodes
+/// them together, then samples each sequence with its own pipeline. Requests join and leave between steps. Finished
+/// sequences stay in a <see cref="PrefixCache"/>: a new request forks the longest cached prefix of its prompt and
+/// prefills only the rest.
 /// </summary>
 /// <remarks>Prompts and outputs are never logged.</remarks>
 public sealed partial class ContinuousBatcher : IAsyncDisposable
