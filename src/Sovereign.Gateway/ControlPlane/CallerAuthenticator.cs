@@ -31,7 +31,8 @@ public sealed record Caller(string TenantId, string? KeyId, ResidencyPolicy? Pol
 /// Policies are parsed once per tenant version and cached.
 /// </summary>
 public sealed class CallerAuthenticator(
-    IGrainFactory grains,
+    GrainReferences<IApiKeyGrain> keys,
+    GrainReferences<ITenantGrain> tenants,
     ControlPlaneStore store,
     JurisdictionCatalog catalog,
     IOptions<SovereignOptions> options,
@@ -91,7 +92,7 @@ public sealed class CallerAuthenticator(
         var hash = ApiKeySecrets.Hash(secret);
         if (!_identities.TryGetValue(hash, out var identity))
         {
-            identity = await grains.GetGrain<IApiKeyGrain>(hash).ResolveAsync();
+            identity = await keys.Get(hash).ResolveAsync();
             if (identity is null)
             {
                 throw OpenAIException.Unauthorized("Incorrect API key provided.");
@@ -110,7 +111,7 @@ public sealed class CallerAuthenticator(
 
         // One grain call per request: the tenant's single activation answers for revocation, so a key revoked
         // at any gateway fails on the next request at every gateway, cached identity or not.
-        var authorization = await grains.GetGrain<ITenantGrain>(identity.TenantId).AuthorizeKeyAsync(identity.KeyId);
+        var authorization = await tenants.Get(identity.TenantId).AuthorizeKeyAsync(identity.KeyId);
         if (identity.Revoked || authorization.KeyRevoked)
         {
             _identities.TryRemove(hash, out _);

@@ -20,7 +20,8 @@ internal static class ClusterNodeHttp
     public static void AddClusterNodeHttp(this IServiceCollection services)
     {
         services.AddHttpClient(UpstreamProxy.ClusterNodeClientName, client => client.Timeout = Timeout.InfiniteTimeSpan)
-            .ConfigurePrimaryHttpMessageHandler(sp => CreateHandler(sp.GetRequiredService<ClusterTlsCredentials>()));
+            .ConfigurePrimaryHttpMessageHandler(sp => CreateHandler(sp.GetRequiredService<ClusterTlsCredentials>()))
+            .RemoveAllLoggers();
         services.AddOptions<KestrelServerOptions>().Configure<ClusterTlsCredentials>((kestrel, tls) =>
         {
             if (tls is { Enabled: true, Options.Role: ServerRole.Node })
@@ -55,7 +56,7 @@ internal static class ClusterNodeHttp
 
     private static SocketsHttpHandler CreateHandler(ClusterTlsCredentials tls)
     {
-        var handler = new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) };
+        var handler = new SocketsHttpHandler { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) };
         if (tls.Enabled)
         {
             handler.SslOptions = new SslClientAuthenticationOptions

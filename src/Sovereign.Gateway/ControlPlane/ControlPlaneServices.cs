@@ -83,6 +83,7 @@ internal static class ControlPlaneServices
         services.TryAddSingleton(sp => new Lazy<RequestMetering>(sp.GetRequiredService<RequestMetering>));
         services.TryAddSingleton<AdminToken>();
         services.TryAddSingleton<ClusterRelay>();
+        services.TryAddSingleton(typeof(Sovereign.Cluster.Grains.GrainReferences<>));
         services.TryAddSingleton<CallerAuthenticator>();
         services.TryAddSingleton<NodeDirectory>();
         services.TryAddSingleton<PrefixAffinity>();
@@ -91,7 +92,12 @@ internal static class ControlPlaneServices
         services.TryAddSingleton<UpstreamProxy>();
         services.TryAddSingleton<OpenAI.ResponsesStorage>();
         services.AddRequestPipeline();
-        services.AddHttpClient(UpstreamProxy.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan);
+        // Redirects are never followed: their target may lie outside the route's jurisdiction. The factory's per-request
+        // logging handlers are left out: the relay logs what operators need with stable event ids, and they cost a scope
+        // and two records on every request.
+        services.AddHttpClient(UpstreamProxy.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan)
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+            .RemoveAllLoggers();
         services.AddClusterNodeHttp();
     }
 

@@ -62,7 +62,7 @@ public sealed class RequestMetering
     /// <summary>Upper bound of compute-seconds reserved when a price charges them.</summary>
     public const decimal MaxComputeSecondsPerRequest = 600m;
 
-    private readonly IGrainFactory _grains;
+    private readonly GrainReferences<ITenantGrain> _tenants;
     private readonly UsageLedger _ledger;
     private readonly PriceBookProvider _prices;
     private readonly TimeProvider _time;
@@ -72,11 +72,11 @@ public sealed class RequestMetering
     private readonly BilledTokens _billedTokens;
 
     /// <summary>Creates the service and its spend and remaining-budget metrics.</summary>
-    public RequestMetering(IGrainFactory grains, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options, TimeProvider time, IMeterFactory meters)
+    public RequestMetering(GrainReferences<ITenantGrain> tenants, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options, TimeProvider time, IMeterFactory meters)
     {
         _languageTax = languageTax;
         _billedTokens = new BilledTokens(options.Value.Metering.CharacterEquivalentLanguages.Select(p => new KeyValuePair<string, IEnumerable<string>>(p.Key, p.Value)));
-        _grains = grains;
+        _tenants = tenants;
         _ledger = ledger;
         _prices = prices;
         _time = time;
@@ -107,7 +107,7 @@ public sealed class RequestMetering
         }
 
         var maxCost = price is null ? 0m : CostCalculator.MaxCost(price, promptTokens, maxTokens, MaxComputeSecondsPerRequest);
-        var result = await _grains.GetGrain<ITenantGrain>(caller.TenantId).AdmitAsync(new AdmissionRequest(routed.RequestId, caller.KeyId, tokens, maxCost, currency));
+        var result = await _tenants.Get(caller.TenantId).AdmitAsync(new AdmissionRequest(routed.RequestId, caller.KeyId, tokens, maxCost, currency));
         foreach (var (name, value) in RateLimitHeaders(result))
         {
             context.Response.Headers[name] = value;
@@ -243,7 +243,7 @@ public sealed class RequestMetering
         Observability.GenAiMetrics.Instance.Record(routed, promptTokens, completionTokens, timing, outcome);
         if (ticket.ReservedWithGrain)
         {
-            var remaining = await _grains.GetGrain<ITenantGrain>(routed.Caller.TenantId)
+            var remaining = await _tenants.Get(routed.Caller.TenantId)
                 .SettleAsync(new SettlementRequest(routed.RequestId, routed.Caller.KeyId, cost, ticket.AdmittedTokens, promptTokens + completionTokens));
             if (remaining is { } left)
             {

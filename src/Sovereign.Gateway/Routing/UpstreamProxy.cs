@@ -171,9 +171,20 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         return new OpenAIException(StatusCodes.Status503ServiceUnavailable, NodeFailedMessage, "server_error", null, "node_failed", TimeSpan.FromSeconds(1));
     }
 
-    /// <summary>The upstream's own error body is passed through: it names the problem in the same format (a 5xx becomes 502).</summary>
+    /// <summary>
+    /// The upstream's own error body is passed through: it names the problem in the same format (a 5xx becomes 502). A
+    /// redirect is never followed (its target may lie outside the route's jurisdiction) nor passed on: it is a 502.
+    /// </summary>
     public static async Task PassErrorAsync(HttpContext context, HttpResponseMessage response)
     {
+        if ((int)response.StatusCode < 400)
+        {
+            await OpenAIErrorResults.WriteAsync(context, new OpenAIException(StatusCodes.Status502BadGateway,
+                $"The upstream engine answered with a redirect ({(int)response.StatusCode}); the gateway does not follow redirects, whose target may lie outside the jurisdiction this request was routed to.",
+                "server_error", null, "upstream_redirect_refused"));
+            return;
+        }
+
         context.Response.StatusCode = (int)response.StatusCode >= 500 ? StatusCodes.Status502BadGateway : (int)response.StatusCode;
         context.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/json";
         await response.Content.CopyToAsync(context.Response.Body, context.RequestAborted);

@@ -181,4 +181,35 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
         Assert.Equal("no_compliant_capacity", error.GetProperty("code").GetString());
         Assert.Equal((1, 0), (dropping.Requests, foreign.Requests));
     }
+
+    [Theory]
+    [InlineData(307, false)]
+    [InlineData(308, true)]
+    [InlineData(302, false)]
+    public async Task AnEngineThatRedirects_IsNeverFollowed_AndTheClientGetsA502AtNoCost(int status, bool stream)
+    {
+        // The redirect's target is an engine the policy would never reach (it is not even registered): following it would
+        // send the prompt wherever the engine points.
+        await using var elsewhere = await FakeUpstreamEngine.StartAsync(context =>
+            FakeUpstreamEngine.AnswerAsync(context, """{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}"""));
+        await using var redirecting = await FakeUpstreamEngine.StartAsync(context =>
+        {
+            context.Response.StatusCode = status;
+            context.Response.Headers.Location = elsewhere.Url + "/v1/chat/completions";
+            return Task.CompletedTask;
+        });
+        var (model, tenant, client) = await ServedByAsync(redirecting.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(model, stream));
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+        Assert.Equal(502, (int)response.StatusCode);
+        Assert.Equal(("server_error", "upstream_redirect_refused"), (error.GetProperty("type").GetString(), error.GetProperty("code").GetString()));
+        Assert.False(response.Headers.Contains("Location"));
+        Assert.Equal((1, 0), (redirecting.Requests, elsewhere.Requests));
+        var (row, budget) = await BooksOfAsync(tenant);
+        Assert.Equal((1, 1), (row.GetProperty("requests").GetInt32(), row.GetProperty("failed").GetInt32()));
+        Assert.Equal((0m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
+    }
 }
