@@ -43,7 +43,7 @@ internal sealed class UpstreamResult(UpstreamUsage? usage, JsonObject? body, boo
         {
             context.Response.StatusCode = StatusCodes.Status200OK;
             context.Response.ContentType = "application/json";
-            await context.Response.WriteAsync(body.ToJsonString(OpenAIJson.Options), context.RequestAborted);
+            await context.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(body, OpenAIJson.Options), context.RequestAborted);
         }
         else if (streamed)
         {
@@ -60,6 +60,15 @@ internal sealed class UpstreamResult(UpstreamUsage? usage, JsonObject? body, boo
 internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogger<UpstreamProxy> logger)
 {
     private const string NodeFailedMessage = "The node serving this request stopped before it finished; try again.";
+
+    /// <summary>
+    /// The largest answer (a whole JSON answer, or one event of a stream) read from an engine: room for 2,048 embeddings
+    /// of 3,072 dimensions or long answers with log probabilities, while an engine that never ends its answer or an
+    /// event cannot exhaust the gateway's memory.
+    /// </summary>
+    public const int MaxAnswerBytes = 256 * 1024 * 1024;
+
+    private static readonly MediaTypeHeaderValue JsonContentType = new("application/json") { CharSet = "utf-8" };
 
     /// <summary>The named HttpClient used for upstream calls.</summary>
     public const string ClientName = "sovereign-upstream";
@@ -86,7 +95,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 
         using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseUrl, "v1/" + path))
         {
-            Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"),
+            Content = new ByteArrayContent(JsonSerializer.SerializeToUtf8Bytes(body)) { Headers = { ContentType = JsonContentType } },
         };
         if (!string.IsNullOrEmpty(upstreamKey))
         {
@@ -196,7 +205,28 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// </summary>
     public static async Task<JsonObject> ReadJsonAsync(HttpResponseMessage response, RelayProgress progress, CancellationToken aborted)
     {
-        var json = ParseObject(await response.Content.ReadAsStringAsync(aborted), "response");
+        if (response.Content.Headers.ContentLength > MaxAnswerBytes)
+        {
+            throw TooLarge("answer");
+        }
+
+        using var buffer = new MemoryStream();
+        await using (var answer = await response.Content.ReadAsStreamAsync(aborted))
+        {
+            var chunk = new byte[16 * 1024];
+            int read;
+            while ((read = await answer.ReadAsync(chunk, aborted)) > 0)
+            {
+                if (buffer.Length + read > MaxAnswerBytes)
+                {
+                    throw TooLarge("answer");
+                }
+
+                buffer.Write(chunk, 0, read);
+            }
+        }
+
+        var json = ParseObject(new ReadOnlySpan<byte>(buffer.GetBuffer(), 0, (int)buffer.Length), "response");
         progress.Reported = ReadUsage(json["usage"]);
         return json;
     }
@@ -210,21 +240,20 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     public static async IAsyncEnumerable<JsonObject> ReadChunksAsync(
         HttpResponseMessage response, RelayProgress progress, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken aborted)
     {
-        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(aborted), Encoding.UTF8);
-        while (await reader.ReadLineAsync(aborted) is { } line)
+        await using var lines = new Utf8LineReader(await response.Content.ReadAsStreamAsync(aborted), MaxAnswerBytes);
+        while (await lines.ReadLineAsync(aborted) is { } line)
         {
-            if (!line.StartsWith("data:", StringComparison.Ordinal))
+            if (!DataOf(line, out var done))
             {
                 continue;
             }
 
-            var data = line[5..].Trim();
-            if (data == "[DONE]")
+            if (done)
             {
                 break;
             }
 
-            var chunk = ParseObject(data, "stream chunk");
+            var chunk = ParseObject(line.AsSpan(DataStart(line)), "stream chunk");
 
             // Engines send "usage": null on content chunks (as OpenAI does); a usage that is there must be valid.
             if (chunk["usage"] is { } usageNode)
@@ -275,11 +304,39 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         return new UpstreamResult(progress.Reported, null, true);
     }
 
-    private static JsonObject ParseObject(string text, string what)
+    /// <summary>Whether an event-stream line carries data, and whether that data is the final <c>[DONE]</c>.</summary>
+    private static bool DataOf(byte[] line, out bool done)
+    {
+        done = false;
+        if (!line.AsSpan().StartsWith("data:"u8))
+        {
+            return false;
+        }
+
+        done = line.AsSpan(DataStart(line)).TrimEnd(" \t\r"u8).SequenceEqual("[DONE]"u8);
+        return true;
+    }
+
+    /// <summary>Where a data line's value starts: after <c>data:</c> and any spaces.</summary>
+    private static int DataStart(byte[] line)
+    {
+        var start = 5;
+        while (start < line.Length && line[start] is (byte)' ' or (byte)'\t')
+        {
+            start++;
+        }
+
+        return start;
+    }
+
+    private static UpstreamAnswerException TooLarge(string what) =>
+        new("upstream_answer_too_large", $"The upstream engine's {what} is larger than {MaxAnswerBytes / (1024 * 1024)} MiB, so it was not relayed; the operator must check the engine.");
+
+    private static JsonObject ParseObject(ReadOnlySpan<byte> utf8, string what)
     {
         try
         {
-            return JsonNode.Parse(text) as JsonObject
+            return JsonNode.Parse(utf8) as JsonObject
                 ?? throw new UpstreamAnswerException("upstream_invalid_response", $"The upstream engine returned a {what} that is not a JSON object.");
         }
         catch (JsonException)

@@ -212,4 +212,27 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
         Assert.Equal((1, 1), (row.GetProperty("requests").GetInt32(), row.GetProperty("failed").GetInt32()));
         Assert.Equal((0m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
     }
+
+    [Fact]
+    public async Task AnAnswerLargerThanTheGatewayReads_Is502_WithoutReadingIt()
+    {
+        // The engine announces an answer beyond the bound: refused on its headers, before its body is read.
+        await using var engine = await FakeUpstreamEngine.StartAsync(async context =>
+        {
+            context.Response.ContentType = "application/json";
+            context.Response.ContentLength = (long)global::Sovereign.Gateway.Routing.UpstreamProxy.MaxAnswerBytes + 1;
+            await context.Response.WriteAsync("{\"choices\":[");
+            await context.Response.Body.FlushAsync();
+        });
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(model));
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+        Assert.Equal(502, (int)response.StatusCode);
+        Assert.Equal("upstream_answer_too_large", error.GetProperty("code").GetString());
+        var (_, budget) = await BooksOfAsync(tenant);
+        Assert.Equal((0m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
+    }
 }
