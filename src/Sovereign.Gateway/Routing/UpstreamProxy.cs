@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
@@ -181,7 +182,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     }
 
     /// <summary>
-    /// The upstream's own error body is passed through: it names the problem in the same format (a 5xx becomes 502). A
+    /// The engine's error, as OpenAI's error object (<see cref="UpstreamErrors"/>: its message, a 5xx becomes 502). A
     /// redirect is never followed (its target may lie outside the route's jurisdiction) nor passed on: it is a 502.
     /// </summary>
     public static async Task PassErrorAsync(HttpContext context, HttpResponseMessage response)
@@ -194,9 +195,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             return;
         }
 
-        context.Response.StatusCode = (int)response.StatusCode >= 500 ? StatusCodes.Status502BadGateway : (int)response.StatusCode;
-        context.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/json";
-        await response.Content.CopyToAsync(context.Response.Body, context.RequestAborted);
+        await OpenAIErrorResults.WriteAsync(context, await UpstreamErrors.ToOpenAIAsync(response, context.RequestAborted));
     }
 
     /// <summary>
@@ -205,30 +204,51 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// </summary>
     public static async Task<JsonObject> ReadJsonAsync(HttpResponseMessage response, RelayProgress progress, CancellationToken aborted)
     {
-        if (response.Content.Headers.ContentLength > MaxAnswerBytes)
+        var announced = response.Content.Headers.ContentLength;
+        if (announced > MaxAnswerBytes)
         {
             throw TooLarge("answer");
         }
 
-        using var buffer = new MemoryStream();
-        await using (var answer = await response.Content.ReadAsStreamAsync(aborted))
+        // Read into pooled memory, sized by the announced length where there is one: an answer costs no buffer of its own.
+        var buffer = ArrayPool<byte>.Shared.Rent(announced is > 0 and var length ? (int)length + 1 : 16 * 1024);
+        try
         {
-            var chunk = new byte[16 * 1024];
-            int read;
-            while ((read = await answer.ReadAsync(chunk, aborted)) > 0)
+            var filled = 0;
+            await using (var answer = await response.Content.ReadAsStreamAsync(aborted))
             {
-                if (buffer.Length + read > MaxAnswerBytes)
+                while (true)
                 {
-                    throw TooLarge("answer");
+                    if (filled == buffer.Length)
+                    {
+                        var larger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, MaxAnswerBytes + 1));
+                        buffer.AsSpan(0, filled).CopyTo(larger);
+                        ArrayPool<byte>.Shared.Return(buffer);
+                        buffer = larger;
+                    }
+
+                    var read = await answer.ReadAsync(buffer.AsMemory(filled), aborted);
+                    if (read == 0)
+                    {
+                        break;
+                    }
+
+                    filled += read;
+                    if (filled > MaxAnswerBytes)
+                    {
+                        throw TooLarge("answer");
+                    }
                 }
-
-                buffer.Write(chunk, 0, read);
             }
-        }
 
-        var json = ParseObject(new ReadOnlySpan<byte>(buffer.GetBuffer(), 0, (int)buffer.Length), "response");
-        progress.Reported = ReadUsage(json["usage"]);
-        return json;
+            var json = ParseObject(buffer.AsSpan(0, filled), "response");
+            progress.Reported = ReadUsage(json["usage"]);
+            return json;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     /// <summary>

@@ -235,4 +235,44 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
         var (_, budget) = await BooksOfAsync(tenant);
         Assert.Equal((0m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
     }
+
+    [Theory]
+    [InlineData(400, "application/json", """{"error":{"message":"bad temperature","type":"invalid_request_error","param":"temperature","code":"bad_value"}}""", 400, "bad temperature", "invalid_request_error", "temperature", "bad_value")]
+    [InlineData(400, "application/json", """{"error":{"code":400,"message":"the prompt is too long","type":"invalid_request_error"}}""", 400, "the prompt is too long", "invalid_request_error", null, "400")]
+    [InlineData(400, "application/json", """{"object":"error","message":"max_tokens too large","type":"BadRequestError","param":null,"code":400}""", 400, "max_tokens too large", "BadRequestError", null, "400")]
+    [InlineData(422, "application/json", """{"detail":"field required"}""", 422, "field required", "invalid_request_error", null, null)]
+    [InlineData(404, "application/json", """{"error":"model 'x' not found"}""", 404, "model 'x' not found", "invalid_request_error", null, null)]
+    [InlineData(503, "text/html", "<html><body>Bad gateway</body></html>", 502, "The upstream engine answered 503 without an error message.", "server_error", null, "upstream_error")]
+    [InlineData(401, "application/json", """{"error":{"message":"Incorrect API key provided","type":"authentication_error","code":"invalid_api_key"}}""", 502, null, "server_error", null, "upstream_auth_failed")]
+    public async Task AnEnginesError_ReachesTheClientAsOpenAIsErrorObject_WhateverItsDialect(
+        int upstreamStatus, string contentType, string body, int status, string? message, string type, string? param, string? code)
+    {
+        await using var engine = await FakeUpstreamEngine.StartAsync(context =>
+        {
+            context.Response.StatusCode = upstreamStatus;
+            context.Response.ContentType = contentType;
+            return context.Response.WriteAsync(body);
+        });
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(model));
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+        Assert.Equal(status, (int)response.StatusCode);
+        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal((type, param, code), (error.GetProperty("type").GetString(), error.GetProperty("param").GetString(), error.GetProperty("code").GetString()));
+        if (message is not null)
+        {
+            Assert.Equal(message, error.GetProperty("message").GetString());
+        }
+        else
+        {
+            // The engine's refusal of the gateway's own key is not passed on as if it were the client's.
+            Assert.DoesNotContain("Incorrect API key", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+
+        var (_, budget) = await BooksOfAsync(tenant);
+        Assert.Equal((0m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
+    }
 }

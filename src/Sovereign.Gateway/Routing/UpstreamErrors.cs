@@ -1,0 +1,102 @@
+using System.Text.Json;
+using Sovereign.Gateway.OpenAI;
+
+namespace Sovereign.Gateway.Routing;
+
+/// <summary>
+/// Turns an engine's error answer into OpenAI's error object, whatever the engine's dialect: OpenAI's own
+/// (<c>{"error": {...}}</c>, also Ollama's and llama-server's, whose <c>code</c> is a number), vLLM's older top-level
+/// form (<c>{"object": "error", "message": ...}</c>), <c>{"error": "text"}</c> and FastAPI's <c>{"detail": ...}</c>.
+/// Anything else (an HTML page from a proxy, plain text) is not relayed: the client gets a message naming the status.
+/// </summary>
+internal static class UpstreamErrors
+{
+    /// <summary>An error body is read up to this size; an engine's error message fits many times over.</summary>
+    public const int MaxErrorBytes = 64 * 1024;
+
+    /// <summary>
+    /// The error the client gets for an engine's non-success answer. A 4xx keeps its status, except the engine refusing
+    /// the gateway's own credentials (401, 403, 407): that is not the client's key, so it is a 502 like every 5xx.
+    /// </summary>
+    public static async Task<OpenAIException> ToOpenAIAsync(HttpResponseMessage response, CancellationToken aborted)
+    {
+        var upstreamStatus = (int)response.StatusCode;
+        var (message, type, param, code) = Parse(await ReadBoundedAsync(response, aborted));
+        if (upstreamStatus is StatusCodes.Status401Unauthorized or StatusCodes.Status403Forbidden or StatusCodes.Status407ProxyAuthenticationRequired)
+        {
+            return new OpenAIException(StatusCodes.Status502BadGateway,
+                $"The upstream engine refused the gateway's credentials ({upstreamStatus}); the operator must check the node's upstream key.",
+                "server_error", null, "upstream_auth_failed");
+        }
+
+        var status = upstreamStatus >= 500 ? StatusCodes.Status502BadGateway : upstreamStatus;
+        var retryAfter = response.Headers.RetryAfter?.Delta ?? (response.Headers.RetryAfter?.Date is { } at ? at - DateTimeOffset.UtcNow : null);
+        return new OpenAIException(
+            status,
+            message ?? $"The upstream engine answered {upstreamStatus} without an error message.",
+            type ?? (status >= 500 ? "server_error" : status == StatusCodes.Status429TooManyRequests ? "requests" : "invalid_request_error"),
+            param,
+            code ?? (status >= 500 ? "upstream_error" : null),
+            retryAfter is { } wait && wait > TimeSpan.Zero ? wait : null);
+    }
+
+    private static async Task<byte[]> ReadBoundedAsync(HttpResponseMessage response, CancellationToken aborted)
+    {
+        await using var body = await response.Content.ReadAsStreamAsync(aborted);
+        var buffer = new byte[MaxErrorBytes];
+        var filled = 0;
+        int read;
+        while (filled < buffer.Length && (read = await body.ReadAsync(buffer.AsMemory(filled), aborted)) > 0)
+        {
+            filled += read;
+        }
+
+        return buffer[..filled];
+    }
+
+    /// <summary>Message, type, param and code from the dialects above; nulls where the body does not say.</summary>
+    internal static (string? Message, string? Type, string? Param, string? Code) Parse(byte[] body)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(body);
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                return default;
+            }
+
+            if (root.TryGetProperty("error", out var error))
+            {
+                return error.ValueKind switch
+                {
+                    JsonValueKind.Object => (Text(error, "message"), Text(error, "type"), Text(error, "param"), Text(error, "code")),
+                    JsonValueKind.String => (error.GetString(), null, null, null),
+                    _ => default,
+                };
+            }
+
+            if (Text(root, "object") == "error")
+            {
+                return (Text(root, "message"), Text(root, "type"), Text(root, "param"), Text(root, "code"));
+            }
+
+            return (Text(root, "detail"), null, null, null);
+        }
+        catch (Exception ex) when (ex is JsonException or ArgumentException or InvalidOperationException)
+        {
+            return default;
+        }
+    }
+
+    /// <summary>A string, or a number written as one (llama-server's <c>code</c> is the status number); else null.</summary>
+    private static string? Text(JsonElement parent, string name) =>
+        parent.TryGetProperty(name, out var value)
+            ? value.ValueKind switch
+            {
+                JsonValueKind.String => value.GetString() is { Length: > 0 } text ? text : null,
+                JsonValueKind.Number => value.GetRawText(),
+                _ => null,
+            }
+            : null;
+}
