@@ -16,7 +16,8 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // Session 16 raised Croatian (held-out 2 and 3) and took Malay (held-out 2), Bosnian and Serbian (held-out 3) off
     // the list; it lowered Bosnian on held-out 1 from 6 to 5 (a loss of that run, recorded rather than hidden).
     // Session 17 added held-out 5 (Bosnian 6 of 8 on its first run, the unchanged detector); its change was reverted
-    // after its evaluation run rather than any floor lowered (SOURCES.md, run 12).
+    // after its evaluation run rather than any floor lowered (SOURCES.md, run 12). Session 19 added held-out 6 (its
+    // first run, the unchanged detector: Afrikaans, outside the set, read as Dutch 4 times of 8; Bosnian 5 of 8).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 5, ["ms"] = 7, ["sr"] = 7 },
@@ -24,14 +25,21 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.ThirdHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 7 },
         [TestData.FourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 8, ["sr"] = 12 },
         [TestData.FifthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6 },
+        [TestData.SixthHeldOut] = new(StringComparer.Ordinal) { ["af"] = 4, ["bs"] = 5 },
     };
 
     /// <summary>The overall target.</summary>
     private const double OverallTarget = 0.95;
 
     // Overall accuracy where a set is still short of the target (the third set: 91 of 98, its close pairs only; the
-    // fourth: 151 of 162, the close groups, Bulgarian and Macedonian).
-    private static readonly Dictionary<string, double> OverallShortfalls = new(StringComparer.Ordinal) { [TestData.ThirdHeldOut] = 0.928, [TestData.FourthHeldOut] = 0.932 };
+    // fourth: 151 of 162, the close groups, Bulgarian and Macedonian; the sixth: 139 of 148, Afrikaans read as Dutch
+    // and the close groups).
+    private static readonly Dictionary<string, double> OverallShortfalls = new(StringComparer.Ordinal)
+    {
+        [TestData.ThirdHeldOut] = 0.928,
+        [TestData.FourthHeldOut] = 0.932,
+        [TestData.SixthHeldOut] = 0.939,
+    };
 
     [Theory]
     [InlineData(TestData.FirstHeldOut)]
@@ -39,6 +47,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.ThirdHeldOut)]
     [InlineData(TestData.FourthHeldOut)]
     [InlineData(TestData.FifthHeldOut)]
+    [InlineData(TestData.SixthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;

@@ -45,8 +45,13 @@ internal static partial class TestData
     /// written in session 18 before any change, evaluation or new tuning sentence of that session.</summary>
     public const string FifthHeldOut = "heldout-5.txt";
 
+    /// <summary>The sixth held-out evaluation set (the close groups, Bulgarian, and Macedonian, Belarusian and Afrikaans as
+    /// text outside the set), written in session 19 before any change, evaluation or new tuning sentence of that
+    /// session.</summary>
+    public const string SixthHeldOut = "heldout-6.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
