@@ -13,11 +13,11 @@ namespace Sovereign.Benchmarks.Languages;
 /// </summary>
 internal static class LanguageTuningBenchmark
 {
-    public const string Usage = "languages-tune [--folds N (5)] [--profile w1,w2] [--lingua w] [--floor w] [--contrast w] [--letter w] [--words w (close-group word model; 0 = off)] [--cap c] [--smoothing a] [--reflex w] [--classifier w (close-group logistic model; 0 = off)] [--penalty p] [--prior bs (the member whose within-group prior --prior-weight sets)] [--prior-weight w] [--stems 0|1] [--misses hr,bs (print the misses of these languages with their scores)] [--explain TEXT] [--timing 1 (where detection time goes, on the tuning sentences)] [--fresh FOLDER (accuracy on new tuning sentences, <code>.txt, before they join the corpus)] [--udhr ms,id (a guard: UDHR sentences of these languages under each setting; never a tuning target)]";
+    public const string Usage = "languages-tune [--folds N (5)] [--profile w1,w2] [--lingua w] [--floor w] [--contrast w] [--letter w] [--words w (close-group word model; 0 = off)] [--cap c] [--smoothing a] [--reflex w] [--stems 0|1] [--misses hr,bs (print the misses of these languages with their scores)] [--explain TEXT] [--timing 1 (where detection time goes, on the tuning sentences)] [--fresh FOLDER (accuracy on new tuning sentences, <code>.txt, before they join the corpus)] [--udhr ms,id (a guard: UDHR sentences of these languages under each setting; never a tuning target)]";
 
     public static int Run(string[] argv)
     {
-        var args = Args.Parse(argv, "--folds", "--profile", "--lingua", "--floor", "--contrast", "--letter", "--words", "--cap", "--smoothing", "--reflex", "--classifier", "--penalty", "--prior", "--prior-weight", "--misses", "--stems", "--explain", "--timing", "--fresh", "--udhr", "--span", "--centring");
+        var args = Args.Parse(argv, "--folds", "--profile", "--lingua", "--floor", "--contrast", "--letter", "--words", "--cap", "--smoothing", "--reflex", "--misses", "--stems", "--explain", "--timing", "--fresh", "--udhr", "--span", "--centring");
         var folds = args.Int("--folds", 5, 5);
         var corpus = LanguageProfiles.LoadCorpus();
         if (args.String("--centring") is { } centring)
@@ -62,16 +62,16 @@ internal static class LanguageTuningBenchmark
         if (args.String("--udhr") is { } udhr)
         {
             // Legal prose: a check that evidence learned from short everyday sentences does not swamp a long formal text.
-            foreach (var (words, reflex, classifier) in from w in Grid(args, "--words", detector.WordWeight) from r in Grid(args, "--reflex", detector.ReflexWeight) from c in Grid(args, "--classifier", detector.ClassifierWeight) select (w, r, c))
+            foreach (var (words, reflex) in from w in Grid(args, "--words", detector.WordWeight) from r in Grid(args, "--reflex", detector.ReflexWeight) select (w, r))
             {
-                var tuned = detector.WithWords(detector.CloseWords, words, detector.WordCap, detector.Reflexes, reflex).WithClassifiers(detector.Classifiers, classifier);
+                var tuned = detector.WithWords(detector.CloseWords, words, detector.WordCap, detector.Reflexes, reflex);
                 var line = udhr.Split(',').Select(language =>
                 {
                     var sentences = ReferenceTexts.Get(language)!.Articles.SelectMany(a => a)
                         .SelectMany(p => System.Text.RegularExpressions.Regex.Split(p, @"(?<=[.!?;])\s+")).Where(t => t.Trim().Length >= 20).ToList();
                     return FormattableString.Invariant($"{language} {sentences.Count(s => tuned.Detect(s).Language == language)}/{sentences.Count}");
                 });
-                Console.WriteLine(FormattableString.Invariant($"words {words} reflex {reflex} classifier {classifier}: {string.Join("  ", line)}"));
+                Console.WriteLine(FormattableString.Invariant($"words {words} reflex {reflex}: {string.Join("  ", line)}"));
             }
 
             return 0;
@@ -95,29 +95,20 @@ internal static class LanguageTuningBenchmark
             from cap in Grid(args, "--cap", detector.WordCap)
             from smoothing in Grid(args, "--smoothing", CloseGroupWords.DefaultSmoothing)
             from reflex in Grid(args, "--reflex", detector.ReflexWeight)
-            from classifier in Grid(args, "--classifier", detector.ClassifierWeight)
-            from penalty in Grid(args, "--penalty", CloseGroupClassifier.DefaultPenalty)
-            from prior in Grid(args, "--prior-weight", 0)
-            select (profile, lingua, floor, contrast, letter, words, cap, smoothing, reflex, classifier, penalty, prior);
+            select (profile, lingua, floor, contrast, letter, words, cap, smoothing, reflex);
 
         var foldOf = ParallelFolds(corpus, folds);
         ContrastEvidence.Stems = args.String("--stems") != "0";
         var rows = new List<string[]>();
         Dictionary<string, int[]>? firstPerLanguage = null;
-        foreach (var (profile, lingua, floor, contrast, letter, words, cap, smoothing, reflex, classifier, penalty, prior) in settings)
+        foreach (var (profile, lingua, floor, contrast, letter, words, cap, smoothing, reflex) in settings)
         {
             var perLanguage = new Dictionary<string, int[]>(StringComparer.Ordinal);
             for (var fold = 0; fold < folds; fold++)
             {
                 var training = corpus.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<string>)[.. kv.Value.Where((_, i) => foldOf[kv.Key][i] != fold)], StringComparer.Ordinal);
                 var tuned = detector.With(LanguageProfiles.PerScript(training), lingua, profile, floor, contrast, letter)
-                    .WithWords(CloseGroupWords.PerScript(training, smoothing), words, cap, YatReflex.FromCorpus(training), reflex)
-                    .WithClassifiers(classifier > 0 ? CloseGroupClassifier.PerScript(training, penalty) : detector.Classifiers, classifier);
-                if (args.String("--prior") is { } member)
-                {
-                    tuned = tuned.WithPriors(new Dictionary<string, double>(StringComparer.Ordinal) { [member] = prior });
-                }
-
+                    .WithWords(CloseGroupWords.PerScript(training, smoothing), words, cap, YatReflex.FromCorpus(training), reflex);
                 foreach (var (language, sentences) in corpus)
                 {
                     var counts = perLanguage.TryGetValue(language, out var c) ? c : perLanguage[language] = new int[2];
@@ -142,13 +133,13 @@ internal static class LanguageTuningBenchmark
             var worst = perLanguage.OrderBy(kv => (double)kv.Value[0] / kv.Value[1]).Take(6).Select(kv => FormattableString.Invariant($"{kv.Key} {100.0 * kv.Value[0] / kv.Value[1]:0}%"));
             var close = LanguageDetector.CloseGroups.SelectMany(g => g).Where(perLanguage.ContainsKey)
                 .Select(l => FormattableString.Invariant($"{l} {100.0 * perLanguage[l][0] / perLanguage[l][1]:0}"));
-            rows.Add([F(profile), F(lingua), F(floor), F(contrast), F(letter), F(words), F(cap), F(smoothing), F(reflex), F(classifier), F(penalty), F(prior), FormattableString.Invariant($"{100.0 * right / total:0.0}% ({right}/{total})"), string.Join(", ", worst), string.Join(" ", close)]);
+            rows.Add([F(profile), F(lingua), F(floor), F(contrast), F(letter), F(words), F(cap), F(smoothing), F(reflex), FormattableString.Invariant($"{100.0 * right / total:0.0}% ({right}/{total})"), string.Join(", ", worst), string.Join(" ", close)]);
             Console.Error.WriteLine(string.Join(" | ", rows[^1]));
         }
 
         Console.WriteLine($"### Cross-validation on the tuning corpus ({folds} folds, every covered language on)");
         Console.WriteLine();
-        Report.Table(["profile", "lingua", "floor", "contrast", "letter", "words", "cap", "smoothing", "reflex", "classifier", "penalty", "prior", "accuracy", "weakest languages", "close groups %"], rows);
+        Report.Table(["profile", "lingua", "floor", "contrast", "letter", "words", "cap", "smoothing", "reflex", "accuracy", "weakest languages", "close groups %"], rows);
         Console.WriteLine("Per language, first setting: " + string.Join(", ", firstPerLanguage!.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value[0]}/{kv.Value[1]}")));
         return 0;
     }

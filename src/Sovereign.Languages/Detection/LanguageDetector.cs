@@ -143,23 +143,6 @@ public sealed class LanguageDetector
     /// up to 2, and of a free <c>sa</c> (for Bosnian and Serbian).</summary>
     internal double ReflexWeight { get; init; } = 2.0;
 
-    /// <summary>The close groups' discriminative models, per script (<see cref="CloseGroupClassifier"/>).</summary>
-    internal IReadOnlyDictionary<WritingScript, CloseGroupClassifier[]> Classifiers { get; init; } = CloseGroupClassifier.Default;
-
-    /// <summary>Weight of the close group's discriminative model when its members are decided among themselves (0: off).</summary>
-    internal double ClassifierWeight { get; init; }
-
-    /// <summary>Added to a member's score when its close group's members are decided among themselves: a prior for a
-    /// member that the group's evidence tends to pass over (chosen by cross-validation on the tuning corpus).</summary>
-    internal IReadOnlyDictionary<string, double> MemberPriors { get; init; } = new Dictionary<string, double>(StringComparer.Ordinal);
-
-    /// <summary>The same detector with other within-group priors: for tuning on held-apart folds.</summary>
-    internal LanguageDetector WithPriors(IReadOnlyDictionary<string, double> priors) => new(this) { MemberPriors = priors };
-
-    /// <summary>The same detector with other close-group discriminative models or weight: for tuning on held-apart folds.</summary>
-    internal LanguageDetector WithClassifiers(IReadOnlyDictionary<WritingScript, CloseGroupClassifier[]> classifiers, double weight) =>
-        new(this) { Classifiers = classifiers, ClassifierWeight = weight };
-
     /// <summary>The same detector with other close-group word models or weights: for tuning on held-apart folds.</summary>
     internal LanguageDetector WithWords(IReadOnlyDictionary<WritingScript, CloseGroupWords[]> closeWords, double wordWeight, double wordCap, YatReflex reflexes, double reflexWeight) =>
         new(this) { CloseWords = closeWords, WordWeight = wordWeight, WordCap = wordCap, Reflexes = reflexes, ReflexWeight = reflexWeight };
@@ -190,9 +173,6 @@ public sealed class LanguageDetector
         WordCap = other.WordCap;
         Reflexes = other.Reflexes;
         ReflexWeight = other.ReflexWeight;
-        Classifiers = other.Classifiers;
-        ClassifierWeight = other.ClassifierWeight;
-        MemberPriors = other.MemberPriors;
         Trace = other.Trace;
     }
 
@@ -373,7 +353,7 @@ public sealed class LanguageDetector
         var leader = Array.IndexOf(scores, max);
         if (GroupOf(candidates[leader]) is { } winningGroup && WordModel(group.Script, candidates[leader]) is { } words)
         {
-            DecideWithinGroup(candidates, scores, probabilities, winningGroup, words, normalized, group.Script);
+            DecideWithinGroup(candidates, scores, probabilities, winningGroup, words, normalized);
         }
 
         var order = Enumerable.Range(0, candidates.Count).OrderByDescending(i => probabilities[i]).ToArray();
@@ -404,7 +384,7 @@ public sealed class LanguageDetector
 
     // Once the candidates put a close group ahead, the group's members are decided among themselves: the group keeps
     // its probability, and how it is split among the members adds the group's word model to the members' scores.
-    private void DecideWithinGroup(List<string> candidates, double[] scores, double[] probabilities, string[] closeGroup, CloseGroupWords words, string normalized, WritingScript script)
+    private void DecideWithinGroup(List<string> candidates, double[] scores, double[] probabilities, string[] closeGroup, CloseGroupWords words, string normalized)
     {
         var members = Enumerable.Range(0, candidates.Count).Where(i => closeGroup.Contains(candidates[i], StringComparer.Ordinal)).ToArray();
         if (members.Length < 2)
@@ -412,18 +392,8 @@ public sealed class LanguageDetector
             return;
         }
 
-        var memberCodes = members.Select(i => candidates[i]).ToArray();
-        var evidence = words.Score(normalized, memberCodes, WordCap);
-        var inner = members.Select((i, k) => scores[i] + (WordWeight * evidence[k]) + MemberPriors.GetValueOrDefault(candidates[i])).ToArray();
-        if (ClassifierWeight > 0 && Classifiers.TryGetValue(script, out var models) && Array.Find(models, m => m.Has(memberCodes[0])) is { } classifier)
-        {
-            var learned = classifier.Score(normalized, memberCodes);
-            for (var k = 0; k < members.Length; k++)
-            {
-                inner[k] += ClassifierWeight * learned[k];
-            }
-        }
-
+        var evidence = words.Score(normalized, [.. members.Select(i => candidates[i])], WordCap);
+        var inner = members.Select((i, k) => scores[i] + (WordWeight * evidence[k])).ToArray();
         if (ReflexWeight > 0 && closeGroup.Contains("sr", StringComparer.Ordinal))
         {
             // Ijekavian words count for Croatian and Bosnian, ekavian ones (and the joined future) for Serbian, a free
@@ -449,7 +419,7 @@ public sealed class LanguageDetector
     }
 
     private CloseGroupWords? WordModel(WritingScript script, string member) =>
-        (WordWeight > 0 || ReflexWeight > 0 || ClassifierWeight > 0) && CloseWords.TryGetValue(script, out var models) ? Array.Find(models, m => m.Has(member)) : null;
+        (WordWeight > 0 || ReflexWeight > 0) && CloseWords.TryGetValue(script, out var models) ? Array.Find(models, m => m.Has(member)) : null;
 
     private static string[]? GroupOf(string code) => Array.Find(CloseGroups, g => g.Contains(code, StringComparer.Ordinal));
 
