@@ -22,6 +22,11 @@ public sealed record LanguageDescriptor(string Code, string Name, WritingScript 
     /// Lingua takes it for).</summary>
     internal IReadOnlyList<string> StandIns { get; init; } = [];
 
+    /// <summary>A profiled language whose profile evidence this one, which has no tuning sentences, borrows: Afrikaans
+    /// takes Dutch's, so that the Dutch profile's fit to Afrikaans text lifts both alike and Lingua decides between
+    /// them (without it Afrikaans, outside the covered set, came back as a confident Dutch).</summary>
+    internal string? ProfileStandIn { get; init; }
+
     /// <summary>Whether it is written in a script.</summary>
     public bool WritesIn(WritingScript script) => Script == script || OtherScripts.Contains(script);
 }
@@ -118,7 +123,7 @@ public static class LanguageCatalog
         Extra("ti", "Tigrinya", WritingScript.Ethiopic, Language.Tigrinya),
         Extra("nn", "Norwegian Nynorsk", WritingScript.Latin, Language.Nynorsk),
         Extra("sq", "Albanian", WritingScript.Latin, Language.Albanian),
-        Extra("af", "Afrikaans", WritingScript.Latin, Language.Afrikaans),
+        Extra("af", "Afrikaans", WritingScript.Latin, Language.Afrikaans) with { ProfileStandIn = "nl" },
         Extra("sw", "Swahili", WritingScript.Latin, Language.Swahili),
         Extra("cy", "Welsh", WritingScript.Latin, Language.Welsh),
         Extra("az", "Azerbaijani", WritingScript.Latin, Language.Azerbaijani),

@@ -337,8 +337,12 @@ public sealed class LanguageDetector
                 lingua = close.Max(m => borrowed.TryGetValue(m, out var value) ? value : shares.GetValueOrDefault(m));
             }
 
+            // A language without tuning sentences takes the profile evidence of the language it stands beside.
+            var profiled = profiles?.Has(code) == true ? i
+                : group.ProfileStandIns.TryGetValue(code, out var relative) && profiles?.Has(relative) == true ? candidates.IndexOf(relative)
+                : -1;
             scores[i] = (LinguaWeight * Math.Log(lingua + LinguaFloor))
-                + (profiles?.Has(code) == true ? ProfileWeight * evidence[i] : 0)
+                + (profiled >= 0 ? ProfileWeight * evidence[profiled] : 0)
                 + (ContrastWeight * Math.Min(3, wordHits.GetValueOrDefault(code)))
                 + (LetterWeight * Math.Min(2, contrast.LetterHits(normalized, code)));
         }
@@ -500,6 +504,8 @@ public sealed class LanguageDetector
 
             StandIns = Members.Where(m => m.StandIns.Count > 0 && (m.Script != script || m.Lingua.Count == 0))
                 .ToDictionary(m => m.Code, m => m.StandIns, StringComparer.Ordinal);
+            ProfileStandIns = Members.Where(m => m.ProfileStandIn is not null)
+                .ToDictionary(m => m.Code, m => m.ProfileStandIn!, StringComparer.Ordinal);
             if (Codes.Count > 0 && highAccuracy)
             {
                 Detector = LanguageDetectorBuilder.FromLanguages([.. Codes.Keys]).WithPreloadedLanguageModels().Build();
@@ -518,6 +524,9 @@ public sealed class LanguageDetector
         public Dictionary<Language, string> Codes { get; }
 
         public Dictionary<string, IReadOnlyList<string>> StandIns { get; }
+
+        /// <summary>Languages without tuning sentences and the profiled language whose evidence each borrows.</summary>
+        public Dictionary<string, string> ProfileStandIns { get; }
 
         private LinguaDetector? Detector { get; }
 
