@@ -17,7 +17,8 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // the list; it lowered Bosnian on held-out 1 from 6 to 5 (a loss of that run, recorded rather than hidden).
     // Session 17 added held-out 5 (Bosnian 6 of 8 on its first run, the unchanged detector); its change was reverted
     // after its evaluation run rather than any floor lowered (SOURCES.md, run 12). Session 19 added held-out 6 (its
-    // first run, the unchanged detector: Afrikaans, outside the set, read as Dutch 4 times of 8; Bosnian 5 of 8).
+    // first run, the unchanged detector: Afrikaans, outside the set, read as Dutch 4 times of 8; Bosnian 5 of 8); its
+    // change (Afrikaans borrows the Dutch profile) took Afrikaans to 8 of 8 and the set to 96.6% (run 13).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 5, ["ms"] = 7, ["sr"] = 7 },
@@ -25,21 +26,15 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.ThirdHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 7 },
         [TestData.FourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 8, ["sr"] = 12 },
         [TestData.FifthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6 },
-        [TestData.SixthHeldOut] = new(StringComparer.Ordinal) { ["af"] = 4, ["bs"] = 5 },
+        [TestData.SixthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5 },
     };
 
     /// <summary>The overall target.</summary>
     private const double OverallTarget = 0.95;
 
     // Overall accuracy where a set is still short of the target (the third set: 91 of 98, its close pairs only; the
-    // fourth: 151 of 162, the close groups, Bulgarian and Macedonian; the sixth: 139 of 148, Afrikaans read as Dutch
-    // and the close groups).
-    private static readonly Dictionary<string, double> OverallShortfalls = new(StringComparer.Ordinal)
-    {
-        [TestData.ThirdHeldOut] = 0.928,
-        [TestData.FourthHeldOut] = 0.932,
-        [TestData.SixthHeldOut] = 0.939,
-    };
+    // fourth: 151 of 162, the close groups, Bulgarian and Macedonian).
+    private static readonly Dictionary<string, double> OverallShortfalls = new(StringComparer.Ordinal) { [TestData.ThirdHeldOut] = 0.928, [TestData.FourthHeldOut] = 0.932 };
 
     [Theory]
     [InlineData(TestData.FirstHeldOut)]
