@@ -183,15 +183,49 @@ public static class AuditCanonical
         WriteOptionalInt64(writer, entry.CompletionTokens);
 
         // Sorted by UTF-8 bytes (= code point order), not UTF-16 ordinal, so other languages sort the same way.
-        var details = entry.Details.Select(pair => (Key: StrictUtf8.GetBytes(pair.Key), Value: pair.Value)).ToList();
-        details.Sort(static (a, b) => a.Key.AsSpan().SequenceCompareTo(b.Key));
-        WriteUInt32(writer, checked((uint)details.Count));
-        foreach (var (key, value) in details)
+        var count = entry.Details.Count;
+        var details = ArrayPool<KeyValuePair<string, string>>.Shared.Rent(count);
+        try
         {
-            WriteUInt32(writer, checked((uint)key.Length));
-            writer.Write(key);
-            WriteString(writer, value);
+            var sorted = details.AsSpan(0, count);
+            var i = 0;
+            foreach (var pair in entry.Details)
+            {
+                sorted[i++] = pair;
+            }
+
+            sorted.Sort(static (a, b) => CompareCodePoints(a.Key, b.Key));
+            WriteUInt32(writer, checked((uint)count));
+            foreach (var (key, value) in sorted)
+            {
+                WriteString(writer, key);
+                WriteString(writer, value);
+            }
         }
+        finally
+        {
+            ArrayPool<KeyValuePair<string, string>>.Shared.Return(details, clearArray: true);
+        }
+    }
+
+    /// <summary>
+    /// Orders strings by code point, as their UTF-8 bytes sort, without encoding them: UTF-16 differs from code point
+    /// order only where a surrogate (a code point above U+FFFF) meets U+E000-U+FFFF, so those two ranges swap places.
+    /// </summary>
+    internal static int CompareCodePoints(string a, string b)
+    {
+        var length = Math.Min(a.Length, b.Length);
+        for (var i = 0; i < length; i++)
+        {
+            if (a[i] != b[i])
+            {
+                return InCodePointOrder(a[i]) - InCodePointOrder(b[i]);
+            }
+        }
+
+        return a.Length - b.Length;
+
+        static int InCodePointOrder(char c) => c >= 0xE000 ? c - 0x800 : c >= 0xD800 ? c + 0x2000 : c;
     }
 
     private static void WriteString(IBufferWriter<byte> writer, string value)

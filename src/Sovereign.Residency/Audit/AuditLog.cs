@@ -127,8 +127,7 @@ public sealed class AuditLog : IAsyncDisposable
     /// </summary>
     public Task<AuditEntry> AppendAsync(AuditRecord draft, CancellationToken cancellationToken = default)
     {
-        Validate(draft);
-        var work = new AppendWork(draft);
+        var work = new AppendWork(Validate(draft));
         return SubmitAsync(work, work.Completion.Task, cancellationToken);
     }
 
@@ -312,7 +311,8 @@ public sealed class AuditLog : IAsyncDisposable
         }
     }
 
-    private static void Validate(AuditRecord draft)
+    /// <summary>Checks a draft and returns its entry with the chain's fields still blank: the writer fills them in.</summary>
+    private static AuditEntry Validate(AuditRecord draft)
     {
         ArgumentNullException.ThrowIfNull(draft);
         if (!Enum.IsDefined(draft.Kind))
@@ -349,11 +349,15 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         // Bounded so nobody is tempted to log a prompt "just this once"; a policy document fits easily.
-        var size = AuditCanonical.EntrySize(AuditEntry.FromRecord(draft, 1, 0, AuditCanonical.GenesisHash));
+        // The chain's fields have a fixed size, so the blank entry measures what will be stored.
+        var blank = AuditEntry.FromRecord(draft, 1, 0, AuditCanonical.GenesisHash);
+        var size = AuditCanonical.EntrySize(blank);
         if (size > MaxEntryBytes)
         {
             throw new ArgumentException($"An audit entry is at most {MaxEntryBytes} bytes (this one is {size}); audit metadata, not content.", nameof(draft));
         }
+
+        return blank;
     }
 
     private async Task LoadStateAsync(CancellationToken cancellationToken)
@@ -470,9 +474,9 @@ public sealed class AuditLog : IAsyncDisposable
         insert.Transaction = transaction;
         for (var i = 0; i < batch.Count; i++)
         {
-            if (batch[i] is AppendWork { Draft: var draft })
+            if (batch[i] is AppendWork { Blank: var blank })
             {
-                var entry = AuditEntry.FromRecord(draft, sequence + 1, timestamp, hash);
+                var entry = blank with { Sequence = sequence + 1, Timestamp = timestamp, PreviousHash = hash };
                 entry = entry with { Hash = AuditCanonical.EntryHash(entry) };
                 BindInsert(insert, entry);
                 await insert.ExecuteNonQueryAsync();
@@ -708,9 +712,10 @@ public sealed class AuditLog : IAsyncDisposable
         public abstract void Fail(Exception error);
     }
 
-    private sealed class AppendWork(AuditRecord draft) : Work
+    private sealed class AppendWork(AuditEntry blank) : Work
     {
-        public AuditRecord Draft { get; } = draft;
+        /// <summary>The validated entry, its sequence, time and hashes still to be filled in by the writer.</summary>
+        public AuditEntry Blank { get; } = blank;
 
         public TaskCompletionSource<AuditEntry> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 

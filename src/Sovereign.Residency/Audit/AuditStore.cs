@@ -230,7 +230,9 @@ internal static class AuditStore
         using (var writer = new Utf8JsonWriter(buffer))
         {
             writer.WriteStartObject();
-            foreach (var (key, value) in details.OrderBy(pair => pair.Key, StringComparer.Ordinal))
+            var sorted = details.ToArray();
+            Array.Sort(sorted, static (a, b) => string.CompareOrdinal(a.Key, b.Key));
+            foreach (var (key, value) in sorted)
             {
                 writer.WriteString(key, value);
             }

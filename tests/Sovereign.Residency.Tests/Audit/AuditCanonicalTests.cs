@@ -36,6 +36,31 @@ public sealed class AuditCanonicalTests
     }
 
     [Fact]
+    public void CompareCodePoints_OrdersAsUtf8Bytes_OnSeededRandomStrings()
+    {
+        // Details are sorted by their UTF-8 bytes without being encoded: the two orders must agree on every pair.
+        var random = new Random(20261203);
+        int[] starts = [0x20, 0x7F, 0x800, 0xD7F0, 0xE000, 0xFFF0, 0x10000, 0x10FF00];
+        string Next()
+        {
+            var text = new System.Text.StringBuilder();
+            for (var n = random.Next(0, 5); n > 0; n--)
+            {
+                text.Append(char.ConvertFromUtf32(starts[random.Next(starts.Length)] + random.Next(0, 16)));
+            }
+
+            return text.ToString();
+        }
+
+        for (var i = 0; i < 20_000; i++)
+        {
+            var (a, b) = (Next(), Next());
+            var bytes = System.Text.Encoding.UTF8.GetBytes(a).AsSpan().SequenceCompareTo(System.Text.Encoding.UTF8.GetBytes(b));
+            Assert.True(Math.Sign(bytes) == Math.Sign(AuditCanonical.CompareCodePoints(a, b)), $"'{a}' vs '{b}'");
+        }
+    }
+
+    [Fact]
     public void EntryHash_DetailsInsertionOrder_DoesNotMatter()
     {
         var reversed = Vector with { Details = Vector.Details.Reverse().ToDictionary(p => p.Key, p => p.Value) };
