@@ -41,13 +41,27 @@ public static class AuditCanonical
     // Strict: a lone surrogate must fail rather than silently become U+FFFD (two strings, one hash).
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
+    // Each thread serializes into its own buffer, emptied after use: every append hashes and measures an entry, and a
+    // fresh buffer each time was a few KiB of garbage per request. Serializing never awaits, so no other use interleaves.
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? t_entryBuffer;
+
     /// <summary>SHA-256 (lowercase hex) of the entry's canonical v1 serialization.</summary>
     public static string EntryHash(AuditEntry entry)
     {
         ArgumentNullException.ThrowIfNull(entry);
-        var writer = new ArrayBufferWriter<byte>(512);
-        WriteEntry(writer, entry);
-        return Convert.ToHexStringLower(SHA256.HashData(writer.WrittenSpan));
+        var writer = EntryBuffer();
+        try
+        {
+            WriteEntry(writer, entry);
+            Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+            SHA256.HashData(writer.WrittenSpan, hash);
+            return Convert.ToHexStringLower(hash);
+        }
+        finally
+        {
+            writer.ResetWrittenCount();
+        }
     }
 
     /// <summary>The bytes an operator key signs for a checkpoint.</summary>
@@ -79,9 +93,28 @@ public static class AuditCanonical
     /// <summary>The canonical size of an entry, to bound what one append may store.</summary>
     internal static int EntrySize(AuditEntry entry)
     {
-        var writer = new ArrayBufferWriter<byte>(512);
-        WriteEntry(writer, entry);
-        return writer.WrittenCount;
+        var writer = EntryBuffer();
+        try
+        {
+            WriteEntry(writer, entry);
+            return writer.WrittenCount;
+        }
+        finally
+        {
+            writer.ResetWrittenCount();
+        }
+    }
+
+    /// <summary>This thread's serialization buffer; one that grew for an unusually large entry is not kept.</summary>
+    private static ArrayBufferWriter<byte> EntryBuffer()
+    {
+        var buffer = t_entryBuffer;
+        if (buffer is null || buffer.Capacity > 64 * 1024)
+        {
+            t_entryBuffer = buffer = new ArrayBufferWriter<byte>(2048);
+        }
+
+        return buffer;
     }
 
     internal static string KindName(AuditKind kind) => kind switch
