@@ -52,7 +52,12 @@ public sealed class MeteringFixture() : AdminServerFixture(AdminToken, "sovereig
     }
 }
 
-[CollectionDefinition(Name)]
+/// <summary>
+/// Runs alone, after the parallel collections: its tests read per-tenant series from /metrics, and test servers share
+/// one process, where OpenTelemetry merges same-named instruments of every server's meters into one stream, which a
+/// server that stops takes off every other server's page for good. No other server stops while this one lives.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class MeteringCollection : ICollectionFixture<MeteringFixture>
 {
     public const string Name = "metering";
