@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Extensions.Configuration;
@@ -45,6 +46,16 @@ internal sealed partial class ClusterJoiner(
     /// </summary>
     public static JoinResponse? Prepare(IHostApplicationBuilder builder)
     {
+        ArgumentNullException.ThrowIfNull(builder);
+
+        // The host's loggers do not exist yet: the join's retries are logged through the same configuration and console.
+        using var loggers = LoggerFactory.Create(logging => logging.AddConfiguration(builder.Configuration.GetSection("Logging")).AddConsole());
+        return Prepare(builder, loggers);
+    }
+
+    /// <summary>As <see cref="Prepare(IHostApplicationBuilder)"/>, logging the join's attempts to <paramref name="loggers"/>.</summary>
+    internal static JoinResponse? Prepare(IHostApplicationBuilder builder, ILoggerFactory loggers)
+    {
         var configuration = builder.Configuration;
         var options = configuration.GetSection(SovereignClusterOptions.SectionName).Get<SovereignClusterOptions>() ?? new SovereignClusterOptions();
         if (options.Role != ServerRole.Node)
@@ -74,7 +85,7 @@ internal sealed partial class ClusterJoiner(
         var joined = KeptAsync(settings, CancellationToken.None).GetAwaiter().GetResult();
         if (joined is null && !string.IsNullOrWhiteSpace(options.JoinToken) && Uri.TryCreate(options.JoinUrl, UriKind.Absolute, out var joinUrl))
         {
-            joined = joinedNow = JoinAsync(options, settings, joinUrl, nodeUrl).GetAwaiter().GetResult();
+            joined = joinedNow = JoinAsync(options, settings, joinUrl, nodeUrl, loggers.CreateLogger<ClusterJoiner>()).GetAwaiter().GetResult();
         }
 
         if (joined is not null)
@@ -115,35 +126,49 @@ internal sealed partial class ClusterJoiner(
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    private static async Task<JoinResponse> JoinAsync(SovereignClusterOptions options, SovereignOptions settings, Uri joinUrl, string? nodeUrl)
+    private static async Task<JoinResponse> JoinAsync(SovereignClusterOptions options, SovereignOptions settings, Uri joinUrl, string? nodeUrl, ILogger logger)
     {
         // The paths of this node's TLS files, as the cluster will read them.
         var tls = new ClusterTlsCredentials(options, settings.ResolvedDataDirectory, settings.NodeId, TimeProvider.System);
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = options.InsecureTransport ? null : ClusterCertificates.CreateSigningRequest(tls.ExpectedIdentity, key);
-        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
         var joinUri = new Uri(new Uri(joinUrl.ToString().TrimEnd('/') + "/"), "cluster/v1/join");
-        HttpResponseMessage response;
+
+        // The whole join, every attempt and the answer's body, is bounded by the one setting: a gateway URL that refuses
+        // connections or never answers (black-holed) stops the start after JoinTimeoutSeconds, not after many retries.
+        var limit = TimeSpan.FromSeconds(Math.Clamp(options.JoinTimeoutSeconds, 1, 24 * 3600));
+        using var deadline = new CancellationTokenSource(limit);
+        using var client = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
+        string body;
+        HttpStatusCode status;
         for (var attempt = 1; ; attempt++)
         {
             try
             {
-                response = await client.PostAsJsonAsync(joinUri, new { token = options.JoinToken, node_id = settings.NodeId, url = nodeUrl?.TrimEnd('/'), csr = request });
+                using var response = await client.PostAsJsonAsync(joinUri, new { token = options.JoinToken, node_id = settings.NodeId, url = nodeUrl?.TrimEnd('/'), csr = request }, deadline.Token);
+                body = await response.Content.ReadAsStringAsync(deadline.Token);
+                status = response.StatusCode;
                 break;
             }
-            catch (Exception ex) when ((ex is HttpRequestException or TaskCanceledException) && attempt < 60)
+            catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException)
             {
-                // The gateway may be starting too.
-                await Task.Delay(TimeSpan.FromSeconds(1));
+                // The gateway may be starting too: retried each second until the deadline.
+                var problem = deadline.IsCancellationRequested ? $"no answer before the join timeout ({limit.TotalSeconds:0.#} s)" : ex.Message;
+                LogJoinAttemptFailed(logger, joinUri.GetLeftPart(UriPartial.Authority), attempt, problem);
+                if (deadline.IsCancellationRequested || !await DelayAsync(TimeSpan.FromSeconds(1), deadline.Token))
+                {
+                    throw new InvalidOperationException(
+                        $"This node could not join the cluster through {joinUri.GetLeftPart(UriPartial.Authority)}: no gateway answered within {limit.TotalSeconds:0.#} s " +
+                        $"(Sovereign:Cluster:JoinTimeoutSeconds), {attempt} attempt(s); the last: {problem}. Check that --join-url (Sovereign:Cluster:JoinUrl) " +
+                        "names a running gateway this machine can reach, or raise Sovereign:Cluster:JoinTimeoutSeconds.", ex);
+                }
             }
         }
 
-        using var answered = response;
-        var body = await answered.Content.ReadAsStringAsync();
-        if (!answered.IsSuccessStatusCode)
+        if ((int)status is < 200 or > 299)
         {
             // An error answer carries no secret: only the token's refusal or the request's fault.
-            throw new InvalidOperationException($"Joining the cluster through {joinUrl} failed with {(int)answered.StatusCode}: {body}");
+            throw new InvalidOperationException($"Joining the cluster through {joinUrl} failed with {(int)status}: {body}");
         }
 
         var joined = JsonSerializer.Deserialize<JoinResponse>(body)
@@ -212,6 +237,23 @@ internal sealed partial class ClusterJoiner(
         named.ImportFromPem(authorityPem);
         return named.Count > 0 && named.All(n => tls.Authorities.Any(t => t.RawDataMemory.Span.SequenceEqual(n.RawDataMemory.Span)));
     }
+
+    /// <summary>Waits, or returns false when the deadline comes first.</summary>
+    private static async Task<bool> DelayAsync(TimeSpan delay, CancellationToken deadline)
+    {
+        try
+        {
+            await Task.Delay(delay, deadline);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    [LoggerMessage(EventId = 3005, Level = LogLevel.Warning, Message = "Join attempt {Attempt} through {Gateway} failed ({Problem}); a node retries each second until Sovereign:Cluster:JoinTimeoutSeconds has passed")]
+    private static partial void LogJoinAttemptFailed(ILogger logger, string gateway, int attempt, string problem);
 
     [LoggerMessage(EventId = 3004, Level = LogLevel.Information, Message = "Node {NodeId} joined the cluster in {Jurisdiction} (pool {Pool}) with its join token; its cluster settings are kept in its data directory")]
     private partial void LogJoined(string nodeId, string jurisdiction, string pool);
