@@ -114,12 +114,13 @@ internal static class NodesCommand
         var tokenJurisdiction = new Option<string>("--jurisdiction", "-j") { Description = "ISO 3166-1 alpha-2 country the node will run in.", Required = true };
         var pool = new Option<string?>("--pool") { Description = "The pool the node joins (e.g. th-h100)." };
         var ttl = new Option<long?>("--ttl") { Description = "Seconds the token stays valid (default 3600, at most 7 days)." };
-        var tokenCommand = new Command("join-token", "Issue a one-time token for a new node: start it with sovereign serve --role node --join-token TOKEN --join-url GATEWAY.") { tokenJurisdiction, pool, ttl };
+        var tokenDeviceClass = new Option<string?>("--device-class") { Description = "The node's device class for prices (e.g. h100), signed into its credential; default: what the node reports." };
+        var tokenCommand = new Command("join-token", "Issue a one-time token for a new node: start it with sovereign serve --role node --join-token TOKEN --join-url GATEWAY.") { tokenJurisdiction, pool, tokenDeviceClass, ttl };
         tokenConnection.AddTo(tokenCommand);
         tokenCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var json = await tokenConnection.SendAsync(result, HttpMethod.Post, "/admin/v1/nodes/join-tokens",
-                new { jurisdiction = result.GetValue(tokenJurisdiction), pool = result.GetValue(pool), ttl_seconds = result.GetValue(ttl) }, ct);
+                new { jurisdiction = result.GetValue(tokenJurisdiction), pool = result.GetValue(pool), device_class = result.GetValue(tokenDeviceClass), ttl_seconds = result.GetValue(ttl) }, ct);
             tokenConnection.Print(result, json, () =>
             {
                 Console.WriteLine(json.GetProperty("token").GetString());

@@ -47,6 +47,14 @@ internal static class NodeJoinApi
         }
 
         var pool = request.Pool is null ? null : ResourceIds.Require(request.Pool, ResourceKind.Plan, "pool");
+
+        // Signed into the node's credential, so prices by device class hold whatever the node reports (as `nodes add`).
+        var deviceClass = request.DeviceClass;
+        if (deviceClass is not null && !Sovereign.Metering.Pricing.PriceValidator.IsValidScopeName(deviceClass))
+        {
+            throw OpenAIException.BadRequest($"device_class '{deviceClass}' must be 1 to 64 letters, digits, '.', '_' or '-'.", "device_class", "invalid_value");
+        }
+
         var lifetime = request.TtlSeconds is { } ttl ? TimeSpan.FromSeconds(ttl) : DefaultLifetime;
         if (lifetime <= TimeSpan.Zero || lifetime > MaxLifetime)
         {
@@ -56,14 +64,14 @@ internal static class NodeJoinApi
         var secret = TokenPrefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         var now = time.GetUtcNow();
         var record = new JoinTokenRecord("jt_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8)), Hash(secret), jurisdiction!, pool,
-            now.ToUnixTimeMilliseconds(), (now + lifetime).ToUnixTimeMilliseconds());
+            now.ToUnixTimeMilliseconds(), (now + lifetime).ToUnixTimeMilliseconds(), deviceClass);
         await store.InsertJoinTokenAsync(record, context.RequestAborted);
         await audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Admin, Actor = "operator", Action = "node.join_token",
-            Details = new Dictionary<string, string> { ["token_id"] = record.Id, ["jurisdiction"] = record.Jurisdiction, ["pool"] = pool ?? "-" },
+            Details = new Dictionary<string, string> { ["token_id"] = record.Id, ["jurisdiction"] = record.Jurisdiction, ["pool"] = pool ?? "-", ["device_class"] = deviceClass ?? "-" },
         });
-        return Results.Json(new { id = record.Id, token = secret, jurisdiction = record.Jurisdiction, pool, expires_at = record.ExpiresAt }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
+        return Results.Json(new { id = record.Id, token = secret, jurisdiction = record.Jurisdiction, pool, device_class = deviceClass, expires_at = record.ExpiresAt }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
 
     private static async Task<IResult> JoinAsync(
@@ -133,11 +141,11 @@ internal static class NodeJoinApi
         }
 
         var credential = NodeCredentials.Issue(
-            new NodeClaims(nodeId, used.Jurisdiction, nameof(NodeKind.Local), url.ToString().TrimEnd('/'), time.GetUtcNow().ToUnixTimeMilliseconds(), used.Pool), operatorKey);
+            new NodeClaims(nodeId, used.Jurisdiction, nameof(NodeKind.Local), url.ToString().TrimEnd('/'), time.GetUtcNow().ToUnixTimeMilliseconds(), used.Pool, used.DeviceClass), operatorKey);
         await audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Admin, Actor = nodeId, Action = "node.joined", Node = nodeId, Jurisdiction = used.Jurisdiction,
-            Details = new Dictionary<string, string> { ["token_id"] = used.Id, ["pool"] = used.Pool ?? "-", ["url"] = url.ToString() },
+            Details = new Dictionary<string, string> { ["token_id"] = used.Id, ["pool"] = used.Pool ?? "-", ["device_class"] = used.DeviceClass ?? "-", ["url"] = url.ToString() },
         });
         return Results.Json(
             new JoinResponse(nodeId, used.Jurisdiction, used.Pool, credential, operatorKey.PublicKeyPem)
@@ -154,7 +162,8 @@ internal static class NodeJoinApi
     private sealed record JoinTokenRequest(
         [property: JsonPropertyName("jurisdiction")] string? Jurisdiction,
         [property: JsonPropertyName("pool")] string? Pool,
-        [property: JsonPropertyName("ttl_seconds")] long? TtlSeconds);
+        [property: JsonPropertyName("ttl_seconds")] long? TtlSeconds,
+        [property: JsonPropertyName("device_class")] string? DeviceClass = null);
 
     private sealed record JoinRequest(
         [property: JsonPropertyName("token")] string? Token,

@@ -25,7 +25,7 @@ public sealed record TenantRecord(string Id, string Name, string PolicyJson, str
 public sealed record ApiKeyRecord(string Id, string TenantId, string Prefix, string SecretHash, string Name, string? PolicyJson, long CreatedAt, long? RevokedAt);
 
 /// <summary>A one-time token that lets a node join in a jurisdiction (and pool). Only its SHA-256 is stored.</summary>
-public sealed record JoinTokenRecord(string Id, string TokenHash, string Jurisdiction, string? Pool, long CreatedAt, long ExpiresAt);
+public sealed record JoinTokenRecord(string Id, string TokenHash, string Jurisdiction, string? Pool, long CreatedAt, long ExpiresAt, string? DeviceClass = null);
 
 /// <summary>Whether a node takes traffic.</summary>
 public enum NodeState

@@ -51,6 +51,7 @@ public sealed class ControlPlaneStore(SqlDatabase database)
                 kind TEXT NOT NULL, value TEXT NOT NULL, revoked_at BIGINT NOT NULL, reason TEXT NULL, PRIMARY KEY (kind, value))
             """,
         ]),
+        new("controlplane-005-join-token-device-class", ["ALTER TABLE node_join_tokens ADD COLUMN device_class TEXT NULL"]),
     ];
 
     /// <summary>The database behind the store.</summary>
@@ -134,12 +135,12 @@ public sealed class ControlPlaneStore(SqlDatabase database)
     /// <summary>Stores a new join token (only its hash).</summary>
     public Task InsertJoinTokenAsync(JoinTokenRecord token, CancellationToken cancellationToken = default) => ExecuteAsync(
         """
-        INSERT INTO node_join_tokens (id, token_hash, jurisdiction, pool, created_at, expires_at)
-        VALUES (@id, @hash, @jurisdiction, @pool, @created, @expires)
+        INSERT INTO node_join_tokens (id, token_hash, jurisdiction, pool, created_at, expires_at, device_class)
+        VALUES (@id, @hash, @jurisdiction, @pool, @created, @expires, @device)
         """,
         cancellationToken,
         ("@id", token.Id), ("@hash", token.TokenHash), ("@jurisdiction", token.Jurisdiction), ("@pool", token.Pool),
-        ("@created", token.CreatedAt), ("@expires", token.ExpiresAt));
+        ("@created", token.CreatedAt), ("@expires", token.ExpiresAt), ("@device", token.DeviceClass));
 
     /// <summary>
     /// Uses a join token once: atomically marks it used by <paramref name="nodeId"/> if it exists, is unused and has
@@ -150,9 +151,10 @@ public sealed class ControlPlaneStore(SqlDatabase database)
             """
             UPDATE node_join_tokens SET used_at = @now, used_by = @node
             WHERE token_hash = @hash AND used_at IS NULL AND expires_at > @now
-            RETURNING id, token_hash, jurisdiction, pool, created_at, expires_at
+            RETURNING id, token_hash, jurisdiction, pool, created_at, expires_at, device_class
             """,
-            r => new JoinTokenRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetString(3), r.GetInt64(4), r.GetInt64(5)),
+            r => new JoinTokenRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetString(3), r.GetInt64(4), r.GetInt64(5),
+                r.IsDBNull(6) ? null : r.GetString(6)),
             cancellationToken, ("@hash", tokenHash), ("@node", nodeId), ("@now", now))).FirstOrDefault();
 
     /// <summary>

@@ -318,7 +318,7 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     [Fact]
     public async Task NodeWithAJoinToken_ReceivesItsCredential_WithoutTheOperatorKey_AndTheTokenWorksOnce()
     {
-        var (exit, output) = await ClusterFixture.CliAsync(cluster.GatewayTh, "nodes", "join-token", "--jurisdiction", "TH", "--pool", "th-cpu");
+        var (exit, output) = await ClusterFixture.CliAsync(cluster.GatewayTh, "nodes", "join-token", "--jurisdiction", "TH", "--pool", "th-cpu", "--device-class", "epyc-test");
         Assert.True(exit == 0, output);
         var token = output.Split('\n')[0].Trim();
         Assert.StartsWith("sjt_", token, StringComparison.Ordinal);
@@ -363,18 +363,26 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             Assert.DoesNotContain(ClusterFixture.Secret, joined.Output, StringComparison.Ordinal);
             Assert.DoesNotContain(kept.GetProperty("database_connection_string").GetString()!, joined.Output, StringComparison.Ordinal);
 
-            // The usage record names the node's pool and the device class it reported: the relayed request ran there.
+            // The usage record names the node's pool and the device class its token named (signed into its credential,
+            // over what the node itself reports): the relayed request ran there.
             var usage = await ClusterFixture.Expect(client.GetAsync("/v1/usage?group_by=pool,device_class"), 200);
             var row = Assert.Single(usage.GetProperty("data").EnumerateArray());
             Assert.Equal("th-cpu", row.GetProperty("pool").GetString());
-            Assert.False(string.IsNullOrEmpty(row.GetProperty("device_class").GetString()));
+            Assert.Equal("epyc-test", row.GetProperty("device_class").GetString());
 
             // Its pool is the one the token named, as its signed credential says, in the cluster's status.
             using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
             var status = await ClusterFixture.Expect(admin.GetAsync("/admin/v1/cluster"), 200);
-            Assert.Equal("th-cpu", status.GetProperty("nodes").EnumerateArray().Single(n => n.GetProperty("id").GetString() == "node-joined").GetProperty("pool").GetString());
+            var joinedNode = status.GetProperty("nodes").EnumerateArray().Single(n => n.GetProperty("id").GetString() == "node-joined");
+            Assert.Equal("th-cpu", joinedNode.GetProperty("pool").GetString());
+            Assert.Equal("epyc-test", joinedNode.GetProperty("device_class").GetString());
             var pool = status.GetProperty("pools").EnumerateArray().Single(p => p.GetProperty("pool").GetString() == "th-cpu");
             Assert.Equal(["TH"], pool.GetProperty("jurisdictions").EnumerateArray().Select(j => j.GetString()));
+            Assert.Equal(["epyc-test"], pool.GetProperty("device_classes").EnumerateArray().Select(d => d.GetString()));
+
+            // A device class that could not name a price scope is refused before any token exists.
+            var badClass = await ClusterFixture.Expect(admin.PostAsJsonAsync("/admin/v1/nodes/join-tokens", new { jurisdiction = "TH", device_class = "h100 sxm" }), 400);
+            Assert.Equal("device_class", badClass.GetProperty("error").GetProperty("param").GetString());
             var (statusExit, statusOutput) = await ClusterFixture.CliAsync(cluster.GatewayTh, "cluster", "status");
             Assert.True(statusExit == 0, statusOutput);
             Assert.Contains("th-cpu", statusOutput, StringComparison.Ordinal);
