@@ -117,6 +117,13 @@ public sealed class SovereignClusterOptions
     /// </summary>
     public string? NodeDatabaseConnectionString { get; set; }
 
+    /// <summary>
+    /// The Redis address (StackExchange.Redis configuration) a gateway hands to the nodes it admits, for a gateway that
+    /// reaches Redis by an address nodes cannot (<c>localhost</c>, a private name or port); unset, nodes receive
+    /// <see cref="Redis"/> as this gateway has it.
+    /// </summary>
+    public string? NodeRedis { get; set; }
+
     /// <summary>Whether this process is part of a multi-process cluster.</summary>
     public bool IsDistributed => !string.IsNullOrWhiteSpace(Redis);
 

@@ -212,7 +212,8 @@ public sealed record JoinedCluster(
     /// <summary>
     /// The gateway's own membership and, when it is the shared PostgreSQL, database settings (nodes append to the
     /// cluster's audit chain there; a gateway on SQLite has no database to share). The database credentials are the
-    /// operator's node role (<see cref="SovereignClusterOptions.NodeDatabaseConnectionString"/>) where one is set.
+    /// operator's node role (<see cref="SovereignClusterOptions.NodeDatabaseConnectionString"/>) where one is set, and
+    /// the Redis address the one nodes reach it at (<see cref="SovereignClusterOptions.NodeRedis"/>) where one is set.
     /// </summary>
     public static JoinedCluster Of(SovereignClusterOptions cluster, Hosting.DatabaseOptions database)
     {
@@ -220,7 +221,8 @@ public sealed record JoinedCluster(
         ArgumentNullException.ThrowIfNull(database);
         var shared = string.Equals(database.Provider, "PostgreSql", StringComparison.OrdinalIgnoreCase);
         var forNodes = string.IsNullOrWhiteSpace(cluster.NodeDatabaseConnectionString) ? database.ConnectionString : cluster.NodeDatabaseConnectionString;
-        return new JoinedCluster(cluster.Redis!, cluster.ClusterId, cluster.Secret, cluster.InsecureTransport,
+        var redisForNodes = string.IsNullOrWhiteSpace(cluster.NodeRedis) ? cluster.Redis! : cluster.NodeRedis;
+        return new JoinedCluster(redisForNodes, cluster.ClusterId, cluster.Secret, cluster.InsecureTransport,
             shared ? "PostgreSql" : null, shared ? forNodes : null);
     }
 }

@@ -32,6 +32,27 @@ public sealed class JoinedClusterTests
     }
 
     [Fact]
+    public void Of_WithANodeRedisAddress_HandsNodesThatAddressNotTheGatewaysOwn()
+    {
+        var cluster = Cluster();
+        cluster.Redis = "localhost:6379";
+        cluster.NodeRedis = "redis.cluster.internal:6380,ssl=true";
+
+        var joined = JoinedCluster.Of(cluster, new DatabaseOptions { Provider = "PostgreSql", ConnectionString = GatewayDatabase });
+
+        Assert.Equal("redis.cluster.internal:6380,ssl=true", joined.Redis);
+        Assert.Equal("national-pool", joined.ClusterId);
+    }
+
+    [Fact]
+    public void Of_WithoutANodeRedisAddress_HandsNodesTheGatewaysRedis()
+    {
+        var joined = JoinedCluster.Of(Cluster(), new DatabaseOptions { Provider = "PostgreSql", ConnectionString = GatewayDatabase });
+
+        Assert.Equal("redis:6379", joined.Redis);
+    }
+
+    [Fact]
     public void Of_AGatewayOnSqlite_SharesNoDatabase()
     {
         var joined = JoinedCluster.Of(Cluster("Host=db;Username=sovereign_node"), new DatabaseOptions { Provider = "Sqlite" });
