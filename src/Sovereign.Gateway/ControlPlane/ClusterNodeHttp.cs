@@ -21,6 +21,7 @@ internal static class ClusterNodeHttp
     {
         services.AddHttpClient(UpstreamProxy.ClusterNodeClientName, client => client.Timeout = Timeout.InfiniteTimeSpan)
             .ConfigurePrimaryHttpMessageHandler(sp => CreateHandler(sp.GetRequiredService<ClusterTlsCredentials>()))
+            .SetHandlerLifetime(Timeout.InfiniteTimeSpan) // connections are renewed by PooledConnectionLifetime, without a new TLS pool every 2 minutes
             .RemoveAllLoggers();
         services.AddOptions<KestrelServerOptions>().Configure<ClusterTlsCredentials>((kestrel, tls) =>
         {

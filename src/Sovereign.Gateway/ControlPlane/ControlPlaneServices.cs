@@ -97,6 +97,7 @@ internal static class ControlPlaneServices
         // and two records on every request.
         services.AddHttpClient(UpstreamProxy.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan)
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+            .SetHandlerLifetime(Timeout.InfiniteTimeSpan) // PooledConnectionLifetime renews connections (DNS changes) without dropping the pool
             .RemoveAllLoggers();
         services.AddClusterNodeHttp();
     }
