@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using LLama;
 using LLama.Abstractions;
 using LLama.Native;
@@ -40,6 +41,24 @@ internal sealed class BatchDecoder : IDisposable
 
         _sequenceInUse[id] = true;
         return new KvSequence(this, (LLamaSeqId)id);
+    }
+
+    /// <summary>
+    /// A new sequence holding the cells <paramref name="snapshot"/> copied out (<see cref="KvSequence.Save"/>), or null
+    /// when the KV cache has no room for them (nothing is left behind then).
+    /// </summary>
+    public unsafe KvSequence? Restore(KvSnapshot snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        var sequence = Create();
+        if (Native.SetState((byte*)snapshot.Data, snapshot.Size, sequence.Id) == 0)
+        {
+            sequence.Dispose();
+            return null;
+        }
+
+        sequence.Restored(snapshot.Tokens);
+        return sequence;
     }
 
     /// <summary>Decodes the queued tokens together and empties the batch, whatever the outcome.</summary>
@@ -123,6 +142,29 @@ internal sealed class KvSequence : IDisposable
         return fork;
     }
 
+    /// <summary>
+    /// Copies this sequence's cells (K and V of every layer, with their positions) into host memory, for
+    /// <see cref="BatchDecoder.Restore"/>; null when llama.cpp cannot write them.
+    /// </summary>
+    public unsafe KvSnapshot? Save()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var context = _decoder.Native;
+        var size = context.GetStateSize(Id);
+        var snapshot = new KvSnapshot(size, TokenCount);
+        var written = context.GetState((byte*)snapshot.Data, size, Id);
+        if (written == 0)
+        {
+            snapshot.Dispose();
+            return null;
+        }
+
+        snapshot.Size = written;
+        return snapshot;
+    }
+
+    internal void Restored(int tokens) => TokenCount = tokens;
+
     /// <summary>Removes the last <paramref name="tokens"/> positions.</summary>
     public void Rewind(int tokens)
     {
@@ -144,5 +186,35 @@ internal sealed class KvSequence : IDisposable
         _disposed = true;
         _decoder.Native.MemorySequenceRemove(Id, -1, -1);
         _decoder.Release(Id);
+    }
+}
+
+/// <summary>One sequence's KV cells copied into host memory (llama.cpp's sequence state), restorable into a context of the same model.</summary>
+internal sealed unsafe class KvSnapshot : IDisposable
+{
+    internal KvSnapshot(nuint capacity, int tokens)
+    {
+        Data = (nint)NativeMemory.Alloc(Math.Max(capacity, 1));
+        Size = capacity;
+        Tokens = tokens;
+    }
+
+    /// <summary>The state bytes.</summary>
+    public nint Data { get; private set; }
+
+    /// <summary>Bytes of state.</summary>
+    public nuint Size { get; internal set; }
+
+    /// <summary>Positions the cells cover (0..Tokens-1).</summary>
+    public int Tokens { get; }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (Data != 0)
+        {
+            NativeMemory.Free((void*)Data);
+            Data = 0;
+        }
     }
 }

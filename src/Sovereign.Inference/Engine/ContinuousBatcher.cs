@@ -80,6 +80,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     /// <summary>KV cells held by the prefix cache for reuse (an upper bound: cells shared between entries count per entry).</summary>
     public int PrefixCacheCells => _prefixCache.Cells;
 
+    /// <summary>Host memory, in bytes, holding prefix-cache entries parked out of the KV cache while other requests run.</summary>
+    public long PrefixCacheParkedBytes => _prefixCache.ParkedBytes;
+
     /// <summary>
     /// Validates and queues a request. Throws <see cref="InvalidGenerationRequestException"/> when it can never run
     /// (too long for the context) and <see cref="EngineOverloadedException"/> when the wait queue is full; both
@@ -316,14 +319,17 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     /// </summary>
     private void Admit()
     {
+        var admitted = false;
         while (_running.Count < _parallel && _waiting.TryPeek(out var sequence))
         {
             var kvTotal = _model.Resolved.KvCacheTokens;
             if (_kvReserved + sequence.KvReservation > kvTotal)
             {
                 // The fair head waits for space rather than being overtaken forever by smaller requests.
-                return;
+                break;
             }
+
+            admitted = true;
 
             _waiting.TryDequeue(out _);
             LeftQueue(sequence);
@@ -332,8 +338,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             sequence.Conversation = StartConversation(sequence);
 
             // Cached cells give way to reservations: what is cached plus what is reserved never exceeds the cache.
-            while (_kvReserved + _prefixCache.Cells > kvTotal && _prefixCache.EvictLeastRecentlyUsed())
+            if (_kvReserved + _prefixCache.Cells > kvTotal)
             {
+                _prefixCache.Park();
             }
 
             sequence.Pipeline = new RequestSamplingPipeline(sequence.Request.Sampling, _model.Resolved.ContextLength, sequence.Request.Grammar, sequence.Request.TopLogprobs);
@@ -345,6 +352,13 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             Interlocked.Increment(ref _runningCount);
             _metrics.Admitted(ModelId, _time.GetElapsedTime(sequence.SubmittedAt, admittedAt));
         }
+
+        // New work: the cached sequences leave the KV cache for host memory (llama-server's idle-slot caching), so
+        // that the running requests' decode steps do not scan their cells.
+        if (admitted)
+        {
+            _prefixCache.Park();
+        }
     }
 
     /// <summary>
@@ -354,7 +368,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     private KvSequence StartConversation(Sequence sequence)
     {
         var prompt = sequence.Request.PromptTokens;
-        var (source, reused) = _prefixCache.Match(prompt);
+        var (source, reused) = _prefixCache.Match(prompt, _executor);
         if (source is null)
         {
             return _executor.Create();

@@ -42,6 +42,7 @@ public sealed class EngineMetrics : IDisposable
         _meter.CreateObservableGauge("sovereign.num_requests_waiting", () => Observe(b => b.WaitingCount), "{request}", "Requests waiting for capacity.");
         _meter.CreateObservableGauge("sovereign.kv_cache_usage", () => Observe(b => b.KvCacheUsage), "1", "Fraction of KV-cache cells in use (0..1).");
         _meter.CreateObservableGauge("sovereign.prefix_cache_cells", () => Observe(b => b.PrefixCacheCells), "{token}", "KV-cache cells kept for prompt-prefix reuse.");
+        _meter.CreateObservableGauge("sovereign.prefix_cache_parked_bytes", () => Observe(b => b.PrefixCacheParkedBytes), "By", "Host memory holding prefix-cache entries parked out of the KV cache.");
     }
 
     internal void Register(ContinuousBatcher batcher) => _batchers[batcher.ModelId] = batcher;

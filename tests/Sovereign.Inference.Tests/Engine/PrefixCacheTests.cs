@@ -202,6 +202,47 @@ public sealed class PrefixCacheTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AdmittingNewWork_ParksCachedEntriesOutOfTheKvCache()
+    {
+        // With one unified KV cache every decode step scans all cells up to the highest in use: cached entries must
+        // not be there while requests run (llama-server's idle-slot caching does the same).
+        var batcher = Batcher(_stories);
+        await Run(batcher, _stories.Tokenize("Once upon a time, there was a little girl named Lily."), 16);
+        Assert.True(batcher.PrefixCacheCells > 0);
+        var cellsWhileRunning = new List<int>();
+        batcher.BeforeStep = _ =>
+        {
+            cellsWhileRunning.Add(batcher.PrefixCacheCells);
+            return ValueTask.CompletedTask;
+        };
+
+        await Run(batcher, _stories.Tokenize("The little dog ran to the park."), 8);
+        batcher.BeforeStep = null;
+
+        Assert.NotEmpty(cellsWhileRunning);
+        Assert.All(cellsWhileRunning, cells => Assert.Equal(0, cells));
+        Assert.True(batcher.PrefixCacheParkedBytes > 0);
+    }
+
+    [Fact]
+    public async Task ParkedEntry_IsCopiedBack_AndGeneratesWhatAColdCacheDoes()
+    {
+        using var coldModel = Load(TestModels.Stories260K, prefixCacheSequences: 0);
+        var cold = Batcher(coldModel);
+        var warm = Batcher(_stories);
+        var prompt = _stories.Tokenize("Once upon a time, there was a little girl named Lily. She loved to play");
+        await Run(warm, prompt, 24);
+        await Run(warm, _stories.Tokenize("The little dog ran to the park."), 8); // parks the first entry
+
+        var (warmText, warmResult) = await Run(warm, prompt, 24);
+        var (coldText, coldResult) = await Run(cold, prompt, 24);
+
+        Assert.Equal(prompt.Length - 1, warmResult.CachedPromptTokens);
+        Assert.Equal(0, coldResult.CachedPromptTokens);
+        Assert.Equal(coldText, warmText);
+    }
+
+    [Fact]
     public async Task CancelledRequest_LeavesItsPrefilledCellsForTheRetry()
     {
         var batcher = Batcher(_stories);
