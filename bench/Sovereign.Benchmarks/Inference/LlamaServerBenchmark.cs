@@ -39,6 +39,14 @@ internal static class LlamaServerBenchmark
     /// <summary>Full-width rounds each server gets before measuring.</summary>
     private const int WarmUpRounds = 4;
 
+    /// <summary>
+    /// Extra full-width rounds our server may get, until its JIT (tiered compilation promoting hot methods, which a
+    /// long-running server has long finished) takes under <see cref="SettledJitShare"/> of a round's CPU.
+    /// </summary>
+    private const int MaxExtraWarmUpRounds = 24;
+
+    private const double SettledJitShare = 0.01;
+
     public static async Task<int> RunAsync(string[] args)
     {
         var options = VersusOptions.Parse(args);
@@ -100,6 +108,23 @@ internal static class LlamaServerBenchmark
                 }
             }
 
+            // Our JIT: warm up (with prompts of our own: only llama-server needs screened ones) until it has settled.
+            var extraWarmUp = 0;
+            var warmUpRandom = new Random(7);
+            for (; extraWarmUp < MaxExtraWarmUpRounds; extraWarmUp++)
+            {
+                var width = options.Concurrencies.Max();
+                var prompts = Enumerable.Range(0, width)
+                    .Select(_ => (int[])[1, .. Enumerable.Range(0, 33).Select(_ => warmUpRandom.Next(261, 32000))])
+                    .ToArray();
+                var measured = await MeasureAsync(ours, oursClient, prompts, options);
+                if (measured.JitShare is not { } share || share < SettledJitShare)
+                {
+                    break;
+                }
+            }
+
+            Console.WriteLine($"Our server got {extraWarmUp} extra warm-up round(s) for its JIT to settle.");
             var results = new List<PairedRound>();
             var discarded = 0;
             foreach (var concurrency in options.Concurrencies)
@@ -141,11 +166,11 @@ internal static class LlamaServerBenchmark
                     var paired = new PairedRound(concurrency, round, oursFirst, a!, b!, load);
                     results.Add(paired);
                     Console.WriteLine(FormattableString.Invariant(
-                        $"   round {round + 1} ({(oursFirst ? "ours first" : "llama-server first")}, load {load}): ours {a!.TokensPerSecond,7:F1} tok/s, llama-server {b!.TokensPerSecond,7:F1} tok/s, ratio {paired.Ratio:F3}; CPU/token ours {a.CpuMicrosecondsPerToken:F0} us, llama-server {b.CpuMicrosecondsPerToken:F0} us"));
+                        $"   round {round + 1} ({(oursFirst ? "ours first" : "llama-server first")}, load {load}): ours {a!.TokensPerSecond,7:F1} tok/s, llama-server {b!.TokensPerSecond,7:F1} tok/s, ratio {paired.Ratio:F3}; CPU/token ours {a.CpuMicrosecondsPerToken:F0} us, llama-server {b.CpuMicrosecondsPerToken:F0} us; our JIT {a.JitShare * 100:F1}% of our CPU"));
                 }
             }
 
-            var report = Render(machine, options, version, ours, theirs, results, total.Elapsed, discarded);
+            var report = Render(machine, options, version, ours, theirs, results, total.Elapsed, discarded, extraWarmUp);
             Console.WriteLine();
             Console.WriteLine(report);
             var output = options.Output ?? System.IO.Path.Combine(MachineInfo.RepositoryRoot(), "bench", "results", $"llama-server-{machine.Slug}.md");
@@ -205,9 +230,12 @@ internal static class LlamaServerBenchmark
 
     private static async Task<Measured> MeasureAsync(ChildServer server, HttpRunner client, int[][] prompts, VersusOptions options)
     {
+        var jit = await server.JitTimeAsync();
         var cpu = server.CpuTime;
         var sample = await client.RunAsync(prompts, options.Tokens, options.Stream, CancellationToken.None);
-        return new Measured(sample, server.CpuTime - cpu);
+        var spent = server.CpuTime - cpu;
+        var jitAfter = await server.JitTimeAsync();
+        return new Measured(sample, spent, jitAfter - jit);
     }
 
     private static async Task<string> LlamaServerVersionAsync(string path)
@@ -221,7 +249,7 @@ internal static class LlamaServerBenchmark
         return string.Join("; ", text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(l => l.StartsWith("version", StringComparison.Ordinal) || l.StartsWith("built with", StringComparison.Ordinal)));
     }
 
-    private static string Render(MachineInfo machine, VersusOptions options, string version, ChildServer ours, ChildServer theirs, List<PairedRound> results, TimeSpan elapsed, int discarded)
+    private static string Render(MachineInfo machine, VersusOptions options, string version, ChildServer ours, ChildServer theirs, List<PairedRound> results, TimeSpan elapsed, int discarded, int extraWarmUp)
     {
         var md = new StringBuilder();
         md.AppendLine("# Our server against llama-server (same GGUF, same run)");
@@ -232,7 +260,7 @@ internal static class LlamaServerBenchmark
         md.AppendLine(Invariant($"- Model: synthesized llama, 8 x 768, vocabulary 32000, Q8_0, seed 42 (106M parameters), one file for both servers."));
         md.AppendLine(Invariant($"- Both servers: threads {options.Threads} (batch threads too), {options.Parallel} slots, {options.ContextLength} tokens per slot in one unified KV cache of {options.Parallel * options.ContextLength} cells, batch/ubatch {options.BatchSize}, llama-server -fa {options.FlashAttention}{(options.LlamaArgs.Count > 0 ? " " + string.Join(' ', options.LlamaArgs) : "")}, {(options.Cpus is { } pinned ? $"both pinned to CPU(s) {pinned} (taskset), " : "not pinned, ")}our prefix cache {(options.PrefixCacheSequences is { } c ? c.ToString(CultureInfo.InvariantCulture) + " sequences" : "at its default")}; no prompt is ever repeated, so neither server's prompt cache can hit."));
         md.AppendLine(Invariant($"- Requests: POST /v1/completions, prompt = 34 token ids (BOS + 33 seeded random ordinary tokens, different per request and round, the same for both servers, screened as below), max_tokens {options.Tokens}, temperature 0, {(options.Stream ? "streamed" : "not streamed")}; the client runs in the benchmark's process (shared by both)."));
-        md.AppendLine(Invariant($"- Each server first got {WarmUpRounds} unmeasured rounds at full width. Rounds alternate which server goes first; {discarded} round(s) discarded and redrawn because a request failed. Run took {elapsed.TotalSeconds:F0} s."));
+        md.AppendLine(Invariant($"- Each server first got {WarmUpRounds} unmeasured rounds at full width, ours {extraWarmUp} more (its own random prompts) until its JIT took under {SettledJitShare:P0} of a round's CPU (at most {MaxExtraWarmUpRounds}). Rounds alternate which server goes first; {discarded} round(s) discarded and redrawn because a request failed. Run took {elapsed.TotalSeconds:F0} s."));
         md.AppendLine("- Prompts were screened first on a separate llama-server process: the random weights make some greedy outputs invalid UTF-8, on which llama-server answers HTTP 500 (ours returns U+FFFD); only prompts that llama-server completed are used, for both servers.");
         md.AppendLine("- llama.cpp context settings, ours: " + string.Join(" | ", ours.Settings));
         md.AppendLine("- llama.cpp context settings, llama-server: " + string.Join(" | ", theirs.Settings));
@@ -241,25 +269,25 @@ internal static class LlamaServerBenchmark
             + "CPU/token = CPU time of the server process (all its threads) over the round / completion tokens: much less sensitive than wall time to waiting for the cores; "
             + "CPU ratio = llama-server / ours (above 1: we spend less CPU per token).");
         md.AppendLine();
-        md.AppendLine("| Concurrent | Rounds | Ours tok/s (median) | llama-server tok/s (median) | Ratio: median of paired [range] | Rounds >= 1.0 | CPU/token ours / llama-server (median, us) | CPU ratio (median of paired) | Tokens per request ours / llama-server |");
-        md.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| Concurrent | Rounds | Ours tok/s (median) | llama-server tok/s (median) | Ratio: median of paired [range] | Rounds >= 1.0 | CPU/token ours / llama-server (median, us) | CPU ratio (median of paired) | Our JIT, share of our CPU (median) | Tokens per request ours / llama-server |");
+        md.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var group in results.GroupBy(r => r.Concurrency))
         {
             var rounds = group.ToArray();
             md.AppendLine(Invariant($"| {group.Key} | {rounds.Length} | {Stats.Median(rounds.Select(r => r.Ours.TokensPerSecond)):F1} | {Stats.Median(rounds.Select(r => r.Theirs.TokensPerSecond)):F1} | ")
                 + Invariant($"**{Stats.Median(rounds.Select(r => r.Ratio)):F3}x** [{rounds.Min(r => r.Ratio):F3}-{rounds.Max(r => r.Ratio):F3}] | {rounds.Count(r => r.Ratio >= 1.0)}/{rounds.Length} | ")
-                + Invariant($"{Stats.Median(rounds.Select(r => r.Ours.CpuMicrosecondsPerToken)):F0} / {Stats.Median(rounds.Select(r => r.Theirs.CpuMicrosecondsPerToken)):F0} | {Stats.Median(rounds.Select(r => r.CpuRatio)):F3}x | ")
+                + Invariant($"{Stats.Median(rounds.Select(r => r.Ours.CpuMicrosecondsPerToken)):F0} / {Stats.Median(rounds.Select(r => r.Theirs.CpuMicrosecondsPerToken)):F0} | {Stats.Median(rounds.Select(r => r.CpuRatio)):F3}x | {Stats.Median(rounds.Select(r => (r.Ours.JitShare ?? 0) * 100)):F1}% | ")
                 + Invariant($"{rounds.Average(r => r.Ours.TokensPerRequest):F1} / {rounds.Average(r => r.Theirs.TokensPerRequest):F1} |"));
         }
 
         md.AppendLine();
         md.AppendLine("Every round:");
         md.AppendLine();
-        md.AppendLine("| Concurrent | Round | First | Load (1/5/15) | Ours tok/s | llama-server tok/s | Ratio | CPU/token ours (us) | CPU/token llama-server (us) |");
-        md.AppendLine("|---:|---:|---|---|---:|---:|---:|---:|---:|");
+        md.AppendLine("| Concurrent | Round | First | Load (1/5/15) | Ours tok/s | llama-server tok/s | Ratio | CPU/token ours (us) | CPU/token llama-server (us) | Our JIT (ms) |");
+        md.AppendLine("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|");
         foreach (var r in results)
         {
-            md.AppendLine(Invariant($"| {r.Concurrency} | {r.Round + 1} | {(r.OursFirst ? "ours" : "llama-server")} | {r.Load} | {r.Ours.TokensPerSecond:F1} | {r.Theirs.TokensPerSecond:F1} | {r.Ratio:F3} | {r.Ours.CpuMicrosecondsPerToken:F0} | {r.Theirs.CpuMicrosecondsPerToken:F0} |"));
+            md.AppendLine(Invariant($"| {r.Concurrency} | {r.Round + 1} | {(r.OursFirst ? "ours" : "llama-server")} | {r.Load} | {r.Ours.TokensPerSecond:F1} | {r.Theirs.TokensPerSecond:F1} | {r.Ratio:F3} | {r.Ours.CpuMicrosecondsPerToken:F0} | {r.Theirs.CpuMicrosecondsPerToken:F0} | {r.Ours.Jit?.TotalMilliseconds:F0} |"));
         }
 
         return md.ToString();
@@ -267,8 +295,11 @@ internal static class LlamaServerBenchmark
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 
-    private sealed record Measured(RunSample Sample, TimeSpan ServerCpu)
+    private sealed record Measured(RunSample Sample, TimeSpan ServerCpu, TimeSpan? Jit)
     {
+        /// <summary>The JIT's share of the server's CPU in this round (ours only).</summary>
+        public double? JitShare => Jit is { } jit && ServerCpu > TimeSpan.Zero ? jit / ServerCpu : null;
+
         public double TokensPerSecond => Sample.TokensPerSecond;
 
         public double CpuMicrosecondsPerToken => ServerCpu.TotalMicroseconds / Sample.Tokens;
@@ -352,6 +383,7 @@ internal static class LlamaServerBenchmark
         private readonly Process _process;
         private readonly StringBuilder _log = new();
         private readonly bool _stopWithStdin;
+        private TaskCompletionSource<string>? _jitReply;
 
         private ChildServer(Process process, bool stopWithStdin)
         {
@@ -363,6 +395,28 @@ internal static class LlamaServerBenchmark
 
         /// <summary>llama.cpp's log lines about the context it created (flash attention, sizes, threads).</summary>
         public List<string> Settings { get; } = [];
+
+        /// <summary>Time our server's JIT has spent compiling so far; null for llama-server or when it does not answer.</summary>
+        public async Task<TimeSpan?> JitTimeAsync()
+        {
+            if (!_stopWithStdin)
+            {
+                return null;
+            }
+
+            var reply = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            Volatile.Write(ref _jitReply, reply);
+            await _process.StandardInput.WriteLineAsync(ServerChild.JitQuery);
+            await _process.StandardInput.FlushAsync();
+            var answered = await Task.WhenAny(reply.Task, Task.Delay(TimeSpan.FromSeconds(10)));
+            if (answered != reply.Task)
+            {
+                return null;
+            }
+
+            var ms = reply.Task.Result.Split(' ')[0];
+            return double.TryParse(ms, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) ? TimeSpan.FromMilliseconds(value) : null;
+        }
 
         public TimeSpan CpuTime
         {
@@ -515,6 +569,12 @@ internal static class LlamaServerBenchmark
 
         private void Append(string line)
         {
+            if (line.StartsWith(ServerChild.JitPrefix, StringComparison.Ordinal))
+            {
+                Interlocked.Exchange(ref _jitReply, null)?.TrySetResult(line[ServerChild.JitPrefix.Length..]);
+                return;
+            }
+
             lock (_log)
             {
                 _log.AppendLine(line);

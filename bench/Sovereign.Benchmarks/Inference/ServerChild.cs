@@ -14,6 +14,12 @@ internal static class ServerChild
     /// <summary>The line that carries the address; the parent waits for it.</summary>
     public const string ListeningPrefix = "LISTENING ";
 
+    /// <summary>The parent's question, on standard input: time spent in the JIT so far.</summary>
+    public const string JitQuery = "jit";
+
+    /// <summary>The answer's prefix: JIT time in ms, then compiled methods.</summary>
+    public const string JitPrefix = "JIT ";
+
     public static async Task<int> RunAsync(BenchOptions options)
     {
         var path = options.ProbeModel ?? throw new ArgumentException($"{CommandName} needs --probe-model PATH");
@@ -24,8 +30,17 @@ internal static class ServerChild
         Console.WriteLine(ListeningPrefix + server.Address);
         Console.Out.Flush();
 
-        // The parent closes our standard input to stop us (also when it dies).
-        await Console.In.ReadToEndAsync();
+        // The parent closes our standard input to stop us (also when it dies). A "jit" line asks how much the JIT has
+        // compiled so far, so the parent can warm us up until tiered compilation has settled and report what is left.
+        while (await Console.In.ReadLineAsync() is { } line)
+        {
+            if (line == JitQuery)
+            {
+                Console.WriteLine(FormattableString.Invariant($"{JitPrefix}{System.Runtime.JitInfo.GetCompilationTime().TotalMilliseconds:F1} {System.Runtime.JitInfo.GetCompiledMethodCount()}"));
+                Console.Out.Flush();
+            }
+        }
+
         return 0;
     }
 }
