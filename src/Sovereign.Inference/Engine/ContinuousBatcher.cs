@@ -131,7 +131,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             throw new EngineStoppedException(ModelId);
         }
 
-        return new GenerationStream(output.Reader, prompt.Count, maxTokens);
+        return new GenerationStream(output.Reader, sequence.Written, prompt.Count, maxTokens);
     }
 
     /// <summary>
@@ -648,6 +648,8 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         /// <summary>A marker written to the incoming channel to wake the loop.</summary>
         public static readonly Sequence WakeUp = new(new GenerationRequest { PromptTokens = [] }, 0, 0, Channel.CreateUnbounded<GenerationUpdate>().Writer, default, 0, 0);
 
+        private readonly TaskCompletionSource _written = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
         public GenerationRequest Request { get; } = request;
         public int MaxTokens { get; } = maxTokens;
         public int KvReservation { get; } = kvReservation;
@@ -678,6 +680,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         /// <summary>Logprobs of tokens whose text has not been emitted yet (held by the decoder or the stop matcher).</summary>
         public List<TokenLogprob>? PendingLogprobs { get; set; }
 
+        /// <summary>Completes after the last update is written and the output completed (<see cref="GenerationStream.CollectAllAsync"/> waits for it).</summary>
+        public Task Written => _written.Task;
+
         public void Emit(string text, bool flush = false)
         {
             if (text.Length > 0 || (flush && PendingLogprobs is { Count: > 0 }))
@@ -692,12 +697,14 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             CancellationRegistration.Dispose();
             output.TryWrite(new GenerationUpdate(string.Empty, result));
             output.TryComplete();
+            _written.TrySetResult();
         }
 
         public void Fail(Exception error)
         {
             CancellationRegistration.Dispose();
             output.TryComplete(error);
+            _written.TrySetResult();
         }
     }
 }

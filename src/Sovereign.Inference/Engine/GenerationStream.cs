@@ -10,10 +10,16 @@ namespace Sovereign.Inference.Engine;
 public sealed class GenerationStream : IAsyncEnumerable<GenerationUpdate>
 {
     private readonly ChannelReader<GenerationUpdate> _reader;
+    private readonly Task _written;
 
-    internal GenerationStream(ChannelReader<GenerationUpdate> reader, int promptTokens, int maxTokens)
+    /// <param name="reader">The updates.</param>
+    /// <param name="written">Completes once the writer has written its last update and completed the channel.</param>
+    /// <param name="promptTokens">Tokens in the prompt.</param>
+    /// <param name="maxTokens">The resolved output limit.</param>
+    internal GenerationStream(ChannelReader<GenerationUpdate> reader, Task written, int promptTokens, int maxTokens)
     {
         _reader = reader;
+        _written = written;
         PromptTokens = promptTokens;
         MaxTokens = maxTokens;
     }
@@ -46,7 +52,11 @@ public sealed class GenerationStream : IAsyncEnumerable<GenerationUpdate>
         var text = new System.Text.StringBuilder();
         GenerationResult? result = null;
         List<Sampling.TokenLogprob>? logprobs = null;
-        await foreach (var update in this.WithCancellation(cancellationToken))
+
+        // Wait for the end, then read everything: one wake-up per request instead of a thread-pool continuation per
+        // token, which competes with the decode loop for the cores. A failed generation throws its error here.
+        await _written.WaitAsync(cancellationToken);
+        await foreach (var update in _reader.ReadAllAsync(cancellationToken))
         {
             text.Append(update.Text);
             result = update.Result ?? result;

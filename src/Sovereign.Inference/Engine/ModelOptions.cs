@@ -69,7 +69,8 @@ public sealed class ModelOptions
 
     /// <summary>
     /// Finished sequences whose KV cells are kept for prompt-prefix reuse (the prefix cache); null means as many as
-    /// <see cref="Parallel"/>, 0 turns the cache off. Kept cells never take KV space a running request needs.
+    /// <see cref="Parallel"/>, 0 turns the cache off. Kept cells never take KV space a running request needs: while
+    /// requests run they are parked in host memory and copied back on a match.
     /// </summary>
     public int? PrefixCacheSequences { get; set; }
 
