@@ -43,6 +43,7 @@ internal sealed class SovereignOptionsValidator : IValidateOptions<SovereignOpti
             NonNegative(failures, $"{key}:Threads", model.Threads);
             NonNegative(failures, $"{key}:GpuLayers", model.GpuLayers);
             NonNegative(failures, $"{key}:MaxQueue", model.MaxQueue);
+            NonNegative(failures, $"{key}:PrefixCacheHostMiB", model.PrefixCacheHostMiB);
             if (model.PrefixCacheSequences is { } prefixCache)
             {
                 Positive(failures, $"{key}:PrefixCacheSequences", prefixCache, 0, 255);

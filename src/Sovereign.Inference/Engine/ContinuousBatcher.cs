@@ -53,7 +53,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         _time = time ?? TimeProvider.System;
         _parallel = Math.Max(1, model.Options.Parallel);
         _maxQueue = Math.Max(0, model.Options.MaxQueue);
-        _prefixCache = new PrefixCache(model.Resolved.PrefixCacheSequences);
+        _prefixCache = new PrefixCache(model.Resolved.PrefixCacheSequences, model.Resolved.PrefixCacheHostBytes);
         _executor = CreateExecutor();
         _metrics.Register(this);
         // A thread of its own: each step decodes, samples and hands out tokens without a thread-pool hop, and the

@@ -74,6 +74,16 @@ public sealed class ModelOptions
     /// </summary>
     public int? PrefixCacheSequences { get; set; }
 
+    /// <summary>Default <see cref="PrefixCacheHostMiB"/>: llama-server's <c>--cache-ram</c> default.</summary>
+    public const int DefaultPrefixCacheHostMiB = 8192;
+
+    /// <summary>
+    /// Host memory the prefix cache's parked entries may hold, in MiB (as llama-server's <c>--cache-ram</c>): a large
+    /// model's cells take megabytes a token, so entries beyond it are dropped, least recently used first. 0 keeps no
+    /// parked entry (a cached prefix then only helps the next request while nothing else runs).
+    /// </summary>
+    public int PrefixCacheHostMiB { get; set; } = DefaultPrefixCacheHostMiB;
+
     /// <summary>Resolves defaults against what the GGUF declares.</summary>
     internal ResolvedModelOptions Resolve(int modelContextLength)
     {
@@ -85,11 +95,11 @@ public sealed class ModelOptions
 
         // llama.cpp allows at most 256 sequence ids per context (LLAMA_MAX_SEQ); running requests come first.
         var prefixCache = Math.Clamp(PrefixCacheSequences ?? Parallel, 0, Math.Max(0, MaxSequences - Math.Max(1, Parallel)));
-        return new ResolvedModelOptions(contextLength, kv, Math.Min(BatchSize, kv), threads, prefixCache);
+        return new ResolvedModelOptions(contextLength, kv, Math.Min(BatchSize, kv), threads, prefixCache, Math.Max(0L, PrefixCacheHostMiB) * 1024 * 1024);
     }
 
     /// <summary>llama.cpp's limit on sequence ids in one context.</summary>
     internal const int MaxSequences = 256;
 }
 
-internal readonly record struct ResolvedModelOptions(int ContextLength, int KvCacheTokens, int BatchSize, int Threads, int PrefixCacheSequences);
+internal readonly record struct ResolvedModelOptions(int ContextLength, int KvCacheTokens, int BatchSize, int Threads, int PrefixCacheSequences, long PrefixCacheHostBytes);

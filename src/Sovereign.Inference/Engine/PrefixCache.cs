@@ -10,7 +10,7 @@ namespace Sovereign.Inference.Engine;
 /// enough gets its cells copied back (a memcpy, far cheaper than prefilling them). Bounded by a number of entries;
 /// the least recently used goes first. Owned by the batcher's loop (not thread-safe).
 /// </summary>
-internal sealed class PrefixCache(int capacity) : IDisposable
+internal sealed class PrefixCache(int capacity, long maxParkedBytes = long.MaxValue) : IDisposable
 {
     /// <summary>
     /// A parked entry is restored only when the reused prefix is at least this fraction (1/N) of its tokens: copying
@@ -23,6 +23,9 @@ internal sealed class PrefixCache(int capacity) : IDisposable
     private long _clock;
     private int _cells;
     private long _parkedBytes;
+
+    /// <summary>Host memory parked entries may hold; beyond it the least recently used entries are dropped.</summary>
+    public long MaxParkedBytes { get; } = Math.Max(0, maxParkedBytes);
 
     /// <summary>Most entries kept (each resident one holds one sequence id of the executor).</summary>
     public int Capacity { get; } = Math.Max(0, capacity);
@@ -157,6 +160,15 @@ internal sealed class PrefixCache(int capacity) : IDisposable
             entry.Resident = null;
             Interlocked.Add(ref _cells, -entry.Tokens.Count);
             resident.Dispose();
+        }
+
+        // Every entry is parked now: the least recently used go until the rest fit in host memory's bound.
+        while (ParkedBytes > MaxParkedBytes)
+        {
+            if (!EvictLeastRecentlyUsed())
+            {
+                break;
+            }
         }
     }
 

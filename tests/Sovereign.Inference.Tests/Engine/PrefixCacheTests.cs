@@ -225,6 +225,25 @@ public sealed class PrefixCacheTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ParkedEntriesBeyondTheHostMemoryBound_AreDropped()
+    {
+        // A large model's cells take megabytes a token: parked entries are bounded in bytes (here none may be kept).
+        using var model = LlamaModel.Load(new ModelOptions
+        {
+            Id = "m", Path = TestModels.Stories260K, Parallel = 4, ContextLength = 256, Threads = 1, PrefixCacheHostMiB = 0,
+        });
+        var batcher = Batcher(model);
+        var prompt = model.Tokenize("Once upon a time, there was a little girl named Lily. She loved to play");
+        await Run(batcher, prompt, 24);
+        await Run(batcher, model.Tokenize("The little dog ran to the park."), 8); // parks the first entry, which is dropped
+
+        var (_, again) = await Run(batcher, prompt, 24);
+
+        Assert.Equal(0, batcher.PrefixCacheParkedBytes);
+        Assert.True(again.CachedPromptTokens <= 1, $"{again.CachedPromptTokens} cached tokens: the dropped entry was reused");
+    }
+
+    [Fact]
     public async Task ParkedEntry_IsCopiedBack_AndGeneratesWhatAColdCacheDoes()
     {
         using var coldModel = Load(TestModels.Stories260K, prefixCacheSequences: 0);
