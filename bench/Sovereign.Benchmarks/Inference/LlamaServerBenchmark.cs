@@ -142,6 +142,15 @@ internal static class LlamaServerBenchmark
                     {
                         foreach (var index in oursFirst ? new[] { 0, 1 } : [1, 0])
                         {
+                            // Both servers share the pinned CPU: the one measured must not compete with work the other
+                            // still does after its own round (cache bookkeeping, timers).
+                            var (waited, tail) = await QuietAsync(servers[1 - index].Server);
+                            if (waited > TimeSpan.FromMilliseconds(150))
+                            {
+                                Console.WriteLine(FormattableString.Invariant(
+                                    $"   waited {waited.TotalMilliseconds:F0} ms for {(index == 0 ? "llama-server" : "our server")} to go idle ({tail.TotalMilliseconds:F0} ms of its CPU meanwhile)"));
+                            }
+
                             var measured = await MeasureAsync(servers[index].Server, servers[index].Client, prompts, options);
                             if (index == 0)
                             {
@@ -247,6 +256,27 @@ internal static class LlamaServerBenchmark
         await process.WaitForExitAsync();
         var text = (await stdout) + (await stderr);
         return string.Join("; ", text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(l => l.StartsWith("version", StringComparison.Ordinal) || l.StartsWith("built with", StringComparison.Ordinal)));
+    }
+
+    /// <summary>
+    /// Waits (at most 10 s) until <paramref name="server"/> uses under 5% of a CPU over 100 ms; returns how long it took
+    /// and the CPU the server used meanwhile.
+    /// </summary>
+    private static async Task<(TimeSpan Waited, TimeSpan Cpu)> QuietAsync(ChildServer server)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var start = server.CpuTime;
+        while (clock.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            var before = server.CpuTime;
+            await Task.Delay(100);
+            if (server.CpuTime - before < TimeSpan.FromMilliseconds(5))
+            {
+                break;
+            }
+        }
+
+        return (clock.Elapsed, server.CpuTime - start);
     }
 
     private static string Render(MachineInfo machine, VersusOptions options, string version, ChildServer ours, ChildServer theirs, List<PairedRound> results, TimeSpan elapsed, int discarded, int extraWarmUp)
