@@ -48,7 +48,7 @@ internal static class OpenAIErrorResults
         {
             var configured = context.RequestServices.GetRequiredService<IOptions<SovereignOptions>>().Value.Limits.MaxRequestBodyBytes;
             var error = Map(ex, BodyLimit(context, configured));
-            var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(GatewayLog.RequestsCategory);
+            var logger = RequestsLogger(context);
             GatewayLog.ErrorAnswered(logger, context, error.Status, error.Type, error.Code, error.Param, ex);
             await WriteAsync(context, error);
         }
@@ -77,10 +77,19 @@ internal static class OpenAIErrorResults
                 StatusCodes.Status405MethodNotAllowed => "method_not_allowed",
                 _ => null,
             });
-        var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(GatewayLog.RequestsCategory);
-        GatewayLog.ErrorAnswered(logger, context, error.Status, error.Type, error.Code, null, null);
+        return AnswerAsync(context, error);
+    }
+
+    /// <summary>Answers with <paramref name="error"/>, logged like every error answer (refusal, shedding or fault).</summary>
+    public static Task AnswerAsync(HttpContext context, OpenAIException error)
+    {
+        GatewayLog.ErrorAnswered(RequestsLogger(context), context, error.Status, error.Type, error.Code, error.Param, null);
         return WriteAsync(context, error);
     }
+
+    /// <summary>The logger of the requests category, where every error answer is logged.</summary>
+    public static ILogger RequestsLogger(HttpContext context) =>
+        context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(GatewayLog.RequestsCategory);
 
     public static async Task WriteAsync(HttpContext context, OpenAIException error)
     {

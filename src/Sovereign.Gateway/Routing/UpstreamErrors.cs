@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text.Json;
 using Sovereign.Gateway.OpenAI;
 
@@ -21,7 +22,7 @@ internal static class UpstreamErrors
     public static async Task<OpenAIException> ToOpenAIAsync(HttpResponseMessage response, CancellationToken aborted)
     {
         var upstreamStatus = (int)response.StatusCode;
-        var (message, type, param, code) = Parse(await ReadBoundedAsync(response, aborted));
+        var (message, type, param, code) = await ReadAsync(response, aborted);
         if (upstreamStatus is StatusCodes.Status401Unauthorized or StatusCodes.Status403Forbidden or StatusCodes.Status407ProxyAuthenticationRequired)
         {
             return new OpenAIException(StatusCodes.Status502BadGateway,
@@ -40,22 +41,30 @@ internal static class UpstreamErrors
             retryAfter is { } wait && wait > TimeSpan.Zero ? wait : null);
     }
 
-    private static async Task<byte[]> ReadBoundedAsync(HttpResponseMessage response, CancellationToken aborted)
+    /// <summary>Reads up to <see cref="MaxErrorBytes"/> of the body into pooled memory and parses it there.</summary>
+    private static async Task<(string? Message, string? Type, string? Param, string? Code)> ReadAsync(HttpResponseMessage response, CancellationToken aborted)
     {
-        await using var body = await response.Content.ReadAsStreamAsync(aborted);
-        var buffer = new byte[MaxErrorBytes];
-        var filled = 0;
-        int read;
-        while (filled < buffer.Length && (read = await body.ReadAsync(buffer.AsMemory(filled), aborted)) > 0)
+        var buffer = ArrayPool<byte>.Shared.Rent(MaxErrorBytes);
+        try
         {
-            filled += read;
-        }
+            await using var body = await response.Content.ReadAsStreamAsync(aborted);
+            var filled = 0;
+            int read;
+            while (filled < MaxErrorBytes && (read = await body.ReadAsync(buffer.AsMemory(filled, MaxErrorBytes - filled), aborted)) > 0)
+            {
+                filled += read;
+            }
 
-        return buffer[..filled];
+            return Parse(buffer.AsMemory(0, filled));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     /// <summary>Message, type, param and code from the dialects above; nulls where the body does not say.</summary>
-    internal static (string? Message, string? Type, string? Param, string? Code) Parse(byte[] body)
+    internal static (string? Message, string? Type, string? Param, string? Code) Parse(ReadOnlyMemory<byte> body)
     {
         try
         {

@@ -184,18 +184,22 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// <summary>
     /// The engine's error, as OpenAI's error object (<see cref="UpstreamErrors"/>: its message, a 5xx becomes 502). A
     /// redirect is never followed (its target may lie outside the route's jurisdiction) nor passed on: it is a 502.
+    /// Logged like every error answer; a redirect or the engine refusing the gateway's key also names the engine
+    /// (event 4103), since only the operator can mend either.
     /// </summary>
     public static async Task PassErrorAsync(HttpContext context, HttpResponseMessage response)
     {
-        if ((int)response.StatusCode < 400)
-        {
-            await OpenAIErrorResults.WriteAsync(context, new OpenAIException(StatusCodes.Status502BadGateway,
+        var error = (int)response.StatusCode < 400
+            ? new OpenAIException(StatusCodes.Status502BadGateway,
                 $"The upstream engine answered with a redirect ({(int)response.StatusCode}); the gateway does not follow redirects, whose target may lie outside the jurisdiction this request was routed to.",
-                "server_error", null, "upstream_redirect_refused"));
-            return;
+                "server_error", null, "upstream_redirect_refused")
+            : await UpstreamErrors.ToOpenAIAsync(response, context.RequestAborted);
+        if (error.Code is "upstream_redirect_refused" or "upstream_auth_failed")
+        {
+            Observability.GatewayLog.UpstreamAnswerInvalid(OpenAIErrorResults.RequestsLogger(context), response.RequestMessage?.RequestUri?.Authority, error.Code, error.Message);
         }
 
-        await OpenAIErrorResults.WriteAsync(context, await UpstreamErrors.ToOpenAIAsync(response, context.RequestAborted));
+        await OpenAIErrorResults.AnswerAsync(context, error);
     }
 
     /// <summary>
