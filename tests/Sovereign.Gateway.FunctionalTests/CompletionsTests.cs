@@ -43,6 +43,30 @@ public sealed class CompletionsTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task LogitBias_Plus100_ForcesTheToken_AndATokenOutsideTheVocabularyIs400()
+    {
+        var model = server.Batcher(ServerFixture.Stories).Model;
+        var dog = model.Tokenize(" dog", addBos: false)[^1];
+        var piece = System.Text.Encoding.UTF8.GetString(model.TokenBytes(dog));
+
+        var (status, body, _) = await server.PostJsonAsync("/v1/completions",
+            $$$"""{"model":"stories","prompt":"Once upon a time","max_tokens":4,"temperature":0,"logit_bias":{"{{{dog}}}":100}}""");
+        var (_, plain, _) = await server.PostJsonAsync("/v1/completions",
+            """{"model":"stories","prompt":"Once upon a time","max_tokens":4,"temperature":0}""");
+
+        Assert.Equal(200, status);
+        var text = body.GetProperty("choices")[0].GetProperty("text").GetString()!;
+        Assert.Equal(string.Concat(Enumerable.Repeat(piece, 4)), text);
+        Assert.NotEqual(plain.GetProperty("choices")[0].GetProperty("text").GetString(), text);
+
+        var (outside, error, _) = await server.PostJsonAsync("/v1/chat/completions",
+            $$$"""{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"logit_bias":{"{{{model.Info.VocabularySize}}}":-100}}""");
+        Assert.Equal(400, outside);
+        Assert.Equal("logit_bias", error.GetProperty("error").GetProperty("param").GetString());
+        Assert.Contains(model.Info.VocabularySize.ToString(System.Globalization.CultureInfo.InvariantCulture), error.GetProperty("error").GetProperty("message").GetString());
+    }
+
+    [Fact]
     public async Task Completions_TokenIdPromptAndSeveralChoices_NumbersChoicesInOrder()
     {
         var (status, body, _) = await server.PostJsonAsync("/v1/completions",

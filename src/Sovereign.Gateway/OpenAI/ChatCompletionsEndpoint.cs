@@ -17,6 +17,7 @@ internal static class ChatCompletionsEndpoint
         var caller = await pipeline.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<ChatCompletionRequest>(context);
         var turns = ValidateMessages(request);
+        RefuseWhatCannotBeHonoured(request);
         if (request.MaxTokens is not null && request.MaxCompletionTokens is not null && request.MaxTokens != request.MaxCompletionTokens)
         {
             throw OpenAIException.BadRequest("Set max_tokens or max_completion_tokens, not both with different values.", "max_completion_tokens", "invalid_value");
@@ -229,6 +230,42 @@ internal static class ChatCompletionsEndpoint
 
     private static ChatCompletionChunk Chunk(string id, long created, string model, ChatChunkChoice choice) =>
         new(id, "chat.completion.chunk", created, model, [choice], SystemFingerprint, null);
+
+    /// <summary>
+    /// OpenAI fields whose effect this server cannot give are refused by name rather than dropped: the client would
+    /// otherwise get an answer of another kind than it asked for (text where it asked for audio, no call where it
+    /// offered functions).
+    /// </summary>
+    private static void RefuseWhatCannotBeHonoured(ChatCompletionRequest request)
+    {
+        static bool IsSet(System.Text.Json.JsonElement? value) => value is { ValueKind: not System.Text.Json.JsonValueKind.Null };
+
+        if (IsSet(request.Functions) || IsSet(request.FunctionCall))
+        {
+            throw OpenAIException.BadRequest(
+                "functions and function_call are deprecated and not supported by this server; send tools and tool_choice instead.",
+                IsSet(request.Functions) ? "functions" : "function_call", "unsupported_parameter");
+        }
+
+        if (IsSet(request.Audio))
+        {
+            throw OpenAIException.BadRequest("audio output is not supported: this server writes text only.", "audio", "unsupported_parameter");
+        }
+
+        if (request.Modalities is { ValueKind: not System.Text.Json.JsonValueKind.Null } modalities)
+        {
+            if (modalities.ValueKind != System.Text.Json.JsonValueKind.Array
+                || modalities.EnumerateArray().Any(m => m.ValueKind != System.Text.Json.JsonValueKind.String))
+            {
+                throw OpenAIException.BadRequest("modalities must be an array of strings.", "modalities", "invalid_type");
+            }
+
+            if (modalities.EnumerateArray().Any(m => m.GetString() != "text"))
+            {
+                throw OpenAIException.BadRequest("modalities may only contain 'text': this server writes text only.", "modalities", "unsupported_value");
+            }
+        }
+    }
 
     private static List<ChatTurn> ValidateMessages(ChatCompletionRequest request)
     {

@@ -255,11 +255,52 @@ internal static class RequestReader
             PresencePenalty = request.PresencePenalty ?? 0f,
             FrequencyPenalty = request.FrequencyPenalty ?? 0f,
             Seed = request.Seed,
+            LogitBias = ReadLogitBias(request.LogitBias),
         };
 
         // Without an explicit limit the server cap applies, still bounded by the context at submission.
         var resolvedMax = maxTokens ?? (limits.MaxOutputTokens > 0 ? limits.MaxOutputTokens : null);
         return (sampling, resolvedMax, stop, n);
+    }
+
+    /// <summary>
+    /// OpenAI's <c>logit_bias</c>: an object whose keys are token ids written as decimal strings and whose values are
+    /// numbers from -100 to 100. Whether each id is in the vocabulary is checked where the model is known.
+    /// </summary>
+    private static Dictionary<int, float> ReadLogitBias(JsonElement? value)
+    {
+        if (value is not { } bias || bias.ValueKind == JsonValueKind.Null)
+        {
+            return [];
+        }
+
+        if (bias.ValueKind != JsonValueKind.Object)
+        {
+            throw OpenAIException.BadRequest("logit_bias must be an object that maps token ids to biases from -100 to 100.", "logit_bias", "invalid_type");
+        }
+
+        var biases = new Dictionary<int, float>();
+        foreach (var entry in bias.EnumerateObject())
+        {
+            if (!int.TryParse(entry.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var token))
+            {
+                throw OpenAIException.BadRequest(
+                    $"logit_bias has the key '{Shorten(entry.Name)}'; each key must be a token id (a non-negative integer written as a string).", "logit_bias", "invalid_value");
+            }
+
+            if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetDouble(out var number) || number is < -100 or > 100)
+            {
+                throw OpenAIException.BadRequest(
+                    $"logit_bias['{entry.Name}'] must be a number between -100 and 100.", "logit_bias", "invalid_value");
+            }
+
+            if (!biases.TryAdd(token, (float)number))
+            {
+                throw OpenAIException.BadRequest($"logit_bias names token {token} more than once.", "logit_bias", "invalid_value");
+            }
+        }
+
+        return biases;
     }
 
     /// <summary>Clamps a default (not client-chosen) output limit to what the context leaves.</summary>

@@ -29,6 +29,9 @@ internal abstract class SamplingRequest
 
     public string? User { get; set; }
 
+    /// <summary>Token id (a decimal string) → bias from -100 to 100; read field by field for precise errors.</summary>
+    public JsonElement? LogitBias { get; set; }
+
     /// <summary>Structured output; also accepted on legacy completions, as vLLM and llama-server do.</summary>
     public ResponseFormat? ResponseFormat { get; set; }
 }
@@ -48,6 +51,18 @@ internal sealed class ChatCompletionRequest : SamplingRequest
     public JsonElement? Tools { get; set; }
     public JsonElement? ToolChoice { get; set; }
     public bool? ParallelToolCalls { get; set; }
+
+    /// <summary>Deprecated function calling; refused with a pointer to <c>tools</c>, never silently dropped.</summary>
+    public JsonElement? Functions { get; set; }
+
+    /// <summary>Deprecated with <see cref="Functions"/>.</summary>
+    public JsonElement? FunctionCall { get; set; }
+
+    /// <summary>Output modalities; this server writes text only.</summary>
+    public JsonElement? Modalities { get; set; }
+
+    /// <summary>Audio output settings; refused (text only).</summary>
+    public JsonElement? Audio { get; set; }
 }
 
 internal sealed class ChatMessage

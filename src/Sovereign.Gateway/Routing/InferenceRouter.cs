@@ -224,7 +224,7 @@ public sealed class InferenceRouter(
         if (local is not null && local.Kind != kind)
         {
             throw OpenAIException.BadRequest(
-                $"The model '{model}' is an {local.Kind.ToString().ToLowerInvariant()} model and cannot serve this endpoint.", "model", "model_not_supported");
+                $"The model '{model}' is {(local.Kind == ModelKind.Embedding ? "an embedding" : "a chat")} model and cannot serve this endpoint.", "model", "model_not_supported");
         }
 
         var external = kind == ModelKind.Chat ? await nodes.ExternalReplicasAsync(model) : [];

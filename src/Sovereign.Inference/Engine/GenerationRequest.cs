@@ -64,6 +64,12 @@ public sealed record SamplingOptions
     /// <summary>Seed for the random sampler; <see langword="null"/> draws one.</summary>
     public long? Seed { get; init; }
 
+    /// <summary>
+    /// Added to these token ids' logits before every other stage (OpenAI's <c>logit_bias</c>, -100 to 100: -100 in
+    /// effect bans a token, 100 in effect forces it). Token ids must be in the model's vocabulary.
+    /// </summary>
+    public IReadOnlyDictionary<int, float> LogitBias { get; init; } = System.Collections.Frozen.FrozenDictionary<int, float>.Empty;
+
     /// <summary>Whether sampling is plain argmax.</summary>
     public bool IsGreedy => Temperature <= 0f;
 }

@@ -49,11 +49,36 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
         var token = _grammar is null ? base.Sample(ctx, index) : SampleConstrained(ctx, index);
         if (_topLogprobs is { } top)
         {
-            var (logprob, alternatives) = Logprobs.Compute(ctx.GetLogitsIth(index), (int)token, top);
+            var (logprob, alternatives) = _options.LogitBias.Count == 0
+                ? Logprobs.Compute(ctx.GetLogitsIth(index), (int)token, top)
+                : ComputeBiasedLogprobs(ctx.GetLogitsIth(index), (int)token, top);
             Last = ((int)token, logprob, alternatives);
         }
 
         return token;
+    }
+
+    /// <summary>Log-probabilities of the distribution the token was drawn from: the logits with the request's bias added.</summary>
+    private (float Logprob, (int Token, float Logprob)[] Top) ComputeBiasedLogprobs(ReadOnlySpan<float> logits, int token, int top)
+    {
+        var biased = ArrayPool<float>.Shared.Rent(logits.Length);
+        try
+        {
+            logits.CopyTo(biased);
+            foreach (var (id, bias) in _options.LogitBias)
+            {
+                if ((uint)id < (uint)logits.Length)
+                {
+                    biased[id] += bias;
+                }
+            }
+
+            return Logprobs.Compute(biased.AsSpan(0, logits.Length), token, top);
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(biased);
+        }
     }
 
     /// <inheritdoc />
@@ -296,6 +321,19 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     protected override SafeLLamaSamplerChainHandle CreateChain(SafeLLamaContextHandle context)
     {
         var chain = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
+
+        // First, as llama.cpp's own samplers order it: the bias shapes what every later stage sees, greedy included.
+        if (_options.LogitBias.Count > 0)
+        {
+            var biases = new LLamaLogitBias[_options.LogitBias.Count];
+            var i = 0;
+            foreach (var (token, bias) in _options.LogitBias)
+            {
+                biases[i++] = new LLamaLogitBias { Token = (LLamaToken)token, Bias = bias };
+            }
+
+            chain.AddLogitBias(context.Vocab.Count, biases);
+        }
 
         if (_options.PresencePenalty != 0f || _options.FrequencyPenalty != 0f)
         {

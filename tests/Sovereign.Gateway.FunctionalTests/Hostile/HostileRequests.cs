@@ -28,7 +28,7 @@ public sealed class HostileRequests(int seed, string adminToken)
         ("/v1/chat/completions", """{"model":"stories","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Once upon a time"}],"max_tokens":1,"temperature":0.7,"top_p":0.9,"n":1,"stop":["\n"],"seed":7,"stream":false,"user":"u1"}"""),
         ("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":[{"type":"text","text":"Hello"}]}],"max_completion_tokens":1,"stream":true,"stream_options":{"include_usage":true},"response_format":{"type":"text"}}"""),
         ("/v1/completions", """{"model":"stories","prompt":"The little dog","max_tokens":1,"temperature":0,"n":2,"stop":"."}"""),
-        ("/v1/completions", """{"model":"stories","prompt":[[1,2,3],"a story"],"max_tokens":1,"top_k":5,"min_p":0.1,"presence_penalty":0.5,"frequency_penalty":0.5}"""),
+        ("/v1/completions", """{"model":"stories","prompt":[[1,2,3],"a story"],"max_tokens":1,"top_k":5,"min_p":0.1,"presence_penalty":0.5,"frequency_penalty":0.5,"logit_bias":{"5":-3,"7":2.5}}"""),
         ("/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":["a cat on a mat","a dog"],"encoding_format":"float"}"""),
         ("/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":"hello","encoding_format":"base64","user":"u2"}"""),
         ("/v1/responses", """{"model":"stories","input":"Once upon a time","instructions":"Be brief.","max_output_tokens":1,"temperature":0.5,"store":false}"""),

@@ -80,6 +80,38 @@ public sealed class LogprobsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task LogitBias_BanningTheGreedyTokens_ChangesTheFirstToken_AndItsLogprobsShowTheBias()
+    {
+        var (_, _, plain) = await Run(SamplingOptions.Greedy, 5);
+        var first = plain[0];
+
+        // -100 on the first position's two likeliest tokens: greedy must take the third, and the reported
+        // distribution is the biased one it was drawn from.
+        var banned = new Dictionary<int, float> { [first.Top[0].TokenId] = -100, [first.Top[1].TokenId] = -100 };
+        var (_, _, biased) = await Run(SamplingOptions.Greedy with { LogitBias = banned }, 5);
+
+        Assert.Equal(first.Top[2].TokenId, biased[0].Token.TokenId);
+        Assert.DoesNotContain(biased, t => banned.ContainsKey(t.Token.TokenId));
+        Assert.Equal(first.Top[2].TokenId, biased[0].Top[0].TokenId);
+        Assert.True(biased[0].Token.Logprob > first.Top[2].Logprob, "the banned tokens' probability moves to the others");
+    }
+
+    [Fact]
+    public async Task LogitBias_Plus100_ForcesTheToken_WhateverTheTemperature()
+    {
+        var forced = _model.Tokenize(" dog", addBos: false)[0];
+        var bias = new Dictionary<int, float> { [forced] = 100 };
+
+        var (_, greedy, greedyTokens) = await Run(SamplingOptions.Greedy with { LogitBias = bias }, 1);
+        var (_, sampled, sampledTokens) = await Run(new SamplingOptions { Temperature = 2f, Seed = 11, LogitBias = bias }, 1);
+
+        Assert.Equal(FinishReason.Length, greedy.FinishReason);
+        Assert.All(greedyTokens, t => Assert.Equal(forced, t.Token.TokenId));
+        Assert.Equal(FinishReason.Length, sampled.FinishReason);
+        Assert.All(sampledTokens, t => Assert.Equal(forced, t.Token.TokenId));
+    }
+
+    [Fact]
     public void Compute_MatchesLogSoftmax()
     {
         float[] logits = [1f, 3f, -2f, 3f, 0.5f];

@@ -29,6 +29,15 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
             ? [model.TokenizeChatWithin(turns, model.Info.ContextLength - 1, new ChatPromptOptions { Tools = work.Tools?.Definitions }, work.PromptParameter)]
             : ReadPrompts(work.Prompt, model);
 
+        foreach (var token in work.Sampling.LogitBias.Keys)
+        {
+            if (token >= model.Info.VocabularySize)
+            {
+                throw OpenAIException.BadRequest(
+                    $"logit_bias names token {token}, which is not a token id of model '{request.Route.Model}' (0 to {model.Info.VocabularySize - 1}).", "logit_bias", "invalid_value");
+            }
+        }
+
         // tool_choice required or a named function: the model's own call syntax, arguments valid against the schema.
         var grammar = work.Tools?.GrammarFor(model.Info.ToolCallFormat) ?? work.Grammar;
         if (prompts.Count * work.N > options.Value.Limits.MaxChoices)
