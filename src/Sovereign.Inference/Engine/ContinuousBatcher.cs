@@ -99,6 +99,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         var prompt = request.PromptTokens;
         var maxTokens = ResolveMaxTokens(prompt.Count, request.MaxTokens);
         var need = prompt.Count + maxTokens;
+        ValidateSampling(request.Sampling);
 
         // Requests that will be admitted at once (free slots) do not count against the queue bound.
         if (Interlocked.Increment(ref _waitingCount) > _maxQueue + Math.Max(0, _parallel - RunningCount))
@@ -132,6 +133,20 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         }
 
         return new GenerationStream(output.Reader, sequence.Written, prompt.Count, maxTokens);
+    }
+
+    /// <summary>Refuses sampling settings this model cannot apply, before they reach the decode loop.</summary>
+    private void ValidateSampling(SamplingOptions sampling)
+    {
+        var vocabulary = _model.Info.VocabularySize;
+        foreach (var (token, bias) in sampling.LogitBias)
+        {
+            if ((uint)token >= (uint)vocabulary || !float.IsFinite(bias))
+            {
+                throw new InvalidGenerationRequestException(
+                    $"logit_bias needs token ids from 0 to {vocabulary - 1} with finite biases; got token {token}, bias {bias}.", "logit_bias");
+            }
+        }
     }
 
     /// <summary>
@@ -499,9 +514,23 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
                 _metrics.PromptProcessed(ModelId, sequence.Request.PromptTokens.Count, sequence.CachedTokens);
             }
 
-            if (SampleNext(sequence) is { } finish)
+            FinishReason? finish;
+            try
             {
-                Finish(sequence, finish);
+                finish = SampleNext(sequence);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // One request's sampler failing fails that request; the model's other requests carry on.
+                LogSequenceFailed(ModelId, ex);
+                Abandon(sequence, ex);
+                i--;
+                continue;
+            }
+
+            if (finish is { } reason)
+            {
+                Finish(sequence, reason);
                 i--;
             }
         }
@@ -594,6 +623,18 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         Complete(sequence, reason);
     }
 
+    /// <summary>Ends a sequence with an error: its cells are freed (their history is not trusted for the prefix cache).</summary>
+    private void Abandon(Sequence sequence, Exception error)
+    {
+        _running.Remove(sequence);
+        Interlocked.Decrement(ref _runningCount);
+        _kvReserved -= sequence.KvReservation;
+        _kvUsed -= sequence.KvTokens;
+        sequence.Conversation?.Dispose();
+        sequence.Pipeline?.Dispose();
+        sequence.Fail(error);
+    }
+
     private void Complete(Sequence sequence, FinishReason reason)
     {
         var now = _time.GetTimestamp();
@@ -637,6 +678,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
 
     [LoggerMessage(EventId = 1002, Level = LogLevel.Critical, Message = "The decode loop of model {ModelId} stopped on an unexpected error; its requests failed.")]
     private partial void LogLoopFailed(string modelId, Exception error);
+
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Error, Message = "Sampling failed for one request on model {ModelId}; that request failed and the others carry on.")]
+    private partial void LogSequenceFailed(string modelId, Exception error);
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Decode failed on model {ModelId} with {Status}; {Running} running requests failed and the executor was rebuilt.")]
     private partial void LogDecodeFailed(string modelId, DecodeResult status, int running);

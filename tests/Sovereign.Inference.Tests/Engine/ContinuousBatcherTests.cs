@@ -97,6 +97,21 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
         Assert.Contains(others, o => o.Text != a.Text);
     }
 
+    [Theory]
+    [InlineData(-1, 1f)]
+    [InlineData(512, 1f)]
+    [InlineData(5, float.NaN)]
+    public async Task Submit_LogitBiasTheModelCannotApply_IsRejectedUpFront_AndTheEngineCarriesOn(int token, float bias)
+    {
+        Assert.Equal(512, _model.Info.VocabularySize);
+        var request = Greedy("Once upon a time", 4) with { Sampling = SamplingOptions.Greedy with { LogitBias = new Dictionary<int, float> { [token] = bias } } };
+
+        var ex = Assert.Throws<InvalidGenerationRequestException>(() => _batcher.Submit(request));
+
+        Assert.Equal("logit_bias", ex.Parameter);
+        Assert.Equal(4, (await _batcher.Submit(Greedy("Once upon a time", 4)).CollectAsync()).Result.CompletionTokens);
+    }
+
     [Fact]
     public void Submit_PromptLongerThanContext_IsRejectedUpFront()
     {
