@@ -78,7 +78,7 @@ internal static class OperatorPages
 
         var keys = await api.GetAsync($"/admin/v1/tenants/{escaped}/keys", context.RequestAborted);
         var limits = await api.GetAsync($"/admin/v1/tenants/{escaped}/limits", context.RequestAborted);
-        var audit = await api.GetAsync($"/admin/v1/audit?tenant={escaped}", context.RequestAborted);
+        var audit = await api.GetAsync($"/admin/v1/audit?tenant={escaped}&order=desc&limit=50", context.RequestAborted);
         var page = new ConsolePage("Tenant " + id, session);
         if (message is not null)
         {
@@ -122,7 +122,7 @@ internal static class OperatorPages
             <a href="/console/tenants/{ConsolePage.E(escaped)}/invoice?format=json&amp;from={from:yyyy-MM-dd}" download>JSON</a>.
             Last month: <a href="/console/tenants/{ConsolePage.E(escaped)}/invoice?format=csv&amp;from={from.AddMonths(-1):yyyy-MM-dd}&amp;to={from:yyyy-MM-dd}" download>CSV</a>.</p>
             """);
-        AuditTable(page, audit.Data.Reverse().Take(50), "Latest audit entries");
+        AuditTable(page, audit.Data, "Latest audit entries");
         return ConsoleEndpoints.Html(page, error is null ? StatusCodes.Status200OK : StatusCodes.Status400BadRequest);
     }
 
@@ -307,7 +307,7 @@ internal static class OperatorPages
             return refusal;
         }
 
-        var audit = await new ConsoleApiClient(context, session!.Credential).GetAsync("/admin/v1/audit", context.RequestAborted);
+        var audit = await new ConsoleApiClient(context, session!.Credential).GetAsync("/admin/v1/audit?order=desc&limit=100", context.RequestAborted);
         return ConsoleEndpoints.Html(AuditPage(session, audit, null));
     }
 
@@ -321,7 +321,7 @@ internal static class OperatorPages
 
         var api = new ConsoleApiClient(context, session!.Credential);
         var result = await api.SendAsync(HttpMethod.Post, "/admin/v1/audit/verify", null, context.RequestAborted);
-        var audit = await api.GetAsync("/admin/v1/audit", context.RequestAborted);
+        var audit = await api.GetAsync("/admin/v1/audit?order=desc&limit=100", context.RequestAborted);
         return ConsoleEndpoints.Html(AuditPage(session, audit, result));
     }
 
@@ -356,7 +356,7 @@ internal static class OperatorPages
             <form method="post" action="/console/audit/verify"><button type="submit">Verify the whole audit log</button></form>
             <p>For an auditor: <code>sovereign audit export --tenant ID -o export.jsonl</code> and <code>sovereign audit public-key</code>, then <a href="/console/verify">verify the export in a browser</a>.</p>
             """);
-        AuditTable(page, audit.Data.Reverse().Take(100), "Latest audit entries");
+        AuditTable(page, audit.Data, "Latest audit entries");
         return page;
     }
 

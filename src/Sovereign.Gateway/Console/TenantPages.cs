@@ -13,7 +13,7 @@ internal static class TenantPages
         var byJurisdiction = await api.GetAsync($"/v1/usage?group_by=jurisdiction&from={from}", context.RequestAborted);
         var limits = await api.GetAsync("/v1/limits", context.RequestAborted);
         var keys = await api.GetAsync("/v1/keys", context.RequestAborted);
-        var audit = await api.GetAsync("/v1/audit", context.RequestAborted);
+        var audit = await api.GetAsync("/v1/audit?order=desc&limit=50", context.RequestAborted);
         var page = new ConsolePage("Tenant " + session.Tenant, session);
         foreach (var failed in new[] { usage, byJurisdiction, limits, keys, audit }.Where(a => !a.Ok))
         {
@@ -34,7 +34,7 @@ internal static class TenantPages
         OperatorPages.BudgetTables(page, limits.Json);
         page.Table("Your keys", ["key", "prefix", "name", "created", "revoked"], keys.Data.Select(k => (IReadOnlyList<string>)
             [ConsolePage.Text(k, "id"), ConsolePage.Text(k, "prefix") + "…", ConsolePage.Text(k, "name"), ConsolePage.Time(k, "created_at"), ConsolePage.Time(k, "revoked_at")]), id: "keys");
-        OperatorPages.AuditTable(page, audit.Data.Reverse().Take(50), "Your latest audit entries: where each request ran");
+        OperatorPages.AuditTable(page, audit.Data, "Your latest audit entries: where each request ran");
         return ConsoleEndpoints.Html(page);
     }
 }

@@ -385,12 +385,66 @@ public static class AdminApi
 
     private static async Task<IResult> ReadAudit(HttpContext context, AuditLog audit)
     {
+        var tenant = context.Request.Query["tenant"].ToString();
+        return Json(await ReadAuditPageAsync(audit, context, string.IsNullOrEmpty(tenant) ? null : tenant));
+    }
+
+    /// <summary>Most audit entries in one page.</summary>
+    internal const int MaxAuditPage = 10_000;
+
+    /// <summary>
+    /// One page of the audit log, as OpenAI pages its lists: <c>limit</c> (1 to 10,000; default the most),
+    /// <c>order</c> (<c>asc</c> by sequence, or <c>desc</c> for the newest first) and <c>after</c> (the sequence of
+    /// the previous page's last entry) over the <c>from</c>/<c>to</c> time range; the answer says whether there is
+    /// more (<c>has_more</c>) and where the page ends (<c>last_id</c>).
+    /// </summary>
+    internal static async Task<object> ReadAuditPageAsync(AuditLog audit, HttpContext context, string? tenant)
+    {
         var query = context.Request.Query;
         var (from, to) = AuditRange(query["from"], query["to"]);
-        var tenant = query["tenant"].ToString();
-        var entries = await audit.ReadAsync(string.IsNullOrEmpty(tenant) ? null : tenant, from, to, cancellationToken: context.RequestAborted);
-        return Json(new { data = entries.Select(AuditJson) });
+        var limit = WholeNumber(query["limit"], "limit", 1, MaxAuditPage) ?? MaxAuditPage;
+        var after = WholeNumber(query["after"], "after", 0, long.MaxValue);
+        var newestFirst = query["order"].ToString() switch
+        {
+            "" or "asc" => false,
+            "desc" => true,
+            _ => throw OpenAIException.BadRequest("order must be 'asc' or 'desc'.", "order", "invalid_value"),
+        };
+
+        var page = await audit.ReadAsync(new AuditQuery
+        {
+            Tenant = tenant,
+            From = from,
+            To = to,
+            After = newestFirst ? null : after,
+            Before = newestFirst ? after : null,
+            NewestFirst = newestFirst,
+            Limit = (int)limit + 1,
+        }, context.RequestAborted);
+        var entries = page.Count > limit ? page.Take((int)limit) : page;
+        return new
+        {
+            @object = "list",
+            data = entries.Select(AuditJson),
+            first_id = page.Count > 0 ? page[0].Sequence : (long?)null,
+            last_id = page.Count > 0 ? page[(int)Math.Min(page.Count, limit) - 1].Sequence : (long?)null,
+            has_more = page.Count > limit,
+        };
     }
+
+    private static long? WholeNumber(string? value, string field, long min, long max)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            return null;
+        }
+
+        return long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var number) && number >= min && number <= max
+            ? number
+            : throw OpenAIException.BadRequest($"{field} must be a whole number from {min} to {max}; got '{Shorten(value)}'.", field, "invalid_value");
+    }
+
+    private static string Shorten(string value) => value.Length <= 64 ? value : value[..64] + "...";
 
     private static async Task<IResult> VerifyAudit(HttpContext context, SqlDatabase database, OperatorSigningKey key, TimeProvider time)
     {
@@ -415,8 +469,13 @@ public static class AdminApi
         Json(await audit.CheckpointAsync(cancellationToken));
 
     /// <summary>Parses an audit time range (ISO 8601 or unix seconds); defaults to everything.</summary>
-    internal static (DateTimeOffset From, DateTimeOffset To) AuditRange(string? from, string? to) =>
-        (ParseTime(from, "from") ?? DateTimeOffset.UnixEpoch, ParseTime(to, "to") ?? DateTimeOffset.MaxValue);
+    internal static (DateTimeOffset From, DateTimeOffset To) AuditRange(string? from, string? to)
+    {
+        var range = (From: ParseTime(from, "from") ?? DateTimeOffset.UnixEpoch, To: ParseTime(to, "to") ?? DateTimeOffset.MaxValue);
+        return range.From <= range.To
+            ? range
+            : throw OpenAIException.BadRequest($"from ({range.From:O}) is after to ({range.To:O}).", "from", "invalid_value");
+    }
 
     private static DateTimeOffset? ParseTime(string? value, string field)
     {

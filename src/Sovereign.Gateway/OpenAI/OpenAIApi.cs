@@ -50,9 +50,7 @@ public static class OpenAIApi
             throw new OpenAIException(StatusCodes.Status403Forbidden, "The audit trail is per tenant: use a tenant API key.", "permission_error", null, "tenant_key_required");
         }
 
-        var (from, to) = ControlPlane.AdminApi.AuditRange(context.Request.Query["from"], context.Request.Query["to"]);
-        var entries = await audit.ReadAsync(caller.TenantId, from, to, cancellationToken: context.RequestAborted);
-        return TypedResults.Json(new { @object = "list", data = entries.Select(ControlPlane.AdminApi.AuditJson) }, OpenAIJson.Options);
+        return TypedResults.Json(await ControlPlane.AdminApi.ReadAuditPageAsync(audit, context, caller.TenantId), OpenAIJson.Options);
     }
 
     private static async Task<IResult> GetModel(string id, HttpContext context, InferenceRouter router)

@@ -42,6 +42,31 @@ public sealed record AuditLogOptions
     public int SqliteWalCheckpointCommits { get; init; } = 200;
 }
 
+/// <summary>Which audit entries to read: one page of a tenant's (or everyone's) entries in a time range.</summary>
+public sealed record AuditQuery
+{
+    /// <summary>Whose entries; null: every tenant's and the operator's.</summary>
+    public string? Tenant { get; init; }
+
+    /// <summary>Entries at or after this time.</summary>
+    public DateTimeOffset From { get; init; } = DateTimeOffset.UnixEpoch;
+
+    /// <summary>Entries before this time.</summary>
+    public DateTimeOffset To { get; init; } = DateTimeOffset.MaxValue;
+
+    /// <summary>Only entries with a higher sequence (the cursor of the next ascending page).</summary>
+    public long? After { get; init; }
+
+    /// <summary>Only entries with a lower sequence (the cursor of the next newest-first page).</summary>
+    public long? Before { get; init; }
+
+    /// <summary>Newest first instead of oldest first.</summary>
+    public bool NewestFirst { get; init; }
+
+    /// <summary>The most entries in the page.</summary>
+    public int Limit { get; init; } = 10_000;
+}
+
 /// <summary>
 /// The append-only, hash-chained audit log. Exactly one writer extends the chain at a time: appends join a queue and
 /// the first caller that finds no writer active becomes it (leader/follower group commit), committing everything
@@ -153,20 +178,46 @@ public sealed class AuditLog : IAsyncDisposable
     /// Entries of <paramref name="tenant"/> (every tenant when null) with <paramref name="from"/> &lt;= time &lt;
     /// <paramref name="to"/>, in sequence order, at most <paramref name="limit"/> (indexed by tenant and by time).
     /// </summary>
-    public Task<IReadOnlyList<AuditEntry>> ReadAsync(string? tenant, DateTimeOffset from, DateTimeOffset to, int limit = 10_000, CancellationToken cancellationToken = default)
+    public Task<IReadOnlyList<AuditEntry>> ReadAsync(string? tenant, DateTimeOffset from, DateTimeOffset to, int limit = 10_000, CancellationToken cancellationToken = default) =>
+        ReadAsync(new AuditQuery { Tenant = tenant, From = from, To = to, Limit = limit }, cancellationToken);
+
+    /// <summary>One page of entries matching <paramref name="query"/>, in sequence order (newest first when asked).</summary>
+    public Task<IReadOnlyList<AuditEntry>> ReadAsync(AuditQuery query, CancellationToken cancellationToken = default)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
-        var where = tenant is null ? "WHERE at_ms >= @from AND at_ms < @to" : "WHERE tenant = @tenant AND at_ms >= @from AND at_ms < @to";
-        return AuditStore.ReadEntriesAsync(_database, where + " ORDER BY seq LIMIT @limit", command =>
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentOutOfRangeException.ThrowIfLessThan(query.Limit, 1);
+        var where = new System.Text.StringBuilder(query.Tenant is null ? "WHERE at_ms >= @from AND at_ms < @to" : "WHERE tenant = @tenant AND at_ms >= @from AND at_ms < @to");
+        if (query.After is not null)
         {
-            if (tenant is not null)
+            where.Append(" AND seq > @after");
+        }
+
+        if (query.Before is not null)
+        {
+            where.Append(" AND seq < @before");
+        }
+
+        where.Append(query.NewestFirst ? " ORDER BY seq DESC LIMIT @limit" : " ORDER BY seq LIMIT @limit");
+        return AuditStore.ReadEntriesAsync(_database, where.ToString(), command =>
+        {
+            if (query.Tenant is not null)
             {
-                SqlDatabase.AddParameter(command, "@tenant", tenant);
+                SqlDatabase.AddParameter(command, "@tenant", query.Tenant);
             }
 
-            SqlDatabase.AddParameter(command, "@from", from.ToUnixTimeMilliseconds());
-            SqlDatabase.AddParameter(command, "@to", to.ToUnixTimeMilliseconds());
-            SqlDatabase.AddParameter(command, "@limit", (long)limit);
+            SqlDatabase.AddParameter(command, "@from", query.From.ToUnixTimeMilliseconds());
+            SqlDatabase.AddParameter(command, "@to", query.To.ToUnixTimeMilliseconds());
+            if (query.After is { } after)
+            {
+                SqlDatabase.AddParameter(command, "@after", after);
+            }
+
+            if (query.Before is { } before)
+            {
+                SqlDatabase.AddParameter(command, "@before", before);
+            }
+
+            SqlDatabase.AddParameter(command, "@limit", (long)query.Limit);
         }, cancellationToken);
     }
 
