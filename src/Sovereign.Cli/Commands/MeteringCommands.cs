@@ -19,7 +19,7 @@ internal static class MeteringCommands
         var from = new Option<string?>("--from") { Description = "Start (ISO 8601 or unix seconds)." };
         var to = new Option<string?>("--to") { Description = "End (ISO 8601 or unix seconds)." };
         var pool = new Option<string?>("--pool") { Description = "Only usage served in this pool." };
-        var groupBy = new Option<string>("--group-by") { Description = "Comma-separated: day, model, jurisdiction, tenant, pool, device_class.", DefaultValueFactory = _ => "tenant,model,day,pool,device_class" };
+        var groupBy = new Option<string>("--group-by") { Description = "Comma-separated: day, model, jurisdiction, tenant, pool, device_class.", DefaultValueFactory = _ => "tenant,model,day,jurisdiction,pool,device_class" };
         var command = new Command("usage", "Show usage and cost by tenant, model, day, jurisdiction, pool and device class.") { tenant, model, pool, from, to, groupBy };
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
