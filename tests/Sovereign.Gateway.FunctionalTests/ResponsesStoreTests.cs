@@ -96,6 +96,53 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
     }
 
     [Fact]
+    public async Task InputItems_ListWhatAStoredResponseWasGeneratedFrom_InPages_ThroughTheSdkAndRawHttp()
+    {
+        var client = await ClientAsync(Keeper);
+        var first = (await client.CreateResponseAsync(Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("Once upon a time")))).Value;
+        var next = Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("The dog"));
+        next.PreviousResponseId = first.Id;
+        var continued = (await client.CreateResponseAsync(next)).Value;
+
+        // Newest first by default: this response's input, then the conversation it continued (not its own output).
+        var listed = new List<ResponseItem>();
+        await foreach (var item in client.GetResponseInputItemsAsync(continued.Id))
+        {
+            listed.Add(item);
+        }
+
+        Assert.Equal(3, listed.Count);
+        var messages = listed.Cast<MessageResponseItem>().ToList();
+        Assert.Equal([MessageRole.User, MessageRole.Assistant, MessageRole.User], messages.Select(m => m.Role));
+        Assert.Equal("The dog", messages[0].Content[0].Text);
+        Assert.Equal(first.GetOutputText(), messages[1].Content[0].Text);
+        Assert.Equal("Once upon a time", messages[2].Content[0].Text);
+
+        using var http = fixture.TenantClient(await KeyAsync(Keeper));
+        async Task<JsonElement> Page(string query, HttpStatusCode expected = HttpStatusCode.OK)
+        {
+            using var response = await http.GetAsync($"/v1/responses/{continued.Id}/input_items{query}");
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == expected, text);
+            return JsonDocument.Parse(text).RootElement.Clone();
+        }
+
+        var page1 = await Page("?order=asc&limit=2");
+        Assert.True(page1.GetProperty("has_more").GetBoolean());
+        Assert.Equal("input_text", page1.GetProperty("data")[0].GetProperty("content")[0].GetProperty("type").GetString());
+        Assert.Equal("output_text", page1.GetProperty("data")[1].GetProperty("content")[0].GetProperty("type").GetString());
+        var page2 = await Page($"?order=asc&limit=2&after={page1.GetProperty("last_id").GetString()}");
+        Assert.False(page2.GetProperty("has_more").GetBoolean());
+        Assert.Equal("The dog", page2.GetProperty("data")[0].GetProperty("content")[0].GetProperty("text").GetString());
+        Assert.Equal(page2.GetProperty("first_id").GetString(), (await Page("?limit=1")).GetProperty("first_id").GetString());
+
+        Assert.Equal("limit", (await Page("?limit=101", HttpStatusCode.BadRequest)).GetProperty("error").GetProperty("param").GetString());
+        Assert.Equal("after", (await Page("?after=msg_nope", HttpStatusCode.BadRequest)).GetProperty("error").GetProperty("param").GetString());
+        using var other = fixture.TenantClient(await KeyAsync(Other));
+        Assert.Equal(HttpStatusCode.NotFound, (await other.GetAsync($"/v1/responses/{continued.Id}/input_items")).StatusCode);
+    }
+
+    [Fact]
     public async Task Store_IsAudited_WithTheIdAndExpiry_NeverTheContent()
     {
         using var client = fixture.TenantClient(await KeyAsync(Keeper));

@@ -19,6 +19,7 @@ public static class OpenAIApi
         v1.MapPost("/responses", ResponsesEndpoint.HandleAsync);
         v1.MapGet("/responses/{id}", ResponsesEndpoint.GetAsync);
         v1.MapDelete("/responses/{id}", ResponsesEndpoint.DeleteAsync);
+        v1.MapGet("/responses/{id}/input_items", ResponsesEndpoint.InputItemsAsync);
         v1.MapPost("/embeddings", EmbeddingsEndpoint.HandleAsync);
         v1.MapPost("/language/detect", LanguageDetectEndpoint.HandleAsync);
         v1.MapGet("/models", ListModels);

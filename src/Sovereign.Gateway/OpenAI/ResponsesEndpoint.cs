@@ -97,6 +97,10 @@ internal static partial class ResponsesEndpoint
     public static async Task<IResult> GetAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage) =>
         await storage.GetAsync(await pipeline.AuthenticateAsync(context), id, context.RequestAborted);
 
+    /// <summary><c>GET /v1/responses/{id}/input_items</c>: what a stored response was generated from, to its own tenant only.</summary>
+    public static async Task<IResult> InputItemsAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage) =>
+        await storage.InputItemsAsync(await pipeline.AuthenticateAsync(context), id, context.Request.Query, context.RequestAborted);
+
     /// <summary><c>DELETE /v1/responses/{id}</c>: deletes a stored response of the caller's tenant.</summary>
     public static async Task<IResult> DeleteAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage) =>
         await storage.DeleteAsync(await pipeline.AuthenticateAsync(context), id, context.RequestAborted);

@@ -83,6 +83,94 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
         return TypedResults.Text(stored.ResponseJson, "application/json");
     }
 
+    /// <summary>Most input items in one page, as OpenAI allows.</summary>
+    internal const int MaxInputItemsPage = 100;
+
+    /// <summary>
+    /// <c>GET /v1/responses/{id}/input_items</c>: the items the response was generated from (the conversation it
+    /// continued and its own input, not its output or instructions), paged as OpenAI pages lists: <c>limit</c> (1 to
+    /// 100, default 20), <c>order</c> (<c>desc</c> by default), <c>after</c> (an item id). Item ids are derived from
+    /// the response id and the item's place, so they are the same on every read.
+    /// </summary>
+    public async Task<IResult> InputItemsAsync(Caller caller, string id, IQueryCollection query, CancellationToken cancellationToken)
+    {
+        var limit = 20;
+        if (query["limit"].ToString() is { Length: > 0 } text
+            && !(int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out limit) && limit is >= 1 and <= MaxInputItemsPage))
+        {
+            throw OpenAIException.BadRequest($"limit must be a whole number from 1 to {MaxInputItemsPage}.", "limit", "invalid_value");
+        }
+
+        var newestFirst = query["order"].ToString() switch
+        {
+            "" or "desc" => true,
+            "asc" => false,
+            _ => throw OpenAIException.BadRequest("order must be 'asc' or 'desc'.", "order", "invalid_value"),
+        };
+        if (query["include"].Count > 0 || query["include[]"].Count > 0)
+        {
+            throw OpenAIException.BadRequest("include is not supported: input items have no extra fields to include.", "include", "unsupported_parameter");
+        }
+
+        var stored = await FindAsync(caller, id, cancellationToken) ?? throw NotFound(id);
+        var turns = JsonSerializer.Deserialize<List<StoredTurn>>(stored.ConversationJson, TurnJson)!;
+        var items = InputItems(id, turns.Take(turns.Count - 1)).ToList(); // the last turn is the response's own output
+        if (newestFirst)
+        {
+            items.Reverse();
+        }
+
+        var start = 0;
+        if (query["after"].ToString() is { Length: > 0 } after)
+        {
+            var index = items.FindIndex(item => item.Id == after);
+            start = index >= 0
+                ? index + 1
+                : throw OpenAIException.BadRequest($"after must be the id of an input item of response '{id}'.", "after", "invalid_value");
+        }
+
+        var page = items.Skip(start).Take(limit).ToList();
+        return TypedResults.Json(new
+        {
+            @object = "list",
+            data = page.Select(item => item.Body),
+            first_id = page.Count > 0 ? page[0].Id : null,
+            last_id = page.Count > 0 ? page[^1].Id : null,
+            has_more = start + page.Count < items.Count,
+        }, OpenAIJson.Options);
+    }
+
+    /// <summary>Stored turns as Responses input items: messages, and an assistant's calls and their outputs as items of their own.</summary>
+    private static IEnumerable<(string Id, object Body)> InputItems(string responseId, IEnumerable<StoredTurn> turns)
+    {
+        var place = 0;
+        string NextId(string prefix) =>
+            prefix + "_" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes($"{responseId}/{place++}")))[..32];
+
+        foreach (var turn in turns)
+        {
+            if (turn.Role == "tool")
+            {
+                var outputId = NextId("fco");
+                yield return (outputId, new FunctionCallOutputItem(outputId, turn.CallId ?? "", turn.Content, "completed"));
+                continue;
+            }
+
+            if (turn.Content.Length > 0 || turn.Calls is not { Count: > 0 })
+            {
+                var messageId = NextId("msg");
+                object part = turn.Role == "assistant" ? new OutputText(turn.Content) : new InputText(turn.Content);
+                yield return (messageId, new InputMessageItem(messageId, turn.Role, [part], "completed"));
+            }
+
+            foreach (var call in turn.Calls ?? [])
+            {
+                var callId = NextId("fc");
+                yield return (callId, new FunctionCallItem(callId, call.Id, call.Name, call.Arguments, "completed"));
+            }
+        }
+    }
+
     /// <summary><c>DELETE /v1/responses/{id}</c>: deletes it, audited.</summary>
     public async Task<IResult> DeleteAsync(Caller caller, string id, CancellationToken cancellationToken)
     {

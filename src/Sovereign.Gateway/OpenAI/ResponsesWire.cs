@@ -52,6 +52,24 @@ internal sealed record FunctionCallItem(string Id, string CallId, string Name, s
     public string Type => "function_call";
 }
 
+/// <summary>A message among a stored response's input items (<c>GET /v1/responses/{id}/input_items</c>).</summary>
+internal sealed record InputMessageItem(string Id, string Role, IReadOnlyList<object> Content, string Status)
+{
+    public string Type => "message";
+}
+
+/// <summary>An <c>input_text</c> content part.</summary>
+internal sealed record InputText(string Text)
+{
+    public string Type => "input_text";
+}
+
+/// <summary>A tool's answer among a stored response's input items.</summary>
+internal sealed record FunctionCallOutputItem(string Id, string CallId, string Output, string Status)
+{
+    public string Type => "function_call_output";
+}
+
 /// <summary>An <c>output_text</c> content part.</summary>
 internal sealed record OutputText(string Text)
 {

@@ -68,6 +68,7 @@ public sealed class HostileRequests(int seed, string adminToken)
         "GET /admin/v1/tenants/{id}/invoice", "GET /admin/v1/usage", "GET /admin/v1/audit", "POST /admin/v1/audit/verify",
         "GET /admin/v1/jurisdictions", "GET /admin/v1/models", "GET /admin/v1/nodes", "POST /admin/v1/nodes",
         "GET /v1/models/{id}", "GET /v1/models", "GET /v1/usage", "GET /v1/audit", "DELETE /v1/chat/completions",
+        "GET /v1/responses/{id}", "DELETE /v1/responses/{id}", "GET /v1/responses/{id}/input_items",
     ];
 
     private static readonly string[] HostileQueries =
@@ -75,6 +76,7 @@ public sealed class HostileRequests(int seed, string adminToken)
         "", "?from=yesterday", "?from=99999999999999999999&to=-1", "?group_by=planet", "?group_by=day,,model,tenant,jurisdiction",
         "?format=xml", "?from=2026-13-45", "?to=1970-01-01&from=2100-01-01", "?tenant=%20", "?tenant=%FF%FE", "?currency=%00",
         "?model=" + new string('m', 500), "?from=0&to=0", "?api_key=sk-secret", "?from=%ED%A0%80",
+        "?limit=-1", "?limit=99999999999999999999", "?order=up", "?after=%FF", "?after=-7", "?include=everything",
     ];
 
     private static readonly string[] ContentTypes =
