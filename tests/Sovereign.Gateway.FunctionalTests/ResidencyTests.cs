@@ -230,6 +230,8 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
     [InlineData("/admin/v1/tenants/th-hospital/keys", """{"policy":{"allowed_jurisdictions":["SG"]}}""", "policy.allowed_jurisdictions")]
     [InlineData("/admin/v1/nodes", """{"id":"n1","jurisdiction":"Atlantis","base_url":"http://127.0.0.1:1","models":[{"id":"m"}]}""", "jurisdiction")]
     [InlineData("/admin/v1/nodes", """{"id":"n1","jurisdiction":"SG","base_url":"ftp://x","models":[{"id":"m"}]}""", "base_url")]
+    [InlineData("/admin/v1/nodes", """{"id":"n1","jurisdiction":"SG","base_url":"http://admin:secret@127.0.0.1:1","models":[{"id":"m"}]}""", "base_url")]
+    [InlineData("/admin/v1/nodes", """{"id":"n1","jurisdiction":"SG","base_url":"http://127.0.0.1:1/#x","models":[{"id":"m"}]}""", "base_url")]
     [InlineData("/admin/v1/nodes", """{"id":"n1","jurisdiction":"SG","base_url":"http://127.0.0.1:1","models":[]}""", "models")]
     [InlineData("/admin/v1/nodes", """{"id":"n1","jurisdiction":"SG","base_url":"http://127.0.0.1:1","models":[{"id":"m","capacity":0}]}""", "models[0].capacity")]
     public async Task AdminApi_BadInput_Is400NamingTheField(string path, string json, string field)

@@ -181,6 +181,13 @@ public static class AdminApi
             throw OpenAIException.BadRequest("base_url must be an absolute http(s) URL of an OpenAI-compatible engine (without /v1).", "base_url", "invalid_value");
         }
 
+        // A URL is shown in node lists, the console and audit entries; a secret in it would be shown with it.
+        if (!string.IsNullOrEmpty(url.UserInfo) || !string.IsNullOrEmpty(url.Fragment))
+        {
+            throw OpenAIException.BadRequest(
+                "base_url must not carry credentials or a fragment (it is shown in node lists and the audit log): give the engine's key as api_key.", "base_url", "invalid_value");
+        }
+
         // The gateway appends /v1/...; a base URL that already ends in /v1 would send every request to /v1/v1/... and
         // the engine's 404 would reach the client as if the client were wrong.
         var path = url.AbsolutePath.TrimEnd('/');
