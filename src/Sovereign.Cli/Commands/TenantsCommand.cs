@@ -107,8 +107,13 @@ internal static class TenantsCommand
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var json = await connection.SendAsync(result, HttpMethod.Patch, $"/admin/v1/tenants/{result.GetValue(id)}",
-                new { plan = result.GetValue(plan), disabled = result.GetValue(disable), policy = policy.ToBody(result, required: false) }, ct);
+            // The API replaces a policy whole; the flags change only what they name, so the rest is read first.
+            var path = $"/admin/v1/tenants/{result.GetValue(id)}";
+            var changed = policy.AnyGiven(result)
+                ? policy.Merge(result, (await connection.SendAsync(result, HttpMethod.Get, path, null, ct)).GetProperty("policy"))
+                : null;
+            var json = await connection.SendAsync(result, HttpMethod.Patch, path,
+                new { plan = result.GetValue(plan), disabled = result.GetValue(disable), policy = changed }, ct);
             if (!connection.PrintJson(result, json))
             {
                 PrintTenant(json);
@@ -192,11 +197,11 @@ internal static class TenantsCommand
     private sealed class PolicyOptions
     {
         private readonly Option<string[]> _jurisdictions = new("--jurisdiction", "-j") { Description = "Allowed processing jurisdiction: a country code (TH) or group (EU, EEA, ASEAN); repeatable." };
-        private readonly Option<string[]> _models = new("--model") { Description = "Allowed model id; repeatable (default: any)." };
-        private readonly Option<string[]> _licenses = new("--license") { Description = "Allowed model licence (SPDX id); repeatable (default: any)." };
-        private readonly Option<string[]> _origins = new("--origin") { Description = "Allowed model origin country; repeatable (default: any)." };
-        private readonly Option<bool> _external = new("--allow-external") { Description = "Allow external providers (registered remote engines) within the jurisdictions." };
-        private readonly Option<int?> _retain = new("--retain-days") { Description = "Allow storing prompt/completion content for this many days (default: never stored)." };
+        private readonly Option<string[]> _models = new("--model") { Description = "Allowed model id; repeatable (default: any; 'any' clears the list)." };
+        private readonly Option<string[]> _licenses = new("--license") { Description = "Allowed model licence (SPDX id); repeatable (default: any; 'any' clears the list)." };
+        private readonly Option<string[]> _origins = new("--origin") { Description = "Allowed model origin country; repeatable (default: any; 'any' clears the list)." };
+        private readonly Option<bool> _external = new("--allow-external") { Description = "Allow external providers (registered remote engines) within the jurisdictions (--allow-external false: not)." };
+        private readonly Option<int?> _retain = new("--retain-days") { Description = "Allow storing prompt/completion content for this many days (default and 0: never stored)." };
 
         public void AddTo(Command command)
         {
@@ -219,12 +224,45 @@ internal static class TenantsCommand
             return new
             {
                 allowed_jurisdictions = jurisdictions,
-                allowed_models = result.GetValue(_models),
-                allowed_licenses = result.GetValue(_licenses),
-                allowed_origins = result.GetValue(_origins),
+                allowed_models = AnyClears(result.GetValue(_models)),
+                allowed_licenses = AnyClears(result.GetValue(_licenses)),
+                allowed_origins = AnyClears(result.GetValue(_origins)),
                 allow_external_providers = result.GetValue(_external),
-                retention = result.GetValue(_retain) is { } days ? new { mode = "store", days } : null,
+                retention = Retention(result.GetValue(_retain)),
             };
         }
+
+        /// <summary>Whether any policy flag was given (an update without one leaves the policy as it is).</summary>
+        public bool AnyGiven(ParseResult result) =>
+            new Option[] { _jurisdictions, _models, _licenses, _origins, _external, _retain }.Any(o => Given(result, o));
+
+        /// <summary>The <paramref name="current"/> policy with only what the given flags name changed.</summary>
+        public object Merge(ParseResult result, JsonElement current)
+        {
+            string[]? List(Option<string[]> option, string field) => Given(result, option)
+                ? AnyClears(result.GetValue(option))
+                : current.TryGetProperty(field, out var list) && list.ValueKind == JsonValueKind.Array ? [.. list.EnumerateArray().Select(e => e.GetString()!)] : null;
+
+            return new
+            {
+                allowed_jurisdictions = List(_jurisdictions, "allowed_jurisdictions"),
+                allowed_models = List(_models, "allowed_models"),
+                allowed_licenses = List(_licenses, "allowed_licenses"),
+                allowed_origins = List(_origins, "allowed_origins"),
+                allow_external_providers = Given(result, _external)
+                    ? result.GetValue(_external)
+                    : current.TryGetProperty("allow_external_providers", out var external) && external.ValueKind == JsonValueKind.True,
+                retention = Given(result, _retain)
+                    ? Retention(result.GetValue(_retain))
+                    : current.TryGetProperty("retention", out var retention) && retention.ValueKind == JsonValueKind.Object ? (object)retention.Clone() : null,
+            };
+        }
+
+        /// <summary>Typed on the command line (not a default the parser filled in).</summary>
+        private static bool Given(ParseResult result, Option option) => result.GetResult(option) is { Implicit: false };
+
+        private static string[]? AnyClears(string[]? values) => values is ["any"] ? [] : values;
+
+        private static object? Retention(int? days) => days is > 0 ? new { mode = "store", days } : null;
     }
 }

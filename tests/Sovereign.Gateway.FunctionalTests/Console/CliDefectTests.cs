@@ -45,6 +45,36 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
     }
 
     [Fact]
+    public async Task TenantsUpdate_ChangesOnlyWhatItsFlagsName_AndKeepsTheRestOfThePolicy()
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync(Admin("tenants", "create", "cli-merge", "-j", "TH", "--allow-external", "--retain-days", "7", "--model", ConsoleFixture.Model));
+        Assert.True(exit == 0, stderr);
+
+        async Task<JsonElement> Policy() => (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/tenants/cli-merge", null)).GetProperty("policy");
+
+        // A flag on its own used to be ignored (without -j), and -j used to reset every other field of the policy.
+        (exit, _, stderr) = await CliProcess.RunAsync(Admin("tenants", "update", "cli-merge", "-j", "TH", "-j", "SG"));
+        Assert.True(exit == 0, stderr);
+        var policy = await Policy();
+        Assert.Equal(["TH", "SG"], policy.GetProperty("allowed_jurisdictions").EnumerateArray().Select(j => j.GetString()));
+        Assert.True(policy.GetProperty("allow_external_providers").GetBoolean());
+        Assert.Equal(7, policy.GetProperty("retention").GetProperty("days").GetInt32());
+        Assert.Equal([ConsoleFixture.Model], policy.GetProperty("allowed_models").EnumerateArray().Select(m => m.GetString()));
+
+        (exit, _, stderr) = await CliProcess.RunAsync(Admin("tenants", "update", "cli-merge", "--allow-external", "false", "--model", "any"));
+        Assert.True(exit == 0, stderr);
+        policy = await Policy();
+        Assert.False(policy.GetProperty("allow_external_providers").GetBoolean());
+        Assert.Empty(policy.GetProperty("allowed_models").EnumerateArray());
+        Assert.Equal(7, policy.GetProperty("retention").GetProperty("days").GetInt32());
+        Assert.Equal(2, policy.GetProperty("allowed_jurisdictions").GetArrayLength());
+
+        (exit, _, stderr) = await CliProcess.RunAsync(Admin("tenants", "update", "cli-merge", "--retain-days", "0"));
+        Assert.True(exit == 0, stderr);
+        Assert.NotEqual(JsonValueKind.Object, (await Policy()).GetProperty("retention").ValueKind);
+    }
+
+    [Fact]
     public async Task Invoice_UsageInTwoCurrencies_CurrencyOptionChoosesOne()
     {
         var (tenant, key) = await fixture.NewTenantAsync("standard");
