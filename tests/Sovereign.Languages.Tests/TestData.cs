@@ -50,8 +50,12 @@ internal static partial class TestData
     /// session.</summary>
     public const string SixthHeldOut = "heldout-6.txt";
 
+    /// <summary>The seventh held-out evaluation set (every covered language, 8 sentences each), written in session 20
+    /// before any change, evaluation or new development sentence of that session.</summary>
+    public const string SeventhHeldOut = "heldout-7.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
