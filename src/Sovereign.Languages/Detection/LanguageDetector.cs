@@ -143,6 +143,15 @@ public sealed class LanguageDetector
     /// up to 2, and of a free <c>sa</c> (for Bosnian and Serbian).</summary>
     internal double ReflexWeight { get; init; } = 2.0;
 
+    /// <summary>The spelling dictionaries' evidence within Croatian, Bosnian and Serbian (<see cref="StandardForms"/>).</summary>
+    internal StandardForms StandardForms { get; init; } = StandardForms.Default;
+
+    /// <summary>Weight of the dictionaries' evidence (0: off); 2 by cross-validation (session 20).</summary>
+    internal double DictionaryWeight { get; init; } = 2.0;
+
+    /// <summary>The same detector with other dictionary rates or weight: for tuning.</summary>
+    internal LanguageDetector WithDictionaries(StandardForms forms, double weight) => new(this) { StandardForms = forms, DictionaryWeight = weight };
+
     /// <summary>The same detector with other close-group word models or weights: for tuning on held-apart folds.</summary>
     internal LanguageDetector WithWords(IReadOnlyDictionary<WritingScript, CloseGroupWords[]> closeWords, double wordWeight, double wordCap, YatReflex reflexes, double reflexWeight) =>
         new(this) { CloseWords = closeWords, WordWeight = wordWeight, WordCap = wordCap, Reflexes = reflexes, ReflexWeight = reflexWeight };
@@ -173,6 +182,8 @@ public sealed class LanguageDetector
         WordCap = other.WordCap;
         Reflexes = other.Reflexes;
         ReflexWeight = other.ReflexWeight;
+        StandardForms = other.StandardForms;
+        DictionaryWeight = other.DictionaryWeight;
         Trace = other.Trace;
     }
 
@@ -408,6 +419,15 @@ public sealed class LanguageDetector
             {
                 var code = candidates[members[k]];
                 inner[k] += ReflexWeight * (Math.Min(2, code == "sr" ? ekavian : ijekavian) + (code == "hr" ? 0 : freeSa));
+            }
+        }
+
+        if (DictionaryWeight > 0)
+        {
+            var dictionaries = StandardForms.Score(normalized, [.. members.Select(i => candidates[i])]);
+            for (var k = 0; k < members.Length; k++)
+            {
+                inner[k] += DictionaryWeight * dictionaries[k];
             }
         }
 
