@@ -18,24 +18,27 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // Session 17 added held-out 5 (Bosnian 6 of 8 on its first run, the unchanged detector); its change was reverted
     // after its evaluation run rather than any floor lowered (SOURCES.md, run 12). Session 19 added held-out 6 (its
     // first run, the unchanged detector: Afrikaans, outside the set, read as Dutch 4 times of 8; Bosnian 5 of 8); its
-    // change (Afrikaans borrows the Dutch profile) took Afrikaans to 8 of 8 and the set to 96.6% (run 13).
+    // change (Afrikaans borrows the Dutch profile) took Afrikaans to 8 of 8 and the set to 96.6% (run 13). Session 20
+    // added held-out 7 (every covered language; Croatian 6 of 8 before and after its change) and the spelling
+    // dictionaries' evidence (run 14): Serbian to 9 of 10 on held-out 1 and 2, Bosnian to 7 of 8 on held-out 5 (off the
+    // list), Croatian 7 -> 8 on held-out 3.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
-        [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 5, ["ms"] = 7, ["sr"] = 7 },
-        [TestData.SecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 8, ["sr"] = 8 },
-        [TestData.ThirdHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 7 },
+        [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 5, ["ms"] = 7 },
+        [TestData.SecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 8 },
+        [TestData.ThirdHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 8 },
         [TestData.FourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 8, ["sr"] = 12 },
-        [TestData.FifthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6 },
+        [TestData.FifthHeldOut] = new(StringComparer.Ordinal),
         [TestData.SixthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5 },
-        [TestData.SeventhHeldOut] = new(StringComparer.Ordinal),
+        [TestData.SeventhHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 6 },
     };
 
     /// <summary>The overall target.</summary>
     private const double OverallTarget = 0.95;
 
-    // Overall accuracy where a set is still short of the target (the third set: 91 of 98, its close pairs only; the
+    // Overall accuracy where a set is still short of the target (the third set: 92 of 98, its close pairs only; the
     // fourth: 151 of 162, the close groups, Bulgarian and Macedonian).
-    private static readonly Dictionary<string, double> OverallShortfalls = new(StringComparer.Ordinal) { [TestData.ThirdHeldOut] = 0.928, [TestData.FourthHeldOut] = 0.932 };
+    private static readonly Dictionary<string, double> OverallShortfalls = new(StringComparer.Ordinal) { [TestData.ThirdHeldOut] = 0.938, [TestData.FourthHeldOut] = 0.932 };
 
     [Theory]
     [InlineData(TestData.FirstHeldOut)]
