@@ -62,8 +62,8 @@ const header = [
   '# third rejects, and ekavian forms only the Serbian one accepts whose ijekavian form the other two accept; generated',
   '# by extract-standard-forms.mjs (commands at its top) from Debian\'s hunspell-hr, hunspell-bs and hunspell-sr',
   '# 1:7.5.0-1 (LibreOffice dictionaries). A selection from the expanded word lists of the Bosnian dictionary (bs_BA:',
-  '# GPL-2+ or LGPL-2.1+ or MPL-1.1) and the Serbian dictionary (sr_Latn_RS: Goran Rakić, Miloš Popović, Aleksandar',
-  '# Urošević; GPL-2+ or LGPL-2.1 or MPL-1.1), filtered with the Croatian dictionary (hr_HR: Denis Lacković, Mirko Kos,',
+  '# GPL-2+ or LGPL-2.1+ or MPL-1.1) and the Serbian dictionary (sr_Latn_RS: Goran Rakic, Milos Popovic, Aleksandar',
+  '# Urosevic; GPL-2+ or LGPL-2.1 or MPL-1.1), filtered with the Croatian dictionary (hr_HR: Denis Lackovic, Mirko Kos,',
   '# Kruno; LGPL or SISSL). This file is distributed under the Mozilla Public License 1.1. See SOURCES.md.',
   `# ${bsSr.length + hrBs.length + ekavian.length} forms. Format: a [codes] line naming the dictionaries that accept the forms below it.`,
 ]
