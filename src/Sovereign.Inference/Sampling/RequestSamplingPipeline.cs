@@ -18,6 +18,10 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     private readonly GbnfGrammar? _grammar;
     private readonly int? _topLogprobs;
     private readonly uint _seed;
+
+    // Greedy with nothing that changes or remembers the logits: the argmax is read from the context's logits directly
+    // (the chain would be a greedy sampler alone, whose accept does nothing).
+    private readonly bool _plainGreedy;
     private SafeLLamaSamplerChainHandle? _grammarChain;
     private readonly LLamaTokenData[] _single = new LLamaTokenData[1];
     private Utf8Continuation _utf8;
@@ -38,6 +42,7 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
         _grammar = grammar;
         _topLogprobs = topLogprobs;
         _seed = options.Seed is { } seed ? unchecked((uint)seed ^ (uint)(seed >> 32)) : (uint)Random.Shared.Next();
+        _plainGreedy = options.IsGreedy && grammar is null && options.PresencePenalty == 0f && options.FrequencyPenalty == 0f;
     }
 
     /// <summary>The log-probabilities of the token the last <see cref="Sample"/> returned (when asked for).</summary>
@@ -46,7 +51,9 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     /// <inheritdoc />
     public override LLamaToken Sample(SafeLLamaContextHandle ctx, int index)
     {
-        var token = _grammar is null ? base.Sample(ctx, index) : SampleConstrained(ctx, index);
+        var token = _grammar is not null ? SampleConstrained(ctx, index)
+            : _plainGreedy ? (LLamaToken)GreedyArgMax.Select(ctx.GetLogitsIth(index))
+            : base.Sample(ctx, index);
         if (_topLogprobs is { } top)
         {
             var (logprob, alternatives) = _options.LogitBias.Count == 0
