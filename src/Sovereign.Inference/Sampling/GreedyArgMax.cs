@@ -22,14 +22,13 @@ internal static class GreedyArgMax
             throw new ArgumentException("There are no logits to choose from.", nameof(logits));
         }
 
-        if (!Vector256.IsHardwareAccelerated || logits.Length < 2 * Vector256<float>.Count || ContainsNaN(logits))
+        if (!Vector256.IsHardwareAccelerated || logits.Length < 2 * Vector256<float>.Count || MaximumUnlessNaN(logits) is not { } max)
         {
             return SelectScalar(logits);
         }
 
         // Without NaNs: the first index holding the maximum is exactly the scalar loop's pick (its value rises only
         // on a strictly larger logit, so it stops at the first element equal to the maximum; -0 equals +0 there too).
-        var max = Maximum(logits);
         var vectors = MemoryMarshal.Cast<float, Vector256<float>>(logits);
         var target = Vector256.Create(max);
         for (var v = 0; v < vectors.Length; v++)
@@ -67,39 +66,23 @@ internal static class GreedyArgMax
         return selected;
     }
 
-    private static bool ContainsNaN(ReadOnlySpan<float> logits)
+    /// <summary>The largest logit, in one vectorized pass; null when there is a NaN among them.</summary>
+    private static float? MaximumUnlessNaN(ReadOnlySpan<float> logits)
     {
         var vectors = MemoryMarshal.Cast<float, Vector256<float>>(logits);
+        var best = vectors[0];
         var nan = Vector256<float>.Zero;
         foreach (var vector in vectors)
         {
+            best = Vector256.Max(best, vector);
+
             // A NaN is the one value not equal to itself.
             nan |= ~Vector256.Equals(vector, vector);
         }
 
         if (nan != Vector256<float>.Zero)
         {
-            return true;
-        }
-
-        foreach (var logit in logits[(vectors.Length * Vector256<float>.Count)..])
-        {
-            if (float.IsNaN(logit))
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
-
-    private static float Maximum(ReadOnlySpan<float> logits)
-    {
-        var vectors = MemoryMarshal.Cast<float, Vector256<float>>(logits);
-        var best = vectors[0];
-        for (var v = 1; v < vectors.Length; v++)
-        {
-            best = Vector256.Max(best, vectors[v]);
+            return null;
         }
 
         var max = best[0];
@@ -110,6 +93,11 @@ internal static class GreedyArgMax
 
         foreach (var logit in logits[(vectors.Length * Vector256<float>.Count)..])
         {
+            if (float.IsNaN(logit))
+            {
+                return null;
+            }
+
             max = Math.Max(max, logit);
         }
 
