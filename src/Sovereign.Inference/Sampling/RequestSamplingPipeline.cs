@@ -42,7 +42,7 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
         _grammar = grammar;
         _topLogprobs = topLogprobs;
         _seed = options.Seed is { } seed ? unchecked((uint)seed ^ (uint)(seed >> 32)) : (uint)Random.Shared.Next();
-        _plainGreedy = options.IsGreedy && grammar is null && options.PresencePenalty == 0f && options.FrequencyPenalty == 0f;
+        _plainGreedy = grammar is null && IsGreedyAlone(options);
     }
 
     /// <summary>The log-probabilities of the token the last <see cref="Sample"/> returned (when asked for).</summary>
@@ -324,6 +324,13 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
         chain.AddGrammar(context.ModelHandle.Vocab, _grammar!.Text, _grammar.Root);
         return chain;
     }
+
+    /// <summary>
+    /// Whether <see cref="CreateChain"/> builds a greedy sampler and nothing before it (no bias, no penalties): then
+    /// the argmax of the raw logits is the chain's pick. A stage added to the chain must be named here too.
+    /// </summary>
+    private static bool IsGreedyAlone(SamplingOptions options) =>
+        options.IsGreedy && options.LogitBias.Count == 0 && options.PresencePenalty == 0f && options.FrequencyPenalty == 0f;
 
     protected override SafeLLamaSamplerChainHandle CreateChain(SafeLLamaContextHandle context)
     {
