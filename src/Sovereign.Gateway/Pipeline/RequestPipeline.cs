@@ -64,6 +64,16 @@ internal sealed class RequestPipeline(
             {
                 try
                 {
+                    if (RelayedToThisEngine(request))
+                    {
+                        // A gateway's relay: the gateway's own entry for this decision was durable before the prompt left
+                        // it. This node's entry commits while its engine takes the prompt, and is durable before anything
+                        // leaves the node: the endpoint writes nothing (not even headers) before this returns.
+                        request.Execution = await executor.StartAsync(request);
+                        await request.Route.DecisionRecorded;
+                        return request;
+                    }
+
                     // Fail closed: the decision is durable evidence before any work is sent (it committed meanwhile).
                     await request.Route.DecisionRecorded;
                     request.Execution = await executor.StartAsync(request);
@@ -123,6 +133,13 @@ internal sealed class RequestPipeline(
 
         request.PoolLease = await pools.AcquireAsync(request);
     }
+
+    /// <summary>
+    /// Whether this process's own engine runs work that a gateway of the cluster relayed (the relay caller exists only
+    /// for the cluster secret, over https with a gateway's certificate, never for a tenant).
+    /// </summary>
+    private static bool RelayedToThisEngine(GovernedRequest request) =>
+        request.Caller.TenantId == ClusterRelay.RelayTenant && request.Route is { Local: not null, ExternalNode: null };
 
     /// <summary>Names the route's operation, places it in its node's pool and device class, and picks its executor.</summary>
     private async Task<IRequestExecutor> PrepareAsync(RoutedRequest route, Workload work, CancellationToken cancellationToken)

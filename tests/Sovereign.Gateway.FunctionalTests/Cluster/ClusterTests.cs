@@ -6,6 +6,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Sovereign.Cluster.Hosting;
 using Sovereign.Cluster.Security;
+using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Routing;
 
 namespace Sovereign.Gateway.FunctionalTests.Cluster;
@@ -427,6 +428,38 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         using var gatewayCertificate = cluster.IssueCertificate(new ClusterIdentity(ServerRole.Gateway, "gateway-th"));
         using var asGateway = cluster.NodeTh.Client(ClusterFixture.Secret, gatewayCertificate);
         await ClusterFixture.Expect(asGateway.PostAsync("/v1/chat/completions", Json(Body)), 200);
+    }
+
+    [Fact]
+    public async Task RelayedStream_NodesOwnDecisionEntry_IsDurableBeforeItsFirstByte_AndPrecedesItsOutcome()
+    {
+        // What a gateway sends (the node starts its engine on the prompt while its own decision entry commits): by
+        // the time the node's response headers arrive, before any content is read, its entry is in the shared chain.
+        using var gatewayCertificate = cluster.IssueCertificate(new ClusterIdentity(ServerRole.Gateway, "gateway-th"));
+        using var relay = cluster.NodeTh.Client(ClusterFixture.Secret, gatewayCertificate);
+        using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        const string stream = """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8,"stream":true,"stream_options":{"include_usage":true}}""";
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(stream) };
+        using var response = await relay.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var requestId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+        Assert.Equal("node-th", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+        List<JsonElement> NodeEntries(string body) => [.. JsonDocument.Parse(body).RootElement.GetProperty("data").EnumerateArray()
+            .Where(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == requestId)];
+        var beforeContent = NodeEntries(await admin.GetStringAsync($"/admin/v1/audit?tenant={ClusterRelay.RelayTenant}"));
+        var decision = Assert.Single(beforeContent);
+        Assert.Equal("inference.allowed", decision.GetProperty("action").GetString());
+        Assert.Equal("node-th", decision.GetProperty("node").GetString());
+
+        // The stream itself: content, then the usage chunk and [DONE]; the outcome's entry follows the decision's.
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Contains("\"content\":\"", text, StringComparison.Ordinal);
+        Assert.Contains("\"usage\":{", text, StringComparison.Ordinal);
+        Assert.EndsWith("data: [DONE]\n\n", text, StringComparison.Ordinal);
+        var after = NodeEntries(await admin.GetStringAsync($"/admin/v1/audit?tenant={ClusterRelay.RelayTenant}"));
+        Assert.Equal(["inference.allowed", "inference.completed"], after.Select(e => e.GetProperty("action").GetString()));
+        Assert.True(after[0].GetProperty("sequence").GetInt64() < after[1].GetProperty("sequence").GetInt64());
+        Assert.Equal("completed", after[1].GetProperty("details").GetProperty("outcome").GetString());
     }
 
     [Fact]
