@@ -444,9 +444,11 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var requestId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
         Assert.Equal("node-th", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+        // The newest relayed entries (every test's relays are under this caller), in chain order.
         List<JsonElement> NodeEntries(string body) => [.. JsonDocument.Parse(body).RootElement.GetProperty("data").EnumerateArray()
-            .Where(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == requestId)];
-        var beforeContent = NodeEntries(await admin.GetStringAsync($"/admin/v1/audit?tenant={ClusterRelay.RelayTenant}"));
+            .Where(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == requestId)
+            .OrderBy(e => e.GetProperty("sequence").GetInt64())];
+        var beforeContent = NodeEntries(await admin.GetStringAsync($"/admin/v1/audit?tenant={ClusterRelay.RelayTenant}&order=desc&limit=100"));
         var decision = Assert.Single(beforeContent);
         Assert.Equal("inference.allowed", decision.GetProperty("action").GetString());
         Assert.Equal("node-th", decision.GetProperty("node").GetString());
@@ -456,7 +458,7 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         Assert.Contains("\"content\":\"", text, StringComparison.Ordinal);
         Assert.Contains("\"usage\":{", text, StringComparison.Ordinal);
         Assert.EndsWith("data: [DONE]\n\n", text, StringComparison.Ordinal);
-        var after = NodeEntries(await admin.GetStringAsync($"/admin/v1/audit?tenant={ClusterRelay.RelayTenant}"));
+        var after = NodeEntries(await admin.GetStringAsync($"/admin/v1/audit?tenant={ClusterRelay.RelayTenant}&order=desc&limit=100"));
         Assert.Equal(["inference.allowed", "inference.completed"], after.Select(e => e.GetProperty("action").GetString()));
         Assert.True(after[0].GetProperty("sequence").GetInt64() < after[1].GetProperty("sequence").GetInt64());
         Assert.Equal("completed", after[1].GetProperty("details").GetProperty("outcome").GetString());
