@@ -171,6 +171,28 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
     }
 
     [Fact]
+    public async Task AModelIdWithASlash_IsRetrieved_WhetherTheSlashIsSentAsIsOrEscaped()
+    {
+        await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/nodes",
+            new { id = "slash-engine", jurisdiction = "TH", base_url = fixture.Sg.Urls.First(), models = new[] { new { id = "org/slash-model", upstream = ResidencyFixture.Model, capacity = 2 } } }, 201);
+        var key = await fixture.CreateTenantWithKeyAsync("slash-reader", new { allowed_jurisdictions = new[] { "TH" }, allow_external_providers = true });
+        using var client = fixture.TenantClient(key);
+
+        Assert.Contains("org/slash-model", JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()));
+        foreach (var path in new[] { "/v1/models/org/slash-model", "/v1/models/org%2Fslash-model" })
+        {
+            using var response = await client.GetAsync(path);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == System.Net.HttpStatusCode.OK, $"{path}: {body}");
+            Assert.Equal("org/slash-model", JsonDocument.Parse(body).RootElement.GetProperty("id").GetString());
+        }
+
+        using var missing = await client.GetAsync("/v1/models/org/no-such-model");
+        Assert.Equal(404, (int)missing.StatusCode);
+        Assert.Equal("model_not_found", JsonDocument.Parse(await missing.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
     public async Task RevokedKey_IsRefusedOnTheNextRequest()
     {
         var created = await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/tenants/th-hospital/keys", new { name = "to-revoke" }, 201);

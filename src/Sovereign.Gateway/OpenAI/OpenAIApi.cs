@@ -23,7 +23,8 @@ public static class OpenAIApi
         v1.MapPost("/embeddings", EmbeddingsEndpoint.HandleAsync);
         v1.MapPost("/language/detect", LanguageDetectEndpoint.HandleAsync);
         v1.MapGet("/models", ListModels);
-        v1.MapGet("/models/{id}", GetModel);
+        // Catch-all: engine-served ids often have a slash (meta-llama/Llama-3-8B), which SDKs send unescaped or as %2F.
+        v1.MapGet("/models/{**id}", GetModel);
         v1.MapGet("/audit", TenantAudit);
         v1.MapFallback(NotFound);
         return v1;
@@ -57,6 +58,7 @@ public static class OpenAIApi
     private static async Task<IResult> GetModel(string id, HttpContext context, InferenceRouter router)
     {
         var caller = await router.AuthenticateAsync(context);
+        id = id.Replace("%2F", "/", StringComparison.OrdinalIgnoreCase);
         var model = (await router.VisibleModelsAsync(caller)).FirstOrDefault(m => m.Id == id) ?? throw OpenAIException.ModelNotFound(id);
         return TypedResults.Json(Card(model), OpenAIJson.Options);
     }
