@@ -62,8 +62,6 @@ internal static class AuditStore
             """,
         ]),
 
-        // A tenant's entries page by sequence (the API's cursor) without sorting all of them.
-        new SqlMigration("audit-002-tenant-seq", ["CREATE INDEX audit_entries_tenant_seq ON audit_entries (tenant, seq)"]),
     ];
 
     public static async Task<(long Sequence, string Hash)?> ReadHeadAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
