@@ -61,7 +61,6 @@ internal static class AuditStore
                 PRIMARY KEY (seq, key_id))
             """,
         ]),
-
     ];
 
     public static async Task<(long Sequence, string Hash)?> ReadHeadAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
