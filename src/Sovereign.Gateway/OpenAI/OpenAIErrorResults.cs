@@ -12,6 +12,9 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary>Writes every failure of the <c>/v1</c> surface as OpenAI's error JSON with the right status.</summary>
 internal static class OpenAIErrorResults
 {
+    /// <summary>The error code of a request refused because its audit entry could not be committed.</summary>
+    public const string AuditUnavailableCode = "audit_unavailable";
+
     /// <summary>Maps an exception from request handling to the client-facing error.</summary>
     public static OpenAIException Map(Exception exception, long maxBodyBytes) => exception switch
     {
@@ -23,6 +26,11 @@ internal static class OpenAIErrorResults
         EngineOverloadedException e => OpenAIException.Overloaded(e.Message),
         TenantQueueFullException e => new OpenAIException(StatusCodes.Status429TooManyRequests, e.Message, "requests", null, "tenant_queue_full", TimeSpan.FromSeconds(1)),
         EngineStoppedException e => new OpenAIException(StatusCodes.Status503ServiceUnavailable, e.Message, "server_error", null, "model_unavailable", TimeSpan.FromSeconds(5)),
+
+        // Fail closed: what is not evidence does not run. The storage may come back, so the client retries.
+        Residency.Audit.AuditUnavailableException => new OpenAIException(StatusCodes.Status503ServiceUnavailable,
+            "The audit log could not record this request, so it was refused (fail closed): nothing ran and nothing is billed. Try again.",
+            "server_error", null, AuditUnavailableCode, TimeSpan.FromSeconds(5)),
 
         // A cluster member that just died holds a grain until membership declares it dead (seconds): retryable.
         Pipeline.Executors.NodeUnreachableException e => new OpenAIException(StatusCodes.Status503ServiceUnavailable,

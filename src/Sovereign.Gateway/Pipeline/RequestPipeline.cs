@@ -64,13 +64,13 @@ internal sealed class RequestPipeline(
             {
                 try
                 {
-                    if (RelayedToThisEngine(request))
+                    if (RunsInThisProcess(request.Route))
                     {
-                        // A gateway's relay: the gateway's own entry for this decision was durable before the prompt left
-                        // it. This node's entry commits while its engine takes the prompt, and is durable before anything
-                        // leaves the node: the endpoint writes nothing (not even headers) before this returns.
+                        // The prompt does not leave this process: the engine takes it while the decision's entry commits,
+                        // and the entry is durable before anything leaves: the endpoint writes nothing (not even headers)
+                        // before this returns. On a node, a gateway's relay was in its own audit log before it was sent.
                         request.Execution = await executor.StartAsync(request);
-                        await request.Route.DecisionRecorded;
+                        await DecisionRecordedOrStopAsync(request);
                         return request;
                     }
 
@@ -104,6 +104,7 @@ internal sealed class RequestPipeline(
             request.RefusalCode = ex switch
             {
                 OpenAIException refusal => refusal.Code,
+                Residency.Audit.AuditUnavailableException => OpenAIErrorResults.AuditUnavailableCode,
                 NodeUnreachableException => "node_unreachable",
                 OperationCanceledException when context.RequestAborted.IsCancellationRequested => "client_disconnected",
                 _ => null,
@@ -134,12 +135,31 @@ internal sealed class RequestPipeline(
         request.PoolLease = await pools.AcquireAsync(request);
     }
 
+    /// <summary>Whether the work runs on this process's own engine (a local model), not behind another server.</summary>
+    private static bool RunsInThisProcess(RoutedRequest route) => route is { Local: not null, ExternalNode: null };
+
     /// <summary>
-    /// Whether this process's own engine runs work that a gateway of the cluster relayed (the relay caller exists only
-    /// for the cluster secret, over https with a gateway's certificate, never for a tenant).
+    /// Waits for the decision's audit entry of work already started here. If it cannot be committed, the work is
+    /// stopped before anything left the process, and the request ends refused (nothing delivered, nothing billed).
     /// </summary>
-    private static bool RelayedToThisEngine(GovernedRequest request) =>
-        request.Caller.TenantId == ClusterRelay.RelayTenant && request.Route is { Local: not null, ExternalNode: null };
+    private static async Task DecisionRecordedOrStopAsync(GovernedRequest request)
+    {
+        try
+        {
+            await request.Route!.DecisionRecorded;
+        }
+        catch
+        {
+            var execution = request.Execution;
+            request.Execution = null;
+            if (execution is not null)
+            {
+                await execution.DisposeAsync();
+            }
+
+            throw;
+        }
+    }
 
     /// <summary>Names the route's operation, places it in its node's pool and device class, and picks its executor.</summary>
     private async Task<IRequestExecutor> PrepareAsync(RoutedRequest route, Workload work, CancellationToken cancellationToken)

@@ -321,7 +321,7 @@ public sealed class AuditLog : IAsyncDisposable
                     catch (Exception ex)
                     {
                         // CommitWithRetryAsync reports its own failures; this only guards against a stranded waiter.
-                        batch.ForEach(work => work.Fail(ex));
+                        batch.ForEach(work => work.Fail(AuditUnavailableException.From(ex)));
                     }
 
                     batch.Clear();
@@ -358,7 +358,7 @@ public sealed class AuditLog : IAsyncDisposable
     {
         while (_pending.TryDequeue(out var work))
         {
-            work.Fail(new ObjectDisposedException(nameof(AuditLog)));
+            work.Fail(new AuditUnavailableException("The audit log is closed (the server is stopping).", new ObjectDisposedException(nameof(AuditLog))));
         }
     }
 
@@ -486,9 +486,10 @@ public sealed class AuditLog : IAsyncDisposable
 
                 if (attempt >= attempts)
                 {
+                    var unavailable = AuditUnavailableException.From(ex);
                     foreach (var work in batch)
                     {
-                        work.Fail(ex);
+                        work.Fail(unavailable);
                     }
 
                     return;
