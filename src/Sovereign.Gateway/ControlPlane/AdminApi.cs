@@ -409,14 +409,9 @@ public static class AdminApi
     {
         var query = context.Request.Query;
         var (from, to) = AuditRange(query["from"], query["to"]);
-        var limit = WholeNumber(query["limit"], "limit", 1, MaxAuditPage) ?? MaxAuditPage;
-        var after = WholeNumber(query["after"], "after", 0, long.MaxValue);
-        var newestFirst = query["order"].ToString() switch
-        {
-            "" or "asc" => false,
-            "desc" => true,
-            _ => throw OpenAIException.BadRequest("order must be 'asc' or 'desc'.", "order", "invalid_value"),
-        };
+        var limit = ListPaging.Limit(query, MaxAuditPage, MaxAuditPage);
+        var after = ListPaging.WholeNumber(query["after"], "after", 0, long.MaxValue);
+        var newestFirst = ListPaging.NewestFirst(query, newestFirstByDefault: false);
 
         var page = await audit.ReadAsync(new AuditQuery
         {
@@ -426,32 +421,18 @@ public static class AdminApi
             After = newestFirst ? null : after,
             Before = newestFirst ? after : null,
             NewestFirst = newestFirst,
-            Limit = (int)limit + 1,
+            Limit = limit + 1,
         }, context.RequestAborted);
-        var entries = page.Count > limit ? page.Take((int)limit) : page;
+        var entries = page.Count > limit ? page.Take(limit) : page;
         return new
         {
             @object = "list",
             data = entries.Select(AuditJson),
             first_id = page.Count > 0 ? page[0].Sequence : (long?)null,
-            last_id = page.Count > 0 ? page[(int)Math.Min(page.Count, limit) - 1].Sequence : (long?)null,
+            last_id = page.Count > 0 ? page[Math.Min(page.Count, limit) - 1].Sequence : (long?)null,
             has_more = page.Count > limit,
         };
     }
-
-    private static long? WholeNumber(string? value, string field, long min, long max)
-    {
-        if (string.IsNullOrEmpty(value))
-        {
-            return null;
-        }
-
-        return long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var number) && number >= min && number <= max
-            ? number
-            : throw OpenAIException.BadRequest($"{field} must be a whole number from {min} to {max}; got '{Shorten(value)}'.", field, "invalid_value");
-    }
-
-    private static string Shorten(string value) => value.Length <= 64 ? value : value[..64] + "...";
 
     private static async Task<IResult> VerifyAudit(HttpContext context, SqlDatabase database, OperatorSigningKey key, TimeProvider time)
     {

@@ -94,19 +94,8 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
     /// </summary>
     public async Task<IResult> InputItemsAsync(Caller caller, string id, IQueryCollection query, CancellationToken cancellationToken)
     {
-        var limit = 20;
-        if (query["limit"].ToString() is { Length: > 0 } text
-            && !(int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out limit) && limit is >= 1 and <= MaxInputItemsPage))
-        {
-            throw OpenAIException.BadRequest($"limit must be a whole number from 1 to {MaxInputItemsPage}.", "limit", "invalid_value");
-        }
-
-        var newestFirst = query["order"].ToString() switch
-        {
-            "" or "desc" => true,
-            "asc" => false,
-            _ => throw OpenAIException.BadRequest("order must be 'asc' or 'desc'.", "order", "invalid_value"),
-        };
+        var limit = ListPaging.Limit(query, MaxInputItemsPage, fallback: 20);
+        var newestFirst = ListPaging.NewestFirst(query, newestFirstByDefault: true);
         if (query["include"].Count > 0 || query["include[]"].Count > 0)
         {
             throw OpenAIException.BadRequest("include is not supported: input items have no extra fields to include.", "include", "unsupported_parameter");
