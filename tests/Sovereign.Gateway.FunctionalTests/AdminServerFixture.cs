@@ -21,6 +21,9 @@ public abstract class AdminServerFixture(string adminToken, string folderPrefix)
 
     public Uri Address { get; private set; } = null!;
 
+    /// <summary>The server's data directory (its SQLite database, keys and files).</summary>
+    public string DataDirectory => _data;
+
     /// <summary>The models the server loads (none by default).</summary>
     protected virtual IReadOnlyList<ModelOptions> Models => [];
 
