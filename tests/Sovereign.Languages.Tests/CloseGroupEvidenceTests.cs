@@ -1,12 +1,15 @@
+using Xunit.Abstractions;
+
 namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// The evidence that decides among a close group's members beyond the contrast-word list: the groups' word models
-/// (<see cref="CloseGroupWords"/>), the yat reflex and Serbian's joined future (<see cref="YatReflex"/>), and the
+/// (<see cref="CloseGroupWords"/>), the yat reflex, the yat verbs' participles and Serbian's joined future (<see
+/// cref="YatReflex"/>), the verb complement (<see cref="VerbComplements"/>), and the
 /// detector's decision within the group (sentences written for these tests, in neither the tuning corpus nor a held-out
 /// set).
 /// </summary>
-public sealed class CloseGroupEvidenceTests
+public sealed class CloseGroupEvidenceTests(ITestOutputHelper output)
 {
     private static LanguageDetector Detector => TestData.DefaultDetector;
 
@@ -60,6 +63,47 @@ public sealed class CloseGroupEvidenceTests
         Assert.Equal(0, YatReflex.FreeSa("idem sa sestrom u grad"));
         Assert.Equal(0, YatReflex.FreeSa("idem s bratom u grad"));
     }
+
+    [Theory]
+    [InlineData("vidio", 1)]
+    [InlineData("zavolio", 1)]
+    [InlineData("doživio", 1)]
+    [InlineData("htio", 1)]
+    [InlineData("voljela", 1)]
+    [InlineData("voleo", -1)]
+    [InlineData("živeo", -1)]
+    [InlineData("hteo", -1)]
+    [InlineData("mislio", 0)]
+    [InlineData("radio", 0)]
+    [InlineData("dozvolio", 0)]
+    [InlineData("video", 0)]
+    public void Participle_YatVerbsOnly(string word, int expected) => Assert.Equal(expected, YatReflex.Participle(word));
+
+    [Fact]
+    public void Count_YatParticiple_CountsAsItsReflex()
+    {
+        var reflex = YatReflex.FromCorpus(new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal));
+
+        Assert.Equal((1, 0), reflex.Count("nisam ga vidio"));
+        Assert.Equal((0, 1), reflex.Count("ga je voleo"));
+        Assert.Equal((0, 0), reflex.Count("nisam ga mislio zvati"));
+    }
+
+    [Theory]
+    [InlineData("moram da idem kući", 1, 0)]
+    [InlineData("nije smeo da uđe", 1, 0)]
+    [InlineData("hoću da spavam", 1, 0)]
+    [InlineData("da li si ga vidio", 1, 0)]
+    [InlineData("moram ići kući", 0, 1)]
+    [InlineData("moram ti nešto reći", 0, 0)]
+    [InlineData("moram ti reći nešto", 0, 1)]
+    [InlineData("počeo je raditi", 0, 1)]
+    [InlineData("mora da je umoran", 0, 0)]
+    [InlineData("neću doći sutra", 0, 0)]
+    [InlineData("moram kući", 0, 0)]
+    [InlineData("mislim da je gotovo", 0, 0)]
+    public void VerbComplements_ModalWithDaOrInfinitive(string text, int daPresent, int infinitive) =>
+        Assert.Equal((daPresent, infinitive), VerbComplements.Count(text));
 
     [Fact]
     public void Count_EkavianFormsDerivedFromIjekavianText_CountForSerbian()
@@ -123,6 +167,34 @@ public sealed class CloseGroupEvidenceTests
         var detection = Detector.Detect("Komšija nam je pomogao da ponesemo namještaj na treći sprat.");
 
         Assert.Equal("bs", detection.Language);
+    }
+
+    [Theory]
+    [InlineData("Počela je da pjeva čim je ušla u auto.", "bs")]
+    [InlineData("Nije smio da nam kaže, pa smo sve saznali tek sutradan.", "bs")]
+    [InlineData("Mogli smo da sjednemo u hlad i odmorimo noge.", "bs")]
+    [InlineData("Morao sam da ga čekam ispred zgrade skoro sat vremena.", "sr")]
+    [InlineData("Morali smo čekati pola sata da se oslobodi parking.", "hr")]
+    [InlineData("Nismo mogli doći jer je auto bio u servisu.", "hr")]
+    public void Detect_VerbComplementAndParticiple_DecideWithoutAListWord(string text, string expected)
+    {
+        var hits = ContrastEvidence.Default.WordHits(LanguageProfiles.Normalize(text));
+        Assert.False(hits.ContainsKey("hr") || hits.ContainsKey("bs") || hits.ContainsKey("sr"), "the sentence must hold no hr, bs or sr list word");
+
+        var detection = Detector.Detect(text);
+        output.WriteLine($"{text} -> {detection.Language} {detection.Confidence:F2}");
+        Assert.Equal(expected, detection.Language);
+    }
+
+    [Theory]
+    [InlineData("Mogli smo da sjednemo u hlad i odmorimo noge.", "bs")]
+    [InlineData("Morali smo čekati pola sata da se oslobodi parking.", "hr")]
+    public void Detect_WithoutTheVerbComplement_TheStandardIsLost(string text, string expected)
+    {
+        // Ijekavian with da + present (Bosnian, not Croatian), and the infinitive after a modal (Croatian, not Serbian):
+        // the verb complement is what decides these.
+        Assert.Equal(expected, Detector.Detect(text).Language);
+        Assert.NotEqual(expected, Detector.WithSyntax(0).Detect(text).Language);
     }
 
     [Fact]

@@ -21,13 +21,16 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // change (Afrikaans borrows the Dutch profile) took Afrikaans to 8 of 8 and the set to 96.6% (run 13). Session 20
     // added held-out 7 (every covered language; Croatian 6 of 8 before and after its change) and the spelling
     // dictionaries' evidence (run 14): Serbian to 9 of 10 on held-out 1 and 2, Bosnian to 7 of 8 on held-out 5 (off the
-    // list), Croatian 7 -> 8 on held-out 3.
+    // list), Croatian 7 -> 8 on held-out 3. Session 21 added held-out 8 (every covered language; its first run, the
+    // unchanged detector: 488 of 494, no language below the target) and the verb complements and yat participles within
+    // hr/bs/sr (run 15): Croatian 9 -> 10 on held-out 1 (off the list), Serbian 9 -> 10 on held-out 3, Bosnian 7 -> 8 on
+    // held-out 4; held-out 8 unchanged.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 5, ["ms"] = 7 },
         [TestData.SecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 8 },
         [TestData.ThirdHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 8 },
-        [TestData.FourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 8, ["sr"] = 12 },
+        [TestData.FourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8, ["sr"] = 12 },
         [TestData.FifthHeldOut] = new(StringComparer.Ordinal),
         [TestData.SixthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5 },
         [TestData.SeventhHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 6 },
@@ -37,9 +40,9 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     /// <summary>The overall target.</summary>
     private const double OverallTarget = 0.95;
 
-    // Overall accuracy where a set is still short of the target (the third set: 92 of 98, its close pairs only; the
-    // fourth: 151 of 162, the close groups, Bulgarian and Macedonian).
-    private static readonly Dictionary<string, double> OverallShortfalls = new(StringComparer.Ordinal) { [TestData.ThirdHeldOut] = 0.938, [TestData.FourthHeldOut] = 0.932 };
+    // Overall accuracy where a set is still short of the target (the third set: 93 of 98, its close pairs only; the
+    // fourth: 152 of 162, the close groups, Bulgarian and Macedonian).
+    private static readonly Dictionary<string, double> OverallShortfalls = new(StringComparer.Ordinal) { [TestData.ThirdHeldOut] = 0.948, [TestData.FourthHeldOut] = 0.938 };
 
     [Theory]
     [InlineData(TestData.FirstHeldOut)]

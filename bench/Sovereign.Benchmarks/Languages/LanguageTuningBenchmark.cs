@@ -13,11 +13,11 @@ namespace Sovereign.Benchmarks.Languages;
 /// </summary>
 internal static class LanguageTuningBenchmark
 {
-    public const string Usage = "languages-tune [--folds N (5)] [--profile w1,w2] [--lingua w] [--floor w] [--contrast w] [--letter w] [--words w (close-group word model; 0 = off)] [--cap c] [--smoothing a] [--reflex w] [--dictionary w (the hr/bs/sr spelling dictionaries' evidence; 0 = off)] [--stems 0|1] [--misses hr,bs (print the misses of these languages with their scores)] [--explain TEXT] [--timing 1 (where detection time goes, on the tuning sentences)] [--fresh FOLDER (accuracy on new tuning sentences, <code>.txt, before they join the corpus)] [--udhr ms,id (a guard: UDHR sentences of these languages under each setting; never a tuning target)]";
+    public const string Usage = "languages-tune [--folds N (5)] [--profile w1,w2] [--lingua w] [--floor w] [--contrast w] [--letter w] [--words w (close-group word model; 0 = off)] [--cap c] [--smoothing a] [--reflex w] [--dictionary w (the hr/bs/sr spelling dictionaries' evidence; 0 = off)] [--syntax w (the hr/bs/sr verb complement: da + present or infinitive; 0 = off)] [--participles 0|1 (the yat verbs' participles vidio/video as reflex evidence)] [--stems 0|1] [--misses hr,bs (print the misses of these languages with their scores)] [--explain TEXT] [--timing 1 (where detection time goes, on the tuning sentences)] [--fresh FOLDER (accuracy on new tuning sentences, <code>.txt, before they join the corpus)] [--udhr ms,id (a guard: UDHR sentences of these languages under each setting; never a tuning target)]";
 
     public static int Run(string[] argv)
     {
-        var args = Args.Parse(argv, "--folds", "--profile", "--lingua", "--floor", "--contrast", "--letter", "--words", "--cap", "--smoothing", "--reflex", "--dictionary", "--misses", "--stems", "--explain", "--timing", "--fresh", "--udhr", "--span", "--centring");
+        var args = Args.Parse(argv, "--folds", "--profile", "--lingua", "--floor", "--contrast", "--letter", "--words", "--cap", "--smoothing", "--reflex", "--dictionary", "--syntax", "--participles", "--misses", "--stems", "--explain", "--timing", "--fresh", "--udhr", "--span", "--centring");
         var folds = args.Int("--folds", 5, 5);
         var corpus = LanguageProfiles.LoadCorpus();
         if (args.String("--centring") is { } centring)
@@ -37,14 +37,15 @@ internal static class LanguageTuningBenchmark
 
         CloseGroupWords.ShortMessageFeatures = args.Int("--span", CloseGroupWords.ShortMessageFeatures, 1);
         var showMisses = (args.String("--misses") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal);
+        YatReflex.Participles = args.String("--participles") != "0";
         if (args.String("--fresh") is { } folder)
         {
             // Sentences written for the tuning corpus, checked before they are added: how the detector does on text it
             // has not seen (a development check; the held-out sets are never read here).
             Console.WriteLine("Dictionary rates: " + string.Join(", ", detector.StandardForms.Describe()));
-            foreach (var dictionary in Grid(args, "--dictionary", detector.DictionaryWeight))
+            foreach (var (dictionary, syntax) in from d in Grid(args, "--dictionary", detector.DictionaryWeight) from x in Grid(args, "--syntax", detector.SyntaxWeight) select (d, x))
             {
-                var tuned = detector.WithDictionaries(detector.StandardForms, dictionary);
+                var tuned = detector.WithDictionaries(detector.StandardForms, dictionary).WithSyntax(syntax);
                 var right = 0;
                 var total = 0;
                 foreach (var file in Directory.GetFiles(folder, "*.txt").Order(StringComparer.Ordinal))
@@ -54,7 +55,7 @@ internal static class LanguageTuningBenchmark
                     var detected = sentences.Select(s => tuned.Detect(s).Language).ToList();
                     right += detected.Count(d => d == language);
                     total += sentences.Count;
-                    Console.WriteLine(FormattableString.Invariant($"dictionary {dictionary} {language}: {detected.Count(d => d == language)}/{sentences.Count}  ") +
+                    Console.WriteLine(FormattableString.Invariant($"dictionary {dictionary} syntax {syntax} {language}: {detected.Count(d => d == language)}/{sentences.Count}  ") +
                         string.Join(" ", detected.Where(d => d != language).GroupBy(d => d).Select(g => $"{g.Key}x{g.Count()}")));
                     foreach (var sentence in sentences.Where((_, i) => detected[i] != language && showMisses.Contains(language)))
                     {
@@ -64,7 +65,7 @@ internal static class LanguageTuningBenchmark
                     }
                 }
 
-                Console.WriteLine(FormattableString.Invariant($"dictionary {dictionary}: {right}/{total}"));
+                Console.WriteLine(FormattableString.Invariant($"dictionary {dictionary} syntax {syntax}: {right}/{total}"));
             }
 
             return 0;
@@ -73,16 +74,16 @@ internal static class LanguageTuningBenchmark
         if (args.String("--udhr") is { } udhr)
         {
             // Legal prose: a check that evidence learned from short everyday sentences does not swamp a long formal text.
-            foreach (var (words, reflex) in from w in Grid(args, "--words", detector.WordWeight) from r in Grid(args, "--reflex", detector.ReflexWeight) select (w, r))
+            foreach (var (words, reflex, syntax) in from w in Grid(args, "--words", detector.WordWeight) from r in Grid(args, "--reflex", detector.ReflexWeight) from x in Grid(args, "--syntax", detector.SyntaxWeight) select (w, r, x))
             {
-                var tuned = detector.WithWords(detector.CloseWords, words, detector.WordCap, detector.Reflexes, reflex);
+                var tuned = detector.WithWords(detector.CloseWords, words, detector.WordCap, detector.Reflexes, reflex).WithSyntax(syntax);
                 var line = udhr.Split(',').Select(language =>
                 {
                     var sentences = ReferenceTexts.Get(language)!.Articles.SelectMany(a => a)
                         .SelectMany(p => System.Text.RegularExpressions.Regex.Split(p, @"(?<=[.!?;])\s+")).Where(t => t.Trim().Length >= 20).ToList();
                     return FormattableString.Invariant($"{language} {sentences.Count(s => tuned.Detect(s).Language == language)}/{sentences.Count}");
                 });
-                Console.WriteLine(FormattableString.Invariant($"words {words} reflex {reflex}: {string.Join("  ", line)}"));
+                Console.WriteLine(FormattableString.Invariant($"words {words} reflex {reflex} syntax {syntax}: {string.Join("  ", line)}"));
             }
 
             return 0;
@@ -107,13 +108,15 @@ internal static class LanguageTuningBenchmark
             from smoothing in Grid(args, "--smoothing", CloseGroupWords.DefaultSmoothing)
             from reflex in Grid(args, "--reflex", detector.ReflexWeight)
             from dictionary in Grid(args, "--dictionary", detector.DictionaryWeight)
-            select (profile, lingua, floor, contrast, letter, words, cap, smoothing, reflex, dictionary);
+            from syntax in Grid(args, "--syntax", detector.SyntaxWeight)
+            select (profile, lingua, floor, contrast, letter, words, cap, smoothing, reflex, dictionary, syntax);
 
         var foldOf = ParallelFolds(corpus, folds);
         ContrastEvidence.Stems = args.String("--stems") != "0";
+        YatReflex.Participles = args.String("--participles") != "0";
         var rows = new List<string[]>();
         Dictionary<string, int[]>? firstPerLanguage = null;
-        foreach (var (profile, lingua, floor, contrast, letter, words, cap, smoothing, reflex, dictionary) in settings)
+        foreach (var (profile, lingua, floor, contrast, letter, words, cap, smoothing, reflex, dictionary, syntax) in settings)
         {
             var perLanguage = new Dictionary<string, int[]>(StringComparer.Ordinal);
             for (var fold = 0; fold < folds; fold++)
@@ -121,7 +124,8 @@ internal static class LanguageTuningBenchmark
                 var training = corpus.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<string>)[.. kv.Value.Where((_, i) => foldOf[kv.Key][i] != fold)], StringComparer.Ordinal);
                 var tuned = detector.With(LanguageProfiles.PerScript(training), lingua, profile, floor, contrast, letter)
                     .WithWords(CloseGroupWords.PerScript(training, smoothing), words, cap, YatReflex.FromCorpus(training), reflex)
-                    .WithDictionaries(StandardForms.FromCorpus(training), dictionary);
+                    .WithDictionaries(StandardForms.FromCorpus(training), dictionary)
+                    .WithSyntax(syntax);
                 foreach (var (language, sentences) in corpus)
                 {
                     var counts = perLanguage.TryGetValue(language, out var c) ? c : perLanguage[language] = new int[2];
@@ -146,13 +150,13 @@ internal static class LanguageTuningBenchmark
             var worst = perLanguage.OrderBy(kv => (double)kv.Value[0] / kv.Value[1]).Take(6).Select(kv => FormattableString.Invariant($"{kv.Key} {100.0 * kv.Value[0] / kv.Value[1]:0}%"));
             var close = LanguageDetector.CloseGroups.SelectMany(g => g).Where(perLanguage.ContainsKey)
                 .Select(l => FormattableString.Invariant($"{l} {100.0 * perLanguage[l][0] / perLanguage[l][1]:0}"));
-            rows.Add([F(profile), F(lingua), F(floor), F(contrast), F(letter), F(words), F(cap), F(smoothing), F(reflex), F(dictionary), FormattableString.Invariant($"{100.0 * right / total:0.0}% ({right}/{total})"), string.Join(", ", worst), string.Join(" ", close)]);
+            rows.Add([F(profile), F(lingua), F(floor), F(contrast), F(letter), F(words), F(cap), F(smoothing), F(reflex), F(dictionary), F(syntax), FormattableString.Invariant($"{100.0 * right / total:0.0}% ({right}/{total})"), string.Join(", ", worst), string.Join(" ", close)]);
             Console.Error.WriteLine(string.Join(" | ", rows[^1]));
         }
 
         Console.WriteLine($"### Cross-validation on the tuning corpus ({folds} folds, every covered language on)");
         Console.WriteLine();
-        Report.Table(["profile", "lingua", "floor", "contrast", "letter", "words", "cap", "smoothing", "reflex", "dictionary", "accuracy", "weakest languages", "close groups %"], rows);
+        Report.Table(["profile", "lingua", "floor", "contrast", "letter", "words", "cap", "smoothing", "reflex", "dictionary", "syntax", "accuracy", "weakest languages", "close groups %"], rows);
         Console.WriteLine("Per language, first setting: " + string.Join(", ", firstPerLanguage!.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value[0]}/{kv.Value[1]}")));
         return 0;
     }

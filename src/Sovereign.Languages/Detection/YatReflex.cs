@@ -92,8 +92,9 @@ internal sealed class YatReflex
         foreach (var (start, length) in LanguageProfiles.Words(normalized))
         {
             var word = normalized.AsSpan(start, length);
-            var isIjekavian = Reflex(word).Length > 0;
-            var isEkavian = !isIjekavian && (IsEkavian(word) || IsJoinedFuture(word));
+            var participle = Participles ? Participle(word) : 0;
+            var isIjekavian = participle > 0 || Reflex(word).Length > 0;
+            var isEkavian = !isIjekavian && (participle < 0 || IsEkavian(word) || IsJoinedFuture(word));
             if ((isIjekavian || isEkavian) && (seen ??= new HashSet<string>(StringComparer.Ordinal)).Add(word.ToString()))
             {
                 ijekavian += isIjekavian ? 1 : 0;
@@ -185,6 +186,50 @@ internal sealed class YatReflex
         }
 
         return count;
+    }
+
+    /// <summary>Whether the participles of the yat verbs count (<see cref="Participle"/>); off only to measure them.</summary>
+    internal static bool Participles { get; set; } = true;
+
+    // The verbs whose infinitive carries the yat in its ending (vidjeti/videti, voljeti/voleti, živjeti/živeti): a closed
+    // class of the grammar. Their masculine participle is -io in the ijekavian standards and -eo in Serbian (vidio/video,
+    // volio/voleo), a reflex the shape of the word does not show (mislio, radio are -iti verbs every standard writes
+    // alike); with lj, nj the feminine and plural forms neither (voljela/volela). Prefixed verbs count too (zavolio,
+    // poželio, doživio, izgorio). Left out: umio (also umiti, to wash, everywhere), sjedio (its "je" already shows),
+    // dozvolio (dozvoliti, an -iti verb).
+    private static readonly string[] IjekavianParticiples =
+        ["vidio", "volio", "voljela", "voljeli", "voljelo", "želio", "željela", "željeli", "željelo", "živio", "htio", "letio", "razumio", "smio", "trpio", "vrtio", "gorio", "bolio", "boljela", "boljelo", "stidio", "mrzio", "šutio"];
+
+    private static readonly string[] EkavianParticiples =
+        ["voleo", "želeo", "živeo", "živela", "živeli", "živelo", "hteo", "leteo", "razumeo", "smeo", "trpeo", "trpela", "trpeli", "vrteo", "goreo", "gorela", "goreli", "boleo", "stideo", "mrzeo", "mrzela", "mrzeli"];
+
+    /// <summary>+1 for an ijekavian participle of a yat verb (<c>vidio, volio, htio</c>), -1 for an ekavian one
+    /// (<c>voleo, živeo, hteo</c>), 0 otherwise; a prefix may come before (<c>doživio, zavoleo</c>).</summary>
+    internal static int Participle(ReadOnlySpan<char> word)
+    {
+        if (word.EndsWith("dozvolio", StringComparison.Ordinal))
+        {
+            // dozvoliti, an -iti verb.
+            return 0;
+        }
+
+        foreach (var form in IjekavianParticiples)
+        {
+            if (word.EndsWith(form, StringComparison.Ordinal))
+            {
+                return 1;
+            }
+        }
+
+        foreach (var form in EkavianParticiples)
+        {
+            if (word.EndsWith(form, StringComparison.Ordinal))
+            {
+                return -1;
+            }
+        }
+
+        return 0;
     }
 
     private static readonly FrozenSet<string> CommonEndings = FrozenSet.ToFrozenSet(

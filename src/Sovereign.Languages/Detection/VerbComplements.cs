@@ -1,0 +1,93 @@
+using System.Collections.Frozen;
+
+namespace Sovereign.Languages;
+
+/// <summary>
+/// How a modal or phase verb takes its complement, the syntax that divides the standards beside the yat reflex and the
+/// vocabulary: Croatian writes the infinitive (<c>moram ići, mogu doći, počeo je raditi</c>), Serbian the
+/// <c>da</c> + present construction (<c>moram da idem, mogu da dođem, počeo je da radi</c>), Bosnian both. A closed
+/// class of verbs (moći, morati, trebati, smjeti/smeti, početi, pokušati, uspjeti/uspeti, prestati, htjeti/hteti and
+/// voljeti/voleti, in the forms of both reflexes) followed by <c>da</c>, and the question <c>da li</c>, count for
+/// Bosnian and Serbian; the same verbs followed by an infinitive (a word in <c>-ti</c> or <c>-ći</c>, after at most two
+/// clitics) count for Croatian and Bosnian. Not a word list of the standards' vocabulary: any verb after the modal
+/// counts, listed or not. Left out: <c>mora da je</c> (the epistemic "must be", which every standard writes), the
+/// forms of htjeti/hteti before an infinitive (<c>neću doći</c> is the future everywhere), and nouns in <c>-ći</c>
+/// after a modal (<c>moram kući</c>).
+/// </summary>
+internal static class VerbComplements
+{
+    private static readonly FrozenSet<string> Modals = FrozenSet.ToFrozenSet(
+    [
+        "mogu", "možeš", "može", "možemo", "možete", "mogao", "mogla", "mogli", "moglo", "mogle",
+        "moram", "moraš", "mora", "moramo", "morate", "moraju", "morao", "morala", "morali", "moralo", "morale",
+        "treba", "trebam", "trebaš", "trebamo", "trebate", "trebaju", "trebao", "trebala", "trebali", "trebalo",
+        "smijem", "smiješ", "smije", "smijemo", "smijete", "smiju", "smio", "smjela", "smjeli", "smjelo",
+        "smem", "smeš", "sme", "smemo", "smete", "smeju", "smeo", "smela", "smeli", "smelo",
+        "počnem", "počneš", "počne", "počnemo", "počnete", "počnu", "počeo", "počela", "počeli", "počelo", "počinjem", "počinje", "počinju",
+        "pokušam", "pokušaš", "pokuša", "pokušamo", "pokušate", "pokušaju", "pokušao", "pokušala", "pokušali", "pokušavam", "pokušava",
+        "uspijem", "uspiješ", "uspije", "uspijemo", "uspiju", "uspio", "uspjela", "uspjeli", "uspem", "uspeš", "uspe", "uspemo", "uspeju", "uspeo", "uspela", "uspeli",
+        "prestanem", "prestane", "prestao", "prestala", "prestali",
+        "volim", "voliš", "voli", "volimo", "volite", "vole",
+    ], StringComparer.Ordinal);
+
+    // Before da only: their forms before an infinitive make the future (neću doći, hoće li doći).
+    private static readonly FrozenSet<string> Volition = FrozenSet.ToFrozenSet(
+        ["hoću", "hoćeš", "hoće", "hoćemo", "hoćete", "neću", "nećeš", "neće", "nećemo", "nećete", "htio", "htjela", "htjeli", "hteo", "htela", "hteli"], StringComparer.Ordinal);
+
+    private static readonly FrozenSet<string> Clitics = FrozenSet.ToFrozenSet(
+        ["mi", "ti", "ga", "mu", "se", "si", "ih", "im", "joj", "nam", "vam", "me", "te", "ju", "je", "li", "sam", "smo", "ste", "su"], StringComparer.Ordinal);
+
+    // The copula after "mora da": the epistemic "must be", not a complement.
+    private static readonly FrozenSet<string> Copula = FrozenSet.ToFrozenSet(["je", "su", "smo", "ste", "sam", "si"], StringComparer.Ordinal);
+
+    // Words in -ći or -ti that are not infinitives but may follow a modal.
+    private static readonly FrozenSet<string> NotInfinitives = FrozenSet.ToFrozenSet(["kući", "noći", "ti", "vijesti", "vesti", "puti"], StringComparer.Ordinal);
+
+    /// <summary>In a normalised text, the modal and phase verbs followed by <c>da</c> (and each <c>da li</c>), and those
+    /// followed by an infinitive.</summary>
+    public static (int DaPresent, int Infinitive) Count(string normalized)
+    {
+        var words = LanguageProfiles.Words(normalized).Select(w => normalized.Substring(w.Start, w.Length)).ToArray();
+        int da = 0, infinitive = 0;
+        for (var i = 0; i + 1 < words.Length; i++)
+        {
+            var word = words[i];
+            if (word is "da" && words[i + 1] is "li")
+            {
+                da++;
+                continue;
+            }
+
+            var modal = Modals.Contains(word);
+            if (!modal && !Volition.Contains(word))
+            {
+                continue;
+            }
+
+            // The complement, after at most two clitics (počela je da pjeva, moram ti reći, mogu ga vidjeti).
+            for (var j = i + 1; j < words.Length && j <= i + 3; j++)
+            {
+                var next = words[j];
+                if (next is "da")
+                {
+                    var epistemic = j == i + 1 && word is "mora" or "moralo" && j + 1 < words.Length && Copula.Contains(words[j + 1]);
+                    da += epistemic ? 0 : 1;
+                    break;
+                }
+
+                if (modal && next.Length >= 3 && (next.EndsWith("ti", StringComparison.Ordinal) || next.EndsWith("ći", StringComparison.Ordinal)) && !NotInfinitives.Contains(next))
+                {
+                    infinitive++;
+                    break;
+                }
+
+                if (!Clitics.Contains(next))
+                {
+                    break;
+                }
+            }
+        }
+
+        return (da, infinitive);
+    }
+}
