@@ -9,6 +9,7 @@ public sealed class ContrastEvidenceTests
     [InlineData("hiljada", "bs sr")]           // against Croatian tisuća
     [InlineData("tisuća", "hr")]
     [InlineData("historija", "bs")]
+    [InlineData("akšam", "bs")]                // a Bosnian Turkism (session 21)
     public void WordHits_ListedWord_CountsForEveryLanguageOfItsLine(string word, string languages)
     {
         var hits = ContrastEvidence.Default.WordHits(LanguageProfiles.Normalize(word));
