@@ -29,7 +29,7 @@ internal static class OpenAIErrorResults
 
         // Fail closed: what is not evidence does not run. The storage may come back, so the client retries.
         Residency.Audit.AuditUnavailableException => new OpenAIException(StatusCodes.Status503ServiceUnavailable,
-            "The audit log could not record this request, so it was refused (fail closed): nothing ran and nothing is billed. Try again.",
+            "The audit log could not record this request, so it was not run, or its answer was withheld (fail closed). Try again.",
             "server_error", null, AuditUnavailableCode, TimeSpan.FromSeconds(5)),
 
         // A cluster member that just died holds a grain until membership declares it dead (seconds): retryable.
