@@ -15,10 +15,13 @@ internal sealed class AdminConnection
         DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SOVEREIGN_URL") ?? ServeCommand.DefaultUrls,
     };
 
+    /// <summary>
+    /// The operator token. Its environment variable is read when the option is absent, not as the option's default
+    /// value: System.CommandLine prints a default in <c>--help</c>, which would show the secret on screen.
+    /// </summary>
     public Option<string?> Token { get; } = new("--admin-token")
     {
         Description = "The operator token (env SOVEREIGN_ADMIN_TOKEN; default: read from <data dir>/admin-token on this machine).",
-        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SOVEREIGN_ADMIN_TOKEN"),
     };
 
     public Option<string?> DataDirectory { get; } = new("--data-dir") { Description = "The server's data directory (default ~/.sovereign)." };
@@ -36,7 +39,7 @@ internal sealed class AdminConnection
     /// <summary>Sends one admin request; returns the JSON answer or throws <see cref="AdminException"/> with the server's message.</summary>
     public async Task<JsonElement> SendAsync(ParseResult result, HttpMethod method, string path, object? body, CancellationToken cancellationToken, bool raw = false)
     {
-        var token = result.GetValue(Token);
+        var token = result.GetValue(Token) ?? Environment.GetEnvironmentVariable("SOVEREIGN_ADMIN_TOKEN");
         if (string.IsNullOrEmpty(token))
         {
             var file = Path.Combine(result.GetValue(DataDirectory) ?? DefaultDataDirectory, AdminToken.FileName);

@@ -18,11 +18,17 @@ internal sealed class ServerConnection
         DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SOVEREIGN_URL") ?? ServeCommand.DefaultUrls,
     };
 
+    /// <summary>
+    /// The tenant key. Its environment variable is read when the option is absent (<see cref="KeyOf"/>), not as the
+    /// option's default value: System.CommandLine prints a default in <c>--help</c>, which would show the secret.
+    /// </summary>
     public Option<string?> ApiKey { get; } = new("--api-key")
     {
         Description = $"Bearer key for the server, e.g. a tenant's sk-sov-... (env {ApiKeyVariable}).",
-        DefaultValueFactory = _ => Environment.GetEnvironmentVariable(ApiKeyVariable),
     };
+
+    /// <summary>The key given by --api-key, else by the environment variable.</summary>
+    public string? KeyOf(ParseResult result) => result.GetValue(ApiKey) ?? Environment.GetEnvironmentVariable(ApiKeyVariable);
 
     public void AddTo(Command command)
     {
@@ -40,7 +46,7 @@ internal sealed class ServerConnection
         }
 
         // A server without keys accepts any bearer, but the SDK needs a non-empty credential.
-        var key = result.GetValue(ApiKey);
+        var key = KeyOf(result);
         return new OpenAIClient(new ApiKeyCredential(string.IsNullOrEmpty(key) ? "sovereign-no-key" : key),
             new OpenAIClientOptions { Endpoint = endpoint, RetryPolicy = new ClientRetryPolicy(maxRetries: 0) });
     }
@@ -52,7 +58,7 @@ internal sealed class ServerConnection
         {
             return await action();
         }
-        catch (ClientResultException ex) when (ex.Status == 401 && string.IsNullOrEmpty(result.GetValue(ApiKey)))
+        catch (ClientResultException ex) when (ex.Status == 401 && string.IsNullOrEmpty(KeyOf(result)))
         {
             throw new CliException($"missing key: the server at {result.GetValue(Url)} needs an API key. Pass --api-key sk-sov-... or set {ApiKeyVariable}.");
         }

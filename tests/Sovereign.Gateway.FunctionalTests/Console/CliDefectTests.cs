@@ -45,6 +45,33 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
     }
 
     [Fact]
+    public async Task Help_NeverShowsTheKeyOrTheOperatorTokenFromTheEnvironment_WhichStillWork()
+    {
+        // System.CommandLine prints an option's default value in --help; the secrets were those defaults.
+        const string Key = "sk-sov-help-must-not-print-this-key";
+        const string Token = "sov-admin-help-must-not-print-this-token";
+        var secrets = new Dictionary<string, string?> { ["SOVEREIGN_API_KEY"] = Key, ["SOVEREIGN_ADMIN_TOKEN"] = Token };
+        foreach (var command in new[] { new[] { "chat" }, ["models", "list"], ["tenants", "list"], ["keys", "create"], ["usage"], ["invoice"], ["limits"], ["plans", "list"] })
+        {
+            var (exit, stdout, stderr) = await CliProcess.RunAsync(secrets, [.. command, "--help"]);
+
+            Assert.True(exit == 0, $"{string.Join(' ', command)}: {stderr}");
+            Assert.Contains("--", stdout, StringComparison.Ordinal);
+            Assert.DoesNotContain(Key, stdout + stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain(Token, stdout + stderr, StringComparison.Ordinal);
+        }
+
+        // The environment still supplies both when the options are absent.
+        var (adminExit, adminOut, adminErr) = await CliProcess.RunAsync(
+            new Dictionary<string, string?> { ["SOVEREIGN_ADMIN_TOKEN"] = ConsoleFixture.AdminToken, ["Sovereign__DataDirectory"] = Path.Combine(fixture.DataDirectory, "nowhere") },
+            "tenants", "list", "--url", fixture.Url, "--json");
+        Assert.True(adminExit == 0, adminErr);
+        Assert.Contains("th-hospital", adminOut, StringComparison.Ordinal);
+        var (keyExit, _, keyErr) = await CliProcess.RunAsync(new Dictionary<string, string?> { ["SOVEREIGN_API_KEY"] = fixture.HospitalKey }, "models", "list", "--url", fixture.Url);
+        Assert.True(keyExit == 0, keyErr);
+    }
+
+    [Fact]
     public async Task TenantsUpdate_ChangesOnlyWhatItsFlagsName_AndKeepsTheRestOfThePolicy()
     {
         var (exit, _, stderr) = await CliProcess.RunAsync(Admin("tenants", "create", "cli-merge", "-j", "TH", "--allow-external", "--retain-days", "7", "--model", ConsoleFixture.Model));
