@@ -70,6 +70,29 @@ public sealed class BadInputTests(ServerFixture server)
     }
 
     [Theory]
+    [InlineData("[]", "an array")]
+    [InlineData("[{\"model\":\"stories\"}]", "an array")]
+    [InlineData("\"hi\"", "a string")]
+    [InlineData("42", "a number")]
+    [InlineData("true", "a boolean")]
+    [InlineData("null", "null")]
+    public async Task NonObjectBody_Is400SayingSo_OnEveryEndpoint_WithoutNamingInternalTypes(string json, string got)
+    {
+        // The serializer's own message named the class it was reading into: "could not be converted to
+        // Sovereign.Gateway.OpenAI.ChatCompletionRequest".
+        foreach (var path in new[] { "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/tokenize", "/detokenize", "/v1/language/detect" })
+        {
+            var (status, body, _) = await server.PostJsonAsync(path, json);
+
+            Assert.Equal(400, status);
+            var error = body.GetProperty("error");
+            Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+            Assert.Equal("invalid_type", error.GetProperty("code").GetString());
+            Assert.Equal($"The request body must be a JSON object; got {got}.", error.GetProperty("message").GetString());
+        }
+    }
+
+    [Theory]
     [InlineData("{\"model\":\"stories\"}", "prompt")]
     [InlineData("{\"model\":\"stories\",\"prompt\":[]}", "prompt")]
     [InlineData("{\"model\":\"stories\",\"prompt\":[[]]}", "prompt")]

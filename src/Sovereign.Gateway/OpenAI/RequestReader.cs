@@ -41,6 +41,7 @@ internal static class RequestReader
         // Every string must decode before anything reads it: JsonElement.GetString() throws a plain
         // InvalidOperationException on invalid UTF-8 or a lone surrogate escape, long after parsing.
         ValidateText(bytes.Span);
+        RequireObject(bytes.Span);
         T? body;
         try
         {
@@ -61,6 +62,27 @@ internal static class RequestReader
         }
 
         return body ?? throw OpenAIException.BadRequest("The request body must be a JSON object.");
+    }
+
+    /// <summary>
+    /// Every request body is a JSON object. Without this check the serializer's refusal of an array, a string or a
+    /// number names the internal type it was reading into ("could not be converted to Sovereign.Gateway...").
+    /// </summary>
+    private static void RequireObject(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json);
+        if (reader.Read() && reader.TokenType != JsonTokenType.StartObject)
+        {
+            var got = reader.TokenType switch
+            {
+                JsonTokenType.StartArray => "an array",
+                JsonTokenType.String => "a string",
+                JsonTokenType.Number => "a number",
+                JsonTokenType.True or JsonTokenType.False => "a boolean",
+                _ => "null",
+            };
+            throw OpenAIException.BadRequest($"The request body must be a JSON object; got {got}.", null, "invalid_type");
+        }
     }
 
     /// <summary>
