@@ -82,7 +82,8 @@ public static class AdminApi
             throw new OpenAIException(StatusCodes.Status409Conflict, $"The tenant '{id}' already exists.", "invalid_request_error", "id", "tenant_exists");
         }
 
-        var tenant = await grain.UpsertAsync(request.Name ?? id, policy.ToJson(), plan, request.Disabled ?? false);
+        var name = request.Name is null ? id : ResourceIds.RequireName(request.Name, "name");
+        var tenant = await grain.UpsertAsync(name, policy.ToJson(), plan, request.Disabled ?? false);
         authenticator.TenantCreated();
         await AuditAdminAsync(audit, AuditActions.TenantCreate, id, new() { ["policy"] = tenant.PolicyJson, ["plan"] = plan });
         return Results.Json(TenantJson(tenant), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
@@ -94,12 +95,13 @@ public static class AdminApi
         var current = await grain.GetAsync() ?? throw NotFound("tenant", id);
         var request = await RequestReader.ReadAsync<TenantUpdateRequest>(context);
         request.Policy?.ValidateTenantPolicy(catalog, "policy");
+        var name = request.Name is null ? current.Name : ResourceIds.RequireName(request.Name, "name");
         var plan = request.Plan is null ? current.Plan : PlanName(request.Plan);
         var policyJson = request.Policy?.ToJson() ?? current.PolicyJson;
         TenantView updated;
         try
         {
-            updated = await grain.UpsertAsync(request.Name ?? current.Name, policyJson, plan, request.Disabled ?? current.Disabled);
+            updated = await grain.UpsertAsync(name, policyJson, plan, request.Disabled ?? current.Disabled);
         }
         catch (BudgetCurrencyConflictException ex)
         {
@@ -136,11 +138,7 @@ public static class AdminApi
         var tenant = await grain.GetAsync() ?? throw NotFound("tenant", id);
         var request = await RequestReader.ReadAsync<KeyCreateRequest>(context);
         request.Policy?.ValidateNarrowing(PolicyDocument.FromJson(tenant.PolicyJson).ToPolicy(), catalog, "policy");
-        var name = request.Name ?? "key";
-        if (name.Length > 200)
-        {
-            throw OpenAIException.BadRequest("name must be at most 200 characters.", "name", "invalid_value");
-        }
+        var name = request.Name is null ? "key" : ResourceIds.RequireName(request.Name, "name");
 
         var created = await grain.CreateKeyAsync(name, request.Policy?.ToJson());
         await AuditAdminAsync(audit, AuditActions.KeyCreate, id, new() { ["key_id"] = created.Key.Id, ["policy"] = created.Key.PolicyJson ?? "" }, created.Key.Id);

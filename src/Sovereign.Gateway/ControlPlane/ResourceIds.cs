@@ -43,6 +43,39 @@ internal static partial class ResourceIds
     public static string Require(string? value, ResourceKind kind, string param) =>
         IsValid(value, kind) ? value! : throw Invalid(value, kind, param);
 
+    /// <summary>The longest display name (a tenant's or a key's).</summary>
+    public const int MaxNameLength = 200;
+
+    /// <summary>
+    /// Returns a display name (a tenant's, a key's), or throws a 400 naming <paramref name="param"/>: 1-200 characters
+    /// with at least one visible one, and no control characters (a NUL, a newline or an ESC sequence would reach the
+    /// operator's terminal through the CLI's tables, and the audit export) nor bidirectional overrides, which make a
+    /// name display as another (U+202A-U+202E, U+2066-U+2069).
+    /// </summary>
+    public static string RequireName(string value, string param)
+    {
+        if (value.Length > MaxNameLength)
+        {
+            throw OpenAIException.BadRequest($"{param} must be at most {MaxNameLength} characters; got {value.Length}.", param, "invalid_value");
+        }
+
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            throw OpenAIException.BadRequest($"{param} must have at least one visible character.", param, "invalid_value");
+        }
+
+        foreach (var c in value)
+        {
+            if (char.IsControl(c) || c is (>= '\u202A' and <= '\u202E') or (>= '\u2066' and <= '\u2069'))
+            {
+                throw OpenAIException.BadRequest(
+                    $"{param} must not contain control characters or bidirectional overrides; got U+{(int)c:X4} in '{Printable(value)}'.", param, "invalid_value");
+            }
+        }
+
+        return value;
+    }
+
     /// <summary>
     /// An endpoint filter for a route group: validates every route value before the handler turns it into a grain key.
     /// The kind is read from the literal segment before the parameter (<c>tenants/{id}</c> is a tenant id).
@@ -88,7 +121,7 @@ internal static partial class ResourceIds
 
     private static string Printable(string value)
     {
-        var shown = new string(value.Take(64).Select(c => char.IsControl(c) || char.IsSurrogate(c) ? '?' : c).ToArray());
+        var shown = new string(value.Take(64).Select(c => char.IsControl(c) || char.IsSurrogate(c) || c is (>= '\u202A' and <= '\u202E') or (>= '\u2066' and <= '\u2069') ? '?' : c).ToArray());
         return value.Length > 64 ? shown + "..." : shown;
     }
 
