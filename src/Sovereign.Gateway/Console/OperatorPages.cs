@@ -135,7 +135,7 @@ internal static class OperatorPages
             return refusal;
         }
 
-        var form = await context.Request.ReadFormAsync(context.RequestAborted);
+        var form = await ConsoleEndpoints.ReadFormAsync(context);
         var api = new ConsoleApiClient(context, session!.Credential);
         var current = await api.GetAsync($"/admin/v1/tenants/{Uri.EscapeDataString(id)}", context.RequestAborted);
         if (!current.Ok)

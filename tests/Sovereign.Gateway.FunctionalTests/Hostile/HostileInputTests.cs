@@ -184,6 +184,37 @@ public sealed class HostileInputTests(ServerFixture server)
         Assert.Equal(200, response.Status);
     }
 
+    [Theory]
+    [InlineData(null, "credential=x", 415)]
+    [InlineData("application/json", "{\"credential\":\"x\"}", 415)]
+    [InlineData("text/plain", "credential=x", 415)]
+    [InlineData("multipart/form-data", "credential=x", 400)]
+    [InlineData("multipart/form-data; boundary=zz", "--zz\r\nContent-Disposition: form-data; name=\"credential\"\r\n\r\nabc", 400)]
+    [InlineData("application/x-www-form-urlencoded", "<MANY>", 400)]
+    public async Task ConsoleLogin_WithABodyThatIsNotAReadableForm_Is4xx(string? contentType, string body, int status)
+    {
+        // Open to anyone: ReadFormAsync threw (wrong content type, no boundary, cut short, over 1024 fields) and each was a 500.
+        var bytes = Encoding.UTF8.GetBytes(body == "<MANY>" ? string.Join('&', Enumerable.Range(0, 1100).Select(i => $"f{i}=1")) : body);
+        var headers = contentType is null ? [] : new[] { "Content-Type: " + contentType };
+
+        var response = await RawHttp.SendAsync(server.BaseAddress, RawHttp.Request("POST", "/console/login", bytes, headers));
+
+        Assert.True(response.Status == status, $"{contentType}: {response.Status} {response.Text}");
+        Assert.Equal("invalid_request_error", ErrorOf(response).GetProperty("type").GetString());
+    }
+
+    [Theory]
+    [InlineData("credential=", 400)]
+    [InlineData("credential=not-the-token", 401)]
+    public async Task ConsoleLogin_AFormAsABrowserSendsIt_IsStillAnsweredWithTheLoginPage(string body, int status)
+    {
+        var response = await RawHttp.SendAsync(server.BaseAddress,
+            RawHttp.Request("POST", "/console/login", Encoding.UTF8.GetBytes(body), "Content-Type: application/x-www-form-urlencoded"));
+
+        Assert.Equal(status, response.Status);
+        Assert.Contains("<form", response.Text, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task JsonNestedDeeperThanTheLimit_Is400()
     {
