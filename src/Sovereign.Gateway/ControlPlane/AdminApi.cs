@@ -72,7 +72,7 @@ public static class AdminApi
     private static async Task<IResult> CreateTenant(HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, CallerAuthenticator authenticator)
     {
         var request = await RequestReader.ReadAsync<TenantCreateRequest>(context);
-        var id = ResourceIds.Require(request.Id, ResourceKind.Tenant, "id");
+        var id = ResourceIds.RequireNewTenantId(request.Id);
         var policy = request.Policy ?? throw OpenAIException.BadRequest("policy is required: at least allowed_jurisdictions.", "policy", "missing_required_parameter");
         policy.ValidateTenantPolicy(catalog, "policy");
         var plan = PlanName(request.Plan);

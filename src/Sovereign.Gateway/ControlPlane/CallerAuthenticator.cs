@@ -21,8 +21,12 @@ public sealed record Caller(string TenantId, string? KeyId, ResidencyPolicy? Pol
     /// <summary>The tenant id anonymous requests are recorded under.</summary>
     public const string AnonymousTenant = "anonymous";
 
-    /// <summary>Whether this is an anonymous (no tenant) caller.</summary>
-    public bool IsAnonymous => KeyId is null || TenantId == AnonymousTenant;
+    /// <summary>
+    /// Whether this is an anonymous (no tenant) caller: one without a tenant key. Not decided by the tenant id: a tenant
+    /// created as "anonymous" (possible until that id was reserved) would have had its keys' requests skip its budget and
+    /// rate limits.
+    /// </summary>
+    public bool IsAnonymous => KeyId is null;
 }
 
 /// <summary>

@@ -43,6 +43,23 @@ internal static partial class ResourceIds
     public static string Require(string? value, ResourceKind kind, string param) =>
         IsValid(value, kind) ? value! : throw Invalid(value, kind, param);
 
+    /// <summary>
+    /// Tenant ids the gateway records work under itself: anonymous requests (<see cref="Caller.AnonymousTenant"/>) and
+    /// work a gateway relays to this node (<see cref="ClusterRelay.RelayTenant"/>). A tenant created with one of them
+    /// shared its ledger and invoice with that work, and the pipeline took it for that caller: a tenant "anonymous" was
+    /// served without its budget or rate limits, a tenant "cluster-relay" skipped its plan's pool admission.
+    /// </summary>
+    public static readonly IReadOnlySet<string> ReservedTenantIds = new HashSet<string>(StringComparer.Ordinal) { Caller.AnonymousTenant, ClusterRelay.RelayTenant };
+
+    /// <summary>The id of a tenant about to be created: a valid tenant id that is not reserved; else the 400 naming <c>id</c>.</summary>
+    public static string RequireNewTenantId(string? value)
+    {
+        var id = Require(value, ResourceKind.Tenant, "id");
+        return ReservedTenantIds.Contains(id)
+            ? throw OpenAIException.BadRequest($"id '{id}' is reserved: the gateway records its own work under it. Choose another tenant id.", "id", "reserved_id")
+            : id;
+    }
+
     /// <summary>The longest display name (a tenant's or a key's).</summary>
     public const int MaxNameLength = 200;
 
