@@ -294,9 +294,9 @@ internal static class MeteringCommands
     {
         var at = value.Split('@', 2);
         var parts = at[0].Split('=', 2);
-        return parts.Length == 2 && decimal.TryParse(parts[1], NumberStyles.Number, CultureInfo.InvariantCulture, out var amount)
+        return parts.Length == 2 && parts[0].Length > 0 && decimal.TryParse(parts[1], NumberStyles.Number, CultureInfo.InvariantCulture, out var amount)
             ? new { period = parts[0], amount, key_id = at.Length > 1 ? at[1] : null }
-            : throw new AdminException($"--budget '{value}': expected PERIOD=AMOUNT[@KEY_ID], e.g. month=500.");
+            : throw new CliException($"--budget '{value}': expected PERIOD=AMOUNT[@KEY_ID], e.g. month=500.", ExitCodes.Usage);
     }
 
     private static void Add(List<string> query, string name, string? value)
