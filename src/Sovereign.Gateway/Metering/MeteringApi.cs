@@ -385,6 +385,13 @@ public static class MeteringApi
         try
         {
             var currency = query["currency"].ToString() is { Length: > 0 } c ? c.ToUpperInvariant() : null;
+            if (currency is not null && !Sovereign.Metering.Pricing.Iso4217.IsKnown(currency))
+            {
+                // Else an empty invoice in a made-up currency ("XYZ", "EURO") looks like "nothing to bill".
+                var shown = currency.Length <= 8 && currency.All(char.IsAsciiLetterOrDigit) ? $"'{currency}'" : "a value";
+                throw OpenAIException.BadRequest($"currency must be an ISO 4217 currency code (e.g. EUR, USD, THB); got {shown}.", "currency", "invalid_value");
+            }
+
             invoice = await new InvoiceBuilder(ledger).BuildAsync(id, periodFrom, periodTo, currency, context.RequestAborted);
             if (invoice.Currency == InvoiceBuilder.NoCurrency && prices.Current.FindPlan(tenant.Plan)?.Currency is { } planCurrency)
             {

@@ -120,6 +120,40 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
         Assert.All(lines, line => Assert.Equal("THB", line.Split(',')[1]));
     }
 
+    [Theory]
+    [InlineData("XYZ")]
+    [InlineData("euro")]
+    [InlineData("XXX")]
+    public async Task Invoice_InACurrencyThatIsNotIso4217_IsRefusedNamingIt_NotAnEmptyInvoice(string currency)
+    {
+        // It answered an invoice with no lines and a total of 0 in "XYZ", as if there were nothing to bill.
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("invoice", "th-hospital", "--currency", currency));
+
+        Assert.Equal(ExitCodes.Failed, exit);
+        Assert.Equal("", stdout);
+        Assert.Contains("400: currency must be an ISO 4217 currency code", stderr, StringComparison.Ordinal);
+
+        using var response = await fixture.Admin.GetAsync($"/admin/v1/tenants/th-hospital/invoice?currency={currency}");
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Equal("currency", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("param").GetString());
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("invoice", "th-hospital", "--currency", "eur", "--json"));
+        Assert.True(exit == 0, stderr);
+        Assert.Equal("EUR", JsonDocument.Parse(stdout).RootElement.GetProperty("currency").GetString());
+    }
+
+    [Theory]
+    [InlineData("month=abc")]
+    [InlineData("month")]
+    [InlineData("=5")]
+    public async Task Limits_AMalformedBudgetOption_IsAUsageError_ExitCode2(string budget)
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync(Admin("limits", "th-hospital", "--budget", budget));
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Contains("expected PERIOD=AMOUNT", stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Invoice_EmptyPeriod_IsInThePlansCurrency_NotXxx()
     {
