@@ -54,6 +54,8 @@ public sealed class BadInputTests(ServerFixture server)
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"modalities\":[\"text\",\"audio\"]}", "modalities")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"modalities\":\"text\"}", "modalities")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"audio\":{\"voice\":\"alloy\",\"format\":\"wav\"}}", "audio")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"store\":true}", "store")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"store\":\"yes\"}", "store")]
     [InlineData("{\"model\":\"stories-embed\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "model")]
     public async Task ChatCompletions_BadRequest_Is400NamingTheField(string json, string? param)
     {
@@ -67,6 +69,15 @@ public sealed class BadInputTests(ServerFixture server)
         {
             Assert.Equal(param, error.GetProperty("param").GetString());
         }
+    }
+
+    [Fact]
+    public async Task ChatCompletions_StoreFalse_IsServed_AsWithoutIt()
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions",
+            "{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":1,\"store\":false}");
+
+        Assert.True(status == 200, body.ToString());
     }
 
     [Theory]

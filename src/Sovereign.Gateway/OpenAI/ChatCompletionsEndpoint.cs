@@ -247,6 +247,13 @@ internal static class ChatCompletionsEndpoint
                 IsSet(request.Functions) ? "functions" : "function_call", "unsupported_parameter");
         }
 
+        if (request.Store is true)
+        {
+            throw OpenAIException.BadRequest(
+                "store: true is not supported on chat completions: this server keeps no chat completions. Use /v1/responses with store: true where your policy retains content, or omit store.",
+                "store", "unsupported_parameter");
+        }
+
         if (IsSet(request.Audio))
         {
             throw OpenAIException.BadRequest("audio output is not supported: this server writes text only.", "audio", "unsupported_parameter");

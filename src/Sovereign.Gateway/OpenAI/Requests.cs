@@ -63,6 +63,12 @@ internal sealed class ChatCompletionRequest : SamplingRequest
 
     /// <summary>Audio output settings; refused (text only).</summary>
     public JsonElement? Audio { get; set; }
+
+    /// <summary>
+    /// OpenAI keeps a chat completion sent with <c>store: true</c> for later retrieval; this server keeps no chat
+    /// completions, so true is refused (stored responses are /v1/responses' <c>store</c>), false or absent is the same.
+    /// </summary>
+    public bool? Store { get; set; }
 }
 
 internal sealed class ChatMessage
