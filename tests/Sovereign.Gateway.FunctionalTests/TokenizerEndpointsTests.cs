@@ -58,6 +58,8 @@ public sealed class TokenizerEndpointsTests(ServerFixture server)
     [Theory]
     [InlineData("/tokenize", """{"model":"stories"}""", "content")]
     [InlineData("/tokenize", """{"model":"stories","content":"a","messages":[]}""", "messages")]
+    [InlineData("/tokenize", """{"model":"stories","content":"a cat","prompt":"a dog"}""", "prompt")]
+    [InlineData("/tokenize", """{"model":"stories","content":"a cat","prompt":"a cat"}""", "prompt")]
     [InlineData("/detokenize", """{"model":"stories"}""", "tokens")]
     [InlineData("/detokenize", """{"model":"stories","tokens":[1,99999]}""", "tokens")]
     [InlineData("/detokenize", """{"model":"stories","tokens":"abc"}""", "tokens")]

@@ -27,6 +27,12 @@ internal static class TokenizerEndpoints
     {
         var caller = await router.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<TokenizeRequest>(context);
+        if (request.Content is not null && request.Prompt is not null)
+        {
+            // llama-server reads 'content', vLLM 'prompt': with both, which text was counted would be a guess.
+            throw OpenAIException.BadRequest("Provide the text as 'content' (llama-server) or 'prompt' (vLLM), not both.", "prompt", "invalid_value");
+        }
+
         var text = request.Content ?? request.Prompt;
         if (text is null && request.Messages is null)
         {
