@@ -22,6 +22,9 @@ public sealed class ServerFixture : IAsyncLifetime
     public const string StoriesEmbedding = "stories-embed";
     public const long BodyLimit = 64 * 1024;
 
+    /// <summary>The most text one /tokenize request counts here (below the body limit, so a test can pass it).</summary>
+    public const int TokenizeLimit = 16 * 1024;
+
     private readonly string _dataDirectory = Directory.CreateTempSubdirectory("sovereign-test-").FullName;
 
     public WebApplication App { get; private set; } = null!;
@@ -59,7 +62,11 @@ public sealed class ServerFixture : IAsyncLifetime
             ],
             Urls = "http://127.0.0.1:0",
             DataDirectory = _dataDirectory,
-            Overrides = new Dictionary<string, string?> { ["Sovereign:Limits:MaxRequestBodyBytes"] = BodyLimit.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            Overrides = new Dictionary<string, string?>
+            {
+                ["Sovereign:Limits:MaxRequestBodyBytes"] = BodyLimit.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["Sovereign:Limits:MaxTokenizeBytes"] = TokenizeLimit.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            },
         }, []);
         await App.StartAsync();
         BaseAddress = new Uri(App.Urls.First());

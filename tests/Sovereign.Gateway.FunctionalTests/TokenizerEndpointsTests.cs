@@ -70,4 +70,31 @@ public sealed class TokenizerEndpointsTests(ServerFixture server)
         Assert.Equal(400, status);
         Assert.Equal(param, body.GetProperty("error").GetProperty("param").GetString());
     }
+
+    [Theory]
+    [InlineData("content")]
+    [InlineData("prompt")]
+    [InlineData("messages")]
+    public async Task TextOverTheCap_Is400NamingTheField_BeforeAnyOfItIsTokenized(string field)
+    {
+        // One byte over the server's cap; at the cap exactly, the same text is counted.
+        var over = new string('a', ServerFixture.TokenizeLimit + 1);
+        var json = field == "messages"
+            ? JsonSerializer.Serialize(new { model = "stories", messages = new[] { new { role = "user", content = over } } })
+            : JsonSerializer.Serialize(new Dictionary<string, string> { ["model"] = "stories", [field] = over });
+        var before = Model.TokenizedCharacters;
+
+        var (status, body, _) = await server.PostJsonAsync("/tokenize", json);
+
+        Assert.Equal(400, status);
+        var error = body.GetProperty("error");
+        Assert.Equal(field, error.GetProperty("param").GetString());
+        Assert.Equal("string_above_max_length", error.GetProperty("code").GetString());
+        Assert.Equal(0, Model.TokenizedCharacters - before);
+
+        var (atCap, counted, _) = await server.PostJsonAsync("/tokenize",
+            JsonSerializer.Serialize(new { model = "stories", content = over[1..] }));
+        Assert.Equal(200, atCap);
+        Assert.True(counted.GetProperty("count").GetInt32() > 0);
+    }
 }

@@ -92,6 +92,15 @@ public sealed class LimitsOptions
     /// <summary>Most stop strings per request (OpenAI allows 4).</summary>
     public int MaxStopSequences { get; set; } = 4;
 
+    /// <summary>Default cap of the text one <c>/tokenize</c> request may count: 1 MiB (about 250,000 tokens of English).</summary>
+    public const int DefaultMaxTokenizeBytes = 1024 * 1024;
+
+    /// <summary>
+    /// Most UTF-8 bytes of text (or message contents) one <c>/tokenize</c> request may count. The endpoint is not metered,
+    /// so its work is capped here; longer documents are counted in parts.
+    /// </summary>
+    public int MaxTokenizeBytes { get; set; } = DefaultMaxTokenizeBytes;
+
     /// <summary>Most inputs in one embeddings request (OpenAI allows 2048).</summary>
     public int MaxEmbeddingInputs { get; set; } = 2048;
 

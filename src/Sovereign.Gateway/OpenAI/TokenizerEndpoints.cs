@@ -1,9 +1,12 @@
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Options;
 using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Engine;
 
@@ -23,7 +26,7 @@ internal static class TokenizerEndpoints
         endpoints.MapPost("/detokenize", DetokenizeAsync);
     }
 
-    private static async Task<IResult> TokenizeAsync(HttpContext context, InferenceRouter router)
+    private static async Task<IResult> TokenizeAsync(HttpContext context, InferenceRouter router, IOptions<SovereignOptions> options)
     {
         var caller = await router.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<TokenizeRequest>(context);
@@ -42,6 +45,18 @@ internal static class TokenizerEndpoints
         if (text is not null && request.Messages is not null)
         {
             throw OpenAIException.BadRequest("Provide either text or messages, not both.", "messages", "invalid_value");
+        }
+
+        // Not metered, so the work is capped before it is spent: counting megabytes costs seconds of CPU.
+        var maxBytes = options.Value.Limits.MaxTokenizeBytes;
+        var bytes = text is not null
+            ? Encoding.UTF8.GetByteCount(text)
+            : request.Messages!.Sum(m => (long)Encoding.UTF8.GetByteCount(m?.Content?.Text ?? ""));
+        if (bytes > maxBytes)
+        {
+            throw OpenAIException.BadRequest(
+                string.Create(CultureInfo.InvariantCulture, $"The text to tokenize is {bytes:N0} bytes; one request counts at most {maxBytes:N0} bytes. Count a longer document in parts."),
+                text is null ? "messages" : request.Content is not null ? "content" : "prompt", "string_above_max_length");
         }
 
         var model = await LocalModelAsync(context, router, caller, request.Model);
