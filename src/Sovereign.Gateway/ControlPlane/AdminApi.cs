@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
+using Sovereign.Metering.Pricing;
 using Sovereign.Residency.Audit;
 using Sovereign.Residency.Content;
 using Sovereign.Residency.ControlPlane;
@@ -69,13 +70,13 @@ public static class AdminApi
     private static async Task<IResult> GetTenant(string id, IGrainFactory grains) =>
         Json(TenantJson(await grains.GetGrain<ITenantGrain>(id).GetAsync() ?? throw NotFound("tenant", id)));
 
-    private static async Task<IResult> CreateTenant(HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, CallerAuthenticator authenticator)
+    private static async Task<IResult> CreateTenant(HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, CallerAuthenticator authenticator, PriceBookProvider prices)
     {
         var request = await RequestReader.ReadAsync<TenantCreateRequest>(context);
         var id = ResourceIds.RequireNewTenantId(request.Id);
         var policy = request.Policy ?? throw OpenAIException.BadRequest("policy is required: at least allowed_jurisdictions.", "policy", "missing_required_parameter");
         policy.ValidateTenantPolicy(catalog, "policy");
-        var plan = PlanName(request.Plan);
+        var plan = await ExistingPlanAsync(request.Plan, prices, context.RequestAborted);
         var grain = grains.GetGrain<ITenantGrain>(id);
         if (await grain.GetAsync() is not null)
         {
@@ -89,14 +90,14 @@ public static class AdminApi
         return Results.Json(TenantJson(tenant), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
 
-    private static async Task<IResult> UpdateTenant(string id, HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, ResponseStore responses)
+    private static async Task<IResult> UpdateTenant(string id, HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, ResponseStore responses, PriceBookProvider prices)
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         var current = await grain.GetAsync() ?? throw NotFound("tenant", id);
         var request = await RequestReader.ReadAsync<TenantUpdateRequest>(context);
         request.Policy?.ValidateTenantPolicy(catalog, "policy");
         var name = request.Name is null ? current.Name : ResourceIds.RequireName(request.Name, "name");
-        var plan = request.Plan is null ? current.Plan : PlanName(request.Plan);
+        var plan = request.Plan is null ? current.Plan : await ExistingPlanAsync(request.Plan, prices, context.RequestAborted);
         var policyJson = request.Policy?.ToJson() ?? current.PolicyJson;
         TenantView updated;
         try
@@ -556,6 +557,27 @@ public static class AdminApi
         audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = Operator, Action = action, Tenant = tenant, KeyId = keyId, Details = details });
 
     private static string PlanName(string? plan) => plan is null ? "default" : ResourceIds.Require(plan, ResourceKind.Plan, "plan");
+
+    /// <summary>
+    /// The plan a tenant is put on. Left out, it is <c>default</c>, which may have no prices (a laptop's free use); named,
+    /// it must exist, or a misspelt plan would serve the tenant unpriced, for free. The stored book is read again when
+    /// this gateway's copy lacks it (another gateway may have just created it).
+    /// </summary>
+    private static async Task<string> ExistingPlanAsync(string? requested, PriceBookProvider prices, CancellationToken cancellationToken)
+    {
+        var plan = PlanName(requested);
+        if (requested is null || plan == "default" || prices.Current.FindPlan(plan) is not null)
+        {
+            return plan;
+        }
+
+        await prices.ReloadAsync(cancellationToken);
+        return prices.Current.FindPlan(plan) is not null
+            ? plan
+            : throw new OpenAIException(StatusCodes.Status400BadRequest,
+                $"No plan '{plan}' exists. Create it first (PUT /admin/v1/plans/{plan}, or 'sovereign plans set {plan} --currency EUR'), or leave the plan out for 'default'.",
+                "invalid_request_error", "plan", "plan_not_found");
+    }
 
     private static OpenAIException NotFound(string what, string id) =>
         new(StatusCodes.Status404NotFound, $"No {what} '{id}'.", "invalid_request_error", null, what + "_not_found");

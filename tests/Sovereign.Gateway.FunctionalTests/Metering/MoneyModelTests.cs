@@ -111,8 +111,9 @@ public sealed class MoneyModelTests(MeteringFixture fixture)
         var set = await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { budgets = new[] { new { period = "month", amount = 10m } } }, 200);
         Assert.Equal("USD", set.GetProperty("budgets")[0].GetProperty("currency").GetString());
 
-        // A tenant whose plan is not in the price book cannot have budgets: there is no currency to count them in.
-        var (unpriced, _) = await fixture.NewTenantAsync(plan: "no-such-plan");
+        // A tenant on a plan the price book does not have ('default' here) cannot have budgets: there is no currency to
+        // count them in. (Any other plan must exist before a tenant is put on it.)
+        var (unpriced, _) = await fixture.NewTenantAsync(plan: "default");
         var bad = await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{unpriced}/limits", new { budgets = new[] { new { period = "day", amount = 1m } } }, 400);
         Assert.Equal("plan_without_currency", bad.GetProperty("error").GetProperty("code").GetString());
     }

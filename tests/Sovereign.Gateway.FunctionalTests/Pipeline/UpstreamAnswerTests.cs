@@ -144,7 +144,7 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
         const string Model = "fo-model";
         await fixture.RegisterEngineAsync("fo-a", dropping.Url, Model);
         await fixture.RegisterEngineAsync("fo-b", answering.Url, Model);
-        var (tenant, client) = await fixture.NewTenantAsync("free");
+        var (tenant, client) = await fixture.NewTenantAsync("default");
         using var _ = client;
 
         using var response = await client.PostAsync("/v1/chat/completions", Chat(Model));
@@ -171,7 +171,7 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
         const string Model = "fp-model";
         await fixture.RegisterEngineAsync("fp-th", dropping.Url, Model);
         await fixture.RegisterEngineAsync("fp-sg", foreign.Url, Model, jurisdiction: "SG");
-        var (_, client) = await fixture.NewTenantAsync("free");
+        var (_, client) = await fixture.NewTenantAsync("default");
         using var _ = client;
 
         using var response = await client.PostAsync("/v1/chat/completions", Chat(Model));
