@@ -178,6 +178,8 @@ public sealed class ResponsesTests(ServerFixture server)
     [Theory]
     [InlineData("""{"input":"hi","store":true}""", "store", "content_retention_not_allowed")]
     [InlineData("""{"input":"hi","previous_response_id":"resp_123"}""", "previous_response_id", "content_retention_not_allowed")]
+    [InlineData("""{"input":"hi","previous_response_id":""}""", "previous_response_id", "invalid_value")]
+    [InlineData("""{"input":"hi","previous_response_id":"  "}""", "previous_response_id", "invalid_value")]
     [InlineData("""{"input":"hi","tools":[{"type":"function","name":"f"},{"type":"web_search"}]}""", "tools[1].type", "invalid_value")]
     [InlineData("""{"input":"hi","tools":[{"type":"function","name":"bad name"}]}""", "tools[0].name", "invalid_value")]
     [InlineData("""{"input":"hi","tools":[{"type":"function","name":"f","parameters":{"type":"array"}}]}""", "tools[0].parameters", "invalid_function_parameters")]
@@ -271,5 +273,17 @@ public sealed class ResponsesTests(ServerFixture server)
 
         Assert.Equal(400, ex.Status);
         Assert.Contains("retention", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task UnknownResponseId_Is404_WithoutEchoingALongIdWhole()
+    {
+        var id = "resp_" + new string('x', 3000);
+        using var response = await server.Http.GetAsync("/v1/responses/" + id);
+
+        Assert.Equal(404, (int)response.StatusCode);
+        var message = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("message").GetString()!;
+        Assert.Contains("resp_xxx", message, StringComparison.Ordinal);
+        Assert.True(message.Length < 200, message);
     }
 }

@@ -32,7 +32,7 @@ internal static class ListPaging
         return long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var number) && number >= min && number <= max
             ? number
             : throw OpenAIException.BadRequest(
-                string.Create(CultureInfo.InvariantCulture, $"{field} must be a whole number from {min} to {max}; got '{(value.Length <= 64 ? value : value[..64] + "...")}'."),
+                string.Create(CultureInfo.InvariantCulture, $"{field} must be a whole number from {min} to {max}; got '{RequestReader.Shorten(value)}'."),
                 field, "invalid_value");
     }
 }

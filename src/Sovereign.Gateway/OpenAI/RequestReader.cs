@@ -214,8 +214,9 @@ internal static class RequestReader
     private static OpenAIException UnsupportedMediaType(string message) =>
         new(StatusCodes.Status415UnsupportedMediaType, message, "invalid_request_error", null, "unsupported_media_type");
 
-    private static string Shorten(string value) =>
-        new(value.Take(64).Select(c => char.IsControl(c) ? '?' : c).ToArray());
+    /// <summary>A client's value as an error message may echo it: at most 64 characters, control characters as '?'.</summary>
+    internal static string Shorten(string value) =>
+        new string(value.Take(64).Select(c => char.IsControl(c) ? '?' : c).ToArray()) + (value.Length > 64 ? "..." : "");
 
     /// <summary>Validates the shared sampling fields against OpenAI's ranges and the server's limits.</summary>
     public static (SamplingOptions Sampling, int? MaxTokens, IReadOnlyList<string> Stop, int N) ValidateSampling(SamplingRequest request, int? maxTokens, string maxTokensParam, LimitsOptions limits)

@@ -25,8 +25,8 @@ internal static partial class ResponsesEndpoint
         var limits = options.Value.Limits;
         var caller = await pipeline.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<ResponsesRequest>(context);
-        storage.RequireRetention(request, caller);
         ResponsesTranslation.RefuseUnsupported(request);
+        storage.RequireRetention(request, caller);
         var history = request.PreviousResponseId is { } previous ? await storage.ConversationAsync(caller, previous, context.RequestAborted) : [];
         var turns = ResponsesTranslation.ToTurns(request, history);
         var grammar = ResponsesTranslation.GrammarFor(request.Text?.Format);

@@ -105,6 +105,12 @@ internal static class ResponsesTranslation
         {
             throw OpenAIException.BadRequest("max_output_tokens must be at least 1.", "max_output_tokens", "invalid_value");
         }
+
+        if (request.PreviousResponseId is { } previous && string.IsNullOrWhiteSpace(previous))
+        {
+            throw OpenAIException.BadRequest("previous_response_id must be the id of a stored response (resp_...); got an empty string. Leave it out to start a new conversation.",
+                "previous_response_id", "invalid_value");
+        }
     }
 
     /// <summary>

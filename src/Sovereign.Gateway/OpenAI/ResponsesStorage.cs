@@ -60,7 +60,7 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
     public async Task<IReadOnlyList<ChatTurn>> ConversationAsync(Caller caller, string id, CancellationToken cancellationToken)
     {
         var stored = await FindAsync(caller, id, cancellationToken)
-            ?? throw OpenAIException.BadRequest($"Previous response with id '{id}' not found.", "previous_response_id", "previous_response_not_found");
+            ?? throw OpenAIException.BadRequest($"Previous response with id '{RequestReader.Shorten(id)}' not found.", "previous_response_id", "previous_response_not_found");
         return [.. JsonSerializer.Deserialize<List<StoredTurn>>(stored.ConversationJson, TurnJson)!.Select(t => t.ToTurn())];
     }
 
@@ -214,7 +214,7 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
     private bool AllowsHere(ResidencyPolicy policy) => catalog.ResolveMany(policy.AllowedJurisdictions, out _).Contains(Here);
 
     private static OpenAIException NotFound(string id) =>
-        new(StatusCodes.Status404NotFound, $"Response with id '{id}' not found.", "invalid_request_error", "response_id", "not_found");
+        new(StatusCodes.Status404NotFound, $"Response with id '{RequestReader.Shorten(id)}' not found.", "invalid_request_error", "response_id", "not_found");
 
     /// <summary>A chat turn as stored: the gateway's own format, read back only by this code.</summary>
     private sealed record StoredTurn(string Role, string Content, List<StoredCall>? Calls, string? CallId)
