@@ -566,7 +566,7 @@ public static class AdminApi
     private static async Task<string> ExistingPlanAsync(string? requested, PriceBookProvider prices, CancellationToken cancellationToken)
     {
         var plan = PlanName(requested);
-        if (requested is null || plan == "default" || prices.Current.FindPlan(plan) is not null)
+        if (plan == "default" || prices.Current.FindPlan(plan) is not null)
         {
             return plan;
         }

@@ -86,7 +86,7 @@ internal static partial class ResourceIds
             if (char.IsControl(c) || c is (>= '\u202A' and <= '\u202E') or (>= '\u2066' and <= '\u2069'))
             {
                 throw OpenAIException.BadRequest(
-                    $"{param} must not contain control characters or bidirectional overrides; got U+{(int)c:X4} in '{Printable(value)}'.", param, "invalid_value");
+                    $"{param} must not contain control characters or bidirectional overrides; got U+{(int)c:X4} in '{RequestReader.Shorten(value)}'.", param, "invalid_value");
             }
         }
 
@@ -132,14 +132,8 @@ internal static partial class ResourceIds
         };
 
         // Echo only a short, printable form of what was sent: the value may be hostile.
-        var shown = value is null ? "nothing" : "'" + Printable(value) + "'";
+        var shown = value is null ? "nothing" : "'" + RequestReader.Shorten(value) + "'";
         return OpenAIException.BadRequest($"{param} must be {rule}; got {shown}.", param, "invalid_value");
-    }
-
-    private static string Printable(string value)
-    {
-        var shown = new string(value.Take(64).Select(c => char.IsControl(c) || char.IsSurrogate(c) || c is (>= '\u202A' and <= '\u202E') or (>= '\u2066' and <= '\u2069') ? '?' : c).ToArray());
-        return value.Length > 64 ? shown + "..." : shown;
     }
 
     [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,62}$")]

@@ -214,9 +214,15 @@ internal static class RequestReader
     private static OpenAIException UnsupportedMediaType(string message) =>
         new(StatusCodes.Status415UnsupportedMediaType, message, "invalid_request_error", null, "unsupported_media_type");
 
-    /// <summary>A client's value as an error message may echo it: at most 64 characters, control characters as '?'.</summary>
-    internal static string Shorten(string value) =>
-        new string(value.Take(64).Select(c => char.IsControl(c) ? '?' : c).ToArray()) + (value.Length > 64 ? "..." : "");
+    /// <summary>
+    /// A client's value as an error message may echo it: at most 64 characters; control characters, surrogates and
+    /// bidirectional overrides (which make text display as other text) as '?'. The one rule for every echo.
+    /// </summary>
+    internal static string Shorten(string value)
+    {
+        var shown = new string(value.Take(64).Select(c => char.IsControl(c) || char.IsSurrogate(c) || c is (>= '\u202A' and <= '\u202E') or (>= '\u2066' and <= '\u2069') ? '?' : c).ToArray());
+        return value.Length > 64 ? shown + "..." : shown;
+    }
 
     /// <summary>Validates the shared sampling fields against OpenAI's ranges and the server's limits.</summary>
     public static (SamplingOptions Sampling, int? MaxTokens, IReadOnlyList<string> Stop, int N) ValidateSampling(SamplingRequest request, int? maxTokens, string maxTokensParam, LimitsOptions limits)
