@@ -10,6 +10,7 @@ using Sovereign.Metering.Budgets;
 using Sovereign.Metering.Ledger;
 using Sovereign.Metering.Pricing;
 using Sovereign.Metering.RateLimiting;
+using Sovereign.Storage;
 
 namespace Sovereign.Gateway.Metering;
 
@@ -116,7 +117,7 @@ public sealed class RequestMetering
         if (!result.Allowed)
         {
             var refusal = Refusal(result, tokens, currency);
-            await RecordAsync(routed, new MeterTicket(null, currency, 0, weight, priority, false), 0, 0, null, UsageOutcome.Refused, refusal.Code);
+            await _ledger.AppendAsync(UsageRecordOf(routed, new MeterTicket(null, currency, 0, weight, priority, false), 0, 0, null, UsageOutcome.Refused, refusal.Code));
             throw refusal;
         }
 
@@ -223,13 +224,18 @@ public sealed class RequestMetering
         }
     }
 
-    /// <summary>Commits the usage record (durably), then settles the reservation at the actual cost.</summary>
+    /// <summary>
+    /// Commits the usage record (durably), then settles the reservation at the actual cost. With
+    /// <paramref name="auditOutcome"/> (which appends the request's outcome to the audit log, carrying the write it is
+    /// given) the record commits in the audit entry's transaction: one commit for both, and never one without the other.
+    /// </summary>
     /// <remarks>
     /// <paramref name="cachedTokens"/> of the prompt tokens came from the prefix cache and are charged at the cached-input
     /// rate; when the language tax is waived, the same share of the billed prompt tokens is. <paramref name="refusalCode"/>
-    /// names the rule that refused work after its admission (outcome Refused).
+    /// names the rule that refused work after its admission (outcome Refused). If the commit fails, nothing is settled:
+    /// the reservation holds the money until it expires, and the error is thrown.
     /// </remarks>
-    public async Task FinishAsync(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, int cachedTokens = 0, string? refusalCode = null)
+    public async Task FinishAsync(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, int cachedTokens = 0, string? refusalCode = null, Func<ICarriedWrite?, Task>? auditOutcome = null)
     {
         cachedTokens = Math.Clamp(cachedTokens, 0, promptTokens);
         var computeSeconds = (decimal)(timing?.ComputeSeconds ?? 0);
@@ -239,7 +245,22 @@ public sealed class RequestMetering
         var cost = ticket.Price is null ? 0m : CostCalculator.Cost(ticket.Price, billedPrompt, billedCompletion, Math.Round(computeSeconds, 6), billedCached);
         // A refused record needs its rule; a refusal after admission without one (an unexpected error) says so.
         var code = outcome == UsageOutcome.Refused ? refusalCode ?? "refused_after_admission" : null;
-        await RecordAsync(routed, ticket, promptTokens, completionTokens, timing, outcome, code, cost, cachedTokens);
+        var record = UsageRecordOf(routed, ticket, promptTokens, completionTokens, timing, outcome, code, cost, cachedTokens);
+        if (auditOutcome is null)
+        {
+            await _ledger.AppendAsync(record);
+        }
+        else if (_ledger.Carry(record) is { } carried)
+        {
+            await auditOutcome(carried);
+            await carried.Stored;
+        }
+        else
+        {
+            // This ledger commits on its own (stricter durability): the two commits run side by side.
+            await Task.WhenAll(_ledger.AppendAsync(record), Task.Run(() => auditOutcome(null)));
+        }
+
         Observability.GenAiMetrics.Instance.Record(routed, promptTokens, completionTokens, timing, outcome);
         if (ticket.ReservedWithGrain)
         {
@@ -273,8 +294,8 @@ public sealed class RequestMetering
             Currency = _prices.Current.FindPlan(caller.Plan)?.Currency ?? UnpricedCurrency,
         });
 
-    private Task RecordAsync(RoutedRequest routed, MeterTicket? ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, string? refusalCode, decimal cost = 0m, int cachedTokens = 0) =>
-        _ledger.AppendAsync(new UsageRecord
+    private static UsageRecord UsageRecordOf(RoutedRequest routed, MeterTicket? ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, string? refusalCode, decimal cost = 0m, int cachedTokens = 0) =>
+        new()
         {
             RequestId = routed.RequestId,
 
@@ -300,7 +321,7 @@ public sealed class RequestMetering
             Cost = cost,
             Currency = ticket?.Currency ?? UnpricedCurrency,
             PriceVersion = ticket?.Price?.Version,
-        });
+        };
 
     private IEnumerable<Measurement<double>> ObserveRemaining()
     {

@@ -1,13 +1,15 @@
 using Sovereign.Gateway.Metering;
+using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
 using Sovereign.Metering.Ledger;
+using Sovereign.Residency.Audit;
 
 namespace Sovereign.Gateway.Pipeline;
 
 /// <summary>
-/// The accounting stage: the one place a request's books close. The usage record is committed durably and the
-/// reservation settled at the actual cost (what the executor confirms was generated, nothing for work refused
-/// before it started), and the audit log records the outcome. Requests refused before admission hold no reservation:
+/// The accounting stage: the one place a request's books close. The usage record and the audit log's outcome entry
+/// commit together, then the reservation is settled at the actual cost (what the executor confirms was generated,
+/// nothing for work refused before it started). Requests refused before admission hold no reservation:
 /// the stage that refused them recorded the refusal, and a routed one gets its audit outcome here.
 /// </summary>
 internal sealed class RequestAccounting(InferenceRouter router, RequestMetering metering, LanguageRouting languages, ILogger<RequestAccounting> logger)
@@ -48,11 +50,29 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
             (route.Language, route.LanguageConfidence) = (detected.Language, detected.Confidence);
         }
 
-        // The ledger record and the audit entry are independent commits: the audit's runs on the thread pool (an
-        // uncontended append commits inline), beside the ledger's and the settlement; both are waited for.
-        var audited = Task.Run(() => router.CompleteAsync(route, usage.PromptTokens, usage.CompletionTokens, outcome.ToString().ToLowerInvariant()));
-        await Task.WhenAll(
-            metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode),
-            audited);
+        // The usage record commits in the outcome entry's transaction: one commit, and neither is durable without the
+        // other. The settlement follows.
+        var outcomeName = outcome.ToString().ToLowerInvariant();
+        try
+        {
+            await metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode,
+                carried => router.CompleteAsync(route, usage.PromptTokens, usage.CompletionTokens, outcomeName, carried));
+        }
+        catch (AuditUnavailableException)
+        {
+            // Neither committed. The client is billed for what it received: a stream already under way keeps its
+            // tokens; an answer not yet sent becomes this 503, recorded as refused at no cost. The ledger records it
+            // alone, the reservation is settled, and the error goes on to the client.
+            if (request.Http.Response.HasStarted)
+            {
+                await metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode);
+            }
+            else
+            {
+                await metering.FinishAsync(route, ticket, 0, 0, null, UsageOutcome.Refused, refusalCode: OpenAIErrorResults.AuditUnavailableCode);
+            }
+
+            throw;
+        }
     }
 }

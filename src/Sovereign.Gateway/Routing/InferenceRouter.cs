@@ -335,8 +335,11 @@ public sealed class InferenceRouter(
         return Allow(context, routed, localNode?.Jurisdiction ?? here, Capped(lead, decision.Reasons));
     }
 
-    /// <summary>Records how an allowed request ended: tokens and outcome, never content.</summary>
-    public Task CompleteAsync(RoutedRequest request, long promptTokens, long completionTokens, string outcome) =>
+    /// <summary>
+    /// Records how an allowed request ended: tokens and outcome, never content; <paramref name="carried"/> (its usage
+    /// record) commits in the same transaction.
+    /// </summary>
+    public Task CompleteAsync(RoutedRequest request, long promptTokens, long completionTokens, string outcome, Storage.ICarriedWrite? carried = null) =>
         audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Inference,
@@ -352,7 +355,7 @@ public sealed class InferenceRouter(
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
             Details = StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request.StoredContent),
-        });
+        }, carried);
 
     /// <summary>That content was stored, which response and until when; never the content.</summary>
     private static Dictionary<string, string> StoredContentDetails(Dictionary<string, string> details, OpenAI.StoredContentNote? stored)

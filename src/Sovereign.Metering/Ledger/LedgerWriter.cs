@@ -36,12 +36,14 @@ internal sealed class LedgerWriter : IAsyncDisposable
     private readonly Dictionary<PeriodKey, Totals> _periodTotals = [];
     private readonly Dictionary<KeyPeriodKey, Totals> _keyPeriodTotals = [];
     private readonly bool _sqlite;
+    private readonly bool _ownsConnection;
 
-    private LedgerWriter(SqlDatabase database, DbConnection connection, bool sqlite, bool portable)
+    private LedgerWriter(SqlDatabase database, DbConnection connection, bool sqlite, bool portable, bool ownsConnection = true)
     {
         _database = database;
         _connection = connection;
         _sqlite = sqlite;
+        _ownsConnection = ownsConnection;
         _insert = LedgerStatement.Create(connection, LedgerSchema.InsertRecord, portable);
         _daily = LedgerStatement.Create(connection, LedgerSchema.UpsertDaily, portable);
         _period = LedgerStatement.Create(connection, LedgerSchema.UpsertTenantPeriod, portable);
@@ -73,16 +75,33 @@ internal sealed class LedgerWriter : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Statements prepared on another writer's connection, to write in its transactions (see
+    /// <see cref="Sovereign.Storage.ICarriedWrite"/>); the connection stays that writer's to tune and close.
+    /// </summary>
+    public static LedgerWriter Borrow(SqlDatabase database, DbConnection connection, bool portable) =>
+        new(database, connection, database.Provider == SqlProvider.Sqlite, portable, ownsConnection: false);
+
     /// <summary>Commits <paramref name="batch"/> in one transaction and sets each item's <see cref="PendingAppend.Inserted"/>.</summary>
     public async Task CommitAsync(List<PendingAppend> batch)
+    {
+        using var turn = await _database.EnterWriteAsync();
+        await using var transaction = await _connection.BeginTransactionAsync();
+        await WriteAsync(batch, transaction);
+        await transaction.CommitAsync();
+    }
+
+    /// <summary>
+    /// Writes <paramref name="batch"/> in <paramref name="transaction"/> (open on this writer's connection) and sets
+    /// each item's <see cref="PendingAppend.Inserted"/>; the caller commits.
+    /// </summary>
+    public async Task WriteAsync(List<PendingAppend> batch, DbTransaction transaction)
     {
         _dailyTotals.Clear();
         _periodTotals.Clear();
         _keyPeriodTotals.Clear();
         // Request-id order: neighbouring keys share index pages, and concurrent writers (PostgreSQL) lock in one order.
         batch.Sort(static (a, b) => string.CompareOrdinal(a.Record.RequestId, b.Record.RequestId));
-        using var turn = await _database.EnterWriteAsync();
-        await using var transaction = await _connection.BeginTransactionAsync();
         foreach (var item in batch)
         {
             LedgerSchema.BindRecord(_insert, item.Record, item.TimestampMs, item.ComputeUs, item.CostMicros);
@@ -144,17 +163,26 @@ internal sealed class LedgerWriter : IAsyncDisposable
             p.Set(6, totals.CostMicros);
             await p.ExecuteAsync(transaction);
         }
+    }
 
-        await transaction.CommitAsync();
+    /// <summary>Finalizes the prepared statements (a connection closes cleanly only once they are).</summary>
+    public void ReleaseStatements()
+    {
+        _insert.Dispose();
+        _daily.Dispose();
+        _period.Dispose();
+        _keyPeriod.Dispose();
     }
 
     public async ValueTask DisposeAsync()
     {
         // Statements first: a connection closes cleanly only once its prepared statements are finalized.
-        _insert.Dispose();
-        _daily.Dispose();
-        _period.Dispose();
-        _keyPeriod.Dispose();
+        ReleaseStatements();
+        if (!_ownsConnection)
+        {
+            return;
+        }
+
         try
         {
             if (_sqlite)

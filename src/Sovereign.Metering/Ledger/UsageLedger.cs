@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Data.Common;
 using System.Runtime.CompilerServices;
 using System.Text;
@@ -26,6 +27,7 @@ public sealed class UsageLedger : IAsyncDisposable
     private readonly Channel<PendingAppend> _queue;
     private readonly Task _writerLoop;
     private LedgerWriter? _writer;
+    private readonly CarriedLedgerWriter _carried;
     private long _purgedBeforeMs;
     private long _stored;
     private long _duplicates;
@@ -45,6 +47,7 @@ public sealed class UsageLedger : IAsyncDisposable
             FullMode = BoundedChannelFullMode.Wait,
         });
         _writerLoop = Task.Run(RunWriterAsync);
+        _carried = new CarriedLedgerWriter(this);
     }
 
     /// <summary>
@@ -108,6 +111,30 @@ public sealed class UsageLedger : IAsyncDisposable
         }
 
         return EnqueueSlowAsync(pending, cancellationToken);
+    }
+
+    /// <summary>
+    /// <paramref name="record"/> as a write that another writer of this database (the audit log) commits in its own
+    /// transaction, so the record and that writer's entry are durable together or not at all; its task completes as
+    /// <see cref="AppendAsync"/>'s does. Null when this ledger must commit itself: its durability
+    /// (<see cref="LedgerDurability.PowerLoss"/>) asks for more than another writer's commit promises.
+    /// </summary>
+    public CarriedUsageRecord? Carry(UsageRecord record)
+    {
+        if (_options.Durability == LedgerDurability.PowerLoss)
+        {
+            return null;
+        }
+
+        var pending = Validate(record);
+        if (pending.TimestampMs < Interlocked.Read(ref _purgedBeforeMs))
+        {
+            throw new InvalidOperationException(
+                $"record '{record.RequestId}' is older than the retention cut-off {PurgedBefore:O}: its raw rows were purged, so it cannot be deduplicated");
+        }
+
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        return new CarriedUsageRecord(pending, _carried);
     }
 
     /// <summary>Aggregated usage (never the raw rows), grouped as asked, ordered by the grouped columns then currency.</summary>
@@ -596,4 +623,63 @@ public sealed class UsageLedger : IAsyncDisposable
         Interlocked.Add(ref _duplicates, batch.Count - stored);
         Interlocked.Increment(ref _batches);
     }
+
+    /// <summary>Writes carried records in a host's transaction, with statements prepared once per host connection.</summary>
+    internal sealed class CarriedLedgerWriter(UsageLedger ledger) : ICarriedWriter
+    {
+        private readonly ConcurrentDictionary<DbConnection, LedgerWriter> _writers = new();
+
+        public SqlDatabase Database => ledger._database;
+
+        public async Task WriteAsync(IReadOnlyList<ICarriedWrite> items, DbConnection connection, DbTransaction transaction)
+        {
+            var writer = _writers.GetOrAdd(connection, c => LedgerWriter.Borrow(ledger._database, c, ledger._options.PortableCommands));
+            var batch = new List<PendingAppend>(items.Count);
+            foreach (var item in items)
+            {
+                batch.Add(((CarriedUsageRecord)item).Pending);
+            }
+
+            await writer.WriteAsync(batch, transaction);
+        }
+
+        public void Release(DbConnection connection)
+        {
+            if (_writers.TryRemove(connection, out var writer))
+            {
+                writer.ReleaseStatements();
+            }
+        }
+
+        public void Counted(bool inserted) => Interlocked.Increment(ref inserted ? ref ledger._stored : ref ledger._duplicates);
+    }
+}
+
+/// <summary>A usage record that commits in another writer's transaction (<see cref="UsageLedger.Carry"/>).</summary>
+public sealed class CarriedUsageRecord : ICarriedWrite
+{
+    private readonly UsageLedger.CarriedLedgerWriter _writer;
+
+    internal CarriedUsageRecord(PendingAppend pending, UsageLedger.CarriedLedgerWriter writer)
+    {
+        Pending = pending;
+        _writer = writer;
+    }
+
+    /// <summary>Completes once the host's transaction has committed: true when stored now, false for a duplicate.</summary>
+    public Task<bool> Stored => Pending.Task;
+
+    ICarriedWriter ICarriedWrite.Writer => _writer;
+
+    internal PendingAppend Pending { get; }
+
+    void ICarriedWrite.Committed()
+    {
+        if (Pending.TrySetResult(Pending.Inserted))
+        {
+            _writer.Counted(Pending.Inserted);
+        }
+    }
+
+    void ICarriedWrite.Failed(Exception error) => Pending.TrySetException(error);
 }

@@ -97,6 +97,9 @@ public sealed class AuditLog : IAsyncDisposable
     private int _commitsSinceWalCheckpoint;
     private Task _walCheckpoint = Task.CompletedTask;
 
+    // Writers that prepared statements on the current connection (told before it closes).
+    private readonly HashSet<ICarriedWriter> _carriedWriters = [];
+
     private AuditLog(SqlDatabase database, OperatorSigningKey signingKey, AuditLogOptions options, TimeProvider time)
     {
         _database = database;
@@ -150,9 +153,21 @@ public sealed class AuditLog : IAsyncDisposable
     /// returns the entry once it is committed. Cancelling stops the wait, not the write: a queued entry is still
     /// recorded.
     /// </summary>
-    public Task<AuditEntry> AppendAsync(AuditRecord draft, CancellationToken cancellationToken = default)
+    public Task<AuditEntry> AppendAsync(AuditRecord draft, CancellationToken cancellationToken = default) =>
+        AppendAsync(draft, null, cancellationToken);
+
+    /// <summary>
+    /// Records <paramref name="draft"/> as <see cref="AppendAsync(AuditRecord, CancellationToken)"/> does, and
+    /// <paramref name="carried"/> in the same transaction: both are durable together or neither is (it is told which).
+    /// </summary>
+    public Task<AuditEntry> AppendAsync(AuditRecord draft, ICarriedWrite? carried, CancellationToken cancellationToken = default)
     {
-        var work = new AppendWork(Validate(draft));
+        if (carried is not null && !ReferenceEquals(carried.Writer.Database, _database))
+        {
+            throw new ArgumentException("The carried write belongs to another database than the audit log's.", nameof(carried));
+        }
+
+        var work = new AppendWork(Validate(draft), carried);
         return SubmitAsync(work, work.Completion.Task, cancellationToken);
     }
 
@@ -556,6 +571,7 @@ public sealed class AuditLog : IAsyncDisposable
             }
         }
 
+        await WriteCarriedAsync(batch, connection, transaction);
         if (sequence != start.Sequence)
         {
             var head = _moveHead!;
@@ -573,6 +589,36 @@ public sealed class AuditLog : IAsyncDisposable
 
         await transaction.CommitAsync();
         return (new ChainState(sequence, hash, timestamp, checkpoint, checkpointedAt), results);
+    }
+
+    /// <summary>The writes the batch's appends carry, each kind written once for the whole batch.</summary>
+    private async Task WriteCarriedAsync(List<Work> batch, DbConnection connection, DbTransaction transaction)
+    {
+        Dictionary<ICarriedWriter, List<ICarriedWrite>>? byWriter = null;
+        foreach (var work in batch)
+        {
+            if (work is AppendWork { Carried: { } carried })
+            {
+                byWriter ??= [];
+                if (!byWriter.TryGetValue(carried.Writer, out var items))
+                {
+                    byWriter[carried.Writer] = items = [];
+                }
+
+                items.Add(carried);
+            }
+        }
+
+        if (byWriter is null)
+        {
+            return;
+        }
+
+        foreach (var (writer, items) in byWriter)
+        {
+            _carriedWriters.Add(writer);
+            await writer.WriteAsync(items, connection, transaction);
+        }
     }
 
     /// <summary>Takes the chain's transaction lock (PostgreSQL) and returns the head as committed now.</summary>
@@ -734,6 +780,13 @@ public sealed class AuditLog : IAsyncDisposable
 
         if (_connection is not null)
         {
+            foreach (var writer in _carriedWriters)
+            {
+                writer.Release(_connection);
+            }
+
+            _carriedWriters.Clear();
+
             // Pooled connections keep their pragmas: give the next user SQLite's default WAL behaviour back.
             if (_connection is SqliteConnection sqlite && _options.SqliteWalCheckpointCommits > 0)
             {
@@ -764,16 +817,27 @@ public sealed class AuditLog : IAsyncDisposable
         public abstract void Fail(Exception error);
     }
 
-    private sealed class AppendWork(AuditEntry blank) : Work
+    private sealed class AppendWork(AuditEntry blank, ICarriedWrite? carried) : Work
     {
         /// <summary>The validated entry, its sequence, time and hashes still to be filled in by the writer.</summary>
         public AuditEntry Blank { get; } = blank;
 
+        /// <summary>Another component's write that commits in the same transaction.</summary>
+        public ICarriedWrite? Carried { get; } = carried;
+
         public TaskCompletionSource<AuditEntry> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public override void Complete(object? result) => Completion.TrySetResult((AuditEntry)result!);
+        public override void Complete(object? result)
+        {
+            Carried?.Committed();
+            Completion.TrySetResult((AuditEntry)result!);
+        }
 
-        public override void Fail(Exception error) => Completion.TrySetException(error);
+        public override void Fail(Exception error)
+        {
+            Carried?.Failed(error);
+            Completion.TrySetException(error);
+        }
     }
 
     private sealed class CheckpointWork : Work

@@ -72,6 +72,61 @@ public sealed class AuditUnavailableTests(MeteringFixture fixture) : IClassFixtu
         Assert.True(verified.GetProperty("valid").GetBoolean(), verified.ToString());
     }
 
+    [Fact]
+    public async Task OutcomeEntryRefused_AnAnswerNotYetSentIs503AndBilledNothing_AStreamUnderWayIsBilledWhatItReceived()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync(new { budgets = new[] { new { period = "total", amount = 10m } } });
+        using var client = fixture.TenantClient(key);
+
+        // Decisions still commit; only the entries that close a request fail, as a disk filling up mid-request would.
+        await ExecuteAsync("CREATE TRIGGER audit_outcomes_down BEFORE INSERT ON audit_entries WHEN NEW.action = 'inference.completed' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;");
+        string heldId, streamedId;
+        string streamedText;
+        try
+        {
+            using (var held = await client.PostAsync("/v1/chat/completions", Chat(stream: false)))
+            {
+                var text = await held.Content.ReadAsStringAsync();
+                Assert.True(held.StatusCode == HttpStatusCode.ServiceUnavailable, text);
+                Assert.Equal("audit_unavailable", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString());
+                heldId = held.Headers.GetValues("x-sovereign-audit-id").Single();
+            }
+
+            using var streamed = await client.PostAsync("/v1/chat/completions", Chat(stream: true));
+            Assert.Equal(HttpStatusCode.OK, streamed.StatusCode);
+            streamedText = await streamed.Content.ReadAsStringAsync();
+            streamedId = streamed.Headers.GetValues("x-sovereign-audit-id").Single();
+        }
+        finally
+        {
+            await ExecuteAsync("DROP TRIGGER audit_outcomes_down;");
+        }
+
+        // The answer never sent: nothing billed, and the ledger says why.
+        var ledger = fixture.App.Services.GetRequiredService<UsageLedger>();
+        var heldRecord = await ledger.GetAsync(heldId);
+        Assert.NotNull(heldRecord);
+        Assert.Equal(UsageOutcome.Refused, heldRecord.Outcome);
+        Assert.Equal("audit_unavailable", heldRecord.RefusalCode);
+        Assert.Equal(0m, heldRecord.Cost);
+
+        // The stream's tokens reached the client: they are billed, and the stream did not end as a success.
+        Assert.Contains("\"content\"", streamedText);
+        Assert.DoesNotContain("[DONE]", streamedText);
+        var streamedRecord = await ledger.GetAsync(streamedId);
+        Assert.NotNull(streamedRecord);
+        Assert.True(streamedRecord.CompletionTokens > 0);
+        Assert.True(streamedRecord.Cost > 0m);
+
+        // The budget holds exactly the streamed request's cost: nothing is left reserved.
+        var budget = (await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/limits", null, 200)).GetProperty("budgets")[0];
+        Assert.Equal(streamedRecord.Cost, budget.GetProperty("settled").GetDecimal());
+        Assert.Equal(10m - streamedRecord.Cost, budget.GetProperty("remaining").GetDecimal());
+
+        var verified = await fixture.SendAsync(HttpMethod.Post, "/admin/v1/audit/verify", null, 200);
+        Assert.True(verified.GetProperty("valid").GetBoolean(), verified.ToString());
+    }
+
     private static StringContent Chat(bool stream) => new(
         JsonSerializer.Serialize(new { model = MeteringFixture.Model, messages = new[] { new { role = "user", content = "Once upon a time" } }, max_tokens = 4, temperature = 0, stream }),
         Encoding.UTF8, "application/json");

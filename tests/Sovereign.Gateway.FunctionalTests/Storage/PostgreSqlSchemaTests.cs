@@ -77,6 +77,37 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
     }
 
     [Fact]
+    public async Task AuditLog_CarriesAUsageRecord_InItsTransaction()
+    {
+        // A database of its own: the other tests verify the shared database's chain against their own keys.
+        var name = "carried_" + Guid.NewGuid().ToString("N")[..8];
+        await using (var admin = new Npgsql.NpgsqlConnection(postgres.ConnectionString))
+        {
+            await admin.OpenAsync();
+            await using var create = new Npgsql.NpgsqlCommand($"CREATE DATABASE {name}", admin);
+            await create.ExecuteNonQueryAsync();
+        }
+
+        var database = SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Database = name }.ConnectionString);
+        await database.MigrateAsync([.. AuditLog.Migrations, .. UsageLedger.Migrations]);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        await using var ledger = await UsageLedger.OpenAsync(database);
+        await using var audit = await AuditLog.OpenAsync(database, key);
+        var now = DateTimeOffset.UtcNow;
+        var tenant = "pg-carried-" + Guid.NewGuid().ToString("N")[..8];
+        var carried = ledger.Carry(new UsageRecord
+        {
+            RequestId = tenant + "-1", Timestamp = now, Tenant = tenant, KeyId = "k", Model = "m", Node = "n", Jurisdiction = "TH",
+            PromptTokens = 3, CompletionTokens = 2, Cost = 0.25m, Currency = "EUR", PriceVersion = "standard:m@2026-01-01T00:00:00.000Z",
+        })!;
+
+        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Inference, Actor = "k", Action = "inference.completed", Tenant = tenant, Node = "n", Jurisdiction = "TH" }, carried);
+
+        Assert.True(await carried.Stored);
+        Assert.Equal(0.25m, await ledger.GetSpendAsync(tenant, "k", UsagePeriod.Total, now, "EUR"));
+    }
+
+    [Fact]
     public async Task UsageLedger_IsIdempotentAndAggregates()
     {
         var database = await MigratedAsync();
