@@ -24,7 +24,8 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // list), Croatian 7 -> 8 on held-out 3. Session 21 added held-out 8 (every covered language; its first run, the
     // unchanged detector: 488 of 494, no language below the target) and the verb complements and yat participles within
     // hr/bs/sr (run 15): Croatian 9 -> 10 on held-out 1 (off the list), Serbian 9 -> 10 on held-out 3, Bosnian 7 -> 8 on
-    // held-out 4; held-out 8 unchanged.
+    // held-out 4; held-out 8 unchanged. Session 22 added held-out 9 (every covered language; its first run, the
+    // unchanged detector: 487 of 500, Bosnian 8 of 12, Indonesian 9 of 12, Serbian 13 of 16 below the target).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 5, ["ms"] = 7 },
@@ -35,6 +36,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.SixthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5 },
         [TestData.SeventhHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 6 },
         [TestData.EighthHeldOut] = new(StringComparer.Ordinal),
+        [TestData.NinthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["id"] = 9, ["sr"] = 13 },
     };
 
     /// <summary>The overall target.</summary>
@@ -53,11 +55,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.SixthHeldOut)]
     [InlineData(TestData.SeventhHeldOut)]
     [InlineData(TestData.EighthHeldOut)]
+    [InlineData(TestData.NinthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
         var samples = TestData.HeldOut(file);
-        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut)
+        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }
