@@ -10,6 +10,13 @@ public sealed class ContrastEvidenceTests
     [InlineData("tisuća", "hr")]
     [InlineData("historija", "bs")]
     [InlineData("akšam", "bs")]                // a Bosnian Turkism (session 21)
+    [InlineData("kuhati", "hr bs")]            // the h Croatian and Bosnian keep (session 22) ...
+    [InlineData("kuvati", "sr")]               // ... and Serbian drops
+    [InlineData("lahka", "bs")]                // Bosnian h where the others write none (laka)
+    [InlineData("trotoar", "bs sr")]           // against Croatian pločnik
+    [InlineData("није", "sr")]                 // Serbian Cyrillic against Macedonian не е
+    [InlineData("sedar", "ms")]                // Malaysian spelling against Indonesian sadar
+    [InlineData("sadar", "id")]
     public void WordHits_ListedWord_CountsForEveryLanguageOfItsLine(string word, string languages)
     {
         var hits = ContrastEvidence.Default.WordHits(LanguageProfiles.Normalize(word));
@@ -37,5 +44,16 @@ public sealed class ContrastEvidenceTests
         Assert.DoesNotContain("da", hits.Keys);
         Assert.DoesNotContain("no", hits.Keys);
         Assert.DoesNotContain("sv", hits.Keys);
+    }
+
+    [Theory]
+    [InlineData("Za ručak je sogan-dolma.", "bs", 2)]       // the parts of a hyphenated compound not listed whole
+    [InlineData("kanak-kanak dan kanak-kanak", "ms", 1)]   // listed whole: one distinct word, once
+    [InlineData("e-pošta", "bs", 0)]                        // parts that are no listed word or stem count nothing
+    public void WordHits_HyphenatedCompound_CountsByItsParts(string text, string language, int expected)
+    {
+        var hits = ContrastEvidence.Default.WordHits(LanguageProfiles.Normalize(text));
+
+        Assert.Equal(expected, hits.GetValueOrDefault(language));
     }
 }

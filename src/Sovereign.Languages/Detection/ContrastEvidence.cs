@@ -91,25 +91,60 @@ internal sealed class ContrastEvidence
         foreach (var (start, length) in LanguageProfiles.Words(normalized))
         {
             var word = normalized.AsSpan(start, length);
-            if (!_lookup.TryGetValue(word, out var languages) && Stems)
+            var languages = Find(word);
+            if (languages is not null)
             {
-                // The longest listed stem the word begins with.
-                for (var end = length; end >= MinimumStem && languages is null; end--)
-                {
-                    _ = _stemLookup.TryGetValue(word[..end], out languages);
-                }
+                Count(hits, seen, normalized.Substring(start, length), languages);
+                continue;
             }
 
-            if (languages is not null && seen.Add(normalized.Substring(start, length)))
+            // A compound written with a hyphen (sogan-dolma, jiran-jiran's parts) that is not listed whole counts by
+            // its parts.
+            var rest = word;
+            while (rest.IndexOf('-') is var hyphen && hyphen >= 0 && length > hyphen)
             {
-                foreach (var language in languages)
+                var part = rest[..hyphen];
+                if (Find(part) is { } partLanguages)
                 {
-                    hits[language] = hits.GetValueOrDefault(language) + 1;
+                    Count(hits, seen, part.ToString(), partLanguages);
+                }
+
+                rest = rest[(hyphen + 1)..];
+                if (rest.IndexOf('-') < 0 && Find(rest) is { } lastLanguages)
+                {
+                    Count(hits, seen, rest.ToString(), lastLanguages);
                 }
             }
         }
 
         return hits;
+    }
+
+    // The languages of a listed word, or of the longest listed stem the word begins with.
+    private string[]? Find(ReadOnlySpan<char> word)
+    {
+        if (_lookup.TryGetValue(word, out var languages) || !Stems)
+        {
+            return languages;
+        }
+
+        for (var end = word.Length; end >= MinimumStem && languages is null; end--)
+        {
+            _ = _stemLookup.TryGetValue(word[..end], out languages);
+        }
+
+        return languages;
+    }
+
+    private static void Count(Dictionary<string, int> hits, HashSet<string> seen, string word, string[] languages)
+    {
+        if (seen.Add(word))
+        {
+            foreach (var language in languages)
+            {
+                hits[language] = hits.GetValueOrDefault(language) + 1;
+            }
+        }
     }
 
     /// <summary>Distinct letters of a language's own set that the text writes.</summary>
