@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Frozen;
 
 namespace Sovereign.Languages;
@@ -43,23 +44,49 @@ internal static class VerbComplements
     // Words in -ći or -ti that are not infinitives but may follow a modal.
     private static readonly FrozenSet<string> NotInfinitives = FrozenSet.ToFrozenSet(["kući", "noći", "ti", "vijesti", "vesti", "puti"], StringComparer.Ordinal);
 
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> ModalLookup = Modals.GetAlternateLookup<ReadOnlySpan<char>>();
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> VolitionLookup = Volition.GetAlternateLookup<ReadOnlySpan<char>>();
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> CliticLookup = Clitics.GetAlternateLookup<ReadOnlySpan<char>>();
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> CopulaLookup = Copula.GetAlternateLookup<ReadOnlySpan<char>>();
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> NotInfinitiveLookup = NotInfinitives.GetAlternateLookup<ReadOnlySpan<char>>();
+
     /// <summary>In a normalised text, the modal and phase verbs followed by <c>da</c> (and each <c>da li</c>), and those
     /// followed by an infinitive.</summary>
+    /// <remarks>Reads the words as spans of the text, from a pooled array: nothing is allocated per call but the word
+    /// enumerator.</remarks>
     public static (int DaPresent, int Infinitive) Count(string normalized)
     {
-        var words = LanguageProfiles.Words(normalized).Select(w => normalized.Substring(w.Start, w.Length)).ToArray();
+        var words = ArrayPool<(int Start, int Length)>.Shared.Rent((normalized.Length / 2) + 1);
+        try
+        {
+            var n = 0;
+            foreach (var range in LanguageProfiles.Words(normalized))
+            {
+                words[n++] = range;
+            }
+
+            return Count(normalized, words.AsSpan(0, n));
+        }
+        finally
+        {
+            ArrayPool<(int Start, int Length)>.Shared.Return(words);
+        }
+    }
+
+    private static (int DaPresent, int Infinitive) Count(string normalized, ReadOnlySpan<(int Start, int Length)> words)
+    {
         int da = 0, infinitive = 0;
         for (var i = 0; i + 1 < words.Length; i++)
         {
-            var word = words[i];
-            if (word is "da" && words[i + 1] is "li")
+            var word = normalized.AsSpan(words[i].Start, words[i].Length);
+            if (word is "da" && normalized.AsSpan(words[i + 1].Start, words[i + 1].Length) is "li")
             {
                 da++;
                 continue;
             }
 
-            var modal = Modals.Contains(word);
-            if (!modal && !Volition.Contains(word))
+            var modal = ModalLookup.Contains(word);
+            if (!modal && !VolitionLookup.Contains(word))
             {
                 continue;
             }
@@ -67,21 +94,22 @@ internal static class VerbComplements
             // The complement, after at most two clitics (počela je da pjeva, moram ti reći, mogu ga vidjeti).
             for (var j = i + 1; j < words.Length && j <= i + 3; j++)
             {
-                var next = words[j];
+                var next = normalized.AsSpan(words[j].Start, words[j].Length);
                 if (next is "da")
                 {
-                    var epistemic = j == i + 1 && word is "mora" or "moralo" && j + 1 < words.Length && Copula.Contains(words[j + 1]);
+                    var epistemic = j == i + 1 && word is "mora" or "moralo" && j + 1 < words.Length
+                        && CopulaLookup.Contains(normalized.AsSpan(words[j + 1].Start, words[j + 1].Length));
                     da += epistemic ? 0 : 1;
                     break;
                 }
 
-                if (modal && next.Length >= 3 && (next.EndsWith("ti", StringComparison.Ordinal) || next.EndsWith("ći", StringComparison.Ordinal)) && !NotInfinitives.Contains(next))
+                if (modal && next.Length >= 3 && (next.EndsWith("ti", StringComparison.Ordinal) || next.EndsWith("ći", StringComparison.Ordinal)) && !NotInfinitiveLookup.Contains(next))
                 {
                     infinitive++;
                     break;
                 }
 
-                if (!Clitics.Contains(next))
+                if (!CliticLookup.Contains(next))
                 {
                     break;
                 }
