@@ -26,7 +26,10 @@ internal static class LanguageTuningBenchmark
             LanguageProfiles.UnseenCentring = float.Parse(centring, CultureInfo.InvariantCulture);
         }
 
-        var detector = new LanguageDetector();
+        var detector = new LanguageDetector().WithSwitches(
+            contrastStems: args.String("--stems") != "0",
+            yatParticiples: args.String("--participles") != "0",
+            shortMessageFeatures: args.Int("--span", CloseGroupWords.DefaultShortMessageFeatures, 1));
         if (args.String("--explain") is { } text)
         {
             // One text's decision with the default profiles: its leading candidates and their evidence.
@@ -35,9 +38,7 @@ internal static class LanguageTuningBenchmark
             return 0;
         }
 
-        CloseGroupWords.ShortMessageFeatures = args.Int("--span", CloseGroupWords.ShortMessageFeatures, 1);
         var showMisses = (args.String("--misses") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal);
-        YatReflex.Participles = args.String("--participles") != "0";
         if (args.String("--fresh") is { } folder)
         {
             // Sentences written for the tuning corpus, checked before they are added: how the detector does on text it
@@ -112,8 +113,6 @@ internal static class LanguageTuningBenchmark
             select (profile, lingua, floor, contrast, letter, words, cap, smoothing, reflex, dictionary, syntax);
 
         var foldOf = ParallelFolds(corpus, folds);
-        ContrastEvidence.Stems = args.String("--stems") != "0";
-        YatReflex.Participles = args.String("--participles") != "0";
         var rows = new List<string[]>();
         Dictionary<string, int[]>? firstPerLanguage = null;
         foreach (var (profile, lingua, floor, contrast, letter, words, cap, smoothing, reflex, dictionary, syntax) in settings)

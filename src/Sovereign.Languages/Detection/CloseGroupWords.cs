@@ -123,7 +123,7 @@ internal sealed class CloseGroupWords
     /// For each language asked for, the summed centred log-probability of the text's words and word pairs (0 for a
     /// language this model does not know), each feature's part capped at <paramref name="cap"/>.
     /// </summary>
-    public double[] Score(string normalized, IReadOnlyList<string> languages, double cap)
+    public double[] Score(string normalized, IReadOnlyList<string> languages, double cap, int shortMessageFeatures = DefaultShortMessageFeatures)
     {
         var n = _members.Length;
         var scores = new double[languages.Count];
@@ -153,11 +153,11 @@ internal sealed class CloseGroupWords
 
         // A long text is scored as if it had the features of a short message: summed over a paragraph, small
         // differences in how often each member's sentences use common words would add up to a verdict.
-        if (features > ShortMessageFeatures)
+        if (features > shortMessageFeatures)
         {
             for (var i = 0; i < scores.Length; i++)
             {
-                scores[i] *= (double)ShortMessageFeatures / features;
+                scores[i] *= (double)shortMessageFeatures / features;
             }
         }
 
@@ -166,7 +166,7 @@ internal sealed class CloseGroupWords
 
     /// <summary>Features (words and word pairs) of a short message, about twelve words: the most a text's evidence
     /// is summed over.</summary>
-    internal static int ShortMessageFeatures { get; set; } = 24;
+    internal const int DefaultShortMessageFeatures = 24;
 
     private static int KindOf(string feature) => feature.Contains(' ', StringComparison.Ordinal) ? 1 : 0;
 

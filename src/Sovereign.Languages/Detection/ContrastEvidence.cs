@@ -76,22 +76,20 @@ internal sealed class ContrastEvidence
     /// <summary>The contrast words of the embedded file.</summary>
     public static ContrastEvidence Default => Embedded.Value;
 
-    /// <summary>Whether inflected forms match by stem (for tuning; on by default).</summary>
-    internal static bool Stems { get; set; } = true;
-
     /// <summary>The contrast words listed for a language (alone or with others).</summary>
     public IEnumerable<string> WordsOf(string language) =>
         _words.Where(kv => kv.Value.Contains(language, StringComparer.Ordinal)).Select(kv => kv.Key);
 
-    /// <summary>Contrast words of each language in the text (each distinct word once).</summary>
-    public Dictionary<string, int> WordHits(string normalized)
+    /// <summary>Contrast words of each language in the text (each distinct word once); with <paramref name="stems"/>
+    /// (the default; off only for tuning) inflected forms match by stem.</summary>
+    public Dictionary<string, int> WordHits(string normalized, bool stems = true)
     {
         var hits = new Dictionary<string, int>(StringComparer.Ordinal);
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (start, length) in LanguageProfiles.Words(normalized))
         {
             var word = normalized.AsSpan(start, length);
-            var languages = Find(word);
+            var languages = Find(word, stems);
             if (languages is not null)
             {
                 Count(hits, seen, normalized.Substring(start, length), languages);
@@ -104,13 +102,13 @@ internal sealed class ContrastEvidence
             while (rest.IndexOf('-') is var hyphen && hyphen >= 0 && length > hyphen)
             {
                 var part = rest[..hyphen];
-                if (Find(part) is { } partLanguages)
+                if (Find(part, stems) is { } partLanguages)
                 {
                     Count(hits, seen, part.ToString(), partLanguages);
                 }
 
                 rest = rest[(hyphen + 1)..];
-                if (rest.IndexOf('-') < 0 && Find(rest) is { } lastLanguages)
+                if (rest.IndexOf('-') < 0 && Find(rest, stems) is { } lastLanguages)
                 {
                     Count(hits, seen, rest.ToString(), lastLanguages);
                 }
@@ -121,9 +119,9 @@ internal sealed class ContrastEvidence
     }
 
     // The languages of a listed word, or of the longest listed stem the word begins with.
-    private string[]? Find(ReadOnlySpan<char> word)
+    private string[]? Find(ReadOnlySpan<char> word, bool stems)
     {
-        if (_lookup.TryGetValue(word, out var languages) || !Stems)
+        if (_lookup.TryGetValue(word, out var languages) || !stems)
         {
             return languages;
         }

@@ -152,6 +152,21 @@ public sealed class LanguageDetector
     /// <summary>The same detector with another verb-complement weight: for tuning.</summary>
     internal LanguageDetector WithSyntax(double weight) => new(this) { SyntaxWeight = weight };
 
+    /// <summary>Whether contrast words also match inflected forms by stem (on; off only to measure it).</summary>
+    internal bool ContrastStems { get; init; } = true;
+
+    /// <summary>Whether the yat verbs' participles count as reflex words (on; off only to measure them).</summary>
+    internal bool YatParticiples { get; init; } = true;
+
+    /// <summary>Features (words and word pairs) a close group's word model sums a text's evidence over at most: a short
+    /// message's, about twelve words (<see cref="CloseGroupWords.DefaultShortMessageFeatures"/>).</summary>
+    internal int ShortMessageFeatures { get; init; } = CloseGroupWords.DefaultShortMessageFeatures;
+
+    /// <summary>The same detector with other tuning switches (these were static settings before session 22, shared by
+    /// every detector in the process).</summary>
+    internal LanguageDetector WithSwitches(bool contrastStems, bool yatParticiples, int shortMessageFeatures) =>
+        new(this) { ContrastStems = contrastStems, YatParticiples = yatParticiples, ShortMessageFeatures = shortMessageFeatures };
+
     /// <summary>The spelling dictionaries' evidence within Croatian, Bosnian and Serbian (<see cref="StandardForms"/>).</summary>
     internal StandardForms StandardForms { get; init; } = StandardForms.Default;
 
@@ -194,6 +209,9 @@ public sealed class LanguageDetector
         StandardForms = other.StandardForms;
         DictionaryWeight = other.DictionaryWeight;
         SyntaxWeight = other.SyntaxWeight;
+        ContrastStems = other.ContrastStems;
+        YatParticiples = other.YatParticiples;
+        ShortMessageFeatures = other.ShortMessageFeatures;
         Trace = other.Trace;
     }
 
@@ -331,7 +349,7 @@ public sealed class LanguageDetector
         var evidence = profiles?.Score(text, candidates).Scores ?? new double[candidates.Count];
         var normalized = LanguageProfiles.Normalize(text);
         var contrast = ContrastEvidence.Default;
-        var wordHits = contrast.WordHits(normalized);
+        var wordHits = contrast.WordHits(normalized, ContrastStems);
         var leaderShare = shares.Values.DefaultIfEmpty(0).Max();
         var borrowed = new Dictionary<string, double>(candidates.Count, StringComparer.Ordinal);
         foreach (var code in candidates)
@@ -417,13 +435,13 @@ public sealed class LanguageDetector
             return;
         }
 
-        var evidence = words.Score(normalized, [.. members.Select(i => candidates[i])], WordCap);
+        var evidence = words.Score(normalized, [.. members.Select(i => candidates[i])], WordCap, ShortMessageFeatures);
         var inner = members.Select((i, k) => scores[i] + (WordWeight * evidence[k])).ToArray();
         if (ReflexWeight > 0 && closeGroup.Contains("sr", StringComparer.Ordinal))
         {
             // Ijekavian words count for Croatian and Bosnian, ekavian ones (and the joined future) for Serbian, a free
             // "sa" for Bosnian and Serbian.
-            var (ijekavian, ekavian) = Reflexes.Count(normalized);
+            var (ijekavian, ekavian) = Reflexes.Count(normalized, YatParticiples);
             var freeSa = Math.Min(1, YatReflex.FreeSa(normalized));
             for (var k = 0; k < members.Length; k++)
             {

@@ -85,14 +85,16 @@ internal sealed class YatReflex
 
     /// <summary>Distinct ijekavian and ekavian words in a normalised text (a Serbian joined future counts as
     /// ekavian: it is Serbian's too).</summary>
-    public (int Ijekavian, int Ekavian) Count(string normalized)
+    /// <remarks>With <paramref name="participles"/> (the default; off only for tuning) the yat verbs' participles
+    /// count too.</remarks>
+    public (int Ijekavian, int Ekavian) Count(string normalized, bool participles = true)
     {
         int ijekavian = 0, ekavian = 0;
         HashSet<string>? seen = null;
         foreach (var (start, length) in LanguageProfiles.Words(normalized))
         {
             var word = normalized.AsSpan(start, length);
-            var participle = Participles ? Participle(word) : 0;
+            var participle = participles ? Participle(word) : 0;
             var isIjekavian = participle > 0 || Reflex(word).Length > 0;
             var isEkavian = !isIjekavian && (participle < 0 || IsEkavian(word) || IsJoinedFuture(word));
             if ((isIjekavian || isEkavian) && (seen ??= new HashSet<string>(StringComparer.Ordinal)).Add(word.ToString()))
@@ -187,9 +189,6 @@ internal sealed class YatReflex
 
         return count;
     }
-
-    /// <summary>Whether the participles of the yat verbs count (<see cref="Participle"/>); off only to measure them.</summary>
-    internal static bool Participles { get; set; } = true;
 
     // The verbs whose infinitive carries the yat in its ending (vidjeti/videti, voljeti/voleti, živjeti/živeti): a closed
     // class of the grammar. Their masculine participle is -io in the ijekavian standards and -eo in Serbian (vidio/video,
