@@ -31,10 +31,16 @@ internal sealed record MachineInfo(int Cores, string Cpu, long MemoryBytes, stri
             memory,
             RuntimeInformation.FrameworkDescription,
             RuntimeInformation.OSDescription,
-            $"{NativeSetup.LoadedLibrary} (--avx {options.Avx})",
+            $"{NativeSetup.LoadedLibrary} (--avx {options.Avx}; CPU extensions it does not use: {UnusedExtensions()})",
             Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") ?? "unset",
             GitDescription(),
             LoadAverage());
+    }
+
+    private static string UnusedExtensions()
+    {
+        var unused = Sovereign.Inference.Engine.NativeBuild.UnusedExtensions(Sovereign.Inference.Engine.NativeBuild.SystemInfo, Sovereign.Inference.Engine.NativeBuild.CpuFlags());
+        return unused.Count == 0 ? "none" : string.Join(", ", unused);
     }
 
     /// <summary>1, 5 and 15 minute load averages: how busy the machine was with other work.</summary>

@@ -147,6 +147,8 @@ public sealed partial class LlamaModel : IDisposable
             throw new ModelLoadException(options.Id, options.Path, "llama.cpp could not load it as GGUF (" + ex.Message + ")", ex);
         }
 
+        NativeBuild.LogOnce(logger);
+
         try
         {
             return new LlamaModel(weights, options, options.Resolve(weights.ContextSize), time ?? TimeProvider.System, logger);
