@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Sovereign.Cli.Output;
 using Sovereign.Gateway.ControlPlane;
 
 namespace Sovereign.Cli.Commands;
@@ -35,6 +36,14 @@ internal sealed class AdminConnection
         command.Options.Add(DataDirectory);
         command.Options.Add(Json);
     }
+
+    /// <summary>
+    /// An id as one segment of an admin URL. Escaped, so that '?', '#', '/' or '%' in what the user typed reach the
+    /// server as part of the id (which it then checks) instead of changing the URL; "." and "..", which every URL
+    /// parser folds away, cannot name anything.
+    /// </summary>
+    public static string Segment(string? id) =>
+        id is "." or ".." ? throw new CliException($"'{id}' is not an id.", ExitCodes.Usage) : Uri.EscapeDataString(id ?? string.Empty);
 
     /// <summary>Sends one admin request; returns the JSON answer or throws <see cref="AdminException"/> with the server's message.</summary>
     public async Task<JsonElement> SendAsync(ParseResult result, HttpMethod method, string path, object? body, CancellationToken cancellationToken, bool raw = false)

@@ -156,7 +156,7 @@ internal static class MeteringCommands
         set.AddTo(setCommand);
         setCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var json = await set.SendAsync(result, HttpMethod.Put, $"/admin/v1/plans/{result.GetValue(name)}",
+            var json = await set.SendAsync(result, HttpMethod.Put, $"/admin/v1/plans/{AdminConnection.Segment(result.GetValue(name))}",
                 new { currency = result.GetValue(currency), weight = result.GetValue(weight), priority = result.GetValue(priority), reservations = Reservations(result.GetValue(reserve)) }, ct);
             set.Print(result, json, () => Console.WriteLine($"Plan {result.GetValue(name)} saved: {json.GetProperty("currency").GetString()}, weight {json.GetProperty("weight")}, {json.GetProperty("priority").GetString()}."));
         }));
@@ -173,7 +173,7 @@ internal static class MeteringCommands
         price.AddTo(priceCommand);
         priceCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var json = await price.SendAsync(result, HttpMethod.Post, $"/admin/v1/plans/{result.GetValue(planName)}/prices", new
+            var json = await price.SendAsync(result, HttpMethod.Post, $"/admin/v1/plans/{AdminConnection.Segment(result.GetValue(planName))}/prices", new
             {
                 model = result.GetValue(model),
                 input_per_million = result.GetValue(input),
@@ -198,7 +198,7 @@ internal static class MeteringCommands
         computePrice.AddTo(computeCommand);
         computeCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var json = await computePrice.SendAsync(result, HttpMethod.Post, $"/admin/v1/plans/{result.GetValue(computePlan)}/compute-prices", new
+            var json = await computePrice.SendAsync(result, HttpMethod.Post, $"/admin/v1/plans/{AdminConnection.Segment(result.GetValue(computePlan))}/compute-prices", new
             {
                 pool = result.GetValue(pool),
                 device_class = result.GetValue(deviceClass),
@@ -245,7 +245,7 @@ internal static class MeteringCommands
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var path = $"/admin/v1/tenants/{result.GetValue(tenant)}/limits";
+            var path = $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(tenant))}/limits";
             var budgets = result.GetValue(budget) ?? [];
             JsonElement json;
             if (budgets.Length == 0 && result.GetValue(rpm) is null && result.GetValue(tpm) is null)

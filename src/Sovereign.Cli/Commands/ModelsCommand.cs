@@ -65,7 +65,7 @@ internal static class ModelsCommand
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var json = await connection.SendAsync(result, HttpMethod.Post, $"/admin/v1/models/{result.GetValue(id)}/{verb}", null, ct);
+            var json = await connection.SendAsync(result, HttpMethod.Post, $"/admin/v1/models/{AdminConnection.Segment(result.GetValue(id))}/{verb}", null, ct);
             connection.Print(result, json, () => Console.WriteLine($"{result.GetValue(id)}: {verb}ed."));
         }));
         return command;
@@ -80,7 +80,7 @@ internal static class ModelsCommand
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var json = await connection.SendAsync(result, HttpMethod.Get, $"/admin/v1/models/{result.GetValue(id)}/languages", null, ct);
+            var json = await connection.SendAsync(result, HttpMethod.Get, $"/admin/v1/models/{AdminConnection.Segment(result.GetValue(id))}/languages", null, ct);
             if (connection.PrintJson(result, json))
             {
                 return;

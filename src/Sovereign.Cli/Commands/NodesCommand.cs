@@ -60,7 +60,7 @@ internal static class NodesCommand
         stateConnection.AddTo(stateCommand);
         stateCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var json = await stateConnection.SendAsync(result, HttpMethod.Put, $"/admin/v1/nodes/{result.GetValue(stateId)}/state", new { state = result.GetValue(state) }, ct);
+            var json = await stateConnection.SendAsync(result, HttpMethod.Put, $"/admin/v1/nodes/{AdminConnection.Segment(result.GetValue(stateId))}/state", new { state = result.GetValue(state) }, ct);
             stateConnection.Print(result, json, () => Console.WriteLine($"Node {result.GetValue(stateId)} is {result.GetValue(state)}."));
         }));
 
@@ -73,7 +73,7 @@ internal static class NodesCommand
         drainCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var node = result.GetValue(drainId)!;
-            var json = await drainConnection.SendAsync(result, HttpMethod.Put, $"/admin/v1/nodes/{node}/state", new { state = "draining" }, ct);
+            var json = await drainConnection.SendAsync(result, HttpMethod.Put, $"/admin/v1/nodes/{AdminConnection.Segment(node)}/state", new { state = "draining" }, ct);
             if (!result.GetValue(wait))
             {
                 drainConnection.Print(result, json, () => Console.WriteLine($"Node {node} is draining."));
@@ -134,7 +134,7 @@ internal static class NodesCommand
         rmConnection.AddTo(rmCommand);
         rmCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var json = await rmConnection.SendAsync(result, HttpMethod.Delete, $"/admin/v1/nodes/{result.GetValue(rmId)}", null, ct);
+            var json = await rmConnection.SendAsync(result, HttpMethod.Delete, $"/admin/v1/nodes/{AdminConnection.Segment(result.GetValue(rmId))}", null, ct);
             rmConnection.Print(result, json, () => Console.WriteLine($"Node {result.GetValue(rmId)} removed."));
         }));
 

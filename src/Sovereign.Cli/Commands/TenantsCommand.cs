@@ -29,7 +29,7 @@ internal static class TenantsCommand
         create.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var narrowing = result.GetValue(jurisdictions) is { Length: > 0 } list ? new { allowed_jurisdictions = list } : null;
-            var json = await connection.SendAsync(result, HttpMethod.Post, $"/admin/v1/tenants/{result.GetValue(tenant)}/keys", new { name = result.GetValue(name), policy = narrowing }, ct);
+            var json = await connection.SendAsync(result, HttpMethod.Post, $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(tenant))}/keys", new { name = result.GetValue(name), policy = narrowing }, ct);
             if (!connection.PrintJson(result, json))
             {
                 Console.WriteLine($"Key {json.GetProperty("key").GetProperty("id").GetString()} for tenant {result.GetValue(tenant)}. Its secret, shown only now:");
@@ -43,7 +43,7 @@ internal static class TenantsCommand
         listConnection.AddTo(list);
         list.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var json = await listConnection.SendAsync(result, HttpMethod.Get, $"/admin/v1/tenants/{result.GetValue(listTenant)}/keys", null, ct);
+            var json = await listConnection.SendAsync(result, HttpMethod.Get, $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(listTenant))}/keys", null, ct);
             if (!listConnection.PrintJson(result, json))
             {
                 var table = new Table().AddColumns("id", "prefix", "name", "created", "revoked");
@@ -63,7 +63,7 @@ internal static class TenantsCommand
         revokeConnection.AddTo(revoke);
         revoke.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var json = await revokeConnection.SendAsync(result, HttpMethod.Delete, $"/admin/v1/tenants/{result.GetValue(revokeTenant)}/keys/{result.GetValue(keyId)}", null, ct);
+            var json = await revokeConnection.SendAsync(result, HttpMethod.Delete, $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(revokeTenant))}/keys/{AdminConnection.Segment(result.GetValue(keyId))}", null, ct);
             revokeConnection.Print(result, json, () => Console.WriteLine($"Revoked {result.GetValue(keyId)}."));
         }));
 
@@ -108,7 +108,7 @@ internal static class TenantsCommand
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             // The API replaces a policy whole; the flags change only what they name, so the rest is read first.
-            var path = $"/admin/v1/tenants/{result.GetValue(id)}";
+            var path = $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(id))}";
             var changed = policy.AnyGiven(result)
                 ? policy.Merge(result, (await connection.SendAsync(result, HttpMethod.Get, path, null, ct)).GetProperty("policy"))
                 : null;
@@ -155,7 +155,7 @@ internal static class TenantsCommand
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var json = await connection.SendAsync(result, HttpMethod.Get, $"/admin/v1/tenants/{result.GetValue(id)}", null, ct);
+            var json = await connection.SendAsync(result, HttpMethod.Get, $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(id))}", null, ct);
             if (!connection.PrintJson(result, json))
             {
                 PrintTenant(json);

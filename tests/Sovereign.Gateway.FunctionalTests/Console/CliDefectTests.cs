@@ -28,6 +28,29 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
     }
 
     [Fact]
+    public async Task AnIdWithUrlCharacters_ReachesTheServerAsTheId_NotAsAnotherUrl()
+    {
+        // Interpolated raw, "x?y=1" became /admin/v1/models/x (a query) and "../tenants" climbed out of the model's
+        // path: the server answered "Unknown admin URL", or another endpoint answered.
+        foreach (var id in new[] { "x?y=1", "a/b", "x#y", "100%" })
+        {
+            var (exit, _, stderr) = await CliProcess.RunAsync(Admin("models", "unload", id));
+
+            Assert.Equal(ExitCodes.Failed, exit);
+            Assert.DoesNotContain("Unknown admin URL", stderr, StringComparison.Ordinal);
+            Assert.Contains("404", stderr, StringComparison.Ordinal);
+        }
+
+        foreach (var command in new[] { new[] { "models", "unload", ".." }, ["tenants", "show", "."], ["nodes", "drain", ".."] })
+        {
+            var (exit, _, stderr) = await CliProcess.RunAsync(Admin(command));
+
+            Assert.Equal(ExitCodes.Usage, exit);
+            Assert.Contains("is not an id", stderr, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task NoKey_OnAServerWithTenants_SaysMissingKey_AndTheKeyWorksByFlagAndByEnvironment()
     {
         var (exit, _, stderr) = await CliProcess.RunAsync(new Dictionary<string, string?> { ["SOVEREIGN_API_KEY"] = null }, "models", "list", "--url", fixture.Url);
