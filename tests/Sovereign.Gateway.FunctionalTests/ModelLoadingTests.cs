@@ -46,4 +46,27 @@ public sealed class ModelLoadingTests(ServerFixture server)
 
         Assert.Equal(404, (int)(await admin.PostAsync("/admin/v1/models/not-registered/load", null)).StatusCode);
     }
+
+    [Fact]
+    public async Task AModelIdWithASlash_LoadsAndUnloads_ThroughTheCli()
+    {
+        // Hugging Face style names ("Org/Name") are valid ids; a '/' travels as %2F in the admin path.
+        const string Id = "Org/Stories-Slash";
+        var (exit, _, stderr) = await CliProcess.RunAsync("models", "import", TestModels.Stories260K, "--id", Id,
+            "--license", "MIT", "--origin-publisher", "Andrej Karpathy", "--origin-country", "US", "--data-dir", server.DataDirectory);
+        Assert.True(exit == 0, stderr);
+        string[] Admin(string verb) => ["models", verb, Id, "--url", server.BaseAddress.ToString(), "--data-dir", server.DataDirectory];
+
+        (exit, _, stderr) = await CliProcess.RunAsync(Admin("load"));
+        Assert.True(exit == 0, stderr);
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions",
+            $$"""{"model":"{{Id}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":2}""");
+        Assert.Equal(200, status);
+        Assert.Equal(Id, body.GetProperty("model").GetString());
+
+        (exit, _, stderr) = await CliProcess.RunAsync(Admin("unload"));
+        Assert.True(exit == 0, stderr);
+        (status, _, _) = await server.PostJsonAsync("/v1/chat/completions", $$"""{"model":"{{Id}}","messages":[{"role":"user","content":"hi"}]}""");
+        Assert.Equal(404, status);
+    }
 }

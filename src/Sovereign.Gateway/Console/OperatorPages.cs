@@ -281,6 +281,7 @@ internal static class OperatorPages
             return refusal;
         }
 
+        id = ControlPlane.AdminApi.ModelIdOf(id);
         var report = await new ConsoleApiClient(context, session!.Credential).GetAsync($"/admin/v1/models/{Uri.EscapeDataString(id)}/languages", context.RequestAborted);
         var page = new ConsolePage($"Language tax of {id}", session);
         if (!report.Ok)

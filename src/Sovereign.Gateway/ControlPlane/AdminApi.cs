@@ -310,8 +310,15 @@ public static class AdminApi
         });
     }
 
+    /// <summary>
+    /// A model id from its route value. Ids may hold '/' (Hugging Face names such as <c>Qwen/Qwen2.5-7B-Instruct</c>):
+    /// clients send it as %2F, which the server leaves encoded in a route value, as it must for a path.
+    /// </summary>
+    internal static string ModelIdOf(string routeValue) => routeValue.Replace("%2F", "/", StringComparison.OrdinalIgnoreCase);
+
     private static async Task<IResult> LoadModel(string id, HttpContext context, Models.ModelCatalog catalog, AuditLog audit)
     {
+        id = ModelIdOf(id);
         var request = context.Request.ContentLength is > 0 ? await RequestReader.ReadAsync<ModelLoadRequest>(context) : new ModelLoadRequest();
         if (request.Parallel is < 1 or > 256 || request.ContextLength is < 16 || request.Threads is < 1)
         {
@@ -346,6 +353,7 @@ public static class AdminApi
 
     private static async Task<IResult> UnloadModel(string id, Models.ModelCatalog catalog, AuditLog audit, CancellationToken cancellationToken)
     {
+        id = ModelIdOf(id);
         if (!await catalog.UnloadAsync(id, cancellationToken))
         {
             throw NotFound("loaded model", id);
@@ -358,6 +366,7 @@ public static class AdminApi
     /// <summary>The language tax of a served chat model: tokens per 1,000 characters per language, and the ratio to English.</summary>
     private static IResult LanguageTaxReport(string id, Models.ModelCatalog catalog)
     {
+        id = ModelIdOf(id);
         if (!catalog.TryGet(id, out var model) || model.Model is not { } llama)
         {
             throw NotFound("chat model", id);
