@@ -1,7 +1,6 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
-using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
 using Sovereign.Gateway.FunctionalTests.Metering;
 using Sovereign.Metering.Ledger;
@@ -131,12 +130,5 @@ public sealed class AuditUnavailableTests(MeteringFixture fixture) : IClassFixtu
         JsonSerializer.Serialize(new { model = MeteringFixture.Model, messages = new[] { new { role = "user", content = "Once upon a time" } }, max_tokens = 4, temperature = 0, stream }),
         Encoding.UTF8, "application/json");
 
-    private async Task ExecuteAsync(string sql)
-    {
-        await using var connection = new SqliteConnection($"Data Source={Path.Combine(fixture.DataDirectory, "sovereign.db")};Pooling=False");
-        await connection.OpenAsync();
-        await using var command = connection.CreateCommand();
-        command.CommandText = "PRAGMA busy_timeout=10000; " + sql;
-        await command.ExecuteNonQueryAsync();
-    }
+    private Task ExecuteAsync(string sql) => Storage.SqliteScript.ExecuteAsync(fixture.DataDirectory, sql);
 }

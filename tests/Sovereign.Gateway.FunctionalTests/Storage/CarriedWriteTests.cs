@@ -123,12 +123,5 @@ public sealed class CarriedWriteTests : IAsyncLifetime
         Assert.Equal(1, verified.EntriesChecked);
     }
 
-    private async Task ExecuteAsync(string sql)
-    {
-        await using var connection = new SqliteConnection($"Data Source={Path.Combine(_directory, "sovereign.db")};Pooling=False");
-        await connection.OpenAsync();
-        await using var command = connection.CreateCommand();
-        command.CommandText = "PRAGMA busy_timeout=10000; " + sql;
-        await command.ExecuteNonQueryAsync();
-    }
+    private Task ExecuteAsync(string sql) => Storage.SqliteScript.ExecuteAsync(_directory, sql);
 }
