@@ -74,8 +74,8 @@ public static class AdminApi
     {
         var request = await RequestReader.ReadAsync<TenantCreateRequest>(context);
         var id = ResourceIds.RequireNewTenantId(request.Id);
-        var policy = request.Policy ?? throw OpenAIException.BadRequest("policy is required: at least allowed_jurisdictions.", "policy", "missing_required_parameter");
-        policy.ValidateTenantPolicy(catalog, "policy");
+        var policy = (request.Policy ?? throw OpenAIException.BadRequest("policy is required: at least allowed_jurisdictions.", "policy", "missing_required_parameter"))
+            .ValidateTenantPolicy(catalog, "policy");
         var plan = await ExistingPlanAsync(request.Plan, prices, context.RequestAborted);
         var grain = grains.GetGrain<ITenantGrain>(id);
         if (await grain.GetAsync() is not null)
@@ -95,10 +95,10 @@ public static class AdminApi
         var grain = grains.GetGrain<ITenantGrain>(id);
         var current = await grain.GetAsync() ?? throw NotFound("tenant", id);
         var request = await RequestReader.ReadAsync<TenantUpdateRequest>(context);
-        request.Policy?.ValidateTenantPolicy(catalog, "policy");
+        var newPolicy = request.Policy?.ValidateTenantPolicy(catalog, "policy");
         var name = request.Name is null ? current.Name : ResourceIds.RequireName(request.Name, "name");
         var plan = request.Plan is null ? current.Plan : await ExistingPlanAsync(request.Plan, prices, context.RequestAborted);
-        var policyJson = request.Policy?.ToJson() ?? current.PolicyJson;
+        var policyJson = newPolicy?.ToJson() ?? current.PolicyJson;
         TenantView updated;
         try
         {
@@ -110,7 +110,7 @@ public static class AdminApi
         }
 
         var details = new Dictionary<string, string> { ["plan"] = plan, ["disabled"] = updated.Disabled ? "true" : "false" };
-        if (request.Policy is not null)
+        if (newPolicy is not null)
         {
             details["old_policy"] = current.PolicyJson;
             details["policy"] = policyJson;
@@ -122,7 +122,7 @@ public static class AdminApi
             }
         }
 
-        await AuditAdminAsync(audit, request.Policy is null ? AuditActions.TenantUpdate : AuditActions.PolicyUpdate, id, details);
+        await AuditAdminAsync(audit, newPolicy is null ? AuditActions.TenantUpdate : AuditActions.PolicyUpdate, id, details);
         return Json(TenantJson(updated));
     }
 
@@ -138,10 +138,10 @@ public static class AdminApi
         var grain = grains.GetGrain<ITenantGrain>(id);
         var tenant = await grain.GetAsync() ?? throw NotFound("tenant", id);
         var request = await RequestReader.ReadAsync<KeyCreateRequest>(context);
-        request.Policy?.ValidateNarrowing(PolicyDocument.FromJson(tenant.PolicyJson).ToPolicy(), catalog, "policy");
+        var narrowing = request.Policy?.ValidateNarrowing(PolicyDocument.FromJson(tenant.PolicyJson).ToPolicy(), catalog, "policy");
         var name = request.Name is null ? "key" : ResourceIds.RequireName(request.Name, "name");
 
-        var created = await grain.CreateKeyAsync(name, request.Policy?.ToJson());
+        var created = await grain.CreateKeyAsync(name, narrowing?.ToJson());
         await AuditAdminAsync(audit, AuditActions.KeyCreate, id, new() { ["key_id"] = created.Key.Id, ["policy"] = created.Key.PolicyJson ?? "" }, created.Key.Id);
         return Results.Json(new { key = KeyJson(created.Key), secret = created.Secret }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }

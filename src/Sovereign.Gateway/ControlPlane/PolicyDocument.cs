@@ -45,20 +45,43 @@ internal sealed class PolicyDocument
         Retention = Retention?.ToPolicy(prefix + ".retention"),
     };
 
-    /// <summary>Validates a tenant policy; throws a 400 naming the first bad field (prefixed with <paramref name="prefix"/>).</summary>
-    public ResidencyPolicy ValidateTenantPolicy(JurisdictionCatalog catalog, string prefix)
+    /// <summary>
+    /// Validates a tenant policy and returns it in canonical form (<see cref="Canonical"/>), the form that is stored;
+    /// throws a 400 naming the first bad field (prefixed with <paramref name="prefix"/>).
+    /// </summary>
+    public PolicyDocument ValidateTenantPolicy(JurisdictionCatalog catalog, string prefix)
     {
-        var policy = ToPolicy(prefix);
-        var errors = ResidencyPolicyValidator.Validate(policy, catalog);
-        return errors.Count == 0 ? policy : throw Invalid(errors, prefix);
+        var errors = ResidencyPolicyValidator.Validate(ToPolicy(prefix), catalog);
+        return errors.Count == 0 ? Canonical() : throw Invalid(errors, prefix);
     }
 
-    /// <summary>Validates a key's narrowing against its tenant's policy; throws a 400 naming the field.</summary>
-    public ResidencyPolicy ValidateNarrowing(ResidencyPolicy tenantPolicy, JurisdictionCatalog catalog, string prefix)
+    /// <summary>
+    /// Validates a key's narrowing against its tenant's policy and returns it in canonical form; throws a 400 naming
+    /// the field.
+    /// </summary>
+    public PolicyDocument ValidateNarrowing(ResidencyPolicy tenantPolicy, JurisdictionCatalog catalog, string prefix)
     {
         var result = tenantPolicy.NarrowWith(ToNarrowing(prefix), catalog);
-        return result.IsValid ? result.Effective! : throw Invalid(result.Errors, prefix);
+        return result.IsValid ? Canonical() : throw Invalid(result.Errors, prefix);
     }
+
+    /// <summary>
+    /// The same policy as the operator stores and reads it back: jurisdictions and origins as upper-case codes or group
+    /// names (they are matched case-insensitively, so "th" and "TH" are one entry), licences in their canonical SPDX
+    /// spelling, and each list without repeats, in the order first written. Only for a validated document.
+    /// </summary>
+    public PolicyDocument Canonical() => new()
+    {
+        AllowedJurisdictions = Places(AllowedJurisdictions),
+        AllowedModels = AllowedModels?.Distinct(StringComparer.Ordinal).ToList(),
+        AllowedLicenses = AllowedLicenses?.Select(l => KnownLicenses.Canonicalize(l.Trim())).Distinct(StringComparer.OrdinalIgnoreCase).ToList(),
+        AllowedOrigins = Places(AllowedOrigins),
+        AllowExternalProviders = AllowExternalProviders,
+        Retention = Retention,
+    };
+
+    private static List<string>? Places(List<string>? entries) =>
+        entries?.Select(e => e.Trim().ToUpperInvariant()).Distinct(StringComparer.Ordinal).ToList();
 
     private static OpenAIException Invalid(IReadOnlyList<PolicyError> errors, string prefix)
     {
