@@ -29,6 +29,7 @@ public static class AdminApi
         var admin = endpoints.MapGroup("/admin/v1");
         admin.AddEndpointFilter(RequireOperator);
         admin.AddEndpointFilter(ResourceIds.ValidateRouteValues);
+        admin.AddEndpointFilter(QueryParameters.Admin);
         admin.MapGet("/tenants", ListTenants);
         admin.MapPost("/tenants", CreateTenant);
         admin.MapGet("/tenants/{id}", GetTenant);
@@ -48,11 +49,11 @@ public static class AdminApi
         admin.MapGet("/models", ListModels);
         admin.MapPost("/models/{id}/load", LoadModel);
         admin.MapPost("/models/{id}/unload", UnloadModel);
-        admin.MapGet("/audit", ReadAudit);
-        admin.MapPost("/audit/verify", VerifyAudit);
+        admin.MapGet("/audit", ReadAudit).Takes("tenant", "from", "to", "limit", "order", "after");
+        admin.MapPost("/audit/verify", VerifyAudit).Takes("max_uncovered_seconds");
         admin.MapPost("/audit/checkpoint", Checkpoint);
         admin.MapFallback((HttpContext context) =>
-            throw new OpenAIException(StatusCodes.Status404NotFound, $"Unknown admin URL: {context.Request.Method} {context.Request.Path}.", "invalid_request_error", null, "unknown_url"));
+            throw new OpenAIException(StatusCodes.Status404NotFound, $"Unknown admin URL: {context.Request.Method} {context.Request.Path}.", "invalid_request_error", null, "unknown_url")).AnyQuery();
         return admin;
     }
 

@@ -82,10 +82,12 @@ public static class MeteringApi
         admin.MapPost("/plans/{name}/compute-prices", AddComputePrice);
         admin.MapGet("/tenants/{id}/limits", GetLimits);
         admin.MapPut("/tenants/{id}/limits", PutLimits);
-        admin.MapGet("/usage", AdminUsage);
-        admin.MapGet("/tenants/{id}/invoice", Invoice);
-        v1.MapGet("/usage", TenantUsage);
+        admin.MapGet("/usage", AdminUsage).Takes(["tenant", .. UsageParameters]);
+        admin.MapGet("/tenants/{id}/invoice", Invoice).Takes("format", "from", "to", "currency");
+        v1.MapGet("/usage", TenantUsage).Takes(UsageParameters);
     }
+
+    private static readonly string[] UsageParameters = ["from", "to", "group_by", "model", "jurisdiction", "pool"];
 
     private static IResult ListPlans(PriceBookProvider prices)
     {

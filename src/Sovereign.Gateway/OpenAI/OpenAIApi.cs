@@ -14,19 +14,20 @@ public static class OpenAIApi
     public static RouteGroupBuilder MapOpenAIApi(this IEndpointRouteBuilder endpoints)
     {
         var v1 = endpoints.MapGroup("/v1");
+        v1.AddEndpointFilter(QueryParameters.OpenAI);
         v1.MapPost("/chat/completions", ChatCompletionsEndpoint.HandleAsync);
         v1.MapPost("/completions", CompletionsEndpoint.HandleAsync);
         v1.MapPost("/responses", ResponsesEndpoint.HandleAsync);
-        v1.MapGet("/responses/{id}", ResponsesEndpoint.GetAsync);
+        v1.MapGet("/responses/{id}", ResponsesEndpoint.GetAsync).Takes("stream", "include", "include[]", "include_obfuscation", "starting_after");
         v1.MapDelete("/responses/{id}", ResponsesEndpoint.DeleteAsync);
-        v1.MapGet("/responses/{id}/input_items", ResponsesEndpoint.InputItemsAsync);
+        v1.MapGet("/responses/{id}/input_items", ResponsesEndpoint.InputItemsAsync).Takes("limit", "order", "after", "include", "include[]");
         v1.MapPost("/embeddings", EmbeddingsEndpoint.HandleAsync);
         v1.MapPost("/language/detect", LanguageDetectEndpoint.HandleAsync);
         v1.MapGet("/models", ListModels);
         // Catch-all: engine-served ids often have a slash (meta-llama/Llama-3-8B), which SDKs send unescaped or as %2F.
         v1.MapGet("/models/{**id}", GetModel);
-        v1.MapGet("/audit", TenantAudit);
-        v1.MapFallback(NotFound);
+        v1.MapGet("/audit", TenantAudit).Takes("from", "to", "limit", "order", "after");
+        v1.MapFallback(NotFound).AnyQuery();
         return v1;
     }
 

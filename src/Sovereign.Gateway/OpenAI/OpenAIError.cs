@@ -25,6 +25,12 @@ internal sealed class OpenAIException(int status, string message, string type, s
     public string? Code { get; } = code;
     public TimeSpan? RetryAfter { get; } = retryAfter;
 
+    /// <summary>
+    /// What the log writes as the parameter, when <see cref="Param"/> is the client's own text from the URL (an unknown
+    /// query parameter's name may be a secret: <c>?sk-...</c>); the log never carries the query string.
+    /// </summary>
+    public string? LoggedParam { get; init; }
+
     public OpenAIError ToError() => new(Message, Type, Param, Code);
 
     public static OpenAIException BadRequest(string message, string? param = null, string? code = null) =>

@@ -57,7 +57,7 @@ internal static class OpenAIErrorResults
             var configured = context.RequestServices.GetRequiredService<IOptions<SovereignOptions>>().Value.Limits.MaxRequestBodyBytes;
             var error = Map(ex, BodyLimit(context, configured));
             var logger = RequestsLogger(context);
-            GatewayLog.ErrorAnswered(logger, context, error.Status, error.Type, error.Code, error.Param, ex);
+            GatewayLog.ErrorAnswered(logger, context, error.Status, error.Type, error.Code, error.LoggedParam ?? error.Param, ex);
             await WriteAsync(context, error);
         }
     }
@@ -91,7 +91,7 @@ internal static class OpenAIErrorResults
     /// <summary>Answers with <paramref name="error"/>, logged like every error answer (refusal, shedding or fault).</summary>
     public static Task AnswerAsync(HttpContext context, OpenAIException error)
     {
-        GatewayLog.ErrorAnswered(RequestsLogger(context), context, error.Status, error.Type, error.Code, error.Param, null);
+        GatewayLog.ErrorAnswered(RequestsLogger(context), context, error.Status, error.Type, error.Code, error.LoggedParam ?? error.Param, null);
         return WriteAsync(context, error);
     }
 

@@ -93,9 +93,37 @@ internal static partial class ResponsesEndpoint
         await TypedResults.Json(response, OpenAIJson.Options).ExecuteAsync(context);
     }
 
-    /// <summary><c>GET /v1/responses/{id}</c>: a stored response, to its own tenant only.</summary>
-    public static async Task<IResult> GetAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage) =>
-        await storage.GetAsync(await pipeline.AuthenticateAsync(context), id, context.RequestAborted);
+    /// <summary>
+    /// <c>GET /v1/responses/{id}</c>: a stored response, to its own tenant only. OpenAI's query parameters are known:
+    /// <c>stream=false</c> and <c>include_obfuscation</c> (which only streaming uses) are accepted; replaying a stored
+    /// response as a stream (<c>stream=true</c>, <c>starting_after</c>) and <c>include</c> are refused by name.
+    /// </summary>
+    public static async Task<IResult> GetAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage)
+    {
+        var caller = await pipeline.AuthenticateAsync(context);
+        var query = context.Request.Query;
+        if (query["stream"].ToString() is { Length: > 0 } stream && stream != "false")
+        {
+            throw OpenAIException.BadRequest("stream is not supported here: a stored response is answered whole (stream=false).", "stream", "unsupported_parameter");
+        }
+
+        if (query["include_obfuscation"].ToString() is { Length: > 0 } obfuscation && obfuscation is not ("true" or "false"))
+        {
+            throw OpenAIException.BadRequest($"include_obfuscation must be true or false; got '{RequestReader.Shorten(obfuscation)}'.", "include_obfuscation", "invalid_value");
+        }
+
+        if (query["starting_after"].Count > 0)
+        {
+            throw OpenAIException.BadRequest("starting_after is not supported: a stored response is not replayed as a stream.", "starting_after", "unsupported_parameter");
+        }
+
+        if (query["include"].Count > 0 || query["include[]"].Count > 0)
+        {
+            throw OpenAIException.BadRequest("include is not supported: this server has no extra output items to include.", "include", "unsupported_parameter");
+        }
+
+        return await storage.GetAsync(caller, id, context.RequestAborted);
+    }
 
     /// <summary><c>GET /v1/responses/{id}/input_items</c>: what a stored response was generated from, to its own tenant only.</summary>
     public static async Task<IResult> InputItemsAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage) =>

@@ -1,0 +1,88 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Sovereign.Gateway.FunctionalTests.Console;
+
+namespace Sovereign.Gateway.FunctionalTests.Hostile;
+
+/// <summary>
+/// Query strings follow one rule (<c>QueryParameters</c>): a GET or DELETE under /v1 and every admin endpoint takes
+/// the parameters it declares; any other is 400 <c>unknown_parameter</c> naming it, and a repeated one 400
+/// <c>invalid_value</c>. A misspelt filter used to be ignored: <c>/admin/v1/usage?tenat=x</c> answered every tenant's
+/// usage, <c>/v1/usage?form=...</c> all time, and <c>?model=a&amp;model=b</c> searched for the model "a,b".
+/// </summary>
+[Collection(ConsoleCollection.Name)]
+public sealed class QueryParameterTests(ConsoleFixture fixture)
+{
+    public static TheoryData<string, string, string, string> Refused => new()
+    {
+        // path, who (admin | tenant), param, code
+        { "/admin/v1/usage?tenat=th-hospital", "admin", "tenat", "unknown_parameter" },
+        { "/admin/v1/usage?model=a&model=b", "admin", "model", "invalid_value" },
+        { "/admin/v1/tenants/th-hospital/invoice?format=csv&form=2026-01-01", "admin", "form", "unknown_parameter" },
+        { "/admin/v1/tenants?limit=5", "admin", "limit", "unknown_parameter" },
+        { "/admin/v1/audit?tennant=th-hospital", "admin", "tennant", "unknown_parameter" },
+        { "/admin/v1/audit?limit=1&limit=2", "admin", "limit", "invalid_value" },
+        { "/v1/usage?form=2026-01-01", "tenant", "form", "unknown_parameter" },
+        { "/v1/usage?tenant=sg-bank", "tenant", "tenant", "unknown_parameter" },
+        { "/v1/models?page=2", "tenant", "page", "unknown_parameter" },
+        { "/v1/audit?before=3", "tenant", "before", "unknown_parameter" },
+        { "/v1/limits?key=x", "tenant", "key", "unknown_parameter" },
+        { "/v1/responses/resp_missing?stream=true", "tenant", "stream", "unsupported_parameter" },
+        { "/v1/responses/resp_missing?include_obfuscation=maybe", "tenant", "include_obfuscation", "invalid_value" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Refused))]
+    public async Task UnknownOrRepeatedParameter_Is400NamingIt(string path, string who, string param, string code)
+    {
+        using var response = await ClientFor(who).GetAsync(path);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == 400, $"{path}: {(int)response.StatusCode} {text}");
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal(param, error.GetProperty("param").GetString());
+        Assert.Equal(code, error.GetProperty("code").GetString());
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+    }
+
+    [Theory]
+    [InlineData("/admin/v1/usage?tenant=th-hospital&group_by=day&from=2026-01-01T00:00:00Z", "admin")]
+    [InlineData("/admin/v1/tenants/th-hospital/invoice?format=json&from=2026-01-01", "admin")]
+    [InlineData("/admin/v1/audit?tenant=th-hospital&order=desc&limit=1", "admin")]
+    [InlineData("/v1/usage?group_by=model&from=2026-01-01T00:00:00Z", "tenant")]
+    [InlineData("/v1/audit?LIMIT=2&Order=desc", "tenant")]
+    [InlineData("/v1/models", "tenant")]
+    public async Task DeclaredParameters_AreServed(string path, string who)
+    {
+        using var response = await ClientFor(who).GetAsync(path);
+        Assert.True((int)response.StatusCode == 200, $"{path}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+    }
+
+    [Fact]
+    public async Task PostBodiesIgnoreTheQueryString_UnknownUrlsStay404_AndTheTokenComesFirst()
+    {
+        // OpenAI-compatible clients add their own query parameters (api-version); inference takes its parameters in the body.
+        using var chat = await ClientFor("tenant").PostAsJsonAsync("/v1/chat/completions?api-version=2024-10-21",
+            new { model = ConsoleFixture.Model, messages = new[] { new { role = "user", content = "Hi" } }, max_tokens = 2 });
+        Assert.Equal(200, (int)chat.StatusCode);
+
+        using var unknownUrl = await ClientFor("tenant").GetAsync("/v1/nowhere?x=1");
+        Assert.Equal(404, (int)unknownUrl.StatusCode);
+
+        using var anonymous = new HttpClient { BaseAddress = fixture.Address };
+        using var noToken = await anonymous.GetAsync("/admin/v1/usage?tenat=x");
+        Assert.Equal(401, (int)noToken.StatusCode);
+    }
+
+    private HttpClient ClientFor(string who)
+    {
+        if (who == "admin")
+        {
+            return fixture.Admin;
+        }
+
+        var client = new HttpClient { BaseAddress = fixture.Address };
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", fixture.HospitalKey);
+        return client;
+    }
+}
