@@ -8,6 +8,7 @@ using Sovereign.Gateway.Routing;
 using Sovereign.Metering.Budgets;
 using Sovereign.Metering.Ledger;
 using Sovereign.Metering.Pricing;
+using Sovereign.Metering.RateLimiting;
 using Sovereign.Residency.Audit;
 using Sovereign.Residency.ControlPlane;
 
@@ -298,6 +299,7 @@ public static class MeteringApi
         var grain = grains.GetGrain<ITenantGrain>(id);
         _ = await grain.GetAsync() ?? throw NotFound(id);
         var request = await RequestReader.ReadAsync<LimitsRequest>(context);
+        var keys = (await grain.ListKeysAsync()).Select(k => k.Id).ToHashSet(StringComparer.Ordinal);
         var budgets = new List<BudgetSetting>();
         for (var i = 0; i < (request.Budgets?.Count ?? 0); i++)
         {
@@ -307,10 +309,22 @@ public static class MeteringApi
                 throw OpenAIException.BadRequest($"budgets[{i}].period must be 'day', 'month' or 'total'; got '{b.Period}'.", $"budgets[{i}].period", "invalid_value");
             }
 
-            if (b.Amount is not > 0)
+            if (b.Amount is not > 0 || b.Amount > BudgetLimit.MaxAmount)
             {
-                throw OpenAIException.BadRequest($"budgets[{i}].amount must be a positive amount in the plan's currency.", $"budgets[{i}].amount", "invalid_value");
+                throw OpenAIException.BadRequest(
+                    $"budgets[{i}].amount must be a positive amount in the plan's currency, at most {BudgetLimit.MaxAmount.ToString(CultureInfo.InvariantCulture)}.",
+                    $"budgets[{i}].amount", "invalid_value");
             }
+
+            if (decimal.Round(b.Amount.Value, BudgetLimit.Decimals) != b.Amount.Value)
+            {
+                // Spend is counted in millionths: a budget between two of them would be shown and compared as it is not.
+                throw OpenAIException.BadRequest(
+                    $"budgets[{i}].amount has more than {BudgetLimit.Decimals} decimals; spend is counted in millionths of the currency (got {b.Amount.Value.ToString(CultureInfo.InvariantCulture)}).",
+                    $"budgets[{i}].amount", "invalid_value");
+            }
+
+            RequireKeyOf(id, keys, b.KeyId, $"budgets[{i}].key_id");
 
             if (budgets.Any(x => x.KeyId == b.KeyId && x.Period == period.ToString()))
             {
@@ -328,6 +342,19 @@ public static class MeteringApi
             {
                 throw OpenAIException.BadRequest($"rate_limits[{i}] needs requests_per_minute and/or tokens_per_minute, each at least 1.", $"rate_limits[{i}].requests_per_minute", "invalid_value");
             }
+
+            // Above this the token bucket cannot count, and every request of the tenant failed with a 500.
+            foreach (var (value, field) in new[] { (r.RequestsPerMinute, "requests_per_minute"), (r.TokensPerMinute, "tokens_per_minute") })
+            {
+                if (value > RateLimitPolicy.MaxPerMinute)
+                {
+                    throw OpenAIException.BadRequest(
+                        $"rate_limits[{i}].{field} may be at most {RateLimitPolicy.MaxPerMinute.ToString(CultureInfo.InvariantCulture)}; leave it out for no limit.",
+                        $"rate_limits[{i}].{field}", "invalid_value");
+                }
+            }
+
+            RequireKeyOf(id, keys, r.KeyId, $"rate_limits[{i}].key_id");
 
             rates.Add(new RateLimitSetting(r.KeyId, r.RequestsPerMinute, r.TokensPerMinute));
         }
@@ -438,6 +465,18 @@ public static class MeteringApi
             To = to > DateTimeOffset.UtcNow.AddYears(100) ? DateTimeOffset.UtcNow.AddDays(1) : to,
             GroupBy = groupBy == UsageGroupBy.None ? UsageGroupBy.Tenant | UsageGroupBy.Model | UsageGroupBy.Day : groupBy,
         };
+    }
+
+    /// <summary>
+    /// A key's budget or rate limit names one of the tenant's keys: a misspelt or foreign key id used to be stored,
+    /// capping nothing, while the key the operator meant stayed unlimited.
+    /// </summary>
+    private static void RequireKeyOf(string tenant, HashSet<string> keys, string? keyId, string field)
+    {
+        if (keyId is not null && !keys.Contains(keyId))
+        {
+            throw OpenAIException.BadRequest($"{field}: the tenant '{tenant}' has no key '{RequestReader.Shorten(keyId)}' (leave key_id out for the tenant's own limit).", field, "key_not_found");
+        }
     }
 
     private static async Task UpdateAsync(PriceBookProvider prices, Func<PriceBook, PriceBook> change, DateTimeOffset now)

@@ -29,6 +29,15 @@ public enum BudgetScope
 /// </summary>
 public sealed record BudgetLimit(string? KeyId, BudgetPeriod Period, decimal Amount)
 {
+    /// <summary>
+    /// The largest budget (9e9 units of the currency), the ledger's largest single amount: beyond it, what remains of a
+    /// budget is no longer exact in <see cref="decimal"/> (a budget of 7.9e28 minus 0.000048 still showed 7.9e28).
+    /// </summary>
+    public const decimal MaxAmount = 9_000_000_000m;
+
+    /// <summary>Decimal places of a budget: the ledger's unit (1e-6 of the currency), as every cost.</summary>
+    public const int Decimals = 6;
+
     /// <summary>Tenant or key.</summary>
     public BudgetScope Scope => KeyId is null ? BudgetScope.Tenant : BudgetScope.Key;
 

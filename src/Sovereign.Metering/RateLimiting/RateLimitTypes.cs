@@ -6,6 +6,12 @@ namespace Sovereign.Metering.RateLimiting;
 /// </summary>
 public sealed record RateLimitPolicy(long? RequestsPerMinute, long? TokensPerMinute)
 {
+    /// <summary>
+    /// The largest limit per minute (about 3.8e13): the token buckets count in token-milliseconds, which must stay a
+    /// long. Leave a dimension out (null) for no limit.
+    /// </summary>
+    public const long MaxPerMinute = long.MaxValue / 4 / RateLimiter.WindowMs;
+
     /// <summary>No limit at all.</summary>
     public static RateLimitPolicy Unlimited { get; } = new(null, null);
 }
