@@ -73,7 +73,7 @@ public static class AdminApi
 
     private static async Task<IResult> CreateTenant(HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, CallerAuthenticator authenticator, PriceBookProvider prices)
     {
-        var request = await RequestReader.ReadAsync<TenantCreateRequest>(context);
+        var request = await RequestReader.ReadAsync<TenantCreateRequest>(context, OpenAIJson.AdminOptions);
         var id = ResourceIds.RequireNewTenantId(request.Id);
         var policy = (request.Policy ?? throw OpenAIException.BadRequest("policy is required: at least allowed_jurisdictions.", "policy", "missing_required_parameter"))
             .ValidateTenantPolicy(catalog, "policy");
@@ -95,7 +95,7 @@ public static class AdminApi
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         var current = await grain.GetAsync() ?? throw NotFound("tenant", id);
-        var request = await RequestReader.ReadAsync<TenantUpdateRequest>(context);
+        var request = await RequestReader.ReadAsync<TenantUpdateRequest>(context, OpenAIJson.AdminOptions);
         var newPolicy = request.Policy?.ValidateTenantPolicy(catalog, "policy");
         var name = request.Name is null ? current.Name : ResourceIds.RequireName(request.Name, "name");
         var plan = request.Plan is null ? current.Plan : await ExistingPlanAsync(request.Plan, prices, context.RequestAborted);
@@ -138,7 +138,7 @@ public static class AdminApi
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         var tenant = await grain.GetAsync() ?? throw NotFound("tenant", id);
-        var request = await RequestReader.ReadAsync<KeyCreateRequest>(context);
+        var request = await RequestReader.ReadAsync<KeyCreateRequest>(context, OpenAIJson.AdminOptions);
         var narrowing = request.Policy?.ValidateNarrowing(PolicyDocument.FromJson(tenant.PolicyJson).ToPolicy(), catalog, "policy");
         var name = request.Name is null ? "key" : ResourceIds.RequireName(request.Name, "name");
 
@@ -168,7 +168,7 @@ public static class AdminApi
 
     private static async Task<IResult> RegisterNode(HttpContext context, NodeDirectory nodes, JurisdictionCatalog catalog, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time)
     {
-        var request = await RequestReader.ReadAsync<NodeCreateRequest>(context);
+        var request = await RequestReader.ReadAsync<NodeCreateRequest>(context, OpenAIJson.AdminOptions);
         var id = ResourceIds.Require(request.Id, ResourceKind.Node, "id");
         var jurisdiction = request.Jurisdiction?.Trim().ToUpperInvariant();
         if (!catalog.IsCountry(jurisdiction))
@@ -255,7 +255,7 @@ public static class AdminApi
 
     private static async Task<IResult> SetNodeState(string id, HttpContext context, NodeDirectory nodes, AuditLog audit)
     {
-        var request = await RequestReader.ReadAsync<NodeStateRequest>(context);
+        var request = await RequestReader.ReadAsync<NodeStateRequest>(context, OpenAIJson.AdminOptions);
         var state = request.State?.ToLowerInvariant() switch
         {
             "active" => nameof(NodeState.Active),
@@ -320,7 +320,7 @@ public static class AdminApi
     private static async Task<IResult> LoadModel(string id, HttpContext context, Models.ModelCatalog catalog, AuditLog audit)
     {
         id = ModelIdOf(id);
-        var request = context.Request.ContentLength is > 0 ? await RequestReader.ReadAsync<ModelLoadRequest>(context) : new ModelLoadRequest();
+        var request = context.Request.ContentLength is > 0 ? await RequestReader.ReadAsync<ModelLoadRequest>(context, OpenAIJson.AdminOptions) : new ModelLoadRequest();
         if (request.Parallel is < 1 or > 256 || request.ContextLength is < 16 || request.Threads is < 1)
         {
             throw OpenAIException.BadRequest("parallel must be 1-256, context_length at least 16, threads at least 1.", request.Parallel is < 1 or > 256 ? "parallel" : request.ContextLength is < 16 ? "context_length" : "threads", "invalid_value");
@@ -523,7 +523,7 @@ public static class AdminApi
     /// </summary>
     private static async Task<IResult> RevokeCertificate(HttpContext context, ControlPlaneStore store, AuditLog audit, TimeProvider time, Cluster.Security.CertificateRevocationSync sync)
     {
-        var request = await RequestReader.ReadAsync<CertificateRevocationRequest>(context);
+        var request = await RequestReader.ReadAsync<CertificateRevocationRequest>(context, OpenAIJson.AdminOptions);
         if ((request.Serial is null) == (request.NodeId is null))
         {
             throw OpenAIException.BadRequest("Give exactly one of serial (one certificate) and node_id (every certificate of that node).", request.Serial is null ? "serial" : "node_id", "missing_required_parameter");

@@ -99,7 +99,7 @@ public static class MeteringApi
 
     private static async Task<IResult> PutPlan(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time, ControlPlaneStore store, IGrainFactory grains, Pipeline.PoolAdmission pools)
     {
-        var request = await RequestReader.ReadAsync<PlanRequest>(context);
+        var request = await RequestReader.ReadAsync<PlanRequest>(context, OpenAIJson.AdminOptions);
         var priority = request.Priority?.ToLowerInvariant() switch
         {
             null or "interactive" => PriorityClass.Interactive,
@@ -149,7 +149,7 @@ public static class MeteringApi
 
     private static async Task<IResult> AddPrice(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time)
     {
-        var request = await RequestReader.ReadAsync<PriceRequest>(context);
+        var request = await RequestReader.ReadAsync<PriceRequest>(context, OpenAIJson.AdminOptions);
         if (prices.Current.FindPlan(name) is null)
         {
             throw new OpenAIException(StatusCodes.Status404NotFound, $"No plan '{name}'.", "invalid_request_error", null, "plan_not_found");
@@ -244,7 +244,7 @@ public static class MeteringApi
 
     private static async Task<IResult> AddComputePrice(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time)
     {
-        var request = await RequestReader.ReadAsync<ComputePriceRequest>(context);
+        var request = await RequestReader.ReadAsync<ComputePriceRequest>(context, OpenAIJson.AdminOptions);
         if (prices.Current.FindPlan(name) is null)
         {
             throw new OpenAIException(StatusCodes.Status404NotFound, $"No plan '{name}'.", "invalid_request_error", null, "plan_not_found");
@@ -298,7 +298,7 @@ public static class MeteringApi
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         _ = await grain.GetAsync() ?? throw NotFound(id);
-        var request = await RequestReader.ReadAsync<LimitsRequest>(context);
+        var request = await RequestReader.ReadAsync<LimitsRequest>(context, OpenAIJson.AdminOptions);
         var keys = (await grain.ListKeysAsync()).Select(k => k.Id).ToHashSet(StringComparer.Ordinal);
         var budgets = new List<BudgetSetting>();
         for (var i = 0; i < (request.Budgets?.Count ?? 0); i++)

@@ -23,4 +23,14 @@ internal static class OpenAIJson
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip,
     };
+
+    /// <summary>
+    /// The operator's API (<c>/admin/v1</c>) reads bodies strictly: a field it does not know is a 400
+    /// <c>unknown_parameter</c>. Its PUTs replace: <c>{"budget": [...]}</c> (for <c>budgets</c>) was read as "no
+    /// budgets" and cleared the tenant's. OpenAI's surface stays lenient: SDKs and proxies add fields of their own.
+    /// </summary>
+    public static readonly JsonSerializerOptions AdminOptions = new(Options)
+    {
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    };
 }

@@ -14,7 +14,7 @@ internal static class RequestReader
     public static ReadOnlyMemory<byte> RawBody(HttpContext context) =>
         context.Items.TryGetValue(typeof(RequestReader), out var raw) && raw is ReadOnlyMemory<byte> bytes ? bytes : ReadOnlyMemory<byte>.Empty;
 
-    public static async Task<T> ReadAsync<T>(HttpContext context)
+    public static async Task<T> ReadAsync<T>(HttpContext context, JsonSerializerOptions? options = null)
         where T : class
     {
         RequireJsonContentType(context.Request.ContentType);
@@ -45,11 +45,18 @@ internal static class RequestReader
         T? body;
         try
         {
-            body = JsonSerializer.Deserialize<T>(bytes.Span, OpenAIJson.Options);
+            body = JsonSerializer.Deserialize<T>(bytes.Span, options ?? OpenAIJson.Options);
         }
         catch (JsonException ex)
         {
             var param = ex.Path is { Length: > 2 } path && path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : null;
+            if (UnmappedProperty(ex.Message) is { } unknown)
+            {
+                // The serializer's message names our class; the client needs the field, as it wrote it.
+                var field = param is null ? unknown : param.EndsWith(unknown, StringComparison.Ordinal) ? param : param + "." + unknown;
+                throw OpenAIException.BadRequest($"Unknown parameter: '{Shorten(field)}'.", Shorten(field), "unknown_parameter");
+            }
+
             if (ex.Message.StartsWith("Duplicate property", StringComparison.Ordinal))
             {
                 // Engines behind us may read the first copy where we read the last: a repeated key is refused.
@@ -342,6 +349,20 @@ internal static class RequestReader
         {
             throw OpenAIException.BadRequest($"{param} must be between {min} and {max}; got {v}.", param, "invalid_value");
         }
+    }
+
+    /// <summary>The property name in System.Text.Json's refusal of an unmapped member, else null.</summary>
+    private static string? UnmappedProperty(string message)
+    {
+        const string Head = "The JSON property '";
+        const string Tail = "' could not be mapped to any .NET member";
+        if (!message.StartsWith(Head, StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var end = message.IndexOf(Tail, Head.Length, StringComparison.Ordinal);
+        return end > Head.Length ? message[Head.Length..end] : null;
     }
 
     private static string FirstSentence(string message)

@@ -1,0 +1,69 @@
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using Sovereign.Gateway.FunctionalTests.Console;
+
+namespace Sovereign.Gateway.FunctionalTests.Hostile;
+
+/// <summary>
+/// The operator's API reads bodies strictly: a field it does not know is a 400 <c>unknown_parameter</c> naming it,
+/// and nothing changes. Its PUTs replace, so a misspelt field used to change things: <c>{"budget": [...]}</c> was read
+/// as "no budgets" and removed the tenant's budget; <c>allow_external_provider</c> was dropped without a word.
+/// OpenAI's surface stays lenient (SDKs and proxies add fields of their own).
+/// </summary>
+[Collection(ConsoleCollection.Name)]
+public sealed class AdminBodyTests(ConsoleFixture fixture)
+{
+    [Fact]
+    public async Task MisspeltLimitsField_Is400NamingIt_AndTheBudgetStays()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync();
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { budgets = new[] { new { period = "day", amount = 2.5m } } });
+
+        var error = await RefusedAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", """{"budget":[{"period":"day","amount":100}]}""");
+        Assert.Equal("budget", error.GetProperty("param").GetString());
+        Assert.DoesNotContain("Sovereign", error.GetProperty("message").GetString()); // not our class name
+
+        var nested = await RefusedAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", """{"budgets":[{"period":"day","amount":100,"amout":1}]}""");
+        Assert.Equal("budgets[0].amout", nested.GetProperty("param").GetString());
+
+        var limits = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/limits", null);
+        Assert.Equal(2.5m, limits.GetProperty("limits").GetProperty("budgets")[0].GetProperty("amount").GetDecimal());
+    }
+
+    [Theory]
+    [InlineData("PATCH", "/admin/v1/tenants/th-hospital", """{"policy":{"allowed_jurisdictions":["TH"],"allow_external_provider":true}}""", "policy.allow_external_provider")]
+    [InlineData("PATCH", "/admin/v1/tenants/th-hospital", """{"nmae":"x"}""", "nmae")]
+    [InlineData("POST", "/admin/v1/tenants", """{"id":"strict-new","policy":{"allowed_jurisdictions":["TH"]},"plna":"standard"}""", "plna")]
+    [InlineData("POST", "/admin/v1/tenants/th-hospital/keys", """{"name":"k","policy":{"allowed_jurisdictions":["TH"],"retention":{"mode":"none","dayz":3}}}""", "policy.retention.dayz")]
+    [InlineData("PUT", "/admin/v1/plans/standard", """{"currency":"EUR","wieght":5}""", "wieght")]
+    [InlineData("POST", "/admin/v1/plans/standard/prices", """{"model":"stories","input_per_milion":1}""", "input_per_milion")]
+    [InlineData("POST", "/admin/v1/nodes/join-tokens", """{"jurisdiction":"TH","ttl":60}""", "ttl")]
+    public async Task UnknownAdminField_Is400NamingIt(string method, string path, string body, string param)
+    {
+        var error = await RefusedAsync(new HttpMethod(method), path, body);
+        Assert.Equal(param, error.GetProperty("param").GetString());
+    }
+
+    [Fact]
+    public async Task OpenAISurface_StillIgnoresFieldsItDoesNotKnow()
+    {
+        using var client = new HttpClient { BaseAddress = fixture.Address };
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", fixture.HospitalKey);
+        using var response = await client.PostAsync("/v1/chat/completions", new StringContent(
+            $$$"""{"model":"{{{ConsoleFixture.Model}}}","messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"x_vendor_extension":{"a":1}}""",
+            Encoding.UTF8, "application/json"));
+        Assert.Equal(200, (int)response.StatusCode);
+    }
+
+    private async Task<JsonElement> RefusedAsync(HttpMethod method, string path, string body)
+    {
+        using var request = new HttpRequestMessage(method, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        using var response = await fixture.Admin.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == 400, $"{method} {path}: {(int)response.StatusCode} {text}");
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal("unknown_parameter", error.GetProperty("code").GetString());
+        return error;
+    }
+}
