@@ -85,8 +85,9 @@ internal sealed class GbnfRules
 
     private sealed class Parser(string text)
     {
-        // Each repetition becomes a helper rule; past this the grammar is left to llama.cpp alone.
-        private const int MaxRepetitions = 10_000;
+        // llama.cpp's MAX_REPETITION_THRESHOLD: a grammar that repeats more cannot be parsed by llama.cpp either, so
+        // it must never reach the engine (see GrammarMatcher.For's callers).
+        private const int MaxRepetitions = JsonSchemaGrammarCompiler.MaxRepetitions;
 
         private int _pos;
 

@@ -34,6 +34,15 @@ public sealed class JsonSchemaGrammarCompiler
         "minLength", "maxLength", "format", "anyOf", "allOf", "$ref", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
     ];
 
+    /// <summary>
+    /// The most a grammar may repeat one element (<c>{m,n}</c>): one below llama.cpp's <c>MAX_REPETITION_THRESHOLD</c>
+    /// (2000), which its parser refuses to reach (<c>n_prev_rules * total_rules &gt;= 2000</c>). A grammar llama.cpp
+    /// cannot parse leaves its grammar sampler null: <c>maxLength: 2000</c> crashed the whole server at the first
+    /// sampled token. The compiler never puts two repetitions side by side without a terminal between them, which
+    /// llama.cpp would multiply.
+    /// </summary>
+    public const int MaxRepetitions = 1999;
+
     private static readonly HashSet<string> ObjectKeywords = ["properties", "required", "additionalProperties"];
     private static readonly HashSet<string> ArrayKeywords = ["items", "minItems", "maxItems"];
     private static readonly HashSet<string> StringKeywords = ["minLength", "maxLength", "format"];
@@ -770,9 +779,10 @@ public sealed class JsonSchemaGrammarCompiler
             throw new UnsupportedSchemaException(keyword, path, $"'{keyword}' (at '{path}') must be a non-negative integer.");
         }
 
-        if (count > 100_000)
+        if (count > MaxRepetitions)
         {
-            throw new UnsupportedSchemaException(keyword, path, $"'{keyword}' (at '{path}') is larger than this server supports (100000).");
+            throw new UnsupportedSchemaException(keyword, path,
+                $"'{keyword}' (at '{path}') may be at most {MaxRepetitions.ToString(CultureInfo.InvariantCulture)}: the grammar engine repeats an element at most that many times.");
         }
 
         return count;

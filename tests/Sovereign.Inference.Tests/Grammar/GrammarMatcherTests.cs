@@ -97,6 +97,8 @@ public sealed class GrammarMatcherTests : IDisposable
         Assert.Null(GrammarMatcher.For(new GbnfGrammar("root ::= undefined-rule\n")));
         Assert.Null(GrammarMatcher.For(new GbnfGrammar("root ::= \"a\"{99999999999}\n")));
         Assert.Null(GrammarMatcher.For(new GbnfGrammar("root ::= \"a\"{0,20000}\n")));
+        Assert.Null(GrammarMatcher.For(new GbnfGrammar("root ::= \"a\"{0,2000}\n"))); // llama.cpp cannot parse it either
+        Assert.NotNull(GrammarMatcher.For(new GbnfGrammar("root ::= \"a\"{0,1999}\n")));
         Assert.Null(GrammarMatcher.For(new GbnfGrammar("root ::= root \"a\" | \"b\"\n")));
     }
 

@@ -30,6 +30,26 @@ public sealed class JsonSchemaGrammarCompilerTests
         Assert.Contains(keyword, error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("""{"type":"string","maxLength":2000}""", "maxLength")]
+    [InlineData("""{"type":"string","minLength":2000}""", "minLength")]
+    [InlineData("""{"type":"array","items":{"type":"null"},"maxItems":2000}""", "maxItems")]
+    public void Compile_RepetitionOverLlamaCppsLimit_IsRefused(string schema, string keyword)
+    {
+        var error = Assert.Throws<UnsupportedSchemaException>(() => Compile(schema));
+        Assert.Equal(keyword, error.Keyword);
+        Assert.Contains("1999", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"type":"string","minLength":1999,"maxLength":1999}""")]
+    [InlineData("""{"type":"array","items":{"type":"null"},"minItems":1999,"maxItems":1999}""")]
+    public void Compile_RepetitionAtLlamaCppsLimit_ParsesInBothParsers(string schema)
+    {
+        var grammar = Compile(schema);
+        Assert.NotNull(GrammarMatcher.For(grammar));
+    }
+
     [Fact]
     public void Compile_Annotations_AreIgnored()
     {

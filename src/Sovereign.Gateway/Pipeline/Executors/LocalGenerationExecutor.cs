@@ -40,6 +40,13 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
 
         // tool_choice required or a named function: the model's own call syntax, arguments valid against the schema.
         var grammar = work.Tools?.GrammarFor(model.Info.ToolCallFormat) ?? work.Grammar;
+        if (grammar is not null && Sovereign.Inference.Grammar.GrammarMatcher.For(grammar) is null)
+        {
+            // Our parser follows llama.cpp's limits: a grammar it refuses, llama.cpp cannot parse either, and a grammar
+            // sampler llama.cpp fails to build crashes the process at the first token. Parsed here, on the request's
+            // thread, it is also not parsed first on the decode loop's.
+            throw OpenAIException.BadRequest("The requested output format compiles to a grammar this server cannot run; simplify the schema.", null, "unsupported_schema");
+        }
         if (prompts.Count * work.N > options.Value.Limits.MaxChoices)
         {
             throw OpenAIException.BadRequest($"The number of prompts times n may be at most {options.Value.Limits.MaxChoices}.", "prompt", "invalid_value");
