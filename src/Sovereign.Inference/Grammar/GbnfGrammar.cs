@@ -37,6 +37,16 @@ public sealed record JsonGrammarLimits
 
     /// <summary>Digits after the decimal point.</summary>
     public int MaxFractionDigits { get; init; } = 15;
+
+    /// <summary>
+    /// Subschemas the compiler visits (each use of a <c>$ref</c> expands it again), enum values and property names
+    /// included: the work of compiling is bounded before it is spent. A 3 KB schema of 25 <c>$defs</c> each using the
+    /// next twice took 2^25 visits and held a core for minutes after its client had gone.
+    /// </summary>
+    public int MaxSchemaNodes { get; init; } = 20_000;
+
+    /// <summary>Characters of the grammar the compiler writes (its rules' text).</summary>
+    public int MaxGrammarLength { get; init; } = 1 << 20;
 }
 
 /// <summary>A schema the compiler cannot honour exactly; the request is refused rather than served with a looser grammar.</summary>

@@ -69,6 +69,9 @@ public sealed class JsonSchemaGrammarCompiler
     private readonly Dictionary<string, string> _rules = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _ruleByBody = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _activeRefs = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _suffixes = new(StringComparer.Ordinal);
+    private int _nodes;
+    private long _length;
 
     // References being resolved since the last consumed character: meeting one again would be left recursion,
     // which llama.cpp's grammar parser rejects.
@@ -196,9 +199,31 @@ public sealed class JsonSchemaGrammarCompiler
         }
 
         var name = UniqueName(hint);
+        AddLength(name, body);
         _rules[name] = body;
         _ruleByBody[body] = name;
         return name;
+    }
+
+    private void AddLength(string name, string body)
+    {
+        _length += name.Length + body.Length + 6;
+        if (_length > _limits.MaxGrammarLength)
+        {
+            throw new UnsupportedSchemaException("schema", "#",
+                $"The schema compiles to a grammar of more than {_limits.MaxGrammarLength.ToString(CultureInfo.InvariantCulture)} characters; simplify it (fewer properties, enum values or alternatives).");
+        }
+    }
+
+    /// <summary>Counts <paramref name="count"/> nodes of work against <see cref="JsonGrammarLimits.MaxSchemaNodes"/>.</summary>
+    private void Spend(int count, string path)
+    {
+        _nodes += count;
+        if (_nodes > _limits.MaxSchemaNodes)
+        {
+            throw new UnsupportedSchemaException("schema", path,
+                $"The schema has more than {_limits.MaxSchemaNodes.ToString(CultureInfo.InvariantCulture)} subschemas, properties and enum values once its '$ref's are expanded where they are used (reached at '{path}'); simplify it.");
+        }
     }
 
     private string UniqueName(string hint)
@@ -216,9 +241,18 @@ public sealed class JsonSchemaGrammarCompiler
         }
 
         var candidate = name;
-        for (var i = 2; _rules.ContainsKey(candidate) || Primitives.ContainsKey(candidate); i++)
+        if (_rules.ContainsKey(candidate) || Primitives.ContainsKey(candidate))
         {
-            candidate = name + "-" + i.ToString(CultureInfo.InvariantCulture);
+            // The next free suffix, remembered per name: a schema with thousands of rules of one name (a $ref used
+            // everywhere) must not search from "-2" each time.
+            var i = _suffixes.GetValueOrDefault(name, 2);
+            do
+            {
+                candidate = name + "-" + i.ToString(CultureInfo.InvariantCulture);
+                i++;
+            }
+            while (_rules.ContainsKey(candidate) || Primitives.ContainsKey(candidate));
+            _suffixes[name] = i;
         }
 
         return candidate;
@@ -301,6 +335,7 @@ public sealed class JsonSchemaGrammarCompiler
     /// <summary>The grammar expression for <paramref name="schema"/>, or null when no instance fits in the recursion bound.</summary>
     private string? Visit(JsonElement schema, string path, string hint)
     {
+        Spend(1, path);
         switch (schema.ValueKind)
         {
             case JsonValueKind.True:
@@ -363,6 +398,8 @@ public sealed class JsonSchemaGrammarCompiler
             {
                 throw new UnsupportedSchemaException("enum", path, $"'enum' (at '{path}') must be a non-empty array.");
             }
+
+            Spend(values.GetArrayLength(), path);
 
             var allowed = values.EnumerateArray().Where(v => types is null || types.Any(t => IsOfType(v, t))).Select(v => Literal(JsonText(v))).ToList();
             if (allowed.Count == 0)
@@ -572,6 +609,7 @@ public sealed class JsonSchemaGrammarCompiler
             }
 
             properties.AddRange(declared.EnumerateObject().Select(p => (p.Name, p.Value)));
+            Spend(properties.Count, path);
         }
 
         var required = new List<string>();
@@ -582,14 +620,18 @@ public sealed class JsonSchemaGrammarCompiler
                 throw new UnsupportedSchemaException("required", path, $"'required' (at '{path}') must be an array of property names.");
             }
 
+            Spend(requiredNames.GetArrayLength(), path);
             required.AddRange(requiredNames.EnumerateArray().Select(r => r.GetString()!).Distinct(StringComparer.Ordinal));
         }
+
+        var requiredSet = required.ToHashSet(StringComparer.Ordinal);
+        var declaredNames = properties.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
 
         JsonElement? extra = schema.TryGetProperty("additionalProperties", out var additional) ? additional : null;
         var closed = extra is { ValueKind: JsonValueKind.False };
         foreach (var name in required)
         {
-            if (!properties.Any(p => p.Name == name))
+            if (!declaredNames.Contains(name))
             {
                 if (closed)
                 {
@@ -626,13 +668,13 @@ public sealed class JsonSchemaGrammarCompiler
             return Rule(hint, "\"{\" space \"}\"");
         }
 
-        var requiredMembers = properties.Where(p => required.Contains(p.Name)).Select(p => Member(p.Name, p.Schema)).ToList();
+        var requiredMembers = properties.Where(p => requiredSet.Contains(p.Name)).Select(p => Member(p.Name, p.Schema)).ToList();
         if (requiredMembers.Any(m => m is null))
         {
             return null;
         }
 
-        var optionalMembers = properties.Where(p => !required.Contains(p.Name)).Select(p => Member(p.Name, p.Schema)).OfType<string>().ToList();
+        var optionalMembers = properties.Where(p => !requiredSet.Contains(p.Name)).Select(p => Member(p.Name, p.Schema)).OfType<string>().ToList();
         string body;
         if (requiredMembers.Count > 0)
         {
@@ -641,13 +683,22 @@ public sealed class JsonSchemaGrammarCompiler
         }
         else
         {
-            var starts = new List<string>();
-            for (var i = 0; i < optionalMembers.Count; i++)
+            // The first member present, then any of those after it, in order. Each tail is a rule of its own
+            // (rest-i ::= ( "," member-i )? rest-i+1), so the grammar grows linearly with the properties, not
+            // quadratically as when every start spelled out its tail.
+            var starts = new string[optionalMembers.Count];
+            string? tail = null;
+            for (var i = optionalMembers.Count - 1; i >= 0; i--)
             {
-                starts.Add(optionalMembers[i] + " space" + string.Concat(optionalMembers.Skip(i + 1).Select(m => $" ( \",\" space {m} space )?")));
+                var member = optionalMembers[i];
+                starts[i] = member + " space" + (tail is null ? "" : " " + tail);
+                if (i > 0)
+                {
+                    tail = Rule($"{hint}-rest-{i.ToString(CultureInfo.InvariantCulture)}", $"( \",\" space {member} space )?" + (tail is null ? "" : " " + tail));
+                }
             }
 
-            body = starts.Count == 0 ? "" : "( " + string.Join(" | ", starts) + " )?";
+            body = starts.Length == 0 ? "" : "( " + string.Join(" | ", starts) + " )?";
         }
 
         return Rule(hint, $"\"{{\" space {body} \"}}\"");

@@ -35,6 +35,32 @@ public sealed class SchemaLimitsTests(ConsoleFixture fixture)
     }
 
     [Fact]
+    public async Task SchemaThatExpandsExponentially_Is400_OnResponses_AndTheServerKeepsServing()
+    {
+        // 25 $defs, each using the next twice: 3 KB that expanded 2^25 times, holding a core after the client left.
+        var defs = new JsonObject();
+        for (var i = 0; i < 25; i++)
+        {
+            defs[$"d{i}"] = JsonNode.Parse($$$"""{"type":"object","properties":{"x":{"$ref":"#/$defs/d{{{i + 1}}}"},"y":{"$ref":"#/$defs/d{{{i + 1}}}"}},"required":["x","y"]}""");
+        }
+
+        defs["d25"] = new JsonObject { ["type"] = "string" };
+        var body = new JsonObject
+        {
+            ["model"] = ConsoleFixture.Model,
+            ["input"] = "Once upon a time",
+            ["max_output_tokens"] = 4,
+            ["text"] = new JsonObject
+            {
+                ["format"] = new JsonObject { ["type"] = "json_schema", ["name"] = "x", ["schema"] = new JsonObject { ["$ref"] = "#/$defs/d0", ["$defs"] = defs } },
+            },
+        };
+        var error = await RefusedAsync("/v1/responses", body);
+        Assert.Equal("text.format.schema", error.GetProperty("param").GetString());
+        Assert.Equal(200, await fixture.ChatAsync(fixture.HospitalKey));
+    }
+
+    [Fact]
     public async Task RepetitionAtTheEnginesLimit_IsServed()
     {
         using var response = await Client().PostAsync("/v1/chat/completions", Json(ChatBody("""{"type":"string","maxLength":1999}""")));

@@ -50,6 +50,56 @@ public sealed class JsonSchemaGrammarCompilerTests
         Assert.NotNull(GrammarMatcher.For(grammar));
     }
 
+    public static TheoryData<string> Oversized()
+    {
+        // 25 $defs, each using the next twice: 2^25 expansions from 3 KB.
+        var chain = new System.Text.StringBuilder("""{"$ref":"#/$defs/d0","$defs":{""");
+        for (var i = 0; i < 25; i++)
+        {
+            chain.Append($$$"""
+                "d{{{i}}}":{"type":"object","properties":{"x":{"$ref":"#/$defs/d{{{i + 1}}}"},"y":{"$ref":"#/$defs/d{{{i + 1}}}"}},"required":["x","y"]},
+                """);
+        }
+
+        chain.Append("""  "d25":{"type":"string"}}}""");
+        var wideRecursion = "{\"type\":\"object\",\"properties\":{" + string.Join(",", Enumerable.Range(0, 16).Select(i => $"\"p{i}\":{{\"$ref\":\"#\"}}")) + "}}";
+        var hugeEnum = "{\"enum\":[" + string.Join(",", Enumerable.Range(0, 200_000).Select(i => $"\"v{i}\"")) + "]}";
+        var manyProperties = "{\"type\":\"object\",\"properties\":{" + string.Join(",", Enumerable.Range(0, 50_000).Select(i => $"\"p{i}\":{{\"type\":\"string\"}}")) + "}}";
+        var manyAlternatives = "{\"anyOf\":[" + string.Join(",", Enumerable.Range(0, 30_000).Select(i => $"{{\"const\":{i}}}")) + "]}";
+        return new() { chain.ToString(), wideRecursion, hugeEnum, manyProperties, manyAlternatives };
+    }
+
+    [Theory]
+    [MemberData(nameof(Oversized))]
+    public void Compile_SchemaBeyondTheWorkBound_IsRefused_NotCompiled(string schema)
+    {
+        var error = Assert.Throws<UnsupportedSchemaException>(() => Compile(schema));
+        Assert.Equal("schema", error.Keyword);
+        Assert.Contains("simplify", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Compile_ManyOptionalProperties_GrowsLinearly_AndKeepsTheirOrder()
+    {
+        var schema = "{\"type\":\"object\",\"properties\":{" + string.Join(",", Enumerable.Range(0, 1000).Select(i => $"\"p{i}\":{{\"type\":\"boolean\"}}")) + "},\"additionalProperties\":false}";
+        var grammar = Compile(schema);
+        Assert.True(grammar.Text.Length < 1000 * 200, $"{grammar.Text.Length} characters for 1,000 optional properties");
+
+        var small = GrammarMatcher.For(Compile("""{"type":"object","properties":{"a":{"type":"boolean"},"b":{"type":"boolean"},"c":{"type":"boolean"},"d":{"type":"boolean"}}}"""))!;
+        Assert.True(Accepts(small, "{}"));
+        Assert.True(Accepts(small, """{"b":true,"d":false}"""));
+        Assert.True(Accepts(small, """{"a":true,"b":true,"c":true,"d":true}"""));
+        Assert.True(Accepts(small, """{"d":true}"""));
+        Assert.False(Accepts(small, """{"d":false,"b":true}"""));
+        Assert.False(Accepts(small, """{"b":true,"b":true}"""));
+    }
+
+    private static bool Accepts(GrammarMatcher matcher, string text)
+    {
+        var next = matcher.Advance(matcher.Start, default, System.Text.Encoding.UTF8.GetBytes(text));
+        return next is { } state && state.State.CanEnd;
+    }
+
     [Fact]
     public void Compile_Annotations_AreIgnored()
     {
