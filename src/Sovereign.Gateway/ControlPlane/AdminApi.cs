@@ -173,7 +173,7 @@ public static class AdminApi
         var jurisdiction = request.Jurisdiction?.Trim().ToUpperInvariant();
         if (!catalog.IsCountry(jurisdiction))
         {
-            throw OpenAIException.BadRequest($"jurisdiction must be an ISO 3166-1 alpha-2 country code; got '{request.Jurisdiction}'.", "jurisdiction", "invalid_value");
+            throw OpenAIException.BadRequest($"jurisdiction must be an ISO 3166-1 alpha-2 country code; got '{RequestReader.Shorten(request.Jurisdiction ?? "")}'.", "jurisdiction", "invalid_value");
         }
 
         if (!Uri.TryCreate(request.BaseUrl, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https") || !string.IsNullOrEmpty(url.Query))
@@ -451,7 +451,7 @@ public static class AdminApi
         {
             if (!int.TryParse(bound, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seconds))
             {
-                throw OpenAIException.BadRequest($"max_uncovered_seconds must be a whole number of seconds (0 or more); got '{bound}'.", "max_uncovered_seconds", "invalid_value");
+                throw OpenAIException.BadRequest($"max_uncovered_seconds must be a whole number of seconds (0 or more); got '{RequestReader.Shorten(bound)}'.", "max_uncovered_seconds", "invalid_value");
             }
 
             options = options with { MaxUncoveredAge = TimeSpan.FromSeconds(seconds) };
@@ -488,7 +488,7 @@ public static class AdminApi
 
         return DateTimeOffset.TryParse(value, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var time)
             ? time
-            : throw OpenAIException.BadRequest($"{field} must be an ISO 8601 time or unix seconds; got '{value}'.", field, "invalid_value");
+            : throw OpenAIException.BadRequest($"{field} must be an ISO 8601 time or unix seconds; got '{RequestReader.Shorten(value)}'.", field, "invalid_value");
     }
 
     internal static object AuditJson(AuditEntry e) => new
@@ -538,7 +538,7 @@ public static class AdminApi
         if (request.Serial is not null)
         {
             var serial = Cluster.Security.CertificateRevocations.NormalizeSerial(request.Serial)
-                ?? throw OpenAIException.BadRequest($"serial must be the certificate's serial number in hex; got '{request.Serial}'.", "serial", "invalid_value");
+                ?? throw OpenAIException.BadRequest($"serial must be the certificate's serial number in hex; got '{RequestReader.Shorten(request.Serial ?? "")}'.", "serial", "invalid_value");
             revocation = new CertificateRevocationRecord(Cluster.Security.CertificateRevocations.SerialKind, serial, time.GetUtcNow().ToUnixTimeMilliseconds(), request.Reason);
         }
         else

@@ -43,7 +43,7 @@ internal static class NodeJoinApi
         var jurisdiction = request.Jurisdiction?.Trim().ToUpperInvariant();
         if (!catalog.IsCountry(jurisdiction))
         {
-            throw OpenAIException.BadRequest($"jurisdiction must be an ISO 3166-1 alpha-2 country code; got '{request.Jurisdiction}'.", "jurisdiction", "invalid_value");
+            throw OpenAIException.BadRequest($"jurisdiction must be an ISO 3166-1 alpha-2 country code; got '{RequestReader.Shorten(request.Jurisdiction ?? "")}'.", "jurisdiction", "invalid_value");
         }
 
         var pool = request.Pool is null ? null : ResourceIds.Require(request.Pool, ResourceKind.Plan, "pool");
@@ -52,7 +52,13 @@ internal static class NodeJoinApi
         var deviceClass = request.DeviceClass;
         if (deviceClass is not null && !Sovereign.Metering.Pricing.PriceValidator.IsValidScopeName(deviceClass))
         {
-            throw OpenAIException.BadRequest($"device_class '{deviceClass}' must be 1 to 64 letters, digits, '.', '_' or '-'.", "device_class", "invalid_value");
+            throw OpenAIException.BadRequest($"device_class '{RequestReader.Shorten(deviceClass)}' must be 1 to 64 letters, digits, '.', '_' or '-'.", "device_class", "invalid_value");
+        }
+
+        // Checked as a number first: TimeSpan.FromSeconds throws on 1e14 seconds (a 500).
+        if (request.TtlSeconds is < 1 || request.TtlSeconds > (long)MaxLifetime.TotalSeconds)
+        {
+            throw OpenAIException.BadRequest($"ttl_seconds must be between 1 and {(long)MaxLifetime.TotalSeconds}.", "ttl_seconds", "invalid_value");
         }
 
         var lifetime = request.TtlSeconds is { } ttl ? TimeSpan.FromSeconds(ttl) : DefaultLifetime;

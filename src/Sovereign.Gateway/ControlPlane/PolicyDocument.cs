@@ -100,6 +100,6 @@ internal sealed class RetentionDocument
     {
         null or "none" => Days is null or 0 ? RetentionPolicy.None : throw OpenAIException.BadRequest($"{field}.days must be 0 or absent when mode is 'none'.", field + ".days", "invalid_policy"),
         "store" => new RetentionPolicy { Mode = RetentionMode.Store, Days = Days ?? 0 },
-        _ => throw OpenAIException.BadRequest($"{field}.mode must be 'none' or 'store'; got '{Mode}'.", field + ".mode", "invalid_policy"),
+        _ => throw OpenAIException.BadRequest($"{field}.mode must be 'none' or 'store'; got '{RequestReader.Shorten(Mode ?? "")}'.", field + ".mode", "invalid_policy"),
     };
 }

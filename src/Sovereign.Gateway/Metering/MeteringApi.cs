@@ -306,7 +306,7 @@ public static class MeteringApi
             var b = request.Budgets![i] ?? throw OpenAIException.BadRequest($"budgets[{i}] must be an object.", $"budgets[{i}]", "invalid_type");
             if (!Enum.TryParse<BudgetPeriod>(b.Period, ignoreCase: true, out var period) || int.TryParse(b.Period, out _))
             {
-                throw OpenAIException.BadRequest($"budgets[{i}].period must be 'day', 'month' or 'total'; got '{b.Period}'.", $"budgets[{i}].period", "invalid_value");
+                throw OpenAIException.BadRequest($"budgets[{i}].period must be 'day', 'month' or 'total'; got '{RequestReader.Shorten(b.Period ?? "")}'.", $"budgets[{i}].period", "invalid_value");
             }
 
             if (b.Amount is not > 0 || b.Amount > BudgetLimit.MaxAmount)
@@ -441,7 +441,7 @@ public static class MeteringApi
     private static DateTimeOffset Date(string value, string field) =>
         DateOnly.TryParseExact(value, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var date)
             ? new DateTimeOffset(date.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero)
-            : throw OpenAIException.BadRequest($"{field} must be a date, YYYY-MM-DD (invoices cover whole UTC days); got '{value}'.", field, "invalid_value");
+            : throw OpenAIException.BadRequest($"{field} must be a date, YYYY-MM-DD (invoices cover whole UTC days); got '{RequestReader.Shorten(value)}'.", field, "invalid_value");
 
     private static UsageQuery ParseQuery(HttpContext context, string? tenant)
     {
@@ -452,7 +452,7 @@ public static class MeteringApi
         {
             groupBy |= Enum.TryParse<UsageGroupBy>(part.Replace("_", "", StringComparison.Ordinal), ignoreCase: true, out var g) && !int.TryParse(part, out _)
                 ? g
-                : throw OpenAIException.BadRequest($"group_by takes day, model, jurisdiction, tenant, pool and device_class; got '{part}'.", "group_by", "invalid_value");
+                : throw OpenAIException.BadRequest($"group_by takes day, model, jurisdiction, tenant, pool and device_class; got '{RequestReader.Shorten(part)}'.", "group_by", "invalid_value");
         }
 
         return new UsageQuery

@@ -71,7 +71,7 @@ internal static class ResponsesTranslation
 
         if (request.Truncation is not (null or "disabled"))
         {
-            throw OpenAIException.BadRequest($"truncation '{request.Truncation}' is not supported; use 'disabled' (a prompt too long for the context is refused).", "truncation", "unsupported_parameter");
+            throw OpenAIException.BadRequest($"truncation '{RequestReader.Shorten(request.Truncation ?? "")}' is not supported; use 'disabled' (a prompt too long for the context is refused).", "truncation", "unsupported_parameter");
         }
 
         if (request.TopLogprobs is > 0)
