@@ -590,7 +590,8 @@ public static class AdminApi
     }
 
     private static OpenAIException NotFound(string what, string id) =>
-        new(StatusCodes.Status404NotFound, $"No {what} '{id}'.", "invalid_request_error", null, what + "_not_found");
+        new(StatusCodes.Status404NotFound, $"No {what} '{RequestReader.Shorten(id)}'.", "invalid_request_error", null,
+            what is "loaded model" or "chat model" ? "model_not_found" : what + "_not_found"); // "chat model_not_found" was a code with a space
 
     private static IResult Json(object? value) => Results.Json(value, OpenAIJson.Options);
 

@@ -18,6 +18,7 @@ internal static class RequestReader
         where T : class
     {
         RequireJsonContentType(context.Request.ContentType);
+        RequireIdentityEncoding(context.Request.Headers.ContentEncoding.ToString());
 
         // Buffer the body (Kestrel enforces the size limit while reading) so it can be validated here and forwarded as is.
         using var buffer = new MemoryStream();
@@ -96,6 +97,23 @@ internal static class RequestReader
     /// Refuses bodies whose declared type says they are not UTF-8 JSON. A missing type, JSON types and text/plain are
     /// read as JSON (as llama-server, Ollama and LiteLLM do); form encodings and other charsets are a 415.
     /// </summary>
+    /// <summary>
+    /// Bodies are read as sent: a compressed one (<c>Content-Encoding: gzip</c>) is a 415 naming the coding, as RFC 9110
+    /// asks. A gzip body used to be parsed as JSON ("'0x1F' is an invalid start of a value") and a body labelled
+    /// <c>br</c> but sent plain was served.
+    /// </summary>
+    internal static void RequireIdentityEncoding(string contentEncoding)
+    {
+        var codings = contentEncoding.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var coding in codings)
+        {
+            if (!coding.Equals("identity", StringComparison.OrdinalIgnoreCase))
+            {
+                throw UnsupportedMediaType($"The body's Content-Encoding is '{Shorten(coding)}'; send request bodies uncompressed.");
+            }
+        }
+    }
+
     internal static void RequireJsonContentType(string? contentType)
     {
         if (string.IsNullOrEmpty(contentType))
