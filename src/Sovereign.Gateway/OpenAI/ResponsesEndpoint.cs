@@ -26,6 +26,7 @@ internal static partial class ResponsesEndpoint
         var caller = await pipeline.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<ResponsesRequest>(context);
         ResponsesTranslation.RefuseUnsupported(request);
+        ResponsesTranslation.CheckMetadata(request);
         storage.RequireRetention(request, caller);
         var history = request.PreviousResponseId is { } previous ? await storage.ConversationAsync(caller, previous, context.RequestAborted) : [];
         var turns = ResponsesTranslation.ToTurns(request, history);

@@ -61,6 +61,39 @@ internal static class ResponsesTranslation
 {
     private static readonly HashSet<string> Roles = ["user", "system", "developer", "assistant"];
 
+    /// <summary>OpenAI's bounds on <c>metadata</c>: 16 pairs, keys up to 64 characters, values up to 512.</summary>
+    private const int MaxMetadataPairs = 16, MaxMetadataKey = 64, MaxMetadataValue = 512;
+
+    /// <summary>
+    /// <c>metadata</c> within OpenAI's bounds: it is echoed in every response and kept with a stored one, so unbounded
+    /// it was a way to store (and have echoed) megabytes outside any retention or size rule.
+    /// </summary>
+    public static void CheckMetadata(ResponsesRequest request)
+    {
+        if (request.Metadata is not { } metadata)
+        {
+            return;
+        }
+
+        if (metadata.Count > MaxMetadataPairs)
+        {
+            throw OpenAIException.BadRequest($"metadata may have at most {MaxMetadataPairs} pairs; got {metadata.Count}.", "metadata", "object_above_max_properties");
+        }
+
+        foreach (var (key, value) in metadata)
+        {
+            if (key.Length > MaxMetadataKey)
+            {
+                throw OpenAIException.BadRequest($"metadata keys may be at most {MaxMetadataKey} characters; '{RequestReader.Shorten(key)}' has {key.Length}.", "metadata", "string_above_max_length");
+            }
+
+            if (value is null || value.Length > MaxMetadataValue)
+            {
+                throw OpenAIException.BadRequest($"metadata values are strings of at most {MaxMetadataValue} characters; the value of '{RequestReader.Shorten(key)}' is not.", $"metadata.{RequestReader.Shorten(key)}", "string_above_max_length");
+            }
+        }
+    }
+
     /// <summary>Fields the stateless core does not implement; each is refused with a 400 naming it rather than ignored.</summary>
     public static void RefuseUnsupported(ResponsesRequest request)
     {
