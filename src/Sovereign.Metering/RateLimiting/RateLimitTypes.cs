@@ -12,8 +12,17 @@ public sealed record RateLimitPolicy(long? RequestsPerMinute, long? TokensPerMin
     /// </summary>
     public const long MaxPerMinute = long.MaxValue / 4 / RateLimiter.WindowMs;
 
+    /// <summary>Requests per minute; null for no limit. Above <see cref="MaxPerMinute"/> (stored before such limits were refused) it is no limit.</summary>
+    public long? RequestsPerMinute { get; init; } = Countable(RequestsPerMinute);
+
+    /// <summary>Tokens per minute; null for no limit, as <see cref="RequestsPerMinute"/>.</summary>
+    public long? TokensPerMinute { get; init; } = Countable(TokensPerMinute);
+
     /// <summary>No limit at all.</summary>
     public static RateLimitPolicy Unlimited { get; } = new(null, null);
+
+    // A limit no bucket can count is one no caller can reach: the same as none, instead of an overflow on every request.
+    private static long? Countable(long? perMinute) => perMinute > MaxPerMinute ? null : perMinute;
 }
 
 /// <summary>Whose limit answered.</summary>

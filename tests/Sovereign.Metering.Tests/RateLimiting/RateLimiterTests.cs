@@ -298,4 +298,20 @@ public sealed class RateLimiterTests
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => Limiter(0, null));
     }
+
+    [Fact]
+    public void ALimitAboveTheLargestCountable_StoredBeforeItWasRefused_MeansNoLimit_NotAnOverflow()
+    {
+        // Limits above MaxPerMinute are refused by the admin API now; one stored before that must still serve.
+        var policy = new RateLimitPolicy(long.MaxValue, RateLimitPolicy.MaxPerMinute + 1);
+        Assert.Null(policy.RequestsPerMinute);
+        Assert.Null(policy.TokensPerMinute);
+        Assert.Equal(RateLimitPolicy.MaxPerMinute, new RateLimitPolicy(RateLimitPolicy.MaxPerMinute, null).RequestsPerMinute);
+
+        var limiter = new RateLimiter(new RateLimitPolicy(long.MaxValue, long.MaxValue));
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(RateLimitOutcome.Allowed, limiter.TryAcquire(1, 1_000_000, new DateTimeOffset(2026, 3, 14, 12, 0, i, TimeSpan.Zero)).Outcome);
+        }
+    }
 }
