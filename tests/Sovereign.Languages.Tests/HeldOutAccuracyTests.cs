@@ -6,8 +6,9 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 9 has never been used to build or tune the detector;
-/// held-out 1-8 were, since session 22, read as tuning material (SOURCES.md), so their floors guard against regressions.
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 10 has never been used to build or tune the detector;
+/// held-out 1-8 (since session 22) and 9 (since session 23) are tuning material (SOURCES.md), so their floors guard against
+/// regressions.
 /// Targets: 95% overall and at most one miss in eight per language, every covered language on at once.
 /// </summary>
 public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
@@ -29,7 +30,9 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // unchanged detector: 487 of 500, Bosnian 8 of 12, Indonesian 9 of 12, Serbian 13 of 16 below the target) and,
     // with held-out 1-8 then used as tuning material, contrast words from general knowledge of the standards (run 20):
     // Bulgarian 8 -> 9 on held-out 1 and Bosnian 8 -> 9, Serbian 12 -> 13 on held-out 4 (off the list), Bosnian 5 -> 6 on
-    // held-out 1 and 6; held-out 3 and 4 reach 95% overall; held-out 9 unchanged.
+    // held-out 1 and 6; held-out 3 and 4 reach 95% overall; held-out 9 unchanged. Session 23 added held-out 10 (every
+    // covered language; its first run, the unchanged detector of session 22 (run 21): 485 of 500, Croatian 6 of 12 and
+    // Bosnian 9 of 12 below the target); it is the set never tuned on from then.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["ms"] = 7 },
@@ -41,6 +44,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.SeventhHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 6 },
         [TestData.EighthHeldOut] = new(StringComparer.Ordinal),
         [TestData.NinthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["id"] = 9, ["sr"] = 13 },
+        [TestData.TenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 6 },
     };
 
     /// <summary>The overall target.</summary>
@@ -60,11 +64,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.SeventhHeldOut)]
     [InlineData(TestData.EighthHeldOut)]
     [InlineData(TestData.NinthHeldOut)]
+    [InlineData(TestData.TenthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
         var samples = TestData.HeldOut(file);
-        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut)
+        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }

@@ -62,8 +62,12 @@ internal static partial class TestData
     /// groups), written in session 22 before any change, evaluation or new development sentence of that session.</summary>
     public const string NinthHeldOut = "heldout-9.txt";
 
+    /// <summary>The tenth held-out evaluation set (every covered language, 8-16 sentences each, more for the close
+    /// groups), written in session 23 before any change, evaluation or new development sentence of that session.</summary>
+    public const string TenthHeldOut = "heldout-10.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
