@@ -28,24 +28,30 @@ internal static class QueryParameters
     /// <summary>The group filter for <c>/admin/v1</c>: every method.</summary>
     public static ValueTask<object?> Admin(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {
-        Check(invocation.HttpContext);
+        Check(invocation.HttpContext, null);
         return next(invocation);
     }
 
-    /// <summary>The group filter for <c>/v1</c>: GET and DELETE, and any endpoint that declares parameters.</summary>
+    /// <summary>
+    /// The group filter for <c>/v1</c>: GET and DELETE, and any endpoint that declares parameters. <c>api-version</c>,
+    /// which Azure OpenAI clients add to every request, is passed over: it selects nothing here.
+    /// </summary>
     public static ValueTask<object?> OpenAI(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {
         var context = invocation.HttpContext;
         if (HttpMethods.IsGet(context.Request.Method) || HttpMethods.IsDelete(context.Request.Method)
             || context.GetEndpoint()?.Metadata.GetMetadata<Declared>() is not null)
         {
-            Check(context);
+            Check(context, ClientAdded);
         }
 
         return next(invocation);
     }
 
-    private static void Check(HttpContext context)
+    // Query parameters OpenAI-compatible clients send on their own.
+    private static readonly FrozenSet<string> ClientAdded = new[] { "api-version" }.ToFrozenSet(StringComparer.OrdinalIgnoreCase);
+
+    private static void Check(HttpContext context, FrozenSet<string>? passedOver)
     {
         var query = context.Request.Query;
         if (query.Count == 0 || context.GetEndpoint()?.Metadata.GetMetadata<Unchecked>() is not null)
@@ -56,6 +62,11 @@ internal static class QueryParameters
         var declared = context.GetEndpoint()?.Metadata.GetMetadata<Declared>();
         foreach (var (name, values) in query)
         {
+            if (passedOver is not null && passedOver.Contains(name) && declared?.Names.Contains(name) != true)
+            {
+                continue;
+            }
+
             if (declared is null || !declared.Names.Contains(name))
             {
                 var takes = declared is null || declared.Order.Length == 0

@@ -94,10 +94,6 @@ internal static class RequestReader
     }
 
     /// <summary>
-    /// Refuses bodies whose declared type says they are not UTF-8 JSON. A missing type, JSON types and text/plain are
-    /// read as JSON (as llama-server, Ollama and LiteLLM do); form encodings and other charsets are a 415.
-    /// </summary>
-    /// <summary>
     /// Bodies are read as sent: a compressed one (<c>Content-Encoding: gzip</c>) is a 415 naming the coding, as RFC 9110
     /// asks. A gzip body used to be parsed as JSON ("'0x1F' is an invalid start of a value") and a body labelled
     /// <c>br</c> but sent plain was served.
@@ -114,6 +110,10 @@ internal static class RequestReader
         }
     }
 
+    /// <summary>
+    /// Refuses bodies whose declared type says they are not UTF-8 JSON. A missing type, JSON types and text/plain are
+    /// read as JSON (as llama-server, Ollama and LiteLLM do); form encodings and other charsets are a 415.
+    /// </summary>
     internal static void RequireJsonContentType(string? contentType)
     {
         if (string.IsNullOrEmpty(contentType))
