@@ -83,7 +83,7 @@ internal static partial class ResourceIds
 
         foreach (var c in value)
         {
-            if (char.IsControl(c) || c is (>= '\u202A' and <= '\u202E') or (>= '\u2066' and <= '\u2069'))
+            if (RequestReader.Disguises(c))
             {
                 throw OpenAIException.BadRequest(
                     $"{param} must not contain control characters or bidirectional overrides; got U+{(int)c:X4} in '{RequestReader.Shorten(value)}'.", param, "invalid_value");

@@ -245,9 +245,15 @@ internal static class RequestReader
     /// </summary>
     internal static string Shorten(string value)
     {
-        var shown = new string(value.Take(64).Select(c => char.IsControl(c) || char.IsSurrogate(c) || c is (>= '\u202A' and <= '\u202E') or (>= '\u2066' and <= '\u2069') ? '?' : c).ToArray());
+        var shown = new string(value.Take(64).Select(c => Disguises(c) || char.IsSurrogate(c) ? '?' : c).ToArray());
         return value.Length > 64 ? shown + "..." : shown;
     }
+
+    /// <summary>
+    /// A character that makes text show as other text on an operator's screen: a control character (NUL, newline, an
+    /// ESC sequence) or a bidirectional override (U+202A-U+202E, U+2066-U+2069).
+    /// </summary>
+    internal static bool Disguises(char c) => char.IsControl(c) || c is (>= '\u202A' and <= '\u202E') or (>= '\u2066' and <= '\u2069');
 
     /// <summary>Validates the shared sampling fields against OpenAI's ranges and the server's limits.</summary>
     public static (SamplingOptions Sampling, int? MaxTokens, IReadOnlyList<string> Stop, int N) ValidateSampling(SamplingRequest request, int? maxTokens, string maxTokensParam, LimitsOptions limits)
