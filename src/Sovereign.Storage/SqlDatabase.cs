@@ -44,6 +44,9 @@ public sealed class SqlDatabase
         }
     }
 
+    /// <summary>The size a SQLite WAL file is truncated to when a commit starts the WAL over (64 MiB).</summary>
+    public const long WalSizeLimitBytes = 64L * 1024 * 1024;
+
     /// <summary>The engine behind this database.</summary>
     public SqlProvider Provider { get; }
 
@@ -80,8 +83,10 @@ public sealed class SqlDatabase
         await connection.OpenAsync(cancellationToken);
         using var pragma = connection.CreateCommand();
 
-        // WAL + NORMAL survives a killed process (the OS still has the pages); FULL would add an fsync per commit.
-        pragma.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;";
+        // WAL + NORMAL survives a killed process (the OS still has the pages); FULL would add an fsync per commit. The
+        // size limit truncates the WAL file when a commit starts it over, so one burst does not hold its disk space.
+        pragma.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; " +
+            "PRAGMA journal_size_limit=" + WalSizeLimitBytes.ToString(System.Globalization.CultureInfo.InvariantCulture) + ";";
         await pragma.ExecuteNonQueryAsync(cancellationToken);
         return connection;
     }

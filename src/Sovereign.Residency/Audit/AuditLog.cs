@@ -40,6 +40,15 @@ public sealed record AuditLogOptions
     /// multi-millisecond stall on one request, and on every request queued behind it). 0 keeps SQLite's default.
     /// </summary>
     public int SqliteWalCheckpointCommits { get; init; } = 200;
+
+    /// <summary>
+    /// SQLite only, with <see cref="SqliteWalCheckpointCommits"/>: the WAL size at which a checkpoint also makes the WAL
+    /// start over. A checkpoint that runs beside commits never ends with every frame copied, and SQLite restarts the WAL
+    /// only then, so under steady load it would grow without end (about 19 KiB a request). Past this size the
+    /// checkpoint copies the last few frames while this process's writers wait their turn (two fsyncs, once per this
+    /// many bytes), so the next commit starts the WAL over; <see cref="SqlDatabase.WalSizeLimitBytes"/> then truncates it.
+    /// </summary>
+    public long SqliteWalRestartBytes { get; init; } = SqlDatabase.WalSizeLimitBytes;
 }
 
 /// <summary>Which audit entries to read: one page of a tenant's (or everyone's) entries in a time range.</summary>
@@ -117,6 +126,9 @@ public sealed class AuditLog : IAsyncDisposable
     /// <summary>The last committed hash (64 zeros when empty).</summary>
     public string HeadHash => _state.Hash;
 
+    /// <summary>The WAL housekeeping started by the latest commit that was due one (for tests).</summary>
+    internal Task WalHousekeeping => _walCheckpoint;
+
     /// <summary>The key that signs checkpoints.</summary>
     public string KeyId => _signingKey.KeyId;
 
@@ -132,6 +144,7 @@ public sealed class AuditLog : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(options.CheckpointInterval, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxBatchSize, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(options.SqliteWalCheckpointCommits);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.SqliteWalRestartBytes, 1);
         if (options.CheckpointMaxAge is { } maxAge)
         {
             ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(maxAge, TimeSpan.Zero, nameof(options));
@@ -674,15 +687,36 @@ public sealed class AuditLog : IAsyncDisposable
             try
             {
                 await using var connection = await _database.OpenAsync();
-                using var command = connection.CreateCommand();
-                command.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
-                await command.ExecuteNonQueryAsync();
+                var frames = await CheckpointWalAsync(connection);
+                if (frames * await PageSizeAsync(connection) > _options.SqliteWalRestartBytes)
+                {
+                    // Commits ran beside the copy, so the WAL holds frames it did not copy and will not start over. With
+                    // this process's writers held back, copying those few leaves none, and the next commit restarts it.
+                    using var turn = await _database.EnterWriteAsync();
+                    await CheckpointWalAsync(connection);
+                }
             }
             catch (DbException)
             {
                 // Housekeeping only: the WAL keeps every commit; the next attempt (or any other connection) catches up.
             }
         });
+    }
+
+    /// <summary>A passive checkpoint (it never waits for readers or writers); returns the frames the WAL holds.</summary>
+    private static async Task<long> CheckpointWalAsync(DbConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
+        await using var reader = await command.ExecuteReaderAsync();
+        return await reader.ReadAsync() ? reader.GetInt64(1) : 0;
+    }
+
+    private static async Task<long> PageSizeAsync(DbConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA page_size";
+        return Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     private async Task<DbConnection> EnsureConnectionAsync()
