@@ -13,7 +13,7 @@ namespace Sovereign.Benchmarks.Gateway;
 /// </summary>
 internal static class PipelineBenchmark
 {
-    public const string Usage = "pipeline [--quick] [--sequential N (3000)] [--callers C (64)] [--seconds S (10)] [--rounds R (3)] [--warmup S (10)] [--allocations TOP (0: off)] [--set KEY=VALUE[,KEY=VALUE...]]";
+    public const string Usage = "pipeline [--quick] [--sequential N (3000)] [--callers C (64)] [--seconds S (10)] [--rounds R (3)] [--warmup S (10)] [--allocations TOP (0: off)] [--set KEY=VALUE[,KEY=VALUE...]] [--hops N (0: off)]";
 
     private const string ModelId = "mock-model";
 
@@ -22,7 +22,7 @@ internal static class PipelineBenchmark
         Args args;
         try
         {
-            args = Args.Parse(argv, "--sequential", "--callers", "--seconds", "--rounds", "--warmup", "--allocations", "--set");
+            args = Args.Parse(argv, "--sequential", "--callers", "--seconds", "--rounds", "--warmup", "--allocations", "--set", "--hops");
         }
         catch (ArgumentException ex)
         {
@@ -77,6 +77,29 @@ internal static class PipelineBenchmark
 
         await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(warmup), (_, _) => Post(gateway, body));
         await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(warmup / 2.0), (_, _) => Post(direct, directBody));
+
+        // --hops N: instead of the measurement, where one request's time goes between the hops (HopTimeline).
+        if (args.Int("--hops", 0, 0) is > 0 and var hops)
+        {
+            Console.WriteLine("## Direct to the mock engine");
+            using var timeline = new HopTimeline();
+            for (var i = 0; i < hops; i++)
+            {
+                await timeline.RecordAsync(() => Ok(direct, directBody));
+            }
+
+            timeline.Print();
+            Console.WriteLine();
+            Console.WriteLine("## Through the governed pipeline (kestrel.RequestStart to http.RequestStart: the gateway before the relay)");
+            using var governed = new HopTimeline();
+            for (var i = 0; i < hops; i++)
+            {
+                await governed.RecordAsync(() => Ok(gateway, body));
+            }
+
+            governed.Print();
+            return 0;
+        }
 
         Console.WriteLine(FormattableString.Invariant($"## Latency at one connection ({sequential:N0} requests per path and round, {rounds} rounds, paths interleaved)"));
         Console.WriteLine();
