@@ -3,6 +3,9 @@ using System.ClientModel.Primitives;
 using System.Net.Http.Headers;
 using System.Text.Json;
 using OpenAI.Chat;
+using Orleans;
+using Orleans.Runtime;
+using Microsoft.Extensions.DependencyInjection;
 using Sovereign.Gateway.Routing;
 
 namespace Sovereign.Gateway.FunctionalTests;
@@ -190,6 +193,32 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
         using var missing = await client.GetAsync("/v1/models/org/no-such-model");
         Assert.Equal(404, (int)missing.StatusCode);
         Assert.Equal("model_not_found", JsonDocument.Parse(await missing.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task GuessedKeys_LeaveNoGrainActivationBehind()
+    {
+        // Each guessed key used to activate a key grain that stayed for 15 minutes: unauthenticated memory growth.
+        var management = fixture.Th.Services.GetRequiredService<IGrainFactory>().GetGrain<IManagementGrain>(0);
+        async Task<int> KeyActivationsAsync() =>
+            (await management.GetSimpleGrainStatistics()).Where(s => s.GrainType.Contains("ApiKeyGrain", StringComparison.Ordinal)).Sum(s => s.ActivationCount);
+        var before = await KeyActivationsAsync();
+        using var client = new HttpClient { BaseAddress = fixture.ThAddress };
+        for (var i = 0; i < 200; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/models");
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "sk-sov-" + Guid.NewGuid().ToString("N"));
+            using var response = await client.SendAsync(request);
+            Assert.Equal(401, (int)response.StatusCode);
+        }
+
+        // Deactivation follows each refused lookup; at most the last few can still be on their way out.
+        Assert.InRange(await KeyActivationsAsync(), 0, before + 20);
+
+        // Keys issued afterwards still work.
+        var created = await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/tenants/th-hospital/keys", new { name = "after-guesses" }, 201);
+        var (chat, _) = Client(created.GetProperty("secret").GetString()!);
+        await chat.CompleteChatAsync([new UserChatMessage("hi")], Short);
     }
 
     [Fact]

@@ -331,7 +331,17 @@ internal sealed class ApiKeyGrain(ControlPlaneStore store) : Grain, IApiKeyGrain
 
     public override Task OnActivateAsync(CancellationToken cancellationToken) => LoadAsync(cancellationToken);
 
-    public Task<KeyIdentity?> ResolveAsync() => Task.FromResult(_identity);
+    public Task<KeyIdentity?> ResolveAsync()
+    {
+        if (_identity is null)
+        {
+            // No such key: a guessed key must not leave an activation behind (kept 15 minutes when idle), or anyone
+            // without a key could fill the gateway's memory with them.
+            DeactivateOnIdle();
+        }
+
+        return Task.FromResult(_identity);
+    }
 
     public Task RefreshAsync() => LoadAsync(CancellationToken.None);
 
