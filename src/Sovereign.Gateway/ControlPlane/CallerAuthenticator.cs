@@ -45,6 +45,7 @@ public sealed class CallerAuthenticator(
     // Bounds the key cache; an overflowing cache starts again empty rather than tracking recency per request.
     private const int MaxCachedIdentities = 100_000;
 
+    // Keyed by the tenant's version: every update of a tenant adds an entry, so it is bounded like the key cache.
     private readonly ConcurrentDictionary<(string Tenant, long Version, string? KeyPolicy), ResidencyPolicy> _policies = new();
 
     // A key's hash, tenant, id and policy never change once issued; only revocation does, and the tenant grain owns it.
@@ -128,7 +129,17 @@ public sealed class CallerAuthenticator(
             throw new OpenAIException(StatusCodes.Status403Forbidden, $"The tenant '{tenant.Id}' is disabled.", "permission_error", null, "tenant_disabled");
         }
 
-        var policy = _policies.GetOrAdd((tenant.Id, tenant.UpdatedAt, identity.KeyPolicyJson), EffectivePolicy, tenant.PolicyJson);
+        var policyKey = (tenant.Id, tenant.UpdatedAt, identity.KeyPolicyJson);
+        if (!_policies.TryGetValue(policyKey, out var policy))
+        {
+            if (_policies.Count >= MaxCachedIdentities)
+            {
+                _policies.Clear();
+            }
+
+            policy = _policies.GetOrAdd(policyKey, EffectivePolicy, tenant.PolicyJson);
+        }
+
         return new Caller(tenant.Id, identity.KeyId, policy, tenant.Plan);
     }
 
