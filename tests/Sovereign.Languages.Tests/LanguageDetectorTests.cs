@@ -123,6 +123,20 @@ public sealed class LanguageDetectorTests
         Assert.Equal("mk", detection.RunnerUp);
     }
 
+    // Decoys (Data/decoys.txt, written in session 24 before Macedonian and Belarusian got tuning sentences): text in a
+    // language outside the set that sits beside covered ones (Macedonian beside Bulgarian and Serbian, Belarusian beside
+    // Russian and Ukrainian) must come back und, with the decoy as runner-up, never as a confident neighbour.
+    [Theory]
+    [InlineData("mk")]
+    [InlineData("be")]
+    public void Detect_DecoyLanguages_Undetermined(string language)
+    {
+        var detections = TestData.HeldOut("decoys.txt")[language].Select(s => (Text: s, Detection: Detector.Detect(s))).ToList();
+
+        var wrong = detections.Where(x => x.Detection.Language != LanguageDetection.Undetermined || x.Detection.RunnerUp != language).ToList();
+        Assert.True(wrong.Count == 0, string.Join("; ", wrong.Select(x => $"{x.Text} -> {x.Detection.Language} {x.Detection.Confidence:F2} (runner-up {x.Detection.RunnerUp})")));
+    }
+
     [Theory]
     [InlineData("tr", "Yarın sabah erkenden köye gidip annemi ziyaret edeceğiz.")]
     [InlineData("no", "Vi skal dra på hytta i helgen og gå lange turer i skogen.")]
