@@ -105,6 +105,78 @@ public sealed class CloseGroupEvidenceTests(ITestOutputHelper output)
     public void VerbComplements_ModalWithDaOrInfinitive(string text, int daPresent, int infinitive) =>
         Assert.Equal((daPresent, infinitive), VerbComplements.Count(text));
 
+    // The loan-verb adaptation (LoanVerbs, session 24): 1 Croatian, 2 Bosnian and Serbian, 0 neither (native -isati
+    // verbs, comparatives, -irati verbs Serbian writes too, nouns of the listed stems).
+    [Theory]
+    [InlineData("organizirati", 1)]
+    [InlineData("identificirali", 1)]
+    [InlineData("rezervirala", 1)]
+    [InlineData("reagirao", 1)]
+    [InlineData("financirati", 1)]
+    [InlineData("organizovati", 2)]
+    [InlineData("organizuju", 2)]
+    [InlineData("identifikovao", 2)]
+    [InlineData("rezervišem", 2)]
+    [InlineData("fotografisali", 2)]
+    [InlineData("reagovala", 2)]
+    [InlineData("finansirati", 2)]
+    [InlineData("komentarisao", 2)]
+    [InlineData("napisati", 0)]
+    [InlineData("potpisali", 0)]
+    [InlineData("izbrisala", 0)]
+    [InlineData("zamiriše", 0)]
+    [InlineData("najviše", 0)]
+    [InlineData("previše", 0)]
+    [InlineData("motivisati", 2)]
+    [InlineData("analizirati", 0)]
+    [InlineData("studirali", 0)]
+    [InlineData("planiramo", 0)]
+    [InlineData("informacija", 0)]
+    [InlineData("kombinacija", 0)]
+    public void LoanVerbs_AdaptationByShape(string word, int kind) => Assert.Equal(kind, LoanVerbs.Kind(word));
+
+    // Sentences written for this test: the same sentence with the Croatian and the Bosnian/Serbian adaptation of one
+    // loan verb; the ijekavian "prije" leaves Croatian and Bosnian, and the verb decides between them.
+    [Theory]
+    [InlineData("Kolega je sve fotografirao prije sastanka.", "hr")]
+    [InlineData("Kolega je sve fotografisao prije sastanka.", "bs")]
+    public void Detect_LoanVerbAdaptation_DecidesCroatianAgainstBosnian(string text, string expected)
+    {
+        Assert.Equal(expected, Detector.Detect(text).Language);
+
+        // Without the loan-verb evidence both sentences read as Croatian: the verb is what decides.
+        Assert.Equal("hr", Detector.WithLoanVerbs(0).Detect(text).Language);
+    }
+
+    private static readonly Lazy<LanguageDetector> Strict = new(() => new LanguageDetector(new LanguageDetectorOptions { MinimumConfidence = 0.9 }));
+
+    // Sentences written for this test (session 24) that every standard writes word for word: no yat reflex, no word,
+    // form, loan verb or verb complement the standards write differently. The honest answer, decided in session 24
+    // (SOURCES.md): the group's more likely member with a confidence that says the call is weak (the group's
+    // probability split by what little the profiles see), the runner-up inside the group, never a confident answer;
+    // a caller that wants und for such text raises MinimumConfidence (here 0.9) and gets it.
+    [Theory]
+    [InlineData("Autobus staje ispred pošte svakih petnaest minuta.")]
+    [InlineData("Mačka se opet popela na krov i neće sići.")]
+    [InlineData("Danas je jako toplo, pa ćemo ostati kod kuće.")]
+    [InlineData("Moja sestra radi u banci već pet godina.")]
+    [InlineData("Kupili smo novi televizor za dnevnu sobu.")]
+    public void Detect_SentenceNoStandardMarks_WeakAnswerInsideTheGroup(string text)
+    {
+        string[] group = ["hr", "bs", "sr"];
+        var detection = Detector.Detect(text);
+        output.WriteLine($"{detection.Language} {detection.Confidence:F2} (runner-up {detection.RunnerUp})");
+
+        Assert.Contains(detection.IsDetermined ? detection.Language : detection.RunnerUp, group);
+        Assert.InRange(detection.Confidence, 0, 0.9);
+        if (detection.IsDetermined)
+        {
+            Assert.Contains(detection.RunnerUp, group);
+        }
+
+        Assert.Equal(LanguageDetection.Undetermined, Strict.Value.Detect(text).Language);
+    }
+
     [Fact]
     public void Count_EkavianFormsDerivedFromIjekavianText_CountForSerbian()
     {

@@ -152,6 +152,14 @@ public sealed class LanguageDetector
     /// <summary>The same detector with another verb-complement weight: for tuning.</summary>
     internal LanguageDetector WithSyntax(double weight) => new(this) { SyntaxWeight = weight };
 
+    /// <summary>Weight of the loan-verb adaptation within Croatian, Bosnian and Serbian (<see cref="LoanVerbs"/>):
+    /// <c>-izirati, rezervirati</c> for Croatian, <c>-izovati, rezervisati</c> for Bosnian and Serbian; each kind counted
+    /// once (0: off). 2, the verb complement's weight (session 24).</summary>
+    internal double LoanVerbWeight { get; init; } = 2.0;
+
+    /// <summary>The same detector with another loan-verb weight: for tuning.</summary>
+    internal LanguageDetector WithLoanVerbs(double weight) => new(this) { LoanVerbWeight = weight };
+
     /// <summary>Whether contrast words also match inflected forms by stem (on; off only to measure it).</summary>
     internal bool ContrastStems { get; init; } = true;
 
@@ -209,6 +217,7 @@ public sealed class LanguageDetector
         StandardForms = other.StandardForms;
         DictionaryWeight = other.DictionaryWeight;
         SyntaxWeight = other.SyntaxWeight;
+        LoanVerbWeight = other.LoanVerbWeight;
         ContrastStems = other.ContrastStems;
         YatParticiples = other.YatParticiples;
         ShortMessageFeatures = other.ShortMessageFeatures;
@@ -457,6 +466,16 @@ public sealed class LanguageDetector
             {
                 var code = candidates[members[k]];
                 inner[k] += SyntaxWeight * ((code == "hr" ? 0 : Math.Min(1, daPresent)) + (code == "sr" ? 0 : Math.Min(1, infinitive)));
+            }
+        }
+
+        if (LoanVerbWeight > 0 && closeGroup.Contains("sr", StringComparer.Ordinal))
+        {
+            var (croatian, bosnianSerbian) = LoanVerbs.Count(normalized);
+            for (var k = 0; k < members.Length; k++)
+            {
+                var code = candidates[members[k]];
+                inner[k] += LoanVerbWeight * (code == "hr" ? Math.Min(1, croatian) : Math.Min(1, bosnianSerbian));
             }
         }
 
