@@ -32,7 +32,11 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // Bulgarian 8 -> 9 on held-out 1 and Bosnian 8 -> 9, Serbian 12 -> 13 on held-out 4 (off the list), Bosnian 5 -> 6 on
     // held-out 1 and 6; held-out 3 and 4 reach 95% overall; held-out 9 unchanged. Session 23 added held-out 10 (every
     // covered language; its first run, the unchanged detector of session 22 (run 21): 485 of 500, Croatian 6 of 12 and
-    // Bosnian 9 of 12 below the target); it is the set never tuned on from then.
+    // Bosnian 9 of 12 below the target); it is the set never tuned on from then. Session 24 made held-out 10 tuning
+    // material and added held-out 11 (every covered language; its first run, on session 24's final detector (run 27),
+    // and the same run on the unchanged detector of session 23 gave the same answers: 477 of 500 = 95.4%; below the
+    // target Bosnian 9, Croatian 8, Indonesian 9 and Malay 9 of 12, Serbian 12 of 16, French 6 of 8, Portuguese 8 of 10:
+    // the floors below are what was measured, the target is missed there); it is the set never tuned on from then.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["ms"] = 7 },
@@ -45,6 +49,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.EighthHeldOut] = new(StringComparer.Ordinal),
         [TestData.NinthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["id"] = 9, ["sr"] = 13 },
         [TestData.TenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 6 },
+        [TestData.EleventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["fr"] = 6, ["hr"] = 8, ["id"] = 9, ["ms"] = 9, ["pt"] = 8, ["sr"] = 12 },
     };
 
     /// <summary>The overall target.</summary>
@@ -65,11 +70,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.EighthHeldOut)]
     [InlineData(TestData.NinthHeldOut)]
     [InlineData(TestData.TenthHeldOut)]
+    [InlineData(TestData.EleventhHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
         var samples = TestData.HeldOut(file);
-        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut)
+        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }
