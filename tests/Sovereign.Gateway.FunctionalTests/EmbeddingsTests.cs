@@ -48,4 +48,85 @@ public sealed class EmbeddingsTests(ServerFixture server)
         var bytes = Convert.FromBase64String(asBase64.GetProperty("data")[0].GetProperty("embedding").GetString()!);
         Assert.Equal(floats, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).ToArray());
     }
+
+    /// <summary>
+    /// OpenAI and vLLM take <c>input</c> as token ids (LangChain's OpenAIEmbeddings sends them by default): ids of the
+    /// model's vocabulary, fed as given, each billed as one prompt token. A text's own ids give the text's vector.
+    /// </summary>
+    [Fact]
+    public async Task TokenIdInput_GivesTheVectorOfItsText_AndBillsEveryId()
+    {
+        const string Text = "Once upon a time";
+        var (_, tokenized, _) = await server.PostJsonAsync("/tokenize", $$"""{"model":"stories","content":"{{Text}}","add_special":true}""");
+        var ids = tokenized.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()).ToArray();
+        Assert.True(ids.Length >= 3);
+
+        var (_, fromText, _) = await server.PostJsonAsync("/v1/embeddings", $$"""{"model":"stories-embed","input":"{{Text}}"}""");
+        var (status, fromIds, _) = await server.PostJsonAsync("/v1/embeddings", $$"""{"model":"stories-embed","input":[{{string.Join(',', ids)}}]}""");
+
+        Assert.Equal(200, status);
+        AssertSameVector(fromText.GetProperty("data")[0], fromIds.GetProperty("data")[0]);
+        Assert.Equal(ids.Length, fromIds.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(ids.Length, fromIds.GetProperty("usage").GetProperty("total_tokens").GetInt32());
+
+        // An array of arrays: one vector per input, in order, every id billed.
+        var (nestedStatus, nested, _) = await server.PostJsonAsync("/v1/embeddings", $$"""{"model":"stories-embed","input":[[{{string.Join(',', ids)}}],[1,2]]}""");
+        Assert.Equal(200, nestedStatus);
+        Assert.Equal(2, nested.GetProperty("data").GetArrayLength());
+        AssertSameVector(fromText.GetProperty("data")[0], nested.GetProperty("data")[0]);
+        Assert.Equal(1, nested.GetProperty("data")[1].GetProperty("index").GetInt32());
+        Assert.Equal(ids.Length + 2, nested.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+    }
+
+    /// <summary>MiniLM takes the ids as its input as given: [CLS] the cat [SEP] is the text "the cat".</summary>
+    [Fact]
+    public async Task TokenIdInput_MiniLm_GivesTheVectorOfItsText()
+    {
+        var (_, fromText, _) = await server.PostJsonAsync("/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":"the cat"}""");
+        var (status, fromIds, _) = await server.PostJsonAsync("/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":[[101,1996,4937,102],[101,30521,102]]}""");
+
+        Assert.Equal(200, status);
+        AssertSameVector(fromText.GetProperty("data")[0], fromIds.GetProperty("data")[0]);
+        Assert.Equal(7, fromIds.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+    }
+
+    [Theory]
+    [InlineData("stories-embed", "[1, 2, 512]", "input[2]", "invalid_value")]
+    [InlineData("stories-embed", "[[1], [5, 99999]]", "input[1][1]", "invalid_value")]
+    [InlineData("stories-embed", "[1, -1]", "input[1]", "invalid_value")]
+    [InlineData("stories-embed", "[1, 2.5]", "input[1]", "invalid_value")]
+    [InlineData("stories-embed", "[1, 1e400]", "input[1]", "invalid_value")]
+    [InlineData("stories-embed", "[1, \"a\"]", "input[1]", "invalid_type")]
+    [InlineData("stories-embed", "[[1], \"a\"]", "input[1]", "invalid_type")]
+    [InlineData("stories-embed", "[[1], []]", "input[1]", "invalid_value")]
+    [InlineData("stories-embed", "[[]]", "input[0]", "invalid_value")]
+    [InlineData("stories-embed", "[]", "input", "invalid_value")]
+    [InlineData("all-MiniLM-L6-v2", "[101, 30522, 102]", "input[1]", "invalid_value")]
+    public async Task TokenIdInput_Bad_Is400NamingTheId(string model, string input, string param, string code)
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/embeddings", $$"""{"model":"{{model}}","input":{{input}}}""");
+
+        Assert.Equal(400, status);
+        Assert.Equal(param, body.GetProperty("error").GetProperty("param").GetString());
+        Assert.Equal(code, body.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task TokenIdInput_LongerThanTheModelTakes_Is400()
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/embeddings",
+            $$"""{"model":"all-MiniLM-L6-v2","input":[[101],[{{string.Join(',', Enumerable.Repeat(1996, 513))}}]]}""");
+
+        Assert.Equal(400, status);
+        Assert.Equal("input[1]", body.GetProperty("error").GetProperty("param").GetString());
+        Assert.Equal("context_length_exceeded", body.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    private static void AssertSameVector(System.Text.Json.JsonElement expected, System.Text.Json.JsonElement actual)
+    {
+        var a = expected.GetProperty("embedding").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+        var b = actual.GetProperty("embedding").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+        Assert.Equal(a.Length, b.Length);
+        Assert.All(a.Zip(b), pair => Assert.Equal(pair.First, pair.Second, 5));
+    }
 }

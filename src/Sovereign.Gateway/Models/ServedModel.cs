@@ -36,6 +36,9 @@ public sealed class ServedModel
     /// <summary>The generator of an embedding model.</summary>
     public IEmbeddingGenerator<string, Embedding<float>>? Embeddings { get; }
 
+    /// <summary>The generator of an embedding model, for inputs given as token ids; null where the model takes text only.</summary>
+    public Sovereign.Inference.Embeddings.ITokenEmbeddingGenerator? TokenEmbeddings => Embeddings as Sovereign.Inference.Embeddings.ITokenEmbeddingGenerator;
+
     /// <summary>Counts an embedding input's tokens, to refuse over-long inputs before any work.</summary>
     public Func<string, int>? CountTokens { get; }
 

@@ -15,14 +15,22 @@ internal static class EmbeddingsEndpoint
         var limits = options.Value.Limits;
         var caller = await pipeline.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<EmbeddingRequest>(context);
-        var inputs = TextInputs.Read(request.Input, limits.MaxEmbeddingInputs, allowEmpty: false);
+        var (inputs, tokenInputs) = TextInputs.ReadEmbeddingInput(request.Input, limits.MaxEmbeddingInputs);
         var format = request.EncodingFormat ?? "float";
         if (format is not ("float" or "base64"))
         {
             throw OpenAIException.BadRequest("encoding_format must be 'float' or 'base64'.", "encoding_format", "invalid_value");
         }
 
-        var work = new EmbeddingWorkload { Model = request.Model, LanguageSample = inputs[0], Inputs = inputs, Dimensions = request.Dimensions };
+        var work = new EmbeddingWorkload
+        {
+            Model = request.Model,
+            LanguageSample = inputs.Count > 0 ? inputs[0] : "",
+            Inputs = inputs,
+            TokenInputs = tokenInputs,
+            TokenInputsNested = request.Input is { ValueKind: JsonValueKind.Array } input && input[0].ValueKind == JsonValueKind.Array,
+            Dimensions = request.Dimensions,
+        };
         await using var governed = await pipeline.StartAsync(context, caller, work);
         var embeddings = await ((EmbeddingRun)governed.Execution!).GenerateAsync();
         await governed.CompleteAsync();

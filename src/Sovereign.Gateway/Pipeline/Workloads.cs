@@ -85,8 +85,14 @@ internal sealed class EmbeddingWorkload : Workload
     /// <inheritdoc />
     public override ModelKind Kind => ModelKind.Embedding;
 
-    /// <summary>The inputs, in order.</summary>
+    /// <summary>The inputs as text, in order; empty when the client sent token ids.</summary>
     public required IReadOnlyList<string> Inputs { get; init; }
+
+    /// <summary>The inputs as token ids of the model's vocabulary (checked against it when the model is known); null for text.</summary>
+    public IReadOnlyList<int[]>? TokenInputs { get; init; }
+
+    /// <summary>Whether the ids came as an array of arrays (<c>input[i][j]</c>) rather than one array (<c>input[j]</c>).</summary>
+    public bool TokenInputsNested { get; init; }
 
     /// <summary>The dimensions the client asked for, if any.</summary>
     public int? Dimensions { get; init; }

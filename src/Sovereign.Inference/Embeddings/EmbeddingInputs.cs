@@ -25,6 +25,43 @@ internal static class EmbeddingInputs
     }
 
     /// <summary>
+    /// Checks token-id inputs before any work: each non-empty, within <paramref name="maxTokens"/>, every id in
+    /// [0, <paramref name="vocabularySize"/>). A model given an id outside its vocabulary reads outside its embedding
+    /// table (llama.cpp aborts the process, ONNX Runtime fails the run).
+    /// </summary>
+    /// <returns>The ids in all inputs.</returns>
+    public static long CheckTokenInputs(IReadOnlyList<int[]> inputs, string modelId, int vocabularySize, int maxTokens)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        long total = 0;
+        for (var i = 0; i < inputs.Count; i++)
+        {
+            var tokens = inputs[i] ?? throw new ArgumentException($"Input {i} is null.", nameof(inputs));
+            if (tokens.Length == 0)
+            {
+                throw new ArgumentException($"Input {i} has no tokens.", nameof(inputs));
+            }
+
+            if (tokens.Length > maxTokens)
+            {
+                throw new InputTooLongException(modelId, i, tokens.Length, maxTokens);
+            }
+
+            foreach (var token in tokens)
+            {
+                if ((uint)token >= (uint)vocabularySize)
+                {
+                    throw new ArgumentOutOfRangeException(nameof(inputs), token, $"Input {i} holds a token id outside the vocabulary (0 to {vocabularySize - 1}).");
+                }
+            }
+
+            total += tokens.Length;
+        }
+
+        return total;
+    }
+
+    /// <summary>
     /// Rejects options this generator cannot honour. Vectors have one fixed size: truncating them would only be
     /// meaningful for Matryoshka-trained models, which these are not.
     /// </summary>

@@ -32,13 +32,14 @@ public sealed class LlamaEmbeddingOptions
 /// are serialized: <c>GetEmbeddings</c> swaps the embedder's native context, which is not thread-safe.
 /// (It still creates and frees a llama.cpp context on every call; that cost is LLamaSharp's.)
 /// </remarks>
-public sealed class LlamaEmbeddingGenerator : IEmbeddingGenerator<string, Embedding<float>>
+public sealed class LlamaEmbeddingGenerator : IEmbeddingGenerator<string, Embedding<float>>, ITokenEmbeddingGenerator
 {
     private readonly LLamaWeights _weights;
     private readonly bool _ownsWeights;
     private readonly LLamaEmbedder _embedder;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly EmbeddingGeneratorMetadata _metadata;
+    private readonly ModelParams _contextParams;
     private volatile bool _disposed;
 
     /// <summary>Embeds with already-loaded weights, which may be shared; they stay the caller's to dispose.</summary>
@@ -76,6 +77,8 @@ public sealed class LlamaEmbeddingGenerator : IEmbeddingGenerator<string, Embedd
         };
 
         _embedder = new LLamaEmbedder(weights, contextParams);
+        _contextParams = contextParams;
+        VocabularySize = weights.Vocab.Count;
         _weights = weights;
         _ownsWeights = ownsWeights;
         ModelId = modelId;
@@ -93,6 +96,9 @@ public sealed class LlamaEmbeddingGenerator : IEmbeddingGenerator<string, Embedd
 
     /// <summary>Most tokens, BOS included, one input may have.</summary>
     public int MaxInputTokens { get; }
+
+    /// <inheritdoc />
+    public int VocabularySize { get; }
 
     /// <summary>Loads <paramref name="modelPath"/> on the CPU for this generator alone; disposing it frees the weights.</summary>
     public static LlamaEmbeddingGenerator Load(string modelPath, string modelId, LlamaEmbeddingOptions? options = null)
@@ -170,6 +176,66 @@ public sealed class LlamaEmbeddingGenerator : IEmbeddingGenerator<string, Embedd
         }
 
         return EmbeddingInputs.ToResult(vectors, ModelId, totalTokens);
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// The ids go to llama.cpp as given, at positions 0.., in a context of its own made per input as
+    /// <see cref="LLamaEmbedder"/> makes one per text, so an input's ids and its text give the same vector.
+    /// </remarks>
+    /// <exception cref="InputTooLongException">An input has more than <see cref="MaxInputTokens"/> ids.</exception>
+    public async Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IReadOnlyList<int[]> tokenInputs, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var totalTokens = EmbeddingInputs.CheckTokenInputs(tokenInputs, ModelId, VocabularySize, MaxInputTokens);
+        var vectors = new float[tokenInputs.Count][];
+        for (var i = 0; i < tokenInputs.Count; i++)
+        {
+            await _gate.WaitAsync(cancellationToken);
+            try
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                vectors[i] = EmbeddingInputs.NormalizeInPlace(await EmbedTokensAsync(tokenInputs[i], cancellationToken));
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+
+        return EmbeddingInputs.ToResult(vectors, ModelId, totalTokens);
+    }
+
+    private async Task<float[]> EmbedTokensAsync(int[] tokens, CancellationToken cancellationToken)
+    {
+        using var context = _weights.CreateContext(_contextParams);
+        context.NativeHandle.SetEmbeddings(true);
+        var batch = new LLamaBatch();
+        for (var p = 0; p < tokens.Length; p++)
+        {
+            batch.Add((LLamaToken)tokens[p], p, LLamaSeqId.Zero, true);
+        }
+
+        cancellationToken.ThrowIfCancellationRequested();
+        var model = context.NativeHandle.ModelHandle;
+        if (model.HasEncoder && !model.HasDecoder)
+        {
+            var encoded = await context.EncodeAsync(batch, cancellationToken);
+            if (encoded != EncodeResult.Ok)
+            {
+                throw new InvalidOperationException($"llama.cpp could not encode the input: {encoded}.");
+            }
+        }
+        else
+        {
+            var decoded = await context.DecodeAsync(batch, cancellationToken);
+            if (decoded != DecodeResult.Ok)
+            {
+                throw new InvalidOperationException($"llama.cpp could not decode the input: {decoded}.");
+            }
+        }
+
+        return context.NativeHandle.GetEmbeddingsSeq(LLamaSeqId.Zero).ToArray();
     }
 
     /// <inheritdoc />

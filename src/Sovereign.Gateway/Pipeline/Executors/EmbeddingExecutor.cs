@@ -27,6 +27,25 @@ internal sealed class EmbeddingExecutor(RouteGates gates) : IRequestExecutor
             throw OpenAIException.BadRequest($"The model '{model.Id}' does not support choosing dimensions.", "dimensions", "unsupported_parameter");
         }
 
+        if (work.TokenInputs is { } tokenInputs)
+        {
+            // Ids are the model's own vocabulary (as vLLM reads them); each is one prompt token, exactly.
+            var generator = model.TokenEmbeddings
+                ?? throw OpenAIException.BadRequest($"The model '{model.Id}' takes text only; send input as strings.", "input", "unsupported_parameter");
+            TextInputs.RequireInVocabulary(tokenInputs, work.TokenInputsNested, "input", generator.VocabularySize, model.Id);
+            for (var i = 0; i < tokenInputs.Count; i++)
+            {
+                if (tokenInputs[i].Length > generator.MaxInputTokens)
+                {
+                    var field = work.TokenInputsNested ? $"input[{i}]" : "input";
+                    throw OpenAIException.BadRequest(
+                        $"{field} has {tokenInputs[i].Length} tokens; the model '{model.Id}' accepts at most {generator.MaxInputTokens}.", field, "context_length_exceeded");
+                }
+            }
+
+            return ValueTask.FromResult(new WorkDemand(tokenInputs.Sum(t => (long)t.Length), 0));
+        }
+
         long tokens = 0;
         for (var i = 0; i < work.Inputs.Count; i++)
         {
@@ -58,7 +77,10 @@ internal sealed class EmbeddingRun(GovernedRequest request, IDisposable slot) : 
         var model = request.Route!.Local!;
         try
         {
-            var embeddings = await model.Embeddings!.GenerateAsync(((EmbeddingWorkload)request.Work).Inputs, cancellationToken: request.Aborted);
+            var work = (EmbeddingWorkload)request.Work;
+            var embeddings = work.TokenInputs is { } tokenInputs
+                ? await model.TokenEmbeddings!.GenerateAsync(tokenInputs, request.Aborted)
+                : await model.Embeddings!.GenerateAsync(work.Inputs, cancellationToken: request.Aborted);
             _tokens = (int)(embeddings.Usage?.InputTokenCount ?? 0);
             return embeddings;
         }

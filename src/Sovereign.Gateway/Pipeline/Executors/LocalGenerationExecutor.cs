@@ -151,18 +151,8 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
 
     private static int[] ReadTokenIds(JsonElement array, LlamaModel model, string param)
     {
-        var tokens = new int[array.GetArrayLength()];
-        var i = 0;
-        foreach (var item in array.EnumerateArray())
-        {
-            if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out var token) || token < 0 || token >= model.Info.VocabularySize)
-            {
-                throw OpenAIException.BadRequest($"{param}[{i}] must be a token id between 0 and {model.Info.VocabularySize - 1}.", param, "invalid_value");
-            }
-
-            tokens[i++] = token;
-        }
-
+        var tokens = TextInputs.TokenIds(array, param);
+        TextInputs.RequireInVocabulary([tokens], nested: false, param, model.Info.VocabularySize, model.Info.Id);
         return tokens;
     }
 }
