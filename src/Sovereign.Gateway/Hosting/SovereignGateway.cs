@@ -46,6 +46,10 @@ public static class SovereignGateway
                 ? limit
                 : LimitsOptions.DefaultMaxRequestBodyBytes);
 
+        // Kestrel's own rejections (431, a malformed request line...) get OpenAI's error body too.
+        services.AddOptions<KestrelServerOptions>().Configure(kestrel =>
+            kestrel.ConfigureEndpointDefaults(listen => listen.Use(KestrelRejections.Wrap)));
+
         var telemetry = services.AddOpenTelemetry()
             .WithMetrics(metrics => metrics
                 .AddMeter(EngineMetrics.MeterName, GenAiMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
@@ -77,7 +81,9 @@ public static class SovereignGateway
     {
         ArgumentNullException.ThrowIfNull(app);
 
-        // Middleware pipeline — order matters: evidence headers on every /v1 answer, then errors wrap everything that can throw.
+        // Middleware pipeline — order matters: application responses marked apart from Kestrel's own, evidence headers
+        // on every /v1 answer, then errors wrap everything that can throw.
+        app.Use(KestrelRejections.MarkApplicationResponses);
         app.UseEvidenceHeaders();
         app.UseOpenAIErrors();
         app.UseStatusCodePages(OpenAIErrorResults.WriteStatusCodePageAsync);

@@ -64,8 +64,22 @@ public static class OpenAIApi
         return TypedResults.Json(Card(model), OpenAIJson.Options);
     }
 
-    private static IResult NotFound(HttpContext context) =>
-        throw new OpenAIException(StatusCodes.Status404NotFound, $"Unknown request URL: {context.Request.Method} {context.Request.Path}.", "invalid_request_error", null, "unknown_url");
+    /// <summary>
+    /// An unknown URL is a 404; a known one asked with a method it does not take (TRACE, GET on a POST endpoint) is a
+    /// 405 with <c>Allow</c>, as RFC 9110 asks. The fallback would otherwise answer every such method 404.
+    /// </summary>
+    private static IResult NotFound(HttpContext context)
+    {
+        if (AllowedMethods.For(context) is { Count: > 0 } allowed)
+        {
+            context.Response.Headers.Allow = string.Join(", ", allowed);
+            throw new OpenAIException(StatusCodes.Status405MethodNotAllowed,
+                $"The method {RequestReader.Shorten(context.Request.Method)} is not allowed for {context.Request.Path}; it takes {string.Join(", ", allowed)}.",
+                "invalid_request_error", null, "method_not_allowed");
+        }
+
+        throw new OpenAIException(StatusCodes.Status404NotFound, $"Unknown request URL: {RequestReader.Shorten(context.Request.Method)} {context.Request.Path}.", "invalid_request_error", null, "unknown_url");
+    }
 
     private static ModelCard Card(ServedModelCard model) => new(model.Id, "model", model.Created, model.OwnedBy);
 }

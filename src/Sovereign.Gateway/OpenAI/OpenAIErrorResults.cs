@@ -106,8 +106,10 @@ internal static class OpenAIErrorResults
             return;
         }
 
-        // Evidence and rate-limit headers survive: a refusal is audited, and a 429 tells the client when to retry.
-        var evidence = context.Response.Headers.Where(h => h.Key.StartsWith("x-sovereign-", StringComparison.OrdinalIgnoreCase) || h.Key.StartsWith("x-ratelimit-", StringComparison.OrdinalIgnoreCase)).ToList();
+        // Evidence and rate-limit headers survive: a refusal is audited, and a 429 tells the client when to retry; so
+        // does a 405's Allow, which names the methods the URL takes (RFC 9110).
+        var evidence = context.Response.Headers.Where(h => h.Key.StartsWith("x-sovereign-", StringComparison.OrdinalIgnoreCase)
+            || h.Key.StartsWith("x-ratelimit-", StringComparison.OrdinalIgnoreCase) || h.Key.Equals("Allow", StringComparison.OrdinalIgnoreCase)).ToList();
         context.Response.Clear();
         foreach (var header in evidence)
         {

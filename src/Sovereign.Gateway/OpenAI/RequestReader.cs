@@ -32,7 +32,7 @@ internal static class RequestReader
             throw OpenAIException.BadRequest("The request body could not be read: " + ex.Message);
         }
 
-        var bytes = new ReadOnlyMemory<byte>(buffer.GetBuffer(), 0, (int)buffer.Length);
+        var bytes = WithoutByteOrderMark(new ReadOnlyMemory<byte>(buffer.GetBuffer(), 0, (int)buffer.Length));
         context.Items[typeof(RequestReader)] = bytes;
         if (bytes.Length == 0)
         {
@@ -71,6 +71,15 @@ internal static class RequestReader
 
         return body ?? throw OpenAIException.BadRequest("The request body must be a JSON object.");
     }
+
+    /// <summary>
+    /// A UTF-8 byte order mark before the JSON is dropped, as RFC 8259 allows a parser to: PowerShell's
+    /// <c>Invoke-RestMethod</c> with a UTF-8 encoded file and some .NET clients (<c>Encoding.UTF8.GetPreamble</c>)
+    /// send one, and <see cref="Utf8JsonReader"/> refuses it ("'0xEF' is an invalid start of a value"). The body is
+    /// forwarded without it too: an engine behind us may refuse it as we did.
+    /// </summary>
+    internal static ReadOnlyMemory<byte> WithoutByteOrderMark(ReadOnlyMemory<byte> bytes) =>
+        bytes.Span.StartsWith("\uFEFF"u8) ? bytes[3..] : bytes;
 
     /// <summary>
     /// Every request body is a JSON object. Without this check the serializer's refusal of an array, a string or a

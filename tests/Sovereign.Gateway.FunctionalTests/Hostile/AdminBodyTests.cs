@@ -14,6 +14,21 @@ namespace Sovereign.Gateway.FunctionalTests.Hostile;
 [Collection(ConsoleCollection.Name)]
 public sealed class AdminBodyTests(ConsoleFixture fixture)
 {
+    /// <summary>PowerShell and some .NET clients start a UTF-8 body with a byte order mark; it used to be a 400.</summary>
+    [Fact]
+    public async Task ByteOrderMark_BeforeTheJson_IsServed()
+    {
+        var id = "bom-" + Guid.NewGuid().ToString("N")[..8];
+        using var content = new ByteArrayContent([0xEF, 0xBB, 0xBF, .. Encoding.UTF8.GetBytes($$$"""{"id":"{{{id}}}","name":"BOM","policy":{"allowed_jurisdictions":["TH"]}}""")]);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+
+        using var response = await fixture.Admin.PostAsync("/admin/v1/tenants", content);
+
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, text);
+        Assert.Equal(id, JsonDocument.Parse(text).RootElement.GetProperty("id").GetString());
+    }
+
     [Fact]
     public async Task MisspeltLimitsField_Is400NamingIt_AndTheBudgetStays()
     {

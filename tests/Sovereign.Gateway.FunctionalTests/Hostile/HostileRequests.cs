@@ -7,7 +7,11 @@ namespace Sovereign.Gateway.FunctionalTests.Hostile;
 /// <param name="Description">How the case was made, e.g. "chat: set messages[0].content to lone-surrogate".</param>
 /// <param name="Bytes">The full HTTP/1.1 request.</param>
 /// <param name="MayGoUnanswered">The request stops before its declared end, so the server may close without answering.</param>
-public sealed record HostileCase(string Description, byte[] Bytes, bool MayGoUnanswered = false);
+/// <param name="Rightful5xx">
+/// A 5xx that is the protocol's own answer, not a fault: 505 for an HTTP version the server does not speak. It still
+/// needs the error object.
+/// </param>
+public sealed record HostileCase(string Description, byte[] Bytes, bool MayGoUnanswered = false, int? Rightful5xx = null);
 
 /// <summary>
 /// A seeded generator of hostile requests: valid OpenAI and admin requests, mutated. Case <c>i</c> of seed <c>s</c> is
@@ -71,7 +75,10 @@ public sealed class HostileRequests(int seed, string adminToken)
         "GET /admin/v1/jurisdictions", "GET /admin/v1/models", "GET /admin/v1/nodes", "POST /admin/v1/nodes",
         "GET /v1/models/{id}", "GET /v1/models", "GET /v1/usage", "GET /v1/audit", "DELETE /v1/chat/completions",
         "GET /v1/responses/{id}", "DELETE /v1/responses/{id}", "GET /v1/responses/{id}/input_items",
+        "TRACE /v1/chat/completions", "GET /v1/embeddings", "OPTIONS /tokenize", "PUT /admin/v1/tenants",
     ];
+
+    private static readonly string[] UnusualMethods = ["TRACE", "OPTIONS", "PUT", "PATCH", "DELETE", "POST", "GET", "CONNECTX", "PROPFIND"];
 
     private static readonly string[] HostileQueries =
     [
@@ -292,7 +299,7 @@ public sealed class HostileRequests(int seed, string adminToken)
         var (path, json) = Templates[random.Next(PublicTemplates)];
         var body = Encoding.UTF8.GetBytes(json);
         var auth = "Authorization: Bearer unused";
-        switch (random.Next(5))
+        switch (random.Next(8))
         {
             case 0:
                 var size = random.Next(3) switch { 0 => "ffffffffffffffffffff", 1 => "zz", _ => "-5" };
@@ -309,6 +316,18 @@ public sealed class HostileRequests(int seed, string adminToken)
                     RawHttp.Request("POST", path, body.Take(declared).ToArray(), "Content-Type: application/json", auth));
             case 3:
                 return new HostileCase($"{path}: body ends before its content-length", RawHttp.Request("POST", path, body, "Content-Type: application/json", $"Content-Length: {body.Length + 100}", auth), MayGoUnanswered: true);
+            case 5:
+                // Refused by Kestrel before the application sees it (431): answered with an error object all the same.
+                return new HostileCase($"{path}: headers too large",
+                    RawHttp.Request("POST", path, body, "Content-Type: application/json", auth, "X-Big: " + new string('h', random.Next(33_000, 70_000))));
+            case 6:
+                var line = random.Next(4) switch { 0 => "POST " + path + " HTTP/1.1 junk", 1 => "POST " + path + " HTTP/1.2", 2 => "POST " + path + "?" + new string('q', 9000) + " HTTP/1.1", _ => "POST  " + path + " HTTP/1.1" };
+                return new HostileCase($"{path}: request line '{Shorten(line)}'",
+                    [.. Encoding.ASCII.GetBytes(line + "\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: " + body.Length + "\r\n\r\n"), .. body],
+                    Rightful5xx: line.EndsWith("HTTP/1.2", StringComparison.Ordinal) ? 505 : null);
+            case 7:
+                var header = random.Next(3) switch { 0 => "No colon", 1 => "Content-Length: 5", _ => "Bad Name: x" };
+                return new HostileCase($"{path}: header '{header}'", RawHttp.Request("POST", path, body, "Content-Type: application/json", auth, header));
             default:
                 var big = new byte[70 * 1024];
                 Array.Fill(big, (byte)'a');
@@ -328,6 +347,12 @@ public sealed class HostileRequests(int seed, string adminToken)
         }
 
         path += HostileQueries[random.Next(HostileQueries.Length)];
+        if (random.Next(5) == 0)
+        {
+            // A method the route does not take: 405 with Allow (HEAD is left out: its answers have no body to check).
+            method = UnusualMethods[random.Next(UnusualMethods.Length)];
+        }
+
         byte[]? body = null;
         if (method is "POST" or "PUT" or "PATCH")
         {

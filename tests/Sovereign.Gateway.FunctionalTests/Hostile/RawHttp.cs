@@ -36,7 +36,11 @@ public static class RawHttp
     }
 
     /// <summary>Sends the bytes, half-closes, and reads the whole answer (the server closes after it).</summary>
-    public static async Task<RawResponse> SendAsync(Uri server, byte[] request, CancellationToken cancellationToken = default)
+    public static async Task<RawResponse> SendAsync(Uri server, byte[] request, CancellationToken cancellationToken = default) =>
+        Parse(await ExchangeAsync(server, request, cancellationToken));
+
+    /// <summary>Sends the bytes and returns every byte the server sends until it closes (several pipelined answers).</summary>
+    public static async Task<byte[]> ExchangeAsync(Uri server, byte[] request, CancellationToken cancellationToken = default)
     {
         using var client = new TcpClient();
         await client.ConnectAsync(server.Host, server.Port, cancellationToken);
@@ -61,7 +65,7 @@ public static class RawHttp
             // A reset after the answer: keep what arrived.
         }
 
-        return Parse(received.ToArray());
+        return received.ToArray();
     }
 
     private static RawResponse Parse(byte[] data)

@@ -1,0 +1,113 @@
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+
+namespace Sovereign.Gateway.FunctionalTests.Hostile;
+
+/// <summary>
+/// What real clients and broken ones send, answered the OpenAI way. Found: a body that starts with a UTF-8 byte order
+/// mark (PowerShell, some .NET clients) was a 400; Kestrel's own rejections (431, 400 for a malformed request line,
+/// 414, 505) came without a body; TRACE or GET on a /v1 POST endpoint answered 404 instead of 405 with Allow.
+/// </summary>
+[Collection(ServerCollection.Name)]
+public sealed class WireCompatibilityTests(ServerFixture server)
+{
+    [Theory]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"Hi"}],"max_tokens":1}""")]
+    [InlineData("/v1/completions", """{"model":"stories","prompt":"Hi","max_tokens":1}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":"Hi","max_output_tokens":1}""")]
+    [InlineData("/v1/embeddings", """{"model":"stories-embed","input":"Hi"}""")]
+    [InlineData("/v1/language/detect", """{"input":"Bonjour tout le monde"}""")]
+    [InlineData("/tokenize", """{"model":"stories","content":"Hi"}""")]
+    public async Task ByteOrderMark_BeforeTheJson_IsServed(string path, string json)
+    {
+        using var content = new ByteArrayContent([0xEF, 0xBB, 0xBF, .. Encoding.UTF8.GetBytes(json)]);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+
+        using var response = await server.Http.PostAsync(path, content);
+
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, text);
+    }
+
+    [Fact]
+    public async Task ByteOrderMark_Alone_IsTheEmptyBody400()
+    {
+        using var content = new ByteArrayContent([0xEF, 0xBB, 0xBF]);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+
+        using var response = await server.Http.PostAsync("/v1/chat/completions", content);
+
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Contains("empty", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("message").GetString());
+    }
+
+    public static TheoryData<string, int, string> KestrelRejections => new()
+    {
+        { "GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + new string('a', 40_000) + "\r\n\r\n", 431, "request_headers_too_large" },
+        { "GET /v1/models HTTP/1.1 trailing\r\nHost: x\r\n\r\n", 400, "malformed_request" },
+        { "GET /v1/models HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n", 400, "malformed_request" },
+        { "GET /v1/models?" + new string('q', 9000) + " HTTP/1.1\r\nHost: x\r\n\r\n", 414, "url_too_long" },
+        { "GET /v1/models HTTP/1.2\r\nHost: x\r\n\r\n", 505, "http_version_not_supported" },
+        { "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n{}", 400, "malformed_request" },
+    };
+
+    [Theory]
+    [MemberData(nameof(KestrelRejections))]
+    public async Task KestrelsOwnRejection_KeepsItsStatus_AndGetsAnOpenAIErrorBody(string request, int status, string code)
+    {
+        var response = await RawHttp.SendAsync(server.BaseAddress, Encoding.ASCII.GetBytes(request));
+
+        Assert.Equal(status, response.Status);
+        Assert.Equal("application/json", response.Headers["Content-Type"]);
+        Assert.Equal(response.Body.Length.ToString(System.Globalization.CultureInfo.InvariantCulture), response.Headers["Content-Length"]);
+        var error = JsonDocument.Parse(response.Body).RootElement.GetProperty("error");
+        Assert.Equal(code, error.GetProperty("code").GetString());
+        Assert.False(string.IsNullOrEmpty(error.GetProperty("message").GetString()));
+    }
+
+    [Fact]
+    public async Task KestrelRejection_AfterAnAnswerOnTheSameConnection_LeavesThatAnswerWhole()
+    {
+        // Two pipelined requests: the first is answered by the application, the second refused by Kestrel.
+        var request = "GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models HTTP/1.1 trailing\r\nHost: x\r\n\r\n";
+
+        var text = Encoding.UTF8.GetString(await RawHttp.ExchangeAsync(server.BaseAddress, Encoding.ASCII.GetBytes(request)));
+
+        Assert.StartsWith("HTTP/1.1 200 OK\r\n", text);
+        var second = text.IndexOf("HTTP/1.1 400 Bad Request\r\n", StringComparison.Ordinal);
+        Assert.True(second > 0, text);
+        Assert.Contains("""{"status":"ok"}""", text[..second]);
+        Assert.EndsWith("0\r\n\r\n", text[..second]);
+        var refusal = text[second..];
+        var body = refusal[(refusal.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..];
+        Assert.Equal("malformed_request", JsonDocument.Parse(body).RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Theory]
+    [InlineData("TRACE", "/v1/chat/completions", "POST")]
+    [InlineData("GET", "/v1/chat/completions", "POST")]
+    [InlineData("PUT", "/v1/embeddings", "POST")]
+    [InlineData("DELETE", "/v1/models", "GET")]
+    [InlineData("TRACE", "/v1/models/stories", "GET")]
+    [InlineData("POST", "/v1/responses/resp_1", "DELETE, GET")]
+    [InlineData("TRACE", "/tokenize", "POST")]
+    public async Task KnownRoute_WithAMethodItDoesNotTake_Is405WithAllow(string method, string path, string allow)
+    {
+        var response = await RawHttp.SendAsync(server.BaseAddress, RawHttp.Request(method, path, null));
+
+        Assert.Equal(405, response.Status);
+        Assert.Equal(allow, response.Headers["Allow"]);
+        var error = JsonDocument.Parse(response.Body).RootElement.GetProperty("error");
+        Assert.Equal("method_not_allowed", error.GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task UnknownRoute_IsStill404()
+    {
+        var response = await RawHttp.SendAsync(server.BaseAddress, RawHttp.Request("TRACE", "/v1/no-such-thing", null));
+
+        Assert.Equal(404, response.Status);
+        Assert.Equal("unknown_url", JsonDocument.Parse(response.Body).RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+}
