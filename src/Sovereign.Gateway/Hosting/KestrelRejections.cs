@@ -49,16 +49,16 @@ internal static class KestrelRejections
         if (context.Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionItemsFeature>()?.Items is { } items
             && context.Request.Protocol.StartsWith("HTTP/1", StringComparison.Ordinal))
         {
-            context.Response.OnStarting(() =>
+            context.Response.OnStarting(static state =>
             {
-                items[ApplicationResponse] = true;
+                ((IDictionary<object, object?>)state)[ApplicationResponse] = true;
                 return Task.CompletedTask;
-            });
-            context.Response.OnCompleted(() =>
+            }, items);
+            context.Response.OnCompleted(static state =>
             {
-                items.Remove(ApplicationResponse);
+                ((IDictionary<object, object?>)state).Remove(ApplicationResponse);
                 return Task.CompletedTask;
-            });
+            }, items);
         }
 
         return next(context);

@@ -15,6 +15,7 @@ internal static class EmbeddingsEndpoint
         var limits = options.Value.Limits;
         var caller = await pipeline.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<EmbeddingRequest>(context);
+        RequestReader.RequireUser(request.User);
         var (inputs, tokenInputs) = TextInputs.ReadEmbeddingInput(request.Input, limits.MaxEmbeddingInputs);
         var format = request.EncodingFormat ?? "float";
         if (format is not ("float" or "base64"))

@@ -264,9 +264,25 @@ internal static class RequestReader
     /// </summary>
     internal static bool Disguises(char c) => char.IsControl(c) || c is (>= '\u202A' and <= '\u202E') or (>= '\u2066' and <= '\u2069');
 
+    /// <summary>Most characters of the <c>user</c> field (an end-user id); a bound of our own, OpenAI documents none.</summary>
+    public const int MaxUserLength = 256;
+
+    /// <summary>
+    /// The <c>user</c> field is an end-user id: Responses echo it in every response object and keep it with a stored
+    /// one, and the relay forwards it to engines; unbounded, it was a way to store megabytes outside any size rule.
+    /// </summary>
+    public static void RequireUser(string? user)
+    {
+        if (user is { Length: > MaxUserLength })
+        {
+            throw OpenAIException.BadRequest($"user is an end-user id of at most {MaxUserLength} characters; got {user.Length}.", "user", "string_above_max_length");
+        }
+    }
+
     /// <summary>Validates the shared sampling fields against OpenAI's ranges and the server's limits.</summary>
     public static (SamplingOptions Sampling, int? MaxTokens, IReadOnlyList<string> Stop, int N) ValidateSampling(SamplingRequest request, int? maxTokens, string maxTokensParam, LimitsOptions limits)
     {
+        RequireUser(request.User);
         Range(request.Temperature, 0, 2, "temperature");
         Range(request.TopP, 0, 1, "top_p");
         if (request.TopP is 0)

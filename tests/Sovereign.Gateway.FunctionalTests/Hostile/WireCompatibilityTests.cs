@@ -110,4 +110,38 @@ public sealed class WireCompatibilityTests(ServerFixture server)
         Assert.Equal(404, response.Status);
         Assert.Equal("unknown_url", JsonDocument.Parse(response.Body).RootElement.GetProperty("error").GetProperty("code").GetString());
     }
+
+    /// <summary>
+    /// <c>user</c> is an end-user id: Responses echo it in every response object and keep it with a stored one, and
+    /// relays forward it. It was unbounded (a megabyte came back in the answer).
+    /// </summary>
+    [Theory]
+    [InlineData("/v1/responses", """{"model":"stories","input":"Hi","max_output_tokens":1,"user":"USER"}""")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"Hi"}],"max_tokens":1,"user":"USER"}""")]
+    [InlineData("/v1/completions", """{"model":"stories","prompt":"Hi","max_tokens":1,"user":"USER"}""")]
+    [InlineData("/v1/embeddings", """{"model":"stories-embed","input":"Hi","user":"USER"}""")]
+    public async Task UserLongerThan256Characters_Is400(string path, string json)
+    {
+        var (status, body, _) = await server.PostJsonAsync(path, json.Replace("USER", new string('u', 257), StringComparison.Ordinal));
+
+        Assert.Equal(400, status);
+        Assert.Equal("user", body.GetProperty("error").GetProperty("param").GetString());
+        Assert.Equal("string_above_max_length", body.GetProperty("error").GetProperty("code").GetString());
+
+        var (okStatus, _, _) = await server.PostJsonAsync(path, json.Replace("USER", new string('u', 256), StringComparison.Ordinal));
+        Assert.Equal(200, okStatus);
+    }
+
+    [Theory]
+    [InlineData("a name with spaces")]
+    [InlineData("\u202Eevil")]
+    [InlineData("nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn")]
+    public async Task ResponsesFormatName_OutsideOpenAIsRule_Is400(string name)
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/responses",
+            """{"model":"stories","input":"Hi","max_output_tokens":1,"text":{"format":{"type":"json_schema","name":"NAME","schema":{"type":"object"}}}}""".Replace("NAME", name, StringComparison.Ordinal));
+
+        Assert.Equal(400, status);
+        Assert.Equal("text.format.name", body.GetProperty("error").GetProperty("param").GetString());
+    }
 }
