@@ -27,6 +27,9 @@ public static class AdminApi
     public static RouteGroupBuilder MapAdminApi(this IEndpointRouteBuilder endpoints)
     {
         var admin = endpoints.MapGroup("/admin/v1");
+
+        // Every body here is read strictly (RequestReader.StrictBody): a field /admin/v1 does not know is a 400.
+        admin.WithMetadata(RequestReader.StrictBody.Instance);
         admin.AddEndpointFilter(RequireOperator);
         admin.AddEndpointFilter(ResourceIds.ValidateRouteValues);
         admin.AddEndpointFilter(QueryParameters.Admin);
@@ -53,7 +56,9 @@ public static class AdminApi
         admin.MapPost("/audit/verify", VerifyAudit).Takes("max_uncovered_seconds");
         admin.MapPost("/audit/checkpoint", Checkpoint);
         admin.MapFallback((HttpContext context) =>
-            throw new OpenAIException(StatusCodes.Status404NotFound, $"Unknown admin URL: {context.Request.Method} {context.Request.Path}.", "invalid_request_error", null, "unknown_url")).AnyQuery();
+            throw (AllowedMethods.For(context) is { Count: > 0 } allowed
+                ? AllowedMethods.NotAllowed(context, allowed)
+                : new OpenAIException(StatusCodes.Status404NotFound, $"Unknown admin URL: {RequestReader.Shorten(context.Request.Method)} {context.Request.Path}.", "invalid_request_error", null, "unknown_url"))).AnyQuery();
         return admin;
     }
 
@@ -73,7 +78,7 @@ public static class AdminApi
 
     private static async Task<IResult> CreateTenant(HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, CallerAuthenticator authenticator, PriceBookProvider prices)
     {
-        var request = await RequestReader.ReadAsync<TenantCreateRequest>(context, OpenAIJson.AdminOptions);
+        var request = await RequestReader.ReadAsync<TenantCreateRequest>(context);
         var id = ResourceIds.RequireNewTenantId(request.Id);
         var policy = (request.Policy ?? throw OpenAIException.BadRequest("policy is required: at least allowed_jurisdictions.", "policy", "missing_required_parameter"))
             .ValidateTenantPolicy(catalog, "policy");
@@ -95,7 +100,7 @@ public static class AdminApi
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         var current = await grain.GetAsync() ?? throw NotFound("tenant", id);
-        var request = await RequestReader.ReadAsync<TenantUpdateRequest>(context, OpenAIJson.AdminOptions);
+        var request = await RequestReader.ReadAsync<TenantUpdateRequest>(context);
         var newPolicy = request.Policy?.ValidateTenantPolicy(catalog, "policy");
         var name = request.Name is null ? current.Name : ResourceIds.RequireName(request.Name, "name");
         var plan = request.Plan is null ? current.Plan : await ExistingPlanAsync(request.Plan, prices, context.RequestAborted);
@@ -138,7 +143,7 @@ public static class AdminApi
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         var tenant = await grain.GetAsync() ?? throw NotFound("tenant", id);
-        var request = await RequestReader.ReadAsync<KeyCreateRequest>(context, OpenAIJson.AdminOptions);
+        var request = await RequestReader.ReadAsync<KeyCreateRequest>(context);
         var narrowing = request.Policy?.ValidateNarrowing(PolicyDocument.FromJson(tenant.PolicyJson).ToPolicy(), catalog, "policy");
         var name = request.Name is null ? "key" : ResourceIds.RequireName(request.Name, "name");
 
@@ -168,7 +173,7 @@ public static class AdminApi
 
     private static async Task<IResult> RegisterNode(HttpContext context, NodeDirectory nodes, JurisdictionCatalog catalog, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time)
     {
-        var request = await RequestReader.ReadAsync<NodeCreateRequest>(context, OpenAIJson.AdminOptions);
+        var request = await RequestReader.ReadAsync<NodeCreateRequest>(context);
         var id = ResourceIds.Require(request.Id, ResourceKind.Node, "id");
         var jurisdiction = request.Jurisdiction?.Trim().ToUpperInvariant();
         if (!catalog.IsCountry(jurisdiction))
@@ -255,7 +260,7 @@ public static class AdminApi
 
     private static async Task<IResult> SetNodeState(string id, HttpContext context, NodeDirectory nodes, AuditLog audit)
     {
-        var request = await RequestReader.ReadAsync<NodeStateRequest>(context, OpenAIJson.AdminOptions);
+        var request = await RequestReader.ReadAsync<NodeStateRequest>(context);
         var state = request.State?.ToLowerInvariant() switch
         {
             "active" => nameof(NodeState.Active),
@@ -320,7 +325,7 @@ public static class AdminApi
     private static async Task<IResult> LoadModel(string id, HttpContext context, Models.ModelCatalog catalog, AuditLog audit)
     {
         id = ModelIdOf(id);
-        var request = context.Request.ContentLength is > 0 ? await RequestReader.ReadAsync<ModelLoadRequest>(context, OpenAIJson.AdminOptions) : new ModelLoadRequest();
+        var request = context.Request.ContentLength is > 0 ? await RequestReader.ReadAsync<ModelLoadRequest>(context) : new ModelLoadRequest();
         if (request.Parallel is < 1 or > 256 || request.ContextLength is < 16 || request.Threads is < 1)
         {
             throw OpenAIException.BadRequest("parallel must be 1-256, context_length at least 16, threads at least 1.", request.Parallel is < 1 or > 256 ? "parallel" : request.ContextLength is < 16 ? "context_length" : "threads", "invalid_value");
@@ -523,7 +528,7 @@ public static class AdminApi
     /// </summary>
     private static async Task<IResult> RevokeCertificate(HttpContext context, ControlPlaneStore store, AuditLog audit, TimeProvider time, Cluster.Security.CertificateRevocationSync sync)
     {
-        var request = await RequestReader.ReadAsync<CertificateRevocationRequest>(context, OpenAIJson.AdminOptions);
+        var request = await RequestReader.ReadAsync<CertificateRevocationRequest>(context);
         if ((request.Serial is null) == (request.NodeId is null))
         {
             throw OpenAIException.BadRequest("Give exactly one of serial (one certificate) and node_id (every certificate of that node).", request.Serial is null ? "serial" : "node_id", "missing_required_parameter");

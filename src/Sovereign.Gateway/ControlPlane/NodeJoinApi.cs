@@ -39,7 +39,7 @@ internal static class NodeJoinApi
 
     private static async Task<IResult> IssueAsync(HttpContext context, ControlPlaneStore store, JurisdictionCatalog catalog, AuditLog audit, TimeProvider time)
     {
-        var request = await RequestReader.ReadAsync<JoinTokenRequest>(context, OpenAIJson.AdminOptions);
+        var request = await RequestReader.ReadAsync<JoinTokenRequest>(context);
         var jurisdiction = request.Jurisdiction?.Trim().ToUpperInvariant();
         if (!catalog.IsCountry(jurisdiction))
         {

@@ -47,10 +47,21 @@ internal sealed class PriceRequest
     public DateTimeOffset? EffectiveFrom { get; set; }
 }
 
+/// <summary>
+/// <c>PUT /admin/v1/tenants/{id}/limits</c>: <c>budgets</c> and <c>rate_limits</c>, or the whole document
+/// <c>GET</c> answered, edited: the settings under <c>limits</c> (with its read-only <c>currency</c>) and the budgets'
+/// read-only status beside it, which is ignored, as Kubernetes ignores <c>status</c> on a PUT.
+/// </summary>
 internal sealed class LimitsRequest
 {
     public List<BudgetRequest?>? Budgets { get; set; }
     public List<RateLimitRequest?>? RateLimits { get; set; }
+
+    /// <summary>Read-only: the plan's currency. Accepted when it is the tenant's; it cannot be changed here.</summary>
+    public string? Currency { get; set; }
+
+    /// <summary>The settings as GET shows them; with it, the top-level <c>budgets</c> are GET's read-only status.</summary>
+    public LimitsRequest? Limits { get; set; }
 }
 
 internal sealed class BudgetRequest
@@ -58,6 +69,21 @@ internal sealed class BudgetRequest
     public string? KeyId { get; set; }
     public string? Period { get; set; }
     public decimal? Amount { get; set; }
+
+    /// <summary>Read-only status, as GET shows it; ignored.</summary>
+    public decimal? Limit { get; set; }
+
+    /// <summary>Read-only status, as GET shows it; ignored.</summary>
+    public decimal? Settled { get; set; }
+
+    /// <summary>Read-only status, as GET shows it; ignored.</summary>
+    public decimal? Reserved { get; set; }
+
+    /// <summary>Read-only status, as GET shows it; ignored.</summary>
+    public decimal? Remaining { get; set; }
+
+    /// <summary>Read-only status, as GET shows it; ignored.</summary>
+    public string? Currency { get; set; }
 }
 
 internal sealed class RateLimitRequest
@@ -99,7 +125,7 @@ public static class MeteringApi
 
     private static async Task<IResult> PutPlan(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time, ControlPlaneStore store, IGrainFactory grains, Pipeline.PoolAdmission pools)
     {
-        var request = await RequestReader.ReadAsync<PlanRequest>(context, OpenAIJson.AdminOptions);
+        var request = await RequestReader.ReadAsync<PlanRequest>(context);
         var priority = request.Priority?.ToLowerInvariant() switch
         {
             null or "interactive" => PriorityClass.Interactive,
@@ -149,7 +175,7 @@ public static class MeteringApi
 
     private static async Task<IResult> AddPrice(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time)
     {
-        var request = await RequestReader.ReadAsync<PriceRequest>(context, OpenAIJson.AdminOptions);
+        var request = await RequestReader.ReadAsync<PriceRequest>(context);
         if (prices.Current.FindPlan(name) is null)
         {
             throw new OpenAIException(StatusCodes.Status404NotFound, $"No plan '{name}'.", "invalid_request_error", null, "plan_not_found");
@@ -244,7 +270,7 @@ public static class MeteringApi
 
     private static async Task<IResult> AddComputePrice(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time)
     {
-        var request = await RequestReader.ReadAsync<ComputePriceRequest>(context, OpenAIJson.AdminOptions);
+        var request = await RequestReader.ReadAsync<ComputePriceRequest>(context);
         if (prices.Current.FindPlan(name) is null)
         {
             throw new OpenAIException(StatusCodes.Status404NotFound, $"No plan '{name}'.", "invalid_request_error", null, "plan_not_found");
@@ -294,41 +320,82 @@ public static class MeteringApi
         return Json(new { limits = LimitsJson(limits), budgets = (await grain.GetBudgetsAsync()).Select(BudgetJson) });
     }
 
+    /// <summary>
+    /// The settings a PUT sends, and the prefix its refusals name them with: the body itself, or, for the whole
+    /// document GET answered, its <c>limits</c> (the budgets beside it are GET's read-only status and are ignored).
+    /// </summary>
+    private static (LimitsRequest Settings, string At) SettingsOf(LimitsRequest document)
+    {
+        if (document.Limits is not { } settings)
+        {
+            return (document, "");
+        }
+
+        if (document.RateLimits is not null || document.Currency is not null)
+        {
+            throw OpenAIException.BadRequest("Send the settings either under 'limits' (as GET shows them) or at the top level, not both.", "limits", "invalid_value");
+        }
+
+        for (var i = 0; i < (document.Budgets?.Count ?? 0); i++)
+        {
+            if (document.Budgets![i] is { Amount: not null })
+            {
+                throw OpenAIException.BadRequest(
+                    $"budgets[{i}] beside 'limits' is GET's read-only status; put the budgets to set under 'limits.budgets'.", $"budgets[{i}].amount", "invalid_value");
+            }
+        }
+
+        if (settings.Limits is not null)
+        {
+            throw OpenAIException.BadRequest("limits.limits is not a field; 'limits' holds budgets, rate_limits and currency.", "limits.limits", "unknown_parameter");
+        }
+
+        return (settings, "limits.");
+    }
+
     private static async Task<IResult> PutLimits(string id, HttpContext context, IGrainFactory grains, AuditLog audit)
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         _ = await grain.GetAsync() ?? throw NotFound(id);
-        var request = await RequestReader.ReadAsync<LimitsRequest>(context, OpenAIJson.AdminOptions);
+        var document = await RequestReader.ReadAsync<LimitsRequest>(context);
+        var (request, at) = SettingsOf(document);
+        var current = await grain.GetLimitsAsync();
+        if (request.Currency is { } currency && current.Currency is { } tenantCurrency && !currency.Equals(tenantCurrency, StringComparison.OrdinalIgnoreCase))
+        {
+            throw OpenAIException.BadRequest(
+                $"{at}currency is the tenant's plan's ({tenantCurrency}) and cannot be set here; move the tenant to a plan in {RequestReader.Shorten(currency)} instead.", $"{at}currency", "invalid_value");
+        }
+
         var keys = (await grain.ListKeysAsync()).Select(k => k.Id).ToHashSet(StringComparer.Ordinal);
         var budgets = new List<BudgetSetting>();
         for (var i = 0; i < (request.Budgets?.Count ?? 0); i++)
         {
-            var b = request.Budgets![i] ?? throw OpenAIException.BadRequest($"budgets[{i}] must be an object.", $"budgets[{i}]", "invalid_type");
+            var b = request.Budgets![i] ?? throw OpenAIException.BadRequest($"{at}budgets[{i}] must be an object.", $"{at}budgets[{i}]", "invalid_type");
             if (!Enum.TryParse<BudgetPeriod>(b.Period, ignoreCase: true, out var period) || int.TryParse(b.Period, out _))
             {
-                throw OpenAIException.BadRequest($"budgets[{i}].period must be 'day', 'month' or 'total'; got '{RequestReader.Shorten(b.Period ?? "")}'.", $"budgets[{i}].period", "invalid_value");
+                throw OpenAIException.BadRequest($"{at}budgets[{i}].period must be 'day', 'month' or 'total'; got '{RequestReader.Shorten(b.Period ?? "")}'.", $"{at}budgets[{i}].period", "invalid_value");
             }
 
             if (b.Amount is not > 0 || b.Amount > BudgetLimit.MaxAmount)
             {
                 throw OpenAIException.BadRequest(
-                    $"budgets[{i}].amount must be a positive amount in the plan's currency, at most {BudgetLimit.MaxAmount.ToString(CultureInfo.InvariantCulture)}.",
-                    $"budgets[{i}].amount", "invalid_value");
+                    $"{at}budgets[{i}].amount must be a positive amount in the plan's currency, at most {BudgetLimit.MaxAmount.ToString(CultureInfo.InvariantCulture)}.",
+                    $"{at}budgets[{i}].amount", "invalid_value");
             }
 
             if (decimal.Round(b.Amount.Value, BudgetLimit.Decimals) != b.Amount.Value)
             {
                 // Spend is counted in millionths: a budget between two of them would be shown and compared as it is not.
                 throw OpenAIException.BadRequest(
-                    $"budgets[{i}].amount has more than {BudgetLimit.Decimals} decimals; spend is counted in millionths of the currency (got {b.Amount.Value.ToString(CultureInfo.InvariantCulture)}).",
-                    $"budgets[{i}].amount", "invalid_value");
+                    $"{at}budgets[{i}].amount has more than {BudgetLimit.Decimals} decimals; spend is counted in millionths of the currency (got {b.Amount.Value.ToString(CultureInfo.InvariantCulture)}).",
+                    $"{at}budgets[{i}].amount", "invalid_value");
             }
 
-            RequireKeyOf(id, keys, b.KeyId, $"budgets[{i}].key_id");
+            RequireKeyOf(id, keys, b.KeyId, $"{at}budgets[{i}].key_id");
 
             if (budgets.Any(x => x.KeyId == b.KeyId && x.Period == period.ToString()))
             {
-                throw OpenAIException.BadRequest($"budgets[{i}] repeats a budget for the same key and period.", $"budgets[{i}]", "invalid_value");
+                throw OpenAIException.BadRequest($"{at}budgets[{i}] repeats a budget for the same key and period.", $"{at}budgets[{i}]", "invalid_value");
             }
 
             budgets.Add(new BudgetSetting(b.KeyId, period.ToString(), b.Amount.Value));
@@ -337,10 +404,10 @@ public static class MeteringApi
         var rates = new List<RateLimitSetting>();
         for (var i = 0; i < (request.RateLimits?.Count ?? 0); i++)
         {
-            var r = request.RateLimits![i] ?? throw OpenAIException.BadRequest($"rate_limits[{i}] must be an object.", $"rate_limits[{i}]", "invalid_type");
+            var r = request.RateLimits![i] ?? throw OpenAIException.BadRequest($"{at}rate_limits[{i}] must be an object.", $"{at}rate_limits[{i}]", "invalid_type");
             if (r.RequestsPerMinute is < 1 || r.TokensPerMinute is < 1 || (r.RequestsPerMinute is null && r.TokensPerMinute is null))
             {
-                throw OpenAIException.BadRequest($"rate_limits[{i}] needs requests_per_minute and/or tokens_per_minute, each at least 1.", $"rate_limits[{i}].requests_per_minute", "invalid_value");
+                throw OpenAIException.BadRequest($"{at}rate_limits[{i}] needs requests_per_minute and/or tokens_per_minute, each at least 1.", $"{at}rate_limits[{i}].requests_per_minute", "invalid_value");
             }
 
             // Above this the token bucket cannot count, and every request of the tenant failed with a 500.
@@ -349,12 +416,12 @@ public static class MeteringApi
                 if (value > RateLimitPolicy.MaxPerMinute)
                 {
                     throw OpenAIException.BadRequest(
-                        $"rate_limits[{i}].{field} may be at most {RateLimitPolicy.MaxPerMinute.ToString(CultureInfo.InvariantCulture)}; leave it out for no limit.",
-                        $"rate_limits[{i}].{field}", "invalid_value");
+                        $"{at}rate_limits[{i}].{field} may be at most {RateLimitPolicy.MaxPerMinute.ToString(CultureInfo.InvariantCulture)}; leave it out for no limit.",
+                        $"{at}rate_limits[{i}].{field}", "invalid_value");
                 }
             }
 
-            RequireKeyOf(id, keys, r.KeyId, $"rate_limits[{i}].key_id");
+            RequireKeyOf(id, keys, r.KeyId, $"{at}rate_limits[{i}].key_id");
 
             rates.Add(new RateLimitSetting(r.KeyId, r.RequestsPerMinute, r.TokensPerMinute));
         }

@@ -31,4 +31,13 @@ internal static class AllowedMethods
 
         return [.. methods];
     }
+
+    /// <summary>The 405 for a known URL, with <c>Allow</c> set (error answers keep it).</summary>
+    public static OpenAIException NotAllowed(HttpContext context, IReadOnlyList<string> allowed)
+    {
+        context.Response.Headers.Allow = string.Join(", ", allowed);
+        return new OpenAIException(StatusCodes.Status405MethodNotAllowed,
+            $"The method {RequestReader.Shorten(context.Request.Method)} is not allowed for {context.Request.Path}; it takes {string.Join(", ", allowed)}.",
+            "invalid_request_error", null, "method_not_allowed");
+    }
 }

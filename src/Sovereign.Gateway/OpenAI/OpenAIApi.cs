@@ -72,10 +72,7 @@ public static class OpenAIApi
     {
         if (AllowedMethods.For(context) is { Count: > 0 } allowed)
         {
-            context.Response.Headers.Allow = string.Join(", ", allowed);
-            throw new OpenAIException(StatusCodes.Status405MethodNotAllowed,
-                $"The method {RequestReader.Shorten(context.Request.Method)} is not allowed for {context.Request.Path}; it takes {string.Join(", ", allowed)}.",
-                "invalid_request_error", null, "method_not_allowed");
+            throw AllowedMethods.NotAllowed(context, allowed);
         }
 
         throw new OpenAIException(StatusCodes.Status404NotFound, $"Unknown request URL: {RequestReader.Shorten(context.Request.Method)} {context.Request.Path}.", "invalid_request_error", null, "unknown_url");

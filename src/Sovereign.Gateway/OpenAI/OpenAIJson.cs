@@ -32,5 +32,8 @@ internal static class OpenAIJson
     public static readonly JsonSerializerOptions AdminOptions = new(Options)
     {
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+
+        // Named, so that RequestReader can read the contract (GetTypeInfo) to name an unknown field by its path.
+        TypeInfoResolver = new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver(),
     };
 }

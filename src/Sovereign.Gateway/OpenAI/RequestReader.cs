@@ -14,9 +14,27 @@ internal static class RequestReader
     public static ReadOnlyMemory<byte> RawBody(HttpContext context) =>
         context.Items.TryGetValue(typeof(RequestReader), out var raw) && raw is ReadOnlyMemory<byte> bytes ? bytes : ReadOnlyMemory<byte>.Empty;
 
+    /// <summary>
+    /// Endpoint metadata (the admin group carries it): the endpoint's body is read strictly, with
+    /// <see cref="OpenAIJson.AdminOptions"/>, so a field it does not know is a 400 naming it.
+    /// </summary>
+    internal sealed class StrictBody
+    {
+        public static readonly StrictBody Instance = new();
+
+        private StrictBody()
+        {
+        }
+    }
+
+    /// <summary>
+    /// Reads the body as <typeparamref name="T"/>: leniently (unknown fields skipped, as OpenAI-compatible servers do)
+    /// unless the endpoint carries <see cref="StrictBody"/> or <paramref name="options"/> say otherwise.
+    /// </summary>
     public static async Task<T> ReadAsync<T>(HttpContext context, JsonSerializerOptions? options = null)
         where T : class
     {
+        options ??= context.GetEndpoint()?.Metadata.GetMetadata<StrictBody>() is not null ? OpenAIJson.AdminOptions : OpenAIJson.Options;
         RequireJsonContentType(context.Request.ContentType);
         RequireIdentityEncoding(context.Request.Headers.ContentEncoding.ToString());
 
@@ -43,20 +61,19 @@ internal static class RequestReader
         // InvalidOperationException on invalid UTF-8 or a lone surrogate escape, long after parsing.
         ValidateText(bytes.Span);
         RequireObject(bytes.Span);
+        if (options.UnmappedMemberHandling == System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow)
+        {
+            RequireKnownFields(bytes, options.GetTypeInfo(typeof(T)));
+        }
+
         T? body;
         try
         {
-            body = JsonSerializer.Deserialize<T>(bytes.Span, options ?? OpenAIJson.Options);
+            body = JsonSerializer.Deserialize<T>(bytes.Span, options);
         }
         catch (JsonException ex)
         {
             var param = ex.Path is { Length: > 2 } path && path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : null;
-            if (UnmappedProperty(ex.Message) is { } unknown)
-            {
-                // The serializer's message names our class; the client needs the field, as it wrote it.
-                var field = param is null ? unknown : param.EndsWith(unknown, StringComparison.Ordinal) ? param : param + "." + unknown;
-                throw OpenAIException.BadRequest($"Unknown parameter: '{Shorten(field)}'.", Shorten(field), "unknown_parameter");
-            }
 
             if (ex.Message.StartsWith("Duplicate property", StringComparison.Ordinal))
             {
@@ -80,6 +97,59 @@ internal static class RequestReader
     /// </summary>
     internal static ReadOnlyMemory<byte> WithoutByteOrderMark(ReadOnlyMemory<byte> bytes) =>
         bytes.Span.StartsWith("\uFEFF"u8) ? bytes[3..] : bytes;
+
+    /// <summary>
+    /// A strict body names its first field the target type does not have, by walking the JSON against the
+    /// serializer's own contract (<see cref="System.Text.Json.Serialization.Metadata.JsonTypeInfo"/>): objects by their
+    /// properties, arrays by their element type; dictionaries' keys and raw <see cref="JsonElement"/> values are data.
+    /// The serializer's refusal says the same in a message meant for people, naming our class.
+    /// </summary>
+    private static void RequireKnownFields(ReadOnlyMemory<byte> json, System.Text.Json.Serialization.Metadata.JsonTypeInfo contract)
+    {
+        using var document = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = OpenAIJson.Options.MaxDepth });
+        if (UnknownField(document.RootElement, contract, "") is { } field)
+        {
+            throw OpenAIException.BadRequest($"Unknown parameter: '{Shorten(field)}'.", Shorten(field), "unknown_parameter");
+        }
+    }
+
+    private static string? UnknownField(JsonElement value, System.Text.Json.Serialization.Metadata.JsonTypeInfo contract, string path)
+    {
+        switch (contract.Kind)
+        {
+            case System.Text.Json.Serialization.Metadata.JsonTypeInfoKind.Object when value.ValueKind == JsonValueKind.Object:
+                foreach (var property in value.EnumerateObject())
+                {
+                    var field = path.Length == 0 ? property.Name : path + "." + property.Name;
+                    var known = contract.Properties.FirstOrDefault(p => p.Name == property.Name);
+                    if (known is null)
+                    {
+                        return field;
+                    }
+
+                    if (UnknownField(property.Value, contract.Options.GetTypeInfo(known.PropertyType), field) is { } inner)
+                    {
+                        return inner;
+                    }
+                }
+
+                break;
+            case System.Text.Json.Serialization.Metadata.JsonTypeInfoKind.Enumerable when value.ValueKind == JsonValueKind.Array && contract.ElementType is { } element:
+                var items = contract.Options.GetTypeInfo(element);
+                var i = 0;
+                foreach (var item in value.EnumerateArray())
+                {
+                    if (UnknownField(item, items, $"{path}[{i++}]") is { } inner)
+                    {
+                        return inner;
+                    }
+                }
+
+                break;
+        }
+
+        return null;
+    }
 
     /// <summary>
     /// Every request body is a JSON object. Without this check the serializer's refusal of an array, a string or a
@@ -398,20 +468,6 @@ internal static class RequestReader
         {
             throw OpenAIException.BadRequest($"{param} must be between {min} and {max}; got {v}.", param, "invalid_value");
         }
-    }
-
-    /// <summary>The property name in System.Text.Json's refusal of an unmapped member, else null.</summary>
-    private static string? UnmappedProperty(string message)
-    {
-        const string Head = "The JSON property '";
-        const string Tail = "' could not be mapped to any .NET member";
-        if (!message.StartsWith(Head, StringComparison.Ordinal))
-        {
-            return null;
-        }
-
-        var end = message.IndexOf(Tail, Head.Length, StringComparison.Ordinal);
-        return end > Head.Length ? message[Head.Length..end] : null;
     }
 
     private static string FirstSentence(string message)

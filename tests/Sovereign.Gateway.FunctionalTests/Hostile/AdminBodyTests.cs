@@ -29,6 +29,74 @@ public sealed class AdminBodyTests(ConsoleFixture fixture)
         Assert.Equal(id, JsonDocument.Parse(text).RootElement.GetProperty("id").GetString());
     }
 
+    /// <summary>
+    /// GET's answer, PUT back as it is, is accepted: its settings under <c>limits</c> are applied, the read-only status
+    /// beside them (settled, reserved, remaining) and the plan's currency are not settings. It used to be a 400
+    /// (unknown parameter 'limits').
+    /// </summary>
+    [Fact]
+    public async Task LimitsAsGetShowsThem_PutBack_AreAccepted()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync();
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new
+        {
+            budgets = new[] { new { period = "day", amount = 2.5m } },
+            rate_limits = new[] { new { requests_per_minute = 60 } },
+        });
+        using var got = await fixture.Admin.GetAsync($"/admin/v1/tenants/{tenant}/limits");
+        var document = await got.Content.ReadAsStringAsync();
+        Assert.Contains("\"remaining\"", document);
+
+        using var put = await fixture.Admin.PutAsync($"/admin/v1/tenants/{tenant}/limits", new StringContent(document, Encoding.UTF8, "application/json"));
+
+        var text = await put.Content.ReadAsStringAsync();
+        Assert.True(put.IsSuccessStatusCode, text);
+        var limits = JsonDocument.Parse(text).RootElement.GetProperty("limits");
+        Assert.Equal(2.5m, limits.GetProperty("budgets")[0].GetProperty("amount").GetDecimal());
+        Assert.Equal(60, limits.GetProperty("rate_limits")[0].GetProperty("requests_per_minute").GetInt32());
+
+        // Edited under 'limits', the change applies; a field 'limits' does not have is named with its path.
+        var edited = document.Replace("\"amount\":2.5", "\"amount\":4", StringComparison.Ordinal);
+        var changed = await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", JsonDocument.Parse(edited).RootElement);
+        Assert.Equal(4m, changed.GetProperty("limits").GetProperty("budgets")[0].GetProperty("amount").GetDecimal());
+
+        var misspelt = await RefusedAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", """{"limits":{"budgets":[{"period":"day","amout":3}]}}""");
+        Assert.Equal("limits.budgets[0].amout", misspelt.GetProperty("param").GetString());
+    }
+
+    [Fact]
+    public async Task LimitsCurrency_OtherThanThePlans_Is400()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync();
+        var current = await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { budgets = new[] { new { period = "day", amount = 1m } } });
+        var currency = current.GetProperty("limits").GetProperty("currency").GetString();
+        Assert.False(string.IsNullOrEmpty(currency));
+        var other = currency == "XTS" ? "XXX" : "XTS";
+
+        using var refused = await fixture.Admin.PutAsync($"/admin/v1/tenants/{tenant}/limits", new StringContent(
+            """{"limits":{"currency":"OTHER","budgets":[{"period":"day","amount":1}]}}""".Replace("OTHER", other, StringComparison.Ordinal), Encoding.UTF8, "application/json"));
+
+        var text = await refused.Content.ReadAsStringAsync();
+        Assert.True((int)refused.StatusCode == 400, text);
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal("limits.currency", error.GetProperty("param").GetString());
+        Assert.Equal("invalid_value", error.GetProperty("code").GetString());
+        var same = await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits",
+            JsonDocument.Parse($$"""{"currency":"{{currency}}","budgets":[{"period":"day","amount":1}]}""").RootElement);
+        Assert.Equal(currency, same.GetProperty("limits").GetProperty("currency").GetString());
+    }
+
+    [Fact]
+    public async Task AdminUrl_WithAMethodItDoesNotTake_Is405WithAllow()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Trace, "/admin/v1/tenants");
+        using var response = await fixture.Admin.SendAsync(request);
+
+        Assert.Equal(405, (int)response.StatusCode);
+        Assert.Equal("GET, POST", string.Join(", ", response.Content.Headers.Allow));
+        Assert.Equal("method_not_allowed", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+
     [Fact]
     public async Task MisspeltLimitsField_Is400NamingIt_AndTheBudgetStays()
     {
