@@ -229,7 +229,7 @@ public static class AdminApi
 
             if (model.License is not null && !KnownLicenses.IsKnown(model.License))
             {
-                throw OpenAIException.BadRequest($"models[{i}].license '{model.License}' is not a known SPDX id (or LicenseRef-...).", $"models[{i}].license", "invalid_value");
+                throw OpenAIException.BadRequest($"models[{i}].license '{RequestReader.Shorten(model.License ?? "")}' is not a known SPDX id (or LicenseRef-...).", $"models[{i}].license", "invalid_value");
             }
 
             if (model.Origin is not null && !catalog.IsCountry(model.Origin))
@@ -246,7 +246,7 @@ public static class AdminApi
         {
             if (value is not null && !Sovereign.Metering.Pricing.PriceValidator.IsValidScopeName(value))
             {
-                throw OpenAIException.BadRequest($"{field} '{value}' must be 1 to 64 letters, digits, '.', '_' or '-'.", field, "invalid_value");
+                throw OpenAIException.BadRequest($"{field} '{RequestReader.Shorten(value ?? "")}' must be 1 to 64 letters, digits, '.', '_' or '-'.", field, "invalid_value");
             }
         }
 

@@ -298,12 +298,12 @@ internal static class ChatCompletionsEndpoint
             if (!Roles.Contains(message.Role))
             {
                 throw OpenAIException.BadRequest(
-                    $"messages[{i}].role '{message.Role}' is not supported; use system, developer, user, assistant or tool.", $"messages[{i}].role", "invalid_value");
+                    $"messages[{i}].role '{RequestReader.Shorten(message.Role ?? "")}' is not supported; use system, developer, user, assistant or tool.", $"messages[{i}].role", "invalid_value");
             }
 
             if (message.Content?.UnsupportedPartType is { } part)
             {
-                throw OpenAIException.BadRequest($"messages[{i}].content has a '{part}' part; this model accepts text only.", $"messages[{i}].content", "unsupported_content");
+                throw OpenAIException.BadRequest($"messages[{i}].content has a '{RequestReader.Shorten(part ?? "")}' part; this model accepts text only.", $"messages[{i}].content", "unsupported_content");
             }
 
             if (message.Content is null && message.Role != "assistant")
@@ -326,7 +326,7 @@ internal static class ChatCompletionsEndpoint
             {
                 // OpenAI: a tool message must answer a call made earlier in the conversation.
                 throw OpenAIException.BadRequest(
-                    $"Invalid parameter: messages with role 'tool' must be a response to a preceding message with 'tool_calls' (no call has id '{message.ToolCallId}').",
+                    $"Invalid parameter: messages with role 'tool' must be a response to a preceding message with 'tool_calls' (no call has id '{RequestReader.Shorten(message.ToolCallId ?? "")}').",
                     $"messages[{i}].tool_call_id", "invalid_value");
             }
 

@@ -37,7 +37,7 @@ internal sealed class OpenAIException(int status, string message, string type, s
         new(StatusCodes.Status400BadRequest, message, "invalid_request_error", param, code);
 
     public static OpenAIException ModelNotFound(string model) =>
-        new(StatusCodes.Status404NotFound, $"The model '{model}' does not exist or you do not have access to it.", "invalid_request_error", "model", "model_not_found");
+        new(StatusCodes.Status404NotFound, $"The model '{RequestReader.Shorten(model ?? "")}' does not exist or you do not have access to it.", "invalid_request_error", "model", "model_not_found");
 
     public static OpenAIException Unauthorized(string message) =>
         new(StatusCodes.Status401Unauthorized, message, "authentication_error", null, "invalid_api_key");

@@ -212,7 +212,7 @@ internal static class ResponsesTranslation
                 throw OpenAIException.BadRequest($"{param}.type must be a string.", $"{param}.type", "invalid_type");
             default:
                 throw OpenAIException.BadRequest(
-                    $"{param}.type '{type}' is not a supported input item type; this server accepts 'message', 'function_call' and 'function_call_output' items.",
+                    $"{param}.type '{RequestReader.Shorten(type ?? "")}' is not a supported input item type; this server accepts 'message', 'function_call' and 'function_call_output' items.",
                     $"{param}.type", "invalid_value");
         }
     }
@@ -226,7 +226,7 @@ internal static class ResponsesTranslation
         var call = new ChatToolCall(RequiredString(item, "call_id", param), RequiredString(item, "name", param), RequiredString(item, "arguments", param));
         if (turns.Any(t => t.ToolCalls?.Any(c => c.Id == call.Id) == true))
         {
-            throw OpenAIException.BadRequest($"{param}.call_id '{call.Id}' is used by an earlier function_call item.", $"{param}.call_id", "invalid_value");
+            throw OpenAIException.BadRequest($"{param}.call_id '{RequestReader.Shorten(call.Id ?? "")}' is used by an earlier function_call item.", $"{param}.call_id", "invalid_value");
         }
 
         if (turns.Count > 0 && turns[^1] is { Role: "assistant" } previous)
@@ -477,7 +477,7 @@ internal static class ResponsesTranslation
         var role = roleValue.ValueKind == JsonValueKind.String ? roleValue.GetString()! : throw OpenAIException.BadRequest($"{param}.role must be a string.", $"{param}.role", "invalid_type");
         if (!Roles.Contains(role))
         {
-            throw OpenAIException.BadRequest($"{param}.role '{role}' is not supported; use user, system, developer or assistant.", $"{param}.role", "invalid_value");
+            throw OpenAIException.BadRequest($"{param}.role '{RequestReader.Shorten(role ?? "")}' is not supported; use user, system, developer or assistant.", $"{param}.role", "invalid_value");
         }
 
         if (!item.TryGetProperty("content", out var content) || content.ValueKind == JsonValueKind.Null)
@@ -514,9 +514,9 @@ internal static class ResponsesTranslation
                 "output_text" when role == "assistant" => "text",
                 "refusal" when role == "assistant" => "refusal",
                 "input_image" or "input_file" or "input_audio" =>
-                    throw OpenAIException.BadRequest($"{at} is an '{kind}' part; this model accepts text only.", $"{at}.type", "unsupported_content"),
+                    throw OpenAIException.BadRequest($"{at} is an '{RequestReader.Shorten(kind ?? "")}' part; this model accepts text only.", $"{at}.type", "unsupported_content"),
                 _ => throw OpenAIException.BadRequest(
-                    $"{at}.type '{kind}' is not a content part type a {role} message can have; use input_text" + (role == "assistant" ? " or output_text." : "."), $"{at}.type", "invalid_value"),
+                    $"{at}.type '{RequestReader.Shorten(kind ?? "")}' is not a content part type a {role} message can have; use input_text" + (role == "assistant" ? " or output_text." : "."), $"{at}.type", "invalid_value"),
             };
             if (!part.TryGetProperty(field, out var value) || value.ValueKind != JsonValueKind.String)
             {

@@ -107,7 +107,7 @@ internal sealed partial class ChatTools
 
             if (type.GetString() != "function")
             {
-                throw OpenAIException.BadRequest($"Invalid value: '{type.GetString()}'. Supported values are: 'function'.", $"{at}.type", "invalid_value");
+                throw OpenAIException.BadRequest($"Invalid value: '{RequestReader.Shorten(type.GetString() ?? "")}'. Supported values are: 'function'.", $"{at}.type", "invalid_value");
             }
 
             if (!tool.TryGetProperty("function", out var function) || function.ValueKind == JsonValueKind.Null)
@@ -134,7 +134,7 @@ internal sealed partial class ChatTools
 
             if (functions.Any(f => f.Name == name))
             {
-                throw OpenAIException.BadRequest($"Invalid 'tools': the function name '{name}' is used more than once.", $"{at}.function.name", "invalid_value");
+                throw OpenAIException.BadRequest($"Invalid 'tools': the function name '{RequestReader.Shorten(name ?? "")}' is used more than once.", $"{at}.function.name", "invalid_value");
             }
 
             if (function.TryGetProperty("description", out var description) && description.ValueKind is not (JsonValueKind.String or JsonValueKind.Null))
@@ -153,7 +153,7 @@ internal sealed partial class ChatTools
                 if (schema.TryGetProperty("type", out var schemaType) && !(schemaType.ValueKind == JsonValueKind.String && schemaType.GetString() == "object"))
                 {
                     throw OpenAIException.BadRequest(
-                        $"Invalid schema for function '{name}': schema must be a JSON Schema of 'type: \"object\"'.", $"{at}.function.parameters", "invalid_function_parameters");
+                        $"Invalid schema for function '{RequestReader.Shorten(name ?? "")}': schema must be a JSON Schema of 'type: \"object\"'.", $"{at}.function.parameters", "invalid_function_parameters");
                 }
 
                 parameters = schema.Clone();
@@ -199,7 +199,7 @@ internal sealed partial class ChatTools
 
         if (type.GetString() != "function")
         {
-            throw OpenAIException.BadRequest($"Invalid value: '{type.GetString()}'. Supported values are: 'function'.", "tool_choice.type", "invalid_value");
+            throw OpenAIException.BadRequest($"Invalid value: '{RequestReader.Shorten(type.GetString() ?? "")}'. Supported values are: 'function'.", "tool_choice.type", "invalid_value");
         }
 
         if (!choice.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object)

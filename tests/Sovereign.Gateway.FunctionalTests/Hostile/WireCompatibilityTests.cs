@@ -144,4 +144,28 @@ public sealed class WireCompatibilityTests(ServerFixture server)
         Assert.Equal(400, status);
         Assert.Equal("text.format.name", body.GetProperty("error").GetProperty("param").GetString());
     }
+
+    /// <summary>
+    /// An error message echoes a client's value by the one rule (<c>RequestReader.Shorten</c>: 64 characters, control
+    /// and bidirectional characters as '?'). A 5,000-character model name came back whole in the 404, as did roles,
+    /// part types, item types and tool names.
+    /// </summary>
+    [Theory]
+    [InlineData("/v1/chat/completions", """{"model":"LONG","messages":[{"role":"user","content":"x"}],"max_tokens":1}""")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"LONG","content":"x"}],"max_tokens":1}""")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":[{"type":"LONG"}]}],"max_tokens":1}""")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"tool","tool_call_id":"LONG","content":"x"}],"max_tokens":1}""")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"x"}],"max_tokens":1,"tools":[{"type":"LONG"}]}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":[{"type":"LONG"}],"max_output_tokens":1}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":[{"role":"LONG","content":"x"}],"max_output_tokens":1}""")]
+    public async Task EchoedValues_AreShortened(string path, string json)
+    {
+        var (status, body, _) = await server.PostJsonAsync(path, json.Replace("LONG", "\u202E" + new string('v', 5000), StringComparison.Ordinal));
+
+        Assert.InRange(status, 400, 404);
+        var message = body.GetProperty("error").GetProperty("message").GetString()!;
+        Assert.True(message.Length < 400, message);
+        Assert.False(message.Contains('\u202E', StringComparison.Ordinal), message);
+        Assert.Contains("?vvv", message);
+    }
 }
