@@ -101,6 +101,11 @@ public static class AdminApi
         var grain = grains.GetGrain<ITenantGrain>(id);
         var current = await grain.GetAsync() ?? throw NotFound("tenant", id);
         var request = await RequestReader.ReadAsync<TenantUpdateRequest>(context);
+        if (request.Id is { } sentId && sentId != id)
+        {
+            throw OpenAIException.BadRequest($"id is '{RequestReader.Shorten(sentId)}' but this is tenant '{id}'; a tenant's id cannot be changed.", "id", "invalid_value");
+        }
+
         var newPolicy = request.Policy?.ValidateTenantPolicy(catalog, "policy");
         var name = request.Name is null ? current.Name : ResourceIds.RequireName(request.Name, "name");
         var plan = request.Plan is null ? current.Plan : await ExistingPlanAsync(request.Plan, prices, context.RequestAborted);

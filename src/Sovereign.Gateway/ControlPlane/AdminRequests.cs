@@ -9,12 +9,25 @@ internal sealed class TenantCreateRequest
     public bool? Disabled { get; set; }
 }
 
+/// <summary>
+/// <c>PATCH /admin/v1/tenants/{id}</c>. The tenant as GET shows it may be sent back edited: its read-only fields are
+/// accepted (<c>id</c> when it is the tenant's, the timestamps ignored), as Kubernetes ignores <c>status</c>.
+/// </summary>
 internal sealed class TenantUpdateRequest
 {
     public string? Name { get; set; }
     public string? Plan { get; set; }
     public PolicyDocument? Policy { get; set; }
     public bool? Disabled { get; set; }
+
+    /// <summary>Read-only: accepted when it is the tenant's id (the URL's); a tenant is never renamed.</summary>
+    public string? Id { get; set; }
+
+    /// <summary>Read-only, as GET shows it; ignored.</summary>
+    public long? CreatedAt { get; set; }
+
+    /// <summary>Read-only, as GET shows it; ignored.</summary>
+    public long? UpdatedAt { get; set; }
 }
 
 internal sealed class KeyCreateRequest

@@ -64,6 +64,26 @@ public sealed class AdminBodyTests(ConsoleFixture fixture)
         Assert.Equal("limits.budgets[0].amout", misspelt.GetProperty("param").GetString());
     }
 
+    /// <summary>A tenant as GET shows it, PATCHed back edited, is accepted; it was a 400 (unknown parameter 'id').</summary>
+    [Fact]
+    public async Task TenantAsGetShowsIt_PatchedBack_IsAccepted()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync();
+        using var got = await fixture.Admin.GetAsync($"/admin/v1/tenants/{tenant}");
+        var document = (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse(await got.Content.ReadAsStringAsync())!;
+        document["name"] = "Renamed";
+
+        var patched = await fixture.SendAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}", document);
+        Assert.Equal("Renamed", patched.GetProperty("name").GetString());
+        Assert.Equal(tenant, patched.GetProperty("id").GetString());
+
+        document["id"] = "someone-else";
+        using var refused = await fixture.Admin.PatchAsync($"/admin/v1/tenants/{tenant}", new StringContent(document.ToJsonString(), Encoding.UTF8, "application/json"));
+        var text = await refused.Content.ReadAsStringAsync();
+        Assert.True((int)refused.StatusCode == 400, text);
+        Assert.Equal("id", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("param").GetString());
+    }
+
     [Fact]
     public async Task LimitsCurrency_OtherThanThePlans_Is400()
     {
