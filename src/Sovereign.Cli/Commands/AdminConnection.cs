@@ -42,8 +42,19 @@ internal sealed class AdminConnection
     /// server as part of the id (which it then checks) instead of changing the URL; "." and "..", which every URL
     /// parser folds away, cannot name anything.
     /// </summary>
+    /// An empty id would name the collection instead (<c>tenants show ''</c> fetched the tenant list and failed
+    /// reading it as a tenant, exit code 70).
     public static string Segment(string? id) =>
-        id is "." or ".." ? throw new CliException($"'{id}' is not an id.", ExitCodes.Usage) : Uri.EscapeDataString(id ?? string.Empty);
+        id is null or "" or "." or ".." ? throw new CliException($"'{id}' is not an id.", ExitCodes.Usage) : Uri.EscapeDataString(id);
+
+    /// <summary>The admin API's base address, or a usage error (an ftp:// URL was a defect, exit code 70).</summary>
+    public static Uri BaseAddress(string? url)
+    {
+        var text = (url ?? string.Empty).TrimEnd('/') + "/";
+        return Uri.TryCreate(text, UriKind.Absolute, out var address) && address.Scheme is "http" or "https"
+            ? address
+            : throw new CliException($"--url '{url}' is not an http(s) URL.", ExitCodes.Usage);
+    }
 
     /// <summary>Sends one admin request; returns the JSON answer or throws <see cref="AdminException"/> with the server's message.</summary>
     public async Task<JsonElement> SendAsync(ParseResult result, HttpMethod method, string path, object? body, CancellationToken cancellationToken, bool raw = false)
@@ -56,7 +67,7 @@ internal sealed class AdminConnection
                 : throw new AdminException($"No admin token: pass --admin-token, set SOVEREIGN_ADMIN_TOKEN, or run on the server's machine ({file} not found).");
         }
 
-        using var client = new HttpClient { BaseAddress = new Uri(result.GetValue(Url)!.TrimEnd('/') + "/") };
+        using var client = new HttpClient { BaseAddress = BaseAddress(result.GetValue(Url)) };
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         using var request = new HttpRequestMessage(method, path.TrimStart('/')) { Content = body is null ? null : JsonContent.Create(body) };
         using var response = await client.SendAsync(request, cancellationToken);

@@ -70,7 +70,7 @@ internal static class MeteringCommands
             Add(query, "from", result.GetValue(from));
             Add(query, "to", result.GetValue(to));
             Add(query, "currency", result.GetValue(currency)?.ToUpperInvariant());
-            var text = await connection.SendTextAsync(result, $"/admin/v1/tenants/{Uri.EscapeDataString(result.GetValue(tenant)!)}/invoice?" + string.Join('&', query), ct);
+            var text = await connection.SendTextAsync(result, $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(tenant))}/invoice?" + string.Join('&', query), ct);
             if (result.GetValue(output) is { } file)
             {
                 await File.WriteAllTextAsync(file.FullName, text, ct);

@@ -27,6 +27,20 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
         }
     }
 
+    /// <summary>Found in issue 8: an empty id fetched the collection (exit 70), and an ftp:// --url was a defect (exit 70).</summary>
+    [Fact]
+    public async Task AnEmptyIdOrANonHttpUrl_IsAUsageError()
+    {
+        foreach (var args in new[] { Admin("tenants", "show", ""), Admin("limits", ""), ["limits", "t1", "--url", "ftp://x", "--admin-token", "t"], ["tenants", "list", "--url", "http://[::1", "--admin-token", "t"] })
+        {
+            var (exit, stdout, stderr) = await CliProcess.RunAsync(args);
+
+            Assert.True(exit == ExitCodes.Usage, $"{string.Join(' ', args)}: {exit} {stderr}");
+            Assert.Equal("", stdout);
+            Assert.DoesNotContain("defect", stderr, StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public async Task AnIdWithUrlCharacters_ReachesTheServerAsTheId_NotAsAnotherUrl()
     {
