@@ -61,6 +61,14 @@ public sealed class CallerAuthenticator(
     {
         var header = context.Request.Headers.Authorization.ToString();
         var presented = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
+
+        // Azure OpenAI clients (AzureOpenAIClient with a key, and openai-python's AzureOpenAI) send the key as
+        // 'api-key', not as a bearer token; read where no Authorization header was sent.
+        if (header.Length == 0 && context.Request.Headers["api-key"].ToString() is { Length: > 0 } azureKey)
+        {
+            presented = azureKey.Trim();
+        }
+
         if (relay.Authenticate(presented, context) is { } relayed)
         {
             return relayed;

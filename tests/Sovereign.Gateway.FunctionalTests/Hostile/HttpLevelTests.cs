@@ -62,6 +62,22 @@ public sealed class HttpLevelTests(ConsoleFixture fixture)
         Assert.Equal(200, (int)response.StatusCode);
     }
 
+    /// <summary>Azure OpenAI clients send the key as 'api-key' (no Authorization header); it was a 401 "no API key".</summary>
+    [Fact]
+    public async Task AzureStyleApiKeyHeader_Authenticates()
+    {
+        using var client = new HttpClient { BaseAddress = fixture.Address };
+        using var ok = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions?api-version=2024-10-21") { Content = new StringContent(Chat, Encoding.UTF8, "application/json") };
+        ok.Headers.Add("api-key", fixture.HospitalKey);
+        using var served = await client.SendAsync(ok);
+        Assert.Equal(200, (int)served.StatusCode);
+
+        using var wrong = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new StringContent(Chat, Encoding.UTF8, "application/json") };
+        wrong.Headers.Add("api-key", fixture.HospitalKey + "x");
+        using var refused = await client.SendAsync(wrong);
+        Assert.Equal(401, (int)refused.StatusCode);
+    }
+
     [Fact]
     public async Task UnknownModelOnTheAdminApi_Is404ModelNotFound()
     {
