@@ -61,7 +61,8 @@ public sealed class TokenizerEndpointsTests(ServerFixture server)
     [InlineData("/tokenize", """{"model":"stories","content":"a cat","prompt":"a dog"}""", "prompt")]
     [InlineData("/tokenize", """{"model":"stories","content":"a cat","prompt":"a cat"}""", "prompt")]
     [InlineData("/detokenize", """{"model":"stories"}""", "tokens")]
-    [InlineData("/detokenize", """{"model":"stories","tokens":[1,99999]}""", "tokens")]
+    [InlineData("/detokenize", """{"model":"stories","tokens":[1,99999]}""", "tokens[1]")]
+    [InlineData("/detokenize", """{"model":"stories","tokens":[-3]}""", "tokens[0]")]
     [InlineData("/detokenize", """{"model":"stories","tokens":"abc"}""", "tokens")]
     public async Task BadInput_Is400NamingTheField(string path, string json, string param)
     {

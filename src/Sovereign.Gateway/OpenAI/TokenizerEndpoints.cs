@@ -102,7 +102,7 @@ internal static class TokenizerEndpoints
         {
             if (tokens[i] < 0 || tokens[i] >= model.Info.VocabularySize)
             {
-                throw OpenAIException.BadRequest($"tokens[{i}] must be a token id between 0 and {model.Info.VocabularySize - 1}.", "tokens", "invalid_value");
+                throw OpenAIException.BadRequest($"tokens[{i}] must be a token id between 0 and {model.Info.VocabularySize - 1}.", $"tokens[{i}]", "invalid_value");
             }
         }
 
