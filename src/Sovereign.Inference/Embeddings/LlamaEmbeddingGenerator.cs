@@ -184,7 +184,7 @@ public sealed class LlamaEmbeddingGenerator : IEmbeddingGenerator<string, Embedd
     /// <see cref="LLamaEmbedder"/> makes one per text, so an input's ids and its text give the same vector.
     /// </remarks>
     /// <exception cref="InputTooLongException">An input has more than <see cref="MaxInputTokens"/> ids.</exception>
-    public async Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IReadOnlyList<int[]> tokenInputs, CancellationToken cancellationToken = default)
+    async Task<GeneratedEmbeddings<Embedding<float>>> ITokenEmbeddingGenerator.GenerateAsync(IReadOnlyList<int[]> tokenInputs, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var totalTokens = EmbeddingInputs.CheckTokenInputs(tokenInputs, ModelId, VocabularySize, MaxInputTokens);

@@ -130,7 +130,7 @@ public sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Embed
     /// The ids are the model's input as given (a client that wants <c>[CLS]</c> 101 and <c>[SEP]</c> 102 sends them),
     /// mean-pooled over the input's positions as the package pools text, then L2-normalized.
     /// </remarks>
-    public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IReadOnlyList<int[]> tokenInputs, CancellationToken cancellationToken = default)
+    Task<GeneratedEmbeddings<Embedding<float>>> ITokenEmbeddingGenerator.GenerateAsync(IReadOnlyList<int[]> tokenInputs, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var totalTokens = EmbeddingInputs.CheckTokenInputs(tokenInputs, ModelId, VocabularySize, MaxInputTokens);

