@@ -26,6 +26,7 @@ internal static class ChatCommand
                 var modelId = result.GetValue(model) ?? await FirstChatModelAsync(client, cancellationToken);
                 var chat = client.GetChatClient(modelId);
                 var options = new ChatCompletionOptions { MaxOutputTokenCount = result.GetValue(maxTokens), Temperature = result.GetValue(temperature) };
+                var capIsOurs = result.GetResult(maxTokens) is null or { Implicit: true };
                 var history = new List<OpenAI.Chat.ChatMessage>();
                 if (result.GetValue(system) is { } systemText)
                 {
@@ -34,7 +35,7 @@ internal static class ChatCommand
 
                 if (result.GetValue(prompt) is { } once)
                 {
-                    await TurnAsync(chat, history, once, options, cancellationToken);
+                    await TurnAsync(chat, history, once, options, capIsOurs, cancellationToken);
                     return 0;
                 }
 
@@ -48,7 +49,7 @@ internal static class ChatCommand
                         break;
                     }
 
-                    await TurnAsync(chat, history, line, options, cancellationToken);
+                    await TurnAsync(chat, history, line, options, capIsOurs, cancellationToken);
                 }
 
                 return 0;
@@ -57,10 +58,33 @@ internal static class ChatCommand
         return command;
     }
 
-    private static async Task TurnAsync(ChatClient chat, List<OpenAI.Chat.ChatMessage> history, string text, ChatCompletionOptions options, CancellationToken cancellationToken)
+    /// <remarks>
+    /// Our default cap (not one the user chose) may not fit a small model's context: the server then refuses the
+    /// request (400 on max_completion_tokens, as OpenAI does), and a first `sovereign chat` against a model served
+    /// with `-c 256` failed. The turn is then sent once more without a cap, which the server bounds by what the
+    /// context leaves; later turns keep it off.
+    /// </remarks>
+    private static async Task TurnAsync(ChatClient chat, List<OpenAI.Chat.ChatMessage> history, string text, ChatCompletionOptions options, bool capIsOurs, CancellationToken cancellationToken)
     {
         history.Add(new UserChatMessage(text));
         var answer = new System.Text.StringBuilder();
+        try
+        {
+            await StreamAsync(chat, history, options, answer, cancellationToken);
+        }
+        catch (System.ClientModel.ClientResultException ex) when (capIsOurs && answer.Length == 0 && options.MaxOutputTokenCount is not null
+            && ex.Status == 400 && RefusedParameter(ex) is "max_completion_tokens" or "max_tokens")
+        {
+            options.MaxOutputTokenCount = null;
+            await StreamAsync(chat, history, options, answer, cancellationToken);
+        }
+
+        Console.WriteLine();
+        history.Add(new AssistantChatMessage(answer.ToString()));
+    }
+
+    private static async Task StreamAsync(ChatClient chat, List<OpenAI.Chat.ChatMessage> history, ChatCompletionOptions options, System.Text.StringBuilder answer, CancellationToken cancellationToken)
+    {
         await foreach (var update in chat.CompleteChatStreamingAsync(history, options, cancellationToken))
         {
             foreach (var part in update.ContentUpdate)
@@ -69,9 +93,23 @@ internal static class ChatCommand
                 answer.Append(part.Text);
             }
         }
+    }
 
-        Console.WriteLine();
-        history.Add(new AssistantChatMessage(answer.ToString()));
+    /// <summary>The <c>error.param</c> of an OpenAI error answer, or null.</summary>
+    private static string? RefusedParameter(System.ClientModel.ClientResultException exception)
+    {
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(exception.GetRawResponse()?.Content?.ToString() ?? "");
+            return document.RootElement.TryGetProperty("error", out var error) && error.ValueKind == System.Text.Json.JsonValueKind.Object
+                && error.TryGetProperty("param", out var param) && param.ValueKind == System.Text.Json.JsonValueKind.String
+                ? param.GetString()
+                : null;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
     }
 
     private static async Task<string> FirstChatModelAsync(OpenAI.OpenAIClient client, CancellationToken cancellationToken)

@@ -283,6 +283,25 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
         Assert.Equal(200, await fixture.ChatAsync(key));
     }
 
+    /// <summary>
+    /// Found in issue 8: the default cap (512) does not fit a model served with a 256-token context, and the server
+    /// refuses it as OpenAI does, so a first `sovereign chat` failed. Without --max-tokens the turn is sent again
+    /// uncapped (the server bounds it by the context); a cap the user chose is never dropped.
+    /// </summary>
+    [Fact]
+    public async Task Chat_OnASmallContext_WithoutMaxTokens_Answers_AndAChosenCapStillRefuses()
+    {
+        var (_, key) = await fixture.NewTenantAsync();
+
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("chat", "--prompt", "Once upon a time", "--url", fixture.Url, "--api-key", key);
+        Assert.True(exit == 0, stderr);
+        Assert.False(string.IsNullOrWhiteSpace(stdout));
+
+        (exit, _, stderr) = await CliProcess.RunAsync("chat", "--prompt", "Once upon a time", "--max-tokens", "1000", "--url", fixture.Url, "--api-key", key);
+        Assert.Equal(ExitCodes.Failed, exit);
+        Assert.Contains("max_completion_tokens", stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Chat_IsCappedByDefault()
     {
