@@ -94,8 +94,9 @@ public static class SovereignGateway
         app.MapNodeJoin(admin);
         v1.MapTenantSelfApi();
         app.MapSovereignConsole();
-        app.MapGet("/health", () => TypedResults.Json(new { status = "ok" }));
-        app.MapGet("/ready", (ModelCatalog catalog) => catalog.IsReady
+        // HEAD too: RFC 9110 asks every server to take it where it takes GET, and uptime monitors send it.
+        app.MapMethods("/health", [HttpMethods.Get, HttpMethods.Head], () => TypedResults.Json(new { status = "ok" }));
+        app.MapMethods("/ready", [HttpMethods.Get, HttpMethods.Head], (ModelCatalog catalog) => catalog.IsReady
             ? Results.Json(new { status = "ready", models = catalog.All.Select(m => m.Id) })
             : Results.Json(new { status = "loading" }, statusCode: StatusCodes.Status503ServiceUnavailable));
 

@@ -102,6 +102,18 @@ public sealed class WireCompatibilityTests(ServerFixture server)
         Assert.Equal("method_not_allowed", error.GetProperty("code").GetString());
     }
 
+    [Theory]
+    [InlineData("/health")]
+    [InlineData("/ready")]
+    public async Task HealthChecks_AnswerHead(string path)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Head, path);
+        using var response = await server.Http.SendAsync(request);
+
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Empty(await response.Content.ReadAsByteArrayAsync());
+    }
+
     [Fact]
     public async Task UnknownRoute_IsStill404()
     {
