@@ -123,6 +123,83 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
     }
 
     [Fact]
+    public async Task AuditArchive_OnACopy_WritesAVerifiedFileThenRemovesTheEntriesAndTheLogStillVerifies()
+    {
+        using (var client = fixture.TenantClient(fixture.ThOnlyKey))
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                var response = await client.PostAsync("/v1/chat/completions", new StringContent(
+                    """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":3}""", System.Text.Encoding.UTF8, "application/json"));
+                Assert.Equal(200, (int)response.StatusCode);
+            }
+        }
+
+        var copy = Path.Combine(_directory, "archived.db");
+        using (var source = new SqliteConnection($"Data Source={Path.Combine(fixture.ThDataDirectory, "sovereign.db")}"))
+        {
+            source.Open();
+            using var backup = new SqliteConnection($"Data Source={copy}");
+            source.BackupDatabase(backup);
+        }
+
+        long Count(string sql)
+        {
+            using var connection = new SqliteConnection($"Data Source={copy}");
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = sql;
+            return (long)command.ExecuteScalar()!;
+        }
+
+        var before = Count("SELECT COUNT(*) FROM audit_entries");
+        var newest = Count("SELECT MAX(seq) FROM audit_entries");
+        var archive = Path.Combine(_directory, "archive-1.jsonl");
+        var publicKey = Path.Combine(_directory, "archive-operator.pem");
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", fixture.ThDataDirectory);
+        Assert.True(exit == 0, stderr);
+        await File.WriteAllTextAsync(publicKey, stdout);
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "archive", "--data-dir", fixture.ThDataDirectory, "--database", copy,
+            "--before", DateTimeOffset.UtcNow.ToString("O"), "-o", archive);
+        Assert.True(exit == 0, stdout + stderr);
+        Assert.Contains("Keep the file", stdout, StringComparison.Ordinal);
+
+        // Every entry went to the file; all but the newest left the database, and both halves verify.
+        Assert.True(before > 3, $"{before} entries");
+        Assert.Equal(1, Count("SELECT COUNT(*) FROM audit_entries"));
+        Assert.Equal(newest, Count("SELECT MIN(seq) FROM audit_entries"));
+        (exit, stdout, _) = await CliProcess.RunAsync("audit", "verify-export", archive, "--public-key", publicKey);
+        Assert.True(exit == 0, stdout);
+        Assert.Contains($"Checked {before} entries.", stdout, StringComparison.Ordinal);
+        (exit, stdout, _) = await CliProcess.RunAsync("audit", "verify", "--data-dir", fixture.ThDataDirectory, "--database", copy);
+        Assert.True(exit == 0, stdout);
+        Assert.Contains($"Entries 1..{newest - 1} were archived", stdout, StringComparison.Ordinal);
+
+        // The file is never overwritten, and the future cannot be archived.
+        (exit, _, stderr) = await CliProcess.RunAsync("audit", "archive", "--data-dir", fixture.ThDataDirectory, "--database", copy, "--before", "2020-01-01", "-o", archive);
+        Assert.Equal(2, exit);
+        Assert.Contains("already exists", stderr, StringComparison.Ordinal);
+        (exit, _, stderr) = await CliProcess.RunAsync("audit", "archive", "--data-dir", fixture.ThDataDirectory, "--database", copy,
+            "--before", DateTimeOffset.UtcNow.AddDays(1).ToString("O"), "-o", Path.Combine(_directory, "archive-2.jsonl"));
+        Assert.Equal(2, exit);
+        Assert.Contains("in the future", stderr, StringComparison.Ordinal);
+
+        // Deleting entries by hand, without an archive record, is still tampering.
+        using (var connection = new SqliteConnection($"Data Source={copy}"))
+        {
+            connection.Open();
+            using var delete = connection.CreateCommand();
+            delete.CommandText = "DELETE FROM audit_archives";
+            Assert.Equal(1, delete.ExecuteNonQuery());
+        }
+
+        (exit, stdout, _) = await CliProcess.RunAsync("audit", "verify", "--data-dir", fixture.ThDataDirectory, "--database", copy);
+        Assert.Equal(3, exit);
+        Assert.Contains("SequenceGap", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task AuditExport_ForOneTenant_VerifiesOfflineWithThePublicKeyAlone()
     {
         using (var client = fixture.TenantClient(fixture.AseanKey))

@@ -8,7 +8,7 @@ namespace Sovereign.Cli.Commands;
 
 /// <summary>
 /// <c>sovereign audit</c>: verify the hash-chained audit log in place, export a tenant's entries for an auditor,
-/// and verify such an export offline with the operator's public key alone.
+/// verify such an export offline with the operator's public key alone, and archive old entries out of the database.
 /// </summary>
 internal static class AuditCommand
 {
@@ -17,6 +17,7 @@ internal static class AuditCommand
         var command = new Command("audit", "Verify and export the audit trail.");
         command.Subcommands.Add(CreateVerify());
         command.Subcommands.Add(CreateExport());
+        command.Subcommands.Add(CreateArchive());
         command.Subcommands.Add(CreateVerifyExport());
         command.Subcommands.Add(CreatePublicKey());
         return command;
@@ -66,6 +67,12 @@ internal static class AuditCommand
             var outcome = await AuditVerifier.VerifyAsync(db, [pem], options, new Inference.Registry.InlineProgress<long>(checkedSoFar =>
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  ... {checkedSoFar:N0} entries checked"))), ct);
             Console.WriteLine($"Checked {outcome.EntriesChecked} entries, {outcome.CheckpointsVerified} signed checkpoints.");
+            if (outcome.Archive is { } archive)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"Entries 1..{archive.Sequence} were archived on {DateTimeOffset.FromUnixTimeMilliseconds(archive.Timestamp):u} (record signed by key {archive.KeyId}); the archive files hold them."));
+            }
+
             foreach (var problem in outcome.Problems)
             {
                 Console.WriteLine($"  {problem}");
@@ -126,6 +133,95 @@ internal static class AuditCommand
                 Console.WriteLine($"Wrote {summary.Entries} entries ({summary.Redacted} of other tenants as hashes only) to {file.FullName}.");
             }
 
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command CreateArchive()
+    {
+        var dataDir = DataDirectoryOption();
+        var database = DatabaseOption();
+        var before = new Option<string>("--before") { Description = "Archive the entries written before this time, ISO 8601 (e.g. 2026-01-01).", Required = true };
+        var output = new Option<FileInfo>("--output", "-o") { Description = "The archive file to write (JSONL, as 'audit export'); it must not exist yet.", Required = true };
+        var command = new Command("archive",
+            "Move the entries written before --before to an archive file and out of the database: the file (every tenant's entries, " +
+            "verifiable offline with the public key) is written and verified first; only then are the entries removed, under a signed " +
+            "archive record so 'audit verify' still accepts the log. Keep the file: it is the only copy of those entries.")
+        {
+            dataDir, database, before, output,
+        };
+        command.SetAction(async (result, ct) =>
+        {
+            var directory = result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory;
+            var db = OpenDatabase(result.GetValue(database), directory);
+            if (db is null || !TryTime(result.GetValue(before), "--before", DateTimeOffset.UtcNow, out var end, "archive"))
+            {
+                return 2;
+            }
+
+            if (end > DateTimeOffset.UtcNow)
+            {
+                await Console.Error.WriteLineAsync($"sovereign audit archive: --before {end:u} is in the future; archive only entries already written.");
+                return 2;
+            }
+
+            var file = result.GetValue(output)!;
+            if (file.Exists)
+            {
+                // Never overwrite: the file may be an earlier archive, the only copy of entries no longer in the database.
+                await Console.Error.WriteLineAsync($"sovereign audit archive: {file.FullName} already exists; choose a new file.");
+                return 2;
+            }
+
+            var keyFile = Path.Combine(directory, ControlPlaneServices.OperatorKeyFile);
+            if (!File.Exists(keyFile))
+            {
+                await Console.Error.WriteLineAsync($"sovereign audit archive: the operator key {keyFile} was not found.");
+                return 2;
+            }
+
+            using var key = OperatorSigningKey.LoadOrCreate(keyFile);
+            AuditExportSummary summary;
+            await using (var stream = new FileStream(file.FullName, FileMode.CreateNew, FileAccess.Write))
+            {
+                summary = await AuditArchive.WriteAsync(db, key, end, stream, ct);
+                stream.Flush(flushToDisk: true);
+            }
+
+            if (summary.LastSequence is not { } last || summary.Checkpoint is not { } closing)
+            {
+                File.Delete(file.FullName);
+                Console.WriteLine($"No audit entries were written before {end:u}: nothing to archive.");
+                return 0;
+            }
+
+            // Read back what reached the disk before anything is deleted.
+            AuditVerificationResult check;
+            await using (var written = file.OpenRead())
+            {
+                check = await AuditExport.VerifyExportAsync(written, key.PublicKeyPem, ct);
+            }
+
+            if (!check.Valid)
+            {
+                await Console.Error.WriteLineAsync($"sovereign audit archive: {file.FullName} does not verify ({check.Problems.FirstOrDefault()}); nothing was removed.");
+                return Output.ExitCodes.IntegrityFailure;
+            }
+
+            var removal = await AuditArchive.RemoveAsync(db, key, last, closing.Hash, summary.Entries, cancellationToken: ct);
+            string digest;
+            await using (var written = file.OpenRead())
+            {
+                digest = Convert.ToHexStringLower(await System.Security.Cryptography.SHA256.HashDataAsync(written, ct));
+            }
+
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"Wrote entries {summary.FirstSequence}..{last} ({summary.Entries}) to {file.FullName} (SHA-256 {digest}); it verifies with the operator's public key."));
+            Console.WriteLine(removal.Record is { } record
+                ? string.Create(CultureInfo.InvariantCulture, $"Removed {removal.Removed} entries ({removal.FirstRemoved}..{record.Sequence}) from the database under a signed archive record; the log now starts at {record.Sequence + 1}.")
+                : "Removed nothing from the database: the newest entry always stays.");
+            Console.WriteLine("Keep the file (and its SHA-256): it is the only copy of the archived entries.");
             return 0;
         });
         return command;
@@ -221,7 +317,7 @@ internal static class AuditCommand
         return SqlDatabase.Sqlite(path);
     }
 
-    private static bool TryTime(string? value, string option, DateTimeOffset fallback, out DateTimeOffset time)
+    private static bool TryTime(string? value, string option, DateTimeOffset fallback, out DateTimeOffset time, string verb = "export")
     {
         time = fallback;
         if (value is null)
@@ -234,7 +330,7 @@ internal static class AuditCommand
             return true;
         }
 
-        Console.Error.WriteLine($"sovereign audit export: {option} '{value}' is not an ISO 8601 time.");
+        Console.Error.WriteLine($"sovereign audit {verb}: {option} '{value}' is not an ISO 8601 time.");
         return false;
     }
 }

@@ -68,6 +68,7 @@ internal static class CliErrors
         {
             CliException cli => (cli.Message, cli.ExitCode),
             AdminException admin => (admin.Message, ExitCodes.Failed),
+            Sovereign.Residency.Audit.AuditIntegrityException integrity => (integrity.Message, ExitCodes.IntegrityFailure),
             ClientResultException { Status: > 0 } client => ($"the server answered {client.Status}: {ServerMessage(client)}", ExitCodes.Failed),
             TaskCanceledException or TimeoutException => ("the server did not answer in time.", ExitCodes.Unreachable),
             OperationCanceledException => ("cancelled.", ExitCodes.Failed),

@@ -37,6 +37,7 @@ public static class AuditCanonical
     internal const string EntryDomain = "sovereign-audit-entry-v1";
     internal const string CheckpointDomain = "sovereign-audit-checkpoint-v1";
     internal const string ExportHeaderDomain = "sovereign-audit-export-v1";
+    internal const string ArchiveDomain = "sovereign-audit-archive-v1";
 
     // Strict: a lone surrogate must fail rather than silently become U+FFFD (two strings, one hash).
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
@@ -71,6 +72,19 @@ public static class AuditCanonical
         WriteString(writer, CheckpointDomain);
         WriteInt64(writer, sequence);
         WriteHash(writer, hash);
+        WriteInt64(writer, timestamp);
+        WriteString(writer, keyId);
+        return writer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>What an archive record signs: "entries 1..sequence, ending in hash, were archived and may be removed".</summary>
+    public static byte[] ArchivePayload(long sequence, string hash, long entries, long timestamp, string keyId)
+    {
+        var writer = new ArrayBufferWriter<byte>(128);
+        WriteString(writer, ArchiveDomain);
+        WriteInt64(writer, sequence);
+        WriteHash(writer, hash);
+        WriteInt64(writer, entries);
         WriteInt64(writer, timestamp);
         WriteString(writer, keyId);
         return writer.WrittenSpan.ToArray();

@@ -61,6 +61,21 @@ internal static class AuditStore
                 PRIMARY KEY (seq, key_id))
             """,
         ]),
+
+        // Signed archive records: entries up to seq were written to an archive file and removed (AuditArchive).
+        new SqlMigration("audit-002-archives",
+        [
+            """
+            CREATE TABLE audit_archives (
+                seq BIGINT NOT NULL,
+                key_id TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                entries BIGINT NOT NULL,
+                at_ms BIGINT NOT NULL,
+                signature TEXT NOT NULL,
+                PRIMARY KEY (seq, key_id))
+            """,
+        ]),
     ];
 
     public static async Task<(long Sequence, string Hash)?> ReadHeadAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
@@ -110,6 +125,53 @@ internal static class AuditStore
         }
 
         return checkpoints;
+    }
+
+    public static async Task<List<AuditArchiveRecord>> ReadArchivesAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = "SELECT seq, hash, entries, at_ms, key_id, signature FROM audit_archives ORDER BY seq, key_id";
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var archives = new List<AuditArchiveRecord>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            archives.Add(new AuditArchiveRecord(
+                ToInt64(reader.GetValue(0)),
+                reader.IsDBNull(1) ? string.Empty : reader.GetString(1),
+                ToInt64(reader.GetValue(2)),
+                ToInt64(reader.GetValue(3)),
+                reader.IsDBNull(4) ? string.Empty : reader.GetString(4),
+                reader.IsDBNull(5) ? string.Empty : reader.GetString(5)));
+        }
+
+        return archives;
+    }
+
+    public static async Task InsertArchiveAsync(DbConnection connection, DbTransaction? transaction, AuditArchiveRecord archive, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText =
+            "INSERT INTO audit_archives (seq, key_id, hash, entries, at_ms, signature) VALUES (@seq, @key, @hash, @entries, @at, @sig) " +
+            "ON CONFLICT (seq, key_id) DO NOTHING";
+        SqlDatabase.AddParameter(command, "@seq", archive.Sequence);
+        SqlDatabase.AddParameter(command, "@key", archive.KeyId);
+        SqlDatabase.AddParameter(command, "@hash", archive.Hash);
+        SqlDatabase.AddParameter(command, "@entries", archive.Entries);
+        SqlDatabase.AddParameter(command, "@at", archive.Timestamp);
+        SqlDatabase.AddParameter(command, "@sig", archive.Signature);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>The smallest sequence in the log (1 unless entries were archived), or null when it is empty.</summary>
+    public static async Task<long?> ReadFirstSequenceAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = "SELECT MIN(seq) FROM audit_entries";
+        var value = await command.ExecuteScalarAsync(cancellationToken);
+        return value is null or DBNull ? null : ToInt64(value);
     }
 
     public static async Task InsertCheckpointAsync(DbConnection connection, DbTransaction? transaction, AuditCheckpoint checkpoint, CancellationToken cancellationToken)

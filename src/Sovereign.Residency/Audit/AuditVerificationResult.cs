@@ -118,6 +118,12 @@ public sealed record AuditVerificationResult(bool Valid, long EntriesChecked, IR
 
     /// <summary>The time (unix ms) of the oldest uncovered entry, null when every entry is covered.</summary>
     public long? UncoveredSince { get; init; }
+
+    /// <summary>
+    /// The signed archive record that vouches for the entries before the first one stored (entries 1..its sequence
+    /// were archived to a file and removed; <c>sovereign audit archive</c>), or null when the log starts at 1.
+    /// </summary>
+    public AuditArchiveRecord? Archive { get; init; }
 }
 
 /// <summary>How strict a verification is about entries no signed checkpoint covers.</summary>

@@ -136,7 +136,15 @@ public static class AuditVerifier
             }
         }
 
-        var walker = new ChainWalker(problems, fromSequence <= 1 ? 1 : null, fromSequence <= 1 ? AuditCanonical.GenesisHash : null);
+        // A log that no longer starts at 1 was archived (AuditArchive) or cut: only a signed archive record reaching the
+        // first stored entry accounts for the missing ones; otherwise they are reported as removed, as before.
+        var firstStored = await AuditStore.ReadFirstSequenceAsync(connection, transaction, cancellationToken);
+        var archive = firstStored is { } firstKept && firstKept > 1 && fromSequence <= firstKept
+            ? await ReadArchiveAsync(connection, transaction, keys, firstKept, problems, cancellationToken)
+            : null;
+        var walker = archive is not null
+            ? new ChainWalker(problems, firstStored, archive.Sequence == firstStored - 1 ? archive.Hash : null, $"the archive record's hash of entry {archive.Sequence}")
+            : new ChainWalker(problems, fromSequence <= 1 ? 1 : null, fromSequence <= 1 ? AuditCanonical.GenesisHash : null);
 
         // Coverage: which signed checkpoints match the log, and when the first entry and the one after each was written.
         var matched = new HashSet<long>();
@@ -170,13 +178,20 @@ public static class AuditVerifier
                 {
                     walker.Add(sequence, entry.PreviousHash, entry.Hash, Recompute(entry), line: null);
                     firstTimestamp ??= entry.Timestamp;
-                    if (signed.ContainsKey(sequence - 1))
+                    if (signed.ContainsKey(sequence - 1) || sequence - 1 == archive?.Sequence)
                     {
                         nextTimestamp.TryAdd(sequence - 1, entry.Timestamp);
                     }
                 }
 
                 var hash = walker.LastHash;
+                if (archive is not null && archive.Sequence == sequence && archive.Hash != hash)
+                {
+                    problems.Add(new AuditProblem(sequence, AuditProblemKind.CheckpointMismatch,
+                        $"The archive record signed by {archive.KeyId} records hash {archive.Hash} for entry {sequence}, the log has {hash}."));
+                    archive = null;
+                }
+
                 if (head is { } h && h.Sequence == sequence)
                 {
                     hashAtHead = hash;
@@ -207,7 +222,7 @@ public static class AuditVerifier
                 problems.Add(new AuditProblem(last + 1, AuditProblemKind.Truncated,
                     $"A checkpoint signed by {list[0].KeyId} covers sequence {sequence} (hash {list[0].Hash}) but the log ends at {last}: entries {last + 1}..{sequence} were removed."));
             }
-            else if (!present.Contains(sequence))
+            else if (!present.Contains(sequence) && !(archive is not null && sequence < firstStored))
             {
                 problems.Add(new AuditProblem(sequence, AuditProblemKind.CheckpointMismatch, $"A signed checkpoint covers sequence {sequence}, which is missing from the log."));
             }
@@ -219,16 +234,60 @@ public static class AuditVerifier
             CheckHead(head, walker, hashAtHead, problems);
         }
 
+        if (archive is not null && archive.Sequence > last && (toSequence == long.MaxValue || archive.Sequence <= toSequence))
+        {
+            problems.Add(new AuditProblem(last + 1, AuditProblemKind.Truncated,
+                $"The archive record signed by {archive.KeyId} covers sequence {archive.Sequence} but the log ends at {last}: entries {last + 1}..{archive.Sequence} were removed."));
+            archive = null;
+        }
+
+        // The archive record is signed like a checkpoint: it covers what it archived (and, while its entries are being
+        // removed, the ones still stored up to it, whose hashes it matched above).
+        if (archive is not null)
+        {
+            matched.Add(archive.Sequence);
+        }
+
         var coveredThrough = matched.Count == 0 ? 0 : matched.Max();
         var uncovered = Math.Max(0, walker.LastSequence - coveredThrough);
         return problems.ToResult(walker) with
         {
+            Archive = archive,
             CheckpointsVerified = verifiedCount,
             CoveredThrough = coveredThrough,
-            LastCheckpoint = coveredThrough == 0 ? null : signed[coveredThrough].MaxBy(c => c.Timestamp),
+            LastCheckpoint = coveredThrough == 0 || !signed.TryGetValue(coveredThrough, out var atCovered) ? null : atCovered.MaxBy(c => c.Timestamp),
             Uncovered = uncovered,
             UncoveredSince = uncovered == 0 ? null : coveredThrough == 0 ? firstTimestamp : nextTimestamp.TryGetValue(coveredThrough, out var at) ? at : null,
         };
+    }
+
+    /// <summary>
+    /// The newest archive record that verifies with a trusted key and reaches <paramref name="firstStored"/> (archives
+    /// through <c>firstStored - 1</c> or later), or null. Forged or foreign records are reported like checkpoints.
+    /// </summary>
+    private static async Task<AuditArchiveRecord?> ReadArchiveAsync(DbConnection connection, DbTransaction transaction, TrustedKeys keys, long firstStored, ProblemSink problems, CancellationToken cancellationToken)
+    {
+        List<AuditArchiveRecord> records;
+        try
+        {
+            records = await AuditStore.ReadArchivesAsync(connection, transaction, cancellationToken);
+        }
+        catch (DbException)
+        {
+            // A database from before archives existed (its table is missing): nothing was archived.
+            return null;
+        }
+
+        AuditArchiveRecord? reaching = null;
+        foreach (var record in records)
+        {
+            if (keys.Check(record, problems) && record.Sequence >= firstStored - 1 && (reaching is null || record.Sequence > reaching.Sequence))
+            {
+                reaching = record;
+            }
+        }
+
+        return reaching;
     }
 
     /// <summary>Recomputes an entry's hash, or null when its previous hash is not even a hash (already reported).</summary>
@@ -326,6 +385,32 @@ internal sealed class TrustedKeys : IDisposable
         return true;
     }
 
+    /// <summary>Checks an archive record's form, key and signature, reporting what is wrong.</summary>
+    public bool Check(AuditArchiveRecord archive, ProblemSink problems)
+    {
+        if (!AuditCanonical.IsHash(archive.Hash) || archive.Sequence < 1 || archive.Entries < 0)
+        {
+            problems.Add(new AuditProblem(archive.Sequence, AuditProblemKind.Malformed, "Archive record has an invalid sequence, hash or count."));
+            return false;
+        }
+
+        if (!_keys.TryGetValue(archive.KeyId, out var key))
+        {
+            problems.Add(new AuditProblem(archive.Sequence, AuditProblemKind.KeyMismatch,
+                $"Archive record is signed by key {archive.KeyId}, not a trusted key ({string.Join(", ", _keys.Keys)})."));
+            return false;
+        }
+
+        var payload = AuditCanonical.ArchivePayload(archive.Sequence, archive.Hash, archive.Entries, archive.Timestamp, archive.KeyId);
+        if (!OperatorSigningKey.Verify(key, payload, archive.Signature))
+        {
+            problems.Add(new AuditProblem(archive.Sequence, AuditProblemKind.InvalidSignature, $"Archive record signature by {archive.KeyId} does not verify: forged or altered."));
+            return false;
+        }
+
+        return true;
+    }
+
     public void Dispose()
     {
         foreach (var key in _keys.Values)
@@ -377,7 +462,7 @@ internal sealed class ProblemSink
 /// Walks a chain in sequence order. Links are checked against the preceding entry's <em>stored</em> hash, so a
 /// modified entry shows as one hash mismatch there, and a rewritten-and-rehashed entry as a chain break after it.
 /// </summary>
-internal sealed class ChainWalker(ProblemSink problems, long? firstSequence, string? firstPreviousHash)
+internal sealed class ChainWalker(ProblemSink problems, long? firstSequence, string? firstPreviousHash, string firstLink = "the genesis hash")
 {
     private long? _expected = firstSequence;
     private string? _previousHash = firstPreviousHash;
@@ -422,7 +507,7 @@ internal sealed class ChainWalker(ProblemSink problems, long? firstSequence, str
 
         if (_previousHash is not null && previousHash != _previousHash)
         {
-            var before = Count > 1 ? $"entry {_previousSequence}'s hash" : "the genesis hash";
+            var before = Count > 1 ? $"entry {_previousSequence}'s hash" : firstLink;
             problems.Add(new AuditProblem(sequence, AuditProblemKind.ChainBreak, $"previous_hash {previousHash} is not {before} {_previousHash}: the chain is broken here.", line));
         }
 

@@ -1,0 +1,140 @@
+using System.Data.Common;
+using Sovereign.Storage;
+
+namespace Sovereign.Residency.Audit;
+
+/// <summary>What <see cref="AuditArchive.RemoveAsync"/> did.</summary>
+/// <param name="Record">The signed archive record that now vouches for the removed entries; null when nothing was removed.</param>
+/// <param name="FirstRemoved">The first sequence removed (null when nothing was left to remove).</param>
+/// <param name="Removed">How many entries left the database.</param>
+public sealed record AuditArchiveResult(AuditArchiveRecord? Record, long? FirstRemoved, long Removed);
+
+/// <summary>
+/// Retention for the audit log: the log only grows (an entry per request), so an operator moves old entries to an
+/// archive file and out of the database. The file is an ordinary export of every tenant (<see cref="AuditExport"/>,
+/// verifiable offline with the public key); only after it has been written and verified are the entries removed, under
+/// a signed archive record (<see cref="AuditArchiveRecord"/>) that lets <see cref="AuditVerifier"/> accept a log that
+/// no longer starts at 1. Removing entries without one, or under a forged one, is still reported as tampering.
+/// Nothing is archived automatically: deleting evidence is the operator's decision, made with the file in hand.
+/// </summary>
+public static class AuditArchive
+{
+    /// <summary>Entries removed per transaction, so appends on a live log wait for one batch, not the whole archive.</summary>
+    public const int RemoveBatchSize = 5_000;
+
+    /// <summary>Writes every entry older than <paramref name="before"/> to <paramref name="output"/>, as an export of all tenants.</summary>
+    public static Task<AuditExportSummary> WriteAsync(SqlDatabase database, OperatorSigningKey signingKey, DateTimeOffset before, Stream output, CancellationToken cancellationToken = default) =>
+        AuditExport.WriteAsync(database, signingKey, tenant: null, DateTimeOffset.UnixEpoch, before, output, cancellationToken);
+
+    /// <summary>
+    /// Removes the stored entries up to <paramref name="throughSequence"/>, whose hash must be
+    /// <paramref name="throughHash"/> (what the verified archive file ends with). The newest entry always stays, so the
+    /// chain's tail and <c>audit_head</c> still meet. The archive record is committed first and the entries go in
+    /// batches, oldest first: a log cut at any point in between still verifies.
+    /// </summary>
+    /// <exception cref="AuditIntegrityException">The entry is missing or has another hash, or the stored chain does not verify up to it.</exception>
+    public static async Task<AuditArchiveResult> RemoveAsync(SqlDatabase database, OperatorSigningKey signingKey, long throughSequence, string throughHash, long entries,
+        TimeProvider? timeProvider = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(database);
+        ArgumentNullException.ThrowIfNull(signingKey);
+        ArgumentOutOfRangeException.ThrowIfLessThan(throughSequence, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(entries);
+        if (!AuditCanonical.IsHash(throughHash))
+        {
+            throw new ArgumentException("The hash must be 64 lowercase hex digits.", nameof(throughHash));
+        }
+
+        await database.MigrateAsync(AuditStore.Migrations, cancellationToken);
+        long first;
+        long last;
+        await using (var connection = await database.OpenAsync(cancellationToken))
+        await using (var snapshot = await AuditStore.BeginSnapshotAsync(connection, cancellationToken))
+        {
+            first = await AuditStore.ReadFirstSequenceAsync(connection, snapshot, cancellationToken) ?? throw new AuditIntegrityException("The audit log is empty: nothing to archive.");
+            last = (await AuditStore.ReadHeadAsync(connection, snapshot, cancellationToken))?.Sequence ?? throw new AuditIntegrityException("The audit_head row is missing; run 'sovereign audit verify'.");
+            var stored = await ReadHashAsync(connection, snapshot, throughSequence, cancellationToken);
+            if (stored != throughHash)
+            {
+                throw new AuditIntegrityException(stored is null
+                    ? $"Audit entry {throughSequence} is not in the database (it holds {first}..{last}); nothing was removed."
+                    : $"Audit entry {throughSequence} has hash {stored}, not {throughHash} as in the archive; nothing was removed.");
+            }
+
+            // Never vouch for a chain that does not verify: the record would make a damaged prefix disappear for good.
+            using var keys = new TrustedKeys([signingKey.PublicKeyPem]);
+            var check = await AuditVerifier.VerifyAsync(connection, snapshot, keys, 1, throughSequence, cancellationToken);
+            var damage = check.Problems.Where(p => p.Kind != AuditProblemKind.KeyMismatch).ToList();
+            if (damage.Count > 0)
+            {
+                throw new AuditIntegrityException($"The audit chain does not verify up to sequence {throughSequence} (first problem: {damage[0]}); nothing was removed. Run 'sovereign audit verify'.", damage);
+            }
+        }
+
+        // The newest entry stays: audit_head must keep meeting the chain's last entry.
+        var through = Math.Min(throughSequence, last - 1);
+        var time = timeProvider ?? TimeProvider.System;
+        if (through < first)
+        {
+            return new AuditArchiveResult(null, null, 0);
+        }
+
+        var throughHashKept = through == throughSequence ? throughHash : await ReadHashAtAsync(database, through, cancellationToken)
+            ?? throw new AuditIntegrityException($"Audit entry {through} is missing.");
+        var record = AuditArchiveRecord.Sign(signingKey, through, throughHashKept, entries, time.GetUtcNow().ToUnixTimeMilliseconds());
+        await using (var connection = await database.OpenAsync(cancellationToken))
+        {
+            using var turn = await database.EnterWriteAsync(cancellationToken);
+            await AuditStore.InsertArchiveAsync(connection, null, record, cancellationToken);
+        }
+
+        long removed = 0;
+        for (var low = first; low <= through; low += RemoveBatchSize)
+        {
+            var high = Math.Min(through, low + RemoveBatchSize - 1);
+            await using var connection = await database.OpenAsync(cancellationToken);
+            using var turn = await database.EnterWriteAsync(cancellationToken);
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            removed += await ExecuteAsync(connection, transaction, "DELETE FROM audit_entries WHERE seq >= @low AND seq <= @high", low, high, cancellationToken);
+            if (high == through)
+            {
+                // Checkpoints and older archive records before the new record vouch for entries no longer stored.
+                await ExecuteAsync(connection, transaction, "DELETE FROM audit_checkpoints WHERE seq < @low", through, through, cancellationToken);
+                await ExecuteAsync(connection, transaction, "DELETE FROM audit_archives WHERE seq < @low", through, through, cancellationToken);
+            }
+
+            await transaction.CommitAsync(cancellationToken);
+        }
+
+        return new AuditArchiveResult(record, first, removed);
+    }
+
+    private static async Task<int> ExecuteAsync(DbConnection connection, DbTransaction transaction, string sql, long low, long high, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        SqlDatabase.AddParameter(command, "@low", low);
+        if (sql.Contains("@high", StringComparison.Ordinal))
+        {
+            SqlDatabase.AddParameter(command, "@high", high);
+        }
+
+        return await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static async Task<string?> ReadHashAtAsync(SqlDatabase database, long sequence, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        return await ReadHashAsync(connection, null, sequence, cancellationToken);
+    }
+
+    private static async Task<string?> ReadHashAsync(DbConnection connection, DbTransaction? transaction, long sequence, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = "SELECT hash FROM audit_entries WHERE seq = @seq";
+        SqlDatabase.AddParameter(command, "@seq", sequence);
+        return await command.ExecuteScalarAsync(cancellationToken) as string;
+    }
+}
