@@ -75,12 +75,6 @@ internal static class RequestReader
         {
             var param = ex.Path is { Length: > 2 } path && path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : null;
 
-            if (ex.Message.StartsWith("Duplicate property", StringComparison.Ordinal))
-            {
-                // Engines behind us may read the first copy where we read the last: a repeated key is refused.
-                throw OpenAIException.BadRequest("The JSON body repeats a property" + (param is null ? "." : $" in '{param}'."), param, "duplicate_property");
-            }
-
             throw param is null
                 ? OpenAIException.BadRequest("We could not parse the JSON body of your request: " + FirstSentence(ex.Message))
                 : OpenAIException.BadRequest($"Invalid type or value for '{param}'.", param, "invalid_type");
@@ -219,15 +213,25 @@ internal static class RequestReader
     }
 
     /// <summary>
-    /// One pass over the body with the same depth limit as the serializer: the JSON must be well formed and every
-    /// string and property name must be valid UTF-8 without lone surrogates. Names the field at fault.
+    /// One pass over the body with the same depth limit as the serializer: the JSON must be well formed, every
+    /// string and property name must be valid UTF-8 without lone surrogates, and no object may repeat a property name
+    /// (compared decoded, so <c>"model"</c> and <c>"mod\u0065l"</c> are the same). Names the field at fault.
     /// </summary>
+    /// <remarks>
+    /// A repeated key is ambiguous: the serializer keeps the last copy, an engine we relay to may keep the first, and an
+    /// auditor cannot tell which was used. The serializer's own check (<c>AllowDuplicateProperties = false</c>) missed
+    /// the values we read as <see cref="JsonElement"/> (chat content parts, Responses input items) and named only the
+    /// enclosing object; here every object is checked, the repeated property named, with the names this pass decodes anyway.
+    /// </remarks>
     internal static void ValidateText(ReadOnlySpan<byte> json)
     {
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = OpenAIJson.Options.MaxDepth, CommentHandling = JsonCommentHandling.Disallow });
 
         // One frame per open object (Index = InObject, Name = the current property) or array (Index = the current item).
         var path = new List<(string? Name, int Index)>();
+
+        // The property names of each open object, by its depth in path; a depth's set is cleared and reused.
+        var names = new List<HashSet<string>>();
         try
         {
             while (reader.Read())
@@ -237,10 +241,24 @@ internal static class RequestReader
                     case JsonTokenType.PropertyName:
                         var name = DecodedOrNull(ref reader) ?? throw InvalidText(path, isName: true);
                         path[^1] = (name, InObject);
+                        if (!names[path.Count - 1].Add(name))
+                        {
+                            var param = PathOf(path);
+                            throw OpenAIException.BadRequest(
+                                $"The JSON body repeats the property '{Shorten(param)}'; send each property once (which copy would count is ambiguous).",
+                                Shorten(param), "duplicate_property");
+                        }
+
                         break;
                     case JsonTokenType.StartObject:
                         Advance(path);
                         path.Add((null, InObject));
+                        while (names.Count < path.Count)
+                        {
+                            names.Add(new HashSet<string>(StringComparer.Ordinal));
+                        }
+
+                        names[path.Count - 1].Clear();
                         break;
                     case JsonTokenType.StartArray:
                         Advance(path);
@@ -292,11 +310,11 @@ internal static class RequestReader
         }
     }
 
-    /// <summary>The 400 for undecodable text, naming the field as OpenAI names parameters (<c>messages[0].content</c>).</summary>
-    private static OpenAIException InvalidText(List<(string? Name, int Index)> path, bool isName)
+    /// <summary>A path as OpenAI names parameters (<c>messages[0].content</c>); empty for the body itself.</summary>
+    private static string PathOf(IEnumerable<(string? Name, int Index)> path)
     {
         var text = new System.Text.StringBuilder();
-        foreach (var (name, index) in isName ? path.Take(path.Count - 1) : path)
+        foreach (var (name, index) in path)
         {
             if (index >= 0)
             {
@@ -308,7 +326,14 @@ internal static class RequestReader
             }
         }
 
-        var param = text.Length > 0 ? text.ToString() : null;
+        return text.ToString();
+    }
+
+    /// <summary>The 400 for undecodable text, naming the field as OpenAI names parameters (<c>messages[0].content</c>).</summary>
+    private static OpenAIException InvalidText(List<(string? Name, int Index)> path, bool isName)
+    {
+        var text = PathOf(isName ? path.Take(path.Count - 1) : path);
+        var param = text.Length > 0 ? text : null;
         var what = isName ? "A property name" : "The text";
         return OpenAIException.BadRequest(
             $"{what} in {(param is null ? "the request body" : $"'{param}'")} is not valid Unicode: it has invalid UTF-8 bytes or an unpaired surrogate escape.",

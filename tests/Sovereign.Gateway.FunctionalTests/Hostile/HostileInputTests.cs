@@ -139,19 +139,45 @@ public sealed class HostileInputTests(ServerFixture server)
         Assert.Equal(200, response.Status);
     }
 
+    /// <summary>
+    /// A repeated key is refused wherever it is, naming the repeated property: chat content parts (read as
+    /// <see cref="JsonElement"/> by a converter) were served with one copy winning, and a repeat inside an input item
+    /// or a tool was named only by its top-level field (<c>input</c>, <c>tools</c>).
+    /// </summary>
     [Theory]
-    [InlineData("""{"model":"stories","model":"tiny-random","messages":[{"role":"user","content":"hi"}]}""", "model")]
-    [InlineData("""{"model":"stories","messages":[{"role":"user","role":"system","content":"hi"}]}""", null)]
-    public async Task RepeatedKey_Is400(string json, string? param)
+    [InlineData("/v1/chat/completions", """{"model":"stories","model":"tiny-random","messages":[{"role":"user","content":"hi"}],"max_tokens":1}""", "model")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","mod\u0065l":"tiny-random","messages":[{"role":"user","content":"hi"}],"max_tokens":1}""", "model")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","role":"system","content":"hi"}],"max_tokens":1}""", "messages[0].role")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":[{"type":"text","text":"a","text":"b"}]}],"max_tokens":1}""", "messages[0].content[0].text")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1,"tools":[{"type":"function","function":{"name":"a","name":"b"}}]}""", "tools[0].function.name")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"hi"}],"messages":[],"max_tokens":1}""", "messages")]
+    [InlineData("/v1/responses", """{"model":"stories","input":[{"role":"user","content":"hi","content":"ho"}],"max_output_tokens":1}""", "input[0].content")]
+    [InlineData("/v1/responses", """{"model":"stories","input":[{"role":"user","content":[{"type":"input_text","text":"a","text":"b"}]}],"max_output_tokens":1}""", "input[0].content[0].text")]
+    [InlineData("/v1/embeddings", """{"model":"stories-embed","input":"a","input":"b"}""", "input")]
+    [InlineData("/v1/language/detect", """{"input":"a","input":"b"}""", "input")]
+    public async Task RepeatedKey_Is400NamingTheRepeatedProperty(string path, string json, string param)
     {
-        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", json);
+        var (status, body, _) = await server.PostJsonAsync(path, json);
 
-        Assert.Equal(400, status);
-        Assert.Equal("duplicate_property", body.GetProperty("error").GetProperty("code").GetString());
-        if (param is not null)
-        {
-            Assert.Equal(param, body.GetProperty("error").GetProperty("param").GetString());
-        }
+        Assert.True(status == 400, $"{json}: {status} {body}");
+        var error = body.GetProperty("error");
+        Assert.Equal("duplicate_property", error.GetProperty("code").GetString());
+        Assert.Equal(param, error.GetProperty("param").GetString());
+        Assert.Contains($"'{param}'", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task RepeatedKeyInAnAdminBody_Is400NamingIt()
+    {
+        using var admin = server.AdminClient();
+
+        using var response = await admin.PostAsync("/admin/v1/tenants",
+            new StringContent("""{"id":"dup-a","id":"dup-b","policy":{"allowed_jurisdictions":["DE"]}}""", Encoding.UTF8, "application/json"));
+
+        Assert.Equal(400, (int)response.StatusCode);
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("duplicate_property", error.GetProperty("code").GetString());
+        Assert.Equal("id", error.GetProperty("param").GetString());
     }
 
     [Theory]
