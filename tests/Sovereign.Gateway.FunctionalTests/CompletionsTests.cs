@@ -30,7 +30,7 @@ public sealed class CompletionsTests(ServerFixture server)
         var expected = whole.GetProperty("choices")[0].GetProperty("text").GetString();
 
         var response = await server.Http.PostAsync("/v1/completions", new StringContent(
-            """{"model":"stories","prompt":"The little dog","max_tokens":16,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}"""));
+            """{"model":"stories","prompt":"The little dog","max_tokens":16,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}""", System.Text.Encoding.UTF8, "application/json"));
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
         var lines = (await response.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
 

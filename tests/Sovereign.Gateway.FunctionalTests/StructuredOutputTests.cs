@@ -194,7 +194,7 @@ public sealed class StructuredOutputTests(ServerFixture server)
         }
 
         var response = await server.Http.PostAsync("/v1/completions", new StringContent(
-            """{"model":"stories","prompt":"The little dog","max_tokens":8,"temperature":0,"logprobs":3,"stream":true}"""));
+            """{"model":"stories","prompt":"The little dog","max_tokens":8,"temperature":0,"logprobs":3,"stream":true}""", System.Text.Encoding.UTF8, "application/json"));
         var events = (await response.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries)[..^1]
             .Select(l => JsonDocument.Parse(l["data: ".Length..]).RootElement.GetProperty("choices")[0]).ToList();
         var streamedTokens = events.Where(e => e.GetProperty("logprobs").ValueKind == JsonValueKind.Object)

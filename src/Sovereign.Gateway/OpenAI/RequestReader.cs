@@ -184,8 +184,12 @@ internal static class RequestReader
     }
 
     /// <summary>
-    /// Refuses bodies whose declared type says they are not UTF-8 JSON. A missing type, JSON types and text/plain are
-    /// read as JSON (as llama-server, Ollama and LiteLLM do); form encodings and other charsets are a 415.
+    /// Refuses bodies whose declared type says they are not UTF-8 JSON. A body without a Content-Type is read as JSON
+    /// (some curl and script users send none); otherwise the type must be JSON: <c>application/json</c>, a
+    /// <c>+json</c> type (RFC 6839) or <c>text/json</c> (what ASP.NET Core's own JSON input takes). Anything else, form
+    /// encodings, <c>text/plain</c> and <c>application/xml</c> included, is a 415 naming the type, as are charsets
+    /// other than UTF-8. <c>text/plain</c> was read as JSON: the three form-like types are the ones a web page may
+    /// send to another origin without a CORS preflight, so refusing them keeps a page from driving a local gateway.
     /// </summary>
     internal static void RequireJsonContentType(string? contentType)
     {
@@ -200,9 +204,9 @@ internal static class RequestReader
         }
 
         var type = media.MediaType.Value ?? "";
-        if (type.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase) || type.Equals("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase))
+        if (!IsJsonMediaType(type))
         {
-            throw UnsupportedMediaType($"The body is sent as {type}; send JSON with 'Content-Type: application/json'.");
+            throw UnsupportedMediaType($"The body is sent as '{Shorten(type)}'; this endpoint takes JSON: send it with 'Content-Type: application/json'.");
         }
 
         var charset = media.Charset.Value;
@@ -339,6 +343,11 @@ internal static class RequestReader
             $"{what} in {(param is null ? "the request body" : $"'{param}'")} is not valid Unicode: it has invalid UTF-8 bytes or an unpaired surrogate escape.",
             param, "invalid_encoding");
     }
+
+    private static bool IsJsonMediaType(string type) =>
+        type.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+        || type.Equals("text/json", StringComparison.OrdinalIgnoreCase)
+        || (type.EndsWith("+json", StringComparison.OrdinalIgnoreCase) && type.IndexOf('/', StringComparison.Ordinal) is > 0 and var slash && slash < type.Length - "+json".Length - 1);
 
     private static OpenAIException UnsupportedMediaType(string message) =>
         new(StatusCodes.Status415UnsupportedMediaType, message, "invalid_request_error", null, "unsupported_media_type");

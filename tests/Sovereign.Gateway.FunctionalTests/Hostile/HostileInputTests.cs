@@ -195,12 +195,46 @@ public sealed class HostileInputTests(ServerFixture server)
         Assert.Equal("unsupported_media_type", ErrorOf(response).GetProperty("code").GetString());
     }
 
+    /// <summary>
+    /// A JSON body labelled as another media type was read as JSON anyway (text/plain, application/xml, text/html were
+    /// 200s). An explicit type that is not JSON is a 415 naming it, on /v1, /tokenize and /admin/v1 alike.
+    /// </summary>
     [Theory]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1}""", "text/plain")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1}""", "text/plain; charset=UTF-8")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1}""", "application/xml")]
+    [InlineData("/v1/completions", """{"model":"stories","prompt":"hi","max_tokens":1}""", "text/html")]
+    [InlineData("/v1/responses", """{"model":"stories","input":"hi","max_output_tokens":1}""", "application/octet-stream")]
+    [InlineData("/v1/embeddings", """{"model":"stories-embed","input":"hi"}""", "text/plain")]
+    [InlineData("/v1/language/detect", """{"input":"Bonjour tout le monde"}""", "application/xml")]
+    [InlineData("/tokenize", """{"model":"stories","content":"hi"}""", "text/plain")]
+    [InlineData("/admin/v1/tenants", """{"id":"ct-xml","policy":{"allowed_jurisdictions":["DE"]}}""", "application/xml")]
+    public async Task JsonBodyLabelledAsAnotherMediaType_Is415NamingTheType(string path, string json, string contentType)
+    {
+        var headers = new List<string> { "Content-Type: " + contentType };
+        if (path.StartsWith("/admin", StringComparison.Ordinal))
+        {
+            headers.Add("Authorization: Bearer " + File.ReadAllText(Path.Combine(server.DataDirectory, Sovereign.Gateway.ControlPlane.AdminToken.FileName)).Trim());
+        }
+
+        var response = await RawHttp.SendAsync(server.BaseAddress, RawHttp.Request("POST", path, Encoding.UTF8.GetBytes(json), [.. headers]));
+
+        Assert.True(response.Status == 415, $"{path} as {contentType}: {response.Status} {response.Text}");
+        var error = ErrorOf(response);
+        Assert.Equal("unsupported_media_type", error.GetProperty("code").GetString());
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Equal(JsonValueKind.Null, error.GetProperty("param").ValueKind);
+        Assert.Contains($"'{contentType.Split(';')[0]}'", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("application/json")]
     [InlineData("application/json; charset=utf-8")]
-    [InlineData("text/plain")]
+    [InlineData("Application/JSON")]
     [InlineData("application/vnd.api+json")]
+    [InlineData("text/json")]
     [InlineData(null)]
-    public async Task BodyWithAUsualContentType_IsRead(string? contentType)
+    public async Task BodyWithAJsonContentTypeOrNone_IsRead(string? contentType)
     {
         var body = """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1}"""u8.ToArray();
         var headers = contentType is null ? [] : new[] { "Content-Type: " + contentType };
