@@ -71,6 +71,32 @@ public sealed class BadInputTests(ServerFixture server)
         }
     }
 
+    /// <summary>
+    /// <c>logit_bias</c> takes at most 300 entries (OpenAI's cap) of -100 to 100. It had no size cap: a body's worth of
+    /// entries was served, each one applied on every sampled token.
+    /// </summary>
+    [Theory]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1,"logit_bias":BIAS}""")]
+    [InlineData("/v1/completions", """{"model":"stories","prompt":"hi","max_tokens":1,"logit_bias":BIAS}""")]
+    public async Task LogitBias_WithMoreThan300Entries_Is400_And300AreServed(string path, string template)
+    {
+        static string Bias(int entries, int value) => "{" + string.Join(',', Enumerable.Range(0, entries).Select(i => $"\"{i}\":{value}")) + "}";
+
+        var (status, body, _) = await server.PostJsonAsync(path, template.Replace("BIAS", Bias(301, -1), StringComparison.Ordinal));
+
+        Assert.True(status == 400, body.ToString());
+        var error = body.GetProperty("error");
+        Assert.Equal("logit_bias", error.GetProperty("param").GetString());
+        Assert.Contains("301", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        var (ok, served, _) = await server.PostJsonAsync(path, template.Replace("BIAS", Bias(300, 100), StringComparison.Ordinal));
+        Assert.True(ok == 200, served.ToString());
+
+        var (outOfRange, refused, _) = await server.PostJsonAsync(path, template.Replace("BIAS", """{"5":-100.5}""", StringComparison.Ordinal));
+        Assert.Equal(400, outOfRange);
+        Assert.Equal("logit_bias", refused.GetProperty("error").GetProperty("param").GetString());
+    }
+
     [Fact]
     public async Task ChatCompletions_StoreFalse_IsServed_AsWithoutIt()
     {

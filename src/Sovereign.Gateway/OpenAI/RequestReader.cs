@@ -452,9 +452,13 @@ internal static class RequestReader
         return (sampling, resolvedMax, stop, n);
     }
 
+    /// <summary>Most entries of <c>logit_bias</c>, OpenAI's own cap: each one is work on every sampled token.</summary>
+    public const int MaxLogitBiasEntries = 300;
+
     /// <summary>
-    /// OpenAI's <c>logit_bias</c>: an object whose keys are token ids written as decimal strings and whose values are
-    /// numbers from -100 to 100. Whether each id is in the vocabulary is checked where the model is known.
+    /// OpenAI's <c>logit_bias</c>: an object of at most <see cref="MaxLogitBiasEntries"/> entries whose keys are token
+    /// ids written as decimal strings and whose values are numbers from -100 to 100. Whether each id is in the
+    /// vocabulary is checked where the model is known.
     /// </summary>
     private static Dictionary<int, float> ReadLogitBias(JsonElement? value)
     {
@@ -471,6 +475,13 @@ internal static class RequestReader
         var biases = new Dictionary<int, float>();
         foreach (var entry in bias.EnumerateObject())
         {
+            if (biases.Count == MaxLogitBiasEntries)
+            {
+                // Unbounded, a body's worth of entries (about 5,000 in 64 KiB) was checked and biased on every token.
+                throw OpenAIException.BadRequest(
+                    $"Invalid 'logit_bias': too many tokens. Expected at most {MaxLogitBiasEntries}, but got {bias.EnumerateObject().Count()}.", "logit_bias", "invalid_value");
+            }
+
             if (!int.TryParse(entry.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var token))
             {
                 throw OpenAIException.BadRequest(
