@@ -544,13 +544,9 @@ internal static class ResponsesTranslation
                     throw OpenAIException.BadRequest("text.format.name is required when type is 'json_schema'.", "text.format.name", "missing_required_parameter");
                 }
 
-                // OpenAI's rule for the name; it is echoed in every response object and kept with a stored one.
-                if (format.Name.Length > 64 || !format.Name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))
-                {
-                    throw OpenAIException.BadRequest(
-                        $"text.format.name must be at most 64 characters of a-z, A-Z, 0-9, '_' and '-'; got '{RequestReader.Shorten(format.Name)}'.", "text.format.name", "invalid_value");
-                }
-
+                // OpenAI's rule for the name; name and description are echoed in every response object and kept with a stored one.
+                StructuredOutput.RequireSchemaName(format.Name, "text.format.name");
+                StructuredOutput.RequireDescription(format.Description, "text.format.description");
                 return StructuredOutput.CompileSchema(format.Schema, "text.format.schema");
             default:
                 throw OpenAIException.BadRequest(

@@ -40,10 +40,46 @@ internal static class StructuredOutput
                     throw OpenAIException.BadRequest($"{param}.json_schema is required when type is 'json_schema'.", $"{param}.json_schema", "missing_required_parameter");
                 }
 
+                // Optional here (llama-server's clients may leave it out), but held to OpenAI's rule when given.
+                if (format.JsonSchema.Name is { } name)
+                {
+                    RequireSchemaName(name, $"{param}.json_schema.name");
+                }
+
+                RequireDescription(format.JsonSchema.Description, $"{param}.json_schema.description");
                 return CompileSchema(format.JsonSchema.Schema, $"{param}.json_schema.schema");
             default:
                 throw OpenAIException.BadRequest(
                     $"{param}.type '{format.Type}' is not supported; use 'text', 'json_object' or 'json_schema'.", $"{param}.type", "invalid_value");
+        }
+    }
+
+    /// <summary>
+    /// Most characters of a structured-output format's <c>description</c>: the bound OpenAI puts on a function's
+    /// description (it documents none for this one). Unlike a tool's description, which is rendered into the prompt and
+    /// so bounded by the context, this one is not prompt text: Responses echo it in every response object and keep it
+    /// with a stored one, and relays forward it.
+    /// </summary>
+    public const int MaxDescriptionLength = 1024;
+
+    /// <summary>OpenAI's rule for a format's <c>name</c>: 1 to 64 of a-z, A-Z, 0-9, '_' and '-'.</summary>
+    public static void RequireSchemaName(string name, string param)
+    {
+        if (name.Length is 0 or > 64 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))
+        {
+            throw OpenAIException.BadRequest(
+                $"{param} must be 1 to 64 characters of a-z, A-Z, 0-9, '_' and '-'; got '{RequestReader.Shorten(name)}'.", param, "invalid_value");
+        }
+    }
+
+    /// <summary>A format's <c>description</c>: at most <see cref="MaxDescriptionLength"/> characters, in OpenAI's words for a string too long.</summary>
+    public static void RequireDescription(string? description, string param)
+    {
+        if (description is { Length: > MaxDescriptionLength })
+        {
+            throw OpenAIException.BadRequest(
+                $"Invalid '{param}': string too long. Expected a string with maximum length {MaxDescriptionLength}, but got a string with length {description.Length} instead.",
+                param, "string_above_max_length");
         }
     }
 

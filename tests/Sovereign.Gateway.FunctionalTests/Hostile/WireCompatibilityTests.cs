@@ -158,6 +158,41 @@ public sealed class WireCompatibilityTests(ServerFixture server)
     }
 
     /// <summary>
+    /// A structured-output format's <c>description</c> is at most 1,024 characters (OpenAI's bound for a function's
+    /// description): Responses echo <c>text.format</c> in every response object and keep it with a stored one, and it
+    /// was unbounded (a 5,000-character description was served and echoed). Chat's <c>json_schema.name</c> follows
+    /// OpenAI's rule when given (it was not checked at all).
+    /// </summary>
+    [Theory]
+    [InlineData("/v1/responses", """{"model":"stories","input":"Hi","max_output_tokens":1,"text":{"format":{"type":"json_schema","name":"n","description":"DESC","schema":{"type":"object"}}}}""", "text.format.description")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"Hi"}],"max_tokens":1,"response_format":{"type":"json_schema","json_schema":{"name":"n","description":"DESC","schema":{"type":"object"}}}}""", "response_format.json_schema.description")]
+    [InlineData("/v1/completions", """{"model":"stories","prompt":"Hi","max_tokens":1,"response_format":{"type":"json_schema","json_schema":{"name":"n","description":"DESC","schema":{"type":"object"}}}}""", "response_format.json_schema.description")]
+    public async Task FormatDescription_Over1024Characters_Is400(string path, string json, string param)
+    {
+        var (status, body, _) = await server.PostJsonAsync(path, json.Replace("DESC", new string('d', 1025), StringComparison.Ordinal));
+
+        Assert.True(status == 400, $"{status} {body}");
+        Assert.Equal(param, body.GetProperty("error").GetProperty("param").GetString());
+        Assert.Equal("string_above_max_length", body.GetProperty("error").GetProperty("code").GetString());
+
+        var (okStatus, ok, _) = await server.PostJsonAsync(path, json.Replace("DESC", new string('d', 1024), StringComparison.Ordinal));
+        Assert.True(okStatus == 200, ok.ToString());
+    }
+
+    [Theory]
+    [InlineData("a name with spaces")]
+    [InlineData("")]
+    [InlineData("nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn")]
+    public async Task ChatFormatName_OutsideOpenAIsRule_Is400(string name)
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions",
+            """{"model":"stories","messages":[{"role":"user","content":"Hi"}],"max_tokens":1,"response_format":{"type":"json_schema","json_schema":{"name":"NAME","schema":{"type":"object"}}}}""".Replace("NAME", name, StringComparison.Ordinal));
+
+        Assert.True(status == 400, $"{status} {body}");
+        Assert.Equal("response_format.json_schema.name", body.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    /// <summary>
     /// An error message echoes a client's value by the one rule (<c>RequestReader.Shorten</c>: 64 characters, control
     /// and bidirectional characters as '?'). A 5,000-character model name came back whole in the 404, as did roles,
     /// part types, item types and tool names.
