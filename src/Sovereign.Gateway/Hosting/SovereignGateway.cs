@@ -94,14 +94,16 @@ public static class SovereignGateway
         app.MapNodeJoin(admin);
         v1.MapTenantSelfApi();
         app.MapSovereignConsole();
-        // HEAD too: RFC 9110 asks every server to take it where it takes GET, and uptime monitors send it.
-        app.MapMethods("/health", [HttpMethods.Get, HttpMethods.Head], () => TypedResults.Json(new { status = "ok" }));
-        app.MapMethods("/ready", [HttpMethods.Get, HttpMethods.Head], (ModelCatalog catalog) => catalog.IsReady
+        app.MapGet("/health", () => TypedResults.Json(new { status = "ok" }));
+        app.MapGet("/ready", (ModelCatalog catalog) => catalog.IsReady
             ? Results.Json(new { status = "ready", models = catalog.All.Select(m => m.Id) })
             : Results.Json(new { status = "loading" }, statusCode: StatusCodes.Status503ServiceUnavailable));
 
         // Metrics name tenants, spend and remaining budgets: only the operator may scrape them.
         app.MapPrometheusScrapingEndpoint("/metrics", meterProvider: null, configureBranchedPipeline: RequireOperatorToken, optionsName: null);
+
+        // Last: every GET endpoint mapped above takes HEAD too (RFC 9110; uptime monitors and link checkers send it).
+        HeadWhereGet.Apply(app);
         return app;
     }
 

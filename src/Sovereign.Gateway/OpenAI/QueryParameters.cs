@@ -33,13 +33,13 @@ internal static class QueryParameters
     }
 
     /// <summary>
-    /// The group filter for <c>/v1</c>: GET and DELETE, and any endpoint that declares parameters. <c>api-version</c>,
+    /// The group filter for <c>/v1</c>: GET (and so HEAD) and DELETE, and any endpoint that declares parameters. <c>api-version</c>,
     /// which Azure OpenAI clients add to every request, is passed over: it selects nothing here.
     /// </summary>
     public static ValueTask<object?> OpenAI(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {
         var context = invocation.HttpContext;
-        if (HttpMethods.IsGet(context.Request.Method) || HttpMethods.IsDelete(context.Request.Method)
+        if (HttpMethods.IsGet(context.Request.Method) || HttpMethods.IsHead(context.Request.Method) || HttpMethods.IsDelete(context.Request.Method)
             || context.GetEndpoint()?.Metadata.GetMetadata<Declared>() is not null)
         {
             Check(context, ClientAdded);

@@ -113,7 +113,7 @@ public sealed class AdminBodyTests(ConsoleFixture fixture)
         using var response = await fixture.Admin.SendAsync(request);
 
         Assert.Equal(405, (int)response.StatusCode);
-        Assert.Equal("GET, POST", string.Join(", ", response.Content.Headers.Allow));
+        Assert.Equal("GET, HEAD, POST", string.Join(", ", response.Content.Headers.Allow));
         Assert.Equal("method_not_allowed", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
     }
 

@@ -88,9 +88,9 @@ public sealed class WireCompatibilityTests(ServerFixture server)
     [InlineData("TRACE", "/v1/chat/completions", "POST")]
     [InlineData("GET", "/v1/chat/completions", "POST")]
     [InlineData("PUT", "/v1/embeddings", "POST")]
-    [InlineData("DELETE", "/v1/models", "GET")]
-    [InlineData("TRACE", "/v1/models/stories", "GET")]
-    [InlineData("POST", "/v1/responses/resp_1", "DELETE, GET")]
+    [InlineData("DELETE", "/v1/models", "GET, HEAD")]
+    [InlineData("TRACE", "/v1/models/stories", "GET, HEAD")]
+    [InlineData("POST", "/v1/responses/resp_1", "DELETE, GET, HEAD")]
     [InlineData("TRACE", "/tokenize", "POST")]
     public async Task KnownRoute_WithAMethodItDoesNotTake_Is405WithAllow(string method, string path, string allow)
     {
@@ -102,15 +102,40 @@ public sealed class WireCompatibilityTests(ServerFixture server)
         Assert.Equal("method_not_allowed", error.GetProperty("code").GetString());
     }
 
+    /// <summary>
+    /// HEAD is answered wherever GET is (RFC 9110): the same status and headers, no body. GET /v1/models and the other
+    /// GET endpoints answered HEAD with a 405; only /health and /ready took it.
+    /// </summary>
     [Theory]
-    [InlineData("/health")]
-    [InlineData("/ready")]
-    public async Task HealthChecks_AnswerHead(string path)
+    [InlineData("/health", 200)]
+    [InlineData("/ready", 200)]
+    [InlineData("/v1/models", 200)]
+    [InlineData("/v1/models/stories", 200)]
+    [InlineData("/v1/models/no-such-model", 404)]
+    [InlineData("/v1/models?bogus=1", 400)]
+    [InlineData("/admin/v1/tenants", 200)]
+    [InlineData("/admin/v1/tenants/no-such-tenant", 404)]
+    [InlineData("/console", 200)]
+    public async Task Head_AnswersAsGetDoes_WithoutTheBody(string path, int status)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Head, path);
-        using var response = await server.Http.SendAsync(request);
+        using var client = path.StartsWith("/admin", StringComparison.Ordinal) ? server.AdminClient() : new HttpClient { BaseAddress = server.BaseAddress };
+        using var get = await client.GetAsync(path);
+        using var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, path));
 
-        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal(status, (int)get.StatusCode);
+        Assert.True((int)head.StatusCode == status, $"HEAD {path}: {(int)head.StatusCode}");
+        Assert.Equal(get.Content.Headers.ContentType?.ToString(), head.Content.Headers.ContentType?.ToString());
+        Assert.NotEmpty(await get.Content.ReadAsByteArrayAsync());
+        Assert.Empty(await head.Content.ReadAsByteArrayAsync());
+    }
+
+    [Fact]
+    public async Task Head_OnAPostEndpoint_Is405WithAllow()
+    {
+        using var response = await server.Http.SendAsync(new HttpRequestMessage(HttpMethod.Head, "/v1/chat/completions"));
+
+        Assert.Equal(405, (int)response.StatusCode);
+        Assert.Equal("POST", string.Join(", ", response.Content.Headers.Allow));
         Assert.Empty(await response.Content.ReadAsByteArrayAsync());
     }
 
