@@ -141,6 +141,13 @@ public interface ITenantGrain : IGrainWithStringKey
     Task<AdmissionResult> AdmitAsync(AdmissionRequest request);
 
     /// <summary>
+    /// Counts one request that spends no tokens and no money (language detection) against the requests-per-minute
+    /// limits of the tenant and of <paramref name="keyId"/>: the same limiter <see cref="AdmitAsync"/> uses, with
+    /// nothing reserved, so there is nothing to settle. Refused (taking nothing) when either limit is reached.
+    /// </summary>
+    Task<AdmissionResult> CountRequestAsync(string? keyId);
+
+    /// <summary>
     /// Settles an admitted request at its actual cost and refunds unused tokens; idempotent per request. Returns the
     /// tenant-wide budget left (null without one), for the remaining-budget metric.
     /// </summary>

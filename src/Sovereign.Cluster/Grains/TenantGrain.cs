@@ -116,6 +116,20 @@ internal sealed class TenantGrain(
         return new AdmissionResult(AdmissionOutcome.Admitted, view);
     }
 
+    public Task<AdmissionResult> CountRequestAsync(string? keyId)
+    {
+        var rate = Rates().TryAcquire(keyId, 1, 0, time.GetUtcNow());
+        var view = new RateLimitView(rate.LimitRequests, rate.RemainingRequests, rate.ResetRequests, rate.LimitTokens, rate.RemainingTokens, rate.ResetTokens);
+        return Task.FromResult(rate.Allowed
+            ? new AdmissionResult(AdmissionOutcome.Admitted, view)
+            : new AdmissionResult(
+                rate.RefusedDimension == RateLimitDimension.Tokens ? AdmissionOutcome.RateLimitedTokens : AdmissionOutcome.RateLimitedRequests,
+                view,
+                rate.Outcome == RateLimitOutcome.Limited ? rate.RetryAfter : null,
+                TooLarge: rate.Outcome == RateLimitOutcome.TooLarge,
+                RefusedScopeKeyId: rate.RefusedScope == RateLimitScope.Key ? keyId : null));
+    }
+
     public Task<decimal?> SettleAsync(SettlementRequest settlement)
     {
         Rates().Settle(settlement.KeyId, settlement.AdmittedTokens, settlement.ActualTokens);

@@ -125,6 +125,32 @@ public sealed class RequestMetering
     }
 
     /// <summary>
+    /// Counts a request that spends no tokens and no money (<c>POST /v1/language/detect</c>) against the caller's
+    /// requests-per-minute limits, or throws the 429 to answer with; OpenAI's <c>x-ratelimit-*</c> headers either way.
+    /// One grain call and no reservation, so nothing to settle; not a usage record (the work is not metered).
+    /// </summary>
+    public async Task CountRequestAsync(HttpContext context, Caller caller)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(caller);
+        if (caller.IsAnonymous)
+        {
+            return;
+        }
+
+        var result = await _tenants.Get(caller.TenantId).CountRequestAsync(caller.KeyId);
+        foreach (var (name, value) in RateLimitHeaders(result))
+        {
+            context.Response.Headers[name] = value;
+        }
+
+        if (!result.Allowed)
+        {
+            throw Refusal(result, 0, UnpricedCurrency);
+        }
+    }
+
+    /// <summary>
     /// The ticket of a request that failed over to another node: priced for its new placement (another pool or device
     /// class may have another compute rate) from the same book as at admission, on the same reservation. Null when
     /// the reservation does not cover the new price's maximum cost: the request cannot run there on the money held.

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Metering;
 using Sovereign.Gateway.Routing;
 using Sovereign.Languages;
 
@@ -10,15 +11,19 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary>
 /// <c>POST /v1/language/detect</c>: the detector's decision for one text or a batch, with the same detector and
 /// settings that route requests and record their language, so tenants can route their own pipelines and auditors can
-/// check decisions. Any caller allowed on /v1 may use it; texts are neither stored nor logged.
+/// check decisions. Any caller allowed on /v1 may use it; texts are neither stored nor logged. Not metered, but each
+/// request counts against the tenant's requests-per-minute limit (a full batch costs seconds of CPU).
 /// </summary>
 internal static class LanguageDetectEndpoint
 {
-    public static async Task<IResult> HandleAsync(HttpContext context, InferenceRouter router, LanguageRouting languages, IOptions<SovereignOptions> options)
+    public static async Task<IResult> HandleAsync(HttpContext context, InferenceRouter router, LanguageRouting languages, RequestMetering metering, IOptions<SovereignOptions> options)
     {
-        _ = await router.AuthenticateAsync(context);
+        var caller = await router.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<LanguageDetectRequest>(context);
         var inputs = TextInputs.Read(request.Input, options.Value.Limits.MaxEmbeddingInputs, allowEmpty: true);
+
+        // Like the other /v1 endpoints: a valid request is counted before its work, a 400 costs nothing.
+        await metering.CountRequestAsync(context, caller);
         var data = new LanguageDetectItem[inputs.Count];
         for (var i = 0; i < inputs.Count; i++)
         {

@@ -71,6 +71,42 @@ public sealed class MeteringTests(MeteringFixture fixture)
         Assert.Equal("0", limited.Headers.GetValues("x-ratelimit-remaining-requests").Single());
     }
 
+    /// <summary>
+    /// Language detection is not metered, but it counts against the tenant's requests-per-minute limit like every other
+    /// /v1 request: it was not counted at all, so a tenant could spend seconds of CPU per full batch without limit.
+    /// </summary>
+    [Fact]
+    public async Task LanguageDetect_CountsAgainstTheTenantsRequestsPerMinute()
+    {
+        var (_, key) = await fixture.NewTenantAsync(new { rate_limits = new[] { new { requests_per_minute = 2 } } });
+        using var client = fixture.TenantClient(key);
+        const string detect = """{"input":["Bonjour tout le monde","Guten Morgen zusammen"]}""";
+
+        using var first = await client.PostAsync("/v1/language/detect", Json(detect));
+        Assert.Equal(200, (int)first.StatusCode);
+        Assert.Equal("2", first.Headers.GetValues("x-ratelimit-limit-requests").Single());
+        Assert.Equal("1", first.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+
+        // A 400 costs nothing, as on the other endpoints.
+        using var invalid = await client.PostAsync("/v1/language/detect", Json("""{"input":7}"""));
+        Assert.Equal(400, (int)invalid.StatusCode);
+
+        using var second = await client.PostAsync("/v1/language/detect", Json(detect));
+        Assert.Equal(200, (int)second.StatusCode);
+        Assert.Equal("0", second.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+
+        using var limited = await client.PostAsync("/v1/language/detect", Json(detect));
+        Assert.Equal(429, (int)limited.StatusCode);
+        var error = JsonDocument.Parse(await limited.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("requests", error.GetProperty("type").GetString());
+        Assert.Equal("rate_limit_exceeded", error.GetProperty("code").GetString());
+        Assert.True(int.Parse(limited.Headers.GetValues("Retry-After").Single(), CultureInfo.InvariantCulture) >= 1);
+
+        // One limit for the tenant: detection spent the minute's requests, so chat is refused too.
+        using var chat = await client.PostAsync("/v1/chat/completions", Json(Body));
+        Assert.Equal(429, (int)chat.StatusCode);
+    }
+
     [Fact]
     public async Task Invoice_ReconcilesExactlyWithUsageAndRecords()
     {
