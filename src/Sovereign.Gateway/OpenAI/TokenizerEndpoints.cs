@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Metering;
 using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Engine;
 
@@ -16,7 +17,8 @@ namespace Sovereign.Gateway.OpenAI;
 /// <c>POST /tokenize</c> and <c>POST /detokenize</c> with the request and answer shapes of llama-server
 /// (<c>content</c>, <c>add_special</c>, <c>with_pieces</c>; <c>tokens</c>) and vLLM (<c>prompt</c> or <c>messages</c>,
 /// <c>add_special_tokens</c>; <c>count</c>, <c>max_model_len</c>). Authenticated and routed like inference (the text
-/// is content: the residency decision applies); served for models this process runs, not metered.
+/// is content: the residency decision applies); served for models this process runs. Not metered, but each valid
+/// request counts against the tenant's requests-per-minute limit, as on every /v1 endpoint.
 /// </summary>
 internal static class TokenizerEndpoints
 {
@@ -26,7 +28,7 @@ internal static class TokenizerEndpoints
         endpoints.MapPost("/detokenize", DetokenizeAsync);
     }
 
-    private static async Task<IResult> TokenizeAsync(HttpContext context, InferenceRouter router, IOptions<SovereignOptions> options)
+    private static async Task<IResult> TokenizeAsync(HttpContext context, InferenceRouter router, RequestMetering metering, IOptions<SovereignOptions> options)
     {
         var caller = await router.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<TokenizeRequest>(context);
@@ -60,6 +62,7 @@ internal static class TokenizerEndpoints
         }
 
         var model = await LocalModelAsync(context, router, caller, request.Model);
+        await metering.CountRequestAsync(context, caller);
         int[] tokens;
         if (request.Messages is { } messages)
         {
@@ -88,7 +91,7 @@ internal static class TokenizerEndpoints
         return TypedResults.Json(new TokenizeResponse(tokenList, tokens.Length, model.Info.ContextLength), OpenAIJson.Options);
     }
 
-    private static async Task<IResult> DetokenizeAsync(HttpContext context, InferenceRouter router)
+    private static async Task<IResult> DetokenizeAsync(HttpContext context, InferenceRouter router, RequestMetering metering)
     {
         var caller = await router.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<DetokenizeRequest>(context);
@@ -106,6 +109,7 @@ internal static class TokenizerEndpoints
             }
         }
 
+        await metering.CountRequestAsync(context, caller);
         var text = model.Detokenize(tokens);
         return TypedResults.Json(new DetokenizeResponse(text, text), OpenAIJson.Options);
     }

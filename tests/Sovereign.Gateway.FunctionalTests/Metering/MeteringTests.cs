@@ -107,6 +107,33 @@ public sealed class MeteringTests(MeteringFixture fixture)
         Assert.Equal(429, (int)chat.StatusCode);
     }
 
+    /// <summary>
+    /// /tokenize and /detokenize are not metered either, and counted nowhere before: a tenant could run the tokenizer
+    /// without limit. Now each valid request takes one of the minute's requests, shared with inference.
+    /// </summary>
+    [Fact]
+    public async Task TokenizerEndpoints_CountAgainstTheTenantsRequestsPerMinute()
+    {
+        var (_, key) = await fixture.NewTenantAsync(new { rate_limits = new[] { new { requests_per_minute = 2 } } });
+        using var client = fixture.TenantClient(key);
+
+        using var tokenized = await client.PostAsync("/tokenize", Json("""{"model":"stories","content":"Once upon a time"}"""));
+        Assert.Equal(200, (int)tokenized.StatusCode);
+        Assert.Equal("1", tokenized.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+
+        // Refused before any work (an id outside the vocabulary): not counted.
+        using var invalid = await client.PostAsync("/detokenize", Json("""{"model":"stories","tokens":[-1]}"""));
+        Assert.Equal(400, (int)invalid.StatusCode);
+
+        using var detokenized = await client.PostAsync("/detokenize", Json("""{"model":"stories","tokens":[1,2]}"""));
+        Assert.Equal(200, (int)detokenized.StatusCode);
+        Assert.Equal("0", detokenized.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+
+        using var limited = await client.PostAsync("/tokenize", Json("""{"model":"stories","content":"Once upon a time"}"""));
+        Assert.Equal(429, (int)limited.StatusCode);
+        Assert.Equal("requests", JsonDocument.Parse(await limited.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("type").GetString());
+    }
+
     [Fact]
     public async Task Invoice_ReconcilesExactlyWithUsageAndRecords()
     {
