@@ -1,0 +1,67 @@
+using Microsoft.AspNetCore.Http;
+using Sovereign.Gateway.Console;
+
+namespace Sovereign.Gateway.FunctionalTests.Console;
+
+/// <summary>Console sign-ins are bounded: per credential and in all.</summary>
+[Collection(ConsoleCollection.Name)]
+public sealed class ConsoleSessionTests(ConsoleFixture fixture)
+{
+    [Fact]
+    public async Task RepeatedSignIns_WithOneKey_KeepOnlyTheNewestSessions()
+    {
+        var (_, key) = await fixture.NewTenantAsync();
+        using var client = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false }) { BaseAddress = fixture.Address };
+        var cookies = new List<string>();
+        for (var i = 0; i < ConsoleSessions.MaxPerCredential + 4; i++)
+        {
+            using var login = await client.PostAsync("/console/login", new FormUrlEncodedContent([new("credential", key)]));
+            Assert.Equal(302, (int)login.StatusCode);
+            cookies.Add(login.Headers.GetValues("Set-Cookie").Single().Split(';')[0]);
+        }
+
+        // Every sign-in used to keep its session for 8 hours: the first still opened the tenant's page.
+        for (var i = 0; i < cookies.Count; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/console");
+            request.Headers.Add("Cookie", cookies[i]);
+            using var page = await client.SendAsync(request);
+            var html = await page.Content.ReadAsStringAsync();
+            var signedIn = !html.Contains("Operator token or tenant API key", StringComparison.Ordinal);
+            Assert.True(signedIn == i >= 4, $"sign-in {i}: {(signedIn ? "still signed in" : "signed out")}");
+        }
+    }
+
+    [Fact]
+    public void Sessions_AreBoundedPerCredentialAndInAll_OldestEndsFirst()
+    {
+        var sessions = new ConsoleSessions(TimeProvider.System, maxPerCredential: 3, maxSessions: 10);
+        var first = sessions.Create(ConsoleRole.Tenant, "key-a", "a");
+        var ids = Enumerable.Range(0, 5).Select(_ => sessions.Create(ConsoleRole.Tenant, "key-a", "a")).ToList();
+        Assert.Equal(3, sessions.CountFor("key-a"));
+        Assert.Null(sessions.Find(With(first)));
+        Assert.Null(sessions.Find(With(ids[1])));
+        Assert.Equal("a", sessions.Find(With(ids[^1]))!.Tenant);
+
+        // Many credentials: never more than the total; the oldest sessions overall are the ones that end.
+        var others = Enumerable.Range(0, 20).Select(i => sessions.Create(ConsoleRole.Tenant, "key-" + i, null)).ToList();
+        Assert.Equal(10, sessions.Count);
+        Assert.Equal(0, sessions.CountFor("key-a"));
+        Assert.NotNull(sessions.Find(With(others[^1])));
+        Assert.Null(sessions.Find(With(others[9])));
+
+        // Signing out frees the slot and the credential's entry.
+        var context = With(others[^1]);
+        sessions.Remove(context);
+        Assert.Null(sessions.Find(context));
+        Assert.Equal(9, sessions.Count);
+        Assert.Equal(0, sessions.CountFor("key-19"));
+    }
+
+    private static DefaultHttpContext With(string id)
+    {
+        var context = new DefaultHttpContext();
+        context.Request.Headers.Cookie = $"{ConsoleSessions.CookieName}={id}";
+        return context;
+    }
+}
