@@ -222,6 +222,35 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
     }
 
     [Fact]
+    public async Task UnknownTenantIds_LeaveNoGrainActivationBehind()
+    {
+        // Each admin read of a tenant id that does not exist used to activate a tenant grain that stayed until idle
+        // collection (15 minutes): an operator script or a typo loop grows the silo's memory.
+        var management = fixture.Th.Services.GetRequiredService<IGrainFactory>().GetGrain<IManagementGrain>(0);
+        async Task<int> TenantActivationsAsync() =>
+            (await management.GetSimpleGrainStatistics()).Where(s => s.GrainType.Contains("TenantGrain", StringComparison.Ordinal)).Sum(s => s.ActivationCount);
+        var before = await TenantActivationsAsync();
+        string[] reads = ["", "/keys", "/limits", "/invoice"];
+        for (var i = 0; i < 200; i++)
+        {
+            await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/tenants/no-such-{Guid.NewGuid():N}{reads[i % reads.Length]}", null, 404);
+        }
+
+        // Deactivation follows each miss; at most the last few can still be on their way out.
+        var after = await TenantActivationsAsync();
+        Assert.True(after <= before + 20, $"{after} tenant grain activations after 200 misses, {before} before");
+
+        // A tenant created afterwards under an id read before exists and serves.
+        var id = "late-" + Guid.NewGuid().ToString("N")[..8];
+        await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/tenants/{id}", null, 404);
+        await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/tenants", new { id, policy = new { allowed_jurisdictions = new[] { "TH" } } }, 201);
+        Assert.Equal(id, (await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/tenants/{id}", null, 200)).GetProperty("id").GetString());
+        var created = await fixture.AdminAsync(HttpMethod.Post, $"/admin/v1/tenants/{id}/keys", new { name = "after-misses" }, 201);
+        var (chat, _) = Client(created.GetProperty("secret").GetString()!);
+        await chat.CompleteChatAsync([new UserChatMessage("hi")], Short);
+    }
+
+    [Fact]
     public async Task RevokedKey_IsRefusedOnTheNextRequest()
     {
         var created = await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/tenants/th-hospital/keys", new { name = "to-revoke" }, 201);

@@ -280,10 +280,31 @@ internal sealed class TenantGrain(
 
     private static string PeriodName(BudgetPeriod period) => period.ToString().ToLowerInvariant();
 
-    public Task<TenantView?> GetAsync() => Task.FromResult(_tenant is null ? null : ToView(_tenant));
+    public Task<TenantView?> GetAsync()
+    {
+        DeactivateIfUnknown();
+        return Task.FromResult(_tenant is null ? null : ToView(_tenant));
+    }
 
-    public Task<KeyAuthorization> AuthorizeKeyAsync(string keyId) =>
-        Task.FromResult(new KeyAuthorization(_tenant is null ? null : ToView(_tenant), _revokedKeys.Contains(keyId)));
+    public Task<KeyAuthorization> AuthorizeKeyAsync(string keyId)
+    {
+        DeactivateIfUnknown();
+        return Task.FromResult(new KeyAuthorization(_tenant is null ? null : ToView(_tenant), _revokedKeys.Contains(keyId)));
+    }
+
+    /// <summary>
+    /// No such tenant: the activation goes once this call ends, as the key grain's does for a guessed key. Every
+    /// admin GET of a made-up tenant id used to leave one behind until idle collection (15 minutes). A call that
+    /// creates the tenant next simply reaches a fresh activation. An activation holding reservations (a caller
+    /// without a tenant row can still be metered) is kept.
+    /// </summary>
+    private void DeactivateIfUnknown()
+    {
+        if (_tenant is null && _expiryTimer is null && _budget is null)
+        {
+            DeactivateOnIdle();
+        }
+    }
 
     public async Task<TenantView> UpsertAsync(string name, string policyJson, string plan, bool disabled)
     {
