@@ -32,7 +32,7 @@ public sealed record Caller(string TenantId, string? KeyId, ResidencyPolicy? Pol
 /// <summary>
 /// Resolves the bearer key of a /v1 request to its tenant: the key's grain once per gateway (the mapping is immutable),
 /// then the tenant's grain on every request, so a revocation anywhere takes effect on the next request everywhere.
-/// Policies are parsed once per tenant version and cached.
+/// Effective policies are parsed once per tenant policy and key policy, and cached.
 /// </summary>
 public sealed class CallerAuthenticator(
     GrainReferences<IApiKeyGrain> keys,
@@ -45,8 +45,9 @@ public sealed class CallerAuthenticator(
     // Bounds the key cache; an overflowing cache starts again empty rather than tracking recency per request.
     private const int MaxCachedIdentities = 100_000;
 
-    // Keyed by the tenant's version: every update of a tenant adds an entry, so it is bounded like the key cache.
-    private readonly ConcurrentDictionary<(string Tenant, long Version, string? KeyPolicy), ResidencyPolicy> _policies = new();
+    // One entry per (tenant, key policy), replaced when the tenant's policy changes; bounded like the key cache. It
+    // used to be keyed by the tenant's version too, so every update of a tenant added an entry that was never removed.
+    private readonly ConcurrentDictionary<(string Tenant, string? KeyPolicy), CachedPolicy> _policies = new();
 
     // A key's hash, tenant, id and policy never change once issued; only revocation does, and the tenant grain owns it.
     private readonly ConcurrentDictionary<string, KeyIdentity> _identities = new(StringComparer.Ordinal);
@@ -137,29 +138,35 @@ public sealed class CallerAuthenticator(
             throw new OpenAIException(StatusCodes.Status403Forbidden, $"The tenant '{tenant.Id}' is disabled.", "permission_error", null, "tenant_disabled");
         }
 
-        var policyKey = (tenant.Id, tenant.UpdatedAt, identity.KeyPolicyJson);
-        if (!_policies.TryGetValue(policyKey, out var policy))
+        // Compared by the tenant's policy itself, not its version (UpdatedAt): a rename does not re-parse, and two
+        // policy changes within one millisecond cannot leave the first one cached.
+        var policyKey = (tenant.Id, identity.KeyPolicyJson);
+        if (!_policies.TryGetValue(policyKey, out var cached) || !string.Equals(cached.TenantPolicyJson, tenant.PolicyJson, StringComparison.Ordinal))
         {
-            if (_policies.Count >= MaxCachedIdentities)
+            if (cached is null && _policies.Count >= MaxCachedIdentities)
             {
                 _policies.Clear();
             }
 
-            policy = _policies.GetOrAdd(policyKey, EffectivePolicy, tenant.PolicyJson);
+            cached = new CachedPolicy(tenant.PolicyJson, EffectivePolicy(tenant.PolicyJson, identity.KeyPolicyJson));
+            _policies[policyKey] = cached;
         }
 
-        return new Caller(tenant.Id, identity.KeyId, policy, tenant.Plan);
+        return new Caller(tenant.Id, identity.KeyId, cached.Policy, tenant.Plan);
     }
 
-    private ResidencyPolicy EffectivePolicy((string Tenant, long Version, string? KeyPolicy) key, string tenantPolicyJson)
+    /// <summary>The effective policies cached for one tenant (for tests).</summary>
+    internal int CachedPolicyCount(string tenant) => _policies.Keys.Count(k => k.Tenant == tenant);
+
+    private ResidencyPolicy EffectivePolicy(string tenantPolicyJson, string? keyPolicyJson)
     {
         var tenantPolicy = PolicyDocument.FromJson(tenantPolicyJson).ToPolicy();
-        if (key.KeyPolicy is null)
+        if (keyPolicyJson is null)
         {
             return tenantPolicy;
         }
 
-        var narrowed = tenantPolicy.NarrowWith(PolicyDocument.FromJson(key.KeyPolicy).ToNarrowing(), catalog);
+        var narrowed = tenantPolicy.NarrowWith(PolicyDocument.FromJson(keyPolicyJson).ToNarrowing(), catalog);
         return narrowed.IsValid
             ? narrowed.Effective!
             : throw new OpenAIException(StatusCodes.Status403Forbidden, "The key's policy no longer fits its tenant's policy; ask the operator to reissue the key.", "permission_error", null, "residency_violation");
@@ -180,4 +187,7 @@ public sealed class CallerAuthenticator(
 
         return !_tenantsExist;
     }
+
+    /// <summary>A tenant's policy as it was parsed, and the effective policy (narrowed by a key's) made from it.</summary>
+    private sealed record CachedPolicy(string TenantPolicyJson, ResidencyPolicy Policy);
 }
