@@ -9,9 +9,14 @@ internal static partial class GatewayLog
     /// <summary>The category the request-level events are written under.</summary>
     public const string RequestsCategory = "Sovereign.Gateway.Requests";
 
-    [LoggerMessage(EventId = 4001, EventName = "RequestRefused", Level = LogLevel.Information,
+    /// <summary>
+    /// A refusal: at Information, but at Debug for a 401 (no key, an unknown or malformed key, a wrong token): anyone
+    /// can send any number of those, so at Information an anonymous client decided the log's volume. They are still
+    /// counted by the request metrics (status 401).
+    /// </summary>
+    [LoggerMessage(EventId = 4001, EventName = "RequestRefused",
         Message = "Refused {Method} {Path} with {Status} {ErrorType}/{Code} (param {Param})")]
-    public static partial void RequestRefused(ILogger logger, string method, string? path, int status, string errorType, string? code, string? param);
+    public static partial void RequestRefused(ILogger logger, LogLevel level, string method, string? path, int status, string errorType, string? code, string? param);
 
     [LoggerMessage(EventId = 4002, EventName = "RequestShed", Level = LogLevel.Warning,
         Message = "Shed {Method} {Path} with {Status} {Code}: no capacity")]
@@ -21,7 +26,8 @@ internal static partial class GatewayLog
         Message = "Request {Method} {Path} failed")]
     public static partial void RequestFailed(ILogger logger, Exception? exception, string method, string? path);
 
-    [LoggerMessage(EventId = 4004, EventName = "MetricsScrapeRefused", Level = LogLevel.Information,
+    /// <summary>At Debug, as the 401 itself: an anonymous client must not decide the log's volume.</summary>
+    [LoggerMessage(EventId = 4004, EventName = "MetricsScrapeRefused", Level = LogLevel.Debug,
         Message = "Refused a /metrics scrape without the operator token")]
     public static partial void MetricsScrapeRefused(ILogger logger);
 
@@ -69,7 +75,7 @@ internal static partial class GatewayLog
         }
         else
         {
-            RequestRefused(logger, method, path, status, errorType, code, param);
+            RequestRefused(logger, status == StatusCodes.Status401Unauthorized ? LogLevel.Debug : LogLevel.Information, method, path, status, errorType, code, param);
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
@@ -337,6 +338,30 @@ public sealed class HostileInputTests(ServerFixture server)
         // The refusals themselves are logged, by path, with their stable event id.
         Assert.Contains(informational, l => l.Event.Id == 4001 && l.Message.Contains("/v1/chat/completions", StringComparison.Ordinal) && l.Message.Contains("400", StringComparison.Ordinal));
         Assert.Contains(informational, l => l.Event.Id == 4001 && l.Message.Contains("/v1/no-such-thing", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task UnauthenticatedRefusals_AreNotLoggedAtInformation_OtherRefusalsAre()
+    {
+        // An anonymous client with guessed keys decided how much the log wrote at Information: one line per request.
+        var captured = new ConcurrentQueue<(string Category, LogLevel Level, EventId Event, string Message)>();
+        using var capture = new CapturingLoggerProvider(captured);
+        server.App.Services.GetRequiredService<ILoggerFactory>().AddProvider(capture);
+
+        for (var i = 0; i < 5; i++)
+        {
+            using var guessed = new HttpRequestMessage(HttpMethod.Get, "/v1/models");
+            guessed.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "sk-sov-" + Guid.NewGuid().ToString("N"));
+            Assert.Equal(401, (int)(await server.Http.SendAsync(guessed)).StatusCode);
+        }
+
+        Assert.Equal(401, (int)(await server.Http.GetAsync("/metrics")).StatusCode);
+        Assert.Equal(404, (int)(await server.Http.GetAsync("/v1/no-such-refusal")).StatusCode);
+        capture.Stop();
+
+        var informational = captured.Where(l => l.Level >= LogLevel.Information && l.Event.Id is 4001 or 4004).ToList();
+        Assert.DoesNotContain(informational, l => l.Event.Id == 4004 || l.Message.Contains(" 401 ", StringComparison.Ordinal));
+        Assert.Contains(informational, l => l.Message.Contains("/v1/no-such-refusal", StringComparison.Ordinal) && l.Message.Contains(" 404 ", StringComparison.Ordinal));
     }
 
     private static JsonElement ErrorOf(RawResponse response) => JsonDocument.Parse(response.Body).RootElement.GetProperty("error");
