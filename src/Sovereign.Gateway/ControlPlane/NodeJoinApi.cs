@@ -96,6 +96,16 @@ internal static class NodeJoinApi
             throw OpenAIException.BadRequest("url must be the node's absolute http(s) URL, as gateways reach it.", "url", "invalid_value");
         }
 
+        // The token is looked up first, by a read: a join with a guessed, used or expired token is refused before any
+        // expensive work (reading the CA key, verifying the request's signature) and before any write. Anyone can
+        // reach this endpoint; it used to verify the signature and then attempt the token's UPDATE (the database's
+        // write lock) for every such request. The consume below still decides, atomically.
+        var tokenHash = string.IsNullOrEmpty(request.Token) ? null : Hash(request.Token);
+        if (tokenHash is null || await store.FindUsableJoinTokenAsync(tokenHash, time.GetUtcNow().ToUnixTimeMilliseconds(), context.RequestAborted) is null)
+        {
+            throw InvalidToken();
+        }
+
         // The node's certificate request is checked before the token is spent, so a malformed one costs no token.
         var certificateRequest = request.CertificateRequest;
         if (tls.Enabled && string.IsNullOrWhiteSpace(certificateRequest))
@@ -129,15 +139,8 @@ internal static class NodeJoinApi
         }
 
         using var issuer = authority;
-        var used = string.IsNullOrEmpty(request.Token)
-            ? null
-            : await store.ConsumeJoinTokenAsync(Hash(request.Token), nodeId, time.GetUtcNow().ToUnixTimeMilliseconds(), context.RequestAborted);
-        if (used is null)
-        {
-            // One answer for unknown, used and expired tokens: nothing to learn by guessing.
-            throw new OpenAIException(StatusCodes.Status401Unauthorized, "The join token is not valid (unknown, already used or expired). Ask the operator for a new one.",
-                "authentication_error", "token", "invalid_join_token");
-        }
+        var used = await store.ConsumeJoinTokenAsync(tokenHash, nodeId, time.GetUtcNow().ToUnixTimeMilliseconds(), context.RequestAborted)
+            ?? throw InvalidToken(); // used or expired since the lookup
 
         string? certificate = null;
         if (issuer is not null)
@@ -162,6 +165,11 @@ internal static class NodeJoinApi
             },
             OpenAIJson.Options);
     }
+
+    // One answer for unknown, used and expired tokens: nothing to learn by guessing.
+    private static OpenAIException InvalidToken() =>
+        new(StatusCodes.Status401Unauthorized, "The join token is not valid (unknown, already used or expired). Ask the operator for a new one.",
+            "authentication_error", "token", "invalid_join_token");
 
     private static string Hash(string token) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token)));
 

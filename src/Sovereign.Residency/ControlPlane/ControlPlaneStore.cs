@@ -143,19 +143,31 @@ public sealed class ControlPlaneStore(SqlDatabase database)
         ("@created", token.CreatedAt), ("@expires", token.ExpiresAt), ("@device", token.DeviceClass));
 
     /// <summary>
-    /// Uses a join token once: atomically marks it used by <paramref name="nodeId"/> if it exists, is unused and has
-    /// not expired, and returns it; null otherwise (two nodes racing with one token: one wins).
+    /// The join token with this hash if it exists, is unused and has not expired; null otherwise. A read: it takes no
+    /// write lock, so a join with a guessed token is refused without touching the writers' turn (see
+    /// <see cref="ConsumeJoinTokenAsync"/>, which still decides).
     /// </summary>
-    public async Task<JoinTokenRecord?> ConsumeJoinTokenAsync(string tokenHash, string nodeId, long now, CancellationToken cancellationToken = default) =>
+    public async Task<JoinTokenRecord?> FindUsableJoinTokenAsync(string tokenHash, long now, CancellationToken cancellationToken = default) =>
         (await QueryAsync(
+            "SELECT id, token_hash, jurisdiction, pool, created_at, expires_at, device_class FROM node_join_tokens WHERE token_hash = @hash AND used_at IS NULL AND expires_at > @now",
+            ReadJoinToken, cancellationToken, ("@hash", tokenHash), ("@now", now))).FirstOrDefault();
+
+    /// <summary>
+    /// Uses a join token once: atomically marks it used by <paramref name="nodeId"/> if it exists, is unused and has
+    /// not expired, and returns it; null otherwise (two nodes racing with one token: one wins). A write, so it waits
+    /// for this process's write turn like every other writer of the file.
+    /// </summary>
+    public async Task<JoinTokenRecord?> ConsumeJoinTokenAsync(string tokenHash, string nodeId, long now, CancellationToken cancellationToken = default)
+    {
+        using var turn = await database.EnterWriteAsync(cancellationToken);
+        return (await QueryAsync(
             """
             UPDATE node_join_tokens SET used_at = @now, used_by = @node
             WHERE token_hash = @hash AND used_at IS NULL AND expires_at > @now
             RETURNING id, token_hash, jurisdiction, pool, created_at, expires_at, device_class
             """,
-            r => new JoinTokenRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetString(3), r.GetInt64(4), r.GetInt64(5),
-                r.IsDBNull(6) ? null : r.GetString(6)),
-            cancellationToken, ("@hash", tokenHash), ("@node", nodeId), ("@now", now))).FirstOrDefault();
+            ReadJoinToken, cancellationToken, ("@hash", tokenHash), ("@node", nodeId), ("@now", now))).FirstOrDefault();
+    }
 
     /// <summary>
     /// Records a certificate revocation; revoking a node again moves its time forward (certificates issued to it since the
@@ -183,6 +195,9 @@ public sealed class ControlPlaneStore(SqlDatabase database)
 
     private static TenantRecord ReadTenant(DbDataReader r) =>
         new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), Convert.ToInt64(r.GetValue(4), CultureInfo.InvariantCulture) != 0, r.GetInt64(5), r.GetInt64(6), r.IsDBNull(7) ? null : r.GetString(7));
+
+    private static JoinTokenRecord ReadJoinToken(DbDataReader r) =>
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetString(3), r.GetInt64(4), r.GetInt64(5), r.IsDBNull(6) ? null : r.GetString(6));
 
     private static ApiKeyRecord ReadKey(DbDataReader r) =>
         new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5), r.GetInt64(6), r.IsDBNull(7) ? null : r.GetInt64(7));

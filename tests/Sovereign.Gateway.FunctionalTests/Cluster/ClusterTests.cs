@@ -389,16 +389,37 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             Assert.Contains("th-cpu", statusOutput, StringComparison.Ordinal);
             Assert.Contains("node/node-joined", statusOutput, StringComparison.Ordinal);
 
-            // The token was used: nobody can join with it again. A join without a signing request is refused before the token is read.
+            // The token was used: nobody can join with it again.
             using var anonymous = cluster.GatewaySg.Client(null);
             using var thiefKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
             var csr = ClusterCertificates.CreateSigningRequest(new ClusterIdentity(ServerRole.Node, "node-thief"), thiefKey);
             var refused = await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-thief", url = "http://127.0.0.1:9", csr }), 401);
             Assert.Equal("invalid_join_token", refused.GetProperty("error").GetProperty("code").GetString());
-            var noRequest = await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-thief", url = "http://127.0.0.1:9" }), 400);
+
+            // A used (or guessed) token is refused before the signing request is looked at: reading the CA key and
+            // verifying a signature are for the holder of a usable token, not for anyone who can reach the gateway.
+            const string MalformedRequest = "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----";
+            foreach (var body in new object[]
+            {
+                new { token, node_id = "node-thief", url = "http://127.0.0.1:9" },
+                new { token, node_id = "node-thief", url = "http://127.0.0.1:9", csr = MalformedRequest },
+                new { token = "sjt_" + new string('0', 64), node_id = "node-thief", url = "http://127.0.0.1:9", csr = MalformedRequest },
+            })
+            {
+                var early = await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", body), 401);
+                Assert.Equal("invalid_join_token", early.GetProperty("error").GetProperty("code").GetString());
+            }
+
+            // With a usable token, a missing or malformed signing request is the node's 400 and does not spend the token.
+            var fresh = (await ClusterFixture.Expect(admin.PostAsJsonAsync("/admin/v1/nodes/join-tokens", new { jurisdiction = "TH" }), 201)).GetProperty("token").GetString();
+            var noRequest = await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token = fresh, node_id = "node-csr-check", url = "http://127.0.0.1:9" }), 400);
             Assert.Equal("csr", noRequest.GetProperty("error").GetProperty("param").GetString());
-            var badRequest = await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-thief", url = "http://127.0.0.1:9", csr = "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----" }), 400);
+            var badRequest = await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token = fresh, node_id = "node-csr-check", url = "http://127.0.0.1:9", csr = MalformedRequest }), 400);
             Assert.Equal("invalid_value", badRequest.GetProperty("error").GetProperty("code").GetString());
+            using var checkKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var goodRequest = ClusterCertificates.CreateSigningRequest(new ClusterIdentity(ServerRole.Node, "node-csr-check"), checkKey);
+            await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token = fresh, node_id = "node-csr-check", url = "http://127.0.0.1:9", csr = goodRequest }), 200);
+            await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token = fresh, node_id = "node-csr-check", url = "http://127.0.0.1:9", csr = goodRequest }), 401);
         }
         finally
         {
