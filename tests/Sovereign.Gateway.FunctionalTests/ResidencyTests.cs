@@ -263,9 +263,16 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
 
         await fixture.AdminAsync(HttpMethod.Delete, $"/admin/v1/tenants/th-hospital/keys/{keyId}", null, 200);
 
+        // 401s are logged at Debug (anyone can send guessed keys), but a revoked key in use is the operator's business.
+        var captured = new System.Collections.Concurrent.ConcurrentQueue<(string Category, Microsoft.Extensions.Logging.LogLevel Level, Microsoft.Extensions.Logging.EventId Event, string Message)>();
+        using var capture = new CapturingLoggerProvider(captured);
+        fixture.Th.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().AddProvider(capture);
         var refused = await Assert.ThrowsAsync<ClientResultException>(() => chat.CompleteChatAsync([new UserChatMessage("hi")], Short));
+        capture.Stop();
         Assert.Equal(401, refused.Status);
         Assert.Contains($"The API key {keyId} has been revoked", refused.Message, StringComparison.Ordinal);
+        Assert.Contains(captured, l => l.Event.Id == 4005 && l.Level == Microsoft.Extensions.Logging.LogLevel.Information
+            && l.Message.Contains(keyId, StringComparison.Ordinal) && l.Message.Contains("th-hospital", StringComparison.Ordinal));
         var listed = (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/tenants/th-hospital/keys", null, 200)).GetProperty("data").EnumerateArray()
             .Single(k => k.GetProperty("id").GetString() == keyId);
         Assert.NotEqual(JsonValueKind.Null, listed.GetProperty("revoked_at").ValueKind);

@@ -4,6 +4,7 @@ using System.Text;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Observability;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Residency.ControlPlane;
 using Sovereign.Residency.Jurisdictions;
@@ -40,8 +41,11 @@ public sealed class CallerAuthenticator(
     ControlPlaneStore store,
     JurisdictionCatalog catalog,
     IOptions<SovereignOptions> options,
-    ClusterRelay relay)
+    ClusterRelay relay,
+    ILoggerFactory loggers)
 {
+    private readonly ILogger _requestLog = loggers.CreateLogger(GatewayLog.RequestsCategory);
+
     // Bounds the key cache; an overflowing cache starts again empty rather than tracking recency per request.
     private const int MaxCachedIdentities = 100_000;
 
@@ -129,6 +133,7 @@ public sealed class CallerAuthenticator(
         if (identity.Revoked || authorization.KeyRevoked)
         {
             _identities.TryRemove(hash, out _);
+            GatewayLog.RevokedKeyUsed(_requestLog, identity.KeyId, identity.TenantId);
             throw OpenAIException.Unauthorized($"The API key {identity.KeyId} has been revoked.");
         }
 

@@ -31,6 +31,14 @@ internal static partial class GatewayLog
         Message = "Refused a /metrics scrape without the operator token")]
     public static partial void MetricsScrapeRefused(ILogger logger);
 
+    /// <summary>
+    /// A revoked key presented again: at Information although the answer is a 401, since only someone who once held a
+    /// valid key can cause it (a leaked key still in use, or a client not yet rotated).
+    /// </summary>
+    [LoggerMessage(EventId = 4005, EventName = "RevokedKeyUsed", Level = LogLevel.Information,
+        Message = "Refused revoked key {KeyId} of tenant {TenantId}")]
+    public static partial void RevokedKeyUsed(ILogger logger, string keyId, string tenantId);
+
     [LoggerMessage(EventId = 4100, EventName = "NodeUnreachable", Level = LogLevel.Warning,
         Message = "Node {NodeId} could not be reached; routing around it until it reports again")]
     public static partial void NodeUnreachable(ILogger logger, string nodeId);

@@ -372,33 +372,4 @@ public sealed class HostileInputTests(ServerFixture server)
         var at = json.IndexOf(Invalid, StringComparison.Ordinal);
         return [.. Encoding.UTF8.GetBytes(json[..at]), .. bytes, .. Encoding.UTF8.GetBytes(json[(at + Invalid.Length)..])];
     }
-
-    private sealed class CapturingLoggerProvider(ConcurrentQueue<(string, LogLevel, EventId, string)> sink) : ILoggerProvider
-    {
-        private volatile bool _stopped;
-
-        private ConcurrentQueue<(string, LogLevel, EventId, string)> Sink => sink;
-
-        public void Stop() => _stopped = true;
-
-        public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
-
-        public void Dispose() => Stop();
-
-        private sealed class Logger(CapturingLoggerProvider owner, string category) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state)
-                where TState : notnull => null;
-
-            public bool IsEnabled(LogLevel logLevel) => !owner._stopped;
-
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            {
-                if (!owner._stopped)
-                {
-                    owner.Sink.Enqueue((category, logLevel, eventId, formatter(state, exception)));
-                }
-            }
-        }
-    }
 }
