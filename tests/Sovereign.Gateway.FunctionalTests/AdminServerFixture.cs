@@ -67,7 +67,7 @@ public abstract class AdminServerFixture(string adminToken, string folderPrefix)
         return text.Length > 0 && text[0] is '{' or '[' ? JsonDocument.Parse(text).RootElement.Clone() : default;
     }
 
-    public async Task DisposeAsync()
+    public virtual async Task DisposeAsync()
     {
         Admin.Dispose();
         await App.StopAsync();

@@ -14,16 +14,27 @@ internal static class NodesCommand
         var id = new Argument<string>("id") { Description = "Node id." };
         var jurisdiction = new Option<string>("--jurisdiction", "-j") { Description = "ISO 3166-1 alpha-2 country the node runs in.", Required = true };
         var url = new Option<string>("--base-url") { Description = "The engine's OpenAI-compatible base URL, without /v1 (the gateway adds it), e.g. http://10.1.2.3:8000.", Required = true };
-        var models = new Option<string[]>("--model") { Description = "A model it serves, as ID or ID=UPSTREAM_NAME; repeatable.", Required = true };
+        var models = new Option<string[]>("--model") { Description = "A chat model it serves, as ID or ID=UPSTREAM_NAME; repeatable." };
+        var embeddingModels = new Option<string[]>("--embedding-model") { Description = "An embedding model it serves (POST /v1/embeddings), as ID or ID=UPSTREAM_NAME; repeatable." };
         var capacity = new Option<int?>("--capacity") { Description = "Concurrent requests per model (default 16)." };
         var apiKey = new Option<string?>("--api-key") { Description = "Bearer key the engine needs, if any." };
         var addPool = new Option<string?>("--pool") { Description = "The pool it is in (prices and reservations are per pool; default <jurisdiction>-default)." };
         var deviceClass = new Option<string?>("--device-class") { Description = "Its device class for prices, e.g. h100 (default unknown)." };
-        var addCommand = new Command("add", "Register an external OpenAI-compatible engine as a node; the operator key signs its jurisdiction, pool and device class.") { id, jurisdiction, url, models, capacity, apiKey, addPool, deviceClass };
+        var addCommand = new Command("add", "Register an external OpenAI-compatible engine as a node; the operator key signs its jurisdiction, pool and device class.") { id, jurisdiction, url, models, embeddingModels, capacity, apiKey, addPool, deviceClass };
+        addCommand.Validators.Add(result =>
+        {
+            if ((result.GetValue(models) ?? []).Length == 0 && (result.GetValue(embeddingModels) ?? []).Length == 0)
+            {
+                result.AddError("Name at least one model the engine serves: --model (chat) or --embedding-model.");
+            }
+        });
         add.AddTo(addCommand);
         addCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var list = (result.GetValue(models) ?? []).Select(m => m.Split('=', 2)).Select(p => new { id = p[0], upstream = p.Length > 1 ? p[1] : p[0], capacity = result.GetValue(capacity) }).ToArray();
+            var list = (result.GetValue(models) ?? []).Select(m => (Model: m, Kind: "chat"))
+                .Concat((result.GetValue(embeddingModels) ?? []).Select(m => (Model: m, Kind: "embedding")))
+                .Select(m => (Parts: m.Model.Split('=', 2), m.Kind))
+                .Select(m => new { id = m.Parts[0], upstream = m.Parts.Length > 1 ? m.Parts[1] : m.Parts[0], capacity = result.GetValue(capacity), kind = m.Kind }).ToArray();
             var json = await add.SendAsync(result, HttpMethod.Post, "/admin/v1/nodes",
                 new { id = result.GetValue(id), jurisdiction = result.GetValue(jurisdiction), base_url = result.GetValue(url), models = list, api_key = result.GetValue(apiKey), pool = result.GetValue(addPool), device_class = result.GetValue(deviceClass) }, ct);
             if (!add.PrintJson(result, json))
@@ -45,7 +56,8 @@ internal static class NodesCommand
                 {
                     table.AddRow(TenantsCommand.Text(n, "id"), TenantsCommand.Text(n, "jurisdiction"), TenantsCommand.Text(n, "pool"), TenantsCommand.Text(n, "device_class"),
                         TenantsCommand.Text(n, "kind"), TenantsCommand.Text(n, "state"),
-                        TenantsCommand.Text(n, "base_url"), Markup.Escape(string.Join(", ", n.GetProperty("models").EnumerateArray().Select(m => m.GetProperty("id").GetString()))));
+                        TenantsCommand.Text(n, "base_url"), Markup.Escape(string.Join(", ", n.GetProperty("models").EnumerateArray().Select(m =>
+                            m.TryGetProperty("kind", out var kind) && kind.GetString() == "embedding" ? m.GetProperty("id").GetString() + " (embedding)" : m.GetProperty("id").GetString()))));
                 }
 
                 AnsiConsole.Write(table);

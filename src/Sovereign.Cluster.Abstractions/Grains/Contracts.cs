@@ -85,14 +85,34 @@ public sealed record Accelerator(
     [property: Id(2)] long MemoryTotalMiB,
     [property: Id(3)] long MemoryUsedMiB);
 
-/// <summary>A model on a node: the id clients use, the engine's own name for it, and how many requests it takes at once.</summary>
+/// <summary>
+/// A model on a node: the id clients use, the engine's own name for it, how many requests it takes at once, and its
+/// kind (<see cref="NodeModelKinds"/>: a chat model serves chat, text completions and responses; an embedding model
+/// serves <c>/v1/embeddings</c>; null, as registered before kinds existed, is chat).
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record NodeModel(
     [property: Id(0)] string Id,
     [property: Id(1)] string Upstream,
     [property: Id(2)] int Capacity,
     [property: Id(3)] string? License = null,
-    [property: Id(4)] string? Origin = null);
+    [property: Id(4)] string? Origin = null,
+    [property: Id(5)] string? Kind = null)
+{
+    /// <summary>Whether the model serves <c>/v1/embeddings</c> (and nothing else).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool IsEmbedding => Kind == NodeModelKinds.Embedding;
+}
+
+/// <summary>The kinds of model a node serves, as the registry stores them.</summary>
+public static class NodeModelKinds
+{
+    /// <summary>Chat, text completions and responses (the default).</summary>
+    public const string Chat = "chat";
+
+    /// <summary><c>/v1/embeddings</c>.</summary>
+    public const string Embedding = "embedding";
+}
 
 /// <summary>The whole registry with a version that changes on every write (for caches).</summary>
 [GenerateSerializer, Immutable]

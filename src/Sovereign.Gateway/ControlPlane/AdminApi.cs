@@ -242,7 +242,15 @@ public static class AdminApi
                 throw OpenAIException.BadRequest($"models[{i}].origin must be an ISO 3166-1 alpha-2 country code.", $"models[{i}].origin", "invalid_value");
             }
 
-            models.Add(new NodeModel(model.Id, model.Upstream ?? model.Id, model.Capacity ?? 16, model.License, model.Origin?.ToUpperInvariant()));
+            // The kind decides the endpoints: an embedding model is relayed /v1/embeddings only, a chat model everything else.
+            var modelKind = model.Kind switch
+            {
+                null or NodeModelKinds.Chat => NodeModelKinds.Chat,
+                NodeModelKinds.Embedding => NodeModelKinds.Embedding,
+                _ => throw OpenAIException.BadRequest(
+                    $"models[{i}].kind must be '{NodeModelKinds.Chat}' or '{NodeModelKinds.Embedding}'; got '{RequestReader.Shorten(model.Kind)}'.", $"models[{i}].kind", "invalid_value"),
+            };
+            models.Add(new NodeModel(model.Id, model.Upstream ?? model.Id, model.Capacity ?? 16, model.License, model.Origin?.ToUpperInvariant(), modelKind));
         }
 
         var baseUrl = url.ToString().TrimEnd('/');
@@ -642,7 +650,7 @@ public static class AdminApi
         kind = n.Kind.ToLowerInvariant(),
         base_url = n.BaseUrl,
         state = n.State.ToLowerInvariant(),
-        models = n.Models.Select(m => new { id = m.Id, upstream = m.Upstream, capacity = m.Capacity, license = m.License, origin = m.Origin }),
+        models = n.Models.Select(m => new { id = m.Id, kind = m.Kind ?? NodeModelKinds.Chat, upstream = m.Upstream, capacity = m.Capacity, license = m.License, origin = m.Origin }),
         credential = n.Credential,
         updated_at = n.UpdatedAt,
         load = n.Load is { } load

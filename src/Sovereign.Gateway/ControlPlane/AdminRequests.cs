@@ -54,6 +54,9 @@ internal sealed class NodeModelRequest
     public int? Capacity { get; set; }
     public string? License { get; set; }
     public string? Origin { get; set; }
+
+    /// <summary><c>chat</c> (default) or <c>embedding</c>: which endpoints the model serves.</summary>
+    public string? Kind { get; set; }
 }
 
 internal sealed class NodeStateRequest

@@ -75,7 +75,7 @@ internal sealed partial class LocalNodeRegistrar(
             }
         }
 
-        var models = NodeLoadReporter.ModelsOf(catalog);
+        var models = NodeLoadReporter.ModelsOf(catalog, settings.Limits.RouteQueue);
         for (var waited = false; ; waited = true)
         {
             try

@@ -30,9 +30,15 @@ internal sealed partial class NodeLoadReporter(
     private readonly SemaphoreSlim _changed = new(0, 1);
     private IReadOnlyList<Accelerator> _accelerators = [];
 
-    /// <summary>The models this process serves, as the registry lists them.</summary>
-    public static List<NodeModel> ModelsOf(ModelCatalog catalog) =>
-        [.. catalog.All.Select(m => new NodeModel(m.Id, m.Id, m.Model is { } model ? model.Options.Parallel + model.Options.MaxQueue : 64, m.Model?.Options.License, m.Model?.Options.Origin))];
+    /// <summary>
+    /// The models this process serves, as the registry lists them, with their kind: a gateway relays chat work to a
+    /// node's chat models and embeddings to its embedding models. The capacity is what the node holds before it
+    /// refuses: a chat model's sequences and queue, an embedding model's slots and its route queue.
+    /// </summary>
+    public static List<NodeModel> ModelsOf(ModelCatalog catalog, int routeQueue) =>
+        [.. catalog.All.Select(m => m.Kind == Sovereign.Inference.Engine.ModelKind.Embedding
+            ? new NodeModel(m.Id, m.Id, Pipeline.Executors.EmbeddingExecutor.Slots + routeQueue, m.Model?.Options.License, m.Model?.Options.Origin, NodeModelKinds.Embedding)
+            : new NodeModel(m.Id, m.Id, m.Model is { } model ? model.Options.Parallel + model.Options.MaxQueue : 64, m.Model?.Options.License, m.Model?.Options.Origin, NodeModelKinds.Chat))];
 
     /// <summary>The load of each served model now.</summary>
     public static List<ModelLoad> LoadOf(ModelCatalog catalog) =>
@@ -70,7 +76,7 @@ internal sealed partial class NodeLoadReporter(
                 try
                 {
                     var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog), new NodeLoad(now, LoadOf(catalog), _accelerators, AvailableOf(catalog), cluster.Value.DeviceClass ?? DeviceClasses.Of(_accelerators))))
+                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog, options.Value.Limits.RouteQueue), new NodeLoad(now, LoadOf(catalog), _accelerators, AvailableOf(catalog), cluster.Value.DeviceClass ?? DeviceClasses.Of(_accelerators))))
                     {
                         nodes.Invalidate();
                     }

@@ -7,7 +7,10 @@ using Sovereign.Gateway.Pipeline.Executors;
 
 namespace Sovereign.Gateway.OpenAI;
 
-/// <summary><c>POST /v1/embeddings</c> for GGUF embedding models and the built-in MiniLM.</summary>
+/// <summary>
+/// <c>POST /v1/embeddings</c> for GGUF embedding models and the built-in MiniLM, and relayed to an external engine's or
+/// a cluster node's embedding model (<see cref="UpstreamEmbeddings"/>), in the same wire format either way.
+/// </summary>
 internal static class EmbeddingsEndpoint
 {
     public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, IOptions<SovereignOptions> options)
@@ -33,6 +36,12 @@ internal static class EmbeddingsEndpoint
             Dimensions = request.Dimensions,
         };
         await using var governed = await pipeline.StartAsync(context, caller, work);
+        if (governed.Execution is UpstreamEmbeddings relayed)
+        {
+            await relayed.RespondAsync(format);
+            return;
+        }
+
         var embeddings = await ((EmbeddingRun)governed.Execution!).GenerateAsync();
         await governed.CompleteAsync();
         var tokens = (int)(embeddings.Usage?.InputTokenCount ?? 0);

@@ -104,11 +104,19 @@ internal sealed class PoolAdmission(
             slots += local.Batcher?.Model.Options.Parallel ?? Executors.EmbeddingExecutor.Slots;
         }
 
-        foreach (var (node, replica) in await nodes.ExternalReplicasAsync(model))
+        // Chat and embedding replicas alike: a pool's reservations hold for both kinds of route.
+        foreach (var kind in RemoteKinds)
         {
-            if (nodes.IsUp(node) && nodes.PlacementOf(node).Pool == pool)
+            foreach (var (node, replica) in await nodes.ExternalReplicasAsync(model, kind))
             {
-                slots += node.Load?.Models.FirstOrDefault(m => m.Model == model) is { } load ? load.Running + load.FreeSlots : replica.Capacity;
+                if (nodes.IsUp(node) && nodes.PlacementOf(node).Pool == pool)
+                {
+                    // A node reports its chat models' sequences; an embedding model runs its executor's slots on a
+                    // cluster node, and on an external engine the capacity it was registered with.
+                    slots += replica.IsEmbedding
+                        ? NodeDirectory.IsClusterNode(node) ? Executors.EmbeddingExecutor.Slots : replica.Capacity
+                        : node.Load?.Models.FirstOrDefault(m => m.Model == model) is { } load ? load.Running + load.FreeSlots : replica.Capacity;
+                }
             }
         }
 
@@ -140,6 +148,8 @@ internal sealed class PoolAdmission(
 
         return capacity;
     }
+
+    private static readonly Sovereign.Inference.Engine.ModelKind[] RemoteKinds = [Sovereign.Inference.Engine.ModelKind.Chat, Sovereign.Inference.Engine.ModelKind.Embedding];
 
     private sealed record LocalPlacement(NodeView? Node, Placement Placement);
 }

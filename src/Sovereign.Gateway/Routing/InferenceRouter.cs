@@ -227,16 +227,25 @@ public sealed class InferenceRouter(
                 $"The model '{model}' is {(local.Kind == ModelKind.Embedding ? "an embedding" : "a chat")} model and cannot serve this endpoint.", "model", "model_not_supported");
         }
 
-        var external = kind == ModelKind.Chat ? await nodes.ExternalReplicasAsync(model) : [];
+        var external = await nodes.ExternalReplicasAsync(model, kind);
         IReadOnlyList<NodeView> unloaded = [];
         if (local is null && external.Count == 0 && (caller.Policy is null || (unloaded = await nodes.NodesWithUnloadedAsync(model)).Count == 0))
         {
             // The snapshot may be up to a refresh old: before saying a model does not exist, read the registry itself,
             // so a model a node has just registered is never a 404 at a gateway that has not refreshed yet.
             nodes.Invalidate();
-            external = kind == ModelKind.Chat ? await nodes.ExternalReplicasAsync(model) : [];
+            external = await nodes.ExternalReplicasAsync(model, kind);
             if (local is null && external.Count == 0 && (caller.Policy is null || (unloaded = await nodes.NodesWithUnloadedAsync(model)).Count == 0))
             {
+                // Served elsewhere, but as the other kind: a chat model asked for embeddings (or the reverse) is the
+                // client's mistake, as for a local model. Anonymous callers are never relayed, so for them it is absent.
+                var other = kind == ModelKind.Embedding ? ModelKind.Chat : ModelKind.Embedding;
+                if (caller.Policy is not null && (await nodes.ExternalReplicasAsync(model, other)).Count > 0)
+                {
+                    throw OpenAIException.BadRequest(
+                        $"The model '{model}' is {(other == ModelKind.Embedding ? "an embedding" : "a chat")} model and cannot serve this endpoint.", "model", "model_not_supported");
+                }
+
                 throw OpenAIException.ModelNotFound(model);
             }
         }

@@ -35,7 +35,7 @@ public sealed class NodeDirectory(
     // How many nodes are marked: routing reads every replica's mark, and almost always there is none to find.
     private int _unreachableCount;
     private readonly Lock _refreshGate = new();
-    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, NodeClaims>(), null, 0, new Dictionary<string, NodeClaims?>());
+    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, NodeClaims>(), null, 0, new Dictionary<string, NodeClaims?>());
     private Task<Snapshot>? _refreshing;
     private long _generation;
 
@@ -131,7 +131,8 @@ public sealed class NodeDirectory(
 
             // This process's own node is looked up on every locally served request: found once per registry version.
             var self = trusted.Find(n => n.Id == options.Value.NodeId && n.Kind == nameof(Residency.Policies.NodeKind.Local));
-            snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexRemoteModels(trusted, options.Value.NodeId), claims, self, generation, verified);
+            snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexRemoteModels(trusted, options.Value.NodeId, embedding: false),
+                IndexRemoteModels(trusted, options.Value.NodeId, embedding: true), claims, self, generation, verified);
         }
         else
         {
@@ -148,19 +149,20 @@ public sealed class NodeDirectory(
     }
 
     /// <summary>
-    /// The other nodes serving a model, from the current snapshot's index (built once per registry version, so a
-    /// request does not scan every node): external engines, and the cluster's own nodes that this process reaches at
-    /// their URL.
+    /// The other nodes serving a model of <paramref name="kind"/>, from the current snapshot's index (built once per
+    /// registry version, so a request does not scan every node): external engines, and the cluster's own nodes that
+    /// this process reaches at their URL. A chat model is never a replica for embeddings, nor the other way round.
     /// </summary>
-    public async ValueTask<IReadOnlyList<(NodeView Node, NodeModel Model)>> ExternalReplicasAsync(string model)
+    public async ValueTask<IReadOnlyList<(NodeView Node, NodeModel Model)>> ExternalReplicasAsync(string model, Sovereign.Inference.Engine.ModelKind kind = Sovereign.Inference.Engine.ModelKind.Chat)
     {
         await GetNodesAsync();
-        return _snapshot.ExternalByModel.TryGetValue(model, out var replicas) ? replicas : [];
+        var index = kind == Sovereign.Inference.Engine.ModelKind.Embedding ? _snapshot.EmbeddingByModel : _snapshot.ChatByModel;
+        return index.TryGetValue(model, out var replicas) ? replicas : [];
     }
 
-    private static Dictionary<string, (NodeView, NodeModel)[]> IndexRemoteModels(IEnumerable<NodeView> nodes, string self) =>
+    private static Dictionary<string, (NodeView, NodeModel)[]> IndexRemoteModels(IEnumerable<NodeView> nodes, string self, bool embedding) =>
         nodes.Where(n => n.Kind == nameof(Residency.Policies.NodeKind.External) || (n.Id != self && IsClusterNode(n)))
-            .SelectMany(n => n.Models.Select(m => (Node: n, Model: m)))
+            .SelectMany(n => n.Models.Where(m => m.IsEmbedding == embedding).Select(m => (Node: n, Model: m)))
             .GroupBy(x => x.Model.Id, StringComparer.Ordinal)
             .ToDictionary(g => g.Key, g => g.ToArray(), StringComparer.Ordinal);
 
@@ -299,8 +301,8 @@ public sealed class NodeDirectory(
 
     /// <summary>A verified view of the registry; <see cref="Verified"/> holds each credential's check (null: it failed).</summary>
     private sealed record Snapshot(
-        long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt, IReadOnlyDictionary<string, (NodeView, NodeModel)[]> ExternalByModel,
-        IReadOnlyDictionary<string, NodeClaims> Claims, NodeView? Local, long Generation, IReadOnlyDictionary<string, NodeClaims?> Verified);
+        long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt, IReadOnlyDictionary<string, (NodeView, NodeModel)[]> ChatByModel,
+        IReadOnlyDictionary<string, (NodeView, NodeModel)[]> EmbeddingByModel, IReadOnlyDictionary<string, NodeClaims> Claims, NodeView? Local, long Generation, IReadOnlyDictionary<string, NodeClaims?> Verified);
 
     private sealed class InFlightHandle(ConcurrentDictionary<string, int> counts, string nodeId) : IDisposable
     {

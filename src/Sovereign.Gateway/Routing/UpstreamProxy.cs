@@ -187,7 +187,14 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// Logged like every error answer; a redirect or the engine refusing the gateway's key also names the engine
     /// (event 4103), since only the operator can mend either.
     /// </summary>
-    public static async Task PassErrorAsync(HttpContext context, HttpResponseMessage response)
+    public static async Task PassErrorAsync(HttpContext context, HttpResponseMessage response) =>
+        await OpenAIErrorResults.AnswerAsync(context, await ErrorOfAsync(context, response));
+
+    /// <summary>
+    /// The error an engine's non-success answer becomes for the client (as <see cref="PassErrorAsync"/> answers it),
+    /// logged where only the operator can mend it; for callers that throw it through the pipeline instead.
+    /// </summary>
+    public static async Task<OpenAIException> ErrorOfAsync(HttpContext context, HttpResponseMessage response)
     {
         var error = (int)response.StatusCode < 400
             ? new OpenAIException(StatusCodes.Status502BadGateway,
@@ -199,7 +206,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             Observability.GatewayLog.UpstreamAnswerInvalid(OpenAIErrorResults.RequestsLogger(context), response.RequestMessage?.RequestUri?.Authority, error.Code, error.Message);
         }
 
-        await OpenAIErrorResults.AnswerAsync(context, error);
+        return error;
     }
 
     /// <summary>
@@ -207,6 +214,17 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// answer whose usage cannot be read throws <see cref="UpstreamAnswerException"/> and is not passed on.
     /// </summary>
     public static async Task<JsonObject> ReadJsonAsync(HttpResponseMessage response, RelayProgress progress, CancellationToken aborted)
+    {
+        var json = await ReadObjectAsync(response, aborted);
+        progress.Reported = ReadUsage(json["usage"]);
+        return json;
+    }
+
+    /// <summary>
+    /// Reads a whole answer as a JSON object, at most <see cref="MaxAnswerBytes"/>; anything else throws
+    /// <see cref="UpstreamAnswerException"/>.
+    /// </summary>
+    public static async Task<JsonObject> ReadObjectAsync(HttpResponseMessage response, CancellationToken aborted)
     {
         var announced = response.Content.Headers.ContentLength;
         if (announced > MaxAnswerBytes)
@@ -245,9 +263,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 }
             }
 
-            var json = ParseObject(buffer.AsSpan(0, filled), "response");
-            progress.Reported = ReadUsage(json["usage"]);
-            return json;
+            return ParseObject(buffer.AsSpan(0, filled), "response");
         }
         finally
         {
@@ -406,6 +422,25 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 
         var prompt = Count(counts, "prompt_tokens");
         return new UpstreamUsage(prompt, Count(counts, "completion_tokens"), CachedTokens(counts, prompt));
+    }
+
+    /// <summary>
+    /// An embeddings answer's <c>usage.prompt_tokens</c>; null when the engine reported none (no usage, or no count in
+    /// it). A count that is there must be a non-negative integer, else <see cref="UpstreamAnswerException"/>.
+    /// </summary>
+    public static int? ReadPromptTokens(JsonNode? usage)
+    {
+        if (usage is null)
+        {
+            return null;
+        }
+
+        if (usage is not JsonObject counts)
+        {
+            throw InvalidUsage("usage is not an object");
+        }
+
+        return counts["prompt_tokens"] is null ? null : Count(counts, "prompt_tokens");
     }
 
     private static int Count(JsonObject usage, string field) =>

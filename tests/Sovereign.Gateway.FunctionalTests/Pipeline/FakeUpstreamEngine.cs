@@ -21,10 +21,11 @@ internal sealed class FakeUpstreamEngine : IAsyncDisposable
     /// <summary>The engine's base URL, as an operator registers it.</summary>
     public string Url => _app.Urls.First();
 
-    /// <summary>Chat requests the engine received.</summary>
+    /// <summary>Chat (and embeddings) requests the engine received.</summary>
     public int Requests => Volatile.Read(ref _requests);
 
-    public static async Task<FakeUpstreamEngine> StartAsync(Func<HttpContext, Task> chat)
+    /// <summary>Starts an engine whose chat completions answer as <paramref name="chat"/> says, and its embeddings as <paramref name="embeddings"/> (none: 404).</summary>
+    public static async Task<FakeUpstreamEngine> StartAsync(Func<HttpContext, Task> chat, Func<HttpContext, Task>? embeddings = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
@@ -36,6 +37,15 @@ internal sealed class FakeUpstreamEngine : IAsyncDisposable
             Interlocked.Increment(ref engine._requests);
             return chat(context);
         });
+        if (embeddings is not null)
+        {
+            app.MapPost("/v1/embeddings", context =>
+            {
+                Interlocked.Increment(ref engine._requests);
+                return embeddings(context);
+            });
+        }
+
         await app.StartAsync();
         return engine;
     }

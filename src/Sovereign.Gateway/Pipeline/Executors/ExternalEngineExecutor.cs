@@ -10,15 +10,24 @@ using Sovereign.Inference.Scheduling;
 namespace Sovereign.Gateway.Pipeline.Executors;
 
 /// <summary>
-/// Relays chat and text completions to an external OpenAI-compatible engine (vLLM, llama-server, Ollama, another
-/// Sovereign). The engine's tokenizer is remote, so the prompt is bounded by its bytes (a token covers at least one)
-/// and the output by an explicit limit that the gateway sends upstream when the client set none, times the choices:
-/// the reservation is a true bound of what the upstream may generate.
+/// Relays chat and text completions, and embeddings, to an external OpenAI-compatible engine (vLLM, llama-server,
+/// Ollama, another Sovereign). The engine's tokenizer is remote, so the prompt is bounded by its bytes (a token covers
+/// at least one) and the output by an explicit limit that the gateway sends upstream when the client set none, times
+/// the choices: the reservation is a true bound of what the upstream may generate. Embeddings have no output; their
+/// inputs are bounded the same way (<see cref="UpstreamEmbeddings.Bound"/>).
 /// </summary>
 internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options) : IRequestExecutor
 {
     public virtual bool Runs(RoutedRequest route, Workload work) =>
-        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.External) } && work is GenerationWorkload;
+        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.External) } && Relays(route, work);
+
+    /// <summary>Whether the route's model is of the work's kind (the router only routes to those).</summary>
+    protected static bool Relays(RoutedRequest route, Workload work) => work switch
+    {
+        GenerationWorkload => route.ExternalModel is { IsEmbedding: false },
+        EmbeddingWorkload => route.ExternalModel is { IsEmbedding: true },
+        _ => false,
+    };
 
     /// <summary>The bearer token the relay presents to the node's engine.</summary>
     protected virtual string? UpstreamKey(NodeView node) => node.UpstreamKey;
@@ -28,6 +37,12 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
 
     public ValueTask<WorkDemand> MeasureAsync(GovernedRequest request)
     {
+        if (request.Work is EmbeddingWorkload embeddings)
+        {
+            request.Plan = UpstreamEmbeddings.RelayBody(RequestReader.RawBody(request.Http));
+            return ValueTask.FromResult(new WorkDemand(UpstreamEmbeddings.Bound(embeddings), 0));
+        }
+
         var work = (GenerationWorkload)request.Work;
         var raw = RequestReader.RawBody(request.Http);
         JsonObject body;
@@ -63,8 +78,8 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
         var node = route.ExternalNode!;
         var model = route.ExternalModel!;
         var ticket = request.Ticket!;
-        var work = (GenerationWorkload)request.Work;
         var body = (JsonObject)request.Plan!;
+        var path = request.Work is GenerationWorkload work ? work.RelayEndpoint : "embeddings";
         var stream = body["stream"]?.GetValueKind() == JsonValueKind.True;
         var clientWantsUsage = body["stream_options"]?["include_usage"]?.GetValueKind() == JsonValueKind.True;
         var slot = await gates.For(route.NodeId, model.Id, model.Capacity)
@@ -74,8 +89,10 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
         {
             // Connected before the execution counts as started: a node that cannot be reached has done nothing, so the
             // pipeline may send the request to another replica the policy allows.
-            var response = await proxy.OpenAsync(new Uri(node.BaseUrl!.TrimEnd('/') + "/"), UpstreamKey(node), work.RelayEndpoint, body, model.Upstream, request.Aborted, HttpClientName);
-            return new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, slot, inFlight);
+            var response = await proxy.OpenAsync(new Uri(node.BaseUrl!.TrimEnd('/') + "/"), UpstreamKey(node), path, body, model.Upstream, request.Aborted, HttpClientName);
+            return request.Work is EmbeddingWorkload
+                ? new UpstreamEmbeddings(proxy, request, response, slot, inFlight)
+                : new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, slot, inFlight);
         }
         catch (UpstreamUnreachableException ex)
         {

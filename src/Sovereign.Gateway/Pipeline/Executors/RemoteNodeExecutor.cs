@@ -7,7 +7,7 @@ using Sovereign.Gateway.Routing;
 namespace Sovereign.Gateway.Pipeline.Executors;
 
 /// <summary>
-/// Runs chat and text completions on another node of the cluster: the same relay as to an external engine (the node
+/// Runs chat and text completions, and embeddings, on another node of the cluster: the same relay as to an external engine (the node
 /// speaks OpenAI's wire format), authenticated with the cluster secret, which the node requires, and over https with
 /// both ends' cluster certificates (<see cref="ClusterNodeHttp"/>). The policy sees the
 /// node as the operator's own (kind local), at the jurisdiction its operator-signed credential binds.
@@ -16,7 +16,7 @@ internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory node
     : ExternalEngineExecutor(proxy, nodes, gates, options)
 {
     public override bool Runs(RoutedRequest route, Workload work) =>
-        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.Local) } && work is GenerationWorkload;
+        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.Local) } && Relays(route, work);
 
     protected override string? UpstreamKey(NodeView node) => relay.Secret;
 

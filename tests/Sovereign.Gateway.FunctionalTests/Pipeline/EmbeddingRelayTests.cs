@@ -1,0 +1,273 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using OpenAI.Embeddings;
+using Sovereign.Gateway.Pipeline.Executors;
+using Sovereign.Metering.Ledger;
+
+namespace Sovereign.Gateway.FunctionalTests.Pipeline;
+
+/// <summary>
+/// <c>/v1/embeddings</c> for a model an external engine serves: relayed to the engine's own <c>/v1/embeddings</c>
+/// through the governed pipeline (residency decision, reservation, exactly-once accounting at the engine's
+/// <c>usage.prompt_tokens</c>), with the engine's vectors in OpenAI's format, float or base64.
+/// </summary>
+public sealed class EmbeddingRelayTests(EmbeddingRelayFixture fixture) : IClassFixture<EmbeddingRelayFixture>
+{
+    private static readonly string[] Texts = ["Once upon a time", "The dog ran to the park."];
+
+    private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+
+    private UsageLedger Ledger => fixture.App.Services.GetRequiredService<UsageLedger>();
+
+    private static float[] Floats(JsonElement item) => item.GetProperty("embedding").ValueKind == JsonValueKind.String
+        ? MemoryMarshal.Cast<byte, float>(Convert.FromBase64String(item.GetProperty("embedding").GetString()!)).ToArray()
+        : [.. item.GetProperty("embedding").EnumerateArray().Select(v => v.GetSingle())];
+
+    [Fact]
+    public async Task OfficialSdk_ThroughTheGateway_GetsTheEnginesOwnVectors_BilledAtItsPromptTokens()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync(1000m, "TH");
+        var viaGateway = (await ServerFixture.CreateOpenAIClient(fixture.Address, key).GetEmbeddingClient(EmbeddingRelayFixture.ThModel).GenerateEmbeddingsAsync(Texts)).Value;
+        var direct = (await ServerFixture.CreateOpenAIClient(fixture.EngineAddress, "unused").GetEmbeddingClient(EmbeddingRelayFixture.EngineModel).GenerateEmbeddingsAsync(Texts)).Value;
+
+        Assert.Equal(2, viaGateway.Count);
+        for (var i = 0; i < Texts.Length; i++)
+        {
+            Assert.Equal(i, viaGateway[i].Index);
+            Assert.Equal(64, viaGateway[i].ToFloats().Length);
+            Assert.Equal(direct[i].ToFloats().ToArray(), viaGateway[i].ToFloats().ToArray());
+        }
+
+        Assert.Equal(EmbeddingRelayFixture.ThModel, viaGateway.Model);
+        Assert.True(direct.Usage.InputTokenCount > 0);
+        Assert.Equal(direct.Usage.InputTokenCount, viaGateway.Usage.InputTokenCount);
+
+        // One completed record at the engine's count, 1 THB per token; the reservation (the inputs' bytes) released.
+        var usage = Assert.Single((await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/usage?tenant={tenant}", null, 200)).GetProperty("data").EnumerateArray());
+        Assert.Equal((1, direct.Usage.InputTokenCount, 0), (usage.GetProperty("requests").GetInt32(), usage.GetProperty("prompt_tokens").GetInt32(), usage.GetProperty("completion_tokens").GetInt32()));
+        Assert.Equal(((decimal)direct.Usage.InputTokenCount, 0m), await fixture.BudgetOfAsync(tenant));
+    }
+
+    [Fact]
+    public async Task FloatAndBase64_CarryTheSameVector_WithEvidenceHeaders_AndOneRecordPerRequest()
+    {
+        var (_, key) = await fixture.NewTenantAsync(1000m, "TH");
+        using var client = fixture.TenantClient(key);
+        using var engine = new HttpClient { BaseAddress = fixture.EngineAddress };
+        using var direct = await engine.PostAsync("/v1/embeddings", Json($$"""{"model":"{{EmbeddingRelayFixture.EngineModel}}","input":"Once upon a time"}"""));
+        var expected = Floats(JsonDocument.Parse(await direct.Content.ReadAsStringAsync()).RootElement.GetProperty("data")[0]);
+
+        foreach (var format in new[] { "float", "base64" })
+        {
+            using var response = await client.PostAsync("/v1/embeddings", Json($$"""{"model":"{{EmbeddingRelayFixture.ThModel}}","input":"Once upon a time","encoding_format":"{{format}}"}"""));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+            var body = JsonDocument.Parse(text).RootElement;
+            Assert.Equal("list", body.GetProperty("object").GetString());
+            Assert.Equal(EmbeddingRelayFixture.ThModel, body.GetProperty("model").GetString());
+            var item = body.GetProperty("data")[0];
+            Assert.Equal("embedding", item.GetProperty("object").GetString());
+            Assert.Equal(format == "base64" ? JsonValueKind.String : JsonValueKind.Array, item.GetProperty("embedding").ValueKind);
+            Assert.Equal(expected, Floats(item));
+
+            Assert.Equal("TH", response.Headers.GetValues("x-sovereign-jurisdiction").Single());
+            Assert.Equal("th-engine", response.Headers.GetValues("x-sovereign-node").Single());
+            var record = await Ledger.GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+            var tokens = body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+            Assert.Equal((UsageOutcome.Completed, tokens, 0, (decimal)tokens), (record?.Outcome, record?.PromptTokens, record?.CompletionTokens, record?.Cost));
+            Assert.Equal(tokens, body.GetProperty("usage").GetProperty("total_tokens").GetInt32());
+        }
+    }
+
+    [Fact]
+    public async Task TokenIdInputs_AreRelayedAsGiven_AndGiveTheVectorOfTheirText()
+    {
+        var (_, key) = await fixture.NewTenantAsync(1000m, "TH");
+        using var client = fixture.TenantClient(key);
+        using var engine = new HttpClient { BaseAddress = fixture.EngineAddress };
+        using var tokenized = await engine.PostAsync("/tokenize", Json($$"""{"model":"{{EmbeddingRelayFixture.EngineChatModel}}","content":"Once upon a time","add_special":true}"""));
+        var ids = JsonDocument.Parse(await tokenized.Content.ReadAsStringAsync()).RootElement.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()).ToArray();
+        using var fromText = await engine.PostAsync("/v1/embeddings", Json($$"""{"model":"{{EmbeddingRelayFixture.EngineModel}}","input":"Once upon a time"}"""));
+        using var fromIds = await engine.PostAsync("/v1/embeddings", Json($$"""{"model":"{{EmbeddingRelayFixture.EngineModel}}","input":[[{{string.Join(',', ids)}}]]}"""));
+
+        using var response = await client.PostAsync("/v1/embeddings", Json($$"""{"model":"{{EmbeddingRelayFixture.ThModel}}","input":[[{{string.Join(',', ids)}}]]}"""));
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+        var relayed = Floats(JsonDocument.Parse(text).RootElement.GetProperty("data")[0]);
+        Assert.Equal(Floats(JsonDocument.Parse(await fromIds.Content.ReadAsStringAsync()).RootElement.GetProperty("data")[0]), relayed);
+
+        // The engine's own ids path and text path agree to the last bits of its arithmetic (EmbeddingsTests).
+        var textVector = Floats(JsonDocument.Parse(await fromText.Content.ReadAsStringAsync()).RootElement.GetProperty("data")[0]);
+        Assert.All(textVector.Zip(relayed), pair => Assert.Equal(pair.First, pair.Second, 5));
+        Assert.Equal(ids.Length, JsonDocument.Parse(text).RootElement.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task ChatModel_ThroughEmbeddings_AndEmbeddingModel_ThroughChat_Are400ModelNotSupported()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync(1000m, "TH");
+        using var client = fixture.TenantClient(key);
+
+        using var embeddings = await client.PostAsync("/v1/embeddings", Json($$"""{"model":"{{EmbeddingRelayFixture.ChatModel}}","input":"Once upon a time"}"""));
+        using var chat = await client.PostAsync("/v1/chat/completions", Json($$"""{"model":"{{EmbeddingRelayFixture.ThModel}}","messages":[{"role":"user","content":"Hi"}],"max_tokens":4}"""));
+        using var completions = await client.PostAsync("/v1/completions", Json($$"""{"model":"{{EmbeddingRelayFixture.ThModel}}","prompt":"Hi","max_tokens":4}"""));
+
+        foreach (var response in new[] { embeddings, chat, completions })
+        {
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, text);
+            var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+            Assert.Equal(("model_not_supported", "model"), (error.GetProperty("code").GetString(), error.GetProperty("param").GetString()));
+        }
+
+        Assert.Equal((0m, 0m), await fixture.BudgetOfAsync(tenant));
+    }
+
+    [Fact]
+    public async Task ResidencyAndBudget_RefuseEmbeddings_AsTheyRefuseChat()
+    {
+        // A TH-only tenant may not reach the SG registration of the same engine: 403, audited, nothing reserved.
+        var (thTenant, thKey) = await fixture.NewTenantAsync(1000m, "TH");
+        using var th = fixture.TenantClient(thKey);
+        using var residency = await th.PostAsync("/v1/embeddings", Json($$"""{"model":"{{EmbeddingRelayFixture.SgModel}}","input":"Once upon a time"}"""));
+        var residencyText = await residency.Content.ReadAsStringAsync();
+        Assert.True(residency.StatusCode == HttpStatusCode.Forbidden, residencyText);
+        Assert.Equal("residency_violation", JsonDocument.Parse(residencyText).RootElement.GetProperty("error").GetProperty("code").GetString());
+        Assert.NotEmpty(residency.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal((0m, 0m), await fixture.BudgetOfAsync(thTenant));
+
+        // An ASEAN tenant reaches it, in SG.
+        var (_, aseanKey) = await fixture.NewTenantAsync(1000m, "ASEAN");
+        using var asean = fixture.TenantClient(aseanKey);
+        using var served = await asean.PostAsync("/v1/embeddings", Json($$"""{"model":"{{EmbeddingRelayFixture.SgModel}}","input":"Once upon a time"}"""));
+        Assert.True(served.StatusCode == HttpStatusCode.OK, await served.Content.ReadAsStringAsync());
+        Assert.Equal(("SG", "sg-engine"), (served.Headers.GetValues("x-sovereign-jurisdiction").Single(), served.Headers.GetValues("x-sovereign-node").Single()));
+
+        // The reservation is the inputs' bytes plus each input's special tokens, at 1 THB a token: a 100-byte input
+        // needs 102 THB, more than a 50 THB budget holds, although the engine would count far fewer tokens.
+        var (poorTenant, poorKey) = await fixture.NewTenantAsync(50m, "TH");
+        using var poor = fixture.TenantClient(poorKey);
+        var input = string.Join(' ', Enumerable.Repeat("dog", 25)).PadRight(100, '!');
+        using var refused = await poor.PostAsync("/v1/embeddings", Json($$"""{"model":"{{EmbeddingRelayFixture.ThModel}}","input":"{{input}}"}"""));
+        var refusedText = await refused.Content.ReadAsStringAsync();
+        Assert.True(refused.StatusCode == HttpStatusCode.TooManyRequests, refusedText);
+        Assert.Equal("budget_exceeded", JsonDocument.Parse(refusedText).RootElement.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(100 + UpstreamEmbeddings.SpecialTokensPerInput, UpstreamEmbeddings.Bound(new Sovereign.Gateway.Pipeline.EmbeddingWorkload { Model = "m", LanguageSample = "", Inputs = [input] }));
+
+        // A shorter input fits the budget and is billed at the engine's count, not the bound.
+        using var fits = await poor.PostAsync("/v1/embeddings", Json($$"""{"model":"{{EmbeddingRelayFixture.ThModel}}","input":"The dog ran"}"""));
+        var fitsText = await fits.Content.ReadAsStringAsync();
+        Assert.True(fits.StatusCode == HttpStatusCode.OK, fitsText);
+        var tokens = JsonDocument.Parse(fitsText).RootElement.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+        Assert.InRange(tokens, 1, "The dog ran".Length);
+        Assert.Equal(((decimal)tokens, 0m), await fixture.BudgetOfAsync(poorTenant));
+    }
+
+    [Fact]
+    public async Task TheEnginesError_ReachesTheClientAsOpenAIsError_AndIsNotBilled()
+    {
+        // Ids outside the engine's vocabulary: only the engine can know, and says so with a 400.
+        var (tenant, key) = await fixture.NewTenantAsync(1000m, "TH");
+        using var client = fixture.TenantClient(key);
+
+        using var response = await client.PostAsync("/v1/embeddings", Json($$"""{"model":"{{EmbeddingRelayFixture.ThModel}}","input":[[1,2,999999]]}"""));
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, text);
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Contains("999999", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal("th-engine", response.Headers.GetValues("x-sovereign-node").Single());
+        var record = await Ledger.GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal((UsageOutcome.Failed, 0, 0m), (record?.Outcome, record?.PromptTokens, record?.Cost));
+        Assert.Equal((0m, 0m), await fixture.BudgetOfAsync(tenant));
+    }
+
+    [Fact]
+    public async Task AnEngineThatFails_Is502_AndNotBilled_AndOneThatReportsNoUsage_IsBilledTheBound()
+    {
+        var failing = 0;
+        await using var engine = await FakeUpstreamEngine.StartAsync(_ => Task.CompletedTask, async context =>
+        {
+            if (Interlocked.Increment(ref failing) == 1)
+            {
+                context.Response.StatusCode = StatusCodes.Status500InternalServerError;
+                await context.Response.WriteAsync("""{"error":{"message":"CUDA out of memory","type":"server_error"}}""");
+                return;
+            }
+
+            // The second call answers two vectors and no usage at all.
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync("""{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-1.25]},{"object":"embedding","index":1,"embedding":[2.0,0.0]}],"model":"upstream"}""");
+        });
+        const string Model = "fake-embed";
+        await fixture.RegisterEmbeddingEngineAsync("fake-engine", engine.Url, Model);
+        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{EmbeddingRelayFixture.Plan}/prices", new { model = Model, input_per_million = 1_000_000m, output_per_million = 0m }, 201);
+        var (tenant, key) = await fixture.NewTenantAsync(1000m, "TH");
+        using var client = fixture.TenantClient(key);
+        var body = Json($$"""{"model":"{{Model}}","input":["abc","de"],"encoding_format":"base64"}""");
+
+        using var failed = await client.PostAsync("/v1/embeddings", body);
+        var failedText = await failed.Content.ReadAsStringAsync();
+        Assert.True(failed.StatusCode == HttpStatusCode.BadGateway, failedText);
+        Assert.Equal("server_error", JsonDocument.Parse(failedText).RootElement.GetProperty("error").GetProperty("type").GetString());
+        var failedRecord = await Ledger.GetAsync(failed.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal((UsageOutcome.Failed, 0, 0m), (failedRecord?.Outcome, failedRecord?.PromptTokens, failedRecord?.Cost));
+        Assert.Equal((0m, 0m), await fixture.BudgetOfAsync(tenant));
+
+        using var unmetered = await client.PostAsync("/v1/embeddings", Json($$"""{"model":"{{Model}}","input":["abc","de"],"encoding_format":"base64"}"""));
+        var text = await unmetered.Content.ReadAsStringAsync();
+        Assert.True(unmetered.StatusCode == HttpStatusCode.OK, text);
+        var answer = JsonDocument.Parse(text).RootElement;
+        Assert.Equal([0.5f, -1.25f], Floats(answer.GetProperty("data")[0]));
+        Assert.Equal([2.0f, 0.0f], Floats(answer.GetProperty("data")[1]));
+        const int Bound = 3 + 2 + (2 * UpstreamEmbeddings.SpecialTokensPerInput);
+        Assert.Equal(Bound, answer.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(((decimal)Bound, 0m), await fixture.BudgetOfAsync(tenant));
+        Assert.Equal(2, engine.Requests);
+    }
+
+    [Fact]
+    public async Task CliNodesAdd_EmbeddingModel_IsRegisteredAsOne_AndServesEmbeddings()
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("nodes", "add", "cli-engine", "--jurisdiction", "TH", "--base-url", fixture.EngineAddress.ToString().TrimEnd('/'),
+            "--embedding-model", "cli-embed=" + EmbeddingRelayFixture.EngineModel, "--model", "cli-chat=" + EmbeddingRelayFixture.EngineChatModel,
+            "--url", fixture.Address.ToString(), "--admin-token", EmbeddingRelayFixture.AdminToken);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("registered in TH", stdout, StringComparison.Ordinal);
+
+        // Neither option: a usage error before anything is sent.
+        var (noModel, _, noModelError) = await CliProcess.RunAsync("nodes", "add", "cli-none", "--jurisdiction", "TH", "--base-url", "http://127.0.0.1:9",
+            "--url", fixture.Address.ToString(), "--admin-token", EmbeddingRelayFixture.AdminToken);
+        Assert.Equal(Sovereign.Cli.Output.ExitCodes.Usage, noModel);
+        Assert.Contains("--embedding-model", noModelError, StringComparison.Ordinal);
+
+        var (_, key) = await fixture.NewTenantAsync(1000m, "TH");
+        using var client = fixture.TenantClient(key);
+        using var response = await client.PostAsync("/v1/embeddings", Json("""{"model":"cli-embed","input":"Once upon a time"}"""));
+        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        Assert.Equal("cli-engine", response.Headers.GetValues("x-sovereign-node").Single());
+        using var chat = await client.PostAsync("/v1/embeddings", Json("""{"model":"cli-chat","input":"Once upon a time"}"""));
+        Assert.Equal(HttpStatusCode.BadRequest, chat.StatusCode);
+    }
+
+    [Fact]
+    public async Task Registration_TakesTheKind_AndRefusesAnUnknownOne()
+    {
+        var bad = await fixture.SendAsync(HttpMethod.Post, "/admin/v1/nodes",
+            new { id = "bad-kind", jurisdiction = "TH", base_url = "http://127.0.0.1:9", models = new[] { new { id = "m", kind = "embeddings" } } }, 400);
+        var error = bad.GetProperty("error");
+        Assert.Equal(("invalid_value", "models[0].kind"), (error.GetProperty("code").GetString(), error.GetProperty("param").GetString()));
+
+        var nodes = await fixture.SendAsync(HttpMethod.Get, "/admin/v1/nodes", null, 200);
+        var models = nodes.GetProperty("data").EnumerateArray().Single(n => n.GetProperty("id").GetString() == "th-engine").GetProperty("models");
+        Assert.Equal(["embedding", "chat"], models.EnumerateArray().Select(m => m.GetProperty("kind").GetString()));
+        Assert.DoesNotContain(nodes.GetProperty("data").EnumerateArray(), n => n.GetProperty("id").GetString() == "bad-kind");
+    }
+}
