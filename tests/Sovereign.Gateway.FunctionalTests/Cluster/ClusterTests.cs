@@ -182,6 +182,59 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         await ClusterFixture.Expect(nodeAdmin.PostAsync("/admin/v1/models/stories-reg/unload", null), 200);
     }
 
+    [Fact]
+    public async Task EmbeddingModelLoadedOnANode_IsServedThroughTheGateway_OverTheClusterRelay()
+    {
+        const string Model = "stories-embed-node";
+        var (exit, _, stderr) = await new Registry.RegistryCli(cluster.NodeTh.DataDirectory).RunAsync(
+            "models", "import", TestModels.Stories260K, "--id", Model, "--embedding", "--license", "mit", "--origin-publisher", "k", "--origin-country", "us");
+        Assert.True(exit == 0, stderr);
+        using var nodeAdmin = cluster.NodeTh.Client(ClusterFixture.AdminToken);
+        await ClusterFixture.Expect(nodeAdmin.PostAsync($"/admin/v1/models/{Model}/load", null), 200);
+        try
+        {
+            // The node reports the model with its kind; the gateway relays embeddings to it, chat to its chat model.
+            await ClusterFixture.WaitForNodeAsync(cluster.GatewayTh, "node-th",
+                n => n.GetProperty("models").EnumerateArray().Any(m => m.GetProperty("id").GetString() == Model && m.GetProperty("kind").GetString() == "embedding"));
+            var (tenant, key) = await NewTenantWithIdAsync(["TH"], null);
+            using var th = cluster.GatewayTh.Client(key);
+            var body = $$"""{"model":"{{Model}}","input":["Once upon a time","The dog ran"],"encoding_format":"base64"}""";
+            var attempts = 0;
+            while (true)
+            {
+                using var response = await th.PostAsync("/v1/embeddings", Json(body));
+                var text = await response.Content.ReadAsStringAsync();
+                if (response.StatusCode == HttpStatusCode.ServiceUnavailable && ++attempts < 30)
+                {
+                    // A gateway's view of the registry may lag the node's report by a refresh.
+                    await Task.Delay(response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1));
+                    continue;
+                }
+
+                Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {text}\n{cluster.GatewayTh.Output}");
+                Assert.Equal(("TH", "node-th"), (response.Headers.GetValues(InferenceRouter.JurisdictionHeader).Single(), response.Headers.GetValues(InferenceRouter.NodeHeader).Single()));
+                var answer = JsonDocument.Parse(text).RootElement;
+                Assert.Equal(Model, answer.GetProperty("model").GetString());
+                Assert.All(answer.GetProperty("data").EnumerateArray(), e => Assert.Equal(64 * sizeof(float), Convert.FromBase64String(e.GetProperty("embedding").GetString()!).Length));
+                var tokens = answer.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+                Assert.True(tokens >= 4, text);
+
+                // The gateway billed the tenant once, at the node's count.
+                using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+                var row = Assert.Single(JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/usage?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray());
+                Assert.Equal((1, tokens), (row.GetProperty("requests").GetInt32(), row.GetProperty("prompt_tokens").GetInt32()));
+                break;
+            }
+
+            var chatModel = await ClusterFixture.Expect(th.PostAsync("/v1/embeddings", Json("""{"model":"stories","input":"Once upon a time"}""")), 400);
+            Assert.Equal("model_not_supported", chatModel.GetProperty("error").GetProperty("code").GetString());
+        }
+        finally
+        {
+            await ClusterFixture.Expect(nodeAdmin.PostAsync($"/admin/v1/models/{Model}/unload", null), 200);
+        }
+    }
+
     private static List<string?> Available(JsonElement node) =>
         node.GetProperty("load") is { ValueKind: JsonValueKind.Object } load ? [.. load.GetProperty("available").EnumerateArray().Select(a => a.GetString())] : [];
 
