@@ -234,6 +234,26 @@ public sealed class EmbeddingRelayTests(EmbeddingRelayFixture fixture) : IClassF
     }
 
     [Fact]
+    public async Task AnEngineThatRefusesTheConnection_Is503_AndNotBilled()
+    {
+        const string Model = "refused-embed";
+        await fixture.RegisterEmbeddingEngineAsync("refusing-engine", FakeUpstreamEngine.RefusingUrl(), Model);
+        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{EmbeddingRelayFixture.Plan}/prices", new { model = Model, input_per_million = 1_000_000m, output_per_million = 0m }, 201);
+        var (tenant, key) = await fixture.NewTenantAsync(1000m, "TH");
+        using var client = fixture.TenantClient(key);
+
+        using var response = await client.PostAsync("/v1/embeddings", Json($$"""{"model":"{{Model}}","input":"Once upon a time"}"""));
+        var text = await response.Content.ReadAsStringAsync();
+
+        // Its only replica is marked unreachable, so no other compliant one is left: 503 with Retry-After, as for chat.
+        Assert.True(response.StatusCode == HttpStatusCode.ServiceUnavailable, text);
+        Assert.NotNull(response.Headers.RetryAfter);
+        var record = await Ledger.GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal((0, 0m), (record?.PromptTokens, record?.Cost));
+        Assert.Equal((0m, 0m), await fixture.BudgetOfAsync(tenant));
+    }
+
+    [Fact]
     public async Task CliNodesAdd_EmbeddingModel_IsRegisteredAsOne_AndServesEmbeddings()
     {
         var (exit, stdout, stderr) = await CliProcess.RunAsync("nodes", "add", "cli-engine", "--jurisdiction", "TH", "--base-url", fixture.EngineAddress.ToString().TrimEnd('/'),
