@@ -253,6 +253,68 @@ public sealed class EmbeddingRelayTests(EmbeddingRelayFixture fixture) : IClassF
         Assert.Equal((0m, 0m), await fixture.BudgetOfAsync(tenant));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AClientThatLeavesBeforeTheAnswer_IsBilledNothing(bool engineStartedItsAnswer)
+    {
+        // The engine holds the request (after its response headers and a first part of the body, or before them)
+        // until the gateway gives up on it; the client leaves once the engine has it.
+        var received = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var engine = await FakeUpstreamEngine.StartAsync(_ => Task.CompletedTask, async context =>
+        {
+            if (engineStartedItsAnswer)
+            {
+                context.Response.ContentType = "application/json";
+                await context.Response.WriteAsync("""{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,""");
+                await context.Response.Body.FlushAsync();
+            }
+
+            received.TrySetResult();
+            try
+            {
+                await Task.Delay(Timeout.Infinite, context.RequestAborted);
+            }
+            catch (OperationCanceledException)
+            {
+                // The gateway went away: what this test waits for.
+            }
+        });
+        var model = "held-embed-" + (engineStartedItsAnswer ? "body" : "headers");
+        await fixture.RegisterEmbeddingEngineAsync(model + "-engine", engine.Url, model);
+        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{EmbeddingRelayFixture.Plan}/prices", new { model, input_per_million = 1_000_000m, output_per_million = 0m }, 201);
+        var (tenant, key) = await fixture.NewTenantAsync(1000m, "TH");
+        using var client = fixture.TenantClient(key);
+        using var leave = new CancellationTokenSource();
+
+        var call = client.PostAsync("/v1/embeddings", Json($$"""{"model":"{{model}}","input":"Once upon a time"}"""), leave.Token);
+        await received.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await leave.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call);
+
+        // One record, at no cost, whatever stage the relay was in; nothing left reserved.
+        JsonElement row = default;
+        for (var attempt = 0; attempt < 600 && row.ValueKind == JsonValueKind.Undefined; attempt++)
+        {
+            var rows = (await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/usage?tenant={tenant}", null, 200)).GetProperty("data");
+            if (rows.GetArrayLength() > 0)
+            {
+                row = rows[0];
+                break;
+            }
+
+            await Task.Delay(50);
+        }
+
+        Assert.Equal(JsonValueKind.Object, row.ValueKind);
+        Assert.Equal((1, 0, 0m), (row.GetProperty("requests").GetInt32(), row.GetProperty("prompt_tokens").GetInt32(), row.GetProperty("cost").GetDecimal()));
+        // Refused (the relay was still waiting for the engine's headers) or cancelled (it was reading the answer): which
+        // one, when the engine has started its answer, depends on whether its headers reached the gateway before the
+        // client left, which nothing outside the gateway can see; neither bills anything.
+        Assert.Equal(1, row.GetProperty("refused").GetInt32() + row.GetProperty("cancelled").GetInt32());
+        Assert.Equal((0m, 0m), await fixture.BudgetOfAsync(tenant));
+    }
+
     [Fact]
     public async Task CliNodesAdd_EmbeddingModel_IsRegisteredAsOne_AndServesEmbeddings()
     {
