@@ -254,6 +254,39 @@ public sealed class EmbeddingRelayTests(EmbeddingRelayFixture fixture) : IClassF
     }
 
     [Theory]
+    [InlineData("""{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5]}],"usage":{"prompt_tokens":4,"total_tokens":4}}""", "upstream_invalid_response")]
+    [InlineData("""{"object":"list","data":[{"embedding":[0.5]},{"embedding":["x"]}],"usage":{"prompt_tokens":4}}""", "upstream_invalid_response")]
+    [InlineData("""{"object":"list","data":[{"embedding":[0.5]},{"embedding":"not base64!"}],"usage":{"prompt_tokens":4}}""", "upstream_invalid_response")]
+    [InlineData("""{"object":"list","embeddings":[[0.5],[1.5]],"usage":{"prompt_tokens":4}}""", "upstream_invalid_response")]
+    [InlineData("""{"object":"list","data":[{"embedding":[0.5]},{"embedding":[1.5]}],"usage":{"prompt_tokens":-4}}""", "upstream_invalid_usage")]
+    [InlineData("""{"object":"list","data":[{"embedding":[0.5]},{"embedding":[1.5]}],"usage":[4]}""", "upstream_invalid_usage")]
+    [InlineData("""{"object":"list","data":[{"embedding":[0.5]},{"embedding":[1.5]}]""", "upstream_invalid_response")]
+    public async Task AnAnswerThatCannotBeRelayedOrMetered_Is502_AndNotBilled(string answer, string code)
+    {
+        await using var engine = await FakeUpstreamEngine.StartAsync(_ => Task.CompletedTask, context =>
+        {
+            context.Response.ContentType = "application/json";
+            return context.Response.WriteAsync(answer);
+        });
+        var model = "bad-embed-" + Guid.NewGuid().ToString("n")[..8];
+        await fixture.RegisterEmbeddingEngineAsync(model + "-engine", engine.Url, model);
+        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{EmbeddingRelayFixture.Plan}/prices", new { model, input_per_million = 1_000_000m, output_per_million = 0m }, 201);
+        var (tenant, key) = await fixture.NewTenantAsync(1000m, "TH");
+        using var client = fixture.TenantClient(key);
+
+        // Two inputs, asked as base64 so that every answer's vectors are read.
+        using var response = await client.PostAsync("/v1/embeddings", Json($$"""{"model":"{{model}}","input":["abc","de"],"encoding_format":"base64"}"""));
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True(response.StatusCode == HttpStatusCode.BadGateway, text);
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal(("server_error", code), (error.GetProperty("type").GetString(), error.GetProperty("code").GetString()));
+        var record = await Ledger.GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal((UsageOutcome.Failed, 0, 0m), (record?.Outcome, record?.PromptTokens, record?.Cost));
+        Assert.Equal((0m, 0m), await fixture.BudgetOfAsync(tenant));
+    }
+
+    [Theory]
     [InlineData(false)]
     [InlineData(true)]
     public async Task AClientThatLeavesBeforeTheAnswer_IsBilledNothing(bool engineStartedItsAnswer)
