@@ -160,6 +160,9 @@ public sealed class EmbeddingRelayTests(EmbeddingRelayFixture fixture) : IClassF
         Assert.Equal("budget_exceeded", JsonDocument.Parse(refusedText).RootElement.GetProperty("error").GetProperty("code").GetString());
         Assert.Equal(100 + UpstreamEmbeddings.SpecialTokensPerInput, UpstreamEmbeddings.Bound(new Sovereign.Gateway.Pipeline.EmbeddingWorkload { Model = "m", LanguageSample = "", Inputs = [input] }));
 
+        // Token ids are fed as given by vLLM, but an engine may still add BOS/EOS around them: the same allowance.
+        Assert.Equal(3 + 1 + (2 * UpstreamEmbeddings.SpecialTokensPerInput), UpstreamEmbeddings.Bound(new Sovereign.Gateway.Pipeline.EmbeddingWorkload { Model = "m", LanguageSample = "", Inputs = ["", ""], TokenInputs = [[1, 2, 3], [4]] }));
+
         // A shorter input fits the budget and is billed at the engine's count, not the bound.
         using var fits = await poor.PostAsync("/v1/embeddings", Json($$"""{"model":"{{EmbeddingRelayFixture.ThModel}}","input":"The dog ran"}"""));
         var fitsText = await fits.Content.ReadAsStringAsync();

@@ -23,14 +23,15 @@ internal sealed class UpstreamEmbeddings(UpstreamProxy proxy, GovernedRequest re
 
     /// <summary>
     /// The most prompt tokens the inputs can be, with the engine's tokenizer unknown: a text's UTF-8 bytes (a token
-    /// covers at least one) plus <see cref="SpecialTokensPerInput"/>, and one per token id (fed as given).
+    /// covers at least one) plus <see cref="SpecialTokensPerInput"/>, and one per token id plus the same allowance
+    /// (vLLM feeds ids as given, but an engine may still add BOS/EOS around them): the reservation is a true bound.
     /// </summary>
     public static long Bound(EmbeddingWorkload work)
     {
         ArgumentNullException.ThrowIfNull(work);
         if (work.TokenInputs is { } ids)
         {
-            return ids.Sum(t => (long)t.Length);
+            return ids.Sum(t => (long)t.Length + SpecialTokensPerInput);
         }
 
         long bound = 0;
