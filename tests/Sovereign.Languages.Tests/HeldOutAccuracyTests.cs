@@ -37,6 +37,8 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // and the same run on the unchanged detector of session 23 gave the same answers: 477 of 500 = 95.4%; below the
     // target Bosnian 9, Croatian 8, Indonesian 9 and Malay 9 of 12, Serbian 12 of 16, French 6 of 8, Portuguese 8 of 10:
     // the floors below are what was measured, the target is missed there); it is the set never tuned on from then.
+    // Session 24's second round added held-out 12 (every covered language, French 10; its first run, on the unchanged
+    // detector: 491 of 502 = 97.8%; below the target Bosnian 8, Croatian 10, Indonesian 10 and Malay 10 of 12).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["ms"] = 7 },
@@ -50,6 +52,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.NinthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["id"] = 9, ["sr"] = 13 },
         [TestData.TenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 6 },
         [TestData.EleventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["fr"] = 6, ["hr"] = 8, ["id"] = 9, ["ms"] = 9, ["pt"] = 8, ["sr"] = 12 },
+        [TestData.TwelfthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 10, ["id"] = 10, ["ms"] = 10 },
     };
 
     /// <summary>The overall target.</summary>
@@ -71,11 +74,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.NinthHeldOut)]
     [InlineData(TestData.TenthHeldOut)]
     [InlineData(TestData.EleventhHeldOut)]
+    [InlineData(TestData.TwelfthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
         var samples = TestData.HeldOut(file);
-        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut)
+        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }

@@ -70,8 +70,13 @@ internal static partial class TestData
     /// groups), written in session 24 before any change, evaluation or new development sentence of that session.</summary>
     public const string EleventhHeldOut = "heldout-11.txt";
 
+    /// <summary>The twelfth held-out evaluation set (every covered language, 8-16 sentences each, more for the close
+    /// groups and French), written in session 24's second round before any change, evaluation or new development
+    /// sentence of that round.</summary>
+    public const string TwelfthHeldOut = "heldout-12.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
