@@ -56,4 +56,30 @@ public sealed class ContrastEvidenceTests
 
         Assert.Equal(expected, hits.GetValueOrDefault(language));
     }
+
+    [Theory]
+    [InlineData("la", "fr", 1)]          // Spanish and Catalan la: French writes it too
+    [InlineData("un la que", "fr", 2)]   // the most shared with one language (Catalan un, la), not the sum over all
+    [InlineData("la", "es", 0)]          // listed for Spanish itself
+    [InlineData("hiljada", "fr", 0)]     // no French tuning sentence writes it
+    public void BorrowedWordHits_ListedWordsAnotherLanguageWrites_CountForItToo(string text, string language, int expected)
+    {
+        Assert.Equal(expected, ContrastEvidence.Default.BorrowedWordHits(LanguageProfiles.Normalize(text), language));
+    }
+
+    [Fact]
+    public void BorrowedWordHits_WithinAGroup_NoneFromItsOwnMembers()
+    {
+        // Croatian and Bosnian ijekavian "mlijeko" against Serbian: Serbian does not borrow it from its own group.
+        Assert.Equal(0, ContrastEvidence.Default.BorrowedWordHits(LanguageProfiles.Normalize("mlijeko"), "sr"));
+    }
+
+    [Theory]
+    [InlineData("à è", "fr", 2)]         // Catalan's letters, which French writes
+    [InlineData("ç", "tr", 1)]           // Catalan and Portuguese ç, which Turkish writes
+    [InlineData("ñ", "pt", 0)]           // Spanish and Galician ñ: Portuguese is in their group and does not borrow it
+    public void BorrowedLetterHits_LettersAnotherLanguageWrites_CountForItToo(string text, string language, int expected)
+    {
+        Assert.Equal(expected, ContrastEvidence.Default.BorrowedLetterHits(LanguageProfiles.Normalize(text), language));
+    }
 }

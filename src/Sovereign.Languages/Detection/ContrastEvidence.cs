@@ -27,13 +27,38 @@ internal sealed class ContrastEvidence
     private readonly FrozenDictionary<string, string> _letters;
     private readonly FrozenDictionary<string, string[]>.AlternateLookup<ReadOnlySpan<char>> _stemLookup;
 
+    // Words of the tuning corpus and the languages that write them; the letters each language's tuning corpus writes.
+    private readonly FrozenDictionary<string, string[]>.AlternateLookup<ReadOnlySpan<char>> _corpusWords;
+    private readonly FrozenDictionary<string, FrozenSet<char>> _alphabets;
+
     private const string Vowels = "aeiouyáéíóúàèòâêôãõåäöøæ";
 
     /// <summary>Shortest stem matched as a word's beginning.</summary>
     private const int MinimumStem = 5;
 
-    private ContrastEvidence(Dictionary<string, List<string>> wordsByLanguage)
+    private ContrastEvidence(Dictionary<string, List<string>> wordsByLanguage, IReadOnlyDictionary<string, IReadOnlyList<string>> corpus)
     {
+        var writers = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        foreach (var (language, sentences) in corpus)
+        {
+            foreach (var sentence in sentences)
+            {
+                var normalized = LanguageProfiles.Normalize(sentence);
+                foreach (var (start, length) in LanguageProfiles.Words(normalized))
+                {
+                    var word = normalized.Substring(start, length);
+                    (writers.TryGetValue(word, out var set) ? set : writers[word] = new HashSet<string>(StringComparer.Ordinal)).Add(language);
+                }
+            }
+        }
+
+        _corpusWords = writers.ToFrozenDictionary(kv => kv.Key, kv => kv.Value.Order(StringComparer.Ordinal).ToArray(), StringComparer.Ordinal)
+            .GetAlternateLookup<ReadOnlySpan<char>>();
+        _alphabets = corpus.ToFrozenDictionary(
+            kv => kv.Key,
+            kv => kv.Value.SelectMany(sentence => LanguageProfiles.Normalize(sentence)).Where(char.IsLetter).ToFrozenSet(),
+            StringComparer.Ordinal);
+
         var byWord = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         foreach (var (language, words) in wordsByLanguage)
         {
@@ -82,7 +107,68 @@ internal sealed class ContrastEvidence
 
     /// <summary>Contrast words of each language in the text (each distinct word once); with <paramref name="stems"/>
     /// (the default; off only for tuning) inflected forms match by stem.</summary>
-    public Dictionary<string, int> WordHits(string normalized, bool stems = true)
+    public Dictionary<string, int> WordHits(string normalized, bool stems = true) => Hits(normalized, stems, null);
+
+    /// <summary>
+    /// The contrast words a language borrows from another's hits: listed words of a language outside its close group
+    /// that its own tuning corpus, or a member of its group's, writes (so that every member borrows alike) (Catalan and Spanish <c>la</c>, <c>un</c>, which French writes; Serbian
+    /// ekavian <c>mleko</c>, which Slovenian writes). A word tells the members of a group apart; against a language that
+    /// writes it too it is no evidence, so that language counts it as well (the most it shares with any one language).
+    /// </summary>
+    public int BorrowedWordHits(string normalized, string language, bool stems = true)
+    {
+        var best = 0;
+        foreach (var (other, count) in Hits(normalized, stems, language))
+        {
+            best = Math.Max(best, count);
+        }
+
+        return best;
+    }
+
+    /// <summary>The letters a language borrows from another's hits (<see cref="LetterHits"/>): letters listed for a
+    /// language outside its close group that its own tuning corpus writes (Catalan <c>à è ç</c> in French text), the most
+    /// it shares with any one language.</summary>
+    public int BorrowedLetterHits(string normalized, string language)
+    {
+        var group = GroupOf(language);
+        var alphabets = _alphabets.Where(kv => kv.Key == language || group?.Contains(kv.Key, StringComparer.Ordinal) == true).Select(kv => kv.Value).ToArray();
+        if (alphabets.Length == 0)
+        {
+            return 0;
+        }
+
+        var own = _letters.GetValueOrDefault(language, "");
+        var best = 0;
+        foreach (var (other, letters) in LetterTable)
+        {
+            if (other == language || group?.Contains(other, StringComparer.Ordinal) == true)
+            {
+                continue;
+            }
+
+            var count = 0;
+            foreach (var letter in letters)
+            {
+                if (!own.Contains(letter, StringComparison.Ordinal) && alphabets.Any(a => a.Contains(letter)) && normalized.Contains(letter, StringComparison.Ordinal))
+                {
+                    count++;
+                }
+            }
+
+            best = Math.Max(best, count);
+        }
+
+        return best;
+    }
+
+    /// <summary>The close group a language belongs to, or null.</summary>
+    internal static string[]? GroupOf(string language) =>
+        Array.Find(LanguageDetector.CloseGroups, g => g.Contains(language, StringComparer.Ordinal));
+
+    // Hits by language; with a borrower, the hits of each other language (outside the borrower's group) on words the
+    // borrower's tuning corpus writes and the borrower is not listed for.
+    private Dictionary<string, int> Hits(string normalized, bool stems, string? borrower)
     {
         var hits = new Dictionary<string, int>(StringComparer.Ordinal);
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -92,7 +178,7 @@ internal sealed class ContrastEvidence
             var languages = Find(word, stems);
             if (languages is not null)
             {
-                Count(hits, seen, normalized.Substring(start, length), languages);
+                Count(hits, seen, normalized.Substring(start, length), borrower is null ? languages : Lent(word, languages, borrower));
                 continue;
             }
 
@@ -104,18 +190,32 @@ internal sealed class ContrastEvidence
                 var part = rest[..hyphen];
                 if (Find(part, stems) is { } partLanguages)
                 {
-                    Count(hits, seen, part.ToString(), partLanguages);
+                    Count(hits, seen, part.ToString(), borrower is null ? partLanguages : Lent(part, partLanguages, borrower));
                 }
 
                 rest = rest[(hyphen + 1)..];
                 if (rest.IndexOf('-') < 0 && Find(rest, stems) is { } lastLanguages)
                 {
-                    Count(hits, seen, rest.ToString(), lastLanguages);
+                    Count(hits, seen, rest.ToString(), borrower is null ? lastLanguages : Lent(rest, lastLanguages, borrower));
                 }
             }
         }
 
         return hits;
+    }
+
+    // The languages a word is listed for that lend it to the borrower: none when the borrower is listed for it or its
+    // tuning corpus does not write it; else those outside the borrower's close group.
+    private string[] Lent(ReadOnlySpan<char> word, string[] languages, string borrower)
+    {
+        var group = GroupOf(borrower);
+        if (languages.Contains(borrower, StringComparer.Ordinal) || !_corpusWords.TryGetValue(word, out var writers)
+            || !writers.Any(w => w == borrower || group?.Contains(w, StringComparer.Ordinal) == true))
+        {
+            return [];
+        }
+
+        return [.. languages.Where(language => group?.Contains(language, StringComparer.Ordinal) != true)];
     }
 
     // The languages of a listed word, or of the longest listed stem the word begins with.
@@ -186,6 +286,6 @@ internal sealed class ContrastEvidence
             }
         }
 
-        return new ContrastEvidence(words);
+        return new ContrastEvidence(words, LanguageProfiles.LoadCorpus());
     }
 }

@@ -389,10 +389,15 @@ public sealed class LanguageDetector
             var profiled = profiles?.Has(code) == true ? i
                 : group.ProfileStandIns.TryGetValue(code, out var relative) && profiles?.Has(relative) == true ? candidates.IndexOf(relative)
                 : -1;
+            // A language without tuning sentences borrows contrast words as the language it stands beside.
+            var writer = group.ProfileStandIns.GetValueOrDefault(code, code);
             scores[i] = (LinguaWeight * Math.Log(lingua + LinguaFloor))
                 + (profiled >= 0 ? ProfileWeight * evidence[profiled] : 0)
-                + (ContrastWeight * Math.Min(3, wordHits.GetValueOrDefault(code)))
-                + (LetterWeight * Math.Min(2, contrast.LetterHits(normalized, code)));
+                // A listed word or letter of another language that this one writes too (Catalan "la", "à" in French
+                // text) counts for it as well: it tells close languages apart, not this one from them (capped apart from
+                // its own, so that the members of a group, which borrow alike, stay as far apart as before).
+                + (ContrastWeight * (Math.Min(3, wordHits.GetValueOrDefault(code)) + Math.Min(3, contrast.BorrowedWordHits(normalized, writer, ContrastStems))))
+                + (LetterWeight * (Math.Min(2, contrast.LetterHits(normalized, code)) + Math.Min(2, contrast.BorrowedLetterHits(normalized, writer))));
         }
 
         Trace?.Invoke(string.Join(" ", Enumerable.Range(0, candidates.Count).OrderByDescending(i => scores[i]).Take(8).Select(i =>
