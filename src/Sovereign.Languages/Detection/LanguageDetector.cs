@@ -160,6 +160,14 @@ public sealed class LanguageDetector
     /// <summary>The same detector with another loan-verb weight: for tuning.</summary>
     internal LanguageDetector WithLoanVerbs(double weight) => new(this) { LoanVerbWeight = weight };
 
+    /// <summary>Weight of the Iberian digraphs within Spanish, Galician, Portuguese and Catalan (<see cref="IberianSpelling"/>):
+    /// <c>lh, nh</c> for Portuguese, <c>ll</c> for the other three, <c>ny</c> for Catalan; each kind counted once (0: off).
+    /// 2, the loan verbs' and verb complements' weight (session 24, second round).</summary>
+    internal double SpellingWeight { get; init; } = 2.0;
+
+    /// <summary>The same detector with another Iberian digraph weight: for tuning.</summary>
+    internal LanguageDetector WithSpelling(double weight) => new(this) { SpellingWeight = weight };
+
     /// <summary>Whether contrast words also match inflected forms by stem (on; off only to measure it).</summary>
     internal bool ContrastStems { get; init; } = true;
 
@@ -218,6 +226,7 @@ public sealed class LanguageDetector
         DictionaryWeight = other.DictionaryWeight;
         SyntaxWeight = other.SyntaxWeight;
         LoanVerbWeight = other.LoanVerbWeight;
+        SpellingWeight = other.SpellingWeight;
         ContrastStems = other.ContrastStems;
         YatParticiples = other.YatParticiples;
         ShortMessageFeatures = other.ShortMessageFeatures;
@@ -481,6 +490,16 @@ public sealed class LanguageDetector
             {
                 var code = candidates[members[k]];
                 inner[k] += LoanVerbWeight * (code == "hr" ? Math.Min(1, croatian) : Math.Min(1, bosnianSerbian));
+            }
+        }
+
+        if (SpellingWeight > 0 && closeGroup.Contains("pt", StringComparer.Ordinal))
+        {
+            var (portuguese, doubleL, catalanNy) = IberianSpelling.Count(normalized);
+            for (var k = 0; k < members.Length; k++)
+            {
+                var code = candidates[members[k]];
+                inner[k] += SpellingWeight * (code == "pt" ? Math.Min(1, portuguese) : Math.Min(1, doubleL) + (code == "ca" ? Math.Min(1, catalanNy) : 0));
             }
         }
 
