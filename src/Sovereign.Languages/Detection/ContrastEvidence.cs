@@ -31,6 +31,9 @@ internal sealed class ContrastEvidence
     private readonly FrozenDictionary<string, string[]>.AlternateLookup<ReadOnlySpan<char>> _corpusWords;
     private readonly FrozenDictionary<string, FrozenSet<char>> _alphabets;
 
+    // For each language, the letters it may borrow from each other language (see BorrowedLetterHits).
+    private readonly FrozenDictionary<string, string[]> _borrowable;
+
     private const string Vowels = "aeiouyáéíóúàèòâêôãõåäöøæ";
 
     /// <summary>Shortest stem matched as a word's beginning.</summary>
@@ -58,6 +61,19 @@ internal sealed class ContrastEvidence
             kv => kv.Key,
             kv => kv.Value.SelectMany(sentence => LanguageProfiles.Normalize(sentence)).Where(char.IsLetter).ToFrozenSet(),
             StringComparer.Ordinal);
+        var borrowable = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        foreach (var language in corpus.Keys.Concat(LanguageDetector.CloseGroups.SelectMany(g => g)).Distinct(StringComparer.Ordinal))
+        {
+            var group = GroupOf(language);
+            var own = LetterTable.Where(t => t.Language == language).Select(t => t.Letters).FirstOrDefault() ?? "";
+            var writes = _alphabets.Where(kv => kv.Key == language || group?.Contains(kv.Key, StringComparer.Ordinal) == true).Select(kv => kv.Value).ToArray();
+            borrowable[language] = [.. LetterTable
+                .Where(t => t.Language != language && group?.Contains(t.Language, StringComparer.Ordinal) != true)
+                .Select(t => string.Concat(t.Letters.Where(letter => !own.Contains(letter, StringComparison.Ordinal) && writes.Any(a => a.Contains(letter)))))
+                .Where(letters => letters.Length > 0)];
+        }
+
+        _borrowable = borrowable.ToFrozenDictionary(StringComparer.Ordinal);
 
         var byWord = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         foreach (var (language, words) in wordsByLanguage)
@@ -107,23 +123,59 @@ internal sealed class ContrastEvidence
 
     /// <summary>Contrast words of each language in the text (each distinct word once); with <paramref name="stems"/>
     /// (the default; off only for tuning) inflected forms match by stem.</summary>
-    public Dictionary<string, int> WordHits(string normalized, bool stems = true) => Hits(normalized, stems, null);
+    public Dictionary<string, int> WordHits(string normalized, bool stems = true) => Match(normalized, stems).Hits;
 
     /// <summary>
     /// The contrast words a language borrows from another's hits: listed words of a language outside its close group
-    /// that its own tuning corpus, or a member of its group's, writes (so that every member borrows alike) (Catalan and Spanish <c>la</c>, <c>un</c>, which French writes; Serbian
-    /// ekavian <c>mleko</c>, which Slovenian writes). A word tells the members of a group apart; against a language that
-    /// writes it too it is no evidence, so that language counts it as well (the most it shares with any one language).
+    /// that its own tuning corpus, or a member of its group's, writes (so that every member borrows alike): Catalan
+    /// and Spanish <c>la</c>, <c>un</c>, which French writes; Serbian ekavian <c>mleko</c>, which Slovenian writes. A word
+    /// tells the members of a group apart; against a language that writes it too it is no evidence, so that language
+    /// counts it as well (the most it shares with any one language).
     /// </summary>
-    public int BorrowedWordHits(string normalized, string language, bool stems = true)
+    public int BorrowedWordHits(string normalized, string language, bool stems = true) => Match(normalized, stems).Borrowed(language);
+
+    /// <summary>The listed words of a text (each distinct word once) with their languages.</summary>
+    public Matches Match(string normalized, bool stems = true)
     {
-        var best = 0;
-        foreach (var (other, count) in Hits(normalized, stems, language))
+        var matched = new List<(string Word, string[] Languages)>();
+        foreach (var (start, length) in LanguageProfiles.Words(normalized))
         {
-            best = Math.Max(best, count);
+            var word = normalized.AsSpan(start, length);
+            var languages = Find(word, stems);
+            if (languages is not null)
+            {
+                Add(matched, normalized.Substring(start, length), languages);
+                continue;
+            }
+
+            // A compound written with a hyphen (sogan-dolma, jiran-jiran's parts) that is not listed whole counts by
+            // its parts.
+            var rest = word;
+            while (rest.IndexOf('-') is var hyphen && hyphen >= 0 && length > hyphen)
+            {
+                var part = rest[..hyphen];
+                if (Find(part, stems) is { } partLanguages)
+                {
+                    Add(matched, part.ToString(), partLanguages);
+                }
+
+                rest = rest[(hyphen + 1)..];
+                if (rest.IndexOf('-') < 0 && Find(rest, stems) is { } lastLanguages)
+                {
+                    Add(matched, rest.ToString(), lastLanguages);
+                }
+            }
         }
 
-        return best;
+        return new Matches(this, matched);
+    }
+
+    private static void Add(List<(string Word, string[] Languages)> matched, string word, string[] languages)
+    {
+        if (!matched.Exists(m => m.Word == word))
+        {
+            matched.Add((word, languages));
+        }
     }
 
     /// <summary>The letters a language borrows from another's hits (<see cref="LetterHits"/>): letters listed for a
@@ -131,26 +183,18 @@ internal sealed class ContrastEvidence
     /// it shares with any one language.</summary>
     public int BorrowedLetterHits(string normalized, string language)
     {
-        var group = GroupOf(language);
-        var alphabets = _alphabets.Where(kv => kv.Key == language || group?.Contains(kv.Key, StringComparer.Ordinal) == true).Select(kv => kv.Value).ToArray();
-        if (alphabets.Length == 0)
+        if (!_borrowable.TryGetValue(language, out var lenders))
         {
             return 0;
         }
 
-        var own = _letters.GetValueOrDefault(language, "");
         var best = 0;
-        foreach (var (other, letters) in LetterTable)
+        foreach (var letters in lenders)
         {
-            if (other == language || group?.Contains(other, StringComparer.Ordinal) == true)
-            {
-                continue;
-            }
-
             var count = 0;
             foreach (var letter in letters)
             {
-                if (!own.Contains(letter, StringComparison.Ordinal) && alphabets.Any(a => a.Contains(letter)) && normalized.Contains(letter, StringComparison.Ordinal))
+                if (normalized.Contains(letter, StringComparison.Ordinal))
                 {
                     count++;
                 }
@@ -166,58 +210,6 @@ internal sealed class ContrastEvidence
     internal static string[]? GroupOf(string language) =>
         Array.Find(LanguageDetector.CloseGroups, g => g.Contains(language, StringComparer.Ordinal));
 
-    // Hits by language; with a borrower, the hits of each other language (outside the borrower's group) on words the
-    // borrower's tuning corpus writes and the borrower is not listed for.
-    private Dictionary<string, int> Hits(string normalized, bool stems, string? borrower)
-    {
-        var hits = new Dictionary<string, int>(StringComparer.Ordinal);
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (start, length) in LanguageProfiles.Words(normalized))
-        {
-            var word = normalized.AsSpan(start, length);
-            var languages = Find(word, stems);
-            if (languages is not null)
-            {
-                Count(hits, seen, normalized.Substring(start, length), borrower is null ? languages : Lent(word, languages, borrower));
-                continue;
-            }
-
-            // A compound written with a hyphen (sogan-dolma, jiran-jiran's parts) that is not listed whole counts by
-            // its parts.
-            var rest = word;
-            while (rest.IndexOf('-') is var hyphen && hyphen >= 0 && length > hyphen)
-            {
-                var part = rest[..hyphen];
-                if (Find(part, stems) is { } partLanguages)
-                {
-                    Count(hits, seen, part.ToString(), borrower is null ? partLanguages : Lent(part, partLanguages, borrower));
-                }
-
-                rest = rest[(hyphen + 1)..];
-                if (rest.IndexOf('-') < 0 && Find(rest, stems) is { } lastLanguages)
-                {
-                    Count(hits, seen, rest.ToString(), borrower is null ? lastLanguages : Lent(rest, lastLanguages, borrower));
-                }
-            }
-        }
-
-        return hits;
-    }
-
-    // The languages a word is listed for that lend it to the borrower: none when the borrower is listed for it or its
-    // tuning corpus does not write it; else those outside the borrower's close group.
-    private string[] Lent(ReadOnlySpan<char> word, string[] languages, string borrower)
-    {
-        var group = GroupOf(borrower);
-        if (languages.Contains(borrower, StringComparer.Ordinal) || !_corpusWords.TryGetValue(word, out var writers)
-            || !writers.Any(w => w == borrower || group?.Contains(w, StringComparer.Ordinal) == true))
-        {
-            return [];
-        }
-
-        return [.. languages.Where(language => group?.Contains(language, StringComparer.Ordinal) != true)];
-    }
-
     // The languages of a listed word, or of the longest listed stem the word begins with.
     private string[]? Find(ReadOnlySpan<char> word, bool stems)
     {
@@ -232,17 +224,6 @@ internal sealed class ContrastEvidence
         }
 
         return languages;
-    }
-
-    private static void Count(Dictionary<string, int> hits, HashSet<string> seen, string word, string[] languages)
-    {
-        if (seen.Add(word))
-        {
-            foreach (var language in languages)
-            {
-                hits[language] = hits.GetValueOrDefault(language) + 1;
-            }
-        }
     }
 
     /// <summary>Distinct letters of a language's own set that the text writes.</summary>
@@ -263,6 +244,61 @@ internal sealed class ContrastEvidence
         }
 
         return count;
+    }
+
+    /// <summary>A text's listed words: hits by language, and what each language borrows.</summary>
+    internal sealed class Matches
+    {
+        private readonly ContrastEvidence _evidence;
+        private readonly List<(string Word, string[] Languages)> _matched;
+
+        internal Matches(ContrastEvidence evidence, List<(string Word, string[] Languages)> matched)
+        {
+            _evidence = evidence;
+            _matched = matched;
+            Hits = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (var (_, languages) in matched)
+            {
+                foreach (var language in languages)
+                {
+                    Hits[language] = Hits.GetValueOrDefault(language) + 1;
+                }
+            }
+        }
+
+        /// <summary>Distinct listed words by language.</summary>
+        public Dictionary<string, int> Hits { get; }
+
+        /// <summary>See <see cref="BorrowedWordHits"/>.</summary>
+        public int Borrowed(string borrower)
+        {
+            if (_matched.Count == 0)
+            {
+                return 0;
+            }
+
+            var group = GroupOf(borrower);
+            Dictionary<string, int>? lent = null;
+            foreach (var (word, languages) in _matched)
+            {
+                if (languages.Contains(borrower, StringComparer.Ordinal) || !_evidence._corpusWords.TryGetValue(word, out var writers)
+                    || !writers.Any(w => w == borrower || group?.Contains(w, StringComparer.Ordinal) == true))
+                {
+                    continue;
+                }
+
+                foreach (var lender in languages)
+                {
+                    if (group?.Contains(lender, StringComparer.Ordinal) != true)
+                    {
+                        lent ??= new Dictionary<string, int>(StringComparer.Ordinal);
+                        lent[lender] = lent.GetValueOrDefault(lender) + 1;
+                    }
+                }
+            }
+
+            return lent is null ? 0 : lent.Values.Max();
+        }
     }
 
     private static ContrastEvidence Load()

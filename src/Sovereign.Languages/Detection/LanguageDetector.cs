@@ -367,7 +367,8 @@ public sealed class LanguageDetector
         var evidence = profiles?.Score(text, candidates).Scores ?? new double[candidates.Count];
         var normalized = LanguageProfiles.Normalize(text);
         var contrast = ContrastEvidence.Default;
-        var wordHits = contrast.WordHits(normalized, ContrastStems);
+        var matches = contrast.Match(normalized, ContrastStems);
+        var wordHits = matches.Hits;
         var leaderShare = shares.Values.DefaultIfEmpty(0).Max();
         var borrowed = new Dictionary<string, double>(candidates.Count, StringComparer.Ordinal);
         foreach (var code in candidates)
@@ -405,7 +406,7 @@ public sealed class LanguageDetector
                 // A listed word or letter of another language that this one writes too (Catalan "la", "à" in French
                 // text) counts for it as well: it tells close languages apart, not this one from them (capped apart from
                 // its own, so that the members of a group, which borrow alike, stay as far apart as before).
-                + (ContrastWeight * (Math.Min(3, wordHits.GetValueOrDefault(code)) + Math.Min(3, contrast.BorrowedWordHits(normalized, writer, ContrastStems))))
+                + (ContrastWeight * (Math.Min(3, wordHits.GetValueOrDefault(code)) + Math.Min(3, matches.Borrowed(writer))))
                 + (LetterWeight * (Math.Min(2, contrast.LetterHits(normalized, code)) + Math.Min(2, contrast.BorrowedLetterHits(normalized, writer))));
         }
 
