@@ -6,9 +6,9 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 11 has never been used to build or tune the detector;
-/// held-out 1-8 (since session 22), 9 (since session 23) and 10 (since session 24) are tuning material (SOURCES.md), so their floors guard against
-/// regressions.
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 12 has never been used to build or tune the detector;
+/// held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24) and 11 (since session 24's second round)
+/// are tuning material (SOURCES.md), so their floors guard against regressions.
 /// Targets: 95% overall and at most one miss in eight per language, every covered language on at once.
 /// </summary>
 public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
@@ -38,7 +38,10 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // target Bosnian 9, Croatian 8, Indonesian 9 and Malay 9 of 12, Serbian 12 of 16, French 6 of 8, Portuguese 8 of 10:
     // the floors below are what was measured, the target is missed there); it is the set never tuned on from then.
     // Session 24's second round added held-out 12 (every covered language, French 10; its first run, on the unchanged
-    // detector: 491 of 502 = 97.8%; below the target Bosnian 8, Croatian 10, Indonesian 10 and Malay 10 of 12).
+    // detector: 491 of 502 = 97.8%; below the target Bosnian 8, Croatian 10, Indonesian 10 and Malay 10 of 12) and made
+    // held-out 11 tuning material: borrowed contrast evidence (French 6 -> 8 of 8 on held-out 11, off the list; 7 -> 8 on
+    // held-out 8; Filipino 7 -> 8 on held-out 10) and the Iberian digraphs. Held-out 12 on the final detector: the same
+    // answers as its first run (491 of 502), so its floors are its first run's; it is the set never tuned on from then.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["ms"] = 7 },
@@ -51,7 +54,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.EighthHeldOut] = new(StringComparer.Ordinal),
         [TestData.NinthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["id"] = 9, ["sr"] = 13 },
         [TestData.TenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 6 },
-        [TestData.EleventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["fr"] = 6, ["hr"] = 8, ["id"] = 9, ["ms"] = 9, ["pt"] = 8, ["sr"] = 12 },
+        [TestData.EleventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8, ["id"] = 9, ["ms"] = 9, ["pt"] = 8, ["sr"] = 12 },
         [TestData.TwelfthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 10, ["id"] = 10, ["ms"] = 10 },
     };
 
