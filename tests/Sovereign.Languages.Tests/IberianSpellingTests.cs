@@ -24,4 +24,24 @@ public sealed class IberianSpellingTests
         Assert.Equal("pt", TestData.DefaultDetector.Detect(text).Language);
         Assert.Equal("gl", TestData.DefaultDetector.WithSpelling(0).Detect(text).Language);
     }
+
+    [Theory]
+    [InlineData("la puerta de la escuela", 1)]                 // Spanish ue from Latin open o; not after c (escuela)
+    [InlineData("después, luego, un pueblo", 3)]
+    [InlineData("que, guerra, cuestión, influencia", 0)]       // after q, g, c, fl: Galician writes these too
+    [InlineData("continuen, continue, cruel, el fuet", 0)]     // verb endings and word-final ue + one consonant
+    public void CountAll_SpanishDiphthong(string text, int expected)
+    {
+        Assert.Equal(expected, IberianSpelling.CountAll(LanguageProfiles.Normalize(text)).SpanishUe);
+    }
+
+    [Fact]
+    public void Detect_SpanishDiphthong_SpanishNotCatalan()
+    {
+        // Held-out 11 (tuning material since session 24's second round): Catalan 0.78 before the diphthong counted.
+        const string text = "Después de la tormenta salió un arcoíris encima de la colina.";
+
+        Assert.Equal("es", TestData.DefaultDetector.Detect(text).Language);
+        Assert.Equal("ca", TestData.DefaultDetector.WithSpelling(0).Detect(text).Language);
+    }
 }

@@ -496,11 +496,12 @@ public sealed class LanguageDetector
 
         if (SpellingWeight > 0 && closeGroup.Contains("pt", StringComparer.Ordinal))
         {
-            var (portuguese, doubleL, catalanNy) = IberianSpelling.Count(normalized);
+            var (portuguese, doubleL, catalanNy, spanishUe) = IberianSpelling.CountAll(normalized);
             for (var k = 0; k < members.Length; k++)
             {
                 var code = candidates[members[k]];
-                inner[k] += SpellingWeight * (code == "pt" ? Math.Min(1, portuguese) : Math.Min(1, doubleL) + (code == "ca" ? Math.Min(1, catalanNy) : 0));
+                inner[k] += SpellingWeight * (code == "pt" ? Math.Min(1, portuguese)
+                    : Math.Min(1, doubleL) + (code == "ca" ? Math.Min(1, catalanNy) : 0) + (code == "es" ? Math.Min(1, spanishUe) : 0));
             }
         }
 
