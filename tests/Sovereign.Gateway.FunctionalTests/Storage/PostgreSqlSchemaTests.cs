@@ -77,6 +77,47 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
     }
 
     [Fact]
+    public async Task AuditArchive_RemovesUnderASignedRecord_AndTheChainStillVerifiesAndGrows()
+    {
+        // A database of its own: archiving moves where the chain starts.
+        var name = "archived_" + Guid.NewGuid().ToString("N")[..8];
+        await using (var admin = new Npgsql.NpgsqlConnection(postgres.ConnectionString))
+        {
+            await admin.OpenAsync();
+            await using var create = new Npgsql.NpgsqlCommand($"CREATE DATABASE {name}", admin);
+            await create.ExecuteNonQueryAsync();
+        }
+
+        var database = SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Database = name }.ConnectionString);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        var entry = new AuditRecord { Kind = AuditKind.Inference, Actor = "k", Action = AuditActions.InferenceAllowed, Tenant = "pg-archived", Jurisdiction = "TH" };
+        await using (var audit = await AuditLog.OpenAsync(database, key))
+        {
+            for (var i = 0; i < 30; i++)
+            {
+                await audit.AppendAsync(entry);
+            }
+        }
+
+        using var file = new MemoryStream();
+        var summary = await AuditArchive.WriteAsync(database, key, DateTimeOffset.UtcNow.AddMilliseconds(1), file);
+        var exported = await AuditExport.VerifyExportAsync(new MemoryStream(file.ToArray()), key.PublicKeyPem);
+        var removal = await AuditArchive.RemoveAsync(database, key, summary.LastSequence!.Value, summary.Checkpoint!.Hash, summary.Entries);
+        await using (var audit = await AuditLog.OpenAsync(database, key))
+        {
+            await audit.AppendAsync(entry);
+        }
+
+        var result = await AuditVerifier.VerifyAsync(database, key.PublicKeyPem);
+
+        Assert.True(exported.Valid, string.Join("; ", exported.Problems));
+        Assert.Equal((30L, 29L), (summary.Entries, removal.Removed));
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        Assert.Equal(AuditVerdict.Trusted, result.Verdict);
+        Assert.Equal((29L, 2L, 31L), (result.Archive!.Sequence, result.EntriesChecked, result.LastSequence));
+    }
+
+    [Fact]
     public async Task AuditLog_CarriesAUsageRecord_InItsTransaction()
     {
         // A database of its own: the other tests verify the shared database's chain against their own keys.
