@@ -8,6 +8,17 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
 {
     private readonly string _directory = Directory.CreateTempSubdirectory("sovereign-audit-").FullName;
 
+    /// <summary>A consistent copy of the running TH gateway's SQLite database (SQLite's online backup), to tamper with or archive.</summary>
+    private string CopyOfTheGatewaysDatabase(string name)
+    {
+        var copy = Path.Combine(_directory, name);
+        using var source = new SqliteConnection($"Data Source={Path.Combine(fixture.ThDataDirectory, "sovereign.db")}");
+        source.Open();
+        using var backup = new SqliteConnection($"Data Source={copy}");
+        source.BackupDatabase(backup);
+        return copy;
+    }
+
     public void Dispose()
     {
         SqliteConnection.ClearAllPools();
@@ -65,13 +76,7 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
         Assert.Matches(@"Covered through [1-9]\d*; uncovered: \d+\.", stdout);
 
         // Tamper with a copy: change the model recorded in entry 3.
-        var copy = Path.Combine(_directory, "copy.db");
-        using (var source = new SqliteConnection($"Data Source={Path.Combine(fixture.ThDataDirectory, "sovereign.db")}"))
-        {
-            source.Open();
-            using var backup = new SqliteConnection($"Data Source={copy}");
-            source.BackupDatabase(backup);
-        }
+        var copy = CopyOfTheGatewaysDatabase("copy.db");
 
         using (var connection = new SqliteConnection($"Data Source={copy}"))
         {
@@ -97,13 +102,7 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
             Assert.Equal(200, (int)response.StatusCode);
         }
 
-        var copy = Path.Combine(_directory, "no-checkpoints.db");
-        using (var source = new SqliteConnection($"Data Source={Path.Combine(fixture.ThDataDirectory, "sovereign.db")}"))
-        {
-            source.Open();
-            using var backup = new SqliteConnection($"Data Source={copy}");
-            source.BackupDatabase(backup);
-        }
+        var copy = CopyOfTheGatewaysDatabase("no-checkpoints.db");
 
         using (var connection = new SqliteConnection($"Data Source={copy}"))
         {
@@ -135,13 +134,7 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
             }
         }
 
-        var copy = Path.Combine(_directory, "archived.db");
-        using (var source = new SqliteConnection($"Data Source={Path.Combine(fixture.ThDataDirectory, "sovereign.db")}"))
-        {
-            source.Open();
-            using var backup = new SqliteConnection($"Data Source={copy}");
-            source.BackupDatabase(backup);
-        }
+        var copy = CopyOfTheGatewaysDatabase("archived.db");
 
         long Count(string sql)
         {
