@@ -26,6 +26,12 @@ internal static class EmbeddingsEndpoint
             throw OpenAIException.BadRequest("encoding_format must be 'float' or 'base64'.", "encoding_format", "invalid_value");
         }
 
+        // A relay forwards dimensions to the engine (vLLM honours it for Matryoshka models): only a count is sent.
+        if (request.Dimensions is < 1)
+        {
+            throw OpenAIException.BadRequest($"dimensions must be at least 1; got {request.Dimensions}.", "dimensions", "invalid_value");
+        }
+
         var work = new EmbeddingWorkload
         {
             Model = request.Model,

@@ -172,6 +172,25 @@ public sealed class EmbeddingRelayTests(EmbeddingRelayFixture fixture) : IClassF
         Assert.Equal(((decimal)tokens, 0m), await fixture.BudgetOfAsync(poorTenant));
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-3)]
+    public async Task DimensionsBelowOne_Is400BeforeAnythingIsRelayed(int dimensions)
+    {
+        // Forwarded as given before, the engine's own refusal came back as a failed, recorded request.
+        var (tenant, key) = await fixture.NewTenantAsync(1000m, "TH");
+        using var client = fixture.TenantClient(key);
+
+        using var response = await client.PostAsync("/v1/embeddings", Json($$"""{"model":"{{EmbeddingRelayFixture.ThModel}}","input":"Once upon a time","dimensions":{{dimensions}}}"""));
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, text);
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal(("invalid_value", "dimensions"), (error.GetProperty("code").GetString(), error.GetProperty("param").GetString()));
+        Assert.False(response.Headers.Contains("x-sovereign-audit-id"));
+        Assert.Equal((0m, 0m), await fixture.BudgetOfAsync(tenant));
+    }
+
     [Fact]
     public async Task TheEnginesError_ReachesTheClientAsOpenAIsError_AndIsNotBilled()
     {
