@@ -80,7 +80,9 @@ public static class AuditVerifier
             };
         }
 
-        var covered = $"A signed checkpoint covers entries 1..{result.CoveredThrough}";
+        var covered = result.Archive is { } archived
+            ? $"Entries 1..{archived.Sequence} were archived under a signed archive record, and a signed checkpoint covers the log through {result.CoveredThrough}"
+            : $"A signed checkpoint covers entries 1..{result.CoveredThrough}";
         if (result.Uncovered == 0)
         {
             return result with { Verdict = AuditVerdict.Trusted, VerdictReason = covered + ", every entry." };

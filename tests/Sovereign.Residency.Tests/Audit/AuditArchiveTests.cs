@@ -34,6 +34,7 @@ public sealed class AuditArchiveTests
         Assert.Equal((30L, 60L, 60L, 0L), (result.EntriesChecked, result.LastSequence, result.CoveredThrough, result.Uncovered));
         Assert.Equal(30, result.Archive!.Sequence);
         Assert.Equal(summary.Checkpoint.Hash, result.Archive.Hash);
+        Assert.StartsWith("Entries 1..30 were archived under a signed archive record", result.VerdictReason, StringComparison.Ordinal);
     }
 
     [Fact]
