@@ -118,6 +118,52 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
     }
 
     [Fact]
+    public async Task AuditArchive_RemovalWhileAnotherGatewayAppends_LeavesAChainThatVerifies()
+    {
+        var name = "archived_live_" + Guid.NewGuid().ToString("N")[..8];
+        await using (var admin = new Npgsql.NpgsqlConnection(postgres.ConnectionString))
+        {
+            await admin.OpenAsync();
+            await using var create = new Npgsql.NpgsqlCommand($"CREATE DATABASE {name}", admin);
+            await create.ExecuteNonQueryAsync();
+        }
+
+        var database = SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Database = name }.ConnectionString);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        var entry = new AuditRecord { Kind = AuditKind.Inference, Actor = "k", Action = AuditActions.InferenceAllowed, Tenant = "pg-live", Jurisdiction = "TH" };
+        await using (var audit = await AuditLog.OpenAsync(database, key))
+        {
+            for (var i = 0; i < 120; i++)
+            {
+                await audit.AppendAsync(entry);
+            }
+        }
+
+        using var file = new MemoryStream();
+        var summary = await AuditArchive.WriteAsync(database, key, DateTimeOffset.UtcNow.AddMilliseconds(1), file);
+
+        // Another gateway keeps appending to the shared chain while the archived entries leave, in whatever order.
+        var appends = Task.Run(async () =>
+        {
+            await using var other = await AuditLog.OpenAsync(database, key);
+            for (var i = 0; i < 60; i++)
+            {
+                await other.AppendAsync(entry);
+            }
+        });
+        var removal = await AuditArchive.RemoveAsync(database, key, summary.LastSequence!.Value, summary.Checkpoint!.Hash, summary.Entries);
+        await appends;
+
+        var result = await AuditVerifier.VerifyAsync(database, key.PublicKeyPem);
+
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        Assert.Equal(AuditVerdict.Trusted, result.Verdict);
+        Assert.Equal(180L, result.LastSequence);
+        Assert.Equal(removal.Record!.Sequence, result.Archive!.Sequence);
+        Assert.Equal(180L - removal.Removed, result.EntriesChecked);
+    }
+
+    [Fact]
     public async Task AuditLog_CarriesAUsageRecord_InItsTransaction()
     {
         // A database of its own: the other tests verify the shared database's chain against their own keys.
