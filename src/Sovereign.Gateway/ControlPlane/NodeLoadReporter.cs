@@ -19,6 +19,7 @@ namespace Sovereign.Gateway.ControlPlane;
 internal sealed partial class NodeLoadReporter(
     NodeDirectory nodes,
     ModelCatalog catalog,
+    Pipeline.RouteGates gates,
     IOptions<SovereignOptions> options,
     IOptions<SovereignClusterOptions> cluster,
     TimeProvider time,
@@ -40,11 +41,27 @@ internal sealed partial class NodeLoadReporter(
             ? new NodeModel(m.Id, m.Id, Pipeline.Executors.EmbeddingExecutor.Slots + routeQueue, m.Model?.Options.License, m.Model?.Options.Origin, NodeModelKinds.Embedding)
             : new NodeModel(m.Id, m.Id, m.Model is { } model ? model.Options.Parallel + model.Options.MaxQueue : 64, m.Model?.Options.License, m.Model?.Options.Origin, NodeModelKinds.Chat))];
 
-    /// <summary>The load of each served model now.</summary>
-    public static List<ModelLoad> LoadOf(ModelCatalog catalog) =>
-        [.. catalog.All.Select(m => m.Batcher is { } b
-            ? new ModelLoad(m.Id, b.RunningCount, Math.Max(0, b.Model.Options.Parallel - b.RunningCount), b.WaitingCount, Math.Round(b.KvCacheUsage, 4))
-            : new ModelLoad(m.Id, 0, 0, 0, 0))];
+    /// <summary>
+    /// The load of each served model now: a chat model's sequences from its engine; an embedding model's slots from
+    /// the route gate its executor takes on this node (they read 0 running and 0 free, so the cluster's free-slot
+    /// counts left embedding models out).
+    /// </summary>
+    public static List<ModelLoad> LoadOf(ModelCatalog catalog, Pipeline.RouteGates gates, string nodeId) =>
+        [.. catalog.All.Select(m =>
+        {
+            if (m.Batcher is { } b)
+            {
+                return new ModelLoad(m.Id, b.RunningCount, Math.Max(0, b.Model.Options.Parallel - b.RunningCount), b.WaitingCount, Math.Round(b.KvCacheUsage, 4));
+            }
+
+            if (m.Kind == Sovereign.Inference.Engine.ModelKind.Embedding)
+            {
+                var (running, waiting) = gates.For(nodeId, m.Id, Pipeline.Executors.EmbeddingExecutor.Slots).Occupancy;
+                return new ModelLoad(m.Id, running, Math.Max(0, Pipeline.Executors.EmbeddingExecutor.Slots - running), waiting, 0);
+            }
+
+            return new ModelLoad(m.Id, 0, 0, 0, 0);
+        })];
 
     /// <summary>Models in this node's registry that are not loaded now (a gateway answers 503, not 404, for them).</summary>
     private List<string> AvailableOf(ModelCatalog catalog)
@@ -76,7 +93,7 @@ internal sealed partial class NodeLoadReporter(
                 try
                 {
                     var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog, options.Value.Limits.RouteQueue), new NodeLoad(now, LoadOf(catalog), _accelerators, AvailableOf(catalog), cluster.Value.DeviceClass ?? DeviceClasses.Of(_accelerators))))
+                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog, options.Value.Limits.RouteQueue), new NodeLoad(now, LoadOf(catalog, gates, options.Value.NodeId), _accelerators, AvailableOf(catalog), cluster.Value.DeviceClass ?? DeviceClasses.Of(_accelerators))))
                     {
                         nodes.Invalidate();
                     }

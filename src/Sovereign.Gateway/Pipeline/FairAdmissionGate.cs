@@ -51,6 +51,18 @@ internal sealed class FairAdmissionGate
         }
     }
 
+    /// <summary>Requests running and waiting now, read together (a node's load report; not on the request path).</summary>
+    public (int Running, int Waiting) Occupancy
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return (_running, _queue.Count);
+            }
+        }
+    }
+
     /// <summary>Waits for a slot, fairly; throws the OpenAI error to answer with when the request cannot even wait.</summary>
     public async ValueTask<IDisposable> AcquireAsync(FairQueueEntry entry, CancellationToken cancellationToken)
     {
