@@ -275,6 +275,39 @@ public sealed class EmbeddingRelayTests(EmbeddingRelayFixture fixture) : IClassF
         Assert.Equal((0m, 0m), await fixture.BudgetOfAsync(tenant));
     }
 
+    [Fact]
+    public async Task AnEngineThatRefusesTheConnection_FailsOverToAnotherCompliantEngine_BilledThere()
+    {
+        // Two TH engines for one model; the refusing one sorts first, so the request meets it and moves on.
+        const string Model = "failover-embed";
+        await fixture.RegisterEmbeddingEngineAsync("fo-a-refusing", FakeUpstreamEngine.RefusingUrl(), Model);
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/nodes", new
+        {
+            id = "fo-b-live",
+            jurisdiction = "TH",
+            base_url = fixture.EngineAddress.ToString().TrimEnd('/'),
+            models = new[] { new { id = Model, upstream = EmbeddingRelayFixture.EngineModel, capacity = 2, kind = "embedding" } },
+        }, 201);
+        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{EmbeddingRelayFixture.Plan}/prices", new { model = Model, input_per_million = 1_000_000m, output_per_million = 0m }, 201);
+        var (tenant, key) = await fixture.NewTenantAsync(1000m, "TH");
+        using var client = fixture.TenantClient(key);
+        var captured = new System.Collections.Concurrent.ConcurrentQueue<(string Category, Microsoft.Extensions.Logging.LogLevel Level, Microsoft.Extensions.Logging.EventId Event, string Message)>();
+        using var capture = new CapturingLoggerProvider(captured);
+        fixture.App.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().AddProvider(capture);
+
+        using var response = await client.PostAsync("/v1/embeddings", Json($$"""{"model":"{{Model}}","input":"Once upon a time"}"""));
+        capture.Stop();
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+        Assert.Equal("fo-b-live", response.Headers.GetValues("x-sovereign-node").Single());
+        Assert.Contains(captured, l => l.Event.Id == 4101 && l.Message.Contains("fo-a-refusing", StringComparison.Ordinal));
+        var tokens = JsonDocument.Parse(text).RootElement.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+        var record = await Ledger.GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal((UsageOutcome.Completed, tokens), (record?.Outcome, record?.PromptTokens));
+        Assert.Equal(((decimal)tokens, 0m), await fixture.BudgetOfAsync(tenant));
+    }
+
     [Theory]
     [InlineData("""{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5]}],"usage":{"prompt_tokens":4,"total_tokens":4}}""", "upstream_invalid_response")]
     [InlineData("""{"object":"list","data":[{"embedding":[0.5]},{"embedding":["x"]}],"usage":{"prompt_tokens":4}}""", "upstream_invalid_response")]
