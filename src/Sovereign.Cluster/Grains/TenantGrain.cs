@@ -78,16 +78,10 @@ internal sealed class TenantGrain(
     {
         var now = time.GetUtcNow();
         var rates = Rates();
-        var rate = rates.TryAcquire(request.KeyId, 1, request.Tokens, now);
-        var view = new RateLimitView(rate.LimitRequests, rate.RemainingRequests, rate.ResetRequests, rate.LimitTokens, rate.RemainingTokens, rate.ResetTokens);
-        if (!rate.Allowed)
+        var (view, refused) = TakeRate(request.KeyId, request.Tokens, now);
+        if (refused is not null)
         {
-            return new AdmissionResult(
-                rate.RefusedDimension == RateLimitDimension.Tokens ? AdmissionOutcome.RateLimitedTokens : AdmissionOutcome.RateLimitedRequests,
-                view,
-                rate.Outcome == RateLimitOutcome.Limited ? rate.RetryAfter : null,
-                TooLarge: rate.Outcome == RateLimitOutcome.TooLarge,
-                RefusedScopeKeyId: rate.RefusedScope == RateLimitScope.Key ? request.KeyId : null);
+            return refused;
         }
 
         if (await BudgetAsync() is { } budget)
@@ -118,11 +112,18 @@ internal sealed class TenantGrain(
 
     public Task<AdmissionResult> CountRequestAsync(string? keyId)
     {
-        var rate = Rates().TryAcquire(keyId, 1, 0, time.GetUtcNow());
+        var (view, refused) = TakeRate(keyId, 0, time.GetUtcNow());
+        return Task.FromResult(refused ?? new AdmissionResult(AdmissionOutcome.Admitted, view));
+    }
+
+    /// <summary>Takes one request and <paramref name="tokens"/> from the rate limits: the limits' view, and the refusal when they refuse.</summary>
+    private (RateLimitView View, AdmissionResult? Refused) TakeRate(string? keyId, long tokens, DateTimeOffset now)
+    {
+        var rate = Rates().TryAcquire(keyId, 1, tokens, now);
         var view = new RateLimitView(rate.LimitRequests, rate.RemainingRequests, rate.ResetRequests, rate.LimitTokens, rate.RemainingTokens, rate.ResetTokens);
-        return Task.FromResult(rate.Allowed
-            ? new AdmissionResult(AdmissionOutcome.Admitted, view)
-            : new AdmissionResult(
+        return rate.Allowed
+            ? (view, null)
+            : (view, new AdmissionResult(
                 rate.RefusedDimension == RateLimitDimension.Tokens ? AdmissionOutcome.RateLimitedTokens : AdmissionOutcome.RateLimitedRequests,
                 view,
                 rate.Outcome == RateLimitOutcome.Limited ? rate.RetryAfter : null,
