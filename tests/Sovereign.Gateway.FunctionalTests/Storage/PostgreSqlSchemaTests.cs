@@ -12,6 +12,20 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
 {
     private SqlDatabase Database() => SqlDatabase.PostgreSql(postgres.ConnectionString);
 
+    /// <summary>A fresh database of its own on the server, for a test whose chain must start where it says.</summary>
+    private async Task<SqlDatabase> OwnDatabaseAsync(string prefix)
+    {
+        var name = prefix + "_" + Guid.NewGuid().ToString("N")[..8];
+        await using (var admin = new Npgsql.NpgsqlConnection(postgres.ConnectionString))
+        {
+            await admin.OpenAsync();
+            await using var create = new Npgsql.NpgsqlCommand($"CREATE DATABASE {name}", admin);
+            await create.ExecuteNonQueryAsync();
+        }
+
+        return SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Database = name }.ConnectionString);
+    }
+
     private async Task<SqlDatabase> MigratedAsync()
     {
         var database = Database();
@@ -80,15 +94,7 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
     public async Task AuditArchive_RemovesUnderASignedRecord_AndTheChainStillVerifiesAndGrows()
     {
         // A database of its own: archiving moves where the chain starts.
-        var name = "archived_" + Guid.NewGuid().ToString("N")[..8];
-        await using (var admin = new Npgsql.NpgsqlConnection(postgres.ConnectionString))
-        {
-            await admin.OpenAsync();
-            await using var create = new Npgsql.NpgsqlCommand($"CREATE DATABASE {name}", admin);
-            await create.ExecuteNonQueryAsync();
-        }
-
-        var database = SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Database = name }.ConnectionString);
+        var database = await OwnDatabaseAsync("archived");
         using var key = OperatorSigningKey.CreateEphemeral();
         var entry = new AuditRecord { Kind = AuditKind.Inference, Actor = "k", Action = AuditActions.InferenceAllowed, Tenant = "pg-archived", Jurisdiction = "TH" };
         await using (var audit = await AuditLog.OpenAsync(database, key))
@@ -120,15 +126,7 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
     [Fact]
     public async Task AuditArchive_RemovalWhileAnotherGatewayAppends_LeavesAChainThatVerifies()
     {
-        var name = "archived_live_" + Guid.NewGuid().ToString("N")[..8];
-        await using (var admin = new Npgsql.NpgsqlConnection(postgres.ConnectionString))
-        {
-            await admin.OpenAsync();
-            await using var create = new Npgsql.NpgsqlCommand($"CREATE DATABASE {name}", admin);
-            await create.ExecuteNonQueryAsync();
-        }
-
-        var database = SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Database = name }.ConnectionString);
+        var database = await OwnDatabaseAsync("archived_live");
         using var key = OperatorSigningKey.CreateEphemeral();
         var entry = new AuditRecord { Kind = AuditKind.Inference, Actor = "k", Action = AuditActions.InferenceAllowed, Tenant = "pg-live", Jurisdiction = "TH" };
         await using (var audit = await AuditLog.OpenAsync(database, key))
@@ -167,15 +165,7 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
     public async Task AuditLog_CarriesAUsageRecord_InItsTransaction()
     {
         // A database of its own: the other tests verify the shared database's chain against their own keys.
-        var name = "carried_" + Guid.NewGuid().ToString("N")[..8];
-        await using (var admin = new Npgsql.NpgsqlConnection(postgres.ConnectionString))
-        {
-            await admin.OpenAsync();
-            await using var create = new Npgsql.NpgsqlCommand($"CREATE DATABASE {name}", admin);
-            await create.ExecuteNonQueryAsync();
-        }
-
-        var database = SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Database = name }.ConnectionString);
+        var database = await OwnDatabaseAsync("carried");
         await database.MigrateAsync([.. AuditLog.Migrations, .. UsageLedger.Migrations]);
         using var key = OperatorSigningKey.CreateEphemeral();
         await using var ledger = await UsageLedger.OpenAsync(database);
