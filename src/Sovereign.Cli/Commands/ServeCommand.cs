@@ -53,16 +53,29 @@ internal static class ServeCommand
             Description = "The URL gateways reach this node at (Sovereign:Cluster:NodeUrl; default: --urls when it names one address, not 0.0.0.0).",
         };
 
+        var engine = new Option<string?>("--engine")
+        {
+            Description = "An OpenAI-compatible engine this node fronts (vLLM, llama-server, Ollama beside it), as its base URL without /v1, e.g. http://127.0.0.1:8000; "
+                + "with --engine-model. More engines: Sovereign:Engines in the config file.",
+        };
+        var engineModel = new Option<string[]>("--engine-model") { Description = "A chat model the --engine serves, as ID or ID=ENGINE_NAME; repeatable." };
+        var engineEmbeddingModel = new Option<string[]>("--engine-embedding-model") { Description = "An embedding model the --engine serves, as ID or ID=ENGINE_NAME; repeatable." };
+        var engineCapacity = new Option<int?>("--engine-capacity") { Description = $"Requests sent to the --engine at once per model (default {Gateway.Models.EngineOptions.DefaultCapacity}); more wait in a fair queue." };
+        var engineApiKey = new Option<string?>("--engine-api-key") { Description = "The bearer key the --engine needs, if any." };
+
         var command = new Command("serve", "Start the OpenAI-compatible server.")
         {
             model, embedding, urls, threads, parallel, context, template, apiKey, config, dataDir, role, joinToken, joinUrl, nodeId, nodeUrl,
+            engine, engineModel, engineEmbeddingModel, engineCapacity, engineApiKey,
         };
         command.SetAction(async (result, cancellationToken) =>
         {
             List<ModelOptions> models;
+            Gateway.Models.EngineOptions? fronted;
             try
             {
                 models = [.. Parse(result.GetValue(model) ?? [], ModelKind.Chat), .. Parse(result.GetValue(embedding) ?? [], ModelKind.Embedding)];
+                fronted = ParseEngine(result.GetValue(engine), result.GetValue(engineModel) ?? [], result.GetValue(engineEmbeddingModel) ?? [], result.GetValue(engineCapacity), result.GetValue(engineApiKey));
             }
             catch (ArgumentException ex)
             {
@@ -73,6 +86,7 @@ internal static class ServeCommand
             var settings = new ServeSettings
             {
                 Models = models,
+                Engine = fronted,
                 Urls = result.GetValue(urls),
                 Threads = result.GetValue(threads),
                 Parallel = result.GetValue(parallel),
@@ -111,8 +125,13 @@ internal static class ServeCommand
                     "(every such request is refused with 403 residency_violation). Declare where it runs: Sovereign__Jurisdiction=TH (or \"Jurisdiction\" in sovereign.json).");
             }
 
+            foreach (var engine in options.Engines)
+            {
+                await Console.Error.WriteLineAsync($"sovereign serve: fronting the engine at {engine.BaseUrl}: {string.Join(", ", engine.Models.Select(m => m.Id))}.");
+            }
+
             await Console.Error.WriteLineAsync(options.Models.Count == 0
-                ? "sovereign serve: loading the built-in test model..."
+                ? options.Engines.Count == 0 ? "sovereign serve: loading the built-in test model..." : "sovereign serve: no GGUF model to load."
                 : $"sovereign serve: loading {options.Models.Count} model(s): {string.Join(", ", options.Models.Select(m => $"{m.Id} ({SizeOf(m.Path)})"))}...");
             await app.StartAsync(cancellationToken);
             await Console.Error.WriteLineAsync($"sovereign serve: ready on {string.Join(", ", app.Urls)} (console: {app.Urls.First().TrimEnd('/')}/console).");
@@ -159,7 +178,7 @@ internal static class ServeCommand
         builder.Configuration.AddInMemoryCollection(settings.ToConfiguration());
         builder.WebHost.UseUrls((builder.Configuration["urls"] ?? DefaultUrls).Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         builder.AddSovereignGateway();
-        if (settings.Models.Count > 0 || settings.Threads is not null || settings.Parallel is not null || settings.ContextLength is not null || settings.ChatTemplate is not null)
+        if (settings.Models.Count > 0 || settings.Engine is not null || settings.Threads is not null || settings.Parallel is not null || settings.ContextLength is not null || settings.ChatTemplate is not null)
         {
             builder.Services.PostConfigure<SovereignOptions>(settings.Apply);
         }
@@ -171,6 +190,40 @@ internal static class ServeCommand
 
     private static string SizeOf(string path) =>
         File.Exists(path) ? string.Create(CultureInfo.InvariantCulture, $"{new FileInfo(path).Length / (1024.0 * 1024.0):F0} MiB") : "missing";
+
+    /// <summary>The engine the <c>--engine</c> flags name, or null when they name none.</summary>
+    internal static Gateway.Models.EngineOptions? ParseEngine(string? baseUrl, IReadOnlyList<string> chat, IReadOnlyList<string> embedding, int? capacity, string? apiKey)
+    {
+        if (baseUrl is null)
+        {
+            return chat.Count > 0 || embedding.Count > 0 || capacity is not null || apiKey is not null
+                ? throw new ArgumentException("--engine-model, --engine-embedding-model, --engine-capacity and --engine-api-key need --engine URL.")
+                : null;
+        }
+
+        if (chat.Count == 0 && embedding.Count == 0)
+        {
+            throw new ArgumentException("--engine: name at least one model it serves with --engine-model (chat) or --engine-embedding-model.");
+        }
+
+        var models = chat.Select(m => (Value: m, Kind: ModelKind.Chat)).Concat(embedding.Select(m => (Value: m, Kind: ModelKind.Embedding))).Select(m =>
+        {
+            var parts = m.Value.Split('=', 2);
+            if (string.IsNullOrWhiteSpace(parts[0]) || (parts.Length == 2 && string.IsNullOrWhiteSpace(parts[1])))
+            {
+                throw new ArgumentException($"--engine-model '{m.Value}': expected ID or ID=ENGINE_NAME.");
+            }
+
+            return new Gateway.Models.EngineModelOptions { Id = parts[0], Upstream = parts.Length == 2 ? parts[1] : null, Kind = m.Kind };
+        });
+        return new Gateway.Models.EngineOptions
+        {
+            BaseUrl = baseUrl,
+            ApiKey = apiKey,
+            Capacity = capacity ?? Gateway.Models.EngineOptions.DefaultCapacity,
+            Models = [.. models],
+        };
+    }
 
     /// <summary>Parses <c>PATH</c> or <c>PATH=ID</c>; the id defaults to the file name without extension.</summary>
     internal static IEnumerable<ModelOptions> Parse(IEnumerable<string> values, ModelKind kind)
@@ -194,6 +247,10 @@ internal static class ServeCommand
 internal sealed record ServeSettings
 {
     public IReadOnlyList<ModelOptions> Models { get; init; } = [];
+
+    /// <summary>The engine of the <c>--engine</c> flags; it replaces configured engines.</summary>
+    public Gateway.Models.EngineOptions? Engine { get; init; }
+
     public string? Urls { get; init; }
     public int? Threads { get; init; }
     public int? Parallel { get; init; }
@@ -235,6 +292,11 @@ internal sealed record ServeSettings
         if (Models.Count > 0)
         {
             options.Models = [.. Models];
+        }
+
+        if (Engine is not null)
+        {
+            options.Engines = [Engine];
         }
 
         foreach (var model in options.Models)

@@ -17,6 +17,7 @@ namespace Sovereign.Gateway.ControlPlane;
 internal sealed partial class LocalNodeRegistrar(
     NodeDirectory nodes,
     ModelCatalog catalog,
+    FrontedEngines engines,
     OperatorSigningKey operatorKey,
     IOptions<SovereignOptions> options,
     IOptions<Cluster.Hosting.SovereignClusterOptions> cluster,
@@ -75,7 +76,7 @@ internal sealed partial class LocalNodeRegistrar(
             }
         }
 
-        var models = NodeLoadReporter.ModelsOf(catalog, settings.Limits.RouteQueue);
+        var models = NodeLoadReporter.ModelsOf(catalog, settings.Limits.RouteQueue, engines);
         for (var waited = false; ; waited = true)
         {
             try

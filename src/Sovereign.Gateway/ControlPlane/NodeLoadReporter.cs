@@ -19,7 +19,9 @@ namespace Sovereign.Gateway.ControlPlane;
 internal sealed partial class NodeLoadReporter(
     NodeDirectory nodes,
     ModelCatalog catalog,
+    FrontedEngines engines,
     Pipeline.RouteGates gates,
+    IHttpClientFactory httpClients,
     IOptions<SovereignOptions> options,
     IOptions<SovereignClusterOptions> cluster,
     TimeProvider time,
@@ -31,22 +33,29 @@ internal sealed partial class NodeLoadReporter(
     private readonly SemaphoreSlim _changed = new(0, 1);
     private IReadOnlyList<Accelerator> _accelerators = [];
 
+    // Which fronted engines the log last said were down (a relay may mark one down before a probe sees it).
+    private bool[] _saidDown = [];
+
     /// <summary>
     /// The models this process serves, as the registry lists them, with their kind: a gateway relays chat work to a
     /// node's chat models and embeddings to its embedding models. The capacity is what the node holds before it
-    /// refuses: a chat model's sequences and queue, an embedding model's slots and its route queue.
+    /// refuses: a chat model's sequences and queue, an embedding model's slots and its route queue, a fronted engine's
+    /// capacity and its route queue. A fronted engine that does not answer lists none of its models (as if unloaded).
+    /// Gateways send a node's models by the node's own ids; the node maps them to the engine's names.
     /// </summary>
-    public static List<NodeModel> ModelsOf(ModelCatalog catalog, int routeQueue) =>
+    public static List<NodeModel> ModelsOf(ModelCatalog catalog, int routeQueue, FrontedEngines? engines = null) =>
         [.. catalog.All.Select(m => m.Kind == Sovereign.Inference.Engine.ModelKind.Embedding
             ? new NodeModel(m.Id, m.Id, Pipeline.Executors.EmbeddingExecutor.Slots + routeQueue, m.Model?.Options.License, m.Model?.Options.Origin, NodeModelKinds.Embedding)
-            : new NodeModel(m.Id, m.Id, m.Model is { } model ? model.Options.Parallel + model.Options.MaxQueue : 64, m.Model?.Options.License, m.Model?.Options.Origin, NodeModelKinds.Chat))];
+            : new NodeModel(m.Id, m.Id, m.Model is { } model ? model.Options.Parallel + model.Options.MaxQueue : 64, m.Model?.Options.License, m.Model?.Options.Origin, NodeModelKinds.Chat)),
+         .. (engines?.All ?? []).Where(m => !engines!.IsMarkedDown(m.Engine))
+            .Select(m => m.Model with { Upstream = m.Id, Capacity = m.Model.Capacity + routeQueue })];
 
     /// <summary>
     /// The load of each served model now: a chat model's sequences from its engine; an embedding model's slots from
     /// the route gate its executor takes on this node (they read 0 running and 0 free, so the cluster's free-slot
     /// counts left embedding models out).
     /// </summary>
-    public static List<ModelLoad> LoadOf(ModelCatalog catalog, Pipeline.RouteGates gates, string nodeId) =>
+    public static List<ModelLoad> LoadOf(ModelCatalog catalog, Pipeline.RouteGates gates, string nodeId, FrontedEngines? engines = null, IReadOnlyList<double?>? engineKvUse = null) =>
         [.. catalog.All.Select(m =>
         {
             if (m.Batcher is { } b)
@@ -61,14 +70,25 @@ internal sealed partial class NodeLoadReporter(
             }
 
             return new ModelLoad(m.Id, 0, 0, 0, 0);
-        })];
+        }),
+         .. (engines?.All ?? []).Where(m => !engines!.IsMarkedDown(m.Engine)).Select(m =>
+         {
+             // What this node holds in the engine's route gate; KV use as the engine reports it on /metrics, where it does.
+             var (running, waiting) = gates.For(nodeId, m.Id, m.Model.Capacity).Occupancy;
+             var kv = engineKvUse is { } reported && m.Engine < reported.Count ? reported[m.Engine] ?? 0 : 0;
+             return new ModelLoad(m.Id, running, Math.Max(0, m.Model.Capacity - running), waiting, Math.Round(kv, 4));
+         })];
 
-    /// <summary>Models in this node's registry that are not loaded now (a gateway answers 503, not 404, for them).</summary>
+    /// <summary>
+    /// Models in this node's registry that are not loaded now, and those of fronted engines that do not answer (a
+    /// gateway answers 503, not 404, for them).
+    /// </summary>
     private List<string> AvailableOf(ModelCatalog catalog)
     {
         try
         {
-            return [.. catalog.Registry.List().Select(e => e.Id).Where(id => !catalog.TryGet(id, out _))];
+            return [.. catalog.Registry.List().Select(e => e.Id).Where(id => !catalog.TryGet(id, out _)),
+                .. engines.All.Where(m => engines.IsMarkedDown(m.Engine)).Select(m => m.Id)];
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidDataException)
         {
@@ -92,8 +112,9 @@ internal sealed partial class NodeLoadReporter(
             {
                 try
                 {
+                    var kvUse = await ProbeEnginesAsync(stoppingToken);
                     var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog, options.Value.Limits.RouteQueue), new NodeLoad(now, LoadOf(catalog, gates, options.Value.NodeId), _accelerators, AvailableOf(catalog), cluster.Value.DeviceClass ?? DeviceClasses.Of(_accelerators))))
+                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog, options.Value.Limits.RouteQueue, engines), new NodeLoad(now, LoadOf(catalog, gates, options.Value.NodeId, engines, kvUse), _accelerators, AvailableOf(catalog), cluster.Value.DeviceClass ?? DeviceClasses.Of(_accelerators))))
                     {
                         nodes.Invalidate();
                     }
@@ -127,6 +148,60 @@ internal sealed partial class NodeLoadReporter(
         {
             // A report is already due.
         }
+    }
+
+    /// <summary>How long a probe of a fronted engine may take before the engine counts as not answering.</summary>
+    public static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Asks each fronted engine for its Prometheus metrics: any HTTP answer means it is up (Ollama has no /metrics and
+    /// answers 404), no answer marks it down. Returns each engine's KV-cache use where its metrics carry it.
+    /// </summary>
+    private async Task<IReadOnlyList<double?>> ProbeEnginesAsync(CancellationToken cancellationToken)
+    {
+        if (engines.BaseUrls.Count == 0)
+        {
+            return [];
+        }
+
+        var client = httpClients.CreateClient(Routing.UpstreamProxy.ClientName);
+        if (_saidDown.Length != engines.BaseUrls.Count)
+        {
+            _saidDown = new bool[engines.BaseUrls.Count];
+        }
+
+        return await Task.WhenAll(engines.BaseUrls.Select(async (baseUrl, index) =>
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(ProbeTimeout);
+            try
+            {
+                using var response = await client.GetAsync(baseUrl + "/metrics", HttpCompletionOption.ResponseHeadersRead, timeout.Token);
+                engines.MarkUp(index);
+                if (_saidDown[index])
+                {
+                    _saidDown[index] = false;
+                    LogEngineBack(baseUrl);
+                }
+
+                if (!response.IsSuccessStatusCode || response.Content.Headers.ContentLength > EnginePrometheusMetrics.MaxBytes)
+                {
+                    return (double?)null;
+                }
+
+                return await EnginePrometheusMetrics.ReadPageAsync(response.Content, timeout.Token) is { } page ? EnginePrometheusMetrics.KvCacheUse(page) : null;
+            }
+            catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+            {
+                engines.MarkDown(index);
+                if (!_saidDown[index])
+                {
+                    _saidDown[index] = true;
+                    LogEngineDown(baseUrl, ex is OperationCanceledException ? $"no answer within {ProbeTimeout.TotalSeconds:0} s" : ex.Message);
+                }
+                return null;
+            }
+        }));
     }
 
     /// <summary>GPUs as nvidia-smi lists them; without it (or without GPUs) the CPU.</summary>
@@ -191,4 +266,10 @@ internal sealed partial class NodeLoadReporter(
 
     [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "Could not report this node's load to the registry: {Problem}")]
     private partial void LogReportFailed(string problem);
+
+    [LoggerMessage(EventId = 3030, Level = LogLevel.Warning, Message = "The engine this node fronts at {BaseUrl} does not answer ({Problem}): its models take no requests until it does")]
+    private partial void LogEngineDown(string baseUrl, string problem);
+
+    [LoggerMessage(EventId = 3031, Level = LogLevel.Information, Message = "The engine this node fronts at {BaseUrl} answers again")]
+    private partial void LogEngineBack(string baseUrl);
 }

@@ -36,6 +36,7 @@ public static class SovereignGateway
         // start before the catalog loads the first model.
         services.AddHostedService<NativeLogBridge>();
         services.TryAddSingleton<ModelCatalog>();
+        services.TryAddSingleton<FrontedEngines>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelCatalog>());
         builder.AddControlPlane();
         services.AddSovereignConsole();

@@ -11,6 +11,12 @@ public sealed class SovereignOptions
     /// <summary>Models to serve. Empty means the built-in test model.</summary>
     public List<ModelOptions> Models { get; set; } = [];
 
+    /// <summary>
+    /// OpenAI-compatible engines this node fronts (vLLM, llama-server, Ollama on its own machine): their models are
+    /// served as this node's, beside or instead of GGUF models. Not on a gateway.
+    /// </summary>
+    public List<Models.EngineOptions> Engines { get; set; } = [];
+
     /// <summary>Where Sovereign keeps its files (the built-in test model among them). Default: ~/.sovereign.</summary>
     public string? DataDirectory { get; set; }
 

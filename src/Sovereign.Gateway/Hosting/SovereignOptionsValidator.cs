@@ -4,7 +4,7 @@ using Sovereign.Inference.Engine;
 namespace Sovereign.Gateway.Hosting;
 
 /// <summary>Checks settings at start-up; every message names the exact setting and the value at fault.</summary>
-internal sealed class SovereignOptionsValidator : IValidateOptions<SovereignOptions>
+internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.SovereignClusterOptions> cluster) : IValidateOptions<SovereignOptions>
 {
     public ValidateOptionsResult Validate(string? name, SovereignOptions options)
     {
@@ -59,6 +59,7 @@ internal sealed class SovereignOptionsValidator : IValidateOptions<SovereignOpti
             }
         }
 
+        ValidateEngines(failures, options.Engines, ids, cluster.Value.ServesModels);
         var limits = options.Limits;
         if (limits.MaxRequestBodyBytes < 1024)
         {
@@ -85,6 +86,103 @@ internal sealed class SovereignOptionsValidator : IValidateOptions<SovereignOpti
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    // A fronted engine's settings fail here, as a registered engine's do at the admin API: the same rules.
+    private static void ValidateEngines(List<string> failures, List<Models.EngineOptions> engines, HashSet<string> ids, bool servesModels)
+    {
+        if (engines.Count > 0 && !servesModels)
+        {
+            failures.Add("Sovereign:Engines: a gateway serves no model itself; name engines on the node (--role node or all) that runs beside them.");
+        }
+
+        for (var i = 0; i < engines.Count; i++)
+        {
+            var engine = engines[i];
+            var key = $"Sovereign:Engines:{i}";
+            if (engine is null)
+            {
+                failures.Add($"{key} must be an object with BaseUrl and Models.");
+                continue;
+            }
+
+            if (string.IsNullOrWhiteSpace(engine.BaseUrl))
+            {
+                failures.Add($"{key}:BaseUrl is required (the engine's OpenAI-compatible URL without /v1, e.g. http://127.0.0.1:8000).");
+            }
+            else if (!Uri.TryCreate(engine.BaseUrl.Trim(), UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
+            {
+                failures.Add($"{key}:BaseUrl '{engine.BaseUrl}' must be an absolute http or https URL.");
+            }
+            else if (!string.IsNullOrEmpty(url.UserInfo) || !string.IsNullOrEmpty(url.Fragment) || !string.IsNullOrEmpty(url.Query))
+            {
+                failures.Add($"{key}:BaseUrl must not carry credentials, a query or a fragment: give the engine's key as {key}:ApiKey.");
+            }
+            else if (url.AbsolutePath.TrimEnd('/').EndsWith("/v1", StringComparison.OrdinalIgnoreCase))
+            {
+                failures.Add($"{key}:BaseUrl '{engine.BaseUrl}' must not end in /v1 (Sovereign adds /v1 itself).");
+            }
+
+            Positive(failures, $"{key}:Capacity", engine.Capacity, 1, 100_000);
+            if (engine.Models is not { Count: > 0 })
+            {
+                failures.Add($"{key}:Models must list at least one model the engine serves.");
+                continue;
+            }
+
+            for (var j = 0; j < engine.Models.Count; j++)
+            {
+                var model = engine.Models[j];
+                var modelKey = $"{key}:Models:{j}";
+                if (model is null || string.IsNullOrWhiteSpace(model.Id))
+                {
+                    failures.Add($"{modelKey}:Id is required.");
+                    continue;
+                }
+
+                if (!ControlPlane.ResourceIds.IsValid(model.Id, ControlPlane.ResourceKind.Other))
+                {
+                    failures.Add($"{modelKey}:Id '{model.Id}' must be 1 to {ControlPlane.ResourceIds.MaxOtherLength} characters without spaces or control characters.");
+                }
+                else if (!ids.Add(model.Id))
+                {
+                    failures.Add($"{modelKey}:Id '{model.Id}' is used by two models.");
+                }
+
+                if (model.Upstream is not null && !ControlPlane.ResourceIds.IsValid(model.Upstream, ControlPlane.ResourceKind.Other))
+                {
+                    failures.Add($"{modelKey}:Upstream '{model.Upstream}' must be 1 to {ControlPlane.ResourceIds.MaxOtherLength} characters without spaces or control characters.");
+                }
+
+                if (model.Capacity is { } capacity)
+                {
+                    Positive(failures, $"{modelKey}:Capacity", capacity, 1, 100_000);
+                }
+
+                if (!Enum.IsDefined(model.Kind))
+                {
+                    failures.Add($"{modelKey}:Kind must be Chat or Embedding.");
+                }
+
+                if (model.License is not null && !Residency.Policies.KnownLicenses.IsKnown(model.License))
+                {
+                    failures.Add($"{modelKey}:License '{model.License}' is not a known SPDX id (or LicenseRef-...).");
+                }
+
+                if (model.Origin is not null && !Residency.Jurisdictions.JurisdictionCatalog.Default.IsCountry(model.Origin))
+                {
+                    failures.Add($"{modelKey}:Origin '{model.Origin}' is not an ISO 3166-1 alpha-2 country code.");
+                }
+
+                for (var k = 0; k < (model.Languages?.Count ?? 0); k++)
+                {
+                    if (!Languages.LanguageCatalog.TryGet(model.Languages![k]?.Trim() ?? "", out _))
+                    {
+                        failures.Add($"{modelKey}:Languages:{k} '{model.Languages[k]}' is not a language code the detector knows.");
+                    }
+                }
+            }
+        }
     }
 
     // Language settings fail here, at start, rather than on the first request that needs the detector.

@@ -152,7 +152,8 @@ public sealed partial class ModelCatalog(
             return;
         }
 
-        var configured = settings.Models.Count > 0 ? settings.Models : [BuiltInTestModel.Ensure(settings.ResolvedDataDirectory, _logger)];
+        // The built-in test model only stands in when nothing at all is configured: a node that fronts an engine serves its models.
+        var configured = settings.Models.Count > 0 || settings.Engines.Count > 0 ? settings.Models : [BuiltInTestModel.Ensure(settings.ResolvedDataDirectory, _logger)];
         _configured = configured.ToDictionary(m => m.Id, StringComparer.Ordinal);
         var served = new List<ServedModel>();
         foreach (var model in configured)
@@ -161,7 +162,8 @@ public sealed partial class ModelCatalog(
             served.Add(await Task.Run(() => Load(model), cancellationToken));
         }
 
-        if (settings.BuiltInEmbeddings && served.All(m => m.Id != MiniLmEmbeddingGenerator.ModelId))
+        if (settings.BuiltInEmbeddings && served.All(m => m.Id != MiniLmEmbeddingGenerator.ModelId)
+            && settings.Engines.All(e => e.Models.All(m => m.Id != MiniLmEmbeddingGenerator.ModelId)))
         {
             var miniLm = new MiniLmEmbeddingGenerator();
             _owned.Add(miniLm);

@@ -21,6 +21,7 @@ namespace Sovereign.Gateway.Pipeline;
 internal sealed class PoolAdmission(
     NodeDirectory nodes,
     Models.ModelCatalog catalog,
+    Models.FrontedEngines engines,
     PriceBookProvider prices,
     IGrainFactory grains,
     ILocalSiloDetails silo,
@@ -103,6 +104,10 @@ internal sealed class PoolAdmission(
         {
             slots += local.Batcher?.Model.Options.Parallel ?? Executors.EmbeddingExecutor.Slots;
         }
+        else if (engines.TryGet(model, out var fronted) && engines.IsUp(fronted.Engine) && (await LocalPlacementAsync()).Pool == pool)
+        {
+            slots += fronted.Model.Capacity;
+        }
 
         // Chat and embedding replicas alike: a pool's reservations hold for both kinds of route.
         foreach (var kind in RemoteKinds)
@@ -111,11 +116,12 @@ internal sealed class PoolAdmission(
             {
                 if (nodes.IsUp(node) && nodes.PlacementOf(node).Pool == pool)
                 {
-                    // A node reports its chat models' sequences; an embedding model runs its executor's slots on a
-                    // cluster node, and on an external engine the capacity it was registered with.
-                    slots += replica.IsEmbedding
-                        ? NodeDirectory.IsClusterNode(node) ? Executors.EmbeddingExecutor.Slots : replica.Capacity
-                        : node.Load?.Models.FirstOrDefault(m => m.Model == model) is { } load ? load.Running + load.FreeSlots : replica.Capacity;
+                    // A cluster node reports each model's slots (its chat models' sequences, an embedding model's
+                    // executor slots, a fronted engine's capacity); an external engine has the capacity it was registered with.
+                    var load = node.Load?.Models.FirstOrDefault(m => m.Model == model);
+                    slots += load is not null && (NodeDirectory.IsClusterNode(node) || !replica.IsEmbedding) ? load.Running + load.FreeSlots
+                        : replica.IsEmbedding && NodeDirectory.IsClusterNode(node) ? Executors.EmbeddingExecutor.Slots
+                        : replica.Capacity;
                 }
             }
         }

@@ -19,6 +19,7 @@ internal static class RequestPipelineServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRequestExecutor, LocalGenerationExecutor>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRequestExecutor, ExternalEngineExecutor>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRequestExecutor, RemoteNodeExecutor>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IRequestExecutor, FrontedEngineExecutor>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRequestExecutor, EmbeddingExecutor>());
         return services;
     }

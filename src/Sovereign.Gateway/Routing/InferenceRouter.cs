@@ -52,6 +52,12 @@ public sealed class RoutedRequest
     /// <summary>The model on the external node.</summary>
     public NodeModel? ExternalModel { get; }
 
+    /// <summary>
+    /// Set when an engine this node fronts runs it (<c>Sovereign:Engines</c>): then <see cref="ExternalNode"/> is this
+    /// node with the engine's address, and the work is relayed there.
+    /// </summary>
+    public FrontedModel? Fronted { get; init; }
+
     /// <summary>When the request arrived (its usage record's timestamp).</summary>
     public DateTimeOffset ArrivedAt { get; set; } = DateTimeOffset.UtcNow;
 
@@ -97,6 +103,7 @@ public sealed record ServedModelCard(string Id, long Created, string OwnedBy, st
 public sealed class InferenceRouter(
     CallerAuthenticator authenticator,
     ModelCatalog catalog,
+    FrontedEngines engines,
     NodeDirectory nodes,
     AuditLog audit,
     JurisdictionCatalog jurisdictions,
@@ -130,6 +137,7 @@ public sealed class InferenceRouter(
     {
         var allNodes = await nodes.GetNodesAsync();
         var cards = catalog.All.Select(m => new ServedModelCard(m.Id, m.Created, m.OwnedBy, m.Model?.Options.License, m.Model?.Options.Origin, false)).ToList();
+        cards.AddRange(engines.All.Select(m => new ServedModelCard(m.Id, engines.Created, "sovereign", m.Model.License, m.Model.Origin, false)));
         foreach (var node in allNodes.Where(n => n.Kind == nameof(NodeKind.External) || (n.Id != options.Value.NodeId && NodeDirectory.IsClusterNode(n))))
         {
             foreach (var model in node.Models.Where(m => cards.All(c => c.Id != m.Id)))
@@ -221,21 +229,23 @@ public sealed class InferenceRouter(
         var here = string.IsNullOrWhiteSpace(settings.Jurisdiction) ? Undeclared : settings.Jurisdiction.ToUpperInvariant();
         var requestId = failoverOf?.RequestId ?? "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
         catalog.TryGet(model, out var local);
-        if (local is not null && local.Kind != kind)
+        var fronted = local is null && engines.TryGet(model, out var onEngine) ? onEngine : null;
+        if ((local?.Kind ?? fronted?.Kind) is { } servedAs && servedAs != kind)
         {
             throw OpenAIException.BadRequest(
-                $"The model '{model}' is {(local.Kind == ModelKind.Embedding ? "an embedding" : "a chat")} model and cannot serve this endpoint.", "model", "model_not_supported");
+                $"The model '{model}' is {(servedAs == ModelKind.Embedding ? "an embedding" : "a chat")} model and cannot serve this endpoint.", "model", "model_not_supported");
         }
 
+        var onThisNode = local is not null || fronted is not null;
         var external = await nodes.ExternalReplicasAsync(model, kind);
         IReadOnlyList<NodeView> unloaded = [];
-        if (local is null && external.Count == 0 && (caller.Policy is null || (unloaded = await nodes.NodesWithUnloadedAsync(model)).Count == 0))
+        if (!onThisNode && external.Count == 0 && (caller.Policy is null || (unloaded = await nodes.NodesWithUnloadedAsync(model)).Count == 0))
         {
             // The snapshot may be up to a refresh old: before saying a model does not exist, read the registry itself,
             // so a model a node has just registered is never a 404 at a gateway that has not refreshed yet.
             nodes.Invalidate();
             external = await nodes.ExternalReplicasAsync(model, kind);
-            if (local is null && external.Count == 0 && (caller.Policy is null || (unloaded = await nodes.NodesWithUnloadedAsync(model)).Count == 0))
+            if (!onThisNode && external.Count == 0 && (caller.Policy is null || (unloaded = await nodes.NodesWithUnloadedAsync(model)).Count == 0))
             {
                 // Served elsewhere, but as the other kind: a chat model asked for embeddings (or the reverse) is the
                 // client's mistake, as for a local model. Anonymous callers are never relayed, so for them it is absent.
@@ -255,6 +265,16 @@ public sealed class InferenceRouter(
         if (caller.Policy is null)
         {
             // Anonymous callers (a fresh install, or static keys) are served by this process only, never proxied.
+            if (fronted is not null)
+            {
+                if (!engines.IsUp(fronted.Engine))
+                {
+                    throw FrontedEngineDown(model);
+                }
+
+                return Allow(context, OnFrontedEngine(requestId, caller, model, settings.NodeId, localNode?.Jurisdiction ?? here, fronted, localNode, alias, aliasChoice), here, AnonymousReasons);
+            }
+
             if (local is null)
             {
                 throw OpenAIException.ModelNotFound(model);
@@ -275,6 +295,16 @@ public sealed class InferenceRouter(
             replicas.Add(new ModelReplica(settings.NodeId, localNode?.Jurisdiction ?? here, NodeKind.Local, healthy, load, capacity) { HoldsPrefix = prefixNode == settings.NodeId });
         }
 
+        if (fronted is not null)
+        {
+            // The engine beside this node is the operator's own (kind local), at this node's jurisdiction; it takes
+            // nothing while it does not answer (a refused connection or a failed probe).
+            var (running, waiting) = gates.For(settings.NodeId, fronted.Id, fronted.Model.Capacity).Occupancy;
+            var healthy = (localNode is null || localNode.State == nameof(Residency.ControlPlane.NodeState.Active)) && engines.IsUp(fronted.Engine);
+            replicas.Add(new ModelReplica(settings.NodeId, localNode?.Jurisdiction ?? here, NodeKind.Local, healthy, running + waiting, fronted.Model.Capacity + settings.Limits.RouteQueue)
+                { HoldsPrefix = prefixNode == settings.NodeId });
+        }
+
         foreach (var node in unloaded)
         {
             // Registered there but not loaded: no capacity, so 503 (SDKs retry) where the policy allows the node.
@@ -285,7 +315,7 @@ public sealed class InferenceRouter(
         // jurisdictions and of the kinds the policy allows, and of those reads only the ones whose route holds a
         // request or whose node is marked unreachable (every one when that cannot be known; SnapshotReplicas).
         var snapshot = _snapshots.GetValue(external, list => new SnapshotReplicas((IReadOnlyList<(NodeView, NodeModel)>)list, gates, nodes.NodeStaleSeconds));
-        var facts = FactsOf(model, local, external.Count > 0 ? external[0].Model : null);
+        var facts = FactsOf(model, local, fronted?.Model ?? (external.Count > 0 ? external[0].Model : null));
         var reader = snapshot.ReadAt(nodes, gates);
         var decision = RoutingDecider.Decide(
             new RoutingRequest(localNode?.Jurisdiction ?? here, caller.Policy, facts, replicas) { Catalog = jurisdictions },
@@ -329,6 +359,8 @@ public sealed class InferenceRouter(
         var selected = decision.SelectedReplica!;
         var routed = selected.Kind == NodeKind.Local && selected.NodeId == settings.NodeId && local is not null
             ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }
+            : selected.Kind == NodeKind.Local && selected.NodeId == settings.NodeId && fronted is not null
+            ? OnFrontedEngine(requestId, caller, model, selected.NodeId, selected.Jurisdiction, fronted, localNode, alias, aliasChoice)
             : snapshot.Index.ReplicasOn(selected.NodeId) is [var at, ..] && snapshot[at] is var target
                 ? new RoutedRequest(requestId, caller, model, selected.NodeId, selected.Jurisdiction, null, target.Node, target.Model) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }
                 : throw new InvalidOperationException("The decider chose an unknown replica.");
@@ -455,6 +487,24 @@ public sealed class InferenceRouter(
 
         return details;
     }
+
+    /// <summary>A route to an engine this node fronts: this node as the place, the engine's address as where the relay goes.</summary>
+    private static RoutedRequest OnFrontedEngine(
+        string requestId, Caller caller, string model, string nodeId, string jurisdiction, FrontedModel fronted, NodeView? localNode, string? alias, RouteChoice? aliasChoice)
+    {
+        // This node's registry row (when registered) carries its credential and report, so prices and pool reservations
+        // see this node's pool and device class.
+        var node = new NodeView(nodeId, jurisdiction, nameof(NodeKind.Local), fronted.BaseUrl, [fronted.Model], localNode?.State ?? nameof(Residency.ControlPlane.NodeState.Active),
+            localNode?.Credential ?? "", fronted.ApiKey, localNode?.UpdatedAt ?? 0, localNode?.Load);
+        return new RoutedRequest(requestId, caller, model, nodeId, jurisdiction, null, node, fronted.Model)
+        {
+            Fronted = fronted, Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence,
+        };
+    }
+
+    private static OpenAIException FrontedEngineDown(string model) => new(
+        StatusCodes.Status503ServiceUnavailable, $"The engine that serves '{model}' on this node does not answer now; try again shortly.", "server_error", null,
+        RoutingCodes.NoCompliantCapacity, TimeSpan.FromSeconds(1));
 
     private static ModelFacts FactsOf(string model, ServedModel? local, NodeModel? external) =>
         local?.Model?.Options is { } o ? new ModelFacts(model, o.License, o.Origin)

@@ -13,7 +13,7 @@ namespace Sovereign.Gateway.Routing;
 /// first use, so servers that never
 /// see an alias or need a language do not pay for it.
 /// </summary>
-public sealed class LanguageRouting(ModelCatalog catalog, IOptions<SovereignOptions> options)
+public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines, IOptions<SovereignOptions> options)
 {
     /// <summary>Response header: the detected language and the detector's confidence, as a structured-field item with a
     /// parameter (RFC 8941): <c>th;confidence=0.973</c>, <c>und;confidence=0.000</c>.</summary>
@@ -24,7 +24,7 @@ public sealed class LanguageRouting(ModelCatalog catalog, IOptions<SovereignOpti
 
     private readonly Lazy<LanguageDetector> _detector = new(() => new LanguageDetector(options.Value.Languages), LazyThreadSafetyMode.ExecutionAndPublication);
     /// <summary>Whether a model name is an alias rather than a model.</summary>
-    public bool IsAlias(string? model) => model is not null && !catalog.TryGet(model, out _) && Aliases().ContainsKey(model);
+    public bool IsAlias(string? model) => model is not null && !catalog.TryGet(model, out _) && !engines.TryGet(model, out _) && Aliases().ContainsKey(model);
 
     private volatile AliasTable? _aliases;
 
@@ -38,7 +38,7 @@ public sealed class LanguageRouting(ModelCatalog catalog, IOptions<SovereignOpti
             return cached.Aliases;
         }
 
-        var built = BuildAliases(catalog, options.Value);
+        var built = BuildAliases(catalog, engines, options.Value);
         _aliases = new AliasTable(models, built);
         return built;
     }
@@ -74,10 +74,13 @@ public sealed class LanguageRouting(ModelCatalog catalog, IOptions<SovereignOpti
         return LanguageRouter.Choose(Aliases()[alias], Detect(text), visible.Contains);
     }
 
-    private static Dictionary<string, LanguageAlias> BuildAliases(ModelCatalog catalog, SovereignOptions options)
+    private static Dictionary<string, LanguageAlias> BuildAliases(ModelCatalog catalog, FrontedEngines engines, SovereignOptions options)
     {
+        // This node's chat models: its GGUF models first, then those of the engines it fronts.
         var declared = catalog.All.Where(m => m.Kind == ModelKind.Chat)
-            .ToDictionary(m => m.Id, m => (IReadOnlyList<string>)(m.Model?.Options.Languages ?? []), StringComparer.Ordinal);
+            .Select(m => (m.Id, Languages: (IReadOnlyList<string>)(m.Model?.Options.Languages ?? [])))
+            .Concat(engines.All.Where(m => m.Kind == ModelKind.Chat).Select(m => (m.Id, m.Languages)))
+            .ToDictionary(m => m.Id, m => m.Languages, StringComparer.Ordinal);
         var aliases = options.Aliases.ToDictionary(
             a => a.Key,
             a => new LanguageAlias(a.Key, a.Value.Default, a.Value.Candidates

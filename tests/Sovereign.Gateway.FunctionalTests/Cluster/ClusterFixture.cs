@@ -236,13 +236,19 @@ public sealed class ClusterFixture : IAsyncLifetime
     }
 
     /// <summary>Waits until <paramref name="gateway"/>'s registry shows <paramref name="nodeId"/> in the state asked.</summary>
-    public static async Task WaitForNodeAsync(Member gateway, string nodeId, Func<JsonElement, bool> state)
+    public static async Task<JsonElement> WaitForNodeAsync(Member gateway, string nodeId, Func<JsonElement, bool> state)
     {
         using var admin = gateway.Client(AdminToken);
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
-        while (!JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/nodes", timeout.Token)).RootElement.GetProperty("data").EnumerateArray()
-            .Any(n => n.GetProperty("id").GetString() == nodeId && state(n)))
+        while (true)
         {
+            var found = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/nodes", timeout.Token)).RootElement.GetProperty("data").EnumerateArray()
+                .Where(n => n.GetProperty("id").GetString() == nodeId && state(n)).Select(n => (JsonElement?)n.Clone()).FirstOrDefault();
+            if (found is { } node)
+            {
+                return node;
+            }
+
             await Task.Delay(200, timeout.Token);
         }
     }

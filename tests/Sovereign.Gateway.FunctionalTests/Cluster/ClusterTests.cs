@@ -764,6 +764,65 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         Assert.True(expected > 0m);
     }
 
+    [Fact]
+    public async Task NodeFrontingAnEngine_ServesItsModelsThroughTheGateway_AsThatNode_AndReportsTheirSlots()
+    {
+        // A GPU server runs vLLM (here an engine that answers deterministically) and `sovereign serve --role node
+        // --engine URL`: the node joins like any other, and its engine's models are the node's.
+        await using var engine = new FakeChatEngine();
+        await engine.InitializeAsync();
+        const string Model = "typhoon-th";
+        var node = cluster.Start("node-th-gpu", "node", "TH", withModel: false, extraEnvironment: new Dictionary<string, string>
+        {
+            ["Sovereign__Engines__0__BaseUrl"] = engine.BaseUrl,
+            ["Sovereign__Engines__0__Capacity"] = "3",
+            ["Sovereign__Engines__0__Models__0__Id"] = Model,
+            ["Sovereign__Engines__0__Models__0__Upstream"] = "scb10x/typhoon-2-8b",
+        });
+        try
+        {
+            await ClusterFixture.WaitReadyAsync(node);
+            var view = await ClusterFixture.WaitForNodeAsync(cluster.GatewayTh, "node-th-gpu",
+                n => n.GetProperty("models").EnumerateArray().Any(m => m.GetProperty("id").GetString() == Model));
+            var listed = view.GetProperty("models").EnumerateArray().Single(m => m.GetProperty("id").GetString() == Model);
+            Assert.Equal("chat", listed.GetProperty("kind").GetString());
+
+            // A TH tenant whose policy names only jurisdictions: the engine is the node's own, not an external provider.
+            var (tenant, key) = await NewTenantWithIdAsync(["TH"], null);
+            using var th = cluster.GatewayTh.Client(key);
+            var body = $$"""{"model":"{{Model}}","messages":[{"role":"user","content":"Sawasdee"}],"max_tokens":3}""";
+            using var response = await th.PostAsync("/v1/chat/completions", Json(body));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {text}\n{node.Output}");
+            Assert.Equal(("TH", "node-th-gpu"), (response.Headers.GetValues(InferenceRouter.JurisdictionHeader).Single(), response.Headers.GetValues(InferenceRouter.NodeHeader).Single()));
+            var answer = JsonDocument.Parse(text).RootElement;
+            Assert.Equal("Hello from the", answer.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
+            Assert.Equal(Model, answer.GetProperty("model").GetString());
+
+            // The engine was asked by its own name, once, with the output limit the gateway reserved for.
+            var received = Assert.Single(engine.Received);
+            Assert.Equal(("scb10x/typhoon-2-8b", 3), (received["model"]!.GetValue<string>(), received["max_tokens"]!.GetValue<int>()));
+
+            // Billed once, at the gateway, at the engine's count.
+            using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+            var row = Assert.Single(JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/usage?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray());
+            Assert.Equal((1, FakeChatEngine.PromptTokens, 3), (row.GetProperty("requests").GetInt32(), row.GetProperty("prompt_tokens").GetInt32(), row.GetProperty("completion_tokens").GetInt32()));
+
+            // The node reports the engine's slots: its capacity, none busy now.
+            var reported = await ClusterFixture.WaitForNodeAsync(cluster.GatewayTh, "node-th-gpu", n => ModelLoad(n, Model) is { } load && load.GetProperty("running").GetInt32() == 0);
+            Assert.Equal(3, ModelLoad(reported, Model)!.Value.GetProperty("free_slots").GetInt32());
+        }
+        finally
+        {
+            node.Stop();
+        }
+
+        static JsonElement? ModelLoad(JsonElement node, string model) =>
+            node.GetProperty("load") is { ValueKind: JsonValueKind.Object } load
+                ? load.GetProperty("models").EnumerateArray().Where(m => m.GetProperty("id").GetString() == model).Select(m => (JsonElement?)m).FirstOrDefault()
+                : null;
+    }
+
     private async Task<string> NewTenantAsync(string[] allowed) => (await NewTenantWithIdAsync(allowed, null)).Key;
 
     private async Task<(string Tenant, string Key)> NewTenantWithIdAsync(string[] allowed, object? limits)

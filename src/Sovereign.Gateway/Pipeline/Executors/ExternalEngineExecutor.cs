@@ -19,7 +19,7 @@ namespace Sovereign.Gateway.Pipeline.Executors;
 internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options) : IRequestExecutor
 {
     public virtual bool Runs(RoutedRequest route, Workload work) =>
-        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.External) } && Relays(route, work);
+        route is { Fronted: null, ExternalNode.Kind: nameof(Residency.Policies.NodeKind.External) } && Relays(route, work);
 
     /// <summary>Whether the route's model is of the work's kind (the router only routes to those).</summary>
     protected static bool Relays(RoutedRequest route, Workload work) => work switch
@@ -34,6 +34,9 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
 
     /// <summary>The named HttpClient the relay uses (its TLS trust: the machine's store for external engines).</summary>
     protected virtual string HttpClientName => UpstreamProxy.ClientName;
+
+    /// <summary>The route's engine refused the connection: routing goes around it until it is back.</summary>
+    protected virtual void OnUnreachable(RoutedRequest route) => nodes.MarkUnreachable(route.ExternalNode!);
 
     public ValueTask<WorkDemand> MeasureAsync(GovernedRequest request)
     {
@@ -98,7 +101,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
         {
             inFlight.Dispose();
             slot.Dispose();
-            nodes.MarkUnreachable(node);
+            OnUnreachable(route);
             throw new NodeUnreachableException(route.NodeId, ex);
         }
         catch

@@ -16,7 +16,7 @@ internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory node
     : ExternalEngineExecutor(proxy, nodes, gates, options)
 {
     public override bool Runs(RoutedRequest route, Workload work) =>
-        route.ExternalNode is { Kind: nameof(Residency.Policies.NodeKind.Local) } && Relays(route, work);
+        route is { Fronted: null, ExternalNode.Kind: nameof(Residency.Policies.NodeKind.Local) } && Relays(route, work);
 
     protected override string? UpstreamKey(NodeView node) => relay.Secret;
 

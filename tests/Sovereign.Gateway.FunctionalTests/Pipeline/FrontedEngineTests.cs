@@ -1,0 +1,267 @@
+using System.ClientModel;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using OpenAI.Chat;
+using Sovereign.Cli.Commands;
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.Models;
+using Sovereign.Gateway.Pipeline;
+using Sovereign.Gateway.Routing;
+using Sovereign.Inference.Engine;
+
+namespace Sovereign.Gateway.FunctionalTests.Pipeline;
+
+/// <summary>
+/// A node that fronts OpenAI-compatible engines (<c>Sovereign:Engines</c>), as a GPU server runs vLLM behind
+/// Sovereign: engine 0 answers, engine 1 refuses every connection. No GGUF model is configured, so none is served.
+/// </summary>
+public sealed class FrontedEngineFixture : IAsyncLifetime
+{
+    public const string AdminToken = "fronted-admin";
+    public const string NodeId = "th-gpu-1";
+    public const string Model = "typhoon";
+    public const string Upstream = "scb10x/typhoon-2-8b";
+    public const string Gone = "gone";
+
+    private readonly string _data = Directory.CreateTempSubdirectory("sovereign-fronted-").FullName;
+    private int _tenants;
+
+    public FakeChatEngine Engine { get; } = new();
+
+    public WebApplication App { get; private set; } = null!;
+
+    public HttpClient Admin { get; private set; } = null!;
+
+    public Uri Address { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        await Engine.InitializeAsync();
+        App = ServeCommand.Build(new ServeSettings
+        {
+            Urls = "http://127.0.0.1:0",
+            DataDirectory = _data,
+            Overrides = new Dictionary<string, string?>
+            {
+                ["Sovereign:Jurisdiction"] = "TH",
+                ["Sovereign:NodeId"] = NodeId,
+                ["Sovereign:AdminToken"] = AdminToken,
+                ["Sovereign:BuiltInEmbeddings"] = "false",
+                ["Sovereign:Engines:0:BaseUrl"] = Engine.BaseUrl,
+                ["Sovereign:Engines:0:Capacity"] = "2",
+                ["Sovereign:Engines:0:Models:0:Id"] = Model,
+                ["Sovereign:Engines:0:Models:0:Upstream"] = Upstream,
+                ["Sovereign:Engines:0:Models:0:License"] = "llama3.1",
+                ["Sovereign:Engines:0:Models:0:Origin"] = "th",
+                ["Sovereign:Engines:1:BaseUrl"] = FakeUpstreamEngine.RefusingUrl(),
+                ["Sovereign:Engines:1:Models:0:Id"] = Gone,
+            },
+        }, []);
+        await App.StartAsync();
+        Address = new Uri(App.Urls.First());
+        Admin = Client(AdminToken);
+    }
+
+    public HttpClient Client(string? key)
+    {
+        var client = new HttpClient { BaseAddress = Address };
+        if (key is not null)
+        {
+            client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        }
+
+        return client;
+    }
+
+    /// <summary>A tenant with <paramref name="policy"/>; returns its id and key.</summary>
+    public async Task<(string Tenant, string Key)> NewTenantAsync(object policy)
+    {
+        var id = "fe" + Interlocked.Increment(ref _tenants);
+        using (var created = await Admin.PostAsJsonAsync("/admin/v1/tenants", new { id, policy }))
+        {
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        }
+
+        using var key = await Admin.PostAsJsonAsync($"/admin/v1/tenants/{id}/keys", new { name = "k" });
+        return (id, JsonDocument.Parse(await key.Content.ReadAsStringAsync()).RootElement.GetProperty("secret").GetString()!);
+    }
+
+    public async Task DisposeAsync()
+    {
+        Admin.Dispose();
+        await App.StopAsync();
+        await App.DisposeAsync();
+        await Engine.DisposeAsync();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        Directory.Delete(_data, recursive: true);
+    }
+}
+
+public sealed class FrontedEngineTests(FrontedEngineFixture fixture) : IClassFixture<FrontedEngineFixture>
+{
+    private static readonly object ThOnly = new { allowed_jurisdictions = new[] { "TH" }, allow_external_providers = false };
+
+    [Fact]
+    public async Task TenantRequest_RunsOnTheEngineBehindThisNode_AsThisNode_AndIsBilledTheEnginesCount()
+    {
+        // A policy that allows no external provider: the engine is this node's own, in its jurisdiction.
+        var (tenant, key) = await fixture.NewTenantAsync(ThOnly);
+        using var client = fixture.Client(key);
+        using var response = await client.PostAsync("/v1/chat/completions",
+            Json($$"""{"model":"{{FrontedEngineFixture.Model}}","messages":[{"role":"user","content":"fronted-1"}],"max_tokens":2}"""));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+        Assert.Equal(("TH", FrontedEngineFixture.NodeId),
+            (response.Headers.GetValues(InferenceRouter.JurisdictionHeader).Single(), response.Headers.GetValues(InferenceRouter.NodeHeader).Single()));
+        var answer = JsonDocument.Parse(text).RootElement;
+        Assert.Equal((FrontedEngineFixture.Model, "Hello from"),
+            (answer.GetProperty("model").GetString(), answer.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()));
+
+        // The engine was asked by its own name for the model.
+        Assert.Equal(FrontedEngineFixture.Upstream, fixture.Engine.LastWith("fronted-1")["model"]!.GetValue<string>());
+
+        // Billed once at the engine's count; the audit entry places it on this node.
+        var row = Assert.Single(JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/usage?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray());
+        Assert.Equal((1, FakeChatEngine.PromptTokens, 2), (row.GetProperty("requests").GetInt32(), row.GetProperty("prompt_tokens").GetInt32(), row.GetProperty("completion_tokens").GetInt32()));
+        var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+        var entries = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/audit?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray()
+            .Where(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId).ToList();
+        Assert.Equal(["inference.allowed", "inference.completed"], entries.Select(e => e.GetProperty("action").GetString()));
+        Assert.All(entries, e => Assert.Equal((FrontedEngineFixture.NodeId, "TH"), (e.GetProperty("node").GetString(), e.GetProperty("jurisdiction").GetString())));
+    }
+
+    [Fact]
+    public async Task StreamedThroughTheOpenAISdk_CarriesTheEnginesTokens_AndUsage()
+    {
+        var (_, key) = await fixture.NewTenantAsync(ThOnly);
+        var chat = new ChatClient(FrontedEngineFixture.Model, new ApiKeyCredential(key), new global::OpenAI.OpenAIClientOptions { Endpoint = new Uri(fixture.Address, "/v1") });
+        var content = new StringBuilder();
+        ChatTokenUsage? usage = null;
+        await foreach (var update in chat.CompleteChatStreamingAsync([new UserChatMessage("fronted-stream")], new ChatCompletionOptions { MaxOutputTokenCount = 16 }))
+        {
+            content.Append(string.Concat(update.ContentUpdate.Select(p => p.Text)));
+            usage = update.Usage ?? usage;
+        }
+
+        Assert.Equal(string.Concat(FakeChatEngine.Words), content.ToString());
+        Assert.Equal((FakeChatEngine.PromptTokens, FakeChatEngine.Words.Length), (usage!.InputTokenCount, usage.OutputTokenCount));
+    }
+
+    [Fact]
+    public async Task EngineThatRefusesConnections_Is503WithRetryAfter_NeverAnotherPlace_AndBilledNothing()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync(ThOnly);
+        using var client = fixture.Client(key);
+        for (var i = 0; i < 2; i++)
+        {
+            using var response = await client.PostAsync("/v1/chat/completions",
+                Json($$"""{"model":"{{FrontedEngineFixture.Gone}}","messages":[{"role":"user","content":"hi"}],"max_tokens":2}"""));
+            var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+            Assert.Equal("no_compliant_capacity", error.GetProperty("code").GetString());
+            Assert.NotNull(response.Headers.RetryAfter);
+        }
+
+        var usage = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/usage?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
+        Assert.All(usage, row => Assert.Equal((0m, 0), (row.GetProperty("cost").GetDecimal(), row.GetProperty("completion_tokens").GetInt32())));
+    }
+
+    [Fact]
+    public async Task PolicyThatExcludesTheModelsLicence_IsRefusedNamingTheRule()
+    {
+        var (_, key) = await fixture.NewTenantAsync(new { allowed_jurisdictions = new[] { "TH" }, allowed_licenses = new[] { "apache-2.0" } });
+        using var client = fixture.Client(key);
+        using var response = await client.PostAsync("/v1/chat/completions",
+            Json($$"""{"model":"{{FrontedEngineFixture.Model}}","messages":[{"role":"user","content":"hi"}],"max_tokens":2}"""));
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+        Assert.Equal("model_not_allowed", error.GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task ModelsList_ShowsTheEnginesModels_AndNoBuiltInModel()
+    {
+        using var anonymous = fixture.Client(null);
+        var (_, key) = await fixture.NewTenantAsync(ThOnly);
+        using var client = fixture.Client(key);
+        var ids = JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()).ToList();
+        Assert.Equal([FrontedEngineFixture.Model, FrontedEngineFixture.Gone], ids);
+
+        // An embeddings request names a chat model of the engine: the client's mistake, before anything is relayed.
+        using var embeddings = await client.PostAsync("/v1/embeddings", Json($$"""{"model":"{{FrontedEngineFixture.Model}}","input":"hi"}"""));
+        Assert.Equal(HttpStatusCode.BadRequest, embeddings.StatusCode);
+        Assert.Contains("model_not_supported", await embeddings.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void LoadReport_ListsEachEnginesModels_WithTheirSlots_AndNoneOfAnEngineThatDoesNotAnswer()
+    {
+        var services = fixture.App.Services;
+        var engines = services.GetRequiredService<FrontedEngines>();
+        var routeQueue = services.GetRequiredService<IOptions<SovereignOptions>>().Value.Limits.RouteQueue;
+        var catalog = services.GetRequiredService<ModelCatalog>();
+        var gates = services.GetRequiredService<RouteGates>();
+
+        engines.MarkUp(1);
+        var listed = NodeLoadReporter.ModelsOf(catalog, routeQueue, engines);
+        var typhoon = Assert.Single(listed, m => m.Id == FrontedEngineFixture.Model);
+        Assert.Equal((FrontedEngineFixture.Model, 2 + routeQueue, "chat", "llama3.1", "TH"), (typhoon.Upstream, typhoon.Capacity, typhoon.Kind, typhoon.License, typhoon.Origin));
+        Assert.Contains(listed, m => m.Id == FrontedEngineFixture.Gone);
+
+        // Engine 1 does not answer: its model is listed nowhere a gateway would route to.
+        engines.MarkDown(1);
+        Assert.DoesNotContain(NodeLoadReporter.ModelsOf(catalog, routeQueue, engines), m => m.Id == FrontedEngineFixture.Gone);
+        var load = Assert.Single(NodeLoadReporter.LoadOf(catalog, gates, FrontedEngineFixture.NodeId, engines, [0.25, null]));
+        Assert.Equal((FrontedEngineFixture.Model, 0, 2, 0, 0.25), (load.Model, load.Running, load.FreeSlots, load.QueueDepth, load.KvCacheUse));
+    }
+
+    [Theory]
+    [InlineData("""{"BaseUrl":"http://127.0.0.1:8000/v1","Models":[{"Id":"x"}]}""", "Sovereign:Engines:0:BaseUrl")]
+    [InlineData("""{"BaseUrl":"ftp://engine","Models":[{"Id":"x"}]}""", "Sovereign:Engines:0:BaseUrl")]
+    [InlineData("""{"BaseUrl":"http://127.0.0.1:8000","Models":[]}""", "Sovereign:Engines:0:Models")]
+    [InlineData("""{"BaseUrl":"http://127.0.0.1:8000","Models":[{"Id":"m"}]}""", "Sovereign:Engines:0:Models:0:Id 'm' is used by two models")]
+    [InlineData("""{"BaseUrl":"http://127.0.0.1:8000","Capacity":0,"Models":[{"Id":"x","License":"not-a-licence","Origin":"XX1"}]}""", "Sovereign:Engines:0:Capacity")]
+    [InlineData("""{"BaseUrl":"http://127.0.0.1:8000","Models":[{"Id":"x","License":"not-a-licence"}]}""", "Sovereign:Engines:0:Models:0:License")]
+    [InlineData("""{"BaseUrl":"http://127.0.0.1:8000","Models":[{"Id":"x","Origin":"XX1"}]}""", "Sovereign:Engines:0:Models:0:Origin")]
+    [InlineData("""{"BaseUrl":"http://127.0.0.1:8000","Models":[{"Id":"x","Languages":["zz-not"]}]}""", "Sovereign:Engines:0:Models:0:Languages:0")]
+    public async Task Serve_BadEngineSetting_StopsTheStartNamingIt(string engine, string message)
+    {
+        var directory = Directory.CreateTempSubdirectory("sovereign-engines-").FullName;
+        try
+        {
+            var config = Path.Combine(directory, "sovereign.json");
+            await File.WriteAllTextAsync(config, """{"Sovereign":{"Engines":[""" + engine + "]}}");
+            await using var app = ServeCommand.Build(new ServeSettings
+            {
+                Models = [new ModelOptions { Id = "m", Path = TestModels.Stories260K }],
+                Urls = "http://127.0.0.1:0",
+                DataDirectory = directory,
+                ConfigFile = config,
+            }, []);
+
+            var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => app.StartAsync());
+            Assert.Contains(message, ex.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Serve_EngineModelFlagsWithoutAnEngine_ExitWithCode2NamingTheFlag()
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync("serve", "--engine-model", "typhoon", "--urls", "http://127.0.0.1:0");
+        Assert.Equal(2, exit);
+        Assert.Contains("need --engine URL", stderr, StringComparison.Ordinal);
+    }
+
+    private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+}
