@@ -12,10 +12,13 @@ namespace Sovereign.Benchmarks.Gateway;
 /// slots, closed loop), so each engine is kept exactly full: requests/s should grow with the engines at the same
 /// latency if the gateway spreads the load and adds nothing that serializes. The one-engine row, measured first in
 /// the same run, is the baseline. Engines are added to the running gateway, as an operator adds nodes.
+/// With <c>--pool nodes</c> the pool is the cluster's own shape: a <c>--role gateway</c> process, and each engine fronted by
+/// a <c>--role node</c> process (<c>--engine</c>) that joins over Redis and is reached over https with cluster
+/// certificates, so every request takes two governed hops (gateway, then node) before the engine.
 /// </summary>
 internal static class ScaleOutBenchmark
 {
-    public const string Usage = "scale-out [--quick] [--engines 1,2,4] [--slots S (8)] [--service-ms MS (20)] [--seconds S (8)]";
+    public const string Usage = "scale-out [--quick] [--pool external|nodes] [--engines 1,2,4] [--slots S (8)] [--service-ms MS (20)] [--seconds S (8)]";
 
     private const string ModelId = "mock-model";
 
@@ -24,7 +27,7 @@ internal static class ScaleOutBenchmark
         Args args;
         try
         {
-            args = Args.Parse(argv, "--engines", "--slots", "--service-ms", "--seconds");
+            args = Args.Parse(argv, "--pool", "--engines", "--slots", "--service-ms", "--seconds");
         }
         catch (ArgumentException ex)
         {
@@ -40,16 +43,20 @@ internal static class ScaleOutBenchmark
             return 2;
         }
 
+        var throughNodes = (args.String("--pool") ?? "external") switch
+        {
+            "external" => false,
+            "nodes" => true,
+            var other => throw new ArgumentException($"--pool must be external or nodes; got '{other}'"),
+        };
         var slots = args.Int("--slots", 8, 8);
         var serviceMs = args.Int("--service-ms", 20, 20);
         var seconds = args.Int("--seconds", 8, 4);
         Report.Machine("scale-out", argv);
 
         var engines = new List<MockEngine>();
-        await using var server = await BenchServer.StartAsync(new ServerConfig { DataRoot = null });
-        var key = await MockEngine.SetUpTenantAsync(server, "scale-tenant", ModelId);
-        using var gateway = BenchServer.CreateClient(server.Address);
-        gateway.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        await using var pool = throughNodes ? await ClusterPool.StartAsync() : (IEnginePool)await InProcessPool.StartAsync();
+        using var gateway = pool.Gateway;
         var body = Encoding.UTF8.GetBytes($$"""{"model":"{{ModelId}}","messages":[{"role":"user","content":"Hello there"}],"max_tokens":1}""");
 
         async Task<(int Status, double Ms)> Post()
@@ -72,13 +79,7 @@ internal static class ScaleOutBenchmark
                 {
                     var engine = await MockEngine.StartAsync(slots, TimeSpan.FromMilliseconds(serviceMs));
                     engines.Add(engine);
-                    await server.AdminAsync(HttpMethod.Post, "/admin/v1/nodes", new
-                    {
-                        id = $"engine-{engines.Count}",
-                        jurisdiction = BenchServer.Jurisdiction,
-                        base_url = engine.Url,
-                        models = new[] { new { id = ModelId, upstream = "mock", capacity = slots } },
-                    });
+                    await pool.AddAsync(engine, engines.Count, slots);
                 }
 
                 // Warm: the new engines' connections and gates, then reset the per-engine counts.
@@ -113,9 +114,77 @@ internal static class ScaleOutBenchmark
             }
         }
 
-        Console.WriteLine(FormattableString.Invariant($"## Scale-out: {slots} slots per engine, {serviceMs} ms service time, {seconds} s per row, callers = engines x slots"));
+        Console.WriteLine(FormattableString.Invariant($"## Scale-out{(throughNodes ? " through --role node processes" : "")}: {slots} slots per engine, {serviceMs} ms service time, {seconds} s per row, callers = engines x slots"));
         Console.WriteLine();
         Report.Table(["engines", "callers", "req/s", "vs 1 engine", "engines' ceiling req/s", "p50 ms", "p99 ms", "refused or failed", "served per engine", "cores used"], rows);
         return 0;
+    }
+
+    /// <summary>Where the engines are added: a gateway that relays to them, one way or the other.</summary>
+    private interface IEnginePool : IAsyncDisposable
+    {
+        /// <summary>A client of the gateway with the tenant's key.</summary>
+        HttpClient Gateway { get; }
+
+        /// <summary>Puts the <paramref name="ordinal"/>-th engine in the pool and returns once the gateway routes to it.</summary>
+        Task AddAsync(MockEngine engine, int ordinal, int slots);
+    }
+
+    /// <summary>One in-process gateway; engines registered as external engines of its jurisdiction.</summary>
+    private sealed class InProcessPool(BenchServer server, HttpClient gateway) : IEnginePool
+    {
+        public HttpClient Gateway => gateway;
+
+        public static async Task<InProcessPool> StartAsync()
+        {
+            var server = await BenchServer.StartAsync(new ServerConfig { DataRoot = null });
+            var key = await MockEngine.SetUpTenantAsync(server, "scale-tenant", ModelId);
+            var gateway = BenchServer.CreateClient(server.Address);
+            gateway.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+            return new InProcessPool(server, gateway);
+        }
+
+        public async Task AddAsync(MockEngine engine, int ordinal, int slots) =>
+            await server.AdminAsync(HttpMethod.Post, "/admin/v1/nodes", new
+            {
+                id = $"engine-{ordinal}",
+                jurisdiction = BenchServer.Jurisdiction,
+                base_url = engine.Url,
+                models = new[] { new { id = ModelId, upstream = "mock", capacity = slots } },
+            });
+
+        public ValueTask DisposeAsync() => server.DisposeAsync();
+    }
+
+    /// <summary>A <c>--role gateway</c> process; each engine fronted by its own <c>--role node</c> process.</summary>
+    private sealed class ClusterPool(BenchCluster cluster, System.Diagnostics.Process gatewayProcess, HttpClient admin, HttpClient gateway) : IEnginePool
+    {
+        public HttpClient Gateway => gateway;
+
+        public static async Task<ClusterPool> StartAsync()
+        {
+            var cluster = BenchCluster.Create();
+            var (process, url) = cluster.StartGateway("gateway-th");
+            var admin = cluster.Client(url, null, BenchServer.AdminToken);
+            await BenchCluster.WaitAsync(process, admin, "/ready", _ => true);
+            var key = await BenchCluster.SetUpTenantAsync(admin, "scale-tenant", ModelId);
+            return new ClusterPool(cluster, process, admin, cluster.Client(url, null, key));
+        }
+
+        public async Task AddAsync(MockEngine engine, int ordinal, int slots)
+        {
+            var nodeId = $"node-{ordinal}";
+            var (node, url) = cluster.StartNode(nodeId, ["--engine", engine.Url, "--engine-model", ModelId + "=mock", "--engine-capacity", slots.ToString(CultureInfo.InvariantCulture)]);
+            using var certificate = cluster.GatewayCertificate("bench-client");
+            using var direct = cluster.Client(url, certificate, BenchCluster.Secret);
+            await BenchCluster.WaitAsync(node, direct, "/ready", _ => true);
+            await BenchCluster.WaitForNodeAsync(gatewayProcess, admin, nodeId, ModelId);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            admin.Dispose();
+            await cluster.DisposeAsync();
+        }
     }
 }
