@@ -26,6 +26,7 @@ internal sealed class BenchCluster : IAsyncDisposable
 
     private readonly string _root = Directory.CreateTempSubdirectory("sovereign-clusterbench-").FullName;
     private readonly List<Process> _processes = [];
+    private readonly Dictionary<Process, string> _names = [];
     private readonly X509Certificate2 _authority = ClusterCertificates.CreateAuthority("bench", DateTimeOffset.UtcNow);
     private readonly string _operatorKey;
     private readonly int _redisPort = FreePort();
@@ -50,6 +51,7 @@ internal sealed class BenchCluster : IAsyncDisposable
         var process = Start("dotnet", [Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--role", "gateway", "--urls", url.ToString().TrimEnd('/'), "--data-dir", data],
             Environment(nodeId));
         _processes.Add(process);
+        _names[process] = nodeId;
         return (process, url);
     }
 
@@ -63,7 +65,31 @@ internal sealed class BenchCluster : IAsyncDisposable
         var process = Start("dotnet",
             [Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--role", "node", "--urls", url.ToString().TrimEnd('/'), "--data-dir", data, .. arguments], environment);
         _processes.Add(process);
+        _names[process] = nodeId;
         return (process, url);
+    }
+
+    /// <summary>CPU time the cluster's processes (Redis and every member still running) have used so far.</summary>
+    public TimeSpan MembersCpu() => MemberCpuTimes().Aggregate(TimeSpan.Zero, (sum, m) => sum + m.Cpu);
+
+    /// <summary>Each process's CPU time so far, by name (redis, then members in start order).</summary>
+    public IReadOnlyList<(string Name, TimeSpan Cpu)> MemberCpuTimes()
+    {
+        var times = new List<(string, TimeSpan)>();
+        foreach (var process in _processes)
+        {
+            try
+            {
+                process.Refresh();
+                times.Add((_names.GetValueOrDefault(process, "redis"), process.HasExited ? TimeSpan.Zero : process.TotalProcessorTime));
+            }
+            catch (InvalidOperationException)
+            {
+                // Exited meanwhile.
+            }
+        }
+
+        return times;
     }
 
     /// <summary>A certificate a gateway of this cluster presents (to reach a node directly, as a gateway would).</summary>

@@ -18,7 +18,7 @@ namespace Sovereign.Benchmarks.Gateway;
 /// </summary>
 internal static class ScaleOutBenchmark
 {
-    public const string Usage = "scale-out [--quick] [--pool external|nodes] [--engines 1,2,4] [--slots S (8)] [--service-ms MS (20)] [--seconds S (8)]";
+    public const string Usage = "scale-out [--quick] [--pool external|nodes] [--engines 1,2,4] [--slots S (8)] [--service-ms MS (20)] [--seconds S (8)] [--warmup S (1; nodes 15)]";
 
     private const string ModelId = "mock-model";
 
@@ -27,7 +27,7 @@ internal static class ScaleOutBenchmark
         Args args;
         try
         {
-            args = Args.Parse(argv, "--pool", "--engines", "--slots", "--service-ms", "--seconds");
+            args = Args.Parse(argv, "--pool", "--engines", "--slots", "--service-ms", "--seconds", "--warmup");
         }
         catch (ArgumentException ex)
         {
@@ -52,6 +52,10 @@ internal static class ScaleOutBenchmark
         var slots = args.Int("--slots", 8, 8);
         var serviceMs = args.Int("--service-ms", 20, 20);
         var seconds = args.Int("--seconds", 8, 4);
+
+        // A node process started for the row JIT-compiles its request path and tiers up its timers for its first
+        // half-minute or so (about 0.1 core of JIT per process): warm long enough that the row measures the steady state.
+        var warmup = args.Int("--warmup", throughNodes ? 15 : 1, throughNodes ? 8 : 1);
         Report.Machine("scale-out", argv);
 
         var engines = new List<MockEngine>();
@@ -84,9 +88,23 @@ internal static class ScaleOutBenchmark
 
                 // Warm: the new engines' connections and gates, then reset the per-engine counts.
                 var callers = count * slots;
-                await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(1), (_, _) => Post());
+                await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(warmup), (_, _) => Post());
                 engines.ForEach(e => e.ResetServed());
+                // What the pool's other processes use with no request at all (membership, load reports, timers).
+                var idleBefore = pool.MembersCpu();
+                var idleWatch = System.Diagnostics.Stopwatch.StartNew();
+                await Task.Delay(TimeSpan.FromSeconds(3));
+                var idle = (pool.MembersCpu() - idleBefore).TotalSeconds / idleWatch.Elapsed.TotalSeconds;
+                var membersBefore = pool.MembersCpu();
+                var eachBefore = pool.MemberCpuTimes();
                 var run = await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(seconds), (_, _) => Post());
+                var members = pool.MembersCpu() - membersBefore;
+                var each = pool.MemberCpuTimes();
+                if (each.Count > 0)
+                {
+                    Console.WriteLine($"CPU per process with {count} engines, cores: bench {run.Cpu.TotalSeconds / run.Elapsed.TotalSeconds:0.00}, " + string.Join(", ",
+                        each.Select(m => $"{m.Name} {(m.Cpu - (eachBefore.FirstOrDefault(b => b.Name == m.Name).Cpu)).TotalSeconds / run.Elapsed.TotalSeconds:0.00}")));
+                }
                 var ok = run.Results.Where(r => r.Status == 200).Select(r => r.Ms).ToList();
                 var failed = run.Results.Count(r => r.Status != 200) + run.Errors;
                 var rate = ok.Count / run.Elapsed.TotalSeconds;
@@ -98,7 +116,8 @@ internal static class ScaleOutBenchmark
                     count.ToString(CultureInfo.InvariantCulture), callers.ToString(CultureInfo.InvariantCulture), Report.N(rate), Report.Ratio(rate, baseline.Value),
                     Report.N(ceiling), Report.Ms(latency.P50), Report.Ms(latency.P99), failed.ToString(CultureInfo.InvariantCulture),
                     string.Join(" / ", served.Select(s => s.ToString(CultureInfo.InvariantCulture))),
-                    Report.N(run.Cpu.TotalSeconds / run.Elapsed.TotalSeconds, "0.00"),
+                    Report.N((run.Cpu + members).TotalSeconds / run.Elapsed.TotalSeconds, "0.00"),
+                    Report.N(idle, "0.00"),
                 ]);
                 if (run.FirstError is { } error)
                 {
@@ -116,7 +135,7 @@ internal static class ScaleOutBenchmark
 
         Console.WriteLine(FormattableString.Invariant($"## Scale-out{(throughNodes ? " through --role node processes" : "")}: {slots} slots per engine, {serviceMs} ms service time, {seconds} s per row, callers = engines x slots"));
         Console.WriteLine();
-        Report.Table(["engines", "callers", "req/s", "vs 1 engine", "engines' ceiling req/s", "p50 ms", "p99 ms", "refused or failed", "served per engine", "cores used"], rows);
+        Report.Table(["engines", "callers", "req/s", "vs 1 engine", "engines' ceiling req/s", "p50 ms", "p99 ms", "refused or failed", "served per engine", "cores used (all processes)", "other processes idle, cores"], rows);
         return 0;
     }
 
@@ -128,6 +147,12 @@ internal static class ScaleOutBenchmark
 
         /// <summary>Puts the <paramref name="ordinal"/>-th engine in the pool and returns once the gateway routes to it.</summary>
         Task AddAsync(MockEngine engine, int ordinal, int slots);
+
+        /// <summary>CPU time of the pool's processes other than this one (gateway, nodes, Redis).</summary>
+        TimeSpan MembersCpu();
+
+        /// <summary>The same, per process.</summary>
+        IReadOnlyList<(string Name, TimeSpan Cpu)> MemberCpuTimes();
     }
 
     /// <summary>One in-process gateway; engines registered as external engines of its jurisdiction.</summary>
@@ -152,6 +177,10 @@ internal static class ScaleOutBenchmark
                 base_url = engine.Url,
                 models = new[] { new { id = ModelId, upstream = "mock", capacity = slots } },
             });
+
+        public TimeSpan MembersCpu() => TimeSpan.Zero;
+
+        public IReadOnlyList<(string Name, TimeSpan Cpu)> MemberCpuTimes() => [];
 
         public ValueTask DisposeAsync() => server.DisposeAsync();
     }
@@ -180,6 +209,10 @@ internal static class ScaleOutBenchmark
             await BenchCluster.WaitAsync(node, direct, "/ready", _ => true);
             await BenchCluster.WaitForNodeAsync(gatewayProcess, admin, nodeId, ModelId);
         }
+
+        public TimeSpan MembersCpu() => cluster.MembersCpu();
+
+        public IReadOnlyList<(string Name, TimeSpan Cpu)> MemberCpuTimes() => cluster.MemberCpuTimes();
 
         public async ValueTask DisposeAsync()
         {

@@ -68,14 +68,19 @@ public sealed record NodeLoad(
     [property: Id(3)] IReadOnlyList<string>? Available = null,
     [property: Id(4)] string? DeviceClass = null);
 
-/// <summary>One loaded model's load on a node.</summary>
+/// <summary>
+/// One loaded model's load on a node. <see cref="FromGateways"/> counts the requests each gateway relayed that are
+/// running or queued there (gateways with none are left out), so a gateway can add its own exact count to what the
+/// others had sent at the report; null from a node that does not break its load down.
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record ModelLoad(
     [property: Id(0)] string Model,
     [property: Id(1)] int Running,
     [property: Id(2)] int FreeSlots,
     [property: Id(3)] int QueueDepth,
-    [property: Id(4)] double KvCacheUse);
+    [property: Id(4)] double KvCacheUse,
+    [property: Id(5)] IReadOnlyDictionary<string, int>? FromGateways = null);
 
 /// <summary>A device a node computes on: a GPU (from nvidia-smi) or the CPU.</summary>
 [GenerateSerializer, Immutable]

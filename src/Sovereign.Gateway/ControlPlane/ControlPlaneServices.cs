@@ -83,6 +83,7 @@ internal static class ControlPlaneServices
         services.TryAddSingleton(sp => new Lazy<RequestMetering>(sp.GetRequiredService<RequestMetering>));
         services.TryAddSingleton<AdminToken>();
         services.TryAddSingleton<ClusterRelay>();
+        services.TryAddSingleton<RelayLoads>();
         services.TryAddSingleton(typeof(Sovereign.Cluster.Grains.GrainReferences<>));
         services.TryAddSingleton<CallerAuthenticator>();
         services.TryAddSingleton<NodeDirectory>();

@@ -21,6 +21,7 @@ internal sealed partial class NodeLoadReporter(
     ModelCatalog catalog,
     FrontedEngines engines,
     Pipeline.RouteGates gates,
+    RelayLoads relays,
     IHttpClientFactory httpClients,
     IOptions<SovereignOptions> options,
     IOptions<SovereignClusterOptions> cluster,
@@ -55,7 +56,11 @@ internal sealed partial class NodeLoadReporter(
     /// the route gate its executor takes on this node (they read 0 running and 0 free, so the cluster's free-slot
     /// counts left embedding models out).
     /// </summary>
-    public static List<ModelLoad> LoadOf(ModelCatalog catalog, Pipeline.RouteGates gates, string nodeId, FrontedEngines? engines = null, IReadOnlyList<double?>? engineKvUse = null) =>
+    public static List<ModelLoad> LoadOf(
+        ModelCatalog catalog, Pipeline.RouteGates gates, string nodeId, FrontedEngines? engines = null, IReadOnlyList<double?>? engineKvUse = null, RelayLoads? relays = null) =>
+        [.. LoadOfModels(catalog, gates, nodeId, engines, engineKvUse).Select(load => relays?.Of(load.Model) is { } fromGateways ? load with { FromGateways = fromGateways } : load)];
+
+    private static IEnumerable<ModelLoad> LoadOfModels(ModelCatalog catalog, Pipeline.RouteGates gates, string nodeId, FrontedEngines? engines, IReadOnlyList<double?>? engineKvUse) =>
         [.. catalog.All.Select(m =>
         {
             if (m.Batcher is { } b)
@@ -114,7 +119,7 @@ internal sealed partial class NodeLoadReporter(
                 {
                     var kvUse = await ProbeEnginesAsync(stoppingToken);
                     var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog, options.Value.Limits.RouteQueue, engines), new NodeLoad(now, LoadOf(catalog, gates, options.Value.NodeId, engines, kvUse), _accelerators, AvailableOf(catalog), cluster.Value.DeviceClass ?? DeviceClasses.Of(_accelerators))))
+                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog, options.Value.Limits.RouteQueue, engines), new NodeLoad(now, LoadOf(catalog, gates, options.Value.NodeId, engines, kvUse, relays), _accelerators, AvailableOf(catalog), cluster.Value.DeviceClass ?? DeviceClasses.Of(_accelerators))))
                     {
                         nodes.Invalidate();
                     }

@@ -28,6 +28,7 @@ internal sealed class RequestPipeline(
     RequestAccounting accounting,
     PoolAdmission pools,
     IEnumerable<IRequestExecutor> executors,
+    RelayLoads relayLoads,
     TimeProvider time,
     ILogger<RequestPipeline> logger)
 {
@@ -56,6 +57,12 @@ internal sealed class RequestPipeline(
         {
             request.Route = await RouteAsync(context, caller, work);
             request.Route.ArrivedAt = arrivedAt;
+            if (caller.TenantId == ClusterRelay.RelayTenant && context.Request.Headers[RelayLoads.GatewayHeader] is [{ Length: > 0 and <= ResourceIds.MaxOtherLength } gateway])
+            {
+                // Counted per relaying gateway until the answer is written (the node's load report carries it).
+                context.Response.RegisterForDispose(relayLoads.Track(gateway, request.Route.Model));
+            }
+
             var executor = await PrepareAsync(request.Route, work, context.RequestAborted);
             request.Demand = await executor.MeasureAsync(request);
             request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens);

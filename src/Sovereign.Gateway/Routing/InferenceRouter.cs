@@ -314,7 +314,7 @@ public sealed class InferenceRouter(
         // The other nodes' replicas, prepared once per registry snapshot: the decider visits only those in the
         // jurisdictions and of the kinds the policy allows, and of those reads only the ones whose route holds a
         // request or whose node is marked unreachable (every one when that cannot be known; SnapshotReplicas).
-        var snapshot = _snapshots.GetValue(external, list => new SnapshotReplicas((IReadOnlyList<(NodeView, NodeModel)>)list, gates, nodes.NodeStaleSeconds));
+        var snapshot = _snapshots.GetValue(external, list => new SnapshotReplicas((IReadOnlyList<(NodeView, NodeModel)>)list, gates, nodes.NodeStaleSeconds, options.Value.NodeId));
         var facts = FactsOf(model, local, fronted?.Model ?? (external.Count > 0 ? external[0].Model : null));
         var reader = snapshot.ReadAt(nodes, gates);
         var decision = RoutingDecider.Decide(

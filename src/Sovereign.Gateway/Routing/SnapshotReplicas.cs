@@ -19,6 +19,11 @@ internal sealed class SnapshotReplicas
     private readonly bool[] _active;
     private readonly int[] _capacity;
     private readonly int[] _reported;
+
+    // Per cluster replica: what the other gateways had sent it at its report (-1: the node does not say), and the slots
+    // its KV-cache use amounts to.
+    private readonly int[] _others;
+    private readonly int[] _kvSlots;
     private readonly ModelReplica?[] _idle;
     private readonly FairAdmissionGate?[] _found;
 
@@ -28,14 +33,31 @@ internal sealed class SnapshotReplicas
     /// (at most one slot short of it): a node whose cache is taken still queues, so it orders replicas, it does not
     /// refuse them.
     /// </summary>
-    internal static int ReportedLoad(ModelLoad report, int capacity)
+    internal static int ReportedLoad(ModelLoad report, int capacity) => Math.Max(report.Running + report.QueueDepth, KvSlots(report, capacity));
+
+    /// <summary>
+    /// The requests of other gateways than <paramref name="gateway"/> in a cluster node's report: all it runs and queues
+    /// less what <paramref name="gateway"/> had relayed at the report; -1 when the node does not break its load down.
+    /// </summary>
+    internal static int OthersLoad(ModelLoad report, string? gateway) =>
+        report.FromGateways is not { } byGateway ? -1
+        : Math.Max(0, report.Running + report.QueueDepth - (gateway is not null && byGateway.TryGetValue(gateway, out var mine) ? mine : 0));
+
+    private static int KvSlots(ModelLoad report, int capacity)
     {
         var kvUse = double.IsFinite(report.KvCacheUse) ? Math.Clamp(report.KvCacheUse, 0, 1) : 0;
-        var kvSlots = Math.Min(capacity - 1, (int)Math.Floor(kvUse * capacity));
-        return Math.Max(report.Running + report.QueueDepth, kvSlots);
+        return Math.Min(capacity - 1, (int)Math.Floor(kvUse * capacity));
     }
 
-    public SnapshotReplicas(IReadOnlyList<(NodeView Node, NodeModel Model)> replicas, RouteGates gates, double staleSeconds)
+    /// <summary>
+    /// A cluster replica's load for routing: this gateway's own requests on the route now (exact) plus what the other
+    /// gateways had sent it at its report, or its KV slots if more. A node that does not break its load down: the
+    /// larger of its report and this gateway's count (the report, up to a second old, also counts this gateway's).
+    /// </summary>
+    private int ClusterLoad(int index, int gateLoad) =>
+        _others[index] >= 0 ? Math.Max(gateLoad + _others[index], _kvSlots[index]) : Math.Max(gateLoad, _reported[index]);
+
+    public SnapshotReplicas(IReadOnlyList<(NodeView Node, NodeModel Model)> replicas, RouteGates gates, double staleSeconds, string? gateway = null)
     {
         var count = replicas.Count;
         _nodes = new NodeView[count];
@@ -44,6 +66,8 @@ internal sealed class SnapshotReplicas
         _active = new bool[count];
         _capacity = new int[count];
         _reported = new int[count];
+        _others = new int[count];
+        _kvSlots = new int[count];
         _idle = new ModelReplica?[count];
         var sites = new ReplicaSite[count];
         for (var i = 0; i < count; i++)
@@ -57,6 +81,8 @@ internal sealed class SnapshotReplicas
             _capacity[i] = cluster ? Math.Max(1, model.Capacity) : gates.CapacityOf(model.Capacity);
             var report = cluster ? node.Load?.Models.FirstOrDefault(m => m.Model == model.Id) : null;
             _reported[i] = report is null ? 0 : ReportedLoad(report, _capacity[i]);
+            _others[i] = report is null ? -1 : OthersLoad(report, gateway);
+            _kvSlots[i] = report is null ? 0 : KvSlots(report, _capacity[i]);
             sites[i] = new ReplicaSite(node.Id, node.Jurisdiction, cluster ? NodeKind.Local : NodeKind.External);
         }
 
@@ -74,7 +100,7 @@ internal sealed class SnapshotReplicas
         {
             var (node, model) = replicas[i];
             var reporting = !_cluster[i] || node.Load is not null;
-            baseline[i] = new ReplicaState(_active[i] && reporting, _reported[i], _capacity[i]);
+            baseline[i] = new ReplicaState(_active[i] && reporting, _cluster[i] ? ClusterLoad(i, 0) : 0, _capacity[i]);
             if (_cluster[i] && node.Load is { } load)
             {
                 staleAt = Math.Min(staleAt, load.ReportedAt + (long)Math.Floor(staleSeconds * 1000));
@@ -181,8 +207,7 @@ internal sealed class SnapshotReplicas
             var gateLoad = gates.LoadOf(replicas._found, index, node.Id, model.Id, model.Capacity);
             var cluster = replicas._cluster[index];
 
-            // A cluster node's load is what it last reported or, if higher, what this gateway has sent it since.
-            var load = cluster ? Math.Max(gateLoad, replicas._reported[index]) : gateLoad;
+            var load = cluster ? replicas.ClusterLoad(index, gateLoad) : gateLoad;
 
             // Up: as NodeDirectory.IsUp, with what the snapshot fixes read once (almost always no node is marked).
             var up = replicas._active[index]

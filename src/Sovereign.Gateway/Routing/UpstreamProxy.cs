@@ -85,7 +85,8 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// when no connection could be made: nothing reached the engine, so the request may safely go elsewhere.
     /// </summary>
     public async Task<HttpResponseMessage> OpenAsync(
-        Uri baseUrl, string? upstreamKey, string path, JsonObject body, string upstreamModel, CancellationToken aborted, string clientName = ClientName)
+        Uri baseUrl, string? upstreamKey, string path, JsonObject body, string upstreamModel, CancellationToken aborted, string clientName = ClientName,
+        (string Name, string Value)? header = null)
     {
         var stream = body["stream"]?.GetValueKind() == JsonValueKind.True;
         body["model"] = upstreamModel;
@@ -101,6 +102,11 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         if (!string.IsNullOrEmpty(upstreamKey))
         {
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", upstreamKey);
+        }
+
+        if (header is { } extra)
+        {
+            request.Headers.TryAddWithoutValidation(extra.Name, extra.Value);
         }
 
         try

@@ -35,6 +35,12 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
     /// <summary>The named HttpClient the relay uses (its TLS trust: the machine's store for external engines).</summary>
     protected virtual string HttpClientName => UpstreamProxy.ClientName;
 
+    /// <summary>This process's node id.</summary>
+    protected string NodeId => options.Value.NodeId;
+
+    /// <summary>A header the relay adds (a cluster node is told which gateway relays).</summary>
+    protected virtual (string Name, string Value)? RelayHeader => null;
+
     /// <summary>The route's engine refused the connection: routing goes around it until it is back.</summary>
     protected virtual void OnUnreachable(RoutedRequest route) => nodes.MarkUnreachable(route.ExternalNode!);
 
@@ -92,7 +98,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
         {
             // Connected before the execution counts as started: a node that cannot be reached has done nothing, so the
             // pipeline may send the request to another replica the policy allows.
-            var response = await proxy.OpenAsync(new Uri(node.BaseUrl!.TrimEnd('/') + "/"), UpstreamKey(node), path, body, model.Upstream, request.Aborted, HttpClientName);
+            var response = await proxy.OpenAsync(new Uri(node.BaseUrl!.TrimEnd('/') + "/"), UpstreamKey(node), path, body, model.Upstream, request.Aborted, HttpClientName, RelayHeader);
             return request.Work is EmbeddingWorkload
                 ? new UpstreamEmbeddings(proxy, request, response, slot, inFlight)
                 : new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, slot, inFlight);

@@ -20,6 +20,9 @@ internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory node
 
     protected override string? UpstreamKey(NodeView node) => relay.Secret;
 
+    /// <summary>The node counts this gateway's requests apart in its load report (<see cref="RelayLoads"/>).</summary>
+    protected override (string Name, string Value)? RelayHeader => (RelayLoads.GatewayHeader, NodeId);
+
     /// <summary>Over https, the node must prove it is a node of this cluster (cluster CA), and this gateway presents its own certificate.</summary>
     protected override string HttpClientName => UpstreamProxy.ClusterNodeClientName;
 }
