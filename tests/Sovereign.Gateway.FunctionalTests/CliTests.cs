@@ -110,6 +110,24 @@ public sealed class CliTests(ServerFixture server) : IDisposable
     }
 
     [Fact]
+    public async Task Serve_WatchesNoConfigurationFile_SoItsWorkingDirectoryIsNotWatched()
+    {
+        // The host's appsettings.json source watched the working directory and every folder below it: each write under
+        // it (the server's own SQLite commits when the data directory is there) woke the watcher.
+        await using var app = ServeCommand.Build(new ServeSettings
+        {
+            Models = [new ModelOptions { Id = "m", Path = TestModels.Stories260K }],
+            Urls = "http://127.0.0.1:0",
+            DataDirectory = _directory,
+        }, []);
+
+        var files = ((Microsoft.Extensions.Configuration.IConfigurationRoot)app.Configuration).Providers
+            .OfType<Microsoft.Extensions.Configuration.FileConfigurationProvider>().ToList();
+        Assert.Contains(files, f => f.Source.Path == "appsettings.json");
+        Assert.All(files, f => Assert.False(f.Source.ReloadOnChange, f.Source.Path));
+    }
+
+    [Fact]
     public async Task Serve_BadSetting_StopsTheStartNamingIt()
     {
         await using var app = ServeCommand.Build(new ServeSettings
