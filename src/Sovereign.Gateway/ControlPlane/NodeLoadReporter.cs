@@ -31,6 +31,9 @@ internal sealed partial class NodeLoadReporter(
     /// <summary>How often the load is reported.</summary>
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(1);
 
+    /// <summary>How often a GPU node asks nvidia-smi again for its GPUs' memory in use (an engine's allocations change it).</summary>
+    public static readonly TimeSpan AcceleratorRefresh = TimeSpan.FromSeconds(10);
+
     private readonly SemaphoreSlim _changed = new(0, 1);
     private IReadOnlyList<Accelerator> _accelerators = [];
 
@@ -118,6 +121,7 @@ internal sealed partial class NodeLoadReporter(
                 try
                 {
                     var kvUse = await ProbeEnginesAsync(stoppingToken);
+                    await RefreshAcceleratorsAsync(stoppingToken);
                     var now = time.GetUtcNow().ToUnixTimeMilliseconds();
                     if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog, options.Value.Limits.RouteQueue, engines), new NodeLoad(now, LoadOf(catalog, gates, options.Value.NodeId, engines, kvUse, relays), _accelerators, AvailableOf(catalog), cluster.Value.DeviceClass ?? DeviceClasses.Of(_accelerators))))
                     {
@@ -152,6 +156,30 @@ internal sealed partial class NodeLoadReporter(
         catch (SemaphoreFullException)
         {
             // A report is already due.
+        }
+    }
+
+    private DateTimeOffset _acceleratorsAt;
+
+    /// <summary>On a node with GPUs, reads their memory in use again every <see cref="AcceleratorRefresh"/> (a CPU node never asks again).</summary>
+    private async Task RefreshAcceleratorsAsync(CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        if (_acceleratorsAt == default)
+        {
+            _acceleratorsAt = now;
+            return;
+        }
+
+        if (now - _acceleratorsAt < AcceleratorRefresh || !_accelerators.Any(a => a.Kind == "gpu"))
+        {
+            return;
+        }
+
+        _acceleratorsAt = now;
+        if (await DetectAcceleratorsAsync(cancellationToken) is { Count: > 0 } detected && detected.Any(a => a.Kind == "gpu"))
+        {
+            _accelerators = detected;
         }
     }
 
@@ -225,11 +253,7 @@ internal sealed partial class NodeLoadReporter(
             {
                 var output = await process.StandardOutput.ReadToEndAsync(cancellationToken);
                 await process.WaitForExitAsync(cancellationToken).WaitAsync(TimeSpan.FromSeconds(10), cancellationToken);
-                var gpus = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                    .Select(line => line.Split(',', StringSplitOptions.TrimEntries))
-                    .Where(f => f.Length == 3)
-                    .Select(f => new Accelerator("gpu", f[0], ParseMiB(f[1]), ParseMiB(f[2])))
-                    .ToList();
+                var gpus = ParseNvidiaSmi(output);
                 if (process.ExitCode == 0 && gpus.Count > 0)
                 {
                     return gpus;
@@ -244,6 +268,16 @@ internal sealed partial class NodeLoadReporter(
         var memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes >> 20;
         return [new Accelerator("cpu", $"{CpuName()} ({Environment.ProcessorCount} cores)", memory, 0)];
     }
+
+    /// <summary>
+    /// The GPUs in <c>nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader,nounits</c>'s output,
+    /// one line each (on an H200 machine: <c>NVIDIA H200, 143771, 0</c>).
+    /// </summary>
+    internal static List<Accelerator> ParseNvidiaSmi(string output) =>
+        [.. output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(line => line.Split(',', StringSplitOptions.TrimEntries))
+            .Where(f => f.Length == 3 && f[0].Length > 0)
+            .Select(f => new Accelerator("gpu", f[0], ParseMiB(f[1]), ParseMiB(f[2])))];
 
     private static long ParseMiB(string text) => long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value : 0;
 

@@ -161,6 +161,19 @@ public sealed class PoolGateTests
     public void DeviceClass_OfAGpuName_IsItsModel(string name, string expected) => Assert.Equal(expected, DeviceClasses.OfGpuName(name));
 
     [Fact]
+    public void NvidiaSmiOutput_OfAnH200Machine_IsOneGpu_OfClassH200()
+    {
+        // Exactly what `nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader,nounits` printed on
+        // the project's H200 device machine (2026-12-04), with a second GPU line as a two-GPU node would print.
+        var gpus = Sovereign.Gateway.ControlPlane.NodeLoadReporter.ParseNvidiaSmi("NVIDIA H200, 143771, 0\nNVIDIA H200, 143771, 81920\n");
+        Assert.Equal(
+            [new Sovereign.Cluster.Grains.Accelerator("gpu", "NVIDIA H200", 143771, 0), new Sovereign.Cluster.Grains.Accelerator("gpu", "NVIDIA H200", 143771, 81920)],
+            gpus);
+        Assert.Equal("h200", DeviceClasses.Of(gpus));
+        Assert.Empty(Sovereign.Gateway.ControlPlane.NodeLoadReporter.ParseNvidiaSmi("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n"));
+    }
+
+    [Fact]
     public void DeviceClass_OfACpuOnlyNode_IsCpu_AndOfNothingIsNull()
     {
         Assert.Equal("cpu", DeviceClasses.Of([new Sovereign.Cluster.Grains.Accelerator("cpu", "AMD EPYC (2 cores)", 1024, 0)]));
