@@ -28,6 +28,7 @@ public sealed class SqlDatabase
     private readonly string _connectionString;
     private readonly NpgsqlDataSource? _postgres;
     private readonly SemaphoreSlim? _writeGate;
+    private readonly string? _sqlitePath;
 
     private SqlDatabase(SqlProvider provider, string connectionString, string? sqlitePath = null)
     {
@@ -40,6 +41,7 @@ public sealed class SqlDatabase
 
         if (sqlitePath is not null)
         {
+            _sqlitePath = sqlitePath;
             _writeGate = SqliteWriteGates.GetOrAdd(sqlitePath, static _ => new SemaphoreSlim(1, 1));
         }
     }
@@ -134,6 +136,74 @@ public sealed class SqlDatabase
             if (Provider == SqlProvider.PostgreSql)
             {
                 await ExecuteAsync(connection, null, $"SELECT pg_advisory_unlock({MigrationLockKey})", CancellationToken.None);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Takes a named lock that every process using this database sees, without waiting; null when another holder has
+    /// it. PostgreSQL: a session advisory lock on its own connection, held until disposed (or until the connection
+    /// drops, so a killed holder never keeps it). SQLite: an exclusive lock (flock) on the file <c>&lt;database&gt;.&lt;name&gt;.lock</c>
+    /// beside it, which the kernel also releases with a killed process. For long jobs that two gateways (or a gateway
+    /// and the CLI) must never run at once; the write turn is not that: it is per process and a no-op on PostgreSQL.
+    /// </summary>
+    public async Task<IAsyncDisposable?> TryLockAsync(string name, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        if (_sqlitePath is not null)
+        {
+            try
+            {
+                // FileShare.None is flock(LOCK_EX | LOCK_NB) on Unix: it conflicts across processes and across opens in one.
+                var file = new FileStream(_sqlitePath + "." + name + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+                return file;
+            }
+            catch (IOException)
+            {
+                return null;
+            }
+        }
+
+        var connection = await OpenAsync(cancellationToken);
+        try
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT pg_try_advisory_lock(@key)";
+            AddParameter(command, "@key", LockKey(name));
+            if (await command.ExecuteScalarAsync(cancellationToken) is true)
+            {
+                return new AdvisoryLock(connection, LockKey(name));
+            }
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+
+        await connection.DisposeAsync();
+        return null;
+    }
+
+    // Named locks share PostgreSQL's one bigint key space with the constants below: take 8 bytes of a digest of the name.
+    private static long LockKey(string name) =>
+        System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("sovereign-lock:" + name)));
+
+    private sealed class AdvisoryLock(DbConnection connection, long key) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            try
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "SELECT pg_advisory_unlock(@key)";
+                AddParameter(command, "@key", key);
+                await command.ExecuteNonQueryAsync(CancellationToken.None);
+            }
+            finally
+            {
+                // A pooled connection may keep its session: unlock explicitly rather than rely on the pool's reset.
+                await connection.DisposeAsync();
             }
         }
     }

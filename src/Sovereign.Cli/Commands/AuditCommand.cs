@@ -181,41 +181,26 @@ internal static class AuditCommand
                 return 2;
             }
 
+            // The same path as the server's scheduled retention (Sovereign:Audit:Archive), under the same database-wide lock.
             using var key = OperatorSigningKey.LoadOrCreate(keyFile);
-            AuditExportSummary summary;
-            await using (var stream = new FileStream(file.FullName, FileMode.CreateNew, FileAccess.Write))
+            var outcome = await AuditArchive.ArchiveToFileAsync(db, key, end, file.FullName, cancellationToken: ct);
+            switch (outcome.Status)
             {
-                summary = await AuditArchive.WriteAsync(db, key, end, stream, ct);
-                stream.Flush(flushToDisk: true);
+                case AuditArchiveFileStatus.Busy:
+                    await Console.Error.WriteLineAsync("sovereign audit archive: another archive of this database is running (a gateway's scheduled retention, or this command elsewhere); nothing was done. Try again when it has finished.");
+                    return Output.ExitCodes.Failed;
+                case AuditArchiveFileStatus.NothingToArchive:
+                    Console.WriteLine($"No audit entries were written before {end:u} that can leave the database (the newest entry always stays): nothing to archive.");
+                    return 0;
+                case AuditArchiveFileStatus.NotVerified:
+                    await Console.Error.WriteLineAsync($"sovereign audit archive: {file.FullName} does not verify ({outcome.Problems.FirstOrDefault()}); nothing was removed.");
+                    return Output.ExitCodes.IntegrityFailure;
             }
 
-            if (summary.LastSequence is not { } last || summary.Checkpoint is not { } closing)
-            {
-                File.Delete(file.FullName);
-                Console.WriteLine($"No audit entries were written before {end:u}: nothing to archive.");
-                return 0;
-            }
-
-            // Read back what reached the disk before anything is deleted.
-            AuditVerificationResult check;
-            await using (var written = file.OpenRead())
-            {
-                check = await AuditExport.VerifyExportAsync(written, key.PublicKeyPem, ct);
-            }
-
-            if (!check.Valid)
-            {
-                await Console.Error.WriteLineAsync($"sovereign audit archive: {file.FullName} does not verify ({check.Problems.FirstOrDefault()}); nothing was removed.");
-                return Output.ExitCodes.IntegrityFailure;
-            }
-
-            var removal = await AuditArchive.RemoveAsync(db, key, last, closing.Hash, summary.Entries, cancellationToken: ct);
-            string digest;
-            await using (var written = file.OpenRead())
-            {
-                digest = Convert.ToHexStringLower(await System.Security.Cryptography.SHA256.HashDataAsync(written, ct));
-            }
-
+            var summary = outcome.Summary!;
+            var last = summary.LastSequence;
+            var removal = outcome.Removal!;
+            var digest = outcome.Sha256;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"Wrote entries {summary.FirstSequence}..{last} ({summary.Entries}) to {file.FullName} (SHA-256 {digest}); it verifies with the operator's public key."));
             Console.WriteLine(removal.Record is { } record

@@ -9,18 +9,138 @@ namespace Sovereign.Residency.Audit;
 /// <param name="Removed">How many entries left the database.</param>
 public sealed record AuditArchiveResult(AuditArchiveRecord? Record, long? FirstRemoved, long Removed);
 
+/// <summary>How <see cref="AuditArchive.ArchiveToFileAsync"/> ended.</summary>
+public enum AuditArchiveFileStatus
+{
+    /// <summary>The file was written and verified, then the entries it holds (all but the newest) left the database.</summary>
+    Archived,
+
+    /// <summary>No entry before the time could leave the database (none, or only the newest); no file was written.</summary>
+    NothingToArchive,
+
+    /// <summary>The file did not verify when read back; it is kept for inspection and nothing was removed.</summary>
+    NotVerified,
+
+    /// <summary>Another process (a gateway or the CLI) is archiving this database now; nothing was done.</summary>
+    Busy,
+}
+
+/// <summary>What <see cref="AuditArchive.ArchiveToFileAsync"/> did.</summary>
+/// <param name="Status">How it ended.</param>
+/// <param name="Path">The archive file (it exists only for <see cref="AuditArchiveFileStatus.Archived"/> and <see cref="AuditArchiveFileStatus.NotVerified"/>).</param>
+/// <param name="Summary">What the file holds (null when no file was written).</param>
+/// <param name="Removal">What left the database (null unless archived).</param>
+/// <param name="Sha256">The file's SHA-256, lowercase hex (null unless archived).</param>
+/// <param name="Problems">Why the file did not verify (empty otherwise).</param>
+public sealed record AuditArchiveFileOutcome(AuditArchiveFileStatus Status, string Path, AuditExportSummary? Summary, AuditArchiveResult? Removal, string? Sha256, IReadOnlyList<AuditProblem> Problems);
+
 /// <summary>
 /// Retention for the audit log: the log only grows (an entry per request), so an operator moves old entries to an
 /// archive file and out of the database. The file is an ordinary export of every tenant (<see cref="AuditExport"/>,
 /// verifiable offline with the public key); only after it has been written and verified are the entries removed, under
 /// a signed archive record (<see cref="AuditArchiveRecord"/>) that lets <see cref="AuditVerifier"/> accept a log that
 /// no longer starts at 1. Removing entries without one, or under a forged one, is still reported as tampering.
-/// Nothing is archived automatically: deleting evidence is the operator's decision, made with the file in hand.
+/// Deleting evidence is the operator's decision: by hand (<c>sovereign audit archive</c>) or on a schedule the operator
+/// set (<c>Sovereign:Audit:Archive:AfterDays</c>); both go through <see cref="ArchiveToFileAsync"/>.
 /// </summary>
 public static class AuditArchive
 {
     /// <summary>Entries removed per transaction, so appends on a live log wait for one batch, not the whole archive.</summary>
     public const int RemoveBatchSize = 5_000;
+
+    /// <summary>The name of the database-wide lock (<see cref="SqlDatabase.TryLockAsync"/>) one archive run holds from start to end.</summary>
+    public const string LockName = "audit-archive";
+
+    /// <summary>
+    /// The whole archive, as the CLI and the scheduled retention run it: under the database-wide archive lock (two
+    /// gateways, or a gateway and the CLI, never archive at once), writes every entry older than <paramref name="before"/>
+    /// to a new file at <paramref name="path"/> (never overwritten; mode 600 on Unix), flushes it to disk, reads it back and
+    /// verifies it with the public key, and only then removes the entries (<see cref="RemoveAsync"/>). When no entry
+    /// could leave the database (none before the time, or only the newest, which always stays) no file is written.
+    /// </summary>
+    /// <exception cref="IOException">The file exists already, or could not be written (nothing was removed; a partly written file is deleted).</exception>
+    /// <exception cref="AuditIntegrityException">The stored chain does not verify (nothing was removed).</exception>
+    public static async Task<AuditArchiveFileOutcome> ArchiveToFileAsync(SqlDatabase database, OperatorSigningKey signingKey, DateTimeOffset before, string path,
+        TimeProvider? timeProvider = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(database);
+        ArgumentNullException.ThrowIfNull(signingKey);
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        path = Path.GetFullPath(path);
+        await database.MigrateAsync(AuditStore.Migrations, cancellationToken);
+        await using var held = await database.TryLockAsync(LockName, cancellationToken);
+        if (held is null)
+        {
+            return new AuditArchiveFileOutcome(AuditArchiveFileStatus.Busy, path, null, null, null, []);
+        }
+
+        if (!await AnyRemovableAsync(database, before, cancellationToken))
+        {
+            return new AuditArchiveFileOutcome(AuditArchiveFileStatus.NothingToArchive, path, null, null, null, []);
+        }
+
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
+        if (!OperatingSystem.IsWindows())
+        {
+            // Every tenant's ids, models and decisions: readable by the operator's account only, like the key beside it.
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        AuditExportSummary summary;
+        var stream = new FileStream(path, options);
+        try
+        {
+            await using (stream)
+            {
+                summary = await WriteAsync(database, signingKey, before, stream, cancellationToken);
+                stream.Flush(flushToDisk: true);
+            }
+        }
+        catch
+        {
+            // Created here and incomplete: it holds nothing the database lost.
+            File.Delete(path);
+            throw;
+        }
+
+        if (summary.LastSequence is not { } last || summary.Checkpoint is not { } closing)
+        {
+            File.Delete(path);
+            return new AuditArchiveFileOutcome(AuditArchiveFileStatus.NothingToArchive, path, null, null, null, []);
+        }
+
+        // Read back what reached the disk before anything is deleted.
+        AuditVerificationResult check;
+        await using (var written = File.OpenRead(path))
+        {
+            check = await AuditExport.VerifyExportAsync(written, signingKey.PublicKeyPem, cancellationToken);
+        }
+
+        if (!check.Valid)
+        {
+            return new AuditArchiveFileOutcome(AuditArchiveFileStatus.NotVerified, path, summary, null, null, check.Problems);
+        }
+
+        var removal = await RemoveAsync(database, signingKey, last, closing.Hash, summary.Entries, timeProvider, cancellationToken);
+        string digest;
+        await using (var written = File.OpenRead(path))
+        {
+            digest = Convert.ToHexStringLower(await System.Security.Cryptography.SHA256.HashDataAsync(written, cancellationToken));
+        }
+
+        return new AuditArchiveFileOutcome(AuditArchiveFileStatus.Archived, path, summary, removal, digest, []);
+    }
+
+    // Whether an entry older than the time is stored below the head (the newest entry always stays): without one, a
+    // run would only write a file of entries that all stay in the database.
+    private static async Task<bool> AnyRemovableAsync(SqlDatabase database, DateTimeOffset before, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT seq FROM audit_entries WHERE at_ms < @before AND seq < (SELECT MAX(seq) FROM audit_entries) LIMIT 1";
+        SqlDatabase.AddParameter(command, "@before", before.ToUnixTimeMilliseconds());
+        return await command.ExecuteScalarAsync(cancellationToken) is not null and not DBNull;
+    }
 
     /// <summary>Writes every entry older than <paramref name="before"/> to <paramref name="output"/>, as an export of all tenants.</summary>
     public static Task<AuditExportSummary> WriteAsync(SqlDatabase database, OperatorSigningKey signingKey, DateTimeOffset before, Stream output, CancellationToken cancellationToken = default) =>

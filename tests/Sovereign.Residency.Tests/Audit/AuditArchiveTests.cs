@@ -212,6 +212,99 @@ public sealed class AuditArchiveTests
         Assert.Contains(result.Problems, p => p.Kind == AuditProblemKind.ChainBreak && p.Sequence == 21 && p.Message.Contains("archive record", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task ArchiveToFile_WritesAVerifiedOwnerOnlyFileThenRemovesTheEntries()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context, 60);
+        var path = Path.Combine(context.Directory, "archive.jsonl");
+
+        var outcome = await AuditArchive.ArchiveToFileAsync(context.Database, context.Key, Start.AddMilliseconds(30), path);
+        AuditVerificationResult file;
+        await using (var read = File.OpenRead(path))
+        {
+            file = await AuditExport.VerifyExportAsync(read, context.Key.PublicKeyPem);
+        }
+
+        var result = await context.VerifyAsync();
+
+        Assert.Equal(AuditArchiveFileStatus.Archived, outcome.Status);
+        Assert.Equal((1L, 30L, 30L), (outcome.Summary!.FirstSequence!.Value, outcome.Summary.LastSequence!.Value, outcome.Removal!.Removed));
+        Assert.True(file.Valid, string.Join("\n", file.Problems));
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(await File.ReadAllBytesAsync(path))), outcome.Sha256);
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+        }
+
+        Assert.Equal(AuditVerdict.Trusted, result.Verdict);
+        Assert.Equal(30, result.Archive!.Sequence);
+    }
+
+    [Fact]
+    public async Task ArchiveToFile_WhileAnotherProcessHoldsTheArchiveLock_IsBusyAndTouchesNothing()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context, 60);
+        var path = Path.Combine(context.Directory, "archive.jsonl");
+
+        // Another SqlDatabase on the same file stands for another process: the lock is the kernel's, on a file beside it.
+        var other = Storage.SqlDatabase.Sqlite(context.DatabasePath);
+        AuditArchiveFileOutcome outcome;
+        await using (var held = await other.TryLockAsync(AuditArchive.LockName))
+        {
+            Assert.NotNull(held);
+            Assert.Null(await context.Database.TryLockAsync(AuditArchive.LockName));
+            outcome = await AuditArchive.ArchiveToFileAsync(context.Database, context.Key, Start.AddMilliseconds(30), path);
+        }
+
+        Assert.Equal(AuditArchiveFileStatus.Busy, outcome.Status);
+        Assert.False(File.Exists(path));
+        Assert.Equal(60L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_entries"));
+
+        // Released, the next run archives.
+        Assert.Equal(AuditArchiveFileStatus.Archived, (await AuditArchive.ArchiveToFileAsync(context.Database, context.Key, Start.AddMilliseconds(30), path)).Status);
+    }
+
+    [Fact]
+    public async Task ArchiveToFile_WhenTheFileCannotBeCreated_RemovesNothing()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context, 60);
+
+        // A regular file where the directory should be: not writable whoever runs the test (root ignores modes).
+        var blocker = Path.Combine(context.Directory, "not-a-directory");
+        await File.WriteAllTextAsync(blocker, "x");
+
+        await Assert.ThrowsAnyAsync<IOException>(() =>
+            AuditArchive.ArchiveToFileAsync(context.Database, context.Key, Start.AddMilliseconds(30), Path.Combine(blocker, "archive.jsonl")));
+        var existing = Path.Combine(context.Directory, "existing.jsonl");
+        await File.WriteAllTextAsync(existing, "an earlier archive");
+        await Assert.ThrowsAnyAsync<IOException>(() => AuditArchive.ArchiveToFileAsync(context.Database, context.Key, Start.AddMilliseconds(30), existing));
+
+        Assert.Equal(60L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_entries"));
+        Assert.Equal(0L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_archives"));
+        Assert.Equal("an earlier archive", await File.ReadAllTextAsync(existing));
+    }
+
+    [Fact]
+    public async Task ArchiveToFile_WhenOnlyTheNewestEntryIsDue_WritesNoFile()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context, 10);
+        var first = Path.Combine(context.Directory, "first.jsonl");
+        var second = Path.Combine(context.Directory, "second.jsonl");
+
+        var archived = await AuditArchive.ArchiveToFileAsync(context.Database, context.Key, Start.AddDays(1), first);
+        var again = await AuditArchive.ArchiveToFileAsync(context.Database, context.Key, Start.AddDays(1), second);
+
+        // Before, a second run wrote a file of the one entry that always stays, and removed nothing.
+        Assert.Equal((AuditArchiveFileStatus.Archived, 9L), (archived.Status, archived.Removal!.Removed));
+        Assert.Equal(AuditArchiveFileStatus.NothingToArchive, again.Status);
+        Assert.False(File.Exists(second));
+        Assert.Equal(1L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_entries"));
+    }
+
     private static async Task<List<AuditEntry>> SeedAsync(AuditTestContext context, int count)
     {
         context.Time.Set(Start);
