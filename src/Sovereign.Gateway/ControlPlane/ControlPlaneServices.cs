@@ -57,10 +57,16 @@ internal static class ControlPlaneServices
             sp.GetRequiredService<SqlDatabase>(), sp.GetRequiredService<OperatorSigningKey>(),
             new AuditLogOptions
             {
-                SignsCheckpoints = sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value is not { IsDistributed: true, Role: Cluster.Hosting.ServerRole.Node },
+                SignsCheckpoints = SignsAuditCheckpoints(sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value),
                 CheckpointMaxAge = AuditCheckpointMaxAge,
             },
             sp.GetRequiredService<TimeProvider>())));
+        // Scheduled audit retention (Sovereign:Audit:Archive): off unless set, and only where checkpoints are signed.
+        services.TryAddSingleton(sp => new AuditRetention(
+            new(sp.GetRequiredService<SqlDatabase>), new(sp.GetRequiredService<OperatorSigningKey>),
+            sp.GetRequiredService<IOptions<SovereignOptions>>(), sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>(),
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<AuditRetention>>()));
+        services.AddHostedService(sp => sp.GetRequiredService<AuditRetention>());
         services.TryAddSingleton(sp => OpenSynchronously(() => UsageLedger.OpenAsync(
             sp.GetRequiredService<SqlDatabase>(),
             new UsageLedgerOptions { RetentionDays = Math.Max(1, sp.GetRequiredService<IOptions<SovereignOptions>>().Value.Metering.RetentionDays) })));
@@ -102,6 +108,13 @@ internal static class ControlPlaneServices
             .RemoveAllLoggers();
         services.AddClusterNodeHttp();
     }
+
+    /// <summary>
+    /// Whether this process signs audit checkpoints, and so may archive: all but a cluster's <c>--role node</c>, which
+    /// appends to the shared chain and leaves signing (and retention) to the gateways.
+    /// </summary>
+    public static bool SignsAuditCheckpoints(Cluster.Hosting.SovereignClusterOptions cluster) =>
+        cluster is not { IsDistributed: true, Role: Cluster.Hosting.ServerRole.Node };
 
     /// <summary>
     /// Waits for an asynchronous opening on the thread pool's default scheduler, never on the caller's: a DI factory

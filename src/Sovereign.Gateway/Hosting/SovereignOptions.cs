@@ -71,6 +71,9 @@ public sealed class SovereignOptions
     /// <summary>Metering: ledger retention and language-fair billing.</summary>
     public MeteringOptions Metering { get; set; } = new();
 
+    /// <summary>The audit log's retention: archiving old entries to files on a schedule (off unless set).</summary>
+    public AuditOptions Audit { get; set; } = new();
+
     /// <summary>Operator-defined jurisdiction groups: name to member countries or groups.</summary>
     public Dictionary<string, List<string>> JurisdictionGroups { get; set; } = [];
 
@@ -165,4 +168,49 @@ public sealed class MeteringOptions
     /// of a language the tokenizer serves badly do not pay more. Example: <c>{"standard": ["th", "hi"]}</c>.
     /// </summary>
     public Dictionary<string, List<string>> CharacterEquivalentLanguages { get; set; } = [];
+}
+
+/// <summary>The audit log's settings.</summary>
+public sealed class AuditOptions
+{
+    /// <summary>Scheduled archiving of old entries (<c>Sovereign:Audit:Archive</c>).</summary>
+    public AuditArchiveOptions Archive { get; set; } = new();
+}
+
+/// <summary>
+/// Scheduled audit retention: what <c>sovereign audit archive</c> does by hand, run by every process that signs
+/// checkpoints (never a <c>--role node</c>). Off by default: deleting evidence is the operator's decision.
+/// </summary>
+public sealed class AuditArchiveOptions
+{
+    /// <summary>The largest <see cref="AfterDays"/> accepted (a century).</summary>
+    public const int MaxAfterDays = 36_500;
+
+    /// <summary>The default <see cref="Interval"/>: once a day.</summary>
+    public static readonly TimeSpan DefaultInterval = TimeSpan.FromDays(1);
+
+    /// <summary>The shortest <see cref="Interval"/> accepted.</summary>
+    public static readonly TimeSpan MinInterval = TimeSpan.FromMinutes(1);
+
+    /// <summary>The longest <see cref="Interval"/> accepted.</summary>
+    public static readonly TimeSpan MaxInterval = TimeSpan.FromDays(31);
+
+    /// <summary>The default folder inside the data directory.</summary>
+    public const string DefaultDirectoryName = "audit-archive";
+
+    /// <summary>
+    /// Archive entries once they are this many days old, counted in whole UTC days (a run on 2026-12-04 with 90
+    /// archives the entries written before 2026-09-05T00:00Z). 0 (the default) turns scheduled archiving off.
+    /// </summary>
+    public int AfterDays { get; set; }
+
+    /// <summary>Where the archive files go (an absolute path). Default: &lt;data dir&gt;/audit-archive.</summary>
+    public string? Directory { get; set; }
+
+    /// <summary>How often a run looks for entries to archive (the first run is at start). Default: a day.</summary>
+    public TimeSpan Interval { get; set; } = DefaultInterval;
+
+    /// <summary>The archive directory with the default applied.</summary>
+    public string ResolvedDirectory(string dataDirectory) =>
+        string.IsNullOrWhiteSpace(Directory) ? Path.Combine(dataDirectory, DefaultDirectoryName) : Directory;
 }

@@ -79,6 +79,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             failures.Add($"Sovereign:Jurisdiction '{options.Jurisdiction}' is not an ISO 3166-1 alpha-2 country code.");
         }
 
+        ValidateAuditArchive(failures, options.Audit?.Archive);
         ValidateLanguages(failures, options.Languages);
         if (options.ApiKeys.Any(string.IsNullOrWhiteSpace))
         {
@@ -181,6 +182,38 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
                         failures.Add($"{modelKey}:Languages:{k} '{model.Languages[k]}' is not a language code the detector knows.");
                     }
                 }
+            }
+        }
+    }
+
+    // Scheduled retention deletes evidence: a setting it cannot honour stops the start rather than archive differently.
+    private static void ValidateAuditArchive(List<string> failures, AuditArchiveOptions? archive)
+    {
+        const string key = "Sovereign:Audit:Archive";
+        if (archive is null)
+        {
+            return;
+        }
+
+        Positive(failures, $"{key}:AfterDays", archive.AfterDays, 0, AuditArchiveOptions.MaxAfterDays);
+        if (archive.Interval < AuditArchiveOptions.MinInterval || archive.Interval > AuditArchiveOptions.MaxInterval)
+        {
+            failures.Add($"{key}:Interval must be between {AuditArchiveOptions.MinInterval:c} and {AuditArchiveOptions.MaxInterval:c} (d.hh:mm:ss); got {archive.Interval:c}.");
+        }
+
+        if (archive.Directory is { } directory)
+        {
+            if (string.IsNullOrWhiteSpace(directory) || directory.IndexOfAny(Path.GetInvalidPathChars()) >= 0)
+            {
+                failures.Add($"{key}:Directory '{directory}' is not a usable path; leave it unset for <data dir>/{AuditArchiveOptions.DefaultDirectoryName}.");
+            }
+            else if (!Path.IsPathFullyQualified(directory))
+            {
+                failures.Add($"{key}:Directory '{directory}' must be an absolute path (a relative one would depend on the working directory).");
+            }
+            else if (File.Exists(directory))
+            {
+                failures.Add($"{key}:Directory '{directory}' is a file, not a directory.");
             }
         }
     }

@@ -67,6 +67,22 @@ internal static partial class GatewayLog
         Message = "Could not give back request {RequestId}'s slot of pool {Pool}: the gateway holding the pool's count did not answer (a successor rebuilds the count from the gateways' tables, without it)")]
     public static partial void PoolSlotReleaseFailed(ILogger logger, Exception exception, string requestId, string pool);
 
+    [LoggerMessage(EventId = 4201, EventName = "AuditArchived", Level = LogLevel.Information,
+        Message = "Archived audit entries {FirstSequence}..{LastSequence} ({Entries} entries, written before {Before:u}) to {Path} (SHA-256 {Sha256}); it verified with the operator's public key, and {Removed} entries left the database under a signed archive record")]
+    public static partial void AuditArchived(ILogger logger, long? firstSequence, long? lastSequence, long entries, DateTimeOffset before, string path, string? sha256, long removed);
+
+    [LoggerMessage(EventId = 4202, EventName = "AuditArchiveFailed", Level = LogLevel.Error,
+        Message = "Archiving the audit entries written before {Before:u} into {Directory} failed: {Reason}. Entries leave the database only after their file verified; the next run, in {Interval}, tries again")]
+    public static partial void AuditArchiveFailed(ILogger logger, Exception? exception, DateTimeOffset before, string directory, string reason, TimeSpan interval);
+
+    [LoggerMessage(EventId = 4203, EventName = "AuditArchiveBusy", Level = LogLevel.Information,
+        Message = "Another process (a gateway or 'sovereign audit archive') is archiving the audit log now; this run (entries before {Before:u}) is skipped, the next one tries again")]
+    public static partial void AuditArchiveBusy(ILogger logger, DateTimeOffset before);
+
+    [LoggerMessage(EventId = 4204, EventName = "AuditArchiveNothingDue", Level = LogLevel.Debug,
+        Message = "No audit entry written before {Before:u} can leave the database (none, or only the newest): nothing to archive")]
+    public static partial void AuditArchiveNothingDue(ILogger logger, DateTimeOffset before);
+
     /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>
     public static void ErrorAnswered(ILogger logger, HttpContext context, int status, string errorType, string? code, string? param, Exception? exception)
     {

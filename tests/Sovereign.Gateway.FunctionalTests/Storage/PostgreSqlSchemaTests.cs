@@ -13,7 +13,10 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
     private SqlDatabase Database() => SqlDatabase.PostgreSql(postgres.ConnectionString);
 
     /// <summary>A fresh database of its own on the server, for a test whose chain must start where it says.</summary>
-    private async Task<SqlDatabase> OwnDatabaseAsync(string prefix)
+    private async Task<SqlDatabase> OwnDatabaseAsync(string prefix) => SqlDatabase.PostgreSql(await OwnConnectionStringAsync(prefix));
+
+    /// <summary>The connection string of a fresh database of the test's own, for several processes' worth of <see cref="SqlDatabase"/>.</summary>
+    private async Task<string> OwnConnectionStringAsync(string prefix)
     {
         var name = prefix + "_" + Guid.NewGuid().ToString("N")[..8];
         await using (var admin = new Npgsql.NpgsqlConnection(postgres.ConnectionString))
@@ -23,7 +26,7 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
             await create.ExecuteNonQueryAsync();
         }
 
-        return SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Database = name }.ConnectionString);
+        return new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Database = name }.ConnectionString;
     }
 
     private async Task<SqlDatabase> MigratedAsync()
@@ -38,6 +41,54 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
     {
         await MigratedAsync();
         await MigratedAsync();
+    }
+
+    [Fact]
+    public async Task AuditRetention_TwoGatewaysOnOneDatabase_NeverArchiveAtOnce()
+    {
+        // Two gateways: their own SqlDatabase (own pool) on the one cluster database, their own archive directories.
+        var connectionString = await OwnConnectionStringAsync("retention");
+        var gatewayA = SqlDatabase.PostgreSql(connectionString);
+        var gatewayB = SqlDatabase.PostgreSql(connectionString);
+        await gatewayA.MigrateAsync(AuditLog.Migrations);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        await AuditRetentionTests.SeedAsync(gatewayA, key);
+        var directory = Directory.CreateTempSubdirectory("sovereign-pg-retention-").FullName;
+        try
+        {
+            var clock = new ManualClock(AuditRetentionTests.Now);
+            var (a, _) = AuditRetentionTests.Create(gatewayA, key, Path.Combine(directory, "a"), clock, afterDays: 60);
+            var (b, _) = AuditRetentionTests.Create(gatewayB, key, Path.Combine(directory, "b"), clock, afterDays: 60);
+
+            // While another process holds the archive lock (the CLI, another gateway), neither run archives anything.
+            await using (var held = await SqlDatabase.PostgreSql(connectionString).TryLockAsync(AuditArchive.LockName))
+            {
+                Assert.NotNull(held);
+                Assert.Null(await gatewayA.TryLockAsync(AuditArchive.LockName));
+                Assert.Equal(AuditArchiveFileStatus.Busy, (await a.RunOnceAsync())!.Status);
+                Assert.Equal(AuditArchiveFileStatus.Busy, (await b.RunOnceAsync())!.Status);
+            }
+
+            Assert.Equal(25L, await AuditRetentionTests.CountAsync(gatewayA, "SELECT COUNT(*) FROM audit_entries"));
+
+            // Both at once: whichever takes the lock archives; the other finds it taken, or nothing left to do.
+            var outcomes = await Task.WhenAll(a.RunOnceAsync(), b.RunOnceAsync());
+            var files = Directory.GetFiles(directory, "*.jsonl", SearchOption.AllDirectories);
+
+            Assert.Single(outcomes, o => o!.Status == AuditArchiveFileStatus.Archived);
+            Assert.All(outcomes, o => Assert.NotEqual(AuditArchiveFileStatus.NotVerified, o!.Status));
+            Assert.Single(files);
+            Assert.True(await AuditRetentionTests.VerifiesAsync(files[0], key.PublicKeyPem));
+            Assert.Equal(15L, await AuditRetentionTests.CountAsync(gatewayA, "SELECT COUNT(*) FROM audit_entries"));
+            Assert.Equal(1L, await AuditRetentionTests.CountAsync(gatewayA, "SELECT COUNT(*) FROM audit_archives"));
+            var verdict = await AuditVerifier.VerifyAsync(gatewayB, key.PublicKeyPem);
+            Assert.Equal(AuditVerdict.Trusted, verdict.Verdict);
+            Assert.StartsWith("Entries 1..10 were archived", verdict.VerdictReason, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
     }
 
     [Fact]
