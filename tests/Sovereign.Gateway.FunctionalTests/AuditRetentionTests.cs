@@ -134,6 +134,28 @@ public sealed class AuditRetentionTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task RunOnce_ChainDoesNotVerify_RemovesNothingAndLogsAnError()
+    {
+        await SeedAsync(_database, _key);
+        await using (var connection = await _database.OpenAsync())
+        {
+            using var tamper = connection.CreateCommand();
+            tamper.CommandText = "UPDATE audit_entries SET model = 'other' WHERE seq = 3";
+            await tamper.ExecuteNonQueryAsync();
+        }
+
+        var (service, events) = Create(new ManualClock(Now), afterDays: 60);
+
+        Assert.Null(await service.RunOnceAsync());
+        var failed = await events.Reader.ReadAsync();
+
+        Assert.Equal((4202, LogLevel.Error), (failed.Event.Id, failed.Level));
+        Assert.Empty(Directory.GetFiles(Path.Combine(_directory, "archive")));
+        Assert.Equal(25L, await CountAsync(_database, "SELECT COUNT(*) FROM audit_entries"));
+        Assert.Equal(0L, await CountAsync(_database, "SELECT COUNT(*) FROM audit_archives"));
+    }
+
+    [Fact]
     public async Task Off_OrOnANode_NothingRuns()
     {
         await SeedAsync(_database, _key);

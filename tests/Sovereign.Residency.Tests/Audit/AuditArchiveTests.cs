@@ -288,6 +288,22 @@ public sealed class AuditArchiveTests
     }
 
     [Fact]
+    public async Task ArchiveToFile_OverATamperedChain_DeletesItsPartFileAndRemovesNothing()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context, 60);
+        await context.ExecuteAsync("UPDATE audit_entries SET model = 'other' WHERE seq = 5");
+        var path = Path.Combine(context.Directory, "archive.jsonl");
+
+        await Assert.ThrowsAsync<AuditIntegrityException>(() => AuditArchive.ArchiveToFileAsync(context.Database, context.Key, Start.AddMilliseconds(30), path));
+
+        // The export refused the chain after the file was created: the incomplete file went, the entries stayed.
+        Assert.False(File.Exists(path));
+        Assert.Equal(60L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_entries"));
+        Assert.Equal(0L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_archives"));
+    }
+
+    [Fact]
     public async Task ArchiveToFile_WhenOnlyTheNewestEntryIsDue_WritesNoFile()
     {
         await using var context = AuditTestContext.Create();
