@@ -210,15 +210,11 @@ public sealed class AuditRetentionTests : IAsyncDisposable
     [Fact]
     public async Task Serve_BadArchiveSettings_StopTheStartNamingEach()
     {
-        var config = Path.Combine(_directory, "sovereign.json");
-        await File.WriteAllTextAsync(config, """{"Sovereign":{"Audit":{"Archive":{"AfterDays":-1,"Interval":"00:00:10","Directory":"relative/archive"}}}}""");
-        await using var app = ServeCommand.Build(new ServeSettings { Urls = "http://127.0.0.1:0", DataDirectory = _directory, ConfigFile = config }, []);
+        var message = await StartFailure.WithSovereignSectionAsync("""{"Audit":{"Archive":{"AfterDays":-1,"Interval":"00:00:10","Directory":"relative/archive"}}}""");
 
-        var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => app.StartAsync());
-
-        Assert.Contains("Sovereign:Audit:Archive:AfterDays must be between 0 and 36500; got -1.", ex.Message, StringComparison.Ordinal);
-        Assert.Contains("Sovereign:Audit:Archive:Interval must be between", ex.Message, StringComparison.Ordinal);
-        Assert.Contains("Sovereign:Audit:Archive:Directory 'relative/archive' must be an absolute path", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("Sovereign:Audit:Archive:AfterDays must be between 0 and 36500; got -1.", message, StringComparison.Ordinal);
+        Assert.Contains("Sovereign:Audit:Archive:Interval must be between", message, StringComparison.Ordinal);
+        Assert.Contains("Sovereign:Audit:Archive:Directory 'relative/archive' must be an absolute path", message, StringComparison.Ordinal);
     }
 
     /// <summary>Ten entries 100 days before <see cref="Now"/>, ten 50 days before, five on the day; signed at close.</summary>
