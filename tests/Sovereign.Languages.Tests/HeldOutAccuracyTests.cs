@@ -6,9 +6,9 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 12 has never been used to build or tune the detector;
-/// held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24) and 11 (since session 24's second round)
-/// are tuning material (SOURCES.md), so their floors guard against regressions.
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13 has never been used to build or tune the detector;
+/// held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24), 11 (since session 24's second round)
+/// and 12 (since session 25's round 13) are tuning material (SOURCES.md), so their floors guard against regressions.
 /// Targets: 95% overall and at most one miss in eight per language, every covered language on at once.
 /// </summary>
 public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
@@ -43,6 +43,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // held-out 8; Filipino 7 -> 8 on held-out 10) and the Iberian spellings (Spanish 9 -> 10 of 10 on held-out 11: 480 of
     // 500). Held-out 12 on the final detector: the same
     // answers as its first run (491 of 502), so its floors are its first run's; it is the set never tuned on from then.
+    // Session 25's round 13 added held-out 13 (every covered language, held-out 12's distribution; its first run, on the
+    // unchanged detector: 488 of 502 = 97.2%; below the target Bosnian 8, Croatian 8 and Malay 9 of 12) and made held-out
+    // 12 tuning material; the round's two candidate changes (a within-group scale of the profiles' evidence, a letter
+    // n-gram model per close group) gained nothing by cross-validation (the letter model lost on held-out 1-12 too) and
+    // were not kept, so
+    // held-out 13's floors are its first run's; it is the set never tuned on from then.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["ms"] = 7 },
@@ -57,6 +63,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.TenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 6 },
         [TestData.EleventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8, ["id"] = 9, ["ms"] = 9, ["pt"] = 8, ["sr"] = 12 },
         [TestData.TwelfthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 10, ["id"] = 10, ["ms"] = 10 },
+        [TestData.ThirteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8, ["ms"] = 9 },
     };
 
     /// <summary>The overall target.</summary>
@@ -79,11 +86,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.TenthHeldOut)]
     [InlineData(TestData.EleventhHeldOut)]
     [InlineData(TestData.TwelfthHeldOut)]
+    [InlineData(TestData.ThirteenthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
         var samples = TestData.HeldOut(file);
-        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut)
+        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut or TestData.ThirteenthHeldOut)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }

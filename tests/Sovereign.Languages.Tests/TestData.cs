@@ -75,8 +75,13 @@ internal static partial class TestData
     /// sentence of that round.</summary>
     public const string TwelfthHeldOut = "heldout-12.txt";
 
+    /// <summary>The thirteenth held-out evaluation set (every covered language, 8-16 sentences each, held-out 12's
+    /// distribution), written in session 25's round 13 before any change, evaluation or new development sentence of
+    /// that round.</summary>
+    public const string ThirteenthHeldOut = "heldout-13.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
