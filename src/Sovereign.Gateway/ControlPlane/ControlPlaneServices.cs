@@ -96,6 +96,7 @@ internal static class ControlPlaneServices
         services.TryAddSingleton<PrefixAffinity>();
         services.TryAddSingleton<InferenceRouter>();
         services.TryAddSingleton<LanguageRouting>();
+        services.AddHostedService<LanguageDetectorWarmup>();
         services.TryAddSingleton<UpstreamProxy>();
         services.TryAddSingleton<OpenAI.ResponsesStorage>();
         services.AddRequestPipeline();
