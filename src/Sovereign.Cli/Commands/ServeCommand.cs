@@ -223,7 +223,8 @@ internal static class ServeCommand
             var parts = m.Value.Split('=', 2);
             if (string.IsNullOrWhiteSpace(parts[0]) || (parts.Length == 2 && string.IsNullOrWhiteSpace(parts[1])))
             {
-                throw new ArgumentException($"--engine-model '{m.Value}': expected ID or ID=ENGINE_NAME.");
+                var flag = m.Kind == ModelKind.Embedding ? "--engine-embedding-model" : "--engine-model";
+                throw new ArgumentException($"{flag} '{m.Value}': expected ID or ID=ENGINE_NAME.");
             }
 
             return new Gateway.Models.EngineModelOptions { Id = parts[0], Upstream = parts.Length == 2 ? parts[1] : null, Kind = m.Kind };

@@ -207,6 +207,13 @@ public static class AdminApi
             throw OpenAIException.BadRequest($"base_url must not end in /v1 (the gateway adds /v1 itself): use '{suggestion}'.", "base_url", "invalid_value");
         }
 
+        // Sent as 'Authorization: Bearer KEY' on every relay: one that cannot be was a 500 on each request. Never echoed.
+        if (!string.IsNullOrEmpty(request.ApiKey) && !UpstreamProxy.IsSendableKey(request.ApiKey))
+        {
+            throw OpenAIException.BadRequest(
+                "api_key must be visible ASCII characters without spaces or line breaks: it is sent to the engine as 'Authorization: Bearer KEY'.", "api_key", "invalid_value");
+        }
+
         if (request.Models is not { Count: > 0 })
         {
             throw OpenAIException.BadRequest("models must list at least one model the node serves.", "models", "invalid_value");

@@ -124,6 +124,12 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
                 failures.Add($"{key}:BaseUrl '{engine.BaseUrl}' must not end in /v1 (Sovereign adds /v1 itself).");
             }
 
+            // Never echoed: it is a secret.
+            if (!string.IsNullOrEmpty(engine.ApiKey) && !Routing.UpstreamProxy.IsSendableKey(engine.ApiKey))
+            {
+                failures.Add($"{key}:ApiKey (--engine-api-key) must be visible ASCII characters without spaces or line breaks: it is sent as 'Authorization: Bearer KEY'.");
+            }
+
             Positive(failures, $"{key}:Capacity", engine.Capacity, 1, 100_000);
             if (engine.Models is not { Count: > 0 })
             {

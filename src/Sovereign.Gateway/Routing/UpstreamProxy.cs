@@ -71,6 +71,13 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 
     private static readonly MediaTypeHeaderValue JsonContentType = new("application/json") { CharSet = "utf-8" };
 
+    /// <summary>
+    /// Whether an engine's key can be sent as <c>Authorization: Bearer KEY</c>: visible ASCII without spaces. A key with a
+    /// line break, a space or a non-ASCII character cannot be (the header is refused when a request is built, or is not one
+    /// credential), so it is refused where it is given, at start or registration, not on every request as a 500.
+    /// </summary>
+    public static bool IsSendableKey(string key) => key.Length > 0 && key.All(c => c is > ' ' and < (char)0x7F);
+
     /// <summary>The named HttpClient used for upstream calls.</summary>
     public const string ClientName = "sovereign-upstream";
 

@@ -242,5 +242,44 @@ public sealed class FrontedEngineTests(FrontedEngineFixture fixture) : IClassFix
         Assert.Contains("need --engine URL", stderr, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Serve_EmptyEngineEmbeddingModelName_NamesTheEmbeddingFlag()
+    {
+        // Before: the message named --engine-model, a flag the operator had not used.
+        var (exit, _, stderr) = await CliProcess.RunAsync("serve", "--engine", "http://127.0.0.1:9", "--engine-embedding-model", "bge=", "--urls", "http://127.0.0.1:0");
+        Assert.Equal(2, exit);
+        Assert.Contains("--engine-embedding-model 'bge='", stderr, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(@"a\r\nX-Injected: 1", "X-Injected")]
+    [InlineData("two words", "words")]
+    [InlineData(@"caf\u00e9", "caf")]
+    public async Task Serve_EngineKeyThatCannotBeSentAsABearerHeader_StopsTheStartNamingIt(string jsonKey, string secretPart)
+    {
+        // Before: the node started, and every request to the engine was a 500 internal_error (the header could not be built).
+        var failure = await StartFailure.WithSovereignSectionAsync(
+            """{"Engines":[{"BaseUrl":"http://127.0.0.1:8000","ApiKey":"KEY","Models":[{"Id":"x"}]}]}""".Replace("KEY", jsonKey, StringComparison.Ordinal));
+        Assert.Contains("Sovereign:Engines:0:ApiKey", failure, StringComparison.Ordinal);
+        Assert.DoesNotContain(secretPart, failure, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task RegisteringAnEngineWithAKeyThatCannotBeSent_Is400NamingApiKey()
+    {
+        // Before: 201, and every request relayed to that engine was a 500 internal_error.
+        using var response = await fixture.Admin.PostAsJsonAsync("/admin/v1/nodes", new
+        {
+            id = "bad-key-engine",
+            jurisdiction = "TH",
+            base_url = "http://127.0.0.1:9",
+            api_key = "secret\r\nX-Injected: 1",
+            models = new[] { new { id = "bad-key-model" } },
+        });
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal((HttpStatusCode.BadRequest, "api_key", "invalid_value"), (response.StatusCode, error.GetProperty("param").GetString(), error.GetProperty("code").GetString()));
+        Assert.DoesNotContain("secret", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 }
