@@ -30,6 +30,14 @@ public sealed class FakeChatEngine : IAsyncLifetime
 
     public string BaseUrl { get; private set; } = null!;
 
+    /// <summary>
+    /// The key /metrics asks for, as llama-server started with --api-key does (401 without it); it then reports
+    /// <see cref="KvCacheUse"/> as llama-server's KV-cache ratio. Null: no /metrics (404, as Ollama).
+    /// </summary>
+    public string? MetricsKey { get; init; }
+
+    public const double KvCacheUse = 0.25;
+
     public async Task InitializeAsync()
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -37,6 +45,13 @@ public sealed class FakeChatEngine : IAsyncLifetime
         builder.Logging.ClearProviders();
         _app = builder.Build();
         _app.MapPost("/v1/chat/completions", HandleAsync);
+        if (MetricsKey is { } metricsKey)
+        {
+            _app.MapGet("/metrics", (HttpContext context) => context.Request.Headers.Authorization == "Bearer " + metricsKey
+                ? Results.Text(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"llamacpp:kv_cache_usage_ratio {KvCacheUse}\n"), "text/plain")
+                : Results.StatusCode(401));
+        }
+
         _app.MapFallback(context =>
         {
             Unknown.Enqueue(context.Request.Path);

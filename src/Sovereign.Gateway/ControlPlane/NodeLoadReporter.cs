@@ -190,7 +190,7 @@ internal sealed partial class NodeLoadReporter(
     /// Asks each fronted engine for its Prometheus metrics: any HTTP answer means it is up (Ollama has no /metrics and
     /// answers 404), no answer marks it down. Returns each engine's KV-cache use where its metrics carry it.
     /// </summary>
-    private async Task<IReadOnlyList<double?>> ProbeEnginesAsync(CancellationToken cancellationToken)
+    internal async Task<IReadOnlyList<double?>> ProbeEnginesAsync(CancellationToken cancellationToken)
     {
         if (engines.BaseUrls.Count == 0)
         {
@@ -209,7 +209,15 @@ internal sealed partial class NodeLoadReporter(
             timeout.CancelAfter(ProbeTimeout);
             try
             {
-                using var response = await client.GetAsync(baseUrl + "/metrics", HttpCompletionOption.ResponseHeadersRead, timeout.Token);
+                // With the engine's key: llama-server started with --api-key answers /metrics 401 without it (vLLM
+                // asks for none there), and the KV-cache use was then never reported.
+                using var request = new HttpRequestMessage(HttpMethod.Get, baseUrl + "/metrics");
+                if (engines.ApiKeys[index] is { } key)
+                {
+                    request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+                }
+
+                using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
                 engines.MarkUp(index);
                 if (_saidDown[index])
                 {

@@ -102,6 +102,7 @@ public sealed class FrontedEngines
 
         All = models;
         BaseUrls = [.. engines.Select(e => e.BaseUrl.Trim().TrimEnd('/'))];
+        ApiKeys = [.. engines.Select(e => string.IsNullOrEmpty(e.ApiKey) ? null : e.ApiKey)];
         _models = models.ToFrozenDictionary(m => m.Id, StringComparer.Ordinal);
         _downSince = new long[engines.Count];
     }
@@ -114,6 +115,9 @@ public sealed class FrontedEngines
 
     /// <summary>Each engine's base URL, by its index in <c>Sovereign:Engines</c>.</summary>
     public IReadOnlyList<string> BaseUrls { get; }
+
+    /// <summary>Each engine's key, if any, by its index in <c>Sovereign:Engines</c> (the probe sends it: llama-server's /metrics asks for it).</summary>
+    public IReadOnlyList<string?> ApiKeys { get; }
 
     /// <summary>Finds a fronted model by id (ordinal, as OpenAI ids are).</summary>
     public bool TryGet(string id, out FrontedModel model) => _models.TryGetValue(id, out model!);

@@ -33,7 +33,9 @@ public sealed class FrontedEngineFixture : IAsyncLifetime
     private readonly string _data = Directory.CreateTempSubdirectory("sovereign-fronted-").FullName;
     private int _tenants;
 
-    public FakeChatEngine Engine { get; } = new();
+    public const string EngineKey = "engine-key-1";
+
+    public FakeChatEngine Engine { get; } = new() { MetricsKey = EngineKey };
 
     public WebApplication App { get; private set; } = null!;
 
@@ -56,6 +58,7 @@ public sealed class FrontedEngineFixture : IAsyncLifetime
                 ["Sovereign:BuiltInEmbeddings"] = "false",
                 ["Sovereign:Engines:0:BaseUrl"] = Engine.BaseUrl,
                 ["Sovereign:Engines:0:Capacity"] = "2",
+                ["Sovereign:Engines:0:ApiKey"] = EngineKey,
                 ["Sovereign:Engines:0:Models:0:Id"] = Model,
                 ["Sovereign:Engines:0:Models:0:Upstream"] = Upstream,
                 ["Sovereign:Engines:0:Models:0:License"] = "llama3.1",
@@ -220,6 +223,16 @@ public sealed class FrontedEngineTests(FrontedEngineFixture fixture) : IClassFix
         Assert.DoesNotContain(NodeLoadReporter.ModelsOf(catalog, routeQueue, engines), m => m.Id == FrontedEngineFixture.Gone);
         var load = Assert.Single(NodeLoadReporter.LoadOf(catalog, gates, FrontedEngineFixture.NodeId, engines, [0.25, null]));
         Assert.Equal((FrontedEngineFixture.Model, 0, 2, 0, 0.25), (load.Model, load.Running, load.FreeSlots, load.QueueDepth, load.KvCacheUse));
+    }
+
+    [Fact]
+    public async Task Probe_SendsTheEnginesKey_SoAKeyedLlamaServerReportsItsKvCacheUse()
+    {
+        // llama-server started with --api-key answers /metrics 401 without the key. Before, the probe sent none: the
+        // engine counted as up but its KV-cache use was never reported (null).
+        var reporter = fixture.App.Services.GetServices<Microsoft.Extensions.Hosting.IHostedService>().OfType<NodeLoadReporter>().Single();
+        var kvUse = await reporter.ProbeEnginesAsync(CancellationToken.None);
+        Assert.Equal([FakeChatEngine.KvCacheUse, null], kvUse);
     }
 
     [Theory]
