@@ -6,6 +6,23 @@ namespace Sovereign.Cli.Commands;
 /// <summary><c>sovereign nodes</c>: register external engines (vLLM, llama-server, Ollama, …) with their jurisdiction.</summary>
 internal static class NodesCommand
 {
+    /// <summary>
+    /// The node's models for the list: each served one (embedding ones marked), then those its load report names as
+    /// not loaded (a fronted engine that does not answer, a registry model not loaded), so a model that stopped taking
+    /// requests shows why rather than vanishing from the list.
+    /// </summary>
+    internal static string ModelsCell(System.Text.Json.JsonElement node)
+    {
+        var served = node.GetProperty("models").EnumerateArray().Select(m => (
+            Id: m.GetProperty("id").GetString() ?? "",
+            Text: m.TryGetProperty("kind", out var kind) && kind.GetString() == "embedding" ? m.GetProperty("id").GetString() + " (embedding)" : m.GetProperty("id").GetString() ?? "")).ToList();
+        var notLoaded = node.TryGetProperty("load", out var load) && load.ValueKind == System.Text.Json.JsonValueKind.Object
+            && load.TryGetProperty("available", out var available) && available.ValueKind == System.Text.Json.JsonValueKind.Array
+            ? available.EnumerateArray().Select(a => a.GetString() ?? "").Where(id => id.Length > 0 && served.All(m => m.Id != id)).Select(id => id + " (not loaded)")
+            : [];
+        return string.Join(", ", served.Select(m => m.Text).Concat(notLoaded));
+    }
+
     public static Command Create()
     {
         var command = new Command("nodes", "Register, list and take out of rotation the nodes that serve models.");
@@ -56,8 +73,7 @@ internal static class NodesCommand
                 {
                     table.AddRow(TenantsCommand.Text(n, "id"), TenantsCommand.Text(n, "jurisdiction"), TenantsCommand.Text(n, "pool"), TenantsCommand.Text(n, "device_class"),
                         TenantsCommand.Text(n, "kind"), TenantsCommand.Text(n, "state"),
-                        TenantsCommand.Text(n, "base_url"), Markup.Escape(string.Join(", ", n.GetProperty("models").EnumerateArray().Select(m =>
-                            m.TryGetProperty("kind", out var kind) && kind.GetString() == "embedding" ? m.GetProperty("id").GetString() + " (embedding)" : m.GetProperty("id").GetString()))));
+                        TenantsCommand.Text(n, "base_url"), Markup.Escape(ModelsCell(n)));
                 }
 
                 AnsiConsole.Write(table);

@@ -235,6 +235,19 @@ public sealed class FrontedEngineTests(FrontedEngineFixture fixture) : IClassFix
         Assert.Equal([FakeChatEngine.KvCacheUse, null], kvUse);
     }
 
+    [Fact]
+    public void NodesList_ShowsAModelWhoseEngineDoesNotAnswer_AsNotLoaded()
+    {
+        // The admin API's row of a node whose engine 1 is down: its model is in the report's available list only.
+        // Before, `sovereign nodes list` printed only "typhoon": "gone" vanished, with no sign of why it was refused.
+        var node = JsonDocument.Parse("""
+            {"id":"th-gpu-1","models":[{"id":"typhoon","kind":"chat"},{"id":"bge","kind":"embedding"}],
+             "load":{"reported_at":1,"models":[],"accelerators":[],"available":["gone","typhoon"]}}
+            """).RootElement;
+        Assert.Equal("typhoon, bge (embedding), gone (not loaded)", NodesCommand.ModelsCell(node));
+        Assert.Equal("typhoon", NodesCommand.ModelsCell(JsonDocument.Parse("""{"models":[{"id":"typhoon"}],"load":null}""").RootElement));
+    }
+
     [Theory]
     [InlineData("""{"BaseUrl":"http://127.0.0.1:8000/v1","Models":[{"Id":"x"}]}""", "Sovereign:Engines:0:BaseUrl")]
     [InlineData("""{"BaseUrl":"ftp://engine","Models":[{"Id":"x"}]}""", "Sovereign:Engines:0:BaseUrl")]
