@@ -131,7 +131,8 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// <summary>
     /// Relays an opened response to the client, streaming included, with the client's model id restored. When the
     /// engine fails mid-answer (a node killed), a stream ends with an error event and a JSON answer becomes a 503 with
-    /// Retry-After: the client is told, and what it received is what it is billed for.
+    /// Retry-After (so does a stream that failed before its first event was written): the client is told, and what it
+    /// received is what it is billed for.
     /// </summary>
     public async Task<UpstreamResult> RelayAsync(HttpContext context, HttpResponseMessage response, bool stream, bool clientWantsUsage, string clientModel, RelayProgress progress)
     {
@@ -151,8 +152,11 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         catch (Exception ex) when (IsFailedMidAnswer(ex, aborted))
         {
             var failure = FailedMidAnswer(response, stream, progress, ex);
-            if (!stream)
+            if (!stream || !context.Response.HasStarted)
             {
+                // Nothing written yet (a stream whose engine sent no event: an HTML page, an empty stream, a connection
+                // lost before the first event): the failure is the answer's status, as for a JSON answer, not a 200
+                // event stream holding only an error event.
                 throw failure;
             }
 

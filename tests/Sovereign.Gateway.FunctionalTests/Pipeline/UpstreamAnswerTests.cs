@@ -130,6 +130,43 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
         Assert.Equal((4m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
     }
 
+    [Theory]
+    [InlineData("html")]
+    [InlineData("no events")]
+    public async Task AStreamThatFailsBeforeItsFirstEvent_IsA502_NotA200WithAnErrorEvent(string failure)
+    {
+        // "html": a proxy's or a wrong engine's page, 200 text/html. "no events": an event stream that ends with none.
+        // Before, both were a 200 event stream holding only an error event: nothing had been written, yet the status
+        // said success (monitoring saw none, and an engine that died before its first event was not a retryable 503).
+        await using var engine = await FakeUpstreamEngine.StartAsync(async context =>
+        {
+            if (failure == "html")
+            {
+                context.Response.ContentType = "text/html";
+                await context.Response.WriteAsync("<html><body>502 Bad Gateway</body></html>");
+                return;
+            }
+
+            context.Response.ContentType = "text/event-stream";
+            await context.Response.WriteAsync(": keep-alive\n\n");
+        });
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(model, stream: true));
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.Equal(502, (int)response.StatusCode);
+        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal("upstream_invalid_usage", JsonDocument.Parse(body).RootElement.GetProperty("error").GetProperty("code").GetString());
+
+        // Nothing reached the client: recorded as failed, at no cost, nothing left reserved.
+        var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal((UsageOutcome.Failed, 0, 0m), (record?.Outcome, record?.CompletionTokens, record?.Cost));
+        var (_, budget) = await BooksOfAsync(tenant);
+        Assert.Equal((0m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
+    }
+
     [Fact]
     public async Task AConnectionThatFailsBeforeTheResponseHeaders_FailsOverToTheNextCompliantNode()
     {
