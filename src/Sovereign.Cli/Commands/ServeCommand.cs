@@ -59,7 +59,7 @@ internal static class ServeCommand
         var engine = new Option<string?>("--engine")
         {
             Description = "An OpenAI-compatible engine this node fronts (vLLM, llama-server, Ollama beside it), as its base URL without /v1, e.g. http://127.0.0.1:8000; "
-                + "with --engine-model. More engines: Sovereign:Engines in the config file.",
+                + "with --engine-model. More engines: Sovereign:Engines in the config file (--engine replaces the engines configured there).",
         };
         var engineModel = new Option<string[]>("--engine-model") { Description = "A chat model the --engine serves, as ID or ID=ENGINE_NAME; repeatable." };
         var engineEmbeddingModel = new Option<string[]>("--engine-embedding-model") { Description = "An embedding model the --engine serves, as ID or ID=ENGINE_NAME; repeatable." };
@@ -130,7 +130,7 @@ internal static class ServeCommand
 
             foreach (var engine in options.Engines)
             {
-                await Console.Error.WriteLineAsync($"sovereign serve: fronting the engine at {engine.BaseUrl}: {string.Join(", ", engine.Models.Select(m => m.Id))}.");
+                await Console.Error.WriteLineAsync($"sovereign serve: fronting the engine at {engine.BaseUrl.Trim()}: {string.Join(", ", engine.Models.Select(m => m.Id))}.");
             }
 
             await Console.Error.WriteLineAsync(options.Models.Count == 0
