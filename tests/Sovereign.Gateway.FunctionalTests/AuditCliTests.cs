@@ -177,6 +177,11 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
             "--before", DateTimeOffset.UtcNow.AddDays(1).ToString("O"), "-o", Path.Combine(_directory, "archive-2.jsonl"));
         Assert.Equal(2, exit);
         Assert.Contains("in the future", stderr, StringComparison.Ordinal);
+        var missingFolder = Path.Combine(_directory, "no-such-folder");
+        (exit, _, stderr) = await CliProcess.RunAsync("audit", "archive", "--data-dir", fixture.ThDataDirectory, "--database", copy, "--before", "2020-01-01",
+            "-o", Path.Combine(missingFolder, "archive-3.jsonl"));
+        Assert.Equal(2, exit);
+        Assert.Contains($"the folder {missingFolder} does not exist", stderr, StringComparison.Ordinal);
 
         // Deleting entries by hand, without an archive record, is still tampering.
         using (var connection = new SqliteConnection($"Data Source={copy}"))

@@ -174,6 +174,13 @@ internal static class AuditCommand
                 return 2;
             }
 
+            if (file.Directory is { Exists: false } folder)
+            {
+                // Checked before anything is read or locked (it failed later with the runtime's "Could not find a part of the path").
+                await Console.Error.WriteLineAsync($"sovereign audit archive: the folder {folder.FullName} does not exist; create it or choose another --output.");
+                return 2;
+            }
+
             var keyFile = Path.Combine(directory, ControlPlaneServices.OperatorKeyFile);
             if (!File.Exists(keyFile))
             {
