@@ -186,26 +186,12 @@ public static class AdminApi
             throw OpenAIException.BadRequest($"jurisdiction must be an ISO 3166-1 alpha-2 country code; got '{RequestReader.Shorten(request.Jurisdiction ?? "")}'.", "jurisdiction", "invalid_value");
         }
 
-        if (!Uri.TryCreate(request.BaseUrl, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https") || !string.IsNullOrEmpty(url.Query))
+        if (EngineBaseUrl.Problem(request.BaseUrl) is { } urlProblem)
         {
-            throw OpenAIException.BadRequest("base_url must be an absolute http(s) URL of an OpenAI-compatible engine (without /v1).", "base_url", "invalid_value");
+            throw OpenAIException.BadRequest("base_url " + urlProblem, "base_url", "invalid_value");
         }
 
-        // A URL is shown in node lists, the console and audit entries; a secret in it would be shown with it.
-        if (!string.IsNullOrEmpty(url.UserInfo) || !string.IsNullOrEmpty(url.Fragment))
-        {
-            throw OpenAIException.BadRequest(
-                "base_url must not carry credentials or a fragment (it is shown in node lists and the audit log): give the engine's key as api_key.", "base_url", "invalid_value");
-        }
-
-        // The gateway appends /v1/...; a base URL that already ends in /v1 would send every request to /v1/v1/... and
-        // the engine's 404 would reach the client as if the client were wrong.
-        var path = url.AbsolutePath.TrimEnd('/');
-        if (path.EndsWith("/v1", StringComparison.OrdinalIgnoreCase))
-        {
-            var suggestion = new UriBuilder(url) { Path = path[..^3] + "/" }.Uri.ToString().TrimEnd('/');
-            throw OpenAIException.BadRequest($"base_url must not end in /v1 (the gateway adds /v1 itself): use '{suggestion}'.", "base_url", "invalid_value");
-        }
+        var url = new Uri(request.BaseUrl!.Trim(), UriKind.Absolute);
 
         // Sent as 'Authorization: Bearer KEY' on every relay: one that cannot be was a 500 on each request. Never echoed.
         if (!string.IsNullOrEmpty(request.ApiKey) && !UpstreamProxy.IsSendableKey(request.ApiKey))

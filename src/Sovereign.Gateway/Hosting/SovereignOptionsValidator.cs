@@ -111,17 +111,10 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             {
                 failures.Add($"{key}:BaseUrl is required (the engine's OpenAI-compatible URL without /v1, e.g. http://127.0.0.1:8000).");
             }
-            else if (!Uri.TryCreate(engine.BaseUrl.Trim(), UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
+            else if (ControlPlane.EngineBaseUrl.Problem(engine.BaseUrl) is { } urlProblem)
             {
-                failures.Add($"{key}:BaseUrl '{engine.BaseUrl}' must be an absolute http or https URL.");
-            }
-            else if (!string.IsNullOrEmpty(url.UserInfo) || !string.IsNullOrEmpty(url.Fragment) || !string.IsNullOrEmpty(url.Query))
-            {
-                failures.Add($"{key}:BaseUrl must not carry credentials, a query or a fragment: give the engine's key as {key}:ApiKey.");
-            }
-            else if (url.AbsolutePath.TrimEnd('/').EndsWith("/v1", StringComparison.OrdinalIgnoreCase))
-            {
-                failures.Add($"{key}:BaseUrl '{engine.BaseUrl}' must not end in /v1 (Sovereign adds /v1 itself).");
+                // Not echoed: a URL with credentials in it would put them in the log.
+                failures.Add($"{key}:BaseUrl {urlProblem}");
             }
 
             // Never echoed: it is a secret.
