@@ -67,6 +67,10 @@ internal static partial class GatewayLog
         Message = "Could not give back request {RequestId}'s slot of pool {Pool}: the gateway holding the pool's count did not answer (a successor rebuilds the count from the gateways' tables, without it)")]
     public static partial void PoolSlotReleaseFailed(ILogger logger, Exception exception, string requestId, string pool);
 
+    [LoggerMessage(EventId = 4107, EventName = "UsageAboveReservation", Level = LogLevel.Warning,
+        Message = "Request {RequestId}: node {Node} reported {PromptTokens} prompt and {CompletionTokens} completion tokens, more than the request could use ({PromptBound} and {OutputBound}); billed at the bound. The engine does not honour max_tokens or miscounts: look at it")]
+    public static partial void UsageAboveReservation(ILogger logger, string requestId, string node, int promptTokens, int completionTokens, long promptBound, long outputBound);
+
     [LoggerMessage(EventId = 4201, EventName = "AuditArchived", Level = LogLevel.Information,
         Message = "Archived audit entries {FirstSequence}..{LastSequence} ({Entries} entries, written before {Before:u}) to {Path} (SHA-256 {Sha256}); it verified with the operator's public key, and {Removed} entries left the database under a signed archive record")]
     public static partial void AuditArchived(ILogger logger, long? firstSequence, long? lastSequence, long entries, DateTimeOffset before, string path, string? sha256, long removed);

@@ -44,7 +44,7 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
             return;
         }
 
-        var usage = request.Execution is { } execution ? await execution.FinalUsageAsync() : ExecutedUsage.None;
+        var usage = WithinReservation(request, route, request.Execution is { } execution ? await execution.FinalUsageAsync() : ExecutedUsage.None);
         if (route.Language is null && languages.DetectForUsage(request.Work.LanguageSample) is { } detected)
         {
             (route.Language, route.LanguageConfidence) = (detected.Language, detected.Confidence);
@@ -74,5 +74,27 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
 
             throw;
         }
+    }
+
+    /// <summary>
+    /// Usage is billed at most up to the request's measured demand, the bound its reservation was made for (the prompt's
+    /// tokens, or its bytes for a remote tokenizer; the output limit times the choices). Only an engine that ignores
+    /// max_tokens or miscounts reports more: billing its claim would overdraw a budget the reservation was meant to
+    /// hold, so it is billed at the bound and the operator is told.
+    /// </summary>
+    private ExecutedUsage WithinReservation(GovernedRequest request, RoutedRequest route, ExecutedUsage usage)
+    {
+        var (promptBound, outputBound) = (request.Demand.PromptTokens, request.Demand.MaxOutputTokens);
+        if (usage.PromptTokens <= promptBound && usage.CompletionTokens <= outputBound)
+        {
+            return usage;
+        }
+
+        Observability.GatewayLog.UsageAboveReservation(logger, route.RequestId, route.NodeId, usage.PromptTokens, usage.CompletionTokens, promptBound, outputBound);
+        return usage with
+        {
+            PromptTokens = (int)Math.Min(usage.PromptTokens, promptBound),
+            CompletionTokens = (int)Math.Min(usage.CompletionTokens, outputBound),
+        };
     }
 }

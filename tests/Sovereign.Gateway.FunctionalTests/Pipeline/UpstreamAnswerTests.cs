@@ -71,6 +71,34 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
         Assert.Equal((0m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
     }
 
+    [Theory]
+    [InlineData(3, 1_000_000)]
+    [InlineData(1_000_000, 5)]
+    public async Task UsageAboveWhatTheRequestCouldUse_IsBilledAtTheReservationsBound(int promptTokens, int completionTokens)
+    {
+        // An engine that ignores max_tokens or miscounts: billing its claim would overdraw the budget the reservation
+        // held. Before, 1,000,000 completion tokens were billed for a max_tokens 8 request (2,000,000 on a 1,000 budget).
+        await using var engine = await FakeUpstreamEngine.StartAsync(context => FakeUpstreamEngine.AnswerAsync(context,
+            $$"""{"prompt_tokens":{{promptTokens}},"completion_tokens":{{completionTokens}},"total_tokens":{{promptTokens + completionTokens}}}"""));
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+        using var request = Chat(model);
+        var promptBytes = (await request.ReadAsByteArrayAsync()).Length;
+
+        using var response = await client.PostAsync("/v1/chat/completions", request);
+
+        Assert.Equal(200, (int)response.StatusCode);
+        var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.NotNull(record);
+        Assert.Equal(UsageOutcome.Completed, record.Outcome);
+        Assert.Equal(Math.Min(completionTokens, 8), record.CompletionTokens);
+        Assert.Equal(Math.Min(promptTokens, promptBytes), record.PromptTokens);
+        var expectedCost = Math.Min(completionTokens, 8) * OutputPerMillion / 1_000_000m;
+        Assert.Equal(expectedCost, record.Cost);
+        var (_, budget) = await BooksOfAsync(tenant);
+        Assert.Equal((expectedCost, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
+    }
+
     [Fact]
     public async Task AnAnswerThatIsNotJson_Is502()
     {
