@@ -321,6 +321,7 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
     [InlineData("/admin/v1/nodes", """{"id":"n1","jurisdiction":"SG","base_url":"http://127.0.0.1:1/#x","models":[{"id":"m"}]}""", "base_url")]
     [InlineData("/admin/v1/nodes", """{"id":"n1","jurisdiction":"SG","base_url":"http://127.0.0.1:1","models":[]}""", "models")]
     [InlineData("/admin/v1/nodes", """{"id":"n1","jurisdiction":"SG","base_url":"http://127.0.0.1:1","models":[{"id":"m","capacity":0}]}""", "models[0].capacity")]
+    [InlineData("/admin/v1/nodes", """{"id":"n1","jurisdiction":"SG","base_url":"http://127.0.0.1:1","models":[{"id":"m"},{"id":"Auto"}]}""", "models[1].id")]
     public async Task AdminApi_BadInput_Is400NamingTheField(string path, string json, string field)
     {
         using var response = await fixture.Admin.PostAsync(path, new StringContent(json, System.Text.Encoding.UTF8, "application/json"));

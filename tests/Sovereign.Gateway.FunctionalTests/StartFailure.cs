@@ -8,7 +8,7 @@ namespace Sovereign.Gateway.FunctionalTests;
 internal static class StartFailure
 {
     /// <summary>The validation message of a start with <paramref name="sovereignSection"/> as the config file's Sovereign section.</summary>
-    public static async Task<string> WithSovereignSectionAsync(string sovereignSection)
+    public static async Task<string> WithSovereignSectionAsync(string sovereignSection, List<ModelOptions>? models = null)
     {
         var directory = Directory.CreateTempSubdirectory("sovereign-start-").FullName;
         try
@@ -17,7 +17,7 @@ internal static class StartFailure
             await File.WriteAllTextAsync(config, """{"Sovereign":""" + sovereignSection + "}");
             await using var app = ServeCommand.Build(new ServeSettings
             {
-                Models = [new ModelOptions { Id = "m", Path = TestModels.Stories260K }],
+                Models = models ?? [new ModelOptions { Id = "m", Path = TestModels.Stories260K }],
                 Urls = "http://127.0.0.1:0",
                 DataDirectory = directory,
                 ConfigFile = config,

@@ -215,6 +215,11 @@ public static class AdminApi
             }
 
             ResourceIds.Require(model.Id, ResourceKind.Other, $"models[{i}].id");
+            if (Hosting.SovereignOptionsValidator.IsReservedModelId(model.Id))
+            {
+                throw OpenAIException.BadRequest($"models[{i}].id '{model.Id}' is reserved for routing by language; choose another id (the engine's own name goes in upstream).", $"models[{i}].id", "invalid_value");
+            }
+
             if (model.Upstream is not null)
             {
                 ResourceIds.Require(model.Upstream, ResourceKind.Other, $"models[{i}].upstream");

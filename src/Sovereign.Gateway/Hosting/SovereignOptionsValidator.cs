@@ -35,6 +35,12 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             {
                 failures.Add($"{key}:Id '{model.Id}' must not contain spaces or control characters.");
             }
+            else if (IsReservedModelId(model.Id))
+            {
+                failures.Add($"{key}:Id '{model.Id}' is reserved for routing by language; choose another model id.");
+            }
+
+            LanguageCodes(failures, $"{key}:Languages", model.Languages);
 
             Positive(failures, $"{key}:Parallel", model.Parallel, 1, 256);
             Positive(failures, $"{key}:BatchSize", model.BatchSize, 1, 65536);
@@ -60,6 +66,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         }
 
         ValidateEngines(failures, options.Engines, ids, cluster.Value.ServesModels);
+        ValidateAliases(failures, options.Aliases, ids);
         var limits = options.Limits;
         if (limits.MaxRequestBodyBytes < 1024)
         {
@@ -148,6 +155,10 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
                 {
                     failures.Add($"{modelKey}:Id '{model.Id}' is used by two models.");
                 }
+                else if (IsReservedModelId(model.Id))
+                {
+                    failures.Add($"{modelKey}:Id '{model.Id}' is reserved for routing by language; choose another model id (the engine's own name goes in Upstream).");
+                }
 
                 if (model.Upstream is not null && !ControlPlane.ResourceIds.IsValid(model.Upstream, ControlPlane.ResourceKind.Other))
                 {
@@ -174,13 +185,76 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
                     failures.Add($"{modelKey}:Origin '{model.Origin}' is not an ISO 3166-1 alpha-2 country code.");
                 }
 
-                for (var k = 0; k < (model.Languages?.Count ?? 0); k++)
+                LanguageCodes(failures, $"{modelKey}:Languages", model.Languages);
+            }
+        }
+    }
+
+    /// <summary>
+    /// <c>auto</c> names the built-in language alias: a model of that id would take its requests (a local one) or never
+    /// get any (a registered one), so no model may have it, as the model registry already refuses.
+    /// </summary>
+    internal static bool IsReservedModelId(string id) => string.Equals(id, "auto", StringComparison.OrdinalIgnoreCase);
+
+    private static void LanguageCodes(List<string> failures, string key, List<string>? codes)
+    {
+        var seen = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var k = 0; k < (codes?.Count ?? 0); k++)
+        {
+            if (!Languages.LanguageCatalog.TryGet(codes![k]?.Trim() ?? "", out var language))
+            {
+                failures.Add($"{key}:{k} '{codes[k]}' is not a language code the detector knows.");
+            }
+            else if (seen.TryGetValue(language.Code, out var first))
+            {
+                failures.Add($"{key}:{k} '{codes[k]}' repeats {key}:{first}.");
+            }
+            else
+            {
+                seen[language.Code] = k;
+            }
+        }
+    }
+
+    // A model alias is read on the request path: one that cannot route (no default, a candidate without a model, a
+    // language the detector does not know, a name a model already has) stops the start instead of answering 403s.
+    private static void ValidateAliases(List<string> failures, Dictionary<string, AliasOptions> aliases, HashSet<string> modelIds)
+    {
+        foreach (var (name, alias) in aliases)
+        {
+            var key = $"Sovereign:Aliases:{name}";
+            if (!ControlPlane.ResourceIds.IsValid(name, ControlPlane.ResourceKind.Other))
+            {
+                failures.Add($"{key}: the alias name must be 1 to {ControlPlane.ResourceIds.MaxOtherLength} characters without spaces or control characters.");
+                continue;
+            }
+
+            if (modelIds.Contains(name))
+            {
+                failures.Add($"{key}: a model of this process is named '{name}' too, and a model's own name wins, so the alias would never route; rename one of them.");
+            }
+
+            if (alias is null)
+            {
+                failures.Add($"{key} must be an object with Default and Candidates.");
+                continue;
+            }
+
+            if (string.IsNullOrWhiteSpace(alias.Default))
+            {
+                failures.Add($"{key}:Default is required: the model for text whose language no candidate serves (or that is undetermined).");
+            }
+
+            for (var i = 0; i < (alias.Candidates?.Count ?? 0); i++)
+            {
+                var candidate = alias.Candidates![i];
+                if (candidate is null || string.IsNullOrWhiteSpace(candidate.Model))
                 {
-                    if (!Languages.LanguageCatalog.TryGet(model.Languages![k]?.Trim() ?? "", out _))
-                    {
-                        failures.Add($"{modelKey}:Languages:{k} '{model.Languages[k]}' is not a language code the detector knows.");
-                    }
+                    failures.Add($"{key}:Candidates:{i}:Model is required.");
+                    continue;
                 }
+
+                LanguageCodes(failures, $"{key}:Candidates:{i}:Languages", candidate.Languages);
             }
         }
     }
