@@ -73,8 +73,10 @@ internal sealed class GovernedRequest : IAsyncDisposable
     {
         try
         {
-            await CloseAsync(Execution is null ? UsageOutcome.Refused
-                : Aborted.IsCancellationRequested ? UsageOutcome.Cancelled
+            // A client that left is a cancellation, also before its work started (queued, or waiting for an engine's
+            // headers, which a non-streaming engine sends only at the end): nothing refused it.
+            await CloseAsync(Aborted.IsCancellationRequested ? UsageOutcome.Cancelled
+                : Execution is null ? UsageOutcome.Refused
                 : UsageOutcome.Failed);
         }
         finally

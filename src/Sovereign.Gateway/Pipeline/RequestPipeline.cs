@@ -113,7 +113,6 @@ internal sealed class RequestPipeline(
                 OpenAIException refusal => refusal.Code,
                 Residency.Audit.AuditUnavailableException => OpenAIErrorResults.AuditUnavailableCode,
                 NodeUnreachableException => "node_unreachable",
-                OperationCanceledException when context.RequestAborted.IsCancellationRequested => "client_disconnected",
                 _ => null,
             };
             await request.DisposeAsync();

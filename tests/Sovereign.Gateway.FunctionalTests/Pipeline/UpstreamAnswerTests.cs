@@ -100,6 +100,49 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
     }
 
     [Fact]
+    public async Task AClientThatLeavesBeforeTheEnginesHeaders_IsRecordedAsCancelled_NotRefused()
+    {
+        // A non-streaming engine sends its headers only when the answer is done: the work was sent, then abandoned.
+        var received = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var upstreamCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var engine = await FakeUpstreamEngine.StartAsync(async context =>
+        {
+            received.TrySetResult();
+            try
+            {
+                await Task.Delay(Timeout.Infinite, context.RequestAborted);
+            }
+            catch (OperationCanceledException)
+            {
+                upstreamCancelled.TrySetResult();
+            }
+        });
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+        using var leave = new CancellationTokenSource();
+
+        var request = client.PostAsync("/v1/chat/completions", Chat(model), leave.Token);
+        await received.Task;
+        await leave.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request);
+        await upstreamCancelled.Task;
+
+        // The books close after the relay is cancelled: wait for the tenant's row, then read it.
+        JsonElement row = default, budget = default;
+        for (var reads = 0; row.ValueKind != JsonValueKind.Object || budget.GetProperty("reserved").GetDecimal() != 0m; reads++)
+        {
+            Assert.True(reads < 1500, "the cancelled request's books never closed");
+            var usage = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/usage?tenant={tenant}", null, 200);
+            row = usage.GetProperty("data").EnumerateArray().FirstOrDefault();
+            budget = (await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/limits", null, 200)).GetProperty("budgets")[0];
+            await Task.Delay(20);
+        }
+
+        Assert.Equal((1, 1, 0), (row.GetProperty("requests").GetInt32(), row.GetProperty("cancelled").GetInt32(), row.GetProperty("refused").GetInt32()));
+        Assert.Equal(0m, budget.GetProperty("settled").GetDecimal());
+    }
+
+    [Fact]
     public async Task AnAnswerThatIsNotJson_Is502()
     {
         await using var engine = await FakeUpstreamEngine.StartAsync(context =>
