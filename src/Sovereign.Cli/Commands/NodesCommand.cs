@@ -37,7 +37,8 @@ internal static class NodesCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Bearer key the engine needs, if any." };
         var addPool = new Option<string?>("--pool") { Description = "The pool it is in (prices and reservations are per pool; default <jurisdiction>-default)." };
         var deviceClass = new Option<string?>("--device-class") { Description = "Its device class for prices, e.g. h100 (default unknown)." };
-        var addCommand = new Command("add", "Register an external OpenAI-compatible engine as a node; the operator key signs its jurisdiction, pool and device class.") { id, jurisdiction, url, models, embeddingModels, capacity, apiKey, addPool, deviceClass };
+        var languages = new Option<string[]>("--language") { Description = "A language (ISO 639-1, e.g. th) its chat models serve well; repeatable. The auto alias routes requests in it there." };
+        var addCommand = new Command("add", "Register an external OpenAI-compatible engine as a node; the operator key signs its jurisdiction, pool and device class.") { id, jurisdiction, url, models, embeddingModels, capacity, apiKey, addPool, deviceClass, languages };
         addCommand.Validators.Add(result =>
         {
             if ((result.GetValue(models) ?? []).Length == 0 && (result.GetValue(embeddingModels) ?? []).Length == 0)
@@ -51,7 +52,11 @@ internal static class NodesCommand
             var list = (result.GetValue(models) ?? []).Select(m => (Model: m, Kind: "chat"))
                 .Concat((result.GetValue(embeddingModels) ?? []).Select(m => (Model: m, Kind: "embedding")))
                 .Select(m => (Parts: m.Model.Split('=', 2), m.Kind))
-                .Select(m => new { id = m.Parts[0], upstream = m.Parts.Length > 1 ? m.Parts[1] : m.Parts[0], capacity = result.GetValue(capacity), kind = m.Kind }).ToArray();
+                .Select(m => new
+                {
+                    id = m.Parts[0], upstream = m.Parts.Length > 1 ? m.Parts[1] : m.Parts[0], capacity = result.GetValue(capacity), kind = m.Kind,
+                    languages = m.Kind == "chat" ? result.GetValue(languages) : null,
+                }).ToArray();
             var json = await add.SendAsync(result, HttpMethod.Post, "/admin/v1/nodes",
                 new { id = result.GetValue(id), jurisdiction = result.GetValue(jurisdiction), base_url = result.GetValue(url), models = list, api_key = result.GetValue(apiKey), pool = result.GetValue(addPool), device_class = result.GetValue(deviceClass) }, ct);
             if (!add.PrintJson(result, json))

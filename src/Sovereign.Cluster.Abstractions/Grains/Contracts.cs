@@ -91,9 +91,10 @@ public sealed record Accelerator(
     [property: Id(3)] long MemoryUsedMiB);
 
 /// <summary>
-/// A model on a node: the id clients use, the engine's own name for it, how many requests it takes at once, and its
+/// A model on a node: the id clients use, the engine's own name for it, how many requests it takes at once, its
 /// kind (<see cref="NodeModelKinds"/>: a chat model serves chat, text completions and responses; an embedding model
-/// serves <c>/v1/embeddings</c>; null, as registered before kinds existed, is chat).
+/// serves <c>/v1/embeddings</c>; null, as registered before kinds existed, is chat), and the languages it serves well
+/// (ISO 639-1 codes; a gateway's <c>auto</c> alias routes by them; null or empty: none declared).
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record NodeModel(
@@ -102,11 +103,19 @@ public sealed record NodeModel(
     [property: Id(2)] int Capacity,
     [property: Id(3)] string? License = null,
     [property: Id(4)] string? Origin = null,
-    [property: Id(5)] string? Kind = null)
+    [property: Id(5)] string? Kind = null,
+    [property: Id(6)] string[]? Languages = null)
 {
     /// <summary>Whether the model serves <c>/v1/embeddings</c> (and nothing else).</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public bool IsEmbedding => Kind == NodeModelKinds.Embedding;
+
+    // By value, languages included: the registry compares a node's report with what it stored to persist only changes.
+    public bool Equals(NodeModel? other) =>
+        other is not null && Id == other.Id && Upstream == other.Upstream && Capacity == other.Capacity && License == other.License
+        && Origin == other.Origin && Kind == other.Kind && (Languages ?? []).SequenceEqual(other.Languages ?? []);
+
+    public override int GetHashCode() => HashCode.Combine(Id, Upstream, Capacity, License, Origin, Kind, Languages?.Length ?? 0);
 }
 
 /// <summary>The kinds of model a node serves, as the registry stores them.</summary>

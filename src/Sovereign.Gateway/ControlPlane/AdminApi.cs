@@ -248,7 +248,17 @@ public static class AdminApi
                 _ => throw OpenAIException.BadRequest(
                     $"models[{i}].kind must be '{NodeModelKinds.Chat}' or '{NodeModelKinds.Embedding}'; got '{RequestReader.Shorten(model.Kind)}'.", $"models[{i}].kind", "invalid_value"),
             };
-            models.Add(new NodeModel(model.Id, model.Upstream ?? model.Id, model.Capacity ?? 16, model.License, model.Origin?.ToUpperInvariant(), modelKind));
+            for (var k = 0; k < (model.Languages?.Count ?? 0); k++)
+            {
+                if (model.Languages![k] is not { } code || !Sovereign.Languages.LanguageCatalog.TryGet(code.Trim(), out _))
+                {
+                    throw OpenAIException.BadRequest(
+                        $"models[{i}].languages[{k}] '{RequestReader.Shorten(model.Languages[k] ?? "")}' is not a language code the detector knows (ISO 639-1, e.g. th, ms, en).", $"models[{i}].languages[{k}]", "invalid_value");
+                }
+            }
+
+            models.Add(new NodeModel(model.Id, model.Upstream ?? model.Id, model.Capacity ?? 16, model.License, model.Origin?.ToUpperInvariant(), modelKind,
+                Routing.LanguageRouting.Canonical(model.Languages?.Select(l => l!).ToList())));
         }
 
         var baseUrl = url.ToString().TrimEnd('/');
@@ -648,7 +658,7 @@ public static class AdminApi
         kind = n.Kind.ToLowerInvariant(),
         base_url = n.BaseUrl,
         state = n.State.ToLowerInvariant(),
-        models = n.Models.Select(m => new { id = m.Id, kind = m.Kind ?? NodeModelKinds.Chat, upstream = m.Upstream, capacity = m.Capacity, license = m.License, origin = m.Origin }),
+        models = n.Models.Select(m => new { id = m.Id, kind = m.Kind ?? NodeModelKinds.Chat, upstream = m.Upstream, capacity = m.Capacity, license = m.License, origin = m.Origin, languages = m.Languages ?? [] }),
         credential = n.Credential,
         updated_at = n.UpdatedAt,
         load = n.Load is { } load

@@ -57,6 +57,9 @@ internal sealed class NodeModelRequest
 
     /// <summary><c>chat</c> (default) or <c>embedding</c>: which endpoints the model serves.</summary>
     public string? Kind { get; set; }
+
+    /// <summary>Languages (ISO 639-1 codes) the model serves well: the gateway's <c>auto</c> alias routes by them.</summary>
+    public List<string?>? Languages { get; set; }
 }
 
 internal sealed class NodeStateRequest

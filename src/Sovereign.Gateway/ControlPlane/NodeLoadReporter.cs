@@ -50,7 +50,8 @@ internal sealed partial class NodeLoadReporter(
     public static List<NodeModel> ModelsOf(ModelCatalog catalog, int routeQueue, FrontedEngines? engines = null) =>
         [.. catalog.All.Select(m => m.Kind == Sovereign.Inference.Engine.ModelKind.Embedding
             ? new NodeModel(m.Id, m.Id, Pipeline.Executors.EmbeddingExecutor.Slots + routeQueue, m.Model?.Options.License, m.Model?.Options.Origin, NodeModelKinds.Embedding)
-            : new NodeModel(m.Id, m.Id, m.Model is { } model ? model.Options.Parallel + model.Options.MaxQueue : 64, m.Model?.Options.License, m.Model?.Options.Origin, NodeModelKinds.Chat)),
+            : new NodeModel(m.Id, m.Id, m.Model is { } model ? model.Options.Parallel + model.Options.MaxQueue : 64, m.Model?.Options.License, m.Model?.Options.Origin, NodeModelKinds.Chat,
+                Routing.LanguageRouting.Canonical(m.Model?.Options.Languages))),
          .. (engines?.All ?? []).Where(m => !engines!.IsMarkedDown(m.Engine))
             .Select(m => m.Model with { Upstream = m.Id, Capacity = m.Model.Capacity + routeQueue })];
 

@@ -96,7 +96,7 @@ public sealed class FrontedEngines
             var baseUrl = engine.BaseUrl.Trim().TrimEnd('/');
             models.AddRange(engine.Models.Select(m => new FrontedModel(
                 new NodeModel(m.Id, string.IsNullOrWhiteSpace(m.Upstream) ? m.Id : m.Upstream, m.Capacity ?? engine.Capacity, m.License, m.Origin?.ToUpperInvariant(),
-                    m.Kind == ModelKind.Embedding ? NodeModelKinds.Embedding : NodeModelKinds.Chat),
+                    m.Kind == ModelKind.Embedding ? NodeModelKinds.Embedding : NodeModelKinds.Chat, Routing.LanguageRouting.Canonical(m.Languages)),
                 i, baseUrl, string.IsNullOrEmpty(engine.ApiKey) ? null : engine.ApiKey, m.Languages)));
         }
 

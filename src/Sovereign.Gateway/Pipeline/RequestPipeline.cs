@@ -190,7 +190,7 @@ internal sealed class RequestPipeline(
     private async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, Workload work)
     {
         var prefixKey = PrefixAffinity.KeyOf(work);
-        if (work.Kind != ModelKind.Chat || !languages.IsAlias(work.Model))
+        if (work.Kind != ModelKind.Chat || !await languages.IsAliasAsync(work.Model))
         {
             return await router.DecideAsync(context, caller, work.Model, work.Kind, prefixKey: prefixKey);
         }

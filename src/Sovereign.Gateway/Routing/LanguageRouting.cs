@@ -1,3 +1,4 @@
+using Sovereign.Cluster.Grains;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Hosting;
@@ -13,7 +14,7 @@ namespace Sovereign.Gateway.Routing;
 /// in the background after start when every request's language is detected (<see cref="LanguageDetectorWarmup"/>), else
 /// on first use, so servers that never see an alias or need a language do not pay for it.
 /// </summary>
-public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines, IOptions<SovereignOptions> options)
+public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines, NodeDirectory nodes, IOptions<SovereignOptions> options)
 {
     /// <summary>Response header: the detected language and the detector's confidence, as a structured-field item with a
     /// parameter (RFC 8941): <c>th;confidence=0.973</c>, <c>und;confidence=0.000</c>.</summary>
@@ -23,27 +24,45 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
     public const string RouteReasonHeader = "x-sovereign-route-reason";
 
     private readonly Lazy<LanguageDetector> _detector = new(() => new LanguageDetector(options.Value.Languages), LazyThreadSafetyMode.ExecutionAndPublication);
-    /// <summary>Whether a model name is an alias rather than a model.</summary>
-    public bool IsAlias(string? model) => model is not null && !catalog.TryGet(model, out _) && !engines.TryGet(model, out _) && Aliases().ContainsKey(model);
+    /// <summary>Whether a model name is an alias rather than a model of this process.</summary>
+    public async ValueTask<bool> IsAliasAsync(string? model) =>
+        model is not null && !catalog.TryGet(model, out _) && !engines.TryGet(model, out _) && (await AliasesAsync()).ContainsKey(model);
 
     private volatile AliasTable? _aliases;
 
-    // Built once per catalog snapshot (the catalog replaces its list on every load or unload), so models loaded at
-    // run time join `auto` without the request path rebuilding the table on every call.
-    private Dictionary<string, LanguageAlias> Aliases()
+    // Built once per catalog snapshot (the catalog replaces its list on every load or unload) and registry view (replaced
+    // when a node reports a change), so models loaded at run time, here or on a node, join `auto` without the request
+    // path rebuilding the table on every call.
+    private async ValueTask<Dictionary<string, LanguageAlias>> AliasesAsync()
     {
         var models = catalog.All;
-        if (_aliases is { } cached && ReferenceEquals(cached.Models, models))
+        var registry = await nodes.GetNodesAsync();
+        if (_aliases is { } cached && ReferenceEquals(cached.Models, models) && ReferenceEquals(cached.Nodes, registry))
         {
             return cached.Aliases;
         }
 
-        var built = BuildAliases(catalog, engines, options.Value);
-        _aliases = new AliasTable(models, built);
+        var built = BuildAliases(catalog, engines, RoutableNodeModels(registry), options.Value);
+        _aliases = new AliasTable(models, registry, built);
         return built;
     }
 
-    private sealed record AliasTable(IReadOnlyList<ServedModel> Models, Dictionary<string, LanguageAlias> Aliases);
+    private sealed record AliasTable(IReadOnlyList<ServedModel> Models, IReadOnlyList<NodeView> Nodes, Dictionary<string, LanguageAlias> Aliases);
+
+    /// <summary>The chat models of the other nodes a request may be routed to (cluster nodes, registered engines), in id order.</summary>
+    private IEnumerable<NodeModel> RoutableNodeModels(IReadOnlyList<NodeView> registry) =>
+        registry.Where(n => n.Kind == nameof(Residency.Policies.NodeKind.External) || (n.Id != options.Value.NodeId && NodeDirectory.IsClusterNode(n)))
+            .SelectMany(n => n.Models)
+            .Where(m => !m.IsEmbedding)
+            .OrderBy(m => m.Id, StringComparer.Ordinal);
+
+    /// <summary>Language codes as the detector names them (<c>tl</c> is <c>fil</c>), each once; null when none.</summary>
+    public static string[]? Canonical(IReadOnlyList<string>? codes)
+    {
+        var canonical = (codes ?? []).Select(c => c is not null && LanguageCatalog.TryGet(c.Trim(), out var language) ? language.Code : null)
+            .OfType<string>().Distinct(StringComparer.Ordinal).ToArray();
+        return canonical.Length == 0 ? null : canonical;
+    }
 
     /// <summary>Whether the detector is loaded (it loads on first use, or when warmed).</summary>
     public bool IsLoaded => _detector.IsValueCreated;
@@ -80,16 +99,28 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
     public async Task<RouteChoice> ChooseAsync(InferenceRouter router, Caller caller, string alias, string text)
     {
         var visible = (await router.VisibleModelsAsync(caller)).Select(m => m.Id).ToHashSet(StringComparer.Ordinal);
-        return LanguageRouter.Choose(Aliases()[alias], Detect(text), visible.Contains);
+        return LanguageRouter.Choose((await AliasesAsync())[alias], Detect(text), visible.Contains);
     }
 
-    private static Dictionary<string, LanguageAlias> BuildAliases(ModelCatalog catalog, FrontedEngines engines, SovereignOptions options)
+    private static Dictionary<string, LanguageAlias> BuildAliases(ModelCatalog catalog, FrontedEngines engines, IEnumerable<NodeModel> nodeModels, SovereignOptions options)
     {
-        // This node's chat models: its GGUF models first, then those of the engines it fronts.
-        var declared = catalog.All.Where(m => m.Kind == ModelKind.Chat)
+        // This node's chat models first (its GGUF models, then those of the engines it fronts), then the models other
+        // nodes serve, so a gateway routes `auto` across the cluster; a model served in several places is one candidate
+        // with every language declared for it.
+        var declared = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        foreach (var (id, languages) in catalog.All.Where(m => m.Kind == ModelKind.Chat)
             .Select(m => (m.Id, Languages: (IReadOnlyList<string>)(m.Model?.Options.Languages ?? [])))
             .Concat(engines.All.Where(m => m.Kind == ModelKind.Chat).Select(m => (m.Id, m.Languages)))
-            .ToDictionary(m => m.Id, m => m.Languages, StringComparer.Ordinal);
+            .Concat(nodeModels.Select(m => (m.Id, Languages: (IReadOnlyList<string>)(m.Languages ?? [])))))
+        {
+            if (!declared.TryGetValue(id, out var known))
+            {
+                declared[id] = known = [];
+            }
+
+            known.AddRange(languages.Where(l => !known.Contains(l, StringComparer.OrdinalIgnoreCase)));
+        }
+
         var aliases = options.Aliases.ToDictionary(
             a => a.Key,
             a => new LanguageAlias(a.Key, a.Value.Default, a.Value.Candidates

@@ -408,9 +408,15 @@ public sealed class EmbeddingRelayTests(EmbeddingRelayFixture fixture) : IClassF
     {
         var (exit, stdout, stderr) = await CliProcess.RunAsync("nodes", "add", "cli-engine", "--jurisdiction", "TH", "--base-url", fixture.EngineAddress.ToString().TrimEnd('/'),
             "--embedding-model", "cli-embed=" + EmbeddingRelayFixture.EngineModel, "--model", "cli-chat=" + EmbeddingRelayFixture.EngineChatModel,
+            "--language", "th", "--language", "lo",
             "--url", fixture.Address.ToString(), "--admin-token", EmbeddingRelayFixture.AdminToken);
         Assert.True(exit == 0, stderr);
         Assert.Contains("registered in TH", stdout, StringComparison.Ordinal);
+        var registered = (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/nodes", null, 200)).GetProperty("data").EnumerateArray()
+            .Single(n => n.GetProperty("id").GetString() == "cli-engine").GetProperty("models").EnumerateArray()
+            .ToDictionary(m => m.GetProperty("id").GetString()!, m => m.GetProperty("languages").EnumerateArray().Select(l => l.GetString()).ToList());
+        Assert.Equal(["th", "lo"], registered["cli-chat"]); // --language is for the chat models: `auto` routes chat by it
+        Assert.Empty(registered["cli-embed"]);
 
         // Neither option: a usage error before anything is sent.
         var (noModel, _, noModelError) = await CliProcess.RunAsync("nodes", "add", "cli-none", "--jurisdiction", "TH", "--base-url", "http://127.0.0.1:9",

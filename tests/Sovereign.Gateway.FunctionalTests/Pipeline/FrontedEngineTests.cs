@@ -63,6 +63,8 @@ public sealed class FrontedEngineFixture : IAsyncLifetime
                 ["Sovereign:Engines:0:Models:0:Upstream"] = Upstream,
                 ["Sovereign:Engines:0:Models:0:License"] = "llama3.1",
                 ["Sovereign:Engines:0:Models:0:Origin"] = "th",
+                ["Sovereign:Engines:0:Models:0:Languages:0"] = "th",
+                ["Sovereign:Engines:0:Models:0:Languages:1"] = "TL",
                 ["Sovereign:Engines:1:BaseUrl"] = FakeUpstreamEngine.RefusingUrl(),
                 ["Sovereign:Engines:1:Models:0:Id"] = Gone,
             },
@@ -216,6 +218,7 @@ public sealed class FrontedEngineTests(FrontedEngineFixture fixture) : IClassFix
         var listed = NodeLoadReporter.ModelsOf(catalog, routeQueue, engines);
         var typhoon = Assert.Single(listed, m => m.Id == FrontedEngineFixture.Model);
         Assert.Equal((FrontedEngineFixture.Model, 2 + routeQueue, "chat", "llama3.1", "TH"), (typhoon.Upstream, typhoon.Capacity, typhoon.Kind, typhoon.License, typhoon.Origin));
+        Assert.Equal(["th", "fil"], typhoon.Languages!); // as the detector names them: a gateway's `auto` routes by these
         Assert.Contains(listed, m => m.Id == FrontedEngineFixture.Gone);
 
         // Engine 1 does not answer: its model is listed nowhere a gateway would route to.

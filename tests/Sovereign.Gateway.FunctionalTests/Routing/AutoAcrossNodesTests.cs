@@ -1,0 +1,58 @@
+using System.Text;
+using System.Text.Json;
+using Sovereign.Gateway.Routing;
+
+namespace Sovereign.Gateway.FunctionalTests.Routing;
+
+/// <summary>
+/// The <c>auto</c> alias routes by the languages of every model a request may reach, not only this process's: the
+/// languages a registered engine's or a cluster node's models declare travel with them in the registry. Before, a
+/// gateway built <c>auto</c> from its own models only, so a gateway without models had no <c>auto</c> at all, and a
+/// model made for a language on another node was never chosen for it.
+/// </summary>
+[Collection(ResidencyCollection.Name)]
+public sealed class AutoAcrossNodesTests(ResidencyFixture fixture)
+{
+    private const string MalayText = "Saya nak pergi ke kedai runcit sekejap untuk beli susu dan roti, awak nak kirim apa-apa tak?";
+
+    [Fact]
+    public async Task Auto_ChoosesAModelAnotherNodeDeclaresForTheLanguage()
+    {
+        await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/nodes", new
+        {
+            id = "sg-malay-node",
+            jurisdiction = "SG",
+            base_url = fixture.Sg.Urls.First(),
+            models = new[] { new { id = "sg-malay-model", upstream = ResidencyFixture.Model, capacity = 4, languages = new[] { "ms", "MS", "id" } } },
+        }, 201);
+        var listed = (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/nodes", null, 200)).GetProperty("data").EnumerateArray()
+            .Single(n => n.GetProperty("id").GetString() == "sg-malay-node").GetProperty("models")[0].GetProperty("languages");
+        Assert.Equal(["ms", "id"], listed.EnumerateArray().Select(l => l.GetString()));
+        var key = await fixture.CreateTenantWithKeyAsync("auto-across-nodes", new { allowed_jurisdictions = new[] { "ASEAN" }, allow_external_providers = true });
+        using var client = fixture.TenantClient(key);
+
+        using var response = await client.PostAsync("/v1/chat/completions", new StringContent(
+            JsonSerializer.Serialize(new { model = "auto", messages = new[] { new { role = "user", content = MalayText } }, max_tokens = 2 }), Encoding.UTF8, "application/json"));
+
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal("sg-malay-node", response.Headers.GetValues("x-sovereign-node").Single());
+        Assert.Equal("ms", response.Headers.GetValues(LanguageRouting.LanguageHeader).Single().Split(';')[0]);
+        Assert.Contains("sg-malay-model serves 'ms'", Uri.UnescapeDataString(response.Headers.GetValues(LanguageRouting.RouteReasonHeader).Single()), StringComparison.Ordinal);
+        Assert.Equal("sg-malay-model", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("model").GetString());
+    }
+
+    [Theory]
+    [InlineData("""["ms","malay"]""")]
+    [InlineData("""["ms",null]""")]
+    [InlineData("""["ms",5]""")]
+    [InlineData("\"ms\"")]
+    public async Task RegisteringAModel_WithALanguageTheDetectorDoesNotKnow_Is400NamingIt(string languages)
+    {
+        using var response = await fixture.Admin.PostAsync("/admin/v1/nodes", new StringContent(
+            $$"""{"id":"bad-languages","jurisdiction":"SG","base_url":"http://127.0.0.1:1","models":[{"id":"m","languages":{{languages}}}]}""", Encoding.UTF8, "application/json"));
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.StartsWith("models[0].languages", error.GetProperty("param").GetString(), StringComparison.Ordinal);
+    }
+}
