@@ -65,11 +65,16 @@ internal static class ServeCommand
         var engineEmbeddingModel = new Option<string[]>("--engine-embedding-model") { Description = "An embedding model the --engine serves, as ID or ID=ENGINE_NAME; repeatable." };
         var engineCapacity = new Option<int?>("--engine-capacity") { Description = $"Requests sent to the --engine at once per model (default {Gateway.Models.EngineOptions.DefaultCapacity}); more wait in a fair queue." };
         var engineApiKey = new Option<string?>("--engine-api-key") { Description = "The bearer key the --engine needs, if any." };
+        var language = new Option<string[]>("--language")
+        {
+            Description = "A language (ISO 639-1, e.g. th) the chat models of --model and --engine-model serve well; repeatable. "
+                + "The auto alias routes requests in it to them, here and at the cluster's gateways.",
+        };
 
         var command = new Command("serve", "Start the OpenAI-compatible server.")
         {
             model, embedding, urls, threads, parallel, context, template, apiKey, config, dataDir, role, joinToken, joinUrl, nodeId, nodeUrl,
-            engine, engineModel, engineEmbeddingModel, engineCapacity, engineApiKey,
+            engine, engineModel, engineEmbeddingModel, engineCapacity, engineApiKey, language,
         };
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -79,6 +84,16 @@ internal static class ServeCommand
             {
                 models = [.. Parse(result.GetValue(model) ?? [], ModelKind.Chat), .. Parse(result.GetValue(embedding) ?? [], ModelKind.Embedding)];
                 fronted = ParseEngine(result.GetValue(engine), result.GetValue(engineModel) ?? [], result.GetValue(engineEmbeddingModel) ?? [], result.GetValue(engineCapacity), result.GetValue(engineApiKey));
+                var languages = result.GetValue(language) ?? [];
+                var chatModels = models.Where(m => m.Kind == ModelKind.Chat).ToList();
+                var engineChatModels = fronted?.Models.Where(m => m.Kind == ModelKind.Chat).ToList() ?? [];
+                if (languages.Length > 0 && chatModels.Count + engineChatModels.Count == 0)
+                {
+                    throw new ArgumentException("--language declares the languages of the chat models given with --model or --engine-model; name one (configured models take Languages in the config file).");
+                }
+
+                chatModels.ForEach(m => m.Languages = [.. languages]);
+                engineChatModels.ForEach(m => m.Languages = [.. languages]);
             }
             catch (ArgumentException ex)
             {

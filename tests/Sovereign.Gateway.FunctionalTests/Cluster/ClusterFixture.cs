@@ -78,7 +78,7 @@ public sealed class ClusterFixture : IAsyncLifetime
         {
         }
 
-        NodeTh = Start("node-th", "node", "TH", withModel: true);
+        NodeTh = Start("node-th", "node", "TH", withModel: true, languages: ["en"]);
         NodeSg = Start("node-sg", "node", "SG", withModel: true);
         GatewayTh = Start("gateway-th", "gateway", "TH", withModel: false);
         await Task.WhenAll(WaitReadyAsync(NodeTh), WaitReadyAsync(NodeSg), WaitReadyAsync(GatewayTh));
@@ -118,7 +118,7 @@ public sealed class ClusterFixture : IAsyncLifetime
     /// </summary>
     public Member Start(
         string nodeId, string role, string jurisdiction, bool withModel, string? modelId = null, bool trusted = true, IReadOnlyDictionary<string, string>? extraEnvironment = null,
-        Certificate certificate = Certificate.Issued, IReadOnlyList<string>? joinWith = null)
+        Certificate certificate = Certificate.Issued, IReadOnlyList<string>? joinWith = null, IReadOnlyList<string>? languages = null)
     {
         var data = Path.Combine(_root, nodeId);
         Directory.CreateDirectory(data);
@@ -152,6 +152,7 @@ public sealed class ClusterFixture : IAsyncLifetime
         if (withModel)
         {
             args.AddRange(["--model", $"{TestModels.Stories260K}={modelId ?? Model}", "--threads", "1", "--ctx-size", "256", "--parallel", "2"]);
+            args.AddRange((languages ?? []).SelectMany(language => new[] { "--language", language }));
         }
 
         args.AddRange(joinWith ?? []);

@@ -93,6 +93,22 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     [Fact]
+    public async Task Auto_AtAGatewayWithoutModels_RoutesByTheLanguagesItsNodesReport()
+    {
+        // node-th was started with --language en; the gateways serve no model themselves. Before, a gateway built
+        // `auto` from its own models only: it had none, so `auto` was a 404 model_not_found there.
+        var (_, key) = await NewTenantWithIdAsync(["TH"], null);
+        using var client = cluster.GatewayTh.Client(key);
+        using var response = await client.PostAsync("/v1/chat/completions",
+            Json("""{"model":"auto","messages":[{"role":"user","content":"Once upon a time there was a little girl who loved to play in the park."}],"max_tokens":2}"""));
+
+        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        Assert.Equal("node-th", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+        Assert.Equal("en", response.Headers.GetValues(LanguageRouting.LanguageHeader).Single().Split(';')[0]);
+        Assert.Contains($"{ClusterFixture.Model} serves 'en'", Uri.UnescapeDataString(response.Headers.GetValues(LanguageRouting.RouteReasonHeader).Single()), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task BudgetRaceAcrossBothGateways_NeverOverspends()
     {
         // Output dominates the price, so each request costs about its reservation: room for about three.
