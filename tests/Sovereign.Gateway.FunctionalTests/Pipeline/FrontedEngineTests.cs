@@ -272,6 +272,23 @@ public sealed class FrontedEngineTests(FrontedEngineFixture fixture) : IClassFix
     }
 
     [Fact]
+    public async Task Serve_LanguageWithoutAChatModelFlag_ExitsWithCode2NamingTheFlags()
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync("serve", "--language", "th", "--embedding-model", TestModels.Stories260K + "=e", "--urls", "http://127.0.0.1:0");
+        Assert.Equal(2, exit);
+        Assert.Contains("--language declares the languages of the chat models given with --model or --engine-model", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Serve_LanguageFlag_GivesTheFlagModelsTheirLanguages_AndAnUnknownCodeStopsTheStart()
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync("serve", "--language", "th", "--language", "thai", "--engine", "http://127.0.0.1:9", "--engine-model", "typhoon",
+            "--urls", "http://127.0.0.1:0", "--data-dir", Directory.CreateTempSubdirectory("sovereign-language-flag-").FullName);
+        Assert.Equal(2, exit);
+        Assert.Contains("Sovereign:Engines:0:Models:0:Languages:1 'thai' is not a language code", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Serve_EmptyEngineEmbeddingModelName_NamesTheEmbeddingFlag()
     {
         // Before: the message named --engine-model, a flag the operator had not used.
