@@ -37,6 +37,24 @@ public sealed class LanguageRoutingTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task AnAliasWhoseFallbackNoNodeServes_Is503WithRetryAfter_NotAPolicyRefusal()
+    {
+        var thai = await server.PostJsonAsync("/v1/chat/completions",
+            JsonSerializer.Serialize(new { model = ServerFixture.ThaiOnlyAlias, messages = new[] { new { role = "user", content = "กาลครั้งหนึ่งนานมาแล้ว มีเด็กหญิงตัวน้อยคนหนึ่งที่ชอบเล่นในสวนสาธารณะ" } }, max_tokens = 2 }));
+        Assert.Equal((200, ServerFixture.TinyRandom), (thai.Status, thai.Body.GetProperty("model").GetString()));
+
+        // English: no candidate serves it, and the fallback runs nowhere. Before: 403 model_not_allowed "alias default
+        // not-loaded-anywhere not allowed by policy", which SDKs never retry and which blamed the tenant's policy.
+        var (status, body, response) = await server.PostJsonAsync("/v1/chat/completions",
+            JsonSerializer.Serialize(new { model = ServerFixture.ThaiOnlyAlias, messages = new[] { new { role = "user", content = "Once upon a time there was a little girl who loved to play in the park." } }, max_tokens = 2 }));
+
+        Assert.Equal(503, status);
+        Assert.Equal("no_compliant_capacity", body.GetProperty("error").GetProperty("code").GetString());
+        Assert.Contains("'not-loaded-anywhere'", body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.True(response.Headers.RetryAfter is not null);
+    }
+
+    [Fact]
     public async Task Auto_ShortUndecidableText_GoesToTheDefaultModel_AsUndetermined()
     {
         var (status, body, response) = await server.PostJsonAsync("/v1/chat/completions",

@@ -40,6 +40,9 @@ public sealed class ServerFixture : IAsyncLifetime
             "Bearer", File.ReadAllText(Path.Combine(_dataDirectory, Sovereign.Gateway.ControlPlane.AdminToken.FileName)).Trim());
         return client;
     }
+    /// <summary>An alias that routes Thai to <see cref="TinyRandom"/> and everything else to a model no node serves.</summary>
+    public const string ThaiOnlyAlias = "thai-only";
+
     public Uri BaseAddress { get; private set; } = null!;
     public HttpClient Http { get; private set; } = null!;
     public OpenAIClient OpenAI { get; private set; } = null!;
@@ -66,6 +69,10 @@ public sealed class ServerFixture : IAsyncLifetime
             {
                 ["Sovereign:Limits:MaxRequestBodyBytes"] = BodyLimit.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 ["Sovereign:Limits:MaxTokenizeBytes"] = TokenizeLimit.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                // An alias whose fallback is loaded nowhere (LanguageRoutingTests).
+                [$"Sovereign:Aliases:{ThaiOnlyAlias}:Default"] = "not-loaded-anywhere",
+                [$"Sovereign:Aliases:{ThaiOnlyAlias}:Candidates:0:Model"] = TinyRandom,
+                [$"Sovereign:Aliases:{ThaiOnlyAlias}:Candidates:0:Languages:0"] = "th",
             },
         }, []);
         await App.StartAsync();

@@ -198,6 +198,16 @@ internal sealed class RequestPipeline(
         var choice = await languages.ChooseAsync(router, caller, work.Model!, work.LanguageSample);
         if (!choice.IsRouted)
         {
+            // Not the policy's doing when the fallback runs nowhere (not loaded yet, or named in error): as for a model
+            // loaded nowhere, a 503 the client may retry; the operator sees the model in the message.
+            var fallback = await languages.DefaultOfAsync(work.Model!);
+            if (!await languages.IsServedAsync(fallback))
+            {
+                throw new OpenAIException(StatusCodes.Status503ServiceUnavailable,
+                    $"'{work.Model}' sends this request to its default model '{RequestReader.Shorten(fallback)}', which no node serves now; try again once it is loaded.",
+                    "server_error", "model", Residency.Policies.RoutingCodes.NoCompliantCapacity, TimeSpan.FromSeconds(1));
+            }
+
             throw new OpenAIException(StatusCodes.Status403Forbidden,
                 $"No model that your policy allows can serve '{work.Model}' for this request: {choice.Reason}", "permission_error", "model", "model_not_allowed");
         }

@@ -56,6 +56,13 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
             .Where(m => !m.IsEmbedding)
             .OrderBy(m => m.Id, StringComparer.Ordinal);
 
+    /// <summary>The model an alias falls back to (for undetermined text, or a language no candidate serves).</summary>
+    public async ValueTask<string> DefaultOfAsync(string alias) => (await AliasesAsync())[alias].DefaultModelId;
+
+    /// <summary>Whether any node serves a model now: this process, a fronted engine, a registered or cluster node.</summary>
+    public async ValueTask<bool> IsServedAsync(string model) =>
+        catalog.TryGet(model, out _) || engines.TryGet(model, out _) || (await nodes.GetNodesAsync()).Any(n => n.Models.Any(m => m.Id == model));
+
     /// <summary>Language codes as the detector names them (<c>tl</c> is <c>fil</c>), each once; null when none.</summary>
     public static string[]? Canonical(IReadOnlyList<string>? codes)
     {
