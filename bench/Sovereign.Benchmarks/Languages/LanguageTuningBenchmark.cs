@@ -13,11 +13,11 @@ namespace Sovereign.Benchmarks.Languages;
 /// </summary>
 internal static class LanguageTuningBenchmark
 {
-    public const string Usage = "languages-tune [--folds N (5)] [--profile w1,w2] [--lingua w] [--floor w] [--contrast w] [--letter w] [--words w (close-group word model; 0 = off)] [--cap c] [--smoothing a] [--reflex w] [--dictionary w (the hr/bs/sr spelling dictionaries' evidence; 0 = off)] [--syntax w (the hr/bs/sr verb complement: da + present or infinitive; 0 = off)] [--loan w (the hr/bs/sr loan-verb adaptation: -irati or -isati/-ovati; 0 = off)] [--participles 0|1 (the yat verbs' participles vidio/video as reflex evidence)] [--stems 0|1] [--misses hr,bs (print the misses of these languages with their scores)] [--explain TEXT] [--timing 1 (where detection time goes, on the tuning sentences)] [--fresh FOLDER (accuracy on new tuning sentences, <code>.txt, before they join the corpus)] [--udhr ms,id (a guard: UDHR sentences of these languages under each setting; never a tuning target)]";
+    public const string Usage = "languages-tune [--folds N (5)] [--profile w1,w2] [--lingua w] [--floor w] [--contrast w] [--letter w] [--words w (close-group word model; 0 = off)] [--cap c] [--smoothing a] [--reflex w] [--dictionary w (the hr/bs/sr spelling dictionaries' evidence; 0 = off)] [--syntax w (the hr/bs/sr verb complement: da + present or infinitive; 0 = off)] [--loan w (the hr/bs/sr loan-verb adaptation: -irati or -isati/-ovati; 0 = off)] [--participles 0|1 (the yat verbs' participles vidio/video as reflex evidence)] [--stems 0|1] [--misses hr,bs (print the misses of these languages with their scores)] [--explain TEXT] [--timing 1 (where detection time goes, on the tuning sentences)] [--fresh FOLDER (accuracy on new tuning sentences, <code>.txt, before they join the corpus)] [--udhr ms,id (a guard: UDHR sentences of these languages under each setting; never a tuning target)] [--subtitles w] [--subtitle-cap c] (the subtitles' word rates within Malay/Indonesian; 0 = off)";
 
     public static int Run(string[] argv)
     {
-        var args = Args.Parse(argv, "--folds", "--profile", "--lingua", "--floor", "--contrast", "--letter", "--words", "--cap", "--smoothing", "--reflex", "--dictionary", "--syntax", "--participles", "--misses", "--stems", "--explain", "--timing", "--fresh", "--udhr", "--span", "--centring", "--loan");
+        var args = Args.Parse(argv, "--folds", "--profile", "--lingua", "--floor", "--contrast", "--letter", "--words", "--cap", "--smoothing", "--reflex", "--dictionary", "--syntax", "--participles", "--misses", "--stems", "--explain", "--timing", "--fresh", "--udhr", "--span", "--centring", "--loan", "--subtitles", "--subtitle-cap");
         var folds = args.Int("--folds", 5, 5);
         var corpus = LanguageProfiles.LoadCorpus();
         if (args.String("--centring") is { } centring)
@@ -35,6 +35,10 @@ internal static class LanguageTuningBenchmark
             detector = detector.WithLoanVerbs(double.Parse(loan, CultureInfo.InvariantCulture));
         }
 
+        var subMs = Grid(args, "--subtitles", detector.SubtitleWeight);
+        var subCap = Grid(args, "--subtitle-cap", detector.SubtitleCap);
+        detector = detector.WithSubtitles(subMs[0], subCap[0]);
+
         if (args.String("--explain") is { } text)
         {
             // One text's decision with the default profiles: its leading candidates and their evidence.
@@ -49,9 +53,10 @@ internal static class LanguageTuningBenchmark
             // Sentences written for the tuning corpus, checked before they are added: how the detector does on text it
             // has not seen (a development check; the held-out sets are never read here).
             Console.WriteLine("Dictionary rates: " + string.Join(", ", detector.StandardForms.Describe()));
-            foreach (var (dictionary, syntax) in from d in Grid(args, "--dictionary", detector.DictionaryWeight) from x in Grid(args, "--syntax", detector.SyntaxWeight) select (d, x))
+            foreach (var (dictionary, syntax, sm, sc) in from d in Grid(args, "--dictionary", detector.DictionaryWeight) from x in Grid(args, "--syntax", detector.SyntaxWeight) from sm in subMs from sc in subCap select (d, x, sm, sc))
             {
-                var tuned = detector.WithDictionaries(detector.StandardForms, dictionary).WithSyntax(syntax);
+                var tuned = detector.WithDictionaries(detector.StandardForms, dictionary).WithSyntax(syntax).WithSubtitles(sm, sc);
+                Console.WriteLine(FormattableString.Invariant($"subtitles {sm} cap {sc}"));
                 var right = 0;
                 var total = 0;
                 foreach (var file in Directory.GetFiles(folder, "*.txt").Order(StringComparer.Ordinal))
@@ -80,16 +85,16 @@ internal static class LanguageTuningBenchmark
         if (args.String("--udhr") is { } udhr)
         {
             // Legal prose: a check that evidence learned from short everyday sentences does not swamp a long formal text.
-            foreach (var (words, reflex, syntax) in from w in Grid(args, "--words", detector.WordWeight) from r in Grid(args, "--reflex", detector.ReflexWeight) from x in Grid(args, "--syntax", detector.SyntaxWeight) select (w, r, x))
+            foreach (var (words, reflex, syntax, sm, sc) in from w in Grid(args, "--words", detector.WordWeight) from r in Grid(args, "--reflex", detector.ReflexWeight) from x in Grid(args, "--syntax", detector.SyntaxWeight) from sm in subMs from sc in subCap select (w, r, x, sm, sc))
             {
-                var tuned = detector.WithWords(detector.CloseWords, words, detector.WordCap, detector.Reflexes, reflex).WithSyntax(syntax);
+                var tuned = detector.WithWords(detector.CloseWords, words, detector.WordCap, detector.Reflexes, reflex).WithSyntax(syntax).WithSubtitles(sm, sc);
                 var line = udhr.Split(',').Select(language =>
                 {
                     var sentences = ReferenceTexts.Get(language)!.Articles.SelectMany(a => a)
                         .SelectMany(p => System.Text.RegularExpressions.Regex.Split(p, @"(?<=[.!?;])\s+")).Where(t => t.Trim().Length >= 20).ToList();
                     return FormattableString.Invariant($"{language} {sentences.Count(s => tuned.Detect(s).Language == language)}/{sentences.Count}");
                 });
-                Console.WriteLine(FormattableString.Invariant($"words {words} reflex {reflex} syntax {syntax}: {string.Join("  ", line)}"));
+                Console.WriteLine(FormattableString.Invariant($"words {words} reflex {reflex} syntax {syntax} subtitles {sm} cap {sc}: {string.Join("  ", line)}"));
             }
 
             return 0;
@@ -115,12 +120,14 @@ internal static class LanguageTuningBenchmark
             from reflex in Grid(args, "--reflex", detector.ReflexWeight)
             from dictionary in Grid(args, "--dictionary", detector.DictionaryWeight)
             from syntax in Grid(args, "--syntax", detector.SyntaxWeight)
-            select (profile, lingua, floor, contrast, letter, words, cap, smoothing, reflex, dictionary, syntax);
+            from sm in subMs
+            from sc in subCap
+            select (profile, lingua, floor, contrast, letter, words, cap, smoothing, reflex, dictionary, syntax, sm, sc);
 
         var foldOf = ParallelFolds(corpus, folds);
         var rows = new List<string[]>();
         Dictionary<string, int[]>? firstPerLanguage = null;
-        foreach (var (profile, lingua, floor, contrast, letter, words, cap, smoothing, reflex, dictionary, syntax) in settings)
+        foreach (var (profile, lingua, floor, contrast, letter, words, cap, smoothing, reflex, dictionary, syntax, sm, sc) in settings)
         {
             var perLanguage = new Dictionary<string, int[]>(StringComparer.Ordinal);
             for (var fold = 0; fold < folds; fold++)
@@ -129,7 +136,8 @@ internal static class LanguageTuningBenchmark
                 var tuned = detector.With(LanguageProfiles.PerScript(training), lingua, profile, floor, contrast, letter)
                     .WithWords(CloseGroupWords.PerScript(training, smoothing), words, cap, YatReflex.FromCorpus(training), reflex)
                     .WithDictionaries(StandardForms.FromCorpus(training), dictionary)
-                    .WithSyntax(syntax);
+                    .WithSyntax(syntax)
+                    .WithSubtitles(sm, sc);
                 foreach (var (language, sentences) in corpus)
                 {
                     var counts = perLanguage.TryGetValue(language, out var c) ? c : perLanguage[language] = new int[2];
@@ -156,13 +164,13 @@ internal static class LanguageTuningBenchmark
             var worst = perLanguage.OrderBy(kv => (double)kv.Value[0] / kv.Value[1]).Take(6).Select(kv => FormattableString.Invariant($"{kv.Key} {100.0 * kv.Value[0] / kv.Value[1]:0}%"));
             var close = LanguageDetector.CloseGroups.SelectMany(g => g).Where(perLanguage.ContainsKey)
                 .Select(l => FormattableString.Invariant($"{l} {100.0 * perLanguage[l][0] / perLanguage[l][1]:0}"));
-            rows.Add([F(profile), F(lingua), F(floor), F(contrast), F(letter), F(words), F(cap), F(smoothing), F(reflex), F(dictionary), F(syntax), FormattableString.Invariant($"{100.0 * right / total:0.0}% ({right}/{total})"), string.Join(", ", worst), string.Join(" ", close)]);
+            rows.Add([F(profile), F(lingua), F(floor), F(contrast), F(letter), F(words), F(cap), F(smoothing), F(reflex), F(dictionary), F(syntax), FormattableString.Invariant($"{F(sm)}/{F(sc)}"), FormattableString.Invariant($"{100.0 * right / total:0.0}% ({right}/{total})"), string.Join(", ", worst), string.Join(" ", close)]);
             Console.Error.WriteLine(string.Join(" | ", rows[^1]));
         }
 
         Console.WriteLine($"### Cross-validation on the tuning corpus ({folds} folds, every covered language on)");
         Console.WriteLine();
-        Report.Table(["profile", "lingua", "floor", "contrast", "letter", "words", "cap", "smoothing", "reflex", "dictionary", "syntax", "accuracy", "weakest languages", "close groups %"], rows);
+        Report.Table(["profile", "lingua", "floor", "contrast", "letter", "words", "cap", "smoothing", "reflex", "dictionary", "syntax", "subtitles/cap", "accuracy", "weakest languages", "close groups %"], rows);
         Console.WriteLine("Per language, first setting: " + string.Join(", ", firstPerLanguage!.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value[0]}/{kv.Value[1]}")));
         return 0;
     }
