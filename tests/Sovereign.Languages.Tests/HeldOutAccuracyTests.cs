@@ -6,7 +6,7 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13 has never been used to build or tune the detector;
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13 and 14 have never been used to build or tune the detector;
 /// held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24), 11 (since session 24's second round)
 /// and 12 (since session 25's round 13) are tuning material (SOURCES.md), so their floors guard against regressions.
 /// Targets: 95% overall and at most one miss in eight per language, every covered language on at once.
@@ -48,10 +48,15 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // 12 tuning material; the round's three candidate changes (a within-group scale of the profiles' evidence, a letter
     // n-gram model per close group, 40 more Malay/Indonesian tuning sentences) gained nothing by cross-validation and on
     // held-out 1-12 together and were not kept, so held-out 13's floors are its first run's; it is the set never tuned
-    // on from then.
+    // on from then. Session 26's round 14 added held-out 14 (every covered language, held-out 13's distribution; its
+    // first run, on the round's detector with the Malay/Indonesian subtitle word rates: 486 of 502 = 96.8%, the unchanged
+    // detector 484 in the same sitting; below the target Bosnian 8 and Croatian 8 of 12, their floors); the round's change
+    // was chosen without held-out 13 or 14, so both are untuned measurements of it (held-out 13: 488 -> 490). The subtitles took Malay and Indonesian off the list where they were short: Malay 7 -> 8 on
+    // held-out 1, 9 -> 12 on held-out 11, 10 -> 12 on held-out 12, 9 -> 11 on held-out 13; Indonesian 9 -> 11 on
+    // held-out 9 and 11, 10 -> 11 on held-out 12 (one Malay sentence of held-out 6 lost, 8 -> 7 of 8, within the target).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
-        [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["ms"] = 7 },
+        [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["ms"] = 8 },
         [TestData.SecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 8 },
         [TestData.ThirdHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 8 },
         [TestData.FourthHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 8 },
@@ -59,12 +64,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.SixthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6 },
         [TestData.SeventhHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 6 },
         [TestData.EighthHeldOut] = new(StringComparer.Ordinal),
-        [TestData.NinthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["id"] = 9, ["sr"] = 13 },
+        [TestData.NinthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["sr"] = 13 },
         [TestData.TenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 6 },
-        [TestData.EleventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8, ["id"] = 9, ["ms"] = 9, ["pt"] = 8, ["sr"] = 12 },
-        [TestData.TwelfthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 10, ["id"] = 10, ["ms"] = 10 },
-        [TestData.ThirteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8, ["ms"] = 9 },
-        [TestData.FourteenthHeldOut] = new(StringComparer.Ordinal),
+        [TestData.EleventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8, ["pt"] = 8, ["sr"] = 12 },
+        [TestData.TwelfthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 10 },
+        [TestData.ThirteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
+        [TestData.FourteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
     };
 
     /// <summary>The overall target.</summary>
