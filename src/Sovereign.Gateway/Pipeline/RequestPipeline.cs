@@ -208,8 +208,17 @@ internal sealed class RequestPipeline(
                     "server_error", "model", Residency.Policies.RoutingCodes.NoCompliantCapacity, TimeSpan.FromSeconds(1));
             }
 
-            throw new OpenAIException(StatusCodes.Status403Forbidden,
-                $"No model that your policy allows can serve '{work.Model}' for this request: {choice.Reason}", "permission_error", "model", "model_not_allowed");
+            // The policy refuses the fallback: the router refuses it as it would the model itself, so the refusal is
+            // audited (with the alias and its reason) and recorded under the exact rule; the message says why.
+            try
+            {
+                return await router.DecideAsync(context, caller, fallback, ModelKind.Chat, work.Model, choice, prefixKey);
+            }
+            catch (OpenAIException refused) when (refused.Status == StatusCodes.Status403Forbidden)
+            {
+                throw new OpenAIException(refused.Status,
+                    $"No model that your policy allows can serve '{work.Model}' for this request: {choice.Reason}. {refused.Message}", refused.Type, "model", refused.Code, refused.RetryAfter);
+            }
         }
 
         return await router.DecideAsync(context, caller, choice.ModelId, ModelKind.Chat, work.Model, choice, prefixKey);

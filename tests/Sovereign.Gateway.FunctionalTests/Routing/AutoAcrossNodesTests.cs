@@ -41,6 +41,29 @@ public sealed class AutoAcrossNodesTests(ResidencyFixture fixture)
         Assert.Equal("sg-malay-model", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("model").GetString());
     }
 
+    [Fact]
+    public async Task Auto_WhoseFallbackThePolicyRefuses_IsRefusedUnderTheExactRule_AndAudited()
+    {
+        // English text: no candidate declares it, and the fallback (this gateway's first chat model) is outside the
+        // tenant's allowed models. Before, a bare 403 model_not_allowed, with no audit entry and no usage record.
+        var key = await fixture.CreateTenantWithKeyAsync("auto-fallback-refused", new { allowed_jurisdictions = new[] { "TH" }, allowed_models = new[] { "some-other-model" } });
+        using var client = fixture.TenantClient(key);
+
+        using var response = await client.PostAsync("/v1/chat/completions", new StringContent(
+            """{"model":"auto","messages":[{"role":"user","content":"Once upon a time there was a little girl who loved to play in the park."}],"max_tokens":2}""", Encoding.UTF8, "application/json"));
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+        Assert.Equal(403, (int)response.StatusCode);
+        Assert.Equal("model_not_allowed", error.GetProperty("code").GetString());
+        Assert.Contains("can serve 'auto' for this request", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+        var entry = (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/audit?tenant=auto-fallback-refused", null, 200)).GetProperty("data").EnumerateArray()
+            .Single(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId);
+        Assert.Equal(("refused", ResidencyFixture.Model, "auto"), (entry.GetProperty("decision").GetString(), entry.GetProperty("model").GetString(), entry.GetProperty("details").GetProperty("alias").GetString()));
+        var usage = (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/usage?tenant=auto-fallback-refused", null, 200)).GetProperty("data")[0];
+        Assert.Equal((1, 1), (usage.GetProperty("requests").GetInt32(), usage.GetProperty("refused").GetInt32()));
+    }
+
     [Theory]
     [InlineData("""["ms","malay"]""")]
     [InlineData("""["ms",null]""")]
