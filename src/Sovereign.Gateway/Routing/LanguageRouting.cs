@@ -106,7 +106,11 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
     public async Task<RouteChoice> ChooseAsync(InferenceRouter router, Caller caller, string alias, string text)
     {
         var visible = (await router.VisibleModelsAsync(caller)).Select(m => m.Id).ToHashSet(StringComparer.Ordinal);
-        return LanguageRouter.Choose((await AliasesAsync())[alias], Detect(text), visible.Contains);
+        // Callers without a tenant policy are served by this process only (never relayed): only its own models qualify.
+        Func<string, bool> eligible = caller.Policy is null
+            ? model => visible.Contains(model) && (catalog.TryGet(model, out _) || engines.TryGet(model, out _))
+            : visible.Contains;
+        return LanguageRouter.Choose((await AliasesAsync())[alias], Detect(text), eligible);
     }
 
     private static Dictionary<string, LanguageAlias> BuildAliases(ModelCatalog catalog, FrontedEngines engines, IEnumerable<NodeModel> nodeModels, SovereignOptions options)
