@@ -116,9 +116,6 @@ internal sealed class CloseGroupWords
                 .ToArray());
     }
 
-    /// <summary>Whether a word (or word pair) occurs in the members' sentences the model was built from.</summary>
-    public bool Knows(ReadOnlySpan<char> feature) => _lookup.ContainsKey(feature);
-
     /// <summary>Whether the model knows this member.</summary>
     public bool Has(string member) => Array.IndexOf(_members, member) >= 0;
 

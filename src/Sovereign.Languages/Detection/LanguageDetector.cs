@@ -206,27 +206,6 @@ public sealed class LanguageDetector
     /// <summary>The same detector with another subtitle weight and cap: for tuning.</summary>
     internal LanguageDetector WithSubtitles(double weight, double cap) => new(this) { SubtitleWeight = weight, SubtitleCap = cap };
 
-    /// <summary>Word rates of Croatian, Bosnian and Serbian web text (<see cref="SubtitleWords.Web"/>: Unicode's Unilex,
-    /// words whose centred log-rate differs from 0 by 0.75 or more), a corpus independent of the tuning sentences
-    /// (session 26, round 15).</summary>
-    internal SubtitleWords WebWords { get; init; } = SubtitleWords.Web;
-
-    /// <summary>Weight of the web word rates' evidence within Croatian/Bosnian/Serbian (0: off); 1.5 by cross-validation,
-    /// the hr/bs/sr development sentences and the UDHR guard (round 15).</summary>
-    internal double WebWordWeight { get; init; } = 1.5;
-
-    /// <summary>Largest part of one word in the web word rates' evidence; 0.5 (round 15).</summary>
-    internal double WebWordCap { get; init; } = 0.5;
-
-    /// <summary>Whether the web word rates count only words the group's tuning sentences lack (the word model's
-    /// vocabulary), so that a word the word model, contrast words and dictionaries already weigh is not counted twice;
-    /// on (round 15).</summary>
-    internal bool WebUnseenOnly { get; init; } = true;
-
-    /// <summary>The same detector with another web word table, weight and cap: for tuning.</summary>
-    internal LanguageDetector WithWebWords(SubtitleWords table, double weight, double cap, bool unseenOnly = false) =>
-        new(this) { WebWords = table, WebWordWeight = weight, WebWordCap = cap, WebUnseenOnly = unseenOnly };
-
     /// <summary>The same detector with other close-group word models or weights: for tuning on held-apart folds.</summary>
     internal LanguageDetector WithWords(IReadOnlyDictionary<WritingScript, CloseGroupWords[]> closeWords, double wordWeight, double wordCap, YatReflex reflexes, double reflexWeight) =>
         new(this) { CloseWords = closeWords, WordWeight = wordWeight, WordCap = wordCap, Reflexes = reflexes, ReflexWeight = reflexWeight };
@@ -262,10 +241,6 @@ public sealed class LanguageDetector
         Subtitles = other.Subtitles;
         SubtitleWeight = other.SubtitleWeight;
         SubtitleCap = other.SubtitleCap;
-        WebWords = other.WebWords;
-        WebWordWeight = other.WebWordWeight;
-        WebWordCap = other.WebWordCap;
-        WebUnseenOnly = other.WebUnseenOnly;
         SyntaxWeight = other.SyntaxWeight;
         LoanVerbWeight = other.LoanVerbWeight;
         SpellingWeight = other.SpellingWeight;
@@ -556,21 +531,12 @@ public sealed class LanguageDetector
             }
         }
 
-        // Word rates of the members' subtitles (Malay and Indonesian) and web text (Croatian, Bosnian, Serbian: only the
-        // words the group's tuning sentences lack): evidence from corpora the tuning sentences are not part of.
+        // Word rates of the members' subtitles (Malay and Indonesian): evidence from a corpus the tuning sentences are
+        // not part of, for words the tuning corpus lacks.
         var subtitles = SubtitleWeight > 0 ? Subtitles.Score(normalized, [.. members.Select(i => candidates[i])], SubtitleCap) : new double[members.Length];
         for (var k = 0; k < members.Length; k++)
         {
             inner[k] += SubtitleWeight * subtitles[k];
-        }
-
-        if (WebWordWeight > 0)
-        {
-            var web = WebWords.Score(normalized, [.. members.Select(i => candidates[i])], WebWordCap, WebUnseenOnly ? words.Knows : null);
-            for (var k = 0; k < members.Length; k++)
-            {
-                inner[k] += WebWordWeight * web[k];
-            }
         }
 
         var innerMax = inner.Max();
