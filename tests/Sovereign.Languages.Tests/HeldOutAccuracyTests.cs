@@ -6,7 +6,7 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13 and 14 have never been used to build or tune the detector;
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14 and 15 have never been used to build or tune the detector;
 /// held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24), 11 (since session 24's second round)
 /// and 12 (since session 25's round 13) are tuning material (SOURCES.md), so their floors guard against regressions.
 /// Targets: 95% overall and at most one miss in eight per language, every covered language on at once.
@@ -54,6 +54,11 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // was chosen without held-out 13 or 14, so both are untuned measurements of it (held-out 13: 488 -> 490). The subtitles took Malay and Indonesian off the list where they were short: Malay 7 -> 8 on
     // held-out 1, 9 -> 12 on held-out 11, 10 -> 12 on held-out 12, 9 -> 11 on held-out 13; Indonesian 9 -> 11 on
     // held-out 9 and 11, 10 -> 11 on held-out 12 (one Malay sentence of held-out 6 lost, 8 -> 7 of 8, within the target).
+    // Session 26's round 15 added held-out 15 (every covered language, held-out 14's distribution). Its first run, on
+    // the round's candidate (Unilex web word rates within hr/bs/sr, chosen without any held-out set): 491 of 502; on the
+    // unchanged detector, the same sitting: 488 of 502 = 97.2%, below the target Bosnian 7 and Croatian 9 of 12. The
+    // candidate fell below five floors of held-out 3, 7, 8, 13 and 14 and was reverted, so held-out 15's floors are the
+    // unchanged detector's; held-out 13, 14 and 15 are the sets never tuned on.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["ms"] = 8 },
@@ -70,6 +75,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.TwelfthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 10 },
         [TestData.ThirteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
         [TestData.FourteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
+        [TestData.FifteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 9 },
     };
 
     /// <summary>The overall target.</summary>
@@ -94,11 +100,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.TwelfthHeldOut)]
     [InlineData(TestData.ThirteenthHeldOut)]
     [InlineData(TestData.FourteenthHeldOut)]
+    [InlineData(TestData.FifteenthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
         var samples = TestData.HeldOut(file);
-        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut or TestData.ThirteenthHeldOut or TestData.FourteenthHeldOut)
+        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut or TestData.ThirteenthHeldOut or TestData.FourteenthHeldOut or TestData.FifteenthHeldOut)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }

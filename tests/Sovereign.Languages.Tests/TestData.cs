@@ -85,8 +85,13 @@ internal static partial class TestData
     /// that round.</summary>
     public const string FourteenthHeldOut = "heldout-14.txt";
 
+    /// <summary>The fifteenth held-out evaluation set (every covered language, 8-16 sentences each, held-out 14's
+    /// distribution), written in session 26's round 15 before any change, evaluation or new development sentence of
+    /// that round.</summary>
+    public const string FifteenthHeldOut = "heldout-15.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
