@@ -353,14 +353,19 @@ public static class MeteringApi
         return (settings, "limits.");
     }
 
-    private static async Task<IResult> PutLimits(string id, HttpContext context, IGrainFactory grains, AuditLog audit)
+    private static async Task<IResult> PutLimits(string id, HttpContext context, IGrainFactory grains, AuditLog audit, PriceBookProvider prices)
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
-        _ = await grain.GetAsync() ?? throw NotFound(id);
+        var tenant = await grain.GetAsync() ?? throw NotFound(id);
         var document = await RequestReader.ReadAsync<LimitsRequest>(context);
         var (request, at) = SettingsOf(document);
         var current = await grain.GetLimitsAsync();
-        if (request.Currency is { } currency && current.Currency is { } tenantCurrency && !currency.Equals(tenantCurrency, StringComparison.OrdinalIgnoreCase))
+
+        // The currency the budgets are counted in: recorded with the budgets, else the plan's. A tenant without budgets
+        // has none recorded, and a 'currency' other than its plan's was accepted there and the amounts taken in the
+        // plan's currency (a budget sent as 5 USD became 5 EUR).
+        var tenantCurrency = current.Currency ?? prices.Current.FindPlan(tenant.Plan)?.Currency;
+        if (request.Currency is { } currency && tenantCurrency is not null && !currency.Equals(tenantCurrency, StringComparison.OrdinalIgnoreCase))
         {
             throw OpenAIException.BadRequest(
                 $"{at}currency is the tenant's plan's ({tenantCurrency}) and cannot be set here; move the tenant to a plan in {RequestReader.Shorten(currency)} instead.", $"{at}currency", "invalid_value");
@@ -389,6 +394,14 @@ public static class MeteringApi
                 throw OpenAIException.BadRequest(
                     $"{at}budgets[{i}].amount has more than {BudgetLimit.Decimals} decimals; spend is counted in millionths of the currency (got {b.Amount.Value.ToString(CultureInfo.InvariantCulture)}).",
                     $"{at}budgets[{i}].amount", "invalid_value");
+            }
+
+            // A budget's 'currency' is GET's read-only status: accepted when it is the tenant's, never a conversion.
+            if (b.Currency is { } budgetCurrency && tenantCurrency is not null && !budgetCurrency.Equals(tenantCurrency, StringComparison.OrdinalIgnoreCase))
+            {
+                throw OpenAIException.BadRequest(
+                    $"{at}budgets[{i}].currency is the tenant's plan's ({tenantCurrency}) and cannot be set here; move the tenant to a plan in {RequestReader.Shorten(budgetCurrency)} instead.",
+                    $"{at}budgets[{i}].currency", "invalid_value");
             }
 
             RequireKeyOf(id, keys, b.KeyId, $"{at}budgets[{i}].key_id");

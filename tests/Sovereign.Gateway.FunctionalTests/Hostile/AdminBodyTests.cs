@@ -106,6 +106,35 @@ public sealed class AdminBodyTests(ConsoleFixture fixture)
         Assert.Equal(currency, same.GetProperty("limits").GetProperty("currency").GetString());
     }
 
+    /// <summary>
+    /// A currency other than the plan's is refused on a tenant that has no budgets yet too, and on a budget itself. Both
+    /// were a 200 that took the amount in the plan's currency: a budget sent as 1 XTS became 1 EUR.
+    /// </summary>
+    [Theory]
+    [InlineData("""{"currency":"XTS","budgets":[{"period":"day","amount":1}]}""", "currency")]
+    [InlineData("""{"budgets":[{"period":"day","amount":1,"currency":"XTS"}]}""", "budgets[0].currency")]
+    [InlineData("""{"limits":{"currency":"XTS","budgets":[{"period":"day","amount":1}]}}""", "limits.currency")]
+    public async Task LimitsCurrency_OtherThanThePlans_OnATenantWithoutBudgets_Is400_AndNothingIsSet(string body, string param)
+    {
+        var (tenant, _) = await fixture.NewTenantAsync();
+
+        using var refused = await fixture.Admin.PutAsync($"/admin/v1/tenants/{tenant}/limits", new StringContent(body, Encoding.UTF8, "application/json"));
+
+        var text = await refused.Content.ReadAsStringAsync();
+        Assert.True((int)refused.StatusCode == 400, text);
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal(param, error.GetProperty("param").GetString());
+        Assert.Equal("invalid_value", error.GetProperty("code").GetString());
+        Assert.Contains("(EUR)", error.GetProperty("message").GetString());
+        var after = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/limits", null);
+        Assert.Equal(0, after.GetProperty("limits").GetProperty("budgets").GetArrayLength());
+
+        // The plan's own currency, in either place, is accepted.
+        var same = await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits",
+            JsonDocument.Parse(body.Replace("XTS", "eur", StringComparison.Ordinal)).RootElement);
+        Assert.Equal("EUR", same.GetProperty("limits").GetProperty("currency").GetString());
+    }
+
     [Fact]
     public async Task AdminUrl_WithAMethodItDoesNotTake_Is405WithAllow()
     {
