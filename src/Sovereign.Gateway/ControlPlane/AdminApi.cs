@@ -2,7 +2,9 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Grains;
+using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
 using Sovereign.Metering.Pricing;
@@ -176,10 +178,21 @@ public static class AdminApi
         return Json(new { data = (await nodes.Registry.GetAsync()).Nodes.Select(n => NodeJson(n, nodes.InFlight(n.Id), nodes.PlacementOf(n))) });
     }
 
-    private static async Task<IResult> RegisterNode(HttpContext context, NodeDirectory nodes, JurisdictionCatalog catalog, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time)
+    private static async Task<IResult> RegisterNode(
+        HttpContext context, NodeDirectory nodes, JurisdictionCatalog catalog, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time, IOptions<SovereignOptions> options)
     {
         var request = await RequestReader.ReadAsync<NodeCreateRequest>(context);
         var id = ResourceIds.Require(request.Id, ResourceKind.Node, "id");
+
+        // Registering an engine again under its id updates it; an id that is a Sovereign node (this server, or a
+        // cluster member that registered itself) was silently turned into an external engine at another URL.
+        var existing = (await nodes.Registry.GetAsync()).Nodes.FirstOrDefault(n => n.Id == id);
+        if (id == options.Value.NodeId || (existing is not null && existing.Kind != nameof(NodeKind.External)))
+        {
+            throw new OpenAIException(StatusCodes.Status409Conflict,
+                $"Node '{id}' is {(id == options.Value.NodeId ? "this server's own node" : "a Sovereign node that registered itself")}, not an external engine: give the engine another id.",
+                "invalid_request_error", "id", "node_exists");
+        }
         var jurisdiction = request.Jurisdiction?.Trim().ToUpperInvariant();
         if (!catalog.IsCountry(jurisdiction))
         {
@@ -257,6 +270,12 @@ public static class AdminApi
                 }
             }
 
+            if (models.Any(m => m.Id == model.Id))
+            {
+                // Two entries for one id: the second's upstream, capacity and kind were stored and shown, and one was never used.
+                throw OpenAIException.BadRequest($"models[{i}].id '{model.Id}' is listed twice; list each model once.", $"models[{i}].id", "invalid_value");
+            }
+
             models.Add(new NodeModel(model.Id, model.Upstream ?? model.Id, model.Capacity ?? 16, model.License, model.Origin?.ToUpperInvariant(), modelKind,
                 Routing.LanguageRouting.Canonical(model.Languages?.Select(l => l!).ToList())));
         }
@@ -299,8 +318,17 @@ public static class AdminApi
         return Json(new { id, state = state.ToLowerInvariant() });
     }
 
-    private static async Task<IResult> DeleteNode(string id, NodeDirectory nodes, AuditLog audit)
+    private static async Task<IResult> DeleteNode(string id, NodeDirectory nodes, AuditLog audit, IOptions<SovereignOptions> options, IOptions<Cluster.Hosting.SovereignClusterOptions> cluster)
     {
+        if (id == options.Value.NodeId && cluster.Value.ServesModels)
+        {
+            // This process registers itself only at start: removed, it vanished from the pool (and could no longer be
+            // drained) while it kept serving, until a restart.
+            throw new OpenAIException(StatusCodes.Status409Conflict,
+                $"Node '{id}' is this server itself, which is running and would keep serving unseen: set its state to 'draining' to take it out of rotation, or remove it from another gateway once it has stopped.",
+                "invalid_request_error", "id", "node_in_use");
+        }
+
         if (!await nodes.Registry.DeleteAsync(id))
         {
             throw NotFound("node", id);

@@ -1,0 +1,77 @@
+using System.Text;
+using System.Text.Json;
+using Sovereign.Gateway.FunctionalTests.Console;
+
+namespace Sovereign.Gateway.FunctionalTests.Hostile;
+
+/// <summary>
+/// <c>POST /admin/v1/nodes</c> and <c>DELETE /admin/v1/nodes/{id}</c> as an operator fat-fingers them. Found by hand:
+/// an engine registered under the server's own node id (or a cluster member's) replaced that node with an external
+/// engine at the given URL (201); deleting the server's own node while it ran was a 200, after which it vanished from
+/// <c>nodes list</c> and could no longer be drained until a restart; and a model listed twice was stored twice.
+/// </summary>
+[Collection(ConsoleCollection.Name)]
+public sealed class NodeRegistrationTests(ConsoleFixture fixture)
+{
+    private const string OwnNode = "bkk-1";
+
+    [Fact]
+    public async Task AnEngine_UnderTheServersOwnNodeId_Is409_AndTheServersNodeStays()
+    {
+        var error = await RefusedAsync(HttpMethod.Post, "/admin/v1/nodes",
+            $$"""{"id":"{{OwnNode}}","jurisdiction":"TH","base_url":"http://10.0.0.1:8000","models":[{"id":"x"}]}""", 409);
+
+        Assert.Equal("id", error.GetProperty("param").GetString());
+        Assert.Equal("node_exists", error.GetProperty("code").GetString());
+        Assert.Equal("local", await KindOfAsync(OwnNode));
+    }
+
+    [Fact]
+    public async Task DeletingTheServersOwnNode_WhileItRuns_Is409_AndItStaysListed()
+    {
+        var error = await RefusedAsync(HttpMethod.Delete, $"/admin/v1/nodes/{OwnNode}", null, 409);
+
+        Assert.Equal("node_in_use", error.GetProperty("code").GetString());
+        Assert.Contains("draining", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal("local", await KindOfAsync(OwnNode));
+        Assert.Equal(200, await fixture.ChatAsync(fixture.HospitalKey));
+    }
+
+    [Fact]
+    public async Task AModelListedTwice_Is400NamingTheSecond_AndNothingIsRegistered()
+    {
+        var error = await RefusedAsync(HttpMethod.Post, "/admin/v1/nodes",
+            """{"id":"qa-twice","jurisdiction":"SG","base_url":"http://10.0.0.2:8000","models":[{"id":"m"},{"id":"n"},{"id":"m","capacity":4}]}""", 400);
+
+        Assert.Equal("models[2].id", error.GetProperty("param").GetString());
+        Assert.Null(await KindOfAsync("qa-twice"));
+    }
+
+    [Fact]
+    public async Task AnEngine_RegisteredAgainUnderItsId_IsUpdated()
+    {
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/nodes",
+            JsonDocument.Parse("""{"id":"qa-engine","jurisdiction":"SG","base_url":"http://10.0.0.3:8000","models":[{"id":"m"}]}""").RootElement);
+        var again = await fixture.SendAsync(HttpMethod.Post, "/admin/v1/nodes",
+            JsonDocument.Parse("""{"id":"qa-engine","jurisdiction":"SG","base_url":"http://10.0.0.4:8000","models":[{"id":"m"}]}""").RootElement);
+
+        Assert.Equal("http://10.0.0.4:8000", again.GetProperty("base_url").GetString());
+        await fixture.SendAsync(HttpMethod.Delete, "/admin/v1/nodes/qa-engine", null);
+        Assert.Null(await KindOfAsync("qa-engine"));
+    }
+
+    private async Task<string?> KindOfAsync(string id)
+    {
+        var nodes = await fixture.SendAsync(HttpMethod.Get, "/admin/v1/nodes", null);
+        return nodes.GetProperty("data").EnumerateArray().Where(n => n.GetProperty("id").GetString() == id).Select(n => n.GetProperty("kind").GetString()).SingleOrDefault();
+    }
+
+    private async Task<JsonElement> RefusedAsync(HttpMethod method, string path, string? body, int status)
+    {
+        using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : new StringContent(body, Encoding.UTF8, "application/json") };
+        using var response = await fixture.Admin.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == status, $"{method} {path}: {(int)response.StatusCode} {text}");
+        return JsonDocument.Parse(text).RootElement.GetProperty("error");
+    }
+}
