@@ -124,6 +124,21 @@ internal static class AuditCommand
                 return 2;
             }
 
+            // A misspelt or blank tenant wrote an export of nothing but other tenants' hashes, and said so with exit 0:
+            // an auditor would be handed an empty export as if the tenant had done nothing.
+            if (result.GetValue(tenant) is { } tenantId)
+            {
+                if (!ResourceIds.IsValid(tenantId, ResourceKind.Tenant))
+                {
+                    throw new Output.CliException($"--tenant '{tenantId}' is not a tenant id (lowercase letters, digits and '-').", Output.ExitCodes.Usage);
+                }
+
+                if (await new Residency.ControlPlane.ControlPlaneStore(db).GetTenantAsync(tenantId, ct) is null)
+                {
+                    throw new Output.CliException($"no tenant '{tenantId}' in this database ('sovereign tenants list' shows them); nothing was written.");
+                }
+            }
+
             using var key = OperatorSigningKey.LoadOrCreate(keyFile);
             var file = result.GetValue(output);
             await using var stream = file is null ? Console.OpenStandardOutput() : File.Create(file.FullName);
@@ -234,7 +249,7 @@ internal static class AuditCommand
             }
 
             await using var stream = input.OpenRead();
-            var outcome = await AuditExport.VerifyExportAsync(stream, await File.ReadAllTextAsync(result.GetValue(publicKey)!.FullName, ct), ct);
+            var outcome = await AuditExport.VerifyExportAsync(stream, await ReadPublicKeyAsync(result.GetValue(publicKey)!, ct), ct);
             Console.WriteLine($"Checked {outcome.EntriesChecked} entries.");
             foreach (var problem in outcome.Problems)
             {
@@ -264,7 +279,7 @@ internal static class AuditCommand
     {
         if (file is not null)
         {
-            return await File.ReadAllTextAsync(file.FullName, cancellationToken);
+            return await ReadPublicKeyAsync(file, cancellationToken);
         }
 
         // Never create a key here: a new key would sign nothing the server wrote.
@@ -276,6 +291,35 @@ internal static class AuditCommand
 
         using var key = OperatorSigningKey.LoadOrCreate(keyFile);
         return key.PublicKeyPem;
+    }
+
+    /// <summary>
+    /// The PEM a <c>--public-key</c> names, checked to be an ECDSA P-256 key: a missing file was exit 1 with the
+    /// runtime's "Could not find file", and a file that holds no key exit 2 with "No supported key formats were found ...
+    /// (Parameter 'input')", neither naming the flag.
+    /// </summary>
+    private static async Task<string> ReadPublicKeyAsync(FileInfo file, CancellationToken cancellationToken)
+    {
+        if (!file.Exists)
+        {
+            throw new Output.CliException($"--public-key {file.FullName} does not exist.", Output.ExitCodes.Usage);
+        }
+
+        var pem = await File.ReadAllTextAsync(file.FullName, cancellationToken);
+        using var key = System.Security.Cryptography.ECDsa.Create();
+        try
+        {
+            key.ImportFromPem(pem);
+        }
+        catch (Exception ex) when (ex is ArgumentException or System.Security.Cryptography.CryptographicException)
+        {
+            throw new Output.CliException(
+                $"--public-key {file.FullName} holds no PEM public key ('-----BEGIN PUBLIC KEY-----'): give the file 'sovereign audit public-key' wrote.", Output.ExitCodes.Usage);
+        }
+
+        return key.KeySize == 256
+            ? pem
+            : throw new Output.CliException($"--public-key {file.FullName} is not an ECDSA P-256 key, as the operator's key is.", Output.ExitCodes.Usage);
     }
 
     private static SqlDatabase? OpenDatabase(string? database, string dataDirectory)

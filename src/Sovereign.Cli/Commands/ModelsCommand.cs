@@ -142,7 +142,26 @@ internal static class ModelsCommand
             }
             catch (ArgumentException ex)
             {
-                Console.Error.WriteLine("sovereign models synth: " + ex.Message);
+                // The options' own names ("Invalid synthetic model option Layers: ... (Parameter 'Layers')") are not
+                // what the user typed: name the flag.
+                var flag = ex.ParamName switch
+                {
+                    nameof(SyntheticModelOptions.Layers) => "--layers",
+                    nameof(SyntheticModelOptions.EmbeddingLength) => "--width",
+                    nameof(SyntheticModelOptions.HeadCount) => "--heads",
+                    nameof(SyntheticModelOptions.KvHeadCount) => "--kv-heads",
+                    nameof(SyntheticModelOptions.FeedForwardLength) => "--ff",
+                    nameof(SyntheticModelOptions.VocabularySize) => "--vocab",
+                    nameof(SyntheticModelOptions.ContextLength) => "--context",
+                    nameof(SyntheticModelOptions.TensorType) => "--type",
+                    nameof(SyntheticModelOptions.Name) => "--name",
+                    _ => null,
+                };
+                var problem = ex.Message;
+                var start = problem.IndexOf(": ", StringComparison.Ordinal);
+                var end = ex.ParamName is null ? -1 : problem.LastIndexOf($" (Parameter '{ex.ParamName}')", StringComparison.Ordinal);
+                problem = flag is null || start < 0 ? problem : problem[(start + 2)..(end < 0 ? problem.Length : end)];
+                Console.Error.WriteLine("sovereign models synth: " + (flag is null ? problem : $"{flag} {problem}"));
                 return Task.FromResult(2);
             }
 

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using Sovereign.Cli.Output;
 using Spectre.Console;
 
 namespace Sovereign.Cli.Commands;
@@ -203,6 +204,19 @@ internal static class TenantsCommand
         private readonly Option<bool> _external = new("--allow-external") { Description = "Allow external providers (registered remote engines) within the jurisdictions (--allow-external false: not)." };
         private readonly Option<int?> _retain = new("--retain-days") { Description = "Allow storing prompt/completion content for this many days (default and 0: never stored)." };
 
+        public PolicyOptions()
+        {
+            // A negative count was sent as no retention at all: 'create --retain-days -5' stored nothing, and 'update
+            // --retain-days -5' cleared a retention the tenant had.
+            _retain.Validators.Add(r =>
+            {
+                if (r.GetValueOrDefault<int?>() is < 0)
+                {
+                    r.AddError("--retain-days must be a number of days, 0 (never stored) or more.");
+                }
+            });
+        }
+
         public void AddTo(Command command)
         {
             command.Options.Add(_jurisdictions);
@@ -219,6 +233,12 @@ internal static class TenantsCommand
             if (!required && jurisdictions.Length == 0)
             {
                 return null;
+            }
+
+            if (jurisdictions.Length == 0)
+            {
+                // A usage error, said before the server is asked (it answered 400 about 'policy.allowed_jurisdictions', exit 1).
+                throw new CliException("--jurisdiction is required: where the tenant's requests may run, a country code or group (e.g. --jurisdiction TH); repeatable.", ExitCodes.Usage);
             }
 
             return new

@@ -1,0 +1,36 @@
+using System.Text.RegularExpressions;
+
+namespace Sovereign.Cli.Output;
+
+/// <summary>
+/// The command-line parser's messages as a user reads them. It names the .NET type a value failed to convert to
+/// ("Cannot parse argument 'abc' for option '--weight' as expected type 'System.Nullable`1[System.Int32]'"): the line
+/// says which flag and what it takes instead.
+/// </summary>
+internal static partial class ParseErrors
+{
+    public static string Describe(string message)
+    {
+        var match = CannotParse().Match(message);
+        if (!match.Success)
+        {
+            return message;
+        }
+
+        var type = match.Groups["type"].Value;
+        var takes = type switch
+        {
+            _ when type.Contains("UInt", StringComparison.Ordinal) => "a whole number, 0 or more",
+            _ when type.Contains("Int", StringComparison.Ordinal) => "a whole number",
+            _ when type.Contains("Decimal", StringComparison.Ordinal) || type.Contains("Double", StringComparison.Ordinal) => "a decimal number (e.g. 0.25)",
+            _ when type.Contains("Boolean", StringComparison.Ordinal) => "true or false",
+            _ when type.Contains("DateTimeOffset", StringComparison.Ordinal) => "an ISO 8601 time (e.g. 2026-12-31T00:00:00Z)",
+            _ when type.Contains("TimeSpan", StringComparison.Ordinal) => "a duration (e.g. 01:00:00)",
+            _ => "a valid value",
+        };
+        return $"{match.Groups["name"].Value}: '{match.Groups["value"].Value}' is not {takes}.";
+    }
+
+    [GeneratedRegex(@"^Cannot parse argument '(?<value>.*)' for (?:option|command|argument) '(?<name>[^']*)' as expected type '(?<type>[^']*)'\.?$", RegexOptions.Singleline)]
+    private static partial Regex CannotParse();
+}

@@ -1,0 +1,114 @@
+using Sovereign.Cli.Output;
+
+namespace Sovereign.Gateway.FunctionalTests.Console;
+
+/// <summary>
+/// Mistakes an operator types, found by following the README and the operator guide: each is a usage error (exit 2)
+/// whose one line names the flag and what it takes, said before the server or the database is asked.
+/// </summary>
+[Collection(ConsoleCollection.Name)]
+public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("sovereign-cli-usage-").FullName;
+
+    private string[] Admin(params string[] args) => [.. args, "--url", fixture.Url, "--admin-token", ConsoleFixture.AdminToken];
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    /// <summary>The parser's own message named the .NET type ("as expected type 'System.Nullable`1[System.Int32]'").</summary>
+    [Theory]
+    [InlineData("--weight: 'abc' is not a whole number.", "plans", "set", "gold", "--currency", "EUR", "--weight", "abc")]
+    [InlineData("--input-per-million: '1e3' is not a decimal number", "plans", "price", "standard", "--model", "m", "--input-per-million", "1e3", "--output-per-million", "1")]
+    [InlineData("--effective-from: 'tomorrow' is not an ISO 8601 time", "plans", "compute-price", "standard", "--pool", "p", "--per-compute-second", "1", "--effective-from", "tomorrow")]
+    [InlineData("--seed: '-1' is not a whole number, 0 or more.", "models", "synth", "-o", "never.gguf", "--seed", "-1")]
+    public async Task AValueOfTheWrongType_NamesTheFlagAndWhatItTakes_NotADotNetType(string expected, params string[] args)
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(args[0] == "plans" ? Admin(args) : args);
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Equal("", stdout);
+        Assert.Contains(expected, stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("System.", stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>It said "Invalid synthetic model option Layers: ... (Parameter 'Layers')".</summary>
+    [Fact]
+    public async Task ASynthOptionOutOfRange_NamesTheFlag()
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync("models", "synth", "-o", Path.Combine(_directory, "m.gguf"), "--layers", "-3");
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Contains("--layers must be between 1 and 512, got -3.", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Parameter", stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(_directory, "m.gguf")));
+    }
+
+    /// <summary>
+    /// Without --jurisdiction the server's 400 about 'policy.allowed_jurisdictions' came back as exit 1; a negative
+    /// --retain-days was sent as "no retention" (create stored nothing, update cleared the tenant's retention).
+    /// </summary>
+    [Fact]
+    public async Task TenantsCreate_WithoutAJurisdiction_OrWithNegativeRetention_IsAUsageError_AndNoTenantIsMade()
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync(Admin("tenants", "create", "qa-no-place"));
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Contains("--jurisdiction is required", stderr, StringComparison.Ordinal);
+
+        (exit, _, stderr) = await CliProcess.RunAsync(Admin("tenants", "create", "qa-no-place", "--jurisdiction", "TH", "--retain-days", "-5"));
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Contains("--retain-days", stderr, StringComparison.Ordinal);
+
+        (exit, _, stderr) = await CliProcess.RunAsync(Admin("tenants", "show", "qa-no-place"));
+        Assert.Equal(ExitCodes.Failed, exit);
+        Assert.Contains("404", stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>A misspelt or blank --tenant wrote an export of other tenants' hashes only, with exit 0.</summary>
+    [Fact]
+    public async Task AuditExport_OfATenantThatIsNot_WritesNothing()
+    {
+        var output = Path.Combine(_directory, "export.jsonl");
+
+        var (exit, _, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", fixture.DataDirectory, "--tenant", "th-hospitl", "-o", output);
+        Assert.Equal(ExitCodes.Failed, exit);
+        Assert.Contains("no tenant 'th-hospitl'", stderr, StringComparison.Ordinal);
+
+        (exit, _, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", fixture.DataDirectory, "--tenant", " ", "-o", output);
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Contains("--tenant ' ' is not a tenant id", stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(output));
+
+        (exit, _, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", fixture.DataDirectory, "--tenant", "th-hospital", "-o", output);
+        Assert.True(exit == 0, stderr);
+        Assert.True(File.Exists(output));
+    }
+
+    /// <summary>
+    /// A missing key file was exit 1 with the runtime's "Could not find file"; a file that holds no key exit 2 with
+    /// "No supported key formats were found ... (Parameter 'input')".
+    /// </summary>
+    [Fact]
+    public async Task AuditVerifyExport_WithAPublicKeyThatIsNot_IsAUsageErrorNamingTheFlag()
+    {
+        var export = Path.Combine(_directory, "all.jsonl");
+        var (exit, _, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", fixture.DataDirectory, "-o", export);
+        Assert.True(exit == 0, stderr);
+
+        (exit, _, stderr) = await CliProcess.RunAsync("audit", "verify-export", export, "--public-key", Path.Combine(_directory, "missing.pem"));
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Contains("--public-key", stderr, StringComparison.Ordinal);
+        Assert.Contains("does not exist", stderr, StringComparison.Ordinal);
+
+        (exit, _, stderr) = await CliProcess.RunAsync("audit", "verify-export", export, "--public-key", export);
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Contains("holds no PEM public key", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Parameter", stderr, StringComparison.Ordinal);
+
+        var pem = Path.Combine(_directory, "operator.pem");
+        (exit, var publicKey, stderr) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", fixture.DataDirectory);
+        Assert.True(exit == 0, stderr);
+        await File.WriteAllTextAsync(pem, publicKey);
+        (exit, _, stderr) = await CliProcess.RunAsync("audit", "verify-export", export, "--public-key", pem);
+        Assert.True(exit == 0, stderr);
+    }
+}
