@@ -159,6 +159,12 @@ internal static class ServeCommand
             await Console.Error.WriteLineAsync("sovereign serve: cannot start: " + ex.Message);
             return 2;
         }
+        catch (IOException ex) when (ex.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
+        {
+            // It was reported as "cannot reach the server ... Is `sovereign serve` running?" with exit 4.
+            await Console.Error.WriteLineAsync($"sovereign serve: cannot start: {ex.Message} Another process listens there: stop it, or choose another address with --urls.");
+            return 2;
+        }
         catch (Orleans.Runtime.MembershipService.OrleansClusterConnectivityCheckFailedException ex)
         {
             // Typically a certificate the cluster's members do not accept (or theirs not accepted here): TLS refused both ways.
@@ -325,6 +331,16 @@ internal sealed record ServeSettings
         if (Engine is not null)
         {
             options.Engines = [Engine];
+        }
+
+        if (options.Models.Count == 0 && options.Engines.Count == 0 && (Threads is not null || Parallel is not null || ContextLength is not null || ChatTemplate is not null))
+        {
+            // Nothing configured: the flags are for the built-in test model (they were silently ignored).
+            options.TestModel ??= new ModelOptions();
+            options.TestModel.Threads = Threads ?? options.TestModel.Threads;
+            options.TestModel.Parallel = Parallel ?? options.TestModel.Parallel;
+            options.TestModel.ContextLength = ContextLength ?? options.TestModel.ContextLength;
+            options.TestModel.ChatTemplate = ChatTemplate ?? options.TestModel.ChatTemplate;
         }
 
         foreach (var model in options.Models)

@@ -20,6 +20,13 @@ public sealed class SovereignOptions
     /// <summary>Where Sovereign keeps its files (the built-in test model among them). Default: ~/.sovereign.</summary>
     public string? DataDirectory { get; set; }
 
+    /// <summary>
+    /// How to run the built-in test model, served when no model and no engine is configured: its <c>Threads</c>,
+    /// <c>Parallel</c>, <c>ContextLength</c> and <c>ChatTemplate</c> (<c>serve --threads/--parallel/--ctx-size/--chat-template</c>
+    /// without <c>--model</c>); its id and path are the built-in ones.
+    /// </summary>
+    public ModelOptions? TestModel { get; set; }
+
     /// <summary>Serve the all-MiniLM-L6-v2 ONNX embedding model (loaded on first use).</summary>
     public bool BuiltInEmbeddings { get; set; } = true;
 

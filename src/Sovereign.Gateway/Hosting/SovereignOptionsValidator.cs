@@ -10,6 +10,13 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
     {
         var failures = new List<string>();
         var ids = new HashSet<string>(StringComparer.Ordinal);
+        if (options.TestModel is { } test)
+        {
+            Positive(failures, "Sovereign:TestModel:Parallel", test.Parallel, 1, 256);
+            NonNegative(failures, "Sovereign:TestModel:ContextLength", test.ContextLength);
+            NonNegative(failures, "Sovereign:TestModel:Threads", test.Threads);
+        }
+
         for (var i = 0; i < options.Models.Count; i++)
         {
             var model = options.Models[i];

@@ -31,7 +31,10 @@ public static partial class BuiltInTestModel
     };
 
     /// <summary>Writes the model into the data directory unless it is there, and returns how to serve it.</summary>
-    public static ModelOptions Ensure(string dataDirectory, ILogger logger)
+    /// <param name="dataDirectory">The data directory; the file goes into its <c>models</c> folder.</param>
+    /// <param name="logger">Where the warning that a test model is served goes.</param>
+    /// <param name="settings">Threads, parallel sequences, context and template to run it with (<c>Sovereign:TestModel</c>).</param>
+    public static ModelOptions Ensure(string dataDirectory, ILogger logger, ModelOptions? settings = null)
     {
         var folder = Path.Combine(dataDirectory, "models");
         var path = Path.Combine(folder, FileName);
@@ -44,7 +47,17 @@ public static partial class BuiltInTestModel
         }
 
         LogTestModel(logger, Id, path);
-        return new ModelOptions { Id = Id, Path = path, ContextLength = 2048 };
+        // The serve flags (--threads, --parallel, --ctx-size, --chat-template) were ignored here: the test model ran
+        // with the defaults whatever they said, and a --parallel of -1 started the server.
+        return new ModelOptions
+        {
+            Id = Id,
+            Path = path,
+            ContextLength = settings is { ContextLength: > 0 } ? settings.ContextLength : 2048,
+            Parallel = settings?.Parallel ?? ModelOptions.DefaultParallel,
+            Threads = settings?.Threads ?? 0,
+            ChatTemplate = settings?.ChatTemplate,
+        };
     }
 
     [LoggerMessage(EventId = 2010, Level = LogLevel.Warning, Message =

@@ -153,7 +153,7 @@ public sealed partial class ModelCatalog(
         }
 
         // The built-in test model only stands in when nothing at all is configured: a node that fronts an engine serves its models.
-        var configured = settings.Models.Count > 0 || settings.Engines.Count > 0 ? settings.Models : [BuiltInTestModel.Ensure(settings.ResolvedDataDirectory, _logger)];
+        var configured = settings.Models.Count > 0 || settings.Engines.Count > 0 ? settings.Models : [BuiltInTestModel.Ensure(settings.ResolvedDataDirectory, _logger, settings.TestModel)];
         _configured = configured.ToDictionary(m => m.Id, StringComparer.Ordinal);
         var served = new List<ServedModel>();
         foreach (var model in configured)

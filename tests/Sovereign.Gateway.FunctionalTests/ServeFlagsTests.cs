@@ -1,0 +1,71 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Sovereign.Cli.Commands;
+using Sovereign.Cli.Output;
+using Sovereign.Gateway.Models;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary>
+/// <c>sovereign serve</c> on embedded defaults (the README's first command) with the flags its help lists. Found by
+/// hand: without <c>--model</c>, <c>--threads</c>, <c>--parallel</c>, <c>--ctx-size</c> and <c>--chat-template</c> were
+/// silently ignored (the test model ran with 8 sequences and a 2,048-token context whatever they said; <c>--parallel
+/// -1</c> started the server), and a port already taken was "cannot reach the server ... Is `sovereign serve`
+/// running?" with exit 4.
+/// </summary>
+public sealed class ServeFlagsTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("sovereign-serve-flags-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [Fact]
+    public async Task WithoutAModel_TheModelFlags_RunTheBuiltInTestModel()
+    {
+        await using var app = Build(new ServeSettings { Urls = "http://127.0.0.1:0", DataDirectory = _directory, Parallel = 3, Threads = 1, ContextLength = 256 });
+        await app.StartAsync();
+
+        Assert.True(app.Services.GetRequiredService<ModelCatalog>().TryGet(BuiltInTestModel.Id, out var served));
+        var options = served.Batcher!.Model.Options;
+        Assert.Equal(3, options.Parallel);
+        Assert.Equal(1, options.Threads);
+        Assert.Equal(256, options.ContextLength);
+    }
+
+    [Theory]
+    [InlineData(-1, null, "Sovereign:TestModel:Parallel")]
+    [InlineData(null, -2, "Sovereign:TestModel:Threads")]
+    public async Task WithoutAModel_AnInvalidModelFlag_StopsTheStart_NamingIt(int? parallel, int? threads, string setting)
+    {
+        await using var app = Build(new ServeSettings { Urls = "http://127.0.0.1:0", DataDirectory = _directory, Parallel = parallel, Threads = threads });
+
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => app.StartAsync());
+
+        Assert.Contains(setting, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task APortAlreadyTaken_IsAStartFailure_NotAnUnreachableServer()
+    {
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var url = $"http://127.0.0.1:{((IPEndPoint)taken.LocalEndpoint).Port}";
+
+        var (exit, _, stderr) = await CliProcess.RunAsync(
+            new Dictionary<string, string?> { ["Sovereign__BuiltInEmbeddings"] = "false", ["OMP_WAIT_POLICY"] = "PASSIVE" },
+            "serve", "--urls", url, "--data-dir", _directory, "--threads", "1");
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Contains("cannot start: ", stderr, StringComparison.Ordinal);
+        Assert.Contains("address already in use", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("cannot reach", stderr, StringComparison.Ordinal);
+    }
+
+    private static Microsoft.AspNetCore.Builder.WebApplication Build(ServeSettings settings) =>
+        ServeCommand.Build(settings with
+        {
+            Overrides = new Dictionary<string, string?> { ["Sovereign:BuiltInEmbeddings"] = "false" },
+        }, []);
+}
