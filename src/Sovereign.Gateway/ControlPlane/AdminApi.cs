@@ -453,10 +453,26 @@ public static class AdminApi
         groups = catalog.GroupNames.ToDictionary(g => g, g => catalog.GetGroupMembers(g)),
     });
 
-    private static async Task<IResult> ReadAudit(HttpContext context, AuditLog audit)
+    private static async Task<IResult> ReadAudit(HttpContext context, AuditLog audit, IGrainFactory grains) =>
+        Json(await ReadAuditPageAsync(audit, context, await TenantFilterAsync(context, grains)));
+
+    /// <summary>
+    /// The <c>tenant</c> query parameter of an admin list (usage, audit), or null without one: a tenant that exists, or
+    /// an id the gateway records its own work under. A misspelt or blank one answered an empty list, which reads as
+    /// "no usage" or "no entries"; it is a 400 naming <c>tenant</c>, or the 404 an unknown tenant gets elsewhere.
+    /// </summary>
+    internal static async Task<string?> TenantFilterAsync(HttpContext context, IGrainFactory grains)
     {
         var tenant = context.Request.Query["tenant"].ToString();
-        return Json(await ReadAuditPageAsync(audit, context, string.IsNullOrEmpty(tenant) ? null : tenant));
+        if (tenant.Length == 0 || ResourceIds.ReservedTenantIds.Contains(tenant))
+        {
+            return tenant.Length == 0 ? null : tenant;
+        }
+
+        ResourceIds.Require(tenant, ResourceKind.Tenant, "tenant");
+        return await grains.GetGrain<ITenantGrain>(tenant).GetAsync() is null
+            ? throw new OpenAIException(StatusCodes.Status404NotFound, $"No tenant '{tenant}'.", "invalid_request_error", "tenant", "tenant_not_found")
+            : tenant;
     }
 
     /// <summary>Most audit entries in one page.</summary>

@@ -458,8 +458,8 @@ public static class MeteringApi
         return Json(new { limits = LimitsJson(limits), budgets = (await grain.GetBudgetsAsync()).Select(BudgetJson) });
     }
 
-    private static async Task<IResult> AdminUsage(HttpContext context, UsageLedger ledger) =>
-        Json(new { data = (await ledger.QueryUsageAsync(ParseQuery(context, context.Request.Query["tenant"]), context.RequestAborted)).Select(UsageJson) });
+    private static async Task<IResult> AdminUsage(HttpContext context, UsageLedger ledger, IGrainFactory grains) =>
+        Json(new { data = (await ledger.QueryUsageAsync(ParseQuery(context, await AdminApi.TenantFilterAsync(context, grains)), context.RequestAborted)).Select(UsageJson) });
 
     private static async Task<IResult> TenantUsage(HttpContext context, InferenceRouter router, UsageLedger ledger)
     {

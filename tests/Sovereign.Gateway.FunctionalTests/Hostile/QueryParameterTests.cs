@@ -45,7 +45,25 @@ public sealed class QueryParameterTests(ConsoleFixture fixture)
         Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
     }
 
+    /// <summary>A misspelt or blank tenant answered 200 with an empty list, which reads as "no usage" or "no entries".</summary>
     [Theory]
+    [InlineData("/admin/v1/usage?tenant=th-hospitl", 404, "tenant_not_found")]
+    [InlineData("/admin/v1/usage?tenant=%20", 400, "invalid_value")]
+    [InlineData("/admin/v1/audit?tenant=th-hospitl", 404, "tenant_not_found")]
+    [InlineData("/admin/v1/audit?tenant=TH-Hospital", 400, "invalid_value")]
+    public async Task ATenantFilterThatIsNoTenant_IsRefusedNamingIt_NotAnEmptyList(string path, int status, string code)
+    {
+        using var response = await ClientFor("admin").GetAsync(path);
+
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == status, $"{path}: {(int)response.StatusCode} {text}");
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal("tenant", error.GetProperty("param").GetString());
+        Assert.Equal(code, error.GetProperty("code").GetString());
+    }
+
+    [Theory]
+    [InlineData("/admin/v1/usage?tenant=anonymous&group_by=day", "admin")] // the gateway's own records stay readable
     [InlineData("/admin/v1/usage?tenant=th-hospital&group_by=day&from=2026-01-01T00:00:00Z", "admin")]
     [InlineData("/admin/v1/tenants/th-hospital/invoice?format=json&from=2026-01-01", "admin")]
     [InlineData("/admin/v1/audit?tenant=th-hospital&order=desc&limit=1", "admin")]
