@@ -43,7 +43,7 @@ internal static class AuditCommand
         };
         maxUncovered.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<int>() < 0)
+            if (Output.ParseErrors.ValueOrNull<int>(r) is < 0)
             {
                 r.AddError("--max-uncovered-age must be 0 or more seconds.");
             }

@@ -17,6 +17,21 @@ internal static class ChatCommand
         var prompt = new Option<string?>("--prompt", "-p") { Description = "Send one message, print the streamed answer, and exit." };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Most tokens per answer.", DefaultValueFactory = _ => DefaultMaxTokens };
         var temperature = new Option<float?>("--temperature") { Description = "Sampling temperature, 0 to 2." };
+        // Said before the server is asked: it answered about 'max_completion_tokens' and 'temperature', exit 1.
+        maxTokens.Validators.Add(r =>
+        {
+            if (Output.ParseErrors.ValueOrNull<int>(r) is < 1)
+            {
+                r.AddError("--max-tokens must be at least 1.");
+            }
+        });
+        temperature.Validators.Add(r =>
+        {
+            if (Output.ParseErrors.ValueOrNull<float>(r) is < 0 or > 2 or float.NaN)
+            {
+                r.AddError("--temperature must be from 0 to 2.");
+            }
+        });
         var command = new Command("chat", "Chat with a model on a running server (streams the answer).") { model, system, prompt, maxTokens, temperature };
         connection.AddTo(command);
         command.SetAction((result, cancellationToken) => connection.RunAsync(result, async () =>

@@ -210,7 +210,7 @@ internal static class TenantsCommand
             // --retain-days -5' cleared a retention the tenant had.
             _retain.Validators.Add(r =>
             {
-                if (r.GetValueOrDefault<int?>() is < 0)
+                if (ParseErrors.ValueOrNull<int>(r) is < 0)
                 {
                     r.AddError("--retain-days must be a number of days, 0 (never stored) or more.");
                 }

@@ -22,13 +22,31 @@ internal static partial class ParseErrors
         {
             _ when type.Contains("UInt", StringComparison.Ordinal) => "a whole number, 0 or more",
             _ when type.Contains("Int", StringComparison.Ordinal) => "a whole number",
-            _ when type.Contains("Decimal", StringComparison.Ordinal) || type.Contains("Double", StringComparison.Ordinal) => "a decimal number (e.g. 0.25)",
+            _ when type.Contains("Decimal", StringComparison.Ordinal) || type.Contains("Double", StringComparison.Ordinal) || type.Contains("Single", StringComparison.Ordinal) => "a decimal number (e.g. 0.25)",
             _ when type.Contains("Boolean", StringComparison.Ordinal) => "true or false",
             _ when type.Contains("DateTimeOffset", StringComparison.Ordinal) => "an ISO 8601 time (e.g. 2026-12-31T00:00:00Z)",
             _ when type.Contains("TimeSpan", StringComparison.Ordinal) => "a duration (e.g. 01:00:00)",
             _ => "a valid value",
         };
         return $"{match.Groups["name"].Value}: '{match.Groups["value"].Value}' is not {takes}.";
+    }
+
+    /// <summary>
+    /// An option's value in a validator, or null when it did not convert: asking for it then threw
+    /// <see cref="InvalidOperationException"/> out of the parser ('audit verify --max-uncovered-age abc' aborted with an
+    /// unhandled exception, exit 134). The parser reports the conversion itself.
+    /// </summary>
+    public static T? ValueOrNull<T>(System.CommandLine.Parsing.OptionResult result)
+        where T : struct
+    {
+        try
+        {
+            return result.GetValueOrDefault<T?>();
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
     }
 
     [GeneratedRegex(@"^Cannot parse argument '(?<value>.*)' for (?:option|command|argument) '(?<name>[^']*)' as expected type '(?<type>[^']*)'\.?$", RegexOptions.Singleline)]
