@@ -37,7 +37,8 @@ internal static class NodeJoinApi
         app.MapPost("/cluster/v1/join", JoinAsync);
     }
 
-    private static async Task<IResult> IssueAsync(HttpContext context, ControlPlaneStore store, JurisdictionCatalog catalog, AuditLog audit, TimeProvider time)
+    private static async Task<IResult> IssueAsync(
+        HttpContext context, ControlPlaneStore store, JurisdictionCatalog catalog, AuditLog audit, TimeProvider time, IOptions<SovereignClusterOptions> cluster)
     {
         var request = await RequestReader.ReadAsync<JoinTokenRequest>(context);
         var jurisdiction = request.Jurisdiction?.Trim().ToUpperInvariant();
@@ -65,6 +66,15 @@ internal static class NodeJoinApi
         if (lifetime <= TimeSpan.Zero || lifetime > MaxLifetime)
         {
             throw OpenAIException.BadRequest($"ttl_seconds must be between 1 and {(long)MaxLifetime.TotalSeconds}.", "ttl_seconds", "invalid_value");
+        }
+
+        // Only a cluster's gateway admits joining nodes (JoinAsync answers anything else 404): a token issued by a single
+        // machine was printed as if usable, and the node started with it retried until its join timeout.
+        if (!cluster.Value.IsDistributed || cluster.Value.Role == ServerRole.Node)
+        {
+            throw new OpenAIException(StatusCodes.Status409Conflict,
+                "This server is not a gateway of a cluster (Sovereign:Cluster:Redis is not set), so no node can join through it: issue join tokens on a cluster's gateway.",
+                "invalid_request_error", null, "not_a_cluster_gateway");
         }
 
         var secret = TokenPrefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));

@@ -60,6 +60,22 @@ public sealed class NodeRegistrationTests(ConsoleFixture fixture)
         Assert.Null(await KindOfAsync("qa-engine"));
     }
 
+    /// <summary>A single machine printed a join token no node could use: its join endpoint answers 404.</summary>
+    [Fact]
+    public async Task AJoinToken_OnAServerThatIsNoClusterGateway_Is409_AfterTheBodyIsChecked()
+    {
+        var error = await RefusedAsync(HttpMethod.Post, "/admin/v1/nodes/join-tokens", """{"jurisdiction":"TH"}""", 409);
+        Assert.Equal("not_a_cluster_gateway", error.GetProperty("code").GetString());
+
+        var bad = await RefusedAsync(HttpMethod.Post, "/admin/v1/nodes/join-tokens", """{"jurisdiction":"XX"}""", 400);
+        Assert.Equal("jurisdiction", bad.GetProperty("param").GetString());
+
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("nodes", "join-token", "--jurisdiction", "TH", "--url", fixture.Url, "--admin-token", ConsoleFixture.AdminToken);
+        Assert.Equal(1, exit);
+        Assert.DoesNotContain("sjt_", stdout, StringComparison.Ordinal);
+        Assert.Contains("not a gateway of a cluster", stderr, StringComparison.Ordinal);
+    }
+
     private async Task<string?> KindOfAsync(string id)
     {
         var nodes = await fixture.SendAsync(HttpMethod.Get, "/admin/v1/nodes", null);
