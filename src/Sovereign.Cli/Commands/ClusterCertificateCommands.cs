@@ -100,6 +100,19 @@ internal static class ClusterCertificateCommands
             {
                 var identity = new ClusterIdentity(Enum.Parse<ServerRole>(result.GetValue(role)!, ignoreCase: true), id);
                 var target = result.GetValue(output) ?? directory;
+
+                // A folder holding another member's certificate (the CA's own folder, where a gateway keeps its files,
+                // is the default) had that member's key replaced: the member could not start again. Re-issuing the same
+                // member there (rotation) is fine.
+                var existing = Path.Combine(target, CertificateFile);
+                if (File.Exists(existing) && HolderOf(existing) is var holder && holder != identity)
+                {
+                    Console.Error.WriteLine(
+                        $"sovereign cluster cert issue: {Path.GetFullPath(target)} holds the certificate of {(holder is null ? "another member" : holder.ToString())}; " +
+                        $"issuing {identity} there would replace its key. Choose a folder of its own with --out.");
+                    return 2;
+                }
+
                 using var generated = result.GetValue(request) is null ? ECDsa.Create(ECCurve.NamedCurves.nistP256) : null;
                 string signingRequest;
                 try
@@ -139,6 +152,21 @@ internal static class ClusterCertificateCommands
             }
         });
         return new Command("cert", "Cluster certificates of gateways and nodes.") { issue, CreateRevoke() };
+    }
+
+    /// <summary>The identity the certificate file binds, or null when it is not a cluster certificate.</summary>
+    private static ClusterIdentity? HolderOf(string certificateFile)
+    {
+        try
+        {
+            // CreateFromPem, not CreateFromPemFile: the file holds no key, and without a key file that one looks for it there.
+            using var certificate = X509Certificate2.CreateFromPem(File.ReadAllText(certificateFile));
+            return ClusterCertificates.IdentityOf(certificate);
+        }
+        catch (CryptographicException)
+        {
+            return null;
+        }
     }
 
     /// <summary>

@@ -46,6 +46,30 @@ public sealed class ClusterCertificateCliTests : IDisposable
         Assert.NotNull(ClusterCertificates.Validate(second, authority, DateTimeOffset.UtcNow, out _));
     }
 
+    /// <summary>
+    /// Issuing node n1 with --out pointing at gateway-th's folder (or without --out, into the CA's folder, where a
+    /// gateway keeps its own files) replaced the gateway's certificate and key: exit 0, and the gateway could not start
+    /// again. It is a usage error now, and the gateway's files stay.
+    /// </summary>
+    [Fact]
+    public async Task Issue_IntoAFolderHoldingAnotherMembersCertificate_IsRefused_AndItsKeyStays()
+    {
+        var ca = Path.Combine(_folder, "operator");
+        Assert.Equal(0, (await CliProcess.RunAsync("cluster", "ca", "init", "--data-dir", ca)).ExitCode);
+        var gateway = Path.Combine(_folder, "gateway-th");
+        Assert.Equal(0, (await CliProcess.RunAsync("cluster", "cert", "issue", "--data-dir", ca, "--role", "gateway", "--node-id", "gateway-th", "--out", gateway)).ExitCode);
+        var key = await File.ReadAllTextAsync(Path.Combine(gateway, "cluster-key.pem"));
+
+        foreach (var (role, id) in new[] { ("node", "n1"), ("node", "gateway-th"), ("gateway", "gateway-sg") })
+        {
+            var (exit, stdout, stderr) = await CliProcess.RunAsync("cluster", "cert", "issue", "--data-dir", ca, "--role", role, "--node-id", id, "--out", gateway);
+
+            Assert.True(exit == 2, $"{role}/{id}: {exit} {stdout} {stderr}");
+            Assert.Contains("holds the certificate of gateway/gateway-th", stderr, StringComparison.Ordinal);
+            Assert.Equal(key, await File.ReadAllTextAsync(Path.Combine(gateway, "cluster-key.pem")));
+        }
+    }
+
     [Fact]
     public async Task IssueFromASigningRequest_WritesNoKey_AndBindsTheRequestersKey()
     {
