@@ -63,6 +63,16 @@ public sealed class ServeFlagsTests : IDisposable
         Assert.DoesNotContain("cannot reach", stderr, StringComparison.Ordinal);
     }
 
+    /// <summary>A cluster gateway (role gateway, no model) said "loading the built-in test model..." at start.</summary>
+    [Fact]
+    public void AGateway_SaysItServesNoModel_NotThatItLoadsTheTestModel()
+    {
+        var options = new Hosting.SovereignOptions();
+
+        Assert.Equal("sovereign serve: a gateway serves no model itself: it relays to the cluster's nodes.", ServeCommand.LoadingLine(options, servesModels: false));
+        Assert.Equal("sovereign serve: loading the built-in test model...", ServeCommand.LoadingLine(options, servesModels: true));
+    }
+
     private static Microsoft.AspNetCore.Builder.WebApplication Build(ServeSettings settings) =>
         ServeCommand.Build(settings with
         {

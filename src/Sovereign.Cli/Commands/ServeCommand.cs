@@ -148,9 +148,7 @@ internal static class ServeCommand
                 await Console.Error.WriteLineAsync($"sovereign serve: fronting the engine at {engine.BaseUrl.Trim()}: {string.Join(", ", engine.Models.Select(m => m.Id))}.");
             }
 
-            await Console.Error.WriteLineAsync(options.Models.Count == 0
-                ? options.Engines.Count == 0 ? "sovereign serve: loading the built-in test model..." : "sovereign serve: no GGUF model to load."
-                : $"sovereign serve: loading {options.Models.Count} model(s): {string.Join(", ", options.Models.Select(m => $"{m.Id} ({SizeOf(m.Path)})"))}...");
+            await Console.Error.WriteLineAsync(LoadingLine(options, app.Services.GetRequiredService<IOptions<Sovereign.Cluster.Hosting.SovereignClusterOptions>>().Value.ServesModels));
             await app.StartAsync(cancellationToken);
             await Console.Error.WriteLineAsync($"sovereign serve: ready on {string.Join(", ", app.Urls)} (console: {app.Urls.First().TrimEnd('/')}/console).");
         }
@@ -181,6 +179,15 @@ internal static class ServeCommand
 
         return 0;
     }
+
+    /// <summary>What <c>serve</c> says it loads before the host starts.</summary>
+    /// <remarks>A gateway loads nothing (ModelCatalog returns at once), but this line said it was loading the test model.</remarks>
+    internal static string LoadingLine(SovereignOptions options, bool servesModels) =>
+        !servesModels
+            ? "sovereign serve: a gateway serves no model itself: it relays to the cluster's nodes."
+            : options.Models.Count == 0
+            ? options.Engines.Count == 0 ? "sovereign serve: loading the built-in test model..." : "sovereign serve: no GGUF model to load."
+            : $"sovereign serve: loading {options.Models.Count} model(s): {string.Join(", ", options.Models.Select(m => $"{m.Id} ({SizeOf(m.Path)})"))}...";
 
     /// <summary>
     /// Builds the web application from defaults, the config file, environment variables and flags, in rising
