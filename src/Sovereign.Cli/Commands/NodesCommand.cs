@@ -101,6 +101,14 @@ internal static class NodesCommand
         var drainId = new Argument<string>("id") { Description = "Node id." };
         var wait = new Option<bool>("--wait") { Description = "Wait until the node has no request running or queued (then it can be stopped or removed)." };
         var drainTimeout = new Option<int>("--timeout") { Description = "Seconds to wait with --wait (default 600).", DefaultValueFactory = _ => 600 };
+        drainTimeout.Validators.Add(r =>
+        {
+            // A zero or negative --timeout was taken as 1 s, after which the CLI said the server did not answer (exit 4).
+            if (Output.ParseErrors.ValueOrNull<int>(r) is < 1)
+            {
+                r.AddError("--timeout must be at least 1 second.");
+            }
+        });
         var drainCommand = new Command("drain", "Take a node out of rotation without failing a request: it finishes what it has and gets nothing new.") { drainId, wait, drainTimeout };
         drainConnection.AddTo(drainCommand);
         drainCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
@@ -114,30 +122,39 @@ internal static class NodesCommand
             }
 
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            timeout.CancelAfter(TimeSpan.FromSeconds(Math.Max(1, result.GetValue(drainTimeout))));
+            timeout.CancelAfter(TimeSpan.FromSeconds(result.GetValue(drainTimeout)));
 
             // Gateways re-read the registry every second, so one may still send a request just after the drain: idle
             // counts only in a node report made at least SettleMilliseconds after the first one seen (node clock).
             long? settledAfter = null;
             var started = DateTimeOffset.UtcNow;
-            while (true)
+            try
             {
-                var nodes = await drainConnection.SendAsync(result, HttpMethod.Get, "/admin/v1/nodes", null, timeout.Token);
-                var view = nodes.GetProperty("data").EnumerateArray().FirstOrDefault(n => n.GetProperty("id").GetString() == node);
-                if (view.ValueKind == System.Text.Json.JsonValueKind.Undefined)
+                while (true)
                 {
-                    break;
-                }
+                    var nodes = await drainConnection.SendAsync(result, HttpMethod.Get, "/admin/v1/nodes", null, timeout.Token);
+                    var view = nodes.GetProperty("data").EnumerateArray().FirstOrDefault(n => n.GetProperty("id").GetString() == node);
+                    if (view.ValueKind == System.Text.Json.JsonValueKind.Undefined)
+                    {
+                        break;
+                    }
 
-                var reportedAt = ReportedAt(view);
-                settledAfter ??= reportedAt + SettleMilliseconds;
-                var settled = reportedAt is null ? DateTimeOffset.UtcNow - started >= TimeSpan.FromMilliseconds(SettleMilliseconds) : reportedAt >= settledAfter;
-                if (settled && IsIdle(view))
-                {
-                    break;
-                }
+                    var reportedAt = ReportedAt(view);
+                    settledAfter ??= reportedAt + SettleMilliseconds;
+                    var settled = reportedAt is null ? DateTimeOffset.UtcNow - started >= TimeSpan.FromMilliseconds(SettleMilliseconds) : reportedAt >= settledAfter;
+                    if (settled && IsIdle(view))
+                    {
+                        break;
+                    }
 
-                await Task.Delay(TimeSpan.FromMilliseconds(500), timeout.Token);
+                    await Task.Delay(TimeSpan.FromMilliseconds(500), timeout.Token);
+                }
+            }
+            catch (OperationCanceledException) when (timeout.IsCancellationRequested && !ct.IsCancellationRequested)
+            {
+                // The server answered all along: the node still had work. It said "the server did not answer in time", exit 4.
+                throw new Output.CliException(
+                    $"node {node} is draining but was not idle within --timeout {result.GetValue(drainTimeout)} s; run 'sovereign nodes drain {node} --wait' again, or with a longer --timeout.");
             }
 
             drainConnection.Print(result, json, () => Console.WriteLine($"Node {node} is drained: nothing running or queued."));

@@ -76,6 +76,41 @@ public sealed class NodeRegistrationTests(ConsoleFixture fixture)
         Assert.Contains("not a gateway of a cluster", stderr, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// 'nodes drain X --wait --timeout -1' drained the node, waited 1 s and said "the server did not answer in time"
+    /// (exit 4, as if unreachable), which is also what any --wait that ran out of time said.
+    /// </summary>
+    [Fact]
+    public async Task DrainWait_WithANonPositiveTimeout_IsAUsageError_AndRunningOutOfTimeSaysTheNodeIsStillBusy()
+    {
+        string[] Admin(params string[] args) => [.. args, "--url", fixture.Url, "--admin-token", ConsoleFixture.AdminToken];
+        var (exit, _, stderr) = await CliProcess.RunAsync(Admin("nodes", "drain", OwnNode, "--wait", "--timeout", "-1"));
+        Assert.Equal(2, exit);
+        Assert.Contains("--timeout must be at least 1 second.", stderr, StringComparison.Ordinal);
+        Assert.Equal("active", await StateOfAsync(OwnNode));
+
+        // An external engine reports no load: it counts as idle only 2 s after the drain, later than a 1 s --timeout.
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/nodes",
+            JsonDocument.Parse("""{"id":"qa-drain","jurisdiction":"SG","base_url":"http://10.0.0.5:8000","models":[{"id":"m"}]}""").RootElement);
+        try
+        {
+            (exit, _, stderr) = await CliProcess.RunAsync(Admin("nodes", "drain", "qa-drain", "--wait", "--timeout", "1"));
+            Assert.Equal(1, exit);
+            Assert.Contains("node qa-drain is draining but was not idle within --timeout 1 s", stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain("did not answer", stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await fixture.SendAsync(HttpMethod.Delete, "/admin/v1/nodes/qa-drain", null);
+        }
+    }
+
+    private async Task<string?> StateOfAsync(string id)
+    {
+        var nodes = await fixture.SendAsync(HttpMethod.Get, "/admin/v1/nodes", null);
+        return nodes.GetProperty("data").EnumerateArray().Where(n => n.GetProperty("id").GetString() == id).Select(n => n.GetProperty("state").GetString()).SingleOrDefault();
+    }
+
     private async Task<string?> KindOfAsync(string id)
     {
         var nodes = await fixture.SendAsync(HttpMethod.Get, "/admin/v1/nodes", null);
