@@ -69,6 +69,15 @@ public sealed partial class ModelCatalog(
                 return reloaded;
             }
 
+            if (entry is null && id == MiniLmEmbeddingGenerator.ModelId && options.Value.BuiltInEmbeddings)
+            {
+                // The built-in embedding model could be unloaded but not loaded again ("neither in the registry nor in
+                // the configuration") until a restart.
+                var miniLm = BuiltInEmbeddings();
+                Publish([.. All, miniLm]);
+                return miniLm;
+            }
+
             if (entry is null)
             {
                 throw new KeyNotFoundException($"The model '{id}' is neither in the registry nor in the configuration.");
@@ -131,6 +140,16 @@ public sealed partial class ModelCatalog(
         }
     }
 
+    /// <summary>all-MiniLM-L6-v2, owned by id so that an unload disposes it (it stayed in memory, unused).</summary>
+    private ServedModel BuiltInEmbeddings()
+    {
+        var miniLm = new MiniLmEmbeddingGenerator();
+        _owned.Add(miniLm);
+        _ownedById[MiniLmEmbeddingGenerator.ModelId] = miniLm;
+        return new ServedModel(MiniLmEmbeddingGenerator.ModelId, ModelKind.Embedding, time.GetUtcNow().ToUnixTimeSeconds(),
+            "sentence-transformers", null, miniLm, miniLm.CountTokens, MiniLmEmbeddingGenerator.MaxInputTokens);
+    }
+
     private void Publish(IReadOnlyList<ServedModel> models)
     {
         All = models;
@@ -165,10 +184,7 @@ public sealed partial class ModelCatalog(
         if (settings.BuiltInEmbeddings && served.All(m => m.Id != MiniLmEmbeddingGenerator.ModelId)
             && settings.Engines.All(e => e.Models.All(m => m.Id != MiniLmEmbeddingGenerator.ModelId)))
         {
-            var miniLm = new MiniLmEmbeddingGenerator();
-            _owned.Add(miniLm);
-            served.Add(new ServedModel(MiniLmEmbeddingGenerator.ModelId, ModelKind.Embedding, time.GetUtcNow().ToUnixTimeSeconds(),
-                "sentence-transformers", null, miniLm, miniLm.CountTokens, MiniLmEmbeddingGenerator.MaxInputTokens));
+            served.Add(BuiltInEmbeddings());
         }
 
         Publish(served);
