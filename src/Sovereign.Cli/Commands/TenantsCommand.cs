@@ -108,6 +108,12 @@ internal static class TenantsCommand
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
+            // Without a flag it sent an empty change, audited as an update, with exit 0.
+            if (!policy.AnyGiven(result) && result.GetResult(plan) is null && result.GetResult(disable) is null)
+            {
+                throw new CliException("nothing to change: give --plan, --disabled or a policy flag (--jurisdiction, --model, --license, --origin, --allow-external, --retain-days).", ExitCodes.Usage);
+            }
+
             // The API replaces a policy whole; the flags change only what they name, so the rest is read first.
             var path = $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(id))}";
             var changed = policy.AnyGiven(result)

@@ -67,6 +67,11 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
         Assert.Equal(ExitCodes.Usage, exit);
         Assert.Contains("--retain-days", stderr, StringComparison.Ordinal);
 
+        // An update without a flag sent an empty change, audited, with exit 0.
+        (exit, _, stderr) = await CliProcess.RunAsync(Admin("tenants", "update", "th-hospital"));
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Contains("nothing to change", stderr, StringComparison.Ordinal);
+
         (exit, _, stderr) = await CliProcess.RunAsync(Admin("tenants", "show", "qa-no-place"));
         Assert.Equal(ExitCodes.Failed, exit);
         Assert.Contains("404", stderr, StringComparison.Ordinal);
