@@ -186,6 +186,15 @@ public static class MeteringApi
             throw OpenAIException.BadRequest("model is required.", "model", "missing_required_parameter");
         }
 
+        // Cached prompt tokens are a discount on input tokens: a cached rate above the input rate (5 typed for 0.5) was
+        // stored and billed. Checked here, on the new price only: the book's validator reads prices already in force too.
+        if (request.CachedInputPerMillion > request.InputPerMillion)
+        {
+            throw OpenAIException.BadRequest(
+                $"cached_input_per_million ({request.CachedInputPerMillion.Value.ToString(CultureInfo.InvariantCulture)}) must not exceed input_per_million ({request.InputPerMillion!.Value.ToString(CultureInfo.InvariantCulture)}): cached prompt tokens are a discount on input tokens.",
+                "cached_input_per_million", "invalid_price");
+        }
+
         // Prices are stored to the millisecond; a price without a start time applies from now.
         var now = DateTimeOffset.FromUnixTimeMilliseconds(time.GetUtcNow().ToUnixTimeMilliseconds());
         var price = new ModelPrice
