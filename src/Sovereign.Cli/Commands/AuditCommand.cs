@@ -124,6 +124,12 @@ internal static class AuditCommand
                 return 2;
             }
 
+            if (result.GetValue(output) is { Directory: { Exists: false } folder })
+            {
+                // As for 'audit archive': it failed with the runtime's "Could not find a part of the path", exit 1.
+                throw new Output.CliException($"the folder {folder.FullName} does not exist; create it or choose another --output.", Output.ExitCodes.Usage);
+            }
+
             // A misspelt or blank tenant wrote an export of nothing but other tenants' hashes, and said so with exit 0:
             // an auditor would be handed an empty export as if the tenant had done nothing.
             if (result.GetValue(tenant) is { } tenantId)

@@ -65,6 +65,12 @@ internal static class MeteringCommands
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
+            if (result.GetValue(output) is { Directory: { Exists: false } folder })
+            {
+                // As for 'audit archive': it failed after the request with the runtime's "Could not find a part of the path", exit 1.
+                throw new CliException($"the folder {folder.FullName} does not exist; create it or choose another --output.", ExitCodes.Usage);
+            }
+
             // --json (offered by every admin command) asks for the JSON invoice, like --format json.
             var query = new List<string> { "format=" + (result.GetValue(connection.Json) ? "json" : result.GetValue(format)) };
             Add(query, "from", result.GetValue(from));

@@ -98,6 +98,29 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     }
 
     /// <summary>
+    /// An --output in a folder that does not exist was exit 1 with the runtime's "Could not find a part of the path"
+    /// (after the invoice had been fetched); 'audit archive' already said so as a usage error.
+    /// </summary>
+    [Fact]
+    public async Task AnOutputInAFolderThatDoesNotExist_IsAUsageErrorNamingTheFolder()
+    {
+        var missing = Path.Combine(_directory, "no-such-folder");
+        foreach (var args in new[]
+        {
+            Admin("invoice", "th-hospital", "-o", Path.Combine(missing, "invoice.csv")),
+            ["audit", "export", "--data-dir", fixture.DataDirectory, "-o", Path.Combine(missing, "export.jsonl")],
+        })
+        {
+            var (exit, _, stderr) = await CliProcess.RunAsync(args);
+
+            Assert.True(exit == ExitCodes.Usage, $"{string.Join(' ', args)}: {exit} {stderr}");
+            Assert.Contains($"the folder {missing} does not exist", stderr, StringComparison.Ordinal);
+        }
+
+        Assert.False(Directory.Exists(missing));
+    }
+
+    /// <summary>
     /// A missing key file was exit 1 with the runtime's "Could not find file"; a file that holds no key exit 2 with
     /// "No supported key formats were found ... (Parameter 'input')".
     /// </summary>
