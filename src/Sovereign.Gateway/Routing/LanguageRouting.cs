@@ -1,5 +1,5 @@
-using Sovereign.Cluster.Grains;
 using Microsoft.Extensions.Options;
+using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Models;
