@@ -13,15 +13,23 @@ internal static class NodesCommand
     /// </summary>
     internal static string ModelsCell(System.Text.Json.JsonElement node)
     {
+        // A chat model's declared languages follow it in brackets: the auto alias routes by them.
         var served = node.GetProperty("models").EnumerateArray().Select(m => (
             Id: m.GetProperty("id").GetString() ?? "",
-            Text: m.TryGetProperty("kind", out var kind) && kind.GetString() == "embedding" ? m.GetProperty("id").GetString() + " (embedding)" : m.GetProperty("id").GetString() ?? "")).ToList();
+            Text: m.TryGetProperty("kind", out var kind) && kind.GetString() == "embedding"
+                ? m.GetProperty("id").GetString() + " (embedding)"
+                : m.GetProperty("id").GetString() + LanguagesOf(m))).ToList();
         var notLoaded = node.TryGetProperty("load", out var load) && load.ValueKind == System.Text.Json.JsonValueKind.Object
             && load.TryGetProperty("available", out var available) && available.ValueKind == System.Text.Json.JsonValueKind.Array
             ? available.EnumerateArray().Select(a => a.GetString() ?? "").Where(id => id.Length > 0 && served.All(m => m.Id != id)).Select(id => id + " (not loaded)")
             : [];
         return string.Join(", ", served.Select(m => m.Text).Concat(notLoaded));
     }
+
+    private static string LanguagesOf(System.Text.Json.JsonElement model) =>
+        model.TryGetProperty("languages", out var languages) && languages.ValueKind == System.Text.Json.JsonValueKind.Array && languages.GetArrayLength() > 0
+            ? " [" + string.Join(" ", languages.EnumerateArray().Select(l => l.GetString())) + "]"
+            : "";
 
     public static Command Create()
     {

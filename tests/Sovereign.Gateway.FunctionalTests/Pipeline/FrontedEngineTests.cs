@@ -251,6 +251,16 @@ public sealed class FrontedEngineTests(FrontedEngineFixture fixture) : IClassFix
         Assert.Equal("typhoon", NodesCommand.ModelsCell(JsonDocument.Parse("""{"models":[{"id":"typhoon"}],"load":null}""").RootElement));
     }
 
+    [Fact]
+    public void NodesList_ShowsAChatModelsLanguages()
+    {
+        // The languages `auto` routes by (before, nodes list did not show them: only the admin API's JSON had them).
+        var node = JsonDocument.Parse("""
+            {"id":"th-gpu-1","models":[{"id":"typhoon","kind":"chat","languages":["th","fil"]},{"id":"qwen","kind":"chat","languages":[]},{"id":"bge","kind":"embedding","languages":[]}]}
+            """).RootElement;
+        Assert.Equal("typhoon [th fil], qwen, bge (embedding)", NodesCommand.ModelsCell(node));
+    }
+
     [Theory]
     [InlineData("""{"BaseUrl":"http://127.0.0.1:8000/v1","Models":[{"Id":"x"}]}""", "Sovereign:Engines:0:BaseUrl")]
     [InlineData("""{"BaseUrl":"ftp://engine","Models":[{"Id":"x"}]}""", "Sovereign:Engines:0:BaseUrl")]
