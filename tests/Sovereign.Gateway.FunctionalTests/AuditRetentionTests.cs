@@ -9,6 +9,7 @@ using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Residency.Audit;
 using Sovereign.Storage;
+using Sovereign.Tests;
 
 namespace Sovereign.Gateway.FunctionalTests;
 
@@ -291,94 +292,5 @@ public sealed class AuditRetentionTests : IAsyncDisposable
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
             events.TryWrite((logLevel, eventId, formatter(state, exception)));
-    }
-}
-
-/// <summary>A clock the test moves by hand; its timers fire (synchronously, in <see cref="Advance"/>) when it passes their due time.</summary>
-internal sealed class ManualClock(DateTimeOffset start) : TimeProvider
-{
-    private readonly Lock _gate = new();
-    private readonly List<Timer> _timers = [];
-    private DateTimeOffset _now = start;
-
-    public override DateTimeOffset GetUtcNow()
-    {
-        lock (_gate)
-        {
-            return _now;
-        }
-    }
-
-    public void Set(DateTimeOffset now)
-    {
-        lock (_gate)
-        {
-            _now = now;
-        }
-    }
-
-    public void Advance(TimeSpan by)
-    {
-        Timer[] timers;
-        DateTimeOffset now;
-        lock (_gate)
-        {
-            _now += by;
-            now = _now;
-            timers = [.. _timers];
-        }
-
-        foreach (var timer in timers)
-        {
-            timer.FireIfDue(now);
-        }
-    }
-
-    public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
-    {
-        var timer = new Timer(this, callback, state);
-        timer.Change(dueTime, period);
-        lock (_gate)
-        {
-            _timers.Add(timer);
-        }
-
-        return timer;
-    }
-
-    private sealed class Timer(ManualClock clock, TimerCallback callback, object? state) : ITimer
-    {
-        private DateTimeOffset? _due;
-        private TimeSpan _period;
-
-        public bool Change(TimeSpan dueTime, TimeSpan period)
-        {
-            _due = dueTime == Timeout.InfiniteTimeSpan ? null : clock.GetUtcNow() + dueTime;
-            _period = period;
-            return true;
-        }
-
-        public void FireIfDue(DateTimeOffset now)
-        {
-            if (_due is { } due && due <= now)
-            {
-                _due = _period == Timeout.InfiniteTimeSpan || _period == TimeSpan.Zero ? null : now + _period;
-                callback(state);
-            }
-        }
-
-        public void Dispose()
-        {
-            lock (clock._gate)
-            {
-                clock._timers.Remove(this);
-            }
-        }
-
-        public ValueTask DisposeAsync()
-        {
-            Dispose();
-            return ValueTask.CompletedTask;
-        }
     }
 }

@@ -4,6 +4,7 @@ using Sovereign.Residency.Audit;
 using Sovereign.Residency.Content;
 using Sovereign.Residency.ControlPlane;
 using Sovereign.Storage;
+using Sovereign.Tests;
 
 namespace Sovereign.Gateway.FunctionalTests.Storage;
 

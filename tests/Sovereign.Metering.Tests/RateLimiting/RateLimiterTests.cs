@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Sovereign.Metering.RateLimiting;
+using Sovereign.Tests;
 
 namespace Sovereign.Metering.Tests.RateLimiting;
 
@@ -7,8 +8,8 @@ public sealed class RateLimiterTests
 {
     private static readonly DateTimeOffset T0 = new(2026, 3, 14, 12, 0, 0, TimeSpan.Zero);
 
-    private static RateLimiter Limiter(long? rpm, long? tpm, ManualTimeProvider? clock = null) =>
-        new(new RateLimitPolicy(rpm, tpm), clock ?? new ManualTimeProvider(T0));
+    private static RateLimiter Limiter(long? rpm, long? tpm, ManualClock? clock = null) =>
+        new(new RateLimitPolicy(rpm, tpm), clock ?? new ManualClock(T0));
 
     [Fact]
     public void TryAcquire_WithinLimits_AllowsAndReportsOpenAIValues()
@@ -115,7 +116,7 @@ public sealed class RateLimiterTests
     [Fact]
     public void TryAcquire_WithoutNow_UsesTheInjectedClock()
     {
-        var clock = new ManualTimeProvider(T0);
+        var clock = new ManualClock(T0);
         var limiter = Limiter(2, null, clock);
         limiter.TryAcquire(1, 0);
         limiter.TryAcquire(1, 0);
@@ -235,7 +236,7 @@ public sealed class RateLimiterTests
     [Fact]
     public void TenantTryAcquire_KeyLimitTighter_KeyRefusesAndTenantIsNotCharged()
     {
-        var limiter = new TenantRateLimiter(new RateLimitPolicy(10, 10_000), new ManualTimeProvider(T0));
+        var limiter = new TenantRateLimiter(new RateLimitPolicy(10, 10_000), new ManualClock(T0));
         limiter.SetKeyPolicy("k1", new RateLimitPolicy(2, null));
         limiter.TryAcquire("k1", 1, 100, T0);
         var second = limiter.TryAcquire("k1", 1, 100, T0);
@@ -255,7 +256,7 @@ public sealed class RateLimiterTests
     [Fact]
     public void TenantTryAcquire_TenantLimitTighter_KeyIsNotCharged()
     {
-        var limiter = new TenantRateLimiter(new RateLimitPolicy(1, null), new ManualTimeProvider(T0));
+        var limiter = new TenantRateLimiter(new RateLimitPolicy(1, null), new ManualClock(T0));
         limiter.SetKeyPolicy("k1", new RateLimitPolicy(5, null));
         limiter.TryAcquire("k2", 1, 0, T0);
 
@@ -268,7 +269,7 @@ public sealed class RateLimiterTests
     [Fact]
     public void TenantRefund_KeyWithLimits_RefundsBoth()
     {
-        var limiter = new TenantRateLimiter(new RateLimitPolicy(null, 1000), new ManualTimeProvider(T0));
+        var limiter = new TenantRateLimiter(new RateLimitPolicy(null, 1000), new ManualClock(T0));
         limiter.SetKeyPolicy("k1", new RateLimitPolicy(null, 500));
         limiter.TryAcquire("k1", 1, 500, T0);
 
@@ -281,13 +282,13 @@ public sealed class RateLimiterTests
     [Fact]
     public void TenantSnapshot_RoundTripThroughJson_KeepsKeyCounters()
     {
-        var limiter = new TenantRateLimiter(new RateLimitPolicy(10, 1000), new ManualTimeProvider(T0));
+        var limiter = new TenantRateLimiter(new RateLimitPolicy(10, 1000), new ManualClock(T0));
         limiter.SetKeyPolicy("k1", new RateLimitPolicy(2, null));
         limiter.TryAcquire("k1", 1, 100, T0);
         limiter.TryAcquire("k1", 1, 100, T0);
 
         var json = JsonSerializer.Serialize(limiter.Snapshot());
-        var restored = TenantRateLimiter.Restore(JsonSerializer.Deserialize<TenantRateLimiterState>(json)!, new ManualTimeProvider(T0));
+        var restored = TenantRateLimiter.Restore(JsonSerializer.Deserialize<TenantRateLimiterState>(json)!, new ManualClock(T0));
 
         Assert.Equal(RateLimitScope.Key, restored.TryAcquire("k1", 1, 100, T0).RefusedScope);
         Assert.Equal(800, restored.Tenant.Peek(T0).RemainingTokens);

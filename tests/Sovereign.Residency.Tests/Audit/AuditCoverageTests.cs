@@ -1,4 +1,5 @@
 using Sovereign.Residency.Audit;
+using Sovereign.Tests;
 
 namespace Sovereign.Residency.Tests.Audit;
 
@@ -156,7 +157,7 @@ public sealed class AuditCoverageTests
     }
 
     private static Task<AuditVerificationResult> VerifyAtAsync(AuditTestContext context, DateTimeOffset now) =>
-        AuditVerifier.VerifyAsync(context.Database, [context.Key.PublicKeyPem], new AuditVerificationOptions { MaxUncoveredAge = Bound, Time = new ManualTimeProvider(now) }, null);
+        AuditVerifier.VerifyAsync(context.Database, [context.Key.PublicKeyPem], new AuditVerificationOptions { MaxUncoveredAge = Bound, Time = new ManualClock(now) }, null);
 
     /// <summary>Rewrites entries from <paramref name="from"/> on and re-hashes the chain and the head, as an attacker with the database but not the key can.</summary>
     private static async Task<List<AuditEntry>> RewriteFromAsync(AuditTestContext context, List<AuditEntry> entries, int from, Func<AuditEntry, AuditEntry> change)

@@ -1,6 +1,7 @@
 using Microsoft.Data.Sqlite;
 using Sovereign.Residency.Audit;
 using Sovereign.Storage;
+using Sovereign.Tests;
 
 namespace Sovereign.Residency.Tests.Audit;
 
@@ -23,7 +24,7 @@ internal sealed class AuditTestContext : IAsyncDisposable
 
     public OperatorSigningKey Key { get; }
 
-    public ManualTimeProvider Time { get; } = new(DateTimeOffset.Parse("2025-01-01T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+    public ManualClock Time { get; } = new(DateTimeOffset.Parse("2025-01-01T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
 
     public static AuditTestContext Create()
     {
@@ -119,64 +120,6 @@ internal sealed class AuditTestContext : IAsyncDisposable
         catch (UnauthorizedAccessException)
         {
             // Same.
-        }
-    }
-}
-
-/// <summary>A clock the test moves by hand; its timers fire (synchronously, in <see cref="Advance"/>) only when it passes their due time.</summary>
-internal sealed class ManualTimeProvider(DateTimeOffset start) : TimeProvider
-{
-    private readonly List<ManualTimer> _timers = [];
-    private DateTimeOffset _now = start;
-
-    public override DateTimeOffset GetUtcNow() => _now;
-
-    public void Advance(TimeSpan by)
-    {
-        _now += by;
-        foreach (var timer in _timers.ToArray())
-        {
-            timer.FireIfDue(_now);
-        }
-    }
-
-    public void Set(DateTimeOffset now) => _now = now;
-
-    public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
-    {
-        var timer = new ManualTimer(this, callback, state);
-        timer.Change(dueTime, period);
-        _timers.Add(timer);
-        return timer;
-    }
-
-    private sealed class ManualTimer(ManualTimeProvider clock, TimerCallback callback, object? state) : ITimer
-    {
-        private DateTimeOffset? _due;
-        private TimeSpan _period;
-
-        public bool Change(TimeSpan dueTime, TimeSpan period)
-        {
-            _due = dueTime == Timeout.InfiniteTimeSpan ? null : clock._now + dueTime;
-            _period = period;
-            return true;
-        }
-
-        public void FireIfDue(DateTimeOffset now)
-        {
-            if (_due is { } due && due <= now)
-            {
-                _due = _period == Timeout.InfiniteTimeSpan || _period == TimeSpan.Zero ? null : now + _period;
-                callback(state);
-            }
-        }
-
-        public void Dispose() => clock._timers.Remove(this);
-
-        public ValueTask DisposeAsync()
-        {
-            Dispose();
-            return ValueTask.CompletedTask;
         }
     }
 }
