@@ -374,11 +374,17 @@ public static class MeteringApi
         // has none recorded, and a 'currency' other than its plan's was accepted there and the amounts taken in the
         // plan's currency (a budget sent as 5 USD became 5 EUR).
         var tenantCurrency = current.Currency ?? prices.Current.FindPlan(tenant.Plan)?.Currency;
-        if (request.Currency is { } currency && tenantCurrency is not null && !currency.Equals(tenantCurrency, StringComparison.OrdinalIgnoreCase))
+        // A 'currency' (the body's, or a budget's: GET's read-only status) is accepted when it is the tenant's, never a conversion.
+        void RequireTenantCurrency(string? given, string field)
         {
-            throw OpenAIException.BadRequest(
-                $"{at}currency is the tenant's plan's ({tenantCurrency}) and cannot be set here; move the tenant to a plan in {RequestReader.Shorten(currency)} instead.", $"{at}currency", "invalid_value");
+            if (given is not null && tenantCurrency is not null && !given.Equals(tenantCurrency, StringComparison.OrdinalIgnoreCase))
+            {
+                throw OpenAIException.BadRequest(
+                    $"{field} is the tenant's plan's ({tenantCurrency}) and cannot be set here; move the tenant to a plan in {RequestReader.Shorten(given)} instead.", field, "invalid_value");
+            }
         }
+
+        RequireTenantCurrency(request.Currency, $"{at}currency");
 
         var keys = (await grain.ListKeysAsync()).Select(k => k.Id).ToHashSet(StringComparer.Ordinal);
         var budgets = new List<BudgetSetting>();
@@ -405,13 +411,7 @@ public static class MeteringApi
                     $"{at}budgets[{i}].amount", "invalid_value");
             }
 
-            // A budget's 'currency' is GET's read-only status: accepted when it is the tenant's, never a conversion.
-            if (b.Currency is { } budgetCurrency && tenantCurrency is not null && !budgetCurrency.Equals(tenantCurrency, StringComparison.OrdinalIgnoreCase))
-            {
-                throw OpenAIException.BadRequest(
-                    $"{at}budgets[{i}].currency is the tenant's plan's ({tenantCurrency}) and cannot be set here; move the tenant to a plan in {RequestReader.Shorten(budgetCurrency)} instead.",
-                    $"{at}budgets[{i}].currency", "invalid_value");
-            }
+            RequireTenantCurrency(b.Currency, $"{at}budgets[{i}].currency");
 
             RequireKeyOf(id, keys, b.KeyId, $"{at}budgets[{i}].key_id");
 
