@@ -256,7 +256,7 @@ internal static class ResponsesTranslation
         if (!turns.Any(t => t.ToolCalls?.Any(c => c.Id == callId) == true))
         {
             throw OpenAIException.BadRequest(
-                $"No tool call found for function call output with call_id '{callId}': a function_call_output item must answer a function_call item earlier in the input.",
+                $"No tool call found for function call output with call_id '{RequestReader.Shorten(callId)}': a function_call_output item must answer a function_call item earlier in the input.",
                 $"{param}.call_id", "invalid_value");
         }
 
@@ -451,7 +451,7 @@ internal static class ResponsesTranslation
         if (type.GetString() != "function")
         {
             throw OpenAIException.BadRequest(
-                $"{at}.type '{type.GetString()}' is not supported: this server runs function tools only (hosted tools such as web_search, file_search, computer_use or mcp are not available).",
+                $"{at}.type '{RequestReader.Shorten(type.GetString() ?? "")}' is not supported: this server runs function tools only (hosted tools such as web_search, file_search, computer_use or mcp are not available).",
                 $"{at}.type", "invalid_value");
         }
 
@@ -550,7 +550,7 @@ internal static class ResponsesTranslation
                 return StructuredOutput.CompileSchema(format.Schema, "text.format.schema");
             default:
                 throw OpenAIException.BadRequest(
-                    $"text.format.type '{format.Type}' is not supported; use 'text', 'json_object' or 'json_schema'.", "text.format.type", "invalid_value");
+                    $"text.format.type '{RequestReader.Shorten(format.Type ?? "")}' is not supported; use 'text', 'json_object' or 'json_schema'.", "text.format.type", "invalid_value");
         }
     }
 

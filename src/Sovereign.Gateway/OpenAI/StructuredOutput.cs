@@ -50,7 +50,7 @@ internal static class StructuredOutput
                 return CompileSchema(format.JsonSchema.Schema, $"{param}.json_schema.schema");
             default:
                 throw OpenAIException.BadRequest(
-                    $"{param}.type '{format.Type}' is not supported; use 'text', 'json_object' or 'json_schema'.", $"{param}.type", "invalid_value");
+                    $"{param}.type '{RequestReader.Shorten(format.Type ?? "")}' is not supported; use 'text', 'json_object' or 'json_schema'.", $"{param}.type", "invalid_value");
         }
     }
 

@@ -183,7 +183,7 @@ internal sealed partial class ChatTools
                 "auto" => (ToolChoiceMode.Auto, null),
                 "required" => (ToolChoiceMode.Required, null),
                 var other => throw OpenAIException.BadRequest(
-                    $"Invalid value: '{other}'. Supported values are: 'none', 'auto', and 'required'.", "tool_choice", "invalid_value"),
+                    $"Invalid value: '{RequestReader.Shorten(other ?? "")}'. Supported values are: 'none', 'auto', and 'required'.", "tool_choice", "invalid_value"),
             };
         }
 
@@ -216,7 +216,7 @@ internal sealed partial class ChatTools
         if (functions.All(f => f.Name != chosen))
         {
             throw OpenAIException.BadRequest(
-                $"Invalid value for 'tool_choice': no function named '{chosen}' was specified in the 'tools' parameter.", "tool_choice.function.name", "invalid_value");
+                $"Invalid value for 'tool_choice': no function named '{RequestReader.Shorten(chosen)}' was specified in the 'tools' parameter.", "tool_choice.function.name", "invalid_value");
         }
 
         return (ToolChoiceMode.Named, chosen);

@@ -230,6 +230,16 @@ public sealed class WireCompatibilityTests(ServerFixture server)
     [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"x"}],"max_tokens":1,"tools":[{"type":"LONG"}]}""")]
     [InlineData("/v1/responses", """{"model":"stories","input":[{"type":"LONG"}],"max_output_tokens":1}""")]
     [InlineData("/v1/responses", """{"model":"stories","input":[{"role":"LONG","content":"x"}],"max_output_tokens":1}""")]
+    // These came back whole: tool_choice's value and function name, response_format's and text.format's type, a hosted
+    // tool's type, an unanswered call_id.
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"x"}],"max_tokens":1,"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"LONG"}""")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"x"}],"max_tokens":1,"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"LONG"}}}""")]
+    [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"x"}],"max_tokens":1,"response_format":{"type":"LONG"}}""")]
+    [InlineData("/v1/completions", """{"model":"stories","prompt":"x","max_tokens":1,"response_format":{"type":"LONG"}}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":"x","max_output_tokens":1,"tools":[{"type":"LONG"}]}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":"x","max_output_tokens":1,"tools":[{"type":"function","name":"f"}],"tool_choice":{"type":"function","name":"LONG"}}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":"x","max_output_tokens":1,"text":{"format":{"type":"LONG"}}}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":[{"type":"function_call_output","call_id":"LONG","output":"1"}],"max_output_tokens":1}""")]
     public async Task EchoedValues_AreShortened(string path, string json)
     {
         var (status, body, _) = await server.PostJsonAsync(path, json.Replace("LONG", "\u202E" + new string('v', 5000), StringComparison.Ordinal));
