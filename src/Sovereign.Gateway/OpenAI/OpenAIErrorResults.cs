@@ -20,7 +20,11 @@ internal static class OpenAIErrorResults
     {
         OpenAIException e => e,
         BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => OpenAIException.TooLarge(maxBodyBytes),
-        BadHttpRequestException e => OpenAIException.BadRequest("The request could not be read: " + e.Message),
+        // A body that stops arriving (below Kestrel's minimum data rate) keeps Kestrel's 408, which SDKs retry.
+        BadHttpRequestException { StatusCode: StatusCodes.Status408RequestTimeout } => new OpenAIException(StatusCodes.Status408RequestTimeout,
+            "The request body arrived too slowly and was not read in time; send it again at once.", "invalid_request_error", null, "request_timeout"),
+        BadHttpRequestException e => new OpenAIException(e.StatusCode is >= 400 and < 500 ? e.StatusCode : StatusCodes.Status400BadRequest,
+            "The request could not be read: " + e.Message, "invalid_request_error"),
         InvalidGenerationRequestException e => OpenAIException.BadRequest(e.Message, e.Parameter, e.Code),
         ContextLengthExceededException e => OpenAIException.BadRequest(e.Message, e.Parameter, "context_length_exceeded"),
         EngineOverloadedException e => OpenAIException.Overloaded(e.Message),

@@ -128,6 +128,27 @@ public sealed class HostileInputTests(ServerFixture server)
         Assert.Equal("invalid_request_error", ErrorOf(response).GetProperty("type").GetString());
     }
 
+    /// <summary>
+    /// A body that stops arriving (a slow-body client: Kestrel's minimum data rate, 240 bytes/s after 5 s) is Kestrel's
+    /// 408, with code <c>request_timeout</c>, and the connection is closed. It was answered 400 with no code, which the
+    /// SDKs do not retry, and the server's status was lost.
+    /// </summary>
+    [Fact]
+    public async Task BodyThatStopsArriving_Is408RequestTimeout_AndTheConnectionCloses()
+    {
+        var json = """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1}"""u8.ToArray();
+
+        // The length announces the whole body, but only its first bytes are ever sent.
+        var response = await RawHttp.SendAsync(server.BaseAddress,
+            RawHttp.Request("POST", "/v1/chat/completions", json[..5], "Content-Type: application/json", $"Content-Length: {json.Length}"));
+
+        Assert.Equal(408, response.Status);
+        var error = ErrorOf(response);
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Equal("request_timeout", error.GetProperty("code").GetString());
+        Assert.Equal(200, (int)(await server.Http.GetAsync("/health")).StatusCode);
+    }
+
     [Fact]
     public async Task ChunkedBodyThatIsWellFormed_IsRead()
     {
