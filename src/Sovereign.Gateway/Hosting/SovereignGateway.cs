@@ -85,6 +85,7 @@ public static class SovereignGateway
         // Middleware pipeline — order matters: application responses marked apart from Kestrel's own, evidence headers
         // on every /v1 answer, then errors wrap everything that can throw.
         app.Use(KestrelRejections.MarkApplicationResponses);
+        app.UseRequestIds();
         app.UseEvidenceHeaders();
         app.UseOpenAIErrors();
         app.UseStatusCodePages(OpenAIErrorResults.WriteStatusCodePageAsync);

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.ControlPlane;
@@ -227,7 +226,7 @@ public sealed class InferenceRouter(
 
         var settings = options.Value;
         var here = string.IsNullOrWhiteSpace(settings.Jurisdiction) ? Undeclared : settings.Jurisdiction.ToUpperInvariant();
-        var requestId = failoverOf?.RequestId ?? "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+        var requestId = failoverOf?.RequestId ?? Hosting.RequestIds.Of(context);
         catalog.TryGet(model, out var local);
         var fronted = local is null && engines.TryGet(model, out var onEngine) ? onEngine : null;
         if ((local?.Kind ?? fronted?.Kind) is { } servedAs && servedAs != kind)
