@@ -206,6 +206,10 @@ public sealed class ResponsesTests(ServerFixture server)
     [InlineData("""{"input":"hi","temperature":3}""", "temperature", "invalid_value")]
     [InlineData("""{"input":"hi","max_output_tokens":0}""", "max_output_tokens", "invalid_value")]
     [InlineData("""{"input":"hi","background":true}""", "background", "unsupported_parameter")]
+    // Were served as if not sent: an effort, a summary or a verbosity other than OpenAI's default changes the answer asked for.
+    [InlineData("""{"input":"hi","reasoning":{"effort":"high"}}""", "reasoning.effort", "unsupported_parameter")]
+    [InlineData("""{"input":"hi","reasoning":{"summary":"auto"}}""", "reasoning.summary", "unsupported_parameter")]
+    [InlineData("""{"input":"hi","text":{"verbosity":"low"}}""", "text.verbosity", "unsupported_value")]
     [InlineData("""{"input":"hi","truncation":"auto"}""", "truncation", "unsupported_parameter")]
     public async Task InvalidOrUnsupported_Is400NamingTheParameter(string fields, string param, string? code)
     {
@@ -221,6 +225,21 @@ public sealed class ResponsesTests(ServerFixture server)
         {
             Assert.Equal(code, error.GetProperty("code").GetString());
         }
+    }
+
+    /// <summary>What OpenAI sends by default or as null is not a refusal: an empty reasoning, verbosity medium.</summary>
+    [Theory]
+    [InlineData("""{"input":"hi","max_output_tokens":1,"reasoning":{}}""")]
+    [InlineData("""{"input":"hi","max_output_tokens":1,"reasoning":{"effort":null,"summary":null}}""")]
+    [InlineData("""{"input":"hi","max_output_tokens":1,"text":{"verbosity":"medium"}}""")]
+    public async Task ReasoningUnsetAndDefaultVerbosity_AreServed(string fields)
+    {
+        var body = JsonNode.Parse(fields)!.AsObject();
+        body["model"] = ServerFixture.Stories;
+
+        var (status, _, _) = await server.PostJsonAsync("/v1/responses", body.ToJsonString());
+
+        Assert.Equal(200, status);
     }
 
     [Fact]

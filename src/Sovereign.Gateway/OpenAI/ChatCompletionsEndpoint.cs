@@ -254,6 +254,14 @@ internal static class ChatCompletionsEndpoint
                 "store", "unsupported_parameter");
         }
 
+        if (IsSet(request.WebSearchOptions))
+        {
+            // Served without a search, the answer would pass for a searched one (OpenAI's search models take it).
+            throw OpenAIException.BadRequest(
+                "web_search_options is not supported: this server runs no web search, and an answer without one is not what was asked for.",
+                "web_search_options", "unsupported_parameter");
+        }
+
         if (IsSet(request.Audio))
         {
             throw OpenAIException.BadRequest("audio output is not supported: this server writes text only.", "audio", "unsupported_parameter");

@@ -64,6 +64,9 @@ internal sealed class ChatCompletionRequest : SamplingRequest
     /// <summary>Audio output settings; refused (text only).</summary>
     public JsonElement? Audio { get; set; }
 
+    /// <summary>OpenAI's web search before answering; refused (this server searches nothing).</summary>
+    public JsonElement? WebSearchOptions { get; set; }
+
     /// <summary>
     /// OpenAI keeps a chat completion sent with <c>store: true</c> for later retrieval; this server keeps no chat
     /// completions, so true is refused (stored responses are /v1/responses' <c>store</c>), false or absent is the same.

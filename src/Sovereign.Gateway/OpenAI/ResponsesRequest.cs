@@ -33,12 +33,28 @@ internal sealed class ResponsesRequest
     public JsonElement? Prompt { get; set; }
     public Dictionary<string, string>? Metadata { get; set; }
     public string? User { get; set; }
+
+    /// <summary>A reasoning model's effort and summary; refused when set (no model here reasons apart from its answer).</summary>
+    public ResponsesReasoning? Reasoning { get; set; }
+}
+
+/// <summary><c>reasoning</c>: OpenAI's reasoning models' settings.</summary>
+internal sealed class ResponsesReasoning
+{
+    public string? Effort { get; set; }
+    public string? Summary { get; set; }
+
+    /// <summary>Deprecated spelling of <see cref="Summary"/>.</summary>
+    public string? GenerateSummary { get; set; }
 }
 
 /// <summary><c>text</c>: the output's format.</summary>
 internal sealed class ResponsesText
 {
     public ResponsesTextFormat? Format { get; set; }
+
+    /// <summary>How long the answer should be; only OpenAI's default, medium, is what this server gives.</summary>
+    public string? Verbosity { get; set; }
 }
 
 /// <summary><c>text.format</c>: <c>text</c>, <c>json_object</c>, or <c>json_schema</c> with its fields inline (not nested as in chat).</summary>
@@ -121,6 +137,21 @@ internal static class ResponsesTranslation
         if (request.Conversation is { ValueKind: not JsonValueKind.Null })
         {
             throw OpenAIException.BadRequest("conversation needs stored conversations, which this server does not keep; send the whole input instead.", "conversation", "unsupported_parameter");
+        }
+
+        if (request.Reasoning is { } reasoning && (reasoning.Effort ?? reasoning.Summary ?? reasoning.GenerateSummary) is not null)
+        {
+            // OpenAI refuses these for a model that does not reason; ignored, a client asking for more effort or a
+            // summary would take the plain answer for it (relays send chat without them too).
+            throw OpenAIException.BadRequest(
+                "reasoning is not supported: the models here have no reasoning effort or summary to set; leave reasoning out.",
+                reasoning.Effort is not null ? "reasoning.effort" : "reasoning.summary", "unsupported_parameter");
+        }
+
+        if (request.Text?.Verbosity is { } verbosity && verbosity != "medium")
+        {
+            throw OpenAIException.BadRequest(
+                $"text.verbosity '{RequestReader.Shorten(verbosity)}' is not supported; only 'medium' (the default) is what this server gives.", "text.verbosity", "unsupported_value");
         }
 
         if (request.Prompt is { ValueKind: not JsonValueKind.Null })
