@@ -51,6 +51,7 @@ internal static class ChatCompletionsEndpoint
             Grammar = grammar,
             TopLogprobs = topLogprobs,
             Tools = tools,
+            ReasoningEffort = request.ReasoningEffort,
         };
         await using var governed = await pipeline.StartAsync(context, caller, work);
         if (governed.Execution is UpstreamRelay relay)

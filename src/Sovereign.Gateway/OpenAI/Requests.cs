@@ -64,6 +64,9 @@ internal sealed class ChatCompletionRequest : SamplingRequest
     /// <summary>Audio output settings; refused (text only).</summary>
     public JsonElement? Audio { get; set; }
 
+    /// <summary>A reasoning model's effort: forwarded by relays, refused by this process's engine.</summary>
+    public string? ReasoningEffort { get; set; }
+
     /// <summary>OpenAI's web search before answering; refused (this server searches nothing).</summary>
     public JsonElement? WebSearchOptions { get; set; }
 

@@ -77,6 +77,12 @@ internal sealed class GenerationWorkload : Workload
 
     /// <summary>The tools offered and how they may be called (chat); null without tools.</summary>
     public Sovereign.Gateway.OpenAI.ChatTools? Tools { get; init; }
+
+    /// <summary>
+    /// Chat's <c>reasoning_effort</c> as sent, null when absent. A relay forwards it in the body (vLLM gives it to a
+    /// reasoning model's template); this process's engine has no effort to set, so it refuses it.
+    /// </summary>
+    public string? ReasoningEffort { get; init; }
 }
 
 /// <summary>An embeddings request: the texts to embed.</summary>

@@ -142,6 +142,22 @@ public sealed class FrontedEngineTests(FrontedEngineFixture fixture) : IClassFix
         Assert.All(entries, e => Assert.Equal((FrontedEngineFixture.NodeId, "TH"), (e.GetProperty("node").GetString(), e.GetProperty("jurisdiction").GetString())));
     }
 
+    /// <summary>
+    /// reasoning_effort reaches an engine (vLLM gives it to a reasoning model's template); this process's own engine
+    /// refuses it by name (<c>BadInputTests</c>), where it used to be dropped.
+    /// </summary>
+    [Fact]
+    public async Task ReasoningEffort_IsForwardedToTheEngine()
+    {
+        var (_, key) = await fixture.NewTenantAsync(ThOnly);
+        using var client = fixture.Client(key);
+        using var response = await client.PostAsync("/v1/chat/completions",
+            Json($$"""{"model":"{{FrontedEngineFixture.Model}}","messages":[{"role":"user","content":"fronted-effort"}],"max_tokens":2,"reasoning_effort":"low"}"""));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("low", fixture.Engine.LastWith("fronted-effort")["reasoning_effort"]!.GetValue<string>());
+    }
+
     [Fact]
     public async Task StreamedThroughTheOpenAISdk_CarriesTheEnginesTokens_AndUsage()
     {

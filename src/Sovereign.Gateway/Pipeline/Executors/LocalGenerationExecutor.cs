@@ -29,6 +29,13 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
             ? [model.TokenizeChatWithin(turns, model.Info.ContextLength - 1, new ChatPromptOptions { Tools = work.Tools?.Definitions }, work.PromptParameter)]
             : ReadPrompts(work.Prompt, model);
 
+        if (work.ReasoningEffort is not null)
+        {
+            // Ignored, the answer would pass for one given with the effort asked (OpenAI refuses it for models that do not reason).
+            throw OpenAIException.BadRequest(
+                $"reasoning_effort is not supported by model '{request.Route.Model}': this server's engine has no reasoning effort to set; leave it out.", "reasoning_effort", "unsupported_parameter");
+        }
+
         foreach (var token in work.Sampling.LogitBias.Keys)
         {
             if (token >= model.Info.VocabularySize)
