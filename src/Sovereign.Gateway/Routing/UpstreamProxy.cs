@@ -93,7 +93,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// </summary>
     public async Task<HttpResponseMessage> OpenAsync(
         Uri baseUrl, string? upstreamKey, string path, JsonObject body, string upstreamModel, CancellationToken aborted, string clientName = ClientName,
-        (string Name, string Value)? header = null)
+        IReadOnlyList<(string Name, string Value)>? headers = null)
     {
         var stream = body["stream"]?.GetValueKind() == JsonValueKind.True;
         body["model"] = upstreamModel;
@@ -111,9 +111,9 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", upstreamKey);
         }
 
-        if (header is { } extra)
+        foreach (var (name, value) in headers ?? [])
         {
-            request.Headers.TryAddWithoutValidation(extra.Name, extra.Value);
+            request.Headers.TryAddWithoutValidation(name, value);
         }
 
         try

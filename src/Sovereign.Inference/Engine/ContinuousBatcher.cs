@@ -376,6 +376,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         }
     }
 
+    /// <summary>Whose cached prompts a request may reuse (and who may reuse its own): its partition, else its tenant's.</summary>
+    private static string CachePartitionOf(GenerationRequest request) => request.CachePartition ?? request.Tenant;
+
     /// <summary>
     /// A new sequence for an admitted request: a fork of the cached sequence sharing the longest prefix of its prompt,
     /// cut back to that prefix, or an empty one. A fork copies cell references (llama.cpp's seq_cp), not cells.
@@ -383,7 +386,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     private KvSequence StartConversation(Sequence sequence)
     {
         var prompt = sequence.Request.PromptTokens;
-        var (source, reused) = _prefixCache.Match(prompt, _executor);
+        var (source, reused) = _prefixCache.Match(CachePartitionOf(sequence.Request), prompt, _executor);
         if (source is null)
         {
             return _executor.Create();
@@ -607,7 +610,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         // Between steps the sequence's cells hold exactly its history, so they can serve a later shared prefix.
         if (sequence.Conversation!.TokenCount == sequence.KvHistory.Count)
         {
-            _prefixCache.Add(sequence.Conversation, sequence.KvHistory);
+            _prefixCache.Add(CachePartitionOf(sequence.Request), sequence.Conversation, sequence.KvHistory);
         }
         else
         {

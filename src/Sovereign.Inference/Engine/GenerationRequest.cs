@@ -18,6 +18,13 @@ public sealed record GenerationRequest
     /// <summary>Who the request is for: waiting requests are admitted weighted-fair across tenants, not FIFO.</summary>
     public string Tenant { get; init; } = "anonymous";
 
+    /// <summary>
+    /// Who may reuse this request's prompt from the prefix cache, and whose cached prompts it may reuse: only requests
+    /// of the same partition (null: <see cref="Tenant"/>). A reused prefix shows in <c>cached_tokens</c> and in the
+    /// time to the first token, so across tenants it would tell one tenant what another sent.
+    /// </summary>
+    public string? CachePartition { get; init; }
+
     /// <summary>The tenant's share weight (its plan's); a weight-3 tenant is admitted three times as often as a weight-1 one.</summary>
     public int Weight { get; init; } = 1;
 

@@ -9,6 +9,9 @@ namespace Sovereign.Inference.Engine;
 /// use, so cells kept for reuse would slow every running request down. A request that matches a parked entry well
 /// enough gets its cells copied back (a memcpy, far cheaper than prefilling them). Bounded by a number of entries;
 /// the least recently used goes first. Owned by the batcher's loop (not thread-safe).
+/// Entries are partitioned (by tenant): a request reuses only its own partition's prefixes, because a reused prefix
+/// shows in <c>cached_tokens</c> and in the time to the first token, which would tell a tenant, token by token, what
+/// another tenant sent. OpenAI does not share prompt caches between organizations either.
 /// </summary>
 internal sealed class PrefixCache(int capacity, long maxParkedBytes = long.MaxValue) : IDisposable
 {
@@ -40,12 +43,12 @@ internal sealed class PrefixCache(int capacity, long maxParkedBytes = long.MaxVa
     public int Count => _entries.Count;
 
     /// <summary>
-    /// The cached sequence sharing the longest prefix with <paramref name="prompt"/>, and how many tokens of it can be
+    /// The cached sequence of <paramref name="partition"/> sharing the longest prefix with <paramref name="prompt"/>, and how many tokens of it can be
     /// reused: at most the prompt's length minus one, because the last prompt token must be decoded to get its
     /// logits. A parked entry is copied back into <paramref name="decoder"/>'s KV cache first (and stays resident until
     /// <see cref="Park"/>). Marks the entry used. (null, 0) when nothing matches.
     /// </summary>
-    public (KvSequence? Source, int Tokens) Match(IReadOnlyList<int> prompt, BatchDecoder decoder)
+    public (KvSequence? Source, int Tokens) Match(string partition, IReadOnlyList<int> prompt, BatchDecoder decoder)
     {
         ArgumentNullException.ThrowIfNull(decoder);
         Entry? best = null;
@@ -53,6 +56,11 @@ internal sealed class PrefixCache(int capacity, long maxParkedBytes = long.MaxVa
         var limit = prompt.Count - 1;
         foreach (var entry in _entries)
         {
+            if (!string.Equals(entry.Partition, partition, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
             var length = CommonPrefix(entry.Tokens, prompt, limit);
             var usable = entry.Resident is not null || (long)length * RestoreFraction >= entry.Tokens.Count;
             if (usable && (length > bestLength || (length == bestLength && length > 0 && best!.Resident is null && entry.Resident is not null)))
@@ -83,11 +91,12 @@ internal sealed class PrefixCache(int capacity, long maxParkedBytes = long.MaxVa
     }
 
     /// <summary>
-    /// Keeps a finished sequence's cells: takes ownership of <paramref name="conversation"/>, whose KV holds exactly
-    /// <paramref name="tokens"/> at positions 0.., and disposes what it makes redundant (an entry that is a prefix of it),
-    /// or the conversation itself when an entry already covers it. Evicts the least recently used beyond capacity.
+    /// Keeps a finished sequence's cells for its <paramref name="partition"/>: takes ownership of <paramref name="conversation"/>,
+    /// whose KV holds exactly <paramref name="tokens"/> at positions 0.., and disposes what it makes redundant (an entry
+    /// of the partition that is a prefix of it), or the conversation itself when an entry of the partition already
+    /// covers it. Evicts the least recently used beyond capacity.
     /// </summary>
-    public void Add(KvSequence conversation, List<int> tokens)
+    public void Add(string partition, KvSequence conversation, List<int> tokens)
     {
         if (Capacity == 0 || tokens.Count == 0)
         {
@@ -98,6 +107,11 @@ internal sealed class PrefixCache(int capacity, long maxParkedBytes = long.MaxVa
         for (var i = _entries.Count - 1; i >= 0; i--)
         {
             var entry = _entries[i];
+            if (!string.Equals(entry.Partition, partition, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
             var common = CommonPrefix(entry.Tokens, tokens, int.MaxValue);
             if (common == tokens.Count)
             {
@@ -123,7 +137,7 @@ internal sealed class PrefixCache(int capacity, long maxParkedBytes = long.MaxVa
             }
         }
 
-        _entries.Add(new Entry(tokens) { Resident = conversation, LastUsed = ++_clock });
+        _entries.Add(new Entry(partition, tokens) { Resident = conversation, LastUsed = ++_clock });
         Interlocked.Add(ref _cells, tokens.Count);
         while (_entries.Count > Capacity)
         {
@@ -235,8 +249,9 @@ internal sealed class PrefixCache(int capacity, long maxParkedBytes = long.MaxVa
     }
 
     /// <summary>A cached token sequence: in the KV cache (<see cref="Resident"/>), in host memory (<see cref="Parked"/>), or both.</summary>
-    private sealed class Entry(List<int> tokens)
+    private sealed class Entry(string partition, List<int> tokens)
     {
+        public string Partition { get; } = partition;
         public KvSequence? Resident { get; set; }
         public KvSnapshot? Parked { get; set; }
         public List<int> Tokens { get; } = tokens;

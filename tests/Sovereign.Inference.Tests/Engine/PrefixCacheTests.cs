@@ -70,6 +70,28 @@ public sealed class PrefixCacheTests : IAsyncLifetime
         Assert.True(batcher.PrefixCacheCells > 0);
     }
 
+    /// <summary>Entries are per partition (the tenant by default): another tenant's identical prompt reuses nothing.</summary>
+    [Fact]
+    public async Task AnotherPartition_ReusesNothing_AndTheSameGivesTheSameText()
+    {
+        var batcher = Batcher(_stories);
+        var prompt = _stories.Tokenize("Once upon a time, there was a little boy named Tim. He had a red ball");
+        async Task<(string Text, GenerationResult Result)> RunAs(string tenant, string? partition = null) =>
+            await batcher.Submit(Greedy(prompt, 16) with { Tenant = tenant, CachePartition = partition }).CollectAsync();
+
+        var (first, _) = await RunAs("a");
+        var (other, otherResult) = await RunAs("b");
+        var (relayed, relayedResult) = await RunAs("cluster-relay", partition: "relay:b");
+        var (same, sameResult) = await RunAs("a");
+        var (samePartition, samePartitionResult) = await RunAs("cluster-relay", partition: "relay:b");
+
+        Assert.Equal(0, otherResult.CachedPromptTokens);
+        Assert.Equal(0, relayedResult.CachedPromptTokens);
+        Assert.Equal(prompt.Length - 1, sameResult.CachedPromptTokens);
+        Assert.Equal(prompt.Length - 1, samePartitionResult.CachedPromptTokens);
+        Assert.All(new[] { other, relayed, same, samePartition }, text => Assert.Equal(first, text));
+    }
+
     [Fact]
     public async Task NextTurn_ReusesThePreviousTurnWithItsOutput_AndMatchesAColdCache()
     {

@@ -38,8 +38,8 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
     /// <summary>This process's node id.</summary>
     protected string NodeId => options.Value.NodeId;
 
-    /// <summary>A header the relay adds (a cluster node is told which gateway relays).</summary>
-    protected virtual (string Name, string Value)? RelayHeader => null;
+    /// <summary>Headers the relay adds (a cluster node is told which gateway relays, and whose cached prompts the request may reuse).</summary>
+    protected virtual IReadOnlyList<(string Name, string Value)> RelayHeaders(GovernedRequest request) => [];
 
     /// <summary>The route's engine refused the connection: routing goes around it until it is back.</summary>
     protected virtual void OnUnreachable(RoutedRequest route) => nodes.MarkUnreachable(route.ExternalNode!);
@@ -98,7 +98,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
         {
             // Connected before the execution counts as started: a node that cannot be reached has done nothing, so the
             // pipeline may send the request to another replica the policy allows.
-            var response = await proxy.OpenAsync(new Uri(node.BaseUrl!.TrimEnd('/') + "/"), UpstreamKey(node), path, body, model.Upstream, request.Aborted, HttpClientName, RelayHeader);
+            var response = await proxy.OpenAsync(new Uri(node.BaseUrl!.TrimEnd('/') + "/"), UpstreamKey(node), path, body, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request));
             return request.Work is EmbeddingWorkload
                 ? new UpstreamEmbeddings(proxy, request, response, slot, inFlight)
                 : new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, slot, inFlight);

@@ -81,6 +81,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
         var ticket = request.Ticket!;
         // Choice index = prompt index * n + sample index, as OpenAI numbers them.
         var choices = new List<GenerationRequest>(measured.Prompts.Count * work.N);
+        var cachePartition = PrefixCachePartition.Of(request.Http, request.Caller);
         for (var p = 0; p < measured.Prompts.Count; p++)
         {
             for (var i = 0; i < work.N; i++)
@@ -92,6 +93,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
                     Stop = work.Stop,
                     Sampling = work.N > 1 && work.Sampling.Seed is { } seed ? work.Sampling with { Seed = seed + i } : work.Sampling,
                     Tenant = request.Caller.TenantId,
+                    CachePartition = cachePartition,
                     Weight = ticket.Weight,
                     Priority = ticket.Priority,
                     Grammar = measured.Grammar,

@@ -20,8 +20,12 @@ internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory node
 
     protected override string? UpstreamKey(NodeView node) => relay.Secret;
 
-    /// <summary>The node counts this gateway's requests apart in its load report (<see cref="RelayLoads"/>).</summary>
-    protected override (string Name, string Value)? RelayHeader => (RelayLoads.GatewayHeader, NodeId);
+    /// <summary>
+    /// The node counts this gateway's requests apart in its load report (<see cref="RelayLoads"/>), and reuses cached
+    /// prompts only within the tenant's partition (<see cref="PrefixCachePartition"/>).
+    /// </summary>
+    protected override IReadOnlyList<(string Name, string Value)> RelayHeaders(GovernedRequest request) =>
+        [(RelayLoads.GatewayHeader, NodeId), (PrefixCachePartition.Header, PrefixCachePartition.ForRelay(request.Caller))];
 
     /// <summary>Over https, the node must prove it is a node of this cluster (cluster CA), and this gateway presents its own certificate.</summary>
     protected override string HttpClientName => UpstreamProxy.ClusterNodeClientName;
