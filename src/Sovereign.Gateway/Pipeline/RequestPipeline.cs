@@ -189,7 +189,7 @@ internal sealed class RequestPipeline(
     /// </summary>
     private async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, Workload work)
     {
-        var prefixKey = PrefixAffinity.KeyOf(work);
+        var prefixKey = PrefixAffinity.KeyOf(work, caller.TenantId);
         if (work.Kind != ModelKind.Chat || !await languages.IsAliasAsync(work.Model))
         {
             return await router.DecideAsync(context, caller, work.Model, work.Kind, prefixKey: prefixKey);

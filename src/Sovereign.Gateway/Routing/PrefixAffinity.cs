@@ -24,8 +24,12 @@ public sealed class PrefixAffinity
     private readonly ConcurrentDictionary<ulong, (string Node, long Stamp)> _lastNode = new();
     private long _clock;
 
-    /// <summary>The key of a generation's prompt prefix, or null when the prompt is too short to matter.</summary>
-    internal static ulong? KeyOf(Workload work)
+    /// <summary>
+    /// The key of a generation's prompt prefix for <paramref name="tenant"/>, or null when the prompt is too short to
+    /// matter. Per tenant, as the engines' prefix caches are (<see cref="Pipeline.PrefixCachePartition"/>): another
+    /// tenant's requests with the same prefix find nothing cached, and would only move the prefix's node back and forth.
+    /// </summary>
+    internal static ulong? KeyOf(Workload work, string tenant)
     {
         if (work is not GenerationWorkload generation)
         {
@@ -58,7 +62,7 @@ public sealed class PrefixAffinity
         }
 
         var prefix = text.ToString(0, Math.Min(text.Length, PrefixChars));
-        return BinaryPrimitives.ReadUInt64LittleEndian(SHA256.HashData(Encoding.UTF8.GetBytes(prefix)));
+        return BinaryPrimitives.ReadUInt64LittleEndian(SHA256.HashData(Encoding.UTF8.GetBytes(tenant + '\u001d' + prefix)));
     }
 
     /// <summary>The replica that last served this prefix, if remembered.</summary>

@@ -64,6 +64,26 @@ public sealed class PrefixCacheIsolationTests(MeteringFixture fixture)
         Assert.Equal("tenant-a", PrefixCachePartition.Of(Relayed(b), new Caller("tenant-a", "key_1", null, "standard")));
     }
 
+    /// <summary>The router's prefix affinity is per tenant too: another tenant's same prefix would only move it between nodes.</summary>
+    [Fact]
+    public void PrefixAffinity_KeysAPrefixPerTenant()
+    {
+        var work = new GenerationWorkload
+        {
+            Model = "stories",
+            LanguageSample = "",
+            Endpoint = "chat/completions",
+            Turns = [new Sovereign.Inference.Engine.ChatTurn("system", new string('s', 600)), new Sovereign.Inference.Engine.ChatTurn("user", "hi")],
+            Sampling = Sovereign.Inference.Engine.SamplingOptions.Default,
+            Stop = [],
+            N = 1,
+        };
+
+        Assert.NotNull(Sovereign.Gateway.Routing.PrefixAffinity.KeyOf(work, "tenant-a"));
+        Assert.Equal(Sovereign.Gateway.Routing.PrefixAffinity.KeyOf(work, "tenant-a"), Sovereign.Gateway.Routing.PrefixAffinity.KeyOf(work, "tenant-a"));
+        Assert.NotEqual(Sovereign.Gateway.Routing.PrefixAffinity.KeyOf(work, "tenant-a"), Sovereign.Gateway.Routing.PrefixAffinity.KeyOf(work, "tenant-b"));
+    }
+
     private async Task<(int Prompt, int Cached)> UsageAsync(string key, string path, string body)
     {
         using var client = fixture.TenantClient(key);
