@@ -57,6 +57,8 @@ public sealed class BadInputTests(ServerFixture server)
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"store\":true}", "store")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"web_search_options\":{}}", "web_search_options")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"reasoning_effort\":\"high\"}", "reasoning_effort")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"cache_salt\":\"\"}", "cache_salt")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"cache_salt\":7}", "cache_salt")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"store\":\"yes\"}", "store")]
     [InlineData("{\"model\":\"stories-embed\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "model")]
     public async Task ChatCompletions_BadRequest_Is400NamingTheField(string json, string? param)

@@ -52,6 +52,7 @@ internal static class ChatCompletionsEndpoint
             TopLogprobs = topLogprobs,
             Tools = tools,
             ReasoningEffort = request.ReasoningEffort,
+            CacheSalt = request.CacheSalt,
         };
         await using var governed = await pipeline.StartAsync(context, caller, work);
         if (governed.Execution is UpstreamRelay relay)

@@ -53,6 +53,7 @@ internal static class CompletionsEndpoint
             Stream = request.Stream == true,
             Grammar = grammar,
             TopLogprobs = topLogprobs,
+            CacheSalt = request.CacheSalt,
         };
         await using var governed = await pipeline.StartAsync(context, caller, work);
         if (governed.Execution is UpstreamRelay relay)

@@ -430,6 +430,11 @@ internal static class RequestReader
             throw OpenAIException.BadRequest("stop sequences must not be empty.", "stop", "invalid_value");
         }
 
+        if (request.CacheSalt is { Length: 0 or > MaxCacheSaltLength })
+        {
+            throw OpenAIException.BadRequest($"cache_salt must be a non-empty string of at most {MaxCacheSaltLength} characters.", "cache_salt", "invalid_value");
+        }
+
         if (request.StreamOptions is not null && request.Stream != true)
         {
             throw OpenAIException.BadRequest("stream_options is only allowed when stream is true.", "stream_options", "invalid_value");
@@ -451,6 +456,9 @@ internal static class RequestReader
         var resolvedMax = maxTokens ?? (limits.MaxOutputTokens > 0 ? limits.MaxOutputTokens : null);
         return (sampling, resolvedMax, stop, n);
     }
+
+    /// <summary>Longest <c>cache_salt</c>: a salt needs no more (vLLM suggests 43 characters), and it is kept per cached prompt.</summary>
+    public const int MaxCacheSaltLength = 256;
 
     /// <summary>Most entries of <c>logit_bias</c>, OpenAI's own cap: each one is work on every sampled token.</summary>
     public const int MaxLogitBiasEntries = 300;

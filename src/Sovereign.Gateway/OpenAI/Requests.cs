@@ -34,6 +34,12 @@ internal abstract class SamplingRequest
 
     /// <summary>Structured output; also accepted on legacy completions, as vLLM and llama-server do.</summary>
     public ResponseFormat? ResponseFormat { get; set; }
+
+    /// <summary>
+    /// vLLM's <c>cache_salt</c>: cached prompts are reused only between requests with the same salt (within the
+    /// tenant, whose cache is its own anyway), so a tenant can keep its own users' caches apart.
+    /// </summary>
+    public string? CacheSalt { get; set; }
 }
 
 internal sealed class StreamOptions

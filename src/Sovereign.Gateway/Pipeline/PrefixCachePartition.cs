@@ -23,17 +23,18 @@ internal static class PrefixCachePartition
 
     /// <summary>
     /// The partition of a request this process's engine runs: the tenant; for work a gateway relays (all of it recorded
-    /// under one relay tenant here), the tenant's partition the gateway sent, else one of the request's own (nothing shared).
+    /// under one relay tenant here), the tenant's partition the gateway sent, else one of the request's own (nothing
+    /// shared); narrowed by the request's <c>cache_salt</c> (a relay forwards the client's body, salt included).
     /// </summary>
-    public static string Of(HttpContext context, Caller caller)
+    public static string Of(HttpContext context, Caller caller, string? cacheSalt = null)
     {
-        if (caller.TenantId != ClusterRelay.RelayTenant)
-        {
-            return caller.TenantId;
-        }
+        var partition = caller.TenantId != ClusterRelay.RelayTenant
+            ? caller.TenantId
+            : context.Request.Headers[Header] is [{ Length: RelayedLength } relayed] && relayed.All(char.IsAsciiHexDigitLower)
+                ? "relay:" + relayed
+                : "request:" + Guid.NewGuid().ToString("N");
 
-        return context.Request.Headers[Header] is [{ Length: RelayedLength } relayed] && relayed.All(char.IsAsciiHexDigitLower)
-            ? "relay:" + relayed
-            : "request:" + Guid.NewGuid().ToString("N");
+        // A client's cache_salt narrows its tenant's partition (vLLM's meaning); it never widens it.
+        return cacheSalt is null ? partition : partition + "\u001f" + cacheSalt;
     }
 }

@@ -83,6 +83,9 @@ internal sealed class GenerationWorkload : Workload
     /// reasoning model's template); this process's engine has no effort to set, so it refuses it.
     /// </summary>
     public string? ReasoningEffort { get; init; }
+
+    /// <summary>The client's <c>cache_salt</c>: cached prompts are reused only within the tenant and this salt.</summary>
+    public string? CacheSalt { get; init; }
 }
 
 /// <summary>An embeddings request: the texts to embed.</summary>

@@ -34,6 +34,24 @@ public sealed class PrefixCacheIsolationTests(MeteringFixture fixture)
         Assert.Equal(prompt - 1, probeAgainCached);
     }
 
+    /// <summary>vLLM's cache_salt narrows a tenant's cache further (a tenant keeps its own users apart); the same salt reuses.</summary>
+    [Fact]
+    public async Task CacheSalt_KeepsATenantsOwnRequestsApart_AndTheSameSaltReuses()
+    {
+        var (_, key) = await fixture.NewTenantAsync();
+        var text = $"Ward seven notes {Guid.NewGuid():N} for the night shift";
+        string Body(string? salt) => $$"""{"model":"stories","prompt":"{{text}}","max_tokens":1,"temperature":0{{(salt is null ? "" : ",\"cache_salt\":\"" + salt + "\"")}}}""";
+
+        var (prompt, _) = await UsageAsync(key, "/v1/completions", Body(null));
+        var (_, salted) = await UsageAsync(key, "/v1/completions", Body("user-1"));
+        var (_, otherSalt) = await UsageAsync(key, "/v1/completions", Body("user-2"));
+        var (_, sameSalt) = await UsageAsync(key, "/v1/completions", Body("user-1"));
+        var (_, unsalted) = await UsageAsync(key, "/v1/completions", Body(null));
+
+        Assert.Equal((0, 0), (salted, otherSalt));
+        Assert.Equal((prompt - 1, prompt - 1), (sameSalt, unsalted));
+    }
+
     /// <summary>
     /// Work a gateway relays to a cluster node is one relay tenant there: the gateway sends a digest of the real tenant,
     /// and the node partitions by it; a relay without one shares nothing.

@@ -81,7 +81,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
         var ticket = request.Ticket!;
         // Choice index = prompt index * n + sample index, as OpenAI numbers them.
         var choices = new List<GenerationRequest>(measured.Prompts.Count * work.N);
-        var cachePartition = PrefixCachePartition.Of(request.Http, request.Caller);
+        var cachePartition = PrefixCachePartition.Of(request.Http, request.Caller, work.CacheSalt);
         for (var p = 0; p < measured.Prompts.Count; p++)
         {
             for (var i = 0; i < work.N; i++)
