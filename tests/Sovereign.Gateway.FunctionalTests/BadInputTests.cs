@@ -58,6 +58,7 @@ public sealed class BadInputTests(ServerFixture server)
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"web_search_options\":{}}", "web_search_options")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"reasoning_effort\":\"high\"}", "reasoning_effort")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"cache_salt\":\"\"}", "cache_salt")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"verbosity\":\"low\"}", "verbosity")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"cache_salt\":7}", "cache_salt")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"store\":\"yes\"}", "store")]
     [InlineData("{\"model\":\"stories-embed\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "model")]
@@ -99,6 +100,17 @@ public sealed class BadInputTests(ServerFixture server)
         var (outOfRange, refused, _) = await server.PostJsonAsync(path, template.Replace("BIAS", """{"5":-100.5}""", StringComparison.Ordinal));
         Assert.Equal(400, outOfRange);
         Assert.Equal("logit_bias", refused.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    /// <summary>OpenAI's defaults are served as without them: verbosity medium, a cache_salt.</summary>
+    [Theory]
+    [InlineData("""{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1,"verbosity":"medium"}""")]
+    [InlineData("""{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1,"cache_salt":"user-1"}""")]
+    public async Task ChatCompletions_DefaultVerbosityAndACacheSalt_AreServed(string json)
+    {
+        var (status, _, _) = await server.PostJsonAsync("/v1/chat/completions", json);
+
+        Assert.Equal(200, status);
     }
 
     [Fact]

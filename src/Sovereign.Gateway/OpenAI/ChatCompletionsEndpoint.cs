@@ -264,6 +264,12 @@ internal static class ChatCompletionsEndpoint
                 "web_search_options", "unsupported_parameter");
         }
 
+        if (request.Verbosity is { } verbosity && verbosity != "medium")
+        {
+            throw OpenAIException.BadRequest(
+                $"verbosity '{RequestReader.Shorten(verbosity)}' is not supported; only 'medium' (the default) is what this server gives.", "verbosity", "unsupported_value");
+        }
+
         if (IsSet(request.Audio))
         {
             throw OpenAIException.BadRequest("audio output is not supported: this server writes text only.", "audio", "unsupported_parameter");

@@ -73,6 +73,9 @@ internal sealed class ChatCompletionRequest : SamplingRequest
     /// <summary>A reasoning model's effort: forwarded by relays, refused by this process's engine.</summary>
     public string? ReasoningEffort { get; set; }
 
+    /// <summary>How long the answer should be; only OpenAI's default, medium, is what this server gives.</summary>
+    public string? Verbosity { get; set; }
+
     /// <summary>OpenAI's web search before answering; refused (this server searches nothing).</summary>
     public JsonElement? WebSearchOptions { get; set; }
 
