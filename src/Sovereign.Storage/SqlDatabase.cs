@@ -62,8 +62,35 @@ public sealed class SqlDatabase
             Directory.CreateDirectory(directory);
         }
 
+        CreateOwnerOnly(Path.GetFullPath(path));
         var builder = new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadWriteCreate, Cache = SqliteCacheMode.Private, Pooling = true };
         return new SqlDatabase(SqlProvider.Sqlite, builder.ToString(), Path.GetFullPath(path));
+    }
+
+    /// <summary>Read and write for the owner only (600): the database's files and its lock files.</summary>
+    public const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+
+    /// <summary>
+    /// Creates a missing database file empty (an empty file is an empty SQLite database) with <see cref="OwnerOnly"/>.
+    /// SQLite would create it 644, readable by every user of the host, and its WAL and shared-memory files take the
+    /// database file's mode: tenants, key hashes, the audit log and the ledger were all world-readable. An existing
+    /// file keeps the mode its operator gave it.
+    /// </summary>
+    private static void CreateOwnerOnly(string path)
+    {
+        if (OperatingSystem.IsWindows() || File.Exists(path))
+        {
+            return;
+        }
+
+        try
+        {
+            using var created = new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = OwnerOnly });
+        }
+        catch (IOException) when (File.Exists(path))
+        {
+            // Another process (or database) created it first.
+        }
     }
 
     /// <summary>A PostgreSQL database (Npgsql connection string).</summary>
@@ -155,8 +182,14 @@ public sealed class SqlDatabase
             try
             {
                 // FileShare.None is flock(LOCK_EX | LOCK_NB) on Unix: it conflicts across processes and across opens in one.
-                var file = new FileStream(_sqlitePath + "." + name + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-                return file;
+                // Owner-only like the database beside it (it was created 644, by the default mode).
+                var options = new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.None };
+                if (!OperatingSystem.IsWindows())
+                {
+                    options.UnixCreateMode = OwnerOnly;
+                }
+
+                return new FileStream(_sqlitePath + "." + name + ".lock", options);
             }
             catch (IOException)
             {

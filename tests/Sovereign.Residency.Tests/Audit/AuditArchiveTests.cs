@@ -266,6 +266,34 @@ public sealed class AuditArchiveTests
         Assert.Equal(AuditArchiveFileStatus.Archived, (await AuditArchive.ArchiveToFileAsync(context.Database, context.Key, Start.AddMilliseconds(30), path)).Status);
     }
 
+    /// <summary>
+    /// The lock file beside the database, and the database's own files, are the owner's only. Before, SQLite and the
+    /// lock took the default modes (644 under the usual umask): every user of the host could read the audit log.
+    /// </summary>
+    [Fact]
+    public async Task TheArchiveLockAndTheDatabaseFiles_AreOwnerOnly()
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return;
+        }
+
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context, 3);
+        await using (var held = await context.Database.TryLockAsync(AuditArchive.LockName))
+        {
+            Assert.NotNull(held);
+        }
+
+        var files = System.IO.Directory.GetFiles(context.Directory, "sovereign.db*");
+        Assert.Contains(context.DatabasePath + "." + AuditArchive.LockName + ".lock", files);
+        Assert.Contains(context.DatabasePath + "-wal", files);
+        foreach (var file in files)
+        {
+            Assert.Equal((file, UnixFileMode.UserRead | UnixFileMode.UserWrite), (file, File.GetUnixFileMode(file)));
+        }
+    }
+
     [Fact]
     public async Task ArchiveToFile_WhenTheFileCannotBeCreated_RemovesNothing()
     {
