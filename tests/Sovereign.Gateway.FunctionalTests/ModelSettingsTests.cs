@@ -34,4 +34,42 @@ public sealed class ModelSettingsTests
 
         Assert.Contains("Sovereign:Models:0:Languages:1 'english' is not a language code", message, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// A local model's id had only "no spaces" for a rule, where a node's registration refused what is not a resource
+    /// id (over 256 characters, a lone surrogate): the settings and the admin API now share one rule set.
+    /// </summary>
+    [Fact]
+    public async Task Serve_ALocalModelIdTheAdminApiWouldRefuse_StopsTheStart()
+    {
+        var message = await StartFailure.WithSovereignSectionAsync("{}", [new ModelOptions { Id = new string('m', 300), Path = TestModels.Stories260K }]);
+
+        Assert.Contains("Sovereign:Models:0:Id must be 1-256 characters without whitespace or control characters", message, StringComparison.Ordinal);
+    }
+
+    /// <summary>The admin API and the settings say the same of the same model, each naming the field its own way.</summary>
+    [Fact]
+    public void ModelRules_SayTheSameToTheAdminApiAndToTheSettings()
+    {
+        var bad = new Models.ModelDeclaration("auto", Relayed: true, "embeddings", "has space", 0, "not-a-licence", "XX1", ["th", "xx", "TH"]);
+        var (api, settings) = (new List<Models.ModelProblem>(), new List<Models.ModelProblem>());
+        Models.ModelRules.Check(bad, Models.ModelFieldNames.Json("models[0]"), new HashSet<string>(), api);
+        Models.ModelRules.Check(bad, Models.ModelFieldNames.Settings("Sovereign:Engines:0:Models:0"), new HashSet<string>(), settings);
+
+        Assert.Equal(
+            ["models[0].id", "models[0].upstream", "models[0].capacity", "models[0].kind", "models[0].license", "models[0].origin", "models[0].languages[1]"],
+            api.Select(p => p.Field));
+        Assert.Equal(
+            ["Sovereign:Engines:0:Models:0:Id", "Sovereign:Engines:0:Models:0:Upstream", "Sovereign:Engines:0:Models:0:Capacity", "Sovereign:Engines:0:Models:0:Kind",
+             "Sovereign:Engines:0:Models:0:License", "Sovereign:Engines:0:Models:0:Origin", "Sovereign:Engines:0:Models:0:Languages:1"],
+            settings.Select(p => p.Field));
+        Assert.Equal(api.Select(p => Unnamed(p)), settings.Select(p => Unnamed(p)));
+        Assert.Equal("models[0].origin 'XX1' is not an ISO 3166-1 alpha-2 country code.", api[5].Message);
+
+        // A model's languages are a set: "TH" after "th" is the same language, folded, for both.
+    }
+
+    // A message with its field names taken out (they are the caller's; the rest is the rule's).
+    private static string Unnamed(Models.ModelProblem problem) =>
+        System.Text.RegularExpressions.Regex.Replace(problem.Message, @"(models\[0\]\.[a-z_]+(\[\d\])?|Sovereign:Engines:0:Models:0:[A-Za-z]+(:\d)?)", "FIELD");
 }

@@ -218,65 +218,21 @@ public static class AdminApi
             throw OpenAIException.BadRequest("models must list at least one model the node serves.", "models", "invalid_value");
         }
 
+        // The same rules as an engine's models in the settings (Models.ModelRules); the first problem is the 400.
         var models = new List<NodeModel>();
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        var problems = new List<Models.ModelProblem>();
         for (var i = 0; i < request.Models.Count; i++)
         {
             var model = request.Models[i] ?? throw OpenAIException.BadRequest($"models[{i}] must be an object.", $"models[{i}]", "invalid_type");
-            if (model.Id is null)
+            Models.ModelRules.Check(new(model.Id, Relayed: true, model.Kind, model.Upstream, model.Capacity, model.License, model.Origin, model.Languages),
+                Models.ModelFieldNames.Json($"models[{i}]"), ids, problems);
+            if (problems is [var problem, ..])
             {
-                throw OpenAIException.BadRequest($"models[{i}].id is required.", $"models[{i}].id", "missing_required_parameter");
+                throw OpenAIException.BadRequest(problem.Message, problem.Field, problem.Code);
             }
 
-            ResourceIds.Require(model.Id, ResourceKind.Other, $"models[{i}].id");
-            if (Hosting.SovereignOptionsValidator.IsReservedModelId(model.Id))
-            {
-                throw OpenAIException.BadRequest($"models[{i}].id '{model.Id}' is reserved for routing by language; choose another id (the engine's own name goes in upstream).", $"models[{i}].id", "invalid_value");
-            }
-
-            if (model.Upstream is not null)
-            {
-                ResourceIds.Require(model.Upstream, ResourceKind.Other, $"models[{i}].upstream");
-            }
-
-            if (model.Capacity is < 1 or > 100_000)
-            {
-                throw OpenAIException.BadRequest($"models[{i}].capacity must be between 1 and 100000.", $"models[{i}].capacity", "invalid_value");
-            }
-
-            if (model.License is not null && !KnownLicenses.IsKnown(model.License))
-            {
-                throw OpenAIException.BadRequest($"models[{i}].license '{RequestReader.Shorten(model.License ?? "")}' is not a known SPDX id (or LicenseRef-...).", $"models[{i}].license", "invalid_value");
-            }
-
-            if (model.Origin is not null && !catalog.IsCountry(model.Origin))
-            {
-                throw OpenAIException.BadRequest($"models[{i}].origin must be an ISO 3166-1 alpha-2 country code.", $"models[{i}].origin", "invalid_value");
-            }
-
-            // The kind decides the endpoints: an embedding model is relayed /v1/embeddings only, a chat model everything else.
-            var modelKind = model.Kind switch
-            {
-                null or NodeModelKinds.Chat => NodeModelKinds.Chat,
-                NodeModelKinds.Embedding => NodeModelKinds.Embedding,
-                _ => throw OpenAIException.BadRequest(
-                    $"models[{i}].kind must be '{NodeModelKinds.Chat}' or '{NodeModelKinds.Embedding}'; got '{RequestReader.Shorten(model.Kind)}'.", $"models[{i}].kind", "invalid_value"),
-            };
-            for (var k = 0; k < (model.Languages?.Count ?? 0); k++)
-            {
-                if (model.Languages![k] is not { } code || !Sovereign.Languages.LanguageCatalog.TryGet(code.Trim(), out _))
-                {
-                    throw OpenAIException.BadRequest(
-                        $"models[{i}].languages[{k}] '{RequestReader.Shorten(model.Languages[k] ?? "")}' is not a language code the detector knows (ISO 639-1, e.g. th, ms, en).", $"models[{i}].languages[{k}]", "invalid_value");
-                }
-            }
-
-            if (models.Any(m => m.Id == model.Id))
-            {
-                // Two entries for one id: the second's upstream, capacity and kind were stored and shown, and one was never used.
-                throw OpenAIException.BadRequest($"models[{i}].id '{model.Id}' is listed twice; list each model once.", $"models[{i}].id", "invalid_value");
-            }
-
-            models.Add(new NodeModel(model.Id, model.Upstream ?? model.Id, model.Capacity ?? 16, model.License, model.Origin?.ToUpperInvariant(), modelKind,
+            models.Add(new NodeModel(model.Id!, model.Upstream ?? model.Id!, model.Capacity ?? 16, model.License, model.Origin?.ToUpperInvariant(), Models.ModelRules.KindName(model.Kind)!,
                 Routing.LanguageRouting.Canonical(model.Languages?.Select(l => l!).ToList())));
         }
 

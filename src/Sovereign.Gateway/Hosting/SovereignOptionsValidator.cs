@@ -30,24 +30,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
                 failures.Add($"{key}:Path '{model.Path}' does not exist.");
             }
 
-            if (string.IsNullOrWhiteSpace(model.Id))
-            {
-                failures.Add($"{key}:Id is required.");
-            }
-            else if (!ids.Add(model.Id))
-            {
-                failures.Add($"{key}:Id '{model.Id}' is used by two models.");
-            }
-            else if (model.Id.Any(c => char.IsWhiteSpace(c) || char.IsControl(c)))
-            {
-                failures.Add($"{key}:Id '{model.Id}' must not contain spaces or control characters.");
-            }
-            else if (IsReservedModelId(model.Id))
-            {
-                failures.Add($"{key}:Id '{model.Id}' is reserved for routing by language; choose another model id.");
-            }
-
-            LanguageCodes(failures, $"{key}:Languages", model.Languages);
+            CheckModel(failures, new(model.Id, Relayed: false, Models.ModelRules.KindName(model.Kind), Languages: model.Languages), key, ids);
 
             Positive(failures, $"{key}:Parallel", model.Parallel, 1, 256);
             Positive(failures, $"{key}:BatchSize", model.BatchSize, 1, 65536);
@@ -64,11 +47,6 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             if (model.KvCacheTokens > 0 && model.ContextLength > 0 && model.KvCacheTokens < model.ContextLength)
             {
                 failures.Add($"{key}:KvCacheTokens ({model.KvCacheTokens}) must be at least ContextLength ({model.ContextLength}).");
-            }
-
-            if (!Enum.IsDefined(model.Kind))
-            {
-                failures.Add($"{key}:Kind must be Chat or Embedding.");
             }
         }
 
@@ -147,80 +125,20 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             for (var j = 0; j < engine.Models.Count; j++)
             {
                 var model = engine.Models[j];
-                var modelKey = $"{key}:Models:{j}";
-                if (model is null || string.IsNullOrWhiteSpace(model.Id))
-                {
-                    failures.Add($"{modelKey}:Id is required.");
-                    continue;
-                }
-
-                if (!ControlPlane.ResourceIds.IsValid(model.Id, ControlPlane.ResourceKind.Other))
-                {
-                    failures.Add($"{modelKey}:Id '{model.Id}' must be 1 to {ControlPlane.ResourceIds.MaxOtherLength} characters without spaces or control characters.");
-                }
-                else if (!ids.Add(model.Id))
-                {
-                    failures.Add($"{modelKey}:Id '{model.Id}' is used by two models.");
-                }
-                else if (IsReservedModelId(model.Id))
-                {
-                    failures.Add($"{modelKey}:Id '{model.Id}' is reserved for routing by language; choose another model id (the engine's own name goes in Upstream).");
-                }
-
-                if (model.Upstream is not null && !ControlPlane.ResourceIds.IsValid(model.Upstream, ControlPlane.ResourceKind.Other))
-                {
-                    failures.Add($"{modelKey}:Upstream '{model.Upstream}' must be 1 to {ControlPlane.ResourceIds.MaxOtherLength} characters without spaces or control characters.");
-                }
-
-                if (model.Capacity is { } capacity)
-                {
-                    Positive(failures, $"{modelKey}:Capacity", capacity, 1, 100_000);
-                }
-
-                if (!Enum.IsDefined(model.Kind))
-                {
-                    failures.Add($"{modelKey}:Kind must be Chat or Embedding.");
-                }
-
-                if (model.License is not null && !Residency.Policies.KnownLicenses.IsKnown(model.License))
-                {
-                    failures.Add($"{modelKey}:License '{model.License}' is not a known SPDX id (or LicenseRef-...).");
-                }
-
-                if (model.Origin is not null && !Residency.Jurisdictions.JurisdictionCatalog.Default.IsCountry(model.Origin))
-                {
-                    failures.Add($"{modelKey}:Origin '{model.Origin}' is not an ISO 3166-1 alpha-2 country code.");
-                }
-
-                LanguageCodes(failures, $"{modelKey}:Languages", model.Languages);
+                var declared = model is null
+                    ? new Models.ModelDeclaration(null, Relayed: true)
+                    : new Models.ModelDeclaration(model.Id, Relayed: true, Models.ModelRules.KindName(model.Kind), model.Upstream, model.Capacity, model.License, model.Origin, model.Languages);
+                CheckModel(failures, declared, $"{key}:Models:{j}", ids);
             }
         }
     }
 
-    /// <summary>
-    /// <c>auto</c> names the built-in language alias: a model of that id would take its requests (a local one) or never
-    /// get any (a registered one), so no model may have it, as the model registry already refuses.
-    /// </summary>
-    internal static bool IsReservedModelId(string id) => string.Equals(id, "auto", StringComparison.OrdinalIgnoreCase);
-
-    private static void LanguageCodes(List<string> failures, string key, List<string>? codes)
+    // The rules the admin API applies to a node's models, worded with the settings' keys.
+    private static void CheckModel(List<string> failures, Models.ModelDeclaration model, string key, HashSet<string> ids)
     {
-        var seen = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (var k = 0; k < (codes?.Count ?? 0); k++)
-        {
-            if (!Languages.LanguageCatalog.TryGet(codes![k]?.Trim() ?? "", out var language))
-            {
-                failures.Add($"{key}:{k} '{codes[k]}' is not a language code the detector knows.");
-            }
-            else if (seen.TryGetValue(language.Code, out var first))
-            {
-                failures.Add($"{key}:{k} '{codes[k]}' repeats {key}:{first}.");
-            }
-            else
-            {
-                seen[language.Code] = k;
-            }
-        }
+        var problems = new List<Models.ModelProblem>();
+        Models.ModelRules.Check(model, Models.ModelFieldNames.Settings(key), ids, problems);
+        failures.AddRange(problems.Select(p => p.Message));
     }
 
     // A model alias is read on the request path: one that cannot route (no default, a candidate without a model, a
@@ -261,7 +179,9 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
                     continue;
                 }
 
-                LanguageCodes(failures, $"{key}:Candidates:{i}:Languages", candidate.Languages);
+                var problems = new List<Models.ModelProblem>();
+                Models.ModelRules.CheckLanguages(candidate.Languages, Models.ModelFieldNames.Settings($"{key}:Candidates:{i}"), problems);
+                failures.AddRange(problems.Select(p => p.Message));
             }
         }
     }

@@ -47,6 +47,26 @@ public sealed class NodeRegistrationTests(ConsoleFixture fixture)
         Assert.Null(await KindOfAsync("qa-twice"));
     }
 
+    /// <summary>
+    /// A node's models meet the rules an engine's models meet in the settings, in the same words (one rule set): the
+    /// API's own copy said "models[0].origin must be an ISO 3166-1 alpha-2 country code." without the value, and
+    /// "listed twice" where the settings say "used by two models".
+    /// </summary>
+    [Fact]
+    public async Task AModelThatBreaksARule_Is400InTheSettingsWords_AndNothingIsRegistered()
+    {
+        var origin = await RefusedAsync(HttpMethod.Post, "/admin/v1/nodes",
+            """{"id":"qa-rules","jurisdiction":"SG","base_url":"http://10.0.0.5:8000","models":[{"id":"m","origin":"XX1"}]}""", 400);
+        var twice = await RefusedAsync(HttpMethod.Post, "/admin/v1/nodes",
+            """{"id":"qa-rules","jurisdiction":"SG","base_url":"http://10.0.0.5:8000","models":[{"id":"m"},{"id":"m"}]}""", 400);
+
+        Assert.Equal(("models[0].origin", "models[0].origin 'XX1' is not an ISO 3166-1 alpha-2 country code."),
+            (origin.GetProperty("param").GetString(), origin.GetProperty("message").GetString()));
+        Assert.Equal(("models[1].id", "models[1].id 'm' is used by two models; give each model its own id."),
+            (twice.GetProperty("param").GetString(), twice.GetProperty("message").GetString()));
+        Assert.Null(await KindOfAsync("qa-rules"));
+    }
+
     [Fact]
     public async Task AnEngine_RegisteredAgainUnderItsId_IsUpdated()
     {
