@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Sovereign.Gateway.Routing;
 
 namespace Sovereign.Gateway.FunctionalTests;
@@ -52,6 +53,31 @@ public sealed class LanguageRoutingTests(ServerFixture server)
         Assert.Equal("no_compliant_capacity", body.GetProperty("error").GetProperty("code").GetString());
         Assert.Contains("'not-loaded-anywhere'", body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
         Assert.True(response.Headers.RetryAfter is not null);
+    }
+
+    /// <summary>
+    /// Before, this 503 left no trace: no audit entry and no ledger record, while the router's own 503s (a model
+    /// registered but loaded nowhere, no free capacity) leave both. Every refusal leaves evidence.
+    /// </summary>
+    [Fact]
+    public async Task AnAliasWhoseFallbackNoNodeServes_IsAuditedUnderTheRule_LikeTheRoutersOwnRefusals()
+    {
+        var (status, _, response) = await server.PostJsonAsync("/v1/chat/completions",
+            JsonSerializer.Serialize(new { model = ServerFixture.ThaiOnlyAlias, messages = new[] { new { role = "user", content = "Once upon a time there was a little girl who loved to play in the park." } }, max_tokens = 2 }));
+        Assert.Equal(503, status);
+
+        var auditId = Assert.Single(response.Headers.GetValues(InferenceRouter.AuditIdHeader));
+        using var admin = server.AdminClient();
+        var refused = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/audit")).RootElement.GetProperty("data").EnumerateArray()
+            .Single(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId);
+        Assert.Equal(("inference.refused", "refused", "no_compliant_capacity"),
+            (refused.GetProperty("action").GetString(), refused.GetProperty("decision").GetString(), refused.GetProperty("code").GetString()));
+        Assert.Equal("not-loaded-anywhere", refused.GetProperty("model").GetString());
+        Assert.Equal(ServerFixture.ThaiOnlyAlias, refused.GetProperty("details").GetProperty("alias").GetString());
+        Assert.Equal("en", refused.GetProperty("details").GetProperty("language").GetString());
+
+        var record = await server.App.Services.GetRequiredService<Sovereign.Metering.Ledger.UsageLedger>().GetAsync(auditId);
+        Assert.Equal((Sovereign.Metering.Ledger.UsageOutcome.Refused, "no_compliant_capacity", 0m), (record!.Outcome, record.RefusalCode, record.Cost));
     }
 
     [Fact]

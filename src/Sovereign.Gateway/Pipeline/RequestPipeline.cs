@@ -199,13 +199,12 @@ internal sealed class RequestPipeline(
         if (!choice.IsRouted)
         {
             // Not the policy's doing when the fallback runs nowhere (not loaded yet, or named in error): as for a model
-            // loaded nowhere, a 503 the client may retry; the operator sees the model in the message.
+            // loaded nowhere, a 503 the client may retry; the operator sees the model in the message, and the refusal is
+            // audited and recorded like the router's own 503s.
             var fallback = await languages.DefaultOfAsync(work.Model!);
             if (!await languages.IsServedAsync(fallback))
             {
-                throw new OpenAIException(StatusCodes.Status503ServiceUnavailable,
-                    $"'{work.Model}' sends this request to its default model '{RequestReader.Shorten(fallback)}', which no node serves now; try again once it is loaded.",
-                    "server_error", "model", Residency.Policies.RoutingCodes.NoCompliantCapacity, TimeSpan.FromSeconds(1));
+                throw await router.RefuseUnservedDefaultAsync(context, caller, work.Model!, choice, fallback);
             }
 
             // The policy refuses the fallback: the router refuses it as it would the model itself, so the refusal is

@@ -325,27 +325,8 @@ public sealed class InferenceRouter(
         var lead = failoverOf is null ? null : $"failover: {failoverOf.NodeId} could not be reached";
         if (!decision.Allowed)
         {
-            await audit.AppendAsync(new AuditRecord
-            {
-                Kind = AuditKind.Inference,
-                Actor = caller.KeyId ?? caller.TenantId,
-                Action = AuditActions.InferenceRefused,
-                Tenant = caller.TenantId,
-                KeyId = caller.KeyId,
-                Model = model,
-                Gateway = settings.NodeId,
-                Jurisdiction = here,
-                Decision = AuditDecision.Refused,
-                DecisionCode = decision.Code,
-                Reasons = Capped(lead, decision.Reasons),
-                Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = requestId }, alias, aliasChoice),
-            }, context.RequestAborted);
-            context.Response.Headers[AuditIdHeader] = requestId;
-            if (failoverOf is null)
-            {
-                // A failover's refusal is accounted for by the request it belongs to, which already holds a reservation.
-                await metering.Value.RecordRefusalAsync(caller, requestId, model, decision.SelectedReplica?.NodeId ?? "-", here, decision.Code);
-            }
+            await RecordRefusalAsync(context, caller, model, requestId, here, decision.Code, Capped(lead, decision.Reasons), alias, aliasChoice,
+                node: decision.SelectedReplica?.NodeId ?? "-", metered: failoverOf is null);
             throw new OpenAIException(
                 decision.HttpStatus,
                 decision.Message,
@@ -373,6 +354,52 @@ public sealed class InferenceRouter(
         }
 
         return Allow(context, routed, localNode?.Jurisdiction ?? here, Capped(lead, decision.Reasons));
+    }
+
+    /// <summary>
+    /// Refuses an alias's request whose default model no node serves now (a 503 the client may retry, as for a model
+    /// loaded nowhere), with the same evidence as the decider's refusals: the audit entry under the rule's code, with the
+    /// alias and its reason, and the ledger's record at no cost. Returns the error to throw.
+    /// </summary>
+    internal async Task<OpenAIException> RefuseUnservedDefaultAsync(HttpContext context, Caller caller, string alias, RouteChoice choice, string fallback)
+    {
+        var settings = options.Value;
+        var here = string.IsNullOrWhiteSpace(settings.Jurisdiction) ? Undeclared : settings.Jurisdiction.ToUpperInvariant();
+        var requestId = "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+        await RecordRefusalAsync(context, caller, fallback, requestId, here, RoutingCodes.NoCompliantCapacity,
+            [$"{RoutingReasons.NoCompliantCapacity}: no node serves the alias's default model now"], alias, choice, node: "-", metered: true);
+        return new OpenAIException(StatusCodes.Status503ServiceUnavailable,
+            $"'{alias}' sends this request to its default model '{RequestReader.Shorten(fallback)}', which no node serves now; try again once it is loaded.",
+            "server_error", "model", RoutingCodes.NoCompliantCapacity, TimeSpan.FromSeconds(1));
+    }
+
+    /// <summary>
+    /// The evidence of a refused request, before the refusal is thrown: its audit entry (the rule's code and reasons)
+    /// and, unless a failover's request already holds a reservation that accounts for it, the ledger's record at no cost.
+    /// </summary>
+    private async Task RecordRefusalAsync(
+        HttpContext context, Caller caller, string model, string requestId, string here, string? code, IReadOnlyList<string> reasons, string? alias, RouteChoice? aliasChoice, string node, bool metered)
+    {
+        await audit.AppendAsync(new AuditRecord
+        {
+            Kind = AuditKind.Inference,
+            Actor = caller.KeyId ?? caller.TenantId,
+            Action = AuditActions.InferenceRefused,
+            Tenant = caller.TenantId,
+            KeyId = caller.KeyId,
+            Model = model,
+            Gateway = options.Value.NodeId,
+            Jurisdiction = here,
+            Decision = AuditDecision.Refused,
+            DecisionCode = code,
+            Reasons = reasons,
+            Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = requestId }, alias, aliasChoice),
+        }, context.RequestAborted);
+        context.Response.Headers[AuditIdHeader] = requestId;
+        if (metered)
+        {
+            await metering.Value.RecordRefusalAsync(caller, requestId, model, node, here, code);
+        }
     }
 
     /// <summary>
