@@ -215,10 +215,50 @@ internal static class MeteringCommands
             computePrice.Print(result, json, () => Console.WriteLine($"Compute price for {(result.GetValue(pool) is { } p ? "pool " + p : "device class " + result.GetValue(deviceClass))} added to {result.GetValue(computePlan)}."));
         }));
 
+        var withdraw = new AdminConnection();
+        var withdrawPlan = new Argument<string>("plan") { Description = "Plan name." };
+        var withdrawModel = new Option<string?>("--model") { Description = "The model of the price (with --pool or --device-class: of the compute price, if it names one)." };
+        var withdrawPool = new Option<string?>("--pool") { Description = "Withdraw the compute price of this pool." };
+        var withdrawDeviceClass = new Option<string?>("--device-class") { Description = "Withdraw the compute price of this device class." };
+        var withdrawFrom = new Option<DateTimeOffset?>("--effective-from") { Description = "The start of the price to withdraw, as plans list shows it.", Required = true };
+        var withdrawCommand = new Command("withdraw",
+            "Withdraw a price (or, with --pool or --device-class, a compute price) that is not in force yet; audited. One in force stays: add a new price instead.")
+            { withdrawPlan, withdrawModel, withdrawPool, withdrawDeviceClass, withdrawFrom };
+        withdraw.AddTo(withdrawCommand);
+        withdrawCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
+        {
+            var (poolName, deviceName, modelName) = (result.GetValue(withdrawPool), result.GetValue(withdrawDeviceClass), result.GetValue(withdrawModel));
+            if (poolName is not null && deviceName is not null)
+            {
+                throw new CliException("--pool and --device-class: name one scope of a compute price, not both.", ExitCodes.Usage);
+            }
+
+            var compute = poolName is not null || deviceName is not null;
+            if (!compute && modelName is null)
+            {
+                throw new CliException("withdraw needs --model (a model price) or --pool/--device-class (a compute price).", ExitCodes.Usage);
+            }
+
+            var query = new List<string>();
+            foreach (var (key, value) in new[] { ("pool", poolName), ("device_class", deviceName), ("model", modelName) })
+            {
+                if (value is not null)
+                {
+                    query.Add($"{key}={Uri.EscapeDataString(value)}");
+                }
+            }
+
+            query.Add("effective_from=" + Uri.EscapeDataString(result.GetValue(withdrawFrom)!.Value.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture)));
+            var json = await withdraw.SendAsync(result, HttpMethod.Delete,
+                $"/admin/v1/plans/{AdminConnection.Segment(result.GetValue(withdrawPlan))}/{(compute ? "compute-prices" : "prices")}?{string.Join('&', query)}", null, ct);
+            withdraw.Print(result, json, () => Console.WriteLine($"{(compute ? "Compute price" : "Price")} from {result.GetValue(withdrawFrom)!.Value.ToUniversalTime():O} withdrawn from {result.GetValue(withdrawPlan)}."));
+        }));
+
         command.Subcommands.Add(listCommand);
         command.Subcommands.Add(setCommand);
         command.Subcommands.Add(priceCommand);
         command.Subcommands.Add(computeCommand);
+        command.Subcommands.Add(withdrawCommand);
         return command;
     }
 

@@ -500,7 +500,7 @@ public static class AdminApi
             : throw OpenAIException.BadRequest($"from ({range.From:O}) is after to ({range.To:O}).", "from", "invalid_value");
     }
 
-    private static DateTimeOffset? ParseTime(string? value, string field)
+    internal static DateTimeOffset? ParseTime(string? value, string field)
     {
         if (string.IsNullOrEmpty(value))
         {

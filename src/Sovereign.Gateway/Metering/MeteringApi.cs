@@ -107,6 +107,8 @@ public static class MeteringApi
         admin.MapPut("/plans/{name}", PutPlan);
         admin.MapPost("/plans/{name}/prices", AddPrice);
         admin.MapPost("/plans/{name}/compute-prices", AddComputePrice);
+        admin.MapDelete("/plans/{name}/prices", WithdrawPrice).Takes("model", "effective_from");
+        admin.MapDelete("/plans/{name}/compute-prices", WithdrawComputePrice).Takes("pool", "device_class", "model", "effective_from");
         admin.MapGet("/tenants/{id}/limits", GetLimits);
         admin.MapPut("/tenants/{id}/limits", PutLimits);
         admin.MapGet("/usage", AdminUsage).Takes(["tenant", .. UsageParameters]);
@@ -319,6 +321,86 @@ public static class MeteringApi
             },
         });
         return Results.Json(PlanJson(prices.Current.FindPlan(name)!), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
+    }
+
+    /// <summary>
+    /// Withdraws a price that is not in force yet (one scheduled by mistake: a wrong rate, a year mistyped): it was
+    /// there to stay, and took effect at its time. A price in force is history the ledger cites: 409, add a new one.
+    /// </summary>
+    private static async Task<IResult> WithdrawPrice(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time)
+    {
+        var query = context.Request.Query;
+        var model = query["model"].ToString() is { Length: > 0 } m ? m : throw OpenAIException.BadRequest("model is required: the model of the price to withdraw.", "model", "missing_required_parameter");
+        var from = RequiredTime(query["effective_from"].ToString());
+        ModelPrice? withdrawn = null;
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(time.GetUtcNow().ToUnixTimeMilliseconds());
+        await UpdateAsync(prices, book =>
+        {
+            var plan = PlanOrNotFound(book, name);
+            withdrawn = plan.Prices.FirstOrDefault(p => p.Model == model && p.EffectiveFrom == from)
+                ?? throw new OpenAIException(StatusCodes.Status404NotFound, $"Plan '{name}' has no price for '{RequestReader.Shorten(model)}' from {PriceValidator.Format(from)}.", "invalid_request_error", "effective_from", "price_not_found");
+            RefuseInForce(withdrawn.EffectiveFrom, now);
+            return book.WithPlan(plan with { Prices = [.. plan.Prices.Where(p => !ReferenceEquals(p, withdrawn))] }, now);
+        }, now);
+        await audit.AppendAsync(new AuditRecord
+        {
+            Kind = AuditKind.Admin,
+            Actor = "operator",
+            Action = "price.withdraw",
+            Details = new Dictionary<string, string> { ["plan"] = name, ["model"] = model, ["effective_from"] = withdrawn!.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture) },
+        });
+        return Json(PlanJson(prices.Current.FindPlan(name)!));
+    }
+
+    /// <summary>Withdraws a compute price that is not in force yet, as <see cref="WithdrawPrice"/> does a model price.</summary>
+    private static async Task<IResult> WithdrawComputePrice(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time)
+    {
+        var query = context.Request.Query;
+        var pool = query["pool"].ToString() is { Length: > 0 } p ? p : null;
+        var deviceClass = query["device_class"].ToString() is { Length: > 0 } d ? d : null;
+        var model = query["model"].ToString() is { Length: > 0 } m ? m : null;
+        if ((pool is null) == (deviceClass is null))
+        {
+            throw OpenAIException.BadRequest("Set exactly one of pool and device_class: the scope of the compute price to withdraw.", pool is null ? "pool" : "device_class", "invalid_value");
+        }
+
+        var from = RequiredTime(query["effective_from"].ToString());
+        var scope = new ComputePrice { Pool = pool, DeviceClass = deviceClass, Model = model, EffectiveFrom = from, PerComputeSecond = 0 }.Scope;
+        ComputePrice? withdrawn = null;
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(time.GetUtcNow().ToUnixTimeMilliseconds());
+        await UpdateAsync(prices, book =>
+        {
+            var plan = PlanOrNotFound(book, name);
+            withdrawn = plan.ComputePrices.FirstOrDefault(c => c.Scope == scope && c.EffectiveFrom == from)
+                ?? throw new OpenAIException(StatusCodes.Status404NotFound, $"Plan '{name}' has no compute price for {RequestReader.Shorten(scope)} from {PriceValidator.Format(from)}.", "invalid_request_error", "effective_from", "price_not_found");
+            RefuseInForce(withdrawn.EffectiveFrom, now);
+            return book.WithPlan(plan with { ComputePrices = [.. plan.ComputePrices.Where(c => !ReferenceEquals(c, withdrawn))] }, now);
+        }, now);
+        await audit.AppendAsync(new AuditRecord
+        {
+            Kind = AuditKind.Admin,
+            Actor = "operator",
+            Action = "compute_price.withdraw",
+            Details = new Dictionary<string, string> { ["plan"] = name, ["scope"] = scope, ["effective_from"] = withdrawn!.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture) },
+        });
+        return Json(PlanJson(prices.Current.FindPlan(name)!));
+    }
+
+    private static DateTimeOffset RequiredTime(string value) =>
+        ControlPlane.AdminApi.ParseTime(value, "effective_from")
+            ?? throw OpenAIException.BadRequest("effective_from is required: the start of the price to withdraw, as plans list shows it.", "effective_from", "missing_required_parameter");
+
+    private static Plan PlanOrNotFound(PriceBook book, string name) =>
+        book.FindPlan(name) ?? throw new OpenAIException(StatusCodes.Status404NotFound, $"No plan '{name}'.", "invalid_request_error", null, "plan_not_found");
+
+    private static void RefuseInForce(DateTimeOffset effectiveFrom, DateTimeOffset now)
+    {
+        if (effectiveFrom <= now)
+        {
+            throw new OpenAIException(StatusCodes.Status409Conflict,
+                $"The price from {PriceValidator.Format(effectiveFrom)} is in force: usage was priced with it, so it stays; add a new price to change it from a later time.",
+                "invalid_request_error", "effective_from", "price_in_force");
+        }
     }
 
     private static async Task<IResult> GetLimits(string id, IGrainFactory grains)

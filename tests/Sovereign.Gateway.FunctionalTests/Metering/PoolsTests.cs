@@ -143,6 +143,36 @@ public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixtur
         Assert.Equal(param, error.GetProperty("param").GetString());
     }
 
+    /// <summary>
+    /// A price scheduled by mistake (a year mistyped, a wrong rate) could not be taken back: it stayed in the book and
+    /// took effect at its time. Now one not in force yet is withdrawn, audited; one in force stays (409).
+    /// </summary>
+    [Fact]
+    public async Task APriceNotInForceYet_CanBeWithdrawn_Audited_ButOneInForceCannot()
+    {
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/plans/free/prices", new { model = "typo", input_per_million = 500m, effective_from = "2206-01-01T00:00:00Z" }, 201);
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/plans/free/compute-prices", new { pool = "far", per_compute_second = 9m, effective_from = "2206-01-01T00:00:00Z" }, 201);
+
+        var plan = await fixture.SendAsync(HttpMethod.Delete, "/admin/v1/plans/free/prices?model=typo&effective_from=2206-01-01T00:00:00Z", null, 200);
+        Assert.DoesNotContain(plan.GetProperty("prices").EnumerateArray(), p => p.GetProperty("model").GetString() == "typo");
+        var (exit, _, stderr) = await CliProcess.RunAsync("plans", "withdraw", "free", "--pool", "far", "--effective-from", "2206-01-01T00:00:00Z",
+            "--url", fixture.Address.ToString(), "--admin-token", PoolsFixture.AdminToken);
+        Assert.True(exit == 0, stderr);
+        var free = (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/plans", null, 200)).GetProperty("data").EnumerateArray().Single(p => p.GetProperty("name").GetString() == "free");
+        Assert.DoesNotContain(free.GetProperty("compute_prices").EnumerateArray(), c => c.TryGetProperty("pool", out var pool) && pool.GetString() == "far");
+
+        var audit = (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/audit", null, 200)).GetProperty("data").EnumerateArray().Select(e => e.GetProperty("action").GetString()).ToList();
+        Assert.Contains("price.withdraw", audit);
+        Assert.Contains("compute_price.withdraw", audit);
+
+        // The model's price from the fixture's start is in force: usage was priced with it.
+        var inForce = free.GetProperty("prices").EnumerateArray().First(p => p.GetProperty("model").GetString() == PoolsFixture.Model).GetProperty("effective_from").GetDateTimeOffset();
+        var refused = await fixture.SendAsync(HttpMethod.Delete,
+            $"/admin/v1/plans/free/prices?model={PoolsFixture.Model}&effective_from={Uri.EscapeDataString(inForce.ToString("O", CultureInfo.InvariantCulture))}", null, 409);
+        Assert.Equal(("price_in_force", "effective_from"), (refused.GetProperty("error").GetProperty("code").GetString(), refused.GetProperty("error").GetProperty("param").GetString()));
+        await fixture.SendAsync(HttpMethod.Delete, "/admin/v1/plans/free/prices?model=typo&effective_from=2206-01-01T00:00:00Z", null, 404);
+    }
+
     [Theory]
     [InlineData("""{"reservations":[{"pool":"th-local","slots":2}]}""", "reservations[0].slots", "reservation_exceeds_capacity")]
     [InlineData("""{"reservations":[{"pool":"th-local","slots":0}]}""", "reservations[0].slots", "invalid_price")]
