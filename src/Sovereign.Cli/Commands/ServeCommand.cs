@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Microsoft.AspNetCore.Hosting;
 using Sovereign.Gateway.Hosting;
@@ -12,8 +13,11 @@ using Sovereign.Inference.Engine;
 namespace Sovereign.Cli.Commands;
 
 /// <summary><c>sovereign serve</c>: runs the OpenAI-compatible server.</summary>
-internal static class ServeCommand
+internal static partial class ServeCommand
 {
+    /// <summary>The host's log category: it logs "Hosting failed to start" with the exception's stack at Error.</summary>
+    private const string HostCategory = "Microsoft.Extensions.Hosting.Internal.Host";
+
     /// <summary>The host setting that turns off watching configuration files (and so the working directory) for changes.</summary>
     internal const string NoConfigReloadArgument = "--hostBuilder:reloadConfigOnChange=false";
 
@@ -130,7 +134,7 @@ internal static class ServeCommand
     /// <summary>Builds and runs the server until Ctrl+C; a bad setting stops the start with a message naming it.</summary>
     public static async Task<int> RunAsync(ServeSettings settings, CancellationToken cancellationToken)
     {
-        WebApplication app;
+        WebApplication? app = null;
         try
         {
             app = Build(settings, []);
@@ -154,17 +158,20 @@ internal static class ServeCommand
         }
         catch (Exception ex) when (ex is OptionsValidationException or InvalidDataException or ArgumentException or FileNotFoundException or ModelLoadException or FormatException or InvalidOperationException)
         {
+            StartFailed(app, ex);
             await Console.Error.WriteLineAsync("sovereign serve: cannot start: " + ex.Message);
             return 2;
         }
         catch (IOException ex) when (ex.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
         {
             // It was reported as "cannot reach the server ... Is `sovereign serve` running?" with exit 4.
+            StartFailed(app, ex);
             await Console.Error.WriteLineAsync($"sovereign serve: cannot start: {ex.Message} Another process listens there: stop it, or choose another address with --urls.");
             return 2;
         }
         catch (Orleans.Runtime.MembershipService.OrleansClusterConnectivityCheckFailedException ex)
         {
+            StartFailed(app, ex);
             // Typically a certificate the cluster's members do not accept (or theirs not accepted here): TLS refused both ways.
             await Console.Error.WriteLineAsync(
                 "sovereign serve: cannot start: this member could not reach the cluster's members, so it did not join. Check that its certificate "
@@ -223,10 +230,34 @@ internal static class ServeCommand
             builder.Services.PostConfigure<SovereignOptions>(settings.Apply);
         }
 
+        // The host logs a failed start at Error with the exception's stack, before serve prints the one line that says
+        // what to fix: until the host has started its errors are left to serve, which logs the stack at Debug
+        // (StartFailed). Its Critical entries (a background service stopping the host) still show.
+        var starting = new StartWindow();
+        builder.Logging.AddFilter(HostCategory, level => level >= LogLevel.Information && (level != LogLevel.Error || !starting.Open));
         var app = builder.Build();
+        app.Lifetime.ApplicationStarted.Register(() => starting.Open = false);
         app.UseSovereignGateway();
         return app;
     }
+
+    /// <summary>Open from the host's build until it has started.</summary>
+    private sealed class StartWindow
+    {
+        public bool Open { get; set; } = true;
+    }
+
+    /// <summary>The failed start's exception, with its stack, at Debug: the operator reads the one line serve prints.</summary>
+    private static void StartFailed(WebApplication? app, Exception exception)
+    {
+        if (app?.Services.GetService<ILoggerFactory>() is { } loggers)
+        {
+            LogStartFailed(loggers.CreateLogger("Sovereign.Cli.Serve"), exception);
+        }
+    }
+
+    [LoggerMessage(EventId = 9001, EventName = "StartFailed", Level = LogLevel.Debug, Message = "The server could not start.")]
+    private static partial void LogStartFailed(ILogger logger, Exception exception);
 
     private static string SizeOf(string path) =>
         File.Exists(path) ? string.Create(CultureInfo.InvariantCulture, $"{new FileInfo(path).Length / (1024.0 * 1024.0):F0} MiB") : "missing";

@@ -359,6 +359,33 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
         Assert.Contains(missing, line, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A setting the host itself checks at start (an option validated on start, a port out of range) was logged by the
+    /// host as "fail: ...Host[11] Hosting failed to start" with the whole stack, before serve's one line.
+    /// </summary>
+    [Theory]
+    [InlineData("Sovereign__Metering__ReservationLifetime", "-00:01:00", "Sovereign:Metering:ReservationLifetime must be positive", "http://127.0.0.1:0")]
+    [InlineData("Sovereign__Jurisdiction", "TH", "(Parameter 'port')", "http://127.0.0.1:99999")]
+    public async Task Serve_ASettingTheHostChecks_IsOneLine_WithoutTheHostsStackTrace(string variable, string value, string message, string urls)
+    {
+        var data = Directory.CreateTempSubdirectory("sovereign-host-check-").FullName;
+        try
+        {
+            var (exit, stdout, stderr) = await CliProcess.RunAsync(new Dictionary<string, string?> { ["Sovereign__Jurisdiction"] = "TH", [variable] = value },
+                "serve", "--model", TestModels.Stories260K + "=stories", "--threads", "1", "--parallel", "1", "--urls", urls, "--data-dir", data);
+
+            // The console log goes to stdout, serve's own lines to stderr: the operator sees both.
+            Assert.Equal(ExitCodes.Usage, exit);
+            Assert.Contains(message, Assert.Single(stderr.Split('\n'), l => l.Contains("cannot start", StringComparison.Ordinal)), StringComparison.Ordinal);
+            Assert.DoesNotContain("fail:", stdout + stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", stdout + stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+        }
+    }
+
     [Fact]
     public async Task Serve_WithoutJurisdiction_WarnsAtStart_AndStartsQuietly()
     {
