@@ -41,7 +41,7 @@ public static class AdminApi
         admin.MapPatch("/tenants/{id}", UpdateTenant);
         admin.MapGet("/tenants/{id}/keys", ListKeys);
         admin.MapPost("/tenants/{id}/keys", CreateKey);
-        admin.MapDelete("/tenants/{id}/keys/{keyId}", RevokeKey);
+        admin.MapDelete("/tenants/{id}/keys/{key_id}", RevokeKey);
         admin.MapGet("/nodes", ListNodes);
         admin.MapPost("/nodes", RegisterNode);
         admin.MapPut("/nodes/{id}/state", SetNodeState);
@@ -159,7 +159,8 @@ public static class AdminApi
         return Results.Json(new { key = KeyJson(created.Key), secret = created.Secret }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
 
-    private static async Task<IResult> RevokeKey(string id, string keyId, IGrainFactory grains, AuditLog audit)
+    // The route value is key_id: an error's param names it, and params are snake_case like the body's fields (it was keyId).
+    private static async Task<IResult> RevokeKey(string id, [Microsoft.AspNetCore.Mvc.FromRoute(Name = "key_id")] string keyId, IGrainFactory grains, AuditLog audit)
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         _ = await grain.GetAsync() ?? throw NotFound("tenant", id);

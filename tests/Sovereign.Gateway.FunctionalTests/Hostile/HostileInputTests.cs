@@ -71,7 +71,7 @@ public sealed class HostileInputTests(ServerFixture server)
     [InlineData("GET", "/admin/v1/tenants/%20/limits", "id")]
     [InlineData("PUT", "/admin/v1/tenants/%0A/limits", "id")]
     [InlineData("GET", "/admin/v1/tenants/%20/invoice", "id")]
-    [InlineData("DELETE", "/admin/v1/tenants/acme/keys/%20", "keyId")]
+    [InlineData("DELETE", "/admin/v1/tenants/acme/keys/%20", "key_id")]
     [InlineData("PUT", "/admin/v1/nodes/%20/state", "id")]
     [InlineData("DELETE", "/admin/v1/nodes/a%01b", "id")]
     [InlineData("PUT", "/admin/v1/plans/%20", "name")]
