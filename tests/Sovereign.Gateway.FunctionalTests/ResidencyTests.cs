@@ -331,6 +331,24 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
         Assert.Equal(field, body.GetProperty("error").GetProperty("param").GetString());
     }
 
+    /// <summary>A key with the defaults needs no body, as other creates with defaults (a model load) do: it was a 400 "the request body is empty".</summary>
+    [Fact]
+    public async Task CreatingAKey_WithNoBody_IssuesOneWithTheDefaults()
+    {
+        await fixture.CreateTenantWithKeyAsync("bodiless-key", new { allowed_jurisdictions = new[] { "TH" } });
+
+        using var response = await fixture.Admin.PostAsync("/admin/v1/tenants/bodiless-key/keys", null);
+        var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+
+        Assert.True(201 == (int)response.StatusCode, body.GetRawText());
+        Assert.Equal("key", body.GetProperty("key").GetProperty("name").GetString());
+        Assert.StartsWith("sk-sov-", body.GetProperty("secret").GetString(), StringComparison.Ordinal);
+
+        // A body that is sent is still read strictly.
+        using var bad = await fixture.Admin.PostAsync("/admin/v1/tenants/bodiless-key/keys", new StringContent("""{"nam":"x"}""", System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(400, (int)bad.StatusCode);
+    }
+
     [Fact]
     public async Task PolicyChanges_AreAudited()
     {

@@ -150,7 +150,8 @@ public static class AdminApi
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         var tenant = await grain.GetAsync() ?? throw NotFound("tenant", id);
-        var request = await RequestReader.ReadAsync<KeyCreateRequest>(context);
+        // No body is a key with the defaults (named "key", the tenant's whole policy): it was a 400 "body is empty".
+        var request = await RequestReader.ReadOptionalAsync<KeyCreateRequest>(context);
         var narrowing = request.Policy?.ValidateNarrowing(PolicyDocument.FromJson(tenant.PolicyJson).ToPolicy(), catalog, "policy");
         var name = request.Name is null ? "key" : ResourceIds.RequireName(request.Name, "name");
 
@@ -331,7 +332,7 @@ public static class AdminApi
     private static async Task<IResult> LoadModel(string id, HttpContext context, Models.ModelCatalog catalog, AuditLog audit)
     {
         id = ModelIdOf(id);
-        var request = context.Request.ContentLength is > 0 ? await RequestReader.ReadAsync<ModelLoadRequest>(context) : new ModelLoadRequest();
+        var request = await RequestReader.ReadOptionalAsync<ModelLoadRequest>(context);
         if (request.Parallel is < 1 or > 256 || request.ContextLength is < 16 || request.Threads is < 1)
         {
             throw OpenAIException.BadRequest("parallel must be 1-256, context_length at least 16, threads at least 1.", request.Parallel is < 1 or > 256 ? "parallel" : request.ContextLength is < 16 ? "context_length" : "threads", "invalid_value");

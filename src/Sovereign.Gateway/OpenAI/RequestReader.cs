@@ -84,6 +84,17 @@ internal static class RequestReader
     }
 
     /// <summary>
+    /// Reads the body as <see cref="ReadAsync{T}"/> does, where a request without one means every field's default (a
+    /// POST that creates something with defaults: a key, a model load): <c>Content-Length: 0</c>, or neither a length
+    /// nor chunked framing. A body that is sent is read and checked as always, an empty chunked one included.
+    /// </summary>
+    public static Task<T> ReadOptionalAsync<T>(HttpContext context)
+        where T : class, new() =>
+        context.Request.ContentLength == 0 || context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>() is { CanHaveBody: false }
+            ? Task.FromResult(new T())
+            : ReadAsync<T>(context);
+
+    /// <summary>
     /// A UTF-8 byte order mark before the JSON is dropped, as RFC 8259 allows a parser to: PowerShell's
     /// <c>Invoke-RestMethod</c> with a UTF-8 encoded file and some .NET clients (<c>Encoding.UTF8.GetPreamble</c>)
     /// send one, and <see cref="Utf8JsonReader"/> refuses it ("'0xEF' is an invalid start of a value"). The body is
