@@ -188,7 +188,7 @@ internal static class NodesCommand
 
         var rmConnection = new AdminConnection();
         var rmId = new Argument<string>("id") { Description = "Node id." };
-        var rmCommand = new Command("rm", "Remove a node from the registry.") { rmId };
+        var rmCommand = new Command("rm", "Remove a node from the registry; one still running is refused: drain and stop it first.") { rmId };
         rmConnection.AddTo(rmCommand);
         rmCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {

@@ -276,7 +276,8 @@ public static class AdminApi
         return Json(new { id, state = state.ToLowerInvariant() });
     }
 
-    private static async Task<IResult> DeleteNode(string id, NodeDirectory nodes, AuditLog audit, IOptions<SovereignOptions> options, IOptions<Cluster.Hosting.SovereignClusterOptions> cluster)
+    private static async Task<IResult> DeleteNode(
+        string id, NodeDirectory nodes, IGrainFactory grains, AuditLog audit, TimeProvider time, IOptions<SovereignOptions> options, IOptions<Cluster.Hosting.SovereignClusterOptions> cluster)
     {
         if (id == options.Value.NodeId && cluster.Value.ServesModels)
         {
@@ -284,6 +285,19 @@ public static class AdminApi
             // drained) while it kept serving, until a restart.
             throw new OpenAIException(StatusCodes.Status409Conflict,
                 $"Node '{id}' is this server itself, which is running and would keep serving unseen: set its state to 'draining' to take it out of rotation, or remove it from another gateway once it has stopped.",
+                "invalid_request_error", "id", "node_in_use");
+        }
+
+        // Another member that still reports its load is running too: removed, it kept its silo and its engine, out of
+        // every list (so it could not be drained), and registered again at its next start. The guide's order is drain,
+        // stop, remove; a node whose reports stopped (stopped, or cut off), or whose silo has left the membership (a
+        // stop just now, before its last report went stale), can go.
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        if ((await nodes.Registry.GetAsync()).Nodes.FirstOrDefault(n => n.Id == id) is { } running && NodeDirectory.IsClusterNode(running) && nodes.IsFresh(running, now)
+            && (!cluster.Value.IsDistributed || await HasActiveSiloAsync(grains, id)))
+        {
+            throw new OpenAIException(StatusCodes.Status409Conflict,
+                $"Node '{id}' is running (its last load report is {Math.Max(0, now - running.Load!.ReportedAt) / 1000} s old): drain it (sovereign nodes drain {id} --wait), stop it, then remove it. Removed while it runs, it would keep serving unseen and register again when it restarts.",
                 "invalid_request_error", "id", "node_in_use");
         }
 
@@ -295,6 +309,23 @@ public static class AdminApi
         nodes.Invalidate();
         await AuditAdminAsync(audit, "node.delete", null, new() { ["node"] = id });
         return Json(new { id, deleted = true });
+    }
+
+    /// <summary>
+    /// Whether the membership lists a silo of this node (named <c>role/node-id</c>) as active. When the membership
+    /// cannot be read, the fresh load report decides alone.
+    /// </summary>
+    private static async Task<bool> HasActiveSiloAsync(IGrainFactory grains, string nodeId)
+    {
+        try
+        {
+            var hosts = await grains.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: true);
+            return hosts.Any(h => h.SiloName?.EndsWith("/" + nodeId, StringComparison.Ordinal) == true);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return true;
+        }
     }
 
     private static IResult ListModels(Models.ModelCatalog catalog)

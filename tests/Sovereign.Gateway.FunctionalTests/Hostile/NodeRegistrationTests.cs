@@ -1,5 +1,7 @@
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.FunctionalTests.Console;
 
 namespace Sovereign.Gateway.FunctionalTests.Hostile;
@@ -35,6 +37,37 @@ public sealed class NodeRegistrationTests(ConsoleFixture fixture)
         Assert.Contains("draining", error.GetProperty("message").GetString(), StringComparison.Ordinal);
         Assert.Equal("local", await KindOfAsync(OwnNode));
         Assert.Equal(200, await fixture.ChatAsync(fixture.HospitalKey));
+    }
+
+    /// <summary>
+    /// Another member that still reports its load is running: deleting it was a 200, after which it kept serving out of
+    /// every list (it could not be drained) and registered again at its next start. The guide says drain, stop, remove.
+    /// </summary>
+    [Fact]
+    public async Task DeletingAClusterNode_WhileItReportsItsLoad_Is409_AndOneThatStoppedReportingIsRemoved()
+    {
+        var nodes = fixture.App.Services.GetRequiredService<Sovereign.Gateway.Routing.NodeDirectory>();
+        await nodes.Registry.UpsertAsync(new NodeView("qa-member", "TH", "Local", "http://10.0.0.9:8080", [], "Active", "", null, 0));
+        await nodes.Registry.UpsertAsync(new NodeView("qa-stopped", "TH", "Local", "http://10.0.0.10:8080", [], "Active", "", null, 0));
+        try
+        {
+            Assert.True(await nodes.Registry.ReportAsync("qa-member", [], new NodeLoad(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), [], [])));
+
+            var error = await RefusedAsync(HttpMethod.Delete, "/admin/v1/nodes/qa-member", null, 409);
+            Assert.Equal(("node_in_use", "id"), (error.GetProperty("code").GetString(), error.GetProperty("param").GetString()));
+            Assert.Contains("drain", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+            Assert.Equal("local", await KindOfAsync("qa-member"));
+
+            // No report since the registry last loaded it: stopped (or cut off), so it goes.
+            await fixture.SendAsync(HttpMethod.Delete, "/admin/v1/nodes/qa-stopped", null);
+            Assert.Null(await KindOfAsync("qa-stopped"));
+        }
+        finally
+        {
+            await nodes.Registry.DeleteAsync("qa-member");
+            await nodes.Registry.DeleteAsync("qa-stopped");
+            nodes.Invalidate();
+        }
     }
 
     [Fact]
