@@ -27,6 +27,19 @@ public sealed class CliTests(ServerFixture server) : IDisposable
         Assert.StartsWith("0.1.0", stdout.Trim(), StringComparison.Ordinal);
     }
 
+    /// <summary>It created missing folders, where 'invoice -o' and 'audit export -o' refuse them (a mistyped path made a tree).</summary>
+    [Fact]
+    public async Task ModelsSynth_IntoAFolderThatDoesNotExist_IsAUsageErrorNamingIt_AndCreatesNothing()
+    {
+        var folder = Path.Combine(_directory, "no-such-folder");
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("models", "synth", "-o", Path.Combine(folder, "m.gguf"), "--layers", "1", "--width", "64", "--vocab", "600");
+
+        Assert.Equal(2, exit);
+        Assert.Contains($"the folder {folder} does not exist", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Writing", stdout, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(folder));
+    }
+
     [Fact]
     public async Task ModelsSynth_WritesAGgufThatLoadsAndGenerates()
     {

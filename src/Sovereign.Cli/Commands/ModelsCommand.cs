@@ -165,6 +165,13 @@ internal static class ModelsCommand
                 return Task.FromResult(2);
             }
 
+            if (result.GetValue(output)!.Directory is { Exists: false } folder)
+            {
+                // As 'invoice -o' and 'audit export -o' do: a mistyped folder is the operator's to fix, not to create.
+                Console.Error.WriteLine($"sovereign models synth: the folder {folder.FullName} does not exist; create it or choose another --output.");
+                return Task.FromResult(2);
+            }
+
             var path = result.GetValue(output)!.FullName;
             var estimate = SyntheticModelBuilder.Estimate(options);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -172,7 +179,6 @@ internal static class ModelsCommand
                 $"{estimate.ParameterCount:N0} parameters, {estimate.FileSizeBytes / (1024.0 * 1024.0):F1} MiB."));
             try
             {
-                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
                 var temporary = path + ".partial";
                 WriteWithProgress(options, temporary, estimate.FileSizeBytes, cancellationToken);
                 File.Move(temporary, path, overwrite: true);
