@@ -365,7 +365,7 @@ public sealed class InferenceRouter(
     {
         var settings = options.Value;
         var here = string.IsNullOrWhiteSpace(settings.Jurisdiction) ? Undeclared : settings.Jurisdiction.ToUpperInvariant();
-        var requestId = "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+        var requestId = Hosting.RequestIds.Of(context);
         await RecordRefusalAsync(context, caller, fallback, requestId, here, RoutingCodes.NoCompliantCapacity,
             [$"{RoutingReasons.NoCompliantCapacity}: no node serves the alias's default model now"], alias, choice, node: "-", metered: true);
         return new OpenAIException(StatusCodes.Status503ServiceUnavailable,
