@@ -191,7 +191,7 @@ public sealed class SqlDatabase
 
                 return new FileStream(_sqlitePath + "." + name + ".lock", options);
             }
-            catch (IOException)
+            catch (IOException ex) when (HeldByAnother(ex))
             {
                 return null;
             }
@@ -217,6 +217,14 @@ public sealed class SqlDatabase
         await connection.DisposeAsync();
         return null;
     }
+
+    /// <summary>
+    /// Whether opening a lock file failed because someone holds its lock: EWOULDBLOCK from flock (11 on Linux, 35 on
+    /// macOS), or a sharing or lock violation on Windows. Anything else (a read-only file system, a folder not writable,
+    /// a full disk) is no answer to "is it taken?": it reached callers as "another process holds it".
+    /// </summary>
+    private static bool HeldByAnother(IOException exception) =>
+        exception.GetType() == typeof(IOException) && (exception.HResult is 11 or 35 || (exception.HResult & 0xFFFF) is 32 or 33);
 
     // Named locks share PostgreSQL's one bigint key space with the constants below: take 8 bytes of a digest of the name.
     private static long LockKey(string name) =>

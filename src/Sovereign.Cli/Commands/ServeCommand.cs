@@ -162,6 +162,12 @@ internal static partial class ServeCommand
             await Console.Error.WriteLineAsync("sovereign serve: cannot start: " + ex.Message);
             return 2;
         }
+        catch (Gateway.ControlPlane.DatabaseUnusableException ex)
+        {
+            // A read-only or full disk is no bad setting: exit 1, as any local file that cannot be written.
+            await Console.Error.WriteLineAsync("sovereign serve: cannot start: " + ex.Message);
+            return 1;
+        }
         catch (IOException ex) when (ex.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
         {
             // It was reported as "cannot reach the server ... Is `sovereign serve` running?" with exit 4.

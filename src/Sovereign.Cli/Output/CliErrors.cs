@@ -75,6 +75,7 @@ internal static class CliErrors
             UriFormatException or ArgumentException => (exception.Message, ExitCodes.Usage),
             HttpRequestException http => ($"the request failed: {http.Message}", ExitCodes.Unreachable),
             JsonException => ($"the server's answer is not the JSON expected: {exception.Message}", ExitCodes.Failed),
+            Microsoft.Data.Sqlite.SqliteException sqlite when Sovereign.Storage.SqliteFailures.Explain(sqlite, "the database") is { } reason => (reason + ".", ExitCodes.Failed),
             IOException or UnauthorizedAccessException => (exception.Message, ExitCodes.Failed),
             _ => ($"unexpected {exception.GetType().Name}: {exception.Message}", ExitCodes.InternalError),
         };

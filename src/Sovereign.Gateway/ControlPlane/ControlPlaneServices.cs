@@ -44,7 +44,8 @@ internal static class ControlPlaneServices
         // Reserved pool capacity is held on gateways, like money: a node that dies never takes the pool's count with it.
         services.Configure<Cluster.Hosting.GatewayOnlyGrains>(grains => grains.Classes.UnionWith([typeof(Pipeline.PoolSlotsGrain), typeof(Pipeline.PoolLeaseTableGrain)]));
         services.TryAddSingleton(sp => CreateCatalog(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
-        services.TryAddSingleton(sp => OpenDatabase(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
+        services.TryAddSingleton<SqliteServerLock>();
+        services.TryAddSingleton(sp => OpenDatabase(sp.GetRequiredService<IOptions<SovereignOptions>>().Value, sp.GetRequiredService<SqliteServerLock>()));
         services.TryAddSingleton(sp => new ControlPlaneStore(sp.GetRequiredService<SqlDatabase>()));
         services.TryAddSingleton(sp => new ResponseStore(sp.GetRequiredService<SqlDatabase>()));
         services.AddHostedService<StoredResponseExpiry>();
@@ -188,17 +189,41 @@ internal static class ControlPlaneServices
             ? JurisdictionCatalog.Default
             : JurisdictionCatalog.Create(options.JurisdictionGroups.Select(g => new JurisdictionGroup { Name = g.Key, Members = g.Value }));
 
-    private static SqlDatabase OpenDatabase(SovereignOptions options)
+    private static SqlDatabase OpenDatabase(SovereignOptions options, SqliteServerLock serverLock)
     {
         var configured = options.Database;
-        var database = string.Equals(configured.Provider, "PostgreSql", StringComparison.OrdinalIgnoreCase)
-            ? SqlDatabase.PostgreSql(configured.ConnectionString!)
-            : SqlDatabase.Sqlite(configured.ConnectionString ?? Path.Combine(options.ResolvedDataDirectory, DatabaseFile));
+        if (string.Equals(configured.Provider, "PostgreSql", StringComparison.OrdinalIgnoreCase))
+        {
+            var shared = SqlDatabase.PostgreSql(configured.ConnectionString!);
+            OpenSynchronously(async () =>
+            {
+                await Migrate(shared);
+                return shared;
+            });
+            return shared;
+        }
+
+        var path = Path.GetFullPath(configured.ConnectionString ?? Path.Combine(options.ResolvedDataDirectory, DatabaseFile));
+        var database = SqlDatabase.Sqlite(path);
         OpenSynchronously(async () =>
         {
-            await database.MigrateAsync([.. ControlPlaneStore.Migrations, .. AuditLog.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations, .. ResponseStore.Migrations]);
+            // Taken before the migrations: a second server must not upgrade the schema under one that runs.
+            await serverLock.TakeAsync(database, path);
+            try
+            {
+                await Migrate(database);
+            }
+            catch (Microsoft.Data.Sqlite.SqliteException ex) when (SqliteFailures.Explain(ex, "the database " + path) is { } reason)
+            {
+                // Each migration commits whole or not at all, so the failed start changed nothing.
+                throw new DatabaseUnusableException(reason + ". Nothing was changed.", ex);
+            }
+
             return database;
         });
         return database;
     }
+
+    private static Task Migrate(SqlDatabase database) =>
+        database.MigrateAsync([.. ControlPlaneStore.Migrations, .. AuditLog.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations, .. ResponseStore.Migrations]);
 }

@@ -1,0 +1,113 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Data.Sqlite;
+using Sovereign.Cli.Commands;
+using Sovereign.Cli.Output;
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Inference.Engine;
+
+namespace Sovereign.Gateway.FunctionalTests.Storage;
+
+/// <summary>
+/// What an operator meets when the data directory is taken or unusable. Found by trying it: two <c>serve</c> processes
+/// on one data directory both started, each with its own grains over the one SQLite file, so a key revoked at one was
+/// still accepted by the other and a budget set at one was ignored by the other; a read-only file system, a full disk
+/// or a file that is not a database stopped the start as "unexpected SqliteException ... a defect in sovereign"
+/// (exit 70) with the host's stack trace, as did <c>audit verify</c> on such a file.
+/// </summary>
+public sealed class DataDirectoryTests : IDisposable
+{
+    private static readonly Dictionary<string, string?> Quiet = new() { ["Sovereign__BuiltInEmbeddings"] = "false", ["OMP_WAIT_POLICY"] = "PASSIVE" };
+
+    private readonly string _directory = Directory.CreateTempSubdirectory("sovereign-data-dir-").FullName;
+
+    public void Dispose()
+    {
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    [Fact]
+    public async Task ASecondServer_OnTheSameDataDirectory_StopsWithOneLine_AndStartsOnceTheFirstHasStopped()
+    {
+        var first = Build();
+        await first.StartAsync();
+        try
+        {
+            // Another process, as an operator would start it.
+            var (exit, _, stderr) = await CliProcess.RunAsync(Quiet, "serve", "--urls", "http://127.0.0.1:0", "--data-dir", _directory,
+                "--model", TestModels.Stories260K + "=stories", "--threads", "1");
+            Assert.True(exit == ExitCodes.Usage, $"{exit} {stderr}");
+            var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("cannot start", StringComparison.Ordinal));
+            Assert.Contains($"another sovereign server is using the database {Path.Combine(_directory, "sovereign.db")}", line, StringComparison.Ordinal);
+            Assert.DoesNotContain("defect", stderr, StringComparison.Ordinal);
+
+            // And in this process (the lock is per open, not per process).
+            await using var second = Build();
+            await Assert.ThrowsAsync<DataDirectoryInUseException>(() => second.StartAsync());
+
+            using var health = await new HttpClient().GetAsync(new Uri(new Uri(first.Urls.First()), "/health"));
+            Assert.True(health.IsSuccessStatusCode);
+        }
+        finally
+        {
+            await first.StopAsync();
+            await first.DisposeAsync();
+        }
+
+        await using var after = Build();
+        await after.StartAsync();
+        await after.StopAsync();
+    }
+
+    [Fact]
+    public async Task AFileThatIsNotADatabase_StopsTheStartWithOneLine_Exit1_AndIsLeftAsItWas()
+    {
+        var database = Path.Combine(_directory, "sovereign.db");
+        var garbage = new byte[8192];
+        new Random(7).NextBytes(garbage);
+        await File.WriteAllBytesAsync(database, garbage);
+
+        var (exit, _, stderr) = await Serve();
+
+        Assert.True(exit == ExitCodes.Failed, $"{exit} {stderr}");
+        Assert.Contains($"cannot start: the database {database} is not a readable Sovereign database (SQLite Error 26: 'file is not a database'): restore it from a backup", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("defect", stderr, StringComparison.Ordinal);
+        Assert.Equal(garbage, await File.ReadAllBytesAsync(database));
+
+        // The auditor's command on the same file (with an operator key, which that failed start never wrote).
+        Residency.Audit.OperatorSigningKey.LoadOrCreate(Path.Combine(_directory, "operator-key.pem")).Dispose();
+        var (verifyExit, _, verifyError) = await CliProcess.RunAsync("audit", "verify", "--data-dir", _directory);
+        Assert.True(verifyExit == ExitCodes.Failed, $"{verifyExit} {verifyError}");
+        Assert.Equal("sovereign audit verify: the database is not a readable Sovereign database (SQLite Error 26: 'file is not a database'): restore it from a backup.", verifyError.Trim());
+    }
+
+    /// <summary>
+    /// The server's lock file cannot be created (here a folder holds its name; a read-only file system or a folder
+    /// owned by another user fail the same way): a write failure, exit 1, not "another server is using it".
+    /// </summary>
+    [Fact]
+    public async Task ALockFileThatCannotBeCreated_IsAWriteFailure_NotAnotherServer()
+    {
+        Directory.CreateDirectory(Path.Combine(_directory, "sovereign.db." + SqliteServerLock.LockName + ".lock"));
+
+        var (exit, _, stderr) = await Serve();
+
+        Assert.True(exit == ExitCodes.Failed, $"{exit} {stderr}");
+        Assert.Contains($"cannot start: the data directory {_directory} cannot be written (", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("another sovereign server", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("defect", stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(_directory, "sovereign.db")));
+    }
+
+    private Task<(int ExitCode, string Stdout, string Stderr)> Serve() =>
+        CliProcess.RunAsync(Quiet, "serve", "--urls", "http://127.0.0.1:0", "--data-dir", _directory, "--model", TestModels.Stories260K + "=stories", "--threads", "1");
+
+    private WebApplication Build() =>
+        ServeCommand.Build(new ServeSettings
+        {
+            Models = [new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Threads = 1, Parallel = 1 }],
+            Urls = "http://127.0.0.1:0",
+            DataDirectory = _directory,
+            Overrides = new Dictionary<string, string?> { ["Sovereign:BuiltInEmbeddings"] = "false" },
+        }, []);
+}
