@@ -72,19 +72,52 @@ internal sealed class AdminConnection
         using var request = new HttpRequestMessage(method, path.TrimStart('/')) { Content = body is null ? null : JsonContent.Create(body) };
         using var response = await client.SendAsync(request, cancellationToken);
         var text = await response.Content.ReadAsStringAsync(cancellationToken);
-        if (raw && response.IsSuccessStatusCode)
+        var mediaType = response.Content.Headers.ContentType?.MediaType;
+        if (raw && response.IsSuccessStatusCode && (mediaType == "text/csv" || CliErrors.IsJson(mediaType)))
         {
             return JsonSerializer.SerializeToElement(text);
         }
 
-        var json = text.Length > 0 && text[0] is '{' or '[' ? JsonDocument.Parse(text).RootElement.Clone() : default;
+        if (!CliErrors.IsJson(mediaType) && (response.IsSuccessStatusCode || text.Length > 0))
+        {
+            throw NotSovereign(client.BaseAddress, request, response);
+        }
+
+        var json = text.Length > 0 ? ParseOrNull(text) ?? throw NotSovereign(client.BaseAddress, request, response) : default;
         if (!response.IsSuccessStatusCode)
         {
-            var message = json.ValueKind == JsonValueKind.Object && json.TryGetProperty("error", out var error) ? error.GetProperty("message").GetString() : text;
+            var message = json.ValueKind == JsonValueKind.Object && json.TryGetProperty("error", out var error) && error.ValueKind == JsonValueKind.Object
+                && error.TryGetProperty("message", out var said) && said.ValueKind == JsonValueKind.String
+                ? said.GetString()
+                : text.Length > 0 ? text : $"{response.ReasonPhrase} (no body)";
             throw new AdminException($"{(int)response.StatusCode}: {message}");
         }
 
         return json;
+    }
+
+    /// <summary>
+    /// Another web server answered (a wrong port, a proxy's page): every admin answer of Sovereign's is JSON (an
+    /// invoice may be CSV). A 200 HTML page reached the commands as JSON and ended in "unexpected
+    /// InvalidOperationException ... a defect in sovereign" (exit 70), an invoice printed the page with exit 0, and an
+    /// HTML 404 was printed whole.
+    /// </summary>
+    private static CliException NotSovereign(Uri? baseAddress, HttpRequestMessage request, HttpResponseMessage response) =>
+        new($"the server at {baseAddress?.ToString().TrimEnd('/')} is not Sovereign's admin API: it answered {request.Method} {(request.RequestUri is { IsAbsoluteUri: true } sent ? sent.AbsolutePath : request.RequestUri?.OriginalString)} with " +
+            $"{(int)response.StatusCode} {response.Content.Headers.ContentType?.MediaType ?? "and no content type"}. Point to sovereign serve with --url or SOVEREIGN_URL.",
+            ExitCodes.Unreachable);
+
+    private static JsonElement? ParseOrNull(string text)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(text);
+            return document.RootElement.Clone();
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>GETs a text answer (CSV, JSON) as is.</summary>

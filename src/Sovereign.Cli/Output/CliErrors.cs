@@ -69,12 +69,14 @@ internal static class CliErrors
             CliException cli => (cli.Message, cli.ExitCode),
             AdminException admin => (admin.Message, ExitCodes.Failed),
             Sovereign.Residency.Audit.AuditIntegrityException integrity => (integrity.Message, ExitCodes.IntegrityFailure),
+            ClientResultException { Status: > 0 } client when NotSovereign(client) is { } type =>
+                ($"the server{(url is null ? "" : " at " + url)} is not Sovereign's API: it answered {client.Status} with {type}. Point to sovereign serve with --url or SOVEREIGN_URL.", ExitCodes.Unreachable),
             ClientResultException { Status: > 0 } client => ($"the server answered {client.Status}: {ServerMessage(client)}", ExitCodes.Failed),
             TaskCanceledException or TimeoutException => ("the server did not answer in time.", ExitCodes.Unreachable),
             OperationCanceledException => ("cancelled.", ExitCodes.Failed),
             UriFormatException or ArgumentException => (exception.Message, ExitCodes.Usage),
             HttpRequestException http => ($"the request failed: {http.Message}", ExitCodes.Unreachable),
-            JsonException => ($"the server's answer is not the JSON expected: {exception.Message}", ExitCodes.Failed),
+            JsonException => ($"the server's answer is not the JSON expected (is --url a Sovereign server?): {exception.Message}", ExitCodes.Failed),
             Microsoft.Data.Sqlite.SqliteException sqlite when Sovereign.Storage.SqliteFailures.Explain(sqlite, "the database") is { } reason => (reason + ".", ExitCodes.Failed),
             IOException or UnauthorizedAccessException => (exception.Message, ExitCodes.Failed),
             _ => ($"unexpected {exception.GetType().Name}: {exception.Message}", ExitCodes.InternalError),
@@ -105,6 +107,26 @@ internal static class CliErrors
 
         return null;
     }
+
+    /// <summary>
+    /// The content type of an error answer that is not JSON (another web server's page: a wrong port, a proxy), or
+    /// null. Sovereign's errors are always OpenAI's JSON error object; the page was printed whole, HTML and all.
+    /// </summary>
+    private static string? NotSovereign(ClientResultException exception)
+    {
+        var response = exception.GetRawResponse();
+        if (response is null || response.Content is null || response.Content.ToMemory().IsEmpty)
+        {
+            return null;
+        }
+
+        var type = response.Headers.TryGetValue("Content-Type", out var value) ? value?.Split(';')[0].Trim() : null;
+        return IsJson(type) ? null : type ?? "no content type";
+    }
+
+    /// <summary>application/json, or a JSON media type such as application/problem+json.</summary>
+    internal static bool IsJson(string? mediaType) =>
+        mediaType is not null && (mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase) || mediaType.EndsWith("+json", StringComparison.OrdinalIgnoreCase));
 
     /// <summary>The "error.message" of an OpenAI-style error body, or the raw text.</summary>
     private static string ServerMessage(ClientResultException exception)
