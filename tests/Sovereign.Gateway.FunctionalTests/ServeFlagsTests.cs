@@ -17,6 +17,8 @@ namespace Sovereign.Gateway.FunctionalTests;
 /// </summary>
 public sealed class ServeFlagsTests : IDisposable
 {
+    private static readonly Dictionary<string, string?> Quiet = new() { ["Sovereign__BuiltInEmbeddings"] = "false", ["OMP_WAIT_POLICY"] = "PASSIVE" };
+
     private readonly string _directory = Directory.CreateTempSubdirectory("sovereign-serve-flags-").FullName;
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
@@ -53,14 +55,27 @@ public sealed class ServeFlagsTests : IDisposable
         taken.Start();
         var url = $"http://127.0.0.1:{((IPEndPoint)taken.LocalEndpoint).Port}";
 
-        var (exit, _, stderr) = await CliProcess.RunAsync(
-            new Dictionary<string, string?> { ["Sovereign__BuiltInEmbeddings"] = "false", ["OMP_WAIT_POLICY"] = "PASSIVE" },
-            "serve", "--urls", url, "--data-dir", _directory, "--threads", "1");
+        var (exit, _, stderr) = await CliProcess.RunAsync(Quiet, "serve", "--urls", url, "--data-dir", _directory, "--threads", "1");
 
         Assert.Equal(ExitCodes.Usage, exit);
         Assert.Contains("cannot start: ", stderr, StringComparison.Ordinal);
         Assert.Contains("address already in use", stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("cannot reach", stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>A config file that is not JSON stopped the start with "Failed to load configuration from file '...'" and no more.</summary>
+    [Fact]
+    public async Task AConfigFileThatIsNotJson_StopsTheStart_SayingWhereItBreaks()
+    {
+        var config = Path.Combine(_directory, "sovereign.json");
+        await File.WriteAllTextAsync(config, "{\"Sovereign\": {\"Jurisdiction\": \"TH\"\n");
+
+        var (exit, _, stderr) = await CliProcess.RunAsync(Quiet, "serve", "--config", config, "--urls", "http://127.0.0.1:0", "--data-dir", _directory);
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith($"sovereign serve: cannot start: Failed to load configuration from file '{config}'. Could not parse the JSON file.", line, StringComparison.Ordinal);
+        Assert.Contains("LineNumber: 1", line, StringComparison.Ordinal);
     }
 
     /// <summary>A cluster gateway (role gateway, no model) said "loading the built-in test model..." at start.</summary>

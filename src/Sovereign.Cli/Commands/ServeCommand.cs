@@ -156,6 +156,19 @@ internal static partial class ServeCommand
             await app.StartAsync(cancellationToken);
             await Console.Error.WriteLineAsync($"sovereign serve: ready on {string.Join(", ", app.Urls)} (console: {app.Urls.First().TrimEnd('/')}/console).");
         }
+        catch (InvalidDataException ex) when (ex.InnerException is { } parse)
+        {
+            // A config file that is not JSON: the parser's line and position are in the inner exception; the start said
+            // only "Failed to load configuration from file '...'".
+            var reasons = new List<string>();
+            for (var inner = (Exception?)parse; inner is not null; inner = inner.InnerException)
+            {
+                reasons.Add(inner.Message);
+            }
+
+            await Console.Error.WriteLineAsync($"sovereign serve: cannot start: {ex.Message} {string.Join(' ', reasons)}");
+            return 2;
+        }
         catch (Exception ex) when (ex is OptionsValidationException or InvalidDataException or ArgumentException or FileNotFoundException or ModelLoadException or FormatException or InvalidOperationException)
         {
             StartFailed(app, ex);
