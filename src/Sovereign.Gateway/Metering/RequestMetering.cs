@@ -304,6 +304,23 @@ public sealed class RequestMetering
         }
     }
 
+    /// <summary>
+    /// Gives a reservation back without a usage record, for a request nothing ran for whose refusal the ledger could
+    /// not record either (a full or failing disk): no work, no cost, so no money is held for it.
+    /// </summary>
+    public async Task ReleaseAsync(RoutedRequest routed, MeterTicket ticket)
+    {
+        if (ticket.ReservedWithGrain)
+        {
+            var remaining = await _tenants.Get(routed.Caller.TenantId)
+                .SettleAsync(new SettlementRequest(routed.RequestId, routed.Caller.KeyId, 0m, ticket.AdmittedTokens, 0));
+            if (remaining is { } left)
+            {
+                _remaining[routed.Caller.TenantId + "\u0001" + ticket.Currency] = left;
+            }
+        }
+    }
+
     /// <summary>Records a request refused before admission (e.g. by residency), at no cost, at its arrival time (now if not given).</summary>
     public Task RecordRefusalAsync(Caller caller, string requestId, string model, string node, string jurisdiction, string? code, DateTimeOffset? arrivedAt = null) =>
         _ledger.AppendAsync(new UsageRecord

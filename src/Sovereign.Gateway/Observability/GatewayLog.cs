@@ -71,6 +71,10 @@ internal static partial class GatewayLog
         Message = "Request {RequestId}: node {Node} reported {PromptTokens} prompt and {CompletionTokens} completion tokens, more than the request could use ({PromptBound} and {OutputBound}); billed at the bound. The engine does not honour max_tokens or miscounts: look at it")]
     public static partial void UsageAboveReservation(ILogger logger, string requestId, string node, int promptTokens, int completionTokens, long promptBound, long outputBound);
 
+    [LoggerMessage(EventId = 4109, EventName = "RefusalNotRecorded", Level = LogLevel.Error,
+        Message = "Request {RequestId} was refused before any work because the audit log could not record it, and the usage ledger could not record the refusal either (a full or failing disk?); its budget reservation was given back")]
+    public static partial void RefusalNotRecorded(ILogger logger, Exception exception, string requestId);
+
     [LoggerMessage(EventId = 4201, EventName = "AuditArchived", Level = LogLevel.Information,
         Message = "Archived audit entries {FirstSequence}..{LastSequence} ({Entries} entries, written before {Before:u}) to {Path} (SHA-256 {Sha256}); it verified with the operator's public key, and {Removed} entries left the database under a signed archive record")]
     public static partial void AuditArchived(ILogger logger, long? firstSequence, long? lastSequence, long entries, DateTimeOffset before, string path, string? sha256, long removed);

@@ -69,7 +69,18 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
             }
             else
             {
-                await metering.FinishAsync(route, ticket, 0, 0, null, UsageOutcome.Refused, refusalCode: OpenAIErrorResults.AuditUnavailableCode);
+                try
+                {
+                    await metering.FinishAsync(route, ticket, 0, 0, null, UsageOutcome.Refused, refusalCode: OpenAIErrorResults.AuditUnavailableCode);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // The ledger cannot write either (a full disk fails both): nothing ran and nothing is billed, so
+                    // the reservation goes back all the same. Held, it counted against the budget until it expired
+                    // (30 minutes): once the disk had room again, the tenant was refused 429 for money it never spent.
+                    Observability.GatewayLog.RefusalNotRecorded(logger, ex, route.RequestId);
+                    await metering.ReleaseAsync(route, ticket);
+                }
             }
 
             throw;

@@ -126,6 +126,36 @@ public sealed class AuditUnavailableTests(MeteringFixture fixture) : IClassFixtu
         Assert.True(verified.GetProperty("valid").GetBoolean(), verified.ToString());
     }
 
+    /// <summary>
+    /// A full disk fails the usage ledger as well as the audit log: the refusal cannot be recorded either. Found by
+    /// filling a small tmpfs under a server: each 503 kept its budget reservation until it expired (30 minutes), so
+    /// once the disk had room again the tenant was refused 429 budget_exceeded for money it never spent.
+    /// </summary>
+    [Fact]
+    public async Task AuditAndLedgerBothDown_TheRefusedRequestsReservationIsGivenBack()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync(new { budgets = new[] { new { period = "total", amount = 10m } } });
+        using var client = fixture.TenantClient(key);
+        await ExecuteAsync("CREATE TRIGGER audit_down_too BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;" +
+            "CREATE TRIGGER ledger_down_too BEFORE INSERT ON metering_usage BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;");
+        try
+        {
+            using var refused = await client.PostAsync("/v1/chat/completions", Chat(stream: false));
+            var text = await refused.Content.ReadAsStringAsync();
+            Assert.True(refused.StatusCode == HttpStatusCode.ServiceUnavailable, text);
+            Assert.Equal("audit_unavailable", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString());
+        }
+        finally
+        {
+            await ExecuteAsync("DROP TRIGGER audit_down_too; DROP TRIGGER ledger_down_too;");
+        }
+
+        var budget = (await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/limits", null, 200)).GetProperty("budgets")[0];
+        Assert.Equal(0m, budget.GetProperty("reserved").GetDecimal());
+        Assert.Equal(0m, budget.GetProperty("settled").GetDecimal());
+        Assert.Equal(10m, budget.GetProperty("remaining").GetDecimal());
+    }
+
     private static StringContent Chat(bool stream) => new(
         JsonSerializer.Serialize(new { model = MeteringFixture.Model, messages = new[] { new { role = "user", content = "Once upon a time" } }, max_tokens = 4, temperature = 0, stream }),
         Encoding.UTF8, "application/json");
