@@ -27,7 +27,7 @@ if (parse.Errors.Count > 0)
     var prefix = name.Length > 0 ? "sovereign " + name : "sovereign";
     foreach (var error in parse.Errors)
     {
-        Console.Error.WriteLine($"{prefix}: {ParseErrors.Describe(error.Message)}");
+        Console.Error.WriteLine($"{prefix}: {ParseErrors.Describe(error.Message, ParseErrors.NameOf(error.SymbolResult))}");
     }
 
     Console.Error.WriteLine($"Run '{prefix} --help' for the options.");

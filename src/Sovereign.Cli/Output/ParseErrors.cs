@@ -9,8 +9,15 @@ namespace Sovereign.Cli.Output;
 /// </summary>
 internal static partial class ParseErrors
 {
-    public static string Describe(string message)
+    public static string Describe(string message, string? name = null)
     {
+        // "Argument 'xml' not recognized. Must be one of:\n\t'csv'\n\t'json'" spread over lines and named no flag.
+        if (NotAmong().Match(message) is { Success: true } among)
+        {
+            var choices = among.Groups["choices"].Value.Split(['\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(c => c.Trim('\''));
+            return $"{(name is null ? "" : name + ": ")}'{among.Groups["value"].Value}' is not one of {string.Join(", ", choices)}.";
+        }
+
         var match = CannotParse().Match(message);
         if (!match.Success)
         {
@@ -48,6 +55,18 @@ internal static partial class ParseErrors
             return null;
         }
     }
+
+    /// <summary>The flag (--format) or argument (&lt;state&gt;) a parse error is about, when the parser says.</summary>
+    public static string? NameOf(System.CommandLine.Parsing.SymbolResult? result) => result switch
+    {
+        System.CommandLine.Parsing.OptionResult option => option.Option.Name,
+        System.CommandLine.Parsing.ArgumentResult { Parent: System.CommandLine.Parsing.OptionResult option } => option.Option.Name,
+        System.CommandLine.Parsing.ArgumentResult argument => $"<{argument.Argument.Name}>",
+        _ => null,
+    };
+
+    [GeneratedRegex(@"^Argument '(?<value>.*)' not recognized\. Must be one of:(?<choices>.*)$", RegexOptions.Singleline)]
+    private static partial Regex NotAmong();
 
     [GeneratedRegex(@"^Cannot parse argument '(?<value>.*)' for (?:option|command|argument) '(?<name>[^']*)' as expected type '(?<type>[^']*)'\.?$", RegexOptions.Singleline)]
     private static partial Regex CannotParse();

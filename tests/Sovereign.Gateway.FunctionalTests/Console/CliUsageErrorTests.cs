@@ -29,6 +29,10 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     [InlineData("--max-uncovered-age: 'abc' is not a whole number.", "audit", "verify", "--max-uncovered-age", "abc")] // aborted, exit 134
     [InlineData("--retain-days: 'abc' is not a whole number.", "tenants", "create", "t", "-j", "TH", "--retain-days", "abc")]
     [InlineData("--temperature must be from 0 to 2.", "chat", "--prompt", "hi", "--temperature", "2.5")]
+    // A value outside a fixed list was "Argument 'xml' not recognized. Must be one of:" and one line per choice, naming no flag.
+    [InlineData("sovereign invoice: --format: 'xml' is not one of csv, json.\n", "invoice", "t1", "--format", "xml")]
+    [InlineData("sovereign serve: --role: 'boss' is not one of all, gateway, node.\n", "serve", "--role", "boss")]
+    [InlineData("sovereign nodes state: <state>: 'sleeping' is not one of active, draining, down.\n", "nodes", "state", "n1", "sleeping")]
     public async Task AValueOfTheWrongType_NamesTheFlagAndWhatItTakes_NotADotNetType(string expected, params string[] args)
     {
         // chat asks a port where nothing listens, should the check not come first.
