@@ -5,6 +5,9 @@ using Sovereign.Cli.Output;
 
 // The sovereign command: each verb lives in Commands/, this file only assembles them and turns every failure into
 // one line on stderr and a documented exit code (Output/CliErrors.cs).
+// Before the commands are built: some keep the console they are given (the registry commands took Spectre's
+// 80-column default, so 'models show' and 'models verify' broke each digest onto a line of its own when piped).
+ConsoleOutput.Configure();
 var root = new RootCommand("Sovereign: an OpenAI-compatible server for open-weight models, with data residency and exact metering.");
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(ModelsCommand.Create());
@@ -19,7 +22,6 @@ foreach (var command in MeteringCommands.Create())
     root.Subcommands.Add(command);
 }
 
-ConsoleOutput.Configure();
 var parse = root.Parse(args);
 var name = CommandName(parse);
 if (parse.Errors.Count > 0)

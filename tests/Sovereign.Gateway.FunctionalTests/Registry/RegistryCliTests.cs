@@ -33,6 +33,25 @@ public sealed class RegistryCliTests : IDisposable
         Assert.Equal(wired.Count, wired.Distinct().Count());
     }
 
+    /// <summary>
+    /// The sovereign process with its output piped, as a script reads it: the registry commands kept Spectre's
+    /// 80-column console (built before the CLI set the piped width), so each digest was broken onto a line of its own.
+    /// </summary>
+    [Fact]
+    public async Task ShowAndVerify_Piped_KeepEachModelOnOneLine()
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync("models", "import", TestModels.Stories260K, "--id", "stories-with-a-long-id",
+            "--license", "Apache-2.0", "--origin-publisher", "karpathy", "--origin-country", "US", "--data-dir", _directory);
+        Assert.True(exit == 0, stderr);
+
+        var (showExit, show, _) = await CliProcess.RunAsync(new Dictionary<string, string?> { ["COLUMNS"] = null }, "models", "show", "--data-dir", _directory);
+        var (verifyExit, verify, _) = await CliProcess.RunAsync(new Dictionary<string, string?> { ["COLUMNS"] = null }, "models", "verify", "--data-dir", _directory);
+
+        Assert.Equal((0, 0), (showExit, verifyExit));
+        Assert.Contains("stories-with-a-long-id: llama, 292.8K parameters, F32, 1.1 MiB, Apache-2.0, sha256:" + StoriesHex + "\n", show, StringComparison.Ordinal);
+        Assert.Contains("OK        stories-with-a-long-id  sha256:" + StoriesHex + "\n", verify, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task ImportThenShow_PrintsIdDigestLicenceOriginAndMetadata()
     {
