@@ -78,6 +78,20 @@ public sealed class ServeFlagsTests : IDisposable
         Assert.Contains("LineNumber: 1", line, StringComparison.Ordinal);
     }
 
+    /// <summary>A --data-dir that names a file stopped the start with the runtime's "The file '...' already exists.", exit 1.</summary>
+    [Fact]
+    public async Task ADataDirectoryThatIsAFile_StopsTheStart_NamingTheSetting()
+    {
+        var file = Path.Combine(_directory, "not-a-folder");
+        await File.WriteAllTextAsync(file, "x");
+
+        var (exit, _, stderr) = await CliProcess.RunAsync(Quiet, "serve", "--urls", "http://127.0.0.1:0", "--data-dir", file, "--threads", "1");
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Contains($"sovereign serve: cannot start: Sovereign:DataDirectory '{file}' is a file, not a folder", stderr, StringComparison.Ordinal);
+        Assert.Equal("x", await File.ReadAllTextAsync(file));
+    }
+
     /// <summary>A cluster gateway (role gateway, no model) said "loading the built-in test model..." at start.</summary>
     [Fact]
     public void AGateway_SaysItServesNoModel_NotThatItLoadsTheTestModel()

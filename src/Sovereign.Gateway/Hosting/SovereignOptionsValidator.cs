@@ -9,6 +9,12 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
     public ValidateOptionsResult Validate(string? name, SovereignOptions options)
     {
         var failures = new List<string>();
+        if (File.Exists(options.ResolvedDataDirectory))
+        {
+            // It stopped the start with the runtime's "The file '...' already exists.", exit 1.
+            failures.Add($"Sovereign:DataDirectory '{options.ResolvedDataDirectory}' is a file, not a folder (--data-dir, Sovereign__DataDirectory).");
+        }
+
         var ids = new HashSet<string>(StringComparer.Ordinal);
         if (options.TestModel is { } test)
         {
