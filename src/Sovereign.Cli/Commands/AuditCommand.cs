@@ -55,7 +55,7 @@ internal static class AuditCommand
         command.SetAction(async (result, ct) =>
         {
             var directory = result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory;
-            var db = OpenDatabase(result.GetValue(database), directory);
+            var db = OpenDatabase(result.GetValue(database), directory, "verify");
             if (db is null)
             {
                 return 2;
@@ -111,7 +111,7 @@ internal static class AuditCommand
         command.SetAction(async (result, ct) =>
         {
             var directory = result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory;
-            var db = OpenDatabase(result.GetValue(database), directory);
+            var db = OpenDatabase(result.GetValue(database), directory, "export");
             if (db is null || !TryTime(result.GetValue(from), "--from", DateTimeOffset.UnixEpoch, out var start) || !TryTime(result.GetValue(to), "--to", DateTimeOffset.UtcNow, out var end))
             {
                 return 2;
@@ -175,7 +175,7 @@ internal static class AuditCommand
         command.SetAction(async (result, ct) =>
         {
             var directory = result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory;
-            var db = OpenDatabase(result.GetValue(database), directory);
+            var db = OpenDatabase(result.GetValue(database), directory, "archive");
             if (db is null || !TryTime(result.GetValue(before), "--before", DateTimeOffset.UtcNow, out var end, "archive"))
             {
                 return 2;
@@ -328,7 +328,8 @@ internal static class AuditCommand
             : throw new Output.CliException($"--public-key {file.FullName} is not an ECDSA P-256 key, as the operator's key is.", Output.ExitCodes.Usage);
     }
 
-    private static SqlDatabase? OpenDatabase(string? database, string dataDirectory)
+    /// <remarks>Its lines name the command (<paramref name="verb"/>), as every other error line does; they said "sovereign audit:".</remarks>
+    private static SqlDatabase? OpenDatabase(string? database, string dataDirectory, string verb)
     {
         if (database is not null && database.StartsWith("postgres:", StringComparison.Ordinal))
         {
@@ -342,7 +343,7 @@ internal static class AuditCommand
             var connectionString = Environment.GetEnvironmentVariable("Sovereign__Database__ConnectionString");
             if (string.IsNullOrWhiteSpace(connectionString))
             {
-                Console.Error.WriteLine("sovereign audit: Sovereign__Database__Provider is PostgreSql but Sovereign__Database__ConnectionString is not set.");
+                Console.Error.WriteLine($"sovereign audit {verb}: Sovereign__Database__Provider is PostgreSql but Sovereign__Database__ConnectionString is not set.");
                 return null;
             }
 
@@ -352,7 +353,7 @@ internal static class AuditCommand
         var path = database ?? Path.Combine(dataDirectory, ControlPlaneServices.DatabaseFile);
         if (!File.Exists(path))
         {
-            Console.Error.WriteLine($"sovereign audit: the database {path} does not exist.");
+            Console.Error.WriteLine($"sovereign audit {verb}: the database {path} does not exist.");
             return null;
         }
 

@@ -99,6 +99,20 @@ public sealed class DataDirectoryTests : IDisposable
         Assert.False(File.Exists(Path.Combine(_directory, "sovereign.db")));
     }
 
+    /// <summary>A data directory without a database: the line said "sovereign audit:", naming no command as every other line does.</summary>
+    [Theory]
+    [InlineData("verify")]
+    [InlineData("export", "-o", "never.jsonl")]
+    [InlineData("archive", "--before", "2026-01-01", "-o", "never.jsonl")]
+    public async Task AnAuditCommand_WithoutADatabase_NamesItselfAndTheFile(string verb, params string[] more)
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(["audit", verb, "--data-dir", _directory, .. more]);
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Equal("", stdout);
+        Assert.Equal($"sovereign audit {verb}: the database {Path.Combine(_directory, "sovereign.db")} does not exist.", stderr.Trim());
+    }
+
     private Task<(int ExitCode, string Stdout, string Stderr)> Serve() =>
         CliProcess.RunAsync(Quiet, "serve", "--urls", "http://127.0.0.1:0", "--data-dir", _directory, "--model", TestModels.Stories260K + "=stories", "--threads", "1");
 
