@@ -58,7 +58,8 @@ public sealed record NodeView(
 /// <summary>
 /// What a cluster node reports about itself at least every second (and at once when a model loads or unloads):
 /// per model its busy and free slots, queue depth and KV-cache use, the node's accelerators and its device class
-/// (configured, or derived from the accelerators).
+/// (configured, or derived from the accelerators). <see cref="ReportedAt"/> is the registry's clock when the report
+/// arrived (Unix ms), whatever the node sent: nodes' clocks are not trusted to agree with the gateways'.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record NodeLoad(
@@ -128,9 +129,12 @@ public static class NodeModelKinds
     public const string Embedding = "embedding";
 }
 
-/// <summary>The whole registry with a version that changes on every write (for caches).</summary>
+/// <summary>
+/// The whole registry with a version that changes on every write (for caches), and the registry's clock when it was
+/// read (Unix ms): load reports are stamped with that clock, so a reader measures their age against it, not its own.
+/// </summary>
 [GenerateSerializer, Immutable]
-public sealed record NodeRegistrySnapshot([property: Id(0)] long Version, [property: Id(1)] IReadOnlyList<NodeView> Nodes);
+public sealed record NodeRegistrySnapshot([property: Id(0)] long Version, [property: Id(1)] IReadOnlyList<NodeView> Nodes, [property: Id(2)] long Now = 0);
 
 /// <summary>One tenant's configuration and keys; the single writer of its rows.</summary>
 public interface ITenantGrain : IGrainWithStringKey

@@ -21,7 +21,7 @@ internal sealed class NodeRegistryGrain(ControlPlaneStore store, TimeProvider ti
     }
 
     public Task<NodeRegistrySnapshot> GetAsync() =>
-        Task.FromResult(new NodeRegistrySnapshot(_version, _nodes.Values.OrderBy(n => n.Id, StringComparer.Ordinal).ToList()));
+        Task.FromResult(new NodeRegistrySnapshot(_version, _nodes.Values.OrderBy(n => n.Id, StringComparer.Ordinal).ToList(), time.GetUtcNow().ToUnixTimeMilliseconds()));
 
     public async Task<NodeView> UpsertAsync(NodeView node)
     {
@@ -70,7 +70,9 @@ internal sealed class NodeRegistryGrain(ControlPlaneStore store, TimeProvider ti
             node = await UpsertAsync(node with { Models = [.. models] });
         }
 
-        _nodes[nodeId] = node with { Load = load };
+        // Stamped with the registry's clock, not the node's: a GPU server whose clock is off by more than
+        // NodeStaleSeconds was always stale (never routed to) or, ahead, stayed fresh after it died.
+        _nodes[nodeId] = node with { Load = load with { ReportedAt = time.GetUtcNow().ToUnixTimeMilliseconds() } };
         _version++;
         return true;
     }

@@ -35,7 +35,7 @@ public sealed class NodeDirectory(
     // How many nodes are marked: routing reads every replica's mark, and almost always there is none to find.
     private int _unreachableCount;
     private readonly Lock _refreshGate = new();
-    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, NodeClaims>(), null, 0, new Dictionary<string, NodeClaims?>());
+    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, NodeClaims>(), null, 0, new Dictionary<string, NodeClaims?>(), 0);
     private Task<Snapshot>? _refreshing;
     private long _generation;
 
@@ -105,7 +105,12 @@ public sealed class NodeDirectory(
     {
         var generation = Volatile.Read(ref _generation);
         var previous = _snapshot;
+        var askedAt = time.GetUtcNow().ToUnixTimeMilliseconds();
         var registry = await Registry.GetAsync();
+
+        // How far this process's clock is from the registry's (which stamps load reports), taken at the middle of
+        // the call; a registry that sends no clock (an older gateway during an upgrade) is taken as this one's.
+        var clockOffset = registry.Now == 0 ? 0 : askedAt + ((time.GetUtcNow().ToUnixTimeMilliseconds() - askedAt) / 2) - registry.Now;
         Snapshot snapshot;
         if (registry.Version != previous.Version)
         {
@@ -132,11 +137,11 @@ public sealed class NodeDirectory(
             // This process's own node is looked up on every locally served request: found once per registry version.
             var self = trusted.Find(n => n.Id == options.Value.NodeId && n.Kind == nameof(Residency.Policies.NodeKind.Local));
             snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexRemoteModels(trusted, options.Value.NodeId, embedding: false),
-                IndexRemoteModels(trusted, options.Value.NodeId, embedding: true), claims, self, generation, verified);
+                IndexRemoteModels(trusted, options.Value.NodeId, embedding: true), claims, self, generation, verified, clockOffset);
         }
         else
         {
-            snapshot = previous with { ReadAt = time.GetUtcNow(), Generation = generation };
+            snapshot = previous with { ReadAt = time.GetUtcNow(), Generation = generation, ClockOffsetMs = clockOffset };
         }
 
         lock (_refreshGate)
@@ -173,15 +178,15 @@ public sealed class NodeDirectory(
     /// Whether a node can take requests: marked active and, for a cluster node, its last load report is recent (a
     /// node that stopped reporting is down, or cut off from the registry).
     /// </summary>
-    public bool IsUp(NodeView node) => IsUp(node, time.GetUtcNow().ToUnixTimeMilliseconds());
+    public bool IsUp(NodeView node) => IsUp(node, NowMs);
 
-    /// <summary>As <see cref="IsUp(NodeView)"/> at <paramref name="nowMs"/> (Unix ms): a decision reads the clock once, not per replica.</summary>
+    /// <summary>As <see cref="IsUp(NodeView)"/> at <paramref name="nowMs"/> (<see cref="NowMs"/>): a decision reads the clock once, not per replica.</summary>
     internal bool IsUp(NodeView node, long nowMs) =>
         node.State == nameof(NodeState.Active)
         && !IsMarkedUnreachable(node)
         && (!IsClusterNode(node) || IsFresh(node, nowMs));
 
-    /// <summary>Whether a cluster node's last load report is recent at <paramref name="nowMs"/>.</summary>
+    /// <summary>Whether a cluster node's last load report is recent at <paramref name="nowMs"/> (<see cref="NowMs"/>).</summary>
     internal bool IsFresh(NodeView node, long nowMs) =>
         node.Load is { } load && nowMs - load.ReportedAt <= cluster.Value.NodeStaleSeconds * 1000;
 
@@ -194,8 +199,11 @@ public sealed class NodeDirectory(
     /// <summary>Whether any node is marked unreachable now (routing then checks each replica's mark).</summary>
     internal bool AnyMarkedUnreachable => Volatile.Read(ref _unreachableCount) > 0;
 
-    /// <summary>The clock routing decisions read (Unix ms).</summary>
-    internal long NowMs => time.GetUtcNow().ToUnixTimeMilliseconds();
+    /// <summary>
+    /// The clock routing decisions read (Unix ms): the registry's, as this process's clock and the offset measured at
+    /// the last refresh give it, since the registry stamps the load reports whose age it measures.
+    /// </summary>
+    internal long NowMs => time.GetUtcNow().ToUnixTimeMilliseconds() - _snapshot.ClockOffsetMs;
 
     /// <summary>Why a node does or does not take requests now, for the operator's view of the pool.</summary>
     public NodeHealth HealthOf(NodeView node) =>
@@ -302,7 +310,8 @@ public sealed class NodeDirectory(
     /// <summary>A verified view of the registry; <see cref="Verified"/> holds each credential's check (null: it failed).</summary>
     private sealed record Snapshot(
         long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt, IReadOnlyDictionary<string, (NodeView, NodeModel)[]> ChatByModel,
-        IReadOnlyDictionary<string, (NodeView, NodeModel)[]> EmbeddingByModel, IReadOnlyDictionary<string, NodeClaims> Claims, NodeView? Local, long Generation, IReadOnlyDictionary<string, NodeClaims?> Verified);
+        IReadOnlyDictionary<string, (NodeView, NodeModel)[]> EmbeddingByModel, IReadOnlyDictionary<string, NodeClaims> Claims, NodeView? Local, long Generation, IReadOnlyDictionary<string, NodeClaims?> Verified,
+        long ClockOffsetMs);
 
     private sealed class InFlightHandle(ConcurrentDictionary<string, int> counts, string nodeId) : IDisposable
     {
