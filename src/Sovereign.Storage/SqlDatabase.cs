@@ -52,6 +52,24 @@ public sealed class SqlDatabase
     /// <summary>The engine behind this database.</summary>
     public SqlProvider Provider { get; }
 
+    /// <summary>
+    /// Where the database is, for an operator's error message: PostgreSQL's host, port and database (never the
+    /// password or the rest of the connection string), or SQLite's file.
+    /// </summary>
+    public string Location
+    {
+        get
+        {
+            if (_sqlitePath is not null)
+            {
+                return "SQLite file " + _sqlitePath;
+            }
+
+            var builder = new NpgsqlConnectionStringBuilder(_connectionString);
+            return $"PostgreSQL at {builder.Host}:{builder.Port}, database {builder.Database ?? builder.Username}";
+        }
+    }
+
     /// <summary>A SQLite database in one file (created if missing), in WAL mode.</summary>
     public static SqlDatabase Sqlite(string path)
     {

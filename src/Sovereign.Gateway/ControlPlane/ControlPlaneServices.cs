@@ -195,11 +195,23 @@ internal static class ControlPlaneServices
         if (string.Equals(configured.Provider, "PostgreSql", StringComparison.OrdinalIgnoreCase))
         {
             var shared = SqlDatabase.PostgreSql(configured.ConnectionString!);
-            OpenSynchronously(async () =>
+            try
             {
-                await Migrate(shared);
-                return shared;
-            });
+                OpenSynchronously(async () =>
+                {
+                    await Migrate(shared);
+                    return shared;
+                });
+            }
+            catch (System.Data.Common.DbException ex)
+            {
+                // Said as a start failure naming the setting (exit 2, so systemd's Restart= tries again). It was the
+                // driver's exception, which the CLI read as "cannot reach the server ... Is `sovereign serve` running?".
+                throw new InvalidOperationException(
+                    $"The database could not be opened ({shared.Location}): {ex.Message}. Start it, or correct Sovereign:Database:ConnectionString "
+                    + "(Sovereign__Database__ConnectionString); a cluster's members all need it, so nothing can start without it.", ex);
+            }
+
             return shared;
         }
 

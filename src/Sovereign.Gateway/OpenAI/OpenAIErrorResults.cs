@@ -43,8 +43,15 @@ internal static class OpenAIErrorResults
         Orleans.Runtime.OrleansMessageRejectionException or Orleans.Runtime.SiloUnavailableException or Orleans.Runtime.Messaging.ConnectionFailedException
             or Orleans.Runtime.GatewayTooBusyException or Orleans.Runtime.ClientNotAvailableException or TimeoutException =>
             new OpenAIException(StatusCodes.Status503ServiceUnavailable, "A cluster member needed for this request is not reachable right now; try again.", "server_error", null, "cluster_unavailable", TimeSpan.FromSeconds(5)),
+        // The database is down or a connection to it broke (PostgreSQL restarting): nothing was run or billed that the
+        // client did not get, and it comes back, so the client retries. It was a 500 without Retry-After for each request.
+        System.Data.Common.DbException { IsTransient: true } => new OpenAIException(StatusCodes.Status503ServiceUnavailable,
+            "The database this server keeps tenants, keys and usage in is not reachable right now; try again.", "server_error", null, StorageUnavailableCode, TimeSpan.FromSeconds(5)),
         _ => new OpenAIException(StatusCodes.Status500InternalServerError, "The server had an error while processing your request.", "server_error", null, "internal_error"),
     };
+
+    /// <summary>The error code of a request that met the database unreachable.</summary>
+    public const string StorageUnavailableCode = "storage_unavailable";
 
     /// <summary>
     /// The error middleware: catches every exception of a request, logs it with a stable event id (refusal, shedding

@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using Sovereign.Gateway.OpenAI;
 
 namespace Sovereign.Gateway.FunctionalTests.OpenAI;
@@ -22,6 +23,25 @@ public sealed class ErrorMappingTests
         Assert.Equal(503, error.Status);
         Assert.Equal("cluster_unavailable", error.Code);
         Assert.NotNull(error.RetryAfter);
+    }
+
+    /// <summary>
+    /// PostgreSQL down mid-run: a key or tenant grain that cannot load, or a ledger commit on a broken connection, was
+    /// a 500 without Retry-After on every request until the database came back.
+    /// </summary>
+    [Fact]
+    public void Map_TheDatabaseUnreachable_IsA503WithRetryAfter()
+    {
+        var refused = new Npgsql.NpgsqlException("Failed to connect to 127.0.0.1:5432", new SocketException((int)SocketError.ConnectionRefused));
+        var broken = new Npgsql.NpgsqlException("Exception while reading from stream", new EndOfStreamException());
+
+        foreach (var failure in new Exception[] { refused, broken })
+        {
+            var error = OpenAIErrorResults.Map(failure, maxBodyBytes: 1 << 20);
+            Assert.Equal((503, OpenAIErrorResults.StorageUnavailableCode), (error.Status, error.Code));
+            Assert.NotNull(error.RetryAfter);
+            Assert.DoesNotContain("127.0.0.1", error.Message, StringComparison.Ordinal);
+        }
     }
 
     [Fact]
