@@ -27,6 +27,11 @@ internal static class ClusterCommand
             var id = json.GetProperty("cluster_id") is { ValueKind: JsonValueKind.String } c ? c.GetString() : "(one machine)";
             AnsiConsole.MarkupLine($"Cluster [bold]{Markup.Escape(id ?? "")}[/], seen from {Markup.Escape(json.GetProperty("gateway").GetString() ?? "")}");
 
+            if (json.TryGetProperty("membership_error", out var membershipError) && membershipError.ValueKind == JsonValueKind.String)
+            {
+                AnsiConsole.MarkupLine($"[yellow]warning:[/] {Markup.Escape(membershipError.GetString() ?? "")}");
+            }
+
             var members = new Table().AddColumns("member", "status", "address", "host");
             foreach (var m in json.GetProperty("members").EnumerateArray())
             {

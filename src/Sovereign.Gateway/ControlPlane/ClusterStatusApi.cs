@@ -18,22 +18,29 @@ internal static class ClusterStatusApi
 {
     public static async Task<IResult> GetAsync(
         IGrainFactory grains, NodeDirectory nodes, Residency.Audit.OperatorSigningKey operatorKey, IOptions<SovereignOptions> options, IOptions<SovereignClusterOptions> cluster,
-        Sovereign.Metering.Pricing.PriceBookProvider prices)
+        Sovereign.Metering.Pricing.PriceBookProvider prices, IClusterMembershipService membership)
     {
-        var hosts = await grains.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: false);
-        var members = hosts
-            .Where(h => h.Status != SiloStatus.Dead || DateTime.UtcNow - h.IAmAliveTime < TimeSpan.FromMinutes(10))
-            .OrderBy(h => h.SiloName, StringComparer.Ordinal)
-            .Select(h => new
-            {
-                name = h.SiloName,
-                address = h.SiloAddress.ToParsableString(),
-                status = h.Status.ToString().ToLowerInvariant(),
-                host = h.HostName,
-                started_at = new DateTimeOffset(h.StartTime, TimeSpan.Zero).ToUnixTimeMilliseconds(),
-                alive_at = new DateTimeOffset(h.IAmAliveTime, TimeSpan.Zero).ToUnixTimeMilliseconds(),
-            })
-            .ToList();
+        List<MemberStatus> members;
+        string? membershipError = null;
+        try
+        {
+            var hosts = await grains.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: false);
+            members = [.. hosts
+                .Where(h => h.Status != SiloStatus.Dead || DateTime.UtcNow - h.IAmAliveTime < TimeSpan.FromMinutes(10))
+                .OrderBy(h => h.SiloName, StringComparer.Ordinal)
+                .Select(h => new MemberStatus(h.SiloName, h.SiloAddress.ToParsableString(), h.Status.ToString().ToLowerInvariant(), h.HostName,
+                    new DateTimeOffset(h.StartTime, TimeSpan.Zero).ToUnixTimeMilliseconds(), new DateTimeOffset(h.IAmAliveTime, TimeSpan.Zero).ToUnixTimeMilliseconds()))];
+        }
+        catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException or OrleansException)
+        {
+            // The membership table (Redis) cannot be read: say so and show the members as this gateway last saw them.
+            // The whole status was a 500 then, just when the operator needed it to see what still runs.
+            membershipError = $"The cluster's membership table (Sovereign:Cluster:Redis) could not be read: {ex.GetType().Name}. Members are shown as this gateway last saw them.";
+            members = [.. membership.CurrentSnapshot.Members.Values
+                .Where(m => m.Status != SiloStatus.Dead)
+                .OrderBy(m => m.Name, StringComparer.Ordinal)
+                .Select(m => new MemberStatus(m.Name, m.SiloAddress.ToParsableString(), m.Status.ToString().ToLowerInvariant(), null, null, null))];
+        }
 
         var registry = await nodes.Registry.GetAsync();
         await nodes.GetNodesAsync(); // the verified claims that place each node
@@ -82,7 +89,8 @@ internal static class ClusterStatusApi
             distributed = cluster.Value.IsDistributed,
             gateway = options.Value.NodeId,
             role = cluster.Value.Role.ToString().ToLowerInvariant(),
-            members,
+            membership_error = membershipError,
+            members = members.Select(m => new { name = m.Name, address = m.Address, status = m.Status, host = m.Host, started_at = m.StartedAt, alive_at = m.AliveAt }),
             jurisdictions,
             pools,
             nodes = views.OrderBy(v => v.Node.Id, StringComparer.Ordinal).Select(v => new
@@ -101,4 +109,6 @@ internal static class ClusterStatusApi
             }),
         }, OpenAI.OpenAIJson.Options);
     }
+
+    private sealed record MemberStatus(string Name, string Address, string Status, string? Host, long? StartedAt, long? AliveAt);
 }

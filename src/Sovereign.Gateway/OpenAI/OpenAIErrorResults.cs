@@ -39,9 +39,11 @@ internal static class OpenAIErrorResults
         // A cluster member that just died holds a grain until membership declares it dead (seconds): retryable.
         Pipeline.Executors.NodeUnreachableException e => new OpenAIException(StatusCodes.Status503ServiceUnavailable,
             $"{e.Message} Every failover this request may take was used; try again.", "server_error", null, "node_unreachable", TimeSpan.FromSeconds(1)),
-        // A grain whose member cannot be reached (money, keys, pool counts): the cluster is healing, so the client retries.
+        // A grain whose member cannot be reached (money, keys, pool counts), or the cluster's Redis (the grain directory a
+        // new activation registers in; it was a 500 while Redis was down): the cluster is healing, so the client retries.
         Orleans.Runtime.OrleansMessageRejectionException or Orleans.Runtime.SiloUnavailableException or Orleans.Runtime.Messaging.ConnectionFailedException
-            or Orleans.Runtime.GatewayTooBusyException or Orleans.Runtime.ClientNotAvailableException or TimeoutException =>
+            or Orleans.Runtime.GatewayTooBusyException or Orleans.Runtime.ClientNotAvailableException or TimeoutException or StackExchange.Redis.RedisConnectionException
+            or Orleans.Runtime.OrleansException { InnerException: StackExchange.Redis.RedisConnectionException } =>
             new OpenAIException(StatusCodes.Status503ServiceUnavailable, "A cluster member needed for this request is not reachable right now; try again.", "server_error", null, "cluster_unavailable", TimeSpan.FromSeconds(5)),
         // The database is down or a connection to it broke (PostgreSQL restarting): nothing was run or billed that the
         // client did not get, and it comes back, so the client retries. It was a 500 without Retry-After for each request.

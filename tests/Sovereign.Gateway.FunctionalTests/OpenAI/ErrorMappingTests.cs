@@ -12,6 +12,10 @@ public sealed class ErrorMappingTests
         new Orleans.Runtime.Messaging.ConnectionFailedException("connection refused"),
         new Orleans.Runtime.GatewayTooBusyException(),
         new TimeoutException("response timed out"),
+        new StackExchange.Redis.RedisConnectionException(StackExchange.Redis.ConnectionFailureType.SocketClosed, "SocketClosed on 127.0.0.1:6379"),
+        // A grain's first activation while Redis (the grain directory) is down, as Orleans throws it.
+        new Orleans.Runtime.OrleansException("Lookup failed for apikey/3a22",
+            new StackExchange.Redis.RedisConnectionException(StackExchange.Redis.ConnectionFailureType.SocketClosed, "SocketClosed on 127.0.0.1:6379")),
     ];
 
     [Theory]
