@@ -45,7 +45,8 @@ public sealed class NodeDirectory(
     /// <summary>
     /// Verified nodes; refreshed at most every second, and at once after <see cref="Invalidate"/>. One refresh runs
     /// at a time: while it does, other requests keep the view it replaces (a second old), instead of each re-reading
-    /// and re-verifying a thousand nodes at once.
+    /// and re-verifying a thousand nodes at once; a view 2 s old or more (half <c>NodeStaleSeconds</c> if less) is not
+    /// kept: they wait for the refresh, and keep the old view only if it fails.
     /// </summary>
     public async ValueTask<IReadOnlyList<NodeView>> GetNodesAsync()
     {
@@ -55,18 +56,32 @@ public sealed class NodeDirectory(
             return snapshot.Nodes;
         }
 
+        // A view older than that is not served while a refresh runs: after an idle spell its nodes' last reports are
+        // as old as the view, and the first request read every node as stale (503 no_compliant_capacity while all idle).
+        var tooOld = time.GetUtcNow() - snapshot.ReadAt >= TimeSpan.FromSeconds(Math.Min(2 * RefreshInterval.TotalSeconds, cluster.Value.NodeStaleSeconds / 2));
         var invalidated = snapshot.ReadAt == DateTimeOffset.MinValue;
         var wanted = Volatile.Read(ref _generation);
         while (true)
         {
             var refresh = StartRefresh();
-            if (!invalidated && !refresh.IsCompleted)
+            if (!invalidated && !refresh.IsCompleted && !tooOld)
             {
                 return snapshot.Nodes;
             }
 
+            Snapshot refreshed;
+            try
+            {
+                refreshed = await refresh;
+            }
+            catch (Exception) when (!invalidated)
+            {
+                // Logged by the refresh; the last verified view is all there is (its stale nodes read as stale).
+                return snapshot.Nodes;
+            }
+
             // After Invalidate(), only a refresh that started after it will do (an admin change in this process).
-            snapshot = await refresh;
+            snapshot = refreshed;
             if (snapshot.Generation >= wanted)
             {
                 return snapshot.Nodes;

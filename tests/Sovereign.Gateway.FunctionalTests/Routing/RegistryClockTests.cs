@@ -51,6 +51,64 @@ public sealed class RegistryClockTests
         }
     }
 
+    /// <summary>
+    /// After an idle spell longer than NodeStaleSeconds, the first request used to get the view it found (the refresh
+    /// it started still running), in which every node's last report was as old as the view: 503 no_compliant_capacity
+    /// with every node idle and reporting each second. Seen on a live gateway after 5 s without requests.
+    /// </summary>
+    [Fact]
+    public async Task FirstReadAfterAnIdleSpell_WaitsForTheRefresh_InsteadOfAViewWhoseReportsAreAllStale()
+    {
+        var folder = Directory.CreateTempSubdirectory("sovereign-registry-idle-").FullName;
+        try
+        {
+            using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(folder, "operator-key.pem"));
+            var clock = new ManualClock(DateTimeOffset.Parse("2026-12-04T12:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+            const string url = "https://127.0.0.1:9";
+            var credential = NodeCredentials.Issue(new NodeClaims("node-th", "TH", "Local", url, clock.GetUtcNow().ToUnixTimeMilliseconds()), key);
+
+            // The node reports every second: whenever the registry is read, its last report is 300 ms old.
+            var registry = new ReportingRegistry(clock, credential, url);
+            var nodes = new NodeDirectory(GrainFactoryOf(registry), key, Options.Create(new SovereignOptions { NodeId = "gateway-th" }),
+                Options.Create(new Sovereign.Cluster.Hosting.SovereignClusterOptions { NodeStaleSeconds = 5 }), clock, NullLogger<NodeDirectory>.Instance);
+            Assert.True(nodes.IsUp(Assert.Single(await nodes.GetNodesAsync())));
+
+            clock.Advance(TimeSpan.FromSeconds(10)); // no request for ten seconds
+            var node = Assert.Single(await nodes.GetNodesAsync());
+            Assert.True(nodes.IsUp(node), $"the node's report read as {clock.GetUtcNow().ToUnixTimeMilliseconds() - node.Load!.ReportedAt} ms old");
+            Assert.Equal(2, registry.Reads);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    private sealed class ReportingRegistry(TimeProvider clock, string credential, string url) : INodeRegistryGrain
+    {
+        private int _reads;
+
+        public int Reads => Volatile.Read(ref _reads);
+
+        public async Task<NodeRegistrySnapshot> GetAsync()
+        {
+            var version = Interlocked.Increment(ref _reads);
+            await Task.Delay(50); // a grain call is not instant: a reader that does not wait gets the view it had
+            var now = clock.GetUtcNow().ToUnixTimeMilliseconds();
+            return new NodeRegistrySnapshot(version, [
+                new NodeView("node-th", "TH", "Local", url, [new NodeModel("m", "m", 2)], "Active", credential, null, 0, new NodeLoad(now - 300, [], [])),
+            ], now);
+        }
+
+        public Task<NodeView> UpsertAsync(NodeView node) => throw new NotSupportedException();
+
+        public Task<bool> SetStateAsync(string nodeId, string state) => throw new NotSupportedException();
+
+        public Task<bool> DeleteAsync(string nodeId) => throw new NotSupportedException();
+
+        public Task<bool> ReportAsync(string nodeId, IReadOnlyList<NodeModel> models, NodeLoad load) => throw new NotSupportedException();
+    }
+
     private static IGrainFactory GrainFactoryOf(INodeRegistryGrain registry)
     {
         var factory = DispatchProxy.Create<IGrainFactory, RegistryOnlyGrainFactory>();
