@@ -42,15 +42,24 @@ internal static class OpenAIErrorResults
         // A grain whose member cannot be reached (money, keys, pool counts), or the cluster's Redis (the grain directory a
         // new activation registers in; it was a 500 while Redis was down): the cluster is healing, so the client retries.
         Orleans.Runtime.OrleansMessageRejectionException or Orleans.Runtime.SiloUnavailableException or Orleans.Runtime.Messaging.ConnectionFailedException
-            or Orleans.Runtime.GatewayTooBusyException or Orleans.Runtime.ClientNotAvailableException or TimeoutException or StackExchange.Redis.RedisConnectionException
-            or Orleans.Runtime.OrleansException { InnerException: StackExchange.Redis.RedisConnectionException } =>
+            or Orleans.Runtime.GatewayTooBusyException or Orleans.Runtime.ClientNotAvailableException or TimeoutException or StackExchange.Redis.RedisConnectionException =>
             new OpenAIException(StatusCodes.Status503ServiceUnavailable, "A cluster member needed for this request is not reachable right now; try again.", "server_error", null, "cluster_unavailable", TimeSpan.FromSeconds(5)),
+        // Orleans' Redis grain directory reports Redis unreachable as an OrleansException that holds the Redis error as
+        // text, not as its inner exception ("Lookup failed for apikey/... : StackExchange.Redis.RedisConnectionException: ...").
+        Orleans.Runtime.OrleansException e when IsRedisUnreachable(e) =>
+            new OpenAIException(StatusCodes.Status503ServiceUnavailable, "A cluster member needed for this request is not reachable right now; try again.", "server_error", null, "cluster_unavailable", TimeSpan.FromSeconds(5)),
+
         // The database is down or a connection to it broke (PostgreSQL restarting): nothing was run or billed that the
         // client did not get, and it comes back, so the client retries. It was a 500 without Retry-After for each request.
         System.Data.Common.DbException { IsTransient: true } => new OpenAIException(StatusCodes.Status503ServiceUnavailable,
             "The database this server keeps tenants, keys and usage in is not reachable right now; try again.", "server_error", null, StorageUnavailableCode, TimeSpan.FromSeconds(5)),
         _ => new OpenAIException(StatusCodes.Status500InternalServerError, "The server had an error while processing your request.", "server_error", null, "internal_error"),
     };
+
+    private static bool IsRedisUnreachable(Orleans.Runtime.OrleansException e) =>
+        e.InnerException is StackExchange.Redis.RedisConnectionException or StackExchange.Redis.RedisTimeoutException
+        || e.Message.Contains(typeof(StackExchange.Redis.RedisConnectionException).FullName!, StringComparison.Ordinal)
+        || e.Message.Contains(typeof(StackExchange.Redis.RedisTimeoutException).FullName!, StringComparison.Ordinal);
 
     /// <summary>The error code of a request that met the database unreachable.</summary>
     public const string StorageUnavailableCode = "storage_unavailable";

@@ -13,7 +13,10 @@ public sealed class ErrorMappingTests
         new Orleans.Runtime.GatewayTooBusyException(),
         new TimeoutException("response timed out"),
         new StackExchange.Redis.RedisConnectionException(StackExchange.Redis.ConnectionFailureType.SocketClosed, "SocketClosed on 127.0.0.1:6379"),
-        // A grain's first activation while Redis (the grain directory) is down, as Orleans throws it.
+        // A grain's first activation while Redis (the grain directory) is down, as Orleans' Redis directory throws it
+        // (logged by a gateway with Redis killed): the Redis error is in the message, there is no inner exception.
+        new Orleans.Runtime.OrleansException(
+            "Lookup failed for apikey/dd0fcce2 : StackExchange.Redis.RedisConnectionException: The message timed out in the backlog attempting to send because no connection became available (5000ms)"),
         new Orleans.Runtime.OrleansException("Lookup failed for apikey/3a22",
             new StackExchange.Redis.RedisConnectionException(StackExchange.Redis.ConnectionFailureType.SocketClosed, "SocketClosed on 127.0.0.1:6379")),
     ];
