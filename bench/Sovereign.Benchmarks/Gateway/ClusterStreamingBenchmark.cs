@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text;
 
 namespace Sovereign.Benchmarks.Gateway;
@@ -45,6 +46,9 @@ internal static class ClusterStreamingBenchmark
         await BenchCluster.WaitForNodeAsync(gateway, admin, "node-th", BenchServer.ModelId);
 
         var key = await BenchCluster.SetUpTenantAsync(admin, "stream-tenant", BenchServer.ModelId);
+        // And the tenant's prefix-cache partition, as the gateway sends it (the first 32 hex digits of the tenant id's
+        // SHA-256): a relay without one reuses no cached prompt, so the direct path would prefill what the gateway's does not.
+        direct.DefaultRequestHeaders.Add("x-sovereign-cache-partition", Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes("stream-tenant")))[..32]);
         using var relayed = cluster.Client(gatewayUrl, null, key);
         var body = Encoding.UTF8.GetBytes(
             $$"""{"model":"{{BenchServer.ModelId}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":{{maxTokens}},"temperature":0,"stream":true}""");
