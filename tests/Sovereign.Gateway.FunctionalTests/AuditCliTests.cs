@@ -37,6 +37,11 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
         Assert.True(exit == 0, stderr);
         Assert.Contains("sg-1", stdout, StringComparison.Ordinal);
 
+        // An OpenAI base URL (…/v1) names the same server: it asked for /v1/admin/v1/tenants and reported a 404.
+        (exit, stdout, stderr) = await CliProcess.RunAsync("tenants", "list", "--url", url.TrimEnd('/') + "/v1", "--admin-token", ResidencyFixture.AdminToken);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("th-hospital", stdout, StringComparison.Ordinal);
+
         (exit, _, stderr) = await CliProcess.RunAsync("tenants", "list", "--url", url, "--admin-token", fixture.ThOnlyKey);
         Assert.Equal(1, exit);
         Assert.Contains("401", stderr, StringComparison.Ordinal);

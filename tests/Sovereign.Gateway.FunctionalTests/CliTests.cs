@@ -89,6 +89,16 @@ public sealed class CliTests(ServerFixture server) : IDisposable
         Assert.Equal(expected, stdout.TrimEnd('\n'));
     }
 
+    /// <summary>An OpenAI base URL (…/v1, as SDKs take it) names the same server: it was a 404 for /v1/v1/models.</summary>
+    [Fact]
+    public async Task ModelsList_WithTheOpenAIBaseUrl_ReachesTheSameServer()
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("models", "list", "--url", server.BaseAddress.ToString().TrimEnd('/') + "/v1/");
+
+        Assert.True(exit == 0, stderr);
+        Assert.Contains(ServerFixture.TinyRandom, stdout, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task ModelsList_ShowsTheServersModels()
     {

@@ -50,7 +50,7 @@ internal sealed class AdminConnection
     /// <summary>The admin API's base address, or a usage error (an ftp:// URL was a defect, exit code 70).</summary>
     public static Uri BaseAddress(string? url)
     {
-        var text = (url ?? string.Empty).TrimEnd('/') + "/";
+        var text = ServerConnection.ServerRoot(url ?? string.Empty) + "/";
         return Uri.TryCreate(text, UriKind.Absolute, out var address) && address.Scheme is "http" or "https"
             ? address
             : throw new CliException($"--url '{url}' is not an http(s) URL.", ExitCodes.Usage);

@@ -39,7 +39,7 @@ internal sealed class ServerConnection
     /// <summary>An official OpenAI client pointed at our /v1; it fails fast (no retries) so a CLI answers at once.</summary>
     public OpenAIClient CreateClient(ParseResult result)
     {
-        var baseUrl = result.GetValue(Url)!.TrimEnd('/');
+        var baseUrl = ServerRoot(result.GetValue(Url)!);
         if (!Uri.TryCreate(baseUrl + "/v1", UriKind.Absolute, out var endpoint) || endpoint.Scheme is not ("http" or "https"))
         {
             throw new CliException($"--url '{baseUrl}' is not an http(s) URL.", ExitCodes.Usage);
@@ -49,6 +49,17 @@ internal sealed class ServerConnection
         var key = KeyOf(result);
         return new OpenAIClient(new ApiKeyCredential(string.IsNullOrEmpty(key) ? "sovereign-no-key" : key),
             new OpenAIClientOptions { Endpoint = endpoint, RetryPolicy = new ClientRetryPolicy(maxRetries: 0) });
+    }
+
+    /// <summary>
+    /// The server's root from a --url: an OpenAI base URL (<c>http://host:8080/v1</c>, what SDKs and OPENAI_BASE_URL take)
+    /// names the same server, so its <c>/v1</c> is dropped. It was kept: every command then asked for <c>/v1/v1/...</c>
+    /// or <c>/v1/admin/v1/...</c> and reported a 404.
+    /// </summary>
+    internal static string ServerRoot(string url)
+    {
+        var root = url.Trim().TrimEnd('/');
+        return root.EndsWith("/v1", StringComparison.OrdinalIgnoreCase) ? root[..^"/v1".Length] : root;
     }
 
     /// <summary>Runs a call; a 401 without a key becomes "missing key" with what to do about it.</summary>
