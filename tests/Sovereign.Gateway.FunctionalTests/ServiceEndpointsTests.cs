@@ -46,6 +46,9 @@ public sealed class ServiceEndpointsTests(ServerFixture server)
 
         Assert.Equal(401, (int)response.StatusCode);
         Assert.DoesNotContain("sovereign_", body, StringComparison.Ordinal);
-        Assert.Equal("authentication_error", System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("error").GetProperty("type").GetString());
+        // As OpenAI answers a bad key: type invalid_request_error, code invalid_api_key (it said authentication_error).
+        var error = System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("error");
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Equal("invalid_api_key", error.GetProperty("code").GetString());
     }
 }

@@ -39,8 +39,9 @@ internal sealed class OpenAIException(int status, string message, string type, s
     public static OpenAIException ModelNotFound(string model) =>
         new(StatusCodes.Status404NotFound, $"The model '{RequestReader.Shorten(model ?? "")}' does not exist or you do not have access to it.", "invalid_request_error", "model", "model_not_found");
 
+    /// <summary>A missing, unknown or revoked key: OpenAI's own 401 is typed <c>invalid_request_error</c> with code <c>invalid_api_key</c>.</summary>
     public static OpenAIException Unauthorized(string message) =>
-        new(StatusCodes.Status401Unauthorized, message, "authentication_error", null, "invalid_api_key");
+        new(StatusCodes.Status401Unauthorized, message, "invalid_request_error", null, "invalid_api_key");
 
     public static OpenAIException TooLarge(long limit) =>
         new(StatusCodes.Status413PayloadTooLarge, $"The request body is larger than the limit of {limit} bytes.", "invalid_request_error", null, "request_too_large");
