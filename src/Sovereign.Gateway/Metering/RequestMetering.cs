@@ -288,15 +288,7 @@ public sealed class RequestMetering
         }
 
         Observability.GenAiMetrics.Instance.Record(routed, promptTokens, completionTokens, timing, outcome);
-        if (ticket.ReservedWithGrain)
-        {
-            var remaining = await _tenants.Get(routed.Caller.TenantId)
-                .SettleAsync(new SettlementRequest(routed.RequestId, routed.Caller.KeyId, cost, ticket.AdmittedTokens, promptTokens + completionTokens));
-            if (remaining is { } left)
-            {
-                _remaining[routed.Caller.TenantId + "\u0001" + ticket.Currency] = left;
-            }
-        }
+        await SettleAsync(routed, ticket, cost, promptTokens + completionTokens);
 
         if (cost > 0)
         {
@@ -308,12 +300,15 @@ public sealed class RequestMetering
     /// Gives a reservation back without a usage record, for a request nothing ran for whose refusal the ledger could
     /// not record either (a full or failing disk): no work, no cost, so no money is held for it.
     /// </summary>
-    public async Task ReleaseAsync(RoutedRequest routed, MeterTicket ticket)
+    public Task ReleaseAsync(RoutedRequest routed, MeterTicket ticket) => SettleAsync(routed, ticket, 0m, 0);
+
+    /// <summary>Settles the reservation at <paramref name="cost"/> and remembers what the budget has left for the next answer's headers.</summary>
+    private async Task SettleAsync(RoutedRequest routed, MeterTicket ticket, decimal cost, long usedTokens)
     {
         if (ticket.ReservedWithGrain)
         {
             var remaining = await _tenants.Get(routed.Caller.TenantId)
-                .SettleAsync(new SettlementRequest(routed.RequestId, routed.Caller.KeyId, 0m, ticket.AdmittedTokens, 0));
+                .SettleAsync(new SettlementRequest(routed.RequestId, routed.Caller.KeyId, cost, ticket.AdmittedTokens, usedTokens));
             if (remaining is { } left)
             {
                 _remaining[routed.Caller.TenantId + "\u0001" + ticket.Currency] = left;

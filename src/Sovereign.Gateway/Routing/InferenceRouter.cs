@@ -123,6 +123,9 @@ public sealed class InferenceRouter(
     /// <summary>Jurisdiction code for "not declared": ISO's user-assigned ZZ, which no policy can allow.</summary>
     public const string Undeclared = "ZZ";
 
+    /// <summary>This process's jurisdiction as decisions and audit entries name it (<see cref="Undeclared"/> when none is set).</summary>
+    private string Here => string.IsNullOrWhiteSpace(options.Value.Jurisdiction) ? Undeclared : options.Value.Jurisdiction.ToUpperInvariant();
+
     private static readonly IReadOnlyList<string> AnonymousReasons = ["anonymous: served by the local node only"];
 
     // Per registry snapshot's replica list of a model: its index and what does not change until the next snapshot.
@@ -155,7 +158,7 @@ public sealed class InferenceRouter(
         var policy = caller.Policy;
         var settings = options.Value;
         var here = allNodes.FirstOrDefault(n => n.Id == settings.NodeId && n.Kind == nameof(NodeKind.Local))?.Jurisdiction
-            ?? (string.IsNullOrWhiteSpace(settings.Jurisdiction) ? Undeclared : settings.Jurisdiction.ToUpperInvariant());
+            ?? Here;
         return cards.Where(c =>
         {
             var probes = new List<ModelReplica>();
@@ -225,7 +228,7 @@ public sealed class InferenceRouter(
         }
 
         var settings = options.Value;
-        var here = string.IsNullOrWhiteSpace(settings.Jurisdiction) ? Undeclared : settings.Jurisdiction.ToUpperInvariant();
+        var here = Here;
         var requestId = failoverOf?.RequestId ?? Hosting.RequestIds.Of(context);
         catalog.TryGet(model, out var local);
         var fronted = local is null && engines.TryGet(model, out var onEngine) ? onEngine : null;
@@ -363,10 +366,8 @@ public sealed class InferenceRouter(
     /// </summary>
     internal async Task<OpenAIException> RefuseUnservedDefaultAsync(HttpContext context, Caller caller, string alias, RouteChoice choice, string fallback)
     {
-        var settings = options.Value;
-        var here = string.IsNullOrWhiteSpace(settings.Jurisdiction) ? Undeclared : settings.Jurisdiction.ToUpperInvariant();
         var requestId = Hosting.RequestIds.Of(context);
-        await RecordRefusalAsync(context, caller, fallback, requestId, here, RoutingCodes.NoCompliantCapacity,
+        await RecordRefusalAsync(context, caller, fallback, requestId, Here, RoutingCodes.NoCompliantCapacity,
             [$"{RoutingReasons.NoCompliantCapacity}: no node serves the alias's default model now"], alias, choice, node: "-", metered: true);
         return new OpenAIException(StatusCodes.Status503ServiceUnavailable,
             $"'{alias}' sends this request to its default model '{RequestReader.Shorten(fallback)}', which no node serves now; try again once it is loaded.",
