@@ -105,9 +105,10 @@ public sealed class SqlDatabase
         {
             using var created = new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = OwnerOnly });
         }
-        catch (IOException) when (File.Exists(path))
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            // Another process (or database) created it first.
+            // Another process created it first, or the folder cannot take it (read-only, another user's, full): the
+            // first open or lock says which, naming the file, as it did before this step existed.
         }
     }
 

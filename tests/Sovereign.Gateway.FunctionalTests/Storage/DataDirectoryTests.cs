@@ -101,6 +101,21 @@ public sealed class DataDirectoryTests : IDisposable
         Assert.True(!database.Exists || database.Length == 0, $"{database.Length} bytes");
     }
 
+    /// <summary>
+    /// A folder that cannot take the database file (here /proc; a read-only file system or another user's folder fail
+    /// alike): describing the database does not fail, so the server's lock reports the folder as not writable, naming it.
+    /// Creating the file owner-only first threw there, ahead of that message.
+    /// </summary>
+    [Fact]
+    public async Task AFolderThatCannotTakeTheDatabase_IsReportedByTheLock_NotByDescribingTheDatabase()
+    {
+        var database = Sovereign.Storage.SqlDatabase.Sqlite("/proc/sovereign-cannot-exist.db");
+
+        var refused = await Assert.ThrowsAsync<DatabaseUnusableException>(() => new SqliteServerLock().TakeAsync(database, "/proc/sovereign-cannot-exist.db"));
+        Assert.Contains("the data directory /proc cannot be written", refused.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists("/proc/sovereign-cannot-exist.db"));
+    }
+
     /// <summary>A data directory without a database: the line said "sovereign audit:", naming no command as every other line does.</summary>
     [Theory]
     [InlineData("verify")]
