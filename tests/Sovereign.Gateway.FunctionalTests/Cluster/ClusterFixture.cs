@@ -308,11 +308,32 @@ public sealed class ClusterFixture : IAsyncLifetime
         _redis.BeginErrorReadLine();
     }
 
+    /// <summary>
+    /// A free loopback port below Linux's ephemeral range (32768-60999). A port the kernel picked (bind to 0) is released
+    /// before the member binds it, and the kernel could hand it to another socket meanwhile (a silo, an outgoing
+    /// connection): a member then failed its start with "address already in use". Below that range only an explicit bind
+    /// takes a port.
+    /// </summary>
     private static int FreePort()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        for (var attempt = 0; attempt < 200; attempt++)
+        {
+            var port = Random.Shared.Next(20_000, 32_768);
+            try
+            {
+                using var listener = new TcpListener(IPAddress.Loopback, port);
+                listener.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+                // Taken: try another.
+            }
+        }
+
+        using var fallback = new TcpListener(IPAddress.Loopback, 0);
+        fallback.Start();
+        return ((IPEndPoint)fallback.LocalEndpoint).Port;
     }
 
     /// <summary>One <c>sovereign serve</c> process of the cluster.</summary>
