@@ -246,7 +246,7 @@ public sealed class SqlDatabase
         exception.GetType() == typeof(IOException) && (exception.HResult is 11 or 35 || (exception.HResult & 0xFFFF) is 32 or 33);
 
     // Named locks share PostgreSQL's one bigint key space with the constants below: take 8 bytes of a digest of the name.
-    private static long LockKey(string name) =>
+    internal static long LockKey(string name) =>
         System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("sovereign-lock:" + name)));
 
     private sealed class AdvisoryLock(DbConnection connection, long key) : IAsyncDisposable
@@ -269,7 +269,7 @@ public sealed class SqlDatabase
     }
 
     /// <summary>The PostgreSQL advisory lock key that serialises migrations (any constant unique to Sovereign).</summary>
-    private const long MigrationLockKey = 0x50764D6967726174;
+    internal const long MigrationLockKey = 0x50764D6967726174;
 
     private static async Task ApplyAsync(DbConnection connection, IEnumerable<SqlMigration> migrations, CancellationToken cancellationToken)
     {
@@ -317,7 +317,7 @@ public sealed class SqlDatabase
         return parameter;
     }
 
-    private static async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken)
+    internal static async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken)
     {
         using var command = connection.CreateCommand();
         command.Transaction = transaction;

@@ -44,8 +44,9 @@ internal static class ControlPlaneServices
         // Reserved pool capacity is held on gateways, like money: a node that dies never takes the pool's count with it.
         services.Configure<Cluster.Hosting.GatewayOnlyGrains>(grains => grains.Classes.UnionWith([typeof(Pipeline.PoolSlotsGrain), typeof(Pipeline.PoolLeaseTableGrain)]));
         services.TryAddSingleton(sp => CreateCatalog(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
-        services.TryAddSingleton<SqliteServerLock>();
-        services.TryAddSingleton(sp => OpenDatabase(sp.GetRequiredService<IOptions<SovereignOptions>>().Value, sp.GetRequiredService<SqliteServerLock>()));
+        services.TryAddSingleton<ServerDatabaseLock>();
+        services.TryAddSingleton(sp => OpenDatabase(
+            sp.GetRequiredService<IOptions<SovereignOptions>>().Value, sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value, sp.GetRequiredService<ServerDatabaseLock>()));
         services.TryAddSingleton(sp => new ControlPlaneStore(sp.GetRequiredService<SqlDatabase>()));
         services.TryAddSingleton(sp => new ResponseStore(sp.GetRequiredService<SqlDatabase>()));
         services.AddHostedService<StoredResponseExpiry>();
@@ -189,7 +190,7 @@ internal static class ControlPlaneServices
             ? JurisdictionCatalog.Default
             : JurisdictionCatalog.Create(options.JurisdictionGroups.Select(g => new JurisdictionGroup { Name = g.Key, Members = g.Value }));
 
-    private static SqlDatabase OpenDatabase(SovereignOptions options, SqliteServerLock serverLock)
+    private static SqlDatabase OpenDatabase(SovereignOptions options, Cluster.Hosting.SovereignClusterOptions cluster, ServerDatabaseLock serverLock)
     {
         var configured = options.Database;
         if (string.Equals(configured.Provider, "PostgreSql", StringComparison.OrdinalIgnoreCase))
@@ -199,6 +200,8 @@ internal static class ControlPlaneServices
             {
                 OpenSynchronously(async () =>
                 {
+                    // Taken before the migrations, as on SQLite: only this server's cluster may upgrade the schema.
+                    await serverLock.TakePostgreSqlAsync(shared, cluster);
                     await Migrate(shared);
                     return shared;
                 });
@@ -220,7 +223,7 @@ internal static class ControlPlaneServices
         OpenSynchronously(async () =>
         {
             // Taken before the migrations: a second server must not upgrade the schema under one that runs.
-            await serverLock.TakeAsync(database, path);
+            await serverLock.TakeSqliteAsync(database, path);
             try
             {
                 await Migrate(database);

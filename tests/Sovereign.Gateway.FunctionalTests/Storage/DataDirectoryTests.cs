@@ -88,7 +88,7 @@ public sealed class DataDirectoryTests : IDisposable
     [Fact]
     public async Task ALockFileThatCannotBeCreated_IsAWriteFailure_NotAnotherServer()
     {
-        Directory.CreateDirectory(Path.Combine(_directory, "sovereign.db." + SqliteServerLock.LockName + ".lock"));
+        Directory.CreateDirectory(Path.Combine(_directory, "sovereign.db." + ServerDatabaseLock.LockName + ".lock"));
 
         var (exit, _, stderr) = await Serve();
 
@@ -111,7 +111,7 @@ public sealed class DataDirectoryTests : IDisposable
     {
         var database = Sovereign.Storage.SqlDatabase.Sqlite("/proc/sovereign-cannot-exist.db");
 
-        var refused = await Assert.ThrowsAsync<DatabaseUnusableException>(() => new SqliteServerLock().TakeAsync(database, "/proc/sovereign-cannot-exist.db"));
+        var refused = await Assert.ThrowsAsync<DatabaseUnusableException>(() => new ServerDatabaseLock().TakeSqliteAsync(database, "/proc/sovereign-cannot-exist.db"));
         Assert.Contains("the data directory /proc cannot be written", refused.Message, StringComparison.Ordinal);
         Assert.False(File.Exists("/proc/sovereign-cannot-exist.db"));
     }
