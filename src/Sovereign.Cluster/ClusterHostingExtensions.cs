@@ -45,6 +45,7 @@ public static class ClusterHostingExtensions
         gatewayPort = gatewayPort > 0 ? gatewayPort : cluster.GatewayPort > 0 ? cluster.GatewayPort : FreePort();
         builder.UseOrleans(silo =>
         {
+            silo.AddSovereignGrainFilters();
             if (!cluster.IsDistributed)
             {
                 silo.UseLocalhostClustering(siloPort, gatewayPort, serviceId: "sovereign", clusterId: "sovereign-local");

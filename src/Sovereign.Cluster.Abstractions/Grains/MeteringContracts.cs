@@ -188,3 +188,29 @@ public interface IPriceBookGrain : IGrainWithStringKey
     /// <summary>A process saved version <paramref name="version"/> of the book (older versions are ignored).</summary>
     Task PublishedAsync(long version);
 }
+
+/// <summary>
+/// A grain met its database unreachable (a transient failure: down, restarting, a connection broken). Thrown in the
+/// driver's place so that it reaches callers on every cluster member as itself: the driver's exception type is not one
+/// Orleans carries across members. The gateway answers it 503 <c>storage_unavailable</c>, which clients retry.
+/// </summary>
+[GenerateSerializer]
+public sealed class StorageUnavailableException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public StorageUnavailableException()
+    {
+    }
+
+    /// <summary>Creates the exception with its message.</summary>
+    public StorageUnavailableException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception with its message and cause.</summary>
+    public StorageUnavailableException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}

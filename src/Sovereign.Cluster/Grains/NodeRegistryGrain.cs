@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Sovereign.Cluster.Hosting;
 using Sovereign.Residency.ControlPlane;
 using Sovereign.Residency.Policies;
 
@@ -10,7 +11,7 @@ internal sealed class NodeRegistryGrain(ControlPlaneStore store, TimeProvider ti
     private readonly Dictionary<string, NodeView> _nodes = new(StringComparer.Ordinal);
     private long _version;
 
-    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    public override Task OnActivateAsync(CancellationToken cancellationToken) => StorageFailures.ActivateAsync(async () =>
     {
         foreach (var node in await store.ListNodesAsync(cancellationToken))
         {
@@ -18,7 +19,7 @@ internal sealed class NodeRegistryGrain(ControlPlaneStore store, TimeProvider ti
         }
 
         _version = time.GetUtcNow().ToUnixTimeMilliseconds();
-    }
+    });
 
     public Task<NodeRegistrySnapshot> GetAsync() =>
         Task.FromResult(new NodeRegistrySnapshot(_version, _nodes.Values.OrderBy(n => n.Id, StringComparer.Ordinal).ToList(), time.GetUtcNow().ToUnixTimeMilliseconds()));

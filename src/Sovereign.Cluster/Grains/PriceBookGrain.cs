@@ -1,3 +1,4 @@
+using Sovereign.Cluster.Hosting;
 using Sovereign.Metering.Pricing;
 
 namespace Sovereign.Cluster.Grains;
@@ -16,7 +17,7 @@ internal sealed class PriceBookGrain(PriceBookProvider prices) : Grain, IPriceBo
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        _version = await prices.ReadStoredVersionAsync(cancellationToken);
+        await StorageFailures.ActivateAsync(async () => _version = await prices.ReadStoredVersionAsync(cancellationToken));
         this.RegisterGrainTimer(ReadStoreAsync, new GrainTimerCreationOptions(StoreCheckInterval, StoreCheckInterval) { Interleave = true });
     }
 

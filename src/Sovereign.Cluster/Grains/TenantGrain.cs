@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Sovereign.Cluster.Hosting;
 using Sovereign.Metering.Budgets;
 using Sovereign.Metering.Ledger;
 using Sovereign.Metering.Pricing;
@@ -32,13 +33,13 @@ internal sealed class TenantGrain(
     private IGrainTimer? _expiryTimer;
     private HashSet<string> _revokedKeys = [];
 
-    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    public override Task OnActivateAsync(CancellationToken cancellationToken) => StorageFailures.ActivateAsync(async () =>
     {
         _tenant = await store.GetTenantAsync(this.GetPrimaryKeyString(), cancellationToken);
         _revokedKeys = _tenant is null ? [] :
             (await store.ListKeysAsync(_tenant.Id, cancellationToken)).Where(k => k.RevokedAt is not null).Select(k => k.Id).ToHashSet(StringComparer.Ordinal);
         _limits = _tenant?.LimitsJson is { } json ? JsonSerializer.Deserialize<TenantLimits>(json, JsonOptions) ?? TenantLimits.None : TenantLimits.None;
-    }
+    });
 
     public Task<TenantLimits> GetLimitsAsync() => Task.FromResult(_limits with { Currency = BudgetCurrency() });
 
@@ -365,7 +366,7 @@ internal sealed class ApiKeyGrain(ControlPlaneStore store) : Grain, IApiKeyGrain
 {
     private KeyIdentity? _identity;
 
-    public override Task OnActivateAsync(CancellationToken cancellationToken) => LoadAsync(cancellationToken);
+    public override Task OnActivateAsync(CancellationToken cancellationToken) => StorageFailures.ActivateAsync(() => LoadAsync(cancellationToken));
 
     public Task<KeyIdentity?> ResolveAsync()
     {

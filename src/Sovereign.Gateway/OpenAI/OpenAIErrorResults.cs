@@ -51,7 +51,7 @@ internal static class OpenAIErrorResults
 
         // The database is down or a connection to it broke (PostgreSQL restarting): nothing was run or billed that the
         // client did not get, and it comes back, so the client retries. It was a 500 without Retry-After for each request.
-        System.Data.Common.DbException { IsTransient: true } => new OpenAIException(StatusCodes.Status503ServiceUnavailable,
+        System.Data.Common.DbException { IsTransient: true } or Cluster.Grains.StorageUnavailableException => new OpenAIException(StatusCodes.Status503ServiceUnavailable,
             "The database this server keeps tenants, keys and usage in is not reachable right now; try again.", "server_error", null, StorageUnavailableCode, TimeSpan.FromSeconds(5)),
         _ => new OpenAIException(StatusCodes.Status500InternalServerError, "The server had an error while processing your request.", "server_error", null, "internal_error"),
     };

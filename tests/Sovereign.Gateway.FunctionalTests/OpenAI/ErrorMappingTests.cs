@@ -42,7 +42,10 @@ public sealed class ErrorMappingTests
         var refused = new Npgsql.NpgsqlException("Failed to connect to 127.0.0.1:5432", new SocketException((int)SocketError.ConnectionRefused));
         var broken = new Npgsql.NpgsqlException("Exception while reading from stream", new EndOfStreamException());
 
-        foreach (var failure in new Exception[] { refused, broken })
+        // The same failure in a grain on another cluster member arrives as the grain's translation (StorageFailures).
+        var elsewhere = new Sovereign.Cluster.Grains.StorageUnavailableException("The database is not reachable right now (NpgsqlException: Failed to connect to 127.0.0.1:5432).");
+
+        foreach (var failure in new Exception[] { refused, broken, elsewhere })
         {
             var error = OpenAIErrorResults.Map(failure, maxBodyBytes: 1 << 20);
             Assert.Equal((503, OpenAIErrorResults.StorageUnavailableCode), (error.Status, error.Code));
