@@ -46,7 +46,12 @@ internal static class NodesCommand
         var addPool = new Option<string?>("--pool") { Description = "The pool it is in (prices and reservations are per pool; default <jurisdiction>-default)." };
         var deviceClass = new Option<string?>("--device-class") { Description = "Its device class for prices, e.g. h100 (default unknown)." };
         var languages = new Option<string[]>("--language") { Description = "A language (ISO 639-1, e.g. th) its chat models serve well; repeatable. The auto alias routes requests in it there." };
-        var addCommand = new Command("add", "Register an external OpenAI-compatible engine as a node; the operator key signs its jurisdiction, pool and device class.") { id, jurisdiction, url, models, embeddingModels, capacity, apiKey, addPool, deviceClass, languages };
+        var promptCache = new Option<string?>("--prompt-cache")
+        {
+            Description = "How the engine's prompt cache is kept apart between tenants: shared (default; Ollama), salt (vLLM: a cache_salt per tenant) or off (llama-server: cache_prompt false).",
+        };
+        promptCache.AcceptOnlyFromAmong("shared", "salt", "off");
+        var addCommand = new Command("add", "Register an external OpenAI-compatible engine as a node; the operator key signs its jurisdiction, pool and device class.") { id, jurisdiction, url, models, embeddingModels, capacity, apiKey, addPool, deviceClass, languages, promptCache };
         addCommand.Validators.Add(result =>
         {
             if ((result.GetValue(models) ?? []).Length == 0 && (result.GetValue(embeddingModels) ?? []).Length == 0)
@@ -66,7 +71,7 @@ internal static class NodesCommand
                     languages = m.Kind == "chat" ? result.GetValue(languages) : null,
                 }).ToArray();
             var json = await add.SendAsync(result, HttpMethod.Post, "/admin/v1/nodes",
-                new { id = result.GetValue(id), jurisdiction = result.GetValue(jurisdiction), base_url = result.GetValue(url), models = list, api_key = result.GetValue(apiKey), pool = result.GetValue(addPool), device_class = result.GetValue(deviceClass) }, ct);
+                new { id = result.GetValue(id), jurisdiction = result.GetValue(jurisdiction), base_url = result.GetValue(url), models = list, api_key = result.GetValue(apiKey), pool = result.GetValue(addPool), device_class = result.GetValue(deviceClass), prompt_cache = result.GetValue(promptCache) }, ct);
             if (!add.PrintJson(result, json))
             {
                 Console.WriteLine($"Node {json.GetProperty("id").GetString()} registered in {json.GetProperty("jurisdiction").GetString()}.");

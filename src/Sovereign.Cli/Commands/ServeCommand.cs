@@ -69,6 +69,11 @@ internal static partial class ServeCommand
         var engineEmbeddingModel = new Option<string[]>("--engine-embedding-model") { Description = "An embedding model the --engine serves, as ID or ID=ENGINE_NAME; repeatable." };
         var engineCapacity = new Option<int?>("--engine-capacity") { Description = $"Requests sent to the --engine at once per model (default {Gateway.Models.EngineOptions.DefaultCapacity}); more wait in a fair queue." };
         var engineApiKey = new Option<string?>("--engine-api-key") { Description = "The bearer key the --engine needs, if any." };
+        var enginePromptCache = new Option<string?>("--engine-prompt-cache")
+        {
+            Description = "How the --engine keeps its prompt cache apart between tenants: shared (default; Ollama), salt (vLLM: a cache_salt per tenant) or off (llama-server: cache_prompt false).",
+        };
+        enginePromptCache.AcceptOnlyFromAmong("shared", "salt", "off");
         var language = new Option<string[]>("--language")
         {
             Description = "A language (ISO 639-1, e.g. th) the chat models of --model and --engine-model serve well; repeatable. "
@@ -78,7 +83,7 @@ internal static partial class ServeCommand
         var command = new Command("serve", "Start the OpenAI-compatible server.")
         {
             model, embedding, urls, threads, parallel, context, template, apiKey, config, dataDir, role, joinToken, joinUrl, nodeId, nodeUrl,
-            engine, engineModel, engineEmbeddingModel, engineCapacity, engineApiKey, language,
+            engine, engineModel, engineEmbeddingModel, engineCapacity, engineApiKey, enginePromptCache, language,
         };
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -87,7 +92,7 @@ internal static partial class ServeCommand
             try
             {
                 models = [.. Parse(result.GetValue(model) ?? [], ModelKind.Chat), .. Parse(result.GetValue(embedding) ?? [], ModelKind.Embedding)];
-                fronted = ParseEngine(result.GetValue(engine), result.GetValue(engineModel) ?? [], result.GetValue(engineEmbeddingModel) ?? [], result.GetValue(engineCapacity), result.GetValue(engineApiKey));
+                fronted = ParseEngine(result.GetValue(engine), result.GetValue(engineModel) ?? [], result.GetValue(engineEmbeddingModel) ?? [], result.GetValue(engineCapacity), result.GetValue(engineApiKey), result.GetValue(enginePromptCache));
                 var languages = result.GetValue(language) ?? [];
                 var chatModels = models.Where(m => m.Kind == ModelKind.Chat).ToList();
                 var engineChatModels = fronted?.Models.Where(m => m.Kind == ModelKind.Chat).ToList() ?? [];
@@ -149,7 +154,14 @@ internal static partial class ServeCommand
 
             foreach (var engine in options.Engines)
             {
-                await Console.Error.WriteLineAsync($"sovereign serve: fronting the engine at {engine.BaseUrl.Trim()}: {string.Join(", ", engine.Models.Select(m => m.Id))}.");
+                // Said, not silently kept: a shared cache lets one tenant learn by cached_tokens what another sent.
+                var cache = Cluster.Grains.EnginePromptCaches.Parse(engine.PromptCache) switch
+                {
+                    Cluster.Grains.EnginePromptCaches.Salt => " Its prompt cache is kept apart per tenant (cache_salt).",
+                    Cluster.Grains.EnginePromptCaches.Off => " Its prompt cache is not reused (cache_prompt false).",
+                    _ => " Its prompt cache is shared by every tenant (--engine-prompt-cache salt keeps them apart on vLLM, off on llama-server).",
+                };
+                await Console.Error.WriteLineAsync($"sovereign serve: fronting the engine at {engine.BaseUrl.Trim()}: {string.Join(", ", engine.Models.Select(m => m.Id))}.{cache}");
             }
 
             await Console.Error.WriteLineAsync(LoadingLine(options, app.Services.GetRequiredService<IOptions<Sovereign.Cluster.Hosting.SovereignClusterOptions>>().Value.ServesModels));
@@ -282,12 +294,12 @@ internal static partial class ServeCommand
         File.Exists(path) ? string.Create(CultureInfo.InvariantCulture, $"{new FileInfo(path).Length / (1024.0 * 1024.0):F0} MiB") : "missing";
 
     /// <summary>The engine the <c>--engine</c> flags name, or null when they name none.</summary>
-    internal static Gateway.Models.EngineOptions? ParseEngine(string? baseUrl, IReadOnlyList<string> chat, IReadOnlyList<string> embedding, int? capacity, string? apiKey)
+    internal static Gateway.Models.EngineOptions? ParseEngine(string? baseUrl, IReadOnlyList<string> chat, IReadOnlyList<string> embedding, int? capacity, string? apiKey, string? promptCache = null)
     {
         if (baseUrl is null)
         {
-            return chat.Count > 0 || embedding.Count > 0 || capacity is not null || apiKey is not null
-                ? throw new ArgumentException("--engine-model, --engine-embedding-model, --engine-capacity and --engine-api-key need --engine URL.")
+            return chat.Count > 0 || embedding.Count > 0 || capacity is not null || apiKey is not null || promptCache is not null
+                ? throw new ArgumentException("--engine-model, --engine-embedding-model, --engine-capacity, --engine-api-key and --engine-prompt-cache need --engine URL.")
                 : null;
         }
 
@@ -311,6 +323,7 @@ internal static partial class ServeCommand
         {
             BaseUrl = baseUrl,
             ApiKey = apiKey,
+            PromptCache = promptCache ?? Cluster.Grains.EnginePromptCaches.Shared,
             Capacity = capacity ?? Gateway.Models.EngineOptions.DefaultCapacity,
             Models = [.. models],
         };

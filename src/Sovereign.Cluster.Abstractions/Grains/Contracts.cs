@@ -53,7 +53,35 @@ public sealed record NodeView(
     [property: Id(6)] string Credential,
     [property: Id(7)] string? UpstreamKey,
     [property: Id(8)] long UpdatedAt,
-    [property: Id(9)] NodeLoad? Load = null);
+    [property: Id(9)] NodeLoad? Load = null,
+    [property: Id(10)] string? PromptCache = null)
+{
+    /// <summary>How the engine keeps its prompt cache apart between tenants (null on rows from before the setting: shared).</summary>
+    public string PromptCacheOrShared => PromptCache ?? EnginePromptCaches.Shared;
+}
+
+/// <summary>
+/// How an external engine's own prompt cache (vLLM's, llama-server's) is kept apart between tenants, as the registry
+/// stores it. A cache shared by tenants tells one of them, by <c>cached_tokens</c> and the time to the first token,
+/// whether another sent a text.
+/// </summary>
+public static class EnginePromptCaches
+{
+    /// <summary>The engine's cache serves every tenant (Ollama, OpenAI-compatible services: nothing to set per request).</summary>
+    public const string Shared = "shared";
+
+    /// <summary>Per tenant: the relay sets vLLM's <c>cache_salt</c> to a digest of the tenant (and of the client's own salt).</summary>
+    public const string Salt = "salt";
+
+    /// <summary>Not reused at all: the relay sends llama-server's <c>cache_prompt: false</c>.</summary>
+    public const string Off = "off";
+
+    /// <summary>The names, as the admin API and the settings take them.</summary>
+    public static readonly IReadOnlyList<string> All = [Shared, Salt, Off];
+
+    /// <summary>The stored name of <paramref name="value"/> (any case), or null when it is none of <see cref="All"/>.</summary>
+    public static string? Parse(string? value) => All.FirstOrDefault(name => string.Equals(name, value?.Trim(), StringComparison.OrdinalIgnoreCase));
+}
 
 /// <summary>
 /// What a cluster node reports about itself at least every second (and at once when a model loads or unloads):

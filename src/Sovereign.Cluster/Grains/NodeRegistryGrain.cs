@@ -80,11 +80,11 @@ internal sealed class NodeRegistryGrain(ControlPlaneStore store, TimeProvider ti
 
     private static NodeView ToView(NodeRecord n) => new(
         n.Id, n.Jurisdiction, n.Kind.ToString(), n.BaseUrl, JsonSerializer.Deserialize<List<NodeModel>>(n.ModelsJson, JsonOptions) ?? [],
-        n.State.ToString(), n.Credential, n.UpstreamKey, n.UpdatedAt);
+        n.State.ToString(), n.Credential, n.UpstreamKey, n.UpdatedAt, PromptCache: n.PromptCache);
 
     private static NodeRecord ToRecord(NodeView n, long created) => new(
         n.Id, n.Jurisdiction, Enum.Parse<NodeKind>(n.Kind), n.BaseUrl, JsonSerializer.Serialize(n.Models, JsonOptions),
-        Enum.Parse<NodeState>(n.State), n.Credential, n.UpstreamKey, created, n.UpdatedAt);
+        Enum.Parse<NodeState>(n.State), n.Credential, n.UpstreamKey, created, n.UpdatedAt, n.PromptCache);
 
     private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web);
 }

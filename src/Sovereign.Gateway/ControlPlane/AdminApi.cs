@@ -220,6 +220,11 @@ public static class AdminApi
             throw OpenAIException.BadRequest("models must list at least one model the node serves.", "models", "invalid_value");
         }
 
+        var promptCache = request.PromptCache is null ? EnginePromptCaches.Shared : EnginePromptCaches.Parse(request.PromptCache)
+            ?? throw OpenAIException.BadRequest(
+                $"prompt_cache must be 'shared', 'salt' (vLLM: a cache_salt per tenant) or 'off' (llama-server: cache_prompt false); got '{RequestReader.Shorten(request.PromptCache)}'.",
+                "prompt_cache", "invalid_value");
+
         // The same rules as an engine's models in the settings (Models.ModelRules); the first problem is the 400.
         var models = new List<NodeModel>();
         var ids = new HashSet<string>(StringComparer.Ordinal);
@@ -250,9 +255,9 @@ public static class AdminApi
 
         // The pool and device class price the node's work, so they are claims the operator signs, like its jurisdiction.
         var credential = NodeCredentials.Issue(new NodeClaims(id, jurisdiction, kind, baseUrl, time.GetUtcNow().ToUnixTimeMilliseconds(), request.Pool, request.DeviceClass), operatorKey);
-        var node = await nodes.Registry.UpsertAsync(new NodeView(id, jurisdiction, kind, baseUrl, models, nameof(NodeState.Active), credential, request.ApiKey, 0));
+        var node = await nodes.Registry.UpsertAsync(new NodeView(id, jurisdiction, kind, baseUrl, models, nameof(NodeState.Active), credential, request.ApiKey, 0, PromptCache: promptCache));
         nodes.Invalidate();
-        await AuditAdminAsync(audit, "node.register", null, new() { ["node"] = id, ["jurisdiction"] = jurisdiction, ["url"] = baseUrl, ["models"] = string.Join(",", models.Select(m => m.Id)) });
+        await AuditAdminAsync(audit, "node.register", null, new() { ["node"] = id, ["jurisdiction"] = jurisdiction, ["url"] = baseUrl, ["models"] = string.Join(",", models.Select(m => m.Id)), ["prompt_cache"] = promptCache });
         return Results.Json(NodeJson(node), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
 
@@ -690,6 +695,7 @@ public static class AdminApi
         jurisdiction = n.Jurisdiction,
         kind = n.Kind.ToLowerInvariant(),
         base_url = n.BaseUrl,
+        prompt_cache = n.Kind == nameof(NodeKind.External) ? n.PromptCacheOrShared : null,
         state = n.State.ToLowerInvariant(),
         models = n.Models.Select(m => new { id = m.Id, kind = m.Kind ?? NodeModelKinds.Chat, upstream = m.Upstream, capacity = m.Capacity, license = m.License, origin = m.Origin, languages = m.Languages ?? [] }),
         credential = n.Credential,

@@ -45,6 +45,9 @@ internal sealed class NodeCreateRequest
     public string? ApiKey { get; set; }
     public string? Pool { get; set; }
     public string? DeviceClass { get; set; }
+
+    /// <summary><c>shared</c> (default), <c>salt</c> (vLLM) or <c>off</c> (llama-server): see <see cref="EnginePromptCaches"/>.</summary>
+    public string? PromptCache { get; set; }
 }
 
 internal sealed class NodeModelRequest

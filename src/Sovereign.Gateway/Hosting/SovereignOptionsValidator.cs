@@ -122,6 +122,11 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             }
 
             Positive(failures, $"{key}:Capacity", engine.Capacity, 1, 100_000);
+            if (Cluster.Grains.EnginePromptCaches.Parse(engine.PromptCache) is null)
+            {
+                failures.Add($"{key}:PromptCache (--engine-prompt-cache) must be 'shared', 'salt' (vLLM: a cache_salt per tenant) or 'off' (llama-server: cache_prompt false).");
+            }
+
             if (engine.Models is not { Count: > 0 })
             {
                 failures.Add($"{key}:Models must list at least one model the engine serves.");

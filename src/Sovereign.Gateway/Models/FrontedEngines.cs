@@ -25,6 +25,12 @@ public sealed class EngineOptions
     /// <summary>Requests sent to the engine at once, per model, unless the model says otherwise; more wait in the fair route queue.</summary>
     public int Capacity { get; set; } = DefaultCapacity;
 
+    /// <summary>
+    /// How the engine's own prompt cache is kept apart between tenants: <c>shared</c> (Ollama: nothing to set), <c>salt</c>
+    /// (vLLM: a <c>cache_salt</c> per tenant) or <c>off</c> (llama-server: <c>cache_prompt: false</c>); see <see cref="EnginePromptCaches"/>.
+    /// </summary>
+    public string PromptCache { get; set; } = EnginePromptCaches.Shared;
+
     /// <summary>The models the engine serves.</summary>
     public List<EngineModelOptions> Models { get; set; } = [];
 }
@@ -60,7 +66,8 @@ public sealed class EngineModelOptions
 /// <param name="BaseUrl">The engine's base URL.</param>
 /// <param name="ApiKey">The engine's key, if any.</param>
 /// <param name="Languages">Languages the model serves well.</param>
-public sealed record FrontedModel(NodeModel Model, int Engine, string BaseUrl, string? ApiKey, IReadOnlyList<string> Languages)
+/// <param name="PromptCache">How the engine keeps its prompt cache apart between tenants (<see cref="EnginePromptCaches"/>).</param>
+public sealed record FrontedModel(NodeModel Model, int Engine, string BaseUrl, string? ApiKey, IReadOnlyList<string> Languages, string PromptCache = EnginePromptCaches.Shared)
 {
     /// <summary>The id clients send.</summary>
     public string Id => Model.Id;
@@ -97,7 +104,7 @@ public sealed class FrontedEngines
             models.AddRange(engine.Models.Select(m => new FrontedModel(
                 new NodeModel(m.Id, string.IsNullOrWhiteSpace(m.Upstream) ? m.Id : m.Upstream, m.Capacity ?? engine.Capacity, m.License, m.Origin?.ToUpperInvariant(),
                     m.Kind == ModelKind.Embedding ? NodeModelKinds.Embedding : NodeModelKinds.Chat, Routing.LanguageRouting.Canonical(m.Languages)),
-                i, baseUrl, string.IsNullOrEmpty(engine.ApiKey) ? null : engine.ApiKey, m.Languages)));
+                i, baseUrl, string.IsNullOrEmpty(engine.ApiKey) ? null : engine.ApiKey, m.Languages, EnginePromptCaches.Parse(engine.PromptCache) ?? EnginePromptCaches.Shared)));
         }
 
         All = models;

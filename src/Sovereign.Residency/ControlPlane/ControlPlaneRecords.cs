@@ -51,7 +51,8 @@ public enum NodeState
 /// <param name="UpstreamKey">Bearer key for the external engine, if it needs one.</param>
 /// <param name="CreatedAt">Unix milliseconds.</param>
 /// <param name="UpdatedAt">Unix milliseconds.</param>
-public sealed record NodeRecord(string Id, string Jurisdiction, NodeKind Kind, string? BaseUrl, string ModelsJson, NodeState State, string Credential, string? UpstreamKey, long CreatedAt, long UpdatedAt);
+/// <param name="PromptCache">For external engines: how the engine's prompt cache is kept apart between tenants (null: shared).</param>
+public sealed record NodeRecord(string Id, string Jurisdiction, NodeKind Kind, string? BaseUrl, string ModelsJson, NodeState State, string Credential, string? UpstreamKey, long CreatedAt, long UpdatedAt, string? PromptCache = null);
 
 /// <summary>
 /// A cluster certificate revoked before it expires: <see cref="Kind"/> <c>serial</c> (one certificate, by its serial

@@ -52,6 +52,7 @@ public sealed class ControlPlaneStore(SqlDatabase database)
             """,
         ]),
         new("controlplane-005-join-token-device-class", ["ALTER TABLE node_join_tokens ADD COLUMN device_class TEXT NULL"]),
+        new("controlplane-006-node-prompt-cache", ["ALTER TABLE nodes ADD COLUMN prompt_cache TEXT NULL"]),
     ];
 
     /// <summary>The database behind the store.</summary>
@@ -110,16 +111,16 @@ public sealed class ControlPlaneStore(SqlDatabase database)
     /// <summary>Inserts or replaces a node.</summary>
     public Task UpsertNodeAsync(NodeRecord node, CancellationToken cancellationToken = default) => ExecuteAsync(
         """
-        INSERT INTO nodes (id, jurisdiction, kind, base_url, models_json, state, credential, upstream_key, created_at, updated_at)
-        VALUES (@id, @jurisdiction, @kind, @url, @models, @state, @credential, @key, @created, @updated)
+        INSERT INTO nodes (id, jurisdiction, kind, base_url, models_json, state, credential, upstream_key, created_at, updated_at, prompt_cache)
+        VALUES (@id, @jurisdiction, @kind, @url, @models, @state, @credential, @key, @created, @updated, @promptCache)
         ON CONFLICT (id) DO UPDATE SET jurisdiction = excluded.jurisdiction, kind = excluded.kind, base_url = excluded.base_url,
             models_json = excluded.models_json, state = excluded.state, credential = excluded.credential,
-            upstream_key = excluded.upstream_key, updated_at = excluded.updated_at
+            upstream_key = excluded.upstream_key, updated_at = excluded.updated_at, prompt_cache = excluded.prompt_cache
         """,
         cancellationToken,
         ("@id", node.Id), ("@jurisdiction", node.Jurisdiction), ("@kind", node.Kind.ToString()), ("@url", node.BaseUrl),
         ("@models", node.ModelsJson), ("@state", node.State.ToString()), ("@credential", node.Credential), ("@key", node.UpstreamKey),
-        ("@created", node.CreatedAt), ("@updated", node.UpdatedAt));
+        ("@created", node.CreatedAt), ("@updated", node.UpdatedAt), ("@promptCache", node.PromptCache));
 
     /// <summary>Deletes a node.</summary>
     public Task DeleteNodeAsync(string id, CancellationToken cancellationToken = default) =>
@@ -127,9 +128,9 @@ public sealed class ControlPlaneStore(SqlDatabase database)
 
     /// <summary>All nodes, by id.</summary>
     public Task<List<NodeRecord>> ListNodesAsync(CancellationToken cancellationToken = default) => QueryAsync(
-        "SELECT id, jurisdiction, kind, base_url, models_json, state, credential, upstream_key, created_at, updated_at FROM nodes ORDER BY id",
+        "SELECT id, jurisdiction, kind, base_url, models_json, state, credential, upstream_key, created_at, updated_at, prompt_cache FROM nodes ORDER BY id",
         r => new NodeRecord(r.GetString(0), r.GetString(1), Enum.Parse<NodeKind>(r.GetString(2)), r.IsDBNull(3) ? null : r.GetString(3), r.GetString(4),
-            Enum.Parse<NodeState>(r.GetString(5)), r.GetString(6), r.IsDBNull(7) ? null : r.GetString(7), r.GetInt64(8), r.GetInt64(9)),
+            Enum.Parse<NodeState>(r.GetString(5)), r.GetString(6), r.IsDBNull(7) ? null : r.GetString(7), r.GetInt64(8), r.GetInt64(9), r.IsDBNull(10) ? null : r.GetString(10)),
         cancellationToken);
 
     /// <summary>Stores a new join token (only its hash).</summary>

@@ -59,6 +59,7 @@ public sealed class FrontedEngineFixture : IAsyncLifetime
                 ["Sovereign:Engines:0:BaseUrl"] = Engine.BaseUrl,
                 ["Sovereign:Engines:0:Capacity"] = "2",
                 ["Sovereign:Engines:0:ApiKey"] = EngineKey,
+                ["Sovereign:Engines:0:PromptCache"] = "Salt",
                 ["Sovereign:Engines:0:Models:0:Id"] = Model,
                 ["Sovereign:Engines:0:Models:0:Upstream"] = Upstream,
                 ["Sovereign:Engines:0:Models:0:License"] = "llama3.1",
@@ -140,6 +141,37 @@ public sealed class FrontedEngineTests(FrontedEngineFixture fixture) : IClassFix
             .Where(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId).ToList();
         Assert.Equal(["inference.allowed", "inference.completed"], entries.Select(e => e.GetProperty("action").GetString()));
         Assert.All(entries, e => Assert.Equal((FrontedEngineFixture.NodeId, "TH"), (e.GetProperty("node").GetString(), e.GetProperty("jurisdiction").GetString())));
+    }
+
+    /// <summary>
+    /// The engine's prompt cache is kept apart per tenant (PromptCache salt, vLLM's cache_salt): the gateway sets the salt
+    /// from the tenant, replacing one the client sent, so tenant B cannot name tenant A's salt; a client's own salt
+    /// narrows its tenant's. Before, every tenant's prompts shared the engine's cache (cached_tokens told B what A sent).
+    /// </summary>
+    [Fact]
+    public async Task TheEnginesPromptCache_IsSaltedPerTenant_AndAClientCannotTakeAnothersSalt()
+    {
+        var (tenantA, keyA) = await fixture.NewTenantAsync(ThOnly);
+        var (tenantB, keyB) = await fixture.NewTenantAsync(ThOnly);
+        using var a = fixture.Client(keyA);
+        using var b = fixture.Client(keyB);
+        var saltA = Sovereign.Gateway.Pipeline.EnginePromptCache.SaltOf(tenantA, null);
+        foreach (var (client, marker, salt) in new[] { (a, "salt-a", (string?)null), (b, "salt-b", saltA), (a, "salt-a-own", "mine") })
+        {
+            var body = salt is null
+                ? $$"""{"model":"{{FrontedEngineFixture.Model}}","messages":[{"role":"user","content":"{{marker}}"}],"max_tokens":2}"""
+                : $$"""{"model":"{{FrontedEngineFixture.Model}}","messages":[{"role":"user","content":"{{marker}}"}],"max_tokens":2,"cache_salt":"{{salt}}"}""";
+            using var response = await client.PostAsync("/v1/chat/completions", Json(body));
+            Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        }
+
+        string SaltSent(string marker) => fixture.Engine.LastWith(marker)["cache_salt"]!.GetValue<string>();
+        Assert.Equal(saltA, SaltSent("salt-a"));
+        Assert.Equal(43, saltA.Length);
+        Assert.Equal(Sovereign.Gateway.Pipeline.EnginePromptCache.SaltOf(tenantB, saltA), SaltSent("salt-b"));
+        Assert.NotEqual(saltA, SaltSent("salt-b"));
+        Assert.Equal(Sovereign.Gateway.Pipeline.EnginePromptCache.SaltOf(tenantA, "mine"), SaltSent("salt-a-own"));
+        Assert.NotEqual(saltA, SaltSent("salt-a-own"));
     }
 
     /// <summary>
@@ -286,6 +318,7 @@ public sealed class FrontedEngineTests(FrontedEngineFixture fixture) : IClassFix
     [InlineData("""{"BaseUrl":"http://127.0.0.1:8000","Models":[{"Id":"x","License":"not-a-licence"}]}""", "Sovereign:Engines:0:Models:0:License")]
     [InlineData("""{"BaseUrl":"http://127.0.0.1:8000","Models":[{"Id":"x","Origin":"XX1"}]}""", "Sovereign:Engines:0:Models:0:Origin")]
     [InlineData("""{"BaseUrl":"http://127.0.0.1:8000","Models":[{"Id":"x","Languages":["zz-not"]}]}""", "Sovereign:Engines:0:Models:0:Languages:0")]
+    [InlineData("""{"BaseUrl":"http://127.0.0.1:8000","PromptCache":"per-tenant","Models":[{"Id":"x"}]}""", "Sovereign:Engines:0:PromptCache (--engine-prompt-cache) must be 'shared', 'salt'")]
     public async Task Serve_BadEngineSetting_StopsTheStartNamingIt(string engine, string message) =>
         Assert.Contains(message, await StartFailure.WithSovereignSectionAsync("""{"Engines":[""" + engine + "]}"), StringComparison.Ordinal);
 

@@ -41,6 +41,9 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
     /// <summary>Headers the relay adds (a cluster node is told which gateway relays, and whose cached prompts the request may reuse).</summary>
     protected virtual IReadOnlyList<(string Name, string Value)> RelayHeaders(GovernedRequest request) => [];
 
+    /// <summary>How the route's engine keeps its prompt cache apart between tenants (<see cref="EnginePromptCaches"/>).</summary>
+    protected virtual string PromptCache(RoutedRequest route) => route.ExternalNode!.PromptCacheOrShared;
+
     /// <summary>The route's engine refused the connection: routing goes around it until it is back.</summary>
     protected virtual void OnUnreachable(RoutedRequest route) => nodes.MarkUnreachable(route.ExternalNode!);
 
@@ -77,6 +80,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
         var prompts = work.Prompt is { ValueKind: JsonValueKind.Array } array && array.GetArrayLength() > 0 && array[0].ValueKind != JsonValueKind.Number
             ? array.GetArrayLength()
             : 1;
+        EnginePromptCache.Apply(body, PromptCache(request.Route!), request.Caller, work.CacheSalt);
         request.Plan = body;
         return ValueTask.FromResult(new WorkDemand(promptBytes, (long)maxTokens * work.N * prompts));
     }

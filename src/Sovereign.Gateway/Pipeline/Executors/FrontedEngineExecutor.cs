@@ -17,4 +17,6 @@ internal sealed class FrontedEngineExecutor(UpstreamProxy proxy, NodeDirectory n
     public override bool Runs(RoutedRequest route, Workload work) => route.Fronted is not null && Relays(route, work);
 
     protected override void OnUnreachable(RoutedRequest route) => engines.MarkDown(route.Fronted!.Engine);
+
+    protected override string PromptCache(RoutedRequest route) => route.Fronted!.PromptCache;
 }
