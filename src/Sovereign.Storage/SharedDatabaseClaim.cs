@@ -14,9 +14,18 @@ namespace Sovereign.Storage;
 /// </summary>
 public sealed class SharedDatabaseClaim : IAsyncDisposable
 {
-    private readonly DbConnection _connection;
+    private readonly SqlDatabase _database;
+    private readonly string _claimant;
+    private readonly string _description;
+    private DbConnection _connection;
 
-    private SharedDatabaseClaim(DbConnection connection) => _connection = connection;
+    private SharedDatabaseClaim(SqlDatabase database, string claimant, string description, DbConnection connection)
+    {
+        _database = database;
+        _claimant = claimant;
+        _description = description;
+        _connection = connection;
+    }
 
     /// <summary>
     /// Claims <paramref name="database"/> (PostgreSQL) for <paramref name="claimant"/>, described to a refused server as
@@ -31,6 +40,48 @@ public sealed class SharedDatabaseClaim : IAsyncDisposable
             throw new ArgumentException("Only a PostgreSQL database is shared by several servers.", nameof(database));
         }
 
+        return new SharedDatabaseClaim(database, claimant, description, await ClaimAsync(database, claimant, description, cancellationToken));
+    }
+
+    /// <summary>
+    /// Takes the claim again if its connection was lost (PostgreSQL restarted, or the session was ended): its lock went
+    /// with it, so another server could have started meanwhile. True when it was taken again; throws
+    /// <see cref="DatabaseClaimedException"/> when another claimant holds the database now.
+    /// </summary>
+    public async Task<bool> RenewAsync(CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            await SqlDatabase.ExecuteAsync(_connection, null, "SELECT 1", cancellationToken);
+            return false;
+        }
+        catch (DbException)
+        {
+            // Lost: take it again below.
+        }
+        catch (InvalidOperationException)
+        {
+            // The driver closed the broken connection.
+        }
+
+        await _connection.DisposeAsync();
+
+        // The pool may still hold connections the same restart broke: each fails once and is dropped.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                _connection = await ClaimAsync(_database, _claimant, _description, cancellationToken);
+                return true;
+            }
+            catch (DbException) when (attempt < 4)
+            {
+            }
+        }
+    }
+
+    private static async Task<DbConnection> ClaimAsync(SqlDatabase database, string claimant, string description, CancellationToken cancellationToken)
+    {
         var key = SqlDatabase.LockKey("server:" + claimant);
         var connection = await database.OpenAsync(cancellationToken);
         try
@@ -71,7 +122,7 @@ public sealed class SharedDatabaseClaim : IAsyncDisposable
                 await SqlDatabase.ExecuteAsync(connection, null, $"SELECT pg_advisory_unlock({SqlDatabase.MigrationLockKey})", CancellationToken.None);
             }
 
-            return new SharedDatabaseClaim(connection);
+            return connection;
         }
         catch
         {
@@ -89,9 +140,9 @@ public sealed class SharedDatabaseClaim : IAsyncDisposable
             // A pooled connection keeps its session (and its locks) until it is next used: release them now.
             await SqlDatabase.ExecuteAsync(_connection, null, "SELECT pg_advisory_unlock_all()", CancellationToken.None);
         }
-        catch (DbException)
+        catch (Exception ex) when (ex is DbException or InvalidOperationException)
         {
-            // The connection is gone, and its session's locks with it.
+            // The connection is gone (or was closed by a failed renewal), and its session's locks with it.
         }
         finally
         {

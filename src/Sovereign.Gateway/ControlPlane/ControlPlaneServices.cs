@@ -45,6 +45,7 @@ internal static class ControlPlaneServices
         services.Configure<Cluster.Hosting.GatewayOnlyGrains>(grains => grains.Classes.UnionWith([typeof(Pipeline.PoolSlotsGrain), typeof(Pipeline.PoolLeaseTableGrain)]));
         services.TryAddSingleton(sp => CreateCatalog(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
         services.TryAddSingleton<ServerDatabaseLock>();
+        services.AddHostedService<DatabaseClaimKeeper>();
         services.TryAddSingleton(sp => OpenDatabase(
             sp.GetRequiredService<IOptions<SovereignOptions>>().Value, sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value, sp.GetRequiredService<ServerDatabaseLock>()));
         services.TryAddSingleton(sp => new ControlPlaneStore(sp.GetRequiredService<SqlDatabase>()));

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Hosting;
 using Sovereign.Storage;
 
 namespace Sovereign.Gateway.ControlPlane;
@@ -16,6 +17,7 @@ internal sealed class ServerDatabaseLock : IAsyncDisposable
     public const string LockName = "server";
 
     private IAsyncDisposable? _held;
+    private SharedDatabaseClaim? _claim;
 
     /// <summary>Takes the SQLite database for this process, or throws <see cref="DataDirectoryInUseException"/>.</summary>
     public async Task TakeSqliteAsync(SqlDatabase database, string databasePath)
@@ -57,12 +59,65 @@ internal sealed class ServerDatabaseLock : IAsyncDisposable
         var (claimant, description) = cluster.IsDistributed
             ? ("cluster:" + cluster.ClusterId, $"the cluster '{cluster.ClusterId}' (a member on host {host}, process {process})")
             : ($"server:{host}:{process}:{Guid.NewGuid():N}", $"a sovereign server without a cluster (host {host}, process {process})");
-        _held = await SharedDatabaseClaim.TakeAsync(database, claimant, description);
+        _held = _claim = await SharedDatabaseClaim.TakeAsync(database, claimant, description);
     }
+
+    /// <summary>
+    /// Takes a PostgreSQL claim again if its connection was lost (see <see cref="SharedDatabaseClaim.RenewAsync"/>); false
+    /// when nothing was lost or there is no such claim. Throws <see cref="DatabaseClaimedException"/> when another server
+    /// took the database meanwhile.
+    /// </summary>
+    public Task<bool> RenewAsync(CancellationToken cancellationToken) => _claim?.RenewAsync(cancellationToken) ?? Task.FromResult(false);
 
     public ValueTask DisposeAsync() => _held?.DisposeAsync() ?? ValueTask.CompletedTask;
 
     private static string Reason(Exception exception) => exception.Message.TrimEnd().TrimEnd('.');
+}
+
+/// <summary>
+/// Keeps a PostgreSQL claim while the server runs: PostgreSQL drops a session's locks when it restarts, and a server
+/// started in that window (one that is not of this cluster) would find the database free. Checked every
+/// <see cref="Interval"/>; if another server holds the database by then, this one stops (fail closed: two servers that
+/// are not one cluster would each keep their own budgets), logging why.
+/// </summary>
+internal sealed partial class DatabaseClaimKeeper(ServerDatabaseLock serverLock, IHostApplicationLifetime lifetime, ILogger<DatabaseClaimKeeper> logger) : BackgroundService
+{
+    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(15);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(Interval);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            try
+            {
+                if (await serverLock.RenewAsync(stoppingToken))
+                {
+                    ClaimRenewed(logger);
+                }
+            }
+            catch (DatabaseClaimedException ex)
+            {
+                ClaimLost(logger, ex.Message);
+                lifetime.StopApplication();
+                return;
+            }
+            catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException or IOException)
+            {
+                // Still down: the next tick tries again (requests meanwhile get 503 storage_unavailable).
+                ClaimNotRenewed(logger, ex.Message);
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 3040, Level = LogLevel.Warning, Message = "The connection holding this server's claim on the database was lost and the claim was taken again")]
+    private static partial void ClaimRenewed(ILogger logger);
+
+    [LoggerMessage(EventId = 3041, Level = LogLevel.Critical, Message = "This server stops: while its claim on the database was lost, another server took it. {Reason}")]
+    private static partial void ClaimLost(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 3042, Level = LogLevel.Warning, Message = "The claim on the database could not be taken again yet: {Reason}")]
+    private static partial void ClaimNotRenewed(ILogger logger, string reason);
 }
 
 /// <summary>Another server holds this SQLite database; the start stops (a setting to change: <c>--data-dir</c>).</summary>

@@ -72,6 +72,46 @@ public sealed class SharedDatabaseTests(PostgreSqlFixture postgres) : IClassFixt
         Assert.Contains("is in use by the cluster 'sg'", refused.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// PostgreSQL restarting ends every session, and the claims' locks with them: a server of another cluster started
+    /// then found the database free, and both ran. A holder takes its claim again when it sees its connection gone, or
+    /// learns that another took the database meanwhile (its server then stops: <c>DatabaseClaimKeeper</c>).
+    /// </summary>
+    [Fact]
+    public async Task AClaimWhoseSessionWasEnded_IsTakenAgain_OrReportsTheServerThatTookTheDatabaseMeanwhile()
+    {
+        var connectionString = await OwnDatabaseAsync();
+        var database = SqlDatabase.PostgreSql(connectionString);
+        await using var claim = await SharedDatabaseClaim.TakeAsync(database, "cluster:th", "the cluster 'th'");
+        Assert.False(await claim.RenewAsync());
+
+        // Ended (as a restart ends it): taken again, and it holds the database against others afterwards.
+        await EndClaimSessionsAsync(connectionString);
+        Assert.True(await claim.RenewAsync());
+
+        // Another server: another process, with connections of its own.
+        var elsewhere = SqlDatabase.PostgreSql(connectionString);
+        await Assert.ThrowsAsync<DatabaseClaimedException>(() => SharedDatabaseClaim.TakeAsync(elsewhere, "server:x", "a server"));
+
+        // Ended again, and another server starts before the holder notices.
+        await EndClaimSessionsAsync(connectionString);
+        await using var other = await SharedDatabaseClaim.TakeAsync(SqlDatabase.PostgreSql(connectionString), "server:x", "a sovereign server without a cluster (host h, process 7)");
+        var lost = await Assert.ThrowsAsync<DatabaseClaimedException>(() => claim.RenewAsync());
+        Assert.Contains("is in use by a sovereign server without a cluster (host h, process 7)", lost.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Ends every other session on the test's database, as PostgreSQL's restart would.</summary>
+    private static async Task EndClaimSessionsAsync(string connectionString)
+    {
+        var name = new Npgsql.NpgsqlConnectionStringBuilder(connectionString).Database;
+        await using var admin = new Npgsql.NpgsqlConnection(connectionString);
+        await admin.OpenAsync();
+        await using var end = new Npgsql.NpgsqlCommand("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = @name AND pid <> pg_backend_pid()", admin);
+        end.Parameters.AddWithValue("name", name!);
+        await end.ExecuteNonQueryAsync();
+        Npgsql.NpgsqlConnection.ClearAllPools();
+    }
+
     private async Task<string> OwnDatabaseAsync()
     {
         var name = "claim_" + Guid.NewGuid().ToString("N")[..8];
