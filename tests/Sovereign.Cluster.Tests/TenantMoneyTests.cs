@@ -217,6 +217,49 @@ public sealed class TenantMoneyTests(ClusterFixture fixture)
         Assert.Equal(0, rpm.RateLimits!.RemainingRequests);
     }
 
+    /// <summary>
+    /// A request the budget refuses gives its tokens back, and its answer's x-ratelimit-* headers say so: they were
+    /// read before the refund, so a client saw 20 tokens left of 100 when all 100 were.
+    /// </summary>
+    [Fact]
+    public async Task BudgetRefusal_ReportsTheRateLimitsAfterItsTokensWereGivenBack()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        await tenant.SetLimitsAsync(new TenantLimits([new BudgetSetting(null, "Total", 1m)], [new RateLimitSetting(null, 1000, 100)]));
+
+        var refused = await tenant.AdmitAsync(Request(tenant.GetPrimaryKeyString() + "-dear", 5m, tokens: 80));
+
+        Assert.Equal(AdmissionOutcome.BudgetExceeded, refused.Outcome);
+        Assert.Equal(100, refused.RateLimits!.RemainingTokens);
+        Assert.Equal(TimeSpan.Zero, refused.RateLimits.ResetTokens);
+        Assert.True((await tenant.AdmitAsync(Request(tenant.GetPrimaryKeyString() + "-fits", 0m, tokens: 100))).Allowed);
+    }
+
+    /// <summary>
+    /// Changing a tenant's limits keeps what its rate counters owe: every change (a budget, another key's limit)
+    /// rebuilt them full, so a tenant at its requests-per-minute limit got a fresh minute each time the operator edited it.
+    /// </summary>
+    [Fact]
+    public async Task ChangingLimits_KeepsWhatTheRateCountersOwe()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        var id = tenant.GetPrimaryKeyString();
+        await tenant.SetLimitsAsync(new TenantLimits([], [new RateLimitSetting(null, 1, null), new RateLimitSetting("key-1", 1, null)]));
+        Assert.True((await tenant.AdmitAsync(Request(id + "-1", 0m, keyId: "key-1"))).Allowed);
+
+        await tenant.SetLimitsAsync(new TenantLimits([new BudgetSetting(null, "Total", 100m)], [new RateLimitSetting(null, 1, null), new RateLimitSetting("key-1", 1, null)]));
+
+        var again = await tenant.AdmitAsync(Request(id + "-2", 0m, keyId: "key-2"));
+        Assert.Equal(AdmissionOutcome.RateLimitedRequests, again.Outcome);
+        Assert.Equal(0, again.RateLimits!.RemainingRequests);
+
+        // A key whose limit is removed is no longer limited; one that gains a limit starts full.
+        await tenant.SetLimitsAsync(new TenantLimits([], [new RateLimitSetting(null, 2, null), new RateLimitSetting("key-2", 5, null)]));
+        var byKey2 = await tenant.AdmitAsync(Request(id + "-3", 0m, keyId: "key-2"));
+        Assert.True(byKey2.Allowed);
+        Assert.Equal(0, byKey2.RateLimits!.RemainingRequests);
+    }
+
     [Fact]
     public async Task KeyAuthorization_SaysRevoked_FromTheRevocationOn_AndAfterReactivation()
     {

@@ -61,7 +61,9 @@ internal sealed class TenantGrain(
         await store.UpsertTenantAsync(next);
         _tenant = next;
         _limits = limits;
-        _rates = null;
+
+        // Changed in place: rebuilt, every counter started full, so each edit gave a tenant at its limit a fresh minute.
+        _rates?.UpdatePolicies(TenantRatePolicy(), KeyRatePolicies());
         if (_budget is { } account && limits.Budgets.Count > 0 && account.Currency == limits.Currency)
         {
             // Changed in place, so the reservations of requests in flight keep holding their money.
@@ -91,7 +93,7 @@ internal sealed class TenantGrain(
             if (request.MaxCost > 0 && !string.Equals(request.Currency, budget.Currency, StringComparison.Ordinal))
             {
                 rates.Refund(request.KeyId, request.Tokens);
-                return new AdmissionResult(AdmissionOutcome.BudgetCurrencyMismatch, view,
+                return new AdmissionResult(AdmissionOutcome.BudgetCurrencyMismatch, RateView(request.KeyId, now),
                     Budget: new BudgetRefusalView(null, "", 0m, 0m, request.MaxCost, budget.Currency, null));
             }
 
@@ -100,7 +102,9 @@ internal sealed class TenantGrain(
             {
                 rates.Refund(request.KeyId, request.Tokens);
                 var refusal = reserved.Refusal;
-                return new AdmissionResult(AdmissionOutcome.BudgetExceeded, view,
+
+                // The headers show the counters after the refund: the refused request holds no tokens.
+                return new AdmissionResult(AdmissionOutcome.BudgetExceeded, RateView(request.KeyId, now),
                     RetryAfter: refusal.ResetsAt is { } resets ? resets - now : null,
                     Budget: new BudgetRefusalView(refusal.KeyId, PeriodName(refusal.Period), refusal.Limit, refusal.Remaining, refusal.Requested, budget.Currency, refusal.ResetsAt));
             }
@@ -117,11 +121,17 @@ internal sealed class TenantGrain(
         return Task.FromResult(refused ?? new AdmissionResult(AdmissionOutcome.Admitted, view));
     }
 
+    /// <summary>The rate limits' view now, taking nothing.</summary>
+    private RateLimitView RateView(string? keyId, DateTimeOffset now) => View(Rates().TryAcquire(keyId, 0, 0, now));
+
+    private static RateLimitView View(RateLimitDecision rate) =>
+        new(rate.LimitRequests, rate.RemainingRequests, rate.ResetRequests, rate.LimitTokens, rate.RemainingTokens, rate.ResetTokens);
+
     /// <summary>Takes one request and <paramref name="tokens"/> from the rate limits: the limits' view, and the refusal when they refuse.</summary>
     private (RateLimitView View, AdmissionResult? Refused) TakeRate(string? keyId, long tokens, DateTimeOffset now)
     {
         var rate = Rates().TryAcquire(keyId, 1, tokens, now);
-        var view = new RateLimitView(rate.LimitRequests, rate.RemainingRequests, rate.ResetRequests, rate.LimitTokens, rate.RemainingTokens, rate.ResetTokens);
+        var view = View(rate);
         return rate.Allowed
             ? (view, null)
             : (view, new AdmissionResult(
@@ -212,15 +222,16 @@ internal sealed class TenantGrain(
             return _rates;
         }
 
-        var tenantPolicy = _limits.RateLimits.FirstOrDefault(r => r.KeyId is null) is { } t ? new RateLimitPolicy(t.RequestsPerMinute, t.TokensPerMinute) : RateLimitPolicy.Unlimited;
-        _rates = new TenantRateLimiter(tenantPolicy, time);
-        foreach (var key in _limits.RateLimits.Where(r => r.KeyId is not null))
-        {
-            _rates.SetKeyPolicy(key.KeyId!, new RateLimitPolicy(key.RequestsPerMinute, key.TokensPerMinute));
-        }
-
+        _rates = new TenantRateLimiter(TenantRatePolicy(), time);
+        _rates.UpdatePolicies(TenantRatePolicy(), KeyRatePolicies());
         return _rates;
     }
+
+    private RateLimitPolicy TenantRatePolicy() =>
+        _limits.RateLimits.FirstOrDefault(r => r.KeyId is null) is { } t ? new RateLimitPolicy(t.RequestsPerMinute, t.TokensPerMinute) : RateLimitPolicy.Unlimited;
+
+    private Dictionary<string, RateLimitPolicy> KeyRatePolicies() =>
+        _limits.RateLimits.Where(r => r.KeyId is not null).ToDictionary(r => r.KeyId!, r => new RateLimitPolicy(r.RequestsPerMinute, r.TokensPerMinute), StringComparer.Ordinal);
 
     /// <summary>The plan's currency, or null when the plan is not in the price book.</summary>
     private string? PlanCurrency(string plan) => prices.Current.FindPlan(plan)?.Currency;

@@ -47,6 +47,26 @@ public sealed class TenantRateLimiter
         }
     }
 
+    /// <summary>
+    /// Makes the limits those given: the tenant's and each listed key's counters keep what they owe (capped at the new
+    /// limit), a key not listed loses its limits, and a newly limited one starts full.
+    /// </summary>
+    public void UpdatePolicies(RateLimitPolicy tenantPolicy, IReadOnlyDictionary<string, RateLimitPolicy> keyPolicies)
+    {
+        ArgumentNullException.ThrowIfNull(tenantPolicy);
+        ArgumentNullException.ThrowIfNull(keyPolicies);
+        Tenant.UpdatePolicy(tenantPolicy);
+        foreach (var keyId in _keys.Keys.Where(k => !keyPolicies.ContainsKey(k)).ToList())
+        {
+            _keys.Remove(keyId);
+        }
+
+        foreach (var (keyId, policy) in keyPolicies)
+        {
+            SetKeyPolicy(keyId, policy);
+        }
+    }
+
     /// <summary>Admits a request at the clock's current time against the tenant and the key, or refuses taking nothing.</summary>
     public RateLimitDecision TryAcquire(string? keyId, int requests, long tokens) => TryAcquire(keyId, requests, tokens, _time.GetUtcNow());
 
