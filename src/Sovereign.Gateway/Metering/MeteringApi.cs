@@ -197,6 +197,8 @@ public static class MeteringApi
                 "cached_input_per_million", "invalid_price");
         }
 
+        RequireBillableComputeRate(request.PerComputeSecond);
+
         // Prices are stored to the millisecond; a price without a start time applies from now.
         var now = DateTimeOffset.FromUnixTimeMilliseconds(time.GetUtcNow().ToUnixTimeMilliseconds());
         var price = new ModelPrice
@@ -226,6 +228,22 @@ public static class MeteringApi
             },
         });
         return Results.Json(PlanJson(prices.Current.FindPlan(name)!), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
+    }
+
+    /// <summary>
+    /// A compute rate at which the compute a request reserves (<see cref="RequestMetering.MaxComputeSecondsPerRequest"/>)
+    /// costs more than one request may be billed would refuse every request it prices; checked on the new price only.
+    /// </summary>
+    private static void RequireBillableComputeRate(decimal? perComputeSecond)
+    {
+        var max = CostCalculator.MaxRequestCost / RequestMetering.MaxComputeSecondsPerRequest;
+        if (perComputeSecond > max)
+        {
+            throw OpenAIException.BadRequest(
+                string.Create(CultureInfo.InvariantCulture,
+                    $"per_compute_second may be at most {max}: a request reserves {RequestMetering.MaxComputeSecondsPerRequest} compute seconds, and one request may cost at most {CostCalculator.MaxRequestCost}."),
+                "per_compute_second", "invalid_price");
+        }
     }
 
     private static List<PoolReservation> ReadReservations(List<ReservationRequest?> requested)
@@ -296,6 +314,8 @@ public static class MeteringApi
         {
             throw OpenAIException.BadRequest("per_compute_second is required.", "per_compute_second", "missing_required_parameter");
         }
+
+        RequireBillableComputeRate(request.PerComputeSecond);
 
         var now = DateTimeOffset.FromUnixTimeMilliseconds(time.GetUtcNow().ToUnixTimeMilliseconds());
         var price = new ComputePrice

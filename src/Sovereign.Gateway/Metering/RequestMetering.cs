@@ -60,7 +60,7 @@ public sealed class MeterTicket
 /// </summary>
 public sealed class RequestMetering
 {
-    /// <summary>Upper bound of compute-seconds reserved when a price charges them.</summary>
+    /// <summary>Upper bound of compute-seconds reserved when a price charges them, and billed.</summary>
     public const decimal MaxComputeSecondsPerRequest = 600m;
 
     private readonly GrainReferences<ITenantGrain> _tenants;
@@ -71,10 +71,12 @@ public sealed class RequestMetering
     private readonly ConcurrentDictionary<string, decimal> _remaining = new(StringComparer.Ordinal);
     private readonly LanguageTaxCache _languageTax;
     private readonly BilledTokens _billedTokens;
+    private readonly ILogger<RequestMetering> _logger;
 
     /// <summary>Creates the service and its spend and remaining-budget metrics.</summary>
-    public RequestMetering(GrainReferences<ITenantGrain> tenants, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options, TimeProvider time, IMeterFactory meters)
+    public RequestMetering(GrainReferences<ITenantGrain> tenants, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options, TimeProvider time, IMeterFactory meters, ILogger<RequestMetering> logger)
     {
+        _logger = logger;
         _languageTax = languageTax;
         _billedTokens = new BilledTokens(options.Value.Metering.CharacterEquivalentLanguages.Select(p => new KeyValuePair<string, IEnumerable<string>>(p.Key, p.Value)));
         _tenants = tenants;
@@ -102,12 +104,21 @@ public sealed class RequestMetering
         var price = PriceOf(book, routed);
         var currency = price?.Currency ?? plan?.Currency ?? UnpricedCurrency;
         var tokens = promptTokens + maxTokens;
+        var maxCost = price is null ? 0m : CostCalculator.MaxCost(price, promptTokens, maxTokens, MaxComputeSecondsPerRequest);
+        if (maxCost > CostCalculator.MaxRequestCost)
+        {
+            // Its record could not be stored: it ran, then failed with a 500 and was billed nothing.
+            throw OpenAIException.BadRequest(
+                string.Create(CultureInfo.InvariantCulture,
+                    $"This request could cost up to {maxCost} {currency}, more than the {CostCalculator.MaxRequestCost} {currency} one request may be billed; reduce the prompt or max_tokens."),
+                "max_tokens", "request_cost_out_of_range");
+        }
+
         if (caller.IsAnonymous)
         {
             return new MeterTicket(price, currency, tokens, weight, priority, false, book);
         }
 
-        var maxCost = price is null ? 0m : CostCalculator.MaxCost(price, promptTokens, maxTokens, MaxComputeSecondsPerRequest);
         var result = await _tenants.Get(caller.TenantId).AdmitAsync(new AdmissionRequest(routed.RequestId, caller.KeyId, tokens, maxCost, currency));
         foreach (var (name, value) in RateLimitHeaders(result))
         {
@@ -264,14 +275,21 @@ public sealed class RequestMetering
     public async Task FinishAsync(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, int cachedTokens = 0, string? refusalCode = null, Func<ICarriedWrite?, Task>? auditOutcome = null)
     {
         cachedTokens = Math.Clamp(cachedTokens, 0, promptTokens);
-        var computeSeconds = (decimal)(timing?.ComputeSeconds ?? 0);
+        var computeSeconds = Math.Round((decimal)(timing?.ComputeSeconds ?? 0), 6);
+        if (computeSeconds > MaxComputeSecondsPerRequest)
+        {
+            // As tokens are billed at most up to the demand: the reservation, which a budget holds, covered this much.
+            Observability.GatewayLog.ComputeAboveReservation(_logger, routed.RequestId, routed.NodeId, computeSeconds, MaxComputeSecondsPerRequest);
+            computeSeconds = MaxComputeSecondsPerRequest;
+        }
+
         var (billedPrompt, billedCompletion) = _billedTokens.For(routed.Caller.Plan, routed.Language, promptTokens, completionTokens,
             () => routed.Language is { } language ? _languageTax.RatioToEnglish(routed.Model, language) : null);
         var billedCached = promptTokens == 0 ? 0 : (int)((long)cachedTokens * billedPrompt / promptTokens);
-        var cost = ticket.Price is null ? 0m : CostCalculator.Cost(ticket.Price, billedPrompt, billedCompletion, Math.Round(computeSeconds, 6), billedCached);
+        var cost = ticket.Price is null ? 0m : CostCalculator.Cost(ticket.Price, billedPrompt, billedCompletion, computeSeconds, billedCached);
         // A refused record needs its rule; a refusal after admission without one (an unexpected error) says so.
         var code = outcome == UsageOutcome.Refused ? refusalCode ?? "refused_after_admission" : null;
-        var record = UsageRecordOf(routed, ticket, promptTokens, completionTokens, timing, outcome, code, cost, cachedTokens);
+        var record = UsageRecordOf(routed, ticket, promptTokens, completionTokens, timing, outcome, code, cost, cachedTokens) with { ComputeSeconds = computeSeconds };
         if (auditOutcome is null)
         {
             await _ledger.AppendAsync(record);

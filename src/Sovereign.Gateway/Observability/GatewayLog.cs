@@ -71,6 +71,10 @@ internal static partial class GatewayLog
         Message = "Request {RequestId}: node {Node} reported {PromptTokens} prompt and {CompletionTokens} completion tokens, more than the request could use ({PromptBound} and {OutputBound}); billed at the bound. The engine does not honour max_tokens or miscounts: look at it")]
     public static partial void UsageAboveReservation(ILogger logger, string requestId, string node, int promptTokens, int completionTokens, long promptBound, long outputBound);
 
+    [LoggerMessage(EventId = 4110, EventName = "ComputeAboveReservation", Level = LogLevel.Warning,
+        Message = "Request {RequestId} ran {ComputeSeconds} compute seconds on node {Node}, more than the {Bound} its reservation was made for; billed at the bound")]
+    public static partial void ComputeAboveReservation(ILogger logger, string requestId, string node, decimal computeSeconds, decimal bound);
+
     [LoggerMessage(EventId = 4109, EventName = "RefusalNotRecorded", Level = LogLevel.Error,
         Message = "Request {RequestId} was refused before any work because the audit log could not record it, and the usage ledger could not record the refusal either (a full or failing disk?); its budget reservation was given back")]
     public static partial void RefusalNotRecorded(ILogger logger, Exception exception, string requestId);

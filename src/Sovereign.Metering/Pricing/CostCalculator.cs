@@ -11,6 +11,12 @@ public static class CostCalculator
     /// <summary>Decimal places of every cost (micro-units of the currency).</summary>
     public const int Decimals = 6;
 
+    /// <summary>
+    /// The most one request may cost (9e9 units of its currency): the ledger's largest single amount. A request whose
+    /// maximum cost is above it is refused before it runs, since its record could not be stored.
+    /// </summary>
+    public const decimal MaxRequestCost = Ledger.MicroUnits.MaxUnits;
+
     private const decimal Million = 1_000_000m;
 
     /// <summary>

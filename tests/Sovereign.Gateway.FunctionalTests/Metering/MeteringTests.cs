@@ -174,6 +174,7 @@ public sealed class MeteringTests(MeteringFixture fixture)
     [InlineData("POST", "/admin/v1/plans/standard/prices", """{"model":"stories","input_per_million":"cheap"}""", "input_per_million")]
     [InlineData("POST", "/admin/v1/plans/standard/prices", """{"input_per_million":1}""", "model")]
     [InlineData("POST", "/admin/v1/plans/standard/prices", """{"model":"stories","input_per_million":1,"cached_input_per_million":5}""", "cached_input_per_million")] // was 201
+    [InlineData("POST", "/admin/v1/plans/standard/prices", """{"model":"stories","per_compute_second":15000001}""", "per_compute_second")] // was 201, then every request 400
     [InlineData("PUT", "/admin/v1/tenants/{tenant}/limits", """{"budgets":[{"period":"fortnight","amount":5}]}""", "budgets[0].period")]
     [InlineData("PUT", "/admin/v1/tenants/{tenant}/limits", """{"budgets":[{"period":"day","amount":-5}]}""", "budgets[0].amount")]
     [InlineData("PUT", "/admin/v1/tenants/{tenant}/limits", """{"rate_limits":[{"requests_per_minute":0}]}""", "rate_limits[0].requests_per_minute")]

@@ -132,6 +132,7 @@ public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixtur
     [InlineData("""{"per_compute_second":1}""", "pool")]
     [InlineData("""{"pool":"TH LOCAL","per_compute_second":1}""", "pool")]
     [InlineData("""{"pool":"th-local","per_compute_second":-1}""", "per_compute_second")]
+    [InlineData("""{"pool":"th-local","per_compute_second":15000001}""", "per_compute_second")]
     [InlineData("""{"pool":"th-local"}""", "per_compute_second")]
     [InlineData("""{"pool":"th-local","per_compute_second":1,"effective_from":"2001-01-01T00:00:00Z"}""", "effective_from")]
     public async Task ABadComputePrice_Is400NamingTheField(string body, string param)
