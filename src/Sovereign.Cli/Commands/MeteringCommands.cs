@@ -170,10 +170,10 @@ internal static class MeteringCommands
         var price = new AdminConnection();
         var planName = new Argument<string>("plan") { Description = "Plan name." };
         var model = new Option<string>("--model") { Description = "Model id.", Required = true };
-        var input = new Option<decimal?>("--input-per-million") { Description = "Price per 1M input tokens." };
-        var cachedInput = new Option<decimal?>("--cached-input-per-million") { Description = "Price per 1M prompt tokens served from the prefix cache (default: the input price)." };
-        var outputPrice = new Option<decimal?>("--output-per-million") { Description = "Price per 1M output tokens." };
-        var compute = new Option<decimal?>("--per-compute-second") { Description = "Price per compute-second." };
+        var input = Amount("--input-per-million", "Price per 1M input tokens.");
+        var cachedInput = Amount("--cached-input-per-million", "Price per 1M prompt tokens served from the prefix cache (default: the input price).");
+        var outputPrice = Amount("--output-per-million", "Price per 1M output tokens.");
+        var compute = Amount("--per-compute-second", "Price per compute-second.");
         var effective = new Option<DateTimeOffset?>("--effective-from") { Description = "When it takes effect (default: now); never in the past." };
         var priceCommand = new Command("price", "Add a price for a model; it takes effect at the stated time and is audited.") { planName, model, input, cachedInput, outputPrice, compute, effective };
         price.AddTo(priceCommand);
@@ -196,7 +196,8 @@ internal static class MeteringCommands
         var pool = new Option<string?>("--pool") { Description = "The pool this compute price applies to (or --device-class)." };
         var deviceClass = new Option<string?>("--device-class") { Description = "The device class this compute price applies to, e.g. h100 or cpu (or --pool)." };
         var computeModel = new Option<string?>("--model") { Description = "Only this model (default: every model)." };
-        var rate = new Option<decimal?>("--per-compute-second") { Description = "Price per compute-second.", Required = true };
+        var rate = Amount("--per-compute-second", "Price per compute-second.");
+        rate.Required = true;
         var computeEffective = new Option<DateTimeOffset?>("--effective-from") { Description = "When it takes effect (default: now); never in the past." };
         var computeCommand = new Command("compute-price",
             "Add a compute-second price for a pool or a device class; it replaces the model price's compute rate (precedence: model+pool, pool, model+device class, device class).")
@@ -340,10 +341,34 @@ internal static class MeteringCommands
     {
         var at = value.Split('@', 2);
         var parts = at[0].Split('=', 2);
-        return parts.Length == 2 && parts[0].Length > 0 && decimal.TryParse(parts[1], NumberStyles.Number, CultureInfo.InvariantCulture, out var amount)
+        return parts.Length == 2 && parts[0].Length > 0 && TryParseAmount(parts[1], out var amount)
             ? new { period = parts[0], amount, key_id = at.Length > 1 ? at[1] : null }
-            : throw new CliException($"--budget '{value}': expected PERIOD=AMOUNT[@KEY_ID], e.g. month=500.", ExitCodes.Usage);
+            : throw new CliException($"--budget '{value}': expected PERIOD=AMOUNT[@KEY_ID] with a decimal point and no thousands separators, e.g. month=500 or day=1.5.", ExitCodes.Usage);
     }
+
+    /// <summary>
+    /// An amount of money (a price, a budget): digits with at most one decimal point, whatever the machine's culture.
+    /// The parser took "0,20" as 20 (a thousands separator, anywhere), or "0.20" as 20 on a machine in a culture that
+    /// writes decimal commas: a price in force can never be changed, so every request was billed 100 times over.
+    /// </summary>
+    private static bool TryParseAmount(string text, out decimal amount) =>
+        decimal.TryParse(text, NumberStyles.AllowLeadingSign | NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out amount);
+
+    private static Option<decimal?> Amount(string name, string description) => new(name)
+    {
+        Description = description,
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+            if (TryParseAmount(text, out var amount))
+            {
+                return amount;
+            }
+
+            result.AddError($"{name}: '{text}' is not a decimal number (e.g. 0.25): write a decimal point and no thousands separators.");
+            return null;
+        },
+    };
 
     private static void Add(List<string> query, string name, string? value)
     {

@@ -22,6 +22,10 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     [Theory]
     [InlineData("--weight: 'abc' is not a whole number.", "plans", "set", "gold", "--currency", "EUR", "--weight", "abc")]
     [InlineData("--input-per-million: '1e3' is not a decimal number", "plans", "price", "standard", "--model", "m", "--input-per-million", "1e3", "--output-per-million", "1")]
+    // A comma was a thousands separator anywhere: '0,20' was stored as a price of 20, in force at once and never changeable.
+    [InlineData("--input-per-million: '0,20' is not a decimal number", "plans", "price", "standard", "--model", "m", "--input-per-million", "0,20")]
+    [InlineData("--per-compute-second: '1,000.5' is not a decimal number", "plans", "compute-price", "standard", "--pool", "p", "--per-compute-second", "1,000.5")]
+    [InlineData("--budget 'month=1,5': expected PERIOD=AMOUNT[@KEY_ID]", "limits", "t1", "--budget", "month=1,5")]
     [InlineData("--effective-from: 'tomorrow' is not an ISO 8601 time", "plans", "compute-price", "standard", "--pool", "p", "--per-compute-second", "1", "--effective-from", "tomorrow")]
     [InlineData("--seed: '-1' is not a whole number, 0 or more.", "models", "synth", "-o", "never.gguf", "--seed", "-1")]
     [InlineData("--temperature: 'hot' is not a decimal number", "chat", "--prompt", "hi", "--temperature", "hot")]
@@ -36,7 +40,7 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     public async Task AValueOfTheWrongType_NamesTheFlagAndWhatItTakes_NotADotNetType(string expected, params string[] args)
     {
         // chat asks a port where nothing listens, should the check not come first.
-        var (exit, stdout, stderr) = await CliProcess.RunAsync(args[0] switch { "plans" or "tenants" => Admin(args), "chat" => [.. args, "--url", "http://127.0.0.1:1"], _ => args });
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(args[0] switch { "plans" or "tenants" or "limits" => Admin(args), "chat" => [.. args, "--url", "http://127.0.0.1:1"], _ => args });
 
         Assert.Equal(ExitCodes.Usage, exit);
         Assert.Equal("", stdout);
