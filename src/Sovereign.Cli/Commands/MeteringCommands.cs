@@ -285,10 +285,10 @@ internal static class MeteringCommands
     {
         var connection = new AdminConnection();
         var tenant = new Argument<string>("tenant") { Description = "Tenant id." };
-        var budget = new Option<string[]>("--budget") { Description = "PERIOD=AMOUNT[@KEY_ID], period day, month or total; repeatable." };
-        var rpm = new Option<long?>("--requests-per-minute") { Description = "Tenant-wide requests per minute." };
-        var tpm = new Option<long?>("--tokens-per-minute") { Description = "Tenant-wide tokens per minute." };
-        var command = new Command("limits", "Set a tenant's budgets and rate limits (replaces the previous ones); without options, show them.") { tenant, budget, rpm, tpm };
+        var budget = new Option<string[]>("--budget") { Description = "PERIOD=AMOUNT[@KEY_ID], period day, month or total; repeatable; replaces the tenant's budgets ('none' clears them)." };
+        var rpm = new Option<long?>("--requests-per-minute") { Description = "Tenant-wide requests per minute (0: no limit)." };
+        var tpm = new Option<long?>("--tokens-per-minute") { Description = "Tenant-wide tokens per minute (0: no limit)." };
+        var command = new Command("limits", "Set a tenant's budgets or tenant-wide rate limits, keeping what is not named; without options, show them.") { tenant, budget, rpm, tpm };
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
@@ -301,11 +301,23 @@ internal static class MeteringCommands
             }
             else
             {
-                var parsed = budgets.Select(ParseBudget).ToArray();
-                var rates = result.GetValue(rpm) is null && result.GetValue(tpm) is null
-                    ? Array.Empty<object>()
-                    : [new { requests_per_minute = result.GetValue(rpm), tokens_per_minute = result.GetValue(tpm) }];
-                json = await connection.SendAsync(result, HttpMethod.Put, path, new { budgets = parsed, rate_limits = rates }, ct);
+                var parsed = budgets is ["none"] ? [] : budgets.Select(ParseBudget).ToArray();
+
+                // What is not named is kept. Every call replaced all limits: setting a rate limit removed the tenant's
+                // budgets (its spend was then uncapped), setting a budget its rate limits, and either every key's rate
+                // limit, which this command cannot set.
+                var current = (await connection.SendAsync(result, HttpMethod.Get, path, null, ct)).GetProperty("limits");
+                var rates = current.GetProperty("rate_limits").EnumerateArray().Where(r => TenantsCommand.Text(r, "key_id").Length > 0).Cast<object>().ToList();
+                var tenantWide = current.GetProperty("rate_limits").EnumerateArray().FirstOrDefault(r => TenantsCommand.Text(r, "key_id").Length == 0);
+                var requestsPerMinute = PerMinute(result.GetValue(rpm), tenantWide, "requests_per_minute");
+                var tokensPerMinute = PerMinute(result.GetValue(tpm), tenantWide, "tokens_per_minute");
+                if (requestsPerMinute is not null || tokensPerMinute is not null)
+                {
+                    rates.Add(new { requests_per_minute = requestsPerMinute, tokens_per_minute = tokensPerMinute });
+                }
+
+                json = await connection.SendAsync(result, HttpMethod.Put, path,
+                    new { budgets = budgets.Length > 0 ? (object)parsed : current.GetProperty("budgets"), rate_limits = rates }, ct);
             }
 
             if (!connection.PrintJson(result, json))
@@ -334,6 +346,14 @@ internal static class MeteringCommands
         }));
         return command;
     }
+
+    /// <summary>The tenant-wide limit to set: the flag's (0: none), else the one in force.</summary>
+    private static long? PerMinute(long? given, JsonElement current, string name) => given switch
+    {
+        0 => null,
+        { } value => value,
+        null => current.ValueKind == JsonValueKind.Object && current.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64() : null,
+    };
 
     private static string Unlimited(JsonElement e, string name) => TenantsCommand.Text(e, name) is { Length: > 0 } value ? value : "unlimited";
 

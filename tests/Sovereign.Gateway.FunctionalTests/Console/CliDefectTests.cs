@@ -231,6 +231,44 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
         Assert.Contains(stdout.Split('\n'), line => line.Contains("month", StringComparison.Ordinal) && line.Contains("500 ", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// Each call replaced every limit: raising the requests per minute removed the tenant's monthly budget (its spend
+    /// was then uncapped) and its keys' rate limits, which the CLI cannot set.
+    /// </summary>
+    [Fact]
+    public async Task Limits_SettingOneLimit_KeepsTheOthers()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync();
+        var keyId = (await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/tenants/{tenant}/keys", new { name = "batch" })).GetProperty("key").GetProperty("id").GetString()!;
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new
+        {
+            budgets = new[] { new { period = "month", amount = 500m } },
+            rate_limits = new object[] { new { requests_per_minute = 600 }, new { key_id = keyId, requests_per_minute = 5 } },
+        });
+
+        async Task<JsonElement> LimitsAfter(params string[] options)
+        {
+            var (exit, _, stderr) = await CliProcess.RunAsync(Admin(["limits", tenant, .. options]));
+            Assert.True(exit == 0, stderr);
+            return (await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/limits", null)).GetProperty("limits");
+        }
+
+        string Budgets(JsonElement limits) => string.Join(",", limits.GetProperty("budgets").EnumerateArray().Select(b => $"{b.GetProperty("period").GetString()}={b.GetProperty("amount").GetDecimal()}"));
+        string Rates(JsonElement limits) => string.Join(",", limits.GetProperty("rate_limits").EnumerateArray().Select(r => $"{TenantsCommand.Text(r, "key_id")}:{TenantsCommand.Text(r, "requests_per_minute")}/{TenantsCommand.Text(r, "tokens_per_minute")}"));
+
+        var limits = await LimitsAfter("--requests-per-minute", "900");
+        Assert.Equal("month=500", Budgets(limits));
+        Assert.Equal($"{keyId}:5/,:900/", Rates(limits));
+
+        limits = await LimitsAfter("--budget", "day=5", "--tokens-per-minute", "1000");
+        Assert.Equal("day=5", Budgets(limits));
+        Assert.Equal($"{keyId}:5/,:900/1000", Rates(limits));
+
+        limits = await LimitsAfter("--budget", "none", "--requests-per-minute", "0", "--tokens-per-minute", "0");
+        Assert.Equal("", Budgets(limits));
+        Assert.Equal($"{keyId}:5/", Rates(limits));
+    }
+
     [Fact]
     public async Task Json_IsHonouredByCommandsThatOfferIt()
     {
