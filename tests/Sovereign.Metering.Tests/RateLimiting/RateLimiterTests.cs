@@ -295,6 +295,23 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
+    public void UpdatePolicies_KeepsWhatEachCounterOwes_DropsKeysNotListed_StartsNewKeysFull()
+    {
+        var limiter = new TenantRateLimiter(new RateLimitPolicy(10, 1000), new ManualClock(T0));
+        limiter.SetKeyPolicy("k1", new RateLimitPolicy(2, null));
+        limiter.SetKeyPolicy("k2", new RateLimitPolicy(3, null));
+        limiter.TryAcquire("k1", 1, 600, T0);
+        limiter.TryAcquire("k1", 1, 100, T0);
+
+        limiter.UpdatePolicies(new RateLimitPolicy(10, 500), new Dictionary<string, RateLimitPolicy> { ["k1"] = new(2, null), ["k3"] = new(1, null) });
+
+        Assert.Equal(0, limiter.Tenant.Peek(T0).RemainingTokens); // 700 owed, capped at the new 500
+        Assert.Equal(0, limiter.Key("k1")!.Peek(T0).RemainingRequests);
+        Assert.Null(limiter.Key("k2"));
+        Assert.Equal(1, limiter.Key("k3")!.Peek(T0).RemainingRequests);
+    }
+
+    [Fact]
     public void Constructor_LimitBelowOne_Throws()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => Limiter(0, null));
