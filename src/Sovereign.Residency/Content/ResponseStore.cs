@@ -75,20 +75,39 @@ public sealed class ResponseStore(SqlDatabase database)
 
     /// <summary>Deletes the tenant's response; false when there was none (another tenant's counts as none).</summary>
     public async Task<bool> DeleteAsync(string tenantId, string id, CancellationToken cancellationToken = default) =>
-        await ExecuteAsync("DELETE FROM stored_responses WHERE id = @id AND tenant_id = @tenant", cancellationToken, ("@id", id), ("@tenant", tenantId)) > 0;
+        await EraseAsync("DELETE FROM stored_responses WHERE id = @id AND tenant_id = @tenant", cancellationToken, ("@id", id), ("@tenant", tenantId)) > 0;
 
     /// <summary>Deletes every response of a tenant (its policy stopped retaining content); returns how many.</summary>
     public Task<int> DeleteTenantAsync(string tenantId, CancellationToken cancellationToken = default) =>
-        ExecuteAsync("DELETE FROM stored_responses WHERE tenant_id = @tenant", cancellationToken, ("@tenant", tenantId));
+        EraseAsync("DELETE FROM stored_responses WHERE tenant_id = @tenant", cancellationToken, ("@tenant", tenantId));
 
     /// <summary>Deletes every response expired by <paramref name="now"/>; returns how many.</summary>
     public Task<int> PurgeExpiredAsync(DateTimeOffset now, CancellationToken cancellationToken = default) =>
-        ExecuteAsync("DELETE FROM stored_responses WHERE expires_at <= @now", cancellationToken, ("@now", now.ToUnixTimeMilliseconds()));
+        EraseAsync("DELETE FROM stored_responses WHERE expires_at <= @now", cancellationToken, ("@now", now.ToUnixTimeMilliseconds()));
 
-    private async Task<int> ExecuteAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    private Task<int> ExecuteAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters) =>
+        ExecuteAsync(sql, erase: false, cancellationToken, parameters);
+
+    /// <summary>
+    /// A delete that overwrites what it deletes: SQLite only marks a deleted row's space free, so the text stayed in
+    /// the file (and the next WAL frames of its page) for anyone reading the file or a backup of it to recover.
+    /// With <c>secure_delete</c> the freed bytes are zeroed, in the table's pages and its overflow pages alike.
+    /// PostgreSQL reclaims a deleted row's space when it vacuums.
+    /// </summary>
+    private Task<int> EraseAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters) =>
+        ExecuteAsync(sql, erase: database.Provider == SqlProvider.Sqlite, cancellationToken, parameters);
+
+    private async Task<int> ExecuteAsync(string sql, bool erase, CancellationToken cancellationToken, (string Name, object? Value)[] parameters)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var turn = await database.EnterWriteAsync(cancellationToken);
+        if (erase)
+        {
+            await using var pragma = connection.CreateCommand();
+            pragma.CommandText = "PRAGMA secure_delete=ON";
+            await pragma.ExecuteNonQueryAsync(cancellationToken);
+        }
+
         await using var command = connection.CreateCommand();
         command.CommandText = sql;
         foreach (var (name, value) in parameters)
@@ -96,6 +115,19 @@ public sealed class ResponseStore(SqlDatabase database)
             SqlDatabase.AddParameter(command, name, value);
         }
 
-        return await command.ExecuteNonQueryAsync(cancellationToken);
+        try
+        {
+            return await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+        finally
+        {
+            if (erase)
+            {
+                // Pooled connections keep their pragmas: give the next user SQLite's default back.
+                await using var reset = connection.CreateCommand();
+                reset.CommandText = "PRAGMA secure_delete=OFF";
+                await reset.ExecuteNonQueryAsync(CancellationToken.None);
+            }
+        }
     }
 }

@@ -1,0 +1,95 @@
+using System.Text;
+using Microsoft.Data.Sqlite;
+using Sovereign.Residency.Content;
+using Sovereign.Storage;
+
+namespace Sovereign.Residency.Tests.Content;
+
+/// <summary>
+/// A stored response is the only prompt and completion text Sovereign keeps: once deleted (by its tenant, by a policy
+/// that stops retaining, by expiry) its text must be gone from the database file too, not left in free pages for
+/// anyone who reads the file (a backup, a copied disk) to recover.
+/// </summary>
+public sealed class ResponseStoreErasureTests : IAsyncLifetime
+{
+    private const string Marker = "ERASE-ME-7f3a9c";
+    private const long Now = 1_750_000_000_000;
+    private readonly string _directory = Directory.CreateTempSubdirectory("sovereign-erasure-").FullName;
+    private SqlDatabase _database = null!;
+    private ResponseStore _store = null!;
+
+    private string DatabasePath => Path.Combine(_directory, "sovereign.db");
+
+    public async Task InitializeAsync()
+    {
+        _database = SqlDatabase.Sqlite(DatabasePath);
+        await _database.MigrateAsync(ResponseStore.Migrations);
+        _store = new ResponseStore(_database);
+    }
+
+    public Task DisposeAsync()
+    {
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(_directory, recursive: true);
+        return Task.CompletedTask;
+    }
+
+    public static TheoryData<string> Deletions => ["tenant", "policy", "expiry"];
+
+    [Theory]
+    [MemberData(nameof(Deletions))]
+    public async Task DeletedResponse_LeavesNoTextInTheDatabaseFile(string deletion)
+    {
+        // One small row and one long enough to spill into overflow pages.
+        await _store.InsertAsync(Stored("resp_small", Marker + " small"));
+        await _store.InsertAsync(Stored("resp_large", string.Concat(Enumerable.Repeat(Marker + " large ", 2000))));
+        await _store.InsertAsync(Stored("resp_kept", "kept text"));
+        Assert.True(Occurrences() > 0);
+
+        switch (deletion)
+        {
+            case "tenant":
+                Assert.True(await _store.DeleteAsync("acme", "resp_small"));
+                Assert.True(await _store.DeleteAsync("acme", "resp_large"));
+                break;
+            case "policy":
+                Assert.Equal(3, await _store.DeleteTenantAsync("acme"));
+                break;
+            default:
+                Assert.Equal(3, await _store.PurgeExpiredAsync(DateTimeOffset.FromUnixTimeMilliseconds(Now + 1)));
+                break;
+        }
+
+        Assert.Equal(0, Occurrences());
+    }
+
+    private static StoredResponse Stored(string id, string text) =>
+        new(id, "acme", "TH", "local", Now - 1000, Now, $$"""{"id":"{{id}}","output_text":"{{text}}"}""", $$"""[{"role":"user","content":"{{text}}"}]""");
+
+    /// <summary>How often the marker appears in the database file and its WAL, after the WAL is copied in and emptied.</summary>
+    private int Occurrences()
+    {
+        using (var connection = new SqliteConnection($"Data Source={DatabasePath};Pooling=False"))
+        {
+            connection.Open();
+            using var checkpoint = connection.CreateCommand();
+            checkpoint.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
+            checkpoint.ExecuteNonQuery();
+        }
+
+        var marker = Encoding.UTF8.GetBytes(Marker);
+        var count = 0;
+        foreach (var path in new[] { DatabasePath, DatabasePath + "-wal" }.Where(File.Exists))
+        {
+            var bytes = File.ReadAllBytes(path).AsSpan();
+            int at;
+            while ((at = bytes.IndexOf(marker)) >= 0)
+            {
+                count++;
+                bytes = bytes[(at + marker.Length)..];
+            }
+        }
+
+        return count;
+    }
+}
