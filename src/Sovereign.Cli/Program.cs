@@ -38,7 +38,16 @@ if (parse.Errors.Count > 0)
 
 try
 {
-    return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    // serve leaves SIGTERM and Ctrl+C to its host, which stops taking requests, finishes those in flight (up to its
+    // shutdown timeout), records their outcomes and signs a last audit checkpoint. System.CommandLine's own handler
+    // ended the process 2 s after the signal, cutting answers off with neither their outcome nor their usage recorded.
+    var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
+    if (name == "serve")
+    {
+        invocation.ProcessTerminationTimeout = null;
+    }
+
+    return await parse.InvokeAsync(invocation);
 }
 catch (Exception ex)
 {

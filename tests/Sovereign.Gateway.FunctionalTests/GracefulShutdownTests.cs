@@ -1,0 +1,164 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
+using Sovereign.Gateway.Routing;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary>
+/// <c>sovereign serve</c> stopped with SIGTERM (systemd, Kubernetes, docker stop) while a request is in flight: the
+/// request finishes, its outcome and usage are recorded, and the log ends under a signed checkpoint. The engine is
+/// held by the test, so the request is in flight for as long as the test says.
+/// </summary>
+public sealed class GracefulShutdownTests : IAsyncLifetime
+{
+    private readonly string _data = Directory.CreateTempSubdirectory("sovereign-sigterm-").FullName;
+    private readonly int _port = FreePort();
+    private readonly TaskCompletionSource _received = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private WebApplication _engine = null!;
+
+    public async Task InitializeAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        _engine = builder.Build();
+        _engine.MapPost("/v1/chat/completions", async (HttpContext context) =>
+        {
+            _received.TrySetResult();
+            await _release.Task;
+            await context.Response.WriteAsJsonAsync(new
+            {
+                id = "chatcmpl-held",
+                @object = "chat.completion",
+                created = 1,
+                model = "held",
+                choices = new[] { new { index = 0, message = new { role = "assistant", content = "done" }, finish_reason = "stop" } },
+                usage = new { prompt_tokens = 5, completion_tokens = 1, total_tokens = 6 },
+            });
+        });
+        await _engine.StartAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        _release.TrySetResult();
+        await _engine.DisposeAsync();
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(_data, recursive: true);
+    }
+
+    [Fact]
+    public async Task Sigterm_InFlightRequestFinishesAndLeavesItsEvidence()
+    {
+        using var server = await StartServerAsync();
+        try
+        {
+            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}"), Timeout = TimeSpan.FromMinutes(2) };
+            var answer = client.PostAsync("/v1/chat/completions", new StringContent(
+                """{"model":"held","messages":[{"role":"user","content":"Hello"}]}""", Encoding.UTF8, "application/json"));
+            await _received.Task.WaitAsync(TimeSpan.FromMinutes(1));
+
+            using (var term = Process.Start("kill", ["-TERM", server.Id.ToString(CultureInfo.InvariantCulture)]))
+            {
+                await term.WaitForExitAsync();
+            }
+
+            // System.CommandLine ended the process 2 s after the signal, whatever the host was still finishing.
+            await Task.WhenAny(server.WaitForExitAsync(), Task.Delay(TimeSpan.FromSeconds(5)));
+            Assert.False(server.HasExited, "serve exited with a request in flight");
+            _release.TrySetResult();
+
+            using var response = await answer;
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var requestId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+            using var exited = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+            await server.WaitForExitAsync(exited.Token);
+            Assert.Equal(0, server.ExitCode);
+
+            using var connection = new SqliteConnection($"Data Source={Path.Combine(_data, "sovereign.db")};Mode=ReadOnly;Pooling=False");
+            connection.Open();
+            Assert.Equal(["inference.allowed", "inference.completed"], Strings(connection, "SELECT action FROM audit_entries WHERE details LIKE $id ORDER BY seq", requestId));
+            Assert.Equal(["completed"], Strings(connection, "SELECT CASE outcome WHEN 0 THEN 'completed' ELSE 'other' END FROM metering_usage WHERE request_id = $id", requestId));
+        }
+        finally
+        {
+            if (!server.HasExited)
+            {
+                server.Kill(entireProcessTree: true);
+            }
+        }
+
+        // The shutdown signed the head: every entry is covered.
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify", "--data-dir", _data);
+        Assert.True(exit == 0, stdout + stderr);
+        Assert.Contains("uncovered: 0", stdout, StringComparison.Ordinal);
+    }
+
+    private static List<string> Strings(SqliteConnection connection, string sql, string requestId)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.Parameters.AddWithValue("$id", sql.Contains("LIKE", StringComparison.Ordinal) ? $"%\"{requestId}\"%" : requestId);
+        using var reader = command.ExecuteReader();
+        var values = new List<string>();
+        while (reader.Read())
+        {
+            values.Add(reader.GetString(0));
+        }
+
+        return values;
+    }
+
+    private async Task<Process> StartServerAsync()
+    {
+        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--engine", _engine.Urls.First(), "--engine-model", "held", "--urls", $"http://127.0.0.1:{_port}", "--data-dir", _data })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        start.Environment["Sovereign__Jurisdiction"] = "DE";
+        start.Environment["Sovereign__BuiltInEmbeddings"] = "false";
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+
+        using var probe = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}") };
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        while (true)
+        {
+            Assert.False(process.HasExited, "the server exited during start-up");
+            try
+            {
+                if ((await probe.GetAsync("/ready", timeout.Token)).IsSuccessStatusCode)
+                {
+                    return process;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+
+            await Task.Delay(100, timeout.Token);
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
