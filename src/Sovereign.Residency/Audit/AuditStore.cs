@@ -269,6 +269,28 @@ internal static class AuditStore
         }
     }
 
+    private static readonly string[] ColumnNames = EntryColumns.Split(", ");
+
+    /// <summary>
+    /// The first text column of a row selected with <see cref="EntryColumns"/> that holds a BLOB, or null. SQLite
+    /// keeps a BLOB in a TEXT column as given: its bytes read back as the same text, so the entry still hashes, but
+    /// no comparison with text matches it, so reads that select by the column (a tenant's audit, by tenant) skip the
+    /// entry. Only a hand-edited database holds one. Call it before the row's text is read (SQLite converts a value
+    /// read as text, and reports the converted type after).
+    /// </summary>
+    public static string? BlobInTextColumn(DbDataReader reader)
+    {
+        for (var ordinal = 2; ordinal < ColumnNames.Length; ordinal++)
+        {
+            if (ordinal is not (14 or 15 or 17) && !reader.IsDBNull(ordinal) && reader.GetFieldType(ordinal) == typeof(byte[]))
+            {
+                return ColumnNames[ordinal];
+            }
+        }
+
+        return null;
+    }
+
     public static string EncodeReasons(IReadOnlyList<string> reasons)
     {
         using var buffer = new MemoryStream();

@@ -169,6 +169,7 @@ public static class AuditVerifier
                 }
 
                 var sequence = AuditStore.ToInt64(reader.GetValue(0));
+                var blobColumn = AuditStore.BlobInTextColumn(reader); // before the text is read: reading converts the value
                 if (!AuditStore.TryReadEntry(reader, out var entry, out var error))
                 {
                     problems.Add(new AuditProblem(sequence, AuditProblemKind.Malformed, $"Entry cannot be read: {error}."));
@@ -178,6 +179,12 @@ public static class AuditVerifier
                 }
                 else
                 {
+                    if (blobColumn is { } column)
+                    {
+                        problems.Add(new AuditProblem(sequence, AuditProblemKind.Malformed,
+                            $"Column {column} holds a BLOB, not text: it hashes as the same text, but reads that select by {column} (a tenant's audit, by tenant) skip the entry."));
+                    }
+
                     walker.Add(sequence, entry.PreviousHash, entry.Hash, Recompute(entry), line: null);
                     firstTimestamp ??= entry.Timestamp;
                     if (signed.ContainsKey(sequence - 1) || sequence - 1 == archive?.Sequence)

@@ -67,6 +67,31 @@ public sealed class AuditVerifierTests
         Assert.InRange(problem.Sequence!.Value, 33, 36);
     }
 
+    [Theory]
+    [InlineData("tenant")]
+    [InlineData("action")]
+    [InlineData("key_id")]
+    public async Task VerifyAsync_TextStoredAsBlob_ReportsItThoughTheBytesHashTheSame(string column)
+    {
+        // SQLite stores a BLOB in a TEXT column as given. Its bytes read back as the same text, so the hash matched and
+        // the log verified, yet "tenant = 'acme'" never matches a BLOB: the tenant's own audit reads lost the entry.
+        await using var context = AuditTestContext.Create();
+        var entries = await SeedAsync(context);
+        var tenant = entries[32].Tenant!;
+        await context.ExecuteAsync($"UPDATE audit_entries SET {column} = CAST({column} AS BLOB) WHERE seq = 33");
+        await using (var log = await context.OpenLogAsync())
+        {
+            var read = await log.ReadAsync(tenant, DateTimeOffset.UnixEpoch, DateTimeOffset.MaxValue);
+            Assert.Equal(column == "tenant", read.All(e => e.Sequence != 33));
+        }
+
+        var result = await context.VerifyAsync();
+
+        var problem = Assert.Single(result.Problems);
+        Assert.Equal((33L, AuditProblemKind.Malformed), (problem.Sequence!.Value, problem.Kind));
+        Assert.Contains(column, problem.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task VerifyAsync_EntryRewrittenWithRecomputedHash_ReportsChainBreakAtTheNextEntry()
     {
