@@ -44,6 +44,32 @@ public sealed class AuditPagingTests(ResidencyFixture fixture)
         }
     }
 
+    [Fact]
+    public async Task TimeInMilliseconds_Is400NamingTheField_NotAnEmptyPage()
+    {
+        // Entries carry unix milliseconds; from/to take seconds. A millisecond value (an entry's own timestamp pasted
+        // back) was read as seconds past year 9999 and answered an empty list: "nothing happened since then".
+        var key = await fixture.CreateTenantWithKeyAsync("audit-clock", new { allowed_jurisdictions = new[] { "TH" } });
+        using var tenant = fixture.TenantClient(key);
+        using (var response = await tenant.PostAsJsonAsync("/v1/chat/completions",
+            new { model = ResidencyFixture.Model, messages = new[] { new { role = "user", content = "Once upon a time" } }, max_tokens = 1 }))
+        {
+            Assert.Equal(200, (int)response.StatusCode);
+        }
+
+        var first = (await GetAsync(tenant, "/v1/audit?limit=1", 200)).GetProperty("data")[0];
+        var milliseconds = first.GetProperty("timestamp").GetInt64();
+        foreach (var path in new[] { $"/v1/audit?from={milliseconds}", $"/v1/audit?to={milliseconds}", $"/v1/usage?from={milliseconds}", "/v1/audit?to=253402300800" })
+        {
+            var error = (await GetAsync(tenant, path, 400)).GetProperty("error");
+            Assert.Equal(path.Contains("to=", StringComparison.Ordinal) ? "to" : "from", error.GetProperty("param").GetString());
+            Assert.Contains("milliseconds", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+
+        Assert.Contains(first.GetProperty("sequence").GetInt64(), Sequences(await GetAsync(tenant, $"/v1/audit?from={milliseconds / 1000}", 200)));
+        Assert.Contains(first.GetProperty("sequence").GetInt64(), Sequences(await GetAsync(tenant, "/v1/audit?to=253402300799", 200)));
+    }
+
     private static async Task<List<long>> ReadAllPagesAsync(HttpClient client, string first)
     {
         var sequences = new List<long>();

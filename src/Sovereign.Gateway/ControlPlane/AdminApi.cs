@@ -538,6 +538,8 @@ public static class AdminApi
             : throw OpenAIException.BadRequest($"from ({range.From:O}) is after to ({range.To:O}).", "from", "invalid_value");
     }
 
+    private const long MaxUnixSeconds = 253_402_300_799;
+
     internal static DateTimeOffset? ParseTime(string? value, string field)
     {
         if (string.IsNullOrEmpty(value))
@@ -545,9 +547,15 @@ public static class AdminApi
             return null;
         }
 
+        // Past 9999-12-31 a number is no time in seconds: most likely milliseconds, which audit entries carry. It was
+        // read as the last second of 9999, so an entry's own timestamp pasted back answered an empty list.
         if (long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seconds))
         {
-            return DateTimeOffset.FromUnixTimeSeconds(Math.Min(seconds, 253_402_300_799));
+            return seconds <= MaxUnixSeconds
+                ? DateTimeOffset.FromUnixTimeSeconds(seconds)
+                : throw OpenAIException.BadRequest(
+                    $"{field} is unix seconds, at most {MaxUnixSeconds} (9999-12-31); got '{RequestReader.Shorten(value)}'. Audit entries' timestamps are milliseconds: divide by 1000.",
+                    field, "invalid_value");
         }
 
         return DateTimeOffset.TryParse(value, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var time)
