@@ -168,6 +168,24 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
     }
 
     [Fact]
+    public async Task Continuation_IsAudited_WithTheStoredResponseItSent_NeverTheContent()
+    {
+        // A continuation sends a stored conversation to a model: where that content went is evidence, as the store was.
+        using var client = fixture.TenantClient(await KeyAsync(Keeper));
+        using var first = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"A dog","max_output_tokens":2,"store":true}"""));
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        var stored = JsonDocument.Parse(await first.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!;
+        using var next = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"And then?","max_output_tokens":2,"previous_response_id":"{{stored}}"}"""));
+        Assert.Equal(HttpStatusCode.OK, next.StatusCode);
+        var auditId = next.Headers.GetValues("x-sovereign-audit-id").Single();
+
+        var completed = (await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={Keeper}", null, 200)).GetProperty("data").EnumerateArray()
+            .Single(e => e.GetProperty("action").GetString() == "inference.completed" && e.GetProperty("details").GetProperty("request_id").GetString() == auditId);
+        Assert.Equal(stored, completed.GetProperty("details").GetProperty("previous_response_id").GetString());
+        Assert.DoesNotContain("A dog", completed.GetRawText(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task AnotherTenant_GetsExactlyWhatAMissingIdGets()
     {
         var stored = (await (await ClientAsync(Keeper)).CreateResponseAsync(Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("Secret plans")))).Value;
@@ -213,6 +231,24 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
         Assert.Equal(404, gone.Status);
         Assert.Contains((await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={Keeper}", null, 200)).GetProperty("data").EnumerateArray(),
             e => e.GetProperty("action").GetString() == "response.deleted" && e.GetProperty("details").GetProperty("response_id").GetString() == stored.Id);
+    }
+
+    [Fact]
+    public async Task Delete_AnswerNamesItsAuditEntry_ByTheRequestId()
+    {
+        // The auditor links an answer to its evidence by the request id, as for inference; the deletion's entry had
+        // only the response id, and the answer no x-sovereign-audit-id.
+        var stored = (await (await ClientAsync(Keeper)).CreateResponseAsync(Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("Forget me too")))).Value;
+        using var client = fixture.TenantClient(await KeyAsync(Keeper));
+        using var response = await client.DeleteAsync($"/v1/responses/{stored.Id}");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var requestId = response.Headers.GetValues("x-request-id").Single();
+        Assert.Equal(requestId, response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal("TH", response.Headers.GetValues("x-sovereign-jurisdiction").Single());
+
+        var entry = (await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={Keeper}", null, 200)).GetProperty("data").EnumerateArray()
+            .Single(e => e.GetProperty("action").GetString() == "response.deleted" && e.GetProperty("details").GetProperty("response_id").GetString() == stored.Id);
+        Assert.Equal(requestId, entry.GetProperty("details").GetProperty("request_id").GetString());
     }
 
     [Fact]

@@ -63,6 +63,7 @@ internal static partial class ResponsesEndpoint
             Tools = tools,
         };
         await using var governed = await StartAsync(pipeline, context, caller, work);
+        governed.Route!.ContinuedFrom = request.PreviousResponseId;
         var shape = new ResponseShape(
             GenerationRun.NewId("resp_"), GenerationRun.NewId("msg_"), time.GetUtcNow().ToUnixTimeSeconds(), governed.Route!.Model, request);
         if (request.Store == true)
@@ -132,7 +133,7 @@ internal static partial class ResponsesEndpoint
 
     /// <summary><c>DELETE /v1/responses/{id}</c>: deletes a stored response of the caller's tenant.</summary>
     public static async Task<IResult> DeleteAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage) =>
-        await storage.DeleteAsync(await pipeline.AuthenticateAsync(context), id, context.RequestAborted);
+        await storage.DeleteAsync(context, await pipeline.AuthenticateAsync(context), id);
 
     /// <summary>The output items as the assistant turn a continuation (<c>previous_response_id</c>) sees.</summary>
     private static ChatTurn OutputTurn(IReadOnlyList<object> output)

@@ -160,15 +160,20 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
         }
     }
 
-    /// <summary><c>DELETE /v1/responses/{id}</c>: deletes it, audited.</summary>
-    public async Task<IResult> DeleteAsync(Caller caller, string id, CancellationToken cancellationToken)
+    /// <summary>
+    /// <c>DELETE /v1/responses/{id}</c>: deletes it, audited under the request's id (sent as the audit id, as an inference
+    /// answer is). Once deleted, the entry is written even if the client has gone.
+    /// </summary>
+    public async Task<IResult> DeleteAsync(HttpContext context, Caller caller, string id)
     {
         RequireReadableHere(caller);
-        if (!ResourceIds.IsValid(id, ResourceKind.Other) || !await store.DeleteAsync(caller.TenantId, id, cancellationToken))
+        if (!ResourceIds.IsValid(id, ResourceKind.Other) || !await store.DeleteAsync(caller.TenantId, id, context.RequestAborted))
         {
             throw NotFound(id);
         }
 
+        var requestId = RequestIds.Of(context);
+        context.Response.Headers[InferenceRouter.AuditIdHeader] = requestId;
         await audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Inference,
@@ -178,8 +183,8 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
             KeyId = caller.KeyId,
             Gateway = options.Value.NodeId,
             Jurisdiction = Here,
-            Details = new Dictionary<string, string> { ["response_id"] = id },
-        }, cancellationToken);
+            Details = new Dictionary<string, string> { ["response_id"] = id, ["request_id"] = requestId },
+        }, CancellationToken.None);
         return TypedResults.Json(new { id, @object = "response", deleted = true }, OpenAIJson.Options);
     }
 

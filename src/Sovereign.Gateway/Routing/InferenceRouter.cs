@@ -89,6 +89,9 @@ public sealed class RoutedRequest
 
     /// <summary>Set when the answer's content was stored (Responses' <c>store</c>): the completion's audit entry says so.</summary>
     internal OpenAI.StoredContentNote? StoredContent { get; set; }
+
+    /// <summary>The stored response whose conversation this request sent to the model (<c>previous_response_id</c>): the completion's audit entry names it.</summary>
+    internal string? ContinuedFrom { get; set; }
 }
 
 /// <summary>A model as /v1/models lists it.</summary>
@@ -422,13 +425,18 @@ public sealed class InferenceRouter(
             Decision = AuditDecision.Allowed,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
-            Details = StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request.StoredContent),
+            Details = StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request),
         }, carried);
 
-    /// <summary>That content was stored, which response and until when; never the content.</summary>
-    private static Dictionary<string, string> StoredContentDetails(Dictionary<string, string> details, OpenAI.StoredContentNote? stored)
+    /// <summary>That content was stored, which response and until when, and which stored response it continued; never the content.</summary>
+    private static Dictionary<string, string> StoredContentDetails(Dictionary<string, string> details, RoutedRequest request)
     {
-        if (stored is not null)
+        if (request.ContinuedFrom is { } previous)
+        {
+            details["previous_response_id"] = previous;
+        }
+
+        if (request.StoredContent is { } stored)
         {
             details["content_stored"] = stored.ResponseId;
             details["content_expires_at"] = stored.ExpiresAt.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
