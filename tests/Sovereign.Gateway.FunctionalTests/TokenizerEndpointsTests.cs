@@ -44,6 +44,30 @@ public sealed class TokenizerEndpointsTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task DecisionEntry_NamesItsEndpoint_SoATokenizeIsNotAnUnfinishedRequest()
+    {
+        // /tokenize is decided and audited like inference but generates and bills nothing: no outcome entry follows its
+        // decision. Without the endpoint in the entry, an auditor could not tell it from a request that never ended.
+        var (status, _, tokenized) = await server.PostJsonAsync("/tokenize", """{"model":"stories","content":"Once upon a time"}""");
+        Assert.Equal(200, status);
+        var (chatStatus, _, chat) = await server.PostJsonAsync("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"Hi"}],"max_tokens":1}""");
+        Assert.Equal(200, chatStatus);
+
+        using var admin = server.AdminClient();
+        var entries = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/audit?tenant=anonymous&order=desc&limit=200")).RootElement.GetProperty("data").EnumerateArray().ToList();
+        List<(string? Action, string? Endpoint)> Of(HttpResponseMessage response)
+        {
+            var id = response.Headers.GetValues("x-sovereign-audit-id").Single();
+            return [.. entries.Where(e => e.GetProperty("details").TryGetProperty("request_id", out var r) && r.GetString() == id)
+                .OrderBy(e => e.GetProperty("sequence").GetInt64())
+                .Select(e => (e.GetProperty("action").GetString(), e.GetProperty("details").TryGetProperty("endpoint", out var endpoint) ? endpoint.GetString() : null))];
+        }
+
+        Assert.Equal([("inference.allowed", "/tokenize")], Of(tokenized));
+        Assert.Equal([("inference.allowed", "/v1/chat/completions"), ("inference.completed", null)], Of(chat));
+    }
+
+    [Fact]
     public async Task Detokenize_RoundTrips_InBothShapes()
     {
         var tokens = Model.Tokenize("Lily wanted to play.", addBos: false);

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.ControlPlane;
@@ -397,7 +398,7 @@ public sealed class InferenceRouter(
             Decision = AuditDecision.Refused,
             DecisionCode = code,
             Reasons = reasons,
-            Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = requestId }, alias, aliasChoice),
+            Details = AliasDetails(WithEndpoint(new Dictionary<string, string> { ["request_id"] = requestId }, context), alias, aliasChoice),
         }, context.RequestAborted);
         context.Response.Headers[AuditIdHeader] = requestId;
         if (metered)
@@ -427,6 +428,21 @@ public sealed class InferenceRouter(
             CompletionTokens = completionTokens,
             Details = StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request),
         }, carried);
+
+    /// <summary>
+    /// The endpoint a decision was for, as routed (<c>/v1/chat/completions</c>, <c>/tokenize</c>): <c>/tokenize</c> and
+    /// <c>/detokenize</c> are decided like inference but generate and bill nothing, so no outcome entry follows their
+    /// decision, which looked like a request that never ended.
+    /// </summary>
+    private static Dictionary<string, string> WithEndpoint(Dictionary<string, string> details, HttpContext context)
+    {
+        if ((context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText is { } endpoint)
+        {
+            details["endpoint"] = endpoint;
+        }
+
+        return details;
+    }
 
     /// <summary>That content was stored, which response and until when, and which stored response it continued; never the content.</summary>
     private static Dictionary<string, string> StoredContentDetails(Dictionary<string, string> details, RoutedRequest request)
@@ -460,7 +476,7 @@ public sealed class InferenceRouter(
             Jurisdiction = routed.Jurisdiction,
             Decision = AuditDecision.Allowed,
             Reasons = reasons,
-            Details = AliasDetails(new Dictionary<string, string> { ["request_id"] = routed.RequestId, ["gateway_jurisdiction"] = gatewayJurisdiction }, routed.Alias, routed.AliasChoice),
+            Details = AliasDetails(WithEndpoint(new Dictionary<string, string> { ["request_id"] = routed.RequestId, ["gateway_jurisdiction"] = gatewayJurisdiction }, context), routed.Alias, routed.AliasChoice),
         };
 
         // On the thread pool: an uncontended append commits inline, and this one should run beside admission.
