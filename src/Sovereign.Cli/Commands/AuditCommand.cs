@@ -117,6 +117,13 @@ internal static class AuditCommand
                 return 2;
             }
 
+            // Before the file is created: the export's own check said it in milliseconds, naming a .NET parameter.
+            if (start > end)
+            {
+                throw new Output.CliException(string.Create(CultureInfo.InvariantCulture,
+                    $"--from ({start.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}) is after --to ({end.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}); nothing was written."), Output.ExitCodes.Usage);
+            }
+
             var keyFile = Path.Combine(directory, ControlPlaneServices.OperatorKeyFile);
             if (!File.Exists(keyFile))
             {

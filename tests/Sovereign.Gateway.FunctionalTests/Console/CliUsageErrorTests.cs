@@ -85,6 +85,24 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
         Assert.Contains("404", stderr, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// --from after --to was the runtime's "from ('1796428800000') must be less than or equal to '1796342400000'.
+    /// (Parameter 'from') Actual value was ...", in milliseconds, and left an empty export file behind.
+    /// </summary>
+    [Fact]
+    public async Task AuditExport_FromAfterTo_NamesBothFlags_AndWritesNothing()
+    {
+        var output = Path.Combine(_directory, "backwards.jsonl");
+
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", fixture.DataDirectory, "--from", "2026-12-05", "--to", "2026-12-04", "-o", output);
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Equal("", stdout);
+        Assert.Contains("--from (2026-12-05T00:00:00Z) is after --to (2026-12-04T00:00:00Z)", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Parameter", stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(output));
+    }
+
     /// <summary>A misspelt or blank --tenant wrote an export of other tenants' hashes only, with exit 0.</summary>
     [Fact]
     public async Task AuditExport_OfATenantThatIsNot_WritesNothing()
