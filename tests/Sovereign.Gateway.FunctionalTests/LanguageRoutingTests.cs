@@ -80,6 +80,47 @@ public sealed class LanguageRoutingTests(ServerFixture server)
         Assert.Equal((Sovereign.Metering.Ledger.UsageOutcome.Refused, "no_compliant_capacity", 0m), (record!.Outcome, record.RefusalCode, record.Cost));
     }
 
+    /// <summary>
+    /// The refusal's answer says which language the alias saw and why, as its audit entry does. Before, only an
+    /// allowed decision carried x-sovereign-language and x-sovereign-route-reason: a client refused for `auto` could
+    /// not tell what the detector had made of its text.
+    /// </summary>
+    [Fact]
+    public async Task AnAliasRefusal_SaysTheLanguageAndReasonItSaw_AsItsAuditEntryDoes()
+    {
+        var (status, _, response) = await server.PostJsonAsync("/v1/chat/completions",
+            JsonSerializer.Serialize(new { model = ServerFixture.ThaiOnlyAlias, messages = new[] { new { role = "user", content = "Once upon a time there was a little girl who loved to play in the park." } }, max_tokens = 2 }));
+        Assert.Equal(503, status);
+
+        var header = Assert.Single(response.Headers.GetValues(LanguageRouting.LanguageHeader));
+        var reason = Uri.UnescapeDataString(Assert.Single(response.Headers.GetValues(LanguageRouting.RouteReasonHeader)));
+        var auditId = Assert.Single(response.Headers.GetValues(InferenceRouter.AuditIdHeader));
+        using var admin = server.AdminClient();
+        var details = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/audit")).RootElement.GetProperty("data").EnumerateArray()
+            .Single(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId).GetProperty("details");
+        Assert.Equal(
+            $"{details.GetProperty("language").GetString()};confidence={details.GetProperty("language_confidence").GetString()}",
+            header);
+        Assert.StartsWith("en;", header, StringComparison.Ordinal);
+        Assert.Equal(details.GetProperty("route_reason").GetString(), reason);
+    }
+
+    /// <summary>
+    /// A batch of prompts (<c>prompt: ["...", "..."]</c>, as the SDKs send several prompts) routes by the first
+    /// prompt's language, as embeddings do by their first input. Before, only a single string was read: a batch was
+    /// no text at all, so `auto` sent Thai prompts to the default model as undetermined.
+    /// </summary>
+    [Fact]
+    public async Task Auto_CompletionsWithABatchOfPrompts_RoutesByTheFirstPromptsLanguage()
+    {
+        var (status, body, response) = await server.PostJsonAsync("/v1/completions",
+            JsonSerializer.Serialize(new { model = "auto", prompt = new[] { "กาลครั้งหนึ่งนานมาแล้ว มีเด็กหญิงตัวน้อยคนหนึ่งที่ชอบเล่นในสวนสาธารณะ", "สวัสดีครับ วันนี้อากาศดีมาก" }, max_tokens = 2 }));
+
+        Assert.Equal(200, status);
+        Assert.Equal(ServerFixture.TinyRandom, body.GetProperty("model").GetString());
+        Assert.StartsWith("th;", response.Headers.GetValues(LanguageRouting.LanguageHeader).Single(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Auto_ShortUndecidableText_GoesToTheDefaultModel_AsUndetermined()
     {

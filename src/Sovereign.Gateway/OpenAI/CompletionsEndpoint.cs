@@ -41,7 +41,7 @@ internal static class CompletionsEndpoint
         var work = new GenerationWorkload
         {
             Model = request.Model,
-            LanguageSample = prompt.ValueKind == JsonValueKind.String ? prompt.GetString()! : "",
+            LanguageSample = LanguageSampleOf(prompt),
             Endpoint = "completions",
             Prompt = prompt,
             PromptParameter = "prompt",
@@ -123,4 +123,13 @@ internal static class CompletionsEndpoint
                 Usage.Of(promptTokens, generated, local.CachedTokens), fingerprint),
             OpenAIJson.Options).ExecuteAsync(context);
     }
+
+    // The text whose language routes an alias and is recorded with the usage: the prompt, or the first of a batch of
+    // prompts (as embeddings take their first input); token ids carry no text.
+    private static string LanguageSampleOf(JsonElement prompt) => prompt.ValueKind switch
+    {
+        JsonValueKind.String => prompt.GetString()!,
+        JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt[0].ValueKind == JsonValueKind.String => prompt[0].GetString()!,
+        _ => "",
+    };
 }

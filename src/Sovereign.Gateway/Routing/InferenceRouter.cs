@@ -401,6 +401,8 @@ public sealed class InferenceRouter(
             Details = AliasDetails(WithEndpoint(new Dictionary<string, string> { ["request_id"] = requestId }, context), alias, aliasChoice),
         }, context.RequestAborted);
         context.Response.Headers[AuditIdHeader] = requestId;
+        // The refusal's answer says which language the alias saw, as the audit entry does.
+        LanguageRouting.AddHeaders(context.Response.Headers, aliasChoice);
         if (metered)
         {
             await metering.Value.RecordRefusalAsync(caller, requestId, model, node, here, code);
@@ -486,11 +488,7 @@ public sealed class InferenceRouter(
         headers[JurisdictionHeader] = routed.Jurisdiction;
         headers[NodeHeader] = routed.NodeId;
         headers[AuditIdHeader] = routed.RequestId;
-        if (routed.AliasChoice is { } choice)
-        {
-            headers[LanguageRouting.LanguageHeader] = LanguageRouting.HeaderValue(choice.Language, choice.Confidence);
-            headers[LanguageRouting.RouteReasonHeader] = Uri.EscapeDataString(choice.Reason);
-        }
+        LanguageRouting.AddHeaders(headers, routed.AliasChoice);
 
         return routed;
     }

@@ -91,6 +91,16 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
     public static string HeaderValue(string language, double confidence) =>
         FormattableString.Invariant($"{language};confidence={confidence:0.000}");
 
+    /// <summary>Says on a response (served or refused) which language an alias saw and why it chose its model.</summary>
+    public static void AddHeaders(IHeaderDictionary headers, RouteChoice? choice)
+    {
+        if (choice is not null)
+        {
+            headers[LanguageHeader] = HeaderValue(choice.Language, choice.Confidence);
+            headers[RouteReasonHeader] = Uri.EscapeDataString(choice.Reason);
+        }
+    }
+
     /// <summary>Adds the detector's confidence to an audit entry's details (as <c>language_confidence</c>).</summary>
     public static Dictionary<string, string> WithConfidence(Dictionary<string, string> details, double? confidence)
     {
