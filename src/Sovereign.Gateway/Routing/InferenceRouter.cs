@@ -158,7 +158,9 @@ public sealed class InferenceRouter(
         }
 
         // A model is visible when the policy would let it run somewhere it is served: by id, licence and origin, and
-        // in the jurisdiction of this node or of an external node serving it (capacity does not matter here).
+        // in the jurisdiction of this node, of a cluster node or of an external node serving it (capacity does not
+        // matter here). Not this node's jurisdiction for a model only cluster nodes serve: a TH gateway would show a
+        // TH-only tenant a model served only in SG, and `auto` would choose it, to be refused by residency.
         var policy = caller.Policy;
         var settings = options.Value;
         var here = allNodes.FirstOrDefault(n => n.Id == settings.NodeId && n.Kind == nameof(NodeKind.Local))?.Jurisdiction
@@ -166,13 +168,14 @@ public sealed class InferenceRouter(
         return cards.Where(c =>
         {
             var probes = new List<ModelReplica>();
-            if (!c.ExternalOnly)
+            if (catalog.TryGet(c.Id, out _) || engines.TryGet(c.Id, out _))
             {
                 probes.Add(new ModelReplica("probe-local", here, NodeKind.Local, true, 0, 1));
             }
 
-            probes.AddRange(allNodes.Where(n => n.Kind == nameof(NodeKind.External) && n.Models.Any(m => m.Id == c.Id))
-                .Select(n => new ModelReplica(n.Id, n.Jurisdiction, NodeKind.External, true, 0, 1)));
+            probes.AddRange(allNodes.Where(n => n.Id != settings.NodeId && n.Models.Any(m => m.Id == c.Id)
+                    && (n.Kind == nameof(NodeKind.External) || NodeDirectory.IsClusterNode(n)))
+                .Select(n => new ModelReplica(n.Id, n.Jurisdiction, n.Kind == nameof(NodeKind.External) ? NodeKind.External : NodeKind.Local, true, 0, 1)));
             return RoutingDecider.Decide(new RoutingRequest(here, policy, new ModelFacts(c.Id, c.License, c.Origin), probes) { Catalog = jurisdictions }).Allowed;
         }).ToList();
     }

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Sovereign.Gateway.Routing;
 
 namespace Sovereign.Gateway.FunctionalTests.Routing;
@@ -62,6 +63,50 @@ public sealed class AutoAcrossNodesTests(ResidencyFixture fixture)
         Assert.Equal(("refused", ResidencyFixture.Model, "auto"), (entry.GetProperty("decision").GetString(), entry.GetProperty("model").GetString(), entry.GetProperty("details").GetProperty("alias").GetString()));
         var usage = (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/usage?tenant=auto-fallback-refused", null, 200)).GetProperty("data")[0];
         Assert.Equal((1, 1), (usage.GetProperty("requests").GetInt32(), usage.GetProperty("refused").GetInt32()));
+    }
+
+    /// <summary>
+    /// A model made for the language that only a cluster node in a jurisdiction the tenant may not use serves is not
+    /// chosen: `auto` falls back to its default, which the tenant may use. Before, the gateway judged a cluster node's
+    /// model as if it ran in the gateway's own jurisdiction: the TH-only tenant saw the SG model in /v1/models, and
+    /// `auto` chose it for Filipino text, to be refused 403 by residency.
+    /// </summary>
+    [Fact]
+    public async Task Auto_NeverChoosesAModelServedOnlyByAClusterNodeOutsideThePolicysJurisdictions()
+    {
+        var services = fixture.Th.Services;
+        var nodes = services.GetRequiredService<NodeDirectory>();
+        const string url = "https://127.0.0.1:9";
+        var credential = Sovereign.Residency.ControlPlane.NodeCredentials.Issue(
+            new Sovereign.Residency.ControlPlane.NodeClaims("sg-cluster-node", "SG", "Local", url, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()),
+            services.GetRequiredService<Sovereign.Residency.Audit.OperatorSigningKey>());
+        await nodes.Registry.UpsertAsync(new Sovereign.Cluster.Grains.NodeView("sg-cluster-node", "SG", "Local", url,
+            [new Sovereign.Cluster.Grains.NodeModel("sg-tagalog", "sg-tagalog", 2, Languages: ["fil"])], "Active", credential, null, 0));
+        nodes.Invalidate();
+        try
+        {
+            using var client = fixture.TenantClient(fixture.ThOnlyKey);
+            var visible = JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString());
+            Assert.DoesNotContain("sg-tagalog", visible);
+
+            using var response = await client.PostAsync("/v1/chat/completions", new StringContent(
+                JsonSerializer.Serialize(new { model = "auto", messages = new[] { new { role = "user", content = "Magandang umaga po, pupunta ako sa palengke mamaya para bumili ng isda at gulay." } }, max_tokens = 2 }),
+                Encoding.UTF8, "application/json"));
+
+            Assert.True(response.StatusCode == System.Net.HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+            Assert.Equal(("TH", ResidencyFixture.Model), (response.Headers.GetValues(InferenceRouter.JurisdictionHeader).Single(),
+                JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("model").GetString()));
+            Assert.StartsWith("fil;", response.Headers.GetValues(LanguageRouting.LanguageHeader).Single(), StringComparison.Ordinal);
+
+            // A tenant that may use SG does see it.
+            using var asean = fixture.TenantClient(fixture.AseanKey);
+            Assert.Contains("sg-tagalog", JsonDocument.Parse(await asean.GetStringAsync("/v1/models")).RootElement.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()));
+        }
+        finally
+        {
+            await nodes.Registry.DeleteAsync("sg-cluster-node");
+            nodes.Invalidate();
+        }
     }
 
     [Theory]
