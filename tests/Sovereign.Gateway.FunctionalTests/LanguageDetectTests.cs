@@ -1,6 +1,7 @@
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Sovereign.Cli.Commands;
 using Sovereign.Inference.Engine;
@@ -81,6 +82,85 @@ public sealed class LanguageDetectTests(ServerFixture server)
         using var response = await http.SendAsync(request);
 
         Assert.Equal(401, (int)response.StatusCode);
+    }
+
+    /// <summary>
+    /// A client that has gone does not get the rest of a batch computed: a full one is seconds of CPU (2,048 texts of
+    /// 500 characters: 2.1 s), and before it ran to the end for nobody. The body is read whole, then the client leaves.
+    /// </summary>
+    [Fact]
+    public async Task Detect_ClientGoneAfterSendingABatch_StopsBeforeDetecting()
+    {
+        using var gone = new CancellationTokenSource();
+        var json = JsonSerializer.SerializeToUtf8Bytes(new { input = Enumerable.Repeat("Der Hund läuft schnell über die grüne Wiese zum alten Bauernhaus.", 64).ToArray() });
+        var context = new Microsoft.AspNetCore.Http.DefaultHttpContext { RequestServices = server.App.Services, RequestAborted = gone.Token };
+        context.Request.Method = "POST";
+        context.Request.ContentType = "application/json";
+        context.Request.ContentLength = json.Length;
+        context.Request.Body = new LeavesAtTheEnd(json, gone);
+        var services = server.App.Services;
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Sovereign.Gateway.OpenAI.LanguageDetectEndpoint.HandleAsync(context,
+            services.GetRequiredService<Sovereign.Gateway.Routing.InferenceRouter>(), services.GetRequiredService<Sovereign.Gateway.Routing.LanguageRouting>(),
+            services.GetRequiredService<Sovereign.Gateway.Metering.RequestMetering>(), services.GetRequiredService<IOptions<Sovereign.Gateway.Hosting.SovereignOptions>>()));
+        Assert.True(gone.IsCancellationRequested);
+    }
+
+    /// <summary>
+    /// Settings that would never apply stop the start, naming the setting: a language the detector does not report
+    /// (routing or billing by it matches no request), a code it does not know, and a list given as one value, which
+    /// configuration binding drops without a word (`Sovereign__Languages__Languages=en` left every covered language
+    /// detected; the list kept its default).
+    /// </summary>
+    [Theory]
+    [InlineData("""{"Languages":{"Languages":["en"]},"Aliases":{"x":{"Default":"m","Candidates":[{"Model":"m","Languages":["en","th"]}]}}}""",
+        "Sovereign:Aliases:x:Candidates:0:Languages:1 'th' is not among the languages the detector reports (Sovereign:Languages:Languages)")]
+    [InlineData("""{"Metering":{"CharacterEquivalentLanguages":{"fair":["th","thai"]}}}""",
+        "Sovereign:Metering:CharacterEquivalentLanguages:fair:1 'thai' is not a language code the detector knows")]
+    [InlineData("""{"Languages":{"Languages":["en","tl"]},"Metering":{"CharacterEquivalentLanguages":{"fair":["fil","th"]}}}""",
+        "Sovereign:Metering:CharacterEquivalentLanguages:fair:1 'th' is not among the languages the detector reports")]
+    [InlineData("""{"Languages":{"Languages":"en"}}""",
+        "Sovereign:Languages:Languages is a list, but it is set to one value, which would be ignored: set it item by item (Sovereign__Languages__Languages__0")]
+    [InlineData("""{"Metering":{"CharacterEquivalentLanguages":{"fair":"th"}}}""",
+        "Sovereign:Metering:CharacterEquivalentLanguages:fair is a list, but it is set to one value")]
+    public async Task Serve_LanguageSettingThatWouldNeverApply_StopsTheStartNamingIt(string section, string message) =>
+        Assert.Contains(message, await StartFailure.WithSovereignSectionAsync(section), StringComparison.Ordinal);
+
+    /// <summary>
+    /// The same trap on the keys: `Sovereign__ApiKeys=sk-...` (one value) was dropped, and a server meant to require
+    /// the key served /v1 to anyone. The start stops, and the message does not echo the key.
+    /// </summary>
+    [Fact]
+    public async Task Serve_ApiKeysGivenAsOneValue_StopsTheStart_WithoutEchoingTheKey()
+    {
+        var message = await StartFailure.WithSovereignSectionAsync("""{"ApiKeys":"sk-never-echoed-secret"}""");
+
+        Assert.Contains("Sovereign:ApiKeys is a list, but it is set to one value", message, StringComparison.Ordinal);
+        Assert.DoesNotContain("sk-never-echoed-secret", message, StringComparison.Ordinal);
+    }
+
+    /// <summary>A request body that cancels the request's token once it has been read to the end: the client leaves then.</summary>
+    private sealed class LeavesAtTheEnd(byte[] body, CancellationTokenSource gone) : MemoryStream(body)
+    {
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            var read = await base.ReadAsync(buffer, cancellationToken);
+            if (read == 0)
+            {
+                await gone.CancelAsync();
+            }
+
+            return read;
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override async Task CopyToAsync(Stream destination, int bufferSize, CancellationToken cancellationToken)
+        {
+            await base.CopyToAsync(destination, bufferSize, cancellationToken);
+            await gone.CancelAsync();
+        }
     }
 
     [Theory]

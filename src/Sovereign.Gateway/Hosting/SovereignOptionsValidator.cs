@@ -1,14 +1,17 @@
+using System.Collections;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
 using Sovereign.Inference.Engine;
 
 namespace Sovereign.Gateway.Hosting;
 
 /// <summary>Checks settings at start-up; every message names the exact setting and the value at fault.</summary>
-internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.SovereignClusterOptions> cluster) : IValidateOptions<SovereignOptions>
+internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.SovereignClusterOptions> cluster, IConfiguration configuration) : IValidateOptions<SovereignOptions>
 {
     public ValidateOptionsResult Validate(string? name, SovereignOptions options)
     {
         var failures = new List<string>();
+        ListsGivenAsOneValue(failures, configuration.GetSection(SovereignOptions.SectionName), typeof(SovereignOptions), depth: 0);
         if (File.Exists(options.ResolvedDataDirectory))
         {
             // It stopped the start with the runtime's "The file '...' already exists.", exit 1.
@@ -57,7 +60,8 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         }
 
         ValidateEngines(failures, options.Engines, ids, cluster.Value.ServesModels);
-        ValidateAliases(failures, options.Aliases, ids);
+        var detected = DetectedLanguages(options.Languages);
+        ValidateAliases(failures, options.Aliases, ids, detected);
         var limits = options.Limits;
         if (limits.MaxRequestBodyBytes < 1024)
         {
@@ -79,12 +83,65 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
 
         ValidateAuditArchive(failures, options.Audit?.Archive);
         ValidateLanguages(failures, options.Languages);
+        ValidateCharacterEquivalentLanguages(failures, options.Metering.CharacterEquivalentLanguages, detected);
         if (options.ApiKeys.Any(string.IsNullOrWhiteSpace))
         {
             failures.Add("Sovereign:ApiKeys must not contain empty keys.");
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    // Configuration binds a list only from indexed keys (Sovereign__ApiKeys__0, or a JSON array): a single value for a
+    // list setting (Sovereign__ApiKeys=sk-..., "Languages": "en") was dropped without a word and the list kept its
+    // default, so a server meant to require keys served /v1 to anyone, and one meant to detect English only detected
+    // every covered language. The value is not echoed: it may be a key.
+    private static void ListsGivenAsOneValue(List<string> failures, IConfigurationSection section, Type type, int depth)
+    {
+        if (!section.Exists() || depth > 8 || type == typeof(string) || type.IsPrimitive || type.IsEnum || Nullable.GetUnderlyingType(type) is not null)
+        {
+            return;
+        }
+
+        var dictionary = type.GetInterfaces().Append(type).FirstOrDefault(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IDictionary<,>));
+        if (dictionary is not null)
+        {
+            foreach (var entry in section.GetChildren())
+            {
+                ListsGivenAsOneValue(failures, entry, dictionary.GetGenericArguments()[1], depth + 1);
+            }
+
+            return;
+        }
+
+        if (typeof(IEnumerable).IsAssignableFrom(type))
+        {
+            if (!string.IsNullOrEmpty(section.Value))
+            {
+                var variable = section.Path.Replace(":", "__", StringComparison.Ordinal);
+                failures.Add($"{section.Path} is a list, but it is set to one value, which would be ignored: set it item by item ({variable}__0, {variable}__1, ...) or as a JSON array in the config file.");
+            }
+
+            var item = type.IsArray ? type.GetElementType() : type.GetInterfaces().Append(type)
+                .FirstOrDefault(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IEnumerable<>))?.GetGenericArguments()[0];
+            if (item is not null)
+            {
+                foreach (var element in section.GetChildren())
+                {
+                    ListsGivenAsOneValue(failures, element, item, depth + 1);
+                }
+            }
+
+            return;
+        }
+
+        if (type.IsClass)
+        {
+            foreach (var property in type.GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance).Where(p => p.GetIndexParameters().Length == 0))
+            {
+                ListsGivenAsOneValue(failures, section.GetSection(property.Name), property.PropertyType, depth + 1);
+            }
+        }
     }
 
     // A fronted engine's settings fail here, as a registered engine's do at the admin API: the same rules.
@@ -154,7 +211,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
 
     // A model alias is read on the request path: one that cannot route (no default, a candidate without a model, a
     // language the detector does not know, a name a model already has) stops the start instead of answering 403s.
-    private static void ValidateAliases(List<string> failures, Dictionary<string, AliasOptions> aliases, HashSet<string> modelIds)
+    private static void ValidateAliases(List<string> failures, Dictionary<string, AliasOptions> aliases, HashSet<string> modelIds, HashSet<string> detected)
     {
         foreach (var (name, alias) in aliases)
         {
@@ -193,6 +250,54 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
                 var problems = new List<Models.ModelProblem>();
                 Models.ModelRules.CheckLanguages(candidate.Languages, Models.ModelFieldNames.Settings($"{key}:Candidates:{i}"), problems);
                 failures.AddRange(problems.Select(p => p.Message));
+                if (problems.Count == 0)
+                {
+                    Detectable(failures, candidate.Languages, $"{key}:Candidates:{i}:Languages", detected, "no request would be routed to this candidate for it");
+                }
+            }
+        }
+    }
+
+    // The languages the detector may report: the configured set, or the covered set when none is configured (an
+    // unknown code there is reported by ValidateLanguages).
+    private static HashSet<string> DetectedLanguages(Languages.LanguageDetectorOptions languages) =>
+        (languages.Languages is { Count: > 0 } configured ? (IEnumerable<string>)configured : Languages.LanguageCatalog.Covered)
+            .Select(c => c is not null && Languages.LanguageCatalog.TryGet(c.Trim(), out var language) ? language.Code : null)
+            .OfType<string>().ToHashSet(StringComparer.Ordinal);
+
+    // A language the detector never reports matches no request: routing or billing by it would silently never apply.
+    private static void Detectable(List<string> failures, IReadOnlyList<string> codes, string key, HashSet<string> detected, string consequence)
+    {
+        for (var k = 0; k < codes.Count; k++)
+        {
+            if (Languages.LanguageCatalog.TryGet(codes[k].Trim(), out var language) && !detected.Contains(language.Code))
+            {
+                failures.Add($"{key}:{k} '{codes[k]}' is not among the languages the detector reports (Sovereign:Languages:Languages), so {consequence}; add it there or remove it here.");
+            }
+        }
+    }
+
+    // Billing per character-equivalent matches the detected language's code: an unknown code, or one the detector never
+    // reports, would leave the plan billed per token for it without a word.
+    private static void ValidateCharacterEquivalentLanguages(List<string> failures, Dictionary<string, List<string>> byPlan, HashSet<string> detected)
+    {
+        foreach (var (plan, codes) in byPlan)
+        {
+            var key = $"Sovereign:Metering:CharacterEquivalentLanguages:{plan}";
+            var unknown = 0;
+            for (var k = 0; k < (codes?.Count ?? 0); k++)
+            {
+                var code = codes![k];
+                if (string.IsNullOrWhiteSpace(code) || !Languages.LanguageCatalog.TryGet(code.Trim(), out _))
+                {
+                    failures.Add($"{key}:{k} '{OpenAI.RequestReader.Shorten(code ?? "")}' is not a language code the detector knows (ISO 639-1, e.g. th, ms, en).");
+                    unknown++;
+                }
+            }
+
+            if (unknown == 0 && codes is not null)
+            {
+                Detectable(failures, codes, key, detected, "requests in it would never be billed per character-equivalent");
             }
         }
     }

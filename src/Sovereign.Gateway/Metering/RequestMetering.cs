@@ -78,7 +78,9 @@ public sealed class RequestMetering
     {
         _logger = logger;
         _languageTax = languageTax;
-        _billedTokens = new BilledTokens(options.Value.Metering.CharacterEquivalentLanguages.Select(p => new KeyValuePair<string, IEnumerable<string>>(p.Key, p.Value)));
+        // As the detector names them (tl is fil), since the detected code is what is matched.
+        _billedTokens = new BilledTokens(options.Value.Metering.CharacterEquivalentLanguages.Select(p =>
+            new KeyValuePair<string, IEnumerable<string>>(p.Key, LanguageRouting.Canonical(p.Value) ?? [])));
         _tenants = tenants;
         _ledger = ledger;
         _prices = prices;

@@ -27,6 +27,8 @@ internal static class LanguageDetectEndpoint
         var data = new LanguageDetectItem[inputs.Count];
         for (var i = 0; i < inputs.Count; i++)
         {
+            // A full batch is seconds of CPU: a client that has gone does not get the rest of it.
+            context.RequestAborted.ThrowIfCancellationRequested();
             var detection = languages.Detect(inputs[i]);
             data[i] = new LanguageDetectItem(
                 "language.detection",

@@ -24,6 +24,8 @@ public sealed class MeteringFixture() : AdminServerFixture(AdminToken, "sovereig
         ["Sovereign:Jurisdiction"] = "DE",
         ["Sovereign:BuiltInEmbeddings"] = "false",
         ["Sovereign:Metering:CharacterEquivalentLanguages:fair:0"] = "th",
+        // Filipino under its other code: the detector reports fil.
+        ["Sovereign:Metering:CharacterEquivalentLanguages:fair:1"] = "tl",
     };
 
     protected override async Task SetUpAsync()

@@ -238,6 +238,30 @@ public sealed class MeteringTests(MeteringFixture fixture)
         Assert.True(fair.Cost > 0);
     }
 
+    /// <summary>
+    /// A plan's languages compare as the detector names them: `tl` configured is Filipino, which the detector reports as
+    /// `fil`. Before, the codes were compared as written, so a plan listing `tl` billed Filipino per token.
+    /// </summary>
+    [Fact]
+    public async Task CharacterEquivalentBilling_ALanguageConfiguredUnderItsOtherCode_StillApplies()
+    {
+        const string filipino = """{"model":"stories","messages":[{"role":"user","content":"Magandang umaga po, pupunta ako sa palengke mamaya para bumili ng isda at gulay."}],"max_tokens":4,"temperature":0}""";
+        async Task<(decimal Cost, long Prompt)> CostOf(string plan)
+        {
+            var (_, key) = await fixture.NewTenantAsync(plan: plan);
+            using var client = fixture.TenantClient(key);
+            Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(filipino))).StatusCode);
+            var usage = JsonDocument.Parse(await client.GetStringAsync("/v1/usage?group_by=tenant")).RootElement.GetProperty("data").EnumerateArray().Single();
+            return (usage.GetProperty("cost").GetDecimal(), usage.GetProperty("prompt_tokens").GetInt64());
+        }
+
+        var standard = await CostOf("standard");
+        var fair = await CostOf("fair");
+
+        Assert.Equal(standard.Prompt, fair.Prompt);
+        Assert.True(fair.Cost < standard.Cost, $"fair {fair.Cost}, standard {standard.Cost}");
+    }
+
     [Fact]
     public async Task Metrics_ExposeSpendAndRemainingBudget()
     {
