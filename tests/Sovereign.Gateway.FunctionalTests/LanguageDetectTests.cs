@@ -127,6 +127,20 @@ public sealed class LanguageDetectTests(ServerFixture server)
         Assert.Contains(message, await StartFailure.WithSovereignSectionAsync(section), StringComparison.Ordinal);
 
     /// <summary>
+    /// An alias whose default is another alias, or whose default or candidate is an embedding model, stops the start:
+    /// before, the start went through and each request it routed ended as a client's mistake (404 model_not_found for
+    /// the alias named as a model, 400 model_not_supported for the embedding model).
+    /// </summary>
+    [Theory]
+    [InlineData("""{"Aliases":{"x":{"Default":"y"},"y":{"Default":"m"}}}""", "Sovereign:Aliases:x:Default 'y' is an alias, not a model")]
+    [InlineData("""{"Aliases":{"x":{"Default":"auto"}}}""", "Sovereign:Aliases:x:Default 'auto' is an alias, not a model")]
+    [InlineData("""{"Aliases":{"x":{"Default":"e"}}}""", "Sovereign:Aliases:x:Default 'e' is an embedding model")]
+    [InlineData("""{"Aliases":{"x":{"Default":"m","Candidates":[{"Model":"e","Languages":["th"]}]}}}""", "Sovereign:Aliases:x:Candidates:0:Model 'e' is an embedding model")]
+    public async Task Serve_AliasThatCannotRoute_StopsTheStartNamingIt(string section, string message) =>
+        Assert.Contains(message, await StartFailure.WithSovereignSectionAsync(section,
+            [new ModelOptions { Id = "m", Path = TestModels.Stories260K }, new ModelOptions { Id = "e", Path = TestModels.Stories260K, Kind = ModelKind.Embedding }]), StringComparison.Ordinal);
+
+    /// <summary>
     /// The same trap on the keys: `Sovereign__ApiKeys=sk-...` (one value) was dropped, and a server meant to require
     /// the key served /v1 to anyone. The start stops, and the message does not echo the key.
     /// </summary>

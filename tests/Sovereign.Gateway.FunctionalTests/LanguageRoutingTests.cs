@@ -121,6 +121,35 @@ public sealed class LanguageRoutingTests(ServerFixture server)
         Assert.StartsWith("th;", response.Headers.GetValues(LanguageRouting.LanguageHeader).Single(), StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A node's model may not take the name of one of this gateway's aliases, as none may be named `auto`: requests for
+    /// that name are routed by language. Before, the registration was accepted, the model was listed in /v1/models,
+    /// and every request for it went to the alias instead.
+    /// </summary>
+    [Fact]
+    public async Task RegisteringAModel_NamedLikeAnAlias_Is400NamingTheAlias()
+    {
+        using var admin = server.AdminClient();
+        using var response = await admin.PostAsync("/admin/v1/nodes", new StringContent(
+            $$"""{"id":"alias-named-engine","jurisdiction":"TH","base_url":"http://127.0.0.1:9","models":[{"id":"typhoon"},{"id":"{{ServerFixture.ThaiOnlyAlias}}","upstream":"typhoon"}]}""",
+            System.Text.Encoding.UTF8, "application/json"));
+        try
+        {
+            var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+            Assert.Equal(400, (int)response.StatusCode);
+            Assert.Equal("models[1].id", error.GetProperty("param").GetString());
+            Assert.Contains($"Sovereign:Aliases:{ServerFixture.ThaiOnlyAlias}", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (response.IsSuccessStatusCode)
+            {
+                await admin.DeleteAsync("/admin/v1/nodes/alias-named-engine");
+            }
+        }
+    }
+
     [Fact]
     public async Task Auto_ShortUndecidableText_GoesToTheDefaultModel_AsUndetermined()
     {

@@ -239,6 +239,15 @@ public static class AdminApi
                 throw OpenAIException.BadRequest(problem.Message, problem.Field, problem.Code);
             }
 
+            // An alias's name routes by language before any model of that id is looked up, as `auto` does: the model
+            // was listed in /v1/models and never reached.
+            if (options.Value.Aliases.ContainsKey(model.Id!))
+            {
+                throw OpenAIException.BadRequest(
+                    $"models[{i}].id '{model.Id}' is a model alias of this gateway (Sovereign:Aliases:{model.Id}), whose requests are routed by language: a model of that id would never be reached; choose another model id (the engine's own name goes in models[{i}].upstream).",
+                    $"models[{i}].id", "invalid_value");
+            }
+
             models.Add(new NodeModel(model.Id!, model.Upstream ?? model.Id!, model.Capacity ?? 16, model.License, model.Origin?.ToUpperInvariant(), Models.ModelRules.KindName(model.Kind)!,
                 Routing.LanguageRouting.Canonical(model.Languages?.Select(l => l!).ToList())));
         }

@@ -61,7 +61,11 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
 
         ValidateEngines(failures, options.Engines, ids, cluster.Value.ServesModels);
         var detected = DetectedLanguages(options.Languages);
-        ValidateAliases(failures, options.Aliases, ids, detected);
+        // This process's embedding models: an alias routes chat requests only.
+        var embeddingModels = options.Models.Where(m => m?.Kind == ModelKind.Embedding).Select(m => m.Id)
+            .Concat(options.Engines.SelectMany(e => e?.Models ?? []).Where(m => m?.Kind == ModelKind.Embedding).Select(m => m!.Id))
+            .OfType<string>().ToHashSet(StringComparer.Ordinal);
+        ValidateAliases(failures, options.Aliases, ids, detected, embeddingModels);
         var limits = options.Limits;
         if (limits.MaxRequestBodyBytes < 1024)
         {
@@ -211,7 +215,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
 
     // A model alias is read on the request path: one that cannot route (no default, a candidate without a model, a
     // language the detector does not know, a name a model already has) stops the start instead of answering 403s.
-    private static void ValidateAliases(List<string> failures, Dictionary<string, AliasOptions> aliases, HashSet<string> modelIds, HashSet<string> detected)
+    private static void ValidateAliases(List<string> failures, Dictionary<string, AliasOptions> aliases, HashSet<string> modelIds, HashSet<string> detected, HashSet<string> embeddingModels)
     {
         foreach (var (name, alias) in aliases)
         {
@@ -237,6 +241,15 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             {
                 failures.Add($"{key}:Default is required: the model for text whose language no candidate serves (or that is undetermined).");
             }
+            else if (aliases.ContainsKey(alias.Default) || Models.ModelRules.IsReservedId(alias.Default))
+            {
+                // Resolved as a model id: the request would end 404 model_not_found (or 503) for a setting's mistake.
+                failures.Add($"{key}:Default '{alias.Default}' is an alias, not a model; aliases do not lead to one another: name a chat model.");
+            }
+            else if (embeddingModels.Contains(alias.Default))
+            {
+                failures.Add($"{key}:Default '{alias.Default}' is an embedding model; an alias routes chat requests: name a chat model.");
+            }
 
             for (var i = 0; i < (alias.Candidates?.Count ?? 0); i++)
             {
@@ -245,6 +258,11 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
                 {
                     failures.Add($"{key}:Candidates:{i}:Model is required.");
                     continue;
+                }
+
+                if (embeddingModels.Contains(candidate.Model))
+                {
+                    failures.Add($"{key}:Candidates:{i}:Model '{candidate.Model}' is an embedding model; an alias routes chat requests: name a chat model.");
                 }
 
                 var problems = new List<Models.ModelProblem>();
