@@ -177,6 +177,28 @@ public sealed class LanguageRoutingTests(ServerFixture server)
         Assert.InRange(double.Parse(completed.GetProperty("details").GetProperty("language_confidence").GetString()!, System.Globalization.CultureInfo.InvariantCulture), 0.9, 1.0);
     }
 
+    /// <summary>
+    /// A request routed, then refused before admission (too long for the context) is audited with the language of its
+    /// text, as every other outcome is. Before, its entry said und whatever the text, while /v1/language/detect said th.
+    /// </summary>
+    [Fact]
+    public async Task ARequestTooLongForTheContext_IsAuditedWithItsLanguage()
+    {
+        var thai = string.Concat(Enumerable.Repeat("สวัสดีครับ วันนี้อากาศดีมาก เราไปเที่ยวทะเลกันไหม ", 40));
+        var (status, _, response) = await server.PostJsonAsync("/v1/chat/completions",
+            JsonSerializer.Serialize(new { model = ServerFixture.TinyRandom, messages = new[] { new { role = "user", content = thai } }, max_tokens = 2 }));
+        Assert.Equal(400, status);
+
+        var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+        using var admin = server.AdminClient();
+        var rejected = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/audit")).RootElement.GetProperty("data").EnumerateArray()
+            .Single(e => e.GetProperty("action").GetString() == "inference.completed"
+                && e.GetProperty("details").GetProperty("request_id").GetString() == auditId);
+        Assert.Equal("rejected", rejected.GetProperty("details").GetProperty("outcome").GetString());
+        Assert.Equal("th", rejected.GetProperty("details").GetProperty("language").GetString());
+        Assert.True(rejected.GetProperty("details").TryGetProperty("language_confidence", out _));
+    }
+
     [Fact]
     public async Task LanguageTax_OfThe32kVocabularyModel_ThaiAndHindiCostMorePerCharacterThanEnglish()
     {

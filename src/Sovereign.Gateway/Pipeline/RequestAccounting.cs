@@ -36,6 +36,12 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
             // The client left while the entry committed; the entry itself is still written.
         }
 
+        // Every outcome's entry names the request's language, a rejected one too (it said und, whatever the text).
+        if (route.Language is null && languages.DetectForUsage(request.Work.LanguageSample) is { } detected)
+        {
+            (route.Language, route.LanguageConfidence) = (detected.Language, detected.Confidence);
+        }
+
         if (request.Ticket is not { } ticket)
         {
             // Routed, then refused before admission (e.g. too long for the context): no money moved, but the audit
@@ -45,10 +51,6 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
         }
 
         var usage = WithinReservation(request, route, request.Execution is { } execution ? await execution.FinalUsageAsync() : ExecutedUsage.None);
-        if (route.Language is null && languages.DetectForUsage(request.Work.LanguageSample) is { } detected)
-        {
-            (route.Language, route.LanguageConfidence) = (detected.Language, detected.Confidence);
-        }
 
         // The usage record commits in the outcome entry's transaction: one commit, and neither is durable without the
         // other. The settlement follows.
