@@ -649,6 +649,10 @@ public static class MeteringApi
         return new UsageQuery
         {
             Tenant = string.IsNullOrEmpty(tenant) ? null : tenant,
+
+            // A node in a cluster records the work gateways relay to it under this caller, in the shared database; the
+            // gateway records the same request under its tenant. Counted in totals, every relayed request was there twice.
+            ExcludedTenant = ControlPlane.ClusterRelay.RelayTenant,
             Model = query["model"].ToString() is { Length: > 0 } m ? m : null,
             Jurisdiction = query["jurisdiction"].ToString() is { Length: > 0 } j ? j.ToUpperInvariant() : null,
             Pool = query["pool"].ToString() is { Length: > 0 } p ? p : null,

@@ -184,6 +184,10 @@ public sealed class UsageLedger : IAsyncDisposable
         {
             sql.Append(" AND tenant = @tenant");
         }
+        else if (query.ExcludedTenant is not null)
+        {
+            sql.Append(" AND tenant <> @excluded");
+        }
 
         if (query.Model is not null)
         {
@@ -210,6 +214,10 @@ public sealed class UsageLedger : IAsyncDisposable
         if (query.Tenant is not null)
         {
             SqlDatabase.AddParameter(command, "@tenant", query.Tenant);
+        }
+        else if (query.ExcludedTenant is not null)
+        {
+            SqlDatabase.AddParameter(command, "@excluded", query.ExcludedTenant);
         }
 
         if (query.Model is not null)

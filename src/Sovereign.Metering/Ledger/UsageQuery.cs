@@ -35,6 +35,12 @@ public sealed record UsageQuery
     /// <summary>Only this tenant, or all.</summary>
     public string? Tenant { get; init; }
 
+    /// <summary>
+    /// Left out when no <see cref="Tenant"/> is named: a cluster node's records of the work gateways relayed to it (the
+    /// gateway's record of the same request, under the real tenant, is the one that counts).
+    /// </summary>
+    public string? ExcludedTenant { get; init; }
+
     /// <summary>Only this model, or all.</summary>
     public string? Model { get; init; }
 

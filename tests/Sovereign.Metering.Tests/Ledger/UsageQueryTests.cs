@@ -61,6 +61,25 @@ public sealed class UsageQueryTests
         Assert.Equal(matching.Sum(r => r.Cost), rows.Sum(r => r.Cost));
     }
 
+    /// <summary>
+    /// A cluster node's record of relayed work (under its relay caller) and the gateway's record of the same request
+    /// share the database: totals across tenants counted the request twice. Named explicitly, the node's rows are there.
+    /// </summary>
+    [Fact]
+    public async Task QueryUsageAsync_AcrossTenants_LeavesOutTheExcludedTenant_UnlessItIsNamed()
+    {
+        using var db = new TempDatabase();
+        await using var ledger = await db.OpenLedgerAsync();
+        await ledger.AppendAsync(Record("gateway-record", tenant: "acme"));
+        await ledger.AppendAsync(Record("node-record", tenant: "cluster-relay", cost: 0m));
+
+        var byModel = await ledger.QueryUsageAsync(new UsageQuery { From = Day0, To = Day0.AddDays(1), GroupBy = UsageGroupBy.Model, ExcludedTenant = "cluster-relay" });
+        Assert.Equal((1, 100L), (Assert.Single(byModel).Requests, byModel[0].PromptTokens));
+
+        var named = await ledger.QueryUsageAsync(new UsageQuery { Tenant = "cluster-relay", From = Day0, To = Day0.AddDays(1), ExcludedTenant = "cluster-relay" });
+        Assert.Equal(1, Assert.Single(named).Requests);
+    }
+
     [Fact]
     public async Task QueryUsageAsync_MidDayBounds_CoverEveryOverlappingDay()
     {
