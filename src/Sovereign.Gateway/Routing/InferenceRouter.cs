@@ -402,7 +402,7 @@ public sealed class InferenceRouter(
             DecisionCode = code,
             Reasons = reasons,
             Details = AliasDetails(WithEndpoint(new Dictionary<string, string> { ["request_id"] = requestId }, context), alias, aliasChoice),
-        }, context.RequestAborted);
+        }, CancellationToken.None); // The evidence does not depend on the client staying: its ledger record follows, gone or not.
         context.Response.Headers[AuditIdHeader] = requestId;
         // The refusal's answer says which language the alias saw, as the audit entry does.
         LanguageRouting.AddHeaders(context.Response.Headers, aliasChoice);
