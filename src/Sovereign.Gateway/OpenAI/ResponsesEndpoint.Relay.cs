@@ -88,13 +88,6 @@ internal static partial class ResponsesEndpoint
         {
             await foreach (var chunk in UpstreamProxy.ReadChunksAsync(relay.Response, relay.Progress, aborted))
             {
-                if (chunk["error"] is JsonObject error)
-                {
-                    // The engine (another node) reported a failure in its stream: passed on, billed for what was delivered.
-                    await send(new ResponseErrorEvent(StringOf(error["code"]), StringOf(error["message"]) ?? "The engine failed.", StringOf(error["param"])));
-                    return;
-                }
-
                 if (chunk["choices"] is not JsonArray { Count: > 0 } choices || choices[0] is not JsonObject choice)
                 {
                     continue;
@@ -137,7 +130,7 @@ internal static partial class ResponsesEndpoint
         catch (Exception ex) when (UpstreamProxy.IsFailedMidAnswer(ex, aborted))
         {
             var failure = relay.Proxy.FailedMidAnswer(relay.Response, true, relay.Progress, ex);
-            await send(new ResponseErrorEvent(failure.Code, failure.Message, null));
+            await send(new ResponseErrorEvent(failure.Code, failure.Message, failure.Param));
             return;
         }
         catch (Exception ex) when (ex is not OperationCanceledException)

@@ -21,8 +21,44 @@ internal static class UpstreamErrors
     /// </summary>
     public static async Task<OpenAIException> ToOpenAIAsync(HttpResponseMessage response, CancellationToken aborted)
     {
-        var upstreamStatus = (int)response.StatusCode;
-        var (message, type, param, code) = await ReadAsync(response, aborted);
+        var retryAfter = response.Headers.RetryAfter?.Delta ?? (response.Headers.RetryAfter?.Date is { } at ? at - DateTimeOffset.UtcNow : null);
+        return From((int)response.StatusCode, await ReadAsync(response, aborted), retryAfter);
+    }
+
+    /// <summary>
+    /// The error an engine sent inside a 200 event stream, as OpenAI's error object: llama-server writes its error
+    /// object on an <c>error:</c> line (<c>{"code":400,"message":...,"type":...}</c>), vLLM a <c>data:</c> line holding
+    /// <c>{"error": {...}}</c>. Both name the status as <c>code</c>; it is treated as an error answer's status (a 4xx kept,
+    /// anything else a 502), so a request the engine refuses is the client's 4xx whether it streamed or not.
+    /// </summary>
+    public static OpenAIException FromStreamEvent(ReadOnlySpan<byte> json)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(json);
+            using var document = JsonDocument.ParseValue(ref reader);
+            var root = document.RootElement;
+            var error = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("error", out var inner) && inner.ValueKind == JsonValueKind.Object ? inner : root;
+            if (error.ValueKind == JsonValueKind.Object)
+            {
+                var status = error.TryGetProperty("code", out var code) && code.ValueKind == JsonValueKind.Number && code.TryGetInt32(out var number) && number is >= 400 and <= 599
+                    ? number
+                    : StatusCodes.Status502BadGateway;
+                return From(status, (Text(error, "message"), Text(error, "type"), Text(error, "param"), Text(error, "code")), null);
+            }
+        }
+        catch (JsonException)
+        {
+            // Not described: said below.
+        }
+
+        return From(StatusCodes.Status502BadGateway, ("The upstream engine ended its stream with an error it did not describe.", null, null, null), null);
+    }
+
+    /// <summary>The client's error for an engine's error status and what its body said (nulls where it said nothing).</summary>
+    private static OpenAIException From(int upstreamStatus, (string? Message, string? Type, string? Param, string? Code) said, TimeSpan? retryAfter)
+    {
+        var (message, type, param, code) = said;
         if (upstreamStatus is StatusCodes.Status401Unauthorized or StatusCodes.Status403Forbidden or StatusCodes.Status407ProxyAuthenticationRequired)
         {
             return new OpenAIException(StatusCodes.Status502BadGateway,
@@ -31,7 +67,6 @@ internal static class UpstreamErrors
         }
 
         var status = upstreamStatus >= 500 ? StatusCodes.Status502BadGateway : upstreamStatus;
-        var retryAfter = response.Headers.RetryAfter?.Delta ?? (response.Headers.RetryAfter?.Date is { } at ? at - DateTimeOffset.UtcNow : null);
         return new OpenAIException(
             status,
             message ?? $"The upstream engine answered {upstreamStatus} without an error message.",

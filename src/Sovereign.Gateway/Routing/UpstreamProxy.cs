@@ -179,7 +179,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// cannot be metered), not the client.
     /// </summary>
     public static bool IsFailedMidAnswer(Exception ex, CancellationToken aborted) =>
-        ex is IOException or HttpRequestException or UpstreamAnswerException && !aborted.IsCancellationRequested;
+        ex is IOException or HttpRequestException or UpstreamAnswerException or UpstreamErrorEventException && !aborted.IsCancellationRequested;
 
     /// <summary>
     /// Logs an engine that failed mid-answer and returns what the client is told: 503 <c>node_failed</c> (retry in a
@@ -188,6 +188,17 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     public OpenAIException FailedMidAnswer(HttpResponseMessage response, bool stream, RelayProgress progress, Exception? error = null)
     {
         var authority = response.RequestMessage?.RequestUri?.Authority;
+        if (error is UpstreamErrorEventException engineError)
+        {
+            // The engine's own error, as it would have answered it unstreamed; only its failures concern the operator.
+            if (engineError.Error.Status >= StatusCodes.Status500InternalServerError)
+            {
+                Observability.GatewayLog.UpstreamFailedMidAnswer(logger, authority, stream, progress.DeliveredChunks);
+            }
+
+            return engineError.Error;
+        }
+
         if (error is UpstreamAnswerException invalid)
         {
             Observability.GatewayLog.UpstreamAnswerInvalid(logger, authority, invalid.Code, invalid.Message);
@@ -292,7 +303,9 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// Reads a streamed answer's chunks up to <c>[DONE]</c>, recording the usage the engine reports; the caller counts
     /// the chunks it delivers (<see cref="CarriesTokens"/>, <see cref="RelayProgress.Delivered"/>). The gateway always
     /// asks for the usage chunk: a stream that ends without one cannot be metered as the engine counted it, so it ends
-    /// in <see cref="UpstreamAnswerException"/> (the client is told, and billed for the chunks relayed).
+    /// in <see cref="UpstreamAnswerException"/> (the client is told, and billed for the chunks relayed). An error the
+    /// engine sends in the stream (llama-server's <c>error:</c> line, vLLM's <c>data: {"error": ...}</c>) ends it in
+    /// <see cref="UpstreamErrorEventException"/> with that error.
     /// </summary>
     public static async IAsyncEnumerable<JsonObject> ReadChunksAsync(
         HttpResponseMessage response, RelayProgress progress, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken aborted)
@@ -300,6 +313,11 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         await using var lines = new Utf8LineReader(await response.Content.ReadAsStreamAsync(aborted), MaxAnswerBytes);
         while (await lines.ReadLineAsync(aborted) is { } line)
         {
+            if (line.AsSpan().StartsWith("error:"u8))
+            {
+                throw new UpstreamErrorEventException(UpstreamErrors.FromStreamEvent(line.AsSpan(ValueStart(line, "error:".Length))));
+            }
+
             if (!DataOf(line, out var done))
             {
                 continue;
@@ -311,6 +329,10 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             }
 
             var chunk = ParseObject(line.AsSpan(DataStart(line)), "stream chunk");
+            if (chunk["error"] is not null && chunk["choices"] is null)
+            {
+                throw new UpstreamErrorEventException(UpstreamErrors.FromStreamEvent(line.AsSpan(DataStart(line))));
+            }
 
             // Engines send "usage": null on content chunks (as OpenAI does); a usage that is there must be valid.
             if (chunk["usage"] is { } usageNode)
@@ -375,9 +397,12 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     }
 
     /// <summary>Where a data line's value starts: after <c>data:</c> and any spaces.</summary>
-    private static int DataStart(byte[] line)
+    private static int DataStart(byte[] line) => ValueStart(line, "data:".Length);
+
+    /// <summary>Where a line's value starts: after its field name and colon (<paramref name="fieldLength"/> bytes) and any spaces.</summary>
+    private static int ValueStart(byte[] line, int fieldLength)
     {
-        var start = 5;
+        var start = fieldLength;
         while (start < line.Length && line[start] is (byte)' ' or (byte)'\t')
         {
             start++;
@@ -477,6 +502,15 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 
 /// <summary>No connection to the engine could be made: nothing was sent, so another replica may take the request.</summary>
 internal sealed class UpstreamUnreachableException(Exception inner) : Exception("The upstream engine could not be reached: " + inner.Message, inner);
+
+/// <summary>
+/// The engine sent an error inside its event stream: <see cref="Error"/> is what the client gets, as the status of the
+/// answer when nothing was written yet, else as the stream's last event.
+/// </summary>
+internal sealed class UpstreamErrorEventException(OpenAIException error) : Exception(error.Message)
+{
+    public OpenAIException Error { get; } = error;
+}
 
 /// <summary>
 /// The engine answered, but not in a form the gateway can relay and meter (invalid JSON, unreadable usage): a 502 with

@@ -24,8 +24,11 @@ internal sealed class FakeUpstreamEngine : IAsyncDisposable
     /// <summary>Chat (and embeddings) requests the engine received.</summary>
     public int Requests => Volatile.Read(ref _requests);
 
-    /// <summary>Starts an engine whose chat completions answer as <paramref name="chat"/> says, and its embeddings as <paramref name="embeddings"/> (none: 404).</summary>
-    public static async Task<FakeUpstreamEngine> StartAsync(Func<HttpContext, Task> chat, Func<HttpContext, Task>? embeddings = null)
+    /// <summary>
+    /// Starts an engine whose chat completions answer as <paramref name="chat"/> says, its embeddings as
+    /// <paramref name="embeddings"/> and its text completions as <paramref name="completions"/> (none: 404).
+    /// </summary>
+    public static async Task<FakeUpstreamEngine> StartAsync(Func<HttpContext, Task> chat, Func<HttpContext, Task>? embeddings = null, Func<HttpContext, Task>? completions = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
@@ -43,6 +46,15 @@ internal sealed class FakeUpstreamEngine : IAsyncDisposable
             {
                 Interlocked.Increment(ref engine._requests);
                 return embeddings(context);
+            });
+        }
+
+        if (completions is not null)
+        {
+            app.MapPost("/v1/completions", context =>
+            {
+                Interlocked.Increment(ref engine._requests);
+                return completions(context);
             });
         }
 
