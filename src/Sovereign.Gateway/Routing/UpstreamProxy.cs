@@ -243,16 +243,72 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// </summary>
     public static async Task<JsonObject> ReadJsonAsync(HttpResponseMessage response, RelayProgress progress, CancellationToken aborted)
     {
-        var json = await ReadObjectAsync(response, aborted);
+        var answer = await ReadAnswerAsync(response, aborted);
+        if (answer is JsonArray { Count: > 0 } completions && completions.All(c => c is JsonObject))
+        {
+            // llama-server answers several prompts with one completion each, in an array: one answer, as OpenAI gives.
+            var merged = MergeCompletions(completions);
+            progress.Reported = ReadUsage(merged["usage"]);
+            return merged;
+        }
+
+        var json = answer as JsonObject ?? throw NotAnObject("response");
         progress.Reported = ReadUsage(json["usage"]);
         return json;
+    }
+
+    /// <summary>
+    /// One completion from llama-server's completions of several prompts: the first one's fields, every choice (each
+    /// carries its prompt's index) and the usages summed; a usage that cannot be read throws as for one answer.
+    /// </summary>
+    private static JsonObject MergeCompletions(JsonArray completions)
+    {
+        var merged = (JsonObject)completions[0]!.DeepClone();
+        var choices = new JsonArray();
+        var usages = new List<UpstreamUsage>(completions.Count);
+        foreach (var completion in completions)
+        {
+            usages.Add(ReadUsage(completion!["usage"]));
+            foreach (var choice in completion["choices"] as JsonArray ?? [])
+            {
+                choices.Add(choice?.DeepClone());
+            }
+        }
+
+        var usage = Sum(usages);
+        merged["choices"] = choices;
+        merged["usage"] = new JsonObject
+        {
+            ["prompt_tokens"] = usage.PromptTokens,
+            ["completion_tokens"] = usage.CompletionTokens,
+            ["total_tokens"] = usage.PromptTokens + usage.CompletionTokens,
+        };
+        return merged;
+    }
+
+    /// <summary>Token counts added up (several prompts' usage); a sum past <see cref="int.MaxValue"/> cannot be metered.</summary>
+    private static UpstreamUsage Sum(IEnumerable<UpstreamUsage> usages)
+    {
+        long prompt = 0, completion = 0, cached = 0;
+        foreach (var usage in usages)
+        {
+            (prompt, completion, cached) = (prompt + usage.PromptTokens, completion + usage.CompletionTokens, cached + usage.CachedTokens);
+        }
+
+        return prompt + completion > int.MaxValue
+            ? throw InvalidUsage("the prompts' counts add up past what can be metered")
+            : new UpstreamUsage((int)prompt, (int)completion, (int)cached);
     }
 
     /// <summary>
     /// Reads a whole answer as a JSON object, at most <see cref="MaxAnswerBytes"/>; anything else throws
     /// <see cref="UpstreamAnswerException"/>.
     /// </summary>
-    public static async Task<JsonObject> ReadObjectAsync(HttpResponseMessage response, CancellationToken aborted)
+    public static async Task<JsonObject> ReadObjectAsync(HttpResponseMessage response, CancellationToken aborted) =>
+        await ReadAnswerAsync(response, aborted) as JsonObject ?? throw NotAnObject("response");
+
+    /// <summary>Reads a whole answer as JSON, at most <see cref="MaxAnswerBytes"/>; anything else throws <see cref="UpstreamAnswerException"/>.</summary>
+    private static async Task<JsonNode> ReadAnswerAsync(HttpResponseMessage response, CancellationToken aborted)
     {
         var announced = response.Content.Headers.ContentLength;
         if (announced > MaxAnswerBytes)
@@ -291,7 +347,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 }
             }
 
-            return ParseObject(buffer.AsSpan(0, filled), "response");
+            return ParseNode(buffer.AsSpan(0, filled), "response");
         }
         finally
         {
@@ -311,6 +367,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         HttpResponseMessage response, RelayProgress progress, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken aborted)
     {
         await using var lines = new Utf8LineReader(await response.Content.ReadAsStreamAsync(aborted), MaxAnswerBytes);
+        Dictionary<int, UpstreamUsage>? perPrompt = null;
         while (await lines.ReadLineAsync(aborted) is { } line)
         {
             if (line.AsSpan().StartsWith("error:"u8))
@@ -334,10 +391,20 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 throw new UpstreamErrorEventException(UpstreamErrors.FromStreamEvent(line.AsSpan(DataStart(line))));
             }
 
-            // Engines send "usage": null on content chunks (as OpenAI does); a usage that is there must be valid.
+            // Engines send "usage": null on content chunks (as OpenAI does); a usage that is there must be valid. OpenAI and
+            // vLLM report the request's once, on a chunk without choices; llama-server reports each prompt's on that
+            // prompt's last chunk (one choice, the prompt's index), and the request is billed their sum.
             if (chunk["usage"] is { } usageNode)
             {
-                progress.Reported = ReadUsage(usageNode);
+                var usage = ReadUsage(usageNode);
+                if (chunk["choices"] is JsonArray { Count: 1 } choices && choices[0]?["index"] is JsonValue index && index.TryGetValue<int>(out var prompt))
+                {
+                    perPrompt ??= [];
+                    perPrompt[prompt] = usage;
+                    usage = Sum(perPrompt.Values);
+                }
+
+                progress.Reported = usage;
             }
 
             yield return chunk;
@@ -414,12 +481,14 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     private static UpstreamAnswerException TooLarge(string what) =>
         new("upstream_answer_too_large", $"The upstream engine's {what} is larger than {MaxAnswerBytes / (1024 * 1024)} MiB, so it was not relayed; the operator must check the engine.");
 
-    private static JsonObject ParseObject(ReadOnlySpan<byte> utf8, string what)
+    private static JsonObject ParseObject(ReadOnlySpan<byte> utf8, string what) =>
+        ParseNode(utf8, what) as JsonObject ?? throw NotAnObject(what);
+
+    private static JsonNode ParseNode(ReadOnlySpan<byte> utf8, string what)
     {
         try
         {
-            return JsonNode.Parse(utf8) as JsonObject
-                ?? throw new UpstreamAnswerException("upstream_invalid_response", $"The upstream engine returned a {what} that is not a JSON object.");
+            return JsonNode.Parse(utf8) ?? throw NotAnObject(what);
         }
         catch (JsonException)
         {
@@ -427,6 +496,9 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             throw new UpstreamAnswerException("upstream_invalid_response", $"The upstream engine returned a {what} that is not valid JSON.");
         }
     }
+
+    private static UpstreamAnswerException NotAnObject(string what) =>
+        new("upstream_invalid_response", $"The upstream engine returned a {what} that is not a JSON object.");
 
     /// <summary>Whether a streamed chunk carries generated output (not just a role, a finish reason or usage).</summary>
     public static bool CarriesTokens(JsonObject chunk)

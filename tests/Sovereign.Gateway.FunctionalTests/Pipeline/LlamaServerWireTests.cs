@@ -115,4 +115,70 @@ public sealed class LlamaServerWireTests(ExternalEnginesFixture fixture) : IClas
         Assert.Equal((UsageOutcome.Failed, 2, 4m), (record?.Outcome, record?.CompletionTokens, record?.Cost));
         Assert.Equal((4m, 0m), await BudgetOfAsync(tenant));
     }
+
+    /// <summary>llama-server's answer to <c>"prompt":["Once upon a time","The dog"],"max_tokens":3</c>: one completion per prompt, in an array.</summary>
+    private const string TwoPromptsAnswer =
+        """[{"choices":[{"text":", there was","index":0,"logprobs":null,"finish_reason":"length"}],"created":1796416378,"model":"stories","system_fingerprint":"b4748-c392e5094","object":"text_completion","usage":{"completion_tokens":3,"prompt_tokens":5,"total_tokens":8},"id":"chatcmpl-2oJwyBRzGQqgYNbmV2aia9lbvNv9xwfp","timings":{"prompt_n":4,"prompt_ms":3.133,"prompt_per_token_ms":0.78325,"prompt_per_second":1276.7315671879987,"predicted_n":3,"predicted_ms":17.313,"predicted_per_token_ms":5.771,"predicted_per_second":173.28019407381737}},{"choices":[{"text":" and Ma","index":1,"logprobs":null,"finish_reason":"length"}],"created":1796416378,"model":"stories","system_fingerprint":"b4748-c392e5094","object":"text_completion","usage":{"completion_tokens":3,"prompt_tokens":4,"total_tokens":7},"id":"chatcmpl-2oJwyBRzGQqgYNbmV2aia9lbvNv9xwfp","timings":{"prompt_n":3,"prompt_ms":3.072,"prompt_per_token_ms":1.024,"prompt_per_second":976.5625,"predicted_n":3,"predicted_ms":17.309,"predicted_per_token_ms":5.769666666666667,"predicted_per_second":173.32023802646023}}]""";
+
+    /// <summary>The same request streamed: each prompt's last chunk carries that prompt's usage (and no chunk the total).</summary>
+    private const string TwoPromptsStream =
+        "data: {\"choices\":[{\"text\":\",\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}],\"created\":1796416287,\"model\":\"stories\",\"system_fingerprint\":\"b4748-c392e5094\",\"object\":\"text_completion\",\"id\":\"chatcmpl-3ohGDhjHrCn7nxPayl55v1x2StsPXK6S\"}\n\n"
+        + "data: {\"choices\":[{\"text\":\" lo\",\"index\":1,\"logprobs\":null,\"finish_reason\":null}],\"created\":1796416287,\"model\":\"stories\",\"system_fingerprint\":\"b4748-c392e5094\",\"object\":\"text_completion\",\"id\":\"chatcmpl-3ohGDhjHrCn7nxPayl55v1x2StsPXK6S\"}\n\n"
+        + "data: {\"choices\":[{\"text\":\" there\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}],\"created\":1796416287,\"model\":\"stories\",\"system_fingerprint\":\"b4748-c392e5094\",\"object\":\"text_completion\",\"id\":\"chatcmpl-3ohGDhjHrCn7nxPayl55v1x2StsPXK6S\"}\n\n"
+        + "data: {\"choices\":[{\"text\":\"ved\",\"index\":1,\"logprobs\":null,\"finish_reason\":null}],\"created\":1796416287,\"model\":\"stories\",\"system_fingerprint\":\"b4748-c392e5094\",\"object\":\"text_completion\",\"id\":\"chatcmpl-3ohGDhjHrCn7nxPayl55v1x2StsPXK6S\"}\n\n"
+        + "data: {\"choices\":[{\"text\":\" was\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}],\"created\":1796416287,\"model\":\"stories\",\"system_fingerprint\":\"b4748-c392e5094\",\"object\":\"text_completion\",\"id\":\"chatcmpl-3ohGDhjHrCn7nxPayl55v1x2StsPXK6S\"}\n\n"
+        + "data: {\"choices\":[{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"length\"}],\"created\":1796416287,\"model\":\"stories\",\"system_fingerprint\":\"b4748-c392e5094\",\"object\":\"text_completion\",\"usage\":{\"completion_tokens\":3,\"prompt_tokens\":5,\"total_tokens\":8},\"id\":\"chatcmpl-3ohGDhjHrCn7nxPayl55v1x2StsPXK6S\",\"timings\":{\"prompt_n\":1,\"prompt_ms\":0.611,\"prompt_per_token_ms\":0.611,\"prompt_per_second\":1636.6612111292964,\"predicted_n\":3,\"predicted_ms\":0.813,\"predicted_per_token_ms\":0.27099999999999996,\"predicted_per_second\":3690.036900369004}}\n\n"
+        + "data: {\"choices\":[{\"text\":\" to\",\"index\":1,\"logprobs\":null,\"finish_reason\":null}],\"created\":1796416287,\"model\":\"stories\",\"system_fingerprint\":\"b4748-c392e5094\",\"object\":\"text_completion\",\"id\":\"chatcmpl-3ohGDhjHrCn7nxPayl55v1x2StsPXK6S\"}\n\n"
+        + "data: {\"choices\":[{\"text\":\"\",\"index\":1,\"logprobs\":null,\"finish_reason\":\"length\"}],\"created\":1796416287,\"model\":\"stories\",\"system_fingerprint\":\"b4748-c392e5094\",\"object\":\"text_completion\",\"usage\":{\"completion_tokens\":3,\"prompt_tokens\":4,\"total_tokens\":7},\"id\":\"chatcmpl-3ohGDhjHrCn7nxPayl55v1x2StsPXK6S\",\"timings\":{\"prompt_n\":1,\"prompt_ms\":0.508,\"prompt_per_token_ms\":0.508,\"prompt_per_second\":1968.503937007874,\"predicted_n\":3,\"predicted_ms\":1.002,\"predicted_per_token_ms\":0.334,\"predicted_per_second\":2994.0119760479042}}\n\n"
+        + "data: [DONE]\n\n";
+
+    private const string TwoPrompts = """["Once upon a time","The dog"]""";
+
+    [Fact]
+    public async Task SeveralPromptsStreamed_AreBilledEveryPromptsUsage_NotTheLastOnly()
+    {
+        // Before: each usage replaced the one before, so the request was billed 4 + 3 tokens of the 9 + 6 generated.
+        await using var engine = await FakeUpstreamEngine.StartAsync(EventStream(TwoPromptsStream), completions: EventStream(TwoPromptsStream));
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/completions", Json($$"""{"model":"{{model}}","prompt":{{TwoPrompts}},"max_tokens":3,"stream":true}"""));
+        var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal("data: [DONE]", events[^1]);
+        Assert.Equal(6, events.Count(e => e.Contains("\"finish_reason\":null", StringComparison.Ordinal)));
+        Assert.DoesNotContain(events, e => e.Contains("\"usage\"", StringComparison.Ordinal));
+        var record = await RecordOfAsync(response);
+        Assert.Equal((UsageOutcome.Completed, 9, 6), (record?.Outcome, record?.PromptTokens, record?.CompletionTokens));
+        Assert.Equal((9m + 12m, 0m), await BudgetOfAsync(tenant));
+    }
+
+    [Fact]
+    public async Task SeveralPromptsNotStreamed_AreOneCompletionWithEveryChoice_BilledTheirSum()
+    {
+        // Before: llama-server's array was "a response that is not a JSON object", a 502 that SDKs retry (the engine had
+        // done the work each time), billed nothing.
+        await using var engine = await FakeUpstreamEngine.StartAsync(_ => Task.CompletedTask, completions: context =>
+        {
+            context.Response.ContentType = "application/json; charset=utf-8";
+            return context.Response.WriteAsync(TwoPromptsAnswer);
+        });
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/completions", Json($$"""{"model":"{{model}}","prompt":{{TwoPrompts}},"max_tokens":3}"""));
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True(response.StatusCode == System.Net.HttpStatusCode.OK, text);
+        var body = JsonDocument.Parse(text).RootElement;
+        Assert.Equal(("text_completion", model), (body.GetProperty("object").GetString(), body.GetProperty("model").GetString()));
+        var choices = body.GetProperty("choices").EnumerateArray().ToArray();
+        Assert.Equal([(0, ", there was"), (1, " and Ma")], choices.Select(c => (c.GetProperty("index").GetInt32(), c.GetProperty("text").GetString())));
+        var usage = body.GetProperty("usage");
+        Assert.Equal((9, 6, 15), (usage.GetProperty("prompt_tokens").GetInt32(), usage.GetProperty("completion_tokens").GetInt32(), usage.GetProperty("total_tokens").GetInt32()));
+        var record = await RecordOfAsync(response);
+        Assert.Equal((UsageOutcome.Completed, 9, 6), (record?.Outcome, record?.PromptTokens, record?.CompletionTokens));
+        Assert.Equal((9m + 12m, 0m), await BudgetOfAsync(tenant));
+    }
 }
