@@ -446,4 +446,48 @@ public sealed class EmbeddingRelayTests(EmbeddingRelayFixture fixture) : IClassF
         Assert.Equal(["embedding", "chat"], models.EnumerateArray().Select(m => m.GetProperty("kind").GetString()));
         Assert.DoesNotContain(nodes.GetProperty("data").EnumerateArray(), n => n.GetProperty("id").GetString() == "bad-kind");
     }
+
+    /// <summary>
+    /// llama-server's (b4748, stories260K, <c>--embeddings --pooling mean</c>) answer to "Once upon a time" with
+    /// <c>"dimensions":8</c>: it ignores the field and sends the model's 64.
+    /// </summary>
+    private const string LlamaServerIgnoringDimensions =
+        """{"model":"stories260K","object":"list","usage":{"prompt_tokens":5,"total_tokens":5},"data":[{"embedding":[-0.016423122957348824,-0.07302939891815186,-0.028503458946943283,-0.12300588190555573,0.08816087990999222,-0.26405853033065796,0.10686222463846207,-0.02348272316157818,-0.054156310856342316,0.02595042809844017,0.07499118149280548,-0.12225519865751266,-0.1106795147061348,0.03140898048877716,-0.23264145851135254,-0.4471452832221985,-0.029351161792874336,-0.19364385306835175,0.07233880460262299,-0.2238977551460266,-0.017327118664979935,0.044002681970596313,0.034567028284072876,0.21977107226848602,-0.02548753283917904,0.07322314381599426,0.044953834265470505,0.06049495190382004,-0.015283757820725441,-0.10792188346385956,0.13873916864395142,0.5072575807571411,0.10407789051532745,0.10357998311519623,-0.04381253197789192,-0.11281302571296692,0.13933789730072021,0.055521611124277115,0.014801666140556335,0.13959217071533203,0.01845492795109749,0.0602061003446579,-0.047080811113119125,-0.01629096083343029,0.05947216972708702,0.09501337260007858,-0.008997787721455097,0.03680518642067909,0.06362192332744598,-0.009489907883107662,-0.0010538463247939944,0.015184682793915272,-0.002886112779378891,-0.09419657289981842,0.12042666226625443,0.000762282928917557,0.03618907928466797,-0.005362228490412235,0.03464406728744507,-0.11335201561450958,-0.04170345142483711,-0.009627291932702065,-0.055786941200494766,-0.07058835029602051],"index":0,"object":"embedding"}]}""";
+
+    [Theory]
+    [InlineData(8, 400)]
+    [InlineData(64, 200)]
+    public async Task DimensionsTheEngineDoesNotHonour_Is400AsForALocalModel_AndNotBilled(int dimensions, int status)
+    {
+        // Before: a 200 with 64-dimension vectors for a client that asked for 8 (and sized its index for 8), billed.
+        await using var engine = await FakeUpstreamEngine.StartAsync(_ => Task.CompletedTask, context =>
+        {
+            context.Response.ContentType = "application/json; charset=utf-8";
+            return context.Response.WriteAsync(LlamaServerIgnoringDimensions);
+        });
+        var model = "dims-embed-" + dimensions;
+        await fixture.RegisterEmbeddingEngineAsync("dims-engine-" + dimensions, engine.Url, model);
+        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{EmbeddingRelayFixture.Plan}/prices", new { model, input_per_million = 1_000_000m, output_per_million = 0m }, 201);
+        var (tenant, key) = await fixture.NewTenantAsync(1000m, "TH");
+        using var client = fixture.TenantClient(key);
+
+        using var response = await client.PostAsync("/v1/embeddings", Json($$"""{"model":"{{model}}","input":"Once upon a time","dimensions":{{dimensions}}}"""));
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True((int)response.StatusCode == status, text);
+        var record = await Ledger.GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        if (status == 400)
+        {
+            var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+            Assert.Equal(("unsupported_parameter", "dimensions"), (error.GetProperty("code").GetString(), error.GetProperty("param").GetString()));
+            Assert.Equal($"The model '{model}' does not support choosing dimensions.", error.GetProperty("message").GetString());
+            Assert.Equal((0, 0m), (record?.PromptTokens, record?.Cost));
+            Assert.Equal((0m, 0m), await fixture.BudgetOfAsync(tenant));
+        }
+        else
+        {
+            Assert.Equal(64, Floats(JsonDocument.Parse(text).RootElement.GetProperty("data")[0]).Length);
+            Assert.Equal((5, 5m), (record?.PromptTokens, record?.Cost));
+        }
+    }
 }

@@ -76,8 +76,15 @@ internal sealed class UpstreamEmbeddings(UpstreamProxy proxy, GovernedRequest re
         try
         {
             answer = await UpstreamProxy.ReadObjectAsync(response, context.RequestAborted);
-            var inputs = request.Work is EmbeddingWorkload { TokenInputs: { } ids } ? ids.Count : ((EmbeddingWorkload)request.Work).Inputs.Count;
-            Encode(answer, inputs, format);
+            var work = (EmbeddingWorkload)request.Work;
+            Encode(answer, work.TokenInputs?.Count ?? work.Inputs.Count, format);
+
+            // vLLM honours dimensions for Matryoshka models; llama-server and Ollama ignore it and send the model's own.
+            // Vectors of another length are not what the client sized its index for: refused as a local model refuses it.
+            if (work.Dimensions is { } dimensions && !HasDimensions(answer, dimensions))
+            {
+                throw OpenAIException.BadRequest($"The model '{request.Route!.Model}' does not support choosing dimensions.", "dimensions", "unsupported_parameter");
+            }
 
             // Engines report usage (vLLM, llama-server, Ollama, Sovereign); one that does not is billed the reservation's
             // bound, which the inputs cannot exceed.
@@ -148,6 +155,15 @@ internal sealed class UpstreamEmbeddings(UpstreamProxy proxy, GovernedRequest re
             item["index"] ??= i;
         }
     }
+
+    /// <summary>Whether every vector of an encoded answer has <paramref name="dimensions"/> values.</summary>
+    private static bool HasDimensions(JsonObject answer, int dimensions) =>
+        ((JsonArray)answer["data"]!).All(item => item!["embedding"] switch
+        {
+            JsonArray values => values.Count == dimensions,
+            JsonValue encoded => encoded.GetValue<string>().Length == 4 * ((dimensions * sizeof(float) + 2) / 3),
+            _ => false,
+        });
 
     private static byte[] Base64(string text, int index)
     {
