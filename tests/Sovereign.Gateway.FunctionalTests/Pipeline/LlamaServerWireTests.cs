@@ -181,4 +181,51 @@ public sealed class LlamaServerWireTests(ExternalEnginesFixture fixture) : IClas
         Assert.Equal((UsageOutcome.Completed, 9, 6), (record?.Outcome, record?.PromptTokens, record?.CompletionTokens));
         Assert.Equal((9m + 12m, 0m), await BudgetOfAsync(tenant));
     }
+
+    /// <summary>llama-server's answer to every request while it loads its model (Ollama's busy queue is a 503 too).</summary>
+    private static Task LoadingModelAsync(HttpContext context)
+    {
+        context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+        context.Response.ContentType = "application/json; charset=utf-8";
+        return context.Response.WriteAsync("""{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}""");
+    }
+
+    [Fact]
+    public async Task AnEngineStillLoadingItsModel_TookNoWork_SoTheRequestFailsOverToTheNextCompliantEngine()
+    {
+        // Before: the engine's 503 was the client's 502, although another engine the policy allows was ready.
+        await using var loading = await FakeUpstreamEngine.StartAsync(LoadingModelAsync);
+        await using var ready = await FakeUpstreamEngine.StartAsync(context =>
+            FakeUpstreamEngine.AnswerAsync(context, """{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}"""));
+        const string Model = "ls-loading-model";
+        await fixture.RegisterEngineAsync("ls-loading-a", loading.Url, Model);
+        await fixture.RegisterEngineAsync("ls-loading-b", ready.Url, Model);
+        var (tenant, client) = await fixture.NewTenantAsync("default");
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions", Json($$"""{"model":"{{Model}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8}"""));
+
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal("ls-loading-b", response.Headers.GetValues("x-sovereign-node").Single());
+        Assert.Equal((1, 1), (loading.Requests, ready.Requests));
+        var entries = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={tenant}", null, 200);
+        Assert.Contains(entries.GetProperty("data").EnumerateArray(), e => e.GetProperty("action").GetString() == "inference.allowed"
+            && e.GetProperty("reasons").EnumerateArray().Any(r => r.GetString() == "failover: ls-loading-a could not be reached"));
+    }
+
+    [Fact]
+    public async Task AnEngineStillLoadingItsModel_WithNoOtherReplica_Is503WithRetryAfter_AtNoCost()
+    {
+        await using var loading = await FakeUpstreamEngine.StartAsync(LoadingModelAsync);
+        var (model, tenant, client) = await ServedByAsync(loading.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions", Json($$"""{"model":"{{model}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8}"""));
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True(response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable, text);
+        Assert.NotNull(response.Headers.RetryAfter);
+        Assert.Equal("no_compliant_capacity", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal((0m, 0m), await BudgetOfAsync(tenant));
+    }
 }

@@ -350,7 +350,7 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
     [InlineData(400, "application/json", """{"object":"error","message":"max_tokens too large","type":"BadRequestError","param":null,"code":400}""", 400, "max_tokens too large", "BadRequestError", null, "400")]
     [InlineData(422, "application/json", """{"detail":"field required"}""", 422, "field required", "invalid_request_error", null, null)]
     [InlineData(404, "application/json", """{"error":"model 'x' not found"}""", 404, "model 'x' not found", "invalid_request_error", null, null)]
-    [InlineData(503, "text/html", "<html><body>Bad gateway</body></html>", 502, "The upstream engine answered 503 without an error message.", "server_error", null, "upstream_error")]
+    [InlineData(500, "text/html", "<html><body>Internal error</body></html>", 502, "The upstream engine answered 500 without an error message.", "server_error", null, "upstream_error")]
     [InlineData(401, "application/json", """{"error":{"message":"Incorrect API key provided","type":"authentication_error","code":"invalid_api_key"}}""", 502, null, "server_error", null, "upstream_auth_failed")]
     public async Task AnEnginesError_ReachesTheClientAsOpenAIsErrorObject_WhateverItsDialect(
         int upstreamStatus, string contentType, string body, int status, string? message, string type, string? param, string? code)

@@ -44,6 +44,13 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
     /// <summary>How the route's engine keeps its prompt cache apart between tenants (<see cref="EnginePromptCaches"/>).</summary>
     protected virtual string PromptCache(RoutedRequest route) => route.ExternalNode!.PromptCacheOrShared;
 
+    /// <summary>
+    /// Whether the engine's 503 means it took no work (llama-server loading its model, Ollama's queue full), so the
+    /// request may go to another replica as when the connection is refused. Another Sovereign's 503 is its own governed
+    /// refusal (its queue, its audit log) and reaches the client with its code.
+    /// </summary>
+    protected virtual bool FailsOverWhenUnavailable => true;
+
     /// <summary>The route's engine refused the connection: routing goes around it until it is back.</summary>
     protected virtual void OnUnreachable(RoutedRequest route) => nodes.MarkUnreachable(route.ExternalNode!);
 
@@ -103,6 +110,12 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             // Connected before the execution counts as started: a node that cannot be reached has done nothing, so the
             // pipeline may send the request to another replica the policy allows.
             var response = await proxy.OpenAsync(new Uri(node.BaseUrl!.TrimEnd('/') + "/"), UpstreamKey(node), path, body, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request));
+            if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable && FailsOverWhenUnavailable)
+            {
+                response.Dispose();
+                throw new UpstreamUnreachableException(new HttpRequestException("the engine answered 503 (unavailable: loading, or its queue is full)"));
+            }
+
             return request.Work is EmbeddingWorkload
                 ? new UpstreamEmbeddings(proxy, request, response, slot, inFlight)
                 : new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, slot, inFlight);

@@ -20,6 +20,8 @@ internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory node
 
     protected override string? UpstreamKey(NodeView node) => relay.Secret;
 
+    protected override bool FailsOverWhenUnavailable => false;
+
     /// <summary>
     /// The node counts this gateway's requests apart in its load report (<see cref="RelayLoads"/>), and reuses cached
     /// prompts only within the tenant's partition (<see cref="PrefixCachePartition"/>).
