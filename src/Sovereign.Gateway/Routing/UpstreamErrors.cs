@@ -17,7 +17,8 @@ internal static class UpstreamErrors
 
     /// <summary>
     /// The error the client gets for an engine's non-success answer. A 4xx keeps its status, except the engine refusing
-    /// the gateway's own credentials (401, 403, 407): that is not the client's key, so it is a 502 like every 5xx.
+    /// the gateway's own credentials (401, 403, 407): that is not the client's key, so it is a 502 like every 5xx; and
+    /// a 404, the engine not serving the registered model, which is the operator's to mend (502).
     /// </summary>
     public static async Task<OpenAIException> ToOpenAIAsync(HttpResponseMessage response, CancellationToken aborted)
     {
@@ -64,6 +65,16 @@ internal static class UpstreamErrors
             return new OpenAIException(StatusCodes.Status502BadGateway,
                 $"The upstream engine refused the gateway's credentials ({upstreamStatus}); the operator must check the node's upstream key.",
                 "server_error", null, "upstream_auth_failed");
+        }
+
+        if (upstreamStatus == StatusCodes.Status404NotFound)
+        {
+            // The client asked for a model this gateway lists: the engine not knowing it (the model's upstream name, or
+            // the base URL) is the registration's fault. Its 404 would read as the client's "model not found" (SDKs stop),
+            // and its message names the engine's own model name.
+            return new OpenAIException(StatusCodes.Status502BadGateway,
+                "The upstream engine does not serve this model at its registered address (404); the operator must check the node's base URL and the model's upstream name.",
+                "server_error", null, "upstream_model_not_found");
         }
 
         var status = upstreamStatus >= 500 ? StatusCodes.Status502BadGateway : upstreamStatus;

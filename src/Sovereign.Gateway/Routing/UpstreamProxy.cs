@@ -229,7 +229,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 $"The upstream engine answered with a redirect ({(int)response.StatusCode}); the gateway does not follow redirects, whose target may lie outside the jurisdiction this request was routed to.",
                 "server_error", null, "upstream_redirect_refused")
             : await UpstreamErrors.ToOpenAIAsync(response, context.RequestAborted);
-        if (error.Code is "upstream_redirect_refused" or "upstream_auth_failed")
+        if (error.Code is "upstream_redirect_refused" or "upstream_auth_failed" or "upstream_model_not_found")
         {
             Observability.GatewayLog.UpstreamAnswerInvalid(OpenAIErrorResults.RequestsLogger(context), response.RequestMessage?.RequestUri?.Authority, error.Code, error.Message);
         }

@@ -349,7 +349,7 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
     [InlineData(400, "application/json", """{"error":{"code":400,"message":"the prompt is too long","type":"invalid_request_error"}}""", 400, "the prompt is too long", "invalid_request_error", null, "400")]
     [InlineData(400, "application/json", """{"object":"error","message":"max_tokens too large","type":"BadRequestError","param":null,"code":400}""", 400, "max_tokens too large", "BadRequestError", null, "400")]
     [InlineData(422, "application/json", """{"detail":"field required"}""", 422, "field required", "invalid_request_error", null, null)]
-    [InlineData(404, "application/json", """{"error":"model 'x' not found"}""", 404, "model 'x' not found", "invalid_request_error", null, null)]
+    [InlineData(400, "application/json", """{"error":"invalid options"}""", 400, "invalid options", "invalid_request_error", null, null)]
     [InlineData(500, "text/html", "<html><body>Internal error</body></html>", 502, "The upstream engine answered 500 without an error message.", "server_error", null, "upstream_error")]
     [InlineData(401, "application/json", """{"error":{"message":"Incorrect API key provided","type":"authentication_error","code":"invalid_api_key"}}""", 502, null, "server_error", null, "upstream_auth_failed")]
     public async Task AnEnginesError_ReachesTheClientAsOpenAIsErrorObject_WhateverItsDialect(
@@ -380,6 +380,35 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
             Assert.DoesNotContain("Incorrect API key", error.GetProperty("message").GetString(), StringComparison.Ordinal);
         }
 
+        var (_, budget) = await BooksOfAsync(tenant);
+        Assert.Equal((0m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
+    }
+
+    [Theory]
+    [InlineData("""{"object":"error","message":"The model `upstream` does not exist.","type":"NotFoundError","param":null,"code":404}""")]
+    [InlineData("""{"error":"model 'upstream' not found, try pulling it first"}""")]
+    public async Task AnEngineThatDoesNotKnowTheRegisteredModel_IsTheOperatorsFault_A502_NotTheClients404(string body)
+    {
+        // vLLM's and Ollama's answer to a model name they do not serve. Before, the client got 404 "model 'upstream' not
+        // found" for a model the gateway lists: SDKs report that as the client's mistake and do not retry, and the
+        // answer named the engine's own model name.
+        await using var engine = await FakeUpstreamEngine.StartAsync(context =>
+        {
+            context.Response.StatusCode = 404;
+            context.Response.ContentType = "application/json";
+            return context.Response.WriteAsync(body);
+        });
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(model));
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+        Assert.Equal(502, (int)response.StatusCode);
+        Assert.Equal(("server_error", "upstream_model_not_found"), (error.GetProperty("type").GetString(), error.GetProperty("code").GetString()));
+        Assert.Equal(
+            "The upstream engine does not serve this model at its registered address (404); the operator must check the node's base URL and the model's upstream name.",
+            error.GetProperty("message").GetString());
         var (_, budget) = await BooksOfAsync(tenant);
         Assert.Equal((0m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
     }
