@@ -58,7 +58,7 @@ internal sealed class UpstreamResult(UpstreamUsage? usage, JsonObject? body, boo
 /// Sovereign) and relays the answer, streaming included. The client's model id is restored in every response and
 /// usage is always requested upstream, so the gateway can meter and audit what the engine did.
 /// </summary>
-internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogger<UpstreamProxy> logger)
+internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogger<UpstreamProxy> logger, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options)
 {
     private const string NodeFailedMessage = "The node serving this request stopped before it finished; try again.";
 
@@ -116,9 +116,19 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             request.Headers.TryAddWithoutValidation(name, value);
         }
 
+        // The headers must come in time; the body is read under the client's own token afterwards.
+        var seconds = options.Value.Limits.UpstreamHeadersTimeoutSeconds;
+        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+        waiting.CancelAfter(TimeSpan.FromSeconds(seconds));
         try
         {
-            return await httpClientFactory.CreateClient(clientName).SendAsync(request, HttpCompletionOption.ResponseHeadersRead, aborted);
+            return await httpClientFactory.CreateClient(clientName).SendAsync(request, HttpCompletionOption.ResponseHeadersRead, waiting.Token);
+        }
+        catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
+        {
+            // Not failed over: the engine may be running the work, and another would run it a second time.
+            throw new OpenAIException(StatusCodes.Status504GatewayTimeout,
+                $"The engine serving this model did not answer within {seconds} s; try again later.", "server_error", null, "upstream_timeout");
         }
         catch (HttpRequestException ex) when (!aborted.IsCancellationRequested)
         {

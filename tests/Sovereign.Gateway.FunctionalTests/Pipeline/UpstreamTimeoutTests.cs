@@ -1,0 +1,59 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Sovereign.Metering.Ledger;
+
+namespace Sovereign.Gateway.FunctionalTests.Pipeline;
+
+/// <summary>A TH gateway whose engines must answer with their headers within a second.</summary>
+public sealed class ImpatientGatewayFixture() : AdminServerFixture(AdminToken, "sovereign-upstream-timeout-")
+{
+    public const string AdminToken = "timeout-admin";
+
+    protected override IDictionary<string, string?> Overrides => new Dictionary<string, string?>
+    {
+        ["Sovereign:Jurisdiction"] = "TH",
+        ["Sovereign:BuiltInEmbeddings"] = "false",
+        ["Sovereign:Limits:UpstreamHeadersTimeoutSeconds"] = "1",
+    };
+}
+
+/// <summary>
+/// An engine that takes the connection and never answers held its client, and a slot of the route, for good (the
+/// upstream client had no timeout): now the request ends as 504 upstream_timeout when the headers do not come within
+/// <c>Sovereign:Limits:UpstreamHeadersTimeoutSeconds</c>, recorded as failed at no cost, nothing left reserved, and
+/// the slot free for the next request.
+/// </summary>
+public sealed class UpstreamTimeoutTests(ImpatientGatewayFixture fixture) : IClassFixture<ImpatientGatewayFixture>
+{
+    [Fact]
+    public async Task AnEngineThatNeverAnswers_Is504UpstreamTimeout_BilledNothing_AndItsSlotIsFreed()
+    {
+        using var silent = new CancellationTokenSource();
+        await using var engine = await FakeUpstreamEngine.StartAsync(context => Task.Delay(Timeout.Infinite, CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, silent.Token).Token));
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/nodes",
+            new { id = "silent-node", jurisdiction = "TH", base_url = engine.Url, models = new[] { new { id = "silent", upstream = "upstream", capacity = 1 } } }, 201);
+        await fixture.SendAsync(HttpMethod.Put, "/admin/v1/plans/timeouts", new { currency = "EUR" }, 200);
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/plans/timeouts/prices", new { model = "silent", input_per_million = 1m, output_per_million = 1m }, 201);
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id = "waiting", plan = "timeouts", policy = new { allowed_jurisdictions = new[] { "TH" }, allow_external_providers = true } }, 201);
+        await fixture.SendAsync(HttpMethod.Put, "/admin/v1/tenants/waiting/limits", new { budgets = new[] { new { period = "day", amount = 10m } } }, 200);
+        var key = (await fixture.SendAsync(HttpMethod.Post, "/admin/v1/tenants/waiting/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
+        using var client = fixture.TenantClient(key);
+
+        // Twice on a route of capacity 1: the first timed-out request gave its slot back.
+        for (var i = 0; i < 2; i++)
+        {
+            using var response = await client.PostAsync("/v1/chat/completions", new StringContent(
+                """{"model":"silent","messages":[{"role":"user","content":"hello?"}],"max_tokens":4,"stream":true}""", Encoding.UTF8, "application/json"));
+            var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+            Assert.Equal(504, (int)response.StatusCode);
+            Assert.Equal(("server_error", "upstream_timeout"), (error.GetProperty("type").GetString(), error.GetProperty("code").GetString()));
+            var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+            Assert.Equal(0m, record?.Cost);
+        }
+
+        var budget = (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/tenants/waiting/limits", null, 200)).GetProperty("budgets")[0];
+        Assert.Equal((0m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
+        await silent.CancelAsync();
+    }
+}
