@@ -133,12 +133,13 @@ public sealed class LimitsOptions
     public int UpstreamDefaultMaxTokens { get; set; } = 4096;
 
     /// <summary>
-    /// Seconds an engine or node may take to answer a relayed request with its headers (a streamed answer sends them at
-    /// once; a whole JSON answer when it is done, so leave room for the longest generation). Beyond it the request is
-    /// 504 <c>upstream_timeout</c>, billed nothing: an engine that took the connection and never answered held the
-    /// client and a route slot for good. 600 s, as LiteLLM's default request timeout.
+    /// Seconds an engine or node may send nothing on a relayed request: before its answer's headers (a streamed answer
+    /// sends them at once; a whole JSON answer when it is done, so leave room for the longest generation), and between
+    /// the events of a stream. Beyond it: 504 <c>upstream_timeout</c> billed nothing before the answer, or the stream's
+    /// last event billed for what was relayed. An engine that took the connection and went silent held the client and
+    /// a route slot for good. 600 s, as LiteLLM's default request timeout.
     /// </summary>
-    public int UpstreamHeadersTimeoutSeconds { get; set; } = 600;
+    public int UpstreamIdleTimeoutSeconds { get; set; } = 600;
 }
 
 /// <summary>Which database holds tenants, keys, nodes, the audit log and the ledger.</summary>

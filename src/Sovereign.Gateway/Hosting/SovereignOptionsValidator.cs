@@ -79,7 +79,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         Positive(failures, "Sovereign:Limits:MaxTokenizeBytes", limits.MaxTokenizeBytes, 1, int.MaxValue);
         Positive(failures, "Sovereign:Limits:RouteQueue", limits.RouteQueue, 0, 1_000_000);
         Positive(failures, "Sovereign:Limits:UpstreamDefaultMaxTokens", limits.UpstreamDefaultMaxTokens, 1, 10_000_000);
-        Positive(failures, "Sovereign:Limits:UpstreamHeadersTimeoutSeconds", limits.UpstreamHeadersTimeoutSeconds, 1, 86_400);
+        Positive(failures, "Sovereign:Limits:UpstreamIdleTimeoutSeconds", limits.UpstreamIdleTimeoutSeconds, 1, 86_400);
         Positive(failures, "Sovereign:Metering:RetentionDays", options.Metering.RetentionDays, 1, 36_500);
         if (!string.IsNullOrWhiteSpace(options.Jurisdiction) && !Residency.Jurisdictions.JurisdictionCatalog.Default.IsCountry(options.Jurisdiction))
         {

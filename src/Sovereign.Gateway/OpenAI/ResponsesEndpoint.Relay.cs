@@ -86,7 +86,7 @@ internal static partial class ResponsesEndpoint
         int? callIndex = null;
         try
         {
-            await foreach (var chunk in UpstreamProxy.ReadChunksAsync(relay.Response, relay.Progress, aborted))
+                        await foreach (var chunk in UpstreamProxy.ReadChunksAsync(relay.Response, relay.Progress, relay.Proxy.Idle, aborted))
             {
                 if (chunk["choices"] is not JsonArray { Count: > 0 } choices || choices[0] is not JsonObject choice)
                 {

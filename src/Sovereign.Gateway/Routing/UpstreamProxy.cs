@@ -62,6 +62,9 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 {
     private const string NodeFailedMessage = "The node serving this request stopped before it finished; try again.";
 
+    /// <summary>How long an engine may send nothing in the middle of a streamed answer (<c>Sovereign:Limits:UpstreamIdleTimeoutSeconds</c>).</summary>
+    public TimeSpan Idle => TimeSpan.FromSeconds(options.Value.Limits.UpstreamIdleTimeoutSeconds);
+
     /// <summary>
     /// The largest answer (a whole JSON answer, or one event of a stream) read from an engine: room for 2,048 embeddings
     /// of 3,072 dimensions or long answers with log probabilities, while an engine that never ends its answer or an
@@ -117,7 +120,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         }
 
         // The headers must come in time; the body is read under the client's own token afterwards.
-        var seconds = options.Value.Limits.UpstreamHeadersTimeoutSeconds;
+        var seconds = options.Value.Limits.UpstreamIdleTimeoutSeconds;
         using var waiting = CancellationTokenSource.CreateLinkedTokenSource(aborted);
         waiting.CancelAfter(TimeSpan.FromSeconds(seconds));
         try
@@ -156,7 +159,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         try
         {
             return stream
-                ? await RelayStreamAsync(context, response, clientModel, clientWantsUsage, progress)
+                ? await RelayStreamAsync(context, response, clientModel, clientWantsUsage, progress, Idle)
                 : await RelayJsonAsync(context, response, clientModel, progress);
         }
         catch (Exception ex) when (IsFailedMidAnswer(ex, aborted))
@@ -374,12 +377,30 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// <see cref="UpstreamErrorEventException"/> with that error.
     /// </summary>
     public static async IAsyncEnumerable<JsonObject> ReadChunksAsync(
-        HttpResponseMessage response, RelayProgress progress, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken aborted)
+        HttpResponseMessage response, RelayProgress progress, TimeSpan idle, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken aborted)
     {
         await using var lines = new Utf8LineReader(await response.Content.ReadAsStreamAsync(aborted), MaxAnswerBytes);
         Dictionary<int, UpstreamUsage>? perPrompt = null;
-        while (await lines.ReadLineAsync(aborted) is { } line)
+        using var silent = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+        while (true)
         {
+            // An engine that stops sending in the middle of a stream held the client and its route slot for good.
+            silent.CancelAfter(idle);
+            byte[]? line;
+            try
+            {
+                line = await lines.ReadLineAsync(silent.Token);
+            }
+            catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
+            {
+                throw new UpstreamAnswerException("upstream_timeout", $"The engine sent nothing for {idle.TotalSeconds:0} s in the middle of its answer; the answer ends here.");
+            }
+
+            if (line is null)
+            {
+                break;
+            }
+
             if (line.AsSpan().StartsWith("error:"u8))
             {
                 throw new UpstreamErrorEventException(UpstreamErrors.FromStreamEvent(line.AsSpan(ValueStart(line, "error:".Length))));
@@ -433,10 +454,10 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         return new UpstreamResult(progress.Reported, json, false);
     }
 
-    private static async Task<UpstreamResult> RelayStreamAsync(HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage, RelayProgress progress)
+    private static async Task<UpstreamResult> RelayStreamAsync(HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage, RelayProgress progress, TimeSpan idle)
     {
         ServerSentEvents.Start(context.Response);
-        await foreach (var chunk in ReadChunksAsync(response, progress, context.RequestAborted))
+        await foreach (var chunk in ReadChunksAsync(response, progress, idle, context.RequestAborted))
         {
             if (!clientWantsUsage && chunk["usage"] is JsonObject)
             {

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Sovereign.Metering.Ledger;
 
@@ -14,14 +15,14 @@ public sealed class ImpatientGatewayFixture() : AdminServerFixture(AdminToken, "
     {
         ["Sovereign:Jurisdiction"] = "TH",
         ["Sovereign:BuiltInEmbeddings"] = "false",
-        ["Sovereign:Limits:UpstreamHeadersTimeoutSeconds"] = "1",
+        ["Sovereign:Limits:UpstreamIdleTimeoutSeconds"] = "1",
     };
 }
 
 /// <summary>
 /// An engine that takes the connection and never answers held its client, and a slot of the route, for good (the
 /// upstream client had no timeout): now the request ends as 504 upstream_timeout when the headers do not come within
-/// <c>Sovereign:Limits:UpstreamHeadersTimeoutSeconds</c>, recorded as failed at no cost, nothing left reserved, and
+/// <c>Sovereign:Limits:UpstreamIdleTimeoutSeconds</c>, recorded as failed at no cost, nothing left reserved, and
 /// the slot free for the next request.
 /// </summary>
 public sealed class UpstreamTimeoutTests(ImpatientGatewayFixture fixture) : IClassFixture<ImpatientGatewayFixture>
@@ -55,5 +56,49 @@ public sealed class UpstreamTimeoutTests(ImpatientGatewayFixture fixture) : ICla
         var budget = (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/tenants/waiting/limits", null, 200)).GetProperty("budgets")[0];
         Assert.Equal((0m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
         await silent.CancelAsync();
+    }
+
+    /// <summary>
+    /// An engine that stops sending in the middle of a stream: the stream ends with an upstream_timeout error event
+    /// (no [DONE]) once nothing came for the idle limit, billed for the chunks relayed, nothing left reserved.
+    /// </summary>
+    [Fact]
+    public async Task AnEngineThatStallsMidStream_EndsTheStreamWithUpstreamTimeout_BilledForWhatWasRelayed()
+    {
+        using var stalled = new CancellationTokenSource();
+        await using var engine = await FakeUpstreamEngine.StartAsync(async context =>
+        {
+            context.Response.ContentType = "text/event-stream";
+            foreach (var word in new[] { "Once", " upon" })
+            {
+                await context.Response.WriteAsync(
+                    $$"""data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"upstream","choices":[{"index":0,"delta":{"content":"{{word}}"},"finish_reason":null}]}""" + "\n\n");
+                await context.Response.Body.FlushAsync();
+            }
+
+            await Task.Delay(Timeout.Infinite, CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, stalled.Token).Token);
+        });
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/nodes",
+            new { id = "stalling-node", jurisdiction = "TH", base_url = engine.Url, models = new[] { new { id = "stalling", upstream = "upstream", capacity = 1 } } }, 201);
+        await fixture.SendAsync(HttpMethod.Put, "/admin/v1/plans/stalls", new { currency = "EUR" }, 200);
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/plans/stalls/prices", new { model = "stalling", input_per_million = 0m, output_per_million = 1_000_000m }, 201);
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id = "stalled", plan = "stalls", policy = new { allowed_jurisdictions = new[] { "TH" }, allow_external_providers = true } }, 201);
+        await fixture.SendAsync(HttpMethod.Put, "/admin/v1/tenants/stalled/limits", new { budgets = new[] { new { period = "day", amount = 100m } } }, 200);
+        var key = (await fixture.SendAsync(HttpMethod.Post, "/admin/v1/tenants/stalled/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
+        using var client = fixture.TenantClient(key);
+
+        using var response = await client.PostAsync("/v1/chat/completions", new StringContent(
+            """{"model":"stalling","messages":[{"role":"user","content":"tell me"}],"max_tokens":8,"stream":true}""", Encoding.UTF8, "application/json"));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Contains("\"content\":\" upon\"", text, StringComparison.Ordinal);
+        Assert.Contains("upstream_timeout", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("[DONE]", text, StringComparison.Ordinal);
+
+        var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal((2, 2m), (record?.CompletionTokens, record?.Cost));
+        var budget = (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/tenants/stalled/limits", null, 200)).GetProperty("budgets")[0];
+        Assert.Equal((2m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
+        await stalled.CancelAsync();
     }
 }
