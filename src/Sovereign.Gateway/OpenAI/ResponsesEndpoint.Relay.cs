@@ -28,7 +28,7 @@ internal static partial class ResponsesEndpoint
         JsonObject answer;
         try
         {
-            answer = await UpstreamProxy.ReadJsonAsync(relay.Response, relay.Progress, governed.Aborted);
+            answer = await UpstreamProxy.ReadJsonAsync(relay.Response, relay.Progress, relay.Proxy.Idle, governed.Aborted);
         }
         catch (Exception ex) when (UpstreamProxy.IsFailedMidAnswer(ex, governed.Aborted))
         {

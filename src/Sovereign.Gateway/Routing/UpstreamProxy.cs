@@ -160,7 +160,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         {
             return stream
                 ? await RelayStreamAsync(context, response, clientModel, clientWantsUsage, progress, Idle)
-                : await RelayJsonAsync(context, response, clientModel, progress);
+                : await RelayJsonAsync(context, response, clientModel, progress, Idle);
         }
         catch (Exception ex) when (IsFailedMidAnswer(ex, aborted))
         {
@@ -254,9 +254,9 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// Reads a whole (not streamed) answer and records its usage. What the engine did is what the tenant pays for: an
     /// answer whose usage cannot be read throws <see cref="UpstreamAnswerException"/> and is not passed on.
     /// </summary>
-    public static async Task<JsonObject> ReadJsonAsync(HttpResponseMessage response, RelayProgress progress, CancellationToken aborted)
+    public static async Task<JsonObject> ReadJsonAsync(HttpResponseMessage response, RelayProgress progress, TimeSpan idle, CancellationToken aborted)
     {
-        var answer = await ReadAnswerAsync(response, aborted);
+        var answer = await ReadAnswerAsync(response, idle, aborted);
         if (answer is JsonArray { Count: > 0 } completions && completions.All(c => c is JsonObject))
         {
             // llama-server answers several prompts with one completion each, in an array: one answer, as OpenAI gives.
@@ -317,11 +317,11 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// Reads a whole answer as a JSON object, at most <see cref="MaxAnswerBytes"/>; anything else throws
     /// <see cref="UpstreamAnswerException"/>.
     /// </summary>
-    public static async Task<JsonObject> ReadObjectAsync(HttpResponseMessage response, CancellationToken aborted) =>
-        await ReadAnswerAsync(response, aborted) as JsonObject ?? throw NotAnObject("response");
+    public static async Task<JsonObject> ReadObjectAsync(HttpResponseMessage response, TimeSpan idle, CancellationToken aborted) =>
+        await ReadAnswerAsync(response, idle, aborted) as JsonObject ?? throw NotAnObject("response");
 
     /// <summary>Reads a whole answer as JSON, at most <see cref="MaxAnswerBytes"/>; anything else throws <see cref="UpstreamAnswerException"/>.</summary>
-    private static async Task<JsonNode> ReadAnswerAsync(HttpResponseMessage response, CancellationToken aborted)
+    private static async Task<JsonNode> ReadAnswerAsync(HttpResponseMessage response, TimeSpan idle, CancellationToken aborted)
     {
         var announced = response.Content.Headers.ContentLength;
         if (announced > MaxAnswerBytes)
@@ -334,6 +334,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         try
         {
             var filled = 0;
+            using var silent = CancellationTokenSource.CreateLinkedTokenSource(aborted);
             await using (var answer = await response.Content.ReadAsStreamAsync(aborted))
             {
                 while (true)
@@ -346,7 +347,18 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                         buffer = larger;
                     }
 
-                    var read = await answer.ReadAsync(buffer.AsMemory(filled), aborted);
+                    // An engine that stops sending in the middle of its answer held the client and its route slot for good.
+                    silent.CancelAfter(idle);
+                    int read;
+                    try
+                    {
+                        read = await answer.ReadAsync(buffer.AsMemory(filled), silent.Token);
+                    }
+                    catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
+                    {
+                        throw Silent(idle);
+                    }
+
                     if (read == 0)
                     {
                         break;
@@ -393,7 +405,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             }
             catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
             {
-                throw new UpstreamAnswerException("upstream_timeout", $"The engine sent nothing for {idle.TotalSeconds:0} s in the middle of its answer; the answer ends here.");
+                throw Silent(idle);
             }
 
             if (line is null)
@@ -447,9 +459,12 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         }
     }
 
-    private static async Task<UpstreamResult> RelayJsonAsync(HttpContext context, HttpResponseMessage response, string clientModel, RelayProgress progress)
+    private static UpstreamAnswerException Silent(TimeSpan idle) =>
+        new("upstream_timeout", $"The engine sent nothing for {idle.TotalSeconds:0} s in the middle of its answer; the answer ends here.");
+
+    private static async Task<UpstreamResult> RelayJsonAsync(HttpContext context, HttpResponseMessage response, string clientModel, RelayProgress progress, TimeSpan idle)
     {
-        var json = await ReadJsonAsync(response, progress, context.RequestAborted);
+        var json = await ReadJsonAsync(response, progress, idle, context.RequestAborted);
         json["model"] = clientModel;
         return new UpstreamResult(progress.Reported, json, false);
     }

@@ -101,4 +101,32 @@ public sealed class UpstreamTimeoutTests(ImpatientGatewayFixture fixture) : ICla
         Assert.Equal((2m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
         await stalled.CancelAsync();
     }
+
+    /// <summary>A whole JSON answer that stops arriving after its headers is a 502 upstream_timeout, billed nothing.</summary>
+    [Fact]
+    public async Task AJsonAnswerThatStallsAfterItsHeaders_Is502UpstreamTimeout_BilledNothing()
+    {
+        using var stalled = new CancellationTokenSource();
+        await using var engine = await FakeUpstreamEngine.StartAsync(async context =>
+        {
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync("""{"id":"chatcmpl-fake","object":"chat.completion","created":1,"model":"upstream","choices":[{"index":0,""");
+            await context.Response.Body.FlushAsync();
+            await Task.Delay(Timeout.Infinite, CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, stalled.Token).Token);
+        });
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/nodes",
+            new { id = "half-node", jurisdiction = "TH", base_url = engine.Url, models = new[] { new { id = "half", upstream = "upstream", capacity = 1 } } }, 201);
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id = "halfway", plan = "default", policy = new { allowed_jurisdictions = new[] { "TH" }, allow_external_providers = true } }, 201);
+        var key = (await fixture.SendAsync(HttpMethod.Post, "/admin/v1/tenants/halfway/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
+        using var client = fixture.TenantClient(key);
+
+        using var response = await client.PostAsync("/v1/chat/completions", new StringContent(
+            """{"model":"half","messages":[{"role":"user","content":"tell me"}],"max_tokens":8}""", Encoding.UTF8, "application/json"));
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal(502, (int)response.StatusCode);
+        Assert.Equal("upstream_timeout", error.GetProperty("code").GetString());
+        var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal((0, 0m), (record?.CompletionTokens, record?.Cost));
+        await stalled.CancelAsync();
+    }
 }

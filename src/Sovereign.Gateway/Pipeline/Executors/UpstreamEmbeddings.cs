@@ -75,7 +75,7 @@ internal sealed class UpstreamEmbeddings(UpstreamProxy proxy, GovernedRequest re
         int tokens;
         try
         {
-            answer = await UpstreamProxy.ReadObjectAsync(response, context.RequestAborted);
+            answer = await UpstreamProxy.ReadObjectAsync(response, proxy.Idle, context.RequestAborted);
             var work = (EmbeddingWorkload)request.Work;
             Encode(answer, work.TokenInputs?.Count ?? work.Inputs.Count, format);
 
