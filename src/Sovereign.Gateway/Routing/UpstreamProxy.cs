@@ -62,7 +62,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 {
     private const string NodeFailedMessage = "The node serving this request stopped before it finished; try again.";
 
-    /// <summary>How long an engine may send nothing in the middle of a streamed answer (<c>Sovereign:Limits:UpstreamIdleTimeoutSeconds</c>).</summary>
+    /// <summary>How long an engine may send nothing, before its headers or in the middle of its answer (<c>Sovereign:Limits:UpstreamIdleTimeoutSeconds</c>).</summary>
     public TimeSpan Idle => TimeSpan.FromSeconds(options.Value.Limits.UpstreamIdleTimeoutSeconds);
 
     /// <summary>
@@ -129,9 +129,11 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         }
         catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
         {
-            // Not failed over: the engine may be running the work, and another would run it a second time.
-            throw new OpenAIException(StatusCodes.Status504GatewayTimeout,
-                $"The engine serving this model did not answer within {seconds} s; try again later.", "server_error", null, "upstream_timeout");
+            // Not failed over: the engine may be running the work, and another would run it a second time. Named in the
+            // log (the client's error does not say which engine), as a silence mid-answer is.
+            var message = $"The engine serving this model did not answer within {seconds} s; try again later.";
+            Observability.GatewayLog.UpstreamAnswerInvalid(logger, baseUrl.Authority, "upstream_timeout", message);
+            throw new OpenAIException(StatusCodes.Status504GatewayTimeout, message, "server_error", null, "upstream_timeout");
         }
         catch (HttpRequestException ex) when (!aborted.IsCancellationRequested)
         {
