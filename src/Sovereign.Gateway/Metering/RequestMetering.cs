@@ -272,9 +272,9 @@ public sealed class RequestMetering
     /// <paramref name="cachedTokens"/> of the prompt tokens came from the prefix cache and are charged at the cached-input
     /// rate; when the language tax is waived, the same share of the billed prompt tokens is. <paramref name="refusalCode"/>
     /// names the rule that refused work after its admission (outcome Refused). If the commit fails, nothing is settled:
-    /// the reservation holds the money until it expires, and the error is thrown.
+    /// the reservation holds the money until it expires, and the error is thrown. Returns the compute seconds billed.
     /// </remarks>
-    public async Task FinishAsync(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, int cachedTokens = 0, string? refusalCode = null, Func<ICarriedWrite?, Task>? auditOutcome = null)
+    public async Task<decimal> FinishAsync(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, int cachedTokens = 0, string? refusalCode = null, Func<ICarriedWrite?, Task>? auditOutcome = null)
     {
         cachedTokens = Math.Clamp(cachedTokens, 0, promptTokens);
         var computeSeconds = Math.Round((decimal)(timing?.ComputeSeconds ?? 0), 6);
@@ -314,6 +314,8 @@ public sealed class RequestMetering
         {
             _spend.Add((double)cost, new KeyValuePair<string, object?>("tenant", routed.Caller.TenantId), new KeyValuePair<string, object?>("currency", ticket.Currency));
         }
+
+        return computeSeconds;
     }
 
     /// <summary>

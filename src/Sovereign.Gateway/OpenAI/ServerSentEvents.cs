@@ -51,8 +51,14 @@ internal static class ServerSentEvents
         await response.Body.FlushAsync(cancellationToken);
     }
 
+    /// <summary>The final <c>[DONE]</c>, after a relaying gateway's compute report where the request has one (<see cref="Pipeline.RelayComputeReport"/>).</summary>
     public static async Task WriteDoneAsync(HttpResponse response, CancellationToken cancellationToken)
     {
+        if (Pipeline.RelayComputeReport.Comment(response.HttpContext) is { } report)
+        {
+            await response.Body.WriteAsync(report, cancellationToken);
+        }
+
         await response.Body.WriteAsync(Done, cancellationToken);
         await response.Body.FlushAsync(cancellationToken);
     }

@@ -1,3 +1,4 @@
+using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Metering;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
@@ -57,8 +58,13 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
         var outcomeName = outcome.ToString().ToLowerInvariant();
         try
         {
-            await metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode,
+            var computeSeconds = await metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode,
                 carried => router.CompleteAsync(route, usage.PromptTokens, usage.CompletionTokens, outcomeName, carried));
+            if (request.Caller.TenantId == ClusterRelay.RelayTenant && outcome == UsageOutcome.Completed)
+            {
+                // The relaying gateway bills the tenant for the work this node ran, and cannot measure it itself.
+                RelayComputeReport.Attach(request.Http, computeSeconds);
+            }
         }
         catch (AuditUnavailableException)
         {

@@ -11,6 +11,7 @@ internal static class RequestPipelineServiceCollectionExtensions
     public static IServiceCollection AddRequestPipeline(this IServiceCollection services)
     {
         services.TryAddSingleton<RouteGates>();
+        services.TryAddSingleton<EngineOccupancy>();
         services.TryAddSingleton<PoolLeaseTable>();
         services.TryAddSingleton<PoolSlotClient>();
         services.TryAddSingleton<PoolAdmission>();

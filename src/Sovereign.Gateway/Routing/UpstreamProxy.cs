@@ -18,14 +18,27 @@ internal readonly record struct UpstreamUsage(int PromptTokens, int CompletionTo
 internal sealed class RelayProgress
 {
     private int _chunks;
+    private long _firstDeliveredAt;
 
     /// <summary>Content chunks relayed to the client.</summary>
     public int DeliveredChunks => Volatile.Read(ref _chunks);
 
+    /// <summary>When the first content chunk was relayed (a <see cref="System.Diagnostics.Stopwatch"/> timestamp); 0 before.</summary>
+    public long FirstDeliveredAt => Volatile.Read(ref _firstDeliveredAt);
+
     /// <summary>The usage the upstream reported, once it did.</summary>
     public UpstreamUsage? Reported { get; set; }
 
-    internal void Delivered() => Interlocked.Increment(ref _chunks);
+    /// <summary>The compute seconds a cluster node reported in its stream (<see cref="Pipeline.RelayComputeReport"/>).</summary>
+    public decimal? ReportedComputeSeconds { get; set; }
+
+    internal void Delivered()
+    {
+        if (Interlocked.Increment(ref _chunks) == 1)
+        {
+            Volatile.Write(ref _firstDeliveredAt, System.Diagnostics.Stopwatch.GetTimestamp());
+        }
+    }
 }
 
 /// <summary>
@@ -422,6 +435,11 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 
             if (!DataOf(line, out var done))
             {
+                if (Pipeline.RelayComputeReport.IsComment(line, out var computeSeconds))
+                {
+                    progress.ReportedComputeSeconds = computeSeconds;
+                }
+
                 continue;
             }
 

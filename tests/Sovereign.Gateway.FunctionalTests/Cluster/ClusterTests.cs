@@ -780,6 +780,48 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         Assert.True(expected > 0m);
     }
 
+    /// <summary>
+    /// A compute-second price sells the node's engine time: the node measures what it ran and reports it to the gateway
+    /// (a header on a JSON answer, an event-stream comment before [DONE] that the client never sees), and the gateway
+    /// bills the tenant exactly that at the device class's rate. Relayed work used to be billed no compute at all.
+    /// </summary>
+    [Fact]
+    public async Task RelayedWork_IsBilledTheComputeSecondsTheNodeRan_AtTheDeviceClassRate()
+    {
+        const decimal Rate = 2m;
+        using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        var plan = "compute-" + Interlocked.Increment(ref _tenants);
+        await ClusterFixture.Expect(admin.PutAsJsonAsync($"/admin/v1/plans/{plan}", new { currency = "EUR" }), 200);
+        await ClusterFixture.Expect(admin.PostAsJsonAsync($"/admin/v1/plans/{plan}/prices", new { model = ClusterFixture.Model, input_per_million = 1m, output_per_million = 1m }), 201);
+        await ClusterFixture.Expect(admin.PostAsJsonAsync($"/admin/v1/plans/{plan}/compute-prices", new { device_class = "cpu", per_compute_second = Rate }), 201);
+        var id = "ct" + Interlocked.Increment(ref _tenants);
+        await ClusterFixture.Expect(admin.PostAsJsonAsync("/admin/v1/tenants", new { id, plan, policy = new { allowed_jurisdictions = new[] { "TH" } } }), 201);
+        var key = (await ClusterFixture.Expect(admin.PostAsJsonAsync($"/admin/v1/tenants/{id}/keys", new { name = "k" }), 201)).GetProperty("secret").GetString()!;
+        async Task<decimal> NodesComputeAsync() =>
+            (await ClusterFixture.Expect(admin.GetAsync($"/admin/v1/usage?tenant={ClusterRelay.RelayTenant}"), 200)).GetProperty("data").EnumerateArray()
+                .Sum(row => row.GetProperty("compute_seconds").GetDecimal());
+
+        using var client = cluster.GatewayTh.Client(key);
+        var before = await NodesComputeAsync();
+        using var json = await client.PostAsync("/v1/chat/completions", Json(Body));
+        Assert.Equal(HttpStatusCode.OK, json.StatusCode);
+        const string Stream = """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":4,"stream":true}""";
+        using var stream = await client.PostAsync("/v1/chat/completions", Json(Stream));
+        var streamed = await stream.Content.ReadAsStringAsync();
+        var nodes = await NodesComputeAsync() - before;
+
+        // The client sees OpenAI's answer only: no report header, no comment in its stream.
+        Assert.False(json.Headers.Contains("x-sovereign-compute-seconds"));
+        Assert.DoesNotContain(": ", streamed.Split('\n').Select(line => line.Length > 1 ? line[..2] : line));
+        Assert.EndsWith("data: [DONE]\n\n", streamed, StringComparison.Ordinal);
+        var row = Assert.Single((await ClusterFixture.Expect(admin.GetAsync($"/admin/v1/usage?tenant={id}"), 200)).GetProperty("data").EnumerateArray());
+        var billed = row.GetProperty("compute_seconds").GetDecimal();
+        Assert.True(nodes > 0m, $"the node recorded {nodes} compute seconds");
+        Assert.Equal(nodes, billed);
+        var tokens = row.GetProperty("prompt_tokens").GetInt64() + row.GetProperty("completion_tokens").GetInt64();
+        Assert.Equal(("EUR", tokens / 1_000_000m + billed * Rate), (row.GetProperty("currency").GetString(), row.GetProperty("cost").GetDecimal()));
+    }
+
     [Fact]
     public async Task NodeFrontingAnEngine_ServesItsModelsThroughTheGateway_AsThatNode_AndReportsTheirSlots()
     {

@@ -47,6 +47,7 @@ public sealed class PoolFailoverTests(ExternalEnginesFixture fixture) : IClassFi
         using var _ = client;
         var pools = fixture.App.Services.GetRequiredService<PoolAdmission>();
 
+        var sent = System.Diagnostics.Stopwatch.GetTimestamp();
         var pending = client.PostAsync("/v1/chat/completions", Chat(Model));
         await WaitForAsync(() => live.Requests == 1 || pending.IsCompleted, "the request to reach engine b");
         Assert.False(pending.IsCompleted, pending.IsCompleted ? await (await pending).Content.ReadAsStringAsync() : "");
@@ -57,6 +58,7 @@ public sealed class PoolFailoverTests(ExternalEnginesFixture fixture) : IClassFi
 
         answer.SetResult();
         using var response = await pending;
+        var elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(sent);
         Assert.Equal(200, (int)response.StatusCode);
         Assert.Equal("fa-b", response.Headers.GetValues("x-sovereign-node").Single());
         Assert.Equal(new PoolSlotCounts(0, 0, 0), await pools.CountsAsync("fa-pb", Model, "fa-plan"));
@@ -66,7 +68,10 @@ public sealed class PoolFailoverTests(ExternalEnginesFixture fixture) : IClassFi
             ?? throw new Xunit.Sdk.XunitException("no usage record");
         Assert.Equal(("fa-b", "fa-pb", UsageOutcome.Completed), (record.Node, record.Pool, record.Outcome));
         Assert.Contains(";fa-plan:pool=fa-pb@", record.PriceVersion ?? "", StringComparison.Ordinal);
-        Assert.Equal(Math.Round((5 * 1000m + 3 * 2000m) / 1_000_000m, 6), record.Cost);
+        // The engine held the request while the test looked: it ran compute seconds there (its share of the engine's
+        // busy time, all of it, alone in it), billed at b's rate. Relayed work used to be billed none.
+        Assert.InRange(record.ComputeSeconds, 0.000001m, (decimal)elapsed.TotalSeconds);
+        Assert.Equal(Math.Round((5 * 1000m + 3 * 2000m) / 1_000_000m + record.ComputeSeconds * 0.5m, 6), record.Cost);
     }
 
     [Fact]

@@ -11,7 +11,7 @@ namespace Sovereign.Gateway.Pipeline.Executors;
 /// Runs embeddings on this process's embedding models. Measuring counts every input's tokens and refuses an
 /// over-long one before any reservation; a fair gate bounds how many run at once.
 /// </summary>
-internal sealed class EmbeddingExecutor(RouteGates gates) : IRequestExecutor
+internal sealed class EmbeddingExecutor(RouteGates gates, EngineOccupancy occupancy) : IRequestExecutor
 {
     /// <summary>Embedding requests that run at once per model; the generators serialize their context anyway.</summary>
     internal const int Slots = 2;
@@ -62,14 +62,15 @@ internal sealed class EmbeddingExecutor(RouteGates gates) : IRequestExecutor
         var route = request.Route!;
         var slot = await gates.For(route.NodeId, route.Model, Slots)
             .AcquireAsync(new FairQueueEntry(request.Caller.TenantId, ticket.Weight, ticket.Priority, 1), request.Aborted);
-        return new EmbeddingRun(request, slot);
+        return new EmbeddingRun(request, slot, occupancy);
     }
 }
 
 /// <summary>An embeddings request holding its slot; <see cref="GenerateAsync"/> runs it.</summary>
-internal sealed class EmbeddingRun(GovernedRequest request, IDisposable slot) : IExecution
+internal sealed class EmbeddingRun(GovernedRequest request, IDisposable slot, EngineOccupancy occupancy) : IExecution
 {
     private int _tokens;
+    private GenerationResult? _timing;
 
     /// <summary>Embeds the inputs; an input the model finds too long after all is the client's 400.</summary>
     public async Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync()
@@ -78,10 +79,25 @@ internal sealed class EmbeddingRun(GovernedRequest request, IDisposable slot) : 
         try
         {
             var work = (EmbeddingWorkload)request.Work;
-            var embeddings = work.TokenInputs is { } tokenInputs
-                ? await model.TokenEmbeddings!.GenerateAsync(tokenInputs, request.Aborted)
-                : await model.Embeddings!.GenerateAsync(work.Inputs, cancellationToken: request.Aborted);
-            _tokens = (int)(embeddings.Usage?.InputTokenCount ?? 0);
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            GeneratedEmbeddings<Embedding<float>> embeddings;
+            // The model's context runs one batch at a time: the requests in it share its time (compute seconds).
+            using (var stay = occupancy.Enter("embeddings:" + model.Id))
+            {
+                embeddings = work.TokenInputs is { } tokenInputs
+                    ? await model.TokenEmbeddings!.GenerateAsync(tokenInputs, request.Aborted)
+                    : await model.Embeddings!.GenerateAsync(work.Inputs, cancellationToken: request.Aborted);
+                _tokens = (int)(embeddings.Usage?.InputTokenCount ?? 0);
+                _timing = new GenerationResult
+                {
+                    FinishReason = FinishReason.Stop,
+                    PromptTokens = _tokens,
+                    CompletionTokens = 0,
+                    Duration = System.Diagnostics.Stopwatch.GetElapsedTime(started),
+                    ComputeSeconds = stay.Leave(),
+                };
+            }
+
             return embeddings;
         }
         catch (InputTooLongException ex)
@@ -92,7 +108,7 @@ internal sealed class EmbeddingRun(GovernedRequest request, IDisposable slot) : 
     }
 
     /// <summary>Embeddings are all or nothing: billed only when they were produced.</summary>
-    public ValueTask<ExecutedUsage> FinalUsageAsync() => ValueTask.FromResult(new ExecutedUsage(_tokens, 0, null));
+    public ValueTask<ExecutedUsage> FinalUsageAsync() => ValueTask.FromResult(new ExecutedUsage(_tokens, 0, _timing));
 
     public ValueTask DisposeAsync()
     {

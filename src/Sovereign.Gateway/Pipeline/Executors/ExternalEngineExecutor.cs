@@ -5,6 +5,7 @@ using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
+using Sovereign.Inference.Engine;
 using Sovereign.Inference.Scheduling;
 
 namespace Sovereign.Gateway.Pipeline.Executors;
@@ -16,7 +17,7 @@ namespace Sovereign.Gateway.Pipeline.Executors;
 /// the choices: the reservation is a true bound of what the upstream may generate. Embeddings have no output; their
 /// inputs are bounded the same way (<see cref="UpstreamEmbeddings.Bound"/>).
 /// </summary>
-internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options) : IRequestExecutor
+internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options, EngineOccupancy occupancy) : IRequestExecutor
 {
     public virtual bool Runs(RoutedRequest route, Workload work) =>
         route is { Fronted: null, ExternalNode.Kind: nameof(Residency.Policies.NodeKind.External) } && Relays(route, work);
@@ -50,6 +51,12 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
     /// refusal (its queue, its audit log) and reaches the client with its code.
     /// </summary>
     protected virtual bool FailsOverWhenUnavailable => true;
+
+    /// <summary>
+    /// Whether the engine reports the compute seconds it ran (<see cref="RelayComputeReport"/>): a cluster node does;
+    /// for any other engine the relay measures its share of the engine's busy time (<see cref="EngineOccupancy"/>).
+    /// </summary>
+    protected virtual bool ReportsCompute => false;
 
     /// <summary>The route's engine refused the connection: routing goes around it until it is back.</summary>
     protected virtual void OnUnreachable(RoutedRequest route) => nodes.MarkUnreachable(route.ExternalNode!);
@@ -105,6 +112,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
         var slot = await gates.For(route.NodeId, model.Id, model.Capacity)
             .AcquireAsync(new FairQueueEntry(request.Caller.TenantId, ticket.Weight, ticket.Priority, 1), request.Aborted);
         var inFlight = nodes.Track(route.NodeId);
+        var compute = new RelayCompute(occupancy.Enter(node.BaseUrl!), ReportsCompute);
         try
         {
             // Connected before the execution counts as started: a node that cannot be reached has done nothing, so the
@@ -117,11 +125,12 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             }
 
             return request.Work is EmbeddingWorkload
-                ? new UpstreamEmbeddings(proxy, request, response, slot, inFlight)
-                : new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, slot, inFlight);
+                ? new UpstreamEmbeddings(proxy, request, response, compute, slot, inFlight)
+                : new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, compute, slot, inFlight);
         }
         catch (UpstreamUnreachableException ex)
         {
+            compute.Dispose();
             inFlight.Dispose();
             slot.Dispose();
             OnUnreachable(route);
@@ -129,6 +138,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
         }
         catch
         {
+            compute.Dispose();
             inFlight.Dispose();
             slot.Dispose();
             throw;
@@ -141,7 +151,8 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
 /// as the engine sends it; an endpoint that translated its request (Responses) reads <see cref="Response"/> itself and
 /// reports what it delivered in <see cref="Progress"/>, which bills an answer cut short.
 /// </summary>
-internal sealed class UpstreamRelay(UpstreamProxy proxy, GovernedRequest request, HttpResponseMessage response, bool stream, bool clientWantsUsage, IDisposable slot, IDisposable inFlight) : IExecution
+internal sealed class UpstreamRelay(
+    UpstreamProxy proxy, GovernedRequest request, HttpResponseMessage response, bool stream, bool clientWantsUsage, RelayCompute compute, IDisposable slot, IDisposable inFlight) : IExecution
 {
     private readonly RelayProgress _progress = new();
 
@@ -162,17 +173,50 @@ internal sealed class UpstreamRelay(UpstreamProxy proxy, GovernedRequest request
         await result.FinishAsync(request.Http);
     }
 
-    public ValueTask<ExecutedUsage> FinalUsageAsync() => ValueTask.FromResult(_progress.Reported is { } usage
-        ? new ExecutedUsage(usage.PromptTokens, usage.CompletionTokens, null, usage.CachedTokens)
-        : new ExecutedUsage(0, _progress.DeliveredChunks, null));
+    public ValueTask<ExecutedUsage> FinalUsageAsync()
+    {
+        var (prompt, completion, cached) = _progress.Reported is { } usage
+            ? (usage.PromptTokens, usage.CompletionTokens, usage.CachedTokens)
+            : (0, _progress.DeliveredChunks, 0);
+        return ValueTask.FromResult(new ExecutedUsage(prompt, completion, compute.Timing(prompt, completion, _progress, response), cached));
+    }
 
     public ValueTask DisposeAsync()
     {
+        compute.Dispose();
         response.Dispose();
         inFlight.Dispose();
         slot.Dispose();
         return ValueTask.CompletedTask;
     }
+}
+
+/// <summary>
+/// The timing of a relayed request for its usage record: from the send to the end of the answer, the first content
+/// chunk's time, and its compute seconds: the node's report where the engine is a cluster node that sent one, else the
+/// request's share of the engine's busy time measured here.
+/// </summary>
+internal sealed class RelayCompute(EngineOccupancy.Stay stay, bool reportsCompute) : IDisposable
+{
+    private readonly long _sent = System.Diagnostics.Stopwatch.GetTimestamp();
+
+    public GenerationResult Timing(int promptTokens, int completionTokens, RelayProgress progress, HttpResponseMessage response)
+    {
+        var share = stay.Leave();
+        var reported = reportsCompute ? progress.ReportedComputeSeconds ?? RelayComputeReport.FromHeaders(response) : null;
+        return new GenerationResult
+        {
+            FinishReason = progress.Reported is null ? FinishReason.Cancelled : FinishReason.Stop,
+            PromptTokens = promptTokens,
+            CompletionTokens = completionTokens,
+            CachedPromptTokens = progress.Reported?.CachedTokens ?? 0,
+            TimeToFirstToken = progress.FirstDeliveredAt is > 0 and var first ? System.Diagnostics.Stopwatch.GetElapsedTime(_sent, first) : null,
+            Duration = System.Diagnostics.Stopwatch.GetElapsedTime(_sent),
+            ComputeSeconds = reported is { } seconds ? (double)seconds : share,
+        };
+    }
+
+    public void Dispose() => stay.Dispose();
 }
 
 /// <summary>

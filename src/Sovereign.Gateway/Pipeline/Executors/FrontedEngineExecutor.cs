@@ -11,8 +11,8 @@ namespace Sovereign.Gateway.Pipeline.Executors;
 /// same route gate, but the place is this node (its jurisdiction, pool and device class), and a refused connection
 /// takes the engine, not the node, out of rotation.
 /// </summary>
-internal sealed class FrontedEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options, FrontedEngines engines)
-    : ExternalEngineExecutor(proxy, nodes, gates, options)
+internal sealed class FrontedEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options, EngineOccupancy occupancy, FrontedEngines engines)
+    : ExternalEngineExecutor(proxy, nodes, gates, options, occupancy)
 {
     public override bool Runs(RoutedRequest route, Workload work) => route.Fronted is not null && Relays(route, work);
 

@@ -12,8 +12,8 @@ namespace Sovereign.Gateway.Pipeline.Executors;
 /// both ends' cluster certificates (<see cref="ClusterNodeHttp"/>). The policy sees the
 /// node as the operator's own (kind local), at the jurisdiction its operator-signed credential binds.
 /// </summary>
-internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options, ClusterRelay relay)
-    : ExternalEngineExecutor(proxy, nodes, gates, options)
+internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory nodes, RouteGates gates, IOptions<SovereignOptions> options, EngineOccupancy occupancy, ClusterRelay relay)
+    : ExternalEngineExecutor(proxy, nodes, gates, options, occupancy)
 {
     public override bool Runs(RoutedRequest route, Workload work) =>
         route is { Fronted: null, ExternalNode.Kind: nameof(Residency.Policies.NodeKind.Local) } && Relays(route, work);
@@ -21,6 +21,9 @@ internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory node
     protected override string? UpstreamKey(NodeView node) => relay.Secret;
 
     protected override bool FailsOverWhenUnavailable => false;
+
+    /// <summary>The node measures its engine and reports it (<see cref="RelayComputeReport"/>); the gateway cannot.</summary>
+    protected override bool ReportsCompute => true;
 
     /// <summary>
     /// The node counts this gateway's requests apart in its load report (<see cref="RelayLoads"/>), and reuses cached

@@ -12,7 +12,7 @@ namespace Sovereign.Gateway.Pipeline.Executors;
 /// is all or nothing, like a local embedding: billed at the engine's <c>usage.prompt_tokens</c> once a valid answer
 /// with one vector per input came back, at nothing otherwise (an error, a failed or aborted call).
 /// </summary>
-internal sealed class UpstreamEmbeddings(UpstreamProxy proxy, GovernedRequest request, HttpResponseMessage response, IDisposable slot, IDisposable inFlight) : IExecution
+internal sealed class UpstreamEmbeddings(UpstreamProxy proxy, GovernedRequest request, HttpResponseMessage response, RelayCompute compute, IDisposable slot, IDisposable inFlight) : IExecution
 {
     /// <summary>
     /// Tokens a tokenizer may add to one text input beyond its bytes: BOS/EOS (llama.cpp, Qwen) or [CLS]/[SEP] (BERT).
@@ -20,6 +20,9 @@ internal sealed class UpstreamEmbeddings(UpstreamProxy proxy, GovernedRequest re
     internal const int SpecialTokensPerInput = 2;
 
     private int _tokens;
+
+    // What the answer reported, for the timing (an embeddings answer has no stream to deliver).
+    private readonly RelayProgress _answered = new();
 
     /// <summary>
     /// The most prompt tokens the inputs can be, with the engine's tokenizer unknown: a text's UTF-8 bytes (a token
@@ -99,6 +102,7 @@ internal sealed class UpstreamEmbeddings(UpstreamProxy proxy, GovernedRequest re
         answer["model"] = request.Route!.Model;
         answer["usage"] = new JsonObject { ["prompt_tokens"] = tokens, ["total_tokens"] = tokens };
         _tokens = tokens;
+        _answered.Reported = new UpstreamUsage(tokens, 0, 0);
         await request.CompleteAsync();
         context.Response.StatusCode = StatusCodes.Status200OK;
         context.Response.ContentType = "application/json";
@@ -181,10 +185,12 @@ internal sealed class UpstreamEmbeddings(UpstreamProxy proxy, GovernedRequest re
     private static UpstreamAnswerException Invalid(string message) => new("upstream_invalid_response", message + " It was not relayed; the operator must check the engine.");
 
     /// <summary>Embeddings are all or nothing: billed only once a valid answer came back.</summary>
-    public ValueTask<ExecutedUsage> FinalUsageAsync() => ValueTask.FromResult(new ExecutedUsage(_tokens, 0, null));
+    public ValueTask<ExecutedUsage> FinalUsageAsync() =>
+        ValueTask.FromResult(new ExecutedUsage(_tokens, 0, _tokens == 0 ? null : compute.Timing(_tokens, 0, _answered, response)));
 
     public ValueTask DisposeAsync()
     {
+        compute.Dispose();
         response.Dispose();
         inFlight.Dispose();
         slot.Dispose();
