@@ -154,6 +154,34 @@ public sealed class TenantMoneyTests(ClusterFixture fixture)
         Assert.Contains(fixture.Corrections, c => c.EventId == 8102 && c.Message.Contains(requestId, StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// A request that runs longer than the reservation lifetime (a slow stream) is renewed by its gateway: its money stays
+    /// held, so no other request can take it meanwhile and the budget is never overspent when it settles.
+    /// </summary>
+    [Fact]
+    public async Task ARenewedReservation_OutlivesTheLifetime_AndKeepsTheBudgetFromBeingSpentTwice()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        await tenant.SetLimitsAsync(Budget("total", 10m));
+        var requestId = tenant.GetPrimaryKeyString() + "-long";
+        Assert.True((await tenant.AdmitAsync(Request(requestId, 6m))).Allowed);
+
+        for (var i = 0; i < 4; i++)
+        {
+            fixture.Clock.Advance(ClusterFixture.ReservationLifetime / 2);
+            Assert.Equal(1, await tenant.RenewReservationsAsync([requestId, requestId + "-unknown"]));
+            Assert.Equal(0, await tenant.ReleaseExpiredReservationsAsync());
+        }
+
+        // Twice the lifetime later it still holds its 6: another request of 6 is refused.
+        Assert.Equal(6m, Assert.Single(await tenant.GetBudgetsAsync()).Reserved);
+        Assert.Equal(AdmissionOutcome.BudgetExceeded, (await tenant.AdmitAsync(Request(requestId + "-2", 6m))).Outcome);
+        await tenant.SettleAsync(new SettlementRequest(requestId, null, 5m, 10, 10));
+        var budget = Assert.Single(await tenant.GetBudgetsAsync());
+        Assert.Equal((5m, 0m, 5m), (budget.Settled, budget.Reserved, budget.Remaining));
+        Assert.DoesNotContain(fixture.Corrections, c => c.Message.Contains(requestId, StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task AGrainHoldingReservations_IsNotCollected_SoItNeverForgetsThem()
     {

@@ -228,6 +228,13 @@ public interface ITenantGrain : IGrainWithStringKey
     /// outstanding; returns how many were released.
     /// </summary>
     Task<int> ReleaseExpiredReservationsAsync();
+
+    /// <summary>
+    /// Renews the reservations of admitted requests that are still running (by request id), so a request longer than
+    /// the reservation lifetime keeps the money it may still spend; a gateway calls it for its long requests. Returns
+    /// how many were held (an id already settled or expired is skipped).
+    /// </summary>
+    Task<int> RenewReservationsAsync(IReadOnlyList<string> requestIds);
 }
 
 /// <summary>Resolves one presented secret (keyed by its hash) to its tenant; the cache that revocation invalidates.</summary>

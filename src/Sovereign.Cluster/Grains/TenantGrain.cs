@@ -202,6 +202,12 @@ internal sealed class TenantGrain(
         return Task.FromResult(released);
     }
 
+    public Task<int> RenewReservationsAsync(IReadOnlyList<string> requestIds)
+    {
+        ArgumentNullException.ThrowIfNull(requestIds);
+        return Task.FromResult(_budget?.Renew(requestIds, time.GetUtcNow()) ?? 0);
+    }
+
     private void EnsureExpiryTimer()
     {
         if (_expiryTimer is null)

@@ -89,6 +89,7 @@ internal static class ControlPlaneServices
         });
         services.TryAddSingleton<LanguageTaxCache>();
         services.TryAddSingleton<RequestMetering>();
+        services.TryAddSingleton<ReservationRenewals>();
         services.TryAddSingleton(sp => new Lazy<RequestMetering>(sp.GetRequiredService<RequestMetering>));
         services.TryAddSingleton<AdminToken>();
         services.TryAddSingleton<ClusterRelay>();

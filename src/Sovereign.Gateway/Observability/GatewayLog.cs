@@ -75,6 +75,10 @@ internal static partial class GatewayLog
         Message = "Request {RequestId} ran {ComputeSeconds} compute seconds on node {Node}, more than the {Bound} its reservation was made for; billed at the bound")]
     public static partial void ComputeAboveReservation(ILogger logger, string requestId, string node, decimal computeSeconds, decimal bound);
 
+    [LoggerMessage(EventId = 4111, EventName = "ReservationRenewalFailed", Level = LogLevel.Warning,
+        Message = "Could not renew the budget reservations of {Count} running requests of tenant {Tenant}; tried again shortly (they expire after the reservation lifetime without it)")]
+    public static partial void ReservationRenewalFailed(ILogger logger, Exception exception, string tenant, int count);
+
     [LoggerMessage(EventId = 4109, EventName = "RefusalNotRecorded", Level = LogLevel.Error,
         Message = "Request {RequestId} was refused before any work because the audit log could not record it, and the usage ledger could not record the refusal either (a full or failing disk?); its budget reservation was given back")]
     public static partial void RefusalNotRecorded(ILogger logger, Exception exception, string requestId);

@@ -53,6 +53,9 @@ internal sealed class GovernedRequest : IAsyncDisposable
     /// <summary>The request's slot of its pool where plans reserve slots there (<see cref="PoolAdmission"/>), until it ends.</summary>
     public IAsyncDisposable? PoolLease { get; internal set; }
 
+    /// <summary>Keeps the budget reservation alive while the request runs (<see cref="Metering.ReservationRenewals"/>); ends when its books close.</summary>
+    internal IDisposable? ReservationHold { get; set; }
+
     /// <summary>The error code of the refusal that ended the request before its work started, if one did.</summary>
     public string? RefusalCode { get; internal set; }
 
@@ -98,6 +101,21 @@ internal sealed class GovernedRequest : IAsyncDisposable
         }
     }
 
-    private Task CloseAsync(UsageOutcome outcome) =>
-        Interlocked.Exchange(ref _closed, 1) == 0 ? _accounting.CloseAsync(this, outcome) : Task.CompletedTask;
+    private async Task CloseAsync(UsageOutcome outcome)
+    {
+        if (Interlocked.Exchange(ref _closed, 1) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            await _accounting.CloseAsync(this, outcome);
+        }
+        finally
+        {
+            // Settled, or its settlement failed (then it expires as a crashed caller's would): no longer renewed.
+            ReservationHold?.Dispose();
+        }
+    }
 }

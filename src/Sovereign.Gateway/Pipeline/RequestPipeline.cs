@@ -29,6 +29,7 @@ internal sealed class RequestPipeline(
     PoolAdmission pools,
     IEnumerable<IRequestExecutor> executors,
     RelayLoads relayLoads,
+    ReservationRenewals renewals,
     TimeProvider time,
     ILogger<RequestPipeline> logger)
 {
@@ -66,6 +67,11 @@ internal sealed class RequestPipeline(
             var executor = await PrepareAsync(request.Route, work, context.RequestAborted);
             request.Demand = await executor.MeasureAsync(request);
             request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens);
+            if (request.Ticket.ReservedWithGrain)
+            {
+                request.ReservationHold = renewals.Hold(caller.TenantId, request.Route.RequestId);
+            }
+
             request.PoolLease = await pools.AcquireAsync(request);
             for (var failovers = 0; ; failovers++)
             {

@@ -256,13 +256,34 @@ public sealed class BudgetAccount
     }
 
     /// <summary>
-    /// Releases reservations older than <paramref name="maxAge"/> (their caller crashed or lost the settle), so they
-    /// stop blocking the budget. If such a request did run, its late settle is charged as <see cref="Settlement.Unreserved"/>.
+    /// Renews the reservations of requests their caller says are still running (a long stream), so that
+    /// <see cref="ReleaseExpired"/> does not give their money back while they spend it. Returns how many it held.
+    /// </summary>
+    public int Renew(IEnumerable<string> reservationIds, DateTimeOffset now)
+    {
+        ArgumentNullException.ThrowIfNull(reservationIds);
+        var renewed = 0;
+        foreach (var id in reservationIds)
+        {
+            if (id is not null && _reservations.TryGetValue(id, out var reservation))
+            {
+                _reservations[id] = reservation with { RenewedAt = now };
+                renewed++;
+            }
+        }
+
+        return renewed;
+    }
+
+    /// <summary>
+    /// Releases reservations held longer than <paramref name="maxAge"/> since they were made or last renewed (their
+    /// caller crashed or lost the settle), so they stop blocking the budget. If such a request did run, its late settle
+    /// is charged as <see cref="Settlement.Unreserved"/>.
     /// </summary>
     public IReadOnlyList<Reservation> ReleaseExpired(DateTimeOffset now, TimeSpan maxAge)
     {
         var expired = _reservations.Values
-            .Where(r => r.ReservedAt + maxAge <= now)
+            .Where(r => r.HeldSince + maxAge <= now)
             .OrderBy(r => r.ReservedAt)
             .ThenBy(r => r.ReservationId, StringComparer.Ordinal)
             .ToList();

@@ -7,14 +7,19 @@ public sealed record BudgetCharge(string? KeyId, BudgetPeriod Period, DateTimeOf
 
 /// <summary>
 /// The most a request may cost, held against every budget that applies to it (the tenant's and its key's) until it
-/// is settled or released.
+/// is settled or released. <see cref="RenewedAt"/> is when its caller last said the request is still running.
 /// </summary>
 public sealed record Reservation(
     string ReservationId,
     string? KeyId,
     decimal Amount,
     DateTimeOffset ReservedAt,
-    IReadOnlyList<BudgetCharge> Charges);
+    IReadOnlyList<BudgetCharge> Charges,
+    DateTimeOffset? RenewedAt = null)
+{
+    /// <summary>Since when it is held without word from its caller: its lifetime counts from there.</summary>
+    public DateTimeOffset HeldSince => RenewedAt ?? ReservedAt;
+}
 
 /// <summary>Why a reservation was refused: the budget that could not hold it and what it had left.</summary>
 public sealed record BudgetRefusal(

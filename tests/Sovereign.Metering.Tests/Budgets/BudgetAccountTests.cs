@@ -373,6 +373,23 @@ public sealed class BudgetAccountTests
         Assert.True(account.Settle("old", 1m, Noon.AddMinutes(11)).Unreserved);
     }
 
+    /// <summary>A request still running (a long stream) keeps its reservation while its caller renews it.</summary>
+    [Fact]
+    public void ARenewedReservation_ExpiresALifetimeAfterItsLastRenewal_NotAfterItWasMade()
+    {
+        var account = Account(BudgetLimit.ForTenant(BudgetPeriod.Day, 10m));
+        account.TryReserve("long", null, 6m, Noon);
+        account.TryReserve("lost", null, 2m, Noon);
+
+        Assert.Equal(1, account.Renew(["long", "unknown"], Noon.AddMinutes(8)));
+        var expired = account.ReleaseExpired(Noon.AddMinutes(10), TimeSpan.FromMinutes(10));
+
+        Assert.Equal("lost", Assert.Single(expired).ReservationId);
+        Assert.Equal(6m, Assert.Single(account.Remaining(Noon)).Reserved);
+        Assert.Empty(account.ReleaseExpired(Noon.AddMinutes(17), TimeSpan.FromMinutes(10)));
+        Assert.Equal("long", Assert.Single(account.ReleaseExpired(Noon.AddMinutes(18), TimeSpan.FromMinutes(10))).ReservationId);
+    }
+
     [Fact]
     public void Settle_AfterRetention_IdIsForgotten()
     {
