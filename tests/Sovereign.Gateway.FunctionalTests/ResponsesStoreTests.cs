@@ -252,6 +252,37 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
     }
 
     [Fact]
+    public async Task ReadingStoredContent_IsAudited_WhoReadWhichResponseAndWhichPart_UnderTheRequestId()
+    {
+        // Stored content is personal data kept because the policy asked for it: reading it back is evidence too, as
+        // deleting it is. Reads were not audited: an auditor could not tell who had read a patient's conversation.
+        var stored = (await (await ClientAsync(Keeper)).CreateResponseAsync(Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("Read me")))).Value;
+        using var client = fixture.TenantClient(await KeyAsync(Keeper));
+        var reads = new List<(string RequestId, string Part)>();
+        foreach (var (path, part) in new[] { ($"/v1/responses/{stored.Id}", "response"), ($"/v1/responses/{stored.Id}/input_items", "input_items") })
+        {
+            using var response = await client.GetAsync(path);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var requestId = response.Headers.GetValues("x-request-id").Single();
+            Assert.Equal(requestId, response.Headers.GetValues("x-sovereign-audit-id").Single());
+            reads.Add((requestId, part));
+        }
+
+        using (var missing = await client.GetAsync($"/v1/responses/{stored.Id}x"))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        }
+
+        var entries = (await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={Keeper}", null, 200)).GetProperty("data").EnumerateArray()
+            .Where(e => e.GetProperty("action").GetString() == "response.read" && e.GetProperty("details").GetProperty("response_id").GetString() == stored.Id)
+            .Select(e => (e.GetProperty("details").GetProperty("request_id").GetString()!, e.GetProperty("details").GetProperty("part").GetString()!))
+            .ToList();
+        Assert.Equal(reads.Order(), entries.Order());
+        Assert.DoesNotContain((await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={Keeper}", null, 200)).GetProperty("data").EnumerateArray(),
+            e => e.GetProperty("action").GetString() == "response.read" && e.GetProperty("details").GetProperty("response_id").GetString() == stored.Id + "x");
+    }
+
+    [Fact]
     public async Task RelayedRoute_StoresToo_AndTheContinuationReachesTheEngineAsHistory()
     {
         var client = await ClientAsync(Keeper);

@@ -124,12 +124,12 @@ internal static partial class ResponsesEndpoint
             throw OpenAIException.BadRequest("include is not supported: this server has no extra output items to include.", "include", "unsupported_parameter");
         }
 
-        return await storage.GetAsync(caller, id, context.RequestAborted);
+        return await storage.GetAsync(context, caller, id);
     }
 
     /// <summary><c>GET /v1/responses/{id}/input_items</c>: what a stored response was generated from, to its own tenant only.</summary>
     public static async Task<IResult> InputItemsAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage) =>
-        await storage.InputItemsAsync(await pipeline.AuthenticateAsync(context), id, context.Request.Query, context.RequestAborted);
+        await storage.InputItemsAsync(context, await pipeline.AuthenticateAsync(context), id);
 
     /// <summary><c>DELETE /v1/responses/{id}</c>: deletes a stored response of the caller's tenant.</summary>
     public static async Task<IResult> DeleteAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage) =>

@@ -76,10 +76,11 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
         route.StoredContent = new StoredContentNote(response.Id, expires);
     }
 
-    /// <summary><c>GET /v1/responses/{id}</c>: the response object as it was answered.</summary>
-    public async Task<IResult> GetAsync(Caller caller, string id, CancellationToken cancellationToken)
+    /// <summary><c>GET /v1/responses/{id}</c>: the response object as it was answered; the read is audited before it is answered.</summary>
+    public async Task<IResult> GetAsync(HttpContext context, Caller caller, string id)
     {
-        var stored = await FindAsync(caller, id, cancellationToken) ?? throw NotFound(id);
+        var stored = await FindAsync(caller, id, context.RequestAborted) ?? throw NotFound(id);
+        await AuditAsync(context, caller, "response.read", id, "response");
         return TypedResults.Text(stored.ResponseJson, "application/json");
     }
 
@@ -92,8 +93,9 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
     /// 100, default 20), <c>order</c> (<c>desc</c> by default), <c>after</c> (an item id). Item ids are derived from
     /// the response id and the item's place, so they are the same on every read.
     /// </summary>
-    public async Task<IResult> InputItemsAsync(Caller caller, string id, IQueryCollection query, CancellationToken cancellationToken)
+    public async Task<IResult> InputItemsAsync(HttpContext context, Caller caller, string id)
     {
+        var query = context.Request.Query;
         var limit = ListPaging.Limit(query, MaxInputItemsPage, fallback: 20);
         var newestFirst = ListPaging.NewestFirst(query, newestFirstByDefault: true);
         if (query["include"].Count > 0 || query["include[]"].Count > 0)
@@ -101,7 +103,7 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
             throw OpenAIException.BadRequest("include is not supported: input items have no extra fields to include.", "include", "unsupported_parameter");
         }
 
-        var stored = await FindAsync(caller, id, cancellationToken) ?? throw NotFound(id);
+        var stored = await FindAsync(caller, id, context.RequestAborted) ?? throw NotFound(id);
         var turns = JsonSerializer.Deserialize<List<StoredTurn>>(stored.ConversationJson, TurnJson)!;
         var items = InputItems(id, turns.Take(turns.Count - 1)).ToList(); // the last turn is the response's own output
         if (newestFirst)
@@ -119,6 +121,7 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
         }
 
         var page = items.Skip(start).Take(limit).ToList();
+        await AuditAsync(context, caller, "response.read", id, "input_items");
         return TypedResults.Json(new
         {
             @object = "list",
@@ -172,20 +175,36 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
             throw NotFound(id);
         }
 
+        await AuditAsync(context, caller, "response.deleted", id, part: null);
+        return TypedResults.Json(new { id, @object = "response", deleted = true }, OpenAIJson.Options);
+    }
+
+    /// <summary>
+    /// Audits an access to stored content under the request's id (sent as the audit id, as an inference answer is):
+    /// who read or deleted which response, and here. A read is evidence before the content leaves: if the entry cannot
+    /// be written the read fails (503), as an inference request does. The entry is written even if the client has gone.
+    /// </summary>
+    private async Task AuditAsync(HttpContext context, Caller caller, string action, string id, string? part)
+    {
         var requestId = RequestIds.Of(context);
         context.Response.Headers[InferenceRouter.AuditIdHeader] = requestId;
+        var details = new Dictionary<string, string> { ["response_id"] = id, ["request_id"] = requestId };
+        if (part is not null)
+        {
+            details["part"] = part;
+        }
+
         await audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Inference,
             Actor = caller.KeyId ?? caller.TenantId,
-            Action = "response.deleted",
+            Action = action,
             Tenant = caller.TenantId,
             KeyId = caller.KeyId,
             Gateway = options.Value.NodeId,
             Jurisdiction = Here,
-            Details = new Dictionary<string, string> { ["response_id"] = id, ["request_id"] = requestId },
+            Details = details,
         }, CancellationToken.None);
-        return TypedResults.Json(new { id, @object = "response", deleted = true }, OpenAIJson.Options);
     }
 
     /// <summary>
