@@ -91,8 +91,8 @@ public sealed class ResponseStore(SqlDatabase database)
     /// <summary>
     /// A delete that overwrites what it deletes: SQLite only marks a deleted row's space free, so the text stayed in
     /// the file (and the next WAL frames of its page) for anyone reading the file or a backup of it to recover.
-    /// With <c>secure_delete</c> the freed bytes are zeroed, in the table's pages and its overflow pages alike.
-    /// PostgreSQL reclaims a deleted row's space when it vacuums.
+    /// With <c>secure_delete</c> the freed bytes are zeroed, in the table's pages and its overflow pages alike, and the
+    /// WAL that wrote them is checkpointed and truncated. PostgreSQL reclaims a deleted row's space when it vacuums.
     /// </summary>
     private Task<int> EraseAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters) =>
         ExecuteAsync(sql, erase: database.Provider == SqlProvider.Sqlite, cancellationToken, parameters);
@@ -117,7 +117,19 @@ public sealed class ResponseStore(SqlDatabase database)
 
         try
         {
-            return await command.ExecuteNonQueryAsync(cancellationToken);
+            var deleted = await command.ExecuteNonQueryAsync(cancellationToken);
+            if (erase && deleted > 0)
+            {
+                // The WAL still held the text in the frames that wrote it (until overwritten, up to 64 MiB of later
+                // commits): copied into the file, whose freed bytes are zeroed, and emptied. This process's writers wait
+                // their turn meanwhile, so a reader elsewhere in an old snapshot (an audit export) is waited for briefly
+                // only, and leaves the WAL to the next erase (best effort; every open connection sets its own timeout).
+                await using var checkpoint = connection.CreateCommand();
+                checkpoint.CommandText = "PRAGMA busy_timeout=100; PRAGMA wal_checkpoint(TRUNCATE)";
+                await checkpoint.ExecuteNonQueryAsync(CancellationToken.None);
+            }
+
+            return deleted;
         }
         finally
         {

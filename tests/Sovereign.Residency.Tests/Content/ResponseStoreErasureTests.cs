@@ -63,14 +63,37 @@ public sealed class ResponseStoreErasureTests : IAsyncLifetime
         Assert.Equal(0, Occurrences());
     }
 
+    /// <summary>
+    /// The WAL itself: the frames that wrote the text stayed in the -wal file after the delete (until later commits
+    /// overwrote them, up to 64 MiB), readable by anyone who copies the data directory.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Deletions))]
+    public async Task DeletedResponse_LeavesNoTextInTheWal_WithoutAnyoneCheckpointing(string deletion)
+    {
+        await _store.InsertAsync(Stored("resp_small", Marker + " small"));
+        await _store.InsertAsync(Stored("resp_kept", "kept text"));
+        Assert.True(Occurrences(checkpointFirst: false) > 0);
+
+        _ = deletion switch
+        {
+            "tenant" => await _store.DeleteAsync("acme", "resp_small") ? 1 : 0,
+            "policy" => await _store.DeleteTenantAsync("acme"),
+            _ => await _store.PurgeExpiredAsync(DateTimeOffset.FromUnixTimeMilliseconds(Now + 1)),
+        };
+
+        Assert.Equal(0, Occurrences(checkpointFirst: false));
+    }
+
     private static StoredResponse Stored(string id, string text) =>
         new(id, "acme", "TH", "local", Now - 1000, Now, $$"""{"id":"{{id}}","output_text":"{{text}}"}""", $$"""[{"role":"user","content":"{{text}}"}]""");
 
     /// <summary>How often the marker appears in the database file and its WAL, after the WAL is copied in and emptied.</summary>
-    private int Occurrences()
+    private int Occurrences(bool checkpointFirst = true)
     {
-        using (var connection = new SqliteConnection($"Data Source={DatabasePath};Pooling=False"))
+        if (checkpointFirst)
         {
+            using var connection = new SqliteConnection($"Data Source={DatabasePath};Pooling=False");
             connection.Open();
             using var checkpoint = connection.CreateCommand();
             checkpoint.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
