@@ -75,7 +75,7 @@ internal static partial class GatewayLog
         Message = "Request {RequestId} ran {ComputeSeconds} compute seconds on node {Node}, more than the {Bound} its reservation was made for; billed at the bound")]
     public static partial void ComputeAboveReservation(ILogger logger, string requestId, string node, decimal computeSeconds, decimal bound);
 
-    [LoggerMessage(EventId = 4111, EventName = "ReservationRenewalFailed", Level = LogLevel.Warning,
+    [LoggerMessage(EventId = 4112, EventName = "ReservationRenewalFailed", Level = LogLevel.Warning,
         Message = "Could not renew the budget reservations of {Count} running requests of tenant {Tenant}; tried again shortly (they expire after the reservation lifetime without it)")]
     public static partial void ReservationRenewalFailed(ILogger logger, Exception exception, string tenant, int count);
 
