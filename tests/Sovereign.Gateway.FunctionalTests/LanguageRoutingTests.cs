@@ -199,6 +199,91 @@ public sealed class LanguageRoutingTests(ServerFixture server)
         Assert.True(rejected.GetProperty("details").TryGetProperty("language_confidence", out _));
     }
 
+    private static readonly object[] ThaiConversation =
+    [
+        new { role = "system", content = "คุณเป็นผู้ช่วยที่สุภาพ ตอบเป็นภาษาไทยเสมอ" },
+        new { role = "user", content = "ช่วยแนะนำสถานที่ท่องเที่ยวในเชียงใหม่ให้หน่อยครับ" },
+        new { role = "assistant", content = "ดอยสุเทพและตลาดวโรรส" },
+        new { role = "user", content = "แล้วอาหารพื้นเมืองที่ควรลองมีอะไรบ้างครับ" },
+        new { role = "assistant", content = "ข้าวซอยและไส้อั่ว" },
+        new { role = "user", content = "ร้านข้าวซอยที่มีชื่อเสียงอยู่แถวไหนครับ" },
+        new { role = "assistant", content = "ใกล้วัดพระสิงห์" },
+    ];
+
+    /// <summary>
+    /// A conversation's language is the conversation's, not its last message's alone: three Thai turns followed by
+    /// "ok" go to the Thai model, labelled and audited th. Before, the last message alone decided: und (or English),
+    /// the default model.
+    /// </summary>
+    [Theory]
+    [InlineData("ok")]
+    [InlineData("thanks")]
+    [InlineData("2")]
+    public async Task Auto_AThaiConversationEndingInAShortMessage_RoutesAsThai(string last)
+    {
+        var (status, body, response) = await server.PostJsonAsync("/v1/chat/completions",
+            JsonSerializer.Serialize(new { model = "auto", messages = ThaiConversation.Append(new { role = "user", content = last }).ToArray(), max_tokens = 2 }));
+
+        Assert.Equal(200, status);
+        Assert.Equal(ServerFixture.TinyRandom, body.GetProperty("model").GetString());
+        var header = response.Headers.GetValues(LanguageRouting.LanguageHeader).Single();
+        Assert.StartsWith("th;", header, StringComparison.Ordinal);
+
+        var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+        using var admin = server.AdminClient();
+        var entries = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/audit")).RootElement.GetProperty("data").EnumerateArray()
+            .Where(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId).ToList();
+        foreach (var action in new[] { "inference.allowed", "inference.completed" })
+        {
+            var details = entries.Single(e => e.GetProperty("action").GetString() == action).GetProperty("details");
+            Assert.Equal(header, $"{details.GetProperty("language").GetString()};confidence={details.GetProperty("language_confidence").GetString()}");
+        }
+    }
+
+    /// <summary>The same through the Responses API, whose input is the conversation.</summary>
+    [Fact]
+    public async Task Auto_Responses_AThaiConversationEndingInAShortMessage_RoutesAsThai()
+    {
+        var (status, body, response) = await server.PostJsonAsync("/v1/responses",
+            JsonSerializer.Serialize(new { model = "auto", input = ThaiConversation.Skip(1).Append(new { role = "user", content = "ok" }).ToArray(), instructions = "คุณเป็นผู้ช่วยที่สุภาพ ตอบเป็นภาษาไทยเสมอ", max_output_tokens = 2 }));
+
+        Assert.Equal(200, status);
+        Assert.Equal(ServerFixture.TinyRandom, body.GetProperty("model").GetString());
+        Assert.StartsWith("th;", response.Headers.GetValues(LanguageRouting.LanguageHeader).Single(), StringComparison.Ordinal);
+    }
+
+    /// <summary>A plain model's usage and audit record the conversation's language too, not the last message's und.</summary>
+    [Fact]
+    public async Task PlainModelRequests_RecordTheConversationsLanguage_NotTheLastShortMessages()
+    {
+        var (status, _, response) = await server.PostJsonAsync("/v1/chat/completions",
+            JsonSerializer.Serialize(new { model = ServerFixture.TinyRandom, messages = ThaiConversation.Append(new { role = "user", content = "thanks" }).ToArray(), max_tokens = 2 }));
+        Assert.Equal(200, status);
+
+        var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+        using var admin = server.AdminClient();
+        var completed = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/audit")).RootElement.GetProperty("data").EnumerateArray()
+            .Single(e => e.GetProperty("action").GetString() == "inference.completed"
+                && e.GetProperty("details").GetProperty("request_id").GetString() == auditId);
+        Assert.Equal("th", completed.GetProperty("details").GetProperty("language").GetString());
+        var record = await server.App.Services.GetRequiredService<Sovereign.Metering.Ledger.UsageLedger>().GetAsync(auditId);
+        Assert.Equal("th", record!.Language);
+    }
+
+    /// <summary>
+    /// A last message clearly in another language still wins: the user switched language. (The Thai-only alias
+    /// answers English with its unserved default's 503, which says the language it saw.)
+    /// </summary>
+    [Fact]
+    public async Task Alias_AThaiConversationWhoseLastMessageIsClearlyEnglish_RoutesAsEnglish()
+    {
+        var (status, _, response) = await server.PostJsonAsync("/v1/chat/completions",
+            JsonSerializer.Serialize(new { model = ServerFixture.ThaiOnlyAlias, messages = ThaiConversation.Append(new { role = "user", content = "Could you please tell me the same thing again in English?" }).ToArray(), max_tokens = 2 }));
+
+        Assert.Equal(503, status);
+        Assert.StartsWith("en;", response.Headers.GetValues(LanguageRouting.LanguageHeader).Single(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task LanguageTax_OfThe32kVocabularyModel_ThaiAndHindiCostMorePerCharacterThanEnglish()
     {

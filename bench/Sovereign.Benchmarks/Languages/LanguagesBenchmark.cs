@@ -147,6 +147,11 @@ internal static class LanguagesBenchmark
         Console.WriteLine("Slowest languages (paragraphs, p50 us): " + string.Join(", ", slowest.Select(s => $"{s.Key} {Report.Us(s.Dist.P50)}")) + ".");
         Console.WriteLine();
 
+        // 2b. Conversations: a request's language is its conversation's. Per language: 40 turns of history (its paragraphs as user turns,
+        // English assistant turns), ending in a paragraph (decided by the last message alone, as before), in "ok" (the
+        // turns before it are read) or in a pasted key (a long message in no language: both read).
+        ConversationCost(detector, paragraphs, rounds);
+
         // 3. Routing: "auto" against naming the model, through HTTP with a tenant key.
         var world = await BenchWorld.CreateAsync(server, new WorldSpec { Tenants = 100, Nodes = 0 });
         await world.WarmGrainsAsync(server);
@@ -247,6 +252,73 @@ internal static class LanguagesBenchmark
 
         Console.WriteLine($"Load average at end: {Report.LoadAverage()}");
         return 0;
+    }
+
+    private static void ConversationCost(LanguageDetector detector, List<(string Language, string Text)> paragraphs, int rounds)
+    {
+        const string key = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0";
+        var byLanguage = paragraphs.GroupBy(p => p.Language).ToDictionary(g => g.Key, g => g.Select(p => p.Text).ToList(), StringComparer.Ordinal);
+        PromptText Conversation(string language, string last)
+        {
+            var texts = byLanguage[language];
+            var turns = new List<PromptTurn> { new(PromptRole.Instructions, "You are a helpful assistant. Answer in the user's language.") };
+            for (var i = 0; i < 20; i++)
+            {
+                turns.Add(new(PromptRole.User, texts[i % texts.Count]));
+                turns.Add(new(PromptRole.Other, "Certainly. Here is what I found about that question, in short."));
+            }
+
+            turns.Add(new(PromptRole.User, last));
+            return new PromptText(turns);
+        }
+
+        var cases = new (string Name, Func<string, (string Last, PromptText Prompt)> Make)[]
+        {
+            ("ends in a paragraph", l => (byLanguage[l][0], Conversation(l, byLanguage[l][0]))),
+            ("ends in \"ok\"", l => ("ok", Conversation(l, "ok"))),
+            ("ends in a pasted key", l => (key, Conversation(l, key))),
+        };
+        var samples = cases.Select(c => (c.Name, Items: byLanguage.Keys.Order(StringComparer.Ordinal).Select(l => (Language: l, Case: c.Make(l))).ToList())).ToList();
+        foreach (var (_, items) in samples)
+        {
+            foreach (var (_, (last, prompt)) in items)
+            {
+                _ = detector.Detect(last);
+                _ = detector.DetectConversation(prompt);
+            }
+        }
+
+        var rows = new List<string[]>();
+        foreach (var (name, items) in samples)
+        {
+            var before = new List<double>();
+            var after = new List<double>();
+            var agreeing = 0;
+            for (var round = 0; round < rounds; round++)
+            {
+                foreach (var (language, (last, prompt)) in items.OrderBy(_ => Random.Shared.Next()))
+                {
+                    var start = Stopwatch.GetTimestamp();
+                    _ = detector.Detect(last);
+                    before.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+                    start = Stopwatch.GetTimestamp();
+                    var detected = detector.DetectConversation(prompt);
+                    after.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+                    agreeing += round == 0 && detected.Language == language ? 1 : 0;
+                }
+            }
+
+            var (b, a) = (new Dist(before), new Dist(after));
+            rows.Add([$"before: Detect(last message), {name}", Report.Us(b.P50), Report.Us(b.P99), Report.Us(b.Max), "-"]);
+            rows.Add([$"DetectConversation, {name}", Report.Us(a.P50), Report.Us(a.P99), Report.Us(a.Max),
+                FormattableString.Invariant($"{agreeing}/{items.Count}")]);
+        }
+
+        var characters = samples[0].Items.Average(i => i.Case.Prompt.Turns.Sum(t => t.Text.Length));
+        Console.WriteLine(FormattableString.Invariant(
+            $"### Conversations: {samples[0].Items.Count} languages, 41 user turns and 20 assistant turns each (about {characters:N0} characters), {rounds} rounds"));
+        Console.WriteLine();
+        Report.Table(["per request", "p50 us", "p99 us", "max us", "conversation detected as its language"], rows);
     }
 
     private static string Cut(string text, int length)

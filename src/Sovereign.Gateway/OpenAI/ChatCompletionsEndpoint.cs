@@ -38,7 +38,7 @@ internal static class ChatCompletionsEndpoint
         var work = new GenerationWorkload
         {
             Model = request.Model,
-            LanguageSample = turns.LastOrDefault(t => t.Role == "user").Content ?? turns[^1].Content,
+            LanguageSample = PromptTexts.Of(turns),
             Endpoint = "chat/completions",
             Turns = turns,
             Sampling = sampling,

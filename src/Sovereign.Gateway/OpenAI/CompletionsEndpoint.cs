@@ -126,10 +126,11 @@ internal static class CompletionsEndpoint
 
     // The text whose language routes an alias and is recorded with the usage: the prompt, or the first of a batch of
     // prompts (as embeddings take their first input); token ids carry no text.
-    private static string LanguageSampleOf(JsonElement prompt) => prompt.ValueKind switch
+    private static Sovereign.Languages.PromptText LanguageSampleOf(JsonElement prompt) => prompt.ValueKind switch
     {
         JsonValueKind.String => prompt.GetString()!,
-        JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt[0].ValueKind == JsonValueKind.String => prompt[0].GetString()!,
-        _ => "",
+        JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt[0].ValueKind == JsonValueKind.String =>
+            PromptTexts.OfBatch([.. prompt.EnumerateArray().Where(p => p.ValueKind == JsonValueKind.String).Select(p => p.GetString()!)]),
+        _ => Sovereign.Languages.PromptText.Empty,
     };
 }

@@ -35,7 +35,7 @@ internal static class EmbeddingsEndpoint
         var work = new EmbeddingWorkload
         {
             Model = request.Model,
-            LanguageSample = inputs.Count > 0 ? inputs[0] : "",
+            LanguageSample = PromptTexts.OfBatch(inputs),
             Inputs = inputs,
             TokenInputs = tokenInputs,
             TokenInputsNested = request.Input is { ValueKind: JsonValueKind.Array } input && input[0].ValueKind == JsonValueKind.Array,

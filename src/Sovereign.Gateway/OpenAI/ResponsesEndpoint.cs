@@ -47,7 +47,7 @@ internal static partial class ResponsesEndpoint
         var work = new GenerationWorkload
         {
             Model = request.Model,
-            LanguageSample = turns.LastOrDefault(t => t.Role == "user").Content ?? turns[^1].Content,
+            LanguageSample = PromptTexts.Of(turns),
             Endpoint = "responses",
             ChatRelayBody = ResponsesTranslation.ToChatBody(request, turns, chatTools, chatChoice),
             Turns = turns,

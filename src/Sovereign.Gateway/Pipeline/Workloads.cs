@@ -13,8 +13,12 @@ internal abstract class Workload
     /// <summary>The model (or alias) the client named.</summary>
     public required string? Model { get; init; }
 
-    /// <summary>Text that stands for the request's language (the last user turn, the prompt, the first input).</summary>
-    public required string LanguageSample { get; init; }
+    /// <summary>
+    /// The request's text, turn by turn: its language is the conversation's (chat, Responses; see
+    /// <see cref="Sovereign.Languages.LanguageDetector.DetectConversation"/>), the prompt's or the first prompt's of a
+    /// batch (completions), the first input's (embeddings).
+    /// </summary>
+    public required Sovereign.Languages.PromptText LanguageSample { get; init; }
 
     /// <summary>Which kind of model can run it.</summary>
     public abstract ModelKind Kind { get; }

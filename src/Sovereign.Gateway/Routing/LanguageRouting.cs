@@ -80,12 +80,15 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
     /// </summary>
     public void Warm() => _ = _detector.Value;
 
-    /// <summary>Detects the language of a text (the last user message).</summary>
+    /// <summary>Detects the language of one text (<c>POST /v1/language/detect</c>).</summary>
     public LanguageDetection Detect(string text) => _detector.Value.Detect(text);
 
+    /// <summary>Detects a request's language: its conversation's (<see cref="LanguageDetector.DetectConversation"/>).</summary>
+    public LanguageDetection Detect(PromptText prompt) => _detector.Value.DetectConversation(prompt);
+
     /// <summary>The language recorded with a request's usage, or null when detection of every request is off.</summary>
-    public LanguageDetection? DetectForUsage(string text) =>
-        options.Value.DetectLanguageOfEveryRequest && !string.IsNullOrWhiteSpace(text) ? Detect(text) : null;
+    public LanguageDetection? DetectForUsage(PromptText prompt) =>
+        options.Value.DetectLanguageOfEveryRequest && prompt.Turns.Any(t => !string.IsNullOrWhiteSpace(t.Text)) ? Detect(prompt) : null;
 
     /// <summary>The value of <see cref="LanguageHeader"/>.</summary>
     public static string HeaderValue(string language, double confidence) =>
@@ -113,7 +116,7 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
     }
 
     /// <summary>Resolves an alias for a caller; the choice names the model (or none: fail closed), the language and why.</summary>
-    public async Task<RouteChoice> ChooseAsync(InferenceRouter router, Caller caller, string alias, string text)
+    public async Task<RouteChoice> ChooseAsync(InferenceRouter router, Caller caller, string alias, PromptText text)
     {
         var visible = (await router.VisibleModelsAsync(caller)).Select(m => m.Id).ToHashSet(StringComparer.Ordinal);
         // Callers without a tenant policy are served by this process only (never relayed): only its own models qualify.

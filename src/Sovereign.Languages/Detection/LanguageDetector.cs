@@ -21,7 +21,7 @@ namespace Sovereign.Languages;
 /// letters) and the runner-up; below <see cref="LanguageDetectorOptions.MinimumConfidence"/> it is <c>und</c>.
 /// Build once and share: construction loads the models (about 2 s in low-accuracy mode); detection is thread-safe.
 /// </summary>
-public sealed class LanguageDetector
+public sealed partial class LanguageDetector
 {
     // Scripts shared by several languages: the script narrows the candidates, statistics decide among them.
     private static readonly HashSet<WritingScript> SharedScripts =

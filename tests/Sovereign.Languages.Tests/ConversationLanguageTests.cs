@@ -1,0 +1,125 @@
+namespace Sovereign.Languages.Tests;
+
+/// <summary>
+/// A request's language is its conversation's (<see cref="LanguageDetector.DetectConversation"/>).
+/// </summary>
+public sealed class ConversationLanguageTests
+{
+    private const string ThaiSystem = "คุณเป็นผู้ช่วยที่สุภาพ ตอบเป็นภาษาไทยเสมอ";
+    private const string EnglishSystem = "You are a helpful assistant. Answer briefly, politely and accurately, and never make anything up.";
+
+    private static readonly PromptTurn[] ThaiTurns =
+    [
+        new(PromptRole.Instructions, ThaiSystem),
+        new(PromptRole.User, "ช่วยแนะนำสถานที่ท่องเที่ยวในเชียงใหม่ให้หน่อยครับ ผมจะไปเที่ยวสามวันกับครอบครัว"),
+        new(PromptRole.Other, "Doi Suthep and the Warorot market."),
+        new(PromptRole.User, "แล้วอาหารพื้นเมืองที่ควรลองมีอะไรบ้างครับ ลูกผมไม่ค่อยทานเผ็ด"),
+        new(PromptRole.Other, "Khao soi and sai ua."),
+        new(PromptRole.User, "ร้านข้าวซอยที่มีชื่อเสียงอยู่แถวไหนครับ และเปิดกี่โมง"),
+        new(PromptRole.Other, "Near Wat Phra Singh, from eight in the morning."),
+    ];
+
+    private static readonly PromptTurn[] EnglishTurns =
+    [
+        new(PromptRole.Instructions, EnglishSystem),
+        new(PromptRole.User, "Could you recommend a few places to visit in Chiang Mai for a three day family trip?"),
+        new(PromptRole.Other, "ดอยสุเทพและตลาดวโรรส"),
+        new(PromptRole.User, "And which local dishes should we try? My son does not like spicy food at all."),
+    ];
+
+    private static LanguageDetector Detector => TestData.DefaultDetector;
+
+    private static PromptText Conversation(IEnumerable<PromptTurn> turns, params string[] users) =>
+        new([.. turns, .. users.Select(u => new PromptTurn(PromptRole.User, u))]);
+
+    /// <summary>Before, the last message alone decided: und (or English) for all of these.</summary>
+    [Theory]
+    [InlineData("ok")]
+    [InlineData("thanks")]
+    [InlineData("2")]
+    [InlineData("thank you so much")]
+    [InlineData("👍")]
+    public void AThaiConversation_EndingInAShortMessage_IsThai(string last)
+    {
+        Assert.Equal("th", Detector.DetectConversation(Conversation(ThaiTurns, last)).Language);
+    }
+
+    [Theory]
+    [InlineData("ขอบคุณครับ")]
+    [InlineData("ok")]
+    public void AnEnglishConversation_EndingInAShortMessage_IsEnglish(string last)
+    {
+        // Ten Thai characters after two English turns do not make the conversation Thai.
+        Assert.Equal("en", Detector.DetectConversation(Conversation(EnglishTurns, last)).Language);
+    }
+
+    [Fact]
+    public void ALastMessageClearlyInAnotherLanguage_Wins_TheUserSwitched()
+    {
+        Assert.Equal("en", Detector.DetectConversation(Conversation(ThaiTurns, "Could you please tell me the same thing again in English?")).Language);
+        Assert.Equal("th", Detector.DetectConversation(Conversation(EnglishTurns, "ช่วยตอบเป็นภาษาไทยได้ไหมครับ ผมอ่านภาษาอังกฤษไม่ค่อยเก่ง")).Language);
+    }
+
+    [Fact]
+    public void TheMostRecentTurnsWeighMost()
+    {
+        // An English conversation that moved to Thai two turns ago is Thai now, though its English turns are longer.
+        var moved = Conversation(EnglishTurns, "ต่อจากนี้ขอคุยเป็นภาษาไทยนะครับ", "ได้ไหม", "ok");
+
+        Assert.Equal("th", Detector.DetectConversation(moved).Language);
+    }
+
+    [Fact]
+    public void ALoneShortMessage_IsTheUsersLanguage_NotTheSystemPrompts()
+    {
+        // An English boilerplate system prompt does not outvote a user who writes Thai, however briefly.
+        Assert.Equal("th", Detector.DetectConversation(Conversation([new(PromptRole.Instructions, EnglishSystem)], "สวัสดีครับ")).Language);
+    }
+
+    [Theory]
+    [InlineData("ok")]
+    [InlineData("2")]
+    public void UserTurnsThatNameNoLanguage_TakeTheInstructions(string only)
+    {
+        Assert.Equal("th", Detector.DetectConversation(Conversation([new(PromptRole.Instructions, ThaiSystem)], only)).Language);
+        Assert.Equal("und", Detector.DetectConversation(Conversation([], only)).Language);
+    }
+
+    [Fact]
+    public void AssistantTurns_NeverDecide()
+    {
+        // The model's Thai answer (a client may send any) does not make an English user Thai.
+        var turns = Conversation([new(PromptRole.User, "ok"), new(PromptRole.Other, string.Concat(Enumerable.Repeat("ภาษาไทยเป็นภาษาราชการของประเทศไทย ", 20)))], "fine");
+
+        Assert.Equal("und", Detector.DetectConversation(turns).Language);
+    }
+
+    [Fact]
+    public void ALongLastMessageTheDetectorCannotPlace_LeavesItToTheTurnsBefore()
+    {
+        // A pasted key: letters enough to stand alone, in no language.
+        const string log = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0";
+        Assert.Equal("und", Detector.Detect(log).Language);
+
+        Assert.Equal("th", Detector.DetectConversation(Conversation(ThaiTurns, log)).Language);
+    }
+
+    [Fact]
+    public void AsOneText_AConversationOfOneUserTurn_IsThatTextsLanguage()
+    {
+        foreach (var text in new[] { "ok", "ภาษาไทยเป็นภาษาราชการของประเทศไทย", "Once upon a time there was a little girl who loved to play in the park." })
+        {
+            Assert.Equal(Detector.Detect(text), Detector.DetectConversation(text));
+        }
+    }
+
+    [Fact]
+    public void AVeryLongHistory_IsReadOnlyToItsCap()
+    {
+        // 10,000 turns of Thai, then "ok": the answer comes from the newest turns only (no assertion on time here; the
+        // languages benchmark measures it).
+        var history = Enumerable.Range(0, 10_000).Select(i => new PromptTurn(i % 2 == 0 ? PromptRole.User : PromptRole.Other, "ร้านข้าวซอยที่มีชื่อเสียงอยู่แถวไหนครับ"));
+
+        Assert.Equal("th", Detector.DetectConversation(Conversation(history, "ok")).Language);
+    }
+}
