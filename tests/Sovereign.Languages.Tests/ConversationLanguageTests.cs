@@ -1,7 +1,8 @@
 namespace Sovereign.Languages.Tests;
 
 /// <summary>
-/// A request's language is its conversation's (<see cref="LanguageDetector.DetectConversation"/>).
+/// A request's language is its conversation's (<see cref="LanguageDetector.DetectConversation"/>), and the language
+/// tax's waiver covers the share of the prompt the language writes (<see cref="LanguageDetector.ShareOf"/>).
 /// </summary>
 public sealed class ConversationLanguageTests
 {
@@ -121,5 +122,47 @@ public sealed class ConversationLanguageTests
         var history = Enumerable.Range(0, 10_000).Select(i => new PromptTurn(i % 2 == 0 ? PromptRole.User : PromptRole.Other, "ร้านข้าวซอยที่มีชื่อเสียงอยู่แถวไหนครับ"));
 
         Assert.Equal("th", Detector.DetectConversation(Conversation(history, "ok")).Language);
+    }
+
+    [Fact]
+    public void ShareOf_AScriptTheLanguageAloneWrites_CountsEveryLetterOfIt()
+    {
+        var prompt = new PromptText([new(PromptRole.Instructions, EnglishSystem), new(PromptRole.User, "ขอบคุณ")]);
+
+        var share = Detector.ShareOf(prompt, "th");
+
+        Assert.Equal(new LanguageShare("th", 5, 5 + EnglishSystem.Count(char.IsLetter), LanguageShare.ByScript), share);
+        Assert.InRange(share.Share, 0.04, 0.07);
+    }
+
+    [Fact]
+    public void ShareOf_ASharedScript_CountsOnlyPassagesDetectedAsTheLanguage()
+    {
+        const string filipino = "Magandang umaga po, pupunta ako sa palengke mamaya para bumili ng isda at gulay para sa hapunan namin.";
+        var english = string.Concat(Enumerable.Repeat("The quarterly report is attached; please review the revenue figures before the board meeting. ", 6));
+        var prompt = new PromptText([new(PromptRole.Instructions, english), new(PromptRole.User, filipino)]);
+
+        var share = Detector.ShareOf(prompt, "fil");
+
+        Assert.Equal(LanguageShare.ByDetection, share.Basis);
+        Assert.Equal(filipino.Count(char.IsLetter) + english.Count(char.IsLetter), share.PromptLetters);
+        // The Filipino message counts, the English system prompt, Latin letters too, does not.
+        Assert.InRange(share.Share, 0.05, 0.3);
+        Assert.Equal(1.0, Detector.ShareOf(filipino, "fil").Share, 9);
+    }
+
+    [Fact]
+    public void ShareOf_ASharedScript_CountsNothingBeyondTheMostRecentCharactersRead()
+    {
+        const string filipino = "Magandang umaga po, pupunta ako sa palengke mamaya para bumili ng isda at gulay para sa hapunan namin. ";
+        var prompt = new PromptText([
+            new(PromptRole.User, string.Concat(Enumerable.Repeat(filipino, 60))),
+            new(PromptRole.User, string.Concat(Enumerable.Repeat(filipino, 10)))]);
+
+        var share = Detector.ShareOf(prompt, "fil");
+
+        // About 7,000 characters, of which the newest 2,000 are read.
+        Assert.InRange(share.LanguageLetters, 1, (long)(LanguageDetector.ShareCharacters * 0.9));
+        Assert.InRange(share.Share, 0.2, 0.35);
     }
 }

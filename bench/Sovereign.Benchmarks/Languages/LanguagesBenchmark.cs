@@ -147,7 +147,8 @@ internal static class LanguagesBenchmark
         Console.WriteLine("Slowest languages (paragraphs, p50 us): " + string.Join(", ", slowest.Select(s => $"{s.Key} {Report.Us(s.Dist.P50)}")) + ".");
         Console.WriteLine();
 
-        // 2b. Conversations: a request's language is its conversation's. Per language: 40 turns of history (its paragraphs as user turns,
+        // 2b. Conversations: a request's language is its conversation's, and the language tax's waiver measures the
+        // share of the whole prompt in the language. Per language: 40 turns of history (its paragraphs as user turns,
         // English assistant turns), ending in a paragraph (decided by the last message alone, as before), in "ok" (the
         // turns before it are read) or in a pasted key (a long message in no language: both read).
         ConversationCost(detector, paragraphs, rounds);
@@ -293,6 +294,7 @@ internal static class LanguagesBenchmark
         {
             var before = new List<double>();
             var after = new List<double>();
+            var share = new List<double>();
             var agreeing = 0;
             for (var round = 0; round < rounds; round++)
             {
@@ -304,14 +306,18 @@ internal static class LanguagesBenchmark
                     start = Stopwatch.GetTimestamp();
                     var detected = detector.DetectConversation(prompt);
                     after.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+                    start = Stopwatch.GetTimestamp();
+                    _ = detector.ShareOf(prompt, language);
+                    share.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
                     agreeing += round == 0 && detected.Language == language ? 1 : 0;
                 }
             }
 
-            var (b, a) = (new Dist(before), new Dist(after));
+            var (b, a, s) = (new Dist(before), new Dist(after), new Dist(share));
             rows.Add([$"before: Detect(last message), {name}", Report.Us(b.P50), Report.Us(b.P99), Report.Us(b.Max), "-"]);
             rows.Add([$"DetectConversation, {name}", Report.Us(a.P50), Report.Us(a.P99), Report.Us(a.Max),
                 FormattableString.Invariant($"{agreeing}/{items.Count}")]);
+            rows.Add([$"ShareOf(prompt, its language), {name}", Report.Us(s.P50), Report.Us(s.P99), Report.Us(s.Max), "-"]);
         }
 
         var characters = samples[0].Items.Average(i => i.Case.Prompt.Turns.Sum(t => t.Text.Length));

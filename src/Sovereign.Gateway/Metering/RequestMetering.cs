@@ -72,12 +72,14 @@ public sealed class RequestMetering
     private readonly LanguageTaxCache _languageTax;
     private readonly BilledTokens _billedTokens;
     private readonly ILogger<RequestMetering> _logger;
+    private readonly LanguageRouting _languages;
 
     /// <summary>Creates the service and its spend and remaining-budget metrics.</summary>
-    public RequestMetering(GrainReferences<ITenantGrain> tenants, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options, TimeProvider time, IMeterFactory meters, ILogger<RequestMetering> logger)
+    public RequestMetering(GrainReferences<ITenantGrain> tenants, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, LanguageRouting languages, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options, TimeProvider time, IMeterFactory meters, ILogger<RequestMetering> logger)
     {
         _logger = logger;
         _languageTax = languageTax;
+        _languages = languages;
         // As the detector names them (tl is fil), since the detected code is what is matched.
         _billedTokens = new BilledTokens(options.Value.Metering.CharacterEquivalentLanguages.Select(p =>
             new KeyValuePair<string, IEnumerable<string>>(p.Key, LanguageRouting.Canonical(p.Value) ?? [])));
@@ -285,8 +287,15 @@ public sealed class RequestMetering
             computeSeconds = MaxComputeSecondsPerRequest;
         }
 
-        var (billedPrompt, billedCompletion) = _billedTokens.For(routed.Caller.Plan, routed.Language, promptTokens, completionTokens,
-            () => routed.Language is { } language ? _languageTax.RatioToEnglish(routed.Model, language) : null);
+        // The waiver covers the share of the prompt in the request's language, measured over all of its text.
+        var (billedPrompt, billedCompletion, basis) = _billedTokens.For(routed.Caller.Plan, routed.Language, promptTokens, completionTokens,
+            () => routed.Language is { } language ? _languageTax.RatioToEnglish(routed.Model, language) : null,
+            () =>
+            {
+                var share = _languages.ShareOf(routed.Prompt ?? Sovereign.Languages.PromptText.Empty, routed.Language!);
+                return (share.LanguageLetters, share.PromptLetters, share.Basis);
+            });
+        routed.CharacterEquivalent = basis;
         var billedCached = promptTokens == 0 ? 0 : (int)((long)cachedTokens * billedPrompt / promptTokens);
         var cost = ticket.Price is null ? 0m : CostCalculator.Cost(ticket.Price, billedPrompt, billedCompletion, computeSeconds, billedCached);
         // A refused record needs its rule; a refusal after admission without one (an unexpected error) says so.

@@ -125,7 +125,8 @@ internal static class CompletionsEndpoint
     }
 
     // The text whose language routes an alias and is recorded with the usage: the prompt, or the first of a batch of
-    // prompts (as embeddings take their first input); token ids carry no text.
+    // prompts (as embeddings take their first input), the others counted in the language tax's share; token ids carry
+    // no text.
     private static Sovereign.Languages.PromptText LanguageSampleOf(JsonElement prompt) => prompt.ValueKind switch
     {
         JsonValueKind.String => prompt.GetString()!,

@@ -177,6 +177,7 @@ internal sealed class RequestPipeline(
     private async Task<IRequestExecutor> PrepareAsync(RoutedRequest route, Workload work, CancellationToken cancellationToken)
     {
         route.Operation = OperationOf(work);
+        route.Prompt = work.LanguageSample;
         await pools.PlaceAsync(route, cancellationToken);
         return _executors.FirstOrDefault(e => e.Runs(route, work))
             ?? throw OpenAIException.BadRequest($"The model '{route.Model}' cannot serve this endpoint.", "model", "model_not_supported");

@@ -16,7 +16,7 @@ internal abstract class Workload
     /// <summary>
     /// The request's text, turn by turn: its language is the conversation's (chat, Responses; see
     /// <see cref="Sovereign.Languages.LanguageDetector.DetectConversation"/>), the prompt's or the first prompt's of a
-    /// batch (completions), the first input's (embeddings).
+    /// batch (completions), the first input's (embeddings); the language tax's share is measured over all of it.
     /// </summary>
     public required Sovereign.Languages.PromptText LanguageSample { get; init; }
 

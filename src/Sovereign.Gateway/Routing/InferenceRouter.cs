@@ -91,6 +91,12 @@ public sealed class RoutedRequest
     /// <summary>Set when the answer's content was stored (Responses' <c>store</c>): the completion's audit entry says so.</summary>
     internal OpenAI.StoredContentNote? StoredContent { get; set; }
 
+    /// <summary>The request's text, turn by turn: the language tax's waiver measures the share of it in the request's language.</summary>
+    internal PromptText? Prompt { get; set; }
+
+    /// <summary>Set when the request was billed per character-equivalent: the basis, which its completion's audit entry gives.</summary>
+    internal Sovereign.Metering.Pricing.CharacterEquivalentBasis? CharacterEquivalent { get; set; }
+
     /// <summary>The stored response whose conversation this request sent to the model (<c>previous_response_id</c>): the completion's audit entry names it.</summary>
     internal string? ContinuedFrom { get; set; }
 }
@@ -431,8 +437,28 @@ public sealed class InferenceRouter(
             Decision = AuditDecision.Allowed,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
-            Details = StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request),
+            Details = CharacterEquivalentDetails(StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request), request.CharacterEquivalent),
         }, carried);
+
+    /// <summary>
+    /// The basis of a bill per character-equivalent, for an auditor to recompute it: the share of the prompt's letters
+    /// in the waived language (and how they were told apart), and the language's ratio to English on the model. The
+    /// billed tokens are the counted ones divided by <c>1 + share × (ratio − 1)</c>, rounded up.
+    /// </summary>
+    private static Dictionary<string, string> CharacterEquivalentDetails(Dictionary<string, string> details, Sovereign.Metering.Pricing.CharacterEquivalentBasis? basis)
+    {
+        if (basis is not null)
+        {
+            var invariant = System.Globalization.CultureInfo.InvariantCulture;
+            details["character_equivalent_share"] = basis.Share.ToString("0.0000", invariant);
+            details["character_equivalent_letters"] = FormattableString.Invariant($"{basis.LanguageLetters}/{basis.PromptLetters}");
+            details["character_equivalent_basis"] = basis.Method;
+            // As billed, every digit: the bill is recomputed from it.
+            details["ratio_to_english"] = basis.RatioToEnglish.ToString("R", invariant);
+        }
+
+        return details;
+    }
 
     /// <summary>
     /// The endpoint a decision was for, as routed (<c>/v1/chat/completions</c>, <c>/tokenize</c>): <c>/tokenize</c> and

@@ -90,6 +90,9 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
     public LanguageDetection? DetectForUsage(PromptText prompt) =>
         options.Value.DetectLanguageOfEveryRequest && prompt.Turns.Any(t => !string.IsNullOrWhiteSpace(t.Text)) ? Detect(prompt) : null;
 
+    /// <summary>The share of a request's letters written in a language, for the language tax's waiver (<see cref="LanguageDetector.ShareOf"/>).</summary>
+    public LanguageShare ShareOf(PromptText prompt, string language) => _detector.Value.ShareOf(prompt, language);
+
     /// <summary>The value of <see cref="LanguageHeader"/>.</summary>
     public static string HeaderValue(string language, double confidence) =>
         FormattableString.Invariant($"{language};confidence={confidence:0.000}");

@@ -21,7 +21,8 @@ public readonly record struct PromptTurn(PromptRole Role, string Text);
 
 /// <summary>
 /// The text of a request, turn by turn in the order sent, for deciding its language
-/// (<see cref="LanguageDetector.DetectConversation"/>).
+/// (<see cref="LanguageDetector.DetectConversation"/>) and the share of it a language writes
+/// (<see cref="LanguageDetector.ShareOf"/>).
 /// </summary>
 public sealed class PromptText
 {

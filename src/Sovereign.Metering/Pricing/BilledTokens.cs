@@ -1,9 +1,33 @@
 namespace Sovereign.Metering.Pricing;
 
 /// <summary>
+/// What a waived request's bill rests on, for its audit entry: an auditor recomputes the billed tokens from it.
+/// </summary>
+/// <param name="Language">The waived language (the request's).</param>
+/// <param name="RatioToEnglish">The language's tokens per character over English's on the model (its language tax).</param>
+/// <param name="LanguageLetters">Letters of the prompt counted as the language's.</param>
+/// <param name="PromptLetters">Letters of the whole prompt, every turn.</param>
+/// <param name="Method">How the language's letters were told from the rest (<c>script</c>, <c>detected</c>).</param>
+public sealed record CharacterEquivalentBasis(string Language, double RatioToEnglish, long LanguageLetters, long PromptLetters, string Method)
+{
+    /// <summary>The language's share of the prompt's letters, 0..1.</summary>
+    public double Share => PromptLetters <= 0 ? 0 : Math.Clamp((double)LanguageLetters / PromptLetters, 0, 1);
+
+    /// <summary>
+    /// The prompt's tokens per character over English's, estimated from its letters: the language's at
+    /// <see cref="RatioToEnglish"/>, the rest at English's, <c>1 + share × (ratio − 1)</c>. The tokens divided by it are
+    /// what the same text would take if the language cost what English does.
+    /// </summary>
+    public double EffectiveRatio => 1 + (Share * (RatioToEnglish - 1));
+}
+
+/// <summary>
 /// The billing rule for tokens: a request is billed for the tokens counted, unless its plan bills its language per
-/// character-equivalent (the language tax is waived), in which case it is billed for as many tokens as the same text
-/// would take in English on the same model, never more than counted.
+/// character-equivalent (the language tax is waived). Then the waiver covers the share of the prompt written in that
+/// language and no more: prompt and completion tokens are divided by the prompt's letter-weighted ratio
+/// (<see cref="CharacterEquivalentBasis.EffectiveRatio"/>), so a prompt all in the language is billed as the same
+/// text in English would be, and English text that ends in a few characters of the language is billed as English.
+/// Never more than counted.
 /// </summary>
 public sealed class BilledTokens
 {
@@ -25,18 +49,24 @@ public sealed class BilledTokens
         language is not null && _characterEquivalent.TryGetValue(plan, out var languages) && languages.Contains(language);
 
     /// <summary>
-    /// The tokens to bill. <paramref name="ratioToEnglish"/> is the language's tokens per character over English's on
-    /// the model (its language tax; null when unknown), asked for only when the plan bills the language per
-    /// character-equivalent. A ratio at or below 1 (no tax) bills as counted; rounding is up, per direction.
+    /// The tokens to bill, and the waiver's basis when one applies. <paramref name="ratioToEnglish"/> is the
+    /// language's language tax on the model (null when unknown) and <paramref name="letters"/> the prompt's letters in
+    /// the language and in all (with how they were told apart); both are asked for only when the plan bills the
+    /// language per character-equivalent. A ratio at or below 1 (no tax) bills as counted; rounding is up, per direction.
     /// </summary>
-    public (int Prompt, int Completion) For(string plan, string? language, int promptTokens, int completionTokens, Func<double?> ratioToEnglish)
+    public (int Prompt, int Completion, CharacterEquivalentBasis? Basis) For(
+        string plan, string? language, int promptTokens, int completionTokens, Func<double?> ratioToEnglish, Func<(long Language, long Prompt, string Method)> letters)
     {
         ArgumentNullException.ThrowIfNull(ratioToEnglish);
-        if (!AppliesTo(plan, language) || ratioToEnglish() is not { } ratio || !(ratio > 1.0))
+        ArgumentNullException.ThrowIfNull(letters);
+        if ((promptTokens == 0 && completionTokens == 0) || !AppliesTo(plan, language) || ratioToEnglish() is not { } ratio || !(ratio > 1.0))
         {
-            return (promptTokens, completionTokens);
+            return (promptTokens, completionTokens, null);
         }
 
-        return ((int)Math.Ceiling(promptTokens / ratio), (int)Math.Ceiling(completionTokens / ratio));
+        var (languageLetters, promptLetters, method) = letters();
+        var basis = new CharacterEquivalentBasis(language!, ratio, languageLetters, promptLetters, method);
+        var effective = basis.EffectiveRatio;
+        return ((int)Math.Ceiling(promptTokens / effective), (int)Math.Ceiling(completionTokens / effective), basis);
     }
 }

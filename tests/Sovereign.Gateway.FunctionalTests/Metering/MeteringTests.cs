@@ -262,6 +262,62 @@ public sealed class MeteringTests(MeteringFixture fixture)
         Assert.True(fair.Cost < standard.Cost, $"fair {fair.Cost}, standard {standard.Cost}");
     }
 
+    /// <summary>
+    /// The waiver follows what the prompt is: a mostly English prompt whose last message is Thai is billed per token
+    /// for its English and per character-equivalent only for its Thai share, and its audit entry gives the basis, from
+    /// which the bill is recomputed here. Before, the last user message alone decided: the whole prompt, English system
+    /// prompt included, was billed at the Thai rate (a sixth of the standard plan's cost on this model), a discount
+    /// anyone could take by ending a prompt with a few Thai characters.
+    /// </summary>
+    [Theory]
+    [InlineData("ขอบคุณ")]
+    [InlineData("ขอบคุณมากสำหรับคำแนะนำของคุณ")]
+    public async Task CharacterEquivalentBilling_AMostlyEnglishPromptEndingInThai_IsBilledForItsThaiShareOnly(string thai)
+    {
+        const string english = "You are a helpful travel assistant. Answer briefly and politely.";
+        var body = JsonSerializer.Serialize(new
+        {
+            model = "stories",
+            messages = new object[] { new { role = "system", content = english }, new { role = "user", content = thai } },
+            max_tokens = 4,
+            temperature = 0,
+        });
+        async Task<(decimal Cost, long Prompt, long Completion, string AuditId)> CostOf(string plan)
+        {
+            var (_, key) = await fixture.NewTenantAsync(plan: plan);
+            using var client = fixture.TenantClient(key);
+            using var response = await client.PostAsync("/v1/chat/completions", Json(body));
+            Assert.Equal(200, (int)response.StatusCode);
+            var usage = JsonDocument.Parse(await client.GetStringAsync("/v1/usage?group_by=tenant")).RootElement.GetProperty("data").EnumerateArray().Single();
+            return (usage.GetProperty("cost").GetDecimal(), usage.GetProperty("prompt_tokens").GetInt64(), usage.GetProperty("completion_tokens").GetInt64(),
+                response.Headers.GetValues("x-sovereign-audit-id").Single());
+        }
+
+        var standard = await CostOf("standard");
+        var fair = await CostOf("fair");
+        var details = JsonDocument.Parse(await fixture.Admin.GetStringAsync("/admin/v1/audit")).RootElement.GetProperty("data").EnumerateArray()
+            .Single(e => e.GetProperty("action").GetString() == "inference.completed" && e.GetProperty("details").GetProperty("request_id").GetString() == fair.AuditId)
+            .GetProperty("details");
+
+        // The user wrote Thai, so the request is Thai (its only user turn decides, however short); the bill follows the
+        // prompt's letters, not that label: the Thai ones over all of them, role names not included.
+        Assert.Equal("th", details.GetProperty("language").GetString());
+        Assert.Equal("script", details.GetProperty("character_equivalent_basis").GetString());
+        var thaiLetters = thai.EnumerateRunes().Count(System.Text.Rune.IsLetter);
+        var allLetters = thaiLetters + english.Count(char.IsLetter);
+        Assert.Equal($"{thaiLetters}/{allLetters}", details.GetProperty("character_equivalent_letters").GetString());
+        var published = double.Parse(details.GetProperty("ratio_to_english").GetString()!, CultureInfo.InvariantCulture);
+        Assert.True(published > 2, $"ratio {published}");
+
+        // The auditor's arithmetic: tokens divided by 1 + share × (ratio − 1), rounded up, at the plan's prices.
+        decimal CostAt(double divisor) =>
+            ((decimal)Math.Ceiling(fair.Prompt / divisor) * MeteringFixture.InputPerMillion + (decimal)Math.Ceiling(fair.Completion / divisor) * MeteringFixture.OutputPerMillion) / 1_000_000m;
+        Assert.Equal((standard.Prompt, standard.Completion), (fair.Prompt, fair.Completion));
+        Assert.True(fair.Cost < standard.Cost, $"fair {fair.Cost}, standard {standard.Cost}");
+        Assert.True(fair.Cost > CostAt(published), $"fair {fair.Cost}, the whole prompt at the Thai rate {CostAt(published)}");
+        Assert.Equal(CostAt(1 + ((double)thaiLetters / allLetters * (published - 1))), fair.Cost);
+    }
+
     [Fact]
     public async Task Metrics_ExposeSpendAndRemainingBudget()
     {
