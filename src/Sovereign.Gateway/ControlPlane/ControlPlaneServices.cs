@@ -74,6 +74,8 @@ internal static class ControlPlaneServices
             sp.GetRequiredService<SqlDatabase>(),
             new UsageLedgerOptions { RetentionDays = Math.Max(1, sp.GetRequiredService<IOptions<SovereignOptions>>().Value.Metering.RetentionDays) })));
         services.AddHostedService<LedgerRetention>();
+        // Before the server listens (hosted services start first): closes what a killed previous process left open.
+        services.AddHostedService<InterruptedRequests>();
         services.TryAddSingleton(sp => new PriceBookStore(sp.GetRequiredService<SqlDatabase>()));
         services.TryAddSingleton(sp =>
         {

@@ -99,6 +99,18 @@ internal static partial class GatewayLog
         Message = "No audit entry written before {Before:u} can leave the database (none, or only the newest): nothing to archive")]
     public static partial void AuditArchiveNothingDue(ILogger logger, DateTimeOffset before);
 
+    [LoggerMessage(EventId = 4211, EventName = "InterruptedRequestClosed", Level = LogLevel.Warning,
+        Message = "Request {RequestId} (decision entry {DecisionSequence}, tenant {Tenant}) was allowed by this gateway's previous process, which stopped before it recorded how the request ended; recorded now as inference.interrupted, its tokens unknown and nothing billed")]
+    public static partial void InterruptedRequestClosed(ILogger logger, string requestId, long decisionSequence, string? tenant);
+
+    [LoggerMessage(EventId = 4212, EventName = "InterruptedRequestsNotClosed", Level = LogLevel.Error,
+        Message = "The requests gateway {Gateway}'s previous process left without an outcome could not be closed at start; they stay open and the next start tries again")]
+    public static partial void InterruptedNotClosed(ILogger logger, Exception exception, string gateway);
+
+    [LoggerMessage(EventId = 4213, EventName = "InterruptedRequestsNotClosedInCluster", Level = LogLevel.Information,
+        Message = "Gateway {Gateway} is a cluster member on a shared database: requests a stopped gateway left without an outcome are not closed at start, since another live gateway may share its id")]
+    public static partial void InterruptedNotClosedInCluster(ILogger logger, string gateway);
+
     /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>
     public static void ErrorAnswered(ILogger logger, HttpContext context, int status, string errorType, string? code, string? param, Exception? exception)
     {

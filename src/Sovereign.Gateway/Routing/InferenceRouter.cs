@@ -427,7 +427,7 @@ public sealed class InferenceRouter(
         {
             Kind = AuditKind.Inference,
             Actor = request.Caller.KeyId ?? request.Caller.TenantId,
-            Action = "inference.completed",
+            Action = AuditActions.InferenceCompleted,
             Tenant = request.Caller.TenantId,
             KeyId = request.Caller.KeyId,
             Model = request.Model,

@@ -46,6 +46,15 @@ public static class AuditActions
 
     /// <summary>An inference request was refused by the residency policy.</summary>
     public const string InferenceRefused = "inference.refused";
+
+    /// <summary>How an allowed inference request ended (its tokens and outcome); follows its decision.</summary>
+    public const string InferenceCompleted = "inference.completed";
+
+    /// <summary>
+    /// An allowed request whose process stopped (killed, crashed) before it recorded how the request ended: written
+    /// by the next start of the same gateway in its place. Its tokens are unknown (null), none were billed.
+    /// </summary>
+    public const string InferenceInterrupted = "inference.interrupted";
 }
 
 /// <summary>

@@ -76,6 +76,11 @@ public sealed record AuditQuery
     public int Limit { get; init; } = 10_000;
 }
 
+/// <summary>Allowed decisions without an outcome (<see cref="AuditLog.FindOpenDecisionsAsync"/>).</summary>
+/// <param name="Decisions">The decision entries, oldest first.</param>
+/// <param name="CheckedThrough">The head the search read up to: pass it to <see cref="AuditLog.MarkOutcomesCheckedAsync"/> once they are closed.</param>
+public sealed record OpenDecisions(IReadOnlyList<AuditEntry> Decisions, long CheckedThrough);
+
 /// <summary>
 /// The append-only, hash-chained audit log. Exactly one writer extends the chain at a time: appends join a queue and
 /// the first caller that finds no writer active becomes it (leader/follower group commit), committing everything
@@ -247,6 +252,82 @@ public sealed class AuditLog : IAsyncDisposable
 
             SqlDatabase.AddParameter(command, "@limit", (long)query.Limit);
         }, cancellationToken);
+    }
+
+    /// <summary>
+    /// The allowed decisions that <paramref name="gateway"/> recorded after the sequence it last checked
+    /// (<see cref="MarkOutcomesCheckedAsync"/>) and up to the head, that no outcome entry (completed or interrupted)
+    /// with the same <c>request_id</c> follows, oldest first: requests whose process stopped before it recorded how
+    /// they ended. Decisions for endpoints that never get an outcome (<c>/tokenize</c>, <c>/detokenize</c>) are left
+    /// out. Call it only when no other live process can be writing decisions under that gateway id.
+    /// </summary>
+    public async Task<OpenDecisions> FindOpenDecisionsAsync(string gateway, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(gateway);
+        var through = _state.Sequence;
+        long after;
+        await using (var connection = await _database.OpenAsync(cancellationToken))
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT seq FROM audit_outcomes_checked WHERE gateway = @gateway";
+            SqlDatabase.AddParameter(command, "@gateway", gateway);
+            after = await command.ExecuteScalarAsync(cancellationToken) is { } value and not DBNull ? AuditStore.ToInt64(value) : 0;
+        }
+
+        // Paged by sequence so a first search over a long log never holds it all; only this gateway's inference rows.
+        const long page = 50_000;
+        var open = new Dictionary<string, AuditEntry>(StringComparer.Ordinal);
+        for (var from = after + 1; from <= through; from += page)
+        {
+            var entries = await AuditStore.ReadEntriesAsync(_database,
+                "WHERE seq >= @from AND seq <= @to AND kind = 'inference' AND gateway = @gateway AND action IN (@allowed, @completed, @interrupted) ORDER BY seq", command =>
+                {
+                    SqlDatabase.AddParameter(command, "@from", from);
+                    SqlDatabase.AddParameter(command, "@to", Math.Min(through, from + page - 1));
+                    SqlDatabase.AddParameter(command, "@gateway", gateway);
+                    SqlDatabase.AddParameter(command, "@allowed", AuditActions.InferenceAllowed);
+                    SqlDatabase.AddParameter(command, "@completed", AuditActions.InferenceCompleted);
+                    SqlDatabase.AddParameter(command, "@interrupted", AuditActions.InferenceInterrupted);
+                }, cancellationToken);
+            foreach (var entry in entries)
+            {
+                if (!entry.Details.TryGetValue("request_id", out var requestId))
+                {
+                    continue;
+                }
+
+                if (entry.Action != AuditActions.InferenceAllowed)
+                {
+                    open.Remove(requestId);
+                }
+                else if (!(entry.Details.TryGetValue("endpoint", out var endpoint) && endpoint is "/tokenize" or "/detokenize"))
+                {
+                    // A failover decides again under the same request id: one outcome closes both.
+                    open.TryAdd(requestId, entry);
+                }
+            }
+        }
+
+        return new OpenDecisions([.. open.Values.OrderBy(entry => entry.Sequence)], through);
+    }
+
+    /// <summary>
+    /// Records that every allowed decision of <paramref name="gateway"/> up to <paramref name="sequence"/> has an
+    /// outcome, so the next <see cref="FindOpenDecisionsAsync"/> starts after it. Never moves back.
+    /// </summary>
+    public async Task MarkOutcomesCheckedAsync(string gateway, long sequence, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(gateway);
+        using var turn = await _database.EnterWriteAsync(cancellationToken);
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText =
+            "INSERT INTO audit_outcomes_checked (gateway, seq, at_ms) VALUES (@gateway, @seq, @at) " +
+            "ON CONFLICT (gateway) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms WHERE audit_outcomes_checked.seq < excluded.seq";
+        SqlDatabase.AddParameter(command, "@gateway", gateway);
+        SqlDatabase.AddParameter(command, "@seq", sequence);
+        SqlDatabase.AddParameter(command, "@at", _time.GetUtcNow().ToUnixTimeMilliseconds());
+        await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
     /// <summary>Commits what is queued, signs a final checkpoint if the head moved since the last one, and stops.</summary>

@@ -76,6 +76,13 @@ internal static class AuditStore
                 PRIMARY KEY (seq, key_id))
             """,
         ]),
+
+        // Per gateway id: every allowed decision it recorded up to seq has an outcome (AuditLog.FindOpenDecisionsAsync
+        // starts after it). Only an index for the start's search, never evidence: the chain itself is.
+        new SqlMigration("audit-003-outcomes-checked",
+        [
+            "CREATE TABLE audit_outcomes_checked (gateway TEXT NOT NULL PRIMARY KEY, seq BIGINT NOT NULL, at_ms BIGINT NOT NULL)",
+        ]),
     ];
 
     public static async Task<(long Sequence, string Hash)?> ReadHeadAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)

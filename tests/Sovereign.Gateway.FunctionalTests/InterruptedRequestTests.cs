@@ -1,0 +1,190 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
+using Sovereign.Gateway.Routing;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary>
+/// <c>sovereign serve</c> killed with SIGKILL in the middle of a stream: the request's decision entry had no outcome
+/// forever. The next start closes it (<c>inference.interrupted</c>, and a usage record at no cost) before it
+/// listens, once. The engine holds the stream after its first chunk until the test is done, so the kill always
+/// lands mid-stream.
+/// </summary>
+public sealed class InterruptedRequestTests : IAsyncLifetime
+{
+    private readonly string _data = Directory.CreateTempSubdirectory("sovereign-sigkill-").FullName;
+    private readonly int _port = FreePort();
+    private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private WebApplication _engine = null!;
+
+    public async Task InitializeAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        _engine = builder.Build();
+        _engine.MapPost("/v1/chat/completions", async (HttpContext context) =>
+        {
+            context.Response.ContentType = "text/event-stream";
+            await context.Response.WriteAsync(
+                """data: {"id":"chatcmpl-held","object":"chat.completion.chunk","created":1,"model":"held","choices":[{"index":0,"delta":{"role":"assistant","content":"Hello"},"finish_reason":null}]}""" + "\n\n");
+            await context.Response.Body.FlushAsync();
+            await _release.Task.WaitAsync(context.RequestAborted);
+        });
+        await _engine.StartAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        _release.TrySetResult();
+        await _engine.DisposeAsync();
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(_data, recursive: true);
+    }
+
+    [Fact]
+    public async Task KillNineMidStream_NextStartClosesTheDecisionOnce()
+    {
+        string requestId;
+        using (var server = await StartServerAsync())
+        {
+            try
+            {
+                using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}"), Timeout = TimeSpan.FromMinutes(2) };
+                using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+                {
+                    Content = new StringContent("""{"model":"held","stream":true,"messages":[{"role":"user","content":"Hello"}]}""", Encoding.UTF8, "application/json"),
+                };
+                using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                requestId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+                using var body = new StreamReader(await response.Content.ReadAsStreamAsync());
+                Assert.StartsWith("data: ", await body.ReadLineAsync());
+
+                // The first chunk reached the client: the request is mid-stream, its decision committed.
+                server.Kill();
+                using var exited = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+                await server.WaitForExitAsync(exited.Token);
+            }
+            finally
+            {
+                if (!server.HasExited)
+                {
+                    server.Kill(entireProcessTree: true);
+                }
+            }
+        }
+
+        Assert.Equal(["inference.allowed"], Strings("SELECT action FROM audit_entries WHERE details LIKE $id ORDER BY seq", requestId));
+
+        await RunAndStopAsync();
+        Assert.Equal(["inference.allowed", "inference.interrupted"], Strings("SELECT action FROM audit_entries WHERE details LIKE $id ORDER BY seq", requestId));
+        var interrupted = Strings("SELECT details || '|' || coalesce(prompt_tokens, 'null') || '|' || coalesce(completion_tokens, 'null') FROM audit_entries WHERE action = 'inference.interrupted'", requestId).Single();
+        Assert.Contains("\"outcome\":\"interrupted\"", interrupted, StringComparison.Ordinal);
+        Assert.Contains("unknown", interrupted, StringComparison.Ordinal);
+        Assert.EndsWith("|null|null", interrupted, StringComparison.Ordinal);
+        Assert.Equal(["3|interrupted|0|0|0"], Strings(
+            "SELECT outcome || '|' || refusal_code || '|' || cost_micros || '|' || prompt_tokens || '|' || completion_tokens FROM metering_usage WHERE request_id = $id", requestId));
+
+        // A second start finds nothing left open and adds nothing.
+        var entries = Strings("SELECT count(*) FROM audit_entries WHERE action <> 'x'", requestId).Single();
+        await RunAndStopAsync();
+        Assert.Single(Strings("SELECT seq FROM audit_entries WHERE action = 'inference.interrupted'", requestId));
+        Assert.Equal(entries, Strings("SELECT count(*) FROM audit_entries WHERE action <> 'x'", requestId).Single());
+
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify", "--data-dir", _data);
+        Assert.True(exit == 0, stdout + stderr);
+    }
+
+    /// <summary>Starts serve, waits until it is ready, and stops it with SIGTERM (which ends the log under a checkpoint).</summary>
+    private async Task RunAndStopAsync()
+    {
+        using var server = await StartServerAsync();
+        try
+        {
+            using (var term = Process.Start("kill", ["-TERM", server.Id.ToString(CultureInfo.InvariantCulture)]))
+            {
+                await term.WaitForExitAsync();
+            }
+
+            using var exited = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+            await server.WaitForExitAsync(exited.Token);
+            Assert.Equal(0, server.ExitCode);
+        }
+        finally
+        {
+            if (!server.HasExited)
+            {
+                server.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    private List<string> Strings(string sql, string requestId)
+    {
+        using var connection = new SqliteConnection($"Data Source={Path.Combine(_data, "sovereign.db")};Mode=ReadOnly;Pooling=False");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.Parameters.AddWithValue("$id", sql.Contains("LIKE", StringComparison.Ordinal) ? $"%\"{requestId}\"%" : requestId);
+        using var reader = command.ExecuteReader();
+        var values = new List<string>();
+        while (reader.Read())
+        {
+            values.Add(Convert.ToString(reader.GetValue(0), CultureInfo.InvariantCulture)!);
+        }
+
+        return values;
+    }
+
+    private async Task<Process> StartServerAsync()
+    {
+        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--engine", _engine.Urls.First(), "--engine-model", "held", "--urls", $"http://127.0.0.1:{_port}", "--data-dir", _data })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        start.Environment["Sovereign__Jurisdiction"] = "DE";
+        start.Environment["Sovereign__BuiltInEmbeddings"] = "false";
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+
+        using var probe = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}") };
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        while (true)
+        {
+            Assert.False(process.HasExited, "the server exited during start-up");
+            try
+            {
+                if ((await probe.GetAsync("/ready", timeout.Token)).IsSuccessStatusCode)
+                {
+                    return process;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+
+            await Task.Delay(100, timeout.Token);
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}

@@ -1,0 +1,63 @@
+using Sovereign.Residency.Audit;
+
+namespace Sovereign.Residency.Tests.Audit;
+
+/// <summary><see cref="AuditLog.FindOpenDecisionsAsync"/>: allowed decisions that no outcome follows, of one gateway.</summary>
+public sealed class OpenDecisionsTests
+{
+    [Fact]
+    public async Task FindOpenDecisionsAsync_OnlyThisGatewaysDecisionsWithoutAnOutcome_OnceMarkedNotAgain()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+        await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-done"));
+        await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-open"));
+        await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-failover")); // a failover decides twice, one outcome closes both
+        await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-failover"));
+        await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-tokenize", endpoint: "/tokenize")); // never gets an outcome
+        await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-elsewhere", gateway: "gw-other"));
+        await log.AppendAsync(Entry(AuditActions.InferenceRefused, "req-refused"));
+        await log.AppendAsync(Entry(AuditActions.InferenceCompleted, "req-done"));
+        await log.AppendAsync(Entry(AuditActions.InferenceCompleted, "req-failover"));
+
+        var open = await log.FindOpenDecisionsAsync("gw-fra-1");
+
+        Assert.Equal(["req-open"], open.Decisions.Select(d => d.Details["request_id"]));
+        Assert.Equal(2, open.Decisions[0].Sequence);
+        Assert.Equal(log.HeadSequence, open.CheckedThrough);
+
+        // Closed, and the search marked: the next start neither finds it nor reads what it already read.
+        await log.AppendAsync(Entry(AuditActions.InferenceInterrupted, "req-open"));
+        await log.MarkOutcomesCheckedAsync("gw-fra-1", open.CheckedThrough);
+        Assert.Empty((await log.FindOpenDecisionsAsync("gw-fra-1")).Decisions);
+        await log.MarkOutcomesCheckedAsync("gw-fra-1", 1); // never moves back
+        Assert.Empty((await log.FindOpenDecisionsAsync("gw-fra-1")).Decisions);
+        Assert.Equal(["req-elsewhere"], (await log.FindOpenDecisionsAsync("gw-other")).Decisions.Select(d => d.Details["request_id"]));
+
+        // A decision after the mark is found again.
+        await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-later"));
+        Assert.Equal(["req-later"], (await log.FindOpenDecisionsAsync("gw-fra-1")).Decisions.Select(d => d.Details["request_id"]));
+    }
+
+    private static AuditRecord Entry(string action, string requestId, string gateway = "gw-fra-1", string? endpoint = null)
+    {
+        var details = new Dictionary<string, string> { ["request_id"] = requestId };
+        if (endpoint is not null)
+        {
+            details["endpoint"] = endpoint;
+        }
+
+        return new AuditRecord
+        {
+            Kind = AuditKind.Inference,
+            Tenant = "acme",
+            KeyId = "key-acme",
+            Actor = "key-acme",
+            Action = action,
+            Model = "m",
+            Gateway = gateway,
+            Decision = action == AuditActions.InferenceRefused ? AuditDecision.Refused : AuditDecision.Allowed,
+            Details = details,
+        };
+    }
+}
