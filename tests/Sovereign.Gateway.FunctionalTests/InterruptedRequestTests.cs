@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -21,7 +20,7 @@ namespace Sovereign.Gateway.FunctionalTests;
 public sealed class InterruptedRequestTests : IAsyncLifetime
 {
     private readonly string _data = Directory.CreateTempSubdirectory("sovereign-sigkill-").FullName;
-    private readonly int _port = FreePort();
+    private readonly int _port = ServeProcess.FreePort();
     private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private WebApplication _engine = null!;
 
@@ -108,24 +107,7 @@ public sealed class InterruptedRequestTests : IAsyncLifetime
     private async Task RunAndStopAsync()
     {
         using var server = await StartServerAsync();
-        try
-        {
-            using (var term = Process.Start("kill", ["-TERM", server.Id.ToString(CultureInfo.InvariantCulture)]))
-            {
-                await term.WaitForExitAsync();
-            }
-
-            using var exited = new CancellationTokenSource(TimeSpan.FromMinutes(1));
-            await server.WaitForExitAsync(exited.Token);
-            Assert.Equal(0, server.ExitCode);
-        }
-        finally
-        {
-            if (!server.HasExited)
-            {
-                server.Kill(entireProcessTree: true);
-            }
-        }
+        await ServeProcess.StopAsync(server);
     }
 
     private List<string> Strings(string sql, string requestId)
@@ -145,46 +127,5 @@ public sealed class InterruptedRequestTests : IAsyncLifetime
         return values;
     }
 
-    private async Task<Process> StartServerAsync()
-    {
-        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--engine", _engine.Urls.First(), "--engine-model", "held", "--urls", $"http://127.0.0.1:{_port}", "--data-dir", _data })
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        start.Environment["Sovereign__Jurisdiction"] = "DE";
-        start.Environment["Sovereign__BuiltInEmbeddings"] = "false";
-        var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-
-        using var probe = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}") };
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        while (true)
-        {
-            Assert.False(process.HasExited, "the server exited during start-up");
-            try
-            {
-                if ((await probe.GetAsync("/ready", timeout.Token)).IsSuccessStatusCode)
-                {
-                    return process;
-                }
-            }
-            catch (HttpRequestException)
-            {
-            }
-
-            await Task.Delay(100, timeout.Token);
-        }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private Task<Process> StartServerAsync() => ServeProcess.StartAsync(_data, _port, _engine.Urls.First(), "held");
 }

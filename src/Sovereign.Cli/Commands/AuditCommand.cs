@@ -48,9 +48,13 @@ internal static class AuditCommand
                 r.AddError("--max-uncovered-age must be 0 or more seconds.");
             }
         });
+        var noWitness = new Option<bool>("--no-witness")
+        {
+            Description = "Do not compare the log with <data dir>/audit-witness.json (the last head the server signed): for a copy or backup of the database older than it.",
+        };
         var command = new Command("verify", "Check every entry and checkpoint; report any modified, inserted, deleted, reordered or truncated entry and where, and the entries no signed checkpoint covers. Exit 0 trusted, 3 tampered, 5 intact but not covered by a signed checkpoint.")
         {
-            dataDir, database, publicKey, maxUncovered,
+            dataDir, database, publicKey, maxUncovered, noWitness,
         };
         command.SetAction(async (result, ct) =>
         {
@@ -63,7 +67,9 @@ internal static class AuditCommand
 
             var pem = await PublicKeyAsync(result.GetValue(publicKey), directory, ct);
             // A large log takes a while: say how far it got, on stderr so the verdict on stdout stays clean.
-            var options = new AuditVerificationOptions { MaxUncoveredAge = TimeSpan.FromSeconds(result.GetValue(maxUncovered)) };
+            // The server's own record of the last head it signed, kept beside the key: a rewrite the checkpoints cannot show.
+            var witness = result.GetValue(noWitness) ? null : AuditWitness.Read(Path.Combine(directory, AuditWitness.FileName));
+            var options = new AuditVerificationOptions { MaxUncoveredAge = TimeSpan.FromSeconds(result.GetValue(maxUncovered)), Witness = witness };
             var outcome = await AuditVerifier.VerifyAsync(db, [pem], options, new Inference.Registry.InlineProgress<long>(checkedSoFar =>
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  ... {checkedSoFar:N0} entries checked"))), ct);
             Console.WriteLine($"Checked {outcome.EntriesChecked} entries, {outcome.CheckpointsVerified} signed checkpoints.");
@@ -82,6 +88,11 @@ internal static class AuditCommand
                 ? string.Create(CultureInfo.InvariantCulture, $"Last signed checkpoint: sequence {last.Sequence} at {DateTimeOffset.FromUnixTimeMilliseconds(last.Timestamp):u} (key {last.KeyId}).")
                 : "No signed checkpoint matches the log.");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Covered through {outcome.CoveredThrough}; uncovered: {outcome.Uncovered}."));
+            if (witness is not null)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"Witness: the server last signed entry {witness.Sequence} at {DateTimeOffset.FromUnixTimeMilliseconds(witness.Timestamp):u}; {(outcome.Problems.Any(p => p.Kind == AuditProblemKind.WitnessMismatch) ? "the log no longer holds it" : "the log holds it")}."));
+            }
             Console.WriteLine(outcome.VerdictReason);
             Console.WriteLine(outcome.Verdict switch
             {
@@ -155,7 +166,9 @@ internal static class AuditCommand
             using var key = OperatorSigningKey.LoadOrCreate(keyFile);
             var file = result.GetValue(output);
             await using var stream = file is null ? Console.OpenStandardOutput() : File.Create(file.FullName);
-            var summary = await AuditExport.WriteAsync(db, key, result.GetValue(tenant), start, end, stream, ct);
+            // Never sign an export over a chain that lost the head the server last signed (a rewritten tail).
+            var witness = AuditWitness.Read(Path.Combine(directory, AuditWitness.FileName));
+            var summary = await AuditExport.WriteAsync(db, key, result.GetValue(tenant), start, end, stream, witness, ct);
             if (file is not null)
             {
                 Console.WriteLine($"Wrote {summary.Entries} entries ({summary.Redacted} of other tenants as hashes only) to {file.FullName}.");

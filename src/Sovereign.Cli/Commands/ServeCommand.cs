@@ -187,6 +187,18 @@ internal static partial class ServeCommand
             await Console.Error.WriteLineAsync("sovereign serve: cannot start: " + ex.Message);
             return 2;
         }
+        catch (Residency.Audit.AuditIntegrityException ex)
+        {
+            // The audit log was truncated or rewritten (its head, or the last head this server signed, is gone): nothing
+            // is appended to it or signed over it. Said at Error under its own event, for the alert, and exit 3 as 'audit verify'.
+            if (app?.Services.GetService<ILoggerFactory>() is { } loggers)
+            {
+                LogAuditRefused(loggers.CreateLogger("Sovereign.Cli.Serve"), ex.Message);
+            }
+
+            await Console.Error.WriteLineAsync("sovereign serve: cannot start: " + ex.Message);
+            return Output.ExitCodes.IntegrityFailure;
+        }
         catch (Gateway.ControlPlane.DatabaseUnusableException ex)
         {
             // A read-only or full disk is no bad setting: exit 1, as any local file that cannot be written.
@@ -289,6 +301,10 @@ internal static partial class ServeCommand
 
     [LoggerMessage(EventId = 9001, EventName = "StartFailed", Level = LogLevel.Debug, Message = "The server could not start.")]
     private static partial void LogStartFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 9002, EventName = "AuditLogRefused", Level = LogLevel.Error,
+        Message = "The server does not start: the audit log was truncated or rewritten, so nothing is appended to it or signed over it. {Reason}")]
+    private static partial void LogAuditRefused(ILogger logger, string reason);
 
     private static string SizeOf(string path) =>
         File.Exists(path) ? string.Create(CultureInfo.InvariantCulture, $"{new FileInfo(path).Length / (1024.0 * 1024.0):F0} MiB") : "missing";

@@ -516,9 +516,10 @@ public static class AdminApi
         };
     }
 
-    private static async Task<IResult> VerifyAudit(HttpContext context, SqlDatabase database, OperatorSigningKey key, TimeProvider time)
+    private static async Task<IResult> VerifyAudit(HttpContext context, SqlDatabase database, OperatorSigningKey key, TimeProvider time, IOptions<SovereignOptions> settings)
     {
-        var options = new AuditVerificationOptions { Time = time };
+        // This server's witness, the last head it signed: a rewritten tail whose checkpoints were deleted shows here.
+        var options = new AuditVerificationOptions { Time = time, Witness = AuditWitness.Read(Path.Combine(settings.Value.ResolvedDataDirectory, AuditWitness.FileName)) };
         var bound = context.Request.Query["max_uncovered_seconds"].ToString();
         if (bound.Length > 0)
         {

@@ -62,6 +62,8 @@ internal static class ControlPlaneServices
             {
                 SignsCheckpoints = SignsAuditCheckpoints(sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value),
                 CheckpointMaxAge = AuditCheckpointMaxAge,
+                // Beside the operator key, outside the database: the last head this server signed.
+                WitnessPath = Path.Combine(sp.GetRequiredService<IOptions<SovereignOptions>>().Value.ResolvedDataDirectory, AuditWitness.FileName),
             },
             sp.GetRequiredService<TimeProvider>())));
         // Scheduled audit retention (Sovereign:Audit:Archive): off unless set, and only where checkpoints are signed.

@@ -51,7 +51,15 @@ public static class AuditExport
     /// stored there yet). Refuses (<see cref="AuditIntegrityException"/>) when the stored chain around the range does not
     /// verify, so a fresh signature never vouches for a tampered log.
     /// </summary>
-    public static async Task<AuditExportSummary> WriteAsync(SqlDatabase database, OperatorSigningKey signingKey, string? tenant, DateTimeOffset from, DateTimeOffset to, Stream output, CancellationToken cancellationToken = default)
+    public static Task<AuditExportSummary> WriteAsync(SqlDatabase database, OperatorSigningKey signingKey, string? tenant, DateTimeOffset from, DateTimeOffset to, Stream output, CancellationToken cancellationToken = default) =>
+        WriteAsync(database, signingKey, tenant, from, to, output, null, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="WriteAsync(SqlDatabase, OperatorSigningKey, string?, DateTimeOffset, DateTimeOffset, Stream, CancellationToken)"/>,
+    /// and refuses (<see cref="AuditIntegrityException"/>) when the log no longer holds <paramref name="witness"/>, the
+    /// last head the server signed (<see cref="AuditWitness"/>): a fresh signature must not vouch for a rewritten tail.
+    /// </summary>
+    public static async Task<AuditExportSummary> WriteAsync(SqlDatabase database, OperatorSigningKey signingKey, string? tenant, DateTimeOffset from, DateTimeOffset to, Stream output, AuditWitnessHead? witness, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(database);
         ArgumentNullException.ThrowIfNull(signingKey);
@@ -71,6 +79,13 @@ public static class AuditExport
         await using (var connection = await database.OpenAsync(cancellationToken))
         await using (var snapshot = await AuditStore.BeginSnapshotAsync(connection, cancellationToken))
         {
+            if (witness is not null && await AuditWitness.CheckAsync(connection, snapshot, witness, cancellationToken) is { } reason)
+            {
+                throw new AuditIntegrityException(
+                    $"The audit log no longer holds the head the server last signed: {reason}. Refusing to sign an export. Run 'sovereign audit verify'.",
+                    [new AuditProblem(witness.Sequence, AuditProblemKind.WitnessMismatch, reason)]);
+            }
+
             (first, last) = await ReadRangeAsync(connection, snapshot, fromMs, toMs, cancellationToken);
             if (first is { } f && last is { } l)
             {

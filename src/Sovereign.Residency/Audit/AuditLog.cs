@@ -25,6 +25,14 @@ public sealed record AuditLogOptions
     /// </summary>
     public TimeSpan? CheckpointMaxAge { get; init; }
 
+    /// <summary>
+    /// Where this signer keeps the last head it signed (<see cref="AuditWitness"/>), outside the database: beside the
+    /// operator key. Before it signs, the chain must still hold that head, or opening and appending are refused
+    /// (<see cref="AuditIntegrityException"/>): a database rewritten after its newest checkpoints were deleted is never
+    /// signed over. Null: no witness (a node, which does not sign; tests).
+    /// </summary>
+    public string? WitnessPath { get; init; }
+
     /// <summary>The most appends that share one transaction (group commit).</summary>
     public int MaxBatchSize { get; init; } = 256;
 
@@ -103,6 +111,7 @@ public sealed class AuditLog : IAsyncDisposable
     private int _leader;
     private volatile ChainState _state = new(0, AuditCanonical.GenesisHash, 0, null, 0);
     private ITimer? _checkpointTimer;
+    private AuditWitnessHead? _witness;
     private DbConnection? _connection;
     private DbCommand? _insert;
     private DbCommand? _moveHead;
@@ -157,6 +166,11 @@ public sealed class AuditLog : IAsyncDisposable
 
         await database.MigrateAsync(Migrations, cancellationToken);
         var log = new AuditLog(database, signingKey, options, timeProvider ?? TimeProvider.System);
+        if (options.SignsCheckpoints && options.WitnessPath is { } witness)
+        {
+            log._witness = AuditWitness.Read(witness);
+        }
+
         await log.LoadStateAsync(cancellationToken);
         if (options.SignsCheckpoints && options.CheckpointMaxAge is { } age)
         {
@@ -552,10 +566,49 @@ public sealed class AuditLog : IAsyncDisposable
                 "or does not hash correctly: it was truncated or altered. Run 'sovereign audit verify'; appending is refused so the evidence stays intact.");
         }
 
+        await EnsureWitnessHeldAsync(connection, snapshot);
         var checkpoints = await AuditStore.ReadCheckpointsAsync(connection, snapshot, "WHERE key_id = @key AND seq = (SELECT MAX(seq) FROM audit_checkpoints WHERE key_id = @key)",
             command => SqlDatabase.AddParameter(command, "@key", _signingKey.KeyId), cancellationToken);
         var newest = checkpoints.Count > 0 ? checkpoints[^1] : null;
         _state = new ChainState(lastSequence, lastHash, last?.Timestamp ?? 0, newest, newest?.Timestamp ?? 0);
+    }
+
+    /// <summary>Refuses (<see cref="AuditIntegrityException"/>) a chain that no longer holds the head this signer last signed.</summary>
+    private async Task EnsureWitnessHeldAsync(DbConnection connection, DbTransaction transaction)
+    {
+        if (_witness is { } witness && await AuditWitness.CheckAsync(connection, transaction, witness, CancellationToken.None) is { } reason)
+        {
+            throw new AuditIntegrityException(
+                $"The audit log no longer holds the head this server last signed (recorded in {_options.WitnessPath}): {reason}. " +
+                "Refusing to sign or extend it; run 'sovereign audit verify'. If the database was restored from a backup on purpose, " +
+                "move that file aside (it records what was signed after the backup: keep it) and start again.");
+        }
+    }
+
+    private async Task<bool> CheckWitnessAsync(DbConnection connection, DbTransaction transaction)
+    {
+        await EnsureWitnessHeldAsync(connection, transaction);
+        return true;
+    }
+
+    /// <summary>Records a checkpoint this writer just committed as its witness (best effort: the older head still holds).</summary>
+    private void AdvanceWitness(AuditCheckpoint? before, AuditCheckpoint? after)
+    {
+        if (_options.WitnessPath is not { } path || !_options.SignsCheckpoints || after is null || ReferenceEquals(before, after) || after.Sequence <= (_witness?.Sequence ?? 0))
+        {
+            return;
+        }
+
+        var head = new AuditWitnessHead(after.Sequence, after.Hash, after.Timestamp, after.KeyId);
+        try
+        {
+            AuditWitness.Write(path, head);
+            _witness = head;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // The previous witness still holds (the chain only grows); the next checkpoint writes it again.
+        }
     }
 
     private async Task CommitWithRetryAsync(List<Work> batch)
@@ -565,8 +618,10 @@ public sealed class AuditLog : IAsyncDisposable
         {
             try
             {
+                var before = _state.LastCheckpoint;
                 var (state, results) = await CommitAsync(batch);
                 _state = state;
+                AdvanceWitness(before, state.LastCheckpoint);
                 MaybeCheckpointWal();
                 for (var i = 0; i < batch.Count; i++)
                 {
@@ -633,6 +688,7 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         insert.Transaction = transaction;
+        var witnessChecked = false; // once per commit, before its first signature: never sign over a rewritten chain
         for (var i = 0; i < batch.Count; i++)
         {
             if (batch[i] is AppendWork { Blank: var blank })
@@ -647,6 +703,7 @@ public sealed class AuditLog : IAsyncDisposable
                 // With a max age, the last entry of the batch is signed when this writer's newest checkpoint is too old.
                 if (_options.SignsCheckpoints && (sequence % _options.CheckpointInterval == 0 || (i == batch.Count - 1 && timestamp - checkpointedAt >= maxAge)))
                 {
+                    witnessChecked = witnessChecked || await CheckWitnessAsync(connection, transaction);
                     checkpoint = AuditCheckpoint.Sign(_signingKey, sequence, hash, timestamp);
                     checkpointedAt = timestamp;
                     await AuditStore.InsertCheckpointAsync(connection, transaction, checkpoint, CancellationToken.None);
@@ -654,6 +711,7 @@ public sealed class AuditLog : IAsyncDisposable
             }
             else if (_options.SignsCheckpoints && sequence > 0 && checkpoint?.Sequence != sequence)
             {
+                witnessChecked = witnessChecked || await CheckWitnessAsync(connection, transaction);
                 checkpoint = AuditCheckpoint.Sign(_signingKey, sequence, hash, timestamp);
                 checkpointedAt = timestamp;
                 await AuditStore.InsertCheckpointAsync(connection, transaction, checkpoint, CancellationToken.None);

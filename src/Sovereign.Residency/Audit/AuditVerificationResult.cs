@@ -60,6 +60,12 @@ public enum AuditProblemKind
 
     /// <summary>An export line contradicts its signed header (sequence range, tenant filter, time range).</summary>
     OutOfScope,
+
+    /// <summary>
+    /// The log no longer holds the head the signer last signed, as its witness file records it (<see cref="AuditWitness"/>):
+    /// the tail was rewritten and re-hashed, or removed, after newer checkpoints were deleted.
+    /// </summary>
+    WitnessMismatch,
 }
 
 /// <summary>One problem and where it is.</summary>
@@ -134,6 +140,12 @@ public sealed record AuditVerificationOptions
 
     /// <summary>The oldest uncovered entry may be at most this old for the log to be trusted.</summary>
     public TimeSpan MaxUncoveredAge { get; init; } = DefaultMaxUncoveredAge;
+
+    /// <summary>
+    /// The last head a signer signed, from its witness file (<see cref="AuditWitness.Read"/>): the log must still
+    /// hold it (a <see cref="AuditProblemKind.WitnessMismatch"/> otherwise). Null: not checked.
+    /// </summary>
+    public AuditWitnessHead? Witness { get; init; }
 
     /// <summary>The clock the age is measured with.</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;

@@ -55,6 +55,13 @@ public static class AuditVerifier
         await using var connection = await database.OpenAsync(cancellationToken);
         await using var snapshot = await AuditStore.BeginSnapshotAsync(connection, cancellationToken);
         var result = await VerifyAsync(connection, snapshot, keys, 1, long.MaxValue, cancellationToken, progress);
+        if (options.Witness is { } witness && await AuditWitness.CheckAsync(connection, snapshot, witness, cancellationToken) is { } reason)
+        {
+            // Signed checkpoints cannot tell: the rewrite deleted those after it, and a re-hashed chain links.
+            var problem = new AuditProblem(witness.Sequence, AuditProblemKind.WitnessMismatch, $"The signer's witness does not match the log: {reason}.");
+            result = result with { Valid = false, Problems = [.. result.Problems.Append(problem).OrderBy(p => p.Sequence ?? 0)] };
+        }
+
         return Judge(result, options);
     }
 

@@ -160,7 +160,7 @@ public sealed class AuditCoverageTests
         AuditVerifier.VerifyAsync(context.Database, [context.Key.PublicKeyPem], new AuditVerificationOptions { MaxUncoveredAge = Bound, Time = new ManualClock(now) }, null);
 
     /// <summary>Rewrites entries from <paramref name="from"/> on and re-hashes the chain and the head, as an attacker with the database but not the key can.</summary>
-    private static async Task<List<AuditEntry>> RewriteFromAsync(AuditTestContext context, List<AuditEntry> entries, int from, Func<AuditEntry, AuditEntry> change)
+    internal static async Task<List<AuditEntry>> RewriteFromAsync(AuditTestContext context, List<AuditEntry> entries, int from, Func<AuditEntry, AuditEntry> change)
     {
         await context.ExecuteAsync("DELETE FROM audit_entries WHERE seq >= @from", ("@from", (long)from));
         var previous = from == 1 ? AuditCanonical.GenesisHash : entries[from - 2].Hash;

@@ -1,0 +1,77 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary>A real <c>sovereign serve</c> process in front of a test engine, started until ready and stopped by signal.</summary>
+internal static class ServeProcess
+{
+    /// <summary>Starts serve fronting <paramref name="engineUrl"/>'s <paramref name="model"/> and waits for <c>/ready</c>.</summary>
+    public static async Task<Process> StartAsync(string dataDirectory, int port, string engineUrl, string model)
+    {
+        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--engine", engineUrl, "--engine-model", model, "--urls", $"http://127.0.0.1:{port}", "--data-dir", dataDirectory })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        start.Environment["Sovereign__Jurisdiction"] = "DE";
+        start.Environment["Sovereign__BuiltInEmbeddings"] = "false";
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+
+        using var probe = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        while (true)
+        {
+            Assert.False(process.HasExited, "the server exited during start-up");
+            try
+            {
+                if ((await probe.GetAsync("/ready", timeout.Token)).IsSuccessStatusCode)
+                {
+                    return process;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+
+            await Task.Delay(100, timeout.Token);
+        }
+    }
+
+    /// <summary>Stops <paramref name="server"/> with SIGTERM (the log then ends under a checkpoint) and checks it exited 0.</summary>
+    public static async Task StopAsync(Process server)
+    {
+        try
+        {
+            using (var term = Process.Start("kill", ["-TERM", server.Id.ToString(CultureInfo.InvariantCulture)]))
+            {
+                await term.WaitForExitAsync();
+            }
+
+            using var exited = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+            await server.WaitForExitAsync(exited.Token);
+            Assert.Equal(0, server.ExitCode);
+        }
+        finally
+        {
+            if (!server.HasExited)
+            {
+                server.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}

@@ -1,0 +1,124 @@
+using Sovereign.Residency.Audit;
+
+namespace Sovereign.Residency.Tests.Audit;
+
+/// <summary>
+/// The signer's witness (<see cref="AuditWitness"/>): an attacker with the database but not the key deletes the newest
+/// checkpoints and rewrites and re-hashes the tail after them. Without a witness the next signer signs the rewrite and
+/// the log verifies; with it, opening, exporting and verifying refuse or report it.
+/// </summary>
+public sealed class AuditWitnessTests
+{
+    [Fact]
+    public async Task OpenAsync_WithoutWitness_SignsOverARewrittenTail()
+    {
+        // The defect, as it stays without a witness: the rewrite is signed, and the log is called trusted.
+        await using var context = AuditTestContext.Create();
+        var entries = await SeedAsync(context, witness: null);
+        await RewriteTailAsync(context, entries);
+
+        await using (var log = await context.OpenLogAsync(new AuditLogOptions { CheckpointInterval = 20 }))
+        {
+            await log.CheckpointAsync();
+        }
+
+        Assert.Equal(AuditVerdict.Trusted, (await context.VerifyAsync()).Verdict);
+    }
+
+    [Fact]
+    public async Task OpenAsync_TailRewrittenAfterCheckpointsDeleted_RefusesAndVerifyReportsIt()
+    {
+        await using var context = AuditTestContext.Create();
+        var witnessPath = Path.Combine(context.Directory, AuditWitness.FileName);
+        var entries = await SeedAsync(context, witnessPath);
+        var witness = AuditWitness.Read(witnessPath)!;
+        Assert.Equal((50L, entries[^1].Hash), (witness.Sequence, witness.Hash));
+        await RewriteTailAsync(context, entries);
+
+        var refused = await Assert.ThrowsAsync<AuditIntegrityException>(() => context.OpenLogAsync(new AuditLogOptions { CheckpointInterval = 20, WitnessPath = witnessPath }));
+        Assert.Contains("entry 50 has hash", refused.Message, StringComparison.Ordinal);
+        Assert.Contains(witnessPath, refused.Message, StringComparison.Ordinal);
+
+        var verified = await AuditVerifier.VerifyAsync(context.Database, [context.Key.PublicKeyPem], new AuditVerificationOptions { Witness = witness }, null);
+        Assert.Equal(AuditVerdict.Tampered, verified.Verdict);
+        Assert.Equal(50, Assert.Single(verified.Problems, p => p.Kind == AuditProblemKind.WitnessMismatch).Sequence);
+
+        using var export = new MemoryStream();
+        await Assert.ThrowsAsync<AuditIntegrityException>(() => AuditExport.WriteAsync(context.Database, context.Key, null, DateTimeOffset.UnixEpoch, DateTimeOffset.MaxValue, export, witness));
+        Assert.Equal(0, export.Length);
+
+        // Nothing was signed over the rewrite.
+        Assert.Equal(0L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_checkpoints WHERE seq > 40"));
+    }
+
+    [Fact]
+    public async Task OpenAsync_TailRemovedBelowTheWitness_Refuses()
+    {
+        await using var context = AuditTestContext.Create();
+        var witnessPath = Path.Combine(context.Directory, AuditWitness.FileName);
+        var entries = await SeedAsync(context, witnessPath);
+        await context.ExecuteAsync("DELETE FROM audit_checkpoints WHERE seq > 40");
+        await context.ExecuteAsync("DELETE FROM audit_entries WHERE seq > 45");
+        await context.ExecuteAsync("UPDATE audit_head SET seq = 45, hash = @hash", ("@hash", entries[44].Hash));
+
+        var refused = await Assert.ThrowsAsync<AuditIntegrityException>(() => context.OpenLogAsync(new AuditLogOptions { WitnessPath = witnessPath }));
+        Assert.Contains("the log ends at 45", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task OpenAsync_UntouchedLog_SignsAsBeforeAndMovesTheWitness()
+    {
+        await using var context = AuditTestContext.Create();
+        var witnessPath = Path.Combine(context.Directory, AuditWitness.FileName);
+        Assert.Null(AuditWitness.Read(witnessPath)); // a fresh install has none: the first checkpoint writes it
+        await SeedAsync(context, witnessPath);
+
+        await using (var log = await context.OpenLogAsync(new AuditLogOptions { CheckpointInterval = 20, WitnessPath = witnessPath }))
+        {
+            var more = await context.AppendManyAsync(log, 5);
+            var checkpoint = await log.CheckpointAsync();
+            Assert.Equal(55, checkpoint!.Sequence);
+            Assert.Equal((55L, more[^1].Hash), (AuditWitness.Read(witnessPath)!.Sequence, AuditWitness.Read(witnessPath)!.Hash));
+        }
+
+        var verified = await AuditVerifier.VerifyAsync(context.Database, [context.Key.PublicKeyPem], new AuditVerificationOptions { Witness = AuditWitness.Read(witnessPath) }, null);
+        Assert.Equal(AuditVerdict.Trusted, verified.Verdict);
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(witnessPath));
+        }
+    }
+
+    [Fact]
+    public async Task AppendAsync_TailRewrittenWhileTheSignerRuns_RefusesToExtendOrSign()
+    {
+        await using var context = AuditTestContext.Create();
+        var witnessPath = Path.Combine(context.Directory, AuditWitness.FileName);
+        await using var log = await context.OpenLogAsync(new AuditLogOptions { CheckpointInterval = 20, WitnessPath = witnessPath });
+        var entries = await context.AppendManyAsync(log, 50);
+        await log.CheckpointAsync();
+
+        // Under the running signer: its next commit finds audit_head moved, reloads, and meets the witness.
+        await RewriteTailAsync(context, entries);
+
+        var refused = await Assert.ThrowsAsync<AuditUnavailableException>(() => log.AppendAsync(AuditTestContext.Inference("acme", 1)));
+        Assert.Contains("no longer holds the head this server last signed", refused.ToString(), StringComparison.Ordinal);
+        Assert.Equal(0L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_checkpoints WHERE seq > 40"));
+    }
+
+    /// <summary>Fifty entries, checkpoints every 20 and at the end, as a server that stopped cleanly leaves them.</summary>
+    private static async Task<List<AuditEntry>> SeedAsync(AuditTestContext context, string? witness)
+    {
+        await using var log = await context.OpenLogAsync(new AuditLogOptions { CheckpointInterval = 20, WitnessPath = witness });
+        var entries = await context.AppendManyAsync(log, 50, "acme", "globex");
+        await log.CheckpointAsync();
+        return entries;
+    }
+
+    /// <summary>The attack: checkpoints after 40 deleted, entries 45..50 rewritten and the chain and head re-hashed.</summary>
+    private static async Task RewriteTailAsync(AuditTestContext context, List<AuditEntry> entries)
+    {
+        await context.ExecuteAsync("DELETE FROM audit_checkpoints WHERE seq > 40");
+        await AuditCoverageTests.RewriteFromAsync(context, entries, 45, entry => entry with { Tenant = "someone-else" });
+    }
+}
