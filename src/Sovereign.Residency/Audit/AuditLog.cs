@@ -112,6 +112,7 @@ public sealed class AuditLog : IAsyncDisposable
     private volatile ChainState _state = new(0, AuditCanonical.GenesisHash, 0, null, 0);
     private ITimer? _checkpointTimer;
     private AuditWitnessHead? _witness;
+    private AuditIntegrityException? _witnessLost; // once the chain lost the witness, nothing more is appended or signed
     private DbConnection? _connection;
     private DbCommand? _insert;
     private DbCommand? _moveHead;
@@ -576,9 +577,14 @@ public sealed class AuditLog : IAsyncDisposable
     /// <summary>Refuses (<see cref="AuditIntegrityException"/>) a chain that no longer holds the head this signer last signed.</summary>
     private async Task EnsureWitnessHeldAsync(DbConnection connection, DbTransaction transaction)
     {
+        if (_witnessLost is { } lost)
+        {
+            throw lost;
+        }
+
         if (_witness is { } witness && await AuditWitness.CheckAsync(connection, transaction, witness, CancellationToken.None) is { } reason)
         {
-            throw new AuditIntegrityException(
+            throw _witnessLost = new AuditIntegrityException(
                 $"The audit log no longer holds the head this server last signed (recorded in {_options.WitnessPath}): {reason}. " +
                 "Refusing to sign or extend it; run 'sovereign audit verify'. If the database was restored from a backup on purpose, " +
                 "move that file aside (it records what was signed after the backup: keep it) and start again.");
@@ -664,6 +670,11 @@ public sealed class AuditLog : IAsyncDisposable
 
     private async Task<(ChainState State, object?[] Results)> CommitAsync(List<Work> batch)
     {
+        if (_witnessLost is { } lost)
+        {
+            throw lost;
+        }
+
         var connection = await EnsureConnectionAsync();
         var insert = _insert!;
         var start = _state;

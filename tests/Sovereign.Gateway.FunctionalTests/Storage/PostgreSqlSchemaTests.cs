@@ -176,6 +176,81 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
     }
 
     [Fact]
+    public async Task AuditWitness_TwoGatewaysSignTheSharedChain_EachWitnessHolds_UntilTheTailIsRewritten()
+    {
+        var database = await OwnDatabaseAsync("witness");
+        using var key = OperatorSigningKey.CreateEphemeral();
+        var directory = Directory.CreateTempSubdirectory("sovereign-witness-pg-").FullName;
+        var (witnessA, witnessB) = (Path.Combine(directory, "a.json"), Path.Combine(directory, "b.json"));
+        var entry = new AuditRecord { Kind = AuditKind.Inference, Actor = "k", Action = AuditActions.InferenceAllowed, Tenant = "pg-witness", Jurisdiction = "TH" };
+        try
+        {
+            // Each gateway keeps its own witness; the other's appends extend the chain it signed, so both hold.
+            await using var a = await AuditLog.OpenAsync(database, key, new AuditLogOptions { WitnessPath = witnessA });
+            await using var b = await AuditLog.OpenAsync(database, key, new AuditLogOptions { WitnessPath = witnessB });
+            for (var round = 0; round < 3; round++)
+            {
+                for (var i = 0; i < 5; i++)
+                {
+                    await a.AppendAsync(entry);
+                    await b.AppendAsync(entry);
+                }
+
+                await a.CheckpointAsync();
+                await b.CheckpointAsync();
+            }
+
+            Assert.Equal(30L, AuditWitness.Read(witnessB)!.Sequence);
+            foreach (var witness in new[] { witnessA, witnessB })
+            {
+                var verified = await AuditVerifier.VerifyAsync(database, [key.PublicKeyPem], new AuditVerificationOptions { Witness = AuditWitness.Read(witness) }, null);
+                Assert.Equal(AuditVerdict.Trusted, verified.Verdict);
+            }
+
+            // The attack: checkpoints from 25 on deleted, entries 25..30 rewritten and re-hashed, the head moved along.
+            var all = await AuditStore.ReadEntriesAsync(database, "WHERE seq >= 1 ORDER BY seq", _ => { }, CancellationToken.None);
+            await using (var connection = await database.OpenAsync())
+            {
+                var previous = all[23].Hash;
+                foreach (var original in all.Skip(24))
+                {
+                    var rewritten = original with { Tenant = "someone-else", PreviousHash = previous };
+                    rewritten = rewritten with { Hash = rewritten.ComputeHash() };
+                    await using var update = connection.CreateCommand();
+                    update.CommandText = "UPDATE audit_entries SET tenant = @tenant, previous_hash = @prev, hash = @hash WHERE seq = @seq";
+                    SqlDatabase.AddParameter(update, "@tenant", rewritten.Tenant);
+                    SqlDatabase.AddParameter(update, "@prev", rewritten.PreviousHash);
+                    SqlDatabase.AddParameter(update, "@hash", rewritten.Hash);
+                    SqlDatabase.AddParameter(update, "@seq", rewritten.Sequence);
+                    await update.ExecuteNonQueryAsync();
+                    previous = rewritten.Hash;
+                }
+
+                await using var head = connection.CreateCommand();
+                head.CommandText = "UPDATE audit_head SET hash = @hash WHERE id = 1; DELETE FROM audit_checkpoints WHERE seq >= 25";
+                SqlDatabase.AddParameter(head, "@hash", previous);
+                await head.ExecuteNonQueryAsync();
+            }
+
+            // Both gateways signed entry 25 or later, so neither signs the rewrite. An append that signs nothing still
+            // goes on from the shared head (checking every commit would cost each one two reads); the next signature,
+            // within the minute on a server, refuses, and from then on that writer commits nothing.
+            await a.AppendAsync(entry);
+            await Assert.ThrowsAsync<AuditUnavailableException>(() => a.CheckpointAsync());
+            await Assert.ThrowsAsync<AuditUnavailableException>(() => b.CheckpointAsync());
+            await Assert.ThrowsAsync<AuditUnavailableException>(() => a.AppendAsync(entry));
+            await Assert.ThrowsAsync<AuditIntegrityException>(() => AuditLog.OpenAsync(database, key, new AuditLogOptions { WitnessPath = witnessB }));
+            var report = await AuditVerifier.VerifyAsync(database, [key.PublicKeyPem], new AuditVerificationOptions { Witness = AuditWitness.Read(witnessB) }, null);
+            Assert.Equal(AuditVerdict.Tampered, report.Verdict);
+            Assert.Contains(report.Problems, p => p.Kind == AuditProblemKind.WitnessMismatch);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task AuditArchive_RemovalWhileAnotherGatewayAppends_LeavesAChainThatVerifies()
     {
         var database = await OwnDatabaseAsync("archived_live");
