@@ -113,6 +113,9 @@ public sealed class AuditLog : IAsyncDisposable
     private ITimer? _checkpointTimer;
     private AuditWitnessHead? _witness;
     private AuditIntegrityException? _witnessLost; // once the chain lost the witness, nothing more is appended or signed
+    private AuditWitnessHead? _witnessToWrite;
+    private int _witnessWriterActive;
+    private Task _witnessWrite = Task.CompletedTask;
     private DbConnection? _connection;
     private DbCommand? _insert;
     private DbCommand? _moveHead;
@@ -143,6 +146,9 @@ public sealed class AuditLog : IAsyncDisposable
 
     /// <summary>The WAL housekeeping started by the latest commit that was due one (for tests).</summary>
     internal Task WalHousekeeping => _walCheckpoint;
+
+    /// <summary>The latest write of the witness file (for tests; disposing waits for it).</summary>
+    internal Task WitnessWritten => _witnessWrite;
 
     /// <summary>The key that signs checkpoints.</summary>
     public string KeyId => _signingKey.KeyId;
@@ -380,6 +386,7 @@ public sealed class AuditLog : IAsyncDisposable
         FailPending();
         await CloseConnectionAsync();
         await _walCheckpoint;
+        await _witnessWrite; // the final checkpoint's witness is on disk before the process exits
     }
 
     /// <summary>
@@ -597,23 +604,48 @@ public sealed class AuditLog : IAsyncDisposable
         return true;
     }
 
-    /// <summary>Records a checkpoint this writer just committed as its witness (best effort: the older head still holds).</summary>
+    /// <summary>
+    /// Takes a checkpoint this writer just committed as its witness: checked against from now on, and written to the
+    /// file on a pool thread (an fsync, about 5 ms, that the appends queued behind this commit need not wait for). A
+    /// witness file a little behind is still sound (the chain only grows); a failed write is tried at the next checkpoint.
+    /// </summary>
     private void AdvanceWitness(AuditCheckpoint? before, AuditCheckpoint? after)
     {
-        if (_options.WitnessPath is not { } path || !_options.SignsCheckpoints || after is null || ReferenceEquals(before, after) || after.Sequence <= (_witness?.Sequence ?? 0))
+        if (_options.WitnessPath is null || !_options.SignsCheckpoints || after is null || ReferenceEquals(before, after) || after.Sequence <= (_witness?.Sequence ?? 0))
         {
             return;
         }
 
-        var head = new AuditWitnessHead(after.Sequence, after.Hash, after.Timestamp, after.KeyId);
-        try
+        _witness = new AuditWitnessHead(after.Sequence, after.Hash, after.Timestamp, after.KeyId);
+        Volatile.Write(ref _witnessToWrite, _witness);
+        if (Interlocked.CompareExchange(ref _witnessWriterActive, 1, 0) == 0)
         {
-            AuditWitness.Write(path, head);
-            _witness = head;
+            _witnessWrite = Task.Run(WriteWitnesses);
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+    }
+
+    /// <summary>Writes the newest pending witness until none is left; one writer at a time, so an older head never lands last.</summary>
+    private void WriteWitnesses()
+    {
+        while (true)
         {
-            // The previous witness still holds (the chain only grows); the next checkpoint writes it again.
+            while (Interlocked.Exchange(ref _witnessToWrite, null) is { } head)
+            {
+                try
+                {
+                    AuditWitness.Write(_options.WitnessPath!, head);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // The previous file still holds (the chain only grows); the next checkpoint writes it again.
+                }
+            }
+
+            Volatile.Write(ref _witnessWriterActive, 0);
+            if (Volatile.Read(ref _witnessToWrite) is null || Interlocked.CompareExchange(ref _witnessWriterActive, 1, 0) != 0)
+            {
+                return;
+            }
         }
     }
 

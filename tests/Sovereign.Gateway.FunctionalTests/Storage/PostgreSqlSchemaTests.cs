@@ -200,6 +200,7 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
                 await b.CheckpointAsync();
             }
 
+            await Task.WhenAll(a.WitnessWritten, b.WitnessWritten);
             Assert.Equal(30L, AuditWitness.Read(witnessB)!.Sequence);
             foreach (var witness in new[] { witnessA, witnessB })
             {

@@ -78,6 +78,7 @@ public sealed class AuditWitnessTests
             var more = await context.AppendManyAsync(log, 5);
             var checkpoint = await log.CheckpointAsync();
             Assert.Equal(55, checkpoint!.Sequence);
+            await log.WitnessWritten;
             Assert.Equal((55L, more[^1].Hash), (AuditWitness.Read(witnessPath)!.Sequence, AuditWitness.Read(witnessPath)!.Hash));
         }
 
