@@ -295,41 +295,81 @@ public sealed class AuditLog : IAsyncDisposable
             after = await command.ExecuteScalarAsync(cancellationToken) is { } value and not DBNull ? AuditStore.ToInt64(value) : 0;
         }
 
-        // Paged by sequence so a first search over a long log never holds it all; only this gateway's inference rows.
-        const long page = 50_000;
-        var open = new Dictionary<string, AuditEntry>(StringComparer.Ordinal);
-        for (var from = after + 1; from <= through; from += page)
+        // One pass over this gateway's inference rows, reading only what matching needs (a first search may cover the
+        // whole log); the open decisions are then read whole.
+        var open = new Dictionary<string, long>(StringComparer.Ordinal);
+        await using (var connection = await _database.OpenAsync(cancellationToken))
+        using (var command = connection.CreateCommand())
         {
-            var entries = await AuditStore.ReadEntriesAsync(_database,
-                "WHERE seq >= @from AND seq <= @to AND kind = 'inference' AND gateway = @gateway AND action IN (@allowed, @completed, @interrupted) ORDER BY seq", command =>
-                {
-                    SqlDatabase.AddParameter(command, "@from", from);
-                    SqlDatabase.AddParameter(command, "@to", Math.Min(through, from + page - 1));
-                    SqlDatabase.AddParameter(command, "@gateway", gateway);
-                    SqlDatabase.AddParameter(command, "@allowed", AuditActions.InferenceAllowed);
-                    SqlDatabase.AddParameter(command, "@completed", AuditActions.InferenceCompleted);
-                    SqlDatabase.AddParameter(command, "@interrupted", AuditActions.InferenceInterrupted);
-                }, cancellationToken);
-            foreach (var entry in entries)
+            command.CommandText = "SELECT seq, action, details FROM audit_entries WHERE seq > @after AND seq <= @through AND kind = 'inference' " +
+                "AND gateway = @gateway AND action IN (@allowed, @completed, @interrupted) ORDER BY seq";
+            SqlDatabase.AddParameter(command, "@after", after);
+            SqlDatabase.AddParameter(command, "@through", through);
+            SqlDatabase.AddParameter(command, "@gateway", gateway);
+            SqlDatabase.AddParameter(command, "@allowed", AuditActions.InferenceAllowed);
+            SqlDatabase.AddParameter(command, "@completed", AuditActions.InferenceCompleted);
+            SqlDatabase.AddParameter(command, "@interrupted", AuditActions.InferenceInterrupted);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
             {
-                if (!entry.Details.TryGetValue("request_id", out var requestId))
+                var (requestId, endpoint) = RequestOf(reader.GetString(2));
+                if (requestId is null)
                 {
                     continue;
                 }
 
-                if (entry.Action != AuditActions.InferenceAllowed)
+                if (reader.GetString(1) != AuditActions.InferenceAllowed)
                 {
                     open.Remove(requestId);
                 }
-                else if (!(entry.Details.TryGetValue("endpoint", out var endpoint) && endpoint is "/tokenize" or "/detokenize"))
+                else if (endpoint is not ("/tokenize" or "/detokenize"))
                 {
                     // A failover decides again under the same request id: one outcome closes both.
-                    open.TryAdd(requestId, entry);
+                    open.TryAdd(requestId, AuditStore.ToInt64(reader.GetValue(0)));
                 }
             }
         }
 
-        return new OpenDecisions([.. open.Values.OrderBy(entry => entry.Sequence)], through);
+        var decisions = new List<AuditEntry>(open.Count);
+        foreach (var sequence in open.Values.Order())
+        {
+            decisions.AddRange(await ReadAsync(sequence, sequence, cancellationToken));
+        }
+
+        return new OpenDecisions(decisions, through);
+    }
+
+    /// <summary>The <c>request_id</c> and <c>endpoint</c> of an entry's details JSON (null when absent or unreadable).</summary>
+    private static (string? RequestId, string? Endpoint) RequestOf(string details)
+    {
+        string? requestId = null, endpoint = null;
+        try
+        {
+            var reader = new System.Text.Json.Utf8JsonReader(System.Text.Encoding.UTF8.GetBytes(details));
+            while (reader.Read())
+            {
+                if (reader.TokenType == System.Text.Json.JsonTokenType.PropertyName && reader.CurrentDepth == 1)
+                {
+                    var isRequest = reader.ValueTextEquals("request_id");
+                    var isEndpoint = !isRequest && reader.ValueTextEquals("endpoint");
+                    reader.Read();
+                    if (reader.TokenType == System.Text.Json.JsonTokenType.String && (isRequest || isEndpoint))
+                    {
+                        (isRequest ? ref requestId : ref endpoint) = reader.GetString();
+                    }
+                    else
+                    {
+                        reader.Skip();
+                    }
+                }
+            }
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            // A malformed row: the verifier reports it; here it matches nothing.
+        }
+
+        return (requestId, endpoint);
     }
 
     /// <summary>
