@@ -28,11 +28,10 @@ namespace Sovereign.Gateway.ControlPlane;
 /// it after <c>Sovereign:Metering:ReservationLifetime</c> (event 8101).
 /// </remarks>
 internal sealed class InterruptedRequests(
-    AuditLog audit,
-    UsageLedger ledger,
-    ControlPlaneStore store,
-    PriceBookProvider prices,
-    SqlDatabase database,
+    Lazy<AuditLog> audit,
+    Lazy<UsageLedger> ledger,
+    Lazy<ControlPlaneStore> store,
+    Lazy<PriceBookProvider> prices,
     IOptions<SovereignOptions> options,
     IOptions<SovereignClusterOptions> cluster,
     ILogger<InterruptedRequests> logger) : IHostedService
@@ -45,8 +44,9 @@ internal sealed class InterruptedRequests(
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        // Resolved only past this check: a cluster node may hold a database role that cannot open the ledger.
         var gateway = options.Value.NodeId;
-        if (database.Provider == SqlProvider.PostgreSql && cluster.Value.IsDistributed)
+        if (string.Equals(options.Value.Database.Provider, nameof(SqlProvider.PostgreSql), StringComparison.OrdinalIgnoreCase) && cluster.Value.IsDistributed)
         {
             GatewayLog.InterruptedNotClosedInCluster(logger, gateway);
             return;
@@ -54,17 +54,18 @@ internal sealed class InterruptedRequests(
 
         try
         {
-            var open = await audit.FindOpenDecisionsAsync(gateway, cancellationToken);
+            var open = await audit.Value.FindOpenDecisionsAsync(gateway, cancellationToken);
             foreach (var decision in open.Decisions)
             {
                 await CloseAsync(decision);
             }
 
-            await audit.MarkOutcomesCheckedAsync(gateway, open.CheckedThrough, cancellationToken);
+            await audit.Value.MarkOutcomesCheckedAsync(gateway, open.CheckedThrough, cancellationToken);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (Exception ex) when (ex is not (OperationCanceledException or AuditIntegrityException))
         {
-            // Serving goes on: the decisions stay open as they were, and the next start looks again.
+            // Serving goes on: the decisions stay open as they were, and the next start looks again. A log that was
+            // truncated or rewritten stops the start instead (serve exits 3): nothing may be appended to it.
             GatewayLog.InterruptedNotClosed(logger, ex, gateway);
         }
     }
@@ -76,7 +77,7 @@ internal sealed class InterruptedRequests(
         var requestId = decision.Details["request_id"];
 
         // The ledger may already hold the request (a ledger that commits on its own): then its tokens are known.
-        var recorded = await ledger.GetAsync(requestId);
+        var recorded = await ledger.Value.GetAsync(requestId);
         var details = new Dictionary<string, string>(StringComparer.Ordinal)
         {
             ["request_id"] = requestId,
@@ -109,15 +110,15 @@ internal sealed class InterruptedRequests(
         };
 
         var usage = recorded is null ? await UsageRecordAsync(decision, requestId) : null;
-        var carried = usage is null ? null : ledger.Carry(usage);
-        await audit.AppendAsync(entry, carried);
+        var carried = usage is null ? null : ledger.Value.Carry(usage);
+        await audit.Value.AppendAsync(entry, carried);
         if (carried is not null)
         {
             await carried.Stored;
         }
         else if (usage is not null)
         {
-            await ledger.AppendAsync(usage); // a ledger that commits on its own (PowerLoss durability)
+            await ledger.Value.AppendAsync(usage); // a ledger that commits on its own (PowerLoss durability)
         }
 
         GatewayLog.InterruptedRequestClosed(logger, requestId, decision.Sequence, decision.Tenant);
@@ -131,9 +132,9 @@ internal sealed class InterruptedRequests(
             return null;
         }
 
-        var plan = tenant == Caller.AnonymousTenant ? "default" : (await store.GetTenantAsync(tenant))?.Plan ?? "default";
+        var plan = tenant == Caller.AnonymousTenant ? "default" : (await store.Value.GetTenantAsync(tenant))?.Plan ?? "default";
         var arrivedAt = DateTimeOffset.FromUnixTimeMilliseconds(decision.Timestamp);
-        if (arrivedAt < ledger.PurgedBefore)
+        if (arrivedAt < ledger.Value.PurgedBefore)
         {
             return null; // past the ledger's retention: its day is closed, and the audit entry says enough
         }
@@ -149,7 +150,7 @@ internal sealed class InterruptedRequests(
             Jurisdiction = decision.Jurisdiction ?? "-",
             Outcome = UsageOutcome.Failed,
             RefusalCode = Code,
-            Currency = prices.Current.FindPlan(plan)?.Currency ?? UnpricedCurrency,
+            Currency = prices.Value.Current.FindPlan(plan)?.Currency ?? UnpricedCurrency,
         };
     }
 }
