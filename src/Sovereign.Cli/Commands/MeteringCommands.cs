@@ -288,6 +288,9 @@ internal static class MeteringCommands
         var budget = new Option<string[]>("--budget") { Description = "PERIOD=AMOUNT[@KEY_ID], period day, month or total; repeatable; replaces the tenant's budgets ('none' clears them)." };
         var rpm = new Option<long?>("--requests-per-minute") { Description = "Tenant-wide requests per minute (0: no limit)." };
         var tpm = new Option<long?>("--tokens-per-minute") { Description = "Tenant-wide tokens per minute (0: no limit)." };
+        // A negative rate went to the server, whose 400 named 'rate_limits[0]', not the flag, with exit 1.
+        NotNegative(rpm, "requests");
+        NotNegative(tpm, "tokens");
         var command = new Command("limits", "Set a tenant's budgets or tenant-wide rate limits, keeping what is not named; without options, show them.") { tenant, budget, rpm, tpm };
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
@@ -346,6 +349,14 @@ internal static class MeteringCommands
         }));
         return command;
     }
+
+    private static void NotNegative(Option<long?> option, string unit) => option.Validators.Add(r =>
+    {
+        if (ParseErrors.ValueOrNull<long>(r) is < 0)
+        {
+            r.AddError($"{option.Name} must be a number of {unit}, 0 (no limit) or more.");
+        }
+    });
 
     /// <summary>The tenant-wide limit to set: the flag's (0: none), else the one in force.</summary>
     private static long? PerMinute(long? given, JsonElement current, string name) => given switch

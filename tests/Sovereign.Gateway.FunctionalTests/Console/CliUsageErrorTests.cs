@@ -26,6 +26,9 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     [InlineData("--input-per-million: '0,20' is not a decimal number", "plans", "price", "standard", "--model", "m", "--input-per-million", "0,20")]
     [InlineData("--per-compute-second: '1,000.5' is not a decimal number", "plans", "compute-price", "standard", "--pool", "p", "--per-compute-second", "1,000.5")]
     [InlineData("--budget 'month=1,5': expected PERIOD=AMOUNT[@KEY_ID]", "limits", "t1", "--budget", "month=1,5")]
+    // A negative rate was sent: the server's 400 about 'rate_limits[0]' came back as exit 1, naming no flag.
+    [InlineData("--requests-per-minute must be a number of requests, 0 (no limit) or more.", "limits", "t1", "--requests-per-minute", "-5")]
+    [InlineData("--tokens-per-minute must be a number of tokens, 0 (no limit) or more.", "limits", "t1", "--tokens-per-minute", "-1")]
     [InlineData("--effective-from: 'tomorrow' is not an ISO 8601 time", "plans", "compute-price", "standard", "--pool", "p", "--per-compute-second", "1", "--effective-from", "tomorrow")]
     [InlineData("--seed: '-1' is not a whole number, 0 or more.", "models", "synth", "-o", "never.gguf", "--seed", "-1")]
     [InlineData("--temperature: 'hot' is not a decimal number", "chat", "--prompt", "hi", "--temperature", "hot")]
