@@ -27,6 +27,16 @@ var name = CommandName(parse);
 if (parse.Errors.Count > 0)
 {
     var prefix = name.Length > 0 ? "sovereign " + name : "sovereign";
+    if (MisspeltCommand(parse) is { } misspelt)
+    {
+        // 'sovereign tenants lst' said "Required command was not provided." above the unrecognized 'lst': the user
+        // gave a command, only not one that exists, so the line names the ones that do.
+        var commands = parse.CommandResult.Command.Subcommands.Where(c => !c.Hidden).Select(c => c.Name);
+        Console.Error.WriteLine($"{prefix}: '{misspelt}' is not a command; use one of: {string.Join(", ", commands)}.");
+        Console.Error.WriteLine($"Run '{prefix} --help' for the options.");
+        return ExitCodes.Usage;
+    }
+
     foreach (var error in parse.Errors)
     {
         Console.Error.WriteLine($"{prefix}: {ParseErrors.Describe(error.Message, ParseErrors.NameOf(error.SymbolResult))}");
@@ -64,6 +74,12 @@ static string CommandName(ParseResult parse)
 
     return string.Join(' ', names);
 }
+
+// The first unmatched word where a command was expected (a command with subcommands and no action of its own).
+static string? MisspeltCommand(ParseResult parse) =>
+    parse.CommandResult.Command is { Subcommands.Count: > 0, Action: null } && parse.UnmatchedTokens is [var first, ..]
+        ? first
+        : null;
 
 static string? UrlOf(ParseResult parse) =>
     parse.CommandResult.Command.Options.FirstOrDefault(o => o.Name == "--url") is Option<string> url ? parse.GetValue(url) : null;

@@ -51,6 +51,24 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
         Assert.DoesNotContain("System.", stderr, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A misspelt command ('tenants lst') said "Required command was not provided." above the unrecognized word: one
+    /// line now names the word and the commands there are.
+    /// </summary>
+    [Theory]
+    [InlineData("sovereign tenants: 'lst' is not a command; use one of: create, list, show, update.\n", "tenants", "lst")]
+    [InlineData("sovereign: 'tenant' is not a command; use one of: serve, models, chat, tenants, keys, ", "tenant", "list")]
+    [InlineData("sovereign models: '--bogus' is not a command; use one of: list, ", "models", "--bogus")]
+    public async Task AMisspeltCommand_NamesTheCommandsThereAre(string expected, params string[] args)
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(args);
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Equal("", stdout);
+        Assert.StartsWith(expected, stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Required command", stderr, StringComparison.Ordinal);
+    }
+
     /// <summary>It said "Invalid synthetic model option Layers: ... (Parameter 'Layers')".</summary>
     [Fact]
     public async Task ASynthOptionOutOfRange_NamesTheFlag()
