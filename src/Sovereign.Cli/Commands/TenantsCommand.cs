@@ -184,8 +184,17 @@ internal static class TenantsCommand
         grid.AddRow("licences", Markup.Escape(List(p, "allowed_licenses", "any")));
         grid.AddRow("origins", Markup.Escape(List(p, "allowed_origins", "any")));
         grid.AddRow("external providers", p.TryGetProperty("allow_external_providers", out var e) && e.ValueKind == JsonValueKind.True ? "allowed" : "not allowed");
+        // Whether the tenant's prompts and completions may be kept: 'create --retain-days 30' was shown nowhere but --json.
+        grid.AddRow("content retention", Retention(p));
         AnsiConsole.Write(grid);
     }
+
+    private static string Retention(JsonElement policy) =>
+        policy.TryGetProperty("retention", out var r) && r.ValueKind == JsonValueKind.Object
+            && r.TryGetProperty("mode", out var mode) && mode.ValueKind == JsonValueKind.String && mode.GetString() == "store"
+            && r.TryGetProperty("days", out var days) && days.ValueKind == JsonValueKind.Number
+            ? $"stored {days.GetInt32()} days"
+            : "never stored";
 
     internal static string Text(JsonElement e, string name) =>
         Markup.Escape(e.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v.ToString() : "");

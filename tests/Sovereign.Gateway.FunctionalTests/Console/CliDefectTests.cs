@@ -138,6 +138,23 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
         Assert.NotEqual(JsonValueKind.Object, (await Policy()).GetProperty("retention").ValueKind);
     }
 
+    /// <summary>'tenants create|show' printed every field of the policy but its retention: --retain-days was visible only with --json.</summary>
+    [Fact]
+    public async Task TenantsShow_SaysWhetherContentIsRetained_AndForHowLong()
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("tenants", "create", "cli-retained", "-j", "TH", "--retain-days", "30"));
+        Assert.True(exit == 0, stderr);
+        Assert.Matches(@"content retention\s+stored 30 days", stdout);
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("tenants", "show", "cli-retained"));
+        Assert.True(exit == 0, stderr);
+        Assert.Matches(@"content retention\s+stored 30 days", stdout);
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("tenants", "update", "cli-retained", "--retain-days", "0"));
+        Assert.True(exit == 0, stderr);
+        Assert.Matches(@"content retention\s+never stored", stdout);
+    }
+
     [Fact]
     public async Task Invoice_UsageInTwoCurrencies_CurrencyOptionChoosesOne()
     {
