@@ -683,10 +683,9 @@ public sealed class ModelRegistry : IDisposable
     private Declared Validate(ModelInstallOptions options)
     {
         var id = options.Id;
-        if (string.IsNullOrEmpty(id) || id.Length > MaxIdLength || !char.IsAsciiLetterOrDigit(id[0])
-            || !id.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' or ':' or '/'))
+        if (!IsValidId(id))
         {
-            throw Invalid($"'{id}' is not a valid model id: use letters, digits, '.', '_', '-', ':' and '/', starting with a letter or digit, at most {MaxIdLength} characters.");
+            throw Invalid($"'{id}' is not a valid model id: {IdRule}.");
         }
 
         if (string.Equals(id, "auto", StringComparison.OrdinalIgnoreCase))
@@ -854,6 +853,14 @@ public sealed class ModelRegistry : IDisposable
             // Best effort: a staged file that cannot be deleted is never referenced by the manifest.
         }
     }
+
+    /// <summary>What a model id may be, as a message puts it after "not a valid model id: ".</summary>
+    public static readonly string IdRule = $"use letters, digits, '.', '_', '-', ':' and '/', starting with a letter or digit, at most {MaxIdLength} characters";
+
+    /// <summary>Whether <paramref name="id"/> may name a registered model (<see cref="IdRule"/>).</summary>
+    public static bool IsValidId(string? id) =>
+        !string.IsNullOrEmpty(id) && id.Length <= MaxIdLength && char.IsAsciiLetterOrDigit(id[0])
+        && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' or ':' or '/');
 
     private static ModelRegistryException Invalid(string message) => new(ModelRegistryError.InvalidArgument, message);
 

@@ -103,6 +103,39 @@ public sealed class RegistryCliTests : IDisposable
         Assert.Contains("stories260K: llama", stdout, StringComparison.Ordinal);
     }
 
+    /// <summary>Importing a local file printed "downloading: 0% ..." lines, as if it came from the network.</summary>
+    [Fact]
+    public async Task Import_Piped_SaysItCopiesTheFile_NotThatItDownloads()
+    {
+        var (exit, stdout, stderr) = await new RegistryCli(_directory).RunAsync("models", "import", TestModels.Stories260K,
+            "--license", "MIT", "--origin-publisher", "k", "--origin-country", "US");
+
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("copying: 100% (1,185,376 of 1,185,376 bytes)", stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("download", stdout, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A file whose name is no model id ("my model.gguf") was refused with the id rule alone: the user had given no id,
+    /// so the line now says where it came from and that --id gives one.
+    /// </summary>
+    [Fact]
+    public async Task Import_AFileNameThatIsNoModelId_SaysToGiveOneWithId()
+    {
+        var spaced = Path.Combine(_directory, "my model.gguf");
+        File.Copy(TestModels.Stories260K, spaced);
+        var cli = new RegistryCli(_directory);
+
+        var (exit, _, stderr) = await cli.RunAsync("models", "import", spaced, "--license", "MIT", "--origin-publisher", "k", "--origin-country", "US");
+
+        Assert.Equal(2, exit);
+        Assert.Contains("the file name 'my model' is not a valid model id; give one with --id", stderr, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(ModelsDirectory));
+
+        (exit, _, stderr) = await cli.RunAsync("models", "import", spaced, "--id", "my-model", "--license", "MIT", "--origin-publisher", "k", "--origin-country", "US");
+        Assert.True(exit == 0, stderr);
+    }
+
     [Fact]
     public async Task Import_UnknownLicense_ExitsTwoNamingItAndInstallsNothing()
     {

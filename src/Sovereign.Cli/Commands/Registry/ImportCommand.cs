@@ -37,7 +37,7 @@ internal static class ImportCommand
             };
 
             using var registry = RegistryCommands.Open(context, result.GetValue(dataDir));
-            var entry = await TransferProgress.RunAsync(context, file, progress => registry.ImportAsync(file, options, progress, cancellationToken));
+            var entry = await TransferProgress.RunAsync(context, file, "copying", progress => registry.ImportAsync(file, options, progress, cancellationToken));
             context.Console.WriteLine("Installed " + RegistryCommands.Summary(entry));
             return 0;
         }));

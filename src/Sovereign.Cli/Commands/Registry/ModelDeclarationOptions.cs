@@ -55,7 +55,13 @@ internal sealed class ModelDeclarationOptions
         }
 
         var name = Path.GetFileName(fileName.TrimEnd('/'));
-        return name.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) ? name[..^5] : name;
+        name = name.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) ? name[..^5] : name;
+
+        // The user gave no id, so the registry's "'my model' is not a valid model id" left them guessing where it came from.
+        return ModelRegistry.IsValidId(name)
+            ? name
+            : throw new ModelRegistryException(ModelRegistryError.InvalidArgument,
+                $"the file name '{name}' is not a valid model id; give one with --id ({ModelRegistry.IdRule}).");
     }
 
     public ModelKind Modality(ParseResult result) => result.GetValue(Embedding) ? ModelKind.Embedding : ModelKind.Chat;

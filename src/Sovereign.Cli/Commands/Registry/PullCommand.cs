@@ -41,7 +41,7 @@ internal static class PullCommand
             };
 
             using var registry = RegistryCommands.Open(context, result.GetValue(dataDir));
-            var entry = await TransferProgress.RunAsync(context, from, progress => registry.PullAsync(request, progress, cancellationToken));
+            var entry = await TransferProgress.RunAsync(context, from, "downloading", progress => registry.PullAsync(request, progress, cancellationToken));
             if (entry.DigestSource == DigestProvenance.Computed)
             {
                 await context.Error.WriteLineAsync($"sovereign models pull: warning: {entry.Id} was installed unverified (no digest given or published); its digest is {entry.Digest}.");

@@ -11,11 +11,13 @@ internal static class TransferProgress
 {
     private const long UnknownSizeStepBytes = 100L << 20;
 
-    public static async Task<T> RunAsync<T>(RegistryCommandContext context, string label, Func<IProgress<PullProgress>, Task<T>> operation)
+    /// <param name="transfer">What the transfer phase is called: a pull is "downloading", an import "copying" (a local
+    /// file said "downloading" as if it came from the network).</param>
+    public static async Task<T> RunAsync<T>(RegistryCommandContext context, string label, string transfer, Func<IProgress<PullProgress>, Task<T>> operation)
     {
         if (!context.Interactive)
         {
-            return await operation(new PlainLines(context.Console, label));
+            return await operation(new PlainLines(context.Console, label, transfer));
         }
 
         T result = default!;
@@ -28,7 +30,7 @@ internal static class TransferProgress
                 task.IsIndeterminate = true;
                 result = await operation(new InlineProgress<PullProgress>(p =>
                 {
-                    task.Description = Markup.Escape($"{Verb(p.Phase)} {label}");
+                    task.Description = Markup.Escape($"{Verb(p.Phase, transfer)} {label}");
                     if (p.TotalBytes is { } total && total > 0)
                     {
                         task.IsIndeterminate = false;
@@ -43,15 +45,15 @@ internal static class TransferProgress
         return result;
     }
 
-    private static string Verb(PullPhase phase) => phase switch
+    private static string Verb(PullPhase phase, string transfer) => phase switch
     {
         PullPhase.Resolving => "resolving",
-        PullPhase.Downloading => "downloading",
+        PullPhase.Downloading => transfer,
         PullPhase.Hashing => "hashing",
         _ => "installing",
     };
 
-    private sealed class PlainLines(IAnsiConsole console, string label) : IProgress<PullProgress>
+    private sealed class PlainLines(IAnsiConsole console, string label, string transfer) : IProgress<PullProgress>
     {
         private PullPhase? _phase;
         private int _tenths = -1;
@@ -89,13 +91,13 @@ internal static class TransferProgress
                 if (tenths > _tenths)
                 {
                     _tenths = tenths;
-                    console.WriteLine($"{Verb(value.Phase)}: {tenths * 10,3}% ({value.Bytes:N0} of {total:N0} bytes)");
+                    console.WriteLine($"{Verb(value.Phase, transfer)}: {tenths * 10,3}% ({value.Bytes:N0} of {total:N0} bytes)");
                 }
             }
             else if (value.Bytes >= _nextUnknown)
             {
                 _nextUnknown = value.Bytes + UnknownSizeStepBytes;
-                console.WriteLine($"{Verb(value.Phase)}: {value.Bytes:N0} bytes");
+                console.WriteLine($"{Verb(value.Phase, transfer)}: {value.Bytes:N0} bytes");
             }
         }
     }
