@@ -54,8 +54,16 @@ public static class ConsoleEndpoints
         console.MapPost("/audit/verify", (Delegate)OperatorPages.VerifyAudit);
         console.MapGet("/verify", Verify);
         console.MapGet("/assets/{name}", Asset);
+
+        // A mistyped console address (/console/tenant) answered the API's JSON error object, raw in the browser.
+        console.MapFallback("{**rest}", NoSuchPage);
         return endpoints;
     }
+
+    private static IResult NoSuchPage(HttpContext context, ConsoleSessions sessions) =>
+        Html(new ConsolePage("Page not found", sessions.Find(context))
+            .Notice($"There is no console page at {context.Request.Path}.", error: true)
+            .Raw("""<p><a href="/console">Go to the console's first page</a>.</p>"""), StatusCodes.Status404NotFound);
 
     /// <summary>
     /// Reads a console form. <c>ReadFormAsync</c> throws on a body that is not a form (no or another content type), a
