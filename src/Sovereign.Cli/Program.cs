@@ -39,7 +39,7 @@ if (parse.Errors.Count > 0)
 
     foreach (var error in parse.Errors)
     {
-        Console.Error.WriteLine($"{prefix}: {ParseErrors.Describe(error.Message, ParseErrors.NameOf(error.SymbolResult))}");
+        Console.Error.WriteLine($"{prefix}: {ParseErrors.Describe(error.Message, ParseErrors.NameOf(error.SymbolResult), ParseErrors.Arguments(parse.CommandResult.Command))}");
     }
 
     Console.Error.WriteLine($"Run '{prefix} --help' for the options.");

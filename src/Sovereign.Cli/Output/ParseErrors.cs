@@ -9,8 +9,18 @@ namespace Sovereign.Cli.Output;
 /// </summary>
 internal static partial class ParseErrors
 {
-    public static string Describe(string message, string? name = null)
+    /// <param name="message">The parser's message.</param>
+    /// <param name="name">The flag or argument it is about, when known.</param>
+    /// <param name="arguments">The command's arguments as its usage line shows them (<c>&lt;tenant&gt; &lt;key-id&gt;</c>).</param>
+    public static string Describe(string message, string? name = null, string? arguments = null)
     {
+        // "Required argument 'key-id' missing for command: 'revoke'." did not say what comes first: 'keys revoke key_1'
+        // had taken the key id for the tenant.
+        if (MissingArgument().Match(message) is { Success: true } missing)
+        {
+            return $"missing <{missing.Groups["argument"].Value}>{(string.IsNullOrEmpty(arguments) ? "" : $"; it takes {arguments}")}.";
+        }
+
         // "Argument 'xml' not recognized. Must be one of:\n\t'csv'\n\t'json'" spread over lines and named no flag.
         if (NotAmong().Match(message) is { Success: true } among)
         {
@@ -64,6 +74,13 @@ internal static partial class ParseErrors
         System.CommandLine.Parsing.ArgumentResult argument => $"<{argument.Argument.Name}>",
         _ => null,
     };
+
+    /// <summary>A command's arguments as its usage line shows them: <c>&lt;tenant&gt; &lt;key-id&gt;</c>.</summary>
+    public static string Arguments(System.CommandLine.Command command) =>
+        string.Join(' ', command.Arguments.Where(a => !a.Hidden).Select(a => $"<{a.Name}>"));
+
+    [GeneratedRegex(@"^Required argument '(?<argument>[^']*)' missing for command: '[^']*'\.?$", RegexOptions.Singleline)]
+    private static partial Regex MissingArgument();
 
     [GeneratedRegex(@"^Argument '(?<value>.*)' not recognized\. Must be one of:(?<choices>.*)$", RegexOptions.Singleline)]
     private static partial Regex NotAmong();

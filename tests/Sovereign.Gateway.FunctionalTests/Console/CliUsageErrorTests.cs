@@ -40,6 +40,8 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     [InlineData("sovereign invoice: --format: 'xml' is not one of csv, json.\n", "invoice", "t1", "--format", "xml")]
     [InlineData("sovereign serve: --role: 'boss' is not one of all, gateway, node.\n", "serve", "--role", "boss")]
     [InlineData("sovereign nodes state: <state>: 'sleeping' is not one of active, draining, down.\n", "nodes", "state", "n1", "sleeping")]
+    // "Required argument 'key-id' missing for command: 'revoke'." when the key id had been given alone, as the tenant.
+    [InlineData("sovereign keys revoke: missing <key-id>; it takes <tenant> <key-id>.\n", "keys", "revoke", "key_0123456789abcdef")]
     public async Task AValueOfTheWrongType_NamesTheFlagAndWhatItTakes_NotADotNetType(string expected, params string[] args)
     {
         // chat asks a port where nothing listens, should the check not come first.
