@@ -57,6 +57,16 @@ public sealed class MetricsExportTests
             && l.Contains("gen_ai_operation_name=\"text_completion\"", StringComparison.Ordinal));
     }
 
+    /// <summary>Found by reading a new server's /metrics: its target_info said service_name="unknown_service:dotnet".</summary>
+    [Fact]
+    public async Task Metrics_NameTheService()
+    {
+        var lines = (await ScrapeAfterAsync("/v1/completions", """{"model":"stories","prompt":"Once","max_tokens":1}""")).Split('\n');
+
+        var target = Assert.Single(lines, l => l.StartsWith("target_info{", StringComparison.Ordinal));
+        Assert.Contains("service_name=\"sovereign\"", target, StringComparison.Ordinal);
+    }
+
     /// <summary>Starts a server with stories260K, sends one request (which must succeed), and returns its /metrics page.</summary>
     private static async Task<string> ScrapeAfterAsync(string path, string json)
     {

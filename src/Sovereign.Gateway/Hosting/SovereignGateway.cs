@@ -9,6 +9,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using Sovereign.Gateway.Console;
 using Sovereign.Gateway.ControlPlane;
@@ -23,6 +24,9 @@ namespace Sovereign.Gateway.Hosting;
 /// <summary>Wires the gateway into a web application: <see cref="AddSovereignGateway"/> then <see cref="UseSovereignGateway"/>.</summary>
 public static class SovereignGateway
 {
+    /// <summary>The OpenTelemetry service name of metrics and traces, unless <c>OTEL_SERVICE_NAME</c> sets another.</summary>
+    public const string ServiceName = "sovereign";
+
     /// <summary>Registers options (validated at start), the model catalog, metrics, tracing and request limits.</summary>
     public static WebApplicationBuilder AddSovereignGateway(this WebApplicationBuilder builder)
     {
@@ -51,7 +55,15 @@ public static class SovereignGateway
         services.AddOptions<KestrelServerOptions>().Configure(kestrel =>
             kestrel.ConfigureEndpointDefaults(listen => listen.Use(KestrelRejections.Wrap)));
 
-        var telemetry = services.AddOpenTelemetry()
+        var telemetry = services.AddOpenTelemetry();
+        if (string.IsNullOrEmpty(builder.Configuration["OTEL_SERVICE_NAME"]))
+        {
+            // Unnamed, every metric and span came from "unknown_service:dotnet" (Prometheus' target_info, the OTLP
+            // resource); OTEL_SERVICE_NAME still names it otherwise.
+            telemetry.ConfigureResource(resource => resource.AddService(ServiceName));
+        }
+
+        telemetry
             .WithMetrics(metrics => metrics
                 .AddMeter(EngineMetrics.MeterName, GenAiMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
                 .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)); // a scrape shows settled spend at once; /metrics needs the operator token, so scrapes are few
