@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -36,6 +37,16 @@ internal static partial class ServeCommand
             Description = "A GGUF model to serve for /v1/embeddings, as PATH or PATH=ID; repeatable.",
         };
         var urls = new Option<string?>("--urls") { Description = $"Addresses to listen on, separated by ';' (default {DefaultUrls})." };
+
+        // '--urls 8081' loaded every model, then stopped with Kestrel's "Invalid url: '8081'"; a port past 65535 with
+        // "Specified argument was out of the range of valid values. (Parameter 'port')". Both are said at once now.
+        urls.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string?>() is { } value && ListenAddressProblem(value) is { } problem)
+            {
+                r.AddError(problem);
+            }
+        });
         var threads = new Option<int?>("--threads", "-t") { Description = "CPU threads per model for decoding (default: half the cores)." };
         var parallel = new Option<int?>("--parallel", "-np") { Description = "Sequences decoded together per model (default 8)." };
         var context = new Option<int?>("--ctx-size", "-c") { Description = "Most tokens per sequence (default: the model's, capped at 4096)." };
@@ -243,6 +254,36 @@ internal static partial class ServeCommand
     /// Builds the web application from defaults, the config file, environment variables and flags, in rising
     /// precedence (the usual .NET order).
     /// </summary>
+    /// <summary>What is wrong with an --urls value, or null: each address a URL Kestrel can listen on.</summary>
+    internal static string? ListenAddressProblem(string urls)
+    {
+        foreach (var address in urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            BindingAddress parsed;
+            try
+            {
+                parsed = BindingAddress.Parse(address);
+            }
+            catch (FormatException)
+            {
+                var example = address.All(char.IsAsciiDigit) ? $"http://127.0.0.1:{address}" : $"http://{address}";
+                return $"--urls: '{address}' is not a URL to listen on; give scheme, host and port, e.g. {example}.";
+            }
+
+            if (parsed.Scheme is not ("http" or "https"))
+            {
+                return $"--urls: '{address}' is not an http or https URL.";
+            }
+
+            if (!parsed.IsUnixPipe && parsed.Port is < 0 or > 65535)
+            {
+                return $"--urls: '{address}' has port {parsed.Port}; a port is 0 to 65535.";
+            }
+        }
+
+        return null;
+    }
+
     public static WebApplication Build(ServeSettings settings, string[] args)
     {
         // No file watcher: the host's default appsettings.json source watches the content root (the working directory)

@@ -71,6 +71,26 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
         Assert.DoesNotContain("Required command", stderr, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// '--urls 8081' loaded the models first, then stopped with Kestrel's "Invalid url: '8081'"; a port past 65535 with
+    /// the runtime's "Specified argument was out of the range of valid values. (Parameter 'port')".
+    /// </summary>
+    [Theory]
+    [InlineData("8081", "sovereign serve: --urls: '8081' is not a URL to listen on; give scheme, host and port, e.g. http://127.0.0.1:8081.\n")]
+    [InlineData("localhost:8081", "sovereign serve: --urls: 'localhost:8081' is not a URL to listen on; give scheme, host and port, e.g. http://localhost:8081.\n")]
+    [InlineData("http://127.0.0.1:99999", "sovereign serve: --urls: 'http://127.0.0.1:99999' has port 99999; a port is 0 to 65535.\n")]
+    [InlineData("http://127.0.0.1:0;ftp://127.0.0.1:0", "sovereign serve: --urls: 'ftp://127.0.0.1:0' is not an http or https URL.\n")]
+    public async Task ServeWithAnUrlsThatIsNoAddress_SaysSoBeforeLoadingAnything(string urls, string expected)
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("serve", "--urls", urls, "--data-dir", _directory);
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Equal("", stdout);
+        Assert.StartsWith(expected, stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("loading", stderr, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(_directory, "models")));
+    }
+
     /// <summary>It said "Invalid synthetic model option Layers: ... (Parameter 'Layers')".</summary>
     [Fact]
     public async Task ASynthOptionOutOfRange_NamesTheFlag()
