@@ -855,12 +855,17 @@ public sealed class ModelRegistry : IDisposable
     }
 
     /// <summary>What a model id may be, as a message puts it after "not a valid model id: ".</summary>
-    public static readonly string IdRule = $"use letters, digits, '.', '_', '-', ':' and '/', starting with a letter or digit, at most {MaxIdLength} characters";
+    public static readonly string IdRule = $"use letters, digits, '.', '_', '-', ':' and '/', starting with a letter or digit, at most {MaxIdLength} characters, " +
+        "with no empty, '.' or '..' part between slashes";
 
-    /// <summary>Whether <paramref name="id"/> may name a registered model (<see cref="IdRule"/>).</summary>
+    /// <summary>
+    /// Whether <paramref name="id"/> may name a registered model (<see cref="IdRule"/>). 'a/../b', 'a//b' and 'a/' were
+    /// installed, though an HTTP client normalizes them in /v1/models/{id} (curl asked for 'b').
+    /// </summary>
     public static bool IsValidId(string? id) =>
         !string.IsNullOrEmpty(id) && id.Length <= MaxIdLength && char.IsAsciiLetterOrDigit(id[0])
-        && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' or ':' or '/');
+        && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' or ':' or '/')
+        && id.Split('/').All(part => part is not ("" or "." or ".."));
 
     private static ModelRegistryException Invalid(string message) => new(ModelRegistryError.InvalidArgument, message);
 

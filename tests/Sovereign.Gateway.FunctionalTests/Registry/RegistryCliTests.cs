@@ -136,6 +136,30 @@ public sealed class RegistryCliTests : IDisposable
         Assert.True(exit == 0, stderr);
     }
 
+    /// <summary>
+    /// Found by trying odd ids: 'a/../b', 'a//b' and 'a/' were installed, though an HTTP client normalizes them in
+    /// /v1/models/{id} (curl's GET /v1/models/a/../b asked for 'b'). An id in parts (org/name:tag) still installs.
+    /// </summary>
+    [Theory]
+    [InlineData("a/../b")]
+    [InlineData("a/./b")]
+    [InlineData("a//b")]
+    [InlineData("a/")]
+    [InlineData("a/..")]
+    public async Task Import_AnIdWithAnEmptyOrDotPart_IsRefused(string id)
+    {
+        var cli = new RegistryCli(_directory);
+
+        var (exit, _, stderr) = await cli.RunAsync("models", "import", TestModels.Stories260K, "--id", id, "--license", "MIT", "--origin-publisher", "k", "--origin-country", "US");
+
+        Assert.Equal(2, exit);
+        Assert.Contains($"'{id}' is not a valid model id", stderr, StringComparison.Ordinal);
+        Assert.Contains("no empty, '.' or '..' part between slashes", stderr, StringComparison.Ordinal);
+
+        (exit, _, stderr) = await cli.RunAsync("models", "import", TestModels.Stories260K, "--id", "org.x/model-1.5:q4_0", "--license", "MIT", "--origin-publisher", "k", "--origin-country", "US");
+        Assert.True(exit == 0, stderr);
+    }
+
     [Fact]
     public async Task Import_UnknownLicense_ExitsTwoNamingItAndInstallsNothing()
     {
