@@ -420,14 +420,16 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
     /// </summary>
     [Theory]
     [InlineData("Sovereign__Metering__ReservationLifetime", "-00:01:00", "Sovereign:Metering:ReservationLifetime must be positive", "http://127.0.0.1:0")]
-    [InlineData("Sovereign__Jurisdiction", "TH", "(Parameter 'port')", "http://127.0.0.1:99999")]
-    public async Task Serve_ASettingTheHostChecks_IsOneLine_WithoutTheHostsStackTrace(string variable, string value, string message, string urls)
+    // Through the environment: serve checks an --urls flag itself (CliUsageErrorTests), the host checks the setting.
+    [InlineData("urls", "http://127.0.0.1:99999", "(Parameter 'port')", null)]
+    public async Task Serve_ASettingTheHostChecks_IsOneLine_WithoutTheHostsStackTrace(string variable, string value, string message, string? urls)
     {
         var data = Directory.CreateTempSubdirectory("sovereign-host-check-").FullName;
         try
         {
+            string[] listen = urls is null ? [] : ["--urls", urls];
             var (exit, stdout, stderr) = await CliProcess.RunAsync(new Dictionary<string, string?> { ["Sovereign__Jurisdiction"] = "TH", [variable] = value },
-                "serve", "--model", TestModels.Stories260K + "=stories", "--threads", "1", "--parallel", "1", "--urls", urls, "--data-dir", data);
+                ["serve", "--model", TestModels.Stories260K + "=stories", "--threads", "1", "--parallel", "1", .. listen, "--data-dir", data]);
 
             // The console log goes to stdout, serve's own lines to stderr: the operator sees both.
             Assert.Equal(ExitCodes.Usage, exit);
