@@ -79,18 +79,19 @@ internal static class NodesCommand
         }));
 
         var listConnection = new AdminConnection();
-        var listCommand = new Command("list", "List nodes with their jurisdiction, state and models.");
+        var listCommand = new Command("list", "List nodes with their jurisdiction, state, health and models.");
         listConnection.AddTo(listCommand);
         listCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var json = await listConnection.SendAsync(result, HttpMethod.Get, "/admin/v1/nodes", null, ct);
             if (!listConnection.PrintJson(result, json))
             {
-                var table = new Table().AddColumns("id", "jurisdiction", "pool", "device", "kind", "state", "url", "models");
+                // State is what the operator set; health is whether it takes requests now (a killed node stays active, but stale).
+                var table = new Table().AddColumns("id", "jurisdiction", "pool", "device", "kind", "state", "health", "url", "models");
                 foreach (var n in json.GetProperty("data").EnumerateArray())
                 {
                     table.AddRow(TenantsCommand.Text(n, "id"), TenantsCommand.Text(n, "jurisdiction"), TenantsCommand.Text(n, "pool"), TenantsCommand.Text(n, "device_class"),
-                        TenantsCommand.Text(n, "kind"), TenantsCommand.Text(n, "state"),
+                        TenantsCommand.Text(n, "kind"), TenantsCommand.Text(n, "state"), TenantsCommand.Text(n, "health"),
                         TenantsCommand.Text(n, "base_url"), Markup.Escape(ModelsCell(n)));
                 }
 

@@ -177,7 +177,13 @@ public static class AdminApi
     private static async Task<IResult> ListNodes(NodeDirectory nodes)
     {
         await nodes.GetNodesAsync(); // the verified claims that place each node
-        return Json(new { data = (await nodes.Registry.GetAsync()).Nodes.Select(n => NodeJson(n, nodes.InFlight(n.Id), nodes.PlacementOf(n))) });
+        // A node whose credential does not verify is in no pool (as in the cluster status), and says why it gets nothing.
+        return Json(new
+        {
+            data = (await nodes.Registry.GetAsync()).Nodes
+                .Select(n => (Node: n, Health: nodes.HealthOf(n)))
+                .Select(v => NodeJson(v.Node, nodes.InFlight(v.Node.Id), v.Health == NodeHealth.Untrusted ? null : nodes.PlacementOf(v.Node), v.Health)),
+        });
     }
 
     private static async Task<IResult> RegisterNode(
@@ -701,12 +707,16 @@ public static class AdminApi
         revoked_at = k.RevokedAt,
     };
 
-    private static object NodeJson(NodeView n) => NodeJson(n, null, null);
+    private static object NodeJson(NodeView n) => NodeJson(n, null, null, null);
 
-    /// <summary>A node; <paramref name="inFlight"/> is the requests this gateway has running on it now, when known.</summary>
-    private static object NodeJson(NodeView n, long? inFlight, Sovereign.Metering.Pricing.Placement? placement) => new
+    /// <summary>
+    /// A node; <paramref name="inFlight"/> is the requests this gateway has running on it now, and
+    /// <paramref name="health"/> whether it takes requests (up, draining, down, unreachable, stale, untrusted), when known.
+    /// </summary>
+    private static object NodeJson(NodeView n, long? inFlight, Sovereign.Metering.Pricing.Placement? placement, NodeHealth? health) => new
     {
         in_flight = inFlight,
+        health = health?.ToString().ToLowerInvariant(),
         pool = placement?.Pool,
         device_class = placement?.DeviceClass,
         id = n.Id,

@@ -4,7 +4,6 @@ using Sovereign.Cluster.Grains;
 using Sovereign.Cluster.Hosting;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Routing;
-using Sovereign.Residency.ControlPlane;
 
 namespace Sovereign.Gateway.ControlPlane;
 
@@ -17,7 +16,7 @@ namespace Sovereign.Gateway.ControlPlane;
 internal static class ClusterStatusApi
 {
     public static async Task<IResult> GetAsync(
-        IGrainFactory grains, NodeDirectory nodes, Residency.Audit.OperatorSigningKey operatorKey, IOptions<SovereignOptions> options, IOptions<SovereignClusterOptions> cluster,
+        IGrainFactory grains, NodeDirectory nodes, IOptions<SovereignOptions> options, IOptions<SovereignClusterOptions> cluster,
         Sovereign.Metering.Pricing.PriceBookProvider prices, IClusterMembershipService membership)
     {
         List<MemberStatus> members;
@@ -48,8 +47,8 @@ internal static class ClusterStatusApi
         // The pool is a claim of the node's operator-signed credential (from its join token), not a label in the row;
         // a node whose credential does not verify is in no pool.
         var views = registry.Nodes
-            .Select(n => (Node: n, Health: nodes.HealthOf(n), Trusted: NodeCredentials.Verify(n.Credential, operatorKey.PublicKeyPem, out _) is not null))
-            .Select(v => (v.Node, v.Health, Placement: v.Trusted ? nodes.PlacementOf(v.Node) : (Sovereign.Metering.Pricing.Placement?)null))
+            .Select(n => (Node: n, Health: nodes.HealthOf(n)))
+            .Select(v => (v.Node, v.Health, Placement: v.Health != NodeHealth.Untrusted ? nodes.PlacementOf(v.Node) : (Sovereign.Metering.Pricing.Placement?)null))
             .Select(v => (v.Node, v.Health, Pool: v.Placement?.Pool, DeviceClass: v.Placement?.DeviceClass))
             .ToList();
         var book = prices.Current;

@@ -75,6 +75,10 @@ internal static partial class GatewayLog
         Message = "Request {RequestId} ran {ComputeSeconds} compute seconds on node {Node}, more than the {Bound} its reservation was made for; billed at the bound")]
     public static partial void ComputeAboveReservation(ILogger logger, string requestId, string node, decimal computeSeconds, decimal bound);
 
+    [LoggerMessage(EventId = 4111, EventName = "NodeNotTrusted", Level = LogLevel.Warning,
+        Message = "Node {NodeId} ({Jurisdiction}) is registered, but its credential is not signed by this gateway's operator key or does not bind its id, jurisdiction and URL: it is never routed to. Give it the operator's key (operator-key.pem) or join it with a token (sovereign nodes join-token), then restart it")]
+    public static partial void NodeNotTrusted(ILogger logger, string nodeId, string jurisdiction);
+
     [LoggerMessage(EventId = 4112, EventName = "ReservationRenewalFailed", Level = LogLevel.Warning,
         Message = "Could not renew the budget reservations of {Count} running requests of tenant {Tenant}; tried again shortly (they expire after the reservation lifetime without it)")]
     public static partial void ReservationRenewalFailed(ILogger logger, Exception exception, string tenant, int count);

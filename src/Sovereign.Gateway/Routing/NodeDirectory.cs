@@ -35,7 +35,7 @@ public sealed class NodeDirectory(
     // How many nodes are marked: routing reads every replica's mark, and almost always there is none to find.
     private int _unreachableCount;
     private readonly Lock _refreshGate = new();
-    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, NodeClaims>(), null, 0, new Dictionary<string, NodeClaims?>(), 0);
+    private volatile Snapshot _snapshot = new(-1, [], DateTimeOffset.MinValue, new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, (NodeView, NodeModel)[]>(), new Dictionary<string, NodeClaims>(), null, 0, new Dictionary<string, NodeClaims?>(), 0, new HashSet<string>(StringComparer.Ordinal));
     private Task<Snapshot>? _refreshing;
     private long _generation;
 
@@ -147,12 +147,18 @@ public sealed class NodeDirectory(
                     trusted.Add(node);
                     claims[node.Id] = credential;
                 }
+                else if (!previous.Untrusted.Contains(node.Id))
+                {
+                    // Once per node, not per refresh: it registered and reports, so only this says why it gets nothing.
+                    Observability.GatewayLog.NodeNotTrusted(logger, node.Id, node.Jurisdiction);
+                }
             }
 
             // This process's own node is looked up on every locally served request: found once per registry version.
             var self = trusted.Find(n => n.Id == options.Value.NodeId && n.Kind == nameof(Residency.Policies.NodeKind.Local));
+            var untrusted = registry.Nodes.Select(n => n.Id).Where(id => !claims.ContainsKey(id)).ToHashSet(StringComparer.Ordinal);
             snapshot = new Snapshot(registry.Version, trusted, time.GetUtcNow(), IndexRemoteModels(trusted, options.Value.NodeId, embedding: false),
-                IndexRemoteModels(trusted, options.Value.NodeId, embedding: true), claims, self, generation, verified, clockOffset);
+                IndexRemoteModels(trusted, options.Value.NodeId, embedding: true), claims, self, generation, verified, clockOffset, untrusted);
         }
         else
         {
@@ -222,11 +228,23 @@ public sealed class NodeDirectory(
 
     /// <summary>Why a node does or does not take requests now, for the operator's view of the pool.</summary>
     public NodeHealth HealthOf(NodeView node) =>
-        node.State == nameof(NodeState.Draining) ? NodeHealth.Draining
+        !IsTrusted(node) ? NodeHealth.Untrusted
+        : node.State == nameof(NodeState.Draining) ? NodeHealth.Draining
         : node.State != nameof(NodeState.Active) ? NodeHealth.Down
         : IsMarkedUnreachable(node) ? NodeHealth.Unreachable
         : IsUp(node) ? NodeHealth.Up
         : NodeHealth.Stale;
+
+    /// <summary>
+    /// Whether the node's credential verifies with the operator key and binds its row (id, jurisdiction, kind, URL):
+    /// only such a node is ever routed to. A row read after the last refresh is checked here, from the same cache.
+    /// </summary>
+    public bool IsTrusted(NodeView node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        var credential = _snapshot.Verified.TryGetValue(node.Credential, out var known) ? known : NodeCredentials.Verify(node.Credential, operatorKey.PublicKeyPem, out _);
+        return credential is not null && NodeCredentials.Mismatch(credential, node.Id, node.Jurisdiction, node.Kind, node.BaseUrl) is null;
+    }
 
     /// <summary>
     /// Routes around a node from its first failed connection, without waiting for membership to declare it dead: a
@@ -326,7 +344,7 @@ public sealed class NodeDirectory(
     private sealed record Snapshot(
         long Version, IReadOnlyList<NodeView> Nodes, DateTimeOffset ReadAt, IReadOnlyDictionary<string, (NodeView, NodeModel)[]> ChatByModel,
         IReadOnlyDictionary<string, (NodeView, NodeModel)[]> EmbeddingByModel, IReadOnlyDictionary<string, NodeClaims> Claims, NodeView? Local, long Generation, IReadOnlyDictionary<string, NodeClaims?> Verified,
-        long ClockOffsetMs);
+        long ClockOffsetMs, IReadOnlySet<string> Untrusted);
 
     private sealed class InFlightHandle(ConcurrentDictionary<string, int> counts, string nodeId) : IDisposable
     {
@@ -359,4 +377,10 @@ public enum NodeHealth
 
     /// <summary>Its last load report is too old (stopped, or cut off from the registry).</summary>
     Stale,
+
+    /// <summary>
+    /// Its credential is not signed by this cluster's operator key, or does not bind its id, jurisdiction or URL (a
+    /// member started with a key of its own): never routed to, whatever its state.
+    /// </summary>
+    Untrusted,
 }

@@ -41,7 +41,7 @@ public sealed class ClusterStatusWithoutRedisTests
                     .Add(node, new ClusterMember(node, SiloStatus.Active, "node/node-th")),
                 new MembershipVersion(3));
 
-            var result = await ClusterStatusApi.GetAsync(grains, nodes, key, Options.Create(new SovereignOptions { NodeId = "gateway-th" }),
+            var result = await ClusterStatusApi.GetAsync(grains, nodes, Options.Create(new SovereignOptions { NodeId = "gateway-th" }),
                 Options.Create(new Sovereign.Cluster.Hosting.SovereignClusterOptions()), new Sovereign.Metering.Pricing.PriceBookProvider(null!), membership);
 
             var context = new DefaultHttpContext { RequestServices = new ServiceCollection().AddLogging().BuildServiceProvider() };

@@ -573,6 +573,18 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             var models = JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()).ToList();
             Assert.Contains("stories", models);
             Assert.DoesNotContain("stories-rogue", models);
+
+            // The operator's views say why it gets nothing: it was listed as active and up, in a pool, and took no request.
+            var status = await ClusterFixture.Expect(admin.GetAsync("/admin/v1/cluster"), 200);
+            var inStatus = status.GetProperty("nodes").EnumerateArray().Single(n => n.GetProperty("id").GetString() == "node-rogue");
+            Assert.Equal("untrusted", inStatus.GetProperty("health").GetString());
+            Assert.Equal("up", status.GetProperty("nodes").EnumerateArray().Single(n => n.GetProperty("id").GetString() == "node-th").GetProperty("health").GetString());
+            var listed = (await ClusterFixture.Expect(admin.GetAsync("/admin/v1/nodes"), 200)).GetProperty("data").EnumerateArray().Single(n => n.GetProperty("id").GetString() == "node-rogue");
+            Assert.Equal("untrusted", listed.GetProperty("health").GetString());
+            Assert.Equal(JsonValueKind.Null, listed.GetProperty("pool").ValueKind);
+            var (exit, table) = await ClusterFixture.CliAsync(cluster.GatewayTh, "nodes", "list");
+            Assert.True(exit == 0, table);
+            Assert.Contains(table.Split('\n'), line => line.Contains("node-rogue", StringComparison.Ordinal) && line.Contains("untrusted", StringComparison.Ordinal));
         }
         finally
         {
