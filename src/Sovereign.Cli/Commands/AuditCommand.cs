@@ -35,7 +35,7 @@ internal static class AuditCommand
     {
         var dataDir = DataDirectoryOption();
         var database = DatabaseOption();
-        var publicKey = new Option<FileInfo?>("--public-key") { Description = "The operator's public key PEM (default: derived from <data dir>/operator-key.pem)." };
+        var publicKey = new Option<FileInfo?>("--public-key") { Description = "The operator's public key PEM (default: derived from <data dir>/operator-key.pem; on a node that joined with a token, the key its join received)." };
         var maxUncovered = new Option<int>("--max-uncovered-age")
         {
             Description = "Seconds the oldest entry no signed checkpoint covers may be old and the log still trusted (a running server signs every minute).",
@@ -306,6 +306,15 @@ internal static class AuditCommand
         if (file is not null)
         {
             return await ReadPublicKeyAsync(file, cancellationToken);
+        }
+
+        // A node that joined with a token: the operator's public key came with its join. Its operator-key.pem is one
+        // of its own that signs nothing, so verify called the cluster's log tampered and public-key printed that key.
+        var joined = Path.Combine(dataDirectory, JoinResponse.FileName);
+        if (File.Exists(joined)
+            && System.Text.Json.JsonSerializer.Deserialize<JoinResponse>(await File.ReadAllTextAsync(joined, cancellationToken)) is { OperatorPublicKey: { Length: > 0 } operatorPublicKey })
+        {
+            return operatorPublicKey;
         }
 
         // Never create a key here: a new key would sign nothing the server wrote.

@@ -25,6 +25,15 @@ internal sealed partial class ClusterJoiner(
     JoinResponse? joinedNow) : IHostedService
 {
 
+    /// <summary>As <see cref="KeptAsync"/>, read synchronously (once, where a service is built).</summary>
+    public static JoinResponse? Kept(SovereignOptions settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        var file = Path.Combine(settings.ResolvedDataDirectory, JoinResponse.FileName);
+        var kept = File.Exists(file) ? JsonSerializer.Deserialize<JoinResponse>(File.ReadAllText(file)) : null;
+        return kept is not null && kept.NodeId == settings.NodeId ? kept : null;
+    }
+
     /// <summary>The join this node kept in its data directory, if it joined as <c>Sovereign:NodeId</c>.</summary>
     public static async Task<JoinResponse?> KeptAsync(SovereignOptions settings, CancellationToken cancellationToken)
     {

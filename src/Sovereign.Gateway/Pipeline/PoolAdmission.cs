@@ -49,7 +49,8 @@ internal sealed class PoolAdmission(
         }
 
         var pool = self is not null ? nodes.PlacementOf(self).Pool : LocalDevice.PoolOf(cluster.Value, options.Value.Jurisdiction ?? "xx");
-        var placement = new Placement(pool, await LocalDevice.DeviceClassAsync(cluster.Value, cancellationToken));
+        // A device class the operator signed into the credential (a join token's) wins, as it does at the gateways.
+        var placement = new Placement(pool, (self is not null ? nodes.SignedDeviceClassOf(self) : null) ?? await LocalDevice.DeviceClassAsync(cluster.Value, cancellationToken));
         _local = new LocalPlacement(self, placement);
         return placement;
     }

@@ -29,6 +29,13 @@ public sealed class NodeDirectory(
     public const string RegistryKey = "default";
 
     private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(1);
+
+    // A node that joined with a token holds no operator key (its operator-key.pem is one of its own that signs
+    // nothing): the operator's public half came with its join. Checked with its own key, every node of the cluster,
+    // itself included, failed, so its own usage records fell into <jurisdiction>-default.
+    private readonly string _operatorPublicKey =
+        (cluster.Value is { Role: Cluster.Hosting.ServerRole.Node, IsDistributed: true } ? ClusterJoiner.Kept(options.Value)?.OperatorPublicKey : null)
+        ?? operatorKey.PublicKeyPem;
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Unreachable> _unreachable = new(StringComparer.Ordinal);
 
@@ -138,7 +145,7 @@ public sealed class NodeDirectory(
             {
                 if (!verified.TryGetValue(node.Credential, out var credential))
                 {
-                    credential = previous.Verified.TryGetValue(node.Credential, out var known) ? known : NodeCredentials.Verify(node.Credential, operatorKey.PublicKeyPem, out _);
+                    credential = previous.Verified.TryGetValue(node.Credential, out var known) ? known : NodeCredentials.Verify(node.Credential, _operatorPublicKey, out _);
                     verified[node.Credential] = credential;
                 }
 
@@ -147,7 +154,7 @@ public sealed class NodeDirectory(
                     trusted.Add(node);
                     claims[node.Id] = credential;
                 }
-                else if (!previous.Untrusted.Contains(node.Id))
+                else if (!previous.Untrusted.Contains(node.Id) && cluster.Value.Role != Cluster.Hosting.ServerRole.Node)
                 {
                     // Once per node, not per refresh: it registered and reports, so only this says why it gets nothing.
                     Observability.GatewayLog.NodeNotTrusted(logger, node.Id, node.Jurisdiction);
@@ -242,7 +249,7 @@ public sealed class NodeDirectory(
     public bool IsTrusted(NodeView node)
     {
         ArgumentNullException.ThrowIfNull(node);
-        var credential = _snapshot.Verified.TryGetValue(node.Credential, out var known) ? known : NodeCredentials.Verify(node.Credential, operatorKey.PublicKeyPem, out _);
+        var credential = _snapshot.Verified.TryGetValue(node.Credential, out var known) ? known : NodeCredentials.Verify(node.Credential, _operatorPublicKey, out _);
         return credential is not null && NodeCredentials.Mismatch(credential, node.Id, node.Jurisdiction, node.Kind, node.BaseUrl) is null;
     }
 
@@ -334,6 +341,9 @@ public sealed class NodeDirectory(
             claims?.Pool ?? DefaultPool(node.Jurisdiction),
             claims?.DeviceClass ?? node.Load?.DeviceClass ?? DeviceClasses.Of(node.Load?.Accelerators) ?? DeviceClasses.Unknown);
     }
+
+    /// <summary>The device class the operator signed into the node's verified credential, if it names one.</summary>
+    internal string? SignedDeviceClassOf(NodeView node) => _snapshot.Claims.GetValueOrDefault(node.Id)?.DeviceClass;
 
     /// <summary>The pool of a node whose credential names none.</summary>
     public static string DefaultPool(string jurisdiction) => jurisdiction.ToLowerInvariant() + "-default";

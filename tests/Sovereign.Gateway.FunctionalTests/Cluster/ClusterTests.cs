@@ -442,6 +442,23 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
 
             // Its pool is the one the token named, as its signed credential says, in the cluster's status.
             using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+
+            // The node's own record of the relayed request names that pool too: it checks credentials with the operator's
+            // public key from its join, not with the operator-key.pem it made itself (which failed every node, itself
+            // included: th-default, unknown, and a 4111 warning about each node).
+            var relayed = await ClusterFixture.Expect(admin.GetAsync("/admin/v1/usage?tenant=cluster-relay&model=stories-joined&group_by=pool,device_class"), 200);
+            var relayedRow = Assert.Single(relayed.GetProperty("data").EnumerateArray());
+            Assert.Equal(("th-cpu", "epyc-test"), (relayedRow.GetProperty("pool").GetString(), relayedRow.GetProperty("device_class").GetString()));
+            Assert.DoesNotContain("[4111]", joined.Output, StringComparison.Ordinal);
+
+            // On the node's machine, the audit commands use the operator's key too: public-key printed the node's own
+            // key, and verify called the cluster's intact log tampered (exit 3).
+            using (var operatorKey = Residency.Audit.OperatorSigningKey.LoadOrCreate(cluster.OperatorKeyFile))
+            {
+                var (keyExit, printed, problem) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", joined.DataDirectory);
+                Assert.True(keyExit == 0, problem);
+                Assert.Equal(operatorKey.PublicKeyPem.Trim(), printed.Trim());
+            }
             var status = await ClusterFixture.Expect(admin.GetAsync("/admin/v1/cluster"), 200);
             var joinedNode = status.GetProperty("nodes").EnumerateArray().Single(n => n.GetProperty("id").GetString() == "node-joined");
             Assert.Equal("th-cpu", joinedNode.GetProperty("pool").GetString());
