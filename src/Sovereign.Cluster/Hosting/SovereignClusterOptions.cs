@@ -148,14 +148,26 @@ public sealed class SovereignClusterOptions
             yield return "Sovereign:Cluster:NodeUrl (an absolute http(s) URL) is required for a node in a Redis cluster: gateways relay to it.";
         }
 
-        if (!IsDistributed && Role != ServerRole.All)
+        var joining = !string.IsNullOrWhiteSpace(JoinToken);
+        if (!IsDistributed && Role == ServerRole.Gateway)
         {
-            yield return $"--role {Role.ToString().ToLowerInvariant()} needs Sovereign:Cluster:Redis: a gateway or node alone on one machine has nothing to route to.";
+            yield return "--role gateway needs Sovereign:Cluster:Redis: a gateway alone on one machine has nothing to route to.";
         }
 
-        if (!string.IsNullOrWhiteSpace(JoinToken) && (Role != ServerRole.Node || !Uri.TryCreate(JoinUrl, UriKind.Absolute, out _)))
+        // A node with a token receives Redis when it joins: what it lacks then is where to join.
+        if (!IsDistributed && Role == ServerRole.Node && !joining)
         {
-            yield return "Sovereign:Cluster:JoinToken is for --role node, with Sovereign:Cluster:JoinUrl (an absolute URL of a gateway) to join through.";
+            yield return "--role node needs Sovereign:Cluster:Redis (and the cluster's settings), or a one-time token to receive them from a gateway: " +
+                "--join-token (Sovereign:Cluster:JoinToken) with --join-url (Sovereign:Cluster:JoinUrl).";
+        }
+
+        if (joining && Role != ServerRole.Node)
+        {
+            yield return "Sovereign:Cluster:JoinToken (--join-token) is for --role node only.";
+        }
+        else if (joining && !Uri.TryCreate(JoinUrl, UriKind.Absolute, out _))
+        {
+            yield return "Sovereign:Cluster:JoinToken (--join-token) needs --join-url (Sovereign:Cluster:JoinUrl): the absolute URL of a gateway to join through, e.g. https://gateway-th:8080.";
         }
 
         if (Pool is not null && !IsScopeName(Pool))

@@ -1,0 +1,36 @@
+using Sovereign.Cluster.Hosting;
+
+namespace Sovereign.Cluster.Tests;
+
+/// <summary>The start-up messages of the cluster settings: each names the setting or flag the operator must change.</summary>
+public sealed class ClusterOptionsTests
+{
+    [Fact]
+    public void NodeWithAJoinTokenButNoJoinUrl_IsToldToAddTheJoinUrl_NotRedis()
+    {
+        // Redis comes with the join: "needs Sovereign:Cluster:Redis" sent the operator the wrong way, and "JoinToken is
+        // for --role node" was said to a --role node.
+        var problem = Assert.Single(new SovereignClusterOptions { Role = ServerRole.Node, JoinToken = "sjt_x" }.Problems());
+
+        Assert.Contains("--join-url", problem, StringComparison.Ordinal);
+        Assert.Contains("Sovereign:Cluster:JoinUrl", problem, StringComparison.Ordinal);
+        Assert.DoesNotContain("Sovereign:Cluster:Redis", problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void GatewayWithAJoinToken_IsToldItIsForNodesOnly()
+    {
+        var problem = Assert.Single(new SovereignClusterOptions { Redis = "r", Secret = "s", Role = ServerRole.Gateway, JoinToken = "sjt_x", JoinUrl = "http://g" }.Problems());
+
+        Assert.Contains("--role node", problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void NodeWithoutRedisOrToken_IsToldBothWaysIn()
+    {
+        var problem = Assert.Single(new SovereignClusterOptions { Role = ServerRole.Node }.Problems());
+
+        Assert.Contains("Sovereign:Cluster:Redis", problem, StringComparison.Ordinal);
+        Assert.Contains("--join-token", problem, StringComparison.Ordinal);
+    }
+}
