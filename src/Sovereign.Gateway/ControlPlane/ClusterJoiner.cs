@@ -154,7 +154,7 @@ internal sealed partial class ClusterJoiner(
         {
             try
             {
-                using var response = await client.PostAsJsonAsync(joinUri, new { token = options.JoinToken, node_id = settings.NodeId, url = nodeUrl?.TrimEnd('/'), csr = request }, deadline.Token);
+                using var response = await client.PostAsJsonAsync(joinUri, new { token = options.JoinToken, node_id = settings.NodeId, url = nodeUrl?.TrimEnd('/'), csr = request, jurisdiction = string.IsNullOrWhiteSpace(settings.Jurisdiction) ? null : settings.Jurisdiction }, deadline.Token);
                 body = await response.Content.ReadAsStringAsync(deadline.Token);
                 status = response.StatusCode;
                 break;

@@ -51,7 +51,9 @@ internal sealed partial class LocalNodeRegistrar(
             // Joined with a token: the credential the operator's gateway signed, checked with the operator's public key.
             if (!string.Equals(joined.Jurisdiction, jurisdiction, StringComparison.Ordinal))
             {
-                throw new InvalidOperationException($"Sovereign:Jurisdiction is {jurisdiction}, but this node joined the cluster in {joined.Jurisdiction}.");
+                throw new InvalidOperationException(
+                    $"Sovereign:Jurisdiction is {jurisdiction}, but this node joined the cluster in {joined.Jurisdiction} (its token's, kept in {Path.Combine(settings.ResolvedDataDirectory, JoinResponse.FileName)}). " +
+                    $"Remove Sovereign:Jurisdiction, or, to move it to {jurisdiction}, delete that file and start it with a token for {jurisdiction} (sovereign nodes join-token --jurisdiction {jurisdiction}).");
             }
 
             credential = joined.Credential;

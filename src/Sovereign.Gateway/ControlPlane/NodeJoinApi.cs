@@ -111,9 +111,20 @@ internal static class NodeJoinApi
         // reach this endpoint; it used to verify the signature and then attempt the token's UPDATE (the database's
         // write lock) for every such request. The consume below still decides, atomically.
         var tokenHash = string.IsNullOrEmpty(request.Token) ? null : Hash(request.Token);
-        if (tokenHash is null || await store.FindUsableJoinTokenAsync(tokenHash, time.GetUtcNow().ToUnixTimeMilliseconds(), context.RequestAborted) is null)
+        var usable = tokenHash is null ? null : await store.FindUsableJoinTokenAsync(tokenHash, time.GetUtcNow().ToUnixTimeMilliseconds(), context.RequestAborted);
+        if (tokenHash is null || usable is null)
         {
             throw InvalidToken();
+        }
+
+        // A node configured for another jurisdiction than its token's is refused before the token is spent: it used to
+        // join, keep the token's credential, then refuse to start, and the token was gone.
+        if (!string.IsNullOrWhiteSpace(request.Jurisdiction) && !string.Equals(request.Jurisdiction.Trim().ToUpperInvariant(), usable.Jurisdiction, StringComparison.Ordinal))
+        {
+            throw OpenAIException.BadRequest(
+                $"This join token is for a node in {usable.Jurisdiction}, but the node is configured for {RequestReader.Shorten(request.Jurisdiction)} (Sovereign:Jurisdiction). " +
+                $"Start it without Sovereign:Jurisdiction (the token sets it), or with a token for its jurisdiction (sovereign nodes join-token --jurisdiction ...). The token was not used.",
+                "jurisdiction", "jurisdiction_mismatch");
         }
 
         // The node's certificate request is checked before the token is spent, so a malformed one costs no token.
@@ -193,7 +204,8 @@ internal static class NodeJoinApi
         [property: JsonPropertyName("token")] string? Token,
         [property: JsonPropertyName("node_id")] string? NodeId,
         [property: JsonPropertyName("url")] string? Url,
-        [property: JsonPropertyName("csr")] string? CertificateRequest);
+        [property: JsonPropertyName("csr")] string? CertificateRequest,
+        [property: JsonPropertyName("jurisdiction")] string? Jurisdiction = null);
 }
 
 /// <summary>What a node receives when it joins, and keeps in its data directory (<see cref="FileName"/>).</summary>

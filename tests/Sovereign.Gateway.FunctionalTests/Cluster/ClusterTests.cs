@@ -504,7 +504,13 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             Assert.Equal("invalid_value", badRequest.GetProperty("error").GetProperty("code").GetString());
             using var checkKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
             var goodRequest = ClusterCertificates.CreateSigningRequest(new ClusterIdentity(ServerRole.Node, "node-csr-check"), checkKey);
-            await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token = fresh, node_id = "node-csr-check", url = "http://127.0.0.1:9", csr = goodRequest }), 200);
+
+            // A node configured for another jurisdiction than the token's is refused, and the token is not spent: it used
+            // to join, keep a TH credential, then refuse to start as SG, the token gone.
+            var elsewhere = await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token = fresh, node_id = "node-csr-check", url = "http://127.0.0.1:9", csr = goodRequest, jurisdiction = "SG" }), 400);
+            Assert.Equal(("jurisdiction", "jurisdiction_mismatch"), (elsewhere.GetProperty("error").GetProperty("param").GetString(), elsewhere.GetProperty("error").GetProperty("code").GetString()));
+            Assert.Contains("TH", elsewhere.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+            await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token = fresh, node_id = "node-csr-check", url = "http://127.0.0.1:9", csr = goodRequest, jurisdiction = "th" }), 200);
             await ClusterFixture.Expect(anonymous.PostAsJsonAsync("/cluster/v1/join", new { token = fresh, node_id = "node-csr-check", url = "http://127.0.0.1:9", csr = goodRequest }), 401);
         }
         finally
