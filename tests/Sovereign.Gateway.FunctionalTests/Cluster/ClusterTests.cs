@@ -292,6 +292,12 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             && e.GetProperty("reasons").EnumerateArray().Any(r => r.GetString() == "failover: node-t0 could not be reached"));
         Assert.DoesNotContain(entries, e => e.TryGetProperty("node", out var node) && node.GetString() == "node-sg");
 
+        // The operator's list tells the truth: the killed node is still "active" (nobody drained it) but not up. Before,
+        // nodes list had no health, only that state.
+        var listed = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/nodes")).RootElement.GetProperty("data").EnumerateArray()
+            .Where(n => n.GetProperty("id").GetString() == "node-t0").ToList();
+        Assert.All(listed, n => Assert.Equal("unreachable", n.GetProperty("health").GetString()));
+
         // Every served request is on the ledger, each once.
         var usage = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/usage?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
         Assert.Equal(before + responses.Count(r => r.StatusCode == HttpStatusCode.OK), usage.Sum(u => u.GetProperty("completed").GetInt64()));
