@@ -30,11 +30,13 @@ internal static class ClusterStatusApi
                 .Select(h => new MemberStatus(h.SiloName, h.SiloAddress.ToParsableString(), h.Status.ToString().ToLowerInvariant(), h.HostName,
                     new DateTimeOffset(h.StartTime, TimeSpan.Zero).ToUnixTimeMilliseconds(), new DateTimeOffset(h.IAmAliveTime, TimeSpan.Zero).ToUnixTimeMilliseconds()))];
         }
-        catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException or OrleansException)
+        catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException or OrleansException or Orleans.Clustering.Redis.RedisClusteringException)
         {
             // The membership table (Redis) cannot be read: say so and show the members as this gateway last saw them.
-            // The whole status was a 500 then, just when the operator needed it to see what still runs.
-            membershipError = $"The cluster's membership table (Sovereign:Cluster:Redis) could not be read: {ex.GetType().Name}. Members are shown as this gateway last saw them.";
+            // The whole status was a 500 then, just when the operator needed it to see what still runs. A Redis back but
+            // empty (restarted without persistence) has no table at all, which Orleans reports with its own exception.
+            var cause = ex is Orleans.Clustering.Redis.RedisClusteringException ? ex.Message.TrimEnd('.') : ex.GetType().Name;
+            membershipError = $"The cluster's membership table (Sovereign:Cluster:Redis) could not be read: {cause}. Members are shown as this gateway last saw them.";
             members = [.. membership.CurrentSnapshot.Members.Values
                 .Where(m => m.Status != SiloStatus.Dead)
                 .OrderBy(m => m.Name, StringComparer.Ordinal)

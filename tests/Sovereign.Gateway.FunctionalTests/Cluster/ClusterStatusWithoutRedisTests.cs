@@ -23,13 +23,23 @@ namespace Sovereign.Gateway.FunctionalTests.Cluster;
 public sealed class ClusterStatusWithoutRedisTests
 {
     [Fact]
-    public async Task MembershipTableUnreadable_StatusShowsTheLastSeenMembers_AndSaysWhy()
+    public Task MembershipTableUnreadable_StatusShowsTheLastSeenMembers_AndSaysWhy() =>
+        StatusShowsTheLastSeenMembersAsync(DispatchProxy.Create<IGrainFactory, UnreachableMembershipGrainFactory>(), "Sovereign:Cluster:Redis");
+
+    /// <summary>
+    /// Redis back, but empty (restarted without persistence: the guide says it holds nothing to back up): Orleans'
+    /// table throws its own exception, not a Redis or Orleans one, and the status was a 500 again.
+    /// </summary>
+    [Fact]
+    public Task MembershipTableGone_StatusShowsTheLastSeenMembers_AndSaysWhy() =>
+        StatusShowsTheLastSeenMembersAsync(DispatchProxy.Create<IGrainFactory, MembershipTableGoneGrainFactory>(), "membership table version is missing");
+
+    private static async Task StatusShowsTheLastSeenMembersAsync(IGrainFactory grains, string why)
     {
         var folder = Directory.CreateTempSubdirectory("sovereign-status-no-redis-").FullName;
         try
         {
             using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(folder, "operator-key.pem"));
-            var grains = DispatchProxy.Create<IGrainFactory, UnreachableMembershipGrainFactory>();
             var nodes = new NodeDirectory(grains, key, Options.Create(new SovereignOptions { NodeId = "gateway-th" }),
                 Options.Create(new Sovereign.Cluster.Hosting.SovereignClusterOptions()), TimeProvider.System, NullLogger<NodeDirectory>.Instance);
             var gateway = SiloAddress.New(new IPEndPoint(IPAddress.Loopback, 11111), 1);
@@ -51,6 +61,7 @@ public sealed class ClusterStatusWithoutRedisTests
             Assert.Equal(200, context.Response.StatusCode);
             var status = JsonDocument.Parse(body.ToArray()).RootElement;
             Assert.Contains("Sovereign:Cluster:Redis", status.GetProperty("membership_error").GetString(), StringComparison.Ordinal);
+            Assert.Contains(why, status.GetProperty("membership_error").GetString(), StringComparison.Ordinal);
             Assert.Equal(
                 ["gateway/gateway-th active", "node/node-th active"],
                 status.GetProperty("members").EnumerateArray().Select(m => $"{m.GetProperty("name").GetString()} {m.GetProperty("status").GetString()}"));
@@ -64,12 +75,14 @@ public sealed class ClusterStatusWithoutRedisTests
     /// <summary>A grain factory whose management grain cannot read the membership table, and whose registry is empty.</summary>
     public class UnreachableMembershipGrainFactory : DispatchProxy
     {
+        protected virtual IManagementGrain Management() => DispatchProxy.Create<IManagementGrain, RedisDown>();
+
         protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
         {
             var type = targetMethod!.IsGenericMethod ? targetMethod.GetGenericArguments()[0] : null;
             if (type == typeof(IManagementGrain))
             {
-                return DispatchProxy.Create<IManagementGrain, RedisDown>();
+                return Management();
             }
 
             if (type == typeof(INodeRegistryGrain))
@@ -87,6 +100,21 @@ public sealed class ClusterStatusWithoutRedisTests
         protected override object? Invoke(MethodInfo? targetMethod, object?[]? args) =>
             targetMethod!.Name == nameof(IManagementGrain.GetDetailedHosts)
                 ? Task.FromException<MembershipEntry[]>(new RedisConnectionException(ConnectionFailureType.SocketClosed, "SocketClosed on 127.0.0.1:6379"))
+                : throw new NotSupportedException(targetMethod.Name);
+    }
+
+    /// <summary>A grain factory whose management grain finds Redis up but the membership table gone.</summary>
+    public class MembershipTableGoneGrainFactory : UnreachableMembershipGrainFactory
+    {
+        protected override IManagementGrain Management() => DispatchProxy.Create<IManagementGrain, MembershipTableGone>();
+    }
+
+    /// <summary>What Orleans' Redis membership table throws when Redis came back empty.</summary>
+    public class MembershipTableGone : DispatchProxy
+    {
+        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args) =>
+            targetMethod!.Name == nameof(IManagementGrain.GetDetailedHosts)
+                ? Task.FromException<MembershipEntry[]>(new Orleans.Clustering.Redis.RedisClusteringException("The Redis membership table version is missing. The table may have expired or been deleted."))
                 : throw new NotSupportedException(targetMethod.Name);
     }
 
