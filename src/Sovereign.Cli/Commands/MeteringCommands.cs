@@ -202,6 +202,14 @@ internal static class MeteringCommands
         var computeCommand = new Command("compute-price",
             "Add a compute-second price for a pool or a device class; it replaces the model price's compute rate (precedence: model+pool, pool, model+device class, device class).")
             { computePlan, pool, deviceClass, computeModel, rate, computeEffective };
+        computeCommand.Validators.Add(result =>
+        {
+            // The server's 400 named its fields (pool, device_class), not the flags.
+            if ((result.GetValue(pool) is null) == (result.GetValue(deviceClass) is null))
+            {
+                result.AddError("Name exactly one of --pool and --device-class: a compute price is for a pool or for a device class.");
+            }
+        });
         computePrice.AddTo(computeCommand);
         computeCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {

@@ -178,6 +178,14 @@ internal static class NodesCommand
         var tokenJurisdiction = new Option<string>("--jurisdiction", "-j") { Description = "ISO 3166-1 alpha-2 country the node will run in.", Required = true };
         var pool = new Option<string?>("--pool") { Description = "The pool the node joins (e.g. th-h100)." };
         var ttl = new Option<long?>("--ttl") { Description = "Seconds the token stays valid (default 3600, at most 7 days)." };
+        ttl.Validators.Add(r =>
+        {
+            // The server's 400 named its field, ttl_seconds, not the flag the operator typed.
+            if (Output.ParseErrors.ValueOrNull<long>(r) is < 1 or > 7 * 24 * 3600)
+            {
+                r.AddError("--ttl must be between 1 and 604800 seconds (7 days).");
+            }
+        });
         var tokenDeviceClass = new Option<string?>("--device-class") { Description = "The node's device class for prices (e.g. h100), signed into its credential; default: what the node reports." };
         var tokenCommand = new Command("join-token", "Issue a one-time token for a new node: start it with sovereign serve --role node --join-token TOKEN --join-url GATEWAY.") { tokenJurisdiction, pool, tokenDeviceClass, ttl };
         tokenConnection.AddTo(tokenCommand);

@@ -130,6 +130,29 @@ public sealed class NodeRegistrationTests(ConsoleFixture fixture)
     }
 
     /// <summary>
+    /// A flag out of range is the CLI's usage error naming the flag: the server's 400 named its own fields
+    /// (ttl_seconds; pool and device_class), which the operator never typed. Checked before any connection.
+    /// </summary>
+    [Fact]
+    public async Task JoinTokenTtlAndComputePriceScope_OutOfRange_AreUsageErrorsNamingTheFlags()
+    {
+        string[] Nowhere(params string[] args) => [.. args, "--url", "http://127.0.0.1:9", "--admin-token", "unused"];
+        foreach (var ttl in new[] { "0", "604801" })
+        {
+            var (exit, _, stderr) = await CliProcess.RunAsync(Nowhere("nodes", "join-token", "--jurisdiction", "TH", "--ttl", ttl));
+            Assert.Equal(2, exit);
+            Assert.Contains("--ttl must be between 1 and 604800", stderr, StringComparison.Ordinal);
+        }
+
+        foreach (var scope in new[] { Array.Empty<string>(), ["--pool", "th-h100", "--device-class", "h100"] })
+        {
+            var (exit, _, stderr) = await CliProcess.RunAsync(Nowhere(["plans", "compute-price", "standard", "--per-compute-second", "0.1", .. scope]));
+            Assert.Equal(2, exit);
+            Assert.Contains("exactly one of --pool and --device-class", stderr, StringComparison.Ordinal);
+        }
+    }
+
+    /// <summary>
     /// 'nodes drain X --wait --timeout -1' drained the node, waited 1 s and said "the server did not answer in time"
     /// (exit 4, as if unreachable), which is also what any --wait that ran out of time said.
     /// </summary>
