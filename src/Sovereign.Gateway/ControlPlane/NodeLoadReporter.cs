@@ -312,7 +312,7 @@ internal sealed partial class NodeLoadReporter(
         base.Dispose();
     }
 
-    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "Could not report this node's load to the registry: {Problem}")]
+    [LoggerMessage(EventId = 3006, Level = LogLevel.Warning, Message = "Could not report this node's load to the registry: {Problem}")]
     private partial void LogReportFailed(string problem);
 
     [LoggerMessage(EventId = 3030, Level = LogLevel.Warning, Message = "The engine this node fronts at {BaseUrl} does not answer ({Problem}): its models take no requests until it does")]

@@ -282,7 +282,7 @@ internal sealed partial class PoolSlotsGrain(IClusterMembershipService membershi
         }, new GrainTimerCreationOptions(HolderCheck, HolderCheck));
     }
 
-    [LoggerMessage(EventId = 4107, EventName = "PoolCountRecovered", Level = LogLevel.Information,
+    [LoggerMessage(EventId = 4113, EventName = "PoolCountRecovered", Level = LogLevel.Information,
         Message = "Pool gate {Key} rebuilt its count from {Gateways} gateways' tables: {Running} slots in use, {Waiting} waiting")]
     private static partial void LogRecovered(ILogger logger, string key, int running, int waiting, int gateways);
 
