@@ -40,7 +40,9 @@ public sealed partial class LanguageDetector
         var lastText = turns[last].Text;
         var alone = Detect(lastText);
         var standsAlone = HasLetters(lastText, StandAloneLetters);
-        if (alone.IsDetermined && standsAlone)
+        // A determined last message decides when it stands alone, or when no other user turn could outvote it (one
+        // question, the common case: no sample is built).
+        if (alone.IsDetermined && (standsAlone || LastIndexOf(turns, PromptRole.User, last - 1) < 0))
         {
             return alone;
         }
@@ -67,9 +69,11 @@ public sealed partial class LanguageDetector
         return alone;
     }
 
-    private static int LastIndexOf(IReadOnlyList<PromptTurn> turns, PromptRole role)
+    private static int LastIndexOf(IReadOnlyList<PromptTurn> turns, PromptRole role) => LastIndexOf(turns, role, turns.Count - 1);
+
+    private static int LastIndexOf(IReadOnlyList<PromptTurn> turns, PromptRole role, int from)
     {
-        for (var i = turns.Count - 1; i >= 0; i--)
+        for (var i = from; i >= 0; i--)
         {
             if (turns[i].Role == role)
             {
