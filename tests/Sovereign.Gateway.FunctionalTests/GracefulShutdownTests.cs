@@ -21,7 +21,7 @@ namespace Sovereign.Gateway.FunctionalTests;
 public sealed class GracefulShutdownTests : IAsyncLifetime
 {
     private readonly string _data = Directory.CreateTempSubdirectory("sovereign-sigterm-").FullName;
-    private readonly int _port = FreePort();
+    private readonly int _port = ServeProcess.FreePort();
     private readonly TaskCompletionSource _received = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private WebApplication _engine = null!;
@@ -60,7 +60,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
     [Fact]
     public async Task Sigterm_InFlightRequestFinishesAndLeavesItsEvidence()
     {
-        using var server = await StartServerAsync();
+        using var server = await ServeProcess.StartAsync(_data, _port, _engine.Urls.First(), "held");
         try
         {
             using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}"), Timeout = TimeSpan.FromMinutes(2) };
@@ -117,48 +117,5 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         }
 
         return values;
-    }
-
-    private async Task<Process> StartServerAsync()
-    {
-        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--engine", _engine.Urls.First(), "--engine-model", "held", "--urls", $"http://127.0.0.1:{_port}", "--data-dir", _data })
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        start.Environment["Sovereign__Jurisdiction"] = "DE";
-        start.Environment["Sovereign__BuiltInEmbeddings"] = "false";
-        var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-
-        using var probe = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}") };
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        while (true)
-        {
-            Assert.False(process.HasExited, "the server exited during start-up");
-            try
-            {
-                if ((await probe.GetAsync("/ready", timeout.Token)).IsSuccessStatusCode)
-                {
-                    return process;
-                }
-            }
-            catch (HttpRequestException)
-            {
-            }
-
-            await Task.Delay(100, timeout.Token);
-        }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
