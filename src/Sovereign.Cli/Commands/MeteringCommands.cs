@@ -19,8 +19,9 @@ internal static class MeteringCommands
         var from = new Option<string?>("--from") { Description = "Start (ISO 8601 or unix seconds)." };
         var to = new Option<string?>("--to") { Description = "End (ISO 8601 or unix seconds)." };
         var pool = new Option<string?>("--pool") { Description = "Only usage served in this pool." };
-        var groupBy = new Option<string>("--group-by") { Description = "Comma-separated: day, model, jurisdiction, tenant, pool, device_class.", DefaultValueFactory = _ => "tenant,model,day,jurisdiction,pool,device_class" };
-        var command = new Command("usage", "Show usage and cost by tenant, model, day, jurisdiction, pool and device class.") { tenant, model, pool, from, to, groupBy };
+        var key = new Option<string?>("--key") { Description = "Only usage of this API key id (as 'keys list' shows it)." };
+        var groupBy = new Option<string>("--group-by") { Description = "Comma-separated: day, model, jurisdiction, tenant, pool, device_class, key.", DefaultValueFactory = _ => "tenant,model,day,jurisdiction,pool,device_class" };
+        var command = new Command("usage", "Show usage and cost by tenant, model, day, jurisdiction, pool, device class and API key.") { tenant, model, pool, key, from, to, groupBy };
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
@@ -28,6 +29,7 @@ internal static class MeteringCommands
             Add(query, "tenant", result.GetValue(tenant));
             Add(query, "model", result.GetValue(model));
             Add(query, "pool", result.GetValue(pool));
+            Add(query, "key_id", result.GetValue(key));
             Add(query, "from", result.GetValue(from));
             Add(query, "to", result.GetValue(to));
             var json = await connection.SendAsync(result, HttpMethod.Get, "/admin/v1/usage?" + string.Join('&', query), null, ct);
@@ -36,14 +38,17 @@ internal static class MeteringCommands
                 return;
             }
 
-            var table = new Table().AddColumns("day", "tenant", "model", "jurisdiction", "pool", "device", "requests", "refused", "prompt", "completion", "compute s", "cost");
+            // The key column only when asked for: most reports are per tenant, and the table is already wide.
+            var byKey = result.GetValue(groupBy)!.Split(',', StringSplitOptions.TrimEntries).Contains("key", StringComparer.OrdinalIgnoreCase);
+            var table = new Table().AddColumns(["day", "tenant", .. byKey ? ["key"] : Array.Empty<string>(), "model", "jurisdiction", "pool", "device", "requests", "refused", "prompt", "completion", "compute s", "cost"]);
             foreach (var row in json.GetProperty("data").EnumerateArray())
             {
-                table.AddRow(
-                    TenantsCommand.Text(row, "day"), TenantsCommand.Text(row, "tenant"), TenantsCommand.Text(row, "model"), TenantsCommand.Text(row, "jurisdiction"),
+                table.AddRow([
+                    TenantsCommand.Text(row, "day"), TenantsCommand.Text(row, "tenant"), .. byKey ? [TenantsCommand.Text(row, "key_id")] : Array.Empty<string>(),
+                    TenantsCommand.Text(row, "model"), TenantsCommand.Text(row, "jurisdiction"),
                     TenantsCommand.Text(row, "pool"), TenantsCommand.Text(row, "device_class"),
                     TenantsCommand.Text(row, "requests"), TenantsCommand.Text(row, "refused"), TenantsCommand.Text(row, "prompt_tokens"), TenantsCommand.Text(row, "completion_tokens"),
-                    Number(row, "compute_seconds"), Number(row, "cost") + " " + TenantsCommand.Text(row, "currency"));
+                    Number(row, "compute_seconds"), Number(row, "cost") + " " + TenantsCommand.Text(row, "currency")]);
             }
 
             AnsiConsole.Write(table);

@@ -116,7 +116,7 @@ public static class MeteringApi
         v1.MapGet("/usage", TenantUsage).Takes(UsageParameters);
     }
 
-    private static readonly string[] UsageParameters = ["from", "to", "group_by", "model", "jurisdiction", "pool"];
+    private static readonly string[] UsageParameters = ["from", "to", "group_by", "model", "jurisdiction", "pool", "key_id"];
 
     private static IResult ListPlans(PriceBookProvider prices)
     {
@@ -643,7 +643,7 @@ public static class MeteringApi
         {
             groupBy |= Enum.TryParse<UsageGroupBy>(part.Replace("_", "", StringComparison.Ordinal), ignoreCase: true, out var g) && !int.TryParse(part, out _)
                 ? g
-                : throw OpenAIException.BadRequest($"group_by takes day, model, jurisdiction, tenant, pool and device_class; got '{RequestReader.Shorten(part)}'.", "group_by", "invalid_value");
+                : throw OpenAIException.BadRequest($"group_by takes day, model, jurisdiction, tenant, pool, device_class and key; got '{RequestReader.Shorten(part)}'.", "group_by", "invalid_value");
         }
 
         return new UsageQuery
@@ -656,6 +656,7 @@ public static class MeteringApi
             Model = query["model"].ToString() is { Length: > 0 } m ? m : null,
             Jurisdiction = query["jurisdiction"].ToString() is { Length: > 0 } j ? j.ToUpperInvariant() : null,
             Pool = query["pool"].ToString() is { Length: > 0 } p ? p : null,
+            KeyId = query["key_id"].ToString() is { Length: > 0 } k ? k : null,
             From = from,
             To = to > DateTimeOffset.UtcNow.AddYears(100) ? DateTimeOffset.UtcNow.AddDays(1) : to,
             GroupBy = groupBy == UsageGroupBy.None ? UsageGroupBy.Tenant | UsageGroupBy.Model | UsageGroupBy.Day : groupBy,
@@ -737,6 +738,7 @@ public static class MeteringApi
         jurisdiction = r.Jurisdiction,
         pool = r.Pool,
         device_class = r.DeviceClass,
+        key_id = r.KeyId,
         currency = r.Currency,
         requests = r.Requests,
         completed = r.Completed,

@@ -154,6 +154,46 @@ internal static class LedgerSchema
             "ALTER TABLE metering_usage_daily_pools RENAME TO metering_usage_daily",
             "CREATE INDEX metering_usage_daily_day ON metering_usage_daily (day_start)",
         ]),
+
+        // Keys: the daily aggregates are keyed by the API key too, so usage can be read per key (an operator's or a
+        // tenant's view of each application's spend) after retention purged the raw rows. Rebuilt as for pools; older
+        // aggregates get '' (aggregated before keys were a dimension), read back as null.
+        new("metering-ledger-004-key-dimension",
+        [
+            """
+            CREATE TABLE metering_usage_daily_keys (
+                tenant TEXT NOT NULL,
+                day_start BIGINT NOT NULL,
+                model TEXT NOT NULL,
+                jurisdiction TEXT NOT NULL,
+                pool TEXT NOT NULL,
+                device_class TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                currency TEXT NOT NULL,
+                requests BIGINT NOT NULL,
+                completed BIGINT NOT NULL,
+                refused BIGINT NOT NULL,
+                cancelled BIGINT NOT NULL,
+                failed BIGINT NOT NULL,
+                prompt_tokens BIGINT NOT NULL,
+                completion_tokens BIGINT NOT NULL,
+                cached_tokens BIGINT NOT NULL,
+                compute_us BIGINT NOT NULL,
+                cost_micros BIGINT NOT NULL,
+                PRIMARY KEY (tenant, day_start, model, jurisdiction, pool, device_class, key_id, currency)
+            )
+            """,
+            """
+            INSERT INTO metering_usage_daily_keys (tenant, day_start, model, jurisdiction, pool, device_class, key_id, currency, requests, completed,
+                refused, cancelled, failed, prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros)
+            SELECT tenant, day_start, model, jurisdiction, pool, device_class, '', currency, requests, completed, refused, cancelled, failed,
+                prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros
+            FROM metering_usage_daily
+            """,
+            "DROP TABLE metering_usage_daily",
+            "ALTER TABLE metering_usage_daily_keys RENAME TO metering_usage_daily",
+            "CREATE INDEX metering_usage_daily_day ON metering_usage_daily (day_start)",
+        ]),
     ];
 
     public const string RecordColumns =
@@ -167,10 +207,10 @@ internal static class LedgerSchema
         "@refusal_code, @cost_micros, @currency, @price_version, @pool, @device_class) ON CONFLICT (request_id) DO NOTHING";
 
     public const string UpsertDaily =
-        "INSERT INTO metering_usage_daily (tenant, day_start, model, jurisdiction, pool, device_class, currency, requests, completed, refused, cancelled, failed, " +
-        "prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros) VALUES (@tenant, @day_start, @model, @jurisdiction, @pool, @device_class, @currency, " +
+        "INSERT INTO metering_usage_daily (tenant, day_start, model, jurisdiction, pool, device_class, key_id, currency, requests, completed, refused, cancelled, failed, " +
+        "prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros) VALUES (@tenant, @day_start, @model, @jurisdiction, @pool, @device_class, @key_id, @currency, " +
         "@requests, @completed, @refused, @cancelled, @failed, @prompt_tokens, @completion_tokens, @cached_tokens, @compute_us, @cost_micros) " +
-        "ON CONFLICT (tenant, day_start, model, jurisdiction, pool, device_class, currency) DO UPDATE SET " +
+        "ON CONFLICT (tenant, day_start, model, jurisdiction, pool, device_class, key_id, currency) DO UPDATE SET " +
         "requests = metering_usage_daily.requests + excluded.requests, completed = metering_usage_daily.completed + excluded.completed, " +
         "refused = metering_usage_daily.refused + excluded.refused, cancelled = metering_usage_daily.cancelled + excluded.cancelled, " +
         "failed = metering_usage_daily.failed + excluded.failed, prompt_tokens = metering_usage_daily.prompt_tokens + excluded.prompt_tokens, " +

@@ -122,17 +122,18 @@ internal sealed class LedgerWriter : IAsyncDisposable
             p.Set(3, key.Jurisdiction);
             p.Set(4, key.Pool);
             p.Set(5, key.DeviceClass);
-            p.Set(6, key.Currency);
-            p.Set(7, totals.Requests);
-            p.Set(8, totals.Completed);
-            p.Set(9, totals.Refused);
-            p.Set(10, totals.Cancelled);
-            p.Set(11, totals.Failed);
-            p.Set(12, totals.PromptTokens);
-            p.Set(13, totals.CompletionTokens);
-            p.Set(14, totals.CachedTokens);
-            p.Set(15, totals.ComputeUs);
-            p.Set(16, totals.CostMicros);
+            p.Set(6, key.KeyId);
+            p.Set(7, key.Currency);
+            p.Set(8, totals.Requests);
+            p.Set(9, totals.Completed);
+            p.Set(10, totals.Refused);
+            p.Set(11, totals.Cancelled);
+            p.Set(12, totals.Failed);
+            p.Set(13, totals.PromptTokens);
+            p.Set(14, totals.CompletionTokens);
+            p.Set(15, totals.CachedTokens);
+            p.Set(16, totals.ComputeUs);
+            p.Set(17, totals.CostMicros);
             await p.ExecuteAsync(transaction);
         }
 
@@ -203,7 +204,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
     {
         var r = item.Record;
         var day = UtcCalendar.DayStart(item.TimestampMs);
-        Totals(_dailyTotals, new DailyKey(r.Tenant, day, r.Model, r.Jurisdiction, r.Pool ?? "", r.DeviceClass ?? "", r.Currency)).Add(item);
+        Totals(_dailyTotals, new DailyKey(r.Tenant, day, r.Model, r.Jurisdiction, r.Pool ?? "", r.DeviceClass ?? "", r.KeyId, r.Currency)).Add(item);
         Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Day, day, r.Currency)).Add(item);
         Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Month, UtcCalendar.MonthStart(item.TimestampMs), r.Currency)).Add(item);
         Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Total, 0, r.Currency)).Add(item);
@@ -222,7 +223,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
         return totals;
     }
 
-    private readonly record struct DailyKey(string Tenant, long DayStart, string Model, string Jurisdiction, string Pool, string DeviceClass, string Currency) : IComparable<DailyKey>
+    private readonly record struct DailyKey(string Tenant, long DayStart, string Model, string Jurisdiction, string Pool, string DeviceClass, string KeyId, string Currency) : IComparable<DailyKey>
     {
         public int CompareTo(DailyKey other)
         {
@@ -232,6 +233,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
             c = c != 0 ? c : string.CompareOrdinal(Jurisdiction, other.Jurisdiction);
             c = c != 0 ? c : string.CompareOrdinal(Pool, other.Pool);
             c = c != 0 ? c : string.CompareOrdinal(DeviceClass, other.DeviceClass);
+            c = c != 0 ? c : string.CompareOrdinal(KeyId, other.KeyId);
             return c != 0 ? c : string.CompareOrdinal(Currency, other.Currency);
         }
     }

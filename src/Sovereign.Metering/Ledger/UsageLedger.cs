@@ -172,6 +172,11 @@ public sealed class UsageLedger : IAsyncDisposable
             group.Add("device_class");
         }
 
+        if (query.GroupBy.HasFlag(UsageGroupBy.Key))
+        {
+            group.Add("key_id");
+        }
+
         group.Add("currency");
         var columns = string.Join(", ", group);
         var sql = new StringBuilder()
@@ -202,6 +207,11 @@ public sealed class UsageLedger : IAsyncDisposable
         if (query.Pool is not null)
         {
             sql.Append(" AND pool = @pool");
+        }
+
+        if (query.KeyId is not null)
+        {
+            sql.Append(" AND key_id = @key_id");
         }
 
         sql.Append(" GROUP BY ").Append(columns).Append(" ORDER BY ").Append(columns);
@@ -235,6 +245,11 @@ public sealed class UsageLedger : IAsyncDisposable
             SqlDatabase.AddParameter(command, "@pool", query.Pool);
         }
 
+        if (query.KeyId is not null)
+        {
+            SqlDatabase.AddParameter(command, "@key_id", query.KeyId);
+        }
+
         var rows = new List<UsageRow>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -248,6 +263,7 @@ public sealed class UsageLedger : IAsyncDisposable
             // '' is "no pool" in the aggregates' key (usage recorded before pools, refusals before routing).
             var pool = query.GroupBy.HasFlag(UsageGroupBy.Pool) ? NullIfEmpty(reader.GetString(i++)) : null;
             var deviceClass = query.GroupBy.HasFlag(UsageGroupBy.DeviceClass) ? NullIfEmpty(reader.GetString(i++)) : null;
+            var keyId = query.GroupBy.HasFlag(UsageGroupBy.Key) ? NullIfEmpty(reader.GetString(i++)) : null;
             var currency = reader.GetString(i++);
             rows.Add(new UsageRow
             {
@@ -257,6 +273,7 @@ public sealed class UsageLedger : IAsyncDisposable
                 Jurisdiction = jurisdiction,
                 Pool = pool,
                 DeviceClass = deviceClass,
+                KeyId = keyId,
                 Currency = currency,
                 Requests = LedgerSchema.Int64(reader, i),
                 Completed = LedgerSchema.Int64(reader, i + 1),

@@ -24,6 +24,9 @@ public enum UsageGroupBy
 
     /// <summary>Per device class of the serving node.</summary>
     DeviceClass = 32,
+
+    /// <summary>Per API key (within its tenant).</summary>
+    Key = 64,
 }
 
 /// <summary>
@@ -49,6 +52,9 @@ public sealed record UsageQuery
 
     /// <summary>Only this pool, or all.</summary>
     public string? Pool { get; init; }
+
+    /// <summary>Only this API key id, or all.</summary>
+    public string? KeyId { get; init; }
 
     /// <summary>Start (inclusive).</summary>
     public required DateTimeOffset From { get; init; }
@@ -80,6 +86,12 @@ public sealed record UsageRow
 
     /// <summary>The device class, when grouped by device class (null as for <see cref="Pool"/>).</summary>
     public string? DeviceClass { get; init; }
+
+    /// <summary>
+    /// The API key id, when grouped by key: <c>-</c> for requests without a key (anonymous), null for usage aggregated
+    /// before keys were a dimension of the aggregates.
+    /// </summary>
+    public string? KeyId { get; init; }
 
     /// <summary>The currency of <see cref="Cost"/>.</summary>
     public required string Currency { get; init; }

@@ -332,11 +332,15 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
         var row = Assert.Single(rows);
         Assert.Equal(2, row.Requests);
         Assert.Equal(0.25m, row.Cost);
+        Assert.True(await ledger.AppendAsync(Record("pg-3") with { KeyId = "k2" }));
+        var perKey = await ledger.QueryUsageAsync(new UsageQuery { Tenant = "pg-ledger", From = now.AddDays(-1), To = now.AddDays(1), GroupBy = UsageGroupBy.Key });
+        Assert.Equal([("k", 2L), ("k2", 1L)], perKey.Select(r => (r.KeyId, r.Requests)));
+        Assert.Equal(0.125m, Assert.Single(await ledger.QueryUsageAsync(new UsageQuery { Tenant = "pg-ledger", KeyId = "k2", From = now.AddDays(-1), To = now.AddDays(1) })).Cost);
 
         // The budget aggregates: per tenant and per key, day, month and total, in the record's currency only.
         foreach (var period in new[] { UsagePeriod.Day, UsagePeriod.Month, UsagePeriod.Total })
         {
-            Assert.Equal(0.25m, await ledger.GetSpendAsync("pg-ledger", null, period, now, "EUR"));
+            Assert.Equal(0.375m, await ledger.GetSpendAsync("pg-ledger", null, period, now, "EUR"));
             Assert.Equal(0.25m, await ledger.GetSpendAsync("pg-ledger", "k", period, now, "EUR"));
             Assert.Equal(0m, await ledger.GetSpendAsync("pg-ledger", "k", period, now, "USD"));
         }
