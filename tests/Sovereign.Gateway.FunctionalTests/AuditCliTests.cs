@@ -63,6 +63,23 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
     }
 
     [Fact]
+    public async Task KeysCreateWithExpiry_FromTheCommandLine_ListsIt_AndABadDurationIsAUsageError()
+    {
+        var url = fixture.ThAddress.ToString();
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("keys", "create", "asean-corp", "--name", "week", "--expires-in", "7d", "--url", url, "--admin-token", ResidencyFixture.AdminToken);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("valid until " + DateTimeOffset.UtcNow.AddDays(7).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture), stdout, StringComparison.Ordinal);
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync("keys", "list", "asean-corp", "--url", url, "--admin-token", ResidencyFixture.AdminToken);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("expires", stdout, StringComparison.Ordinal);
+
+        (exit, _, stderr) = await CliProcess.RunAsync("keys", "create", "asean-corp", "--expires-in", "7 days", "--url", url, "--admin-token", ResidencyFixture.AdminToken);
+        Assert.Equal(2, exit);
+        Assert.Contains("--expires-in", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task AuditVerify_IntactLog_ThenATamperedCopyIsLocated()
     {
         using (var client = fixture.TenantClient(fixture.ThOnlyKey))

@@ -25,15 +25,20 @@ internal static class TenantsCommand
         var tenant = new Argument<string>("tenant") { Description = "Tenant id." };
         var name = new Option<string?>("--name") { Description = "A label for the key." };
         var jurisdictions = new Option<string[]>("--jurisdiction") { Description = "Narrow the key to these jurisdictions (within the tenant's)." };
-        var create = new Command("create", "Issue a key; its secret is printed once.") { tenant, name, jurisdictions };
+        var expiresIn = new Option<string?>("--expires-in") { Description = "The key stops working after this long: 90m, 12h, 30d (at most 10 years)." };
+        var expiresAt = new Option<string?>("--expires-at") { Description = "The key stops working at this time (ISO 8601, e.g. 2027-01-01T00:00:00Z)." };
+        var create = new Command("create", "Issue a key; its secret is printed once.") { tenant, name, jurisdictions, expiresIn, expiresAt };
         connection.AddTo(create);
         create.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var narrowing = result.GetValue(jurisdictions) is { Length: > 0 } list ? new { allowed_jurisdictions = list } : null;
-            var json = await connection.SendAsync(result, HttpMethod.Post, $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(tenant))}/keys", new { name = result.GetValue(name), policy = narrowing }, ct);
+            var expiresInSeconds = result.GetValue(expiresIn) is { } duration ? DurationSeconds(duration, "--expires-in") : (long?)null;
+            var body = new { name = result.GetValue(name), policy = narrowing, expires_in = expiresInSeconds, expires_at = result.GetValue(expiresAt) };
+            var json = await connection.SendAsync(result, HttpMethod.Post, $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(tenant))}/keys", body, ct);
             if (!connection.PrintJson(result, json))
             {
-                Console.WriteLine($"Key {json.GetProperty("key").GetProperty("id").GetString()} for tenant {result.GetValue(tenant)}. Its secret, shown only now:");
+                var expiry = Time(json.GetProperty("key"), "expires_at") is { Length: > 0 } until ? $", valid until {until}" : "";
+                Console.WriteLine($"Key {json.GetProperty("key").GetProperty("id").GetString()} for tenant {result.GetValue(tenant)}{expiry}. Its secret, shown only now:");
                 Console.WriteLine(json.GetProperty("secret").GetString());
             }
         }));
@@ -47,10 +52,10 @@ internal static class TenantsCommand
             var json = await listConnection.SendAsync(result, HttpMethod.Get, $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(listTenant))}/keys", null, ct);
             if (!listConnection.PrintJson(result, json))
             {
-                var table = new Table().AddColumns("id", "prefix", "name", "created", "revoked");
+                var table = new Table().AddColumns("id", "prefix", "name", "created", "expires", "revoked");
                 foreach (var key in json.GetProperty("data").EnumerateArray())
                 {
-                    table.AddRow(Text(key, "id"), Text(key, "prefix") + "…", Text(key, "name"), Time(key, "created_at"), Time(key, "revoked_at"));
+                    table.AddRow(Text(key, "id"), Text(key, "prefix") + "…", Text(key, "name"), Time(key, "created_at"), Time(key, "expires_at"), Time(key, "revoked_at"));
                 }
 
                 AnsiConsole.Write(table);
@@ -198,6 +203,17 @@ internal static class TenantsCommand
 
     internal static string Text(JsonElement e, string name) =>
         Markup.Escape(e.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v.ToString() : "");
+
+    /// <summary>A duration such as <c>90m</c>, <c>12h</c>, <c>30d</c> or <c>3600s</c>, in seconds; else a usage error naming <paramref name="option"/>.</summary>
+    internal static long DurationSeconds(string value, string option)
+    {
+        var unit = value.Length > 1 ? char.ToLowerInvariant(value[^1]) : ' ';
+        var perUnit = unit switch { 's' => 1L, 'm' => 60L, 'h' => 3600L, 'd' => 86400L, _ => 0L };
+        return perUnit > 0 && long.TryParse(value.AsSpan(0, value.Length - 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var count)
+            && count is > 0 and < 1_000_000_000
+            ? count * perUnit
+            : throw new CliException($"{option} takes a positive number with a unit: s, m, h or d (e.g. 30d); got '{value}'.", ExitCodes.Usage);
+    }
 
     internal static string Time(JsonElement e, string name) =>
         e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number

@@ -20,19 +20,21 @@ public sealed record ApiKeyView(
     [property: Id(3)] string Name,
     [property: Id(4)] string? PolicyJson,
     [property: Id(5)] long CreatedAt,
-    [property: Id(6)] long? RevokedAt);
+    [property: Id(6)] long? RevokedAt,
+    [property: Id(7)] long? ExpiresAt = null);
 
 /// <summary>A new key: the only time its secret is returned.</summary>
 [GenerateSerializer, Immutable]
 public sealed record CreatedApiKey([property: Id(0)] ApiKeyView Key, [property: Id(1)] string Secret);
 
-/// <summary>Who a presented secret belongs to, as of now.</summary>
+/// <summary>Who a presented secret belongs to, as of now; <see cref="ExpiresAt"/> (unix ms) is fixed when the key is issued.</summary>
 [GenerateSerializer, Immutable]
 public sealed record KeyIdentity(
     [property: Id(0)] string KeyId,
     [property: Id(1)] string TenantId,
     [property: Id(2)] string? KeyPolicyJson,
-    [property: Id(3)] bool Revoked);
+    [property: Id(3)] bool Revoked,
+    [property: Id(4)] long? ExpiresAt = null);
 
 /// <summary>
 /// The tenant a key authorizes now: null when the tenant does not exist; <see cref="KeyRevoked"/> when the tenant's
@@ -185,8 +187,11 @@ public interface ITenantGrain : IGrainWithStringKey
     /// <summary>The tenant's keys.</summary>
     Task<IReadOnlyList<ApiKeyView>> ListKeysAsync();
 
-    /// <summary>Issues a key; its secret is returned once and stored only as a hash.</summary>
-    Task<CreatedApiKey> CreateKeyAsync(string name, string? policyJson);
+    /// <summary>
+    /// Issues a key; its secret is returned once and stored only as a hash. <paramref name="expiresAt"/> (unix ms, the
+    /// caller checked it is in the future) ends its validity for good; null: valid until revoked.
+    /// </summary>
+    Task<CreatedApiKey> CreateKeyAsync(string name, string? policyJson, long? expiresAt = null);
 
     /// <summary>Revokes a key; takes effect on the next request everywhere. Returns false if it is not this tenant's.</summary>
     Task<bool> RevokeKeyAsync(string keyId);

@@ -346,7 +346,7 @@ internal sealed class TenantGrain(
     public async Task<IReadOnlyList<ApiKeyView>> ListKeysAsync() =>
         (await store.ListKeysAsync(this.GetPrimaryKeyString())).Select(ToView).ToList();
 
-    public async Task<CreatedApiKey> CreateKeyAsync(string name, string? policyJson)
+    public async Task<CreatedApiKey> CreateKeyAsync(string name, string? policyJson, long? expiresAt = null)
     {
         if (_tenant is null)
         {
@@ -354,7 +354,7 @@ internal sealed class TenantGrain(
         }
 
         var (id, secret, prefix, hash) = ApiKeySecrets.Create();
-        var record = new ApiKeyRecord(id, _tenant.Id, prefix, hash, name, policyJson, time.GetUtcNow().ToUnixTimeMilliseconds(), null);
+        var record = new ApiKeyRecord(id, _tenant.Id, prefix, hash, name, policyJson, time.GetUtcNow().ToUnixTimeMilliseconds(), null, expiresAt);
         await store.InsertKeyAsync(record);
         return new CreatedApiKey(ToView(record), secret);
     }
@@ -375,7 +375,7 @@ internal sealed class TenantGrain(
 
     private static TenantView ToView(TenantRecord t) => new(t.Id, t.Name, t.PolicyJson, t.Plan, t.Disabled, t.CreatedAt, t.UpdatedAt);
 
-    private static ApiKeyView ToView(ApiKeyRecord k) => new(k.Id, k.TenantId, k.Prefix, k.Name, k.PolicyJson, k.CreatedAt, k.RevokedAt);
+    private static ApiKeyView ToView(ApiKeyRecord k) => new(k.Id, k.TenantId, k.Prefix, k.Name, k.PolicyJson, k.CreatedAt, k.RevokedAt, k.ExpiresAt);
 }
 
 /// <summary>Caches one key's identity in memory; the tenant grain refreshes it on revocation.</summary>
@@ -402,6 +402,6 @@ internal sealed class ApiKeyGrain(ControlPlaneStore store) : Grain, IApiKeyGrain
     private async Task LoadAsync(CancellationToken cancellationToken)
     {
         var key = await store.FindKeyByHashAsync(this.GetPrimaryKeyString(), cancellationToken);
-        _identity = key is null ? null : new KeyIdentity(key.Id, key.TenantId, key.PolicyJson, key.RevokedAt is not null);
+        _identity = key is null ? null : new KeyIdentity(key.Id, key.TenantId, key.PolicyJson, key.RevokedAt is not null, key.ExpiresAt);
     }
 }

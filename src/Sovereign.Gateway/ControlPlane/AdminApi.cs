@@ -146,7 +146,7 @@ public static class AdminApi
         return Json(new { data = (await grain.ListKeysAsync()).Select(KeyJson) });
     }
 
-    private static async Task<IResult> CreateKey(string id, HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit)
+    private static async Task<IResult> CreateKey(string id, HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, TimeProvider time)
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         var tenant = await grain.GetAsync() ?? throw NotFound("tenant", id);
@@ -154,9 +154,17 @@ public static class AdminApi
         var request = await RequestReader.ReadOptionalAsync<KeyCreateRequest>(context);
         var narrowing = request.Policy?.ValidateNarrowing(PolicyDocument.FromJson(tenant.PolicyJson).ToPolicy(), catalog, "policy");
         var name = request.Name is null ? "key" : ResourceIds.RequireName(request.Name, "name");
+        // Stored to the millisecond, so the audit entry states exactly the instant the key stops working.
+        var expiresAt = KeyExpiry(request, time.GetUtcNow()) is { } expiry ? DateTimeOffset.FromUnixTimeMilliseconds(expiry.ToUnixTimeMilliseconds()) : (DateTimeOffset?)null;
 
-        var created = await grain.CreateKeyAsync(name, narrowing?.ToJson());
-        await AuditAdminAsync(audit, AuditActions.KeyCreate, id, new() { ["key_id"] = created.Key.Id, ["policy"] = created.Key.PolicyJson ?? "" }, created.Key.Id);
+        var created = await grain.CreateKeyAsync(name, narrowing?.ToJson(), expiresAt?.ToUnixTimeMilliseconds());
+        var details = new Dictionary<string, string> { ["key_id"] = created.Key.Id, ["policy"] = created.Key.PolicyJson ?? "" };
+        if (expiresAt is { } expires)
+        {
+            details["expires_at"] = expires.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        await AuditAdminAsync(audit, AuditActions.KeyCreate, id, details, created.Key.Id);
         return Results.Json(new { key = KeyJson(created.Key), secret = created.Secret }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
 
@@ -696,6 +704,34 @@ public static class AdminApi
 
     private static object TenantJson(TenantRecord t) => TenantJson(new TenantView(t.Id, t.Name, t.PolicyJson, t.Plan, t.Disabled, t.CreatedAt, t.UpdatedAt));
 
+    /// <summary>
+    /// When a new key expires: <c>expires_at</c> (a time) or <c>expires_in</c> (seconds), in the future and within 10
+    /// years (a typo of the year must not issue a key valid for ever), or null.
+    /// </summary>
+    private static DateTimeOffset? KeyExpiry(KeyCreateRequest request, DateTimeOffset now)
+    {
+        const long MaxSeconds = 10L * 366 * 24 * 3600;
+        if (request is { ExpiresAt: not null, ExpiresIn: not null })
+        {
+            throw OpenAIException.BadRequest("Set expires_at or expires_in, not both.", "expires_in", "invalid_value");
+        }
+
+        if (request.ExpiresIn is { } seconds)
+        {
+            return seconds is > 0 and <= MaxSeconds
+                ? now.AddSeconds(seconds)
+                : throw OpenAIException.BadRequest($"expires_in must be a number of seconds from 1 to {MaxSeconds} (10 years); got {seconds}.", "expires_in", "invalid_value");
+        }
+
+        if (request.ExpiresAt is { } at && (at <= now || at > now.AddSeconds(MaxSeconds)))
+        {
+            throw OpenAIException.BadRequest(
+                $"expires_at must be in the future and within 10 years; got {at.ToUniversalTime():yyyy-MM-ddTHH:mm:ssZ} (now {now:yyyy-MM-ddTHH:mm:ssZ}).", "expires_at", "invalid_value");
+        }
+
+        return request.ExpiresAt?.ToUniversalTime();
+    }
+
     internal static object KeyJson(ApiKeyView k) => new
     {
         id = k.Id,
@@ -705,6 +741,7 @@ public static class AdminApi
         policy = k.PolicyJson is null ? (JsonElement?)null : JsonDocument.Parse(k.PolicyJson).RootElement,
         created_at = k.CreatedAt,
         revoked_at = k.RevokedAt,
+        expires_at = k.ExpiresAt,
     };
 
     private static object NodeJson(NodeView n) => NodeJson(n, null, null, null);

@@ -34,6 +34,12 @@ internal sealed class KeyCreateRequest
 {
     public string? Name { get; set; }
     public PolicyDocument? Policy { get; set; }
+
+    /// <summary>When the key stops authenticating (ISO 8601); or <see cref="ExpiresIn"/>, never both.</summary>
+    public DateTimeOffset? ExpiresAt { get; set; }
+
+    /// <summary>Seconds from now until the key stops authenticating.</summary>
+    public long? ExpiresIn { get; set; }
 }
 
 internal sealed class NodeCreateRequest

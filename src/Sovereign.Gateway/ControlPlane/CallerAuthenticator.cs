@@ -42,6 +42,7 @@ public sealed class CallerAuthenticator(
     JurisdictionCatalog catalog,
     IOptions<SovereignOptions> options,
     ClusterRelay relay,
+    TimeProvider time,
     ILoggerFactory loggers)
 {
     private readonly ILogger _requestLog = loggers.CreateLogger(GatewayLog.RequestsCategory);
@@ -125,6 +126,15 @@ public sealed class CallerAuthenticator(
 
                 _identities[hash] = identity;
             }
+        }
+
+        // Expiry is fixed when the key is issued, so the cached identity answers for it exactly, at every gateway.
+        if (identity.ExpiresAt is { } expires && time.GetUtcNow().ToUnixTimeMilliseconds() >= expires)
+        {
+            GatewayLog.ExpiredKeyUsed(_requestLog, identity.KeyId, identity.TenantId);
+            throw new OpenAIException(StatusCodes.Status401Unauthorized,
+                $"The API key {identity.KeyId} expired at {DateTimeOffset.FromUnixTimeMilliseconds(expires):yyyy-MM-ddTHH:mm:ssZ}; ask for a new key.",
+                "invalid_request_error", null, "key_expired");
         }
 
         // One grain call per request: the tenant's single activation answers for revocation, so a key revoked

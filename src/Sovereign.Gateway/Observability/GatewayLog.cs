@@ -39,6 +39,11 @@ internal static partial class GatewayLog
         Message = "Refused revoked key {KeyId} of tenant {TenantId}")]
     public static partial void RevokedKeyUsed(ILogger logger, string keyId, string tenantId);
 
+    /// <summary>An expired key presented: a client still on a key whose validity the operator limited.</summary>
+    [LoggerMessage(EventId = 4006, EventName = "ExpiredKeyUsed", Level = LogLevel.Information,
+        Message = "Refused expired key {KeyId} of tenant {TenantId}")]
+    public static partial void ExpiredKeyUsed(ILogger logger, string keyId, string tenantId);
+
     [LoggerMessage(EventId = 4100, EventName = "NodeUnreachable", Level = LogLevel.Warning,
         Message = "Node {NodeId} could not be reached; routing around it until it reports again")]
     public static partial void NodeUnreachable(ILogger logger, string nodeId);

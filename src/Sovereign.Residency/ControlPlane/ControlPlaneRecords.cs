@@ -22,7 +22,8 @@ public sealed record TenantRecord(string Id, string Name, string PolicyJson, str
 /// <param name="PolicyJson">Optional narrowing of the tenant policy for this key.</param>
 /// <param name="CreatedAt">Unix milliseconds.</param>
 /// <param name="RevokedAt">Unix milliseconds, or null while active.</param>
-public sealed record ApiKeyRecord(string Id, string TenantId, string Prefix, string SecretHash, string Name, string? PolicyJson, long CreatedAt, long? RevokedAt);
+/// <param name="ExpiresAt">Unix milliseconds from which the key no longer authenticates, or null: it never expires.</param>
+public sealed record ApiKeyRecord(string Id, string TenantId, string Prefix, string SecretHash, string Name, string? PolicyJson, long CreatedAt, long? RevokedAt, long? ExpiresAt = null);
 
 /// <summary>A one-time token that lets a node join in a jurisdiction (and pool). Only its SHA-256 is stored.</summary>
 public sealed record JoinTokenRecord(string Id, string TokenHash, string Jurisdiction, string? Pool, long CreatedAt, long ExpiresAt, string? DeviceClass = null);

@@ -53,6 +53,7 @@ public sealed class ControlPlaneStore(SqlDatabase database)
         ]),
         new("controlplane-005-join-token-device-class", ["ALTER TABLE node_join_tokens ADD COLUMN device_class TEXT NULL"]),
         new("controlplane-006-node-prompt-cache", ["ALTER TABLE nodes ADD COLUMN prompt_cache TEXT NULL"]),
+        new("controlplane-007-key-expiry", ["ALTER TABLE api_keys ADD COLUMN expires_at BIGINT NULL"]),
     ];
 
     /// <summary>The database behind the store.</summary>
@@ -85,12 +86,12 @@ public sealed class ControlPlaneStore(SqlDatabase database)
     /// <summary>Stores a new key.</summary>
     public Task InsertKeyAsync(ApiKeyRecord key, CancellationToken cancellationToken = default) => ExecuteAsync(
         """
-        INSERT INTO api_keys (id, tenant_id, prefix, secret_hash, name, policy_json, created_at, revoked_at)
-        VALUES (@id, @tenant, @prefix, @hash, @name, @policy, @created, @revoked)
+        INSERT INTO api_keys (id, tenant_id, prefix, secret_hash, name, policy_json, created_at, revoked_at, expires_at)
+        VALUES (@id, @tenant, @prefix, @hash, @name, @policy, @created, @revoked, @expires)
         """,
         cancellationToken,
         ("@id", key.Id), ("@tenant", key.TenantId), ("@prefix", key.Prefix), ("@hash", key.SecretHash), ("@name", key.Name),
-        ("@policy", key.PolicyJson), ("@created", key.CreatedAt), ("@revoked", key.RevokedAt));
+        ("@policy", key.PolicyJson), ("@created", key.CreatedAt), ("@revoked", key.RevokedAt), ("@expires", key.ExpiresAt));
 
     /// <summary>Marks a key revoked (idempotent: the first revocation time stays).</summary>
     public Task RevokeKeyAsync(string keyId, long at, CancellationToken cancellationToken = default) => ExecuteAsync(
@@ -192,7 +193,7 @@ public sealed class ControlPlaneStore(SqlDatabase database)
         r => new CertificateRevocationRecord(r.GetString(0), r.GetString(1), r.GetInt64(2), r.IsDBNull(3) ? null : r.GetString(3)),
         cancellationToken);
 
-    private const string KeySelect = "SELECT id, tenant_id, prefix, secret_hash, name, policy_json, created_at, revoked_at FROM api_keys";
+    private const string KeySelect = "SELECT id, tenant_id, prefix, secret_hash, name, policy_json, created_at, revoked_at, expires_at FROM api_keys";
 
     private static TenantRecord ReadTenant(DbDataReader r) =>
         new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), Convert.ToInt64(r.GetValue(4), CultureInfo.InvariantCulture) != 0, r.GetInt64(5), r.GetInt64(6), r.IsDBNull(7) ? null : r.GetString(7));
@@ -201,7 +202,8 @@ public sealed class ControlPlaneStore(SqlDatabase database)
         new(r.GetString(0), r.GetString(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetString(3), r.GetInt64(4), r.GetInt64(5), r.IsDBNull(6) ? null : r.GetString(6));
 
     private static ApiKeyRecord ReadKey(DbDataReader r) =>
-        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5), r.GetInt64(6), r.IsDBNull(7) ? null : r.GetInt64(7));
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5), r.GetInt64(6), r.IsDBNull(7) ? null : r.GetInt64(7),
+            r.IsDBNull(8) ? null : r.GetInt64(8));
 
     private async Task ExecuteAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
     {
