@@ -77,6 +77,8 @@ internal static class OperatorPages
         }
 
         var keys = await api.GetAsync($"/admin/v1/tenants/{escaped}/keys", context.RequestAborted);
+        var keysFrom = DateTimeOffset.UtcNow.Date.AddDays(-29).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        var byKey = await api.GetAsync($"/admin/v1/usage?tenant={escaped}&group_by=key&from={keysFrom}", context.RequestAborted);
         var limits = await api.GetAsync($"/admin/v1/tenants/{escaped}/limits", context.RequestAborted);
         var audit = await api.GetAsync($"/admin/v1/audit?tenant={escaped}&order=desc&limit=50", context.RequestAborted);
         var page = new ConsolePage("Tenant " + id, session);
@@ -112,8 +114,7 @@ internal static class OperatorPages
             <button type="submit">Save policy</button>
             </form>
             """);
-        page.Table("Keys", ["key", "prefix", "name", "created", "revoked"], keys.Data.Select(k => (IReadOnlyList<string>)
-            [ConsolePage.Text(k, "id"), ConsolePage.Text(k, "prefix") + "…", ConsolePage.Text(k, "name"), ConsolePage.Time(k, "created_at"), ConsolePage.Time(k, "revoked_at")]), id: "keys");
+        KeysTable(page, "Keys", keys.Data, byKey.Data);
         BudgetTables(page, limits.Json);
         var month = DateTime.UtcNow;
         var from = new DateOnly(month.Year, month.Month, 1);
@@ -359,6 +360,19 @@ internal static class OperatorPages
             """);
         AuditTable(page, audit.Data, "Latest audit entries");
         return page;
+    }
+
+    /// <summary>A tenant's keys with what each spent over the last 30 days (from usage grouped by key).</summary>
+    internal static void KeysTable(ConsolePage page, string caption, IEnumerable<JsonElement> keys, IEnumerable<JsonElement> usageByKey)
+    {
+        var spent = usageByKey.GroupBy(r => ConsolePage.Text(r, "key_id")).ToDictionary(g => g.Key, g => g.ToList(), StringComparer.Ordinal);
+        string Requests(string key) => spent.TryGetValue(key, out var rows) ? rows.Sum(r => ConsoleEndpoints.Decimal(r, "requests")).ToString(System.Globalization.CultureInfo.InvariantCulture) : "0";
+        string Cost(string key) => spent.TryGetValue(key, out var rows)
+            ? string.Join(", ", rows.Select(r => $"{ConsolePage.Number(r, "cost")} {ConsolePage.Text(r, "currency")}"))
+            : "";
+        page.Table(caption, ["key", "prefix", "name", "created", "expires", "revoked", "requests (30 days)", "cost (30 days)"], keys.Select(k => (IReadOnlyList<string>)
+            [ConsolePage.Text(k, "id"), ConsolePage.Text(k, "prefix") + "…", ConsolePage.Text(k, "name"), ConsolePage.Time(k, "created_at"), ConsolePage.Time(k, "expires_at"),
+                ConsolePage.Time(k, "revoked_at"), Requests(ConsolePage.Text(k, "id")), Cost(ConsolePage.Text(k, "id"))]), id: "keys");
     }
 
     internal static void AuditTable(ConsolePage page, IEnumerable<JsonElement> entries, string caption) =>

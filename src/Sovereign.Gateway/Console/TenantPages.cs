@@ -13,6 +13,7 @@ internal static class TenantPages
         var byJurisdiction = await api.GetAsync($"/v1/usage?group_by=jurisdiction&from={from}", context.RequestAborted);
         var limits = await api.GetAsync("/v1/limits", context.RequestAborted);
         var keys = await api.GetAsync("/v1/keys", context.RequestAborted);
+        var byKey = await api.GetAsync($"/v1/usage?group_by=key&from={from}", context.RequestAborted);
         var audit = await api.GetAsync("/v1/audit?order=desc&limit=50", context.RequestAborted);
         var page = new ConsolePage("Tenant " + session.Tenant, session);
         foreach (var failed in new[] { usage, byJurisdiction, limits, keys, audit }.Where(a => !a.Ok))
@@ -32,8 +33,7 @@ internal static class TenantPages
             ConsolePage.Text(r, "prompt_tokens"), ConsolePage.Text(r, "completion_tokens"), $"{ConsolePage.Number(r, "cost")} {ConsolePage.Text(r, "currency")}",
         ]), id: "usage");
         OperatorPages.BudgetTables(page, limits.Json);
-        page.Table("Your keys", ["key", "prefix", "name", "created", "revoked"], keys.Data.Select(k => (IReadOnlyList<string>)
-            [ConsolePage.Text(k, "id"), ConsolePage.Text(k, "prefix") + "…", ConsolePage.Text(k, "name"), ConsolePage.Time(k, "created_at"), ConsolePage.Time(k, "revoked_at")]), id: "keys");
+        OperatorPages.KeysTable(page, "Your keys", keys.Data, byKey.Data);
         OperatorPages.AuditTable(page, audit.Data, "Your latest audit entries: where each request ran");
         return ConsoleEndpoints.Html(page);
     }

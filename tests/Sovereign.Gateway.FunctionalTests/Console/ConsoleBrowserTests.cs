@@ -57,6 +57,11 @@ public sealed class ConsoleBrowserTests(ConsoleFixture fixture, BrowserFixture b
 
         await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Tenant th-hospital" })).ToBeVisibleAsync();
         await Assertions.Expect(page.Locator("#audit")).ToContainTextAsync("bkk-1");
+
+        // Each key with what it spent: the request just made counts on the key that made it.
+        await Assertions.Expect(page.Locator("#keys")).ToContainTextAsync("requests (30 days)");
+        var keyRequests = await page.Locator("#keys tbody tr td:nth-child(7)").AllInnerTextsAsync();
+        Assert.Contains(keyRequests, cell => int.TryParse(cell, out var n) && n >= 1);
         var html = await page.ContentAsync();
         Assert.DoesNotContain("sg-bank", html, StringComparison.Ordinal);
         Assert.DoesNotContain(fixture.BankKey[..12], html, StringComparison.Ordinal);
