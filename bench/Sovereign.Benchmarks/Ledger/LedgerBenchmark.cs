@@ -166,7 +166,7 @@ public static class LedgerBenchmark
         }
 
         // The same prepared statement and page cache as the ledger's writer, minus aggregates, batching and callers.
-        using var insert = LedgerStatement.Create(connection, LedgerSchema.InsertRecord);
+        using var insert = PreparedStatement.Create(connection, LedgerSchema.InsertRecord);
         var cpu = Environment.CpuUsage.TotalTime;
         var clock = Stopwatch.StartNew();
         await using (var transaction = await connection.BeginTransactionAsync())

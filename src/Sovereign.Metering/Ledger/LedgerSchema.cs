@@ -244,7 +244,7 @@ internal static class LedgerSchema
     {
         var command = connection.CreateCommand();
         command.CommandText = sql;
-        foreach (var name in LedgerStatement.ParameterNames(sql))
+        foreach (var name in PreparedStatement.ParameterNames(sql))
         {
             SqlDatabase.AddParameter(command, name, null);
         }
@@ -253,7 +253,7 @@ internal static class LedgerSchema
     }
 
     /// <summary>Binds a record to a statement made from <see cref="InsertRecord"/>.</summary>
-    public static void BindRecord(LedgerStatement insert, UsageRecord record, long timestampMs, long computeUs, long costMicros)
+    public static void BindRecord(PreparedStatement insert, UsageRecord record, long timestampMs, long computeUs, long costMicros)
     {
         insert.Set(0, record.RequestId);
         insert.Set(1, timestampMs);

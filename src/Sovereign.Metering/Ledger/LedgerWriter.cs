@@ -28,10 +28,10 @@ internal sealed class LedgerWriter : IAsyncDisposable
 {
     private readonly SqlDatabase _database;
     private readonly DbConnection _connection;
-    private readonly LedgerStatement _insert;
-    private readonly LedgerStatement _daily;
-    private readonly LedgerStatement _period;
-    private readonly LedgerStatement _keyPeriod;
+    private readonly PreparedStatement _insert;
+    private readonly PreparedStatement _daily;
+    private readonly PreparedStatement _period;
+    private readonly PreparedStatement _keyPeriod;
     private readonly Dictionary<DailyKey, Totals> _dailyTotals = [];
     private readonly Dictionary<PeriodKey, Totals> _periodTotals = [];
     private readonly Dictionary<KeyPeriodKey, Totals> _keyPeriodTotals = [];
@@ -44,10 +44,10 @@ internal sealed class LedgerWriter : IAsyncDisposable
         _connection = connection;
         _sqlite = sqlite;
         _ownsConnection = ownsConnection;
-        _insert = LedgerStatement.Create(connection, LedgerSchema.InsertRecord, portable);
-        _daily = LedgerStatement.Create(connection, LedgerSchema.UpsertDaily, portable);
-        _period = LedgerStatement.Create(connection, LedgerSchema.UpsertTenantPeriod, portable);
-        _keyPeriod = LedgerStatement.Create(connection, LedgerSchema.UpsertKeyPeriod, portable);
+        _insert = PreparedStatement.Create(connection, LedgerSchema.InsertRecord, portable);
+        _daily = PreparedStatement.Create(connection, LedgerSchema.UpsertDaily, portable);
+        _period = PreparedStatement.Create(connection, LedgerSchema.UpsertTenantPeriod, portable);
+        _keyPeriod = PreparedStatement.Create(connection, LedgerSchema.UpsertKeyPeriod, portable);
     }
 
     public static async Task<LedgerWriter> OpenAsync(SqlDatabase database, UsageLedgerOptions options, CancellationToken cancellationToken)

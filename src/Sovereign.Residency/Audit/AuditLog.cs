@@ -117,8 +117,8 @@ public sealed class AuditLog : IAsyncDisposable
     private int _witnessWriterActive;
     private Task _witnessWrite = Task.CompletedTask;
     private DbConnection? _connection;
-    private DbCommand? _insert;
-    private DbCommand? _moveHead;
+    private PreparedStatement? _insert;
+    private PreparedStatement? _moveHead;
     private int _disposed;
     private int _closed;
     private int _commitsSinceWalCheckpoint;
@@ -770,7 +770,6 @@ public sealed class AuditLog : IAsyncDisposable
             timestamp = Math.Max(timestamp, start.LastTimestamp);
         }
 
-        insert.Transaction = transaction;
         var witnessChecked = false; // once per commit, before its first signature: never sign over a rewritten chain
         for (var i = 0; i < batch.Count; i++)
         {
@@ -779,7 +778,7 @@ public sealed class AuditLog : IAsyncDisposable
                 var entry = blank with { Sequence = sequence + 1, Timestamp = timestamp, PreviousHash = hash };
                 entry = entry with { Hash = AuditCanonical.EntryHash(entry) };
                 BindInsert(insert, entry);
-                await insert.ExecuteNonQueryAsync();
+                await insert.ExecuteAsync(transaction);
                 sequence = entry.Sequence;
                 hash = entry.Hash;
                 results[i] = entry;
@@ -810,13 +809,12 @@ public sealed class AuditLog : IAsyncDisposable
         if (sequence != start.Sequence)
         {
             var head = _moveHead!;
-            head.Transaction = transaction;
-            head.Parameters[0].Value = sequence;
-            head.Parameters[1].Value = hash;
-            head.Parameters[2].Value = timestamp;
-            head.Parameters[3].Value = start.Sequence;
-            head.Parameters[4].Value = start.Hash;
-            if (await head.ExecuteNonQueryAsync() != 1)
+            head.Set(0, sequence);
+            head.Set(1, hash);
+            head.Set(2, timestamp);
+            head.Set(3, start.Sequence);
+            head.Set(4, start.Hash);
+            if (await head.ExecuteAsync(transaction) != 1)
             {
                 throw new InvalidOperationException("audit_head moved under this writer (another process appended?).");
             }
@@ -959,23 +957,15 @@ public sealed class AuditLog : IAsyncDisposable
                 await pragma.ExecuteNonQueryAsync();
             }
 
-            // One prepared insert reused for every entry: the statement is parsed once per connection.
-            var insert = connection.CreateCommand();
-            insert.CommandText =
+            // One prepared insert reused for every entry: the statement is parsed once per connection (on SQLite bound
+            // by index through SQLitePCL: two entries a request, 20 values each, no binder objects per value).
+            var insert = PreparedStatement.Create(connection,
                 $"INSERT INTO audit_entries ({AuditStore.EntryColumns}) VALUES (@seq, @at, @kind, @tenant, @keyId, @actor, @action, @model, " +
-                "@gateway, @node, @jurisdiction, @decision, @decisionCode, @reasons, @promptTokens, @completionTokens, @details, @format, @previousHash, @hash)";
-            foreach (var name in InsertParameters)
-            {
-                SqlDatabase.AddParameter(insert, name, null);
-            }
+                "@gateway, @node, @jurisdiction, @decision, @decisionCode, @reasons, @promptTokens, @completionTokens, @details, @format, @previousHash, @hash)");
 
             // The head moves only from the state this writer knows: if another process appended, nothing matches.
-            var moveHead = connection.CreateCommand();
-            moveHead.CommandText = "UPDATE audit_head SET seq = @seq, hash = @hash, updated_at = @at WHERE id = 1 AND seq = @oldSeq AND hash = @oldHash";
-            foreach (var name in (string[])["@seq", "@hash", "@at", "@oldSeq", "@oldHash"])
-            {
-                SqlDatabase.AddParameter(moveHead, name, null);
-            }
+            var moveHead = PreparedStatement.Create(connection,
+                "UPDATE audit_head SET seq = @seq, hash = @hash, updated_at = @at WHERE id = 1 AND seq = @oldSeq AND hash = @oldHash");
 
             _insert = insert;
             _moveHead = moveHead;
@@ -989,50 +979,37 @@ public sealed class AuditLog : IAsyncDisposable
         }
     }
 
-    private static readonly string[] InsertParameters =
-    [
-        "@seq", "@at", "@kind", "@tenant", "@keyId", "@actor", "@action", "@model", "@gateway", "@node", "@jurisdiction",
-        "@decision", "@decisionCode", "@reasons", "@promptTokens", "@completionTokens", "@details", "@format", "@previousHash", "@hash",
-    ];
 
-    private static void BindInsert(DbCommand insert, AuditEntry entry)
+    private static void BindInsert(PreparedStatement insert, AuditEntry entry)
     {
-        var p = insert.Parameters;
-        p[0].Value = entry.Sequence;
-        p[1].Value = entry.Timestamp;
-        p[2].Value = AuditCanonical.KindName(entry.Kind);
-        p[3].Value = (object?)entry.Tenant ?? DBNull.Value;
-        p[4].Value = (object?)entry.KeyId ?? DBNull.Value;
-        p[5].Value = entry.Actor;
-        p[6].Value = entry.Action;
-        p[7].Value = (object?)entry.Model ?? DBNull.Value;
-        p[8].Value = (object?)entry.Gateway ?? DBNull.Value;
-        p[9].Value = (object?)entry.Node ?? DBNull.Value;
-        p[10].Value = (object?)entry.Jurisdiction ?? DBNull.Value;
-        p[11].Value = entry.Decision is { } decision ? AuditCanonical.DecisionName(decision) : DBNull.Value;
-        p[12].Value = (object?)entry.DecisionCode ?? DBNull.Value;
-        p[13].Value = AuditStore.EncodeReasons(entry.Reasons);
-        p[14].Value = (object?)entry.PromptTokens ?? DBNull.Value;
-        p[15].Value = (object?)entry.CompletionTokens ?? DBNull.Value;
-        p[16].Value = AuditStore.EncodeDetails(entry.Details);
-        p[17].Value = AuditCanonical.EntryFormatVersion;
-        p[18].Value = entry.PreviousHash;
-        p[19].Value = entry.Hash;
+        insert.Set(0, entry.Sequence);
+        insert.Set(1, entry.Timestamp);
+        insert.Set(2, AuditCanonical.KindName(entry.Kind));
+        insert.Set(3, entry.Tenant);
+        insert.Set(4, entry.KeyId);
+        insert.Set(5, entry.Actor);
+        insert.Set(6, entry.Action);
+        insert.Set(7, entry.Model);
+        insert.Set(8, entry.Gateway);
+        insert.Set(9, entry.Node);
+        insert.Set(10, entry.Jurisdiction);
+        insert.Set(11, entry.Decision is { } decision ? AuditCanonical.DecisionName(decision) : null);
+        insert.Set(12, entry.DecisionCode);
+        insert.Set(13, AuditStore.EncodeReasons(entry.Reasons));
+        insert.Set(14, entry.PromptTokens);
+        insert.Set(15, entry.CompletionTokens);
+        insert.Set(16, AuditStore.EncodeDetails(entry.Details));
+        insert.Set(17, AuditCanonical.EntryFormatVersion);
+        insert.Set(18, entry.PreviousHash);
+        insert.Set(19, entry.Hash);
     }
 
     private async Task CloseConnectionAsync()
     {
-        if (_insert is not null)
-        {
-            await _insert.DisposeAsync();
-            _insert = null;
-        }
-
-        if (_moveHead is not null)
-        {
-            await _moveHead.DisposeAsync();
-            _moveHead = null;
-        }
+        _insert?.Dispose();
+        _insert = null;
+        _moveHead?.Dispose();
+        _moveHead = null;
 
         if (_connection is not null)
         {

@@ -2,19 +2,19 @@ using System.Data.Common;
 using System.Text;
 using Microsoft.Data.Sqlite;
 using SQLitePCL;
-using Sovereign.Storage;
 
-namespace Sovereign.Metering.Ledger;
+namespace Sovereign.Storage;
 
 /// <summary>
-/// One prepared statement of the writer, reused for every row. Parameters are set by position: the order in which
-/// their @names first appear in the SQL. On SQLite the statement is driven through SQLitePCL directly (bound by
-/// index, no per-execution name lookups: several times cheaper per row than SqliteCommand); elsewhere it is an
-/// ordinary ADO.NET command. Both run the same portable SQL text.
+/// One prepared statement of a hot writer (the usage ledger, the audit log), reused for every row. Parameters are set
+/// by position: the order in which their @names first appear in the SQL. On SQLite the statement is driven through
+/// SQLitePCL directly (bound by index, no per-execution name lookups or binder objects: several times cheaper per row
+/// than SqliteCommand); elsewhere it is an ordinary ADO.NET command. Both run the same portable SQL text, inside the
+/// connection's open transaction.
 /// </summary>
-internal abstract class LedgerStatement : IDisposable
+public abstract class PreparedStatement : IDisposable
 {
-    public static LedgerStatement Create(DbConnection connection, string sql, bool portable = false) =>
+    public static PreparedStatement Create(DbConnection connection, string sql, bool portable = false) =>
         !portable && connection is SqliteConnection { Handle: { } handle } ? new SqliteStatement(handle, sql) : new CommandStatement(connection, sql);
 
     public abstract void Set(int position, string? value);
@@ -67,7 +67,7 @@ internal abstract class LedgerStatement : IDisposable
         return names;
     }
 
-    private sealed class SqliteStatement : LedgerStatement
+    private sealed class SqliteStatement : PreparedStatement
     {
         private readonly sqlite3 _db;
         private readonly sqlite3_stmt _statement;
@@ -119,7 +119,7 @@ internal abstract class LedgerStatement : IDisposable
         public override void Dispose() => _statement.Dispose();
     }
 
-    private sealed class CommandStatement : LedgerStatement
+    private sealed class CommandStatement : PreparedStatement
     {
         private readonly DbCommand _command;
 
