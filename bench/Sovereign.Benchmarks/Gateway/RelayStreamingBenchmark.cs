@@ -14,7 +14,7 @@ namespace Sovereign.Benchmarks.Gateway;
 /// </summary>
 internal static class RelayStreamingBenchmark
 {
-    public const string Usage = "relay-streaming [--quick] [--requests N per path (200)] [--max-tokens N (32)]";
+    public const string Usage = "relay-streaming [--quick] [--requests N per path (200)] [--max-tokens N (32)] [--warmup N per path (300)]";
 
     private const string RemoteModel = "stories-remote";
 
@@ -23,7 +23,7 @@ internal static class RelayStreamingBenchmark
         Args args;
         try
         {
-            args = Args.Parse(argv, "--requests", "--max-tokens");
+            args = Args.Parse(argv, "--requests", "--max-tokens", "--warmup");
         }
         catch (ArgumentException ex)
         {
@@ -33,6 +33,7 @@ internal static class RelayStreamingBenchmark
 
         var requests = args.Int("--requests", 200, 40);
         var maxTokens = args.Int("--max-tokens", 32, 16);
+        var warmup = args.Int("--warmup", 300, 300);
         Report.Machine("relay-streaming", argv);
 
         await using var node = await BenchServer.StartAsync(new ServerConfig { AnonymousAccess = true });
@@ -54,8 +55,8 @@ internal static class RelayStreamingBenchmark
         var directBody = Body(BenchServer.ModelId);
         var relayedBody = Body(RemoteModel);
 
-        // Warm both paths (JIT, grains, connections, the node's model).
-        for (var i = 0; i < 10; i++)
+        // Warm both paths (JIT up to tier 1, grains, connections, the node's model), as cluster-streaming does.
+        for (var i = 0; i < warmup; i++)
         {
             await StreamAsync(direct, directBody);
             await StreamAsync(relayed, relayedBody);
