@@ -30,9 +30,9 @@ internal static class ClusterStreamingBenchmark
 
         var requests = args.Int("--requests", 200, 40);
         var maxTokens = args.Int("--max-tokens", 32, 16);
-        // Steady state, not start-up: after 10 requests per path (the old warm-up) the members were still compiling the
-        // request path's hot methods to tier 1 throughout the measured phase (the gateway's tiered-compilation thread
-        // took most of its CPU), which doubled both paths' first-token times on this machine (docs/benchmarks.md).
+        // Steady state, not start-up: after 10 requests per path (the old warm-up) the members were still warming up
+        // (tier-1 compilation) throughout the measured phase, the gateway at 3-4x its warm CPU per relayed request,
+        // which doubled both paths' first-token times on the 2-core machine (docs/benchmarks.md).
         var warmup = args.Int("--warmup", 300, 300);
         Report.Machine("cluster-streaming", argv);
 
