@@ -69,6 +69,8 @@ public sealed class ServerFixture : IAsyncLifetime
             {
                 ["Sovereign:Limits:MaxRequestBodyBytes"] = BodyLimit.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 ["Sovereign:Limits:MaxTokenizeBytes"] = TokenizeLimit.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                // A body field the operator accepts besides OpenAI's (UnknownFieldTests).
+                ["Sovereign:AcceptedRequestFields:0"] = "x_gateway_tag",
                 // An alias whose fallback is loaded nowhere (LanguageRoutingTests).
                 [$"Sovereign:Aliases:{ThaiOnlyAlias}:Default"] = "not-loaded-anywhere",
                 [$"Sovereign:Aliases:{ThaiOnlyAlias}:Candidates:0:Model"] = TinyRandom,

@@ -81,6 +81,13 @@ public sealed class SovereignOptions
     /// <summary>The audit log's retention: archiving old entries to files on a schedule (off unless set).</summary>
     public AuditOptions Audit { get; set; } = new();
 
+    /// <summary>
+    /// Body fields /v1 accepts besides OpenAI's and the engine extensions this server honours (a 400
+    /// <c>unknown_parameter</c> otherwise): relayed as sent to external engines (vLLM's <c>repetition_penalty</c>,
+    /// <c>chat_template_kwargs</c>), ignored by this process's engine. <c>*</c> accepts every field.
+    /// </summary>
+    public List<string> AcceptedRequestFields { get; set; } = [];
+
     /// <summary>Operator-defined jurisdiction groups: name to member countries or groups.</summary>
     public Dictionary<string, List<string>> JurisdictionGroups { get; set; } = [];
 

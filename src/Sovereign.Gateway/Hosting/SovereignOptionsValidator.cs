@@ -89,6 +89,14 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         ValidateAuditArchive(failures, options.Audit?.Archive);
         ValidateLanguages(failures, options.Languages);
         ValidateCharacterEquivalentLanguages(failures, options.Metering.CharacterEquivalentLanguages, detected);
+        foreach (var field in options.AcceptedRequestFields)
+        {
+            if (string.IsNullOrWhiteSpace(field) || field.Any(c => char.IsWhiteSpace(c) || char.IsControl(c)))
+            {
+                failures.Add($"Sovereign:AcceptedRequestFields has '{field}'; each entry is a body field's name (no spaces), or * for any field.");
+            }
+        }
+
         if (options.ApiKeys.Any(string.IsNullOrWhiteSpace))
         {
             failures.Add("Sovereign:ApiKeys must not contain empty keys.");

@@ -16,6 +16,9 @@ internal static class ChatCompletionsEndpoint
         var limits = options.Value.Limits;
         var caller = await pipeline.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<ChatCompletionRequest>(context);
+        RequestFields.RequireKnown<ChatCompletionRequest>(context, caller, options.Value);
+        ResponsesTranslation.CheckMetadata(request.Metadata);
+        RequestReader.RequireServiceTier(request.ServiceTier);
         var turns = ValidateMessages(request);
         RefuseWhatCannotBeHonoured(request);
         if (request.MaxTokens is not null && request.MaxCompletionTokens is not null && request.MaxTokens != request.MaxCompletionTokens)

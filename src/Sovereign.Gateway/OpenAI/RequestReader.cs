@@ -394,6 +394,21 @@ internal static class RequestReader
         }
     }
 
+    private static readonly HashSet<string> ServiceTiers = new(StringComparer.Ordinal) { "auto", "default", "flex", "scale", "priority" };
+
+    /// <summary>
+    /// <c>service_tier</c> is one of OpenAI's tiers (as OpenAI refuses any other); this server has one tier, so a valid
+    /// value changes nothing.
+    /// </summary>
+    public static void RequireServiceTier(string? tier)
+    {
+        if (tier is not null && !ServiceTiers.Contains(tier))
+        {
+            throw OpenAIException.BadRequest(
+                $"service_tier '{Shorten(tier)}' is not one of auto, default, flex, scale, priority.", "service_tier", "invalid_value");
+        }
+    }
+
     /// <summary>Validates the shared sampling fields against OpenAI's ranges and the server's limits.</summary>
     public static (SamplingOptions Sampling, int? MaxTokens, IReadOnlyList<string> Stop, int N) ValidateSampling(SamplingRequest request, int? maxTokens, string maxTokensParam, LimitsOptions limits)
     {

@@ -40,6 +40,12 @@ internal abstract class SamplingRequest
     /// tenant, whose cache is its own anyway), so a tenant can keep its own users' caches apart.
     /// </summary>
     public string? CacheSalt { get; set; }
+
+    /// <summary>
+    /// llama-server's <c>cache_prompt</c>: whether the engine may reuse a cached prefix. Accepted and ignored here (a
+    /// reused prefix gives the same logits as a recomputed one); the relay sends it to engines told to keep no cache.
+    /// </summary>
+    public bool? CachePrompt { get; set; }
 }
 
 internal sealed class StreamOptions
@@ -84,6 +90,24 @@ internal sealed class ChatCompletionRequest : SamplingRequest
     /// completions, so true is refused (stored responses are /v1/responses' <c>store</c>), false or absent is the same.
     /// </summary>
     public bool? Store { get; set; }
+
+    /// <summary>Up to 16 pairs OpenAI keeps with a stored completion; bounded as there, then ignored (nothing is stored).</summary>
+    public Dictionary<string, string>? Metadata { get; set; }
+
+    /// <summary>OpenAI's processing tier (<c>auto</c>, <c>default</c>, <c>flex</c>, <c>scale</c>, <c>priority</c>); one tier here, so ignored.</summary>
+    public string? ServiceTier { get; set; }
+
+    /// <summary>OpenAI's cache-bucketing hint; ignored (this server's prefix cache is kept per tenant by itself).</summary>
+    public string? PromptCacheKey { get; set; }
+
+    /// <summary>How long OpenAI keeps a cached prefix (<c>in-memory</c>, <c>24h</c>); ignored, as above.</summary>
+    public string? PromptCacheRetention { get; set; }
+
+    /// <summary>OpenAI's end-user id for abuse detection (it replaces <c>user</c>); ignored.</summary>
+    public string? SafetyIdentifier { get; set; }
+
+    /// <summary>Predicted output, which only speeds OpenAI's answer up; the answer is the same without it, so ignored.</summary>
+    public JsonElement? Prediction { get; set; }
 }
 
 internal sealed class ChatMessage

@@ -34,8 +34,35 @@ internal sealed class ResponsesRequest
     public Dictionary<string, string>? Metadata { get; set; }
     public string? User { get; set; }
 
+    /// <summary>Ignorable as on chat completions (<see cref="ChatCompletionRequest.ServiceTier"/>).</summary>
+    public string? ServiceTier { get; set; }
+
+    /// <summary>Ignorable as on chat completions.</summary>
+    public string? PromptCacheKey { get; set; }
+
+    /// <summary>Ignorable as on chat completions.</summary>
+    public string? PromptCacheRetention { get; set; }
+
+    /// <summary>Ignorable as on chat completions.</summary>
+    public string? SafetyIdentifier { get; set; }
+
+    /// <summary>Streaming options: <c>include_obfuscation</c> (padding OpenAI adds to events; none is added here).</summary>
+    public ResponsesStreamOptions? StreamOptions { get; set; }
+
+    /// <summary>A cap on built-in tool calls; refused by name (no hosted tools run here, and function calls are capped by <c>parallel_tool_calls</c>).</summary>
+    public JsonElement? MaxToolCalls { get; set; }
+
+    /// <summary>OpenAI's server-side compaction of long contexts; refused by name (this server does not compact).</summary>
+    public JsonElement? ContextManagement { get; set; }
+
     /// <summary>A reasoning model's effort and summary; refused when set (no model here reasons apart from its answer).</summary>
     public ResponsesReasoning? Reasoning { get; set; }
+}
+
+/// <summary><c>stream_options</c> on Responses.</summary>
+internal sealed class ResponsesStreamOptions
+{
+    public bool? IncludeObfuscation { get; set; }
 }
 
 /// <summary><c>reasoning</c>: OpenAI's reasoning models' settings.</summary>
@@ -87,7 +114,18 @@ internal static class ResponsesTranslation
     public static void CheckMetadata(ResponsesRequest request)
     {
         RequestReader.RequireUser(request.User);
-        if (request.Metadata is not { } metadata)
+        CheckMetadata(request.Metadata);
+        RequestReader.RequireServiceTier(request.ServiceTier);
+        if (request.StreamOptions is not null && request.Stream != true)
+        {
+            throw OpenAIException.BadRequest("stream_options is only allowed when stream is true.", "stream_options", "invalid_value");
+        }
+    }
+
+    /// <summary>OpenAI's bounds on a <c>metadata</c> object (Responses and chat completions).</summary>
+    public static void CheckMetadata(Dictionary<string, string>? metadata)
+    {
+        if (metadata is null)
         {
             return;
         }
@@ -152,6 +190,18 @@ internal static class ResponsesTranslation
         {
             throw OpenAIException.BadRequest(
                 $"text.verbosity '{RequestReader.Shorten(verbosity)}' is not supported; only 'medium' (the default) is what this server gives.", "text.verbosity", "unsupported_value");
+        }
+
+        if (request.MaxToolCalls is { ValueKind: not JsonValueKind.Null })
+        {
+            throw OpenAIException.BadRequest(
+                "max_tool_calls is not supported: no built-in tools run here; parallel_tool_calls: false allows one function call.", "max_tool_calls", "unsupported_parameter");
+        }
+
+        if (request.ContextManagement is { ValueKind: not JsonValueKind.Null })
+        {
+            throw OpenAIException.BadRequest(
+                "context_management is not supported: this server does not compact contexts (a prompt too long for the context is refused).", "context_management", "unsupported_parameter");
         }
 
         if (request.Prompt is { ValueKind: not JsonValueKind.Null })

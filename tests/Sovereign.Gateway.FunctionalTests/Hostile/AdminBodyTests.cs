@@ -178,14 +178,17 @@ public sealed class AdminBodyTests(ConsoleFixture fixture)
     }
 
     [Fact]
-    public async Task OpenAISurface_StillIgnoresFieldsItDoesNotKnow()
+    public async Task OpenAISurface_RefusesFieldsItDoesNotKnowToo()
     {
         using var client = new HttpClient { BaseAddress = fixture.Address };
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", fixture.HospitalKey);
         using var response = await client.PostAsync("/v1/chat/completions", new StringContent(
             $$$"""{"model":"{{{ConsoleFixture.Model}}}","messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"x_vendor_extension":{"a":1}}""",
             Encoding.UTF8, "application/json"));
-        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal(400, (int)response.StatusCode);
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("x_vendor_extension", error.GetProperty("param").GetString());
+        Assert.Equal("unknown_parameter", error.GetProperty("code").GetString());
     }
 
     private async Task<JsonElement> RefusedAsync(HttpMethod method, string path, string body)
