@@ -94,6 +94,13 @@ internal static class ChatCompletionsEndpoint
             return new ChatChoice(index, new AssistantMessage("assistant", read.Content.Length > 0 ? read.Content : null, calls), logprobs, "tool_calls");
         }
 
+        if (tools is { ParsesCalls: true } && finish == FinishReason.Length && tools.ReadTruncated(format, text) is { } cut)
+        {
+            // Cut inside a call: the call as far as it got (arguments not valid JSON), never the template's markup.
+            var calls = cut.Calls.Select(c => new ToolCallOut(ChatTools.NewCallId(format), "function", new FunctionCallOut(c.Name, c.Arguments))).ToArray();
+            return new ChatChoice(index, new AssistantMessage("assistant", cut.Content.Length > 0 ? cut.Content : null, calls.Length > 0 ? calls : null), logprobs, "length");
+        }
+
         return new ChatChoice(index, new AssistantMessage("assistant", text), logprobs, GenerationRun.FinishReasonOf(finish));
     }
 
@@ -125,7 +132,7 @@ internal static class ChatCompletionsEndpoint
                     var events = stream.Parser.Push(update.Text);
                     if (update.Result is not null)
                     {
-                        events = [.. events, .. stream.Parser.Finish()];
+                        events = [.. events, .. stream.Parser.Finish(truncated: update.Result.FinishReason == FinishReason.Length)];
                     }
 
                     await WriteToolEventsAsync(response, id, created, model, index, stream, events, logprobs ? StructuredOutput.Chat(update.Logprobs ?? []) : null, aborted);

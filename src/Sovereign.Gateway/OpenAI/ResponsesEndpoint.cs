@@ -181,6 +181,19 @@ internal static partial class ResponsesEndpoint
             return items;
         }
 
+        if (tools is { ParsesCalls: true } && result.FinishReason == FinishReason.Length && tools.ReadTruncated(format, text) is { } cut)
+        {
+            // Cut inside a call: the call as far as it got (incomplete, like the response), never the template's markup.
+            var items = new List<object>();
+            if (!string.IsNullOrWhiteSpace(cut.Content))
+            {
+                items.Add(new ResponseMessageItem(shape.MessageId, status, [new OutputText(cut.Content)]));
+            }
+
+            items.AddRange(cut.Calls.Select(c => new FunctionCallItem(GenerationRun.NewId("fc_"), ChatTools.NewCallId(format), c.Name, c.Arguments, status)));
+            return items;
+        }
+
         return [new ResponseMessageItem(shape.MessageId, status, [new OutputText(text)])];
     }
 
@@ -237,7 +250,7 @@ internal static partial class ResponsesEndpoint
                     var events = parser.Push(update.Text);
                     if (update.Result is not null)
                     {
-                        events = [.. events, .. parser.Finish()];
+                        events = [.. events, .. parser.Finish(truncated: update.Result.FinishReason == FinishReason.Length)];
                     }
 
                     foreach (var item in events)

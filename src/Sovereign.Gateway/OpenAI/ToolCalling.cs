@@ -283,6 +283,28 @@ internal sealed partial class ChatTools
         return (content, ParallelToolCalls ? calls : [calls[0]]);
     }
 
+    /// <summary>
+    /// Text cut by the token limit inside a call (null when it is not: read it with <see cref="Read"/>): the content
+    /// before the call, and the calls this request accepts, the cut one last with its truncated arguments once its name
+    /// is complete. Never the syntax's markup as content: OpenAI and vLLM answer such a cut with the call as far as it
+    /// got and <c>finish_reason: "length"</c>.
+    /// </summary>
+    public (string Content, IReadOnlyList<ParsedToolCall> Calls)? ReadTruncated(ToolCallFormat format, string text)
+    {
+        if (!ParsesCalls || ToolCallSyntax.ParseTruncated(format, text) is not { } cut)
+        {
+            return null;
+        }
+
+        var calls = cut.Calls.Where(c => Offers(c.Name)).ToList();
+        if (cut.CutName is { } name && Offers(name))
+        {
+            calls.Add(new ParsedToolCall(name, cut.CutArguments));
+        }
+
+        return (cut.Content, ParallelToolCalls ? calls : calls.Take(1).ToList());
+    }
+
     /// <summary>Whether the request offered a function of this name.</summary>
     public bool Offers(string name) => Functions.Any(f => f.Name == name);
 

@@ -43,8 +43,31 @@ public sealed partial class ToolCallStreamParser(ToolCallFormat format, Func<str
         return format == ToolCallFormat.Hermes ? DrainHermes(final: false) : DrainJson(final: false);
     }
 
-    /// <summary>Generation ended: everything still held back, as content or calls.</summary>
-    public IReadOnlyList<ToolStreamEvent> Finish() => format == ToolCallFormat.Hermes ? DrainHermes(final: true) : DrainJson(final: true);
+    /// <summary>
+    /// Generation ended: everything still held back, as content or calls. When it was cut by the token limit
+    /// (<paramref name="truncated"/>), a call left unfinished is passed on as far as it got (its start and arguments'
+    /// prefix, once its name is complete and accepted) and never as content: the syntax's markup is not an answer.
+    /// </summary>
+    public IReadOnlyList<ToolStreamEvent> Finish(bool truncated = false)
+    {
+        _truncated = truncated;
+        return format == ToolCallFormat.Hermes ? DrainHermes(final: true) : DrainJson(final: true);
+    }
+
+    private bool _truncated;
+
+    /// <summary>The events of a call cut short: its start and its arguments so far, when its name is complete and accepted.</summary>
+    private void AddCutCall(List<ToolStreamEvent> events, string text)
+    {
+        if (ToolCallSyntax.ParseTruncated(format, text) is { CutName: { } name } cut && _accepts(name))
+        {
+            events.Add(new ToolStreamEvent(null, CallStart: name));
+            if (cut.CutArguments.Length > 0)
+            {
+                events.Add(new ToolStreamEvent(null, ArgumentsDelta: cut.CutArguments));
+            }
+        }
+    }
 
     private List<ToolStreamEvent> DrainHermes(bool final)
     {
@@ -57,9 +80,10 @@ public sealed partial class ToolCallStreamParser(ToolCallFormat format, Func<str
                 var open = text.IndexOf(ToolCallSyntax.HermesOpen, StringComparison.Ordinal);
                 if (open < 0)
                 {
-                    // Keep a tail that could be the start of "<tool_call>".
-                    var keep = final ? 0 : PrefixOverlap(text, ToolCallSyntax.HermesOpen);
-                    AddContent(events, text[..^keep]);
+                    // Keep a tail that could be the start of "<tool_call>" (dropped when the cut came there).
+                    var overlap = PrefixOverlap(text, ToolCallSyntax.HermesOpen);
+                    var keep = final ? 0 : overlap;
+                    AddContent(events, text[..^(final && _truncated ? overlap : keep)]);
                     _pending.Remove(0, text.Length - keep);
                     break;
                 }
@@ -89,7 +113,15 @@ public sealed partial class ToolCallStreamParser(ToolCallFormat format, Func<str
             }
 
             var block = close < 0 ? text : text[..(close + ToolCallSyntax.HermesClose.Length)];
-            if (!_streaming)
+            if (close < 0 && _truncated)
+            {
+                // Cut inside the call: a streamed call has gone out as far as it got; another goes out now, as far.
+                if (!_streaming)
+                {
+                    AddCutCall(events, block);
+                }
+            }
+            else if (!_streaming)
             {
                 var (content, calls) = ToolCallSyntax.Parse(ToolCallFormat.Hermes, block);
                 events.Add(calls.Count == 1 ? new ToolStreamEvent(block, calls[0]) : new ToolStreamEvent(content));
@@ -163,6 +195,12 @@ public sealed partial class ToolCallStreamParser(ToolCallFormat format, Func<str
                 return events; // not enough text to tell yet
             }
 
+            if (final && _truncated && marker.StartsWith(trimmed, StringComparison.Ordinal))
+            {
+                _pending.Clear();
+                return events; // cut inside the call's marker
+            }
+
             _decided = true;
             _buffering = trimmed[0] == opener || trimmed.StartsWith(marker, StringComparison.Ordinal);
         }
@@ -179,6 +217,10 @@ public sealed partial class ToolCallStreamParser(ToolCallFormat format, Func<str
             if (ToolCallSyntax.TryParseJsonCalls(format, text, out var calls))
             {
                 events.AddRange(calls.Select(c => new ToolStreamEvent(null, c)));
+            }
+            else if (_truncated)
+            {
+                AddCutCall(events, text);
             }
             else
             {

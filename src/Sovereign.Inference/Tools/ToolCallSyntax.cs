@@ -23,8 +23,15 @@ public sealed record ToolFunction(string Name, JsonElement? Parameters);
 /// <summary>A tool call read from generated text: the function's name and its arguments as compact JSON text.</summary>
 public sealed record ParsedToolCall(string Name, string Arguments);
 
+/// <summary>
+/// Text that ends inside a tool call (generation cut by the token limit): the content before it, the complete calls
+/// before it, and the unfinished call as far as it was written: its name once the name was complete (else null), its
+/// arguments' prefix without insignificant whitespace (not valid JSON; empty before the arguments began).
+/// </summary>
+public sealed record TruncatedToolCalls(string Content, IReadOnlyList<ParsedToolCall> Calls, string? CutName, string CutArguments);
+
 /// <summary>Writes grammars for, and reads, the tool-call syntax of each <see cref="ToolCallFormat"/>.</summary>
-public static class ToolCallSyntax
+public static partial class ToolCallSyntax
 {
     internal const string HermesOpen = "<tool_call>";
     internal const string HermesClose = "</tool_call>";
@@ -118,6 +125,129 @@ public static class ToolCallSyntax
         }
 
         return calls.Count == 0 ? (text, []) : (content.ToString().Trim(), calls);
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex("""^\s*\{\s*"name"\s*:\s*"([a-zA-Z0-9_-]{1,64})"(?:\s*,\s*"(?:arguments|parameters)"\s*:\s*(.*))?""", System.Text.RegularExpressions.RegexOptions.Singleline)]
+    private static partial System.Text.RegularExpressions.Regex CutCallHead();
+
+    /// <summary>
+    /// Reads text whose generation was cut by the token limit: null when it does not end inside a call (read it with
+    /// <see cref="Parse"/>), else the call as far as it got, so that a caller never passes the syntax's markup
+    /// (<c>&lt;tool_call&gt;{"name": ...</c>) on as content. OpenAI and vLLM answer such a cut with the call's name
+    /// and its truncated arguments, and <c>finish_reason: "length"</c>.
+    /// </summary>
+    public static TruncatedToolCalls? ParseTruncated(ToolCallFormat format, string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        string before, cut;
+        if (format == ToolCallFormat.Hermes)
+        {
+            // The last call still open, or a "<tool_call>" cut in the middle after everything else.
+            var open = text.LastIndexOf(HermesOpen, StringComparison.Ordinal);
+            if (open >= 0 && text.IndexOf(HermesClose, open, StringComparison.Ordinal) >= 0)
+            {
+                open = -1;
+            }
+
+            var start = open >= 0 ? open : PartialMarkerAt(text, HermesOpen);
+            if (start < 0)
+            {
+                return null;
+            }
+
+            before = text[..start];
+            cut = open >= 0 ? text[(open + HermesOpen.Length)..] : "";
+        }
+        else
+        {
+            var body = text.TrimStart();
+            var marker = format == ToolCallFormat.Mistral ? MistralMarker : PythonTag;
+            if (body.StartsWith(marker, StringComparison.Ordinal))
+            {
+                body = body[marker.Length..].TrimStart();
+            }
+            else if (body.Length > 0 && marker.StartsWith(body, StringComparison.Ordinal))
+            {
+                return new TruncatedToolCalls("", [], null, "");
+            }
+
+            if (format == ToolCallFormat.Mistral && body.StartsWith('['))
+            {
+                body = body[1..];
+            }
+
+            if (body.Length == 0 || body[0] != '{' || TryParseJsonCalls(format, text, out _))
+            {
+                return null;
+            }
+
+            before = "";
+            cut = body;
+        }
+
+        var (content, calls) = before.Contains(HermesOpen, StringComparison.Ordinal) ? ParseHermes(before) : (before, []);
+        var head = CutCallHead().Match(cut);
+        return head.Success
+            ? new TruncatedToolCalls(content.Trim(), calls, head.Groups[1].Value, ArgumentsPrefix(head.Groups[2].Value))
+            : new TruncatedToolCalls(content.Trim(), calls, null, "");
+    }
+
+    /// <summary>Where a proper prefix of <paramref name="marker"/> ends the text (a marker cut in the middle), else -1.</summary>
+    private static int PartialMarkerAt(string text, string marker)
+    {
+        for (var length = Math.Min(marker.Length - 1, text.Length); length > 0; length--)
+        {
+            if (string.CompareOrdinal(text, text.Length - length, marker, 0, length) == 0)
+            {
+                return text.Length - length;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>The arguments' text up to the end of their JSON value (or of the text), without whitespace outside strings.</summary>
+    private static string ArgumentsPrefix(string text)
+    {
+        var prefix = new StringBuilder(text.Length);
+        int depth = 0;
+        bool inString = false, escaped = false;
+        foreach (var c in text)
+        {
+            if (inString)
+            {
+                if (escaped)
+                {
+                    escaped = false;
+                }
+                else if (c == '\\')
+                {
+                    escaped = true;
+                }
+                else if (c == '"')
+                {
+                    inString = false;
+                }
+
+                prefix.Append(c);
+                continue;
+            }
+
+            if (char.IsWhiteSpace(c))
+            {
+                continue;
+            }
+
+            prefix.Append(c);
+            switch (c)
+            {
+                case '"': inString = true; break;
+                case '{' or '[': depth++; break;
+                case '}' or ']' when --depth <= 0: return prefix.ToString();
+            }
+        }
+
+        return prefix.ToString();
     }
 
     /// <summary>Llama 3.x: one object (or several, one per line or ';'-separated); Mistral: an array of objects.</summary>
