@@ -77,6 +77,13 @@ internal static class UpstreamErrors
                 "server_error", null, "upstream_model_not_found");
         }
 
+        if (upstreamStatus >= 500 && IsClientsMistake(message, type, code))
+        {
+            // The engine refused the request itself (it ran nothing): the client's 400 with the engine's words, which
+            // SDKs do not retry; a 502 was retried as the engine's failure and pointed the operator at a healthy engine.
+            return new OpenAIException(StatusCodes.Status400BadRequest, message!, "invalid_request_error", param, "upstream_invalid_request");
+        }
+
         var status = upstreamStatus >= 500 ? StatusCodes.Status502BadGateway : upstreamStatus;
         return new OpenAIException(
             status,
@@ -85,6 +92,67 @@ internal static class UpstreamErrors
             param,
             code ?? (status >= 500 ? "upstream_error" : null),
             retryAfter is { } wait && wait > TimeSpan.Zero ? wait : null);
+    }
+
+    /// <summary>
+    /// What llama-server says, in its 500s, about a request it could not take: its handler wrapper answers 400 only for
+    /// <c>std::invalid_argument</c>, so the checks that throw <c>std::runtime_error</c> (parameters, chat messages, the
+    /// chat template's <c>raise_exception</c>, a grammar or JSON schema it cannot use, an input over its batch) and
+    /// nlohmann's JSON exceptions (a field of the wrong type) reach the client as <c>server_error</c> 500s.
+    /// </summary>
+    private static readonly string[] LlamaServerRequestRefusals =
+    [
+        "[json.exception.",
+        "Unsupported param: ",
+        "Only one completion choice is allowed",
+        "Only no echo is supported",
+        "JSON schema conversion failed",
+        "Failed to parse grammar",
+        "failed to parse grammar",
+        "Either \"json_schema\" or \"grammar\" can be specified",
+        "response_format type must be one of",
+        "Cannot use tools with stream",
+        "Cannot use custom grammar constraints with tools",
+        "Cannot have 2 or more assistant",
+        "Assistant response prefill is incompatible",
+        "Invalid tool_choice",
+        "Missing 'role'",
+        "Missing 'content'",
+        "Expected 'content'",
+        "Expected 'messages'",
+        "\"prompt\" must be",
+        "is not supported - hint:",
+        "Conversation roles must alternate",
+        "input is too large to process",
+        "exceeds the available context size",
+    ];
+
+    /// <summary>
+    /// An engine's 5xx that is the client's mistake, read from the error body's shape: the body's own status says 4xx
+    /// (llama-server and vLLM carry it as <c>code</c>), its type is a client error's (OpenAI's and llama-server's
+    /// <c>invalid_request_error</c>, vLLM's <c>BadRequestError</c>, llama-server's <c>exceed_context_size_error</c>), or it
+    /// is llama-server's <c>server_error</c> with one of <see cref="LlamaServerRequestRefusals"/>. Anything else
+    /// (a failed decode, out of memory, no message at all) stays the engine's failure.
+    /// </summary>
+    private static bool IsClientsMistake(string? message, string? type, string? code)
+    {
+        if (string.IsNullOrEmpty(message))
+        {
+            return false;
+        }
+
+        if (int.TryParse(code, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var said) && said is >= 400 and < 500
+            && said is not (StatusCodes.Status401Unauthorized or StatusCodes.Status403Forbidden or StatusCodes.Status404NotFound or StatusCodes.Status407ProxyAuthenticationRequired or StatusCodes.Status429TooManyRequests))
+        {
+            return true;
+        }
+
+        if (type is "invalid_request_error" or "BadRequestError" or "exceed_context_size_error")
+        {
+            return true;
+        }
+
+        return type is null or "server_error" && LlamaServerRequestRefusals.Any(refusal => message.Contains(refusal, StringComparison.Ordinal));
     }
 
     /// <summary>Reads up to <see cref="MaxErrorBytes"/> of the body into pooled memory and parses it there.</summary>

@@ -88,6 +88,71 @@ public sealed class LlamaServerWireTests(ExternalEnginesFixture fixture) : IClas
         Assert.Equal((0m, 0m), await BudgetOfAsync(tenant));
     }
 
+    /// <summary>
+    /// llama-server answers a request it cannot parse with a 500 when the check threw <c>std::runtime_error</c> (or
+    /// nlohmann's JSON exceptions) rather than <c>std::invalid_argument</c>: its handler wrapper maps only the latter to
+    /// 400. The body is its error object, <c>{"error": {"code": 500, "message": ..., "type": "server_error"}}</c>.
+    /// </summary>
+    private static Func<HttpContext, Task> LlamaServer500(string message) => async context =>
+    {
+        context.Response.StatusCode = 500;
+        context.Response.ContentType = "application/json; charset=utf-8";
+        await context.Response.WriteAsync(JsonSerializer.Serialize(new { error = new { code = 500, message, type = "server_error" } }));
+    };
+
+    [Theory]
+    [InlineData("JSON schema conversion failed:\nUnrecognized schema: {\"type\":\"strange\"}", false)]
+    [InlineData("[json.exception.type_error.302] type must be string, but is number", false)]
+    [InlineData("input is too large to process. increase the physical batch size", false)]
+    [InlineData("Unsupported param: best_of", false)]
+    [InlineData("Conversation roles must alternate user/assistant/user/assistant/...", false)]
+    [InlineData("JSON schema conversion failed:\nUnrecognized schema: {\"type\":\"strange\"}", true)]
+    public async Task ALlamaServer500ForTheClientsMistake_IsThe400WithItsMessage_AtNoCost(string message, bool stream)
+    {
+        // Before: a 502 upstream_error, which SDKs retry (4 requests for one mistake) and which told the operator to
+        // look at the engine. The request did no work there: nothing is billed.
+        var answer = stream
+            ? EventStream("error: " + JsonSerializer.Serialize(new { code = 500, message, type = "server_error" }) + "\n\ndata: [DONE]\n\n")
+            : LlamaServer500(message);
+        await using var engine = await FakeUpstreamEngine.StartAsync(answer);
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions",
+            Json($$"""{"model":"{{model}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8,"stream":{{(stream ? "true" : "false")}}}"""));
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True(response.StatusCode == System.Net.HttpStatusCode.BadRequest, text);
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal(message, error.GetProperty("message").GetString());
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Equal("upstream_invalid_request", error.GetProperty("code").GetString());
+        Assert.Equal(1, engine.Requests);
+
+        var record = await RecordOfAsync(response);
+        Assert.Equal((UsageOutcome.Failed, 0, 0, 0m), (record?.Outcome, record?.PromptTokens, record?.CompletionTokens, record?.Cost));
+        Assert.Equal((0m, 0m), await BudgetOfAsync(tenant));
+    }
+
+    [Theory]
+    [InlineData("Failed to decode the batch, n_batch = 2048, ret = -3")]
+    [InlineData("CUDA error: out of memory")]
+    [InlineData("")]
+    public async Task ALlamaServer500ForItsOwnFailure_StaysA502(string message)
+    {
+        await using var engine = await FakeUpstreamEngine.StartAsync(LlamaServer500(message));
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions",
+            Json($$"""{"model":"{{model}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8}"""));
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True(response.StatusCode == System.Net.HttpStatusCode.BadGateway, text);
+        Assert.Equal("server_error", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("type").GetString());
+        Assert.Equal((0m, 0m), await BudgetOfAsync(tenant));
+    }
+
     [Fact]
     public async Task AnErrorEventMidStream_EndsTheStreamWithTheEnginesMessage_AndIsBilledForTheChunksRelayed()
     {
