@@ -94,7 +94,7 @@ public static class AdminApi
         var name = request.Name is null ? id : ResourceIds.RequireName(request.Name, "name");
         var tenant = await grain.UpsertAsync(name, policy.ToJson(), plan, request.Disabled ?? false);
         authenticator.TenantCreated();
-        await AuditAdminAsync(audit, AuditActions.TenantCreate, id, new() { ["policy"] = tenant.PolicyJson, ["plan"] = plan });
+        await AuditAdminAsync(context, audit, AuditActions.TenantCreate, id, new() { ["policy"] = tenant.PolicyJson, ["plan"] = plan });
         return Results.Json(TenantJson(tenant), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
 
@@ -135,7 +135,7 @@ public static class AdminApi
             }
         }
 
-        await AuditAdminAsync(audit, newPolicy is null ? AuditActions.TenantUpdate : AuditActions.PolicyUpdate, id, details);
+        await AuditAdminAsync(context, audit, newPolicy is null ? AuditActions.TenantUpdate : AuditActions.PolicyUpdate, id, details);
         return Json(TenantJson(updated));
     }
 
@@ -164,12 +164,12 @@ public static class AdminApi
             details["expires_at"] = expires.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
         }
 
-        await AuditAdminAsync(audit, AuditActions.KeyCreate, id, details, created.Key.Id);
+        await AuditAdminAsync(context, audit, AuditActions.KeyCreate, id, details, created.Key.Id);
         return Results.Json(new { key = KeyJson(created.Key), secret = created.Secret }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
 
     // The route value is key_id: an error's param names it, and params are snake_case like the body's fields (it was keyId).
-    private static async Task<IResult> RevokeKey(string id, [Microsoft.AspNetCore.Mvc.FromRoute(Name = "key_id")] string keyId, IGrainFactory grains, AuditLog audit)
+    private static async Task<IResult> RevokeKey(string id, [Microsoft.AspNetCore.Mvc.FromRoute(Name = "key_id")] string keyId, HttpContext context, IGrainFactory grains, AuditLog audit)
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         _ = await grain.GetAsync() ?? throw NotFound("tenant", id);
@@ -178,7 +178,7 @@ public static class AdminApi
             throw NotFound("key", keyId);
         }
 
-        await AuditAdminAsync(audit, AuditActions.KeyRevoke, id, new() { ["key_id"] = keyId }, keyId);
+        await AuditAdminAsync(context, audit, AuditActions.KeyRevoke, id, new() { ["key_id"] = keyId }, keyId);
         return Json(new { id = keyId, revoked = true });
     }
 
@@ -280,7 +280,7 @@ public static class AdminApi
         var credential = NodeCredentials.Issue(new NodeClaims(id, jurisdiction, kind, baseUrl, time.GetUtcNow().ToUnixTimeMilliseconds(), request.Pool, request.DeviceClass), operatorKey);
         var node = await nodes.Registry.UpsertAsync(new NodeView(id, jurisdiction, kind, baseUrl, models, nameof(NodeState.Active), credential, request.ApiKey, 0, PromptCache: promptCache));
         nodes.Invalidate();
-        await AuditAdminAsync(audit, "node.register", null, new() { ["node"] = id, ["jurisdiction"] = jurisdiction, ["url"] = baseUrl, ["models"] = string.Join(",", models.Select(m => m.Id)), ["prompt_cache"] = promptCache });
+        await AuditAdminAsync(context, audit, "node.register", null, new() { ["node"] = id, ["jurisdiction"] = jurisdiction, ["url"] = baseUrl, ["models"] = string.Join(",", models.Select(m => m.Id)), ["prompt_cache"] = promptCache });
         return Results.Json(NodeJson(node), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
 
@@ -300,12 +300,12 @@ public static class AdminApi
         }
 
         nodes.Invalidate();
-        await AuditAdminAsync(audit, "node.state", null, new() { ["node"] = id, ["state"] = state });
+        await AuditAdminAsync(context, audit, "node.state", null, new() { ["node"] = id, ["state"] = state });
         return Json(new { id, state = state.ToLowerInvariant() });
     }
 
     private static async Task<IResult> DeleteNode(
-        string id, NodeDirectory nodes, IGrainFactory grains, AuditLog audit, TimeProvider time, IOptions<SovereignOptions> options, IOptions<Cluster.Hosting.SovereignClusterOptions> cluster)
+        string id, HttpContext context, NodeDirectory nodes, IGrainFactory grains, AuditLog audit, TimeProvider time, IOptions<SovereignOptions> options, IOptions<Cluster.Hosting.SovereignClusterOptions> cluster)
     {
         if (id == options.Value.NodeId && cluster.Value.ServesModels)
         {
@@ -335,7 +335,7 @@ public static class AdminApi
         }
 
         nodes.Invalidate();
-        await AuditAdminAsync(audit, "node.delete", null, new() { ["node"] = id });
+        await AuditAdminAsync(context, audit, "node.delete", null, new() { ["node"] = id });
         return Json(new { id, deleted = true });
     }
 
@@ -400,7 +400,7 @@ public static class AdminApi
         try
         {
             var served = await catalog.LoadFromRegistryAsync(id, request.Parallel, request.ContextLength, request.Threads, context.RequestAborted);
-            await AuditAdminAsync(audit, "model.load", null, new() { ["model"] = id, ["digest"] = catalog.Registry.Get(id)?.Digest ?? "" });
+            await AuditAdminAsync(context, audit, "model.load", null, new() { ["model"] = id, ["digest"] = catalog.Registry.Get(id)?.Digest ?? "" });
             return Json(new { id = served.Id, kind = served.Kind.ToString().ToLowerInvariant(), loaded = true });
         }
         catch (KeyNotFoundException ex)
@@ -413,17 +413,17 @@ public static class AdminApi
         }
         catch (InsufficientMemoryException ex)
         {
-            await AuditAdminAsync(audit, "model.load_refused", null, new() { ["model"] = id, ["reason"] = "insufficient_memory", ["message"] = ex.Message });
+            await AuditAdminAsync(context, audit, "model.load_refused", null, new() { ["model"] = id, ["reason"] = "insufficient_memory", ["message"] = ex.Message });
             throw new OpenAIException(StatusCodes.Status409Conflict, ex.Message, "invalid_request_error", null, "insufficient_memory");
         }
         catch (Inference.Registry.ModelDigestMismatchException ex)
         {
-            await AuditAdminAsync(audit, "model.load_refused", null, new() { ["model"] = id, ["reason"] = "digest_mismatch", ["expected"] = ex.ExpectedDigest, ["actual"] = ex.ActualDigest ?? "" });
+            await AuditAdminAsync(context, audit, "model.load_refused", null, new() { ["model"] = id, ["reason"] = "digest_mismatch", ["expected"] = ex.ExpectedDigest, ["actual"] = ex.ActualDigest ?? "" });
             throw new OpenAIException(StatusCodes.Status409Conflict, $"Refused to load '{id}': the file's digest {ex.ActualDigest} differs from the registry's {ex.ExpectedDigest}.", "invalid_request_error", null, "digest_mismatch");
         }
     }
 
-    private static async Task<IResult> UnloadModel(string id, Models.ModelCatalog catalog, AuditLog audit, CancellationToken cancellationToken)
+    private static async Task<IResult> UnloadModel(string id, HttpContext context, Models.ModelCatalog catalog, AuditLog audit, CancellationToken cancellationToken)
     {
         id = ModelIdOf(id);
         if (!await catalog.UnloadAsync(id, cancellationToken))
@@ -431,7 +431,7 @@ public static class AdminApi
             throw NotFound("loaded model", id);
         }
 
-        await AuditAdminAsync(audit, "model.unload", null, new() { ["model"] = id });
+        await AuditAdminAsync(context, audit, "model.unload", null, new() { ["model"] = id });
         return Json(new { id, loaded = false });
     }
 
@@ -647,7 +647,7 @@ public static class AdminApi
 
         await store.RevokeCertificateAsync(revocation);
         await sync.RefreshAsync(context.RequestAborted);
-        await AuditAdminAsync(audit, "cluster.cert.revoke", null, new() { ["kind"] = revocation.Kind, ["value"] = revocation.Value, ["reason"] = revocation.Reason ?? "-" });
+        await AuditAdminAsync(context, audit, "cluster.cert.revoke", null, new() { ["kind"] = revocation.Kind, ["value"] = revocation.Value, ["reason"] = revocation.Reason ?? "-" });
         return Results.Json(RevocationJson(revocation), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
 
@@ -659,8 +659,9 @@ public static class AdminApi
         reason = r.Reason,
     };
 
-    private static Task AuditAdminAsync(AuditLog audit, string action, string? tenant, Dictionary<string, string> details, string? keyId = null) =>
-        audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = Operator, Action = action, Tenant = tenant, KeyId = keyId, Details = details });
+    /// <summary>An operator's change, with the id its answer states (<c>x-request-id</c>), as inference entries carry theirs.</summary>
+    private static Task AuditAdminAsync(HttpContext context, AuditLog audit, string action, string? tenant, Dictionary<string, string> details, string? keyId = null) =>
+        audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = Operator, Action = action, Tenant = tenant, KeyId = keyId, Details = RequestIds.Stated(context, details) });
 
     private static string PlanName(string? plan) => plan is null ? "default" : ResourceIds.Require(plan, ResourceKind.Plan, "plan");
 

@@ -7,6 +7,7 @@ using System.Text.Json.Serialization;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Hosting;
 using Sovereign.Cluster.Security;
+using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Residency.Audit;
 using Sovereign.Residency.ControlPlane;
@@ -85,7 +86,7 @@ internal static class NodeJoinApi
         await audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Admin, Actor = "operator", Action = "node.join_token",
-            Details = new Dictionary<string, string> { ["token_id"] = record.Id, ["jurisdiction"] = record.Jurisdiction, ["pool"] = pool ?? "-", ["device_class"] = deviceClass ?? "-" },
+            Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["token_id"] = record.Id, ["jurisdiction"] = record.Jurisdiction, ["pool"] = pool ?? "-", ["device_class"] = deviceClass ?? "-" },
         });
         return Results.Json(new { id = record.Id, token = secret, jurisdiction = record.Jurisdiction, pool, device_class = deviceClass, expires_at = record.ExpiresAt }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
@@ -175,7 +176,7 @@ internal static class NodeJoinApi
         await audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Admin, Actor = nodeId, Action = "node.joined", Node = nodeId, Jurisdiction = used.Jurisdiction,
-            Details = new Dictionary<string, string> { ["token_id"] = used.Id, ["pool"] = used.Pool ?? "-", ["device_class"] = used.DeviceClass ?? "-", ["url"] = url.ToString() },
+            Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["token_id"] = used.Id, ["pool"] = used.Pool ?? "-", ["device_class"] = used.DeviceClass ?? "-", ["url"] = url.ToString() },
         });
         return Results.Json(
             new JoinResponse(nodeId, used.Jurisdiction, used.Pool, credential, operatorKey.PublicKeyPem)

@@ -26,6 +26,16 @@ internal static class RequestIds
         return id;
     }
 
+    /// <summary>
+    /// An operator's audit entry's details with this request's id (<c>request_id</c>, where inference entries keep
+    /// theirs): the entry can be found from the <c>x-request-id</c> the answer stated.
+    /// </summary>
+    public static Dictionary<string, string> Stated(HttpContext context, Dictionary<string, string> details)
+    {
+        details["request_id"] = Of(context);
+        return details;
+    }
+
     /// <summary>Sends the id on every application answer (set when the answer starts, so an error's cleared headers get it too).</summary>
     public static void UseRequestIds(this IApplicationBuilder app) => app.Use((context, next) =>
     {

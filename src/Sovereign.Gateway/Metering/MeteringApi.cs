@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
 using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
 using Sovereign.Metering.Budgets;
@@ -153,7 +154,7 @@ public static class MeteringApi
 
         var now = DateTimeOffset.FromUnixTimeMilliseconds(time.GetUtcNow().ToUnixTimeMilliseconds());
         await UpdateAsync(prices, book => book.WithPlan(plan, now), now);
-        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "plan.update", Details = new Dictionary<string, string> { ["plan"] = name, ["currency"] = plan.Currency, ["weight"] = plan.Weight.ToString(CultureInfo.InvariantCulture), ["priority"] = plan.Priority.ToString(), ["reservations"] = string.Join(",", plan.Reservations.Select(r => $"{r.Pool}={r.Slots}")) } });
+        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "plan.update", Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["plan"] = name, ["currency"] = plan.Currency, ["weight"] = plan.Weight.ToString(CultureInfo.InvariantCulture), ["priority"] = plan.Priority.ToString(), ["reservations"] = string.Join(",", plan.Reservations.Select(r => $"{r.Pool}={r.Slots}")) } });
         return Json(PlanJson(prices.Current.FindPlan(name)!));
     }
 
@@ -218,6 +219,7 @@ public static class MeteringApi
             Action = "price.add",
             Details = new Dictionary<string, string>
             {
+                ["request_id"] = RequestIds.Of(context),
                 ["plan"] = name,
                 ["model"] = price.Model,
                 ["effective_from"] = price.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture),
@@ -334,6 +336,7 @@ public static class MeteringApi
             Action = "compute_price.add",
             Details = new Dictionary<string, string>
             {
+                ["request_id"] = RequestIds.Of(context),
                 ["plan"] = name,
                 ["scope"] = price.Scope,
                 ["effective_from"] = price.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture),
@@ -367,7 +370,7 @@ public static class MeteringApi
             Kind = AuditKind.Admin,
             Actor = "operator",
             Action = "price.withdraw",
-            Details = new Dictionary<string, string> { ["plan"] = name, ["model"] = model, ["effective_from"] = withdrawn!.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture) },
+            Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["plan"] = name, ["model"] = model, ["effective_from"] = withdrawn!.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture) },
         });
         return Json(PlanJson(prices.Current.FindPlan(name)!));
     }
@@ -401,7 +404,7 @@ public static class MeteringApi
             Kind = AuditKind.Admin,
             Actor = "operator",
             Action = "compute_price.withdraw",
-            Details = new Dictionary<string, string> { ["plan"] = name, ["scope"] = scope, ["effective_from"] = withdrawn!.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture) },
+            Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["plan"] = name, ["scope"] = scope, ["effective_from"] = withdrawn!.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture) },
         });
         return Json(PlanJson(prices.Current.FindPlan(name)!));
     }
@@ -565,7 +568,7 @@ public static class MeteringApi
         }
 
         limits = await grain.GetLimitsAsync();
-        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "limits.update", Tenant = id, Details = new Dictionary<string, string> { ["limits"] = System.Text.Json.JsonSerializer.Serialize(LimitsJson(limits), OpenAIJson.Options) } });
+        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "limits.update", Tenant = id, Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["limits"] = System.Text.Json.JsonSerializer.Serialize(LimitsJson(limits), OpenAIJson.Options) } });
         return Json(new { limits = LimitsJson(limits), budgets = (await grain.GetBudgetsAsync()).Select(BudgetJson) });
     }
 
