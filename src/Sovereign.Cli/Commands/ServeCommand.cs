@@ -386,11 +386,21 @@ internal static partial class ServeCommand
         };
     }
 
-    /// <summary>Parses <c>PATH</c> or <c>PATH=ID</c>; the id defaults to the file name without extension.</summary>
+    /// <summary>
+    /// Parses <c>PATH</c>, <c>PATH=ID</c> (the id defaults to the file name without extension) or the <c>ID</c> of a
+    /// registered model (no such file, no <c>.gguf</c>): the registry's verified file is served under that id.
+    /// </summary>
     internal static IEnumerable<ModelOptions> Parse(IEnumerable<string> values, ModelKind kind)
     {
         foreach (var value in values)
         {
+            if (!value.Contains('=', StringComparison.Ordinal) && !File.Exists(value) && !value.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+            {
+                // A model pulled or imported into the registry, loaded at every start by its id alone.
+                yield return new ModelOptions { Id = value, Kind = kind };
+                continue;
+            }
+
             var split = value.LastIndexOf('=');
             var path = split > 0 ? value[..split] : value;
             var id = split > 0 ? value[(split + 1)..] : Path.GetFileNameWithoutExtension(value);

@@ -32,7 +32,12 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             var key = $"Sovereign:Models:{i}";
             if (string.IsNullOrWhiteSpace(model.Path))
             {
-                failures.Add($"{key}:Path is required (the GGUF file to serve).");
+                // Without a path the id names a registered model (sovereign models pull|import), loaded from the registry.
+                using var registry = new Sovereign.Inference.Registry.ModelRegistry(Sovereign.Inference.Registry.ModelRegistryOptions.ForDataDirectory(options.ResolvedDataDirectory));
+                if (string.IsNullOrWhiteSpace(model.Id) || registry.Get(model.Id) is null)
+                {
+                    failures.Add($"{key}:Path is required (the GGUF file to serve), unless {key}:Id names a model in the registry (sovereign models pull or import); '{model.Id}' is not registered in {registry.ModelDirectory}.");
+                }
             }
             else if (!File.Exists(model.Path))
             {

@@ -178,6 +178,11 @@ public sealed partial class ModelCatalog(
         foreach (var model in configured)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            if (string.IsNullOrEmpty(model.Path))
+            {
+                await FromRegistryAsync(model, cancellationToken);
+            }
+
             served.Add(await Task.Run(() => Load(model), cancellationToken));
         }
 
@@ -189,6 +194,24 @@ public sealed partial class ModelCatalog(
 
         Publish(served);
         IsReady = true;
+    }
+
+    /// <summary>
+    /// A configured model named by its id alone is the registry's: its file is verified against the registered digest
+    /// (as <c>models load</c> verifies it), and the registry's licence, origin and languages apply where the
+    /// configuration says nothing. This is how a model loaded with <c>sovereign models load</c> is served at every start.
+    /// </summary>
+    private async Task FromRegistryAsync(ModelOptions model, CancellationToken cancellationToken)
+    {
+        var verified = await Registry.OpenForLoadAsync(model.Id, cancellationToken);
+        var registered = verified.Entry.ToModelOptions(verified.Path);
+        model.Path = registered.Path;
+        model.License ??= registered.License;
+        model.Origin ??= registered.Origin;
+        if (model.Languages.Count == 0)
+        {
+            model.Languages = registered.Languages;
+        }
     }
 
     /// <inheritdoc />
