@@ -61,6 +61,14 @@ public sealed class SovereignClusterOptions
     public double DeathSeconds { get; set; } = 10;
 
     /// <summary>
+    /// Seconds a gateway process must have been dead in the membership table before another gateway closes the
+    /// requests it left without an outcome (default 60): longer than the host's shutdown timeout (30 s), in which a
+    /// gracefully stopping gateway, already dead in membership, still finishes its streams, and than the few seconds a
+    /// silo takes to read that it was declared dead and stop itself.
+    /// </summary>
+    public double InterruptedGraceSeconds { get; set; } = 60;
+
+    /// <summary>
     /// Seconds a starting member keeps trying to reach the cluster's members (default 300) before it gives up and stops:
     /// a member whose certificate the cluster does not accept never becomes active and exits after this.
     /// </summary>
@@ -178,6 +186,11 @@ public sealed class SovereignClusterOptions
         if (DeviceClass is not null && !IsScopeName(DeviceClass))
         {
             yield return "Sovereign:Cluster:DeviceClass must be 1 to 64 letters, digits, '.', '_' or '-'.";
+        }
+
+        if (!(InterruptedGraceSeconds >= 0))
+        {
+            yield return "Sovereign:Cluster:InterruptedGraceSeconds must be 0 or more.";
         }
 
         if (!System.Net.IPAddress.TryParse(AdvertisedAddress, out _))

@@ -77,9 +77,12 @@ internal static class ControlPlaneServices
             new UsageLedgerOptions { RetentionDays = Math.Max(1, sp.GetRequiredService<IOptions<SovereignOptions>>().Value.Metering.RetentionDays) })));
         services.AddHostedService<LedgerRetention>();
         // Before the server listens (hosted services start first): closes what a killed previous process left open.
+        // In a cluster it registers this process first, then closes what dead gateway processes left open.
+        services.TryAddSingleton<GatewayInstance>();
         services.AddHostedService(sp => new InterruptedRequests(
             new(sp.GetRequiredService<AuditLog>), new(sp.GetRequiredService<UsageLedger>), new(sp.GetRequiredService<ControlPlaneStore>), new(sp.GetRequiredService<PriceBookProvider>),
-            sp.GetRequiredService<IOptions<SovereignOptions>>(), sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>(), sp.GetRequiredService<ILogger<InterruptedRequests>>()));
+            sp.GetRequiredService<GatewayInstance>(), sp.GetRequiredService<IOptions<SovereignOptions>>(), sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>(),
+            sp, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<InterruptedRequests>>()));
         services.TryAddSingleton(sp => new PriceBookStore(sp.GetRequiredService<SqlDatabase>()));
         services.TryAddSingleton(sp =>
         {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Hosting;
@@ -13,39 +14,60 @@ using Sovereign.Storage;
 namespace Sovereign.Gateway.ControlPlane;
 
 /// <summary>
-/// At start, before the server listens: closes the requests this gateway's previous process allowed and never
-/// recorded an outcome for (it was killed or crashed between the decision and the outcome, which otherwise stayed
-/// open forever, indistinguishable from a request still running). Each gets an <c>inference.interrupted</c> entry
-/// naming the decision, with unknown (null) tokens, and a usage record at no cost (outcome failed, code
+/// Closes the requests a killed or crashed gateway process allowed and never recorded an outcome for (they otherwise
+/// stayed open forever, indistinguishable from a request still running). Each gets an <c>inference.interrupted</c>
+/// entry naming the decision, with unknown (null) tokens, and a usage record at no cost (outcome failed, code
 /// <see cref="Code"/>) in the same transaction, so the ledger and the audit log agree and invoices list it.
 /// </summary>
 /// <remarks>
-/// Sound only where no other live process can be writing decisions under this gateway id: one server per SQLite file
-/// and one server alone on PostgreSQL hold the database exclusively (<see cref="ServerDatabaseLock"/>), so whoever
-/// wrote an earlier decision has stopped. The gateways of a cluster share the database and nothing stops two of them
-/// from sharing an id, so a cluster gateway closes nothing (event 4213). A killed process's reservation is not held
-/// here: on one machine it lived in that process's grain and went with it; in a cluster the tenant grain releases
-/// it after <c>Sovereign:Metering:ReservationLifetime</c> (event 8101).
+/// A server that holds its database alone (one server per SQLite file, one server alone on PostgreSQL:
+/// <see cref="ServerDatabaseLock"/>) closes its own gateway id's open decisions at start, before it listens: whoever
+/// wrote them has stopped. The gateways of a cluster share the database and may share an id, so there each process
+/// registers itself at start (<see cref="GatewayInstance"/>, its silo address, which its decisions carry) and every
+/// gateway closes the open decisions of a process only once Orleans' membership table has declared its silo dead and
+/// <see cref="SovereignClusterOptions.InterruptedGraceSeconds"/> have passed (a silo that learns it is dead stops
+/// itself, and a graceful stop finishes its requests within the host's shutdown timeout). One conditional UPDATE of
+/// the process's row claims the work, so however many gateways look at once, one closes it; a closer that dies
+/// before it finished is replaced once it is dead in turn. A killed process's reservation is not held here: on one
+/// machine it lived in that process's grain and went with it; in a cluster the tenant grain releases it after
+/// <c>Sovereign:Metering:ReservationLifetime</c> (event 8101).
 /// </remarks>
 internal sealed class InterruptedRequests(
     Lazy<AuditLog> audit,
     Lazy<UsageLedger> ledger,
     Lazy<ControlPlaneStore> store,
     Lazy<PriceBookProvider> prices,
+    GatewayInstance instance,
     IOptions<SovereignOptions> options,
     IOptions<SovereignClusterOptions> cluster,
-    ILogger<InterruptedRequests> logger) : IHostedService
+    IServiceProvider services,
+    TimeProvider time,
+    ILogger<InterruptedRequests> logger) : BackgroundService
 {
     /// <summary>The usage record's code (outcome failed): the process stopped before the request's outcome was recorded.</summary>
     public const string Code = "interrupted";
 
+    /// <summary>How often a cluster gateway looks for processes membership has declared dead.</summary>
+    internal static readonly TimeSpan ClusterRoundInterval = TimeSpan.FromSeconds(5);
+
     /// <summary>The currency of a record whose tenant's plan has none (as a refusal's record on an unpriced plan).</summary>
     private const string UnpricedCurrency = "USD";
 
-    public async Task StartAsync(CancellationToken cancellationToken)
+    // When this process first saw each dead silo (its own clock): the grace runs from there.
+    private readonly Dictionary<string, DateTimeOffset> _firstSeenDead = new(StringComparer.Ordinal);
+
+    public override async Task StartAsync(CancellationToken cancellationToken)
     {
-        // Resolved only past this check: a cluster node may hold a database role that cannot open the ledger.
         var gateway = options.Value.NodeId;
+        if (instance.Id is { } id)
+        {
+            // Before the server listens, so the row exists before this process's first decision.
+            await audit.Value.RegisterInstanceAsync(id, gateway, cancellationToken);
+            await base.StartAsync(cancellationToken);
+            return;
+        }
+
+        // Resolved only past this check: a cluster node may hold a database role that cannot open the ledger.
         if (string.Equals(options.Value.Database.Provider, nameof(SqlProvider.PostgreSql), StringComparison.OrdinalIgnoreCase) && cluster.Value.IsDistributed)
         {
             GatewayLog.InterruptedNotClosedInCluster(logger, gateway);
@@ -57,7 +79,7 @@ internal sealed class InterruptedRequests(
             var open = await audit.Value.FindOpenDecisionsAsync(gateway, cancellationToken);
             foreach (var decision in open.Decisions)
             {
-                await CloseAsync(decision);
+                await CloseAsync(decision, closedBy: null);
             }
 
             await audit.Value.MarkOutcomesCheckedAsync(gateway, open.CheckedThrough, cancellationToken);
@@ -70,9 +92,73 @@ internal sealed class InterruptedRequests(
         }
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        PeriodicRefresh.RunAsync(ClusterRoundInterval, _ => CloseDeadInstancesAsync(services.GetRequiredService<IClusterMembershipService>().CurrentSnapshot, stoppingToken),
+            ex => GatewayLog.InterruptedNotClosed(logger, ex, options.Value.NodeId), stoppingToken);
 
-    private async Task CloseAsync(AuditEntry decision)
+    /// <summary>
+    /// One round on a cluster gateway: every registered process nobody has closed yet that <paramref name="membership"/>
+    /// shows dead for longer than the grace is claimed (once across the cluster) and its open decisions closed.
+    /// Returns how many decisions this process closed.
+    /// </summary>
+    internal async Task<int> CloseDeadInstancesAsync(ClusterMembershipSnapshot membership, CancellationToken cancellationToken)
+    {
+        var me = instance.Id ?? throw new InvalidOperationException("Only a cluster gateway closes other processes' requests.");
+        var now = time.GetUtcNow();
+        var grace = TimeSpan.FromSeconds(Math.Max(0, cluster.Value.InterruptedGraceSeconds));
+        var closed = 0;
+        foreach (var unclosed in await audit.Value.ListUnclosedInstancesAsync(cancellationToken))
+        {
+            if (unclosed.Instance == me || !IsGone(unclosed.Instance))
+            {
+                continue;
+            }
+
+            // A claim held by a live closer is that closer's to finish; one held by a dead closer is taken over.
+            var replacing = unclosed.Closer;
+            if (replacing is not null && (replacing == me || !IsGone(replacing)))
+            {
+                continue;
+            }
+
+            if (!await audit.Value.TryClaimInstanceAsync(unclosed.Instance, me, replacing, cancellationToken))
+            {
+                continue; // another gateway claimed it first
+            }
+
+            var open = await audit.Value.FindOpenDecisionsAsync(unclosed, cancellationToken);
+            foreach (var decision in open.Decisions)
+            {
+                await CloseAsync(decision, closedBy: options.Value.NodeId);
+                closed++;
+            }
+
+            await audit.Value.MarkInstanceClosedAsync(unclosed.Instance, me, cancellationToken);
+            GatewayLog.InterruptedInstanceClosed(logger, unclosed.Instance, unclosed.Gateway, open.Decisions.Count);
+        }
+
+        return closed;
+
+        // Dead in the membership table, and seen so for the grace: unknown (the table lost it) is not proof.
+        bool IsGone(string silo)
+        {
+            var dead = membership.Members.Values.Any(m => m.Status == SiloStatus.Dead && m.SiloAddress.ToParsableString() == silo);
+            if (!dead)
+            {
+                return false;
+            }
+
+            if (!_firstSeenDead.TryGetValue(silo, out var since))
+            {
+                _firstSeenDead[silo] = since = now;
+            }
+
+            return now - since >= grace;
+        }
+    }
+
+
+    private async Task CloseAsync(AuditEntry decision, string? closedBy)
     {
         var requestId = decision.Details["request_id"];
 
@@ -90,6 +176,16 @@ internal sealed class InterruptedRequests(
         if (decision.Details.TryGetValue("endpoint", out var endpoint))
         {
             details["endpoint"] = endpoint;
+        }
+
+        if (closedBy is not null)
+        {
+            // The entry stays the dead process's (its gateway id, its decision's instance): this one only wrote it.
+            details[AuditLog.InstanceDetail] = decision.Details[AuditLog.InstanceDetail];
+            details["closed_by"] = closedBy;
+            details["reason"] = recorded is null
+                ? "the gateway process stopped (killed or crashed; its cluster member was declared dead) before it recorded how this request ended; the tokens delivered before it stopped are unknown and nothing was billed"
+                : "the gateway process stopped (its cluster member was declared dead) after the usage record and before this outcome entry; the tokens are the usage record's";
         }
 
         var entry = new AuditRecord

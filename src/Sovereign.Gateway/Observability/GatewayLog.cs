@@ -113,12 +113,16 @@ internal static partial class GatewayLog
     public static partial void InterruptedRequestClosed(ILogger logger, string requestId, long decisionSequence, string? tenant);
 
     [LoggerMessage(EventId = 4212, EventName = "InterruptedRequestsNotClosed", Level = LogLevel.Error,
-        Message = "The requests gateway {Gateway}'s previous process left without an outcome could not be closed at start; they stay open and the next start tries again")]
+        Message = "The requests a stopped process of gateway {Gateway} left without an outcome could not be closed; they stay open and are looked for again (at the next start; in a cluster, at the next round)")]
     public static partial void InterruptedNotClosed(ILogger logger, Exception exception, string gateway);
 
     [LoggerMessage(EventId = 4213, EventName = "InterruptedRequestsNotClosedInCluster", Level = LogLevel.Information,
-        Message = "Gateway {Gateway} is a cluster member on a shared database: requests a stopped gateway left without an outcome are not closed at start, since another live gateway may share its id")]
+        Message = "{Gateway} is a cluster node on a shared database: the decisions a killed process of it left without an outcome are not closed (the gateways close those of dead gateway processes)")]
     public static partial void InterruptedNotClosedInCluster(ILogger logger, string gateway);
+
+    [LoggerMessage(EventId = 4214, EventName = "InterruptedInstanceClosed", Level = LogLevel.Warning,
+        Message = "Gateway process {Instance} ({Gateway}) was declared dead by the cluster's membership; this gateway closed the {Count} requests it left without an outcome as inference.interrupted")]
+    public static partial void InterruptedInstanceClosed(ILogger logger, string instance, string gateway, int count);
 
     /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>
     public static void ErrorAnswered(ILogger logger, HttpContext context, int status, string errorType, string? code, string? param, Exception? exception)

@@ -119,7 +119,8 @@ public sealed class InferenceRouter(
     Lazy<Metering.RequestMetering> metering,
     Pipeline.RouteGates gates,
     PrefixAffinity affinity,
-    IOptions<SovereignOptions> options)
+    IOptions<SovereignOptions> options,
+    ControlPlane.GatewayInstance instance)
 {
     /// <summary>Response header: the jurisdiction that processed the request.</summary>
     public const string JurisdictionHeader = "x-sovereign-jurisdiction";
@@ -494,6 +495,13 @@ public sealed class InferenceRouter(
 
     private RoutedRequest Allow(HttpContext context, RoutedRequest routed, string gatewayJurisdiction, IReadOnlyList<string> reasons)
     {
+        var details = AliasDetails(WithEndpoint(new Dictionary<string, string> { ["request_id"] = routed.RequestId, ["gateway_jurisdiction"] = gatewayJurisdiction }, context), routed.Alias, routed.AliasChoice);
+        if (instance.Id is { } process)
+        {
+            // A cluster gateway's process: once membership declares it dead, another gateway closes what it left open.
+            details[AuditLog.InstanceDetail] = process;
+        }
+
         var record = new AuditRecord
         {
             Kind = AuditKind.Inference,
@@ -507,7 +515,7 @@ public sealed class InferenceRouter(
             Jurisdiction = routed.Jurisdiction,
             Decision = AuditDecision.Allowed,
             Reasons = reasons,
-            Details = AliasDetails(WithEndpoint(new Dictionary<string, string> { ["request_id"] = routed.RequestId, ["gateway_jurisdiction"] = gatewayJurisdiction }, context), routed.Alias, routed.AliasChoice),
+            Details = details,
         };
 
         // On the thread pool: an uncontended append commits inline, and this one should run beside admission.

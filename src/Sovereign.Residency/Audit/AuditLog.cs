@@ -89,6 +89,13 @@ public sealed record AuditQuery
 /// <param name="CheckedThrough">The head the search read up to: pass it to <see cref="AuditLog.MarkOutcomesCheckedAsync"/> once they are closed.</param>
 public sealed record OpenDecisions(IReadOnlyList<AuditEntry> Decisions, long CheckedThrough);
 
+/// <summary>A process of a cluster gateway, registered at its start (<see cref="AuditLog.RegisterInstanceAsync"/>).</summary>
+/// <param name="Instance">Its id (its Orleans silo address), which its decisions carry as the <c>instance</c> detail.</param>
+/// <param name="Gateway">Its gateway id (the entries' <c>gateway</c>).</param>
+/// <param name="FromSequence">The head when it started: its decisions come after.</param>
+/// <param name="Closer">The process that claimed the closing of its open decisions, if any.</param>
+public sealed record AuditInstance(string Instance, string Gateway, long FromSequence, string? Closer);
+
 /// <summary>
 /// The append-only, hash-chained audit log. Exactly one writer extends the chain at a time: appends join a queue and
 /// the first caller that finds no writer active becomes it (leader/follower group commit), committing everything
@@ -99,6 +106,9 @@ public sealed record OpenDecisions(IReadOnlyList<AuditEntry> Decisions, long Che
 /// </summary>
 public sealed class AuditLog : IAsyncDisposable
 {
+    /// <summary>The detail of a cluster gateway's decision that names the process that made it (its silo address).</summary>
+    public const string InstanceDetail = "instance";
+
     private const int MaxReasons = 64;
     private const int MaxDetails = 64;
     private const int MaxEntryBytes = 256 * 1024;
@@ -285,7 +295,6 @@ public sealed class AuditLog : IAsyncDisposable
     public async Task<OpenDecisions> FindOpenDecisionsAsync(string gateway, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(gateway);
-        var through = _state.Sequence;
         long after;
         await using (var connection = await _database.OpenAsync(cancellationToken))
         using (var command = connection.CreateCommand())
@@ -295,6 +304,30 @@ public sealed class AuditLog : IAsyncDisposable
             after = await command.ExecuteScalarAsync(cancellationToken) is { } value and not DBNull ? AuditStore.ToInt64(value) : 0;
         }
 
+        return await FindOpenDecisionsAsync(gateway, after, _state.Sequence, instance: null, cancellationToken);
+    }
+
+    /// <summary>
+    /// The allowed decisions that one process of a cluster gateway (<paramref name="instance"/>, named in their
+    /// <c>instance</c> detail) recorded since it started, that no outcome entry follows, oldest first. Call it only
+    /// once that process is provably gone (membership declared it dead) and this caller holds its claim
+    /// (<see cref="TryClaimInstanceAsync"/>).
+    /// </summary>
+    public async Task<OpenDecisions> FindOpenDecisionsAsync(AuditInstance instance, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        long through;
+        await using (var connection = await _database.OpenAsync(cancellationToken))
+        {
+            // The shared chain's head, not this process's view of it: the dead process appended through other connections.
+            through = (await AuditStore.ReadHeadAsync(connection, null, cancellationToken))?.Sequence ?? 0;
+        }
+
+        return await FindOpenDecisionsAsync(instance.Gateway, instance.FromSequence, through, instance.Instance, cancellationToken);
+    }
+
+    private async Task<OpenDecisions> FindOpenDecisionsAsync(string gateway, long after, long through, string? instance, CancellationToken cancellationToken)
+    {
         // One pass over this gateway's inference rows, reading only what matching needs (a first search may cover the
         // whole log); the open decisions are then read whole.
         var open = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -312,7 +345,7 @@ public sealed class AuditLog : IAsyncDisposable
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
-                var (requestId, endpoint) = RequestOf(reader.GetString(2));
+                var (requestId, endpoint, decidedBy) = RequestOf(reader.GetString(2));
                 if (requestId is null)
                 {
                     continue;
@@ -322,7 +355,7 @@ public sealed class AuditLog : IAsyncDisposable
                 {
                     open.Remove(requestId);
                 }
-                else if (endpoint is not ("/tokenize" or "/detokenize"))
+                else if (endpoint is not ("/tokenize" or "/detokenize") && (instance is null || instance == decidedBy))
                 {
                     // A failover decides again under the same request id: one outcome closes both.
                     open.TryAdd(requestId, AuditStore.ToInt64(reader.GetValue(0)));
@@ -339,10 +372,10 @@ public sealed class AuditLog : IAsyncDisposable
         return new OpenDecisions(decisions, through);
     }
 
-    /// <summary>The <c>request_id</c> and <c>endpoint</c> of an entry's details JSON (null when absent or unreadable).</summary>
-    private static (string? RequestId, string? Endpoint) RequestOf(string details)
+    /// <summary>The <c>request_id</c>, <c>endpoint</c> and <c>instance</c> of an entry's details JSON (null when absent or unreadable).</summary>
+    private static (string? RequestId, string? Endpoint, string? Instance) RequestOf(string details)
     {
-        string? requestId = null, endpoint = null;
+        string? requestId = null, endpoint = null, instance = null;
         try
         {
             var reader = new System.Text.Json.Utf8JsonReader(System.Text.Encoding.UTF8.GetBytes(details));
@@ -352,10 +385,23 @@ public sealed class AuditLog : IAsyncDisposable
                 {
                     var isRequest = reader.ValueTextEquals("request_id");
                     var isEndpoint = !isRequest && reader.ValueTextEquals("endpoint");
+                    var isInstance = !isRequest && !isEndpoint && reader.ValueTextEquals(InstanceDetail);
                     reader.Read();
-                    if (reader.TokenType == System.Text.Json.JsonTokenType.String && (isRequest || isEndpoint))
+                    if (reader.TokenType == System.Text.Json.JsonTokenType.String && (isRequest || isEndpoint || isInstance))
                     {
-                        (isRequest ? ref requestId : ref endpoint) = reader.GetString();
+                        var value = reader.GetString();
+                        if (isRequest)
+                        {
+                            requestId = value;
+                        }
+                        else if (isEndpoint)
+                        {
+                            endpoint = value;
+                        }
+                        else
+                        {
+                            instance = value;
+                        }
                     }
                     else
                     {
@@ -369,7 +415,7 @@ public sealed class AuditLog : IAsyncDisposable
             // A malformed row: the verifier reports it; here it matches nothing.
         }
 
-        return (requestId, endpoint);
+        return (requestId, endpoint, instance);
     }
 
     /// <summary>
@@ -387,6 +433,84 @@ public sealed class AuditLog : IAsyncDisposable
             "ON CONFLICT (gateway) DO UPDATE SET seq = excluded.seq, at_ms = excluded.at_ms WHERE audit_outcomes_checked.seq < excluded.seq";
         SqlDatabase.AddParameter(command, "@gateway", gateway);
         SqlDatabase.AddParameter(command, "@seq", sequence);
+        SqlDatabase.AddParameter(command, "@at", _time.GetUtcNow().ToUnixTimeMilliseconds());
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Records that the process <paramref name="instance"/> of cluster gateway <paramref name="gateway"/> starts now,
+    /// at the current head: its decisions (whose <c>instance</c> detail names it) all come after. Call it before the
+    /// process records any.
+    /// </summary>
+    public async Task RegisterInstanceAsync(string instance, string gateway, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(instance);
+        ArgumentException.ThrowIfNullOrWhiteSpace(gateway);
+        using var turn = await _database.EnterWriteAsync(cancellationToken);
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        var head = (await AuditStore.ReadHeadAsync(connection, null, cancellationToken))?.Sequence ?? 0;
+        using var command = connection.CreateCommand();
+        command.CommandText =
+            "INSERT INTO audit_instances (instance, gateway, from_seq, started_at_ms) VALUES (@instance, @gateway, @seq, @at) ON CONFLICT (instance) DO NOTHING";
+        SqlDatabase.AddParameter(command, "@instance", instance);
+        SqlDatabase.AddParameter(command, "@gateway", gateway);
+        SqlDatabase.AddParameter(command, "@seq", head);
+        SqlDatabase.AddParameter(command, "@at", _time.GetUtcNow().ToUnixTimeMilliseconds());
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>The registered processes whose open decisions nobody has closed yet (running ones among them).</summary>
+    public async Task<IReadOnlyList<AuditInstance>> ListUnclosedInstancesAsync(CancellationToken cancellationToken = default)
+    {
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT instance, gateway, from_seq, closer FROM audit_instances WHERE closed_at_ms IS NULL ORDER BY started_at_ms, instance";
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var instances = new List<AuditInstance>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            instances.Add(new AuditInstance(reader.GetString(0), reader.GetString(1), AuditStore.ToInt64(reader.GetValue(2)), reader.IsDBNull(3) ? null : reader.GetString(3)));
+        }
+
+        return instances;
+    }
+
+    /// <summary>
+    /// Takes the right to close <paramref name="instance"/>'s open decisions for <paramref name="closer"/>: true for
+    /// exactly one caller, however many gateways try at once (one conditional UPDATE of the instance's row). A claim
+    /// held by <paramref name="replacing"/> (a closer that itself died before it finished) may be taken over.
+    /// </summary>
+    public async Task<bool> TryClaimInstanceAsync(string instance, string closer, string? replacing = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(instance);
+        ArgumentException.ThrowIfNullOrWhiteSpace(closer);
+        using var turn = await _database.EnterWriteAsync(cancellationToken);
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = replacing is null
+            ? "UPDATE audit_instances SET closer = @closer, claimed_at_ms = @at WHERE instance = @instance AND closed_at_ms IS NULL AND closer IS NULL"
+            : "UPDATE audit_instances SET closer = @closer, claimed_at_ms = @at WHERE instance = @instance AND closed_at_ms IS NULL AND closer = @replacing";
+        SqlDatabase.AddParameter(command, "@instance", instance);
+        SqlDatabase.AddParameter(command, "@closer", closer);
+        SqlDatabase.AddParameter(command, "@at", _time.GetUtcNow().ToUnixTimeMilliseconds());
+        if (replacing is not null)
+        {
+            SqlDatabase.AddParameter(command, "@replacing", replacing);
+        }
+
+        return await command.ExecuteNonQueryAsync(cancellationToken) == 1;
+    }
+
+    /// <summary>Records that <paramref name="closer"/>, holding the claim, closed every open decision of <paramref name="instance"/>.</summary>
+    public async Task MarkInstanceClosedAsync(string instance, string closer, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(instance);
+        using var turn = await _database.EnterWriteAsync(cancellationToken);
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "UPDATE audit_instances SET closed_at_ms = @at WHERE instance = @instance AND closer = @closer AND closed_at_ms IS NULL";
+        SqlDatabase.AddParameter(command, "@instance", instance);
+        SqlDatabase.AddParameter(command, "@closer", closer);
         SqlDatabase.AddParameter(command, "@at", _time.GetUtcNow().ToUnixTimeMilliseconds());
         await command.ExecuteNonQueryAsync(cancellationToken);
     }

@@ -83,6 +83,22 @@ internal static class AuditStore
         [
             "CREATE TABLE audit_outcomes_checked (gateway TEXT NOT NULL PRIMARY KEY, seq BIGINT NOT NULL, at_ms BIGINT NOT NULL)",
         ]),
+
+        // Per process of a cluster gateway (its silo address): the head when it started, and who closed its open
+        // decisions once membership declared it dead. The primary key is the claim: exactly one closer per instance.
+        new SqlMigration("audit-004-instances",
+        [
+            """
+            CREATE TABLE audit_instances (
+                instance TEXT NOT NULL PRIMARY KEY,
+                gateway TEXT NOT NULL,
+                from_seq BIGINT NOT NULL,
+                started_at_ms BIGINT NOT NULL,
+                closer TEXT,
+                claimed_at_ms BIGINT,
+                closed_at_ms BIGINT)
+            """,
+        ]),
     ];
 
     public static async Task<(long Sequence, string Hash)?> ReadHeadAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)

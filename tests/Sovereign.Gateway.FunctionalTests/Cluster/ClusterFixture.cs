@@ -176,6 +176,9 @@ public sealed class ClusterFixture : IAsyncLifetime
         // A killed node stays "recently reported" for the whole run, so a gateway finds it dead by its first failed
         // connection (what the failover test checks), never by the clock.
         environment["Sovereign__Cluster__NodeStaleSeconds"] = "3600";
+
+        // Members killed by a test are dead in membership from the start of their grace; no test stops one gracefully mid-request.
+        environment["Sovereign__Cluster__InterruptedGraceSeconds"] = "1";
         foreach (var (name, value) in extraEnvironment ?? new Dictionary<string, string>())
         {
             environment[name] = value;

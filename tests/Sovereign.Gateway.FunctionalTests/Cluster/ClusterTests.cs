@@ -4,6 +4,10 @@ using System.Text;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 using Sovereign.Cluster.Hosting;
 using Sovereign.Cluster.Security;
 using Sovereign.Gateway.ControlPlane;
@@ -389,6 +393,157 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         Assert.Contains(status.GetProperty("nodes").EnumerateArray(), n => n.GetProperty("id").GetString() == "node-sg" && n.GetProperty("health").GetString() == "up");
         var th = status.GetProperty("jurisdictions").EnumerateArray().Single(j => j.GetProperty("jurisdiction").GetString() == "TH");
         Assert.True(th.GetProperty("nodes_up").GetInt32() >= 1);
+    }
+
+    /// <summary>
+    /// A gateway process killed with SIGKILL in the middle of a stream (its client holds the first chunk) left the
+    /// request's decision open forever: a cluster gateway closed nothing (another live gateway may share its id). Now
+    /// the gateways that outlive it, and its own restart, all look once membership declares the process dead, and
+    /// exactly one of them closes the decision.
+    /// </summary>
+    [Fact]
+    public async Task GatewayKilledMidStream_ItsDecisionIsClosedOnce_ByTheGatewaysThatOutliveIt()
+    {
+        await using var engine = await HeldEngine.StartAsync();
+        const string Model = "held-th";
+        var fronting = new Dictionary<string, string> { ["Sovereign__Engines__0__BaseUrl"] = engine.BaseUrl, ["Sovereign__Engines__0__Models__0__Id"] = Model };
+        var doomed = cluster.Start("gateway-held", "all", "TH", withModel: false, extraEnvironment: fronting);
+        await ClusterFixture.WaitReadyAsync(doomed);
+        var (tenant, key) = await NewTenantWithIdAsync(["TH"], null);
+        string requestId;
+        using (var client = doomed.Client(key))
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+            {
+                Content = Json($$"""{"model":"{{Model}}","stream":true,"messages":[{"role":"user","content":"Hello"}]}"""),
+            };
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            if (response.StatusCode != HttpStatusCode.OK)
+            {
+                // Only then: a 200's body is the held stream, which never ends.
+                Assert.Fail($"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}\n{doomed.Output}");
+            }
+
+            requestId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+            using var body = new StreamReader(await response.Content.ReadAsStreamAsync());
+            Assert.StartsWith("data: ", await body.ReadLineAsync());
+
+            // The first chunk reached the client: the request is mid-stream, its decision committed.
+            doomed.Stop();
+        }
+
+        // Its restart (same id and data directory, a new silo) looks too: three gateways race for one decision.
+        var restarted = cluster.Start("gateway-held", "all", "TH", withModel: false, extraEnvironment: fronting);
+        try
+        {
+            await ClusterFixture.WaitReadyAsync(restarted);
+            var instance = await ClosedInstanceAsync(requestId);
+            using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+            var entries = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/audit?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray()
+                .Where(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == requestId).ToList();
+            Assert.Equal(["inference.allowed", "inference.interrupted"], entries.Select(e => e.GetProperty("action").GetString()));
+            var closed = entries[1];
+            Assert.Equal("gateway-held", closed.GetProperty("gateway").GetString());
+            Assert.Equal(instance, closed.GetProperty("details").GetProperty("instance").GetString());
+            Assert.Contains(closed.GetProperty("details").GetProperty("closed_by").GetString(), new[] { "gateway-th", "gateway-sg", "gateway-held" });
+            Assert.Equal(JsonValueKind.Null, closed.GetProperty("completion_tokens").ValueKind);
+            var usage = Assert.Single(JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/usage?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray());
+            Assert.Equal((1, 0), (usage.GetProperty("requests").GetInt32(), usage.GetProperty("completed").GetInt32()));
+            var verify = await ClusterFixture.Expect(admin.PostAsync("/admin/v1/audit/verify", null), 200);
+            Assert.True(verify.GetProperty("valid").GetBoolean(), verify.ToString());
+        }
+        finally
+        {
+            restarted.Stop();
+        }
+    }
+
+    /// <summary>
+    /// A gateway whose witness (the last head it signed) the shared log no longer holds: the log was rewritten. A
+    /// single server stops at start with exit 3 (event 9002); a cluster gateway opened its audit log only at its first
+    /// request, so it started and answered each request 503. It now opens the log before it listens, as a single server.
+    /// </summary>
+    [Fact]
+    public async Task GatewayWhoseWitnessTheLogNoLongerHolds_RefusesToStart_WithExit3()
+    {
+        using (var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken))
+        {
+            await ClusterFixture.Expect(admin.PostAsync("/admin/v1/audit/verify", null), 200); // the log has entries
+        }
+
+        var data = Directory.CreateDirectory(Path.Combine(Path.GetDirectoryName(cluster.GatewayTh.DataDirectory)!, "gateway-witness")).FullName;
+        Residency.Audit.AuditWitness.Write(Path.Combine(data, Residency.Audit.AuditWitness.FileName),
+            new Residency.Audit.AuditWitnessHead(1, new string('a', 64), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), "key"));
+        var gateway = cluster.Start("gateway-witness", "gateway", "TH", withModel: false);
+        try
+        {
+            using var exited = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+            await gateway.Process.WaitForExitAsync(exited.Token);
+            Assert.True(gateway.Process.ExitCode == 3, $"exit {gateway.Process.ExitCode}:\n{gateway.Output}");
+            Assert.Contains("entry 1 has hash", gateway.Output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            gateway.Stop();
+        }
+    }
+
+    /// <summary>
+    /// Waits until a gateway has closed the process that decided <paramref name="requestId"/> (its row in
+    /// <c>audit_instances</c> marked closed: no gateway claims it after that) and returns the process's id.
+    /// </summary>
+    private async Task<string> ClosedInstanceAsync(string requestId)
+    {
+        await using var connection = new Npgsql.NpgsqlConnection(cluster.DatabaseConnectionString);
+        await connection.OpenAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        while (true)
+        {
+            await using var command = new Npgsql.NpgsqlCommand(
+                "SELECT i.instance FROM audit_instances i JOIN audit_entries e ON e.details LIKE '%' || i.instance || '%' " +
+                "WHERE e.action = 'inference.allowed' AND e.details LIKE @request AND i.closed_at_ms IS NOT NULL", connection);
+            command.Parameters.AddWithValue("request", $"%\"{requestId}\"%");
+            if (await command.ExecuteScalarAsync(timeout.Token) is string instance)
+            {
+                return instance;
+            }
+
+            await Task.Delay(500, timeout.Token);
+        }
+    }
+
+    /// <summary>A chat engine that sends one chunk of a stream and then holds it until disposed.</summary>
+    private sealed class HeldEngine : IAsyncDisposable
+    {
+        private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private WebApplication _app = null!;
+
+        public string BaseUrl => _app.Urls.First();
+
+        public static async Task<HeldEngine> StartAsync()
+        {
+            var engine = new HeldEngine();
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.WebHost.UseUrls("http://127.0.0.1:0");
+            builder.Logging.ClearProviders();
+            engine._app = builder.Build();
+            engine._app.MapPost("/v1/chat/completions", async (HttpContext context) =>
+            {
+                context.Response.ContentType = "text/event-stream";
+                await context.Response.WriteAsync(
+                    """data: {"id":"chatcmpl-held","object":"chat.completion.chunk","created":1,"model":"held","choices":[{"index":0,"delta":{"role":"assistant","content":"Hello"},"finish_reason":null}]}""" + "\n\n");
+                await context.Response.Body.FlushAsync();
+                await engine._release.Task.WaitAsync(context.RequestAborted);
+            });
+            await engine._app.StartAsync();
+            return engine;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _release.TrySetResult();
+            await _app.DisposeAsync();
+        }
     }
 
     [Fact]
