@@ -231,7 +231,10 @@ internal static class AuditCommand
 
             // The same path as the server's scheduled retention (Sovereign:Audit:Archive), under the same database-wide lock.
             using var key = OperatorSigningKey.LoadOrCreate(keyFile);
-            var outcome = await AuditArchive.ArchiveToFileAsync(db, key, end, file.FullName, cancellationToken: ct);
+            // The last head a server signed with this key (its witness beside the key): an archive signs too, so a log
+            // rewritten since is refused (exit 3) before anything is written or removed.
+            var witness = AuditWitness.Read(Path.Combine(directory, AuditWitness.FileName));
+            var outcome = await AuditArchive.ArchiveToFileAsync(db, key, end, file.FullName, witness, cancellationToken: ct);
             switch (outcome.Status)
             {
                 case AuditArchiveFileStatus.Busy:

@@ -72,7 +72,9 @@ internal sealed class AuditRetention(
         try
         {
             System.IO.Directory.CreateDirectory(directory);
-            var outcome = await AuditArchive.ArchiveToFileAsync(database.Value, signingKey.Value, cutoff, FreeFileName(directory, cutoff), time, cancellationToken);
+            // This server's witness: a log rewritten since it last signed is refused (event 4202), nothing archived or removed.
+            var witness = AuditWitness.Read(Path.Combine(options.Value.ResolvedDataDirectory, AuditWitness.FileName));
+            var outcome = await AuditArchive.ArchiveToFileAsync(database.Value, signingKey.Value, cutoff, FreeFileName(directory, cutoff), witness, time, cancellationToken);
             switch (outcome.Status)
             {
                 case AuditArchiveFileStatus.Archived:

@@ -59,9 +59,14 @@ public static class AuditArchive
     /// could leave the database (none before the time, or only the newest, which always stays) no file is written.
     /// </summary>
     /// <exception cref="IOException">The file exists already, or could not be written (nothing was removed; a partly written file is deleted).</exception>
-    /// <exception cref="AuditIntegrityException">The stored chain does not verify (nothing was removed).</exception>
+    /// <remarks>
+    /// With <paramref name="witness"/> (the last head this signer signed, <see cref="AuditWitness"/>), a log that no
+    /// longer holds it is refused before anything is written, signed or removed: the archive signs a checkpoint and an
+    /// archive record, which must not vouch for a tail rewritten after the newest checkpoints were deleted.
+    /// </remarks>
+    /// <exception cref="AuditIntegrityException">The stored chain does not verify, or no longer holds <paramref name="witness"/> (nothing was removed).</exception>
     public static async Task<AuditArchiveFileOutcome> ArchiveToFileAsync(SqlDatabase database, OperatorSigningKey signingKey, DateTimeOffset before, string path,
-        TimeProvider? timeProvider = null, CancellationToken cancellationToken = default)
+        AuditWitnessHead? witness = null, TimeProvider? timeProvider = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(database);
         ArgumentNullException.ThrowIfNull(signingKey);
@@ -92,7 +97,7 @@ public static class AuditArchive
         {
             await using (stream)
             {
-                summary = await WriteAsync(database, signingKey, before, stream, cancellationToken);
+                summary = await AuditExport.WriteAsync(database, signingKey, tenant: null, DateTimeOffset.UnixEpoch, before, stream, witness, cancellationToken);
                 stream.Flush(flushToDisk: true);
             }
         }

@@ -51,6 +51,28 @@ public sealed class AuditWitnessTests
         Assert.Equal(0L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_checkpoints WHERE seq > 40"));
     }
 
+    /// <summary>
+    /// The archive signs a checkpoint at the end of its file and an archive record: it archived (and removed) a
+    /// rewritten tail under fresh signatures, the witness unread, so the rewrite then verified as trusted.
+    /// </summary>
+    [Fact]
+    public async Task ArchiveToFileAsync_TailRewrittenAfterCheckpointsDeleted_RefusesAndRemovesNothing()
+    {
+        await using var context = AuditTestContext.Create();
+        var witnessPath = Path.Combine(context.Directory, AuditWitness.FileName);
+        var entries = await SeedAsync(context, witnessPath);
+        await RewriteTailAsync(context, entries);
+        var path = Path.Combine(context.Directory, "archive.jsonl");
+
+        var refused = await Assert.ThrowsAsync<AuditIntegrityException>(() =>
+            AuditArchive.ArchiveToFileAsync(context.Database, context.Key, DateTimeOffset.MaxValue, path, AuditWitness.Read(witnessPath)));
+        Assert.Contains("entry 50 has hash", refused.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(path));
+        Assert.Equal(50L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_entries"));
+        Assert.Equal(0L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_archives"));
+        Assert.Equal(0L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_checkpoints WHERE seq > 40"));
+    }
+
     [Fact]
     public async Task OpenAsync_TailRemovedBelowTheWitness_Refuses()
     {
