@@ -97,6 +97,10 @@ public static class ClusterHostingExtensions
             });
         });
         builder.Services.TryAddSingleton(TimeProvider.System);
+
+        // After the silo (registered above), which creates the table it reads.
+        builder.Services.TryAddSingleton<MembershipTableWatch>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<MembershipTableWatch>());
         builder.Services.Configure<GatewayOnlyGrains>(o => o.Classes.UnionWith([typeof(TenantGrain), typeof(ApiKeyGrain), typeof(NodeRegistryGrain), typeof(PriceBookGrain)]));
         builder.Services.AddOptions<TenantMoneyOptions>()
             .Bind(builder.Configuration.GetSection("Sovereign:Metering"))

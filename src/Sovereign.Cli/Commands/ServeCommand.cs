@@ -236,6 +236,12 @@ internal static partial class ServeCommand
         await using (app)
         {
             await app.WaitForShutdownAsync(cancellationToken);
+            if (app.Services.GetService<Cluster.Hosting.MembershipTableWatch>() is { StoppedForLostTable: true })
+            {
+                // Not a clean stop: the supervisor (systemd's Restart=on-failure, compose's restart policy) starts it again.
+                await Console.Error.WriteLineAsync("sovereign serve: stopped: the cluster's membership table in Redis is gone (Redis restarted empty); start this member again to join a new one.");
+                return Cluster.Hosting.MembershipTableWatch.LostTableExitCode;
+            }
         }
 
         return 0;

@@ -69,6 +69,14 @@ public sealed class SovereignClusterOptions
     public double InterruptedGraceSeconds { get; set; } = 60;
 
     /// <summary>
+    /// Seconds a member goes on after it finds the cluster's membership table gone from a Redis that answers (Redis
+    /// restarted empty) before it stops so that its supervisor starts it again (<c>serve</c> exits 75), default 30:
+    /// Orleans creates the table only when a member starts, and until then every request is answered 503. 0: never
+    /// stop (it is reported on <c>/ready</c> and in <c>cluster status</c>; restart the members by hand).
+    /// </summary>
+    public double MembershipLostExitSeconds { get; set; } = 30;
+
+    /// <summary>
     /// Seconds a starting member keeps trying to reach the cluster's members (default 300) before it gives up and stops:
     /// a member whose certificate the cluster does not accept never becomes active and exits after this.
     /// </summary>
@@ -186,6 +194,11 @@ public sealed class SovereignClusterOptions
         if (DeviceClass is not null && !IsScopeName(DeviceClass))
         {
             yield return "Sovereign:Cluster:DeviceClass must be 1 to 64 letters, digits, '.', '_' or '-'.";
+        }
+
+        if (!(MembershipLostExitSeconds >= 0))
+        {
+            yield return "Sovereign:Cluster:MembershipLostExitSeconds must be 0 (never stop) or more.";
         }
 
         if (!(InterruptedGraceSeconds >= 0))

@@ -36,7 +36,14 @@ internal static class ClusterStatusApi
             // The whole status was a 500 then, just when the operator needed it to see what still runs. A Redis back but
             // empty (restarted without persistence) has no table at all, which Orleans reports with its own exception.
             var cause = ex is Orleans.Clustering.Redis.RedisClusteringException ? ex.Message.TrimEnd('.') : ex.GetType().Name;
-            membershipError = $"The cluster's membership table (Sovereign:Cluster:Redis) could not be read: {cause}. Members are shown as this gateway last saw them.";
+            membershipError = ex is Orleans.Clustering.Redis.RedisClusteringException lost && MembershipTableWatch.IsLost(lost)
+                ? $"The cluster's membership table (Sovereign:Cluster:Redis) is gone: {cause}. Redis restarted empty, or the key was deleted; "
+                    + "Orleans creates the table again only when a member starts, and every request is answered 503 until then: "
+                    + (cluster.Value.MembershipLostExitSeconds > 0
+                        ? $"each member stops {cluster.Value.MembershipLostExitSeconds:0.#} s after it sees this (exit 75) for its supervisor to start it again."
+                        : "restart every member, gateways first.")
+                    + " Members are shown as this gateway last saw them."
+                : $"The cluster's membership table (Sovereign:Cluster:Redis) could not be read: {cause}. Members are shown as this gateway last saw them.";
             members = [.. membership.CurrentSnapshot.Members.Values
                 .Where(m => m.Status != SiloStatus.Dead)
                 .OrderBy(m => m.Name, StringComparer.Ordinal)

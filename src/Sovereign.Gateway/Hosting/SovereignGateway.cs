@@ -109,9 +109,13 @@ public static class SovereignGateway
         v1.MapTenantSelfApi();
         app.MapSovereignConsole();
         app.MapGet("/health", () => TypedResults.Json(new { status = "ok" }));
-        app.MapGet("/ready", (ModelCatalog catalog) => catalog.IsReady
-            ? Results.Json(new { status = "ready", models = catalog.All.Select(m => m.Id) })
-            : Results.Json(new { status = "loading" }, statusCode: StatusCodes.Status503ServiceUnavailable));
+        app.MapGet("/ready", (ModelCatalog catalog, IServiceProvider services) =>
+            // A cluster whose membership table is gone answers every request 503 until its members restart: not ready.
+            services.GetService<Cluster.Hosting.MembershipTableWatch>() is { State: Cluster.Hosting.MembershipTableState.Lost } watch
+                ? Results.Json(new { status = "membership_lost", error = watch.Problem }, statusCode: StatusCodes.Status503ServiceUnavailable)
+                : catalog.IsReady
+                ? Results.Json(new { status = "ready", models = catalog.All.Select(m => m.Id) })
+                : Results.Json(new { status = "loading" }, statusCode: StatusCodes.Status503ServiceUnavailable));
 
         // Metrics name tenants, spend and remaining budgets: only the operator may scrape them.
         app.MapPrometheusScrapingEndpoint("/metrics", meterProvider: null, configureBranchedPipeline: RequireOperatorToken, optionsName: null);
