@@ -84,6 +84,7 @@ public sealed partial class MembershipTableWatch(
                     _ = Task.Run(async () =>
                     {
                         await Task.Delay(drain + TimeSpan.FromSeconds(5), time, CancellationToken.None);
+                        await ForgetOwnActivationsAsync();
                         LogExitingNow(logger);
                         await Task.Delay(TimeSpan.FromSeconds(1), time, CancellationToken.None); // the console logger writes on its own thread
                         ExitNow(LostTableExitCode);
@@ -144,6 +145,59 @@ public sealed partial class MembershipTableWatch(
         return found;
     }
 
+    /// <summary>
+    /// Removes the grain directory's entries (in Redis too) that name this silo, which registered them after Redis came
+    /// back empty: the new membership table never lists this silo, so Orleans never takes it for dead, and a member
+    /// started again sent those grains' calls to it for minutes (503 <c>cluster_unavailable</c>). Each entry is removed
+    /// only if it still holds what was read; nothing that names another silo is touched.
+    /// </summary>
+    private async Task ForgetOwnActivationsAsync()
+    {
+        try
+        {
+            if (services.GetService<ILocalSiloDetails>()?.SiloAddress is not { } silo || options.Value.Redis is not { } address)
+            {
+                return;
+            }
+
+            await using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(address);
+            var database = redis.GetDatabase();
+            var removed = 0;
+            foreach (var endpoint in redis.GetEndPoints())
+            {
+                var server = redis.GetServer(endpoint);
+                if (server.IsReplica)
+                {
+                    continue;
+                }
+
+                await foreach (var key in server.KeysAsync(database.Database, $"{options.Value.ClusterId}/directory/*"))
+                {
+                    if ((string?)await database.StringGetAsync(key) is { } entry && NamesSilo(entry, silo))
+                    {
+                        var deleted = await database.ScriptEvaluateAsync(
+                            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", [key], [entry]);
+                        removed += (int)deleted;
+                    }
+                }
+            }
+
+            LogForgotActivations(logger, removed);
+        }
+        catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException or System.Text.Json.JsonException)
+        {
+            LogForgetActivationsFailed(logger, ex);
+        }
+    }
+
+    /// <summary>Whether a directory entry (Orleans' <c>GrainAddress</c> as JSON) places its grain on <paramref name="silo"/>.</summary>
+    internal static bool NamesSilo(string entry, SiloAddress silo)
+    {
+        using var document = System.Text.Json.JsonDocument.Parse(entry);
+        return document.RootElement.TryGetProperty("SiloAddress", out var named) && named.ValueKind == System.Text.Json.JsonValueKind.String
+            && (named.GetString() == silo.ToParsableString() || named.GetString() == silo.ToString());
+    }
+
     /// <summary>The exit status of a member stopped for a lost table (EX_TEMPFAIL: start it again).</summary>
     public const int LostTableExitCode = 75;
 
@@ -178,6 +232,14 @@ public sealed partial class MembershipTableWatch(
     [LoggerMessage(EventId = 3054, EventName = "MembershipTableLostExiting", Level = LogLevel.Critical,
         Message = "Orleans has not stopped within the host's shutdown timeout (it waits on the lost membership table): exiting now with status 75")]
     private static partial void LogExitingNow(ILogger logger);
+
+    [LoggerMessage(EventId = 3055, EventName = "MembershipTableLostDirectoryCleared", Level = LogLevel.Information,
+        Message = "Removed {Count} grain directory entries that placed grains on this member, so that the members started again do not wait for it")]
+    private static partial void LogForgotActivations(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 3056, EventName = "MembershipTableLostDirectoryNotCleared", Level = LogLevel.Warning,
+        Message = "The grain directory's entries naming this member could not be removed: members started again may answer 503 for its grains until those entries go")]
+    private static partial void LogForgetActivationsFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 3052, EventName = "MembershipTableUnreadable", Level = LogLevel.Warning, Message = "{Problem} Members keep their last view until it reads again")]
     private static partial void LogTableUnreadable(ILogger logger, string problem);
