@@ -21,6 +21,20 @@ public abstract class PreparedStatement : IDisposable
 
     public abstract void Set(int position, long value);
 
+    public abstract void Set(int position, double value);
+
+    public void Set(int position, double? value)
+    {
+        if (value is { } v)
+        {
+            Set(position, v);
+        }
+        else
+        {
+            Set(position, (string?)null);
+        }
+    }
+
     public void Set(int position, long? value)
     {
         if (value is { } v)
@@ -104,6 +118,9 @@ public abstract class PreparedStatement : IDisposable
         public override void Set(int position, long value) =>
             SqliteException.ThrowExceptionForRC(raw.sqlite3_bind_int64(_statement, _indexes[position], value), _db);
 
+        public override void Set(int position, double value) =>
+            SqliteException.ThrowExceptionForRC(raw.sqlite3_bind_double(_statement, _indexes[position], value), _db);
+
         public override ValueTask<int> ExecuteAsync(DbTransaction transaction)
         {
             var rc = raw.sqlite3_step(_statement);
@@ -136,6 +153,8 @@ public abstract class PreparedStatement : IDisposable
         public override void Set(int position, string? value) => _command.Parameters[position].Value = (object?)value ?? DBNull.Value;
 
         public override void Set(int position, long value) => _command.Parameters[position].Value = value;
+
+        public override void Set(int position, double value) => _command.Parameters[position].Value = value;
 
         public override async ValueTask<int> ExecuteAsync(DbTransaction transaction)
         {

@@ -21,10 +21,22 @@ internal static class MeteringCommands
         var pool = new Option<string?>("--pool") { Description = "Only usage served in this pool." };
         var key = new Option<string?>("--key") { Description = "Only usage of this API key id (as 'keys list' shows it)." };
         var groupBy = new Option<string>("--group-by") { Description = "Comma-separated: day, model, jurisdiction, tenant, pool, device_class, key.", DefaultValueFactory = _ => "tenant,model,day,jurisdiction,pool,device_class" };
-        var command = new Command("usage", "Show usage and cost by tenant, model, day, jurisdiction, pool, device class and API key.") { tenant, model, pool, key, from, to, groupBy };
+        var request = new Option<string?>("--request") { Description = "One request's usage record, by its id (x-sovereign-audit-id): tokens counted and billed, and why." };
+        var command = new Command("usage", "Show usage and cost by tenant, model, day, jurisdiction, pool, device class and API key.") { tenant, model, pool, key, from, to, groupBy, request };
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
+            if (result.GetValue(request) is { } requestId)
+            {
+                var record = await connection.SendAsync(result, HttpMethod.Get, "/admin/v1/usage/" + AdminConnection.Segment(requestId), null, ct);
+                if (!connection.PrintJson(result, record))
+                {
+                    PrintRecord(record);
+                }
+
+                return;
+            }
+
             var query = new List<string> { "group_by=" + Uri.EscapeDataString(result.GetValue(groupBy)!) };
             Add(query, "tenant", result.GetValue(tenant));
             Add(query, "model", result.GetValue(model));
@@ -38,9 +50,10 @@ internal static class MeteringCommands
                 return;
             }
 
+            // "waived": tokens counted but not billed (the language tax waived), prompt/completion; billed = counted less these.
             // The key column only when asked for: most reports are per tenant, and the table is already wide.
             var byKey = result.GetValue(groupBy)!.Split(',', StringSplitOptions.TrimEntries).Contains("key", StringComparer.OrdinalIgnoreCase);
-            var table = new Table().AddColumns(["day", "tenant", .. byKey ? ["key"] : Array.Empty<string>(), "model", "jurisdiction", "pool", "device", "requests", "refused", "prompt", "completion", "compute s", "cost"]);
+            var table = new Table().AddColumns(["day", "tenant", .. byKey ? ["key"] : Array.Empty<string>(), "model", "jurisdiction", "pool", "device", "requests", "refused", "prompt", "completion", "waived", "compute s", "cost"]);
             foreach (var row in json.GetProperty("data").EnumerateArray())
             {
                 table.AddRow([
@@ -48,12 +61,43 @@ internal static class MeteringCommands
                     TenantsCommand.Text(row, "model"), TenantsCommand.Text(row, "jurisdiction"),
                     TenantsCommand.Text(row, "pool"), TenantsCommand.Text(row, "device_class"),
                     TenantsCommand.Text(row, "requests"), TenantsCommand.Text(row, "refused"), TenantsCommand.Text(row, "prompt_tokens"), TenantsCommand.Text(row, "completion_tokens"),
+                    TenantsCommand.Text(row, "waived_prompt_tokens") + "/" + TenantsCommand.Text(row, "waived_completion_tokens"),
                     Number(row, "compute_seconds"), Number(row, "cost") + " " + TenantsCommand.Text(row, "currency")]);
             }
 
             AnsiConsole.Write(table);
         }));
         return command;
+    }
+
+    /// <summary>One usage record: what was counted, what was billed, and the basis of a waiver (or that there was none).</summary>
+    private static void PrintRecord(JsonElement record)
+    {
+        var table = new Table().AddColumns("field", "value");
+        foreach (var name in (string[])["request_id", "tenant", "key_id", "model", "node", "jurisdiction", "pool", "language", "outcome", "refusal_code"])
+        {
+            table.AddRow(name, TenantsCommand.Text(record, name));
+        }
+
+        table.AddRow("prompt tokens", $"{TenantsCommand.Text(record, "prompt_tokens")} counted, {TenantsCommand.Text(record, "billed_prompt_tokens")} billed");
+        table.AddRow("completion tokens", $"{TenantsCommand.Text(record, "completion_tokens")} counted, {TenantsCommand.Text(record, "billed_completion_tokens")} billed");
+        if (record.GetProperty("character_equivalent") is { ValueKind: JsonValueKind.Object } basis)
+        {
+            string Letters(string part) =>
+                $"{TenantsCommand.Text(basis.GetProperty(part), "language_letters")}/{TenantsCommand.Text(basis.GetProperty(part), "letters")} letters in the language";
+            table.AddRow("billed as",
+                $"character-equivalent: {TenantsCommand.Text(basis, "language")} at ratio {TenantsCommand.Text(basis, "ratio_to_english")} to English ({TenantsCommand.Text(basis, "basis")})");
+            table.AddRow("prompt basis", Letters("prompt"));
+            table.AddRow("completion basis", Letters("completion"));
+        }
+        else
+        {
+            table.AddRow("billed as", "per token, as counted");
+        }
+
+        table.AddRow("compute s", Number(record, "compute_seconds"));
+        table.AddRow("cost", Number(record, "cost") + " " + TenantsCommand.Text(record, "currency") + " (" + TenantsCommand.Text(record, "price_version") + ")");
+        AnsiConsole.Write(table);
     }
 
     private static Command Invoice()

@@ -113,8 +113,10 @@ public static class MeteringApi
         admin.MapGet("/tenants/{id}/limits", GetLimits);
         admin.MapPut("/tenants/{id}/limits", PutLimits);
         admin.MapGet("/usage", AdminUsage).Takes(["tenant", .. UsageParameters]);
+        admin.MapGet("/usage/{requestId}", AdminUsageRecord);
         admin.MapGet("/tenants/{id}/invoice", Invoice).Takes("format", "from", "to", "currency");
         v1.MapGet("/usage", TenantUsage).Takes(UsageParameters);
+        v1.MapGet("/usage/{requestId}", TenantUsageRecord);
     }
 
     private static readonly string[] UsageParameters = ["from", "to", "group_by", "model", "jurisdiction", "pool", "key_id"];
@@ -586,6 +588,32 @@ public static class MeteringApi
         return Json(new { @object = "list", data = (await ledger.QueryUsageAsync(ParseQuery(context, caller.TenantId), context.RequestAborted)).Select(UsageJson) });
     }
 
+    /// <summary>One request's usage record, with the basis it was billed on (the operator's view: any tenant's).</summary>
+    private static async Task<IResult> AdminUsageRecord(string requestId, HttpContext context, UsageLedger ledger) =>
+        Json(UsageRecordJson(await ledger.GetAsync(requestId, context.RequestAborted) ?? throw RecordNotFound(requestId)));
+
+    /// <summary>
+    /// One of the caller's own requests, by the id its answer carried (<c>x-sovereign-audit-id</c>): what was counted,
+    /// what was billed and why. Another tenant's request is a 404, as a missing one is (no probing of ids).
+    /// </summary>
+    private static async Task<IResult> TenantUsageRecord(string requestId, HttpContext context, InferenceRouter router, UsageLedger ledger)
+    {
+        var caller = await router.AuthenticateAsync(context);
+        if (caller.IsAnonymous)
+        {
+            throw new OpenAIException(StatusCodes.Status403Forbidden, "Usage is per tenant: use a tenant API key.", "permission_error", null, "tenant_key_required");
+        }
+
+        var record = await ledger.GetAsync(requestId, context.RequestAborted);
+        return record is not null && string.Equals(record.Tenant, caller.TenantId, StringComparison.Ordinal)
+            ? Json(UsageRecordJson(record))
+            : throw RecordNotFound(requestId);
+    }
+
+    private static OpenAIException RecordNotFound(string requestId) => new(StatusCodes.Status404NotFound,
+        $"No usage record for request '{RequestReader.Shorten(requestId)}' (records older than the ledger's retention are purged; usage totals keep them).",
+        "invalid_request_error", "request_id", "usage_record_not_found");
+
     private static async Task<IResult> Invoice(string id, HttpContext context, UsageLedger ledger, IGrainFactory grains, PriceBookProvider prices)
     {
         var tenant = await grains.GetGrain<ITenantGrain>(id).GetAsync() ?? throw NotFound(id);
@@ -753,5 +781,51 @@ public static class MeteringApi
         completion_tokens = r.CompletionTokens,
         compute_seconds = r.ComputeSeconds,
         cost = r.Cost,
+        waived_requests = r.WaivedRequests,
+        waived_prompt_tokens = r.WaivedPromptTokens,
+        waived_completion_tokens = r.WaivedCompletionTokens,
+        billed_prompt_tokens = r.PromptTokens - r.WaivedPromptTokens,
+        billed_completion_tokens = r.CompletionTokens - r.WaivedCompletionTokens,
+    };
+
+    /// <summary>
+    /// A usage record as the API shows it: counted and billed tokens, and the basis of a bill per character-equivalent
+    /// (null: billed per token as counted), from which the billed tokens are recomputed:
+    /// <c>ceil(tokens / (1 + language_letters/letters × (ratio_to_english − 1)))</c>, prompt and completion each on its own letters.
+    /// </summary>
+    internal static object UsageRecordJson(UsageRecord r) => new
+    {
+        @object = "usage.record",
+        request_id = r.RequestId,
+        created_at = r.Timestamp.ToUnixTimeSeconds(),
+        tenant = r.Tenant,
+        key_id = r.KeyId,
+        model = r.Model,
+        node = r.Node,
+        jurisdiction = r.Jurisdiction,
+        pool = r.Pool,
+        device_class = r.DeviceClass,
+        language = r.Language,
+        outcome = r.Outcome.ToString().ToLowerInvariant(),
+        refusal_code = r.RefusalCode,
+        prompt_tokens = r.PromptTokens,
+        cached_tokens = r.CachedTokens,
+        completion_tokens = r.CompletionTokens,
+        billed_prompt_tokens = r.PromptTokens - r.WaivedPromptTokens,
+        billed_completion_tokens = r.CompletionTokens - r.WaivedCompletionTokens,
+        waived_prompt_tokens = r.WaivedPromptTokens,
+        waived_completion_tokens = r.WaivedCompletionTokens,
+        character_equivalent = r.CharacterEquivalent is { } b ? new
+        {
+            language = b.Language,
+            ratio_to_english = b.RatioToEnglish,
+            basis = b.Method,
+            prompt = new { language_letters = b.LanguageLetters, letters = b.PromptLetters, share = Math.Round(b.Share, 4), effective_ratio = b.EffectiveRatio },
+            completion = new { language_letters = b.CompletionLanguageLetters, letters = b.CompletionLetters, share = Math.Round(b.CompletionShare, 4), effective_ratio = b.CompletionEffectiveRatio },
+        } : null,
+        compute_seconds = r.ComputeSeconds,
+        cost = r.Cost,
+        currency = r.Currency,
+        price_version = r.PriceVersion,
     };
 }

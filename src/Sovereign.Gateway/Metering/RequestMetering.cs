@@ -300,7 +300,15 @@ public sealed class RequestMetering
         var cost = ticket.Price is null ? 0m : CostCalculator.Cost(ticket.Price, billedPrompt, billedCompletion, computeSeconds, billedCached);
         // A refused record needs its rule; a refusal after admission without one (an unexpected error) says so.
         var code = outcome == UsageOutcome.Refused ? refusalCode ?? "refused_after_admission" : null;
-        var record = UsageRecordOf(routed, ticket, promptTokens, completionTokens, timing, outcome, code, cost, cachedTokens) with { ComputeSeconds = computeSeconds };
+        var record = UsageRecordOf(routed, ticket, promptTokens, completionTokens, timing, outcome, code, cost, cachedTokens) with
+        {
+            ComputeSeconds = computeSeconds,
+
+            // Why the bill is what it is, on the record the invoice sums: the basis and the tokens it did not bill.
+            CharacterEquivalent = basis,
+            WaivedPromptTokens = promptTokens - billedPrompt,
+            WaivedCompletionTokens = completionTokens - billedCompletion,
+        };
         if (auditOutcome is null)
         {
             await _ledger.AppendAsync(record);

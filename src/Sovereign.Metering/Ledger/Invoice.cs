@@ -9,7 +9,17 @@ namespace Sovereign.Metering.Ledger;
 /// <param name="Amount">The sum of the records' costs (exact to 1e-6).</param>
 /// <param name="Pool">The pool the work ran in (null for usage before pools, or refused before routing).</param>
 /// <param name="DeviceClass">The device class it ran on (null where <paramref name="Pool"/> is).</param>
-public sealed record InvoiceLine(string Model, long Requests, long InputTokens, long OutputTokens, decimal ComputeSeconds, decimal Amount, string? Pool = null, string? DeviceClass = null);
+/// <param name="WaivedInputTokens">Prompt tokens counted but not billed: the language tax waived (billed = input less these).</param>
+/// <param name="WaivedOutputTokens">Completion tokens counted but not billed, likewise.</param>
+public sealed record InvoiceLine(string Model, long Requests, long InputTokens, long OutputTokens, decimal ComputeSeconds, decimal Amount, string? Pool = null, string? DeviceClass = null,
+    long WaivedInputTokens = 0, long WaivedOutputTokens = 0)
+{
+    /// <summary>Prompt tokens billed.</summary>
+    public long BilledInputTokens => InputTokens - WaivedInputTokens;
+
+    /// <summary>Completion tokens billed.</summary>
+    public long BilledOutputTokens => OutputTokens - WaivedOutputTokens;
+}
 
 /// <summary>
 /// A tenant's bill for [<see cref="PeriodFrom"/>, <see cref="PeriodTo"/>) in one currency. <see cref="Total"/> is the

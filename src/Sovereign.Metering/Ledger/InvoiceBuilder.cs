@@ -56,7 +56,7 @@ public sealed class InvoiceBuilder
             .OrderBy(r => r.Model, StringComparer.Ordinal)
             .ThenBy(r => r.Pool ?? string.Empty, StringComparer.Ordinal)
             .ThenBy(r => r.DeviceClass ?? string.Empty, StringComparer.Ordinal)
-            .Select(r => new InvoiceLine(r.Model!, r.Requests, r.PromptTokens, r.CompletionTokens, r.ComputeSeconds, r.Cost, r.Pool, r.DeviceClass))
+            .Select(r => new InvoiceLine(r.Model!, r.Requests, r.PromptTokens, r.CompletionTokens, r.ComputeSeconds, r.Cost, r.Pool, r.DeviceClass, r.WaivedPromptTokens, r.WaivedCompletionTokens))
             .ToList();
         return new Invoice
         {

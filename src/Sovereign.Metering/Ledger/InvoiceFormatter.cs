@@ -11,12 +11,14 @@ namespace Sovereign.Metering.Ledger;
 public static class InvoiceFormatter
 {
     /// <summary>The CSV columns, in order.</summary>
-    public const string CsvHeader = "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class";
+    public const string CsvHeader = "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class," +
+        "waived_input_tokens,waived_output_tokens";
 
     /// <summary>
     /// RFC 4180 CSV: the header, one row per line, then a row with model <c>TOTAL</c> whose counts and amount are the
-    /// sums. Line ends are CRLF. Pool and device class come last, so readers of the older layout still find their
-    /// columns; usage without a pool (recorded before pools) has them empty.
+    /// sums. Line ends are CRLF. Pool and device class come after the older layout's columns, and the tokens the
+    /// language tax's waiver did not bill last (billed = input or output less these), so readers of an older layout
+    /// still find their columns; usage without a pool (recorded before pools) has them empty.
     /// </summary>
     public static string ToCsv(Invoice invoice)
     {
@@ -24,15 +26,21 @@ public static class InvoiceFormatter
         var csv = new StringBuilder().Append(CsvHeader).Append("\r\n");
         foreach (var line in invoice.Lines)
         {
-            AppendRow(csv, invoice, line.Model, line.Pool, line.DeviceClass, line.Requests, line.InputTokens, line.OutputTokens, line.ComputeSeconds, line.Amount);
+            AppendRow(csv, invoice, line.Model, line.Pool, line.DeviceClass, line.Requests, line.InputTokens, line.OutputTokens, line.ComputeSeconds, line.Amount,
+                line.WaivedInputTokens, line.WaivedOutputTokens);
         }
 
         AppendRow(csv, invoice, "TOTAL", null, null, invoice.Lines.Sum(l => l.Requests), invoice.Lines.Sum(l => l.InputTokens),
-            invoice.Lines.Sum(l => l.OutputTokens), invoice.Lines.Sum(l => l.ComputeSeconds), invoice.Total);
+            invoice.Lines.Sum(l => l.OutputTokens), invoice.Lines.Sum(l => l.ComputeSeconds), invoice.Total,
+            invoice.Lines.Sum(l => l.WaivedInputTokens), invoice.Lines.Sum(l => l.WaivedOutputTokens));
         return csv.ToString();
     }
 
-    /// <summary>JSON: <c>{tenant, currency, period_from, period_to, lines: [{model, pool, device_class, requests, input_tokens, output_tokens, compute_seconds, amount}], total}</c>.</summary>
+    /// <summary>
+    /// JSON: <c>{tenant, currency, period_from, period_to, lines: [{model, pool, device_class, requests, input_tokens,
+    /// output_tokens, waived_input_tokens, waived_output_tokens, billed_input_tokens, billed_output_tokens,
+    /// compute_seconds, amount}], total}</c>.
+    /// </summary>
     public static string ToJson(Invoice invoice)
     {
         ArgumentNullException.ThrowIfNull(invoice);
@@ -54,6 +62,10 @@ public static class InvoiceFormatter
                 json.WriteNumber("requests", line.Requests);
                 json.WriteNumber("input_tokens", line.InputTokens);
                 json.WriteNumber("output_tokens", line.OutputTokens);
+                json.WriteNumber("waived_input_tokens", line.WaivedInputTokens);
+                json.WriteNumber("waived_output_tokens", line.WaivedOutputTokens);
+                json.WriteNumber("billed_input_tokens", line.BilledInputTokens);
+                json.WriteNumber("billed_output_tokens", line.BilledOutputTokens);
                 json.WriteString("compute_seconds", Fixed(line.ComputeSeconds));
                 json.WriteString("amount", Fixed(line.Amount));
                 json.WriteEndObject();
@@ -67,7 +79,8 @@ public static class InvoiceFormatter
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
-    private static void AppendRow(StringBuilder csv, Invoice invoice, string model, string? pool, string? deviceClass, long requests, long input, long output, decimal compute, decimal amount)
+    private static void AppendRow(StringBuilder csv, Invoice invoice, string model, string? pool, string? deviceClass, long requests, long input, long output, decimal compute, decimal amount,
+        long waivedInput, long waivedOutput)
     {
         csv.Append(Field(invoice.Tenant)).Append(',')
             .Append(Field(invoice.Currency)).Append(',')
@@ -80,7 +93,9 @@ public static class InvoiceFormatter
             .Append(Fixed(compute)).Append(',')
             .Append(Fixed(amount)).Append(',')
             .Append(Field(pool ?? string.Empty)).Append(',')
-            .Append(Field(deviceClass ?? string.Empty)).Append("\r\n");
+            .Append(Field(deviceClass ?? string.Empty)).Append(',')
+            .Append(waivedInput.ToString(CultureInfo.InvariantCulture)).Append(',')
+            .Append(waivedOutput.ToString(CultureInfo.InvariantCulture)).Append("\r\n");
     }
 
     private static string Fixed(decimal value) => value.ToString("0.000000", CultureInfo.InvariantCulture);

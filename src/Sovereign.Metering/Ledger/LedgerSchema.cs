@@ -194,29 +194,56 @@ internal static class LedgerSchema
             "ALTER TABLE metering_usage_daily_keys RENAME TO metering_usage_daily",
             "CREATE INDEX metering_usage_daily_day ON metering_usage_daily (day_start)",
         ]),
+
+        // The language tax's waiver on the record: the basis a request was billed on (the waived language is the
+        // record's language; the letters and ratio are those the audit entry gives) and the tokens it waived, which
+        // the daily aggregates sum so usage and invoices show billed tokens beside counted ones. Columns added in
+        // place (no key changes), after the key dimension's rebuild; older rows read as billed per token (NULL basis, 0 waived).
+        new("metering-ledger-005-billing-basis",
+        [
+            "ALTER TABLE metering_usage ADD COLUMN waiver_ratio_to_english DOUBLE PRECISION NULL",
+            "ALTER TABLE metering_usage ADD COLUMN waiver_method TEXT NULL",
+            "ALTER TABLE metering_usage ADD COLUMN waiver_prompt_language_letters BIGINT NULL",
+            "ALTER TABLE metering_usage ADD COLUMN waiver_prompt_letters BIGINT NULL",
+            "ALTER TABLE metering_usage ADD COLUMN waiver_completion_language_letters BIGINT NULL",
+            "ALTER TABLE metering_usage ADD COLUMN waiver_completion_letters BIGINT NULL",
+            "ALTER TABLE metering_usage ADD COLUMN waived_prompt_tokens INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE metering_usage ADD COLUMN waived_completion_tokens INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE metering_usage_daily ADD COLUMN waived_requests BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE metering_usage_daily ADD COLUMN waived_prompt_tokens BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE metering_usage_daily ADD COLUMN waived_completion_tokens BIGINT NOT NULL DEFAULT 0",
+        ]),
     ];
 
     public const string RecordColumns =
         "request_id, ts, tenant, key_id, model, node, jurisdiction, language, prompt_tokens, completion_tokens, cached_tokens, " +
-        "queue_ms, ttft_ms, duration_ms, compute_us, outcome, refusal_code, cost_micros, currency, price_version, pool, device_class";
+        "queue_ms, ttft_ms, duration_ms, compute_us, outcome, refusal_code, cost_micros, currency, price_version, pool, device_class, " +
+        "waiver_ratio_to_english, waiver_method, waiver_prompt_language_letters, waiver_prompt_letters, waiver_completion_language_letters, " +
+        "waiver_completion_letters, waived_prompt_tokens, waived_completion_tokens";
 
     /// <summary>The idempotent insert: a request id already present inserts nothing (rows affected 0).</summary>
     public const string InsertRecord =
         "INSERT INTO metering_usage (" + RecordColumns + ") VALUES (@request_id, @ts, @tenant, @key_id, @model, @node, @jurisdiction, " +
         "@language, @prompt_tokens, @completion_tokens, @cached_tokens, @queue_ms, @ttft_ms, @duration_ms, @compute_us, @outcome, " +
-        "@refusal_code, @cost_micros, @currency, @price_version, @pool, @device_class) ON CONFLICT (request_id) DO NOTHING";
+        "@refusal_code, @cost_micros, @currency, @price_version, @pool, @device_class, @waiver_ratio_to_english, @waiver_method, " +
+        "@waiver_prompt_language_letters, @waiver_prompt_letters, @waiver_completion_language_letters, @waiver_completion_letters, " +
+        "@waived_prompt_tokens, @waived_completion_tokens) ON CONFLICT (request_id) DO NOTHING";
 
     public const string UpsertDaily =
         "INSERT INTO metering_usage_daily (tenant, day_start, model, jurisdiction, pool, device_class, key_id, currency, requests, completed, refused, cancelled, failed, " +
-        "prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros) VALUES (@tenant, @day_start, @model, @jurisdiction, @pool, @device_class, @key_id, @currency, " +
-        "@requests, @completed, @refused, @cancelled, @failed, @prompt_tokens, @completion_tokens, @cached_tokens, @compute_us, @cost_micros) " +
+        "prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros, waived_requests, waived_prompt_tokens, waived_completion_tokens) " +
+        "VALUES (@tenant, @day_start, @model, @jurisdiction, @pool, @device_class, @key_id, @currency, " +
+        "@requests, @completed, @refused, @cancelled, @failed, @prompt_tokens, @completion_tokens, @cached_tokens, @compute_us, @cost_micros, " +
+        "@waived_requests, @waived_prompt_tokens, @waived_completion_tokens) " +
         "ON CONFLICT (tenant, day_start, model, jurisdiction, pool, device_class, key_id, currency) DO UPDATE SET " +
         "requests = metering_usage_daily.requests + excluded.requests, completed = metering_usage_daily.completed + excluded.completed, " +
         "refused = metering_usage_daily.refused + excluded.refused, cancelled = metering_usage_daily.cancelled + excluded.cancelled, " +
         "failed = metering_usage_daily.failed + excluded.failed, prompt_tokens = metering_usage_daily.prompt_tokens + excluded.prompt_tokens, " +
         "completion_tokens = metering_usage_daily.completion_tokens + excluded.completion_tokens, " +
         "cached_tokens = metering_usage_daily.cached_tokens + excluded.cached_tokens, compute_us = metering_usage_daily.compute_us + excluded.compute_us, " +
-        "cost_micros = metering_usage_daily.cost_micros + excluded.cost_micros";
+        "cost_micros = metering_usage_daily.cost_micros + excluded.cost_micros, waived_requests = metering_usage_daily.waived_requests + excluded.waived_requests, " +
+        "waived_prompt_tokens = metering_usage_daily.waived_prompt_tokens + excluded.waived_prompt_tokens, " +
+        "waived_completion_tokens = metering_usage_daily.waived_completion_tokens + excluded.waived_completion_tokens";
 
     public const string UpsertTenantPeriod =
         "INSERT INTO metering_tenant_periods (tenant, period, period_start, currency, requests, prompt_tokens, completion_tokens, compute_us, cost_micros) " +
@@ -277,6 +304,15 @@ internal static class LedgerSchema
         insert.Set(19, record.PriceVersion);
         insert.Set(20, record.Pool);
         insert.Set(21, record.DeviceClass);
+        var basis = record.CharacterEquivalent;
+        insert.Set(22, basis?.RatioToEnglish);
+        insert.Set(23, basis?.Method);
+        insert.Set(24, basis?.LanguageLetters);
+        insert.Set(25, basis?.PromptLetters);
+        insert.Set(26, basis?.CompletionLanguageLetters);
+        insert.Set(27, basis?.CompletionLetters);
+        insert.Set(28, record.WaivedPromptTokens);
+        insert.Set(29, record.WaivedCompletionTokens);
     }
 
     /// <summary>Reads a row selected with <see cref="RecordColumns"/>.</summary>
@@ -304,6 +340,14 @@ internal static class LedgerSchema
         PriceVersion = reader.IsDBNull(19) ? null : reader.GetString(19),
         Pool = reader.IsDBNull(20) ? null : reader.GetString(20),
         DeviceClass = reader.IsDBNull(21) ? null : reader.GetString(21),
+        CharacterEquivalent = reader.IsDBNull(22) ? null : new Pricing.CharacterEquivalentBasis(
+            reader.IsDBNull(7) ? "und" : reader.GetString(7), reader.GetDouble(22), Int64(reader, 24), Int64(reader, 25), reader.IsDBNull(23) ? "" : reader.GetString(23))
+        {
+            CompletionLanguageLetters = Int64(reader, 26),
+            CompletionLetters = Int64(reader, 27),
+        },
+        WaivedPromptTokens = checked((int)Int64(reader, 28)),
+        WaivedCompletionTokens = checked((int)Int64(reader, 29)),
     };
 
     /// <summary>Any integer column or SUM (PostgreSQL's SUM(BIGINT) is NUMERIC) as a long.</summary>

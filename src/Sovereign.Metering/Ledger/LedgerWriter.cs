@@ -134,6 +134,9 @@ internal sealed class LedgerWriter : IAsyncDisposable
             p.Set(15, totals.CachedTokens);
             p.Set(16, totals.ComputeUs);
             p.Set(17, totals.CostMicros);
+            p.Set(18, totals.WaivedRequests);
+            p.Set(19, totals.WaivedPromptTokens);
+            p.Set(20, totals.WaivedCompletionTokens);
             await p.ExecuteAsync(transaction);
         }
 
@@ -285,6 +288,12 @@ internal sealed class Totals
 
     public long CostMicros { get; private set; }
 
+    public long WaivedRequests { get; private set; }
+
+    public long WaivedPromptTokens { get; private set; }
+
+    public long WaivedCompletionTokens { get; private set; }
+
     public void Add(PendingAppend item)
     {
         var r = item.Record;
@@ -302,5 +311,8 @@ internal sealed class Totals
         CachedTokens += r.CachedTokens;
         ComputeUs += item.ComputeUs;
         CostMicros += item.CostMicros;
+        WaivedRequests += r.CharacterEquivalent is null ? 0 : 1;
+        WaivedPromptTokens += r.WaivedPromptTokens;
+        WaivedCompletionTokens += r.WaivedCompletionTokens;
     }
 }

@@ -182,7 +182,8 @@ public sealed class UsageLedger : IAsyncDisposable
         var sql = new StringBuilder()
             .Append("SELECT ").Append(columns)
             .Append(", SUM(requests), SUM(completed), SUM(refused), SUM(cancelled), SUM(failed), SUM(prompt_tokens), SUM(completion_tokens), ")
-            .Append("SUM(cached_tokens), SUM(compute_us), SUM(cost_micros) FROM metering_usage_daily WHERE day_start >= @from AND day_start < @to");
+            .Append("SUM(cached_tokens), SUM(compute_us), SUM(cost_micros), SUM(waived_requests), SUM(waived_prompt_tokens), SUM(waived_completion_tokens) ")
+            .Append("FROM metering_usage_daily WHERE day_start >= @from AND day_start < @to");
 
         // Filters are added only when given: PostgreSQL cannot type an untyped NULL parameter in "@x IS NULL".
         if (query.Tenant is not null)
@@ -285,6 +286,9 @@ public sealed class UsageLedger : IAsyncDisposable
                 CachedTokens = LedgerSchema.Int64(reader, i + 7),
                 ComputeSeconds = MicroUnits.ToDecimal(LedgerSchema.Int64(reader, i + 8)),
                 Cost = MicroUnits.ToDecimal(LedgerSchema.Int64(reader, i + 9)),
+                WaivedRequests = LedgerSchema.Int64(reader, i + 10),
+                WaivedPromptTokens = LedgerSchema.Int64(reader, i + 11),
+                WaivedCompletionTokens = LedgerSchema.Int64(reader, i + 12),
             });
         }
 
@@ -520,6 +524,19 @@ public sealed class UsageLedger : IAsyncDisposable
         if (record.CachedTokens > record.PromptTokens)
         {
             throw new ArgumentException("CachedTokens cannot exceed PromptTokens", nameof(record));
+        }
+
+        NotNegative(record.WaivedPromptTokens, nameof(record.WaivedPromptTokens));
+        NotNegative(record.WaivedCompletionTokens, nameof(record.WaivedCompletionTokens));
+        if (record.WaivedPromptTokens > record.PromptTokens || record.WaivedCompletionTokens > record.CompletionTokens)
+        {
+            throw new ArgumentException("waived tokens cannot exceed the tokens counted", nameof(record));
+        }
+
+        if (record.CharacterEquivalent is null && (record.WaivedPromptTokens | record.WaivedCompletionTokens) != 0)
+        {
+            // An invoice must be able to say why: no tokens are waived without the basis that waived them.
+            throw new ArgumentException("waived tokens need the CharacterEquivalent basis that waived them", nameof(record));
         }
 
         if (record.ComputeSeconds < 0 || record.Cost < 0)

@@ -125,6 +125,15 @@ public sealed record UsageRow
 
     /// <summary>Cost (exact to 1e-6).</summary>
     public decimal Cost { get; init; }
+
+    /// <summary>Requests billed per character-equivalent (the language tax waived for their language).</summary>
+    public long WaivedRequests { get; init; }
+
+    /// <summary>Prompt tokens counted but not billed because of the waiver (billed = <see cref="PromptTokens"/> less these).</summary>
+    public long WaivedPromptTokens { get; init; }
+
+    /// <summary>Completion tokens counted but not billed because of the waiver.</summary>
+    public long WaivedCompletionTokens { get; init; }
 }
 
 /// <summary>The periods the ledger keeps per-tenant totals for (UTC), for budgets; they survive retention.</summary>

@@ -89,4 +89,17 @@ public sealed record UsageRecord
 
     /// <summary>The price that applied (<c>EffectivePrice.Version</c>); required when <see cref="Cost"/> is not zero.</summary>
     public string? PriceVersion { get; init; }
+
+    /// <summary>
+    /// Why the request was billed for fewer tokens than counted: its plan bills <see cref="Language"/> per
+    /// character-equivalent (the language tax is waived), with the letters and ratio the bill rests on. Null when it
+    /// was billed per token as counted (and on records written before the basis was stored).
+    /// </summary>
+    public Pricing.CharacterEquivalentBasis? CharacterEquivalent { get; init; }
+
+    /// <summary>Prompt tokens not billed because of the waiver: <see cref="PromptTokens"/> less those billed.</summary>
+    public int WaivedPromptTokens { get; init; }
+
+    /// <summary>Completion tokens not billed because of the waiver: <see cref="CompletionTokens"/> less those billed.</summary>
+    public int WaivedCompletionTokens { get; init; }
 }

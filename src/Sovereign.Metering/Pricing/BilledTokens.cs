@@ -10,15 +10,31 @@ namespace Sovereign.Metering.Pricing;
 /// <param name="Method">How the language's letters were told from the rest (<c>script</c>, <c>detected</c>).</param>
 public sealed record CharacterEquivalentBasis(string Language, double RatioToEnglish, long LanguageLetters, long PromptLetters, string Method)
 {
+    /// <summary>Letters of the completion counted as the language's (the completion's tokens are billed at its own mix).</summary>
+    public long CompletionLanguageLetters { get; init; }
+
+    /// <summary>Letters of the completion, every choice.</summary>
+    public long CompletionLetters { get; init; }
+
     /// <summary>The language's share of the prompt's letters, 0..1.</summary>
-    public double Share => PromptLetters <= 0 ? 0 : Math.Clamp((double)LanguageLetters / PromptLetters, 0, 1);
+    public double Share => ShareOf(LanguageLetters, PromptLetters);
+
+    /// <summary>The language's share of the completion's letters, 0..1.</summary>
+    public double CompletionShare => ShareOf(CompletionLanguageLetters, CompletionLetters);
 
     /// <summary>
     /// The prompt's tokens per character over English's, estimated from its letters: the language's at
     /// <see cref="RatioToEnglish"/>, the rest at English's, <c>1 + share × (ratio − 1)</c>. The tokens divided by it are
     /// what the same text would take if the language cost what English does.
     /// </summary>
-    public double EffectiveRatio => 1 + (Share * (RatioToEnglish - 1));
+    public double EffectiveRatio => EffectiveRatioAt(Share);
+
+    /// <summary>The same for the completion, from its own letters.</summary>
+    public double CompletionEffectiveRatio => EffectiveRatioAt(CompletionShare);
+
+    private double EffectiveRatioAt(double share) => 1 + (share * (RatioToEnglish - 1));
+
+    private static double ShareOf(long language, long all) => all <= 0 ? 0 : Math.Clamp((double)language / all, 0, 1);
 }
 
 /// <summary>
@@ -65,8 +81,12 @@ public sealed class BilledTokens
         }
 
         var (languageLetters, promptLetters, method) = letters();
-        var basis = new CharacterEquivalentBasis(language!, ratio, languageLetters, promptLetters, method);
-        var effective = basis.EffectiveRatio;
-        return ((int)Math.Ceiling(promptTokens / effective), (int)Math.Ceiling(completionTokens / effective), basis);
+        // The completion is billed at the prompt's mix.
+        var basis = new CharacterEquivalentBasis(language!, ratio, languageLetters, promptLetters, method)
+        {
+            CompletionLanguageLetters = languageLetters,
+            CompletionLetters = promptLetters,
+        };
+        return ((int)Math.Ceiling(promptTokens / basis.EffectiveRatio), (int)Math.Ceiling(completionTokens / basis.CompletionEffectiveRatio), basis);
     }
 }

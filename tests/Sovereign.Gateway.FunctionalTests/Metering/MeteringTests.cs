@@ -318,6 +318,72 @@ public sealed class MeteringTests(MeteringFixture fixture)
         Assert.Equal(CostAt(1 + ((double)thaiLetters / allLetters * (published - 1))), fair.Cost);
     }
 
+    /// <summary>
+    /// The basis of a bill is on the usage record, not only in the audit entry: the tenant reads it for its own request
+    /// (<c>/v1/usage/{id}</c>), the operator in usage, the invoice and <c>sovereign usage --request</c>, and the waived
+    /// tokens add up in the aggregates (billed = counted less waived, which the cost is priced on). Before, usage and
+    /// invoices showed counted tokens and an amount nothing on them explained.
+    /// </summary>
+    [Fact]
+    public async Task CharacterEquivalentBilling_TheBasisIsOnTheUsageRecord_UsageAndInvoice()
+    {
+        const string english = "You are a helpful travel assistant. Answer briefly and politely.";
+        var body = JsonSerializer.Serialize(new
+        {
+            model = "stories",
+            messages = new object[] { new { role = "system", content = english }, new { role = "user", content = "ขอบคุณมากสำหรับคำแนะนำของคุณ" } },
+            max_tokens = 4,
+            temperature = 0,
+        });
+        var (tenant, key) = await fixture.NewTenantAsync(plan: "fair");
+        using var client = fixture.TenantClient(key);
+        using var response = await client.PostAsync("/v1/chat/completions", Json(body));
+        Assert.Equal(200, (int)response.StatusCode);
+        var id = response.Headers.GetValues("x-sovereign-audit-id").Single();
+        var audit = JsonDocument.Parse(await fixture.Admin.GetStringAsync("/admin/v1/audit")).RootElement.GetProperty("data").EnumerateArray()
+            .Single(e => e.GetProperty("action").GetString() == "inference.completed" && e.GetProperty("details").GetProperty("request_id").GetString() == id)
+            .GetProperty("details");
+
+        using var read = await client.GetAsync($"/v1/usage/{id}");
+        Assert.True(read.IsSuccessStatusCode, await read.Content.ReadAsStringAsync());
+        var record = JsonDocument.Parse(await read.Content.ReadAsStringAsync()).RootElement;
+        var basis = record.GetProperty("character_equivalent");
+        Assert.Equal("th", record.GetProperty("language").GetString());
+        Assert.Equal("th", basis.GetProperty("language").GetString());
+        Assert.Equal(audit.GetProperty("character_equivalent_letters").GetString(),
+            $"{basis.GetProperty("prompt").GetProperty("language_letters").GetInt64()}/{basis.GetProperty("prompt").GetProperty("letters").GetInt64()}");
+        Assert.Equal(double.Parse(audit.GetProperty("ratio_to_english").GetString()!, CultureInfo.InvariantCulture), basis.GetProperty("ratio_to_english").GetDouble());
+        var (prompt, completion) = (record.GetProperty("prompt_tokens").GetInt32(), record.GetProperty("completion_tokens").GetInt32());
+        var (billedPrompt, billedCompletion) = (record.GetProperty("billed_prompt_tokens").GetInt32(), record.GetProperty("billed_completion_tokens").GetInt32());
+        Assert.True(billedPrompt < prompt, $"billed {billedPrompt} of {prompt}");
+        Assert.Equal(prompt - billedPrompt, record.GetProperty("waived_prompt_tokens").GetInt32());
+        Assert.Equal(completion - billedCompletion, record.GetProperty("waived_completion_tokens").GetInt32());
+        Assert.Equal((billedPrompt * MeteringFixture.InputPerMillion + billedCompletion * MeteringFixture.OutputPerMillion) / 1_000_000m, record.GetProperty("cost").GetDecimal());
+
+        // Another tenant cannot read it; the operator can.
+        var (_, otherKey) = await fixture.NewTenantAsync(plan: "fair");
+        using (var other = fixture.TenantClient(otherKey))
+        {
+            Assert.Equal(404, (int)(await other.GetAsync($"/v1/usage/{id}")).StatusCode);
+        }
+
+        Assert.Equal(record.GetRawText(), JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/usage/{id}")).RootElement.GetRawText());
+
+        // The aggregates and the invoice carry the waived tokens.
+        var row = JsonDocument.Parse(await client.GetStringAsync("/v1/usage?group_by=tenant")).RootElement.GetProperty("data").EnumerateArray().Single();
+        Assert.Equal((1L, (long)(prompt - billedPrompt), (long)billedPrompt, (long)billedCompletion),
+            (row.GetProperty("waived_requests").GetInt64(), row.GetProperty("waived_prompt_tokens").GetInt64(), row.GetProperty("billed_prompt_tokens").GetInt64(), row.GetProperty("billed_completion_tokens").GetInt64()));
+        var line = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{tenant}/invoice")).RootElement.GetProperty("lines").EnumerateArray().Single();
+        Assert.Equal(((long)prompt, (long)(prompt - billedPrompt), (long)billedPrompt),
+            (line.GetProperty("input_tokens").GetInt64(), line.GetProperty("waived_input_tokens").GetInt64(), line.GetProperty("billed_input_tokens").GetInt64()));
+
+        var url = fixture.Address.ToString();
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("usage", "--request", id, "--url", url, "--admin-token", MeteringFixture.AdminToken);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("character-equivalent: th", stdout, StringComparison.Ordinal);
+        Assert.Contains($"{prompt} counted, {billedPrompt} billed", stdout, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Metrics_ExposeSpendAndRemainingBudget()
     {

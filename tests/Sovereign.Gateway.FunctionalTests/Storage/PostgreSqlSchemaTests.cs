@@ -396,6 +396,46 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
         Assert.Equal(2, loaded.ReservedSlotsIn("th-h100"));
     }
 
+    /// <summary>
+    /// The billing basis migration on PostgreSQL: a ledger written before it stays readable, several processes that
+    /// start at once (each its own pool) apply it once, and a waived record's basis and waived tokens round-trip.
+    /// </summary>
+    [Fact]
+    public async Task BillingBasisMigration_SeveralStartsAtOnce_KeepOlderUsage_AndTheBasisRoundTrips()
+    {
+        var connectionString = await OwnConnectionStringAsync("basis");
+        await SqlDatabase.PostgreSql(connectionString).MigrateAsync([.. UsageLedger.Migrations.Take(3)]);
+        var day = new DateTimeOffset(DateTime.UtcNow.Date, TimeSpan.Zero);
+        await using (var connection = await SqlDatabase.PostgreSql(connectionString).OpenAsync())
+        {
+            await ExecuteAsync(connection, $"""
+                INSERT INTO metering_usage_daily (tenant, day_start, model, jurisdiction, pool, device_class, currency, requests, completed, refused, cancelled, failed,
+                    prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros)
+                VALUES ('pg-basis', {day.ToUnixTimeMilliseconds()}, 'm', 'TH', '', '', 'THB', 2, 2, 0, 0, 0, 20, 10, 0, 0, 3000000)
+                """);
+        }
+
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => SqlDatabase.PostgreSql(connectionString).MigrateAsync(UsageLedger.Migrations)));
+        var database = SqlDatabase.PostgreSql(connectionString);
+        await using var ledger = await UsageLedger.OpenAsync(database);
+        var basis = new CharacterEquivalentBasis("th", 6.308123456789012, 150, 200, "script") { CompletionLanguageLetters = 3, CompletionLetters = 40 };
+        Assert.True(await ledger.AppendAsync(new UsageRecord
+        {
+            RequestId = "pg-basis-1", Timestamp = day.AddHours(1), Tenant = "pg-basis", KeyId = "k", Model = "m", Node = "n", Jurisdiction = "TH",
+            Language = "th", PromptTokens = 100, CompletionTokens = 10, Cost = 1m, Currency = "THB", PriceVersion = "v",
+            CharacterEquivalent = basis, WaivedPromptTokens = 60, WaivedCompletionTokens = 1,
+        }));
+
+        var stored = await ledger.GetAsync("pg-basis-1");
+        Assert.Equal((basis, 60, 1), (stored!.CharacterEquivalent, stored.WaivedPromptTokens, stored.WaivedCompletionTokens));
+        var line = Assert.Single((await new InvoiceBuilder(ledger).BuildAsync("pg-basis", day, day.AddDays(1))).Lines);
+        Assert.Equal((3L, 120L, 60L, 20L, 1L, 4m), (line.Requests, line.InputTokens, line.WaivedInputTokens, line.OutputTokens, line.WaivedOutputTokens, line.Amount));
+        await using var check = await database.OpenAsync();
+        using var count = check.CreateCommand();
+        count.CommandText = "SELECT COUNT(*) FROM schema_migrations WHERE name = 'metering-ledger-005-billing-basis'";
+        Assert.Equal(1L, Convert.ToInt64(await count.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture));
+    }
+
     private static async Task ExecuteAsync(System.Data.Common.DbConnection connection, string sql)
     {
         using var command = connection.CreateCommand();

@@ -99,10 +99,10 @@ public sealed class InvoiceTests
             var csv = InvoiceFormatter.ToCsv(SampleInvoice());
 
             Assert.Equal(
-                "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class\r\n" +
-                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,llama-3-8b,1200,3400000,560000,1234.500000,12.345678,,\r\n" +
-                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,\"org/model, \"\"v2\"\"\",3,30,3,0.000001,0.000002,,\r\n" +
-                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,TOTAL,1203,3400030,560003,1234.500001,12.345680,,\r\n",
+                "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class,waived_input_tokens,waived_output_tokens\r\n" +
+                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,llama-3-8b,1200,3400000,560000,1234.500000,12.345678,,,0,0\r\n" +
+                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,\"org/model, \"\"v2\"\"\",3,30,3,0.000001,0.000002,,,0,0\r\n" +
+                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,TOTAL,1203,3400030,560003,1234.500001,12.345680,,,0,0\r\n",
                 csv);
         }
         finally

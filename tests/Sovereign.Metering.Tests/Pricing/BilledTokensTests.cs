@@ -26,7 +26,7 @@ public sealed class BilledTokensTests
 
         // 1 + 0.03 × (3 − 1) = 1.06: 100 / 1.06 and 10 / 1.06, rounded up.
         Assert.Equal((95, 10), (prompt, completion));
-        Assert.Equal(new CharacterEquivalentBasis("th", 3.0, 3, 100, "script"), basis);
+        Assert.Equal(new CharacterEquivalentBasis("th", 3.0, 3, 100, "script") { CompletionLanguageLetters = 3, CompletionLetters = 100 }, basis);
         Assert.Equal(0.03, basis!.Share, 9);
         Assert.Equal(1.06, basis.EffectiveRatio, 9);
 
