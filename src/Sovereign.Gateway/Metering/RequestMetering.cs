@@ -287,13 +287,25 @@ public sealed class RequestMetering
             computeSeconds = MaxComputeSecondsPerRequest;
         }
 
-        // The waiver covers the share of the prompt in the request's language, measured over all of its text.
+        // The waiver covers the share of the text in the request's language: the prompt's over all of its text, the
+        // completion's over what was delivered of it.
         var (billedPrompt, billedCompletion, basis) = _billedTokens.For(routed.Caller.Plan, routed.Language, promptTokens, completionTokens,
             () => routed.Language is { } language ? _languageTax.RatioToEnglish(routed.Model, language) : null,
             () =>
             {
                 var share = _languages.ShareOf(routed.Prompt ?? Sovereign.Languages.PromptText.Empty, routed.Language!);
                 return (share.LanguageLetters, share.PromptLetters, share.Basis);
+            },
+            () =>
+            {
+                if (routed.Completion is not { } completion)
+                {
+                    // Nothing gathered (the plan waived nothing when the work started): nothing verified, billed per token.
+                    return (0, 0);
+                }
+
+                var share = _languages.ShareOf(completion, routed.Language!);
+                return (share.LanguageLetters, share.PromptLetters);
             });
         routed.CharacterEquivalent = basis;
         var billedCached = promptTokens == 0 ? 0 : (int)((long)cachedTokens * billedPrompt / promptTokens);
@@ -334,6 +346,13 @@ public sealed class RequestMetering
 
         return computeSeconds;
     }
+
+    /// <summary>
+    /// A sample to gather the completion's letters in, when the caller's plan bills some language per
+    /// character-equivalent (its completion is billed at its own mix); null otherwise, so other requests pay nothing.
+    /// </summary>
+    public Sovereign.Languages.LetterSample? CompletionSampleFor(RoutedRequest routed) =>
+        _billedTokens.WaivesAny(routed.Caller.Plan) ? _languages.NewSample(routed.RequestId) : null;
 
     /// <summary>
     /// Gives a reservation back without a usage record, for a request nothing ran for whose refusal the ledger could

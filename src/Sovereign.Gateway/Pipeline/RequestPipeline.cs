@@ -75,6 +75,8 @@ internal sealed class RequestPipeline(
             request.PoolLease = await pools.AcquireAsync(request);
             for (var failovers = 0; ; failovers++)
             {
+                // Where the plan may waive the language tax, the completion's letters are gathered as it is delivered.
+                request.Route.Completion ??= metering.CompletionSampleFor(request.Route);
                 try
                 {
                     if (RunsInThisProcess(request.Route))

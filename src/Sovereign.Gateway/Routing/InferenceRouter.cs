@@ -94,6 +94,12 @@ public sealed class RoutedRequest
     /// <summary>The request's text, turn by turn: the language tax's waiver measures the share of it in the request's language.</summary>
     internal PromptText? Prompt { get; set; }
 
+    /// <summary>
+    /// The completion's letters as delivered (every choice), gathered when the caller's plan may waive the language
+    /// tax: the completion's tokens are billed at the completion's own mix of letters, not the prompt's.
+    /// </summary>
+    internal LetterSample? Completion { get; set; }
+
     /// <summary>Set when the request was billed per character-equivalent: the basis, which its completion's audit entry gives.</summary>
     internal Sovereign.Metering.Pricing.CharacterEquivalentBasis? CharacterEquivalent { get; set; }
 
@@ -453,6 +459,8 @@ public sealed class InferenceRouter(
             var invariant = System.Globalization.CultureInfo.InvariantCulture;
             details["character_equivalent_share"] = basis.Share.ToString("0.0000", invariant);
             details["character_equivalent_letters"] = FormattableString.Invariant($"{basis.LanguageLetters}/{basis.PromptLetters}");
+            // The completion is billed at its own letters' mix.
+            details["character_equivalent_completion_letters"] = FormattableString.Invariant($"{basis.CompletionLanguageLetters}/{basis.CompletionLetters}");
             details["character_equivalent_basis"] = basis.Method;
             // As billed, every digit: the bill is recomputed from it.
             details["ratio_to_english"] = basis.RatioToEnglish.ToString("R", invariant);

@@ -93,6 +93,32 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
     /// <summary>The share of a request's letters written in a language, for the language tax's waiver (<see cref="LanguageDetector.ShareOf"/>).</summary>
     public LanguageShare ShareOf(PromptText prompt, string language) => _detector.Value.ShareOf(prompt, language);
 
+    /// <summary>The share of a completion's letters (gathered in <see cref="NewSample"/>'s sample) written in a language.</summary>
+    public LanguageShare ShareOf(LetterSample text, string language) => _detector.Value.ShareOf(text, language);
+
+    /// <summary>
+    /// A sample to gather a completion's letters in as it is delivered: passages as long as the detector reads, the
+    /// newest <see cref="LanguageDetector.ShareCharacters"/> characters' worth kept (as for a prompt). The seed is the
+    /// request id's, so the same request is sampled the same way.
+    /// </summary>
+    public LetterSample NewSample(string requestId)
+    {
+        var passage = Math.Min(500, options.Value.Languages.MaxCharacters);
+        return new LetterSample(passage, Math.Max(1, LanguageDetector.ShareCharacters / passage), 0, StableSeed(requestId));
+    }
+
+    /// <summary>A seed from a string that is the same in every process (string hash codes are not).</summary>
+    private static int StableSeed(string value)
+    {
+        var hash = 2166136261u;
+        foreach (var c in value)
+        {
+            hash = (hash ^ c) * 16777619u;
+        }
+
+        return (int)hash;
+    }
+
     /// <summary>The value of <see cref="LanguageHeader"/>.</summary>
     public static string HeaderValue(string language, double confidence) =>
         FormattableString.Invariant($"{language};confidence={confidence:0.000}");

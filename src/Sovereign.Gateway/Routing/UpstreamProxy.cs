@@ -32,6 +32,28 @@ internal sealed class RelayProgress
     /// <summary>The compute seconds a cluster node reported in its stream (<see cref="Pipeline.RelayComputeReport"/>).</summary>
     public decimal? ReportedComputeSeconds { get; set; }
 
+    /// <summary>Gathers the completion's text as it is read from the engine, for the language tax's waiver (null: not asked).</summary>
+    public Sovereign.Languages.LetterSample? Completion { get; init; }
+
+    /// <summary>Adds the generated text of a chunk or answer (chat's content, completions' text) to <see cref="Completion"/>, choice by choice.</summary>
+    internal void Gather(JsonObject chunkOrAnswer)
+    {
+        if (Completion is null || chunkOrAnswer["choices"] is not JsonArray choices)
+        {
+            return;
+        }
+
+        foreach (var choice in choices)
+        {
+            var index = choice?["index"] is JsonValue i && i.TryGetValue<int>(out var n) ? n : 0;
+            var text = (choice?["delta"] ?? choice?["message"])?["content"] ?? choice?["text"];
+            if (text is JsonValue value && value.GetValueKind() == JsonValueKind.String)
+            {
+                Completion.Append(index, value.GetValue<string>());
+            }
+        }
+    }
+
     internal void Delivered()
     {
         if (Interlocked.Increment(ref _chunks) == 1)
@@ -277,11 +299,13 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             // llama-server answers several prompts with one completion each, in an array: one answer, as OpenAI gives.
             var merged = MergeCompletions(completions);
             progress.Reported = ReadUsage(merged["usage"]);
+            progress.Gather(merged);
             return merged;
         }
 
         var json = answer as JsonObject ?? throw NotAnObject("response");
         progress.Reported = ReadUsage(json["usage"]);
+        progress.Gather(json);
         return json;
     }
 
@@ -470,6 +494,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 progress.Reported = usage;
             }
 
+            progress.Gather(chunk);
             yield return chunk;
         }
 

@@ -89,5 +89,57 @@ public sealed partial class LanguageDetector
         return new LanguageShare(code, detected, promptLetters, LanguageShare.ByDetection);
     }
 
+    /// <summary>
+    /// The share of a text gathered in a <see cref="LetterSample"/> (a completion as delivered) written in
+    /// <paramref name="language"/>. Where the language alone writes its scripts, every letter of them counts (the
+    /// sample's exact count). Where a script is shared, the sample's newest passages count for the letters the detector
+    /// reads as the language, and its passages drawn from the rest stand for the rest: the rest's letters of the script
+    /// times the share of them the drawn passages were read as the language (exact when every passage was kept).
+    /// </summary>
+    public LanguageShare ShareOf(LetterSample text, string language)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentNullException.ThrowIfNull(language);
+        if (!LanguageCatalog.TryGet(language, out var descriptor))
+        {
+            return new LanguageShare(language, 0, text.Letters, LanguageShare.ByScript);
+        }
+
+        var code = descriptor.Code;
+        var scripts = Scripts.Where(descriptor.WritesIn).ToArray();
+        var scriptLetters = scripts.Sum(text.LettersOf);
+        var shared = scripts.Any(s => SharedScripts.Contains(s) || (_owners.TryGetValue(s, out var owner) && owner != code));
+        if (!shared || scriptLetters == 0)
+        {
+            return new LanguageShare(code, scriptLetters, text.Letters, LanguageShare.ByScript);
+        }
+
+        var (newest, sampled, earlier) = text.Passages();
+        var (newestLetters, newestDetected) = Read(newest);
+        var (sampledLetters, sampledDetected) = Read(sampled);
+        var earlierLetters = Math.Max(0, scriptLetters - newestLetters);
+        var earlierDetected = earlier <= sampled.Count ? sampledDetected
+            : sampledLetters == 0 ? 0
+            : (long)((Int128)earlierLetters * sampledDetected / sampledLetters);
+        return new LanguageShare(code, newestDetected + earlierDetected, text.Letters, LanguageShare.ByDetection);
+
+        (long Letters, long Detected) Read(IReadOnlyList<string> passages)
+        {
+            long letters = 0, detected = 0;
+            foreach (var passage in passages)
+            {
+                var profile = ScriptProfile.Analyze(passage);
+                var inScript = scripts.Sum(s => profile[s]);
+                letters += inScript;
+                if (inScript > 0 && Detect(passage).Language == code)
+                {
+                    detected += inScript;
+                }
+            }
+
+            return (letters, detected);
+        }
+    }
+
     private static long Letters(PromptText prompt) => prompt.Turns.Sum(t => (long)ScriptProfile.Analyze(t.Text).TotalLetters);
 }

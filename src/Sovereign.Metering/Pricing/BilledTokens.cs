@@ -39,10 +39,11 @@ public sealed record CharacterEquivalentBasis(string Language, double RatioToEng
 
 /// <summary>
 /// The billing rule for tokens: a request is billed for the tokens counted, unless its plan bills its language per
-/// character-equivalent (the language tax is waived). Then the waiver covers the share of the prompt written in that
-/// language and no more: prompt and completion tokens are divided by the prompt's letter-weighted ratio
-/// (<see cref="CharacterEquivalentBasis.EffectiveRatio"/>), so a prompt all in the language is billed as the same
-/// text in English would be, and English text that ends in a few characters of the language is billed as English.
+/// character-equivalent (the language tax is waived). Then the waiver covers the share of the text written in that
+/// language and no more: prompt tokens are divided by the prompt's letter-weighted ratio
+/// (<see cref="CharacterEquivalentBasis.EffectiveRatio"/>), completion tokens by the completion's
+/// (<see cref="CharacterEquivalentBasis.CompletionEffectiveRatio"/>), so a prompt all in the language is billed as the
+/// same text in English would be, and English text that ends in a few characters of the language is billed as English.
 /// Never more than counted.
 /// </summary>
 public sealed class BilledTokens
@@ -60,6 +61,9 @@ public sealed class BilledTokens
             p => p.Key, p => p.Value.ToHashSet(StringComparer.OrdinalIgnoreCase), StringComparer.OrdinalIgnoreCase);
     }
 
+    /// <summary>True when <paramref name="plan"/> bills some language per character-equivalent.</summary>
+    public bool WaivesAny(string plan) => _characterEquivalent.TryGetValue(plan, out var languages) && languages.Count > 0;
+
     /// <summary>True when <paramref name="plan"/> bills <paramref name="language"/> per character-equivalent.</summary>
     public bool AppliesTo(string plan, string? language) =>
         language is not null && _characterEquivalent.TryGetValue(plan, out var languages) && languages.Contains(language);
@@ -67,11 +71,13 @@ public sealed class BilledTokens
     /// <summary>
     /// The tokens to bill, and the waiver's basis when one applies. <paramref name="ratioToEnglish"/> is the
     /// language's language tax on the model (null when unknown) and <paramref name="letters"/> the prompt's letters in
-    /// the language and in all (with how they were told apart); both are asked for only when the plan bills the
+    /// the language and in all (with how they were told apart), <paramref name="completionLetters"/> the completion's
+    /// (its own mix bills its tokens; left out, the prompt's does); all are asked for only when the plan bills the
     /// language per character-equivalent. A ratio at or below 1 (no tax) bills as counted; rounding is up, per direction.
     /// </summary>
     public (int Prompt, int Completion, CharacterEquivalentBasis? Basis) For(
-        string plan, string? language, int promptTokens, int completionTokens, Func<double?> ratioToEnglish, Func<(long Language, long Prompt, string Method)> letters)
+        string plan, string? language, int promptTokens, int completionTokens, Func<double?> ratioToEnglish, Func<(long Language, long Prompt, string Method)> letters,
+        Func<(long Language, long Completion)>? completionLetters = null)
     {
         ArgumentNullException.ThrowIfNull(ratioToEnglish);
         ArgumentNullException.ThrowIfNull(letters);
@@ -81,11 +87,12 @@ public sealed class BilledTokens
         }
 
         var (languageLetters, promptLetters, method) = letters();
-        // The completion is billed at the prompt's mix.
+        // The completion is billed at its own mix of letters: an English answer to a Thai question is billed per token.
+        var (completionLanguage, completionAll) = completionTokens > 0 && completionLetters is not null ? completionLetters() : (languageLetters, promptLetters);
         var basis = new CharacterEquivalentBasis(language!, ratio, languageLetters, promptLetters, method)
         {
-            CompletionLanguageLetters = languageLetters,
-            CompletionLetters = promptLetters,
+            CompletionLanguageLetters = completionLanguage,
+            CompletionLetters = completionAll,
         };
         return ((int)Math.Ceiling(promptTokens / basis.EffectiveRatio), (int)Math.Ceiling(completionTokens / basis.CompletionEffectiveRatio), basis);
     }

@@ -282,15 +282,16 @@ public sealed class MeteringTests(MeteringFixture fixture)
             max_tokens = 4,
             temperature = 0,
         });
-        async Task<(decimal Cost, long Prompt, long Completion, string AuditId)> CostOf(string plan)
+        async Task<(decimal Cost, long Prompt, long Completion, string AuditId, string Answer)> CostOf(string plan)
         {
             var (_, key) = await fixture.NewTenantAsync(plan: plan);
             using var client = fixture.TenantClient(key);
             using var response = await client.PostAsync("/v1/chat/completions", Json(body));
             Assert.Equal(200, (int)response.StatusCode);
+            var answer = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
             var usage = JsonDocument.Parse(await client.GetStringAsync("/v1/usage?group_by=tenant")).RootElement.GetProperty("data").EnumerateArray().Single();
             return (usage.GetProperty("cost").GetDecimal(), usage.GetProperty("prompt_tokens").GetInt64(), usage.GetProperty("completion_tokens").GetInt64(),
-                response.Headers.GetValues("x-sovereign-audit-id").Single());
+                response.Headers.GetValues("x-sovereign-audit-id").Single(), answer);
         }
 
         var standard = await CostOf("standard");
@@ -309,13 +310,68 @@ public sealed class MeteringTests(MeteringFixture fixture)
         var published = double.Parse(details.GetProperty("ratio_to_english").GetString()!, CultureInfo.InvariantCulture);
         Assert.True(published > 2, $"ratio {published}");
 
+        // The completion is billed at its own letters: those of the answer the client got.
+        var (answerThai, answerAll) = Letters(fair.Answer);
+        Assert.Equal($"{answerThai}/{answerAll}", details.GetProperty("character_equivalent_completion_letters").GetString());
+
         // The auditor's arithmetic: tokens divided by 1 + share × (ratio − 1), rounded up, at the plan's prices.
-        decimal CostAt(double divisor) =>
-            ((decimal)Math.Ceiling(fair.Prompt / divisor) * MeteringFixture.InputPerMillion + (decimal)Math.Ceiling(fair.Completion / divisor) * MeteringFixture.OutputPerMillion) / 1_000_000m;
+        double Divisor(long language, long all) => all == 0 ? 1 : 1 + ((double)language / all * (published - 1));
+        decimal CostAt(double promptDivisor, double completionDivisor) =>
+            ((decimal)Math.Ceiling(fair.Prompt / promptDivisor) * MeteringFixture.InputPerMillion + (decimal)Math.Ceiling(fair.Completion / completionDivisor) * MeteringFixture.OutputPerMillion) / 1_000_000m;
         Assert.Equal((standard.Prompt, standard.Completion), (fair.Prompt, fair.Completion));
         Assert.True(fair.Cost < standard.Cost, $"fair {fair.Cost}, standard {standard.Cost}");
-        Assert.True(fair.Cost > CostAt(published), $"fair {fair.Cost}, the whole prompt at the Thai rate {CostAt(published)}");
-        Assert.Equal(CostAt(1 + ((double)thaiLetters / allLetters * (published - 1))), fair.Cost);
+        Assert.True(fair.Cost > CostAt(published, published), $"fair {fair.Cost}, the whole prompt at the Thai rate {CostAt(published, published)}");
+        Assert.Equal(CostAt(Divisor(thaiLetters, allLetters), Divisor(answerThai, answerAll)), fair.Cost);
+    }
+
+    /// <summary>
+    /// The completion is billed at its own letters, as delivered, streamed or not. On this model (an English-only
+    /// vocabulary) a Thai question is answered without Thai: its completion is billed per token. Before, it was billed
+    /// at the prompt's mix, as if the answer were Thai.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task CharacterEquivalentBilling_TheCompletionIsBilledAtItsOwnLetters(bool stream)
+    {
+        var body = JsonSerializer.Serialize(new
+        {
+            model = "stories",
+            messages = new object[] { new { role = "user", content = "กาลครั้งหนึ่งนานมาแล้ว มีเด็กหญิงตัวน้อยคนหนึ่งที่ชอบเล่นในสวน" } },
+            max_tokens = 24,
+            temperature = 0,
+            stream,
+        });
+        var (_, key) = await fixture.NewTenantAsync(plan: "fair");
+        using var client = fixture.TenantClient(key);
+        using var response = await client.PostAsync("/v1/chat/completions", Json(body));
+        Assert.Equal(200, (int)response.StatusCode);
+        var text = await response.Content.ReadAsStringAsync();
+        var answer = stream
+            ? string.Concat(text.Split('\n').Where(l => l.StartsWith("data: {", StringComparison.Ordinal))
+                .Select(l => JsonDocument.Parse(l["data: ".Length..]).RootElement.GetProperty("choices"))
+                .Where(c => c.GetArrayLength() > 0 && c[0].GetProperty("delta").TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.String)
+                .Select(c => c[0].GetProperty("delta").GetProperty("content").GetString()))
+            : JsonDocument.Parse(text).RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+        var id = response.Headers.GetValues("x-sovereign-audit-id").Single();
+
+        var record = JsonDocument.Parse(await client.GetStringAsync($"/v1/usage/{id}")).RootElement;
+        var basis = record.GetProperty("character_equivalent");
+        var (thai, all) = Letters(answer);
+        Assert.True(all > 0, answer);
+        Assert.Equal((thai, all), (basis.GetProperty("completion").GetProperty("language_letters").GetInt64(), basis.GetProperty("completion").GetProperty("letters").GetInt64()));
+        Assert.Equal(1.0, basis.GetProperty("prompt").GetProperty("share").GetDouble());
+        var ratio = basis.GetProperty("ratio_to_english").GetDouble();
+        var completion = record.GetProperty("completion_tokens").GetInt32();
+        Assert.Equal((int)Math.Ceiling(completion / (1 + ((double)thai / all * (ratio - 1)))), record.GetProperty("billed_completion_tokens").GetInt32());
+        Assert.True(record.GetProperty("billed_prompt_tokens").GetInt32() < record.GetProperty("prompt_tokens").GetInt32());
+    }
+
+    /// <summary>Thai letters and all letters of a text, as the waiver counts them.</summary>
+    private static (long Thai, long All) Letters(string text)
+    {
+        var letters = text.EnumerateRunes().Where(System.Text.Rune.IsLetter).ToList();
+        return (letters.Count(r => r.Value is >= 0x0E00 and <= 0x0E7F), letters.Count);
     }
 
     /// <summary>

@@ -37,6 +37,23 @@ public sealed class BilledTokensTests
         Assert.Equal((100, 10), Pair(Rule.For("fair", "th", 100, 10, () => 3.0, () => (0, 0, "script"))));
     }
 
+    /// <summary>
+    /// The completion is billed at its own letters' mix. Before, at the prompt's: an English answer to a Thai question
+    /// was billed a third of its tokens.
+    /// </summary>
+    [Fact]
+    public void CharacterEquivalentPlan_BillsTheCompletionAtItsOwnLetters()
+    {
+        var (prompt, completion, basis) = Rule.For("fair", "th", 100, 10, () => 3.0, AllOfIt, () => (0, 50));
+
+        Assert.Equal((34, 10), (prompt, completion));
+        Assert.Equal((0L, 50L, 100L, 100L), (basis!.CompletionLanguageLetters, basis.CompletionLetters, basis.LanguageLetters, basis.PromptLetters));
+
+        // A half-Thai answer: 10 / (1 + 0.5 × 2); an answer without letters (digits, a tool call) is billed as counted.
+        Assert.Equal((34, 5), Pair(Rule.For("fair", "th", 100, 10, () => 3.0, AllOfIt, () => (25, 50))));
+        Assert.Equal((34, 10), Pair(Rule.For("fair", "th", 100, 10, () => 3.0, AllOfIt, () => (0, 0))));
+    }
+
     [Theory]
     [InlineData("standard", "th", 3.0)]
     [InlineData("fair", "de", 3.0)]

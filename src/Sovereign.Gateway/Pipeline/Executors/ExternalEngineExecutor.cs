@@ -154,7 +154,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
 internal sealed class UpstreamRelay(
     UpstreamProxy proxy, GovernedRequest request, HttpResponseMessage response, bool stream, bool clientWantsUsage, RelayCompute compute, IDisposable slot, IDisposable inFlight) : IExecution
 {
-    private readonly RelayProgress _progress = new();
+    private readonly RelayProgress _progress = new() { Completion = request.Route!.Completion };
 
     /// <summary>The engine's answer, headers read.</summary>
     public HttpResponseMessage Response => response;

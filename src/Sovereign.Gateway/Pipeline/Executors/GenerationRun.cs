@@ -16,19 +16,25 @@ internal sealed class GenerationRun : IDisposable
     private readonly CancellationTokenSource _cancel;
     private readonly GenerationStream[] _streams;
     private readonly GenerationResult?[] _results;
+    private readonly Sovereign.Languages.LetterSample? _delivered;
     private Task? _pumps;
 
-    private GenerationRun(CancellationTokenSource cancel, GenerationStream[] streams)
+    private GenerationRun(CancellationTokenSource cancel, GenerationStream[] streams, Sovereign.Languages.LetterSample? delivered)
     {
         _cancel = cancel;
         _streams = streams;
+        _delivered = delivered;
         _results = new GenerationResult?[streams.Length];
     }
 
     /// <summary>Choices in the run.</summary>
     public int Count => _streams.Length;
 
-    public static GenerationRun Start(ContinuousBatcher batcher, IReadOnlyList<GenerationRequest> choices, CancellationToken aborted)
+    /// <summary>
+    /// Submits the choices. <paramref name="delivered"/>, when given, gathers the text handed to the endpoint (what the
+    /// client is sent), choice by choice: what is generated after the client left is not in it.
+    /// </summary>
+    public static GenerationRun Start(ContinuousBatcher batcher, IReadOnlyList<GenerationRequest> choices, CancellationToken aborted, Sovereign.Languages.LetterSample? delivered = null)
     {
         var cancel = CancellationTokenSource.CreateLinkedTokenSource(aborted);
         var streams = new GenerationStream[choices.Count];
@@ -46,7 +52,7 @@ internal sealed class GenerationRun : IDisposable
             throw;
         }
 
-        return new GenerationRun(cancel, streams);
+        return new GenerationRun(cancel, streams, delivered);
     }
 
     /// <summary>Reads every choice to its end.</summary>
@@ -56,6 +62,7 @@ internal sealed class GenerationRun : IDisposable
         for (var i = 0; i < collected.Length; i++)
         {
             _results[i] = collected[i].Result;
+            _delivered?.Append(i, collected[i].Text);
         }
 
         return collected;
@@ -69,6 +76,7 @@ internal sealed class GenerationRun : IDisposable
             await foreach (var update in _streams[0].WithCancellation(cancellationToken))
             {
                 _results[0] = update.Result ?? _results[0];
+                _delivered?.Append(0, update.Text);
                 yield return (0, update);
             }
 
@@ -88,6 +96,7 @@ internal sealed class GenerationRun : IDisposable
         _ = _pumps.ContinueWith(t => merged.Writer.TryComplete(t.Exception?.InnerException), TaskScheduler.Default);
         await foreach (var item in merged.Reader.ReadAllAsync(cancellationToken))
         {
+            _delivered?.Append(item.Item1, item.Item2.Text);
             yield return item;
         }
     }

@@ -102,7 +102,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
             }
         }
 
-        var run = GenerationRun.Start(request.Route!.Local!.Batcher!, choices, request.Aborted);
+        var run = GenerationRun.Start(request.Route!.Local!.Batcher!, choices, request.Aborted, request.Route.Completion);
         return ValueTask.FromResult<IExecution>(new LocalGeneration(run, measured.Prompts.Sum(p => p.Length), work.N));
     }
 

@@ -1,0 +1,79 @@
+namespace Sovereign.Languages.Tests;
+
+/// <summary>
+/// A text gathered in pieces (a completion as delivered): its letters counted exactly, a bounded sample of its
+/// passages kept for the detector, and the share of it a language writes (<see cref="LanguageDetector.ShareOf(LetterSample, string)"/>).
+/// </summary>
+public sealed class LetterSampleTests
+{
+    private const string Filipino = "Magandang umaga po, pupunta ako sa palengke mamaya para bumili ng isda at gulay para sa hapunan namin. ";
+    private const string English = "The quarterly report is attached; please review the revenue figures before the board meeting. ";
+
+    private static LanguageDetector Detector => TestData.DefaultDetector;
+
+    private static LetterSample Gathered(int seed, params string[] pieces)
+    {
+        var sample = new LetterSample(500, 4, 0, seed);
+        foreach (var piece in pieces)
+        {
+            sample.Append(0, piece);
+        }
+
+        return sample;
+    }
+
+    [Fact]
+    public void Append_PiecesAndChoices_CountsEveryLetterOnce()
+    {
+        var sample = new LetterSample(500, 4, 0, 1);
+        sample.Append(0, "Sawasdee ");
+        sample.Append(1, "ขอบคุณ");
+        sample.Append(0, "krap, 123!");
+
+        Assert.Equal("Sawasdeekrap".Length + 5, sample.Letters);
+    }
+
+    /// <summary>
+    /// The completion is measured on its own text. A Thai script letter count for a Thai question answered in English
+    /// is zero, where the prompt's mix used to bill the English answer as Thai.
+    /// </summary>
+    [Fact]
+    public void ShareOf_ACompletionInAScriptTheLanguageAloneWrites_CountsItsOwnLetters()
+    {
+        var english = Detector.ShareOf(Gathered(1, "Once upon a time, ", "there was a little girl."), "th");
+        var mixed = Detector.ShareOf(Gathered(1, "Thank you is ", "ขอบคุณ", " in Thai."), "th");
+
+        Assert.Equal(new LanguageShare("th", 0, "Onceuponatimetherewasalittlegirl".Length, LanguageShare.ByScript), english);
+        Assert.Equal(new LanguageShare("th", 5, 5 + "ThankyouisinThai".Length, LanguageShare.ByScript), mixed);
+    }
+
+    [Fact]
+    public void ShareOf_ACompletionInASharedScript_CountsWhatTheDetectorReadsAsTheLanguage()
+    {
+        var filipino = Detector.ShareOf(Gathered(1, [.. Filipino.Split(' ').Select(w => w + " ")]), "fil");
+        var english = Detector.ShareOf(Gathered(1, English, English), "fil");
+
+        Assert.Equal(LanguageShare.ByDetection, filipino.Basis);
+        Assert.Equal(1.0, filipino.Share, 9);
+        Assert.Equal(0, english.LanguageLetters);
+    }
+
+    /// <summary>Choices are passages of their own: their tokens interleave on the wire, but each is read as written.</summary>
+    [Fact]
+    public void ShareOf_InterleavedChoices_AreReadChoiceByChoice()
+    {
+        var sample = new LetterSample(500, 4, 0, 1);
+        var filipinoWords = Filipino.Split(' ');
+        var englishWords = English.Split(' ');
+        for (var i = 0; i < Math.Max(filipinoWords.Length, englishWords.Length); i++)
+        {
+            sample.Append(0, i < filipinoWords.Length ? filipinoWords[i] + " " : "");
+            sample.Append(1, i < englishWords.Length ? englishWords[i] + " " : "");
+        }
+
+        var share = Detector.ShareOf(sample, "fil");
+
+        Assert.Equal(Filipino.Count(char.IsLetter), share.LanguageLetters);
+        Assert.Equal(Filipino.Count(char.IsLetter) + English.Count(char.IsLetter), share.PromptLetters);
+    }
+}
