@@ -123,6 +123,9 @@ public sealed class LanguageDetectTests(ServerFixture server)
         "Sovereign:Languages:Languages is a list, but it is set to one value, which would be ignored: set it item by item (Sovereign__Languages__Languages__0")]
     [InlineData("""{"Metering":{"CharacterEquivalentLanguages":{"fair":"th"}}}""",
         "Sovereign:Metering:CharacterEquivalentLanguages:fair is a list, but it is set to one value")]
+    [InlineData("""{"Languages":{"StandAloneLetters":0}}""", "Sovereign:Languages:StandAloneLetters must be between 1 and 10000; got 0.")]
+    [InlineData("""{"Languages":{"ConversationCharacters":8}}""", "Sovereign:Languages:ConversationCharacters must be between 16 and 100000; got 8.")]
+    [InlineData("""{"Languages":{"ShareCharacters":-1}}""", "Sovereign:Languages:ShareCharacters must be between 16 and 1000000; got -1.")]
     public async Task Serve_LanguageSettingThatWouldNeverApply_StopsTheStartNamingIt(string section, string message) =>
         Assert.Contains(message, await StartFailure.WithSovereignSectionAsync(section), StringComparison.Ordinal);
 

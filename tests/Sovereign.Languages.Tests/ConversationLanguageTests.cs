@@ -124,6 +124,30 @@ public sealed class ConversationLanguageTests
         Assert.Equal("th", Detector.DetectConversation(Conversation(history, "ok")).Language);
     }
 
+    /// <summary>
+    /// The language tax's thresholds are settings (<c>Sovereign:Languages:StandAloneLetters</c>,
+    /// <c>ConversationCharacters</c>, <c>ShareCharacters</c>), not constants: a "ขอบคุณ" after English turns is read
+    /// with them by default and decides alone where 5 letters stand alone; a shorter read of a long prompt counts fewer
+    /// of its letters as the language's.
+    /// </summary>
+    [Fact]
+    public void Thresholds_AreTheDetectorsSettings()
+    {
+        var lenient = new LanguageDetector(new LanguageDetectorOptions { StandAloneLetters = 5, ShareCharacters = 500 });
+        var thanks = Conversation(EnglishTurns, "ขอบคุณ");
+        const string filipino = "Magandang umaga po, pupunta ako sa palengke mamaya para bumili ng isda at gulay para sa hapunan namin. ";
+        var longPrompt = new PromptText([new(PromptRole.User, string.Concat(Enumerable.Repeat(filipino, 30)))]);
+
+        Assert.Equal("en", Detector.DetectConversation(thanks).Language);
+        Assert.Equal("th", lenient.DetectConversation(thanks).Language);
+        Assert.Equal(DefaultSettings.ShareCharacters, Detector.ShareCharacters);
+        Assert.InRange(lenient.ShareOf(longPrompt, "fil").LanguageLetters, 1, 500);
+        Assert.InRange(Detector.ShareOf(longPrompt, "fil").LanguageLetters, 1001, 2000);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new LanguageDetector(new LanguageDetectorOptions { StandAloneLetters = 0 }));
+    }
+
+    private static readonly LanguageDetectorOptions DefaultSettings = new();
+
     [Fact]
     public void ShareOf_AScriptTheLanguageAloneWrites_CountsEveryLetterOfIt()
     {
@@ -162,7 +186,7 @@ public sealed class ConversationLanguageTests
         var share = Detector.ShareOf(prompt, "fil");
 
         // About 7,000 characters, of which the newest 2,000 are read.
-        Assert.InRange(share.LanguageLetters, 1, (long)(LanguageDetector.ShareCharacters * 0.9));
+        Assert.InRange(share.LanguageLetters, 1, (long)(LanguageDetector.DefaultShareCharacters * 0.9));
         Assert.InRange(share.Share, 0.2, 0.35);
     }
 }

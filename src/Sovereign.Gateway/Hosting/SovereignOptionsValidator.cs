@@ -402,6 +402,11 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         Positive(failures, $"{key}:MinimumScriptLetters", languages.MinimumScriptLetters, 1, 10_000);
         Positive(failures, $"{key}:MinimumHanLetters", languages.MinimumHanLetters, 1, 10_000);
         Positive(failures, $"{key}:MaxCharacters", languages.MaxCharacters, 16, 1_000_000);
+
+        // The language tax's thresholds: which language a conversation is in, and how much of a text the waiver reads.
+        Positive(failures, $"{key}:StandAloneLetters", languages.StandAloneLetters, 1, 10_000);
+        Positive(failures, $"{key}:ConversationCharacters", languages.ConversationCharacters, 16, 100_000);
+        Positive(failures, $"{key}:ShareCharacters", languages.ShareCharacters, 16, 1_000_000);
         if (languages.MinimumConfidence is < 0 or > 1 || double.IsNaN(languages.MinimumConfidence))
         {
             failures.Add($"{key}:MinimumConfidence must be between 0 and 1; got {languages.MinimumConfidence}.");

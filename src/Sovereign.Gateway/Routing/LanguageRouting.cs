@@ -98,13 +98,14 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
 
     /// <summary>
     /// A sample to gather a completion's letters in as it is delivered: passages as long as the detector reads, the
-    /// newest <see cref="LanguageDetector.ShareCharacters"/> characters' worth kept (as for a prompt). The seed is the
-    /// request id's, so the same request is sampled the same way.
+    /// newest <see cref="LanguageDetectorOptions.ShareCharacters"/> characters' worth kept (as for a prompt). The seed
+    /// is the request id's, so the same request is sampled the same way.
     /// </summary>
     public LetterSample NewSample(string requestId)
     {
-        var passage = Math.Min(500, options.Value.Languages.MaxCharacters);
-        return new LetterSample(passage, Math.Max(1, LanguageDetector.ShareCharacters / passage), 0, StableSeed(requestId));
+        var languages = options.Value.Languages;
+        var passage = Math.Min(500, languages.MaxCharacters);
+        return new LetterSample(passage, Math.Max(1, languages.ShareCharacters / passage), 0, StableSeed(requestId));
     }
 
     /// <summary>A seed from a string that is the same in every process (string hash codes are not).</summary>

@@ -4,19 +4,22 @@ namespace Sovereign.Languages;
 
 public sealed partial class LanguageDetector
 {
-    /// <summary>Letters a last message needs to decide a conversation's language alone; a shorter one ("ok",
-    /// "thanks", "2", "ขอบคุณ") is read with the turns before it.</summary>
-    public const int StandAloneLetters = 24;
+    /// <summary>The default of <see cref="LanguageDetectorOptions.StandAloneLetters"/>.</summary>
+    public const int DefaultStandAloneLetters = 24;
 
-    /// <summary>Characters of the conversation read, at most, when the last message does not decide: its user turns,
-    /// newest first, back to the most recent one that stands alone (see <see cref="DetectConversation"/>).</summary>
-    public const int ConversationCharacters = 300;
+    /// <summary>The default of <see cref="LanguageDetectorOptions.ConversationCharacters"/>: the user turns read, newest
+    /// first, back to the most recent one that stands alone (see <see cref="DetectConversation"/>).</summary>
+    public const int DefaultConversationCharacters = 300;
+
+    private int StandAloneLetters => _options.StandAloneLetters;
+
+    private int ConversationCharacters => _options.ConversationCharacters;
 
     /// <summary>
     /// The language of a conversation. The last user message decides when it is itself clearly in a language (a
-    /// determined language and at least <see cref="StandAloneLetters"/> letters): someone who switches language is
+    /// determined language and at least <see cref="LanguageDetectorOptions.StandAloneLetters"/> letters): someone who switches language is
     /// answered in the new one. Otherwise the user turns are read together, newest first, back to the most recent
-    /// one that stands alone (or until they hold twice its letters, at most <see cref="ConversationCharacters"/>): the
+    /// one that stands alone (or until they hold twice its letters, at most <see cref="LanguageDetectorOptions.ConversationCharacters"/>): the
     /// language spoken now, in which a short last message counts for what its letters are worth and no more ("ok"
     /// after Thai turns is Thai; "ขอบคุณ" after English turns is English; English turns, then a Thai one, then "ok"
     /// are Thai). The instructions
@@ -24,7 +27,7 @@ public sealed partial class LanguageDetector
     /// prompt must not outvote a user who writes Thai, while a Thai system prompt decides for a first "ok". Assistant
     /// and tool turns never count (the client writes them too, and the model's answer follows the routing). At most
     /// <see cref="LanguageDetectorOptions.MaxCharacters"/> characters of the last message and
-    /// <see cref="ConversationCharacters"/> of the conversation are read, however long the history.
+    /// <see cref="LanguageDetectorOptions.ConversationCharacters"/> of the conversation are read, however long the history.
     /// </summary>
     public LanguageDetection DetectConversation(PromptText prompt)
     {
@@ -89,7 +92,7 @@ public sealed partial class LanguageDetector
     /// alone has been added (the most recent substantial turn says most about the language spoken now), the sample
     /// holds twice as many letters as one that does, or it is full; returns how many were added.
     /// </summary>
-    private static int AppendNewestFirst(StringBuilder sample, IReadOnlyList<PromptTurn> turns, PromptRole role, int from)
+    private int AppendNewestFirst(StringBuilder sample, IReadOnlyList<PromptTurn> turns, PromptRole role, int from)
     {
         var appended = 0;
         for (var i = from; i >= 0 && sample.Length < ConversationCharacters && !HasLetters(sample, 2 * StandAloneLetters); i--)

@@ -11,7 +11,7 @@ public sealed record LanguageShare(string Language, long LanguageLetters, long P
     public const string ByScript = "script";
 
     /// <summary>Its script is shared (Latin, Cyrillic, Arabic, Devanagari): only letters of passages detected as the
-    /// language count, and only in the most recent <see cref="LanguageDetector.ShareCharacters"/> characters.</summary>
+    /// language count, and only in the most recent <see cref="LanguageDetectorOptions.ShareCharacters"/> characters.</summary>
     public const string ByDetection = "detected";
 
     /// <summary>The language's letters over the prompt's, 0..1 (0 for a prompt without letters).</summary>
@@ -20,9 +20,12 @@ public sealed record LanguageShare(string Language, long LanguageLetters, long P
 
 public sealed partial class LanguageDetector
 {
-    /// <summary>Characters of a prompt, newest first, read passage by passage for <see cref="ShareOf"/> when the
-    /// language's script is shared; letters before them are not counted as the language's.</summary>
-    public const int ShareCharacters = 2_000;
+    /// <summary>The default of <see cref="LanguageDetectorOptions.ShareCharacters"/>.</summary>
+    public const int DefaultShareCharacters = 2_000;
+
+    /// <summary>Characters of a prompt, newest first, read passage by passage for <see cref="ShareOf(PromptText, string)"/>
+    /// when the language's script is shared; letters before them are not counted as the language's.</summary>
+    public int ShareCharacters => _options.ShareCharacters;
 
     // The detector reads 500 characters at most; its cost is mostly per call, so passages are as long as it reads.
     private const int SharePassageCharacters = 500;

@@ -562,6 +562,9 @@ public sealed partial class LanguageDetector
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MinimumScriptLetters, 1, nameof(options.MinimumScriptLetters));
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MinimumHanLetters, 1, nameof(options.MinimumHanLetters));
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxCharacters, 16, nameof(options.MaxCharacters));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.StandAloneLetters, 1, nameof(options.StandAloneLetters));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.ConversationCharacters, 16, nameof(options.ConversationCharacters));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.ShareCharacters, 16, nameof(options.ShareCharacters));
         if (options.MinimumConfidence is < 0 or > 1 || options.MinimumMargin is < 0 or > 1)
         {
             throw new ArgumentOutOfRangeException(nameof(options), "MinimumConfidence and MinimumMargin are between 0 and 1.");
@@ -577,6 +580,9 @@ public sealed partial class LanguageDetector
             MinimumConfidence = options.MinimumConfidence,
             MinimumMargin = options.MinimumMargin,
             MaxCharacters = options.MaxCharacters,
+            StandAloneLetters = options.StandAloneLetters,
+            ConversationCharacters = options.ConversationCharacters,
+            ShareCharacters = options.ShareCharacters,
         };
     }
 

@@ -41,4 +41,18 @@ public sealed class LanguageDetectorOptions
     /// <summary>Characters analysed from the start of a text; the rest is ignored so that a long prompt costs no more
     /// than a paragraph (Lingua's time grows with the text).</summary>
     public int MaxCharacters { get; set; } = 500;
+
+    /// <summary>Letters a last user message needs to decide a conversation's language alone; a shorter one ("ok",
+    /// "thanks", "2", "ขอบคุณ") is read with the turns before it (<see cref="LanguageDetector.DetectConversation"/>).</summary>
+    public int StandAloneLetters { get; set; } = LanguageDetector.DefaultStandAloneLetters;
+
+    /// <summary>Characters of a conversation's user turns read, at most, when its last message does not decide alone.</summary>
+    public int ConversationCharacters { get; set; } = LanguageDetector.DefaultConversationCharacters;
+
+    /// <summary>
+    /// Characters of a prompt (or a completion) the detector reads, in passages of at most
+    /// <see cref="MaxCharacters"/>, to measure the share a language of a shared script writes for the language tax's
+    /// waiver (<see cref="LanguageDetector.ShareOf(PromptText, string)"/>): its work per request, however long the text.
+    /// </summary>
+    public int ShareCharacters { get; set; } = LanguageDetector.DefaultShareCharacters;
 }
