@@ -141,8 +141,10 @@ public sealed class ConversationLanguageTests
         Assert.Equal("en", Detector.DetectConversation(thanks).Language);
         Assert.Equal("th", lenient.DetectConversation(thanks).Language);
         Assert.Equal(DefaultSettings.ShareCharacters, Detector.ShareCharacters);
+        // 500 characters read are one passage, the newest: nothing stands for the rest.
         Assert.InRange(lenient.ShareOf(longPrompt, "fil").LanguageLetters, 1, 500);
-        Assert.InRange(Detector.ShareOf(longPrompt, "fil").LanguageLetters, 1001, 2000);
+        var judged = Detector.ShareOf(longPrompt, "fil");
+        Assert.Equal(judged.PromptLetters, judged.LanguageLetters);
         Assert.Throws<ArgumentOutOfRangeException>(() => new LanguageDetector(new LanguageDetectorOptions { StandAloneLetters = 0 }));
     }
 
@@ -175,18 +177,58 @@ public sealed class ConversationLanguageTests
         Assert.Equal(1.0, Detector.ShareOf(filipino, "fil").Share, 9);
     }
 
-    [Fact]
-    public void ShareOf_ASharedScript_CountsNothingBeyondTheMostRecentCharactersRead()
+    /// <summary>
+    /// A long prompt in a shared script is judged over all of its text, at the same detection work: the newest
+    /// passages are read whole and passages drawn from the rest stand for it. Before, only the newest 2,000 characters
+    /// could count: 7,000 characters of Filipino were billed about three quarters per token.
+    /// </summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(12345)]
+    public void ShareOf_ALongPromptInASharedScript_IsJudgedOverAllOfIt(int seed)
     {
         const string filipino = "Magandang umaga po, pupunta ako sa palengke mamaya para bumili ng isda at gulay para sa hapunan namin. ";
         var prompt = new PromptText([
             new(PromptRole.User, string.Concat(Enumerable.Repeat(filipino, 60))),
             new(PromptRole.User, string.Concat(Enumerable.Repeat(filipino, 10)))]);
 
-        var share = Detector.ShareOf(prompt, "fil");
+        var share = Detector.ShareOf(prompt, "fil", seed);
 
-        // About 7,000 characters, of which the newest 2,000 are read.
-        Assert.InRange(share.LanguageLetters, 1, (long)(LanguageDetector.DefaultShareCharacters * 0.9));
-        Assert.InRange(share.Share, 0.2, 0.35);
+        Assert.Equal(share.PromptLetters, share.LanguageLetters);
+        Assert.Equal(LanguageShare.ByDetection, share.Basis);
+    }
+
+    /// <summary>
+    /// A long English document with a Filipino question at its end: the question (in the newest passages, read whole)
+    /// counts and the document does not, whichever passages of it are drawn; the reverse, a long Filipino document
+    /// with an English question, counts the document. Exact here, since each part is in one language.
+    /// </summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(7)]
+    public void ShareOf_ALongPromptOfTwoLanguages_CountsEachPartForWhatItIs(int seed)
+    {
+        const string filipino = "Magandang umaga po, pupunta ako sa palengke mamaya para bumili ng isda at gulay para sa hapunan namin.";
+        var document = string.Concat(Enumerable.Repeat("The quarterly report is attached; please review the revenue figures before the board meeting. ", 200));
+        var filipinoDocument = string.Concat(Enumerable.Repeat(filipino + " ", 200));
+        const string english = "Please summarise the document above in three short sentences for the board.";
+        static long LettersOf(string text) => text.Count(char.IsLetter);
+
+        var question = Detector.ShareOf(new PromptText([new(PromptRole.User, document), new(PromptRole.User, filipino)]), "fil", seed);
+        var reverse = Detector.ShareOf(new PromptText([new(PromptRole.User, filipinoDocument), new(PromptRole.User, english)]), "fil", seed);
+
+        Assert.Equal(LettersOf(filipino), question.LanguageLetters);
+        Assert.Equal(LettersOf(filipinoDocument), reverse.LanguageLetters);
+        Assert.Equal(LettersOf(filipinoDocument) + LettersOf(english), reverse.PromptLetters);
+    }
+
+    /// <summary>How the read is split: half newest, half drawn; a setting too small for two passages reads the newest one.</summary>
+    [Fact]
+    public void SharePassages_SplitTheCharactersRead()
+    {
+        Assert.Equal((2, 2), LanguageDetector.SharePassages(new LanguageDetectorOptions()));
+        Assert.Equal((3, 2), LanguageDetector.SharePassages(new LanguageDetectorOptions { ShareCharacters = 2_500 }));
+        Assert.Equal((1, 0), LanguageDetector.SharePassages(new LanguageDetectorOptions { ShareCharacters = 100 }));
     }
 }

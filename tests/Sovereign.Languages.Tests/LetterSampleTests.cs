@@ -76,4 +76,28 @@ public sealed class LetterSampleTests
         Assert.Equal(Filipino.Count(char.IsLetter), share.LanguageLetters);
         Assert.Equal(Filipino.Count(char.IsLetter) + English.Count(char.IsLetter), share.PromptLetters);
     }
+
+    /// <summary>
+    /// A long completion is read as a long prompt is: its newest passages whole, passages drawn from the rest standing
+    /// for it, so memory and detection stay bounded and a completion all in the language counts whole.
+    /// </summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(99)]
+    public void ShareOf_ALongCompletion_IsJudgedOverAllOfIt_FromABoundedSample(int seed)
+    {
+        var sample = new LetterSample(500, 2, 2, seed);
+        for (var i = 0; i < 200; i++)
+        {
+            sample.Append(0, Filipino);
+        }
+
+        var (newest, sampled, earlier) = sample.Passages();
+        var share = Detector.ShareOf(sample, "fil");
+
+        Assert.Equal((2, 2), (newest.Count, sampled.Count));
+        Assert.True(earlier > 30, $"{earlier} earlier passages");
+        Assert.Equal(share.PromptLetters, share.LanguageLetters);
+        Assert.Equal(200L * Filipino.Count(char.IsLetter), share.PromptLetters);
+    }
 }

@@ -293,7 +293,7 @@ public sealed class RequestMetering
             () => routed.Language is { } language ? _languageTax.RatioToEnglish(routed.Model, language) : null,
             () =>
             {
-                var share = _languages.ShareOf(routed.Prompt ?? Sovereign.Languages.PromptText.Empty, routed.Language!);
+                var share = _languages.ShareOf(routed.Prompt ?? Sovereign.Languages.PromptText.Empty, routed.Language!, routed.RequestId);
                 return (share.LanguageLetters, share.PromptLetters, share.Basis);
             },
             () =>

@@ -90,23 +90,22 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
     public LanguageDetection? DetectForUsage(PromptText prompt) =>
         options.Value.DetectLanguageOfEveryRequest && prompt.Turns.Any(t => !string.IsNullOrWhiteSpace(t.Text)) ? Detect(prompt) : null;
 
-    /// <summary>The share of a request's letters written in a language, for the language tax's waiver (<see cref="LanguageDetector.ShareOf"/>).</summary>
-    public LanguageShare ShareOf(PromptText prompt, string language) => _detector.Value.ShareOf(prompt, language);
+    /// <summary>
+    /// The share of a request's letters written in a language, for the language tax's waiver
+    /// (<see cref="LanguageDetector.ShareOf(PromptText, string, int)"/>); the passages drawn from a long prompt are
+    /// drawn with the request id's seed, which the server makes and the client cannot choose.
+    /// </summary>
+    public LanguageShare ShareOf(PromptText prompt, string language, string requestId) => _detector.Value.ShareOf(prompt, language, StableSeed(requestId));
 
     /// <summary>The share of a completion's letters (gathered in <see cref="NewSample"/>'s sample) written in a language.</summary>
     public LanguageShare ShareOf(LetterSample text, string language) => _detector.Value.ShareOf(text, language);
 
     /// <summary>
-    /// A sample to gather a completion's letters in as it is delivered: passages as long as the detector reads, the
-    /// newest <see cref="LanguageDetectorOptions.ShareCharacters"/> characters' worth kept (as for a prompt). The seed
-    /// is the request id's, so the same request is sampled the same way.
+    /// A sample to gather a completion's letters in as it is delivered, read as a prompt is: passages as long as the
+    /// detector reads, the newest and some drawn from the rest (<see cref="LanguageDetectorOptions.ShareCharacters"/>),
+    /// with the request id's seed.
     /// </summary>
-    public LetterSample NewSample(string requestId)
-    {
-        var languages = options.Value.Languages;
-        var passage = Math.Min(500, languages.MaxCharacters);
-        return new LetterSample(passage, Math.Max(1, languages.ShareCharacters / passage), 0, StableSeed(requestId));
-    }
+    public LetterSample NewSample(string requestId) => LanguageDetector.NewSample(options.Value.Languages, StableSeed(requestId));
 
     /// <summary>A seed from a string that is the same in every process (string hash codes are not).</summary>
     private static int StableSeed(string value)

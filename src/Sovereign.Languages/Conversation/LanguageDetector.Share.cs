@@ -10,8 +10,9 @@ public sealed record LanguageShare(string Language, long LanguageLetters, long P
     /// <summary>The language alone writes its script here: every letter of that script in the prompt is its.</summary>
     public const string ByScript = "script";
 
-    /// <summary>Its script is shared (Latin, Cyrillic, Arabic, Devanagari): only letters of passages detected as the
-    /// language count, and only in the most recent <see cref="LanguageDetectorOptions.ShareCharacters"/> characters.</summary>
+    /// <summary>Its script is shared (Latin, Cyrillic, Arabic, Devanagari): letters of passages detected as the language
+    /// count, the newest passages read whole and passages drawn from the rest standing for it
+    /// (<see cref="LanguageDetectorOptions.ShareCharacters"/>).</summary>
     public const string ByDetection = "detected";
 
     /// <summary>The language's letters over the prompt's, 0..1 (0 for a prompt without letters).</summary>
@@ -23,8 +24,8 @@ public sealed partial class LanguageDetector
     /// <summary>The default of <see cref="LanguageDetectorOptions.ShareCharacters"/>.</summary>
     public const int DefaultShareCharacters = 2_000;
 
-    /// <summary>Characters of a prompt, newest first, read passage by passage for <see cref="ShareOf(PromptText, string)"/>
-    /// when the language's script is shared; letters before them are not counted as the language's.</summary>
+    /// <summary>Characters of a prompt (or a completion) the detector reads for <see cref="ShareOf(PromptText, string, int)"/>
+    /// when the language's script is shared: half of them the newest text, half passages drawn from the rest.</summary>
     public int ShareCharacters => _options.ShareCharacters;
 
     // The detector reads 500 characters at most; its cost is mostly per call, so passages are as long as it reads.
@@ -34,11 +35,16 @@ public sealed partial class LanguageDetector
     /// The share of a prompt's letters (every turn: instructions, user, assistant and tool text) written in
     /// <paramref name="language"/>. Where the language alone among the configured ones writes its scripts (Thai,
     /// Khmer, Tamil, Hangul...), every letter of them counts, however long the prompt: a linear count of letters, no
-    /// detection. Where a script is shared (Latin, Cyrillic, Arabic, Devanagari, Ethiopic), its letters count only in
-    /// passages of the most recent <see cref="ShareCharacters"/> characters that the detector reads as the language;
-    /// the rest of the prompt does not, so that no text the detector has not read is billed as the language.
+    /// detection. Where a script is shared (Latin, Cyrillic, Arabic, Devanagari, Ethiopic), the prompt is cut into
+    /// passages as long as the detector reads (each within a turn, from its end) and
+    /// <see cref="LanguageDetectorOptions.ShareCharacters"/> characters of them are read: the newest half whole, their
+    /// letters counted as the language's where the detector reads them as it; and passages drawn at random (with
+    /// <paramref name="seed"/>) from all the earlier ones, which stand for the rest of the prompt: its letters of the
+    /// script times the share of the drawn passages' letters read as the language. A prompt no longer than that is
+    /// read whole and counted exactly; a longer one costs the same detection work, and is judged over all of its text
+    /// (before, only its newest 2,000 characters could count, so a long text in the language was billed mostly per token).
     /// </summary>
-    public LanguageShare ShareOf(PromptText prompt, string language)
+    public LanguageShare ShareOf(PromptText prompt, string language, int seed = 0)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentNullException.ThrowIfNull(language);
@@ -52,6 +58,7 @@ public sealed partial class LanguageDetector
         long promptLetters = 0, languageLetters = 0;
         foreach (var turn in prompt.Turns)
         {
+            // The one pass over the whole prompt; the detector reads only the passages chosen below.
             var profile = ScriptProfile.Analyze(turn.Text);
             promptLetters += profile.TotalLetters;
             languageLetters += scripts.Sum(s => profile[s]);
@@ -63,33 +70,105 @@ public sealed partial class LanguageDetector
             return new LanguageShare(code, languageLetters, promptLetters, LanguageShare.ByScript);
         }
 
-        long detected = 0;
-        var budget = ShareCharacters;
-        for (var i = prompt.Turns.Count - 1; i >= 0 && budget > 0; i--)
+        var length = Math.Min(SharePassageCharacters, _options.MaxCharacters);
+        var (newest, sampled) = SharePassages(_options);
+        var total = 0;
+        foreach (var _ in PassagesNewestFirst(prompt, length))
+        {
+            total++;
+        }
+
+        var drawn = Draw(total, newest, sampled, seed);
+        long newestLetters = 0, newestDetected = 0, drawnLetters = 0, drawnDetected = 0;
+        var index = 0;
+        foreach (var (turn, start, end) in PassagesNewestFirst(prompt, length))
+        {
+            if (index < newest || drawn.Contains(index))
+            {
+                var passage = prompt.Turns[turn].Text[start..end];
+                var profile = ScriptProfile.Analyze(passage);
+                var letters = scripts.Sum(s => profile[s]);
+                var detected = letters > 0 && Detect(passage).Language == code ? letters : 0;
+                if (index < newest)
+                {
+                    (newestLetters, newestDetected) = (newestLetters + letters, newestDetected + detected);
+                }
+                else
+                {
+                    (drawnLetters, drawnDetected) = (drawnLetters + letters, drawnDetected + detected);
+                }
+            }
+
+            index++;
+        }
+
+        var earlierLetters = Math.Max(0, languageLetters - newestLetters);
+        var earlierDetected = total - newest <= sampled ? drawnDetected
+            : drawnLetters == 0 ? 0
+            : (long)((Int128)earlierLetters * drawnDetected / drawnLetters);
+        return new LanguageShare(code, newestDetected + earlierDetected, promptLetters, LanguageShare.ByDetection);
+    }
+
+    /// <summary>
+    /// How <see cref="LanguageDetectorOptions.ShareCharacters"/> is read: passages of the newest text, and passages
+    /// drawn from the rest (half each, the newest getting the odd one).
+    /// </summary>
+    public static (int Newest, int Sampled) SharePassages(LanguageDetectorOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var passages = Math.Max(1, options.ShareCharacters / Math.Min(SharePassageCharacters, options.MaxCharacters));
+        var newest = (passages + 1) / 2;
+        return (newest, passages - newest);
+    }
+
+    /// <summary>A sample to gather a completion in, read as a prompt is (<see cref="SharePassages"/>).</summary>
+    public static LetterSample NewSample(LanguageDetectorOptions options, int seed)
+    {
+        var (newest, sampled) = SharePassages(options);
+        return new LetterSample(Math.Min(SharePassageCharacters, options.MaxCharacters), newest, sampled, seed);
+    }
+
+    /// <summary>A prompt's passages, newest first: turns from the last, each from its end back to its start.</summary>
+    private static IEnumerable<(int Turn, int Start, int End)> PassagesNewestFirst(PromptText prompt, int length)
+    {
+        for (var i = prompt.Turns.Count - 1; i >= 0; i--)
         {
             var text = prompt.Turns[i].Text;
-            // Newest passages first: the end of the turn back to its start.
-            for (var end = text.Length; end > 0 && budget > 0;)
+            for (var end = text.Length; end > 0;)
             {
-                var start = Math.Max(0, end - Math.Min(Math.Min(SharePassageCharacters, _options.MaxCharacters), budget));
+                var start = Math.Max(0, end - length);
                 if (start > 0 && char.IsLowSurrogate(text[start]))
                 {
                     start--;
                 }
 
-                var passage = text[start..end];
-                budget -= passage.Length;
+                yield return (i, start, end);
                 end = start;
-                var profile = ScriptProfile.Analyze(passage);
-                var letters = scripts.Sum(s => profile[s]);
-                if (letters > 0 && Detect(passage).Language == code)
-                {
-                    detected += letters;
-                }
             }
         }
+    }
 
-        return new LanguageShare(code, detected, promptLetters, LanguageShare.ByDetection);
+    /// <summary>
+    /// Which of the passages after the <paramref name="newest"/> ones are read: all when there are no more than
+    /// <paramref name="sampled"/>, else that many drawn without repeats, every one as likely (Floyd's algorithm).
+    /// </summary>
+    private static HashSet<int> Draw(int total, int newest, int sampled, int seed)
+    {
+        var earlier = total - newest;
+        if (earlier <= sampled)
+        {
+            return [.. Enumerable.Range(newest, Math.Max(0, earlier))];
+        }
+
+        var random = new Random(seed);
+        var drawn = new HashSet<int>();
+        for (var j = earlier - sampled; j < earlier; j++)
+        {
+            var pick = random.Next(j + 1);
+            drawn.Add(drawn.Contains(newest + pick) ? newest + j : newest + pick);
+        }
+
+        return drawn;
     }
 
     /// <summary>

@@ -52,7 +52,7 @@ public sealed class LanguageDetectorOptions
     /// <summary>
     /// Characters of a prompt (or a completion) the detector reads, in passages of at most
     /// <see cref="MaxCharacters"/>, to measure the share a language of a shared script writes for the language tax's
-    /// waiver (<see cref="LanguageDetector.ShareOf(PromptText, string)"/>): its work per request, however long the text.
+    /// waiver (<see cref="LanguageDetector.ShareOf(PromptText, string, int)"/>): its work per request, however long the text.
     /// </summary>
     public int ShareCharacters { get; set; } = LanguageDetector.DefaultShareCharacters;
 }
