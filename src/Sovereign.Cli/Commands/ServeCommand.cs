@@ -195,11 +195,13 @@ internal static partial class ServeCommand
         catch (Exception ex) when (ex is OptionsValidationException or InvalidDataException or ArgumentException or FileNotFoundException or ModelLoadException or FormatException or InvalidOperationException)
         {
             StartFailed(app, ex);
+            await AbandonStartAsync(app);
             await Console.Error.WriteLineAsync("sovereign serve: cannot start: " + ex.Message);
             return 2;
         }
         catch (Residency.Audit.AuditIntegrityException ex)
         {
+            await AbandonStartAsync(app);
             // The audit log was truncated or rewritten (its head, or the last head this server signed, is gone): nothing
             // is appended to it or signed over it. Said at Error under its own event, for the alert, and exit 3 as 'audit verify'.
             if (app?.Services.GetService<ILoggerFactory>() is { } loggers)
@@ -338,6 +340,31 @@ internal static partial class ServeCommand
     }
 
     /// <summary>The failed start's exception, with its stack, at Debug: the operator reads the one line serve prints.</summary>
+    /// <summary>
+    /// Stops what a failed start had already started. A cluster member's silo joins the membership table before the
+    /// services after it start; left there by a process that simply exits, the other members send grain calls to it
+    /// (503 cluster_unavailable) until probes declare it dead, and a supervisor restarting a misconfigured member kept
+    /// the cluster failing. Stopping leaves the table gracefully; bounded, so a stop that hangs cannot hold the exit.
+    /// </summary>
+    private static async Task AbandonStartAsync(WebApplication? app)
+    {
+        if (app is null)
+        {
+            return;
+        }
+
+        using var bounded = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            await app.StopAsync(bounded.Token);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Best effort: the start already failed and says why; membership declares a member that did not leave dead.
+            StartFailed(app, ex);
+        }
+    }
+
     private static void StartFailed(WebApplication? app, Exception exception)
     {
         if (app?.Services.GetService<ILoggerFactory>() is { } loggers)

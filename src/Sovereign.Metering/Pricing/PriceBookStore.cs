@@ -296,7 +296,7 @@ public sealed class PriceBookStore
         // Parameters are bound by position of first use: names come from the SQL's @tokens in order.
         if (command.Parameters.Count == 0)
         {
-            foreach (var name in ParameterNames(command.CommandText))
+            foreach (var name in PreparedStatement.ParameterNames(command.CommandText))
             {
                 SqlDatabase.AddParameter(command, name, null);
             }
@@ -305,32 +305,6 @@ public sealed class PriceBookStore
         for (var i = 0; i < values.Length; i++)
         {
             command.Parameters[i].Value = values[i] ?? DBNull.Value;
-        }
-    }
-
-    private static IEnumerable<string> ParameterNames(string sql)
-    {
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        for (var i = 0; i < sql.Length; i++)
-        {
-            if (sql[i] != '@')
-            {
-                continue;
-            }
-
-            var end = i + 1;
-            while (end < sql.Length && (char.IsAsciiLetterOrDigit(sql[end]) || sql[end] == '_'))
-            {
-                end++;
-            }
-
-            var name = sql[i..end];
-            if (seen.Add(name))
-            {
-                yield return name;
-            }
-
-            i = end - 1;
         }
     }
 

@@ -482,6 +482,10 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             await gateway.Process.WaitForExitAsync(exited.Token);
             Assert.True(gateway.Process.ExitCode == 3, $"exit {gateway.Process.ExitCode}:\n{gateway.Output}");
             Assert.Contains("entry 1 has hash", gateway.Output, StringComparison.Ordinal);
+
+            // Its silo had joined before the log was opened: it left the membership table on its way out, or the other
+            // members sent grain calls to it (503 cluster_unavailable) until probes declared it dead.
+            await ClusterFixture.WaitForMemberAsync(cluster.GatewayTh, "gateway/gateway-witness", "dead");
         }
         finally
         {
