@@ -2,11 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Http;
 using Microsoft.Data.Sqlite;
-using Microsoft.Extensions.Logging;
 using Sovereign.Gateway.Routing;
 
 namespace Sovereign.Gateway.FunctionalTests;
@@ -21,29 +17,12 @@ public sealed class InterruptedRequestTests : IAsyncLifetime
 {
     private readonly string _data = Directory.CreateTempSubdirectory("sovereign-sigkill-").FullName;
     private readonly int _port = ServeProcess.FreePort();
-    private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private WebApplication _engine = null!;
+    private HeldEngine _engine = null!;
 
-    public async Task InitializeAsync()
-    {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        _engine = builder.Build();
-        _engine.MapPost("/v1/chat/completions", async (HttpContext context) =>
-        {
-            context.Response.ContentType = "text/event-stream";
-            await context.Response.WriteAsync(
-                """data: {"id":"chatcmpl-held","object":"chat.completion.chunk","created":1,"model":"held","choices":[{"index":0,"delta":{"role":"assistant","content":"Hello"},"finish_reason":null}]}""" + "\n\n");
-            await context.Response.Body.FlushAsync();
-            await _release.Task.WaitAsync(context.RequestAborted);
-        });
-        await _engine.StartAsync();
-    }
+    public async Task InitializeAsync() => _engine = await HeldEngine.StartAsync();
 
     public async Task DisposeAsync()
     {
-        _release.TrySetResult();
         await _engine.DisposeAsync();
         SqliteConnection.ClearAllPools();
         Directory.Delete(_data, recursive: true);
@@ -127,5 +106,5 @@ public sealed class InterruptedRequestTests : IAsyncLifetime
         return values;
     }
 
-    private Task<Process> StartServerAsync() => ServeProcess.StartAsync(_data, _port, _engine.Urls.First(), "held");
+    private Task<Process> StartServerAsync() => ServeProcess.StartAsync(_data, _port, _engine.BaseUrl, "held");
 }

@@ -9,16 +9,28 @@ namespace Sovereign.Gateway.FunctionalTests;
 internal static class ServeProcess
 {
     /// <summary>Starts serve fronting <paramref name="engineUrl"/>'s <paramref name="model"/> and waits for <c>/ready</c>.</summary>
-    public static async Task<Process> StartAsync(string dataDirectory, int port, string engineUrl, string model)
+    public static Task<Process> StartAsync(string dataDirectory, int port, string engineUrl, string model) =>
+        StartAsync(port, ["--engine", engineUrl, "--engine-model", model, "--data-dir", dataDirectory]);
+
+    /// <summary>
+    /// Starts <c>serve</c> on <paramref name="port"/> with <paramref name="arguments"/> (jurisdiction DE, no built-in
+    /// embeddings, plus <paramref name="environment"/>) and waits for <c>/ready</c>.
+    /// </summary>
+    public static async Task<Process> StartAsync(int port, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--engine", engineUrl, "--engine-model", model, "--urls", $"http://127.0.0.1:{port}", "--data-dir", dataDirectory })
+        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--urls", $"http://127.0.0.1:{port}" }.Concat(arguments))
         {
             start.ArgumentList.Add(arg);
         }
 
         start.Environment["Sovereign__Jurisdiction"] = "DE";
         start.Environment["Sovereign__BuiltInEmbeddings"] = "false";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+
         var process = Process.Start(start)!;
         process.OutputDataReceived += (_, _) => { };
         process.ErrorDataReceived += (_, _) => { };

@@ -92,6 +92,8 @@ internal static class OperatorPages
             page.Notice(error, error: true);
         }
 
+        // A table whose read failed says so, rather than showing a key as having spent nothing.
+        Fail(page, keys, byKey, limits, audit);
         var t = tenant.Json;
         var policy = t.GetProperty("policy");
         string Field(string name, string current) => form is null ? current : form[name].ToString();

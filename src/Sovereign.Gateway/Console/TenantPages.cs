@@ -16,7 +16,7 @@ internal static class TenantPages
         var byKey = await api.GetAsync($"/v1/usage?group_by=key&from={from}", context.RequestAborted);
         var audit = await api.GetAsync("/v1/audit?order=desc&limit=50", context.RequestAborted);
         var page = new ConsolePage("Tenant " + session.Tenant, session);
-        foreach (var failed in new[] { usage, byJurisdiction, limits, keys, audit }.Where(a => !a.Ok))
+        foreach (var failed in new[] { usage, byJurisdiction, limits, keys, byKey, audit }.Where(a => !a.Ok))
         {
             page.Notice(failed.ErrorMessage, error: true);
         }

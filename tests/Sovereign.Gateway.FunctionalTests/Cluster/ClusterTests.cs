@@ -517,40 +517,6 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         }
     }
 
-    /// <summary>A chat engine that sends one chunk of a stream and then holds it until disposed.</summary>
-    private sealed class HeldEngine : IAsyncDisposable
-    {
-        private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private WebApplication _app = null!;
-
-        public string BaseUrl => _app.Urls.First();
-
-        public static async Task<HeldEngine> StartAsync()
-        {
-            var engine = new HeldEngine();
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.WebHost.UseUrls("http://127.0.0.1:0");
-            builder.Logging.ClearProviders();
-            engine._app = builder.Build();
-            engine._app.MapPost("/v1/chat/completions", async (HttpContext context) =>
-            {
-                context.Response.ContentType = "text/event-stream";
-                await context.Response.WriteAsync(
-                    """data: {"id":"chatcmpl-held","object":"chat.completion.chunk","created":1,"model":"held","choices":[{"index":0,"delta":{"role":"assistant","content":"Hello"},"finish_reason":null}]}""" + "\n\n");
-                await context.Response.Body.FlushAsync();
-                await engine._release.Task.WaitAsync(context.RequestAborted);
-            });
-            await engine._app.StartAsync();
-            return engine;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            _release.TrySetResult();
-            await _app.DisposeAsync();
-        }
-    }
-
     [Fact]
     public async Task NodeWithAJoinToken_ReceivesItsCredential_WithoutTheOperatorKey_AndTheTokenWorksOnce()
     {

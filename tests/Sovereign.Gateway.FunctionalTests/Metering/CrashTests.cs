@@ -20,7 +20,7 @@ public sealed class CrashTests : IDisposable
 {
     private const string AdminToken = "crash-admin";
     private readonly string _data = Directory.CreateTempSubdirectory("sovereign-crash-").FullName;
-    private readonly int _port = FreePort();
+    private readonly int _port = ServeProcess.FreePort();
 
     public void Dispose()
     {
@@ -131,53 +131,13 @@ public sealed class CrashTests : IDisposable
         return client;
     }
 
-    private async Task<Process> StartServerAsync()
-    {
-        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--model", TestModels.Stories260K + "=stories", "--threads", "1", "--ctx-size", "256", "--urls", $"http://127.0.0.1:{_port}", "--data-dir", _data })
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        start.Environment["Sovereign__AdminToken"] = AdminToken;
-        start.Environment["Sovereign__Jurisdiction"] = "DE";
-        start.Environment["Sovereign__BuiltInEmbeddings"] = "false";
-        var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-
-        using var probe = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}") };
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        while (true)
-        {
-            Assert.False(process.HasExited, "the server exited during start-up");
-            try
-            {
-                if ((await probe.GetAsync("/ready", timeout.Token)).IsSuccessStatusCode)
-                {
-                    return process;
-                }
-            }
-            catch (HttpRequestException)
-            {
-            }
-
-            await Task.Delay(100, timeout.Token);
-        }
-    }
+    private Task<Process> StartServerAsync() =>
+        ServeProcess.StartAsync(_port, ["--model", TestModels.Stories260K + "=stories", "--threads", "1", "--ctx-size", "256", "--data-dir", _data],
+            new Dictionary<string, string> { ["Sovereign__AdminToken"] = AdminToken });
 
     private static async Task Expect(Task<HttpResponseMessage> call, int status)
     {
         using var response = await call;
         Assert.True((int)response.StatusCode == status, await response.Content.ReadAsStringAsync());
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
