@@ -13,7 +13,7 @@ namespace Sovereign.Benchmarks.Gateway;
 /// </summary>
 internal static class PipelineBenchmark
 {
-    public const string Usage = "pipeline [--quick] [--sequential N (3000)] [--callers C (64)] [--seconds S (10)] [--rounds R (3)] [--warmup S (10)] [--allocations TOP (0: off)] [--set KEY=VALUE[,KEY=VALUE...]] [--hops N (0: off)]";
+    public const string Usage = "pipeline [--quick] [--sequential N (3000)] [--callers C (64)] [--seconds S (10)] [--rounds R (3)] [--warmup S (10)] [--allocations TOP (0: off)] [--set KEY=VALUE[,KEY=VALUE...]] [--hops N (0: off; where one request's time goes: hops between processes, then the gateway's stage spans)]";
 
     private const string ModelId = "mock-model";
 
@@ -98,6 +98,24 @@ internal static class PipelineBenchmark
             }
 
             governed.Print();
+
+            // Then the gateway's own stage spans, recorded apart: listening makes every request build its spans.
+            Console.WriteLine();
+            Console.WriteLine("## The governed pipeline's stages (the gateway's spans, one connection)");
+            using var stages = new StageSpans();
+            for (var i = 0; i < hops / 10; i++)
+            {
+                await Ok(gateway, body); // warm the traced paths
+            }
+
+            stages.Recording = true;
+            for (var i = 0; i < hops; i++)
+            {
+                await Ok(gateway, body);
+            }
+
+            stages.Recording = false;
+            stages.Print();
             return 0;
         }
 

@@ -327,12 +327,14 @@ public sealed class RequestMetering
         }
         else if (_ledger.Carry(record) is { } carried)
         {
+            using var span = Observability.GatewayTelemetry.Source.StartActivity(Observability.GatewayTelemetry.AuditOutcome);
             await auditOutcome(carried);
             await carried.Stored;
         }
         else
         {
             // This ledger commits on its own (stricter durability): the two commits run side by side.
+            using var span = Observability.GatewayTelemetry.Source.StartActivity(Observability.GatewayTelemetry.AuditOutcome);
             await Task.WhenAll(_ledger.AppendAsync(record), Task.Run(() => auditOutcome(null)));
         }
 
@@ -365,6 +367,7 @@ public sealed class RequestMetering
     {
         if (ticket.ReservedWithGrain)
         {
+            using var span = Observability.GatewayTelemetry.Source.StartActivity(Observability.GatewayTelemetry.Settle);
             var remaining = await _tenants.Get(routed.Caller.TenantId)
                 .SettleAsync(new SettlementRequest(routed.RequestId, routed.Caller.KeyId, cost, ticket.AdmittedTokens, usedTokens));
             if (remaining is { } left)

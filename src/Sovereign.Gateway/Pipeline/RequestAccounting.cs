@@ -22,6 +22,8 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
             return;
         }
 
+        using var span = Observability.GatewayTelemetry.Source.StartActivity(Observability.GatewayTelemetry.Account);
+        span?.SetTag("sovereign.outcome", outcome.ToString().ToLowerInvariant());
         try
         {
             // The outcome's audit entry follows its decision's in the chain, even for work refused at once.

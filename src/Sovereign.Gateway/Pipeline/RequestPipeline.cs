@@ -1,5 +1,6 @@
 using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Metering;
+using Sovereign.Gateway.Observability;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Pipeline.Executors;
 using Sovereign.Gateway.Routing;
@@ -43,7 +44,15 @@ internal sealed class RequestPipeline(
     public Task<Caller> AuthenticateAsync(HttpContext context)
     {
         context.Items[ArrivalKey] = time.GetUtcNow();
-        return router.AuthenticateAsync(context);
+        return GatewayTelemetry.Source.HasListeners() ? AuthenticateTracedAsync(context) : router.AuthenticateAsync(context);
+    }
+
+    private async Task<Caller> AuthenticateTracedAsync(HttpContext context)
+    {
+        using var span = GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Authenticate);
+        var caller = await router.AuthenticateAsync(context);
+        span?.SetTag("sovereign.tenant", caller.TenantId);
+        return caller;
     }
 
     /// <summary>
@@ -65,14 +74,22 @@ internal sealed class RequestPipeline(
             }
 
             var executor = await PrepareAsync(request.Route, work, context.RequestAborted);
-            request.Demand = await executor.MeasureAsync(request);
-            request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens);
-            if (request.Ticket.ReservedWithGrain)
+            using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Measure))
             {
-                request.ReservationHold = renewals.Hold(caller.TenantId, request.Route.RequestId);
+                request.Demand = await executor.MeasureAsync(request);
             }
 
-            request.PoolLease = await pools.AcquireAsync(request);
+            using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Admit))
+            {
+                request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens);
+                if (request.Ticket.ReservedWithGrain)
+                {
+                    request.ReservationHold = renewals.Hold(caller.TenantId, request.Route.RequestId);
+                }
+
+                request.PoolLease = await pools.AcquireAsync(request);
+            }
+
             for (var failovers = 0; ; failovers++)
             {
                 // Where the plan may waive the language tax, the completion's letters are gathered as it is delivered.
@@ -84,14 +101,22 @@ internal sealed class RequestPipeline(
                         // The prompt does not leave this process: the engine takes it while the decision's entry commits,
                         // and the entry is durable before anything leaves: the endpoint writes nothing (not even headers)
                         // before this returns. On a node, a gateway's relay was in its own audit log before it was sent.
-                        request.Execution = await executor.StartAsync(request);
+                        using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Execute))
+                        {
+                            request.Execution = await executor.StartAsync(request);
+                        }
+
                         await DecisionRecordedOrStopAsync(request);
                         return request;
                     }
 
                     // Fail closed: the decision is durable evidence before any work is sent (it committed meanwhile).
                     await request.Route.DecisionRecorded;
-                    request.Execution = await executor.StartAsync(request);
+                    using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Execute))
+                    {
+                        request.Execution = await executor.StartAsync(request);
+                    }
+
                     return request;
                 }
                 catch (NodeUnreachableException unreachable) when (failovers < MaxFailovers && !context.RequestAborted.IsCancellationRequested)

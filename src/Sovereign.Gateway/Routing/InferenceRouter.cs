@@ -221,7 +221,7 @@ public sealed class InferenceRouter(
     private async Task<RoutedRequest> RouteTracedAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias, RouteChoice? aliasChoice, RoutedRequest? failoverOf, ulong? prefixKey)
     {
         // A span per decision: ids, model, place and outcome only; never content.
-        using var activity = Observability.GatewayTelemetry.Source.StartActivity("sovereign.route");
+        using var activity = Observability.GatewayTelemetry.Source.StartActivity(Observability.GatewayTelemetry.Route);
         activity?.SetTag("sovereign.tenant", caller.TenantId);
         activity?.SetTag("gen_ai.request.model", model);
         try
@@ -528,7 +528,9 @@ public sealed class InferenceRouter(
 
         // On the thread pool: an uncontended append commits inline, and this one should run beside admission.
         var aborted = context.RequestAborted;
-        routed.DecisionRecorded = Task.Run(() => audit.AppendAsync(record, aborted), CancellationToken.None);
+        routed.DecisionRecorded = Observability.GatewayTelemetry.Source.HasListeners()
+            ? Task.Run(() => AppendTracedAsync(record, aborted), CancellationToken.None)
+            : Task.Run(() => audit.AppendAsync(record, aborted), CancellationToken.None);
         var headers = context.Response.Headers;
         headers[JurisdictionHeader] = routed.Jurisdiction;
         headers[NodeHeader] = routed.NodeId;
@@ -536,6 +538,12 @@ public sealed class InferenceRouter(
         LanguageRouting.AddHeaders(headers, routed.AliasChoice);
 
         return routed;
+    }
+
+    private async Task AppendTracedAsync(AuditRecord record, CancellationToken aborted)
+    {
+        using var span = Observability.GatewayTelemetry.Source.StartActivity(Observability.GatewayTelemetry.AuditDecision);
+        await audit.AppendAsync(record, aborted);
     }
 
     /// <summary>
