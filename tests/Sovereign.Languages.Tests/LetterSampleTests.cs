@@ -34,6 +34,43 @@ public sealed class LetterSampleTests
     }
 
     /// <summary>
+    /// A letter outside the BMP (CJK Extension B, 𠀀, one letter in two UTF-16 halves) whose halves arrive in two
+    /// pieces is one letter, as it is in one piece; it used to be lost (each half alone is no letter).
+    /// </summary>
+    [Fact]
+    public void Append_ASurrogatePairSplitAcrossPieces_CountsItsLetterOnce()
+    {
+        const string Han = "\U00020000";
+        var whole = new LetterSample(500, 4, 0, 1);
+        whole.Append(0, "a" + Han + "b");
+        var split = new LetterSample(500, 4, 0, 1);
+        split.Append(1, "x"); // another part between the halves keeps its own letters
+        split.Append(0, "a" + Han[0]);
+        split.Append(1, "y");
+        split.Append(0, Han[1] + "b");
+        split.EndPart(0);
+
+        Assert.Equal(3, whole.Letters);
+        Assert.Equal(5, split.Letters);
+        Assert.Equal(whole.LettersOf(WritingScript.Han), split.LettersOf(WritingScript.Han));
+        Assert.Equal(1, split.LettersOf(WritingScript.Han));
+    }
+
+    /// <summary>A lone half of a pair, at the end of a part or before another letter, counts as no letter.</summary>
+    [Fact]
+    public void Append_ALoneHighSurrogate_IsNoLetter()
+    {
+        var sample = new LetterSample(500, 4, 0, 1);
+        sample.Append(0, "a\uD840");
+        sample.Append(0, "b");
+        sample.Append(1, "c\uD840");
+        sample.EndPart(1);
+        sample.Append(1, "\uDC00");
+
+        Assert.Equal(3, sample.Letters);
+    }
+
+    /// <summary>
     /// The completion is measured on its own text. A Thai script letter count for a Thai question answered in English
     /// is zero, where the prompt's mix used to bill the English answer as Thai.
     /// </summary>

@@ -20,6 +20,7 @@ public sealed class LetterSample
     private readonly Random _random;
     private readonly long[] _letters = new long[ScriptCount];
     private readonly Dictionary<int, StringBuilder> _open = [];
+    private readonly Dictionary<int, char> _pendingHigh = []; // a part's last piece ended inside a surrogate pair
     private readonly Queue<string> _newest = new();
     private readonly List<string> _sampled = [];
     private readonly Lock _gate = new();
@@ -56,13 +57,23 @@ public sealed class LetterSample
     {
         lock (_gate)
         {
-            foreach (var rune in text.EnumerateRunes())
+            // Pieces may split a surrogate pair (a letter outside the BMP): its halves are counted together, as one letter.
+            var counted = text;
+            if (_pendingHigh.Remove(part, out var high) && !counted.IsEmpty && char.IsLowSurrogate(counted[0]))
             {
-                if (Rune.IsLetter(rune) && ScriptProfile.Classify(rune.Value) is var script && script != WritingScript.Other)
-                {
-                    _letters[(int)script]++;
-                    _totalLetters++;
-                }
+                Count(new Rune(high, counted[0]));
+                counted = counted[1..];
+            }
+
+            if (!counted.IsEmpty && char.IsHighSurrogate(counted[^1]))
+            {
+                _pendingHigh[part] = counted[^1];
+                counted = counted[..^1];
+            }
+
+            foreach (var rune in counted.EnumerateRunes())
+            {
+                Count(rune);
             }
 
             if (!_open.TryGetValue(part, out var open))
@@ -82,7 +93,7 @@ public sealed class LetterSample
 
                 open.Append(text[..take]);
                 text = text[take..];
-                if (open.Length >= _passageCharacters)
+                if (open.Length >= _passageCharacters && !char.IsHighSurrogate(open[^1]))
                 {
                     Close(open);
                 }
@@ -95,6 +106,7 @@ public sealed class LetterSample
     {
         lock (_gate)
         {
+            _pendingHigh.Remove(part); // a lone half of a pair is no letter
             if (_open.Remove(part, out var open))
             {
                 Close(open);
@@ -126,6 +138,15 @@ public sealed class LetterSample
             }
 
             return ([.. _newest], [.. _sampled], _earlier);
+        }
+    }
+
+    private void Count(Rune rune)
+    {
+        if (Rune.IsLetter(rune) && ScriptProfile.Classify(rune.Value) is var script && script != WritingScript.Other)
+        {
+            _letters[(int)script]++;
+            _totalLetters++;
         }
     }
 
