@@ -71,6 +71,8 @@ public sealed class ServerFixture : IAsyncLifetime
                 ["Sovereign:Limits:MaxTokenizeBytes"] = TokenizeLimit.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 // A body field the operator accepts besides OpenAI's (UnknownFieldTests).
                 ["Sovereign:AcceptedRequestFields:0"] = "x_gateway_tag",
+                // A nested one, by its path without indices (NestedFieldTests).
+                ["Sovereign:AcceptedRequestFields:1"] = "messages.content.cache_control",
                 // An alias whose fallback is loaded nowhere (LanguageRoutingTests).
                 [$"Sovereign:Aliases:{ThaiOnlyAlias}:Default"] = "not-loaded-anywhere",
                 [$"Sovereign:Aliases:{ThaiOnlyAlias}:Candidates:0:Model"] = TinyRandom,

@@ -84,7 +84,9 @@ public sealed class SovereignOptions
     /// <summary>
     /// Body fields /v1 accepts besides OpenAI's and the engine extensions this server honours (a 400
     /// <c>unknown_parameter</c> otherwise): relayed as sent to external engines (vLLM's <c>repetition_penalty</c>,
-    /// <c>chat_template_kwargs</c>), ignored by this process's engine. <c>*</c> accepts every field.
+    /// <c>chat_template_kwargs</c>), ignored by this process's engine. A nested field is named by its path without
+    /// indices (<c>messages.content.cache_control</c>), any field of an object by <c>path.*</c> (<c>messages.*</c>);
+    /// <c>*</c> accepts every field at any depth.
     /// </summary>
     public List<string> AcceptedRequestFields { get; set; } = [];
 

@@ -96,9 +96,13 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         ValidateCharacterEquivalentLanguages(failures, options.Metering.CharacterEquivalentLanguages, detected);
         foreach (var field in options.AcceptedRequestFields)
         {
-            if (string.IsNullOrWhiteSpace(field) || field.Any(c => char.IsWhiteSpace(c) || char.IsControl(c)))
+            // A nested field is its path without indices; '*' alone is any field, as a last segment any field of that object.
+            var segments = field?.Split('.') ?? [];
+            if (string.IsNullOrWhiteSpace(field) || field.Any(c => char.IsWhiteSpace(c) || char.IsControl(c) || c is '[' or ']')
+                || segments.Any(s => s.Length == 0) || segments[..^1].Contains("*"))
             {
-                failures.Add($"Sovereign:AcceptedRequestFields has '{field}'; each entry is a body field's name (no spaces), or * for any field.");
+                failures.Add($"Sovereign:AcceptedRequestFields has '{field}'; each entry is a body field's name (no spaces), a nested field's path without indices "
+                    + "(messages.content.cache_control), a path ending in .* for any field of that object (messages.*), or * for any field.");
             }
         }
 

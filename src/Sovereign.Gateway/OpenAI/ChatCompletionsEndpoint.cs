@@ -15,8 +15,7 @@ internal static class ChatCompletionsEndpoint
     {
         var limits = options.Value.Limits;
         var caller = await pipeline.AuthenticateAsync(context);
-        var request = await RequestReader.ReadAsync<ChatCompletionRequest>(context);
-        RequestFields.RequireKnown<ChatCompletionRequest>(context, caller, options.Value);
+        var request = await RequestReader.ReadAsync<ChatCompletionRequest>(context, RequestFields.For<ChatCompletionRequest>(caller, options.Value));
         ResponsesTranslation.CheckMetadata(request.Metadata);
         RequestReader.RequireServiceTier(request.ServiceTier);
         var turns = ValidateMessages(request);

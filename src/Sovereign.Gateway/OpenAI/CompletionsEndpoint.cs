@@ -13,8 +13,7 @@ internal static class CompletionsEndpoint
     {
         var limits = options.Value.Limits;
         var caller = await pipeline.AuthenticateAsync(context);
-        var request = await RequestReader.ReadAsync<CompletionRequest>(context);
-        RequestFields.RequireKnown<CompletionRequest>(context, caller, options.Value);
+        var request = await RequestReader.ReadAsync<CompletionRequest>(context, RequestFields.For<CompletionRequest>(caller, options.Value));
         var (sampling, maxTokens, stop, n) = RequestReader.ValidateSampling(request, request.MaxTokens, "max_tokens", limits);
         if (request.Echo == true)
         {

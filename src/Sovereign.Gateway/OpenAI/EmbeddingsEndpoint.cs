@@ -17,8 +17,7 @@ internal static class EmbeddingsEndpoint
     {
         var limits = options.Value.Limits;
         var caller = await pipeline.AuthenticateAsync(context);
-        var request = await RequestReader.ReadAsync<EmbeddingRequest>(context);
-        RequestFields.RequireKnown<EmbeddingRequest>(context, caller, options.Value);
+        var request = await RequestReader.ReadAsync<EmbeddingRequest>(context, RequestFields.For<EmbeddingRequest>(caller, options.Value));
         RequestReader.RequireUser(request.User);
         var (inputs, tokenInputs) = TextInputs.ReadEmbeddingInput(request.Input, limits.MaxEmbeddingInputs);
         var format = request.EncodingFormat ?? "float";

@@ -19,7 +19,7 @@ internal static class LanguageDetectEndpoint
     public static async Task<IResult> HandleAsync(HttpContext context, InferenceRouter router, LanguageRouting languages, RequestMetering metering, IOptions<SovereignOptions> options)
     {
         var caller = await router.AuthenticateAsync(context);
-        var request = await RequestReader.ReadAsync<LanguageDetectRequest>(context);
+        var request = await RequestReader.ReadAsync<LanguageDetectRequest>(context, RequestFields.For<LanguageDetectRequest>(caller, options.Value));
         var inputs = TextInputs.Read(request.Input, options.Value.Limits.MaxEmbeddingInputs, allowEmpty: true);
 
         // Like the other /v1 endpoints: a valid request is counted before its work, a 400 costs nothing.

@@ -8,10 +8,11 @@ using Sovereign.Gateway.Hosting;
 namespace Sovereign.Gateway.OpenAI;
 
 /// <summary>
-/// The top-level fields a /v1 body may name: the request type's properties (OpenAI's fields, honoured, refused by name
-/// or accepted as ignorable, and the engine extensions this server honours) and the operator's
-/// <see cref="SovereignOptions.AcceptedRequestFields"/>. Any other is OpenAI's 400 <c>unknown_parameter</c>: a
-/// misspelt <c>temperatur</c> or <c>max_token</c> was served as if it were absent, and changed nothing.
+/// The fields a /v1 body may name: at the top level the request type's properties (OpenAI's fields, honoured, refused
+/// by name or accepted as ignorable, and the engine extensions this server honours), inside its objects OpenAI's
+/// (<see cref="NestedFields"/>), and anywhere the operator's <see cref="SovereignOptions.AcceptedRequestFields"/>.
+/// Any other is OpenAI's 400 <c>unknown_parameter</c> naming its path: a misspelt <c>temperatur</c>, <c>max_token</c>
+/// or <c>messages[0].contnet</c> was served as if it were absent, and changed nothing.
 /// </summary>
 internal static class RequestFields
 {
@@ -60,38 +61,61 @@ internal static class RequestFields
     /// <summary>Named, so that the contract (the serializer's own view of each request type) can be read.</summary>
     private static readonly JsonSerializerOptions ContractOptions = new(OpenAIJson.Options) { TypeInfoResolver = new DefaultJsonTypeInfoResolver() };
 
-    private static readonly ConcurrentDictionary<Type, FrozenSet<string>> Known = new();
+    private static readonly ConcurrentDictionary<Type, FieldShape> Roots = new();
 
     /// <summary>
-    /// Refuses the first top-level field of the body (already read by <see cref="RequestReader.ReadAsync{T}"/>) that
-    /// <typeparamref name="T"/> does not know and the operator does not accept. Work a gateway relays to this node was
-    /// checked there (against that gateway's settings), so it is not checked again.
+    /// What <see cref="RequestReader.ReadAsync{T}"/> checks a <typeparamref name="T"/> body's field names against while
+    /// it reads it (no pass of its own); null where nothing is checked: work a gateway relays to this node was checked
+    /// there (against that gateway's settings), and <c>*</c> accepts any field.
     /// </summary>
-    public static void RequireKnown<T>(HttpContext context, Caller caller, SovereignOptions options)
+    public static KnownFields? For<T>(Caller caller, SovereignOptions options)
     {
         var accepted = options.AcceptedRequestFields;
         if (caller.TenantId == ClusterRelay.RelayTenant || accepted.Contains(AnyField))
         {
-            return;
+            return null;
         }
 
-        var known = Known.GetOrAdd(typeof(T), type => ContractOptions.GetTypeInfo(type).Properties.Select(p => p.Name).ToFrozenSet(StringComparer.Ordinal));
-        var reader = new Utf8JsonReader(RequestReader.RawBody(context).Span, new JsonReaderOptions { MaxDepth = OpenAIJson.Options.MaxDepth });
-        if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+        return new KnownFields(Roots.GetOrAdd(typeof(T), RootOf), accepted);
+    }
+
+    /// <summary>The request type's top-level fields (from its contract, so a field added to the type is known), their nested shapes from <see cref="NestedFields"/>.</summary>
+    private static FieldShape RootOf(Type type)
+    {
+        var nested = NestedFields.Of(type);
+        return FieldShape.Object([.. ContractOptions.GetTypeInfo(type).Properties.Select(p => (p.Name, nested.GetValueOrDefault(p.Name)))]);
+    }
+
+    /// <summary>The 400 for a field the body may not have at <paramref name="param"/> (<c>messages[0].contnet</c>).</summary>
+    internal static OpenAIException Unknown(string param, bool topLevel)
+    {
+        if (topLevel)
         {
-            return;
+            return Refusal(param);
         }
 
-        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        var shown = RequestReader.Shorten(param);
+        return OpenAIException.BadRequest($"Unknown parameter: '{shown}'.", shown, "unknown_parameter");
+    }
+
+    /// <summary>
+    /// Whether the operator accepts the field at <paramref name="path"/>, written without indices
+    /// (<c>messages.content.cache_control</c>): listed as is, or <c>parent.*</c> for any field of that object.
+    /// </summary>
+    internal static bool IsAccepted(List<string> accepted, string path)
+    {
+        if (accepted.Count == 0)
         {
-            var name = reader.GetString()!;
-            if (!known.Contains(name) && !accepted.Contains(name))
-            {
-                throw Refusal(name);
-            }
-
-            reader.Skip();
+            return false;
         }
+
+        if (accepted.Contains(path))
+        {
+            return true;
+        }
+
+        var dot = path.LastIndexOf('.');
+        return dot > 0 && accepted.Contains(string.Concat(path.AsSpan(0, dot), ".*"));
     }
 
     private static OpenAIException Refusal(string name)

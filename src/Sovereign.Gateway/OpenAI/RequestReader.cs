@@ -29,9 +29,11 @@ internal static class RequestReader
 
     /// <summary>
     /// Reads the body as <typeparamref name="T"/>: leniently (unknown fields skipped, as OpenAI-compatible servers do)
-    /// unless the endpoint carries <see cref="StrictBody"/> or <paramref name="options"/> say otherwise.
+    /// unless the endpoint carries <see cref="StrictBody"/> or <paramref name="options"/> say otherwise. With
+    /// <paramref name="known"/> (a /v1 endpoint's <see cref="RequestFields.For{T}"/>), a field name it does not know, at
+    /// any depth, is a 400 naming its path, found while the body's text is validated (no pass of its own).
     /// </summary>
-    public static async Task<T> ReadAsync<T>(HttpContext context, JsonSerializerOptions? options = null)
+    public static async Task<T> ReadAsync<T>(HttpContext context, KnownFields? known = null, JsonSerializerOptions? options = null)
         where T : class
     {
         options ??= context.GetEndpoint()?.Metadata.GetMetadata<StrictBody>() is not null ? OpenAIJson.AdminOptions : OpenAIJson.Options;
@@ -59,7 +61,7 @@ internal static class RequestReader
 
         // Every string must decode before anything reads it: JsonElement.GetString() throws a plain
         // InvalidOperationException on invalid UTF-8 or a lone surrogate escape, long after parsing.
-        ValidateText(bytes.Span);
+        ValidateText(bytes.Span, known);
         RequireObject(bytes.Span);
         if (options.UnmappedMemberHandling == System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow)
         {
@@ -238,8 +240,9 @@ internal static class RequestReader
     /// the values we read as <see cref="JsonElement"/> (chat content parts, Responses input items) and named only the
     /// enclosing object; here every object is checked, the repeated property named, with the names this pass decodes anyway.
     /// </remarks>
-    internal static void ValidateText(ReadOnlySpan<byte> json)
+    internal static void ValidateText(ReadOnlySpan<byte> json, KnownFields? known = null)
     {
+        var fields = known is null ? null : new KnownFieldWalk(known);
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = OpenAIJson.Options.MaxDepth, CommentHandling = JsonCommentHandling.Disallow });
 
         // One frame per open object (Index = InObject, Name = the current property) or array (Index = the current item).
@@ -264,9 +267,11 @@ internal static class RequestReader
                                 Shorten(param), "duplicate_property");
                         }
 
+                        fields?.Property(name, path);
                         break;
                     case JsonTokenType.StartObject:
                         Advance(path);
+                        fields?.Open(isObject: true);
                         path.Add((null, InObject));
                         while (names.Count < path.Count)
                         {
@@ -277,9 +282,11 @@ internal static class RequestReader
                         break;
                     case JsonTokenType.StartArray:
                         Advance(path);
+                        fields?.Open(isObject: false);
                         path.Add((null, -1));
                         break;
                     case JsonTokenType.EndObject or JsonTokenType.EndArray:
+                        fields?.Close(path);
                         path.RemoveAt(path.Count - 1);
                         break;
                     case JsonTokenType.String:
@@ -289,6 +296,7 @@ internal static class RequestReader
                             throw InvalidText(path, isName: false);
                         }
 
+                        fields?.String(ref reader);
                         break;
                     default:
                         Advance(path);
@@ -326,7 +334,7 @@ internal static class RequestReader
     }
 
     /// <summary>A path as OpenAI names parameters (<c>messages[0].content</c>); empty for the body itself.</summary>
-    private static string PathOf(IEnumerable<(string? Name, int Index)> path)
+    internal static string PathOf(IEnumerable<(string? Name, int Index)> path)
     {
         var text = new System.Text.StringBuilder();
         foreach (var (name, index) in path)

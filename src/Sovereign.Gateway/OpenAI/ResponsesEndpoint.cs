@@ -24,8 +24,7 @@ internal static partial class ResponsesEndpoint
     {
         var limits = options.Value.Limits;
         var caller = await pipeline.AuthenticateAsync(context);
-        var request = await RequestReader.ReadAsync<ResponsesRequest>(context);
-        RequestFields.RequireKnown<ResponsesRequest>(context, caller, options.Value);
+        var request = await RequestReader.ReadAsync<ResponsesRequest>(context, RequestFields.For<ResponsesRequest>(caller, options.Value));
         ResponsesTranslation.RefuseUnsupported(request);
         ResponsesTranslation.CheckMetadata(request);
         storage.RequireRetention(request, caller);

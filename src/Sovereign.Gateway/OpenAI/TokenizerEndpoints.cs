@@ -31,7 +31,7 @@ internal static class TokenizerEndpoints
     private static async Task<IResult> TokenizeAsync(HttpContext context, InferenceRouter router, RequestMetering metering, IOptions<SovereignOptions> options)
     {
         var caller = await router.AuthenticateAsync(context);
-        var request = await RequestReader.ReadAsync<TokenizeRequest>(context);
+        var request = await RequestReader.ReadAsync<TokenizeRequest>(context, RequestFields.For<TokenizeRequest>(caller, options.Value));
         if (request.Content is not null && request.Prompt is not null)
         {
             // llama-server reads 'content', vLLM 'prompt': with both, which text was counted would be a guess.
@@ -91,10 +91,10 @@ internal static class TokenizerEndpoints
         return TypedResults.Json(new TokenizeResponse(tokenList, tokens.Length, model.Info.ContextLength), OpenAIJson.Options);
     }
 
-    private static async Task<IResult> DetokenizeAsync(HttpContext context, InferenceRouter router, RequestMetering metering)
+    private static async Task<IResult> DetokenizeAsync(HttpContext context, InferenceRouter router, RequestMetering metering, IOptions<SovereignOptions> options)
     {
         var caller = await router.AuthenticateAsync(context);
-        var request = await RequestReader.ReadAsync<DetokenizeRequest>(context);
+        var request = await RequestReader.ReadAsync<DetokenizeRequest>(context, RequestFields.For<DetokenizeRequest>(caller, options.Value));
         if (request.Tokens is not { } tokens)
         {
             throw OpenAIException.BadRequest("You must provide tokens.", "tokens", "missing_required_parameter");
