@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 
 namespace Sovereign.Gateway.OpenAI;
@@ -78,7 +79,7 @@ internal sealed record KnownFields(FieldShape Root, List<string> Accepted);
 /// </summary>
 internal sealed class KnownFieldWalk(KnownFields known)
 {
-    /// <param name="Shape">An object's shape, or an array's item shape; null: not checked.</param>
+    /// <param name="Shape">An object's shape, or an array's item shape.</param>
     /// <param name="Child">The shape of the value of the object's current property.</param>
     /// <param name="Property">The object's current property.</param>
     /// <param name="Tag">The tagged object's tag value, once read.</param>
@@ -90,50 +91,76 @@ internal sealed class KnownFieldWalk(KnownFields known)
     /// <summary>The names of the open tagged objects, innermost last.</summary>
     private readonly List<string> _seen = [];
 
+    /// <summary>How many open objects and arrays are not checked (a JSON Schema, a metadata map): nothing inside them is.</summary>
+    private int _unchecked;
+
     /// <summary>An object or array opens (before its path frame is pushed).</summary>
     public void Open(bool isObject)
     {
+        if (_unchecked > 0)
+        {
+            _unchecked++;
+            return;
+        }
+
         var value = _frames.Count == 0 ? known.Root : _frames[^1].IsObject ? _frames[^1].Child : _frames[^1].Shape;
-        _frames.Add(isObject
-            ? new Frame(value?.Fields is null ? null : value, true, null, null, null, _seen.Count)
-            : new Frame(value?.Items, false, null, null, null, _seen.Count));
+        var shape = isObject ? (value?.Fields is null ? null : value) : value?.Items;
+        if (shape is null)
+        {
+            _unchecked = 1;
+            return;
+        }
+
+        _frames.Add(new Frame(shape, isObject, null, null, null, _seen.Count));
     }
 
     /// <summary>A property name is read; <paramref name="path"/> ends with it.</summary>
     public void Property(string name, List<(string? Name, int Index)> path)
     {
-        var frame = _frames[^1];
-        frame.Property = name;
-        frame.Child = null;
-        if (frame.Shape is { } shape)
+        if (_unchecked > 0)
         {
-            var isKnown = shape.Fields!.TryGetValue(name, out var child);
-            frame.Child = child;
-            if (shape.Tag is not null)
-            {
-                _seen.Add(name);
-            }
-            else if (!isKnown && !RequestFields.IsAccepted(known.Accepted, NamesOf(path)))
-            {
-                throw RequestFields.Unknown(RequestReader.PathOf(path), topLevel: path.Count == 1);
-            }
+            return;
         }
 
-        _frames[^1] = frame;
+        ref var frame = ref CollectionsMarshal.AsSpan(_frames)[^1];
+        var shape = frame.Shape!;
+        var isKnown = shape.Fields!.TryGetValue(name, out var child);
+        frame.Property = name;
+        frame.Child = child;
+        if (shape.Tag is not null)
+        {
+            _seen.Add(name);
+        }
+        else if (!isKnown && !RequestFields.IsAccepted(known.Accepted, NamesOf(path)))
+        {
+            throw RequestFields.Unknown(RequestReader.PathOf(path), topLevel: path.Count == 1);
+        }
     }
 
     /// <summary>A string value is read: a tagged object's tag value is kept.</summary>
     public void String(ref Utf8JsonReader reader)
     {
-        if (_frames.Count > 0 && _frames[^1] is { IsObject: true, Shape.Tag: { } tag, Property: { } property, Tag: null } frame && property == tag)
+        if (_unchecked > 0 || _frames.Count == 0)
         {
-            _frames[^1] = frame with { Tag = reader.GetString() };
+            return;
+        }
+
+        ref var frame = ref CollectionsMarshal.AsSpan(_frames)[^1];
+        if (frame.IsObject && frame.Tag is null && frame.Property is { } property && property == frame.Shape!.Tag)
+        {
+            frame.Tag = reader.GetString();
         }
     }
 
     /// <summary>An object or array closes (before its path frame is popped).</summary>
     public void Close(List<(string? Name, int Index)> path)
     {
+        if (_unchecked > 0)
+        {
+            _unchecked--;
+            return;
+        }
+
         var frame = _frames[^1];
         _frames.RemoveAt(_frames.Count - 1);
         if (frame.Shape is not { Tag: not null } shape || !frame.IsObject)
