@@ -27,7 +27,8 @@ internal static class OpenAIJson
     /// <summary>
     /// The operator's API (<c>/admin/v1</c>) reads bodies strictly: a field it does not know is a 400
     /// <c>unknown_parameter</c>. Its PUTs replace: <c>{"budget": [...]}</c> (for <c>budgets</c>) was read as "no
-    /// budgets" and cleared the tenant's. OpenAI's surface stays lenient: SDKs and proxies add fields of their own.
+    /// budgets" and cleared the tenant's. OpenAI's surface is deserialized leniently: its field names are checked against
+    /// OpenAI's own (<see cref="RequestFields"/>), which the operator can widen.
     /// </summary>
     public static readonly JsonSerializerOptions AdminOptions = new(Options)
     {

@@ -28,8 +28,8 @@ internal static class RequestReader
     }
 
     /// <summary>
-    /// Reads the body as <typeparamref name="T"/>: leniently (unknown fields skipped, as OpenAI-compatible servers do)
-    /// unless the endpoint carries <see cref="StrictBody"/> or <paramref name="options"/> say otherwise. With
+    /// Reads the body as <typeparamref name="T"/>: leniently (unknown fields skipped by the serializer) unless the
+    /// endpoint carries <see cref="StrictBody"/> or <paramref name="options"/> say otherwise. With
     /// <paramref name="known"/> (a /v1 endpoint's <see cref="RequestFields.For{T}"/>), a field name it does not know, at
     /// any depth, is a 400 naming its path, found while the body's text is validated (no pass of its own).
     /// </summary>
