@@ -1,6 +1,9 @@
 using System.Text.Json;
 using OpenAI.Chat;
 using Sovereign.Cli.Commands;
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Hosting;
+using Sovereign.Gateway.OpenAI;
 using Sovereign.Inference.Engine;
 
 namespace Sovereign.Gateway.FunctionalTests.OpenAI;
@@ -138,6 +141,20 @@ public sealed class NestedFieldTests(ServerFixture server)
         Assert.Equal("messages[1].refusl", body.GetProperty("error").GetProperty("param").GetString());
         Assert.Equal(400, streamStatus);
         Assert.Equal(before, await RequestsAsync());
+    }
+
+    [Fact]
+    public void RelayedWork_IsNotCheckedAgainOnTheNode()
+    {
+        // The gateway checked the body against its own settings; a node with other settings must not refuse it.
+        var options = new SovereignOptions();
+        var relayed = new Caller(ClusterRelay.RelayTenant, null, null, ClusterRelay.RelayTenant);
+        var tenant = new Caller("th-hospital", "key-1", null, "default");
+
+        Assert.Null(RequestFields.For<ChatCompletionRequest>(relayed, options));
+        Assert.Null(RequestFields.For<ResponsesRequest>(relayed, options));
+        Assert.NotNull(RequestFields.For<ChatCompletionRequest>(tenant, options));
+        Assert.Null(RequestFields.For<ChatCompletionRequest>(tenant, new SovereignOptions { AcceptedRequestFields = ["*"] }));
     }
 
     [Theory]
