@@ -88,6 +88,10 @@ internal static class AuditCommand
                 ? string.Create(CultureInfo.InvariantCulture, $"Last signed checkpoint: sequence {last.Sequence} at {DateTimeOffset.FromUnixTimeMilliseconds(last.Timestamp):u} (key {last.KeyId}).")
                 : "No signed checkpoint matches the log.");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Covered through {outcome.CoveredThrough}; uncovered: {outcome.Uncovered}."));
+            if (DecisionsLine(outcome.Decisions) is { } decisions)
+            {
+                Console.WriteLine(decisions);
+            }
             if (witness is not null)
             {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -285,10 +289,33 @@ internal static class AuditCommand
                 Console.WriteLine($"  {problem}");
             }
 
+            if (DecisionsLine(outcome.Decisions) is { } decisions)
+            {
+                Console.WriteLine(decisions);
+            }
+
             Console.WriteLine(outcome.Valid ? "The export is intact and signed by the operator." : "The export does not verify.");
             return outcome.Valid ? 0 : 3;
         });
         return command;
+    }
+
+    /// <summary>
+    /// How the allowed requests ended, for the auditor: a request closed as interrupted (its process was killed; tokens
+    /// unknown, nothing billed) is told apart from one still open (running, or left by a process not closed yet).
+    /// </summary>
+    internal static string? DecisionsLine(AuditDecisionOutcomes? decisions)
+    {
+        if (decisions is not { Allowed: > 0 } d)
+        {
+            return null;
+        }
+
+        var line = string.Create(CultureInfo.InvariantCulture,
+            $"Allowed requests: {d.Allowed}; completed: {d.Completed}; closed as interrupted (their process stopped first: tokens unknown, nothing billed): {d.Interrupted}; open (no outcome yet: still running, or their process stopped and is not closed yet): {d.Open}");
+        return d.OpenSequences.Count == 0
+            ? line + "."
+            : line + string.Create(CultureInfo.InvariantCulture, $", decision entries {string.Join(", ", d.OpenSequences)}{(d.Open > d.OpenSequences.Count ? ", ..." : "")}.");
     }
 
     private static Command CreatePublicKey()

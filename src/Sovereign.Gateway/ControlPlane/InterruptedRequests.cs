@@ -14,7 +14,7 @@ using Sovereign.Storage;
 namespace Sovereign.Gateway.ControlPlane;
 
 /// <summary>
-/// Closes the requests a killed or crashed gateway process allowed and never recorded an outcome for (they otherwise
+/// Closes the requests a killed or crashed process allowed and never recorded an outcome for (they otherwise
 /// stayed open forever, indistinguishable from a request still running). Each gets an <c>inference.interrupted</c>
 /// entry naming the decision, with unknown (null) tokens, and a usage record at no cost (outcome failed, code
 /// <see cref="Code"/>) in the same transaction, so the ledger and the audit log agree and invoices list it.
@@ -22,9 +22,10 @@ namespace Sovereign.Gateway.ControlPlane;
 /// <remarks>
 /// A server that holds its database alone (one server per SQLite file, one server alone on PostgreSQL:
 /// <see cref="ServerDatabaseLock"/>) closes its own gateway id's open decisions at start, before it listens: whoever
-/// wrote them has stopped. The gateways of a cluster share the database and may share an id, so there each process
-/// registers itself at start (<see cref="GatewayInstance"/>, its silo address, which its decisions carry) and every
-/// gateway closes the open decisions of a process only once Orleans' membership table has declared its silo dead and
+/// wrote them has stopped. The members of a cluster share the database and may share an id, so there each process,
+/// gateway or node, registers itself at start (<see cref="GatewayInstance"/>, its silo address, which its decisions
+/// carry) and every gateway closes the open decisions of a process (a node's own decisions for the work a gateway
+/// relayed to it included) only once Orleans' membership table has declared its silo dead and
 /// <see cref="SovereignClusterOptions.InterruptedGraceSeconds"/> have passed (a silo that learns it is dead stops
 /// itself, and a graceful stop finishes its requests within the host's shutdown timeout). One conditional UPDATE of
 /// the process's row claims the work, so however many gateways look at once, one closes it; a closer that dies
@@ -47,7 +48,7 @@ internal sealed class InterruptedRequests(
     /// <summary>The usage record's code (outcome failed): the process stopped before the request's outcome was recorded.</summary>
     public const string Code = "interrupted";
 
-    /// <summary>How often a cluster gateway looks for processes membership has declared dead.</summary>
+    /// <summary>How often a cluster gateway looks for processes (gateways' and nodes') membership has declared dead.</summary>
     internal static readonly TimeSpan ClusterRoundInterval = TimeSpan.FromSeconds(5);
 
     /// <summary>The currency of a record whose tenant's plan has none (as a refusal's record on an unpriced plan).</summary>
@@ -63,14 +64,13 @@ internal sealed class InterruptedRequests(
         {
             // Before the server listens, so the row exists before this process's first decision.
             await audit.Value.RegisterInstanceAsync(id, gateway, cancellationToken);
-            await base.StartAsync(cancellationToken);
-            return;
-        }
+            if (cluster.Value.Role != ServerRole.Node)
+            {
+                // Only gateways close: a node may hold a database role that cannot open the ledger. A dead node's
+                // process is closed by them like a dead gateway's (it is not restarted by any gateway).
+                await base.StartAsync(cancellationToken);
+            }
 
-        // Resolved only past this check: a cluster node may hold a database role that cannot open the ledger.
-        if (string.Equals(options.Value.Database.Provider, nameof(SqlProvider.PostgreSql), StringComparison.OrdinalIgnoreCase) && cluster.Value.IsDistributed)
-        {
-            GatewayLog.InterruptedNotClosedInCluster(logger, gateway);
             return;
         }
 
@@ -183,9 +183,13 @@ internal sealed class InterruptedRequests(
             // The entry stays the dead process's (its gateway id, its decision's instance): this one only wrote it.
             details[AuditLog.InstanceDetail] = decision.Details[AuditLog.InstanceDetail];
             details["closed_by"] = closedBy;
-            details["reason"] = recorded is null
-                ? "the gateway process stopped (killed or crashed; its cluster member was declared dead) before it recorded how this request ended; the tokens delivered before it stopped are unknown and nothing was billed"
-                : "the gateway process stopped (its cluster member was declared dead) after the usage record and before this outcome entry; the tokens are the usage record's";
+            details["reason"] = (recorded is null, decision.Tenant == ClusterRelay.RelayTenant) switch
+            {
+                (true, true) => "the node process stopped (killed or crashed; its cluster member was declared dead) before it recorded how this relayed request ended; the gateway that relayed it records the request's own outcome and bills the tenant for what reached the client",
+                (true, false) => "the gateway process stopped (killed or crashed; its cluster member was declared dead) before it recorded how this request ended; the tokens delivered before it stopped are unknown and nothing was billed",
+                (false, true) => "the node process stopped (its cluster member was declared dead) after the usage record and before this outcome entry; the tokens are the usage record's",
+                (false, false) => "the gateway process stopped (its cluster member was declared dead) after the usage record and before this outcome entry; the tokens are the usage record's",
+            };
         }
 
         var entry = new AuditRecord
@@ -228,7 +232,8 @@ internal sealed class InterruptedRequests(
             return null;
         }
 
-        var plan = tenant == Caller.AnonymousTenant ? "default" : (await store.Value.GetTenantAsync(tenant))?.Plan ?? "default";
+        // Reserved tenants (anonymous; cluster-relay, a node's relayed work) have no row.
+        var plan = ResourceIds.ReservedTenantIds.Contains(tenant) ? "default" : (await store.Value.GetTenantAsync(tenant))?.Plan ?? "default";
         var arrivedAt = DateTimeOffset.FromUnixTimeMilliseconds(decision.Timestamp);
         if (arrivedAt < ledger.Value.PurgedBefore)
         {

@@ -116,12 +116,11 @@ internal static partial class GatewayLog
         Message = "The requests a stopped process of gateway {Gateway} left without an outcome could not be closed; they stay open and are looked for again (at the next start; in a cluster, at the next round)")]
     public static partial void InterruptedNotClosed(ILogger logger, Exception exception, string gateway);
 
-    [LoggerMessage(EventId = 4213, EventName = "InterruptedRequestsNotClosedInCluster", Level = LogLevel.Information,
-        Message = "{Gateway} is a cluster node on a shared database: the decisions a killed process of it left without an outcome are not closed (the gateways close those of dead gateway processes)")]
-    public static partial void InterruptedNotClosedInCluster(ILogger logger, string gateway);
+    // 4213 (InterruptedRequestsNotClosedInCluster) is retired: a cluster node now registers its process, and the
+    // gateways close what a dead one left open (4214).
 
     [LoggerMessage(EventId = 4214, EventName = "InterruptedInstanceClosed", Level = LogLevel.Warning,
-        Message = "Gateway process {Instance} ({Gateway}) was declared dead by the cluster's membership; this gateway closed the {Count} requests it left without an outcome as inference.interrupted")]
+        Message = "Cluster process {Instance} ({Gateway}, a gateway or node) was declared dead by the cluster's membership; this gateway closed the {Count} requests it left without an outcome as inference.interrupted")]
     public static partial void InterruptedInstanceClosed(ILogger logger, string instance, string gateway, int count);
 
     /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>

@@ -215,6 +215,7 @@ public static class AuditExport
 
         using var keys = header.Keys;
         var walker = new ChainWalker(problems, header.FirstSequence, null);
+        var decisions = new AuditDecisionTally();
         AuditCheckpoint? checkpoint = null;
         var verified = 0;
         long line = 1;
@@ -251,7 +252,7 @@ public static class AuditExport
                 switch (type)
                 {
                     case "entry":
-                        VerifyEntryLine(root, header, walker, problems, line);
+                        VerifyEntryLine(root, header, walker, decisions, problems, line);
                         break;
                     case "redacted":
                         var sequence = RequireInt64(root, "sequence");
@@ -311,10 +312,10 @@ public static class AuditExport
             problems.Add(new AuditProblem(null, AuditProblemKind.OutOfScope, "The header says the range is empty, but lines follow.", 1));
         }
 
-        return problems.ToResult(walker) with { CheckpointsVerified = verified };
+        return problems.ToResult(walker) with { CheckpointsVerified = verified, Decisions = decisions.ToOutcomes() };
     }
 
-    private static void VerifyEntryLine(JsonElement root, ExportHeader header, ChainWalker walker, ProblemSink problems, long line)
+    private static void VerifyEntryLine(JsonElement root, ExportHeader header, ChainWalker walker, AuditDecisionTally decisions, ProblemSink problems, long line)
     {
         var sequence = RequireInt64(root, "sequence");
         var previousHash = RequireString(root, "previousHash");
@@ -372,6 +373,7 @@ public static class AuditExport
         }
 
         walker.Add(sequence, previousHash, hash, AuditVerifier.Recompute(entry), line);
+        decisions.Add(entry);
         if (header.Tenant is not null && entry.Tenant != header.Tenant)
         {
             problems.Add(new AuditProblem(sequence, AuditProblemKind.OutOfScope, $"A full entry of tenant '{entry.Tenant}' in an export for '{header.Tenant}'.", line));

@@ -130,6 +130,13 @@ public sealed record AuditVerificationResult(bool Valid, long EntriesChecked, IR
     /// were archived to a file and removed; <c>sovereign audit archive</c>), or null when the log starts at 1.
     /// </summary>
     public AuditArchiveRecord? Archive { get; init; }
+
+    /// <summary>
+    /// How the allowed inference requests among the entries walked ended: completed, closed as interrupted (their
+    /// process stopped first), or open (still running, or left by a stopped process not closed yet). Null where not
+    /// counted. Informational: an open request is no problem of the chain and never changes the verdict.
+    /// </summary>
+    public AuditDecisionOutcomes? Decisions { get; init; }
 }
 
 /// <summary>How strict a verification is about entries no signed checkpoint covers.</summary>

@@ -161,6 +161,7 @@ public static class AuditVerifier
         long? firstTimestamp = null;
         string? hashAtHead = null;
         var present = new HashSet<long>();
+        var decisions = new AuditDecisionTally();
         using (var command = connection.CreateCommand())
         {
             command.Transaction = transaction;
@@ -193,6 +194,7 @@ public static class AuditVerifier
                     }
 
                     walker.Add(sequence, entry.PreviousHash, entry.Hash, Recompute(entry), line: null);
+                    decisions.Add(entry);
                     firstTimestamp ??= entry.Timestamp;
                     if (signed.ContainsKey(sequence - 1) || sequence - 1 == archive?.Sequence)
                     {
@@ -269,6 +271,7 @@ public static class AuditVerifier
         return problems.ToResult(walker) with
         {
             Archive = archive,
+            Decisions = decisions.ToOutcomes(),
             CheckpointsVerified = verifiedCount,
             CoveredThrough = coveredThrough,
             LastCheckpoint = coveredThrough == 0 || !signed.TryGetValue(coveredThrough, out var atCovered) ? null : atCovered.MaxBy(c => c.Timestamp),

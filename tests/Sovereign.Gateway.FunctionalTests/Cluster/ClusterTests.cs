@@ -460,6 +460,76 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     /// <summary>
+    /// A node killed with SIGKILL mid-stream (the client holds the first chunk) left its own decision for the relayed
+    /// work open forever: the gateway recorded how the request ended (the node failed), but no gateway restarts a node
+    /// and a node's process was never registered, so nothing closed the node's entry. Now a gateway that outlives it
+    /// closes it once membership declares the node's process dead, and verify counts it as interrupted, not open.
+    /// </summary>
+    [Fact]
+    public async Task NodeKilledMidStream_ItsOwnDecisionIsClosed_ByAGatewayThatOutlivesIt()
+    {
+        await using var engine = await HeldEngine.StartAsync();
+        const string Model = "held-node";
+        var node = cluster.Start("node-held", "node", "TH", withModel: false,
+            extraEnvironment: new Dictionary<string, string> { ["Sovereign__Engines__0__BaseUrl"] = engine.BaseUrl, ["Sovereign__Engines__0__Models__0__Id"] = Model });
+        try
+        {
+            await ClusterFixture.WaitReadyAsync(node);
+            await ClusterFixture.WaitForNodesAsync(cluster.GatewayTh, "node-held");
+            var key = await NewTenantAsync(["TH"]);
+            using var client = cluster.GatewayTh.Client(key);
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+            {
+                Content = Json($$"""{"model":"{{Model}}","stream":true,"messages":[{"role":"user","content":"Hello"}]}"""),
+            };
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            if (response.StatusCode != HttpStatusCode.OK)
+            {
+                Assert.Fail($"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}\n{node.Output}");
+            }
+
+            Assert.Equal("node-held", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+            using var body = new StreamReader(await response.Content.ReadAsStreamAsync());
+            Assert.StartsWith("data: ", await body.ReadLineAsync());
+
+            // The first chunk came through the node: its decision committed before it sent anything.
+            node.Stop();
+        }
+        finally
+        {
+            node.Stop();
+        }
+
+        var instance = await ClosedInstanceOfAsync("node-held");
+        await using var connection = new Npgsql.NpgsqlConnection(cluster.DatabaseConnectionString);
+        await connection.OpenAsync();
+        await using var read = new Npgsql.NpgsqlCommand("SELECT seq, action, details FROM audit_entries WHERE gateway = 'node-held' AND kind = 'inference' ORDER BY seq", connection);
+        var entries = new List<(long Sequence, string Action, JsonElement Details)>();
+        await using (var reader = await read.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                entries.Add((reader.GetInt64(0), reader.GetString(1), JsonDocument.Parse(reader.GetString(2)).RootElement.Clone()));
+            }
+        }
+
+        Assert.Equal(["inference.allowed", "inference.interrupted"], entries.Select(e => e.Action));
+        var (decision, closed) = (entries[0], entries[1].Details);
+        Assert.Equal(instance, decision.Details.GetProperty("instance").GetString());
+        Assert.Equal(instance, closed.GetProperty("instance").GetString());
+        Assert.Equal(decision.Details.GetProperty("request_id").GetString(), closed.GetProperty("request_id").GetString());
+        Assert.Contains(closed.GetProperty("closed_by").GetString(), new[] { "gateway-th", "gateway-sg", "gateway-held" });
+        Assert.StartsWith("the node process stopped", closed.GetProperty("reason").GetString(), StringComparison.Ordinal);
+
+        using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        var verify = await ClusterFixture.Expect(admin.PostAsync("/admin/v1/audit/verify", null), 200);
+        Assert.True(verify.GetProperty("valid").GetBoolean(), verify.ToString());
+        var outcomes = verify.GetProperty("decisions");
+        Assert.True(outcomes.GetProperty("interrupted").GetInt64() >= 1, outcomes.ToString());
+        Assert.DoesNotContain(decision.Sequence, outcomes.GetProperty("open_sequences").EnumerateArray().Select(s => s.GetInt64()));
+    }
+
+    /// <summary>
     /// A gateway whose witness (the last head it signed) the shared log no longer holds: the log was rewritten. A
     /// single server stops at start with exit 3 (event 9002); a cluster gateway opened its audit log only at its first
     /// request, so it started and answered each request 503. It now opens the log before it listens, as a single server.
@@ -490,6 +560,25 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         finally
         {
             gateway.Stop();
+        }
+    }
+
+    /// <summary>Waits until a gateway has closed a process of member <paramref name="memberId"/> and returns the process's id.</summary>
+    private async Task<string> ClosedInstanceOfAsync(string memberId)
+    {
+        await using var connection = new Npgsql.NpgsqlConnection(cluster.DatabaseConnectionString);
+        await connection.OpenAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        while (true)
+        {
+            await using var command = new Npgsql.NpgsqlCommand("SELECT instance FROM audit_instances WHERE gateway = @member AND closed_at_ms IS NOT NULL", connection);
+            command.Parameters.AddWithValue("member", memberId);
+            if (await command.ExecuteScalarAsync(timeout.Token) is string instance)
+            {
+                return instance;
+            }
+
+            await Task.Delay(500, timeout.Token);
         }
     }
 

@@ -26,6 +26,7 @@ public sealed class InterruptedInstancesTests(PostgreSqlFixture postgres) : ICla
     private static readonly SiloAddress Twin = SiloAddress.New(new IPEndPoint(IPAddress.Loopback, 21002), 1);
     private static readonly SiloAddress CloserA = SiloAddress.New(new IPEndPoint(IPAddress.Loopback, 21003), 1);
     private static readonly SiloAddress CloserB = SiloAddress.New(new IPEndPoint(IPAddress.Loopback, 21004), 1);
+    private static readonly SiloAddress Node = SiloAddress.New(new IPEndPoint(IPAddress.Loopback, 21005), 1);
 
     private readonly string _folder = Directory.CreateTempSubdirectory("sovereign-interrupted-cluster-").FullName;
 
@@ -110,6 +111,70 @@ public sealed class InterruptedInstancesTests(PostgreSqlFixture postgres) : ICla
         Assert.DoesNotContain(await log.ListUnclosedInstancesAsync(), i => i.Instance == Killed.ToParsableString());
     }
 
+    /// <summary>
+    /// A node killed mid-request left its own decision for the relayed work open forever: a node registered no process
+    /// (nor named one in its decisions), and no gateway closes a node's. Now a node's process registers like a
+    /// gateway's, a gateway closes it once membership declares it dead (no usage record of money: the relaying gateway
+    /// bills the tenant), and the verifier tells the closed decision from one still open.
+    /// </summary>
+    [Fact]
+    public async Task DeadNode_ItsDecisionsForRelayedWork_AreClosedByAGateway_AndVerifyTellsClosedFromOpen()
+    {
+        var database = await OwnDatabaseAsync();
+        using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(_folder, "operator-key.pem"));
+        await using var log = await AuditLog.OpenAsync(database, key);
+        await using var ledger = await UsageLedger.OpenAsync(database);
+        await log.RegisterInstanceAsync(Node.ToParsableString(), "node-th");
+        await log.RegisterInstanceAsync(Twin.ToParsableString(), "gateway-th");
+        var relayed = await DecideAsync(log, Node, "node-relayed", gateway: "node-th", tenant: ClusterRelay.RelayTenant);
+        await DecideAsync(log, Node, "node-answered", gateway: "node-th", tenant: ClusterRelay.RelayTenant);
+        await log.AppendAsync(Outcome("node-answered") with { Gateway = "node-th", Tenant = ClusterRelay.RelayTenant });
+        var running = await DecideAsync(log, Twin, "twin-running");
+
+        var gateway = Closer(log, ledger, CloserB);
+        Assert.Equal(1, await gateway.CloseDeadInstancesAsync(Membership((Node, SiloStatus.Dead), (Twin, SiloStatus.Active), (CloserB, SiloStatus.Active)), CancellationToken.None));
+
+        var entry = Assert.Single(await InterruptedAsync(log));
+        Assert.Equal(("node-relayed", "node-th", Node.ToParsableString(), "gateway-b"), (entry.Details["request_id"], entry.Gateway, entry.Details[AuditLog.InstanceDetail], entry.Details["closed_by"]));
+        Assert.Equal((ClusterRelay.RelayTenant, relayed.Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture)), (entry.Tenant, entry.Details["decision_sequence"]));
+        Assert.StartsWith("the node process stopped", entry.Details["reason"], StringComparison.Ordinal);
+        var record = await ledger.GetAsync("node-relayed");
+        Assert.NotNull(record);
+        Assert.Equal((ClusterRelay.RelayTenant, UsageOutcome.Failed, 0m), (record.Tenant, record.Outcome, record.Cost));
+
+        await log.CheckpointAsync();
+        var verified = await AuditVerifier.VerifyAsync(database, key.PublicKeyPem);
+        Assert.True(verified.Valid, string.Join("; ", verified.Problems));
+        var decisions = verified.Decisions!;
+        Assert.Equal((3L, 1L, 1L, 1L), (decisions.Allowed, decisions.Completed, decisions.Interrupted, decisions.Open));
+        Assert.Equal([running.Sequence], decisions.OpenSequences);
+    }
+
+    /// <summary>A node of a cluster on the shared database has a process id, as a gateway does (it had none: its decisions named no process).</summary>
+    [Fact]
+    public void ClusterNode_HasAProcessId_ItsSiloAddress()
+    {
+        var services = new ServiceCollection().AddSingleton<ILocalSiloDetails>(new FixedSiloDetails(Node)).BuildServiceProvider();
+        var options = Options.Create(new SovereignOptions { Database = new() { Provider = nameof(SqlProvider.PostgreSql), ConnectionString = "Host=unused" } });
+        var node = new GatewayInstance(services, options, Options.Create(new SovereignClusterOptions { Redis = "127.0.0.1:1", Role = ServerRole.Node }));
+        var gateway = new GatewayInstance(services, options, Options.Create(new SovereignClusterOptions { Redis = "127.0.0.1:1", Role = ServerRole.Gateway }));
+        var alone = new GatewayInstance(services, options, Options.Create(new SovereignClusterOptions { Role = ServerRole.All }));
+        Assert.Equal((Node.ToParsableString(), Node.ToParsableString(), (string?)null), (node.Id, gateway.Id, alone.Id));
+    }
+
+    private sealed class FixedSiloDetails(SiloAddress silo) : ILocalSiloDetails
+    {
+        public string Name => "node/node-th";
+
+        public string ClusterId => "test";
+
+        public string DnsHostName => "localhost";
+
+        public SiloAddress SiloAddress => silo;
+
+        public SiloAddress GatewayAddress => silo;
+    }
+
     /// <summary>A fresh database of the test's own: each chain starts empty.</summary>
     private async Task<SqlDatabase> OwnDatabaseAsync()
     {
@@ -124,14 +189,14 @@ public sealed class InterruptedInstancesTests(PostgreSqlFixture postgres) : ICla
         return SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Database = name }.ConnectionString);
     }
 
-    private static Task<AuditEntry> DecideAsync(AuditLog log, SiloAddress silo, string requestId) => log.AppendAsync(new AuditRecord
+    private static Task<AuditEntry> DecideAsync(AuditLog log, SiloAddress silo, string requestId, string gateway = "gateway-th", string tenant = "anonymous") => log.AppendAsync(new AuditRecord
     {
         Kind = AuditKind.Inference,
-        Actor = "anonymous",
+        Actor = tenant,
         Action = AuditActions.InferenceAllowed,
-        Tenant = "anonymous",
+        Tenant = tenant,
         Model = "stories",
-        Gateway = "gateway-th",
+        Gateway = gateway,
         Node = "node-th",
         Jurisdiction = "TH",
         Decision = AuditDecision.Allowed,

@@ -39,6 +39,46 @@ public sealed class OpenDecisionsTests
         Assert.Equal(["req-later"], (await log.FindOpenDecisionsAsync("gw-fra-1")).Decisions.Select(d => d.Details["request_id"]));
     }
 
+    /// <summary>
+    /// The verifier and an export's verification tell each allowed request's end: completed, closed as interrupted (its
+    /// process stopped first), or open. Before, an auditor saw only entries: a decision with no outcome looked the same
+    /// whether it had been closed or not.
+    /// </summary>
+    [Fact]
+    public async Task Verify_CountsCompletedInterruptedAndOpenRequests_InTheLogAndInAnExport()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+        await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-done"));
+        var open = await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-open"));
+        await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-killed"));
+        await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-failover"));
+        await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-failover"));
+        await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-tokenize", endpoint: "/tokenize"));
+        await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-done", gateway: "gw-other")); // another gateway's id space
+        await log.AppendAsync(Entry(AuditActions.InferenceRefused, "req-refused"));
+        await log.AppendAsync(Entry(AuditActions.InferenceCompleted, "req-done"));
+        await log.AppendAsync(Entry(AuditActions.InferenceCompleted, "req-failover"));
+        await log.AppendAsync(Entry(AuditActions.InferenceInterrupted, "req-killed"));
+        var otherOpen = (await log.ReadAsync(7, 7)).Single();
+        await log.CheckpointAsync();
+
+        var verified = await AuditVerifier.VerifyAsync(context.Database, context.Key.PublicKeyPem);
+        Assert.True(verified.Valid, string.Join("; ", verified.Problems));
+        var decisions = verified.Decisions!;
+        Assert.Equal((5L, 2L, 1L, 2L), (decisions.Allowed, decisions.Completed, decisions.Interrupted, decisions.Open));
+        Assert.Equal([open.Sequence, otherOpen.Sequence], decisions.OpenSequences);
+
+        using var export = new MemoryStream();
+        await AuditExport.WriteAsync(context.Database, context.Key, null, DateTimeOffset.UnixEpoch, DateTimeOffset.MaxValue, export);
+        export.Position = 0;
+        var exported = await AuditExport.VerifyExportAsync(export, context.Key.PublicKeyPem);
+        Assert.True(exported.Valid, string.Join("; ", exported.Problems));
+        var inExport = exported.Decisions!;
+        Assert.Equal((5L, 2L, 1L, 2L), (inExport.Allowed, inExport.Completed, inExport.Interrupted, inExport.Open));
+        Assert.Equal(decisions.OpenSequences, inExport.OpenSequences);
+    }
+
     private static AuditRecord Entry(string action, string requestId, string gateway = "gw-fra-1", string? endpoint = null)
     {
         var details = new Dictionary<string, string> { ["request_id"] = requestId };

@@ -1,0 +1,59 @@
+namespace Sovereign.Residency.Audit;
+
+/// <summary>
+/// How the allowed inference requests in a verified log ended: with their outcome entry (<c>inference.completed</c>),
+/// closed as interrupted (<c>inference.interrupted</c>: the process that allowed them stopped first; tokens unknown,
+/// nothing billed), or still open (a request still running, or a stopped process nobody has closed yet).
+/// </summary>
+/// <param name="Allowed">Requests with an allowed decision (a failover's second decision counts once).</param>
+/// <param name="Completed">Of those, ended by their outcome entry.</param>
+/// <param name="Interrupted">Of those, closed as interrupted.</param>
+/// <param name="Open">Of those, with no outcome entry yet.</param>
+/// <param name="OpenSequences">The decision entries of the first <see cref="AuditDecisionTally.MaxListed"/> open requests, oldest first.</param>
+public sealed record AuditDecisionOutcomes(long Allowed, long Completed, long Interrupted, long Open, IReadOnlyList<long> OpenSequences);
+
+/// <summary>
+/// Matches, while a verifier walks the log, each allowed decision with the outcome entry that follows it (same
+/// <c>gateway</c> and <c>request_id</c>), as <see cref="AuditLog.FindOpenDecisionsAsync(string, CancellationToken)"/>
+/// does. Holds only the requests still open, so memory follows the requests in flight, not the log's length.
+/// </summary>
+internal sealed class AuditDecisionTally
+{
+    /// <summary>The most open decisions a result lists by sequence (the rest are counted).</summary>
+    public const int MaxListed = 100;
+
+    private readonly Dictionary<(string? Gateway, string RequestId), long> _open = [];
+    private long _allowed;
+    private long _completed;
+    private long _interrupted;
+
+    public void Add(AuditEntry entry)
+    {
+        if (entry.Kind != AuditKind.Inference || !entry.Details.TryGetValue("request_id", out var requestId))
+        {
+            return;
+        }
+
+        var key = (entry.Gateway, requestId);
+        switch (entry.Action)
+        {
+            // /tokenize and /detokenize are decided like inference but never get an outcome entry.
+            case AuditActions.InferenceAllowed when !(entry.Details.TryGetValue("endpoint", out var endpoint) && endpoint is "/tokenize" or "/detokenize"):
+                if (_open.TryAdd(key, entry.Sequence))
+                {
+                    _allowed++;
+                }
+
+                break;
+            case AuditActions.InferenceCompleted when _open.Remove(key):
+                _completed++;
+                break;
+            case AuditActions.InferenceInterrupted when _open.Remove(key):
+                _interrupted++;
+                break;
+        }
+    }
+
+    public AuditDecisionOutcomes ToOutcomes() =>
+        new(_allowed, _completed, _interrupted, _open.Count, [.. _open.Values.Order().Take(MaxListed)]);
+}
