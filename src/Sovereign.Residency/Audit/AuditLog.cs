@@ -326,6 +326,11 @@ public sealed class AuditLog : IAsyncDisposable
         return await FindOpenDecisionsAsync(instance.Gateway, instance.FromSequence, through, instance.Instance, cancellationToken);
     }
 
+    /// <summary>The open-decision search's one pass: a gateway id's inference rows in a sequence range (index <c>audit_entries_gateway_seq</c>).</summary>
+    internal const string OpenDecisionsScan =
+        "SELECT seq, action, details FROM audit_entries WHERE seq > @after AND seq <= @through AND kind = 'inference' " +
+        "AND gateway = @gateway AND action IN (@allowed, @completed, @interrupted) ORDER BY seq";
+
     private async Task<OpenDecisions> FindOpenDecisionsAsync(string gateway, long after, long through, string? instance, CancellationToken cancellationToken)
     {
         // One pass over this gateway's inference rows, reading only what matching needs (a first search may cover the
@@ -334,8 +339,7 @@ public sealed class AuditLog : IAsyncDisposable
         await using (var connection = await _database.OpenAsync(cancellationToken))
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT seq, action, details FROM audit_entries WHERE seq > @after AND seq <= @through AND kind = 'inference' " +
-                "AND gateway = @gateway AND action IN (@allowed, @completed, @interrupted) ORDER BY seq";
+            command.CommandText = OpenDecisionsScan;
             SqlDatabase.AddParameter(command, "@after", after);
             SqlDatabase.AddParameter(command, "@through", through);
             SqlDatabase.AddParameter(command, "@gateway", gateway);

@@ -99,6 +99,15 @@ internal static class AuditStore
                 closed_at_ms BIGINT)
             """,
         ]),
+
+        // The open-decision search (AuditLog.FindOpenDecisionsAsync) reads one gateway id's entries in a sequence range:
+        // a dead cluster process's, from its registration to the head. Without this it walked every entry of the range,
+        // all members' alike. Appends extend each gateway's end of it (few ids, rising sequences). Run in the migration
+        // transaction under the migration lock, like every migration: processes starting together build it once.
+        new SqlMigration("audit-005-entries-by-gateway",
+        [
+            "CREATE INDEX audit_entries_gateway_seq ON audit_entries (gateway, seq)",
+        ]),
     ];
 
     public static async Task<(long Sequence, string Hash)?> ReadHeadAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)

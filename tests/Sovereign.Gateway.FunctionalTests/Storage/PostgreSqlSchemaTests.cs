@@ -436,6 +436,43 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
         Assert.Equal(1L, Convert.ToInt64(await count.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture));
     }
 
+    /// <summary>
+    /// The open-decision search for a dead cluster process reads its gateway id's rows from the process's start to the
+    /// head: on a log where that id wrote 1 row in 100, PostgreSQL reads them through the gateway index instead of
+    /// every row of the range (it had no such index; migration audit-005-entries-by-gateway).
+    /// </summary>
+    [Fact]
+    public async Task OpenDecisionsScan_UsesTheGatewayIndex()
+    {
+        var database = await OwnDatabaseAsync("scan");
+        await database.MigrateAsync(AuditLog.Migrations);
+        await using var connection = await database.OpenAsync();
+        await ExecuteAsync(connection, """
+            INSERT INTO audit_entries (seq, at_ms, kind, actor, action, gateway, reasons, details, format, previous_hash, hash)
+            SELECT g, g, 'inference', 'k', CASE WHEN g % 2 = 0 THEN 'inference.allowed' ELSE 'inference.completed' END,
+                   CASE WHEN g % 100 = 0 THEN 'gw-rare' ELSE 'gw-' || (g % 7) END, '[]', '{"request_id":"r' || (g / 2) || '"}', 1, '', ''
+            FROM generate_series(1, 200000) AS g
+            """);
+        await ExecuteAsync(connection, "ANALYZE audit_entries");
+        using var explain = connection.CreateCommand();
+        explain.CommandText = "EXPLAIN " + AuditLog.OpenDecisionsScan;
+        foreach (var (name, value) in new (string, object)[] { ("@after", 1000L), ("@through", 200_000L), ("@gateway", "gw-rare"), ("@allowed", AuditActions.InferenceAllowed), ("@completed", AuditActions.InferenceCompleted), ("@interrupted", AuditActions.InferenceInterrupted) })
+        {
+            SqlDatabase.AddParameter(explain, name, value);
+        }
+
+        var plan = new List<string>();
+        await using (var reader = await explain.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                plan.Add(reader.GetString(0));
+            }
+        }
+
+        Assert.True(plan.Any(line => line.Contains("audit_entries_gateway_seq", StringComparison.Ordinal)), string.Join('\n', plan));
+    }
+
     private static async Task ExecuteAsync(System.Data.Common.DbConnection connection, string sql)
     {
         using var command = connection.CreateCommand();

@@ -40,6 +40,35 @@ public sealed class OpenDecisionsTests
     }
 
     /// <summary>
+    /// The search reads one gateway id's rows in a sequence range: a dead cluster process's range runs to the head, so
+    /// without an index by gateway it walked every member's entries since that process started.
+    /// </summary>
+    [Fact]
+    public async Task OpenDecisionsScan_ReadsOneGatewaysRange_ThroughTheGatewayIndex()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+        await using var connection = await context.Database.OpenAsync();
+        using var command = connection.CreateCommand();
+        command.CommandText = "EXPLAIN QUERY PLAN " + AuditLog.OpenDecisionsScan;
+        foreach (var (name, value) in new (string, object)[] { ("@after", 10L), ("@through", 1000L), ("@gateway", "gw-fra-1"), ("@allowed", "a"), ("@completed", "c"), ("@interrupted", "i") })
+        {
+            Sovereign.Storage.SqlDatabase.AddParameter(command, name, value);
+        }
+
+        var plan = new List<string>();
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                plan.Add(reader.GetString(3));
+            }
+        }
+
+        Assert.Contains(plan, step => step.Contains("USING INDEX audit_entries_gateway_seq (gateway=? AND seq>? AND seq<?)", StringComparison.Ordinal));
+    }
+
+    /// <summary>
     /// The verifier and an export's verification tell each allowed request's end: completed, closed as interrupted (its
     /// process stopped first), or open. Before, an auditor saw only entries: a decision with no outcome looked the same
     /// whether it had been closed or not.
