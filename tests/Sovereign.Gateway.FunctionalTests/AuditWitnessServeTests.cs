@@ -79,6 +79,69 @@ public sealed class AuditWitnessServeTests : IAsyncLifetime
         Assert.Equal(0L, Convert.ToInt64(await count.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture));
     }
 
+    /// <summary>
+    /// The same rewrite while serve runs, over a head it had signed: its next append finds it (the head it extends is
+    /// gone, and the chain no longer holds what it signed). It answered 503 from then on but kept running; now it
+    /// logs it (event 4220, Critical) and stops with exit 3, as at start, without signing anything over the rewrite.
+    /// </summary>
+    [Fact]
+    public async Task TailRewrittenWhileServing_ServeStopsWithExit3()
+    {
+        const string Admin = "witness-admin";
+        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        using var server = await ServeProcess.StartAsync(_port, ["--engine", _engine.BaseUrl, "--engine-model", "fake", "--data-dir", _data],
+            new Dictionary<string, string> { ["Sovereign__AdminToken"] = Admin }, output.Enqueue);
+        try
+        {
+            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}") };
+            using (var response = await client.PostAsync("/v1/chat/completions", Chat()))
+            {
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            }
+
+            // The server signs its head (the outcome entry included): that head is its witness from now on.
+            using (var checkpoint = new HttpRequestMessage(HttpMethod.Post, "/admin/v1/audit/checkpoint"))
+            {
+                checkpoint.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", Admin);
+                using var signed = await client.SendAsync(checkpoint);
+                Assert.Equal(HttpStatusCode.OK, signed.StatusCode);
+            }
+
+            await RewriteCompletedTailAsync();
+            try
+            {
+                using var refused = await client.PostAsync("/v1/chat/completions", Chat());
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            }
+            catch (HttpRequestException)
+            {
+                // Already gone: the stop may outrun the answer.
+            }
+
+            using var exited = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+            await server.WaitForExitAsync(exited.Token);
+            Assert.True(server.ExitCode == 3, $"exit {server.ExitCode}:\n{string.Join('\n', output)}");
+            Assert.Contains(output, line => line.Contains("AuditLogRewrittenStopping", StringComparison.Ordinal) || line.Contains("truncated or rewritten while this server ran", StringComparison.Ordinal));
+            Assert.Contains(output, line => line.StartsWith("sovereign serve: stopped: ", StringComparison.Ordinal));
+        }
+        finally
+        {
+            if (!server.HasExited)
+            {
+                server.Kill(entireProcessTree: true);
+            }
+        }
+
+        // Nothing signed the rewrite.
+        var database = SqlDatabase.Sqlite(Path.Combine(_data, "sovereign.db"));
+        await using var connection = await database.OpenAsync();
+        using var count = connection.CreateCommand();
+        count.CommandText = "SELECT COUNT(*) FROM audit_checkpoints WHERE seq >= (SELECT MIN(seq) FROM audit_entries WHERE action = 'inference.completed')";
+        Assert.Equal(0L, Convert.ToInt64(await count.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    private static StringContent Chat() => new("""{"model":"fake","messages":[{"role":"user","content":"Hello"}]}""", Encoding.UTF8, "application/json");
+
     /// <summary>Rewrites the log from its first outcome entry on as an attacker with the database but not the key can.</summary>
     private async Task RewriteCompletedTailAsync()
     {

@@ -14,9 +14,10 @@ internal static class ServeProcess
 
     /// <summary>
     /// Starts <c>serve</c> on <paramref name="port"/> with <paramref name="arguments"/> (jurisdiction DE, no built-in
-    /// embeddings, plus <paramref name="environment"/>) and waits for <c>/ready</c>.
+    /// embeddings, plus <paramref name="environment"/>) and waits for <c>/ready</c>. Its output lines go to
+    /// <paramref name="output"/> when given.
     /// </summary>
-    public static async Task<Process> StartAsync(int port, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null)
+    public static async Task<Process> StartAsync(int port, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, Action<string>? output = null)
     {
         var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--urls", $"http://127.0.0.1:{port}" }.Concat(arguments))
@@ -32,10 +33,18 @@ internal static class ServeProcess
         }
 
         var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        process.OutputDataReceived += (_, e) => Keep(e.Data);
+        process.ErrorDataReceived += (_, e) => Keep(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
+
+        void Keep(string? line)
+        {
+            if (line is not null)
+            {
+                output?.Invoke(line);
+            }
+        }
 
         using var probe = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));

@@ -244,6 +244,13 @@ internal static partial class ServeCommand
                 await Console.Error.WriteLineAsync("sovereign serve: stopped: the cluster's membership table in Redis is gone (Redis restarted empty); start this member again to join a new one.");
                 return Cluster.Hosting.MembershipTableWatch.LostTableExitCode;
             }
+
+            if (app.Services.GetService<Gateway.ControlPlane.AuditIntegrityWatch>() is { Lost: { } lost })
+            {
+                // Fail closed, as at start: the log was truncated or rewritten while it ran (event 4220).
+                await Console.Error.WriteLineAsync("sovereign serve: stopped: " + lost.Message);
+                return Output.ExitCodes.IntegrityFailure;
+            }
         }
 
         return 0;

@@ -53,6 +53,8 @@ internal static class ControlPlaneServices
         services.AddHostedService<StoredResponseExpiry>();
         services.TryAddSingleton(sp => OperatorSigningKey.LoadOrCreate(Path.Combine(sp.GetRequiredService<IOptions<SovereignOptions>>().Value.ResolvedDataDirectory, OperatorKeyFile)));
 
+        services.TryAddSingleton<AuditIntegrityWatch>();
+
         // Opened once, synchronously, by whoever resolves them first; appends are asynchronous and group-committed.
         // OpenSynchronously runs the opening off the caller's scheduler: the first resolver may be a grain activation
         // on a node, whose single-threaded Orleans scheduler would otherwise deadlock waiting for its own continuation.
@@ -64,6 +66,8 @@ internal static class ControlPlaneServices
                 CheckpointMaxAge = AuditCheckpointMaxAge,
                 // Beside the operator key, outside the database: the last head this server signed.
                 WitnessPath = Path.Combine(sp.GetRequiredService<IOptions<SovereignOptions>>().Value.ResolvedDataDirectory, AuditWitness.FileName),
+                // Found rewritten after start: stop, as at start (exit 3), instead of answering 503 for ever.
+                IntegrityLost = sp.GetRequiredService<AuditIntegrityWatch>().Report,
             },
             sp.GetRequiredService<TimeProvider>())));
         // Scheduled audit retention (Sovereign:Audit:Archive): off unless set, and only where checkpoints are signed.

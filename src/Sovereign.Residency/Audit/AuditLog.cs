@@ -57,6 +57,14 @@ public sealed record AuditLogOptions
     /// many bytes), so the next commit starts the WAL over; <see cref="SqlDatabase.WalSizeLimitBytes"/> then truncates it.
     /// </summary>
     public long SqliteWalRestartBytes { get; init; } = SqlDatabase.WalSizeLimitBytes;
+
+    /// <summary>
+    /// Called once, on the writer's thread (return at once), when this log finds after it opened that the chain was
+    /// truncated or rewritten (its tail no longer matches <c>audit_head</c>, or no longer holds the witness): nothing
+    /// is appended or signed from then on, and a server stops rather than answer 503 for ever. Not called when
+    /// <see cref="AuditLog.OpenAsync"/> refuses: that throws the <see cref="AuditIntegrityException"/> itself.
+    /// </summary>
+    public Action<AuditIntegrityException>? IntegrityLost { get; init; }
 }
 
 /// <summary>Which audit entries to read: one page of a tenant's (or everyone's) entries in a time range.</summary>
@@ -125,6 +133,8 @@ public sealed class AuditLog : IAsyncDisposable
     private AuditIntegrityException? _witnessLost; // once the chain lost the witness, nothing more is appended or signed
     private AuditWitnessHead? _witnessToWrite;
     private int _witnessWriterActive;
+    private volatile bool _opened; // from here on an integrity failure is reported (IntegrityLost), not thrown by OpenAsync
+    private int _integrityLostReported;
     private Task _witnessWrite = Task.CompletedTask;
     private DbConnection? _connection;
     private PreparedStatement? _insert;
@@ -189,6 +199,7 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         await log.LoadStateAsync(cancellationToken);
+        log._opened = true;
         if (options.SignsCheckpoints && options.CheckpointMaxAge is { } age)
         {
             log._checkpointTimer = log._time.CreateTimer(static state => ((AuditLog)state!).OnCheckpointTimer(), log, age, age);
@@ -840,6 +851,7 @@ public sealed class AuditLog : IAsyncDisposable
             {
                 // The transaction rolled back, so the in-memory head is still right unless another process appended
                 // (the head guard failed): reload it from the database and recompute the whole batch.
+                ReportIfIntegrityLost(ex);
                 await CloseConnectionAsync();
                 try
                 {
@@ -847,10 +859,12 @@ public sealed class AuditLog : IAsyncDisposable
                 }
                 catch (Exception reloadError) when (attempt < attempts)
                 {
+                    ReportIfIntegrityLost(reloadError);
                     ex = reloadError;
                 }
                 catch (Exception reloadError)
                 {
+                    ReportIfIntegrityLost(reloadError);
                     ex = new AggregateException(ex, reloadError);
                 }
 
@@ -865,6 +879,15 @@ public sealed class AuditLog : IAsyncDisposable
                     return;
                 }
             }
+        }
+    }
+
+    /// <summary>Tells <see cref="AuditLogOptions.IntegrityLost"/>, once, that the running log found the chain truncated or rewritten.</summary>
+    private void ReportIfIntegrityLost(Exception error)
+    {
+        if (_opened && error is AuditIntegrityException lost && _options.IntegrityLost is { } report && Interlocked.Exchange(ref _integrityLostReported, 1) == 0)
+        {
+            report(lost);
         }
     }
 
