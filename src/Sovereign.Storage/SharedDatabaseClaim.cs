@@ -17,21 +17,25 @@ public sealed class SharedDatabaseClaim : IAsyncDisposable
     private readonly SqlDatabase _database;
     private readonly string _claimant;
     private readonly string _description;
+    private readonly IReadOnlyCollection<string> _alsoOurs;
     private DbConnection _connection;
 
-    private SharedDatabaseClaim(SqlDatabase database, string claimant, string description, DbConnection connection)
+    private SharedDatabaseClaim(SqlDatabase database, string claimant, string description, IReadOnlyCollection<string> alsoOurs, DbConnection connection)
     {
         _database = database;
         _claimant = claimant;
         _description = description;
+        _alsoOurs = alsoOurs;
         _connection = connection;
     }
 
     /// <summary>
     /// Claims <paramref name="database"/> (PostgreSQL) for <paramref name="claimant"/>, described to a refused server as
     /// <paramref name="description"/>; throws <see cref="DatabaseClaimedException"/> naming the other claimant.
+    /// <paramref name="alsoOurs"/> names claimants that are this one under an older name (members of the same cluster
+    /// that run an earlier version), which never refuse it.
     /// </summary>
-    public static async Task<SharedDatabaseClaim> TakeAsync(SqlDatabase database, string claimant, string description, CancellationToken cancellationToken = default)
+    public static async Task<SharedDatabaseClaim> TakeAsync(SqlDatabase database, string claimant, string description, IReadOnlyCollection<string>? alsoOurs = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(database);
         ArgumentException.ThrowIfNullOrWhiteSpace(claimant);
@@ -40,7 +44,8 @@ public sealed class SharedDatabaseClaim : IAsyncDisposable
             throw new ArgumentException("Only a PostgreSQL database is shared by several servers.", nameof(database));
         }
 
-        return new SharedDatabaseClaim(database, claimant, description, await ClaimAsync(database, claimant, description, cancellationToken));
+        alsoOurs ??= [];
+        return new SharedDatabaseClaim(database, claimant, description, alsoOurs, await ClaimAsync(database, claimant, description, alsoOurs, cancellationToken));
     }
 
     /// <summary>
@@ -71,7 +76,7 @@ public sealed class SharedDatabaseClaim : IAsyncDisposable
         {
             try
             {
-                _connection = await ClaimAsync(_database, _claimant, _description, cancellationToken);
+                _connection = await ClaimAsync(_database, _claimant, _description, _alsoOurs, cancellationToken);
                 return true;
             }
             catch (DbException) when (attempt < 4)
@@ -80,7 +85,7 @@ public sealed class SharedDatabaseClaim : IAsyncDisposable
         }
     }
 
-    private static async Task<DbConnection> ClaimAsync(SqlDatabase database, string claimant, string description, CancellationToken cancellationToken)
+    private static async Task<DbConnection> ClaimAsync(SqlDatabase database, string claimant, string description, IReadOnlyCollection<string> alsoOurs, CancellationToken cancellationToken)
     {
         var key = SqlDatabase.LockKey("server:" + claimant);
         var connection = await database.OpenAsync(cancellationToken);
@@ -98,6 +103,11 @@ public sealed class SharedDatabaseClaim : IAsyncDisposable
 
                 foreach (var (other, otherKey, otherDescription, since) in await OthersAsync(connection, claimant, cancellationToken))
                 {
+                    if (alsoOurs.Contains(other))
+                    {
+                        continue;
+                    }
+
                     if (!await IsHeldAsync(connection, otherKey, cancellationToken))
                     {
                         // Its servers all stopped (or were killed): the row is history.

@@ -56,10 +56,18 @@ internal sealed class ServerDatabaseLock : IAsyncDisposable
 
         var host = System.Net.Dns.GetHostName();
         var process = Environment.ProcessId;
-        var (claimant, description) = cluster.IsDistributed
-            ? ("cluster:" + cluster.ClusterId, $"the cluster '{cluster.ClusterId}' (a member on host {host}, process {process})")
-            : ($"server:{host}:{process}:{Guid.NewGuid():N}", $"a sovereign server without a cluster (host {host}, process {process})");
-        _held = _claim = await SharedDatabaseClaim.TakeAsync(database, claimant, description);
+        if (!cluster.IsDistributed)
+        {
+            _held = _claim = await SharedDatabaseClaim.TakeAsync(database, $"server:{host}:{process}:{Guid.NewGuid():N}", $"a sovereign server without a cluster (host {host}, process {process})");
+            return;
+        }
+
+        // The cluster is its Redis as much as its id: two clusters of one ClusterId on two Redis servers claimed the
+        // database under one name and both ran. The mark in Redis tells them apart; members of an earlier version
+        // claimed "cluster:<ClusterId>" and stay admitted (a rolling upgrade).
+        var (mark, redis) = await Cluster.Hosting.ClusterRedisMark.GetOrCreateAsync(cluster);
+        _held = _claim = await SharedDatabaseClaim.TakeAsync(database, $"cluster:{cluster.ClusterId}:{mark}",
+            $"the cluster '{cluster.ClusterId}' on Redis {redis} (a member on host {host}, process {process})", ["cluster:" + cluster.ClusterId]);
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Builder;
 using Sovereign.Cli.Commands;
+using Sovereign.Gateway.ControlPlane;
 using Sovereign.Inference.Engine;
 using Sovereign.Storage;
 
@@ -98,6 +99,98 @@ public sealed class SharedDatabaseTests(PostgreSqlFixture postgres) : IClassFixt
         await using var other = await SharedDatabaseClaim.TakeAsync(SqlDatabase.PostgreSql(connectionString), "server:x", "a sovereign server without a cluster (host h, process 7)");
         var lost = await Assert.ThrowsAsync<DatabaseClaimedException>(() => claim.RenewAsync());
         Assert.Contains("is in use by a sovereign server without a cluster (host h, process 7)", lost.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Two clusters named alike (one ClusterId) on two Redis servers: their members claimed the database under one name
+    /// (<c>cluster:prod</c>), so the second cluster started on the first one's database, each with grains of its own (a
+    /// budget admitted in both, a key revoked in one still accepted by the other). The claim now carries a mark kept in
+    /// the cluster's Redis: members on one Redis share the database, the other cluster's start is refused naming the
+    /// setting, and a member of an earlier version (its claim named by the id alone) does not refuse the new ones.
+    /// </summary>
+    [Fact]
+    public async Task TwoClustersOfOneClusterId_OnTheirOwnRedis_TheSecondIsRefused_NamingTheSetting()
+    {
+        using var redisA = ThrowawayRedis.Start(NewDirectory());
+        using var redisB = ThrowawayRedis.Start(NewDirectory());
+        var database = SqlDatabase.PostgreSql(await OwnDatabaseAsync());
+        await using var memberA = new ServerDatabaseLock();
+        await memberA.TakePostgreSqlAsync(database, Cluster(redisA.Port));
+        await using var anotherMemberA = new ServerDatabaseLock();
+        await anotherMemberA.TakePostgreSqlAsync(database, Cluster(redisA.Port));
+
+        await using var memberB = new ServerDatabaseLock();
+        var refused = await Assert.ThrowsAsync<DatabaseClaimedException>(() => memberB.TakePostgreSqlAsync(database, Cluster(redisB.Port)));
+        Assert.Contains($"is in use by the cluster 'prod' on Redis 127.0.0.1:{redisA.Port}", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("Sovereign:Cluster:Redis", refused.Message, StringComparison.Ordinal);
+
+        // A rolling upgrade: a member of an earlier version of cluster A still runs.
+        var upgrading = SqlDatabase.PostgreSql(await OwnDatabaseAsync());
+        await using var earlier = await SharedDatabaseClaim.TakeAsync(upgrading, "cluster:prod", "the cluster 'prod' (an earlier version)");
+        await using var upgraded = new ServerDatabaseLock();
+        await upgraded.TakePostgreSqlAsync(upgrading, Cluster(redisA.Port));
+
+        static Sovereign.Cluster.Hosting.SovereignClusterOptions Cluster(int redisPort) =>
+            new() { Redis = $"127.0.0.1:{redisPort}", ClusterId = "prod", Role = Sovereign.Cluster.Hosting.ServerRole.Gateway };
+    }
+
+    private string NewDirectory()
+    {
+        var directory = Directory.CreateTempSubdirectory("sovereign-shared-db-redis-").FullName;
+        _directories.Add(directory);
+        return directory;
+    }
+
+    /// <summary>A redis-server of the test's own, without persistence, listening on loopback.</summary>
+    private sealed class ThrowawayRedis : IDisposable
+    {
+        private readonly System.Diagnostics.Process _process;
+
+        private ThrowawayRedis(System.Diagnostics.Process process, int port) => (_process, Port) = (process, port);
+
+        public int Port { get; }
+
+        public static ThrowawayRedis Start(string directory)
+        {
+            var server = new[] { "/usr/bin/redis-server", "/usr/local/bin/redis-server" }.FirstOrDefault(File.Exists);
+            Assert.True(server is not null, "redis-server is not installed: apt-get install redis-server (test.sh does this).");
+            var port = ServeProcess.FreePort();
+            var start = new System.Diagnostics.ProcessStartInfo(server) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var arg in new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory })
+            {
+                start.ArgumentList.Add(arg);
+            }
+
+            var process = System.Diagnostics.Process.Start(start)!;
+            process.OutputDataReceived += (_, _) => { };
+            process.ErrorDataReceived += (_, _) => { };
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            for (var attempt = 0; ; attempt++)
+            {
+                try
+                {
+                    using var probe = new System.Net.Sockets.TcpClient();
+                    probe.Connect(System.Net.IPAddress.Loopback, port);
+                    return new ThrowawayRedis(process, port);
+                }
+                catch (System.Net.Sockets.SocketException) when (attempt < 100)
+                {
+                    Thread.Sleep(100);
+                }
+            }
+        }
+
+        public void Dispose()
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+                _process.WaitForExit();
+            }
+
+            _process.Dispose();
+        }
     }
 
     /// <summary>Ends every other session on the test's database, as PostgreSQL's restart would.</summary>
