@@ -80,6 +80,10 @@ public sealed class InterruptedRequestTests : IAsyncLifetime
 
         var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify", "--data-dir", _data);
         Assert.True(exit == 0, stdout + stderr);
+
+        // The auditor is told it was closed as interrupted, not left open.
+        Assert.Contains("Allowed requests: 1; completed: 0; closed as interrupted (their process stopped first: tokens unknown, nothing billed): 1; open (", stdout, StringComparison.Ordinal);
+        Assert.Contains("not closed yet): 0.", stdout, StringComparison.Ordinal);
     }
 
     /// <summary>Starts serve, waits until it is ready, and stops it with SIGTERM (which ends the log under a checkpoint).</summary>
