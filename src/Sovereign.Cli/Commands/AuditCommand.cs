@@ -312,7 +312,7 @@ internal static class AuditCommand
         }
 
         var line = string.Create(CultureInfo.InvariantCulture,
-            $"Allowed requests: {d.Allowed}; completed: {d.Completed}; closed as interrupted (their process stopped first: tokens unknown, nothing billed): {d.Interrupted}; open (no outcome yet: still running, or their process stopped and is not closed yet): {d.Open}");
+            $"Allowed requests: {d.Allowed} (a relayed one counts at its gateway and at its node); completed: {d.Completed}; closed as interrupted (their process stopped first: tokens unknown, nothing billed): {d.Interrupted}; open (no outcome yet: still running, or their process stopped and is not closed yet): {d.Open}");
         return d.OpenSequences.Count == 0
             ? line + "."
             : line + string.Create(CultureInfo.InvariantCulture, $", decision entries {string.Join(", ", d.OpenSequences)}{(d.Open > d.OpenSequences.Count ? ", ..." : "")}.");

@@ -5,7 +5,7 @@ namespace Sovereign.Residency.Audit;
 /// closed as interrupted (<c>inference.interrupted</c>: the process that allowed them stopped first; tokens unknown,
 /// nothing billed), or still open (a request still running, or a stopped process nobody has closed yet).
 /// </summary>
-/// <param name="Allowed">Requests with an allowed decision (a failover's second decision counts once).</param>
+/// <param name="Allowed">Requests with an allowed decision, per gateway id and request id (a failover's second decision counts once; a relayed request counts at its gateway and at its node, each of which decides under its own request id).</param>
 /// <param name="Completed">Of those, ended by their outcome entry.</param>
 /// <param name="Interrupted">Of those, closed as interrupted.</param>
 /// <param name="Open">Of those, with no outcome entry yet.</param>
