@@ -129,6 +129,35 @@ public sealed class AuditWitnessTests
         Assert.Equal(0L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_checkpoints WHERE seq > 40"));
     }
 
+    /// <summary>
+    /// The running log tells its owner, once, that the chain was rewritten under it (a server then stops, exit 3):
+    /// before, it only refused each append, and the server answered 503 for as long as it ran. Opening a log already
+    /// rewritten throws instead and tells nobody.
+    /// </summary>
+    [Fact]
+    public async Task IntegrityLost_IsToldOnce_WhenTheRunningLogFindsTheChainRewritten_NotWhenOpeningRefuses()
+    {
+        await using var context = AuditTestContext.Create();
+        var witnessPath = Path.Combine(context.Directory, AuditWitness.FileName);
+        var told = new System.Collections.Concurrent.ConcurrentQueue<AuditIntegrityException>();
+        var options = new AuditLogOptions { CheckpointInterval = 20, WitnessPath = witnessPath, IntegrityLost = told.Enqueue };
+        var log = await context.OpenLogAsync(options);
+        var entries = await context.AppendManyAsync(log, 50);
+        await log.CheckpointAsync();
+        await log.WitnessWritten;
+        Assert.Empty(told);
+
+        await RewriteTailAsync(context, entries);
+        await Assert.ThrowsAsync<AuditUnavailableException>(() => log.AppendAsync(AuditTestContext.Inference("acme", 1)));
+        await Assert.ThrowsAsync<AuditUnavailableException>(() => log.AppendAsync(AuditTestContext.Inference("acme", 2)));
+        var lost = Assert.Single(told);
+        Assert.Contains("no longer holds the head this server last signed", lost.Message, StringComparison.Ordinal);
+        await log.DisposeAsync();
+
+        await Assert.ThrowsAsync<AuditIntegrityException>(() => context.OpenLogAsync(options));
+        Assert.Single(told);
+    }
+
     /// <summary>Fifty entries, checkpoints every 20 and at the end, as a server that stopped cleanly leaves them.</summary>
     private static async Task<List<AuditEntry>> SeedAsync(AuditTestContext context, string? witness)
     {
