@@ -66,6 +66,12 @@ public sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Embed
     public bool IsModelLoaded => _encoder is not null;
 
     /// <summary>
+    /// Loads the ONNX model now if it is not loaded yet (and runs one input through it: ONNX Runtime's first run sets
+    /// up its buffers). A caller that bills the embedding's time calls this first, so no request pays for the load.
+    /// </summary>
+    public void Load() => _ = GetEncoder();
+
+    /// <summary>
     /// Wordpieces <paramref name="text"/> tokenizes to, <c>[CLS]</c> and <c>[SEP]</c> included, before the package's
     /// truncation at <see cref="MaxInputTokens"/>. Loads only the vocabulary, not the model.
     /// </summary>
@@ -293,7 +299,20 @@ public sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Embed
                     }
 
                     // The encoder takes ownership of the session options and disposes them with itself.
-                    _encoder = new SentenceEncoder(sessionOptions);
+                    var created = new SentenceEncoder(sessionOptions);
+                    sessionOptions = null;
+                    try
+                    {
+                        // The first run is tens of times slower than the next; it belongs to the load, not to a request.
+                        _ = created.Encode(["warm-up"], CancellationToken.None);
+                    }
+                    catch
+                    {
+                        created.Dispose();
+                        throw;
+                    }
+
+                    _encoder = created;
                 }
                 catch
                 {

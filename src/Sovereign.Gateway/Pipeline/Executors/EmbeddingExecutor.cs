@@ -79,6 +79,9 @@ internal sealed class EmbeddingRun(GovernedRequest request, IDisposable slot, En
         try
         {
             var work = (EmbeddingWorkload)request.Work;
+
+            // The built-in model loads on first use: the load is the server's work, not this request's compute seconds.
+            (model.Embeddings as MiniLmEmbeddingGenerator)?.Load();
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
             GeneratedEmbeddings<Embedding<float>> embeddings;
             // The model's context runs one batch at a time: the requests in it share its time (compute seconds).
