@@ -47,7 +47,7 @@ public sealed class InvoiceBuilder
         if (currency is null && currencies.Count > 1)
         {
             throw new InvalidOperationException(
-                $"tenant '{tenant}' has usage in several currencies ({string.Join(", ", currencies)}) in this period: build one invoice per currency");
+                $"tenant '{tenant}' has usage in several currencies ({string.Join(", ", currencies)}) in this period: build one invoice per currency.");
         }
 
         var chosen = currency ?? (currencies.Count == 1 ? currencies[0] : NoCurrency);

@@ -166,6 +166,41 @@ public sealed class MeteringTests(MeteringFixture fixture)
         Assert.Equal(expected, adminView.GetProperty("cost").GetDecimal());
     }
 
+    /// <summary>
+    /// A tenant moved to a plan in another currency has usage in both: its invoice is built per currency, each
+    /// reconciling with the tenant's usage in that currency, and one without a currency is refused with a readable
+    /// message (it ran two sentences together: "build one invoice per currency Pass currency=...").
+    /// </summary>
+    [Fact]
+    public async Task Invoice_OfATenantWithUsageInTwoCurrencies_IsOnePerCurrency()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync();
+        await fixture.SendAsync(HttpMethod.Put, "/admin/v1/plans/dollars", new { currency = "USD", weight = 1 }, 200);
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/plans/dollars/prices", new { model = MeteringFixture.Model, input_per_million = 3000m, output_per_million = 5000m }, 201);
+        using var client = fixture.TenantClient(key);
+        Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
+        await fixture.SendAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}", new { plan = "dollars" }, 200);
+        Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
+
+        using var mixed = await fixture.Admin.GetAsync($"/admin/v1/tenants/{tenant}/invoice");
+        var error = JsonDocument.Parse(await mixed.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal(400, (int)mixed.StatusCode);
+        Assert.Equal("several_currencies", error.GetProperty("code").GetString());
+        Assert.Equal(
+            $"tenant '{tenant}' has usage in several currencies (EUR, USD) in this period: build one invoice per currency. Pass currency=... (sovereign invoice --currency ...) to choose one.",
+            error.GetProperty("message").GetString());
+
+        var usage = JsonDocument.Parse(await client.GetStringAsync("/v1/usage?group_by=model")).RootElement.GetProperty("data").EnumerateArray().ToList();
+        foreach (var currency in new[] { "EUR", "USD" })
+        {
+            var invoice = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{tenant}/invoice?currency={currency}")).RootElement;
+            var row = usage.Single(r => r.GetProperty("currency").GetString() == currency);
+            Assert.Equal(currency, invoice.GetProperty("currency").GetString());
+            Assert.Equal(1, invoice.GetProperty("lines").EnumerateArray().Sum(l => l.GetProperty("requests").GetInt64()));
+            Assert.Equal(row.GetProperty("cost").GetDecimal(), decimal.Parse(invoice.GetProperty("total").GetString()!, CultureInfo.InvariantCulture));
+        }
+    }
+
     [Theory]
     [InlineData("PUT", "/admin/v1/plans/bad-currency", """{"currency":"XYZ"}""", "currency")]
     [InlineData("PUT", "/admin/v1/plans/bad-weight", """{"currency":"EUR","weight":0}""", "weight")]
