@@ -64,7 +64,9 @@ internal sealed class AdminConnection
         {
             var file = Path.Combine(result.GetValue(DataDirectory) ?? DefaultDataDirectory, AdminToken.FileName);
             token = File.Exists(file) ? (await File.ReadAllTextAsync(file, cancellationToken)).Trim()
-                : throw new AdminException($"No admin token: pass --admin-token, set SOVEREIGN_ADMIN_TOKEN, or run on the server's machine ({file} not found).");
+                : throw new CliException(
+                    $"No admin token: pass --admin-token, set SOVEREIGN_ADMIN_TOKEN, or on the server's machine point --data-dir (or Sovereign__DataDirectory) at its data directory ({file} not found).",
+                    ExitCodes.Usage);
         }
 
         using var client = new HttpClient { BaseAddress = BaseAddress(result.GetValue(Url)) };

@@ -217,4 +217,24 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
         (exit, _, stderr) = await CliProcess.RunAsync("audit", "verify-export", export, "--public-key", pem);
         Assert.True(exit == 0, stderr);
     }
+
+    /// <summary>
+    /// An admin command with no token to send: the server was started with --data-dir, and the CLI looked in
+    /// ~/.sovereign. It was exit 1, "the server refused", before any server was asked, and did not say that --data-dir
+    /// (or Sovereign__DataDirectory) points it at the server's token.
+    /// </summary>
+    [Fact]
+    public async Task AnAdminCommandWithoutAToken_IsAUsageError_NamingEveryWayToGiveIt()
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(
+            new Dictionary<string, string?> { ["SOVEREIGN_ADMIN_TOKEN"] = null, ["Sovereign__DataDirectory"] = null },
+            "tenants", "list", "--url", fixture.Url, "--data-dir", _directory);
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Equal("", stdout);
+        Assert.Contains("--admin-token", stderr, StringComparison.Ordinal);
+        Assert.Contains("SOVEREIGN_ADMIN_TOKEN", stderr, StringComparison.Ordinal);
+        Assert.Contains("--data-dir", stderr, StringComparison.Ordinal);
+        Assert.Contains(Path.Combine(_directory, "admin-token") + " not found", stderr, StringComparison.Ordinal);
+    }
 }
