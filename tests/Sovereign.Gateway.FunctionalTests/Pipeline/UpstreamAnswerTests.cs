@@ -20,13 +20,13 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
         new($$"""{"model":"{{model}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8,"stream":{{(stream ? "true" : "false")}}}""", Encoding.UTF8, "application/json");
 
     /// <summary>A model only <paramref name="engine"/> serves, and a priced tenant with a budget, whose client is returned.</summary>
-    private async Task<(string Model, string Tenant, HttpClient Client)> ServedByAsync(string engineUrl)
+    private async Task<(string Model, string Tenant, HttpClient Client)> ServedByAsync(string engineUrl, decimal? perComputeSecond = null)
     {
         var model = "ua-model-" + Interlocked.Increment(ref _models);
         await fixture.RegisterEngineAsync(model + "-node", engineUrl, model);
         var plan = model + "-plan";
         await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/plans/{plan}", new { currency = "THB" }, 200);
-        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{plan}/prices", new { model, input_per_million = 0m, output_per_million = OutputPerMillion }, 201);
+        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{plan}/prices", new { model, input_per_million = 0m, output_per_million = OutputPerMillion, per_compute_second = perComputeSecond }, 201);
         var (tenant, client) = await fixture.NewTenantAsync(plan);
         await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { budgets = new[] { new { period = "day", amount = 1000m } } }, 200);
         return (model, tenant, client);
@@ -409,6 +409,37 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
         Assert.Equal(
             "The upstream engine does not serve this model at its registered address (404); the operator must check the node's base URL and the model's upstream name.",
             error.GetProperty("message").GetString());
+        var (_, budget) = await BooksOfAsync(tenant);
+        Assert.Equal((0m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
+    }
+
+    /// <summary>
+    /// An engine's error answer (or one the gateway cannot meter) is not billed: neither tokens nor the time the engine
+    /// took to give it. On a plan with a compute-second price the tenant paid for that time: a registered model name
+    /// the engine does not serve (the operator's mistake, a 502) cost the tenant every second the engine took to say so.
+    /// </summary>
+    [Theory]
+    [InlineData(404, """{"object":"error","message":"The model `upstream` does not exist.","type":"NotFoundError","param":null,"code":404}""", false)]
+    [InlineData(500, """{"error":{"message":"CUDA out of memory","type":"server_error"}}""", false)]
+    [InlineData(400, """{"error":{"message":"bad temperature","type":"invalid_request_error","param":"temperature"}}""", true)]
+    [InlineData(200, """{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":null}""", false)]
+    public async Task AnEnginesErrorAnswer_IsNotBilledForTheTimeItTook(int upstreamStatus, string body, bool stream)
+    {
+        await using var engine = await FakeUpstreamEngine.StartAsync(async context =>
+        {
+            await Task.Delay(300);
+            context.Response.StatusCode = upstreamStatus;
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(body);
+        });
+        var (model, tenant, client) = await ServedByAsync(engine.Url, perComputeSecond: 1m);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(model, stream));
+
+        Assert.NotEqual(200, (int)response.StatusCode);
+        var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal((UsageOutcome.Failed, 0m, 0m), (record?.Outcome, record?.ComputeSeconds, record?.Cost));
         var (_, budget) = await BooksOfAsync(tenant);
         Assert.Equal((0m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
     }

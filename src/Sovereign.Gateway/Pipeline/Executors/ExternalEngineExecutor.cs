@@ -175,6 +175,13 @@ internal sealed class UpstreamRelay(
 
     public ValueTask<ExecutedUsage> FinalUsageAsync()
     {
+        if (_progress.Reported is null && _progress.DeliveredChunks == 0 && !request.Aborted.IsCancellationRequested)
+        {
+            // The engine's error answer, or one that could not be metered: the client received nothing, so nothing is
+            // billed, not even the engine's time (on a compute-priced plan the tenant paid for every second it took).
+            return ValueTask.FromResult(ExecutedUsage.None);
+        }
+
         var (prompt, completion, cached) = _progress.Reported is { } usage
             ? (usage.PromptTokens, usage.CompletionTokens, usage.CachedTokens)
             : (0, _progress.DeliveredChunks, 0);
