@@ -120,13 +120,34 @@ internal static class OperatorPages
         BudgetTables(page, limits.Json);
         var month = DateTime.UtcNow;
         var from = new DateOnly(month.Year, month.Month, 1);
+        var thisMonth = await InvoiceCurrenciesAsync(api, escaped, $"from={from:yyyy-MM-dd}", context.RequestAborted);
+        var lastMonth = await InvoiceCurrenciesAsync(api, escaped, $"from={from.AddMonths(-1):yyyy-MM-dd}&to={from:yyyy-MM-dd}", context.RequestAborted);
         page.Heading("Invoices").Raw($"""
-            <p>This month so far: <a href="/console/tenants/{ConsolePage.E(escaped)}/invoice?format=csv&amp;from={from:yyyy-MM-dd}" download>CSV</a> ·
-            <a href="/console/tenants/{ConsolePage.E(escaped)}/invoice?format=json&amp;from={from:yyyy-MM-dd}" download>JSON</a>.
-            Last month: <a href="/console/tenants/{ConsolePage.E(escaped)}/invoice?format=csv&amp;from={from.AddMonths(-1):yyyy-MM-dd}&amp;to={from:yyyy-MM-dd}" download>CSV</a>.</p>
+            <p>This month so far: {InvoiceLinks(escaped, $"from={from:yyyy-MM-dd}", thisMonth, json: true)}.
+            Last month: {InvoiceLinks(escaped, $"from={from.AddMonths(-1):yyyy-MM-dd}&to={from:yyyy-MM-dd}", lastMonth, json: false)}.</p>
             """);
         AuditTable(page, audit.Data, "Latest audit entries");
         return ConsoleEndpoints.Html(page, error is null ? StatusCodes.Status200OK : StatusCodes.Status400BadRequest);
+    }
+
+    /// <summary>
+    /// The currencies of a tenant's usage in an invoice period. A tenant moved to a plan in another currency has one
+    /// invoice per currency: a link that named none led to the API's "several currencies" error.
+    /// </summary>
+    private static async Task<IReadOnlyList<string>> InvoiceCurrenciesAsync(ConsoleApiClient api, string escaped, string period, CancellationToken cancellationToken)
+    {
+        var usage = await api.GetAsync($"/admin/v1/usage?tenant={escaped}&group_by=tenant&{period}", cancellationToken);
+        var currencies = usage.Data.Select(row => ConsolePage.Text(row, "currency")).Where(c => c.Length > 0).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        return currencies.Count > 1 ? currencies : [];
+    }
+
+    /// <summary>Download links of one invoice period: one set per currency when there are several, else one.</summary>
+    private static string InvoiceLinks(string escaped, string period, IReadOnlyList<string> currencies, bool json)
+    {
+        string Link(string format, string? currency) =>
+            $"""<a href="/console/tenants/{ConsolePage.E(escaped)}/invoice?format={format}&amp;{ConsolePage.E(period)}{(currency is null ? "" : "&amp;currency=" + currency)}" download>{format.ToUpperInvariant()}</a>""";
+        string Set(string? currency) => (currency is null ? "" : currency + " ") + Link("csv", currency) + (json ? " · " + Link("json", currency) : "");
+        return currencies.Count == 0 ? Set(null) : string.Join("; ", currencies.Select(c => Set(c)));
     }
 
     /// <summary>Saves the policy form through PATCH /admin/v1/tenants/{id}: the API validates and audits it.</summary>
@@ -184,7 +205,9 @@ internal static class OperatorPages
         }
 
         var csv = answer.ContentType.Contains("csv", StringComparison.OrdinalIgnoreCase);
-        context.Response.Headers.ContentDisposition = $"attachment; filename=\"invoice-{id}.{(csv ? "csv" : "json")}\"";
+        // A tenant with usage in several currencies has one invoice per currency: their files are named apart.
+        var currency = context.Request.Query["currency"].ToString() is { Length: > 0 } c && c.All(char.IsAsciiLetter) ? "-" + c.ToUpperInvariant() : "";
+        context.Response.Headers.ContentDisposition = $"attachment; filename=\"invoice-{id}{currency}.{(csv ? "csv" : "json")}\"";
         return Results.Text(answer.Text, answer.ContentType);
     }
 
