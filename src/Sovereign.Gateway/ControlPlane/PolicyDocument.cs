@@ -86,7 +86,7 @@ internal sealed class PolicyDocument
     private static OpenAIException Invalid(IReadOnlyList<PolicyError> errors, string prefix)
     {
         var first = errors[0];
-        var message = string.Join(" ", errors.Select(e => $"{prefix}.{e.Field}: {e.Message}"));
+        var message = string.Join("; ", errors.Select(e => $"{prefix}.{e.Field}: {e.Message.TrimEnd('.')}")) + ".";
         return OpenAIException.BadRequest("The policy is invalid. " + message, $"{prefix}.{first.Field}", "invalid_policy");
     }
 }

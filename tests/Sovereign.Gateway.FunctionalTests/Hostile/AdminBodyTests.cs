@@ -14,6 +14,26 @@ namespace Sovereign.Gateway.FunctionalTests.Hostile;
 [Collection(ConsoleCollection.Name)]
 public sealed class AdminBodyTests(ConsoleFixture fixture)
 {
+    /// <summary>
+    /// A policy with two problems: their sentences ran together ("... not allowed by the tenant policy.allowed_jurisdictions:
+    /// the key would allow no jurisdiction"), reading as one garbled rule.
+    /// </summary>
+    [Fact]
+    public async Task APolicyWithSeveralProblems_NamesEachInItsOwnSentence()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync();
+
+        using var response = await fixture.Admin.PostAsync($"/admin/v1/tenants/{tenant}/keys",
+            new StringContent("""{"name":"wide","policy":{"allowed_jurisdictions":["SG"]}}""", Encoding.UTF8, "application/json"));
+
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Equal("policy.allowed_jurisdictions", error.GetProperty("param").GetString());
+        Assert.Equal(
+            "The policy is invalid. policy.allowed_jurisdictions: a key cannot widen the tenant policy: {SG} not allowed by the tenant; policy.allowed_jurisdictions: the key would allow no jurisdiction.",
+            error.GetProperty("message").GetString());
+    }
+
     /// <summary>PowerShell and some .NET clients start a UTF-8 body with a byte order mark; it used to be a 400.</summary>
     [Fact]
     public async Task ByteOrderMark_BeforeTheJson_IsServed()
