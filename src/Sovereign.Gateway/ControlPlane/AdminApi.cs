@@ -559,7 +559,11 @@ public static class AdminApi
         var range = (From: ParseTime(from, "from") ?? DateTimeOffset.UnixEpoch, To: ParseTime(to, "to") ?? DateTimeOffset.MaxValue);
         return range.From <= range.To
             ? range
-            : throw OpenAIException.BadRequest($"from ({range.From:O}) is after to ({range.To:O}).", "from", "invalid_value");
+            : throw OpenAIException.BadRequest($"from ({Utc(range.From)}) is after to ({Utc(range.To)}).", "from", "invalid_value");
+
+        // As entries and usage show times: UTC, milliseconds only when there are any.
+        static string Utc(DateTimeOffset time) =>
+            time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.FFF'Z'", System.Globalization.CultureInfo.InvariantCulture);
     }
 
     private const long MaxUnixSeconds = 253_402_300_799;

@@ -45,6 +45,25 @@ public sealed class QueryParameterTests(ConsoleFixture fixture)
         Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
     }
 
+    /// <summary>
+    /// A period that ends before it starts names both times in UTC as ISO 8601 is usually written (unix seconds too):
+    /// it said "from (2026-12-06T00:00:00.0000000+00:00) is after to (...)", seven decimals of nothing and an offset.
+    /// </summary>
+    [Theory]
+    [InlineData("/admin/v1/usage?from=2026-12-06&to=2026-12-05", "admin")]
+    [InlineData("/admin/v1/audit?from=2026-12-06&to=2026-12-05", "admin")]
+    [InlineData("/v1/usage?from=2026-12-06&to=1796428800", "tenant")]
+    public async Task APeriodThatEndsBeforeItStarts_NamesBothTimesReadably(string path, string who)
+    {
+        using var response = await ClientFor(who).GetAsync(path);
+
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == 400, $"{path}: {(int)response.StatusCode} {text}");
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal("from", error.GetProperty("param").GetString());
+        Assert.Equal("from (2026-12-06T00:00:00Z) is after to (2026-12-05T00:00:00Z).", error.GetProperty("message").GetString());
+    }
+
     /// <summary>A misspelt or blank tenant answered 200 with an empty list, which reads as "no usage" or "no entries".</summary>
     [Theory]
     [InlineData("/admin/v1/usage?tenant=th-hospitl", 404, "tenant_not_found")]
