@@ -178,7 +178,7 @@ public sealed class InferenceRouter(
         var settings = options.Value;
         var here = allNodes.FirstOrDefault(n => n.Id == settings.NodeId && n.Kind == nameof(NodeKind.Local))?.Jurisdiction
             ?? Here;
-        return cards.Where(c =>
+        return cards.Select(c =>
         {
             var probes = new List<ModelReplica>();
             if (catalog.TryGet(c.Id, out _) || engines.TryGet(c.Id, out _))
@@ -189,8 +189,14 @@ public sealed class InferenceRouter(
             probes.AddRange(allNodes.Where(n => n.Id != settings.NodeId && n.Models.Any(m => m.Id == c.Id)
                     && (n.Kind == nameof(NodeKind.External) || NodeDirectory.IsClusterNode(n)))
                 .Select(n => new ModelReplica(n.Id, n.Jurisdiction, n.Kind == nameof(NodeKind.External) ? NodeKind.External : NodeKind.Local, true, 0, 1)));
-            return RoutingDecider.Decide(new RoutingRequest(here, policy, new ModelFacts(c.Id, c.License, c.Origin), probes) { Catalog = jurisdictions }).Allowed;
-        }).ToList();
+            var decision = RoutingDecider.Decide(new RoutingRequest(here, policy, new ModelFacts(c.Id, c.License, c.Origin), probes) { Catalog = jurisdictions });
+
+            // An external engine's model is owned by an engine the caller may use, not the first registered anywhere
+            // (which named, say, an SG engine to a TH-only tenant).
+            return !decision.Allowed ? null
+                : c.ExternalOnly && decision.SelectedReplica is { Kind: NodeKind.External } replica ? c with { OwnedBy = replica.NodeId }
+                : c;
+        }).OfType<ServedModelCard>().ToList();
     }
 
     /// <summary>Decides and audits where an authenticated request runs; throws the OpenAI error to answer with when refused.</summary>
