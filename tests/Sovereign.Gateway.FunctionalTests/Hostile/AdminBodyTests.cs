@@ -34,6 +34,29 @@ public sealed class AdminBodyTests(ConsoleFixture fixture)
             error.GetProperty("message").GetString());
     }
 
+    /// <summary>
+    /// Revoking a key twice (a retried script, two operators) answered "revoked" both times and wrote a second
+    /// key.revoke entry: the audit log said the key was revoked at a time it was not, while the key kept its first
+    /// revoked_at. The second revoke now says when it was revoked and records nothing.
+    /// </summary>
+    [Fact]
+    public async Task RevokingARevokedKey_ChangesNothing_AndIsNotAuditedAgain()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync();
+        var keys = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/keys", null);
+        var keyId = keys.GetProperty("data")[0].GetProperty("id").GetString()!;
+
+        var first = await fixture.SendAsync(HttpMethod.Delete, $"/admin/v1/tenants/{tenant}/keys/{keyId}", null);
+        var second = await fixture.SendAsync(HttpMethod.Delete, $"/admin/v1/tenants/{tenant}/keys/{keyId}", null);
+
+        Assert.True(first.GetProperty("revoked").GetBoolean());
+        Assert.True(second.GetProperty("revoked").GetBoolean());
+        var revokedAt = (await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/keys", null)).GetProperty("data")[0].GetProperty("revoked_at").GetInt64();
+        Assert.Equal(revokedAt, second.GetProperty("revoked_at").GetInt64());
+        var audit = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={tenant}", null);
+        Assert.Single(audit.GetProperty("data").EnumerateArray(), e => e.GetProperty("action").GetString() == "key.revoke");
+    }
+
     /// <summary>PowerShell and some .NET clients start a UTF-8 body with a byte order mark; it used to be a 400.</summary>
     [Fact]
     public async Task ByteOrderMark_BeforeTheJson_IsServed()
