@@ -309,7 +309,7 @@ internal static class MeteringCommands
             query.Add("effective_from=" + Uri.EscapeDataString(result.GetValue(withdrawFrom)!.Value.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture)));
             var json = await withdraw.SendAsync(result, HttpMethod.Delete,
                 $"/admin/v1/plans/{AdminConnection.Segment(result.GetValue(withdrawPlan))}/{(compute ? "compute-prices" : "prices")}?{string.Join('&', query)}", null, ct);
-            withdraw.Print(result, json, () => Console.WriteLine($"{(compute ? "Compute price" : "Price")} from {result.GetValue(withdrawFrom)!.Value.ToUniversalTime():O} withdrawn from {result.GetValue(withdrawPlan)}."));
+            withdraw.Print(result, json, () => Console.WriteLine($"{(compute ? "Compute price" : "Price")} from {result.GetValue(withdrawFrom)!.Value.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.FFF'Z'", System.Globalization.CultureInfo.InvariantCulture)} withdrawn from {result.GetValue(withdrawPlan)}."));
         }));
 
         command.Subcommands.Add(listCommand);

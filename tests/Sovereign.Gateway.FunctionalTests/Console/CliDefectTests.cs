@@ -155,6 +155,19 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
         Assert.Matches(@"content retention\s+never stored", stdout);
     }
 
+    /// <summary>A withdrawn price's time was printed as .NET's round-trip form ("2030-01-01T00:00:00.0000000+00:00").</summary>
+    [Fact]
+    public async Task PlansWithdraw_SaysWhichPriceInTheFormItWasGiven()
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync(Admin("plans", "price", "standard", "--model", "withdraw-demo", "--input-per-million", "1", "--output-per-million", "2", "--effective-from", "2030-01-01T00:00:00Z"));
+        Assert.True(exit == 0, stderr);
+
+        (exit, var stdout, stderr) = await CliProcess.RunAsync(Admin("plans", "withdraw", "standard", "--model", "withdraw-demo", "--effective-from", "2030-01-01T00:00:00Z"));
+
+        Assert.True(exit == 0, stderr);
+        Assert.Equal("Price from 2030-01-01T00:00:00Z withdrawn from standard.\n", stdout);
+    }
+
     [Fact]
     public async Task Invoice_UsageInTwoCurrencies_CurrencyOptionChoosesOne()
     {
