@@ -51,15 +51,17 @@ internal static class MeteringCommands
             }
 
             // "waived": tokens counted but not billed (the language tax waived), prompt/completion; billed = counted less these.
-            // The key column only when asked for: most reports are per tenant, and the table is already wide.
-            var byKey = result.GetValue(groupBy)!.Split(',', StringSplitOptions.TrimEntries).Contains("key", StringComparer.OrdinalIgnoreCase);
-            var table = new Table().AddColumns(["day", "tenant", .. byKey ? ["key"] : Array.Empty<string>(), "model", "jurisdiction", "pool", "device", "requests", "refused", "prompt", "completion", "waived", "compute s", "cost"]);
+            // Only the columns grouped by: one not grouped is empty in every row, which read as requests that ran
+            // nowhere (the server groups by tenant, model and day when given none).
+            var grouped = result.GetValue(groupBy)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                .Select(g => g.Replace("_", "", StringComparison.Ordinal)).ToArray();
+            grouped = grouped.Length > 0 ? grouped : ["tenant", "model", "day"];
+            var dimensions = Dimensions.Where(d => grouped.Contains(d.Group.Replace("_", "", StringComparison.Ordinal), StringComparer.OrdinalIgnoreCase)).ToList();
+            var table = new Table().AddColumns([.. dimensions.Select(d => d.Column), "requests", "refused", "prompt", "completion", "waived", "compute s", "cost"]);
             foreach (var row in json.GetProperty("data").EnumerateArray())
             {
                 table.AddRow([
-                    TenantsCommand.Text(row, "day"), TenantsCommand.Text(row, "tenant"), .. byKey ? [TenantsCommand.Text(row, "key_id")] : Array.Empty<string>(),
-                    TenantsCommand.Text(row, "model"), TenantsCommand.Text(row, "jurisdiction"),
-                    TenantsCommand.Text(row, "pool"), TenantsCommand.Text(row, "device_class"),
+                    .. dimensions.Select(d => TenantsCommand.Text(row, d.Field)),
                     TenantsCommand.Text(row, "requests"), TenantsCommand.Text(row, "refused"), TenantsCommand.Text(row, "prompt_tokens"), TenantsCommand.Text(row, "completion_tokens"),
                     TenantsCommand.Text(row, "waived_prompt_tokens") + "/" + TenantsCommand.Text(row, "waived_completion_tokens"),
                     Number(row, "compute_seconds"), Number(row, "cost") + " " + TenantsCommand.Text(row, "currency")]);
@@ -69,6 +71,13 @@ internal static class MeteringCommands
         }));
         return command;
     }
+
+    /// <summary>The usage table's grouping columns, in their order: the group_by name, the heading, the answer's field.</summary>
+    private static readonly (string Group, string Column, string Field)[] Dimensions =
+    [
+        ("day", "day", "day"), ("tenant", "tenant", "tenant"), ("key", "key", "key_id"), ("model", "model", "model"),
+        ("jurisdiction", "jurisdiction", "jurisdiction"), ("pool", "pool", "pool"), ("device_class", "device", "device_class"),
+    ];
 
     /// <summary>One usage record: what was counted, what was billed, and the basis of a waiver (or that there was none).</summary>
     private static void PrintRecord(JsonElement record)

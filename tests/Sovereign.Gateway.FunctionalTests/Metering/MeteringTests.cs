@@ -252,6 +252,33 @@ public sealed class MeteringTests(MeteringFixture fixture)
         Assert.Contains("period", stderr, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// The README's own <c>sovereign usage --group-by tenant,model,day</c> printed empty jurisdiction, pool and device
+    /// columns, which read as requests that ran nowhere; a table has the columns it was grouped by, and the default
+    /// grouping shows where each request ran.
+    /// </summary>
+    [Fact]
+    public async Task Cli_UsageTable_HasTheColumnsItIsGroupedBy()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync();
+        using (var client = fixture.TenantClient(key))
+        {
+            Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
+        }
+
+        string[] Usage(params string[] args) => ["usage", "--tenant", tenant, .. args, "--url", fixture.Address.ToString(), "--admin-token", MeteringFixture.AdminToken];
+        static string Header(string table) => table.Split('\n')[1];
+
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(Usage("--group-by", "tenant,model,day"));
+        Assert.True(exit == 0, stderr);
+        Assert.Equal(["day", "tenant", "model", "requests", "refused", "prompt", "completion", "waived", "compute s", "cost"], Header(stdout).Split('│', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync(Usage());
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("jurisdiction", Header(stdout), StringComparison.Ordinal);
+        Assert.Contains("│ DE ", stdout, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task CharacterEquivalentBilling_ChargesAThaiRequestLikeEnglish_OnlyOnThatPlan()
     {
