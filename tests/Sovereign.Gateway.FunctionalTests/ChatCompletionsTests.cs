@@ -30,6 +30,23 @@ public sealed class ChatCompletionsTests(ServerFixture server)
         Assert.StartsWith("chatcmpl-", completion.Id, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// The message carries what OpenAI's does on every answer, <c>refusal: null</c> and <c>annotations: []</c>: typed
+    /// clients (and tests written against OpenAI) read them; they were missing.
+    /// </summary>
+    [Fact]
+    public async Task CompleteChat_MessageStatesRefusalAndAnnotations_AsOpenAIDoes()
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions",
+            $$"""{"model":"{{ServerFixture.Stories}}","messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"temperature":0}""");
+
+        Assert.Equal(200, status);
+        var message = body.GetProperty("choices")[0].GetProperty("message");
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, message.GetProperty("refusal").ValueKind);
+        Assert.Equal(0, message.GetProperty("annotations").GetArrayLength());
+        Assert.Equal("assistant", message.GetProperty("role").GetString());
+    }
+
     [Fact]
     public async Task CompleteChatStreaming_SameTextAsNonStreaming_WithUsageAndFinishReason()
     {

@@ -281,7 +281,7 @@ public static class MeteringApi
         var errors = PriceValidator.Validate([plan]);
         if (errors.Count > 0)
         {
-            throw OpenAIException.BadRequest(string.Join(" ", errors.Select(e => $"{e.Field}: {e.Message}")), errors[0].Field, "invalid_price");
+            throw OpenAIException.BadRequest(string.Join(" ", errors.Select(e => $"{e.Field}: {e.Message}")), errors[0].Field, CodeOf(errors[0]));
         }
 
         for (var i = 0; i < plan.Reservations.Count; i++)
@@ -715,9 +715,13 @@ public static class MeteringApi
         catch (PriceValidationException ex)
         {
             var first = ex.Errors[0];
-            throw OpenAIException.BadRequest(string.Join(" ", ex.Errors.Select(e => $"{e.Field}: {e.Message}")), first.Field, "invalid_price");
+            throw OpenAIException.BadRequest(string.Join(" ", ex.Errors.Select(e => $"{e.Field}: {e.Message}")), first.Field, CodeOf(first));
         }
     }
+
+    /// <summary>A price's error is <c>invalid_price</c>; the plan's own (weight, priority, currency, reservations) <c>invalid_plan</c>.</summary>
+    private static string CodeOf(PriceValidationError error) =>
+        error.Target.Contains(" price '", StringComparison.Ordinal) ? "invalid_price" : "invalid_plan";
 
     private static OpenAIException NotFound(string id) => new(StatusCodes.Status404NotFound, $"No tenant '{id}'.", "invalid_request_error", null, "tenant_not_found");
 

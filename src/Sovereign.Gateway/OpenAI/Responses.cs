@@ -23,7 +23,14 @@ internal sealed record ChatCompletion(
 internal sealed record ChatChoice(int Index, AssistantMessage Message, object? Logprobs, [property: JsonPropertyName("finish_reason")] string? FinishReason);
 
 internal sealed record AssistantMessage(string Role, string? Content,
-    [property: JsonPropertyName("tool_calls"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallOut>? ToolCalls = null);
+    [property: JsonPropertyName("tool_calls"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallOut>? ToolCalls = null)
+{
+    /// <summary>Stated on every message, as OpenAI does (typed clients read it): a refusal here is an error, never a message.</summary>
+    public string? Refusal => null;
+
+    /// <summary>Stated on every message, as OpenAI does: this server cites nothing (no web search).</summary>
+    public IReadOnlyList<object> Annotations => [];
+}
 
 internal sealed record ChatCompletionChunk(
     string Id, string Object, long Created, string Model, IReadOnlyList<ChatChunkChoice> Choices,

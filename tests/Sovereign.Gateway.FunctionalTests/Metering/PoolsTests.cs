@@ -177,7 +177,8 @@ public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixtur
 
     [Theory]
     [InlineData("""{"reservations":[{"pool":"th-local","slots":2}]}""", "reservations[0].slots", "reservation_exceeds_capacity")]
-    [InlineData("""{"reservations":[{"pool":"th-local","slots":0}]}""", "reservations[0].slots", "invalid_price")]
+    [InlineData("""{"reservations":[{"pool":"th-local","slots":0}]}""", "reservations[0].slots", "invalid_plan")]
+    [InlineData("""{"weight":0}""", "weight", "invalid_plan")]
     [InlineData("""{"reservations":[{"slots":1}]}""", "reservations[0].pool", "missing_required_parameter")]
     public async Task AReservationThatCannotBeKept_Is400NamingTheField(string body, string param, string code)
     {
