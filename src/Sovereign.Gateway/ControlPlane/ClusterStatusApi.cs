@@ -17,7 +17,7 @@ internal static class ClusterStatusApi
 {
     public static async Task<IResult> GetAsync(
         IGrainFactory grains, NodeDirectory nodes, IOptions<SovereignOptions> options, IOptions<SovereignClusterOptions> cluster,
-        Sovereign.Metering.Pricing.PriceBookProvider prices, IClusterMembershipService membership)
+        Sovereign.Metering.Pricing.PriceBookProvider prices, IClusterMembershipService membership, Pipeline.RouteGates gates)
     {
         List<MemberStatus> members;
         string? membershipError = null;
@@ -58,7 +58,7 @@ internal static class ClusterStatusApi
         var views = registry.Nodes
             .Select(n => (Node: n, Health: nodes.HealthOf(n)))
             .Select(v => (v.Node, v.Health, Placement: v.Health != NodeHealth.Untrusted ? nodes.PlacementOf(v.Node) : (Sovereign.Metering.Pricing.Placement?)null))
-            .Select(v => (v.Node, v.Health, Pool: v.Placement?.Pool, DeviceClass: v.Placement?.DeviceClass))
+            .Select(v => (v.Node, v.Health, Pool: v.Placement?.Pool, DeviceClass: v.Placement?.DeviceClass, Load: LoadOf(v.Node, gates)))
             .ToList();
         var book = prices.Current;
         var jurisdictions = views
@@ -69,9 +69,9 @@ internal static class ClusterStatusApi
                 jurisdiction = g.Key,
                 nodes = g.Count(),
                 nodes_up = g.Count(v => v.Health == NodeHealth.Up),
-                free_slots = g.Where(v => v.Health == NodeHealth.Up).Sum(v => v.Node.Load?.Models.Sum(m => m.FreeSlots) ?? 0),
-                running = g.Sum(v => v.Node.Load?.Models.Sum(m => m.Running) ?? 0),
-                queued = g.Sum(v => v.Node.Load?.Models.Sum(m => m.QueueDepth) ?? 0),
+                free_slots = g.Where(v => v.Health == NodeHealth.Up).Sum(v => v.Load.Models.Sum(m => m.FreeSlots)),
+                running = g.Sum(v => v.Load.Models.Sum(m => m.Running)),
+                queued = g.Sum(v => v.Load.Models.Sum(m => m.QueueDepth)),
             });
 
         var pools = views
@@ -84,7 +84,7 @@ internal static class ClusterStatusApi
                 jurisdictions = g.Select(v => v.Node.Jurisdiction).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal),
                 nodes = g.Count(),
                 nodes_up = g.Count(v => v.Health == NodeHealth.Up),
-                free_slots = g.Where(v => v.Health == NodeHealth.Up).Sum(v => v.Node.Load?.Models.Sum(m => m.FreeSlots) ?? 0),
+                free_slots = g.Where(v => v.Health == NodeHealth.Up).Sum(v => v.Load.Models.Sum(m => m.FreeSlots)),
                 accelerators = g.SelectMany(v => v.Node.Load?.Accelerators ?? []).Select(a => a.Name).Distinct(StringComparer.Ordinal),
                 device_classes = g.Select(v => v.DeviceClass).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal),
                 reserved_slots = book.Plans.Sum(p => p.ReservedSlotsIn(g.Key)),
@@ -112,10 +112,35 @@ internal static class ClusterStatusApi
                 health = v.Health.ToString().ToLowerInvariant(),
                 in_flight = nodes.InFlight(v.Node.Id),
                 reported_at = v.Node.Load?.ReportedAt,
-                models = (v.Node.Load?.Models ?? []).Select(m => new { id = m.Model, running = m.Running, free_slots = m.FreeSlots, queue_depth = m.QueueDepth, kv_cache_use = m.KvCacheUse }),
+                load_source = v.Load.Source,
+                models = v.Load.Models.Select(m => new { id = m.Model, running = m.Running, free_slots = m.FreeSlots, queue_depth = m.QueueDepth, kv_cache_use = m.KvCacheUse }),
                 accelerators = (v.Node.Load?.Accelerators ?? []).Select(a => new { kind = a.Kind, name = a.Name, memory_total_mib = a.MemoryTotalMiB, memory_used_mib = a.MemoryUsedMiB }),
             }),
         }, OpenAI.OpenAIJson.Options);
+    }
+
+    /// <summary>
+    /// A node's load: what it reports (a cluster node), or for an engine that reports none (an external engine) its
+    /// registered models with what this gateway runs and queues there now, against their registered capacity; the
+    /// other gateways' requests to it are not in that view. It showed no models and no free slots.
+    /// </summary>
+    private static (string? Source, IReadOnlyList<ModelLoad> Models) LoadOf(NodeView node, Pipeline.RouteGates gates)
+    {
+        if (node.Load is { } reported)
+        {
+            return ("reported", reported.Models);
+        }
+
+        if (node.Kind != nameof(Residency.Policies.NodeKind.External))
+        {
+            return (null, []);
+        }
+
+        return ("this_gateway", [.. node.Models.Select(m =>
+        {
+            var (running, waiting) = gates.OccupancyOf(node.Id, m.Id, m.Capacity);
+            return new ModelLoad(m.Id, running, Math.Max(0, Math.Max(1, m.Capacity) - running), waiting, 0);
+        })]);
     }
 
     private sealed record MemberStatus(string Name, string Address, string Status, string? Host, long? StartedAt, long? AliveAt);

@@ -75,6 +75,13 @@ public sealed class RouteGates(IOptions<SovereignOptions> options)
         return gate.Load;
     }
 
+    /// <summary>
+    /// Requests running and waiting on a route now, as this gateway holds them (none before its first request): the
+    /// load of an engine that reports none itself (an external engine), for the operator's views.
+    /// </summary>
+    internal (int Running, int Waiting) OccupancyOf(string node, string model, int slots) =>
+        _gates.TryGetValue((node, model, Math.Max(1, slots)), out var gate) ? gate.Occupancy : (0, 0);
+
     /// <summary>How many requests a route holds before it refuses: its slots and its queue.</summary>
     public int CapacityOf(int slots) => Math.Max(1, slots) + options.Value.Limits.RouteQueue;
 }

@@ -52,7 +52,8 @@ public sealed class ClusterStatusWithoutRedisTests
                 new MembershipVersion(3));
 
             var result = await ClusterStatusApi.GetAsync(grains, nodes, Options.Create(new SovereignOptions { NodeId = "gateway-th" }),
-                Options.Create(new Sovereign.Cluster.Hosting.SovereignClusterOptions()), new Sovereign.Metering.Pricing.PriceBookProvider(null!), membership);
+                Options.Create(new Sovereign.Cluster.Hosting.SovereignClusterOptions()), new Sovereign.Metering.Pricing.PriceBookProvider(null!), membership,
+                new Sovereign.Gateway.Pipeline.RouteGates(Options.Create(new SovereignOptions())));
 
             var context = new DefaultHttpContext { RequestServices = new ServiceCollection().AddLogging().BuildServiceProvider() };
             using var body = new MemoryStream();

@@ -1096,8 +1096,11 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         try
         {
             await ClusterFixture.WaitReadyAsync(node);
+            // Listed, and reported with free slots: the node probes its engine before it offers the engine's models (on a
+            // loaded machine the first probe can miss its 2 s, and the model is listed before it takes requests).
             var view = await ClusterFixture.WaitForNodeAsync(cluster.GatewayTh, "node-th-gpu",
-                n => n.GetProperty("models").EnumerateArray().Any(m => m.GetProperty("id").GetString() == Model));
+                n => n.GetProperty("models").EnumerateArray().Any(m => m.GetProperty("id").GetString() == Model)
+                    && ModelLoad(n, Model) is { } load && load.GetProperty("free_slots").GetInt32() > 0);
             var listed = view.GetProperty("models").EnumerateArray().Single(m => m.GetProperty("id").GetString() == Model);
             Assert.Equal("chat", listed.GetProperty("kind").GetString());
 
