@@ -11,6 +11,10 @@ public sealed record TenantView(
     [property: Id(5)] long CreatedAt,
     [property: Id(6)] long UpdatedAt);
 
+/// <summary>A key's revocation: when it took effect (unix ms) and whether the call that answered made it.</summary>
+[GenerateSerializer, Immutable]
+public sealed record KeyRevocation([property: Id(0)] long RevokedAt, [property: Id(1)] bool Newly);
+
 /// <summary>A key as listed (never its secret).</summary>
 [GenerateSerializer, Immutable]
 public sealed record ApiKeyView(
@@ -194,7 +198,15 @@ public interface ITenantGrain : IGrainWithStringKey
     Task<CreatedApiKey> CreateKeyAsync(string name, string? policyJson, long? expiresAt = null);
 
     /// <summary>Revokes a key; takes effect on the next request everywhere. Returns false if it is not this tenant's.</summary>
+    /// <remarks>Kept for gateways of the previous release during a rolling upgrade; this release calls <see cref="RevokeKeyOnceAsync"/>.</remarks>
     Task<bool> RevokeKeyAsync(string keyId);
+
+    /// <summary>
+    /// Revokes a key (takes effect on the next request everywhere) and says whether this call revoked it or it already
+    /// was, decided in the tenant's single activation so two revocations at once cannot both count; null if the key
+    /// is not this tenant's.
+    /// </summary>
+    Task<KeyRevocation?> RevokeKeyOnceAsync(string keyId);
 
     /// <summary>The tenant's budgets and rate limits.</summary>
     Task<TenantLimits> GetLimitsAsync();

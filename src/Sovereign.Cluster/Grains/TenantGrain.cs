@@ -359,18 +359,26 @@ internal sealed class TenantGrain(
         return new CreatedApiKey(ToView(record), secret);
     }
 
-    public async Task<bool> RevokeKeyAsync(string keyId)
+    public async Task<bool> RevokeKeyAsync(string keyId) => await RevokeKeyOnceAsync(keyId) is not null;
+
+    public async Task<KeyRevocation?> RevokeKeyOnceAsync(string keyId)
     {
         var key = await store.GetKeyAsync(keyId);
         if (key is null || key.TenantId != this.GetPrimaryKeyString())
         {
-            return false;
+            return null;
         }
 
-        await store.RevokeKeyAsync(keyId, time.GetUtcNow().ToUnixTimeMilliseconds());
+        if (key.RevokedAt is { } revokedAt)
+        {
+            return new KeyRevocation(revokedAt, Newly: false);
+        }
+
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        await store.RevokeKeyAsync(keyId, now);
         _revokedKeys.Add(keyId);
         await GrainFactory.GetGrain<IApiKeyGrain>(key.SecretHash).RefreshAsync();
-        return true;
+        return new KeyRevocation(now, Newly: true);
     }
 
     private static TenantView ToView(TenantRecord t) => new(t.Id, t.Name, t.PolicyJson, t.Plan, t.Disabled, t.CreatedAt, t.UpdatedAt);

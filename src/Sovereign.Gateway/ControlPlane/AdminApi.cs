@@ -173,20 +173,14 @@ public static class AdminApi
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         _ = await grain.GetAsync() ?? throw NotFound("tenant", id);
-        if ((await grain.ListKeysAsync()).FirstOrDefault(k => k.Id == keyId) is { RevokedAt: { } revokedAt })
+        var revocation = await grain.RevokeKeyOnceAsync(keyId) ?? throw NotFound("key", keyId);
+        if (revocation.Newly)
         {
             // A retried revoke changes nothing: a second key.revoke entry would date the revocation when it did not happen.
-            return Json(new { id = keyId, revoked = true, revoked_at = revokedAt });
+            await AuditAdminAsync(context, audit, AuditActions.KeyRevoke, id, new() { ["key_id"] = keyId }, keyId);
         }
 
-        if (!await grain.RevokeKeyAsync(keyId))
-        {
-            throw NotFound("key", keyId);
-        }
-
-        await AuditAdminAsync(context, audit, AuditActions.KeyRevoke, id, new() { ["key_id"] = keyId }, keyId);
-        var revoked = (await grain.ListKeysAsync()).FirstOrDefault(k => k.Id == keyId)?.RevokedAt;
-        return Json(new { id = keyId, revoked = true, revoked_at = revoked });
+        return Json(new { id = keyId, revoked = true, revoked_at = revocation.RevokedAt });
     }
 
     private static async Task<IResult> ListNodes(NodeDirectory nodes)
