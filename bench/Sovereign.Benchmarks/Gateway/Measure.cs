@@ -42,6 +42,9 @@ internal sealed record RunStats(Dist Latency, int Errors, TimeSpan Elapsed, Time
     /// <summary>Full (gen 2) collections during the run.</summary>
     public int Gen2 { get; init; }
 
+    /// <summary>The process's context switches during the run (every thread that slept and was woken, or was preempted).</summary>
+    public long ContextSwitches { get; init; }
+
     public double PerSecond => (Latency.Count + Errors) / Elapsed.TotalSeconds;
 }
 
@@ -59,6 +62,7 @@ internal static class Driver
         var errors = 0;
         string? firstError = null;
         var cpu = Environment.CpuUsage.TotalTime;
+        var switches = ProcessSwitches.Count();
         var (pause, gen2) = (GC.GetTotalPauseDuration(), GC.CollectionCount(2));
         var clock = Stopwatch.StartNew();
         for (var i = 0; i < count; i++)
@@ -82,6 +86,7 @@ internal static class Driver
         {
             GcPause = GC.GetTotalPauseDuration() - pause,
             Gen2 = GC.CollectionCount(2) - gen2,
+            ContextSwitches = ProcessSwitches.Count() - switches,
         };
     }
 
@@ -326,4 +331,26 @@ internal sealed class Args
         _values.TryGetValue(name, out var v) && v is not null ? double.Parse(v, CultureInfo.InvariantCulture) : normal;
 
     public string? String(string name) => _values.TryGetValue(name, out var v) ? v : null;
+}
+
+/// <summary>
+/// The whole process's voluntary and involuntary context switches (getrusage, every thread). A request that hops
+/// between threads wakes a sleeping one for each hop; unlike time, the count barely depends on what else runs here.
+/// </summary>
+internal static class ProcessSwitches
+{
+    public static long Count()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return 0;
+        }
+
+        // struct rusage on 64-bit Linux: two timevals (4 longs), then 14 longs; ru_nvcsw and ru_nivcsw are the last two.
+        var usage = new long[18];
+        return GetRusage(0, usage) == 0 ? usage[16] + usage[17] : 0;
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "getrusage")]
+    private static extern int GetRusage(int who, long[] usage);
 }
