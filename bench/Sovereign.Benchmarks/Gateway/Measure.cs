@@ -45,6 +45,9 @@ internal sealed record RunStats(Dist Latency, int Errors, TimeSpan Elapsed, Time
     /// <summary>The process's context switches during the run (every thread that slept and was woken, or was preempted).</summary>
     public long ContextSwitches { get; init; }
 
+    /// <summary>Bytes the process handed to write calls during the run (database pages and sockets).</summary>
+    public long BytesWritten { get; init; }
+
     public double PerSecond => (Latency.Count + Errors) / Elapsed.TotalSeconds;
 }
 
@@ -63,6 +66,7 @@ internal static class Driver
         string? firstError = null;
         var cpu = Environment.CpuUsage.TotalTime;
         var switches = ProcessSwitches.Count();
+        var written = ProcessSwitches.BytesWritten();
         var (pause, gen2) = (GC.GetTotalPauseDuration(), GC.CollectionCount(2));
         var clock = Stopwatch.StartNew();
         for (var i = 0; i < count; i++)
@@ -87,6 +91,7 @@ internal static class Driver
             GcPause = GC.GetTotalPauseDuration() - pause,
             Gen2 = GC.CollectionCount(2) - gen2,
             ContextSwitches = ProcessSwitches.Count() - switches,
+            BytesWritten = ProcessSwitches.BytesWritten() - written,
         };
     }
 
@@ -349,6 +354,25 @@ internal static class ProcessSwitches
         // struct rusage on 64-bit Linux: two timevals (4 longs), then 14 longs; ru_nvcsw and ru_nivcsw are the last two.
         var usage = new long[18];
         return GetRusage(0, usage) == 0 ? usage[16] + usage[17] : 0;
+    }
+
+    /// <summary>Bytes this process has handed to write calls (files and sockets alike), from /proc/self/io.</summary>
+    public static long BytesWritten()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return 0;
+        }
+
+        foreach (var line in File.ReadLines("/proc/self/io"))
+        {
+            if (line.StartsWith("wchar:", StringComparison.Ordinal))
+            {
+                return long.Parse(line.AsSpan(6).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+
+        return 0;
     }
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "getrusage")]
