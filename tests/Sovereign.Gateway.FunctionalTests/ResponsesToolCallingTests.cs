@@ -162,7 +162,7 @@ public sealed class ResponsesToolCallingTests(ServerFixture server)
     public async Task ForcedCall_OfAnUnenforceableSchema_Is400NamingTheFlatParameters()
     {
         var (status, response, _) = await server.PostJsonAsync("/v1/responses",
-            """{"model":"tiny-random","input":"hi","tools":[{"type":"function","name":"f","parameters":{"type":"object","properties":{"a":{"type":"string","pattern":"a+"}}}}],"tool_choice":"required"}""");
+            """{"model":"tiny-random","input":"hi","tools":[{"type":"function","name":"f","parameters":{"type":"object","properties":{"a":{"type":"string","pattern":"(a)\\1"}}}}],"tool_choice":"required"}""");
 
         Assert.Equal(400, status);
         Assert.Equal("tools[0].parameters", response.GetProperty("error").GetProperty("param").GetString());

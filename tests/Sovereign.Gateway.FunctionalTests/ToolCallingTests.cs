@@ -230,7 +230,7 @@ public sealed class ToolCallingTests(ServerFixture server)
     [InlineData("\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"g\"}}", "tool_choice.function.name")]
     [InlineData("\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\"}", "tool_choice.function")]
     [InlineData("\"tool_choice\":\"required\"", "tool_choice")]
-    [InlineData("\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"^x\"}}}}}],\"tool_choice\":\"required\"", "tools[0].function.parameters")]
+    [InlineData("\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"^(x)\\\\1\"}}}}}],\"tool_choice\":\"required\"", "tools[0].function.parameters")]
     [InlineData("\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"required\",\"response_format\":{\"type\":\"json_object\"}", "tool_choice")]
     public async Task BadToolInput_Is400NamingTheField(string fields, string param)
     {

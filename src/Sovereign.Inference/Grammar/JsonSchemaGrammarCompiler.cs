@@ -14,9 +14,11 @@ namespace Sovereign.Inference.Grammar;
 /// <remarks>
 /// Supported: <c>type</c> (one or several), <c>enum</c>, <c>const</c>, <c>properties</c>, <c>required</c>,
 /// <c>additionalProperties</c>, <c>items</c>, <c>minItems</c>, <c>maxItems</c>, <c>minLength</c>, <c>maxLength</c>,
-/// <c>format</c> (date, time, date-time, uuid), <c>anyOf</c>, a one-element <c>allOf</c>, <c>$ref</c> into the
+/// <c>format</c> (date, time, date-time, duration, uuid, email, hostname, ipv4, ipv6), <c>pattern</c>
+/// (<see cref="PatternGrammar"/>), <c>anyOf</c>, a one-element <c>allOf</c>, <c>$ref</c> into the
 /// document (<c>$defs</c>, <c>definitions</c>, recursion included), integer <c>minimum</c>/<c>maximum</c> (a closed range
-/// of at most 1,000 values, or a lower bound of 0 or 1), and annotations (<c>title</c>, <c>description</c>, ...).
+/// of at most 1,000 values, or a lower bound of 0 or 1), and annotations (<c>title</c>, <c>description</c>, ...,
+/// and vendor extensions named <c>x-...</c>).
 /// </remarks>
 public sealed class JsonSchemaGrammarCompiler
 {
@@ -31,7 +33,7 @@ public sealed class JsonSchemaGrammarCompiler
     private static readonly HashSet<string> Constraints =
     [
         "type", "enum", "const", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
-        "minLength", "maxLength", "format", "anyOf", "allOf", "$ref", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+        "minLength", "maxLength", "format", "pattern", "anyOf", "allOf", "$ref", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
     ];
 
     /// <summary>
@@ -45,7 +47,7 @@ public sealed class JsonSchemaGrammarCompiler
 
     private static readonly HashSet<string> ObjectKeywords = ["properties", "required", "additionalProperties"];
     private static readonly HashSet<string> ArrayKeywords = ["items", "minItems", "maxItems"];
-    private static readonly HashSet<string> StringKeywords = ["minLength", "maxLength", "format"];
+    private static readonly HashSet<string> StringKeywords = ["minLength", "maxLength", "format", "pattern"];
     private static readonly HashSet<string> NumberKeywords = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
 
     private static readonly JsonWriterOptions LiteralWriter = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, Indented = false };
@@ -62,6 +64,56 @@ public sealed class JsonSchemaGrammarCompiler
             + "| ( \"0\" [13-9] | \"1\" [0-2] ) \"-\" ( \"29\" | \"30\" ) | ( \"0\" [13578] | \"1\" [02] ) \"-31\" )",
         ["time"] = "( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] \":\" [0-5] [0-9] ( \".\" [0-9]{1,3} )? ( \"Z\" | [+-] ( \"0\" [0-9] | \"1\" [0-3] ) \":\" [0-5] [0-9] )",
         ["uuid"] = "hex{8} \"-\" hex{4} \"-\" hex{4} \"-\" hex{4} \"-\" hex{12}",
+        ["dec-octet"] = "\"25\" [0-5] | \"2\" [0-4] [0-9] | \"1\" [0-9] [0-9] | [1-9] [0-9] | [0-9]",
+        ["ipv4"] = "dec-octet ( \".\" dec-octet ){3}",
+        ["h16"] = "hex{1,4}",
+        ["ipv6"] = "h16 ( \":\" h16 ){7}",
+        ["host-label"] = "[a-z] ( [a-z0-9\\x2D]{0,20} [a-z0-9] )?",
+        ["hostname"] = "host-label ( \".\" host-label ){0,3} \".\" [a-z]{2,6}",
+        ["email-atom"] = "[a-z0-9_+\\x2D]{1,16}",
+        ["email"] = "email-atom ( \".\" email-atom ){0,2} \"@\" hostname",
+        ["dur-num"] = "[0-9]{1,4}",
+        ["dur-second"] = "dur-num \"S\"",
+        ["dur-minute"] = "dur-num \"M\" dur-second?",
+        ["dur-hour"] = "dur-num \"H\" dur-minute?",
+        ["dur-time"] = "\"T\" ( dur-hour | dur-minute | dur-second )",
+        ["dur-day"] = "dur-num \"D\"",
+        ["dur-month"] = "dur-num \"M\" dur-day?",
+        ["dur-year"] = "dur-num \"Y\" dur-month?",
+        ["duration"] = "\"P\" ( ( dur-day | dur-month | dur-year ) dur-time? | dur-time | dur-num \"W\" )",
+    };
+
+    /// <summary>The primitives each one refers to.</summary>
+    private static readonly Dictionary<string, string[]> PrimitiveNeeds = new(StringComparer.Ordinal)
+    {
+        ["uuid"] = ["hex"],
+        ["ipv4"] = ["dec-octet"],
+        ["h16"] = ["hex"],
+        ["ipv6"] = ["h16"],
+        ["hostname"] = ["host-label"],
+        ["email"] = ["email-atom", "hostname"],
+        ["dur-second"] = ["dur-num"],
+        ["dur-minute"] = ["dur-num", "dur-second"],
+        ["dur-hour"] = ["dur-num", "dur-minute"],
+        ["dur-time"] = ["dur-hour", "dur-minute", "dur-second"],
+        ["dur-day"] = ["dur-num"],
+        ["dur-month"] = ["dur-num", "dur-day"],
+        ["dur-year"] = ["dur-num", "dur-month"],
+        ["duration"] = ["dur-day", "dur-month", "dur-year", "dur-time", "dur-num"],
+    };
+
+    /// <summary>The fewest and the most characters of each format's generated strings.</summary>
+    private static readonly Dictionary<string, (int Min, int Max)> FormatLengths = new(StringComparer.Ordinal)
+    {
+        ["date"] = (10, 10),
+        ["time"] = (9, 18),
+        ["date-time"] = (20, 29),
+        ["duration"] = (3, 32),
+        ["uuid"] = (36, 36),
+        ["ipv4"] = (7, 15),
+        ["ipv6"] = (15, 39),
+        ["hostname"] = (4, 98),
+        ["email"] = (6, 149),
     };
 
     private JsonElement _document;
@@ -263,9 +315,9 @@ public sealed class JsonSchemaGrammarCompiler
         if (!_rules.ContainsKey(name))
         {
             _rules[name] = Primitives[name];
-            if (name == "uuid")
+            foreach (var need in PrimitiveNeeds.GetValueOrDefault(name, []))
             {
-                Primitive("hex");
+                Primitive(need);
             }
         }
 
@@ -355,7 +407,7 @@ public sealed class JsonSchemaGrammarCompiler
             {
                 keywords.Add(property.Name);
             }
-            else if (!Annotations.Contains(property.Name))
+            else if (!Annotations.Contains(property.Name) && !property.Name.StartsWith("x-", StringComparison.Ordinal))
             {
                 throw new UnsupportedSchemaException(property.Name, path, $"The JSON Schema keyword '{property.Name}' (at '{path}') is not supported for structured output.");
             }
@@ -741,28 +793,84 @@ public sealed class JsonSchemaGrammarCompiler
 
     private string String(JsonElement schema, string path, string hint)
     {
-        if (schema.TryGetProperty("format", out var format))
-        {
-            var name = format.ValueKind == JsonValueKind.String ? format.GetString() : null;
-            var rule = name switch
-            {
-                "date" => Primitive("date"),
-                "time" => Primitive("time"),
-                "date-time" => Rule("date-time", $"{Primitive("date")} \"T\" {Primitive("time")}"),
-                "uuid" => Primitive("uuid"),
-                _ => throw new UnsupportedSchemaException("format", path, $"'format' '{name}' (at '{path}') is not supported; supported formats: date, time, date-time, uuid."),
-            };
-            return Rule(hint, $"\"\\\"\" {rule} \"\\\"\"");
-        }
-
-        var min = Count(schema, "minLength", path) ?? 0;
-        var max = Count(schema, "maxLength", path) ?? Math.Max(min, _limits.MaxStringLength);
+        var min = Count(schema, "minLength", path);
+        var max = Count(schema, "maxLength", path);
         if (max < min)
         {
             throw new UnsupportedSchemaException("maxLength", path, $"'maxLength' (at '{path}') is below 'minLength'.");
         }
 
-        return StringRule(min, max, hint);
+        if (schema.TryGetProperty("pattern", out var pattern))
+        {
+            return Pattern(pattern, min, max, path, hint);
+        }
+
+        if (schema.TryGetProperty("format", out var format))
+        {
+            var name = format.ValueKind == JsonValueKind.String ? format.GetString() : null;
+            if (name is null || !FormatLengths.TryGetValue(name, out var lengths))
+            {
+                throw new UnsupportedSchemaException("format", path,
+                    $"'format' '{name}' (at '{path}') is not supported; supported formats: {string.Join(", ", FormatLengths.Keys)}.");
+            }
+
+            // The format's strings must all fit the lengths: the grammar cannot count characters across its rules.
+            if (lengths.Min < (min ?? 0) || lengths.Max > (max ?? int.MaxValue))
+            {
+                throw new UnsupportedSchemaException(min > lengths.Min ? "minLength" : "maxLength", path,
+                    $"'format' '{name}' (at '{path}') generates strings of {lengths.Min.ToString(CultureInfo.InvariantCulture)} to {lengths.Max.ToString(CultureInfo.InvariantCulture)} characters, outside the schema's 'minLength'/'maxLength'; drop the length or widen it.");
+            }
+
+            var rule = name == "date-time" ? Rule("date-time", $"{Primitive("date")} \"T\" {Primitive("time")}") : Primitive(name);
+            return Rule(hint, $"\"\\\"\" {rule} \"\\\"\"");
+        }
+
+        var least = min ?? 0;
+        return StringRule(least, max ?? Math.Max(least, _limits.MaxStringLength), hint);
+    }
+
+    /// <summary>
+    /// A string matching <paramref name="pattern"/> as a whole (<see cref="PatternGrammar"/>). Open repetitions get
+    /// the most room that keeps every string within <c>maxLength</c> (else the default string bound); a pattern whose
+    /// strings cannot all fit the schema's lengths is refused, since the grammar cannot count across its rules.
+    /// </summary>
+    private string Pattern(JsonElement pattern, int? min, int? max, string path, string hint)
+    {
+        if (pattern.ValueKind != JsonValueKind.String)
+        {
+            throw new UnsupportedSchemaException("pattern", path, $"'pattern' (at '{path}') must be a string.");
+        }
+
+        var node = PatternGrammar.Parse(pattern.GetString()!, path);
+        var limit = max ?? long.MaxValue;
+        int low = 0, high = Math.Max(min ?? 0, max ?? _limits.MaxStringLength);
+        if (PatternGrammar.Lengths(node, 0).Max > limit)
+        {
+            throw new UnsupportedSchemaException("maxLength", path,
+                $"'pattern' (at '{path}') has strings longer than 'maxLength' ({limit.ToString(CultureInfo.InvariantCulture)}) even at their shortest repetitions; the grammar cannot cut a pattern's strings at a length.");
+        }
+
+        while (low < high)
+        {
+            var mid = low + ((high - low + 1) / 2);
+            if (PatternGrammar.Lengths(node, mid).Max <= limit)
+            {
+                low = mid;
+            }
+            else
+            {
+                high = mid - 1;
+            }
+        }
+
+        if (PatternGrammar.Lengths(node, low).Min < (min ?? 0))
+        {
+            throw new UnsupportedSchemaException("minLength", path,
+                $"'pattern' (at '{path}') matches strings shorter than 'minLength'; state the least length in the pattern itself (for example '{{{min!.Value.ToString(CultureInfo.InvariantCulture)},}}').");
+        }
+
+        var body = PatternGrammar.Emit(node, low, expression => Rule(hint + "-pattern", expression), path);
+        return Rule(hint, body.Length == 0 ? "\"\\\"\\\"\"" : $"\"\\\"\" {body} \"\\\"\"");
     }
 
     private string Integer(JsonElement schema, string path)

@@ -34,6 +34,14 @@ public sealed class ConstrainedGenerationTests : IAsyncLifetime
             """{"type":"object","properties":{"day":{"type":"string","format":"date"},"at":{"type":"string","format":"date-time"},"id":{"type":"string","format":"uuid"},"clock":{"type":"string","format":"time"}},"required":["day","at","id","clock"]}"""
         },
         {
+            "more-formats",
+            """{"type":"object","properties":{"mail":{"type":"string","format":"email"},"host":{"type":"string","format":"hostname","x-order":2},"v4":{"type":"string","format":"ipv4"},"v6":{"type":"string","format":"ipv6"},"span":{"type":"string","format":"duration"},"day":{"type":"string","format":"date","maxLength":10}},"required":["mail","host","v4","v6","span","day"]}"""
+        },
+        {
+            "patterns",
+            """{"type":"object","properties":{"code":{"type":"string","pattern":"^[A-Z]{2}-\\d{3,5}$"},"slug":{"type":"string","pattern":"^[a-z0-9]+(-[a-z0-9]+)*$","maxLength":40},"quote":{"type":"string","pattern":"^(say|shout) \"[^\"\\\\]{0,8}\"$"},"back":{"type":"string","pattern":"^[a\\\\]{1,4}$"},"ws":{"type":"string","pattern":"^a\\sb$"},"thai":{"type":"string","pattern":"^[ก-ฮ]{1,5}$"},"found":{"type":"string","pattern":"\\w+@(x|y)\\.(com|org)"},"opt":{"type":"string","pattern":"^(ab|)c?$"}},"required":["code","slug","quote","back","ws","thai","found","opt"],"additionalProperties":false}"""
+        },
+        {
             "defs-and-refs",
             """{"$defs":{"point":{"type":"object","properties":{"x":{"type":"integer"},"y":{"type":"integer"}},"required":["x","y"],"additionalProperties":false}},"type":"object","properties":{"from":{"$ref":"#/$defs/point"},"to":{"allOf":[{"$ref":"#/$defs/point"}]}},"required":["from","to"]}"""
         },

@@ -8,10 +8,26 @@ public sealed class JsonSchemaGrammarCompilerTests
     private static GbnfGrammar Compile(string schema) => JsonSchemaGrammarCompiler.Compile(JsonDocument.Parse(schema).RootElement);
 
     [Theory]
-    [InlineData("""{"type":"string","pattern":"^a+$"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"^(a)\\1$"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"^(?=a)a$"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"\\bword\\b"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"a^b"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"^\\p{L}+$"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"^(a$"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"^[a-$"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"^a**$"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"^[\\x00-\\x08]$"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"^[z-a]$"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"^a{3,2}$"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"^a{2000}$"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":7}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"^[a-z]{5}-[a-z]{5}$","maxLength":8}""", "maxLength", "#")]
+    [InlineData("""{"type":"string","pattern":"^[a-z]+$","minLength":3}""", "minLength", "#")]
+    [InlineData("""{"type":"string","format":"date","maxLength":8}""", "maxLength", "#")]
+    [InlineData("""{"type":"string","format":"uuid","minLength":40}""", "minLength", "#")]
     [InlineData("""{"oneOf":[{"type":"string"},{"type":"integer"}]}""", "oneOf", "#")]
     [InlineData("""{"type":"object","properties":{"x":{"type":"number","maximum":3}}}""", "maximum", "#/properties/x")]
-    [InlineData("""{"type":"object","properties":{"x":{"type":"string","format":"email"}}}""", "format", "#/properties/x")]
+    [InlineData("""{"type":"object","properties":{"x":{"type":"string","format":"iri-reference"}}}""", "format", "#/properties/x")]
     [InlineData("""{"type":"array","uniqueItems":true}""", "uniqueItems", "#")]
     [InlineData("""{"type":"integer","minimum":5}""", "minimum", "#")]
     [InlineData("""{"allOf":[{"type":"string"},{"maxLength":3}]}""", "allOf", "#")]
@@ -28,6 +44,21 @@ public sealed class JsonSchemaGrammarCompilerTests
         Assert.Equal(keyword, error.Keyword);
         Assert.Equal(path, error.Path);
         Assert.Contains(keyword, error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"type":"string","pattern":"^[a-z]+(-[a-z]+)*$","maxLength":40}""")]
+    [InlineData("""{"type":"string","pattern":"^(ab|)c?$"}""")]
+    [InlineData("""{"type":"string","pattern":"(?:x|y)(?<tail>z+?)"}""")]
+    [InlineData("""{"type":"string","pattern":"^[^\"\\\\]{0,8}\\.\\d\\w\\s\\S\\D\\W.$"}""")]
+    [InlineData("""{"type":"string","pattern":"^$"}""")]
+    [InlineData("""{"type":"string","pattern":"^a{2}b{1,}c{0,3}[{}]$"}""")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"string","x-order":1,"x-vendor":{"any":"thing"}}}}""")]
+    [InlineData("""{"type":"string","format":"date","maxLength":10}""")]
+    public void Compile_PatternsFormatsAndExtensions_ParseInOurMatcher(string schema)
+    {
+        var grammar = Compile(schema);
+        Assert.NotNull(GrammarMatcher.For(grammar));
     }
 
     [Theory]
