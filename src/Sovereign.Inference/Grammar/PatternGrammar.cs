@@ -91,17 +91,24 @@ internal sealed class PatternGrammar
             case CharSet:
                 return (1, 1);
             case Sequence s:
-                return s.Items.Select(i => Lengths(i, unbounded, depth)).Aggregate((0L, 0L), (sum, l) => (sum.Item1 + l.Min, sum.Item2 + l.Max));
+                return s.Items.Select(i => Lengths(i, unbounded, depth)).Aggregate((0L, 0L), (sum, l) => (Saturate(sum.Item1 + l.Min), Saturate(sum.Item2 + l.Max)));
             case Alternation a:
                 return a.Options.Select(o => Lengths(o, unbounded, depth)).Aggregate((long.MaxValue, 0L), (acc, l) => (Math.Min(acc.Item1, l.Min), Math.Max(acc.Item2, l.Max)));
             case Repeat r:
                 var max = MaxOf(r, unbounded, depth);
                 var (itemMin, itemMax) = Lengths(r.Item, unbounded, max > 1 ? depth + 1 : depth);
-                return (itemMin * r.Min, itemMax * max);
+                return (Saturate(Math.BigMul(itemMin, r.Min)), Saturate(Math.BigMul(itemMax, max)));
             default:
                 throw new InvalidOperationException();
         }
     }
+
+    // Lengths stay far below overflow: nested repetitions can claim more characters than a long holds.
+    private const long Huge = long.MaxValue / 4;
+
+    private static long Saturate(long value) => Math.Min(value, Huge);
+
+    private static long Saturate(Int128 value) => value > Huge ? Huge : (long)value;
 
     /// <summary>The most items a repetition generates.</summary>
     private static int MaxOf(Repeat repeat, int unbounded, int depth) =>

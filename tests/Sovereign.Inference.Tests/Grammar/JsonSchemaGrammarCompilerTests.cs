@@ -24,6 +24,7 @@ public sealed class JsonSchemaGrammarCompilerTests
     [InlineData("""{"type":"string","pattern":"^[a-z]{5}-[a-z]{5}$","maxLength":8}""", "maxLength", "#")]
     [InlineData("""{"type":"string","pattern":"^[a-z]+$","minLength":3}""", "minLength", "#")]
     [InlineData("""{"type":"string","format":"date","maxLength":8}""", "maxLength", "#")]
+    [InlineData("""{"type":"string","pattern":"^((((((a{1999}){1999}){1999}){1999}){1999}){1999})$","maxLength":10}""", "maxLength", "#")]
     [InlineData("""{"type":"string","format":"uuid","minLength":40}""", "minLength", "#")]
     [InlineData("""{"oneOf":[{"type":"string"},{"type":"integer"}]}""", "oneOf", "#")]
     [InlineData("""{"type":"object","properties":{"x":{"type":"number","maximum":3}}}""", "maximum", "#/properties/x")]
