@@ -16,8 +16,8 @@ namespace Sovereign.Inference.Grammar;
 /// <c>additionalProperties</c>, <c>items</c>, <c>minItems</c>, <c>maxItems</c>, <c>minLength</c>, <c>maxLength</c>,
 /// <c>format</c> (date, time, date-time, duration, uuid, email, hostname, ipv4, ipv6), <c>pattern</c>
 /// (<see cref="PatternGrammar"/>), <c>anyOf</c>, a one-element <c>allOf</c>, <c>$ref</c> into the
-/// document (<c>$defs</c>, <c>definitions</c>, recursion included), integer <c>minimum</c>/<c>maximum</c> (a closed range
-/// of at most 1,000 values, or a lower bound of 0 or 1), and annotations (<c>title</c>, <c>description</c>, ...,
+/// document (<c>$defs</c>, <c>definitions</c>, recursion included), <c>minimum</c>/<c>maximum</c> and their exclusive forms
+/// (integers: any bounds; numbers: whole-valued bounds), and annotations (<c>title</c>, <c>description</c>, ...,
 /// and vendor extensions named <c>x-...</c>).
 /// </remarks>
 public sealed class JsonSchemaGrammarCompiler
@@ -875,10 +875,9 @@ public sealed class JsonSchemaGrammarCompiler
 
     private string Integer(JsonElement schema, string path)
     {
-        var lower = Bound(schema, "minimum", path) ?? (Bound(schema, "exclusiveMinimum", path) is { } exclusiveLower ? decimal.Floor(exclusiveLower) + 1 : null);
-        var upper = Bound(schema, "maximum", path) ?? (Bound(schema, "exclusiveMaximum", path) is { } exclusiveUpper ? decimal.Ceiling(exclusiveUpper) - 1 : null);
-        lower = lower is { } l ? decimal.Ceiling(l) : null;
-        upper = upper is { } u ? decimal.Floor(u) : null;
+        var (lowerBound, upperBound) = (Lower(schema, path), Upper(schema, path));
+        decimal? lower = lowerBound is var (l, strictL) ? (strictL ? decimal.Floor(l) + 1 : decimal.Ceiling(l)) : null;
+        decimal? upper = upperBound is var (u, strictU) ? (strictU ? decimal.Ceiling(u) - 1 : decimal.Floor(u)) : null;
         if (lower is null && upper is null)
         {
             return IntegerRule(unsigned: false, positive: false);
@@ -908,22 +907,182 @@ public sealed class JsonSchemaGrammarCompiler
             return IntegerRule(unsigned: true, positive: lower == 1m);
         }
 
-        var keyword = upper is null ? "minimum" : "maximum";
-        throw new UnsupportedSchemaException(keyword, path,
-            $"'{keyword}' (at '{path}') is supported for integers as a range of at most {MaxEnumeratedRange} values or a lower bound of 0 or 1.");
+        var (from, to) = Clamped(lower, upper, path);
+        return Rule("integer-range", IntegerRange(from, to));
     }
 
+    /// <summary>
+    /// A number between whole-valued bounds: the integers in range, and the fractions whose whole interval between two
+    /// integers lies in range (written with a last fraction digit that is not 0, so never equal to a bound).
+    /// </summary>
     private string Number(JsonElement schema, string path)
     {
-        foreach (var keyword in NumberKeywords)
+        var (lowerBound, upperBound) = (Lower(schema, path), Upper(schema, path));
+        if (lowerBound is null && upperBound is null)
         {
-            if (schema.TryGetProperty(keyword, out _) && !(keyword == "minimum" && Bound(schema, keyword, path) == 0m))
+            return NumberRule(unsigned: false);
+        }
+
+        if (lowerBound is (0m, false) && upperBound is null)
+        {
+            return NumberRule(unsigned: true);
+        }
+
+        foreach (var (bound, keyword) in new[] { (lowerBound, "minimum"), (upperBound, "maximum") })
+        {
+            if (bound is var (value, _) && value != decimal.Truncate(value))
             {
-                throw new UnsupportedSchemaException(keyword, path, $"'{keyword}' (at '{path}') is supported for numbers only as 'minimum: 0'; use an integer range or drop the bound.");
+                throw new UnsupportedSchemaException(keyword, path,
+                    $"'{keyword}' (at '{path}') is supported for numbers at whole values (such as 0, 1 or 100), not {value.ToString(CultureInfo.InvariantCulture)}.");
             }
         }
 
-        return NumberRule(unsigned: schema.TryGetProperty("minimum", out _));
+        var max = MaxMagnitude();
+        var lower = lowerBound?.Value;
+        var upper = upperBound?.Value;
+        var options = new List<string>();
+        decimal? intLow = lowerBound is var (l, strictL) ? (strictL ? l + 1 : l) : null;
+        decimal? intHigh = upperBound is var (u, strictU) ? (strictU ? u - 1 : u) : null;
+        if ((intLow ?? -max) <= (intHigh ?? max) && (intLow ?? -max) <= max && (intHigh ?? max) >= -max)
+        {
+            var (from, to) = Clamped(intLow, intHigh, path);
+            options.Add(IntegerRange(from, to));
+        }
+
+        var fraction = Rule("nonzero-fraction", $"\".\" [0-9]{{0,{_limits.MaxFractionDigits - 1}}} [1-9]");
+
+        // n.f lies in (n, n+1): in range when n >= lower and n + 1 <= upper; -m.f lies in (-(m+1), -m).
+        var positiveLow = Math.Max(lower ?? 0, 0);
+        var positiveHigh = Math.Min((upper ?? max + 1) - 1, max);
+        if (positiveLow <= positiveHigh)
+        {
+            options.Add($"{Magnitudes((long)positiveLow, (long)positiveHigh)} {fraction}");
+        }
+
+        var negativeLow = Math.Max(upper is { } up ? -up : 0, 0);
+        var negativeHigh = Math.Min(lower is { } low ? -low - 1 : max, max);
+        if (negativeLow <= negativeHigh)
+        {
+            options.Add($"\"-\" {Magnitudes((long)negativeLow, (long)negativeHigh)} {fraction}");
+        }
+
+        if (options.Count == 0)
+        {
+            throw new UnsupportedSchemaException("maximum", path,
+                $"No number of at most {_limits.MaxIntegerDigits.ToString(CultureInfo.InvariantCulture)} digits lies between 'minimum' and 'maximum' (at '{path}').");
+        }
+
+        return Rule("number-range", string.Join(" | ", options));
+    }
+
+    /// <summary>The stricter of <c>minimum</c> and <c>exclusiveMinimum</c> (strict: exclusive).</summary>
+    private static (decimal Value, bool Strict)? Lower(JsonElement schema, string path) =>
+        (Bound(schema, "minimum", path), Bound(schema, "exclusiveMinimum", path)) switch
+        {
+            (null, null) => null,
+            ({ } inclusive, null) => (inclusive, false),
+            (null, { } exclusive) => (exclusive, true),
+            ({ } inclusive, { } exclusive) => exclusive >= inclusive ? (exclusive, true) : (inclusive, false),
+        };
+
+    /// <summary>The stricter of <c>maximum</c> and <c>exclusiveMaximum</c> (strict: exclusive).</summary>
+    private static (decimal Value, bool Strict)? Upper(JsonElement schema, string path) =>
+        (Bound(schema, "maximum", path), Bound(schema, "exclusiveMaximum", path)) switch
+        {
+            (null, null) => null,
+            ({ } inclusive, null) => (inclusive, false),
+            (null, { } exclusive) => (exclusive, true),
+            ({ } inclusive, { } exclusive) => exclusive <= inclusive ? (exclusive, true) : (inclusive, false),
+        };
+
+    /// <summary>The largest magnitude generated: <see cref="JsonGrammarLimits.MaxIntegerDigits"/> nines.</summary>
+    private decimal MaxMagnitude() => (decimal)Math.Pow(10, Math.Min(_limits.MaxIntegerDigits, 18)) - 1;
+
+    /// <summary>Integer bounds within the digits generated; refused when no integer of those digits is in range.</summary>
+    private (long From, long To) Clamped(decimal? lower, decimal? upper, string path)
+    {
+        var max = MaxMagnitude();
+        var from = Math.Max(lower ?? -max, -max);
+        var to = Math.Min(upper ?? max, max);
+        if (from > to)
+        {
+            var keyword = lower > max ? "minimum" : "maximum";
+            throw new UnsupportedSchemaException(keyword, path,
+                $"'{keyword}' (at '{path}') admits no integer of at most {_limits.MaxIntegerDigits.ToString(CultureInfo.InvariantCulture)} digits, the most generated.");
+        }
+
+        return ((long)from, (long)to);
+    }
+
+    /// <summary>GBNF for the integers from <paramref name="from"/> to <paramref name="to"/>, written as JSON writes them.</summary>
+    private static string IntegerRange(long from, long to)
+    {
+        var options = new List<string>(2);
+        if (from < 0)
+        {
+            options.Add($"\"-\" {Magnitudes(to < 0 ? -to : 1, -from)}");
+        }
+
+        if (to >= 0)
+        {
+            options.Add(Magnitudes(Math.Max(from, 0), to));
+        }
+
+        return options.Count == 1 ? options[0] : "( " + string.Join(" | ", options) + " )";
+    }
+
+    /// <summary>The decimal numerals of <paramref name="low"/> to <paramref name="high"/> (both at least 0), no leading zeros.</summary>
+    private static string Magnitudes(long low, long high)
+    {
+        var options = new List<string>();
+        var lowText = low.ToString(CultureInfo.InvariantCulture);
+        var highText = high.ToString(CultureInfo.InvariantCulture);
+        for (var digits = lowText.Length; digits <= highText.Length; digits++)
+        {
+            var from = digits == lowText.Length ? lowText : "1" + new string('0', digits - 1);
+            var to = digits == highText.Length ? highText : new string('9', digits);
+            options.Add(SameLength(from, to));
+        }
+
+        return options.Count == 1 ? options[0] : "( " + string.Join(" | ", options) + " )";
+    }
+
+    /// <summary>The numerals between two of one length (the classic range-to-pattern split on the first digit).</summary>
+    private static string SameLength(string low, string high)
+    {
+        if (low.Length == 1)
+        {
+            return low == high ? Literal(low) : $"[{low}-{high}]";
+        }
+
+        if (low[0] == high[0])
+        {
+            return $"{Literal(low[..1])} {SameLength(low[1..], high[1..])}";
+        }
+
+        var rest = low.Length - 1;
+        var lowFull = low.AsSpan(1).IndexOfAnyExcept('0') < 0;
+        var highFull = high.AsSpan(1).IndexOfAnyExcept('9') < 0;
+        var first = lowFull ? low[0] : (char)(low[0] + 1);
+        var last = highFull ? high[0] : (char)(high[0] - 1);
+        var options = new List<string>(3);
+        if (!lowFull)
+        {
+            options.Add($"{Literal(low[..1])} {SameLength(low[1..], new string('9', rest))}");
+        }
+
+        if (first <= last)
+        {
+            var head = first == last ? Literal(first.ToString()) : $"[{first}-{last}]";
+            options.Add(rest == 1 ? $"{head} [0-9]" : $"{head} [0-9]{{{rest.ToString(CultureInfo.InvariantCulture)}}}");
+        }
+
+        if (!highFull)
+        {
+            options.Add($"{Literal(high[..1])} {SameLength(new string('0', rest), high[1..])}");
+        }
+
+        return options.Count == 1 ? options[0] : "( " + string.Join(" | ", options) + " )";
     }
 
     private static int? Count(JsonElement schema, string keyword, string path)

@@ -42,6 +42,10 @@ public sealed class ConstrainedGenerationTests : IAsyncLifetime
             """{"type":"object","properties":{"code":{"type":"string","pattern":"^[A-Z]{2}-\\d{3,5}$"},"slug":{"type":"string","pattern":"^[a-z0-9]+(-[a-z0-9]+)*$","maxLength":40},"quote":{"type":"string","pattern":"^(say|shout) \"[^\"\\\\]{0,8}\"$"},"back":{"type":"string","pattern":"^[a\\\\]{1,4}$"},"ws":{"type":"string","pattern":"^a\\sb$"},"thai":{"type":"string","pattern":"^[ก-ฮ]{1,5}$"},"found":{"type":"string","pattern":"\\w+@(x|y)\\.(com|org)"},"opt":{"type":"string","pattern":"^(ab|)c?$"}},"required":["code","slug","quote","back","ws","thai","found","opt"],"additionalProperties":false}"""
         },
         {
+            "ranges",
+            """{"type":"object","properties":{"age":{"type":"integer","minimum":18},"temp":{"type":"integer","minimum":-40,"maximum":2000},"debt":{"type":"integer","maximum":-3},"ratio":{"type":"number","minimum":0,"maximum":1},"pos":{"type":"number","exclusiveMinimum":0},"delta":{"type":"number","minimum":-1,"exclusiveMaximum":1},"neg":{"type":"number","exclusiveMaximum":-2}},"required":["age","temp","debt","ratio","pos","delta","neg"],"additionalProperties":false}"""
+        },
+        {
             "defs-and-refs",
             """{"$defs":{"point":{"type":"object","properties":{"x":{"type":"integer"},"y":{"type":"integer"}},"required":["x","y"],"additionalProperties":false}},"type":"object","properties":{"from":{"$ref":"#/$defs/point"},"to":{"allOf":[{"$ref":"#/$defs/point"}]}},"required":["from","to"]}"""
         },

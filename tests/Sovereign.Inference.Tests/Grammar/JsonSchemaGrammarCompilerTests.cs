@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using Sovereign.Inference.Grammar;
 
@@ -27,10 +28,11 @@ public sealed class JsonSchemaGrammarCompilerTests
     [InlineData("""{"type":"string","pattern":"^((((((a{1999}){1999}){1999}){1999}){1999}){1999})$","maxLength":10}""", "maxLength", "#")]
     [InlineData("""{"type":"string","format":"uuid","minLength":40}""", "minLength", "#")]
     [InlineData("""{"oneOf":[{"type":"string"},{"type":"integer"}]}""", "oneOf", "#")]
-    [InlineData("""{"type":"object","properties":{"x":{"type":"number","maximum":3}}}""", "maximum", "#/properties/x")]
+    [InlineData("""{"type":"object","properties":{"x":{"type":"number","maximum":0.5}}}""", "maximum", "#/properties/x")]
     [InlineData("""{"type":"object","properties":{"x":{"type":"string","format":"iri-reference"}}}""", "format", "#/properties/x")]
     [InlineData("""{"type":"array","uniqueItems":true}""", "uniqueItems", "#")]
-    [InlineData("""{"type":"integer","minimum":5}""", "minimum", "#")]
+    [InlineData("""{"type":"integer","minimum":1e20}""", "minimum", "#")]
+    [InlineData("""{"type":"number","exclusiveMinimum":3,"maximum":3}""", "maximum", "#")]
     [InlineData("""{"allOf":[{"type":"string"},{"maxLength":3}]}""", "allOf", "#")]
     [InlineData("""{"$ref":"#/$defs/missing"}""", "$ref", "#")]
     [InlineData("""{"$defs":{"a":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"}""", "$ref", "#/$defs/a")]
@@ -60,6 +62,62 @@ public sealed class JsonSchemaGrammarCompilerTests
     {
         var grammar = Compile(schema);
         Assert.NotNull(GrammarMatcher.For(grammar));
+    }
+
+    private static bool Accepts(GbnfGrammar grammar, string text) =>
+        GrammarMatcher.For(grammar)! is var matcher && matcher.Advance(matcher.Start, default, System.Text.Encoding.UTF8.GetBytes(text)) is { State.CanEnd: true };
+
+    [Theory]
+    [InlineData("""{"type":"integer","minimum":18}""")]
+    [InlineData("""{"type":"integer","minimum":-1234,"maximum":98765}""")]
+    [InlineData("""{"type":"integer","exclusiveMinimum":-7,"exclusiveMaximum":3000}""")]
+    [InlineData("""{"type":"integer","maximum":-3}""")]
+    [InlineData("""{"type":"integer","minimum":100,"maximum":1099}""")]
+    [InlineData("""{"type":"integer","minimum":2.5,"exclusiveMinimum":5,"maximum":2000.9}""")]
+    [InlineData("""{"type":"number","minimum":0,"maximum":1}""")]
+    [InlineData("""{"type":"number","exclusiveMinimum":0}""")]
+    [InlineData("""{"type":"number","minimum":-1,"exclusiveMaximum":1}""")]
+    [InlineData("""{"type":"number","exclusiveMaximum":-2}""")]
+    [InlineData("""{"type":"number","minimum":-20,"maximum":-10}""")]
+    public void Compile_NumericBounds_AcceptExactlyTheNumbersInRange(string schemaJson)
+    {
+        // Integer minimum/maximum beyond a 1,000-value range, and number bounds, were refused (Pydantic's conint(ge=18),
+        // confloat(gt=0)). The grammar must take every numeral it writes in range and none outside it.
+        var schema = JsonDocument.Parse(schemaJson).RootElement;
+        var grammar = Compile(schemaJson);
+        var integer = schema.GetProperty("type").GetString() == "integer";
+        decimal? Get(string name) => schema.TryGetProperty(name, out var v) ? v.GetDecimal() : null;
+        bool InRange(decimal x) =>
+            (Get("minimum") is not { } min || x >= min) && (Get("exclusiveMinimum") is not { } emin || x > emin)
+            && (Get("maximum") is not { } max || x <= max) && (Get("exclusiveMaximum") is not { } emax || x < emax);
+
+        var random = new Random(7);
+        var candidates = new List<decimal>();
+        foreach (var edge in new decimal[] { -100_000, -20_000, -1235, -1234, -1233, -21, -20, -19, -11, -10, -9, -8, -7, -6, -3, -2, -1, 0, 1, 2, 3, 5, 6, 17, 18, 19, 99, 100, 101, 999, 1000, 1099, 1100, 2000, 2999, 3000, 98765, 98766, 1_000_000 })
+        {
+            candidates.Add(edge);
+            candidates.AddRange([edge - 0.5m, edge + 0.5m, edge + 0.001m, edge - 0.001m]);
+        }
+
+        for (var i = 0; i < 300; i++)
+        {
+            candidates.Add(random.Next(-200_000, 200_000));
+            candidates.Add(Math.Round((decimal)(random.NextDouble() * 60 - 30), 3));
+        }
+
+        foreach (var x in candidates)
+        {
+            if (integer && x != decimal.Truncate(x))
+            {
+                continue;
+            }
+
+            var text = x.ToString("0.##########", CultureInfo.InvariantCulture);
+            Assert.True(InRange(x) == Accepts(grammar, text), $"{schemaJson}: {text} in range {InRange(x)}");
+        }
+
+        Assert.False(Accepts(grammar, "-0"));
+        Assert.False(Accepts(grammar, "007"));
     }
 
     [Theory]
