@@ -64,6 +64,36 @@ public sealed class JsonSchemaGrammarCompilerTests
         Assert.NotNull(GrammarMatcher.For(grammar));
     }
 
+    [Fact]
+    public void Compile_RandomPatterns_AreRefusedByNameOrParseInOurMatcher()
+    {
+        // Patterns come from clients: whatever they hold, the answer is a grammar or a 400 naming 'pattern', never a crash.
+        const string Alphabet = "ab09^$.|()[]{}*+?\\-,:<>=!dDwWsSbBuxpk\"\u00e9\u0e01\ud83d\ude00 ";
+        var random = new Random(20261205);
+        for (var i = 0; i < 5000; i++)
+        {
+            var pattern = new string(Enumerable.Range(0, random.Next(1, 24)).Select(_ => Alphabet[random.Next(Alphabet.Length)]).ToArray());
+            var schema = new System.Text.Json.Nodes.JsonObject { ["type"] = "string", ["pattern"] = pattern };
+            if (random.Next(3) == 0)
+            {
+                schema["maxLength"] = random.Next(0, 40);
+            }
+
+            GbnfGrammar grammar;
+            try
+            {
+                grammar = Compile(schema.ToJsonString());
+            }
+            catch (UnsupportedSchemaException refused)
+            {
+                Assert.True(refused.Keyword is "pattern" or "maxLength" or "minLength", $"{pattern}: {refused.Keyword}");
+                continue;
+            }
+
+            Assert.True(GrammarMatcher.For(grammar) is not null, $"{pattern}\n{grammar.Text}");
+        }
+    }
+
     private static bool Accepts(GbnfGrammar grammar, string text) =>
         GrammarMatcher.For(grammar)! is var matcher && matcher.Advance(matcher.Start, default, System.Text.Encoding.UTF8.GetBytes(text)) is { State.CanEnd: true };
 
