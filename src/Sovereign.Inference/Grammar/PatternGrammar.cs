@@ -383,8 +383,14 @@ internal sealed class PatternGrammar
             _pos++;
         }
 
+        // ECMA-262 reads '[]' as a class that matches nothing and '[^]' as any character; other engines (.NET's,
+        // PCRE's) read the ']' as a literal: validators disagree, so neither is generated.
+        if (_pos < end && _pattern[_pos] == ']')
+        {
+            throw Refuse("a class that begins with ']' (read differently by ECMA-262 and other regex engines)");
+        }
+
         var ranges = new List<(int Low, int High)>();
-        var first = true;
         while (true)
         {
             if (_pos >= end)
@@ -393,13 +399,12 @@ internal sealed class PatternGrammar
                 throw Refuse("an unclosed '['");
             }
 
-            if (_pattern[_pos] == ']' && !first)
+            if (_pattern[_pos] == ']')
             {
                 _pos++;
                 break;
             }
 
-            first = false;
             var low = ClassAtom(end);
             if (_pos + 1 < end && _pattern[_pos] == '-' && _pattern[_pos + 1] != ']' && low.Ranges is [var (l, h)] && l == h)
             {

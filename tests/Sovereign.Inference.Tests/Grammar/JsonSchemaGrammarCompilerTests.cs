@@ -19,6 +19,8 @@ public sealed class JsonSchemaGrammarCompilerTests
     [InlineData("""{"type":"string","pattern":"^a**$"}""", "pattern", "#")]
     [InlineData("""{"type":"string","pattern":"^[\\x00-\\x08]$"}""", "pattern", "#")]
     [InlineData("""{"type":"string","pattern":"^[z-a]$"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"^[]a]$"}""", "pattern", "#")]
+    [InlineData("""{"type":"string","pattern":"^[^]$"}""", "pattern", "#")]
     [InlineData("""{"type":"string","pattern":"^a{3,2}$"}""", "pattern", "#")]
     [InlineData("""{"type":"string","pattern":"^a{2000}$"}""", "pattern", "#")]
     [InlineData("""{"type":"string","pattern":7}""", "pattern", "#")]
