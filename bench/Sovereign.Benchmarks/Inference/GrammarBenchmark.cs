@@ -20,6 +20,10 @@ internal static class GrammarBenchmark
     private const string Schema =
         """{"type":"object","properties":{"name":{"type":"string","maxLength":40},"age":{"type":"integer","minimum":0,"maximum":120},"tags":{"type":"array","items":{"type":"string","maxLength":12},"maxItems":4},"address":{"type":"object","properties":{"city":{"type":"string"},"zip":{"type":"string","maxLength":10}},"required":["city","zip"]}},"required":["name","age","tags","address"]}""";
 
+    // Patterns, OpenAI's string formats and numeric bounds: grammars of character classes and digit ranges.
+    private const string PatternSchema =
+        """{"type":"object","properties":{"ref":{"type":"string","pattern":"^[A-Z]{3}-\\d{4}$"},"slug":{"type":"string","pattern":"^[a-z]+(-[a-z]+)*$","maxLength":30},"mail":{"type":"string","format":"email"},"ip":{"type":"string","format":"ipv4"},"age":{"type":"integer","minimum":18},"ratio":{"type":"number","minimum":0,"maximum":1}},"required":["ref","slug","mail","ip","age","ratio"]}""";
+
     public static async Task<int> RunAsync(string[] argv)
     {
         var args = Args.Parse(argv, "--model", "--requests", "--rounds", "--max-tokens");
@@ -39,6 +43,7 @@ internal static class GrammarBenchmark
             ("unconstrained", null),
             ("json_object", JsonSchemaGrammarCompiler.AnyJsonObject()),
             ("json_schema", JsonSchemaGrammarCompiler.Compile(JsonDocument.Parse(Schema).RootElement)),
+            ("pattern_schema", JsonSchemaGrammarCompiler.Compile(JsonDocument.Parse(PatternSchema).RootElement)),
         ];
 
         // Warm-up: the JIT's tiers and the decode path on full-length requests (otherwise round 1 of whichever mode
