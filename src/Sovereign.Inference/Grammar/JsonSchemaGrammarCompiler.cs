@@ -28,12 +28,15 @@ public sealed class JsonSchemaGrammarCompiler
     [
         "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly",
         "$defs", "definitions",
+
+        // OpenAPI's and Pydantic's hint at which branch of a 'oneOf' applies: it names, it does not constrain.
+        "discriminator",
     ];
 
     private static readonly HashSet<string> Constraints =
     [
         "type", "enum", "const", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
-        "minLength", "maxLength", "format", "pattern", "anyOf", "allOf", "$ref", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+        "minLength", "maxLength", "format", "pattern", "anyOf", "oneOf", "allOf", "$ref", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
     ];
 
     /// <summary>
@@ -425,6 +428,13 @@ public sealed class JsonSchemaGrammarCompiler
             return Alternatives(anyOf, path + "/anyOf", hint);
         }
 
+        if (schema.TryGetProperty("oneOf", out var oneOf))
+        {
+            OnlyWith(keywords, "oneOf", path);
+            RequireDiscriminated(oneOf, path);
+            return Alternatives(oneOf, path + "/oneOf", hint, "oneOf");
+        }
+
         if (schema.TryGetProperty("allOf", out var allOf))
         {
             OnlyWith(keywords, "allOf", path);
@@ -624,15 +634,89 @@ public sealed class JsonSchemaGrammarCompiler
         return current;
     }
 
-    private string? Alternatives(JsonElement anyOf, string path, string hint)
+    private string? Alternatives(JsonElement anyOf, string path, string hint, string keyword = "anyOf")
     {
         if (anyOf.ValueKind != JsonValueKind.Array || anyOf.GetArrayLength() == 0)
         {
-            throw new UnsupportedSchemaException("anyOf", path, $"'anyOf' (at '{path}') must be a non-empty array.");
+            throw new UnsupportedSchemaException(keyword, path, $"'{keyword}' (at '{path}') must be a non-empty array.");
         }
 
         var options = anyOf.EnumerateArray().Select((s, i) => Visit(s, $"{path}/{i}", $"{hint}-{i}")).OfType<string>().ToList();
         return options.Count == 0 ? null : Rule(hint, string.Join(" | ", options));
+    }
+
+    /// <summary>
+    /// A <c>oneOf</c> is generated as its alternatives only when no value can match two of them: every branch is an
+    /// object that requires one property with a <c>const</c> (or one-value <c>enum</c>) of its own, a discriminated
+    /// union as Pydantic writes it. Anything else could produce a value valid in two branches, which oneOf rejects.
+    /// </summary>
+    private void RequireDiscriminated(JsonElement oneOf, string path)
+    {
+        if (oneOf.ValueKind != JsonValueKind.Array || oneOf.GetArrayLength() == 0)
+        {
+            throw new UnsupportedSchemaException("oneOf", path, $"'oneOf' (at '{path}') must be a non-empty array.");
+        }
+
+        if (oneOf.GetArrayLength() == 1)
+        {
+            return;
+        }
+
+        var branches = oneOf.EnumerateArray().Select(branch => Followed(branch, path)).ToList();
+        var candidates = branches[0].ValueKind == JsonValueKind.Object && branches[0].TryGetProperty("properties", out var first) && first.ValueKind == JsonValueKind.Object
+            ? first.EnumerateObject().Select(p => p.Name).ToList()
+            : [];
+        foreach (var name in candidates)
+        {
+            var tags = branches.Select(branch => TagOf(branch, name, path)).ToList();
+            if (tags.All(t => t is not null) && tags.Distinct(StringComparer.Ordinal).Count() == tags.Count)
+            {
+                return;
+            }
+        }
+
+        throw new UnsupportedSchemaException("oneOf", path,
+            $"'oneOf' (at '{path}') is supported when each branch is an object requiring one property with a 'const' of its own (a discriminated union); otherwise a value could match two branches: use 'anyOf'.");
+    }
+
+    /// <summary>The schema a chain of <c>$ref</c>s leads to.</summary>
+    private JsonElement Followed(JsonElement schema, string path)
+    {
+        for (var hops = 0; hops < 32 && schema.ValueKind == JsonValueKind.Object && schema.TryGetProperty("$ref", out var reference)
+            && reference.ValueKind == JsonValueKind.String && reference.GetString() is { } pointer && pointer.StartsWith('#'); hops++)
+        {
+            schema = Resolve(pointer, path);
+        }
+
+        return schema;
+    }
+
+    /// <summary>The JSON text of the value a branch requires of <paramref name="property"/>, or null when it requires none.</summary>
+    private string? TagOf(JsonElement branch, string property, string path)
+    {
+        if (branch.ValueKind != JsonValueKind.Object
+            || !branch.TryGetProperty("required", out var required) || required.ValueKind != JsonValueKind.Array
+            || !required.EnumerateArray().Any(r => r.ValueKind == JsonValueKind.String && r.GetString() == property)
+            || !branch.TryGetProperty("properties", out var properties) || properties.ValueKind != JsonValueKind.Object
+            || !properties.TryGetProperty(property, out var declared))
+        {
+            return null;
+        }
+
+        declared = Followed(declared, path);
+        if (declared.ValueKind != JsonValueKind.Object)
+        {
+            return null;
+        }
+
+        var tag = declared.TryGetProperty("const", out var constant) ? constant
+            : declared.TryGetProperty("enum", out var values) && values.ValueKind == JsonValueKind.Array && values.GetArrayLength() == 1 ? values[0]
+            : (JsonElement?)null;
+
+        // 1 and 1.0 are one value to JSON Schema: numbers compare by value.
+        return tag is { ValueKind: JsonValueKind.Number } number
+            ? (number.TryGetDecimal(out var d) ? "n:" + (d / 1.000000000000000000000000000000000m).ToString(CultureInfo.InvariantCulture) : "n:" + number.GetRawText())
+            : tag is { } value ? JsonText(value) : null;
     }
 
     private string? Object(JsonElement schema, string path, string hint)

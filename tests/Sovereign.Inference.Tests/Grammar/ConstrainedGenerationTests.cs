@@ -46,6 +46,11 @@ public sealed class ConstrainedGenerationTests : IAsyncLifetime
             """{"type":"object","properties":{"age":{"type":"integer","minimum":18},"temp":{"type":"integer","minimum":-40,"maximum":2000},"debt":{"type":"integer","maximum":-3},"ratio":{"type":"number","minimum":0,"maximum":1},"pos":{"type":"number","exclusiveMinimum":0},"delta":{"type":"number","minimum":-1,"exclusiveMaximum":1},"neg":{"type":"number","exclusiveMaximum":-2}},"required":["age","temp","debt","ratio","pos","delta","neg"],"additionalProperties":false}"""
         },
         {
+            // Pydantic's discriminated union: oneOf over $refs, told apart by a const property, with its discriminator.
+            "discriminated",
+            """{"$defs":{"Cat":{"type":"object","title":"Cat","properties":{"pet_type":{"const":"cat","type":"string"},"meows":{"type":"integer","minimum":0,"maximum":9}},"required":["pet_type","meows"]},"Dog":{"type":"object","title":"Dog","properties":{"pet_type":{"const":"dog","type":"string"},"barks":{"type":"number"}},"required":["pet_type","barks"]},"Lizard":{"type":"object","properties":{"pet_type":{"enum":["lizard"]}},"required":["pet_type"]}},"type":"object","properties":{"pet":{"oneOf":[{"$ref":"#/$defs/Cat"},{"$ref":"#/$defs/Dog"},{"$ref":"#/$defs/Lizard"}],"discriminator":{"propertyName":"pet_type","mapping":{"cat":"#/$defs/Cat","dog":"#/$defs/Dog","lizard":"#/$defs/Lizard"}}}},"required":["pet"]}"""
+        },
+        {
             "defs-and-refs",
             """{"$defs":{"point":{"type":"object","properties":{"x":{"type":"integer"},"y":{"type":"integer"}},"required":["x","y"],"additionalProperties":false}},"type":"object","properties":{"from":{"$ref":"#/$defs/point"},"to":{"allOf":[{"$ref":"#/$defs/point"}]}},"required":["from","to"]}"""
         },
