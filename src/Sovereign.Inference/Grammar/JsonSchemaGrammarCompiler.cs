@@ -35,7 +35,7 @@ public sealed class JsonSchemaGrammarCompiler
 
     private static readonly HashSet<string> Constraints =
     [
-        "type", "enum", "const", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
+        "type", "enum", "const", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems",
         "minLength", "maxLength", "format", "pattern", "anyOf", "oneOf", "allOf", "$ref", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
     ];
 
@@ -49,7 +49,7 @@ public sealed class JsonSchemaGrammarCompiler
     public const int MaxRepetitions = 1999;
 
     private static readonly HashSet<string> ObjectKeywords = ["properties", "required", "additionalProperties"];
-    private static readonly HashSet<string> ArrayKeywords = ["items", "minItems", "maxItems"];
+    private static readonly HashSet<string> ArrayKeywords = ["items", "prefixItems", "minItems", "maxItems"];
     private static readonly HashSet<string> StringKeywords = ["minLength", "maxLength", "format", "pattern"];
     private static readonly HashSet<string> NumberKeywords = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
 
@@ -857,6 +857,11 @@ public sealed class JsonSchemaGrammarCompiler
     private string? ArrayBody(JsonElement schema, string path, string hint)
     {
         Primitive("space");
+        if (schema.TryGetProperty("prefixItems", out var prefixItems))
+        {
+            return Tuple(schema, prefixItems, path, hint);
+        }
+
         var min = Count(schema, "minItems", path) ?? 0;
         var max = Count(schema, "maxItems", path) ?? Math.Max(min, _limits.MaxArrayItems);
         if (max < min)
@@ -873,6 +878,89 @@ public sealed class JsonSchemaGrammarCompiler
         }
 
         return Rule(hint, ListBody("\"[\"", "\"]\"", item, min, max));
+    }
+
+    /// <summary>
+    /// <c>prefixItems</c> (a tuple: Pydantic's <c>tuple[int, str]</c>): item i validates against the i-th schema; items
+    /// after them against <c>items</c> (any value when absent, none when false). Written from the last position back, each
+    /// position past <c>minItems</c> optional.
+    /// </summary>
+    private string? Tuple(JsonElement schema, JsonElement prefixItems, string path, string hint)
+    {
+        if (prefixItems.ValueKind != JsonValueKind.Array || prefixItems.GetArrayLength() == 0)
+        {
+            throw new UnsupportedSchemaException("prefixItems", path, $"'prefixItems' (at '{path}') must be a non-empty array.");
+        }
+
+        var count = prefixItems.GetArrayLength();
+        if (count > _limits.MaxArrayItems * 4)
+        {
+            throw new UnsupportedSchemaException("prefixItems", path, $"'prefixItems' (at '{path}') has more than {(_limits.MaxArrayItems * 4).ToString(CultureInfo.InvariantCulture)} positions.");
+        }
+
+        var noMore = schema.TryGetProperty("items", out var items) && items.ValueKind == JsonValueKind.False;
+        var min = Count(schema, "minItems", path) ?? 0;
+        var max = Count(schema, "maxItems", path) ?? (noMore ? count : count + _limits.MaxArrayItems);
+        if (noMore)
+        {
+            max = Math.Min(max, count);
+        }
+
+        if (max < min)
+        {
+            throw new UnsupportedSchemaException("maxItems", path, $"'maxItems' (at '{path}') is below 'minItems' (with 'items': false, the tuple's length).");
+        }
+
+        var positions = new List<string>();
+        for (var i = 0; i < Math.Min(count, max); i++)
+        {
+            var item = Visit(prefixItems[i], $"{path}/prefixItems/{i}", $"{hint}-{i}");
+            if (item is null)
+            {
+                // No instance within the recursion bound: the tuple ends before this position, if it may.
+                if (i < min)
+                {
+                    return null;
+                }
+
+                max = i;
+                break;
+            }
+
+            positions.Add(item);
+        }
+
+        if (positions.Count == 0)
+        {
+            return Rule(hint, "\"[\" space \"]\"");
+        }
+
+        var tail = "";
+        if (max > positions.Count && positions.Count == count)
+        {
+            var extra = items.ValueKind is JsonValueKind.Object or JsonValueKind.True && !noMore
+                ? Visit(items, path + "/items", hint + "-item")
+                : schema.TryGetProperty("items", out _) ? null : AnyValue(_limits.MaxOpenDepth);
+            if (extra is not null)
+            {
+                var least = Math.Max(0, min - count);
+                tail = $"( \",\" space {extra} space ){{{least.ToString(CultureInfo.InvariantCulture)},{(max - count).ToString(CultureInfo.InvariantCulture)}}}";
+            }
+            else if (min > count)
+            {
+                return null;
+            }
+        }
+
+        for (var i = positions.Count - 1; i >= 1; i--)
+        {
+            var next = tail.Length == 0 ? "" : " " + tail;
+            var step = $"\",\" space {positions[i]} space{next}";
+            tail = i < min ? step : $"( {step} )?";
+        }
+
+        var body = $"{positions[0]} space{(tail.Length == 0 ? "" : " " + tail)}";
+        return Rule(hint, min == 0 ? $"\"[\" space ( {body} )? \"]\"" : $"\"[\" space {body} \"]\"");
     }
 
     private string String(JsonElement schema, string path, string hint)

@@ -51,6 +51,11 @@ public sealed class ConstrainedGenerationTests : IAsyncLifetime
             """{"$defs":{"Cat":{"type":"object","title":"Cat","properties":{"pet_type":{"const":"cat","type":"string"},"meows":{"type":"integer","minimum":0,"maximum":9}},"required":["pet_type","meows"]},"Dog":{"type":"object","title":"Dog","properties":{"pet_type":{"const":"dog","type":"string"},"barks":{"type":"number"}},"required":["pet_type","barks"]},"Lizard":{"type":"object","properties":{"pet_type":{"enum":["lizard"]}},"required":["pet_type"]}},"type":"object","properties":{"pet":{"oneOf":[{"$ref":"#/$defs/Cat"},{"$ref":"#/$defs/Dog"},{"$ref":"#/$defs/Lizard"}],"discriminator":{"propertyName":"pet_type","mapping":{"cat":"#/$defs/Cat","dog":"#/$defs/Dog","lizard":"#/$defs/Lizard"}}}},"required":["pet"]}"""
         },
         {
+            // Pydantic's tuple[int, str] and open tuples: prefixItems, with items false, a schema, or absent.
+            "tuples",
+            """{"type":"object","properties":{"pair":{"type":"array","prefixItems":[{"type":"integer","minimum":0,"maximum":9},{"type":"string","maxLength":5}],"items":false,"minItems":2,"maxItems":2},"open":{"type":"array","prefixItems":[{"const":"x"}],"items":{"type":"boolean"},"maxItems":4},"loose":{"type":"array","prefixItems":[{"type":"null"},{"type":"boolean"}],"maxItems":3},"none":{"type":"array","prefixItems":[{"type":"integer"}],"maxItems":0}},"required":["pair","open","loose","none"]}"""
+        },
+        {
             "defs-and-refs",
             """{"$defs":{"point":{"type":"object","properties":{"x":{"type":"integer"},"y":{"type":"integer"}},"required":["x","y"],"additionalProperties":false}},"type":"object","properties":{"from":{"$ref":"#/$defs/point"},"to":{"allOf":[{"$ref":"#/$defs/point"}]}},"required":["from","to"]}"""
         },

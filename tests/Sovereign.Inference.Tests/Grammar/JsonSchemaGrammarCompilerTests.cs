@@ -27,6 +27,8 @@ public sealed class JsonSchemaGrammarCompilerTests
     [InlineData("""{"type":"string","pattern":"^[a-z]{5}-[a-z]{5}$","maxLength":8}""", "maxLength", "#")]
     [InlineData("""{"type":"string","pattern":"^[a-z]+$","minLength":3}""", "minLength", "#")]
     [InlineData("""{"type":"string","format":"date","maxLength":8}""", "maxLength", "#")]
+    [InlineData("""{"type":"array","prefixItems":[{"type":"null"}],"items":false,"minItems":2}""", "maxItems", "#")]
+    [InlineData("""{"type":"array","prefixItems":[]}""", "prefixItems", "#")]
     [InlineData("""{"type":"string","pattern":"^((((((a{1999}){1999}){1999}){1999}){1999}){1999})$","maxLength":10}""", "maxLength", "#")]
     [InlineData("""{"type":"string","format":"uuid","minLength":40}""", "minLength", "#")]
     [InlineData("""{"oneOf":[{"type":"string"},{"type":"integer"}]}""", "oneOf", "#")]
