@@ -37,6 +37,7 @@ public sealed class JsonSchemaGrammarCompiler
     [
         "type", "enum", "const", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems",
         "minLength", "maxLength", "format", "pattern", "anyOf", "oneOf", "allOf", "$ref", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+        "multipleOf",
     ];
 
     /// <summary>
@@ -51,7 +52,7 @@ public sealed class JsonSchemaGrammarCompiler
     private static readonly HashSet<string> ObjectKeywords = ["properties", "required", "additionalProperties"];
     private static readonly HashSet<string> ArrayKeywords = ["items", "prefixItems", "minItems", "maxItems"];
     private static readonly HashSet<string> StringKeywords = ["minLength", "maxLength", "format", "pattern"];
-    private static readonly HashSet<string> NumberKeywords = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
+    private static readonly HashSet<string> NumberKeywords = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"];
 
     private static readonly JsonWriterOptions LiteralWriter = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, Indented = false };
 
@@ -341,10 +342,12 @@ public sealed class JsonSchemaGrammarCompiler
         return Rule(positive ? "positive-integer" : unsigned ? "unsigned-integer" : "integer", unsigned ? magnitude : "\"-\"? " + magnitude);
     }
 
-    private string NumberRule(bool unsigned)
+    private string NumberRule(bool unsigned, int? fractionDigits = null)
     {
         var integer = IntegerRule(unsigned, positive: false);
-        return Rule(unsigned ? "unsigned-number" : "number", $"{integer} ( \".\" [0-9]{{1,{_limits.MaxFractionDigits}}} )?");
+        var digits = fractionDigits ?? _limits.MaxFractionDigits;
+        var name = (unsigned ? "unsigned-number" : "number") + (fractionDigits is null ? "" : $"-{digits}dp");
+        return Rule(name, $"{integer} ( \".\" [0-9]{{1,{digits}}} )?");
     }
 
     private string AnyValue(int depth)
@@ -568,8 +571,13 @@ public sealed class JsonSchemaGrammarCompiler
         "object" => Object(schema, path, hint),
         "array" => Array(schema, path, hint),
         "string" => String(schema, path, hint),
-        "integer" => Integer(schema, path),
-        "number" => Number(schema, path),
+        "integer" => MultipleOf(schema, path) is null or >= 0 ? Integer(schema, path) : throw MultipleOfRefused(path),
+        "number" => MultipleOf(schema, path) switch
+        {
+            null => Number(schema, path),
+            0 => Integer(schema, path),
+            var places => Number(schema, path, places),
+        },
         "boolean" => Primitive("boolean"),
         _ => Primitive("null"),
     };
@@ -1087,17 +1095,52 @@ public sealed class JsonSchemaGrammarCompiler
     /// A number between whole-valued bounds: the integers in range, and the fractions whose whole interval between two
     /// integers lies in range (written with a last fraction digit that is not 0, so never equal to a bound).
     /// </summary>
-    private string Number(JsonElement schema, string path)
+    /// <summary>
+    /// <c>multipleOf</c> as decimal places: 1 is 0 (whole numbers), 0.01 is 2 (amounts of money); null when absent, -1
+    /// for any other step (a grammar cannot test divisibility by 3 or 0.25 within its bounds).
+    /// </summary>
+    private static int? MultipleOf(JsonElement schema, string path)
     {
+        if (!schema.TryGetProperty("multipleOf", out var step))
+        {
+            return null;
+        }
+
+        if (step.ValueKind != JsonValueKind.Number || !step.TryGetDecimal(out var value) || value <= 0)
+        {
+            throw new UnsupportedSchemaException("multipleOf", path, $"'multipleOf' (at '{path}') must be a number above 0.");
+        }
+
+        for (var places = 0; places <= 15; places++)
+        {
+            if (value == 1m / (decimal)Math.Pow(10, places))
+            {
+                return places;
+            }
+        }
+
+        return -1;
+    }
+
+    private static UnsupportedSchemaException MultipleOfRefused(string path) =>
+        new("multipleOf", path, $"'multipleOf' (at '{path}') is supported as 1, 0.1, 0.01 and so on (whole numbers or a number of decimal places).");
+
+    private string Number(JsonElement schema, string path, int? places = null)
+    {
+        if (places < 0)
+        {
+            throw MultipleOfRefused(path);
+        }
+
         var (lowerBound, upperBound) = (Lower(schema, path), Upper(schema, path));
         if (lowerBound is null && upperBound is null)
         {
-            return NumberRule(unsigned: false);
+            return NumberRule(unsigned: false, places);
         }
 
         if (lowerBound is (0m, false) && upperBound is null)
         {
-            return NumberRule(unsigned: true);
+            return NumberRule(unsigned: true, places);
         }
 
         foreach (var (bound, keyword) in new[] { (lowerBound, "minimum"), (upperBound, "maximum") })
@@ -1121,7 +1164,8 @@ public sealed class JsonSchemaGrammarCompiler
             options.Add(IntegerRange(from, to));
         }
 
-        var fraction = Rule("nonzero-fraction", $"\".\" [0-9]{{0,{_limits.MaxFractionDigits - 1}}} [1-9]");
+        var digits = places ?? _limits.MaxFractionDigits;
+        var fraction = Rule($"nonzero-fraction-{digits}", digits == 1 ? "\".\" [1-9]" : $"\".\" [0-9]{{0,{digits - 1}}} [1-9]");
 
         // n.f lies in (n, n+1): in range when n >= lower and n + 1 <= upper; -m.f lies in (-(m+1), -m).
         var positiveLow = Math.Max(lower ?? 0, 0);

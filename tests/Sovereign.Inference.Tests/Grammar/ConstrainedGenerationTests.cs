@@ -56,6 +56,10 @@ public sealed class ConstrainedGenerationTests : IAsyncLifetime
             """{"type":"object","properties":{"pair":{"type":"array","prefixItems":[{"type":"integer","minimum":0,"maximum":9},{"type":"string","maxLength":5}],"items":false,"minItems":2,"maxItems":2},"open":{"type":"array","prefixItems":[{"const":"x"}],"items":{"type":"boolean"},"maxItems":4},"loose":{"type":"array","prefixItems":[{"type":"null"},{"type":"boolean"}],"maxItems":3},"none":{"type":"array","prefixItems":[{"type":"integer"}],"maxItems":0}},"required":["pair","open","loose","none"]}"""
         },
         {
+            "money",
+            """{"type":"object","properties":{"price":{"type":"number","multipleOf":0.01,"minimum":0},"qty":{"type":"number","multipleOf":1,"minimum":1,"maximum":50},"rate":{"type":"number","multipleOf":0.1,"exclusiveMinimum":0,"maximum":1},"n":{"type":"integer","multipleOf":1}},"required":["price","qty","rate","n"]}"""
+        },
+        {
             "defs-and-refs",
             """{"$defs":{"point":{"type":"object","properties":{"x":{"type":"integer"},"y":{"type":"integer"}},"required":["x","y"],"additionalProperties":false}},"type":"object","properties":{"from":{"$ref":"#/$defs/point"},"to":{"allOf":[{"$ref":"#/$defs/point"}]}},"required":["from","to"]}"""
         },

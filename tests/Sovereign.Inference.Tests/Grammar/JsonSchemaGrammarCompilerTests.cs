@@ -29,6 +29,9 @@ public sealed class JsonSchemaGrammarCompilerTests
     [InlineData("""{"type":"string","format":"date","maxLength":8}""", "maxLength", "#")]
     [InlineData("""{"type":"array","prefixItems":[{"type":"null"}],"items":false,"minItems":2}""", "maxItems", "#")]
     [InlineData("""{"type":"array","prefixItems":[]}""", "prefixItems", "#")]
+    [InlineData("""{"type":"integer","multipleOf":3}""", "multipleOf", "#")]
+    [InlineData("""{"type":"number","multipleOf":0.25}""", "multipleOf", "#")]
+    [InlineData("""{"type":"number","multipleOf":0}""", "multipleOf", "#")]
     [InlineData("""{"type":"string","pattern":"^((((((a{1999}){1999}){1999}){1999}){1999}){1999})$","maxLength":10}""", "maxLength", "#")]
     [InlineData("""{"type":"string","format":"uuid","minLength":40}""", "minLength", "#")]
     [InlineData("""{"oneOf":[{"type":"string"},{"type":"integer"}]}""", "oneOf", "#")]
@@ -116,6 +119,8 @@ public sealed class JsonSchemaGrammarCompilerTests
     [InlineData("""{"type":"number","minimum":-1,"exclusiveMaximum":1}""")]
     [InlineData("""{"type":"number","exclusiveMaximum":-2}""")]
     [InlineData("""{"type":"number","minimum":-20,"maximum":-10}""")]
+    [InlineData("""{"type":"number","multipleOf":0.001,"minimum":-20,"maximum":30}""")]
+    [InlineData("""{"type":"number","multipleOf":1,"minimum":-20.5,"maximum":30}""")]
     public void Compile_NumericBounds_AcceptExactlyTheNumbersInRange(string schemaJson)
     {
         // Integer minimum/maximum beyond a 1,000-value range, and number bounds, were refused (Pydantic's conint(ge=18),
@@ -125,7 +130,7 @@ public sealed class JsonSchemaGrammarCompilerTests
         var integer = schema.GetProperty("type").GetString() == "integer";
         decimal? Get(string name) => schema.TryGetProperty(name, out var v) ? v.GetDecimal() : null;
         bool InRange(decimal x) =>
-            (Get("minimum") is not { } min || x >= min) && (Get("exclusiveMinimum") is not { } emin || x > emin)
+            (Get("multipleOf") is not { } step || x % step == 0) && (Get("minimum") is not { } min || x >= min) && (Get("exclusiveMinimum") is not { } emin || x > emin)
             && (Get("maximum") is not { } max || x <= max) && (Get("exclusiveMaximum") is not { } emax || x < emax);
 
         var random = new Random(7);
@@ -144,7 +149,7 @@ public sealed class JsonSchemaGrammarCompilerTests
 
         foreach (var x in candidates)
         {
-            if (integer && x != decimal.Truncate(x))
+            if (integer && x != decimal.Truncate(x) || Get("multipleOf") is { } step && x % step != 0 && random.Next(2) == 0)
             {
                 continue;
             }
