@@ -116,7 +116,7 @@ public sealed class StructuredOutputTests(ServerFixture server)
 
     [Theory]
     [InlineData("""{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","pattern":"^(a)\\1$"}}}""", "response_format.json_schema.schema", "pattern")]
-    [InlineData("""{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"n":{"oneOf":[{"type":"string"}]}}}}}""", "response_format.json_schema.schema", "oneOf")]
+    [InlineData("""{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"n":{"oneOf":[{"type":"string"},{"type":"string","maxLength":3}]}}}}}""", "response_format.json_schema.schema", "oneOf")]
     [InlineData("""{"type":"json_schema","json_schema":{"name":"x"}}""", "response_format.json_schema.schema", "schema")]
     [InlineData("""{"type":"json_schema"}""", "response_format.json_schema", "json_schema")]
     [InlineData("""{"type":"yaml"}""", "response_format.type", "yaml")]
