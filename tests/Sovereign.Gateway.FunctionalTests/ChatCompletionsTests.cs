@@ -47,6 +47,46 @@ public sealed class ChatCompletionsTests(ServerFixture server)
         Assert.Equal("assistant", message.GetProperty("role").GetString());
     }
 
+    /// <summary>
+    /// Usage states OpenAI's breakdowns, whole and in the stream's usage chunk: <c>prompt_tokens_details</c> (cached,
+    /// audio) and <c>completion_tokens_details</c> (reasoning, audio, predictions), each true here (no audio, no
+    /// reasoning apart from the answer, a prediction is not used). <c>completion_tokens_details</c> was missing.
+    /// </summary>
+    [Fact]
+    public async Task CompleteChat_UsageStatesTokenDetails_WholeAndStreamed()
+    {
+        var body = $$"""{"model":"{{ServerFixture.Stories}}","messages":[{"role":"user","content":"Hi"}],"max_tokens":3,"temperature":0""";
+        var (status, whole, _) = await server.PostJsonAsync("/v1/chat/completions", body + "}");
+        Assert.Equal(200, status);
+
+        var streamed = await server.Http.PostAsync("/v1/chat/completions",
+            new StringContent(body + ""","stream":true,"stream_options":{"include_usage":true}}""", System.Text.Encoding.UTF8, "application/json"));
+        var usageChunk = (await streamed.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+            .Select(e => e["data: ".Length..]).Where(d => d != "[DONE]")
+            .Select(d => System.Text.Json.JsonDocument.Parse(d).RootElement)
+            .Single(e => e.TryGetProperty("usage", out var u) && u.ValueKind == System.Text.Json.JsonValueKind.Object);
+
+        foreach (var usage in new[] { whole.GetProperty("usage"), usageChunk.GetProperty("usage") })
+        {
+            var prompt = usage.GetProperty("prompt_tokens_details");
+            Assert.InRange(prompt.GetProperty("cached_tokens").GetInt32(), 0, usage.GetProperty("prompt_tokens").GetInt32());
+            Assert.Equal(0, prompt.GetProperty("audio_tokens").GetInt32());
+            var completion = usage.GetProperty("completion_tokens_details");
+            Assert.Equal(0, completion.GetProperty("reasoning_tokens").GetInt32());
+            Assert.Equal(0, completion.GetProperty("audio_tokens").GetInt32());
+            Assert.Equal(0, completion.GetProperty("accepted_prediction_tokens").GetInt32());
+            Assert.Equal(0, completion.GetProperty("rejected_prediction_tokens").GetInt32());
+        }
+
+        // The SDK's typed usage reads them (its OutputTokenDetails was null).
+        var typed = (await Chat().CompleteChatAsync([new UserChatMessage("Hi")], new ChatCompletionOptions { MaxOutputTokenCount = 3, Temperature = 0 })).Value.Usage;
+        Assert.NotNull(typed.OutputTokenDetails);
+        Assert.Equal(0, typed.OutputTokenDetails.ReasoningTokenCount);
+        Assert.Equal(0, typed.OutputTokenDetails.RejectedPredictionTokenCount);
+        Assert.NotNull(typed.InputTokenDetails);
+        Assert.Equal(0, typed.InputTokenDetails.AudioTokenCount);
+    }
+
     [Fact]
     public async Task CompleteChatStreaming_SameTextAsNonStreaming_WithUsageAndFinishReason()
     {

@@ -6,15 +6,33 @@ internal sealed record Usage(
     [property: JsonPropertyName("prompt_tokens")] int PromptTokens,
     [property: JsonPropertyName("completion_tokens")] int CompletionTokens,
     [property: JsonPropertyName("total_tokens")] int TotalTokens,
-    [property: JsonPropertyName("prompt_tokens_details")] PromptTokensDetails PromptTokensDetails)
+    [property: JsonPropertyName("prompt_tokens_details")] PromptTokensDetails PromptTokensDetails,
+    [property: JsonPropertyName("completion_tokens_details")] CompletionTokensDetails CompletionTokensDetails)
 {
     /// <summary>Usage of a request whose prompt reused <paramref name="cachedTokens"/> tokens from the prefix cache.</summary>
     public static Usage Of(int promptTokens, int completionTokens, int cachedTokens) =>
-        new(promptTokens, completionTokens, promptTokens + completionTokens, new PromptTokensDetails(cachedTokens));
+        new(promptTokens, completionTokens, promptTokens + completionTokens, new PromptTokensDetails(cachedTokens), CompletionTokensDetails.None);
 }
 
-/// <summary>OpenAI's breakdown of prompt tokens: those served from the prompt (prefix) cache.</summary>
-internal sealed record PromptTokensDetails([property: JsonPropertyName("cached_tokens")] int CachedTokens);
+/// <summary>OpenAI's breakdown of prompt tokens: those served from the prompt (prefix) cache, and audio (none: text only).</summary>
+internal sealed record PromptTokensDetails([property: JsonPropertyName("cached_tokens")] int CachedTokens)
+{
+    [JsonPropertyName("audio_tokens")]
+    public int AudioTokens => 0;
+}
+
+/// <summary>
+/// OpenAI's breakdown of completion tokens, stated as typed clients expect it. Always zeros here, and true: the
+/// engine has no reasoning apart from the answer, no audio, and a <c>prediction</c> is not used (see its field).
+/// </summary>
+internal sealed record CompletionTokensDetails(
+    [property: JsonPropertyName("reasoning_tokens")] int ReasoningTokens,
+    [property: JsonPropertyName("audio_tokens")] int AudioTokens,
+    [property: JsonPropertyName("accepted_prediction_tokens")] int AcceptedPredictionTokens,
+    [property: JsonPropertyName("rejected_prediction_tokens")] int RejectedPredictionTokens)
+{
+    public static readonly CompletionTokensDetails None = new(0, 0, 0, 0);
+}
 
 internal sealed record ChatCompletion(
     string Id, string Object, long Created, string Model, IReadOnlyList<ChatChoice> Choices, Usage Usage,
