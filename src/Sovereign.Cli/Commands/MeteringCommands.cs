@@ -113,8 +113,8 @@ internal static class MeteringCommands
     {
         var connection = new AdminConnection();
         var tenant = new Argument<string>("tenant") { Description = "Tenant id." };
-        var from = new Option<string?>("--from") { Description = "First day, YYYY-MM-DD (default: the beginning)." };
-        var to = new Option<string?>("--to") { Description = "Day after the last, YYYY-MM-DD (default: end of today)." };
+        var from = new Option<string?>("--from") { Description = "First day, YYYY-MM-DD (default: the tenant's first day of usage)." };
+        var to = new Option<string?>("--to") { Description = "Day after the last, YYYY-MM-DD (default: end of today); one day D is --from D --to D+1." };
         var format = new Option<string>("--format") { Description = "csv or json.", DefaultValueFactory = _ => "csv" };
         format.AcceptOnlyFromAmong("csv", "json");
         var currency = new Option<string?>("--currency") { Description = "Invoice only the usage in this ISO 4217 currency (needed when the period has several)." };
@@ -127,6 +127,15 @@ internal static class MeteringCommands
             {
                 // As for 'audit archive': it failed after the request with the runtime's "Could not find a part of the path", exit 1.
                 throw new CliException($"the folder {folder.FullName} does not exist; create it or choose another --output.", ExitCodes.Usage);
+            }
+
+            if (result.GetValue(from) is { } first && first == result.GetValue(to)
+                && DateOnly.TryParseExact(first, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var day))
+            {
+                // An operator asking for one day names it twice; --to is exclusive, so that period is empty.
+                throw new CliException(
+                    $"--to is the day after the last day invoiced, so --from and --to on one day make an empty period: for the one day {first} pass --to {day.AddDays(1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture)}.",
+                    ExitCodes.Usage);
             }
 
             // --json (offered by every admin command) asks for the JSON invoice, like --format json.

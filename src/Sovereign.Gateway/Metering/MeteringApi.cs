@@ -623,13 +623,29 @@ public static class MeteringApi
             throw OpenAIException.BadRequest("format must be 'json' or 'csv'.", "format", "invalid_value");
         }
 
-        // Invoices cover whole UTC days: from and to are dates (YYYY-MM-DD); to defaults to the end of today.
+        // Invoices cover whole UTC days: from and to are dates (YYYY-MM-DD), to the day after the last; to defaults to
+        // the end of today, from to the tenant's first day of usage (the day it was created when it has none): it was
+        // 1970-01-01, which an invoice then stated as its period.
         var query = context.Request.Query;
-        var periodFrom = query["from"].Count == 0 ? DateTimeOffset.UnixEpoch : Date(query["from"].ToString(), "from");
         var periodTo = query["to"].Count == 0 ? new DateTimeOffset(DateTime.UtcNow.Date.AddDays(1), TimeSpan.Zero) : Date(query["to"].ToString(), "to");
+        var periodFrom = query["from"].Count > 0
+            ? Date(query["from"].ToString(), "from")
+            : await ledger.GetFirstUsageDayAsync(id, context.RequestAborted)
+                ?? new DateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(tenant.CreatedAt).UtcDateTime.Date, TimeSpan.Zero);
+        if (periodTo == periodFrom && query["from"].Count > 0)
+        {
+            // An operator asking for one day sends it twice; to is exclusive, so that period is empty.
+            throw OpenAIException.BadRequest(string.Create(CultureInfo.InvariantCulture,
+                    $"to is the day after the last day invoiced, so from and to on one day make an empty period: for the one day {periodFrom:yyyy-MM-dd} pass to={periodTo.AddDays(1):yyyy-MM-dd}."),
+                "to", "invalid_value");
+        }
+
         if (periodTo <= periodFrom)
         {
-            throw OpenAIException.BadRequest("to must be after from.", "to", "invalid_value");
+            throw OpenAIException.BadRequest(query["from"].Count > 0
+                    ? "to must be after from (to is the day after the last day invoiced)."
+                    : string.Create(CultureInfo.InvariantCulture, $"to must be after the tenant's first day of usage, {periodFrom:yyyy-MM-dd} (to is the day after the last day invoiced)."),
+                "to", "invalid_value");
         }
 
         Invoice invoice;

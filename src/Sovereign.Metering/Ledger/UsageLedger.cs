@@ -387,6 +387,20 @@ public sealed class UsageLedger : IAsyncDisposable
         return totals;
     }
 
+    /// <summary>
+    /// The UTC midnight of the first day with usage of <paramref name="tenant"/>, or null when it has none. Read from
+    /// the daily aggregates (keyed by tenant first), so it survives retention.
+    /// </summary>
+    public async Task<DateTimeOffset?> GetFirstUsageDayAsync(string tenant, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(tenant);
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using var command = LedgerSchema.Prepare(connection, "SELECT MIN(day_start) FROM metering_usage_daily WHERE tenant = @tenant");
+        command.Parameters[0].Value = tenant;
+        var first = await command.ExecuteScalarAsync(cancellationToken);
+        return first is null or DBNull ? null : DateTimeOffset.FromUnixTimeMilliseconds(Convert.ToInt64(first, System.Globalization.CultureInfo.InvariantCulture));
+    }
+
     /// <summary>The stored record with this request id, or null (never stored, or purged).</summary>
     public async Task<UsageRecord?> GetAsync(string requestId, CancellationToken cancellationToken = default)
     {

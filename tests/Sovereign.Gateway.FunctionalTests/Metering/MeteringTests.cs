@@ -167,6 +167,47 @@ public sealed class MeteringTests(MeteringFixture fixture)
     }
 
     /// <summary>
+    /// An invoice asked for without <c>from</c> stated <c>period_from</c> 1970-01-01; it starts on the tenant's first
+    /// day of usage, or the day it was created when it has none. <c>to</c> is the day after the last: <c>from=D&amp;to=D</c>
+    /// is refused naming the day to pass (it said "to must be after from"), and <c>to=D+1</c> is the one day.
+    /// </summary>
+    [Fact]
+    public async Task Invoice_WithoutFrom_StartsOnTheFirstDayOfUsage_AndOneDayEndsTheDayAfter()
+    {
+        var (idle, _) = await fixture.NewTenantAsync();
+        var created = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{idle}")).RootElement.GetProperty("created_at").GetInt64();
+        var createdDay = DateTimeOffset.FromUnixTimeMilliseconds(created).UtcDateTime.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+        var empty = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{idle}/invoice")).RootElement;
+        Assert.Equal(createdDay + "T00:00:00Z", empty.GetProperty("period_from").GetString());
+
+        var (tenant, key) = await fixture.NewTenantAsync();
+        using (var client = fixture.TenantClient(key))
+        {
+            Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
+        }
+
+        var firstDay = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/usage?tenant={tenant}&group_by=day")).RootElement
+            .GetProperty("data").EnumerateArray().Select(r => r.GetProperty("day").GetString()!).Min(StringComparer.Ordinal)!;
+        var whole = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{tenant}/invoice")).RootElement;
+        Assert.Equal(firstDay + "T00:00:00Z", whole.GetProperty("period_from").GetString());
+
+        var dayAfter = DateOnly.ParseExact(firstDay, "yyyy-MM-dd", CultureInfo.InvariantCulture).AddDays(1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+        using var sameDay = await fixture.Admin.GetAsync($"/admin/v1/tenants/{tenant}/invoice?from={firstDay}&to={firstDay}");
+        var error = JsonDocument.Parse(await sameDay.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal(400, (int)sameDay.StatusCode);
+        Assert.Equal("to", error.GetProperty("param").GetString());
+        Assert.Contains($"for the one day {firstDay} pass to={dayAfter}", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        var oneDay = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{tenant}/invoice?from={firstDay}&to={dayAfter}")).RootElement;
+        Assert.Equal(whole.GetProperty("total").GetString(), oneDay.GetProperty("total").GetString());
+
+        // The CLI says it before asking, in its own flags.
+        var (exit, _, stderr) = await CliProcess.RunAsync("invoice", tenant, "--from", firstDay, "--to", firstDay, "--url", fixture.Address.ToString(), "--admin-token", MeteringFixture.AdminToken);
+        Assert.Equal(2, exit);
+        Assert.Contains($"--to {dayAfter}", stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// A tenant moved to a plan in another currency has usage in both: its invoice is built per currency, each
     /// reconciling with the tenant's usage in that currency, and one without a currency is refused with a readable
     /// message (it ran two sentences together: "build one invoice per currency Pass currency=...").
