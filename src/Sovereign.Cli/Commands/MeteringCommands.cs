@@ -64,7 +64,7 @@ internal static class MeteringCommands
                     .. dimensions.Select(d => TenantsCommand.Text(row, d.Field)),
                     TenantsCommand.Text(row, "requests"), TenantsCommand.Text(row, "refused"), TenantsCommand.Text(row, "prompt_tokens"), TenantsCommand.Text(row, "completion_tokens"),
                     TenantsCommand.Text(row, "waived_prompt_tokens") + "/" + TenantsCommand.Text(row, "waived_completion_tokens"),
-                    Number(row, "compute_seconds"), Number(row, "cost") + " " + TenantsCommand.Text(row, "currency")]);
+                    Number(row, "compute_seconds"), Money(row)]);
             }
 
             AnsiConsole.Write(table);
@@ -105,7 +105,7 @@ internal static class MeteringCommands
         }
 
         table.AddRow("compute s", Number(record, "compute_seconds"));
-        table.AddRow("cost", Number(record, "cost") + " " + TenantsCommand.Text(record, "currency") + " (" + TenantsCommand.Text(record, "price_version") + ")");
+        table.AddRow("cost", Money(record) + (TenantsCommand.Text(record, "price_version") is { Length: > 0 } version ? " (" + version + ")" : " (no price)"));
         AnsiConsole.Write(table);
     }
 
@@ -483,6 +483,16 @@ internal static class MeteringCommands
             query.Add(name + "=" + Uri.EscapeDataString(value));
         }
     }
+
+    /// <summary>
+    /// A cost with its currency; usage no plan prices is in XXX (ISO 4217's "no currency"), shown as the amount alone
+    /// (it read "0 USD" of a tenant that has no currency).
+    /// </summary>
+    private static string Money(JsonElement e) =>
+        TenantsCommand.Text(e, "currency") is { Length: > 0 } currency and not NoCurrency ? Number(e, "cost") + " " + currency : Number(e, "cost");
+
+    /// <summary>ISO 4217's "no currency": the currency of unpriced usage and of an empty invoice with no plan.</summary>
+    private const string NoCurrency = "XXX";
 
     private static string Number(JsonElement e, string name) =>
         e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDecimal().ToString("0.######", CultureInfo.InvariantCulture) : "";

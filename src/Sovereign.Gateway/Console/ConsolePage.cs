@@ -33,6 +33,13 @@ internal sealed class ConsolePage(string title, ConsoleSession? session)
             ? v.GetDecimal().ToString("#,0.######", CultureInfo.InvariantCulture)
             : "";
 
+    /// <summary>
+    /// A row's <c>cost</c> with its <c>currency</c>; unpriced usage (XXX, ISO 4217's "no currency") shows the amount
+    /// alone, not "0 XXX".
+    /// </summary>
+    public static string Cost(JsonElement e) =>
+        Text(e, "currency") is { Length: > 0 } currency and not Sovereign.Metering.Ledger.InvoiceBuilder.NoCurrency ? $"{Number(e, "cost")} {currency}" : Number(e, "cost");
+
     /// <summary>Appends trusted markup (callers encode every value with <see cref="E"/>).</summary>
     public ConsolePage Raw(string html)
     {

@@ -238,7 +238,8 @@ internal static class OperatorPages
         var rows = usage.Data.ToList();
         var requests = rows.Select(r => (Label: ConsolePage.Text(r, by), Value: ConsoleEndpoints.Decimal(r, "requests"))).ToList();
         page.Raw(SvgChart.Bars($"Requests by {by}, last {days} days", requests, "requests"));
-        foreach (var currency in rows.GroupBy(r => ConsolePage.Text(r, "currency")).Where(g => g.Key.Length > 0))
+        // Unpriced usage (XXX, no currency) costs nothing: no chart of zeros for it.
+        foreach (var currency in rows.GroupBy(r => ConsolePage.Text(r, "currency")).Where(g => g.Key.Length > 0 && g.Key != Sovereign.Metering.Ledger.InvoiceBuilder.NoCurrency))
         {
             page.Raw(SvgChart.Bars($"Cost in {currency.Key} by {by}, last {days} days",
                 currency.Select(r => (ConsolePage.Text(r, by), ConsoleEndpoints.Decimal(r, "cost"))).ToList(), currency.Key));
@@ -247,7 +248,7 @@ internal static class OperatorPages
         page.Table($"Usage by {by}", [by, "requests", "refused", "prompt tokens", "completion tokens", "compute s", "cost"], rows.Select(r => (IReadOnlyList<string>)
         [
             ConsolePage.Text(r, by), ConsolePage.Text(r, "requests"), ConsolePage.Text(r, "refused"), ConsolePage.Text(r, "prompt_tokens"), ConsolePage.Text(r, "completion_tokens"),
-            ConsolePage.Number(r, "compute_seconds"), $"{ConsolePage.Number(r, "cost")} {ConsolePage.Text(r, "currency")}",
+            ConsolePage.Number(r, "compute_seconds"), ConsolePage.Cost(r),
         ]), id: "usage");
         return ConsoleEndpoints.Html(page);
     }
@@ -393,7 +394,7 @@ internal static class OperatorPages
         var spent = usageByKey.GroupBy(r => ConsolePage.Text(r, "key_id")).ToDictionary(g => g.Key, g => g.ToList(), StringComparer.Ordinal);
         string Requests(string key) => spent.TryGetValue(key, out var rows) ? rows.Sum(r => ConsoleEndpoints.Decimal(r, "requests")).ToString(System.Globalization.CultureInfo.InvariantCulture) : "0";
         string Cost(string key) => spent.TryGetValue(key, out var rows)
-            ? string.Join(", ", rows.Select(r => $"{ConsolePage.Number(r, "cost")} {ConsolePage.Text(r, "currency")}"))
+            ? string.Join(", ", rows.Select(r => ConsolePage.Cost(r)))
             : "";
         page.Table(caption, ["key", "prefix", "name", "created", "expires", "revoked", "requests (30 days)", "cost (30 days)"], keys.Select(k => (IReadOnlyList<string>)
             [ConsolePage.Text(k, "id"), ConsolePage.Text(k, "prefix") + "…", ConsolePage.Text(k, "name"), ConsolePage.Time(k, "created_at"), ConsolePage.Time(k, "expires_at"),

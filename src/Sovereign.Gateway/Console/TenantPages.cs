@@ -30,7 +30,7 @@ internal static class TenantPages
         page.Table("Usage by day and model", ["day", "model", "requests", "refused", "prompt tokens", "completion tokens", "cost"], rows.Select(r => (IReadOnlyList<string>)
         [
             ConsolePage.Text(r, "day"), ConsolePage.Text(r, "model"), ConsolePage.Text(r, "requests"), ConsolePage.Text(r, "refused"),
-            ConsolePage.Text(r, "prompt_tokens"), ConsolePage.Text(r, "completion_tokens"), $"{ConsolePage.Number(r, "cost")} {ConsolePage.Text(r, "currency")}",
+            ConsolePage.Text(r, "prompt_tokens"), ConsolePage.Text(r, "completion_tokens"), ConsolePage.Cost(r),
         ]), id: "usage");
         OperatorPages.BudgetTables(page, limits.Json);
         OperatorPages.KeysTable(page, "Your keys", keys.Data, byKey.Data);

@@ -52,7 +52,7 @@ internal sealed class InterruptedRequests(
     internal static readonly TimeSpan ClusterRoundInterval = TimeSpan.FromSeconds(5);
 
     /// <summary>The currency of a record whose tenant's plan has none (as a refusal's record on an unpriced plan).</summary>
-    private const string UnpricedCurrency = "USD";
+    private const string UnpricedCurrency = InvoiceBuilder.NoCurrency;
 
     // When this process first saw each dead silo (its own clock): the grace runs from there.
     private readonly Dictionary<string, DateTimeOffset> _firstSeenDead = new(StringComparer.Ordinal);

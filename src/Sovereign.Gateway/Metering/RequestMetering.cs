@@ -197,8 +197,11 @@ public sealed class RequestMetering
         return price;
     }
 
-    /// <summary>The currency of records of requests no plan prices (they cost nothing).</summary>
-    private const string UnpricedCurrency = "USD";
+    /// <summary>
+    /// The currency of records of requests no plan prices (they cost nothing): ISO 4217's "no currency", as an empty
+    /// invoice's. It was USD, so a tenant with no plan (or anonymous callers) read "0 USD" in usage and invoices.
+    /// </summary>
+    private const string UnpricedCurrency = InvoiceBuilder.NoCurrency;
 
     /// <summary>OpenAI's rate-limit headers for the counters the grain reported; Retry-After only on a rate-limit refusal waiting can cure.</summary>
     internal static IReadOnlyList<KeyValuePair<string, string>> RateLimitHeaders(AdmissionResult result)

@@ -524,9 +524,10 @@ public sealed class UsageLedger : IAsyncDisposable
         Require(record.Model, nameof(record.Model));
         Require(record.Node, nameof(record.Node));
         Require(record.Jurisdiction, nameof(record.Jurisdiction));
-        if (!Iso4217.IsKnown(record.Currency))
+        // XXX, ISO 4217's "no currency", is the currency of usage no plan prices, which costs nothing.
+        if (!Iso4217.IsKnown(record.Currency) && !(record.Currency == InvoiceBuilder.NoCurrency && record.Cost == 0))
         {
-            throw new ArgumentException($"Currency '{record.Currency}' is not an ISO 4217 code", nameof(record));
+            throw new ArgumentException($"Currency '{record.Currency}' is not an ISO 4217 code (XXX is taken for records that cost nothing)", nameof(record));
         }
 
         NotNegative(record.PromptTokens, nameof(record.PromptTokens));

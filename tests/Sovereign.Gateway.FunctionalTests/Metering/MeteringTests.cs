@@ -208,6 +208,33 @@ public sealed class MeteringTests(MeteringFixture fixture)
     }
 
     /// <summary>
+    /// Usage no plan prices (a tenant on a plan the price book does not hold, anonymous callers) costs nothing and has
+    /// no currency: it was recorded in USD, so tables, usage and invoices said "0 USD" of a tenant that never had one.
+    /// It is ISO 4217's XXX (no currency), as an empty invoice already was, and tables show the amount alone.
+    /// </summary>
+    [Fact]
+    public async Task UnpricedUsage_HasNoCurrency_InUsageInvoiceAndTables()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync(plan: "default");
+        using (var client = fixture.TenantClient(key))
+        {
+            Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
+            var own = JsonDocument.Parse(await client.GetStringAsync("/v1/usage?group_by=model")).RootElement.GetProperty("data").EnumerateArray().Single();
+            Assert.Equal(("XXX", 0m), (own.GetProperty("currency").GetString(), own.GetProperty("cost").GetDecimal()));
+        }
+
+        var invoice = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{tenant}/invoice")).RootElement;
+        Assert.Equal("XXX", invoice.GetProperty("currency").GetString());
+        Assert.Equal(1, invoice.GetProperty("lines").EnumerateArray().Single().GetProperty("requests").GetInt64());
+
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("usage", "--tenant", tenant, "--group-by", "tenant", "--url", fixture.Address.ToString(), "--admin-token", MeteringFixture.AdminToken);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains(tenant, stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("USD", stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("XXX", stdout, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// A tenant moved to a plan in another currency has usage in both: its invoice is built per currency, each
     /// reconciling with the tenant's usage in that currency, and one without a currency is refused with a readable
     /// message (it ran two sentences together: "build one invoice per currency Pass currency=...").
