@@ -47,6 +47,36 @@ public sealed class ModelLoadingTests(ServerFixture server)
         Assert.Equal(404, (int)(await admin.PostAsync("/admin/v1/models/not-registered/load", null)).StatusCode);
     }
 
+    /// <summary>
+    /// <c>models rm</c> of a model the running server had loaded deleted its registration and file: the server served on
+    /// until a restart, which then failed on a configuration naming it. It is refused (exit 1, naming the model and the
+    /// unload) while loaded, and removes it once unloaded.
+    /// </summary>
+    [Fact]
+    public async Task Remove_OfALoadedModel_IsRefusedUntilUnloaded()
+    {
+        const string Id = "Org/stories-held";
+        var (exit, _, stderr) = await CliProcess.RunAsync("models", "import", TestModels.Stories260K, "--id", Id,
+            "--license", "MIT", "--origin-publisher", "Andrej Karpathy", "--origin-country", "US", "--data-dir", server.DataDirectory);
+        Assert.True(exit == 0, stderr);
+        (exit, _, stderr) = await CliProcess.RunAsync("models", "load", Id, "--url", server.BaseAddress.ToString(), "--data-dir", server.DataDirectory);
+        Assert.True(exit == 0, stderr);
+
+        (exit, _, stderr) = await CliProcess.RunAsync("models", "rm", Id, "--data-dir", server.DataDirectory);
+        Assert.Equal(1, exit);
+        Assert.Contains($"model '{Id}' is loaded by a running server; unload it first (sovereign models unload {Id})", stderr, StringComparison.Ordinal);
+        (exit, _, stderr) = await CliProcess.RunAsync("models", "show", Id, "--data-dir", server.DataDirectory);
+        Assert.True(exit == 0, stderr);
+        var (status, _, _) = await server.PostJsonAsync("/v1/chat/completions", $$"""{"model":"{{Id}}","messages":[{"role":"user","content":"hi"}],"max_tokens":2}""");
+        Assert.Equal(200, status);
+
+        (exit, _, stderr) = await CliProcess.RunAsync("models", "unload", Id, "--url", server.BaseAddress.ToString(), "--data-dir", server.DataDirectory);
+        Assert.True(exit == 0, stderr);
+        (exit, var stdout, stderr) = await CliProcess.RunAsync("models", "rm", Id, "--data-dir", server.DataDirectory);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains($"Removed {Id}", stdout, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task AModelIdWithASlash_LoadsAndUnloads_ThroughTheCli()
     {

@@ -422,6 +422,11 @@ public static class AdminApi
             await AuditAdminAsync(context, audit, "model.load_refused", null, new() { ["model"] = id, ["reason"] = "digest_mismatch", ["expected"] = ex.ExpectedDigest, ["actual"] = ex.ActualDigest ?? "" });
             throw new OpenAIException(StatusCodes.Status409Conflict, $"Refused to load '{id}': the file's digest {ex.ActualDigest} differs from the registry's {ex.ExpectedDigest}.", "invalid_request_error", null, "digest_mismatch");
         }
+        catch (Inference.Registry.ModelRegistryException ex) when (ex.Error == Inference.Registry.ModelRegistryError.Busy)
+        {
+            // `models rm` holds the model at this moment.
+            throw new OpenAIException(StatusCodes.Status409Conflict, ex.Message, "invalid_request_error", "id", "model_being_removed");
+        }
     }
 
     private static async Task<IResult> UnloadModel(string id, HttpContext context, Models.ModelCatalog catalog, AuditLog audit, CancellationToken cancellationToken)

@@ -24,6 +24,9 @@ public sealed partial class ModelCatalog(
     private readonly List<IDisposable> _owned = [];
     private readonly SemaphoreSlim _changes = new(1, 1);
     private readonly Dictionary<string, IDisposable> _ownedById = new(StringComparer.Ordinal);
+
+    // Registry models this process serves, each marked loaded (ModelRegistry.HoldLoaded) so `models rm` refuses them.
+    private readonly Dictionary<string, IDisposable> _registryHolds = new(StringComparer.Ordinal);
     private volatile FrozenDictionary<string, ServedModel> _models = FrozenDictionary<string, ServedModel>.Empty;
     private Dictionary<string, ModelOptions> _configured = new(StringComparer.Ordinal);
 
@@ -94,14 +97,24 @@ public sealed partial class ModelCatalog(
                     $"Loading '{id}' needs about {estimate.TotalBytes >> 20} MiB (weights {estimate.WeightsBytes >> 20} MiB, KV cache {estimate.KvCacheBytes >> 20} MiB) but {available >> 20} MiB is available.");
             }
 
-            var verified = await Registry.OpenForLoadAsync(id, cancellationToken);
-            var model = verified.Entry.ToModelOptions(verified.Path);
-            model.Parallel = template.Parallel;
-            model.ContextLength = template.ContextLength;
-            model.Threads = template.Threads;
-            var served = await Task.Run(() => Load(model), cancellationToken);
-            Publish([.. All, served]);
-            return served;
+            var hold = Registry.HoldLoaded(id);
+            try
+            {
+                var verified = await Registry.OpenForLoadAsync(id, cancellationToken);
+                var model = verified.Entry.ToModelOptions(verified.Path);
+                model.Parallel = template.Parallel;
+                model.ContextLength = template.ContextLength;
+                model.Threads = template.Threads;
+                var served = await Task.Run(() => Load(model), cancellationToken);
+                _registryHolds[id] = hold;
+                Publish([.. All, served]);
+                return served;
+            }
+            catch
+            {
+                hold.Dispose();
+                throw;
+            }
         }
         finally
         {
@@ -130,6 +143,11 @@ public sealed partial class ModelCatalog(
             {
                 _owned.Remove(owned);
                 owned.Dispose();
+            }
+
+            if (_registryHolds.Remove(id, out var hold))
+            {
+                hold.Dispose();
             }
 
             return true;
@@ -203,6 +221,7 @@ public sealed partial class ModelCatalog(
     /// </summary>
     private async Task FromRegistryAsync(ModelOptions model, CancellationToken cancellationToken)
     {
+        _registryHolds[model.Id] = Registry.HoldLoaded(model.Id);
         var verified = await Registry.OpenForLoadAsync(model.Id, cancellationToken);
         var registered = verified.Entry.ToModelOptions(verified.Path);
         model.Path = registered.Path;
@@ -237,6 +256,12 @@ public sealed partial class ModelCatalog(
         }
 
         _owned.Clear();
+        foreach (var hold in _registryHolds.Values)
+        {
+            hold.Dispose();
+        }
+
+        _registryHolds.Clear();
         Registry.Dispose();
         _changes.Dispose();
     }

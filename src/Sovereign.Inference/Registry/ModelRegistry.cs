@@ -294,6 +294,8 @@ public sealed class ModelRegistry : IDisposable
         ModelRemoval removal;
         await using (await LockAsync(cancellationToken))
         {
+            // Held while the entry goes: a server that loads the model meanwhile cannot mark it (and fails its load).
+            using var exclusive = HoldUnloaded(id);
             var manifest = ReadManifest();
             var entry = manifest.Models.FirstOrDefault(m => m.Id == id) ?? throw NotFound(id);
             manifest.Models.Remove(entry);
@@ -321,6 +323,58 @@ public sealed class ModelRegistry : IDisposable
             $"Model '{id}' removed{(removal.BlobDeleted ? " with its file" : "")}.", cancellationToken);
         return removal;
     }
+
+    /// <summary>
+    /// Marks <paramref name="id"/> as loaded by this process until the handle is disposed (or the process ends): a
+    /// shared lock on <c>loaded/ID.lock</c>, which <see cref="RemoveAsync"/> needs exclusively. <c>models rm</c> of a
+    /// model a running server had loaded deleted its file under it: it served on until a restart, which then failed
+    /// on a configuration naming it. Take it before <see cref="OpenForLoadAsync"/>, so a removal under way is seen.
+    /// </summary>
+    public IDisposable HoldLoaded(string id)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        var path = LoadedMarkerPath(id);
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+
+            // Any FileShare but None takes a shared flock: several holders, no exclusive one beside them.
+            return new FileStream(path, FileMode.OpenOrCreate, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 1);
+        }
+        catch (UnauthorizedAccessException ex)
+        {
+            throw StorageError(ex, path);
+        }
+        catch (IOException ex) when (!IsDiskFull(ex) && File.Exists(path))
+        {
+            throw new ModelRegistryException(ModelRegistryError.Busy, $"Model '{id}' is being removed from the registry; it cannot be loaded.", ex);
+        }
+        catch (IOException ex)
+        {
+            throw StorageError(ex, path);
+        }
+    }
+
+    /// <summary>An exclusive lock on <paramref name="id"/>'s marker, or the refusal to remove a model a server has loaded.</summary>
+    private FileStream? HoldUnloaded(string id)
+    {
+        var path = LoadedMarkerPath(id);
+        try
+        {
+            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.None, bufferSize: 1);
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+        catch (IOException ex) when (!IsDiskFull(ex))
+        {
+            throw new ModelRegistryException(ModelRegistryError.InUse,
+                $"model '{id}' is loaded by a running server; unload it first (sovereign models unload {id}), and take it out of the server's configuration if it names it, then remove it.", ex);
+        }
+    }
+
+    private string LoadedMarkerPath(string id) => Path.Combine(ModelDirectory, "loaded", Uri.EscapeDataString(id) + ".lock");
 
     /// <summary>
     /// The file to load for <paramref name="id"/>, after re-hashing it in full just now (no cached result: the file is

@@ -43,6 +43,9 @@ public enum ModelRegistryError
 
     /// <summary>A registered model's file is missing.</summary>
     BlobMissing,
+
+    /// <summary>A running server has the model loaded: it is unloaded first (<c>sovereign models unload</c>).</summary>
+    InUse,
 }
 
 /// <summary>A registry operation failed. The message names the problem; nothing half-installed is left behind.</summary>
