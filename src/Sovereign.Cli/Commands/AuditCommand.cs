@@ -76,7 +76,7 @@ internal static class AuditCommand
             if (outcome.Archive is { } archive)
             {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"Entries 1..{archive.Sequence} were archived on {DateTimeOffset.FromUnixTimeMilliseconds(archive.Timestamp):u} (record signed by key {archive.KeyId}); the archive files hold them."));
+                    $"Entries 1..{archive.Sequence} were archived on {Output.CliTime.FromUnixMilliseconds(archive.Timestamp)} (record signed by key {archive.KeyId}); the archive files hold them."));
             }
 
             foreach (var problem in outcome.Problems)
@@ -85,7 +85,7 @@ internal static class AuditCommand
             }
 
             Console.WriteLine(outcome.LastCheckpoint is { } last
-                ? string.Create(CultureInfo.InvariantCulture, $"Last signed checkpoint: sequence {last.Sequence} at {DateTimeOffset.FromUnixTimeMilliseconds(last.Timestamp):u} (key {last.KeyId}).")
+                ? string.Create(CultureInfo.InvariantCulture, $"Last signed checkpoint: sequence {last.Sequence} at {Output.CliTime.FromUnixMilliseconds(last.Timestamp)} (key {last.KeyId}).")
                 : "No signed checkpoint matches the log.");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Covered through {outcome.CoveredThrough}; uncovered: {outcome.Uncovered}."));
             if (DecisionsLine(outcome.Decisions) is { } decisions)
@@ -95,7 +95,7 @@ internal static class AuditCommand
             if (witness is not null)
             {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"Witness: the server last signed entry {witness.Sequence} at {DateTimeOffset.FromUnixTimeMilliseconds(witness.Timestamp):u}; {(outcome.Problems.Any(p => p.Kind == AuditProblemKind.WitnessMismatch) ? "the log no longer holds it" : "the log holds it")}."));
+                    $"Witness: the server last signed entry {witness.Sequence} at {Output.CliTime.FromUnixMilliseconds(witness.Timestamp)}; {(outcome.Problems.Any(p => p.Kind == AuditProblemKind.WitnessMismatch) ? "the log no longer holds it" : "the log holds it")}."));
             }
             Console.WriteLine(outcome.VerdictReason);
             Console.WriteLine(outcome.Verdict switch
@@ -136,7 +136,7 @@ internal static class AuditCommand
             if (start > end)
             {
                 throw new Output.CliException(string.Create(CultureInfo.InvariantCulture,
-                    $"--from ({start.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}) is after --to ({end.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}); nothing was written."), Output.ExitCodes.Usage);
+                    $"--from ({Output.CliTime.Format(start)}) is after --to ({Output.CliTime.Format(end)}); nothing was written."), Output.ExitCodes.Usage);
             }
 
             var keyFile = Path.Combine(directory, ControlPlaneServices.OperatorKeyFile);

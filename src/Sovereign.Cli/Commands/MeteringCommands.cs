@@ -184,7 +184,7 @@ internal static class MeteringCommands
                 foreach (var price in prices)
                 {
                     table.AddRow(TenantsCommand.Text(plan, "name"), TenantsCommand.Text(plan, "currency"), TenantsCommand.Text(plan, "weight"), TenantsCommand.Text(plan, "priority"),
-                        TenantsCommand.Text(price, "model"), TenantsCommand.Text(price, "effective_from"), TenantsCommand.Text(price, "input_per_million"),
+                        TenantsCommand.Text(price, "model"), CliTime.Of(price, "effective_from"), TenantsCommand.Text(price, "input_per_million"),
                         TenantsCommand.Text(price, "cached_input_per_million"), TenantsCommand.Text(price, "output_per_million"), TenantsCommand.Text(price, "per_compute_second"));
                 }
             }
@@ -197,7 +197,7 @@ internal static class MeteringCommands
                 foreach (var rate in plan.TryGetProperty("compute_prices", out var rates) ? rates.EnumerateArray() : default)
                 {
                     compute.AddRow(TenantsCommand.Text(plan, "name"), TenantsCommand.Text(rate, "pool"), TenantsCommand.Text(rate, "device_class"),
-                        TenantsCommand.Text(rate, "model") is { Length: > 0 } m ? m : "(all)", TenantsCommand.Text(rate, "effective_from"), TenantsCommand.Text(rate, "per_compute_second"));
+                        TenantsCommand.Text(rate, "model") is { Length: > 0 } m ? m : "(all)", CliTime.Of(rate, "effective_from"), TenantsCommand.Text(rate, "per_compute_second"));
                 }
 
                 foreach (var reservation in plan.TryGetProperty("reservations", out var reserved) ? reserved.EnumerateArray() : default)
@@ -327,7 +327,7 @@ internal static class MeteringCommands
             query.Add("effective_from=" + Uri.EscapeDataString(result.GetValue(withdrawFrom)!.Value.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture)));
             var json = await withdraw.SendAsync(result, HttpMethod.Delete,
                 $"/admin/v1/plans/{AdminConnection.Segment(result.GetValue(withdrawPlan))}/{(compute ? "compute-prices" : "prices")}?{string.Join('&', query)}", null, ct);
-            withdraw.Print(result, json, () => Console.WriteLine($"{(compute ? "Compute price" : "Price")} from {result.GetValue(withdrawFrom)!.Value.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.FFF'Z'", System.Globalization.CultureInfo.InvariantCulture)} withdrawn from {result.GetValue(withdrawPlan)}."));
+            withdraw.Print(result, json, () => Console.WriteLine($"{(compute ? "Compute price" : "Price")} from {CliTime.Format(result.GetValue(withdrawFrom)!.Value)} withdrawn from {result.GetValue(withdrawPlan)}."));
         }));
 
         command.Subcommands.Add(listCommand);

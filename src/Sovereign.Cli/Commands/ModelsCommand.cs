@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Sovereign.Cli.Output;
 using Sovereign.Inference.Gguf;
 using Spectre.Console;
 
@@ -44,7 +45,7 @@ internal static class ModelsCommand
                 var table = new Table().AddColumns("id", "owned by", "created");
                 foreach (var model in models.Value)
                 {
-                    table.AddRow(Markup.Escape(model.Id), Markup.Escape(model.OwnedBy ?? ""), model.CreatedAt.ToString("u", CultureInfo.InvariantCulture));
+                    table.AddRow(Markup.Escape(model.Id), Markup.Escape(model.OwnedBy ?? ""), CliTime.Format(model.CreatedAt));
                 }
 
                 AnsiConsole.Write(table);

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Sovereign.Cli.Output;
 using Spectre.Console;
 
 namespace Sovereign.Cli.Commands;
@@ -196,7 +197,7 @@ internal static class NodesCommand
             tokenConnection.Print(result, json, () =>
             {
                 Console.WriteLine(json.GetProperty("token").GetString());
-                Console.Error.WriteLine($"One-time join token for a node in {json.GetProperty("jurisdiction").GetString()}; shown once, valid until {DateTimeOffset.FromUnixTimeMilliseconds(json.GetProperty("expires_at").GetInt64()):u}.");
+                Console.Error.WriteLine($"One-time join token for a node in {json.GetProperty("jurisdiction").GetString()}; shown once, valid until {CliTime.FromUnixMilliseconds(json.GetProperty("expires_at").GetInt64())}.");
             });
         }));
 

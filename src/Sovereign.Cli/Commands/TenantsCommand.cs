@@ -215,10 +215,7 @@ internal static class TenantsCommand
             : throw new CliException($"{option} takes a positive number with a unit: s, m, h or d (e.g. 30d); got '{value}'.", ExitCodes.Usage);
     }
 
-    internal static string Time(JsonElement e, string name) =>
-        e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number
-            ? DateTimeOffset.FromUnixTimeMilliseconds(v.GetInt64()).ToString("u", System.Globalization.CultureInfo.InvariantCulture)
-            : "";
+    internal static string Time(JsonElement e, string name) => CliTime.Of(e, name);
 
     private static string List(JsonElement e, string name, string empty = "") =>
         e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > 0

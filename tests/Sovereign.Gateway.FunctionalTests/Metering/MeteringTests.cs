@@ -208,6 +208,37 @@ public sealed class MeteringTests(MeteringFixture fixture)
     }
 
     /// <summary>
+    /// The CLI's tables state times one way, UTC ISO 8601: <c>plans list</c> showed the server's
+    /// "2030-01-01T00:00:00.0000000+00:00" and <c>keys list</c> "2026-12-05 06:40:12Z". The start <c>plans list</c>
+    /// shows is the one <c>plans withdraw --effective-from</c> takes.
+    /// </summary>
+    [Fact]
+    public async Task Cli_TablesStateTimesInOneFormat_AndPlansListShowsWhatWithdrawTakes()
+    {
+        var plan = "times-" + Guid.NewGuid().ToString("N")[..8];
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/plans/{plan}", new { currency = "EUR", weight = 1 }, 200);
+        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{plan}/prices",
+            new { model = MeteringFixture.Model, input_per_million = 1m, output_per_million = 1m, effective_from = "2030-01-01T00:00:00Z" }, 201);
+        string[] Admin(params string[] args) => [.. args, "--url", fixture.Address.ToString(), "--admin-token", MeteringFixture.AdminToken];
+
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("plans", "list"));
+        Assert.True(exit == 0, stderr);
+        var row = stdout.Split('\n').Single(l => l.Contains(plan, StringComparison.Ordinal));
+        Assert.Contains(" 2030-01-01T00:00:00Z ", row, StringComparison.Ordinal);
+        Assert.DoesNotContain("+00:00", stdout, StringComparison.Ordinal);
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("plans", "withdraw", plan, "--model", MeteringFixture.Model, "--effective-from", "2030-01-01T00:00:00Z"));
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("from 2030-01-01T00:00:00Z withdrawn", stdout, StringComparison.Ordinal);
+
+        var (tenant, _) = await fixture.NewTenantAsync();
+        (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("keys", "list", tenant));
+        Assert.True(exit == 0, stderr);
+        Assert.Matches(@"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z", stdout);
+        Assert.DoesNotMatch(@"\d{4}-\d\d-\d\d \d\d:", stdout);
+    }
+
+    /// <summary>
     /// Usage no plan prices (a tenant on a plan the price book does not hold, anonymous callers) costs nothing and has
     /// no currency: it was recorded in USD, so tables, usage and invoices said "0 USD" of a tenant that never had one.
     /// It is ISO 4217's XXX (no currency), as an empty invoice already was, and tables show the amount alone.

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Sovereign.Cli.Output;
 using Sovereign.Inference.Registry;
 using Spectre.Console;
 
@@ -109,7 +110,7 @@ internal static class ShowCommand
             ("Languages", e.Languages.Count > 0 ? string.Join(", ", e.Languages) : "-"),
             ("Modality", e.Modality.ToString().ToLowerInvariant()),
             ("Source", e.Source),
-            ("Added", e.AddedAt.ToString("u", CultureInfo.InvariantCulture)),
+            ("Added", CliTime.Format(e.AddedAt)),
             ("File", path),
             ("Memory (estimate, 1 sequence)", RegistryCommands.Bytes(memory.TotalBytes)),
         ];
