@@ -181,6 +181,11 @@ public sealed class ResponsesTests(ServerFixture server)
     [InlineData("""{"input":"hi","previous_response_id":""}""", "previous_response_id", "invalid_value")]
     [InlineData("""{"input":"hi","previous_response_id":"  "}""", "previous_response_id", "invalid_value")]
     [InlineData("""{"input":"hi","tools":[{"type":"function","name":"f"},{"type":"web_search"}]}""", "tools[1].type", "invalid_value")]
+    // Real OpenAI fields this server does not support are named as such, not as typos or bad values.
+    [InlineData("""{"input":"hi","reasoning":{"context":"all_turns"}}""", "reasoning.context", "unsupported_parameter")]
+    [InlineData("""{"input":"hi","reasoning":{"mode":"pro"}}""", "reasoning.mode", "unsupported_parameter")]
+    [InlineData("""{"input":"hi","tools":[{"type":"custom","name":"f","description":"d","format":{"type":"text"}}]}""", "tools[0].type", "unsupported_parameter")]
+    [InlineData("""{"input":"hi","tools":[{"type":"function","name":"f"}],"tool_choice":{"type":"custom","name":"f"}}""", "tool_choice.type", "unsupported_parameter")]
     [InlineData("""{"input":"hi","tools":[{"type":"function","name":"bad name"}]}""", "tools[0].name", "invalid_value")]
     [InlineData("""{"input":"hi","tools":[{"type":"function","name":"f","parameters":{"type":"array"}}]}""", "tools[0].parameters", "invalid_function_parameters")]
     [InlineData("""{"input":"hi","tools":[{"type":"function","name":"f"}],"tool_choice":{"type":"function","name":"g"}}""", "tool_choice.name", "invalid_value")]

@@ -120,7 +120,7 @@ internal static class NestedFields
             ["tool_choice"] = ResponsesToolChoice,
             ["text"] = ResponsesText,
             ["stream_options"] = Object("include_obfuscation"),
-            ["reasoning"] = Object("effort", "summary", "generate_summary"),
+            ["reasoning"] = Object("effort", "summary", "generate_summary", "context", "mode"),
         }.ToFrozenDictionary(),
         [typeof(TokenizeRequest)] = new Dictionary<string, FieldShape>
         {

@@ -73,6 +73,12 @@ internal sealed class ResponsesReasoning
 
     /// <summary>Deprecated spelling of <see cref="Summary"/>.</summary>
     public string? GenerateSummary { get; set; }
+
+    /// <summary>Which earlier turns' reasoning the model sees (<c>auto</c>, <c>all_turns</c>, <c>current_turn</c>).</summary>
+    public string? Context { get; set; }
+
+    /// <summary>The reasoning mode (<c>standard</c>, <c>pro</c>).</summary>
+    public string? Mode { get; set; }
 }
 
 /// <summary><c>text</c>: the output's format.</summary>
@@ -177,13 +183,18 @@ internal static class ResponsesTranslation
             throw OpenAIException.BadRequest("conversation needs stored conversations, which this server does not keep; send the whole input instead.", "conversation", "unsupported_parameter");
         }
 
-        if (request.Reasoning is { } reasoning && (reasoning.Effort ?? reasoning.Summary ?? reasoning.GenerateSummary) is not null)
+        if (request.Reasoning is { } reasoning && (reasoning.Effort ?? reasoning.Summary ?? reasoning.GenerateSummary ?? reasoning.Context ?? reasoning.Mode) is not null)
         {
             // OpenAI refuses these for a model that does not reason; ignored, a client asking for more effort or a
-            // summary would take the plain answer for it (relays send chat without them too).
+            // summary would take the plain answer for it (relays send chat without them too). context and mode are
+            // OpenAI's too (they were 400 unknown_parameter, as if misspelt).
+            var field = reasoning.Effort is not null ? "reasoning.effort"
+                : reasoning.Summary is not null || reasoning.GenerateSummary is not null ? "reasoning.summary"
+                : reasoning.Context is not null ? "reasoning.context"
+                : "reasoning.mode";
             throw OpenAIException.BadRequest(
-                "reasoning is not supported: the models here have no reasoning effort or summary to set; leave reasoning out.",
-                reasoning.Effort is not null ? "reasoning.effort" : "reasoning.summary", "unsupported_parameter");
+                $"{field} is not supported: the models here do not reason apart from their answer, so there is no reasoning effort, summary, context or mode to set; leave reasoning out.",
+                field, "unsupported_parameter");
         }
 
         if (request.Text?.Verbosity is { } verbosity && verbosity != "medium")
@@ -527,6 +538,11 @@ internal static class ResponsesTranslation
         if (!tool.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
         {
             throw OpenAIException.BadRequest($"Missing required parameter: '{at}.type'.", $"{at}.type", "missing_required_parameter");
+        }
+
+        if (type.GetString() == "custom")
+        {
+            throw ChatTools.CustomToolsUnsupported($"{at}.type");
         }
 
         if (type.GetString() != "function")

@@ -105,6 +105,11 @@ internal sealed partial class ChatTools
                 throw OpenAIException.BadRequest($"Missing required parameter: '{at}.type'.", $"{at}.type", "missing_required_parameter");
             }
 
+            if (type.GetString() == "custom")
+            {
+                throw CustomToolsUnsupported($"{at}.type");
+            }
+
             if (type.GetString() != "function")
             {
                 throw OpenAIException.BadRequest($"Invalid value: '{RequestReader.Shorten(type.GetString() ?? "")}'. Supported values are: 'function'.", $"{at}.type", "invalid_value");
@@ -168,6 +173,15 @@ internal sealed partial class ChatTools
         return new ChatTools(definitions, functions, mode, named, parallelToolCalls ?? true);
     }
 
+    /// <summary>
+    /// OpenAI's custom tools (free-form text input, optionally held to a grammar) are a real feature this server does
+    /// not run: named as unsupported, as other such fields are, not as a bad value (chat said "Supported values are:
+    /// 'function'", Responses called it a hosted tool).
+    /// </summary>
+    internal static OpenAIException CustomToolsUnsupported(string param) => OpenAIException.BadRequest(
+        "custom tools are not supported: this server calls function tools only; declare a function tool with a JSON Schema for its arguments instead.",
+        param, "unsupported_parameter");
+
     private static (ToolChoiceMode, string?) ReadChoice(JsonElement? toolChoice, List<ToolFunction> functions)
     {
         if (toolChoice is not { ValueKind: not JsonValueKind.Null } choice)
@@ -195,6 +209,11 @@ internal sealed partial class ChatTools
         if (!choice.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
         {
             throw OpenAIException.BadRequest("Missing required parameter: 'tool_choice.type'.", "tool_choice.type", "missing_required_parameter");
+        }
+
+        if (type.GetString() == "custom")
+        {
+            throw CustomToolsUnsupported("tool_choice.type");
         }
 
         if (type.GetString() != "function")

@@ -98,6 +98,9 @@ public sealed class NestedFieldTests(ServerFixture server)
     // A variant this server does not run is named by its tag, not by the fields that go with it.
     [InlineData("/v1/responses", Response + ",\"input\":\"Once\",\"tools\":[{\"type\":\"web_search\",\"search_context_size\":\"low\"}]", "tools[0].type", "invalid_value")]
     [InlineData("/v1/chat/completions", Chat + ",\"messages\":[{\"role\":\"function\",\"name\":\"f\",\"content\":\"1\"}]", "messages[0].role", "invalid_value")]
+    // OpenAI's custom tools (free-form input) are real fields this server does not run: unsupported, not a bad value.
+    [InlineData("/v1/chat/completions", ToolChat + ",\"messages\":[" + User + "],\"tools\":[{\"type\":\"custom\",\"custom\":{\"name\":\"f\",\"description\":\"d\",\"format\":{\"type\":\"text\"}}}]", "tools[0].type", "unsupported_parameter")]
+    [InlineData("/v1/chat/completions", ToolChat + ",\"messages\":[" + User + "],\"tools\":[" + Tool + "],\"tool_choice\":{\"type\":\"custom\",\"custom\":{\"name\":\"f\"}}", "tool_choice.type", "unsupported_parameter")]
     // A template field of vLLM's /tokenize is named as an engine extension, not as a typo.
     [InlineData("/tokenize", "\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"Once\"}],\"add_generation_prompt\":true", "add_generation_prompt", "unsupported_parameter")]
     public async Task RefusedNestedField_NamesWhatIsWrong(string path, string fields, string param, string code)
