@@ -334,6 +334,9 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             ["prompt_tokens"] = usage.PromptTokens,
             ["completion_tokens"] = usage.CompletionTokens,
             ["total_tokens"] = usage.PromptTokens + usage.CompletionTokens,
+
+            // Summed as the counts are: without it the client read no cached tokens and the ledger recorded none.
+            ["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = usage.CachedTokens },
         };
         return merged;
     }

@@ -247,6 +247,35 @@ public sealed class LlamaServerWireTests(ExternalEnginesFixture fixture) : IClas
         Assert.Equal((9m + 12m, 0m), await BudgetOfAsync(tenant));
     }
 
+    /// <summary>
+    /// A newer llama-server reports each prompt's <c>prompt_tokens_details.cached_tokens</c>: the one completion made
+    /// of its array states and records their sum. The merged usage had only the three counts, so the client read no
+    /// cached tokens and the ledger recorded none (billed at the full input rate where a cached rate is lower).
+    /// </summary>
+    [Fact]
+    public async Task SeveralPromptsNotStreamed_KeepTheirCachedTokens()
+    {
+        var answer = TwoPromptsAnswer
+            .Replace("\"usage\":{\"completion_tokens\":3,\"prompt_tokens\":5,\"total_tokens\":8}", "\"usage\":{\"completion_tokens\":3,\"prompt_tokens\":5,\"total_tokens\":8,\"prompt_tokens_details\":{\"cached_tokens\":2}}", StringComparison.Ordinal)
+            .Replace("\"usage\":{\"completion_tokens\":3,\"prompt_tokens\":4,\"total_tokens\":7}", "\"usage\":{\"completion_tokens\":3,\"prompt_tokens\":4,\"total_tokens\":7,\"prompt_tokens_details\":{\"cached_tokens\":3}}", StringComparison.Ordinal);
+        Assert.Equal(2, answer.Split("cached_tokens").Length - 1);
+        await using var engine = await FakeUpstreamEngine.StartAsync(_ => Task.CompletedTask, completions: context =>
+        {
+            context.Response.ContentType = "application/json; charset=utf-8";
+            return context.Response.WriteAsync(answer);
+        });
+        var (model, _, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/completions", Json($$"""{"model":"{{model}}","prompt":{{TwoPrompts}},"max_tokens":3}"""));
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True(response.StatusCode == System.Net.HttpStatusCode.OK, text);
+        var usage = JsonDocument.Parse(text).RootElement.GetProperty("usage");
+        Assert.Equal((9, 5), (usage.GetProperty("prompt_tokens").GetInt32(), usage.GetProperty("prompt_tokens_details").GetProperty("cached_tokens").GetInt32()));
+        Assert.Equal(5, (await RecordOfAsync(response))?.CachedTokens);
+    }
+
     /// <summary>llama-server's answer to every request while it loads its model (Ollama's busy queue is a 503 too).</summary>
     private static Task LoadingModelAsync(HttpContext context)
     {
