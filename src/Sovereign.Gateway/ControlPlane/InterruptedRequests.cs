@@ -57,6 +57,9 @@ internal sealed class InterruptedRequests(
     // When this process first saw each dead silo (its own clock): the grace runs from there.
     private readonly Dictionary<string, DateTimeOffset> _firstSeenDead = new(StringComparer.Ordinal);
 
+    /// <summary>How many processes this gateway remembers a first sight of (for tests: it must not grow with every dead process).</summary>
+    internal int RememberedProcesses => _firstSeenDead.Count;
+
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
         var gateway = options.Value.NodeId;
@@ -107,7 +110,9 @@ internal sealed class InterruptedRequests(
         var now = time.GetUtcNow();
         var grace = TimeSpan.FromSeconds(Math.Max(0, cluster.Value.InterruptedGraceSeconds));
         var closed = 0;
-        foreach (var unclosed in await audit.Value.ListUnclosedInstancesAsync(cancellationToken))
+        var unclosedInstances = await audit.Value.ListUnclosedInstancesAsync(cancellationToken);
+        ForgetAllBut(unclosedInstances);
+        foreach (var unclosed in unclosedInstances)
         {
             if (unclosed.Instance == me || !IsGone(unclosed.Instance))
             {
@@ -157,6 +162,18 @@ internal sealed class InterruptedRequests(
         }
     }
 
+    /// <summary>
+    /// Forgets the processes nobody needs to close any more (closed, by this gateway or another): only the unclosed and
+    /// their closers are looked at again. It kept one entry per dead process for as long as the gateway ran.
+    /// </summary>
+    private void ForgetAllBut(IReadOnlyList<AuditInstance> unclosed)
+    {
+        var wanted = unclosed.Select(u => u.Instance).Concat(unclosed.Select(u => u.Closer).OfType<string>()).ToHashSet(StringComparer.Ordinal);
+        foreach (var silo in _firstSeenDead.Keys.Where(silo => !wanted.Contains(silo)).ToList())
+        {
+            _firstSeenDead.Remove(silo);
+        }
+    }
 
     private async Task CloseAsync(AuditEntry decision, string? closedBy)
     {

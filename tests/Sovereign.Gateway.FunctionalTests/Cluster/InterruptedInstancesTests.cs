@@ -112,6 +112,32 @@ public sealed class InterruptedInstancesTests(PostgreSqlFixture postgres) : ICla
     }
 
     /// <summary>
+    /// A gateway remembered each dead silo it had seen (when it first saw it dead, for the grace) for as long as it ran:
+    /// one entry more per dead process, never removed. Now only the processes still unclosed (and their closers) are
+    /// remembered: once a dead process is closed, the next round forgets it.
+    /// </summary>
+    [Fact]
+    public async Task ClosedProcess_IsForgotten_SoTheDeadSilosRememberedDoNotGrow()
+    {
+        var database = await OwnDatabaseAsync();
+        using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(_folder, "operator-key.pem"));
+        await using var log = await AuditLog.OpenAsync(database, key);
+        await using var ledger = await UsageLedger.OpenAsync(database);
+        await log.RegisterInstanceAsync(Killed.ToParsableString(), "gateway-th");
+        await log.RegisterInstanceAsync(Node.ToParsableString(), "node-th");
+        await DecideAsync(log, Killed, "open-1");
+
+        var b = Closer(log, ledger, CloserB);
+        var dead = Membership((Killed, SiloStatus.Dead), (Node, SiloStatus.Dead), (CloserB, SiloStatus.Active));
+        Assert.Equal(1, await b.CloseDeadInstancesAsync(dead, CancellationToken.None));
+        Assert.Empty(await log.ListUnclosedInstancesAsync());
+
+        // The next round finds nothing unclosed, and remembers nothing.
+        Assert.Equal(0, await b.CloseDeadInstancesAsync(dead, CancellationToken.None));
+        Assert.Equal(0, b.RememberedProcesses);
+    }
+
+    /// <summary>
     /// A node killed mid-request left its own decision for the relayed work open forever: a node registered no process
     /// (nor named one in its decisions), and no gateway closes a node's. Now a node's process registers like a
     /// gateway's, a gateway closes it once membership declares it dead (no usage record of money: the relaying gateway
