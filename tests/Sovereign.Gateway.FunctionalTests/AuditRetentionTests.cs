@@ -156,6 +156,59 @@ public sealed class AuditRetentionTests : IAsyncDisposable
         Assert.Equal(0L, await CountAsync(_database, "SELECT COUNT(*) FROM audit_archives"));
     }
 
+    /// <summary>
+    /// Retention that finds the log no longer holds the head this server last signed (its witness) used to log 4202 and
+    /// serve on, the next run a day later; on PostgreSQL the server's unsigned appends went on extending the rewritten
+    /// chain until its next signature. It is the finding the running log stops the server on, so now the log takes it
+    /// at once: nothing more is appended, event 4220, the host stops (serve then exits 3), and nothing is archived.
+    /// </summary>
+    [Fact]
+    public async Task RunOnce_LogNoLongerHoldsThisServersWitness_StopsTheServerAtOnce_AndTheLogAppendsNothingMore()
+    {
+        await SeedAsync(_database, _key);
+        var clock = new ManualClock(Now);
+        var lifetime = new StoppableLifetime();
+        var watchEvents = Channel.CreateUnbounded<(LogLevel, EventId, string)>();
+        var watch = new AuditIntegrityWatch(lifetime, new ChannelLogger<AuditIntegrityWatch>(watchEvents.Writer));
+        await using var log = await AuditLog.OpenAsync(_database, _key,
+            new AuditLogOptions { WitnessPath = Path.Combine(_directory, AuditWitness.FileName), IntegrityLost = watch.Report }, clock);
+
+        // The serving log signs entry 26: its witness. Then someone with the database removes it.
+        await log.AppendAsync(Entry());
+        await log.CheckpointAsync();
+        await log.WitnessWritten;
+        Assert.Equal(26L, AuditWitness.Read(Path.Combine(_directory, AuditWitness.FileName))!.Sequence);
+        await using (var connection = await _database.OpenAsync())
+        {
+            using var truncate = connection.CreateCommand();
+            truncate.CommandText = "DELETE FROM audit_checkpoints WHERE seq = 26; DELETE FROM audit_entries WHERE seq = 26; " +
+                "UPDATE audit_head SET seq = 25, hash = (SELECT hash FROM audit_entries WHERE seq = 25) WHERE id = 1";
+            await truncate.ExecuteNonQueryAsync();
+        }
+
+        var (service, events) = Create(clock, afterDays: 60, log: log);
+        Assert.Null(await service.RunOnceAsync());
+
+        // A bound, not a pace: the watch stops the host off the caller's thread.
+        Assert.True(await Task.WhenAny(lifetime.Stopping, Task.Delay(TimeSpan.FromMinutes(1))) == lifetime.Stopping, "retention did not stop the server");
+
+        var stopping = await watchEvents.Reader.ReadAsync();
+        Assert.Equal((4220, LogLevel.Critical), (stopping.Item2.Id, stopping.Item1));
+        Assert.Contains("Scheduled audit retention found that the audit log no longer holds the head this server last signed", stopping.Item3, StringComparison.Ordinal);
+        Assert.NotNull(watch.Lost);
+        Assert.False(events.Reader.TryRead(out var other), $"retention logged {other} as well, as if it would try again tomorrow");
+        await Assert.ThrowsAnyAsync<Exception>(() => log.AppendAsync(Entry()));
+        Assert.Equal(25L, await CountAsync(_database, "SELECT COUNT(*) FROM audit_entries"));
+        Assert.Equal(0L, await CountAsync(_database, "SELECT COUNT(*) FROM audit_archives"));
+        Assert.False(Directory.Exists(Path.Combine(_directory, "archive")) && Directory.EnumerateFiles(Path.Combine(_directory, "archive")).Any());
+
+        static AuditRecord Entry() => new()
+        {
+            Kind = AuditKind.Inference, Tenant = "acme", KeyId = "key-acme", Actor = "key-acme", Action = AuditActions.InferenceAllowed,
+            Model = "stories", Decision = AuditDecision.Allowed, DecisionCode = "ok",
+        };
+    }
+
     [Fact]
     public async Task Off_OrOnANode_NothingRuns()
     {
@@ -239,19 +292,20 @@ public sealed class AuditRetentionTests : IAsyncDisposable
     }
 
     internal static (AuditRetention Service, Channel<(LogLevel Level, EventId Event, string Message)> Events) Create(
-        SqlDatabase database, OperatorSigningKey key, string dataDirectory, TimeProvider clock, int afterDays, string? directory = null, SovereignClusterOptions? cluster = null)
+        SqlDatabase database, OperatorSigningKey key, string dataDirectory, TimeProvider clock, int afterDays, string? directory = null, SovereignClusterOptions? cluster = null,
+        AuditLog? log = null)
     {
         var settings = new SovereignOptions { DataDirectory = dataDirectory };
         settings.Audit.Archive.AfterDays = afterDays;
         settings.Audit.Archive.Directory = directory ?? Path.Combine(dataDirectory, "archive");
         var events = Channel.CreateUnbounded<(LogLevel, EventId, string)>();
-        var service = new AuditRetention(new(database), new(key), Options.Create(settings), Options.Create(cluster ?? new SovereignClusterOptions()), clock, new ChannelLogger(events.Writer));
+        var service = new AuditRetention(new(database), new(key), new(() => log ?? throw new InvalidOperationException("this test gave retention no serving log")), Options.Create(settings), Options.Create(cluster ?? new SovereignClusterOptions()), clock, new ChannelLogger(events.Writer));
         return (service, events);
     }
 
     private (AuditRetention Service, Channel<(LogLevel Level, EventId Event, string Message)> Events) Create(
-        TimeProvider clock, int afterDays, string? directory = null, SovereignClusterOptions? cluster = null) =>
-        Create(_database, _key, _directory, clock, afterDays, directory, cluster);
+        TimeProvider clock, int afterDays, string? directory = null, SovereignClusterOptions? cluster = null, AuditLog? log = null) =>
+        Create(_database, _key, _directory, clock, afterDays, directory, cluster, log);
 
     internal static async Task<bool> VerifiesAsync(string file, string publicKeyPem)
     {
@@ -282,8 +336,27 @@ public sealed class AuditRetentionTests : IAsyncDisposable
         }
     }
 
+    /// <summary>A host the test watches stop.</summary>
+    private sealed class StoppableLifetime : Microsoft.Extensions.Hosting.IHostApplicationLifetime
+    {
+        private readonly TaskCompletionSource _stopping = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Stopping => _stopping.Task;
+
+        public CancellationToken ApplicationStarted => CancellationToken.None;
+
+        public CancellationToken ApplicationStopping => CancellationToken.None;
+
+        public CancellationToken ApplicationStopped => CancellationToken.None;
+
+        public void StopApplication() => _stopping.TrySetResult();
+    }
+
     /// <summary>Hands every event to the test (Debug included).</summary>
-    private sealed class ChannelLogger(ChannelWriter<(LogLevel, EventId, string)> events) : ILogger<AuditRetention>
+    private sealed class ChannelLogger(ChannelWriter<(LogLevel, EventId, string)> events) : ChannelLogger<AuditRetention>(events);
+
+    /// <summary>Hands every event to the test (Debug included).</summary>
+    private class ChannelLogger<T>(ChannelWriter<(LogLevel, EventId, string)> events) : ILogger<T>
     {
         public IDisposable? BeginScope<TState>(TState state)
             where TState : notnull => null;

@@ -16,7 +16,9 @@ namespace Sovereign.Gateway.ControlPlane;
 /// archive</c> takes: written, flushed, read back and verified before anything is removed, under the database-wide
 /// archive lock so two gateways (or a gateway and the CLI) never archive at once. Off unless set; runs only on
 /// processes that sign checkpoints (gateways and <c>--role all</c>, never a node). A failure removes nothing, is
-/// logged (event 4202) and tried again at the next run.
+/// logged (event 4202) and tried again at the next run, except a log that no longer holds the head this server last
+/// signed (its witness): that is the finding the running log stops the server on, so it is handed to the log
+/// (<see cref="AuditLog.ReportIntegrityLost"/>): nothing more is appended or signed, event 4220, and serve exits 3.
 /// </summary>
 /// <remarks>
 /// The database and the operator key are resolved only when a run archives: a node, or a process with retention off,
@@ -25,6 +27,7 @@ namespace Sovereign.Gateway.ControlPlane;
 internal sealed class AuditRetention(
     Lazy<SqlDatabase> database,
     Lazy<OperatorSigningKey> signingKey,
+    Lazy<AuditLog> log,
     IOptions<SovereignOptions> options,
     IOptions<SovereignClusterOptions> cluster,
     TimeProvider time,
@@ -35,6 +38,9 @@ internal sealed class AuditRetention(
 
     /// <summary>The archive directory (the setting, or &lt;data dir&gt;/audit-archive).</summary>
     public string Directory => options.Value.Audit.Archive.ResolvedDirectory(options.Value.ResolvedDataDirectory);
+
+    /// <summary>This server's witness: the last head it signed.</summary>
+    private string WitnessPath => Path.Combine(options.Value.ResolvedDataDirectory, AuditWitness.FileName);
 
     /// <summary>Entries written before this time are due at <paramref name="now"/>: midnight UTC, AfterDays days back.</summary>
     public DateTimeOffset CutoffAt(DateTimeOffset now) =>
@@ -73,7 +79,7 @@ internal sealed class AuditRetention(
         {
             System.IO.Directory.CreateDirectory(directory);
             // This server's witness: a log rewritten since it last signed is refused (event 4202), nothing archived or removed.
-            var witness = AuditWitness.Read(Path.Combine(options.Value.ResolvedDataDirectory, AuditWitness.FileName));
+            var witness = AuditWitness.Read(WitnessPath);
             var outcome = await AuditArchive.ArchiveToFileAsync(database.Value, signingKey.Value, cutoff, FreeFileName(directory, cutoff), witness, time, cancellationToken);
             switch (outcome.Status)
             {
@@ -93,6 +99,16 @@ internal sealed class AuditRetention(
             }
 
             return outcome;
+        }
+        catch (AuditIntegrityException lost) when (lost.Problems.Any(p => p.Kind == AuditProblemKind.WitnessMismatch))
+        {
+            // The chain was rewritten under this server: it used to log 4202, wait for the next run and serve on, and on
+            // PostgreSQL its unsigned appends extended the rewritten chain until the next signature stopped it. Fail
+            // closed at once instead, as the log does when it finds the same (event 4220, exit 3).
+            log.Value.ReportIntegrityLost(new AuditIntegrityException(
+                $"Scheduled audit retention found that the audit log no longer holds the head this server last signed (recorded in {WitnessPath}): " +
+                $"{lost.Problems.First(p => p.Kind == AuditProblemKind.WitnessMismatch).Message}. Nothing was archived or removed.", lost.Problems));
+            return null;
         }
         catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
         {

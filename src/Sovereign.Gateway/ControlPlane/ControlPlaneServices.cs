@@ -72,7 +72,7 @@ internal static class ControlPlaneServices
             sp.GetRequiredService<TimeProvider>())));
         // Scheduled audit retention (Sovereign:Audit:Archive): off unless set, and only where checkpoints are signed.
         services.TryAddSingleton(sp => new AuditRetention(
-            new(sp.GetRequiredService<SqlDatabase>), new(sp.GetRequiredService<OperatorSigningKey>),
+            new(sp.GetRequiredService<SqlDatabase>), new(sp.GetRequiredService<OperatorSigningKey>), new(sp.GetRequiredService<AuditLog>),
             sp.GetRequiredService<IOptions<SovereignOptions>>(), sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>(),
             sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<AuditRetention>>()));
         services.AddHostedService(sp => sp.GetRequiredService<AuditRetention>());

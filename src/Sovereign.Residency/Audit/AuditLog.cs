@@ -882,6 +882,18 @@ public sealed class AuditLog : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Takes a finding made beside the log as its own (scheduled retention found that the chain no longer holds the
+    /// head this server last signed): from now on nothing is appended or signed, as when the log finds it itself, and
+    /// <see cref="AuditLogOptions.IntegrityLost"/> is told once.
+    /// </summary>
+    public void ReportIntegrityLost(AuditIntegrityException lost)
+    {
+        ArgumentNullException.ThrowIfNull(lost);
+        Interlocked.CompareExchange(ref _witnessLost, lost, null);
+        ReportIfIntegrityLost(lost);
+    }
+
     /// <summary>Tells <see cref="AuditLogOptions.IntegrityLost"/>, once, that the running log found the chain truncated or rewritten.</summary>
     private void ReportIfIntegrityLost(Exception error)
     {
