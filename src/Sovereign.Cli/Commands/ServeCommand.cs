@@ -245,6 +245,13 @@ internal static partial class ServeCommand
                 return Cluster.Hosting.MembershipTableWatch.LostTableExitCode;
             }
 
+            if (app.Services.GetService<Gateway.ControlPlane.InstanceHeartbeat>() is { ClosedByAnother: true })
+            {
+                // Another gateway took this process for dead and closed its open requests (event 4216): a new process starts clean.
+                await Console.Error.WriteLineAsync("sovereign serve: stopped: another gateway took this process for dead (it counted no heartbeat in the shared database for longer than the grace) and closed its open requests; start it again.");
+                return Gateway.ControlPlane.InstanceHeartbeat.ClosedByAnotherExitCode;
+            }
+
             if (app.Services.GetService<Gateway.ControlPlane.AuditIntegrityWatch>() is { Lost: { } lost })
             {
                 // Fail closed, as at start: the log was truncated or rewritten while it ran (event 4220).

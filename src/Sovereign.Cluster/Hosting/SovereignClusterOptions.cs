@@ -61,8 +61,9 @@ public sealed class SovereignClusterOptions
     public double DeathSeconds { get; set; } = 10;
 
     /// <summary>
-    /// Seconds a gateway process must have been dead in the membership table before another gateway closes the
-    /// requests it left without an outcome (default 60): longer than the host's shutdown timeout (30 s), in which a
+    /// Seconds a cluster process must have been dead in the membership table (or missing from it), its heartbeat count
+    /// standing still, before a gateway closes the requests it left without an outcome (default 60): longer than the
+    /// host's shutdown timeout (30 s), in which a
     /// gracefully stopping gateway, already dead in membership, still finishes its streams, and than the few seconds a
     /// silo takes to read that it was declared dead and stop itself.
     /// </summary>

@@ -87,6 +87,10 @@ internal static class ControlPlaneServices
             new(sp.GetRequiredService<AuditLog>), new(sp.GetRequiredService<UsageLedger>), new(sp.GetRequiredService<ControlPlaneStore>), new(sp.GetRequiredService<PriceBookProvider>),
             sp.GetRequiredService<GatewayInstance>(), sp.GetRequiredService<IOptions<SovereignOptions>>(), sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>(),
             sp, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<InterruptedRequests>>()));
+        // After the registration above: each cluster process then proves it still runs, beside membership.
+        services.TryAddSingleton(sp => new InstanceHeartbeat(
+            new(sp.GetRequiredService<AuditLog>), sp.GetRequiredService<GatewayInstance>(), sp.GetRequiredService<IHostApplicationLifetime>(), sp.GetRequiredService<ILogger<InstanceHeartbeat>>()));
+        services.AddHostedService(sp => sp.GetRequiredService<InstanceHeartbeat>());
         services.TryAddSingleton(sp => new PriceBookStore(sp.GetRequiredService<SqlDatabase>()));
         services.TryAddSingleton(sp =>
         {

@@ -25,9 +25,11 @@ namespace Sovereign.Gateway.ControlPlane;
 /// wrote them has stopped. The members of a cluster share the database and may share an id, so there each process,
 /// gateway or node, registers itself at start (<see cref="GatewayInstance"/>, its silo address, which its decisions
 /// carry) and every gateway closes the open decisions of a process (a node's own decisions for the work a gateway
-/// relayed to it included) only once Orleans' membership table has declared its silo dead and
-/// <see cref="SovereignClusterOptions.InterruptedGraceSeconds"/> have passed (a silo that learns it is dead stops
-/// itself, and a graceful stop finishes its requests within the host's shutdown timeout). One conditional UPDATE of
+/// relayed to it included) only once Orleans' membership table has declared its silo dead, or no longer lists it (Redis
+/// restarted empty, or the entry was cleaned up), and its heartbeat count (<see cref="InstanceHeartbeat"/>) has not moved
+/// for <see cref="SovereignClusterOptions.InterruptedGraceSeconds"/> (a silo that learns it is dead stops itself, and a
+/// graceful stop finishes its requests within the host's shutdown timeout; a process that lost Redis but still writes
+/// to PostgreSQL keeps counting, so it is never closed while it serves). One conditional UPDATE of
 /// the process's row claims the work, so however many gateways look at once, one closes it; a closer that dies
 /// before it finished is replaced once it is dead in turn. A killed process's reservation is not held here: on one
 /// machine it lived in that process's grain and went with it; in a cluster the tenant grain releases it after
@@ -54,11 +56,21 @@ internal sealed class InterruptedRequests(
     /// <summary>The currency of a record whose tenant's plan has none (as a refusal's record on an unpriced plan).</summary>
     private const string UnpricedCurrency = InvoiceBuilder.NoCurrency;
 
-    // When this process first saw each dead silo (its own clock): the grace runs from there.
-    private readonly Dictionary<string, DateTimeOffset> _firstSeenDead = new(StringComparer.Ordinal);
+    // Per process that membership shows dead or does not list: its heartbeat count as last seen, and since when (this
+    // process's clock) the count has not moved. The grace runs from there; only counts are compared, never clocks.
+    private readonly Dictionary<string, Sighting> _sightings = new(StringComparer.Ordinal);
 
-    /// <summary>How many processes this gateway remembers a first sight of (for tests: it must not grow with every dead process).</summary>
-    internal int RememberedProcesses => _firstSeenDead.Count;
+    /// <summary>How many processes this gateway remembers a sighting of (for tests: it must not grow with every dead process).</summary>
+    internal int RememberedProcesses => _sightings.Count;
+
+    /// <summary>
+    /// How long a process that membership does not list (Redis lost its table, or its entry was cleaned up) must have
+    /// stopped counting heartbeats before it is taken for dead: the grace, but never less than the time membership
+    /// takes to declare a silo dead nor three heartbeats, since nothing else says it stopped.
+    /// </summary>
+    internal TimeSpan UnlistedBound => TimeSpan.FromSeconds(Math.Max(
+        Math.Max(0, cluster.Value.InterruptedGraceSeconds),
+        Math.Max(cluster.Value.DeathSeconds, 3 * InstanceHeartbeat.Interval.TotalSeconds)));
 
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -100,18 +112,28 @@ internal sealed class InterruptedRequests(
             ex => GatewayLog.InterruptedNotClosed(logger, ex, options.Value.NodeId), stoppingToken);
 
     /// <summary>
-    /// One round on a cluster gateway: every registered process nobody has closed yet that <paramref name="membership"/>
-    /// shows dead for longer than the grace is claimed (once across the cluster) and its open decisions closed.
-    /// Returns how many decisions this process closed.
+    /// One round on a cluster gateway: every registered process nobody has closed yet that is gone is claimed (once
+    /// across the cluster) and its open decisions closed. Gone: <paramref name="membership"/> shows it dead, or does not
+    /// list it at all, and its heartbeat count (<see cref="InstanceHeartbeat"/>) has not moved for the grace (for one
+    /// not listed, <see cref="UnlistedBound"/>). A process membership lists alive, or whose count moves, is never
+    /// closed. Returns how many decisions this process closed.
     /// </summary>
     internal async Task<int> CloseDeadInstancesAsync(ClusterMembershipSnapshot membership, CancellationToken cancellationToken)
     {
         var me = instance.Id ?? throw new InvalidOperationException("Only a cluster gateway closes other processes' requests.");
         var now = time.GetUtcNow();
         var grace = TimeSpan.FromSeconds(Math.Max(0, cluster.Value.InterruptedGraceSeconds));
+        var unlistedBound = UnlistedBound;
         var closed = 0;
         var unclosedInstances = await audit.Value.ListUnclosedInstancesAsync(cancellationToken);
         ForgetAllBut(unclosedInstances);
+        var heartbeats = unclosedInstances.ToDictionary(u => u.Instance, u => u.Heartbeats, StringComparer.Ordinal);
+        var members = new Dictionary<string, SiloStatus>(StringComparer.Ordinal);
+        foreach (var member in membership.Members.Values)
+        {
+            members[member.SiloAddress.ToParsableString()] = member.Status;
+        }
+
         foreach (var unclosed in unclosedInstances)
         {
             if (unclosed.Instance == me || !IsGone(unclosed.Instance))
@@ -144,21 +166,26 @@ internal sealed class InterruptedRequests(
 
         return closed;
 
-        // Dead in the membership table, and seen so for the grace: unknown (the table lost it) is not proof.
+        // Dead in the membership table or not in it, and not counting heartbeats for the bound. Membership alone was
+        // the rule, so a process the table lost stayed open for ever; a heartbeat alone would close a process that only
+        // lost PostgreSQL for a while, and membership alone could close one cut off from Redis while it still serves.
         bool IsGone(string silo)
         {
-            var dead = membership.Members.Values.Any(m => m.Status == SiloStatus.Dead && m.SiloAddress.ToParsableString() == silo);
-            if (!dead)
+            var listed = members.TryGetValue(silo, out var status);
+            if (listed && status != SiloStatus.Dead)
             {
+                _sightings.Remove(silo);
                 return false;
             }
 
-            if (!_firstSeenDead.TryGetValue(silo, out var since))
+            // A closer whose own row is closed counts no more heartbeats: null, as a process of an older version.
+            long? count = heartbeats.TryGetValue(silo, out var beats) ? beats : null;
+            if (!_sightings.TryGetValue(silo, out var seen) || seen.Heartbeats != count)
             {
-                _firstSeenDead[silo] = since = now;
+                _sightings[silo] = seen = new Sighting(count, now);
             }
 
-            return now - since >= grace;
+            return now - seen.Since >= (listed ? grace : unlistedBound);
         }
     }
 
@@ -169,9 +196,9 @@ internal sealed class InterruptedRequests(
     private void ForgetAllBut(IReadOnlyList<AuditInstance> unclosed)
     {
         var wanted = unclosed.Select(u => u.Instance).Concat(unclosed.Select(u => u.Closer).OfType<string>()).ToHashSet(StringComparer.Ordinal);
-        foreach (var silo in _firstSeenDead.Keys.Where(silo => !wanted.Contains(silo)).ToList())
+        foreach (var silo in _sightings.Keys.Where(silo => !wanted.Contains(silo)).ToList())
         {
-            _firstSeenDead.Remove(silo);
+            _sightings.Remove(silo);
         }
     }
 
@@ -202,10 +229,10 @@ internal sealed class InterruptedRequests(
             details["closed_by"] = closedBy;
             details["reason"] = (recorded is null, decision.Tenant == ClusterRelay.RelayTenant) switch
             {
-                (true, true) => "the node process stopped (killed or crashed; its cluster member was declared dead) before it recorded how this relayed request ended; the gateway that relayed it records the request's own outcome and bills the tenant for what reached the client",
-                (true, false) => "the gateway process stopped (killed or crashed; its cluster member was declared dead) before it recorded how this request ended; the tokens delivered before it stopped are unknown and nothing was billed",
-                (false, true) => "the node process stopped (its cluster member was declared dead) after the usage record and before this outcome entry; the tokens are the usage record's",
-                (false, false) => "the gateway process stopped (its cluster member was declared dead) after the usage record and before this outcome entry; the tokens are the usage record's",
+                (true, true) => "the node process stopped (killed or crashed; its cluster member was declared dead or left membership, and its heartbeats stopped) before it recorded how this relayed request ended; the gateway that relayed it records the request's own outcome and bills the tenant for what reached the client",
+                (true, false) => "the gateway process stopped (killed or crashed; its cluster member was declared dead or left membership, and its heartbeats stopped) before it recorded how this request ended; the tokens delivered before it stopped are unknown and nothing was billed",
+                (false, true) => "the node process stopped (its cluster member was declared dead or left membership, and its heartbeats stopped) after the usage record and before this outcome entry; the tokens are the usage record's",
+                (false, false) => "the gateway process stopped (its cluster member was declared dead or left membership, and its heartbeats stopped) after the usage record and before this outcome entry; the tokens are the usage record's",
             };
         }
 
@@ -271,4 +298,7 @@ internal sealed class InterruptedRequests(
             Currency = prices.Value.Current.FindPlan(plan)?.Currency ?? UnpricedCurrency,
         };
     }
+
+    /// <summary>A process's heartbeat count as this gateway last saw it, and since when it has not moved.</summary>
+    private readonly record struct Sighting(long? Heartbeats, DateTimeOffset Since);
 }

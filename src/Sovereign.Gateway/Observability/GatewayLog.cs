@@ -120,7 +120,7 @@ internal static partial class GatewayLog
     // gateways close what a dead one left open (4214).
 
     [LoggerMessage(EventId = 4214, EventName = "InterruptedInstanceClosed", Level = LogLevel.Warning,
-        Message = "Cluster process {Instance} ({Gateway}, a gateway or node) was declared dead by the cluster's membership; this gateway closed the {Count} requests it left without an outcome as inference.interrupted")]
+        Message = "Cluster process {Instance} ({Gateway}, a gateway or node) was declared dead by the cluster's membership, or is no longer listed there, and its heartbeats stopped; this gateway closed the {Count} requests it left without an outcome as inference.interrupted")]
     public static partial void InterruptedInstanceClosed(ILogger logger, string instance, string gateway, int count);
 
     /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>

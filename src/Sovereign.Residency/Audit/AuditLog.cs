@@ -102,7 +102,8 @@ public sealed record OpenDecisions(IReadOnlyList<AuditEntry> Decisions, long Che
 /// <param name="Gateway">Its gateway id (the entries' <c>gateway</c>).</param>
 /// <param name="FromSequence">The head when it started: its decisions come after.</param>
 /// <param name="Closer">The process that claimed the closing of its open decisions, if any.</param>
-public sealed record AuditInstance(string Instance, string Gateway, long FromSequence, string? Closer);
+/// <param name="Heartbeats">How many heartbeats it has written (<see cref="AuditLog.HeartbeatInstanceAsync"/>): a count that moves while it runs.</param>
+public sealed record AuditInstance(string Instance, string Gateway, long FromSequence, string? Closer, long Heartbeats = 0);
 
 /// <summary>
 /// The append-only, hash-chained audit log. Exactly one writer extends the chain at a time: appends join a queue and
@@ -479,15 +480,33 @@ public sealed class AuditLog : IAsyncDisposable
     {
         await using var connection = await _database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT instance, gateway, from_seq, closer FROM audit_instances WHERE closed_at_ms IS NULL ORDER BY started_at_ms, instance";
+        command.CommandText = "SELECT instance, gateway, from_seq, closer, heartbeats FROM audit_instances WHERE closed_at_ms IS NULL ORDER BY started_at_ms, instance";
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var instances = new List<AuditInstance>();
         while (await reader.ReadAsync(cancellationToken))
         {
-            instances.Add(new AuditInstance(reader.GetString(0), reader.GetString(1), AuditStore.ToInt64(reader.GetValue(2)), reader.IsDBNull(3) ? null : reader.GetString(3)));
+            instances.Add(new AuditInstance(
+                reader.GetString(0), reader.GetString(1), AuditStore.ToInt64(reader.GetValue(2)), reader.IsDBNull(3) ? null : reader.GetString(3), AuditStore.ToInt64(reader.GetValue(4))));
         }
 
         return instances;
+    }
+
+    /// <summary>
+    /// Counts one heartbeat of the running process <paramref name="instance"/>, the proof that it still runs for the
+    /// gateways that would otherwise close its open decisions. False when nobody may count one any more: its row was
+    /// claimed or closed by another gateway (which took it for dead and closes, or closed, its open decisions), or it
+    /// is not registered. The count is compared, never a clock: members' clocks may differ.
+    /// </summary>
+    public async Task<bool> HeartbeatInstanceAsync(string instance, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(instance);
+        using var turn = await _database.EnterWriteAsync(cancellationToken);
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using var command = connection.CreateCommand();
+        command.CommandText = "UPDATE audit_instances SET heartbeats = heartbeats + 1 WHERE instance = @instance AND closer IS NULL AND closed_at_ms IS NULL";
+        SqlDatabase.AddParameter(command, "@instance", instance);
+        return await command.ExecuteNonQueryAsync(cancellationToken) == 1;
     }
 
     /// <summary>

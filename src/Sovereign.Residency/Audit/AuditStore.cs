@@ -108,6 +108,13 @@ internal static class AuditStore
         [
             "CREATE INDEX audit_entries_gateway_seq ON audit_entries (gateway, seq)",
         ]),
+
+        // Each registered process counts heartbeats while it runs (AuditLog.HeartbeatInstanceAsync): a gateway closes the
+        // open decisions of a process membership no longer lists only once its count has stopped moving.
+        new SqlMigration("audit-006-instance-heartbeats",
+        [
+            "ALTER TABLE audit_instances ADD COLUMN heartbeats BIGINT NOT NULL DEFAULT 0",
+        ]),
     ];
 
     public static async Task<(long Sequence, string Hash)?> ReadHeadAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)

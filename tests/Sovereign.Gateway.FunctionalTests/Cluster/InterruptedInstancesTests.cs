@@ -12,6 +12,7 @@ using Sovereign.Metering.Pricing;
 using Sovereign.Residency.Audit;
 using Sovereign.Residency.ControlPlane;
 using Sovereign.Storage;
+using Sovereign.Tests;
 
 namespace Sovereign.Gateway.FunctionalTests.Cluster;
 
@@ -109,6 +110,110 @@ public sealed class InterruptedInstancesTests(PostgreSqlFixture postgres) : ICla
         Assert.Equal(1, await b.CloseDeadInstancesAsync(Membership((Killed, SiloStatus.Dead), (CloserA, SiloStatus.Dead)), CancellationToken.None));
         Assert.Equal("open-1", Assert.Single(await InterruptedAsync(log)).Details["request_id"]);
         Assert.DoesNotContain(await log.ListUnclosedInstancesAsync(), i => i.Instance == Killed.ToParsableString());
+    }
+
+    /// <summary>
+    /// Redis restarted empty (or membership cleaned the entry up): the table no longer lists a killed process, which was
+    /// never declared dead, so its open decisions stayed open for ever. Now a process membership does not list is taken
+    /// for dead once its heartbeat count has not moved for the grace (by the closer's own clock); one that still counts
+    /// (alive, its table lost) is never closed, and the closed one's next heartbeat is refused.
+    /// </summary>
+    [Fact]
+    public async Task ProcessMembershipNoLongerLists_IsClosedOnceItsHeartbeatsStop_AndALiveOneThatCountsNever()
+    {
+        var database = await OwnDatabaseAsync();
+        using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(_folder, "operator-key.pem"));
+        await using var log = await AuditLog.OpenAsync(database, key);
+        await using var ledger = await UsageLedger.OpenAsync(database);
+        await log.RegisterInstanceAsync(Killed.ToParsableString(), "gateway-th");
+        await log.RegisterInstanceAsync(Twin.ToParsableString(), "gateway-th");
+        await DecideAsync(log, Killed, "killed-open");
+        await DecideAsync(log, Twin, "twin-running");
+        Assert.True(await log.HeartbeatInstanceAsync(Killed.ToParsableString())); // it ran a while, then was killed
+
+        var clock = new ManualClock(DateTimeOffset.Parse("2026-12-05T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+        var closer = Closer(log, ledger, CloserB, clock, graceSeconds: 60);
+        var lost = Membership((CloserB, SiloStatus.Active)); // the new table lists neither
+        Assert.Equal(TimeSpan.FromSeconds(60), closer.UnlistedBound);
+
+        Assert.Equal(0, await closer.CloseDeadInstancesAsync(lost, CancellationToken.None));
+        Assert.True(await log.HeartbeatInstanceAsync(Twin.ToParsableString()));
+        clock.Advance(TimeSpan.FromSeconds(59));
+        Assert.Equal(0, await closer.CloseDeadInstancesAsync(lost, CancellationToken.None));
+        Assert.True(await log.HeartbeatInstanceAsync(Twin.ToParsableString()));
+        clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(1, await closer.CloseDeadInstancesAsync(lost, CancellationToken.None));
+
+        // The live twin keeps counting: never closed, however long the table does not list it.
+        for (var round = 0; round < 3; round++)
+        {
+            Assert.True(await log.HeartbeatInstanceAsync(Twin.ToParsableString()));
+            clock.Advance(TimeSpan.FromMinutes(5));
+            Assert.Equal(0, await closer.CloseDeadInstancesAsync(lost, CancellationToken.None));
+        }
+
+        var entry = Assert.Single(await InterruptedAsync(log));
+        Assert.Equal(("killed-open", Killed.ToParsableString()), (entry.Details["request_id"], entry.Details[AuditLog.InstanceDetail]));
+        Assert.Contains("left membership", entry.Details["reason"], StringComparison.Ordinal);
+        Assert.Null(await ledger.GetAsync("twin-running"));
+        Assert.False(await log.HeartbeatInstanceAsync(Killed.ToParsableString()));
+        Assert.Equal([Twin.ToParsableString()], (await log.ListUnclosedInstancesAsync()).Select(i => i.Instance));
+    }
+
+    /// <summary>
+    /// A process cut off from Redis and its peers is declared dead while it still serves and writes to PostgreSQL: it
+    /// was closed after the grace, and its outcomes then stood beside the closing entries. Now it is closed only once
+    /// its heartbeat count has stopped moving for the grace as well.
+    /// </summary>
+    [Fact]
+    public async Task DeclaredDead_ButStillCountingHeartbeats_IsClosedOnlyOnceTheyStop()
+    {
+        var database = await OwnDatabaseAsync();
+        using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(_folder, "operator-key.pem"));
+        await using var log = await AuditLog.OpenAsync(database, key);
+        await using var ledger = await UsageLedger.OpenAsync(database);
+        await log.RegisterInstanceAsync(Twin.ToParsableString(), "gateway-th");
+        await DecideAsync(log, Twin, "partitioned-running");
+
+        var clock = new ManualClock(DateTimeOffset.Parse("2026-12-05T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+        var closer = Closer(log, ledger, CloserB, clock, graceSeconds: 60);
+        var dead = Membership((Twin, SiloStatus.Dead), (CloserB, SiloStatus.Active));
+        Assert.Equal(0, await closer.CloseDeadInstancesAsync(dead, CancellationToken.None));
+        for (var round = 0; round < 3; round++)
+        {
+            Assert.True(await log.HeartbeatInstanceAsync(Twin.ToParsableString()));
+            clock.Advance(TimeSpan.FromSeconds(61));
+            Assert.Equal(0, await closer.CloseDeadInstancesAsync(dead, CancellationToken.None));
+        }
+
+        // It stops (killed at last): closed once its count has stood still for the grace.
+        clock.Advance(TimeSpan.FromSeconds(61));
+        Assert.Equal(1, await closer.CloseDeadInstancesAsync(dead, CancellationToken.None));
+        Assert.Equal("partitioned-running", Assert.Single(await InterruptedAsync(log)).Details["request_id"]);
+    }
+
+    /// <summary>
+    /// A process another gateway took for dead (it counted no heartbeat for the grace, cut off from PostgreSQL too) finds
+    /// out at its next heartbeat and stops, as a silo declared dead does, instead of serving on under a closed row.
+    /// </summary>
+    [Fact]
+    public async Task Heartbeat_OfAProcessAnotherGatewayClaimed_StopsTheHost()
+    {
+        var database = await OwnDatabaseAsync();
+        using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(_folder, "operator-key.pem"));
+        await using var log = await AuditLog.OpenAsync(database, key);
+        await log.RegisterInstanceAsync(Twin.ToParsableString(), "gateway-th");
+        var lifetime = new StoppableLifetime();
+        var heartbeat = new InstanceHeartbeat(new(log), new GatewayInstance(Twin.ToParsableString()), lifetime, NullLogger<InstanceHeartbeat>.Instance);
+
+        Assert.True(await heartbeat.BeatAsync(CancellationToken.None));
+        Assert.False(heartbeat.ClosedByAnother);
+        Assert.Equal(1L, Assert.Single(await log.ListUnclosedInstancesAsync()).Heartbeats);
+
+        Assert.True(await log.TryClaimInstanceAsync(Twin.ToParsableString(), CloserA.ToParsableString()));
+        Assert.False(await heartbeat.BeatAsync(CancellationToken.None));
+        Assert.True(heartbeat.ClosedByAnother);
+        Assert.True(await Task.WhenAny(lifetime.Stopping, Task.Delay(TimeSpan.FromMinutes(1))) == lifetime.Stopping, "the host was not told to stop");
     }
 
     /// <summary>
@@ -244,15 +349,31 @@ public sealed class InterruptedInstancesTests(PostgreSqlFixture postgres) : ICla
     private static async Task<IReadOnlyList<AuditEntry>> InterruptedAsync(AuditLog log) =>
         (await log.ReadAsync(1, long.MaxValue)).Where(e => e.Action == AuditActions.InferenceInterrupted).ToList();
 
-    private static InterruptedRequests Closer(AuditLog log, UsageLedger ledger, SiloAddress silo)
+    private static InterruptedRequests Closer(AuditLog log, UsageLedger ledger, SiloAddress silo, TimeProvider? clock = null, double graceSeconds = 0)
     {
         var name = silo == CloserA ? "gateway-a" : "gateway-b";
         return new InterruptedRequests(
             new(log), new(ledger), new(() => throw new InvalidOperationException("the anonymous tenant has no row")), new(new PriceBookProvider(null!)),
             new GatewayInstance(silo.ToParsableString()),
             Options.Create(new SovereignOptions { NodeId = name }),
-            Options.Create(new SovereignClusterOptions { Redis = "127.0.0.1:1", InterruptedGraceSeconds = 0 }),
-            new ServiceCollection().BuildServiceProvider(), TimeProvider.System, NullLogger<InterruptedRequests>.Instance);
+            Options.Create(new SovereignClusterOptions { Redis = "127.0.0.1:1", InterruptedGraceSeconds = graceSeconds }),
+            new ServiceCollection().BuildServiceProvider(), clock ?? TimeProvider.System, NullLogger<InterruptedRequests>.Instance);
+    }
+
+    /// <summary>A host the test watches stop.</summary>
+    private sealed class StoppableLifetime : Microsoft.Extensions.Hosting.IHostApplicationLifetime
+    {
+        private readonly TaskCompletionSource _stopping = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Stopping => _stopping.Task;
+
+        public CancellationToken ApplicationStarted => CancellationToken.None;
+
+        public CancellationToken ApplicationStopping => CancellationToken.None;
+
+        public CancellationToken ApplicationStopped => CancellationToken.None;
+
+        public void StopApplication() => _stopping.TrySetResult();
     }
 
     private static ClusterMembershipSnapshot Membership(params (SiloAddress Silo, SiloStatus Status)[] members) =>
