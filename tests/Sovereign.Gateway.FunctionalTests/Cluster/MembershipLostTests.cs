@@ -89,6 +89,20 @@ public sealed class MembershipLostTests(PostgreSqlFixture postgres) : IClassFixt
             Assert.False(status.TryGetProperty("membership_error", out var error) && error.ValueKind == JsonValueKind.String, status.ToString());
             Assert.Contains(status.GetProperty("members").EnumerateArray(),
                 m => m.GetProperty("name").GetString() == "gateway/gateway-solo" && m.GetProperty("status").GetString() == "active");
+
+            // The stopped process is in no membership table now, never declared dead: its audit_instances row stayed
+            // unclosed for ever (so would the requests it left open). Its heartbeats stopped, so the new one closes it.
+            var closedBy = await WaitForAsync(async () =>
+            {
+                await using var connection = new Npgsql.NpgsqlConnection(postgres.ConnectionString);
+                await connection.OpenAsync();
+                await using var first = new Npgsql.NpgsqlCommand(
+                    "SELECT closer FROM audit_instances WHERE gateway = 'gateway-solo' AND closed_at_ms IS NOT NULL ORDER BY started_at_ms LIMIT 1", connection);
+                return await first.ExecuteScalarAsync() as string;
+            }, again, againOutput);
+            Assert.Contains("@", closedBy, StringComparison.Ordinal); // the new process's silo address claimed it
+            Assert.Contains("[4214]", againOutput.ToString(), StringComparison.Ordinal);
+            Assert.DoesNotContain("[4216]", againOutput.ToString(), StringComparison.Ordinal);
         }
         finally
         {
@@ -118,6 +132,7 @@ public sealed class MembershipLostTests(PostgreSqlFixture postgres) : IClassFixt
         environment["Sovereign__Cluster__Secret"] = "membership-secret";
         environment["Sovereign__Cluster__InsecureTransport"] = "true";
         environment["Sovereign__Cluster__MembershipLostExitSeconds"] = "2";
+        environment["Sovereign__Cluster__InterruptedGraceSeconds"] = "1"; // an unlisted process: 15 s without a heartbeat
         var output = new StringBuilder();
         var process = Process.Start(start)!;
         process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
