@@ -18,6 +18,10 @@ namespace Sovereign.Gateway.ControlPlane;
 /// cluster CA. Its private key never leaves this machine. Every later start reads the kept settings, so
 /// <c>sovereign serve --role node --join-token T --join-url GATEWAY --urls URL</c> is all a node needs; a setting
 /// given explicitly wins over the kept one. The hosted service then checks the certificate before the silo starts.
+/// A token other than the one the kept join was made with (its SHA-256 is kept beside it) joins again and replaces what
+/// was kept: a node whose certificate was revoked, or that moves pool or jurisdiction, is given a new token, and that
+/// token used to be ignored in favour of the kept join (the node then stopped at start on its revoked certificate, the
+/// new token unspent). The same token again, as a restart with the same command gives, uses the kept join.
 /// </summary>
 internal sealed partial class ClusterJoiner(
     ClusterTlsCredentials tls,
@@ -92,7 +96,8 @@ internal sealed partial class ClusterJoiner(
 
         JoinResponse? joinedNow = null;
         var joined = KeptAsync(settings, CancellationToken.None).GetAwaiter().GetResult();
-        if (joined is null && !string.IsNullOrWhiteSpace(options.JoinToken) && Uri.TryCreate(options.JoinUrl, UriKind.Absolute, out var joinUrl))
+        if ((joined is null || !KeptFromToken(settings, options.JoinToken))
+            && !string.IsNullOrWhiteSpace(options.JoinToken) && Uri.TryCreate(options.JoinUrl, UriKind.Absolute, out var joinUrl))
         {
             joined = joinedNow = JoinAsync(options, settings, joinUrl, nodeUrl, loggers.CreateLogger<ClusterJoiner>()).GetAwaiter().GetResult();
         }
@@ -206,8 +211,30 @@ internal sealed partial class ClusterJoiner(
 
         // The answer holds the cluster's secrets: readable by this service's user only.
         ClusterTlsCredentials.WritePem(Path.Combine(settings.ResolvedDataDirectory, JoinResponse.FileName), body, secret: true);
+        ClusterTlsCredentials.WritePem(Path.Combine(settings.ResolvedDataDirectory, TokenDigestFileName), TokenDigest(options.JoinToken!), secret: true);
         return joined;
     }
+
+    /// <summary>The SHA-256 of the token the kept join was made with, beside it (never the token: it is spent anyway).</summary>
+    internal const string TokenDigestFileName = "node-join-token.sha256";
+
+    /// <summary>
+    /// Whether the kept join was made with <paramref name="token"/>. A join kept by an older version has no digest:
+    /// taken as made with it, since joining again with a spent token would stop every restart (move the kept file aside
+    /// to join such a node again).
+    /// </summary>
+    private static bool KeptFromToken(SovereignOptions settings, string? token)
+    {
+        if (string.IsNullOrWhiteSpace(token))
+        {
+            return true;
+        }
+
+        var file = Path.Combine(settings.ResolvedDataDirectory, TokenDigestFileName);
+        return !File.Exists(file) || string.Equals(File.ReadAllText(file).Trim(), TokenDigest(token), StringComparison.Ordinal);
+    }
+
+    private static string TokenDigest(string token) => Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(token.Trim())));
 
     /// <summary>The URL of the one address the server listens on, unless it listens on every interface (or several).</summary>
     private static string? OwnUrl(string? urls)
