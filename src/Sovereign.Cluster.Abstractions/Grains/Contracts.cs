@@ -11,6 +11,10 @@ public sealed record TenantView(
     [property: Id(5)] long CreatedAt,
     [property: Id(6)] long UpdatedAt);
 
+/// <summary>A tenant change as its single activation made it: the tenant it was applied to, and the tenant after it.</summary>
+[GenerateSerializer, Immutable]
+public sealed record TenantUpdate([property: Id(0)] TenantView Before, [property: Id(1)] TenantView After);
+
 /// <summary>A key's revocation: when it took effect (unix ms) and whether the call that answered made it.</summary>
 [GenerateSerializer, Immutable]
 public sealed record KeyRevocation([property: Id(0)] long RevokedAt, [property: Id(1)] bool Newly);
@@ -186,7 +190,21 @@ public interface ITenantGrain : IGrainWithStringKey
     /// Creates or updates the tenant (the caller validated the policy). Throws <see cref="BudgetCurrencyConflictException"/>
     /// when the new plan's currency differs from the currency of the tenant's budgets (nothing changes then).
     /// </summary>
+    /// <remarks>Kept for gateways of the previous release during a rolling upgrade; this release calls <see cref="CreateAsync"/> and <see cref="UpdateAsync"/>.</remarks>
     Task<TenantView> UpsertAsync(string name, string policyJson, string plan, bool disabled);
+
+    /// <summary>
+    /// Creates the tenant unless it exists (null then), decided in its single activation so two creations at once
+    /// cannot both succeed, the second overwriting the first. The caller validated the policy.
+    /// </summary>
+    Task<TenantView?> CreateAsync(string name, string policyJson, string plan, bool disabled);
+
+    /// <summary>
+    /// Changes what is given (null keeps it), merged with the tenant as its single activation holds it, so changes
+    /// made at once each keep the others' fields; null if the tenant does not exist. Throws
+    /// <see cref="BudgetCurrencyConflictException"/> as <see cref="UpsertAsync"/> does (nothing changes then).
+    /// </summary>
+    Task<TenantUpdate?> UpdateAsync(string? name, string? policyJson, string? plan, bool? disabled);
 
     /// <summary>The tenant's keys.</summary>
     Task<IReadOnlyList<ApiKeyView>> ListKeysAsync();

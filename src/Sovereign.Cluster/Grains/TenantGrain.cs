@@ -343,6 +343,22 @@ internal sealed class TenantGrain(
         return ToView(next);
     }
 
+    public async Task<TenantView?> CreateAsync(string name, string policyJson, string plan, bool disabled) =>
+        _tenant is null ? await UpsertAsync(name, policyJson, plan, disabled) : null;
+
+    public async Task<TenantUpdate?> UpdateAsync(string? name, string? policyJson, string? plan, bool? disabled)
+    {
+        if (_tenant is null)
+        {
+            DeactivateIfUnknown();
+            return null;
+        }
+
+        var before = ToView(_tenant);
+        var after = await UpsertAsync(name ?? before.Name, policyJson ?? before.PolicyJson, plan ?? before.Plan, disabled ?? before.Disabled);
+        return new TenantUpdate(before, after);
+    }
+
     public async Task<IReadOnlyList<ApiKeyView>> ListKeysAsync() =>
         (await store.ListKeysAsync(this.GetPrimaryKeyString())).Select(ToView).ToList();
 

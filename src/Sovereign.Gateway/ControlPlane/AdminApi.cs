@@ -85,14 +85,10 @@ public static class AdminApi
         var policy = (request.Policy ?? throw OpenAIException.BadRequest("policy is required: at least allowed_jurisdictions.", "policy", "missing_required_parameter"))
             .ValidateTenantPolicy(catalog, "policy");
         var plan = await ExistingPlanAsync(request.Plan, prices, context.RequestAborted);
-        var grain = grains.GetGrain<ITenantGrain>(id);
-        if (await grain.GetAsync() is not null)
-        {
-            throw new OpenAIException(StatusCodes.Status409Conflict, $"The tenant '{id}' already exists.", "invalid_request_error", "id", "tenant_exists");
-        }
-
         var name = request.Name is null ? id : ResourceIds.RequireName(request.Name, "name");
-        var tenant = await grain.UpsertAsync(name, policy.ToJson(), plan, request.Disabled ?? false);
+        // Decided in the tenant's activation: two creations at once both found no tenant here and both wrote one.
+        var tenant = await grains.GetGrain<ITenantGrain>(id).CreateAsync(name, policy.ToJson(), plan, request.Disabled ?? false)
+            ?? throw new OpenAIException(StatusCodes.Status409Conflict, $"The tenant '{id}' already exists.", "invalid_request_error", "id", "tenant_exists");
         authenticator.TenantCreated();
         await AuditAdminAsync(context, audit, AuditActions.TenantCreate, id, new() { ["policy"] = tenant.PolicyJson, ["plan"] = plan });
         return Results.Json(TenantJson(tenant), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
@@ -101,7 +97,7 @@ public static class AdminApi
     private static async Task<IResult> UpdateTenant(string id, HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, ResponseStore responses, PriceBookProvider prices)
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
-        var current = await grain.GetAsync() ?? throw NotFound("tenant", id);
+        _ = await grain.GetAsync() ?? throw NotFound("tenant", id);
         var request = await RequestReader.ReadAsync<TenantUpdateRequest>(context);
         if (request.Id is { } sentId && sentId != id)
         {
@@ -109,27 +105,29 @@ public static class AdminApi
         }
 
         var newPolicy = request.Policy?.ValidateTenantPolicy(catalog, "policy");
-        var name = request.Name is null ? current.Name : ResourceIds.RequireName(request.Name, "name");
-        var plan = request.Plan is null ? current.Plan : await ExistingPlanAsync(request.Plan, prices, context.RequestAborted);
-        var policyJson = newPolicy?.ToJson() ?? current.PolicyJson;
-        TenantView updated;
+        var name = request.Name is null ? null : ResourceIds.RequireName(request.Name, "name");
+        var plan = request.Plan is null ? null : await ExistingPlanAsync(request.Plan, prices, context.RequestAborted);
+        TenantUpdate update;
         try
         {
-            updated = await grain.UpsertAsync(name, policyJson, plan, request.Disabled ?? current.Disabled);
+            // Only what the request names, merged in the tenant's activation: merged here, a change made meanwhile
+            // (another operator disabling the tenant) was written back over with the value read before it.
+            update = await grain.UpdateAsync(name, newPolicy?.ToJson(), plan, request.Disabled) ?? throw NotFound("tenant", id);
         }
         catch (BudgetCurrencyConflictException ex)
         {
             throw new OpenAIException(StatusCodes.Status409Conflict, ex.Message, "invalid_request_error", "plan", "budget_currency_conflict");
         }
 
-        var details = new Dictionary<string, string> { ["plan"] = plan, ["disabled"] = updated.Disabled ? "true" : "false" };
+        var updated = update.After;
+        var details = new Dictionary<string, string> { ["plan"] = updated.Plan, ["disabled"] = updated.Disabled ? "true" : "false" };
         if (newPolicy is not null)
         {
-            details["old_policy"] = current.PolicyJson;
-            details["policy"] = policyJson;
+            details["old_policy"] = update.Before.PolicyJson;
+            details["policy"] = updated.PolicyJson;
 
             // A policy that no longer retains content keeps none: what it stored before is deleted now, not at expiry.
-            if (PolicyDocument.FromJson(policyJson).ToPolicy().Retention.Mode == Residency.Policies.RetentionMode.None)
+            if (PolicyDocument.FromJson(updated.PolicyJson).ToPolicy().Retention.Mode == Residency.Policies.RetentionMode.None)
             {
                 details["stored_responses_deleted"] = (await responses.DeleteTenantAsync(id, context.RequestAborted)).ToString(System.Globalization.CultureInfo.InvariantCulture);
             }
