@@ -288,6 +288,23 @@ public sealed class TenantMoneyTests(ClusterFixture fixture)
         Assert.Equal(0, byKey2.RateLimits!.RemainingRequests);
     }
 
+    /// <summary>
+    /// Two rate limits for one key, as the admin API of the previous release stored them (then answered 500): the
+    /// limiter could not be built from them, so every request of the tenant failed once its grain was activated again.
+    /// The first one counts, as the first tenant-wide one always did.
+    /// </summary>
+    [Fact]
+    public async Task TwoStoredRateLimitsForOneKey_TheFirstCounts_AfterReactivation()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        var id = tenant.GetPrimaryKeyString();
+        await tenant.SetLimitsAsync(new TenantLimits([], [new RateLimitSetting("key-1", 1, null), new RateLimitSetting("key-1", 5, null)]));
+        await fixture.DeactivateIdleGrainsAsync();
+
+        Assert.True((await tenant.AdmitAsync(Request(id + "-1", 0m, keyId: "key-1"))).Allowed);
+        Assert.Equal(AdmissionOutcome.RateLimitedRequests, (await tenant.AdmitAsync(Request(id + "-2", 0m, keyId: "key-1"))).Outcome);
+    }
+
     [Fact]
     public async Task KeyAuthorization_SaysRevoked_FromTheRevocationOn_AndAfterReactivation()
     {

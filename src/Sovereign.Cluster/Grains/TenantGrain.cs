@@ -236,8 +236,11 @@ internal sealed class TenantGrain(
     private RateLimitPolicy TenantRatePolicy() =>
         _limits.RateLimits.FirstOrDefault(r => r.KeyId is null) is { } t ? new RateLimitPolicy(t.RequestsPerMinute, t.TokensPerMinute) : RateLimitPolicy.Unlimited;
 
+    // The first entry per key, as for the tenant: the previous release's admin API stored two for one key (then
+    // answered 500), and ToDictionary's throw made every request of the tenant a 500 from the next activation on.
     private Dictionary<string, RateLimitPolicy> KeyRatePolicies() =>
-        _limits.RateLimits.Where(r => r.KeyId is not null).ToDictionary(r => r.KeyId!, r => new RateLimitPolicy(r.RequestsPerMinute, r.TokensPerMinute), StringComparer.Ordinal);
+        _limits.RateLimits.Where(r => r.KeyId is not null).DistinctBy(r => r.KeyId, StringComparer.Ordinal)
+            .ToDictionary(r => r.KeyId!, r => new RateLimitPolicy(r.RequestsPerMinute, r.TokensPerMinute), StringComparer.Ordinal);
 
     /// <summary>The plan's currency, or null when the plan is not in the price book.</summary>
     private string? PlanCurrency(string plan) => prices.Current.FindPlan(plan)?.Currency;

@@ -552,6 +552,15 @@ public static class MeteringApi
 
             RequireKeyOf(id, keys, r.KeyId, $"{at}rate_limits[{i}].key_id");
 
+            // The limiter takes one entry per key: a second one was stored, then the limiter could not be built from
+            // it (a 500 for the change, and for every request of the tenant once its grain was activated again).
+            if (rates.Any(x => x.KeyId == r.KeyId))
+            {
+                throw OpenAIException.BadRequest(
+                    $"{at}rate_limits[{i}] repeats a rate limit for {(r.KeyId is null ? "the tenant" : $"key '{r.KeyId}'")}; give one entry per key (and one without key_id for the tenant), with requests_per_minute and tokens_per_minute together.",
+                    $"{at}rate_limits[{i}]", "invalid_value");
+            }
+
             rates.Add(new RateLimitSetting(r.KeyId, r.RequestsPerMinute, r.TokensPerMinute));
         }
 

@@ -25,7 +25,37 @@ public sealed class LimitsValidationTests(ConsoleFixture fixture)
         { """{"rate_limits":[{"requests_per_minute":9223372036854775807}]}""", "rate_limits[0].requests_per_minute", "invalid_value" },
         { """{"rate_limits":[{"tokens_per_minute":38430716820229}]}""", "rate_limits[0].tokens_per_minute", "invalid_value" },
         { """{"rate_limits":[{"requests_per_minute":5,"key_id":""}]}""", "rate_limits[0].key_id", "key_not_found" },
+        // Two tenant-wide limits: the first counted, the second was stored and shown but capped nothing.
+        { """{"rate_limits":[{"requests_per_minute":3},{"tokens_per_minute":500}]}""", "rate_limits[1]", "invalid_value" },
     };
+
+    /// <summary>
+    /// Two rate limits for one key were a 500 after they had been stored: the tenant's rate limiter could not be built
+    /// from them, so after its next activation (a restart) every request of the tenant failed with a 500 too.
+    /// </summary>
+    [Fact]
+    public async Task TwoRateLimitsForOneKey_Are400NamingTheSecond_AndNothingChanges()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync();
+        var keyId = (await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/keys", null)).GetProperty("data")[0].GetProperty("id").GetString();
+        var before = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/limits", null);
+
+        var body = JsonSerializer.Serialize(new
+        {
+            rate_limits = new object[] { new { key_id = keyId, requests_per_minute = 3 }, new { requests_per_minute = 100 }, new { key_id = keyId, tokens_per_minute = 500 } },
+        });
+        using var request = new HttpRequestMessage(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits") { Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json") };
+        using var response = await fixture.Admin.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == 400, text);
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal("rate_limits[2]", error.GetProperty("param").GetString());
+        Assert.Contains("one entry per key", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        var after = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/limits", null);
+        Assert.Equal(before.GetProperty("limits").GetRawText(), after.GetProperty("limits").GetRawText());
+        Assert.Equal(200, await fixture.ChatAsync(key));
+    }
 
     [Theory]
     [MemberData(nameof(Refused))]
