@@ -223,7 +223,7 @@ internal static class MeteringCommands
         var name = new Argument<string>("name") { Description = "Plan name." };
         var currency = new Option<string?>("--currency") { Description = "ISO 4217 currency (required for a new plan)." };
         var weight = new Option<int?>("--weight") { Description = "Fair-share weight (default 1)." };
-        var priority = new Option<string?>("--priority") { Description = "interactive or batch." };
+        var priority = new Option<string?>("--priority") { Description = "interactive or batch (a new plan: interactive; an existing one keeps its own)." };
         var reserve = new Option<string[]>("--reserve") { Description = "POOL=SLOTS: slots of the pool reserved for this plan's requests (per model); repeatable, replaces the plan's reservations; 'none' clears them." };
         var setCommand = new Command("set", "Create or update a plan.") { name, currency, weight, priority, reserve };
         set.AddTo(setCommand);

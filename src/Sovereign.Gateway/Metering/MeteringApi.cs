@@ -131,23 +131,29 @@ public static class MeteringApi
     private static async Task<IResult> PutPlan(string name, HttpContext context, PriceBookProvider prices, AuditLog audit, TimeProvider time, ControlPlaneStore store, IGrainFactory grains, Pipeline.PoolAdmission pools)
     {
         var request = await RequestReader.ReadAsync<PlanRequest>(context);
-        var priority = request.Priority?.ToLowerInvariant() switch
+        // Left out, it stays as it is, as every other field does (it was set back to interactive).
+        PriorityClass? priority = request.Priority?.ToLowerInvariant() switch
         {
-            null or "interactive" => PriorityClass.Interactive,
+            null => null,
+            "interactive" => PriorityClass.Interactive,
             "batch" => PriorityClass.Batch,
             _ => throw OpenAIException.BadRequest("priority must be 'interactive' or 'batch'.", "priority", "invalid_value"),
         };
         var existing = prices.Current.FindPlan(name);
-        var plan = new Plan
+        var currency = request.Currency?.ToUpperInvariant() ?? existing?.Currency ?? throw OpenAIException.BadRequest("currency is required (ISO 4217).", "currency", "missing_required_parameter");
+        var reservations = request.Reservations is null ? null : ReadReservations(request.Reservations);
+        Plan Merged(Plan? current) => new()
         {
             Name = name,
-            Currency = request.Currency?.ToUpperInvariant() ?? existing?.Currency ?? throw OpenAIException.BadRequest("currency is required (ISO 4217).", "currency", "missing_required_parameter"),
-            Weight = request.Weight ?? existing?.Weight ?? 1,
-            Priority = priority,
-            Prices = existing?.Prices ?? [],
-            ComputePrices = existing?.ComputePrices ?? [],
-            Reservations = request.Reservations is null ? existing?.Reservations ?? [] : ReadReservations(request.Reservations),
+            Currency = request.Currency?.ToUpperInvariant() ?? current?.Currency ?? currency,
+            Weight = request.Weight ?? current?.Weight ?? 1,
+            Priority = priority ?? current?.Priority ?? PriorityClass.Interactive,
+            Prices = current?.Prices ?? [],
+            ComputePrices = current?.ComputePrices ?? [],
+            Reservations = reservations ?? current?.Reservations ?? [],
         };
+
+        var plan = Merged(existing);
         await CheckReservationsFitAsync(prices.Current, plan, pools);
         if (existing is not null && !string.Equals(existing.Currency, plan.Currency, StringComparison.Ordinal))
         {
@@ -155,7 +161,10 @@ public static class MeteringApi
         }
 
         var now = DateTimeOffset.FromUnixTimeMilliseconds(time.GetUtcNow().ToUnixTimeMilliseconds());
-        await UpdateAsync(prices, book => book.WithPlan(plan, now), now);
+        // Merged into the book as the write transaction reads it: the prices were copied from this gateway's book
+        // before, so a price added meanwhile (here, or at another gateway not yet heard from) was answered 201,
+        // audited, and then written over.
+        await UpdateAsync(prices, book => book.WithPlan(Merged(book.FindPlan(name)), now), now);
         await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "plan.update", Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["plan"] = name, ["currency"] = plan.Currency, ["weight"] = plan.Weight.ToString(CultureInfo.InvariantCulture), ["priority"] = plan.Priority.ToString(), ["reservations"] = string.Join(",", plan.Reservations.Select(r => $"{r.Pool}={r.Slots}")) } });
         return Json(PlanJson(prices.Current.FindPlan(name)!));
     }
