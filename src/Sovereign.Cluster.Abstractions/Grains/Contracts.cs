@@ -291,6 +291,12 @@ public interface INodeRegistryGrain : IGrainWithStringKey
     /// <summary>Adds or replaces a node (the caller verified its credential).</summary>
     Task<NodeView> UpsertAsync(NodeView node);
 
+    /// <summary>
+    /// Adds a node, or replaces the one registered under its id keeping the state its operator set (active, draining,
+    /// down), decided here so a state set meanwhile is kept too (the caller verified its credential).
+    /// </summary>
+    Task<NodeView> RegisterAsync(NodeView node);
+
     /// <summary>Marks a node active or down; false if unknown.</summary>
     Task<bool> SetStateAsync(string nodeId, string state);
 

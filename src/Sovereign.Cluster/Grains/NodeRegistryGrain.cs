@@ -35,6 +35,9 @@ internal sealed class NodeRegistryGrain(ControlPlaneStore store, TimeProvider ti
         return stored;
     }
 
+    public Task<NodeView> RegisterAsync(NodeView node) =>
+        UpsertAsync(_nodes.TryGetValue(node.Id, out var registered) ? node with { State = registered.State } : node);
+
     public async Task<bool> SetStateAsync(string nodeId, string state)
     {
         if (!_nodes.TryGetValue(nodeId, out var node))

@@ -277,7 +277,8 @@ public static class AdminApi
 
         // The pool and device class price the node's work, so they are claims the operator signs, like its jurisdiction.
         var credential = NodeCredentials.Issue(new NodeClaims(id, jurisdiction, kind, baseUrl, time.GetUtcNow().ToUnixTimeMilliseconds(), request.Pool, request.DeviceClass), operatorKey);
-        var node = await nodes.Registry.UpsertAsync(new NodeView(id, jurisdiction, kind, baseUrl, models, nameof(NodeState.Active), credential, request.ApiKey, 0, PromptCache: promptCache));
+        // Active when new; registered again, it keeps the state its operator set (it was put back in rotation).
+        var node = await nodes.Registry.RegisterAsync(new NodeView(id, jurisdiction, kind, baseUrl, models, nameof(NodeState.Active), credential, request.ApiKey, 0, PromptCache: promptCache));
         nodes.Invalidate();
         await AuditAdminAsync(context, audit, "node.register", null, new() { ["node"] = id, ["jurisdiction"] = jurisdiction, ["url"] = baseUrl, ["models"] = string.Join(",", models.Select(m => m.Id)), ["prompt_cache"] = promptCache });
         return Results.Json(NodeJson(node), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);

@@ -113,6 +113,27 @@ public sealed class NodeRegistrationTests(ConsoleFixture fixture)
         Assert.Null(await KindOfAsync("qa-engine"));
     }
 
+    /// <summary>
+    /// An engine the operator took out of rotation stays out when it is registered again (to change its models, its
+    /// URL): the registration replaced it as active, and requests went to an engine set down for maintenance.
+    /// </summary>
+    [Fact]
+    public async Task AnEngineTakenOutOfRotation_RegisteredAgain_KeepsItsState()
+    {
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/nodes",
+            JsonDocument.Parse("""{"id":"qa-down","jurisdiction":"SG","base_url":"http://10.0.0.5:8000","models":[{"id":"m"}]}""").RootElement);
+        await fixture.SendAsync(HttpMethod.Put, "/admin/v1/nodes/qa-down/state", new { state = "down" });
+
+        var again = await fixture.SendAsync(HttpMethod.Post, "/admin/v1/nodes",
+            JsonDocument.Parse("""{"id":"qa-down","jurisdiction":"SG","base_url":"http://10.0.0.5:8000","models":[{"id":"m"},{"id":"m2"}]}""").RootElement);
+
+        Assert.Equal("down", again.GetProperty("state").GetString());
+        var listed = (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/nodes", null)).GetProperty("data").EnumerateArray().Single(n => n.GetProperty("id").GetString() == "qa-down");
+        Assert.Equal("down", listed.GetProperty("state").GetString());
+        Assert.Equal(2, listed.GetProperty("models").GetArrayLength());
+        await fixture.SendAsync(HttpMethod.Delete, "/admin/v1/nodes/qa-down", null);
+    }
+
     /// <summary>A single machine printed a join token no node could use: its join endpoint answers 404.</summary>
     [Fact]
     public async Task AJoinToken_OnAServerThatIsNoClusterGateway_Is409_AfterTheBodyIsChecked()

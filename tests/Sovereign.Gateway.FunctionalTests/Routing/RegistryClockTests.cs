@@ -102,6 +102,8 @@ public sealed class RegistryClockTests
 
         public Task<NodeView> UpsertAsync(NodeView node) => throw new NotSupportedException();
 
+        public Task<NodeView> RegisterAsync(NodeView node) => throw new NotSupportedException();
+
         public Task<bool> SetStateAsync(string nodeId, string state) => throw new NotSupportedException();
 
         public Task<bool> DeleteAsync(string nodeId) => throw new NotSupportedException();
@@ -121,6 +123,8 @@ public sealed class RegistryClockTests
         public Task<NodeRegistrySnapshot> GetAsync() => Task.FromResult(snapshot);
 
         public Task<NodeView> UpsertAsync(NodeView node) => throw new NotSupportedException();
+
+        public Task<NodeView> RegisterAsync(NodeView node) => throw new NotSupportedException();
 
         public Task<bool> SetStateAsync(string nodeId, string state) => throw new NotSupportedException();
 
