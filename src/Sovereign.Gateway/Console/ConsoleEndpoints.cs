@@ -172,6 +172,14 @@ public static class ConsoleEndpoints
         return Results.Redirect("/console", permanent: false);
     }
 
+    /// <summary>Ends a session whose credential the API no longer accepts, answering the sign-in page with the reason.</summary>
+    internal static IResult SignOut(HttpContext context, string reason)
+    {
+        context.RequestServices.GetRequiredService<ConsoleSessions>().Remove(context);
+        context.Response.Cookies.Delete(ConsoleSessions.CookieName, new CookieOptions { Path = "/console" });
+        return Html(LoginPage(reason), StatusCodes.Status401Unauthorized);
+    }
+
     private static IResult Verify(HttpContext context, ConsoleSessions sessions) => Html(new ConsolePage("Verify an audit export", sessions.Find(context)).Raw("""
         <p>Checks an export (<code>sovereign audit export</code>) against the operator's public key (<code>sovereign audit public-key</code>) entirely in this browser:
         nothing is uploaded. The page implements the published format (<code>FORMAT.md</code>): every entry is re-hashed, the chain and its sequence are followed,

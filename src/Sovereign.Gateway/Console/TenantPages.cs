@@ -8,11 +8,19 @@ internal static class TenantPages
     public static async Task<IResult> Overview(HttpContext context, ConsoleSession session)
     {
         var api = new ConsoleApiClient(context, session.Credential);
+
+        // Asked first: a key revoked or expired since the sign-in kept its session, and the page said so six times
+        // over an empty one ("Plan .", no usage, no keys) until the session's 8 hours ran out.
+        var keys = await api.GetAsync("/v1/keys", context.RequestAborted);
+        if (keys.Status == StatusCodes.Status401Unauthorized)
+        {
+            return ConsoleEndpoints.SignOut(context, $"Your key is no longer accepted: {keys.ErrorMessage} Sign in with another key.");
+        }
+
         var from = DateTimeOffset.UtcNow.Date.AddDays(-29).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
         var usage = await api.GetAsync($"/v1/usage?group_by=day,model&from={from}", context.RequestAborted);
         var byJurisdiction = await api.GetAsync($"/v1/usage?group_by=jurisdiction&from={from}", context.RequestAborted);
         var limits = await api.GetAsync("/v1/limits", context.RequestAborted);
-        var keys = await api.GetAsync("/v1/keys", context.RequestAborted);
         var byKey = await api.GetAsync($"/v1/usage?group_by=key&from={from}", context.RequestAborted);
         var audit = await api.GetAsync("/v1/audit?order=desc&limit=50", context.RequestAborted);
         var page = new ConsolePage("Tenant " + session.Tenant, session);

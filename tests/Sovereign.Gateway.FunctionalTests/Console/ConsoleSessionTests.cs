@@ -32,6 +32,40 @@ public sealed class ConsoleSessionTests(ConsoleFixture fixture)
         }
     }
 
+    /// <summary>
+    /// A tenant signed in with a key that is revoked later is signed out with the reason: the session lived on, and the
+    /// page repeated "has been revoked" six times over an empty one (no plan, no usage, no keys).
+    /// </summary>
+    [Fact]
+    public async Task ASessionWhoseKeyIsRevoked_EndsWithTheReason()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync();
+        using var client = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false }) { BaseAddress = fixture.Address };
+        using var login = await client.PostAsync("/console/login", new FormUrlEncodedContent([new("credential", key)]));
+        var cookie = login.Headers.GetValues("Set-Cookie").Single().Split(';')[0];
+        var keyId = (await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/keys", null)).GetProperty("data")[0].GetProperty("id").GetString();
+        await fixture.SendAsync(HttpMethod.Delete, $"/admin/v1/tenants/{tenant}/keys/{keyId}", null);
+
+        var (status, html) = await GetConsoleAsync(client, cookie);
+        Assert.Equal(401, status);
+        Assert.Contains("Operator token or tenant API key", html, StringComparison.Ordinal);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(html, "has been revoked"));
+
+        // The session is gone: the same cookie is a plain sign-in page.
+        var (again, page) = await GetConsoleAsync(client, cookie);
+        Assert.Equal(200, again);
+        Assert.Contains("Operator token or tenant API key", page, StringComparison.Ordinal);
+        Assert.DoesNotContain("revoked", page, StringComparison.Ordinal);
+    }
+
+    private static async Task<(int Status, string Html)> GetConsoleAsync(HttpClient client, string cookie)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/console");
+        request.Headers.Add("Cookie", cookie);
+        using var page = await client.SendAsync(request);
+        return ((int)page.StatusCode, await page.Content.ReadAsStringAsync());
+    }
+
     [Fact]
     public void Sessions_AreBoundedPerCredentialAndInAll_OldestEndsFirst()
     {
