@@ -9,12 +9,13 @@ internal static class TenantPages
     {
         var api = new ConsoleApiClient(context, session.Credential);
 
-        // Asked first: a key revoked or expired since the sign-in kept its session, and the page said so six times
-        // over an empty one ("Plan .", no usage, no keys) until the session's 8 hours ran out.
+        // Asked first: a key revoked or expired since the sign-in (or its tenant disabled, which signing in refuses
+        // too) kept its session, and the page said so six times over an empty one ("Plan .", no usage, no keys)
+        // until the session's 8 hours ran out.
         var keys = await api.GetAsync("/v1/keys", context.RequestAborted);
-        if (keys.Status == StatusCodes.Status401Unauthorized)
+        if (keys.Status is StatusCodes.Status401Unauthorized or StatusCodes.Status403Forbidden)
         {
-            return ConsoleEndpoints.SignOut(context, $"Your key is no longer accepted: {keys.ErrorMessage} Sign in with another key.");
+            return ConsoleEndpoints.SignOut(context, $"Your key is no longer accepted: {keys.ErrorMessage}");
         }
 
         var from = DateTimeOffset.UtcNow.Date.AddDays(-29).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);

@@ -58,6 +58,22 @@ public sealed class ConsoleSessionTests(ConsoleFixture fixture)
         Assert.DoesNotContain("revoked", page, StringComparison.Ordinal);
     }
 
+    /// <summary>A tenant disabled after its sign-in is signed out too, as signing in refuses it.</summary>
+    [Fact]
+    public async Task ASessionOfATenantDisabledLater_EndsWithTheReason()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync();
+        using var client = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false }) { BaseAddress = fixture.Address };
+        using var login = await client.PostAsync("/console/login", new FormUrlEncodedContent([new("credential", key)]));
+        var cookie = login.Headers.GetValues("Set-Cookie").Single().Split(';')[0];
+        await fixture.SendAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}", new { disabled = true });
+
+        var (status, html) = await GetConsoleAsync(client, cookie);
+        Assert.Equal(401, status);
+        Assert.Contains($"The tenant &#x27;{tenant}&#x27; is disabled.", html, StringComparison.Ordinal);
+        Assert.Contains("Operator token or tenant API key", html, StringComparison.Ordinal);
+    }
+
     private static async Task<(int Status, string Html)> GetConsoleAsync(HttpClient client, string cookie)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, "/console");
