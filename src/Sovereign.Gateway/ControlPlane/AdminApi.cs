@@ -681,16 +681,21 @@ public static class AdminApi
     /// </summary>
     private static async Task<string> ExistingPlanAsync(string? requested, PriceBookProvider prices, CancellationToken cancellationToken)
     {
+        // The plan's own name: it is found whatever the case, and a tenant stored 'STANDARD' as typed.
         var plan = PlanName(requested);
-        if (plan == "default" || prices.Current.FindPlan(plan) is not null)
+        if (plan == "default")
         {
             return plan;
         }
 
+        if (prices.Current.FindPlan(plan) is { } found)
+        {
+            return found.Name;
+        }
+
         await prices.ReloadAsync(cancellationToken);
-        return prices.Current.FindPlan(plan) is not null
-            ? plan
-            : throw new OpenAIException(StatusCodes.Status400BadRequest,
+        return prices.Current.FindPlan(plan)?.Name
+            ?? throw new OpenAIException(StatusCodes.Status400BadRequest,
                 $"No plan '{plan}' exists. Create it first (PUT /admin/v1/plans/{plan}, or 'sovereign plans set {plan} --currency EUR'), or leave the plan out for 'default'.",
                 "invalid_request_error", "plan", "plan_not_found");
     }

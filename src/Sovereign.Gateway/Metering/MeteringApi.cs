@@ -144,7 +144,8 @@ public static class MeteringApi
         var reservations = request.Reservations is null ? null : ReadReservations(request.Reservations);
         Plan Merged(Plan? current) => new()
         {
-            Name = name,
+            // Plans are found whatever the case: PUT /plans/Standard renamed 'standard', which moved to the book's end.
+            Name = current?.Name ?? name,
             Currency = request.Currency?.ToUpperInvariant() ?? current?.Currency ?? currency,
             Weight = request.Weight ?? current?.Weight ?? 1,
             Priority = priority ?? current?.Priority ?? PriorityClass.Interactive,

@@ -25,6 +25,31 @@ public sealed class PlanUpdateTests(MeteringFixture fixture)
         Assert.Equal("interactive", made.GetProperty("priority").GetString());
     }
 
+    /// <summary>
+    /// Plans are found whatever the case, so a PUT in another case is the same plan: it renamed it ('standard' became
+    /// 'Standard' and moved to the end of the list), and a tenant put on 'GOLD-CASE' stored the plan as typed.
+    /// </summary>
+    [Fact]
+    public async Task APlanNamedInAnotherCase_KeepsItsName_AndTenantsStoreIt()
+    {
+        await fixture.SendAsync(HttpMethod.Put, "/admin/v1/plans/Gold-Case", new { currency = "EUR" }, 200);
+
+        var updated = await fixture.SendAsync(HttpMethod.Put, "/admin/v1/plans/gold-case", new { weight = 4 }, 200);
+
+        Assert.Equal("Gold-Case", updated.GetProperty("name").GetString());
+        var names = (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/plans", null, 200)).GetProperty("data").EnumerateArray()
+            .Select(p => p.GetProperty("name").GetString()!).Where(n => n.Equals("gold-case", StringComparison.OrdinalIgnoreCase)).ToList();
+        Assert.Equal(["Gold-Case"], names);
+
+        var policy = new { allowed_jurisdictions = new[] { "EU" } };
+        var tenant = await fixture.SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id = "case-plan", plan = "GOLD-CASE", policy }, 201);
+        Assert.Equal("Gold-Case", tenant.GetProperty("plan").GetString());
+        var moved = await fixture.SendAsync(HttpMethod.Patch, "/admin/v1/tenants/case-plan", new { plan = "standard" }, 200);
+        Assert.Equal("standard", moved.GetProperty("plan").GetString());
+        var back = await fixture.SendAsync(HttpMethod.Patch, "/admin/v1/tenants/case-plan", new { plan = "gold-CASE" }, 200);
+        Assert.Equal("Gold-Case", back.GetProperty("plan").GetString());
+    }
+
     [Fact]
     public async Task APlanSet_KeepsAPriceThisGatewayHadNotSeen()
     {
