@@ -231,7 +231,7 @@ internal static class MeteringCommands
         {
             var json = await set.SendAsync(result, HttpMethod.Put, $"/admin/v1/plans/{AdminConnection.Segment(result.GetValue(name))}",
                 new { currency = result.GetValue(currency), weight = result.GetValue(weight), priority = result.GetValue(priority), reservations = Reservations(result.GetValue(reserve)) }, ct);
-            set.Print(result, json, () => Console.WriteLine($"Plan {result.GetValue(name)} saved: {json.GetProperty("currency").GetString()}, weight {json.GetProperty("weight")}, {json.GetProperty("priority").GetString()}."));
+            set.Print(result, json, () => Console.WriteLine($"Plan {json.GetProperty("name").GetString()} saved: {json.GetProperty("currency").GetString()}, weight {json.GetProperty("weight")}, {json.GetProperty("priority").GetString()}."));
         }));
 
         var price = new AdminConnection();

@@ -299,6 +299,22 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
         Assert.Equal($"{keyId}:5/", Rates(limits));
     }
 
+    /// <summary>
+    /// 'plans set' named the plan as typed: 'plans set CASE-PLAN --weight 2' said 'Plan CASE-PLAN saved' of the plan
+    /// 'case-plan', and a batch plan set without --priority was saved interactive.
+    /// </summary>
+    [Fact]
+    public async Task PlansSet_SaysThePlansOwnName_AndKeepsItsPriority()
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync(Admin("plans", "set", "case-plan", "--currency", "EUR", "--priority", "batch"));
+        Assert.True(exit == 0, stderr);
+
+        (exit, var stdout, stderr) = await CliProcess.RunAsync(Admin("plans", "set", "CASE-PLAN", "--weight", "2"));
+
+        Assert.True(exit == 0, stderr);
+        Assert.Equal("Plan case-plan saved: EUR, weight 2, batch.", stdout.Trim());
+    }
+
     [Fact]
     public async Task Json_IsHonouredByCommandsThatOfferIt()
     {
