@@ -77,6 +77,24 @@ public sealed class CliTests(ServerFixture server) : IDisposable
         Assert.False(File.Exists(Path.Combine(_directory, "x.gguf")));
     }
 
+    /// <summary>
+    /// An output that is a folder was written beside it as '&lt;folder&gt;.partial' (0.3 MiB, left behind) before the
+    /// last move failed with "Is a directory"; other failures named 'x.gguf.partial.partial'.
+    /// </summary>
+    [Fact]
+    public async Task ModelsSynth_OutputThatIsAFolder_IsAUsageError_AndLeavesNoFile()
+    {
+        var folder = Path.Combine(_directory, "synth-folder");
+        Directory.CreateDirectory(folder);
+
+        var (exit, _, stderr) = await CliProcess.RunAsync("models", "synth", "--output", folder, "--layers", "1", "--width", "64");
+
+        Assert.Equal(2, exit);
+        Assert.Contains("is a folder", stderr, StringComparison.Ordinal);
+        Assert.Empty(Directory.GetFiles(_directory, "synth-folder*"));
+        Assert.Empty(Directory.GetFileSystemEntries(folder));
+    }
+
     [Fact]
     public async Task Chat_OneShotPrompt_StreamsTheAnswer()
     {

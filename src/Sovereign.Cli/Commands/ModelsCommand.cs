@@ -174,15 +174,21 @@ internal static class ModelsCommand
             }
 
             var path = result.GetValue(output)!.FullName;
+            if (Directory.Exists(path))
+            {
+                Console.Error.WriteLine($"sovereign models synth: --output {path} is a folder; give the file to write, e.g. {Path.Combine(path, "model.gguf")}.");
+                return Task.FromResult(2);
+            }
+
             var estimate = SyntheticModelBuilder.Estimate(options);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"Writing {path}: {options.Layers} layers, width {options.EmbeddingLength}, vocabulary {options.VocabularySize}, {result.GetValue(type)}; " +
                 $"{estimate.ParameterCount:N0} parameters, {estimate.FileSizeBytes / (1024.0 * 1024.0):F1} MiB."));
             try
             {
-                var temporary = path + ".partial";
-                WriteWithProgress(options, temporary, estimate.FileSizeBytes, cancellationToken);
-                File.Move(temporary, path, overwrite: true);
+                // The writer stages the file beside it (.partial) and removes that on failure; a second staging here
+                // was left behind when the last move failed, and errors named 'x.gguf.partial.partial'.
+                WriteWithProgress(options, path, estimate.FileSizeBytes, cancellationToken);
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
