@@ -77,6 +77,17 @@ public sealed class CliTests(ServerFixture server) : IDisposable
         Assert.False(File.Exists(Path.Combine(_directory, "x.gguf")));
     }
 
+    /// <summary>A rule that depends on another option named it as the code does ('EmbeddingLength / HeadCount = 65').</summary>
+    [Fact]
+    public async Task ModelsSynth_ARuleBetweenOptions_NamesBothFlags()
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync("models", "synth", "--output", Path.Combine(_directory, "odd.gguf"), "--width", "96", "--heads", "5");
+
+        Assert.Equal(2, exit);
+        Assert.Contains("--heads must divide --width (96), got 5.", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("EmbeddingLength", stderr, StringComparison.Ordinal);
+    }
+
     /// <summary>
     /// An output that is a folder was written beside it as '&lt;folder&gt;.partial' (0.3 MiB, left behind) before the
     /// last move failed with "Is a directory"; other failures named 'x.gguf.partial.partial'.

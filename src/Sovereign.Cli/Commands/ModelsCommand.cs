@@ -145,23 +145,27 @@ internal static class ModelsCommand
             {
                 // The options' own names ("Invalid synthetic model option Layers: ... (Parameter 'Layers')") are not
                 // what the user typed: name the flag.
-                var flag = ex.ParamName switch
-                {
-                    nameof(SyntheticModelOptions.Layers) => "--layers",
-                    nameof(SyntheticModelOptions.EmbeddingLength) => "--width",
-                    nameof(SyntheticModelOptions.HeadCount) => "--heads",
-                    nameof(SyntheticModelOptions.KvHeadCount) => "--kv-heads",
-                    nameof(SyntheticModelOptions.FeedForwardLength) => "--ff",
-                    nameof(SyntheticModelOptions.VocabularySize) => "--vocab",
-                    nameof(SyntheticModelOptions.ContextLength) => "--context",
-                    nameof(SyntheticModelOptions.TensorType) => "--type",
-                    nameof(SyntheticModelOptions.Name) => "--name",
-                    _ => null,
-                };
+                (string Option, string Flag)[] flags =
+                [
+                    (nameof(SyntheticModelOptions.Layers), "--layers"),
+                    (nameof(SyntheticModelOptions.EmbeddingLength), "--width"),
+                    (nameof(SyntheticModelOptions.KvHeadCount), "--kv-heads"),
+                    (nameof(SyntheticModelOptions.HeadCount), "--heads"),
+                    (nameof(SyntheticModelOptions.FeedForwardLength), "--ff"),
+                    (nameof(SyntheticModelOptions.VocabularySize), "--vocab"),
+                    (nameof(SyntheticModelOptions.ContextLength), "--context"),
+                    (nameof(SyntheticModelOptions.TensorType), "--type"),
+                    (nameof(SyntheticModelOptions.Name), "--name"),
+                ];
+                var flag = flags.FirstOrDefault(f => f.Option == ex.ParamName).Flag;
                 var problem = ex.Message;
                 var start = problem.IndexOf(": ", StringComparison.Ordinal);
                 var end = ex.ParamName is null ? -1 : problem.LastIndexOf($" (Parameter '{ex.ParamName}')", StringComparison.Ordinal);
                 problem = flag is null || start < 0 ? problem : problem[(start + 2)..(end < 0 ? problem.Length : end)];
+
+                // The rule names the other options it depends on too ("must divide EmbeddingLength (64)"): flags here.
+                // KvHeadCount is replaced before HeadCount, which it contains.
+                problem = flags.Aggregate(problem, (text, f) => text.Replace(f.Option, f.Flag, StringComparison.Ordinal));
                 Console.Error.WriteLine("sovereign models synth: " + (flag is null ? problem : $"{flag} {problem}"));
                 return Task.FromResult(2);
             }
