@@ -446,6 +446,12 @@ internal static class MeteringCommands
     private static object ParseBudget(string value)
     {
         var at = value.Split('@', 2);
+        if (at is [_, ""])
+        {
+            // It was sent, and the server's 400 said the tenant has no key '' (exit 1).
+            throw new CliException($"--budget '{value}': the key id after '@' is empty; name one of the tenant's keys (keys list) or leave '@' out for the tenant's own budget.", ExitCodes.Usage);
+        }
+
         var parts = at[0].Split('=', 2);
         return parts.Length == 2 && parts[0].Length > 0 && TryParseAmount(parts[1], out var amount)
             ? new { period = parts[0], amount, key_id = at.Length > 1 ? at[1] : null }

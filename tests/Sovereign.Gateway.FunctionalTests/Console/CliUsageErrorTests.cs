@@ -26,6 +26,7 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     [InlineData("--input-per-million: '0,20' is not a decimal number", "plans", "price", "standard", "--model", "m", "--input-per-million", "0,20")]
     [InlineData("--per-compute-second: '1,000.5' is not a decimal number", "plans", "compute-price", "standard", "--pool", "p", "--per-compute-second", "1,000.5")]
     [InlineData("--budget 'month=1,5': expected PERIOD=AMOUNT[@KEY_ID]", "limits", "t1", "--budget", "month=1,5")]
+    [InlineData("--budget 'month=5@': the key id after '@' is empty", "limits", "t1", "--budget", "month=5@")]
     // A negative rate was sent: the server's 400 about 'rate_limits[0]' came back as exit 1, naming no flag.
     [InlineData("--requests-per-minute must be a number of requests, 0 (no limit) or more.", "limits", "t1", "--requests-per-minute", "-5")]
     [InlineData("--tokens-per-minute must be a number of tokens, 0 (no limit) or more.", "limits", "t1", "--tokens-per-minute", "-1")]
