@@ -336,22 +336,6 @@ public sealed class AuditRetentionTests : IAsyncDisposable
         }
     }
 
-    /// <summary>A host the test watches stop.</summary>
-    private sealed class StoppableLifetime : Microsoft.Extensions.Hosting.IHostApplicationLifetime
-    {
-        private readonly TaskCompletionSource _stopping = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public Task Stopping => _stopping.Task;
-
-        public CancellationToken ApplicationStarted => CancellationToken.None;
-
-        public CancellationToken ApplicationStopping => CancellationToken.None;
-
-        public CancellationToken ApplicationStopped => CancellationToken.None;
-
-        public void StopApplication() => _stopping.TrySetResult();
-    }
-
     /// <summary>Hands every event to the test (Debug included).</summary>
     private sealed class ChannelLogger(ChannelWriter<(LogLevel, EventId, string)> events) : ChannelLogger<AuditRetention>(events);
 

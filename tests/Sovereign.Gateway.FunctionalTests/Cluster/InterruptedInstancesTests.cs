@@ -360,22 +360,6 @@ public sealed class InterruptedInstancesTests(PostgreSqlFixture postgres) : ICla
             new ServiceCollection().BuildServiceProvider(), clock ?? TimeProvider.System, NullLogger<InterruptedRequests>.Instance);
     }
 
-    /// <summary>A host the test watches stop.</summary>
-    private sealed class StoppableLifetime : Microsoft.Extensions.Hosting.IHostApplicationLifetime
-    {
-        private readonly TaskCompletionSource _stopping = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public Task Stopping => _stopping.Task;
-
-        public CancellationToken ApplicationStarted => CancellationToken.None;
-
-        public CancellationToken ApplicationStopping => CancellationToken.None;
-
-        public CancellationToken ApplicationStopped => CancellationToken.None;
-
-        public void StopApplication() => _stopping.TrySetResult();
-    }
-
     private static ClusterMembershipSnapshot Membership(params (SiloAddress Silo, SiloStatus Status)[] members) =>
         new(members.Aggregate(ImmutableDictionary<SiloAddress, ClusterMember>.Empty, (all, m) => all.Add(m.Silo, new ClusterMember(m.Silo, m.Status, "gateway/x"))), new MembershipVersion(1));
 }
