@@ -277,6 +277,18 @@ public sealed class ClusterFixture : IAsyncLifetime
         return body.Length == 0 ? default : JsonDocument.Parse(body).RootElement.Clone();
     }
 
+    /// <summary>
+    /// As <see cref="Expect(Task{HttpResponseMessage}, int)"/>, with the latest output of <paramref name="at"/>, the
+    /// member that answered, in the failure message: a 500's cause is in that member's log, not in the answer.
+    /// </summary>
+    public static async Task<JsonElement> Expect(Member at, Task<HttpResponseMessage> call, int status)
+    {
+        using var response = await call;
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == status, $"expected {status}, got {(int)response.StatusCode}: {body}\n{at.Id} printed:\n{at.Output}");
+        return body.Length == 0 ? default : JsonDocument.Parse(body).RootElement.Clone();
+    }
+
     /// <summary>Runs the <c>sovereign</c> CLI against <paramref name="gateway"/> as the operator; returns its exit code and output.</summary>
     public static async Task<(int ExitCode, string Output)> CliAsync(Member gateway, params string[] args)
     {

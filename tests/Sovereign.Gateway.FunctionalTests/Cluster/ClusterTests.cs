@@ -1024,8 +1024,9 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
 
         // A request at SG is priced with it.
         var id = "ct" + Interlocked.Increment(ref _tenants);
-        await ClusterFixture.Expect(thAdmin.PostAsJsonAsync("/admin/v1/tenants", new { id, plan, policy = new { allowed_jurisdictions = new[] { "SG" } } }), 201);
-        var key = (await ClusterFixture.Expect(thAdmin.PostAsJsonAsync($"/admin/v1/tenants/{id}/keys", new { name = "k" }), 201)).GetProperty("secret").GetString()!;
+        // Answered 500 once in a full run under load (2026-12-05), not reproduced since: the gateway's log says why.
+        await ClusterFixture.Expect(cluster.GatewayTh, thAdmin.PostAsJsonAsync("/admin/v1/tenants", new { id, plan, policy = new { allowed_jurisdictions = new[] { "SG" } } }), 201);
+        var key = (await ClusterFixture.Expect(cluster.GatewayTh, thAdmin.PostAsJsonAsync($"/admin/v1/tenants/{id}/keys", new { name = "k" }), 201)).GetProperty("secret").GetString()!;
         using var sg = cluster.GatewaySg.Client(key);
         using var response = await sg.PostAsync("/v1/chat/completions", Json(Body));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
