@@ -946,9 +946,11 @@ public sealed class JsonSchemaGrammarCompiler
         var tail = "";
         if (max > positions.Count && positions.Count == count)
         {
-            var extra = items.ValueKind is JsonValueKind.Object or JsonValueKind.True && !noMore
-                ? Visit(items, path + "/items", hint + "-item")
-                : schema.TryGetProperty("items", out _) ? null : AnyValue(_limits.MaxOpenDepth);
+            // Here items is not false (max would be the tuple's length): absent is any value, else its schema (Visit
+            // refuses a draft-7 array of schemas, which it used to skip silently).
+            var extra = items.ValueKind == JsonValueKind.Undefined
+                ? AnyValue(_limits.MaxOpenDepth)
+                : Visit(items, path + "/items", hint + "-item");
             if (extra is not null)
             {
                 var least = Math.Max(0, min - count);

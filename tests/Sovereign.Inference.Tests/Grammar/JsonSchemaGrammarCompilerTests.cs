@@ -29,6 +29,7 @@ public sealed class JsonSchemaGrammarCompilerTests
     [InlineData("""{"type":"string","format":"date","maxLength":8}""", "maxLength", "#")]
     [InlineData("""{"type":"array","prefixItems":[{"type":"null"}],"items":false,"minItems":2}""", "maxItems", "#")]
     [InlineData("""{"type":"array","prefixItems":[]}""", "prefixItems", "#")]
+    [InlineData("""{"type":"array","prefixItems":[{"type":"null"}],"items":[{"type":"null"}]}""", "schema", "#/items")]
     [InlineData("""{"type":"integer","multipleOf":3}""", "multipleOf", "#")]
     [InlineData("""{"type":"number","multipleOf":0.25}""", "multipleOf", "#")]
     [InlineData("""{"type":"number","multipleOf":0}""", "multipleOf", "#")]
