@@ -126,6 +126,47 @@ public sealed class LanguageDetectorTests
     // Decoys (Data/decoys.txt, written in session 24 before Macedonian and Belarusian got tuning sentences): text in a
     // language outside the set that sits beside covered ones (Macedonian beside Bulgarian and Serbian, Belarusian beside
     // Russian and Ukrainian) must come back und, with the decoy as runner-up, never as a confident neighbour.
+    // Out of set 1 (Data/out-of-set-1.txt, session 33): 8 everyday sentences in each of 20 languages outside the covered
+    // set, written after the decoy tuning sentences and never tuned on. 61 of 160 were und before the decoys got
+    // profiles (Nepali read as Hindi, Faroese as Icelandic, Asturian as Spanish, ...), 124 after (SOURCES.md). The
+    // floors are that run's counts; Javanese, Asturian, Occitan, Sundanese, Breton, Corsican, Esperanto and Faroese are
+    // still below the target (7 of 8).
+    private static readonly Dictionary<string, int> OutOfSetFloors = new(StringComparer.Ordinal)
+    {
+        ["sq"] = 8, ["az"] = 8, ["cy"] = 8, ["yo"] = 8, ["ne"] = 8, ["jv"] = 2, ["ceb"] = 8, ["lb"] = 8, ["fo"] = 6, ["fy"] = 8,
+        ["oc"] = 5, ["ast"] = 0, ["gd"] = 8, ["ht"] = 8, ["ku"] = 8, ["su"] = 3, ["br"] = 3, ["co"] = 3, ["sw"] = 8, ["eo"] = 6,
+    };
+
+    [Fact]
+    public void Detect_LanguagesOutsideTheSet_UndeterminedAtLeastAsOftenAsRecorded()
+    {
+        var sets = TestData.HeldOut("out-of-set-1.txt");
+        var undetermined = sets.ToDictionary(set => set.Key, set => set.Value.Count(s => Detector.Detect(s).Language == LanguageDetection.Undetermined));
+
+        Assert.Equal(OutOfSetFloors.Keys.Order(), sets.Keys.Order());
+        var below = OutOfSetFloors.Where(f => undetermined[f.Key] < f.Value).Select(f => $"{f.Key}: {undetermined[f.Key]} und, floor {f.Value}").ToList();
+        Assert.True(below.Count == 0, string.Join("; ", below));
+        Assert.True(undetermined.Values.Sum() >= 124, $"{undetermined.Values.Sum()} of 160 und");
+    }
+
+    [Theory]
+    [InlineData("ne", "भोलि बिहान म बजार गएर रोटी र दूध किन्नेछु।")]
+    [InlineData("jv", "Sesuk esuk aku arep menyang pasar tuku roti lan susu.")]
+    [InlineData("ceb", "Ugma sa buntag moadto ko sa merkado aron mopalit og pan ug gatas.")]
+    [InlineData("lb", "Muer de Moie ginn ech an d'Geschäft fir Brout a Mëllech ze kafen.")]
+    [InlineData("fo", "Í morgin fari eg í handilin at keypa breyð og mjólk.")]
+    [InlineData("gd", "Tha mi a' dol don bhùth a-màireach airson aran is bainne.")]
+    [InlineData("az", "Sabah bazara gedib çörək və süd alacağam.")]
+    public void Detect_UnconfiguredNeighbour_UndeterminedWithItAsRunnerUp(string language, string text)
+    {
+        // Each came back a confident neighbour before session 33 (Hindi, Indonesian, Filipino, German, Icelandic, Irish,
+        // Turkish, 0.85-1.00); the development sentences (Data/out-of-set-development.txt).
+        var detection = Detector.Detect(text);
+
+        Assert.Equal(LanguageDetection.Undetermined, detection.Language);
+        Assert.Equal(language, detection.RunnerUp);
+    }
+
     [Theory]
     [InlineData("mk")]
     [InlineData("be")]

@@ -38,10 +38,15 @@ internal sealed class LanguageProfiles
     private readonly float[] _weights = [1.5f, 0.5f, 1f, 1f, 1f];
 
     /// <summary>Builds profiles from sentences by language.</summary>
-    public LanguageProfiles(IReadOnlyDictionary<string, IReadOnlyList<string>> corpus)
+    /// <param name="corpus">Sentences by language.</param>
+    /// <param name="isPooled">Whether a language's text is part of the pooled text every profile is compared with (all,
+    /// when null). Decoys are scored against the pool without being part of it, so adding one does not move how the
+    /// others score.</param>
+    public LanguageProfiles(IReadOnlyDictionary<string, IReadOnlyList<string>> corpus, Func<string, bool>? isPooled = null)
     {
         _languages = corpus.Keys.Select((code, i) => (code, i)).ToDictionary(x => x.code, x => x.i, StringComparer.Ordinal);
         var n = _languages.Count;
+        var inPool = corpus.Keys.Select(code => isPooled?.Invoke(code) ?? true).ToArray();
         var counts = new Dictionary<string, int[]>(StringComparer.Ordinal);
         var totals = new long[Kinds * n];
         foreach (var (code, sentences) in corpus)
@@ -63,9 +68,12 @@ internal sealed class LanguageProfiles
         }
 
         var vocabulary = new long[Kinds];
-        foreach (var feature in counts.Keys)
+        foreach (var (feature, row) in counts)
         {
-            vocabulary[KindOf(feature)]++;
+            if (PooledSum(row, inPool) > 0)
+            {
+                vocabulary[KindOf(feature)]++;
+            }
         }
 
         var pooledTotals = new double[Kinds];
@@ -73,7 +81,7 @@ internal sealed class LanguageProfiles
         {
             for (var language = 0; language < n; language++)
             {
-                pooledTotals[kind] += totals[(kind * n) + language];
+                pooledTotals[kind] += inPool[language] ? totals[(kind * n) + language] : 0;
             }
         }
 
@@ -85,7 +93,7 @@ internal sealed class LanguageProfiles
             var kind = KindOf(feature);
             var index = rows.Count;
             rows[feature] = index;
-            var pooled = Math.Log((row.Sum() + Smoothing) / (pooledTotals[kind] + (Smoothing * vocabulary[kind])));
+            var pooled = Math.Log((PooledSum(row, inPool) + Smoothing) / (pooledTotals[kind] + (Smoothing * vocabulary[kind])));
             for (var language = 0; language < n; language++)
             {
                 var own = Math.Log((row[language] + Smoothing) / (totals[(kind * n) + language] + (Smoothing * vocabulary[kind])));
@@ -104,7 +112,7 @@ internal sealed class LanguageProfiles
             // Centred (mostly) over the languages: a feature no language had says which languages' corpora are smaller,
             // not which language the text is in; uncentred it lifted every profiled language over the decoys Lingua
             // scores, so that text outside the set (Welsh, Swahili) came back as a profiled language instead of und.
-            var mean = _unseen.AsSpan(kind * n, n).ToArray().Average();
+            var mean = Enumerable.Range(0, n).Where(language => inPool[language]).Average(language => _unseen[(kind * n) + language]);
             for (var language = 0; language < n; language++)
             {
                 _unseen[(kind * n) + language] -= mean * UnseenCentring;
@@ -114,6 +122,17 @@ internal sealed class LanguageProfiles
         _rows = rows.ToFrozenDictionary(StringComparer.Ordinal);
         _lookup = _rows.GetAlternateLookup<ReadOnlySpan<char>>();
         Languages = [.. _languages.Keys];
+    }
+
+    private static int PooledSum(int[] row, bool[] inPool)
+    {
+        var sum = 0;
+        for (var language = 0; language < row.Length; language++)
+        {
+            sum += inPool[language] ? row[language] : 0;
+        }
+
+        return sum;
     }
 
     /// <summary>The profiles built from the embedded tuning corpus, one set per script (Serbian has a Latin and a
@@ -137,8 +156,11 @@ internal sealed class LanguageProfiles
             }
         }
 
-        return split.ToDictionary(kv => kv.Key, kv => new LanguageProfiles(kv.Value));
+        return split.ToDictionary(kv => kv.Key, kv => new LanguageProfiles(kv.Value, Pooled));
     }
+
+    // The covered languages make the pool; decoys (Macedonian, Faroese, ...) are compared with it.
+    private static bool Pooled(string code) => LanguageCatalog.TryGet(code, out var language) && language.IsCovered;
 
     internal static WritingScript DominantScript(string sentence)
     {
