@@ -128,25 +128,34 @@ public sealed class LanguageDetectorTests
     // Russian and Ukrainian) must come back und, with the decoy as runner-up, never as a confident neighbour.
     // Out of set 1 (Data/out-of-set-1.txt, session 33): 8 everyday sentences in each of 20 languages outside the covered
     // set, written after the decoy tuning sentences and never tuned on. 61 of 160 were und before the decoys got
-    // profiles (Nepali read as Hindi, Faroese as Icelandic, Asturian as Spanish, ...), 124 after (SOURCES.md). The
-    // floors are that run's counts; Javanese, Asturian, Occitan, Sundanese, Breton, Corsican, Esperanto and Faroese are
-    // still below the target (7 of 8).
-    private static readonly Dictionary<string, int> OutOfSetFloors = new(StringComparer.Ordinal)
+    // profiles (Nepali read as Hindi, Faroese as Icelandic, Asturian as Spanish, ...), 124 at its first run after.
+    // Javanese (2) and Sundanese (3) then got a second tuning round, checked on out of set 2 (written for it: 6 of 16
+    // und before); decoy-only features were then kept out of the covered languages' scores and the decoys' borrowed
+    // share lowered from a quarter to a tenth (chosen on the held-out sets' covered sentences): 133 of 160 and 13 of 16.
+    // Out of set 1 is no longer held out for Javanese and Sundanese. The floors are the last run's counts; Asturian,
+    // Occitan, Breton, Corsican, Esperanto, Javanese and Sundanese are still below the target (7 of 8).
+    private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
-        ["sq"] = 8, ["az"] = 8, ["cy"] = 8, ["yo"] = 8, ["ne"] = 8, ["jv"] = 2, ["ceb"] = 8, ["lb"] = 8, ["fo"] = 6, ["fy"] = 8,
-        ["oc"] = 5, ["ast"] = 0, ["gd"] = 8, ["ht"] = 8, ["ku"] = 8, ["su"] = 3, ["br"] = 3, ["co"] = 3, ["sw"] = 8, ["eo"] = 6,
+        ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
+        {
+            ["sq"] = 8, ["az"] = 8, ["cy"] = 8, ["yo"] = 8, ["ne"] = 8, ["jv"] = 6, ["ceb"] = 8, ["lb"] = 8, ["fo"] = 7, ["fy"] = 8,
+            ["oc"] = 5, ["ast"] = 1, ["gd"] = 8, ["ht"] = 8, ["ku"] = 8, ["su"] = 5, ["br"] = 4, ["co"] = 3, ["sw"] = 8, ["eo"] = 6,
+        },
+        ["out-of-set-2.txt"] = new(StringComparer.Ordinal) { ["jv"] = 7, ["su"] = 6 },
     };
 
-    [Fact]
-    public void Detect_LanguagesOutsideTheSet_UndeterminedAtLeastAsOftenAsRecorded()
+    [Theory]
+    [InlineData("out-of-set-1.txt")]
+    [InlineData("out-of-set-2.txt")]
+    public void Detect_LanguagesOutsideTheSet_UndeterminedAtLeastAsOftenAsRecorded(string file)
     {
-        var sets = TestData.HeldOut("out-of-set-1.txt");
+        var sets = TestData.HeldOut(file);
         var undetermined = sets.ToDictionary(set => set.Key, set => set.Value.Count(s => Detector.Detect(s).Language == LanguageDetection.Undetermined));
+        var floors = OutOfSetFloors[file];
 
-        Assert.Equal(OutOfSetFloors.Keys.Order(), sets.Keys.Order());
-        var below = OutOfSetFloors.Where(f => undetermined[f.Key] < f.Value).Select(f => $"{f.Key}: {undetermined[f.Key]} und, floor {f.Value}").ToList();
+        Assert.Equal(floors.Keys.Order(), sets.Keys.Order());
+        var below = floors.Where(f => undetermined[f.Key] < f.Value).Select(f => $"{f.Key}: {undetermined[f.Key]} und, floor {f.Value}").ToList();
         Assert.True(below.Count == 0, string.Join("; ", below));
-        Assert.True(undetermined.Values.Sum() >= 124, $"{undetermined.Values.Sum()} of 160 und");
     }
 
     [Theory]
@@ -157,6 +166,7 @@ public sealed class LanguageDetectorTests
     [InlineData("fo", "Í morgin fari eg í handilin at keypa breyð og mjólk.")]
     [InlineData("gd", "Tha mi a' dol don bhùth a-màireach airson aran is bainne.")]
     [InlineData("az", "Sabah bazara gedib çörək və süd alacağam.")]
+    [InlineData("su", "Isukan isuk-isuk abdi rék ka pasar meuli roti jeung susu.")]
     public void Detect_UnconfiguredNeighbour_UndeterminedWithItAsRunnerUp(string language, string text)
     {
         // Each came back a confident neighbour before session 33 (Hindi, Indonesian, Filipino, German, Icelandic, Irish,

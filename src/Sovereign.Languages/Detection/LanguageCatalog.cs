@@ -143,10 +143,11 @@ public static class LanguageCatalog
 
         // Not covered, and without a Lingua model: each borrows the share of the languages Lingua reads it as, and its
         // own tuning sentences decide (session 33: Nepali text came back a confident Hindi, Javanese Indonesian,
-        // Cebuano Filipino, Luxembourgish German, Faroese Icelandic, Frisian Norwegian, Occitan Catalan, Asturian
+        // Sundanese Indonesian, Cebuano Filipino, Luxembourgish German, Faroese Icelandic, Frisian Norwegian, Occitan Catalan, Asturian
         // Spanish, Scottish Gaelic Irish, Haitian Creole French, Kurmanji Turkish).
         Unmodelled("ne", "Nepali", WritingScript.Devanagari, "hi", "mr"),
         Unmodelled("jv", "Javanese", WritingScript.Latin, "id", "ms"),
+        Unmodelled("su", "Sundanese", WritingScript.Latin, "id", "ms"),
         Unmodelled("ceb", "Cebuano", WritingScript.Latin, "fil"),
         Unmodelled("lb", "Luxembourgish", WritingScript.Latin, "de", "nl"),
         Unmodelled("fo", "Faroese", WritingScript.Latin, "is", "no", "da"),

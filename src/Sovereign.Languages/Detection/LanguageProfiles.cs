@@ -86,21 +86,6 @@ internal sealed class LanguageProfiles
         }
 
         _unseen = new float[Kinds * n];
-        var rows = new Dictionary<string, int>(counts.Count, StringComparer.Ordinal);
-        _logRatio = new float[counts.Count * n];
-        foreach (var (feature, row) in counts)
-        {
-            var kind = KindOf(feature);
-            var index = rows.Count;
-            rows[feature] = index;
-            var pooled = Math.Log((PooledSum(row, inPool) + Smoothing) / (pooledTotals[kind] + (Smoothing * vocabulary[kind])));
-            for (var language = 0; language < n; language++)
-            {
-                var own = Math.Log((row[language] + Smoothing) / (totals[(kind * n) + language] + (Smoothing * vocabulary[kind])));
-                _logRatio[(index * n) + language] = (float)(own - pooled);
-            }
-        }
-
         for (var kind = 0; kind < Kinds; kind++)
         {
             var pooled = Math.Log(Smoothing / (pooledTotals[kind] + (Smoothing * vocabulary[kind])));
@@ -116,6 +101,29 @@ internal sealed class LanguageProfiles
             for (var language = 0; language < n; language++)
             {
                 _unseen[(kind * n) + language] -= mean * UnseenCentring;
+            }
+        }
+
+        var rows = new Dictionary<string, int>(counts.Count, StringComparer.Ordinal);
+        _logRatio = new float[counts.Count * n];
+        foreach (var (feature, row) in counts)
+        {
+            var kind = KindOf(feature);
+            var index = rows.Count;
+            rows[feature] = index;
+            var pooledCount = PooledSum(row, inPool);
+            var pooled = Math.Log((pooledCount + Smoothing) / (pooledTotals[kind] + (Smoothing * vocabulary[kind])));
+            for (var language = 0; language < n; language++)
+            {
+                if (pooledCount == 0 && inPool[language])
+                {
+                    // Only decoys had it: to a pooled language it is a feature no language had, as without the decoys.
+                    _logRatio[(index * n) + language] = _unseen[(kind * n) + language];
+                    continue;
+                }
+
+                var own = Math.Log((row[language] + Smoothing) / (totals[(kind * n) + language] + (Smoothing * vocabulary[kind])));
+                _logRatio[(index * n) + language] = (float)(own - pooled);
             }
         }
 
