@@ -126,27 +126,33 @@ public sealed class LanguageDetectorTests
     // Decoys (Data/decoys.txt, written in session 24 before Macedonian and Belarusian got tuning sentences): text in a
     // language outside the set that sits beside covered ones (Macedonian beside Bulgarian and Serbian, Belarusian beside
     // Russian and Ukrainian) must come back und, with the decoy as runner-up, never as a confident neighbour.
-    // Out of set 1 (Data/out-of-set-1.txt, session 33): 8 everyday sentences in each of 20 languages outside the covered
-    // set, written after the decoy tuning sentences and never tuned on. 61 of 160 were und before the decoys got
+    // Languages outside the covered set must come back und (SOURCES.md, session 33), each set written before the tuning
+    // round it checks and never tuned on. Out of set 1 (20 languages x 8): 61 of 160 und before the decoys got
     // profiles (Nepali read as Hindi, Faroese as Icelandic, Asturian as Spanish, ...), 124 at its first run after.
-    // Javanese (2) and Sundanese (3) then got a second tuning round, checked on out of set 2 (written for it: 6 of 16
-    // und before); decoy-only features were then kept out of the covered languages' scores and the decoys' borrowed
-    // share lowered from a quarter to a tenth (chosen on the held-out sets' covered sentences): 133 of 160 and 13 of 16.
-    // Out of set 1 is no longer held out for Javanese and Sundanese. The floors are the last run's counts; Asturian,
-    // Occitan, Breton, Corsican, Esperanto, Javanese and Sundanese are still below the target (7 of 8).
+    // Javanese and Sundanese then got a second round, checked on out of set 2 (6 of 16 und before, 13 after); Asturian,
+    // Occitan, Corsican and Breton a second round and Konkani and Maithili decoys, checked on out of set 3 (23 of 72
+    // before, 56 after; Bhojpuri and Sanskrit decoys were left out, since they took Hindi and Marathi held-out sentences
+    // and the formal Hindi of the UDHR: both are mostly read as Hindi or Marathi). Out of set 1 is no longer held out for
+    // the languages of the later rounds (148 of 160 since). The floors are the last run's counts; Asturian, Bhojpuri,
+    // Sanskrit, Corsican, Esperanto, Javanese and Sundanese are below the target (7 of 8) somewhere.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
         {
             ["sq"] = 8, ["az"] = 8, ["cy"] = 8, ["yo"] = 8, ["ne"] = 8, ["jv"] = 6, ["ceb"] = 8, ["lb"] = 8, ["fo"] = 7, ["fy"] = 8,
-            ["oc"] = 5, ["ast"] = 1, ["gd"] = 8, ["ht"] = 8, ["ku"] = 8, ["su"] = 5, ["br"] = 4, ["co"] = 3, ["sw"] = 8, ["eo"] = 6,
+            ["oc"] = 8, ["ast"] = 4, ["gd"] = 8, ["ht"] = 8, ["ku"] = 8, ["su"] = 5, ["br"] = 8, ["co"] = 8, ["sw"] = 8, ["eo"] = 6,
         },
         ["out-of-set-2.txt"] = new(StringComparer.Ordinal) { ["jv"] = 7, ["su"] = 6 },
+        ["out-of-set-3.txt"] = new(StringComparer.Ordinal)
+        {
+            ["ast"] = 3, ["oc"] = 8, ["co"] = 6, ["br"] = 8, ["eo"] = 8, ["kok"] = 8, ["sa"] = 4, ["mai"] = 8, ["bho"] = 3,
+        },
     };
 
     [Theory]
     [InlineData("out-of-set-1.txt")]
     [InlineData("out-of-set-2.txt")]
+    [InlineData("out-of-set-3.txt")]
     public void Detect_LanguagesOutsideTheSet_UndeterminedAtLeastAsOftenAsRecorded(string file)
     {
         var sets = TestData.HeldOut(file);

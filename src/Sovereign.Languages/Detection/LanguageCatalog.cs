@@ -146,6 +146,8 @@ public static class LanguageCatalog
         // Sundanese Indonesian, Cebuano Filipino, Luxembourgish German, Faroese Icelandic, Frisian Norwegian, Occitan Catalan, Asturian
         // Spanish, Scottish Gaelic Irish, Haitian Creole French, Kurmanji Turkish).
         Unmodelled("ne", "Nepali", WritingScript.Devanagari, "hi", "mr"),
+        Unmodelled("kok", "Konkani", WritingScript.Devanagari, "mr", "hi"),
+        Unmodelled("mai", "Maithili", WritingScript.Devanagari, "hi", "mr"),
         Unmodelled("jv", "Javanese", WritingScript.Latin, "id", "ms"),
         Unmodelled("su", "Sundanese", WritingScript.Latin, "id", "ms"),
         Unmodelled("ceb", "Cebuano", WritingScript.Latin, "fil"),
@@ -154,6 +156,8 @@ public static class LanguageCatalog
         Unmodelled("fy", "Western Frisian", WritingScript.Latin, "nl", "af", "no", "da"),
         Unmodelled("oc", "Occitan", WritingScript.Latin, "ca", "fr", "es", "it"),
         Unmodelled("ast", "Asturian", WritingScript.Latin, "es", "pt"),
+        Unmodelled("co", "Corsican", WritingScript.Latin, "it", "fr"),
+        Unmodelled("br", "Breton", WritingScript.Latin, "fr", "cy", "ga"),
         Unmodelled("gd", "Scottish Gaelic", WritingScript.Latin, "ga"),
         Unmodelled("ht", "Haitian Creole", WritingScript.Latin, "fr"),
         Unmodelled("ku", "Kurdish (Kurmanji)", WritingScript.Latin, "tr"),
