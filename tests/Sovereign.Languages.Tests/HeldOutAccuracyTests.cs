@@ -152,6 +152,40 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         Assert.True(failures.Count == 0, string.Join("; ", failures));
     }
 
+    // Every language of the catalog configured (an operator who switches every supported language on): the languages
+    // added in session 33 without a Lingua model (Faroese, Cebuano, Scottish Gaelic, Occitan, Konkani, ...) borrow only
+    // a tenth of their neighbours' Lingua share even when configured. With the full share they took 45 covered
+    // held-out sentences (11 Irish, 9 Icelandic, 6 Filipino, 5 French, 4 Marathi), and nine languages fell below 7 of 8
+    // in some set; with a tenth they take 7 (6,232 -> 6,225 of 6,384 correct), and when configured they are told
+    // apart: 146 of the 160 sentences of out of set 1 come back as their own language. (Indonesian, short of 7 of 8 in
+    // held-out 16 with the covered set too, is guarded by the per-set floors.)
+    [Fact]
+    public void Detect_EveryCatalogLanguageOn_KeepsTheCoveredLanguagesAndFindsTheAddedOnes()
+    {
+        var detector = new LanguageDetector(new LanguageDetectorOptions { Languages = [.. LanguageCatalog.All.Select(l => l.Code)] });
+        var neighbours = new HashSet<string>(["ga", "is", "fil", "fr", "mr", "ca", "es", "de", "nl", "tr", "hi"], StringComparer.Ordinal);
+        var correct = 0;
+        var below = new List<string>();
+        foreach (var file in TestData.HeldOutFiles)
+        {
+            foreach (var (language, sentences) in TestData.HeldOut(file))
+            {
+                var right = sentences.Count(s => detector.Detect(s).Language == language);
+                correct += right;
+                if (neighbours.Contains(language) && right * 8 < sentences.Count * 7)
+                {
+                    below.Add($"{file} {language}: {right}/{sentences.Count}");
+                }
+            }
+        }
+
+        var added = TestData.HeldOut("out-of-set-1.txt").Sum(set => set.Value.Count(s => detector.Detect(s).Language == set.Key));
+
+        Assert.True(below.Count == 0, string.Join("; ", below));
+        Assert.True(correct >= 6_225, $"{correct} covered held-out sentences right");
+        Assert.True(added >= 146, $"{added} of 160 out-of-set sentences found as their own language");
+    }
+
     [Fact]
     public void HeldOut_SentencesAreEverydayLength_AndNotInTheTuningCorpus()
     {

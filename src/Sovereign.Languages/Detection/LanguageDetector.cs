@@ -401,7 +401,7 @@ public sealed partial class LanguageDetector
             // a part of the leader's share (Lingua scatters text it has no model for, Tetum, over unrelated languages).
             // Inside one it does not: the part would lift it, or with pooling its whole group, over Lingua's leader.
             borrowed[code] = !group.StandIns.TryGetValue(code, out var standIns) ? shares.GetValueOrDefault(code)
-                : !_languages.Contains(code) ? UnmodelledDecoyShare * standIns.Max(shares.GetValueOrDefault)
+                : group.Unmodelled.Contains(code) ? UnmodelledDecoyShare * standIns.Max(shares.GetValueOrDefault)
                 : GroupOf(code) is null ? Math.Max(standIns.Max(shares.GetValueOrDefault), LeaderShare * leaderShare)
                 : standIns.Max(shares.GetValueOrDefault);
         }
@@ -646,6 +646,7 @@ public sealed partial class LanguageDetector
 
             StandIns = Members.Where(m => m.StandIns.Count > 0 && (m.Script != script || m.Lingua.Count == 0))
                 .ToDictionary(m => m.Code, m => m.StandIns, StringComparer.Ordinal);
+            Unmodelled = [.. Members.Where(m => !m.IsCovered && m.Lingua.Count == 0).Select(m => m.Code)];
             ProfileStandIns = Members.Where(m => m.ProfileStandIn is not null)
                 .ToDictionary(m => m.Code, m => m.ProfileStandIn!, StringComparer.Ordinal);
             if (Codes.Count > 0 && highAccuracy)
@@ -666,6 +667,10 @@ public sealed partial class LanguageDetector
         public Dictionary<Language, string> Codes { get; }
 
         public Dictionary<string, IReadOnlyList<string>> StandIns { get; }
+
+        /// <summary>Languages outside the covered set that Lingua lacks (Faroese, Cebuano, ...): configured or not, they
+        /// borrow only <see cref="UnmodelledDecoyShare"/> of their neighbours' Lingua share.</summary>
+        public HashSet<string> Unmodelled { get; }
 
         /// <summary>Languages without tuning sentences and the profiled language whose evidence each borrows.</summary>
         public Dictionary<string, string> ProfileStandIns { get; }
