@@ -141,10 +141,11 @@ public static class LanguageCatalog
         Extra("mi", "Maori", WritingScript.Latin, Language.Maori),
         Extra("om", "Oromo", WritingScript.Latin, Language.Oromo),
 
-        // Not covered, and without a Lingua model: each borrows the share of the languages Lingua reads it as, and its
-        // own tuning sentences decide (session 33: Nepali text came back a confident Hindi, Javanese Indonesian,
-        // Sundanese Indonesian, Cebuano Filipino, Luxembourgish German, Faroese Icelandic, Frisian Norwegian, Occitan Catalan, Asturian
-        // Spanish, Scottish Gaelic Irish, Haitian Creole French, Kurmanji Turkish).
+        // Not covered, and without a Lingua model: each borrows a part of the share of the languages Lingua reads it as,
+        // and its own tuning sentences decide (session 33: their text came back a confident neighbour, Nepali and
+        // Maithili Hindi, Konkani Marathi, Javanese and Sundanese Indonesian, Cebuano Filipino, Luxembourgish German,
+        // Faroese Icelandic, Frisian Norwegian, Occitan Catalan, Asturian Spanish, Corsican Italian, Scottish Gaelic
+        // Irish, Haitian Creole French, Kurmanji Turkish).
         Unmodelled("ne", "Nepali", WritingScript.Devanagari, "hi", "mr"),
         Unmodelled("kok", "Konkani", WritingScript.Devanagari, "mr", "hi"),
         Unmodelled("mai", "Maithili", WritingScript.Devanagari, "hi", "mr"),

@@ -47,6 +47,12 @@ internal sealed class LanguageProfiles
         _languages = corpus.Keys.Select((code, i) => (code, i)).ToDictionary(x => x.code, x => x.i, StringComparer.Ordinal);
         var n = _languages.Count;
         var inPool = corpus.Keys.Select(code => isPooled?.Invoke(code) ?? true).ToArray();
+        if (!inPool.Contains(true))
+        {
+            // Decoys alone (a script no covered language writes): they make the pool themselves.
+            Array.Fill(inPool, true);
+        }
+
         var counts = new Dictionary<string, int[]>(StringComparer.Ordinal);
         var totals = new long[Kinds * n];
         foreach (var (code, sentences) in corpus)
