@@ -88,7 +88,7 @@ internal static partial class ResponsesEndpoint
             return;
         }
 
-        var (text, result, _) = (await local.Run.CollectAsync())[0];
+        var (text, result, _, _) = (await local.Run.CollectAsync())[0];
         var status = StatusOf(result);
         var response = shape.Final(OutputItems(shape, text, result, tools, toolFormat, status), status, UsageOf(local, result));
         await shape.CloseAsync(governed, response);

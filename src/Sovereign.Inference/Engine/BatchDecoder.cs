@@ -104,17 +104,29 @@ internal sealed class KvSequence : IDisposable
     /// <summary>Positions covered: decoded tokens plus those queued for the next decode.</summary>
     public int TokenCount { get; private set; }
 
-    /// <summary>Queues tokens at the next positions; logits are kept for the last one only.</summary>
-    public void Prompt(ReadOnlySpan<LLamaToken> tokens)
+    /// <summary>
+    /// Queues tokens at the next positions; logits are kept for the last one only, or for every one with
+    /// <paramref name="allLogits"/> (prompt scoring: each costs a row of vocabulary-size floats in the context's output buffer).
+    /// </summary>
+    /// <returns>The batch index of the first token; the others follow it in order (<see cref="SafeLLamaContextHandle.GetLogitsIth"/>).</returns>
+    public int Prompt(ReadOnlySpan<LLamaToken> tokens, bool allLogits = false)
     {
+        var first = -1;
         for (var i = 0; i < tokens.Length; i++)
         {
-            var index = _decoder.Queue(tokens[i], TokenCount++, Id, i == tokens.Length - 1);
+            var index = _decoder.Queue(tokens[i], TokenCount++, Id, allLogits || i == tokens.Length - 1);
+            if (i == 0)
+            {
+                first = index;
+            }
+
             if (i == tokens.Length - 1)
             {
                 _sampleIndex = index;
             }
         }
+
+        return first;
     }
 
     /// <summary>Queues one token at the next position, with logits.</summary>

@@ -100,6 +100,10 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         var maxTokens = ResolveMaxTokens(prompt.Count, request.MaxTokens);
         var need = prompt.Count + maxTokens;
         ValidateSampling(request.Sampling);
+        if (request.PromptLogprobs is < 0 or > Logprobs.MaxTop || request.TopLogprobs is < 0 or > Logprobs.MaxTop)
+        {
+            throw new InvalidGenerationRequestException($"logprobs must be between 0 and {Logprobs.MaxTop}.", "logprobs");
+        }
 
         // Requests that will be admitted at once (free slots) do not count against the queue bound.
         if (Interlocked.Increment(ref _waitingCount) > _maxQueue + Math.Max(0, _parallel - RunningCount))
@@ -151,8 +155,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
 
     /// <summary>
     /// The output limit a request of <paramref name="promptTokens"/> tokens gets on this model (the whole remaining
-    /// context when <paramref name="maxTokens"/> is null), or <see cref="InvalidGenerationRequestException"/> when it
-    /// can never run here. <see cref="Submit"/> applies the same rule; callers use it to refuse before any work.
+    /// context when <paramref name="maxTokens"/> is null; 0 when asked for: the prompt is evaluated, nothing
+    /// generated), or <see cref="InvalidGenerationRequestException"/> when it can never run here. <see cref="Submit"/>
+    /// applies the same rule; callers use it to refuse before any work.
     /// </summary>
     /// <param name="promptTokens">Tokens in the prompt.</param>
     /// <param name="maxTokens">The output limit asked for; null: the rest of the context.</param>
@@ -174,7 +179,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         }
 
         var resolved = maxTokens ?? context - promptTokens;
-        if (resolved < 1)
+        if (resolved < 1 && maxTokens != 0)
         {
             throw new InvalidGenerationRequestException($"{maxTokensParameter} must be at least 1.", maxTokensParameter);
         }
@@ -359,6 +364,15 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             }
 
             sequence.Pipeline = new RequestSamplingPipeline(sequence.Request.Sampling, _model.Resolved.ContextLength, sequence.Request.Grammar, sequence.Request.TopLogprobs);
+            if (sequence.Request.PromptLogprobs is not null)
+            {
+                // The first token is conditioned on nothing: no log-probability, no alternatives (as OpenAI and vLLM give null).
+                sequence.PromptLogprobs = new List<TokenLogprob>(sequence.Request.PromptTokens.Count)
+                {
+                    new(Alternative(sequence.Request.PromptTokens[0], float.NaN, special: true), []),
+                };
+            }
+
             sequence.Decoder = new StreamingTokenDecoder(Encoding.UTF8, _model.Weights);
             sequence.StopMatcher = new StopSequenceMatcher(sequence.Request.Stop);
             var admittedAt = _time.GetTimestamp();
@@ -386,6 +400,13 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     private KvSequence StartConversation(Sequence sequence)
     {
         var prompt = sequence.Request.PromptTokens;
+        if (sequence.Request.PromptLogprobs is not null)
+        {
+            // Cached cells carry no logits: a scored prompt is prefilled from its first token (as vLLM skips its prefix
+            // cache for prompt logprobs). Its finished sequence still joins the cache for later requests.
+            return _executor.Create();
+        }
+
         var (source, reused) = _prefixCache.Match(CachePartitionOf(sequence.Request), prompt, _executor);
         if (source is null)
         {
@@ -446,6 +467,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
 
         var budget = _model.Resolved.BatchSize;
         var stepTokens = 0;
+        var logitRows = PromptLogitRowsPerStep;
 
         // Sampled tokens join the batch only now, so that between steps no sequence has tokens queued in the
         // executor and a cancelled one can be disposed without its pending token landing in a reused sequence id.
@@ -472,6 +494,20 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             }
 
             var chunk = Math.Min(remaining, budget);
+            var scored = sequence.PromptLogprobs is not null;
+            if (scored)
+            {
+                // Every scored position keeps a row of logits in llama.cpp's output buffer, which keeps its largest size:
+                // the rows per step are bounded, and a scored prompt waits for the next step when they are taken.
+                chunk = Math.Min(chunk, logitRows);
+                if (chunk == 0)
+                {
+                    continue;
+                }
+
+                logitRows -= chunk;
+            }
+
             var tokens = new LLamaToken[chunk];
             for (var i = 0; i < chunk; i++)
             {
@@ -479,7 +515,12 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
                 sequence.KvHistory.Add((int)tokens[i]);
             }
 
-            sequence.Conversation!.Prompt(tokens);
+            var first = sequence.Conversation!.Prompt(tokens, allLogits: scored);
+            if (scored)
+            {
+                sequence.ScoredChunk = (sequence.Prefilled, first, chunk);
+            }
+
             sequence.Prefilled += chunk;
             sequence.StepTokens = chunk;
             budget -= chunk;
@@ -507,20 +548,32 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             sequence.KvTokens += sequence.StepTokens;
 
             sequence.ComputeSeconds += elapsed.TotalSeconds * sequence.StepTokens / stepTokens;
-            if (sequence.Prefilled < sequence.Request.PromptTokens.Count)
-            {
-                continue;
-            }
-
-            if (sequence.Generated == 0)
-            {
-                _metrics.PromptProcessed(ModelId, sequence.Request.PromptTokens.Count, sequence.CachedTokens);
-            }
-
             FinishReason? finish;
             try
             {
-                finish = SampleNext(sequence);
+                if (sequence.ScoredChunk is { } scoredChunk)
+                {
+                    sequence.ScoredChunk = null;
+                    ScorePrompt(sequence, scoredChunk);
+                }
+
+                if (sequence.Prefilled < sequence.Request.PromptTokens.Count)
+                {
+                    continue;
+                }
+
+                if (sequence.Generated == 0)
+                {
+                    _metrics.PromptProcessed(ModelId, sequence.Request.PromptTokens.Count, sequence.CachedTokens);
+                    if (sequence.PromptLogprobs is { } scores)
+                    {
+                        sequence.EmitPromptLogprobs(scores);
+                        sequence.PromptLogprobs = null;
+                    }
+                }
+
+                // max_tokens 0 (echo): the prompt is all there is to evaluate.
+                finish = sequence.MaxTokens == 0 ? FinishReason.Length : SampleNext(sequence);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
@@ -586,17 +639,50 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         return null;
     }
 
-    private TokenAlternative Alternative(int token, float logprob)
+    /// <summary>
+    /// Most rows of logits one step keeps for scored prompt positions: 64 MiB of floats (about 500 rows of a 32k
+    /// vocabulary, 100 of a 150k one), at least one. llama.cpp's output buffer grows to the most rows a batch asked
+    /// for and keeps that size, so this bounds what scoring prompts adds to the context's memory.
+    /// </summary>
+    private int PromptLogitRowsPerStep => Math.Max(1, (int)Math.Min(_model.Resolved.BatchSize, 16L * 1024 * 1024 / Math.Max(1, _model.Info.VocabularySize)));
+
+    /// <summary>
+    /// The log-probabilities of the prompt tokens that follow a scored chunk's positions, read from each position's
+    /// logits right after the decode (one row at a time; nothing is kept but the top alternatives).
+    /// </summary>
+    private void ScorePrompt(Sequence sequence, (int Start, int FirstIndex, int Count) chunk)
+    {
+        var prompt = sequence.Request.PromptTokens;
+        var top = sequence.Request.PromptLogprobs ?? 0;
+        var context = _executor.Native;
+        for (var k = 0; k < chunk.Count; k++)
+        {
+            var next = chunk.Start + k + 1;
+            if (next >= prompt.Count)
+            {
+                break;
+            }
+
+            var (logprob, alternatives) = Logprobs.Compute(context.GetLogitsIth(chunk.FirstIndex + k), prompt[next], top);
+            sequence.PromptLogprobs!.Add(new TokenLogprob(
+                Alternative(prompt[next], logprob, special: true), [.. alternatives.Select(a => Alternative(a.Token, a.Logprob, special: true))]));
+        }
+    }
+
+    /// <param name="token">The token.</param>
+    /// <param name="logprob">Its log-probability.</param>
+    /// <param name="special">Whether control tokens print their text (prompt tokens, as vLLM's detokenizer shows them) or nothing (output).</param>
+    private TokenAlternative Alternative(int token, float logprob, bool special = false)
     {
         Span<byte> piece = stackalloc byte[128];
-        var length = (int)_model.Weights.NativeHandle.TokenToSpan((LLamaToken)token, piece);
+        var length = (int)_model.Weights.NativeHandle.TokenToSpan((LLamaToken)token, piece, special: special);
         if (length <= piece.Length)
         {
             return new TokenAlternative(token, piece[..length].ToArray(), logprob);
         }
 
         var large = new byte[length];
-        _model.Weights.NativeHandle.TokenToSpan((LLamaToken)token, large);
+        _model.Weights.NativeHandle.TokenToSpan((LLamaToken)token, large, special: special);
         return new TokenAlternative(token, large, logprob);
     }
 
@@ -726,6 +812,14 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
 
         /// <summary>Logprobs of tokens whose text has not been emitted yet (held by the decoder or the stop matcher).</summary>
         public List<TokenLogprob>? PendingLogprobs { get; set; }
+
+        /// <summary>The prompt's log-probabilities so far, while a scored prompt is prefilled (null otherwise).</summary>
+        public List<TokenLogprob>? PromptLogprobs { get; set; }
+
+        /// <summary>The scored prompt chunk in this step's batch: its first prompt position, batch index and length.</summary>
+        public (int Start, int FirstIndex, int Count)? ScoredChunk { get; set; }
+
+        public void EmitPromptLogprobs(IReadOnlyList<TokenLogprob> scores) => output.TryWrite(new GenerationUpdate(string.Empty, null, PromptLogprobs: scores));
 
         /// <summary>Completes after the last update is written and the output completed (<see cref="GenerationStream.CollectAllAsync"/> waits for it).</summary>
         public Task Written => _written.Task;

@@ -6,7 +6,10 @@ public sealed record GenerationRequest
     /// <summary>The prompt, already tokenized with the model's tokenizer (BOS included where the model wants it).</summary>
     public required IReadOnlyList<int> PromptTokens { get; init; }
 
-    /// <summary>The most tokens to generate. <see langword="null"/> means up to the end of the sequence's context.</summary>
+    /// <summary>
+    /// The most tokens to generate. <see langword="null"/> means up to the end of the sequence's context; 0 evaluates
+    /// the prompt only (for its <see cref="PromptLogprobs"/>) and generates nothing.
+    /// </summary>
     public int? MaxTokens { get; init; }
 
     /// <summary>Strings that end generation; matched on decoded text, across token boundaries, and not returned.</summary>
@@ -39,6 +42,15 @@ public sealed record GenerationRequest
     /// most likely alternatives at its position (0 to <see cref="Sampling.Logprobs.MaxTop"/>).
     /// </summary>
     public int? TopLogprobs { get; init; }
+
+    /// <summary>
+    /// Null: no prompt log-probabilities. Otherwise every prompt token after the first is scored, log P(token | the
+    /// tokens before it), with this many of the most likely alternatives at its position (0 to
+    /// <see cref="Sampling.Logprobs.MaxTop"/>); they arrive in one update once the prompt is evaluated
+    /// (<see cref="GenerationUpdate.PromptLogprobs"/>). Such a prompt is prefilled whole, never taken from the prefix
+    /// cache, whose cells carry no logits.
+    /// </summary>
+    public int? PromptLogprobs { get; init; }
 }
 
 /// <summary>Per-request sampling settings, with OpenAI's defaults and ranges.</summary>
@@ -126,4 +138,9 @@ public sealed record GenerationResult
 /// <param name="Text">Text generated since the last update (may be empty).</param>
 /// <param name="Result">Set on the last update only.</param>
 /// <param name="Logprobs">When asked for: the tokens generated since the last update that carried logprobs, in order.</param>
-public readonly record struct GenerationUpdate(string Text, GenerationResult? Result, IReadOnlyList<Sampling.TokenLogprob>? Logprobs = null);
+/// <param name="PromptLogprobs">
+/// When asked for (<see cref="GenerationRequest.PromptLogprobs"/>), once, before any generated token: every prompt token
+/// in order. The first has no log-probability (<see cref="float.NaN"/>: nothing precedes it) and no alternatives.
+/// </param>
+public readonly record struct GenerationUpdate(
+    string Text, GenerationResult? Result, IReadOnlyList<Sampling.TokenLogprob>? Logprobs = null, IReadOnlyList<Sampling.TokenLogprob>? PromptLogprobs = null);

@@ -42,16 +42,21 @@ public sealed class GenerationStream : IAsyncEnumerable<GenerationUpdate>
     /// <summary>Reads the whole generation into one string and its result.</summary>
     public async Task<(string Text, GenerationResult Result)> CollectAsync(CancellationToken cancellationToken = default)
     {
-        var (text, result, _) = await CollectAllAsync(cancellationToken);
+        var (text, result, _, _) = await CollectAllAsync(cancellationToken);
         return (text, result);
     }
 
-    /// <summary>Reads the whole generation: text, result, and each token's log-probabilities (null unless asked for).</summary>
-    public async Task<(string Text, GenerationResult Result, IReadOnlyList<Sampling.TokenLogprob>? Logprobs)> CollectAllAsync(CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Reads the whole generation: text, result, each generated token's log-probabilities and the prompt's (each null
+    /// unless asked for).
+    /// </summary>
+    public async Task<(string Text, GenerationResult Result, IReadOnlyList<Sampling.TokenLogprob>? Logprobs, IReadOnlyList<Sampling.TokenLogprob>? PromptLogprobs)> CollectAllAsync(
+        CancellationToken cancellationToken = default)
     {
         var text = new System.Text.StringBuilder();
         GenerationResult? result = null;
         List<Sampling.TokenLogprob>? logprobs = null;
+        IReadOnlyList<Sampling.TokenLogprob>? promptLogprobs = null;
 
         // Wait for the end, then read everything: one wake-up per request instead of a thread-pool continuation per
         // token, which competes with the decode loop for the cores. A failed generation throws its error here.
@@ -64,8 +69,10 @@ public sealed class GenerationStream : IAsyncEnumerable<GenerationUpdate>
             {
                 (logprobs ??= []).AddRange(tokens);
             }
+
+            promptLogprobs = update.PromptLogprobs ?? promptLogprobs;
         }
 
-        return (text.ToString(), result ?? throw new InvalidOperationException("The generation ended without a result."), logprobs);
+        return (text.ToString(), result ?? throw new InvalidOperationException("The generation ended without a result."), logprobs, promptLogprobs);
     }
 }

@@ -56,7 +56,7 @@ internal sealed class GenerationRun : IDisposable
     }
 
     /// <summary>Reads every choice to its end.</summary>
-    public async Task<(string Text, GenerationResult Result, IReadOnlyList<Sovereign.Inference.Sampling.TokenLogprob>? Logprobs)[]> CollectAsync()
+    public async Task<(string Text, GenerationResult Result, IReadOnlyList<Sovereign.Inference.Sampling.TokenLogprob>? Logprobs, IReadOnlyList<Sovereign.Inference.Sampling.TokenLogprob>? PromptLogprobs)[]> CollectAsync()
     {
         var collected = await Task.WhenAll(_streams.Select(s => s.CollectAllAsync()));
         for (var i = 0; i < collected.Length; i++)

@@ -1,0 +1,203 @@
+using LLama;
+using LLama.Common;
+using LLama.Native;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sovereign.Inference.Engine;
+using Sovereign.Inference.Sampling;
+
+namespace Sovereign.Inference.Tests.Engine;
+
+/// <summary>
+/// Prompt log-probabilities (the legacy completions API's <c>echo</c> with <c>logprobs</c>): every prompt token after the
+/// first scored as log P(token | the tokens before it), checked against a second evaluation of the same prompt.
+/// </summary>
+public sealed class PromptLogprobsTests : IAsyncLifetime
+{
+    // A batch of 8 splits the longer prompts into several prefill chunks, so scores cross chunk boundaries.
+    private const int BatchSize = 8;
+    private LlamaModel _model = null!;
+    private EngineMetrics _metrics = null!;
+    private ContinuousBatcher _batcher = null!;
+
+    public Task InitializeAsync()
+    {
+        _model = LlamaModel.Load(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 4, ContextLength = 256, BatchSize = BatchSize, Threads = 1 });
+        _metrics = new EngineMetrics();
+        _batcher = new ContinuousBatcher(_model, _metrics, NullLogger<ContinuousBatcher>.Instance);
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _batcher.DisposeAsync();
+        _metrics.Dispose();
+        _model.Dispose();
+    }
+
+    private async Task<(GenerationResult Result, IReadOnlyList<TokenLogprob> Prompt, IReadOnlyList<TokenLogprob>? Generated)> Score(int[] prompt, int maxTokens, int top = 3)
+    {
+        var (_, result, generated, scores) = await _batcher.Submit(new GenerationRequest
+        {
+            PromptTokens = prompt,
+            MaxTokens = maxTokens,
+            Sampling = SamplingOptions.Greedy,
+            PromptLogprobs = top,
+            TopLogprobs = maxTokens > 0 ? top : null,
+        }).CollectAllAsync();
+        return (result, scores!, generated);
+    }
+
+    /// <summary>The log-softmax of each position's logits from one plain llama.cpp decode of the whole prompt, in doubles.</summary>
+    private double[][] DirectLogSoftmax(int[] prompt)
+    {
+        using var context = _model.Weights.CreateContext(new ModelParams(_model.Info.Path) { ContextSize = 256, BatchSize = 256, UBatchSize = 256, Threads = 1, GpuLayerCount = 0 });
+        var batch = new LLamaBatch();
+        for (var i = 0; i < prompt.Length; i++)
+        {
+            batch.Add((LLamaToken)prompt[i], i, (LLamaSeqId)0, logits: true);
+        }
+
+        Assert.Equal(DecodeResult.Ok, context.Decode(batch));
+        var rows = new double[prompt.Length][];
+        for (var i = 0; i < prompt.Length; i++)
+        {
+            var logits = context.NativeHandle.GetLogitsIth(i);
+            var max = double.NegativeInfinity;
+            foreach (var logit in logits)
+            {
+                max = Math.Max(max, logit);
+            }
+
+            var sum = 0.0;
+            foreach (var logit in logits)
+            {
+                sum += Math.Exp(logit - max);
+            }
+
+            var logSum = max + Math.Log(sum);
+            rows[i] = [.. logits.ToArray().Select(l => l - logSum)];
+        }
+
+        return rows;
+    }
+
+    [Fact]
+    public async Task PromptLogprobs_AreTheLogSoftmaxOfADirectEvaluation_AcrossPrefillChunks()
+    {
+        var prompt = _model.Tokenize("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.");
+        Assert.True(prompt.Length > 2 * BatchSize);
+
+        var (result, scores, _) = await Score(prompt, maxTokens: 0);
+        var direct = DirectLogSoftmax(prompt);
+
+        Assert.Equal(prompt.Length, scores.Count);
+        Assert.Equal(prompt[0], scores[0].Token.TokenId);
+        Assert.True(float.IsNaN(scores[0].Token.Logprob));
+        Assert.Empty(scores[0].Top);
+        for (var i = 1; i < prompt.Length; i++)
+        {
+            Assert.Equal(prompt[i], scores[i].Token.TokenId);
+            Assert.Equal(direct[i - 1][prompt[i]], scores[i].Token.Logprob, 1e-3);
+            Assert.Equal(3, scores[i].Top.Count);
+            var expectedTop = direct[i - 1].Select((lp, id) => (lp, id)).OrderByDescending(t => t.lp).Take(3).ToList();
+            for (var k = 0; k < 3; k++)
+            {
+                Assert.Equal(expectedTop[k].lp, scores[i].Top[k].Logprob, 1e-3);
+            }
+        }
+
+        Assert.Equal(FinishReason.Length, result.FinishReason);
+        Assert.Equal(0, result.CompletionTokens);
+        Assert.Equal(prompt.Length, result.PromptTokens);
+        Assert.Null(result.TimeToFirstToken);
+    }
+
+    [Fact]
+    public async Task PromptLogprobs_OfGeneratedTokens_EqualTheLogprobsReportedWhenGeneratingThem()
+    {
+        var prompt = _model.Tokenize("Once upon a time");
+        var (_, generatedResult, generated, _) = await _batcher.Submit(new GenerationRequest
+        {
+            PromptTokens = prompt, MaxTokens = 12, Sampling = SamplingOptions.Greedy, TopLogprobs = 2,
+        }).CollectAllAsync();
+        Assert.NotNull(generated);
+        var continuation = generated.Select(t => t.Token.TokenId).ToArray();
+
+        // Scoring the prompt plus what greedy decoding produced gives each produced token the logprob it was produced with.
+        var (_, scores, _) = await Score([.. prompt, .. continuation], maxTokens: 0, top: 2);
+
+        for (var i = 0; i < continuation.Length; i++)
+        {
+            var scored = scores[prompt.Length + i];
+            Assert.Equal(generated[i].Token.TokenId, scored.Token.TokenId);
+            Assert.Equal(generated[i].Token.Logprob, scored.Token.Logprob, 1e-3);
+            Assert.Equal(generated[i].Top.Select(t => t.TokenId), scored.Top.Select(t => t.TokenId));
+        }
+
+        Assert.True(generatedResult.CompletionTokens >= continuation.Length);
+    }
+
+    [Fact]
+    public async Task PromptLogprobs_WithGeneration_ComeBeforeTheGeneratedTokens_AndScoringChangesNoOutput()
+    {
+        var prompt = _model.Tokenize("The little dog");
+        var plain = await _batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 6, Sampling = SamplingOptions.Greedy }).CollectAllAsync();
+
+        var updates = new List<GenerationUpdate>();
+        await foreach (var update in _batcher.Submit(new GenerationRequest
+        {
+            PromptTokens = prompt, MaxTokens = 6, Sampling = SamplingOptions.Greedy, PromptLogprobs = 1, TopLogprobs = 1,
+        }))
+        {
+            updates.Add(update);
+        }
+
+        Assert.NotNull(updates[0].PromptLogprobs);
+        Assert.Equal(prompt.Length, updates[0].PromptLogprobs!.Count);
+        Assert.Equal(1, updates.Count(u => u.PromptLogprobs is not null));
+        Assert.Equal(plain.Text, string.Concat(updates.Select(u => u.Text)));
+        Assert.Equal(plain.Result.CompletionTokens, updates[^1].Result!.CompletionTokens);
+    }
+
+    [Fact]
+    public async Task ScoredPrompt_IsNotTakenFromThePrefixCache_AndConcurrentScoresMatchALoneOne()
+    {
+        var prompt = _model.Tokenize("Once upon a time, there was a little girl named Lily.");
+        var (_, alone, _) = await Score(prompt, maxTokens: 0);
+
+        // The same prompt, now cached, scored four at a time while others generate.
+        var others = Enumerable.Range(0, 2).Select(_ => _batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 8, Sampling = SamplingOptions.Greedy }).CollectAllAsync());
+        var scored = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Score(prompt, maxTokens: 0)));
+        await Task.WhenAll(others);
+
+        foreach (var (result, scores, _) in scored)
+        {
+            Assert.Equal(0, result.CachedPromptTokens);
+            Assert.Equal(alone.Select(s => s.Token.TokenId), scores.Select(s => s.Token.TokenId));
+            for (var i = 1; i < scores.Count; i++)
+            {
+                Assert.Equal(alone[i].Token.Logprob, scores[i].Token.Logprob, 1e-3);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task MaxTokensZero_WithoutScores_EvaluatesThePromptAndGeneratesNothing()
+    {
+        var (text, result, logprobs, scores) = await _batcher.Submit(new GenerationRequest { PromptTokens = _model.Tokenize("Once"), MaxTokens = 0 }).CollectAllAsync();
+
+        Assert.Equal("", text);
+        Assert.Equal(FinishReason.Length, result.FinishReason);
+        Assert.Equal(0, result.CompletionTokens);
+        Assert.Null(logprobs);
+        Assert.Null(scores);
+    }
+
+    [Fact]
+    public void PromptLogprobs_OutOfRange_AreRefusedAtSubmission()
+    {
+        var error = Assert.Throws<InvalidGenerationRequestException>(() =>
+            _batcher.Submit(new GenerationRequest { PromptTokens = _model.Tokenize("Once"), MaxTokens = 0, PromptLogprobs = Logprobs.MaxTop + 1 }));
+        Assert.Equal("logprobs", error.Parameter);
+    }
+}
