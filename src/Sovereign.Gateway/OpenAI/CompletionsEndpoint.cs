@@ -14,12 +14,10 @@ internal static class CompletionsEndpoint
         var limits = options.Value.Limits;
         var caller = await pipeline.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<CompletionRequest>(context, RequestFields.For<CompletionRequest>(caller, options.Value));
-        var (sampling, maxTokens, stop, n) = RequestReader.ValidateSampling(request, request.MaxTokens, "max_tokens", limits);
-        if (request.Echo == true)
-        {
-            throw OpenAIException.BadRequest("echo is not supported by this server.", "echo", "unsupported_parameter");
-        }
-
+        // echo with max_tokens 0 scores the prompt alone (OpenAI's legacy API and vLLM allow it; evaluation
+        // harnesses send it for log-likelihoods).
+        var echo = request.Echo == true;
+        var (sampling, maxTokens, stop, n) = RequestReader.ValidateSampling(request, request.MaxTokens, "max_tokens", limits, minMaxTokens: echo ? 0 : 1);
         var topLogprobs = StructuredOutput.CompletionTopLogprobs(request.Logprobs);
         var grammar = StructuredOutput.GrammarFor(request.ResponseFormat);
 
@@ -53,6 +51,7 @@ internal static class CompletionsEndpoint
             Stream = request.Stream == true,
             Grammar = grammar,
             TopLogprobs = topLogprobs,
+            Echo = echo,
             CacheSalt = request.CacheSalt,
         };
         await using var governed = await pipeline.StartAsync(context, caller, work);
@@ -75,6 +74,7 @@ internal static class CompletionsEndpoint
             ServerSentEvents.Start(response);
             var completionTokens = 0;
             var textOffsets = new int[local.Run.Count];
+            var echoed = new bool[local.Run.Count];
             try
             {
                 await foreach (var (index, update) in local.Run.StreamAsync(aborted))
@@ -84,12 +84,16 @@ internal static class CompletionsEndpoint
                         completionTokens += result.CompletionTokens;
                     }
 
-                    if (update.Text.Length > 0 || update.Result is not null || update.Logprobs is { Count: > 0 })
+                    // As vLLM streams echo: a choice's first chunk carries its prompt (with the prompt's logprobs, which
+                    // the engine sends before any generated token) and whatever the update generated.
+                    var echoText = local.EchoTexts is { } echoTexts && !echoed[index] ? echoTexts[index / local.ChoicesPerPrompt] : null;
+                    if (echoText is not null || update.Text.Length > 0 || update.Result is not null || update.Logprobs is { Count: > 0 })
                     {
+                        echoed[index] |= echoText is not null;
                         var finish = update.Result is { } r ? GenerationRun.FinishReasonOf(r.FinishReason) : null;
-                        var logprobs = topLogprobs is null ? null : StructuredOutput.Completion(update.Logprobs ?? [], ref textOffsets[index]);
+                        var logprobs = topLogprobs is null ? null : StructuredOutput.Completion(update.PromptLogprobs, update.Logprobs, ref textOffsets[index]);
                         await ServerSentEvents.WriteAsync(response,
-                            new TextCompletion(id, "text_completion", created, modelId, [new TextChoice(update.Text, index, logprobs, finish)], null, fingerprint), aborted);
+                            new TextCompletion(id, "text_completion", created, modelId, [new TextChoice(echoText + update.Text, index, logprobs, finish)], null, fingerprint), aborted);
                     }
                 }
             }
@@ -118,7 +122,9 @@ internal static class CompletionsEndpoint
                 results.Select((r, i) =>
                 {
                     var offset = 0;
-                    return new TextChoice(r.Text, i, topLogprobs is null ? null : StructuredOutput.Completion(r.Logprobs ?? [], ref offset), GenerationRun.FinishReasonOf(r.Result.FinishReason));
+                    var echoText = local.EchoTexts?[i / local.ChoicesPerPrompt];
+                    return new TextChoice(echoText + r.Text, i, topLogprobs is null ? null : StructuredOutput.Completion(r.PromptLogprobs, r.Logprobs, ref offset),
+                        GenerationRun.FinishReasonOf(r.Result.FinishReason));
                 }).ToArray(),
                 Usage.Of(promptTokens, generated, local.CachedTokens), fingerprint),
             OpenAIJson.Options).ExecuteAsync(context);

@@ -418,7 +418,9 @@ internal static class RequestReader
     }
 
     /// <summary>Validates the shared sampling fields against OpenAI's ranges and the server's limits.</summary>
-    public static (SamplingOptions Sampling, int? MaxTokens, IReadOnlyList<string> Stop, int N) ValidateSampling(SamplingRequest request, int? maxTokens, string maxTokensParam, LimitsOptions limits)
+    /// <param name="minMaxTokens">The least output limit: 1, or 0 where the prompt alone is worth evaluating (completions' <c>echo</c>).</param>
+    public static (SamplingOptions Sampling, int? MaxTokens, IReadOnlyList<string> Stop, int N) ValidateSampling(
+        SamplingRequest request, int? maxTokens, string maxTokensParam, LimitsOptions limits, int minMaxTokens = 1)
     {
         RequireUser(request.User);
         Range(request.Temperature, 0, 2, "temperature");
@@ -436,9 +438,13 @@ internal static class RequestReader
             throw OpenAIException.BadRequest("top_k must be 0 (disabled) or positive.", "top_k", "invalid_value");
         }
 
-        if (maxTokens is < 1)
+        if (maxTokens < minMaxTokens)
         {
-            throw OpenAIException.BadRequest($"{maxTokensParam} must be at least 1.", maxTokensParam, "invalid_value");
+            throw OpenAIException.BadRequest(
+                maxTokens == 0 && minMaxTokens == 1 && request is CompletionRequest
+                    ? $"{maxTokensParam} must be at least 1; 0 is allowed only with echo (the prompt's log-probabilities alone)."
+                    : $"{maxTokensParam} must be at least {minMaxTokens}.",
+                maxTokensParam, "invalid_value");
         }
 
         if (limits.MaxOutputTokens > 0 && maxTokens > limits.MaxOutputTokens)

@@ -120,11 +120,15 @@ internal static class StructuredOutput
         return logprobs == true ? topLogprobs ?? 0 : null;
     }
 
+    /// <summary>Most alternatives per token completions' <c>logprobs</c> may ask for: OpenAI's limit for the legacy API.</summary>
+    public const int MaxCompletionLogprobs = 5;
+
     /// <summary>Completions' integer <c>logprobs</c> as the engine's setting.</summary>
     public static int? CompletionTopLogprobs(int? logprobs) => logprobs switch
     {
         null => null,
-        < 0 or > Logprobs.MaxTop => throw OpenAIException.BadRequest($"logprobs must be between 0 and {Logprobs.MaxTop}.", "logprobs", "invalid_value"),
+        < 0 or > MaxCompletionLogprobs => throw OpenAIException.BadRequest(
+            $"logprobs must be between 0 and {MaxCompletionLogprobs}; got {logprobs}.", "logprobs", "invalid_value"),
         _ => logprobs,
     };
 
@@ -134,26 +138,47 @@ internal static class StructuredOutput
             [.. t.Top.Select(a => new ChatTopLogprob(a.Text, a.Logprob, Bytes(a.Bytes)))]))], null);
 
     /// <summary>Completions' <c>logprobs</c> object; <paramref name="textOffset"/> carries the offset across streamed chunks.</summary>
-    public static CompletionLogprobs? Completion(IReadOnlyList<TokenLogprob>? tokens, ref int textOffset)
-    {
-        if (tokens is null)
-        {
-            return null;
-        }
+    public static CompletionLogprobs? Completion(IReadOnlyList<TokenLogprob>? tokens, ref int textOffset) =>
+        tokens is null ? null : Completion(null, tokens, ref textOffset);
 
+    /// <summary>
+    /// Completions' <c>logprobs</c> object for echoed prompt tokens (<paramref name="prompt"/>, null when not echoed)
+    /// followed by generated ones. A token without a log-probability (the prompt's first: nothing precedes it) has
+    /// null for it and for its alternatives, as OpenAI and vLLM write it. Each position's alternatives include its own
+    /// token, so there are up to <c>logprobs</c> + 1 (OpenAI: "the API will always return the logprob of the sampled
+    /// token"); -infinity is written as -9999, vLLM's stand-in, since JSON has no infinity.
+    /// </summary>
+    public static CompletionLogprobs Completion(IReadOnlyList<TokenLogprob>? prompt, IReadOnlyList<TokenLogprob>? generated, ref int textOffset)
+    {
+        IReadOnlyList<TokenLogprob> tokens = prompt is null ? generated ?? [] : [.. prompt, .. generated ?? []];
         var offsets = new int[tokens.Count];
+        var values = new float?[tokens.Count];
+        var tops = new Dictionary<string, float>?[tokens.Count];
         for (var i = 0; i < tokens.Count; i++)
         {
+            var token = tokens[i];
             offsets[i] = textOffset;
-            textOffset += tokens[i].Token.Text.Length;
+            textOffset += token.Token.Text.Length;
+            if (float.IsNaN(token.Token.Logprob))
+            {
+                continue;
+            }
+
+            values[i] = Finite(token.Token.Logprob);
+            var top = new Dictionary<string, float>(token.Top.Count + 1, StringComparer.Ordinal);
+            foreach (var alternative in token.Top)
+            {
+                top.TryAdd(alternative.Text, Finite(alternative.Logprob));
+            }
+
+            top.TryAdd(token.Token.Text, values[i]!.Value);
+            tops[i] = top;
         }
 
-        return new CompletionLogprobs(
-            [.. tokens.Select(t => t.Token.Text)],
-            [.. tokens.Select(t => t.Token.Logprob)],
-            [.. tokens.Select(t => t.Top.GroupBy(a => a.Text, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First().Logprob, StringComparer.Ordinal))],
-            offsets);
+        return new CompletionLogprobs([.. tokens.Select(t => t.Token.Text)], values, tops, offsets);
     }
+
+    private static float Finite(float logprob) => Math.Max(logprob, -9999f);
 
     private static int[] Bytes(byte[] bytes) => [.. bytes.Select(b => (int)b)];
 }
@@ -167,6 +192,6 @@ internal sealed record ChatTopLogprob(string Token, float Logprob, int[] Bytes);
 
 internal sealed record CompletionLogprobs(
     IReadOnlyList<string> Tokens,
-    [property: JsonPropertyName("token_logprobs")] IReadOnlyList<float> TokenLogprobs,
-    [property: JsonPropertyName("top_logprobs")] IReadOnlyList<Dictionary<string, float>> TopLogprobs,
+    [property: JsonPropertyName("token_logprobs")] IReadOnlyList<float?> TokenLogprobs,
+    [property: JsonPropertyName("top_logprobs")] IReadOnlyList<Dictionary<string, float>?> TopLogprobs,
     [property: JsonPropertyName("text_offset")] IReadOnlyList<int> TextOffset);

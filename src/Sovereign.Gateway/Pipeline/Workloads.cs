@@ -79,6 +79,12 @@ internal sealed class GenerationWorkload : Workload
     /// <summary>Null: no log-probabilities; otherwise alternatives to report per generated token.</summary>
     public int? TopLogprobs { get; init; }
 
+    /// <summary>
+    /// Completions' <c>echo</c>: each choice's text starts with its prompt, and with <see cref="TopLogprobs"/> its
+    /// logprobs cover the prompt's tokens too. <see cref="MaxTokens"/> may then be 0: the prompt is only scored.
+    /// </summary>
+    public bool Echo { get; init; }
+
     /// <summary>The tools offered and how they may be called (chat); null without tools.</summary>
     public Sovereign.Gateway.OpenAI.ChatTools? Tools { get; init; }
 

@@ -100,6 +100,39 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
     }
 
     [Fact]
+    public async Task Echo_IsRelayedAsSent_AndVllmsHiddenTokenForMaxTokensZero_IsBilled()
+    {
+        // vLLM runs echo with max_tokens 0 as max_tokens 1 and counts that token in its usage; the reservation's bound
+        // allows it. Before, echo was refused before routing, even for engines that support it.
+        var received = new System.Collections.Concurrent.ConcurrentQueue<System.Text.Json.Nodes.JsonObject>();
+        await using var engine = await FakeUpstreamEngine.StartAsync(
+            context => FakeUpstreamEngine.AnswerAsync(context, """{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}"""),
+            completions: async context =>
+            {
+                received.Enqueue((await System.Text.Json.Nodes.JsonNode.ParseAsync(context.Request.Body))!.AsObject());
+                context.Response.ContentType = "application/json";
+                await context.Response.WriteAsync(
+                    """{"id":"cmpl-fake","object":"text_completion","created":1,"model":"upstream","choices":[{"index":0,"text":"Once upon","logprobs":{"tokens":["<s>","Once"," upon"],"token_logprobs":[null,-2.5,-0.5],"top_logprobs":[null,{"Once":-2.5},{" upon":-0.5}],"text_offset":[0,3,7]},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}""");
+            });
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+
+        using var response = await client.PostAsync("/v1/completions", new StringContent(
+            $$"""{"model":"{{model}}","prompt":"Once upon","echo":true,"logprobs":1,"max_tokens":0}""", Encoding.UTF8, "application/json"));
+
+        Assert.Equal(200, (int)response.StatusCode);
+        var sent = Assert.Single(received);
+        Assert.Equal((true, 0, 1), (sent["echo"]!.GetValue<bool>(), sent["max_tokens"]!.GetValue<int>(), sent["logprobs"]!.GetValue<int>()));
+        var answer = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal("Once upon", answer.GetProperty("choices")[0].GetProperty("text").GetString());
+        var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.NotNull(record);
+        Assert.Equal((UsageOutcome.Completed, 3, 1, OutputPerMillion / 1_000_000m), (record.Outcome, record.PromptTokens, record.CompletionTokens, record.Cost));
+        var (_, budget) = await BooksOfAsync(tenant);
+        Assert.Equal(0m, budget.GetProperty("reserved").GetDecimal());
+    }
+
+    [Fact]
     public async Task AClientThatLeavesBeforeTheEnginesHeaders_IsRecordedAsCancelled_NotRefused()
     {
         // A non-streaming engine sends its headers only when the answer is done: the work was sent, then abandoned.

@@ -96,7 +96,10 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             : 1;
         EnginePromptCache.Apply(body, PromptCache(request.Route!), request.Caller, work.CacheSalt);
         request.Plan = body;
-        return ValueTask.FromResult(new WorkDemand(promptBytes, (long)maxTokens * work.N * prompts));
+        // vLLM runs echo with max_tokens 0 as max_tokens 1 and counts that token it does not return in its usage, so
+        // the bound allows it (else the bill of an honest engine is cut to the bound and the operator warned).
+        var outputPerChoice = work.Echo && maxTokens == 0 ? 1 : maxTokens;
+        return ValueTask.FromResult(new WorkDemand(promptBytes, (long)outputPerChoice * work.N * prompts));
     }
 
     public async ValueTask<IExecution> StartAsync(GovernedRequest request)

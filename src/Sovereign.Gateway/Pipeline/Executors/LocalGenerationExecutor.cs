@@ -70,7 +70,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
             output += (long)limits[i] * work.N;
         }
 
-        request.Plan = new Measured(prompts, limits, grammar);
+        request.Plan = new Measured(prompts, limits, grammar, work.Echo ? EchoTexts(work.Prompt!.Value, prompts, model) : null);
         return ValueTask.FromResult(new WorkDemand(prompts.Sum(p => (long)p.Length), output));
     }
 
@@ -98,15 +98,24 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
                     Priority = ticket.Priority,
                     Grammar = measured.Grammar,
                     TopLogprobs = work.TopLogprobs,
+                    PromptLogprobs = work.Echo ? work.TopLogprobs : null,
                 });
             }
         }
 
         var run = GenerationRun.Start(request.Route!.Local!.Batcher!, choices, request.Aborted, request.Route.Completion);
-        return ValueTask.FromResult<IExecution>(new LocalGeneration(run, measured.Prompts.Sum(p => p.Length), work.N));
+        return ValueTask.FromResult<IExecution>(new LocalGeneration(run, measured.Prompts.Sum(p => p.Length), work.N) { EchoTexts = measured.EchoTexts });
     }
 
-    private sealed record Measured(IReadOnlyList<int[]> Prompts, int[] MaxTokens, Sovereign.Inference.Grammar.GbnfGrammar? Grammar);
+    private sealed record Measured(IReadOnlyList<int[]> Prompts, int[] MaxTokens, Sovereign.Inference.Grammar.GbnfGrammar? Grammar, IReadOnlyList<string>? EchoTexts);
+
+    /// <summary>Each prompt as <c>echo</c> returns it: a string as sent, token ids as the model decodes them (as vLLM does).</summary>
+    private static string[] EchoTexts(JsonElement prompt, List<int[]> prompts, LlamaModel model) => prompt.ValueKind switch
+    {
+        JsonValueKind.String => [prompt.GetString()!],
+        JsonValueKind.Array when prompt[0].ValueKind == JsonValueKind.Number => [model.Detokenize(prompts[0])],
+        _ => [.. prompt.EnumerateArray().Select((item, i) => item.ValueKind == JsonValueKind.String ? item.GetString()! : model.Detokenize(prompts[i]))],
+    };
 
     /// <summary>A prompt is a string, an array of strings, an array of token ids, or an array of such arrays.</summary>
     private static List<int[]> ReadPrompts(JsonElement? prompt, LlamaModel model)
@@ -171,6 +180,12 @@ internal sealed class LocalGeneration(GenerationRun run, int promptTokens, int c
 {
     /// <summary>The choices' token streams.</summary>
     public GenerationRun Run { get; } = run;
+
+    /// <summary>With <c>echo</c>: each prompt's text, which starts its choices' texts; null otherwise.</summary>
+    public IReadOnlyList<string>? EchoTexts { get; init; }
+
+    /// <summary>Choices per prompt (<c>n</c>): choice i answers prompt i / n.</summary>
+    public int ChoicesPerPrompt { get; } = Math.Max(1, choicesPerPrompt);
 
     /// <summary>Prompt tokens of the request, every prompt counted once.</summary>
     public int PromptTokens { get; } = promptTokens;
