@@ -192,6 +192,27 @@ public sealed class StructuredOutputTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task Completions_TopLogprobs_AlwaysHoldTheSampledToken_AsOpenAIDocumentsIt()
+    {
+        // "The API will always return the logprob of the sampled token, so there may be up to logprobs+1 elements."
+        // A sampled token outside the top alternatives was missing from them, so a client could not read its rank.
+        var (status, body, _) = await server.PostJsonAsync("/v1/completions",
+            """{"model":"stories","prompt":"Once upon a time","max_tokens":24,"temperature":2,"seed":3,"logprobs":1}""");
+
+        Assert.Equal(200, status);
+        var logprobs = body.GetProperty("choices")[0].GetProperty("logprobs");
+        var tokens = logprobs.GetProperty("tokens").EnumerateArray().Select(t => t.GetString()!).ToList();
+        var values = logprobs.GetProperty("token_logprobs").EnumerateArray().Select(t => t.GetSingle()).ToList();
+        var tops = logprobs.GetProperty("top_logprobs").EnumerateArray().Select(t => t.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetSingle())).ToList();
+        Assert.Contains(tops, top => top.Count == 2);
+        for (var i = 0; i < tokens.Count; i++)
+        {
+            Assert.InRange(tops[i].Count, 1, 2);
+            Assert.Equal(values[i], tops[i][tokens[i]]);
+        }
+    }
+
+    [Fact]
     public async Task Completions_Logprobs_HaveTheLegacyShape_StreamedAndNot()
     {
         var (status, body, _) = await server.PostJsonAsync("/v1/completions",

@@ -48,9 +48,10 @@ public sealed class PromptLogprobsTests : IAsyncLifetime
     }
 
     /// <summary>The log-softmax of each position's logits from one plain llama.cpp decode of the whole prompt, in doubles.</summary>
-    private double[][] DirectLogSoftmax(int[] prompt)
+    private static double[][] DirectLogSoftmax(LlamaModel model, int[] prompt)
     {
-        using var context = _model.Weights.CreateContext(new ModelParams(_model.Info.Path) { ContextSize = 256, BatchSize = 256, UBatchSize = 256, Threads = 1, GpuLayerCount = 0 });
+        var size = (uint)Math.Max(256, prompt.Length);
+        using var context = model.Weights.CreateContext(new ModelParams(model.Info.Path) { ContextSize = size, BatchSize = size, UBatchSize = size, Threads = 1, GpuLayerCount = 0 });
         var batch = new LLamaBatch();
         for (var i = 0; i < prompt.Length; i++)
         {
@@ -88,7 +89,7 @@ public sealed class PromptLogprobsTests : IAsyncLifetime
         Assert.True(prompt.Length > 2 * BatchSize);
 
         var (result, scores, _) = await Score(prompt, maxTokens: 0);
-        var direct = DirectLogSoftmax(prompt);
+        var direct = DirectLogSoftmax(_model, prompt);
 
         Assert.Equal(prompt.Length, scores.Count);
         Assert.Equal(prompt[0], scores[0].Token.TokenId);
@@ -110,6 +111,38 @@ public sealed class PromptLogprobsTests : IAsyncLifetime
         Assert.Equal(0, result.CompletionTokens);
         Assert.Equal(prompt.Length, result.PromptTokens);
         Assert.Null(result.TimeToFirstToken);
+    }
+
+    [Fact]
+    public async Task ScoredRows_AreBoundedPerStep_AndAPromptBeyondThemContinuesAtTheNextStep()
+    {
+        // A 32k vocabulary: 64 MiB of logit rows is 524 positions, so a 1,100-token prompt in a batch of 1,024 takes
+        // three steps (524, 524, 52) where an unscored one takes two, and the scores stay those of a direct evaluation.
+        using var model = LlamaModel.Load(new ModelOptions { Id = "random", Path = TestModels.TinyRandomLlama2, Parallel = 1, ContextLength = 2048, BatchSize = 1024, Threads = 1, PrefixCacheSequences = 0 });
+        using var metrics = new EngineMetrics();
+        await using var batcher = new ContinuousBatcher(model, metrics, NullLogger<ContinuousBatcher>.Instance);
+        var random = new Random(7);
+        var prompt = Enumerable.Range(0, 1100).Select(i => i == 0 ? 1 : random.Next(3, model.Info.VocabularySize)).ToArray();
+        var steps = 0;
+        batcher.BeforeStep = _ =>
+        {
+            Interlocked.Increment(ref steps);
+            return ValueTask.CompletedTask;
+        };
+
+        await batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 0 }).CollectAllAsync();
+        var unscoredSteps = Interlocked.Exchange(ref steps, 0);
+        var (_, result, _, scores) = await batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 0, PromptLogprobs = 1 }).CollectAllAsync();
+
+        Assert.Equal(2, unscoredSteps);
+        Assert.Equal(3, steps);
+        Assert.Equal(0, result.CachedPromptTokens);
+        var direct = DirectLogSoftmax(model, prompt);
+        Assert.Equal(prompt.Length, scores!.Count);
+        for (var i = 1; i < prompt.Length; i++)
+        {
+            Assert.Equal(direct[i - 1][prompt[i]], scores[i].Token.Logprob, 1e-3);
+        }
     }
 
     [Fact]
