@@ -553,8 +553,11 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             {
                 if (sequence.ScoredChunk is { } scoredChunk)
                 {
+                    // The scoring is this request's own work on the loop's thread: billed to it as compute, like its share of the decode.
                     sequence.ScoredChunk = null;
+                    var scoring = _time.GetTimestamp();
                     ScorePrompt(sequence, scoredChunk);
+                    sequence.ComputeSeconds += _time.GetElapsedTime(scoring).TotalSeconds;
                 }
 
                 if (sequence.Prefilled < sequence.Request.PromptTokens.Count)

@@ -214,6 +214,31 @@ public sealed class PromptLogprobsTests : IAsyncLifetime
         }
     }
 
+    /// <summary>A clock that moves one second each time it is read: every measured span is exactly one second.</summary>
+    private sealed class SteppingClock : TimeProvider
+    {
+        private long _now;
+
+        public override long TimestampFrequency => 1;
+
+        public override long GetTimestamp() => Interlocked.Increment(ref _now);
+    }
+
+    [Fact]
+    public async Task Scoring_IsBilledToTheRequestAsCompute_BesidesItsShareOfTheDecode()
+    {
+        // Reading every position's logits runs on the decode loop's thread after the decode; it was in no request's
+        // compute seconds. With a clock that moves one second per reading, the decode is one second, the scoring another.
+        await using var batcher = new ContinuousBatcher(_model, _metrics, NullLogger<ContinuousBatcher>.Instance, new SteppingClock());
+        var prompt = _model.Tokenize("Once upon a time");
+
+        var plain = await batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 0 }).CollectAllAsync();
+        var scored = await batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 0, PromptLogprobs = 0 }).CollectAllAsync();
+
+        Assert.Equal(1.0, plain.Result.ComputeSeconds);
+        Assert.Equal(2.0, scored.Result.ComputeSeconds);
+    }
+
     [Fact]
     public async Task MaxTokensZero_WithoutScores_EvaluatesThePromptAndGeneratesNothing()
     {
