@@ -619,14 +619,11 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             return FinishReason.Stop;
         }
 
-        if (sequence.Pipeline!.Last is { } last)
-        {
-            sequence.PendingLogprobs ??= [];
-            sequence.PendingLogprobs.Add(new TokenLogprob(Alternative(last.Token, last.Logprob), [.. last.Top.Select(t => Alternative(t.Token, t.Logprob))]));
-        }
-
+        var logprob = sequence.Pipeline!.Last is { } last
+            ? new TokenLogprob(Alternative(last.Token, last.Logprob), [.. last.Top.Select(t => Alternative(t.Token, t.Logprob))])
+            : null;
         sequence.Decoder!.Add(token);
-        var text = sequence.StopMatcher!.Append(sequence.Decoder.Read());
+        var text = sequence.StopMatcher!.Append(sequence.ReadDecoded(logprob));
         sequence.Emit(text);
         if (sequence.StopMatcher.Stopped)
         {
@@ -709,7 +706,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         sequence.Pipeline!.Dispose();
         if (reason != FinishReason.Cancelled)
         {
-            sequence.Emit(sequence.StopMatcher!.Append(sequence.Decoder!.Read()) + sequence.StopMatcher.Flush(), flush: true);
+            sequence.Emit(sequence.StopMatcher!.Append(sequence.ReadDecoded(null)) + sequence.StopMatcher.Flush(), flush: true);
         }
 
         Complete(sequence, reason);
@@ -813,8 +810,15 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         public int Generated { get; set; }
         public double ComputeSeconds { get; set; }
 
-        /// <summary>Logprobs of tokens whose text has not been emitted yet (held by the decoder or the stop matcher).</summary>
-        public List<TokenLogprob>? PendingLogprobs { get; set; }
+        /// <summary>
+        /// Logprobs of tokens whose text has not been emitted whole yet (held by the decoder or the stop matcher), with
+        /// the span of decoded characters each token produced.
+        /// </summary>
+        private readonly List<(TokenLogprob Logprob, int Start, int End)> _pendingLogprobs = [];
+
+        /// <summary>Characters read from the decoder, and emitted (what the stop matcher let through).</summary>
+        private int _decoded;
+        private int _emitted;
 
         /// <summary>The prompt's log-probabilities so far, while a scored prompt is prefilled (null otherwise).</summary>
         public List<TokenLogprob>? PromptLogprobs { get; set; }
@@ -827,13 +831,82 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         /// <summary>Completes after the last update is written and the output completed (<see cref="GenerationStream.CollectAllAsync"/> waits for it).</summary>
         public Task Written => _written.Task;
 
+        /// <summary>Reads the decoder's new text, which the token just added (with its logprob, when asked for) produced.</summary>
+        public string ReadDecoded(TokenLogprob? logprob)
+        {
+            var text = Decoder!.Read();
+            var start = _decoded;
+            _decoded += text.Length;
+            if (logprob is not null)
+            {
+                _pendingLogprobs.Add((logprob, start, _decoded));
+            }
+
+            return text;
+        }
+
         public void Emit(string text, bool flush = false)
         {
-            if (text.Length > 0 || (flush && PendingLogprobs is { Count: > 0 }))
+            if (text.Length == 0 && !flush)
             {
-                output.TryWrite(new GenerationUpdate(text, null, PendingLogprobs));
-                PendingLogprobs = null;
+                return;
             }
+
+            _emitted += text.Length;
+            var logprobs = TakeEmittedLogprobs(flush);
+            if (text.Length > 0 || logprobs is not null)
+            {
+                output.TryWrite(new GenerationUpdate(text, null, logprobs));
+            }
+        }
+
+        /// <summary>
+        /// The logprobs of the tokens whose text is now emitted, so they cover exactly the text sent: a token is
+        /// listed with its last character. At the end, after a stop string, a token the stop string starts inside is
+        /// listed cut to its emitted part (with the whole token's logprob); the tokens of the stop string are not.
+        /// </summary>
+        private List<TokenLogprob>? TakeEmittedLogprobs(bool flush)
+        {
+            if (_pendingLogprobs.Count == 0)
+            {
+                return null;
+            }
+
+            var stopped = StopMatcher?.Stopped == true;
+            var taken = new List<TokenLogprob>();
+            var count = 0;
+            foreach (var (logprob, start, end) in _pendingLogprobs)
+            {
+                if (end <= _emitted && start < _emitted)
+                {
+                    taken.Add(logprob);
+                }
+                else if (flush && !stopped)
+                {
+                    taken.Add(logprob);
+                }
+                else if (flush && start < _emitted)
+                {
+                    taken.Add(CutTo(logprob, _emitted - start));
+                }
+                else
+                {
+                    break;
+                }
+
+                count++;
+            }
+
+            _pendingLogprobs.RemoveRange(0, flush ? _pendingLogprobs.Count : count);
+            return taken.Count > 0 ? taken : null;
+        }
+
+        private static TokenLogprob CutTo(TokenLogprob logprob, int characters)
+        {
+            var text = logprob.Token.Text;
+            return characters >= text.Length
+                ? logprob
+                : logprob with { Token = logprob.Token with { Bytes = Encoding.UTF8.GetBytes(text[..characters]) } };
         }
 
         public void Complete(GenerationResult result)

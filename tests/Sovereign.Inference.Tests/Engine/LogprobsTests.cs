@@ -26,16 +26,19 @@ public sealed class LogprobsTests : IAsyncLifetime
         _model.Dispose();
     }
 
-    private async Task<(string Text, GenerationResult Result, List<TokenLogprob> Logprobs)> Run(SamplingOptions sampling, int top)
+    private async Task<(string Text, GenerationResult Result, List<TokenLogprob> Logprobs)> Run(SamplingOptions sampling, int top, params string[] stop)
     {
         var text = new StringBuilder();
         var logprobs = new List<TokenLogprob>();
         GenerationResult? result = null;
-        await foreach (var update in _batcher.Submit(new GenerationRequest { PromptTokens = _model.Tokenize("Once upon a time"), MaxTokens = 30, Sampling = sampling, TopLogprobs = top }))
+        await foreach (var update in _batcher.Submit(new GenerationRequest { PromptTokens = _model.Tokenize("Once upon a time"), MaxTokens = 30, Sampling = sampling, TopLogprobs = top, Stop = stop }))
         {
             text.Append(update.Text);
             logprobs.AddRange(update.Logprobs ?? []);
             result = update.Result ?? result;
+
+            // Streamed: a token's logprob never arrives before its text.
+            Assert.StartsWith(TextOf(logprobs), text.ToString(), StringComparison.Ordinal);
         }
 
         return (text.ToString(), result!, logprobs);
@@ -59,6 +62,43 @@ public sealed class LogprobsTests : IAsyncLifetime
         }
 
         Assert.Equal(text, Encoding.UTF8.GetString([.. logprobs.SelectMany(t => t.Token.Bytes)]).TrimStart() == text.TrimStart() ? text : Encoding.UTF8.GetString([.. logprobs.SelectMany(t => t.Token.Bytes)]));
+    }
+
+    private static string TextOf(IEnumerable<TokenLogprob> logprobs) => Encoding.UTF8.GetString([.. logprobs.SelectMany(t => t.Token.Bytes)]);
+
+    [Fact]
+    public async Task StopSequence_LogprobsCoverExactlyTheReturnedText()
+    {
+        var (plainText, _, plain) = await Run(SamplingOptions.Greedy, 2);
+        Assert.Equal(plainText, TextOf(plain));
+        var starts = plain.Select((_, i) => TextOf(plain.Take(i)).Length).ToList();
+
+        // A stop that starts inside a token (its first occurrence): that token is listed cut to the returned part,
+        // with the whole token's logprob; the tokens of the stop string and past it are not listed.
+        var inside = Enumerable.Range(2, plain.Count - 3)
+            .Where(i => plain[i].Token.Text.Length >= 2)
+            .Select(i => plain[i].Token.Text[1..] + plain[i + 1].Token.Text)
+            .First(stop => !starts.Contains(plainText.IndexOf(stop, StringComparison.Ordinal)));
+        var cutAt = plainText.IndexOf(inside, StringComparison.Ordinal);
+        var (text, result, logprobs) = await Run(SamplingOptions.Greedy, 2, inside);
+
+        Assert.Equal(FinishReason.Stop, result.FinishReason);
+        Assert.Equal(plainText[..cutAt], text);
+        Assert.Equal(text, TextOf(logprobs));
+        var listed = starts.Count(start => start < cutAt);
+        Assert.Equal(plain.Take(listed).Select(t => t.Token.TokenId), logprobs.Select(t => t.Token.TokenId));
+        Assert.Equal(plain[listed - 1].Token.Logprob, logprobs[^1].Token.Logprob);
+        Assert.Equal(2, logprobs[^1].Top.Count);
+
+        // A stop that starts at a token: exactly the tokens before it.
+        var atToken = Enumerable.Range(2, plain.Count - 3)
+            .Select(i => plain[i].Token.Text + plain[i + 1].Token.Text)
+            .First(stop => starts.Contains(plainText.IndexOf(stop, StringComparison.Ordinal)));
+        cutAt = plainText.IndexOf(atToken, StringComparison.Ordinal);
+        (text, _, logprobs) = await Run(SamplingOptions.Greedy, 2, atToken);
+
+        Assert.Equal(plainText[..cutAt], text);
+        Assert.Equal(plain.Take(starts.IndexOf(cutAt)).Select(t => t.Token.TokenId), logprobs.Select(t => t.Token.TokenId));
     }
 
     [Fact]
