@@ -37,6 +37,13 @@ public static class ConsoleEndpoints
             headers["X-Frame-Options"] = "DENY";
             headers["Referrer-Policy"] = "no-referrer";
             headers.ContentSecurityPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; form-action 'self'; frame-ancestors 'none'";
+            if (HttpMethods.IsPost(invocation.HttpContext.Request.Method) && PostedFromAnotherOrigin(invocation.HttpContext.Request))
+            {
+                return Html(new ConsolePage("Not sent from the console", null).Notice(
+                    "The console's forms act only when sent from this console's own pages; open the console and send the form again.", error: true),
+                    StatusCodes.Status403Forbidden);
+            }
+
             return await next(invocation);
         });
         console.MapGet("/", Home);
@@ -58,6 +65,30 @@ public static class ConsoleEndpoints
         // A mistyped console address (/console/tenant) answered the API's JSON error object, raw in the browser.
         console.MapFallback("{**rest}", NoSuchPage);
         return endpoints;
+    }
+
+    /// <summary>
+    /// Whether a browser sent this form from a page of another origin. The session cookie is SameSite=Strict, but a
+    /// site spans ports and sibling subdomains: a page of another service on the same host was sent the operator's
+    /// cookie and could change a policy, and any site could sign a browser in with its own key. The browser's
+    /// Sec-Fetch-Site decides where it is sent (a proxy does not change it); older browsers are judged by Origin's
+    /// host against the Host header (not its scheme, which a TLS-terminating proxy changes). Clients that send
+    /// neither (curl, the SDKs) are not browsers that carry someone's cookie.
+    /// </summary>
+    private static bool PostedFromAnotherOrigin(HttpRequest request)
+    {
+        if (request.Headers["Sec-Fetch-Site"].ToString() is { Length: > 0 } site)
+        {
+            return site is not ("same-origin" or "none");
+        }
+
+        if (request.Headers.Origin.ToString() is not { Length: > 0 } origin)
+        {
+            return false;
+        }
+
+        return !Uri.TryCreate(origin, UriKind.Absolute, out var uri)
+            || !string.Equals(uri.Authority, request.Host.Value, StringComparison.OrdinalIgnoreCase);
     }
 
     private static IResult NoSuchPage(HttpContext context, ConsoleSessions sessions) =>
