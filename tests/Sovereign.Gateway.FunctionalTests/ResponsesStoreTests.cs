@@ -372,6 +372,57 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
         Assert.Equal(HttpStatusCode.NotFound, hidden.StatusCode);
     }
 
+    /// <summary>
+    /// A streamed <c>store: true</c> response whose client leaves mid-stream is not stored, as OpenAI does: closing
+    /// a stream (without <c>background</c>) ends its generation, and OpenAI then answers 404 for the id that
+    /// <c>response.created</c> gave. The tokens generated are billed, the outcome entry says cancelled and names
+    /// no stored content.
+    /// </summary>
+    [Fact]
+    public async Task StreamTheClientLeaves_IsNotStored_AndItsIdIsUnknownAfterwards()
+    {
+        await using var held = await HeldEngine.StartAsync();
+        await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/nodes",
+            new { id = "held-store-node", jurisdiction = "TH", base_url = held.BaseUrl, models = new[] { new { id = "held-store", upstream = "held", capacity = 1 } } }, 201);
+        using var client = fixture.TenantClient(await KeyAsync(Keeper));
+        string responseId, requestId;
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/responses") { Content = Json("""{"model":"held-store","input":"Hello","store":true,"stream":true}""") })
+        using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            requestId = response.Headers.GetValues("x-request-id").Single();
+            using var events = new StreamReader(await response.Content.ReadAsStreamAsync());
+            string? line;
+            responseId = "";
+            while ((line = await events.ReadLineAsync()) is not null && !line.Contains("response.output_text.delta", StringComparison.Ordinal))
+            {
+                if (line.StartsWith("data: ", StringComparison.Ordinal) && line.Contains("\"response.created\"", StringComparison.Ordinal))
+                {
+                    responseId = JsonDocument.Parse(line[6..]).RootElement.GetProperty("response").GetProperty("id").GetString()!;
+                }
+            }
+
+            Assert.StartsWith("resp_", responseId, StringComparison.Ordinal);
+        }
+
+        // The client has left: the request ends as cancelled (its entry is written once the server notices).
+        JsonElement completed = default;
+        for (var attempt = 0; attempt < 200 && completed.ValueKind == JsonValueKind.Undefined; attempt++)
+        {
+            completed = (await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={Keeper}&order=desc&limit=50", null, 200)).GetProperty("data").EnumerateArray()
+                .FirstOrDefault(e => e.GetProperty("action").GetString() == "inference.completed" && e.GetProperty("details").GetProperty("request_id").GetString() == requestId);
+            await Task.Delay(50);
+        }
+
+        Assert.Equal("cancelled", completed.GetProperty("details").GetProperty("outcome").GetString());
+        Assert.False(completed.GetProperty("details").TryGetProperty("content_stored", out _));
+        using var get = await client.GetAsync($"/v1/responses/{responseId}");
+        Assert.Equal(HttpStatusCode.NotFound, get.StatusCode);
+        using var continued = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"more","previous_response_id":"{{responseId}}","max_output_tokens":2}"""));
+        Assert.Equal(HttpStatusCode.BadRequest, continued.StatusCode);
+        Assert.Contains("previous_response_not_found", await continued.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Store_ExpiredResponses_AreNeverReadAndArePurged()
     {
