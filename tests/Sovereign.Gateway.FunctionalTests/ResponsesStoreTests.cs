@@ -305,6 +305,32 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
         Assert.Equal(final.GetOutputText(), (await client.GetResponseAsync(final.Id)).Value.GetOutputText());
     }
 
+    /// <summary>
+    /// A stored response that ended in a function call is continued with the call's output, as OpenAI requires
+    /// ("No tool output found for function call ..."): a plain message after it was served, the call unanswered.
+    /// </summary>
+    [Fact]
+    public async Task Continuation_OfAStoredFunctionCall_NeedsItsOutput()
+    {
+        using var client = fixture.TenantClient(await KeyAsync(Keeper));
+        const string Tools = "\"tools\":[{\"type\":\"function\",\"name\":\"get_weather\",\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}]";
+        using var first = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{FakeModel}}","input":"Weather?","store":true,{{Tools}}}"""));
+        var stored = JsonDocument.Parse(await first.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal("function_call", stored.GetProperty("output")[0].GetProperty("type").GetString());
+        var id = stored.GetProperty("id").GetString();
+
+        using var unanswered = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{FakeModel}}","input":"And tomorrow?","previous_response_id":"{{id}}",{{Tools}}}"""));
+        Assert.Equal(HttpStatusCode.BadRequest, unanswered.StatusCode);
+        var error = JsonDocument.Parse(await unanswered.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("previous_response_id", error.GetProperty("param").GetString());
+        Assert.Contains(FakeChatEngine.CallId, error.GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        using var answered = await client.PostAsync("/v1/responses", Json($$"""
+            {"model":"{{FakeModel}}","previous_response_id":"{{id}}","input":[{"type":"function_call_output","call_id":"{{FakeChatEngine.CallId}}","output":"31"}],{{Tools}}}
+            """));
+        Assert.Equal(HttpStatusCode.OK, answered.StatusCode);
+    }
+
     [Fact]
     public async Task GatewayOutsideTheAllowedJurisdictions_StoreIs400NamingTheRule()
     {

@@ -199,6 +199,10 @@ public sealed class ResponsesTests(ServerFixture server)
     [InlineData("""{"input":[{"role":"user"}]}""", "input[0].content", "missing_required_parameter")]
     [InlineData("""{"input":[{"type":"message","role":"user","content":"a"},{"type":"reasoning","summary":[]}]}""", "input[1].type", "invalid_value")]
     [InlineData("""{"input":[{"type":"function_call_output","call_id":"c","output":"1"}]}""", "input[0].call_id", "invalid_value")]
+
+    // OpenAI: "No tool output found for function call c." These were served with the call unanswered.
+    [InlineData("""{"input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"role":"user","content":"hi"}]}""", "input[0].call_id", "invalid_value")]
+    [InlineData("""{"input":[{"role":"user","content":"hi"},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call","call_id":"d","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"1"}]}""", "input[2].call_id", "invalid_value")]
     [InlineData("""{"input":[{"role":"user","content":[{"type":"input_image","image_url":"http://x"}]}]}""", "input[0].content[0].type", "unsupported_content")]
     [InlineData("""{"input":[{"role":"user","content":[{"type":"output_text","text":"x"}]}]}""", "input[0].content[0].type", "invalid_value")]
     [InlineData("""{"input":[{"role":"user","content":[{"type":"input_text"}]}]}""", "input[0].content[0].text", "invalid_type")]

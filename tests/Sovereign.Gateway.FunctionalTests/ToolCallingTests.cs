@@ -250,6 +250,12 @@ public sealed class ToolCallingTests(ServerFixture server)
     [InlineData("""[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f"}}]}]""", "messages[1].tool_calls[0].function.arguments")]
     [InlineData("""[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"f","arguments":"{}"}}]}]""", "messages[1].tool_calls[0].id")]
     [InlineData("""[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":{"id":"c"}}]""", "messages[1].tool_calls")]
+
+    // OpenAI: an assistant message's calls are answered by the tool messages right after it, each of them; these
+    // were served, the model reading a conversation with a call nobody answered.
+    [InlineData("""[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"user","content":"again"}]""", "messages[2].role")]
+    [InlineData("""[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"d","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"1"}]""", "messages[1].tool_calls")]
+    [InlineData("""[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]}]""", "messages[1].tool_calls")]
     public async Task BadToolHistory_Is400NamingTheField(string messages, string param)
     {
         var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", $$"""{"model":"tiny-random","max_tokens":4,"messages":{{messages}}}""");

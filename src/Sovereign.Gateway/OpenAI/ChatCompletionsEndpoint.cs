@@ -363,6 +363,38 @@ internal static class ChatCompletionsEndpoint
             });
         }
 
+        RequireAnsweredCalls(turns);
         return turns;
+    }
+
+    /// <summary>
+    /// OpenAI: an assistant message's tool calls are answered by the tool messages right after it, each of them. A
+    /// conversation with a call nobody answered was served, the model reading it as it stood.
+    /// </summary>
+    private static void RequireAnsweredCalls(List<ChatTurn> turns)
+    {
+        for (var i = 0; i < turns.Count; i++)
+        {
+            if (turns[i].ToolCalls is not { Count: > 0 } calls)
+            {
+                continue;
+            }
+
+            var next = i + 1;
+            var answered = new HashSet<string>(StringComparer.Ordinal);
+            for (; next < turns.Count && turns[next].Role == "tool"; next++)
+            {
+                answered.Add(turns[next].ToolCallId!);
+            }
+
+            var unanswered = calls.Where(c => !answered.Contains(c.Id)).Select(c => RequestReader.Shorten(c.Id)).ToList();
+            if (unanswered.Count > 0)
+            {
+                throw OpenAIException.BadRequest(
+                    "An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. " +
+                    $"The following tool_call_ids did not have response messages: {string.Join(", ", unanswered)}.",
+                    next < turns.Count ? $"messages[{next}].role" : $"messages[{i}].tool_calls", "invalid_value");
+            }
+        }
     }
 }

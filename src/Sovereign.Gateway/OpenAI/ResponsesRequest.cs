@@ -277,7 +277,43 @@ internal static class ResponsesTranslation
                 throw OpenAIException.BadRequest("input must be a string or an array of input items.", "input", "invalid_type");
         }
 
+        RequireCallOutputs(request, turns);
         return turns;
+    }
+
+    /// <summary>
+    /// OpenAI: every function call, of the input or of the response continued, has its <c>function_call_output</c>
+    /// later in the conversation. A call left unanswered was served, the model reading it as it stood.
+    /// </summary>
+    private static void RequireCallOutputs(ResponsesRequest request, List<ChatTurn> turns)
+    {
+        var answered = turns.Where(t => t.Role == "tool").Select(t => t.ToolCallId!).ToHashSet(StringComparer.Ordinal);
+        var unanswered = turns.SelectMany(t => t.ToolCalls ?? []).FirstOrDefault(c => !answered.Contains(c.Id));
+        if (unanswered is null)
+        {
+            return;
+        }
+
+        // Name the input item that made the call, or the stored response it came from.
+        var param = "previous_response_id";
+        if (request.Input is { ValueKind: JsonValueKind.Array } items)
+        {
+            var i = 0;
+            foreach (var item in items.EnumerateArray())
+            {
+                if (item.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "function_call"
+                    && item.TryGetProperty("call_id", out var id) && id.ValueKind == JsonValueKind.String && id.GetString() == unanswered.Id)
+                {
+                    param = $"input[{i}].call_id";
+                    break;
+                }
+
+                i++;
+            }
+        }
+
+        throw OpenAIException.BadRequest(
+            $"No tool output found for function call {RequestReader.Shorten(unanswered.Id)}: send its function_call_output item in the input.", param, "invalid_value");
     }
 
     private static void AddItem(List<ChatTurn> turns, JsonElement item, string param)
