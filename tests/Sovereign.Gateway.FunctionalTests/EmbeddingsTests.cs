@@ -111,6 +111,19 @@ public sealed class EmbeddingsTests(ServerFixture server)
         Assert.Equal(code, body.GetProperty("error").GetProperty("code").GetString());
     }
 
+    /// <summary>Text then ids: the refusal said "token-id inputs are not supported", which this endpoint takes.</summary>
+    [Fact]
+    public async Task TextThenTokenIds_Is400SayingEveryItemHasTheSameType()
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":["a cat",[101,102]]}""");
+
+        Assert.Equal(400, status);
+        var error = body.GetProperty("error");
+        Assert.Equal("input[1]", error.GetProperty("param").GetString());
+        Assert.Equal("invalid_type", error.GetProperty("code").GetString());
+        Assert.Equal("input[1] must be a string, as input[0] is: every item of input has the same type.", error.GetProperty("message").GetString());
+    }
+
     [Fact]
     public async Task TokenIdInput_LongerThanTheModelTakes_Is400()
     {

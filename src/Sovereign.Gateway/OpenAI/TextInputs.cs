@@ -8,7 +8,8 @@ namespace Sovereign.Gateway.OpenAI;
 /// </summary>
 internal static class TextInputs
 {
-    public static List<string> Read(JsonElement? input, int maxInputs, bool allowEmpty)
+    /// <param name="takesTokenIds">Whether the endpoint takes token ids too (then a later item that is not text is not of input[0]'s type).</param>
+    public static List<string> Read(JsonElement? input, int maxInputs, bool allowEmpty, bool takesTokenIds = false)
     {
         if (input is not { } value || value.ValueKind == JsonValueKind.Null)
         {
@@ -37,7 +38,11 @@ internal static class TextInputs
         {
             if (item.ValueKind != JsonValueKind.String)
             {
-                throw OpenAIException.BadRequest($"input[{i}] must be a string; token-id inputs are not supported.", $"input[{i}]", "invalid_type");
+                throw OpenAIException.BadRequest(
+                    takesTokenIds
+                        ? $"input[{i}] must be a string, as input[0] is: every item of input has the same type."
+                        : $"input[{i}] must be a string; token-id inputs are not supported.",
+                    $"input[{i}]", "invalid_type");
             }
 
             inputs.Add(Text(item, $"input[{i}]", allowEmpty));
@@ -56,7 +61,7 @@ internal static class TextInputs
     {
         if (input is not { ValueKind: JsonValueKind.Array } array || array.GetArrayLength() == 0 || array[0].ValueKind is not (JsonValueKind.Number or JsonValueKind.Array))
         {
-            return (Read(input, maxInputs, allowEmpty: false), null);
+            return (Read(input, maxInputs, allowEmpty: false, takesTokenIds: true), null);
         }
 
         if (array[0].ValueKind == JsonValueKind.Number)
