@@ -17,6 +17,9 @@ public static class ConsoleEndpoints
 {
     private const string HtmlType = "text/html; charset=utf-8";
 
+    /// <summary>Longest credential the sign-in sends on; tokens and keys are far shorter.</summary>
+    private const int MaxCredentialLength = 4096;
+
     /// <summary>Registers what the console needs.</summary>
     public static IServiceCollection AddSovereignConsole(this IServiceCollection services)
     {
@@ -159,6 +162,13 @@ public static class ConsoleEndpoints
         if (credential.Length == 0)
         {
             return Html(LoginPage("Enter the operator token or a tenant API key."), StatusCodes.Status400BadRequest);
+        }
+
+        // The credential goes on as the Authorization header of the console's own API call: one no header can carry
+        // (a line break, a non-ASCII letter, more than a server takes) made that call throw, a 500 for anyone.
+        if (credential.Length > MaxCredentialLength || !credential.All(c => c is >= ' ' and <= '~'))
+        {
+            return Html(LoginPage("That is neither the operator token nor a tenant API key."), StatusCodes.Status401Unauthorized);
         }
 
         var api = new ConsoleApiClient(context, credential);

@@ -74,6 +74,29 @@ public sealed class ConsoleSessionTests(ConsoleFixture fixture)
         Assert.Contains("Operator token or tenant API key", html, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Sign-in is open to anyone: a credential that no header can carry (a line break, a non-ASCII letter,
+    /// or longer than a server takes) is refused like any wrong one. The console sends it on as the Authorization
+    /// header of its own API call, which threw: a 500, logged as a failure with its stack, for anyone who asked.
+    /// </summary>
+    [Theory]
+    [InlineData("a\r\nb")]
+    [InlineData("a\nb")]
+    [InlineData("\u00e9t\u00e9")]
+    [InlineData("sk-sov-\u00e9")]
+    [InlineData("sk-sov-a\rb")]
+    [InlineData("long")]
+    public async Task ACredentialNoHeaderCanCarry_IsRefusedLikeAWrongOne(string credential)
+    {
+        credential = credential == "long" ? new string('a', 100_000) : credential;
+        using var client = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false }) { BaseAddress = fixture.Address };
+        using var login = await client.PostAsync("/console/login", new FormUrlEncodedContent([new("credential", credential)]));
+
+        Assert.Equal(401, (int)login.StatusCode);
+        Assert.Contains("Operator token or tenant API key", await login.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.False(login.Headers.Contains("Set-Cookie"));
+    }
+
     private static async Task<(int Status, string Html)> GetConsoleAsync(HttpClient client, string cookie)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, "/console");
