@@ -59,7 +59,9 @@ internal sealed class AdminConnection
     /// <summary>Sends one admin request; returns the JSON answer or throws <see cref="AdminException"/> with the server's message.</summary>
     public async Task<JsonElement> SendAsync(ParseResult result, HttpMethod method, string path, object? body, CancellationToken cancellationToken, bool raw = false)
     {
-        var token = result.GetValue(Token) ?? Environment.GetEnvironmentVariable("SOVEREIGN_ADMIN_TOKEN");
+        var given = result.GetValue(Token);
+        var token = given ?? Environment.GetEnvironmentVariable("SOVEREIGN_ADMIN_TOKEN");
+        var source = given is not null ? "--admin-token" : "SOVEREIGN_ADMIN_TOKEN";
         if (string.IsNullOrEmpty(token))
         {
             var file = Path.Combine(result.GetValue(DataDirectory) ?? DefaultDataDirectory, AdminToken.FileName);
@@ -67,7 +69,10 @@ internal sealed class AdminConnection
                 : throw new CliException(
                     $"No admin token: pass --admin-token, set SOVEREIGN_ADMIN_TOKEN, or on the server's machine point --data-dir (or Sovereign__DataDirectory) at its data directory ({file} not found).",
                     ExitCodes.Usage);
+            source = file;
         }
+
+        token = ServerConnection.HeaderSafe(token, source);
 
         using var client = new HttpClient { BaseAddress = BaseAddress(result.GetValue(Url)) };
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);

@@ -28,7 +28,23 @@ internal sealed class ServerConnection
     };
 
     /// <summary>The key given by --api-key, else by the environment variable.</summary>
-    public string? KeyOf(ParseResult result) => result.GetValue(ApiKey) ?? Environment.GetEnvironmentVariable(ApiKeyVariable);
+    public string? KeyOf(ParseResult result)
+    {
+        var given = result.GetValue(ApiKey);
+        var key = given ?? Environment.GetEnvironmentVariable(ApiKeyVariable);
+        return key is null ? null : HeaderSafe(key, given is not null ? "--api-key" : ApiKeyVariable);
+    }
+
+    /// <summary>
+    /// A key or token as the Authorization header carries it. A line break or a non-ASCII letter (a key pasted from a
+    /// document) made the HTTP client throw: exit 70 "a defect", or 4 as if the server were unreachable.
+    /// </summary>
+    internal static string HeaderSafe(string credential, string source) =>
+        credential.All(c => c is >= ' ' and <= '~')
+            ? credential
+            : throw new CliException(
+                $"{source} holds a character an HTTP header cannot carry (a line break, a control character or a non-ASCII letter); copy the key or token again.",
+                ExitCodes.Usage);
 
     public void AddTo(Command command)
     {

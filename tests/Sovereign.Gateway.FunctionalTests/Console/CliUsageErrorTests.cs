@@ -55,6 +55,36 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     }
 
     /// <summary>
+    /// A key or token no HTTP header can carry (a line break, a non-ASCII letter) is a usage error naming where it
+    /// came from: it was exit 70 "a defect in sovereign" (the HTTP client's exception), exit 4 "the request failed" as
+    /// if the server were unreachable, or the server's 400 about a malformed request.
+    /// </summary>
+    [Theory]
+    [InlineData("--api-key", "sk-sov-\u00e9", "models", "list")]
+    [InlineData("--api-key", "sk-sov-a\nb", "models", "list")]
+    [InlineData("--api-key", "\u00e9", "chat", "--prompt", "hi")]
+    [InlineData("--admin-token", "x\ny", "tenants", "list")]
+    [InlineData("--admin-token", "t\u00f6k\u00e9n", "tenants", "list")]
+    public async Task ACredentialNoHeaderCanCarry_IsAUsageErrorNamingTheFlag(string flag, string credential, params string[] args)
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync([.. args, "--url", fixture.Url, flag, credential]);
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Equal("", stdout);
+        Assert.Contains($"{flag} holds a character an HTTP header cannot carry", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain(credential, stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AKeyFromTheEnvironmentNoHeaderCanCarry_NamesTheVariable()
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync(new Dictionary<string, string?> { ["SOVEREIGN_API_KEY"] = "sk-sov-\u00e9" }, "models", "list", "--url", fixture.Url);
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Contains("SOVEREIGN_API_KEY holds a character an HTTP header cannot carry", stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// A misspelt command ('tenants lst') said "Required command was not provided." above the unrecognized word: one
     /// line now names the word and the commands there are.
     /// </summary>
