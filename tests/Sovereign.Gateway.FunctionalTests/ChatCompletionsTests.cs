@@ -87,6 +87,32 @@ public sealed class ChatCompletionsTests(ServerFixture server)
         Assert.Equal(0, typed.InputTokenDetails.AudioTokenCount);
     }
 
+    /// <summary>
+    /// OpenAI: with <c>include_usage</c>, "all other chunks will also include a usage field, but with a null value";
+    /// they had none. Without it no chunk has the field. With tools too (their chunks are written apart).
+    /// </summary>
+    [Theory]
+    [InlineData(ServerFixture.Stories, "")]
+    [InlineData(ServerFixture.TinyRandom, ""","tools":[{"type":"function","function":{"name":"f"}}]""")]
+    public async Task Streaming_WithIncludeUsage_EveryOtherChunkStatesUsageNull(string model, string tools)
+    {
+        var body = $$"""{"model":"{{model}}","messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"temperature":0,"stream":true,"n":2{{tools}}""";
+        async Task<List<System.Text.Json.JsonElement>> ChunksAsync(string options)
+        {
+            var streamed = await server.Http.PostAsync("/v1/chat/completions", new StringContent(body + options + "}", System.Text.Encoding.UTF8, "application/json"));
+            return [.. (await streamed.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+                .Select(e => e["data: ".Length..]).Where(d => d != "[DONE]").Select(d => System.Text.Json.JsonDocument.Parse(d).RootElement)];
+        }
+
+        var chunks = await ChunksAsync(""","stream_options":{"include_usage":true}""");
+        Assert.Equal(System.Text.Json.JsonValueKind.Object, chunks[^1].GetProperty("usage").ValueKind);
+        Assert.Empty(chunks[^1].GetProperty("choices").EnumerateArray());
+        Assert.True(chunks.Count > 3);
+        Assert.All(chunks[..^1], c => Assert.Equal(System.Text.Json.JsonValueKind.Null, c.GetProperty("usage").ValueKind));
+
+        Assert.All(await ChunksAsync(""), c => Assert.False(c.TryGetProperty("usage", out _)));
+    }
+
     [Fact]
     public async Task CompleteChatStreaming_SameTextAsNonStreaming_WithUsageAndFinishReason()
     {

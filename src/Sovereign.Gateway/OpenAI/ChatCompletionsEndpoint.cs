@@ -115,7 +115,7 @@ internal static class ChatCompletionsEndpoint
         ServerSentEvents.Start(response);
         for (var i = 0; i < local.Run.Count; i++)
         {
-            await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(i, new ChunkDelta("assistant", ""), null, null)), aborted);
+            await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(i, new ChunkDelta("assistant", ""), null, null), includeUsage), aborted);
         }
 
         var completionTokens = 0;
@@ -134,19 +134,19 @@ internal static class ChatCompletionsEndpoint
                         events = [.. events, .. stream.Parser.Finish(truncated: update.Result.FinishReason == FinishReason.Length)];
                     }
 
-                    await WriteToolEventsAsync(response, id, created, model, index, stream, events, logprobs ? StructuredOutput.Chat(update.Logprobs ?? []) : null, aborted);
+                    await WriteToolEventsAsync(response, id, created, model, index, stream, events, logprobs ? StructuredOutput.Chat(update.Logprobs ?? []) : null, includeUsage, aborted);
                 }
                 else if (update.Text.Length > 0 || update.Logprobs is { Count: > 0 })
                 {
                     await ServerSentEvents.WriteAsync(response,
-                        Chunk(id, created, model, new ChatChunkChoice(index, new ChunkDelta(null, update.Text), logprobs ? StructuredOutput.Chat(update.Logprobs ?? []) : null, null)), aborted);
+                        Chunk(id, created, model, new ChatChunkChoice(index, new ChunkDelta(null, update.Text), logprobs ? StructuredOutput.Chat(update.Logprobs ?? []) : null, null), includeUsage), aborted);
                 }
 
                 if (update.Result is { } result)
                 {
                     completionTokens += result.CompletionTokens;
                     var finish = calls?[index] is { CallCount: > 0 } && result.FinishReason == FinishReason.Stop ? "tool_calls" : GenerationRun.FinishReasonOf(result.FinishReason);
-                    await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index, new ChunkDelta(null, null), null, finish)), aborted);
+                    await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index, new ChunkDelta(null, null), null, finish), includeUsage), aborted);
                 }
             }
         }
@@ -196,10 +196,10 @@ internal static class ChatCompletionsEndpoint
     /// name and empty arguments; the next ones carry fragments of the arguments.
     /// </summary>
     private static async Task WriteToolEventsAsync(HttpResponse response, string id, long created, string model, int index, ToolCallStream stream,
-        IReadOnlyList<Inference.Tools.ToolStreamEvent> events, ChatLogprobs? logprobs, CancellationToken aborted)
+        IReadOnlyList<Inference.Tools.ToolStreamEvent> events, ChatLogprobs? logprobs, bool includeUsage, CancellationToken aborted)
     {
         async Task WriteAsync(ChunkDelta delta, ChatLogprobs? withLogprobs = null) =>
-            await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index, delta, withLogprobs, null)), aborted);
+            await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index, delta, withLogprobs, null), includeUsage), aborted);
 
         Task StartAsync(string name) => WriteAsync(new ChunkDelta(null, null,
             [new ToolCallDelta(stream.CallCount++, ChatTools.NewCallId(stream.Format), "function", new FunctionCallDelta(name, ""))]));
@@ -239,8 +239,8 @@ internal static class ChatCompletionsEndpoint
         }
     }
 
-    private static ChatCompletionChunk Chunk(string id, long created, string model, ChatChunkChoice choice) =>
-        new(id, "chat.completion.chunk", created, model, [choice], SystemFingerprint, null);
+    private static ChatCompletionChunk Chunk(string id, long created, string model, ChatChunkChoice choice, bool includeUsage) =>
+        new(id, "chat.completion.chunk", created, model, [choice], SystemFingerprint, includeUsage ? ChatCompletionChunk.NoUsageYet : null);
 
     /// <summary>
     /// OpenAI fields whose effect this server cannot give are refused by name rather than dropped: the client would

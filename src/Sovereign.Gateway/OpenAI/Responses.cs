@@ -50,10 +50,18 @@ internal sealed record AssistantMessage(string Role, string? Content,
     public IReadOnlyList<object> Annotations => [];
 }
 
+/// <param name="Usage">
+/// The usage chunk's <see cref="OpenAI.Usage"/>; <see cref="ChatCompletionChunk.NoUsageYet"/> on the other chunks
+/// when the client asked for usage (OpenAI states <c>"usage": null</c> there); null leaves the field out.
+/// </param>
 internal sealed record ChatCompletionChunk(
     string Id, string Object, long Created, string Model, IReadOnlyList<ChatChunkChoice> Choices,
     [property: JsonPropertyName("system_fingerprint")] string? SystemFingerprint,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] Usage? Usage);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] object? Usage)
+{
+    /// <summary>Written as JSON null: a JSON null value, where a C# null omits the field.</summary>
+    public static readonly object NoUsageYet = System.Text.Json.JsonDocument.Parse("null").RootElement.Clone();
+}
 
 internal sealed record ChatChunkChoice(int Index, ChunkDelta Delta, object? Logprobs, [property: JsonPropertyName("finish_reason")] string? FinishReason);
 
