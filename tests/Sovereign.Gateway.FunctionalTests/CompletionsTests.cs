@@ -40,6 +40,9 @@ public sealed class CompletionsTests(ServerFixture server)
         Assert.Equal(expected, text);
         Assert.Equal(16, events[^1].GetProperty("usage").GetProperty("completion_tokens").GetInt32());
         Assert.Contains(events, e => e.GetProperty("choices").GetArrayLength() > 0 && e.GetProperty("choices")[0].GetProperty("finish_reason").GetString() == "length");
+
+        // OpenAI: with include_usage every other chunk states "usage": null (they had no usage field).
+        Assert.All(events[..^1], e => Assert.Equal(JsonValueKind.Null, e.GetProperty("usage").ValueKind));
     }
 
     [Fact]

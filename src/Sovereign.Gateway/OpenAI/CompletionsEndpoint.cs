@@ -93,7 +93,8 @@ internal static class CompletionsEndpoint
                         var finish = update.Result is { } r ? GenerationRun.FinishReasonOf(r.FinishReason) : null;
                         var logprobs = topLogprobs is null ? null : StructuredOutput.Completion(update.PromptLogprobs, update.Logprobs, ref textOffsets[index]);
                         await ServerSentEvents.WriteAsync(response,
-                            new TextCompletion(id, "text_completion", created, modelId, [new TextChoice(echoText + update.Text, index, logprobs, finish)], null, fingerprint), aborted);
+                            new TextCompletion(id, "text_completion", created, modelId, [new TextChoice(echoText + update.Text, index, logprobs, finish)],
+                                request.StreamOptions?.IncludeUsage == true ? ChatCompletionChunk.NoUsageYet : null, fingerprint), aborted);
                     }
                 }
             }

@@ -70,8 +70,9 @@ internal sealed record ChunkDelta(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content,
     [property: JsonPropertyName("tool_calls"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallDelta>? ToolCalls = null);
 
+/// <param name="Usage">As <see cref="ChatCompletionChunk"/>'s: a <see cref="OpenAI.Usage"/>, <see cref="ChatCompletionChunk.NoUsageYet"/> or null.</param>
 internal sealed record TextCompletion(string Id, string Object, long Created, string Model, IReadOnlyList<TextChoice> Choices,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] Usage? Usage,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] object? Usage,
     [property: JsonPropertyName("system_fingerprint")] string? SystemFingerprint);
 
 internal sealed record TextChoice(string Text, int Index, object? Logprobs, [property: JsonPropertyName("finish_reason")] string? FinishReason);
