@@ -274,7 +274,13 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         finally
         {
             var stopped = new EngineStoppedException(ModelId);
-            foreach (var sequence in _running.Concat(_waiting.ToArray()))
+            foreach (var sequence in _running)
+            {
+                // A running sequence reports what it generated, which its stream may already have delivered.
+                sequence.Fail(new EngineStoppedException(ModelId, ResultOf(sequence, FinishReason.Cancelled)));
+            }
+
+            foreach (var sequence in _waiting.ToArray())
             {
                 sequence.Fail(stopped);
             }
@@ -726,8 +732,15 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
 
     private void Complete(Sequence sequence, FinishReason reason)
     {
+        var result = ResultOf(sequence, reason);
+        _metrics.Finished(ModelId, result);
+        sequence.Complete(result);
+    }
+
+    private GenerationResult ResultOf(Sequence sequence, FinishReason reason)
+    {
         var now = _time.GetTimestamp();
-        var result = new GenerationResult
+        return new GenerationResult
         {
             FinishReason = reason,
             PromptTokens = sequence.Request.PromptTokens.Count,
@@ -738,8 +751,6 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             Duration = _time.GetElapsedTime(sequence.SubmittedAt, now),
             ComputeSeconds = sequence.ComputeSeconds,
         };
-        _metrics.Finished(ModelId, result);
-        sequence.Complete(result);
     }
 
     /// <summary>

@@ -20,11 +20,17 @@ public sealed class EngineOverloadedException(string modelId, int queueLimit)
 }
 
 /// <summary>The engine is shutting down or the model was unloaded.</summary>
-public sealed class EngineStoppedException(string modelId)
+public sealed class EngineStoppedException(string modelId, GenerationResult? partial = null)
     : Exception($"Model '{modelId}' is not accepting requests: it is stopping.")
 {
     /// <summary>The model that stopped.</summary>
     public string ModelId { get; } = modelId;
+
+    /// <summary>
+    /// What a running sequence had generated when the engine stopped under it (finish reason cancelled), so that what
+    /// a stream delivered can be billed; null for a sequence that had not started.
+    /// </summary>
+    public GenerationResult? Partial { get; } = partial;
 }
 
 /// <summary>One tenant already has its share of the model's wait queue; it may retry later (HTTP 429 with Retry-After).</summary>

@@ -54,6 +54,71 @@ public sealed class AccountingOnEveryExitTests(MeteringFixture fixture)
     }
 
     [Fact]
+    public async Task ModelUnloadedMidStream_IsBilledForWhatTheStreamDelivered()
+    {
+        // A model unloaded while a stream reads from it: the stream ends with an error event, and the tokens it sent
+        // are billed (they were recorded as 0 completion tokens at no cost, since the stopped engine reported nothing).
+        const string id = "stories-unloaded-mid-stream";
+        var (exit, _, stderr) = await CliProcess.RunAsync("models", "import", TestModels.Stories260K, "--id", id,
+            "--license", "MIT", "--origin-publisher", "Andrej Karpathy", "--origin-country", "US", "--data-dir", fixture.DataDirectory);
+        Assert.True(exit == 0, stderr);
+        Assert.Equal(HttpStatusCode.OK, (await fixture.Admin.PostAsync($"/admin/v1/models/{id}/load", null)).StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await fixture.Admin.PostAsync("/admin/v1/plans/standard/prices",
+            Json($$"""{"model":"{{id}}","input_per_million":{{MeteringFixture.InputPerMillion}},"output_per_million":{{MeteringFixture.OutputPerMillion}}}"""))).StatusCode);
+        var (_, key) = await fixture.NewTenantAsync();
+        using var client = fixture.TenantClient(key);
+        var batcher = fixture.App.Services.GetRequiredService<ModelCatalog>().TryGet(id, out var served) ? served.Batcher! : throw new InvalidOperationException();
+        // 8 steps (prefill, then a token a step), then the engine holds until it is woken: by the unload, which stops it.
+        var steps = 0;
+        batcher.BeforeStep = async woken =>
+        {
+            if (Interlocked.Increment(ref steps) > 8)
+            {
+                await woken;
+            }
+        };
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = Json(LongStory.Replace("\"stories\"", $"\"{id}\"", StringComparison.Ordinal)),
+        };
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var requestId = response.Headers.GetValues("x-sovereign-audit-id").Single();
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var chunks = 0;
+        var unloading = Task.CompletedTask;
+        var sawError = false;
+        var sawDone = false;
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            sawDone |= line == "data: [DONE]";
+            if (!line.StartsWith("data: {", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var chunk = JsonDocument.Parse(line[6..]).RootElement;
+            sawError |= chunk.TryGetProperty("error", out _);
+            if (chunk.TryGetProperty("choices", out var choices) && choices.GetArrayLength() > 0
+                && choices[0].GetProperty("delta").TryGetProperty("content", out var content) && content.GetString() is { Length: > 0 }
+                && ++chunks == 5)
+            {
+                unloading = fixture.Admin.PostAsync($"/admin/v1/models/{id}/unload", null);
+            }
+        }
+
+        await unloading;
+        var record = await WaitForRecordAsync(requestId);
+        Assert.True(sawError && !sawDone, $"error event {sawError}, [DONE] {sawDone}");
+        Assert.True(record.CompletionTokens >= chunks, $"billed {record.CompletionTokens} completion tokens for {chunks} content chunks received ({record})");
+        Assert.True(record.CompletionTokens < 200);
+        Assert.True(record.PromptTokens > 0);
+        Assert.Equal(ExpectedCost(record), record.Cost);
+        Assert.True(record.Cost > 0m);
+    }
+
+    [Fact]
     public async Task AbandonedStream_JustBeforeDone_IsBilledInFull()
     {
         var (_, key) = await fixture.NewTenantAsync();

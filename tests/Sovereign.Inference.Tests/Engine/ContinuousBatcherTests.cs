@@ -121,6 +121,45 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task EngineStoppedMidStream_ReportsWhatTheRunningSequenceGenerated()
+    {
+        // A model unloaded mid-stream: its streams end with EngineStoppedException, and a running one says what it
+        // generated (its stream delivered it), so the gateway can bill it; a request after the stop generated nothing.
+        var steps = System.Threading.Channels.Channel.CreateUnbounded<bool>();
+        _batcher.BeforeStep = async _ => await steps.Reader.ReadAsync();
+        var stream = _batcher.Submit(Greedy("Once upon a time", 200));
+        await using var e = stream.GetAsyncEnumerator();
+        for (var i = 0; i < 4; i++)
+        {
+            steps.Writer.TryWrite(true);
+        }
+
+        var delivered = 0;
+        while (delivered < 3 && await e.MoveNextAsync())
+        {
+            delivered += e.Current.Text.Length > 0 ? 1 : 0;
+        }
+
+        var stopping = _batcher.DisposeAsync();
+        steps.Writer.TryWrite(true);
+        var stopped = await Assert.ThrowsAsync<EngineStoppedException>(async () =>
+        {
+            while (await e.MoveNextAsync())
+            {
+            }
+        });
+        await stopping;
+
+        Assert.NotNull(stopped.Partial);
+        Assert.Equal(FinishReason.Cancelled, stopped.Partial.FinishReason);
+        Assert.InRange(stopped.Partial.CompletionTokens, 3, 200);
+        Assert.Equal(_model.Tokenize("Once upon a time").Length, stopped.Partial.PromptTokens);
+        Assert.True(stopped.Partial.ComputeSeconds > 0);
+        var late = await Assert.ThrowsAsync<EngineStoppedException>(async () => await _batcher.Submit(Greedy("The dog", 4)).CollectAsync());
+        Assert.Null(late.Partial);
+    }
+
+    [Fact]
     public async Task Submit_CancelledMidStream_FreesSlotAndKvAtNextStep()
     {
         var steps = System.Threading.Channels.Channel.CreateUnbounded<bool>();

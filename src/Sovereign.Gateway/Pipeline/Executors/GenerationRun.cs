@@ -18,6 +18,7 @@ internal sealed class GenerationRun : IDisposable
     private readonly GenerationResult?[] _results;
     private readonly Sovereign.Languages.LetterSample? _delivered;
     private Task? _pumps;
+    private bool _streamed;
 
     private GenerationRun(CancellationTokenSource cancel, GenerationStream[] streams, Sovereign.Languages.LetterSample? delivered)
     {
@@ -71,6 +72,7 @@ internal sealed class GenerationRun : IDisposable
     /// <summary>Updates of all choices as they come, tagged with the choice index.</summary>
     public async IAsyncEnumerable<(int Index, GenerationUpdate Update)> StreamAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
+        _streamed = true;
         if (_streams.Length == 1)
         {
             await foreach (var update in _streams[0].WithCancellation(cancellationToken))
@@ -131,9 +133,16 @@ internal sealed class GenerationRun : IDisposable
                         _results[i] = update.Result ?? _results[i];
                     }
                 }
+                catch (EngineStoppedException stopped) when (_streamed && stopped.Partial is { CompletionTokens: > 0 } partial)
+                {
+                    // The model was unloaded or the server stopped mid-stream: what the choice generated was streamed
+                    // to the client as it came, so it is billed (a choice whose tokens were never sent is not).
+                    _results[i] = partial;
+                }
                 catch (Exception ex) when (ex is EngineStoppedException or OperationCanceledException)
                 {
-                    // The engine stopped under it: no result to bill beyond what the other choices report.
+                    // The engine stopped under it before it streamed anything: no result to bill beyond what the other
+                    // choices report.
                 }
             }
 
