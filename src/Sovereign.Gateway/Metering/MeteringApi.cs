@@ -678,12 +678,9 @@ public static class MeteringApi
                 throw OpenAIException.BadRequest($"currency must be an ISO 4217 currency code (e.g. EUR, USD, THB); got {shown}.", "currency", "invalid_value");
             }
 
-            invoice = await new InvoiceBuilder(ledger).BuildAsync(id, periodFrom, periodTo, currency, context.RequestAborted);
-            if (invoice.Currency == InvoiceBuilder.NoCurrency && prices.Current.FindPlan(tenant.Plan)?.Currency is { } planCurrency)
-            {
-                // A period without usage is invoiced, empty, in the currency of the tenant's plan, not in "XXX".
-                invoice = await new InvoiceBuilder(ledger).BuildAsync(id, periodFrom, periodTo, planCurrency, context.RequestAborted);
-            }
+            // A period with nothing charged is invoiced in the currency of the tenant's plan, not in "XXX", and unpriced
+            // usage (XXX, or USD as recorded before XXX) is free lines of the invoice, not a second currency.
+            invoice = await new InvoiceBuilder(ledger).BuildAsync(id, periodFrom, periodTo, currency, prices.Current.FindPlan(tenant.Plan)?.Currency, context.RequestAborted);
         }
         catch (InvalidOperationException ex)
         {

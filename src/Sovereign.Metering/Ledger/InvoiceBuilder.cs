@@ -20,14 +20,28 @@ public sealed class InvoiceBuilder
 
     /// <summary>
     /// The invoice of <paramref name="tenant"/> for [<paramref name="periodFrom"/>, <paramref name="periodTo"/>), both UTC
-    /// midnights. Throws <see cref="InvalidOperationException"/> when the tenant used several currencies in the period
-    /// (build one invoice per currency with the other overload).
+    /// midnights. Throws <see cref="InvalidOperationException"/> when the tenant was charged in several currencies in the
+    /// period (build one invoice per currency with the other overload).
     /// </summary>
     public Task<Invoice> BuildAsync(string tenant, DateTimeOffset periodFrom, DateTimeOffset periodTo, CancellationToken cancellationToken = default) =>
-        BuildAsync(tenant, periodFrom, periodTo, currency: null, cancellationToken);
+        BuildAsync(tenant, periodFrom, periodTo, currency: null, planCurrency: null, cancellationToken);
 
-    /// <summary>The invoice of the tenant's usage in <paramref name="currency"/> only (null: the one currency used).</summary>
-    public async Task<Invoice> BuildAsync(string tenant, DateTimeOffset periodFrom, DateTimeOffset periodTo, string? currency, CancellationToken cancellationToken = default)
+    /// <summary>The invoice of the tenant's usage in <paramref name="currency"/> only (null: the one currency charged).</summary>
+    public Task<Invoice> BuildAsync(string tenant, DateTimeOffset periodFrom, DateTimeOffset periodTo, string? currency, CancellationToken cancellationToken = default) =>
+        BuildAsync(tenant, periodFrom, periodTo, currency, planCurrency: null, cancellationToken);
+
+    /// <summary>
+    /// The invoice in <paramref name="currency"/> (null: the one currency the tenant was charged in; with nothing
+    /// charged, <paramref name="planCurrency"/>, the currency of the tenant's plan when the price book holds it).
+    /// </summary>
+    /// <remarks>
+    /// Money is counted per currency and never summed across them. Usage at no cost in a currency nothing was charged
+    /// in during the period (unpriced models, recorded in XXX, or in USD before XXX was used) is free usage, not a
+    /// second currency: its lines, at 0, are on the invoice built without a currency (when several were charged, on
+    /// the plan's currency's), merged with that currency's own lines of the same model, pool and device class.
+    /// </remarks>
+    public async Task<Invoice> BuildAsync(
+        string tenant, DateTimeOffset periodFrom, DateTimeOffset periodTo, string? currency, string? planCurrency, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(tenant);
         if (!UtcCalendar.IsMidnight(periodFrom) || !UtcCalendar.IsMidnight(periodTo))
@@ -43,20 +57,33 @@ public sealed class InvoiceBuilder
         var rows = await _ledger.QueryUsageAsync(
             new UsageQuery { Tenant = tenant, From = periodFrom, To = periodTo, GroupBy = UsageGroupBy.Model | UsageGroupBy.Pool | UsageGroupBy.DeviceClass },
             cancellationToken);
-        var currencies = rows.Select(r => r.Currency).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
-        if (currency is null && currencies.Count > 1)
+        var charged = rows.Where(r => r.Cost != 0).Select(r => r.Currency).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        if (currency is null && charged.Count > 1)
         {
             throw new InvalidOperationException(
-                $"tenant '{tenant}' has usage in several currencies ({string.Join(", ", currencies)}) in this period: build one invoice per currency.");
+                $"tenant '{tenant}' has usage in several currencies ({string.Join(", ", charged)}) in this period: build one invoice per currency.");
         }
 
-        var chosen = currency ?? (currencies.Count == 1 ? currencies[0] : NoCurrency);
+        var stored = rows.Select(r => r.Currency).Distinct(StringComparer.Ordinal).ToList();
+        var unchargedDefault = planCurrency ?? (stored.Count == 1 ? stored[0] : NoCurrency);
+        var chosen = currency ?? (charged.Count == 1 ? charged[0] : unchargedDefault);
+
+        // The free usage goes on one invoice only: the one built without a currency, or, when the tenant was charged in
+        // several, the plan's currency's (else the first charged).
+        var takesFreeUsage = chosen == charged.Count switch
+        {
+            0 => unchargedDefault,
+            1 => charged[0],
+            _ => planCurrency is not null && charged.Contains(planCurrency, StringComparer.Ordinal) ? planCurrency : charged[0],
+        };
         var lines = rows
-            .Where(r => string.Equals(r.Currency, chosen, StringComparison.Ordinal))
-            .OrderBy(r => r.Model, StringComparer.Ordinal)
-            .ThenBy(r => r.Pool ?? string.Empty, StringComparer.Ordinal)
-            .ThenBy(r => r.DeviceClass ?? string.Empty, StringComparer.Ordinal)
-            .Select(r => new InvoiceLine(r.Model!, r.Requests, r.PromptTokens, r.CompletionTokens, r.ComputeSeconds, r.Cost, r.Pool, r.DeviceClass, r.WaivedPromptTokens, r.WaivedCompletionTokens))
+            .Where(r => string.Equals(r.Currency, chosen, StringComparison.Ordinal) || (takesFreeUsage && !charged.Contains(r.Currency, StringComparer.Ordinal)))
+            .GroupBy(r => (r.Model, r.Pool, r.DeviceClass))
+            .OrderBy(g => g.Key.Model, StringComparer.Ordinal)
+            .ThenBy(g => g.Key.Pool ?? string.Empty, StringComparer.Ordinal)
+            .ThenBy(g => g.Key.DeviceClass ?? string.Empty, StringComparer.Ordinal)
+            .Select(g => new InvoiceLine(g.Key.Model!, g.Sum(r => r.Requests), g.Sum(r => r.PromptTokens), g.Sum(r => r.CompletionTokens), g.Sum(r => r.ComputeSeconds),
+                g.Sum(r => r.Cost), g.Key.Pool, g.Key.DeviceClass, g.Sum(r => r.WaivedPromptTokens), g.Sum(r => r.WaivedCompletionTokens)))
             .ToList();
         return new Invoice
         {

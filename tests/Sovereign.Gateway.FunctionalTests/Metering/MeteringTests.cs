@@ -266,6 +266,32 @@ public sealed class MeteringTests(MeteringFixture fixture)
     }
 
     /// <summary>
+    /// A tenant that used the gateway unpriced (XXX, at no cost) and then on a priced plan got a 400 "usage in several
+    /// currencies (EUR, XXX)" for its invoice: the free usage counted as a second currency. The invoice is in the
+    /// plan's currency, with the free usage as lines at 0.
+    /// </summary>
+    [Fact]
+    public async Task Invoice_OfUnpricedThenPricedUsage_IsOneInvoiceInThePlansCurrency()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync(plan: "default");
+        using var client = fixture.TenantClient(key);
+        Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
+        await fixture.SendAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}", new { plan = "standard" }, 200);
+        Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
+        var charged = JsonDocument.Parse(await client.GetStringAsync("/v1/usage?group_by=model")).RootElement.GetProperty("data").EnumerateArray()
+            .Single(r => r.GetProperty("currency").GetString() != "XXX");
+
+        using var answer = await fixture.Admin.GetAsync($"/admin/v1/tenants/{tenant}/invoice");
+
+        var text = await answer.Content.ReadAsStringAsync();
+        Assert.True(answer.IsSuccessStatusCode, text);
+        var invoice = JsonDocument.Parse(text).RootElement;
+        Assert.Equal(charged.GetProperty("currency").GetString(), invoice.GetProperty("currency").GetString());
+        Assert.Equal(charged.GetProperty("cost").GetDecimal(), decimal.Parse(invoice.GetProperty("total").GetString()!, CultureInfo.InvariantCulture));
+        Assert.Equal(2, invoice.GetProperty("lines").EnumerateArray().Sum(l => l.GetProperty("requests").GetInt64()));
+    }
+
+    /// <summary>
     /// A tenant moved to a plan in another currency has usage in both: its invoice is built per currency, each
     /// reconciling with the tenant's usage in that currency, and one without a currency is refused with a readable
     /// message (it ran two sentences together: "build one invoice per currency Pass currency=...").

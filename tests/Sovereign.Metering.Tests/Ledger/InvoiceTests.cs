@@ -77,6 +77,69 @@ public sealed class InvoiceTests
         Assert.Equal(("CHF", 2m), (chf.Currency, chf.Total));
     }
 
+    /// <summary>
+    /// A tenant that used an unpriced model (recorded at no cost in XXX, or in USD before XXX existed) and then a
+    /// model its EUR plan prices got a 400 "usage in several currencies" for an invoice of one currency's money: the
+    /// free lines counted as a second currency. They are now lines of the one invoice, at no cost.
+    /// </summary>
+    [Fact]
+    public async Task BuildAsync_UnpricedUsageInXxxOrOldUsd_IsFreeLinesOfThePricedCurrencysInvoice()
+    {
+        using var db = new TempDatabase();
+        await using var ledger = await db.OpenLedgerAsync();
+        await ledger.AppendAsync(Record("free-old", model: "local-a", cost: 0m, currency: "USD"));
+        await ledger.AppendAsync(Record("free-new", model: "local-a", cost: 0m, currency: InvoiceBuilder.NoCurrency));
+        await ledger.AppendAsync(Record("free-b", model: "local-b", cost: 0m, currency: InvoiceBuilder.NoCurrency));
+        await ledger.AppendAsync(Record("priced", model: "llama-3-8b", cost: 2.5m, currency: "EUR"));
+
+        var invoice = await new InvoiceBuilder(ledger).BuildAsync("acme", Day0, Day0.AddDays(1));
+
+        Assert.Equal(("EUR", 2.5m), (invoice.Currency, invoice.Total));
+        Assert.Equal(["llama-3-8b:1:2.5", "local-a:2:0", "local-b:1:0"], invoice.Lines.Select(l => $"{l.Model}:{l.Requests}:{l.Amount}"));
+        Assert.Equal(4 * 100, invoice.Lines.Sum(l => l.InputTokens));
+    }
+
+    /// <summary>With nothing priced, the invoice is in the plan's currency and holds the free usage, whatever currency it was stored in.</summary>
+    [Fact]
+    public async Task BuildAsync_OnlyUnpricedUsage_IsInThePlansCurrency_WithItsLines()
+    {
+        using var db = new TempDatabase();
+        await using var ledger = await db.OpenLedgerAsync();
+        await ledger.AppendAsync(Record("free-old", model: "local-a", cost: 0m, currency: "USD"));
+        await ledger.AppendAsync(Record("free-new", model: "local-a", cost: 0m, currency: InvoiceBuilder.NoCurrency));
+        var builder = new InvoiceBuilder(ledger);
+
+        var invoice = await builder.BuildAsync("acme", Day0, Day0.AddDays(1), currency: null, planCurrency: "THB");
+        var unplanned = await builder.BuildAsync("acme", Day0, Day0.AddDays(1));
+
+        Assert.Equal(("THB", 0m), (invoice.Currency, invoice.Total));
+        var line = Assert.Single(invoice.Lines);
+        Assert.Equal(("local-a", 2L, 0m), (line.Model, line.Requests, line.Amount));
+        Assert.Equal((InvoiceBuilder.NoCurrency, 0m, 2L), (unplanned.Currency, unplanned.Total, unplanned.Lines.Sum(l => l.Requests)));
+    }
+
+    /// <summary>
+    /// Money in two currencies is still never summed: the default invoice is refused, and each currency's invoice
+    /// holds only its own lines; the free lines go on the one in the plan's currency.
+    /// </summary>
+    [Fact]
+    public async Task BuildAsync_TwoPricedCurrencies_StillRefused_FreeLinesOnlyOnThePlansCurrency()
+    {
+        using var db = new TempDatabase();
+        await using var ledger = await db.OpenLedgerAsync();
+        await ledger.AppendAsync(Record("e", cost: 1m, currency: "EUR"));
+        await ledger.AppendAsync(Record("c", cost: 2m, currency: "CHF"));
+        await ledger.AppendAsync(Record("free", model: "local-a", cost: 0m, currency: InvoiceBuilder.NoCurrency));
+        var builder = new InvoiceBuilder(ledger);
+
+        await Assert.ThrowsAsync<InvalidOperationException>(() => builder.BuildAsync("acme", Day0, Day0.AddDays(1), currency: null, planCurrency: "CHF"));
+        var chf = await builder.BuildAsync("acme", Day0, Day0.AddDays(1), "CHF", planCurrency: "CHF");
+        var eur = await builder.BuildAsync("acme", Day0, Day0.AddDays(1), "EUR", planCurrency: "CHF");
+
+        Assert.Equal(("CHF", 2m, 2L), (chf.Currency, chf.Total, chf.Lines.Sum(l => l.Requests)));
+        Assert.Equal(("EUR", 1m, 1L), (eur.Currency, eur.Total, eur.Lines.Sum(l => l.Requests)));
+    }
+
     [Fact]
     public async Task BuildAsync_NoUsage_EmptyInvoiceInNoCurrency()
     {
