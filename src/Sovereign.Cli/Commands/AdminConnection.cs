@@ -57,7 +57,45 @@ internal sealed class AdminConnection
     }
 
     /// <summary>Sends one admin request; returns the JSON answer or throws <see cref="AdminException"/> with the server's message.</summary>
-    public async Task<JsonElement> SendAsync(ParseResult result, HttpMethod method, string path, object? body, CancellationToken cancellationToken, bool raw = false)
+    public async Task<JsonElement> SendAsync(ParseResult result, HttpMethod method, string path, object? body, CancellationToken cancellationToken, bool raw = false) =>
+        (await SendVersionedAsync(result, method, path, body, ifMatch: null, cancellationToken, raw)).Json;
+
+    /// <summary>How often <see cref="EditAsync"/> reads and writes again when another change came between.</summary>
+    internal const int EditAttempts = 5;
+
+    /// <summary>
+    /// An edit of what <paramref name="readPath"/> answers: reads it, makes the change (<paramref name="change"/>
+    /// builds the body from what was read) and writes it with <paramref name="method"/> to <paramref name="writePath"/>
+    /// only if nothing changed it meanwhile (<c>If-Match</c> with the ETag read). When another edit came between (412),
+    /// it reads and changes again, so two edits of different fields at once both stay: the API replaces what it is
+    /// sent whole, and the second write used to put back the first one's field as read before it.
+    /// </summary>
+    public async Task<JsonElement> EditAsync(ParseResult result, string readPath, HttpMethod method, string writePath, Func<JsonElement, object> change, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var (current, version) = await SendVersionedAsync(result, HttpMethod.Get, readPath, null, null, cancellationToken);
+            try
+            {
+                // A server without versions (an older release) answers no ETag: written as before, unconditionally.
+                return (await SendVersionedAsync(result, method, writePath, change(current), version, cancellationToken)).Json;
+            }
+            catch (AdminException ex) when (ex.PreconditionFailed && attempt < EditAttempts)
+            {
+            }
+            catch (AdminException ex) when (ex.PreconditionFailed)
+            {
+                throw new CliException($"{ex.Message} It changed again each of {EditAttempts} times this command read it; run it again.");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends one admin request, with <c>If-Match: <paramref name="ifMatch"/></c> when given; returns the JSON answer and
+    /// its ETag (null when none), or throws <see cref="AdminException"/> with the server's message.
+    /// </summary>
+    private async Task<(JsonElement Json, string? ETag)> SendVersionedAsync(
+        ParseResult result, HttpMethod method, string path, object? body, string? ifMatch, CancellationToken cancellationToken, bool raw = false)
     {
         var given = result.GetValue(Token);
         var token = given ?? Environment.GetEnvironmentVariable("SOVEREIGN_ADMIN_TOKEN");
@@ -77,12 +115,18 @@ internal sealed class AdminConnection
         using var client = new HttpClient { BaseAddress = BaseAddress(result.GetValue(Url)) };
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         using var request = new HttpRequestMessage(method, path.TrimStart('/')) { Content = body is null ? null : JsonContent.Create(body) };
+        if (ifMatch is not null)
+        {
+            request.Headers.TryAddWithoutValidation("If-Match", ifMatch);
+        }
+
         using var response = await client.SendAsync(request, cancellationToken);
+        var etag = response.Headers.ETag?.ToString();
         var text = await response.Content.ReadAsStringAsync(cancellationToken);
         var mediaType = response.Content.Headers.ContentType?.MediaType;
         if (raw && response.IsSuccessStatusCode && (mediaType == "text/csv" || CliErrors.IsJson(mediaType)))
         {
-            return JsonSerializer.SerializeToElement(text);
+            return (JsonSerializer.SerializeToElement(text), etag);
         }
 
         if (!CliErrors.IsJson(mediaType) && (response.IsSuccessStatusCode || text.Length > 0))
@@ -97,10 +141,10 @@ internal sealed class AdminConnection
                 && error.TryGetProperty("message", out var said) && said.ValueKind == JsonValueKind.String
                 ? said.GetString()
                 : text.Length > 0 ? text : $"{response.ReasonPhrase} (no body)";
-            throw new AdminException($"{(int)response.StatusCode}: {message}");
+            throw new AdminException($"{(int)response.StatusCode}: {message}", response.StatusCode == System.Net.HttpStatusCode.PreconditionFailed);
         }
 
-        return json;
+        return (json, etag);
     }
 
     /// <summary>
@@ -170,4 +214,8 @@ internal sealed class AdminConnection
 }
 
 /// <summary>The admin API refused a request; the message is the server's.</summary>
-internal sealed class AdminException(string message) : Exception(message);
+internal sealed class AdminException(string message, bool preconditionFailed = false) : Exception(message)
+{
+    /// <summary>412: the resource changed after the version the request was based on (<c>If-Match</c>) was read.</summary>
+    public bool PreconditionFailed { get; } = preconditionFailed;
+}

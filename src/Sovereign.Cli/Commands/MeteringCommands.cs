@@ -383,19 +383,22 @@ internal static class MeteringCommands
 
                 // What is not named is kept. Every call replaced all limits: setting a rate limit removed the tenant's
                 // budgets (its spend was then uncapped), setting a budget its rate limits, and either every key's rate
-                // limit, which this command cannot set.
-                var current = (await connection.SendAsync(result, HttpMethod.Get, path, null, ct)).GetProperty("limits");
-                var rates = current.GetProperty("rate_limits").EnumerateArray().Where(r => TenantsCommand.Text(r, "key_id").Length > 0).Cast<object>().ToList();
-                var tenantWide = current.GetProperty("rate_limits").EnumerateArray().FirstOrDefault(r => TenantsCommand.Text(r, "key_id").Length == 0);
-                var requestsPerMinute = PerMinute(result.GetValue(rpm), tenantWide, "requests_per_minute");
-                var tokensPerMinute = PerMinute(result.GetValue(tpm), tenantWide, "tokens_per_minute");
-                if (requestsPerMinute is not null || tokensPerMinute is not null)
+                // limit, which this command cannot set. The edit is written only if no other change came between the
+                // read and the write (else read and made again): two at once each kept only their own flag.
+                json = await connection.EditAsync(result, path, HttpMethod.Put, path, document =>
                 {
-                    rates.Add(new { requests_per_minute = requestsPerMinute, tokens_per_minute = tokensPerMinute });
-                }
+                    var current = document.GetProperty("limits");
+                    var rates = current.GetProperty("rate_limits").EnumerateArray().Where(r => TenantsCommand.Text(r, "key_id").Length > 0).Cast<object>().ToList();
+                    var tenantWide = current.GetProperty("rate_limits").EnumerateArray().FirstOrDefault(r => TenantsCommand.Text(r, "key_id").Length == 0);
+                    var requestsPerMinute = PerMinute(result.GetValue(rpm), tenantWide, "requests_per_minute");
+                    var tokensPerMinute = PerMinute(result.GetValue(tpm), tenantWide, "tokens_per_minute");
+                    if (requestsPerMinute is not null || tokensPerMinute is not null)
+                    {
+                        rates.Add(new { requests_per_minute = requestsPerMinute, tokens_per_minute = tokensPerMinute });
+                    }
 
-                json = await connection.SendAsync(result, HttpMethod.Put, path,
-                    new { budgets = budgets.Length > 0 ? (object)parsed : current.GetProperty("budgets"), rate_limits = rates }, ct);
+                    return new { budgets = budgets.Length > 0 ? (object)parsed : current.GetProperty("budgets"), rate_limits = rates };
+                }, ct);
             }
 
             if (!connection.PrintJson(result, json))

@@ -119,13 +119,14 @@ internal static class TenantsCommand
                 throw new CliException("nothing to change: give --plan, --disabled or a policy flag (--jurisdiction, --model, --license, --origin, --allow-external, --retain-days).", ExitCodes.Usage);
             }
 
-            // The API replaces a policy whole; the flags change only what they name, so the rest is read first.
+            // The API replaces a policy whole; the flags change only what they name, so the rest is read first, and the
+            // edit is written only if no other change came between (else read and made again). Plan and state alone
+            // are merged by the server.
             var path = $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(id))}";
-            var changed = policy.AnyGiven(result)
-                ? policy.Merge(result, (await connection.SendAsync(result, HttpMethod.Get, path, null, ct)).GetProperty("policy"))
-                : null;
-            var json = await connection.SendAsync(result, HttpMethod.Patch, path,
-                new { plan = result.GetValue(plan), disabled = result.GetValue(disable), policy = changed }, ct);
+            var json = policy.AnyGiven(result)
+                ? await connection.EditAsync(result, path, HttpMethod.Patch, path,
+                    current => new { plan = result.GetValue(plan), disabled = result.GetValue(disable), policy = policy.Merge(result, current.GetProperty("policy")) }, ct)
+                : await connection.SendAsync(result, HttpMethod.Patch, path, new { plan = result.GetValue(plan), disabled = result.GetValue(disable), policy = (object?)null }, ct);
             if (!connection.PrintJson(result, json))
             {
                 PrintTenant(json);

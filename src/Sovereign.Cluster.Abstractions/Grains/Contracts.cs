@@ -206,6 +206,13 @@ public interface ITenantGrain : IGrainWithStringKey
     /// </summary>
     Task<TenantUpdate?> UpdateAsync(string? name, string? policyJson, string? plan, bool? disabled);
 
+    /// <summary>
+    /// As <see cref="UpdateAsync"/>, only if the tenant is still at <paramref name="ifVersion"/>
+    /// (<see cref="TenantVersions.Of(TenantView)"/>; null: whatever it is), checked in the same turn as the write.
+    /// Throws <see cref="TenantVersionConflictException"/> when it is not (nothing changes then).
+    /// </summary>
+    Task<TenantUpdate?> UpdateIfVersionAsync(string? ifVersion, string? name, string? policyJson, string? plan, bool? disabled);
+
     /// <summary>The tenant's keys.</summary>
     Task<IReadOnlyList<ApiKeyView>> ListKeysAsync();
 
@@ -234,6 +241,13 @@ public interface ITenantGrain : IGrainWithStringKey
     /// tenant's plan, so a tenant whose plan is not in the price book can have rate limits but no budgets.
     /// </summary>
     Task<TenantChangeResult> SetLimitsAsync(TenantLimits limits);
+
+    /// <summary>
+    /// As <see cref="SetLimitsAsync"/>, only if the limits are still at <paramref name="ifVersion"/>
+    /// (<see cref="TenantVersions.Of(TenantLimits)"/> of what <see cref="GetLimitsAsync"/> answers; null: whatever
+    /// they are): refused with <see cref="TenantChangeRefusal.VersionChanged"/> when they are not.
+    /// </summary>
+    Task<TenantChangeResult> SetLimitsIfVersionAsync(TenantLimits limits, string? ifVersion);
 
     /// <summary>
     /// Rate-limits the request and reserves the most it can cost, atomically for tenant and key. This grain is the

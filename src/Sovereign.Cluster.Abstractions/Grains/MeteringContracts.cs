@@ -130,6 +130,9 @@ public enum TenantChangeRefusal
 
     /// <summary>The new plan has another currency than the tenant's budgets: clear or set the budgets first.</summary>
     BudgetCurrencyConflict = 3,
+
+    /// <summary>The limits changed after the version the change was based on was read (<c>If-Match</c>).</summary>
+    VersionChanged = 4,
 }
 
 /// <summary>The answer to a tenant change: applied, or refused with the reason and the currencies involved.</summary>

@@ -77,6 +77,17 @@ internal sealed class TenantGrain(
         return TenantChangeResult.Ok;
     }
 
+    public async Task<TenantChangeResult> SetLimitsIfVersionAsync(TenantLimits limits, string? ifVersion)
+    {
+        // Compared and written in one turn of this activation: no other change can come between.
+        if (_tenant is not null && ifVersion is not null && ifVersion != TenantVersions.Of(await GetLimitsAsync()))
+        {
+            return new TenantChangeResult(TenantChangeRefusal.VersionChanged);
+        }
+
+        return await SetLimitsAsync(limits);
+    }
+
     public async Task<AdmissionResult> AdmitAsync(AdmissionRequest request)
     {
         var now = time.GetUtcNow();
@@ -360,6 +371,17 @@ internal sealed class TenantGrain(
         var before = ToView(_tenant);
         var after = await UpsertAsync(name ?? before.Name, policyJson ?? before.PolicyJson, plan ?? before.Plan, disabled ?? before.Disabled);
         return new TenantUpdate(before, after);
+    }
+
+    public async Task<TenantUpdate?> UpdateIfVersionAsync(string? ifVersion, string? name, string? policyJson, string? plan, bool? disabled)
+    {
+        if (_tenant is not null && ifVersion is not null && ifVersion != TenantVersions.Of(ToView(_tenant)))
+        {
+            throw new TenantVersionConflictException(
+                $"Tenant '{this.GetPrimaryKeyString()}' changed after version \"{ifVersion}\" was read; it is now \"{TenantVersions.Of(ToView(_tenant))}\".");
+        }
+
+        return await UpdateAsync(name, policyJson, plan, disabled);
     }
 
     public async Task<IReadOnlyList<ApiKeyView>> ListKeysAsync() =>

@@ -75,8 +75,14 @@ public static class AdminApi
     private static async Task<IResult> ListTenants(ControlPlaneStore store) =>
         Json(new { data = (await store.ListTenantsAsync()).Select(TenantJson) });
 
-    private static async Task<IResult> GetTenant(string id, IGrainFactory grains) =>
-        Json(TenantJson(await grains.GetGrain<ITenantGrain>(id).GetAsync() ?? throw NotFound("tenant", id)));
+    private static async Task<IResult> GetTenant(string id, HttpContext context, IGrainFactory grains)
+    {
+        var tenant = await grains.GetGrain<ITenantGrain>(id).GetAsync() ?? throw NotFound("tenant", id);
+
+        // For an edit of what is read here: sent back as If-Match, it is refused (412) once another change came between.
+        EditVersions.SetETag(context, TenantVersions.Of(tenant));
+        return Json(TenantJson(tenant));
+    }
 
     private static async Task<IResult> CreateTenant(HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, CallerAuthenticator authenticator, PriceBookProvider prices)
     {
@@ -98,6 +104,7 @@ public static class AdminApi
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         _ = await grain.GetAsync() ?? throw NotFound("tenant", id);
+        var ifVersion = EditVersions.IfMatch(context, "tenant");
         var request = await RequestReader.ReadAsync<TenantUpdateRequest>(context);
         if (request.Id is { } sentId && sentId != id)
         {
@@ -111,8 +118,13 @@ public static class AdminApi
         try
         {
             // Only what the request names, merged in the tenant's activation: merged here, a change made meanwhile
-            // (another operator disabling the tenant) was written back over with the value read before it.
-            update = await grain.UpdateAsync(name, newPolicy?.ToJson(), plan, request.Disabled) ?? throw NotFound("tenant", id);
+            // (another operator disabling the tenant) was written back over with the value read before it. A policy is
+            // replaced whole, so an edit of a policy read before sends If-Match: checked in the same turn as the write.
+            update = await grain.UpdateIfVersionAsync(ifVersion, name, newPolicy?.ToJson(), plan, request.Disabled) ?? throw NotFound("tenant", id);
+        }
+        catch (TenantVersionConflictException)
+        {
+            throw EditVersions.Stale("tenant");
         }
         catch (BudgetCurrencyConflictException ex)
         {
@@ -134,6 +146,7 @@ public static class AdminApi
         }
 
         await AuditAdminAsync(context, audit, newPolicy is null ? AuditActions.TenantUpdate : AuditActions.PolicyUpdate, id, details);
+        EditVersions.SetETag(context, TenantVersions.Of(updated));
         return Json(TenantJson(updated));
     }
 

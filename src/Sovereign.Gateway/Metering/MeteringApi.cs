@@ -438,11 +438,14 @@ public static class MeteringApi
         }
     }
 
-    private static async Task<IResult> GetLimits(string id, IGrainFactory grains)
+    private static async Task<IResult> GetLimits(string id, HttpContext context, IGrainFactory grains)
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         _ = await grain.GetAsync() ?? throw NotFound(id);
         var limits = await grain.GetLimitsAsync();
+
+        // The version of the settings (not of the budgets' spend beside them): a PUT of an edit of them sends it as If-Match.
+        EditVersions.SetETag(context, TenantVersions.Of(limits));
         return Json(new { limits = LimitsJson(limits), budgets = (await grain.GetBudgetsAsync()).Select(BudgetJson) });
     }
 
@@ -483,6 +486,7 @@ public static class MeteringApi
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         var tenant = await grain.GetAsync() ?? throw NotFound(id);
+        var ifVersion = EditVersions.IfMatch(context, "tenant's limits");
         var document = await RequestReader.ReadAsync<LimitsRequest>(context);
         var (request, at) = SettingsOf(document);
         var current = await grain.GetLimitsAsync();
@@ -575,11 +579,14 @@ public static class MeteringApi
         }
 
         var limits = new TenantLimits(budgets, rates);
-        var change = await grain.SetLimitsAsync(limits);
+        // The settings are replaced whole, so an edit of settings read before sends If-Match: checked in the same turn as the write.
+        var change = await grain.SetLimitsIfVersionAsync(limits, ifVersion);
         switch (change.Refusal)
         {
             case TenantChangeRefusal.TenantNotFound:
                 throw NotFound(id);
+            case TenantChangeRefusal.VersionChanged:
+                throw EditVersions.Stale("tenant's limits");
             case TenantChangeRefusal.PlanWithoutCurrency:
                 throw OpenAIException.BadRequest(
                     $"Budgets are in the currency of the tenant's plan, and the plan '{(await grain.GetAsync())?.Plan}' is not in the price book. Create the plan (PUT /admin/v1/plans/{{name}}) or move the tenant to one first.",
@@ -590,6 +597,7 @@ public static class MeteringApi
 
         limits = await grain.GetLimitsAsync();
         await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "limits.update", Tenant = id, Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["limits"] = System.Text.Json.JsonSerializer.Serialize(LimitsJson(limits), OpenAIJson.Options) } });
+        EditVersions.SetETag(context, TenantVersions.Of(limits));
         return Json(new { limits = LimitsJson(limits), budgets = (await grain.GetBudgetsAsync()).Select(BudgetJson) });
     }
 
