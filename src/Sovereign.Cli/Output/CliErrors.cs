@@ -26,6 +26,9 @@ internal static class ExitCodes
     /// <summary>The audit log is intact, but entries exist that no signed checkpoint covers (none at all, or a tail older than the bound).</summary>
     public const int Uncovered = 5;
 
+    /// <summary><c>nodes drain --wait</c>: the node stopped reporting (stopped, dead or cut off) before it was seen idle.</summary>
+    public const int NodeGone = 6;
+
     /// <summary><c>serve</c> stopped because the cluster's membership table was lost (Redis restarted empty): start it again (EX_TEMPFAIL).</summary>
     public const int MembershipLost = Cluster.Hosting.MembershipTableWatch.LostTableExitCode;
 

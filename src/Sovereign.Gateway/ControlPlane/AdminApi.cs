@@ -202,9 +202,16 @@ public static class AdminApi
         {
             data = (await nodes.Registry.GetAsync()).Nodes
                 .Select(n => (Node: n, Health: nodes.HealthOf(n)))
-                .Select(v => NodeJson(v.Node, nodes.InFlight(v.Node.Id), v.Health == NodeHealth.Untrusted ? null : nodes.PlacementOf(v.Node), v.Health)),
+                .Select(v => NodeJson(v.Node, nodes.InFlight(v.Node.Id), v.Health == NodeHealth.Untrusted ? null : nodes.PlacementOf(v.Node), v.Health, Reporting(nodes, v.Node))),
         });
     }
+
+    /// <summary>
+    /// Whether a cluster node's last load report is recent (<c>NodeStaleSeconds</c>), whatever its state: its health
+    /// says only "draining" once it is drained, so 'nodes drain --wait' could not tell a node finishing its work from
+    /// one that had stopped (and waited out its whole timeout). Null for an engine that reports nothing.
+    /// </summary>
+    private static bool? Reporting(NodeDirectory nodes, NodeView node) => NodeDirectory.IsClusterNode(node) ? nodes.IsFresh(node, nodes.NowMs) : null;
 
     private static async Task<IResult> RegisterNode(
         HttpContext context, NodeDirectory nodes, JurisdictionCatalog catalog, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time, IOptions<SovereignOptions> options)
@@ -772,16 +779,18 @@ public static class AdminApi
         expires_at = k.ExpiresAt,
     };
 
-    private static object NodeJson(NodeView n) => NodeJson(n, null, null, null);
+    private static object NodeJson(NodeView n) => NodeJson(n, null, null, null, null);
 
     /// <summary>
     /// A node; <paramref name="inFlight"/> is the requests this gateway has running on it now, and
-    /// <paramref name="health"/> whether it takes requests (up, draining, down, unreachable, stale, untrusted), when known.
+    /// <paramref name="health"/> whether it takes requests (up, draining, down, unreachable, stale, untrusted), when
+    /// known, and <paramref name="reporting"/> whether a cluster node still sends load reports.
     /// </summary>
-    private static object NodeJson(NodeView n, long? inFlight, Sovereign.Metering.Pricing.Placement? placement, NodeHealth? health) => new
+    private static object NodeJson(NodeView n, long? inFlight, Sovereign.Metering.Pricing.Placement? placement, NodeHealth? health, bool? reporting) => new
     {
         in_flight = inFlight,
         health = health?.ToString().ToLowerInvariant(),
+        reporting,
         pool = placement?.Pool,
         device_class = placement?.DeviceClass,
         id = n.Id,

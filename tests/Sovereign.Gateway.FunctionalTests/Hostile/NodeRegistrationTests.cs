@@ -202,6 +202,41 @@ public sealed class NodeRegistrationTests(ConsoleFixture fixture)
         }
     }
 
+    /// <summary>
+    /// 'nodes drain X --wait' of a cluster node that had stopped reporting (stopped, dead, cut off) waited out its
+    /// whole --timeout (10 minutes by default) and then said the node was still busy: its last report never aged into
+    /// "idle". It now ends at once, saying the node stopped reporting, with its own exit code (6).
+    /// </summary>
+    [Fact]
+    public async Task DrainWait_OfANodeThatStoppedReporting_EndsAtOnce_WithExitCode6()
+    {
+        string[] Admin(params string[] args) => [.. args, "--url", fixture.Url, "--admin-token", ConsoleFixture.AdminToken];
+        var registry = fixture.App.Services.GetRequiredService<IGrainFactory>().GetGrain<INodeRegistryGrain>(Sovereign.Gateway.Routing.NodeDirectory.RegistryKey);
+        var lastReport = DateTimeOffset.UtcNow.AddMinutes(-2).ToUnixTimeMilliseconds();
+
+        // A cluster node (kind local, reached at its URL) whose last load report, with a request running, is two minutes old.
+        await registry.UpsertAsync(new NodeView("qa-gone", "TH", "Local", "http://10.0.0.9:8443", [new NodeModel("m", "m", 4)], "Active", "", null, 0,
+            new NodeLoad(lastReport, [new ModelLoad("m", 1, 3, 0, 0)], [])));
+        try
+        {
+            var listed = (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/nodes", null)).GetProperty("data").EnumerateArray().ToList();
+            Assert.False(listed.Single(n => n.GetProperty("id").GetString() == "qa-gone").GetProperty("reporting").GetBoolean());
+            Assert.Equal(JsonValueKind.Null, listed.Single(n => n.GetProperty("id").GetString() == OwnNode).GetProperty("reporting").ValueKind);
+
+            var (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("nodes", "drain", "qa-gone", "--wait", "--timeout", "30"));
+
+            Assert.True(exit == 6, $"{exit}: {stderr}");
+            Assert.Equal("", stdout);
+            Assert.Contains($"node qa-gone is draining but stopped reporting its load (last report {Sovereign.Cli.Output.CliTime.FromUnixMilliseconds(lastReport)})", stderr, StringComparison.Ordinal);
+            Assert.Contains("sovereign nodes rm qa-gone", stderr, StringComparison.Ordinal);
+            Assert.Equal("draining", await StateOfAsync("qa-gone"));
+        }
+        finally
+        {
+            await registry.DeleteAsync("qa-gone");
+        }
+    }
+
     private async Task<string?> StateOfAsync(string id)
     {
         var nodes = await fixture.SendAsync(HttpMethod.Get, "/admin/v1/nodes", null);
