@@ -41,6 +41,10 @@ public static class ClusterHostingExtensions
         builder.Services.TryAddSingleton<CertificateRevocationSync>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<CertificateRevocationSync>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SovereignClusterOptions>, ClusterTlsValidator>());
+
+        // Warns before this member's certificate expires, and exports how long it has left.
+        builder.Services.TryAddSingleton(sp => new ClusterCertificateExpiry(tls, sp.GetService<TimeProvider>() ?? TimeProvider.System, sp.GetRequiredService<ILogger<ClusterCertificateExpiry>>()));
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ClusterCertificateExpiry>());
         siloPort = siloPort > 0 ? siloPort : cluster.SiloPort > 0 ? cluster.SiloPort : FreePort();
         gatewayPort = gatewayPort > 0 ? gatewayPort : cluster.GatewayPort > 0 ? cluster.GatewayPort : FreePort();
         builder.UseOrleans(silo =>

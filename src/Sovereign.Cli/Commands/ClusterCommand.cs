@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using Sovereign.Cli.Output;
 using Spectre.Console;
 
 namespace Sovereign.Cli.Commands;
@@ -32,10 +33,21 @@ internal static class ClusterCommand
                 AnsiConsole.MarkupLine($"[yellow]warning:[/] {Markup.Escape(membershipError.GetString() ?? "")}");
             }
 
-            var members = new Table().AddColumns("member", "status", "address", "host");
+            // When this gateway's certificate expires: an expired one is refused by every peer, and nothing said so before.
+            if (json.TryGetProperty("certificate", out var own) && own.ValueKind == JsonValueKind.Object)
+            {
+                var expiring = own.GetProperty("expiring").GetBoolean();
+                AnsiConsole.MarkupLine($"{(expiring ? "[yellow]warning:[/] " : "")}This gateway's cluster certificate ({Markup.Escape(own.GetProperty("member").GetString() ?? "")}) expires {CliTime.FromUnixMilliseconds(own.GetProperty("expires_at").GetInt64())}, "
+                    + $"{Left(own.GetProperty("expires_in_seconds").GetInt64())}{(expiring ? "; issue a new one with 'sovereign cluster cert issue'" : "")}.");
+            }
+
+            var members = new Table().AddColumns("member", "status", "address", "host", "certificate expires");
             foreach (var m in json.GetProperty("members").EnumerateArray())
             {
-                members.AddRow(TenantsCommand.Text(m, "name"), TenantsCommand.Text(m, "status"), TenantsCommand.Text(m, "address"), TenantsCommand.Text(m, "host"));
+                var expires = m.TryGetProperty("certificate_expires_at", out var at) && at.ValueKind == JsonValueKind.Number
+                    ? CliTime.FromUnixMilliseconds(at.GetInt64()) + (m.GetProperty("certificate_expiring").GetBoolean() ? " (soon)" : "")
+                    : "";
+                members.AddRow(TenantsCommand.Text(m, "name"), TenantsCommand.Text(m, "status"), TenantsCommand.Text(m, "address"), TenantsCommand.Text(m, "host"), Markup.Escape(expires));
             }
 
             AnsiConsole.Write(members);
@@ -82,4 +94,10 @@ internal static class ClusterCommand
         command.Subcommands.Add(ClusterCertificateCommands.CreateCertificate());
         return command;
     }
+
+    /// <summary>The time left, in whole days (hours under two days), or that there is none.</summary>
+    private static string Left(long seconds) =>
+        seconds < 0 ? "(it has expired: peers refuse it)"
+        : seconds < 2 * 86400 ? $"in {seconds / 3600} hours"
+        : $"in {seconds / 86400} days";
 }

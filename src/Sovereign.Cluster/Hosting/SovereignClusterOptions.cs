@@ -78,6 +78,12 @@ public sealed class SovereignClusterOptions
     public double MembershipLostExitSeconds { get; set; } = 30;
 
     /// <summary>
+    /// Days before this member's cluster certificate expires from which it warns (event 3021, at start and daily):
+    /// an expired certificate is refused by every peer, and the member drops out of the cluster (default 14; 0: only once expired).
+    /// </summary>
+    public double CertificateExpiryWarningDays { get; set; } = 14;
+
+    /// <summary>
     /// Seconds a starting member keeps trying to reach the cluster's members (default 300) before it gives up and stops:
     /// a member whose certificate the cluster does not accept never becomes active and exits after this.
     /// </summary>
@@ -200,6 +206,11 @@ public sealed class SovereignClusterOptions
         if (!(MembershipLostExitSeconds >= 0))
         {
             yield return "Sovereign:Cluster:MembershipLostExitSeconds must be 0 (never stop) or more.";
+        }
+
+        if (!(CertificateExpiryWarningDays >= 0) || CertificateExpiryWarningDays > 3650)
+        {
+            yield return "Sovereign:Cluster:CertificateExpiryWarningDays must be a number of days from 0 to 3650.";
         }
 
         if (!(InterruptedGraceSeconds >= 0))

@@ -58,6 +58,19 @@ public sealed partial class ClusterConnections
         }, weak);
     }
 
+    /// <summary>
+    /// The certificates the peers of the open connections presented, one per peer and serial: what this member knows
+    /// of the other members' certificates (<c>cluster status</c> shows when each expires).
+    /// </summary>
+    public IReadOnlyList<CertificateExpiryView> PeerCertificates()
+    {
+        lock (_lock)
+        {
+            Prune();
+            return [.. _open.Values.Select(c => new CertificateExpiryView(c.Identity.ToString(), c.Serial, c.NotAfter)).Distinct()];
+        }
+    }
+
     /// <summary>Cuts every tracked connection whose peer certificate <paramref name="revocations"/> revokes; returns how many.</summary>
     public int CutRevoked(CertificateRevocations revocations)
     {
@@ -105,7 +118,8 @@ public sealed partial class ClusterConnections
         ArgumentNullException.ThrowIfNull(cut);
 
         // What a revocation compares, copied: the certificate object may be disposed with its connection.
-        var connection = new Connection(peer.SerialNumber, new DateTimeOffset(peer.NotBefore.ToUniversalTime(), TimeSpan.Zero), identity, channel, cut, owner);
+        var connection = new Connection(peer.SerialNumber, new DateTimeOffset(peer.NotBefore.ToUniversalTime(), TimeSpan.Zero),
+            new DateTimeOffset(peer.NotAfter.ToUniversalTime(), TimeSpan.Zero), identity, channel, cut, owner);
         long id;
         lock (_lock)
         {
@@ -144,7 +158,7 @@ public sealed partial class ClusterConnections
     [LoggerMessage(EventId = 3013, Level = LogLevel.Warning, Message = "Cut an open {Channel} connection of {Peer}: {Why}")]
     private static partial void LogCut(ILogger logger, string channel, string peer, string why);
 
-    private sealed record Connection(string Serial, DateTimeOffset NotBefore, ClusterIdentity Identity, string Channel, Action Cut, WeakReference? Owner);
+    private sealed record Connection(string Serial, DateTimeOffset NotBefore, DateTimeOffset NotAfter, ClusterIdentity Identity, string Channel, Action Cut, WeakReference? Owner);
 
     private sealed class Handle(ClusterConnections owner, long id) : IDisposable
     {

@@ -17,7 +17,8 @@ internal static class ClusterStatusApi
 {
     public static async Task<IResult> GetAsync(
         IGrainFactory grains, NodeDirectory nodes, IOptions<SovereignOptions> options, IOptions<SovereignClusterOptions> cluster,
-        Sovereign.Metering.Pricing.PriceBookProvider prices, IClusterMembershipService membership, Pipeline.RouteGates gates)
+        Sovereign.Metering.Pricing.PriceBookProvider prices, IClusterMembershipService membership, Pipeline.RouteGates gates,
+        Cluster.Security.ClusterTlsCredentials tls, Cluster.Security.ClusterCertificateExpiry expiry, TimeProvider time)
     {
         List<MemberStatus> members;
         string? membershipError = null;
@@ -49,6 +50,14 @@ internal static class ClusterStatusApi
                 .OrderBy(m => m.Name, StringComparer.Ordinal)
                 .Select(m => new MemberStatus(m.Name, m.SiloAddress.ToParsableString(), m.Status.ToString().ToLowerInvariant(), null, null, null))];
         }
+
+        // Each member's certificate as this gateway knows it: its own, and the ones its peers presented on the
+        // connections it holds open with them (the latest per member, if it rotated).
+        var own = expiry.Check();
+        var certificates = tls.Connections.PeerCertificates().Concat(own is null ? [] : [own])
+            .GroupBy(c => c.Member, StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => g.MaxBy(c => c.NotAfter)!, StringComparer.Ordinal);
+        var warnFrom = time.GetUtcNow().AddDays(cluster.Value.CertificateExpiryWarningDays);
 
         var registry = await nodes.Registry.GetAsync();
         await nodes.GetNodesAsync(); // the verified claims that place each node
@@ -98,7 +107,21 @@ internal static class ClusterStatusApi
             gateway = options.Value.NodeId,
             role = cluster.Value.Role.ToString().ToLowerInvariant(),
             membership_error = membershipError,
-            members = members.Select(m => new { name = m.Name, address = m.Address, status = m.Status, host = m.Host, started_at = m.StartedAt, alive_at = m.AliveAt }),
+            members = members.Select(m => new
+            {
+                name = m.Name, address = m.Address, status = m.Status, host = m.Host, started_at = m.StartedAt, alive_at = m.AliveAt,
+                certificate_expires_at = certificates.TryGetValue(m.Name, out var certificate) ? certificate.NotAfter.ToUnixTimeMilliseconds() : (long?)null,
+                certificate_expiring = certificates.TryGetValue(m.Name, out certificate) ? certificate.NotAfter <= warnFrom : (bool?)null,
+            }),
+            certificate = own is null ? null : new
+            {
+                member = own.Member,
+                serial = own.Serial,
+                expires_at = own.NotAfter.ToUnixTimeMilliseconds(),
+                expires_in_seconds = (long)Math.Floor((own.NotAfter - time.GetUtcNow()).TotalSeconds),
+                expiring = own.NotAfter <= warnFrom,
+                warning_days = cluster.Value.CertificateExpiryWarningDays,
+            },
             jurisdictions,
             pools,
             nodes = views.OrderBy(v => v.Node.Id, StringComparer.Ordinal).Select(v => new

@@ -65,7 +65,7 @@ public static class SovereignGateway
 
         telemetry
             .WithMetrics(metrics => metrics
-                .AddMeter(EngineMetrics.MeterName, GenAiMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
+                .AddMeter(EngineMetrics.MeterName, GenAiMetrics.MeterName, Sovereign.Cluster.Security.ClusterCertificateExpiry.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
                 .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)); // a scrape shows settled spend at once; /metrics needs the operator token, so scrapes are few
         if (!string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {

@@ -7,6 +7,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Grains;
+using Sovereign.Cluster.Security;
 using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Routing;
@@ -34,43 +35,91 @@ public sealed class ClusterStatusWithoutRedisTests
     public Task MembershipTableGone_StatusShowsTheLastSeenMembers_AndSaysWhy() =>
         StatusShowsTheLastSeenMembersAsync(DispatchProxy.Create<IGrainFactory, MembershipTableGoneGrainFactory>(), "membership table version is missing");
 
-    private static async Task StatusShowsTheLastSeenMembersAsync(IGrainFactory grains, string why)
+    /// <summary>
+    /// A member's cluster certificate ran out with nothing said before: the status now states when this gateway's own
+    /// expires (and that it is within the warning window), and the member row carries it too.
+    /// </summary>
+    [Fact]
+    public async Task WithClusterTls_StatusShowsWhenTheGatewaysCertificateExpires()
     {
-        var folder = Directory.CreateTempSubdirectory("sovereign-status-no-redis-").FullName;
+        var folder = Directory.CreateTempSubdirectory("sovereign-status-cert-").FullName;
         try
         {
-            using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(folder, "operator-key.pem"));
-            var nodes = new NodeDirectory(grains, key, Options.Create(new SovereignOptions { NodeId = "gateway-th" }),
-                Options.Create(new Sovereign.Cluster.Hosting.SovereignClusterOptions()), TimeProvider.System, NullLogger<NodeDirectory>.Instance);
-            var gateway = SiloAddress.New(new IPEndPoint(IPAddress.Loopback, 11111), 1);
-            var node = SiloAddress.New(new IPEndPoint(IPAddress.Loopback, 11112), 1);
-            var membership = DispatchProxy.Create<IClusterMembershipService, LastSeenMembership>();
-            ((LastSeenMembership)(object)membership).Snapshot = new ClusterMembershipSnapshot(
-                ImmutableDictionary<SiloAddress, ClusterMember>.Empty
-                    .Add(gateway, new ClusterMember(gateway, SiloStatus.Active, "gateway/gateway-th"))
-                    .Add(node, new ClusterMember(node, SiloStatus.Active, "node/node-th")),
-                new MembershipVersion(3));
+            var now = DateTimeOffset.UtcNow;
+            var cluster = new Sovereign.Cluster.Hosting.SovereignClusterOptions { Redis = "127.0.0.1:1", Secret = "s", Role = Sovereign.Cluster.Hosting.ServerRole.Gateway };
+            var tls = new ClusterTlsCredentials(cluster, folder, "gateway-th", TimeProvider.System);
+            using var ca = ClusterCertificates.CreateAuthority("prod", now);
+            using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+            var identity = new ClusterIdentity(Sovereign.Cluster.Hosting.ServerRole.Gateway, "gateway-th");
+            using var issued = ClusterCertificates.Issue(ca, ClusterCertificates.CreateSigningRequest(identity, key), identity, now, TimeSpan.FromDays(9));
+            ClusterTlsCredentials.WritePem(tls.KeyPath, key.ExportPkcs8PrivateKeyPem(), secret: true);
+            ClusterTlsCredentials.WritePem(tls.CertificatePath, issued.ExportCertificatePem(), secret: false);
+            ClusterTlsCredentials.WritePem(tls.AuthorityPath, ca.ExportCertificatePem(), secret: false);
 
-            var result = await ClusterStatusApi.GetAsync(grains, nodes, Options.Create(new SovereignOptions { NodeId = "gateway-th" }),
-                Options.Create(new Sovereign.Cluster.Hosting.SovereignClusterOptions()), new Sovereign.Metering.Pricing.PriceBookProvider(null!), membership,
-                new Sovereign.Gateway.Pipeline.RouteGates(Options.Create(new SovereignOptions())));
+            var status = await StatusAsync(DispatchProxy.Create<IGrainFactory, UnreachableMembershipGrainFactory>(), folder, cluster, tls);
 
-            var context = new DefaultHttpContext { RequestServices = new ServiceCollection().AddLogging().BuildServiceProvider() };
-            using var body = new MemoryStream();
-            context.Response.Body = body;
-            await result.ExecuteAsync(context);
-            Assert.Equal(200, context.Response.StatusCode);
-            var status = JsonDocument.Parse(body.ToArray()).RootElement;
-            Assert.Contains("Sovereign:Cluster:Redis", status.GetProperty("membership_error").GetString(), StringComparison.Ordinal);
-            Assert.Contains(why, status.GetProperty("membership_error").GetString(), StringComparison.Ordinal);
-            Assert.Equal(
-                ["gateway/gateway-th active", "node/node-th active"],
-                status.GetProperty("members").EnumerateArray().Select(m => $"{m.GetProperty("name").GetString()} {m.GetProperty("status").GetString()}"));
+            var certificate = status.GetProperty("certificate");
+            var notAfter = new DateTimeOffset(issued.NotAfter.ToUniversalTime(), TimeSpan.Zero).ToUnixTimeMilliseconds();
+            Assert.Equal(("gateway/gateway-th", issued.SerialNumber, notAfter), (certificate.GetProperty("member").GetString(), certificate.GetProperty("serial").GetString(), certificate.GetProperty("expires_at").GetInt64()));
+            Assert.InRange(certificate.GetProperty("expires_in_seconds").GetInt64(), (9 * 86400) - 600, 9 * 86400);
+            Assert.True(certificate.GetProperty("expiring").GetBoolean());
+            var member = status.GetProperty("members").EnumerateArray().Single(m => m.GetProperty("name").GetString() == "gateway/gateway-th");
+            Assert.Equal(notAfter, member.GetProperty("certificate_expires_at").GetInt64());
+            var node = status.GetProperty("members").EnumerateArray().Single(m => m.GetProperty("name").GetString() == "node/node-th");
+            Assert.Equal(JsonValueKind.Null, node.GetProperty("certificate_expires_at").ValueKind);
         }
         finally
         {
             Directory.Delete(folder, recursive: true);
         }
+    }
+
+    private static async Task StatusShowsTheLastSeenMembersAsync(IGrainFactory grains, string why)
+    {
+        var folder = Directory.CreateTempSubdirectory("sovereign-status-no-redis-").FullName;
+        try
+        {
+            var cluster = new Sovereign.Cluster.Hosting.SovereignClusterOptions();
+            var status = await StatusAsync(grains, folder, cluster, new ClusterTlsCredentials(cluster, folder, "gateway-th", TimeProvider.System));
+            Assert.Contains("Sovereign:Cluster:Redis", status.GetProperty("membership_error").GetString(), StringComparison.Ordinal);
+            Assert.Contains(why, status.GetProperty("membership_error").GetString(), StringComparison.Ordinal);
+            Assert.Equal(
+                ["gateway/gateway-th active", "node/node-th active"],
+                status.GetProperty("members").EnumerateArray().Select(m => $"{m.GetProperty("name").GetString()} {m.GetProperty("status").GetString()}"));
+            Assert.Equal(JsonValueKind.Null, status.GetProperty("certificate").ValueKind);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    /// <summary>The status a gateway answers with <paramref name="grains"/> and these members as last seen.</summary>
+    private static async Task<JsonElement> StatusAsync(IGrainFactory grains, string folder, Sovereign.Cluster.Hosting.SovereignClusterOptions cluster, ClusterTlsCredentials tls)
+    {
+        using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(folder, "operator-key.pem"));
+        var nodes = new NodeDirectory(grains, key, Options.Create(new SovereignOptions { NodeId = "gateway-th" }),
+            Options.Create(new Sovereign.Cluster.Hosting.SovereignClusterOptions()), TimeProvider.System, NullLogger<NodeDirectory>.Instance);
+        var gateway = SiloAddress.New(new IPEndPoint(IPAddress.Loopback, 11111), 1);
+        var node = SiloAddress.New(new IPEndPoint(IPAddress.Loopback, 11112), 1);
+        var membership = DispatchProxy.Create<IClusterMembershipService, LastSeenMembership>();
+        ((LastSeenMembership)(object)membership).Snapshot = new ClusterMembershipSnapshot(
+            ImmutableDictionary<SiloAddress, ClusterMember>.Empty
+                .Add(gateway, new ClusterMember(gateway, SiloStatus.Active, "gateway/gateway-th"))
+                .Add(node, new ClusterMember(node, SiloStatus.Active, "node/node-th")),
+            new MembershipVersion(3));
+
+        var result = await ClusterStatusApi.GetAsync(grains, nodes, Options.Create(new SovereignOptions { NodeId = "gateway-th" }),
+            Options.Create(cluster), new Sovereign.Metering.Pricing.PriceBookProvider(null!), membership,
+            new Sovereign.Gateway.Pipeline.RouteGates(Options.Create(new SovereignOptions())),
+            tls, new ClusterCertificateExpiry(tls, TimeProvider.System, NullLogger<ClusterCertificateExpiry>.Instance), TimeProvider.System);
+
+        var context = new DefaultHttpContext { RequestServices = new ServiceCollection().AddLogging().BuildServiceProvider() };
+        using var body = new MemoryStream();
+        context.Response.Body = body;
+        await result.ExecuteAsync(context);
+        Assert.Equal(200, context.Response.StatusCode);
+        return JsonDocument.Parse(body.ToArray()).RootElement.Clone();
     }
 
     /// <summary>A grain factory whose management grain cannot read the membership table, and whose registry is empty.</summary>

@@ -1,0 +1,142 @@
+using System.Diagnostics.Metrics;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.Logging;
+using Sovereign.Cluster.Hosting;
+using Sovereign.Cluster.Security;
+
+namespace Sovereign.Cluster.Tests;
+
+/// <summary>
+/// A running member's own cluster certificate ran out with nothing said before: every peer then refused it and the
+/// member dropped out of the cluster. It now warns (event 3021) within the configured window and exports the seconds left.
+/// </summary>
+public sealed class ClusterCertificateExpiryTests : IDisposable
+{
+    private static readonly DateTimeOffset Now = new(2026, 12, 1, 0, 0, 0, TimeSpan.Zero);
+    private readonly string _directory = Directory.CreateTempSubdirectory("sovereign-expiry-").FullName;
+
+    [Fact]
+    public void Check_WithinTheWindow_WarnsWithEvent3021_OnceADay()
+    {
+        var clock = new Clock(Now);
+        var logger = new CapturingLogger();
+        var expiry = new ClusterCertificateExpiry(Credentials("node-soon", TimeSpan.FromDays(10), warningDays: 14), clock, logger);
+
+        var view = expiry.Check();
+        expiry.Check();
+
+        var warning = Assert.Single(logger.Entries);
+        Assert.Equal((3021, LogLevel.Warning), (warning.Id, warning.Level));
+        Assert.Contains("node/node-soon", warning.Message, StringComparison.Ordinal);
+        Assert.Contains("in 10 days", warning.Message, StringComparison.Ordinal);
+        Assert.Contains("sovereign cluster cert issue", warning.Message, StringComparison.Ordinal);
+        Assert.Equal(Now.AddDays(10), view!.NotAfter);
+
+        clock.Now = Now.AddDays(1);
+        expiry.Check();
+        Assert.Equal(2, logger.Entries.Count);
+        Assert.Contains("in 9 days", logger.Entries[1].Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Check_OutsideTheWindow_SaysNothing_UntilTheWindowStarts()
+    {
+        var clock = new Clock(Now);
+        var logger = new CapturingLogger();
+        var expiry = new ClusterCertificateExpiry(Credentials("node-later", TimeSpan.FromDays(30), warningDays: 7), clock, logger);
+
+        expiry.Check();
+        clock.Now = Now.AddDays(22).AddSeconds(-1);
+        expiry.Check();
+        Assert.Empty(logger.Entries);
+
+        clock.Now = Now.AddDays(23);
+        expiry.Check();
+        Assert.Equal(3021, Assert.Single(logger.Entries).Id);
+    }
+
+    [Fact]
+    public async Task Gauge_IsTheSecondsUntilExpiry_PerRunningMember()
+    {
+        var clock = new Clock(Now);
+        var expiry = new ClusterCertificateExpiry(Credentials("node-gauge", TimeSpan.FromDays(30), warningDays: 14), clock, new CapturingLogger());
+        await expiry.StartAsync(CancellationToken.None);
+        try
+        {
+            Assert.Equal(30 * 86400d, Measure("node/node-gauge"));
+            clock.Now = Now.AddDays(31);
+            Assert.Equal(-86400d, Measure("node/node-gauge"));
+        }
+        finally
+        {
+            await expiry.StopAsync(CancellationToken.None);
+        }
+
+        Assert.Null(Measure("node/node-gauge"));
+    }
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private static double? Measure(string member)
+    {
+        double? value = null;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == ClusterCertificateExpiry.MeterName && instrument.Name == "sovereign.cluster.certificate.expiry")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, measurement, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "member" && (string?)tag.Value == member)
+                {
+                    value = measurement;
+                }
+            }
+        });
+        listener.Start();
+        listener.RecordObservableInstruments();
+        return value;
+    }
+
+    /// <summary>A node's TLS material in its own directory: the cluster CA and a certificate it issued for <paramref name="lifetime"/>.</summary>
+    private ClusterTlsCredentials Credentials(string nodeId, TimeSpan lifetime, double warningDays)
+    {
+        var directory = Directory.CreateDirectory(Path.Combine(_directory, nodeId)).FullName;
+        var options = new SovereignClusterOptions { Redis = "127.0.0.1:1", Secret = "s", Role = ServerRole.Node, CertificateExpiryWarningDays = warningDays };
+        var tls = new ClusterTlsCredentials(options, directory, nodeId, TimeProvider.System);
+        using var ca = ClusterCertificates.CreateAuthority("prod", Now);
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var identity = new ClusterIdentity(ServerRole.Node, nodeId);
+        using var issued = ClusterCertificates.Issue(ca, ClusterCertificates.CreateSigningRequest(identity, key), identity, Now, lifetime);
+        ClusterTlsCredentials.WritePem(tls.KeyPath, key.ExportPkcs8PrivateKeyPem(), secret: true);
+        ClusterTlsCredentials.WritePem(tls.CertificatePath, issued.ExportCertificatePem(), secret: false);
+        ClusterTlsCredentials.WritePem(tls.AuthorityPath, ca.ExportCertificatePem(), secret: false);
+        return tls;
+    }
+
+    private sealed class Clock(DateTimeOffset now) : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = now;
+
+        public override DateTimeOffset GetUtcNow() => Now;
+    }
+
+    private sealed class CapturingLogger : ILogger<ClusterCertificateExpiry>
+    {
+        public List<(int Id, LogLevel Level, string Message)> Entries { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            Entries.Add((eventId.Id, logLevel, formatter(state, exception)));
+    }
+}
