@@ -219,17 +219,16 @@ public sealed class NodeRegistrationTests(ConsoleFixture fixture)
             new NodeLoad(lastReport, [new ModelLoad("m", 1, 3, 0, 0)], [])));
         try
         {
-            var listed = (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/nodes", null)).GetProperty("data").EnumerateArray().ToList();
-            Assert.False(listed.Single(n => n.GetProperty("id").GetString() == "qa-gone").GetProperty("reporting").GetBoolean());
-            Assert.Equal(JsonValueKind.Null, listed.Single(n => n.GetProperty("id").GetString() == OwnNode).GetProperty("reporting").ValueKind);
-
-            var (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("nodes", "drain", "qa-gone", "--wait", "--timeout", "30"));
+            var (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("nodes", "drain", "qa-gone", "--wait", "--timeout", "20"));
 
             Assert.True(exit == 6, $"{exit}: {stderr}");
             Assert.Equal("", stdout);
             Assert.Contains($"node qa-gone is draining but stopped reporting its load (last report {Sovereign.Cli.Output.CliTime.FromUnixMilliseconds(lastReport)})", stderr, StringComparison.Ordinal);
             Assert.Contains("sovereign nodes rm qa-gone", stderr, StringComparison.Ordinal);
             Assert.Equal("draining", await StateOfAsync("qa-gone"));
+            var listed = (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/nodes", null)).GetProperty("data").EnumerateArray().ToList();
+            Assert.False(listed.Single(n => n.GetProperty("id").GetString() == "qa-gone").GetProperty("reporting").GetBoolean());
+            Assert.Equal(JsonValueKind.Null, listed.Single(n => n.GetProperty("id").GetString() == OwnNode).GetProperty("reporting").ValueKind);
         }
         finally
         {
