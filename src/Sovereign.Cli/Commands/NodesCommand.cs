@@ -155,13 +155,15 @@ internal static class NodesCommand
                     }
 
                     var reportedAt = ReportedAt(view);
-                    if (view.TryGetProperty("reporting", out var reporting) && reporting.ValueKind == System.Text.Json.JsonValueKind.False)
+                    var dead = view.TryGetProperty("member", out var member) && member.ValueKind == System.Text.Json.JsonValueKind.String && member.GetString() == "dead";
+                    if (dead || (view.TryGetProperty("reporting", out var reporting) && reporting.ValueKind == System.Text.Json.JsonValueKind.False))
                     {
                         // Gone (stopped, dead in membership, or cut off from the registry): no report will ever say it is
                         // idle, and the wait went on for the whole --timeout.
                         throw new Output.CliException(
-                            $"node {node} is draining but stopped reporting its load ({(reportedAt is { } last ? "last report " + CliTime.FromUnixMilliseconds(last) : "no report yet")}): it has stopped, "
-                            + $"was declared dead or is cut off from the cluster, so there is nothing to wait for; what it ran ended with it. Once it is stopped, remove it with 'sovereign nodes rm {node}'.",
+                            $"node {node} is draining but {(dead ? "is dead in the cluster's membership" : "stopped reporting its load")} "
+                            + $"({(reportedAt is { } last ? "last report " + CliTime.FromUnixMilliseconds(last) : "no report yet")}): it has stopped or is cut off from the cluster, "
+                            + $"so there is nothing to wait for; what it ran ended with it. Once it is stopped, remove it with 'sovereign nodes rm {node}'.",
                             Output.ExitCodes.NodeGone);
                     }
 

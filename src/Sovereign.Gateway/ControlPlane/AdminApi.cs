@@ -194,16 +194,36 @@ public static class AdminApi
         return Json(new { id = keyId, revoked = true, revoked_at = revocation.RevokedAt });
     }
 
-    private static async Task<IResult> ListNodes(NodeDirectory nodes)
+    private static async Task<IResult> ListNodes(NodeDirectory nodes, Orleans.Runtime.IClusterMembershipService membership)
     {
         await nodes.GetNodesAsync(); // the verified claims that place each node
+        var members = membership.CurrentSnapshot.Members.Values;
         // A node whose credential does not verify is in no pool (as in the cluster status), and says why it gets nothing.
         return Json(new
         {
             data = (await nodes.Registry.GetAsync()).Nodes
                 .Select(n => (Node: n, Health: nodes.HealthOf(n)))
-                .Select(v => NodeJson(v.Node, nodes.InFlight(v.Node.Id), v.Health == NodeHealth.Untrusted ? null : nodes.PlacementOf(v.Node), v.Health, Reporting(nodes, v.Node))),
+                .Select(v => NodeJson(v.Node, nodes.InFlight(v.Node.Id), v.Health == NodeHealth.Untrusted ? null : nodes.PlacementOf(v.Node), v.Health,
+                    Reporting(nodes, v.Node), MemberStatus(members, v.Node))),
         });
+    }
+
+    /// <summary>
+    /// A cluster node's process as membership shows it (<c>active</c>, <c>dead</c>, ...; a restarted one by its live
+    /// silo): null when membership does not list it or it is no cluster node. A killed node is dead here after
+    /// <c>DeathSeconds</c>, whatever its last load report says.
+    /// </summary>
+    private static string? MemberStatus(IEnumerable<Orleans.Runtime.ClusterMember> members, NodeView node)
+    {
+        if (!NodeDirectory.IsClusterNode(node))
+        {
+            return null;
+        }
+
+        // Silos are named role/node-id (a node, or an all-in-one member).
+        var statuses = members.Where(m => m.Name == $"node/{node.Id}" || m.Name == $"all/{node.Id}").Select(m => m.Status).ToList();
+        return statuses.Count == 0 ? null
+            : statuses.FirstOrDefault(s => s != Orleans.Runtime.SiloStatus.Dead, Orleans.Runtime.SiloStatus.Dead).ToString().ToLowerInvariant();
     }
 
     /// <summary>
@@ -779,18 +799,20 @@ public static class AdminApi
         expires_at = k.ExpiresAt,
     };
 
-    private static object NodeJson(NodeView n) => NodeJson(n, null, null, null, null);
+    private static object NodeJson(NodeView n) => NodeJson(n, null, null, null, null, null);
 
     /// <summary>
     /// A node; <paramref name="inFlight"/> is the requests this gateway has running on it now, and
     /// <paramref name="health"/> whether it takes requests (up, draining, down, unreachable, stale, untrusted), when
-    /// known, and <paramref name="reporting"/> whether a cluster node still sends load reports.
+    /// known, <paramref name="reporting"/> whether a cluster node still sends load reports and <paramref name="member"/>
+    /// its process's status in membership.
     /// </summary>
-    private static object NodeJson(NodeView n, long? inFlight, Sovereign.Metering.Pricing.Placement? placement, NodeHealth? health, bool? reporting) => new
+    private static object NodeJson(NodeView n, long? inFlight, Sovereign.Metering.Pricing.Placement? placement, NodeHealth? health, bool? reporting, string? member) => new
     {
         in_flight = inFlight,
         health = health?.ToString().ToLowerInvariant(),
         reporting,
+        member,
         pool = placement?.Pool,
         device_class = placement?.DeviceClass,
         id = n.Id,

@@ -307,6 +307,65 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         Assert.Equal(before + responses.Count(r => r.StatusCode == HttpStatusCode.OK), usage.Sum(u => u.GetProperty("completed").GetInt64()));
     }
 
+    /// <summary>
+    /// 'nodes drain --wait' of a node killed before it was idle waited out its whole --timeout (here 120 s), then said
+    /// the node was still busy. It ends once membership declares the node dead (or its reports stop), with exit code 6.
+    /// </summary>
+    [Fact]
+    public async Task KilledNode_DrainWait_EndsWhenItStopsReporting_WithExitCode6()
+    {
+        var gone = cluster.Start("node-t3", "node", "TH", withModel: true);
+        using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        try
+        {
+            await ClusterFixture.WaitReadyAsync(gone);
+            await ClusterFixture.WaitForNodesAsync(cluster.GatewayTh, "node-t3");
+            gone.Stop();
+
+            var (exit, output) = await ClusterFixture.CliAsync(cluster.GatewayTh, "nodes", "drain", "node-t3", "--wait", "--timeout", "120");
+
+            Assert.True(exit == 6, $"{exit}: {output}");
+            // This fixture's NodeStaleSeconds is an hour: membership tells it is gone.
+            Assert.Contains("node node-t3 is draining but is dead in the cluster's membership (last report ", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            gone.Stop();
+            await ClusterFixture.WaitForMemberAsync(cluster.GatewayTh, "node/node-t3", "dead");
+            await ClusterFixture.Expect(admin.DeleteAsync("/admin/v1/nodes/node-t3"), 200);
+        }
+    }
+
+    /// <summary>
+    /// A member's cluster certificate ran out with nothing said before (peers then refuse it). The status states when
+    /// this gateway's expires and, per member, the certificate it presented; /metrics has the seconds left.
+    /// </summary>
+    [Fact]
+    public async Task ClusterStatus_ShowsWhenMembersCertificatesExpire_AndMetricsTheSecondsLeft()
+    {
+        using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+
+        var status = await ClusterFixture.Expect(cluster.GatewayTh, admin.GetAsync("/admin/v1/cluster"), 200);
+
+        var own = status.GetProperty("certificate");
+        Assert.Equal("gateway/gateway-th", own.GetProperty("member").GetString());
+        Assert.InRange(own.GetProperty("expires_in_seconds").GetInt64(), 364 * 86400L, 365 * 86400L);
+        Assert.False(own.GetProperty("expiring").GetBoolean());
+        var members = status.GetProperty("members").EnumerateArray().ToDictionary(m => m.GetProperty("name").GetString()!);
+        foreach (var name in new[] { "gateway/gateway-th", "node/node-th" })
+        {
+            Assert.True(members[name].GetProperty("certificate_expires_at").ValueKind == JsonValueKind.Number, $"{name}: {members[name]}");
+        }
+
+        var metrics = await admin.GetStringAsync("/metrics");
+        Assert.Contains(metrics.Split('\n'), line => line.StartsWith("sovereign_cluster_certificate_expiry_seconds{", StringComparison.Ordinal)
+            && line.Contains("member=\"gateway/gateway-th\"", StringComparison.Ordinal));
+
+        var (exit, output) = await ClusterFixture.CliAsync(cluster.GatewayTh, "cluster", "status");
+        Assert.True(exit == 0, output);
+        Assert.Contains("This gateway's cluster certificate (gateway/gateway-th) expires ", output, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task DrainedNode_FinishesItsWork_AndNoRequestFails()
     {
