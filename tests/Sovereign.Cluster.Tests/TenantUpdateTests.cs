@@ -51,4 +51,47 @@ public sealed class TenantUpdateTests(ClusterFixture fixture)
         var winner = Assert.Single(created, c => c is not null)!;
         Assert.Equal(winner, await tenant.GetAsync());
     }
+
+    /// <summary>
+    /// Edits of what one read returned (its version), sent at once: exactly one is written, every other is refused
+    /// and changes nothing, since the version is compared in the same turn as the write.
+    /// </summary>
+    [Fact]
+    public async Task ConditionalEditsAtOnce_OfOneVersion_ExactlyOneIsWritten()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        var read = TenantVersions.Of((await tenant.GetAsync())!);
+
+        var attempts = await Task.WhenAll(Enumerable.Range(0, 8).Select(async i =>
+        {
+            try
+            {
+                return await tenant.UpdateIfVersionAsync(read, null, $$"""{"allowed_jurisdictions":["DE"],"allowed_models":["m{{i}}"]}""", null, null);
+            }
+            catch (TenantVersionConflictException)
+            {
+                return null;
+            }
+        }));
+
+        var written = Assert.Single(attempts, a => a is not null)!;
+        Assert.Equal(written.After, await tenant.GetAsync());
+        Assert.Equal(TenantVersions.Of(written.After), TenantVersions.Of((await tenant.GetAsync())!));
+        Assert.NotEqual(read, TenantVersions.Of(written.After));
+    }
+
+    [Fact]
+    public async Task ConditionalLimits_OfAStaleVersion_AreRefused_AndOfTheCurrentOneWritten()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        var read = TenantVersions.Of(await tenant.GetLimitsAsync());
+        Assert.True((await tenant.SetLimitsAsync(new TenantLimits([], [new RateLimitSetting(null, 60, null)]))).Applied);
+
+        var stale = await tenant.SetLimitsIfVersionAsync(new TenantLimits([], [new RateLimitSetting(null, null, 99)]), read);
+        var current = await tenant.SetLimitsIfVersionAsync(new TenantLimits([], [new RateLimitSetting(null, 61, null)]), TenantVersions.Of(await tenant.GetLimitsAsync()));
+
+        Assert.Equal(TenantChangeRefusal.VersionChanged, stale.Refusal);
+        Assert.True(current.Applied);
+        Assert.Equal(61, Assert.Single((await tenant.GetLimitsAsync()).RateLimits).RequestsPerMinute);
+    }
 }
