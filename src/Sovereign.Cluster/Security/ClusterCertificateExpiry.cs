@@ -35,6 +35,7 @@ public sealed partial class ClusterCertificateExpiry(ClusterTlsCredentials tls, 
     internal static ObservableGauge<double> ExpiryGauge { get; } = ClusterMeter.CreateObservableGauge(
         "sovereign.cluster.certificate.expiry", Observe, "s", "Seconds until this member's cluster certificate expires (negative once expired).");
 
+    private readonly Lock _gate = new();
     private CertificateExpiryView? _current;
     private (string Serial, DateTimeOffset At)? _warned;
 
@@ -67,11 +68,23 @@ public sealed partial class ClusterCertificateExpiry(ClusterTlsCredentials tls, 
         var now = time.GetUtcNow();
         var left = view.NotAfter - now;
         var window = TimeSpan.FromDays(tls.Options.CertificateExpiryWarningDays);
-        if (left <= window && !(_warned is { } warned && warned.Serial == view.Serial && now - warned.At < WarningInterval))
+        if (left > window)
         {
-            _warned = (view.Serial, now);
-            LogExpiring(logger, tls.CertificatePath, view.Member, view.Serial, view.NotAfter, Math.Round(left.TotalDays, 1), tls.Options.CertificateExpiryWarningDays);
+            return view;
         }
+
+        // The timer and cluster status both look: one warning a day between them.
+        lock (_gate)
+        {
+            if (_warned is { } warned && warned.Serial == view.Serial && now - warned.At < WarningInterval)
+            {
+                return view;
+            }
+
+            _warned = (view.Serial, now);
+        }
+
+        LogExpiring(logger, tls.CertificatePath, view.Member, view.Serial, view.NotAfter, Math.Round(left.TotalDays, 1), tls.Options.CertificateExpiryWarningDays);
 
         return view;
     }
