@@ -55,12 +55,18 @@ internal sealed class ConsoleApiClient
 
     public Task<ApiAnswer> GetAsync(string path, CancellationToken cancellationToken) => SendAsync(HttpMethod.Get, path, null, cancellationToken);
 
-    public async Task<ApiAnswer> SendAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
+    /// <summary>Sends one request; with <paramref name="ifMatch"/> it is applied only if the resource is still at that ETag (else 412).</summary>
+    public async Task<ApiAnswer> SendAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken, string? ifMatch = null)
     {
         using var request = new HttpRequestMessage(method, new Uri(_base, path.TrimStart('/')))
         {
             Content = body is null ? null : JsonContent.Create(body, options: OpenAIJson.Options),
         };
+        if (ifMatch is not null)
+        {
+            request.Headers.TryAddWithoutValidation("If-Match", ifMatch);
+        }
+
         request.Options.Set(Target, _target);
         SetHost(request, _host);
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _credential);
@@ -74,7 +80,7 @@ internal sealed class ConsoleApiClient
             json = document.RootElement.Clone();
         }
 
-        return new ApiAnswer((int)response.StatusCode, json, text, contentType);
+        return new ApiAnswer((int)response.StatusCode, json, text, contentType, response.Headers.ETag?.ToString());
     }
 
     private static void SetHost(HttpRequestMessage request, string host)
@@ -153,7 +159,7 @@ internal sealed class ConsoleApiClient
 }
 
 /// <summary>One answer of the API: status, JSON (when it was JSON), the raw text and its media type.</summary>
-internal sealed record ApiAnswer(int Status, JsonElement Json, string Text, string ContentType)
+internal sealed record ApiAnswer(int Status, JsonElement Json, string Text, string ContentType, string? ETag = null)
 {
     public bool Ok => Status is >= 200 and < 300;
 

@@ -101,6 +101,7 @@ internal static class OperatorPages
         var disabled = form is null ? ConsolePage.Text(t, "disabled") == "True" : form["disabled"] == "on";
         page.Heading("Residency policy and plan").Raw($"""
             <form method="post" action="/console/tenants/{ConsolePage.E(escaped)}/policy" class="stack" id="policy-form">
+            <input type="hidden" name="version" value="{ConsolePage.E(Field("version", tenant.ETag ?? ""))}">
             <label for="jurisdictions">Allowed jurisdictions <span class="hint">(country codes or groups: TH, EU, ASEAN; comma-separated; required)</span></label>
             <input id="jurisdictions" name="jurisdictions" required value="{ConsolePage.E(Field("jurisdictions", ConsolePage.List(policy, "allowed_jurisdictions")))}">
             <label for="models">Allowed models <span class="hint">(empty: any)</span></label>
@@ -182,11 +183,15 @@ internal static class OperatorPages
             policy["retention"] = retention;
         }
 
+        // The form holds every field, as read when the page was opened: saved only if the tenant is still as read then
+        // (the ETag the page carried), or a change made meanwhile (a CLI edit, another operator's page) was written back over.
         var answer = await api.SendAsync(HttpMethod.Patch, $"/admin/v1/tenants/{Uri.EscapeDataString(id)}",
-            new { plan = form["plan"].ToString().Trim(), disabled = form["disabled"] == "on", policy }, context.RequestAborted);
-        return answer.Ok
-            ? await TenantPage(id, context, "Saved. The new policy applies from the next request, and the change is in the audit log.", null)
-            : await TenantPage(id, context, null, "Not saved: " + answer.ErrorMessage, form);
+            new { plan = form["plan"].ToString().Trim(), disabled = form["disabled"] == "on", policy }, context.RequestAborted,
+            ifMatch: form["version"].ToString() is { Length: > 0 } version ? version : null);
+        return answer.Ok ? await TenantPage(id, context, "Saved. The new policy applies from the next request, and the change is in the audit log.", null)
+            : answer.Status == StatusCodes.Status412PreconditionFailed
+                ? await TenantPage(id, context, null, "Not saved: the tenant was changed after this page was opened. It is shown as it is now; make your change again.")
+                : await TenantPage(id, context, null, "Not saved: " + answer.ErrorMessage, form);
     }
 
     public static async Task<IResult> Invoice(string id, HttpContext context)
