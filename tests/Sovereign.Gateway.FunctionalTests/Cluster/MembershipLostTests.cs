@@ -101,8 +101,9 @@ public sealed class MembershipLostTests(PostgreSqlFixture postgres) : IClassFixt
                 return await first.ExecuteScalarAsync() as string;
             }, again, againOutput);
             Assert.Contains("@", closedBy, StringComparison.Ordinal); // the new process's silo address claimed it
-            Assert.Contains("[4214]", againOutput.ToString(), StringComparison.Ordinal);
-            Assert.DoesNotContain("[4216]", againOutput.ToString(), StringComparison.Ordinal);
+            // The closing is logged after its row commits, and the output is read from the process's pipe as it comes.
+            var logged = await WaitForAsync(() => Task.FromResult(Snapshot(againOutput) is var text && text.Contains("[4214]", StringComparison.Ordinal) ? text : null), again, againOutput);
+            Assert.DoesNotContain("[4216]", logged, StringComparison.Ordinal);
         }
         finally
         {
@@ -157,6 +158,14 @@ public sealed class MembershipLostTests(PostgreSqlFixture postgres) : IClassFixt
         }, member, output);
 
     /// <summary>Polls <paramref name="probe"/> until it returns a value; fails with the member's output if it exits or 2 minutes pass.</summary>
+    private static string Snapshot(StringBuilder output)
+    {
+        lock (output)
+        {
+            return output.ToString();
+        }
+    }
+
     private static async Task<string> WaitForAsync(Func<Task<string?>> probe, Process member, StringBuilder output)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
