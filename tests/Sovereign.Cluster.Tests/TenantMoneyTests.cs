@@ -72,6 +72,23 @@ public sealed class TenantMoneyTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Admission_Unpriced_IsRefusedWhereABudgetAppliesToTheKey_AdmittedElsewhere()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        Assert.True((await tenant.SetLimitsAsync(Budget("month", 100m, keyId: "key-a"))).Applied);
+
+        // Key a's budget applies to key a's requests only: an unpriced one of key a cannot be counted, key b's has no budget.
+        var refused = await tenant.AdmitAsync(Request("unpriced-a", 0m, keyId: "key-a") with { Unpriced = true });
+        Assert.Equal(AdmissionOutcome.Unpriced, refused.Outcome);
+        Assert.True((await tenant.AdmitAsync(Request("unpriced-b", 0m, keyId: "key-b") with { Unpriced = true })).Allowed);
+        // A model priced at nothing is counted (at 0), not refused.
+        Assert.True((await tenant.AdmitAsync(Request("free-a", 0m, keyId: "key-a"))).Allowed);
+
+        Assert.True((await tenant.SetLimitsAsync(Budget("month", 100m))).Applied);
+        Assert.Equal(AdmissionOutcome.Unpriced, (await tenant.AdmitAsync(Request("unpriced-b-2", 0m, keyId: "key-b") with { Unpriced = true })).Outcome);
+    }
+
+    [Fact]
     public async Task Admission_PricedInAnotherCurrency_IsRefused_NeverSummed()
     {
         var tenant = await fixture.NewTenantAsync("euro");

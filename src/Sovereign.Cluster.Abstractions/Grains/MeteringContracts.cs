@@ -33,7 +33,8 @@ public sealed record AdmissionRequest(
     [property: Id(1)] string? KeyId,
     [property: Id(2)] long Tokens,
     [property: Id(3)] decimal MaxCost,
-    [property: Id(4)] string Currency);
+    [property: Id(4)] string Currency,
+    [property: Id(5)] bool Unpriced = false);
 
 /// <summary>What the tenant grain decided about a request: a domain answer; the HTTP layer maps it to OpenAI's wire format.</summary>
 public enum AdmissionOutcome
@@ -55,6 +56,12 @@ public enum AdmissionOutcome
     /// under them). Spend in two currencies is never summed, so the operator must set the budgets again.
     /// </summary>
     BudgetCurrencyMismatch = 4,
+
+    /// <summary>
+    /// Refused: the model has no price in the tenant's plan while a budget applies to the request, so its cost could not
+    /// be counted against the budget (fail closed: it used to run at no cost, past any budget).
+    /// </summary>
+    Unpriced = 5,
 }
 
 /// <summary>The rate-limit counters that answered, as OpenAI reports them in its <c>x-ratelimit-*</c> headers (null: unlimited).</summary>

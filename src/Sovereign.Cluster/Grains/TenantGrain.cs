@@ -100,6 +100,14 @@ internal sealed class TenantGrain(
 
         if (await BudgetAsync() is { } budget)
         {
+            // A request the plan does not price cannot be counted against a budget that applies to it: refused, as a
+            // budget must never be passed by a model nobody priced.
+            if (request.Unpriced && budget.Limits.Any(l => l.KeyId is null || string.Equals(l.KeyId, request.KeyId, StringComparison.Ordinal)))
+            {
+                rates.Refund(request.KeyId, request.Tokens);
+                return new AdmissionResult(AdmissionOutcome.Unpriced, RateView(request.KeyId, now));
+            }
+
             // A budget never mixes currencies: a request priced in another one cannot be counted against it.
             if (request.MaxCost > 0 && !string.Equals(request.Currency, budget.Currency, StringComparison.Ordinal))
             {

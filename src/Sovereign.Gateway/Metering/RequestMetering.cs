@@ -123,7 +123,7 @@ public sealed class RequestMetering
             return new MeterTicket(price, currency, tokens, weight, priority, false, book);
         }
 
-        var result = await _tenants.Get(caller.TenantId).AdmitAsync(new AdmissionRequest(routed.RequestId, caller.KeyId, tokens, maxCost, currency));
+        var result = await _tenants.Get(caller.TenantId).AdmitAsync(new AdmissionRequest(routed.RequestId, caller.KeyId, tokens, maxCost, currency, Unpriced: price is null));
         foreach (var (name, value) in RateLimitHeaders(result))
         {
             context.Response.Headers[name] = value;
@@ -131,7 +131,7 @@ public sealed class RequestMetering
 
         if (!result.Allowed)
         {
-            var refusal = Refusal(result, tokens, currency);
+            var refusal = result.Outcome == AdmissionOutcome.Unpriced ? UnpricedRefusal(routed) : Refusal(result, tokens, currency);
             await _ledger.AppendAsync(UsageRecordOf(routed, new MeterTicket(null, currency, 0, weight, priority, false), 0, 0, null, UsageOutcome.Refused, refusal.Code));
             throw refusal;
         }
@@ -226,6 +226,17 @@ public sealed class RequestMetering
     }
 
     /// <summary>The 429 for a refusal: OpenAI's error type per limit (tokens, requests, insufficient_quota), our code, and a message with the numbers.</summary>
+    /// <summary>
+    /// A model the tenant's plan does not price, asked for by a tenant or key with a budget: 403, which SDKs do not retry,
+    /// since only the operator can cure it (a price, or no budget).
+    /// </summary>
+    internal static OpenAIException UnpricedRefusal(RoutedRequest routed) => new(StatusCodes.Status403Forbidden,
+        $"The model '{routed.Model}' has no price in your plan '{routed.Caller.Plan}', and a budget applies to your requests: their cost could not be counted against it. Ask the operator to price the model (sovereign plans price).",
+        "permission_error", "model", UnpricedCode);
+
+    /// <summary>The error code of <see cref="UnpricedRefusal"/>.</summary>
+    public const string UnpricedCode = "model_not_priced";
+
     internal static OpenAIException Refusal(AdmissionResult result, long requestedTokens, string requestCurrency)
     {
         var whose = result.RefusedScopeKeyId is null ? "this organization" : "this API key";

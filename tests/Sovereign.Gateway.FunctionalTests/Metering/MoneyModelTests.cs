@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Sovereign.Metering.Ledger;
 
 namespace Sovereign.Gateway.FunctionalTests.Metering;
 
@@ -14,6 +16,41 @@ public sealed class MoneyModelTests(MeteringFixture fixture)
 
     private static async Task<JsonElement> ErrorOf(HttpResponseMessage response) =>
         JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+
+    [Fact]
+    public async Task AModelThePlanDoesNotPrice_IsRefusedWhereABudgetApplies_AndServedWhereNone()
+    {
+        // A plan without a price for the model: a tenant with a budget was served at no cost, past any budget (a budget of
+        // 0.000001 EUR let every request through). Fail closed: 403 naming the model, recorded as refused at no cost.
+        await fixture.SendAsync(HttpMethod.Put, "/admin/v1/plans/unpriced", new { currency = "EUR", weight = 1 }, 200);
+        var (budgeted, key) = await fixture.NewTenantAsync(new { budgets = new[] { new { period = "total", amount = 0.000001m } } }, plan: "unpriced");
+        using var client = fixture.TenantClient(key);
+        using var refused = await client.PostAsync("/v1/chat/completions", Json(Body));
+        var error = await ErrorOf(refused);
+        Assert.Equal(403, (int)refused.StatusCode);
+        Assert.Equal("model_not_priced", error.GetProperty("code").GetString());
+        Assert.Equal("model", error.GetProperty("param").GetString());
+        Assert.Contains("'stories'", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        var ledger = fixture.App.Services.GetRequiredService<UsageLedger>();
+        var record = await ledger.GetAsync(refused.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.NotNull(record);
+        Assert.Equal(budgeted, record.Tenant);
+        Assert.Equal(UsageOutcome.Refused, record.Outcome);
+        Assert.Equal("model_not_priced", record.RefusalCode);
+        Assert.Equal(0m, record.Cost);
+
+        // Without a budget the model is served as before, at no cost.
+        var (_, free) = await fixture.NewTenantAsync(plan: "unpriced");
+        using var freeClient = fixture.TenantClient(free);
+        Assert.Equal(200, (int)(await freeClient.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
+
+        // Once priced, the budgeted tenant's request is counted against its budget (and refused by it: 429).
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/plans/unpriced/prices",
+            new { model = MeteringFixture.Model, input_per_million = MeteringFixture.InputPerMillion, output_per_million = MeteringFixture.OutputPerMillion }, 201);
+        using var counted = await client.PostAsync("/v1/chat/completions", Json(Body));
+        Assert.Equal(429, (int)counted.StatusCode);
+        Assert.Equal("insufficient_quota", (await ErrorOf(counted)).GetProperty("type").GetString());
+    }
 
     [Fact]
     public async Task EurBudget_StaysEur_InLimitsRefusalsAndMetrics()
