@@ -8,7 +8,7 @@ namespace Sovereign.Gateway.FunctionalTests.Pipeline;
 /// <summary>
 /// A TH gateway with no model of its own in front of another Sovereign that serves stories260K in embedding mode, as
 /// an operator would run vLLM or llama-server <c>--embeddings</c> (and the same weights as a chat model): registered
-/// once in TH (the embedding model and the chat model) and once in SG, with a plan that prices the TH embedding model at 1 THB per input token.
+/// once in TH (the embedding model and the chat model) and once in SG, with a plan that prices both embedding models at 1 THB per input token.
 /// </summary>
 public sealed class EmbeddingRelayFixture() : AdminServerFixture(AdminToken, "sovereign-embed-relay-")
 {
@@ -83,6 +83,8 @@ public sealed class EmbeddingRelayFixture() : AdminServerFixture(AdminToken, "so
         }, 201);
         await SendAsync(HttpMethod.Put, $"/admin/v1/plans/{Plan}", new { currency = "THB" }, 200);
         await SendAsync(HttpMethod.Post, $"/admin/v1/plans/{Plan}/prices", new { model = ThModel, input_per_million = 1_000_000m, output_per_million = 0m }, 201);
+        // Priced too: the tenants have budgets, under which a model the plan does not price is refused (model_not_priced).
+        await SendAsync(HttpMethod.Post, $"/admin/v1/plans/{Plan}/prices", new { model = SgModel, input_per_million = 1_000_000m, output_per_million = 0m }, 201);
     }
 
     /// <summary>A new tenant on <see cref="Plan"/> allowed <paramref name="jurisdictions"/> and external engines, with a day budget; its key.</summary>

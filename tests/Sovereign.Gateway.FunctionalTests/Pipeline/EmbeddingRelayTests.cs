@@ -424,6 +424,8 @@ public sealed class EmbeddingRelayTests(EmbeddingRelayFixture fixture) : IClassF
         Assert.Equal(Sovereign.Cli.Output.ExitCodes.Usage, noModel);
         Assert.Contains("--embedding-model", noModelError, StringComparison.Ordinal);
 
+        // Its tenant has a budget, so the model is priced first (unpriced, it would be refused: model_not_priced).
+        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{EmbeddingRelayFixture.Plan}/prices", new { model = "cli-embed", input_per_million = 1_000_000m, output_per_million = 0m }, 201);
         var (_, key) = await fixture.NewTenantAsync(1000m, "TH");
         using var client = fixture.TenantClient(key);
         using var response = await client.PostAsync("/v1/embeddings", Json("""{"model":"cli-embed","input":"Once upon a time"}"""));
