@@ -33,4 +33,15 @@ public sealed class ClusterOptionsTests
         Assert.Contains("Sovereign:Cluster:Redis", problem, StringComparison.Ordinal);
         Assert.Contains("--join-token", problem, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(3651)]
+    [InlineData(double.NaN)]
+    public void CaExpiryWarningDays_OutsideZeroTo3650_IsNamed(double days)
+    {
+        var problem = Assert.Single(new SovereignClusterOptions { CaExpiryWarningDays = days }.Problems());
+
+        Assert.Contains("Sovereign:Cluster:CaExpiryWarningDays", problem, StringComparison.Ordinal);
+    }
 }

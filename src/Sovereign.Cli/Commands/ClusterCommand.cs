@@ -39,6 +39,12 @@ internal static class ClusterCommand
                 var expiring = own.GetProperty("expiring").GetBoolean();
                 AnsiConsole.MarkupLine($"{(expiring ? "[yellow]warning:[/] " : "")}This gateway's cluster certificate ({Markup.Escape(own.GetProperty("member").GetString() ?? "")}) expires {CliTime.FromUnixMilliseconds(own.GetProperty("expires_at").GetInt64())}, "
                     + $"{Left(own.GetProperty("expires_in_seconds").GetInt64())}{(expiring ? "; issue a new one with 'sovereign cluster cert issue'" : "")}.");
+
+                // Its CA: no member certificate outlives it, so near its end only a new CA helps.
+                if (own.TryGetProperty("ca_expires_at", out var caEnd) && caEnd.ValueKind == JsonValueKind.Number && own.GetProperty("ca_expiring").GetBoolean())
+                {
+                    AnsiConsole.MarkupLine($"[yellow]warning:[/] The cluster CA that issued it expires {CliTime.FromUnixMilliseconds(caEnd.GetInt64())}; every certificate it signed ends then. Replace the CA (operator guide, 'Replace the CA').");
+                }
             }
 
             var members = new Table().AddColumns("member", "status", "address", "host", "certificate expires");

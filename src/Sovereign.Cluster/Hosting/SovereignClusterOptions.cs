@@ -84,6 +84,13 @@ public sealed class SovereignClusterOptions
     public double CertificateExpiryWarningDays { get; set; } = 14;
 
     /// <summary>
+    /// Days before the cluster CA that issued this member's certificate expires from which the member warns (event
+    /// 3022, at start and daily): every certificate it signed ends with it (default 90, the time a CA replacement across
+    /// the cluster takes; 0: only once expired).
+    /// </summary>
+    public double CaExpiryWarningDays { get; set; } = 90;
+
+    /// <summary>
     /// Seconds a starting member keeps trying to reach the cluster's members (default 300) before it gives up and stops:
     /// a member whose certificate the cluster does not accept never becomes active and exits after this.
     /// </summary>
@@ -211,6 +218,11 @@ public sealed class SovereignClusterOptions
         if (!(CertificateExpiryWarningDays >= 0) || CertificateExpiryWarningDays > 3650)
         {
             yield return "Sovereign:Cluster:CertificateExpiryWarningDays must be a number of days from 0 to 3650.";
+        }
+
+        if (!(CaExpiryWarningDays >= 0) || CaExpiryWarningDays > 3650)
+        {
+            yield return "Sovereign:Cluster:CaExpiryWarningDays must be a number of days from 0 to 3650.";
         }
 
         if (!(InterruptedGraceSeconds >= 0))

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -13,6 +14,9 @@ namespace Sovereign.Cluster.Security;
 /// then once a day per certificate, and exports the seconds left as the gauge
 /// <c>sovereign.cluster.certificate.expiry</c> (<c>sovereign_cluster_certificate_expiry_seconds</c> on /metrics, tagged
 /// with the member). <c>cluster status</c> shows the date. A certificate rotated in place is the one read next.
+/// The CA that issued it is watched the same way (event 3022 within
+/// <see cref="Hosting.SovereignClusterOptions.CaExpiryWarningDays"/>, gauge <c>sovereign.cluster.ca.expiry</c>): a
+/// member certificate never outlives its CA, so near the CA's end a new one would not help; the CA must be replaced.
 /// </summary>
 public sealed partial class ClusterCertificateExpiry(ClusterTlsCredentials tls, TimeProvider time, ILogger<ClusterCertificateExpiry> logger) : BackgroundService
 {
@@ -35,9 +39,14 @@ public sealed partial class ClusterCertificateExpiry(ClusterTlsCredentials tls, 
     internal static ObservableGauge<double> ExpiryGauge { get; } = ClusterMeter.CreateObservableGauge(
         "sovereign.cluster.certificate.expiry", Observe, "s", "Seconds until this member's cluster certificate expires (negative once expired).");
 
+    /// <summary>Seconds until the CA that issued each running member's certificate expires.</summary>
+    internal static ObservableGauge<double> AuthorityExpiryGauge { get; } = ClusterMeter.CreateObservableGauge(
+        "sovereign.cluster.ca.expiry", ObserveAuthorities, "s", "Seconds until the cluster CA that issued this member's certificate expires (negative once expired).");
+
     private readonly Lock _gate = new();
     private CertificateExpiryView? _current;
     private (string Serial, DateTimeOffset At)? _warned;
+    private (string Serial, DateTimeOffset At)? _warnedAuthority;
 
     private DateTimeOffset Now => time.GetUtcNow();
 
@@ -53,10 +62,16 @@ public sealed partial class ClusterCertificateExpiry(ClusterTlsCredentials tls, 
         }
 
         CertificateExpiryView view;
+        X509Certificate2? authority;
         try
         {
             var local = tls.Local;
-            view = new CertificateExpiryView(tls.ExpectedIdentity.ToString(), local.SerialNumber, new DateTimeOffset(local.NotAfter.ToUniversalTime(), TimeSpan.Zero));
+            authority = IssuerOf(local, tls.Authorities);
+            view = new CertificateExpiryView(tls.ExpectedIdentity.ToString(), local.SerialNumber, new DateTimeOffset(local.NotAfter.ToUniversalTime(), TimeSpan.Zero))
+            {
+                AuthoritySerial = authority?.SerialNumber,
+                AuthorityNotAfter = authority is null ? null : new DateTimeOffset(authority.NotAfter.ToUniversalTime(), TimeSpan.Zero),
+            };
         }
         catch (Exception ex) when (ex is CryptographicException or IOException)
         {
@@ -66,27 +81,49 @@ public sealed partial class ClusterCertificateExpiry(ClusterTlsCredentials tls, 
 
         Volatile.Write(ref _current, view);
         var now = time.GetUtcNow();
+
+        // The timer and cluster status both look: one warning a day between them, per certificate.
         var left = view.NotAfter - now;
-        var window = TimeSpan.FromDays(tls.Options.CertificateExpiryWarningDays);
-        if (left > window)
+        if (left <= TimeSpan.FromDays(tls.Options.CertificateExpiryWarningDays) && Due(ref _warned, view.Serial, now))
         {
-            return view;
+            LogExpiring(logger, tls.CertificatePath, view.Member, view.Serial, view.NotAfter, Math.Round(left.TotalDays, 1), tls.Options.CertificateExpiryWarningDays);
         }
 
-        // The timer and cluster status both look: one warning a day between them.
-        lock (_gate)
+        if (view.AuthorityNotAfter is { } authorityEnd && authorityEnd - now is var authorityLeft
+            && authorityLeft <= TimeSpan.FromDays(tls.Options.CaExpiryWarningDays) && Due(ref _warnedAuthority, view.AuthoritySerial!, now))
         {
-            if (_warned is { } warned && warned.Serial == view.Serial && now - warned.At < WarningInterval)
-            {
-                return view;
-            }
-
-            _warned = (view.Serial, now);
+            LogAuthorityExpiring(logger, tls.AuthorityPath, authority!.Subject, view.AuthoritySerial!, authorityEnd, Math.Round(authorityLeft.TotalDays, 1), view.Member, tls.Options.CaExpiryWarningDays);
         }
-
-        LogExpiring(logger, tls.CertificatePath, view.Member, view.Serial, view.NotAfter, Math.Round(left.TotalDays, 1), tls.Options.CertificateExpiryWarningDays);
 
         return view;
+    }
+
+    // Whether a warning about this certificate is due: none yet, or the last one a day ago (or about another certificate).
+    private bool Due(ref (string Serial, DateTimeOffset At)? warned, string serial, DateTimeOffset now)
+    {
+        lock (_gate)
+        {
+            if (warned is { } last && last.Serial == serial && now - last.At < WarningInterval)
+            {
+                return false;
+            }
+
+            warned = (serial, now);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// The CA certificate of <paramref name="authorities"/> whose key signed <paramref name="certificate"/>, found by
+    /// key identifier (member certificates name their CA's; the file holds two CAs during a replacement).
+    /// </summary>
+    private static X509Certificate2? IssuerOf(X509Certificate2 certificate, X509Certificate2Collection authorities)
+    {
+        var issuerKey = certificate.Extensions.OfType<X509AuthorityKeyIdentifierExtension>().FirstOrDefault()?.KeyIdentifier;
+        return authorities.Cast<X509Certificate2>()
+            .Where(a => a.SubjectName.RawData.AsSpan().SequenceEqual(certificate.IssuerName.RawData))
+            .Where(a => issuerKey is not { } key || a.Extensions.OfType<X509SubjectKeyIdentifierExtension>().FirstOrDefault()?.SubjectKeyIdentifierBytes.Span.SequenceEqual(key.Span) == true)
+            .MaxBy(a => a.NotAfter);
     }
 
     /// <inheritdoc/>
@@ -141,11 +178,38 @@ public sealed partial class ClusterCertificateExpiry(ClusterTlsCredentials tls, 
         }
     }
 
+    private static IEnumerable<Measurement<double>> ObserveAuthorities()
+    {
+        foreach (var member in Running.Keys)
+        {
+            if (member.Current is { AuthorityNotAfter: { } end } view)
+            {
+                yield return new Measurement<double>((end - member.Now).TotalSeconds, [new KeyValuePair<string, object?>("member", view.Member)]);
+            }
+        }
+    }
+
     [LoggerMessage(EventId = 3021, Level = LogLevel.Warning,
         Message = "This member's cluster certificate {Path} ({Member}, serial {Serial}) expires at {NotAfter:O}, in {Days} days (warning from {WindowDays} days, Sovereign:Cluster:CertificateExpiryWarningDays): "
             + "peers refuse it from then on and this member drops out of the cluster. Issue a new one with 'sovereign cluster cert issue' into the same files; it is used from the next connection on, without a restart")]
     private static partial void LogExpiring(ILogger logger, string path, string member, string serial, DateTimeOffset notAfter, double days, double windowDays);
+
+    [LoggerMessage(EventId = 3022, Level = LogLevel.Warning,
+        Message = "The cluster CA {Subject} (serial {Serial}, in {Path}) that issued this member's certificate ({Member}) expires at {NotAfter:O}, in {Days} days (warning from {WindowDays} days, Sovereign:Cluster:CaExpiryWarningDays): "
+            + "every certificate it signed ends then, and no certificate it issues lasts longer, so a new member certificate will not help. Replace the CA: 'sovereign cluster ca init' into a new folder, "
+            + "both CA certificates in every member's CA file, new member certificates from the new CA, then the old CA out (operator guide, 'Replace the CA')")]
+    private static partial void LogAuthorityExpiring(ILogger logger, string path, string subject, string serial, DateTimeOffset notAfter, double days, string member, double windowDays);
 }
 
-/// <summary>A member's cluster certificate: whose it is (<c>gateway/gw-th</c>), its serial and when it expires.</summary>
-public sealed record CertificateExpiryView(string Member, string Serial, DateTimeOffset NotAfter);
+/// <summary>
+/// A member's cluster certificate: whose it is (<c>gateway/gw-th</c>), its serial and when it expires; for this
+/// member's own, also the CA that issued it and its end (null for a peer's, or a CA not in the CA file).
+/// </summary>
+public sealed record CertificateExpiryView(string Member, string Serial, DateTimeOffset NotAfter)
+{
+    /// <summary>The serial of the CA certificate that issued this one.</summary>
+    public string? AuthoritySerial { get; init; }
+
+    /// <summary>When the CA certificate that issued this one expires.</summary>
+    public DateTimeOffset? AuthorityNotAfter { get; init; }
+}

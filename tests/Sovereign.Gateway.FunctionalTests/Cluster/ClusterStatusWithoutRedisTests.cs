@@ -63,6 +63,10 @@ public sealed class ClusterStatusWithoutRedisTests
             Assert.Equal(("gateway/gateway-th", issued.SerialNumber, notAfter), (certificate.GetProperty("member").GetString(), certificate.GetProperty("serial").GetString(), certificate.GetProperty("expires_at").GetInt64()));
             Assert.InRange(certificate.GetProperty("expires_in_seconds").GetInt64(), (9 * 86400) - 600, 9 * 86400);
             Assert.True(certificate.GetProperty("expiring").GetBoolean());
+            // Its CA (ten years) is stated beside it, and not expiring.
+            Assert.Equal(new DateTimeOffset(ca.NotAfter.ToUniversalTime(), TimeSpan.Zero).ToUnixTimeMilliseconds(), certificate.GetProperty("ca_expires_at").GetInt64());
+            Assert.Equal(ca.SerialNumber, certificate.GetProperty("ca_serial").GetString());
+            Assert.False(certificate.GetProperty("ca_expiring").GetBoolean());
             var member = status.GetProperty("members").EnumerateArray().Single(m => m.GetProperty("name").GetString() == "gateway/gateway-th");
             Assert.Equal(notAfter, member.GetProperty("certificate_expires_at").GetInt64());
             var node = status.GetProperty("members").EnumerateArray().Single(m => m.GetProperty("name").GetString() == "node/node-th");
