@@ -134,13 +134,14 @@ public sealed class LanguageDetectorTests
     // before, 56 after; Bhojpuri and Sanskrit decoys were left out, since they took Hindi and Marathi held-out sentences
     // and the formal Hindi of the UDHR: both are mostly read as Hindi or Marathi). Out of set 1 is no longer held out for
     // the languages of the later rounds (148 of 160 since). The floors are the last run's counts; Asturian, Bhojpuri,
-    // Sanskrit, Corsican, Esperanto, Javanese and Sundanese are below the target (7 of 8) somewhere.
+    // Sanskrit, Corsican, Esperanto, Javanese and Sundanese are below the target (7 of 8) somewhere. Session 34 gave
+    // Esperanto tuning sentences (Lingua has a model, but without a profile Spanish took it): 6 -> 7 of 8 on out of set 1.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
         {
             ["sq"] = 8, ["az"] = 8, ["cy"] = 8, ["yo"] = 8, ["ne"] = 8, ["jv"] = 6, ["ceb"] = 8, ["lb"] = 8, ["fo"] = 7, ["fy"] = 8,
-            ["oc"] = 8, ["ast"] = 4, ["gd"] = 8, ["ht"] = 8, ["ku"] = 8, ["su"] = 5, ["br"] = 8, ["co"] = 8, ["sw"] = 8, ["eo"] = 6,
+            ["oc"] = 8, ["ast"] = 4, ["gd"] = 8, ["ht"] = 8, ["ku"] = 8, ["su"] = 5, ["br"] = 8, ["co"] = 8, ["sw"] = 8, ["eo"] = 7,
         },
         ["out-of-set-2.txt"] = new(StringComparer.Ordinal) { ["jv"] = 7, ["su"] = 6 },
         ["out-of-set-3.txt"] = new(StringComparer.Ordinal)
