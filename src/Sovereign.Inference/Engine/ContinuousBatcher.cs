@@ -646,11 +646,12 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     }
 
     /// <summary>
-    /// Most rows of logits one step keeps for scored prompt positions: 64 MiB of floats (about 500 rows of a 32k
-    /// vocabulary, 100 of a 150k one), at least one. llama.cpp's output buffer grows to the most rows a batch asked
-    /// for and keeps that size, so this bounds what scoring prompts adds to the context's memory.
+    /// Most rows of logits one step keeps for scored prompt positions: <see cref="Registry.ModelMemoryEstimator.PromptScoringBytes"/>
+    /// of floats (64 MiB: about 500 rows of a 32k vocabulary, 100 of a 150k one), at least one. llama.cpp's output
+    /// buffer grows to the most rows a batch asked for and keeps that size, so this bounds what scoring prompts adds to
+    /// the context's memory (the estimate counts it).
     /// </summary>
-    private int PromptLogitRowsPerStep => Math.Max(1, (int)Math.Min(_model.Resolved.BatchSize, 16L * 1024 * 1024 / Math.Max(1, _model.Info.VocabularySize)));
+    private int PromptLogitRowsPerStep => Math.Max(1, (int)Math.Min(_model.Resolved.BatchSize, Registry.ModelMemoryEstimator.PromptScoringBytes / sizeof(float) / Math.Max(1, _model.Info.VocabularySize)));
 
     /// <summary>
     /// The log-probabilities of the prompt tokens that follow a scored chunk's positions, read from each position's

@@ -16,13 +16,20 @@ public sealed record ModelMemoryEstimate(long WeightsBytes, long KvCacheBytes, l
 /// <summary>
 /// Estimates, before loading, whether a model fits in memory: weights (the file's size; llama.cpp maps it in full)
 /// + KV cache (2 × layers × tokens × kv_heads × head_dim × 2 bytes for f16 K and V) + overhead (64 MiB plus 10 %
-/// for compute buffers, logits and the runtime). An estimate for a CPU host: GPU offload and quantized KV caches
+/// for compute buffers, logits and the runtime, and 64 MiB for scored prompt positions). An estimate for a CPU host: GPU offload and quantized KV caches
 /// are not modelled, and recurrent architectures (Mamba, RWKV) are over-counted.
 /// </summary>
 public static class ModelMemoryEstimator
 {
     /// <summary>Fixed part of the overhead.</summary>
     public const long BaseOverheadBytes = 64L << 20;
+
+    /// <summary>
+    /// The most the logits of scored prompt positions (completions' <c>echo</c> with <c>logprobs</c>) add to a loaded
+    /// model: the engine asks one decode step for no more rows than fit here, and llama.cpp's output buffer keeps the
+    /// largest size it grew to. Part of the overhead, since any request may ask for it.
+    /// </summary>
+    public const long PromptScoringBytes = 64L << 20;
 
     private const int KvBytesPerElement = 2; // f16, llama.cpp's default cache type
 
@@ -109,7 +116,7 @@ public static class ModelMemoryEstimator
     {
         ArgumentOutOfRangeException.ThrowIfNegative(weightsBytes);
         var kv = checked(kvTokens * KvBytesPerToken(shape));
-        var overhead = BaseOverheadBytes + ((weightsBytes + kv) / 10);
+        var overhead = BaseOverheadBytes + PromptScoringBytes + ((weightsBytes + kv) / 10);
         return new ModelMemoryEstimate(weightsBytes, kv, overhead);
     }
 
