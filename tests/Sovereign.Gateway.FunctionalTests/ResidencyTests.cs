@@ -160,6 +160,25 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
     }
 
     [Fact]
+    public async Task TenantPinnedElsewhere_LanguageDetection_IsRefused403AtThisGateway()
+    {
+        // The text is the tenant's content, as a prompt is: detecting its language here processes it in TH.
+        var key = await fixture.CreateTenantWithKeyAsync("eu-detector", new { allowed_jurisdictions = new[] { "EU" } });
+        using var client = fixture.TenantClient(key);
+
+        using var answer = await client.PostAsync("/v1/language/detect", new StringContent("""{"input":"Bonjour, je voudrais un rendez-vous."}""", System.Text.Encoding.UTF8, "application/json"));
+
+        var body = JsonDocument.Parse(await answer.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(403, (int)answer.StatusCode);
+        Assert.Equal("residency_violation", body.GetProperty("error").GetProperty("code").GetString());
+        Assert.Contains("this gateway is in TH", body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        using var allowed = fixture.TenantClient(fixture.ThOnlyKey);
+        using var served = await allowed.PostAsync("/v1/language/detect", new StringContent("""{"input":"Bonjour, je voudrais un rendez-vous."}""", System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(200, (int)served.StatusCode);
+    }
+
+    [Fact]
     public async Task ModelOutsideThePolicy_IsRefused403ModelNotAllowed_AndNotListed()
     {
         var key = await fixture.CreateTenantWithKeyAsync("narrow-models", new { allowed_jurisdictions = new[] { "TH" }, allowed_models = new[] { "some-other-model" } });

@@ -11,7 +11,8 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary>
 /// <c>POST /v1/language/detect</c>: the detector's decision for one text or a batch, with the same detector and
 /// settings that route requests and record their language, so tenants can route their own pipelines and auditors can
-/// check decisions. Any caller allowed on /v1 may use it; texts are neither stored nor logged. Not metered, but each
+/// check decisions. Any caller allowed on /v1 may use it, at a gateway its policy's jurisdictions allow (the texts are
+/// content); texts are neither stored nor logged. Not metered, but each
 /// request counts against the tenant's requests-per-minute limit (a full batch costs seconds of CPU).
 /// </summary>
 internal static class LanguageDetectEndpoint
@@ -19,6 +20,7 @@ internal static class LanguageDetectEndpoint
     public static async Task<IResult> HandleAsync(HttpContext context, InferenceRouter router, LanguageRouting languages, RequestMetering metering, IOptions<SovereignOptions> options)
     {
         var caller = await router.AuthenticateAsync(context);
+        router.RequireContentAllowedHere(caller);
         var request = await RequestReader.ReadAsync<LanguageDetectRequest>(context, RequestFields.For<LanguageDetectRequest>(caller, options.Value));
         var inputs = TextInputs.Read(request.Input, options.Value.Limits.MaxEmbeddingInputs, allowEmpty: true);
 

@@ -151,6 +151,27 @@ public sealed class InferenceRouter(
     /// <summary>Who is calling; throws 401/403 before the body is even read.</summary>
     public Task<Caller> AuthenticateAsync(HttpContext context) => authenticator.AuthenticateAsync(context);
 
+    /// <summary>
+    /// For work on the caller's text that this gateway does itself, with no model to route (language detection):
+    /// a tenant whose policy does not allow this gateway's jurisdiction is refused as a routed request is, before the
+    /// text is read. Detection used to run here for any tenant, processing content pinned elsewhere.
+    /// </summary>
+    public void RequireContentAllowedHere(Caller caller)
+    {
+        if (caller.IsAnonymous || caller.Policy is not { } policy)
+        {
+            return;
+        }
+
+        var allowed = jurisdictions.ResolveMany(policy.AllowedJurisdictions, out _);
+        if (!allowed.Contains(Here))
+        {
+            throw new OpenAIException(StatusCodes.Status403Forbidden,
+                $"Refused by allowed_jurisdictions: this gateway is in {Here}, which is not in the allowed {ResidencyPolicyValidator.Format(allowed)}.",
+                "permission_error", null, RoutingCodes.ResidencyViolation);
+        }
+    }
+
     /// <summary>The models this caller may see: those some replica could serve under its policy.</summary>
     public async Task<IReadOnlyList<ServedModelCard>> VisibleModelsAsync(Caller caller)
     {
