@@ -16,8 +16,8 @@ internal static class MeteringCommands
         var connection = new AdminConnection();
         var tenant = new Option<string?>("--tenant") { Description = "Only this tenant." };
         var model = new Option<string?>("--model") { Description = "Only this model." };
-        var from = new Option<string?>("--from") { Description = "Start (ISO 8601 or unix seconds)." };
-        var to = new Option<string?>("--to") { Description = "End (ISO 8601 or unix seconds)." };
+        var from = new Option<string?>("--from") { Description = "First day, a UTC day start (YYYY-MM-DD; ISO 8601 or unix seconds at 00:00 UTC): usage is kept per day." };
+        var to = new Option<string?>("--to") { Description = "Day after the last, a UTC day start like --from." };
         var pool = new Option<string?>("--pool") { Description = "Only usage served in this pool." };
         var key = new Option<string?>("--key") { Description = "Only usage of this API key id (as 'keys list' shows it)." };
         var groupBy = new Option<string>("--group-by") { Description = "Comma-separated: day, model, jurisdiction, tenant, pool, device_class, key.", DefaultValueFactory = _ => "tenant,model,day,jurisdiction,pool,device_class" };

@@ -709,6 +709,8 @@ public static class MeteringApi
     {
         var query = context.Request.Query;
         var (from, to) = AdminApi.AuditRange(query["from"], query["to"]);
+        RequireDayStart(query["from"], from, "from");
+        RequireDayStart(query["to"], to, "to");
         var groupBy = UsageGroupBy.None;
         foreach (var part in query["group_by"].ToString().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
@@ -732,6 +734,20 @@ public static class MeteringApi
             To = to > DateTimeOffset.UtcNow.AddYears(100) ? DateTimeOffset.UtcNow.AddDays(1) : to,
             GroupBy = groupBy == UsageGroupBy.None ? UsageGroupBy.Tenant | UsageGroupBy.Model | UsageGroupBy.Day : groupBy,
         };
+    }
+
+    /// <summary>
+    /// Usage is kept per UTC day (the daily aggregates), so a period is whole days: a time inside a day was widened to
+    /// the whole day without a word (from 23:00 answered all of that day's requests and cost).
+    /// </summary>
+    private static void RequireDayStart(Microsoft.Extensions.Primitives.StringValues given, DateTimeOffset time, string field)
+    {
+        if (given.Count > 0 && time.UtcTicks % TimeSpan.TicksPerDay != 0)
+        {
+            throw OpenAIException.BadRequest(
+                $"{field} must be the start of a UTC day (usage is kept per UTC day), e.g. 2026-12-05 or 2026-12-05T00:00:00Z; got '{RequestReader.Shorten(given.ToString())}'.",
+                field, "invalid_value");
+        }
     }
 
     /// <summary>

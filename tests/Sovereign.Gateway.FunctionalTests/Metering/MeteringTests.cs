@@ -651,4 +651,32 @@ public sealed class MeteringTests(MeteringFixture fixture)
         Assert.Equal(400, (int)(await fixture.Admin.GetAsync("/admin/v1/usage?from=yesterday-ish")).StatusCode);
         Assert.Equal(400, (int)(await fixture.Admin.GetAsync("/admin/v1/usage?group_by=planet")).StatusCode);
     }
+
+    [Theory]
+    [InlineData("from=2026-12-05T09:00:00Z", "from")]
+    [InlineData("from=2026-12-05T09:00:00-14:00", "from")]
+    [InlineData("to=2026-12-05T00:00:01Z", "to")]
+    [InlineData("from=1796462400", "from")]
+    public async Task UsageQuery_TimeInsideADay_Is400NamingIt_NotTheWholeDay(string period, string param)
+    {
+        // Usage is kept per UTC day: an hour asked for answered the whole day's requests and cost (from 23:00 of a
+        // day counted all of that day; to one second past midnight counted all of the next).
+        var (tenant, key) = await fixture.NewTenantAsync();
+        using (var client = fixture.TenantClient(key))
+        {
+            Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
+            using var own = await client.GetAsync("/v1/usage?" + period);
+            Assert.Equal(400, (int)own.StatusCode);
+            var error = JsonDocument.Parse(await own.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+            Assert.Equal(param, error.GetProperty("param").GetString());
+            Assert.Contains("UTC day", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+
+        using var admin = await fixture.Admin.GetAsync($"/admin/v1/usage?tenant={tenant}&{period}");
+        Assert.Equal(400, (int)admin.StatusCode);
+
+        var today = DateTime.UtcNow.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        var whole = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/usage?tenant={tenant}&from={today}&to={today}T00:00:00%2B00:00")).RootElement;
+        Assert.Empty(whole.GetProperty("data").EnumerateArray());
+    }
 }
