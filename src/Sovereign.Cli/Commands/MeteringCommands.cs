@@ -132,9 +132,13 @@ internal static class MeteringCommands
             if (result.GetValue(from) is { } first && first == result.GetValue(to)
                 && DateOnly.TryParseExact(first, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var day))
             {
-                // An operator asking for one day names it twice; --to is exclusive, so that period is empty.
+                // An operator asking for one day names it twice; --to is exclusive, so that period is empty. The last day
+                // a date names has no day after it (adding one threw the runtime's "Value to add was out of range").
+                var suggestion = day < DateOnly.MaxValue
+                    ? $"for the one day {first} pass --to {day.AddDays(1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture)}"
+                    : $"{first} is the last day a date can name, so no period starts on it";
                 throw new CliException(
-                    $"--to is the day after the last day invoiced, so --from and --to on one day make an empty period: for the one day {first} pass --to {day.AddDays(1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture)}.",
+                    $"--to is the day after the last day invoiced, so --from and --to on one day make an empty period: {suggestion}.",
                     ExitCodes.Usage);
             }
 

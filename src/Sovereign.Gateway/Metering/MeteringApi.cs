@@ -661,10 +661,12 @@ public static class MeteringApi
                 ?? new DateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(tenant.CreatedAt).UtcDateTime.Date, TimeSpan.Zero);
         if (periodTo == periodFrom && query["from"].Count > 0)
         {
-            // An operator asking for one day sends it twice; to is exclusive, so that period is empty.
-            throw OpenAIException.BadRequest(string.Create(CultureInfo.InvariantCulture,
-                    $"to is the day after the last day invoiced, so from and to on one day make an empty period: for the one day {periodFrom:yyyy-MM-dd} pass to={periodTo.AddDays(1):yyyy-MM-dd}."),
-                "to", "invalid_value");
+            // An operator asking for one day sends it twice; to is exclusive, so that period is empty. The last day a
+            // date names has no day after it to suggest (adding one threw: a 500).
+            var suggestion = periodTo.Date < DateTime.MaxValue.Date
+                ? string.Create(CultureInfo.InvariantCulture, $"for the one day {periodFrom:yyyy-MM-dd} pass to={periodTo.AddDays(1):yyyy-MM-dd}")
+                : string.Create(CultureInfo.InvariantCulture, $"{periodFrom:yyyy-MM-dd} is the last day a date can name, so no period starts on it");
+            throw OpenAIException.BadRequest($"to is the day after the last day invoiced, so from and to on one day make an empty period: {suggestion}.", "to", "invalid_value");
         }
 
         if (periodTo <= periodFrom)

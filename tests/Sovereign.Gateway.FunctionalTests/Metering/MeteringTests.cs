@@ -208,6 +208,28 @@ public sealed class MeteringTests(MeteringFixture fixture)
     }
 
     /// <summary>
+    /// The last day a date can name has no day after it: from=to=9999-12-31 was a 500 (the refusal computed the day to
+    /// suggest, past DateTime's end), and the CLI printed the runtime's "Value to add was out of range" (exit 2).
+    /// </summary>
+    [Fact]
+    public async Task Invoice_OnTheLastRepresentableDay_Is400NotA500()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync();
+
+        using var answer = await fixture.Admin.GetAsync($"/admin/v1/tenants/{tenant}/invoice?from=9999-12-31&to=9999-12-31");
+
+        Assert.Equal(400, (int)answer.StatusCode);
+        var error = JsonDocument.Parse(await answer.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("to", error.GetProperty("param").GetString());
+        Assert.Contains("9999-12-31", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        var (exit, _, stderr) = await CliProcess.RunAsync("invoice", tenant, "--from", "9999-12-31", "--to", "9999-12-31", "--url", fixture.Address.ToString(), "--admin-token", MeteringFixture.AdminToken);
+        Assert.Equal(2, exit);
+        Assert.Contains("--to", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("out of range", stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// The CLI's tables state times one way, UTC ISO 8601: <c>plans list</c> showed the server's
     /// "2030-01-01T00:00:00.0000000+00:00" and <c>keys list</c> "2026-12-05 06:40:12Z". The start <c>plans list</c>
     /// shows is the one <c>plans withdraw --effective-from</c> takes.
