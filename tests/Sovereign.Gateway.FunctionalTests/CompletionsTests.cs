@@ -22,6 +22,19 @@ public sealed class CompletionsTests(ServerFixture server)
         Assert.Equal(10, usage.GetProperty("completion_tokens").GetInt32());
     }
 
+    [Theory]
+    [InlineData("""{"model":"stories","prompt":"Once upon a time","temperature":0}""")]
+    [InlineData("""{"model":"stories","prompt":"Once upon a time","temperature":0,"max_tokens":null}""")]
+    public async Task Completions_WithoutMaxTokens_WriteAtMost16Tokens_AsOpenAIDefaults(string json)
+    {
+        // OpenAI's legacy completions (and vLLM's) default max_tokens to 16: a script that relied on it was written,
+        // and billed for, the rest of the context (2,046 tokens on stories' 2,048).
+        var (status, body, _) = await server.PostJsonAsync("/v1/completions", json);
+
+        Assert.Equal(200, status);
+        Assert.InRange(body.GetProperty("usage").GetProperty("completion_tokens").GetInt32(), 1, 16);
+    }
+
     [Fact]
     public async Task Completions_Streaming_ConcatenatesToNonStreamingTextAndEndsWithDone()
     {

@@ -9,6 +9,9 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary><c>POST /v1/completions</c>: the legacy text completion API, streaming and not.</summary>
 internal static class CompletionsEndpoint
 {
+    /// <summary>OpenAI's default <c>max_tokens</c> for legacy completions.</summary>
+    internal const int DefaultMaxTokens = 16;
+
     public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, IOptions<SovereignOptions> options, TimeProvider time)
     {
         var limits = options.Value.Limits;
@@ -17,7 +20,10 @@ internal static class CompletionsEndpoint
         // echo with max_tokens 0 scores the prompt alone (OpenAI's legacy API and vLLM allow it; evaluation
         // harnesses send it for log-likelihoods).
         var echo = request.Echo == true;
-        var (sampling, maxTokens, stop, n) = RequestReader.ValidateSampling(request, request.MaxTokens, "max_tokens", limits, minMaxTokens: echo ? 0 : 1);
+        // Absent, max_tokens is 16, as OpenAI documents for this API and vLLM applies: it was the rest of the context,
+        // written and billed. Still a default, not the client's choice: a prompt near the context's end gets less.
+        var maxTokensOrDefault = request.MaxTokens ?? (limits.MaxOutputTokens > 0 ? Math.Min(DefaultMaxTokens, limits.MaxOutputTokens) : DefaultMaxTokens);
+        var (sampling, maxTokens, stop, n) = RequestReader.ValidateSampling(request, maxTokensOrDefault, "max_tokens", limits, minMaxTokens: echo ? 0 : 1);
         var topLogprobs = StructuredOutput.CompletionTopLogprobs(request.Logprobs);
         var grammar = StructuredOutput.GrammarFor(request.ResponseFormat);
 
