@@ -152,6 +152,12 @@ internal static class AuditCommand
                 throw new Output.CliException($"the folder {folder.FullName} does not exist; create it or choose another --output.", Output.ExitCodes.Usage);
             }
 
+            if (result.GetValue(output) is { } target && Directory.Exists(target.FullName))
+            {
+                // It failed after reading the log with the runtime's "Access to the path ... is denied", exit 1.
+                throw new Output.CliException($"--output {target.FullName} is a folder; give the file to write, e.g. {Path.Combine(target.FullName, "export.jsonl")}.", Output.ExitCodes.Usage);
+            }
+
             // A misspelt or blank tenant wrote an export of nothing but other tenants' hashes, and said so with exit 0:
             // an auditor would be handed an empty export as if the tenant had done nothing.
             if (result.GetValue(tenant) is { } tenantId)
@@ -212,6 +218,13 @@ internal static class AuditCommand
             }
 
             var file = result.GetValue(output)!;
+            if (Directory.Exists(file.FullName))
+            {
+                // It was "The file ... already exists." with exit 1, as if an earlier archive were there.
+                await Console.Error.WriteLineAsync($"sovereign audit archive: --output {file.FullName} is a folder; give the file to write, e.g. {Path.Combine(file.FullName, "archive.jsonl")}.");
+                return 2;
+            }
+
             if (file.Exists)
             {
                 // Never overwrite: the file may be an earlier archive, the only copy of entries no longer in the database.

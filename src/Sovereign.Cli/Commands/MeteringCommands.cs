@@ -129,6 +129,12 @@ internal static class MeteringCommands
                 throw new CliException($"the folder {folder.FullName} does not exist; create it or choose another --output.", ExitCodes.Usage);
             }
 
+            if (result.GetValue(output) is { } target && Directory.Exists(target.FullName))
+            {
+                // It failed after the request with the runtime's "Access to the path ... is denied", exit 1.
+                throw new CliException($"--output {target.FullName} is a folder; give the file to write, e.g. {Path.Combine(target.FullName, "invoice.csv")}.", ExitCodes.Usage);
+            }
+
             if (result.GetValue(from) is { } first && first == result.GetValue(to)
                 && DateOnly.TryParseExact(first, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var day))
             {

@@ -221,6 +221,32 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     }
 
     /// <summary>
+    /// An --output that is a folder was exit 1 with the runtime's "Access to the path '...' is denied." (invoice after
+    /// fetching it, audit export after reading the log) or "The file '...' already exists." (audit archive), as if a
+    /// permission or an earlier archive were the problem.
+    /// </summary>
+    [Fact]
+    public async Task AnOutputThatIsAFolder_IsAUsageErrorNamingIt()
+    {
+        var folder = Path.Combine(_directory, "out-folder");
+        Directory.CreateDirectory(folder);
+        foreach (var args in new[]
+        {
+            Admin("invoice", "th-hospital", "-o", folder),
+            ["audit", "export", "--data-dir", fixture.DataDirectory, "-o", folder],
+            ["audit", "archive", "--data-dir", fixture.DataDirectory, "--before", "2000-01-01T00:00:00Z", "-o", folder],
+        })
+        {
+            var (exit, _, stderr) = await CliProcess.RunAsync(args);
+
+            Assert.True(exit == ExitCodes.Usage, $"{string.Join(' ', args)}: {exit} {stderr}");
+            Assert.Contains($"--output {folder} is a folder", stderr, StringComparison.Ordinal);
+        }
+
+        Assert.Empty(Directory.EnumerateFileSystemEntries(folder));
+    }
+
+    /// <summary>
     /// A missing key file was exit 1 with the runtime's "Could not find file"; a file that holds no key exit 2 with
     /// "No supported key formats were found ... (Parameter 'input')".
     /// </summary>
