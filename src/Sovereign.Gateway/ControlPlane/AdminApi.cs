@@ -604,7 +604,10 @@ public static class AdminApi
         var range = (From: ParseTime(from, "from") ?? DateTimeOffset.UnixEpoch, To: ParseTime(to, "to") ?? DateTimeOffset.MaxValue);
         return range.From <= range.To
             ? range
-            : throw OpenAIException.BadRequest($"from ({Utc(range.From)}) is after to ({Utc(range.To)}).", "from", "invalid_value");
+            : string.IsNullOrEmpty(from)
+                // Without a from, the period starts at the epoch: naming from (which the client never sent) misled.
+                ? throw OpenAIException.BadRequest($"to ({Utc(range.To)}) is before {Utc(DateTimeOffset.UnixEpoch)}, where records begin.", "to", "invalid_value")
+                : throw OpenAIException.BadRequest($"from ({Utc(range.From)}) is after to ({Utc(range.To)}).", "from", "invalid_value");
 
         // As entries and usage show times: UTC, milliseconds only when there are any.
         static string Utc(DateTimeOffset time) =>

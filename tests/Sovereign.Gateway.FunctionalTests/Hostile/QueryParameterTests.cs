@@ -64,6 +64,26 @@ public sealed class QueryParameterTests(ConsoleFixture fixture)
         Assert.Equal("from (2026-12-06T00:00:00Z) is after to (2026-12-05T00:00:00Z).", error.GetProperty("message").GetString());
     }
 
+    /// <summary>
+    /// A to before 1970 without a from was refused as "from (1970-01-01T00:00:00Z) is after to (...)", param from: a
+    /// time the client never sent, and the field it did send not named.
+    /// </summary>
+    [Theory]
+    [InlineData("/admin/v1/usage?to=1969-12-31", "admin")]
+    [InlineData("/admin/v1/audit?to=0001-01-01", "admin")]
+    [InlineData("/v1/usage?to=1960-01-01", "tenant")]
+    public async Task AToBeforeTheEpochWithoutFrom_NamesTo(string path, string who)
+    {
+        using var response = await ClientFor(who).GetAsync(path);
+
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == 400, $"{path}: {(int)response.StatusCode} {text}");
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal("to", error.GetProperty("param").GetString());
+        Assert.StartsWith("to (", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Contains("before 1970-01-01T00:00:00Z", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
     /// <summary>A misspelt or blank tenant answered 200 with an empty list, which reads as "no usage" or "no entries".</summary>
     [Theory]
     [InlineData("/admin/v1/usage?tenant=th-hospitl", 404, "tenant_not_found")]
