@@ -76,7 +76,9 @@ internal static partial class ResourceIds
             throw OpenAIException.BadRequest($"{param} must be at most {MaxNameLength} characters; got {value.Length}.", param, "invalid_value");
         }
 
-        if (string.IsNullOrWhiteSpace(value))
+        // Zero-width characters (format characters: U+200B, U+2060, U+FEFF) show nothing either: a name of them alone
+        // was kept, and the tenant or key showed blank in every table.
+        if (value.All(c => char.IsWhiteSpace(c) || char.GetUnicodeCategory(c) == System.Globalization.UnicodeCategory.Format))
         {
             throw OpenAIException.BadRequest($"{param} must have at least one visible character.", param, "invalid_value");
         }

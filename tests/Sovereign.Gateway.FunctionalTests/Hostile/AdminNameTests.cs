@@ -26,6 +26,8 @@ public sealed class AdminNameTests(ConsoleFixture fixture)
         "c1\u009b31m",
         "evil\u202Egnp.exe",
         "isolate\u2067x\u2069",
+        "\u200B",
+        "\u200B\u2060 \uFEFF",
     };
 
     [Theory]
