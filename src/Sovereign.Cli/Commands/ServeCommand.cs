@@ -147,6 +147,26 @@ internal static partial class ServeCommand
         return command;
     }
 
+    /// <summary>
+    /// Until the first tenant exists, /v1 answers without a key (a fresh install, for this machine's own use). Bound to
+    /// an address beyond loopback, anyone who reaches it runs the models with no key, limit or budget, and serve said
+    /// nothing of it: it warns, naming the addresses and the two ways to close it.
+    /// </summary>
+    private static async Task WarnWhenOpenBeyondThisMachineAsync(WebApplication app, SovereignOptions options, CancellationToken cancellationToken)
+    {
+        var beyond = app.Urls.Where(url => !(Uri.TryCreate(url, UriKind.Absolute, out var uri) && (uri.IsLoopback || uri.Host == "localhost"))).ToList();
+        if (beyond.Count == 0 || options.AnonymousAccess == false
+            || app.Services.GetService<Sovereign.Residency.ControlPlane.ControlPlaneStore>() is not { } store
+            || (options.AnonymousAccess is null && await store.AnyTenantAsync(cancellationToken)))
+        {
+            return;
+        }
+
+        await Console.Error.WriteLineAsync(
+            $"sovereign serve: warning: /v1 answers without an API key (no tenant exists yet{(options.AnonymousAccess == true ? ", and Sovereign:AnonymousAccess is true" : "")}) on {string.Join(", ", beyond)}, " +
+            "beyond this machine: anyone who reaches it can use the models. Create a tenant (sovereign tenants create), or set Sovereign__AnonymousAccess=false, or listen on 127.0.0.1.");
+    }
+
     /// <summary>Builds and runs the server until Ctrl+C; a bad setting stops the start with a message naming it.</summary>
     public static async Task<int> RunAsync(ServeSettings settings, CancellationToken cancellationToken)
     {
@@ -177,6 +197,7 @@ internal static partial class ServeCommand
 
             await Console.Error.WriteLineAsync(LoadingLine(options, app.Services.GetRequiredService<IOptions<Sovereign.Cluster.Hosting.SovereignClusterOptions>>().Value.ServesModels));
             await app.StartAsync(cancellationToken);
+            await WarnWhenOpenBeyondThisMachineAsync(app, options, cancellationToken);
             await Console.Error.WriteLineAsync($"sovereign serve: ready on {string.Join(", ", app.Urls)} (console: {app.Urls.First().TrimEnd('/')}/console).");
         }
         catch (InvalidDataException ex) when (ex.InnerException is { } parse)

@@ -475,15 +475,51 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
     [Fact]
     public async Task Serve_WithoutJurisdiction_WarnsAtStart_AndStartsQuietly()
     {
+        var (stdout, stderr) = await StartUntilReadyAsync("http://127.0.0.1:0", jurisdiction: null);
+
+        Assert.Contains(stderr, l => l.Contains("warning: this gateway declares no jurisdiction", StringComparison.Ordinal) && l.Contains("Sovereign__Jurisdiction", StringComparison.Ordinal));
+        Assert.Contains(stderr, l => l.Contains("ready on http://127.0.0.1:", StringComparison.Ordinal));
+        Assert.DoesNotContain(stderr, l => l.Contains("without an API key", StringComparison.Ordinal));
+        lock (stdout)
+        {
+            // Orleans' option dumps and notes are Information; its real warnings (a slow machine) may still show.
+            Assert.DoesNotContain(stdout, l => l.StartsWith("info: Orleans", StringComparison.Ordinal) || l.StartsWith("warn: Orleans.Runtime.Silo", StringComparison.Ordinal));
+            Assert.DoesNotContain(stdout, l => l.Contains("n_ctx_seq", StringComparison.Ordinal));
+            Assert.DoesNotContain(stdout, l => l.StartsWith("info: Microsoft.AspNetCore", StringComparison.Ordinal));
+        }
+    }
+
+    /// <summary>
+    /// A fresh install answers /v1 without a key; bound beyond loopback (0.0.0.0 for a demo, a container) that is
+    /// anyone on the network running the models with no key, limit or budget, and serve said nothing.
+    /// </summary>
+    [Fact]
+    public async Task Serve_FreshInstallListeningBeyondLoopback_WarnsThatV1NeedsNoKey()
+    {
+        var (_, stderr) = await StartUntilReadyAsync("http://0.0.0.0:0", jurisdiction: "TH");
+
+        var warning = Assert.Single(stderr, l => l.Contains("without an API key", StringComparison.Ordinal));
+        Assert.Contains("0.0.0.0", warning, StringComparison.Ordinal);
+        Assert.Contains("sovereign tenants create", warning, StringComparison.Ordinal);
+        Assert.Contains("Sovereign__AnonymousAccess=false", warning, StringComparison.Ordinal);
+    }
+
+    private static async Task<(List<string> Stdout, List<string> Stderr)> StartUntilReadyAsync(string urls, string? jurisdiction)
+    {
         var data = Directory.CreateTempSubdirectory("sovereign-serve-").FullName;
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--model", TestModels.Stories260K + "=stories", "--urls", "http://127.0.0.1:0", "--data-dir", data, "--threads", "1", "--parallel", "1" })
+        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--model", TestModels.Stories260K + "=stories", "--urls", urls, "--data-dir", data, "--threads", "1", "--parallel", "1" })
         {
             start.ArgumentList.Add(arg);
         }
 
         start.Environment["Sovereign__BuiltInEmbeddings"] = "false";
         start.Environment.Remove("Sovereign__Jurisdiction");
+        if (jurisdiction is not null)
+        {
+            start.Environment["Sovereign__Jurisdiction"] = jurisdiction;
+        }
+
         using var process = Process.Start(start)!;
         var stdout = new List<string>();
         process.OutputDataReceived += (_, e) =>
@@ -517,14 +553,6 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
             Directory.Delete(data, recursive: true);
         }
 
-        Assert.Contains(stderr, l => l.Contains("warning: this gateway declares no jurisdiction", StringComparison.Ordinal) && l.Contains("Sovereign__Jurisdiction", StringComparison.Ordinal));
-        Assert.Contains(stderr, l => l.Contains("ready on http://127.0.0.1:", StringComparison.Ordinal));
-        lock (stdout)
-        {
-            // Orleans' option dumps and notes are Information; its real warnings (a slow machine) may still show.
-            Assert.DoesNotContain(stdout, l => l.StartsWith("info: Orleans", StringComparison.Ordinal) || l.StartsWith("warn: Orleans.Runtime.Silo", StringComparison.Ordinal));
-            Assert.DoesNotContain(stdout, l => l.Contains("n_ctx_seq", StringComparison.Ordinal));
-            Assert.DoesNotContain(stdout, l => l.StartsWith("info: Microsoft.AspNetCore", StringComparison.Ordinal));
-        }
+        return (stdout, stderr);
     }
 }
