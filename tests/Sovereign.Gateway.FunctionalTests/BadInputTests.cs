@@ -35,6 +35,8 @@ public sealed class BadInputTests(ServerFixture server)
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stop\":\"\"}", "stop")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream_options\":{\"include_usage\":true}}", "stream_options")]
     [InlineData("{\"model\":\"stories\",\"messages\":[]}", "messages")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":[]}]}", "messages[0].content")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"system\",\"content\":\"x\"},{\"role\":\"user\",\"content\":[]}]}", "messages[1].content")]
     [InlineData("{\"model\":\"stories\"}", "messages")]
     [InlineData("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "model")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"wizard\",\"content\":\"hi\"}]}", "messages[0].role")]

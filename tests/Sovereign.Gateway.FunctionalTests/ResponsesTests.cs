@@ -197,6 +197,7 @@ public sealed class ResponsesTests(ServerFixture server)
     [InlineData("""{"input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c"}]}""", "input[1].output", "missing_required_parameter")]
     [InlineData("""{"input":[{"role":"robot","content":"hi"}]}""", "input[0].role", "invalid_value")]
     [InlineData("""{"input":[{"role":"user"}]}""", "input[0].content", "missing_required_parameter")]
+    [InlineData("""{"input":[{"role":"user","content":[]}]}""", "input[0].content", "empty_array")]
     [InlineData("""{"input":[{"type":"message","role":"user","content":"a"},{"type":"reasoning","summary":[]}]}""", "input[1].type", "invalid_value")]
     [InlineData("""{"input":[{"type":"function_call_output","call_id":"c","output":"1"}]}""", "input[0].call_id", "invalid_value")]
 

@@ -331,6 +331,13 @@ internal static class ChatCompletionsEndpoint
                 throw OpenAIException.BadRequest($"messages[{i}].content has a '{RequestReader.Shorten(part ?? "")}' part; this model accepts text only.", $"messages[{i}].content", "unsupported_content");
             }
 
+            if (message.Content is { EmptyArray: true })
+            {
+                // OpenAI's wording; an empty array was served as an empty message.
+                throw OpenAIException.BadRequest(
+                    $"Invalid 'messages[{i}].content': empty array. Expected an array with minimum length 1, but got an empty array instead.", $"messages[{i}].content", "empty_array");
+            }
+
             if (message.Content is null && message.Role != "assistant")
             {
                 throw OpenAIException.BadRequest($"messages[{i}].content is required.", $"messages[{i}].content", "missing_required_parameter");

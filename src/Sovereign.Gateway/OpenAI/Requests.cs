@@ -127,7 +127,7 @@ internal sealed class ChatMessage
 }
 
 /// <summary>Message content: a string, or an array of parts of which only text is supported.</summary>
-internal sealed record MessageContent(string Text, string? UnsupportedPartType);
+internal sealed record MessageContent(string Text, string? UnsupportedPartType, bool EmptyArray = false);
 
 /// <summary><c>POST /v1/completions</c>.</summary>
 internal sealed class CompletionRequest : SamplingRequest
@@ -199,8 +199,10 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
             case JsonTokenType.StartArray:
                 var text = new System.Text.StringBuilder();
                 string? unsupported = null;
+                bool empty;
                 using (var parts = JsonDocument.ParseValue(ref reader))
                 {
+                    empty = parts.RootElement.GetArrayLength() == 0;
                     foreach (var part in parts.RootElement.EnumerateArray())
                     {
                         if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
@@ -224,7 +226,7 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
                     }
                 }
 
-                return new MessageContent(text.ToString(), unsupported);
+                return new MessageContent(text.ToString(), unsupported, empty);
             default:
                 throw new JsonException("Expected a string or an array of content parts.");
         }

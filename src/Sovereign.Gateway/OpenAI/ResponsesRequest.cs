@@ -618,6 +618,13 @@ internal static class ResponsesTranslation
             throw OpenAIException.BadRequest($"{param}.content is required.", $"{param}.content", "missing_required_parameter");
         }
 
+        if (content.ValueKind == JsonValueKind.Array && content.GetArrayLength() == 0)
+        {
+            // OpenAI's wording; an empty array was served as an empty turn.
+            throw OpenAIException.BadRequest(
+                $"Invalid '{param}.content': empty array. Expected an array with minimum length 1, but got an empty array instead.", $"{param}.content", "empty_array");
+        }
+
         var text = content.ValueKind switch
         {
             JsonValueKind.String => content.GetString()!,
