@@ -358,6 +358,41 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
         Assert.Equal("content_retention_not_allowed", JsonDocument.Parse(await http.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
     }
 
+    /// <summary>
+    /// A key that cannot read a stored response cannot delete it either, and gets the same 404: a key narrowed to no
+    /// retention (or a shorter one) answered 404 to GET but 200 to DELETE, so it could confirm ids it may not see and
+    /// destroy another application's stored conversations.
+    /// </summary>
+    [Fact]
+    public async Task KeyThatCannotReadAStoredResponse_CannotDeleteIt()
+    {
+        var key = await KeyAsync(Keeper);
+        var store = fixture.Th.Services.GetRequiredService<ResponseStore>();
+        var twoDaysAgo = DateTimeOffset.UtcNow.AddDays(-2);
+        await store.InsertAsync(new StoredResponse("resp_not_yours_to_delete", Keeper, "TH", "th-1", twoDaysAgo.ToUnixTimeMilliseconds(), twoDaysAgo.AddDays(7).ToUnixTimeMilliseconds(), """{"id":"resp_not_yours_to_delete"}""", "[]"));
+        var noRetention = (await fixture.AdminAsync(HttpMethod.Post, $"/admin/v1/tenants/{Keeper}/keys", new { name = "no-retention-delete", policy = new { retention = new { mode = "none" } } }, 201))
+            .GetProperty("secret").GetString()!;
+        var oneDay = (await fixture.AdminAsync(HttpMethod.Post, $"/admin/v1/tenants/{Keeper}/keys", new { name = "one-day-delete", policy = new { retention = new { mode = "store", days = 1 } } }, 201))
+            .GetProperty("secret").GetString()!;
+
+        foreach (var secret in new[] { noRetention, oneDay })
+        {
+            using var narrow = fixture.TenantClient(secret);
+            using var deleted = await narrow.DeleteAsync("/v1/responses/resp_not_yours_to_delete");
+            Assert.Equal(HttpStatusCode.NotFound, deleted.StatusCode);
+            Assert.Equal("not_found", JsonDocument.Parse(await deleted.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+        }
+
+        using var owner = fixture.TenantClient(key);
+        using (var still = await owner.GetAsync("/v1/responses/resp_not_yours_to_delete"))
+        {
+            Assert.Equal(HttpStatusCode.OK, still.StatusCode);
+        }
+
+        using var ownDelete = await owner.DeleteAsync("/v1/responses/resp_not_yours_to_delete");
+        Assert.Equal(HttpStatusCode.OK, ownDelete.StatusCode);
+    }
+
     [Fact]
     public async Task PolicyThatStopsRetaining_DeletesWhatWasStored()
     {

@@ -170,7 +170,10 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
     public async Task<IResult> DeleteAsync(HttpContext context, Caller caller, string id)
     {
         RequireReadableHere(caller);
-        if (!ResourceIds.IsValid(id, ResourceKind.Other) || !await store.DeleteAsync(caller.TenantId, id, context.RequestAborted))
+
+        // Only what the caller could read: a key narrowed to no (or a shorter) retention got 404 on GET but deleted
+        // the response, confirming an id it may not see and destroying another application's conversation.
+        if (await FindAsync(caller, id, context.RequestAborted) is null || !await store.DeleteAsync(caller.TenantId, id, context.RequestAborted))
         {
             throw NotFound(id);
         }
