@@ -74,7 +74,10 @@ public sealed record RateLimitView(
     [property: Id(4)] long? RemainingTokens,
     [property: Id(5)] TimeSpan ResetTokens);
 
-/// <summary>The budget that refused a request: whose it is, its period, its limit, what it has left and what was asked, in its currency.</summary>
+/// <summary>
+/// The budget that refused a request: whose it is, its period, its limit, what it has left and what was asked, in its
+/// currency; <see cref="Final"/> when no release of reservations in flight could make room before it resets.
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record BudgetRefusalView(
     [property: Id(0)] string? KeyId,
@@ -83,7 +86,8 @@ public sealed record BudgetRefusalView(
     [property: Id(3)] decimal Remaining,
     [property: Id(4)] decimal Requested,
     [property: Id(5)] string Currency,
-    [property: Id(6)] DateTimeOffset? ResetsAt);
+    [property: Id(6)] DateTimeOffset? ResetsAt,
+    [property: Id(7)] bool Final = false);
 
 /// <summary>
 /// The answer to <see cref="ITenantGrain.AdmitAsync"/>. <see cref="RetryAfter"/> is set when waiting can cure a

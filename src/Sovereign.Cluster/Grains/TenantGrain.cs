@@ -125,7 +125,7 @@ internal sealed class TenantGrain(
                 // The headers show the counters after the refund: the refused request holds no tokens.
                 return new AdmissionResult(AdmissionOutcome.BudgetExceeded, RateView(request.KeyId, now),
                     RetryAfter: refusal.ResetsAt is { } resets ? resets - now : null,
-                    Budget: new BudgetRefusalView(refusal.KeyId, PeriodName(refusal.Period), refusal.Limit, refusal.Remaining, refusal.Requested, budget.Currency, refusal.ResetsAt));
+                    Budget: new BudgetRefusalView(refusal.KeyId, PeriodName(refusal.Period), refusal.Limit, refusal.Remaining, refusal.Requested, budget.Currency, refusal.ResetsAt, refusal.Final));
             }
 
             EnsureExpiryTimer();

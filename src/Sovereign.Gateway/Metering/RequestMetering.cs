@@ -255,7 +255,7 @@ public sealed class RequestMetering
                         $"Rate limit reached for {what} on {whose}: Limit {limit}, Remaining {(tokens ? rate?.RemainingTokens : rate?.RemainingRequests)}, Requested {requested}. Please try again in {OpenAIRateLimitHeaders.FormatDuration(result.RetryAfter ?? TimeSpan.Zero)}.");
                 var retryAfter = result.TooLarge || result.RetryAfter is not { } wait ? (TimeSpan?)null : TimeSpan.FromSeconds(OpenAIRateLimitHeaders.RetryAfterSeconds(wait));
                 return new OpenAIException(StatusCodes.Status429TooManyRequests, message, tokens ? "tokens" : "requests", null,
-                    result.TooLarge ? "rate_limit_request_too_large" : "rate_limit_exceeded", retryAfter);
+                    result.TooLarge ? "rate_limit_request_too_large" : "rate_limit_exceeded", retryAfter) { Final = result.TooLarge };
             }
 
             case AdmissionOutcome.BudgetExceeded when result.Budget is { } budget:
@@ -265,17 +265,17 @@ public sealed class RequestMetering
                 return new OpenAIException(StatusCodes.Status429TooManyRequests,
                     string.Create(CultureInfo.InvariantCulture,
                         $"This request could cost up to {budget.Requested} {budget.Currency}, but {scope} {budget.Period} budget of {budget.Limit} {budget.Currency} has {budget.Remaining} {budget.Currency} left{resets}."),
-                    "insufficient_quota", null, BudgetRefusal.ErrorCode);
+                    "insufficient_quota", null, BudgetRefusal.ErrorCode) { Final = budget.Final };
             }
 
             case AdmissionOutcome.BudgetCurrencyMismatch:
                 return new OpenAIException(StatusCodes.Status429TooManyRequests,
                     $"This request is priced in {requestCurrency}, but the tenant's budgets are in {result.Budget?.Currency}; a budget never mixes currencies. The operator must set the budgets again in the plan's currency.",
-                    "insufficient_quota", null, "budget_currency_mismatch");
+                    "insufficient_quota", null, "budget_currency_mismatch") { Final = true };
 
             default:
                 // Fail closed on a decision this gateway does not know.
-                return new OpenAIException(StatusCodes.Status429TooManyRequests, $"The request was refused ({result.Outcome}).", "insufficient_quota", null, "admission_refused");
+                return new OpenAIException(StatusCodes.Status429TooManyRequests, $"The request was refused ({result.Outcome}).", "insufficient_quota", null, "admission_refused") { Final = true };
         }
     }
 

@@ -31,6 +31,12 @@ internal sealed class OpenAIException(int status, string message, string type, s
     /// </summary>
     public string? LoggedParam { get; init; }
 
+    /// <summary>
+    /// Retrying cannot succeed (a request larger than a whole limit, a budget spent): sent as <c>x-should-retry: false</c>,
+    /// which OpenAI's Python and Node SDKs obey instead of retrying their 429s.
+    /// </summary>
+    public bool Final { get; init; }
+
     public OpenAIError ToError() => new(Message, Type, Param, Code);
 
     public static OpenAIException BadRequest(string message, string? param = null, string? code = null) =>

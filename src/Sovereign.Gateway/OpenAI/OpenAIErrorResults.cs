@@ -144,6 +144,11 @@ internal static class OpenAIErrorResults
             context.Response.Headers.RetryAfter = ((int)Math.Ceiling(retry.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
         }
 
+        if (error.Final)
+        {
+            context.Response.Headers["x-should-retry"] = "false";
+        }
+
         context.Response.ContentType = "application/json";
         await JsonSerializer.SerializeAsync(context.Response.Body, new OpenAIErrorEnvelope(error.ToError()), OpenAIJson.Options, context.RequestAborted);
     }

@@ -139,11 +139,13 @@ public sealed class BudgetAccount
         Roll(now);
         var applicable = Applicable(keyId);
         BudgetRefusal? refusal = null;
+        var final = false;
         foreach (var state in applicable)
         {
             var available = state.Limit.Amount - state.Settled - state.Reserved;
             if (maxCost > available)
             {
+                final |= maxCost > state.Limit.Amount - state.Settled;
                 var remaining = Math.Max(0m, available);
                 if (refusal is null || remaining < refusal.Remaining)
                 {
@@ -160,7 +162,7 @@ public sealed class BudgetAccount
 
         if (refusal is not null)
         {
-            return ReserveResult.Refused(refusal);
+            return ReserveResult.Refused(refusal with { Final = final });
         }
 
         var charges = new BudgetCharge[applicable.Count];

@@ -21,14 +21,19 @@ public sealed record Reservation(
     public DateTimeOffset HeldSince => RenewedAt ?? ReservedAt;
 }
 
-/// <summary>Why a reservation was refused: the budget that could not hold it and what it had left.</summary>
+/// <summary>
+/// Why a reservation was refused: the budget that could not hold it and what it had left. <paramref name="Final"/>:
+/// a budget that applies could not hold it even with every reservation released (its settled spend leaves too little),
+/// so retrying before the period resets cannot succeed; otherwise requests in flight hold the difference and may give it back.
+/// </summary>
 public sealed record BudgetRefusal(
     string? KeyId,
     BudgetPeriod Period,
     decimal Limit,
     decimal Remaining,
     decimal Requested,
-    DateTimeOffset? ResetsAt)
+    DateTimeOffset? ResetsAt,
+    bool Final = false)
 {
     /// <summary>The error code the API answers with.</summary>
     public const string ErrorCode = "budget_exceeded";

@@ -25,6 +25,7 @@ public sealed class AdmissionMappingTests
         Assert.Equal("1000", headers["x-ratelimit-limit-tokens"]);
         Assert.Equal("20", headers["x-ratelimit-remaining-tokens"]);
         Assert.Equal("1.5s", headers["x-ratelimit-reset-tokens"]);
+        Assert.Equal(tooLarge, error.Final); // x-should-retry: false only where waiting never helps
         if (tooLarge)
         {
             Assert.Null(error.RetryAfter);
@@ -51,6 +52,8 @@ public sealed class AdmissionMappingTests
         Assert.Equal("This request could cost up to 0.5 EUR, but key key-9's day budget of 5 EUR has 0.25 EUR left; it resets at 2026-12-03T00:00:00Z.", error.Message);
         Assert.Null(error.RetryAfter);
         Assert.DoesNotContain(RequestMetering.RateLimitHeaders(result), h => h.Key == "Retry-After");
+        Assert.False(error.Final); // requests in flight may give room back
+        Assert.True(RequestMetering.Refusal(result with { Budget = result.Budget! with { Final = true } }, 500, "EUR").Final);
     }
 
     [Fact]

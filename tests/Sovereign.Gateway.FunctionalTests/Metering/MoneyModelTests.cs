@@ -78,6 +78,8 @@ public sealed class MoneyModelTests(MeteringFixture fixture)
         Assert.Equal("budget_exceeded", error.GetProperty("code").GetString());
         Assert.Contains("EUR", error.GetProperty("message").GetString()!, StringComparison.Ordinal);
         Assert.DoesNotContain("USD", error.GetProperty("message").GetString()!, StringComparison.Ordinal);
+        // Spent, not merely held by requests in flight: OpenAI's SDKs are told not to retry it (they retry every 429).
+        Assert.Equal("false", refused.Headers.GetValues("x-should-retry").Single());
     }
 
     [Fact]
@@ -94,6 +96,7 @@ public sealed class MoneyModelTests(MeteringFixture fixture)
             Assert.Equal("tokens", error.GetProperty("type").GetString());
             Assert.Equal("rate_limit_request_too_large", error.GetProperty("code").GetString());
             Assert.False(tooLarge.Headers.Contains("Retry-After"));
+            Assert.Equal("false", tooLarge.Headers.GetValues("x-should-retry").Single());
         }
 
         // Requests that fit one by one until the minute's tokens run out.
@@ -117,6 +120,7 @@ public sealed class MoneyModelTests(MeteringFixture fixture)
         Assert.Equal("rate_limit_exceeded", limitedError.GetProperty("code").GetString());
         Assert.Equal("200", limited.Headers.GetValues("x-ratelimit-limit-tokens").Single());
         Assert.True(int.Parse(limited.Headers.GetValues("Retry-After").Single(), CultureInfo.InvariantCulture) >= 1);
+        Assert.False(limited.Headers.Contains("x-should-retry")); // waiting cures it: the SDK retries after Retry-After
 
         var (_, rpmKey) = await fixture.NewTenantAsync(new { rate_limits = new[] { new { requests_per_minute = 1 } } });
         using var rpmClient = fixture.TenantClient(rpmKey);

@@ -53,6 +53,23 @@ public sealed class BudgetAccountTests
     }
 
     [Fact]
+    public void TryReserve_RefusedOnlyForWhatIsInFlight_IsNotFinal_RefusedForWhatIsSpent_IsFinal()
+    {
+        var account = Account(BudgetLimit.ForTenant(BudgetPeriod.Month, 10m));
+        Assert.True(account.TryReserve("r1", null, 7m, Noon).Succeeded);
+
+        // 3 left while r1 holds 7: r1 may settle for less and give the room back, so a retry may pass.
+        Assert.False(account.TryReserve("r2", null, 4m, Noon).Refusal!.Final);
+
+        account.Settle("r1", 7m, Noon);
+
+        // 7 spent: nothing in flight can give room back before the month ends.
+        var spent = account.TryReserve("r3", null, 4m, Noon);
+        Assert.True(spent.Refusal!.Final);
+        Assert.Equal(3m, spent.Refusal.Remaining);
+    }
+
+    [Fact]
     public void TryReserve_KeyBudgetShort_RefusesAndTakesNothingFromTenant()
     {
         var account = Account(BudgetLimit.ForTenant(BudgetPeriod.Day, 100m), BudgetLimit.ForKey("k1", BudgetPeriod.Day, 5m));
