@@ -48,6 +48,12 @@ internal sealed record RunStats(Dist Latency, int Errors, TimeSpan Elapsed, Time
     /// <summary>Bytes the process handed to write calls during the run (database pages and sockets).</summary>
     public long BytesWritten { get; init; }
 
+    /// <summary>
+    /// Work items the thread pool ran during the run: each is a hand-off between threads (a continuation queued, a
+    /// Task.Run), counted whether or not a thread had to be woken for it, so it does not move with load.
+    /// </summary>
+    public long PoolWorkItems { get; init; }
+
     public double PerSecond => (Latency.Count + Errors) / Elapsed.TotalSeconds;
 }
 
@@ -67,6 +73,7 @@ internal static class Driver
         var cpu = Environment.CpuUsage.TotalTime;
         var switches = ProcessSwitches.Count();
         var written = ProcessSwitches.BytesWritten();
+        var workItems = ThreadPool.CompletedWorkItemCount;
         var (pause, gen2) = (GC.GetTotalPauseDuration(), GC.CollectionCount(2));
         var clock = Stopwatch.StartNew();
         for (var i = 0; i < count; i++)
@@ -92,6 +99,7 @@ internal static class Driver
             Gen2 = GC.CollectionCount(2) - gen2,
             ContextSwitches = ProcessSwitches.Count() - switches,
             BytesWritten = ProcessSwitches.BytesWritten() - written,
+            PoolWorkItems = ThreadPool.CompletedWorkItemCount - workItems,
         };
     }
 
