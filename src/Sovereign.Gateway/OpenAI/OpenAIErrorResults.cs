@@ -30,6 +30,8 @@ internal static class OpenAIErrorResults
         EngineOverloadedException e => OpenAIException.Overloaded(e.Message),
         TenantQueueFullException e => new OpenAIException(StatusCodes.Status429TooManyRequests, e.Message, "requests", null, "tenant_queue_full", TimeSpan.FromSeconds(1)),
         EngineStoppedException e => new OpenAIException(StatusCodes.Status503ServiceUnavailable, e.Message, "server_error", null, "model_unavailable", TimeSpan.FromSeconds(5)),
+        // The executor is rebuilt at once, so a retry runs on a fresh context; 500 is what SDKs retry (vLLM answers 500 too).
+        EngineDecodeFailedException e => new OpenAIException(StatusCodes.Status500InternalServerError, e.Message, "server_error", null, "engine_decode_failed"),
 
         // Fail closed: what is not evidence does not run. The storage may come back, so the client retries.
         Residency.Audit.AuditUnavailableException => new OpenAIException(StatusCodes.Status503ServiceUnavailable,

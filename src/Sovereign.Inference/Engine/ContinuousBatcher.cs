@@ -452,6 +452,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     /// </summary>
     internal Func<Task, ValueTask>? BeforeStep { get; set; }
 
+    /// <summary>Sees every decode's status and may replace it or throw; tests use it to make a step fail.</summary>
+    internal Func<DecodeResult, DecodeResult>? AfterDecode { get; set; }
+
     private void LeftQueue(Sequence sequence)
     {
         Interlocked.Decrement(ref _waitingCount);
@@ -534,11 +537,23 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         }
 
         var started = _time.GetTimestamp();
-        var status = _executor.Decode();
+        DecodeResult status;
+        try
+        {
+            status = _executor.Decode();
+            status = AfterDecode?.Invoke(status) ?? status;
+        }
+        catch (Exception ex)
+        {
+            // A throwing decode is a failed step like an error status: it ended the loop, and with it the model.
+            RecoverFromDecodeFailure(ex.GetType().Name, ex);
+            return;
+        }
+
         var elapsed = _time.GetElapsedTime(started);
         if (status != DecodeResult.Ok)
         {
-            RecoverFromDecodeFailure(status);
+            RecoverFromDecodeFailure(status.ToString(), null);
             return;
         }
 
@@ -756,16 +771,16 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
 
     /// <summary>
     /// A failed decode leaves the KV cache in an unknown state for every sequence of the batch, so all running
-    /// requests fail and the executor is rebuilt. Admission reserves KV space, so this should not happen.
+    /// requests fail and the executor is rebuilt. Admission reserves KV space, so this should not happen. Each failed
+    /// sequence reports what it generated before the step, which its stream may already have delivered and is billed.
     /// </summary>
-    private void RecoverFromDecodeFailure(DecodeResult status)
+    private void RecoverFromDecodeFailure(string status, Exception? thrown)
     {
-        LogDecodeFailed(ModelId, status, _running.Count);
-        var error = new InvalidOperationException($"llama.cpp decode failed ({status}) on model '{ModelId}'.");
+        LogDecodeFailed(ModelId, status, _running.Count, thrown);
         foreach (var sequence in _running)
         {
             sequence.Pipeline?.Dispose();
-            sequence.Fail(error);
+            sequence.Fail(new EngineDecodeFailedException(ModelId, status, ResultOf(sequence, FinishReason.Cancelled)));
         }
 
         Interlocked.Add(ref _runningCount, -_running.Count);
@@ -784,7 +799,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     private partial void LogSequenceFailed(string modelId, Exception error);
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Decode failed on model {ModelId} with {Status}; {Running} running requests failed and the executor was rebuilt.")]
-    private partial void LogDecodeFailed(string modelId, DecodeResult status, int running);
+    private partial void LogDecodeFailed(string modelId, string status, int running, Exception? error);
 
     private sealed class Sequence(
         GenerationRequest request, int maxTokens, int kvReservation, ChannelWriter<GenerationUpdate> output,

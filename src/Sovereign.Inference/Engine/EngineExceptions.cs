@@ -33,6 +33,23 @@ public sealed class EngineStoppedException(string modelId, GenerationResult? par
     public GenerationResult? Partial { get; } = partial;
 }
 
+/// <summary>
+/// llama.cpp failed (or threw) decoding a step; every running sequence of that step is stopped and the executor rebuilt,
+/// so a retry runs on a fresh context (HTTP 500, which SDKs retry).
+/// </summary>
+public sealed class EngineDecodeFailedException(string modelId, string status, GenerationResult? partial = null)
+    : Exception($"The engine failed decoding a step of model '{modelId}' ({status}); this request was stopped. Try again.")
+{
+    /// <summary>The model whose decode failed.</summary>
+    public string ModelId { get; } = modelId;
+
+    /// <summary>
+    /// What the sequence had generated before the failed step (finish reason cancelled), so that what a stream delivered
+    /// can be billed, as on <see cref="EngineStoppedException.Partial"/>.
+    /// </summary>
+    public GenerationResult? Partial { get; } = partial;
+}
+
 /// <summary>One tenant already has its share of the model's wait queue; it may retry later (HTTP 429 with Retry-After).</summary>
 public sealed class TenantQueueFullException(string modelId, string tenant, int limit)
     : Exception($"Too many requests of this tenant are waiting for model '{modelId}' (limit {limit}). Retry later.")

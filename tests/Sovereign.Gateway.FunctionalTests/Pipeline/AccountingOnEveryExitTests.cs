@@ -119,6 +119,62 @@ public sealed class AccountingOnEveryExitTests(MeteringFixture fixture)
     }
 
     [Fact]
+    public async Task DecodeFailsMidStream_IsBilledForWhatTheStreamDelivered_AndEndsWithAnErrorEvent()
+    {
+        // A llama.cpp decode step that fails while a stream reads: the stream ends with an error event naming the
+        // failure (no [DONE]), and the tokens it sent are billed (they were recorded as 0 completion tokens at no cost).
+        var (_, key) = await fixture.NewTenantAsync();
+        using var client = fixture.TenantClient(key);
+        var batcher = fixture.App.Services.GetRequiredService<ModelCatalog>().TryGet(MeteringFixture.Model, out var served) ? served.Batcher! : throw new InvalidOperationException();
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(LongStory) };
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var requestId = response.Headers.GetValues("x-sovereign-audit-id").Single();
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            var chunks = 0;
+            string? errorCode = null;
+            var sawDone = false;
+            while (await reader.ReadLineAsync() is { } line)
+            {
+                sawDone |= line == "data: [DONE]";
+                if (!line.StartsWith("data: {", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                var chunk = JsonDocument.Parse(line[6..]).RootElement;
+                if (chunk.TryGetProperty("error", out var error))
+                {
+                    errorCode = error.GetProperty("code").GetString();
+                }
+
+                if (chunk.TryGetProperty("choices", out var choices) && choices.GetArrayLength() > 0
+                    && choices[0].GetProperty("delta").TryGetProperty("content", out var content) && content.GetString() is { Length: > 0 }
+                    && ++chunks == 5)
+                {
+                    // The next decode step fails (once: the rebuilt executor serves on).
+                    var failed = 0;
+                    batcher.AfterDecode = status => Interlocked.Exchange(ref failed, 1) == 0 ? LLama.Native.DecodeResult.DecodeFailed : status;
+                }
+            }
+
+            var record = await WaitForRecordAsync(requestId);
+            Assert.True(errorCode == "engine_decode_failed" && !sawDone, $"error event {errorCode}, [DONE] {sawDone}");
+            Assert.True(record.CompletionTokens >= chunks, $"billed {record.CompletionTokens} completion tokens for {chunks} content chunks received ({record})");
+            Assert.True(record.CompletionTokens < 200);
+            Assert.True(record.PromptTokens > 0);
+            Assert.Equal(ExpectedCost(record), record.Cost);
+            Assert.True(record.Cost > 0m);
+        }
+        finally
+        {
+            batcher.AfterDecode = null;
+        }
+    }
+
+    [Fact]
     public async Task AbandonedStream_JustBeforeDone_IsBilledInFull()
     {
         var (_, key) = await fixture.NewTenantAsync();

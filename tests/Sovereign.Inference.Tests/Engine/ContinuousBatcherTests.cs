@@ -159,6 +159,50 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
         Assert.Null(late.Partial);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task DecodeFailsMidStream_ReportsWhatTheRunningSequenceGenerated_AndTheModelServesOn(bool throws)
+    {
+        // A failed decode step (an error status or a throw) stops the running sequences: each reports what it generated
+        // (its stream delivered it), so the gateway can bill it, and the rebuilt executor serves the next request.
+        var steps = System.Threading.Channels.Channel.CreateUnbounded<bool>();
+        _batcher.BeforeStep = async _ => await steps.Reader.ReadAsync();
+        var stream = _batcher.Submit(Greedy("Once upon a time", 200));
+        await using var e = stream.GetAsyncEnumerator();
+        for (var i = 0; i < 4; i++)
+        {
+            steps.Writer.TryWrite(true);
+        }
+
+        var delivered = 0;
+        while (delivered < 3 && await e.MoveNextAsync())
+        {
+            delivered += e.Current.Text.Length > 0 ? 1 : 0;
+        }
+
+        _batcher.AfterDecode = _ => throws ? throw new InvalidOperationException("injected") : LLama.Native.DecodeResult.DecodeFailed;
+        steps.Writer.TryWrite(true);
+        var failed = await Assert.ThrowsAsync<EngineDecodeFailedException>(async () =>
+        {
+            while (await e.MoveNextAsync())
+            {
+            }
+        });
+
+        Assert.NotNull(failed.Partial);
+        Assert.Equal(FinishReason.Cancelled, failed.Partial.FinishReason);
+        Assert.InRange(failed.Partial.CompletionTokens, 3, 200);
+        Assert.Equal(_model.Tokenize("Once upon a time").Length, failed.Partial.PromptTokens);
+        Assert.True(failed.Partial.ComputeSeconds > 0);
+
+        _batcher.AfterDecode = null;
+        _batcher.BeforeStep = null;
+        var (text, result) = await _batcher.Submit(Greedy("The dog", 4)).CollectAsync();
+        Assert.Equal(4, result.CompletionTokens);
+        Assert.False(string.IsNullOrEmpty(text));
+    }
+
     [Fact]
     public async Task Submit_CancelledMidStream_FreesSlotAndKvAtNextStep()
     {

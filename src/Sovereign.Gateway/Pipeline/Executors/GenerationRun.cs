@@ -133,13 +133,14 @@ internal sealed class GenerationRun : IDisposable
                         _results[i] = update.Result ?? _results[i];
                     }
                 }
-                catch (EngineStoppedException stopped) when (_streamed && stopped.Partial is { CompletionTokens: > 0 } partial)
+                catch (Exception ex) when (_streamed && PartialOf(ex) is { CompletionTokens: > 0 } partial)
                 {
-                    // The model was unloaded or the server stopped mid-stream: what the choice generated was streamed
-                    // to the client as it came, so it is billed (a choice whose tokens were never sent is not).
+                    // The model was unloaded, the server stopped or a decode step failed mid-stream: what the choice
+                    // generated was streamed to the client as it came, so it is billed (a choice whose tokens were
+                    // never sent is not).
                     _results[i] = partial;
                 }
-                catch (Exception ex) when (ex is EngineStoppedException or OperationCanceledException)
+                catch (Exception ex) when (ex is EngineStoppedException or EngineDecodeFailedException or OperationCanceledException)
                 {
                     // The engine stopped under it before it streamed anything: no result to bill beyond what the other
                     // choices report.
@@ -154,6 +155,13 @@ internal sealed class GenerationRun : IDisposable
 
         return final;
     }
+
+    private static GenerationResult? PartialOf(Exception error) => error switch
+    {
+        EngineStoppedException stopped => stopped.Partial,
+        EngineDecodeFailedException failed => failed.Partial,
+        _ => null,
+    };
 
     /// <summary>
     /// Prompt tokens reused from the prefix cache across the run, with choices numbered prompt * n + sample: per
