@@ -80,6 +80,22 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
     }
 
     [Fact]
+    public async Task KeysCreateWithExpiresAtInUnixSeconds_FromTheCommandLine_ExpiresThen()
+    {
+        var url = fixture.ThAddress.ToString();
+        var at = DateTimeOffset.UtcNow.AddDays(10).ToUnixTimeSeconds();
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("keys", "create", "asean-corp", "--expires-at", at.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--url", url, "--admin-token", ResidencyFixture.AdminToken, "--json");
+        Assert.True(exit == 0, stderr);
+        Assert.Equal(at * 1000, System.Text.Json.JsonDocument.Parse(stdout).RootElement.GetProperty("key").GetProperty("expires_at").GetInt64());
+
+        (exit, _, stderr) = await CliProcess.RunAsync("keys", "create", "asean-corp", "--expires-at", (at * 1000).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--url", url, "--admin-token", ResidencyFixture.AdminToken);
+        Assert.Equal(1, exit);
+        Assert.Contains("divide by 1000", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task AuditVerify_IntactLog_ThenATamperedCopyIsLocated()
     {
         using (var client = fixture.TenantClient(fixture.ThOnlyKey))

@@ -52,6 +52,36 @@ public sealed class KeyExpiryTests(ResidencyFixture fixture)
         Assert.Contains(expired.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture), error.GetProperty("message").GetString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task ExpiresAtAsUnixSeconds_AsANumberOrDigits_IssuesAKeyExpiringThen()
+    {
+        // OpenAI-style APIs state times as unix seconds; expires_at took only ISO 8601 text (a number was a 400).
+        var at = DateTimeOffset.UtcNow.AddDays(30).ToUnixTimeSeconds();
+        foreach (var body in new object[] { new { expires_at = at }, new { expires_at = at.ToString(System.Globalization.CultureInfo.InvariantCulture) } })
+        {
+            var created = await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/tenants/th-hospital/keys", body, 201);
+            Assert.Equal(at * 1000, created.GetProperty("key").GetProperty("expires_at").GetInt64());
+        }
+    }
+
+    [Fact]
+    public async Task ExpiresAtInMilliseconds_Is400SayingSecondsAndToDivide()
+    {
+        var milliseconds = DateTimeOffset.UtcNow.AddDays(30).ToUnixTimeMilliseconds();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/admin/v1/tenants/th-hospital/keys")
+        {
+            Content = new StringContent($$"""{"expires_at":{{milliseconds}}}""", Encoding.UTF8, "application/json"),
+        };
+
+        using var response = await fixture.Admin.SendAsync(request);
+
+        Assert.Equal(400, (int)response.StatusCode);
+        var message = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("message").GetString()!;
+        Assert.Contains("unix seconds, from 0 to 253402300799", message, StringComparison.Ordinal);
+        Assert.Contains(milliseconds.ToString(System.Globalization.CultureInfo.InvariantCulture), message, StringComparison.Ordinal);
+        Assert.Contains("divide by 1000", message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("""{"expires_in":0}""", "expires_in")]
     [InlineData("""{"expires_in":-60}""", "expires_in")]
@@ -60,6 +90,12 @@ public sealed class KeyExpiryTests(ResidencyFixture fixture)
     [InlineData("""{"expires_at":"9999-01-01T00:00:00Z"}""", "expires_at")]
     [InlineData("""{"expires_at":"next tuesday"}""", "expires_at")]
     [InlineData("""{"expires_at":"2099-01-01T00:00:00Z","expires_in":60}""", "expires_in")]
+    [InlineData("""{"expires_at":-1}""", "expires_at")]
+    [InlineData("""{"expires_at":1000}""", "expires_at")]
+    [InlineData("""{"expires_at":1.5e9}""", "expires_at")]
+    [InlineData("""{"expires_at":1e30}""", "expires_at")]
+    [InlineData("""{"expires_at":true}""", "expires_at")]
+    [InlineData("""{"expires_at":4102444800000}""", "expires_at")]
     public async Task ABadExpiry_Is400NamingTheField_AndIssuesNoKey(string body, string field)
     {
         var keysBefore = (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/tenants/th-hospital/keys", null, 200)).GetProperty("data").GetArrayLength();

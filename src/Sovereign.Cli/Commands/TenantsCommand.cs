@@ -26,14 +26,14 @@ internal static class TenantsCommand
         var name = new Option<string?>("--name") { Description = "A label for the key." };
         var jurisdictions = new Option<string[]>("--jurisdiction") { Description = "Narrow the key to these jurisdictions (within the tenant's)." };
         var expiresIn = new Option<string?>("--expires-in") { Description = "The key stops working after this long: 90m, 12h, 30d (at most 10 years)." };
-        var expiresAt = new Option<string?>("--expires-at") { Description = "The key stops working at this time (ISO 8601, e.g. 2027-01-01T00:00:00Z)." };
+        var expiresAt = new Option<string?>("--expires-at") { Description = "The key stops working at this time: ISO 8601 (2027-01-01T00:00:00Z) or unix seconds (1798761600)." };
         var create = new Command("create", "Issue a key; its secret is printed once.") { tenant, name, jurisdictions, expiresIn, expiresAt };
         connection.AddTo(create);
         create.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var narrowing = result.GetValue(jurisdictions) is { Length: > 0 } list ? new { allowed_jurisdictions = list } : null;
             var expiresInSeconds = result.GetValue(expiresIn) is { } duration ? DurationSeconds(duration, "--expires-in") : (long?)null;
-            var body = new { name = result.GetValue(name), policy = narrowing, expires_in = expiresInSeconds, expires_at = result.GetValue(expiresAt) };
+            var body = new { name = result.GetValue(name), policy = narrowing, expires_in = expiresInSeconds, expires_at = ExpiresAtValue(result.GetValue(expiresAt)) };
             var json = await connection.SendAsync(result, HttpMethod.Post, $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(tenant))}/keys", body, ct);
             if (!connection.PrintJson(result, json))
             {
@@ -215,6 +215,13 @@ internal static class TenantsCommand
             ? count * perUnit
             : throw new CliException($"{option} takes a positive number with a unit: s, m, h or d (e.g. 30d); got '{value}'.", ExitCodes.Usage);
     }
+
+    /// <summary>
+    /// <c>--expires-at</c> as the API takes it: digits are unix seconds, sent as a number (the server names a value out of
+    /// range); anything else goes as the time text it is.
+    /// </summary>
+    internal static object? ExpiresAtValue(string? value) =>
+        long.TryParse(value, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var seconds) ? seconds : value;
 
     internal static string Time(JsonElement e, string name) => CliTime.Of(e, name);
 

@@ -781,13 +781,54 @@ public static class AdminApi
                 : throw OpenAIException.BadRequest($"expires_in must be a number of seconds from 1 to {MaxSeconds} (10 years); got {seconds}.", "expires_in", "invalid_value");
         }
 
-        if (request.ExpiresAt is { } at && (at <= now || at > now.AddSeconds(MaxSeconds)))
+        var expiresAt = request.ExpiresAt is { ValueKind: not JsonValueKind.Null } value ? KeyExpiresAt(value) : (DateTimeOffset?)null;
+        if (expiresAt is { } at && (at <= now || at > now.AddSeconds(MaxSeconds)))
         {
             throw OpenAIException.BadRequest(
                 $"expires_at must be in the future and within 10 years; got {at.ToUniversalTime():yyyy-MM-ddTHH:mm:ssZ} (now {now:yyyy-MM-ddTHH:mm:ssZ}).", "expires_at", "invalid_value");
         }
 
-        return request.ExpiresAt?.ToUniversalTime();
+        return expiresAt?.ToUniversalTime();
+    }
+
+    /// <summary>
+    /// A key's <c>expires_at</c>: unix seconds as a number (OpenAI's API states times so) or a string of digits, or an
+    /// ISO 8601 time (UTC when it names no offset).
+    /// </summary>
+    private static DateTimeOffset KeyExpiresAt(JsonElement value)
+    {
+        const string Field = "expires_at";
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.Number:
+                var raw = value.GetRawText();
+                if (!value.TryGetInt64(out var seconds))
+                {
+                    throw OpenAIException.BadRequest($"{Field} must be whole unix seconds; got {RequestReader.Shorten(raw)}.", Field, "invalid_value");
+                }
+
+                return UnixSeconds(seconds, raw);
+            case JsonValueKind.String:
+                var text = value.GetString()!;
+                if (long.TryParse(text, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var digits))
+                {
+                    return UnixSeconds(digits, $"'{RequestReader.Shorten(text)}'");
+                }
+
+                return DateTimeOffset.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var time)
+                    ? time
+                    : throw OpenAIException.BadRequest($"{Field} must be unix seconds or an ISO 8601 time; got '{RequestReader.Shorten(text)}'.", Field, "invalid_value");
+            default:
+                throw OpenAIException.BadRequest($"{Field} must be unix seconds (a number) or an ISO 8601 time (a string); got {value.ValueKind.ToString().ToLowerInvariant()}.", Field, "invalid_type");
+        }
+
+        // Past 9999-12-31 a number is no time in seconds: most likely milliseconds, which this API's own times carry.
+        static DateTimeOffset UnixSeconds(long seconds, string shown) => seconds is >= 0 and <= MaxUnixSeconds
+            ? DateTimeOffset.FromUnixTimeSeconds(seconds)
+            : throw OpenAIException.BadRequest(
+                $"{Field} is unix seconds, from 0 to {MaxUnixSeconds} (9999-12-31); got {shown}."
+                + (seconds > MaxUnixSeconds ? " A time in milliseconds (as keys list it): divide by 1000." : ""),
+                Field, "invalid_value");
     }
 
     internal static object KeyJson(ApiKeyView k) => new

@@ -1,3 +1,4 @@
+using System.Text.Json;
 namespace Sovereign.Gateway.ControlPlane;
 
 internal sealed class TenantCreateRequest
@@ -35,8 +36,11 @@ internal sealed class KeyCreateRequest
     public string? Name { get; set; }
     public PolicyDocument? Policy { get; set; }
 
-    /// <summary>When the key stops authenticating (ISO 8601); or <see cref="ExpiresIn"/>, never both.</summary>
-    public DateTimeOffset? ExpiresAt { get; set; }
+    /// <summary>
+    /// When the key stops authenticating: unix seconds (a number, as OpenAI's API states times) or an ISO 8601 time;
+    /// or <see cref="ExpiresIn"/>, never both. Read by <c>AdminApi.KeyExpiry</c>.
+    /// </summary>
+    public JsonElement? ExpiresAt { get; set; }
 
     /// <summary>Seconds from now until the key stops authenticating.</summary>
     public long? ExpiresIn { get; set; }
