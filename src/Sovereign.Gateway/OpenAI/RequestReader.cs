@@ -424,11 +424,8 @@ internal static class RequestReader
     {
         RequireUser(request.User);
         Range(request.Temperature, 0, 2, "temperature");
+        // top_p 0 is OpenAI's smallest nucleus, the most likely token alone: greedy (SamplingOptions.IsGreedy).
         Range(request.TopP, 0, 1, "top_p");
-        if (request.TopP is 0)
-        {
-            throw OpenAIException.BadRequest("top_p must be greater than 0.", "top_p", "invalid_value");
-        }
 
         Range(request.MinP, 0, 1, "min_p");
         Range(request.PresencePenalty, -2, 2, "presence_penalty");

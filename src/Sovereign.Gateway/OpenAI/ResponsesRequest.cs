@@ -221,11 +221,8 @@ internal static class ResponsesTranslation
         }
 
         Range(request.Temperature, 0, 2, "temperature");
+        // top_p 0 is OpenAI's smallest nucleus, the most likely token alone: greedy (SamplingOptions.IsGreedy).
         Range(request.TopP, 0, 1, "top_p");
-        if (request.TopP is 0)
-        {
-            throw OpenAIException.BadRequest("top_p must be greater than 0.", "top_p", "invalid_value");
-        }
 
         if (request.MaxOutputTokens is < 1)
         {
@@ -501,7 +498,12 @@ internal static class ResponsesTranslation
             body["temperature"] = temperature;
         }
 
-        if (request.TopP is { } topP)
+        if (request.TopP is 0)
+        {
+            // vLLM refuses top_p 0, which OpenAI accepts and means the most likely token alone: greedy, as here.
+            body["temperature"] = 0;
+        }
+        else if (request.TopP is { } topP)
         {
             body["top_p"] = topP;
         }

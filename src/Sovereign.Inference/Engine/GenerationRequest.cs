@@ -65,7 +65,7 @@ public sealed record SamplingOptions
     /// <summary>0 to 2; 0 is greedy.</summary>
     public float Temperature { get; init; } = 1f;
 
-    /// <summary>Nucleus sampling, (0, 1]; 1 disables it.</summary>
+    /// <summary>Nucleus sampling, [0, 1]; 1 disables it, 0 (OpenAI accepts it) keeps the most likely token alone: greedy.</summary>
     public float TopP { get; init; } = 1f;
 
     /// <summary>Keep the k most likely tokens; 0 disables it.</summary>
@@ -89,8 +89,8 @@ public sealed record SamplingOptions
     /// </summary>
     public IReadOnlyDictionary<int, float> LogitBias { get; init; } = System.Collections.Frozen.FrozenDictionary<int, float>.Empty;
 
-    /// <summary>Whether sampling is plain argmax.</summary>
-    public bool IsGreedy => Temperature <= 0f;
+    /// <summary>Whether sampling is plain argmax: temperature 0, or top_p 0 (a nucleus of the most likely token).</summary>
+    public bool IsGreedy => Temperature <= 0f || TopP <= 0f;
 }
 
 /// <summary>Why generation ended, in OpenAI's vocabulary.</summary>
