@@ -165,18 +165,51 @@ internal static class StructuredOutput
             }
 
             values[i] = Finite(token.Token.Logprob);
-            var top = new Dictionary<string, float>(token.Top.Count + 1, StringComparer.Ordinal);
-            foreach (var alternative in token.Top)
-            {
-                top.TryAdd(alternative.Text, Finite(alternative.Logprob));
-            }
-
-            top.TryAdd(token.Token.Text, values[i]!.Value);
-            tops[i] = top;
+            tops[i] = TopLogprobs(token, values[i]!.Value);
         }
 
-        return new CompletionLogprobs([.. tokens.Select(t => t.Token.Text)], values, tops, offsets);
+        return new CompletionLogprobs([.. tokens.Select(t => CompletionToken(t.Token))], values, tops, offsets);
     }
+
+    /// <summary>
+    /// A position's <c>top_logprobs</c>, keyed so that no two tokens share a key and the sampled token is found under
+    /// its entry in <c>tokens</c>: its key is taken first; an alternative whose key is taken (byte-fallback tokens
+    /// of ASCII, control tokens that print nothing, tokens of the same bytes) is keyed <c>token_id:N</c>, vLLM's
+    /// form. The dictionary used to keep the first of them and drop the others, the sampled token's value included.
+    /// </summary>
+    private static Dictionary<string, float> TopLogprobs(TokenLogprob token, float sampled)
+    {
+        var sampledKey = CompletionToken(token.Token);
+        var top = new Dictionary<string, float>(token.Top.Count + 1, StringComparer.Ordinal);
+        foreach (var alternative in token.Top)
+        {
+            if (alternative.TokenId == token.Token.TokenId)
+            {
+                top.TryAdd(sampledKey, sampled);
+                continue;
+            }
+
+            var key = CompletionToken(alternative);
+            if (key == sampledKey || top.ContainsKey(key))
+            {
+                key = "token_id:" + alternative.TokenId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            }
+
+            top.TryAdd(key, Finite(alternative.Logprob));
+        }
+
+        top.TryAdd(sampledKey, sampled);
+        return top;
+    }
+
+    /// <summary>
+    /// A token as completions' <c>tokens</c> and <c>top_logprobs</c> keys state it: its text, or, where its bytes are
+    /// part of a character, <c>bytes:\xe0\xb8</c> as OpenAI writes them (each such token decoded to the same U+FFFD).
+    /// </summary>
+    private static string CompletionToken(TokenAlternative token) =>
+        System.Text.Unicode.Utf8.IsValid(token.Bytes)
+            ? token.Text
+            : "bytes:" + string.Concat(token.Bytes.Select(b => "\\x" + b.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
 
     private static float Finite(float logprob) => Math.Max(logprob, -9999f);
 
