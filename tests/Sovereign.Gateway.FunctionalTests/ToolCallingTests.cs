@@ -190,6 +190,43 @@ public sealed class ToolCallingTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task Logprobs_OfACall_CoverTheContentReturned_NotTheCallsMarkup()
+    {
+        // The call's tokens (<tool_call>{"name": ...) were listed in logprobs.content, non-streamed and streamed (with
+        // empty content deltas), though the client receives no such text; OpenAI's logprobs cover the message content.
+        var body = """{"model":"tiny-random","max_tokens":140,"seed":8,"logprobs":true,"top_logprobs":2,"messages":[{"role":"user","content":"Weather?"}],"tools":[{"type":"function","function":{"name":"get_weather","parameters":"""
+            + WeatherSchema + """}}],"tool_choice":"required"STREAM}""";
+        var (status, whole, _) = await server.PostJsonAsync("/v1/chat/completions", body.Replace("STREAM", "", StringComparison.Ordinal));
+        var streamed = await server.Http.PostAsync("/v1/chat/completions", new StringContent(body.Replace("STREAM", ",\"stream\":true", StringComparison.Ordinal), Encoding.UTF8, "application/json"));
+        var events = (await streamed.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => e["data: ".Length..]).Where(d => d != "[DONE]")
+            .Select(d => JsonDocument.Parse(d).RootElement.Clone()).ToList();
+
+        Assert.Equal(200, status);
+        var choice = whole.GetProperty("choices")[0];
+        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
+        Assert.Equal(0, choice.GetProperty("logprobs").GetProperty("content").GetArrayLength());
+        Assert.Equal(200, (int)streamed.StatusCode);
+        Assert.Contains(events, e => e.GetProperty("choices")[0].GetProperty("delta").TryGetProperty("tool_calls", out _));
+        var streamedTokens = events.Select(e => e.GetProperty("choices")[0])
+            .Where(c => c.TryGetProperty("logprobs", out var l) && l.ValueKind == JsonValueKind.Object)
+            .Sum(c => c.GetProperty("logprobs").GetProperty("content").GetArrayLength());
+        Assert.Equal(0, streamedTokens);
+    }
+
+    [Fact]
+    public void ContentTokens_AreTheTokensOfTheTextBeforeTheCall()
+    {
+        static Sovereign.Inference.Sampling.TokenLogprob T(string text) => new(new(1, Encoding.UTF8.GetBytes(text), -1f), []);
+        var tokens = new[] { T("I"), T(" will"), T(" check"), T(".\n"), T("<tool_call>"), T("{\"name\": \"get_weather\"}"), T("</tool_call>") };
+        var text = string.Concat(tokens.Select(t => t.Token.Text));
+
+        var kept = Sovereign.Gateway.OpenAI.ChatCompletionsEndpoint.ContentTokens(tokens, text, "I will check.");
+
+        Assert.Equal(["I", " will", " check", ".\n"], kept!.Select(t => t.Token.Text));
+        Assert.Empty(Sovereign.Gateway.OpenAI.ChatCompletionsEndpoint.ContentTokens(tokens, text, "")!);
+    }
+
+    [Fact]
     public async Task History_WithToolCallsAndResults_RendersThroughTheTemplate()
     {
         List<ChatMessage> messages =

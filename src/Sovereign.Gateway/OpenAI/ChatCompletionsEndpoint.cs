@@ -3,6 +3,7 @@ using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Pipeline;
 using Sovereign.Gateway.Pipeline.Executors;
 using Sovereign.Inference.Engine;
+using Sovereign.Inference.Sampling;
 
 namespace Sovereign.Gateway.OpenAI;
 
@@ -79,22 +80,29 @@ internal static class ChatCompletionsEndpoint
         await governed.CompleteAsync();
         await TypedResults.Json(
             new ChatCompletion(id, "chat.completion", created, modelId,
-                results.Select((r, i) => Choice(i, r.Text, r.Result.FinishReason, topLogprobs is null ? null : StructuredOutput.Chat(r.Logprobs ?? []), tools, toolFormat)).ToArray(),
+                results.Select((r, i) => Choice(i, r.Text, r.Result.FinishReason, topLogprobs is null ? null : r.Logprobs ?? [], tools, toolFormat)).ToArray(),
                 Usage.Of(local.PromptTokens, completionTokens, local.CachedTokens), SystemFingerprint),
             OpenAIJson.Options).ExecuteAsync(context);
     }
 
     /// <summary>One choice; with tools, calls in the text become <c>tool_calls</c> and the finish reason <c>tool_calls</c>.</summary>
-    private static ChatChoice Choice(int index, string text, FinishReason finish, object? logprobs, ChatTools? tools, Inference.Tools.ToolCallFormat format)
+    /// <remarks>
+    /// The logprobs cover the content returned: with tool calls, the tokens of the text before the calls, not the
+    /// call syntax's markup (<c>&lt;tool_call&gt;{"name": ...</c>), which the client never sees as text.
+    /// </remarks>
+    private static ChatChoice Choice(int index, string text, FinishReason finish, IReadOnlyList<TokenLogprob>? tokens, ChatTools? tools, Inference.Tools.ToolCallFormat format)
     {
+        var logprobs = StructuredOutput.Chat(tokens);
         if (tools is { ParsesCalls: true } && finish == FinishReason.Stop && tools.Read(format, text) is { Calls.Count: > 0 } read)
         {
             var calls = read.Calls.Select(c => new ToolCallOut(ChatTools.NewCallId(format), "function", new FunctionCallOut(c.Name, c.Arguments))).ToArray();
-            return new ChatChoice(index, new AssistantMessage("assistant", read.Content.Length > 0 ? read.Content : null, calls), logprobs, "tool_calls");
+            return new ChatChoice(index, new AssistantMessage("assistant", read.Content.Length > 0 ? read.Content : null, calls),
+                StructuredOutput.Chat(ContentTokens(tokens, text, read.Content)), "tool_calls");
         }
 
         if (tools is { ParsesCalls: true } && finish == FinishReason.Length && tools.ReadTruncated(format, text) is { } cut)
         {
+            logprobs = StructuredOutput.Chat(ContentTokens(tokens, text, cut.Content));
             // Cut inside a call: the call as far as it got (arguments not valid JSON), never the template's markup.
             var calls = cut.Calls.Select(c => new ToolCallOut(ChatTools.NewCallId(format), "function", new FunctionCallOut(c.Name, c.Arguments))).ToArray();
             return new ChatChoice(index, new AssistantMessage("assistant", cut.Content.Length > 0 ? cut.Content : null, calls.Length > 0 ? calls : null), logprobs, "length");
@@ -134,7 +142,12 @@ internal static class ChatCompletionsEndpoint
                         events = [.. events, .. stream.Parser.Finish(truncated: update.Result.FinishReason == FinishReason.Length)];
                     }
 
-                    await WriteToolEventsAsync(response, id, created, model, index, stream, events, logprobs ? StructuredOutput.Chat(update.Logprobs ?? []) : null, includeUsage, aborted);
+                    if (logprobs)
+                    {
+                        stream.Pending.AddRange(update.Logprobs ?? []);
+                    }
+
+                    await WriteToolEventsAsync(response, id, created, model, index, stream, events, logprobs, includeUsage, aborted);
                 }
                 else if (update.Text.Length > 0 || update.Logprobs is { Count: > 0 })
                 {
@@ -168,6 +181,37 @@ internal static class ChatCompletionsEndpoint
         await ServerSentEvents.WriteDoneAsync(response, aborted);
     }
 
+    /// <summary>
+    /// The tokens of <paramref name="text"/> that hold <paramref name="content"/> (what a choice with tool calls returns
+    /// as content: the text before the calls, trimmed): those overlapping its place in the text. Content that is not
+    /// one piece of the text (text between parallel calls) keeps every token before the first call.
+    /// </summary>
+    internal static IReadOnlyList<TokenLogprob>? ContentTokens(IReadOnlyList<TokenLogprob>? tokens, string text, string content)
+    {
+        if (tokens is null || content.Length == 0)
+        {
+            return tokens is null ? null : [];
+        }
+
+        var start = text.IndexOf(content, StringComparison.Ordinal);
+        var end = start < 0 ? text.Length : start + content.Length;
+        start = Math.Max(start, 0);
+        var kept = new List<TokenLogprob>(tokens.Count);
+        var at = 0;
+        foreach (var token in tokens)
+        {
+            var length = token.Token.Text.Length;
+            if (at < end && at + length > start)
+            {
+                kept.Add(token);
+            }
+
+            at += length;
+        }
+
+        return kept;
+    }
+
     /// <summary>The tool-call state of one streamed choice.</summary>
     private sealed class ToolCallStream
     {
@@ -189,6 +233,52 @@ internal static class ChatCompletionsEndpoint
 
         /// <summary>Calls sent so far; the next call's index.</summary>
         public int CallCount { get; set; }
+
+        /// <summary>Generated tokens whose text has not gone out as content yet (held back, or a call's markup).</summary>
+        public List<TokenLogprob> Pending { get; } = [];
+
+        /// <summary>Characters of the first pending token already sent as content.</summary>
+        public int PendingSent { get; set; }
+
+        /// <summary>
+        /// The pending tokens whose last character <paramref name="content"/> sends, as the chunk's logprobs (the engine
+        /// streams a token's logprobs with its last character); tokens before the place the content starts at (a call's
+        /// markup, whitespace dropped around calls) are dropped.
+        /// </summary>
+        public IReadOnlyList<TokenLogprob> TakeFor(string content)
+        {
+            var pendingText = string.Concat(Pending.Select(t => t.Token.Text));
+            var start = pendingText.IndexOf(content, PendingSent, StringComparison.Ordinal);
+            if (start < 0)
+            {
+                return [];
+            }
+
+            var end = start + content.Length;
+            var taken = new List<TokenLogprob>();
+            var at = 0;
+            var drop = 0;
+            foreach (var token in Pending)
+            {
+                var tokenEnd = at + token.Token.Text.Length;
+                if (tokenEnd > end)
+                {
+                    break;
+                }
+
+                if (tokenEnd > start)
+                {
+                    taken.Add(token);
+                }
+
+                drop++;
+                at = tokenEnd;
+            }
+
+            Pending.RemoveRange(0, drop);
+            PendingSent = end - at;
+            return taken;
+        }
     }
 
     /// <summary>
@@ -196,7 +286,7 @@ internal static class ChatCompletionsEndpoint
     /// name and empty arguments; the next ones carry fragments of the arguments.
     /// </summary>
     private static async Task WriteToolEventsAsync(HttpResponse response, string id, long created, string model, int index, ToolCallStream stream,
-        IReadOnlyList<Inference.Tools.ToolStreamEvent> events, ChatLogprobs? logprobs, bool includeUsage, CancellationToken aborted)
+        IReadOnlyList<Inference.Tools.ToolStreamEvent> events, bool logprobs, bool includeUsage, CancellationToken aborted)
     {
         async Task WriteAsync(ChunkDelta delta, ChatLogprobs? withLogprobs = null) =>
             await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(index, delta, withLogprobs, null), includeUsage), aborted);
@@ -227,15 +317,10 @@ internal static class ChatCompletionsEndpoint
             }
             else if (item.Content is { Length: > 0 } content && (stream.CallCount == 0 || !string.IsNullOrWhiteSpace(content)))
             {
-                // Text, or a call of a function that was not offered (it stays content, as in a whole answer).
-                await WriteAsync(new ChunkDelta(null, content), logprobs);
-                logprobs = null;
+                // Text, or a call of a function that was not offered (it stays content, as in a whole answer), with the
+                // logprobs of the tokens it completes: a call's markup tokens are never sent.
+                await WriteAsync(new ChunkDelta(null, content), logprobs ? StructuredOutput.Chat(stream.TakeFor(content)) : null);
             }
-        }
-
-        if (logprobs is { Content.Count: > 0 })
-        {
-            await WriteAsync(new ChunkDelta(null, ""), logprobs);
         }
     }
 
