@@ -234,6 +234,28 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
     }
 
     [Fact]
+    public async Task Cancel_AStoredResponse_Is400NamingBackground_AnUnknownOrAnotherTenantsId404()
+    {
+        // OpenAI cancels background responses only; this server has none. An existing id answered 404 (no such route).
+        var client = await ClientAsync(Keeper);
+        var stored = (await client.CreateResponseAsync(Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("Keep going")))).Value;
+
+        var refused = await Assert.ThrowsAsync<ClientResultException>(() => client.CancelResponseAsync(stored.Id));
+        using var own = fixture.TenantClient(await KeyAsync(Keeper));
+        using var unknown = await own.PostAsync("/v1/responses/resp_0123456789abcdef01234567/cancel", null);
+        using var theirs = fixture.TenantClient(await KeyAsync(Other));
+        using var otherTenant = await theirs.PostAsync($"/v1/responses/{stored.Id}/cancel", null);
+
+        Assert.Equal(400, refused.Status);
+        var error = JsonDocument.Parse(refused.GetRawResponse()!.Content.ToString()).RootElement.GetProperty("error");
+        Assert.Equal("response_not_cancellable", error.GetProperty("code").GetString());
+        Assert.Contains("background", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal(404, (int)unknown.StatusCode);
+        Assert.Equal(404, (int)otherTenant.StatusCode);
+        Assert.Equal(stored.GetOutputText(), (await client.GetResponseAsync(stored.Id)).Value.GetOutputText());
+    }
+
+    [Fact]
     public async Task Delete_AnswerNamesItsAuditEntry_ByTheRequestId()
     {
         // The auditor links an answer to its evidence by the request id, as for inference; the deletion's entry had

@@ -21,6 +21,7 @@ public static class OpenAIApi
         v1.MapGet("/responses/{id}", ResponsesEndpoint.GetAsync).Takes("stream", "include", "include[]", "include_obfuscation", "starting_after");
         v1.MapDelete("/responses/{id}", ResponsesEndpoint.DeleteAsync);
         v1.MapGet("/responses/{id}/input_items", ResponsesEndpoint.InputItemsAsync).Takes("limit", "order", "after", "include", "include[]");
+        v1.MapPost("/responses/{id}/cancel", ResponsesEndpoint.CancelAsync);
         v1.MapPost("/embeddings", EmbeddingsEndpoint.HandleAsync);
         v1.MapPost("/language/detect", LanguageDetectEndpoint.HandleAsync);
         v1.MapGet("/models", ListModels);

@@ -135,6 +135,14 @@ internal static partial class ResponsesEndpoint
     public static async Task<IResult> DeleteAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage) =>
         await storage.DeleteAsync(context, await pipeline.AuthenticateAsync(context), id);
 
+    /// <summary>
+    /// <c>POST /v1/responses/{id}/cancel</c>: OpenAI cancels background responses only, and this server runs none (every
+    /// response is answered in its request), so a stored response of the caller's tenant is a 400 that says so; an
+    /// unknown id, or another tenant's, is the same 404 as on GET.
+    /// </summary>
+    public static async Task<IResult> CancelAsync(HttpContext context, string id, RequestPipeline pipeline, ResponsesStorage storage) =>
+        await storage.CancelAsync(context, await pipeline.AuthenticateAsync(context), id);
+
     /// <summary>The output items as the assistant turn a continuation (<c>previous_response_id</c>) sees.</summary>
     private static ChatTurn OutputTurn(IReadOnlyList<object> output)
     {

@@ -84,6 +84,20 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
         return TypedResults.Text(stored.ResponseJson, "application/json");
     }
 
+    /// <summary>
+    /// <c>POST /v1/responses/{id}/cancel</c>: a stored response has already ended (this server has no background mode,
+    /// whose responses alone OpenAI cancels), so it is a 400 naming why; 404 for an id the tenant does not hold. Nothing
+    /// is read out, so nothing is audited.
+    /// </summary>
+    public async Task<IResult> CancelAsync(HttpContext context, Caller caller, string id)
+    {
+        _ = await FindAsync(caller, id, context.RequestAborted) ?? throw NotFound(id);
+        throw OpenAIException.BadRequest(
+            $"Response '{RequestReader.Shorten(id)}' cannot be cancelled: only responses created with background=true can be, and this server does not run "
+            + "background responses (background is refused), so every response has ended when its request answers. To stop one while it is generated, close its stream.",
+            "response_id", "response_not_cancellable");
+    }
+
     /// <summary>Most input items in one page, as OpenAI allows.</summary>
     internal const int MaxInputItemsPage = 100;
 
