@@ -688,9 +688,20 @@ public static class MeteringApi
                 throw OpenAIException.BadRequest($"currency must be an ISO 4217 currency code (e.g. EUR, USD, THB); got {shown}.", "currency", "invalid_value");
             }
 
+            var planCurrency = prices.Current.FindPlan(tenant.Plan)?.Currency;
+            if (currency is not null && planCurrency is not null && currency != planCurrency
+                && !(await ledger.GetUsageCurrenciesAsync(id, context.RequestAborted)).Contains(currency, StringComparer.Ordinal))
+            {
+                // The plan fixes the currency: one the tenant was never billed in answered an empty invoice (200), which
+                // reads as "nothing to pay" while the usage sits on the invoice in the plan's currency.
+                throw OpenAIException.BadRequest(
+                    $"Tenant '{id}' is billed in {planCurrency} (its plan '{tenant.Plan}') and has no usage in {currency}: ask for currency={planCurrency}, or leave currency out.",
+                    "currency", "currency_not_billed");
+            }
+
             // A period with nothing charged is invoiced in the currency of the tenant's plan, not in "XXX", and unpriced
             // usage (XXX, or USD as recorded before XXX) is free lines of the invoice, not a second currency.
-            invoice = await new InvoiceBuilder(ledger).BuildAsync(id, periodFrom, periodTo, currency, prices.Current.FindPlan(tenant.Plan)?.Currency, context.RequestAborted);
+            invoice = await new InvoiceBuilder(ledger).BuildAsync(id, periodFrom, periodTo, currency, planCurrency, context.RequestAborted);
         }
         catch (InvalidOperationException ex)
         {

@@ -401,6 +401,26 @@ public sealed class UsageLedger : IAsyncDisposable
         return first is null or DBNull ? null : DateTimeOffset.FromUnixTimeMilliseconds(Convert.ToInt64(first, System.Globalization.CultureInfo.InvariantCulture));
     }
 
+    /// <summary>
+    /// The currencies <paramref name="tenant"/> has usage recorded in, at any time, from the daily aggregates (which
+    /// survive retention).
+    /// </summary>
+    public async Task<IReadOnlyList<string>> GetUsageCurrenciesAsync(string tenant, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(tenant);
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        using var command = LedgerSchema.Prepare(connection, "SELECT DISTINCT currency FROM metering_usage_daily WHERE tenant = @tenant ORDER BY currency");
+        command.Parameters[0].Value = tenant;
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var currencies = new List<string>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            currencies.Add(reader.GetString(0));
+        }
+
+        return currencies;
+    }
+
     /// <summary>The stored record with this request id, or null (never stored, or purged).</summary>
     public async Task<UsageRecord?> GetAsync(string requestId, CancellationToken cancellationToken = default)
     {

@@ -314,6 +314,35 @@ public sealed class MeteringTests(MeteringFixture fixture)
     }
 
     /// <summary>
+    /// The plan fixes the currency: an invoice asked in another in which the tenant has no usage is a 400 naming the
+    /// plan's (it was an empty invoice, 200, reading as nothing to pay); a currency of past usage is still invoiced.
+    /// </summary>
+    [Fact]
+    public async Task Invoice_InACurrencyTheTenantWasNeverBilledIn_Is400NamingThePlansCurrency()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync();
+        using var client = fixture.TenantClient(key);
+        Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
+
+        using var foreign = await fixture.Admin.GetAsync($"/admin/v1/tenants/{tenant}/invoice?currency=USD");
+        var error = JsonDocument.Parse(await foreign.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal(400, (int)foreign.StatusCode);
+        Assert.Equal(("currency", "currency_not_billed"), (error.GetProperty("param").GetString(), error.GetProperty("code").GetString()));
+        Assert.Contains("billed in EUR", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Contains("currency=EUR", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        var own = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{tenant}/invoice?currency=eur")).RootElement;
+        Assert.Equal("EUR", own.GetProperty("currency").GetString());
+        Assert.Equal(1, own.GetProperty("lines").EnumerateArray().Sum(l => l.GetProperty("requests").GetInt64()));
+
+        // Moved to a plan in USD, its past usage in EUR can still be invoiced.
+        await fixture.SendAsync(HttpMethod.Put, "/admin/v1/plans/dollars", new { currency = "USD", weight = 1 }, 200);
+        await fixture.SendAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}", new { plan = "dollars" }, 200);
+        using var past = await fixture.Admin.GetAsync($"/admin/v1/tenants/{tenant}/invoice?currency=EUR");
+        Assert.Equal(200, (int)past.StatusCode);
+    }
+
+    /// <summary>
     /// A tenant moved to a plan in another currency has usage in both: its invoice is built per currency, each
     /// reconciling with the tenant's usage in that currency, and one without a currency is refused with a readable
     /// message (it ran two sentences together: "build one invoice per currency Pass currency=...").
