@@ -45,7 +45,10 @@ internal sealed class AdminConnection
     /// An empty id would name the collection instead (<c>tenants show ''</c> fetched the tenant list and failed
     /// reading it as a tenant, exit code 70).
     public static string Segment(string? id) =>
-        id is null or "" or "." or ".." ? throw new CliException($"'{id}' is not an id.", ExitCodes.Usage) : Uri.EscapeDataString(id);
+        string.IsNullOrWhiteSpace(id)
+            // A blank id reached the server ('models load " "' asked to load a model named " ").
+            ? throw new CliException($"'{id}' is not an id: it is empty or only whitespace.", ExitCodes.Usage)
+            : id is "." or ".." ? throw new CliException($"'{id}' is not an id.", ExitCodes.Usage) : Uri.EscapeDataString(id);
 
     /// <summary>The admin API's base address, or a usage error (an ftp:// URL was a defect, exit code 70).</summary>
     public static Uri BaseAddress(string? url)

@@ -65,6 +65,24 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
     }
 
     [Fact]
+    public async Task ABlankId_IsAUsageError_BeforeAnythingIsAsked()
+    {
+        // 'models load " "' reached the server, asking it to load a model named " ".
+        foreach (var command in new[] { new[] { "models", "load", " " }, ["models", "unload", ""], ["models", "languages", "\t"], ["tenants", "show", "  "], ["keys", "create", " "] })
+        {
+            var (exit, _, stderr) = await CliProcess.RunAsync(Admin(command));
+
+            Assert.True(exit == ExitCodes.Usage, $"{string.Join(' ', command)}: exit {exit}, {stderr}");
+            Assert.Contains("empty or only whitespace", stderr, StringComparison.Ordinal);
+        }
+
+        var (importExit, _, importError) = await CliProcess.RunAsync("models", "import", TestModels.Stories260K, "--id", " ", "--license", "MIT",
+            "--origin-publisher", "Andrej Karpathy", "--origin-country", "US", "--data-dir", Path.Combine(Path.GetTempPath(), "fixes-blank-id-" + Guid.NewGuid().ToString("N")));
+        Assert.Equal(ExitCodes.Usage, importExit);
+        Assert.Contains("--id", importError, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task NoKey_OnAServerWithTenants_SaysMissingKey_AndTheKeyWorksByFlagAndByEnvironment()
     {
         var (exit, _, stderr) = await CliProcess.RunAsync(new Dictionary<string, string?> { ["SOVEREIGN_API_KEY"] = null }, "models", "list", "--url", fixture.Url);

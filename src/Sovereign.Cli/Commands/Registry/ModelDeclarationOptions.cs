@@ -54,6 +54,12 @@ internal sealed class ModelDeclarationOptions
             return id;
         }
 
+        if (id is not null)
+        {
+            // A blank --id was quietly replaced by the file's name.
+            throw new ModelRegistryException(ModelRegistryError.InvalidArgument, $"--id '{id}' is not an id: it is empty or only whitespace.");
+        }
+
         var name = Path.GetFileName(fileName.TrimEnd('/'));
         name = name.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) ? name[..^5] : name;
 
