@@ -138,6 +138,52 @@ public sealed class CompletionsEchoTests(ServerFixture server)
     }
 
     [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Echo_WithSeveralChoices_ScoresEachPromptOnce_AndEveryChoiceCarriesItsScores(bool stream)
+    {
+        // With n choices each prompt was scored n times (a log-softmax per position each, on the decode thread).
+        var batcher = server.Batcher(ServerFixture.Stories);
+        var before = batcher.ScoredPromptPositions;
+        var json = $$"""{"model":"stories","prompt":["{{Prompt}}","The little dog"],"echo":true,"logprobs":2,"max_tokens":2,"temperature":0,"n":3,"stream":{{(stream ? "true" : "false")}}}""";
+        var response = await server.Http.PostAsync("/v1/completions", new StringContent(json, System.Text.Encoding.UTF8, "application/json"));
+        var text = await response.Content.ReadAsStringAsync();
+        var scored = batcher.ScoredPromptPositions - before;
+
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal(Tokens(Prompt).Length - 1 + Tokens("The little dog").Length - 1, scored);
+        // Each choice's prompt part: its first chunk (streamed) or its logprobs (whole), the prompt's tokens scored alike.
+        var firsts = new Dictionary<int, JsonElement>();
+        if (stream)
+        {
+            foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l != "data: [DONE]"))
+            {
+                var choice = JsonDocument.Parse(line["data: ".Length..]).RootElement.GetProperty("choices")[0];
+                firsts.TryAdd(choice.GetProperty("index").GetInt32(), choice.Clone());
+            }
+        }
+        else
+        {
+            foreach (var choice in JsonDocument.Parse(text).RootElement.GetProperty("choices").EnumerateArray())
+            {
+                firsts.Add(choice.GetProperty("index").GetInt32(), choice.Clone());
+            }
+        }
+
+        Assert.Equal(6, firsts.Count);
+        for (var i = 0; i < 6; i++)
+        {
+            var promptLength = Tokens(i < 3 ? Prompt : "The little dog").Length;
+            var expected = Read(firsts[i - i % 3].GetProperty("logprobs"));
+            var logprobs = Read(firsts[i].GetProperty("logprobs"));
+            Assert.True(logprobs.Tokens.Count >= promptLength, $"choice {i}: {logprobs.Tokens.Count} tokens");
+            Assert.Null(logprobs.Values[0]);
+            Assert.Equal(expected.Values.Take(promptLength), logprobs.Values.Take(promptLength));
+            Assert.All(logprobs.Values.Skip(1).Take(promptLength - 1), v => Assert.NotNull(v));
+        }
+    }
+
+    [Theory]
     [InlineData(0)]
     [InlineData(3)]
     public async Task Echo_Streamed_FirstChunkCarriesThePrompt_AndTheChunksAddUpToTheWholeAnswer(int maxTokens)

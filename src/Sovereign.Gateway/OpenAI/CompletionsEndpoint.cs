@@ -3,6 +3,8 @@ using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Pipeline;
 using Sovereign.Gateway.Pipeline.Executors;
+using Sovereign.Inference.Engine;
+using Sovereign.Inference.Sampling;
 
 namespace Sovereign.Gateway.OpenAI;
 
@@ -81,26 +83,64 @@ internal static class CompletionsEndpoint
             var completionTokens = 0;
             var textOffsets = new int[local.Run.Count];
             var echoed = new bool[local.Run.Count];
+            var perPrompt = local.ChoicesPerPrompt;
+            // With echo and logprobs each prompt is scored by its first choice only: the scores go to every choice of the
+            // prompt, whose first chunk carries them, so the others' updates wait until they have come.
+            var sharedScores = local.EchoTexts is not null && topLogprobs is not null && perPrompt > 1 ? new IReadOnlyList<TokenLogprob>?[local.Run.Count / perPrompt] : null;
+            var waiting = sharedScores is null ? null : new List<(int Index, GenerationUpdate Update)>();
+
+            async Task WriteAsync(int index, GenerationUpdate update)
+            {
+                if (update.Result is { } result)
+                {
+                    completionTokens += result.CompletionTokens;
+                }
+
+                // As vLLM streams echo: a choice's first chunk carries its prompt (with the prompt's logprobs, which
+                // the engine sends before any generated token) and whatever the update generated.
+                var echoText = local.EchoTexts is { } echoTexts && !echoed[index] ? echoTexts[index / perPrompt] : null;
+                if (echoText is not null || update.Text.Length > 0 || update.Result is not null || update.Logprobs is { Count: > 0 })
+                {
+                    var promptLogprobs = echoText is not null && sharedScores is not null ? sharedScores[index / perPrompt] : update.PromptLogprobs;
+                    echoed[index] |= echoText is not null;
+                    var finish = update.Result is { } r ? GenerationRun.FinishReasonOf(r.FinishReason) : null;
+                    var logprobs = topLogprobs is null ? null : StructuredOutput.Completion(promptLogprobs, update.Logprobs, ref textOffsets[index]);
+                    await ServerSentEvents.WriteAsync(response,
+                        new TextCompletion(id, "text_completion", created, modelId, [new TextChoice(echoText + update.Text, index, logprobs, finish)],
+                            request.StreamOptions?.IncludeUsage == true ? ChatCompletionChunk.NoUsageYet : null, fingerprint), aborted);
+                }
+            }
+
             try
             {
                 await foreach (var (index, update) in local.Run.StreamAsync(aborted))
                 {
-                    if (update.Result is { } result)
+                    if (sharedScores is null)
                     {
-                        completionTokens += result.CompletionTokens;
+                        await WriteAsync(index, update);
+                        continue;
                     }
 
-                    // As vLLM streams echo: a choice's first chunk carries its prompt (with the prompt's logprobs, which
-                    // the engine sends before any generated token) and whatever the update generated.
-                    var echoText = local.EchoTexts is { } echoTexts && !echoed[index] ? echoTexts[index / local.ChoicesPerPrompt] : null;
-                    if (echoText is not null || update.Text.Length > 0 || update.Result is not null || update.Logprobs is { Count: > 0 })
+                    var promptIndex = index / perPrompt;
+                    if (index % perPrompt == 0 && update.PromptLogprobs is { } scores)
                     {
-                        echoed[index] |= echoText is not null;
-                        var finish = update.Result is { } r ? GenerationRun.FinishReasonOf(r.FinishReason) : null;
-                        var logprobs = topLogprobs is null ? null : StructuredOutput.Completion(update.PromptLogprobs, update.Logprobs, ref textOffsets[index]);
-                        await ServerSentEvents.WriteAsync(response,
-                            new TextCompletion(id, "text_completion", created, modelId, [new TextChoice(echoText + update.Text, index, logprobs, finish)],
-                                request.StreamOptions?.IncludeUsage == true ? ChatCompletionChunk.NoUsageYet : null, fingerprint), aborted);
+                        sharedScores[promptIndex] = scores;
+                    }
+
+                    if (sharedScores[promptIndex] is null)
+                    {
+                        waiting!.Add((index, update));
+                        continue;
+                    }
+
+                    await WriteAsync(index, update);
+                    if (index % perPrompt == 0 && update.PromptLogprobs is not null && waiting is not null)
+                    {
+                        foreach (var held in waiting.Where(w => w.Index / perPrompt == promptIndex).ToList())
+                        {
+                            waiting.Remove(held);
+                            await WriteAsync(held.Index, held.Update);
+                        }
                     }
                 }
             }
@@ -130,7 +170,9 @@ internal static class CompletionsEndpoint
                 {
                     var offset = 0;
                     var echoText = local.EchoTexts?[i / local.ChoicesPerPrompt];
-                    return new TextChoice(echoText + r.Text, i, topLogprobs is null ? null : StructuredOutput.Completion(r.PromptLogprobs, r.Logprobs, ref offset),
+                    // The prompt's first choice scored it for all of its choices.
+                    var promptLogprobs = echoText is null ? null : results[i - i % local.ChoicesPerPrompt].PromptLogprobs;
+                    return new TextChoice(echoText + r.Text, i, topLogprobs is null ? null : StructuredOutput.Completion(promptLogprobs, r.Logprobs, ref offset),
                         GenerationRun.FinishReasonOf(r.Result.FinishReason));
                 }).ToArray(),
                 Usage.Of(promptTokens, generated, local.CachedTokens), fingerprint),

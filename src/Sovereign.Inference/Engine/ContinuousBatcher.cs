@@ -452,6 +452,11 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     /// </summary>
     internal Func<Task, ValueTask>? BeforeStep { get; set; }
 
+    private long _scoredPromptPositions;
+
+    /// <summary>Prompt positions scored (a log-softmax each) since the batcher started; tests count the work with it.</summary>
+    internal long ScoredPromptPositions => Interlocked.Read(ref _scoredPromptPositions);
+
     /// <summary>Sees every decode's status and may replace it or throw; tests use it to make a step fail.</summary>
     internal Func<DecodeResult, DecodeResult>? AfterDecode { get; set; }
 
@@ -686,6 +691,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             }
 
             var (logprob, alternatives) = Logprobs.Compute(context.GetLogitsIth(chunk.FirstIndex + k), prompt[next], top);
+            Interlocked.Increment(ref _scoredPromptPositions);
             sequence.PromptLogprobs!.Add(new TokenLogprob(
                 Alternative(prompt[next], logprob, special: true), [.. alternatives.Select(a => Alternative(a.Token, a.Logprob, special: true))]));
         }

@@ -98,7 +98,9 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
                     Priority = ticket.Priority,
                     Grammar = measured.Grammar,
                     TopLogprobs = work.TopLogprobs,
-                    PromptLogprobs = work.Echo ? work.TopLogprobs : null,
+                    // A prompt is scored once, by its first choice; the endpoint gives its scores to the others (each
+                    // scored it again, n log-softmax passes over the prompt on the decode thread, and skipped the prefix cache).
+                    PromptLogprobs = work.Echo && i == 0 ? work.TopLogprobs : null,
                 });
             }
         }
