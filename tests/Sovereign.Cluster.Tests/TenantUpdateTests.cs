@@ -62,22 +62,38 @@ public sealed class TenantUpdateTests(ClusterFixture fixture)
         var tenant = await fixture.NewTenantAsync("euro");
         var read = TenantVersions.Of((await tenant.GetAsync())!);
 
-        var attempts = await Task.WhenAll(Enumerable.Range(0, 8).Select(async i =>
-        {
-            try
-            {
-                return await tenant.UpdateIfVersionAsync(read, null, $$"""{"allowed_jurisdictions":["DE"],"allowed_models":["m{{i}}"]}""", null, null);
-            }
-            catch (TenantVersionConflictException)
-            {
-                return null;
-            }
-        }));
+        var attempts = await Task.WhenAll(Enumerable.Range(0, 8).Select(i =>
+            tenant.TryUpdateIfVersionAsync(read, null, $$"""{"allowed_jurisdictions":["DE"],"allowed_models":["m{{i}}"]}""", null, null)));
 
-        var written = Assert.Single(attempts, a => a is not null)!;
+        var written = Assert.Single(attempts, a => a.Applied).Update!;
+        Assert.All(attempts.Where(a => !a.Applied), a => Assert.Equal(TenantChangeRefusal.VersionChanged, a.Refusal));
         Assert.Equal(written.After, await tenant.GetAsync());
         Assert.Equal(TenantVersions.Of(written.After), TenantVersions.Of((await tenant.GetAsync())!));
         Assert.NotEqual(read, TenantVersions.Of(written.After));
+    }
+
+    /// <summary>
+    /// A conditional edit of the tenant reports a stale version, a missing tenant and a plan in another currency than
+    /// its budgets as a returned refusal, as a conditional edit of its limits does: it threw
+    /// <see cref="TenantVersionConflictException"/> (and <see cref="BudgetCurrencyConflictException"/>).
+    /// </summary>
+    [Fact]
+    public async Task ConditionalEdit_RefusalsAreReturned_LikeTheLimits()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        var read = TenantVersions.Of((await tenant.GetAsync())!);
+        Assert.True((await tenant.TryUpdateIfVersionAsync(null, "Moved on", null, null, null)).Applied);
+        Assert.True((await tenant.SetLimitsAsync(new TenantLimits([new BudgetSetting(null, "month", 10m)], []))).Applied);
+
+        var stale = await tenant.TryUpdateIfVersionAsync(read, null, null, null, disabled: true);
+        var missing = await fixture.Grains.GetGrain<ITenantGrain>(fixture.NewTenantId()).TryUpdateIfVersionAsync(null, "x", null, null, null);
+        var dollars = await tenant.TryUpdateIfVersionAsync(null, null, null, "dollar", null);
+
+        Assert.Equal(TenantChangeRefusal.VersionChanged, stale.Refusal);
+        Assert.Equal(TenantChangeRefusal.TenantNotFound, missing.Refusal);
+        Assert.Equal((TenantChangeRefusal.BudgetCurrencyConflict, "EUR", "USD"), (dollars.Refusal, dollars.BudgetCurrency, dollars.PlanCurrency));
+        var stored = (await tenant.GetAsync())!;
+        Assert.Equal(("Moved on", false, "euro"), (stored.Name, stored.Disabled, stored.Plan));
     }
 
     [Fact]

@@ -211,7 +211,17 @@ public interface ITenantGrain : IGrainWithStringKey
     /// (<see cref="TenantVersions.Of(TenantView)"/>; null: whatever it is), checked in the same turn as the write.
     /// Throws <see cref="TenantVersionConflictException"/> when it is not (nothing changes then).
     /// </summary>
+    /// <remarks>Kept for gateways of the previous release during a rolling upgrade; this release calls <see cref="TryUpdateIfVersionAsync"/>.</remarks>
     Task<TenantUpdate?> UpdateIfVersionAsync(string? ifVersion, string? name, string? policyJson, string? plan, bool? disabled);
+
+    /// <summary>
+    /// As <see cref="UpdateAsync"/>, only if the tenant is still at <paramref name="ifVersion"/>
+    /// (<see cref="TenantVersions.Of(TenantView)"/>; null: whatever it is), checked in the same turn as the write. A
+    /// refusal is returned, as <see cref="SetLimitsIfVersionAsync"/> returns its own (nothing changes then):
+    /// <see cref="TenantChangeRefusal.TenantNotFound"/>, <see cref="TenantChangeRefusal.VersionChanged"/>, or
+    /// <see cref="TenantChangeRefusal.BudgetCurrencyConflict"/> with both currencies; applied, the result holds the update.
+    /// </summary>
+    Task<TenantChangeResult> TryUpdateIfVersionAsync(string? ifVersion, string? name, string? policyJson, string? plan, bool? disabled);
 
     /// <summary>The tenant's keys.</summary>
     Task<IReadOnlyList<ApiKeyView>> ListKeysAsync();

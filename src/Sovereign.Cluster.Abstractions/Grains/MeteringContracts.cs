@@ -146,12 +146,16 @@ public enum TenantChangeRefusal
     VersionChanged = 4,
 }
 
-/// <summary>The answer to a tenant change: applied, or refused with the reason and the currencies involved.</summary>
+/// <summary>
+/// The answer to a tenant change: applied (with the tenant before and after it, for an edit of the tenant), or refused
+/// with the reason and the currencies involved. Every conditional change reports a stale version this way.
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record TenantChangeResult(
     [property: Id(0)] TenantChangeRefusal Refusal,
     [property: Id(1)] string? BudgetCurrency = null,
-    [property: Id(2)] string? PlanCurrency = null)
+    [property: Id(2)] string? PlanCurrency = null,
+    [property: Id(3)] TenantUpdate? Update = null)
 {
     /// <summary>True when the change was made.</summary>
     public bool Applied => Refusal == TenantChangeRefusal.None;
@@ -183,6 +187,12 @@ public sealed class BudgetCurrencyConflictException : InvalidOperationException
         : base(message, innerException)
     {
     }
+
+    /// <summary>What a refused move of <paramref name="tenant"/> to <paramref name="plan"/> says, thrown or returned.</summary>
+    public static string MessageFor(string tenant, string? budgetCurrency, string plan, string? planCurrency) =>
+        $"Tenant '{tenant}' has budgets in {budgetCurrency}, but plan '{plan}' " +
+        (planCurrency is null ? "is not in the price book" : $"is in {planCurrency}") +
+        ". Spend in two currencies is never summed: clear the tenant's budgets first, then set them again on the new plan.";
 }
 
 /// <summary>

@@ -352,10 +352,7 @@ internal sealed class TenantGrain(
         if (_tenant is not null && !string.Equals(_tenant.Plan, plan, StringComparison.OrdinalIgnoreCase)
             && BudgetCurrency() is { } budgetCurrency && PlanCurrency(plan) is var planCurrency && planCurrency != budgetCurrency)
         {
-            throw new BudgetCurrencyConflictException(
-                $"Tenant '{this.GetPrimaryKeyString()}' has budgets in {budgetCurrency}, but plan '{plan}' " +
-                (planCurrency is null ? "is not in the price book" : $"is in {planCurrency}") +
-                ". Spend in two currencies is never summed: clear the tenant's budgets first, then set them again on the new plan.");
+            throw new BudgetCurrencyConflictException(BudgetCurrencyConflictException.MessageFor(this.GetPrimaryKeyString(), budgetCurrency, plan, planCurrency));
         }
 
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
@@ -390,6 +387,28 @@ internal sealed class TenantGrain(
         }
 
         return await UpdateAsync(name, policyJson, plan, disabled);
+    }
+
+    public async Task<TenantChangeResult> TryUpdateIfVersionAsync(string? ifVersion, string? name, string? policyJson, string? plan, bool? disabled)
+    {
+        if (_tenant is null)
+        {
+            DeactivateIfUnknown();
+            return new TenantChangeResult(TenantChangeRefusal.TenantNotFound);
+        }
+
+        if (ifVersion is not null && ifVersion != TenantVersions.Of(ToView(_tenant)))
+        {
+            return new TenantChangeResult(TenantChangeRefusal.VersionChanged);
+        }
+
+        if (plan is not null && !string.Equals(_tenant.Plan, plan, StringComparison.OrdinalIgnoreCase)
+            && BudgetCurrency() is { } budgetCurrency && PlanCurrency(plan) is var planCurrency && planCurrency != budgetCurrency)
+        {
+            return new TenantChangeResult(TenantChangeRefusal.BudgetCurrencyConflict, budgetCurrency, planCurrency);
+        }
+
+        return TenantChangeResult.Ok with { Update = await UpdateAsync(name, policyJson, plan, disabled) };
     }
 
     public async Task<IReadOnlyList<ApiKeyView>> ListKeysAsync() =>

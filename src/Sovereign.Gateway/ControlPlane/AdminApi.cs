@@ -114,22 +114,19 @@ public static class AdminApi
         var newPolicy = request.Policy?.ValidateTenantPolicy(catalog, "policy");
         var name = request.Name is null ? null : ResourceIds.RequireName(request.Name, "name");
         var plan = request.Plan is null ? null : await ExistingPlanAsync(request.Plan, prices, context.RequestAborted);
-        TenantUpdate update;
-        try
+        // Only what the request names, merged in the tenant's activation: merged here, a change made meanwhile
+        // (another operator disabling the tenant) was written back over with the value read before it. A policy is
+        // replaced whole, so an edit of a policy read before sends If-Match: checked in the same turn as the write.
+        var change = await grain.TryUpdateIfVersionAsync(ifVersion, name, newPolicy?.ToJson(), plan, request.Disabled);
+        var update = change.Refusal switch
         {
-            // Only what the request names, merged in the tenant's activation: merged here, a change made meanwhile
-            // (another operator disabling the tenant) was written back over with the value read before it. A policy is
-            // replaced whole, so an edit of a policy read before sends If-Match: checked in the same turn as the write.
-            update = await grain.UpdateIfVersionAsync(ifVersion, name, newPolicy?.ToJson(), plan, request.Disabled) ?? throw NotFound("tenant", id);
-        }
-        catch (TenantVersionConflictException)
-        {
-            throw EditVersions.Stale("tenant");
-        }
-        catch (BudgetCurrencyConflictException ex)
-        {
-            throw new OpenAIException(StatusCodes.Status409Conflict, ex.Message, "invalid_request_error", "plan", "budget_currency_conflict");
-        }
+            TenantChangeRefusal.None => change.Update!,
+            TenantChangeRefusal.TenantNotFound => throw NotFound("tenant", id),
+            TenantChangeRefusal.VersionChanged => throw EditVersions.Stale("tenant"),
+            TenantChangeRefusal.BudgetCurrencyConflict => throw new OpenAIException(StatusCodes.Status409Conflict,
+                BudgetCurrencyConflictException.MessageFor(id, change.BudgetCurrency, plan!, change.PlanCurrency), "invalid_request_error", "plan", "budget_currency_conflict"),
+            _ => throw new OpenAIException(StatusCodes.Status409Conflict, $"The tenant was not changed ({change.Refusal}).", "invalid_request_error", null, "tenant_change_refused"),
+        };
 
         var updated = update.After;
         var details = new Dictionary<string, string> { ["plan"] = updated.Plan, ["disabled"] = updated.Disabled ? "true" : "false" };
