@@ -406,7 +406,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     private KvSequence StartConversation(Sequence sequence)
     {
         var prompt = sequence.Request.PromptTokens;
-        if (sequence.Request.PromptLogprobs is not null)
+        if (sequence.Request.PromptLogprobs is not null || sequence.Request.PrefillAsScored)
         {
             // Cached cells carry no logits: a scored prompt is prefilled from its first token (as vLLM skips its prefix
             // cache for prompt logprobs). Its finished sequence still joins the cache for later requests.
@@ -509,7 +509,8 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
 
             var chunk = Math.Min(remaining, budget);
             var scored = sequence.PromptLogprobs is not null;
-            if (scored)
+            var allLogits = scored || sequence.Request.PrefillAsScored;
+            if (allLogits)
             {
                 // Every scored position keeps a row of logits in llama.cpp's output buffer, which keeps its largest size:
                 // the rows per step are bounded, and a scored prompt waits for the next step when they are taken.
@@ -529,7 +530,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
                 sequence.KvHistory.Add((int)tokens[i]);
             }
 
-            var first = sequence.Conversation!.Prompt(tokens, allLogits: scored);
+            var first = sequence.Conversation!.Prompt(tokens, allLogits: allLogits);
             if (scored)
             {
                 sequence.ScoredChunk = (sequence.Prefilled, first, chunk);

@@ -51,6 +51,14 @@ public sealed record GenerationRequest
     /// cache, whose cells carry no logits.
     /// </summary>
     public int? PromptLogprobs { get; init; }
+
+    /// <summary>
+    /// Prefill the prompt exactly as a scored prompt is (from its first token, not from the prefix cache, with logits
+    /// kept at every position) without scoring it: the other choices of a prompt that one choice scores, so that their
+    /// logits are computed as the scored choice's are and greedy choices stay equal to the last bit (a reused prefix, or
+    /// fewer output rows in the decode, can change the last bits of the logits).
+    /// </summary>
+    public bool PrefillAsScored { get; init; }
 }
 
 /// <summary>Per-request sampling settings, with OpenAI's defaults and ranges.</summary>

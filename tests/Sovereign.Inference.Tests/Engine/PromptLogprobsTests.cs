@@ -47,6 +47,38 @@ public sealed class PromptLogprobsTests : IAsyncLifetime
         return (result, scores!, generated);
     }
 
+    /// <summary>
+    /// The other choices of a scored prompt (<see cref="GenerationRequest.PrefillAsScored"/>) are prefilled as the
+    /// scored one is, without scoring: a greedy sibling generates the same tokens with the same logprobs, submitted
+    /// together (the completions endpoint scores a prompt once for its n choices), and nothing is scored twice.
+    /// </summary>
+    [Fact]
+    public async Task ASiblingPrefilledAsScored_GeneratesTheSameLogprobs_WithoutScoringAgain()
+    {
+        // Prompts that both prefill within one step (BatchSize 8): longer ones are chunked differently for the two (the
+        // scored rows of a step are bounded), which moves the logits by about 1e-4 on this model, as it did for two
+        // scored choices.
+        foreach (var prompt in new int[][] { [1, 400, 300], [1, 200], [1, 50, 60, 70] })
+        {
+            // An earlier request of the prompt leaves it in the prefix cache, which a plain sibling would fork.
+            await _batcher.Submit(new GenerationRequest { PromptTokens = [.. prompt, 100, 120], MaxTokens = 3, Sampling = SamplingOptions.Greedy }).CollectAllAsync();
+            var before = _batcher.ScoredPromptPositions;
+            var scored = _batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 4, Sampling = SamplingOptions.Greedy, PromptLogprobs = 2, TopLogprobs = 2 });
+            var sibling = _batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 4, Sampling = SamplingOptions.Greedy, PrefillAsScored = true, TopLogprobs = 2 });
+            var (scoredText, _, scoredLogprobs, scores) = await scored.CollectAllAsync();
+            var (siblingText, _, siblingLogprobs, siblingScores) = await sibling.CollectAllAsync();
+
+            Assert.Equal(scoredText, siblingText);
+            Assert.Null(siblingScores);
+            Assert.Equal(prompt.Length, scores!.Count);
+            Assert.Equal(prompt.Length - 1, _batcher.ScoredPromptPositions - before);
+            Assert.Equal(scoredLogprobs!.Select(t => t.Token.Logprob), siblingLogprobs!.Select(t => t.Token.Logprob));
+            // The alternatives' values may differ in the last bits: the two prefill in different steps (the scored rows of a
+            // step are bounded), and a step's batch shapes the matrix products' accumulation.
+            Assert.Equal(scoredLogprobs!.Select(t => t.Token.TokenId), siblingLogprobs!.Select(t => t.Token.TokenId));
+        }
+    }
+
     /// <summary>The log-softmax of each position's logits from one plain llama.cpp decode of the whole prompt, in doubles.</summary>
     private static double[][] DirectLogSoftmax(LlamaModel model, int[] prompt)
     {

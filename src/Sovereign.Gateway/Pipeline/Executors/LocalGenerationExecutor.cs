@@ -101,6 +101,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
                     // A prompt is scored once, by its first choice; the endpoint gives its scores to the others (each
                     // scored it again, n log-softmax passes over the prompt on the decode thread, and skipped the prefix cache).
                     PromptLogprobs = work.Echo && i == 0 ? work.TopLogprobs : null,
+                    PrefillAsScored = work.Echo && work.TopLogprobs is not null,
                 });
             }
         }
