@@ -184,7 +184,7 @@ internal static class ChatCompletionsEndpoint
     /// <summary>
     /// The tokens of <paramref name="text"/> that hold <paramref name="content"/> (what a choice with tool calls returns
     /// as content: the text before the calls, trimmed): those overlapping its place in the text. Content that is not
-    /// one piece of the text (text between parallel calls) keeps every token before the first call.
+    /// one piece of the text (text between parallel calls joined to the text before them) keeps every token, as before.
     /// </summary>
     internal static IReadOnlyList<TokenLogprob>? ContentTokens(IReadOnlyList<TokenLogprob>? tokens, string text, string content)
     {
