@@ -175,6 +175,11 @@ public static class NodeModelKinds
 public sealed record NodeRegistrySnapshot([property: Id(0)] long Version, [property: Id(1)] IReadOnlyList<NodeView> Nodes, [property: Id(2)] long Now = 0);
 
 /// <summary>One tenant's configuration and keys; the single writer of its rows.</summary>
+/// <remarks>
+/// Version 1 added <see cref="TryUpdateIfVersionAsync"/> (session 34): a call from this release moves an activation of
+/// the previous one to a member that has the method (tests/.../Cluster/cluster-contracts.txt).
+/// </remarks>
+[Orleans.CodeGeneration.Version(1)]
 public interface ITenantGrain : IGrainWithStringKey
 {
     /// <summary>The tenant, or null if it does not exist.</summary>
