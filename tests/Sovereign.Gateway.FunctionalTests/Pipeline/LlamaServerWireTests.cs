@@ -57,6 +57,41 @@ public sealed class LlamaServerWireTests(ExternalEnginesFixture fixture) : IClas
     };
 
     [Theory]
+    [InlineData("chat/completions")]
+    [InlineData("completions")]
+    public async Task TopPZero_ReachesTheEngineAsTemperatureZero(string endpoint)
+    {
+        // OpenAI takes top_p 0 (the most likely token alone) and this server serves it greedy; vLLM refuses it (400
+        // "top_p must be in (0, 1]"), so a relay that sent it as is failed where a local model answered.
+        System.Text.Json.Nodes.JsonObject? received = null;
+        const string Usage = """{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}""";
+        await using var engine = await FakeUpstreamEngine.StartAsync(
+            async context =>
+            {
+                received = (System.Text.Json.Nodes.JsonObject?)await System.Text.Json.Nodes.JsonNode.ParseAsync(context.Request.Body);
+                await FakeUpstreamEngine.AnswerAsync(context, Usage);
+            },
+            completions: async context =>
+            {
+                received = (System.Text.Json.Nodes.JsonObject?)await System.Text.Json.Nodes.JsonNode.ParseAsync(context.Request.Body);
+                context.Response.ContentType = "application/json";
+                await context.Response.WriteAsync(
+                    $$"""{"id":"cmpl-fake","object":"text_completion","created":1,"model":"upstream","choices":[{"index":0,"text":" there","logprobs":null,"finish_reason":"stop"}],"usage":{{Usage}}}""");
+            });
+        var (model, _, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+        var body = endpoint == "completions"
+            ? $$"""{"model":"{{model}}","prompt":"Once upon a time","max_tokens":8,"top_p":0,"temperature":0.8}"""
+            : $$"""{"model":"{{model}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8,"top_p":0,"temperature":0.8}""";
+
+        using var response = await client.PostAsync("/v1/" + endpoint, Json(body));
+
+        Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
+        Assert.False(received!.ContainsKey("top_p"));
+        Assert.Equal(0, received["temperature"]!.GetValue<double>());
+    }
+
+    [Theory]
     [InlineData("llama-server", "chat/completions")]
     [InlineData("llama-server", "completions")]
     [InlineData("vllm", "chat/completions")]

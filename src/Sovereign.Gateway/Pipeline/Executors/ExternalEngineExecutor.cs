@@ -91,6 +91,13 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             body[work.ChatRelayBody is null ? work.MaxTokensParameter : "max_tokens"] = maxTokens;
         }
 
+        if (body["top_p"] is JsonValue topP && topP.GetValueKind() == JsonValueKind.Number && topP.GetValue<double>() == 0)
+        {
+            // vLLM refuses top_p 0, which OpenAI accepts and means the most likely token alone: greedy, as here.
+            body.Remove("top_p");
+            body["temperature"] = 0;
+        }
+
         var prompts = work.Prompt is { ValueKind: JsonValueKind.Array } array && array.GetArrayLength() > 0 && array[0].ValueKind != JsonValueKind.Number
             ? array.GetArrayLength()
             : 1;
