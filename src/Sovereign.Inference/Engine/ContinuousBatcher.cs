@@ -99,6 +99,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         var prompt = request.PromptTokens;
         var maxTokens = ResolveMaxTokens(prompt.Count, request.MaxTokens);
         var need = prompt.Count + maxTokens;
+        ValidatePrompt(prompt);
         ValidateSampling(request.Sampling);
         if (request.PromptLogprobs is < 0 or > Logprobs.MaxTop || request.TopLogprobs is < 0 or > Logprobs.MaxTop)
         {
@@ -137,6 +138,24 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         }
 
         return new GenerationStream(output.Reader, sequence.Written, prompt.Count, maxTokens);
+    }
+
+    /// <summary>
+    /// Refuses a token id outside the vocabulary before it is queued: llama.cpp would refuse the whole batch holding it,
+    /// failing every sequence of that step, not this request alone. The HTTP endpoints check ids too; this guards every
+    /// caller of the engine.
+    /// </summary>
+    private void ValidatePrompt(IReadOnlyList<int> prompt)
+    {
+        var vocabulary = _model.Info.VocabularySize;
+        for (var i = 0; i < prompt.Count; i++)
+        {
+            if ((uint)prompt[i] >= (uint)vocabulary)
+            {
+                throw new InvalidGenerationRequestException(
+                    $"Prompt token ids must be from 0 to {vocabulary - 1}; position {i} holds {prompt[i]}.", "prompt");
+            }
+        }
     }
 
     /// <summary>Refuses sampling settings this model cannot apply, before they reach the decode loop.</summary>

@@ -112,6 +112,22 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
         Assert.Equal(4, (await _batcher.Submit(Greedy("Once upon a time", 4)).CollectAsync()).Result.CompletionTokens);
     }
 
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(512)]
+    public async Task Submit_PromptTokenOutsideTheVocabulary_IsRejectedUpFront_AndARunningSequenceCarriesOn(int token)
+    {
+        // llama.cpp refuses the whole batch that holds such a token (InvalidInputBatch), which failed every sequence of
+        // that step, not the one request that sent it.
+        var running = _batcher.Submit(Greedy("Once upon a time", 12));
+        var request = Greedy("Once upon a time", 4) with { PromptTokens = [.. _model.Tokenize("Once upon"), token] };
+
+        var ex = Assert.Throws<InvalidGenerationRequestException>(() => _batcher.Submit(request));
+
+        Assert.Equal("prompt", ex.Parameter);
+        Assert.Equal(12, (await running.CollectAsync()).Result.CompletionTokens);
+    }
+
     [Fact]
     public void Submit_PromptLongerThanContext_IsRejectedUpFront()
     {
