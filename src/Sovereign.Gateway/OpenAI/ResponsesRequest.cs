@@ -498,12 +498,8 @@ internal static class ResponsesTranslation
             body["temperature"] = temperature;
         }
 
-        if (request.TopP is 0)
-        {
-            // vLLM refuses top_p 0, which OpenAI accepts and means the most likely token alone: greedy, as here.
-            body["temperature"] = 0;
-        }
-        else if (request.TopP is { } topP)
+        // top_p 0 is sent as temperature 0 by the relay (ExternalEngineExecutor), as for chat and completions.
+        if (request.TopP is { } topP)
         {
             body["top_p"] = topP;
         }

@@ -57,9 +57,11 @@ public sealed class LlamaServerWireTests(ExternalEnginesFixture fixture) : IClas
     };
 
     [Theory]
-    [InlineData("chat/completions")]
-    [InlineData("completions")]
-    public async Task TopPZero_ReachesTheEngineAsTemperatureZero(string endpoint)
+    [InlineData("chat/completions", "0")]
+    [InlineData("completions", "0")]
+    [InlineData("responses", "0")]
+    [InlineData("responses", "0.5")]
+    public async Task TopPZero_ReachesTheEngineAsTemperatureZero(string endpoint, string topP)
     {
         // OpenAI takes top_p 0 (the most likely token alone) and this server serves it greedy; vLLM refuses it (400
         // "top_p must be in (0, 1]"), so a relay that sent it as is failed where a local model answered.
@@ -80,15 +82,26 @@ public sealed class LlamaServerWireTests(ExternalEnginesFixture fixture) : IClas
             });
         var (model, _, client) = await ServedByAsync(engine.Url);
         using var _ = client;
-        var body = endpoint == "completions"
-            ? $$"""{"model":"{{model}}","prompt":"Once upon a time","max_tokens":8,"top_p":0,"temperature":0.8}"""
-            : $$"""{"model":"{{model}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8,"top_p":0,"temperature":0.8}""";
+        var body = endpoint switch
+        {
+            "completions" => $$"""{"model":"{{model}}","prompt":"Once upon a time","max_tokens":8,"top_p":{{topP}},"temperature":0.8}""",
+            "responses" => $$"""{"model":"{{model}}","input":"Once upon a time","max_output_tokens":16,"top_p":{{topP}},"temperature":0.8}""",
+            _ => $$"""{"model":"{{model}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8,"top_p":{{topP}},"temperature":0.8}""",
+        };
 
         using var response = await client.PostAsync("/v1/" + endpoint, Json(body));
 
         Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
-        Assert.False(received!.ContainsKey("top_p"));
-        Assert.Equal(0, received["temperature"]!.GetValue<double>());
+        if (topP == "0")
+        {
+            Assert.False(received!.ContainsKey("top_p"));
+            Assert.Equal(0, received["temperature"]!.GetValue<double>());
+        }
+        else
+        {
+            // Any other value passes as it is (a Responses body's top_p was a 500 while this rule read it as a double).
+            Assert.Equal(0.5, received!["top_p"]!.GetValue<double>());
+        }
     }
 
     [Theory]

@@ -91,7 +91,9 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             body[work.ChatRelayBody is null ? work.MaxTokensParameter : "max_tokens"] = maxTokens;
         }
 
-        if (body["top_p"] is JsonValue topP && topP.GetValueKind() == JsonValueKind.Number && topP.GetValue<double>() == 0)
+        // Read as JSON text: a translated body (Responses) holds a CLR float, which GetValue<double> refuses.
+        if (body["top_p"] is JsonValue topP && topP.GetValueKind() == JsonValueKind.Number
+            && double.Parse(topP.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture) == 0)
         {
             // vLLM refuses top_p 0, which OpenAI accepts and means the most likely token alone: greedy, as here.
             body.Remove("top_p");
