@@ -183,6 +183,16 @@ internal static partial class ServeCommand
                     "(every such request is refused with 403 residency_violation). Declare where it runs: Sovereign__Jurisdiction=TH (or \"Jurisdiction\" in sovereign.json).");
             }
 
+            if (string.Equals(options.Database.Provider, nameof(Sovereign.Storage.SqlProvider.PostgreSql), StringComparison.OrdinalIgnoreCase)
+                && string.IsNullOrWhiteSpace(options.Database.Jurisdiction)
+                && app.Services.GetRequiredService<IOptions<Sovereign.Cluster.Hosting.SovereignClusterOptions>>().Value.Role != Sovereign.Cluster.Hosting.ServerRole.Node)
+            {
+                // Stored responses rest in the shared database: where it runs is declared, not assumed to be this gateway's place.
+                await Console.Error.WriteLineAsync(
+                    "sovereign serve: warning: the PostgreSQL database declares no jurisdiction, so no response content is stored in it " +
+                    "(store: true and previous_response_id are refused with 400 content_store_jurisdiction_undeclared). Declare where it runs: Sovereign__Database__Jurisdiction=TH.");
+            }
+
             foreach (var engine in options.Engines)
             {
                 // Said, not silently kept: a shared cache lets one tenant learn by cached_tokens what another sent.

@@ -100,7 +100,7 @@ public static class AdminApi
         return Results.Json(TenantJson(tenant), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
 
-    private static async Task<IResult> UpdateTenant(string id, HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, ResponseStore responses, PriceBookProvider prices)
+    private static async Task<IResult> UpdateTenant(string id, HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, ResponseStore responses, OpenAI.ResponsesStorage storage, PriceBookProvider prices)
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         _ = await grain.GetAsync() ?? throw NotFound("tenant", id);
@@ -135,8 +135,10 @@ public static class AdminApi
             details["old_policy"] = update.Before.PolicyJson;
             details["policy"] = updated.PolicyJson;
 
-            // A policy that no longer retains content keeps none: what it stored before is deleted now, not at expiry.
-            if (PolicyDocument.FromJson(updated.PolicyJson).ToPolicy().Retention.Mode == Residency.Policies.RetentionMode.None)
+            // A policy that no longer retains content keeps none, and one that no longer allows where this database is
+            // keeps none there: what it stored before is deleted now, not at expiry.
+            var policy = PolicyDocument.FromJson(updated.PolicyJson).ToPolicy();
+            if (policy.Retention.Mode == Residency.Policies.RetentionMode.None || (storage.ContentHome is not null && !storage.AllowsContentHome(policy)))
             {
                 details["stored_responses_deleted"] = (await responses.DeleteTenantAsync(id, context.RequestAborted)).ToString(System.Globalization.CultureInfo.InvariantCulture);
             }

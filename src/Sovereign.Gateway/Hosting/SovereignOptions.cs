@@ -159,6 +159,14 @@ public sealed class DatabaseOptions
 
     /// <summary>For Sqlite: the file path (default &lt;data dir&gt;/sovereign.db). For PostgreSql: an Npgsql connection string.</summary>
     public string? ConnectionString { get; set; }
+
+    /// <summary>
+    /// Where the database is (an ISO 3166-1 alpha-2 code): stored response content rests there, so a tenant may store
+    /// content only where its policy allows this jurisdiction. Unset: for Sqlite, this server's own
+    /// <see cref="SovereignOptions.Jurisdiction"/> (the file is on this machine); for PostgreSql, undeclared, and no
+    /// content is stored (a cluster's gateways in several jurisdictions share the one database, wherever it runs).
+    /// </summary>
+    public string? Jurisdiction { get; set; }
 }
 
 /// <summary>A language-routed model alias.</summary>

@@ -15,8 +15,10 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary>
 /// <c>store</c>, <c>previous_response_id</c>, and <c>GET</c>/<c>DELETE /v1/responses/{id}</c>: content is kept only
 /// where the caller's policy (narrowed by its key) retains content (<see cref="RetentionMode.Store"/>), for its days,
-/// and only by a gateway in a jurisdiction the policy allows, since the response store is the gateway's database.
-/// Otherwise nothing is stored: a request that asks for storage is refused with a 400 naming the rule (fail closed).
+/// only through a gateway in a jurisdiction the policy allows, and only in a database whose jurisdiction the policy
+/// allows (<see cref="ContentHome"/>: where the content rests, which in a cluster is the shared PostgreSQL's, not the
+/// gateway's). Otherwise nothing is stored: a request that asks for storage is refused with a 400 naming the rule
+/// (fail closed).
 /// A response is visible to its tenant alone; another tenant's id is answered exactly as a missing one. The audit
 /// log records that content was stored or deleted (the id and expiry), never the content.
 /// </summary>
@@ -24,8 +26,20 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
 {
     private static readonly JsonSerializerOptions TurnJson = new(JsonSerializerDefaults.Web);
 
-    /// <summary>This gateway's jurisdiction, where its database (and so every stored response) is.</summary>
+    /// <summary>This gateway's jurisdiction, which stored content passes through.</summary>
     private string Here => string.IsNullOrWhiteSpace(options.Value.Jurisdiction) ? InferenceRouter.Undeclared : options.Value.Jurisdiction.ToUpperInvariant();
+
+    /// <summary>
+    /// Where stored content rests: the database's declared jurisdiction (<c>Sovereign:Database:Jurisdiction</c>); else a
+    /// SQLite file, which is on this machine, rests where this gateway is; a PostgreSQL database declared nowhere is
+    /// null, and nothing is stored in it (one database serves gateways of several jurisdictions from wherever it runs).
+    /// </summary>
+    public string? ContentHome => options.Value.Database.Jurisdiction is { } declared && !string.IsNullOrWhiteSpace(declared)
+        ? declared.Trim().ToUpperInvariant()
+        : store.Provider == Storage.SqlProvider.Sqlite ? Here : null;
+
+    /// <summary>Whether <paramref name="policy"/> lets content rest where this gateway's database keeps it.</summary>
+    public bool AllowsContentHome(ResidencyPolicy policy) => ContentHome is { } home && catalog.ResolveMany(policy.AllowedJurisdictions, out _).Contains(home);
 
     /// <summary>
     /// Refuses <c>store: true</c> or <c>previous_response_id</c> unless the policy retains content and allows this
@@ -54,6 +68,28 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
                 "so no content may be kept here. Send store: false and the whole conversation as input, or use a gateway in an allowed jurisdiction.",
                 param, "content_retention_jurisdiction_not_allowed");
         }
+
+        RequireContentHomeAllowed(caller.Policy!, param);
+    }
+
+    /// <summary>Stored content rests in this gateway's database: its jurisdiction must be declared and allowed (fail closed).</summary>
+    private void RequireContentHomeAllowed(ResidencyPolicy policy, string param)
+    {
+        if (ContentHome is not { } home)
+        {
+            throw OpenAIException.BadRequest(
+                $"{param} needs responses to be stored, but this gateway's database (shared PostgreSQL) has no declared jurisdiction, so no content may be kept in it. " +
+                "Send store: false and the whole conversation as input; the operator declares where the database runs with Sovereign:Database:Jurisdiction.",
+                param, "content_store_jurisdiction_undeclared");
+        }
+
+        if (!AllowsContentHome(policy))
+        {
+            throw OpenAIException.BadRequest(
+                $"{param} needs responses to be stored in this gateway's database, which is in {home}; your policy's allowed_jurisdictions do not include it, " +
+                "so no content may be kept there. Send store: false and the whole conversation as input.",
+                param, "content_retention_jurisdiction_not_allowed");
+        }
     }
 
     /// <summary>The conversation a stored response ends, for <c>previous_response_id</c>; a 400 when there is none for this tenant.</summary>
@@ -71,9 +107,9 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
         var now = time.GetUtcNow();
         var expires = now.AddDays(retention.Days);
         await store.InsertAsync(new StoredResponse(
-            response.Id, caller.TenantId, Here, options.Value.NodeId, now.ToUnixTimeMilliseconds(), expires.ToUnixTimeMilliseconds(),
+            response.Id, caller.TenantId, ContentHome!, options.Value.NodeId, now.ToUnixTimeMilliseconds(), expires.ToUnixTimeMilliseconds(),
             JsonSerializer.Serialize(response, OpenAIJson.Options), JsonSerializer.Serialize(conversation.Select(StoredTurn.Of), TurnJson)), cancellationToken);
-        route.StoredContent = new StoredContentNote(response.Id, expires);
+        route.StoredContent = new StoredContentNote(response.Id, expires, ContentHome!);
     }
 
     /// <summary><c>GET /v1/responses/{id}</c>: the response object as it was answered; the read is audited before it is answered.</summary>
@@ -205,7 +241,7 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
     {
         var requestId = RequestIds.Of(context);
         context.Response.Headers[InferenceRouter.AuditIdHeader] = requestId;
-        var details = new Dictionary<string, string> { ["response_id"] = id, ["request_id"] = requestId };
+        var details = new Dictionary<string, string> { ["response_id"] = id, ["request_id"] = requestId, ["content_jurisdiction"] = ContentHome ?? InferenceRouter.Undeclared };
         if (part is not null)
         {
             details["part"] = part;
@@ -241,13 +277,23 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
         return stored is not null && DateTimeOffset.FromUnixTimeMilliseconds(stored.CreatedAt).AddDays(retention.Days) > now ? stored : null;
     }
 
-    /// <summary>Stored content is read only through a gateway whose jurisdiction the policy allows: reading it elsewhere would move it.</summary>
+    /// <summary>
+    /// Stored content is read only through a gateway whose jurisdiction the policy allows (reading it elsewhere would move
+    /// it), and only from a database whose jurisdiction it still allows (a policy narrowed since deleted what rested there).
+    /// </summary>
     private void RequireReadableHere(Caller caller)
     {
         if (caller.Policy is not { } policy || !AllowsHere(policy))
         {
             throw new OpenAIException(StatusCodes.Status403Forbidden,
                 $"Refused by allowed_jurisdictions: this gateway is in {Here}, which your policy does not allow; stored responses are read only where it does.",
+                "permission_error", null, RoutingCodes.ResidencyViolation);
+        }
+
+        if (!AllowsContentHome(policy))
+        {
+            throw new OpenAIException(StatusCodes.Status403Forbidden,
+                $"Refused by allowed_jurisdictions: this gateway's database is in {ContentHome ?? "no declared jurisdiction"}, which your policy does not allow; no stored response is read from it.",
                 "permission_error", null, RoutingCodes.ResidencyViolation);
         }
     }
@@ -274,4 +320,4 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
 }
 
 /// <summary>That a request's response was stored, and until when: the audit entry's note (never the content).</summary>
-internal sealed record StoredContentNote(string ResponseId, DateTimeOffset ExpiresAt);
+internal sealed record StoredContentNote(string ResponseId, DateTimeOffset ExpiresAt, string Jurisdiction);

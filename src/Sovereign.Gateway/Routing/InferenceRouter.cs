@@ -523,6 +523,9 @@ public sealed class InferenceRouter(
         {
             details["content_stored"] = stored.ResponseId;
             details["content_expires_at"] = stored.ExpiresAt.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+
+            // Where the content rests (the database's jurisdiction), beside where the request ran.
+            details["content_jurisdiction"] = stored.Jurisdiction;
         }
 
         return details;

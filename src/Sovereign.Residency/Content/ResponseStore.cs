@@ -11,7 +11,7 @@ namespace Sovereign.Residency.Content;
 /// </summary>
 /// <param name="Id">The response id (<c>resp_...</c>).</param>
 /// <param name="TenantId">The only tenant that may read or delete it.</param>
-/// <param name="Jurisdiction">Where the gateway that stored it is (the database is the gateway's).</param>
+/// <param name="Jurisdiction">Where it rests: the database's jurisdiction (rows stored before it was declared name the storing gateway's).</param>
 /// <param name="Gateway">The gateway's node id.</param>
 /// <param name="CreatedAt">Unix milliseconds.</param>
 /// <param name="ExpiresAt">Unix milliseconds: creation plus the policy's retention days; never read after it.</param>
@@ -26,6 +26,9 @@ public sealed record StoredResponse(
 /// </summary>
 public sealed class ResponseStore(SqlDatabase database)
 {
+    /// <summary>The engine behind the store: a SQLite file is on this machine; PostgreSQL is wherever the operator runs it.</summary>
+    public SqlProvider Provider => database.Provider;
+
     /// <summary>The schema of this store.</summary>
     public static readonly IReadOnlyList<SqlMigration> Migrations =
     [
