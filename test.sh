@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what the tests need that the machine may lack (PostgreSQL's and Redis's
-# binaries, for the tests that start their own throwaway servers; chromium, for the console's browser tests), runs
+# binaries, for the tests that start their own throwaway servers; chromium, for the console's browser tests; Node.js,
+# for the official JavaScript SDK's checks), runs
 # `dotnet test`, and ends with "N passed, N failed". Browser screenshots are kept under TestResults/console/.
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -39,6 +40,17 @@ if ! command -v redis-server >/dev/null 2>&1; then
     apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends redis-server >/dev/null
   else
     echo "redis-server is not installed; run: sudo apt-get install redis-server (the cluster tests need it)." >&2
+  fi
+fi
+
+# The official JavaScript SDK's checks (OfficialNodeSdkTests) run on Node.js; the test installs the pinned SDK with npm.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "Installing Node.js and npm (Debian packages) for the JavaScript SDK's checks..."
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  else
+    echo "Node.js is not installed; run: sudo apt-get install nodejs npm (the JavaScript SDK's checks need it)." >&2
   fi
 fi
 
