@@ -142,7 +142,8 @@ public static class AuditArchive
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT seq FROM audit_entries WHERE at_ms < @before AND seq < (SELECT MAX(seq) FROM audit_entries) LIMIT 1";
+        // The oldest entry is the first to be older (times never decrease along the chain; no index on time).
+        command.CommandText = "SELECT seq FROM audit_entries WHERE seq = (SELECT MIN(seq) FROM audit_entries) AND at_ms < @before AND seq < (SELECT MAX(seq) FROM audit_entries)";
         SqlDatabase.AddParameter(command, "@before", before.ToUnixTimeMilliseconds());
         return await command.ExecuteScalarAsync(cancellationToken) is not null and not DBNull;
     }

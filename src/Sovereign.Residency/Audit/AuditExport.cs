@@ -468,16 +468,30 @@ public static class AuditExport
         }
     }
 
+    /// <summary>The first and last sequence of the entries in the time range: a sequence range, since times never decrease along the chain.</summary>
     private static async Task<(long? First, long? Last)> ReadRangeAsync(DbConnection connection, DbTransaction snapshot, long fromMs, long toMs, CancellationToken cancellationToken)
     {
-        using var command = connection.CreateCommand();
-        command.Transaction = snapshot;
-        command.CommandText = "SELECT MIN(seq), MAX(seq) FROM audit_entries WHERE at_ms >= @from AND at_ms < @to";
-        SqlDatabase.AddParameter(command, "@from", fromMs);
-        SqlDatabase.AddParameter(command, "@to", toMs);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        await reader.ReadAsync(cancellationToken);
-        return reader.IsDBNull(0) ? (null, null) : (AuditStore.ToInt64(reader.GetValue(0)), AuditStore.ToInt64(reader.GetValue(1)));
+        if (await AuditStore.FirstSequenceAtOrAfterAsync(connection, snapshot, fromMs, cancellationToken) is not { } from)
+        {
+            return (null, null);
+        }
+
+        var to = await AuditStore.FirstSequenceAtOrAfterAsync(connection, snapshot, toMs, cancellationToken);
+        async Task<long?> EndAsync(string order)
+        {
+            using var command = connection.CreateCommand();
+            command.Transaction = snapshot;
+            command.CommandText = $"SELECT seq FROM audit_entries WHERE seq >= @from{(to is null ? "" : " AND seq < @to")} ORDER BY seq {order} LIMIT 1";
+            SqlDatabase.AddParameter(command, "@from", from);
+            if (to is { } end)
+            {
+                SqlDatabase.AddParameter(command, "@to", end);
+            }
+
+            return await command.ExecuteScalarAsync(cancellationToken) is { } value and not DBNull ? AuditStore.ToInt64(value) : null;
+        }
+
+        return await EndAsync("ASC") is { } first ? (first, await EndAsync("DESC")) : (null, null);
     }
 
     /// <summary>

@@ -252,17 +252,34 @@ public sealed class AuditLog : IAsyncDisposable
 
     /// <summary>
     /// Entries of <paramref name="tenant"/> (every tenant when null) with <paramref name="from"/> &lt;= time &lt;
-    /// <paramref name="to"/>, in sequence order, at most <paramref name="limit"/> (indexed by tenant and by time).
+    /// <paramref name="to"/>, in sequence order, at most <paramref name="limit"/> (by the tenant and time index; for every tenant, as a sequence range).
     /// </summary>
     public Task<IReadOnlyList<AuditEntry>> ReadAsync(string? tenant, DateTimeOffset from, DateTimeOffset to, int limit = 10_000, CancellationToken cancellationToken = default) =>
         ReadAsync(new AuditQuery { Tenant = tenant, From = from, To = to, Limit = limit }, cancellationToken);
 
     /// <summary>One page of entries matching <paramref name="query"/>, in sequence order (newest first when asked).</summary>
-    public Task<IReadOnlyList<AuditEntry>> ReadAsync(AuditQuery query, CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<AuditEntry>> ReadAsync(AuditQuery query, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(query);
         ArgumentOutOfRangeException.ThrowIfLessThan(query.Limit, 1);
-        var where = new System.Text.StringBuilder(query.Tenant is null ? "WHERE at_ms >= @from AND at_ms < @to" : "WHERE tenant = @tenant AND at_ms >= @from AND at_ms < @to");
+        long? fromSequence = null, toSequence = null;
+        if (query.Tenant is null)
+        {
+            // Every tenant: the time range is a sequence range (times never decrease along the chain; no index on time).
+            await using var connection = await _database.OpenAsync(cancellationToken);
+            fromSequence = await AuditStore.FirstSequenceAtOrAfterAsync(connection, null, query.From.ToUnixTimeMilliseconds(), cancellationToken);
+            if (fromSequence is null)
+            {
+                return [];
+            }
+
+            // None at or after the end yet: entries appended from now on may still fall before it.
+            toSequence = await AuditStore.FirstSequenceAtOrAfterAsync(connection, null, query.To.ToUnixTimeMilliseconds(), cancellationToken);
+        }
+
+        var where = new System.Text.StringBuilder(query.Tenant is null
+            ? "WHERE seq >= @fromSeq" + (toSequence is null ? "" : " AND seq < @toSeq") + " AND at_ms >= @from AND at_ms < @to"
+            : "WHERE tenant = @tenant AND at_ms >= @from AND at_ms < @to");
         if (query.After is not null)
         {
             where.Append(" AND seq > @after");
@@ -274,11 +291,21 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         where.Append(query.NewestFirst ? " ORDER BY seq DESC LIMIT @limit" : " ORDER BY seq LIMIT @limit");
-        return AuditStore.ReadEntriesAsync(_database, where.ToString(), command =>
+        return await AuditStore.ReadEntriesAsync(_database, where.ToString(), command =>
         {
             if (query.Tenant is not null)
             {
                 SqlDatabase.AddParameter(command, "@tenant", query.Tenant);
+            }
+
+            if (fromSequence is { } first)
+            {
+                SqlDatabase.AddParameter(command, "@fromSeq", first);
+            }
+
+            if (toSequence is { } end)
+            {
+                SqlDatabase.AddParameter(command, "@toSeq", end);
             }
 
             SqlDatabase.AddParameter(command, "@from", query.From.ToUnixTimeMilliseconds());
