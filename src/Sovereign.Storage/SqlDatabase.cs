@@ -288,7 +288,7 @@ public sealed class SqlDatabase
                 }
             }
 
-            foreach (var statement in migration.Statements)
+            foreach (var statement in connection is SqliteConnection && migration.SqliteStatements is { } sqlite ? sqlite : migration.Statements)
             {
                 await ExecuteAsync(connection, transaction, statement, cancellationToken);
             }
@@ -340,4 +340,11 @@ public readonly struct WriteTurn : IDisposable
 /// <summary>One schema change: a globally unique name and the statements that make it.</summary>
 /// <param name="Name">e.g. <c>residency-001-tenants</c>.</param>
 /// <param name="Statements">Portable SQL statements, run in one transaction.</param>
-public sealed record SqlMigration(string Name, IReadOnlyList<string> Statements);
+public sealed record SqlMigration(string Name, IReadOnlyList<string> Statements)
+{
+    /// <summary>
+    /// Statements run instead of <see cref="Statements"/> on SQLite, where a layout only SQLite has pays (a table keyed
+    /// by its rowid). A database records migrations by name only, so changing these later reaches new files alone.
+    /// </summary>
+    public IReadOnlyList<string>? SqliteStatements { get; init; }
+}

@@ -22,45 +22,13 @@ internal static class AuditStore
     /// </summary>
     public static readonly IReadOnlyList<SqlMigration> Migrations =
     [
-        new SqlMigration("audit-001-entries",
-        [
-            """
-            CREATE TABLE audit_entries (
-                seq BIGINT NOT NULL PRIMARY KEY,
-                at_ms BIGINT NOT NULL,
-                kind TEXT NOT NULL,
-                tenant TEXT NULL,
-                key_id TEXT NULL,
-                actor TEXT NOT NULL,
-                action TEXT NOT NULL,
-                model TEXT NULL,
-                gateway TEXT NULL,
-                node TEXT NULL,
-                jurisdiction TEXT NULL,
-                decision TEXT NULL,
-                decision_code TEXT NULL,
-                reasons TEXT NOT NULL,
-                prompt_tokens BIGINT NULL,
-                completion_tokens BIGINT NULL,
-                details TEXT NOT NULL,
-                format INTEGER NOT NULL,
-                previous_hash TEXT NOT NULL,
-                hash TEXT NOT NULL)
-            """,
-            "CREATE INDEX audit_entries_tenant_at ON audit_entries (tenant, at_ms)",
-            "CREATE INDEX audit_entries_at ON audit_entries (at_ms)",
-            "CREATE TABLE audit_head (id INTEGER NOT NULL PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL, updated_at BIGINT NOT NULL)",
-            $"INSERT INTO audit_head (id, seq, hash, updated_at) VALUES (1, 0, '{AuditCanonical.GenesisHash}', 0)",
-            """
-            CREATE TABLE audit_checkpoints (
-                seq BIGINT NOT NULL,
-                key_id TEXT NOT NULL,
-                hash TEXT NOT NULL,
-                at_ms BIGINT NOT NULL,
-                signature TEXT NOT NULL,
-                PRIMARY KEY (seq, key_id))
-            """,
-        ]),
+        new SqlMigration("audit-001-entries", EntriesTable("BIGINT"))
+        {
+            // On SQLite the sequence is the rowid: an append writes the table's last leaf and no separate key index
+            // (one page of eight per commit). Files created before session 35 keep their BIGINT key, which works alike:
+            // rebuilding their table at an upgrade would cost about 18 s per million entries before serving.
+            SqliteStatements = EntriesTable("INTEGER"),
+        },
 
         // Signed archive records: entries up to seq were written to an archive file and removed (AuditArchive).
         new SqlMigration("audit-002-archives",
@@ -122,6 +90,47 @@ internal static class AuditStore
         [
             "DROP INDEX IF EXISTS audit_entries_at",
         ]),
+    ];
+
+    /// <summary>The chain's tables, with <paramref name="sequenceType"/> as the sequence's column type.</summary>
+    private static string[] EntriesTable(string sequenceType) =>
+    [
+        $"""
+        CREATE TABLE audit_entries (
+            seq {sequenceType} NOT NULL PRIMARY KEY,
+            at_ms BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            tenant TEXT NULL,
+            key_id TEXT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            model TEXT NULL,
+            gateway TEXT NULL,
+            node TEXT NULL,
+            jurisdiction TEXT NULL,
+            decision TEXT NULL,
+            decision_code TEXT NULL,
+            reasons TEXT NOT NULL,
+            prompt_tokens BIGINT NULL,
+            completion_tokens BIGINT NULL,
+            details TEXT NOT NULL,
+            format INTEGER NOT NULL,
+            previous_hash TEXT NOT NULL,
+            hash TEXT NOT NULL)
+        """,
+        "CREATE INDEX audit_entries_tenant_at ON audit_entries (tenant, at_ms)",
+        "CREATE INDEX audit_entries_at ON audit_entries (at_ms)",
+        "CREATE TABLE audit_head (id INTEGER NOT NULL PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL, updated_at BIGINT NOT NULL)",
+        $"INSERT INTO audit_head (id, seq, hash, updated_at) VALUES (1, 0, '{AuditCanonical.GenesisHash}', 0)",
+        """
+        CREATE TABLE audit_checkpoints (
+            seq BIGINT NOT NULL,
+            key_id TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            at_ms BIGINT NOT NULL,
+            signature TEXT NOT NULL,
+            PRIMARY KEY (seq, key_id))
+        """,
     ];
 
     /// <summary>

@@ -325,6 +325,19 @@ public sealed class AuditLogTests
     }
 
     [Fact]
+    public async Task ANewSqliteFile_KeysTheChainByRowid_NoSeparateSequenceIndex()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+        await context.AppendManyAsync(log, 3);
+
+        // An INTEGER PRIMARY KEY is the rowid: no sqlite_autoindex for it, one page less per append.
+        Assert.Contains("seq INTEGER NOT NULL PRIMARY KEY", (string)(await context.ScalarAsync("SELECT sql FROM sqlite_master WHERE name = 'audit_entries'"))!, StringComparison.Ordinal);
+        Assert.Equal(0L, await context.ScalarAsync("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_entries' AND name LIKE 'sqlite_autoindex%'"));
+        Assert.True((await context.VerifyAsync()).Valid);
+    }
+
+    [Fact]
     public async Task ReadAsync_BySequenceRange_ReturnsThatRangeInOrder()
     {
         await using var context = AuditTestContext.Create();
