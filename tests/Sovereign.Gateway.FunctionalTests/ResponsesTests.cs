@@ -221,6 +221,13 @@ public sealed class ResponsesTests(ServerFixture server)
     [InlineData("""{"input":"hi","reasoning":{"summary":"auto"}}""", "reasoning.summary", "unsupported_parameter")]
     [InlineData("""{"input":"hi","text":{"verbosity":"low"}}""", "text.verbosity", "unsupported_value")]
     [InlineData("""{"input":"hi","truncation":"auto"}""", "truncation", "unsupported_parameter")]
+    // Were served as if not sent: include must be an array of strings (a lone string is a common slip) and
+    // top_logprobs a count from 0 to 20, as on chat completions.
+    [InlineData("""{"input":"hi","include":"reasoning.encrypted_content"}""", "include", "invalid_type")]
+    [InlineData("""{"input":"hi","include":5}""", "include", "invalid_type")]
+    [InlineData("""{"input":"hi","include":[5]}""", "include[0]", "invalid_type")]
+    [InlineData("""{"input":"hi","top_logprobs":-1}""", "top_logprobs", "invalid_value")]
+    [InlineData("""{"input":"hi","top_logprobs":21}""", "top_logprobs", "invalid_value")]
     public async Task InvalidOrUnsupported_Is400NamingTheParameter(string fields, string param, string? code)
     {
         var body = JsonNode.Parse(fields)!.AsObject();
@@ -242,6 +249,8 @@ public sealed class ResponsesTests(ServerFixture server)
     [InlineData("""{"input":"hi","max_output_tokens":1,"reasoning":{}}""")]
     [InlineData("""{"input":"hi","max_output_tokens":1,"reasoning":{"effort":null,"summary":null}}""")]
     [InlineData("""{"input":"hi","max_output_tokens":1,"text":{"verbosity":"medium"}}""")]
+    [InlineData("""{"input":"hi","max_output_tokens":1,"include":[],"top_logprobs":0}""")]
+    [InlineData("""{"input":"hi","max_output_tokens":1,"include":null,"top_logprobs":null}""")]
     public async Task ReasoningUnsetAndDefaultVerbosity_AreServed(string fields)
     {
         var body = JsonNode.Parse(fields)!.AsObject();

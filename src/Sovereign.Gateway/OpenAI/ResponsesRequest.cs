@@ -168,15 +168,18 @@ internal static class ResponsesTranslation
             throw OpenAIException.BadRequest($"truncation '{RequestReader.Shorten(request.Truncation ?? "")}' is not supported; use 'disabled' (a prompt too long for the context is refused).", "truncation", "unsupported_parameter");
         }
 
+        // OpenAI's bounds first, as chat completions checks them: -1 was served as if absent.
+        if (request.TopLogprobs is < 0 or > 20)
+        {
+            throw OpenAIException.BadRequest("top_logprobs must be between 0 and 20.", "top_logprobs", "invalid_value");
+        }
+
         if (request.TopLogprobs is > 0)
         {
             throw OpenAIException.BadRequest("top_logprobs is not supported on /v1/responses yet; use /v1/chat/completions for logprobs.", "top_logprobs", "unsupported_parameter");
         }
 
-        if (request.Include is { ValueKind: JsonValueKind.Array } include && include.GetArrayLength() > 0)
-        {
-            throw OpenAIException.BadRequest("include is not supported: this server has no extra output items to include.", "include", "unsupported_parameter");
-        }
+        CheckInclude(request.Include);
 
         if (request.Conversation is { ValueKind: not JsonValueKind.Null })
         {
@@ -233,6 +236,39 @@ internal static class ResponsesTranslation
         {
             throw OpenAIException.BadRequest("previous_response_id must be the id of a stored response (resp_...); got an empty string. Leave it out to start a new conversation.",
                 "previous_response_id", "invalid_value");
+        }
+    }
+
+    /// <summary>
+    /// <c>include</c> is an array of strings (OpenAI's type); any item asks for output this server does not have. A lone
+    /// string (<c>"include": "reasoning.encrypted_content"</c>, a common slip) or a number was served as if absent.
+    /// </summary>
+    private static void CheckInclude(JsonElement? include)
+    {
+        if (include is not { ValueKind: not JsonValueKind.Null } value)
+        {
+            return;
+        }
+
+        if (value.ValueKind != JsonValueKind.Array)
+        {
+            throw OpenAIException.BadRequest("Invalid type for 'include': expected an array of strings.", "include", "invalid_type");
+        }
+
+        var i = 0;
+        foreach (var item in value.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.String)
+            {
+                throw OpenAIException.BadRequest($"Invalid type for 'include[{i}]': expected a string.", $"include[{i}]", "invalid_type");
+            }
+
+            i++;
+        }
+
+        if (i > 0)
+        {
+            throw OpenAIException.BadRequest("include is not supported: this server has no extra output items to include.", "include", "unsupported_parameter");
         }
     }
 
