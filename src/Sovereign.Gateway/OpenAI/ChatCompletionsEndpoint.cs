@@ -416,6 +416,13 @@ internal static class ChatCompletionsEndpoint
                 throw OpenAIException.BadRequest($"messages[{i}].content has a '{RequestReader.Shorten(part ?? "")}' part; this model accepts text only.", $"messages[{i}].content", "unsupported_content");
             }
 
+            if (message.Content is { HasRefusal: true } && message.Role != "assistant")
+            {
+                // OpenAI's user, system, developer and tool parts have no refusal type.
+                throw OpenAIException.BadRequest(
+                    $"messages[{i}].content has a 'refusal' part; only assistant messages carry refusals.", $"messages[{i}].content", "invalid_value");
+            }
+
             if (message.Content is { EmptyArray: true })
             {
                 // OpenAI's wording; an empty array was served as an empty message.

@@ -126,8 +126,11 @@ internal sealed class ChatMessage
     public string? ToolCallId { get; set; }
 }
 
-/// <summary>Message content: a string, or an array of parts of which only text is supported.</summary>
-internal sealed record MessageContent(string Text, string? UnsupportedPartType, bool EmptyArray = false);
+/// <summary>
+/// Message content: a string, or an array of parts of which only text is supported, and refusal parts (OpenAI's
+/// assistant content takes them; <see cref="HasRefusal"/> lets the endpoint refuse them on other roles).
+/// </summary>
+internal sealed record MessageContent(string Text, string? UnsupportedPartType, bool EmptyArray = false, bool HasRefusal = false);
 
 /// <summary><c>POST /v1/completions</c>.</summary>
 internal sealed class CompletionRequest : SamplingRequest
@@ -199,6 +202,7 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
             case JsonTokenType.StartArray:
                 var text = new System.Text.StringBuilder();
                 string? unsupported = null;
+                var refusal = false;
                 bool empty;
                 using (var parts = JsonDocument.ParseValue(ref reader))
                 {
@@ -219,6 +223,17 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
 
                             text.Append(value.GetString());
                         }
+                        else if (type.GetString() == "refusal")
+                        {
+                            // What the assistant said when it refused: read as its text, as vLLM reads it.
+                            if (!part.TryGetProperty("refusal", out var value) || value.ValueKind != JsonValueKind.String)
+                            {
+                                throw new JsonException("A refusal content part needs a string 'refusal'.");
+                            }
+
+                            text.Append(value.GetString());
+                            refusal = true;
+                        }
                         else
                         {
                             unsupported ??= type.GetString();
@@ -226,7 +241,7 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
                     }
                 }
 
-                return new MessageContent(text.ToString(), unsupported, empty);
+                return new MessageContent(text.ToString(), unsupported, empty, refusal);
             default:
                 throw new JsonException("Expected a string or an array of content parts.");
         }

@@ -126,6 +126,32 @@ public sealed class NestedFieldTests(ServerFixture server)
         Assert.Equal(2, second.Usage.OutputTokenCount);
     }
 
+    /// <summary>
+    /// OpenAI's assistant message takes content parts of type <c>text</c> or <c>refusal</c> (the SDKs' refusal part); an
+    /// assistant turn sent back with its refusal as a part was a 400 "this model accepts text only". The refusal is what
+    /// the assistant said, so it is read as its text (as vLLM and this server's Responses input read it); a user
+    /// message still may not carry one.
+    /// </summary>
+    [Fact]
+    public async Task OfficialSdk_AssistantRefusalPart_IsReadAsTheAssistantsText()
+    {
+        var client = server.OpenAI.GetChatClient(ServerFixture.Stories);
+        var options = new ChatCompletionOptions { MaxOutputTokenCount = 2 };
+        const string Refusal = "I cannot help with that.";
+
+        var withPart = (await client.CompleteChatAsync(
+            [new UserChatMessage("Once"), new AssistantChatMessage([ChatMessageContentPart.CreateRefusalPart(Refusal)]), new UserChatMessage("Then")], options)).Value;
+        var withText = (await client.CompleteChatAsync(
+            [new UserChatMessage("Once"), new AssistantChatMessage(Refusal), new UserChatMessage("Then")], options)).Value;
+
+        Assert.Equal(withText.Usage.InputTokenCount, withPart.Usage.InputTokenCount);
+
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions",
+            "{" + Chat + ",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"refusal\",\"refusal\":\"no\"}]}]}");
+        Assert.True(status == 400, body.ToString());
+        Assert.Equal("messages[0].content", body.GetProperty("error").GetProperty("param").GetString());
+    }
+
     [Fact]
     public async Task UnknownNestedField_IsRefusedBeforeAnyWorkOrMoney()
     {
