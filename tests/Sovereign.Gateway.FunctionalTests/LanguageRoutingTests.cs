@@ -37,6 +37,28 @@ public sealed class LanguageRoutingTests(ServerFixture server)
         Assert.False(string.IsNullOrEmpty(allowed.GetProperty("details").GetProperty("route_reason").GetString()));
     }
 
+    /// <summary>
+    /// A model id the API takes is one a client can look up: <c>GET /v1/models/auto</c> was 404 "does not exist", so a
+    /// client that checks its configured model with <c>models.retrieve</c> (the SDKs' GetModel) refused to use the alias.
+    /// An embeddings request naming it is the wrong endpoint for it (400), not an unknown model (404).
+    /// </summary>
+    [Fact]
+    public async Task Aliases_AreRetrievedAsModels_AndRefusedByName_OnEmbeddings()
+    {
+        var auto = (await server.OpenAI.GetOpenAIModelClient().GetModelAsync("auto")).Value;
+        Assert.Equal("auto", auto.Id);
+        Assert.Equal("sovereign", auto.OwnedBy);
+
+        using var configured = await server.Http.GetAsync($"/v1/models/{ServerFixture.ThaiOnlyAlias}");
+        Assert.Equal(200, (int)configured.StatusCode);
+        Assert.Equal(ServerFixture.ThaiOnlyAlias, JsonDocument.Parse(await configured.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString());
+
+        var (status, body, _) = await server.PostJsonAsync("/v1/embeddings", """{"model":"auto","input":"Once upon a time"}""");
+        Assert.Equal(400, status);
+        Assert.Equal("model", body.GetProperty("error").GetProperty("param").GetString());
+        Assert.Equal("model_not_supported", body.GetProperty("error").GetProperty("code").GetString());
+    }
+
     [Fact]
     public async Task AnAliasWhoseFallbackNoNodeServes_Is503WithRetryAfter_NotAPolicyRefusal()
     {

@@ -190,6 +190,10 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
         using var client = fixture.TenantClient(key);
         var models = JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("data");
         Assert.Equal(0, models.GetArrayLength());
+
+        // Nor is the built-in alias, which could only choose models this tenant may not use.
+        using var alias = await client.GetAsync("/v1/models/auto");
+        Assert.Equal(404, (int)alias.StatusCode);
     }
 
     [Fact]

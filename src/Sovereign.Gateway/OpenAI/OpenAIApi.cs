@@ -57,12 +57,24 @@ public static class OpenAIApi
         return TypedResults.Json(await ControlPlane.AdminApi.ReadAuditPageAsync(audit, context, caller.TenantId), OpenAIJson.Options);
     }
 
-    private static async Task<IResult> GetModel(string id, HttpContext context, InferenceRouter router)
+    private static async Task<IResult> GetModel(string id, HttpContext context, InferenceRouter router, LanguageRouting languages)
     {
         var caller = await router.AuthenticateAsync(context);
         id = id.Replace("%2F", "/", StringComparison.OrdinalIgnoreCase);
-        var model = (await router.VisibleModelsAsync(caller)).FirstOrDefault(m => m.Id == id) ?? throw OpenAIException.ModelNotFound(id);
-        return TypedResults.Json(Card(model), OpenAIJson.Options);
+        var visible = await router.VisibleModelsAsync(caller);
+        if (visible.FirstOrDefault(m => m.Id == id) is { } model)
+        {
+            return TypedResults.Json(Card(model), OpenAIJson.Options);
+        }
+
+        // An alias (auto, an operator's) is an id requests may name, so a client checking its configured model with
+        // models.retrieve finds it: where it could choose a model this caller may use (it was a 404 "does not exist").
+        if (await languages.TargetsOfAsync(id) is { } targets && visible.Where(m => targets.Contains(m.Id)).ToList() is { Count: > 0 } reachable)
+        {
+            return TypedResults.Json(new ModelCard(id, "model", reachable.Min(m => m.Created), "sovereign"), OpenAIJson.Options);
+        }
+
+        throw OpenAIException.ModelNotFound(id);
     }
 
     /// <summary>

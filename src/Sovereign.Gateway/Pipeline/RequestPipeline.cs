@@ -224,9 +224,15 @@ internal sealed class RequestPipeline(
     private async Task<RoutedRequest> RouteAsync(HttpContext context, Caller caller, Workload work)
     {
         var prefixKey = PrefixAffinity.KeyOf(work, caller.TenantId);
-        if (work.Kind != ModelKind.Chat || !await languages.IsAliasAsync(work.Model))
+        if (!await languages.IsAliasAsync(work.Model))
         {
             return await router.DecideAsync(context, caller, work.Model, work.Kind, prefixKey: prefixKey);
+        }
+
+        if (work.Kind != ModelKind.Chat)
+        {
+            // Aliases choose chat models by language: the wrong endpoint, as for a chat model's id (it was a 404).
+            throw OpenAIException.BadRequest($"The model '{RequestReader.Shorten(work.Model!)}' is an alias for chat models and cannot serve this endpoint.", "model", "model_not_supported");
         }
 
         var choice = await languages.ChooseAsync(router, caller, work.Model!, work.LanguageSample);

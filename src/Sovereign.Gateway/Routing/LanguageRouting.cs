@@ -28,6 +28,18 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
     public async ValueTask<bool> IsAliasAsync(string? model) =>
         model is not null && !catalog.TryGet(model, out _) && !engines.TryGet(model, out _) && (await AliasesAsync()).ContainsKey(model);
 
+    /// <summary>The models an alias may resolve to (its default, then its candidates); null when the name is not an alias.</summary>
+    public async ValueTask<IReadOnlyList<string>?> TargetsOfAsync(string? model)
+    {
+        if (!await IsAliasAsync(model))
+        {
+            return null;
+        }
+
+        var alias = (await AliasesAsync())[model!];
+        return [alias.DefaultModelId, .. alias.Candidates.Select(c => c.ModelId)];
+    }
+
     private volatile AliasTable? _aliases;
 
     // Built once per catalog snapshot (the catalog replaces its list on every load or unload) and registry view (replaced
