@@ -32,6 +32,22 @@ public sealed class TokenizerEndpointsTests(ServerFixture server)
         Assert.Equal(Model.TokenizeChat([new ChatTurn("user", "Once upon a time")]), Ids(messages));
     }
 
+    /// <summary>
+    /// /tokenize counts a conversation as chat completions bills it: an assistant's tool calls and a message's name are
+    /// part of the prompt the template renders. Only role and text were rendered, so a history with calls was undercounted.
+    /// </summary>
+    [Fact]
+    public async Task Tokenize_Messages_CountsWhatChatCompletionsBills_ToolCallsAndNamesIncluded()
+    {
+        const string Messages = """[{"role":"user","content":"Weather?","name":"ann"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"lookup","arguments":"{\"city\":\"Bangkok\"}"}}]},{"role":"tool","tool_call_id":"call_1","content":"sunny"}]""";
+        var (status, tokenized, _) = await server.PostJsonAsync("/tokenize", $$"""{"model":"{{ServerFixture.TinyRandom}}","messages":{{Messages}}}""");
+        Assert.Equal(200, status);
+        var (chatStatus, chat, _) = await server.PostJsonAsync("/v1/chat/completions", $$"""{"model":"{{ServerFixture.TinyRandom}}","messages":{{Messages}},"max_tokens":1}""");
+        Assert.Equal(200, chatStatus);
+
+        Assert.Equal(chat.GetProperty("usage").GetProperty("prompt_tokens").GetInt32(), tokenized.GetProperty("count").GetInt32());
+    }
+
     [Fact]
     public async Task Tokenize_WithPieces_GivesIdAndTextOfEachToken()
     {
@@ -84,6 +100,13 @@ public sealed class TokenizerEndpointsTests(ServerFixture server)
     [InlineData("/tokenize", """{"model":"stories","content":"a","messages":[]}""", "messages")]
     [InlineData("/tokenize", """{"model":"stories","content":"a cat","prompt":"a dog"}""", "prompt")]
     [InlineData("/tokenize", """{"model":"stories","content":"a cat","prompt":"a cat"}""", "prompt")]
+    // Messages are read as chat completions reads them: these were counted (a part dropped, a role made up, a call
+    // nobody made), so a client counting a conversation got a number for one the chat endpoint refuses.
+    [InlineData("/tokenize", """{"model":"stories","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"http://x/a.png"}}]}]}""", "messages[0].content")]
+    [InlineData("/tokenize", """{"model":"stories","messages":[{"role":"wizard","content":"a"}]}""", "messages[0].role")]
+    [InlineData("/tokenize", """{"model":"stories","messages":[]}""", "messages")]
+    [InlineData("/tokenize", """{"model":"stories","messages":[{"role":"user"}]}""", "messages[0].content")]
+    [InlineData("/tokenize", """{"model":"stories","messages":[{"role":"tool","tool_call_id":"c1","content":"1"}]}""", "messages[0].tool_call_id")]
     [InlineData("/detokenize", """{"model":"stories"}""", "tokens")]
     [InlineData("/detokenize", """{"model":"stories","tokens":[1,99999]}""", "tokens[1]")]
     [InlineData("/detokenize", """{"model":"stories","tokens":[-3]}""", "tokens[0]")]

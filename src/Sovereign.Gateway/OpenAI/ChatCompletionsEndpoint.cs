@@ -19,7 +19,7 @@ internal static class ChatCompletionsEndpoint
         var request = await RequestReader.ReadAsync<ChatCompletionRequest>(context, RequestFields.For<ChatCompletionRequest>(caller, options.Value));
         ResponsesTranslation.CheckMetadata(request.Metadata);
         RequestReader.RequireServiceTier(request.ServiceTier);
-        var turns = ValidateMessages(request);
+        var turns = ValidateMessages(request.Messages);
         RefuseWhatCannotBeHonoured(request);
         if (request.MaxTokens is not null && request.MaxCompletionTokens is not null && request.MaxTokens != request.MaxCompletionTokens)
         {
@@ -384,22 +384,26 @@ internal static class ChatCompletionsEndpoint
         }
     }
 
-    private static List<ChatTurn> ValidateMessages(ChatCompletionRequest request)
+    /// <summary>
+    /// Chat messages as turns, with OpenAI's 400s naming the message and field; <c>/tokenize</c> reads its
+    /// <c>messages</c> here too, so it counts exactly the prompt chat completions bills (calls and names included).
+    /// </summary>
+    internal static List<ChatTurn> ValidateMessages(List<ChatMessage?>? messages)
     {
-        if (request.Messages is null)
+        if (messages is null)
         {
             throw OpenAIException.BadRequest("You must provide a messages parameter.", "messages", "missing_required_parameter");
         }
 
-        if (request.Messages.Count == 0)
+        if (messages.Count == 0)
         {
             throw OpenAIException.BadRequest("messages must contain at least one message.", "messages", "invalid_value");
         }
 
-        var turns = new List<ChatTurn>(request.Messages.Count);
-        for (var i = 0; i < request.Messages.Count; i++)
+        var turns = new List<ChatTurn>(messages.Count);
+        for (var i = 0; i < messages.Count; i++)
         {
-            var message = request.Messages[i] ?? throw OpenAIException.BadRequest($"messages[{i}] must be an object.", $"messages[{i}]", "invalid_type");
+            var message = messages[i] ?? throw OpenAIException.BadRequest($"messages[{i}] must be an object.", $"messages[{i}]", "invalid_type");
             if (message.Role is null)
             {
                 throw OpenAIException.BadRequest($"messages[{i}].role is required.", $"messages[{i}].role", "missing_required_parameter");

@@ -49,11 +49,16 @@ internal static class TokenizerEndpoints
             throw OpenAIException.BadRequest("Provide either text or messages, not both.", "messages", "invalid_value");
         }
 
+        // Messages are read as chat completions reads them, before anything is counted: a made-up role or an image part
+        // was counted, and calls and names, which the template renders, were left out of the count.
+        var turns = request.Messages is { } messages ? ChatCompletionsEndpoint.ValidateMessages(messages) : null;
+
         // Not metered, so the work is capped before it is spent: counting megabytes costs seconds of CPU.
         var maxBytes = options.Value.Limits.MaxTokenizeBytes;
         var bytes = text is not null
             ? Encoding.UTF8.GetByteCount(text)
-            : request.Messages!.Sum(m => (long)Encoding.UTF8.GetByteCount(m?.Content?.Text ?? ""));
+            : turns!.Sum(t => (long)Encoding.UTF8.GetByteCount(t.Content)
+                + (t.ToolCalls ?? []).Sum(c => (long)Encoding.UTF8.GetByteCount(c.Name) + Encoding.UTF8.GetByteCount(c.Arguments)));
         if (bytes > maxBytes)
         {
             throw OpenAIException.BadRequest(
@@ -64,19 +69,8 @@ internal static class TokenizerEndpoints
         var model = await LocalModelAsync(context, router, caller, request.Model);
         await metering.CountRequestAsync(context, caller);
         int[] tokens;
-        if (request.Messages is { } messages)
+        if (turns is not null)
         {
-            var turns = new List<ChatTurn>(messages.Count);
-            for (var i = 0; i < messages.Count; i++)
-            {
-                if (messages[i] is not { Role: { } role } message)
-                {
-                    throw OpenAIException.BadRequest($"messages[{i}] needs a role.", $"messages[{i}].role", "missing_required_parameter");
-                }
-
-                turns.Add(new ChatTurn(role == "developer" ? "system" : role, message.Content?.Text ?? ""));
-            }
-
             tokens = model.TokenizeChat(turns);
         }
         else
