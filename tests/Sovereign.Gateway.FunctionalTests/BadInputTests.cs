@@ -45,6 +45,9 @@ public sealed class BadInputTests(ServerFixture server)
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}]}", "messages[0].content")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logprobs\":true,\"top_logprobs\":25}", "top_logprobs")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":{\"type\":\"json_schema\"}}", "response_format.json_schema")]
+    // A format without its type was served as plain text, the schema ignored: OpenAI's "Missing required parameter".
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":{\"json_schema\":{\"name\":\"a\",\"schema\":{\"type\":\"object\"}}}}", "response_format.type")]
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":{}}", "response_format.type")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logit_bias\":[1,2]}", "logit_bias")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logit_bias\":{\"dog\":5}}", "logit_bias")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logit_bias\":{\"-1\":5}}", "logit_bias")]

@@ -213,6 +213,7 @@ public sealed class ResponsesTests(ServerFixture server)
     [InlineData("""{"input":"hi","text":{"format":{"type":"json_schema","name":"s","schema":{"type":"string","pattern":"(a)\\1"}}}}""", "text.format.schema", null)]
     [InlineData("""{"input":"hi","text":{"format":{"type":"json_schema","schema":{"type":"object"}}}}""", "text.format.name", "missing_required_parameter")]
     [InlineData("""{"input":"hi","text":{"format":{"type":"yaml"}}}""", "text.format.type", "invalid_value")]
+    [InlineData("""{"input":"hi","text":{"format":{"name":"s","schema":{"type":"object"}}}}""", "text.format.type", "missing_required_parameter")]
     [InlineData("""{"input":"hi","temperature":3}""", "temperature", "invalid_value")]
     [InlineData("""{"input":"hi","max_output_tokens":0}""", "max_output_tokens", "invalid_value")]
     [InlineData("""{"input":"hi","background":true}""", "background", "unsupported_parameter")]

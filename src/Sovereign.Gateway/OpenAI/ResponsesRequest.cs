@@ -706,9 +706,17 @@ internal static class ResponsesTranslation
     /// <summary>The grammar <c>text.format</c> asks for (the chat compiler; its refusals name <c>text.format.schema</c>).</summary>
     public static Sovereign.Inference.Grammar.GbnfGrammar? GrammarFor(ResponsesTextFormat? format)
     {
-        switch (format?.Type)
+        if (format is null)
         {
-            case null or "text":
+            return null;
+        }
+
+        switch (format.Type)
+        {
+            case null:
+                // OpenAI's 400; a format sent without its type was served as plain text, its schema silently ignored.
+                throw OpenAIException.BadRequest("Missing required parameter: 'text.format.type'.", "text.format.type", "missing_required_parameter");
+            case "text":
                 return null;
             case "json_object":
                 return Sovereign.Inference.Grammar.JsonSchemaGrammarCompiler.AnyJsonObject();

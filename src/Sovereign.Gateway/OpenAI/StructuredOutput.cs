@@ -28,9 +28,17 @@ internal static class StructuredOutput
     /// <summary>The grammar that <paramref name="format"/> asks for; null for free text.</summary>
     public static GbnfGrammar? GrammarFor(ResponseFormat? format, string param = "response_format")
     {
-        switch (format?.Type)
+        if (format is null)
         {
-            case null or "text":
+            return null;
+        }
+
+        switch (format.Type)
+        {
+            case null:
+                // OpenAI's 400; a format sent without its type was served as plain text, its schema silently ignored.
+                throw OpenAIException.BadRequest($"Missing required parameter: '{param}.type'.", $"{param}.type", "missing_required_parameter");
+            case "text":
                 return null;
             case "json_object":
                 return JsonSchemaGrammarCompiler.AnyJsonObject();
