@@ -184,4 +184,34 @@ public sealed class ResponsesToolCallingTests(ServerFixture server)
 
         Assert.Equal(200, status);
     }
+
+    /// <summary>Responses' flat <c>allowed_tools</c> choice (it was a 400 "Supported values are: 'function'").</summary>
+    [Fact]
+    public async Task AllowedTools_Required_CallsTheAllowedFunction_AndABadNameIsNamedFlat()
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/responses", Fill("""
+            {"model":"@TinyRandom@","max_output_tokens":140,"input":"Weather?","tools":@Tools@,
+             "tool_choice":{"type":"allowed_tools","mode":"required","tools":[{"type":"function","name":"get_weather"}]}}
+            """));
+
+        Assert.True(status == 200, body.ToString());
+        var call = Assert.Single(body.GetProperty("output").EnumerateArray());
+        Assert.Equal("function_call", call.GetProperty("type").GetString());
+        Assert.Equal("get_weather", call.GetProperty("name").GetString());
+        Assert.True(Weather.Evaluate(JsonNode.Parse(call.GetProperty("arguments").GetString()!)).IsValid, call.GetProperty("arguments").GetString());
+
+        var (badStatus, bad, _) = await server.PostJsonAsync("/v1/responses", Fill("""
+            {"model":"@TinyRandom@","max_output_tokens":2,"input":"Weather?","tools":@Tools@,
+             "tool_choice":{"type":"allowed_tools","mode":"auto","tools":[{"type":"function","name":"nope"}]}}
+            """));
+        Assert.True(badStatus == 400, bad.ToString());
+        Assert.Equal("tool_choice.tools[0].name", bad.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    /// <summary>The JSON with the test's values in place of <c>@Name@</c>.</summary>
+    private static string Fill(string json) => json
+        .Replace("@TinyRandom@", ServerFixture.TinyRandom, StringComparison.Ordinal)
+        .Replace("@Tools@", AllowedToolsTestTools, StringComparison.Ordinal);
+
+    private const string AllowedToolsTestTools = """[{"type":"function","name":"get_weather","parameters":""" + WeatherSchema + """},{"type":"function","name":"noop","parameters":{"type":"object","properties":{}}}]""";
 }

@@ -300,4 +300,55 @@ public sealed class ToolCallingTests(ServerFixture server)
         Assert.Equal(400, status);
         Assert.Equal(param, body.GetProperty("error").GetProperty("param").GetString());
     }
+
+    /// <summary>
+    /// OpenAI's <c>allowed_tools</c> choice (all tools defined, a subset callable, <c>auto</c> or <c>required</c>) was a
+    /// 400 "Supported values are: 'function'" although its fields passed the field check: a client narrowing the tools
+    /// per turn could not call at all. With <c>required</c> the call is of an allowed function, constrained as any forced call.
+    /// </summary>
+    [Fact]
+    public async Task AllowedTools_Required_CallsOnlyAnAllowedFunction_WithValidArguments()
+    {
+        foreach (var seed in new[] { 1, 2, 3 })
+        {
+            var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", Fill("""
+                {"model":"@TinyRandom@","max_tokens":140,"seed":@seed@,"messages":[{"role":"user","content":"Convert 20 C."}],
+                 "tools":[{"type":"function","function":{"name":"get_weather","parameters":@WeatherSchema@}},{"type":"function","function":{"name":"convert_temperature","parameters":@ConvertSchema@}}],
+                 "tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"required","tools":[{"type":"function","function":{"name":"convert_temperature"}}]}}}
+                """, seed: seed));
+
+            Assert.True(status == 200, body.ToString());
+            var choice = body.GetProperty("choices")[0];
+            Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
+            foreach (var call in choice.GetProperty("message").GetProperty("tool_calls").EnumerateArray())
+            {
+                Assert.Equal("convert_temperature", call.GetProperty("function").GetProperty("name").GetString());
+                AssertValidArguments("convert_temperature", call.GetProperty("function").GetProperty("arguments").GetString()!);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("""{"type":"allowed_tools"}""", "tool_choice.allowed_tools")]
+    [InlineData("""{"type":"allowed_tools","allowed_tools":{"mode":"sometimes","tools":[{"type":"function","function":{"name":"get_weather"}}]}}""", "tool_choice.allowed_tools.mode")]
+    [InlineData("""{"type":"allowed_tools","allowed_tools":{"mode":"auto","tools":[]}}""", "tool_choice.allowed_tools.tools")]
+    [InlineData("""{"type":"allowed_tools","allowed_tools":{"mode":"auto","tools":[{"type":"function","function":{"name":"nope"}}]}}""", "tool_choice.allowed_tools.tools[0].function.name")]
+    public async Task AllowedTools_Malformed_Is400NamingTheField(string choice, string param)
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", Fill("""
+            {"model":"@TinyRandom@","max_tokens":2,"messages":[{"role":"user","content":"Hi"}],
+             "tools":[{"type":"function","function":{"name":"get_weather","parameters":@WeatherSchema@}}],"tool_choice":@choice@}
+            """, choice: choice));
+
+        Assert.True(status == 400, body.ToString());
+        Assert.Equal(param, body.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    /// <summary>The JSON with the test's values in place of <c>@Name@</c> (raw interpolation would need a brace count per body).</summary>
+    private static string Fill(string json, int seed = 0, string choice = "") => json
+        .Replace("@TinyRandom@", ServerFixture.TinyRandom, StringComparison.Ordinal)
+        .Replace("@WeatherSchema@", WeatherSchema, StringComparison.Ordinal)
+        .Replace("@ConvertSchema@", ConvertSchema, StringComparison.Ordinal)
+        .Replace("@seed@", seed.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
+        .Replace("@choice@", choice, StringComparison.Ordinal);
 }

@@ -482,6 +482,29 @@ internal static class ResponsesTranslation
 
             choice = JsonSerializer.SerializeToElement(new JsonObject { ["type"] = "function", ["function"] = function });
         }
+        else if (choice is { ValueKind: JsonValueKind.Object } allowed && allowed.TryGetProperty("type", out var allowedType)
+            && allowedType.ValueKind == JsonValueKind.String && allowedType.GetString() == "allowed_tools")
+        {
+            // Flat here ({"type":"allowed_tools","mode":...,"tools":[{"type":"function","name":...}]}), nested in chat.
+            var nested = new JsonObject();
+            if (allowed.TryGetProperty("mode", out var mode))
+            {
+                nested["mode"] = JsonNode.Parse(mode.GetRawText());
+            }
+
+            if (allowed.TryGetProperty("tools", out var allowedTools))
+            {
+                nested["tools"] = allowedTools.ValueKind != JsonValueKind.Array ? JsonNode.Parse(allowedTools.GetRawText())
+                    : new JsonArray([.. allowedTools.EnumerateArray().Select(t => t.ValueKind != JsonValueKind.Object ? JsonNode.Parse(t.GetRawText())
+                        : (JsonNode)new JsonObject
+                        {
+                            ["type"] = t.TryGetProperty("type", out var toolType) ? JsonNode.Parse(toolType.GetRawText()) : null,
+                            ["function"] = t.TryGetProperty("name", out var toolName) ? new JsonObject { ["name"] = JsonNode.Parse(toolName.GetRawText()) } : new JsonObject(),
+                        })]);
+            }
+
+            choice = JsonSerializer.SerializeToElement(new JsonObject { ["type"] = "allowed_tools", ["allowed_tools"] = nested });
+        }
 
         chatTools = tools;
         chatChoice = choice;
@@ -489,9 +512,10 @@ internal static class ResponsesTranslation
         {
             return ChatTools.Read(tools, choice, request.ParallelToolCalls);
         }
-        catch (OpenAIException ex) when (ex.Param?.Contains(".function", StringComparison.Ordinal) == true)
+        catch (OpenAIException ex) when (ex.Param?.Contains(".function", StringComparison.Ordinal) == true || ex.Param?.StartsWith("tool_choice.allowed_tools", StringComparison.Ordinal) == true)
         {
-            throw OpenAIException.BadRequest(ex.Message.Replace(".function.", ".", StringComparison.Ordinal), ex.Param.Replace(".function.", ".", StringComparison.Ordinal), ex.Code);
+            static string Flat(string text) => text.Replace(".function.", ".", StringComparison.Ordinal).Replace("tool_choice.allowed_tools", "tool_choice", StringComparison.Ordinal);
+            throw OpenAIException.BadRequest(Flat(ex.Message), Flat(ex.Param!), ex.Code);
         }
     }
 

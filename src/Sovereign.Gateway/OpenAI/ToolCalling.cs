@@ -169,7 +169,15 @@ internal sealed partial class ChatTools
             i++;
         }
 
-        var (mode, named) = ReadChoice(toolChoice, functions);
+        var (mode, named, allowed) = ReadChoice(toolChoice, functions);
+        if (allowed is not null)
+        {
+            // allowed_tools: only those may be called, so only those are offered (shown, parsed, forced).
+            var kept = functions.Select((f, index) => (f, index)).Where(x => allowed.Contains(x.f.Name)).ToList();
+            definitions = [.. kept.Select(x => definitions[x.index])];
+            functions = [.. kept.Select(x => x.f)];
+        }
+
         return new ChatTools(definitions, functions, mode, named, parallelToolCalls ?? true);
     }
 
@@ -182,20 +190,20 @@ internal sealed partial class ChatTools
         "custom tools are not supported: this server calls function tools only; declare a function tool with a JSON Schema for its arguments instead.",
         param, "unsupported_parameter");
 
-    private static (ToolChoiceMode, string?) ReadChoice(JsonElement? toolChoice, List<ToolFunction> functions)
+    private static (ToolChoiceMode Mode, string? Named, HashSet<string>? Allowed) ReadChoice(JsonElement? toolChoice, List<ToolFunction> functions)
     {
         if (toolChoice is not { ValueKind: not JsonValueKind.Null } choice)
         {
-            return (ToolChoiceMode.Auto, null);
+            return (ToolChoiceMode.Auto, null, null);
         }
 
         if (choice.ValueKind == JsonValueKind.String)
         {
             return choice.GetString() switch
             {
-                "none" => (ToolChoiceMode.None, null),
-                "auto" => (ToolChoiceMode.Auto, null),
-                "required" => (ToolChoiceMode.Required, null),
+                "none" => (ToolChoiceMode.None, null, null),
+                "auto" => (ToolChoiceMode.Auto, null, null),
+                "required" => (ToolChoiceMode.Required, null, null),
                 var other => throw OpenAIException.BadRequest(
                     $"Invalid value: '{RequestReader.Shorten(other ?? "")}'. Supported values are: 'none', 'auto', and 'required'.", "tool_choice", "invalid_value"),
             };
@@ -216,9 +224,14 @@ internal sealed partial class ChatTools
             throw CustomToolsUnsupported("tool_choice.type");
         }
 
+        if (type.GetString() == "allowed_tools")
+        {
+            return ReadAllowedTools(choice, functions);
+        }
+
         if (type.GetString() != "function")
         {
-            throw OpenAIException.BadRequest($"Invalid value: '{RequestReader.Shorten(type.GetString() ?? "")}'. Supported values are: 'function'.", "tool_choice.type", "invalid_value");
+            throw OpenAIException.BadRequest($"Invalid value: '{RequestReader.Shorten(type.GetString() ?? "")}'. Supported values are: 'function' and 'allowed_tools'.", "tool_choice.type", "invalid_value");
         }
 
         if (!choice.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object)
@@ -238,7 +251,68 @@ internal sealed partial class ChatTools
                 $"Invalid value for 'tool_choice': no function named '{RequestReader.Shorten(chosen)}' was specified in the 'tools' parameter.", "tool_choice.function.name", "invalid_value");
         }
 
-        return (ToolChoiceMode.Named, chosen);
+        return (ToolChoiceMode.Named, chosen, null);
+    }
+
+    /// <summary>
+    /// OpenAI's <c>{"type":"allowed_tools","allowed_tools":{"mode":"auto"|"required","tools":[{"type":"function","function":{"name":...}}]}}</c>:
+    /// every tool stays defined, only the listed ones may be called.
+    /// </summary>
+    private static (ToolChoiceMode, string?, HashSet<string>) ReadAllowedTools(JsonElement choice, List<ToolFunction> functions)
+    {
+        const string At = "tool_choice.allowed_tools";
+        if (!choice.TryGetProperty("allowed_tools", out var allowed) || allowed.ValueKind != JsonValueKind.Object)
+        {
+            throw OpenAIException.BadRequest($"Missing required parameter: '{At}'.", At, "missing_required_parameter");
+        }
+
+        var mode = allowed.TryGetProperty("mode", out var modeElement) && modeElement.ValueKind == JsonValueKind.String
+            ? modeElement.GetString() switch
+            {
+                "auto" => ToolChoiceMode.Auto,
+                "required" => ToolChoiceMode.Required,
+                var other => throw OpenAIException.BadRequest(
+                    $"Invalid value: '{RequestReader.Shorten(other ?? "")}'. Supported values are: 'auto' and 'required'.", $"{At}.mode", "invalid_value"),
+            }
+            : throw OpenAIException.BadRequest($"Missing required parameter: '{At}.mode'.", $"{At}.mode", "missing_required_parameter");
+
+        if (!allowed.TryGetProperty("tools", out var tools) || tools.ValueKind != JsonValueKind.Array)
+        {
+            throw OpenAIException.BadRequest($"Missing required parameter: '{At}.tools'.", $"{At}.tools", "missing_required_parameter");
+        }
+
+        if (tools.GetArrayLength() == 0)
+        {
+            throw OpenAIException.BadRequest(
+                $"Invalid '{At}.tools': empty array. Expected an array with minimum length 1, but got an empty array instead.", $"{At}.tools", "empty_array");
+        }
+
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        var i = 0;
+        foreach (var tool in tools.EnumerateArray())
+        {
+            var at = $"{At}.tools[{i++}]";
+            if (tool.ValueKind != JsonValueKind.Object || !tool.TryGetProperty("type", out var toolType) || toolType.ValueKind != JsonValueKind.String || toolType.GetString() != "function")
+            {
+                throw OpenAIException.BadRequest($"Invalid value for '{at}.type': only function tools are allowed here.", $"{at}.type", "invalid_value");
+            }
+
+            if (!tool.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object
+                || !function.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String)
+            {
+                throw OpenAIException.BadRequest($"Missing required parameter: '{at}.function.name'.", $"{at}.function.name", "missing_required_parameter");
+            }
+
+            if (functions.All(f => f.Name != name.GetString()))
+            {
+                throw OpenAIException.BadRequest(
+                    $"Invalid value for '{At}': no function named '{RequestReader.Shorten(name.GetString()!)}' was specified in the 'tools' parameter.", $"{at}.function.name", "invalid_value");
+            }
+
+            names.Add(name.GetString()!);
+        }
+
+        return (mode, null, names);
     }
 
     /// <summary>
