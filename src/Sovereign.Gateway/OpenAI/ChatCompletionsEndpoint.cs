@@ -19,6 +19,7 @@ internal static class ChatCompletionsEndpoint
         var request = await RequestReader.ReadAsync<ChatCompletionRequest>(context, RequestFields.For<ChatCompletionRequest>(caller, options.Value));
         ResponsesTranslation.CheckMetadata(request.Metadata);
         RequestReader.RequireServiceTier(request.ServiceTier);
+        RequestReader.RequirePromptCacheRetention(request.PromptCacheRetention);
         var turns = ValidateMessages(request.Messages);
         RefuseWhatCannotBeHonoured(request);
         if (request.MaxTokens is not null && request.MaxCompletionTokens is not null && request.MaxTokens != request.MaxCompletionTokens)

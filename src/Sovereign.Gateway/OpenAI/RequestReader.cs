@@ -417,6 +417,19 @@ internal static class RequestReader
         }
     }
 
+    /// <summary>
+    /// <c>prompt_cache_retention</c> is one of OpenAI's values (<c>in-memory</c>, <c>24h</c>); ignored here (the prefix
+    /// cache keeps what it can), but any other value was served as if valid, unlike <c>service_tier</c>.
+    /// </summary>
+    public static void RequirePromptCacheRetention(string? retention)
+    {
+        if (retention is not null and not ("in-memory" or "24h"))
+        {
+            throw OpenAIException.BadRequest(
+                $"prompt_cache_retention '{Shorten(retention)}' is not one of in-memory, 24h.", "prompt_cache_retention", "invalid_value");
+        }
+    }
+
     /// <summary>Validates the shared sampling fields against OpenAI's ranges and the server's limits.</summary>
     /// <param name="minMaxTokens">The least output limit: 1, or 0 where the prompt alone is worth evaluating (completions' <c>echo</c>).</param>
     public static (SamplingOptions Sampling, int? MaxTokens, IReadOnlyList<string> Stop, int N) ValidateSampling(

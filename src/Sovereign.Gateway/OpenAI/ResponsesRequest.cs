@@ -122,6 +122,7 @@ internal static class ResponsesTranslation
         RequestReader.RequireUser(request.User);
         CheckMetadata(request.Metadata);
         RequestReader.RequireServiceTier(request.ServiceTier);
+        RequestReader.RequirePromptCacheRetention(request.PromptCacheRetention);
         if (request.StreamOptions is not null && request.Stream != true)
         {
             throw OpenAIException.BadRequest("stream_options is only allowed when stream is true.", "stream_options", "invalid_value");

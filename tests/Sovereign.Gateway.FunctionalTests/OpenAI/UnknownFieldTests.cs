@@ -60,6 +60,9 @@ public sealed class UnknownFieldTests(ServerFixture server)
     [InlineData("/v1/completions", Completion + ",\"repeat_penalty\":1.1", "repeat_penalty")]
     [InlineData("/v1/completions", Completion + ",\"ignore_eos\":true", "ignore_eos")]
     [InlineData("/v1/chat/completions", Chat + ",\"service_tier\":\"fastest\"", "service_tier")]
+    // Ignorable, but held to OpenAI's values as service_tier is: these were served as if valid.
+    [InlineData("/v1/chat/completions", Chat + ",\"prompt_cache_retention\":\"forever\"", "prompt_cache_retention")]
+    [InlineData("/v1/responses", Response + ",\"prompt_cache_retention\":\"1y\"", "prompt_cache_retention")]
     [InlineData("/v1/responses", Response + ",\"max_tool_calls\":2", "max_tool_calls")]
     [InlineData("/v1/responses", Response + ",\"context_management\":[{\"type\":\"compaction\"}]", "context_management")]
     public async Task KnownFieldThisServerCannotHonour_Is400NamingIt(string path, string fields, string param)
