@@ -96,8 +96,10 @@ public sealed class RequestMetering
     /// Admits a request or throws the 429 to answer with, with OpenAI's <c>x-ratelimit-*</c> headers either way. The
     /// tenant grain decides (rate limits, then a reservation of the most the request can cost); this turns its
     /// decision into OpenAI's status, error type (<c>requests</c>, <c>tokens</c>, <c>insufficient_quota</c>) and code.
+    /// <paramref name="outputLimit"/> is the field the request bounds its output with (<c>max_tokens</c>,
+    /// <c>max_completion_tokens</c>, <c>max_output_tokens</c>), which a refusal names; null for work without output.
     /// </summary>
-    public async Task<MeterTicket> AdmitAsync(HttpContext context, RoutedRequest routed, long promptTokens, long maxTokens)
+    public async Task<MeterTicket> AdmitAsync(HttpContext context, RoutedRequest routed, long promptTokens, long maxTokens, string? outputLimit = "max_tokens")
     {
         var caller = routed.Caller;
         var book = _prices.Current;
@@ -114,8 +116,8 @@ public sealed class RequestMetering
             // Its record could not be stored: it ran, then failed with a 500 and was billed nothing.
             throw OpenAIException.BadRequest(
                 string.Create(CultureInfo.InvariantCulture,
-                    $"This request could cost up to {maxCost} {currency}, more than the {CostCalculator.MaxRequestCost} {currency} one request may be billed; reduce the prompt or max_tokens."),
-                "max_tokens", "request_cost_out_of_range");
+                    $"This request could cost up to {maxCost} {currency}, more than the {CostCalculator.MaxRequestCost} {currency} one request may be billed; {Reduce(outputLimit)}."),
+                outputLimit, "request_cost_out_of_range");
         }
 
         if (caller.IsAnonymous)
@@ -131,7 +133,7 @@ public sealed class RequestMetering
 
         if (!result.Allowed)
         {
-            var refusal = result.Outcome == AdmissionOutcome.Unpriced ? UnpricedRefusal(routed) : Refusal(result, tokens, currency);
+            var refusal = result.Outcome == AdmissionOutcome.Unpriced ? UnpricedRefusal(routed) : Refusal(result, tokens, currency, outputLimit);
             await _ledger.AppendAsync(UsageRecordOf(routed, new MeterTicket(null, currency, 0, weight, priority, false), 0, 0, null, UsageOutcome.Refused, refusal.Code));
             throw refusal;
         }
@@ -237,7 +239,10 @@ public sealed class RequestMetering
     /// <summary>The error code of <see cref="UnpricedRefusal"/>.</summary>
     public const string UnpricedCode = "model_not_priced";
 
-    internal static OpenAIException Refusal(AdmissionResult result, long requestedTokens, string requestCurrency)
+    /// <summary>What to make smaller: the prompt, and the output limit by the name the request used, if it has one.</summary>
+    private static string Reduce(string? outputLimit) => outputLimit is null ? "reduce the input" : $"reduce the prompt or {outputLimit}";
+
+    internal static OpenAIException Refusal(AdmissionResult result, long requestedTokens, string requestCurrency, string? outputLimit = "max_tokens")
     {
         var whose = result.RefusedScopeKeyId is null ? "this organization" : "this API key";
         var rate = result.RateLimits;
@@ -250,7 +255,7 @@ public sealed class RequestMetering
                 var limit = tokens ? rate?.LimitTokens : rate?.LimitRequests;
                 var requested = tokens ? requestedTokens : 1;
                 var message = result.TooLarge
-                    ? string.Create(CultureInfo.InvariantCulture, $"Request too large for {what} on {whose}: Limit {limit}, Requested {requested}. The request can never fit; reduce the prompt or max_tokens.")
+                    ? string.Create(CultureInfo.InvariantCulture, $"Request too large for {what} on {whose}: Limit {limit}, Requested {requested}. The request can never fit; {Reduce(outputLimit)}.")
                     : string.Create(CultureInfo.InvariantCulture,
                         $"Rate limit reached for {what} on {whose}: Limit {limit}, Remaining {(tokens ? rate?.RemainingTokens : rate?.RemainingRequests)}, Requested {requested}. Please try again in {OpenAIRateLimitHeaders.FormatDuration(result.RetryAfter ?? TimeSpan.Zero)}.");
                 var retryAfter = result.TooLarge || result.RetryAfter is not { } wait ? (TimeSpan?)null : TimeSpan.FromSeconds(OpenAIRateLimitHeaders.RetryAfterSeconds(wait));

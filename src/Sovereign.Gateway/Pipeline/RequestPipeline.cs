@@ -81,7 +81,8 @@ internal sealed class RequestPipeline(
 
             using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Admit))
             {
-                request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens);
+                request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens,
+                    (work as GenerationWorkload)?.MaxTokensParameter);
                 if (request.Ticket.ReservedWithGrain)
                 {
                     request.ReservationHold = renewals.Hold(caller.TenantId, request.Route.RequestId);

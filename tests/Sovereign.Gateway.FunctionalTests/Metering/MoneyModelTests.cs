@@ -83,6 +83,28 @@ public sealed class MoneyModelTests(MeteringFixture fixture)
     }
 
     [Fact]
+    public async Task TooLargeForTheMinute_NamesTheOutputLimitAsTheRequestSpelledIt()
+    {
+        // The message said "max_tokens" on every endpoint; Responses bound output with max_output_tokens, and chat may
+        // use max_completion_tokens (found by explorer6).
+        var (_, key) = await fixture.NewTenantAsync(new { rate_limits = new[] { new { requests_per_minute = 10_000, tokens_per_minute = 100 } } });
+        using var client = fixture.TenantClient(key);
+        (string Path, string Body, string Field)[] cases =
+        [
+            ("/v1/responses", """{"model":"stories","input":"Hi","max_output_tokens":150}""", "max_output_tokens"),
+            ("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"Hi"}],"max_completion_tokens":150}""", "max_completion_tokens"),
+            ("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"Hi"}],"max_tokens":150}""", "max_tokens"),
+        ];
+        foreach (var (path, body, field) in cases)
+        {
+            using var tooLarge = await client.PostAsync(path, Json(body));
+            var message = (await ErrorOf(tooLarge)).GetProperty("message").GetString()!;
+            Assert.Equal(429, (int)tooLarge.StatusCode);
+            Assert.EndsWith($"reduce the prompt or {field}.", message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task TokensPerMinute_429_HasTypeTokens_RequestsPerMinute_HasTypeRequests()
     {
         var (_, key) = await fixture.NewTenantAsync(new { rate_limits = new[] { new { requests_per_minute = 10_000, tokens_per_minute = 200 } } });
