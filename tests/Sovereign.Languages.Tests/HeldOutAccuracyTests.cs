@@ -6,7 +6,7 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15 and 16 have never been used to build or tune the detector;
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13-17 have never been used to build or tune the detector;
 /// held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24), 11 (since session 24's second round)
 /// and 12 (since session 25's round 13) are tuning material (SOURCES.md), so their floors guard against regressions.
 /// Targets: 95% overall and at most one miss in eight per language, every covered language on at once.
@@ -61,7 +61,8 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // unchanged detector's; held-out 13, 14 and 15 are the sets never tuned on. Session 27's round 16 added held-out 16
     // (every covered language, held-out 15's distribution). Its first run, on the unchanged detector: 484 of 502 = 96.4%,
     // below the target Bosnian 8, Croatian 7 and Indonesian 10 of 12, their floors; held-out 13-16 are the sets never
-    // tuned on.
+    // tuned on. Session 35's round 17 added held-out 17 (every covered language, held-out 16's distribution). Its first
+    // run, on the unchanged detector: 493 of 502 = 98.2%, below the target Bosnian 9 and Croatian 9 of 12, their floors.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["ms"] = 8 },
@@ -80,6 +81,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.FourteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
         [TestData.FifteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 9 },
         [TestData.SixteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 7, ["id"] = 10 },
+        [TestData.SeventeenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 9 },
     };
 
     /// <summary>The overall target.</summary>
@@ -106,11 +108,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.FourteenthHeldOut)]
     [InlineData(TestData.FifteenthHeldOut)]
     [InlineData(TestData.SixteenthHeldOut)]
+    [InlineData(TestData.SeventeenthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
         var samples = TestData.HeldOut(file);
-        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut or TestData.ThirteenthHeldOut or TestData.FourteenthHeldOut or TestData.FifteenthHeldOut or TestData.SixteenthHeldOut)
+        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut or TestData.ThirteenthHeldOut or TestData.FourteenthHeldOut or TestData.FifteenthHeldOut or TestData.SixteenthHeldOut or TestData.SeventeenthHeldOut)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }

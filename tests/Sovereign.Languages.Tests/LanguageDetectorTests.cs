@@ -136,6 +136,9 @@ public sealed class LanguageDetectorTests
     // the languages of the later rounds (148 of 160 since). The floors are the last run's counts; Asturian, Bhojpuri,
     // Sanskrit, Corsican, Esperanto, Javanese and Sundanese are below the target (7 of 8) somewhere. Session 34 gave
     // Esperanto tuning sentences (Lingua has a model, but without a profile Spanish took it): 6 -> 7 of 8 on out of set 1.
+    // Out of set 4 (session 35, round 17: 14 languages x 8, written with held-out 17 before any change of the round):
+    // 95 of 112 und at its first run, the unchanged detector; Bhojpuri 1 of 8 (Hindi 0.82-1.00), Sanskrit 5 (Marathi,
+    // Hindi), Asturian and Sundanese 6 (Spanish, Indonesian), Javanese, Occitan and Afrikaans 7.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -148,12 +151,17 @@ public sealed class LanguageDetectorTests
         {
             ["ast"] = 3, ["oc"] = 8, ["co"] = 6, ["br"] = 8, ["eo"] = 8, ["kok"] = 8, ["sa"] = 4, ["mai"] = 8, ["bho"] = 3,
         },
+        ["out-of-set-4.txt"] = new(StringComparer.Ordinal)
+        {
+            ["ast"] = 6, ["co"] = 8, ["jv"] = 7, ["su"] = 6, ["bho"] = 1, ["sa"] = 5, ["eo"] = 8, ["oc"] = 7, ["la"] = 8, ["af"] = 7, ["mk"] = 8, ["ceb"] = 8, ["lb"] = 8, ["ne"] = 8,
+        },
     };
 
     [Theory]
     [InlineData("out-of-set-1.txt")]
     [InlineData("out-of-set-2.txt")]
     [InlineData("out-of-set-3.txt")]
+    [InlineData("out-of-set-4.txt")]
     public void Detect_LanguagesOutsideTheSet_UndeterminedAtLeastAsOftenAsRecorded(string file)
     {
         var sets = TestData.HeldOut(file);
