@@ -138,7 +138,11 @@ public sealed class LanguageDetectorTests
     // Esperanto tuning sentences (Lingua has a model, but without a profile Spanish took it): 6 -> 7 of 8 on out of set 1.
     // Out of set 4 (session 35, round 17: 14 languages x 8, written with held-out 17 before any change of the round):
     // 95 of 112 und at its first run, the unchanged detector; Bhojpuri 1 of 8 (Hindi 0.82-1.00), Sanskrit 5 (Marathi,
-    // Hindi), Asturian and Sundanese 6 (Spanish, Indonesian), Javanese, Occitan and Afrikaans 7.
+    // Hindi), Asturian and Sundanese 6 (Spanish, Indonesian), Javanese, Occitan and Afrikaans 7. Then Sanskrit and
+    // Bhojpuri by their grammar (DevanagariDecoys, chosen on Hindi and Marathi tuning material, never on these sets):
+    // out of set 3 Sanskrit 4 -> 7, Bhojpuri 3 -> 6 (56 -> 62 of 72); out of set 4 Sanskrit 5 -> 8, Bhojpuri 1 -> 6 (95
+    // -> 103 of 112; its Bhojpuri was written by the writer of the rule's word list, so out of set 3's is the fairer
+    // check); held-out 1-17 and the UDHR sentences unchanged.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -149,11 +153,11 @@ public sealed class LanguageDetectorTests
         ["out-of-set-2.txt"] = new(StringComparer.Ordinal) { ["jv"] = 7, ["su"] = 6 },
         ["out-of-set-3.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 3, ["oc"] = 8, ["co"] = 6, ["br"] = 8, ["eo"] = 8, ["kok"] = 8, ["sa"] = 4, ["mai"] = 8, ["bho"] = 3,
+            ["ast"] = 3, ["oc"] = 8, ["co"] = 6, ["br"] = 8, ["eo"] = 8, ["kok"] = 8, ["sa"] = 7, ["mai"] = 8, ["bho"] = 6,
         },
         ["out-of-set-4.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 6, ["co"] = 8, ["jv"] = 7, ["su"] = 6, ["bho"] = 1, ["sa"] = 5, ["eo"] = 8, ["oc"] = 7, ["la"] = 8, ["af"] = 7, ["mk"] = 8, ["ceb"] = 8, ["lb"] = 8, ["ne"] = 8,
+            ["ast"] = 6, ["co"] = 8, ["jv"] = 7, ["su"] = 6, ["bho"] = 6, ["sa"] = 8, ["eo"] = 8, ["oc"] = 7, ["la"] = 8, ["af"] = 7, ["mk"] = 8, ["ceb"] = 8, ["lb"] = 8, ["ne"] = 8,
         },
     };
 
@@ -171,6 +175,51 @@ public sealed class LanguageDetectorTests
         Assert.Equal(floors.Keys.Order(), sets.Keys.Order());
         var below = floors.Where(f => undetermined[f.Key] < f.Value).Select(f => $"{f.Key}: {undetermined[f.Key]} und, floor {f.Value}").ToList();
         Assert.True(below.Count == 0, string.Join("; ", below));
+    }
+
+    // Sanskrit and Bhojpuri have no profile (decoy profiles for them took Hindi and Marathi sentences in session 33), so
+    // the profiles read them as Hindi or Marathi; their grammar tells them apart (DevanagariDecoys, session 35): Sanskrit
+    // ends a quarter or more of its words in a visarga or virama, Bhojpuri writes its own copula, verb forms and pronouns.
+    // Written for this test, not taken from an evaluation set.
+    [Theory]
+    [InlineData("sa", "मम भ्राता ह्यः विद्यालयात् गृहम् आगतवान्।")]
+    [InlineData("sa", "वयं श्वः रेलयानेन नगरं गमिष्यामः, तत्र मित्राणि मिलिष्यामः।")]
+    [InlineData("bho", "रउआ कहाँ जात बानी? हमार घर एही गली में बा।")]
+    [InlineData("bho", "हम काल्ह बजार गइल रहीं, बाकिर दोकान बंद रहे।")]
+    public void Detect_SanskritOrBhojpuriReadAsHindi_UndeterminedWithItAsRunnerUp(string language, string text)
+    {
+        var withoutRule = Detector.WithDevanagariDecoys(false).Detect(text);
+        var detection = Detector.Detect(text);
+
+        Assert.Contains(withoutRule.Language, new[] { "hi", "mr" });
+        Assert.Equal(LanguageDetection.Undetermined, detection.Language);
+        Assert.Equal(language, detection.RunnerUp);
+        Assert.Equal(LanguageDetection.ByHeuristic, detection.Method);
+    }
+
+    // The rule must never fire on real Hindi or Marathi: the formal UDHR prose (Sanskritised Hindi, the case that kept a
+    // Sanskrit profile out) and every Hindi and Marathi sentence of the tuning corpus and the held-out sets.
+    [Theory]
+    [InlineData("hi")]
+    [InlineData("mr")]
+    public void DevanagariDecoys_HindiAndMarathiText_NeverTaken(string language)
+    {
+        var tuning = LanguageProfiles.LoadCorpus()[language];
+        var heldOut = TestData.HeldOutFiles.SelectMany(file => TestData.HeldOut(file).GetValueOrDefault(language) ?? []);
+        var texts = TestData.Samples(language).Concat(tuning).Concat(heldOut).ToList();
+
+        var taken = texts.Where(t => DevanagariDecoys.Evaluate(t) is not null).ToList();
+        Assert.True(texts.Count > 150, $"{texts.Count} texts");
+        Assert.True(taken.Count == 0, string.Join(" | ", taken));
+    }
+
+    [Theory]
+    [InlineData("hi", "अतः हम कल सुबह बाज़ार जाएँगे और ताज़ी सब्ज़ियाँ खरीदेंगे।")]
+    [InlineData("hi", "पश्चात् उन्होंने बताया कि ट्रेन दो घंटे देर से आएगी।")]
+    [InlineData("mr", "आम्ही उद्या सकाळी बाजारात जाऊन भाजी आणणार आहोत, अर्थात् पाऊस नसेल तर.")]
+    public void Detect_HindiOrMarathiWithASanskritEnding_StaysHindiOrMarathi(string language, string text)
+    {
+        Assert.Equal(language, Detector.Detect(text).Language);
     }
 
     [Theory]

@@ -174,6 +174,13 @@ public sealed partial class LanguageDetector
     /// <summary>The same detector with another Iberian digraph weight: for tuning.</summary>
     internal LanguageDetector WithSpelling(double weight) => new(this) { SpellingWeight = weight };
 
+    /// <summary>Whether Sanskrit and Bhojpuri read as Hindi or Marathi are told apart by their grammar
+    /// (<see cref="DevanagariDecoys"/>; on, off only to measure it).</summary>
+    internal bool DevanagariDecoyRule { get; init; } = true;
+
+    /// <summary>The same detector with the Devanagari decoy rule on or off: for measuring.</summary>
+    internal LanguageDetector WithDevanagariDecoys(bool on) => new(this) { DevanagariDecoyRule = on };
+
     /// <summary>Whether contrast words also match inflected forms by stem (on; off only to measure it).</summary>
     internal bool ContrastStems { get; init; } = true;
 
@@ -254,6 +261,7 @@ public sealed partial class LanguageDetector
         ContrastStems = other.ContrastStems;
         YatParticiples = other.YatParticiples;
         ShortMessageFeatures = other.ShortMessageFeatures;
+        DevanagariDecoyRule = other.DevanagariDecoyRule;
         Trace = other.Trace;
     }
 
@@ -345,7 +353,21 @@ public sealed partial class LanguageDetector
             return LanguageDetection.None(LanguageDetection.ByLingua) with { Script = iso };
         }
 
-        return Decide(group, text, share) with { Script = iso };
+        var decision = Decide(group, text, share) with { Script = iso };
+        if (script == WritingScript.Devanagari && DevanagariDecoyRule && decision.Language is "hi" or "mr"
+            && DevanagariDecoys.Evaluate(text) is { } decoy)
+        {
+            // Sanskrit or Bhojpuri by their grammar: outside the set, so und, with the decoy as runner-up.
+            var confidence = Math.Min(0.99, 0.6 + (0.1 * decoy.Marks)) * share;
+            return new LanguageDetection(LanguageDetection.Undetermined, confidence, LanguageDetection.ByHeuristic)
+            {
+                RunnerUp = decoy.Language,
+                RunnerUpConfidence = confidence,
+                Script = iso,
+            };
+        }
+
+        return decision;
     }
 
     private LanguageDetection ByScript(string owner, WritingScript script, int letters, double share, string text)
