@@ -13,11 +13,11 @@ namespace Sovereign.Benchmarks.Languages;
 /// </summary>
 internal static class LanguageTuningBenchmark
 {
-    public const string Usage = "languages-tune [--folds N (5)] [--profile w1,w2] [--lingua w] [--floor w] [--contrast w] [--letter w] [--words w (close-group word model; 0 = off)] [--cap c] [--smoothing a] [--reflex w] [--dictionary w (the hr/bs/sr spelling dictionaries' evidence; 0 = off)] [--syntax w (the hr/bs/sr verb complement: da + present or infinitive; 0 = off)] [--loan w (the hr/bs/sr loan-verb adaptation: -irati or -isati/-ovati; 0 = off)] [--participles 0|1 (the yat verbs' participles vidio/video as reflex evidence)] [--stems 0|1] [--misses hr,bs (print the misses of these languages with their scores)] [--explain TEXT] [--timing 1 (where detection time goes, on the tuning sentences)] [--fresh FOLDER (accuracy on new tuning sentences, <code>.txt, before they join the corpus)] [--udhr ms,id (a guard: UDHR sentences of these languages under each setting; never a tuning target)] [--subtitles w] [--subtitle-cap c] (the subtitles' word rates within Malay/Indonesian; 0 = off)";
+    public const string Usage = "languages-tune [--folds N (5)] [--profile w1,w2] [--lingua w] [--floor w] [--contrast w] [--letter w] [--words w (close-group word model; 0 = off)] [--cap c] [--smoothing a] [--reflex w] [--dictionary w (the hr/bs/sr spelling dictionaries' evidence; 0 = off)] [--syntax w (the hr/bs/sr verb complement: da + present or infinitive; 0 = off)] [--loan w (the hr/bs/sr loan-verb adaptation: -irati or -isati/-ovati; 0 = off)] [--participles 0|1 (the yat verbs' participles vidio/video as reflex evidence)] [--stems 0|1] [--misses hr,bs (print the misses of these languages with their scores)] [--explain TEXT] [--timing 1 (where detection time goes, on the tuning sentences)] [--fresh FOLDER (accuracy on new tuning sentences, <code>.txt, before they join the corpus)] [--udhr ms,id (a guard: UDHR sentences of these languages under each setting; never a tuning target)] [--subtitles w] [--subtitle-cap c] (the subtitles' word rates within Malay/Indonesian; 0 = off) [--devanagari 0|1 (the Sanskrit/Bhojpuri rule off or on)]";
 
     public static int Run(string[] argv)
     {
-        var args = Args.Parse(argv, "--folds", "--profile", "--lingua", "--floor", "--contrast", "--letter", "--words", "--cap", "--smoothing", "--reflex", "--dictionary", "--syntax", "--participles", "--misses", "--stems", "--explain", "--timing", "--fresh", "--udhr", "--span", "--centring", "--loan", "--subtitles", "--subtitle-cap");
+        var args = Args.Parse(argv, "--folds", "--profile", "--lingua", "--floor", "--contrast", "--letter", "--words", "--cap", "--smoothing", "--reflex", "--dictionary", "--syntax", "--participles", "--misses", "--stems", "--explain", "--timing", "--fresh", "--udhr", "--span", "--centring", "--loan", "--subtitles", "--subtitle-cap", "--devanagari");
         var folds = args.Int("--folds", 5, 5);
         var corpus = LanguageProfiles.LoadCorpus();
         if (args.String("--centring") is { } centring)
@@ -33,6 +33,11 @@ internal static class LanguageTuningBenchmark
         if (args.String("--loan") is { } loan)
         {
             detector = detector.WithLoanVerbs(double.Parse(loan, CultureInfo.InvariantCulture));
+        }
+
+        if (args.String("--devanagari") is { } devanagari)
+        {
+            detector = detector.WithDevanagariDecoys(devanagari != "0");
         }
 
         var subMs = Grid(args, "--subtitles", detector.SubtitleWeight);
