@@ -6,9 +6,10 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13-17 have never been used to build or tune the detector;
-/// held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24), 11 (since session 24's second round)
-/// and 12 (since session 25's round 13) are tuning material (SOURCES.md), so their floors guard against regressions.
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15 and 17 have never been used to build or tune
+/// the detector; held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24), 11 (since session 24's
+/// second round), 12 (since session 25's round 13) and 16 (since session 35's round 17) are tuning material
+/// (SOURCES.md), so their floors guard against regressions.
 /// Targets: 95% overall and at most one miss in eight per language, every covered language on at once.
 /// </summary>
 public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
@@ -62,7 +63,9 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // (every covered language, held-out 15's distribution). Its first run, on the unchanged detector: 484 of 502 = 96.4%,
     // below the target Bosnian 8, Croatian 7 and Indonesian 10 of 12, their floors; held-out 13-16 are the sets never
     // tuned on. Session 35's round 17 added held-out 17 (every covered language, held-out 16's distribution). Its first
-    // run, on the unchanged detector: 493 of 502 = 98.2%, below the target Bosnian 9 and Croatian 9 of 12, their floors.
+    // run, on the unchanged detector: 493 of 502 = 98.2%, below the target Bosnian 9 and Croatian 9 of 12, their floors;
+    // held-out 16 became tuning material, and the round's change (Sanskrit and Bhojpuri by their grammar) moved no
+    // held-out sentence.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["ms"] = 8 },
