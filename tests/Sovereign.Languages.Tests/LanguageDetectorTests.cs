@@ -29,6 +29,22 @@ public sealed class LanguageDetectorTests
     }
 
     [Theory]
+    [InlineData(2_000_000, "x")]
+    [InlineData(400, "xx xxx ")]
+    [InlineData(300, "lalala ")]
+    [InlineData(200, "ana ")]
+    [InlineData(300, "ага ")]
+    public void Detect_ARunOfOneToThreeLetters_Undetermined(int length, string unit)
+    {
+        // Two megabytes of 'x' came back Maltese at 0.83 (found by explorer6): a few letters repeated are no language.
+        var text = string.Concat(Enumerable.Repeat(unit, (length / unit.Length) + 1))[..length];
+
+        var detection = Detector.Detect(text);
+
+        Assert.Equal((LanguageDetection.Undetermined, 0.0), (detection.Language, detection.Confidence));
+    }
+
+    [Theory]
     [InlineData("th", "ภาษาไทยเป็นภาษาราชการของประเทศไทย")]
     [InlineData("km", "ភាសាខ្មែរជាភាសាផ្លូវការ")]
     [InlineData("lo", "ພາສາລາວແມ່ນພາສາທາງການ")]

@@ -300,6 +300,41 @@ public sealed partial class LanguageDetector
         return configured;
     }
 
+    /// <summary>Fewest distinct letters a text of a shared script needs before it is read as a language.</summary>
+    internal const int MinimumDistinctLetters = 4;
+
+    /// <summary>
+    /// Whether the text uses at least <see cref="MinimumDistinctLetters"/> different letters: a run of one or two letters
+    /// ("xxxx...", "lalala") is no language, yet its letter statistics looked decisive to the scorers (two megabytes of
+    /// 'x' came back Maltese at 0.83; found by explorer6). Stops at the fourth letter, so real text pays a few characters.
+    /// </summary>
+    private static bool HasLetterVariety(string text)
+    {
+        Span<int> seen = stackalloc int[MinimumDistinctLetters];
+        var count = 0;
+        foreach (var c in text)
+        {
+            if (!char.IsLetter(c))
+            {
+                continue;
+            }
+
+            var letter = (int)char.ToLowerInvariant(c);
+            if (seen[..count].Contains(letter))
+            {
+                continue;
+            }
+
+            seen[count++] = letter;
+            if (count == MinimumDistinctLetters)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>Detects the language of a text; <see cref="LanguageDetection.Undetermined"/> when it cannot be decided.</summary>
     public LanguageDetection Detect(string? text)
     {
@@ -329,7 +364,7 @@ public sealed partial class LanguageDetector
             return ByScript(owner, script, letters, share, text) with { Script = iso };
         }
 
-        if (!SharedScripts.Contains(script) || letters < _options.MinimumLetters)
+        if (!SharedScripts.Contains(script) || letters < _options.MinimumLetters || !HasLetterVariety(text))
         {
             return LanguageDetection.None(LanguageDetection.ByScript) with { Script = iso };
         }
