@@ -255,12 +255,12 @@ public sealed class NodeDirectory(
 
     /// <summary>
     /// Routes around a node from its first failed connection, without waiting for membership to declare it dead: a
-    /// cluster node until it reports again (a report newer than the last one seen), an external engine for
+    /// cluster node until it reports again (a report the registry stamped after the failure), an external engine for
     /// <see cref="UnreachableRetryAfter"/>.
     /// </summary>
     public void MarkUnreachable(NodeView node)
     {
-        var mark = new Unreachable(time.GetUtcNow(), node.Load?.ReportedAt);
+        var mark = new Unreachable(time.GetUtcNow(), Math.Max(node.Load?.ReportedAt ?? 0, NowMs));
         if (_unreachable.TryAdd(node.Id, mark))
         {
             Interlocked.Increment(ref _unreachableCount);
@@ -280,8 +280,10 @@ public sealed class NodeDirectory(
             return false;
         }
 
+        // Not merely a report newer than the view the failure was seen in: a dying node's last report, sent before the
+        // failure but read after it, made a killed node "up" again until its report went stale.
         var recovered = IsClusterNode(node)
-            ? node.Load?.ReportedAt > mark.LastReportAt
+            ? node.Load?.ReportedAt > mark.ReportedAfter
             : time.GetUtcNow() - mark.At >= UnreachableRetryAfter;
         if (recovered)
         {
@@ -348,7 +350,9 @@ public sealed class NodeDirectory(
     /// <summary>The pool of a node whose credential names none.</summary>
     public static string DefaultPool(string jurisdiction) => jurisdiction.ToLowerInvariant() + "-default";
 
-    private sealed record Unreachable(DateTimeOffset At, long? LastReportAt);
+    /// <param name="At">When the connection failed (this process's clock).</param>
+    /// <param name="ReportedAfter">A cluster node is reachable again with a report stamped after this (the registry's clock, Unix ms).</param>
+    private sealed record Unreachable(DateTimeOffset At, long ReportedAfter);
 
     /// <summary>A verified view of the registry; <see cref="Verified"/> holds each credential's check (null: it failed).</summary>
     private sealed record Snapshot(

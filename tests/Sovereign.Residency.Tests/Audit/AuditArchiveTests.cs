@@ -280,6 +280,16 @@ public sealed class AuditArchiveTests
 
         await using var context = AuditTestContext.Create();
         await SeedAsync(context, 3);
+
+        // SQLite deletes the WAL when the file's last connection closes: one stays open while the files are looked at
+        // (the seeding log's connections closing in between made the -wal vanish after it was listed).
+        await using var open = await context.Database.OpenAsync();
+        using (var read = open.CreateCommand())
+        {
+            read.CommandText = "SELECT COUNT(*) FROM audit_entries";
+            await read.ExecuteScalarAsync();
+        }
+
         await using (var held = await context.Database.TryLockAsync(AuditArchive.LockName))
         {
             Assert.NotNull(held);
