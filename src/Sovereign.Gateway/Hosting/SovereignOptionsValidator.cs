@@ -96,6 +96,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             failures.Add($"Sovereign:Database:Jurisdiction '{options.Database.Jurisdiction}' is not an ISO 3166-1 alpha-2 country code (where the database runs).");
         }
 
+        ValidateDatabase(failures, options.Database);
         ValidateAuditArchive(failures, options.Audit?.Archive);
         ValidateLanguages(failures, options.Languages);
         ValidateCharacterEquivalentLanguages(failures, options.Metering.CharacterEquivalentLanguages, detected);
@@ -344,6 +345,27 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
     }
 
     // Scheduled retention deletes evidence: a setting it cannot honour stops the start rather than archive differently.
+    // Any provider but PostgreSql ran on SQLite, taking a PostgreSQL connection string for a file name: a misspelt
+    // "Postgres" left each gateway of a cluster with its own budgets, keys and audit chain.
+    private static void ValidateDatabase(List<string> failures, DatabaseOptions database)
+    {
+        var provider = database.Provider;
+        if (string.IsNullOrWhiteSpace(provider) || string.Equals(provider, nameof(Storage.SqlProvider.Sqlite), StringComparison.OrdinalIgnoreCase))
+        {
+            return;
+        }
+
+        if (!string.Equals(provider, nameof(Storage.SqlProvider.PostgreSql), StringComparison.OrdinalIgnoreCase))
+        {
+            failures.Add($"Sovereign:Database:Provider '{provider}' is not a database provider; use Sqlite or PostgreSql.");
+        }
+        else if (string.IsNullOrWhiteSpace(database.ConnectionString))
+        {
+            failures.Add("Sovereign:Database:ConnectionString is required with Sovereign:Database:Provider PostgreSql "
+                + "(Sovereign__Database__ConnectionString=\"Host=...;Database=sovereign;Username=...;Password=...\").");
+        }
+    }
+
     private static void ValidateAuditArchive(List<string> failures, AuditArchiveOptions? archive)
     {
         const string key = "Sovereign:Audit:Archive";

@@ -1,0 +1,33 @@
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary>
+/// <c>Sovereign:Database</c> settings a start cannot honour. Found by hand: any provider other than <c>PostgreSql</c>
+/// (a misspelt <c>Postgres</c>, <c>PostgreSQL-15</c>) quietly ran on SQLite, with the PostgreSQL connection string taken
+/// for a file name (<c>./Host=db;Database=sovereign</c> appeared in the working directory), so each gateway of a
+/// cluster kept its own budgets, keys and audit chain; <c>PostgreSql</c> without a connection string stopped the start
+/// with "Value cannot be null. (Parameter 'connectionString')".
+/// </summary>
+public sealed class DatabaseSettingsTests
+{
+    [Theory]
+    [InlineData("Postgres")]
+    [InlineData("PostgreSQL-15")]
+    public async Task Serve_AnUnknownDatabaseProvider_StopsTheStartNamingIt_AndCreatesNoFile(string provider)
+    {
+        var connectionString = $"Host=127.0.0.1;Database=sovereign-provider-probe-{Guid.NewGuid():N}";
+
+        var message = await StartFailure.WithSovereignSectionAsync(
+            $$$"""{"Database":{"Provider":"{{{provider}}}","ConnectionString":"{{{connectionString}}}"}}""");
+
+        Assert.Contains($"Sovereign:Database:Provider '{provider}' is not a database provider; use Sqlite or PostgreSql.", message, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.GetFullPath(connectionString)), "the connection string was opened as a SQLite file");
+    }
+
+    [Fact]
+    public async Task Serve_PostgreSqlWithoutAConnectionString_StopsTheStartNamingTheSetting()
+    {
+        var message = await StartFailure.WithSovereignSectionAsync("""{"Database":{"Provider":"postgresql"}}""");
+
+        Assert.Contains("Sovereign:Database:ConnectionString is required with Sovereign:Database:Provider PostgreSql", message, StringComparison.Ordinal);
+    }
+}
