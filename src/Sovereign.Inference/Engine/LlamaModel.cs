@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using LLama;
 using LLama.Common;
@@ -151,6 +152,7 @@ public sealed partial class LlamaModel : IDisposable
 
         try
         {
+            CheckChatTemplate(options);
             return new LlamaModel(weights, options, options.Resolve(weights.ContextSize), time ?? TimeProvider.System, logger);
         }
         catch
@@ -158,6 +160,47 @@ public sealed partial class LlamaModel : IDisposable
             weights.Dispose();
             throw;
         }
+    }
+
+    // A name llama.cpp does not know started the server, and each chat request to the model was then a 500 (its
+    // "template not found"), whether the name stood in for a missing GGUF template or for one neither engine renders.
+    private static void CheckChatTemplate(ModelOptions options)
+    {
+        if (options.ChatTemplate is not { } name)
+        {
+            return;
+        }
+
+        try
+        {
+            var probe = new LLamaTemplate(name) { AddAssistant = true };
+            probe.Add("user", "hello");
+            _ = probe.Apply();
+        }
+        catch (MissingTemplateException)
+        {
+            throw new ModelLoadException(options.Id, options.Path,
+                $"the chat template '{name}' (Sovereign:Models:N:ChatTemplate, --chat-template) is neither one llama.cpp has built in nor a template it recognises; "
+                + $"built in: {string.Join(", ", BuiltInChatTemplates())}");
+        }
+    }
+
+    private static unsafe string[] BuiltInChatTemplates()
+    {
+        var count = NativeApi.llama_chat_builtin_templates(null, 0);
+        if (count <= 0)
+        {
+            return [];
+        }
+
+        // llama.cpp fills an array of C strings (LLamaSharp declares them char**; they are UTF-8 bytes).
+        var names = new IntPtr[count];
+        fixed (IntPtr* first = names)
+        {
+            _ = NativeApi.llama_chat_builtin_templates((char**)first, (UIntPtr)names.Length);
+        }
+
+        return [.. names.Select(name => Marshal.PtrToStringUTF8(name)).OfType<string>()];
     }
 
     /// <summary>Characters passed to the tokenizer so far (to see that a refusal cost little work).</summary>
