@@ -31,3 +31,23 @@ public sealed class DatabaseSettingsTests
         Assert.Contains("Sovereign:Database:ConnectionString is required with Sovereign:Database:Provider PostgreSql", message, StringComparison.Ordinal);
     }
 }
+
+/// <summary>
+/// <c>Sovereign:NodeId</c> that the admin API cannot name. Found by hand: <c>Sovereign__NodeId="Bad Id"</c> started,
+/// listed its node as "Bad Id", and then <c>nodes drain</c>, <c>nodes state</c> and <c>nodes rm</c> of it were each a
+/// 400 (an id in a path has no whitespace): the operator could not take the node out of rotation. An empty one started
+/// too, logging error 4212 (the interrupted-request sweep could not run under an empty id).
+/// </summary>
+public sealed class NodeIdSettingTests
+{
+    [Theory]
+    [InlineData("Bad Id")]
+    [InlineData("")]
+    [InlineData("node\\u0007th")]
+    public async Task Serve_ANodeIdTheAdminApiCannotName_StopsTheStartNamingIt(string nodeId)
+    {
+        var message = await StartFailure.WithSovereignSectionAsync($$"""{"NodeId":"{{nodeId}}"}""");
+
+        Assert.Contains("Sovereign:NodeId must be 1-256 characters without whitespace or control characters (e.g. node-th-1); got '", message, StringComparison.Ordinal);
+    }
+}

@@ -96,6 +96,14 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             failures.Add($"Sovereign:Database:Jurisdiction '{options.Database.Jurisdiction}' is not an ISO 3166-1 alpha-2 country code (where the database runs).");
         }
 
+        // The admin API names a node in its paths (nodes drain, state, rm): a node id it refuses left the node started
+        // but out of the operator's reach.
+        if (!ControlPlane.ResourceIds.IsValid(options.NodeId, ControlPlane.ResourceKind.Other))
+        {
+            failures.Add($"Sovereign:NodeId must be 1-{ControlPlane.ResourceIds.MaxOtherLength} characters without whitespace or control characters (e.g. node-th-1); "
+                + $"got '{OpenAI.RequestReader.Shorten(options.NodeId ?? "")}'.");
+        }
+
         ValidateDatabase(failures, options.Database);
         ValidateAuditArchive(failures, options.Audit?.Archive);
         ValidateLanguages(failures, options.Languages);
