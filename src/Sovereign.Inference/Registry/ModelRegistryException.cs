@@ -75,8 +75,11 @@ public class ModelRegistryException : Exception
     /// <summary>The kind of failure.</summary>
     public ModelRegistryError Error { get; }
 
-    /// <summary>True when the caller asked for something wrong (a CLI exits 2), false for an operational failure (exit 1).</summary>
-    public bool IsBadInput => Error is ModelRegistryError.InvalidArgument or ModelRegistryError.NotFound or ModelRegistryError.AlreadyExists;
+    /// <summary>
+    /// True when the caller asked for something wrong (a CLI exits 2), false for an operational failure (exit 1). An
+    /// id the registry does not hold is a failure, as the CLI's other "no such id" answers are.
+    /// </summary>
+    public bool IsBadInput => Error is ModelRegistryError.InvalidArgument or ModelRegistryError.AlreadyExists;
 }
 
 /// <summary>

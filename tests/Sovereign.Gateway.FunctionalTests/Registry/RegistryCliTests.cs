@@ -302,7 +302,22 @@ public sealed class RegistryCliTests : IDisposable
         Assert.Empty(Directory.GetFiles(Path.Combine(ModelsDirectory, "blobs")));
 
         (exit, _, var stderr) = await cli.RunAsync("models", "rm", "stories");
-        Assert.Equal(2, exit);
+        Assert.Equal(1, exit);
         Assert.Contains("No model 'stories'", stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// An id the registry does not hold is a failure (exit 1), as every other "No ... 'id'" of the CLI is (tenants show,
+    /// models unload, nodes rm); it was exit 2, which the exit-code table keeps for a command used wrongly.
+    /// </summary>
+    [Theory]
+    [InlineData("show")]
+    [InlineData("rm")]
+    public async Task Command_AnIdTheRegistryDoesNotHold_ExitsOneNamingIt(string verb)
+    {
+        var (exit, _, stderr) = await new RegistryCli(_directory).RunAsync("models", verb, "nosuch");
+
+        Assert.Equal(1, exit);
+        Assert.Contains($"sovereign models {verb}: No model 'nosuch'", stderr, StringComparison.Ordinal);
     }
 }

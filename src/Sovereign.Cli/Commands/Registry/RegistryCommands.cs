@@ -7,7 +7,8 @@ namespace Sovereign.Cli.Commands.Registry;
 
 /// <summary>
 /// <c>sovereign models pull|import|verify|rm|show</c>: the local model registry in <c>&lt;data dir&gt;/models</c>.
-/// Exit codes: 0 done, 1 operational failure (download, digest, disk), 2 bad input (arguments, unknown id or licence).
+/// Exit codes: 0 done, 1 operational failure (download, digest, disk) or an id the registry does not hold, 2 bad input
+/// (arguments, an unknown licence).
 /// </summary>
 internal static class RegistryCommands
 {
