@@ -48,13 +48,17 @@ internal static class NodeJoinApi
             throw OpenAIException.BadRequest($"jurisdiction must be an ISO 3166-1 alpha-2 country code; got '{RequestReader.Shorten(request.Jurisdiction ?? "")}'.", "jurisdiction", "invalid_value");
         }
 
-        var pool = request.Pool is null ? null : ResourceIds.Require(request.Pool, ResourceKind.Plan, "pool");
-
-        // Signed into the node's credential, so prices by device class hold whatever the node reports (as `nodes add`).
+        // Signed into the node's credential, so prices by pool and device class hold whatever the node reports (as
+        // `nodes add`). The pool's rule is the price book's, as everywhere a pool is named: the plan-name rule refused
+        // a pool such as th.h100 here that prices, reservations and Sovereign:Cluster:Pool accept.
+        var pool = request.Pool;
         var deviceClass = request.DeviceClass;
-        if (deviceClass is not null && !Sovereign.Metering.Pricing.PriceValidator.IsValidScopeName(deviceClass))
+        foreach (var (field, value) in new[] { ("pool", pool), ("device_class", deviceClass) })
         {
-            throw OpenAIException.BadRequest($"device_class '{RequestReader.Shorten(deviceClass)}' must be 1 to 64 letters, digits, '.', '_' or '-'.", "device_class", "invalid_value");
+            if (value is not null && !Sovereign.Metering.Pricing.PriceValidator.IsValidScopeName(value))
+            {
+                throw OpenAIException.BadRequest($"{field} '{RequestReader.Shorten(value)}' must be 1 to 64 letters, digits, '.', '_' or '-'.", field, "invalid_value");
+            }
         }
 
         // Checked as a number first: TimeSpan.FromSeconds throws on 1e14 seconds (a 500).
