@@ -360,8 +360,7 @@ public static class AdminApi
         // stop, remove; a node whose reports stopped (stopped, or cut off), or whose silo has left the membership (a
         // stop just now, before its last report went stale), can go.
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        if ((await nodes.Registry.GetAsync()).Nodes.FirstOrDefault(n => n.Id == id) is { } running && NodeDirectory.IsClusterNode(running) && nodes.IsFresh(running, now)
-            && (!cluster.Value.IsDistributed || await HasActiveSiloAsync(grains, id)))
+        if (await RunningClusterNodeAsync(nodes, grains, cluster.Value.IsDistributed, id, now) is { } running)
         {
             throw new OpenAIException(StatusCodes.Status409Conflict,
                 $"Node '{id}' is running (its last load report is {Math.Max(0, now - running.Load!.ReportedAt) / 1000} s old): drain it (sovereign nodes drain {id} --wait), stop it, then remove it. Removed while it runs, it would keep serving unseen and register again when it restarts.",
@@ -377,6 +376,16 @@ public static class AdminApi
         await AuditAdminAsync(context, audit, "node.delete", null, new() { ["node"] = id });
         return Json(new { id, deleted = true });
     }
+
+    /// <summary>
+    /// The registered cluster node of this id while it runs: it reports its load, and (in a cluster) the membership
+    /// lists its silo as active. Null for an external engine, a node whose reports stopped, or one whose silo has left.
+    /// </summary>
+    internal static async Task<NodeView?> RunningClusterNodeAsync(NodeDirectory nodes, IGrainFactory grains, bool distributed, string id, long nowMs) =>
+        (await nodes.Registry.GetAsync()).Nodes.FirstOrDefault(n => n.Id == id) is { } node && NodeDirectory.IsClusterNode(node) && nodes.IsFresh(node, nowMs)
+            && (!distributed || await HasActiveSiloAsync(grains, id))
+            ? node
+            : null;
 
     /// <summary>
     /// Whether the membership lists a silo of this node (named <c>role/node-id</c>) as active. When the membership

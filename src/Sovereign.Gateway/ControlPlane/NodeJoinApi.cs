@@ -97,7 +97,7 @@ internal static class NodeJoinApi
 
     private static async Task<IResult> JoinAsync(
         HttpContext context, ControlPlaneStore store, OperatorSigningKey operatorKey, AuditLog audit, TimeProvider time, IOptions<SovereignClusterOptions> cluster,
-        ClusterTlsCredentials tls, IOptions<Hosting.SovereignOptions> options)
+        ClusterTlsCredentials tls, IOptions<Hosting.SovereignOptions> options, Routing.NodeDirectory nodes, IGrainFactory grains)
     {
         if (!cluster.Value.IsDistributed || cluster.Value.Role == ServerRole.Node)
         {
@@ -130,6 +130,19 @@ internal static class NodeJoinApi
                 $"This join token is for a node in {usable.Jurisdiction}, but the node is configured for {RequestReader.Shorten(request.Jurisdiction)} (Sovereign:Jurisdiction). " +
                 $"Start it without Sovereign:Jurisdiction (the token sets it), or with a token for its jurisdiction (sovereign nodes join-token --jurisdiction ...). The token was not used.",
                 "jurisdiction", "jurisdiction_mismatch");
+        }
+
+        // A token names no node id: a second machine started with a running node's --node-id joined, and its registration
+        // replaced the running node's (its URL, pool and credential), so the gateways relayed that node's work to the
+        // newcomer. A node restarted with a new token has stopped first (its silo left the membership).
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        if (await AdminApi.RunningClusterNodeAsync(nodes, grains, distributed: true, nodeId, now) is { } running)
+        {
+            throw new OpenAIException(StatusCodes.Status409Conflict,
+                $"Node '{nodeId}' is running at {running.BaseUrl} (its last load report is {Math.Max(0, now - running.Load!.ReportedAt) / 1000} s old): a node joining under its id "
+                + "would take over its registration. Give this node its own id (--node-id, Sovereign:NodeId); to replace that node, stop it first (a node just killed "
+                + "counts as running until the cluster declares it dead). The token was not used.",
+                "invalid_request_error", "node_id", "node_in_use");
         }
 
         // The node's certificate request is checked before the token is spent, so a malformed one costs no token.

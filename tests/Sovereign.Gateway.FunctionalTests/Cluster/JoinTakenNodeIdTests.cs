@@ -1,0 +1,191 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+
+namespace Sovereign.Gateway.FunctionalTests.Cluster;
+
+/// <summary>
+/// A join token names no node id. Found by hand: a second machine started with a running node's <c>--node-id</c> and a
+/// fresh token joined, and its registration replaced the running node's (URL, pool, credential): <c>nodes list</c>
+/// showed the running node at the newcomer's URL, so the gateways relayed that node's work elsewhere (and to nowhere
+/// once the newcomer stopped). Now the join is refused (409 <c>node_in_use</c>) while a node of that id runs, and the
+/// token stays usable. A real gateway and node (<c>sovereign serve</c>) over a throwaway redis-server.
+/// </summary>
+public sealed class JoinTakenNodeIdTests : IDisposable
+{
+    private const string AdminToken = "join-taken-admin";
+    private readonly string _root = Directory.CreateTempSubdirectory("sovereign-join-taken-").FullName;
+    private readonly int _redisPort = FreePort();
+    private readonly List<(Process Process, StringBuilder Output)> _started = [];
+
+    public void Dispose()
+    {
+        foreach (var (process, _) in _started)
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+                process.WaitForExit();
+            }
+
+            process.Dispose();
+        }
+
+        Directory.Delete(_root, recursive: true);
+    }
+
+    [Fact]
+    public async Task AJoin_UnderTheIdOfARunningNode_Is409_AndTheTokenStaysUsable()
+    {
+        StartProcess("/usr/bin/redis-server", ["--port", _redisPort.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _root], new());
+        var gatewayPort = FreePort();
+        var gateway = StartServe(gatewayPort, ["--role", "gateway"], new()
+        {
+            ["Sovereign__Jurisdiction"] = "TH",
+            ["Sovereign__NodeId"] = "gateway-th",
+            ["Sovereign__Cluster__Redis"] = $"127.0.0.1:{_redisPort}",
+            ["Sovereign__Cluster__ClusterId"] = "join-taken-" + Path.GetFileName(_root),
+            ["Sovereign__Cluster__Secret"] = "join-taken-secret",
+            ["Sovereign__Cluster__InsecureTransport"] = "true",
+        });
+        using var admin = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{gatewayPort}") };
+        admin.DefaultRequestHeaders.Authorization = new("Bearer", AdminToken);
+        await WaitForAsync(async () => await ReadyAsync(admin) ? "ready" : null, gateway);
+
+        var first = await IssueTokenAsync(admin);
+        var nodePort = FreePort();
+        var node = StartServe(nodePort, ["--role", "node", "--node-id", "node-th-1", "--join-token", first, "--join-url", admin.BaseAddress!.ToString(),
+            "--model", $"{TestModels.Stories260K}=stories", "--threads", "1", "--ctx-size", "256", "--parallel", "2"], new());
+        await WaitForAsync(async () =>
+        {
+            using var response = await admin.GetAsync("/admin/v1/nodes");
+            var body = await response.Content.ReadAsStringAsync();
+            return response.IsSuccessStatusCode && JsonDocument.Parse(body).RootElement.GetProperty("data").EnumerateArray()
+                .Any(n => n.GetProperty("id").GetString() == "node-th-1" && n.GetProperty("health").GetString() == "up") ? body : null;
+        }, node);
+
+        var second = await IssueTokenAsync(admin);
+        using var anonymous = new HttpClient { BaseAddress = admin.BaseAddress };
+        using (var taken = await anonymous.PostAsJsonAsync("/cluster/v1/join", new { token = second, node_id = "node-th-1", url = "http://127.0.0.1:9" }))
+        {
+            var body = await taken.Content.ReadAsStringAsync();
+            Assert.True(taken.StatusCode == HttpStatusCode.Conflict, body);
+            var error = JsonDocument.Parse(body).RootElement.GetProperty("error");
+            Assert.Equal(("node_in_use", "node_id"), (error.GetProperty("code").GetString(), error.GetProperty("param").GetString()));
+            Assert.Contains($"Node 'node-th-1' is running at http://127.0.0.1:{nodePort}", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+
+        // The running node keeps its registration, and the refused token still joins a node of its own id.
+        using (var nodes = await admin.GetAsync("/admin/v1/nodes"))
+        {
+            var registered = JsonDocument.Parse(await nodes.Content.ReadAsStringAsync()).RootElement.GetProperty("data").EnumerateArray().Single(n => n.GetProperty("id").GetString() == "node-th-1");
+            Assert.Equal($"http://127.0.0.1:{nodePort}", registered.GetProperty("base_url").GetString());
+        }
+
+        using var joined = await anonymous.PostAsJsonAsync("/cluster/v1/join", new { token = second, node_id = "node-th-2", url = "http://127.0.0.1:9" });
+        Assert.True(joined.IsSuccessStatusCode, await joined.Content.ReadAsStringAsync());
+    }
+
+    private static async Task<string> IssueTokenAsync(HttpClient admin)
+    {
+        using var response = await admin.PostAsJsonAsync("/admin/v1/nodes/join-tokens", new { jurisdiction = "TH" });
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.Created, body);
+        return JsonDocument.Parse(body).RootElement.GetProperty("token").GetString()!;
+    }
+
+    private static async Task<bool> ReadyAsync(HttpClient client)
+    {
+        try
+        {
+            using var response = await client.GetAsync("/ready");
+            return response.IsSuccessStatusCode;
+        }
+        catch (HttpRequestException)
+        {
+            return false;
+        }
+    }
+
+    private (Process Process, StringBuilder Output) StartServe(int port, string[] args, Dictionary<string, string> environment)
+    {
+        var data = Path.Combine(_root, "member-" + port.ToString(CultureInfo.InvariantCulture));
+        Directory.CreateDirectory(data);
+        environment["Sovereign__AdminToken"] = AdminToken;
+        environment["Sovereign__BuiltInEmbeddings"] = "false";
+        environment["OMP_WAIT_POLICY"] = "PASSIVE";
+        return StartProcess("dotnet", [Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", .. args, "--urls", $"http://127.0.0.1:{port}", "--data-dir", data], environment);
+    }
+
+    private (Process Process, StringBuilder Output) StartProcess(string file, string[] args, Dictionary<string, string> environment)
+    {
+        var start = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        foreach (var (name, value) in environment)
+        {
+            start.Environment[name] = value;
+        }
+
+        var output = new StringBuilder();
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _started.Add((process, output));
+        return (process, output);
+    }
+
+    /// <summary>Polls <paramref name="probe"/> until it returns a value; fails with the member's output if it exits or 3 minutes pass.</summary>
+    private static async Task<string> WaitForAsync(Func<Task<string?>> probe, (Process Process, StringBuilder Output) member)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        while (!timeout.IsCancellationRequested)
+        {
+            Assert.False(member.Process.HasExited, $"the member exited:\n{Snapshot(member.Output)}");
+            if (await probe() is { } found)
+            {
+                return found;
+            }
+
+            await Task.Delay(250);
+        }
+
+        Assert.Fail($"timed out:\n{Snapshot(member.Output)}");
+        return "";
+    }
+
+    private static string Snapshot(StringBuilder output)
+    {
+        lock (output)
+        {
+            return output.ToString();
+        }
+    }
+
+    /// <summary>A free loopback port below Linux's ephemeral range, as the cluster fixture picks them.</summary>
+    private static int FreePort()
+    {
+        while (true)
+        {
+            var port = Random.Shared.Next(20_000, 32_768);
+            try
+            {
+                using var listener = new TcpListener(IPAddress.Loopback, port);
+                listener.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+            }
+        }
+    }
+}
