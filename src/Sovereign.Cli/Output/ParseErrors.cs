@@ -35,6 +35,16 @@ internal static partial class ParseErrors
         }
 
         var type = match.Groups["type"].Value;
+        var value = match.Groups["value"].Value;
+
+        // A whole number too large for the flag's type was "not a whole number", which it is. (A negative one for a
+        // flag that takes 0 or more keeps the line below, which says so.)
+        var negativeForUnsigned = value.StartsWith('-') && type.Contains("UInt", StringComparison.Ordinal);
+        if (!negativeForUnsigned && WholeNumber().IsMatch(value) && RangeOf(type) is { } range)
+        {
+            return $"{match.Groups["name"].Value}: '{value}' is out of range: a whole number from {range.Min} to {range.Max}.";
+        }
+
         var takes = type switch
         {
             _ when type.Contains("UInt", StringComparison.Ordinal) => "a whole number, 0 or more",
@@ -45,7 +55,7 @@ internal static partial class ParseErrors
             _ when type.Contains("TimeSpan", StringComparison.Ordinal) => "a duration (e.g. 01:00:00)",
             _ => "a valid value",
         };
-        return $"{match.Groups["name"].Value}: '{match.Groups["value"].Value}' is not {takes}.";
+        return $"{match.Groups["name"].Value}: '{value}' is not {takes}.";
     }
 
     /// <summary>
@@ -78,6 +88,25 @@ internal static partial class ParseErrors
     /// <summary>A command's arguments as its usage line shows them: <c>&lt;tenant&gt; &lt;key-id&gt;</c>.</summary>
     public static string Arguments(System.CommandLine.Command command) =>
         string.Join(' ', command.Arguments.Where(a => !a.Hidden).Select(a => $"<{a.Name}>"));
+
+    private static (string Min, string Max)? RangeOf(string type)
+    {
+        static (string, string) Of<T>(T min, T max)
+            where T : System.Numerics.IMinMaxValue<T>, IFormattable =>
+            (min.ToString(null, System.Globalization.CultureInfo.InvariantCulture), max.ToString(null, System.Globalization.CultureInfo.InvariantCulture));
+
+        return type switch
+        {
+            _ when type.Contains("UInt64", StringComparison.Ordinal) => Of(ulong.MinValue, ulong.MaxValue),
+            _ when type.Contains("UInt32", StringComparison.Ordinal) => Of(uint.MinValue, uint.MaxValue),
+            _ when type.Contains("Int64", StringComparison.Ordinal) => Of(long.MinValue, long.MaxValue),
+            _ when type.Contains("Int32", StringComparison.Ordinal) => Of(int.MinValue, int.MaxValue),
+            _ => null,
+        };
+    }
+
+    [GeneratedRegex(@"^[+-]?[0-9]+$")]
+    private static partial Regex WholeNumber();
 
     [GeneratedRegex(@"^Required argument '(?<argument>[^']*)' missing for command: '[^']*'\.?$", RegexOptions.Singleline)]
     private static partial Regex MissingArgument();
