@@ -288,6 +288,12 @@ internal static class AuditCommand
         command.SetAction(async (result, ct) =>
         {
             var input = result.GetValue(file)!;
+            if (Directory.Exists(input.FullName))
+            {
+                await Console.Error.WriteLineAsync($"sovereign audit verify-export: {input.FullName} is a folder; give the export file.");
+                return 2;
+            }
+
             if (!input.Exists)
             {
                 await Console.Error.WriteLineAsync($"sovereign audit verify-export: {input.FullName} does not exist.");
@@ -378,6 +384,11 @@ internal static class AuditCommand
     /// </summary>
     private static async Task<string> ReadPublicKeyAsync(FileInfo file, CancellationToken cancellationToken)
     {
+        if (Directory.Exists(file.FullName))
+        {
+            throw new Output.CliException($"--public-key {file.FullName} is a folder; give the PEM file 'sovereign audit public-key' wrote.", Output.ExitCodes.Usage);
+        }
+
         if (!file.Exists)
         {
             throw new Output.CliException($"--public-key {file.FullName} does not exist.", Output.ExitCodes.Usage);
