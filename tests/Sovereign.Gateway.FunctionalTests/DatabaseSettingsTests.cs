@@ -51,3 +51,30 @@ public sealed class NodeIdSettingTests
         Assert.Contains("Sovereign:NodeId must be 1-256 characters without whitespace or control characters (e.g. node-th-1); got '", message, StringComparison.Ordinal);
     }
 }
+
+/// <summary>
+/// One value given as a list or an object in sovereign.json. Found by hand: <c>"Jurisdiction": ["TH"]</c> stopped the
+/// start with the configuration binder's "Cannot create instance of type 'System.String' because it has multiple public
+/// parameterized constructors", naming no setting.
+/// </summary>
+public sealed class SettingShapeTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("sovereign-setting-shape-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [Theory]
+    [InlineData("""{"Jurisdiction":["TH"]}""", "Sovereign:Jurisdiction is one value, but it is set to a list or an object: set it as \"Jurisdiction\": \"...\" in the config file, or Sovereign__Jurisdiction=... in the environment.")]
+    [InlineData("""{"Limits":{"MaxOutputTokens":{"value":5}}}""", "Sovereign:Limits:MaxOutputTokens is one value, but it is set to a list or an object")]
+    public async Task Serve_OneValueGivenAsAListOrObject_StopsTheStartNamingIt(string section, string message)
+    {
+        var config = Path.Combine(_directory, "sovereign.json");
+        await File.WriteAllTextAsync(config, """{"Sovereign":""" + section + "}");
+
+        var (exit, _, stderr) = await CliProcess.RunAsync(new Dictionary<string, string?> { ["Sovereign__BuiltInEmbeddings"] = "false" },
+            "serve", "--config", config, "--urls", "http://127.0.0.1:0", "--data-dir", _directory);
+
+        Assert.Equal(2, exit);
+        Assert.Contains("sovereign serve: cannot start: " + message, stderr, StringComparison.Ordinal);
+    }
+}

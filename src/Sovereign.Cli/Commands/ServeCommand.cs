@@ -227,7 +227,10 @@ internal static partial class ServeCommand
         {
             StartFailed(app, ex);
             await AbandonStartAsync(app);
-            await Console.Error.WriteLineAsync("sovereign serve: cannot start: " + ex.Message);
+
+            // A setting of the wrong shape fails the binding with the binder's words, which name no setting.
+            var shape = ex is InvalidOperationException && app is not null ? Gateway.Hosting.SovereignOptionsValidator.ShapeFailures(app.Configuration) : [];
+            await Console.Error.WriteLineAsync("sovereign serve: cannot start: " + (shape.Count > 0 ? string.Join(' ', shape) : ex.Message));
             return 2;
         }
         catch (Residency.Audit.AuditIntegrityException ex)

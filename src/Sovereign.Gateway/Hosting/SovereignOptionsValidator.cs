@@ -128,14 +128,44 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 
+    /// <summary>
+    /// Settings whose shape is not their type's: a list given as one value, or one value given as a list or an object.
+    /// The second fails the binding itself, before any validator runs, so <c>serve</c> asks for these when a start fails.
+    /// </summary>
+    internal static IReadOnlyList<string> ShapeFailures(IConfiguration configuration)
+    {
+        var failures = new List<string>();
+        ListsGivenAsOneValue(failures, configuration.GetSection(SovereignOptions.SectionName), typeof(SovereignOptions), depth: 0);
+        return failures;
+    }
+
+    private static bool IsOneValue(Type type)
+    {
+        var underlying = Nullable.GetUnderlyingType(type) ?? type;
+        return underlying == typeof(string) || underlying.IsPrimitive || underlying.IsEnum || underlying == typeof(decimal) || underlying == typeof(TimeSpan)
+            || underlying == typeof(DateTimeOffset) || underlying == typeof(DateTime) || underlying == typeof(Guid) || underlying == typeof(Uri);
+    }
+
     // Configuration binds a list only from indexed keys (Sovereign__ApiKeys__0, or a JSON array): a single value for a
     // list setting (Sovereign__ApiKeys=sk-..., "Languages": "en") was dropped without a word and the list kept its
     // default, so a server meant to require keys served /v1 to anyone, and one meant to detect English only detected
     // every covered language. The value is not echoed: it may be a key.
     private static void ListsGivenAsOneValue(List<string> failures, IConfigurationSection section, Type type, int depth)
     {
-        if (!section.Exists() || depth > 8 || type == typeof(string) || type.IsPrimitive || type.IsEnum || Nullable.GetUnderlyingType(type) is not null)
+        if (!section.Exists() || depth > 8)
         {
+            return;
+        }
+
+        if (IsOneValue(type))
+        {
+            // The reverse: "Jurisdiction": ["TH"] stopped the start with the binder's "Cannot create instance of type
+            // 'System.String' because it has multiple public parameterized constructors", naming no setting.
+            if (section.GetChildren().Any())
+            {
+                failures.Add($"{section.Path} is one value, but it is set to a list or an object: set it as \"{section.Key}\": \"...\" in the config file, or {section.Path.Replace(":", "__", StringComparison.Ordinal)}=... in the environment.");
+            }
+
             return;
         }
 
