@@ -78,3 +78,19 @@ public sealed class SettingShapeTests : IDisposable
         Assert.Contains("sovereign serve: cannot start: " + message, stderr, StringComparison.Ordinal);
     }
 }
+
+/// <summary>
+/// A misspelt setting. Found by hand: <c>"Jurisdicton": "TH"</c> in sovereign.json started the server with no
+/// jurisdiction (refusing every tenant with a policy), and <c>Sovereign__Limits__MaxOutputToken</c> left the default in
+/// force, without a word. Every key under <c>Sovereign</c> must now name a setting.
+/// </summary>
+public sealed class UnknownSettingTests
+{
+    [Theory]
+    [InlineData("""{"Jurisdicton":"TH"}""", "Sovereign:Jurisdicton is not a setting, so it would be ignored; did you mean Sovereign:Jurisdiction?")]
+    [InlineData("""{"Limits":{"MaxOutputToken":5}}""", "Sovereign:Limits:MaxOutputToken is not a setting, so it would be ignored; did you mean Sovereign:Limits:MaxOutputTokens?")]
+    [InlineData("""{"Cluster":{"Reddis":"127.0.0.1:6379"}}""", "Sovereign:Cluster:Reddis is not a setting, so it would be ignored; did you mean Sovereign:Cluster:Redis?")]
+    [InlineData("""{"Models":[{"Id":"m","Pth":"/x.gguf"}]}""", "Sovereign:Models:0:Pth is not a setting, so it would be ignored; did you mean Sovereign:Models:0:Path?")]
+    public async Task Serve_ASettingThatDoesNotExist_StopsTheStartNamingIt(string section, string message) =>
+        Assert.Contains(message, await StartFailure.WithSovereignSectionAsync(section), StringComparison.Ordinal);
+}

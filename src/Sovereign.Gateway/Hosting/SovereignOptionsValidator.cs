@@ -139,6 +139,24 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         return failures;
     }
 
+    private static int EditDistance(string a, string b)
+    {
+        var previous = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (var i = 1; i <= a.Length; i++)
+        {
+            var current = new int[b.Length + 1];
+            current[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                current[j] = Math.Min(Math.Min(current[j - 1] + 1, previous[j] + 1), previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+            }
+
+            previous = current;
+        }
+
+        return previous[b.Length];
+    }
+
     private static bool IsOneValue(Type type)
     {
         var underlying = Nullable.GetUnderlyingType(type) ?? type;
@@ -203,9 +221,27 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
 
         if (type.IsClass)
         {
-            foreach (var property in type.GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance).Where(p => p.GetIndexParameters().Length == 0))
+            var properties = type.GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance).Where(p => p.GetIndexParameters().Length == 0).ToList();
+            foreach (var property in properties)
             {
                 ListsGivenAsOneValue(failures, section.GetSection(property.Name), property.PropertyType, depth + 1);
+            }
+
+            // A misspelt setting ("Jurisdicton", Sovereign__Limits__MaxOutputToken) was ignored without a word, leaving
+            // the default in force. Sovereign:Cluster is the cluster's own options, read beside these.
+            foreach (var child in section.GetChildren())
+            {
+                if (depth == 0 && string.Equals(child.Key, "Cluster", StringComparison.OrdinalIgnoreCase))
+                {
+                    ListsGivenAsOneValue(failures, child, typeof(Cluster.Hosting.SovereignClusterOptions), depth + 1);
+                }
+                else if (!properties.Any(p => string.Equals(p.Name, child.Key, StringComparison.OrdinalIgnoreCase)))
+                {
+                    var names = depth == 0 ? properties.Select(p => p.Name).Append("Cluster") : properties.Select(p => p.Name);
+                    var nearest = names.Select(n => (Name: n, Distance: EditDistance(n.ToUpperInvariant(), child.Key.ToUpperInvariant()))).MinBy(n => n.Distance);
+                    failures.Add($"{child.Path} is not a setting, so it would be ignored"
+                        + (nearest.Name is not null && nearest.Distance <= 3 ? $"; did you mean {section.Path}:{nearest.Name}?" : $"; the settings here are {string.Join(", ", names)}."));
+                }
             }
         }
     }
