@@ -91,7 +91,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             failures.Add($"Sovereign:Jurisdiction '{options.Jurisdiction}' is not an ISO 3166-1 alpha-2 country code.");
         }
 
-        if (!string.IsNullOrWhiteSpace(options.Database?.Jurisdiction) && !Residency.Jurisdictions.JurisdictionCatalog.Default.IsCountry(options.Database.Jurisdiction))
+        if (!string.IsNullOrWhiteSpace(options.Database.Jurisdiction) && !Residency.Jurisdictions.JurisdictionCatalog.Default.IsCountry(options.Database.Jurisdiction))
         {
             failures.Add($"Sovereign:Database:Jurisdiction '{options.Database.Jurisdiction}' is not an ISO 3166-1 alpha-2 country code (where the database runs).");
         }
