@@ -93,4 +93,30 @@ public sealed class UnknownSettingTests
     [InlineData("""{"Models":[{"Id":"m","Pth":"/x.gguf"}]}""", "Sovereign:Models:0:Pth is not a setting, so it would be ignored; did you mean Sovereign:Models:0:Path?")]
     public async Task Serve_ASettingThatDoesNotExist_StopsTheStartNamingIt(string section, string message) =>
         Assert.Contains(message, await StartFailure.WithSovereignSectionAsync(section), StringComparison.Ordinal);
+
+    [Fact]
+    public async Task Serve_ASettingAnotherComponentReads_IsASetting()
+    {
+        // Sovereign:Metering:ReservationLifetime is the tenant grains' (TenantMoneyOptions), documented in the operator
+        // guide: the check for misspelt settings refused it at first.
+        var directory = Directory.CreateTempSubdirectory("sovereign-also-bound-").FullName;
+        try
+        {
+            await using var app = Sovereign.Cli.Commands.ServeCommand.Build(new Sovereign.Cli.Commands.ServeSettings
+            {
+                Urls = "http://127.0.0.1:0",
+                DataDirectory = directory,
+                Overrides = new Dictionary<string, string?> { ["Sovereign:Metering:ReservationLifetime"] = "00:10:00", ["Sovereign:BuiltInEmbeddings"] = "false" },
+            }, []);
+            await app.StartAsync();
+            await app.StopAsync();
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+
+        Assert.Contains("Sovereign:Metering:ReservationLifetim is not a setting, so it would be ignored; did you mean Sovereign:Metering:ReservationLifetime?",
+            await StartFailure.WithSovereignSectionAsync("""{"Metering":{"ReservationLifetim":"00:10:00"}}"""), StringComparison.Ordinal);
+    }
 }

@@ -139,6 +139,9 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         return failures;
     }
 
+    /// <summary>Sections of <see cref="SovereignOptions"/> that other components also bind, with the options they bind.</summary>
+    private static readonly (string Path, Type Type)[] AlsoBound = [("Sovereign:Metering", typeof(Cluster.Grains.TenantMoneyOptions))];
+
     private static int EditDistance(string a, string b)
     {
         var previous = Enumerable.Range(0, b.Length + 1).ToArray();
@@ -221,7 +224,9 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
 
         if (type.IsClass)
         {
-            var properties = type.GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance).Where(p => p.GetIndexParameters().Length == 0).ToList();
+            // A section another component binds too (the tenant grains read Sovereign:Metering) has its settings as well.
+            var properties = AlsoBound.Where(bound => string.Equals(bound.Path, section.Path, StringComparison.OrdinalIgnoreCase)).Select(bound => bound.Type).Prepend(type)
+                .SelectMany(t => t.GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance)).Where(p => p.GetIndexParameters().Length == 0).ToList();
             foreach (var property in properties)
             {
                 ListsGivenAsOneValue(failures, section.GetSection(property.Name), property.PropertyType, depth + 1);
