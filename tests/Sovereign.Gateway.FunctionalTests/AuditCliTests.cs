@@ -157,6 +157,13 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
         Assert.Contains("Covered through 0; uncovered: ", stdout, StringComparison.Ordinal);
         Assert.Contains("NOT fully trusted", stdout, StringComparison.Ordinal);
         Assert.DoesNotContain("tampered", stdout, StringComparison.Ordinal);
+
+        // For scripts: the admin API's report as JSON, the same exit code (explorer7 found no --json here).
+        (exit, stdout, _) = await CliProcess.RunAsync("audit", "verify", "--data-dir", fixture.ThDataDirectory, "--database", copy, "--json");
+        var report = System.Text.Json.JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal(5, exit);
+        Assert.Equal(("uncovered", 0L), (report.GetProperty("verdict").GetString(), report.GetProperty("covered_through").GetInt64()));
+        Assert.True(report.GetProperty("entries_checked").GetInt64() > 0);
     }
 
     [Fact]

@@ -52,9 +52,13 @@ internal static class AuditCommand
         {
             Description = "Do not compare the log with <data dir>/audit-witness.json (the last head the server signed): for a copy or backup of the database older than it.",
         };
+        var json = new Option<bool>("--json")
+        {
+            Description = "Print the report as JSON (what POST /admin/v1/audit/verify answers), for scripts; the exit code is the same.",
+        };
         var command = new Command("verify", "Check every entry and checkpoint; report any modified, inserted, deleted, reordered or truncated entry and where, and the entries no signed checkpoint covers. Exit 0 trusted, 3 tampered, 5 intact but not covered by a signed checkpoint.")
         {
-            dataDir, database, publicKey, maxUncovered, noWitness,
+            dataDir, database, publicKey, maxUncovered, noWitness, json,
         };
         command.SetAction(async (result, ct) =>
         {
@@ -72,6 +76,19 @@ internal static class AuditCommand
             var options = new AuditVerificationOptions { MaxUncoveredAge = TimeSpan.FromSeconds(result.GetValue(maxUncovered)), Witness = witness };
             var outcome = await AuditVerifier.VerifyAsync(db, [pem], options, new Inference.Registry.InlineProgress<long>(checkedSoFar =>
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  ... {checkedSoFar:N0} entries checked"))), ct);
+            var exit = outcome.Verdict switch
+            {
+                AuditVerdict.Trusted => Output.ExitCodes.Success,
+                AuditVerdict.Uncovered => Output.ExitCodes.Uncovered,
+                _ => Output.ExitCodes.IntegrityFailure,
+            };
+            if (result.GetValue(json))
+            {
+                // The admin API's report, field for field, so an auditor's script reads either.
+                Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(outcome, Gateway.OpenAI.OpenAIJson.Options));
+                return exit;
+            }
+
             Console.WriteLine($"Checked {outcome.EntriesChecked} entries, {outcome.CheckpointsVerified} signed checkpoints.");
             if (outcome.Archive is { } archive)
             {
@@ -104,12 +121,7 @@ internal static class AuditCommand
                 AuditVerdict.Uncovered => "The audit log is intact as far as it goes, but NOT fully trusted: entries are not covered by a signed checkpoint.",
                 _ => "The audit log has been tampered with.",
             });
-            return outcome.Verdict switch
-            {
-                AuditVerdict.Trusted => Output.ExitCodes.Success,
-                AuditVerdict.Uncovered => Output.ExitCodes.Uncovered,
-                _ => Output.ExitCodes.IntegrityFailure,
-            };
+            return exit;
         });
         return command;
     }
