@@ -359,11 +359,10 @@ public static class AdminApi
         // every list (so it could not be drained), and registered again at its next start. The guide's order is drain,
         // stop, remove; a node whose reports stopped (stopped, or cut off), or whose silo has left the membership (a
         // stop just now, before its last report went stale), can go.
-        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        if (await RunningClusterNodeAsync(nodes, grains, cluster.Value.IsDistributed, id, now) is { } running)
+        if (await RunningClusterNodeAsync(nodes, grains, cluster.Value.IsDistributed, id) is { } running)
         {
             throw new OpenAIException(StatusCodes.Status409Conflict,
-                $"Node '{id}' is running (its last load report is {Math.Max(0, now - running.Load!.ReportedAt) / 1000} s old): drain it (sovereign nodes drain {id} --wait), stop it, then remove it. Removed while it runs, it would keep serving unseen and register again when it restarts.",
+                $"Node '{id}' is running (its last load report is {running.ReportAgeMs / 1000} s old): drain it (sovereign nodes drain {id} --wait), stop it, then remove it. Removed while it runs, it would keep serving unseen and register again when it restarts.",
                 "invalid_request_error", "id", "node_in_use");
         }
 
@@ -380,12 +379,17 @@ public static class AdminApi
     /// <summary>
     /// The registered cluster node of this id while it runs: it reports its load, and (in a cluster) the membership
     /// lists its silo as active. Null for an external engine, a node whose reports stopped, or one whose silo has left.
+    /// The report's age is read on the registry's clock, which stamped it (this process's clock may differ).
     /// </summary>
-    internal static async Task<NodeView?> RunningClusterNodeAsync(NodeDirectory nodes, IGrainFactory grains, bool distributed, string id, long nowMs) =>
-        (await nodes.Registry.GetAsync()).Nodes.FirstOrDefault(n => n.Id == id) is { } node && NodeDirectory.IsClusterNode(node) && nodes.IsFresh(node, nowMs)
+    internal static async Task<(NodeView Node, long ReportAgeMs)?> RunningClusterNodeAsync(NodeDirectory nodes, IGrainFactory grains, bool distributed, string id)
+    {
+        var snapshot = await nodes.Registry.GetAsync();
+        var now = snapshot.Now != 0 ? snapshot.Now : nodes.NowMs; // 0: a registry of a release that did not send its clock
+        return snapshot.Nodes.FirstOrDefault(n => n.Id == id) is { } node && NodeDirectory.IsClusterNode(node) && nodes.IsFresh(node, now)
             && (!distributed || await HasActiveSiloAsync(grains, id))
-            ? node
+            ? (node, Math.Max(0, now - node.Load!.ReportedAt))
             : null;
+    }
 
     /// <summary>
     /// Whether the membership lists a silo of this node (named <c>role/node-id</c>) as active. When the membership

@@ -135,11 +135,10 @@ internal static class NodeJoinApi
         // A token names no node id: a second machine started with a running node's --node-id joined, and its registration
         // replaced the running node's (its URL, pool and credential), so the gateways relayed that node's work to the
         // newcomer. A node restarted with a new token has stopped first (its silo left the membership).
-        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        if (await AdminApi.RunningClusterNodeAsync(nodes, grains, distributed: true, nodeId, now) is { } running)
+        if (await AdminApi.RunningClusterNodeAsync(nodes, grains, distributed: true, nodeId) is { } running)
         {
             throw new OpenAIException(StatusCodes.Status409Conflict,
-                $"Node '{nodeId}' is running at {running.BaseUrl} (its last load report is {Math.Max(0, now - running.Load!.ReportedAt) / 1000} s old): a node joining under its id "
+                $"Node '{nodeId}' is running at {running.Node.BaseUrl} (its last load report is {running.ReportAgeMs / 1000} s old): a node joining under its id "
                 + "would take over its registration. Give this node its own id (--node-id, Sovereign:NodeId); to replace that node, stop it first (a node just killed "
                 + "counts as running until the cluster declares it dead). The token was not used.",
                 "invalid_request_error", "node_id", "node_in_use");
