@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
 
 namespace Sovereign.Gateway.FunctionalTests.Console;
@@ -23,25 +22,11 @@ public sealed partial class TourScriptTests
     [Fact]
     public async Task Tour_RunsAsWritten_OnAFreshDataDirectory()
     {
-        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(Path.Combine(RepositoryRoot, "tests", "tour", "tour.sh"));
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "sovereign.dll"));
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(8));
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw;
-        }
+        var (exit, stdout, stderr) = await ChildProcess.RunAsync("bash",
+            [Path.Combine(RepositoryRoot, "tests", "tour", "tour.sh"), Path.Combine(AppContext.BaseDirectory, "sovereign.dll")], TimeSpan.FromMinutes(8));
 
-        var output = await stdout + await stderr;
-        Assert.True(process.ExitCode == 0, output);
+        var output = stdout + stderr;
+        Assert.True(exit == 0, output);
         Assert.Contains("TOUR OK", output, StringComparison.Ordinal);
     }
 

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -91,44 +90,8 @@ public sealed class OfficialNodeSdkTests : IAsyncLifetime
 
     private static async Task<(int Exit, string Output)> RunAsync(string file, string[] arguments, Dictionary<string, string> environment)
     {
-        var start = new ProcessStartInfo(file) { WorkingDirectory = ChecksFolder, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        foreach (var (name, value) in environment)
-        {
-            start.Environment[name] = value;
-        }
-
-        Process process;
-        try
-        {
-            process = Process.Start(start)!;
-        }
-        catch (System.ComponentModel.Win32Exception ex)
-        {
-            throw new Xunit.Sdk.XunitException($"'{file}' could not be started ({ex.Message}): install Node.js (.ci/run does).");
-        }
-
-        using (process)
-        {
-            var stdout = process.StandardOutput.ReadToEndAsync();
-            var stderr = process.StandardError.ReadToEndAsync();
-            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(8));
-            try
-            {
-                await process.WaitForExitAsync(timeout.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                process.Kill(entireProcessTree: true);
-                throw;
-            }
-
-            return (process.ExitCode, await stdout + await stderr);
-        }
+        var (exit, stdout, stderr) = await ChildProcess.RunAsync(file, arguments, TimeSpan.FromMinutes(8), ChecksFolder, environment);
+        return (exit, stdout + stderr);
     }
 
     public async Task DisposeAsync()
