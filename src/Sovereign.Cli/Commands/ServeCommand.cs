@@ -183,6 +183,13 @@ internal static partial class ServeCommand
                     "(every such request is refused with 403 residency_violation). Declare where it runs: Sovereign__Jurisdiction=TH (or \"Jurisdiction\" in sovereign.json).");
             }
 
+            if (ClusterOnSqliteProblem(options, app.Services.GetRequiredService<IOptions<Sovereign.Cluster.Hosting.SovereignClusterOptions>>().Value) is { } onSqlite)
+            {
+                await app.DisposeAsync();
+                await Console.Error.WriteLineAsync("sovereign serve: cannot start: " + onSqlite);
+                return 2;
+            }
+
             if (string.Equals(options.Database.Provider, nameof(Sovereign.Storage.SqlProvider.PostgreSql), StringComparison.OrdinalIgnoreCase)
                 && string.IsNullOrWhiteSpace(options.Database.Jurisdiction)
                 && app.Services.GetRequiredService<IOptions<Sovereign.Cluster.Hosting.SovereignClusterOptions>>().Value.Role != Sovereign.Cluster.Hosting.ServerRole.Node)
@@ -296,6 +303,18 @@ internal static partial class ServeCommand
 
         return 0;
     }
+
+    /// <summary>
+    /// A cluster (Sovereign:Cluster:Redis) on SQLite: each member would keep its own file, so its own budgets (a tenant's
+    /// money spent at one gateway unseen at another), its own audit chain, and a node's entries that no gateway checkpoints.
+    /// It started without complaint; PostgreSQL is what a cluster shares. A node that joins receives the gateway's database.
+    /// </summary>
+    internal static string? ClusterOnSqliteProblem(SovereignOptions options, Sovereign.Cluster.Hosting.SovereignClusterOptions cluster) =>
+        cluster.IsDistributed && !string.Equals(options.Database.Provider, nameof(Sovereign.Storage.SqlProvider.PostgreSql), StringComparison.OrdinalIgnoreCase)
+            ? "a cluster member (Sovereign:Cluster:Redis is set) needs the cluster's shared PostgreSQL database: Sovereign:Database:Provider is "
+                + $"'{options.Database.Provider}', so this process would keep its own budgets and audit chain apart from the other members'. "
+                + "Set Sovereign__Database__Provider=PostgreSql and Sovereign__Database__ConnectionString (a node started with --join-token receives them from the gateway it joins)."
+            : null;
 
     /// <summary>What <c>serve</c> says it loads before the host starts.</summary>
     /// <remarks>A gateway loads nothing (ModelCatalog returns at once), but this line said it was loading the test model.</remarks>

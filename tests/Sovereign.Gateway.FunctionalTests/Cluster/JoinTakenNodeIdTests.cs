@@ -13,9 +13,10 @@ namespace Sovereign.Gateway.FunctionalTests.Cluster;
 /// fresh token joined, and its registration replaced the running node's (URL, pool, credential): <c>nodes list</c>
 /// showed the running node at the newcomer's URL, so the gateways relayed that node's work elsewhere (and to nowhere
 /// once the newcomer stopped). Now the join is refused (409 <c>node_in_use</c>) while a node of that id runs, and the
-/// token stays usable. A real gateway and node (<c>sovereign serve</c>) over a throwaway redis-server.
+/// token stays usable. A real gateway and node (<c>sovereign serve</c>) over a throwaway redis-server and PostgreSQL
+/// (a cluster member on SQLite is refused at start).
 /// </summary>
-public sealed class JoinTakenNodeIdTests : IDisposable
+public sealed class JoinTakenNodeIdTests(Storage.PostgreSqlFixture postgres) : IClassFixture<Storage.PostgreSqlFixture>, IDisposable
 {
     private const string AdminToken = "join-taken-admin";
     private readonly string _root = Directory.CreateTempSubdirectory("sovereign-join-taken-").FullName;
@@ -51,6 +52,8 @@ public sealed class JoinTakenNodeIdTests : IDisposable
             ["Sovereign__Cluster__ClusterId"] = "join-taken-" + Path.GetFileName(_root),
             ["Sovereign__Cluster__Secret"] = "join-taken-secret",
             ["Sovereign__Cluster__InsecureTransport"] = "true",
+            ["Sovereign__Database__Provider"] = "PostgreSql",
+            ["Sovereign__Database__ConnectionString"] = postgres.ConnectionString,
         });
         using var admin = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{gatewayPort}") };
         admin.DefaultRequestHeaders.Authorization = new("Bearer", AdminToken);
