@@ -13,8 +13,8 @@ using Sovereign.Cluster.Security;
 namespace Sovereign.Benchmarks.Gateway;
 
 /// <summary>
-/// A cluster in its own shape for the benchmarks, as the cluster tests start one: a throwaway redis-server,
-/// <c>sovereign serve --role gateway</c> and <c>--role node</c> processes with mutual TLS from a CA made here, each
+/// A cluster in its own shape for the benchmarks, as the cluster tests start one: a throwaway redis-server and
+/// PostgreSQL (the members' shared database), <c>sovereign serve --role gateway</c> and <c>--role node</c> processes with mutual TLS from a CA made here, each
 /// holding the operator key (so it issues its own credential), nodes on https with their cluster certificates.
 /// </summary>
 internal sealed class BenchCluster : IAsyncDisposable
@@ -30,9 +30,11 @@ internal sealed class BenchCluster : IAsyncDisposable
     private readonly X509Certificate2 _authority = ClusterCertificates.CreateAuthority("bench", DateTimeOffset.UtcNow);
     private readonly string _operatorKey;
     private readonly int _redisPort = FreePort();
+    private readonly BenchPostgres _database;
 
     private BenchCluster()
     {
+        _database = new BenchPostgres();
         _processes.Add(Start("redis-server", ["--port", _redisPort.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _root], []));
         _operatorKey = Path.Combine(_root, "operator-key.pem");
         using (Residency.Audit.OperatorSigningKey.LoadOrCreate(_operatorKey))
@@ -40,7 +42,7 @@ internal sealed class BenchCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts the cluster's Redis; members are started one by one.</summary>
+    /// <summary>Starts the cluster's Redis and database; members are started one by one.</summary>
     public static BenchCluster Create() => new();
 
     /// <summary>Starts a <c>--role gateway</c> process on plain http; returns it and its URL.</summary>
@@ -195,6 +197,7 @@ internal sealed class BenchCluster : IAsyncDisposable
             process.Dispose();
         }
 
+        _database.Dispose();
         _authority.Dispose();
         Directory.Delete(_root, recursive: true);
     }
@@ -209,6 +212,8 @@ internal sealed class BenchCluster : IAsyncDisposable
         ["Sovereign__Cluster__Redis"] = $"127.0.0.1:{_redisPort}",
         ["Sovereign__Cluster__ClusterId"] = "bench-" + Path.GetFileName(_root),
         ["Sovereign__Cluster__Secret"] = Secret,
+        ["Sovereign__Database__Provider"] = "PostgreSql",
+        ["Sovereign__Database__ConnectionString"] = _database.ConnectionString,
         ["Logging__LogLevel__Default"] = "Warning",
 
         // A loaded 2-core machine can delay a node's report past the default 5 s; a stale node is not routed to.
