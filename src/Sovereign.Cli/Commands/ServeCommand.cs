@@ -325,10 +325,6 @@ internal static partial class ServeCommand
             ? options.Engines.Count == 0 ? "sovereign serve: loading the built-in test model..." : "sovereign serve: no GGUF model to load."
             : $"sovereign serve: loading {options.Models.Count} model(s): {string.Join(", ", options.Models.Select(m => $"{m.Id} ({SizeOf(m.Path)})"))}...";
 
-    /// <summary>
-    /// Builds the web application from defaults, the config file, environment variables and flags, in rising
-    /// precedence (the usual .NET order).
-    /// </summary>
     /// <summary>What is wrong with an --urls value, or null: each address a URL Kestrel can listen on.</summary>
     internal static string? ListenAddressProblem(string urls)
     {
@@ -359,6 +355,10 @@ internal static partial class ServeCommand
         return null;
     }
 
+    /// <summary>
+    /// Builds the web application from defaults, the config file, environment variables and flags, in rising
+    /// precedence (the usual .NET order).
+    /// </summary>
     public static WebApplication Build(ServeSettings settings, string[] args)
     {
         // No file watcher: the host's default appsettings.json source watches the content root (the working directory)
