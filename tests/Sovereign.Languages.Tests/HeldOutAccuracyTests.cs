@@ -6,7 +6,7 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15 and 17 have never been used to build or tune
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15, 17 and 18 have never been used to build or tune
 /// the detector; held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24), 11 (since session 24's
 /// second round), 12 (since session 25's round 13) and 16 (since session 35's round 17) are tuning material
 /// (SOURCES.md), so their floors guard against regressions.
@@ -65,7 +65,9 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // tuned on. Session 35's round 17 added held-out 17 (every covered language, held-out 16's distribution). Its first
     // run, on the unchanged detector: 493 of 502 = 98.2%, below the target Bosnian 9 and Croatian 9 of 12, their floors;
     // held-out 16 became tuning material, and the round's change (Sanskrit and Bhojpuri by their grammar) moved no
-    // held-out sentence.
+    // held-out sentence. Session 36's round 18 added held-out 18 (every covered language, held-out 17's distribution).
+    // Its first run, on the unchanged detector: 482 of 502 = 96.0%, below the target Bosnian 5 and Croatian 9 of 12,
+    // Serbian 13 of 16 and Czech 7 of 10 (as Slovak twice), their floors.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["ms"] = 8 },
@@ -85,6 +87,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.FifteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 9 },
         [TestData.SixteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 7, ["id"] = 10 },
         [TestData.SeventeenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 9 },
+        [TestData.EighteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5, ["cs"] = 7, ["hr"] = 9, ["sr"] = 13 },
     };
 
     /// <summary>The overall target.</summary>
@@ -112,11 +115,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.FifteenthHeldOut)]
     [InlineData(TestData.SixteenthHeldOut)]
     [InlineData(TestData.SeventeenthHeldOut)]
+    [InlineData(TestData.EighteenthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
         var samples = TestData.HeldOut(file);
-        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut or TestData.ThirteenthHeldOut or TestData.FourteenthHeldOut or TestData.FifteenthHeldOut or TestData.SixteenthHeldOut or TestData.SeventeenthHeldOut)
+        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut or TestData.ThirteenthHeldOut or TestData.FourteenthHeldOut or TestData.FifteenthHeldOut or TestData.SixteenthHeldOut or TestData.SeventeenthHeldOut or TestData.EighteenthHeldOut)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }

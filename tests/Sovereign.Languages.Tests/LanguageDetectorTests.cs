@@ -158,7 +158,10 @@ public sealed class LanguageDetectorTests
     // Bhojpuri by their grammar (DevanagariDecoys, chosen on Hindi and Marathi tuning material, never on these sets):
     // out of set 3 Sanskrit 4 -> 7, Bhojpuri 3 -> 6 (56 -> 62 of 72); out of set 4 Sanskrit 5 -> 8, Bhojpuri 1 -> 6 (95
     // -> 103 of 112; its Bhojpuri was written by the writer of the rule's word list, so out of set 3's is the fairer
-    // check); held-out 1-17 and the UDHR sentences unchanged.
+    // check); held-out 1-17 and the UDHR sentences unchanged. Out of set 5 (session 36, round 18: 19 languages x 8,
+    // near-translations of held-out 18's sentences, written with it before any change of the round): 97 of 152 und at
+    // its first run, the unchanged detector; Aragonese and Venetian 0 of 8 (Spanish, Galician, Italian), Minangkabau and
+    // Balinese 2 (Indonesian, Malay), Low German 3 (Dutch), Awadhi 3 (Hindi), Walloon and Ilocano 4.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -175,6 +178,11 @@ public sealed class LanguageDetectorTests
         {
             ["ast"] = 6, ["co"] = 8, ["jv"] = 7, ["su"] = 6, ["bho"] = 6, ["sa"] = 8, ["eo"] = 8, ["oc"] = 7, ["la"] = 8, ["af"] = 7, ["mk"] = 8, ["ceb"] = 8, ["lb"] = 8, ["ne"] = 8,
         },
+        ["out-of-set-5.txt"] = new(StringComparer.Ordinal)
+        {
+            ["ast"] = 6, ["co"] = 7, ["eo"] = 8, ["jv"] = 7, ["su"] = 6, ["oc"] = 7, ["an"] = 0, ["vec"] = 0, ["nds"] = 3, ["fy"] = 8,
+            ["wa"] = 4, ["ceb"] = 8, ["ilo"] = 4, ["min"] = 2, ["ace"] = 6, ["ban"] = 2, ["mai"] = 8, ["awa"] = 3, ["kok"] = 8,
+        },
     };
 
     [Theory]
@@ -182,6 +190,7 @@ public sealed class LanguageDetectorTests
     [InlineData("out-of-set-2.txt")]
     [InlineData("out-of-set-3.txt")]
     [InlineData("out-of-set-4.txt")]
+    [InlineData("out-of-set-5.txt")]
     public void Detect_LanguagesOutsideTheSet_UndeterminedAtLeastAsOftenAsRecorded(string file)
     {
         var sets = TestData.HeldOut(file);

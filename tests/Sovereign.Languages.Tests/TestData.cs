@@ -100,8 +100,13 @@ internal static partial class TestData
     /// that round.</summary>
     public const string SeventeenthHeldOut = "heldout-17.txt";
 
+    /// <summary>The eighteenth held-out evaluation set (every covered language, 8-16 sentences each, held-out 17's
+    /// distribution), written in session 36's round 18 before any change, evaluation or new development sentence of
+    /// that round.</summary>
+    public const string EighteenthHeldOut = "heldout-18.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
