@@ -161,7 +161,10 @@ public sealed class LanguageDetectorTests
     // check); held-out 1-17 and the UDHR sentences unchanged. Out of set 5 (session 36, round 18: 19 languages x 8,
     // near-translations of held-out 18's sentences, written with it before any change of the round): 97 of 152 und at
     // its first run, the unchanged detector; Aragonese and Venetian 0 of 8 (Spanish, Galician, Italian), Minangkabau and
-    // Balinese 2 (Indonesian, Malay), Low German 3 (Dutch), Awadhi 3 (Hindi), Walloon and Ilocano 4.
+    // Balinese 2 (Indonesian, Malay), Low German 3 (Dutch), Awadhi 3 (Hindi), Walloon and Ilocano 4. Then seven decoys
+    // with tuning sentences (Aragonese, Venetian, Low German, Minangkabau, Balinese, Walloon, Ilocano; written on the
+    // first-round tuning topics, not on out of set 5's): 120 of 152 (Aragonese 3, Venetian 6, Low German 7, Walloon and
+    // Ilocano 8, Minangkabau 4; Balinese 2), held-out 1-18 one Galician sentence of held-out 11 lost (to Asturian).
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -180,8 +183,8 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-5.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 6, ["co"] = 7, ["eo"] = 8, ["jv"] = 7, ["su"] = 6, ["oc"] = 7, ["an"] = 0, ["vec"] = 0, ["nds"] = 3, ["fy"] = 8,
-            ["wa"] = 4, ["ceb"] = 8, ["ilo"] = 4, ["min"] = 2, ["ace"] = 6, ["ban"] = 2, ["mai"] = 8, ["awa"] = 3, ["kok"] = 8,
+            ["ast"] = 6, ["co"] = 7, ["eo"] = 8, ["jv"] = 7, ["su"] = 6, ["oc"] = 7, ["an"] = 3, ["vec"] = 6, ["nds"] = 7, ["fy"] = 8,
+            ["wa"] = 8, ["ceb"] = 8, ["ilo"] = 8, ["min"] = 4, ["ace"] = 6, ["ban"] = 2, ["mai"] = 8, ["awa"] = 3, ["kok"] = 8,
         },
     };
 

@@ -162,6 +162,17 @@ public static class LanguageCatalog
         Unmodelled("gd", "Scottish Gaelic", WritingScript.Latin, "ga"),
         Unmodelled("ht", "Haitian Creole", WritingScript.Latin, "fr"),
         Unmodelled("ku", "Kurdish (Kurmanji)", WritingScript.Latin, "tr"),
+
+        // Session 36 (round 18): out of set 5 read Aragonese and Venetian as Spanish, Galician or Italian (0 of 8 und),
+        // Minangkabau and Balinese as Indonesian or Malay, Low German as Dutch, Walloon as French, Ilocano as Filipino.
+        // Low German borrows German's share only: with Dutch's too it took Dutch sentences (held-out 10, afrikaans-dutch).
+        Unmodelled("an", "Aragonese", WritingScript.Latin, "es", "ca"),
+        Unmodelled("vec", "Venetian", WritingScript.Latin, "it", "es"),
+        Unmodelled("nds", "Low German", WritingScript.Latin, "de"),
+        Unmodelled("min", "Minangkabau", WritingScript.Latin, "id", "ms"),
+        Unmodelled("ban", "Balinese", WritingScript.Latin, "id", "ms"),
+        Unmodelled("wa", "Walloon", WritingScript.Latin, "fr"),
+        Unmodelled("ilo", "Ilocano", WritingScript.Latin, "fil"),
     ];
 
     private static readonly Dictionary<string, LanguageDescriptor> ByCode =
