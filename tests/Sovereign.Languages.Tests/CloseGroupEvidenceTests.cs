@@ -192,6 +192,28 @@ public sealed class CloseGroupEvidenceTests(ITestOutputHelper output)
         Assert.Equal((1, 0), reflex.Count("vrijeme"));
     }
 
+    // Session 36: a stem or ending shared with an ekavian form made words the ijekavian standards write count as
+    // Serbian (posla by the stem of "posle", vremena by that of "vreme", kafiću as a joined future): 23 such hits in
+    // the Croatian and Bosnian sentences of the tuning material, which cost Bosnian sentences. A word the Croatian or
+    // Bosnian text writes is not ekavian.
+    [Fact]
+    public void Count_WordTheIjekavianTextWrites_NotEkavianByStemOrEnding()
+    {
+        var corpus = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal)
+        {
+            ["hr"] = ["Kakvo je vrijeme danas?", "Nemam vremena poslije posla.", "Vidimo se u kafić na uglu."],
+            ["sr"] = ["Kakvo je danas napolju?"],
+        };
+        var reflex = YatReflex.FromCorpus(corpus);
+
+        Assert.Equal((0, 0), reflex.Count("ima puno posla"));
+        Assert.Equal((0, 0), reflex.Count("nemam vremena"));
+        Assert.Equal((0, 0), reflex.Count("bili smo u kafiću"));
+        Assert.Equal((0, 1), reflex.Count("vremenska prognoza"));
+        Assert.Equal((0, 1), reflex.Count("vidimo se posle"));
+        Assert.Equal((0, 1), reflex.Count("proveriću sutra"));
+    }
+
     [Fact]
     public void WordModel_WordOneMemberWrites_CountsForIt_SharedWordsCancel()
     {

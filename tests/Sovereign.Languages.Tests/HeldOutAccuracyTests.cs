@@ -67,10 +67,11 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // held-out 16 became tuning material, and the round's change (Sanskrit and Bhojpuri by their grammar) moved no
     // held-out sentence. Session 36's round 18 added held-out 18 (every covered language, held-out 17's distribution).
     // Its first run, on the unchanged detector: 482 of 502 = 96.0%, below the target Bosnian 5 and Croatian 9 of 12,
-    // Serbian 13 of 16 and Czech 7 of 10 (as Slovak twice), their floors.
+    // Serbian 13 of 16 and Czech 7 of 10 (as Slovak twice), their floors. The round's ekavian fix (words the Croatian
+    // and Bosnian text writes are not ekavian by stem or ending) raised Bosnian on held-out 1 from 6 to 7.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
-        [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["ms"] = 8 },
+        [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
         [TestData.SecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 8 },
         [TestData.ThirdHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 8 },
         [TestData.FourthHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 8 },

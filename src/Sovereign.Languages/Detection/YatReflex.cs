@@ -36,8 +36,14 @@ internal sealed class YatReflex
     private readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> _ekavianLookup;
     private readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> _ekavianStems;
 
-    private YatReflex(HashSet<string> ekavian)
+    // Every word of the Croatian and Bosnian sentences and contrast words: a word the ijekavian standards write is not
+    // ekavian, whatever stem or ending it shares with an ekavian form (posla, vremena, sestra; kafić-u is a noun, not
+    // a joined future).
+    private readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> _ijekavianWritten;
+
+    private YatReflex(HashSet<string> ekavian, HashSet<string> ijekavianWritten)
     {
+        _ijekavianWritten = ijekavianWritten.ToFrozenSet(StringComparer.Ordinal).GetAlternateLookup<ReadOnlySpan<char>>();
         _ekavian = ekavian.ToFrozenSet(StringComparer.Ordinal);
         _ekavianLookup = _ekavian.GetAlternateLookup<ReadOnlySpan<char>>();
         _ekavianStems = ekavian.Where(w => w.Length > MinimumStem).Select(Stem).Where(stem => stem.Length >= MinimumStem).ToFrozenSet(StringComparer.Ordinal).GetAlternateLookup<ReadOnlySpan<char>>();
@@ -80,7 +86,7 @@ internal sealed class YatReflex
             }
         }
 
-        return new YatReflex(ekavian);
+        return new YatReflex(ekavian, ijekavianText);
     }
 
     /// <summary>Distinct ijekavian and ekavian words in a normalised text (a Serbian joined future counts as
@@ -96,7 +102,8 @@ internal sealed class YatReflex
             var word = normalized.AsSpan(start, length);
             var participle = participles ? Participle(word) : 0;
             var isIjekavian = participle > 0 || Reflex(word).Length > 0;
-            var isEkavian = !isIjekavian && (participle < 0 || IsEkavian(word) || IsJoinedFuture(word));
+            var isEkavian = !isIjekavian && (participle < 0 || (!_ijekavianWritten.Contains(word)
+                && (IsEkavian(word) || (IsJoinedFuture(word) && !_ijekavianWritten.Contains(word[..^1])))));
             if ((isIjekavian || isEkavian) && (seen ??= new HashSet<string>(StringComparer.Ordinal)).Add(word.ToString()))
             {
                 ijekavian += isIjekavian ? 1 : 0;
