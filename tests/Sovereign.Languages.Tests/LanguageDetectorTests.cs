@@ -165,26 +165,29 @@ public sealed class LanguageDetectorTests
     // with tuning sentences (Aragonese, Venetian, Low German, Minangkabau, Balinese, Walloon, Ilocano; written on the
     // first-round tuning topics, not on out of set 5's): 120 of 152 (Aragonese 3, Venetian 6, Low German 7, Walloon and
     // Ilocano 8, Minangkabau 4; Balinese 2), held-out 1-18 one Galician sentence of held-out 11 lost (to Asturian).
+    // Then 23 more tuning sentences each for Sundanese, Minangkabau and Balinese (everyday topics of the Javanese
+    // ones): Sundanese 5 -> 8 (out of set 1), 6 -> 7 (2), 6 -> 8 (4); Minangkabau 4 -> 6, Balinese 2 -> 7 and Acehnese
+    // 6 -> 7 (5): 128 of 152; no held-out sentence moved.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
         {
             ["sq"] = 8, ["az"] = 8, ["cy"] = 8, ["yo"] = 8, ["ne"] = 8, ["jv"] = 6, ["ceb"] = 8, ["lb"] = 8, ["fo"] = 7, ["fy"] = 8,
-            ["oc"] = 8, ["ast"] = 4, ["gd"] = 8, ["ht"] = 8, ["ku"] = 8, ["su"] = 5, ["br"] = 8, ["co"] = 8, ["sw"] = 8, ["eo"] = 7,
+            ["oc"] = 8, ["ast"] = 4, ["gd"] = 8, ["ht"] = 8, ["ku"] = 8, ["su"] = 8, ["br"] = 8, ["co"] = 8, ["sw"] = 8, ["eo"] = 7,
         },
-        ["out-of-set-2.txt"] = new(StringComparer.Ordinal) { ["jv"] = 7, ["su"] = 6 },
+        ["out-of-set-2.txt"] = new(StringComparer.Ordinal) { ["jv"] = 7, ["su"] = 7 },
         ["out-of-set-3.txt"] = new(StringComparer.Ordinal)
         {
             ["ast"] = 3, ["oc"] = 8, ["co"] = 6, ["br"] = 8, ["eo"] = 8, ["kok"] = 8, ["sa"] = 7, ["mai"] = 8, ["bho"] = 6,
         },
         ["out-of-set-4.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 6, ["co"] = 8, ["jv"] = 7, ["su"] = 6, ["bho"] = 6, ["sa"] = 8, ["eo"] = 8, ["oc"] = 7, ["la"] = 8, ["af"] = 7, ["mk"] = 8, ["ceb"] = 8, ["lb"] = 8, ["ne"] = 8,
+            ["ast"] = 6, ["co"] = 8, ["jv"] = 7, ["su"] = 8, ["bho"] = 6, ["sa"] = 8, ["eo"] = 8, ["oc"] = 7, ["la"] = 8, ["af"] = 7, ["mk"] = 8, ["ceb"] = 8, ["lb"] = 8, ["ne"] = 8,
         },
         ["out-of-set-5.txt"] = new(StringComparer.Ordinal)
         {
             ["ast"] = 6, ["co"] = 7, ["eo"] = 8, ["jv"] = 7, ["su"] = 6, ["oc"] = 7, ["an"] = 3, ["vec"] = 6, ["nds"] = 7, ["fy"] = 8,
-            ["wa"] = 8, ["ceb"] = 8, ["ilo"] = 8, ["min"] = 4, ["ace"] = 6, ["ban"] = 2, ["mai"] = 8, ["awa"] = 3, ["kok"] = 8,
+            ["wa"] = 8, ["ceb"] = 8, ["ilo"] = 8, ["min"] = 6, ["ace"] = 7, ["ban"] = 7, ["mai"] = 8, ["awa"] = 3, ["kok"] = 8,
         },
     };
 
