@@ -167,7 +167,9 @@ public sealed class LanguageDetectorTests
     // Ilocano 8, Minangkabau 4; Balinese 2), held-out 1-18 one Galician sentence of held-out 11 lost (to Asturian).
     // Then 23 more tuning sentences each for Sundanese, Minangkabau and Balinese (everyday topics of the Javanese
     // ones): Sundanese 5 -> 8 (out of set 1), 6 -> 7 (2), 6 -> 8 (4); Minangkabau 4 -> 6, Balinese 2 -> 7 and Acehnese
-    // 6 -> 7 (5): 128 of 152; no held-out sentence moved.
+    // 6 -> 7 (5): 128 of 152; no held-out sentence moved. Then 23 more for Aragonese: 3 -> 6 (5; 131 of 152), and
+    // Corsican 6 -> 7 on out of set 3. The same for Venetian and Corsican cost the UDHR's Italian 63 -> 59 of 64 (und),
+    // and 20 more Asturian ones three Spanish held-out sentences (held-out 6, 11, 18): both left out.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -178,7 +180,7 @@ public sealed class LanguageDetectorTests
         ["out-of-set-2.txt"] = new(StringComparer.Ordinal) { ["jv"] = 7, ["su"] = 7 },
         ["out-of-set-3.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 3, ["oc"] = 8, ["co"] = 6, ["br"] = 8, ["eo"] = 8, ["kok"] = 8, ["sa"] = 7, ["mai"] = 8, ["bho"] = 6,
+            ["ast"] = 3, ["oc"] = 8, ["co"] = 7, ["br"] = 8, ["eo"] = 8, ["kok"] = 8, ["sa"] = 7, ["mai"] = 8, ["bho"] = 6,
         },
         ["out-of-set-4.txt"] = new(StringComparer.Ordinal)
         {
@@ -186,7 +188,7 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-5.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 6, ["co"] = 7, ["eo"] = 8, ["jv"] = 7, ["su"] = 6, ["oc"] = 7, ["an"] = 3, ["vec"] = 6, ["nds"] = 7, ["fy"] = 8,
+            ["ast"] = 6, ["co"] = 7, ["eo"] = 8, ["jv"] = 7, ["su"] = 6, ["oc"] = 7, ["an"] = 6, ["vec"] = 6, ["nds"] = 7, ["fy"] = 8,
             ["wa"] = 8, ["ceb"] = 8, ["ilo"] = 8, ["min"] = 6, ["ace"] = 7, ["ban"] = 7, ["mai"] = 8, ["awa"] = 3, ["kok"] = 8,
         },
     };
