@@ -169,7 +169,9 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // held-out sentences (11 Irish, 9 Icelandic, 6 Filipino, 5 French, 4 Marathi), and nine languages fell below 7 of 8
     // in some set; with a tenth they take 7 (6,232 -> 6,225 of 6,384 correct), and when configured they are told
     // apart: 146 of the 160 sentences of out of set 1 come back as their own language. (Indonesian, short of 7 of 8 in
-    // held-out 16 with the covered set too, is guarded by the per-set floors.)
+    // held-out 16 with the covered set too, is guarded by the per-set floors.) Session 36 added held-out 18 and seven
+    // more such languages (Aragonese, Venetian, Low German, Minangkabau, Balinese, Walloon, Ilocano): 7,200 of the
+    // 7,388 covered sentences of held-out 1-18 right with every catalog language on, as many as with the covered set.
     [Fact]
     public void Detect_EveryCatalogLanguageOn_KeepsTheCoveredLanguagesAndFindsTheAddedOnes()
     {
@@ -193,7 +195,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         var added = TestData.HeldOut("out-of-set-1.txt").Sum(set => set.Value.Count(s => detector.Detect(s).Language == set.Key));
 
         Assert.True(below.Count == 0, string.Join("; ", below));
-        Assert.True(correct >= 6_225, $"{correct} covered held-out sentences right");
+        Assert.True(correct >= 7_200, $"{correct} covered held-out sentences right");
         Assert.True(added >= 146, $"{added} of 160 out-of-set sentences found as their own language");
     }
 
