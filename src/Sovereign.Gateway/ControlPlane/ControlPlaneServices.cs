@@ -119,6 +119,7 @@ internal static class ControlPlaneServices
         services.TryAddSingleton<LanguageRouting>();
         services.AddHostedService<LanguageDetectorWarmup>();
         services.TryAddSingleton<UpstreamProxy>();
+        services.TryAddSingleton<OpenAI.TokenizerRelay>();
         services.TryAddSingleton<OpenAI.ResponsesStorage>();
         services.AddRequestPipeline();
         // Redirects are never followed: their target may lie outside the route's jurisdiction. The factory's per-request

@@ -17,8 +17,9 @@ namespace Sovereign.Gateway.OpenAI;
 /// <c>POST /tokenize</c> and <c>POST /detokenize</c> with the request and answer shapes of llama-server
 /// (<c>content</c>, <c>add_special</c>, <c>with_pieces</c>; <c>tokens</c>) and vLLM (<c>prompt</c> or <c>messages</c>,
 /// <c>add_special_tokens</c>; <c>count</c>, <c>max_model_len</c>). Authenticated and routed like inference (the text
-/// is content: the residency decision applies); served for models this process runs. Not metered, but each valid
-/// request counts against the tenant's requests-per-minute limit, as on every /v1 endpoint.
+/// is content: the residency decision applies); served for models this process runs, and relayed to the node that
+/// runs one for a gateway (<see cref="TokenizerRelay"/>). Not metered, but each valid request counts against the
+/// tenant's requests-per-minute limit, as on every /v1 endpoint.
 /// </summary>
 internal static class TokenizerEndpoints
 {
@@ -28,7 +29,7 @@ internal static class TokenizerEndpoints
         endpoints.MapPost("/detokenize", DetokenizeAsync);
     }
 
-    private static async Task<IResult> TokenizeAsync(HttpContext context, InferenceRouter router, RequestMetering metering, IOptions<SovereignOptions> options)
+    private static async Task<IResult> TokenizeAsync(HttpContext context, InferenceRouter router, RequestMetering metering, TokenizerRelay relay, IOptions<SovereignOptions> options)
     {
         var caller = await router.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<TokenizeRequest>(context, RequestFields.For<TokenizeRequest>(caller, options.Value));
@@ -66,26 +67,30 @@ internal static class TokenizerEndpoints
                 text is null ? "messages" : request.Content is not null ? "content" : "prompt", "string_above_max_length");
         }
 
-        var model = await LocalModelAsync(context, router, caller, request.Model);
+        var routed = await router.RouteAsync(context, caller, request.Model, ModelKind.Chat);
+        TokenizerRelay.RequireServable(routed, "/tokenize");
         await metering.CountRequestAsync(context, caller);
-        int[] tokens;
-        if (turns is not null)
+        return await relay.ServeAsync(context, routed, "/tokenize", model =>
         {
-            tokens = model.TokenizeChat(turns);
-        }
-        else
-        {
-            // llama-server's add_special defaults to false, vLLM's add_special_tokens to true.
-            tokens = model.Tokenize(text!, addBos: request.AddSpecial ?? request.AddSpecialTokens ?? request.Content is null);
-        }
+            int[] tokens;
+            if (turns is not null)
+            {
+                tokens = model.TokenizeChat(turns);
+            }
+            else
+            {
+                // llama-server's add_special defaults to false, vLLM's add_special_tokens to true.
+                tokens = model.Tokenize(text!, addBos: request.AddSpecial ?? request.AddSpecialTokens ?? request.Content is null);
+            }
 
-        object tokenList = request.WithPieces == true
-            ? tokens.Select(t => new TokenPiece(t, Piece(model, t))).ToArray()
-            : tokens;
-        return TypedResults.Json(new TokenizeResponse(tokenList, tokens.Length, model.Info.ContextLength), OpenAIJson.Options);
+            object tokenList = request.WithPieces == true
+                ? tokens.Select(t => new TokenPiece(t, Piece(model, t))).ToArray()
+                : tokens;
+            return Task.FromResult<IResult>(TypedResults.Json(new TokenizeResponse(tokenList, tokens.Length, model.Info.ContextLength), OpenAIJson.Options));
+        });
     }
 
-    private static async Task<IResult> DetokenizeAsync(HttpContext context, InferenceRouter router, RequestMetering metering, IOptions<SovereignOptions> options)
+    private static async Task<IResult> DetokenizeAsync(HttpContext context, InferenceRouter router, RequestMetering metering, TokenizerRelay relay, IOptions<SovereignOptions> options)
     {
         var caller = await router.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<DetokenizeRequest>(context, RequestFields.For<DetokenizeRequest>(caller, options.Value));
@@ -94,7 +99,25 @@ internal static class TokenizerEndpoints
             throw OpenAIException.BadRequest("You must provide tokens.", "tokens", "missing_required_parameter");
         }
 
-        var model = await LocalModelAsync(context, router, caller, request.Model);
+        var routed = await router.RouteAsync(context, caller, request.Model, ModelKind.Chat);
+        TokenizerRelay.RequireServable(routed, "/detokenize");
+        if (routed.Local?.Model is { } local)
+        {
+            RequireInVocabulary(tokens, local);
+        }
+
+        // Relayed, the node checks the ids against its model's vocabulary and refuses them the same way.
+        await metering.CountRequestAsync(context, caller);
+        return await relay.ServeAsync(context, routed, "/detokenize", model =>
+        {
+            RequireInVocabulary(tokens, model);
+            var text = model.Detokenize(tokens);
+            return Task.FromResult<IResult>(TypedResults.Json(new DetokenizeResponse(text, text), OpenAIJson.Options));
+        });
+    }
+
+    private static void RequireInVocabulary(List<int> tokens, LlamaModel model)
+    {
         for (var i = 0; i < tokens.Count; i++)
         {
             if (tokens[i] < 0 || tokens[i] >= model.Info.VocabularySize)
@@ -102,17 +125,6 @@ internal static class TokenizerEndpoints
                 throw OpenAIException.BadRequest($"tokens[{i}] must be a token id between 0 and {model.Info.VocabularySize - 1}.", $"tokens[{i}]", "invalid_value");
             }
         }
-
-        await metering.CountRequestAsync(context, caller);
-        var text = model.Detokenize(tokens);
-        return TypedResults.Json(new DetokenizeResponse(text, text), OpenAIJson.Options);
-    }
-
-    private static async Task<LlamaModel> LocalModelAsync(HttpContext context, InferenceRouter router, Caller caller, string? model)
-    {
-        var routed = await router.RouteAsync(context, caller, model, ModelKind.Chat);
-        return routed.Local?.Model
-            ?? throw OpenAIException.BadRequest($"Tokenization is served for models this server runs; '{routed.Model}' runs on an external engine.", "model", "model_not_supported");
     }
 
     /// <summary>The token's text, or its bytes when they are not valid UTF-8 on their own (llama-server's rule).</summary>

@@ -129,10 +129,19 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// Sends the request and waits for the engine's response headers. Throws <see cref="UpstreamUnreachableException"/>
     /// when no connection could be made: nothing reached the engine, so the request may safely go elsewhere.
     /// </summary>
-    public async Task<HttpResponseMessage> OpenAsync(
+    public Task<HttpResponseMessage> OpenAsync(
         Uri baseUrl, string? upstreamKey, string path, JsonObject body, string upstreamModel, CancellationToken aborted, string clientName = ClientName,
+        IReadOnlyList<(string Name, string Value)>? headers = null) =>
+        OpenAtAsync(new Uri(baseUrl, "v1/" + path), upstreamKey, body, upstreamModel, aborted, clientName, headers);
+
+    /// <summary>
+    /// As <see cref="OpenAsync"/>, at an address outside the engine's <c>/v1</c> (a node's <c>/tokenize</c>).
+    /// </summary>
+    public async Task<HttpResponseMessage> OpenAtAsync(
+        Uri url, string? upstreamKey, JsonObject body, string upstreamModel, CancellationToken aborted, string clientName = ClientName,
         IReadOnlyList<(string Name, string Value)>? headers = null)
     {
+        ArgumentNullException.ThrowIfNull(url);
         var stream = body["stream"]?.GetValueKind() == JsonValueKind.True;
         body["model"] = upstreamModel;
         if (stream)
@@ -140,7 +149,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             body["stream_options"] = new JsonObject { ["include_usage"] = true };
         }
 
-        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseUrl, "v1/" + path))
+        using var request = new HttpRequestMessage(HttpMethod.Post, url)
         {
             Content = new ByteArrayContent(JsonSerializer.SerializeToUtf8Bytes(body)) { Headers = { ContentType = JsonContentType } },
         };
@@ -167,7 +176,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             // Not failed over: the engine may be running the work, and another would run it a second time. Named in the
             // log (the client's error does not say which engine), as a silence mid-answer is.
             var message = $"The engine serving this model did not answer within {seconds} s; try again later.";
-            Observability.GatewayLog.UpstreamAnswerInvalid(logger, baseUrl.Authority, "upstream_timeout", message);
+            Observability.GatewayLog.UpstreamAnswerInvalid(logger, url.Authority, "upstream_timeout", message);
             throw new OpenAIException(StatusCodes.Status504GatewayTimeout, message, "server_error", null, "upstream_timeout");
         }
         catch (HttpRequestException ex) when (!aborted.IsCancellationRequested)

@@ -825,6 +825,46 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         await ClusterFixture.Expect(asGateway.PostAsync("/v1/chat/completions", Json(Body)), 200);
     }
 
+    /// <summary>
+    /// A gateway has no models of its own, so <c>/tokenize</c> and <c>/detokenize</c> are relayed, like chat, to a node
+    /// the tenant's policy allows; a gateway outside the policy refuses them as it refuses chat. Before, a gateway
+    /// answered 400 "runs on an external engine" for every model, as if tokenizing could not be done.
+    /// </summary>
+    [Fact]
+    public async Task Tokenize_AtAGatewayWithoutModels_IsRelayedToANodeThePolicyAllows()
+    {
+        var key = await NewTenantAsync(["TH"]);
+        using var th = cluster.GatewayTh.Client(key);
+        using var gatewayCertificate = cluster.IssueCertificate(new ClusterIdentity(ServerRole.Gateway, "gateway-th"));
+        using var node = cluster.NodeTh.Client(ClusterFixture.Secret, gatewayCertificate);
+        const string Text = """{"model":"stories","content":"Once upon a time","with_pieces":true}""";
+        var expected = await ClusterFixture.Expect(node.PostAsync("/tokenize", Json(Text)), 200);
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var response = await th.PostAsync("/tokenize", Json(Text));
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {body}");
+            Assert.Equal(expected.ToString(), JsonDocument.Parse(body).RootElement.ToString());
+            Assert.Equal("node-th", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+            Assert.Equal("TH", response.Headers.GetValues(InferenceRouter.JurisdictionHeader).Single());
+        }
+
+        var ids = expected.GetProperty("tokens").EnumerateArray().Select(t => t.GetProperty("id").GetInt32()).ToArray();
+        var text = await ClusterFixture.Expect(th.PostAsync("/detokenize", Json(JsonSerializer.Serialize(new { model = "stories", tokens = ids }))), 200);
+        Assert.Contains("Once upon a time", text.GetProperty("content").GetString(), StringComparison.Ordinal);
+
+        // The node's own refusal reaches the client as it is (a token id outside the vocabulary names the element).
+        var outside = await ClusterFixture.Expect(th.PostAsync("/detokenize", Json("""{"model":"stories","tokens":[1,99999999]}""")), 400);
+        Assert.Equal("tokens[1]", outside.GetProperty("error").GetProperty("param").GetString());
+
+        // Outside the policy, refused as chat is; a model no node serves is a 404, as on chat.
+        using var sg = cluster.GatewaySg.Client(key);
+        var refused = await ClusterFixture.Expect(sg.PostAsync("/tokenize", Json(Text)), 403);
+        Assert.Equal("residency_violation", refused.GetProperty("error").GetProperty("code").GetString());
+        await ClusterFixture.Expect(th.PostAsync("/tokenize", Json("""{"model":"no-such-model","content":"hi"}""")), 404);
+    }
+
     [Fact]
     public async Task RelayedStream_NodesOwnDecisionEntry_IsDurableBeforeItsFirstByte_AndPrecedesItsOutcome()
     {
