@@ -194,6 +194,12 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
         // Nor is the built-in alias, which could only choose models this tenant may not use.
         using var alias = await client.GetAsync("/v1/models/auto");
         Assert.Equal(404, (int)alias.StatusCode);
+
+        // A tenant who may use the model sees the alias listed and retrieved alike.
+        using var allowed = fixture.TenantClient(fixture.ThOnlyKey);
+        var listed = JsonDocument.Parse(await allowed.GetStringAsync("/v1/models")).RootElement.GetProperty("data").EnumerateArray().ToList();
+        var auto = Assert.Single(listed, m => m.GetProperty("id").GetString() == "auto");
+        Assert.Equal(auto.ToString(), JsonDocument.Parse(await allowed.GetStringAsync("/v1/models/auto")).RootElement.ToString());
     }
 
     [Fact]

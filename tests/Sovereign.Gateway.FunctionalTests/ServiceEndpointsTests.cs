@@ -4,12 +4,22 @@ namespace Sovereign.Gateway.FunctionalTests;
 [Collection(ServerCollection.Name)]
 public sealed class ServiceEndpointsTests(ServerFixture server)
 {
+    /// <summary>
+    /// The list names the aliases requests may use after the models (their cards as <c>GET /v1/models/{alias}</c>
+    /// answers them): it named the models only, so an SDK user listing models never learnt that <c>auto</c> exists.
+    /// </summary>
     [Fact]
-    public async Task Models_ListsEveryServedModelThroughTheSdk()
+    public async Task Models_ListsEveryServedModelAndTheAliasesThroughTheSdk()
     {
-        var models = (await server.OpenAI.GetOpenAIModelClient().GetModelsAsync()).Value.Select(m => m.Id).ToArray();
+        var client = server.OpenAI.GetOpenAIModelClient();
+        var models = (await client.GetModelsAsync()).Value;
 
-        Assert.Equal([ServerFixture.Stories, ServerFixture.TinyRandom, ServerFixture.StoriesEmbedding, "all-MiniLM-L6-v2"], models);
+        Assert.Equal([ServerFixture.Stories, ServerFixture.TinyRandom, ServerFixture.StoriesEmbedding, "all-MiniLM-L6-v2", "auto", ServerFixture.ThaiOnlyAlias], models.Select(m => m.Id));
+        foreach (var alias in models.Where(m => m.Id is "auto" or ServerFixture.ThaiOnlyAlias))
+        {
+            var card = (await client.GetModelAsync(alias.Id)).Value;
+            Assert.Equal((alias.Id, alias.OwnedBy, alias.CreatedAt), (card.Id, card.OwnedBy, card.CreatedAt));
+        }
     }
 
     [Fact]

@@ -38,11 +38,15 @@ public static class OpenAIApi
     /// </summary>
     public static IApplicationBuilder UseOpenAIErrors(this IApplicationBuilder app) => app.Use(OpenAIErrorResults.HandleAsync);
 
-    private static async Task<IResult> ListModels(HttpContext context, InferenceRouter router)
+    private static async Task<IResult> ListModels(HttpContext context, InferenceRouter router, LanguageRouting languages)
     {
         var caller = await router.AuthenticateAsync(context);
         var models = await router.VisibleModelsAsync(caller);
-        return TypedResults.Json(new ModelList("list", models.Select(Card).ToArray()), OpenAIJson.Options);
+
+        // The aliases requests may name (auto, an operator's) after the models, so a client listing models learns them;
+        // only those that could choose a model this caller may use, as GET /v1/models/{alias} answers.
+        var aliases = await languages.ReachableAliasesAsync(models);
+        return TypedResults.Json(new ModelList("list", [.. models.Select(Card), .. aliases.Select(a => AliasCard(a.Alias, a.Reachable))]), OpenAIJson.Options);
     }
 
     /// <summary>A tenant's own audit entries (never another tenant's).</summary>
@@ -69,9 +73,9 @@ public static class OpenAIApi
 
         // An alias (auto, an operator's) is an id requests may name, so a client checking its configured model with
         // models.retrieve finds it: where it could choose a model this caller may use (it was a 404 "does not exist").
-        if (await languages.TargetsOfAsync(id) is { } targets && visible.Where(m => targets.Contains(m.Id)).ToList() is { Count: > 0 } reachable)
+        if ((await languages.ReachableAliasesAsync(visible)).FirstOrDefault(a => a.Alias == id) is { Alias: not null } alias)
         {
-            return TypedResults.Json(new ModelCard(id, "model", reachable.Min(m => m.Created), "sovereign"), OpenAIJson.Options);
+            return TypedResults.Json(AliasCard(alias.Alias, alias.Reachable), OpenAIJson.Options);
         }
 
         throw OpenAIException.ModelNotFound(id);
@@ -92,4 +96,7 @@ public static class OpenAIApi
     }
 
     private static ModelCard Card(ServedModelCard model) => new(model.Id, "model", model.Created, model.OwnedBy);
+
+    /// <summary>An alias's card: created when the first model it may choose was, owned by this server.</summary>
+    private static ModelCard AliasCard(string alias, IReadOnlyList<ServedModelCard> reachable) => new(alias, "model", reachable.Min(m => m.Created), "sovereign");
 }

@@ -28,16 +28,30 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
     public async ValueTask<bool> IsAliasAsync(string? model) =>
         model is not null && !catalog.TryGet(model, out _) && !engines.TryGet(model, out _) && (await AliasesAsync()).ContainsKey(model);
 
-    /// <summary>The models an alias may resolve to (its default, then its candidates); null when the name is not an alias.</summary>
-    public async ValueTask<IReadOnlyList<string>?> TargetsOfAsync(string? model)
+    /// <summary>
+    /// The aliases a caller may name, each with the models it may choose among <paramref name="visible"/> (the caller's
+    /// models), in name order; an alias that could choose none of them is left out, as <c>GET /v1/models/{alias}</c>
+    /// answers 404 for it.
+    /// </summary>
+    public async ValueTask<IReadOnlyList<(string Alias, IReadOnlyList<ServedModelCard> Reachable)>> ReachableAliasesAsync(IReadOnlyList<ServedModelCard> visible)
     {
-        if (!await IsAliasAsync(model))
+        ArgumentNullException.ThrowIfNull(visible);
+        var reachable = new List<(string, IReadOnlyList<ServedModelCard>)>();
+        foreach (var (name, alias) in (await AliasesAsync()).OrderBy(a => a.Key, StringComparer.Ordinal))
         {
-            return null;
+            if (catalog.TryGet(name, out _) || engines.TryGet(name, out _) || visible.Any(m => m.Id == name))
+            {
+                continue;
+            }
+
+            var targets = alias.Candidates.Select(c => c.ModelId).Append(alias.DefaultModelId).ToHashSet(StringComparer.Ordinal);
+            if (visible.Where(m => targets.Contains(m.Id)).ToList() is { Count: > 0 } models)
+            {
+                reachable.Add((name, models));
+            }
         }
 
-        var alias = (await AliasesAsync())[model!];
-        return [alias.DefaultModelId, .. alias.Candidates.Select(c => c.ModelId)];
+        return reachable;
     }
 
     private volatile AliasTable? _aliases;
