@@ -341,7 +341,8 @@ public sealed class InferenceRouter(
             var capacity = batcher is null ? int.MaxValue : batcher.Model.Options.Parallel + batcher.Model.Options.MaxQueue;
             var load = batcher is null ? 0 : batcher.RunningCount + batcher.WaitingCount;
             var healthy = localNode is null || localNode.State == nameof(Residency.ControlPlane.NodeState.Active);
-            replicas.Add(new ModelReplica(settings.NodeId, localNode?.Jurisdiction ?? here, NodeKind.Local, healthy, load, capacity) { HoldsPrefix = prefixNode == settings.NodeId });
+            replicas.Add(new ModelReplica(settings.NodeId, localNode?.Jurisdiction ?? here, NodeKind.Local, healthy, load, capacity)
+                { HoldsPrefix = prefixNode == settings.NodeId, Draining = localNode?.State == nameof(Residency.ControlPlane.NodeState.Draining) });
         }
 
         if (fronted is not null)
@@ -351,13 +352,13 @@ public sealed class InferenceRouter(
             var (running, waiting) = gates.For(settings.NodeId, fronted.Id, fronted.Model.Capacity).Occupancy;
             var healthy = (localNode is null || localNode.State == nameof(Residency.ControlPlane.NodeState.Active)) && engines.IsUp(fronted.Engine);
             replicas.Add(new ModelReplica(settings.NodeId, localNode?.Jurisdiction ?? here, NodeKind.Local, healthy, running + waiting, fronted.Model.Capacity + settings.Limits.RouteQueue)
-                { HoldsPrefix = prefixNode == settings.NodeId });
+                { HoldsPrefix = prefixNode == settings.NodeId, Draining = localNode?.State == nameof(Residency.ControlPlane.NodeState.Draining) });
         }
 
         foreach (var node in unloaded)
         {
             // Registered there but not loaded: no capacity, so 503 (SDKs retry) where the policy allows the node.
-            replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.Local, false, 0, 0));
+            replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.Local, false, 0, 0) { Draining = node.State == nameof(Residency.ControlPlane.NodeState.Draining) });
         }
 
         // The other nodes' replicas, prepared once per registry snapshot: the decider visits only those in the

@@ -17,6 +17,7 @@ internal sealed class SnapshotReplicas
     private readonly NodeModel[] _models;
     private readonly bool[] _cluster;
     private readonly bool[] _active;
+    private readonly bool[] _draining;
     private readonly int[] _capacity;
     private readonly int[] _reported;
 
@@ -64,6 +65,7 @@ internal sealed class SnapshotReplicas
         _models = new NodeModel[count];
         _cluster = new bool[count];
         _active = new bool[count];
+        _draining = new bool[count];
         _capacity = new int[count];
         _reported = new int[count];
         _others = new int[count];
@@ -75,6 +77,7 @@ internal sealed class SnapshotReplicas
             var (node, model) = replicas[i];
             var cluster = NodeDirectory.IsClusterNode(node);
             (_nodes[i], _models[i], _cluster[i], _active[i]) = (node, model, cluster, node.State == nameof(Residency.ControlPlane.NodeState.Active));
+            _draining[i] = node.State == nameof(Residency.ControlPlane.NodeState.Draining);
 
             // A cluster node's own queue holds what waits, so its registered capacity is the limit; an external
             // engine is full when every slot is busy and the route's fair queue is full.
@@ -100,7 +103,7 @@ internal sealed class SnapshotReplicas
         {
             var (node, model) = replicas[i];
             var reporting = !_cluster[i] || node.Load is not null;
-            baseline[i] = new ReplicaState(_active[i] && reporting, _cluster[i] ? ClusterLoad(i, 0) : 0, _capacity[i]);
+            baseline[i] = new ReplicaState(_active[i] && reporting, _cluster[i] ? ClusterLoad(i, 0) : 0, _capacity[i], _draining[i]);
             if (_cluster[i] && node.Load is { } load)
             {
                 staleAt = Math.Min(staleAt, load.ReportedAt + (long)Math.Floor(staleSeconds * 1000));
@@ -212,7 +215,7 @@ internal sealed class SnapshotReplicas
             // Up: as NodeDirectory.IsUp, with what the snapshot fixes read once (almost always no node is marked).
             var up = replicas._active[index]
                 && (anyUnreachable ? nodes.IsUp(node, nowMs) : !cluster || nodes.IsFresh(node, nowMs));
-            return new ReplicaState(up, load, replicas._capacity[index]);
+            return new ReplicaState(up, load, replicas._capacity[index], replicas._draining[index]);
         }
 
         public ModelReplica Record(int index, ReplicaState state, bool holdsPrefix)
@@ -225,7 +228,7 @@ internal sealed class SnapshotReplicas
                 return replicas._idle[index] ??= new ModelReplica(node.Id, node.Jurisdiction, kind, true, 0, state.Capacity);
             }
 
-            return new ModelReplica(node.Id, node.Jurisdiction, kind, state.Healthy, state.Load, state.Capacity) { HoldsPrefix = holdsPrefix };
+            return new ModelReplica(node.Id, node.Jurisdiction, kind, state.Healthy, state.Load, state.Capacity) { HoldsPrefix = holdsPrefix, Draining = state.Draining };
         }
     }
 }

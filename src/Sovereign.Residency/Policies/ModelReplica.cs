@@ -21,6 +21,12 @@ public sealed record ModelReplica(string NodeId, string Jurisdiction, NodeKind K
     /// </summary>
     public bool HoldsPrefix { get; init; }
 
+    /// <summary>
+    /// Taken out of rotation by a drain (its node finishes what it has and takes nothing new): not healthy, and the
+    /// decision's reasons say so, rather than calling the operator's drain a fault.
+    /// </summary>
+    public bool Draining { get; init; }
+
     /// <summary>Healthy with a free slot. A non-positive capacity never has room.</summary>
     public bool HasCapacity => Healthy && Capacity > 0 && Load < Capacity;
 }

@@ -5,8 +5,11 @@ namespace Sovereign.Residency.Policies;
 /// <summary>Where a replica is and who runs it: the part of a <see cref="ModelReplica"/> that a registry snapshot fixes.</summary>
 public readonly record struct ReplicaSite(string NodeId, string Jurisdiction, NodeKind Kind);
 
-/// <summary>A replica's state at the moment of a decision: the part of a <see cref="ModelReplica"/> that changes per request.</summary>
-public readonly record struct ReplicaState(bool Healthy, int Load, int Capacity)
+/// <summary>
+/// A replica's state at the moment of a decision: the part of a <see cref="ModelReplica"/> that changes per request
+/// (<paramref name="Draining"/>: not healthy because drained, as <see cref="ModelReplica.Draining"/>).
+/// </summary>
+public readonly record struct ReplicaState(bool Healthy, int Load, int Capacity, bool Draining = false)
 {
     /// <summary>Healthy with a free slot, as <see cref="ModelReplica.HasCapacity"/>.</summary>
     public bool HasCapacity => Healthy && Capacity > 0 && Load < Capacity;

@@ -13,7 +13,7 @@ internal static class Routing
         AllowExternalProviders = external,
     };
 
-    /// <summary>"th-1:TH:up:2/10[:ext], sg-1:SG:down:0/10" -> replicas.</summary>
+    /// <summary>"th-1:TH:up:2/10[:ext], sg-1:SG:down:0/10, th-2:TH:draining:0/10" -> replicas.</summary>
     public static ModelReplica[] Replicas(string spec) =>
     [
         .. Split(spec).Select(item =>
@@ -26,7 +26,7 @@ internal static class Routing
                 parts.Length > 4 && parts[4] == "ext" ? NodeKind.External : NodeKind.Local,
                 parts[2] == "up",
                 int.Parse(load[0], System.Globalization.CultureInfo.InvariantCulture),
-                int.Parse(load[1], System.Globalization.CultureInfo.InvariantCulture));
+                int.Parse(load[1], System.Globalization.CultureInfo.InvariantCulture)) { Draining = parts[2] == "draining" };
         }),
     ];
 

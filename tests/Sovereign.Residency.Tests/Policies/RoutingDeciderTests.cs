@@ -102,6 +102,22 @@ public sealed class RoutingDeciderTests
         Assert.Contains("never tried", decision.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>A drained replica is out of rotation by the operator's choice: its reason says so (it said "unhealthy").</summary>
+    [Fact]
+    public void Decide_DrainedReplica_IsExplainedAsDraining_AndNeverChosen()
+    {
+        var decision = Routing.Decide("TH", Routing.Policy("TH"), "th-1:TH:draining:0/10, th-2:TH:down:0/10");
+
+        Assert.Equal(503, decision.HttpStatus);
+        Assert.Equal(
+            [
+                "replica_unavailable:th-1:draining",
+                "replica_unavailable:th-2:unhealthy",
+                "no_compliant_capacity: 2 compliant replicas, none healthy with free capacity",
+            ],
+            decision.Reasons);
+    }
+
     [Fact]
     public void Decide_UnknownPolicyEntries_AreIgnoredAndReported()
     {
