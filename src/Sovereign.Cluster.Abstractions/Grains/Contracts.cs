@@ -207,7 +207,8 @@ public interface ITenantGrain : IGrainWithStringKey
     /// <summary>
     /// Changes what is given (null keeps it), merged with the tenant as its single activation holds it, so changes
     /// made at once each keep the others' fields; null if the tenant does not exist. Throws
-    /// <see cref="BudgetCurrencyConflictException"/> as <see cref="UpsertAsync"/> does (nothing changes then).
+    /// <see cref="BudgetCurrencyConflictException"/> as <see cref="UpsertAsync"/> does (nothing changes then). When
+    /// every field given is what the tenant has, nothing is written: the update's After is its Before.
     /// </summary>
     Task<TenantUpdate?> UpdateAsync(string? name, string? policyJson, string? plan, bool? disabled);
 

@@ -374,7 +374,14 @@ internal sealed class TenantGrain(
         }
 
         var before = ToView(_tenant);
-        var after = await UpsertAsync(name ?? before.Name, policyJson ?? before.PolicyJson, plan ?? before.Plan, disabled ?? before.Disabled);
+        var (nextName, nextPolicy, nextPlan, nextDisabled) = (name ?? before.Name, policyJson ?? before.PolicyJson, plan ?? before.Plan, disabled ?? before.Disabled);
+        if (nextName == before.Name && nextPolicy == before.PolicyJson && nextPlan == before.Plan && nextDisabled == before.Disabled)
+        {
+            // Nothing changes: nothing is written (its updated_at stays), and the caller records nothing.
+            return new TenantUpdate(before, before);
+        }
+
+        var after = await UpsertAsync(nextName, nextPolicy, nextPlan, nextDisabled);
         return new TenantUpdate(before, after);
     }
 

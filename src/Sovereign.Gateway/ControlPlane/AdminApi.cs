@@ -129,6 +129,14 @@ public static class AdminApi
         };
 
         var updated = update.After;
+        if (update.After == update.Before)
+        {
+            // A PATCH that changes nothing (empty, or the tenant as it is) is answered with the tenant and not audited:
+            // the log recorded a change that did not happen.
+            EditVersions.SetETag(context, TenantVersions.Of(updated));
+            return Json(TenantJson(updated));
+        }
+
         var details = new Dictionary<string, string> { ["plan"] = updated.Plan, ["disabled"] = updated.Disabled ? "true" : "false" };
         if (newPolicy is not null)
         {

@@ -57,6 +57,44 @@ public sealed class AdminBodyTests(ConsoleFixture fixture)
         Assert.Single(audit.GetProperty("data").EnumerateArray(), e => e.GetProperty("action").GetString() == "key.revoke");
     }
 
+    /// <summary>
+    /// A PATCH that changes nothing (an empty one, the tenant sent back as GET shows it, its own name, policy, plan or
+    /// state) answers the tenant as it is and records nothing: it wrote a tenant.update (or policy.update) entry each
+    /// time, and a new updated_at, so the log said the tenant was changed when it was not. A real change still is.
+    /// </summary>
+    [Fact]
+    public async Task TenantPatch_ThatChangesNothing_AnswersTheTenantUnchanged_AndIsNotAudited()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync();
+        using var got = await fixture.Admin.GetAsync($"/admin/v1/tenants/{tenant}");
+        var before = await got.Content.ReadAsStringAsync();
+        var etag = got.Headers.ETag?.Tag;
+        var current = JsonDocument.Parse(before).RootElement;
+        async Task<int> ChangesAsync() => (await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={tenant}", null)).GetProperty("data").EnumerateArray()
+            .Count(e => e.GetProperty("action").GetString() is "tenant.update" or "policy.update");
+        var changesBefore = await ChangesAsync();
+
+        foreach (var unchanged in new[]
+        {
+            "{}",
+            before,
+            JsonSerializer.Serialize(new { name = current.GetProperty("name").GetString() }),
+            JsonSerializer.Serialize(new { policy = current.GetProperty("policy"), plan = current.GetProperty("plan").GetString(), disabled = false }),
+        })
+        {
+            using var patched = await fixture.Admin.PatchAsync($"/admin/v1/tenants/{tenant}", new StringContent(unchanged, Encoding.UTF8, "application/json"));
+            var text = await patched.Content.ReadAsStringAsync();
+            Assert.True(patched.IsSuccessStatusCode, text);
+            Assert.Equal(before, text);
+            Assert.Equal(etag, patched.Headers.ETag?.Tag);
+        }
+
+        Assert.Equal(changesBefore, await ChangesAsync());
+        var renamed = await fixture.SendAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}", new { name = "Renamed" });
+        Assert.Equal("Renamed", renamed.GetProperty("name").GetString());
+        Assert.Equal(changesBefore + 1, await ChangesAsync());
+    }
+
     /// <summary>PowerShell and some .NET clients start a UTF-8 body with a byte order mark; it used to be a 400.</summary>
     [Fact]
     public async Task ByteOrderMark_BeforeTheJson_IsServed()
