@@ -87,7 +87,7 @@ public sealed class AuditWitnessServeTests : IAsyncLifetime
     [Fact]
     public async Task TailRewrittenWhileServing_ServeStopsWithExit3()
     {
-        const string Admin = "witness-admin";
+        const string Admin = "witness-admin-token";
         var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
         using var server = await ServeProcess.StartAsync(_port, ["--engine", _engine.BaseUrl, "--engine-model", "fake", "--data-dir", _data],
             new Dictionary<string, string> { ["Sovereign__AdminToken"] = Admin }, output.Enqueue);

@@ -92,6 +92,25 @@ public sealed class ServeFlagsTests : IDisposable
         Assert.Equal("x", await File.ReadAllTextAsync(file));
     }
 
+    /// <summary>
+    /// The operator's token guards every tenant, key and budget: a 1-character one started the server. A short one, or
+    /// one no Authorization header can carry, stops the start naming the setting, without echoing the token.
+    /// </summary>
+    [Theory]
+    [InlineData("Z")]
+    [InlineData("fifteen-chars-!")]
+    [InlineData("sixteen chars ok")]
+    public async Task AnAdminTokenTooShortOrUnsendable_StopsTheStart_NamingTheSetting(string token)
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync(new Dictionary<string, string?>(Quiet) { ["Sovereign__AdminToken"] = token },
+            "serve", "--urls", "http://127.0.0.1:0", "--data-dir", _directory, "--threads", "1");
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("cannot start", StringComparison.Ordinal));
+        Assert.Contains("Sovereign:AdminToken must be at least 16 characters", line, StringComparison.Ordinal);
+        Assert.DoesNotContain(token, line, StringComparison.Ordinal);
+    }
+
     /// <summary>A cluster gateway (role gateway, no model) said "loading the built-in test model..." at start.</summary>
     [Fact]
     public void AGateway_SaysItServesNoModel_NotThatItLoadsTheTestModel()

@@ -14,6 +14,12 @@ public sealed class AdminToken
     /// <summary>The file name inside the data directory.</summary>
     public const string FileName = "admin-token";
 
+    /// <summary>
+    /// The fewest characters a configured token may have (<c>Sovereign:AdminToken</c>): it guards every tenant, key and
+    /// budget, and a 1-character one was accepted. A generated one has 74.
+    /// </summary>
+    public const int MinLength = 16;
+
     private readonly byte[] _hash;
 
     /// <summary>Loads or creates the token.</summary>

@@ -57,7 +57,7 @@ public sealed class SovereignOptions
     /// </summary>
     public bool? AnonymousAccess { get; set; }
 
-    /// <summary>Bearer token for /admin/v1. Unset: one is generated into &lt;data dir&gt;/admin-token (mode 600).</summary>
+    /// <summary>Bearer token for /admin/v1: at least 16 characters of visible ASCII. Unset: one is generated into &lt;data dir&gt;/admin-token (mode 600).</summary>
     public string? AdminToken { get; set; }
 
     /// <summary>Where state lives.</summary>

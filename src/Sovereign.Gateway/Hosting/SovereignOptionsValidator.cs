@@ -18,6 +18,13 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             failures.Add($"Sovereign:DataDirectory '{options.ResolvedDataDirectory}' is a file, not a folder (--data-dir, Sovereign__DataDirectory).");
         }
 
+        if (!string.IsNullOrWhiteSpace(options.AdminToken) && (options.AdminToken.Length < ControlPlane.AdminToken.MinLength || !Routing.UpstreamProxy.IsSendableKey(options.AdminToken)))
+        {
+            // Never echoed: it is the operator's secret.
+            failures.Add($"Sovereign:AdminToken must be at least {ControlPlane.AdminToken.MinLength} characters of visible ASCII without spaces (it is sent as a bearer token); " +
+                $"the one set has {options.AdminToken.Length}. Leave it unset and a random one is generated into the data directory's {ControlPlane.AdminToken.FileName}.");
+        }
+
         var ids = new HashSet<string>(StringComparer.Ordinal);
         if (options.TestModel is { } test)
         {

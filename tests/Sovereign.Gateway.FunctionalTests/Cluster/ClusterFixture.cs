@@ -22,7 +22,7 @@ namespace Sovereign.Gateway.FunctionalTests.Cluster;
 /// </summary>
 public sealed class ClusterFixture : IAsyncLifetime
 {
-    public const string AdminToken = "cluster-admin";
+    public const string AdminToken = "cluster-admin-token";
     public const string Secret = "cluster-secret-for-tests";
     public const string Model = "stories";
     public const decimal InputPerMillion = 1m;

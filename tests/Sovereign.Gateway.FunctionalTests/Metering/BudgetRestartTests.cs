@@ -17,7 +17,7 @@ namespace Sovereign.Gateway.FunctionalTests.Metering;
 /// </summary>
 public sealed class BudgetRestartTests : IDisposable
 {
-    private const string AdminToken = "restart-admin";
+    private const string AdminToken = "restart-admin-token";
     private const string Body = """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":4,"temperature":0}""";
     private readonly string _data = Directory.CreateTempSubdirectory("sovereign-budget-restart-").FullName;
 

@@ -18,7 +18,7 @@ namespace Sovereign.Gateway.FunctionalTests.Metering;
 /// </summary>
 public sealed class CrashTests : IDisposable
 {
-    private const string AdminToken = "crash-admin";
+    private const string AdminToken = "crash-admin-token";
     private readonly string _data = Directory.CreateTempSubdirectory("sovereign-crash-").FullName;
     private readonly int _port = ServeProcess.FreePort();
 

@@ -8,7 +8,7 @@ namespace Sovereign.Gateway.FunctionalTests.Metering;
 /// </summary>
 public sealed class MeteringFixture() : AdminServerFixture(AdminToken, "sovereign-metering-")
 {
-    public const string AdminToken = "metering-admin";
+    public const string AdminToken = "metering-admin-token";
     public const string Model = "stories";
     public const decimal InputPerMillion = 1000m;
     public const decimal OutputPerMillion = 2000m;

@@ -17,7 +17,7 @@ namespace Sovereign.Gateway.FunctionalTests.Metering;
 /// </summary>
 public sealed class PoolsFixture() : AdminServerFixture(AdminToken, "sovereign-pools-")
 {
-    public const string AdminToken = "pools-admin";
+    public const string AdminToken = "pools-admin-token";
     public const string Model = "stories";
     public const string Pool = "th-local";
     public const decimal InputPerMillion = 1000m;

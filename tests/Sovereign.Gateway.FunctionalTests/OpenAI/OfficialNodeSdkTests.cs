@@ -15,7 +15,7 @@ namespace Sovereign.Gateway.FunctionalTests.OpenAI;
 /// </summary>
 public sealed class OfficialNodeSdkTests : IAsyncLifetime
 {
-    private const string AdminToken = "node-sdk-admin";
+    private const string AdminToken = "node-sdk-admin-token";
     private readonly string _directory = Directory.CreateTempSubdirectory("sovereign-node-sdk-").FullName;
     private Microsoft.AspNetCore.Builder.WebApplication _app = null!;
 

@@ -5,7 +5,7 @@ namespace Sovereign.Gateway.FunctionalTests.Pipeline;
 /// <summary>A TH server with no model of its own in front of external engines registered by each test.</summary>
 public sealed class ExternalEnginesFixture() : AdminServerFixture(AdminToken, "sovereign-failover-")
 {
-    public const string AdminToken = "failover-admin";
+    public const string AdminToken = "failover-admin-token";
 
     private int _tenants;
 

@@ -24,7 +24,7 @@ namespace Sovereign.Gateway.FunctionalTests.Pipeline;
 /// </summary>
 public sealed class FrontedEngineFixture : IAsyncLifetime
 {
-    public const string AdminToken = "fronted-admin";
+    public const string AdminToken = "fronted-admin-token";
     public const string NodeId = "th-gpu-1";
     public const string Model = "typhoon";
     public const string Upstream = "scb10x/typhoon-2-8b";

@@ -9,7 +9,7 @@ namespace Sovereign.Gateway.FunctionalTests.Pipeline;
 /// <summary>A TH gateway whose engines must answer with their headers within a second.</summary>
 public sealed class ImpatientGatewayFixture() : AdminServerFixture(AdminToken, "sovereign-upstream-timeout-")
 {
-    public const string AdminToken = "timeout-admin";
+    public const string AdminToken = "timeout-admin-token";
 
     protected override IDictionary<string, string?> Overrides => new Dictionary<string, string?>
     {

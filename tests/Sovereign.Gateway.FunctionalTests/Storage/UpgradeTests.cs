@@ -26,7 +26,7 @@ namespace Sovereign.Gateway.FunctionalTests.Storage;
 /// </summary>
 public sealed class UpgradeTests : IDisposable
 {
-    private const string AdminToken = "upgrade-admin";
+    private const string AdminToken = "upgrade-admin-token";
 
     // The keys' secrets as the old build printed them (keys create); the database holds only their hashes.
     private const string HospitalKey = "sk-sov-KeHhZBwgDh8Mnw3EJ89A3482V7b4vRK9cJUEDbfPdBk";
