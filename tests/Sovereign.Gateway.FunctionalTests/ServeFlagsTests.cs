@@ -111,6 +111,25 @@ public sealed class ServeFlagsTests : IDisposable
         Assert.DoesNotContain(token, line, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// The line that says where the generated operator token was written is found by its event id, as every other
+    /// start line is; it had event id 0 (a plain LogInformation).
+    /// </summary>
+    [Fact]
+    public async Task TheAdminTokenFilesLine_HasAStableEventId()
+    {
+        await using var app = Build(new ServeSettings { Urls = "http://127.0.0.1:0", DataDirectory = _directory, Threads = 1, ContextLength = 256 });
+        var captured = new System.Collections.Concurrent.ConcurrentQueue<(string Category, Microsoft.Extensions.Logging.LogLevel Level, Microsoft.Extensions.Logging.EventId Event, string Message)>();
+        using var capture = new CapturingLoggerProvider(captured);
+        app.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().AddProvider(capture);
+
+        await app.StartAsync();
+        capture.Stop();
+
+        var line = Assert.Single(captured, l => l.Message.Contains(Path.Combine(_directory, ControlPlane.AdminToken.FileName), StringComparison.Ordinal));
+        Assert.Equal((3007, "AdminTokenFile", Microsoft.Extensions.Logging.LogLevel.Information), (line.Event.Id, line.Event.Name, line.Level));
+    }
+
     /// <summary>A cluster gateway (role gateway, no model) said "loading the built-in test model..." at start.</summary>
     [Fact]
     public void AGateway_SaysItServesNoModel_NotThatItLoadsTheTestModel()

@@ -17,7 +17,7 @@ using Sovereign.Storage;
 namespace Sovereign.Gateway.ControlPlane;
 
 /// <summary>Registers the control plane: the database, the operator key, the audit log, grains, routing.</summary>
-internal static class ControlPlaneServices
+internal static partial class ControlPlaneServices
 {
     /// <summary>The operator's private key file inside the data directory.</summary>
     public const string OperatorKeyFile = "operator-key.pem";
@@ -160,8 +160,7 @@ internal static class ControlPlaneServices
             var settings = sp.GetRequiredService<IOptions<SovereignOptions>>().Value;
             if (string.IsNullOrWhiteSpace(settings.AdminToken))
             {
-                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Sovereign.Gateway.ControlPlane")
-                    .LogInformation("Admin API (/admin/v1) token: {Path} (the sovereign CLI on this machine reads it)", Path.Combine(settings.ResolvedDataDirectory, AdminToken.FileName));
+                LogAdminTokenFile(sp.GetRequiredService<ILoggerFactory>().CreateLogger("Sovereign.Gateway.ControlPlane"), Path.Combine(settings.ResolvedDataDirectory, AdminToken.FileName));
             }
         }));
     }
@@ -261,4 +260,7 @@ internal static class ControlPlaneServices
 
     private static Task Migrate(SqlDatabase database) =>
         database.MigrateAsync([.. ControlPlaneStore.Migrations, .. AuditLog.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations, .. ResponseStore.Migrations]);
+
+    [LoggerMessage(EventId = 3007, EventName = "AdminTokenFile", Level = LogLevel.Information, Message = "Admin API (/admin/v1) token: {Path} (the sovereign CLI on this machine reads it)")]
+    private static partial void LogAdminTokenFile(ILogger logger, string path);
 }
