@@ -17,7 +17,10 @@ internal static class ExitCodes
     /// <summary>Bad usage: an unknown or invalid option or argument, or a setting that stops the server's start.</summary>
     public const int Usage = 2;
 
-    /// <summary>An integrity check failed: the audit log or an export does not verify, a model's digest differs.</summary>
+    /// <summary>
+    /// An integrity check failed: the audit log or an export does not verify, a model file is missing or its digest
+    /// differs (<c>models verify</c>; <c>models pull</c>/<c>import</c> of a file that is not the digest given or published).
+    /// </summary>
     public const int IntegrityFailure = 3;
 
     /// <summary>The server could not be reached (not running, wrong --url, network).</summary>

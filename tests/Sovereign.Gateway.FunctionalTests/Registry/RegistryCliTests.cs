@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Sovereign.Cli.Commands;
 using Sovereign.Cli.Commands.Registry;
+using Sovereign.Cli.Output;
 
 namespace Sovereign.Gateway.FunctionalTests.Registry;
 
@@ -228,14 +229,14 @@ public sealed class RegistryCliTests : IDisposable
     }
 
     [Fact]
-    public async Task Pull_WrongSha256_ExitsOneAndInstallsNothing()
+    public async Task Pull_WrongSha256_ExitsThreeAndInstallsNothing()
     {
         await using var server = await LoopbackFiles.StartAsync(new Dictionary<string, byte[]> { ["/m.gguf"] = await File.ReadAllBytesAsync(TestModels.Stories260K) });
 
         var (exit, _, stderr) = await new RegistryCli(_directory).RunAsync("models", "pull", server.Url("/m.gguf"),
             "--license", "MIT", "--origin-publisher", "x", "--origin-country", "US", "--sha256", new string('a', 64));
 
-        Assert.Equal(1, exit);
+        Assert.Equal(ExitCodes.IntegrityFailure, exit);
         Assert.Contains("not the given sha256:aaaa", stderr, StringComparison.Ordinal);
         Assert.Empty(Directory.GetFiles(Path.Combine(ModelsDirectory, "blobs")));
         Assert.Empty(Directory.GetFiles(Path.Combine(ModelsDirectory, "downloads")));
@@ -267,7 +268,7 @@ public sealed class RegistryCliTests : IDisposable
     }
 
     [Fact]
-    public async Task Verify_TamperedFile_ExitsOneAndNamesTheModel()
+    public async Task Verify_TamperedFile_ExitsThreeAndNamesTheModel()
     {
         var cli = new RegistryCli(_directory);
         await cli.RunAsync("models", "import", TestModels.Stories260K, "--id", "stories", "--license", "MIT", "--origin-publisher", "k", "--origin-country", "US");
@@ -285,7 +286,8 @@ public sealed class RegistryCliTests : IDisposable
 
         (exit, stdout, var stderr) = await cli.RunAsync("models", "verify");
 
-        Assert.Equal(1, exit);
+        // An integrity check that failed: 3, as README's exit codes and ExitCodes say (it exited 1).
+        Assert.Equal(ExitCodes.IntegrityFailure, exit);
         Assert.Contains("MISMATCH  stories  expected sha256:" + StoriesHex, stdout, StringComparison.Ordinal);
         Assert.Contains("1 of 1", stderr, StringComparison.Ordinal);
     }

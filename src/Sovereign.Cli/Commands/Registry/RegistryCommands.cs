@@ -49,7 +49,11 @@ internal static class RegistryCommands
         catch (ModelRegistryException ex)
         {
             await context.Error.WriteLineAsync($"sovereign models {verb}: {ex.Message}");
-            return ex.IsBadInput ? 2 : 1;
+            // A file whose SHA-256 is not the one given, published or registered failed an integrity check (3, as the
+            // audit commands' failures), not a request (1).
+            return ex.IsBadInput ? Output.ExitCodes.Usage
+                : ex.Error == ModelRegistryError.DigestMismatch ? Output.ExitCodes.IntegrityFailure
+                : Output.ExitCodes.Failed;
         }
         catch (OperationCanceledException)
         {

@@ -10,7 +10,7 @@ internal static class VerifyCommand
     public static Command Create(RegistryCommandContext context)
     {
         var dataDir = RegistryCommands.DataDirectoryOption();
-        var command = new Command("verify", "Re-hash every model file and compare it with the registry; exits 1 when any is missing or altered.")
+        var command = new Command("verify", "Re-hash every model file and compare it with the registry; exits 3 when any is missing or altered.")
         {
             dataDir,
         };
@@ -39,7 +39,7 @@ internal static class VerifyCommand
             if (failed > 0)
             {
                 await context.Error.WriteLineAsync($"sovereign models verify: {failed} of {report.Models.Count} model files are missing or altered; they will be refused at load. Pull or import them again.");
-                return 1;
+                return Output.ExitCodes.IntegrityFailure;
             }
 
             context.Console.WriteLine($"All {report.Models.Count} model files match the registry.");
