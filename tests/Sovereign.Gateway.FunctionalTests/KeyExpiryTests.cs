@@ -107,4 +107,28 @@ public sealed class KeyExpiryTests(ResidencyFixture fixture)
         Assert.Equal(field, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("param").GetString());
         Assert.Equal(keysBefore, (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/tenants/th-hospital/keys", null, 200)).GetProperty("data").GetArrayLength());
     }
+
+    /// <summary>
+    /// "At most 10 years" means the same on both flags: ten calendar years from now (3,652 or 3,653 days). --expires-in
+    /// took up to 3,660 days (10 × 366), a week past the time --expires-at refused as beyond 10 years.
+    /// </summary>
+    [Fact]
+    public async Task ExpiresInAndExpiresAt_AllowTheSameTenYears()
+    {
+        string[] Create(string flag, string value) => ["keys", "create", "asean-corp", "--name", "decade", flag, value, "--url", fixture.ThAddress.ToString(), "--admin-token", ResidencyFixture.AdminToken];
+
+        // 3,654 days is past ten years from any day; 3,652 is within them from any day.
+        foreach (var (days, allowed) in new[] { (3654, false), (3652, true) })
+        {
+            var (exit, _, stderr) = await CliProcess.RunAsync(Create("--expires-in", $"{days}d"));
+            Assert.True(exit == (allowed ? 0 : 1), $"--expires-in {days}d: exit {exit}: {stderr}");
+            var at = DateTimeOffset.UtcNow.AddDays(days).ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture);
+            (exit, _, stderr) = await CliProcess.RunAsync(Create("--expires-at", at));
+            Assert.True(exit == (allowed ? 0 : 1), $"--expires-at {at}: exit {exit}: {stderr}");
+            if (!allowed)
+            {
+                Assert.Contains("within 10 years", stderr, StringComparison.Ordinal);
+            }
+        }
+    }
 }

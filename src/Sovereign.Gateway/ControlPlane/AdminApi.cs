@@ -784,11 +784,13 @@ public static class AdminApi
 
     /// <summary>
     /// When a new key expires: <c>expires_at</c> (a time) or <c>expires_in</c> (seconds), in the future and within 10
-    /// years (a typo of the year must not issue a key valid for ever), or null.
+    /// years (a typo of the year must not issue a key valid for ever), or null. Both end at the same time, ten calendar
+    /// years from now: <c>expires_in</c> allowed 10 × 366 days, up to a week past what <c>expires_at</c> calls 10 years.
     /// </summary>
     private static DateTimeOffset? KeyExpiry(KeyCreateRequest request, DateTimeOffset now)
     {
-        const long MaxSeconds = 10L * 366 * 24 * 3600;
+        var latest = now.AddYears(10);
+        var maxSeconds = (long)(latest - now).TotalSeconds;
         if (request is { ExpiresAt: not null, ExpiresIn: not null })
         {
             throw OpenAIException.BadRequest("Set expires_at or expires_in, not both.", "expires_in", "invalid_value");
@@ -796,13 +798,13 @@ public static class AdminApi
 
         if (request.ExpiresIn is { } seconds)
         {
-            return seconds is > 0 and <= MaxSeconds
+            return seconds > 0 && seconds <= maxSeconds
                 ? now.AddSeconds(seconds)
-                : throw OpenAIException.BadRequest($"expires_in must be a number of seconds from 1 to {MaxSeconds} (10 years); got {seconds}.", "expires_in", "invalid_value");
+                : throw OpenAIException.BadRequest($"expires_in must be a number of seconds from 1 to {maxSeconds} (10 years from now); got {seconds}.", "expires_in", "invalid_value");
         }
 
         var expiresAt = request.ExpiresAt is { ValueKind: not JsonValueKind.Null } value ? KeyExpiresAt(value) : (DateTimeOffset?)null;
-        if (expiresAt is { } at && (at <= now || at > now.AddSeconds(MaxSeconds)))
+        if (expiresAt is { } at && (at <= now || at > latest))
         {
             throw OpenAIException.BadRequest(
                 $"expires_at must be in the future and within 10 years; got {at.ToUniversalTime():yyyy-MM-ddTHH:mm:ssZ} (now {now:yyyy-MM-ddTHH:mm:ssZ}).", "expires_at", "invalid_value");
