@@ -30,6 +30,14 @@ internal static class ClusterCertificateCommands
         init.SetAction(result =>
         {
             var directory = result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory;
+            var id = result.GetValue(clusterId);
+            if (!SovereignClusterOptions.IsClusterId(id))
+            {
+                // It is written into the CA's subject: a space or a comma (another attribute) was taken as given.
+                Console.Error.WriteLine($"sovereign cluster ca init: --cluster-id must be 1 to 64 letters, digits, '.', '_' or '-'; got '{id}'.");
+                return 2;
+            }
+
             var certificatePath = Path.Combine(directory, AuthorityFile);
             var keyPath = Path.Combine(directory, AuthorityKeyFile);
             if (File.Exists(certificatePath) || File.Exists(keyPath))
@@ -44,7 +52,7 @@ internal static class ClusterCertificateCommands
                 return 2;
             }
 
-            using var authority = ClusterCertificates.CreateAuthority(result.GetValue(clusterId)!, DateTimeOffset.UtcNow, TimeSpan.FromDays(result.GetValue(days)));
+            using var authority = ClusterCertificates.CreateAuthority(id!, DateTimeOffset.UtcNow, TimeSpan.FromDays(result.GetValue(days)));
             using var key = authority.GetECDsaPrivateKey()!;
             ClusterTlsCredentials.WritePem(keyPath, key.ExportPkcs8PrivateKeyPem(), secret: true);
             ClusterTlsCredentials.WritePem(certificatePath, authority.ExportCertificatePem(), secret: false);

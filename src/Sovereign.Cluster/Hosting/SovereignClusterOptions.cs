@@ -236,6 +236,12 @@ public sealed class SovereignClusterOptions
         }
     }
 
+    /// <summary>
+    /// Whether <paramref name="value"/> can name a cluster (<c>cluster ca init --cluster-id</c>, written into the CA's
+    /// subject): 1 to 64 letters, digits, '.', '_' or '-', as pool and device class names.
+    /// </summary>
+    public static bool IsClusterId(string? value) => value is not null && IsScopeName(value);
+
     private static bool IsScopeName(string name) =>
         name.Length is > 0 and <= 64 && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
 }

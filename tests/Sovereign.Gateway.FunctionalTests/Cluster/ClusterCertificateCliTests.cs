@@ -51,6 +51,26 @@ public sealed class ClusterCertificateCliTests : IDisposable
     /// gateway keeps its own files) replaced the gateway's certificate and key: exit 0, and the gateway could not start
     /// again. It is a usage error now, and the gateway's files stay.
     /// </summary>
+    /// <summary>
+    /// The cluster id is written into the CA's subject: one with a space, a comma (which added an organisation of the
+    /// caller's choosing to the subject) or nothing at all is a usage error naming the flag, and no CA is written.
+    /// </summary>
+    [Theory]
+    [InlineData("my cluster")]
+    [InlineData("prod, O=Someone Else")]
+    [InlineData("")]
+    public async Task CaInit_AClusterIdThatIsNotAnId_IsAUsageError_AndWritesNothing(string clusterId)
+    {
+        var ca = Path.Combine(_folder, "ca");
+
+        var (exit, _, stderr) = await CliProcess.RunAsync("cluster", "ca", "init", "--data-dir", ca, "--cluster-id", clusterId);
+
+        Assert.Equal(2, exit);
+        Assert.Contains("--cluster-id must be 1 to 64 letters, digits, '.', '_' or '-'", stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(ca, "cluster-ca.pem")));
+        Assert.False(File.Exists(Path.Combine(ca, "cluster-ca-key.pem")));
+    }
+
     [Fact]
     public async Task Issue_IntoAFolderHoldingAnotherMembersCertificate_IsRefused_AndItsKeyStays()
     {
