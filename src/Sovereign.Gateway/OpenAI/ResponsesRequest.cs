@@ -729,37 +729,19 @@ internal static class ResponsesTranslation
     }
 
     /// <summary>The grammar <c>text.format</c> asks for (the chat compiler; its refusals name <c>text.format.schema</c>).</summary>
-    public static Sovereign.Inference.Grammar.GbnfGrammar? GrammarFor(ResponsesTextFormat? format)
-    {
-        if (format is null)
+    public static Sovereign.Inference.Grammar.GbnfGrammar? GrammarFor(ResponsesTextFormat? format) =>
+        format is null ? null : StructuredOutput.GrammarOfType(format.Type, "text.format", () =>
         {
-            return null;
-        }
+            if (string.IsNullOrEmpty(format.Name))
+            {
+                throw OpenAIException.BadRequest("text.format.name is required when type is 'json_schema'.", "text.format.name", "missing_required_parameter");
+            }
 
-        switch (format.Type)
-        {
-            case null:
-                // OpenAI's 400; a format sent without its type was served as plain text, its schema silently ignored.
-                throw OpenAIException.BadRequest("Missing required parameter: 'text.format.type'.", "text.format.type", "missing_required_parameter");
-            case "text":
-                return null;
-            case "json_object":
-                return Sovereign.Inference.Grammar.JsonSchemaGrammarCompiler.AnyJsonObject();
-            case "json_schema":
-                if (string.IsNullOrEmpty(format.Name))
-                {
-                    throw OpenAIException.BadRequest("text.format.name is required when type is 'json_schema'.", "text.format.name", "missing_required_parameter");
-                }
-
-                // OpenAI's rule for the name; name and description are echoed in every response object and kept with a stored one.
-                StructuredOutput.RequireSchemaName(format.Name, "text.format.name");
-                StructuredOutput.RequireDescription(format.Description, "text.format.description");
-                return StructuredOutput.CompileSchema(format.Schema, "text.format.schema");
-            default:
-                throw OpenAIException.BadRequest(
-                    $"text.format.type '{RequestReader.Shorten(format.Type ?? "")}' is not supported; use 'text', 'json_object' or 'json_schema'.", "text.format.type", "invalid_value");
-        }
-    }
+            // OpenAI's rule for the name; name and description are echoed in every response object and kept with a stored one.
+            StructuredOutput.RequireSchemaName(format.Name, "text.format.name");
+            StructuredOutput.RequireDescription(format.Description, "text.format.description");
+            return StructuredOutput.CompileSchema(format.Schema, "text.format.schema");
+        });
 
     private static void Range(float? value, float min, float max, string param)
     {

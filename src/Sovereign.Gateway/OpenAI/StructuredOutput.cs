@@ -26,40 +26,43 @@ internal sealed class JsonSchemaFormat
 internal static class StructuredOutput
 {
     /// <summary>The grammar that <paramref name="format"/> asks for; null for free text.</summary>
-    public static GbnfGrammar? GrammarFor(ResponseFormat? format, string param = "response_format")
+    public static GbnfGrammar? GrammarFor(ResponseFormat? format, string param = "response_format") =>
+        format is null ? null : GrammarOfType(format.Type, param, () =>
+        {
+            if (format.JsonSchema is null)
+            {
+                throw OpenAIException.BadRequest($"{param}.json_schema is required when type is 'json_schema'.", $"{param}.json_schema", "missing_required_parameter");
+            }
+
+            // Optional here (llama-server's clients may leave it out), but held to OpenAI's rule when given.
+            if (format.JsonSchema.Name is { } name)
+            {
+                RequireSchemaName(name, $"{param}.json_schema.name");
+            }
+
+            RequireDescription(format.JsonSchema.Description, $"{param}.json_schema.description");
+            return CompileSchema(format.JsonSchema.Schema, $"{param}.json_schema.schema");
+        });
+
+    /// <summary>
+    /// The grammar a format of <paramref name="type"/> asks for, as chat's <c>response_format</c> and Responses'
+    /// <c>text.format</c> both read it: <c>text</c> none, <c>json_object</c> any JSON object, <c>json_schema</c> what
+    /// <paramref name="jsonSchema"/> compiles (each API checks its own fields there: Responses requires the name);
+    /// a missing or unknown type is OpenAI's 400 naming <c>{param}.type</c>.
+    /// </summary>
+    public static GbnfGrammar? GrammarOfType(string? type, string param, Func<GbnfGrammar> jsonSchema)
     {
-        if (format is null)
+        ArgumentNullException.ThrowIfNull(jsonSchema);
+        return type switch
         {
-            return null;
-        }
-
-        switch (format.Type)
-        {
-            case null:
-                // OpenAI's 400; a format sent without its type was served as plain text, its schema silently ignored.
-                throw OpenAIException.BadRequest($"Missing required parameter: '{param}.type'.", $"{param}.type", "missing_required_parameter");
-            case "text":
-                return null;
-            case "json_object":
-                return JsonSchemaGrammarCompiler.AnyJsonObject();
-            case "json_schema":
-                if (format.JsonSchema is null)
-                {
-                    throw OpenAIException.BadRequest($"{param}.json_schema is required when type is 'json_schema'.", $"{param}.json_schema", "missing_required_parameter");
-                }
-
-                // Optional here (llama-server's clients may leave it out), but held to OpenAI's rule when given.
-                if (format.JsonSchema.Name is { } name)
-                {
-                    RequireSchemaName(name, $"{param}.json_schema.name");
-                }
-
-                RequireDescription(format.JsonSchema.Description, $"{param}.json_schema.description");
-                return CompileSchema(format.JsonSchema.Schema, $"{param}.json_schema.schema");
-            default:
-                throw OpenAIException.BadRequest(
-                    $"{param}.type '{RequestReader.Shorten(format.Type ?? "")}' is not supported; use 'text', 'json_object' or 'json_schema'.", $"{param}.type", "invalid_value");
-        }
+            // OpenAI's 400; a format sent without its type was served as plain text, its schema silently ignored.
+            null => throw OpenAIException.BadRequest($"Missing required parameter: '{param}.type'.", $"{param}.type", "missing_required_parameter"),
+            "text" => null,
+            "json_object" => JsonSchemaGrammarCompiler.AnyJsonObject(),
+            "json_schema" => jsonSchema(),
+            _ => throw OpenAIException.BadRequest(
+                $"{param}.type '{RequestReader.Shorten(type)}' is not supported; use 'text', 'json_object' or 'json_schema'.", $"{param}.type", "invalid_value"),
+        };
     }
 
     /// <summary>
