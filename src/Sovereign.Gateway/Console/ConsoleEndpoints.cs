@@ -116,7 +116,7 @@ public static class ConsoleEndpoints
         {
             return await context.Request.ReadFormAsync(context.RequestAborted);
         }
-        catch (Exception ex) when (ex is InvalidDataException or (IOException and not BadHttpRequestException) && !context.RequestAborted.IsCancellationRequested)
+        catch (Exception ex) when (ex is InvalidDataException or (IOException and not BadHttpRequestException and not Microsoft.AspNetCore.Connections.ConnectionResetException) && !context.RequestAborted.IsCancellationRequested)
         {
             throw OpenAIException.BadRequest("The form could not be read: " + ex.Message, null, "invalid_form");
         }

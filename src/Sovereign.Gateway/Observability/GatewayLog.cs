@@ -26,6 +26,14 @@ internal static partial class GatewayLog
         Message = "Request {Method} {Path} failed")]
     public static partial void RequestFailed(ILogger logger, Exception? exception, string method, string? path);
 
+    /// <summary>
+    /// A client that reset its connection while its request was read: nothing was answered, so nothing was refused or
+    /// failed. At Debug, since any client can send those (each was a 400 at Information, or a 4003 at Error).
+    /// </summary>
+    [LoggerMessage(EventId = 4007, EventName = "ClientLeft", Level = LogLevel.Debug,
+        Message = "The client of {Method} {Path} reset its connection before it was answered")]
+    public static partial void ClientLeft(ILogger logger, string method, string? path);
+
     /// <summary>At Debug, as the 401 itself: an anonymous client must not decide the log's volume.</summary>
     [LoggerMessage(EventId = 4004, EventName = "MetricsScrapeRefused", Level = LogLevel.Debug,
         Message = "Refused a /metrics scrape without the operator token")]

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -12,6 +13,9 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary>Writes every failure of the <c>/v1</c> surface as OpenAI's error JSON with the right status.</summary>
 internal static class OpenAIErrorResults
 {
+    /// <summary>The error code of a request whose framing (a body cut short, broken chunks) could not be read, as Kestrel's own 400.</summary>
+    public const string MalformedRequestCode = "malformed_request";
+
     /// <summary>The error code of a request refused because its audit entry could not be committed.</summary>
     public const string AuditUnavailableCode = "audit_unavailable";
 
@@ -24,7 +28,7 @@ internal static class OpenAIErrorResults
         BadHttpRequestException { StatusCode: StatusCodes.Status408RequestTimeout } => new OpenAIException(StatusCodes.Status408RequestTimeout,
             "The request body arrived too slowly and was not read in time; send it again at once.", "invalid_request_error", null, "request_timeout"),
         BadHttpRequestException e => new OpenAIException(e.StatusCode is >= 400 and < 500 ? e.StatusCode : StatusCodes.Status400BadRequest,
-            "The request could not be read: " + e.Message, "invalid_request_error"),
+            "The request could not be read: " + e.Message, "invalid_request_error", null, MalformedRequestCode),
         InvalidGenerationRequestException e => OpenAIException.BadRequest(e.Message, e.Parameter, e.Code),
         ContextLengthExceededException e => OpenAIException.BadRequest(e.Message, e.Parameter, "context_length_exceeded"),
         EngineOverloadedException e => OpenAIException.Overloaded(e.Message),
@@ -76,6 +80,11 @@ internal static class OpenAIErrorResults
         {
             await next(context);
         }
+        catch (Exception ex) when (ClientLeft(context, ex))
+        {
+            // No one is left to answer: neither a refusal nor a fault (any client could fill the log with either).
+            GatewayLog.ClientLeft(RequestsLogger(context), context.Request.Method, context.Request.Path.ToUriComponent());
+        }
         catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested || ex is not OperationCanceledException)
         {
             var configured = context.RequestServices.GetRequiredService<IOptions<SovereignOptions>>().Value.Limits.MaxRequestBodyBytes;
@@ -85,6 +94,14 @@ internal static class OpenAIErrorResults
             await WriteAsync(context, error);
         }
     }
+
+    /// <summary>
+    /// Whether <paramref name="exception"/> says the client reset its connection: Kestrel fails the body's read with
+    /// <see cref="ConnectionResetException"/>, or with another I/O error once it has seen the connection aborted.
+    /// </summary>
+    private static bool ClientLeft(HttpContext context, Exception exception) =>
+        exception is ConnectionResetException
+        || (exception is IOException and not BadHttpRequestException && context.RequestAborted.IsCancellationRequested);
 
     /// <summary>
     /// Gives a body to error statuses that the framework answers without one (405, or a 404 outside /v1), so every

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.AspNetCore.Connections;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Inference.Engine;
 
@@ -46,10 +47,11 @@ internal static class RequestReader
         {
             await context.Request.Body.CopyToAsync(buffer, context.RequestAborted);
         }
-        catch (IOException ex) when (ex is not BadHttpRequestException && !context.RequestAborted.IsCancellationRequested)
+        catch (IOException ex) when (ex is not BadHttpRequestException and not ConnectionResetException && !context.RequestAborted.IsCancellationRequested)
         {
             // Kestrel reports broken framing of a chunked body (e.g. a chunk size that overflows) as a plain IOException.
-            throw OpenAIException.BadRequest("The request body could not be read: " + ex.Message);
+            // A reset connection is a client that left (the error middleware's concern), not a body to refuse.
+            throw OpenAIException.BadRequest("The request body could not be read: " + ex.Message, code: OpenAIErrorResults.MalformedRequestCode);
         }
 
         var bytes = WithoutByteOrderMark(new ReadOnlyMemory<byte>(buffer.GetBuffer(), 0, (int)buffer.Length));

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net.Http.Headers;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
@@ -383,6 +384,74 @@ public sealed class HostileInputTests(ServerFixture server)
         var informational = captured.Where(l => l.Level >= LogLevel.Information && l.Event.Id is 4001 or 4004).ToList();
         Assert.DoesNotContain(informational, l => l.Event.Id == 4004 || l.Message.Contains(" 401 ", StringComparison.Ordinal));
         Assert.Contains(informational, l => l.Message.Contains("/v1/no-such-refusal", StringComparison.Ordinal) && l.Message.Contains(" 404 ", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// A client that resets its connection while its body arrives has left: nothing can be answered, so nothing was
+    /// refused and nothing failed. Each such reset was logged as a refusal (a 400 without a code, at Information) or,
+    /// when the connection's abort was seen first, as a server fault (event 4003 at Error, with a stack trace), so any
+    /// client decided how many errors the operator's log and alerts showed (found by abandoning streams with a RST).
+    /// </summary>
+    [Fact]
+    public async Task ClientThatResetsItsConnectionWhileTheBodyArrives_IsNeitherARefusalNorAFailureInTheLog()
+    {
+        const int Resets = 10;
+        var captured = new ConcurrentQueue<(string Category, LogLevel Level, EventId Event, string Message)>();
+        using var capture = new CapturingLoggerProvider(captured);
+        server.App.Services.GetRequiredService<ILoggerFactory>().AddProvider(capture);
+        using var ended = new ConnectionEnds(server.BaseAddress.Port);
+        var json = """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1}"""u8.ToArray();
+
+        for (var i = 0; i < Resets; i++)
+        {
+            // A socket of its own: a TcpClient's stream shuts the connection down (FIN) before it closes.
+            using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            await client.ConnectAsync(server.BaseAddress.Host, server.BaseAddress.Port);
+            // The length announces the whole body; part of it is sent, then the connection is reset (linger 0: a RST).
+            await client.SendAsync(RawHttp.Request("POST", "/v1/chat/completions", json[..20],
+                "Content-Type: application/json", $"Content-Length: {json.Length}"));
+            // Reset once the application has the request and waits for the rest of the body. The pause only makes the
+            // old failure likely (a reset seen before the body is read was already silent); nothing is logged either way now.
+            await ended.WaitForStartsAsync(i + 1, TimeSpan.FromSeconds(30));
+            await Task.Delay(100);
+            client.LingerState = new LingerOption(true, 0);
+            client.Close();
+        }
+
+        // Kestrel ends a connection only after the application is done with its request, which logs before that.
+        await ended.WaitForAsync(Resets, TimeSpan.FromSeconds(30));
+        capture.Stop();
+
+        var logged = captured.Where(l => l.Level >= LogLevel.Information && l.Event.Id is 4001 or 4003).Select(l => $"{l.Level} {l.Event.Id} {l.Message}").ToList();
+        Assert.True(logged.Count == 0, string.Join("; ", logged));
+        Assert.Equal(200, (int)(await server.Http.GetAsync("/health")).StatusCode);
+    }
+
+    /// <summary>
+    /// A client that ends its side of the connection (FIN) before the body it announced is complete gets Kestrel's
+    /// 400 as a malformed request, with the code Kestrel's other framing refusals have; it had no code.
+    /// </summary>
+    [Fact]
+    public async Task BodyCutShortByTheClientsEndOfStream_IsA400WithACode()
+    {
+        var captured = new ConcurrentQueue<(string Category, LogLevel Level, EventId Event, string Message)>();
+        using var capture = new CapturingLoggerProvider(captured);
+        server.App.Services.GetRequiredService<ILoggerFactory>().AddProvider(capture);
+        using var ended = new ConnectionEnds(server.BaseAddress.Port);
+        var json = """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1}"""u8.ToArray();
+
+        using (var client = new Socket(SocketType.Stream, ProtocolType.Tcp))
+        {
+            await client.ConnectAsync(server.BaseAddress.Host, server.BaseAddress.Port);
+            await client.SendAsync(RawHttp.Request("POST", "/v1/chat/completions", json[..20],
+                "Content-Type: application/json", $"Content-Length: {json.Length}"));
+            await ended.WaitForStartsAsync(1, TimeSpan.FromSeconds(30));
+            client.Shutdown(SocketShutdown.Send);
+            await ended.WaitForAsync(1, TimeSpan.FromSeconds(30));
+        }
+
+        capture.Stop();
+        Assert.Contains(captured, l => l.Event.Id == 4001 && l.Message.Contains("/v1/chat/completions with 400 invalid_request_error/malformed_request", StringComparison.Ordinal));
     }
 
     private static JsonElement ErrorOf(RawResponse response) => JsonDocument.Parse(response.Body).RootElement.GetProperty("error");
