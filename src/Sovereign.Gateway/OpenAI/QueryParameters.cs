@@ -84,6 +84,14 @@ internal static class QueryParameters
                 var known = declared.Order.First(n => string.Equals(n, name, StringComparison.OrdinalIgnoreCase));
                 throw OpenAIException.BadRequest($"{known} is given {values.Count} times; give it once.", known, "invalid_value");
             }
+
+            // No parameter holds a control character, and .NET's number parsing skips trailing NULs: '?limit=1%00' was
+            // read as 1 (found by explorer8).
+            if (values.ToString().Any(char.IsControl))
+            {
+                var known = declared.Order.First(n => string.Equals(n, name, StringComparison.OrdinalIgnoreCase));
+                throw OpenAIException.BadRequest($"{known} holds a control character.", known, "invalid_value");
+            }
         }
     }
 

@@ -23,6 +23,10 @@ public sealed class QueryParameterTests(ConsoleFixture fixture)
         { "/admin/v1/tenants?limit=5", "admin", "limit", "unknown_parameter" },
         { "/admin/v1/audit?tennant=th-hospital", "admin", "tennant", "unknown_parameter" },
         { "/admin/v1/audit?limit=1&limit=2", "admin", "limit", "invalid_value" },
+        // .NET's number parsing skips trailing NULs (these were read as 1 and 5) and enum parsing trims a newline: all were 200.
+        { "/admin/v1/audit?limit=1%00", "admin", "limit", "invalid_value" },
+        { "/v1/audit?after=5%00%00", "tenant", "after", "invalid_value" },
+        { "/v1/usage?group_by=model%0A", "tenant", "group_by", "invalid_value" },
         { "/v1/usage?form=2026-01-01", "tenant", "form", "unknown_parameter" },
         { "/v1/usage?tenant=sg-bank", "tenant", "tenant", "unknown_parameter" },
         { "/v1/models?page=2", "tenant", "page", "unknown_parameter" },
