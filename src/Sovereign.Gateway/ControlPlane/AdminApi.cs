@@ -67,9 +67,13 @@ public static class AdminApi
     private static ValueTask<object?> RequireOperator(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {
         var context = invocation.HttpContext;
-        return context.RequestServices.GetRequiredService<AdminToken>().Matches(AdminToken.Presented(context))
-            ? next(invocation)
-            : throw OpenAIException.Unauthorized("The admin API needs the operator token (Authorization: Bearer <admin token>); tenant keys are not accepted here.");
+        if (!context.RequestServices.GetRequiredService<AdminToken>().Matches(AdminToken.Presented(context)))
+        {
+            throw OpenAIException.Unauthorized("The admin API needs the operator token (Authorization: Bearer <admin token>); tenant keys are not accepted here.");
+        }
+
+        KnownCallers.MarkKnown(context);
+        return next(invocation);
     }
 
     private static async Task<IResult> ListTenants(ControlPlaneStore store) =>

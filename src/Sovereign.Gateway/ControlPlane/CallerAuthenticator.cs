@@ -62,8 +62,21 @@ public sealed class CallerAuthenticator(
     /// <summary>Remembers that a tenant exists, which ends default anonymous access (called when one is created).</summary>
     public void TenantCreated() => _tenantsExist = true;
 
+    /// <summary>
+    /// Whether anyone who reaches /v1 is a caller (anonymous access open, without static keys): then a refusal of a
+    /// request not yet authenticated is a caller's, not a stranger's.
+    /// </summary>
+    public bool AnyoneMayCall => (options.Value.AnonymousAccess ?? !_tenantsExist) && _staticKeyHashes.Length == 0;
+
     /// <summary>Authenticates the request or throws the 401/403 to answer with.</summary>
     public async Task<Caller> AuthenticateAsync(HttpContext context)
+    {
+        var caller = await AuthenticateCallerAsync(context);
+        KnownCallers.MarkKnown(context);
+        return caller;
+    }
+
+    private async Task<Caller> AuthenticateCallerAsync(HttpContext context)
     {
         var header = context.Request.Headers.Authorization.ToString();
         var presented = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;

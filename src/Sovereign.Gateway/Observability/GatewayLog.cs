@@ -1,3 +1,6 @@
+using Microsoft.Extensions.DependencyInjection;
+using Sovereign.Gateway.Hosting;
+
 namespace Sovereign.Gateway.Observability;
 
 /// <summary>
@@ -147,7 +150,11 @@ internal static partial class GatewayLog
         }
         else
         {
-            RequestRefused(logger, status == StatusCodes.Status401Unauthorized ? LogLevel.Debug : LogLevel.Information, method, path, status, errorType, code, param);
+            // A refusal before any caller is known (an unknown URL, a wrong method, a 401) is what anyone who reaches
+            // the port can send: at Debug, or the stranger chooses the log's volume, a path of their choosing per line.
+            var byACaller = status != StatusCodes.Status401Unauthorized
+                && (KnownCallers.IsKnown(context) || context.RequestServices.GetService<ControlPlane.CallerAuthenticator>()?.AnyoneMayCall != false);
+            RequestRefused(logger, byACaller ? LogLevel.Information : LogLevel.Debug, method, path, status, errorType, code, param);
         }
     }
 }
