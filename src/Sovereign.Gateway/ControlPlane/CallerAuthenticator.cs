@@ -66,7 +66,8 @@ public sealed class CallerAuthenticator(
     /// Whether anyone who reaches /v1 is a caller (anonymous access open, without static keys): then a refusal of a
     /// request not yet authenticated is a caller's, not a stranger's.
     /// </summary>
-    public bool AnyoneMayCall => (options.Value.AnonymousAccess ?? !_tenantsExist) && _staticKeyHashes.Length == 0;
+    public async ValueTask<bool> AnyoneMayCallAsync() =>
+        _staticKeyHashes.Length == 0 && await AnonymousAllowedAsync(CancellationToken.None);
 
     /// <summary>Authenticates the request or throws the 401/403 to answer with.</summary>
     public async Task<Caller> AuthenticateAsync(HttpContext context)

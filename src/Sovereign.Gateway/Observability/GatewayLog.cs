@@ -1,6 +1,3 @@
-using Microsoft.Extensions.DependencyInjection;
-using Sovereign.Gateway.Hosting;
-
 namespace Sovereign.Gateway.Observability;
 
 /// <summary>
@@ -135,7 +132,8 @@ internal static partial class GatewayLog
     public static partial void InterruptedInstanceClosed(ILogger logger, string instance, string gateway, int count);
 
     /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>
-    public static void ErrorAnswered(ILogger logger, HttpContext context, int status, string errorType, string? code, string? param, Exception? exception)
+    /// <param name="byACaller">Whether a refusal is an authenticated caller's (Information), not a stranger's (Debug).</param>
+    public static void ErrorAnswered(ILogger logger, HttpContext context, int status, string errorType, string? code, string? param, Exception? exception, bool byACaller)
     {
         var method = context.Request.Method;
         // Escaped, so a decoded control character in the path cannot forge a log line.
@@ -150,10 +148,6 @@ internal static partial class GatewayLog
         }
         else
         {
-            // A refusal before any caller is known (an unknown URL, a wrong method, a 401) is what anyone who reaches
-            // the port can send: at Debug, or the stranger chooses the log's volume, a path of their choosing per line.
-            var byACaller = status != StatusCodes.Status401Unauthorized
-                && (KnownCallers.IsKnown(context) || context.RequestServices.GetService<ControlPlane.CallerAuthenticator>()?.AnyoneMayCall != false);
             RequestRefused(logger, byACaller ? LogLevel.Information : LogLevel.Debug, method, path, status, errorType, code, param);
         }
     }

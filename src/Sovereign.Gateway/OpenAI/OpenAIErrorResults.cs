@@ -90,7 +90,7 @@ internal static class OpenAIErrorResults
             var configured = context.RequestServices.GetRequiredService<IOptions<SovereignOptions>>().Value.Limits.MaxRequestBodyBytes;
             var error = Map(ex, BodyLimit(context, configured));
             var logger = RequestsLogger(context);
-            GatewayLog.ErrorAnswered(logger, context, error.Status, error.Type, error.Code, error.LoggedParam ?? error.Param, ex);
+            GatewayLog.ErrorAnswered(logger, context, error.Status, error.Type, error.Code, error.LoggedParam ?? error.Param, ex, await ByACallerAsync(context, error.Status));
             await WriteAsync(context, error);
         }
     }
@@ -130,10 +130,39 @@ internal static class OpenAIErrorResults
     }
 
     /// <summary>Answers with <paramref name="error"/>, logged like every error answer (refusal, shedding or fault).</summary>
-    public static Task AnswerAsync(HttpContext context, OpenAIException error)
+    public static async Task AnswerAsync(HttpContext context, OpenAIException error)
     {
-        GatewayLog.ErrorAnswered(RequestsLogger(context), context, error.Status, error.Type, error.Code, error.LoggedParam ?? error.Param, null);
-        return WriteAsync(context, error);
+        GatewayLog.ErrorAnswered(RequestsLogger(context), context, error.Status, error.Type, error.Code, error.LoggedParam ?? error.Param, null,
+            await ByACallerAsync(context, error.Status));
+        await WriteAsync(context, error);
+    }
+
+    /// <summary>
+    /// Whether a refusal is a caller's (logged at Information) rather than what anyone who reaches the port can send (at
+    /// Debug: a 401, or, once /v1 needs a key, anything refused before a caller was authenticated: an unknown URL, a
+    /// wrong method, an unknown query parameter, each a line with a path of the sender's choosing).
+    /// </summary>
+    private static async ValueTask<bool> ByACallerAsync(HttpContext context, int status)
+    {
+        if (status == StatusCodes.Status401Unauthorized)
+        {
+            return false;
+        }
+
+        if (KnownCallers.IsKnown(context) || context.RequestServices.GetService<ControlPlane.CallerAuthenticator>() is not { } authenticator)
+        {
+            return true;
+        }
+
+        try
+        {
+            return await authenticator.AnyoneMayCallAsync();
+        }
+        catch (Exception ex) when (ex is System.Data.Common.DbException or InvalidOperationException or TimeoutException)
+        {
+            // The database that says whether tenants exist is unreachable: the refusal is logged as before, not lost.
+            return true;
+        }
     }
 
     /// <summary>The logger of the requests category, where every error answer is logged.</summary>
