@@ -84,6 +84,9 @@ internal static class OpenAIErrorResults
         {
             // No one is left to answer: neither a refusal nor a fault (any client could fill the log with either).
             GatewayLog.ClientLeft(RequestsLogger(context), context.Request.Method, context.Request.Path.ToUriComponent());
+
+            // Closed here, so Kestrel does not drain a body whose read failed (it logged an error of its own, event 67).
+            context.Abort();
         }
         catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested || ex is not OperationCanceledException)
         {
