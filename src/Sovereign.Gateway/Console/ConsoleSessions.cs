@@ -125,10 +125,19 @@ internal sealed class ConsoleSessions
             return null;
         }
 
+        ConsoleSession? session;
         lock (_lock)
         {
-            return _sessions.TryGetValue(id, out var entry) && entry.Session.Expires > _time.GetUtcNow() ? entry.Session : null;
+            session = _sessions.TryGetValue(id, out var entry) && entry.Session.Expires > _time.GetUtcNow() ? entry.Session : null;
         }
+
+        if (session is not null)
+        {
+            // A signed-in operator or tenant: its refusals are logged at Information like a key's.
+            Hosting.KnownCallers.MarkKnown(context);
+        }
+
+        return session;
     }
 
     public void Remove(HttpContext context)
