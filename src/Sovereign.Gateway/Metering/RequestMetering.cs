@@ -358,7 +358,18 @@ public sealed class RequestMetering
         }
 
         Observability.GenAiMetrics.Instance.Record(routed, promptTokens, completionTokens, timing, outcome);
-        await SettleAsync(routed, ticket, cost, promptTokens + completionTokens);
+        try
+        {
+            await SettleAsync(routed, ticket, cost, promptTokens + completionTokens);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // The record is committed: it is the bill, and the answer is the client's. The tenant's grain was on a
+            // member going away (a gateway restarting); its next activation rebuilds the spend from the ledger, which
+            // holds this cost. Thrown, it cut a stream before its [DONE] and turned a billed answer into a 503 that
+            // SDKs retry, paying twice.
+            Observability.GatewayLog.SettlementFailed(_logger, ex, routed.RequestId, routed.Caller.TenantId);
+        }
 
         if (cost > 0)
         {

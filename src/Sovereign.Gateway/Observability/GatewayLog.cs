@@ -96,6 +96,10 @@ internal static partial class GatewayLog
         Message = "Could not renew the budget reservations of {Count} running requests of tenant {Tenant}; tried again shortly (they expire after the reservation lifetime without it)")]
     public static partial void ReservationRenewalFailed(ILogger logger, Exception exception, string tenant, int count);
 
+    [LoggerMessage(EventId = 4114, EventName = "SettlementFailed", Level = LogLevel.Warning,
+        Message = "Request {RequestId} of tenant {Tenant} is billed (its usage record committed), but its budget reservation could not be settled: the tenant's grain did not answer (its gateway stopping or gone). The answer was delivered; the grain's next activation counts the spend from the ledger, and one that outlived this holds the reservation until it expires")]
+    public static partial void SettlementFailed(ILogger logger, Exception exception, string requestId, string tenant);
+
     [LoggerMessage(EventId = 4109, EventName = "RefusalNotRecorded", Level = LogLevel.Error,
         Message = "Request {RequestId} was refused before any work because the audit log could not record it, and the usage ledger could not record the refusal either (a full or failing disk?); its budget reservation was given back")]
     public static partial void RefusalNotRecorded(ILogger logger, Exception exception, string requestId);

@@ -189,6 +189,17 @@ public sealed class ClusterFixture : IAsyncLifetime
         return member;
     }
 
+    /// <summary>
+    /// The silo address (<c>ip:port@generation</c>, as the cluster status names members) where the grain directory in
+    /// Redis says <paramref name="grainId"/> (e.g. <c>tenant/ct1</c>) is active; null when it is not.
+    /// </summary>
+    public async Task<string?> GrainSiloAsync(string grainId)
+    {
+        await using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync($"127.0.0.1:{_redisPort}");
+        var entry = await redis.GetDatabase().StringGetAsync($"test-{Path.GetFileName(_root)}/directory/{grainId}");
+        return entry.IsNullOrEmpty ? null : JsonDocument.Parse(entry.ToString()).RootElement.GetProperty("SiloAddress").GetString();
+    }
+
     /// <summary>Waits until the member answers /ready (or fails if it exits first).</summary>
     public static async Task WaitReadyAsync(Member member)
     {

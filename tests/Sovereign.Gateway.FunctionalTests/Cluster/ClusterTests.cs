@@ -591,6 +591,82 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     /// <summary>
+    /// A gateway that hosts a tenant's grain (its budgets and rate limits) killed while another gateway relays that
+    /// tenant's stream: the usage record and the audit outcome committed, then settling with the grain failed and the
+    /// stream was cut without its <c>[DONE]</c> (a whole answer became a 503 <c>cluster_unavailable</c> although it was
+    /// billed, so an SDK's retry paid twice). Found by a rolling restart of both gateways under load. The record is
+    /// the bill, and the grain's next activation rebuilds the spend from the ledger, so the answer is delivered.
+    /// </summary>
+    [Fact]
+    public async Task GatewayHoldingTheTenantsGrain_KilledMidStream_TheStreamStillEndsWithDone_AndIsBilledOnce()
+    {
+        await using var engine = await HeldEngine.StartAsync();
+        const string Model = "held-money";
+        var node = cluster.Start("node-money", "node", "TH", withModel: false,
+            extraEnvironment: new Dictionary<string, string> { ["Sovereign__Engines__0__BaseUrl"] = engine.BaseUrl, ["Sovereign__Engines__0__Models__0__Id"] = Model });
+        var doomed = cluster.Start("gateway-money", "gateway", "TH", withModel: false);
+        try
+        {
+            await Task.WhenAll(ClusterFixture.WaitReadyAsync(node), ClusterFixture.WaitReadyAsync(doomed));
+            await ClusterFixture.WaitForNodesAsync(cluster.GatewayTh, "node-money");
+            await ClusterFixture.WaitForMemberAsync(cluster.GatewayTh, "gateway/gateway-money", "active");
+            using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+            var doomedSilo = (await ClusterFixture.Expect(admin.GetAsync("/admin/v1/cluster"), 200)).GetProperty("members").EnumerateArray()
+                .Single(m => m.GetProperty("name").GetString() == "gateway/gateway-money" && m.GetProperty("status").GetString() == "active").GetProperty("address").GetString();
+
+            // Where a tenant's grain starts is the cluster's choice: tenants are made until one's starts on the doomed gateway.
+            using var doomedAdmin = doomed.Client(ClusterFixture.AdminToken);
+            var (tenant, key) = ("", "");
+            for (var attempt = 1; tenant.Length == 0; attempt++)
+            {
+                Assert.True(attempt <= 40, $"no tenant's grain started on {doomedSilo}");
+                var (id, secret) = await NewTenantWithIdAsync(["TH"], null);
+                await ClusterFixture.Expect(doomedAdmin.GetAsync($"/admin/v1/tenants/{id}/limits"), 200);
+                if (await cluster.GrainSiloAsync("tenant/" + id) == doomedSilo)
+                {
+                    (tenant, key) = (id, secret);
+                }
+            }
+
+            using var client = cluster.GatewayTh.Client(key);
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+            {
+                Content = Json($$"""{"model":"{{Model}}","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hello"}]}"""),
+            };
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            if (response.StatusCode != HttpStatusCode.OK)
+            {
+                Assert.Fail($"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
+            }
+
+            var requestId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+            using var body = new StreamReader(await response.Content.ReadAsStreamAsync());
+            Assert.StartsWith("data: ", await body.ReadLineAsync());
+
+            // Admitted by the grain on the doomed gateway, which dies before the answer ends.
+            doomed.Stop();
+            engine.Finish();
+            var rest = await body.ReadToEndAsync();
+
+            Assert.EndsWith("data: [DONE]", rest.TrimEnd(), StringComparison.Ordinal);
+            Assert.DoesNotContain("\"error\"", rest, StringComparison.Ordinal);
+            var record = await ClusterFixture.Expect(admin.GetAsync($"/admin/v1/usage/{requestId}"), 200);
+            Assert.Equal(("completed", tenant, 1), (record.GetProperty("outcome").GetString(), record.GetProperty("tenant").GetString(), record.GetProperty("completion_tokens").GetInt32()));
+
+            // The tenant's audit page asks its grain, unreachable until membership declares the doomed gateway dead.
+            await ClusterFixture.WaitForMemberAsync(cluster.GatewayTh, "gateway/gateway-money", "dead");
+            var entries = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/audit?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray()
+                .Where(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == requestId).Select(e => e.GetProperty("action").GetString());
+            Assert.Equal(["inference.allowed", "inference.completed"], entries);
+        }
+        finally
+        {
+            doomed.Stop();
+            node.StopGracefully();
+        }
+    }
+
+    /// <summary>
     /// A gateway whose witness (the last head it signed) the shared log no longer holds: the log was rewritten. A
     /// single server stops at start with exit 3 (event 9002); a cluster gateway opened its audit log only at its first
     /// request, so it started and answered each request 503. It now opens the log before it listens, as a single server.
