@@ -48,8 +48,8 @@ public sealed class PriceBook
                     g => g.OrderBy(p => p.EffectiveFrom).Select(p => new EffectivePrice(plan, p, VersionOf(plan.Name, p))).ToArray(),
                     StringComparer.Ordinal);
             var compute = plan.ComputePrices
-                .GroupBy(p => new ComputeKey(p.Pool is not null, p.Pool ?? p.DeviceClass ?? string.Empty, p.Model))
-                .ToDictionary(g => g.Key, g => g.OrderBy(p => p.EffectiveFrom).ToArray());
+                .GroupBy(p => new ComputeKey(p.Pool is not null, p.Pool ?? p.DeviceClass ?? string.Empty, p.Model), ComputeKeyComparer.Instance)
+                .ToDictionary(g => g.Key, g => g.OrderBy(p => p.EffectiveFrom).ToArray(), ComputeKeyComparer.Instance);
             _plans.Add(plan.Name, new PlanIndex(plan, models, compute));
         }
     }
@@ -197,6 +197,23 @@ public sealed class PriceBook
 
     /// <summary>A compute rate's scope: a pool (<paramref name="IsPool"/>) or a device class, and the model or null for all.</summary>
     private readonly record struct ComputeKey(bool IsPool, string Name, string? Model);
+
+    /// <summary>
+    /// Pools match as named; device classes in any case: a node's derived class is lower case (<c>h100</c>, from its
+    /// GPU's name), while an operator may write <c>H100</c> in a price or a join token, and such a rate never applied
+    /// (the work was billed at the model's compute rate, or nothing).
+    /// </summary>
+    private sealed class ComputeKeyComparer : IEqualityComparer<ComputeKey>
+    {
+        public static readonly ComputeKeyComparer Instance = new();
+
+        public bool Equals(ComputeKey x, ComputeKey y) =>
+            x.IsPool == y.IsPool && string.Equals(x.Model, y.Model, StringComparison.Ordinal)
+            && string.Equals(x.Name, y.Name, x.IsPool ? StringComparison.Ordinal : StringComparison.OrdinalIgnoreCase);
+
+        public int GetHashCode(ComputeKey key) => HashCode.Combine(key.IsPool, key.Model is null ? 0 : StringComparer.Ordinal.GetHashCode(key.Model),
+            key.IsPool ? StringComparer.Ordinal.GetHashCode(key.Name) : StringComparer.OrdinalIgnoreCase.GetHashCode(key.Name));
+    }
 
     private sealed record PlanIndex(Plan Plan, Dictionary<string, EffectivePrice[]> Models, Dictionary<ComputeKey, ComputePrice[]> Compute);
 }

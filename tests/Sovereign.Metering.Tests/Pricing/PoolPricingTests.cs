@@ -57,6 +57,22 @@ public sealed class PoolPricingTests
         Assert.Equal("standard:llama-3-8b@2025-01-01T00:00:00.000Z", price.Version);
     }
 
+    /// <summary>
+    /// A node's derived class is lower case (<c>h100</c>, <c>cpu</c>, from nvidia-smi), an operator writes <c>H100</c>:
+    /// such a rate never applied, and the node's work was billed at the model's compute rate, or free (found pricing
+    /// a cluster by hand: <c>plans compute-price dc --device-class CPU</c> billed a cpu node's request 0).
+    /// </summary>
+    [Fact]
+    public void TryPriceFor_DeviceClassRate_AppliesWhateverTheCaseOfTheClass()
+    {
+        var book = Book(Rate(2m, deviceClass: "H100"), Rate(3m, deviceClass: "cpu", model: "llama-3-8b"));
+
+        Assert.True(book.TryPriceFor("standard", "llama-3-8b", ThH100, Mar1, out var derived));
+        Assert.Equal((2m, "device_class=H100"), (derived.Price.PerComputeSecond, derived.ComputeScope));
+        Assert.True(book.TryPriceFor("standard", "llama-3-8b", new Placement("th-cpu", "CPU"), Mar1, out var signed));
+        Assert.Equal(3m, signed.Price.PerComputeSecond);
+    }
+
     [Fact]
     public void TryPriceFor_PoolRate_IsCitedInTheVersion()
     {
