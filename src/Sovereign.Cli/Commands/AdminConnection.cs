@@ -115,7 +115,7 @@ internal sealed class AdminConnection
 
         token = ServerConnection.HeaderSafe(token, source);
 
-        using var client = new HttpClient { BaseAddress = BaseAddress(result.GetValue(Url)) };
+        using var client = CreateClient(BaseAddress(result.GetValue(Url)), result.GetValue(DataDirectory) ?? DefaultDataDirectory);
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         using var request = new HttpRequestMessage(method, path.TrimStart('/')) { Content = body is null ? null : JsonContent.Create(body) };
         if (ifMatch is not null)
@@ -148,6 +148,49 @@ internal sealed class AdminConnection
         }
 
         return (json, etag);
+    }
+
+    /// <summary>
+    /// A client of the admin API at <paramref name="baseAddress"/>. Over https a certificate the machine trusts is
+    /// accepted as always, and so is a cluster member's that chains to the cluster CA this data directory holds
+    /// (<see cref="ClusterCaFile"/>): a node serves its cluster certificate, which names its cluster identity rather than a
+    /// host, and no machine's store trusts the cluster CA, so no admin command reached a node (gateways check it so too).
+    /// </summary>
+    private static HttpClient CreateClient(Uri baseAddress, string dataDirectory)
+    {
+        var handler = new SocketsHttpHandler();
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
+            errors == System.Net.Security.SslPolicyErrors.None
+            || (certificate is System.Security.Cryptography.X509Certificates.X509Certificate2 served && ClusterAuthorities(dataDirectory) is { Count: > 0 } authorities
+                && Sovereign.Cluster.Security.ClusterCertificates.Validate(served, authorities, DateTimeOffset.UtcNow, out _) is not null);
+        return new HttpClient(handler) { BaseAddress = baseAddress };
+    }
+
+    /// <summary>The cluster CA file a member's CLI trusts: the member's setting where its environment names one, else the data directory's.</summary>
+    internal static string ClusterCaFile(string dataDirectory) =>
+        Environment.GetEnvironmentVariable("Sovereign__Cluster__TlsCa") is { Length: > 0 } configured
+            ? Path.Combine(dataDirectory, configured)
+            : Path.Combine(dataDirectory, "cluster-ca.pem");
+
+    private static System.Security.Cryptography.X509Certificates.X509Certificate2Collection? ClusterAuthorities(string dataDirectory)
+    {
+        var file = ClusterCaFile(dataDirectory);
+        if (!File.Exists(file))
+        {
+            return null;
+        }
+
+        try
+        {
+            var authorities = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+            authorities.ImportFromPemFile(file);
+            return authorities;
+        }
+        catch (System.Security.Cryptography.CryptographicException)
+        {
+            // Not a CA file: trusted no further than the machine's store.
+            return null;
+        }
     }
 
     /// <summary>

@@ -84,6 +84,8 @@ internal static class CliErrors
             TaskCanceledException or TimeoutException => ("the server did not answer in time.", ExitCodes.Unreachable),
             OperationCanceledException => ("cancelled.", ExitCodes.Failed),
             UriFormatException or ArgumentException => (exception.Message, ExitCodes.Usage),
+            HttpRequestException { InnerException: System.Security.Authentication.AuthenticationException tls } =>
+                ($"the server's TLS certificate is not trusted ({tls.Message}). A cluster member's certificate (a node serves its own) is trusted when it chains to the cluster CA: point --data-dir at a member's data directory (its cluster-ca.pem), or set Sovereign__Cluster__TlsCa.", ExitCodes.Unreachable),
             HttpRequestException http => ($"the request failed: {http.Message}", ExitCodes.Unreachable),
             JsonException => ($"the server's answer is not the JSON expected (is --url a Sovereign server?): {exception.Message}", ExitCodes.Failed),
             Microsoft.Data.Sqlite.SqliteException sqlite when Sovereign.Storage.SqliteFailures.Explain(sqlite, "the database") is { } reason => (reason + ".", ExitCodes.Failed),

@@ -667,6 +667,33 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     /// <summary>
+    /// The operator's CLI on a node's machine, against the node's https admin API: the node serves its cluster
+    /// certificate (it names the node's cluster identity, not a host, and the machine's store does not trust the
+    /// cluster CA), so every admin command failed with "The SSL connection could not be established, see inner
+    /// exception." (exit 4) and a model could not be loaded or unloaded on a node with the CLI. Found loading a model
+    /// on a node that joined with a token. The CLI now trusts a certificate that chains to the cluster CA of the data
+    /// directory it is pointed at, as gateways do.
+    /// </summary>
+    [Fact]
+    public async Task Cli_OnANodesMachine_LoadsAndUnloadsAModel_OverTheNodesHttps()
+    {
+        var node = cluster.NodeSg;
+        var (imported, _, importError) = await new Registry.RegistryCli(node.DataDirectory).RunAsync(
+            "models", "import", TestModels.Stories260K, "--id", "stories-cli", "--license", "mit", "--origin-publisher", "k", "--origin-country", "us");
+        Assert.True(imported == 0, importError);
+
+        var (loaded, loadOutput) = await ClusterFixture.CliAsync(node, "models", "load", "stories-cli", "--data-dir", node.DataDirectory);
+        Assert.True(loaded == 0, loadOutput);
+        var (unloaded, unloadOutput) = await ClusterFixture.CliAsync(node, "models", "unload", "stories-cli", "--data-dir", node.DataDirectory);
+        Assert.True(unloaded == 0, unloadOutput);
+
+        // Without the cluster CA (another data directory) the node's certificate is not trusted, and the CLI says how to fix it.
+        var (refused, refusedOutput) = await ClusterFixture.CliAsync(node, "models", "unload", "stories-cli", "--data-dir", Path.GetTempPath());
+        Assert.Equal(4, refused);
+        Assert.Contains("cluster-ca.pem", refusedOutput, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// A gateway whose witness (the last head it signed) the shared log no longer holds: the log was rewritten. A
     /// single server stops at start with exit 3 (event 9002); a cluster gateway opened its audit log only at its first
     /// request, so it started and answered each request 503. It now opens the log before it listens, as a single server.
