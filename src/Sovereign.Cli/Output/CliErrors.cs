@@ -67,6 +67,18 @@ internal static class CliErrors
 
     internal static (string Message, int ExitCode) Describe(Exception exception, string? url)
     {
+        // The audit commands' --database: PostgreSQL refused or is not there. It was "a defect in sovereign" (exit 70),
+        // or "cannot reach the server ... --url", an option those commands do not have.
+        if (exception is Npgsql.PostgresException refused)
+        {
+            return ($"PostgreSQL refused: {refused.MessageText} ({refused.SqlState}). Check --database (or Sovereign__Database__ConnectionString).", ExitCodes.Failed);
+        }
+
+        if (exception is Npgsql.NpgsqlException && Unreachable(exception) is { } down)
+        {
+            return ($"cannot reach PostgreSQL ({down}): {exception.Message}. Check --database (or Sovereign__Database__ConnectionString), and that PostgreSQL runs.", ExitCodes.Unreachable);
+        }
+
         if (Unreachable(exception) is { } socket)
         {
             var where = url is null ? "the server" : $"the server at {url}";
