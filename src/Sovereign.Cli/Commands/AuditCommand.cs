@@ -260,6 +260,15 @@ internal static class AuditCommand
 
             // The same path as the server's scheduled retention (Sovereign:Audit:Archive), under the same database-wide lock.
             using var key = OperatorSigningKey.LoadOrCreate(keyFile);
+            if (await JoinedOperatorKeyAsync(directory, ct) is { } operatorKey && !SamePem(operatorKey, key.PublicKeyPem))
+            {
+                // A node that joined with a token signs nothing the cluster trusts: the archive's own check of the log
+                // with its key failed, and said the cluster's log was tampered (exit 3).
+                await Console.Error.WriteLineAsync(
+                    $"sovereign audit archive: {directory} is the data directory of a node that joined with a token: its {ControlPlaneServices.OperatorKeyFile} is its own and signs nothing (nodes never sign the audit log). Run the archive on a gateway, with --data-dir holding the operator key; nothing was done.");
+                return 2;
+            }
+
             // The last head a server signed with this key (its witness beside the key): an archive signs too, so a log
             // rewritten since is refused (exit 3) before anything is written or removed.
             var witness = AuditWitness.Read(Path.Combine(directory, AuditWitness.FileName));
@@ -371,9 +380,7 @@ internal static class AuditCommand
 
         // A node that joined with a token: the operator's public key came with its join. Its operator-key.pem is one
         // of its own that signs nothing, so verify called the cluster's log tampered and public-key printed that key.
-        var joined = Path.Combine(dataDirectory, JoinResponse.FileName);
-        if (File.Exists(joined)
-            && System.Text.Json.JsonSerializer.Deserialize<JoinResponse>(await File.ReadAllTextAsync(joined, cancellationToken)) is { OperatorPublicKey: { Length: > 0 } operatorPublicKey })
+        if (await JoinedOperatorKeyAsync(dataDirectory, cancellationToken) is { } operatorPublicKey)
         {
             return operatorPublicKey;
         }
@@ -388,6 +395,19 @@ internal static class AuditCommand
         using var key = OperatorSigningKey.LoadOrCreate(keyFile);
         return key.PublicKeyPem;
     }
+
+    /// <summary>The operator's public key a node that joined with a token received (its <see cref="JoinResponse.FileName"/>); null elsewhere.</summary>
+    private static async Task<string?> JoinedOperatorKeyAsync(string dataDirectory, CancellationToken cancellationToken)
+    {
+        var joined = Path.Combine(dataDirectory, JoinResponse.FileName);
+        return File.Exists(joined)
+            && System.Text.Json.JsonSerializer.Deserialize<JoinResponse>(await File.ReadAllTextAsync(joined, cancellationToken)) is { OperatorPublicKey: { Length: > 0 } operatorPublicKey }
+            ? operatorPublicKey
+            : null;
+    }
+
+    private static bool SamePem(string a, string b) =>
+        string.Equals(string.Concat(a.Where(c => !char.IsWhiteSpace(c))), string.Concat(b.Where(c => !char.IsWhiteSpace(c))), StringComparison.Ordinal);
 
     /// <summary>
     /// The PEM a <c>--public-key</c> names, checked to be an ECDSA P-256 key: a missing file was exit 1 with the
