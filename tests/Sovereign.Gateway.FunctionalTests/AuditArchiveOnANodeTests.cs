@@ -8,7 +8,8 @@ namespace Sovereign.Gateway.FunctionalTests;
 /// <c>sovereign audit archive</c> pointed at the data directory of a node that joined with a token, whose
 /// <c>operator-key.pem</c> is one of its own that signs nothing: found archiving a cluster's log from a node's machine,
 /// it went ahead with that key and reported the cluster's log as not verifying (exit 3, "tampered") while
-/// <c>audit verify</c> on the same directory said intact. It now refuses up front, saying where to run it.
+/// <c>audit verify</c> on the same directory said intact; an export was signed with that key, and its auditor's
+/// <c>verify-export</c> called it forged. Both now refuse up front, saying where to run them.
 /// </summary>
 public sealed class AuditArchiveOnANodeTests : IDisposable
 {
@@ -36,5 +37,13 @@ public sealed class AuditArchiveOnANodeTests : IDisposable
         Assert.Contains("joined with a token", stderr, StringComparison.Ordinal);
         Assert.Contains("gateway", stderr, StringComparison.Ordinal);
         Assert.False(File.Exists(archive));
+
+        // An export is signed with the same key: its auditor's verify-export called it forged (exit 3).
+        var export = Path.Combine(_directory, "export.jsonl");
+        (exit, _, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", _directory, "--database", database, "-o", export);
+
+        Assert.True(exit == 2, stderr);
+        Assert.Contains("joined with a token", stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(export));
     }
 }

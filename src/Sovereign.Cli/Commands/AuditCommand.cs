@@ -186,6 +186,14 @@ internal static class AuditCommand
             }
 
             using var key = OperatorSigningKey.LoadOrCreate(keyFile);
+            if (await JoinedOperatorKeyAsync(directory, ct) is { } operatorKey && !SamePem(operatorKey, key.PublicKeyPem))
+            {
+                // Signed with a joined node's own key, the export failed its auditor's verify-export as forged (exit 3).
+                throw new Output.CliException(
+                    $"{directory} is the data directory of a node that joined with a token: its {ControlPlaneServices.OperatorKeyFile} is its own, and an export signed with it would not verify with the operator's public key. Run the export on a gateway, with --data-dir holding the operator key; nothing was written.",
+                    Output.ExitCodes.Usage);
+            }
+
             var file = result.GetValue(output);
             await using var stream = file is null ? Console.OpenStandardOutput() : File.Create(file.FullName);
             // Never sign an export over a chain that lost the head the server last signed (a rewritten tail).
