@@ -79,6 +79,12 @@ internal static class CliErrors
             return ($"cannot reach PostgreSQL ({down}): {exception.Message}. Check --database (or Sovereign__Database__ConnectionString), and that PostgreSQL runs.", ExitCodes.Unreachable);
         }
 
+        if (Untrusted(exception) is { } tls)
+        {
+            // Through the admin API or the OpenAI SDK (models list against a node: it was "unexpected ClientResultException", exit 70).
+            return ($"the server's TLS certificate is not trusted ({tls.Message}). A cluster member's certificate (a node serves its own) is trusted by the admin commands when it chains to the cluster CA: point --data-dir at a member's data directory (its cluster-ca.pem), or set Sovereign__Cluster__TlsCa.", ExitCodes.Unreachable);
+        }
+
         if (Unreachable(exception) is { } socket)
         {
             var where = url is null ? "the server" : $"the server at {url}";
@@ -96,14 +102,26 @@ internal static class CliErrors
             TaskCanceledException or TimeoutException => ("the server did not answer in time.", ExitCodes.Unreachable),
             OperationCanceledException => ("cancelled.", ExitCodes.Failed),
             UriFormatException or ArgumentException => (exception.Message, ExitCodes.Usage),
-            HttpRequestException { InnerException: System.Security.Authentication.AuthenticationException tls } =>
-                ($"the server's TLS certificate is not trusted ({tls.Message}). A cluster member's certificate (a node serves its own) is trusted when it chains to the cluster CA: point --data-dir at a member's data directory (its cluster-ca.pem), or set Sovereign__Cluster__TlsCa.", ExitCodes.Unreachable),
             HttpRequestException http => ($"the request failed: {http.Message}", ExitCodes.Unreachable),
             JsonException => ($"the server's answer is not the JSON expected (is --url a Sovereign server?): {exception.Message}", ExitCodes.Failed),
             Microsoft.Data.Sqlite.SqliteException sqlite when Sovereign.Storage.SqliteFailures.Explain(sqlite, "the database") is { } reason => (reason + ".", ExitCodes.Failed),
             IOException or UnauthorizedAccessException => (exception.Message, ExitCodes.Failed),
             _ => ($"unexpected {exception.GetType().Name}: {exception.Message}", ExitCodes.InternalError),
         };
+    }
+
+    /// <summary>The TLS handshake's refusal of the server's certificate, when that is the failure.</summary>
+    private static System.Security.Authentication.AuthenticationException? Untrusted(Exception exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is System.Security.Authentication.AuthenticationException tls)
+            {
+                return tls;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>The socket error when the failure is "nobody listens there" (refused, unknown host, unreachable).</summary>

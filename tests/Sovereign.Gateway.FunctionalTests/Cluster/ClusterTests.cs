@@ -691,6 +691,11 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         var (refused, refusedOutput) = await ClusterFixture.CliAsync(node, "models", "unload", "stories-cli", "--data-dir", Path.GetTempPath());
         Assert.Equal(4, refused);
         Assert.Contains("cluster-ca.pem", refusedOutput, StringComparison.Ordinal);
+
+        // Through the OpenAI SDK (models list) the same refusal was "unexpected ClientResultException ... a defect" (exit 70).
+        var (listed, _, listError) = await CliProcess.RunAsync("models", "list", "--url", node.Url.ToString());
+        Assert.True(listed == 4, listError);
+        Assert.Contains("TLS certificate is not trusted", listError, StringComparison.Ordinal);
     }
 
     /// <summary>
