@@ -539,11 +539,7 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             await ClusterFixture.WaitForNodesAsync(cluster.GatewayTh, "node-held");
             var key = await NewTenantAsync(["TH"]);
             using var client = cluster.GatewayTh.Client(key);
-            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
-            {
-                Content = Json($$"""{"model":"{{Model}}","stream":true,"messages":[{"role":"user","content":"Hello"}]}"""),
-            };
-            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            using var response = await StreamOnceRoutedAsync(client, $$"""{"model":"{{Model}}","stream":true,"messages":[{"role":"user","content":"Hello"}]}""");
             if (response.StatusCode != HttpStatusCode.OK)
             {
                 Assert.Fail($"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}\n{node.Output}");
@@ -629,11 +625,7 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             }
 
             using var client = cluster.GatewayTh.Client(key);
-            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
-            {
-                Content = Json($$"""{"model":"{{Model}}","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hello"}]}"""),
-            };
-            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            using var response = await StreamOnceRoutedAsync(client, $$"""{"model":"{{Model}}","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hello"}]}""");
             if (response.StatusCode != HttpStatusCode.OK)
             {
                 Assert.Fail($"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
@@ -1376,6 +1368,27 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+
+    /// <summary>
+    /// Sends a streamed request as a client honouring Retry-After does: the admin API lists a node as soon as it
+    /// reports, while a gateway's routing view of the registry may lag it by a refresh (503 no_compliant_capacity).
+    /// </summary>
+    private static async Task<HttpResponseMessage> StreamOnceRoutedAsync(HttpClient client, string body)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(body) };
+            var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            if (response.StatusCode != HttpStatusCode.ServiceUnavailable || attempt == 30)
+            {
+                return response;
+            }
+
+            var wait = response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1);
+            response.Dispose();
+            await Task.Delay(wait);
+        }
+    }
 
     /// <summary>
     /// Sends requests until one is served by <paramref name="nodeId"/>: a gateway re-reads the registry every second,
