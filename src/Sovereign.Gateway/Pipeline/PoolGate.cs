@@ -236,9 +236,18 @@ internal sealed class PoolGate
         }
     }
 
+    /// <remarks>
+    /// The pool's capacity is what its nodes report now, so a node drained, down or restarting shrinks it for a while:
+    /// the refusal says so and carries Retry-After (it said the plan could not run "until the reservations or the pool
+    /// change", and SDKs, told nothing to wait for, gave up during a rolling restart).
+    /// </remarks>
     private OpenAIException Reserved(string plan) => new(StatusCodes.Status503ServiceUnavailable,
-        $"Every slot of '{_model}' in pool '{_pool}' ({_capacity}) is reserved for other plans, and plan '{plan}' reserves none there; it cannot run in this pool until the reservations or the pool change.",
-        "server_error", null, "pool_capacity_reserved");
+        $"Every slot of '{_model}' in pool '{_pool}' ({_capacity} now) is reserved for other plans, and plan '{plan}' reserves none there. " +
+        "Retry later: the pool has unreserved slots again when a node that is drained, down or restarting comes back, or when it grows or its reservations shrink.",
+        "server_error", null, "pool_capacity_reserved", ReservedRetryAfter);
+
+    /// <summary>How long a client refused by <see cref="Reserved"/> waits: about a node's restart.</summary>
+    internal static readonly TimeSpan ReservedRetryAfter = TimeSpan.FromSeconds(10);
 
     private OpenAIException QueueRefusal(EnqueueRefusal refusal, int unreserved) => refusal == EnqueueRefusal.TenantQueueFull
         ? new OpenAIException(StatusCodes.Status429TooManyRequests,

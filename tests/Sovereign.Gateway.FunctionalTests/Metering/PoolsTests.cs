@@ -246,6 +246,7 @@ public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixtur
             Assert.Equal(503, (int)response.StatusCode);
             Assert.Equal("pool_capacity_reserved", error.GetProperty("code").GetString());
             Assert.Contains("th-local", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+            Assert.Equal("10", response.Headers.GetValues("Retry-After").Single());
             var usage = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/usage?tenant={tenant}&group_by=pool", null, 200);
             var row = Assert.Single(usage.GetProperty("data").EnumerateArray());
             Assert.Equal((1, 0m, "th-local"), (row.GetProperty("refused").GetInt32(), row.GetProperty("cost").GetDecimal(), row.GetProperty("pool").GetString()));

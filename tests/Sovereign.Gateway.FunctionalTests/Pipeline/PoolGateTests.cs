@@ -105,6 +105,10 @@ public sealed class PoolGateTests
 
         Assert.Equal((503, "pool_capacity_reserved"), (refused.Status, refused.Code));
         Assert.Contains("th-h100", refused.Message, StringComparison.Ordinal);
+
+        // Capacity is what the pool's nodes report now (a drained node shrinks it): transient, so SDKs are told to wait.
+        Assert.Equal(PoolGate.ReservedRetryAfter, refused.RetryAfter);
+        Assert.Contains("Retry later", refused.Message, StringComparison.Ordinal);
         using var gold = await gate.AcquireAsync("gold", 4, reservedTotal: 4, capacity: 4, Entry("g"), default);
     }
 
