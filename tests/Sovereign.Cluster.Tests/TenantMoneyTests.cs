@@ -172,6 +172,35 @@ public sealed class TenantMoneyTests(ClusterFixture fixture)
     }
 
     /// <summary>
+    /// The gateway committed the request's usage record but its settlement never arrived (the grain's member was
+    /// stopping, or the call timed out: event 4114). At expiry the reservation was released, so the spend the ledger
+    /// holds was missing from this activation's budget and the tenant could spend it again; it is settled at the
+    /// record's cost now, and a late settlement does not count it twice.
+    /// </summary>
+    [Fact]
+    public async Task Reservation_WhoseRecordIsInTheLedger_IsSettledAtTheRecordsCostWhenItExpires_NotReleased()
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        await tenant.SetLimitsAsync(Budget("total", 10m));
+        var requestId = tenant.GetPrimaryKeyString() + "-unsettled";
+        Assert.True((await tenant.AdmitAsync(Request(requestId, 6m))).Allowed);
+        Assert.True(await fixture.Ledger.AppendAsync(Record(tenant.GetPrimaryKeyString(), requestId, 4m, fixture.Clock.GetUtcNow())));
+
+        fixture.Clock.Advance(ClusterFixture.ReservationLifetime + TimeSpan.FromSeconds(1));
+        Assert.Equal(0, await tenant.ReleaseExpiredReservationsAsync());
+
+        var budget = Assert.Single(await tenant.GetBudgetsAsync());
+        Assert.Equal((4m, 0m, 6m), (budget.Settled, budget.Reserved, budget.Remaining));
+        Assert.Contains(fixture.Corrections, c => c.EventId == 8104 && c.Message.Contains(requestId, StringComparison.Ordinal));
+        Assert.DoesNotContain(fixture.Corrections, c => c.EventId == 8101 && c.Message.Contains(requestId, StringComparison.Ordinal));
+
+        // The settlement arriving after all is the same one: not charged again.
+        await tenant.SettleAsync(new SettlementRequest(requestId, "key-1", 4m, 10, 10));
+        Assert.Equal(4m, Assert.Single(await tenant.GetBudgetsAsync()).Settled);
+        Assert.Equal(AdmissionOutcome.BudgetExceeded, (await tenant.AdmitAsync(Request(requestId + "-2", 7m))).Outcome);
+    }
+
+    /// <summary>
     /// A request that runs longer than the reservation lifetime (a slow stream) is renewed by its gateway: its money stays
     /// held, so no other request can take it meanwhile and the budget is never overspent when it settles.
     /// </summary>

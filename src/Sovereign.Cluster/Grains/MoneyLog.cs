@@ -9,6 +9,10 @@ internal static partial class MoneyLog
         Message = "Money correction: reservation {RequestId} of tenant {Tenant} (key {KeyId}) holding {Amount} {Currency}, made at {ReservedAt:O}, was never settled and is released after {Lifetime}")]
     public static partial void ReservationExpired(ILogger logger, string requestId, string tenant, string? keyId, decimal amount, string currency, DateTimeOffset reservedAt, TimeSpan lifetime);
 
+    [LoggerMessage(EventId = 8104, EventName = "ReservationSettledFromLedger", Level = LogLevel.Warning,
+        Message = "Money correction: reservation {RequestId} of tenant {Tenant} (key {KeyId}) holding {Reserved} {Currency} was never settled, but its usage record is in the ledger: settled at the record's {Cost} {Currency} when it expired")]
+    public static partial void ReservationSettledFromLedger(ILogger logger, string requestId, string tenant, string? keyId, decimal cost, string currency, decimal reserved);
+
     [LoggerMessage(EventId = 8102, EventName = "UnreservedSettlement", Level = LogLevel.Warning,
         Message = "Money correction: request {RequestId} of tenant {Tenant} (key {KeyId}) settled {Actual} {Currency} with no reservation outstanding (expired or lost); charged in the current periods")]
     public static partial void UnreservedSettlement(ILogger logger, string requestId, string tenant, string? keyId, decimal actual, string currency);

@@ -197,14 +197,26 @@ internal sealed class TenantGrain(
             .ToList();
     }
 
-    public Task<int> ReleaseExpiredReservationsAsync()
+    public async Task<int> ReleaseExpiredReservationsAsync()
     {
         var released = 0;
         if (_budget is { } budget)
         {
             var lifetime = money.Value.ReservationLifetime;
-            foreach (var reservation in budget.ReleaseExpired(time.GetUtcNow(), lifetime))
+            var now = time.GetUtcNow();
+            foreach (var reservation in budget.Expired(now, lifetime))
             {
+                // Its gateway committed the usage record but could not settle (event 4114: this grain's member was
+                // stopping, or the call timed out): the record is the bill, so it is charged, not given back. Released,
+                // the cost was missing from this activation's spend until a rebuild from the ledger.
+                if (await ledger.GetAsync(reservation.ReservationId) is { } record)
+                {
+                    budget.Settle(reservation.ReservationId, record.Cost, now, reservation.KeyId);
+                    MoneyLog.ReservationSettledFromLedger(logger, reservation.ReservationId, this.GetPrimaryKeyString(), reservation.KeyId, record.Cost, budget.Currency, reservation.Amount);
+                    continue;
+                }
+
+                budget.Release(reservation.ReservationId);
                 MoneyLog.ReservationExpired(logger, reservation.ReservationId, this.GetPrimaryKeyString(), reservation.KeyId, reservation.Amount, budget.Currency, reservation.ReservedAt, lifetime);
                 released++;
             }
@@ -218,7 +230,7 @@ internal sealed class TenantGrain(
             DelayDeactivation(TimeSpan.Zero);
         }
 
-        return Task.FromResult(released);
+        return released;
     }
 
     public Task<int> RenewReservationsAsync(IReadOnlyList<string> requestIds)

@@ -97,7 +97,7 @@ internal static partial class GatewayLog
     public static partial void ReservationRenewalFailed(ILogger logger, Exception exception, string tenant, int count);
 
     [LoggerMessage(EventId = 4114, EventName = "SettlementFailed", Level = LogLevel.Warning,
-        Message = "Request {RequestId} of tenant {Tenant} is billed (its usage record committed), but its budget reservation could not be settled: the tenant's grain did not answer (its gateway stopping or gone). The answer was delivered; the grain's next activation counts the spend from the ledger, and one that outlived this holds the reservation until it expires")]
+        Message = "Request {RequestId} of tenant {Tenant} is billed (its usage record committed), but its budget reservation could not be settled: the tenant's grain did not answer (its gateway stopping or gone). The answer was delivered; the grain's next activation counts the spend from the ledger, and one that outlived this settles the reservation from the ledger when it expires (event 8104)")]
     public static partial void SettlementFailed(ILogger logger, Exception exception, string requestId, string tenant);
 
     [LoggerMessage(EventId = 4109, EventName = "RefusalNotRecorded", Level = LogLevel.Error,

@@ -278,17 +278,23 @@ public sealed class BudgetAccount
     }
 
     /// <summary>
+    /// The reservations held longer than <paramref name="maxAge"/> since they were made or last renewed, oldest first,
+    /// still held: the caller settles those whose request closed its books (<see cref="Settle"/>) and releases the rest.
+    /// </summary>
+    public IReadOnlyList<Reservation> Expired(DateTimeOffset now, TimeSpan maxAge) =>
+        [.. _reservations.Values
+            .Where(r => r.HeldSince + maxAge <= now)
+            .OrderBy(r => r.ReservedAt)
+            .ThenBy(r => r.ReservationId, StringComparer.Ordinal)];
+
+    /// <summary>
     /// Releases reservations held longer than <paramref name="maxAge"/> since they were made or last renewed (their
     /// caller crashed or lost the settle), so they stop blocking the budget. If such a request did run, its late settle
     /// is charged as <see cref="Settlement.Unreserved"/>.
     /// </summary>
     public IReadOnlyList<Reservation> ReleaseExpired(DateTimeOffset now, TimeSpan maxAge)
     {
-        var expired = _reservations.Values
-            .Where(r => r.HeldSince + maxAge <= now)
-            .OrderBy(r => r.ReservedAt)
-            .ThenBy(r => r.ReservationId, StringComparer.Ordinal)
-            .ToList();
+        var expired = Expired(now, maxAge);
         foreach (var reservation in expired)
         {
             Release(reservation.ReservationId);
