@@ -167,10 +167,9 @@ internal sealed class AdminConnection
     }
 
     /// <summary>The cluster CA file a member's CLI trusts: the member's setting where its environment names one, else the data directory's.</summary>
-    internal static string ClusterCaFile(string dataDirectory) =>
-        Environment.GetEnvironmentVariable("Sovereign__Cluster__TlsCa") is { Length: > 0 } configured
-            ? Path.Combine(dataDirectory, configured)
-            : Path.Combine(dataDirectory, "cluster-ca.pem");
+    private static string ClusterCaFile(string dataDirectory) =>
+        Sovereign.Cluster.Security.ClusterTlsCredentials.Resolve(dataDirectory,
+            Environment.GetEnvironmentVariable("Sovereign__Cluster__TlsCa") is { Length: > 0 } configured ? configured : new Sovereign.Cluster.Hosting.SovereignClusterOptions().TlsCa);
 
     private static System.Security.Cryptography.X509Certificates.X509Certificate2Collection? ClusterAuthorities(string dataDirectory)
     {

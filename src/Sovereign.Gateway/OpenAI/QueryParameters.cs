@@ -81,7 +81,7 @@ internal static class QueryParameters
 
             if (values.Count > 1)
             {
-                var known = declared.Order.First(n => string.Equals(n, name, StringComparison.OrdinalIgnoreCase));
+                var known = declared.Spelling(name);
                 throw OpenAIException.BadRequest($"{known} is given {values.Count} times; give it once.", known, "invalid_value");
             }
 
@@ -89,13 +89,17 @@ internal static class QueryParameters
             // read as 1 (found by explorer8).
             if (values.ToString().Any(char.IsControl))
             {
-                var known = declared.Order.First(n => string.Equals(n, name, StringComparison.OrdinalIgnoreCase));
+                var known = declared.Spelling(name);
                 throw OpenAIException.BadRequest($"{known} holds a control character.", known, "invalid_value");
             }
         }
     }
 
-    private sealed record Declared(FrozenSet<string> Names, string[] Order);
+    private sealed record Declared(FrozenSet<string> Names, string[] Order)
+    {
+        /// <summary>The declared spelling of <paramref name="name"/>, which the query may write in another case.</summary>
+        public string Spelling(string name) => Order.First(n => string.Equals(n, name, StringComparison.OrdinalIgnoreCase));
+    }
 
     private sealed class Unchecked
     {
