@@ -327,7 +327,7 @@ public static class AdminApi
         }
 
         // The pool and device class price the node's work, so they are claims the operator signs, like its jurisdiction.
-        var credential = NodeCredentials.Issue(new NodeClaims(id, jurisdiction, kind, baseUrl, time.GetUtcNow().ToUnixTimeMilliseconds(), request.Pool, request.DeviceClass), operatorKey);
+        var credential = NodeCredentials.Issue(new NodeClaims(id, jurisdiction, kind, baseUrl, time.GetUtcNow().ToUnixTimeMilliseconds(), request.Pool, DeviceClasses.Canonical(request.DeviceClass)), operatorKey);
         // Active when new; registered again, it keeps the state its operator set (it was put back in rotation).
         var node = await nodes.Registry.RegisterAsync(new NodeView(id, jurisdiction, kind, baseUrl, models, nameof(NodeState.Active), credential, request.ApiKey, 0, PromptCache: promptCache));
         nodes.Invalidate();

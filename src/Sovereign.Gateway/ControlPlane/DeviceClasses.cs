@@ -5,7 +5,9 @@ namespace Sovereign.Gateway.ControlPlane;
 /// <summary>
 /// A node's device class for pricing (<c>h100</c>, <c>a100</c>, <c>rtx-4090</c>, <c>cpu</c>): named by the operator
 /// (<c>Sovereign:Cluster:DeviceClass</c>, or an external engine's registration) or derived from the accelerators it
-/// reports: the first GPU's model (vendor words and memory sizes dropped, lower case), else <c>cpu</c>.
+/// reports: the first GPU's model (vendor words and memory sizes dropped, lower case), else <c>cpu</c>. One
+/// vocabulary, in lower case: an operator's <c>H100</c> (join token, registration, setting) is <c>h100</c>, the class
+/// derived from an H100's name, so usage and invoices see one class, as prices always did.
 /// </summary>
 public static class DeviceClasses
 {
@@ -14,6 +16,12 @@ public static class DeviceClasses
 
     /// <summary>The class of a node without GPUs.</summary>
     public const string Cpu = "cpu";
+
+    /// <summary>
+    /// The stored spelling of a class named anywhere (lower case), or null for none. Applied where a class enters:
+    /// a join token, a registration, the setting, and a credential or report from before classes were lower case.
+    /// </summary>
+    public static string? Canonical(string? deviceClass) => deviceClass?.ToLowerInvariant();
 
     private static readonly HashSet<string> VendorWords = new(StringComparer.OrdinalIgnoreCase) { "nvidia", "geforce", "tesla", "quadro", "amd", "radeon", "instinct", "intel" };
 

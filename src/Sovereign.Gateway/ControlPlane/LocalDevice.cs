@@ -18,5 +18,5 @@ internal static class LocalDevice
 
     /// <summary>This node's device class: configured, else derived from its accelerators.</summary>
     public static async ValueTask<string> DeviceClassAsync(SovereignClusterOptions cluster, CancellationToken cancellationToken) =>
-        cluster.DeviceClass ?? DeviceClasses.Of(await AcceleratorsAsync(cancellationToken)) ?? DeviceClasses.Unknown;
+        DeviceClasses.Canonical(cluster.DeviceClass) ?? DeviceClasses.Of(await AcceleratorsAsync(cancellationToken)) ?? DeviceClasses.Unknown;
 }

@@ -63,7 +63,7 @@ internal sealed partial class LocalNodeRegistrar(
         {
             // One machine, or a member holding the operator's key file: it issues its own credential.
             credential = NodeCredentials.Issue(
-                new NodeClaims(settings.NodeId, jurisdiction, kind, url, time.GetUtcNow().ToUnixTimeMilliseconds(), LocalDevice.PoolOf(cluster.Value, jurisdiction), cluster.Value.DeviceClass),
+                new NodeClaims(settings.NodeId, jurisdiction, kind, url, time.GetUtcNow().ToUnixTimeMilliseconds(), LocalDevice.PoolOf(cluster.Value, jurisdiction), DeviceClasses.Canonical(cluster.Value.DeviceClass)),
                 operatorKey);
             selfIssued = true;
         }

@@ -52,14 +52,15 @@ internal static class NodeJoinApi
         // `nodes add`). The pool's rule is the price book's, as everywhere a pool is named: the plan-name rule refused
         // a pool such as th.h100 here that prices, reservations and Sovereign:Cluster:Pool accept.
         var pool = request.Pool;
-        var deviceClass = request.DeviceClass;
-        foreach (var (field, value) in new[] { ("pool", pool), ("device_class", deviceClass) })
+        foreach (var (field, value) in new[] { ("pool", pool), ("device_class", request.DeviceClass) })
         {
             if (value is not null && !Sovereign.Metering.Pricing.PriceValidator.IsValidScopeName(value))
             {
                 throw OpenAIException.BadRequest($"{field} '{RequestReader.Shorten(value)}' must be 1 to 64 letters, digits, '.', '_' or '-'.", field, "invalid_value");
             }
         }
+
+        var deviceClass = DeviceClasses.Canonical(request.DeviceClass);
 
         // Checked as a number first: TimeSpan.FromSeconds throws on 1e14 seconds (a 500).
         if (request.TtlSeconds is < 1 || request.TtlSeconds > (long)MaxLifetime.TotalSeconds)
@@ -188,7 +189,7 @@ internal static class NodeJoinApi
         }
 
         var credential = NodeCredentials.Issue(
-            new NodeClaims(nodeId, used.Jurisdiction, nameof(NodeKind.Local), url.ToString().TrimEnd('/'), time.GetUtcNow().ToUnixTimeMilliseconds(), used.Pool, used.DeviceClass), operatorKey);
+            new NodeClaims(nodeId, used.Jurisdiction, nameof(NodeKind.Local), url.ToString().TrimEnd('/'), time.GetUtcNow().ToUnixTimeMilliseconds(), used.Pool, DeviceClasses.Canonical(used.DeviceClass)), operatorKey);
         await audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Admin, Actor = nodeId, Action = "node.joined", Node = nodeId, Jurisdiction = used.Jurisdiction,

@@ -124,7 +124,7 @@ internal sealed partial class NodeLoadReporter(
                     var kvUse = await ProbeEnginesAsync(stoppingToken);
                     await RefreshAcceleratorsAsync(stoppingToken);
                     var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog, options.Value.Limits.RouteQueue, engines), new NodeLoad(now, LoadOf(catalog, gates, options.Value.NodeId, engines, kvUse, relays), _accelerators, AvailableOf(catalog), cluster.Value.DeviceClass ?? DeviceClasses.Of(_accelerators))))
+                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog, options.Value.Limits.RouteQueue, engines), new NodeLoad(now, LoadOf(catalog, gates, options.Value.NodeId, engines, kvUse, relays), _accelerators, AvailableOf(catalog), DeviceClasses.Canonical(cluster.Value.DeviceClass) ?? DeviceClasses.Of(_accelerators))))
                     {
                         nodes.Invalidate();
                     }

@@ -341,11 +341,12 @@ public sealed class NodeDirectory(
         var claims = _snapshot.Claims.GetValueOrDefault(node.Id);
         return new Placement(
             claims?.Pool ?? DefaultPool(node.Jurisdiction),
-            claims?.DeviceClass ?? node.Load?.DeviceClass ?? DeviceClasses.Of(node.Load?.Accelerators) ?? DeviceClasses.Unknown);
+            // Canonical here too: credentials signed, and reports sent, before classes were stored in lower case.
+            DeviceClasses.Canonical(claims?.DeviceClass ?? node.Load?.DeviceClass) ?? DeviceClasses.Of(node.Load?.Accelerators) ?? DeviceClasses.Unknown);
     }
 
-    /// <summary>The device class the operator signed into the node's verified credential, if it names one.</summary>
-    internal string? SignedDeviceClassOf(NodeView node) => _snapshot.Claims.GetValueOrDefault(node.Id)?.DeviceClass;
+    /// <summary>The device class the operator signed into the node's verified credential, if it names one (lower case).</summary>
+    internal string? SignedDeviceClassOf(NodeView node) => DeviceClasses.Canonical(_snapshot.Claims.GetValueOrDefault(node.Id)?.DeviceClass);
 
     /// <summary>The pool of a node whose credential names none.</summary>
     public static string DefaultPool(string jurisdiction) => jurisdiction.ToLowerInvariant() + "-default";

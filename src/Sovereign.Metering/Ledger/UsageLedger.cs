@@ -169,7 +169,9 @@ public sealed class UsageLedger : IAsyncDisposable
 
         if (query.GroupBy.HasFlag(UsageGroupBy.DeviceClass))
         {
-            group.Add("device_class");
+            // Classes are one vocabulary in any case (stored in lower case since session 37): rows written before, as
+            // an operator spelt them (H100), add up with the class derived from the GPU's name (h100).
+            group.Add("LOWER(device_class)");
         }
 
         if (query.GroupBy.HasFlag(UsageGroupBy.Key))

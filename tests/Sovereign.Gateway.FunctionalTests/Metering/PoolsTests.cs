@@ -10,7 +10,8 @@ using Sovereign.Metering.Ledger;
 namespace Sovereign.Gateway.FunctionalTests.Metering;
 
 /// <summary>
-/// One server in jurisdiction TH, so its node is in pool <c>th-local</c>, with its device class named <c>epyc</c>, and
+/// One server in jurisdiction TH, so its node is in pool <c>th-local</c>, with its device class named <c>EPYC</c> (one
+/// class in any case: usage, invoices and the node list show it as <c>epyc</c>, the price's spelling), and
 /// a chat model with 2 sequence slots. The "pooled" plan has token prices plus a compute rate for the pool; the
 /// "classed" plan a compute rate for the device class; "gold" reserves 1 slot of the pool. Its own server: a
 /// reservation gates every request of the pool.
@@ -35,7 +36,7 @@ public sealed class PoolsFixture() : AdminServerFixture(AdminToken, "sovereign-p
     {
         ["Sovereign:Jurisdiction"] = "TH",
         ["Sovereign:BuiltInEmbeddings"] = "false",
-        ["Sovereign:Cluster:DeviceClass"] = "epyc",
+        ["Sovereign:Cluster:DeviceClass"] = "EPYC",
     };
 
     protected override async Task SetUpAsync()

@@ -40,6 +40,26 @@ public sealed class PoolUsageTests
         Assert.Equal(3m, Assert.Single(onlyTh).Cost);
     }
 
+    /// <summary>
+    /// A join token's <c>H100</c> and the class derived from an H100's name, <c>h100</c>, were two classes in usage and
+    /// invoices, though prices took them for one. Classes are stored in lower case now; rows stored before, as the
+    /// operator spelt them, add up with the rest.
+    /// </summary>
+    [Fact]
+    public async Task QueryUsageAsync_ADeviceClassSpeltInAnotherCase_AddsUpAsOneClass_OnTheInvoiceToo()
+    {
+        using var db = new TempDatabase();
+        await using var ledger = await db.OpenLedgerAsync();
+        await ledger.AppendAsync(InPool("a", "th-h100", "H100", 1m));
+        await ledger.AppendAsync(InPool("b", "th-h100", "h100", 2m));
+
+        var rows = await ledger.QueryUsageAsync(new UsageQuery { From = Day0, To = Day0.AddDays(1), GroupBy = UsageGroupBy.DeviceClass });
+        var invoice = await new InvoiceBuilder(ledger).BuildAsync("acme", Day0, Day0.AddDays(1));
+
+        Assert.Equal(("h100", 2L, 3m), rows.Select(r => (r.DeviceClass, r.Requests, r.Cost)).Single());
+        Assert.Equal(("h100", 3m), invoice.Lines.Select(l => (l.DeviceClass, l.Amount)).Single());
+    }
+
     [Fact]
     public async Task Invoice_HasOneLinePerModelPoolAndDeviceClass_InBothFormats()
     {
