@@ -335,7 +335,7 @@ public static class MeteringApi
         var price = new ComputePrice
         {
             Pool = request.Pool,
-            DeviceClass = request.DeviceClass,
+            DeviceClass = DeviceClasses.Canonical(request.DeviceClass),
             Model = request.Model,
             EffectiveFrom = request.EffectiveFrom ?? now,
             PerComputeSecond = request.PerComputeSecond.Value,
@@ -400,13 +400,14 @@ public static class MeteringApi
         }
 
         var from = RequiredTime(query["effective_from"].ToString());
-        var scope = new ComputePrice { Pool = pool, DeviceClass = deviceClass, Model = model, EffectiveFrom = from, PerComputeSecond = 0 }.Scope;
+        var asked = new ComputePrice { Pool = pool, DeviceClass = deviceClass, Model = model, EffectiveFrom = from, PerComputeSecond = 0 };
+        var scope = asked.Scope;
         ComputePrice? withdrawn = null;
         var now = DateTimeOffset.FromUnixTimeMilliseconds(time.GetUtcNow().ToUnixTimeMilliseconds());
         await UpdateAsync(prices, book =>
         {
             var plan = PlanOrNotFound(book, name);
-            withdrawn = plan.ComputePrices.FirstOrDefault(c => c.Scope == scope && c.EffectiveFrom == from)
+            withdrawn = plan.ComputePrices.FirstOrDefault(c => c.HasScopeOf(asked) && c.EffectiveFrom == from)
                 ?? throw new OpenAIException(StatusCodes.Status404NotFound, $"Plan '{name}' has no compute price for {RequestReader.Shorten(scope)} from {PriceValidator.Format(from)}.", "invalid_request_error", "effective_from", "price_not_found");
             RefuseInForce(withdrawn.EffectiveFrom, now);
             return book.WithPlan(plan with { ComputePrices = [.. plan.ComputePrices.Where(c => !ReferenceEquals(c, withdrawn))] }, now);
@@ -416,7 +417,7 @@ public static class MeteringApi
             Kind = AuditKind.Admin,
             Actor = "operator",
             Action = "compute_price.withdraw",
-            Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["plan"] = name, ["scope"] = scope, ["effective_from"] = withdrawn!.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture) },
+            Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["plan"] = name, ["scope"] = withdrawn!.Scope, ["effective_from"] = withdrawn.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture) },
         });
         return Json(PlanJson(prices.Current.FindPlan(name)!));
     }

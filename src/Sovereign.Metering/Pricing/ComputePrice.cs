@@ -30,6 +30,18 @@ public sealed record ComputePrice
 
     /// <summary>The scope in words, as versions and errors name it: <c>pool=th-h100</c>, <c>device_class=h100/model=m</c>.</summary>
     public string Scope => (Pool is not null ? "pool=" + Pool : "device_class=" + DeviceClass) + (Model is null ? string.Empty : "/model=" + Model);
+
+    /// <summary>
+    /// Whether this rate has <paramref name="other"/>'s scope as pricing matches scopes: pools and models as named,
+    /// device classes in any case (a withdrawal of <c>H100</c> found nothing where pricing applied <c>h100</c>).
+    /// </summary>
+    public bool HasScopeOf(ComputePrice other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        return string.Equals(Pool, other.Pool, StringComparison.Ordinal)
+            && string.Equals(DeviceClass, other.DeviceClass, StringComparison.OrdinalIgnoreCase)
+            && string.Equals(Model, other.Model, StringComparison.Ordinal);
+    }
 }
 
 /// <summary>

@@ -176,6 +176,27 @@ public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixtur
         await fixture.SendAsync(HttpMethod.Delete, "/admin/v1/plans/free/prices?model=typo&effective_from=2206-01-01T00:00:00Z", null, 404);
     }
 
+    /// <summary>
+    /// Prices match device classes in any case, but a withdrawal matched the scope as written: <c>A100</c> added and
+    /// <c>a100</c> withdrawn was a 404 "no compute price", and the rate stayed. Classes are stored in lower case now and
+    /// withdrawn in any case; the audit entry names the scope withdrawn.
+    /// </summary>
+    [Fact]
+    public async Task AComputePriceOfADeviceClass_IsWithdrawnInAnyCase()
+    {
+        const string From = "2207-01-01T00:00:00Z";
+        var added = await fixture.SendAsync(HttpMethod.Post, "/admin/v1/plans/free/compute-prices", new { device_class = "A100", per_compute_second = 7m, effective_from = From }, 201);
+        Assert.Contains(added.GetProperty("compute_prices").EnumerateArray(), c => c.TryGetProperty("device_class", out var d) && d.GetString() == "a100");
+
+        var plan = await fixture.SendAsync(HttpMethod.Delete, $"/admin/v1/plans/free/compute-prices?device_class=a100&effective_from={From}", null, 200);
+
+        Assert.DoesNotContain(plan.GetProperty("compute_prices").EnumerateArray(), c => c.TryGetProperty("device_class", out var d) && string.Equals(d.GetString(), "a100", StringComparison.OrdinalIgnoreCase));
+        var entry = (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/audit?order=desc&limit=20", null, 200)).GetProperty("data").EnumerateArray()
+            .First(e => e.GetProperty("action").GetString() == "compute_price.withdraw");
+        Assert.Equal("device_class=a100", entry.GetProperty("details").GetProperty("scope").GetString());
+        await fixture.SendAsync(HttpMethod.Delete, $"/admin/v1/plans/free/compute-prices?device_class=A100&effective_from={From}", null, 404);
+    }
+
     [Theory]
     [InlineData("""{"reservations":[{"pool":"th-local","slots":2}]}""", "reservations[0].slots", "reservation_exceeds_capacity")]
     [InlineData("""{"reservations":[{"pool":"th-local","slots":0}]}""", "reservations[0].slots", "invalid_plan")]

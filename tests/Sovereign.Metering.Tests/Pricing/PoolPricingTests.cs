@@ -207,4 +207,16 @@ public sealed class PoolPricingTests
         Assert.Empty(loaded.Reservations);
         Assert.Equal(0.15m, loaded.Prices.Single(p => p.Model == "llama-3-8b").InputPerMillion);
     }
+
+    /// <summary>A stored class spelt <c>H100</c> (before classes were stored in lower case) is the scope of a withdrawal of <c>h100</c>, as pricing matches them.</summary>
+    [Fact]
+    public void HasScopeOf_MatchesDeviceClassesInAnyCase_PoolsAndModelsAsNamed()
+    {
+        var stored = Rate(1m, deviceClass: "H100", model: "m");
+
+        Assert.True(stored.HasScopeOf(Rate(0m, deviceClass: "h100", model: "m")));
+        Assert.False(stored.HasScopeOf(Rate(0m, deviceClass: "h100")));
+        Assert.False(stored.HasScopeOf(Rate(0m, deviceClass: "h100", model: "M")));
+        Assert.False(Rate(1m, pool: "TH-H100").HasScopeOf(Rate(0m, pool: "th-h100")));
+    }
 }
