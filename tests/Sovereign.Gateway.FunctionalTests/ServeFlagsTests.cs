@@ -112,6 +112,32 @@ public sealed class ServeFlagsTests : IDisposable
     }
 
     /// <summary>
+    /// The token file the server reads when the setting is unset is held to the setting's rule: a hand-written
+    /// one-character file started the server, and an empty one started it with a token no client sends.
+    /// </summary>
+    [Theory]
+    [InlineData("%%\n")]
+    [InlineData("")]
+    [InlineData("sixteen chars ok")]
+    public async Task AnAdminTokenFileTooShortOrUnsendable_StopsTheStart_NamingTheFile(string token)
+    {
+        var file = Path.Combine(_directory, ControlPlane.AdminToken.FileName);
+        await File.WriteAllTextAsync(file, token);
+
+        var (exit, _, stderr) = await CliProcess.RunAsync(Quiet, "serve", "--urls", "http://127.0.0.1:0", "--data-dir", _directory, "--threads", "1");
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("cannot start", StringComparison.Ordinal));
+        Assert.Contains($"the admin token file '{file}' holds {token.Trim().Length} character(s); an admin token must be at least 16 characters", line, StringComparison.Ordinal);
+        if (token.Trim().Length > 0)
+        {
+            Assert.DoesNotContain(token.Trim(), line, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(token, await File.ReadAllTextAsync(file));
+    }
+
+    /// <summary>
     /// The line that says where the generated operator token was written is found by its event id, as every other
     /// start line is; it had event id 0 (a plain LogInformation).
     /// </summary>

@@ -47,12 +47,45 @@ public sealed class AdminToken
         return header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
     }
 
-    /// <summary>Reads the token file, creating it with a fresh random token if missing.</summary>
+    /// <summary>Whether <paramref name="token"/> may guard /admin/v1: <see cref="MinLength"/> or more visible ASCII characters, no spaces.</summary>
+    public static bool IsStrongEnough(string token) =>
+        token.Length >= MinLength && Routing.UpstreamProxy.IsSendableKey(token);
+
+    /// <summary>
+    /// Why the token file at <paramref name="path"/> cannot guard /admin/v1 (it is held to the setting's rule: a
+    /// hand-written one-character file was accepted, and an empty one left /admin/v1 a token no client sends), or null when it
+    /// is fit or absent (then one is generated). Never echoes the token.
+    /// </summary>
+    public static string? FileProblem(string path)
+    {
+        string token;
+        try
+        {
+            if (!File.Exists(path))
+            {
+                return null;
+            }
+
+            token = File.ReadAllText(path).Trim();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return $"the admin token file '{path}' cannot be read: {ex.Message}";
+        }
+
+        return IsStrongEnough(token)
+            ? null
+            : $"the admin token file '{path}' holds {token.Length} character(s); an admin token must be at least {MinLength} characters of visible ASCII without spaces " +
+                "(it is sent as a bearer token). Write a longer one there, or delete the file and a random one is generated.";
+    }
+
+    /// <summary>Reads the token file, creating it with a fresh random token if missing; refuses a file that cannot guard /admin/v1.</summary>
     public static string LoadOrCreate(string path)
     {
         if (File.Exists(path))
         {
-            return File.ReadAllText(path).Trim();
+            var stored = File.ReadAllText(path).Trim();
+            return IsStrongEnough(stored) ? stored : throw new InvalidDataException(FileProblem(path));
         }
 
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);

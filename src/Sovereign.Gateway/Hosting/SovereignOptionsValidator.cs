@@ -18,11 +18,17 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             failures.Add($"Sovereign:DataDirectory '{options.ResolvedDataDirectory}' is a file, not a folder (--data-dir, Sovereign__DataDirectory).");
         }
 
-        if (!string.IsNullOrWhiteSpace(options.AdminToken) && (options.AdminToken.Length < ControlPlane.AdminToken.MinLength || !Routing.UpstreamProxy.IsSendableKey(options.AdminToken)))
+        if (!string.IsNullOrWhiteSpace(options.AdminToken) && !ControlPlane.AdminToken.IsStrongEnough(options.AdminToken))
         {
             // Never echoed: it is the operator's secret.
             failures.Add($"Sovereign:AdminToken must be at least {ControlPlane.AdminToken.MinLength} characters of visible ASCII without spaces (it is sent as a bearer token); " +
                 $"the one set has {options.AdminToken.Length}. Leave it unset and a random one is generated into the data directory's {ControlPlane.AdminToken.FileName}.");
+        }
+        else if (string.IsNullOrWhiteSpace(options.AdminToken) && !File.Exists(options.ResolvedDataDirectory)
+            && ControlPlane.AdminToken.FileProblem(Path.Combine(options.ResolvedDataDirectory, ControlPlane.AdminToken.FileName)) is { } problem)
+        {
+            // The token the server would read instead of the setting is held to the setting's rule.
+            failures.Add("Sovereign:AdminToken is unset and " + problem);
         }
 
         var ids = new HashSet<string>(StringComparer.Ordinal);
