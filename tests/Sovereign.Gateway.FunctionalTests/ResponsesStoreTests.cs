@@ -273,6 +273,34 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
         Assert.Equal(requestId, entry.GetProperty("details").GetProperty("request_id").GetString());
     }
 
+    /// <summary>
+    /// HEAD (taken wherever GET is) answers whether the caller holds a response and none of its content: it was audited
+    /// as <c>response.read</c>, evidence of a read that never happened. Now it is <c>response.checked</c>, under the
+    /// request's id, and no read is recorded.
+    /// </summary>
+    [Fact]
+    public async Task HeadOfAStoredResponse_IsAuditedAsACheck_NotAsARead()
+    {
+        var stored = (await (await ClientAsync(Keeper)).CreateResponseAsync(Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("Check me")))).Value;
+        using var client = fixture.TenantClient(await KeyAsync(Keeper));
+        var checks = new List<(string RequestId, string Part)>();
+        foreach (var (path, part) in new[] { ($"/v1/responses/{stored.Id}", "response"), ($"/v1/responses/{stored.Id}/input_items", "input_items") })
+        {
+            using var response = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, path));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Empty(await response.Content.ReadAsByteArrayAsync());
+            var requestId = response.Headers.GetValues("x-request-id").Single();
+            Assert.Equal(requestId, response.Headers.GetValues("x-sovereign-audit-id").Single());
+            checks.Add((requestId, part));
+        }
+
+        var entries = (await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={Keeper}&order=desc&limit=50", null, 200)).GetProperty("data").EnumerateArray()
+            .Where(e => e.GetProperty("details").TryGetProperty("response_id", out var id) && id.GetString() == stored.Id && e.GetProperty("action").GetString()!.StartsWith("response.", StringComparison.Ordinal))
+            .Select(e => (e.GetProperty("action").GetString()!, e.GetProperty("details").GetProperty("request_id").GetString()!, e.GetProperty("details").GetProperty("part").GetString()!))
+            .ToList();
+        Assert.Equal(checks.Select(c => ("response.checked", c.RequestId, c.Part)).Order(), entries.Order());
+    }
+
     [Fact]
     public async Task ReadingStoredContent_IsAudited_WhoReadWhichResponseAndWhichPart_UnderTheRequestId()
     {

@@ -116,7 +116,7 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
     public async Task<IResult> GetAsync(HttpContext context, Caller caller, string id)
     {
         var stored = await FindAsync(caller, id, context.RequestAborted) ?? throw NotFound(id);
-        await AuditAsync(context, caller, "response.read", id, "response");
+        await AuditAsync(context, caller, ReadAction(context), id, "response");
         return TypedResults.Text(stored.ResponseJson, "application/json");
     }
 
@@ -171,7 +171,7 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
         }
 
         var page = items.Skip(start).Take(limit).ToList();
-        await AuditAsync(context, caller, "response.read", id, "input_items");
+        await AuditAsync(context, caller, ReadAction(context), id, "input_items");
         return TypedResults.Json(new
         {
             @object = "list",
@@ -231,6 +231,14 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
         await AuditAsync(context, caller, "response.deleted", id, part: null);
         return TypedResults.Json(new { id, @object = "response", deleted = true }, OpenAIJson.Options);
     }
+
+    /// <summary>
+    /// What a GET of stored content is audited as: <c>response.read</c>, or <c>response.checked</c> for a HEAD (every
+    /// GET takes HEAD), which learns that the caller holds the response but receives none of its content; it was
+    /// recorded as a read of content that never left.
+    /// </summary>
+    private static string ReadAction(HttpContext context) =>
+        HttpMethods.IsHead(context.Request.Method) ? "response.checked" : "response.read";
 
     /// <summary>
     /// Audits an access to stored content under the request's id (sent as the audit id, as an inference answer is):
