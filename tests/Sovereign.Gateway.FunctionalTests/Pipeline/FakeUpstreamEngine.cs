@@ -26,9 +26,11 @@ internal sealed class FakeUpstreamEngine : IAsyncDisposable
 
     /// <summary>
     /// Starts an engine whose chat completions answer as <paramref name="chat"/> says, its embeddings as
-    /// <paramref name="embeddings"/> and its text completions as <paramref name="completions"/> (none: 404).
+    /// <paramref name="embeddings"/>, its text completions as <paramref name="completions"/> and a node's
+    /// <c>/tokenize</c> and <c>/detokenize</c> as <paramref name="tokenizer"/> (none: 404).
     /// </summary>
-    public static async Task<FakeUpstreamEngine> StartAsync(Func<HttpContext, Task> chat, Func<HttpContext, Task>? embeddings = null, Func<HttpContext, Task>? completions = null)
+    public static async Task<FakeUpstreamEngine> StartAsync(Func<HttpContext, Task> chat, Func<HttpContext, Task>? embeddings = null, Func<HttpContext, Task>? completions = null,
+        Func<HttpContext, Task>? tokenizer = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
@@ -56,6 +58,18 @@ internal sealed class FakeUpstreamEngine : IAsyncDisposable
                 Interlocked.Increment(ref engine._requests);
                 return completions(context);
             });
+        }
+
+        if (tokenizer is not null)
+        {
+            foreach (var path in new[] { "/tokenize", "/detokenize" })
+            {
+                app.MapPost(path, context =>
+                {
+                    Interlocked.Increment(ref engine._requests);
+                    return tokenizer(context);
+                });
+            }
         }
 
         await app.StartAsync();

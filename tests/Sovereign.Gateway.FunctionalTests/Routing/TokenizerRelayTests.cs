@@ -1,0 +1,145 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Sovereign.Cluster.Grains;
+using Sovereign.Gateway.FunctionalTests.Pipeline;
+using Sovereign.Gateway.Routing;
+using Sovereign.Residency.Audit;
+using Sovereign.Residency.ControlPlane;
+
+namespace Sovereign.Gateway.FunctionalTests.Routing;
+
+/// <summary>
+/// A TH server with no model of its own, as a cluster's gateway is: each test places cluster nodes (kind Local, their
+/// credentials signed by the server's operator key) in its registry, some on addresses nothing listens on, the others
+/// answering a node's <c>/tokenize</c> and <c>/detokenize</c> as a node does.
+/// </summary>
+public sealed class TokenizerRelayFixture() : AdminServerFixture(AdminToken, "sovereign-tokenizer-relay-")
+{
+    public const string AdminToken = "tokenizer-relay-admin-token";
+
+    private int _tenants;
+
+    protected override IDictionary<string, string?> Overrides => new Dictionary<string, string?>
+    {
+        ["Sovereign:Jurisdiction"] = "TH",
+        ["Sovereign:BuiltInEmbeddings"] = "false",
+
+        // A node placed by a test reports once; its report counts for an hour, so no test depends on timing.
+        ["Sovereign:Cluster:NodeStaleSeconds"] = "3600",
+    };
+
+    /// <summary>A tenant that may use <paramref name="jurisdictions"/>, with a client holding its key.</summary>
+    public async Task<HttpClient> NewTenantAsync(string[] jurisdictions, int? requestsPerMinute = null)
+    {
+        var id = "tr" + Interlocked.Increment(ref _tenants);
+        await SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id, policy = new { allowed_jurisdictions = jurisdictions } }, 201);
+        if (requestsPerMinute is { } rpm)
+        {
+            await SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{id}/limits", new { rate_limits = new[] { new { requests_per_minute = rpm } } }, 200);
+        }
+
+        var key = (await SendAsync(HttpMethod.Post, $"/admin/v1/tenants/{id}/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
+        return TenantClient(key);
+    }
+
+    /// <summary>A cluster node at <paramref name="url"/> serving <paramref name="model"/>, registered and reporting as one that joined does.</summary>
+    public async Task AddClusterNodeAsync(string id, string jurisdiction, string url, string model)
+    {
+        var nodes = App.Services.GetRequiredService<NodeDirectory>();
+        var credential = NodeCredentials.Issue(
+            new NodeClaims(id, jurisdiction, nameof(Residency.Policies.NodeKind.Local), url, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()),
+            App.Services.GetRequiredService<OperatorSigningKey>());
+        NodeModel[] models = [new NodeModel(model, model, 4)];
+        await nodes.Registry.UpsertAsync(new NodeView(id, jurisdiction, nameof(Residency.Policies.NodeKind.Local), url, models, "Active", credential, null, 0));
+        Assert.True(await nodes.Registry.ReportAsync(id, models, new NodeLoad(0, [new ModelLoad(model, 0, 4, 0, 0)], [])));
+        nodes.Invalidate();
+    }
+}
+
+/// <summary>
+/// <c>/tokenize</c> and <c>/detokenize</c> relayed to a cluster node: <see cref="OpenAI.TokenizerRelay"/> routes around a
+/// node it cannot reach with its own loop (mark it unreachable, fail over, wait for the new decision), which no test
+/// covered.
+/// </summary>
+public sealed class TokenizerRelayTests(TokenizerRelayFixture fixture) : IClassFixture<TokenizerRelayFixture>
+{
+    private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+
+    /// <summary>A node's tokenizer: <c>/tokenize</c> answers three ids; <c>/detokenize</c> refuses an id of 1,000 or more as a node refuses one outside its vocabulary.</summary>
+    private static async Task NodeTokenizer(HttpContext context)
+    {
+        context.Response.ContentType = "application/json";
+        if (context.Request.Path == "/tokenize")
+        {
+            await context.Response.WriteAsync("""{"tokens":[1,2,3],"count":3,"max_model_len":256}""");
+            return;
+        }
+
+        var tokens = (await JsonDocument.ParseAsync(context.Request.Body)).RootElement.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()).ToList();
+        if (tokens.FindIndex(t => t >= 1000) is var outside and >= 0)
+        {
+            context.Response.StatusCode = 400;
+            await context.Response.WriteAsync($$$"""{"error":{"message":"tokens[{{{outside}}}] must be a token id between 0 and 999.","type":"invalid_request_error","param":"tokens[{{{outside}}}]","code":"invalid_value"}}""");
+            return;
+        }
+
+        await context.Response.WriteAsync("""{"content":"Once","prompt":"Once"}""");
+    }
+
+    private static Task NoChat(HttpContext context)
+    {
+        context.Response.StatusCode = 404;
+        return Task.CompletedTask;
+    }
+
+    private async Task<List<JsonElement>> EntriesOfAsync(string requestId) =>
+        [.. (await fixture.SendAsync(HttpMethod.Get, "/admin/v1/audit?order=desc&limit=100", null, 200)).GetProperty("data").EnumerateArray()
+            .Where(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == requestId)
+            .OrderBy(e => e.GetProperty("sequence").GetInt64())];
+
+    [Fact]
+    public async Task Tokenize_WhoseNodeCannotBeReached_IsAnsweredByTheNextNodeInTheAllowedJurisdiction_Audited()
+    {
+        await using var live = await FakeUpstreamEngine.StartAsync(NoChat, tokenizer: NodeTokenizer);
+        await fixture.AddClusterNodeAsync("tf-a", "TH", FakeUpstreamEngine.RefusingUrl(), "tf-model");
+        await fixture.AddClusterNodeAsync("tf-b", "TH", live.Url, "tf-model");
+        using var client = await fixture.NewTenantAsync(["TH"]);
+
+        using var response = await client.PostAsync("/tokenize", Json("""{"model":"tf-model","content":"Once upon a time"}"""));
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {body}");
+        Assert.Equal([1, 2, 3], JsonDocument.Parse(body).RootElement.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()));
+        Assert.Equal(("tf-b", "TH"), (response.Headers.GetValues(InferenceRouter.NodeHeader).Single(), response.Headers.GetValues(InferenceRouter.JurisdictionHeader).Single()));
+        Assert.Equal(1, live.Requests);
+
+        // Both decisions are evidence under the request's id: tf-a first, then the failover to tf-b.
+        var decisions = (await EntriesOfAsync(response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single()))
+            .Where(e => e.GetProperty("action").GetString() == "inference.allowed").Select(e => e.GetProperty("node").GetString());
+        Assert.Equal(["tf-a", "tf-b"], decisions);
+    }
+
+    [Fact]
+    public async Task Tokenize_WithNoReachableNodeInTheAllowedJurisdiction_Is503_NeverSentAcrossTheBorder()
+    {
+        await using var abroad = await FakeUpstreamEngine.StartAsync(NoChat, tokenizer: NodeTokenizer);
+        await fixture.AddClusterNodeAsync("tn-a", "TH", FakeUpstreamEngine.RefusingUrl(), "tn-model");
+        await fixture.AddClusterNodeAsync("tn-b", "TH", FakeUpstreamEngine.RefusingUrl(), "tn-model");
+        await fixture.AddClusterNodeAsync("tn-sg", "SG", abroad.Url, "tn-model");
+        using var client = await fixture.NewTenantAsync(["TH"]);
+
+        using var response = await client.PostAsync("/tokenize", Json("""{"model":"tn-model","content":"Once upon a time"}"""));
+        var body = await response.Content.ReadAsStringAsync();
+        var error = JsonDocument.Parse(body).RootElement.GetProperty("error");
+
+        Assert.True(response.StatusCode == HttpStatusCode.ServiceUnavailable, $"{(int)response.StatusCode}: {body}");
+        Assert.Equal("no_compliant_capacity", error.GetProperty("code").GetString());
+        Assert.Equal(0, abroad.Requests);
+        var refusal = (await EntriesOfAsync(response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single())).Last();
+        Assert.Equal("inference.refused", refusal.GetProperty("action").GetString());
+        Assert.Contains("failover: tn-b could not be reached", refusal.ToString(), StringComparison.Ordinal);
+    }
+}
