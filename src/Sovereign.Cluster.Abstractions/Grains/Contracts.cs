@@ -176,10 +176,11 @@ public sealed record NodeRegistrySnapshot([property: Id(0)] long Version, [prope
 
 /// <summary>One tenant's configuration and keys; the single writer of its rows.</summary>
 /// <remarks>
-/// Version 1 added <see cref="TryUpdateIfVersionAsync"/> (session 34): a call from this release moves an activation of
-/// the previous one to a member that has the method (tests/.../Cluster/cluster-contracts.txt).
+/// Version 1 added <see cref="TryUpdateIfVersionAsync"/> (session 34), version 2 <see cref="RefundRequestAsync"/>
+/// (session 37): a call from this release moves an activation of the previous one to a member that has the method
+/// (tests/.../Cluster/cluster-contracts.txt).
 /// </remarks>
-[Orleans.CodeGeneration.Version(1)]
+[Orleans.CodeGeneration.Version(2)]
 public interface ITenantGrain : IGrainWithStringKey
 {
     /// <summary>The tenant, or null if it does not exist.</summary>
@@ -277,6 +278,13 @@ public interface ITenantGrain : IGrainWithStringKey
     /// nothing reserved, so there is nothing to settle. Refused (taking nothing) when either limit is reached.
     /// </summary>
     Task<AdmissionResult> CountRequestAsync(string? keyId);
+
+    /// <summary>
+    /// Gives back one request <see cref="CountRequestAsync"/> counted, when the work then refused it as the client's
+    /// mistake (a node's 400 for a relayed <c>/detokenize</c>): an invalid request is not counted, wherever it is
+    /// found invalid. The limits' view after it, for the answer's headers.
+    /// </summary>
+    Task<AdmissionResult> RefundRequestAsync(string? keyId);
 
     /// <summary>
     /// Settles an admitted request at its actual cost and refunds unused tokens; idempotent per request. Returns the

@@ -140,6 +140,12 @@ internal sealed class TenantGrain(
         return Task.FromResult(refused ?? new AdmissionResult(AdmissionOutcome.Admitted, view));
     }
 
+    public Task<AdmissionResult> RefundRequestAsync(string? keyId)
+    {
+        Rates().RefundRequest(keyId);
+        return Task.FromResult(new AdmissionResult(AdmissionOutcome.Admitted, RateView(keyId, time.GetUtcNow())));
+    }
+
     /// <summary>The rate limits' view now, taking nothing.</summary>
     private RateLimitView RateView(string? keyId, DateTimeOffset now) => View(Rates().TryAcquire(keyId, 0, 0, now));
 

@@ -168,6 +168,27 @@ public sealed class RequestMetering
     }
 
     /// <summary>
+    /// Gives back the request <see cref="CountRequestAsync"/> counted when the work refused it as the client's mistake
+    /// (a node's 400 for a relayed <c>/detokenize</c>), with the limits' headers after it: an invalid request is not
+    /// counted, as a local one refused before the count is not.
+    /// </summary>
+    public async Task RefundRequestAsync(HttpContext context, Caller caller)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(caller);
+        if (caller.IsAnonymous)
+        {
+            return;
+        }
+
+        var result = await _tenants.Get(caller.TenantId).RefundRequestAsync(caller.KeyId);
+        foreach (var (name, value) in RateLimitHeaders(result))
+        {
+            context.Response.Headers[name] = value;
+        }
+    }
+
+    /// <summary>
     /// The ticket of a request that failed over to another node: priced for its new placement (another pool or device
     /// class may have another compute rate) from the same book as at admission, on the same reservation. Null when
     /// the reservation does not cover the new price's maximum cost: the request cannot run there on the money held.

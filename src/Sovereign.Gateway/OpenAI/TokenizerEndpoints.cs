@@ -19,7 +19,7 @@ namespace Sovereign.Gateway.OpenAI;
 /// <c>add_special_tokens</c>; <c>count</c>, <c>max_model_len</c>). Authenticated and routed like inference (the text
 /// is content: the residency decision applies); served for models this process runs, and relayed to the node that
 /// runs one for a gateway (<see cref="TokenizerRelay"/>). Not metered, but each valid request counts against the
-/// tenant's requests-per-minute limit, as on every /v1 endpoint.
+/// tenant's requests-per-minute limit, as on every /v1 endpoint; an invalid one does not, wherever it is found invalid.
 /// </summary>
 internal static class TokenizerEndpoints
 {
@@ -70,7 +70,7 @@ internal static class TokenizerEndpoints
         var routed = await router.RouteAsync(context, caller, request.Model, ModelKind.Chat);
         TokenizerRelay.RequireServable(routed, "/tokenize");
         await metering.CountRequestAsync(context, caller);
-        return await relay.ServeAsync(context, routed, "/tokenize", model =>
+        return await ServeCountedAsync(context, caller, metering, () => relay.ServeAsync(context, routed, "/tokenize", model =>
         {
             int[] tokens;
             if (turns is not null)
@@ -87,7 +87,7 @@ internal static class TokenizerEndpoints
                 ? tokens.Select(t => new TokenPiece(t, Piece(model, t))).ToArray()
                 : tokens;
             return Task.FromResult<IResult>(TypedResults.Json(new TokenizeResponse(tokenList, tokens.Length, model.Info.ContextLength), OpenAIJson.Options));
-        });
+        }));
     }
 
     private static async Task<IResult> DetokenizeAsync(HttpContext context, InferenceRouter router, RequestMetering metering, TokenizerRelay relay, IOptions<SovereignOptions> options)
@@ -106,14 +106,34 @@ internal static class TokenizerEndpoints
             RequireInVocabulary(tokens, local);
         }
 
-        // Relayed, the node checks the ids against its model's vocabulary and refuses them the same way.
+        // Relayed, the node checks the ids against its model's vocabulary and refuses them the same way; counted
+        // first (the limit refuses before any node works), and given back when the node refuses them.
         await metering.CountRequestAsync(context, caller);
-        return await relay.ServeAsync(context, routed, "/detokenize", model =>
+        return await ServeCountedAsync(context, caller, metering, () => relay.ServeAsync(context, routed, "/detokenize", model =>
         {
             RequireInVocabulary(tokens, model);
             var text = model.Detokenize(tokens);
             return Task.FromResult<IResult>(TypedResults.Json(new DetokenizeResponse(text, text), OpenAIJson.Options));
-        });
+        }));
+    }
+
+    /// <summary>
+    /// Serves a request already counted; one refused as invalid where it is served (400: a node's own check of the
+    /// ids, or this process's after a failover brought it here) is given back, so an invalid request is counted
+    /// nowhere, as the checks made before the count on a local route ensure. A relayed invalid request used to cost
+    /// the tenant one of its minute's requests.
+    /// </summary>
+    private static async Task<IResult> ServeCountedAsync(HttpContext context, Caller caller, RequestMetering metering, Func<Task<IResult>> serve)
+    {
+        try
+        {
+            return await serve();
+        }
+        catch (OpenAIException ex) when (ex.Status == StatusCodes.Status400BadRequest)
+        {
+            await metering.RefundRequestAsync(context, caller);
+            throw;
+        }
     }
 
     private static void RequireInVocabulary(List<int> tokens, LlamaModel model)

@@ -60,6 +60,9 @@ public sealed class RateLimiter
         TokenCounter?.Refund(tokens);
     }
 
+    /// <summary>Gives one request back at once (never above the limit): one counted for work then refused as the client's mistake.</summary>
+    public void RefundRequest() => RequestCounter?.Refund(1);
+
     /// <summary>Takes tokens unconditionally (an overrun found at settle); the debt is capped at two minutes' worth.</summary>
     public void Charge(long tokens)
     {

@@ -83,6 +83,13 @@ public sealed class TenantRateLimiter
         KeyOrNull(keyId)?.Refund(tokens);
     }
 
+    /// <summary>Gives one counted request back to the tenant and the key.</summary>
+    public void RefundRequest(string? keyId)
+    {
+        Tenant.RefundRequest();
+        KeyOrNull(keyId)?.RefundRequest();
+    }
+
     /// <summary>Corrects an admission's token estimate (prompt + max_tokens) to the actual usage, for tenant and key.</summary>
     public void Settle(string? keyId, long admittedTokens, long actualTokens)
     {

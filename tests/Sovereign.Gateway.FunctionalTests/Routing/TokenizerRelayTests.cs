@@ -62,7 +62,7 @@ public sealed class TokenizerRelayFixture() : AdminServerFixture(AdminToken, "so
 /// <summary>
 /// <c>/tokenize</c> and <c>/detokenize</c> relayed to a cluster node: <see cref="OpenAI.TokenizerRelay"/> routes around a
 /// node it cannot reach with its own loop (mark it unreachable, fail over, wait for the new decision), which no test
-/// covered.
+/// covered; and a relayed request is counted against the tenant's requests per minute as a local one is.
 /// </summary>
 public sealed class TokenizerRelayTests(TokenizerRelayFixture fixture) : IClassFixture<TokenizerRelayFixture>
 {
@@ -141,5 +141,31 @@ public sealed class TokenizerRelayTests(TokenizerRelayFixture fixture) : IClassF
         var refusal = (await EntriesOfAsync(response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single())).Last();
         Assert.Equal("inference.refused", refusal.GetProperty("action").GetString());
         Assert.Contains("failover: tn-b could not be reached", refusal.ToString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A local <c>/detokenize</c> refuses an id outside the vocabulary before the request is counted; relayed, the
+    /// node refuses it, and the gateway had counted it already: the same mistake cost a tenant one of its minute's
+    /// requests only through a gateway. Now a relayed request counts once the node has taken it.
+    /// </summary>
+    [Fact]
+    public async Task RelayedDetokenize_RefusedByTheNodeForItsIds_IsNotCounted_AsALocalOneIsNot()
+    {
+        await using var live = await FakeUpstreamEngine.StartAsync(NoChat, tokenizer: NodeTokenizer);
+        await fixture.AddClusterNodeAsync("tc-a", "TH", live.Url, "tc-model");
+        using var client = await fixture.NewTenantAsync(["TH"], requestsPerMinute: 2);
+
+        using var invalid = await client.PostAsync("/detokenize", Json("""{"model":"tc-model","tokens":[1,5000]}"""));
+        var refused = JsonDocument.Parse(await invalid.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal((HttpStatusCode.BadRequest, "tokens[1]"), (invalid.StatusCode, refused.GetProperty("param").GetString()));
+
+        using var first = await client.PostAsync("/detokenize", Json("""{"model":"tc-model","tokens":[1,2]}"""));
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Equal("1", first.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        using var second = await client.PostAsync("/detokenize", Json("""{"model":"tc-model","tokens":[1,2]}"""));
+        Assert.Equal("0", second.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        using var limited = await client.PostAsync("/detokenize", Json("""{"model":"tc-model","tokens":[1,2]}"""));
+        Assert.Equal((HttpStatusCode)429, limited.StatusCode);
+        Assert.Equal(3, live.Requests);
     }
 }

@@ -332,4 +332,21 @@ public sealed class RateLimiterTests
             Assert.Equal(RateLimitOutcome.Allowed, limiter.TryAcquire(1, 1_000_000, new DateTimeOffset(2026, 3, 14, 12, 0, i, TimeSpan.Zero)).Outcome);
         }
     }
+
+    /// <summary>A request given back (the work refused it as the client's mistake) frees its place for tenant and key, never above the limit.</summary>
+    [Fact]
+    public void TenantRefundRequest_GivesOneRequestBackToTenantAndKey_NeverAboveTheLimit()
+    {
+        var limiter = new TenantRateLimiter(new RateLimitPolicy(3, null), new ManualClock(T0));
+        limiter.SetKeyPolicy("k1", new RateLimitPolicy(1, null));
+        Assert.True(limiter.TryAcquire("k1", 1, 0, T0).Allowed);
+        Assert.False(limiter.TryAcquire("k1", 1, 0, T0).Allowed);
+
+        limiter.RefundRequest("k1");
+        limiter.RefundRequest("k1");
+
+        Assert.Equal(3, limiter.Tenant.Peek(T0).RemainingRequests);
+        Assert.Equal(1, limiter.Key("k1")!.Peek(T0).RemainingRequests);
+        Assert.True(limiter.TryAcquire("k1", 1, 0, T0).Allowed);
+    }
 }
