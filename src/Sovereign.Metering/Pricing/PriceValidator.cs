@@ -177,6 +177,14 @@ public static class PriceValidator
                 {
                     errors.Add(new(ComputeTarget(plan.Name, rate), "effective_from", $"is in the past (now {Format(now)}): a price takes effect at a stated time, never retroactively"));
                 }
+
+                // Validate compares scopes as written, so a class stored as H100 (before classes were lower case) and a
+                // new h100 from the same instant were two rates for one class. Checked for new rates only: a stored
+                // pair still loads.
+                if (existing is null && plan.ComputePrices.Any(p => !ReferenceEquals(p, rate) && p.EffectiveFrom == rate.EffectiveFrom && p.HasScopeOf(rate)))
+                {
+                    errors.Add(new(ComputeTarget(plan.Name, rate), "effective_from", "duplicate: another compute price for this scope (a device class in any case) takes effect at the same time"));
+                }
             }
         }
 

@@ -219,4 +219,21 @@ public sealed class PoolPricingTests
         Assert.False(stored.HasScopeOf(Rate(0m, deviceClass: "h100", model: "M")));
         Assert.False(Rate(1m, pool: "TH-H100").HasScopeOf(Rate(0m, pool: "th-h100")));
     }
+
+    /// <summary>
+    /// A class stored as <c>H100</c> (before classes were lower case) and a new <c>h100</c> from the same instant were
+    /// both accepted: two rates for one class at once, the one applied chosen by the order they were added. A new rate
+    /// that duplicates one in any case is refused; a pair already stored still loads.
+    /// </summary>
+    [Fact]
+    public void WithComputePrice_DuplicatingAStoredClassInAnotherCase_IsRefused_ButAStoredPairStillLoads()
+    {
+        var from = Mar1.AddDays(10);
+        var book = Book(Rate(1m, deviceClass: "H100", from: from));
+
+        var refused = Assert.Throws<PriceValidationException>(() => book.WithComputePrice("standard", Rate(2m, deviceClass: "h100", from: from), Mar1));
+
+        Assert.Contains(refused.Errors, e => e.Field == "effective_from" && e.Message.StartsWith("duplicate", StringComparison.Ordinal));
+        Assert.Equal(2, Book(Rate(1m, deviceClass: "H100", from: from), Rate(2m, deviceClass: "h100", from: from)).Plans[0].ComputePrices.Count);
+    }
 }
