@@ -6,7 +6,7 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15, 17 and 18 have never been used to build or tune
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15, 17, 18 and 19 have never been used to build or tune
 /// the detector; held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24), 11 (since session 24's
 /// second round), 12 (since session 25's round 13) and 16 (since session 35's round 17) are tuning material
 /// (SOURCES.md), so their floors guard against regressions.
@@ -68,7 +68,11 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // held-out sentence. Session 36's round 18 added held-out 18 (every covered language, held-out 17's distribution).
     // Its first run, on the unchanged detector: 482 of 502 = 96.0%, below the target Bosnian 5 and Croatian 9 of 12,
     // Serbian 13 of 16 and Czech 7 of 10 (as Slovak twice), their floors. The round's ekavian fix (words the Croatian
-    // and Bosnian text writes are not ekavian by stem or ending) raised Bosnian on held-out 1 from 6 to 7.
+    // and Bosnian text writes are not ekavian by stem or ending) raised Bosnian on held-out 1 from 6 to 7. Session 37's
+    // round 19 added held-out 19 (every covered language, held-out 18's distribution; questions, requests and short
+    // messages). Its first run, on the unchanged detector: 490 of 502 = 97.6%, below the target Bosnian 4 (as Serbian
+    // six times, as Croatian twice) and Croatian 9 of 12 (as Serbian three times), their floors; Serbian 16 of 16 and
+    // Czech 10 of 10.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -89,6 +93,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.SixteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 7, ["id"] = 10 },
         [TestData.SeventeenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 9 },
         [TestData.EighteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5, ["cs"] = 7, ["hr"] = 9, ["sr"] = 13 },
+        [TestData.NineteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 4, ["hr"] = 9 },
     };
 
     /// <summary>The overall target.</summary>
@@ -117,11 +122,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.SixteenthHeldOut)]
     [InlineData(TestData.SeventeenthHeldOut)]
     [InlineData(TestData.EighteenthHeldOut)]
+    [InlineData(TestData.NineteenthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
         var samples = TestData.HeldOut(file);
-        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut or TestData.ThirteenthHeldOut or TestData.FourteenthHeldOut or TestData.FifteenthHeldOut or TestData.SixteenthHeldOut or TestData.SeventeenthHeldOut or TestData.EighteenthHeldOut)
+        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut or TestData.ThirteenthHeldOut or TestData.FourteenthHeldOut or TestData.FifteenthHeldOut or TestData.SixteenthHeldOut or TestData.SeventeenthHeldOut or TestData.EighteenthHeldOut or TestData.NineteenthHeldOut)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }

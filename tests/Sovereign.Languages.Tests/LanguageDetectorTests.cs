@@ -169,7 +169,12 @@ public sealed class LanguageDetectorTests
     // ones): Sundanese 5 -> 8 (out of set 1), 6 -> 7 (2), 6 -> 8 (4); Minangkabau 4 -> 6, Balinese 2 -> 7 and Acehnese
     // 6 -> 7 (5): 128 of 152; no held-out sentence moved. Then 23 more for Aragonese: 3 -> 6 (5; 131 of 152), and
     // Corsican 6 -> 7 on out of set 3. The same for Venetian and Corsican cost the UDHR's Italian 63 -> 59 of 64 (und),
-    // and 20 more Asturian ones three Spanish held-out sentences (held-out 6, 11, 18): both left out.
+    // and 20 more Asturian ones three Spanish held-out sentences (held-out 6, 11, 18): both left out. Out of set 6
+    // (session 37, round 19: 19 languages x 8, near-translations of held-out 19's first eight sentences, close relatives
+    // of covered languages among them, written with it before any change of the round): 93 of 152 und at its first run,
+    // the unchanged detector; Banjar, Upper Sorbian and Rusyn 0 of 8 (Indonesian and Malay; Polish, Slovak and Czech;
+    // Ukrainian and Russian), Silesian 2 (Polish), Awadhi 2 (Hindi), Romansh 3 (Italian, Catalan), Waray 3 (Filipino),
+    // Limburgish 4 (Dutch), Friulian, Occitan and Sicilian 6.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -191,6 +196,11 @@ public sealed class LanguageDetectorTests
             ["ast"] = 6, ["co"] = 7, ["eo"] = 8, ["jv"] = 7, ["su"] = 6, ["oc"] = 7, ["an"] = 6, ["vec"] = 6, ["nds"] = 7, ["fy"] = 8,
             ["wa"] = 8, ["ceb"] = 8, ["ilo"] = 8, ["min"] = 6, ["ace"] = 7, ["ban"] = 7, ["mai"] = 8, ["awa"] = 3, ["kok"] = 8,
         },
+        ["out-of-set-6.txt"] = new(StringComparer.Ordinal)
+        {
+            ["ast"] = 7, ["awa"] = 2, ["bho"] = 7, ["bjn"] = 0, ["co"] = 8, ["fur"] = 6, ["hsb"] = 0, ["jv"] = 8, ["lb"] = 8, ["li"] = 4,
+            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 3, ["rue"] = 0, ["scn"] = 6, ["su"] = 7, ["szl"] = 2, ["war"] = 3,
+        },
     };
 
     [Theory]
@@ -199,6 +209,7 @@ public sealed class LanguageDetectorTests
     [InlineData("out-of-set-3.txt")]
     [InlineData("out-of-set-4.txt")]
     [InlineData("out-of-set-5.txt")]
+    [InlineData("out-of-set-6.txt")]
     public void Detect_LanguagesOutsideTheSet_UndeterminedAtLeastAsOftenAsRecorded(string file)
     {
         var sets = TestData.HeldOut(file);
