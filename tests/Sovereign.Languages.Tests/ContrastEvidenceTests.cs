@@ -15,6 +15,10 @@ public sealed class ContrastEvidenceTests
     [InlineData("lahka", "bs")]                // Bosnian h where the others write none (laka)
     [InlineData("trotoar", "bs sr")]           // against Croatian pločnik
     [InlineData("није", "sr")]                 // Serbian Cyrillic against Macedonian не е
+    [InlineData("perilicu", "hr")]             // the household lexicon (session 37): Croatian perilica ...
+    [InlineData("šporet", "bs sr")]            // ... Bosnian and Serbian šporet against Croatian štednjak
+    [InlineData("hrišćanin", "sr")]            // Greek ch as h (Croatian kršćanin)
+    [InlineData("daidža", "bs")]
     [InlineData("sedar", "ms")]                // Malaysian spelling against Indonesian sadar
     [InlineData("sadar", "id")]
     public void WordHits_ListedWord_CountsForEveryLanguageOfItsLine(string word, string languages)

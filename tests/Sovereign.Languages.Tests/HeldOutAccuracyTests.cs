@@ -72,7 +72,9 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // round 19 added held-out 19 (every covered language, held-out 18's distribution; questions, requests and short
     // messages). Its first run, on the unchanged detector: 490 of 502 = 97.6%, below the target Bosnian 4 (as Serbian
     // six times, as Croatian twice) and Croatian 9 of 12 (as Serbian three times), their floors; Serbian 16 of 16 and
-    // Czech 10 of 10.
+    // Czech 10 of 10. The round's changes, chosen without held-out 13-15 and 17-19 (the hr/bs/sr household, school,
+    // law and road words, the Czech and Slovak letters inside their group): Croatian 6 -> 7 on held-out 10 and 9 -> 10
+    // on held-out 17, Czech 9 -> 10 on held-out 1.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -84,14 +86,14 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.SeventhHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 6 },
         [TestData.EighthHeldOut] = new(StringComparer.Ordinal),
         [TestData.NinthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["sr"] = 13 },
-        [TestData.TenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 6 },
+        [TestData.TenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 7 },
         [TestData.EleventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8, ["pt"] = 8, ["sr"] = 12 },
         [TestData.TwelfthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 10 },
         [TestData.ThirteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
         [TestData.FourteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
         [TestData.FifteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 9 },
         [TestData.SixteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 7, ["id"] = 10 },
-        [TestData.SeventeenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 9 },
+        [TestData.SeventeenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 10 },
         [TestData.EighteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5, ["cs"] = 7, ["hr"] = 9, ["sr"] = 13 },
         [TestData.NineteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 4, ["hr"] = 9 },
     };

@@ -168,7 +168,8 @@ public sealed partial class LanguageDetector
 
     /// <summary>Weight of the Iberian digraphs within Spanish, Galician, Portuguese and Catalan (<see cref="IberianSpelling"/>):
     /// <c>lh, nh</c> for Portuguese, <c>ll</c> for the other three, <c>ny</c> for Catalan; each kind counted once (0: off).
-    /// 2, the loan verbs' and verb complements' weight (session 24, second round).</summary>
+    /// 2, the loan verbs' and verb complements' weight (session 24, second round). The same weight counts the letters
+    /// only one of Czech and Slovak writes within their group (<see cref="CzechSlovakLetters"/>, session 37).</summary>
     internal double SpellingWeight { get; init; } = 2.0;
 
     /// <summary>The same detector with another Iberian digraph weight: for tuning.</summary>
@@ -584,6 +585,16 @@ public sealed partial class LanguageDetector
                 var code = candidates[members[k]];
                 inner[k] += SpellingWeight * (code == "pt" ? Math.Min(1, portuguese)
                     : Math.Min(1, doubleL) + (code == "ca" ? Math.Min(1, catalanNy) : 0) + (code == "es" ? Math.Min(1, spanishUe) : 0));
+            }
+        }
+
+        if (SpellingWeight > 0 && closeGroup.Contains("cs", StringComparer.Ordinal))
+        {
+            // A letter the other member's alphabet lacks (Lingua's alphabet rule, which the group's pooled share undid).
+            var (czech, slovak) = CzechSlovakLetters.Count(normalized);
+            for (var k = 0; k < members.Length; k++)
+            {
+                inner[k] += SpellingWeight * (candidates[members[k]] == "cs" ? czech : slovak);
             }
         }
 
