@@ -182,6 +182,13 @@ public sealed partial class LanguageDetector
     /// <summary>The same detector with the Devanagari decoy rule on or off: for measuring.</summary>
     internal LanguageDetector WithDevanagariDecoys(bool on) => new(this) { DevanagariDecoyRule = on };
 
+    /// <summary>Whether a covered answer to letters no covered alphabet writes together is <c>und</c>
+    /// (<see cref="LetterMixtures"/>; on, off only to measure it).</summary>
+    internal bool LetterMixtureRule { get; init; } = true;
+
+    /// <summary>The same detector with the letter-mixture rule on or off: for measuring.</summary>
+    internal LanguageDetector WithLetterMixtures(bool on) => new(this) { LetterMixtureRule = on };
+
     /// <summary>Whether contrast words also match inflected forms by stem (on; off only to measure it).</summary>
     internal bool ContrastStems { get; init; } = true;
 
@@ -263,6 +270,7 @@ public sealed partial class LanguageDetector
         YatParticiples = other.YatParticiples;
         ShortMessageFeatures = other.ShortMessageFeatures;
         DevanagariDecoyRule = other.DevanagariDecoyRule;
+        LetterMixtureRule = other.LetterMixtureRule;
         Trace = other.Trace;
     }
 
@@ -403,8 +411,23 @@ public sealed partial class LanguageDetector
             };
         }
 
+        if (script is WritingScript.Latin or WritingScript.Cyrillic && LetterMixtureRule && decision.Language != LanguageDetection.Undetermined
+            && CoveredCodes.Contains(decision.Language) && LetterMixtures.Evaluate(LanguageProfiles.Normalize(text)) is { } mixture)
+        {
+            // Letters no covered alphabet writes together (Sorbian, Rusyn, Silesian): outside the set, so und.
+            var confidence = Math.Min(0.99, 0.6 + (0.1 * mixture.Words)) * share;
+            return new LanguageDetection(LanguageDetection.Undetermined, confidence, LanguageDetection.ByHeuristic)
+            {
+                RunnerUp = mixture.Language,
+                RunnerUpConfidence = confidence,
+                Script = iso,
+            };
+        }
+
         return decision;
     }
+
+    private static readonly HashSet<string> CoveredCodes = new(LanguageCatalog.Covered, StringComparer.Ordinal);
 
     private LanguageDetection ByScript(string owner, WritingScript script, int letters, double share, string text)
     {
