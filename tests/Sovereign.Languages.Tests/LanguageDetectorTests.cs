@@ -178,7 +178,9 @@ public sealed class LanguageDetectorTests
     // before any run on out of set 5, whose Awadhi another engineer wrote: the fair check) and letters no covered alphabet
     // writes together (LetterMixtures: Sorbian ł beside háčeks, Rusyn ы beside ї/є, Silesian ō/ŏ): out of set 5 Awadhi
     // 3 -> 7 (135 of 152); out of set 6 Awadhi 2 -> 7, Upper Sorbian 0 -> 7, Rusyn 0 -> 6, Silesian 2 -> 7 (116 of 152;
-    // its writer wrote the rules too); held-out 1-19 and the UDHR unchanged.
+    // its writer wrote the rules too); held-out 1-19 and the UDHR unchanged. Then neighbours' function words
+    // (FunctionWordDecoys: Banjar and Sundanese against Malay and Indonesian, Waray against Filipino, Asturian against the
+    // Iberian four): out of set 5 Asturian 6 -> 7 (136); out of set 6 Banjar 0 -> 4, Waray 3 -> 6, Asturian 7 -> 8 (124).
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -197,13 +199,13 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-5.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 6, ["co"] = 7, ["eo"] = 8, ["jv"] = 7, ["su"] = 6, ["oc"] = 7, ["an"] = 6, ["vec"] = 6, ["nds"] = 7, ["fy"] = 8,
+            ["ast"] = 7, ["co"] = 7, ["eo"] = 8, ["jv"] = 7, ["su"] = 6, ["oc"] = 7, ["an"] = 6, ["vec"] = 6, ["nds"] = 7, ["fy"] = 8,
             ["wa"] = 8, ["ceb"] = 8, ["ilo"] = 8, ["min"] = 6, ["ace"] = 7, ["ban"] = 7, ["mai"] = 8, ["awa"] = 7, ["kok"] = 8,
         },
         ["out-of-set-6.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 7, ["awa"] = 7, ["bho"] = 7, ["bjn"] = 0, ["co"] = 8, ["fur"] = 6, ["hsb"] = 7, ["jv"] = 8, ["lb"] = 8, ["li"] = 4,
-            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 3, ["rue"] = 6, ["scn"] = 6, ["su"] = 7, ["szl"] = 7, ["war"] = 3,
+            ["ast"] = 8, ["awa"] = 7, ["bho"] = 7, ["bjn"] = 4, ["co"] = 8, ["fur"] = 6, ["hsb"] = 7, ["jv"] = 8, ["lb"] = 8, ["li"] = 4,
+            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 3, ["rue"] = 6, ["scn"] = 6, ["su"] = 7, ["szl"] = 7, ["war"] = 6,
         },
     };
 

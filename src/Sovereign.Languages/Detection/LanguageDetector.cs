@@ -182,8 +182,8 @@ public sealed partial class LanguageDetector
     /// <summary>The same detector with the Devanagari decoy rule on or off: for measuring.</summary>
     internal LanguageDetector WithDevanagariDecoys(bool on) => new(this) { DevanagariDecoyRule = on };
 
-    /// <summary>Whether a covered answer to letters no covered alphabet writes together is <c>und</c>
-    /// (<see cref="LetterMixtures"/>; on, off only to measure it).</summary>
+    /// <summary>Whether a covered answer to letters no covered alphabet writes together, or to a decoy's function words,
+    /// is <c>und</c> (<see cref="LetterMixtures"/>, <see cref="FunctionWordDecoys"/>; on, off only to measure it).</summary>
     internal bool LetterMixtureRule { get; init; } = true;
 
     /// <summary>The same detector with the letter-mixture rule on or off: for measuring.</summary>
@@ -412,9 +412,11 @@ public sealed partial class LanguageDetector
         }
 
         if (script is WritingScript.Latin or WritingScript.Cyrillic && LetterMixtureRule && decision.Language != LanguageDetection.Undetermined
-            && CoveredCodes.Contains(decision.Language) && LetterMixtures.Evaluate(LanguageProfiles.Normalize(text)) is { } mixture)
+            && CoveredCodes.Contains(decision.Language)
+            && (LetterMixtures.Evaluate(LanguageProfiles.Normalize(text)) ?? (script == WritingScript.Latin ? FunctionWordDecoys.Evaluate(LanguageProfiles.Normalize(text), decision.Language) : null)) is { } mixture)
         {
-            // Letters no covered alphabet writes together (Sorbian, Rusyn, Silesian): outside the set, so und.
+            // Letters no covered alphabet writes together (Sorbian, Rusyn, Silesian), or a neighbour's function words
+            // (Banjar, Sundanese, Waray, Asturian): outside the set, so und.
             var confidence = Math.Min(0.99, 0.6 + (0.1 * mixture.Words)) * share;
             return new LanguageDetection(LanguageDetection.Undetermined, confidence, LanguageDetection.ByHeuristic)
             {
