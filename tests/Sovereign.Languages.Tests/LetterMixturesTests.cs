@@ -48,6 +48,15 @@ public sealed class LetterMixturesTests
         Assert.Equal(decoy, detector.Detect(text).RunnerUp);
     }
 
+    // An operator who configures the neighbour gets it, not und.
+    [Fact]
+    public void Detect_NeighbourConfigured_ItsCode()
+    {
+        var detector = new LanguageDetector(new LanguageDetectorOptions { Languages = [.. LanguageCatalog.Covered, "ast"] });
+
+        Assert.Equal("ast", detector.Detect("El mio hermanu tien munchos llibros en casa.").Language);
+    }
+
     // The rule never fires on covered text: every covered sentence of the tuning corpus, the held-out and development
     // sets and the UDHR.
     [Fact]

@@ -416,8 +416,13 @@ public sealed partial class LanguageDetector
             && (LetterMixtures.Evaluate(LanguageProfiles.Normalize(text)) ?? (script == WritingScript.Latin ? FunctionWordDecoys.Evaluate(LanguageProfiles.Normalize(text), decision.Language) : null)) is { } mixture)
         {
             // Letters no covered alphabet writes together (Sorbian, Rusyn, Silesian), or a neighbour's function words
-            // (Banjar, Sundanese, Waray, Asturian): outside the set, so und.
+            // (Banjar, Sundanese, Waray, Asturian): outside the default set, so und, unless the operator configured it.
             var confidence = Math.Min(0.99, 0.6 + (0.1 * mixture.Words)) * share;
+            if (_languages.Contains(mixture.Language))
+            {
+                return new LanguageDetection(mixture.Language, confidence, LanguageDetection.ByHeuristic) { RunnerUp = decision.Language, RunnerUpConfidence = decision.Confidence, Script = iso };
+            }
+
             return new LanguageDetection(LanguageDetection.Undetermined, confidence, LanguageDetection.ByHeuristic)
             {
                 RunnerUp = mixture.Language,
