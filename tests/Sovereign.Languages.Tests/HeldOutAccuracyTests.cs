@@ -73,8 +73,8 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // messages). Its first run, on the unchanged detector: 490 of 502 = 97.6%, below the target Bosnian 4 (as Serbian
     // six times, as Croatian twice) and Croatian 9 of 12 (as Serbian three times), their floors; Serbian 16 of 16 and
     // Czech 10 of 10. The round's changes, chosen without held-out 13-15 and 17-19 (the hr/bs/sr household, school,
-    // law and road words, the Czech and Slovak letters inside their group): Croatian 6 -> 7 on held-out 10 and 9 -> 10
-    // on held-out 17, Czech 9 -> 10 on held-out 1.
+    // law and road words, none of them in a set never tuned on unless the tuning corpus writes it; the Czech and Slovak
+    // letters inside their group): Croatian 6 -> 7 on held-out 10, Czech 9 -> 10 on held-out 1.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -93,7 +93,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.FourteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
         [TestData.FifteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 9 },
         [TestData.SixteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 7, ["id"] = 10 },
-        [TestData.SeventeenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 10 },
+        [TestData.SeventeenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 9 },
         [TestData.EighteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5, ["cs"] = 7, ["hr"] = 9, ["sr"] = 13 },
         [TestData.NineteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 4, ["hr"] = 9 },
     };
