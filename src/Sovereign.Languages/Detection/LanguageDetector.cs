@@ -413,7 +413,8 @@ public sealed partial class LanguageDetector
 
         if (script is WritingScript.Latin or WritingScript.Cyrillic && LetterMixtureRule && decision.Language != LanguageDetection.Undetermined
             && CoveredCodes.Contains(decision.Language)
-            && (LetterMixtures.Evaluate(LanguageProfiles.Normalize(text)) ?? (script == WritingScript.Latin ? FunctionWordDecoys.Evaluate(LanguageProfiles.Normalize(text), decision.Language) : null)) is { } mixture)
+            && LanguageProfiles.Normalize(text) is var normalized
+            && (LetterMixtures.Evaluate(normalized) ?? (script == WritingScript.Latin ? FunctionWordDecoys.Evaluate(normalized, decision.Language) : null)) is { } mixture)
         {
             // Letters no covered alphabet writes together (Sorbian, Rusyn, Silesian), or a neighbour's function words
             // (Banjar, Sundanese, Waray, Asturian): outside the default set, so und, unless the operator configured it.
