@@ -154,6 +154,9 @@ public sealed class LlamaServerWireTests(ExternalEnginesFixture fixture) : IClas
     [InlineData("input is too large to process. increase the physical batch size", false)]
     [InlineData("Unsupported param: best_of", false)]
     [InlineData("Conversation roles must alternate user/assistant/user/assistant/...", false)]
+    [InlineData("tools param requires --jinja flag", false)]
+    [InlineData("Cannot use both json_schema and grammar", false)]
+    [InlineData("\"prompt\" must not be empty", false)]
     [InlineData("JSON schema conversion failed:\nUnrecognized schema: {\"type\":\"strange\"}", true)]
     public async Task ALlamaServer500ForTheClientsMistake_IsThe400WithItsMessage_AtNoCost(string message, bool stream)
     {
