@@ -108,6 +108,12 @@ internal sealed class RequestPipeline(
                         }
 
                         await DecisionRecordedOrStopAsync(request);
+                        if (caller.TenantId == ClusterRelay.RelayTenant && work is GenerationWorkload)
+                        {
+                            // The relaying gateway bills these if the stream ends before the engine's usage does.
+                            RelayPromptTokens.Attach(context, request.Demand.PromptTokens);
+                        }
+
                         return request;
                     }
 

@@ -11,6 +11,7 @@ using Microsoft.Extensions.Logging;
 using Sovereign.Cluster.Hosting;
 using Sovereign.Cluster.Security;
 using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Pipeline;
 using Sovereign.Gateway.Routing;
 
 namespace Sovereign.Gateway.FunctionalTests.Cluster;
@@ -1001,6 +1002,13 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         Assert.Contains("\"content\":\"", text, StringComparison.Ordinal);
         Assert.Contains("\"usage\":{", text, StringComparison.Ordinal);
         Assert.EndsWith("data: [DONE]\n\n", text, StringComparison.Ordinal);
+
+        // Its headers stated the prompt tokens its usage counts at the end, which the gateway bills if the stream ends first.
+        var usage = text.Split('\n').Where(line => line.StartsWith("data: {", StringComparison.Ordinal))
+            .Select(line => JsonDocument.Parse(line["data: ".Length..]).RootElement)
+            .Single(chunk => chunk.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object).GetProperty("usage");
+        Assert.Equal(usage.GetProperty("prompt_tokens").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture),
+            response.Headers.GetValues(RelayPromptTokens.Header).Single());
         var after = NodeEntries(await admin.GetStringAsync($"/admin/v1/audit?tenant={ClusterRelay.RelayTenant}&order=desc&limit=100"));
         Assert.Equal(["inference.allowed", "inference.completed"], after.Select(e => e.GetProperty("action").GetString()));
         Assert.True(after[0].GetProperty("sequence").GetInt64() < after[1].GetProperty("sequence").GetInt64());

@@ -194,9 +194,11 @@ internal sealed class UpstreamRelay(
             return ValueTask.FromResult(ExecutedUsage.None);
         }
 
+        // Without the engine's usage (the client left first, or the engine stopped), the chunks relayed are the output,
+        // and the prompt is what a cluster node measured; an engine's own prompt count arrives only with its usage.
         var (prompt, completion, cached) = _progress.Reported is { } usage
             ? (usage.PromptTokens, usage.CompletionTokens, usage.CachedTokens)
-            : (0, _progress.DeliveredChunks, 0);
+            : (compute.FromNode ? RelayPromptTokens.From(response) ?? 0 : 0, _progress.DeliveredChunks, 0);
         return ValueTask.FromResult(new ExecutedUsage(prompt, completion, compute.Timing(prompt, completion, _progress, response), cached));
     }
 
@@ -218,6 +220,9 @@ internal sealed class UpstreamRelay(
 internal sealed class RelayCompute(EngineOccupancy.Stay stay, bool reportsCompute) : IDisposable
 {
     private readonly long _sent = System.Diagnostics.Stopwatch.GetTimestamp();
+
+    /// <summary>Whether the engine is a cluster node, whose reports (compute seconds, prompt tokens) are read.</summary>
+    public bool FromNode => reportsCompute;
 
     public GenerationResult Timing(int promptTokens, int completionTokens, RelayProgress progress, HttpResponseMessage response)
     {
