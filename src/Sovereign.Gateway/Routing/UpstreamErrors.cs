@@ -84,6 +84,13 @@ internal static class UpstreamErrors
             return new OpenAIException(StatusCodes.Status400BadRequest, message!, "invalid_request_error", param, "upstream_invalid_request");
         }
 
+        // llama-server's and vLLM's numeric code is the HTTP status they answered, not an error code: a client told "500"
+        // in a 502 (SDKs expose it) learnt nothing stable, so it gets this gateway's upstream_error.
+        if (upstreamStatus >= 500 && int.TryParse(code, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _))
+        {
+            code = null;
+        }
+
         var status = upstreamStatus >= 500 ? StatusCodes.Status502BadGateway : upstreamStatus;
         return new OpenAIException(
             status,
@@ -135,6 +142,7 @@ internal static class UpstreamErrors
         "is not supported - hint:",
         "Conversation roles must alternate",
         "input is too large to process",
+        "Input prompt is too big compared to KV size",
         "exceeds the available context size",
     ];
 
