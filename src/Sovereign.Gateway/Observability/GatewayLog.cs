@@ -57,8 +57,8 @@ internal static partial class GatewayLog
     public static partial void NodeUnreachable(ILogger logger, string nodeId);
 
     [LoggerMessage(EventId = 4101, EventName = "RequestFailedOver", Level = LogLevel.Warning,
-        Message = "Request {RequestId} failed over from unreachable node {FailedNode}")]
-    public static partial void RequestFailedOver(ILogger logger, string requestId, string failedNode);
+        Message = "Request {RequestId} failed over from unreachable node {FailedNode}: {Reason}")]
+    public static partial void RequestFailedOver(ILogger logger, string requestId, string failedNode, string reason);
 
     [LoggerMessage(EventId = 4102, EventName = "UpstreamFailedMidAnswer", Level = LogLevel.Warning,
         Message = "The engine at {Upstream} stopped mid-answer (streamed: {Streamed}, chunks delivered: {Delivered}); the client was told and is billed for what it received")]

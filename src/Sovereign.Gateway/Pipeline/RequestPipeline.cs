@@ -130,7 +130,7 @@ internal sealed class RequestPipeline(
                 {
                     // Nothing reached the node, so the request may run elsewhere the policy allows, on the money already
                     // reserved: a replica that needs more than the reservation covers is not taken.
-                    Observability.GatewayLog.RequestFailedOver(logger, request.Route.RequestId, unreachable.NodeId);
+                    Observability.GatewayLog.RequestFailedOver(logger, request.Route.RequestId, unreachable.NodeId, unreachable.Reason);
                     var leasedPool = request.Route.Placement?.Pool;
                     request.Route = await router.FailoverAsync(context, request.Route, work.Kind);
                     executor = await PrepareAsync(request.Route, work, context.RequestAborted);

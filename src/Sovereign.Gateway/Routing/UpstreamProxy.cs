@@ -125,6 +125,9 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// </summary>
     public const string ClusterNodeClientName = "sovereign-cluster-node";
 
+    /// <summary>How long an idle connection to an engine is kept: under the 5 s after which llama-server and uvicorn close one.</summary>
+    public static readonly TimeSpan IdleConnectionTimeout = TimeSpan.FromSeconds(4);
+
     /// <summary>
     /// Sends the request and waits for the engine's response headers. Throws <see cref="UpstreamUnreachableException"/>
     /// when no connection could be made: nothing reached the engine, so the request may safely go elsewhere.
@@ -676,7 +679,14 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 }
 
 /// <summary>No connection to the engine could be made: nothing was sent, so another replica may take the request.</summary>
-internal sealed class UpstreamUnreachableException(Exception inner) : Exception("The upstream engine could not be reached: " + inner.Message, inner);
+internal sealed class UpstreamUnreachableException(Exception inner) : Exception("The upstream engine could not be reached: " + inner.Message, inner)
+{
+    /// <summary>
+    /// Whether the engine accepted the connection and closed it without an answer: a kept-alive connection it dropped as
+    /// the request was sent on it, not an engine that is down (that refuses the connection, or never answers it).
+    /// </summary>
+    public bool ClosedWithoutAnswer => InnerException is HttpRequestException { HttpRequestError: HttpRequestError.ResponseEnded };
+}
 
 /// <summary>
 /// The engine sent an error inside its event stream: <see cref="Error"/> is what the client gets, as the status of the
