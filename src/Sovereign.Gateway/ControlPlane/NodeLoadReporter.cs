@@ -233,6 +233,12 @@ internal sealed partial class NodeLoadReporter(
 
                 return await EnginePrometheusMetrics.ReadPageAsync(response.Content, timeout.Token) is { } page ? EnginePrometheusMetrics.KvCacheUse(page) : null;
             }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && engines.AnsweredWithin(index, ProbeTimeout))
+            {
+                // No answer to the probe, but its streams are flowing: busy, not down (its KV-cache use unknown this time).
+                // Marked down, a llama-server with every HTTP thread streaming turned away new requests with 503s.
+                return null;
+            }
             catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
             {
                 engines.MarkDown(index);

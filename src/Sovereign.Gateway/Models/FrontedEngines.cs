@@ -89,6 +89,7 @@ public sealed class FrontedEngines
 
     private readonly FrozenDictionary<string, FrontedModel> _models;
     private readonly long[] _downSince;
+    private readonly long[] _answeredAt;
     private readonly TimeProvider _time;
 
     public FrontedEngines(IOptions<SovereignOptions> options, IOptions<Cluster.Hosting.SovereignClusterOptions> cluster, TimeProvider time)
@@ -112,6 +113,7 @@ public sealed class FrontedEngines
         ApiKeys = [.. engines.Select(e => string.IsNullOrEmpty(e.ApiKey) ? null : e.ApiKey)];
         _models = models.ToFrozenDictionary(m => m.Id, StringComparer.Ordinal);
         _downSince = new long[engines.Count];
+        _answeredAt = new long[engines.Count];
     }
 
     /// <summary>When this process started fronting them (Unix seconds; <c>created</c> in /v1/models).</summary>
@@ -141,6 +143,16 @@ public sealed class FrontedEngines
 
     /// <summary>A probe reached the engine: it takes requests again.</summary>
     public void MarkUp(int engine) => Volatile.Write(ref _downSince[engine], 0);
+
+    /// <summary>The engine sent part of an answer to a request relayed to it (headers, an event of a stream).</summary>
+    public void NoteAnswered(int engine) => Volatile.Write(ref _answeredAt[engine], _time.GetTimestamp());
+
+    /// <summary>
+    /// Whether the engine sent part of an answer within <paramref name="window"/>: it is alive, however slow its other
+    /// answers (llama-server serves its /metrics on the threads its streams hold, so a busy one answers the probe late).
+    /// </summary>
+    public bool AnsweredWithin(int engine, TimeSpan window) =>
+        Volatile.Read(ref _answeredAt[engine]) is var at and not 0 && _time.GetElapsedTime(at) <= window;
 
     /// <summary>Whether a probe or a refused connection found the engine down (whatever the retry time says).</summary>
     public bool IsMarkedDown(int engine) => Volatile.Read(ref _downSince[engine]) != 0;

@@ -32,6 +32,9 @@ internal sealed class RelayProgress
     /// <summary>The compute seconds a cluster node reported in its stream (<see cref="Pipeline.RelayComputeReport"/>).</summary>
     public decimal? ReportedComputeSeconds { get; set; }
 
+    /// <summary>Told of each event the engine sends in a stream (a fronted engine's liveness); null when nobody asks.</summary>
+    public Action? EngineAnswered { get; init; }
+
     /// <summary>Gathers the completion's text as it is read from the engine, for the language tax's waiver (null: not asked).</summary>
     public Sovereign.Languages.LetterSample? Completion { get; init; }
 
@@ -467,6 +470,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 break;
             }
 
+            progress.EngineAnswered?.Invoke();
             if (line.AsSpan().StartsWith("error:"u8))
             {
                 throw new UpstreamErrorEventException(UpstreamErrors.FromStreamEvent(line.AsSpan(ValueStart(line, "error:".Length))));

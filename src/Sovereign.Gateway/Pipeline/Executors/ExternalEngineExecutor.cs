@@ -58,6 +58,9 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
     /// </summary>
     protected virtual bool ReportsCompute => false;
 
+    /// <summary>What to tell when the route's engine sends part of an answer (a fronted engine's liveness); null: nobody.</summary>
+    protected virtual Action? EngineAnswered(RoutedRequest route) => null;
+
     /// <summary>The route's engine refused the connection: routing goes around it until it is back.</summary>
     protected virtual void OnUnreachable(RoutedRequest route) => nodes.MarkUnreachable(route.ExternalNode!);
 
@@ -149,9 +152,11 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
                 throw new UpstreamUnreachableException(new HttpRequestException("the engine answered 503 (unavailable: loading, or its queue is full)"));
             }
 
+            var answered = EngineAnswered(route);
+            answered?.Invoke();
             return request.Work is EmbeddingWorkload
                 ? new UpstreamEmbeddings(proxy, request, response, compute, slot, inFlight)
-                : new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, compute, slot, inFlight);
+                : new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, compute, slot, inFlight, answered);
         }
         catch (UpstreamUnreachableException ex)
         {
@@ -177,9 +182,10 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
 /// reports what it delivered in <see cref="Progress"/>, which bills an answer cut short.
 /// </summary>
 internal sealed class UpstreamRelay(
-    UpstreamProxy proxy, GovernedRequest request, HttpResponseMessage response, bool stream, bool clientWantsUsage, RelayCompute compute, IDisposable slot, IDisposable inFlight) : IExecution
+    UpstreamProxy proxy, GovernedRequest request, HttpResponseMessage response, bool stream, bool clientWantsUsage, RelayCompute compute, IDisposable slot, IDisposable inFlight,
+    Action? engineAnswered = null) : IExecution
 {
-    private readonly RelayProgress _progress = new() { Completion = request.Route!.Completion };
+    private readonly RelayProgress _progress = new() { Completion = request.Route!.Completion, EngineAnswered = engineAnswered };
 
     /// <summary>The engine's answer, headers read.</summary>
     public HttpResponseMessage Response => response;

@@ -18,5 +18,11 @@ internal sealed class FrontedEngineExecutor(UpstreamProxy proxy, NodeDirectory n
 
     protected override void OnUnreachable(RoutedRequest route) => engines.MarkDown(route.Fronted!.Engine);
 
+    protected override Action? EngineAnswered(RoutedRequest route)
+    {
+        var engine = route.Fronted!.Engine;
+        return () => engines.NoteAnswered(engine);
+    }
+
     protected override string PromptCache(RoutedRequest route) => route.Fronted!.PromptCache;
 }
