@@ -131,6 +131,34 @@ public sealed class StructuredOutputTests(ServerFixture server)
         Assert.Contains(named, error.GetProperty("message").GetString(), StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("^(a*)*$")]
+    [InlineData("^(a?){20}$")]
+    [InlineData("^(x|)+$")]
+    public async Task AmbiguousPattern_Is400NamingPattern_AndTheModelKeepsServing(string pattern)
+    {
+        // Found by hand: '(a*)*' without maxLength made the grammar engines track every way of splitting the string;
+        // the managed matcher gave up and llama.cpp's full pass took seconds a token, growing, in native code that no
+        // cancellation reaches, so the model answered no tenant for over 20 minutes after the clients had left.
+        var format = new JsonObject
+        {
+            ["type"] = "json_schema",
+            ["json_schema"] = new JsonObject { ["name"] = "x", ["schema"] = new JsonObject { ["type"] = "string", ["pattern"] = pattern } },
+        };
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions",
+            """{"model":"stories","max_tokens":1,"messages":[{"role":"user","content":"hi"}],"response_format":""" + format.ToJsonString() + "}");
+
+        Assert.Equal(400, status);
+        var error = body.GetProperty("error");
+        Assert.Equal("unsupported_schema_keyword", error.GetProperty("code").GetString());
+        Assert.Equal("response_format.json_schema.schema", error.GetProperty("param").GetString());
+        Assert.Contains("repeats a part that can match an empty string", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        var (after, _, _) = await server.PostJsonAsync("/v1/chat/completions",
+            """{"model":"stories","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}""");
+        Assert.Equal(200, after);
+    }
+
     [Fact]
     public async Task Logprobs_Greedy_EachTokenIsTheLargestOfItsTopLogprobs_StreamedAndNot()
     {

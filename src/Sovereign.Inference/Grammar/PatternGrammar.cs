@@ -21,12 +21,18 @@ internal sealed class PatternGrammar
 {
     private const int MaxPatternLength = 1000;
     private const int MaxNesting = 32;
+
+    // Parts that may be skipped ('?', '*', '{0,n}', '(a|)'): from one place the grammar engines expand every run of them at
+    // once, so the work per token grows with the cube of their number (64 in a row: about 5 ms a token on a 2-core
+    // machine; 256: 320 ms, for the decode thread every tenant of the model shares).
+    private const int MaxOptionalParts = 64;
     private const int LastBmp = 0xFFFF;
 
     private readonly string _pattern;
     private readonly string _path;
     private int _pos;
     private int _depth;
+    private int _optionalParts;
 
     private PatternGrammar(string pattern, string path)
     {
@@ -152,7 +158,14 @@ internal sealed class PatternGrammar
         while (_pos < end && _pattern[_pos] is not ('|' or ')'))
         {
             var atom = ParseAtom(end);
-            items.Add(ParseQuantifier(atom, end));
+            var item = ParseQuantifier(atom, end);
+            if (Lengths(item, 0).Min == 0 && ++_optionalParts > MaxOptionalParts)
+            {
+                throw new UnsupportedSchemaException("pattern", _path,
+                    $"'pattern' (at '{_path}') has more than {MaxOptionalParts.ToString(CultureInfo.InvariantCulture)} parts that may be skipped ('?', '*', '{{0,n}}', '(a|)'), which the grammar engine cannot run in bounded time; merge them ('a{{0,64}}' rather than 'a?a?a?...').");
+            }
+
+            items.Add(item);
         }
 
         return items.Count == 1 ? items[0] : new Sequence(items);
@@ -190,6 +203,15 @@ internal sealed class PatternGrammar
         {
             throw new UnsupportedSchemaException("pattern", _path,
                 $"'pattern' (at '{_path}') repeats more than {JsonSchemaGrammarCompiler.MaxRepetitions.ToString(CultureInfo.InvariantCulture)} times: the grammar engine repeats an element at most that many times.");
+        }
+
+        if ((max ?? int.MaxValue) > 1 && Lengths(atom, 0).Min == 0)
+        {
+            // '(a*)*': each string parses in countless ways (which repetition took each 'a'), and the grammar engines
+            // track every parse, so the work per token grows without bound; one such request held a model's decode
+            // thread, every tenant's, for minutes. The same strings have a form without the ambiguity.
+            throw new UnsupportedSchemaException("pattern", _path,
+                $"'pattern' (at '{_path}') repeats a part that can match an empty string (the quantifier ending at character {_pos.ToString(CultureInfo.InvariantCulture)}), which the grammar engine cannot run in bounded time; repeat a part that matches at least one character ('(a+)*' or 'a*' rather than '(a*)*').");
         }
 
         return new Repeat(atom, min, max);
