@@ -135,11 +135,14 @@ public sealed class StructuredOutputTests(ServerFixture server)
     [InlineData("^(a*)*$")]
     [InlineData("^(a?){20}$")]
     [InlineData("^(x|)+$")]
+    [InlineData("^(a+)+$")]
+    [InlineData("^(\\w+\\s?)*$")]
     public async Task AmbiguousPattern_Is400NamingPattern_AndTheModelKeepsServing(string pattern)
     {
         // Found by hand: '(a*)*' without maxLength made the grammar engines track every way of splitting the string;
         // the managed matcher gave up and llama.cpp's full pass took seconds a token, growing, in native code that no
-        // cancellation reaches, so the model answered no tenant for over 20 minutes after the clients had left.
+        // cancellation reaches, so the model answered no tenant for over 20 minutes after the clients had left. With
+        // '(a+)+' and logit_bias forcing 'a', 400 tokens took 42 s and another tenant's 20 tokens 2.2 s instead of 0.06.
         var format = new JsonObject
         {
             ["type"] = "json_schema",
@@ -152,7 +155,7 @@ public sealed class StructuredOutputTests(ServerFixture server)
         var error = body.GetProperty("error");
         Assert.Equal("unsupported_schema_keyword", error.GetProperty("code").GetString());
         Assert.Equal("response_format.json_schema.schema", error.GetProperty("param").GetString());
-        Assert.Contains("repeats a part that can match an empty string", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Contains("repeats a part that can", error.GetProperty("message").GetString(), StringComparison.Ordinal);
 
         var (after, _, _) = await server.PostJsonAsync("/v1/chat/completions",
             """{"model":"stories","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}""");

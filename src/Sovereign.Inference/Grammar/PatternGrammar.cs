@@ -211,11 +211,89 @@ internal sealed class PatternGrammar
             // track every parse, so the work per token grows without bound; one such request held a model's decode
             // thread, every tenant's, for minutes. The same strings have a form without the ambiguity.
             throw new UnsupportedSchemaException("pattern", _path,
-                $"'pattern' (at '{_path}') repeats a part that can match an empty string (the quantifier ending at character {_pos.ToString(CultureInfo.InvariantCulture)}), which the grammar engine cannot run in bounded time; repeat a part that matches at least one character ('(a+)*' or 'a*' rather than '(a*)*').");
+                $"'pattern' (at '{_path}') repeats a part that can match an empty string (the quantifier ending at character {_pos.ToString(CultureInfo.InvariantCulture)}), which the grammar engine cannot run in bounded time; repeat a part that matches at least one character ('a*' rather than '(a*)*').");
+        }
+
+        if ((max ?? int.MaxValue) > 1 && Overlap(Continuations(atom), Firsts(atom)))
+        {
+            // '(a+)+', '(\w+\s?)*': where one repetition may go on, the next may begin, so a string splits between
+            // repetitions in as many ways as it is long; llama.cpp's grammar keeps a parse stack per split and compares
+            // them all on every character: 400 forced tokens of '(a+)+' took 42 s, slowing every tenant of the model.
+            throw new UnsupportedSchemaException("pattern", _path,
+                $"'pattern' (at '{_path}') repeats a part that can go on with what begins its next repetition (the quantifier ending at character {_pos.ToString(CultureInfo.InvariantCulture)}), so a string splits between repetitions in many ways, which the grammar engine cannot run in bounded time; write each repetition to begin with what ends the last ('\\w+(\\s\\w+)*' rather than '(\\w+\\s?)*', 'a+' rather than '(a+)+').");
         }
 
         return new Repeat(atom, min, max);
     }
+
+    private static bool Nullable(Node node) => Lengths(node, 0).Min == 0;
+
+    /// <summary>Characters that can begin a non-empty match of <paramref name="node"/>.</summary>
+    private static List<(int Low, int High)> Firsts(Node node)
+    {
+        switch (node)
+        {
+            case CharSet set:
+                return [.. set.Ranges];
+            case Sequence s:
+                var firsts = new List<(int Low, int High)>();
+                foreach (var item in s.Items)
+                {
+                    firsts.AddRange(Firsts(item));
+                    if (!Nullable(item))
+                    {
+                        break;
+                    }
+                }
+
+                return firsts;
+            case Alternation a:
+                return [.. a.Options.SelectMany(Firsts)];
+            case Repeat r:
+                return r.Max == 0 ? [] : Firsts(r.Item);
+            default:
+                throw new InvalidOperationException();
+        }
+    }
+
+    /// <summary>Characters with which a complete match of <paramref name="node"/> may go on to a longer one (an open repetition at its end, or a skippable part).</summary>
+    private static List<(int Low, int High)> Continuations(Node node)
+    {
+        switch (node)
+        {
+            case CharSet:
+                return [];
+            case Sequence s:
+                var continuations = new List<(int Low, int High)>();
+                for (var i = s.Items.Count - 1; i >= 0; i--)
+                {
+                    continuations.AddRange(Continuations(s.Items[i]));
+                    if (!Nullable(s.Items[i]))
+                    {
+                        break;
+                    }
+
+                    continuations.AddRange(Firsts(s.Items[i]));
+                }
+
+                return continuations;
+            case Alternation a:
+                return [.. a.Options.SelectMany(Continuations)];
+            case Repeat r:
+                var more = Continuations(r.Item);
+                if ((r.Max ?? int.MaxValue) > r.Min)
+                {
+                    more.AddRange(Firsts(r.Item));
+                }
+
+                return more;
+            default:
+                throw new InvalidOperationException();
+        }
+    }
+
+    private static bool Overlap(List<(int Low, int High)> a, List<(int Low, int High)> b) =>
+        a.Exists(x => b.Exists(y => x.Low <= y.High && y.Low <= x.High));
 
     /// <summary><c>{n}</c>, <c>{n,}</c> or <c>{n,m}</c> at the cursor; anything else is a literal brace.</summary>
     private bool TryBraces(int end, out int min, out int? max, bool peek = false)
