@@ -26,6 +26,10 @@ internal sealed class PatternGrammar
     // once, so the work per token grows with the cube of their number (64 in a row: about 5 ms a token on a 2-core
     // machine; 256: 320 ms, for the decode thread every tenant of the model shares).
     private const int MaxOptionalParts = 64;
+
+    // Places where one part may go on or the next begin ('a*a*', '.*x'): a string splits there in as many ways as the
+    // run is long, and llama.cpp keeps a stack per split: 8 in a row ('a*' 8 times) cost 20 ms a token, 32 cost 250 ms.
+    private const int MaxAmbiguousJoins = 4;
     private const int LastBmp = 0xFFFF;
 
     private readonly string _pattern;
@@ -33,6 +37,7 @@ internal sealed class PatternGrammar
     private int _pos;
     private int _depth;
     private int _optionalParts;
+    private int _ambiguousJoins;
 
     private PatternGrammar(string pattern, string path)
     {
@@ -168,6 +173,27 @@ internal sealed class PatternGrammar
             items.Add(item);
         }
 
+        for (var i = 0; i < items.Count - 1; i++)
+        {
+            var next = new List<(int Low, int High)>();
+            for (var j = i + 1; j < items.Count; j++)
+            {
+                next.AddRange(Firsts(items[j]));
+                if (!Nullable(items[j]))
+                {
+                    break;
+                }
+            }
+
+            // Only a repetition that may go on splits a string in as many ways as it is long: an optional part ('1?[0-9]')
+            // splits it one way or the other, as many times as the pattern has skippable parts (bounded above).
+            if (Overlap(Continuations(items[i], repeatsOnly: true), next) && ++_ambiguousJoins > MaxAmbiguousJoins)
+            {
+                throw new UnsupportedSchemaException("pattern", _path,
+                    $"'pattern' (at '{_path}') has more than {MaxAmbiguousJoins.ToString(CultureInfo.InvariantCulture)} places where a repeated part may go on with what begins the next part ('a*a*', '.*x'), so a string splits between them in many ways, which the grammar engine cannot run in bounded time; merge such parts ('a*' rather than 'a*a*').");
+            }
+        }
+
         return items.Count == 1 ? items[0] : new Sequence(items);
     }
 
@@ -256,8 +282,11 @@ internal sealed class PatternGrammar
         }
     }
 
-    /// <summary>Characters with which a complete match of <paramref name="node"/> may go on to a longer one (an open repetition at its end, or a skippable part).</summary>
-    private static List<(int Low, int High)> Continuations(Node node)
+    /// <summary>
+    /// Characters with which a complete match of <paramref name="node"/> may go on to a longer one: through a repetition
+    /// at its end, or (unless <paramref name="repeatsOnly"/>) by starting a skippable tail ('b?' in 'ab?').
+    /// </summary>
+    private static List<(int Low, int High)> Continuations(Node node, bool repeatsOnly = false)
     {
         switch (node)
         {
@@ -267,21 +296,24 @@ internal sealed class PatternGrammar
                 var continuations = new List<(int Low, int High)>();
                 for (var i = s.Items.Count - 1; i >= 0; i--)
                 {
-                    continuations.AddRange(Continuations(s.Items[i]));
+                    continuations.AddRange(Continuations(s.Items[i], repeatsOnly));
                     if (!Nullable(s.Items[i]))
                     {
                         break;
                     }
 
-                    continuations.AddRange(Firsts(s.Items[i]));
+                    if (!repeatsOnly)
+                    {
+                        continuations.AddRange(Firsts(s.Items[i]));
+                    }
                 }
 
                 return continuations;
             case Alternation a:
-                return [.. a.Options.SelectMany(Continuations)];
+                return [.. a.Options.SelectMany(o => Continuations(o, repeatsOnly))];
             case Repeat r:
-                var more = Continuations(r.Item);
-                if ((r.Max ?? int.MaxValue) > r.Min)
+                var more = Continuations(r.Item, repeatsOnly);
+                if ((r.Max ?? int.MaxValue) > Math.Max(r.Min, repeatsOnly ? 1 : 0))
                 {
                     more.AddRange(Firsts(r.Item));
                 }
