@@ -119,6 +119,25 @@ public sealed class TokenizerEndpointsTests(ServerFixture server)
         Assert.Equal(param, body.GetProperty("error").GetProperty("param").GetString());
     }
 
+    /// <summary>
+    /// Found by hand: '/tokenize' with 'auto', which /v1/models lists and chat takes, was a 404 "does not exist". An alias
+    /// chooses its model per request, so it has no tokenizer of its own: a 400 naming 'model', as /v1/embeddings answers.
+    /// </summary>
+    [Theory]
+    [InlineData("/tokenize", """{"model":"auto","prompt":"Once upon a time"}""")]
+    [InlineData("/detokenize", """{"model":"auto","tokens":[1,2]}""")]
+    [InlineData("/tokenize", """{"model":"thai-only","messages":[{"role":"user","content":"hi"}]}""")]
+    public async Task Alias_Is400ModelNotSupported_NotA404(string path, string json)
+    {
+        var (status, body, _) = await server.PostJsonAsync(path, json);
+
+        Assert.Equal(400, status);
+        var error = body.GetProperty("error");
+        Assert.Equal("model", error.GetProperty("param").GetString());
+        Assert.Equal("model_not_supported", error.GetProperty("code").GetString());
+        Assert.Contains("alias", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("content")]
     [InlineData("prompt")]

@@ -29,7 +29,7 @@ internal static class TokenizerEndpoints
         endpoints.MapPost("/detokenize", DetokenizeAsync);
     }
 
-    private static async Task<IResult> TokenizeAsync(HttpContext context, InferenceRouter router, RequestMetering metering, TokenizerRelay relay, IOptions<SovereignOptions> options)
+    private static async Task<IResult> TokenizeAsync(HttpContext context, InferenceRouter router, RequestMetering metering, TokenizerRelay relay, LanguageRouting languages, IOptions<SovereignOptions> options)
     {
         var caller = await router.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<TokenizeRequest>(context, RequestFields.For<TokenizeRequest>(caller, options.Value));
@@ -67,6 +67,7 @@ internal static class TokenizerEndpoints
                 text is null ? "messages" : request.Content is not null ? "content" : "prompt", "string_above_max_length");
         }
 
+        await RequireModelNotAliasAsync(languages, request.Model);
         var routed = await router.RouteAsync(context, caller, request.Model, ModelKind.Chat);
         TokenizerRelay.RequireServable(routed, "/tokenize");
         await metering.CountRequestAsync(context, caller);
@@ -90,7 +91,7 @@ internal static class TokenizerEndpoints
         }));
     }
 
-    private static async Task<IResult> DetokenizeAsync(HttpContext context, InferenceRouter router, RequestMetering metering, TokenizerRelay relay, IOptions<SovereignOptions> options)
+    private static async Task<IResult> DetokenizeAsync(HttpContext context, InferenceRouter router, RequestMetering metering, TokenizerRelay relay, LanguageRouting languages, IOptions<SovereignOptions> options)
     {
         var caller = await router.AuthenticateAsync(context);
         var request = await RequestReader.ReadAsync<DetokenizeRequest>(context, RequestFields.For<DetokenizeRequest>(caller, options.Value));
@@ -99,6 +100,7 @@ internal static class TokenizerEndpoints
             throw OpenAIException.BadRequest("You must provide tokens.", "tokens", "missing_required_parameter");
         }
 
+        await RequireModelNotAliasAsync(languages, request.Model);
         var routed = await router.RouteAsync(context, caller, request.Model, ModelKind.Chat);
         TokenizerRelay.RequireServable(routed, "/detokenize");
         if (routed.Local?.Model is { } local)
@@ -133,6 +135,21 @@ internal static class TokenizerEndpoints
         {
             await metering.RefundRequestAsync(context, caller);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// An alias (<c>auto</c>) chooses a model per request by the text's language, so which tokenizer counts is not known
+    /// from the name: 400 naming <c>model</c>, as /v1/embeddings answers one. It was a 404 "does not exist" for a name
+    /// /v1/models lists and chat takes.
+    /// </summary>
+    private static async Task RequireModelNotAliasAsync(LanguageRouting languages, string? model)
+    {
+        if (await languages.IsAliasAsync(model))
+        {
+            throw OpenAIException.BadRequest(
+                $"The model '{RequestReader.Shorten(model!)}' is an alias: it chooses a model per request by language, so it has no tokenizer of its own. Name one of the models it chooses from.",
+                "model", "model_not_supported");
         }
     }
 
