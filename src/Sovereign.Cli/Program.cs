@@ -17,6 +17,7 @@ root.Subcommands.Add(TenantsCommand.CreateKeys());
 root.Subcommands.Add(NodesCommand.Create());
 root.Subcommands.Add(ClusterCommand.Create());
 root.Subcommands.Add(AuditCommand.Create());
+root.Subcommands.Add(DatabaseCommand.Create());
 foreach (var command in MeteringCommands.Create())
 {
     root.Subcommands.Add(command);

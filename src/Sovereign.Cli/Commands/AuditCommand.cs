@@ -379,7 +379,7 @@ internal static class AuditCommand
         return command;
     }
 
-    private static async Task<string> PublicKeyAsync(FileInfo? file, string dataDirectory, CancellationToken cancellationToken)
+    internal static async Task<string> PublicKeyAsync(FileInfo? file, string dataDirectory, CancellationToken cancellationToken)
     {
         if (file is not null)
         {

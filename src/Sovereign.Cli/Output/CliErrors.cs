@@ -53,7 +53,8 @@ internal static class CliErrors
 
     public static int Report(string command, Exception exception, string? url = null)
     {
-        var (message, code) = Describe(exception, url);
+        // 'database copy' names its PostgreSQL with --to; the audit commands with --database.
+        var (message, code) = Describe(exception, url, command == "database copy" ? "--to" : "--database");
         Console.Error.WriteLine($"sovereign {command}: {message}");
         if (code == ExitCodes.InternalError)
         {
@@ -65,18 +66,18 @@ internal static class CliErrors
         return code;
     }
 
-    internal static (string Message, int ExitCode) Describe(Exception exception, string? url)
+    internal static (string Message, int ExitCode) Describe(Exception exception, string? url, string databaseOption = "--database")
     {
         // The audit commands' --database: PostgreSQL refused or is not there. It was "a defect in sovereign" (exit 70),
         // or "cannot reach the server ... --url", an option those commands do not have.
         if (exception is Npgsql.PostgresException refused)
         {
-            return ($"PostgreSQL refused: {refused.MessageText} ({refused.SqlState}). Check --database (or Sovereign__Database__ConnectionString).", ExitCodes.Failed);
+            return ($"PostgreSQL refused: {refused.MessageText} ({refused.SqlState}). Check {databaseOption}{(databaseOption == "--database" ? " (or Sovereign__Database__ConnectionString)" : "")}.", ExitCodes.Failed);
         }
 
         if (exception is Npgsql.NpgsqlException && Unreachable(exception) is { } down)
         {
-            return ($"cannot reach PostgreSQL ({down}): {exception.Message}. Check --database (or Sovereign__Database__ConnectionString), and that PostgreSQL runs.", ExitCodes.Unreachable);
+            return ($"cannot reach PostgreSQL ({down}): {exception.Message}. Check {databaseOption}{(databaseOption == "--database" ? " (or Sovereign__Database__ConnectionString)" : "")}, and that PostgreSQL runs.", ExitCodes.Unreachable);
         }
 
         if (Untrusted(exception) is { } tls)

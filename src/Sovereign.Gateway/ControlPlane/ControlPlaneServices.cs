@@ -265,8 +265,11 @@ internal static partial class ControlPlaneServices
         return database;
     }
 
-    private static Task Migrate(SqlDatabase database) =>
-        database.MigrateAsync([.. ControlPlaneStore.Migrations, .. AuditLog.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations, .. ResponseStore.Migrations]);
+    /// <summary>Every store's schema, in the order a server applies them at start (also what <c>sovereign database copy</c> applies).</summary>
+    public static IReadOnlyList<SqlMigration> Migrations =>
+        [.. ControlPlaneStore.Migrations, .. AuditLog.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations, .. ResponseStore.Migrations];
+
+    private static Task Migrate(SqlDatabase database) => database.MigrateAsync(Migrations);
 
     [LoggerMessage(EventId = 3007, EventName = "AdminTokenFile", Level = LogLevel.Information, Message = "Admin API (/admin/v1) token: {Path} (the sovereign CLI on this machine reads it)")]
     private static partial void LogAdminTokenFile(ILogger logger, string path);

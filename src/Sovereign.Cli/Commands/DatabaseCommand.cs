@@ -1,0 +1,221 @@
+using System.CommandLine;
+using System.Globalization;
+using Sovereign.Cli.Output;
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Residency.Audit;
+using Sovereign.Storage;
+
+namespace Sovereign.Cli.Commands;
+
+/// <summary>
+/// <c>sovereign database copy</c>: moves a single machine's SQLite state into the PostgreSQL database a cluster shares,
+/// so the laptop that grew into the cluster's first gateway keeps its tenants, keys, prices, budgets' spend, usage,
+/// invoices and its audit chain. Before it, the operator guide said nothing and a gateway started on PostgreSQL began
+/// from nothing: every key 401, every budget full again, and a second audit chain beside the one auditors had seen.
+/// </summary>
+internal static class DatabaseCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("database", "Move a single machine's state (SQLite) into the PostgreSQL database a cluster shares.");
+        command.Subcommands.Add(CreateCopy());
+        return command;
+    }
+
+    private static Command CreateCopy()
+    {
+        var dataDir = new Option<string?>("--data-dir") { Description = "The single machine's data directory (default ~/.sovereign): its sovereign.db, operator key and audit witness." };
+        var from = new Option<string?>("--from") { Description = "The SQLite file to copy (default <data dir>/sovereign.db)." };
+        var to = new Option<string>("--to")
+        {
+            Description = "The PostgreSQL database to copy into, as 'postgres:<Npgsql connection string>': a new, empty database (createdb).",
+            Required = true,
+        };
+        var contentJurisdiction = new Option<string?>("--content-jurisdiction")
+        {
+            Description = "Where the PostgreSQL database runs (ISO country code, as Sovereign:Database:Jurisdiction): needed when tenants' stored responses are to be copied, which move only within their jurisdiction.",
+        };
+        var command = new Command("copy",
+            "Copy every tenant, key, price, usage record, budget spend and the audit chain from a stopped single machine's SQLite file into an empty PostgreSQL database, " +
+            "verified table by table and by re-verifying the audit chain there. The SQLite file is only read. Exit 0 copied, 1 refused (target not empty, a server running), 2 bad usage, 3 an integrity check failed.")
+        {
+            dataDir, from, to, contentJurisdiction,
+        };
+        command.SetAction(async (result, ct) =>
+        {
+            var directory = Path.GetFullPath(result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory);
+            var sourcePath = Path.GetFullPath(result.GetValue(from) ?? Path.Combine(directory, ControlPlaneServices.DatabaseFile));
+            var targetSetting = result.GetValue(to)!;
+            if (!targetSetting.StartsWith("postgres:", StringComparison.Ordinal) || targetSetting.Length == "postgres:".Length)
+            {
+                throw new CliException("--to must be a PostgreSQL connection string prefixed with 'postgres:', e.g. 'postgres:Host=db;Database=sovereign;Username=sovereign;Password=...'.", ExitCodes.Usage);
+            }
+
+            if (!File.Exists(sourcePath))
+            {
+                throw new CliException($"the database {sourcePath} does not exist; pass --data-dir (the single machine's data directory) or --from.", ExitCodes.Usage);
+            }
+
+            var jurisdiction = result.GetValue(contentJurisdiction) is { } code ? code.Trim().ToUpperInvariant() : null;
+            if (jurisdiction is not null && (jurisdiction.Length != 2 || !jurisdiction.All(char.IsAsciiLetterUpper)))
+            {
+                throw new CliException($"--content-jurisdiction '{result.GetValue(contentJurisdiction)}' is not an ISO 3166-1 country code (e.g. TH).", ExitCodes.Usage);
+            }
+
+            SqlDatabase target;
+            try
+            {
+                target = SqlDatabase.PostgreSql(targetSetting["postgres:".Length..]);
+            }
+            catch (ArgumentException ex)
+            {
+                throw new CliException($"--to is not a valid connection string: {ex.Message}", ExitCodes.Usage);
+            }
+
+            var source = SqlDatabase.Sqlite(sourcePath);
+
+            // A server still running on the file would keep writing (requests, checkpoints) after the copy was read:
+            // spend and audit entries that the cluster would never see.
+            await using var sourceLock = await source.TryLockAsync(ServerDatabaseLock.LockName, ct)
+                ?? throw new CliException($"a sovereign server is using {sourcePath}: stop it first (its last requests, outcomes and checkpoint must be in the copy); nothing was copied.");
+
+            // As the server's start would: an older file gets this version's schema (each migration whole or not at all).
+            await source.MigrateAsync(ControlPlaneServices.Migrations, ct);
+            var pem = await AuditCommand.PublicKeyAsync(null, directory, ct);
+            var witness = AuditWitness.Read(Path.Combine(directory, AuditWitness.FileName));
+            var options = new AuditVerificationOptions { Witness = witness };
+            var before = await AuditVerifier.VerifyAsync(source, [pem], options, null, ct);
+            if (before.Verdict == AuditVerdict.Tampered)
+            {
+                throw new CliException(
+                    $"the audit log in {sourcePath} does not verify ({before.VerdictReason}); a copy would carry the damage into the cluster. Run 'sovereign audit verify --data-dir {directory}' for where; nothing was copied.",
+                    ExitCodes.IntegrityFailure);
+            }
+
+            await CheckStoredContentAsync(source, jurisdiction, ct);
+
+            // Held for the whole copy: a server starting on the target meanwhile is refused, as one of another cluster is.
+            var host = System.Net.Dns.GetHostName();
+            SharedDatabaseClaim claim;
+            try
+            {
+                claim = await SharedDatabaseClaim.TakeAsync(target, $"copy:{host}:{Environment.ProcessId}:{Guid.NewGuid():N}",
+                    $"'sovereign database copy' (host {host}, process {Environment.ProcessId})", cancellationToken: ct);
+            }
+            catch (DatabaseClaimedException ex)
+            {
+                throw new CliException(ex.Message.Split(" Servers that share", 2)[0] + ": a server uses it, so it is no empty database to copy into; nothing was copied.");
+            }
+
+            await using var held = claim;
+
+            IReadOnlyList<CopiedTable> tables;
+            try
+            {
+                tables = await DatabaseCopy.CopyAsync(source, target, ControlPlaneServices.Migrations, ct);
+            }
+            catch (DatabaseNotEmptyException ex)
+            {
+                throw new CliException(ex.Message);
+            }
+            catch (DatabaseCopyMismatchException ex)
+            {
+                throw new CliException(ex.Message, ExitCodes.IntegrityFailure);
+            }
+
+            // The chain as the cluster will read it: the same entries, head and checkpoints, under the same key.
+            var after = await AuditVerifier.VerifyAsync(target, [pem], options, null, ct);
+            if (after.Verdict != before.Verdict || after.LastSequence != before.LastSequence || after.LastHash != before.LastHash
+                || after.EntriesChecked != before.EntriesChecked || after.CheckpointsVerified != before.CheckpointsVerified)
+            {
+                throw new CliException(
+                    string.Create(CultureInfo.InvariantCulture,
+                        $"the audit log in {target.Location} does not verify as the source did (source: {before.EntriesChecked} entries through {before.LastSequence}, {before.Verdict}; copy: {after.EntriesChecked} through {after.LastSequence}, {after.Verdict}: {after.VerdictReason}). Drop that database before trying again."),
+                    ExitCodes.IntegrityFailure);
+            }
+
+            var spendBefore = await SpendAsync(source, ct);
+            var spendAfter = await SpendAsync(target, ct);
+            if (!spendBefore.SequenceEqual(spendAfter))
+            {
+                throw new CliException($"the spend in {target.Location} is not the source's; drop that database before trying again.", ExitCodes.IntegrityFailure);
+            }
+
+            Console.WriteLine($"Copied {source.Location} into {target.Location}:");
+            foreach (var table in tables.Where(t => t.Rows > 0))
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {table.Table}: {table.Rows} rows"));
+            }
+
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"Audit log: {after.EntriesChecked} entries through sequence {after.LastSequence}, {after.CheckpointsVerified} signed checkpoints; verified in both: {after.Verdict.ToString().ToLowerInvariant()}."));
+            Console.WriteLine(spendAfter.Count == 0
+                ? "Spend: none recorded."
+                : "Spend (all time): " + string.Join(", ", spendAfter.Select(s => string.Create(CultureInfo.InvariantCulture, $"{s.Currency} {s.Micros / 1_000_000m:0.######} over {s.Requests} requests"))) + ".");
+            Console.WriteLine("Every table was read back and compared. Start the gateway on it with Sovereign__Database__Provider=PostgreSql and "
+                + "Sovereign__Database__ConnectionString, with this data directory (its operator key and audit witness), and keep "
+                + $"{sourcePath} as it is until you no longer need to go back.");
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    /// <summary>
+    /// Tenants' stored responses are content at rest where the SQLite file is: copied only into a database declared in
+    /// the same jurisdiction, never across a border, and never into one whose jurisdiction is not said.
+    /// </summary>
+    private static async Task CheckStoredContentAsync(SqlDatabase source, string? jurisdiction, CancellationToken cancellationToken)
+    {
+        await using var connection = await source.OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'stored_responses'";
+        if (await command.ExecuteScalarAsync(cancellationToken) is null)
+        {
+            return;
+        }
+
+        command.CommandText = "SELECT jurisdiction, COUNT(*) FROM stored_responses GROUP BY jurisdiction ORDER BY jurisdiction";
+        var stored = new List<(string Jurisdiction, long Count)>();
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                stored.Add((reader.GetString(0), reader.GetInt64(1)));
+            }
+        }
+
+        if (stored.Count == 0)
+        {
+            return;
+        }
+
+        var described = string.Join(", ", stored.Select(s => string.Create(CultureInfo.InvariantCulture, $"{s.Count} in {s.Jurisdiction}")));
+        if (jurisdiction is null)
+        {
+            throw new CliException($"the database holds tenants' stored responses ({described}): say where the PostgreSQL database runs with --content-jurisdiction (as Sovereign:Database:Jurisdiction); nothing was copied.", ExitCodes.Usage);
+        }
+
+        if (stored.Any(s => !string.Equals(s.Jurisdiction, jurisdiction, StringComparison.OrdinalIgnoreCase)))
+        {
+            throw new CliException(
+                $"the database holds tenants' stored responses ({described}) and the PostgreSQL database is in {jurisdiction}: copying them would move tenants' content across a border. " +
+                "Keep the database in their jurisdiction, or let their tenants delete them (DELETE /v1/responses/{id}) or let them expire first; nothing was copied.");
+        }
+    }
+
+    /// <summary>All-time spend per currency from the ledger's durable totals, which budgets are rebuilt from.</summary>
+    private static async Task<List<(string Currency, long Micros, long Requests)>> SpendAsync(SqlDatabase database, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT currency, SUM(cost_micros), SUM(requests) FROM metering_tenant_periods WHERE period = 'total' GROUP BY currency ORDER BY currency";
+        var spend = new List<(string, long, long)>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            spend.Add((reader.GetString(0), Convert.ToInt64(reader.GetValue(1), CultureInfo.InvariantCulture), Convert.ToInt64(reader.GetValue(2), CultureInfo.InvariantCulture)));
+        }
+
+        return spend;
+    }
+}
