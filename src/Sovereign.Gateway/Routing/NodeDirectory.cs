@@ -212,7 +212,16 @@ public sealed class NodeDirectory(
     internal bool IsUp(NodeView node, long nowMs) =>
         node.State == nameof(NodeState.Active)
         && !IsMarkedUnreachable(node)
-        && (!IsClusterNode(node) || IsFresh(node, nowMs));
+        && (IsClusterNode(node) ? IsFresh(node, nowMs) : !IsAnotherProcessesOwnNode(node));
+
+    /// <summary>
+    /// A single server's own node (local, no URL: it runs in that server's process) under another id than this
+    /// process's: a machine whose node id changed, or whose database was copied into a cluster's
+    /// (<c>sovereign database copy</c>). No process serves it and nothing reports for it; it was shown as up, with its
+    /// models, and counted among its jurisdiction's nodes up.
+    /// </summary>
+    private bool IsAnotherProcessesOwnNode(NodeView node) =>
+        node.Kind == nameof(Residency.Policies.NodeKind.Local) && node.BaseUrl is null && node.Id != options.Value.NodeId;
 
     /// <summary>Whether a cluster node's last load report is recent at <paramref name="nowMs"/> (<see cref="NowMs"/>).</summary>
     internal bool IsFresh(NodeView node, long nowMs) =>

@@ -131,6 +131,26 @@ public sealed class DatabaseCopyTests(PostgreSqlFixture postgres) : IClassFixtur
         Assert.Equal(1, await CountAsync(target, "stored_responses"));
     }
 
+    /// <summary>
+    /// The laptop's own node ('local', no URL: it ran in the laptop's process) comes along with the copy. A gateway under
+    /// another node id (the cluster's 'gateway-th') listed it as up, with its model, and counted it in the jurisdiction's
+    /// nodes up, though no process serves it. The same held for a single machine whose node id was changed.
+    /// </summary>
+    [Fact]
+    public async Task ASingleMachinesOwnNode_SeenFromAProcessUnderAnotherNodeId_IsStale_NotUp()
+    {
+        await using var gateway = Build(null, nodeId: "gateway-th");
+        await gateway.StartAsync();
+        using var admin = Client(gateway, AdminToken);
+
+        var nodes = (await Json(admin.GetAsync("/admin/v1/nodes"))).GetProperty("data").EnumerateArray()
+            .ToDictionary(n => n.GetProperty("id").GetString()!, n => n.GetProperty("health").GetString());
+
+        Assert.Equal("stale", nodes["local"]);
+        Assert.Equal("up", nodes["gateway-th"]);
+        await gateway.StopAsync();
+    }
+
     private sealed record Snapshot(string Tenants, string HospitalLimits, string HospitalInvoice, string BankInvoice, string Keys, long AuditEntries, bool AuditValid);
 
     private static async Task<Snapshot> SnapshotAsync(WebApplication app)
@@ -172,7 +192,7 @@ public sealed class DatabaseCopyTests(PostgreSqlFixture postgres) : IClassFixtur
     }
 
     /// <summary>A server on the laptop's data directory: its SQLite file, or (given a connection string) PostgreSQL.</summary>
-    private WebApplication Build(string? postgreSql)
+    private WebApplication Build(string? postgreSql, string? nodeId = null)
     {
         var overrides = new Dictionary<string, string?>
         {
@@ -180,6 +200,11 @@ public sealed class DatabaseCopyTests(PostgreSqlFixture postgres) : IClassFixtur
             ["Sovereign:Jurisdiction"] = "TH",
             ["Sovereign:AdminToken"] = AdminToken,
         };
+        if (nodeId is not null)
+        {
+            overrides["Sovereign:NodeId"] = nodeId;
+        }
+
         if (postgreSql is not null)
         {
             overrides["Sovereign:Database:Provider"] = "PostgreSql";
