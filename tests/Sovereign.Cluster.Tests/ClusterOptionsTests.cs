@@ -44,4 +44,17 @@ public sealed class ClusterOptionsTests
 
         Assert.Contains("Sovereign:Cluster:CaExpiryWarningDays", problem, StringComparison.Ordinal);
     }
+
+    /// <summary>Found restarting a gateway with a mistyped cluster id: 'sov prod/x' started and formed a cluster of its own.</summary>
+    [Theory]
+    [InlineData("sov prod")]
+    [InlineData("prod/x")]
+    [InlineData("")]
+    public void ClusterId_ThatCannotNameACluster_IsNamed(string clusterId)
+    {
+        var problem = Assert.Single(new SovereignClusterOptions { Redis = "r", Secret = "s", ClusterId = clusterId }.Problems());
+
+        Assert.Contains("Sovereign:Cluster:ClusterId", problem, StringComparison.Ordinal);
+        Assert.Contains($"got '{clusterId}'", problem, StringComparison.Ordinal);
+    }
 }

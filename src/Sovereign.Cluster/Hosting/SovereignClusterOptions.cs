@@ -200,6 +200,13 @@ public sealed class SovereignClusterOptions
             yield return "Sovereign:Cluster:JoinToken (--join-token) needs --join-url (Sovereign:Cluster:JoinUrl): the absolute URL of a gateway to join through, e.g. https://gateway-th:8080.";
         }
 
+        // It names the cluster in Redis keys (its membership table, grain directory and database mark) and in the CA
+        // ('cluster ca init --cluster-id' takes only these): a start with "prod east" or "prod/x" used to go ahead.
+        if (!IsClusterId(ClusterId))
+        {
+            yield return $"Sovereign:Cluster:ClusterId must be 1 to 64 letters, digits, '.', '_' or '-' (as 'sovereign cluster ca init --cluster-id' takes it); got '{ClusterId}'.";
+        }
+
         if (Pool is not null && !IsScopeName(Pool))
         {
             yield return "Sovereign:Cluster:Pool must be 1 to 64 letters, digits, '.', '_' or '-'.";
