@@ -37,7 +37,11 @@ internal static class ClusterCommand
             if (json.TryGetProperty("certificate", out var own) && own.ValueKind == JsonValueKind.Object)
             {
                 var expiring = own.GetProperty("expiring").GetBoolean();
-                AnsiConsole.MarkupLine($"{(expiring ? "[yellow]warning:[/] " : "")}This gateway's cluster certificate ({Markup.Escape(own.GetProperty("member").GetString() ?? "")}) expires {CliTime.FromUnixMilliseconds(own.GetProperty("expires_at").GetInt64())}, "
+                // Asked of a node (its admin API answers too), this said "This gateway's cluster certificate (node/...)".
+                var whose = json.TryGetProperty("role", out var role) && role.ValueKind == JsonValueKind.String
+                    ? role.GetString() switch { "node" => "This node's", "gateway" => "This gateway's", _ => "This server's" }
+                    : "This gateway's";
+                AnsiConsole.MarkupLine($"{(expiring ? "[yellow]warning:[/] " : "")}{whose} cluster certificate ({Markup.Escape(own.GetProperty("member").GetString() ?? "")}) expires {CliTime.FromUnixMilliseconds(own.GetProperty("expires_at").GetInt64())}, "
                     + $"{Left(own.GetProperty("expires_in_seconds").GetInt64())}{(expiring ? "; issue a new one with 'sovereign cluster cert issue'" : "")}.");
 
                 // Its CA: no member certificate outlives it, so near its end only a new CA helps.

@@ -367,6 +367,11 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         var (exit, output) = await ClusterFixture.CliAsync(cluster.GatewayTh, "cluster", "status");
         Assert.True(exit == 0, output);
         Assert.Contains("This gateway's cluster certificate (gateway/gateway-th) expires ", output, StringComparison.Ordinal);
+
+        // Asked of a node (https, trusted through the CA in its data directory): it said "This gateway's" there too.
+        var (nodeExit, nodeOutput) = await ClusterFixture.CliAsync(cluster.NodeTh, "cluster", "status", "--data-dir", cluster.NodeTh.DataDirectory);
+        Assert.True(nodeExit == 0, nodeOutput);
+        Assert.Contains("This node's cluster certificate (node/node-th) expires ", nodeOutput, StringComparison.Ordinal);
     }
 
     [Fact]
