@@ -210,6 +210,10 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
         (exit, stdout, _) = await CliProcess.RunAsync("audit", "verify-export", archive, "--public-key", publicKey);
         Assert.True(exit == 0, stdout);
         Assert.Contains($"Checked {before} entries.", stdout, StringComparison.Ordinal);
+        // The newest entry (the last request's outcome) stays in the database: its decision in the file is cut off, not
+        // a request "still running", as verify-export called it.
+        Assert.Contains("open (no outcome in this file: written after the file's last entry", stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("still running", stdout, StringComparison.Ordinal);
         (exit, stdout, _) = await CliProcess.RunAsync("audit", "verify", "--data-dir", fixture.ThDataDirectory, "--database", copy);
         Assert.True(exit == 0, stdout);
         Assert.Contains($"Entries 1..{newest - 1} were archived", stdout, StringComparison.Ordinal);

@@ -337,7 +337,7 @@ internal static class AuditCommand
                 Console.WriteLine($"  {problem}");
             }
 
-            if (DecisionsLine(outcome.Decisions) is { } decisions)
+            if (DecisionsLine(outcome.Decisions, export: true) is { } decisions)
             {
                 Console.WriteLine(decisions);
             }
@@ -352,15 +352,20 @@ internal static class AuditCommand
     /// How the allowed requests ended, for the auditor: a request closed as interrupted (its process was killed; tokens
     /// unknown, nothing billed) is told apart from one still open (running, or left by a process not closed yet).
     /// </summary>
-    internal static string? DecisionsLine(AuditDecisionOutcomes? decisions)
+    internal static string? DecisionsLine(AuditDecisionOutcomes? decisions, bool export = false)
     {
         if (decisions is not { Allowed: > 0 } d)
         {
             return null;
         }
 
+        // An export or archive file ends where it was cut: a decision near its end whose outcome was written after it
+        // is no request "still running", which is what an auditor was told of an archive's last requests.
+        var open = export
+            ? "open (no outcome in this file: written after the file's last entry, in the next archive or the log, or none yet when the file was made)"
+            : "open (no outcome yet: still running, or their process stopped and is not closed yet)";
         var line = string.Create(CultureInfo.InvariantCulture,
-            $"Allowed requests: {d.Allowed} (a relayed one counts at its gateway and at its node); completed: {d.Completed}; closed as interrupted (their process stopped first: tokens unknown, nothing billed): {d.Interrupted}; open (no outcome yet: still running, or their process stopped and is not closed yet): {d.Open}");
+            $"Allowed requests: {d.Allowed} (a relayed one counts at its gateway and at its node); completed: {d.Completed}; closed as interrupted (their process stopped first: tokens unknown, nothing billed): {d.Interrupted}; {open}: {d.Open}");
         return d.OpenSequences.Count == 0
             ? line + "."
             : line + string.Create(CultureInfo.InvariantCulture, $", decision entries {string.Join(", ", d.OpenSequences)}{(d.Open > d.OpenSequences.Count ? ", ..." : "")}.");
