@@ -50,6 +50,9 @@ public static class ClusterHostingExtensions
         builder.UseOrleans(silo =>
         {
             silo.AddSovereignGrainFilters();
+
+            // A member declared dead stops with one line and exit 75, not Orleans' FailFast (exit 134, pages of stack).
+            silo.Services.Replace(ServiceDescriptor.Singleton<IFatalErrorHandler, ClusterFatalErrorHandler>());
             if (!cluster.IsDistributed)
             {
                 silo.UseLocalhostClustering(siloPort, gatewayPort, serviceId: "sovereign", clusterId: "sovereign-local");

@@ -205,11 +205,11 @@ public sealed partial class MembershipTableWatch(
     /// Ends the process at once with <paramref name="code"/>: <see cref="Environment.Exit(int)"/> would wait for the host,
     /// which waits for Orleans' stop (the console lifetime blocks process exit until the host is disposed).
     /// </summary>
-    private static void ExitNow(int code)
+    internal static void ExitNow(int code, string reason = "The cluster's membership table is gone; stopping so that this member is started again.")
     {
         if (OperatingSystem.IsWindows())
         {
-            Environment.FailFast("The cluster's membership table is gone; stopping so that this member is started again.");
+            Environment.FailFast(reason);
         }
 
         ExitProcess(code);

@@ -221,10 +221,14 @@ public sealed partial class ClusterTlsCredentials
         if (identity is null)
         {
             LogRefused(Logger, certificate.Subject, certificate.Thumbprint, problem ?? "");
+            LastRefusedPeer = $"{certificate.Subject}: {problem}";
         }
 
         return identity;
     }
+
+    /// <summary>The last peer certificate this member refused, and why (a member of another CA refuses them all).</summary>
+    public string? LastRefusedPeer { get; private set; }
 
     /// <summary>
     /// Why this member's own certificate is revoked by <see cref="Revocations"/>, naming the setting to change; null
