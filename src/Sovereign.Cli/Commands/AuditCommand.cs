@@ -485,6 +485,15 @@ internal static class AuditCommand
             return null;
         }
 
+        // The default file of a data directory whose state moved to PostgreSQL: its log ends at the copy, so verify called
+        // it tampered (the witness had moved on). Named explicitly with --database, it is read as asked.
+        if (database is null && DatabaseMoved.Read(path) is { } moved)
+        {
+            Console.Error.WriteLine($"sovereign audit {verb}: " + moved.Explain(Path.GetFullPath(path),
+                "Name the PostgreSQL database with --database \"postgres:...\" (or Sovereign__Database__Provider and __ConnectionString); to read the old file itself, --database " + path + (verb == "verify" ? " --no-witness." : ".")));
+            return null;
+        }
+
         return SqlDatabase.Sqlite(path);
     }
 

@@ -72,6 +72,12 @@ internal static class DatabaseCommand
                 throw new CliException($"--to is not a valid connection string: {ex.Message}", ExitCodes.Usage);
             }
 
+            // Copied already: a second copy would make two installations of one set of tenants, each spending their budgets.
+            if (DatabaseMoved.Read(sourcePath) is { } moved)
+            {
+                throw new CliException(moved.Explain(sourcePath, "Nothing was copied."));
+            }
+
             var source = SqlDatabase.Sqlite(sourcePath);
 
             // A server still running on the file would keep writing (requests, checkpoints) after the copy was read:
@@ -141,6 +147,8 @@ internal static class DatabaseCommand
                 throw new CliException($"the spend in {target.Location} is not the source's; drop that database before trying again.", ExitCodes.IntegrityFailure);
             }
 
+            // From now on the file is the past: serve and the audit commands refuse it unless told otherwise.
+            new DatabaseMoved(target.Location, DateTimeOffset.UtcNow, after.LastSequence).Write(sourcePath);
             Console.WriteLine($"Copied {source.Location} into {target.Location}:");
             foreach (var table in tables.Where(t => t.Rows > 0))
             {
@@ -153,8 +161,8 @@ internal static class DatabaseCommand
                 ? "Spend: none recorded."
                 : "Spend (all time): " + string.Join(", ", spendAfter.Select(s => string.Create(CultureInfo.InvariantCulture, $"{s.Currency} {s.Micros / 1_000_000m:0.######} over {s.Requests} requests"))) + ".");
             Console.WriteLine("Every table was read back and compared. Start the gateway on it with Sovereign__Database__Provider=PostgreSql and "
-                + "Sovereign__Database__ConnectionString, with this data directory (its operator key and audit witness), and keep "
-                + $"{sourcePath} as it is until you no longer need to go back.");
+                + "Sovereign__Database__ConnectionString, with this data directory (its operator key and audit witness). "
+                + $"{sourcePath} stays as it was, marked as moved ({DatabaseMoved.PathFor(sourcePath)}): a server or audit command refuses it from now on; delete the mark to go back to it.");
             return ExitCodes.Success;
         });
         return command;

@@ -245,6 +245,12 @@ internal static partial class ControlPlaneServices
         }
 
         var path = Path.GetFullPath(configured.ConnectionString ?? Path.Combine(options.ResolvedDataDirectory, DatabaseFile));
+        if (DatabaseMoved.Read(path) is { } moved)
+        {
+            throw new DatabaseMovedException(moved.Explain(path,
+                "Start with Sovereign__Database__Provider=PostgreSql and Sovereign__Database__ConnectionString for that database (Sovereign:Database)."));
+        }
+
         var database = SqlDatabase.Sqlite(path);
         OpenSynchronously(async () =>
         {

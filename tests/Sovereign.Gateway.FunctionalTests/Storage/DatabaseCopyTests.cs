@@ -58,12 +58,19 @@ public sealed class DatabaseCopyTests(PostgreSqlFixture postgres) : IClassFixtur
         Assert.Contains("verified in both: trusted", stdout, StringComparison.Ordinal);
         Assert.Contains("EUR 0.000124", stdout, StringComparison.Ordinal);
 
-        // Copied once: a second copy into it is refused (it would mix two installations) and changes nothing.
-        var auditRows = await CountAsync(target, "audit_entries");
-        var (again, _, againError) = await CliProcess.RunAsync("database", "copy", "--data-dir", _directory, "--to", "postgres:" + target);
+        // The file is the past now. A second copy (a second cluster spending the same budgets) is refused, and so is a
+        // server started on it without the PostgreSQL settings: it started from the state as it was at the copy (or
+        // stopped calling the log truncated, the witness having moved on), and 'audit verify' called it tampered.
+        var elsewhere = await OwnDatabaseAsync();
+        var (again, _, againError) = await CliProcess.RunAsync("database", "copy", "--data-dir", _directory, "--to", "postgres:" + elsewhere);
         Assert.True(again == 1, $"{again} {againError}");
-        Assert.Contains("is not empty", againError, StringComparison.Ordinal);
-        Assert.Equal(auditRows, await CountAsync(target, "audit_entries"));
+        Assert.Contains("was copied into PostgreSQL", againError, StringComparison.Ordinal);
+        Assert.Equal(0, await CountAsync(elsewhere, "tenants"));
+        await using (var stale = Build(null))
+        {
+            var refused = await Assert.ThrowsAsync<Gateway.ControlPlane.DatabaseMovedException>(() => stale.StartAsync());
+            Assert.Contains("Sovereign__Database__Provider=PostgreSql", refused.Message, StringComparison.Ordinal);
+        }
 
         // The same data directory (operator key, witness) as a gateway on PostgreSQL: everything is where it was.
         await using (var gateway = Build(target))
@@ -89,9 +96,51 @@ public sealed class DatabaseCopyTests(PostgreSqlFixture postgres) : IClassFixtur
             await gateway.StopAsync();
         }
 
-        // The auditor's check of the one chain, now in PostgreSQL, with the new entries after the copied ones.
+        // The auditor's check of the one chain, now in PostgreSQL, with the new entries after the copied ones; the data
+        // directory's own file is no longer what to check, and says where to look.
         var (verified, verifyOut, verifyError) = await CliProcess.RunAsync("audit", "verify", "--data-dir", _directory, "--database", "postgres:" + target);
         Assert.True(verified == 0, $"{verified} {verifyOut} {verifyError}");
+        var (old, oldOut, oldError) = await CliProcess.RunAsync("audit", "verify", "--data-dir", _directory);
+        Assert.True(old == 2, $"{old} {oldOut} {oldError}");
+        Assert.Contains("--database \"postgres:...\"", oldError, StringComparison.Ordinal);
+        Assert.DoesNotContain("tampered", oldOut + oldError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Copy_IntoADatabaseAServerHasUsed_IsRefused_AndChangesNothing()
+    {
+        var target = await OwnDatabaseAsync();
+        var elsewhere = Directory.CreateTempSubdirectory("sovereign-copy-used-").FullName;
+        try
+        {
+            await using var used = ServeCommand.Build(new ServeSettings
+            {
+                Models = [new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Threads = 1, Parallel = 1 }],
+                Urls = "http://127.0.0.1:0",
+                DataDirectory = elsewhere,
+                Overrides = new Dictionary<string, string?>
+                {
+                    ["Sovereign:BuiltInEmbeddings"] = "false",
+                    ["Sovereign:Database:Provider"] = "PostgreSql",
+                    ["Sovereign:Database:ConnectionString"] = target,
+                },
+            }, []);
+            await used.StartAsync();
+            await used.StopAsync();
+        }
+        finally
+        {
+            Directory.Delete(elsewhere, recursive: true);
+        }
+
+        var nodes = await CountAsync(target, "nodes");
+        var (exit, _, stderr) = await CliProcess.RunAsync("database", "copy", "--data-dir", _directory, "--to", "postgres:" + target);
+
+        Assert.True(exit == 1, $"{exit} {stderr}");
+        Assert.Contains("is not empty", stderr, StringComparison.Ordinal);
+        Assert.Equal(0, await CountAsync(target, "tenants"));
+        Assert.Equal(nodes, await CountAsync(target, "nodes"));
+        Assert.False(File.Exists(Path.Combine(_directory, "sovereign.db.moved")));
     }
 
     [Fact]
