@@ -134,6 +134,36 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
         }
     }
 
+    /// <summary>
+    /// A node the operator took down is recorded as down in the decision's reasons, as <c>nodes list</c> shows it; it
+    /// was "unhealthy", as a node that stopped answering was.
+    /// </summary>
+    [Fact]
+    public async Task DownNodes_AreRecordedAsDown_InTheRefusalsReasons()
+    {
+        await fixture.AdminAsync(HttpMethod.Put, "/admin/v1/nodes/th-1/state", new { state = "down" }, 200);
+        await fixture.AdminAsync(HttpMethod.Put, "/admin/v1/nodes/sg-1/state", new { state = "down" }, 200);
+        try
+        {
+            using var client = fixture.TenantClient(fixture.AseanKey);
+            using var response = await client.PostAsync("/v1/chat/completions", new StringContent(
+                $$"""{"model":"{{ResidencyFixture.Model}}","messages":[{"role":"user","content":"hi"}],"max_tokens":2}""", System.Text.Encoding.UTF8, "application/json"));
+            Assert.Equal(503, (int)response.StatusCode);
+            var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+
+            var entry = (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/audit?tenant=asean-corp&order=desc", null, 200)).GetProperty("data").EnumerateArray()
+                .Single(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId);
+            var reasons = entry.GetProperty("reasons").EnumerateArray().Select(r => r.GetString()).ToList();
+            Assert.Contains("replica_unavailable:th-1:down", reasons);
+            Assert.Contains("replica_unavailable:sg-1:down", reasons);
+        }
+        finally
+        {
+            await fixture.AdminAsync(HttpMethod.Put, "/admin/v1/nodes/th-1/state", new { state = "active" }, 200);
+            await fixture.AdminAsync(HttpMethod.Put, "/admin/v1/nodes/sg-1/state", new { state = "active" }, 200);
+        }
+    }
+
     [Fact]
     public async Task ResponseHeaders_AgreeWithTheAuditLog()
     {

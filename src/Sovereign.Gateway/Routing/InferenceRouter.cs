@@ -342,7 +342,7 @@ public sealed class InferenceRouter(
             var load = batcher is null ? 0 : batcher.RunningCount + batcher.WaitingCount;
             var healthy = localNode is null || localNode.State == nameof(Residency.ControlPlane.NodeState.Active);
             replicas.Add(new ModelReplica(settings.NodeId, localNode?.Jurisdiction ?? here, NodeKind.Local, healthy, load, capacity)
-                { HoldsPrefix = prefixNode == settings.NodeId, Draining = localNode?.State == nameof(Residency.ControlPlane.NodeState.Draining) });
+                { HoldsPrefix = prefixNode == settings.NodeId, Draining = localNode?.State == nameof(Residency.ControlPlane.NodeState.Draining), Outage = healthy ? ReplicaOutage.Unknown : ReplicaOutage.Down });
         }
 
         if (fronted is not null)
@@ -350,15 +350,20 @@ public sealed class InferenceRouter(
             // The engine beside this node is the operator's own (kind local), at this node's jurisdiction; it takes
             // nothing while it does not answer (a refused connection or a failed probe).
             var (running, waiting) = gates.For(settings.NodeId, fronted.Id, fronted.Model.Capacity).Occupancy;
-            var healthy = (localNode is null || localNode.State == nameof(Residency.ControlPlane.NodeState.Active)) && engines.IsUp(fronted.Engine);
+            var active = localNode is null || localNode.State == nameof(Residency.ControlPlane.NodeState.Active);
+            var healthy = active && engines.IsUp(fronted.Engine);
             replicas.Add(new ModelReplica(settings.NodeId, localNode?.Jurisdiction ?? here, NodeKind.Local, healthy, running + waiting, fronted.Model.Capacity + settings.Limits.RouteQueue)
-                { HoldsPrefix = prefixNode == settings.NodeId, Draining = localNode?.State == nameof(Residency.ControlPlane.NodeState.Draining) });
+            {
+                HoldsPrefix = prefixNode == settings.NodeId,
+                Draining = localNode?.State == nameof(Residency.ControlPlane.NodeState.Draining),
+                Outage = healthy ? ReplicaOutage.Unknown : active ? ReplicaOutage.Unreachable : ReplicaOutage.Down,
+            });
         }
 
         foreach (var node in unloaded)
         {
             // Registered there but not loaded: no capacity, so 503 (SDKs retry) where the policy allows the node.
-            replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.Local, false, 0, 0) { Draining = node.State == nameof(Residency.ControlPlane.NodeState.Draining) });
+            replicas.Add(new ModelReplica(node.Id, node.Jurisdiction, NodeKind.Local, false, 0, 0) { Draining = node.State == nameof(Residency.ControlPlane.NodeState.Draining), Outage = node.State == nameof(Residency.ControlPlane.NodeState.Active) ? ReplicaOutage.NotLoaded : ReplicaOutage.Down });
         }
 
         // The other nodes' replicas, prepared once per registry snapshot: the decider visits only those in the

@@ -215,7 +215,16 @@ internal sealed class SnapshotReplicas
             // Up: as NodeDirectory.IsUp, with what the snapshot fixes read once (almost always no node is marked).
             var up = replicas._active[index]
                 && (anyUnreachable ? nodes.IsUp(node, nowMs) : !cluster || nodes.IsFresh(node, nowMs));
-            return new ReplicaState(up, load, replicas._capacity[index], replicas._draining[index]);
+            if (up)
+            {
+                return new ReplicaState(true, load, replicas._capacity[index], replicas._draining[index]);
+            }
+
+            // Why, for the decision's reasons (they said "unhealthy" for all): the words of nodes list's health.
+            var outage = !replicas._active[index] ? ReplicaOutage.Down
+                : cluster && !nodes.IsFresh(node, nowMs) ? ReplicaOutage.Stale
+                : ReplicaOutage.Unreachable;
+            return new ReplicaState(false, load, replicas._capacity[index], replicas._draining[index], outage);
         }
 
         public ModelReplica Record(int index, ReplicaState state, bool holdsPrefix)
@@ -228,7 +237,7 @@ internal sealed class SnapshotReplicas
                 return replicas._idle[index] ??= new ModelReplica(node.Id, node.Jurisdiction, kind, true, 0, state.Capacity);
             }
 
-            return new ModelReplica(node.Id, node.Jurisdiction, kind, state.Healthy, state.Load, state.Capacity) { HoldsPrefix = holdsPrefix, Draining = state.Draining };
+            return new ModelReplica(node.Id, node.Jurisdiction, kind, state.Healthy, state.Load, state.Capacity) { HoldsPrefix = holdsPrefix, Draining = state.Draining, Outage = state.Outage };
         }
     }
 }

@@ -9,7 +9,7 @@ public readonly record struct ReplicaSite(string NodeId, string Jurisdiction, No
 /// A replica's state at the moment of a decision: the part of a <see cref="ModelReplica"/> that changes per request
 /// (<paramref name="Draining"/>: not healthy because drained, as <see cref="ModelReplica.Draining"/>).
 /// </summary>
-public readonly record struct ReplicaState(bool Healthy, int Load, int Capacity, bool Draining = false)
+public readonly record struct ReplicaState(bool Healthy, int Load, int Capacity, bool Draining = false, ReplicaOutage Outage = ReplicaOutage.Unknown)
 {
     /// <summary>Healthy with a free slot, as <see cref="ModelReplica.HasCapacity"/>.</summary>
     public bool HasCapacity => Healthy && Capacity > 0 && Load < Capacity;

@@ -339,7 +339,7 @@ public static partial class RoutingDecider
             if (_extrasAt < _extras.Length && (indexed < 0 || CompareToIndexed(_extras[_extrasAt].Replica, indexed, fromUnavailable) < 0))
             {
                 var (replica, place, inAllowedPlace, kindAllowed) = _extras[_extrasAt++];
-                Explain(_explained, replica.NodeId, place, inAllowedPlace, kindAllowed, new ReplicaState(replica.Healthy, replica.Load, replica.Capacity, replica.Draining));
+                Explain(_explained, replica.NodeId, place, inAllowedPlace, kindAllowed, new ReplicaState(replica.Healthy, replica.Load, replica.Capacity, replica.Draining, replica.Outage));
                 return;
             }
 
@@ -368,7 +368,7 @@ public static partial class RoutingDecider
         private int CompareToIndexed(ModelReplica extra, int indexed, bool unavailable)
         {
             var c = ReplicaIndex.CompareSites(new ReplicaSite(extra.NodeId, extra.Jurisdiction, extra.Kind), _index.Sites[indexed]);
-            return c != 0 || !unavailable ? c : CompareStates(new ReplicaState(extra.Healthy, extra.Load, extra.Capacity, extra.Draining), _unavailable[_unavailableAt].State);
+            return c != 0 || !unavailable ? c : CompareStates(new ReplicaState(extra.Healthy, extra.Load, extra.Capacity, extra.Draining, extra.Outage), _unavailable[_unavailableAt].State);
         }
     }
 }

@@ -75,7 +75,7 @@ public static partial class RoutingDecider
         explained.Sort(static (x, y) => ReplicaOrder.Instance.Compare(x.Replica, y.Replica));
         foreach (var (replica, place, inAllowedPlace, kindAllowed) in explained)
         {
-            Explain(reasons, replica.NodeId, place, inAllowedPlace, kindAllowed, new ReplicaState(replica.Healthy, replica.Load, replica.Capacity, replica.Draining));
+            Explain(reasons, replica.NodeId, place, inAllowedPlace, kindAllowed, new ReplicaState(replica.Healthy, replica.Load, replica.Capacity, replica.Draining, replica.Outage));
         }
 
         var outcome = Conclude(policy, allowed, gateway, modelId, total, compliantCount, readyCount, localReady, chosen, chosenLocal);
@@ -199,7 +199,14 @@ public static partial class RoutingDecider
 
         if (inAllowedPlace && kindAllowed)
         {
-            var why = state.Healthy ? $"full (load {state.Load}/{state.Capacity})" : state.Draining ? "draining" : "unhealthy";
+            var why = state.Healthy ? $"full (load {state.Load}/{state.Capacity})" : state.Draining ? "draining" : state.Outage switch
+            {
+                ReplicaOutage.Down => "down",
+                ReplicaOutage.Unreachable => "unreachable",
+                ReplicaOutage.Stale => "stale",
+                ReplicaOutage.NotLoaded => "not loaded",
+                _ => "unhealthy",
+            };
             reasons.Add($"{ReplicaUnavailable}:{node}:{why}");
         }
     }

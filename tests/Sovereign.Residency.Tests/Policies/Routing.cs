@@ -13,7 +13,10 @@ internal static class Routing
         AllowExternalProviders = external,
     };
 
-    /// <summary>"th-1:TH:up:2/10[:ext], sg-1:SG:down:0/10, th-2:TH:draining:0/10" -> replicas.</summary>
+    /// <summary>
+    /// "th-1:TH:up:2/10[:ext], sg-1:SG:down:0/10, th-2:TH:draining:0/10" -> replicas; also stale, unreachable, unloaded
+    /// (not loaded) and sick (not healthy, no outage said).
+    /// </summary>
     public static ModelReplica[] Replicas(string spec) =>
     [
         .. Split(spec).Select(item =>
@@ -26,7 +29,18 @@ internal static class Routing
                 parts.Length > 4 && parts[4] == "ext" ? NodeKind.External : NodeKind.Local,
                 parts[2] == "up",
                 int.Parse(load[0], System.Globalization.CultureInfo.InvariantCulture),
-                int.Parse(load[1], System.Globalization.CultureInfo.InvariantCulture)) { Draining = parts[2] == "draining" };
+                int.Parse(load[1], System.Globalization.CultureInfo.InvariantCulture))
+            {
+                Draining = parts[2] == "draining",
+                Outage = parts[2] switch
+                {
+                    "down" => ReplicaOutage.Down,
+                    "stale" => ReplicaOutage.Stale,
+                    "unreachable" => ReplicaOutage.Unreachable,
+                    "unloaded" => ReplicaOutage.NotLoaded,
+                    _ => ReplicaOutage.Unknown,
+                },
+            };
         }),
     ];
 

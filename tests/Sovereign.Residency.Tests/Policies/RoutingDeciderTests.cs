@@ -61,7 +61,7 @@ public sealed class RoutingDeciderTests
             [
                 "replica_excluded:ext-1:external providers not allowed",
                 "replica_excluded:sg-1:jurisdiction SG not allowed",
-                "replica_unavailable:th-3:unhealthy",
+                "replica_unavailable:th-3:down",
                 "selected:th-1:in the gateway's jurisdiction TH, least loaded (3/10) of 2 local of 2 compliant with capacity",
             ],
             decision.Reasons);
@@ -95,7 +95,7 @@ public sealed class RoutingDeciderTests
             [
                 "replica_excluded:sg-1:jurisdiction SG not allowed",
                 "replica_unavailable:th-1:full (load 10/10)",
-                "replica_unavailable:th-2:unhealthy",
+                "replica_unavailable:th-2:down",
                 "no_compliant_capacity: 2 compliant replicas, none healthy with free capacity",
             ],
             decision.Reasons);
@@ -112,10 +112,28 @@ public sealed class RoutingDeciderTests
         Assert.Equal(
             [
                 "replica_unavailable:th-1:draining",
-                "replica_unavailable:th-2:unhealthy",
+                "replica_unavailable:th-2:down",
                 "no_compliant_capacity: 2 compliant replicas, none healthy with free capacity",
             ],
             decision.Reasons);
+    }
+
+    /// <summary>
+    /// Each unavailable replica says why in the words of nodes list's health; every one of them said "unhealthy", so an
+    /// auditor could not tell the operator's down from a node that stopped reporting.
+    /// </summary>
+    [Theory]
+    [InlineData("down", "down")]
+    [InlineData("stale", "stale")]
+    [InlineData("unreachable", "unreachable")]
+    [InlineData("unloaded", "not loaded")]
+    [InlineData("sick", "unhealthy")]
+    public void Decide_UnavailableReplica_SaysWhy(string state, string reason)
+    {
+        var decision = Routing.Decide("TH", Routing.Policy("TH"), $"th-1:TH:{state}:0/10");
+
+        Assert.Equal(503, decision.HttpStatus);
+        Assert.Contains($"replica_unavailable:th-1:{reason}", decision.Reasons);
     }
 
     [Fact]
