@@ -218,6 +218,13 @@ internal static partial class ControlPlaneServices
 
     private static SqlDatabase OpenDatabase(SovereignOptions options, Cluster.Hosting.SovereignClusterOptions cluster, ServerDatabaseLock serverLock)
     {
+        // Before anything is written or served under it. A node's jurisdiction is bound by its credential (a node that
+        // joined moves with a token for its new jurisdiction), so only gateways and single servers keep theirs here.
+        if (cluster.Role != Cluster.Hosting.ServerRole.Node)
+        {
+            StatedJurisdiction.Check(options.ResolvedDataDirectory, options.Jurisdiction, TimeProvider.System);
+        }
+
         var configured = options.Database;
         if (string.Equals(configured.Provider, "PostgreSql", StringComparison.OrdinalIgnoreCase))
         {

@@ -133,12 +133,54 @@ public sealed class DataDirectoryTests : IDisposable
     private Task<(int ExitCode, string Stdout, string Stderr)> Serve() =>
         CliProcess.RunAsync(Quiet, "serve", "--urls", "http://127.0.0.1:0", "--data-dir", _directory, "--model", TestModels.Stories260K + "=stories", "--threads", "1");
 
-    private WebApplication Build() =>
+    /// <summary>
+    /// Found restarting the cluster's first gateway (gateway-th) with Sovereign__Jurisdiction=SG by mistake: it started
+    /// silently as SG, refused its TH tenants, and would pass SG-only tenants' content through a machine in TH, stating
+    /// SG on every answer and in the audit log. Nothing binds a gateway's jurisdiction but its setting; the data
+    /// directory now keeps the one it stated, and a start that states another stops with one line.
+    /// </summary>
+    [Fact]
+    public async Task AServerRestartedInAnotherJurisdiction_StopsWithOneLine_AndStartsAgainInItsOwn()
+    {
+        await using (var thai = Build("TH"))
+        {
+            await thai.StartAsync();
+            await thai.StopAsync();
+        }
+
+        await using (var moved = Build("SG"))
+        {
+            var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => moved.StartAsync());
+            Assert.Contains("Sovereign:Jurisdiction is SG, but this server has stated TH since", refused.Message, StringComparison.Ordinal);
+        }
+
+        // As an operator meets it: one line, exit 2.
+        var (exit, _, stderr) = await CliProcess.RunAsync(new Dictionary<string, string?>(Quiet) { ["Sovereign__Jurisdiction"] = "SG" },
+            "serve", "--urls", "http://127.0.0.1:0", "--data-dir", _directory, "--model", TestModels.Stories260K + "=stories", "--threads", "1");
+
+        Assert.True(exit == ExitCodes.Usage, $"{exit} {stderr}");
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("cannot start", StringComparison.Ordinal));
+        Assert.Contains("Sovereign:Jurisdiction is SG, but this server has stated TH since", line, StringComparison.Ordinal);
+        Assert.Contains(StatedJurisdiction.FileName, line, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
+
+        // Its own jurisdiction (any case), or none (it then refuses every tenant with a policy), starts as before.
+        foreach (var jurisdiction in new[] { "th", null })
+        {
+            await using var again = Build(jurisdiction);
+            await again.StartAsync();
+            await again.StopAsync();
+        }
+    }
+
+    private WebApplication Build(string? jurisdiction = null) =>
         ServeCommand.Build(new ServeSettings
         {
             Models = [new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Threads = 1, Parallel = 1 }],
             Urls = "http://127.0.0.1:0",
             DataDirectory = _directory,
-            Overrides = new Dictionary<string, string?> { ["Sovereign:BuiltInEmbeddings"] = "false" },
+            Overrides = jurisdiction is null
+                ? new Dictionary<string, string?> { ["Sovereign:BuiltInEmbeddings"] = "false" }
+                : new Dictionary<string, string?> { ["Sovereign:BuiltInEmbeddings"] = "false", ["Sovereign:Jurisdiction"] = jurisdiction },
         }, []);
 }

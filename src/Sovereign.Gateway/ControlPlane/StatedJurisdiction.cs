@@ -1,0 +1,74 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Sovereign.Gateway.ControlPlane;
+
+/// <summary>
+/// The jurisdiction this server stated at its first start with one, kept in its data directory
+/// (<see cref="FileName"/>). A gateway's jurisdiction is where tenants' content passes, and nothing else binds it (a
+/// node's is bound by its credential): restarted with <c>Sovereign__Jurisdiction=SG</c> by mistake, gateway-th started
+/// silently as SG, refused its TH tenants and would have passed SG-only tenants' content through a machine in TH,
+/// stating SG on every answer and in the audit log. A start whose jurisdiction differs from the kept one now stops,
+/// naming both; setting one for the first time (a laptop that ran without one) is kept, as is leaving it unset.
+/// </summary>
+internal sealed record StatedJurisdiction([property: JsonPropertyName("jurisdiction")] string Jurisdiction, [property: JsonPropertyName("since")] DateTimeOffset Since)
+{
+    /// <summary>The file in the data directory.</summary>
+    public const string FileName = "jurisdiction.json";
+
+    /// <summary>Checks <paramref name="configured"/> against the kept jurisdiction, and keeps it at its first start with one.</summary>
+    public static void Check(string dataDirectory, string? configured, TimeProvider time)
+    {
+        if (string.IsNullOrWhiteSpace(configured))
+        {
+            return;
+        }
+
+        var jurisdiction = configured.Trim().ToUpperInvariant();
+        var path = Path.Combine(dataDirectory, FileName);
+        if (File.Exists(path))
+        {
+            StatedJurisdiction? kept;
+            try
+            {
+                kept = JsonSerializer.Deserialize<StatedJurisdiction>(File.ReadAllText(path));
+            }
+            catch (JsonException)
+            {
+                kept = null;
+            }
+
+            if (kept is null || string.IsNullOrWhiteSpace(kept.Jurisdiction))
+            {
+                throw new InvalidOperationException($"{path} cannot be read: it keeps the jurisdiction this server stated before. Restore it, or delete it if Sovereign:Jurisdiction ({jurisdiction}) is where this machine is.");
+            }
+
+            if (!string.Equals(kept.Jurisdiction, jurisdiction, StringComparison.Ordinal))
+            {
+                throw new InvalidOperationException(
+                    $"Sovereign:Jurisdiction is {jurisdiction}, but this server has stated {kept.Jurisdiction} since {kept.Since:yyyy-MM-dd} (kept in {path}): " +
+                    "the jurisdiction it states is where tenants' content passes and is recorded in the audit log, so a setting alone does not move it. " +
+                    $"If the setting is wrong, set it back to {kept.Jurisdiction}; if this machine (or its data directory) really moved to {jurisdiction}, delete that file and start again.");
+            }
+
+            return;
+        }
+
+        Directory.CreateDirectory(dataDirectory);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = Storage.SqlDatabase.OwnerOnly;
+        }
+
+        try
+        {
+            using var stream = new FileStream(path, options);
+            JsonSerializer.Serialize(stream, new StatedJurisdiction(jurisdiction, time.GetUtcNow()));
+        }
+        catch (IOException) when (File.Exists(path))
+        {
+            // Another start wrote it first: the next start compares.
+        }
+    }
+}
