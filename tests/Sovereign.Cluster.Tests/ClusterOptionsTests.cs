@@ -52,7 +52,7 @@ public sealed class ClusterOptionsTests
     [InlineData("")]
     public void ClusterId_ThatCannotNameACluster_IsNamed(string clusterId)
     {
-        var problem = Assert.Single(new SovereignClusterOptions { Redis = "r", Secret = "s", ClusterId = clusterId }.Problems());
+        var problem = Assert.Single(new SovereignClusterOptions { Redis = "r", Secret = "s", Role = ServerRole.Gateway, ClusterId = clusterId }.Problems());
 
         Assert.Contains("Sovereign:Cluster:ClusterId", problem, StringComparison.Ordinal);
         Assert.Contains($"got '{clusterId}'", problem, StringComparison.Ordinal);
