@@ -31,6 +31,60 @@ public sealed class InterruptedRequestTests : IAsyncLifetime
     [Fact]
     public async Task KillNineMidStream_NextStartClosesTheDecisionOnce()
     {
+        var requestId = await KillMidStreamAsync();
+
+        Assert.Equal(["inference.allowed"], Strings("SELECT action FROM audit_entries WHERE details LIKE $id ORDER BY seq", requestId));
+
+        await RunAndStopAsync();
+        Assert.Equal(["inference.allowed", "inference.interrupted"], Strings("SELECT action FROM audit_entries WHERE details LIKE $id ORDER BY seq", requestId));
+        var interrupted = Strings("SELECT details || '|' || coalesce(prompt_tokens, 'null') || '|' || coalesce(completion_tokens, 'null') FROM audit_entries WHERE action = 'inference.interrupted'", requestId).Single();
+        Assert.Contains("\"outcome\":\"interrupted\"", interrupted, StringComparison.Ordinal);
+        Assert.Contains("unknown", interrupted, StringComparison.Ordinal);
+        Assert.EndsWith("|null|null", interrupted, StringComparison.Ordinal);
+        Assert.Equal(["3|interrupted|0|0|0"], Strings(
+            "SELECT outcome || '|' || refusal_code || '|' || cost_micros || '|' || prompt_tokens || '|' || completion_tokens FROM metering_usage WHERE request_id = $id", requestId));
+
+        // A second start finds nothing left open and adds nothing.
+        var entries = Strings("SELECT count(*) FROM audit_entries WHERE action <> 'x'", requestId).Single();
+        await RunAndStopAsync();
+        Assert.Single(Strings("SELECT seq FROM audit_entries WHERE action = 'inference.interrupted'", requestId));
+        Assert.Equal(entries, Strings("SELECT count(*) FROM audit_entries WHERE action <> 'x'", requestId).Single());
+
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify", "--data-dir", _data);
+        Assert.True(exit == 0, stdout + stderr);
+
+        // The auditor is told it was closed as interrupted, not left open.
+        Assert.Contains("Allowed requests: 1 (", stdout, StringComparison.Ordinal);
+        Assert.Contains("; completed: 0; closed as interrupted (their process stopped first: tokens unknown, nothing billed): 1; open (", stdout, StringComparison.Ordinal);
+        Assert.Contains("not closed yet): 0.", stdout, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A machine killed mid-request is moved to PostgreSQL as it is: the cluster's gateways close only the open
+    /// decisions of cluster processes, so its request would have stayed open in the moved log for ever. The copy says
+    /// so and what to do (start it once: it closes them); after that it goes on (here to a PostgreSQL nobody listens at).
+    /// </summary>
+    [Fact]
+    public async Task DatabaseCopy_OfAMachineKilledMidRequest_IsRefused_UntilAStartClosesItsOpenRequest()
+    {
+        await KillMidStreamAsync();
+        const string Nowhere = "postgres:Host=127.0.0.1;Port=1;Username=sovereign;Database=sovereign";
+
+        var (exit, _, stderr) = await CliProcess.RunAsync("database", "copy", "--data-dir", _data, "--to", Nowhere);
+        Assert.True(exit == 1, $"{exit} {stderr}");
+        Assert.Contains("1 request(s) it allowed have no outcome", stderr, StringComparison.Ordinal);
+        Assert.Contains("Start it once on this data directory and stop it", stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(_data, "sovereign.db.moved")));
+
+        await RunAndStopAsync();
+        (exit, _, stderr) = await CliProcess.RunAsync("database", "copy", "--data-dir", _data, "--to", Nowhere);
+        Assert.True(exit == 4, $"{exit} {stderr}");
+        Assert.Contains("cannot reach PostgreSQL", stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>Starts serve, streams one request and kills the server (SIGKILL) after its first chunk; the request's id.</summary>
+    private async Task<string> KillMidStreamAsync()
+    {
         string requestId;
         using (var server = await StartServerAsync())
         {
@@ -61,30 +115,7 @@ public sealed class InterruptedRequestTests : IAsyncLifetime
             }
         }
 
-        Assert.Equal(["inference.allowed"], Strings("SELECT action FROM audit_entries WHERE details LIKE $id ORDER BY seq", requestId));
-
-        await RunAndStopAsync();
-        Assert.Equal(["inference.allowed", "inference.interrupted"], Strings("SELECT action FROM audit_entries WHERE details LIKE $id ORDER BY seq", requestId));
-        var interrupted = Strings("SELECT details || '|' || coalesce(prompt_tokens, 'null') || '|' || coalesce(completion_tokens, 'null') FROM audit_entries WHERE action = 'inference.interrupted'", requestId).Single();
-        Assert.Contains("\"outcome\":\"interrupted\"", interrupted, StringComparison.Ordinal);
-        Assert.Contains("unknown", interrupted, StringComparison.Ordinal);
-        Assert.EndsWith("|null|null", interrupted, StringComparison.Ordinal);
-        Assert.Equal(["3|interrupted|0|0|0"], Strings(
-            "SELECT outcome || '|' || refusal_code || '|' || cost_micros || '|' || prompt_tokens || '|' || completion_tokens FROM metering_usage WHERE request_id = $id", requestId));
-
-        // A second start finds nothing left open and adds nothing.
-        var entries = Strings("SELECT count(*) FROM audit_entries WHERE action <> 'x'", requestId).Single();
-        await RunAndStopAsync();
-        Assert.Single(Strings("SELECT seq FROM audit_entries WHERE action = 'inference.interrupted'", requestId));
-        Assert.Equal(entries, Strings("SELECT count(*) FROM audit_entries WHERE action <> 'x'", requestId).Single());
-
-        var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify", "--data-dir", _data);
-        Assert.True(exit == 0, stdout + stderr);
-
-        // The auditor is told it was closed as interrupted, not left open.
-        Assert.Contains("Allowed requests: 1 (", stdout, StringComparison.Ordinal);
-        Assert.Contains("; completed: 0; closed as interrupted (their process stopped first: tokens unknown, nothing billed): 1; open (", stdout, StringComparison.Ordinal);
-        Assert.Contains("not closed yet): 0.", stdout, StringComparison.Ordinal);
+        return requestId;
     }
 
     /// <summary>Starts serve, waits until it is ready, and stops it with SIGTERM (which ends the log under a checkpoint).</summary>

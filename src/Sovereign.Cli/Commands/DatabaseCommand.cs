@@ -98,6 +98,16 @@ internal static class DatabaseCommand
                     ExitCodes.IntegrityFailure);
             }
 
+            // A machine killed mid-request left decisions without an outcome; its own next start closes them (it holds
+            // the file alone), but in a cluster only the open decisions of cluster processes are closed: copied as they
+            // are, they would stay open in the log for ever.
+            if (before.Decisions is { Open: > 0 } open)
+            {
+                throw new CliException(string.Create(CultureInfo.InvariantCulture,
+                    $"{open.Open} request(s) it allowed have no outcome in its audit log (decision entries {string.Join(", ", open.OpenSequences)}): it was stopped mid-request (killed, crashed). " +
+                    $"Start it once on this data directory and stop it: its start closes them as interrupted (nothing billed). Then copy; nothing was copied."));
+            }
+
             await CheckStoredContentAsync(source, jurisdiction, ct);
 
             // Held for the whole copy: a server starting on the target meanwhile is refused, as one of another cluster is.
