@@ -104,15 +104,17 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
     }
 
     /// <summary>
-    /// A drained replica is recorded as draining in the decision's reasons, this process's own and a registered node
-    /// alike: an auditor reading why a request was refused sees the operator's drain, not a fault. Both were
-    /// "unhealthy".
+    /// A replica the operator drained or took down is recorded so in the decision's reasons, this process's own and a
+    /// registered node alike, as <c>nodes list</c> shows it: an auditor reading why a request was refused sees the
+    /// operator's act, not a fault. Both were "unhealthy", as a node that stopped answering was.
     /// </summary>
-    [Fact]
-    public async Task DrainedNodes_AreRecordedAsDraining_InTheRefusalsReasons()
+    [Theory]
+    [InlineData("draining")]
+    [InlineData("down")]
+    public async Task NodesTheOperatorTookOut_AreRecordedInTheirState_InTheRefusalsReasons(string state)
     {
-        await fixture.AdminAsync(HttpMethod.Put, "/admin/v1/nodes/th-1/state", new { state = "draining" }, 200);
-        await fixture.AdminAsync(HttpMethod.Put, "/admin/v1/nodes/sg-1/state", new { state = "draining" }, 200);
+        await fixture.AdminAsync(HttpMethod.Put, "/admin/v1/nodes/th-1/state", new { state }, 200);
+        await fixture.AdminAsync(HttpMethod.Put, "/admin/v1/nodes/sg-1/state", new { state }, 200);
         try
         {
             using var client = fixture.TenantClient(fixture.AseanKey);
@@ -124,38 +126,8 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
             var entry = (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/audit?tenant=asean-corp&order=desc", null, 200)).GetProperty("data").EnumerateArray()
                 .Single(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId);
             var reasons = entry.GetProperty("reasons").EnumerateArray().Select(r => r.GetString()).ToList();
-            Assert.Contains("replica_unavailable:th-1:draining", reasons);
-            Assert.Contains("replica_unavailable:sg-1:draining", reasons);
-        }
-        finally
-        {
-            await fixture.AdminAsync(HttpMethod.Put, "/admin/v1/nodes/th-1/state", new { state = "active" }, 200);
-            await fixture.AdminAsync(HttpMethod.Put, "/admin/v1/nodes/sg-1/state", new { state = "active" }, 200);
-        }
-    }
-
-    /// <summary>
-    /// A node the operator took down is recorded as down in the decision's reasons, as <c>nodes list</c> shows it; it
-    /// was "unhealthy", as a node that stopped answering was.
-    /// </summary>
-    [Fact]
-    public async Task DownNodes_AreRecordedAsDown_InTheRefusalsReasons()
-    {
-        await fixture.AdminAsync(HttpMethod.Put, "/admin/v1/nodes/th-1/state", new { state = "down" }, 200);
-        await fixture.AdminAsync(HttpMethod.Put, "/admin/v1/nodes/sg-1/state", new { state = "down" }, 200);
-        try
-        {
-            using var client = fixture.TenantClient(fixture.AseanKey);
-            using var response = await client.PostAsync("/v1/chat/completions", new StringContent(
-                $$"""{"model":"{{ResidencyFixture.Model}}","messages":[{"role":"user","content":"hi"}],"max_tokens":2}""", System.Text.Encoding.UTF8, "application/json"));
-            Assert.Equal(503, (int)response.StatusCode);
-            var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
-
-            var entry = (await fixture.AdminAsync(HttpMethod.Get, "/admin/v1/audit?tenant=asean-corp&order=desc", null, 200)).GetProperty("data").EnumerateArray()
-                .Single(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId);
-            var reasons = entry.GetProperty("reasons").EnumerateArray().Select(r => r.GetString()).ToList();
-            Assert.Contains("replica_unavailable:th-1:down", reasons);
-            Assert.Contains("replica_unavailable:sg-1:down", reasons);
+            Assert.Contains($"replica_unavailable:th-1:{state}", reasons);
+            Assert.Contains($"replica_unavailable:sg-1:{state}", reasons);
         }
         finally
         {
