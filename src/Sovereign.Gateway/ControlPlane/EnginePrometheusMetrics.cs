@@ -15,6 +15,24 @@ internal static class EnginePrometheusMetrics
 
     private static readonly string[] KvCacheMetrics = ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "llamacpp:kv_cache_usage_ratio", "sglang:token_usage"];
 
+    /// <summary>
+    /// Whether the page is vLLM's (a <c>vllm:</c> sample): vLLM puts the usage so far on every event of a stream when asked
+    /// (<c>stream_options.continuous_usage_stats</c>), so a stream that ends early is still billed its prompt.
+    /// </summary>
+    public static bool IsVllm(string page)
+    {
+        ArgumentNullException.ThrowIfNull(page);
+        foreach (var range in page.AsSpan().Split('\n'))
+        {
+            if (page.AsSpan()[range].TrimStart().StartsWith("vllm:", StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>The KV-cache use (0..1) the page states, the largest over its series (one per model or rank); null when it states none.</summary>
     public static double? KvCacheUse(string page)
     {

@@ -231,7 +231,13 @@ internal sealed partial class NodeLoadReporter(
                     return (double?)null;
                 }
 
-                return await EnginePrometheusMetrics.ReadPageAsync(response.Content, timeout.Token) is { } page ? EnginePrometheusMetrics.KvCacheUse(page) : null;
+                if (await EnginePrometheusMetrics.ReadPageAsync(response.Content, timeout.Token) is not { } page)
+                {
+                    return null;
+                }
+
+                engines.NoteUsageOnEveryEvent(index, EnginePrometheusMetrics.IsVllm(page));
+                return EnginePrometheusMetrics.KvCacheUse(page);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && engines.AnsweredWithin(index, ProbeTimeout))
             {

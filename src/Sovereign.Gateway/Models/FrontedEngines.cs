@@ -90,6 +90,7 @@ public sealed class FrontedEngines
     private readonly FrozenDictionary<string, FrontedModel> _models;
     private readonly long[] _downSince;
     private readonly long[] _answeredAt;
+    private readonly bool[] _usageOnEveryEvent;
     private readonly TimeProvider _time;
 
     public FrontedEngines(IOptions<SovereignOptions> options, IOptions<Cluster.Hosting.SovereignClusterOptions> cluster, TimeProvider time)
@@ -114,6 +115,7 @@ public sealed class FrontedEngines
         _models = models.ToFrozenDictionary(m => m.Id, StringComparer.Ordinal);
         _downSince = new long[engines.Count];
         _answeredAt = new long[engines.Count];
+        _usageOnEveryEvent = new bool[engines.Count];
     }
 
     /// <summary>When this process started fronting them (Unix seconds; <c>created</c> in /v1/models).</summary>
@@ -143,6 +145,12 @@ public sealed class FrontedEngines
 
     /// <summary>A probe reached the engine: it takes requests again.</summary>
     public void MarkUp(int engine) => Volatile.Write(ref _downSince[engine], 0);
+
+    /// <summary>Whether the engine's metrics show it can put the usage so far on every event of a stream (vLLM).</summary>
+    public bool UsageOnEveryEvent(int engine) => Volatile.Read(ref _usageOnEveryEvent[engine]);
+
+    /// <summary>What the engine's metrics page showed of <see cref="UsageOnEveryEvent"/>.</summary>
+    public void NoteUsageOnEveryEvent(int engine, bool can) => Volatile.Write(ref _usageOnEveryEvent[engine], can);
 
     /// <summary>The engine sent part of an answer to a request relayed to it (headers, an event of a stream).</summary>
     public void NoteAnswered(int engine) => Volatile.Write(ref _answeredAt[engine], _time.GetTimestamp());

@@ -32,6 +32,18 @@ internal sealed class RelayProgress
     /// <summary>The compute seconds a cluster node reported in its stream (<see cref="Pipeline.RelayComputeReport"/>).</summary>
     public decimal? ReportedComputeSeconds { get; set; }
 
+    /// <summary>
+    /// Whether the engine was asked for the usage so far on every event (vLLM's <c>continuous_usage_stats</c>): each is
+    /// the request's total so far, the latest replaces the one before, and clients are not sent it on content events.
+    /// </summary>
+    public bool UsageOnEveryEvent { get; init; }
+
+    /// <summary>
+    /// Whether <see cref="Reported"/> is only a count so far: asked for usage on every event, the last one read was a
+    /// content event's, not the event without choices that ends the stream with the whole usage.
+    /// </summary>
+    public bool UsageSoFar { get; set; }
+
     /// <summary>Told of each event the engine sends in a stream (a fronted engine's liveness); null when nobody asks.</summary>
     public Action? EngineAnswered { get; init; }
 
@@ -141,22 +153,24 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// </summary>
     public Task<HttpResponseMessage> OpenAsync(
         Uri baseUrl, string? upstreamKey, string path, JsonObject body, string upstreamModel, CancellationToken aborted, string clientName = ClientName,
-        IReadOnlyList<(string Name, string Value)>? headers = null) =>
-        OpenAtAsync(new Uri(baseUrl, "v1/" + path), upstreamKey, body, upstreamModel, aborted, clientName, headers);
+        IReadOnlyList<(string Name, string Value)>? headers = null, bool usageOnEveryEvent = false) =>
+        OpenAtAsync(new Uri(baseUrl, "v1/" + path), upstreamKey, body, upstreamModel, aborted, clientName, headers, usageOnEveryEvent);
 
     /// <summary>
     /// As <see cref="OpenAsync"/>, at an address outside the engine's <c>/v1</c> (a node's <c>/tokenize</c>).
     /// </summary>
     public async Task<HttpResponseMessage> OpenAtAsync(
         Uri url, string? upstreamKey, JsonObject body, string upstreamModel, CancellationToken aborted, string clientName = ClientName,
-        IReadOnlyList<(string Name, string Value)>? headers = null)
+        IReadOnlyList<(string Name, string Value)>? headers = null, bool usageOnEveryEvent = false)
     {
         ArgumentNullException.ThrowIfNull(url);
         var stream = body["stream"]?.GetValueKind() == JsonValueKind.True;
         body["model"] = upstreamModel;
         if (stream)
         {
-            body["stream_options"] = new JsonObject { ["include_usage"] = true };
+            body["stream_options"] = usageOnEveryEvent
+                ? new JsonObject { ["include_usage"] = true, ["continuous_usage_stats"] = true }
+                : new JsonObject { ["include_usage"] = true };
         }
 
         using var request = new HttpRequestMessage(HttpMethod.Post, url)
@@ -507,7 +521,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             if (chunk["usage"] is { } usageNode)
             {
                 var usage = ReadUsage(usageNode);
-                if (chunk["choices"] is JsonArray { Count: 1 } choices && choices[0]?["index"] is JsonValue index && index.TryGetValue<int>(out var prompt))
+                if (!progress.UsageOnEveryEvent && chunk["choices"] is JsonArray { Count: 1 } choices && choices[0]?["index"] is JsonValue index && index.TryGetValue<int>(out var prompt))
                 {
                     perPrompt ??= [];
                     perPrompt[prompt] = usage;
@@ -515,13 +529,14 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 }
 
                 progress.Reported = usage;
+                progress.UsageSoFar = progress.UsageOnEveryEvent && chunk["choices"] is JsonArray { Count: > 0 };
             }
 
             progress.Gather(chunk);
             yield return chunk;
         }
 
-        if (progress.Reported is null)
+        if (progress.Reported is null || progress.UsageSoFar)
         {
             throw InvalidUsage("the stream ended without a usage chunk");
         }
@@ -542,7 +557,12 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         ServerSentEvents.Start(context.Response);
         await foreach (var chunk in ReadChunksAsync(response, progress, idle, context.RequestAborted))
         {
-            if (!clientWantsUsage && chunk["usage"] is JsonObject)
+            if (progress.UsageOnEveryEvent && chunk["usage"] is JsonObject && chunk["choices"] is JsonArray { Count: > 0 })
+            {
+                // Asked for the gateway's metering; a client sees usage where OpenAI puts it, on the last event alone.
+                chunk.Remove("usage");
+            }
+            else if (!clientWantsUsage && chunk["usage"] is JsonObject)
             {
                 // The gateway asked for usage to meter the request; a client that did not is not sent it.
                 if (chunk["choices"] is JsonArray { Count: 0 })

@@ -58,6 +58,13 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
     /// </summary>
     protected virtual bool ReportsCompute => false;
 
+    /// <summary>
+    /// Whether to ask the route's engine for the usage so far on every event of a stream (vLLM's
+    /// <c>continuous_usage_stats</c>): a stream that ends before its usage event (the client left, the engine stopped) is
+    /// then billed the prompt the engine counted, not 0. Only for an engine known to take it: others may refuse the field.
+    /// </summary>
+    protected virtual bool AsksUsageOnEveryEvent(RoutedRequest route) => false;
+
     /// <summary>What to tell when the route's engine sends part of an answer (a fronted engine's liveness); null: nobody.</summary>
     protected virtual Action? EngineAnswered(RoutedRequest route) => null;
 
@@ -133,17 +140,18 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             // Connected before the execution counts as started: a node that cannot be reached has done nothing, so the
             // pipeline may send the request to another replica the policy allows.
             var baseUrl = new Uri(node.BaseUrl!.TrimEnd('/') + "/");
+            var usageOnEveryEvent = stream && request.Work is GenerationWorkload && AsksUsageOnEveryEvent(route);
             HttpResponseMessage response;
             try
             {
-                response = await proxy.OpenAsync(baseUrl, UpstreamKey(node), path, body, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request));
+                response = await proxy.OpenAsync(baseUrl, UpstreamKey(node), path, body, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request), usageOnEveryEvent);
             }
             catch (UpstreamUnreachableException closed) when (closed.ClosedWithoutAnswer && !request.Aborted.IsCancellationRequested)
             {
                 // The engine closed a kept-alive connection as the request went out on it (it took no work, as when a
                 // connection is refused): tried once more on another connection before the engine is called unreachable,
                 // which for a node's only engine refused every request for 5 s (seen fronting llama-server under load).
-                response = await proxy.OpenAsync(baseUrl, UpstreamKey(node), path, body, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request));
+                response = await proxy.OpenAsync(baseUrl, UpstreamKey(node), path, body, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request), usageOnEveryEvent);
             }
 
             if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable && FailsOverWhenUnavailable)
@@ -156,7 +164,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             answered?.Invoke();
             return request.Work is EmbeddingWorkload
                 ? new UpstreamEmbeddings(proxy, request, response, compute, slot, inFlight)
-                : new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, compute, slot, inFlight, answered);
+                : new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, compute, slot, inFlight, answered, usageOnEveryEvent);
         }
         catch (UpstreamUnreachableException ex)
         {
@@ -183,9 +191,9 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
 /// </summary>
 internal sealed class UpstreamRelay(
     UpstreamProxy proxy, GovernedRequest request, HttpResponseMessage response, bool stream, bool clientWantsUsage, RelayCompute compute, IDisposable slot, IDisposable inFlight,
-    Action? engineAnswered = null) : IExecution
+    Action? engineAnswered = null, bool usageOnEveryEvent = false) : IExecution
 {
-    private readonly RelayProgress _progress = new() { Completion = request.Route!.Completion, EngineAnswered = engineAnswered };
+    private readonly RelayProgress _progress = new() { Completion = request.Route!.Completion, EngineAnswered = engineAnswered, UsageOnEveryEvent = usageOnEveryEvent };
 
     /// <summary>The engine's answer, headers read.</summary>
     public HttpResponseMessage Response => response;
@@ -215,8 +223,9 @@ internal sealed class UpstreamRelay(
 
         // Without the engine's usage (the client left first, or the engine stopped), the chunks relayed are the output,
         // and the prompt is what a cluster node measured; an engine's own prompt count arrives only with its usage.
+        // A count so far (usage on every event, the stream ended first) is the engine's prompt, and at least the chunks relayed.
         var (prompt, completion, cached) = _progress.Reported is { } usage
-            ? (usage.PromptTokens, usage.CompletionTokens, usage.CachedTokens)
+            ? (usage.PromptTokens, _progress.UsageSoFar ? Math.Max(usage.CompletionTokens, _progress.DeliveredChunks) : usage.CompletionTokens, usage.CachedTokens)
             : (compute.FromNode ? RelayPromptTokens.From(response) ?? 0 : 0, _progress.DeliveredChunks, 0);
         return ValueTask.FromResult(new ExecutedUsage(prompt, completion, compute.Timing(prompt, completion, _progress, response), cached));
     }
@@ -249,7 +258,7 @@ internal sealed class RelayCompute(EngineOccupancy.Stay stay, bool reportsComput
         var reported = reportsCompute ? progress.ReportedComputeSeconds ?? RelayComputeReport.FromHeaders(response) : null;
         return new GenerationResult
         {
-            FinishReason = progress.Reported is null ? FinishReason.Cancelled : FinishReason.Stop,
+            FinishReason = progress.Reported is null || progress.UsageSoFar ? FinishReason.Cancelled : FinishReason.Stop,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
             CachedPromptTokens = progress.Reported?.CachedTokens ?? 0,

@@ -18,6 +18,8 @@ internal sealed class FrontedEngineExecutor(UpstreamProxy proxy, NodeDirectory n
 
     protected override void OnUnreachable(RoutedRequest route) => engines.MarkDown(route.Fronted!.Engine);
 
+    protected override bool AsksUsageOnEveryEvent(RoutedRequest route) => engines.UsageOnEveryEvent(route.Fronted!.Engine);
+
     protected override Action? EngineAnswered(RoutedRequest route)
     {
         var engine = route.Fronted!.Engine;
