@@ -1332,10 +1332,30 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             var listed = view.GetProperty("models").EnumerateArray().Single(m => m.GetProperty("id").GetString() == Model);
             Assert.Equal("chat", listed.GetProperty("kind").GetString());
 
+            // Listed is not yet routable everywhere: the gateway re-reads the registry every second, and the node may
+            // still hold its engine down after a first probe that missed its 2 s on a loaded machine (a 503 with
+            // Retry-After, seen once in the suite). Another tenant's requests wait for the first answer.
+            var (_, warmKey) = await NewTenantWithIdAsync(["TH"], null);
+            using (var warm = cluster.GatewayTh.Client(warmKey))
+            {
+                for (var attempt = 1; ; attempt++)
+                {
+                    using var served = await warm.PostAsync("/v1/chat/completions", Json($$"""{"model":"{{Model}}","messages":[{"role":"user","content":"warm"}],"max_tokens":1}"""));
+                    if (served.StatusCode == HttpStatusCode.OK)
+                    {
+                        break;
+                    }
+
+                    Assert.True(served.StatusCode == HttpStatusCode.ServiceUnavailable && attempt < 30, $"{(int)served.StatusCode}: {await served.Content.ReadAsStringAsync()}\n{node.Output}");
+                    await Task.Delay(served.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1));
+                }
+            }
+
             // A TH tenant whose policy names only jurisdictions: the engine is the node's own, not an external provider.
             var (tenant, key) = await NewTenantWithIdAsync(["TH"], null);
             using var th = cluster.GatewayTh.Client(key);
             var body = $$"""{"model":"{{Model}}","messages":[{"role":"user","content":"Sawasdee"}],"max_tokens":3}""";
+            var before = engine.Received.Count;
             using var response = await th.PostAsync("/v1/chat/completions", Json(body));
             var text = await response.Content.ReadAsStringAsync();
             Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {text}\n{node.Output}");
@@ -1345,7 +1365,8 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             Assert.Equal(Model, answer.GetProperty("model").GetString());
 
             // The engine was asked by its own name, once, with the output limit the gateway reserved for.
-            var received = Assert.Single(engine.Received);
+            Assert.Equal(before + 1, engine.Received.Count);
+            var received = engine.Received.Last();
             Assert.Equal(("scb10x/typhoon-2-8b", 3), (received["model"]!.GetValue<string>(), received["max_tokens"]!.GetValue<int>()));
 
             // Billed once, at the gateway, at the engine's count.
