@@ -60,6 +60,10 @@ internal static partial class GatewayLog
         Message = "Request {RequestId} failed over from unreachable node {FailedNode}: {Reason}")]
     public static partial void RequestFailedOver(ILogger logger, string requestId, string failedNode, string reason);
 
+    [LoggerMessage(EventId = 4115, EventName = "EngineClosedConnection", Level = LogLevel.Debug,
+        Message = "The engine at {Upstream} closed a connection without answering ({Reason}); the request was sent again on another connection")]
+    public static partial void EngineClosedConnection(ILogger logger, string upstream, string reason);
+
     [LoggerMessage(EventId = 4102, EventName = "UpstreamFailedMidAnswer", Level = LogLevel.Warning,
         Message = "The engine at {Upstream} stopped mid-answer (streamed: {Streamed}, chunks delivered: {Delivered}); the client was told and is billed for what it received")]
     public static partial void UpstreamFailedMidAnswer(ILogger logger, string? upstream, bool streamed, int delivered);

@@ -63,7 +63,7 @@ internal sealed class TokenizerRelay(UpstreamProxy proxy, NodeDirectory nodes, C
                     throw new Pipeline.Executors.NodeUnreachableException(route.NodeId, ex);
                 }
 
-                Observability.GatewayLog.RequestFailedOver(logger, route.RequestId, route.NodeId, new Pipeline.Executors.NodeUnreachableException(route.NodeId, ex).Reason);
+                Observability.GatewayLog.RequestFailedOver(logger, route.RequestId, route.NodeId, ex.Reason);
                 route = await router.FailoverAsync(context, route, ModelKind.Chat);
                 await route.DecisionRecorded;
                 continue;

@@ -173,41 +173,55 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 : new JsonObject { ["include_usage"] = true };
         }
 
-        using var request = new HttpRequestMessage(HttpMethod.Post, url)
-        {
-            Content = new ByteArrayContent(JsonSerializer.SerializeToUtf8Bytes(body)) { Headers = { ContentType = JsonContentType } },
-        };
-        if (!string.IsNullOrEmpty(upstreamKey))
-        {
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", upstreamKey);
-        }
-
-        foreach (var (name, value) in headers ?? [])
-        {
-            request.Headers.TryAddWithoutValidation(name, value);
-        }
+        var content = JsonSerializer.SerializeToUtf8Bytes(body);
 
         // The headers must come in time; the body is read under the client's own token afterwards.
         var seconds = options.Value.Limits.UpstreamIdleTimeoutSeconds;
         using var waiting = CancellationTokenSource.CreateLinkedTokenSource(aborted);
         waiting.CancelAfter(TimeSpan.FromSeconds(seconds));
-        try
+        var client = httpClientFactory.CreateClient(clientName);
+        for (var attempt = 1; ; attempt++)
         {
-            return await httpClientFactory.CreateClient(clientName).SendAsync(request, HttpCompletionOption.ResponseHeadersRead, waiting.Token);
-        }
-        catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
-        {
-            // Not failed over: the engine may be running the work, and another would run it a second time. Named in the
-            // log (the client's error does not say which engine), as a silence mid-answer is.
-            var message = $"The engine serving this model did not answer within {seconds} s; try again later.";
-            Observability.GatewayLog.UpstreamAnswerInvalid(logger, url.Authority, "upstream_timeout", message);
-            throw new OpenAIException(StatusCodes.Status504GatewayTimeout, message, "server_error", null, "upstream_timeout");
-        }
-        catch (HttpRequestException ex) when (!aborted.IsCancellationRequested)
-        {
-            // No connection, or it failed before the response headers came (the engine died or answered garbage): the
-            // client has received nothing yet, so another replica the policy allows may take the request.
-            throw new UpstreamUnreachableException(ex);
+            using var request = new HttpRequestMessage(HttpMethod.Post, url)
+            {
+                Content = new ByteArrayContent(content) { Headers = { ContentType = JsonContentType } },
+            };
+            if (!string.IsNullOrEmpty(upstreamKey))
+            {
+                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", upstreamKey);
+            }
+
+            foreach (var (name, value) in headers ?? [])
+            {
+                request.Headers.TryAddWithoutValidation(name, value);
+            }
+
+            try
+            {
+                return await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, waiting.Token);
+            }
+            catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
+            {
+                // Not failed over: the engine may be running the work, and another would run it a second time. Named in the
+                // log (the client's error does not say which engine), as a silence mid-answer is.
+                var message = $"The engine serving this model did not answer within {seconds} s; try again later.";
+                Observability.GatewayLog.UpstreamAnswerInvalid(logger, url.Authority, "upstream_timeout", message);
+                throw new OpenAIException(StatusCodes.Status504GatewayTimeout, message, "server_error", null, "upstream_timeout");
+            }
+            catch (HttpRequestException ex) when (attempt == 1 && ex.HttpRequestError == HttpRequestError.ResponseEnded && !aborted.IsCancellationRequested)
+            {
+                // The engine accepted the connection and closed it unanswered: a kept-alive connection it dropped as the
+                // request went out on it (llama-server's and uvicorn's 5 s keep-alive), so it took no work. Tried once
+                // more on another connection before the engine is called unreachable, which for a node's only engine
+                // refused every request for 5 s (seen fronting llama-server under load).
+                Observability.GatewayLog.EngineClosedConnection(logger, url.Authority, ex.Message);
+            }
+            catch (HttpRequestException ex) when (!aborted.IsCancellationRequested)
+            {
+                // No connection, or it failed before the response headers came (the engine died or answered garbage): the
+                // client has received nothing yet, so another replica the policy allows may take the request.
+                throw new UpstreamUnreachableException(ex);
+            }
         }
     }
 
@@ -709,11 +723,8 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 /// <summary>No connection to the engine could be made: nothing was sent, so another replica may take the request.</summary>
 internal sealed class UpstreamUnreachableException(Exception inner) : Exception("The upstream engine could not be reached: " + inner.Message, inner)
 {
-    /// <summary>
-    /// Whether the engine accepted the connection and closed it without an answer: a kept-alive connection it dropped as
-    /// the request was sent on it, not an engine that is down (that refuses the connection, or never answers it).
-    /// </summary>
-    public bool ClosedWithoutAnswer => InnerException is HttpRequestException { HttpRequestError: HttpRequestError.ResponseEnded };
+    /// <summary>What failed, innermost first (a refused connection, a reset), for the operator's log.</summary>
+    public string Reason => InnerException!.GetBaseException() is var cause && cause != InnerException ? $"{cause.Message} ({Message})" : Message;
 }
 
 /// <summary>

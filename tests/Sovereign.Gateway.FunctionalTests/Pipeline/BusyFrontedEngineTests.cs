@@ -4,7 +4,6 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
-using Sovereign.Cli.Commands;
 
 namespace Sovereign.Gateway.FunctionalTests.Pipeline;
 
@@ -77,23 +76,10 @@ public sealed class BusyFrontedEngineTests
         });
         await engine.StartAsync();
 
-        var data = Directory.CreateTempSubdirectory("sovereign-busy-fronted-").FullName;
-        var node = ServeCommand.Build(new ServeSettings
-        {
-            Urls = "http://127.0.0.1:0",
-            DataDirectory = data,
-            Overrides = new Dictionary<string, string?>
-            {
-                ["Sovereign:Jurisdiction"] = "TH",
-                ["Sovereign:BuiltInEmbeddings"] = "false",
-                ["Sovereign:Engines:0:BaseUrl"] = engine.Urls.First(),
-                ["Sovereign:Engines:0:Models:0:Id"] = "busy",
-            },
-        }, []);
+        await using var node = await FrontedNode.StartAsync(engine.Urls.First(), "busy");
+        var client = node.Client;
         try
         {
-            await node.StartAsync();
-            using var client = new HttpClient { BaseAddress = new Uri(node.Urls.First()) };
             // Until a stream flows, the engine answers nothing: the first probes may call it down (503 with Retry-After).
             HttpResponseMessage stream;
             for (var attempt = 1; ; attempt++)
@@ -128,10 +114,6 @@ public sealed class BusyFrontedEngineTests
         finally
         {
             releaseStream.TrySetResult();
-            await node.StopAsync();
-            await node.DisposeAsync();
-            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-            Directory.Delete(data, recursive: true);
         }
     }
 }

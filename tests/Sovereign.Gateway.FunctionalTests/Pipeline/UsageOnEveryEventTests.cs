@@ -6,7 +6,6 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using Sovereign.Cli.Commands;
 using Sovereign.Metering.Ledger;
 
 namespace Sovereign.Gateway.FunctionalTests.Pipeline;
@@ -52,76 +51,53 @@ public sealed class UsageOnEveryEventTests
         });
         await engine.StartAsync();
 
-        var data = Directory.CreateTempSubdirectory("sovereign-usage-every-event-").FullName;
-        var node = ServeCommand.Build(new ServeSettings
+        await using var node = await FrontedNode.StartAsync(engine.Urls.First(), "fronted");
+        // The probe reads one page after another: once the engine served the second, the node has read the first.
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(1)))
         {
-            Urls = "http://127.0.0.1:0",
-            DataDirectory = data,
-            Overrides = new Dictionary<string, string?>
+            while (Volatile.Read(ref pages) < 2)
             {
-                ["Sovereign:Jurisdiction"] = "TH",
-                ["Sovereign:BuiltInEmbeddings"] = "false",
-                ["Sovereign:Engines:0:BaseUrl"] = engine.Urls.First(),
-                ["Sovereign:Engines:0:Models:0:Id"] = "fronted",
-            },
-        }, []);
-        try
-        {
-            await node.StartAsync();
-            // The probe reads one page after another: once the engine served the second, the node has read the first.
-            using (var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(1)))
-            {
-                while (Volatile.Read(ref pages) < 2)
-                {
-                    await Task.Delay(50, deadline.Token);
-                }
+                await Task.Delay(50, deadline.Token);
             }
-
-            using var client = new HttpClient { BaseAddress = new Uri(node.Urls.First()) };
-            string requestId;
-            var received = new StringBuilder();
-            using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
-            {
-                Content = new StringContent("""{"model":"fronted","messages":[{"role":"user","content":"Tell me a long story"}],"stream":true}""", Encoding.UTF8, "application/json"),
-            })
-            using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
-            {
-                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-                requestId = response.Headers.GetValues("x-sovereign-audit-id").Single();
-                using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-                for (var contents = 0; contents < 3;)
-                {
-                    var line = await reader.ReadLineAsync() ?? throw new InvalidOperationException("the stream ended: " + received);
-                    received.AppendLine(line);
-                    contents += line.Contains("\"content\":\"", StringComparison.Ordinal) && !line.Contains("\"content\":\"\"", StringComparison.Ordinal) ? 1 : 0;
-                }
-            }
-
-            // The client asked for no usage: it is sent none, whatever the engine was asked for.
-            Assert.DoesNotContain("usage", received.ToString(), StringComparison.Ordinal);
-            var streamOptions = await asked.Task.WaitAsync(TimeSpan.FromMinutes(1));
-            Assert.Equal(vllm, streamOptions?["continuous_usage_stats"]?.GetValue<bool>() == true);
-
-            var ledger = node.Services.GetRequiredService<UsageLedger>();
-            UsageRecord? record = null;
-            using (var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(1)))
-            {
-                while ((record = await ledger.GetAsync(requestId)) is null)
-                {
-                    await Task.Delay(50, deadline.Token);
-                }
-            }
-
-            Assert.Equal(UsageOutcome.Cancelled, record.Outcome);
-            // Another engine states its prompt only in its usage event, which never came: 0 (architecture.md, known gaps).
-            Assert.Equal((vllm ? 11 : 0, 3), (record.PromptTokens, record.CompletionTokens));
         }
-        finally
+
+        var client = node.Client;
+        string requestId;
+        var received = new StringBuilder();
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
         {
-            await node.StopAsync();
-            await node.DisposeAsync();
-            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-            Directory.Delete(data, recursive: true);
+            Content = new StringContent("""{"model":"fronted","messages":[{"role":"user","content":"Tell me a long story"}],"stream":true}""", Encoding.UTF8, "application/json"),
+        })
+        using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            requestId = response.Headers.GetValues("x-sovereign-audit-id").Single();
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            for (var contents = 0; contents < 3;)
+            {
+                var line = await reader.ReadLineAsync() ?? throw new InvalidOperationException("the stream ended: " + received);
+                received.AppendLine(line);
+                contents += line.Contains("\"content\":\"", StringComparison.Ordinal) && !line.Contains("\"content\":\"\"", StringComparison.Ordinal) ? 1 : 0;
+            }
         }
+
+        // The client asked for no usage: it is sent none, whatever the engine was asked for.
+        Assert.DoesNotContain("usage", received.ToString(), StringComparison.Ordinal);
+        var streamOptions = await asked.Task.WaitAsync(TimeSpan.FromMinutes(1));
+        Assert.Equal(vllm, streamOptions?["continuous_usage_stats"]?.GetValue<bool>() == true);
+
+        var ledger = node.App.Services.GetRequiredService<UsageLedger>();
+        UsageRecord? record = null;
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(1)))
+        {
+            while ((record = await ledger.GetAsync(requestId)) is null)
+            {
+                await Task.Delay(50, deadline.Token);
+            }
+        }
+
+        Assert.Equal(UsageOutcome.Cancelled, record.Outcome);
+        // Another engine states its prompt only in its usage event, which never came: 0 (architecture.md, known gaps).
+        Assert.Equal((vllm ? 11 : 0, 3), (record.PromptTokens, record.CompletionTokens));
     }
 }

@@ -139,21 +139,8 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
         {
             // Connected before the execution counts as started: a node that cannot be reached has done nothing, so the
             // pipeline may send the request to another replica the policy allows.
-            var baseUrl = new Uri(node.BaseUrl!.TrimEnd('/') + "/");
             var usageOnEveryEvent = stream && request.Work is GenerationWorkload && AsksUsageOnEveryEvent(route);
-            HttpResponseMessage response;
-            try
-            {
-                response = await proxy.OpenAsync(baseUrl, UpstreamKey(node), path, body, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request), usageOnEveryEvent);
-            }
-            catch (UpstreamUnreachableException closed) when (closed.ClosedWithoutAnswer && !request.Aborted.IsCancellationRequested)
-            {
-                // The engine closed a kept-alive connection as the request went out on it (it took no work, as when a
-                // connection is refused): tried once more on another connection before the engine is called unreachable,
-                // which for a node's only engine refused every request for 5 s (seen fronting llama-server under load).
-                response = await proxy.OpenAsync(baseUrl, UpstreamKey(node), path, body, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request), usageOnEveryEvent);
-            }
-
+            var response = await proxy.OpenAsync(new Uri(node.BaseUrl!.TrimEnd('/') + "/"), UpstreamKey(node), path, body, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request), usageOnEveryEvent);
             if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable && FailsOverWhenUnavailable)
             {
                 response.Dispose();
@@ -279,6 +266,6 @@ internal sealed class NodeUnreachableException(string nodeId, Exception inner) :
 {
     public string NodeId { get; } = nodeId;
 
-    /// <summary>What failed, innermost first (a refused connection, a reset), for the operator's log.</summary>
-    public string Reason => InnerException!.GetBaseException() is var cause && cause != InnerException ? $"{cause.Message} ({InnerException.Message})" : InnerException.Message;
+    /// <summary>What failed, for the operator's log.</summary>
+    public string Reason => InnerException is UpstreamUnreachableException unreachable ? unreachable.Reason : InnerException!.Message;
 }
