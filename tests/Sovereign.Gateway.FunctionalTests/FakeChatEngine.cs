@@ -11,7 +11,8 @@ namespace Sovereign.Gateway.FunctionalTests;
 /// An OpenAI-compatible engine that speaks chat completions only, as vLLM, llama-server and Ollama do for tools
 /// (Kestrel on a free loopback port): it answers deterministically and keeps every body it received, so tests can
 /// see what the gateway sent. With tools it calls the first one; otherwise it writes <see cref="Words"/> up to
-/// max_tokens. A last user message "refuse" gets a 400 of its own; /v1/responses does not exist here (404).
+/// max_tokens. A last user message "refuse" gets a 400 of its own, "hold" a stream that stops after its words and
+/// holds until the client leaves; /v1/responses does not exist here (404).
 /// </summary>
 public sealed class FakeChatEngine : IAsyncLifetime
 {
@@ -38,6 +39,17 @@ public sealed class FakeChatEngine : IAsyncLifetime
 
     public const double KvCacheUse = 0.25;
 
+    /// <summary>
+    /// Whether it presents itself as vLLM: /metrics (no key) shows a <c>vllm:</c> sample, and a stream asked for
+    /// <c>stream_options.continuous_usage_stats</c> carries the usage so far on every content event, as vLLM's does.
+    /// </summary>
+    public bool Vllm { get; init; }
+
+    private int _metricsPages;
+
+    /// <summary>How many /metrics pages were asked for: once two were, a prober has read the first.</summary>
+    public int MetricsPages => Volatile.Read(ref _metricsPages);
+
     public async Task InitializeAsync()
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -50,6 +62,15 @@ public sealed class FakeChatEngine : IAsyncLifetime
             _app.MapGet("/metrics", (HttpContext context) => context.Request.Headers.Authorization == "Bearer " + metricsKey
                 ? Results.Text(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"llamacpp:kv_cache_usage_ratio {KvCacheUse}\n"), "text/plain")
                 : Results.StatusCode(401));
+        }
+
+        if (Vllm)
+        {
+            _app.MapGet("/metrics", () =>
+            {
+                Interlocked.Increment(ref _metricsPages);
+                return Results.Text(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"vllm:kv_cache_usage_perc{{model_name=\"m\"}} {KvCacheUse}\n"), "text/plain");
+            });
         }
 
         _app.MapFallback(context =>
@@ -127,12 +148,23 @@ public sealed class FakeChatEngine : IAsyncLifetime
             await context.Response.Body.FlushAsync();
         }
 
-        await Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null);
+        var usageSoFar = Vllm && body["stream_options"]?["continuous_usage_stats"]?.GetValue<bool>() == true;
+        JsonObject? SoFar(int completion) => usageSoFar
+            ? new JsonObject { ["prompt_tokens"] = PromptTokens, ["completion_tokens"] = completion, ["total_tokens"] = PromptTokens + completion }
+            : null;
+        await Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null, SoFar(0));
         if (toolName is null)
         {
-            foreach (var word in words)
+            for (var i = 0; i < words.Length; i++)
             {
-                await Chunk(new JsonObject { ["content"] = word }, null);
+                await Chunk(new JsonObject { ["content"] = words[i] }, null, SoFar(i + 1));
+            }
+
+            if (last["content"]?.GetValue<string>() == "hold")
+            {
+                // A long answer still being generated: the engine holds until its client leaves.
+                await Task.Delay(Timeout.Infinite, context.RequestAborted).ContinueWith(_ => { }, TaskScheduler.Default);
+                return;
             }
         }
         else

@@ -38,6 +38,9 @@ internal sealed class RelayProgress
     /// </summary>
     public bool UsageOnEveryEvent { get; init; }
 
+    /// <summary>Whether the caller is a gateway that asked for the count on every event (<see cref="Pipeline.RelayUsageSoFar"/>): content events keep it.</summary>
+    public bool PassesUsageSoFar { get; init; }
+
     /// <summary>
     /// Whether <see cref="Reported"/> is only a count so far: asked for usage on every event, the last one read was a
     /// content event's, not the event without choices that ends the stream with the whole usage.
@@ -571,7 +574,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         ServerSentEvents.Start(context.Response);
         await foreach (var chunk in ReadChunksAsync(response, progress, idle, context.RequestAborted))
         {
-            if (progress.UsageOnEveryEvent && chunk["usage"] is JsonObject && chunk["choices"] is JsonArray { Count: > 0 })
+            if (progress.UsageOnEveryEvent && !progress.PassesUsageSoFar && chunk["usage"] is JsonObject && chunk["choices"] is JsonArray { Count: > 0 })
             {
                 // Asked for the gateway's metering; a client sees usage where OpenAI puts it, on the last event alone.
                 chunk.Remove("usage");

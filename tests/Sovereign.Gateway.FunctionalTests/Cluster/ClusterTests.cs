@@ -1332,24 +1332,7 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             var listed = view.GetProperty("models").EnumerateArray().Single(m => m.GetProperty("id").GetString() == Model);
             Assert.Equal("chat", listed.GetProperty("kind").GetString());
 
-            // Listed is not yet routable everywhere: the gateway re-reads the registry every second, and the node may
-            // still hold its engine down after a first probe that missed its 2 s on a loaded machine (a 503 with
-            // Retry-After, seen once in the suite). Another tenant's requests wait for the first answer.
-            var (_, warmKey) = await NewTenantWithIdAsync(["TH"], null);
-            using (var warm = cluster.GatewayTh.Client(warmKey))
-            {
-                for (var attempt = 1; ; attempt++)
-                {
-                    using var served = await warm.PostAsync("/v1/chat/completions", Json($$"""{"model":"{{Model}}","messages":[{"role":"user","content":"warm"}],"max_tokens":1}"""));
-                    if (served.StatusCode == HttpStatusCode.OK)
-                    {
-                        break;
-                    }
-
-                    Assert.True(served.StatusCode == HttpStatusCode.ServiceUnavailable && attempt < 30, $"{(int)served.StatusCode}: {await served.Content.ReadAsStringAsync()}\n{node.Output}");
-                    await Task.Delay(served.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1));
-                }
-            }
+            await FirstAnswerThroughTheGatewayAsync(Model, node);
 
             // A TH tenant whose policy names only jurisdictions: the engine is the node's own, not an external provider.
             var (tenant, key) = await NewTenantWithIdAsync(["TH"], null);
@@ -1387,6 +1370,105 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             node.GetProperty("load") is { ValueKind: JsonValueKind.Object } load
                 ? load.GetProperty("models").EnumerateArray().Where(m => m.GetProperty("id").GetString() == model).Select(m => (JsonElement?)m).FirstOrDefault()
                 : null;
+    }
+
+    /// <summary>
+    /// A stream through a gateway to a node that fronts vLLM, left by its client before vLLM's usage event, was billed
+    /// its chunks and 0 prompt tokens: the node asked vLLM for the usage so far on every event but kept it from the
+    /// gateway, and states a prompt count only for its own engine. Now the gateway asks the node for the count on every
+    /// event and bills the prompt vLLM counted; the client still sees no usage it did not ask for.
+    /// </summary>
+    [Fact]
+    public async Task StreamThroughANodeFrontingVllm_LeftBeforeItsUsage_IsBilledThePromptVllmCounted()
+    {
+        await using var engine = new FakeChatEngine { Vllm = true };
+        await engine.InitializeAsync();
+        const string Model = "vllm-th";
+        var node = cluster.Start("node-th-vllm", "node", "TH", withModel: false, extraEnvironment: new Dictionary<string, string>
+        {
+            ["Sovereign__Engines__0__BaseUrl"] = engine.BaseUrl,
+            ["Sovereign__Engines__0__Models__0__Id"] = Model,
+        });
+        try
+        {
+            await ClusterFixture.WaitReadyAsync(node);
+            await FirstAnswerThroughTheGatewayAsync(Model, node);
+            // The node's probe reads one metrics page after another: once the engine served the second, the node knows it is vLLM.
+            using (var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(1)))
+            {
+                while (engine.MetricsPages < 2)
+                {
+                    await Task.Delay(50, deadline.Token);
+                }
+            }
+
+            var (tenant, key) = await NewTenantWithIdAsync(["TH"], null);
+            var received = new System.Text.StringBuilder();
+            using (var client = cluster.GatewayTh.Client(key))
+            using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+            {
+                Content = Json($$"""{"model":"{{Model}}","stream":true,"messages":[{"role":"user","content":"hold"}]}"""),
+            })
+            using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+            {
+                if (response.StatusCode != HttpStatusCode.OK)
+                {
+                    Assert.Fail($"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}\n{node.Output}");
+                }
+
+                // Every word the engine sent, then the client leaves while the engine holds the rest of its answer.
+                using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+                for (var words = 0; words < FakeChatEngine.Words.Length;)
+                {
+                    var line = await reader.ReadLineAsync() ?? throw new InvalidOperationException("the stream ended: " + received);
+                    received.AppendLine(line);
+                    words += FakeChatEngine.Words.Any(w => line.Contains($"\"content\":{JsonSerializer.Serialize(w)}", StringComparison.Ordinal)) ? 1 : 0;
+                }
+            }
+
+            Assert.True(engine.LastWith("hold")["stream_options"]?["continuous_usage_stats"]?.GetValue<bool>() == true, engine.LastWith("hold").ToJsonString());
+            Assert.DoesNotContain("usage", received.ToString(), StringComparison.Ordinal);
+            using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+            List<JsonElement> rows;
+            using (var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(1)))
+            {
+                while ((rows = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/usage?tenant={tenant}", deadline.Token)).RootElement.GetProperty("data").EnumerateArray().ToList()).Count == 0)
+                {
+                    await Task.Delay(50, deadline.Token);
+                }
+            }
+
+            var row = Assert.Single(rows);
+
+            Assert.Equal((1, FakeChatEngine.PromptTokens, FakeChatEngine.Words.Length),
+                (row.GetProperty("requests").GetInt32(), row.GetProperty("prompt_tokens").GetInt32(), row.GetProperty("completion_tokens").GetInt32()));
+        }
+        finally
+        {
+            node.Stop();
+        }
+    }
+
+    /// <summary>
+    /// Waits until another tenant's request for a fronting node's model is answered through the TH gateway. Listed with
+    /// free slots is not yet routable everywhere: the gateway re-reads the registry every second, and the node may still
+    /// hold its engine down after a first probe that missed its 2 s on a loaded machine (a 503 with Retry-After).
+    /// </summary>
+    private async Task FirstAnswerThroughTheGatewayAsync(string model, ClusterFixture.Member node)
+    {
+        var (_, warmKey) = await NewTenantWithIdAsync(["TH"], null);
+        using var warm = cluster.GatewayTh.Client(warmKey);
+        for (var attempt = 1; ; attempt++)
+        {
+            using var served = await warm.PostAsync("/v1/chat/completions", Json($$"""{"model":"{{model}}","messages":[{"role":"user","content":"warm"}],"max_tokens":1}"""));
+            if (served.StatusCode == HttpStatusCode.OK)
+            {
+                return;
+            }
+
+            Assert.True(served.StatusCode == HttpStatusCode.ServiceUnavailable && attempt < 30, $"{(int)served.StatusCode}: {await served.Content.ReadAsStringAsync()}\n{node.Output}");
+            await Task.Delay(served.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1));
+        }
     }
 
     /// <summary>

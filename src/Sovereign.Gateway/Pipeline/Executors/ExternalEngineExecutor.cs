@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Grains;
+using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
@@ -149,9 +150,21 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
 
             var answered = EngineAnswered(route);
             answered?.Invoke();
-            return request.Work is EmbeddingWorkload
-                ? new UpstreamEmbeddings(proxy, request, response, compute, slot, inFlight)
-                : new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, compute, slot, inFlight, answered, usageOnEveryEvent);
+            if (request.Work is EmbeddingWorkload)
+            {
+                return new UpstreamEmbeddings(proxy, request, response, compute, slot, inFlight);
+            }
+
+            // A relaying gateway that asked gets the engine's count on every event (it bills the prompt if its client
+            // leaves first); a node's answer saying its events carry it is read here, on the gateway.
+            var passesUsageSoFar = usageOnEveryEvent && request.Caller.TenantId == ClusterRelay.RelayTenant && RelayUsageSoFar.Asked(request.Http);
+            if (passesUsageSoFar)
+            {
+                RelayUsageSoFar.Confirm(request.Http);
+            }
+
+            usageOnEveryEvent |= stream && compute.FromNode && RelayUsageSoFar.Given(response);
+            return new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, compute, slot, inFlight, answered, usageOnEveryEvent, passesUsageSoFar);
         }
         catch (UpstreamUnreachableException ex)
         {
@@ -178,9 +191,12 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
 /// </summary>
 internal sealed class UpstreamRelay(
     UpstreamProxy proxy, GovernedRequest request, HttpResponseMessage response, bool stream, bool clientWantsUsage, RelayCompute compute, IDisposable slot, IDisposable inFlight,
-    Action? engineAnswered = null, bool usageOnEveryEvent = false) : IExecution
+    Action? engineAnswered = null, bool usageOnEveryEvent = false, bool passesUsageSoFar = false) : IExecution
 {
-    private readonly RelayProgress _progress = new() { Completion = request.Route!.Completion, EngineAnswered = engineAnswered, UsageOnEveryEvent = usageOnEveryEvent };
+    private readonly RelayProgress _progress = new()
+    {
+        Completion = request.Route!.Completion, EngineAnswered = engineAnswered, UsageOnEveryEvent = usageOnEveryEvent, PassesUsageSoFar = passesUsageSoFar,
+    };
 
     /// <summary>The engine's answer, headers read.</summary>
     public HttpResponseMessage Response => response;

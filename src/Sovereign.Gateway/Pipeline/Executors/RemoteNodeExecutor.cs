@@ -27,10 +27,13 @@ internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory node
 
     /// <summary>
     /// The node counts this gateway's requests apart in its load report (<see cref="RelayLoads"/>), and reuses cached
-    /// prompts only within the tenant's partition (<see cref="PrefixCachePartition"/>).
+    /// prompts only within the tenant's partition (<see cref="PrefixCachePartition"/>); a stream asks for the engine's
+    /// count on every event where the node's engine gives it (<see cref="RelayUsageSoFar"/>).
     /// </summary>
     protected override IReadOnlyList<(string Name, string Value)> RelayHeaders(GovernedRequest request) =>
-        [(RelayLoads.GatewayHeader, NodeId), (PrefixCachePartition.Header, PrefixCachePartition.ForRelay(request.Caller))];
+        request.Work is GenerationWorkload { Stream: true }
+            ? [(RelayLoads.GatewayHeader, NodeId), (PrefixCachePartition.Header, PrefixCachePartition.ForRelay(request.Caller)), (RelayUsageSoFar.Header, "1")]
+            : [(RelayLoads.GatewayHeader, NodeId), (PrefixCachePartition.Header, PrefixCachePartition.ForRelay(request.Caller))];
 
     /// <summary>Over https, the node must prove it is a node of this cluster (cluster CA), and this gateway presents its own certificate.</summary>
     protected override string HttpClientName => UpstreamProxy.ClusterNodeClientName;
