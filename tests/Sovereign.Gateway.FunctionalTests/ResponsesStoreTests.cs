@@ -301,6 +301,59 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
         Assert.Equal(checks.Select(c => ("response.checked", c.RequestId, c.Part)).Order(), entries.Order());
     }
 
+    /// <summary>
+    /// Each read of stored content writes an audit entry, so reads count against the tenant's requests per minute as
+    /// /tokenize does: they were counted nowhere, and a tenant limited to 3 a minute wrote 11,180 response.read entries
+    /// into the shared chain in 10 s. A refused access reads nothing and leaves no entry.
+    /// </summary>
+    [Fact]
+    public async Task AccessByIdToStoredResponses_CountsAgainstTheTenantsRequestsPerMinute_AndARefusedOneLeavesNoEntry()
+    {
+        const string tenant = "resp-rate-limited";
+        var key = await fixture.CreateTenantWithKeyAsync(tenant, Retaining("TH"));
+        await fixture.AdminAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { rate_limits = new[] { new { requests_per_minute = 4 } } }, 200);
+        var stored = (await new global::OpenAI.OpenAIClient(new ApiKeyCredential(key), new global::OpenAI.OpenAIClientOptions { Endpoint = new Uri(fixture.ThAddress, "/v1"), RetryPolicy = new ClientRetryPolicy(0) })
+            .GetResponsesClient().CreateResponseAsync(Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("Count me")))).Value;
+        using var client = fixture.TenantClient(key);
+
+        using (var read = await client.GetAsync($"/v1/responses/{stored.Id}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, read.StatusCode);
+            Assert.Equal("2", read.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        }
+
+        using (var items = await client.GetAsync($"/v1/responses/{stored.Id}/input_items"))
+        {
+            Assert.Equal(HttpStatusCode.OK, items.StatusCode);
+            Assert.Equal("1", items.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        }
+
+        using (var unknown = await client.DeleteAsync($"/v1/responses/{stored.Id}x"))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode); // probing ids counts too
+        }
+
+        foreach (var (method, path) in new[] { (HttpMethod.Get, $"/v1/responses/{stored.Id}"), (HttpMethod.Head, $"/v1/responses/{stored.Id}/input_items"), (HttpMethod.Delete, $"/v1/responses/{stored.Id}"), (HttpMethod.Post, $"/v1/responses/{stored.Id}/cancel") })
+        {
+            using var limited = await client.SendAsync(new HttpRequestMessage(method, path));
+            Assert.Equal(HttpStatusCode.TooManyRequests, limited.StatusCode);
+            Assert.Equal("0", limited.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+            Assert.True(limited.Headers.Contains("Retry-After"), $"{method} {path}");
+            Assert.False(limited.Headers.Contains("x-sovereign-audit-id"), $"{method} {path}");
+            if (method != HttpMethod.Head)
+            {
+                Assert.Equal("rate_limit_exceeded", JsonDocument.Parse(await limited.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+            }
+        }
+
+        var accesses = (await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={tenant}", null, 200)).GetProperty("data").EnumerateArray()
+            .Where(e => e.GetProperty("action").GetString()!.StartsWith("response.", StringComparison.Ordinal))
+            .Select(e => e.GetProperty("action").GetString() + ":" + (e.GetProperty("details").TryGetProperty("part", out var part) ? part.GetString() : ""))
+            .ToList();
+        Assert.Equal(["response.read:response", "response.read:input_items"], accesses);
+        Assert.NotNull(await fixture.Th.Services.GetRequiredService<ResponseStore>().GetAsync(tenant, stored.Id, DateTimeOffset.UtcNow, CancellationToken.None));
+    }
+
     [Fact]
     public async Task ReadingStoredContent_IsAudited_WhoReadWhichResponseAndWhichPart_UnderTheRequestId()
     {

@@ -21,8 +21,11 @@ namespace Sovereign.Gateway.OpenAI;
 /// (fail closed).
 /// A response is visible to its tenant alone; another tenant's id is answered exactly as a missing one. The audit
 /// log records that content was stored or deleted (the id and expiry), never the content.
+/// Each access by id (GET, HEAD, input_items, DELETE, cancel) takes one of the caller's requests per minute, as
+/// <c>/tokenize</c> does: a read writes an audit entry into the one chain every tenant's requests wait on, and reads
+/// were counted nowhere (a tenant limited to 3 a minute wrote 11,180 entries in 10 s).
 /// </summary>
-internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog catalog, AuditLog audit, IOptions<SovereignOptions> options, TimeProvider time)
+internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog catalog, AuditLog audit, Metering.RequestMetering metering, IOptions<SovereignOptions> options, TimeProvider time)
 {
     private static readonly JsonSerializerOptions TurnJson = new(JsonSerializerDefaults.Web);
 
@@ -115,6 +118,7 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
     /// <summary><c>GET /v1/responses/{id}</c>: the response object as it was answered; the read is audited before it is answered.</summary>
     public async Task<IResult> GetAsync(HttpContext context, Caller caller, string id)
     {
+        await metering.CountRequestAsync(context, caller);
         var stored = await FindAsync(caller, id, context.RequestAborted) ?? throw NotFound(id);
         await AuditAsync(context, caller, ReadAction(context), id, "response");
         return TypedResults.Text(stored.ResponseJson, "application/json");
@@ -127,6 +131,7 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
     /// </summary>
     public async Task<IResult> CancelAsync(HttpContext context, Caller caller, string id)
     {
+        await metering.CountRequestAsync(context, caller);
         _ = await FindAsync(caller, id, context.RequestAborted) ?? throw NotFound(id);
         throw OpenAIException.BadRequest(
             $"Response '{RequestReader.Shorten(id)}' cannot be cancelled: only responses created with background=true can be, and this server does not run "
@@ -153,6 +158,7 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
             throw OpenAIException.BadRequest("include is not supported: input items have no extra fields to include.", "include", "unsupported_parameter");
         }
 
+        await metering.CountRequestAsync(context, caller);
         var stored = await FindAsync(caller, id, context.RequestAborted) ?? throw NotFound(id);
         var turns = JsonSerializer.Deserialize<List<StoredTurn>>(stored.ConversationJson, TurnJson)!;
         var items = InputItems(id, turns.Take(turns.Count - 1)).ToList(); // the last turn is the response's own output
@@ -219,6 +225,7 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
     /// </summary>
     public async Task<IResult> DeleteAsync(HttpContext context, Caller caller, string id)
     {
+        await metering.CountRequestAsync(context, caller);
         RequireReadableHere(caller);
 
         // Only what the caller could read: a key narrowed to no (or a shorter) retention got 404 on GET but deleted
