@@ -149,7 +149,13 @@ internal static class ResponsesTranslation
                 throw OpenAIException.BadRequest($"metadata keys may be at most {MaxMetadataKey} characters; '{RequestReader.Shorten(key)}' has {key.Length}.", "metadata", "string_above_max_length");
             }
 
-            if (value is null || value.Length > MaxMetadataValue)
+            if (value is null)
+            {
+                // A null is a wrong type, not a long string: it was refused as string_above_max_length.
+                throw OpenAIException.BadRequest($"metadata values are strings; the value of '{RequestReader.Shorten(key)}' is null.", $"metadata.{RequestReader.Shorten(key)}", "invalid_type");
+            }
+
+            if (value.Length > MaxMetadataValue)
             {
                 throw OpenAIException.BadRequest($"metadata values are strings of at most {MaxMetadataValue} characters; the value of '{RequestReader.Shorten(key)}' is not.", $"metadata.{RequestReader.Shorten(key)}", "string_above_max_length");
             }

@@ -19,6 +19,7 @@ public sealed class ResponsesMetadataTests(ConsoleFixture fixture)
         { JsonSerializer.Serialize(Enumerable.Range(0, 17).ToDictionary(i => $"k{i}", i => "v")), "metadata", "object_above_max_properties" },
         { JsonSerializer.Serialize(new Dictionary<string, string> { [new string('k', 65)] = "v" }), "metadata", "string_above_max_length" },
         { JsonSerializer.Serialize(new Dictionary<string, string> { ["note"] = new string('v', 513) }), "metadata.note", "string_above_max_length" },
+        { """{"note":null}""", "metadata.note", "invalid_type" },
     };
 
     [Theory]
