@@ -135,6 +135,29 @@ public sealed class EmbeddingsTests(ServerFixture server)
         Assert.Equal("context_length_exceeded", body.GetProperty("error").GetProperty("code").GetString());
     }
 
+    /// <summary>
+    /// A text too long for the model is named as the client sent it, as token ids and every other refusal of an input
+    /// are: input[1] in an array (the param said "input" while the message said input[1]), input for one string (whose
+    /// message said input[0], an element of an array never sent).
+    /// </summary>
+    [Theory]
+    [InlineData("all-MiniLM-L6-v2", true, "input[1]")]
+    [InlineData("all-MiniLM-L6-v2", false, "input")]
+    [InlineData(ServerFixture.StoriesEmbedding, true, "input[1]")]
+    [InlineData(ServerFixture.StoriesEmbedding, false, "input")]
+    public async Task TextInput_LongerThanTheModelTakes_Is400NamingItAsSent(string model, bool asArray, string param)
+    {
+        var text = string.Join(' ', Enumerable.Repeat("the dog ran", 700));
+        var input = asArray ? $$"""["a cat","{{text}}"]""" : $"\"{text}\"";
+        var (status, body, _) = await server.PostJsonAsync("/v1/embeddings", $$"""{"model":"{{model}}","input":{{input}}}""");
+
+        Assert.Equal(400, status);
+        var error = body.GetProperty("error");
+        Assert.Equal("context_length_exceeded", error.GetProperty("code").GetString());
+        Assert.Equal(param, error.GetProperty("param").GetString());
+        Assert.StartsWith(param + " has ", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
     private static void AssertSameVector(System.Text.Json.JsonElement expected, System.Text.Json.JsonElement actual)
     {
         var a = expected.GetProperty("embedding").EnumerateArray().Select(e => e.GetSingle()).ToArray();

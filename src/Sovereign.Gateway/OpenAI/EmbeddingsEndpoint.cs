@@ -39,6 +39,7 @@ internal static class EmbeddingsEndpoint
             Inputs = inputs,
             TokenInputs = tokenInputs,
             TokenInputsNested = request.Input is { ValueKind: JsonValueKind.Array } input && input[0].ValueKind == JsonValueKind.Array,
+            TextInputsArray = request.Input is { ValueKind: JsonValueKind.Array } texts && texts[0].ValueKind == JsonValueKind.String,
             Dimensions = request.Dimensions,
         };
         await using var governed = await pipeline.StartAsync(context, caller, work);

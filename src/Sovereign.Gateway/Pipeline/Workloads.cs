@@ -113,6 +113,12 @@ internal sealed class EmbeddingWorkload : Workload
     /// <summary>Whether the ids came as an array of arrays (<c>input[i][j]</c>) rather than one array (<c>input[j]</c>).</summary>
     public bool TokenInputsNested { get; init; }
 
+    /// <summary>Whether the texts came as an array (<c>input[i]</c>) rather than one string (<c>input</c>).</summary>
+    public bool TextInputsArray { get; init; }
+
+    /// <summary>How a refusal names text input <paramref name="index"/>: <c>input[i]</c> in an array, else <c>input</c>.</summary>
+    public string TextInputField(int index) => TextInputsArray ? $"input[{index}]" : "input";
+
     /// <summary>The dimensions the client asked for, if any.</summary>
     public int? Dimensions { get; init; }
 }

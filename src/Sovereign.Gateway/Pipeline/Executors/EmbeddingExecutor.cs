@@ -50,7 +50,7 @@ internal sealed class EmbeddingExecutor(RouteGates gates, EngineOccupancy occupa
         for (var i = 0; i < work.Inputs.Count; i++)
         {
             // Counting stops early on an over-long input (an 8 MiB input costs a few chunks, not a whole tokenization).
-            tokens += TokenBudget.CountWithin(work.Inputs[i], model.MaxInputTokens, model.CountTokens!, $"input[{i}]", "input");
+            tokens += TokenBudget.CountWithin(work.Inputs[i], model.MaxInputTokens, model.CountTokens!, work.TextInputField(i), work.TextInputField(i));
         }
 
         return ValueTask.FromResult(new WorkDemand(tokens, 0));
@@ -105,8 +105,13 @@ internal sealed class EmbeddingRun(GovernedRequest request, IDisposable slot, En
         }
         catch (InputTooLongException ex)
         {
+            // Named as the client sent it, as every other refusal of an input is: input[i] in an array, input for one string.
+            var work = (EmbeddingWorkload)request.Work;
+            var field = work.TokenInputs is not null
+                ? (work.TokenInputsNested ? $"input[{ex.InputIndex}]" : "input")
+                : work.TextInputField(ex.InputIndex);
             throw OpenAIException.BadRequest(
-                $"input[{ex.InputIndex}] has {ex.TokenCount} tokens; the model '{model.Id}' accepts at most {ex.MaxTokens}.", "input", "context_length_exceeded");
+                $"{field} has {ex.TokenCount} tokens; the model '{model.Id}' accepts at most {ex.MaxTokens}.", field, "context_length_exceeded");
         }
     }
 
