@@ -6,7 +6,7 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15, 17, 18 and 19 have never been used to build or tune
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15, 17, 18, 19 and 20 have never been used to build or tune
 /// the detector; held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24), 11 (since session 24's
 /// second round), 12 (since session 25's round 13) and 16 (since session 35's round 17) are tuning material
 /// (SOURCES.md), so their floors guard against regressions.
@@ -75,6 +75,9 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // Czech 10 of 10. The round's changes, chosen without held-out 13-15 and 17-19 (the hr/bs/sr household, school,
     // law and road words, none of them in a set never tuned on unless the tuning corpus writes it; the Czech and Slovak
     // letters inside their group): Croatian 6 -> 7 on held-out 10, Czech 9 -> 10 on held-out 1.
+    // Session 38's round 20 added held-out 20 (every covered language, held-out 19's distribution; new topics). Its first
+    // run, on the unchanged detector: 495 of 502 = 98.6%, below the target Bosnian 8 of 12 (as Croatian twice, as
+    // Serbian twice), its floor; Croatian and Indonesian 11 of 12, Norwegian 9 of 10.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -96,6 +99,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.SeventeenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 9 },
         [TestData.EighteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5, ["cs"] = 7, ["hr"] = 9, ["sr"] = 13 },
         [TestData.NineteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 4, ["hr"] = 9 },
+        [TestData.TwentiethHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8 },
     };
 
     /// <summary>The overall target.</summary>
@@ -125,11 +129,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.SeventeenthHeldOut)]
     [InlineData(TestData.EighteenthHeldOut)]
     [InlineData(TestData.NineteenthHeldOut)]
+    [InlineData(TestData.TwentiethHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
         var samples = TestData.HeldOut(file);
-        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut or TestData.ThirteenthHeldOut or TestData.FourteenthHeldOut or TestData.FifteenthHeldOut or TestData.SixteenthHeldOut or TestData.SeventeenthHeldOut or TestData.EighteenthHeldOut or TestData.NineteenthHeldOut)
+        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut or TestData.ThirteenthHeldOut or TestData.FourteenthHeldOut or TestData.FifteenthHeldOut or TestData.SixteenthHeldOut or TestData.SeventeenthHeldOut or TestData.EighteenthHeldOut or TestData.NineteenthHeldOut or TestData.TwentiethHeldOut)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }

@@ -110,8 +110,13 @@ internal static partial class TestData
     /// evaluation or new development sentence of that round.</summary>
     public const string NineteenthHeldOut = "heldout-19.txt";
 
+    /// <summary>The twentieth held-out evaluation set (every covered language, 8-16 sentences each, held-out 19's
+    /// distribution; questions, requests and short messages on new topics), written in session 38's round 20 before any
+    /// change, evaluation or new development sentence of that round.</summary>
+    public const string TwentiethHeldOut = "heldout-20.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut, NineteenthHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut, NineteenthHeldOut, TwentiethHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
