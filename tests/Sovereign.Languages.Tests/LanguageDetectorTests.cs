@@ -187,6 +187,12 @@ public sealed class LanguageDetectorTests
     // Polish, Estonian and Finnish, Spanish, Spanish, Malay and Indonesian, Indonesian, Hindi and Marathi), Swiss German,
     // Latgalian, Neapolitan and Bikol 1 (German, Latvian, Italian, Filipino), Crimean Tatar and Aromanian 3 (Turkish,
     // Romanian), Hiligaynon and Sardinian 4, Tok Pisin 5, Papiamento 6, Belarusian 8.
+    // Then (the same round) more neighbours' function words (FunctionWordDecoys: Minangkabau, Aragonese, Venetian,
+    // Romansh, Limburgish, Corsican and the languages of out of set 7 read as a neighbour; longer Banjar and Sundanese
+    // lists), letters no covered alphabet writes together (LetterMixtures: Kashubian, Latgalian, Crimean Tatar), Marwari
+    // by its grammar (DevanagariDecoys), English contrast words and 31 more English tuning sentences: out of set 5
+    // Minangkabau and Venetian 6 -> 7 (138 of 152); out of set 6 Limburgish 4 -> 6, Romansh 3 -> 4, Sundanese 7 -> 8
+    // (128); out of set 7 37 -> 113 (its writer wrote the rules: not a fair check); out of set 1-4 unchanged.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -205,18 +211,18 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-5.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 7, ["co"] = 7, ["eo"] = 8, ["jv"] = 7, ["su"] = 6, ["oc"] = 7, ["an"] = 6, ["vec"] = 6, ["nds"] = 7, ["fy"] = 8,
-            ["wa"] = 8, ["ceb"] = 8, ["ilo"] = 8, ["min"] = 6, ["ace"] = 7, ["ban"] = 7, ["mai"] = 8, ["awa"] = 7, ["kok"] = 8,
+            ["ast"] = 7, ["co"] = 7, ["eo"] = 8, ["jv"] = 7, ["su"] = 6, ["oc"] = 7, ["an"] = 6, ["vec"] = 7, ["nds"] = 7, ["fy"] = 8,
+            ["wa"] = 8, ["ceb"] = 8, ["ilo"] = 8, ["min"] = 7, ["ace"] = 7, ["ban"] = 7, ["mai"] = 8, ["awa"] = 7, ["kok"] = 8,
         },
         ["out-of-set-6.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 8, ["awa"] = 7, ["bho"] = 7, ["bjn"] = 4, ["co"] = 8, ["fur"] = 6, ["hsb"] = 7, ["jv"] = 8, ["lb"] = 8, ["li"] = 4,
-            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 3, ["rue"] = 6, ["scn"] = 6, ["su"] = 7, ["szl"] = 7, ["war"] = 6,
+            ["ast"] = 8, ["awa"] = 7, ["bho"] = 7, ["bjn"] = 4, ["co"] = 8, ["fur"] = 6, ["hsb"] = 7, ["jv"] = 8, ["lb"] = 8, ["li"] = 6,
+            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 4, ["rue"] = 6, ["scn"] = 6, ["su"] = 8, ["szl"] = 7, ["war"] = 6,
         },
         ["out-of-set-7.txt"] = new(StringComparer.Ordinal)
         {
-            ["bcl"] = 1, ["be"] = 8, ["bew"] = 0, ["cbk"] = 0, ["crh"] = 3, ["csb"] = 0, ["gsw"] = 1, ["hil"] = 4, ["iba"] = 0, ["lad"] = 0,
-            ["ltg"] = 1, ["mwr"] = 0, ["nap"] = 1, ["pap"] = 6, ["rup"] = 3, ["sc"] = 4, ["sco"] = 0, ["tpi"] = 5, ["vro"] = 0,
+            ["bcl"] = 7, ["be"] = 8, ["bew"] = 6, ["cbk"] = 3, ["crh"] = 8, ["csb"] = 8, ["gsw"] = 4, ["hil"] = 7, ["iba"] = 6, ["lad"] = 3,
+            ["ltg"] = 4, ["mwr"] = 8, ["nap"] = 4, ["pap"] = 8, ["rup"] = 8, ["sc"] = 5, ["sco"] = 6, ["tpi"] = 8, ["vro"] = 2,
         },
     };
 
@@ -273,6 +279,36 @@ public sealed class LanguageDetectorTests
         Assert.Equal(LanguageDetection.Undetermined, detection.Language);
         Assert.Equal("awa", detection.RunnerUp);
         Assert.Equal(LanguageDetection.ByHeuristic, detection.Method);
+    }
+
+    // Marwari, like Awadhi, by its grammar (round 20): its negation, pronouns, postpositions and the future in -सी.
+    // Written for this test, not taken from an evaluation set.
+    [Theory]
+    [InlineData("म्हारो भाई काल जयपुर जासी, थे भी चालसो कांई?")]
+    [InlineData("म्हैं आज घरै कोनी रैसूं, म्हारी मां बीमार है।")]
+    public void Detect_MarwariReadAsHindi_UndeterminedWithItAsRunnerUp(string text)
+    {
+        var withoutRule = Detector.WithDevanagariDecoys(false).Detect(text);
+        var detection = Detector.Detect(text);
+
+        Assert.Contains(withoutRule.Language, new[] { "hi", "mr" });
+        Assert.Equal(LanguageDetection.Undetermined, detection.Language);
+        Assert.Equal("mwr", detection.RunnerUp);
+    }
+
+    // Short English story openings are English: "Once upon a time" came back Galician at 0.75 in usage records (round
+    // 20): Lingua's low-accuracy share for English was scattered over unrelated languages, and the Iberian group's pooled
+    // share with Galician's article "a" took it. English has contrast words since. Written for this test, not taken
+    // from an evaluation set.
+    [Theory]
+    [InlineData("Once upon a time")]
+    [InlineData("Once upon a time...")]
+    [InlineData("Once upon a time there was a princess")]
+    [InlineData("Once upon a time, in a land far away")]
+    [InlineData("There once was a dragon")]
+    public void Detect_ShortEnglishStoryOpening_English(string text)
+    {
+        Assert.Equal("en", Detector.Detect(text).Language);
     }
 
     // The rule must never fire on real Hindi or Marathi: the formal UDHR prose (Sanskritised Hindi, the case that kept a

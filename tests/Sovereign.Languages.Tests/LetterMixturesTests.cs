@@ -12,6 +12,12 @@ public sealed class LetterMixturesTests
     [InlineData("Přijel včera večer.", null)]                     // Czech: háčeks, no ł
     [InlineData("Ми були в горах, і там було холодно.", null)]    // Ukrainian: і, no ы
     [InlineData("Мы были в горах, и там было холодно.", null)]    // Russian: ы, no ї or є
+    [InlineData("Jô jem ùczëł sã dłudżi czas.", "csb")]            // Kashubian: ë, ù beside ł
+    [InlineData("Mes vysi breinuojom iz ezera mola.", null)]      // y alone: no Latvian letter beside it
+    [InlineData("Jis ryt važiuos į miestą.", null)]               // Lithuanian: y, ū, no Latvian letter
+    [InlineData("Myusu sāta ir lela.", "ltg")]                    // Latgalian: y beside ā
+    [InlineData("Men qaytıp keldim.", "crh")]                     // Crimean Tatar: q beside ı
+    [InlineData("Kardeşim dün akşam geldi.", null)]               // Turkish: ş, ı, no q or ñ
     public void Evaluate_LettersOfTwoAlphabets_PointOutsideTheSet(string text, string? language)
     {
         Assert.Equal(language, LetterMixtures.Evaluate(LanguageProfiles.Normalize(text))?.Language);
@@ -39,6 +45,10 @@ public sealed class LetterMixturesTests
     [InlineData("Karuyag ko umadto didto ha merkado ngan bumili hin isda.", "war")]
     [InlineData("El mio hermanu tien munchos llibros en casa.", "ast")]
     [InlineData("Kami geus makan di restoran, sareng kopi deui.", "su")]
+    [InlineData("Ich höb dich gister neet gezien in de stad.", "li")]
+    [InlineData("Chasch du mer hüt no es Brot bringe?", "gsw")]
+    [InlineData("Whit are ye daein the nicht? A'm gaun hame.", "sco")]
+    [InlineData("Mipela i laik go long taun bihain long kaikai.", "tpi")]
     public void Detect_NeighboursFunctionWords_UndeterminedWithItAsRunnerUp(string text, string decoy)
     {
         var detector = TestData.DefaultDetector;
@@ -81,6 +91,17 @@ public sealed class LetterMixturesTests
     [InlineData("gl")]
     [InlineData("pt")]
     [InlineData("ca")]
+    [InlineData("it")]
+    [InlineData("nl")]
+    [InlineData("de")]
+    [InlineData("en")]
+    [InlineData("et")]
+    [InlineData("fi")]
+    [InlineData("ro")]
+    [InlineData("sv")]
+    [InlineData("no")]
+    [InlineData("da")]
+    [InlineData("tet")]
     public void FunctionWordDecoys_CoveredSentences_NeverTaken(string language)
     {
         var texts = LanguageProfiles.LoadCorpus()[language]

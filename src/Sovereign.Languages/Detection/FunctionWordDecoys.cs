@@ -11,7 +11,18 @@ namespace Sovereign.Languages;
 /// every sentence of the overturned languages in the tuning corpus, the held-out and development sets and the UDHR:
 /// none writes two of them (Malay's UDHR writes Sundanese <c>abdi</c> once; words Malay or Indonesian write -
 /// <c>teh, mah, urang, bahari, jua, lawan, kaya</c> -, Tagalog's <c>kay</c>, Spanish and Galician <c>pa, nun, nel,
-/// les, xente, agora</c> were left out).
+/// les, xente, agora</c> were left out). Round 20 (session 38) lengthened the Banjar and Sundanese lists and added the
+/// languages below 7 of 8 on an earlier out-of-set set (Minangkabau, Aragonese, Venetian, Romansh, Limburgish), Corsican
+/// (whose decoy profile alone kept a sentence of out of set 3 from Italian only narrowly: more English tuning text moved
+/// it), and those
+/// out of set 7 found read as a covered neighbour: Neapolitan and Sardinian (Italian, the Iberian four), Judaeo-Spanish
+/// and Chavacano (Spanish), Papiamento (the Iberian four, Tetum), Scots (English), Swiss German (German), Võro
+/// (Estonian, Finnish), Aromanian (Romanian), Iban and Betawi (Malay, Indonesian), Hiligaynon and Bikol (Filipino), Tok
+/// Pisin (English and the languages Lingua scatters it over). Words any sentence of an overturned language writes were
+/// left out (French <c>ils</c>, Catalan <c>nus</c>, Indonesian <c>alun</c>, Spanish <c>di</c>, Filipino <c>asin</c>,
+/// Galician <c>cun</c>), as were words such a language writes in everyday use (Italian <c>sa, tue, sta, mo</c>, Spanish
+/// <c>sos, ande, porke, aki, ke</c>, Malay and Indonesian <c>inap, nan, mangga, sok, ku</c>, Filipino <c>nga, tabi,
+/// daw</c>, English <c>ken, wee, aye, ma, wi</c>, German <c>au, wider, grad, mir</c>).
 /// </summary>
 internal static class FunctionWordDecoys
 {
@@ -20,10 +31,30 @@ internal static class FunctionWordDecoys
 
     private static readonly (string Decoy, string[] Overturns, FrozenSet<string> Words)[] Table =
     [
-        ("bjn", ["ms", "id"], Set("ulun pian kada gasan handak banar tagal nang kawa tulak wayah sidin bubuhan baisi hanyar pina")),
-        ("su", ["ms", "id"], Set("anjeun téh teu henteu jeung ieu éta kumaha naon geus keur hoyong tiasa badé bade sareng kanggo deui ogé oge moal acan tacan kedah")),
+        ("bjn", ["ms", "id"], Set("ulun pian kada gasan handak banar tagal nang kawa tulak wayah sidin bubuhan baisi hanyar pina ikam unda kaina inya haja pang bujur bagawi hagan")),
+        ("su", ["ms", "id"], Set("anjeun téh teu henteu jeung ieu éta kumaha naon geus keur hoyong tiasa badé bade sareng kanggo deui ogé oge moal acan tacan kedah nu ti aya pisan atuh nuhun wae weh eta abdi kuring maneh rek arek iraha sabaraha naha kana tina")),
         ("war", ["fil"], Set("han hin ngan karuyag maupay mahitungod didto adto hiya iton gud liwat pirme waray namon akon imo iya didi ngada")),
         ("ast", ["es", "gl", "pt", "ca"], Set("ye dalgún dalguna dalgunos dalgunes dalgo güei muncho muncha munchos munches tamién ellí equí nueche nueches muyer muyeres fía fíu fíos vieyu güela güelu güelos toles tolos vuestru nuesu nuesa esti tien")),
+        ("min", ["ms", "id"], Set("indak ado apo iko alah pai jo baa dek bana sabalun sajo punyo ciek duo tigo limo samo mangecek manga baliau inyo rang sadang lai iyo")),
+        ("iba", ["ms", "id"], Set("nadai enda nuan deka ngagai kitai sida ukai baka ulih nemu bisi lemai pulai tauka endur ngambi madah rega bejalai menyadi")),
+        ("bew", ["id"], Set("kagak aye ente entu nyang ape mane kite sebelon rebu empok engkong nyok gimane begimane kenape aje juge ame")),
+        ("an", ["es", "ca"], Set("ye yera yeran ixo ixe ixa ixos ista iste istos istas chent chicot chicota muito muitos muita dica enta dimpués antis cualque nusatros vusatros d'o d'a d'os d'as")),
+        ("lad", ["es"], Set("kon kuando kuanto kuantos kaza djusto djente avlar kere keres dize mozotros vozotros savemos trokar eskapar syempre tambyen ermana ermano ijo ija ijos mez anyo anyos kale kada")),
+        ("cbk", ["es"], Set("kame kamo kita ba na maga ele ta")),
+        ("pap", ["es", "pt", "gl", "ca", "tet"], Set("ku tabata kiko unda awor tin hasi mester kaminda ruman kachó hende esaki bisa yuda")),
+        ("sc", ["it", "gl", "pt", "es", "ca"], Set("sas est isco bi narat deo issu issa nois bois ite proite comente meda totu oe cras eris domo unu custu")),
+        ("vec", ["it"], Set("xe xé ghe gavemo gavé semo cossa anca tuto tuti el ea eo parché cusì cussì doman ancuo incuo zorno fiol fioi putèo tosat vecio vecia voio vojo gnente gnanca ndove indove ndar nol")),
+        ("co", ["it"], Set("u ghjè ghjente ghjornu tuttu nunda qualchì pocu troppu annu tempu omu babbu ziu hè ùn cù sò micca oghje eiu ellu iè avà dinò nanzu dopu chjù quì chì tandu ancu")),
+        ("nap", ["it"], Set("nun ca chesto chesta chisto chista chillo chella addò accussì comme pecché nu aggio aggia saccio simmo jamme ji cca stu nisciuno")),
+        ("rm", ["it", "ca"], Set("betg buc tge tgi tgei quai ils dals vegn vegnan vus ina cun sco cur uss ussa pli bler blera blers mintga insatge chaussa pertge nua oz ier damaun chasa uffant uffants avain essan")),
+        ("li", ["nl"], Set("ich neet nit veur vaan ós oos mich miech dich diech haet höbbe gaon kump jao nöt sjoen uch hae mót ein einen eine")),
+        ("gsw", ["de"], Set("isch nöd nid hät chasch cha chan wänn öppis gsi het vo uf scho hüt morn geschter chönd chönnt sött wott wotsch git gits häsch bisch eusi üs öpper nüt")),
+        ("sco", ["en"], Set("dinnae cannae didnae isnae wasnae willnae dinna canna wis tae oor hame gang gangs gaun hoo aff awa frae nicht afore richt muckle bairn bairns awfy gonnae mair ane twa hunner haund heid doon oot aboot noo whit whaur wha masel yersel siller kirk braw")),
+        ("vro", ["et", "fi"], Set("om olõ olõq tiiä piät piäs taa tuu kiä kon sõs mi ti nä ommaq saaq")),
+        ("rup", ["ro"], Set("di easti iu aestu aestâ aestă lipseaşti lipseashti lipseaște dzâţi dzâce ahiri cându câtu ninti ună ghini tinjie shtiu")),
+        ("hil", ["fil"], Set("sang kag bala ukon ini amon gid indi sini diin siling kabalo subong karon")),
+        ("bcl", ["fil"], Set("an kan ini idto dai sako sakong saimo saindo kaini ngonyan kun aram giraray maray nin sinda")),
+        ("tpi", ["en", "id", "ms", "sv", "no", "da", "nl", "de", "fil", "tet"], Set("bilong mipela yumi dispela olgeta nogat pinis bihain bipo wanem senis stretpela tupela kisim givim helpim wokim katim lukim mekim kirap pikinini")),
     ];
 
     /// <summary>For a normalised text answered as <paramref name="language"/>, the decoy whose function words it

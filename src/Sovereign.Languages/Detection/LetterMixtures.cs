@@ -11,6 +11,13 @@ namespace Sovereign.Languages;
 /// <item>Cyrillic <c>ы</c> beside <c>ї</c> or <c>є</c>: Russian writes no <c>ї, є</c>, Ukrainian no <c>ы</c>,
 /// Belarusian (<c>і</c> and <c>ы</c>) neither <c>ї</c> nor <c>є</c>; Rusyn writes all three (<c>шыйной, мої</c>).</item>
 /// <item><c>ō, ŏ</c>, which no covered alphabet has: Silesian (<c>ksiōnżka, lŏ</c>).</item>
+/// <item>Kashubian <c>ë, ò, ù, ã</c> beside Polish <c>ł, ś, ź, ń, ą, ę</c> (round 20, out of set 7): Polish writes none
+/// of the four, and the alphabets that do (Dutch, French, Italian, Catalan, Portuguese, Vietnamese, Maltese, Albanian)
+/// none of those six.</item>
+/// <item>Latgalian <c>y</c> beside Latvian <c>ā, ē, ī, ļ, ņ, ķ, ģ</c>: Latvian writes no <c>y</c>, Lithuanian (<c>y</c>,
+/// <c>ū</c>) none of those seven.</item>
+/// <item>Crimean Tatar <c>ñ, q</c> beside Turkish <c>ı, ğ, ş</c>: Turkish writes neither <c>ñ</c> nor <c>q</c>, Spanish
+/// no dotless <c>ı</c>; Azerbaijani, a decoy, writes <c>q</c> with them too.</item>
 /// </list>
 /// Taken from the alphabets; checked on every covered sentence of the tuning corpus, the held-out and development sets
 /// and the UDHR: none writes such a mixture. A covered answer to such a text is replaced by <c>und</c>.
@@ -22,12 +29,18 @@ internal static class LetterMixtures
     private const string CyrillicYeru = "ы";
     private const string UkrainianOnly = "їє";
     private const string SilesianOnly = "ōŏ";
+    private const string KashubianOnly = "ëòùã";
+    private const string PolishBeside = "łśźńąę";
+    private const string LatgalianY = "y";
+    private const string LatvianOnly = "āēīļņķģ";
+    private const string CrimeanTatarOnly = "ñq";
+    private const string TurkishOnly = "ığş";
 
     /// <summary>For a lower-cased text, the language the mixture points to (<c>wen</c>, the Sorbian languages;
-    /// <c>rue</c>; <c>szl</c>) and how many words carry its letters, or null.</summary>
+    /// <c>rue</c>; <c>szl</c>; <c>csb</c>; <c>ltg</c>; <c>crh</c>) and how many words carry its letters, or null.</summary>
     public static (string Language, int Words)? Evaluate(string normalized)
     {
-        int polish = 0, hacek = 0, yeru = 0, ukrainian = 0, silesian = 0;
+        int polish = 0, hacek = 0, yeru = 0, ukrainian = 0, silesian = 0, kashubian = 0, polishBeside = 0, latgalian = 0, latvian = 0, tatar = 0, turkish = 0;
         foreach (var (start, length) in LanguageProfiles.Words(normalized))
         {
             var word = normalized.AsSpan(start, length);
@@ -36,11 +49,20 @@ internal static class LetterMixtures
             yeru += word.IndexOfAny(CyrillicYeru) >= 0 ? 1 : 0;
             ukrainian += word.IndexOfAny(UkrainianOnly) >= 0 ? 1 : 0;
             silesian += word.IndexOfAny(SilesianOnly) >= 0 ? 1 : 0;
+            kashubian += word.IndexOfAny(KashubianOnly) >= 0 ? 1 : 0;
+            polishBeside += word.IndexOfAny(PolishBeside) >= 0 ? 1 : 0;
+            latgalian += word.IndexOfAny(LatgalianY) >= 0 ? 1 : 0;
+            latvian += word.IndexOfAny(LatvianOnly) >= 0 ? 1 : 0;
+            tatar += word.IndexOfAny(CrimeanTatarOnly) >= 0 ? 1 : 0;
+            turkish += word.IndexOfAny(TurkishOnly) >= 0 ? 1 : 0;
         }
 
         return polish > 0 && hacek > 0 ? ("wen", polish + hacek)
             : yeru > 0 && ukrainian > 0 ? ("rue", yeru + ukrainian)
             : silesian > 0 ? ("szl", silesian)
+            : kashubian > 0 && polishBeside > 0 ? ("csb", kashubian + polishBeside)
+            : latgalian > 0 && latvian > 0 ? ("ltg", latgalian + latvian)
+            : tatar > 0 && turkish > 0 ? ("crh", tatar + turkish)
             : null;
     }
 }
