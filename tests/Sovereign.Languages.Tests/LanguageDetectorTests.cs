@@ -192,7 +192,8 @@ public sealed class LanguageDetectorTests
     // lists), letters no covered alphabet writes together (LetterMixtures: Kashubian, Latgalian, Crimean Tatar), Marwari
     // by its grammar (DevanagariDecoys), English contrast words and 31 more English tuning sentences: out of set 5
     // Minangkabau and Venetian 6 -> 7 (138 of 152); out of set 6 Limburgish 4 -> 6, Romansh 3 -> 4, Sundanese 7 -> 8
-    // (128); out of set 7 37 -> 113 (its writer wrote the rules: not a fair check); out of set 1-4 unchanged.
+    // (128); out of set 7 37 -> 113 (its writer wrote the rules: not a fair check); out of set 1-4 unchanged. Then more
+    // Romansh words (pronouns, adverbs, numbers): out of set 6 Romansh 4 -> 5 (129).
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -217,7 +218,7 @@ public sealed class LanguageDetectorTests
         ["out-of-set-6.txt"] = new(StringComparer.Ordinal)
         {
             ["ast"] = 8, ["awa"] = 7, ["bho"] = 7, ["bjn"] = 4, ["co"] = 8, ["fur"] = 6, ["hsb"] = 7, ["jv"] = 8, ["lb"] = 8, ["li"] = 6,
-            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 4, ["rue"] = 6, ["scn"] = 6, ["su"] = 8, ["szl"] = 7, ["war"] = 6,
+            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 5, ["rue"] = 6, ["scn"] = 6, ["su"] = 8, ["szl"] = 7, ["war"] = 6,
         },
         ["out-of-set-7.txt"] = new(StringComparer.Ordinal)
         {
