@@ -185,6 +185,8 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // held-out 16 with the covered set too, is guarded by the per-set floors.) Session 36 added held-out 18 and seven
     // more such languages (Aragonese, Venetian, Low German, Minangkabau, Balinese, Walloon, Ilocano): 7,200 of the
     // 7,388 covered sentences of held-out 1-18 right with every catalog language on, as many as with the covered set.
+    // Session 38's round 20 (held-out 1-20, with held-out 19 and 20 in the count): 8,189 right, again as many as with
+    // the covered set (7,204 + 490 + 495), the floor since; it had stayed at 7,200 while sets were added.
     [Fact]
     public void Detect_EveryCatalogLanguageOn_KeepsTheCoveredLanguagesAndFindsTheAddedOnes()
     {
@@ -206,9 +208,10 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         }
 
         var added = TestData.HeldOut("out-of-set-1.txt").Sum(set => set.Value.Count(s => detector.Detect(s).Language == set.Key));
+        output.WriteLine(FormattableString.Invariant($"covered held-out sentences right: {correct}; out of set 1 found as their own language: {added}"));
 
         Assert.True(below.Count == 0, string.Join("; ", below));
-        Assert.True(correct >= 7_200, $"{correct} covered held-out sentences right");
+        Assert.True(correct >= 8_189, $"{correct} covered held-out sentences right");
         Assert.True(added >= 146, $"{added} of 160 out-of-set sentences found as their own language");
     }
 
