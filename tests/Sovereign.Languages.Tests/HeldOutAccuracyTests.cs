@@ -77,7 +77,10 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // letters inside their group): Croatian 6 -> 7 on held-out 10, Czech 9 -> 10 on held-out 1.
     // Session 38's round 20 added held-out 20 (every covered language, held-out 19's distribution; new topics). Its first
     // run, on the unchanged detector: 495 of 502 = 98.6%, below the target Bosnian 8 of 12 (as Croatian twice, as
-    // Serbian twice), its floor; Croatian and Indonesian 11 of 12, Norwegian 9 of 10.
+    // Serbian twice), its floor; Croatian and Indonesian 11 of 12, Norwegian 9 of 10. The round's English tuning
+    // sentences made held-out 13's Irish and held-out 15's Dutch sentence right (und before), and its hr/bs/sr household
+    // words (none in a set never tuned on) raised Croatian 8 -> 9 on held-out 11, Bosnian 8 -> 9 and Croatian 7 -> 8
+    // on held-out 16 (tuning material).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -90,12 +93,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.EighthHeldOut] = new(StringComparer.Ordinal),
         [TestData.NinthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["sr"] = 13 },
         [TestData.TenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 7 },
-        [TestData.EleventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8, ["pt"] = 8, ["sr"] = 12 },
+        [TestData.EleventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 9, ["pt"] = 8, ["sr"] = 12 },
         [TestData.TwelfthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 10 },
         [TestData.ThirteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
         [TestData.FourteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
         [TestData.FifteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 9 },
-        [TestData.SixteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 7, ["id"] = 10 },
+        [TestData.SixteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8, ["id"] = 10 },
         [TestData.SeventeenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 9 },
         [TestData.EighteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5, ["cs"] = 7, ["hr"] = 9, ["sr"] = 13 },
         [TestData.NineteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 4, ["hr"] = 9 },
@@ -186,7 +189,8 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // more such languages (Aragonese, Venetian, Low German, Minangkabau, Balinese, Walloon, Ilocano): 7,200 of the
     // 7,388 covered sentences of held-out 1-18 right with every catalog language on, as many as with the covered set.
     // Session 38's round 20 (held-out 1-20, with held-out 19 and 20 in the count): 8,189 right, again as many as with
-    // the covered set (7,204 + 490 + 495), the floor since; it had stayed at 7,200 while sets were added.
+    // the covered set (7,204 + 490 + 495); it had stayed at 7,200 while sets were added. The round's hr/bs/sr words:
+    // 8,193 (the covered set gained the same four sentences), the floor since.
     [Fact]
     public void Detect_EveryCatalogLanguageOn_KeepsTheCoveredLanguagesAndFindsTheAddedOnes()
     {
@@ -211,7 +215,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         output.WriteLine(FormattableString.Invariant($"covered held-out sentences right: {correct}; out of set 1 found as their own language: {added}"));
 
         Assert.True(below.Count == 0, string.Join("; ", below));
-        Assert.True(correct >= 8_189, $"{correct} covered held-out sentences right");
+        Assert.True(correct >= 8_193, $"{correct} covered held-out sentences right");
         Assert.True(added >= 146, $"{added} of 160 out-of-set sentences found as their own language");
     }
 
