@@ -299,14 +299,16 @@ public sealed class LanguageDetectorTests
 
     // Short English story openings are English: "Once upon a time" came back Galician at 0.75 in usage records (round
     // 20): Lingua's low-accuracy share for English was scattered over unrelated languages, and the Iberian group's pooled
-    // share with Galician's article "a" took it. English has contrast words since. Written for this test, not taken
-    // from an evaluation set.
+    // share with Galician's article "a" took it; "A long time ago" was und (Tsonga ahead). English has contrast words
+    // and more tuning sentences since. Written for this test, not taken from an evaluation set.
     [Theory]
     [InlineData("Once upon a time")]
     [InlineData("Once upon a time...")]
     [InlineData("Once upon a time there was a princess")]
     [InlineData("Once upon a time, in a land far away")]
     [InlineData("There once was a dragon")]
+    [InlineData("A long time ago")]
+    [InlineData("Long ago, in a faraway land")]
     public void Detect_ShortEnglishStoryOpening_English(string text)
     {
         Assert.Equal("en", Detector.Detect(text).Language);
