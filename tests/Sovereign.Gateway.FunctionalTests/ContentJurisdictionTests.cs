@@ -28,7 +28,7 @@ public sealed class ContentJurisdictionTests(PostgreSqlFixture postgres) : IClas
         new { allowed_jurisdictions = jurisdictions, retention = new { mode = "store", days = 7 } };
 
     private static StringContent Store(bool store = true) =>
-        new($$"""{"model":"stories","input":"Once upon a time","max_output_tokens":2,"store":{{(store ? "true" : "false")}}}""", Encoding.UTF8, "application/json");
+        new($$"""{"model":"stories","input":"Once upon a time","max_output_tokens":16,"store":{{(store ? "true" : "false")}}}""", Encoding.UTF8, "application/json");
 
     [Fact]
     public async Task DatabaseDeclaredInAnotherJurisdiction_StoresOnlyForPoliciesAllowingIt_RecordsIt_AndNarrowingDeletes()
@@ -94,7 +94,7 @@ public sealed class ContentJurisdictionTests(PostgreSqlFixture postgres) : IClas
             Assert.Contains("Sovereign:Database:Jurisdiction", error.GetProperty("message").GetString(), StringComparison.Ordinal);
 
             using var continued = await client.PostAsync("/v1/responses", new StringContent(
-                """{"model":"stories","input":"more","max_output_tokens":2,"previous_response_id":"resp_0123456789abcdef01234567"}""", Encoding.UTF8, "application/json"));
+                """{"model":"stories","input":"more","max_output_tokens":16,"previous_response_id":"resp_0123456789abcdef01234567"}""", Encoding.UTF8, "application/json"));
             Assert.Equal(("content_store_jurisdiction_undeclared", "previous_response_id"), ((await ErrorAsync(continued)).GetProperty("code").GetString(), (await ErrorAsync(continued)).GetProperty("param").GetString()));
         }
 

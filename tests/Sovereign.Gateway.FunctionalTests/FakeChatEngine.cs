@@ -11,7 +11,8 @@ namespace Sovereign.Gateway.FunctionalTests;
 /// An OpenAI-compatible engine that speaks chat completions only, as vLLM, llama-server and Ollama do for tools
 /// (Kestrel on a free loopback port): it answers deterministically and keeps every body it received, so tests can
 /// see what the gateway sent. With tools it calls the first one; otherwise it writes <see cref="Words"/> up to
-/// max_tokens. A last user message "refuse" gets a 400 of its own, "hold" a stream that stops after its words and
+/// max_tokens (<see cref="ManyWords"/> for a last user message starting "many:", more than the Responses API's least
+/// limit of 16). A last user message "refuse" gets a 400 of its own, "hold" a stream that stops after its words and
 /// holds until the client leaves; /v1/responses does not exist here (404).
 /// </summary>
 public sealed class FakeChatEngine : IAsyncLifetime
@@ -20,6 +21,9 @@ public sealed class FakeChatEngine : IAsyncLifetime
     public const string CallId = "call_fake_0001";
     public const string CallArguments = """{"city":"Bangkok"}""";
     public static readonly string[] Words = ["Hello", " from", " the", " upstream", "."];
+
+    /// <summary><see cref="Words"/> four times over: 20 words.</summary>
+    public static readonly string[] ManyWords = [.. Words, .. Words, .. Words, .. Words];
 
     private WebApplication _app = null!;
 
@@ -104,8 +108,11 @@ public sealed class FakeChatEngine : IAsyncLifetime
             ? tools[0]!["function"]!["name"]!.GetValue<string>()
             : null;
         var maxTokens = body["max_tokens"]?.GetValue<int>() ?? int.MaxValue;
-        var words = Words.Take(maxTokens).ToArray();
-        var finish = toolName is not null ? "tool_calls" : words.Length < Words.Length ? "length" : "stop";
+        var all = last["content"]?.GetValueKind() == System.Text.Json.JsonValueKind.String && last["content"]!.GetValue<string>().StartsWith("many:", StringComparison.Ordinal)
+            ? ManyWords
+            : Words;
+        var words = all.Take(maxTokens).ToArray();
+        var finish = toolName is not null ? "tool_calls" : words.Length < all.Length ? "length" : "stop";
         var completionTokens = toolName is not null ? 6 : words.Length;
         var usage = new JsonObject { ["prompt_tokens"] = PromptTokens, ["completion_tokens"] = completionTokens, ["total_tokens"] = PromptTokens + completionTokens };
         if (!stream)

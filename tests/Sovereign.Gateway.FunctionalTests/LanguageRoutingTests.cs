@@ -267,7 +267,7 @@ public sealed class LanguageRoutingTests(ServerFixture server)
     public async Task Auto_Responses_AThaiConversationEndingInAShortMessage_RoutesAsThai()
     {
         var (status, body, response) = await server.PostJsonAsync("/v1/responses",
-            JsonSerializer.Serialize(new { model = "auto", input = ThaiConversation.Skip(1).Append(new { role = "user", content = "ok" }).ToArray(), instructions = "คุณเป็นผู้ช่วยที่สุภาพ ตอบเป็นภาษาไทยเสมอ", max_output_tokens = 2 }));
+            JsonSerializer.Serialize(new { model = "auto", input = ThaiConversation.Skip(1).Append(new { role = "user", content = "ok" }).ToArray(), instructions = "คุณเป็นผู้ช่วยที่สุภาพ ตอบเป็นภาษาไทยเสมอ", max_output_tokens = 16 }));
 
         Assert.Equal(200, status);
         Assert.Equal(ServerFixture.TinyRandom, body.GetProperty("model").GetString());

@@ -61,22 +61,22 @@ public sealed class ResponsesRelayTests(ResidencyFixture fixture, FakeChatEngine
     [Fact]
     public async Task Sdk_IsAskedAsAChatCompletion_AndAnsweredAsAResponse()
     {
-        var response = (await (await ResponsesAsync()).CreateResponseAsync(Options("relay one", 3))).Value;
+        var response = (await (await ResponsesAsync()).CreateResponseAsync(Options("many: relay one", 16))).Value;
 
-        Assert.Equal("Hello from the", response.GetOutputText());
+        Assert.Equal(string.Concat(FakeChatEngine.ManyWords.Take(16)), response.GetOutputText());
         Assert.Equal(FakeModel, response.Model);
         Assert.Equal(ResponseStatus.Incomplete, response.Status);
         Assert.Equal(ResponseIncompleteStatusReason.MaxOutputTokens, response.IncompleteStatusDetails.Reason);
         Assert.Equal(FakeChatEngine.PromptTokens, response.Usage.InputTokenCount);
-        Assert.Equal(3, response.Usage.OutputTokenCount);
-        var sent = engine.LastWith("relay one");
+        Assert.Equal(16, response.Usage.OutputTokenCount);
+        var sent = engine.LastWith("many: relay one");
         Assert.Equal("upstream-model", sent["model"]!.GetValue<string>());
-        Assert.Equal(3, sent["max_tokens"]!.GetValue<int>());
+        Assert.Equal(16, sent["max_tokens"]!.GetValue<int>());
         Assert.Null(sent["input"]);
         Assert.Null(sent["max_output_tokens"]);
         var messages = sent["messages"]!.AsArray();
         Assert.Equal(("system", "Be brief."), (messages[0]!["role"]!.GetValue<string>(), messages[0]!["content"]!.GetValue<string>()));
-        Assert.Equal(("user", "relay one"), (messages[1]!["role"]!.GetValue<string>(), messages[1]!["content"]!.GetValue<string>()));
+        Assert.Equal(("user", "many: relay one"), (messages[1]!["role"]!.GetValue<string>(), messages[1]!["content"]!.GetValue<string>()));
         Assert.DoesNotContain("/v1/responses", engine.Unknown);
     }
 
@@ -204,9 +204,9 @@ public sealed class ResponsesRelayTests(ResidencyFixture fixture, FakeChatEngine
         var key = await KeyAsync();
         var chat = new ChatClient("sg-responses", new ApiKeyCredential(key), new global::OpenAI.OpenAIClientOptions { Endpoint = new Uri(fixture.ThAddress, "/v1") });
         var expected = (await chat.CompleteChatAsync(
-            [new SystemChatMessage("Be brief."), new UserChatMessage("Once upon a time")], new ChatCompletionOptions { MaxOutputTokenCount = 8, Temperature = 0 })).Value;
+            [new SystemChatMessage("Be brief."), new UserChatMessage("Once upon a time")], new ChatCompletionOptions { MaxOutputTokenCount = 16, Temperature = 0 })).Value;
 
-        var options = Options("Once upon a time", 8, "sg-responses");
+        var options = Options("Once upon a time", 16, "sg-responses");
         options.Temperature = 0;
         var response = (await (await ResponsesAsync()).CreateResponseAsync(options)).Value;
 

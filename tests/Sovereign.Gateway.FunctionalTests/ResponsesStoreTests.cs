@@ -61,7 +61,7 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
 
     private static CreateResponseOptions Options(string model, params ResponseItem[] input)
     {
-        var options = new CreateResponseOptions { Model = model, MaxOutputTokenCount = 6, Temperature = 0, StoredOutputEnabled = true };
+        var options = new CreateResponseOptions { Model = model, MaxOutputTokenCount = 16, Temperature = 0, StoredOutputEnabled = true };
         foreach (var item in input)
         {
             options.InputItems.Add(item);
@@ -146,7 +146,7 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
     public async Task Store_IsAudited_WithTheIdAndExpiry_NeverTheContent()
     {
         using var client = fixture.TenantClient(await KeyAsync(Keeper));
-        using var http = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"A cat","max_output_tokens":4,"store":true}"""));
+        using var http = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"A cat","max_output_tokens":16,"store":true}"""));
         var body = JsonDocument.Parse(await http.Content.ReadAsStringAsync()).RootElement;
         Assert.Equal(HttpStatusCode.OK, http.StatusCode);
         Assert.True(body.GetProperty("store").GetBoolean());
@@ -172,10 +172,10 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
     {
         // A continuation sends a stored conversation to a model: where that content went is evidence, as the store was.
         using var client = fixture.TenantClient(await KeyAsync(Keeper));
-        using var first = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"A dog","max_output_tokens":2,"store":true}"""));
+        using var first = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"A dog","max_output_tokens":16,"store":true}"""));
         Assert.Equal(HttpStatusCode.OK, first.StatusCode);
         var stored = JsonDocument.Parse(await first.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!;
-        using var next = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"And then?","max_output_tokens":2,"previous_response_id":"{{stored}}"}"""));
+        using var next = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"And then?","max_output_tokens":16,"previous_response_id":"{{stored}}"}"""));
         Assert.Equal(HttpStatusCode.OK, next.StatusCode);
         var auditId = next.Headers.GetValues("x-sovereign-audit-id").Single();
 
@@ -582,7 +582,7 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
         Assert.False(completed.GetProperty("details").TryGetProperty("content_stored", out _));
         using var get = await client.GetAsync($"/v1/responses/{responseId}");
         Assert.Equal(HttpStatusCode.NotFound, get.StatusCode);
-        using var continued = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"more","previous_response_id":"{{responseId}}","max_output_tokens":2}"""));
+        using var continued = await client.PostAsync("/v1/responses", Json($$"""{"model":"{{ResidencyFixture.Model}}","input":"more","previous_response_id":"{{responseId}}","max_output_tokens":16}"""));
         Assert.Equal(HttpStatusCode.BadRequest, continued.StatusCode);
         Assert.Contains("previous_response_not_found", await continued.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }

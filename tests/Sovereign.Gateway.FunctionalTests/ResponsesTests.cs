@@ -30,16 +30,16 @@ public sealed class ResponsesTests(ServerFixture server)
     {
         var chat = (await server.OpenAI.GetChatClient(ServerFixture.Stories).CompleteChatAsync(
             [new SystemChatMessage("You tell stories."), new UserChatMessage("Once upon a time")],
-            new ChatCompletionOptions { MaxOutputTokenCount = 12, Temperature = 0 })).Value;
+            new ChatCompletionOptions { MaxOutputTokenCount = 16, Temperature = 0 })).Value;
 
-        var response = (await Responses().CreateResponseAsync(Options("You tell stories.", "Once upon a time", 12))).Value;
+        var response = (await Responses().CreateResponseAsync(Options("You tell stories.", "Once upon a time", 16))).Value;
 
         Assert.StartsWith("resp_", response.Id, StringComparison.Ordinal);
         Assert.Equal(ServerFixture.Stories, response.Model);
         Assert.Equal(chat.Content[0].Text, response.GetOutputText());
         Assert.Equal(chat.Usage.InputTokenCount, response.Usage.InputTokenCount);
-        Assert.Equal(12, response.Usage.OutputTokenCount);
-        Assert.Equal(response.Usage.InputTokenCount + 12, response.Usage.TotalTokenCount);
+        Assert.Equal(16, response.Usage.OutputTokenCount);
+        Assert.Equal(response.Usage.InputTokenCount + 16, response.Usage.TotalTokenCount);
         Assert.True(response.Usage.InputTokenDetails.CachedTokenCount > 0, "the chat request left the same prompt in the prefix cache");
         Assert.Equal(ResponseStatus.Incomplete, response.Status);
         Assert.Equal(ResponseIncompleteStatusReason.MaxOutputTokens, response.IncompleteStatusDetails.Reason);
@@ -52,7 +52,7 @@ public sealed class ResponsesTests(ServerFixture server)
     {
         var chat = (await server.OpenAI.GetChatClient(ServerFixture.Stories).CompleteChatAsync(
             [new SystemChatMessage("Be brief."), new UserChatMessage("A cat"), new AssistantChatMessage("The cat sat."), new UserChatMessage("A dog")],
-            new ChatCompletionOptions { MaxOutputTokenCount = 10, Temperature = 0 })).Value;
+            new ChatCompletionOptions { MaxOutputTokenCount = 16, Temperature = 0 })).Value;
 
         var response = (await Responses().CreateResponseAsync(new CreateResponseOptions
         {
@@ -64,7 +64,7 @@ public sealed class ResponsesTests(ServerFixture server)
                 ResponseItem.CreateAssistantMessageItem("The cat sat."),
                 ResponseItem.CreateUserMessageItem("A dog"),
             },
-            MaxOutputTokenCount = 10,
+            MaxOutputTokenCount = 16,
             Temperature = 0,
         })).Value;
 
@@ -110,7 +110,7 @@ public sealed class ResponsesTests(ServerFixture server)
     [Fact]
     public async Task Streaming_RawHttp_SendsTheTypedEventsInOrder()
     {
-        var response = await server.PostAsync("/v1/responses", new { model = ServerFixture.Stories, input = "Once upon a time", max_output_tokens = 6, temperature = 0, stream = true });
+        var response = await server.PostAsync("/v1/responses", new { model = ServerFixture.Stories, input = "Once upon a time", max_output_tokens = 16, temperature = 0, stream = true });
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
         var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(block =>
         {
@@ -124,7 +124,7 @@ public sealed class ResponsesTests(ServerFixture server)
 
         var types = events.Select(e => e.GetProperty("type").GetString()!).ToList();
         var deltas = types.Count(t => t == "response.output_text.delta");
-        Assert.InRange(deltas, 1, 6);
+        Assert.InRange(deltas, 1, 16);
         string[] expected =
         [
             "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
@@ -138,7 +138,7 @@ public sealed class ResponsesTests(ServerFixture server)
         var text = string.Concat(events.Where(e => e.GetProperty("type").GetString() == "response.output_text.delta").Select(e => e.GetProperty("delta").GetString()));
         Assert.Equal(text, final.GetProperty("output")[0].GetProperty("content")[0].GetProperty("text").GetString());
         Assert.Equal(text, events[^4].GetProperty("text").GetString());
-        Assert.Equal(6, final.GetProperty("usage").GetProperty("output_tokens").GetInt32());
+        Assert.Equal(16, final.GetProperty("usage").GetProperty("output_tokens").GetInt32());
         Assert.True(final.GetProperty("usage").GetProperty("input_tokens_details").TryGetProperty("cached_tokens", out _));
         Assert.Equal("max_output_tokens", final.GetProperty("incomplete_details").GetProperty("reason").GetString());
     }
@@ -245,13 +245,31 @@ public sealed class ResponsesTests(ServerFixture server)
         }
     }
 
+    /// <summary>OpenAI's Responses API refuses <c>max_output_tokens</c> below 16; 1 to 15 were served here.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(15)]
+    public async Task MaxOutputTokensBelowSixteen_Is400NamingTheParameterAndTheMinimum(int maxOutputTokens)
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/responses", $$"""{"model":"stories","input":"hi","max_output_tokens":{{maxOutputTokens}}}""");
+        var (atMinimum, _, _) = await server.PostJsonAsync("/v1/responses", """{"model":"stories","input":"hi","max_output_tokens":16}""");
+
+        Assert.Equal(400, status);
+        var error = body.GetProperty("error");
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Equal("max_output_tokens", error.GetProperty("param").GetString());
+        Assert.Equal("invalid_value", error.GetProperty("code").GetString());
+        Assert.Equal($"max_output_tokens must be at least 16; got {maxOutputTokens}.", error.GetProperty("message").GetString());
+        Assert.Equal(200, atMinimum);
+    }
+
     /// <summary>What OpenAI sends by default or as null is not a refusal: an empty reasoning, verbosity medium.</summary>
     [Theory]
-    [InlineData("""{"input":"hi","max_output_tokens":1,"reasoning":{}}""")]
-    [InlineData("""{"input":"hi","max_output_tokens":1,"reasoning":{"effort":null,"summary":null}}""")]
-    [InlineData("""{"input":"hi","max_output_tokens":1,"text":{"verbosity":"medium"}}""")]
-    [InlineData("""{"input":"hi","max_output_tokens":1,"include":[],"top_logprobs":0}""")]
-    [InlineData("""{"input":"hi","max_output_tokens":1,"include":null,"top_logprobs":null}""")]
+    [InlineData("""{"input":"hi","max_output_tokens":16,"reasoning":{}}""")]
+    [InlineData("""{"input":"hi","max_output_tokens":16,"reasoning":{"effort":null,"summary":null}}""")]
+    [InlineData("""{"input":"hi","max_output_tokens":16,"text":{"verbosity":"medium"}}""")]
+    [InlineData("""{"input":"hi","max_output_tokens":16,"include":[],"top_logprobs":0}""")]
+    [InlineData("""{"input":"hi","max_output_tokens":16,"include":null,"top_logprobs":null}""")]
     public async Task ReasoningUnsetAndDefaultVerbosity_AreServed(string fields)
     {
         var body = JsonNode.Parse(fields)!.AsObject();
@@ -295,8 +313,8 @@ public sealed class ResponsesTests(ServerFixture server)
     [Fact]
     public async Task StoreFalseOrAbsent_IsServed()
     {
-        var (absent, _, _) = await server.PostJsonAsync("/v1/responses", """{"model":"stories","input":"hi","max_output_tokens":2}""");
-        var (explicitFalse, _, _) = await server.PostJsonAsync("/v1/responses", """{"model":"stories","input":"hi","max_output_tokens":2,"store":false}""");
+        var (absent, _, _) = await server.PostJsonAsync("/v1/responses", """{"model":"stories","input":"hi","max_output_tokens":16}""");
+        var (explicitFalse, _, _) = await server.PostJsonAsync("/v1/responses", """{"model":"stories","input":"hi","max_output_tokens":16,"store":false}""");
 
         Assert.Equal(200, absent);
         Assert.Equal(200, explicitFalse);
@@ -305,7 +323,7 @@ public sealed class ResponsesTests(ServerFixture server)
     [Fact]
     public async Task StoreTrue_ThroughTheSdk_IsRefusedWith400NotRetried()
     {
-        var options = Options("x", "hi", 2);
+        var options = Options("x", "hi", 16);
         options.StoredOutputEnabled = true;
 
         var ex = await Assert.ThrowsAsync<ClientResultException>(() => Responses().CreateResponseAsync(options));

@@ -174,7 +174,7 @@ public sealed class ResponsesToolCallingTests(ServerFixture server)
     public async Task ParallelFunctionCallItems_JoinOneAssistantTurn_AndEachOutputAnswersItsCall()
     {
         var (status, _, _) = await server.PostJsonAsync("/v1/responses", """
-            {"model":"tiny-random","max_output_tokens":4,"tools":[{"type":"function","name":"get_weather"}],"input":[
+            {"model":"tiny-random","max_output_tokens":16,"tools":[{"type":"function","name":"get_weather"}],"input":[
               {"role":"user","content":"Weather in Paris and Rome?"},
               {"type":"function_call","call_id":"call_a","name":"get_weather","arguments":"{\"city\":\"Paris\"}"},
               {"type":"function_call","call_id":"call_b","name":"get_weather","arguments":"{\"city\":\"Rome\"}"},
@@ -201,7 +201,7 @@ public sealed class ResponsesToolCallingTests(ServerFixture server)
         Assert.True(Weather.Evaluate(JsonNode.Parse(call.GetProperty("arguments").GetString()!)).IsValid, call.GetProperty("arguments").GetString());
 
         var (badStatus, bad, _) = await server.PostJsonAsync("/v1/responses", Fill("""
-            {"model":"@TinyRandom@","max_output_tokens":2,"input":"Weather?","tools":@Tools@,
+            {"model":"@TinyRandom@","max_output_tokens":16,"input":"Weather?","tools":@Tools@,
              "tool_choice":{"type":"allowed_tools","mode":"auto","tools":[{"type":"function","name":"nope"}]}}
             """));
         Assert.True(badStatus == 400, bad.ToString());

@@ -9,6 +9,9 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary><c>POST /v1/responses</c>: the stateless core of OpenAI's Responses API.</summary>
 internal sealed class ResponsesRequest
 {
+    /// <summary>The least <c>max_output_tokens</c> OpenAI's Responses API accepts.</summary>
+    public const int MinOutputTokens = 16;
+
     public string? Model { get; set; }
 
     /// <summary>A string (one user message) or an array of input items.</summary>
@@ -234,9 +237,12 @@ internal static class ResponsesTranslation
         // top_p 0 is OpenAI's smallest nucleus, the most likely token alone: greedy (SamplingOptions.IsGreedy).
         Range(request.TopP, 0, 1, "top_p");
 
-        if (request.MaxOutputTokens is < 1)
+        // OpenAI's Responses API refuses a limit below 16 (its chat and completions APIs take 1); a client that
+        // passes here would be refused there.
+        if (request.MaxOutputTokens < ResponsesRequest.MinOutputTokens)
         {
-            throw OpenAIException.BadRequest("max_output_tokens must be at least 1.", "max_output_tokens", "invalid_value");
+            throw OpenAIException.BadRequest(
+                $"max_output_tokens must be at least {ResponsesRequest.MinOutputTokens}; got {request.MaxOutputTokens}.", "max_output_tokens", "invalid_value");
         }
 
         if (request.PreviousResponseId is { } previous && string.IsNullOrWhiteSpace(previous))

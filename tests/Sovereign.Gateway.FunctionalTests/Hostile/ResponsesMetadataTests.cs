@@ -46,7 +46,7 @@ public sealed class ResponsesMetadataTests(ConsoleFixture fixture)
 
     private async Task<HttpResponseMessage> PostAsync(string metadata)
     {
-        var body = new JsonObject { ["model"] = ConsoleFixture.Model, ["input"] = "Once upon a time", ["max_output_tokens"] = 2, ["metadata"] = JsonNode.Parse(metadata) };
+        var body = new JsonObject { ["model"] = ConsoleFixture.Model, ["input"] = "Once upon a time", ["max_output_tokens"] = 16, ["metadata"] = JsonNode.Parse(metadata) };
         using var client = new HttpClient { BaseAddress = fixture.Address };
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", fixture.HospitalKey);
         return await client.PostAsync("/v1/responses", new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"));

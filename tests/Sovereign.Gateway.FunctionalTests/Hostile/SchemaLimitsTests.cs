@@ -49,7 +49,7 @@ public sealed class SchemaLimitsTests(ConsoleFixture fixture)
         {
             ["model"] = ConsoleFixture.Model,
             ["input"] = "Once upon a time",
-            ["max_output_tokens"] = 4,
+            ["max_output_tokens"] = 16,
             ["text"] = new JsonObject
             {
                 ["format"] = new JsonObject { ["type"] = "json_schema", ["name"] = "x", ["schema"] = new JsonObject { ["$ref"] = "#/$defs/d0", ["$defs"] = defs } },

@@ -15,7 +15,7 @@ public sealed class WireCompatibilityTests(ServerFixture server)
     [Theory]
     [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"Hi"}],"max_tokens":1}""")]
     [InlineData("/v1/completions", """{"model":"stories","prompt":"Hi","max_tokens":1}""")]
-    [InlineData("/v1/responses", """{"model":"stories","input":"Hi","max_output_tokens":1}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":"Hi","max_output_tokens":16}""")]
     [InlineData("/v1/embeddings", """{"model":"stories-embed","input":"Hi"}""")]
     [InlineData("/v1/language/detect", """{"input":"Bonjour tout le monde"}""")]
     [InlineData("/tokenize", """{"model":"stories","content":"Hi"}""")]
@@ -153,7 +153,7 @@ public sealed class WireCompatibilityTests(ServerFixture server)
     /// relays forward it. It was unbounded (a megabyte came back in the answer).
     /// </summary>
     [Theory]
-    [InlineData("/v1/responses", """{"model":"stories","input":"Hi","max_output_tokens":1,"user":"USER"}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":"Hi","max_output_tokens":16,"user":"USER"}""")]
     [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"Hi"}],"max_tokens":1,"user":"USER"}""")]
     [InlineData("/v1/completions", """{"model":"stories","prompt":"Hi","max_tokens":1,"user":"USER"}""")]
     [InlineData("/v1/embeddings", """{"model":"stories-embed","input":"Hi","user":"USER"}""")]
@@ -176,7 +176,7 @@ public sealed class WireCompatibilityTests(ServerFixture server)
     public async Task ResponsesFormatName_OutsideOpenAIsRule_Is400(string name)
     {
         var (status, body, _) = await server.PostJsonAsync("/v1/responses",
-            """{"model":"stories","input":"Hi","max_output_tokens":1,"text":{"format":{"type":"json_schema","name":"NAME","schema":{"type":"object"}}}}""".Replace("NAME", name, StringComparison.Ordinal));
+            """{"model":"stories","input":"Hi","max_output_tokens":16,"text":{"format":{"type":"json_schema","name":"NAME","schema":{"type":"object"}}}}""".Replace("NAME", name, StringComparison.Ordinal));
 
         Assert.Equal(400, status);
         Assert.Equal("text.format.name", body.GetProperty("error").GetProperty("param").GetString());
@@ -189,7 +189,7 @@ public sealed class WireCompatibilityTests(ServerFixture server)
     /// OpenAI's rule when given (it was not checked at all).
     /// </summary>
     [Theory]
-    [InlineData("/v1/responses", """{"model":"stories","input":"Hi","max_output_tokens":1,"text":{"format":{"type":"json_schema","name":"n","description":"DESC","schema":{"type":"object"}}}}""", "text.format.description")]
+    [InlineData("/v1/responses", """{"model":"stories","input":"Hi","max_output_tokens":16,"text":{"format":{"type":"json_schema","name":"n","description":"DESC","schema":{"type":"object"}}}}""", "text.format.description")]
     [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"Hi"}],"max_tokens":1,"response_format":{"type":"json_schema","json_schema":{"name":"n","description":"DESC","schema":{"type":"object"}}}}""", "response_format.json_schema.description")]
     [InlineData("/v1/completions", """{"model":"stories","prompt":"Hi","max_tokens":1,"response_format":{"type":"json_schema","json_schema":{"name":"n","description":"DESC","schema":{"type":"object"}}}}""", "response_format.json_schema.description")]
     public async Task FormatDescription_Over1024Characters_Is400(string path, string json, string param)
@@ -228,18 +228,18 @@ public sealed class WireCompatibilityTests(ServerFixture server)
     [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":[{"type":"LONG"}]}],"max_tokens":1}""")]
     [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"tool","tool_call_id":"LONG","content":"x"}],"max_tokens":1}""")]
     [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"x"}],"max_tokens":1,"tools":[{"type":"LONG"}]}""")]
-    [InlineData("/v1/responses", """{"model":"stories","input":[{"type":"LONG"}],"max_output_tokens":1}""")]
-    [InlineData("/v1/responses", """{"model":"stories","input":[{"role":"LONG","content":"x"}],"max_output_tokens":1}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":[{"type":"LONG"}],"max_output_tokens":16}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":[{"role":"LONG","content":"x"}],"max_output_tokens":16}""")]
     // These came back whole: tool_choice's value and function name, response_format's and text.format's type, a hosted
     // tool's type, an unanswered call_id.
     [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"x"}],"max_tokens":1,"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"LONG"}""")]
     [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"x"}],"max_tokens":1,"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"LONG"}}}""")]
     [InlineData("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"x"}],"max_tokens":1,"response_format":{"type":"LONG"}}""")]
     [InlineData("/v1/completions", """{"model":"stories","prompt":"x","max_tokens":1,"response_format":{"type":"LONG"}}""")]
-    [InlineData("/v1/responses", """{"model":"stories","input":"x","max_output_tokens":1,"tools":[{"type":"LONG"}]}""")]
-    [InlineData("/v1/responses", """{"model":"stories","input":"x","max_output_tokens":1,"tools":[{"type":"function","name":"f"}],"tool_choice":{"type":"function","name":"LONG"}}""")]
-    [InlineData("/v1/responses", """{"model":"stories","input":"x","max_output_tokens":1,"text":{"format":{"type":"LONG"}}}""")]
-    [InlineData("/v1/responses", """{"model":"stories","input":[{"type":"function_call_output","call_id":"LONG","output":"1"}],"max_output_tokens":1}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":"x","max_output_tokens":16,"tools":[{"type":"LONG"}]}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":"x","max_output_tokens":16,"tools":[{"type":"function","name":"f"}],"tool_choice":{"type":"function","name":"LONG"}}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":"x","max_output_tokens":16,"text":{"format":{"type":"LONG"}}}""")]
+    [InlineData("/v1/responses", """{"model":"stories","input":[{"type":"function_call_output","call_id":"LONG","output":"1"}],"max_output_tokens":16}""")]
     public async Task EchoedValues_AreShortened(string path, string json)
     {
         var (status, body, _) = await server.PostJsonAsync(path, json.Replace("LONG", "\u202E" + new string('v', 5000), StringComparison.Ordinal));

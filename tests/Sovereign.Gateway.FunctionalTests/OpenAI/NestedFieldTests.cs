@@ -18,11 +18,11 @@ namespace Sovereign.Gateway.FunctionalTests.OpenAI;
 public sealed class NestedFieldTests(ServerFixture server)
 {
     private const string Chat = "\"model\":\"stories\",\"max_tokens\":2";
-    private const string Response = "\"model\":\"stories\",\"max_output_tokens\":2";
+    private const string Response = "\"model\":\"stories\",\"max_output_tokens\":16";
 
     /// <summary>Tools are rendered into the prompt: the random model has room for them (512 tokens).</summary>
     private const string ToolChat = "\"model\":\"tiny-random\",\"max_tokens\":2";
-    private const string ToolResponse = "\"model\":\"tiny-random\",\"max_output_tokens\":2";
+    private const string ToolResponse = "\"model\":\"tiny-random\",\"max_output_tokens\":16";
     private const string User = "{\"role\":\"user\",\"content\":\"Once\"}";
     private const string Call = "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}";
     private const string Tool = "{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\",\"properties\":{}}}}";

@@ -14,7 +14,7 @@ public sealed class UnknownFieldTests(ServerFixture server)
     private const string Chat = "\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"Once\"}],\"max_tokens\":2";
     private const string Completion = "\"model\":\"stories\",\"prompt\":\"Once\",\"max_tokens\":2";
     private const string Embedding = "\"model\":\"stories-embed\",\"input\":\"Once\"";
-    private const string Response = "\"model\":\"stories\",\"input\":\"Once\",\"max_output_tokens\":2";
+    private const string Response = "\"model\":\"stories\",\"input\":\"Once\",\"max_output_tokens\":16";
 
     [Theory]
     [InlineData("/v1/chat/completions", Chat + ",\"temperatur\":0.5", "temperatur")]

@@ -155,7 +155,7 @@ check('embeddings.create with float encoding', async () => {
 });
 
 check('responses.create and output_text', async () => {
-  const response = await client.responses.create({ model: chatModel, input: 'Once upon a time', max_output_tokens: 8 });
+  const response = await client.responses.create({ model: chatModel, input: 'Once upon a time', max_output_tokens: 16 });
   assert.equal(response.object, 'response');
   assert.equal(response.status === 'completed' || response.status === 'incomplete', true, response.status);
   assert.equal(typeof response.output_text, 'string');
@@ -163,7 +163,7 @@ check('responses.create and output_text', async () => {
 });
 
 check('responses.create stream: created, deltas, completed', async () => {
-  const stream = await client.responses.create({ model: chatModel, input: 'A dog', max_output_tokens: 6, stream: true });
+  const stream = await client.responses.create({ model: chatModel, input: 'A dog', max_output_tokens: 16, stream: true });
   const types = [];
   let text = '';
   for await (const event of stream) {
