@@ -168,9 +168,11 @@ public sealed class RequestMetering
     }
 
     /// <summary>
-    /// Gives back the request <see cref="CountRequestAsync"/> counted when the work refused it as the client's mistake
-    /// (a node's 400 for a relayed <c>/detokenize</c>), with the limits' headers after it: an invalid request is not
-    /// counted, as a local one refused before the count is not.
+    /// Gives back the request <see cref="CountRequestAsync"/> or <see cref="AdmitAsync"/> counted when the work refused it
+    /// as the client's mistake (a node's 400 for a relayed <c>/detokenize</c>, <c>/v1/completions</c> or
+    /// <c>/v1/embeddings</c>), with the limits' headers after it where the answer has not started: an invalid request is
+    /// not counted, as a local one refused before the count is not. A grain that does not answer leaves the request
+    /// counted (logged, event 4116): the client's 400 stands.
     /// </summary>
     public async Task RefundRequestAsync(HttpContext context, Caller caller)
     {
@@ -181,7 +183,22 @@ public sealed class RequestMetering
             return;
         }
 
-        var result = await _tenants.Get(caller.TenantId).RefundRequestAsync(caller.KeyId);
+        AdmissionResult result;
+        try
+        {
+            result = await _tenants.Get(caller.TenantId).RefundRequestAsync(caller.KeyId);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Observability.GatewayLog.RequestRefundFailed(_logger, ex, caller.TenantId);
+            return;
+        }
+
+        if (context.Response.HasStarted)
+        {
+            return;
+        }
+
         foreach (var (name, value) in RateLimitHeaders(result))
         {
             context.Response.Headers[name] = value;

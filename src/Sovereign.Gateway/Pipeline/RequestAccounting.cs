@@ -67,6 +67,14 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
                 // The relaying gateway bills the tenant for the work this node ran, and cannot measure it itself.
                 RelayComputeReport.Attach(request.Http, computeSeconds);
             }
+
+            if (ticket.ReservedWithGrain && usage is { PromptTokens: 0, CompletionTokens: 0 } && UpstreamProxy.RefusedAsInvalid(request.Http))
+            {
+                // Refused where it was relayed, as the client's mistake (a token id outside the node's vocabulary): a
+                // local route refuses it before admission, so it is not counted there either. The settlement gave the
+                // tokens back; this gives back the request, as a relayed /detokenize's is.
+                await metering.RefundRequestAsync(request.Http, request.Caller);
+            }
         }
         catch (AuditUnavailableException)
         {

@@ -334,8 +334,22 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             Observability.GatewayLog.UpstreamAnswerInvalid(OpenAIErrorResults.RequestsLogger(context), response.RequestMessage?.RequestUri?.Authority, error.Code, error.Message);
         }
 
+        if (error.Status == StatusCodes.Status400BadRequest)
+        {
+            context.Items[RefusedAsInvalidKey] = true;
+        }
+
         return error;
     }
+
+    private static readonly object RefusedAsInvalidKey = new();
+
+    /// <summary>
+    /// Whether the server this request was relayed to refused it as the client's mistake (its answer became the client's
+    /// 400: a token id outside its model's vocabulary, which only the serving node can check, a prompt over its
+    /// context), so no work was done there.
+    /// </summary>
+    public static bool RefusedAsInvalid(HttpContext context) => context.Items.ContainsKey(RefusedAsInvalidKey);
 
     /// <summary>
     /// Reads a whole (not streamed) answer and records its usage. What the engine did is what the tenant pays for: an

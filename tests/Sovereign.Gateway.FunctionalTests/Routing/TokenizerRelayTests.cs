@@ -46,13 +46,13 @@ public sealed class TokenizerRelayFixture() : AdminServerFixture(AdminToken, "so
     }
 
     /// <summary>A cluster node at <paramref name="url"/> serving <paramref name="model"/>, registered and reporting as one that joined does.</summary>
-    public async Task AddClusterNodeAsync(string id, string jurisdiction, string url, string model)
+    public async Task AddClusterNodeAsync(string id, string jurisdiction, string url, string model, string? kind = null)
     {
         var nodes = App.Services.GetRequiredService<NodeDirectory>();
         var credential = NodeCredentials.Issue(
             new NodeClaims(id, jurisdiction, nameof(Residency.Policies.NodeKind.Local), url, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()),
             App.Services.GetRequiredService<OperatorSigningKey>());
-        NodeModel[] models = [new NodeModel(model, model, 4)];
+        NodeModel[] models = [new NodeModel(model, model, 4, Kind: kind)];
         await nodes.Registry.UpsertAsync(new NodeView(id, jurisdiction, nameof(Residency.Policies.NodeKind.Local), url, models, "Active", credential, null, 0));
         Assert.True(await nodes.Registry.ReportAsync(id, models, new NodeLoad(0, [new ModelLoad(model, 0, 4, 0, 0)], [])));
         nodes.Invalidate();
@@ -167,5 +167,56 @@ public sealed class TokenizerRelayTests(TokenizerRelayFixture fixture) : IClassF
         using var limited = await client.PostAsync("/detokenize", Json("""{"model":"tc-model","tokens":[1,2]}"""));
         Assert.Equal((HttpStatusCode)429, limited.StatusCode);
         Assert.Equal(3, live.Requests);
+    }
+
+    /// <summary>
+    /// A node's /v1/completions and /v1/embeddings: token ids of 1,000 or more are refused as a node refuses ids outside
+    /// its model's vocabulary (400 naming the id), others answered with one token of usage.
+    /// </summary>
+    private static async Task NodeRefusingIdsOutsideItsVocabulary(HttpContext context)
+    {
+        var body = (await JsonDocument.ParseAsync(context.Request.Body)).RootElement;
+        var param = body.TryGetProperty("prompt", out var prompt) ? "prompt" : "input";
+        var ids = (param == "prompt" ? prompt : body.GetProperty("input")).EnumerateArray().Select(t => t.GetInt32()).ToList();
+        context.Response.ContentType = "application/json";
+        if (ids.FindIndex(t => t >= 1000) is var outside and >= 0)
+        {
+            context.Response.StatusCode = 400;
+            await context.Response.WriteAsync($$$"""{"error":{"message":"{{{param}}}[{{{outside}}}] is {{{ids[outside]}}}, which is not a token id of model 'tv-model' (0 to 999).","type":"invalid_request_error","param":"{{{param}}}[{{{outside}}}]","code":"invalid_value"}}""");
+            return;
+        }
+
+        await context.Response.WriteAsync(param == "prompt"
+            ? """{"id":"cmpl-node","object":"text_completion","created":1,"model":"tv-model","choices":[{"index":0,"text":" upon","finish_reason":"length"}],"usage":{"prompt_tokens":2,"completion_tokens":1,"total_tokens":3}}"""
+            : """{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-1.25]}],"model":"tv-model","usage":{"prompt_tokens":2,"total_tokens":2}}""");
+    }
+
+    /// <summary>
+    /// Token ids on a local route are checked against the model's vocabulary before the request is counted; relayed, only
+    /// the node can check them, after the gateway admitted the request: its refusal (the client's 400) cost the tenant
+    /// one of its minute's requests, which a relayed /detokenize already gave back. Now it is given back too.
+    /// </summary>
+    [Theory]
+    [InlineData("/v1/completions", """{"model":"MODEL","prompt":[1,5000],"max_tokens":1}""", """{"model":"MODEL","prompt":[1,2],"max_tokens":1}""", "prompt[1]", null)]
+    [InlineData("/v1/embeddings", """{"model":"MODEL","input":[1,5000]}""", """{"model":"MODEL","input":[1,2]}""", "input[1]", NodeModelKinds.Embedding)]
+    public async Task RelayedTokenIds_RefusedByTheNodeOutsideItsVocabulary_AreNotCounted(string path, string invalidBody, string validBody, string param, string? kind)
+    {
+        var model = "tv-" + (kind ?? "chat");
+        await using var node = await FakeUpstreamEngine.StartAsync(NoChat, embeddings: NodeRefusingIdsOutsideItsVocabulary, completions: NodeRefusingIdsOutsideItsVocabulary);
+        await fixture.AddClusterNodeAsync(model + "-node", "TH", node.Url, model, kind);
+        using var client = await fixture.NewTenantAsync(["TH"], requestsPerMinute: 2);
+
+        using var invalid = await client.PostAsync(path, Json(invalidBody.Replace("MODEL", model, StringComparison.Ordinal)));
+        var refused = JsonDocument.Parse(await invalid.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal((HttpStatusCode.BadRequest, param), (invalid.StatusCode, refused.GetProperty("param").GetString()));
+
+        using var first = await client.PostAsync(path, Json(validBody.Replace("MODEL", model, StringComparison.Ordinal)));
+        Assert.True(first.StatusCode == HttpStatusCode.OK, await first.Content.ReadAsStringAsync());
+        Assert.Equal("1", first.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        using var second = await client.PostAsync(path, Json(validBody.Replace("MODEL", model, StringComparison.Ordinal)));
+        Assert.Equal("0", second.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        using var limited = await client.PostAsync(path, Json(validBody.Replace("MODEL", model, StringComparison.Ordinal)));
+        Assert.Equal((HttpStatusCode)429, limited.StatusCode);
+        Assert.Equal(3, node.Requests);
     }
 }
