@@ -14,7 +14,7 @@ public static class ClusterRedisMark
 {
     /// <summary>Reads the mark of the cluster <paramref name="options"/> names, creating it if its Redis has none yet.</summary>
     /// <returns>The mark, and the Redis endpoints to name in messages (never its password).</returns>
-    /// <exception cref="InvalidOperationException">Redis cannot be reached; the message names the setting.</exception>
+    /// <exception cref="InvalidOperationException">Redis cannot be reached or refuses this member's password; the message names the setting.</exception>
     public static async Task<(string Mark, string Redis)> GetOrCreateAsync(SovereignClusterOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -33,9 +33,46 @@ public static class ClusterRedisMark
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            throw new InvalidOperationException(
-                $"Redis ({endpoints}, Sovereign:Cluster:Redis) could not be reached to learn which cluster this member belongs to: {ex.Message}", ex);
+            throw new InvalidOperationException(RefusalOf(ex) switch
+            {
+                // It was reached, and said no: "could not be reached" sent the operator to the network.
+                AuthenticationRefusal.WrongPassword =>
+                    $"Redis ({endpoints}) refused the password (or user) this member gave it: set the password Redis expects (password=...) in Sovereign:Cluster:Redis.",
+                AuthenticationRefusal.PasswordRequired =>
+                    $"Redis ({endpoints}) requires a password, and Sovereign:Cluster:Redis gives none: add password=... to it.",
+                _ => $"Redis ({endpoints}, Sovereign:Cluster:Redis) could not be reached to learn which cluster this member belongs to: {ex.Message}",
+            }, ex);
         }
+    }
+
+    private enum AuthenticationRefusal
+    {
+        None,
+        WrongPassword,
+        PasswordRequired,
+    }
+
+    /// <summary>
+    /// Whether Redis refused this member's credentials: WRONGPASS (a wrong password, or an unknown ACL user) or NOAUTH
+    /// (none given). StackExchange.Redis reports either as a connection failure whose message, or an inner one's,
+    /// carries Redis' own error.
+    /// </summary>
+    private static AuthenticationRefusal RefusalOf(Exception ex)
+    {
+        for (var error = (Exception?)ex; error is not null; error = error.InnerException)
+        {
+            if (error.Message.Contains("WRONGPASS", StringComparison.Ordinal))
+            {
+                return AuthenticationRefusal.WrongPassword;
+            }
+
+            if (error.Message.Contains("NOAUTH", StringComparison.Ordinal))
+            {
+                return AuthenticationRefusal.PasswordRequired;
+            }
+        }
+
+        return ex is RedisConnectionException { FailureType: ConnectionFailureType.AuthenticationFailure } ? AuthenticationRefusal.WrongPassword : AuthenticationRefusal.None;
     }
 
     private static string Describe(EndPoint endpoint) => endpoint switch
