@@ -45,6 +45,8 @@ public static class ClusterHostingExtensions
         // Warns before this member's certificate expires, and exports how long it has left.
         builder.Services.TryAddSingleton(sp => new ClusterCertificateExpiry(tls, sp.GetService<TimeProvider>() ?? TimeProvider.System, sp.GetRequiredService<ILogger<ClusterCertificateExpiry>>()));
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ClusterCertificateExpiry>());
+        // Before the silo: a member of another CA fails its start at once instead of being declared dead.
+        builder.Services.AddHostedService(sp => new ClusterCaProbe(tls, sp, sp.GetService<TimeProvider>() ?? TimeProvider.System));
         siloPort = siloPort > 0 ? siloPort : cluster.SiloPort > 0 ? cluster.SiloPort : FreePort();
         gatewayPort = gatewayPort > 0 ? gatewayPort : cluster.GatewayPort > 0 ? cluster.GatewayPort : FreePort();
         builder.UseOrleans(silo =>
