@@ -218,9 +218,12 @@ internal static partial class ControlPlaneServices
 
     private static SqlDatabase OpenDatabase(SovereignOptions options, Cluster.Hosting.SovereignClusterOptions cluster, ServerDatabaseLock serverLock)
     {
-        // Before anything is written or served under it. A node's jurisdiction is bound by its credential (a node that
-        // joined moves with a token for its new jurisdiction), so only gateways and single servers keep theirs here.
-        if (cluster.Role != Cluster.Hosting.ServerRole.Node)
+        // Before anything is written or served under it. A node's jurisdiction is bound by the credential the operator
+        // signed (a node that joined moves with a token for its new jurisdiction), but a node that issues its own (it
+        // holds the operator key: no credential configured, no join kept) signs whatever it is told: it restarted in
+        // another jurisdiction and re-signed itself there. It keeps its stated one as gateways and single servers do.
+        if (cluster.Role != Cluster.Hosting.ServerRole.Node
+            || (string.IsNullOrWhiteSpace(options.NodeCredential) && ClusterJoiner.Kept(options) is null))
         {
             StatedJurisdiction.Check(options.ResolvedDataDirectory, options.Jurisdiction, TimeProvider.System);
         }

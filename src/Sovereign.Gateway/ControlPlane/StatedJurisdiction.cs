@@ -6,7 +6,7 @@ namespace Sovereign.Gateway.ControlPlane;
 /// <summary>
 /// The jurisdiction this server stated at its first start with one, kept in its data directory
 /// (<see cref="FileName"/>). A gateway's jurisdiction is where tenants' content passes, and nothing else binds it (a
-/// node's is bound by its credential): restarted with <c>Sovereign__Jurisdiction=SG</c> by mistake, gateway-th started
+/// node's is bound by its credential, unless the node issues its own with the operator key: it keeps one here too): restarted with <c>Sovereign__Jurisdiction=SG</c> by mistake, gateway-th started
 /// silently as SG, refused its TH tenants and would have passed SG-only tenants' content through a machine in TH,
 /// stating SG on every answer and in the audit log. A start whose jurisdiction differs from the kept one now stops,
 /// naming both; setting one for the first time (a laptop that ran without one) is kept, as is leaving it unset.

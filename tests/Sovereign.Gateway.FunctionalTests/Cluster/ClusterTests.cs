@@ -1135,6 +1135,45 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         }
     }
 
+    /// <summary>
+    /// A node holding the operator key issues its own credential, binding whatever jurisdiction it is started in: moved
+    /// from TH to SG by a setting alone, it re-signed itself as SG and was routed SG-only tenants' content. Gateways and
+    /// single servers kept their stated jurisdiction (jurisdiction.json); such a node now keeps its own too, with the
+    /// same one-line refusal and the same way out (set it back, or delete the file where the machine really moved).
+    /// </summary>
+    [Fact]
+    public async Task NodeIssuingItsOwnCredential_RestartedInAnotherJurisdiction_StopsWithOneLine()
+    {
+        var node = cluster.Start("node-mv", "node", "TH", withModel: true, modelId: "stories-mv");
+        try
+        {
+            await ClusterFixture.WaitReadyAsync(node);
+        }
+        finally
+        {
+            node.StopGracefully();
+        }
+
+        Assert.True(File.Exists(Path.Combine(node.DataDirectory, "jurisdiction.json")), node.Output);
+        var moved = cluster.Start("node-mv", "node", "SG", withModel: true, modelId: "stories-mv");
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(2)))
+        {
+            await moved.Process.WaitForExitAsync(deadline.Token);
+        }
+
+        Assert.True(moved.Process.ExitCode == 2, $"exit {moved.Process.ExitCode}:\n{moved.Output}");
+        Assert.False(moved.SaidReady, moved.Output);
+        var line = Assert.Single(moved.Output.Split('\n'), l => l.StartsWith("sovereign serve: cannot start:", StringComparison.Ordinal));
+        Assert.Contains("Sovereign:Jurisdiction is SG, but this server has stated TH since", line, StringComparison.Ordinal);
+        Assert.Contains("jurisdiction.json", line, StringComparison.Ordinal);
+
+        // Never registered in SG: the registry still holds the node as TH.
+        using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        var nodes = await ClusterFixture.Expect(admin.GetAsync("/admin/v1/nodes"), 200);
+        var listed = Assert.Single(nodes.GetProperty("data").EnumerateArray(), n => n.GetProperty("id").GetString() == "node-mv");
+        Assert.Equal("TH", listed.GetProperty("jurisdiction").GetString());
+    }
+
     [Fact]
     public async Task RunningNode_WhoseCertificateIsRevoked_IsCutOff_DeclaredDead_AndNotRoutedTo()
     {
