@@ -439,7 +439,7 @@ public static class MeteringApi
         }
     }
 
-    private static async Task<IResult> GetLimits(string id, HttpContext context, IGrainFactory grains)
+    private static async Task<IResult> GetLimits(string id, HttpContext context, IGrainFactory grains, RequestMetering metering)
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         _ = await grain.GetAsync() ?? throw NotFound(id);
@@ -447,7 +447,9 @@ public static class MeteringApi
 
         // The version of the settings (not of the budgets' spend beside them): a PUT of an edit of them sends it as If-Match.
         EditVersions.SetETag(context, TenantVersions.Of(limits));
-        return Json(new { limits = LimitsJson(limits), budgets = (await grain.GetBudgetsAsync()).Select(BudgetJson) });
+        var budgets = await grain.GetBudgetsAsync();
+        metering.NoteBudgets(id, budgets);
+        return Json(new { limits = LimitsJson(limits), budgets = budgets.Select(BudgetJson) });
     }
 
     /// <summary>
@@ -483,7 +485,7 @@ public static class MeteringApi
         return (settings, "limits.");
     }
 
-    private static async Task<IResult> PutLimits(string id, HttpContext context, IGrainFactory grains, AuditLog audit, PriceBookProvider prices)
+    private static async Task<IResult> PutLimits(string id, HttpContext context, IGrainFactory grains, AuditLog audit, PriceBookProvider prices, RequestMetering metering)
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         var tenant = await grain.GetAsync() ?? throw NotFound(id);
@@ -599,7 +601,9 @@ public static class MeteringApi
         limits = await grain.GetLimitsAsync();
         await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "limits.update", Tenant = id, Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["limits"] = System.Text.Json.JsonSerializer.Serialize(LimitsJson(limits), OpenAIJson.Options) } });
         EditVersions.SetETag(context, TenantVersions.Of(limits));
-        return Json(new { limits = LimitsJson(limits), budgets = (await grain.GetBudgetsAsync()).Select(BudgetJson) });
+        var status = await grain.GetBudgetsAsync();
+        metering.NoteBudgets(id, status);
+        return Json(new { limits = LimitsJson(limits), budgets = status.Select(BudgetJson) });
     }
 
     private static async Task<IResult> AdminUsage(HttpContext context, UsageLedger ledger, IGrainFactory grains) =>

@@ -67,7 +67,9 @@ public sealed class RequestMetering
     private readonly UsageLedger _ledger;
     private readonly PriceBookProvider _prices;
     private readonly TimeProvider _time;
-    private readonly Counter<double> _spend;
+    // Exact sums, handed to the exporter as one double each: a Counter<double> added each cost as a double, and the sum
+    // drifted from the ledger's (60 requests at 0.000006 EUR read 0.00035999999999999986, not 0.00036).
+    private readonly ConcurrentDictionary<(string Tenant, string Currency), decimal> _spend = new();
     private readonly ConcurrentDictionary<string, decimal> _remaining = new(StringComparer.Ordinal);
     private readonly LanguageTaxCache _languageTax;
     private readonly BilledTokens _billedTokens;
@@ -88,7 +90,7 @@ public sealed class RequestMetering
         _prices = prices;
         _time = time;
         var meter = meters.Create(EngineMetrics.MeterName);
-        _spend = meter.CreateCounter<double>("sovereign.spend", "{currency}", "Settled spend, by tenant and currency.");
+        meter.CreateObservableCounter("sovereign.spend", ObserveSpend, "{currency}", "Settled spend, by tenant and currency.");
         meter.CreateObservableGauge("sovereign.budget_remaining", ObserveRemaining, "{currency}", "Remaining budget after the last settlement, by tenant.");
     }
 
@@ -411,7 +413,7 @@ public sealed class RequestMetering
 
         if (cost > 0)
         {
-            _spend.Add((double)cost, new KeyValuePair<string, object?>("tenant", routed.Caller.TenantId), new KeyValuePair<string, object?>("currency", ticket.Currency));
+            _spend.AddOrUpdate((routed.Caller.TenantId, ticket.Currency), cost, (_, sum) => sum + cost);
         }
 
         return computeSeconds;
@@ -489,6 +491,37 @@ public sealed class RequestMetering
             Currency = ticket?.Currency ?? UnpricedCurrency,
             PriceVersion = ticket?.Price?.Version,
         };
+
+    /// <summary>
+    /// Notes a tenant's budgets as its limits now stand (after the operator changed or read them), for the
+    /// remaining-budget metric: the least a tenant-wide budget has left, or no series once it has none. It was noted
+    /// only at a settlement, so a budget raised, lowered or cleared kept showing what was left under the old one.
+    /// </summary>
+    public void NoteBudgets(string tenant, IReadOnlyList<BudgetStatusView> budgets)
+    {
+        ArgumentNullException.ThrowIfNull(budgets);
+        var tenantWide = budgets.Where(b => b.KeyId is null).ToList();
+        foreach (var key in _remaining.Keys.Where(k => k.StartsWith(tenant + "\u0001", StringComparison.Ordinal)))
+        {
+            if (!tenantWide.Any(b => key == tenant + "\u0001" + b.Currency))
+            {
+                _remaining.TryRemove(key, out _);
+            }
+        }
+
+        foreach (var currency in tenantWide.GroupBy(b => b.Currency))
+        {
+            _remaining[tenant + "\u0001" + currency.Key] = currency.Min(b => b.Remaining);
+        }
+    }
+
+    private IEnumerable<Measurement<double>> ObserveSpend()
+    {
+        foreach (var ((tenant, currency), sum) in _spend)
+        {
+            yield return new Measurement<double>((double)sum, new KeyValuePair<string, object?>("tenant", tenant), new KeyValuePair<string, object?>("currency", currency));
+        }
+    }
 
     private IEnumerable<Measurement<double>> ObserveRemaining()
     {
