@@ -57,8 +57,13 @@ public sealed class AuditWitnessServeTests : IAsyncLifetime
 
         // The attack: the outcome's tokens lowered, the chain from there re-hashed, the checkpoints after it deleted.
         await RewriteCompletedTailAsync();
+        // Without the witness the chain alone verifies; the usage record, still as billed, no longer agrees with the
+        // rewritten outcome (audit verify checks the ledger against the log).
         (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify", "--data-dir", _data, "--no-witness");
-        Assert.True(exit == 0, "without the witness the rewrite verifies: " + stdout + stderr);
+        Assert.True(exit == 3, "the ledger disagrees with the rewritten outcome: " + stdout + stderr);
+        Assert.Contains("LedgerMismatch: usage record ", stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("WitnessMismatch", stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("HashMismatch", stdout, StringComparison.Ordinal);
 
         (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify", "--data-dir", _data);
         Assert.True(exit == 3, stdout + stderr);

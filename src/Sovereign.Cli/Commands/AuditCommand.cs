@@ -76,6 +76,9 @@ internal static class AuditCommand
             var options = new AuditVerificationOptions { MaxUncoveredAge = TimeSpan.FromSeconds(result.GetValue(maxUncovered)), Witness = witness };
             var outcome = await AuditVerifier.VerifyAsync(db, [pem], options, new Inference.Registry.InlineProgress<long>(checkedSoFar =>
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  ... {checkedSoFar:N0} entries checked"))), ct);
+
+            // The chain vouches for each request's usage; the ledger that invoices and budgets read must agree with it.
+            outcome = Gateway.Metering.LedgerReconciliation.With(outcome, await Gateway.Metering.LedgerReconciliation.CheckAsync(db, ct));
             var exit = outcome.Verdict switch
             {
                 AuditVerdict.Trusted => Output.ExitCodes.Success,

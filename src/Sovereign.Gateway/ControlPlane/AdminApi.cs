@@ -616,7 +616,7 @@ public static class AdminApi
 
         // 200 whatever the verdict: the body is the report (valid, verdict, covered_through, uncovered, problems).
         var result = await AuditVerifier.VerifyAsync(database, [key.PublicKeyPem], options, null, context.RequestAborted);
-        return Json(result);
+        return Json(Metering.LedgerReconciliation.With(result, await Metering.LedgerReconciliation.CheckAsync(database, context.RequestAborted)));
     }
 
     private static async Task<IResult> Checkpoint(AuditLog audit, CancellationToken cancellationToken) =>

@@ -380,6 +380,7 @@ public sealed class RequestMetering
             WaivedPromptTokens = promptTokens - billedPrompt,
             WaivedCompletionTokens = completionTokens - billedCompletion,
         };
+        routed.Billed = (record.Cost, record.Currency);
         if (auditOutcome is null)
         {
             await _ledger.AppendAsync(record);

@@ -105,6 +105,9 @@ public sealed class RoutedRequest
 
     /// <summary>The stored response whose conversation this request sent to the model (<c>previous_response_id</c>): the completion's audit entry names it.</summary>
     internal string? ContinuedFrom { get; set; }
+
+    /// <summary>What its usage record bills, set before the outcome's entry is written: the entry states it, so the ledger can be checked against the chain.</summary>
+    internal (decimal Amount, string Currency)? Billed { get; set; }
 }
 
 /// <summary>A model as /v1/models lists it.</summary>
@@ -477,8 +480,23 @@ public sealed class InferenceRouter(
             Decision = AuditDecision.Allowed,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
-            Details = CharacterEquivalentDetails(StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request), request.CharacterEquivalent),
+            Details = BilledDetails(CharacterEquivalentDetails(StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request), request.CharacterEquivalent), request.Billed),
         }, carried);
+
+    /// <summary>
+    /// The amount the usage record bills, as the ledger holds it (millionths): the chain then vouches for the money too,
+    /// and <c>audit verify</c> finds a usage record changed after it was written (the ledger alone is not hash-chained).
+    /// </summary>
+    private static Dictionary<string, string> BilledDetails(Dictionary<string, string> details, (decimal Amount, string Currency)? billed)
+    {
+        if (billed is { } cost)
+        {
+            details[Sovereign.Metering.Ledger.LedgerAuditDetails.Cost] = cost.Amount.ToString("0.000000", System.Globalization.CultureInfo.InvariantCulture);
+            details[Sovereign.Metering.Ledger.LedgerAuditDetails.Currency] = cost.Currency;
+        }
+
+        return details;
+    }
 
     /// <summary>
     /// The basis of a bill per character-equivalent, for an auditor to recompute it: the share of the prompt's letters

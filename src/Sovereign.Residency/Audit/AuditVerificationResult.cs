@@ -66,6 +66,13 @@ public enum AuditProblemKind
     /// the tail was rewritten and re-hashed, or removed, after newer checkpoints were deleted.
     /// </summary>
     WitnessMismatch,
+
+    /// <summary>
+    /// The usage ledger disagrees with the log: a usage record states other tokens, cost or tenant than its request's
+    /// entry, has no entry at all, or a daily or period total is not the sum of what it totals (the ledger is not
+    /// hash-chained; the log is).
+    /// </summary>
+    LedgerMismatch,
 }
 
 /// <summary>One problem and where it is.</summary>
