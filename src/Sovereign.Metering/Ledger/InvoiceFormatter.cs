@@ -102,6 +102,18 @@ public static class InvoiceFormatter
 
     private static string Time(DateTimeOffset time) => time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
 
-    private static string Field(string value) =>
-        value.AsSpan().IndexOfAny(",\"\r\n") >= 0 ? "\"" + value.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : value;
+    /// <summary>
+    /// One text cell. A cell that starts as a formula does in a spreadsheet (<c>=</c>, <c>+</c>, <c>-</c>, <c>@</c>, a
+    /// tab or CR) is kept as text with a leading <c>'</c>, as OWASP advises: a model id registered as <c>-2+3</c>, or
+    /// <c>=HYPERLINK(...)</c> by whoever declares a node's models, was evaluated when finance opened the invoice.
+    /// </summary>
+    private static string Field(string value)
+    {
+        if (value.Length > 0 && value[0] is '=' or '+' or '-' or '@' or '\t' or '\r')
+        {
+            value = "'" + value;
+        }
+
+        return value.AsSpan().IndexOfAny(",\"\r\n") >= 0 ? "\"" + value.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : value;
+    }
 }
