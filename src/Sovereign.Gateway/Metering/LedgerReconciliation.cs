@@ -39,8 +39,12 @@ internal static class LedgerReconciliation
             }
         }
 
-        var (entries, firstEntryAt) = await ReadEntriesAsync(connection, snapshot, cancellationToken);
         var purgedBefore = await ScalarAsync(connection, snapshot, $"SELECT state_value FROM metering_ledger_state WHERE state_key = '{LedgerSchema.PurgedBeforeKey}'", cancellationToken) ?? long.MinValue;
+        var firstEntryAt = await ScalarAsync(connection, snapshot, "SELECT at_ms FROM audit_entries ORDER BY seq LIMIT 1", cancellationToken);
+
+        // Only the entries of requests whose records the ledger still keeps (an entry is written after its request
+        // arrived, the record's time): memory follows the ledger's retention, not the whole log's length.
+        var entries = await ReadEntriesAsync(connection, snapshot, purgedBefore, cancellationToken);
 
         // Raw records: each against its request's entries, and summed per tenant, day and currency for the daily totals.
         var rawDays = new Dictionary<(string Tenant, long Day, string Currency), Sums>();
@@ -189,19 +193,18 @@ internal static class LedgerReconciliation
     }
 
     /// <summary>
-    /// The inference entries by request: its outcome (completed or interrupted) or refusal where there is one, else its
-    /// decision (which states no usage); and when the oldest entry still in the log was written.
+    /// The inference entries written from <paramref name="fromMs"/> by request: its outcome (completed or interrupted) or
+    /// refusal where there is one, else its decision (which states no usage).
     /// </summary>
-    private static async Task<(Dictionary<string, EntryFacts> Entries, long? FirstAt)> ReadEntriesAsync(DbConnection connection, DbTransaction snapshot, CancellationToken cancellationToken)
+    private static async Task<Dictionary<string, EntryFacts>> ReadEntriesAsync(DbConnection connection, DbTransaction snapshot, long fromMs, CancellationToken cancellationToken)
     {
         var entries = new Dictionary<string, EntryFacts>(StringComparer.Ordinal);
-        long? first = null;
         await using var command = Command(connection, snapshot,
-            "SELECT seq, at_ms, kind, action, tenant, model, prompt_tokens, completion_tokens, details FROM audit_entries ORDER BY seq");
+            "SELECT seq, at_ms, kind, action, tenant, model, prompt_tokens, completion_tokens, details FROM audit_entries WHERE at_ms >= @from ORDER BY seq");
+        SqlDatabase.AddParameter(command, "@from", fromMs);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            first ??= AuditStore.ToInt64(reader.GetValue(1));
             if (reader.IsDBNull(2) || reader.GetValue(2) is not string kind || kind != "inference" || reader.IsDBNull(8) || reader.GetValue(8) is not string json)
             {
                 continue;
@@ -248,7 +251,7 @@ internal static class LedgerReconciliation
                 refused);
         }
 
-        return (entries, first);
+        return entries;
     }
 
     private static async Task<bool> HasLedgerAsync(DbConnection connection, CancellationToken cancellationToken)
