@@ -251,6 +251,31 @@ public sealed class TenantMoneyTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task ABudgetSetWhileRequestsRun_CountsWhatTheyMayCost_AndIsNotOverspent()
+    {
+        // A request admitted while the tenant had no budget held nothing; a budget set while it ran admitted the next
+        // request against all of it, and the two settled above the limit (found by explorer13 against a slow engine:
+        // a 1.5 EUR budget set during a 1 EUR request admitted another, 2 EUR settled). The same after budgets are
+        // cleared and set again.
+        var tenant = await fixture.NewTenantAsync("euro");
+        var id = tenant.GetPrimaryKeyString();
+        Assert.True((await tenant.AdmitAsync(Request(id + "-a", 8m))).Allowed);
+
+        await tenant.SetLimitsAsync(Budget("total", 12m));
+        Assert.Equal(8m, Assert.Single(await tenant.GetBudgetsAsync()).Reserved);
+        Assert.Equal(AdmissionOutcome.BudgetExceeded, (await tenant.AdmitAsync(Request(id + "-b", 5m))).Outcome);
+
+        await tenant.SetLimitsAsync(new TenantLimits([], []));
+        await tenant.SetLimitsAsync(Budget("total", 12m));
+        Assert.Equal(8m, Assert.Single(await tenant.GetBudgetsAsync()).Reserved);
+        Assert.Equal(AdmissionOutcome.BudgetExceeded, (await tenant.AdmitAsync(Request(id + "-c", 5m))).Outcome);
+
+        await tenant.SettleAsync(new SettlementRequest(id + "-a", null, 8m, 10, 10));
+        var settled = Assert.Single(await tenant.GetBudgetsAsync());
+        Assert.Equal((8m, 0m), (settled.Settled, settled.Reserved));
+    }
+
+    [Fact]
     public async Task ChangingBudgets_KeepsTheReservationsOfRequestsInFlight()
     {
         var tenant = await fixture.NewTenantAsync("euro");

@@ -29,6 +29,10 @@ internal sealed class TenantGrain(
     private TenantRecord? _tenant;
     private TenantLimits _limits = TenantLimits.None;
     private BudgetAccount? _budget;
+
+    // Requests admitted while no budget applied (none set, or cleared), with the most each may cost: a budget set while
+    // they run holds that for them, or it admitted new requests against all of it and was overspent when they settled.
+    private readonly Dictionary<string, (string? KeyId, decimal MaxCost, string Currency, DateTimeOffset At)> _unbudgeted = new(StringComparer.Ordinal);
     private TenantRateLimiter? _rates;
     private IGrainTimer? _expiryTimer;
     private HashSet<string> _revokedKeys = [];
@@ -71,6 +75,15 @@ internal sealed class TenantGrain(
         }
         else
         {
+            if (_budget is { } cleared)
+            {
+                // Its requests in flight still spend: a budget set again must count them.
+                foreach (var held in cleared.Snapshot().Reservations)
+                {
+                    _unbudgeted[held.ReservationId] = (held.KeyId, held.Amount, cleared.Currency, held.ReservedAt);
+                }
+            }
+
             _budget = null;
         }
 
@@ -130,6 +143,11 @@ internal sealed class TenantGrain(
 
             EnsureExpiryTimer();
         }
+        else if (request.MaxCost > 0)
+        {
+            _unbudgeted[request.RequestId] = (request.KeyId, request.MaxCost, request.Currency, now);
+            EnsureExpiryTimer();
+        }
 
         return new AdmissionResult(AdmissionOutcome.Admitted, view);
     }
@@ -170,6 +188,7 @@ internal sealed class TenantGrain(
     public Task<decimal?> SettleAsync(SettlementRequest settlement)
     {
         Rates().Settle(settlement.KeyId, settlement.AdmittedTokens, settlement.ActualTokens);
+        _unbudgeted.Remove(settlement.RequestId);
 
         // Not built since activation: the ledger (written before this settle) already has the cost for the rebuild.
         if (_budget is not { } budget)
@@ -228,7 +247,14 @@ internal sealed class TenantGrain(
             }
         }
 
-        if (_budget is not { OutstandingCount: > 0 } && _expiryTimer is not null)
+        var stale = time.GetUtcNow() - money.Value.ReservationLifetime;
+        foreach (var (requestId, _) in _unbudgeted.Where(u => u.Value.At < stale).ToList())
+        {
+            // Never settled (its gateway died): it holds nothing, so forgetting it moves no money.
+            _unbudgeted.Remove(requestId);
+        }
+
+        if (_budget is not { OutstandingCount: > 0 } && _unbudgeted.Count == 0 && _expiryTimer is not null)
         {
             // Nothing held: stop looking, and let the activation be collected when idle.
             _expiryTimer.Dispose();
@@ -242,7 +268,18 @@ internal sealed class TenantGrain(
     public Task<int> RenewReservationsAsync(IReadOnlyList<string> requestIds)
     {
         ArgumentNullException.ThrowIfNull(requestIds);
-        return Task.FromResult(_budget?.Renew(requestIds, time.GetUtcNow()) ?? 0);
+        var now = time.GetUtcNow();
+        var renewed = 0;
+        foreach (var requestId in requestIds)
+        {
+            if (_unbudgeted.TryGetValue(requestId, out var running))
+            {
+                _unbudgeted[requestId] = running with { At = now };
+                renewed++;
+            }
+        }
+
+        return Task.FromResult(renewed + (_budget?.Renew(requestIds, now) ?? 0));
     }
 
     private void EnsureExpiryTimer()
@@ -299,6 +336,13 @@ internal sealed class TenantGrain(
 
         var account = new BudgetAccount(this.GetPrimaryKeyString(), BudgetCurrency()!);
         await ApplyBudgetsAsync(account, replace: false);
+        var now = time.GetUtcNow();
+        foreach (var (requestId, running) in _unbudgeted.Where(u => u.Value.Currency == account.Currency).ToList())
+        {
+            account.Hold(requestId, running.KeyId, running.MaxCost, running.At, now);
+            _unbudgeted.Remove(requestId);
+        }
+
         _budget = account;
         return account;
     }

@@ -179,6 +179,34 @@ public sealed class BudgetAccount
     }
 
     /// <summary>
+    /// Holds <paramref name="amount"/> for a request admitted before these budgets applied to it (none existed, or they
+    /// were cleared and set again): its work is under way, so it is never refused, but it counts against every budget it
+    /// falls under until it settles, as a reservation made at <paramref name="reservedAt"/>. An id already held is kept.
+    /// </summary>
+    public Reservation Hold(string reservationId, string? keyId, decimal amount, DateTimeOffset reservedAt, DateTimeOffset now)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(reservationId);
+        ArgumentOutOfRangeException.ThrowIfNegative(amount);
+        if (_reservations.TryGetValue(reservationId, out var existing))
+        {
+            return existing;
+        }
+
+        Roll(now);
+        var applicable = Applicable(keyId);
+        var charges = new BudgetCharge[applicable.Count];
+        for (var i = 0; i < applicable.Count; i++)
+        {
+            applicable[i].Reserved += amount;
+            charges[i] = new BudgetCharge(applicable[i].Limit.KeyId, applicable[i].Limit.Period, applicable[i].PeriodStart);
+        }
+
+        var reservation = new Reservation(reservationId, keyId, amount, reservedAt, charges);
+        _reservations.Add(reservationId, reservation);
+        return reservation;
+    }
+
+    /// <summary>
     /// Settles a reservation: releases what it held and adds <paramref name="actualCost"/> to the periods it was made
     /// in. Idempotent: settling an id again returns the first result and changes nothing. An id with no outstanding
     /// reservation is still charged (tenant budgets, plus <paramref name="keyIdIfUnreserved"/>'s) in the current
