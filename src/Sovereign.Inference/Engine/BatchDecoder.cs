@@ -144,6 +144,24 @@ internal sealed class KvSequence : IDisposable
         return pipeline.Sample(_decoder.Native, _sampleIndex);
     }
 
+    /// <summary>
+    /// The logits of the last token this sequence queued, after the decode that took it: the context's own row, valid
+    /// until the next decode (copy it to keep it).
+    /// </summary>
+    public ReadOnlySpan<float> Logits
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_sampleIndex < 0)
+            {
+                throw new InvalidOperationException("This sequence has no logits: prompt and decode it first.");
+            }
+
+            return _decoder.Native.GetLogitsIth(_sampleIndex);
+        }
+    }
+
     /// <summary>A new sequence sharing this one's cells (llama.cpp's seq_cp copies cell references, not cells).</summary>
     public KvSequence Fork()
     {

@@ -16,7 +16,8 @@ namespace Sovereign.Inference.Engine;
 /// space allow, adds one token per running sequence plus chunks of pending prompts (up to the batch size), decodes
 /// them together, then samples each sequence with its own pipeline. Requests join and leave between steps. Finished
 /// sequences stay in a <see cref="PrefixCache"/>: a new request forks the longest cached prefix of its prompt and
-/// prefills only the rest.
+/// prefills only the rest. Grammar-constrained sequences are sampled off the loop (<see cref="ConstrainedSampler"/>):
+/// one whose token is not ready sits out the next steps while the others decode.
 /// </summary>
 /// <remarks>Prompts and outputs are never logged.</remarks>
 public sealed partial class ContinuousBatcher : IAsyncDisposable
@@ -36,7 +37,11 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     private readonly int _parallel;
     private readonly int _maxQueue;
     private readonly PrefixCache _prefixCache;
+    private readonly ConstrainedSampler _constrained;
+    private readonly List<ConstrainedSampler.Job> _sampled = [];
     private BatchDecoder _executor;
+    private long _steps;
+    private TimeSpan _lastDecode;
     private long _arrivals;
     private int _waitingCount;
     private int _runningCount;
@@ -55,6 +60,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         _maxQueue = Math.Max(0, model.Options.MaxQueue);
         _prefixCache = new PrefixCache(model.Resolved.PrefixCacheSequences, model.Resolved.PrefixCacheHostBytes);
         _executor = CreateExecutor();
+        _constrained = new ConstrainedSampler(model.Weights.NativeHandle, Wake);
         _metrics.Register(this);
         // A thread of its own: each step decodes, samples and hands out tokens without a thread-pool hop, and the
         // server's HTTP and runtime work does not queue behind it (or it behind them) in the pool.
@@ -233,6 +239,13 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         _incoming.Writer.TryComplete();
         await _loopDone.Task;
 
+        // Native grammar code cannot be interrupted: a stop waits for it a bounded time, then leaves it to end on its
+        // own (the sampler's thread keeps the weights alive until then; the context is not its to use).
+        if (!await Task.Run(() => _constrained.Stop(SamplingStopWait)))
+        {
+            LogSamplingOutlivedStop(ModelId, SamplingStopWait.TotalSeconds);
+        }
+
         _metrics.Unregister(this);
         _prefixCache.Dispose();
         _executor.Dispose();
@@ -265,11 +278,13 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             while (!stop.IsCancellationRequested)
             {
                 DrainIncoming();
+                TakeSampled();
                 ReapCancelled();
                 Admit();
-                if (_running.Count == 0)
+                if (!AnyReady())
                 {
-                    // Idle: block this thread (it is ours, not the pool's) until a request or a wake-up arrives.
+                    // Idle, or every running sequence waits for its constrained sampling: block this thread (it is
+                    // ours, not the pool's) until a request, a sampled token or a wake-up arrives.
                     if (!WaitForIncoming(stop))
                     {
                         break;
@@ -295,6 +310,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             var stopped = new EngineStoppedException(ModelId);
             foreach (var sequence in _running)
             {
+                ReleasePipeline(sequence);
                 // A running sequence reports what it generated, which its stream may already have delivered.
                 sequence.Fail(new EngineStoppedException(ModelId, ResultOf(sequence, FinishReason.Cancelled)));
             }
@@ -491,12 +507,15 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         {
             beforeStep(_incoming.Reader.WaitToReadAsync().AsTask()).AsTask().GetAwaiter().GetResult();
             DrainIncoming();
+            TakeSampled();
             ReapCancelled();
-            if (_running.Count == 0)
+            if (!AnyReady())
             {
                 return;
             }
         }
+
+        AwaitSampling();
 
         var budget = _model.Resolved.BatchSize;
         var stepTokens = 0;
@@ -561,6 +580,11 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             stepTokens += chunk;
         }
 
+        if (stepTokens == 0)
+        {
+            return;
+        }
+
         var started = _time.GetTimestamp();
         DecodeResult status;
         try
@@ -581,6 +605,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             RecoverFromDecodeFailure(status.ToString(), null);
             return;
         }
+
+        _lastDecode = elapsed;
+        _steps++;
 
         _kvUsed += stepTokens;
         for (var i = 0; i < _running.Count; i++)
@@ -621,8 +648,11 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
                     }
                 }
 
-                // max_tokens 0 (echo): the prompt is all there is to evaluate.
-                finish = sequence.MaxTokens == 0 ? FinishReason.Length : SampleNext(sequence);
+                // max_tokens 0 (echo): the prompt is all there is to evaluate. A grammar's sampling goes to the
+                // constrained sampler with a copy of the logits (the next decode overwrites the context's).
+                finish = sequence.MaxTokens == 0 ? FinishReason.Length
+                    : sequence.Pipeline!.IsConstrained && !ConstrainedSamplingInline ? SubmitConstrained(sequence)
+                    : SampleNext(sequence);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
@@ -644,8 +674,133 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     /// <summary>Samples one token; returns why the sequence ends, or null to keep going (the token is then queued).</summary>
     private FinishReason? SampleNext(Sequence sequence)
     {
-        var conversation = sequence.Conversation!;
-        var token = conversation.Sample(sequence.Pipeline!);
+        if (sequence.Pipeline!.IsConstrained && BeforeConstrainedSample is { } hold)
+        {
+            hold(sequence.Request).AsTask().GetAwaiter().GetResult();
+        }
+
+        var token = sequence.Conversation!.Sample(sequence.Pipeline!);
+        return Sampled(sequence, token, sequence.Pipeline!.Last);
+    }
+
+    /// <summary>Hands a constrained sequence's sampling to the sampler's thread; the sequence sits out steps until its token is back.</summary>
+    private FinishReason? SubmitConstrained(Sequence sequence)
+    {
+        sequence.Sampling = _constrained.Submit(sequence, sequence.Request, sequence.Pipeline!, sequence.Conversation!.Logits, _steps);
+        return null;
+    }
+
+    /// <summary>
+    /// Takes the constrained sampler's results: each token continues its sequence as an inline sample would have
+    /// (text, stop strings, logprobs, limits), in the order its sequence generated them.
+    /// </summary>
+    private void TakeSampled()
+    {
+        if (!_constrained.HasResults)
+        {
+            return;
+        }
+
+        _constrained.TakeResults(_sampled);
+        foreach (var job in _sampled)
+        {
+            var sequence = (Sequence)job.Owner;
+            sequence.Sampling = null;
+            ConstrainedSampler.ReturnLogits(job);
+            FinishReason? finish;
+            try
+            {
+                if (job.Error is { } error)
+                {
+                    // Rethrown here, where an inline sample's failure is handled: it fails this request alone.
+                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+                }
+
+                finish = Sampled(sequence, job.Token, job.Logprob);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                LogSequenceFailed(ModelId, ex);
+                Abandon(sequence, ex);
+                continue;
+            }
+
+            if (finish is { } reason)
+            {
+                Finish(sequence, reason);
+            }
+        }
+
+        _sampled.Clear();
+    }
+
+    /// <summary>Whether a running sequence can take part in a step (it has a token or prompt to decode).</summary>
+    private bool AnyReady()
+    {
+        foreach (var sequence in _running)
+        {
+            if (sequence.Sampling is null)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// Gives the constrained sampling of the last step's sequences a bounded moment to finish, so that a cheap grammar
+    /// does not make its sequence miss every other step; the other sequences wait at most
+    /// <see cref="SamplingGraceFraction"/> of a decode step for it, once per token. What is not back by then sits out.
+    /// </summary>
+    private void AwaitSampling()
+    {
+        if (ConstrainedSamplingInline || _constrained.Unfinished(_steps) == 0)
+        {
+            return;
+        }
+
+        var grace = _lastDecode * SamplingGraceFraction;
+        var started = Stopwatch.GetTimestamp();
+        while (_constrained.Unfinished(_steps) > 0)
+        {
+            var left = grace - Stopwatch.GetElapsedTime(started);
+            if (left <= TimeSpan.Zero)
+            {
+                break;
+            }
+
+            _constrained.WaitForResult(left, _stopping.Token);
+        }
+
+        TakeSampled();
+    }
+
+    /// <summary>The share of a decode step the loop waits, at most, for the last step's constrained sampling.</summary>
+    internal const double SamplingGraceFraction = 0.25;
+
+    /// <summary>How long a stop waits for native grammar code still running.</summary>
+    internal TimeSpan SamplingStopWait { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Samples constrained sequences on the loop's own thread, between decode steps, as before the constrained sampler
+    /// existed (the benchmark's "before"); set only while the batcher is idle.
+    /// </summary>
+    internal bool ConstrainedSamplingInline { get; set; }
+
+    /// <summary>
+    /// Waited for before each constrained token is sampled, on the thread that samples it (the constrained sampler's,
+    /// or the loop's when <see cref="ConstrainedSamplingInline"/>); tests hold sampling with it.
+    /// </summary>
+    internal Func<GenerationRequest, ValueTask>? BeforeConstrainedSample
+    {
+        get => _constrained.BeforeSample;
+        set => _constrained.BeforeSample = value;
+    }
+
+    /// <summary>Continues a sequence with its sampled token; returns why it ends, or null to keep going (the token is then queued).</summary>
+    private FinishReason? Sampled(Sequence sequence, LLamaToken token, (int Token, float Logprob, (int Token, float Logprob)[] Top)? last)
+    {
         var now = _time.GetTimestamp();
         sequence.Generated++;
         if (sequence.Generated == 1)
@@ -665,8 +820,8 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             return FinishReason.Stop;
         }
 
-        var logprob = sequence.Pipeline!.Last is { } last
-            ? new TokenLogprob(Alternative(last.Token, last.Logprob), [.. last.Top.Select(t => Alternative(t.Token, t.Logprob))])
+        var logprob = last is { } chosen
+            ? new TokenLogprob(Alternative(chosen.Token, chosen.Logprob), [.. chosen.Top.Select(t => Alternative(t.Token, t.Logprob))])
             : null;
         sequence.Decoder!.Add(token);
         var text = sequence.StopMatcher!.Append(sequence.ReadDecoded(logprob));
@@ -751,7 +906,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             sequence.Conversation.Dispose();
         }
 
-        sequence.Pipeline!.Dispose();
+        ReleasePipeline(sequence);
         if (reason != FinishReason.Cancelled)
         {
             sequence.Emit(sequence.StopMatcher!.Append(sequence.ReadDecoded(null)) + sequence.StopMatcher.Flush(), flush: true);
@@ -768,8 +923,28 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         _kvReserved -= sequence.KvReservation;
         _kvUsed -= sequence.KvTokens;
         sequence.Conversation?.Dispose();
-        sequence.Pipeline?.Dispose();
+        ReleasePipeline(sequence);
         sequence.Fail(error);
+    }
+
+    /// <summary>
+    /// Disposes an ending sequence's sampling pipeline, or leaves that to the constrained sampler while its token is
+    /// being sampled there (a pipeline is never used by two threads at once).
+    /// </summary>
+    private void ReleasePipeline(Sequence sequence)
+    {
+        if (sequence.Sampling is { } job)
+        {
+            sequence.Sampling = null;
+            if (_constrained.Withdraw(job))
+            {
+                ConstrainedSampler.Release(job);
+            }
+
+            return;
+        }
+
+        sequence.Pipeline?.Dispose();
     }
 
     private void Complete(Sequence sequence, FinishReason reason)
@@ -805,7 +980,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         LogDecodeFailed(ModelId, status, _running.Count, thrown);
         foreach (var sequence in _running)
         {
-            sequence.Pipeline?.Dispose();
+            ReleasePipeline(sequence);
             sequence.Fail(new EngineDecodeFailedException(ModelId, status, ResultOf(sequence, FinishReason.Cancelled)));
         }
 
@@ -823,6 +998,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
 
     [LoggerMessage(EventId = 1003, Level = LogLevel.Error, Message = "Sampling failed for one request on model {ModelId}; that request failed and the others carry on.")]
     private partial void LogSequenceFailed(string modelId, Exception error);
+
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Warning, Message = "Model {ModelId} stopped while native grammar code was still sampling a token after {Seconds} s; it ends on its own and its memory is freed then.")]
+    private partial void LogSamplingOutlivedStop(string modelId, double seconds);
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Decode failed on model {ModelId} with {Status}; {Running} running requests failed and the executor was rebuilt.")]
     private partial void LogDecodeFailed(string modelId, string status, int running, Exception? error);
@@ -858,6 +1036,9 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         /// <summary>The tokens this sequence's KV cells hold, in position order.</summary>
         public List<int> KvHistory { get; } = [];
         public LLamaToken? PendingToken { get; set; }
+
+        /// <summary>This sequence's next token, being sampled by the constrained sampler (null when none is).</summary>
+        public ConstrainedSampler.Job? Sampling { get; set; }
         public int KvTokens { get; set; }
         public int StepTokens { get; set; }
         public int Generated { get; set; }

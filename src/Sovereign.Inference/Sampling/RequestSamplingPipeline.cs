@@ -11,6 +11,11 @@ namespace Sovereign.Inference.Sampling;
 /// samples with its own settings and its own random state; optionally constrained by a GBNF grammar, and optionally
 /// reporting each sampled token's log-probability.
 /// </summary>
+/// <remarks>
+/// Not thread-safe: one thread at a time (the batcher's decode loop, or for a grammar its <see cref="ConstrainedSampler"/>).
+/// A grammar-constrained pipeline samples from a copy of the logits (<see cref="SampleLogits"/>) and never touches the
+/// context, so it can run while the next decode overwrites the context's logits.
+/// </remarks>
 internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
 {
     private readonly SamplingOptions _options;
@@ -22,6 +27,9 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     // Greedy with nothing that changes or remembers the logits: the argmax is read from the context's logits directly
     // (the chain would be a greedy sampler alone, whose accept does nothing).
     private readonly bool _plainGreedy;
+    // The chain is built here, from the model alone, rather than by the base class from a context: a constrained
+    // pipeline is used off the decode thread and must not need the context.
+    private SafeLLamaSamplerChainHandle? _chain;
     private SafeLLamaSamplerChainHandle? _grammarChain;
     private readonly LLamaTokenData[] _single = new LLamaTokenData[1];
     private Utf8Continuation _utf8;
@@ -48,22 +56,70 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     /// <summary>The log-probabilities of the token the last <see cref="Sample"/> returned (when asked for).</summary>
     public (int Token, float Logprob, (int Token, float Logprob)[] Top)? Last { get; private set; }
 
+    /// <summary>Whether a grammar constrains this request's tokens (its sampling may then be slow: see <see cref="ConstrainedSampler"/>).</summary>
+    public bool IsConstrained => _grammar is not null;
+
     /// <inheritdoc />
     public override LLamaToken Sample(SafeLLamaContextHandle ctx, int index)
     {
-        var token = _grammar is not null ? SampleConstrained(ctx, index)
-            : _plainGreedy ? (LLamaToken)GreedyArgMax.Select(ctx.GetLogitsIth(index))
-            : base.Sample(ctx, index);
+        if (_grammar is not null)
+        {
+            return SampleLogits(ctx.GetLogitsIth(index), ctx.ModelHandle);
+        }
+
+        var token = _plainGreedy ? (LLamaToken)GreedyArgMax.Select(ctx.GetLogitsIth(index)) : Chain(ctx.ModelHandle).Sample(ctx, index);
+        RecordLogprobs(ctx.GetLogitsIth(index), token);
+        return token;
+    }
+
+    /// <summary>
+    /// Samples (and accepts) the next token from <paramref name="logits"/>, a copy of one position's logits, without the
+    /// context: what <see cref="Sample"/> does from the context's own row.
+    /// </summary>
+    public LLamaToken SampleLogits(ReadOnlySpan<float> logits, SafeLlamaModelHandle model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var token = _grammar is not null ? SampleConstrained(logits, model)
+            : _plainGreedy ? (LLamaToken)GreedyArgMax.Select(logits)
+            : SampleUnmasked(logits, model);
+        RecordLogprobs(logits, token);
+        return token;
+    }
+
+    private void RecordLogprobs(ReadOnlySpan<float> logits, LLamaToken token)
+    {
         if (_topLogprobs is { } top)
         {
             var (logprob, alternatives) = _options.LogitBias.Count == 0
-                ? Logprobs.Compute(ctx.GetLogitsIth(index), (int)token, top)
-                : ComputeBiasedLogprobs(ctx.GetLogitsIth(index), (int)token, top);
+                ? Logprobs.Compute(logits, (int)token, top)
+                : ComputeBiasedLogprobs(logits, (int)token, top);
             Last = ((int)token, logprob, alternatives);
         }
-
-        return token;
     }
+
+    /// <summary>llama.cpp's <c>llama_sampler_sample</c> on a copy of the logits: the chain over every token, then accept.</summary>
+    private LLamaToken SampleUnmasked(ReadOnlySpan<float> logits, SafeLlamaModelHandle model)
+    {
+        var buffer = ArrayPool<LLamaTokenData>.Shared.Rent(logits.Length);
+        try
+        {
+            LLamaToken token;
+            using (LLamaTokenDataArrayNative.Create(LLamaTokenDataArray.Create(logits, buffer.AsMemory(0, logits.Length)), out var all))
+            {
+                Chain(model).Apply(ref all);
+                token = all.Data[checked((int)all.Selected)].ID;
+            }
+
+            _chain!.Accept(token);
+            return token;
+        }
+        finally
+        {
+            ArrayPool<LLamaTokenData>.Shared.Return(buffer);
+        }
+    }
+
+    private SafeLLamaSamplerChainHandle Chain(SafeLlamaModelHandle model) => _chain ??= BuildChain(model);
 
     /// <summary>Log-probabilities of the distribution the token was drawn from: the logits with the request's bias added.</summary>
     private (float Logprob, (int Token, float Logprob)[] Top) ComputeBiasedLogprobs(ReadOnlySpan<float> logits, int token, int top)
@@ -91,8 +147,15 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     /// <inheritdoc />
     public override void Accept(LLamaToken token)
     {
-        base.Accept(token);
+        _chain?.Accept(token);
         AcceptGrammar(token);
+    }
+
+    /// <inheritdoc />
+    public override void Apply(SafeLLamaContextHandle ctx, ref LLamaTokenDataArrayNative data)
+    {
+        ArgumentNullException.ThrowIfNull(ctx);
+        Chain(ctx.ModelHandle).Apply(ref data);
     }
 
     /// <summary>Advances the grammar (llama.cpp's and the matcher) and the UTF-8 state past <paramref name="token"/>.</summary>
@@ -136,7 +199,7 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     /// <inheritdoc />
     public override void Reset()
     {
-        base.Reset();
+        _chain?.Reset();
         _grammarChain?.Reset();
         _utf8 = default;
         _matcherState = _matcher?.Start;
@@ -148,6 +211,8 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     {
         _grammarChain?.Dispose();
         _grammarChain = null;
+        _chain?.Dispose();
+        _chain = null;
         base.Dispose();
     }
 
@@ -169,12 +234,12 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     /// masks cached per state); llama.cpp's grammar still checks every chosen token, and if the two ever disagree
     /// this request falls back to llama.cpp's full-vocabulary pass.
     /// </remarks>
-    private LLamaToken SampleConstrained(SafeLLamaContextHandle ctx, int index)
+    private LLamaToken SampleConstrained(ReadOnlySpan<float> logits, SafeLlamaModelHandle model)
     {
         if (_grammarChain is null)
         {
-            _grammarChain = CreateGrammarChain(ctx);
-            _vocabulary = VocabularyTrie.For(ctx.ModelHandle);
+            _grammarChain = CreateGrammarChain(model);
+            _vocabulary = VocabularyTrie.For(model);
             _matcher = GrammarMatcher.For(_grammar!);
             _matcherState = _matcher?.Start;
         }
@@ -186,7 +251,7 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
         {
             // llama.cpp's own sample (as unconstrained decoding does); it accepts the token into the chain, which is
             // a no-op for every stage but the penalties.
-            candidate = base.Sample(ctx, index);
+            candidate = SampleUnmasked(logits, model);
             if (GrammarAllows(candidate))
             {
                 AcceptGrammar(candidate);
@@ -194,7 +259,6 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
             }
         }
 
-        var logits = ctx.GetLogitsIth(index);
         var buffer = ArrayPool<LLamaTokenData>.Shared.Rent(logits.Length);
         try
         {
@@ -204,7 +268,7 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
                 // The penalties remember accepted tokens, so the draw must not accept one the grammar then rejects.
                 using (LLamaTokenDataArrayNative.Create(LLamaTokenDataArray.Create(logits, memory), out var all))
                 {
-                    Apply(ctx, ref all);
+                    Chain(model).Apply(ref all);
                     candidate = all.Data[checked((int)all.Selected)].ID;
                 }
 
@@ -215,7 +279,7 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
                 }
             }
 
-            if (_matcher is not null && _matcherState is not null && SampleMasked(ctx, logits, buffer) is { } masked)
+            if (_matcher is not null && _matcherState is not null && SampleMasked(model, logits, buffer) is { } masked)
             {
                 Accept(masked);
                 return masked;
@@ -234,7 +298,7 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
                     }
                 }
 
-                Apply(ctx, ref full);
+                Chain(model).Apply(ref full);
                 var token = full.Data[checked((int)full.Selected)].ID;
                 Accept(token);
                 return token;
@@ -247,7 +311,7 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     }
 
     /// <summary>Samples from the allowed tokens alone; null when the matcher and llama.cpp's grammar disagree.</summary>
-    private LLamaToken? SampleMasked(SafeLLamaContextHandle ctx, ReadOnlySpan<float> logits, LLamaTokenData[] buffer)
+    private LLamaToken? SampleMasked(SafeLlamaModelHandle model, ReadOnlySpan<float> logits, LLamaTokenData[] buffer)
     {
         var allowed = _allowed ??= new ulong[(logits.Length + 63) / 64];
         try
@@ -282,7 +346,7 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
         LLamaToken chosen;
         using (LLamaTokenDataArrayNative.Create(new LLamaTokenDataArray(buffer.AsMemory(0, count), false), out var subset))
         {
-            Apply(ctx, ref subset);
+            Chain(model).Apply(ref subset);
             chosen = subset.Data[checked((int)subset.Selected)].ID;
         }
 
@@ -318,10 +382,10 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
         _matcherState = null;
     }
 
-    private SafeLLamaSamplerChainHandle CreateGrammarChain(SafeLLamaContextHandle context)
+    private SafeLLamaSamplerChainHandle CreateGrammarChain(SafeLlamaModelHandle model)
     {
         var chain = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
-        chain.AddGrammar(context.ModelHandle.Vocab, _grammar!.Text, _grammar.Root);
+        chain.AddGrammar(model.Vocab, _grammar!.Text, _grammar.Root);
         return chain;
     }
 
@@ -332,7 +396,14 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     private static bool IsGreedyAlone(SamplingOptions options) =>
         options.IsGreedy && options.LogitBias.Count == 0 && options.PresencePenalty == 0f && options.FrequencyPenalty == 0f;
 
+    /// <inheritdoc />
     protected override SafeLLamaSamplerChainHandle CreateChain(SafeLLamaContextHandle context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return BuildChain(context.ModelHandle);
+    }
+
+    private SafeLLamaSamplerChainHandle BuildChain(SafeLlamaModelHandle model)
     {
         var chain = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
 
@@ -346,7 +417,7 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
                 biases[i++] = new LLamaLogitBias { Token = (LLamaToken)token, Bias = bias };
             }
 
-            chain.AddLogitBias(context.Vocab.Count, biases);
+            chain.AddLogitBias(model.Vocab.Count, biases);
         }
 
         if (_options.PresencePenalty != 0f || _options.FrequencyPenalty != 0f)
