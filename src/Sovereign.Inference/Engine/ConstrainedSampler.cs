@@ -100,7 +100,18 @@ internal sealed class ConstrainedSampler
         }
     }
 
-    /// <summary>Waits until a result arrives, at most <paramref name="timeout"/>.</summary>
+    /// <summary>
+    /// Forgets the results signalled so far (they accumulate while nobody waits), before checking
+    /// <see cref="Unfinished"/> and waiting: a result that comes after the check still wakes the wait.
+    /// </summary>
+    public void ForgetSignals()
+    {
+        while (_completed.Wait(0))
+        {
+        }
+    }
+
+    /// <summary>Waits until a result arrives (or one signalled since <see cref="ForgetSignals"/>), at most <paramref name="timeout"/>.</summary>
     public void WaitForResult(TimeSpan timeout, CancellationToken cancellationToken) => _completed.Wait(timeout, cancellationToken);
 
     /// <summary>

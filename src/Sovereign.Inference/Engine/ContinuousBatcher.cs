@@ -762,6 +762,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
 
         var grace = _lastDecode * SamplingGraceFraction;
         var started = Stopwatch.GetTimestamp();
+        _constrained.ForgetSignals();
         while (_constrained.Unfinished(_steps) > 0)
         {
             var left = grace - Stopwatch.GetElapsedTime(started);
