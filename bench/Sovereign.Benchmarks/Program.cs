@@ -34,6 +34,7 @@ try
         "ledger" => await LedgerBenchmark.RunAsync(args[1..]),
         "prompt-cap" => PromptCapBenchmark.Run(args[1..]),
         "grammar" => await GrammarBenchmark.RunAsync(args[1..]),
+        "constrained-fairness" => await ConstrainedFairnessBenchmark.RunAsync(args[1..]),
         "prefix-cache" => await PrefixCacheBenchmark.RunAsync(args[1..]),
         _ => Fail($"unknown command '{args[0]}'"),
     };
