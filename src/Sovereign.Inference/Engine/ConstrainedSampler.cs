@@ -33,6 +33,7 @@ internal sealed class ConstrainedSampler
     private long _served;
     private bool _stopping;
     private Job? _running;
+    private bool _referenced;
 
     /// <param name="model">The model whose vocabulary the grammars read.</param>
     /// <param name="wake">Called after each result, to wake a decode loop that waits with nothing else to do.</param>
@@ -40,6 +41,10 @@ internal sealed class ConstrainedSampler
     {
         _model = model;
         _wake = wake;
+
+        // Taken here, not on the thread: a batcher stopped (and its model freed) before the thread runs must not
+        // leave it to reference a closed handle.
+        _model.DangerousAddRef(ref _referenced);
         _thread = new Thread(Run) { IsBackground = true, Name = "sovereign-grammar" };
         _thread.Start();
     }
@@ -183,8 +188,6 @@ internal sealed class ConstrainedSampler
 
     private void Run()
     {
-        var referenced = false;
-        _model.DangerousAddRef(ref referenced);
         try
         {
             while (true)
@@ -233,7 +236,7 @@ internal sealed class ConstrainedSampler
         }
         finally
         {
-            if (referenced)
+            if (_referenced)
             {
                 _model.DangerousRelease();
             }
