@@ -130,6 +130,12 @@ public sealed class LimitsOptions
     public int MaxEmbeddingInputs { get; set; } = 2048;
 
     /// <summary>
+    /// Most tokens summed across the inputs of one embeddings request (OpenAI's 300,000): 2,048 inputs each as long as a
+    /// model takes held an embedding model's slot for minutes.
+    /// </summary>
+    public int MaxEmbeddingTokensPerRequest { get; set; } = 300_000;
+
+    /// <summary>
     /// Requests that may wait, fairly, for a slot of an external engine's model or an embedding model once all its
     /// slots are busy; beyond that the answer is 503 with Retry-After. (Local chat models use their engine's MaxQueue.)
     /// </summary>

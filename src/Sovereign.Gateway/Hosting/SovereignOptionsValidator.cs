@@ -94,6 +94,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         Positive(failures, "Sovereign:Limits:MaxChoices", limits.MaxChoices, 1, 128);
         Positive(failures, "Sovereign:Limits:MaxStopSequences", limits.MaxStopSequences, 0, 64);
         Positive(failures, "Sovereign:Limits:MaxEmbeddingInputs", limits.MaxEmbeddingInputs, 1, 100_000);
+        Positive(failures, "Sovereign:Limits:MaxEmbeddingTokensPerRequest", limits.MaxEmbeddingTokensPerRequest, 1, 100_000_000);
         Positive(failures, "Sovereign:Limits:MaxTokenizeBytes", limits.MaxTokenizeBytes, 1, int.MaxValue);
         Positive(failures, "Sovereign:Limits:RouteQueue", limits.RouteQueue, 0, 1_000_000);
         Positive(failures, "Sovereign:Limits:UpstreamDefaultMaxTokens", limits.UpstreamDefaultMaxTokens, 1, 10_000_000);

@@ -1,4 +1,6 @@
 using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Options;
+using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Embeddings;
@@ -11,7 +13,7 @@ namespace Sovereign.Gateway.Pipeline.Executors;
 /// Runs embeddings on this process's embedding models. Measuring counts every input's tokens and refuses an
 /// over-long one before any reservation; a fair gate bounds how many run at once.
 /// </summary>
-internal sealed class EmbeddingExecutor(RouteGates gates, EngineOccupancy occupancy) : IRequestExecutor
+internal sealed class EmbeddingExecutor(RouteGates gates, EngineOccupancy occupancy, IOptions<SovereignOptions> options) : IRequestExecutor
 {
     /// <summary>Embedding requests that run at once per model; the generators serialize their context anyway.</summary>
     internal const int Slots = 2;
@@ -43,17 +45,32 @@ internal sealed class EmbeddingExecutor(RouteGates gates, EngineOccupancy occupa
                 }
             }
 
-            return ValueTask.FromResult(new WorkDemand(tokenInputs.Sum(t => (long)t.Length), 0));
+            var ids = tokenInputs.Sum(t => (long)t.Length);
+            RequireWithinRequestCap(ids);
+            return ValueTask.FromResult(new WorkDemand(ids, 0));
         }
 
         long tokens = 0;
         for (var i = 0; i < work.Inputs.Count; i++)
         {
-            // Counting stops early on an over-long input (an 8 MiB input costs a few chunks, not a whole tokenization).
+            // Counting stops early on an over-long input (an 8 MiB input costs a few chunks, not a whole tokenization),
+            // and at the input that takes the request over its cap.
             tokens += TokenBudget.CountWithin(work.Inputs[i], model.MaxInputTokens, model.CountTokens!, work.TextInputField(i), work.TextInputField(i));
+            RequireWithinRequestCap(tokens);
         }
 
         return ValueTask.FromResult(new WorkDemand(tokens, 0));
+    }
+
+    /// <summary>Refuses a request whose inputs sum past the cap (OpenAI's <c>max_tokens_per_request</c>).</summary>
+    private void RequireWithinRequestCap(long tokens)
+    {
+        var cap = options.Value.Limits.MaxEmbeddingTokensPerRequest;
+        if (tokens > cap)
+        {
+            throw OpenAIException.BadRequest(
+                $"Requested at least {tokens} tokens across the inputs, max {cap} tokens per request; send the inputs in several requests.", "input", "max_tokens_per_request");
+        }
     }
 
     public async ValueTask<IExecution> StartAsync(GovernedRequest request)
