@@ -31,24 +31,28 @@ public sealed class BusyFrontedEngineTests
         await using var engine = builder.Build();
         engine.MapGet("/metrics", async context =>
         {
-            // Never answered, as by an engine whose HTTP threads are all streaming; the node gives up after 2 s. Only
-            // probes sent while the stream flows count (the first ones, before it, find an engine that answers nothing).
+            // Answered until a stream flows; then never, as by an engine whose HTTP threads are all streaming (the node
+            // gives up after 2 s). An engine that answered no probe at all is down until one answers: each failed probe
+            // marks it down again, and a loaded machine's first probe can fail before the test's first request.
             if (firstProbeAbandoned.Task.IsCompleted)
             {
                 probedAfterIt.TrySetResult();
             }
 
             var duringStream = Volatile.Read(ref streaming) == 1;
+            if (!duringStream)
+            {
+                await context.Response.WriteAsync("# no samples yet\n");
+                return;
+            }
+
             try
             {
                 await Task.Delay(Timeout.Infinite, context.RequestAborted);
             }
-            catch (OperationCanceledException) when (duringStream)
-            {
-                firstProbeAbandoned.TrySetResult();
-            }
             catch (OperationCanceledException)
             {
+                firstProbeAbandoned.TrySetResult();
             }
         });
         engine.MapPost("/v1/chat/completions", async context =>
@@ -80,7 +84,7 @@ public sealed class BusyFrontedEngineTests
         var client = node.Client;
         try
         {
-            // Until a stream flows, the engine answers nothing: the first probes may call it down (503 with Retry-After).
+            // Listed before its first probe answered, the engine may still be held down a moment (503 with Retry-After).
             HttpResponseMessage stream;
             for (var attempt = 1; ; attempt++)
             {
