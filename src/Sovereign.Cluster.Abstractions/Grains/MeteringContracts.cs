@@ -148,14 +148,17 @@ public enum TenantChangeRefusal
 
 /// <summary>
 /// The answer to a tenant change: applied (with the tenant before and after it, for an edit of the tenant), or refused
-/// with the reason and the currencies involved. Every conditional change reports a stale version this way.
+/// with the reason and the currencies involved. Every conditional change reports a stale version this way. A change of
+/// the limits that was applied states the limits it replaced (<see cref="PreviousLimits"/>; null from a silo older
+/// than it), read in the same turn as the write, for the audit entry.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record TenantChangeResult(
     [property: Id(0)] TenantChangeRefusal Refusal,
     [property: Id(1)] string? BudgetCurrency = null,
     [property: Id(2)] string? PlanCurrency = null,
-    [property: Id(3)] TenantUpdate? Update = null)
+    [property: Id(3)] TenantUpdate? Update = null,
+    [property: Id(4)] TenantLimits? PreviousLimits = null)
 {
     /// <summary>True when the change was made.</summary>
     public bool Applied => Refusal == TenantChangeRefusal.None;

@@ -60,6 +60,8 @@ internal sealed class TenantGrain(
             return new TenantChangeResult(TenantChangeRefusal.PlanWithoutCurrency);
         }
 
+        // Read in this turn, as the write: the audit entry states what the change replaced.
+        var previous = await GetLimitsAsync();
         limits = limits with { Currency = limits.Budgets.Count > 0 ? planCurrency : null };
         var next = _tenant with { LimitsJson = JsonSerializer.Serialize(limits, JsonOptions), UpdatedAt = time.GetUtcNow().ToUnixTimeMilliseconds() };
         await store.UpsertTenantAsync(next);
@@ -87,7 +89,7 @@ internal sealed class TenantGrain(
             _budget = null;
         }
 
-        return TenantChangeResult.Ok;
+        return new TenantChangeResult(TenantChangeRefusal.None, PreviousLimits: previous);
     }
 
     public async Task<TenantChangeResult> SetLimitsIfVersionAsync(TenantLimits limits, string? ifVersion)

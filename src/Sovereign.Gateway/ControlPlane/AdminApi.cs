@@ -142,6 +142,25 @@ public static class AdminApi
         }
 
         var details = new Dictionary<string, string> { ["plan"] = updated.Plan, ["disabled"] = updated.Disabled ? "true" : "false" };
+        // What each changed field was before (only those that changed): the entry stated only the values after, so an
+        // auditor could not tell from it which plan a tenant was moved off, or whether it had been disabled.
+        var before = update.Before;
+        if (before.Plan != updated.Plan)
+        {
+            details["old_plan"] = before.Plan;
+        }
+
+        if (before.Disabled != updated.Disabled)
+        {
+            details["old_disabled"] = before.Disabled ? "true" : "false";
+        }
+
+        if (before.Name != updated.Name)
+        {
+            details["old_name"] = before.Name;
+            details["name"] = updated.Name;
+        }
+
         if (newPolicy is not null)
         {
             details["old_policy"] = update.Before.PolicyJson;

@@ -165,9 +165,31 @@ public static class MeteringApi
         // Merged into the book as the write transaction reads it: the prices were copied from this gateway's book
         // before, so a price added meanwhile (here, or at another gateway not yet heard from) was answered 201,
         // audited, and then written over.
-        await UpdateAsync(prices, book => book.WithPlan(Merged(book.FindPlan(name)), now), now);
-        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "plan.update", Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["plan"] = name, ["currency"] = plan.Currency, ["weight"] = plan.Weight.ToString(CultureInfo.InvariantCulture), ["priority"] = plan.Priority.ToString(), ["reservations"] = string.Join(",", plan.Reservations.Select(r => $"{r.Pool}={r.Slots}")) } });
+        // The plan as that transaction found it, for the audit entry's values before the change.
+        Plan? replaced = null;
+        await UpdateAsync(prices, book =>
+        {
+            replaced = book.FindPlan(name);
+            return book.WithPlan(Merged(replaced), now);
+        }, now);
+        var details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["plan"] = name };
+        AddPlanSettings(details, "", Merged(replaced));
+        if (replaced is not null)
+        {
+            // The entry stated only the new settings: an auditor could not see which currency a plan was moved off.
+            AddPlanSettings(details, "old_", replaced);
+        }
+
+        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "plan.update", Details = details });
         return Json(PlanJson(prices.Current.FindPlan(name)!));
+    }
+
+    private static void AddPlanSettings(Dictionary<string, string> details, string prefix, Plan plan)
+    {
+        details[prefix + "currency"] = plan.Currency;
+        details[prefix + "weight"] = plan.Weight.ToString(CultureInfo.InvariantCulture);
+        details[prefix + "priority"] = plan.Priority.ToString();
+        details[prefix + "reservations"] = string.Join(",", plan.Reservations.Select(r => $"{r.Pool}={r.Slots}"));
     }
 
     /// <summary>
@@ -382,7 +404,18 @@ public static class MeteringApi
             Kind = AuditKind.Admin,
             Actor = "operator",
             Action = "price.withdraw",
-            Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["plan"] = name, ["model"] = model, ["effective_from"] = withdrawn!.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture) },
+            // The rates withdrawn too: the entry named the price only by its model and start.
+            Details = new Dictionary<string, string>
+            {
+                ["request_id"] = RequestIds.Of(context),
+                ["plan"] = name,
+                ["model"] = model,
+                ["effective_from"] = withdrawn!.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture),
+                ["old_input_per_million"] = withdrawn.InputPerMillion?.ToString(CultureInfo.InvariantCulture) ?? "",
+                ["old_cached_input_per_million"] = withdrawn.CachedInputPerMillion?.ToString(CultureInfo.InvariantCulture) ?? "",
+                ["old_output_per_million"] = withdrawn.OutputPerMillion?.ToString(CultureInfo.InvariantCulture) ?? "",
+                ["old_per_compute_second"] = withdrawn.PerComputeSecond?.ToString(CultureInfo.InvariantCulture) ?? "",
+            },
         });
         return Json(PlanJson(prices.Current.FindPlan(name)!));
     }
@@ -417,7 +450,14 @@ public static class MeteringApi
             Kind = AuditKind.Admin,
             Actor = "operator",
             Action = "compute_price.withdraw",
-            Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["plan"] = name, ["scope"] = withdrawn!.Scope, ["effective_from"] = withdrawn.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture) },
+            Details = new Dictionary<string, string>
+            {
+                ["request_id"] = RequestIds.Of(context),
+                ["plan"] = name,
+                ["scope"] = withdrawn!.Scope,
+                ["effective_from"] = withdrawn.EffectiveFrom.ToString("O", CultureInfo.InvariantCulture),
+                ["old_per_compute_second"] = withdrawn.PerComputeSecond.ToString(CultureInfo.InvariantCulture),
+            },
         });
         return Json(PlanJson(prices.Current.FindPlan(name)!));
     }
@@ -599,7 +639,20 @@ public static class MeteringApi
         }
 
         limits = await grain.GetLimitsAsync();
-        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "limits.update", Tenant = id, Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["limits"] = System.Text.Json.JsonSerializer.Serialize(LimitsJson(limits), OpenAIJson.Options) } });
+        var details = new Dictionary<string, string>
+        {
+            ["request_id"] = RequestIds.Of(context),
+            ["limits"] = System.Text.Json.JsonSerializer.Serialize(LimitsJson(limits), OpenAIJson.Options),
+        };
+        // The limits replaced, whole, beside the new ones: the entry stated only the new limits, so an auditor could not
+        // see what a budget was raised from. A silo older than PreviousLimits states none, and the entry then has none
+        // rather than limits read before the write, which another change may have replaced in between.
+        if (change.PreviousLimits is { } previous)
+        {
+            details["old_limits"] = System.Text.Json.JsonSerializer.Serialize(LimitsJson(previous), OpenAIJson.Options);
+        }
+
+        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "limits.update", Tenant = id, Details = details });
         EditVersions.SetETag(context, TenantVersions.Of(limits));
         var status = await grain.GetBudgetsAsync();
         metering.NoteBudgets(id, status);

@@ -1,0 +1,98 @@
+using System.Text.Json;
+
+namespace Sovereign.Gateway.FunctionalTests.Metering;
+
+/// <summary>
+/// An admin change that moves money states in its audit entry what it changed from, not only what it changed to.
+/// Found by an explorer reading <c>/admin/v1/audit</c>: <c>tenant.update</c> said which plan a tenant was moved to
+/// but not off, <c>limits.update</c> gave the new budget but not the one it replaced, and <c>plan.update</c> gave
+/// the new currency alone.
+/// </summary>
+[Collection(MeteringCollection.Name)]
+public sealed class AuditBeforeAfterTests(MeteringFixture fixture)
+{
+    [Fact]
+    public async Task TenantUpdate_StatesThePlanDisabledAndNameBefore_OnlyForWhatChanged()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync();
+
+        await fixture.SendAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}", new { plan = "fair", disabled = true, name = "Renamed" }, 200);
+        var moved = await LastEntryAsync(tenant, "tenant.update");
+        Assert.Equal("fair", moved.GetProperty("plan").GetString());
+        Assert.Equal("standard", moved.GetProperty("old_plan").GetString());
+        Assert.Equal("true", moved.GetProperty("disabled").GetString());
+        Assert.Equal("false", moved.GetProperty("old_disabled").GetString());
+        Assert.Equal("Renamed", moved.GetProperty("name").GetString());
+        Assert.Equal(tenant, moved.GetProperty("old_name").GetString());
+
+        // Only the plan changes now: the entry states no before for what stayed.
+        await fixture.SendAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}", new { plan = "standard" }, 200);
+        var back = await LastEntryAsync(tenant, "tenant.update");
+        Assert.Equal("fair", back.GetProperty("old_plan").GetString());
+        Assert.False(back.TryGetProperty("old_disabled", out _), back.ToString());
+        Assert.False(back.TryGetProperty("old_name", out _), back.ToString());
+    }
+
+    [Fact]
+    public async Task LimitsUpdate_StatesTheWholeLimitsItReplaced()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync(new { budgets = new[] { new { period = "day", amount = 10 } }, rate_limits = new[] { new { requests_per_minute = 7 } } });
+
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { budgets = new[] { new { period = "day", amount = 25 } } }, 200);
+
+        var entry = await LastEntryAsync(tenant, "limits.update");
+        var limits = JsonDocument.Parse(entry.GetProperty("limits").GetString()!).RootElement;
+        var old = JsonDocument.Parse(entry.GetProperty("old_limits").GetString()!).RootElement;
+        Assert.Equal(25m, Assert.Single(limits.GetProperty("budgets").EnumerateArray()).GetProperty("amount").GetDecimal());
+        Assert.Empty(limits.GetProperty("rate_limits").EnumerateArray());
+        Assert.Equal(10m, Assert.Single(old.GetProperty("budgets").EnumerateArray()).GetProperty("amount").GetDecimal());
+        Assert.Equal(7, Assert.Single(old.GetProperty("rate_limits").EnumerateArray()).GetProperty("requests_per_minute").GetInt32());
+        Assert.Equal("EUR", old.GetProperty("currency").GetString());
+    }
+
+    [Fact]
+    public async Task PlanUpdate_StatesTheSettingsItReplaced_AndANewPlanHasNone()
+    {
+        var plan = "audit-before-" + Guid.NewGuid().ToString("N")[..8];
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/plans/{plan}", new { currency = "EUR", weight = 2 }, 200);
+        var created = await LastPlanEntryAsync(plan);
+        Assert.False(created.TryGetProperty("old_currency", out _), created.ToString());
+
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/plans/{plan}", new { currency = "CHF", weight = 5 }, 200);
+
+        var changed = await LastPlanEntryAsync(plan);
+        Assert.Equal("CHF", changed.GetProperty("currency").GetString());
+        Assert.Equal("EUR", changed.GetProperty("old_currency").GetString());
+        Assert.Equal("5", changed.GetProperty("weight").GetString());
+        Assert.Equal("2", changed.GetProperty("old_weight").GetString());
+    }
+
+    /// <summary>A withdrawn price is named by its model and start, and now also by the rates it would have billed.</summary>
+    [Fact]
+    public async Task PriceWithdraw_StatesTheRatesWithdrawn()
+    {
+        var plan = "audit-withdraw-" + Guid.NewGuid().ToString("N")[..8];
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/plans/{plan}", new { currency = "EUR" }, 200);
+        var from = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.AddDays(30).ToUnixTimeMilliseconds()).ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/plans/{plan}/prices", new { model = "m", effective_from = from, input_per_million = 3.5m, output_per_million = 7m }, 201);
+
+        await fixture.SendAsync(HttpMethod.Delete, $"/admin/v1/plans/{plan}/prices?model=m&effective_from={Uri.EscapeDataString(from)}", null, 200);
+
+        var entry = (await EntriesAsync("")).First(e => e.GetProperty("action").GetString() == "price.withdraw"
+            && e.GetProperty("details").GetProperty("plan").GetString() == plan).GetProperty("details");
+        Assert.Equal("3.5", entry.GetProperty("old_input_per_million").GetString());
+        Assert.Equal("7", entry.GetProperty("old_output_per_million").GetString());
+        Assert.Equal("", entry.GetProperty("old_cached_input_per_million").GetString());
+    }
+
+    private async Task<JsonElement> LastEntryAsync(string tenant, string action) =>
+        (await EntriesAsync($"tenant={tenant}")).First(e => e.GetProperty("action").GetString() == action).GetProperty("details");
+
+    private async Task<JsonElement> LastPlanEntryAsync(string plan) =>
+        (await EntriesAsync("")).First(e => e.GetProperty("action").GetString() == "plan.update"
+            && e.GetProperty("details").GetProperty("plan").GetString() == plan).GetProperty("details");
+
+    private async Task<List<JsonElement>> EntriesAsync(string filter) =>
+        (await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/audit?order=desc&limit=200&{filter}", null, 200))
+            .GetProperty("data").EnumerateArray().ToList();
+}
