@@ -32,6 +32,22 @@ internal static class NodesCommand
             ? " [" + string.Join(" ", languages.EnumerateArray().Select(l => l.GetString())) + "]"
             : "";
 
+    /// <summary>
+    /// Each value is ID or ID=UPSTREAM_NAME with neither side empty: <c>--model '=X'</c> was sent as a model without
+    /// an id, and the server's answer ("models[0].id is required") named neither the flag nor the value.
+    /// </summary>
+    private static void RequireModelForms(Option<string[]> option) => option.Validators.Add(r =>
+    {
+        foreach (var value in r.Tokens.Select(t => t.Value))
+        {
+            var parts = value.Split('=', 2);
+            if (parts[0].Length == 0 || (parts.Length > 1 && parts[1].Length == 0))
+            {
+                r.AddError($"{option.Name} '{value}' is not ID or ID=UPSTREAM_NAME: {(parts[0].Length == 0 ? "the id before '=' is empty" : "the upstream name after '=' is empty")}.");
+            }
+        }
+    });
+
     public static Command Create()
     {
         var command = new Command("nodes", "Register, list and take out of rotation the nodes that serve models.");
@@ -52,6 +68,8 @@ internal static class NodesCommand
             Description = "How the engine's prompt cache is kept apart between tenants: shared (default; Ollama), salt (vLLM: a cache_salt per tenant) or off (llama-server: cache_prompt false).",
         };
         promptCache.AcceptOnlyFromAmong("shared", "salt", "off");
+        RequireModelForms(models);
+        RequireModelForms(embeddingModels);
         var addCommand = new Command("add", "Register an external OpenAI-compatible engine as a node; the operator key signs its jurisdiction, pool and device class.") { id, jurisdiction, url, models, embeddingModels, capacity, apiKey, addPool, deviceClass, languages, promptCache };
         addCommand.Validators.Add(result =>
         {
