@@ -21,7 +21,7 @@ internal static class ConstrainedFairnessBenchmark
     public static async Task<int> RunAsync(string[] argv)
     {
         var args = Args.Parse(argv, "--model", "--constrained", "--rounds", "--probes", "--forced", "--depth", "--pattern");
-        var path = args.String("--model") ?? FindModel("stories260K.gguf");
+        var path = args.String("--model") ?? SharedModels.Find("stories260K.gguf");
         var constrained = args.Int("--constrained", 4, 4);
         var rounds = args.Int("--rounds", 4, 2);
         var probes = args.Int("--probes", 8, 4);
@@ -100,7 +100,7 @@ internal static class ConstrainedFairnessBenchmark
                 await stop.CancelAsync();
                 await Task.WhenAll(load.Select(l => l.Done));
                 latencies[m].AddRange(measured);
-                roundMedians[m] = Median(measured);
+                roundMedians[m] = Stats.Median(measured);
             }
 
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -110,11 +110,11 @@ internal static class ConstrainedFairnessBenchmark
         batcher.ConstrainedSamplingInline = false;
         Console.WriteLine();
         Console.WriteLine($"{"mode",-22} {"probe p50",10} {"probe p90",10} {"probe max",10} {"vs idle",8} {"load tok/s",11}");
-        var idle = Median(latencies[0]);
+        var idle = Stats.Median(latencies[0]);
         for (var m = 0; m < modes.Length; m++)
         {
             var sorted = latencies[m].Order().ToList();
-            var p50 = Median(sorted);
+            var p50 = Stats.Median(sorted);
             var rate = m == 0 ? "-" : (constrainedTokens[m] / constrainedSeconds[m]).ToString("F0", CultureInfo.InvariantCulture);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{modes[m],-22} {p50 * 1000,8:F1}ms {sorted[(int)(0.9 * (sorted.Count - 1))] * 1000,8:F1}ms {sorted[^1] * 1000,8:F1}ms {p50 / idle,7:F1}x {rate,11}"));
@@ -189,25 +189,5 @@ internal static class ConstrainedFairnessBenchmark
             Tenant = "other",
         }).CollectAsync();
         return clock.Elapsed.TotalSeconds;
-    }
-
-    private static double Median(IReadOnlyList<double> values)
-    {
-        var sorted = values.Order().ToList();
-        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
-    }
-
-    private static string FindModel(string name)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "shared", "models", name);
-            if (File.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-
-        throw new ArgumentException($"model '{name}' not found under ../shared/models/; pass --model PATH");
     }
 }

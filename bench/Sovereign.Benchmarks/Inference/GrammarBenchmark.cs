@@ -27,7 +27,7 @@ internal static class GrammarBenchmark
     public static async Task<int> RunAsync(string[] argv)
     {
         var args = Args.Parse(argv, "--model", "--requests", "--rounds", "--max-tokens");
-        var path = args.String("--model") ?? FindModel("llama-2-tiny-random.gguf");
+        var path = args.String("--model") ?? SharedModels.Find("llama-2-tiny-random.gguf");
         var requests = args.Int("--requests", 12, 4);
         var rounds = args.Int("--rounds", 3, 1);
         var maxTokens = args.Int("--max-tokens", 160, 96);
@@ -111,19 +111,5 @@ internal static class GrammarBenchmark
             Grammar = grammar,
         }).CollectAsync();
         return (result.CompletionTokens, clock.Elapsed.TotalSeconds);
-    }
-
-    private static string FindModel(string name)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "shared", "models", name);
-            if (File.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-
-        throw new ArgumentException($"model '{name}' not found under ../shared/models/; pass --model PATH");
     }
 }
