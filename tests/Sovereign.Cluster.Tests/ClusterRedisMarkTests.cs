@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Sovereign.Cluster.Hosting;
@@ -20,25 +19,13 @@ public sealed class ClusterRedisMarkTests : IDisposable
 
     public ClusterRedisMarkTests()
     {
-        var server = new[] { "/usr/bin/redis-server", "/usr/local/bin/redis-server" }.FirstOrDefault(File.Exists);
-        Assert.True(server is not null, "redis-server is not installed: apt-get install redis-server (test.sh does this).");
         using (var listener = new TcpListener(IPAddress.Loopback, 0))
         {
             listener.Start();
             _port = ((IPEndPoint)listener.LocalEndpoint).Port;
         }
 
-        var start = new ProcessStartInfo(server) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { "--port", _port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _directory, "--requirepass", Password })
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        _redis = Process.Start(start)!;
-        _redis.OutputDataReceived += (_, _) => { };
-        _redis.ErrorDataReceived += (_, _) => { };
-        _redis.BeginOutputReadLine();
-        _redis.BeginErrorReadLine();
+        _redis = Sovereign.Tests.RedisServerProcess.Start(_port, _directory, Password);
         for (var attempt = 0; ; attempt++)
         {
             try

@@ -318,20 +318,8 @@ public sealed class ClusterFixture : IAsyncLifetime
 
     private void StartRedis()
     {
-        var server = new[] { "/usr/bin/redis-server", "/usr/local/bin/redis-server" }.FirstOrDefault(File.Exists);
-        Assert.True(server is not null, "redis-server is not installed: apt-get install redis-server (test.sh does this).");
         _redisPort = FreePort();
-        var start = new ProcessStartInfo(server) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { "--port", _redisPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _root })
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        _redis = Process.Start(start)!;
-        _redis.OutputDataReceived += (_, _) => { };
-        _redis.ErrorDataReceived += (_, _) => { };
-        _redis.BeginOutputReadLine();
-        _redis.BeginErrorReadLine();
+        _redis = Sovereign.Tests.RedisServerProcess.Start(_redisPort, _root);
     }
 
     /// <summary>

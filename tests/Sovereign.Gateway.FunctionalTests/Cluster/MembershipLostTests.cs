@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -195,22 +194,7 @@ public sealed class MembershipLostTests(PostgreSqlFixture postgres) : IClassFixt
         process.Dispose();
     }
 
-    private void StartRedis()
-    {
-        var server = new[] { "/usr/bin/redis-server", "/usr/local/bin/redis-server" }.FirstOrDefault(File.Exists);
-        Assert.True(server is not null, "redis-server is not installed: apt-get install redis-server (test.sh does this).");
-        var start = new ProcessStartInfo(server) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { "--port", _redisPort.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _root })
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        _redis = Process.Start(start)!;
-        _redis.OutputDataReceived += (_, _) => { };
-        _redis.ErrorDataReceived += (_, _) => { };
-        _redis.BeginOutputReadLine();
-        _redis.BeginErrorReadLine();
-    }
+    private void StartRedis() => _redis = Sovereign.Tests.RedisServerProcess.Start(_redisPort, _root);
 
     private void StopRedis()
     {
