@@ -116,8 +116,11 @@ internal sealed class EmbeddingWorkload : Workload
     /// <summary>Whether the texts came as an array (<c>input[i]</c>) rather than one string (<c>input</c>).</summary>
     public bool TextInputsArray { get; init; }
 
-    /// <summary>How a refusal names text input <paramref name="index"/>: <c>input[i]</c> in an array, else <c>input</c>.</summary>
-    public string TextInputField(int index) => TextInputsArray ? $"input[{index}]" : "input";
+    /// <summary>
+    /// How a refusal names input <paramref name="index"/> as the client sent it: <c>input[i]</c> for a text in an array
+    /// or ids in an array of arrays, else <c>input</c>.
+    /// </summary>
+    public string InputField(int index) => (TokenInputs is not null ? TokenInputsNested : TextInputsArray) ? $"input[{index}]" : "input";
 
     /// <summary>The dimensions the client asked for, if any.</summary>
     public int? Dimensions { get; init; }

@@ -39,7 +39,7 @@ internal sealed class EmbeddingExecutor(RouteGates gates, EngineOccupancy occupa
             {
                 if (tokenInputs[i].Length > generator.MaxInputTokens)
                 {
-                    var field = work.TokenInputsNested ? $"input[{i}]" : "input";
+                    var field = work.InputField(i);
                     throw OpenAIException.BadRequest(
                         $"{field} has {tokenInputs[i].Length} tokens; the model '{model.Id}' accepts at most {generator.MaxInputTokens}.", field, "context_length_exceeded");
                 }
@@ -55,7 +55,7 @@ internal sealed class EmbeddingExecutor(RouteGates gates, EngineOccupancy occupa
         {
             // Counting stops early on an over-long input (an 8 MiB input costs a few chunks, not a whole tokenization),
             // and at the input that takes the request over its cap.
-            tokens += TokenBudget.CountWithin(work.Inputs[i], model.MaxInputTokens, model.CountTokens!, work.TextInputField(i), work.TextInputField(i));
+            tokens += TokenBudget.CountWithin(work.Inputs[i], model.MaxInputTokens, model.CountTokens!, work.InputField(i), work.InputField(i));
             RequireWithinRequestCap(tokens);
         }
 
@@ -124,9 +124,7 @@ internal sealed class EmbeddingRun(GovernedRequest request, IDisposable slot, En
         {
             // Named as the client sent it, as every other refusal of an input is: input[i] in an array, input for one string.
             var work = (EmbeddingWorkload)request.Work;
-            var field = work.TokenInputs is not null
-                ? (work.TokenInputsNested ? $"input[{ex.InputIndex}]" : "input")
-                : work.TextInputField(ex.InputIndex);
+            var field = work.InputField(ex.InputIndex);
             throw OpenAIException.BadRequest(
                 $"{field} has {ex.TokenCount} tokens; the model '{model.Id}' accepts at most {ex.MaxTokens}.", field, "context_length_exceeded");
         }
