@@ -63,7 +63,7 @@ public sealed class MembershipLostTests(PostgreSqlFixture postgres) : IClassFixt
                 await member.WaitForExitAsync(exited.Token);
             }
 
-            Assert.True(member.ExitCode == 75, $"exit {member.ExitCode}:\n{output}");
+            Assert.True(member.ExitCode == 75, $"exit {member.ExitCode}:\n{Snapshot(output)}");
             Assert.Contains("[3050]", output.ToString(), StringComparison.Ordinal);
         }
         finally
@@ -170,7 +170,7 @@ public sealed class MembershipLostTests(PostgreSqlFixture postgres) : IClassFixt
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
         while (!timeout.IsCancellationRequested)
         {
-            Assert.False(member.HasExited, $"the member exited ({(member.HasExited ? member.ExitCode : 0)}):\n{output}");
+            Assert.False(member.HasExited, $"the member exited ({(member.HasExited ? member.ExitCode : 0)}):\n{Snapshot(output)}");
             if (await probe() is { } found)
             {
                 return found;
@@ -179,7 +179,7 @@ public sealed class MembershipLostTests(PostgreSqlFixture postgres) : IClassFixt
             await Task.Delay(200);
         }
 
-        Assert.Fail($"timed out:\n{output}");
+        Assert.Fail($"timed out:\n{Snapshot(output)}");
         return "";
     }
 
