@@ -42,7 +42,7 @@ internal static class ChatCompletionsEndpoint
         var work = new GenerationWorkload
         {
             Model = request.Model,
-            LanguageSample = PromptTexts.Of(turns),
+            LanguageSample = PromptTexts.Of(turns, tools),
             Endpoint = "chat/completions",
             Turns = turns,
             Sampling = sampling,

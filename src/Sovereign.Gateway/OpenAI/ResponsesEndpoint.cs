@@ -47,7 +47,7 @@ internal static partial class ResponsesEndpoint
         var work = new GenerationWorkload
         {
             Model = request.Model,
-            LanguageSample = PromptTexts.Of(turns),
+            LanguageSample = PromptTexts.Of(turns, tools),
             Endpoint = "responses",
             ChatRelayBody = ResponsesTranslation.ToChatBody(request, turns, chatTools, chatChoice),
             Turns = turns,

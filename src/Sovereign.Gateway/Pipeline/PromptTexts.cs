@@ -1,3 +1,4 @@
+using Sovereign.Gateway.OpenAI;
 using Sovereign.Inference.Engine;
 using Sovereign.Languages;
 
@@ -7,11 +8,24 @@ namespace Sovereign.Gateway.Pipeline;
 internal static class PromptTexts
 {
     /// <summary>Chat turns (chat completions, Responses): user turns speak for the conversation, system and developer
-    /// turns are instructions, assistant and tool turns only count as prompt.</summary>
-    public static PromptText Of(IReadOnlyList<ChatTurn> turns) =>
-        new([.. turns.Select(t => new PromptTurn(
-            t.Role switch { "user" => PromptRole.User, "system" or "developer" => PromptRole.Instructions, _ => PromptRole.Other },
-            t.Content ?? ""))]);
+    /// turns are instructions, assistant and tool turns only count as prompt. The tool definitions and the calls an
+    /// assistant turn made are rendered into the prompt and billed as its tokens, so their letters count as prompt too:
+    /// left out, English text sent there was billed at a waived language's rate when the messages were in it.</summary>
+    public static PromptText Of(IReadOnlyList<ChatTurn> turns, ChatTools? tools = null)
+    {
+        var texts = new List<PromptTurn>(turns.Count + (tools?.Definitions.Count ?? 0));
+        // Before the messages, where templates render them; never last, so a prompt's language is read as before.
+        texts.AddRange((tools?.Definitions ?? []).Select(d => new PromptTurn(PromptRole.Other, d.GetRawText())));
+        foreach (var turn in turns)
+        {
+            texts.AddRange((turn.ToolCalls ?? []).Select(c => new PromptTurn(PromptRole.Other, $"{c.Name} {c.Arguments}")));
+            texts.Add(new PromptTurn(
+                turn.Role switch { "user" => PromptRole.User, "system" or "developer" => PromptRole.Instructions, _ => PromptRole.Other },
+                turn.Content ?? ""));
+        }
+
+        return new(texts);
+    }
 
     /// <summary>A batch of texts (prompts, embedding inputs): the first speaks for the request, as before; the others
     /// count as prompt.</summary>
