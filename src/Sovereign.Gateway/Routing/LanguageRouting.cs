@@ -178,7 +178,18 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
         Func<string, bool> eligible = caller.Policy is null
             ? model => visible.Contains(model) && (catalog.TryGet(model, out _) || engines.TryGet(model, out _))
             : visible.Contains;
-        return LanguageRouter.Choose((await AliasesAsync())[alias], Detect(text), eligible);
+        var table = (await AliasesAsync())[alias];
+        // A candidate no node serves (unloaded, its node gone) is named as such in the reason, not as a policy refusal.
+        var served = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var model in table.Candidates.Select(c => c.ModelId).Append(table.DefaultModelId).Distinct(StringComparer.Ordinal))
+        {
+            if (await IsServedAsync(model))
+            {
+                served.Add(model);
+            }
+        }
+
+        return LanguageRouter.Choose(table, Detect(text), eligible, served.Contains);
     }
 
     private static Dictionary<string, LanguageAlias> BuildAliases(ModelCatalog catalog, FrontedEngines engines, IEnumerable<NodeModel> nodeModels, SovereignOptions options)

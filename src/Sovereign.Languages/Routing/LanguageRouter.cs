@@ -35,24 +35,25 @@ public static class LanguageRouter
     /// <param name="alias">The alias requested.</param>
     /// <param name="detection">The language of the request.</param>
     /// <param name="isAllowed">Whether the tenant's policy allows a model id.</param>
-    public static RouteChoice Choose(LanguageAlias alias, LanguageDetection detection, Func<string, bool> isAllowed)
+    /// <param name="isServed">Whether any node serves a model id now (default: every model); a model no node serves is
+    /// passed over and named as such, not as one the policy refuses.</param>
+    public static RouteChoice Choose(LanguageAlias alias, LanguageDetection detection, Func<string, bool> isAllowed, Func<string, bool>? isServed = null)
     {
         ArgumentNullException.ThrowIfNull(alias);
         ArgumentNullException.ThrowIfNull(detection);
         ArgumentNullException.ThrowIfNull(isAllowed);
+        isServed ??= _ => true;
 
         var language = detection.Language;
         var serving = detection.IsDetermined
             ? alias.Candidates.Where(c => c.Languages.Any(l => Same(l, language))).ToList()
             : [];
-        var chosen = serving.FirstOrDefault(c => isAllowed(c.ModelId));
+        var chosen = serving.FirstOrDefault(c => isServed(c.ModelId) && isAllowed(c.ModelId));
         if (chosen is not null)
         {
             var rank = alias.Candidates.ToList().IndexOf(chosen) + 1;
-            var skipped = serving.TakeWhile(c => c != chosen).Select(c => c.ModelId).ToList();
             return new RouteChoice(chosen.ModelId, language,
-                $"{alias.Name}: {chosen.ModelId} serves '{language}' (preference {rank})" +
-                (skipped.Count > 0 ? $"; not allowed by policy: {string.Join(", ", skipped)}" : ""))
+                $"{alias.Name}: {chosen.ModelId} serves '{language}' (preference {rank})" + PassedOver("; ", serving.TakeWhile(c => c != chosen).ToList(), isServed))
             { Confidence = detection.Confidence };
         }
 
@@ -60,10 +61,25 @@ public static class LanguageRouter
             ? "language undetermined"
             : serving.Count == 0
                 ? $"no candidate serves '{language}'"
-                : $"candidates for '{language}' not allowed by policy: {string.Join(", ", serving.Select(c => c.ModelId))}";
-        return isAllowed(alias.DefaultModelId)
-            ? new RouteChoice(alias.DefaultModelId, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId}") { Confidence = detection.Confidence }
-            : new RouteChoice(null, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId} not allowed by policy") { Confidence = detection.Confidence };
+                : $"candidates for '{language}'" + PassedOver(" ", serving, isServed);
+        return !isServed(alias.DefaultModelId)
+            ? new RouteChoice(null, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId} not served now") { Confidence = detection.Confidence }
+            : isAllowed(alias.DefaultModelId)
+                ? new RouteChoice(alias.DefaultModelId, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId}") { Confidence = detection.Confidence }
+                : new RouteChoice(null, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId} not allowed by policy") { Confidence = detection.Confidence };
+    }
+
+    // Why candidates were passed over: a model no node serves is not the policy's refusal, and the reason (in the audit
+    // entry and x-sovereign-route-reason) must not blame the policy for it.
+    private static string PassedOver(string separator, IReadOnlyList<RouteCandidate> skipped, Func<string, bool> isServed)
+    {
+        var unserved = skipped.Where(c => !isServed(c.ModelId)).Select(c => c.ModelId).ToList();
+        var refused = skipped.Where(c => isServed(c.ModelId)).Select(c => c.ModelId).ToList();
+        return string.Join("; ", new[]
+            {
+                unserved.Count > 0 ? $"not served now: {string.Join(", ", unserved)}" : null,
+                refused.Count > 0 ? $"not allowed by policy: {string.Join(", ", refused)}" : null,
+            }.OfType<string>()) is { Length: > 0 } text ? separator + text : "";
     }
 
     // Codes compare case-insensitively, and tl is Filipino.

@@ -1,45 +1,9 @@
 using System.Text;
 using System.Text.Json;
-using Sovereign.Inference.Engine;
 
 namespace Sovereign.Gateway.FunctionalTests.Metering;
 
-/// <summary>
-/// A priced server whose "fair" plan bills Thai per character-equivalent, on a model with a real multilingual vocabulary
-/// and a chat template long enough for tools (the metering fixture's model has a 256-token context).
-/// </summary>
-public sealed class LanguageTaxWaiverFixture() : AdminServerFixture("language-tax-admin-token", "sovereign-language-tax-")
-{
-    public const string Model = "tiny";
-
-    private int _tenants;
-
-    protected override IReadOnlyList<ModelOptions> Models =>
-        [new ModelOptions { Id = Model, Path = TestModels.TinyRandomLlama2, ContextLength = 2048, Parallel = 2, Threads = 1 }];
-
-    protected override IDictionary<string, string?> Overrides => new Dictionary<string, string?>
-    {
-        ["Sovereign:Jurisdiction"] = "TH",
-        ["Sovereign:BuiltInEmbeddings"] = "false",
-        ["Sovereign:Metering:CharacterEquivalentLanguages:fair:0"] = "th",
-    };
-
-    protected override async Task SetUpAsync()
-    {
-        await SendAsync(HttpMethod.Put, "/admin/v1/plans/fair", new { currency = "THB", weight = 1 }, 200);
-        await SendAsync(HttpMethod.Post, "/admin/v1/plans/fair/prices", new { model = Model, input_per_million = 1000m, output_per_million = 2000m }, 201);
-    }
-
-    /// <summary>A new tenant on the fair plan with one key; returns its key's secret.</summary>
-    public async Task<string> NewTenantAsync()
-    {
-        var id = "w" + Interlocked.Increment(ref _tenants);
-        await SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id, plan = "fair", policy = new { allowed_jurisdictions = new[] { "TH" } } }, 201);
-        return (await SendAsync(HttpMethod.Post, $"/admin/v1/tenants/{id}/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
-    }
-}
-
-public sealed class LanguageTaxWaiverTests(LanguageTaxWaiverFixture fixture) : IClassFixture<LanguageTaxWaiverFixture>
+public sealed class LanguageTaxWaiverTests(LocalLanguageFixture fixture) : IClassFixture<LocalLanguageFixture>
 {
     private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 
@@ -61,7 +25,7 @@ public sealed class LanguageTaxWaiverTests(LanguageTaxWaiverFixture fixture) : I
         var body = endpoint == "/v1/chat/completions"
             ? JsonSerializer.Serialize(new
             {
-                model = LanguageTaxWaiverFixture.Model,
+                model = LocalLanguageFixture.Model,
                 messages = new object[]
                 {
                     new { role = "user", content = thai },
@@ -75,7 +39,7 @@ public sealed class LanguageTaxWaiverTests(LanguageTaxWaiverFixture fixture) : I
             })
             : JsonSerializer.Serialize(new
             {
-                model = LanguageTaxWaiverFixture.Model,
+                model = LocalLanguageFixture.Model,
                 input = new object[]
                 {
                     new { role = "user", content = thai },
