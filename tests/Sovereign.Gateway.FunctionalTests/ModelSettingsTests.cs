@@ -36,6 +36,22 @@ public sealed class ModelSettingsTests
     }
 
     /// <summary>
+    /// A chat model's languages are what `auto` routes by, so one the detector never reports stops the start, as it does
+    /// in an alias candidate's list. Found by declaring Amharic for a model with the default language set (which lacks
+    /// it): the server started, and Amharic text went to the alias's default as undetermined.
+    /// </summary>
+    [Theory]
+    [InlineData("{}", "Sovereign:Models:0:Languages:1 'am' is not among the languages the detector reports")]
+    [InlineData("""{"Engines":[{"BaseUrl":"http://127.0.0.1:9","Models":[{"Id":"x","Languages":["th","am"]}]}]}""",
+        "Sovereign:Engines:0:Models:0:Languages:1 'am' is not among the languages the detector reports")]
+    public async Task Serve_AModelLanguageTheDetectorDoesNotReport_StopsTheStart(string section, string expected)
+    {
+        var message = await StartFailure.WithSovereignSectionAsync(section, [new ModelOptions { Id = "m", Path = TestModels.Stories260K, Languages = ["en", "am"] }]);
+
+        Assert.Contains(expected, message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// A local model's id had only "no spaces" for a rule, where a node's registration refused what is not a resource
     /// id (over 256 characters, a lone surrogate): the settings and the admin API now share one rule set.
     /// </summary>

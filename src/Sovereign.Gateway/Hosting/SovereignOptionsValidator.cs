@@ -84,6 +84,28 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             .Concat(options.Engines.SelectMany(e => e?.Models ?? []).Where(m => m?.Kind == ModelKind.Embedding).Select(m => m!.Id))
             .OfType<string>().ToHashSet(StringComparer.Ordinal);
         ValidateAliases(failures, options.Aliases, ids, detected, embeddingModels);
+        // A chat model's declared languages are what `auto` routes by: one the detector never reports (Amharic outside the
+        // configured set) was accepted, and requests in it went to the alias's default without a word.
+        const string neverRouted = "`auto` would never route a request in it to this model";
+        for (var i = 0; i < options.Models.Count; i++)
+        {
+            if (options.Models[i] is { Kind: ModelKind.Chat, Languages: { Count: > 0 } languages })
+            {
+                Detectable(failures, languages, $"Sovereign:Models:{i}:Languages", detected, neverRouted);
+            }
+        }
+
+        for (var i = 0; i < options.Engines.Count; i++)
+        {
+            for (var j = 0; j < (options.Engines[i]?.Models?.Count ?? 0); j++)
+            {
+                if (options.Engines[i].Models[j] is { Kind: ModelKind.Chat, Languages: { Count: > 0 } languages })
+                {
+                    Detectable(failures, languages, $"Sovereign:Engines:{i}:Models:{j}:Languages", detected, neverRouted);
+                }
+            }
+        }
+
         var limits = options.Limits;
         if (limits.MaxRequestBodyBytes < 1024)
         {
@@ -405,7 +427,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
     {
         for (var k = 0; k < codes.Count; k++)
         {
-            if (Languages.LanguageCatalog.TryGet(codes[k].Trim(), out var language) && !detected.Contains(language.Code))
+            if (codes[k] is { } code && Languages.LanguageCatalog.TryGet(code.Trim(), out var language) && !detected.Contains(language.Code))
             {
                 failures.Add($"{key}:{k} '{codes[k]}' is not among the languages the detector reports (Sovereign:Languages:Languages), so {consequence}; add it there or remove it here.");
             }
