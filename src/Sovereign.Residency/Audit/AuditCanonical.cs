@@ -25,6 +25,8 @@ namespace Sovereign.Residency.Audit;
 /// I64(sequence) H(hash) I64(timestamp) Str(keyId)</c>.
 /// Export header v1 (same signature scheme): <c>Str("sovereign-audit-export-v1") Str(keyId) Opt(Str tenant)
 /// I64(fromMs) I64(toMs) Opt(I64 firstSequence) Opt(I64 lastSequence) I64(createdAt)</c>.
+/// Export header v2: the same under <c>Str("sovereign-audit-export-v2")</c>, followed by <c>H(entriesDigest)</c>, the
+/// SHA-256 of <c>I64(sequence)</c> of every line shown in full, in order, so which lines are redacted is signed too.
 /// </summary>
 public static class AuditCanonical
 {
@@ -37,6 +39,7 @@ public static class AuditCanonical
     internal const string EntryDomain = "sovereign-audit-entry-v1";
     internal const string CheckpointDomain = "sovereign-audit-checkpoint-v1";
     internal const string ExportHeaderDomain = "sovereign-audit-export-v1";
+    internal const string ExportHeaderDomainV2 = "sovereign-audit-export-v2";
     internal const string ArchiveDomain = "sovereign-audit-archive-v1";
 
     // Strict: a lone surrogate must fail rather than silently become U+FFFD (two strings, one hash).
@@ -90,10 +93,17 @@ public static class AuditCanonical
         return writer.WrittenSpan.ToArray();
     }
 
-    internal static byte[] ExportHeaderPayload(string keyId, string? tenant, long fromMs, long toMs, long? first, long? last, long createdAt)
+    internal static byte[] ExportHeaderPayload(string keyId, string? tenant, long fromMs, long toMs, long? first, long? last, long createdAt) =>
+        ExportHeaderPayload(keyId, tenant, fromMs, toMs, first, last, createdAt, null);
+
+    /// <summary>
+    /// The export header's signed bytes: v1 without <paramref name="entriesDigest"/>, v2 with it (the digest of the
+    /// sequences shown in full, <see cref="ExportEntriesDigest"/>), so a v2 signature never verifies as v1.
+    /// </summary>
+    internal static byte[] ExportHeaderPayload(string keyId, string? tenant, long fromMs, long toMs, long? first, long? last, long createdAt, string? entriesDigest)
     {
-        var writer = new ArrayBufferWriter<byte>(128);
-        WriteString(writer, ExportHeaderDomain);
+        var writer = new ArrayBufferWriter<byte>(160);
+        WriteString(writer, entriesDigest is null ? ExportHeaderDomain : ExportHeaderDomainV2);
         WriteString(writer, keyId);
         WriteOptionalString(writer, tenant);
         WriteInt64(writer, fromMs);
@@ -101,7 +111,36 @@ public static class AuditCanonical
         WriteOptionalInt64(writer, first);
         WriteOptionalInt64(writer, last);
         WriteInt64(writer, createdAt);
+        if (entriesDigest is not null)
+        {
+            WriteHash(writer, entriesDigest);
+        }
+
         return writer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>
+    /// Accumulates an export's <c>entriesDigest</c>: SHA-256 over <c>I64(sequence)</c> of each line shown in full, in
+    /// file order. A redacted line says an entry existed, not whose; without this, anyone holding a tenant's export could
+    /// turn the tenant's own entry into a redacted line and the chain, the header and the checkpoint still verified.
+    /// </summary>
+    internal sealed class ExportEntriesDigest : IDisposable
+    {
+        private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+
+        /// <summary>Adds a sequence shown in full.</summary>
+        public void Add(long sequence)
+        {
+            Span<byte> bytes = stackalloc byte[8];
+            BinaryPrimitives.WriteInt64BigEndian(bytes, sequence);
+            _hash.AppendData(bytes);
+        }
+
+        /// <summary>The digest so far, as 64 lowercase hex digits.</summary>
+        public string Finish() => Convert.ToHexStringLower(_hash.GetHashAndReset());
+
+        /// <inheritdoc/>
+        public void Dispose() => _hash.Dispose();
     }
 
     /// <summary>The canonical size of an entry, to bound what one append may store.</summary>

@@ -34,8 +34,11 @@ public static class AuditExport
     /// <summary>The header's <c>format</c>.</summary>
     public const string Format = "sovereign-audit-export";
 
-    /// <summary>The header's <c>version</c>.</summary>
-    public const int Version = 1;
+    /// <summary>
+    /// The header's <c>version</c>: 2 signs which lines are shown in full (<c>entriesDigest</c>); version 1 files, written
+    /// before it, still verify, but their redactions are not signed.
+    /// </summary>
+    public const int Version = 2;
 
     private static readonly JsonWriterOptions LineOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
@@ -97,8 +100,9 @@ public static class AuditExport
                 }
             }
 
+            var entriesDigest = await ShownDigestAsync(connection, snapshot, tenant, first, last, cancellationToken);
             var createdAt = TimeProvider.System.GetUtcNow().ToUnixTimeMilliseconds();
-            var headerPayload = AuditCanonical.ExportHeaderPayload(signingKey.KeyId, tenant, fromMs, toMs, first, last, createdAt);
+            var headerPayload = AuditCanonical.ExportHeaderPayload(signingKey.KeyId, tenant, fromMs, toMs, first, last, createdAt, entriesDigest);
             await WriteLineAsync(output, buffer, writer =>
             {
                 writer.WriteString("type", "header");
@@ -113,6 +117,7 @@ public static class AuditExport
                 WriteNullable(writer, "firstSequence", first);
                 WriteNullable(writer, "lastSequence", last);
                 writer.WriteNumber("createdAt", createdAt);
+                writer.WriteString("entriesDigest", entriesDigest);
                 writer.WriteString("signature", Convert.ToHexStringLower(signingKey.Sign(headerPayload)));
             }, cancellationToken);
 
@@ -121,6 +126,7 @@ public static class AuditExport
                 // The rows were verified above in this same snapshot; re-walk them anyway so the file matches exactly.
                 var problems = new ProblemSink();
                 var walker = new ChainWalker(problems, start, null);
+                using var shown = new AuditCanonical.ExportEntriesDigest();
                 using var command = connection.CreateCommand();
                 command.Transaction = snapshot;
                 command.CommandText = $"SELECT {AuditStore.EntryColumns} FROM audit_entries WHERE seq >= @from AND seq <= @to ORDER BY seq";
@@ -138,6 +144,7 @@ public static class AuditExport
                     if (tenant is null || entry.Tenant == tenant)
                     {
                         await WriteLineAsync(output, buffer, writer => WriteEntry(writer, entry), cancellationToken);
+                        shown.Add(entry.Sequence);
                         entries++;
                     }
                     else
@@ -153,7 +160,7 @@ public static class AuditExport
                     }
                 }
 
-                if (problems.Count > 0 || walker.LastSequence != end || walker.LastHash != checkpoint!.Hash)
+                if (problems.Count > 0 || walker.LastSequence != end || walker.LastHash != checkpoint!.Hash || shown.Finish() != entriesDigest)
                 {
                     throw new AuditIntegrityException("The audit entries changed while they were exported.");
                 }
@@ -216,6 +223,7 @@ public static class AuditExport
         using var keys = header.Keys;
         var walker = new ChainWalker(problems, header.FirstSequence, null);
         var decisions = new AuditDecisionTally();
+        using var shown = new AuditCanonical.ExportEntriesDigest();
         AuditCheckpoint? checkpoint = null;
         var verified = 0;
         long line = 1;
@@ -252,6 +260,7 @@ public static class AuditExport
                 switch (type)
                 {
                     case "entry":
+                        shown.Add(RequireInt64(root, "sequence"));
                         VerifyEntryLine(root, header, walker, decisions, problems, line);
                         break;
                     case "redacted":
@@ -310,6 +319,12 @@ public static class AuditExport
         else if (walker.Count > 0 || checkpoint is not null)
         {
             problems.Add(new AuditProblem(null, AuditProblemKind.OutOfScope, "The header says the range is empty, but lines follow.", 1));
+        }
+
+        if (header.EntriesDigest is not null && shown.Finish() != header.EntriesDigest)
+        {
+            problems.Add(new AuditProblem(null, AuditProblemKind.OutOfScope,
+                "The lines shown in full are not the ones the header signs (entriesDigest): an entry was redacted, or a line removed or added, after the export was made.", 1));
         }
 
         return problems.ToResult(walker) with { CheckpointsVerified = verified, Decisions = decisions.ToOutcomes() };
@@ -407,9 +422,10 @@ public static class AuditExport
         {
             using var document = JsonDocument.Parse(text);
             var root = document.RootElement;
-            if (OptionalString(root, "type") != "header" || OptionalString(root, "format") != Format || RequireInt64(root, "version") != Version)
+            var version = RequireInt64(root, "version");
+            if (OptionalString(root, "type") != "header" || OptionalString(root, "format") != Format || version is not (1 or Version))
             {
-                throw new FormatException($"not a {Format} version {Version} header");
+                throw new FormatException($"not a {Format} version 1 or {Version} header");
             }
 
             if (RequireInt64(root, "entryFormat") != AuditCanonical.EntryFormatVersion)
@@ -417,11 +433,24 @@ public static class AuditExport
                 throw new FormatException($"unknown entry format {RequireInt64(root, "entryFormat")}");
             }
 
-            RequireOnly(root, "type", "format", "version", "entryFormat", "keyId", "publicKeyPem", "tenant", "from", "to", "firstSequence", "lastSequence", "createdAt", "signature");
+            string? entriesDigest = null;
+            if (version == 1)
+            {
+                RequireOnly(root, "type", "format", "version", "entryFormat", "keyId", "publicKeyPem", "tenant", "from", "to", "firstSequence", "lastSequence", "createdAt", "signature");
+            }
+            else
+            {
+                RequireOnly(root, "type", "format", "version", "entryFormat", "keyId", "publicKeyPem", "tenant", "from", "to", "firstSequence", "lastSequence", "createdAt", "entriesDigest", "signature");
+                entriesDigest = RequireString(root, "entriesDigest");
+                if (!AuditCanonical.IsHash(entriesDigest))
+                {
+                    throw new FormatException("entriesDigest is not 64 lowercase hex digits");
+                }
+            }
             var keyId = RequireString(root, "keyId");
             var headerPem = RequireString(root, "publicKeyPem");
             var header = new ExportHeader(keyId, OptionalString(root, "tenant"), RequireInt64(root, "from"), RequireInt64(root, "to"),
-                OptionalInt64(root, "firstSequence"), OptionalInt64(root, "lastSequence"), RequireInt64(root, "createdAt"), null);
+                OptionalInt64(root, "firstSequence"), OptionalInt64(root, "lastSequence"), RequireInt64(root, "createdAt"), entriesDigest, null);
             if ((header.FirstSequence is null) != (header.LastSequence is null) || header.FirstSequence > header.LastSequence || header.FirstSequence < 1)
             {
                 throw new FormatException("firstSequence/lastSequence are inconsistent");
@@ -453,7 +482,7 @@ public static class AuditExport
             }
 
             var keys = new TrustedKeys([trustedPem]);
-            var payload = AuditCanonical.ExportHeaderPayload(keyId, header.Tenant, header.From, header.To, header.FirstSequence, header.LastSequence, header.CreatedAt);
+            var payload = AuditCanonical.ExportHeaderPayload(keyId, header.Tenant, header.From, header.To, header.FirstSequence, header.LastSequence, header.CreatedAt, entriesDigest);
             if (!keys.TryGet(keyId, out var key) || !OperatorSigningKey.Verify(key, payload, RequireString(root, "signature")))
             {
                 problems.Add(new AuditProblem(null, AuditProblemKind.InvalidSignature, "The header's signature does not verify: its scope (tenant, range, sequences) was altered or forged.", 1));
@@ -466,6 +495,42 @@ public static class AuditExport
             problems.Add(new AuditProblem(null, AuditProblemKind.Malformed, $"The header cannot be read: {ex.Message}", 1));
             return null;
         }
+    }
+
+    /// <summary>
+    /// The header's <c>entriesDigest</c>, read before the lines are written (the header comes first): every sequence of
+    /// the range without a tenant filter, else the tenant's. The walk that writes the lines recomputes it and refuses a
+    /// difference.
+    /// </summary>
+    private static async Task<string> ShownDigestAsync(DbConnection connection, DbTransaction snapshot, string? tenant, long? first, long? last, CancellationToken cancellationToken)
+    {
+        using var digest = new AuditCanonical.ExportEntriesDigest();
+        if (first is { } start && last is { } end)
+        {
+            if (tenant is null)
+            {
+                for (var sequence = start; sequence <= end; sequence++)
+                {
+                    digest.Add(sequence);
+                }
+            }
+            else
+            {
+                using var command = connection.CreateCommand();
+                command.Transaction = snapshot;
+                command.CommandText = "SELECT seq FROM audit_entries WHERE seq >= @from AND seq <= @to AND tenant = @tenant ORDER BY seq";
+                SqlDatabase.AddParameter(command, "@from", start);
+                SqlDatabase.AddParameter(command, "@to", end);
+                SqlDatabase.AddParameter(command, "@tenant", tenant);
+                await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                    digest.Add(reader.GetInt64(0));
+                }
+            }
+        }
+
+        return digest.Finish();
     }
 
     /// <summary>The first and last sequence of the entries in the time range: a sequence range, since times never decrease along the chain.</summary>
@@ -643,5 +708,5 @@ public static class AuditExport
         return value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var number) ? number : throw new FormatException($"'{name}' must be an integer or null");
     }
 
-    private sealed record ExportHeader(string KeyId, string? Tenant, long From, long To, long? FirstSequence, long? LastSequence, long CreatedAt, TrustedKeys? Keys);
+    private sealed record ExportHeader(string KeyId, string? Tenant, long From, long To, long? FirstSequence, long? LastSequence, long CreatedAt, string? EntriesDigest, TrustedKeys? Keys);
 }

@@ -133,6 +133,8 @@ public sealed class AuditExportTests
     [InlineData("redacted-previous", AuditProblemKind.ChainBreak, 3)]
     [InlineData("redacted-removed", AuditProblemKind.SequenceGap, 3)]
     [InlineData("redacted-unredacted", AuditProblemKind.HashMismatch, 3)]
+    [InlineData("entry-redacted", AuditProblemKind.OutOfScope, 1)]
+    [InlineData("header-downgraded", AuditProblemKind.InvalidSignature, 1)]
     [InlineData("lines-swapped", AuditProblemKind.ChainBreak, 4)]
     [InlineData("checkpoint-signature", AuditProblemKind.InvalidSignature, 32)]
     [InlineData("checkpoint-sequence", AuditProblemKind.CheckpointMismatch, 32)]
@@ -160,6 +162,9 @@ public sealed class AuditExportTests
             case "redacted-previous": lines[2] = Edit(lines[2], o => o["previousHash"] = otherHash); break;
             case "redacted-removed": lines.RemoveAt(2); break;
             case "redacted-unredacted": lines[2] = Edit(lines[6], o => o["sequence"] = 12); break;
+            // acme's own entry hidden as another tenant's: the chain, the checkpoint and a v1 header all still held.
+            case "entry-redacted": lines[3] = Redact(lines[3]); break;
+            case "header-downgraded": lines[0] = Edit(lines[0], o => { o["version"] = 1; o.Remove("entriesDigest"); }); break;
             case "lines-swapped": (lines[3], lines[6]) = (lines[6], lines[3]); break;
             case "checkpoint-signature": lines[31] = Edit(lines[31], o => o["signature"] = Flip(o["signature"]!.GetValue<string>())); break;
             case "checkpoint-sequence": lines[31] = Edit(lines[31], o => o["sequence"] = 39); break;
@@ -176,6 +181,46 @@ public sealed class AuditExportTests
 
         Assert.False(result.Valid);
         Assert.Contains(result.Problems, p => p.Kind == kind && p.Line == line);
+    }
+
+    [Fact]
+    public async Task VerifyExportAsync_OwnEntryRedacted_IsReportedByTheSignedEntriesDigest()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context);
+        var (text, _) = await ExportAsync(context, "acme", 10, 40);
+        var lines = text.TrimEnd('\n').Split('\n').ToList();
+        Assert.Equal(2, JsonNode.Parse(lines[0])!["version"]!.GetValue<int>());
+        Assert.Equal("acme", JsonNode.Parse(lines[6])!["tenant"]!.GetValue<string>());
+        lines[6] = Redact(lines[6]);
+
+        var result = await VerifyAsync(string.Join('\n', lines) + "\n", context.Key.PublicKeyPem);
+
+        Assert.False(result.Valid);
+        Assert.Equal([AuditProblemKind.OutOfScope], result.Problems.Select(p => p.Kind));
+    }
+
+    [Fact]
+    public async Task VerifyExportAsync_Version1ExportWrittenBeforeTheDigest_StillVerifies()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context);
+        var (text, _) = await ExportAsync(context, "acme", 10, 40);
+        var lines = text.TrimEnd('\n').Split('\n').ToList();
+        lines[0] = Edit(lines[0], o =>
+        {
+            // As a release before version 2 wrote it: no entriesDigest, the v1 domain.
+            o["version"] = 1;
+            o.Remove("entriesDigest");
+            var payload = AuditCanonical.ExportHeaderPayload(o["keyId"]!.GetValue<string>(), o["tenant"]!.GetValue<string>(), o["from"]!.GetValue<long>(),
+                o["to"]!.GetValue<long>(), o["firstSequence"]!.GetValue<long>(), o["lastSequence"]!.GetValue<long>(), o["createdAt"]!.GetValue<long>());
+            o["signature"] = Convert.ToHexStringLower(context.Key.Sign(payload));
+        });
+
+        var result = await VerifyAsync(string.Join('\n', lines) + "\n", context.Key.PublicKeyPem);
+
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+        Assert.Equal(30, result.EntriesChecked);
     }
 
     [Fact]
@@ -220,6 +265,12 @@ public sealed class AuditExportTests
         var node = JsonNode.Parse(line)!.AsObject();
         change(node);
         return node.ToJsonString();
+    }
+
+    private static string Redact(string line)
+    {
+        var entry = JsonNode.Parse(line)!.AsObject();
+        return new JsonObject { ["type"] = "redacted", ["sequence"] = entry["sequence"]!.GetValue<long>(), ["previousHash"] = entry["previousHash"]!.GetValue<string>(), ["hash"] = entry["hash"]!.GetValue<string>() }.ToJsonString();
     }
 
     private static string Flip(string hex) => (hex[0] == '0' ? "1" : "0") + hex[1..];

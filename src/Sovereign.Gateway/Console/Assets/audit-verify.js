@@ -1,5 +1,5 @@
 // Verifies a Sovereign audit export in the browser, with the operator's public key, following
-// src/Sovereign.Residency/Audit/FORMAT.md (v1). Nothing leaves the page; it needs WebCrypto (any https page,
+// src/Sovereign.Residency/Audit/FORMAT.md (exports v1 and v2). Nothing leaves the page; it needs WebCrypto (any https page,
 // localhost, or the page saved to disk and opened from a file).
 "use strict";
 (function () {
@@ -59,14 +59,18 @@
     if (lines.length && lines[lines.length - 1] === "") { lines.pop(); }
     let header;
     try { header = JSON.parse(lines[0]); } catch (e) { return { checked: 0, problems: [{ line: 1, sequence: null, what: "The first line is not a JSON header." }] }; }
-    if (header.type !== "header" || header.format !== "sovereign-audit-export" || header.version !== 1) {
-      return { checked: 0, problems: [{ line: 1, sequence: null, what: "Not a Sovereign audit export (v1)." }] };
+    if (header.type !== "header" || header.format !== "sovereign-audit-export" || (header.version !== 1 && header.version !== 2)) {
+      return { checked: 0, problems: [{ line: 1, sequence: null, what: "Not a Sovereign audit export (v1 or v2)." }] };
     }
     if (header.keyId !== keyId) { problem(1, null, `The export was signed by key ${header.keyId}, not by the key given (${keyId}).`); }
     const hw = new Writer();
-    hw.str("sovereign-audit-export-v1"); hw.str(header.keyId); hw.optStr(header.tenant); hw.i64(header.from); hw.i64(header.to);
+    hw.str(header.version === 2 ? "sovereign-audit-export-v2" : "sovereign-audit-export-v1"); hw.str(header.keyId); hw.optStr(header.tenant); hw.i64(header.from); hw.i64(header.to);
     hw.optI64(header.firstSequence); hw.optI64(header.lastSequence); hw.i64(header.createdAt);
-    if (!(await verifySignature(key, header.signature, hw.done()))) { problem(1, null, "The header's signature does not verify with the key given."); }
+    let headerOk = true;
+    if (header.version === 2) { try { hw.hash(header.entriesDigest); } catch (e) { headerOk = false; } }
+    if (!headerOk || !(await verifySignature(key, header.signature, hw.done()))) { problem(1, null, "The header's signature does not verify with the key given."); }
+    // v2 signs which lines are shown in full: SHA-256 over I64(sequence) of each entry line, in order.
+    const shown = new Writer();
 
     let expected = header.firstSequence;
     let lastHash = null;
@@ -82,6 +86,7 @@
         if (row.sequence !== expected) { problem(lineNo, row.sequence, `Expected sequence ${expected}, found ${row.sequence}: an entry is missing, inserted or reordered.`); }
         if (lastHash !== null && row.previousHash !== lastHash) { problem(lineNo, row.sequence, "Its previousHash is not the hash of the line before: the chain is broken."); }
         if (row.type === "entry") {
+          shown.i64(Number.isInteger(row.sequence) ? row.sequence : -1);
           const unknown = Object.keys(row).filter(k => !ENTRY_FIELDS.includes(k));
           if (unknown.length) { problem(lineNo, row.sequence, "Unexpected fields: " + unknown.join(", ")); }
           try {
@@ -110,6 +115,9 @@
       if (!checkpoint) { problem(lines.length, lastSequence, "The export has no closing checkpoint: nothing signs its entries."); }
     } else if (lastSequence !== null || checkpoint) {
       problem(1, null, "The header says the range is empty, but lines follow.");
+    }
+    if (header.version === 2 && (await sha256(shown.done())) !== header.entriesDigest) {
+      problem(1, null, "The lines shown in full are not the ones the header signs: an entry was redacted, or a line removed or added, after the export was made.");
     }
     return { checked, problems };
   }
