@@ -1,0 +1,125 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Sovereign.Gateway.FunctionalTests;
+
+/// <summary>
+/// An auditor holds the documents, an export and the responses they were given, not our code:
+/// <c>tools/audit-verify.mjs</c> is a verifier written from <c>src/Sovereign.Residency/Audit/FORMAT.md</c> alone (Node,
+/// as <see cref="OpenAI.OfficialNodeSdkTests"/> needs). Run against a live gateway's export, it must accept it, tie each
+/// response's <c>x-sovereign-audit-id</c> and <c>x-sovereign-jurisdiction</c> and the tenant's usage to the entries, and
+/// agree with <c>sovereign audit verify-export</c> on what is tampering.
+/// </summary>
+[Collection(ResidencyCollection.Name)]
+public sealed class IndependentAuditVerifierTests(ResidencyFixture fixture) : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("sovereign-auditor-").FullName;
+
+    private static string Repository
+    {
+        get
+        {
+            var directory = new DirectoryInfo(AppContext.BaseDirectory);
+            while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Sovereign.slnx")))
+            {
+                directory = directory.Parent;
+            }
+
+            return directory?.FullName ?? throw new DirectoryNotFoundException("The repository root (Sovereign.slnx) was not found.");
+        }
+    }
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [Fact]
+    public async Task AuditVerifyMjs_LiveExportResponsesAndUsage_VerifyAndAHiddenEntryOrForgedHeaderIsCaught()
+    {
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        var thTenant = "audited-th-" + suffix;
+        var sgTenant = "audited-sg-" + suffix;
+        var thKey = await fixture.CreateTenantWithKeyAsync(thTenant, new { allowed_jurisdictions = new[] { "TH" } });
+        var sgKey = await fixture.CreateTenantWithKeyAsync(sgTenant, new { allowed_jurisdictions = new[] { "SG" } });
+
+        var th = new List<string> { await SendAsync(thKey, false, 200), await SendAsync(thKey, true, 200) };
+        var sg = new List<string> { await SendAsync(sgKey, false, 403) };
+        using var usage = await fixture.TenantClient(thKey).GetAsync("/v1/usage?group_by=model,day");
+        await File.WriteAllTextAsync(Path.Combine(_directory, "usage.json"), await usage.Content.ReadAsStringAsync());
+
+        var publicKey = Path.Combine(_directory, "operator.pem");
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", fixture.ThDataDirectory);
+        Assert.True(exit == 0, stderr);
+        await File.WriteAllTextAsync(publicKey, stdout);
+        var thExport = await ExportAsync(thTenant);
+        var sgExport = await ExportAsync(sgTenant);
+        var thResponses = await WriteResponsesAsync("th-responses.jsonl", th);
+        var sgResponses = await WriteResponsesAsync("sg-responses.jsonl", sg);
+
+        (exit, var output) = await VerifyAsync(thExport, publicKey, "--responses", thResponses, "--usage", Path.Combine(_directory, "usage.json"));
+        Assert.True(exit == 0, output);
+        Assert.Contains("2 responses and 1 usage rows checked: VERIFIED", output, StringComparison.Ordinal);
+        (exit, output) = await VerifyAsync(sgExport, publicKey, "--responses", sgResponses);
+        Assert.True(exit == 0, output);
+
+        // A response header forged after the fact (the TH answer shown as having run in SG) matches no entry.
+        var forged = await WriteResponsesAsync("forged.jsonl", [th[0].Replace("\"jurisdiction\":\"TH\"", "\"jurisdiction\":\"SG\"", StringComparison.Ordinal)]);
+        (exit, output) = await VerifyAsync(thExport, publicKey, "--responses", forged);
+        Assert.True(exit == 3, output);
+        Assert.Contains("the response said SG", output, StringComparison.Ordinal);
+
+        // The tenant's own outcome entry shown as another tenant's: the chain and checkpoint still hold, the signed
+        // entriesDigest does not. Both verifiers say so.
+        var lines = await File.ReadAllLinesAsync(thExport);
+        var target = Array.FindIndex(lines, l => l.Contains("\"inference.completed\"", StringComparison.Ordinal));
+        Assert.True(target > 0, string.Join('\n', lines));
+        var entry = JsonNode.Parse(lines[target])!.AsObject();
+        lines[target] = new JsonObject { ["type"] = "redacted", ["sequence"] = entry["sequence"]!.GetValue<long>(), ["previousHash"] = entry["previousHash"]!.GetValue<string>(), ["hash"] = entry["hash"]!.GetValue<string>() }.ToJsonString();
+        var hidden = Path.Combine(_directory, "hidden.jsonl");
+        await File.WriteAllLinesAsync(hidden, lines);
+        (exit, output) = await VerifyAsync(hidden, publicKey);
+        Assert.True(exit == 3, output);
+        Assert.Contains("entriesDigest", output, StringComparison.Ordinal);
+        (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify-export", hidden, "--public-key", publicKey);
+        Assert.True(exit == 3, stdout + stderr);
+        Assert.Contains("OutOfScope", stdout, StringComparison.Ordinal);
+    }
+
+    /// <summary>One chat request as the tenant; the response's evidence as the auditor records it.</summary>
+    private async Task<string> SendAsync(string key, bool stream, int expectedStatus)
+    {
+        using var client = fixture.TenantClient(key);
+        var body = $$"""{"model":"{{ResidencyFixture.Model}}","messages":[{"role":"user","content":"hello"}],"max_tokens":3,"stream":{{(stream ? "true" : "false")}}}""";
+        using var response = await client.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == expectedStatus, text);
+        string Header(string name) => response.Headers.TryGetValues(name, out var values) ? values.Single() : "";
+        return JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["status"] = (int)response.StatusCode,
+            ["request_id"] = Header("x-request-id"),
+            ["audit_id"] = Header("x-sovereign-audit-id"),
+            ["jurisdiction"] = Header("x-sovereign-jurisdiction"),
+        });
+    }
+
+    private async Task<string> WriteResponsesAsync(string name, IEnumerable<string> responses)
+    {
+        var path = Path.Combine(_directory, name);
+        await File.WriteAllLinesAsync(path, responses);
+        return path;
+    }
+
+    private async Task<string> ExportAsync(string tenant)
+    {
+        var path = Path.Combine(_directory, tenant + ".jsonl");
+        var (exit, _, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", fixture.ThDataDirectory, "--tenant", tenant, "-o", path);
+        Assert.True(exit == 0, stderr);
+        return path;
+    }
+
+    private static async Task<(int Exit, string Output)> VerifyAsync(string export, string publicKey, params string[] more)
+    {
+        var (exit, stdout, stderr) = await ChildProcess.RunAsync("node", [Path.Combine(Repository, "tools", "audit-verify.mjs"), export, "--public-key", publicKey, .. more], TimeSpan.FromMinutes(1));
+        return (exit, stdout + stderr);
+    }
+}
