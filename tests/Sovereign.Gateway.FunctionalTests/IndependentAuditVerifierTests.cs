@@ -84,6 +84,24 @@ public sealed class IndependentAuditVerifierTests(ResidencyFixture fixture) : ID
         Assert.Contains("OutOfScope", stdout, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task RateLimited_AllowedThenRefused_TheOutcomeEntryNamesTheRule()
+    {
+        var tenant = "audited-rpm-" + Guid.NewGuid().ToString("N")[..8];
+        var key = await fixture.CreateTenantWithKeyAsync(tenant, new { allowed_jurisdictions = new[] { "TH" } });
+        await fixture.AdminAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { rate_limits = new[] { new { requests_per_minute = 1 } } }, 200);
+
+        await SendAsync(key, false, 200);
+        var refused = JsonNode.Parse(await SendAsync(key, false, 429))!["audit_id"]!.GetValue<string>();
+
+        using var client = fixture.TenantClient(key);
+        var page = JsonNode.Parse(await client.GetStringAsync("/v1/audit?limit=100"))!["data"]!.AsArray();
+        var outcome = page.Single(e => e!["action"]!.GetValue<string>() == "inference.completed" && e["details"]!["request_id"]!.GetValue<string>() == refused)!;
+        Assert.Equal("rejected", outcome["details"]!["outcome"]!.GetValue<string>());
+        // Before, the chain said only "rejected": why was in the usage ledger alone, which is not hash-chained.
+        Assert.Equal("rate_limit_exceeded", outcome["details"]!["refusal_code"]?.GetValue<string>());
+    }
+
     /// <summary>One chat request as the tenant; the response's evidence as the auditor records it.</summary>
     private async Task<string> SendAsync(string key, bool stream, int expectedStatus)
     {

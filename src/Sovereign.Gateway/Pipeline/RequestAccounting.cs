@@ -49,7 +49,7 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
         {
             // Routed, then refused before admission (e.g. too long for the context): no money moved, but the audit
             // trail shows how the allowed decision ended.
-            await router.CompleteAsync(route, 0, 0, "rejected");
+            await router.CompleteAsync(route, 0, 0, "rejected", request.RefusalCode);
             return;
         }
 

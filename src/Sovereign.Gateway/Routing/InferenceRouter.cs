@@ -466,6 +466,14 @@ public sealed class InferenceRouter(
     /// record) commits in the same transaction.
     /// </summary>
     public Task CompleteAsync(RoutedRequest request, long promptTokens, long completionTokens, string outcome, Storage.ICarriedWrite? carried = null) =>
+        CompleteAsync(request, promptTokens, completionTokens, outcome, null, carried);
+
+    /// <summary>
+    /// As <see cref="CompleteAsync(RoutedRequest, long, long, string, Storage.ICarriedWrite?)"/>, with the code of the rule
+    /// that refused an allowed request before it ran (<c>refusal_code</c>, e.g. <c>rate_limit_exceeded</c>): the chain
+    /// said only <c>rejected</c>, and the reason was in the usage ledger alone, which is not hash-chained.
+    /// </summary>
+    public Task CompleteAsync(RoutedRequest request, long promptTokens, long completionTokens, string outcome, string? refusalCode, Storage.ICarriedWrite? carried = null) =>
         audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Inference,
@@ -480,8 +488,18 @@ public sealed class InferenceRouter(
             Decision = AuditDecision.Allowed,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
-            Details = BilledDetails(CharacterEquivalentDetails(StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request), request.CharacterEquivalent), request.Billed),
+            Details = WithRefusalCode(BilledDetails(CharacterEquivalentDetails(StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request), request.CharacterEquivalent), request.Billed), refusalCode),
         }, carried);
+
+    private static Dictionary<string, string> WithRefusalCode(Dictionary<string, string> details, string? refusalCode)
+    {
+        if (refusalCode is not null)
+        {
+            details["refusal_code"] = refusalCode;
+        }
+
+        return details;
+    }
 
     /// <summary>
     /// The amount the usage record bills, as the ledger holds it (millionths): the chain then vouches for the money too,
