@@ -6,6 +6,7 @@
 //        [--responses responses.jsonl]   one JSON object a line per response the auditor saw:
 //                                        {"status":200,"request_id":"req_..","audit_id":"req_..","jurisdiction":"TH"}
 //        [--usage usage.json]            the tenant's GET /v1/usage?group_by=model,day answer
+//        [--audit-page page.json]        a GET /v1/audit answer: each item re-hashes and is the export's line
 //        [--max-uncovered-age SECONDS]   (informational; an export always closes with a checkpoint)
 //        [--json]
 //
@@ -57,7 +58,7 @@ const sigOk = (key, bytes, hex) =>
 const args = process.argv.slice(2);
 const flag = name => { const i = args.indexOf(name); if (i < 0) return null; const v = args[i + 1]; args.splice(i, 2); return v; };
 const wantJson = args.includes('--json'); if (wantJson) args.splice(args.indexOf('--json'), 1);
-const publicKeyFile = flag('--public-key'), responsesFile = flag('--responses'), usageFile = flag('--usage');
+const publicKeyFile = flag('--public-key'), responsesFile = flag('--responses'), usageFile = flag('--usage'), pageFile = flag('--audit-page');
 if (args.length !== 1 || !publicKeyFile) {
   console.error('usage: audit-verify.mjs EXPORT.jsonl --public-key operator.pem [--responses F] [--usage F] [--json]');
   process.exit(2);
@@ -211,14 +212,37 @@ if (usageFile) {
   for (const key of sums.keys()) problem(`usage ${key}`, 'outcome entries with no usage row');
 }
 
+// ---- the tenant API's view against the signed export ----------------------------------------------------------
+let pageChecked = 0;
+if (pageFile) {
+  const bySequence = new Map(lines.filter(l => l && (l.type === 'entry' || l.type === 'redacted')).map(l => [l.sequence, l]));
+  for (const item of JSON.parse(readFileSync(pageFile, 'utf8')).data) {
+    pageChecked++;
+    const at = `API entry ${item.sequence}`;
+    // The API names fields in snake_case and the decision code `code` (FORMAT.md, "The tenant's API").
+    const e = { sequence: item.sequence, previousHash: item.previous_hash, timestamp: item.timestamp, kind: item.kind,
+      tenant: item.tenant, keyId: item.key_id, actor: item.actor, action: item.action, model: item.model, gateway: item.gateway,
+      node: item.node, jurisdiction: item.jurisdiction, decision: item.decision, decisionCode: item.code, reasons: item.reasons,
+      promptTokens: item.prompt_tokens, completionTokens: item.completion_tokens, details: item.details };
+    try {
+      const h = sha256(entryBytes(e)).toString('hex');
+      if (h !== item.hash) problem(at, `re-hashes to ${h}, not ${item.hash}`);
+    } catch (err) { problem(at, `cannot be hashed: ${err.message}`); }
+    const line = bySequence.get(item.sequence);
+    if (!line) problem(at, 'not in the export\'s range');
+    else if (line.hash !== item.hash) problem(at, 'its hash is not the export\'s at that sequence');
+    else if (line.type !== 'entry') problem(at, 'the export shows it redacted');
+  }
+}
+
 const report = {
   verified: problems.length === 0, tenant: header?.tenant ?? null, firstSequence: header?.firstSequence ?? null,
-  lastSequence: header?.lastSequence ?? null, entries: entries.length, responsesChecked, usageRows, problems,
+  lastSequence: header?.lastSequence ?? null, entries: entries.length, responsesChecked, usageRows, pageChecked, problems,
 };
 if (wantJson) console.log(JSON.stringify(report, null, 2));
 else {
   for (const p of problems) console.log(`PROBLEM ${p.where}: ${p.what}`);
   console.log(`${entries.length} entries of ${report.tenant ?? 'every tenant'}, sequences ${report.firstSequence}..${report.lastSequence}; ` +
-    `${responsesChecked} responses and ${usageRows} usage rows checked: ${report.verified ? 'VERIFIED' : 'NOT VERIFIED'}`);
+    `${responsesChecked} responses, ${usageRows} usage rows and ${pageChecked} API entries checked: ${report.verified ? 'VERIFIED' : 'NOT VERIFIED'}`);
 }
 process.exit(problems.length === 0 ? 0 : 3);

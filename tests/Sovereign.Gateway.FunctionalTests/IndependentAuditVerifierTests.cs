@@ -43,8 +43,11 @@ public sealed class IndependentAuditVerifierTests(ResidencyFixture fixture) : ID
 
         var th = new List<string> { await SendAsync(thKey, false, 200), await SendAsync(thKey, true, 200) };
         var sg = new List<string> { await SendAsync(sgKey, false, 403) };
-        using var usage = await fixture.TenantClient(thKey).GetAsync("/v1/usage?group_by=model,day");
-        await File.WriteAllTextAsync(Path.Combine(_directory, "usage.json"), await usage.Content.ReadAsStringAsync());
+        using (var tenantClient = fixture.TenantClient(thKey))
+        {
+            await File.WriteAllTextAsync(Path.Combine(_directory, "usage.json"), await tenantClient.GetStringAsync("/v1/usage?group_by=model,day"));
+            await File.WriteAllTextAsync(Path.Combine(_directory, "page.json"), await tenantClient.GetStringAsync("/v1/audit?limit=100"));
+        }
 
         var publicKey = Path.Combine(_directory, "operator.pem");
         var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", fixture.ThDataDirectory);
@@ -55,9 +58,19 @@ public sealed class IndependentAuditVerifierTests(ResidencyFixture fixture) : ID
         var thResponses = await WriteResponsesAsync("th-responses.jsonl", th);
         var sgResponses = await WriteResponsesAsync("sg-responses.jsonl", sg);
 
-        (exit, var output) = await VerifyAsync(thExport, publicKey, "--responses", thResponses, "--usage", Path.Combine(_directory, "usage.json"));
+        var page = Path.Combine(_directory, "page.json");
+        (exit, var output) = await VerifyAsync(thExport, publicKey, "--responses", thResponses, "--usage", Path.Combine(_directory, "usage.json"), "--audit-page", page);
         Assert.True(exit == 0, output);
-        Assert.Contains("2 responses and 1 usage rows checked: VERIFIED", output, StringComparison.Ordinal);
+        // tenant.create, key.create, and a decision and an outcome per request: the tenant API's entries re-hash (with
+        // their previous_hash) and are the signed export's.
+        Assert.Contains("2 responses, 1 usage rows and 6 API entries checked: VERIFIED", output, StringComparison.Ordinal);
+
+        // The tenant API's view changed (a jurisdiction) no longer hashes to what the export signs.
+        var pageText = await File.ReadAllTextAsync(page);
+        await File.WriteAllTextAsync(page, pageText.Replace("\"jurisdiction\":\"TH\"", "\"jurisdiction\":\"SG\"", StringComparison.Ordinal));
+        (exit, output) = await VerifyAsync(thExport, publicKey, "--audit-page", page);
+        Assert.True(exit == 3, output);
+        Assert.Contains("re-hashes to", output, StringComparison.Ordinal);
         (exit, output) = await VerifyAsync(sgExport, publicKey, "--responses", sgResponses);
         Assert.True(exit == 0, output);
 

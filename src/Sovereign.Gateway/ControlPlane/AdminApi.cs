@@ -701,6 +701,9 @@ public static class AdminApi
         prompt_tokens = e.PromptTokens,
         completion_tokens = e.CompletionTokens,
         details = e.Details,
+        // With it a tenant re-hashes its own entries (FORMAT.md) and finds each hash in a signed export; the hash
+        // alone covered a previous hash the page never showed, so nothing on it could be checked.
+        previous_hash = e.PreviousHash,
         hash = e.Hash,
     };
 
