@@ -18,6 +18,16 @@ public sealed class ClusterRelay(IOptions<SovereignClusterOptions> options, Clus
     /// <summary>The tenant (and plan) a node records relayed work under; the gateway bills the real tenant.</summary>
     public const string RelayTenant = "cluster-relay";
 
+    /// <summary>
+    /// The relaying gateway's request id, sent to the node with the relay: the node's decision entry records it
+    /// (<c>details.relay_of</c>), so an auditor finds the node's own evidence of a tenant's request in the chain. Before,
+    /// the node decided under its own request id and nothing tied its entries to the tenant's.
+    /// </summary>
+    public const string RelayOfHeader = "x-sovereign-relay-of";
+
+    /// <summary>The audit detail of a node's decision that names the relaying gateway's request id.</summary>
+    public const string RelayOfDetail = "relay_of";
+
     private readonly byte[]? _secretHash = options.Value is { IsDistributed: true, Secret: { Length: > 0 } secret }
         ? SHA256.HashData(Encoding.UTF8.GetBytes(secret))
         : null;

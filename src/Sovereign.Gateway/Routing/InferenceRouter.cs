@@ -582,6 +582,13 @@ public sealed class InferenceRouter(
             details[AuditLog.InstanceDetail] = process;
         }
 
+        if (routed.Caller.TenantId == ClusterRelay.RelayTenant
+            && context.Request.Headers[ClusterRelay.RelayOfHeader] is [{ } relayOf] && ResourceIds.IsValid(relayOf, ResourceKind.Other))
+        {
+            // Only a relay (the cluster secret) names it: the tenant's request this node's work is part of.
+            details[ClusterRelay.RelayOfDetail] = relayOf;
+        }
+
         var record = new AuditRecord
         {
             Kind = AuditKind.Inference,

@@ -98,6 +98,28 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     [Fact]
+    public async Task RelayedRequest_TheNodesOwnDecision_NamesTheTenantsRequest()
+    {
+        // An auditor holding a response of the SG gateway finds, in the one chain, the node's own evidence of the work:
+        // its decision names the tenant's request (relay_of). It decided under its own request id, and nothing tied
+        // its entries to the tenant's but the time.
+        var (_, key) = await NewTenantWithIdAsync(["ASEAN"], null);
+        using var client = cluster.GatewaySg.Client(key);
+        using var response = await client.PostAsync("/v1/chat/completions", Json(Body));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("node-sg", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+        var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+
+        using var admin = cluster.GatewaySg.Client(ClusterFixture.AdminToken);
+        var relayed = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/audit?tenant={ClusterRelay.RelayTenant}&order=desc&limit=1000")).RootElement
+            .GetProperty("data").EnumerateArray()
+            .Where(e => e.GetProperty("details").TryGetProperty(ClusterRelay.RelayOfDetail, out var of) && of.GetString() == auditId).ToList();
+        var decision = Assert.Single(relayed);
+        Assert.Equal("inference.allowed", decision.GetProperty("action").GetString());
+        Assert.Equal(("node-sg", "node-sg", "SG"), (decision.GetProperty("gateway").GetString(), decision.GetProperty("node").GetString(), decision.GetProperty("jurisdiction").GetString()));
+    }
+
+    [Fact]
     public async Task Auto_AtAGatewayWithoutModels_RoutesByTheLanguagesItsNodesReport()
     {
         // node-th was started with --language en; the gateways serve no model themselves. Before, a gateway built

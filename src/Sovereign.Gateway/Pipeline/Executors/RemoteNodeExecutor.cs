@@ -32,8 +32,8 @@ internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory node
     /// </summary>
     protected override IReadOnlyList<(string Name, string Value)> RelayHeaders(GovernedRequest request) =>
         request.Work is GenerationWorkload { Stream: true }
-            ? [(RelayLoads.GatewayHeader, NodeId), (PrefixCachePartition.Header, PrefixCachePartition.ForRelay(request.Caller)), (RelayUsageSoFar.Header, "1")]
-            : [(RelayLoads.GatewayHeader, NodeId), (PrefixCachePartition.Header, PrefixCachePartition.ForRelay(request.Caller))];
+            ? [(RelayLoads.GatewayHeader, NodeId), (ClusterRelay.RelayOfHeader, request.Route!.RequestId), (PrefixCachePartition.Header, PrefixCachePartition.ForRelay(request.Caller)), (RelayUsageSoFar.Header, "1")]
+            : [(RelayLoads.GatewayHeader, NodeId), (ClusterRelay.RelayOfHeader, request.Route!.RequestId), (PrefixCachePartition.Header, PrefixCachePartition.ForRelay(request.Caller))];
 
     /// <summary>Over https, the node must prove it is a node of this cluster (cluster CA), and this gateway presents its own certificate.</summary>
     protected override string HttpClientName => UpstreamProxy.ClusterNodeClientName;
