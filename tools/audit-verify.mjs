@@ -7,6 +7,7 @@
 //                                        {"status":200,"request_id":"req_..","audit_id":"req_..","jurisdiction":"TH"}
 //        [--usage usage.json]            the tenant's GET /v1/usage?group_by=model,day answer
 //        [--audit-page page.json]        a GET /v1/audit answer: each item re-hashes and is the export's line
+//        [--previous EARLIER.jsonl]      the archive file before this one: this file must continue its chain
 //        [--max-uncovered-age SECONDS]   (informational; an export always closes with a checkpoint)
 //        [--json]
 //
@@ -58,7 +59,7 @@ const sigOk = (key, bytes, hex) =>
 const args = process.argv.slice(2);
 const flag = name => { const i = args.indexOf(name); if (i < 0) return null; const v = args[i + 1]; args.splice(i, 2); return v; };
 const wantJson = args.includes('--json'); if (wantJson) args.splice(args.indexOf('--json'), 1);
-const publicKeyFile = flag('--public-key'), responsesFile = flag('--responses'), usageFile = flag('--usage'), pageFile = flag('--audit-page');
+const publicKeyFile = flag('--public-key'), responsesFile = flag('--responses'), usageFile = flag('--usage'), pageFile = flag('--audit-page'), previousFile = flag('--previous');
 if (args.length !== 1 || !publicKeyFile) {
   console.error('usage: audit-verify.mjs EXPORT.jsonl --public-key operator.pem [--responses F] [--usage F] [--json]');
   process.exit(2);
@@ -121,6 +122,9 @@ for (let i = 1; i < lines.length; i++) {
       problem(`sequence ${line.sequence}`, `an entry of tenant ${line.tenant} in an export of ${header.tenant}`);
     if (line.timestamp < header?.from || line.timestamp >= header?.to)
       problem(`sequence ${line.sequence}`, 'timestamp outside the export\'s from/to');
+    // Times never decrease along the chain: that is what makes from/to a sequence range.
+    if (entries.length > 0 && line.timestamp < entries.at(-1).timestamp)
+      problem(`sequence ${line.sequence}`, `timestamp ${line.timestamp} is before entry ${entries.at(-1).sequence}'s`);
     entries.push(line);
   } else if (!HEX64.test(line.hash ?? '')) problem(`sequence ${line.sequence}`, 'redacted line without a hash');
   previous = line.hash;
@@ -135,6 +139,17 @@ if ((last?.sequence ?? null) !== (header?.lastSequence ?? null))
   problem('export', `ends at sequence ${last?.sequence ?? 'none'}, the header says ${header?.lastSequence}`);
 if (header?.firstSequence != null && header.firstSequence > 1)
   console.error(`note: the export starts at sequence ${header.firstSequence}; its first previousHash links to an earlier file or archive`);
+
+// ---- the previous archive file ---------------------------------------------------------------------------------
+if (previousFile) {
+  const earlier = readFileSync(previousFile, 'utf8').split('\n').filter(Boolean).map(l => JSON.parse(l))
+    .filter(l => l.type === 'entry' || l.type === 'redacted').at(-1);
+  const first = lines.find(l => l && (l.type === 'entry' || l.type === 'redacted'));
+  if (!earlier || !first) problem('previous', 'one of the files has no entries');
+  else if (first.sequence !== earlier.sequence + 1 || first.previousHash !== earlier.hash)
+    problem('previous', `this file starts at ${first.sequence} after ${first.previousHash}, not after ${earlier.sequence} (${earlier.hash})`);
+  // (verify the earlier file itself with this tool too)
+}
 
 // ---- closing checkpoint ---------------------------------------------------------------------------------------
 if (header?.lastSequence != null) {
