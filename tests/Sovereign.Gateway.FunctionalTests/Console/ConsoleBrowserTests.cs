@@ -121,11 +121,22 @@ public sealed class ConsoleBrowserTests(ConsoleFixture fixture, BrowserFixture b
             await Assertions.Expect(page.Locator("#verify-problems")).ToContainTextAsync("modified");
             await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(BrowserFixture.ScreenshotDirectory, "auditor-tampered.png"), FullPage = true });
 
+            // The same entry shown as another tenant's (hash and links kept): only the header's signed entriesDigest says so.
+            var hidden = Path.Combine(directory, "th-hidden.jsonl");
+            var shown = JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(lines[target])!;
+            var redacted = JsonSerializer.Serialize(new { type = "redacted", sequence = shown["sequence"].GetInt64(), previousHash = shown["previousHash"].GetString(), hash = shown["hash"].GetString() });
+            await File.WriteAllLinesAsync(hidden, lines.Select((l, i) => i == target ? redacted : l));
+            await page.GetByLabel("Export file (JSON Lines)").SetInputFilesAsync(hidden);
+            await page.GetByRole(AriaRole.Button, new() { Name = "Verify" }).ClickAsync();
+            await Assertions.Expect(page.Locator("#verdict")).ToContainTextAsync("Does not verify");
+            await Assertions.Expect(page.Locator("#verify-problems")).ToContainTextAsync("redacted");
+
             // The CLI's verifier, the code of record, agrees with the browser on both files.
             var keyFile = Path.Combine(directory, "operator.pem");
             await File.WriteAllTextAsync(keyFile, pem);
             Assert.Equal(0, (await CliProcess.RunAsync("audit", "verify-export", export, "--public-key", keyFile)).ExitCode);
             Assert.Equal(3, (await CliProcess.RunAsync("audit", "verify-export", tampered, "--public-key", keyFile)).ExitCode);
+            Assert.Equal(3, (await CliProcess.RunAsync("audit", "verify-export", hidden, "--public-key", keyFile)).ExitCode);
         }
         finally
         {
