@@ -7,7 +7,8 @@
 //                                        {"status":200,"request_id":"req_..","audit_id":"req_..","jurisdiction":"TH"}
 //        [--usage usage.json]            the tenant's GET /v1/usage?group_by=model,day answer
 //        [--audit-page page.json]        a GET /v1/audit answer: each item re-hashes and is the export's line
-//        [--previous EARLIER.jsonl]      the archive file before this one: this file must continue its chain
+//        [--previous EARLIER.jsonl]      the archive file before this one: this file must continue its chain, and
+//                                        --usage counts its entries too (verify that file on its own as well)
 //        [--max-uncovered-age SECONDS]   (informational; an export always closes with a checkpoint)
 //        [--json]
 //
@@ -141,9 +142,11 @@ if (header?.firstSequence != null && header.firstSequence > 1)
   console.error(`note: the export starts at sequence ${header.firstSequence}; its first previousHash links to an earlier file or archive`);
 
 // ---- the previous archive file ---------------------------------------------------------------------------------
+const earlierEntries = []; // the previous file's entries of this export's tenant: usage covers them too
 if (previousFile) {
-  const earlier = readFileSync(previousFile, 'utf8').split('\n').filter(Boolean).map(l => JSON.parse(l))
-    .filter(l => l.type === 'entry' || l.type === 'redacted').at(-1);
+  const earlierLines = readFileSync(previousFile, 'utf8').split('\n').filter(Boolean).map(l => JSON.parse(l));
+  earlierEntries.push(...earlierLines.filter(l => l.type === 'entry' && (header?.tenant == null || l.tenant === header.tenant)));
+  const earlier = earlierLines.filter(l => l.type === 'entry' || l.type === 'redacted').at(-1);
   const first = lines.find(l => l && (l.type === 'entry' || l.type === 'redacted'));
   if (!earlier || !first) problem('previous', 'one of the files has no entries');
   else if (first.sequence !== earlier.sequence + 1 || first.previousHash !== earlier.hash)
@@ -205,7 +208,7 @@ let usageRows = 0;
 if (usageFile) {
   const usage = JSON.parse(readFileSync(usageFile, 'utf8'));
   const sums = new Map();
-  for (const e of entries) {
+  for (const e of [...earlierEntries, ...entries]) {
     if (e.kind !== 'inference' || (e.action !== 'inference.completed' && e.action !== 'inference.interrupted')) continue;
     const day = new Date(e.timestamp).toISOString().slice(0, 10);
     const key = `${day}|${e.model}`;
