@@ -9,7 +9,6 @@
 //        [--audit-page page.json]        a GET /v1/audit answer: each item re-hashes and is the export's line
 //        [--previous EARLIER.jsonl]      the archive file before this one: this file must continue its chain, and
 //                                        --usage counts its entries too (verify that file on its own as well)
-//        [--max-uncovered-age SECONDS]   (informational; an export always closes with a checkpoint)
 //        [--json]
 //
 // Exit 0: verified; 3: a check failed (each problem printed); 2: usage.
