@@ -194,6 +194,11 @@ public sealed class LanguageDetectorTests
     // Minangkabau and Venetian 6 -> 7 (138 of 152); out of set 6 Limburgish 4 -> 6, Romansh 3 -> 4, Sundanese 7 -> 8
     // (128); out of set 7 37 -> 113 (its writer wrote the rules: not a fair check); out of set 1-4 unchanged. Then more
     // Romansh words (pronouns, adverbs, numbers): out of set 6 Romansh 4 -> 5 (129).
+    // Out of set 8 (session 39, round 21: 19 languages x 8, near-translations of held-out 21's first eight sentences,
+    // written with it before any change of the round; the thirteen languages short of 7 of 8 on an earlier set written
+    // afresh, and Lombard, Piedmontese, Ligurian, Mirandese, Samogitian and Kapampangan): 79 of 152 und at its first
+    // run, the unchanged detector; Mirandese, Neapolitan and Samogitian 0 of 8 (Spanish and Portuguese, Italian,
+    // Lithuanian), Friulian, Judaeo-Spanish and Võro 2, Ligurian 3, Chavacano 4.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -225,6 +230,11 @@ public sealed class LanguageDetectorTests
             ["bcl"] = 7, ["be"] = 8, ["bew"] = 6, ["cbk"] = 3, ["crh"] = 8, ["csb"] = 8, ["gsw"] = 4, ["hil"] = 7, ["iba"] = 6, ["lad"] = 3,
             ["ltg"] = 4, ["mwr"] = 8, ["nap"] = 4, ["pap"] = 8, ["rup"] = 8, ["sc"] = 5, ["sco"] = 6, ["tpi"] = 8, ["vro"] = 2,
         },
+        ["out-of-set-8.txt"] = new(StringComparer.Ordinal)
+        {
+            ["an"] = 6, ["bjn"] = 6, ["cbk"] = 4, ["fur"] = 2, ["gsw"] = 6, ["lad"] = 2, ["lij"] = 3, ["lmo"] = 5, ["ltg"] = 7, ["mwl"] = 0,
+            ["nap"] = 0, ["oc"] = 7, ["pam"] = 5, ["pms"] = 7, ["rm"] = 5, ["scn"] = 5, ["sgs"] = 0, ["su"] = 7, ["vro"] = 2,
+        },
     };
 
     [Theory]
@@ -235,6 +245,7 @@ public sealed class LanguageDetectorTests
     [InlineData("out-of-set-5.txt")]
     [InlineData("out-of-set-6.txt")]
     [InlineData("out-of-set-7.txt")]
+    [InlineData("out-of-set-8.txt")]
     public void Detect_LanguagesOutsideTheSet_UndeterminedAtLeastAsOftenAsRecorded(string file)
     {
         var sets = TestData.HeldOut(file);

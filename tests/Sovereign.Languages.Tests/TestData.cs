@@ -115,8 +115,13 @@ internal static partial class TestData
     /// change, evaluation or new development sentence of that round.</summary>
     public const string TwentiethHeldOut = "heldout-20.txt";
 
+    /// <summary>The twenty-first held-out evaluation set (every covered language, 8-16 sentences each, held-out 20's
+    /// distribution; health care and ministry errands among its topics), written in session 39's round 21 before any
+    /// change, evaluation or new development sentence of that round.</summary>
+    public const string TwentyFirstHeldOut = "heldout-21.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut, NineteenthHeldOut, TwentiethHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut, NineteenthHeldOut, TwentiethHeldOut, TwentyFirstHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
