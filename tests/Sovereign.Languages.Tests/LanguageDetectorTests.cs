@@ -198,7 +198,12 @@ public sealed class LanguageDetectorTests
     // written with it before any change of the round; the thirteen languages short of 7 of 8 on an earlier set written
     // afresh, and Lombard, Piedmontese, Ligurian, Mirandese, Samogitian and Kapampangan): 79 of 152 und at its first
     // run, the unchanged detector; Mirandese, Neapolitan and Samogitian 0 of 8 (Spanish and Portuguese, Italian,
-    // Lithuanian), Friulian, Judaeo-Spanish and Võro 2, Ligurian 3, Chavacano 4.
+    // Lithuanian), Friulian, Judaeo-Spanish and Võro 2, Ligurian 3, Chavacano 4. Then function words of Friulian,
+    // Occitan, Sicilian, Lombard, Piedmontese, Ligurian, Mirandese and Kapampangan, more for Aragonese, Banjar,
+    // Chavacano, Judaeo-Spanish, Neapolitan and Võro, and letters (Samogitian ė beside a Latvian long vowel, Võro õ
+    // beside a word-final q), written from general knowledge: out of set 6 Sicilian 6 -> 7 (130), out of set 7
+    // Chavacano 3 -> 4 (114; the fair checks: sets another engineer or an earlier round wrote), out of set 8 79 -> 108
+    // (its writer wrote the rules: not a fair check); held-out 1-21 and the UDHR unchanged.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -223,17 +228,17 @@ public sealed class LanguageDetectorTests
         ["out-of-set-6.txt"] = new(StringComparer.Ordinal)
         {
             ["ast"] = 8, ["awa"] = 7, ["bho"] = 7, ["bjn"] = 4, ["co"] = 8, ["fur"] = 6, ["hsb"] = 7, ["jv"] = 8, ["lb"] = 8, ["li"] = 6,
-            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 5, ["rue"] = 6, ["scn"] = 6, ["su"] = 8, ["szl"] = 7, ["war"] = 6,
+            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 5, ["rue"] = 6, ["scn"] = 7, ["su"] = 8, ["szl"] = 7, ["war"] = 6,
         },
         ["out-of-set-7.txt"] = new(StringComparer.Ordinal)
         {
-            ["bcl"] = 7, ["be"] = 8, ["bew"] = 6, ["cbk"] = 3, ["crh"] = 8, ["csb"] = 8, ["gsw"] = 4, ["hil"] = 7, ["iba"] = 6, ["lad"] = 3,
+            ["bcl"] = 7, ["be"] = 8, ["bew"] = 6, ["cbk"] = 4, ["crh"] = 8, ["csb"] = 8, ["gsw"] = 4, ["hil"] = 7, ["iba"] = 6, ["lad"] = 3,
             ["ltg"] = 4, ["mwr"] = 8, ["nap"] = 4, ["pap"] = 8, ["rup"] = 8, ["sc"] = 5, ["sco"] = 6, ["tpi"] = 8, ["vro"] = 2,
         },
         ["out-of-set-8.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 6, ["bjn"] = 6, ["cbk"] = 4, ["fur"] = 2, ["gsw"] = 6, ["lad"] = 2, ["lij"] = 3, ["lmo"] = 5, ["ltg"] = 7, ["mwl"] = 0,
-            ["nap"] = 0, ["oc"] = 7, ["pam"] = 5, ["pms"] = 7, ["rm"] = 5, ["scn"] = 5, ["sgs"] = 0, ["su"] = 7, ["vro"] = 2,
+            ["an"] = 7, ["bjn"] = 6, ["cbk"] = 5, ["fur"] = 6, ["gsw"] = 6, ["lad"] = 4, ["lij"] = 5, ["lmo"] = 6, ["ltg"] = 7, ["mwl"] = 2,
+            ["nap"] = 2, ["oc"] = 7, ["pam"] = 8, ["pms"] = 8, ["rm"] = 5, ["scn"] = 6, ["sgs"] = 5, ["su"] = 7, ["vro"] = 6,
         },
     };
 

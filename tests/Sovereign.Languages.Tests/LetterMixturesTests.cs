@@ -18,6 +18,11 @@ public sealed class LetterMixturesTests
     [InlineData("Myusu sāta ir lela.", "ltg")]                    // Latgalian: y beside ā
     [InlineData("Men qaytıp keldim.", "crh")]                     // Crimean Tatar: q beside ı
     [InlineData("Kardeşim dün akşam geldi.", null)]               // Turkish: ş, ı, no q or ñ
+    [InlineData("Mona brolis vakar parvažiava ėš mėista.", null)]  // Lithuanian-like: ė, no Latvian long vowel
+    [InlineData("Mona brōlis vakar parvažiava ėš mėista.", "sgs")] // Samogitian: ė beside ō
+    [InlineData("Täämbä om ilus ilm, lätsimiq mõtsa.", "vro")]      // Võro: õ beside a word-final q
+    [InlineData("Täna on ilus ilm, läksime metsa.", null)]          // Estonian: õ, no final q
+    [InlineData("Il-qalb tiegħi fit-triq.", null)]                  // Maltese: final q, no õ
     public void Evaluate_LettersOfTwoAlphabets_PointOutsideTheSet(string text, string? language)
     {
         Assert.Equal(language, LetterMixtures.Evaluate(LanguageProfiles.Normalize(text))?.Language);
@@ -38,7 +43,7 @@ public sealed class LetterMixturesTests
         Assert.Equal(LanguageDetection.ByHeuristic, detector.Detect(text).Method);
     }
 
-    // A neighbour's function words (Banjar, Waray, Asturian, Sundanese). Written for this test, not taken from an
+    // A neighbour's function words (Banjar, Waray, Asturian, Sundanese; round 21: Friulian, Sicilian, Kapampangan). Written for this test, not taken from an
     // evaluation set: each was read as a covered neighbour before the rule.
     [Theory]
     [InlineData("Ulun handak tulak ka pasar, pian umpat kah?", "bjn")]
@@ -49,6 +54,9 @@ public sealed class LetterMixturesTests
     [InlineData("Chasch du mer hüt no es Brot bringe?", "gsw")]
     [InlineData("Whit are ye daein the nicht? A'm gaun hame.", "sco")]
     [InlineData("Mipela i laik go long taun bihain long kaikai.", "tpi")]
+    [InlineData("Il gno amì al è simpri in ritart, ma vuê al è rivât prime di me.", "fur")]
+    [InlineData("Nuatri semu stanchi e vulemu manciari quarchi cosa.", "scn")]
+    [InlineData("Ing kapatad ku, ali ya bisang mamangan ngeni.", "pam")]
     public void Detect_NeighboursFunctionWords_UndeterminedWithItAsRunnerUp(string text, string decoy)
     {
         var detector = TestData.DefaultDetector;
@@ -102,6 +110,7 @@ public sealed class LetterMixturesTests
     [InlineData("no")]
     [InlineData("da")]
     [InlineData("tet")]
+    [InlineData("fr")]
     public void FunctionWordDecoys_CoveredSentences_NeverTaken(string language)
     {
         var texts = LanguageProfiles.LoadCorpus()[language]

@@ -35,12 +35,14 @@ internal static class LetterMixtures
     private const string LatvianOnly = "āēīļņķģ";
     private const string CrimeanTatarOnly = "ñq";
     private const string TurkishOnly = "ığş";
+    private const string LithuanianE = "ė";
+    private const string LatvianLong = "āēīōļņķģ";
 
     /// <summary>For a lower-cased text, the language the mixture points to (<c>wen</c>, the Sorbian languages;
     /// <c>rue</c>; <c>szl</c>; <c>csb</c>; <c>ltg</c>; <c>crh</c>) and how many words carry its letters, or null.</summary>
     public static (string Language, int Words)? Evaluate(string normalized)
     {
-        int polish = 0, hacek = 0, yeru = 0, ukrainian = 0, silesian = 0, kashubian = 0, polishBeside = 0, latgalian = 0, latvian = 0, tatar = 0, turkish = 0;
+        int polish = 0, hacek = 0, yeru = 0, ukrainian = 0, silesian = 0, kashubian = 0, polishBeside = 0, latgalian = 0, latvian = 0, tatar = 0, turkish = 0, lithuanianE = 0, latvianLong = 0, otilde = 0, finalQ = 0;
         foreach (var (start, length) in LanguageProfiles.Words(normalized))
         {
             var word = normalized.AsSpan(start, length);
@@ -55,14 +57,20 @@ internal static class LetterMixtures
             latvian += word.IndexOfAny(LatvianOnly) >= 0 ? 1 : 0;
             tatar += word.IndexOfAny(CrimeanTatarOnly) >= 0 ? 1 : 0;
             turkish += word.IndexOfAny(TurkishOnly) >= 0 ? 1 : 0;
+            lithuanianE += word.IndexOfAny(LithuanianE) >= 0 ? 1 : 0;
+            latvianLong += word.IndexOfAny(LatvianLong) >= 0 ? 1 : 0;
+            otilde += word.Contains('õ') ? 1 : 0;
+            finalQ += word.Length > 1 && word[^1] == 'q' ? 1 : 0;
         }
 
         return polish > 0 && hacek > 0 ? ("wen", polish + hacek)
             : yeru > 0 && ukrainian > 0 ? ("rue", yeru + ukrainian)
+            : lithuanianE > 0 && latvianLong > 0 ? ("sgs", lithuanianE + latvianLong)
             : silesian > 0 ? ("szl", silesian)
             : kashubian > 0 && polishBeside > 0 ? ("csb", kashubian + polishBeside)
             : latgalian > 0 && latvian > 0 ? ("ltg", latgalian + latvian)
             : tatar > 0 && turkish > 0 ? ("crh", tatar + turkish)
+            : otilde > 0 && finalQ > 0 ? ("vro", otilde + finalQ)
             : null;
     }
 }
