@@ -203,7 +203,9 @@ public sealed class LanguageDetectorTests
     // Chavacano, Judaeo-Spanish, Neapolitan and Võro, and letters (Samogitian ė beside a Latvian long vowel, Võro õ
     // beside a word-final q), written from general knowledge: out of set 6 Sicilian 6 -> 7 (130), out of set 7
     // Chavacano 3 -> 4 (114; the fair checks: sets another engineer or an earlier round wrote), out of set 8 79 -> 108
-    // (its writer wrote the rules: not a fair check); held-out 1-21 and the UDHR unchanged.
+    // (its writer wrote the rules: not a fair check); held-out 1-21 and the UDHR unchanged. Then Neapolitan's elided
+    // articles ('o, 'e) count as its words: out of set 7 Neapolitan 4 -> 7 (117; another engineer's sentences, though
+    // this round's writer had seen them printed while reading the file's format), out of set 8 2 -> 3 (109).
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -233,12 +235,12 @@ public sealed class LanguageDetectorTests
         ["out-of-set-7.txt"] = new(StringComparer.Ordinal)
         {
             ["bcl"] = 7, ["be"] = 8, ["bew"] = 6, ["cbk"] = 4, ["crh"] = 8, ["csb"] = 8, ["gsw"] = 4, ["hil"] = 7, ["iba"] = 6, ["lad"] = 3,
-            ["ltg"] = 4, ["mwr"] = 8, ["nap"] = 4, ["pap"] = 8, ["rup"] = 8, ["sc"] = 5, ["sco"] = 6, ["tpi"] = 8, ["vro"] = 2,
+            ["ltg"] = 4, ["mwr"] = 8, ["nap"] = 7, ["pap"] = 8, ["rup"] = 8, ["sc"] = 5, ["sco"] = 6, ["tpi"] = 8, ["vro"] = 2,
         },
         ["out-of-set-8.txt"] = new(StringComparer.Ordinal)
         {
             ["an"] = 7, ["bjn"] = 6, ["cbk"] = 5, ["fur"] = 6, ["gsw"] = 6, ["lad"] = 4, ["lij"] = 5, ["lmo"] = 6, ["ltg"] = 7, ["mwl"] = 2,
-            ["nap"] = 2, ["oc"] = 7, ["pam"] = 8, ["pms"] = 8, ["rm"] = 5, ["scn"] = 6, ["sgs"] = 5, ["su"] = 7, ["vro"] = 6,
+            ["nap"] = 3, ["oc"] = 7, ["pam"] = 8, ["pms"] = 8, ["rm"] = 5, ["scn"] = 6, ["sgs"] = 5, ["su"] = 7, ["vro"] = 6,
         },
     };
 

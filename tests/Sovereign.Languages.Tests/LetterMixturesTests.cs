@@ -43,7 +43,8 @@ public sealed class LetterMixturesTests
         Assert.Equal(LanguageDetection.ByHeuristic, detector.Detect(text).Method);
     }
 
-    // A neighbour's function words (Banjar, Waray, Asturian, Sundanese; round 21: Friulian, Sicilian, Kapampangan). Written for this test, not taken from an
+    // A neighbour's function words (Banjar, Waray, Asturian, Sundanese; round 21: Friulian, Sicilian, Kapampangan, and
+    // Neapolitan by its elided articles). Written for this test, not taken from an
     // evaluation set: each was read as a covered neighbour before the rule.
     [Theory]
     [InlineData("Ulun handak tulak ka pasar, pian umpat kah?", "bjn")]
@@ -56,6 +57,7 @@ public sealed class LetterMixturesTests
     [InlineData("Mipela i laik go long taun bihain long kaikai.", "tpi")]
     [InlineData("Il gno amì al è simpri in ritart, ma vuê al è rivât prime di me.", "fur")]
     [InlineData("Nuatri semu stanchi e vulemu manciari quarchi cosa.", "scn")]
+    [InlineData("Aggio purtato 'o pane e 'e pummarole a mammà.", "nap")]
     [InlineData("Ing kapatad ku, ali ya bisang mamangan ngeni.", "pam")]
     public void Detect_NeighboursFunctionWords_UndeterminedWithItAsRunnerUp(string text, string decoy)
     {

@@ -45,7 +45,7 @@ internal static class FunctionWordDecoys
         ("sc", ["it", "gl", "pt", "es", "ca"], Set("sas est isco bi narat deo issu issa nois bois ite proite comente meda totu oe cras eris domo unu custu")),
         ("vec", ["it"], Set("xe xé ghe gavemo gavé semo cossa anca tuto tuti el ea eo parché cusì cussì doman ancuo incuo zorno fiol fioi putèo tosat vecio vecia voio vojo gnente gnanca ndove indove ndar nol")),
         ("co", ["it"], Set("u ghjè ghjente ghjornu tuttu nunda qualchì pocu troppu annu tempu omu babbu ziu hè ùn cù sò micca oghje eiu ellu iè avà dinò nanzu dopu chjù quì chì tandu ancu")),
-        ("nap", ["it"], Set("nun ca chesto chesta chisto chista chillo chella addò accussì comme pecché nu aggio aggia saccio simmo jamme ji cca stu nisciuno quanno ogne sempe dimane ajere assaje coccosa quaccheduno tene tenimmo vulimmo putimmo sapimmo dicere guaglione guagliune")),
+        ("nap", ["it"], Set("nun ca chesto chesta chisto chista chillo chella addò accussì comme pecché nu aggio aggia saccio simmo jamme ji cca stu nisciuno quanno ogne sempe dimane ajere assaje coccosa quaccheduno tene tenimmo vulimmo putimmo sapimmo dicere guaglione guagliune 'o 'e")),
         ("rm", ["it", "ca"], Set("betg buc tge tgi tgei quai ils dals vegn vegnan vus ina cun sco cur uss ussa pli bler blera blers mintga insatge chaussa pertge nua oz ier damaun chasa uffant uffants avain essan jau ellas noss voss lur perquai forsa adina savens uschia schizunt anc dapli lavur tuttina quantas tschient trais quatter tschintg sper davent suenter davos sut")),
         ("li", ["nl"], Set("ich neet nit veur vaan ós oos mich miech dich diech haet höbbe gaon kump jao nöt sjoen uch hae mót ein einen eine")),
         ("gsw", ["de"], Set("isch nöd nid hät chasch cha chan wänn öppis gsi het vo uf scho hüt morn geschter chönd chönnt sött wott wotsch git gits häsch bisch eusi üs öpper nüt")),
@@ -83,6 +83,12 @@ internal static class FunctionWordDecoys
                 if (lookup.TryGetValue(normalized.AsSpan(start, length), out var word))
                 {
                     found.Add(word);
+                }
+                else if (start > 0 && normalized[start - 1] == '\'' && (start == 1 || !char.IsLetter(normalized[start - 2]))
+                    && words.Contains(string.Concat("'", normalized.AsSpan(start, length))))
+                {
+                    // An elided article written before its word, as Neapolitan writes 'o and 'e.
+                    found.Add(string.Concat("'", normalized.AsSpan(start, length)));
                 }
             }
 
