@@ -22,7 +22,12 @@ namespace Sovereign.Languages;
 /// left out (French <c>ils</c>, Catalan <c>nus</c>, Indonesian <c>alun</c>, Spanish <c>di</c>, Filipino <c>asin</c>,
 /// Galician <c>cun</c>), as were words such a language writes in everyday use (Italian <c>sa, tue, sta, mo</c>, Spanish
 /// <c>sos, ande, porke, aki, ke</c>, Malay and Indonesian <c>inap, nan, mangga, sok, ku</c>, Filipino <c>nga, tabi,
-/// daw</c>, English <c>ken, wee, aye, ma, wi</c>, German <c>au, wider, grad, mir</c>).
+/// daw</c>, English <c>ken, wee, aye, ma, wi</c>, German <c>au, wider, grad, mir</c>). Round 21 (session 39) added
+/// Friulian, Occitan, Sicilian, Lombard, Piedmontese, Ligurian, Mirandese and Kapampangan, lengthened the Aragonese,
+/// Banjar, Chavacano, Judaeo-Spanish, Neapolitan, Võro and Swiss German lists, and counts an elided article written
+/// before its word (Neapolitan <c>'o</c>, <c>'e</c>) as a word; everyday words of the overturned languages left out:
+/// Italian <c>nostra, seri, frati, patri</c>, Catalan <c>ona</c>, Portuguese <c>vê</c>, Spanish <c>muestra</c>,
+/// Indonesian <c>lawas</c>, Estonian <c>kuis</c>, and the name <c>Ali</c>.
 /// </summary>
 internal static class FunctionWordDecoys
 {
