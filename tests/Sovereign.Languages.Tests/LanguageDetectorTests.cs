@@ -207,6 +207,9 @@ public sealed class LanguageDetectorTests
     // articles ('o, 'e) count as its words: out of set 7 Neapolitan 4 -> 7 (117; another engineer's sentences, though
     // this round's writer had seen them printed while reading the file's format), out of set 8 2 -> 3 (109). Then more
     // Swiss German everyday words (chunnt, lueg, znacht, chind, mängisch, ...): out of set 7 Swiss German 4 -> 5 (118).
+    // Then a word no covered language writes (Banjar ulun, Võro tiiä, Sardinian isco, ...) counts twice, so that it
+    // alone marks its language: out of set 6 Banjar 4 -> 6 (132), out of set 7 Sardinian 5 -> 6, Võro 2 -> 5 (122),
+    // out of set 8 Banjar 6 -> 8, Swiss German 6 -> 7, Romansh 5 -> 7 (114).
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -230,18 +233,18 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-6.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 8, ["awa"] = 7, ["bho"] = 7, ["bjn"] = 4, ["co"] = 8, ["fur"] = 6, ["hsb"] = 7, ["jv"] = 8, ["lb"] = 8, ["li"] = 6,
+            ["ast"] = 8, ["awa"] = 7, ["bho"] = 7, ["bjn"] = 6, ["co"] = 8, ["fur"] = 6, ["hsb"] = 7, ["jv"] = 8, ["lb"] = 8, ["li"] = 6,
             ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 5, ["rue"] = 6, ["scn"] = 7, ["su"] = 8, ["szl"] = 7, ["war"] = 6,
         },
         ["out-of-set-7.txt"] = new(StringComparer.Ordinal)
         {
             ["bcl"] = 7, ["be"] = 8, ["bew"] = 6, ["cbk"] = 4, ["crh"] = 8, ["csb"] = 8, ["gsw"] = 5, ["hil"] = 7, ["iba"] = 6, ["lad"] = 3,
-            ["ltg"] = 4, ["mwr"] = 8, ["nap"] = 7, ["pap"] = 8, ["rup"] = 8, ["sc"] = 5, ["sco"] = 6, ["tpi"] = 8, ["vro"] = 2,
+            ["ltg"] = 4, ["mwr"] = 8, ["nap"] = 7, ["pap"] = 8, ["rup"] = 8, ["sc"] = 6, ["sco"] = 6, ["tpi"] = 8, ["vro"] = 5,
         },
         ["out-of-set-8.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 7, ["bjn"] = 6, ["cbk"] = 5, ["fur"] = 6, ["gsw"] = 6, ["lad"] = 4, ["lij"] = 5, ["lmo"] = 6, ["ltg"] = 7, ["mwl"] = 2,
-            ["nap"] = 3, ["oc"] = 7, ["pam"] = 8, ["pms"] = 8, ["rm"] = 5, ["scn"] = 6, ["sgs"] = 5, ["su"] = 7, ["vro"] = 6,
+            ["an"] = 7, ["bjn"] = 8, ["cbk"] = 5, ["fur"] = 6, ["gsw"] = 7, ["lad"] = 4, ["lij"] = 5, ["lmo"] = 6, ["ltg"] = 7, ["mwl"] = 2,
+            ["nap"] = 3, ["oc"] = 7, ["pam"] = 8, ["pms"] = 8, ["rm"] = 7, ["scn"] = 6, ["sgs"] = 5, ["su"] = 7, ["vro"] = 6,
         },
     };
 

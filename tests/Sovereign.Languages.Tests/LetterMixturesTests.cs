@@ -44,7 +44,7 @@ public sealed class LetterMixturesTests
     }
 
     // A neighbour's function words (Banjar, Waray, Asturian, Sundanese; round 21: Friulian, Sicilian, Kapampangan, and
-    // Neapolitan by its elided articles). Written for this test, not taken from an
+    // Neapolitan by its elided articles; a word no covered language writes alone, Banjar ulun, Võro tiiä). Written for this test, not taken from an
     // evaluation set: each was read as a covered neighbour before the rule.
     [Theory]
     [InlineData("Ulun handak tulak ka pasar, pian umpat kah?", "bjn")]
@@ -58,6 +58,8 @@ public sealed class LetterMixturesTests
     [InlineData("Il gno amì al è simpri in ritart, ma vuê al è rivât prime di me.", "fur")]
     [InlineData("Nuatri semu stanchi e vulemu manciari quarchi cosa.", "scn")]
     [InlineData("Aggio purtato 'o pane e 'e pummarole a mammà.", "nap")]
+    [InlineData("Ulun sudah makan tadi pagi di rumah.", "bjn")]   // one word no covered language writes
+    [InlineData("Ma ei tiiä, kas ta tuleb homme.", "vro")]
     [InlineData("Ing kapatad ku, ali ya bisang mamangan ngeni.", "pam")]
     public void Detect_NeighboursFunctionWords_UndeterminedWithItAsRunnerUp(string text, string decoy)
     {

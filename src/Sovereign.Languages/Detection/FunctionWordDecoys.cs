@@ -27,7 +27,9 @@ namespace Sovereign.Languages;
 /// Banjar, Chavacano, Judaeo-Spanish, Neapolitan, Võro and Swiss German lists, and counts an elided article written
 /// before its word (Neapolitan <c>'o</c>, <c>'e</c>) as a word; everyday words of the overturned languages left out:
 /// Italian <c>nostra, seri, frati, patri</c>, Catalan <c>ona</c>, Portuguese <c>vê</c>, Spanish <c>muestra</c>,
-/// Indonesian <c>lawas</c>, Estonian <c>kuis</c>, and the name <c>Ali</c>.
+/// Indonesian <c>lawas</c>, Estonian <c>kuis</c>, and the name <c>Ali</c>. A few words of a list no covered language
+/// writes at all (Banjar <c>ulun</c>, Romansh <c>betg</c>, Võro <c>tiiä</c>, ...) count twice, so that one of them
+/// is enough.
 /// </summary>
 internal static class FunctionWordDecoys
 {
@@ -97,7 +99,7 @@ internal static class FunctionWordDecoys
                 }
             }
 
-            if (found.Count >= MinimumWords)
+            if (found.Count + found.Count(Strong.Contains) >= MinimumWords)
             {
                 return (decoy, found.Count);
             }
@@ -105,6 +107,9 @@ internal static class FunctionWordDecoys
 
         return null;
     }
+
+    // Words no covered language writes that alone mark their language (they count twice).
+    private static readonly FrozenSet<string> Strong = Set("ulun pian handak gasan tulak bubuhan sidin hagan anjeun geus naon kumaha hoyong badé sareng kanggo henteu ixo ixe ixa chent enta dimpués nusatros yera betg buc tgi tge tgei mintga insatge uschia schizunt tschient cence ancjemò vuê ducj cemût dulà aquò quicòm ieu uèi fòrça totjorn djusto djente mozotros vozotros syempre tambyen avlar kame kamo olõ olõq tiiä ommaq piät timahava chesto chillo aggio saccio nisciuno accussì isch nöd chasch öppis wänn chistu chiddu picchì sugnu vogghiu figghiu isco narat proite dinnae cannae didnae isnae whaur");
 
     private static FrozenSet<string> Set(string words) => words.Split(' ').ToFrozenSet(StringComparer.Ordinal);
 }
