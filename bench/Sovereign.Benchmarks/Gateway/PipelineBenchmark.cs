@@ -159,7 +159,9 @@ internal static class PipelineBenchmark
             var directRun = await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(seconds), (_, _) => Post(direct, directBody));
             var between = GC.GetTotalAllocatedBytes();
             sampler?.Start();
+            var itemsBefore = ThreadPool.CompletedWorkItemCount;
             var gatewayRun = await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(seconds), (_, _) => Post(gateway, body));
+            var loadedItems = (ThreadPool.CompletedWorkItemCount - itemsBefore) / (double)gatewayRun.Results.Count;
             var types = sampler?.Stop(topTypes);
             allocated.Add(((between - before) / (double)directRun.Results.Count, (GC.GetTotalAllocatedBytes() - between) / (double)gatewayRun.Results.Count));
             if (types is not null)
@@ -177,10 +179,14 @@ internal static class PipelineBenchmark
             var gatewayRate = gatewayRun.Results.Count(s => s == 200) / gatewayRun.Elapsed.TotalSeconds;
             var refused = gatewayRun.Results.Count(s => s != 200) + gatewayRun.Errors;
             rows.Add([(round + 1).ToString(CultureInfo.InvariantCulture), Report.N(directRate), Report.N(gatewayRate), Report.Ratio(gatewayRate, directRate),
-                refused.ToString(CultureInfo.InvariantCulture), Report.N(gatewayRun.Cpu.TotalSeconds / gatewayRun.Elapsed.TotalSeconds, "0.00")]);
+                refused.ToString(CultureInfo.InvariantCulture), Report.N(gatewayRun.Cpu.TotalSeconds / gatewayRun.Elapsed.TotalSeconds, "0.00"),
+                Report.N(directRun.Cpu.TotalMilliseconds * 1000 / directRun.Results.Count, "0"), Report.N(gatewayRun.Cpu.TotalMilliseconds * 1000 / gatewayRun.Results.Count, "0"),
+                Report.N(loadedItems, "0.0")]);
         }
 
-        Report.Table(["Round", "direct req/s", "governed req/s", "governed / direct", "refused or failed", "cores used (governed)"], rows);
+        // CPU per request and pool work items per request (whole process: client, gateway, mock) depend less on the
+        // machine's load than requests/s do: the figures to compare when a change to the path's cost is tried.
+        Report.Table(["Round", "direct req/s", "governed req/s", "governed / direct", "refused or failed", "cores used (governed)", "CPU us/request direct", "CPU us/request governed", "pool work items/request governed"], rows);
         Console.WriteLine();
         Console.WriteLine(FormattableString.Invariant(
             $"Allocated per request (whole process: client, gateway, mock): direct {allocated.Average(a => a.Direct) / 1024:0.0} KiB, governed {allocated.Average(a => a.Governed) / 1024:0.0} KiB"));
