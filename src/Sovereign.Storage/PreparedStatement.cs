@@ -19,6 +19,9 @@ public abstract class PreparedStatement : IDisposable
 
     public abstract void Set(int position, string? value);
 
+    /// <summary>Sets a text parameter from its UTF-8 bytes (already valid UTF-8), without a string in between.</summary>
+    public abstract void SetUtf8(int position, ReadOnlySpan<byte> utf8);
+
     public abstract void Set(int position, long value);
 
     public abstract void Set(int position, double value);
@@ -115,6 +118,9 @@ public abstract class PreparedStatement : IDisposable
             SqliteException.ThrowExceptionForRC(raw.sqlite3_bind_text(_statement, _indexes[position], _utf8.AsSpan(0, written)), _db);
         }
 
+        public override void SetUtf8(int position, ReadOnlySpan<byte> utf8) =>
+            SqliteException.ThrowExceptionForRC(raw.sqlite3_bind_text(_statement, _indexes[position], utf8), _db);
+
         public override void Set(int position, long value) =>
             SqliteException.ThrowExceptionForRC(raw.sqlite3_bind_int64(_statement, _indexes[position], value), _db);
 
@@ -151,6 +157,8 @@ public abstract class PreparedStatement : IDisposable
         }
 
         public override void Set(int position, string? value) => _command.Parameters[position].Value = (object?)value ?? DBNull.Value;
+
+        public override void SetUtf8(int position, ReadOnlySpan<byte> utf8) => _command.Parameters[position].Value = Encoding.UTF8.GetString(utf8);
 
         public override void Set(int position, long value) => _command.Parameters[position].Value = value;
 

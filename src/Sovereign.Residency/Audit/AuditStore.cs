@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Data;
 using System.Data.Common;
 using System.Globalization;
@@ -407,40 +408,55 @@ internal static class AuditStore
         return null;
     }
 
-    public static string EncodeReasons(IReadOnlyList<string> reasons)
+    /// <summary>The reasons column's JSON: an array of the strings, in order.</summary>
+    public static void WriteReasons(Utf8JsonWriter writer, IReadOnlyList<string> reasons)
     {
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer))
+        writer.WriteStartArray();
+        foreach (var reason in reasons)
         {
-            writer.WriteStartArray();
-            foreach (var reason in reasons)
-            {
-                writer.WriteStringValue(reason);
-            }
-
-            writer.WriteEndArray();
+            writer.WriteStringValue(reason);
         }
 
-        return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+        writer.WriteEndArray();
     }
 
-    public static string EncodeDetails(IReadOnlyDictionary<string, string> details)
+    /// <summary>The details column's JSON: an object, its keys in ordinal order.</summary>
+    public static void WriteDetails(Utf8JsonWriter writer, IReadOnlyDictionary<string, string> details)
     {
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer))
+        var count = details.Count;
+        var sorted = ArrayPool<KeyValuePair<string, string>>.Shared.Rent(count);
+        try
         {
+            var pairs = sorted.AsSpan(0, count);
+            var i = 0;
+            if (details is Dictionary<string, string> dictionary)
+            {
+                foreach (var pair in dictionary)
+                {
+                    pairs[i++] = pair;
+                }
+            }
+            else
+            {
+                foreach (var pair in details)
+                {
+                    pairs[i++] = pair;
+                }
+            }
+
+            pairs.Sort(static (a, b) => string.CompareOrdinal(a.Key, b.Key));
             writer.WriteStartObject();
-            var sorted = details.ToArray();
-            Array.Sort(sorted, static (a, b) => string.CompareOrdinal(a.Key, b.Key));
-            foreach (var (key, value) in sorted)
+            foreach (var (key, value) in pairs)
             {
                 writer.WriteString(key, value);
             }
 
             writer.WriteEndObject();
         }
-
-        return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+        finally
+        {
+            ArrayPool<KeyValuePair<string, string>>.Shared.Return(sorted, clearArray: true);
+        }
     }
 
     public static List<string> DecodeReasons(string json)
