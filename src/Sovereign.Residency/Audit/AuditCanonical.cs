@@ -54,10 +54,16 @@ public static class AuditCanonical
     public static string EntryHash(AuditEntry entry)
     {
         ArgumentNullException.ThrowIfNull(entry);
+        return EntryHash(entry, entry.Sequence, entry.Timestamp, entry.PreviousHash);
+    }
+
+    /// <summary>The hash <paramref name="entry"/> would have with these chain fields (the writer hashes before it copies).</summary>
+    internal static string EntryHash(AuditEntry entry, long sequence, long timestamp, string previousHash)
+    {
         var writer = EntryBuffer();
         try
         {
-            WriteEntry(writer, entry);
+            WriteEntry(writer, entry, sequence, timestamp, previousHash);
             Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
             SHA256.HashData(writer.WrittenSpan, hash);
             return Convert.ToHexStringLower(hash);
@@ -149,7 +155,7 @@ public static class AuditCanonical
         var writer = EntryBuffer();
         try
         {
-            WriteEntry(writer, entry);
+            WriteEntry(writer, entry, entry.Sequence, entry.Timestamp, entry.PreviousHash);
             return writer.WrittenCount;
         }
         finally
@@ -242,12 +248,12 @@ public static class AuditCanonical
         }
     }
 
-    private static void WriteEntry(IBufferWriter<byte> writer, AuditEntry entry)
+    private static void WriteEntry(IBufferWriter<byte> writer, AuditEntry entry, long sequence, long timestamp, string previousHash)
     {
         WriteString(writer, EntryDomain);
-        WriteInt64(writer, entry.Sequence);
-        WriteHash(writer, entry.PreviousHash);
-        WriteInt64(writer, entry.Timestamp);
+        WriteInt64(writer, sequence);
+        WriteHash(writer, previousHash);
+        WriteInt64(writer, timestamp);
         WriteString(writer, KindName(entry.Kind));
         WriteOptionalString(writer, entry.Tenant);
         WriteOptionalString(writer, entry.KeyId);
@@ -275,9 +281,19 @@ public static class AuditCanonical
         {
             var sorted = details.AsSpan(0, count);
             var i = 0;
-            foreach (var pair in entry.Details)
+            if (entry.Details is Dictionary<string, string> dictionary)
             {
-                sorted[i++] = pair;
+                foreach (var pair in dictionary)
+                {
+                    sorted[i++] = pair;
+                }
+            }
+            else
+            {
+                foreach (var pair in entry.Details)
+                {
+                    sorted[i++] = pair;
+                }
             }
 
             sorted.Sort(static (a, b) => CompareCodePoints(a.Key, b.Key));

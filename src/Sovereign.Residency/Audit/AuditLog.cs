@@ -745,19 +745,54 @@ public sealed class AuditLog : IAsyncDisposable
             throw new ArgumentOutOfRangeException(nameof(draft), "Token counts cannot be negative.");
         }
 
-        if (draft.Reasons is null || draft.Reasons.Count > MaxReasons || draft.Reasons.Any(reason => reason is null))
+        if (draft.Reasons is null || draft.Reasons.Count > MaxReasons || draft.Details is null || draft.Details.Count > MaxDetails)
         {
-            throw new ArgumentException($"Reasons must be at most {MaxReasons} non-null strings.", nameof(draft));
+            throw draft.Reasons is null || draft.Reasons.Count > MaxReasons
+                ? new ArgumentException($"Reasons must be at most {MaxReasons} non-null strings.", nameof(draft))
+                : new ArgumentException($"Details must be at most {MaxDetails} non-null string pairs.", nameof(draft));
         }
 
-        if (draft.Details is null || draft.Details.Count > MaxDetails || draft.Details.Any(pair => pair.Key is null || pair.Value is null))
+        // Loops, not LINQ over the fields: every request validates two entries.
+        foreach (var reason in draft.Reasons)
         {
-            throw new ArgumentException($"Details must be at most {MaxDetails} non-null string pairs.", nameof(draft));
+            if (reason is null)
+            {
+                throw new ArgumentException($"Reasons must be at most {MaxReasons} non-null strings.", nameof(draft));
+            }
         }
 
-        foreach (var value in new[] { draft.Actor, draft.Action, draft.Tenant, draft.KeyId, draft.Model, draft.Gateway, draft.Node, draft.Jurisdiction, draft.DecisionCode }
-            .Concat(draft.Reasons).Concat(draft.Details.Keys).Concat(draft.Details.Values))
+        if (draft.Details is Dictionary<string, string> dictionary)
         {
+            foreach (var (key, value) in dictionary)
+            {
+                EnsureDetail(key, value);
+            }
+        }
+        else
+        {
+            foreach (var (key, value) in draft.Details)
+            {
+                EnsureDetail(key, value);
+            }
+        }
+
+        AuditCanonical.EnsureEncodable(draft.Actor, nameof(draft));
+        AuditCanonical.EnsureEncodable(draft.Action, nameof(draft));
+        AuditCanonical.EnsureEncodable(draft.Tenant, nameof(draft));
+        AuditCanonical.EnsureEncodable(draft.KeyId, nameof(draft));
+        AuditCanonical.EnsureEncodable(draft.Model, nameof(draft));
+        AuditCanonical.EnsureEncodable(draft.Gateway, nameof(draft));
+        AuditCanonical.EnsureEncodable(draft.Node, nameof(draft));
+        AuditCanonical.EnsureEncodable(draft.Jurisdiction, nameof(draft));
+        AuditCanonical.EnsureEncodable(draft.DecisionCode, nameof(draft));
+        foreach (var reason in draft.Reasons)
+        {
+            AuditCanonical.EnsureEncodable(reason, nameof(draft));
+        }
+
+        foreach (var (key, value) in draft.Details)
+        {
+            AuditCanonical.EnsureEncodable(key, nameof(draft));
             AuditCanonical.EnsureEncodable(value, nameof(draft));
         }
 
@@ -771,6 +806,14 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         return blank;
+
+        static void EnsureDetail(string key, string value)
+        {
+            if (key is null || value is null)
+            {
+                throw new ArgumentException($"Details must be at most {MaxDetails} non-null string pairs.", "draft");
+            }
+        }
     }
 
     private async Task LoadStateAsync(CancellationToken cancellationToken)
@@ -990,8 +1033,9 @@ public sealed class AuditLog : IAsyncDisposable
         {
             if (batch[i] is AppendWork { Blank: var blank })
             {
-                var entry = blank with { Sequence = sequence + 1, Timestamp = timestamp, PreviousHash = hash };
-                entry = entry with { Hash = AuditCanonical.EntryHash(entry) };
+                // Hashed with its chain fields in place, then copied once with them and its hash.
+                var entryHash = AuditCanonical.EntryHash(blank, sequence + 1, timestamp, hash);
+                var entry = blank with { Sequence = sequence + 1, Timestamp = timestamp, PreviousHash = hash, Hash = entryHash };
                 BindInsert(insert, entry);
                 await insert.ExecuteAsync(transaction);
                 sequence = entry.Sequence;
