@@ -11,6 +11,9 @@ public sealed partial class LanguageDetector
     /// first, back to the most recent one that stands alone (see <see cref="DetectConversation"/>).</summary>
     public const int DefaultConversationCharacters = 300;
 
+    [ThreadStatic]
+    private static StringBuilder? t_sample;
+
     private int StandAloneLetters => _options.StandAloneLetters;
 
     private int ConversationCharacters => _options.ConversationCharacters;
@@ -51,7 +54,7 @@ public sealed partial class LanguageDetector
         }
 
         // A long last message the detector cannot place (a pasted log, code) says nothing: the turns before it decide.
-        var sample = new StringBuilder(ConversationCharacters);
+        var sample = Sample();
         var users = AppendNewestFirst(sample, turns, PromptRole.User, standsAlone ? last - 1 : last);
         var conversation = users == 0 ? alone
             : users == 1 && !standsAlone ? alone // the last message alone: already read
@@ -70,6 +73,21 @@ public sealed partial class LanguageDetector
         }
 
         return alone;
+    }
+
+    /// <summary>
+    /// This thread's sample, emptied: detection never awaits, so no other use interleaves. A short last message that
+    /// names no language (a greeting) built one per request, the largest allocation of the request's detection.
+    /// </summary>
+    private StringBuilder Sample()
+    {
+        var sample = t_sample;
+        if (sample is null || sample.Capacity > 4 * ConversationCharacters)
+        {
+            t_sample = sample = new StringBuilder(ConversationCharacters);
+        }
+
+        return sample.Clear();
     }
 
     private static int LastIndexOf(IReadOnlyList<PromptTurn> turns, PromptRole role) => LastIndexOf(turns, role, turns.Count - 1);
