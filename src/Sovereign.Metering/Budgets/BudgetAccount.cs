@@ -335,6 +335,11 @@ public sealed class BudgetAccount
     public IReadOnlyList<BudgetStatus> Remaining(DateTimeOffset now)
     {
         Roll(now);
+        if (_limits.Count == 0)
+        {
+            return [];
+        }
+
         return
         [
             .. OrderedLimits().Select(s => new BudgetStatus(
@@ -417,10 +422,14 @@ public sealed class BudgetAccount
         return result;
     }
 
-    private IEnumerable<LimitState> OrderedLimits() => _limits.Values
-        .OrderBy(s => s.Limit.KeyId is not null)
-        .ThenBy(s => s.Limit.KeyId, StringComparer.Ordinal)
-        .ThenBy(s => s.Limit.Period);
+    // One limit (a tenant's budget, the common case) or none is already in order: the tenant's grain asks on every
+    // settlement, and sorting built three ordered enumerables and their buffers each time.
+    private IEnumerable<LimitState> OrderedLimits() => _limits.Count <= 1
+        ? _limits.Values
+        : _limits.Values
+            .OrderBy(s => s.Limit.KeyId is not null)
+            .ThenBy(s => s.Limit.KeyId, StringComparer.Ordinal)
+            .ThenBy(s => s.Limit.Period);
 
     private void Roll(DateTimeOffset now)
     {
