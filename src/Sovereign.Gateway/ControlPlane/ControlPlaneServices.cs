@@ -107,6 +107,9 @@ internal static partial class ControlPlaneServices
         services.TryAddSingleton<LanguageTaxCache>();
         services.TryAddSingleton<RequestMetering>();
         services.TryAddSingleton<ReservationRenewals>();
+        // Counts a rate-limited key's refusals into one audit entry per interval; the last at stop.
+        services.TryAddSingleton<RateLimitRefusals>();
+        services.AddHostedService(sp => sp.GetRequiredService<RateLimitRefusals>());
         services.TryAddSingleton(sp => new Lazy<RequestMetering>(sp.GetRequiredService<RequestMetering>));
         services.TryAddSingleton<AdminToken>();
         services.TryAddSingleton<ClusterRelay>();

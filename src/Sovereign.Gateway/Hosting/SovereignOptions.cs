@@ -214,6 +214,21 @@ public sealed class AuditOptions
 {
     /// <summary>Scheduled archiving of old entries (<c>Sovereign:Audit:Archive</c>).</summary>
     public AuditArchiveOptions Archive { get; set; } = new();
+
+    /// <summary>The default <see cref="RateLimitSummaryInterval"/>.</summary>
+    public static readonly TimeSpan DefaultRateLimitSummaryInterval = TimeSpan.FromSeconds(10);
+
+    /// <summary>The shortest <see cref="RateLimitSummaryInterval"/> accepted.</summary>
+    public static readonly TimeSpan MinRateLimitSummaryInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest <see cref="RateLimitSummaryInterval"/> accepted.</summary>
+    public static readonly TimeSpan MaxRateLimitSummaryInterval = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// How long a key stays marked rate-limited after a refusal, and how often the refusals counted meanwhile are
+    /// written as one <c>inference.rate_limited</c> entry per key (<c>Metering/RateLimitRefusals</c>). Default 10 s.
+    /// </summary>
+    public TimeSpan RateLimitSummaryInterval { get; set; } = DefaultRateLimitSummaryInterval;
 }
 
 /// <summary>

@@ -142,6 +142,11 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
 
         ValidateDatabase(failures, options.Database);
         ValidateAuditArchive(failures, options.Audit?.Archive);
+        if (options.Audit is { } audit && (audit.RateLimitSummaryInterval < AuditOptions.MinRateLimitSummaryInterval || audit.RateLimitSummaryInterval > AuditOptions.MaxRateLimitSummaryInterval))
+        {
+            failures.Add($"Sovereign:Audit:RateLimitSummaryInterval must be between {AuditOptions.MinRateLimitSummaryInterval:c} and {AuditOptions.MaxRateLimitSummaryInterval:c} (hh:mm:ss); got {audit.RateLimitSummaryInterval:c}.");
+        }
+
         ValidateLanguages(failures, options.Languages);
         ValidateCharacterEquivalentLanguages(failures, options.Metering.CharacterEquivalentLanguages, detected);
         foreach (var field in options.AcceptedRequestFields)

@@ -101,7 +101,11 @@ public sealed class RequestMetering
     /// <paramref name="outputLimit"/> is the field the request bounds its output with (<c>max_tokens</c>,
     /// <c>max_completion_tokens</c>, <c>max_output_tokens</c>), which a refusal names; null for work without output.
     /// </summary>
-    public async Task<MeterTicket> AdmitAsync(HttpContext context, RoutedRequest routed, long promptTokens, long maxTokens, string? outputLimit = "max_tokens")
+    /// <remarks>
+    /// A rate-limit refusal is recorded in the ledger unless <paramref name="countRateLimitRefusal"/> (its key is
+    /// limited, and <see cref="RateLimitRefusals"/> counts it instead of recording it alone); other refusals always are.
+    /// </remarks>
+    public async Task<MeterTicket> AdmitAsync(HttpContext context, RoutedRequest routed, long promptTokens, long maxTokens, string? outputLimit = "max_tokens", bool countRateLimitRefusal = false)
     {
         var caller = routed.Caller;
         var book = _prices.Current;
@@ -136,6 +140,11 @@ public sealed class RequestMetering
         if (!result.Allowed)
         {
             var refusal = result.Outcome == AdmissionOutcome.Unpriced ? UnpricedRefusal(routed) : Refusal(result, tokens, currency, outputLimit);
+            if (countRateLimitRefusal && RateLimitRefusals.IsRateLimit(refusal))
+            {
+                throw refusal;
+            }
+
             await _ledger.AppendAsync(UsageRecordOf(routed, new MeterTicket(null, currency, 0, weight, priority, false), 0, 0, null, UsageOutcome.Refused, refusal.Code));
             throw refusal;
         }

@@ -104,6 +104,10 @@ internal static partial class GatewayLog
         Message = "Request {RequestId} of tenant {Tenant} is billed (its usage record committed), but its budget reservation could not be settled: the tenant's grain did not answer (its gateway stopping or gone). The answer was delivered; the grain's next activation counts the spend from the ledger, and one that outlived this settles the reservation from the ledger when it expires (event 8104)")]
     public static partial void SettlementFailed(ILogger logger, Exception exception, string requestId, string tenant);
 
+    [LoggerMessage(EventId = 4117, EventName = "RateLimitSummaryFailed", Level = LogLevel.Error,
+        Message = "The audit entry counting {Count} rate-limit refusals of tenant {Tenant} could not be written; the counts are kept and written with the next interval's")]
+    public static partial void RateLimitSummaryFailed(ILogger logger, Exception exception, string tenant, long count);
+
     [LoggerMessage(EventId = 4116, EventName = "RequestRefundFailed", Level = LogLevel.Warning,
         Message = "A request of tenant {Tenant} refused as the client's mistake where it was relayed could not be given back to its requests-per-minute limit: the tenant's grain did not answer. It stays counted until the minute passes")]
     public static partial void RequestRefundFailed(ILogger logger, Exception exception, string tenant);

@@ -24,6 +24,8 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
 
         using var span = Observability.GatewayTelemetry.Source.StartActivity(Observability.GatewayTelemetry.Account);
         span?.SetTag("sovereign.outcome", outcome.ToString().ToLowerInvariant());
+        // A decision left pending for admission (its key was rate-limited) is recorded before its outcome.
+        router.RecordPendingDecision(route, request.Aborted);
         try
         {
             // The outcome's audit entry follows its decision's in the chain, even for work refused at once.

@@ -31,6 +31,7 @@ internal sealed class RequestPipeline(
     IEnumerable<IRequestExecutor> executors,
     RelayLoads relayLoads,
     ReservationRenewals renewals,
+    RateLimitRefusals rateLimited,
     TimeProvider time,
     ILogger<RequestPipeline> logger)
 {
@@ -65,7 +66,24 @@ internal sealed class RequestPipeline(
         var request = new GovernedRequest(context, caller, work, arrivedAt, accounting);
         try
         {
-            request.Route = await RouteAsync(context, caller, work);
+            // A key the rate limit refused within the interval is admitted before its decision is recorded: refused
+            // again, it is counted, not recorded twice more (a flood chose the audit log's length).
+            var countRateLimitRefusal = rateLimited.IsLimited(caller);
+            if (countRateLimitRefusal)
+            {
+                context.Items[InferenceRouter.DeferDecisionKey] = true;
+            }
+
+            try
+            {
+                request.Route = await RouteAsync(context, caller, work);
+            }
+            finally
+            {
+                // A failover's decision, made after admission, is recorded at once.
+                context.Items.Remove(InferenceRouter.DeferDecisionKey);
+            }
+
             request.Route.ArrivedAt = arrivedAt;
             if (caller.TenantId == ClusterRelay.RelayTenant && context.Request.Headers[RelayLoads.GatewayHeader] is [{ Length: > 0 and <= ResourceIds.MaxOtherLength } gateway])
             {
@@ -81,8 +99,30 @@ internal sealed class RequestPipeline(
 
             using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Admit))
             {
-                request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens,
-                    (work as GenerationWorkload)?.MaxTokensParameter);
+                try
+                {
+                    request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens,
+                        (work as GenerationWorkload)?.MaxTokensParameter, countRateLimitRefusal);
+                }
+                catch (OpenAIException refused) when (RateLimitRefusals.IsRateLimit(refused))
+                {
+                    if (request.Route.PendingDecision is not null)
+                    {
+                        // Nothing decided is recorded, nothing billed: counted into the key's next summary entry,
+                        // which no answer can name yet.
+                        rateLimited.Count(caller, refused);
+                        request.Route = null;
+                        context.Response.Headers.Remove(InferenceRouter.AuditIdHeader);
+                    }
+                    else
+                    {
+                        rateLimited.NoteLimited(caller);
+                    }
+
+                    throw;
+                }
+
+                router.RecordPendingDecision(request.Route, context.RequestAborted);
                 if (request.Ticket.ReservedWithGrain)
                 {
                     request.ReservationHold = renewals.Hold(caller.TenantId, request.Route.RequestId);

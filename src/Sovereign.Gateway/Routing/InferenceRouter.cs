@@ -88,6 +88,13 @@ public sealed class RoutedRequest
     /// </summary>
     internal Task DecisionRecorded { get; set; } = Task.CompletedTask;
 
+    /// <summary>
+    /// The allowed decision's entry not yet appended: a key the rate limit refused within the interval is admitted
+    /// first (<see cref="Metering.RateLimitRefusals"/>). Appended by <see cref="InferenceRouter.RecordPendingDecision"/>
+    /// unless the rate limit refuses the request again, which is then counted instead.
+    /// </summary>
+    internal AuditRecord? PendingDecision;
+
     /// <summary>Set when the answer's content was stored (Responses' <c>store</c>): the completion's audit entry says so.</summary>
     internal OpenAI.StoredContentNote? StoredContent { get; set; }
 
@@ -605,11 +612,15 @@ public sealed class InferenceRouter(
             Details = details,
         };
 
-        // On the thread pool: an uncontended append commits inline, and this one should run beside admission.
-        var aborted = context.RequestAborted;
-        routed.DecisionRecorded = Observability.GatewayTelemetry.Source.HasListeners()
-            ? Task.Run(() => AppendTracedAsync(record, aborted), CancellationToken.None)
-            : Task.Run(() => audit.AppendAsync(record, aborted), CancellationToken.None);
+        if (context.Items.ContainsKey(DeferDecisionKey))
+        {
+            routed.PendingDecision = record;
+        }
+        else
+        {
+            StartAppend(routed, record, context.RequestAborted);
+        }
+
         var headers = context.Response.Headers;
         headers[JurisdictionHeader] = routed.Jurisdiction;
         headers[NodeHeader] = routed.NodeId;
@@ -618,6 +629,24 @@ public sealed class InferenceRouter(
 
         return routed;
     }
+
+    /// <summary>Set on a request whose allowed decision is recorded after admission (its key was rate-limited just before).</summary>
+    internal static readonly object DeferDecisionKey = new();
+
+    /// <summary>Starts appending a decision left pending (<see cref="RoutedRequest.PendingDecision"/>), once.</summary>
+    internal void RecordPendingDecision(RoutedRequest routed, CancellationToken aborted)
+    {
+        if (Interlocked.Exchange(ref routed.PendingDecision, null) is { } record)
+        {
+            StartAppend(routed, record, aborted);
+        }
+    }
+
+    private void StartAppend(RoutedRequest routed, AuditRecord record, CancellationToken aborted) =>
+        // On the thread pool: an uncontended append commits inline, and this one should run beside admission.
+        routed.DecisionRecorded = Observability.GatewayTelemetry.Source.HasListeners()
+            ? Task.Run(() => AppendTracedAsync(record, aborted), CancellationToken.None)
+            : Task.Run(() => audit.AppendAsync(record, aborted), CancellationToken.None);
 
     private async Task AppendTracedAsync(AuditRecord record, CancellationToken aborted)
     {
