@@ -109,6 +109,7 @@ internal static partial class ControlPlaneServices
         services.TryAddSingleton<ReservationRenewals>();
         // Counts a rate-limited key's refusals into one audit entry per interval; the last at stop.
         services.TryAddSingleton<RateLimitRefusals>();
+        services.TryAddSingleton<TenantReadLimits>();
         services.AddHostedService(sp => sp.GetRequiredService<RateLimitRefusals>());
         services.TryAddSingleton(sp => new Lazy<RequestMetering>(sp.GetRequiredService<RequestMetering>));
         services.TryAddSingleton<AdminToken>();

@@ -21,16 +21,16 @@ public static class TenantSelfApi
         return v1;
     }
 
-    private static async Task<IResult> Keys(HttpContext context, InferenceRouter router, IGrainFactory grains)
+    private static async Task<IResult> Keys(HttpContext context, InferenceRouter router, IGrainFactory grains, TenantReadLimits reads)
     {
-        var caller = await TenantAsync(context, router);
+        var caller = await TenantAsync(context, router, reads);
         var keys = await grains.GetGrain<ITenantGrain>(caller.TenantId).ListKeysAsync();
         return TypedResults.Json(new { @object = "list", tenant = caller.TenantId, key_id = caller.KeyId, data = keys.Select(AdminApi.KeyJson) }, OpenAIJson.Options);
     }
 
-    private static async Task<IResult> Limits(HttpContext context, InferenceRouter router, IGrainFactory grains)
+    private static async Task<IResult> Limits(HttpContext context, InferenceRouter router, IGrainFactory grains, TenantReadLimits reads)
     {
-        var caller = await TenantAsync(context, router);
+        var caller = await TenantAsync(context, router, reads);
         var grain = grains.GetGrain<ITenantGrain>(caller.TenantId);
         return TypedResults.Json(new
         {
@@ -41,11 +41,15 @@ public static class TenantSelfApi
         }, OpenAIJson.Options);
     }
 
-    private static async Task<Caller> TenantAsync(HttpContext context, InferenceRouter router)
+    private static async Task<Caller> TenantAsync(HttpContext context, InferenceRouter router, TenantReadLimits reads)
     {
         var caller = await router.AuthenticateAsync(context);
-        return caller.IsAnonymous
-            ? throw new OpenAIException(StatusCodes.Status403Forbidden, "This is per tenant: use a tenant API key.", "permission_error", null, "tenant_key_required")
-            : caller;
+        if (caller.IsAnonymous)
+        {
+            throw new OpenAIException(StatusCodes.Status403Forbidden, "This is per tenant: use a tenant API key.", "permission_error", null, "tenant_key_required");
+        }
+
+        reads.Count(context, caller);
+        return caller;
     }
 }

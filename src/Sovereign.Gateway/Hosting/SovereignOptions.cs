@@ -126,6 +126,15 @@ public sealed class LimitsOptions
     /// </summary>
     public int MaxTokenizeBytes { get; set; } = DefaultMaxTokenizeBytes;
 
+    /// <summary>The default <see cref="TenantReadsPerMinute"/>: 100 views of the tenant console's page a minute.</summary>
+    public const int DefaultTenantReadsPerMinute = 600;
+
+    /// <summary>
+    /// Most reads per minute, per API key, of its tenant's own records (<c>/v1/usage</c>, <c>/v1/audit</c>,
+    /// <c>/v1/keys</c>, <c>/v1/limits</c>), counted per gateway apart from the tenant's request limit.
+    /// </summary>
+    public int TenantReadsPerMinute { get; set; } = DefaultTenantReadsPerMinute;
+
     /// <summary>Most inputs in one embeddings request (OpenAI allows 2048).</summary>
     public int MaxEmbeddingInputs { get; set; } = 2048;
 

@@ -118,6 +118,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         Positive(failures, "Sovereign:Limits:MaxEmbeddingInputs", limits.MaxEmbeddingInputs, 1, 100_000);
         Positive(failures, "Sovereign:Limits:MaxEmbeddingTokensPerRequest", limits.MaxEmbeddingTokensPerRequest, 1, 100_000_000);
         Positive(failures, "Sovereign:Limits:MaxTokenizeBytes", limits.MaxTokenizeBytes, 1, int.MaxValue);
+        Positive(failures, "Sovereign:Limits:TenantReadsPerMinute", limits.TenantReadsPerMinute, 1, int.MaxValue);
         Positive(failures, "Sovereign:Limits:RouteQueue", limits.RouteQueue, 0, 1_000_000);
         Positive(failures, "Sovereign:Limits:UpstreamDefaultMaxTokens", limits.UpstreamDefaultMaxTokens, 1, 10_000_000);
         Positive(failures, "Sovereign:Limits:UpstreamIdleTimeoutSeconds", limits.UpstreamIdleTimeoutSeconds, 1, 86_400);

@@ -50,13 +50,15 @@ public static class OpenAIApi
     }
 
     /// <summary>A tenant's own audit entries (never another tenant's).</summary>
-    private static async Task<IResult> TenantAudit(HttpContext context, InferenceRouter router, Residency.Audit.AuditLog audit)
+    private static async Task<IResult> TenantAudit(HttpContext context, InferenceRouter router, Residency.Audit.AuditLog audit, ControlPlane.TenantReadLimits reads)
     {
         var caller = await router.AuthenticateAsync(context);
         if (caller.IsAnonymous)
         {
             throw new OpenAIException(StatusCodes.Status403Forbidden, "The audit trail is per tenant: use a tenant API key.", "permission_error", null, "tenant_key_required");
         }
+
+        reads.Count(context, caller);
 
         return TypedResults.Json(await ControlPlane.AdminApi.ReadAuditPageAsync(audit, context, caller.TenantId), OpenAIJson.Options);
     }

@@ -112,7 +112,10 @@ public sealed class RateLimitAuditTests(RateLimitAuditTests.Server fixture) : IC
         (await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/audit?order=asc&limit=1000&tenant={tenant}", null, 200))
             .GetProperty("data").EnumerateArray().Where(e => e.GetProperty("kind").GetString() == "inference").ToList();
 
-    /// <summary>The metering server's plans, with a summary interval no test outlasts: only the test's flush writes one.</summary>
+    /// <summary>
+    /// The metering server's plans, with a summary interval no test outlasts (only the test's flush writes one) and
+    /// three tenant reads a minute per key.
+    /// </summary>
     public sealed class Server() : AdminServerFixture(MeteringFixture.AdminToken, "sovereign-ratelimit-audit-")
     {
         private int _tenants;
@@ -125,6 +128,7 @@ public sealed class RateLimitAuditTests(RateLimitAuditTests.Server fixture) : IC
             ["Sovereign:Jurisdiction"] = "DE",
             ["Sovereign:BuiltInEmbeddings"] = "false",
             ["Sovereign:Audit:RateLimitSummaryInterval"] = "01:00:00",
+            ["Sovereign:Limits:TenantReadsPerMinute"] = "3",
         };
 
         protected override async Task SetUpAsync()
