@@ -94,10 +94,22 @@ public static class ConsoleEndpoints
             || !string.Equals(uri.Authority, request.Host.Value, StringComparison.OrdinalIgnoreCase);
     }
 
-    private static IResult NoSuchPage(HttpContext context, ConsoleSessions sessions) =>
-        Html(new ConsolePage("Page not found", sessions.Find(context))
+    private static IResult NoSuchPage(HttpContext context, ConsoleSessions sessions)
+    {
+        if (OpenAI.AllowedMethods.For(context) is { Count: > 0 } allowed)
+        {
+            // A page that exists, asked with a method it does not take (OPTIONS /console): 405 with Allow, as the API's
+            // routes answer; this fallback, which takes every method, answered 404.
+            context.Response.Headers.Allow = string.Join(", ", allowed);
+            return Html(new ConsolePage("Method not allowed", sessions.Find(context))
+                .Notice($"The console page at {context.Request.Path} takes {string.Join(", ", allowed)}, not {OpenAI.RequestReader.Shorten(context.Request.Method)}.", error: true),
+                StatusCodes.Status405MethodNotAllowed);
+        }
+
+        return Html(new ConsolePage("Page not found", sessions.Find(context))
             .Notice($"There is no console page at {context.Request.Path}.", error: true)
             .Raw("""<p><a href="/console">Go to the console's first page</a>.</p>"""), StatusCodes.Status404NotFound);
+    }
 
     /// <summary>
     /// Reads a console form. <c>ReadFormAsync</c> throws on a body that is not a form (no or another content type), a

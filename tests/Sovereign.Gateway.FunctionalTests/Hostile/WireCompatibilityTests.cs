@@ -103,6 +103,26 @@ public sealed class WireCompatibilityTests(ServerFixture server)
     }
 
     /// <summary>
+    /// The console's pages answer a method they do not take as the API's routes do: 405 with Allow (its own page, in
+    /// HTML). Its fallback took every method, so OPTIONS /console was a 404 "no console page".
+    /// </summary>
+    [Theory]
+    [InlineData("OPTIONS", "/console", "GET, HEAD")]
+    [InlineData("DELETE", "/console/tenants", "GET, HEAD")]
+    [InlineData("GET", "/console/login", "POST")]
+    public async Task ConsolePage_WithAMethodItDoesNotTake_Is405WithAllow(string method, string path, string allow)
+    {
+        var response = await RawHttp.SendAsync(server.BaseAddress, RawHttp.Request(method, path, null));
+
+        Assert.Equal(405, response.Status);
+        Assert.Equal(allow, response.Headers["Allow"]);
+        Assert.StartsWith("text/html", response.Headers["Content-Type"], StringComparison.Ordinal);
+
+        var unknown = await RawHttp.SendAsync(server.BaseAddress, RawHttp.Request(method, "/console/no-such-page", null));
+        Assert.Equal(404, unknown.Status);
+    }
+
+    /// <summary>
     /// HEAD is answered wherever GET is (RFC 9110): the same status and headers, no body. GET /v1/models and the other
     /// GET endpoints answered HEAD with a 405; only /health and /ready took it.
     /// </summary>
