@@ -129,6 +129,7 @@ internal static partial class ResponsesEndpoint
         }
         catch (Exception ex) when (UpstreamProxy.IsFailedMidAnswer(ex, aborted))
         {
+            UpstreamProxy.NoteRefusedBeforeContent(governed.Http, relay.Progress, ex);
             var failure = relay.Proxy.FailedMidAnswer(relay.Response, true, relay.Progress, ex);
             await send(new ResponseErrorEvent(failure.Code, failure.Message, failure.Param));
             return;

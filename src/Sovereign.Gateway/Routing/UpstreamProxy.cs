@@ -251,6 +251,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         }
         catch (Exception ex) when (IsFailedMidAnswer(ex, aborted))
         {
+            NoteRefusedBeforeContent(context, progress, ex);
             var failure = FailedMidAnswer(response, stream, progress, ex);
             if (!stream || !context.Response.HasStarted)
             {
@@ -343,6 +344,19 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     }
 
     private static readonly object RefusedAsInvalidKey = new();
+
+    /// <summary>
+    /// An engine's 400 sent as an event of its 200 stream before any content (llama-server's prompt over its context)
+    /// refuses the request as the client's mistake, as that 400 sent before the stream does: nothing billed, and the
+    /// request given back to the rate limit (<see cref="RefusedAsInvalid"/>). It stayed counted.
+    /// </summary>
+    internal static void NoteRefusedBeforeContent(HttpContext context, RelayProgress progress, Exception error)
+    {
+        if (error is UpstreamErrorEventException { Error.Status: StatusCodes.Status400BadRequest } && progress.DeliveredChunks == 0 && progress.Reported is null)
+        {
+            context.Items[RefusedAsInvalidKey] = true;
+        }
+    }
 
     /// <summary>
     /// Whether the server this request was relayed to refused it as the client's mistake (its answer became the client's

@@ -137,6 +137,39 @@ public sealed class LlamaServerWireTests(ExternalEnginesFixture fixture) : IClas
     }
 
     /// <summary>
+    /// The same error event, before any content, gives the request back to the tenant's requests per minute, as the
+    /// engine's 400 before its stream does (<c>UpstreamProxy.RefusedAsInvalid</c>): it stayed counted, so a client whose
+    /// prompt was too long for a llama-server spent its minute's requests on refusals. Three refusals under a limit of
+    /// two, then a fourth whose answer shows both still there.
+    /// </summary>
+    [Theory]
+    [InlineData("chat/completions")]
+    [InlineData("responses")]
+    public async Task AnErrorEventBeforeAnyContent_GivesTheRequestBackToTheRateLimit(string endpoint)
+    {
+        await using var engine = await FakeUpstreamEngine.StartAsync(EventStream(ContextOverflowEvent));
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits",
+            new { budgets = new[] { new { period = "day", amount = 1000m } }, rate_limits = new[] { new { requests_per_minute = 2 } } }, 200);
+        var chat = $$"""{"model":"{{model}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8,"stream":true}""";
+        var body = endpoint == "responses" ? $$"""{"model":"{{model}}","input":"Once upon a time","max_output_tokens":16,"stream":true}""" : chat;
+        for (var i = 0; i < 3; i++)
+        {
+            using var refused = await client.PostAsync("/v1/" + endpoint, Json(body));
+            var text = await refused.Content.ReadAsStringAsync();
+            Assert.Contains("the request exceeds the available context size", text, StringComparison.Ordinal);
+            var record = await RecordOfAsync(refused);
+            Assert.Equal((0, 0, 0m), (record?.PromptTokens, record?.CompletionTokens, record?.Cost));
+        }
+
+        using var last = await client.PostAsync("/v1/chat/completions", Json(chat));
+        Assert.True(last.StatusCode == System.Net.HttpStatusCode.BadRequest, await last.Content.ReadAsStringAsync());
+        Assert.Equal("2", last.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        Assert.Equal((0m, 0m), await BudgetOfAsync(tenant));
+    }
+
+    /// <summary>
     /// llama-server answers a request it cannot parse with a 500 when the check threw <c>std::runtime_error</c> (or
     /// nlohmann's JSON exceptions) rather than <c>std::invalid_argument</c>: its handler wrapper maps only the latter to
     /// 400. The body is its error object, <c>{"error": {"code": 500, "message": ..., "type": "server_error"}}</c>.
