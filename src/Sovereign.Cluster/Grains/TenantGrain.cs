@@ -63,6 +63,12 @@ internal sealed class TenantGrain(
         // Read in this turn, as the write: the audit entry states what the change replaced.
         var previous = await GetLimitsAsync();
         limits = limits with { Currency = limits.Budgets.Count > 0 ? planCurrency : null };
+        if (previous.Budgets.SequenceEqual(limits.Budgets) && previous.RateLimits.SequenceEqual(limits.RateLimits) && _limits.Currency == limits.Currency)
+        {
+            // The same limits again: nothing is written, and the counters and budgets keep their state.
+            return new TenantChangeResult(TenantChangeRefusal.None, PreviousLimits: previous);
+        }
+
         var next = _tenant with { LimitsJson = JsonSerializer.Serialize(limits, JsonOptions), UpdatedAt = time.GetUtcNow().ToUnixTimeMilliseconds() };
         await store.UpsertTenantAsync(next);
         _tenant = next;

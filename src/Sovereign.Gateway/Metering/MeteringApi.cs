@@ -639,6 +639,13 @@ public static class MeteringApi
         }
 
         limits = await grain.GetLimitsAsync();
+        if (change.PreviousLimits is { } unchanged && unchanged.Budgets.SequenceEqual(budgets) && unchanged.RateLimits.SequenceEqual(rates))
+        {
+            // The same limits again change nothing, so nothing is audited (as a tenant PATCH that changes nothing):
+            // each such PUT wrote a limits.update entry.
+            return await LimitsAnswerAsync(context, id, grain, limits, metering);
+        }
+
         var details = new Dictionary<string, string>
         {
             ["request_id"] = RequestIds.Of(context),
@@ -653,6 +660,11 @@ public static class MeteringApi
         }
 
         await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "limits.update", Tenant = id, Details = details });
+        return await LimitsAnswerAsync(context, id, grain, limits, metering);
+    }
+
+    private static async Task<IResult> LimitsAnswerAsync(HttpContext context, string id, ITenantGrain grain, TenantLimits limits, RequestMetering metering)
+    {
         EditVersions.SetETag(context, TenantVersions.Of(limits));
         var status = await grain.GetBudgetsAsync();
         metering.NoteBudgets(id, status);

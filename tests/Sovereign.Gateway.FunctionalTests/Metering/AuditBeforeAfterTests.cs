@@ -50,6 +50,26 @@ public sealed class AuditBeforeAfterTests(MeteringFixture fixture)
         Assert.Equal("EUR", old.GetProperty("currency").GetString());
     }
 
+    /// <summary>
+    /// A PUT of the limits a tenant already has changes nothing and writes nothing, as a tenant PATCH that changes
+    /// nothing: each such PUT wrote a <c>limits.update</c> entry (found by an explorer re-saving unchanged limits).
+    /// </summary>
+    [Fact]
+    public async Task LimitsUpdate_ThatChangesNothing_IsNotAudited()
+    {
+        var limits = new { budgets = new[] { new { period = "day", amount = 10.5m } }, rate_limits = new[] { new { requests_per_minute = 7 } } };
+        var (tenant, _) = await fixture.NewTenantAsync(limits);
+        var before = (await EntriesAsync($"tenant={tenant}")).Count(e => e.GetProperty("action").GetString() == "limits.update");
+
+        var again = await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits",
+            new { budgets = new[] { new { period = "DAY", amount = 10.50m } }, rate_limits = new[] { new { requests_per_minute = 7 } } }, 200);
+        Assert.Equal(10.5m, again.GetProperty("limits").GetProperty("budgets")[0].GetProperty("amount").GetDecimal());
+        Assert.Equal(before, (await EntriesAsync($"tenant={tenant}")).Count(e => e.GetProperty("action").GetString() == "limits.update"));
+
+        await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { budgets = new[] { new { period = "day", amount = 11m } } }, 200);
+        Assert.Equal(before + 1, (await EntriesAsync($"tenant={tenant}")).Count(e => e.GetProperty("action").GetString() == "limits.update"));
+    }
+
     [Fact]
     public async Task PlanUpdate_StatesTheSettingsItReplaced_AndANewPlanHasNone()
     {
