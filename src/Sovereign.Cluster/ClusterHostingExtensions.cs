@@ -47,6 +47,12 @@ public static class ClusterHostingExtensions
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ClusterCertificateExpiry>());
         // Before the silo: a member of another CA fails its start at once instead of being declared dead.
         builder.Services.AddHostedService(sp => new ClusterCaProbe(tls, sp, sp.GetService<TimeProvider>() ?? TimeProvider.System));
+        if (cluster.IsDistributed)
+        {
+            // Before the silo too: a Redis that refuses this member's password is one line naming the setting (exit 2, as
+            // a CA of another cluster), not Orleans' own exception and stack; a gateway said so already, a node did not.
+            builder.Services.AddHostedService(_ => new ClusterRedisProbe(cluster));
+        }
         siloPort = siloPort > 0 ? siloPort : cluster.SiloPort > 0 ? cluster.SiloPort : FreePort();
         gatewayPort = gatewayPort > 0 ? gatewayPort : cluster.GatewayPort > 0 ? cluster.GatewayPort : FreePort();
         builder.UseOrleans(silo =>

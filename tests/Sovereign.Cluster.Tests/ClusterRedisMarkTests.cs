@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Sovereign.Cluster.Hosting;
 
 namespace Sovereign.Cluster.Tests;
@@ -63,6 +65,38 @@ public sealed class ClusterRedisMarkTests : IDisposable
         var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => ClusterRedisMark.GetOrCreateAsync(Options(null)));
 
         Assert.Equal($"Redis (127.0.0.1:{_port}) requires a password, and Sovereign:Cluster:Redis gives none: add password=... to it.", ex.Message);
+    }
+
+    /// <summary>
+    /// A <c>--role node</c> reads no mark: with a wrong password it printed Orleans' own RedisConnectionException and
+    /// stack. Now the host's start stops before the silo with the same line (serve answers it with exit 2, as a CA of
+    /// another cluster).
+    /// </summary>
+    [Fact]
+    public async Task NodeHost_WithAWrongPassword_StopsBeforeTheSilo_WithTheLineNamingTheSetting()
+    {
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Sovereign:DataDirectory"] = _directory,
+            ["Sovereign:NodeId"] = "node-wrong-password",
+            ["Sovereign:Cluster:Role"] = "Node",
+            ["Sovereign:Cluster:Redis"] = $"127.0.0.1:{_port},password=not-the-password",
+            ["Sovereign:Cluster:ClusterId"] = "mark-test",
+            ["Sovereign:Cluster:Secret"] = "mark-test-secret",
+            ["Sovereign:Cluster:InsecureTransport"] = "true",
+            ["Sovereign:Cluster:NodeUrl"] = "http://127.0.0.1:1",
+        });
+        // What the control plane registers beside the cluster in serve (read by certificate revocation): never opened here.
+        builder.Services.AddSingleton(new Sovereign.Residency.ControlPlane.ControlPlaneStore(Sovereign.Storage.SqlDatabase.Sqlite(Path.Combine(_directory, "unused.db"))));
+        builder.AddSovereignCluster();
+        using var host = builder.Build();
+
+        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => host.StartAsync());
+
+        Assert.True(
+            ex.Message == $"Redis (127.0.0.1:{_port}) refused the password (or user) this member gave it: set the password Redis expects (password=...) in Sovereign:Cluster:Redis.",
+            ex.ToString());
     }
 
     [Fact]

@@ -33,17 +33,48 @@ public static class ClusterRedisMark
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            throw new InvalidOperationException(RefusalOf(ex) switch
-            {
-                // It was reached, and said no: "could not be reached" sent the operator to the network.
-                AuthenticationRefusal.WrongPassword =>
-                    $"Redis ({endpoints}) refused the password (or user) this member gave it: set the password Redis expects (password=...) in Sovereign:Cluster:Redis.",
-                AuthenticationRefusal.PasswordRequired =>
-                    $"Redis ({endpoints}) requires a password, and Sovereign:Cluster:Redis gives none: add password=... to it.",
-                _ => $"Redis ({endpoints}, Sovereign:Cluster:Redis) could not be reached to learn which cluster this member belongs to: {ex.Message}",
-            }, ex);
+            throw new InvalidOperationException(
+                RefusedCredentials(ex, endpoints) ?? $"Redis ({endpoints}, Sovereign:Cluster:Redis) could not be reached to learn which cluster this member belongs to: {ex.Message}", ex);
         }
     }
+
+    /// <summary>
+    /// Before the silo connects to the cluster's Redis with this member's credentials: throws when Redis refuses them,
+    /// with the line <see cref="GetOrCreateAsync"/> says for a gateway. A <c>--role node</c>, which reads no mark,
+    /// printed Orleans' own RedisConnectionException and stack instead. A Redis that cannot be reached is left to the
+    /// silo's start, which reports it as before.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Redis refused the password (or required one); the message names the setting.</exception>
+    public static async Task CheckCredentialsAsync(SovereignClusterOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var configuration = ConfigurationOptions.Parse(options.Redis ?? throw new ArgumentException("A cluster needs Sovereign:Cluster:Redis.", nameof(options)));
+        var endpoints = string.Join(", ", configuration.EndPoints.Select(Describe));
+        try
+        {
+            await using var redis = await ConnectionMultiplexer.ConnectAsync(configuration);
+            await redis.GetDatabase().PingAsync();
+        }
+        catch (Exception ex) when ((ex is RedisException or TimeoutException) && RefusedCredentials(ex, endpoints) is { } refused)
+        {
+            throw new InvalidOperationException(refused, ex);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            // Not reached: the silo's own start tries, and says so.
+        }
+    }
+
+    /// <summary>The line for a Redis that refused this member's credentials, or null when it did not refuse them.</summary>
+    private static string? RefusedCredentials(Exception ex, string endpoints) => RefusalOf(ex) switch
+    {
+        // It was reached, and said no: "could not be reached" sent the operator to the network.
+        AuthenticationRefusal.WrongPassword =>
+            $"Redis ({endpoints}) refused the password (or user) this member gave it: set the password Redis expects (password=...) in Sovereign:Cluster:Redis.",
+        AuthenticationRefusal.PasswordRequired =>
+            $"Redis ({endpoints}) requires a password, and Sovereign:Cluster:Redis gives none: add password=... to it.",
+        _ => null,
+    };
 
     private enum AuthenticationRefusal
     {
