@@ -74,6 +74,14 @@ internal sealed class RateLimitRefusals(AuditLog audit, IOptions<Hosting.Soverei
         });
     }
 
+    /// <summary>Marks an answer as a counted refusal: its 4001 line is written at Debug, the summary's line says how many.</summary>
+    public static void MarkCounted(Microsoft.AspNetCore.Http.HttpContext context) => context.Items[CountedKey] = true;
+
+    /// <summary>Whether <see cref="MarkCounted"/> marked this answer.</summary>
+    public static bool WasCounted(Microsoft.AspNetCore.Http.HttpContext context) => context.Items.ContainsKey(CountedKey);
+
+    private static readonly object CountedKey = new();
+
     /// <summary>Writes one entry per key with refusals counted since the last, and forgets keys no longer limited.</summary>
     public async Task FlushAsync(CancellationToken cancellationToken)
     {
@@ -103,6 +111,7 @@ internal sealed class RateLimitRefusals(AuditLog audit, IOptions<Hosting.Soverei
             try
             {
                 await audit.AppendAsync(SummaryOf(scope.Tenant, scope.Key, counted), cancellationToken);
+                Observability.GatewayLog.RateLimitRefusalsCounted(logger, scope.Tenant, scope.Key, counted.Count, counted.First!.Value, counted.Last!.Value);
             }
             catch (Exception ex)
             {

@@ -112,6 +112,10 @@ internal static partial class GatewayLog
         Message = "A request of tenant {Tenant} refused as the client's mistake where it was relayed could not be given back to its requests-per-minute limit: the tenant's grain did not answer. It stays counted until the minute passes")]
     public static partial void RequestRefundFailed(ILogger logger, Exception exception, string tenant);
 
+    [LoggerMessage(EventId = 4118, EventName = "RateLimitRefusalsCounted", Level = LogLevel.Information,
+        Message = "Key {KeyId} of tenant {Tenant} was refused {Count} more times by its rate limits between {FirstAt:O} and {LastAt:O}; counted into one audit entry (inference.rate_limited), each at Debug")]
+    public static partial void RateLimitRefusalsCounted(ILogger logger, string tenant, string keyId, long count, DateTimeOffset firstAt, DateTimeOffset lastAt);
+
     [LoggerMessage(EventId = 4109, EventName = "RefusalNotRecorded", Level = LogLevel.Error,
         Message = "Request {RequestId} was refused before any work because the audit log could not record it, and the usage ledger could not record the refusal either (a full or failing disk?); its budget reservation was given back")]
     public static partial void RefusalNotRecorded(ILogger logger, Exception exception, string requestId);
@@ -164,7 +168,10 @@ internal static partial class GatewayLog
         }
         else
         {
-            RequestRefused(logger, byACaller ? LogLevel.Information : LogLevel.Debug, method, path, status, errorType, code, param);
+            // A rate-limited key's repeated 429s are counted, not logged one by one at Information: a flood chose the
+            // log's volume as it did the audit log's; the summary's line (4118) says how many.
+            var level = byACaller && !Metering.RateLimitRefusals.WasCounted(context) ? LogLevel.Information : LogLevel.Debug;
+            RequestRefused(logger, level, method, path, status, errorType, code, param);
         }
     }
 }

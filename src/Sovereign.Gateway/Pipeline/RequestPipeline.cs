@@ -111,6 +111,7 @@ internal sealed class RequestPipeline(
                         // Nothing decided is recorded, nothing billed: counted into the key's next summary entry,
                         // which no answer can name yet.
                         rateLimited.Count(caller, refused);
+                        RateLimitRefusals.MarkCounted(context);
                         request.Route = null;
                         context.Response.Headers.Remove(InferenceRouter.AuditIdHeader);
                     }

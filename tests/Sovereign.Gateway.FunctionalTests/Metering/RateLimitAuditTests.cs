@@ -68,6 +68,38 @@ public sealed class RateLimitAuditTests(RateLimitAuditTests.Server fixture) : IC
     }
 
     [Fact]
+    public async Task RateLimitedFlood_LogsTheFirstRefusalAtInformation_TheCountedOnesAtDebug_AndOneSummaryLine()
+    {
+        // The audit log no longer grew with a flood, but the log did: each counted 429 was a 4001 line at Information.
+        var (tenant, key) = await fixture.NewTenantAsync(new { rate_limits = new[] { new { requests_per_minute = 1 } } });
+        var captured = new System.Collections.Concurrent.ConcurrentQueue<(string Category, Microsoft.Extensions.Logging.LogLevel Level, Microsoft.Extensions.Logging.EventId Event, string Message)>();
+        using var capture = new CapturingLoggerProvider(captured);
+        fixture.App.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().AddProvider(capture);
+        using var client = fixture.TenantClient(key);
+        using (var ok = await client.PostAsync("/v1/chat/completions", Json(Small)))
+        {
+            Assert.Equal(200, (int)ok.StatusCode);
+        }
+
+        const int refusals = 12;
+        for (var i = 0; i < refusals; i++)
+        {
+            using var limited = await client.PostAsync("/v1/chat/completions", Json(Small));
+            Assert.Equal(429, (int)limited.StatusCode);
+        }
+
+        await fixture.App.Services.GetRequiredService<RateLimitRefusals>().FlushAsync(CancellationToken.None);
+        capture.Stop();
+
+        // The first refusal, with its own entries, at Information; the counted ones only at Debug (below the server's level).
+        Assert.Single(captured, l => l.Event.Id == 4001 && l.Level >= Microsoft.Extensions.Logging.LogLevel.Information
+            && l.Message.Contains("429", StringComparison.Ordinal));
+        var summary = Assert.Single(captured, l => l.Event.Id == 4118 && l.Message.Contains(tenant, StringComparison.Ordinal));
+        Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Information, summary.Level);
+        Assert.Contains($"refused {refusals - 1} more times", summary.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task BudgetRefusal_WhileTheKeyIsRateLimited_KeepsItsOwnEntries()
     {
         // 50 tokens a minute: the large request can never fit (429 too large); the small one fits, but the budget
