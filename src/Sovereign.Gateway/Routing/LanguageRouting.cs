@@ -86,8 +86,10 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
     public async ValueTask<string> DefaultOfAsync(string alias) => (await AliasesAsync())[alias].DefaultModelId;
 
     /// <summary>Whether any node serves a model now: this process, a fronted engine, a registered or cluster node.</summary>
-    public async ValueTask<bool> IsServedAsync(string model) =>
-        catalog.TryGet(model, out _) || engines.TryGet(model, out _) || (await nodes.GetNodesAsync()).Any(n => n.Models.Any(m => m.Id == model));
+    public async ValueTask<bool> IsServedAsync(string model) => IsServed(model, await nodes.GetNodesAsync());
+
+    private bool IsServed(string model, IReadOnlyList<NodeView> registry) =>
+        catalog.TryGet(model, out _) || engines.TryGet(model, out _) || registry.Any(n => n.Models.Any(m => m.Id == model));
 
     /// <summary>Language codes as the detector names them (<c>tl</c> is <c>fil</c>), each once; null when none.</summary>
     public static string[]? Canonical(IReadOnlyList<string>? codes)
@@ -179,17 +181,10 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
             ? model => visible.Contains(model) && (catalog.TryGet(model, out _) || engines.TryGet(model, out _))
             : visible.Contains;
         var table = (await AliasesAsync())[alias];
-        // A candidate no node serves (unloaded, its node gone) is named as such in the reason, not as a policy refusal.
-        var served = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var model in table.Candidates.Select(c => c.ModelId).Append(table.DefaultModelId).Distinct(StringComparer.Ordinal))
-        {
-            if (await IsServedAsync(model))
-            {
-                served.Add(model);
-            }
-        }
-
-        return LanguageRouter.Choose(table, Detect(text), eligible, served.Contains);
+        // A candidate no node serves (unloaded, its node gone) is named as such in the reason, not as a policy refusal. A
+        // visible model is served; the registry is scanned only for the others, which a reason names.
+        var registry = await nodes.GetNodesAsync();
+        return LanguageRouter.Choose(table, Detect(text), eligible, model => visible.Contains(model) || IsServed(model, registry));
     }
 
     private static Dictionary<string, LanguageAlias> BuildAliases(ModelCatalog catalog, FrontedEngines engines, IEnumerable<NodeModel> nodeModels, SovereignOptions options)
