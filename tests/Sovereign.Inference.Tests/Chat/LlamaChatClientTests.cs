@@ -1,5 +1,4 @@
 using Microsoft.Extensions.AI;
-using Microsoft.Extensions.Logging.Abstractions;
 using Sovereign.Inference.Chat;
 using Sovereign.Inference.Engine;
 
@@ -7,36 +6,27 @@ namespace Sovereign.Inference.Tests.Chat;
 
 public sealed class LlamaChatClientTests : IAsyncLifetime
 {
-    private LlamaModel _model = null!;
-    private EngineMetrics _metrics = null!;
-    private ContinuousBatcher _batcher = null!;
+    private TestEngine _engine = null!;
 
     public Task InitializeAsync()
     {
-        _model = LlamaModel.Load(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 4, ContextLength = 512, Threads = 1 });
-        _metrics = new EngineMetrics();
-        _batcher = new ContinuousBatcher(_model, _metrics, NullLogger<ContinuousBatcher>.Instance);
+        _engine = new TestEngine(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 4, ContextLength = 512, Threads = 1 });
         return Task.CompletedTask;
     }
 
-    public async Task DisposeAsync()
-    {
-        await _batcher.DisposeAsync();
-        _metrics.Dispose();
-        _model.Dispose();
-    }
+    public async Task DisposeAsync() => await _engine.DisposeAsync();
 
     [Fact]
     public async Task GetResponseAsync_ReportsExactUsageAndLengthFinish()
     {
-        using IChatClient client = new LlamaChatClient(_batcher);
+        using IChatClient client = new LlamaChatClient(_engine.Batcher);
         var messages = new[] { new ChatMessage(ChatRole.User, "Tell me a story.") };
 
         var response = await client.GetResponseAsync(messages, new ChatOptions { MaxOutputTokens = 12, Temperature = 0 });
 
         Assert.Equal(ChatFinishReason.Length, response.FinishReason);
         Assert.Equal(12, response.Usage!.OutputTokenCount);
-        Assert.Equal(_model.TokenizeChat([new ChatTurn("user", "Tell me a story.")]).Length, response.Usage.InputTokenCount);
+        Assert.Equal(_engine.Model.TokenizeChat([new ChatTurn("user", "Tell me a story.")]).Length, response.Usage.InputTokenCount);
         Assert.Equal(response.Usage.InputTokenCount + 12, response.Usage.TotalTokenCount);
         Assert.False(string.IsNullOrEmpty(response.Text));
     }
@@ -44,7 +34,7 @@ public sealed class LlamaChatClientTests : IAsyncLifetime
     [Fact]
     public async Task GetStreamingResponseAsync_MatchesNonStreamingAndEndsWithUsage()
     {
-        using IChatClient client = new LlamaChatClient(_batcher);
+        using IChatClient client = new LlamaChatClient(_engine.Batcher);
         var messages = new[] { new ChatMessage(ChatRole.User, "Once upon a time") };
         var options = new ChatOptions { MaxOutputTokens = 16, Temperature = 0 };
 
@@ -65,7 +55,7 @@ public sealed class LlamaChatClientTests : IAsyncLifetime
     [Fact]
     public void GetService_ReturnsMetadataWithModelId()
     {
-        using IChatClient client = new LlamaChatClient(_batcher);
+        using IChatClient client = new LlamaChatClient(_engine.Batcher);
         Assert.Equal("stories", client.GetService<ChatClientMetadata>()!.DefaultModelId);
     }
 }

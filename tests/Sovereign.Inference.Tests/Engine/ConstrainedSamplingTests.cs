@@ -20,28 +20,19 @@ public sealed class ConstrainedSamplingTests : IAsyncLifetime
 
     private static readonly GbnfGrammar Grammar = JsonSchemaGrammarCompiler.Compile(JsonDocument.Parse(Schema).RootElement);
 
-    private LlamaModel _model = null!;
-    private EngineMetrics _metrics = null!;
-    private ContinuousBatcher _batcher = null!;
+    private TestEngine _engine = null!;
 
     public Task InitializeAsync()
     {
-        _model = LlamaModel.Load(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 8, ContextLength = 256, Threads = 1 });
-        _metrics = new EngineMetrics();
-        _batcher = new ContinuousBatcher(_model, _metrics, NullLogger<ContinuousBatcher>.Instance);
+        _engine = new TestEngine(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 8, ContextLength = 256, Threads = 1 });
         return Task.CompletedTask;
     }
 
-    public async Task DisposeAsync()
-    {
-        await _batcher.DisposeAsync();
-        _metrics.Dispose();
-        _model.Dispose();
-    }
+    public async Task DisposeAsync() => await _engine.DisposeAsync();
 
     private GenerationRequest Constrained(string tenant, long seed, int maxTokens = 64, int? topLogprobs = null, params string[] stop) => new()
     {
-        PromptTokens = _model.Tokenize("Once upon a time"),
+        PromptTokens = _engine.Model.Tokenize("Once upon a time"),
         MaxTokens = maxTokens,
         Sampling = new SamplingOptions { Temperature = 1f, Seed = seed },
         Grammar = Grammar,
@@ -52,7 +43,7 @@ public sealed class ConstrainedSamplingTests : IAsyncLifetime
 
     private GenerationRequest Free(string tenant, int maxTokens = 20) => new()
     {
-        PromptTokens = _model.Tokenize("The little dog"),
+        PromptTokens = _engine.Model.Tokenize("The little dog"),
         MaxTokens = maxTokens,
         Sampling = SamplingOptions.Greedy,
         Tenant = tenant,
@@ -81,18 +72,18 @@ public sealed class ConstrainedSamplingTests : IAsyncLifetime
     public async Task ConstrainedSamplingHeld_UnconstrainedRequestOnTheSameModelCompletes()
     {
         var gate = new Gate();
-        _batcher.BeforeConstrainedSample = gate.For("slow");
+        _engine.Batcher.BeforeConstrainedSample = gate.For("slow");
         try
         {
-            var held = _batcher.Submit(Constrained("slow", seed: 1)).CollectAsync();
+            var held = _engine.Batcher.Submit(Constrained("slow", seed: 1)).CollectAsync();
             await gate.Entered.Task.WaitAsync(Broken);
 
-            var (text, result) = await _batcher.Submit(Free("other")).CollectAsync().WaitAsync(Broken);
+            var (text, result) = await _engine.Batcher.Submit(Free("other")).CollectAsync().WaitAsync(Broken);
 
             Assert.False(string.IsNullOrEmpty(text));
             Assert.InRange(result.CompletionTokens, 1, 20);
             Assert.False(held.IsCompleted);
-            Assert.Equal(1, _batcher.RunningCount);
+            Assert.Equal(1, _engine.Batcher.RunningCount);
 
             gate.Open();
             var (json, heldResult) = await held.WaitAsync(Broken);
@@ -104,7 +95,7 @@ public sealed class ConstrainedSamplingTests : IAsyncLifetime
         finally
         {
             gate.Open();
-            _batcher.BeforeConstrainedSample = null;
+            _engine.Batcher.BeforeConstrainedSample = null;
         }
     }
 
@@ -112,29 +103,29 @@ public sealed class ConstrainedSamplingTests : IAsyncLifetime
     public async Task ConstrainedSamplingHeld_ClientLeaves_SlotAndCellsFreedWhileSamplingIsStillHeld()
     {
         var gate = new Gate();
-        _batcher.BeforeConstrainedSample = gate.For("slow");
+        _engine.Batcher.BeforeConstrainedSample = gate.For("slow");
         try
         {
             using var leaving = new CancellationTokenSource();
-            var held = _batcher.Submit(Constrained("slow", seed: 2), leaving.Token).CollectAsync(CancellationToken.None);
+            var held = _engine.Batcher.Submit(Constrained("slow", seed: 2), leaving.Token).CollectAsync(CancellationToken.None);
             await gate.Entered.Task.WaitAsync(Broken);
-            Assert.Equal(1, _batcher.RunningCount);
+            Assert.Equal(1, _engine.Batcher.RunningCount);
 
             await leaving.CancelAsync();
             var (_, result) = await held.WaitAsync(Broken);
 
             Assert.Equal(FinishReason.Cancelled, result.FinishReason);
-            Assert.Equal(0, _batcher.RunningCount);
-            Assert.Equal(0.0, _batcher.KvCacheUsage);
+            Assert.Equal(0, _engine.Batcher.RunningCount);
+            Assert.Equal(0.0, _engine.Batcher.KvCacheUsage);
         }
         finally
         {
             gate.Open();
-            _batcher.BeforeConstrainedSample = null;
+            _engine.Batcher.BeforeConstrainedSample = null;
         }
 
         // The abandoned sampling ended on the sampler's thread; the next constrained request is served as usual.
-        var (json, after) = await _batcher.Submit(Constrained("slow", seed: 3)).CollectAsync().WaitAsync(Broken);
+        var (json, after) = await _engine.Batcher.Submit(Constrained("slow", seed: 3)).CollectAsync().WaitAsync(Broken);
         Assert.Equal(FinishReason.Stop, after.FinishReason);
         using var document = JsonDocument.Parse(json);
         Assert.Equal(JsonValueKind.Object, document.RootElement.ValueKind);
@@ -143,7 +134,7 @@ public sealed class ConstrainedSamplingTests : IAsyncLifetime
     [Fact]
     public async Task DisposeAsync_ConstrainedSamplingHeld_StopsWithoutWaitingForIt()
     {
-        var batcher = new ContinuousBatcher(_model, _metrics, NullLogger<ContinuousBatcher>.Instance) { SamplingStopWait = TimeSpan.Zero };
+        var batcher = new ContinuousBatcher(_engine.Model, _engine.Metrics, NullLogger<ContinuousBatcher>.Instance) { SamplingStopWait = TimeSpan.Zero };
         var gate = new Gate();
         batcher.BeforeConstrainedSample = gate.For("slow");
         try
@@ -200,17 +191,17 @@ public sealed class ConstrainedSamplingTests : IAsyncLifetime
 
         async Task<Run> RunWith(bool inline, int others)
         {
-            _batcher.ConstrainedSamplingInline = inline;
+            _engine.Batcher.ConstrainedSamplingInline = inline;
             try
             {
-                var running = Enumerable.Range(0, others).Select(i => _batcher.Submit(Free("other" + i, 40)).CollectAsync()).ToArray();
-                var run = await Collect(_batcher.Submit(Constrained("slow", seed: 5, topLogprobs: 2, stop: stop)));
+                var running = Enumerable.Range(0, others).Select(i => _engine.Batcher.Submit(Free("other" + i, 40)).CollectAsync()).ToArray();
+                var run = await Collect(_engine.Batcher.Submit(Constrained("slow", seed: 5, topLogprobs: 2, stop: stop)));
                 await Task.WhenAll(running);
                 return run;
             }
             finally
             {
-                _batcher.ConstrainedSamplingInline = false;
+                _engine.Batcher.ConstrainedSamplingInline = false;
             }
         }
     }

@@ -1,32 +1,22 @@
-using Microsoft.Extensions.Logging.Abstractions;
 using Sovereign.Inference.Engine;
 
 namespace Sovereign.Inference.Tests.Engine;
 
 public sealed class ContinuousBatcherTests : IAsyncLifetime
 {
-    private LlamaModel _model = null!;
-    private EngineMetrics _metrics = null!;
-    private ContinuousBatcher _batcher = null!;
+    private TestEngine _engine = null!;
 
     public Task InitializeAsync()
     {
-        _model = LlamaModel.Load(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 8, ContextLength = 256, Threads = 1 });
-        _metrics = new EngineMetrics();
-        _batcher = new ContinuousBatcher(_model, _metrics, NullLogger<ContinuousBatcher>.Instance);
+        _engine = new TestEngine(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 8, ContextLength = 256, Threads = 1 });
         return Task.CompletedTask;
     }
 
-    public async Task DisposeAsync()
-    {
-        await _batcher.DisposeAsync();
-        _metrics.Dispose();
-        _model.Dispose();
-    }
+    public async Task DisposeAsync() => await _engine.DisposeAsync();
 
     private GenerationRequest Greedy(string prompt, int maxTokens = 24, params string[] stop) => new()
     {
-        PromptTokens = _model.Tokenize(prompt),
+        PromptTokens = _engine.Model.Tokenize(prompt),
         MaxTokens = maxTokens,
         Sampling = SamplingOptions.Greedy,
         Stop = stop,
@@ -35,10 +25,10 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
     [Fact]
     public async Task Submit_Greedy_GeneratesReadableTextAndCountsTokens()
     {
-        var stream = _batcher.Submit(Greedy("Once upon a time", 24));
+        var stream = _engine.Batcher.Submit(Greedy("Once upon a time", 24));
         var (text, result) = await stream.CollectAsync();
 
-        Assert.Equal(_model.Tokenize("Once upon a time").Length, result.PromptTokens);
+        Assert.Equal(_engine.Model.Tokenize("Once upon a time").Length, result.PromptTokens);
         Assert.InRange(result.CompletionTokens, 1, 24);
         Assert.Contains(result.FinishReason, new[] { FinishReason.Length, FinishReason.Stop });
         if (result.FinishReason == FinishReason.Length)
@@ -57,10 +47,10 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
         var alone = new List<string>();
         foreach (var prompt in prompts)
         {
-            alone.Add((await _batcher.Submit(Greedy(prompt, 32)).CollectAsync()).Text);
+            alone.Add((await _engine.Batcher.Submit(Greedy(prompt, 32)).CollectAsync()).Text);
         }
 
-        var together = await Task.WhenAll(prompts.Select(p => _batcher.Submit(Greedy(p, 32)).CollectAsync()));
+        var together = await Task.WhenAll(prompts.Select(p => _engine.Batcher.Submit(Greedy(p, 32)).CollectAsync()));
 
         Assert.Equal(alone, together.Select(t => t.Text));
     }
@@ -68,12 +58,12 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
     [Fact]
     public async Task Submit_StopString_EndsBeforeStopAndReportsStop()
     {
-        var (full, _) = await _batcher.Submit(Greedy("Once upon a time", 40)).CollectAsync();
+        var (full, _) = await _engine.Batcher.Submit(Greedy("Once upon a time", 40)).CollectAsync();
         var word = full.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(3).First();
         var stop = word[..Math.Min(3, word.Length)];
         var expected = full[..full.IndexOf(stop, StringComparison.Ordinal)];
 
-        var (text, result) = await _batcher.Submit(Greedy("Once upon a time", 40, stop)).CollectAsync();
+        var (text, result) = await _engine.Batcher.Submit(Greedy("Once upon a time", 40, stop)).CollectAsync();
 
         Assert.Equal(expected, text);
         Assert.Equal(FinishReason.Stop, result.FinishReason);
@@ -84,14 +74,14 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
     {
         GenerationRequest Seeded(long seed) => new()
         {
-            PromptTokens = _model.Tokenize("Once upon a time"),
+            PromptTokens = _engine.Model.Tokenize("Once upon a time"),
             MaxTokens = 32,
             Sampling = new SamplingOptions { Temperature = 1.0f, Seed = seed },
         };
 
-        var a = await _batcher.Submit(Seeded(42)).CollectAsync();
-        var b = await _batcher.Submit(Seeded(42)).CollectAsync();
-        var others = await Task.WhenAll(Enumerable.Range(0, 6).Select(i => _batcher.Submit(Seeded(1000 + i)).CollectAsync()));
+        var a = await _engine.Batcher.Submit(Seeded(42)).CollectAsync();
+        var b = await _engine.Batcher.Submit(Seeded(42)).CollectAsync();
+        var others = await Task.WhenAll(Enumerable.Range(0, 6).Select(i => _engine.Batcher.Submit(Seeded(1000 + i)).CollectAsync()));
 
         Assert.Equal(a.Text, b.Text);
         Assert.Contains(others, o => o.Text != a.Text);
@@ -103,13 +93,13 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
     [InlineData(5, float.NaN)]
     public async Task Submit_LogitBiasTheModelCannotApply_IsRejectedUpFront_AndTheEngineCarriesOn(int token, float bias)
     {
-        Assert.Equal(512, _model.Info.VocabularySize);
+        Assert.Equal(512, _engine.Model.Info.VocabularySize);
         var request = Greedy("Once upon a time", 4) with { Sampling = SamplingOptions.Greedy with { LogitBias = new Dictionary<int, float> { [token] = bias } } };
 
-        var ex = Assert.Throws<InvalidGenerationRequestException>(() => _batcher.Submit(request));
+        var ex = Assert.Throws<InvalidGenerationRequestException>(() => _engine.Batcher.Submit(request));
 
         Assert.Equal("logit_bias", ex.Parameter);
-        Assert.Equal(4, (await _batcher.Submit(Greedy("Once upon a time", 4)).CollectAsync()).Result.CompletionTokens);
+        Assert.Equal(4, (await _engine.Batcher.Submit(Greedy("Once upon a time", 4)).CollectAsync()).Result.CompletionTokens);
     }
 
     [Theory]
@@ -119,10 +109,10 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
     {
         // llama.cpp refuses the whole batch that holds such a token (InvalidInputBatch), which failed every sequence of
         // that step, not the one request that sent it.
-        var running = _batcher.Submit(Greedy("Once upon a time", 12));
-        var request = Greedy("Once upon a time", 4) with { PromptTokens = [.. _model.Tokenize("Once upon"), token] };
+        var running = _engine.Batcher.Submit(Greedy("Once upon a time", 12));
+        var request = Greedy("Once upon a time", 4) with { PromptTokens = [.. _engine.Model.Tokenize("Once upon"), token] };
 
-        var ex = Assert.Throws<InvalidGenerationRequestException>(() => _batcher.Submit(request));
+        var ex = Assert.Throws<InvalidGenerationRequestException>(() => _engine.Batcher.Submit(request));
 
         Assert.Equal("prompt", ex.Parameter);
         Assert.Equal(12, (await running.CollectAsync()).Result.CompletionTokens);
@@ -132,7 +122,7 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
     public void Submit_PromptLongerThanContext_IsRejectedUpFront()
     {
         var prompt = string.Join(' ', Enumerable.Repeat("once upon a time", 200));
-        var ex = Assert.Throws<InvalidGenerationRequestException>(() => _batcher.Submit(Greedy(prompt, 4)));
+        var ex = Assert.Throws<InvalidGenerationRequestException>(() => _engine.Batcher.Submit(Greedy(prompt, 4)));
         Assert.Equal("context_length_exceeded", ex.Code);
     }
 
@@ -142,8 +132,8 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
         // A model unloaded mid-stream: its streams end with EngineStoppedException, and a running one says what it
         // generated (its stream delivered it), so the gateway can bill it; a request after the stop generated nothing.
         var steps = System.Threading.Channels.Channel.CreateUnbounded<bool>();
-        _batcher.BeforeStep = async _ => await steps.Reader.ReadAsync();
-        var stream = _batcher.Submit(Greedy("Once upon a time", 200));
+        _engine.Batcher.BeforeStep = async _ => await steps.Reader.ReadAsync();
+        var stream = _engine.Batcher.Submit(Greedy("Once upon a time", 200));
         await using var e = stream.GetAsyncEnumerator();
         for (var i = 0; i < 4; i++)
         {
@@ -156,7 +146,7 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
             delivered += e.Current.Text.Length > 0 ? 1 : 0;
         }
 
-        var stopping = _batcher.DisposeAsync();
+        var stopping = _engine.Batcher.DisposeAsync();
         steps.Writer.TryWrite(true);
         var stopped = await Assert.ThrowsAsync<EngineStoppedException>(async () =>
         {
@@ -169,9 +159,9 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
         Assert.NotNull(stopped.Partial);
         Assert.Equal(FinishReason.Cancelled, stopped.Partial.FinishReason);
         Assert.InRange(stopped.Partial.CompletionTokens, 3, 200);
-        Assert.Equal(_model.Tokenize("Once upon a time").Length, stopped.Partial.PromptTokens);
+        Assert.Equal(_engine.Model.Tokenize("Once upon a time").Length, stopped.Partial.PromptTokens);
         Assert.True(stopped.Partial.ComputeSeconds > 0);
-        var late = await Assert.ThrowsAsync<EngineStoppedException>(async () => await _batcher.Submit(Greedy("The dog", 4)).CollectAsync());
+        var late = await Assert.ThrowsAsync<EngineStoppedException>(async () => await _engine.Batcher.Submit(Greedy("The dog", 4)).CollectAsync());
         Assert.Null(late.Partial);
     }
 
@@ -183,8 +173,8 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
         // A failed decode step (an error status or a throw) stops the running sequences: each reports what it generated
         // (its stream delivered it), so the gateway can bill it, and the rebuilt executor serves the next request.
         var steps = System.Threading.Channels.Channel.CreateUnbounded<bool>();
-        _batcher.BeforeStep = async _ => await steps.Reader.ReadAsync();
-        var stream = _batcher.Submit(Greedy("Once upon a time", 200));
+        _engine.Batcher.BeforeStep = async _ => await steps.Reader.ReadAsync();
+        var stream = _engine.Batcher.Submit(Greedy("Once upon a time", 200));
         await using var e = stream.GetAsyncEnumerator();
         for (var i = 0; i < 4; i++)
         {
@@ -197,7 +187,7 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
             delivered += e.Current.Text.Length > 0 ? 1 : 0;
         }
 
-        _batcher.AfterDecode = _ => throws ? throw new InvalidOperationException("injected") : LLama.Native.DecodeResult.DecodeFailed;
+        _engine.Batcher.AfterDecode = _ => throws ? throw new InvalidOperationException("injected") : LLama.Native.DecodeResult.DecodeFailed;
         steps.Writer.TryWrite(true);
         var failed = await Assert.ThrowsAsync<EngineDecodeFailedException>(async () =>
         {
@@ -209,12 +199,12 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
         Assert.NotNull(failed.Partial);
         Assert.Equal(FinishReason.Cancelled, failed.Partial.FinishReason);
         Assert.InRange(failed.Partial.CompletionTokens, 3, 200);
-        Assert.Equal(_model.Tokenize("Once upon a time").Length, failed.Partial.PromptTokens);
+        Assert.Equal(_engine.Model.Tokenize("Once upon a time").Length, failed.Partial.PromptTokens);
         Assert.True(failed.Partial.ComputeSeconds > 0);
 
-        _batcher.AfterDecode = null;
-        _batcher.BeforeStep = null;
-        var (text, result) = await _batcher.Submit(Greedy("The dog", 4)).CollectAsync();
+        _engine.Batcher.AfterDecode = null;
+        _engine.Batcher.BeforeStep = null;
+        var (text, result) = await _engine.Batcher.Submit(Greedy("The dog", 4)).CollectAsync();
         Assert.Equal(4, result.CompletionTokens);
         Assert.False(string.IsNullOrEmpty(text));
     }
@@ -223,9 +213,9 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
     public async Task Submit_CancelledMidStream_FreesSlotAndKvAtNextStep()
     {
         var steps = System.Threading.Channels.Channel.CreateUnbounded<bool>();
-        _batcher.BeforeStep = async _ => await steps.Reader.ReadAsync();
+        _engine.Batcher.BeforeStep = async _ => await steps.Reader.ReadAsync();
         using var cts = new CancellationTokenSource();
-        var stream = _batcher.Submit(Greedy("Once upon a time", 200), cts.Token);
+        var stream = _engine.Batcher.Submit(Greedy("Once upon a time", 200), cts.Token);
         await using var e = stream.GetAsyncEnumerator();
 
         // Prefill, then two decode steps: the request is mid-stream with most of its budget left.
@@ -235,8 +225,8 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
         }
 
         Assert.True(await e.MoveNextAsync());
-        Assert.Equal(1, _batcher.RunningCount);
-        Assert.True(_batcher.KvCacheUsage > 0);
+        Assert.Equal(1, _engine.Batcher.RunningCount);
+        Assert.True(_engine.Batcher.KvCacheUsage > 0);
 
         cts.Cancel();
         steps.Writer.TryWrite(true);
@@ -248,13 +238,13 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
 
         Assert.Equal(FinishReason.Cancelled, result!.FinishReason);
         Assert.InRange(result.CompletionTokens, 1, 4);
-        Assert.Equal(0, _batcher.RunningCount);
-        Assert.Equal(0.0, _batcher.KvCacheUsage);
-        _batcher.BeforeStep = null;
+        Assert.Equal(0, _engine.Batcher.RunningCount);
+        Assert.Equal(0.0, _engine.Batcher.KvCacheUsage);
+        _engine.Batcher.BeforeStep = null;
         steps.Writer.TryWrite(true);
 
         // The freed slot serves the next request normally.
-        var (_, next) = await _batcher.Submit(Greedy("The dog", 4)).CollectAsync();
+        var (_, next) = await _engine.Batcher.Submit(Greedy("The dog", 4)).CollectAsync();
         Assert.Equal(FinishReason.Length, next.FinishReason);
     }
 
@@ -263,13 +253,13 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
     {
         GenerationRequest Request(float penalty) => new()
         {
-            PromptTokens = _model.Tokenize("Once upon a time"),
+            PromptTokens = _engine.Model.Tokenize("Once upon a time"),
             MaxTokens = 96,
             Sampling = new SamplingOptions { Temperature = 0, FrequencyPenalty = penalty },
         };
 
-        var plain = await _batcher.Submit(Request(0)).CollectAsync();
-        var penalised = await _batcher.Submit(Request(2)).CollectAsync();
+        var plain = await _engine.Batcher.Submit(Request(0)).CollectAsync();
+        var penalised = await _engine.Batcher.Submit(Request(2)).CollectAsync();
 
         static int Repeats(string text)
         {

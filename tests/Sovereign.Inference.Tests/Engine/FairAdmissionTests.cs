@@ -1,5 +1,4 @@
 using System.Threading.Channels;
-using Microsoft.Extensions.Logging.Abstractions;
 using Sovereign.Inference.Engine;
 using Sovereign.Inference.Scheduling;
 
@@ -8,28 +7,19 @@ namespace Sovereign.Inference.Tests.Engine;
 /// <summary>When slots are full, waiting requests are admitted weighted-fair across tenants, not FIFO.</summary>
 public sealed class FairAdmissionTests : IAsyncLifetime
 {
-    private LlamaModel _model = null!;
-    private EngineMetrics _metrics = null!;
-    private ContinuousBatcher _batcher = null!;
+    private TestEngine _engine = null!;
 
     public Task InitializeAsync()
     {
-        _model = LlamaModel.Load(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 1, MaxQueue = 200, ContextLength = 128, Threads = 1 });
-        _metrics = new EngineMetrics();
-        _batcher = new ContinuousBatcher(_model, _metrics, NullLogger<ContinuousBatcher>.Instance);
+        _engine = new TestEngine(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 1, MaxQueue = 200, ContextLength = 128, Threads = 1 });
         return Task.CompletedTask;
     }
 
-    public async Task DisposeAsync()
-    {
-        await _batcher.DisposeAsync();
-        _metrics.Dispose();
-        _model.Dispose();
-    }
+    public async Task DisposeAsync() => await _engine.DisposeAsync();
 
     private GenerationRequest Request(string tenant, int weight = 1, PriorityClass priority = PriorityClass.Interactive) => new()
     {
-        PromptTokens = _model.Tokenize("Once upon a time"),
+        PromptTokens = _engine.Model.Tokenize("Once upon a time"),
         MaxTokens = 2,
         Sampling = SamplingOptions.Greedy,
         Tenant = tenant,
@@ -41,24 +31,24 @@ public sealed class FairAdmissionTests : IAsyncLifetime
     private async Task<List<string>> AdmissionOrderAsync(Func<List<GenerationStream>> submit)
     {
         var order = new List<string>();
-        _batcher.OnAdmitted = r => order.Add(r.Tenant);
+        _engine.Batcher.OnAdmitted = r => order.Add(r.Tenant);
         var release = new TaskCompletionSource();
-        _batcher.BeforeStep = async _ => await release.Task;
+        _engine.Batcher.BeforeStep = async _ => await release.Task;
 
         // The blocker takes the only slot and the loop waits before its first step, so every request below is
         // queued before any of them is admitted.
-        var blocker = _batcher.Submit(Request("blocker"));
-        while (_batcher.RunningCount == 0)
+        var blocker = _engine.Batcher.Submit(Request("blocker"));
+        while (_engine.Batcher.RunningCount == 0)
         {
             await Task.Delay(1);
         }
 
         var streams = submit();
-        _batcher.BeforeStep = null;
+        _engine.Batcher.BeforeStep = null;
         release.SetResult();
         await blocker.CollectAsync();
         await Task.WhenAll(streams.Select(s => s.CollectAsync()));
-        _batcher.OnAdmitted = null;
+        _engine.Batcher.OnAdmitted = null;
         order.Remove("blocker");
         return order;
     }
@@ -68,8 +58,8 @@ public sealed class FairAdmissionTests : IAsyncLifetime
     {
         var order = await AdmissionOrderAsync(() =>
         {
-            var streams = Enumerable.Range(0, 50).Select(_ => _batcher.Submit(Request("tenant-a"))).ToList();
-            streams.Add(_batcher.Submit(Request("tenant-b")));
+            var streams = Enumerable.Range(0, 50).Select(_ => _engine.Batcher.Submit(Request("tenant-a"))).ToList();
+            streams.Add(_engine.Batcher.Submit(Request("tenant-b")));
             return streams;
         });
 
@@ -81,8 +71,8 @@ public sealed class FairAdmissionTests : IAsyncLifetime
     public async Task Weights_GiveProportionalShares()
     {
         var order = await AdmissionOrderAsync(() =>
-            Enumerable.Range(0, 30).Select(_ => _batcher.Submit(Request("gold", weight: 3)))
-                .Concat(Enumerable.Range(0, 30).Select(_ => _batcher.Submit(Request("basic", weight: 1))))
+            Enumerable.Range(0, 30).Select(_ => _engine.Batcher.Submit(Request("gold", weight: 3)))
+                .Concat(Enumerable.Range(0, 30).Select(_ => _engine.Batcher.Submit(Request("basic", weight: 1))))
                 .ToList());
 
         // While both are backlogged, gold gets three admissions for each of basic's.
@@ -95,8 +85,8 @@ public sealed class FairAdmissionTests : IAsyncLifetime
     public async Task InteractiveRequests_AreAdmittedBeforeBatch()
     {
         var order = await AdmissionOrderAsync(() =>
-            Enumerable.Range(0, 5).Select(_ => _batcher.Submit(Request("batch-jobs", priority: PriorityClass.Batch)))
-                .Concat(Enumerable.Range(0, 5).Select(_ => _batcher.Submit(Request("chat-users"))))
+            Enumerable.Range(0, 5).Select(_ => _engine.Batcher.Submit(Request("batch-jobs", priority: PriorityClass.Batch)))
+                .Concat(Enumerable.Range(0, 5).Select(_ => _engine.Batcher.Submit(Request("chat-users"))))
                 .ToList());
 
         Assert.Equal(Enumerable.Repeat("chat-users", 5).Concat(Enumerable.Repeat("batch-jobs", 5)), order);
@@ -106,30 +96,30 @@ public sealed class FairAdmissionTests : IAsyncLifetime
     public void Submit_OneTenantBeyondItsQueueShare_IsRefusedWhileOthersStillFit()
     {
         var release = new TaskCompletionSource();
-        _batcher.BeforeStep = async _ => await release.Task;
+        _engine.Batcher.BeforeStep = async _ => await release.Task;
         var accepted = new List<GenerationStream>();
         try
         {
             // The only slot is taken and held, so every request below stays queued and counts against its tenant.
-            accepted.Add(_batcher.Submit(Request("blocker")));
-            SpinWait.SpinUntil(() => _batcher.RunningCount == 1, TimeSpan.FromSeconds(30));
-            Assert.Equal(1, _batcher.RunningCount);
+            accepted.Add(_engine.Batcher.Submit(Request("blocker")));
+            SpinWait.SpinUntil(() => _engine.Batcher.RunningCount == 1, TimeSpan.FromSeconds(30));
+            Assert.Equal(1, _engine.Batcher.RunningCount);
             accepted.Clear();
 
             var ex = Assert.Throws<TenantQueueFullException>(() =>
             {
                 for (var i = 0; i < 1000; i++)
                 {
-                    accepted.Add(_batcher.Submit(Request("flood")));
+                    accepted.Add(_engine.Batcher.Submit(Request("flood")));
                 }
             });
             Assert.Equal("flood", ex.Tenant);
             Assert.Equal(101, accepted.Count); // half the queue (200 / 2) plus one per batch slot
-            accepted.Add(_batcher.Submit(Request("other")));
+            accepted.Add(_engine.Batcher.Submit(Request("other")));
         }
         finally
         {
-            _batcher.BeforeStep = null;
+            _engine.Batcher.BeforeStep = null;
             release.SetResult();
         }
     }

@@ -1,5 +1,4 @@
 using System.Text;
-using Microsoft.Extensions.Logging.Abstractions;
 using Sovereign.Inference.Engine;
 using Sovereign.Inference.Sampling;
 
@@ -7,31 +6,22 @@ namespace Sovereign.Inference.Tests.Engine;
 
 public sealed class LogprobsTests : IAsyncLifetime
 {
-    private LlamaModel _model = null!;
-    private EngineMetrics _metrics = null!;
-    private ContinuousBatcher _batcher = null!;
+    private TestEngine _engine = null!;
 
     public Task InitializeAsync()
     {
-        _model = LlamaModel.Load(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 2, ContextLength = 256, Threads = 1 });
-        _metrics = new EngineMetrics();
-        _batcher = new ContinuousBatcher(_model, _metrics, NullLogger<ContinuousBatcher>.Instance);
+        _engine = new TestEngine(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 2, ContextLength = 256, Threads = 1 });
         return Task.CompletedTask;
     }
 
-    public async Task DisposeAsync()
-    {
-        await _batcher.DisposeAsync();
-        _metrics.Dispose();
-        _model.Dispose();
-    }
+    public async Task DisposeAsync() => await _engine.DisposeAsync();
 
     private async Task<(string Text, GenerationResult Result, List<TokenLogprob> Logprobs)> Run(SamplingOptions sampling, int top, params string[] stop)
     {
         var text = new StringBuilder();
         var logprobs = new List<TokenLogprob>();
         GenerationResult? result = null;
-        await foreach (var update in _batcher.Submit(new GenerationRequest { PromptTokens = _model.Tokenize("Once upon a time"), MaxTokens = 30, Sampling = sampling, TopLogprobs = top, Stop = stop }))
+        await foreach (var update in _engine.Batcher.Submit(new GenerationRequest { PromptTokens = _engine.Model.Tokenize("Once upon a time"), MaxTokens = 30, Sampling = sampling, TopLogprobs = top, Stop = stop }))
         {
             text.Append(update.Text);
             logprobs.AddRange(update.Logprobs ?? []);
@@ -139,7 +129,7 @@ public sealed class LogprobsTests : IAsyncLifetime
     [Fact]
     public async Task LogitBias_Plus100_ForcesTheToken_WhateverTheTemperature()
     {
-        var forced = _model.Tokenize(" dog", addBos: false)[0];
+        var forced = _engine.Model.Tokenize(" dog", addBos: false)[0];
         var bias = new Dictionary<int, float> { [forced] = 100 };
 
         var (_, greedy, greedyTokens) = await Run(SamplingOptions.Greedy with { LogitBias = bias }, 1);

@@ -15,28 +15,19 @@ public sealed class PromptLogprobsTests : IAsyncLifetime
 {
     // A batch of 8 splits the longer prompts into several prefill chunks, so scores cross chunk boundaries.
     private const int BatchSize = 8;
-    private LlamaModel _model = null!;
-    private EngineMetrics _metrics = null!;
-    private ContinuousBatcher _batcher = null!;
+    private TestEngine _engine = null!;
 
     public Task InitializeAsync()
     {
-        _model = LlamaModel.Load(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 4, ContextLength = 256, BatchSize = BatchSize, Threads = 1 });
-        _metrics = new EngineMetrics();
-        _batcher = new ContinuousBatcher(_model, _metrics, NullLogger<ContinuousBatcher>.Instance);
+        _engine = new TestEngine(new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Parallel = 4, ContextLength = 256, BatchSize = BatchSize, Threads = 1 });
         return Task.CompletedTask;
     }
 
-    public async Task DisposeAsync()
-    {
-        await _batcher.DisposeAsync();
-        _metrics.Dispose();
-        _model.Dispose();
-    }
+    public async Task DisposeAsync() => await _engine.DisposeAsync();
 
     private async Task<(GenerationResult Result, IReadOnlyList<TokenLogprob> Prompt, IReadOnlyList<TokenLogprob>? Generated)> Score(int[] prompt, int maxTokens, int top = 3)
     {
-        var (_, result, generated, scores) = await _batcher.Submit(new GenerationRequest
+        var (_, result, generated, scores) = await _engine.Batcher.Submit(new GenerationRequest
         {
             PromptTokens = prompt,
             MaxTokens = maxTokens,
@@ -61,17 +52,17 @@ public sealed class PromptLogprobsTests : IAsyncLifetime
         foreach (var prompt in new int[][] { [1, 400, 300], [1, 200], [1, 50, 60, 70] })
         {
             // An earlier request of the prompt leaves it in the prefix cache, which a plain sibling would fork.
-            await _batcher.Submit(new GenerationRequest { PromptTokens = [.. prompt, 100, 120], MaxTokens = 3, Sampling = SamplingOptions.Greedy }).CollectAllAsync();
-            var before = _batcher.ScoredPromptPositions;
-            var scored = _batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 4, Sampling = SamplingOptions.Greedy, PromptLogprobs = 2, TopLogprobs = 2 });
-            var sibling = _batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 4, Sampling = SamplingOptions.Greedy, PrefillAsScored = true, TopLogprobs = 2 });
+            await _engine.Batcher.Submit(new GenerationRequest { PromptTokens = [.. prompt, 100, 120], MaxTokens = 3, Sampling = SamplingOptions.Greedy }).CollectAllAsync();
+            var before = _engine.Batcher.ScoredPromptPositions;
+            var scored = _engine.Batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 4, Sampling = SamplingOptions.Greedy, PromptLogprobs = 2, TopLogprobs = 2 });
+            var sibling = _engine.Batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 4, Sampling = SamplingOptions.Greedy, PrefillAsScored = true, TopLogprobs = 2 });
             var (scoredText, _, scoredLogprobs, scores) = await scored.CollectAllAsync();
             var (siblingText, _, siblingLogprobs, siblingScores) = await sibling.CollectAllAsync();
 
             Assert.Equal(scoredText, siblingText);
             Assert.Null(siblingScores);
             Assert.Equal(prompt.Length, scores!.Count);
-            Assert.Equal(prompt.Length - 1, _batcher.ScoredPromptPositions - before);
+            Assert.Equal(prompt.Length - 1, _engine.Batcher.ScoredPromptPositions - before);
             Assert.Equal(scoredLogprobs!.Select(t => t.Token.Logprob), siblingLogprobs!.Select(t => t.Token.Logprob));
             // The alternatives' values may differ in the last bits: the two prefill in different steps (the scored rows of a
             // step are bounded), and a step's batch shapes the matrix products' accumulation.
@@ -117,11 +108,11 @@ public sealed class PromptLogprobsTests : IAsyncLifetime
     [Fact]
     public async Task PromptLogprobs_AreTheLogSoftmaxOfADirectEvaluation_AcrossPrefillChunks()
     {
-        var prompt = _model.Tokenize("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.");
+        var prompt = _engine.Model.Tokenize("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.");
         Assert.True(prompt.Length > 2 * BatchSize);
 
         var (result, scores, _) = await Score(prompt, maxTokens: 0);
-        var direct = DirectLogSoftmax(_model, prompt);
+        var direct = DirectLogSoftmax(_engine.Model, prompt);
 
         Assert.Equal(prompt.Length, scores.Count);
         Assert.Equal(prompt[0], scores[0].Token.TokenId);
@@ -180,8 +171,8 @@ public sealed class PromptLogprobsTests : IAsyncLifetime
     [Fact]
     public async Task PromptLogprobs_OfGeneratedTokens_EqualTheLogprobsReportedWhenGeneratingThem()
     {
-        var prompt = _model.Tokenize("Once upon a time");
-        var (_, generatedResult, generated, _) = await _batcher.Submit(new GenerationRequest
+        var prompt = _engine.Model.Tokenize("Once upon a time");
+        var (_, generatedResult, generated, _) = await _engine.Batcher.Submit(new GenerationRequest
         {
             PromptTokens = prompt, MaxTokens = 12, Sampling = SamplingOptions.Greedy, TopLogprobs = 2,
         }).CollectAllAsync();
@@ -205,11 +196,11 @@ public sealed class PromptLogprobsTests : IAsyncLifetime
     [Fact]
     public async Task PromptLogprobs_WithGeneration_ComeBeforeTheGeneratedTokens_AndScoringChangesNoOutput()
     {
-        var prompt = _model.Tokenize("The little dog");
-        var plain = await _batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 6, Sampling = SamplingOptions.Greedy }).CollectAllAsync();
+        var prompt = _engine.Model.Tokenize("The little dog");
+        var plain = await _engine.Batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 6, Sampling = SamplingOptions.Greedy }).CollectAllAsync();
 
         var updates = new List<GenerationUpdate>();
-        await foreach (var update in _batcher.Submit(new GenerationRequest
+        await foreach (var update in _engine.Batcher.Submit(new GenerationRequest
         {
             PromptTokens = prompt, MaxTokens = 6, Sampling = SamplingOptions.Greedy, PromptLogprobs = 1, TopLogprobs = 1,
         }))
@@ -227,11 +218,11 @@ public sealed class PromptLogprobsTests : IAsyncLifetime
     [Fact]
     public async Task ScoredPrompt_IsNotTakenFromThePrefixCache_AndConcurrentScoresMatchALoneOne()
     {
-        var prompt = _model.Tokenize("Once upon a time, there was a little girl named Lily.");
+        var prompt = _engine.Model.Tokenize("Once upon a time, there was a little girl named Lily.");
         var (_, alone, _) = await Score(prompt, maxTokens: 0);
 
         // The same prompt, now cached, scored four at a time while others generate.
-        var others = Enumerable.Range(0, 2).Select(_ => _batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 8, Sampling = SamplingOptions.Greedy }).CollectAllAsync());
+        var others = Enumerable.Range(0, 2).Select(_ => _engine.Batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 8, Sampling = SamplingOptions.Greedy }).CollectAllAsync());
         var scored = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Score(prompt, maxTokens: 0)));
         await Task.WhenAll(others);
 
@@ -261,8 +252,8 @@ public sealed class PromptLogprobsTests : IAsyncLifetime
     {
         // Reading every position's logits runs on the decode loop's thread after the decode; it was in no request's
         // compute seconds. With a clock that moves one second per reading, the decode is one second, the scoring another.
-        await using var batcher = new ContinuousBatcher(_model, _metrics, NullLogger<ContinuousBatcher>.Instance, new SteppingClock());
-        var prompt = _model.Tokenize("Once upon a time");
+        await using var batcher = new ContinuousBatcher(_engine.Model, _engine.Metrics, NullLogger<ContinuousBatcher>.Instance, new SteppingClock());
+        var prompt = _engine.Model.Tokenize("Once upon a time");
 
         var plain = await batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 0 }).CollectAllAsync();
         var scored = await batcher.Submit(new GenerationRequest { PromptTokens = prompt, MaxTokens = 0, PromptLogprobs = 0 }).CollectAllAsync();
@@ -274,7 +265,7 @@ public sealed class PromptLogprobsTests : IAsyncLifetime
     [Fact]
     public async Task MaxTokensZero_WithoutScores_EvaluatesThePromptAndGeneratesNothing()
     {
-        var (text, result, logprobs, scores) = await _batcher.Submit(new GenerationRequest { PromptTokens = _model.Tokenize("Once"), MaxTokens = 0 }).CollectAllAsync();
+        var (text, result, logprobs, scores) = await _engine.Batcher.Submit(new GenerationRequest { PromptTokens = _engine.Model.Tokenize("Once"), MaxTokens = 0 }).CollectAllAsync();
 
         Assert.Equal("", text);
         Assert.Equal(FinishReason.Length, result.FinishReason);
@@ -287,7 +278,7 @@ public sealed class PromptLogprobsTests : IAsyncLifetime
     public void PromptLogprobs_OutOfRange_AreRefusedAtSubmission()
     {
         var error = Assert.Throws<InvalidGenerationRequestException>(() =>
-            _batcher.Submit(new GenerationRequest { PromptTokens = _model.Tokenize("Once"), MaxTokens = 0, PromptLogprobs = Logprobs.MaxTop + 1 }));
+            _engine.Batcher.Submit(new GenerationRequest { PromptTokens = _engine.Model.Tokenize("Once"), MaxTokens = 0, PromptLogprobs = Logprobs.MaxTop + 1 }));
         Assert.Equal("logprobs", error.Parameter);
     }
 }

@@ -1,7 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Json.Schema;
-using Microsoft.Extensions.Logging.Abstractions;
 using Sovereign.Inference.Engine;
 using Sovereign.Inference.Grammar;
 
@@ -15,9 +14,7 @@ public sealed class ConstrainedGenerationTests : IAsyncLifetime
 {
     private static readonly EvaluationOptions Strict = new() { RequireFormatValidation = true, OutputFormat = OutputFormat.List };
 
-    private LlamaModel _model = null!;
-    private EngineMetrics _metrics = null!;
-    private ContinuousBatcher _batcher = null!;
+    private TestEngine _engine = null!;
 
     public static TheoryData<string, string> Schemas => new()
     {
@@ -83,23 +80,16 @@ public sealed class ConstrainedGenerationTests : IAsyncLifetime
 
     public Task InitializeAsync()
     {
-        _model = LlamaModel.Load(new ModelOptions { Id = "random", Path = TestModels.TinyRandomLlama2, Parallel = 4, ContextLength = 2048, Threads = 1 });
-        _metrics = new EngineMetrics();
-        _batcher = new ContinuousBatcher(_model, _metrics, NullLogger<ContinuousBatcher>.Instance);
+        _engine = new TestEngine(new ModelOptions { Id = "random", Path = TestModels.TinyRandomLlama2, Parallel = 4, ContextLength = 2048, Threads = 1 });
         return Task.CompletedTask;
     }
 
-    public async Task DisposeAsync()
-    {
-        await _batcher.DisposeAsync();
-        _metrics.Dispose();
-        _model.Dispose();
-    }
+    public async Task DisposeAsync() => await _engine.DisposeAsync();
 
     private Task<(string Text, GenerationResult Result)> Generate(GbnfGrammar grammar, long seed, float temperature = 1f, int maxTokens = 1500) =>
-        _batcher.Submit(new GenerationRequest
+        _engine.Batcher.Submit(new GenerationRequest
         {
-            PromptTokens = _model.Tokenize("Answer in JSON:"),
+            PromptTokens = _engine.Model.Tokenize("Answer in JSON:"),
             MaxTokens = maxTokens,
             Sampling = new SamplingOptions { Temperature = temperature, Seed = seed },
             Grammar = grammar,
@@ -139,9 +129,9 @@ public sealed class ConstrainedGenerationTests : IAsyncLifetime
         // Penalties remember accepted tokens, so this path draws without accepting and accepts only the kept token.
         var schemaJson = (string)Schemas.Single(row => (string)row[0] == "person")[1]!;
         var grammar = JsonSchemaGrammarCompiler.Compile(JsonDocument.Parse(schemaJson).RootElement);
-        var (text, result) = await _batcher.Submit(new GenerationRequest
+        var (text, result) = await _engine.Batcher.Submit(new GenerationRequest
         {
-            PromptTokens = _model.Tokenize("Answer in JSON:"),
+            PromptTokens = _engine.Model.Tokenize("Answer in JSON:"),
             MaxTokens = 1500,
             Sampling = new SamplingOptions { Temperature = 1f, Seed = 11, PresencePenalty = 1.5f, FrequencyPenalty = 0.5f },
             Grammar = grammar,
