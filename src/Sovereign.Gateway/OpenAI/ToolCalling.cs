@@ -427,6 +427,7 @@ internal sealed partial class ChatTools
         }
 
         var calls = new List<ChatToolCall>();
+        var ids = new HashSet<string>(StringComparer.Ordinal);
         var i = 0;
         foreach (var call in array.EnumerateArray())
         {
@@ -437,6 +438,12 @@ internal sealed partial class ChatTools
             }
 
             var id = RequiredString(call, "id", here);
+            if (!ids.Add(id))
+            {
+                // Two calls of one answer under one id: a tool message answering it could answer either.
+                throw OpenAIException.BadRequest(
+                    $"Invalid parameter: Duplicate value for '{here}.id' of '{RequestReader.Shorten(id)}': each tool call of a message needs its own id.", $"{here}.id", "invalid_value");
+            }
             if (call.TryGetProperty("type", out var type) && !(type.ValueKind == JsonValueKind.String && type.GetString() == "function"))
             {
                 throw OpenAIException.BadRequest($"Invalid value for '{here}.type': supported values are: 'function'.", $"{here}.type", "invalid_value");
