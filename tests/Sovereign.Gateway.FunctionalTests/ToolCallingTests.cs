@@ -138,6 +138,45 @@ public sealed class ToolCallingTests(ServerFixture server)
         AssertValidArguments(name!, arguments.ToString());
     }
 
+    /// <summary>
+    /// Stop strings end text; a forced call is the whole answer and has none. They were matched inside the call: a
+    /// stop of <c>"</c> cut it after <c>{"</c>, and the answer was the template's markup as content with finish_reason
+    /// stop and no tool_calls (streamed: a call whose arguments did not parse, finish_reason tool_calls).
+    /// </summary>
+    [Fact]
+    public async Task Required_WithStopStringsTheCallContains_StillAnswersAValidCall()
+    {
+        foreach (var seed in new long[] { 1, 2 })
+        {
+            var options = Options(ChatToolChoice.CreateRequiredChoice(), seed, weatherOnly: true);
+            options.StopSequences.Add("\"");
+            options.StopSequences.Add("city");
+
+            var completion = (await Chat.CompleteChatAsync([new UserChatMessage("What is the weather in Paris?")], options)).Value;
+
+            Assert.Equal(ChatFinishReason.ToolCalls, completion.FinishReason);
+            var call = Assert.Single(completion.ToolCalls);
+            Assert.Null(completion.Content.FirstOrDefault()?.Text);
+            AssertValidArguments(call.FunctionName, call.FunctionArguments.ToString());
+
+            var arguments = new StringBuilder();
+            ChatFinishReason? finish = null;
+            await foreach (var update in Chat.CompleteChatStreamingAsync([new UserChatMessage("What is the weather in Paris?")], options))
+            {
+                foreach (var part in update.ToolCallUpdates)
+                {
+                    arguments.Append(part.FunctionArgumentsUpdate?.ToString());
+                }
+
+                Assert.All(update.ContentUpdate, part => Assert.True(string.IsNullOrEmpty(part.Text), part.Text));
+                finish ??= update.FinishReason;
+            }
+
+            Assert.Equal(ChatFinishReason.ToolCalls, finish);
+            AssertValidArguments("get_weather", arguments.ToString());
+        }
+    }
+
     [Fact]
     public async Task Required_Streaming_RawDeltas_AreExactlyOpenAIs()
     {

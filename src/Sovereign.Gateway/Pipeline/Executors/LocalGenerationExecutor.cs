@@ -90,7 +90,10 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
                 {
                     PromptTokens = measured.Prompts[p],
                     MaxTokens = measured.MaxTokens[p],
-                    Stop = work.Stop,
+                    // A forced call (tool_choice required or a named function) is the whole answer, with no text for
+                    // a stop string to end: matched inside the call, one cut it, and its markup came back as content
+                    // with finish_reason "stop" and no tool_calls (streamed: a call with arguments that did not parse).
+                    Stop = work.Tools?.Mode is ToolChoiceMode.Required or ToolChoiceMode.Named ? [] : work.Stop,
                     Sampling = work.N > 1 && work.Sampling.Seed is { } seed ? work.Sampling with { Seed = seed + i } : work.Sampling,
                     Tenant = request.Caller.TenantId,
                     CachePartition = cachePartition,
