@@ -13,7 +13,8 @@ namespace Sovereign.Gateway.FunctionalTests;
 /// see what the gateway sent. With tools it calls the first one; otherwise it writes <see cref="Words"/> up to
 /// max_tokens (<see cref="ManyWords"/> for a last user message starting "many:", more than the Responses API's least
 /// limit of 16). A last user message "refuse" gets a 400 of its own, "hold" a stream that stops after its words and
-/// holds until the client leaves; /v1/responses does not exist here (404).
+/// holds until the client leaves; /v1/responses does not exist here (404). With tools, a last user message "twin calls"
+/// gets two calls of the first tool under one id (<see cref="CallId"/>), as some engines give them.
 /// </summary>
 public sealed class FakeChatEngine : IAsyncLifetime
 {
@@ -112,8 +113,10 @@ public sealed class FakeChatEngine : IAsyncLifetime
             ? ManyWords
             : Words;
         var words = all.Take(maxTokens).ToArray();
+        var twin = toolName is not null && last["content"]?.GetValueKind() == System.Text.Json.JsonValueKind.String && last["content"]!.GetValue<string>() == "twin calls";
+        var calls = twin ? 2 : 1;
         var finish = toolName is not null ? "tool_calls" : words.Length < all.Length ? "length" : "stop";
-        var completionTokens = toolName is not null ? 6 : words.Length;
+        var completionTokens = toolName is not null ? 6 * calls : words.Length;
         var usage = new JsonObject { ["prompt_tokens"] = PromptTokens, ["completion_tokens"] = completionTokens, ["total_tokens"] = PromptTokens + completionTokens };
         if (!stream)
         {
@@ -123,7 +126,8 @@ public sealed class FakeChatEngine : IAsyncLifetime
                 {
                     ["role"] = "assistant",
                     ["content"] = null,
-                    ["tool_calls"] = new JsonArray(new JsonObject { ["id"] = CallId, ["type"] = "function", ["function"] = new JsonObject { ["name"] = toolName, ["arguments"] = CallArguments } }),
+                    ["tool_calls"] = new JsonArray([.. Enumerable.Range(0, calls).Select(_ =>
+                        (JsonNode)new JsonObject { ["id"] = CallId, ["type"] = "function", ["function"] = new JsonObject { ["name"] = toolName, ["arguments"] = CallArguments } })]),
                 };
             await context.Response.WriteAsJsonAsync(new JsonObject
             {
@@ -177,10 +181,13 @@ public sealed class FakeChatEngine : IAsyncLifetime
         else
         {
             // OpenAI's shape: the first delta names the call, the next ones carry fragments of its arguments.
-            await Chunk(new JsonObject { ["tool_calls"] = new JsonArray(new JsonObject { ["index"] = 0, ["id"] = CallId, ["type"] = "function", ["function"] = new JsonObject { ["name"] = toolName, ["arguments"] = "" } }) }, null);
-            foreach (var fragment in new[] { CallArguments[..9], CallArguments[9..] })
+            for (var call = 0; call < calls; call++)
             {
-                await Chunk(new JsonObject { ["tool_calls"] = new JsonArray(new JsonObject { ["index"] = 0, ["function"] = new JsonObject { ["arguments"] = fragment } }) }, null);
+                await Chunk(new JsonObject { ["tool_calls"] = new JsonArray(new JsonObject { ["index"] = call, ["id"] = CallId, ["type"] = "function", ["function"] = new JsonObject { ["name"] = toolName, ["arguments"] = "" } }) }, null);
+                foreach (var fragment in new[] { CallArguments[..9], CallArguments[9..] })
+                {
+                    await Chunk(new JsonObject { ["tool_calls"] = new JsonArray(new JsonObject { ["index"] = call, ["function"] = new JsonObject { ["arguments"] = fragment } }) }, null);
+                }
             }
         }
 

@@ -186,6 +186,58 @@ public sealed class ResponsesRelayTests(ResidencyFixture fixture, FakeChatEngine
         Assert.Equal(FakeChatEngine.CallId, messages[^1]!["tool_call_id"]!.GetValue<string>());
     }
 
+    /// <summary>
+    /// An engine that gives two calls of one answer the same id: the response's function_call items shared a
+    /// call_id, and the agent loop's next turn (both calls and both outputs sent back) was a 400 ("used by an earlier
+    /// function_call item"). Each call now has its own call_id, whole and streamed, and the loop goes on.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task EngineGivesTwoCallsOneId_EachItemHasItsOwnCallId_AndTheLoopGoesOn(bool stream)
+    {
+        var responses = await ResponsesAsync();
+        var first = Options("twin calls");
+        first.Tools.Add(ResponseTool.CreateFunctionTool("get_weather", BinaryData.FromString(WeatherSchema), strictModeEnabled: false));
+        List<FunctionCallResponseItem> calls;
+        if (stream)
+        {
+            first.StreamingEnabled = true;
+            ResponseResult? final = null;
+            await foreach (var update in await responses.CreateResponseStreamingAsync(first))
+            {
+                final = (update as StreamingResponseCompletedUpdate)?.Response ?? final;
+            }
+
+            calls = [.. final!.OutputItems.Cast<FunctionCallResponseItem>()];
+        }
+        else
+        {
+            calls = [.. (await responses.CreateResponseAsync(first)).Value.OutputItems.Cast<FunctionCallResponseItem>()];
+        }
+
+        Assert.Equal(2, calls.Count);
+        Assert.Equal(FakeChatEngine.CallId, calls[0].CallId);
+        Assert.NotEqual(calls[0].CallId, calls[1].CallId);
+        Assert.StartsWith("call_", calls[1].CallId, StringComparison.Ordinal);
+
+        var second = Options("twin calls");
+        second.Tools.Add(ResponseTool.CreateFunctionTool("get_weather", BinaryData.FromString(WeatherSchema), strictModeEnabled: false));
+        foreach (var call in calls)
+        {
+            second.InputItems.Add(call);
+        }
+
+        foreach (var call in calls)
+        {
+            second.InputItems.Add(ResponseItem.CreateFunctionCallOutputItem(call.CallId, """{"celsius":31}"""));
+        }
+
+        var answer = (await responses.CreateResponseAsync(second)).Value;
+
+        Assert.Equal(string.Concat(FakeChatEngine.Words), answer.GetOutputText());
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

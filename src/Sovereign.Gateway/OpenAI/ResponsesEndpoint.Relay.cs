@@ -47,11 +47,12 @@ internal static partial class ResponsesEndpoint
                 items.Add(new ResponseMessageItem(shape.MessageId, status, [new OutputText(text)]));
             }
 
+            var callIds = new HashSet<string>(StringComparer.Ordinal);
             foreach (var call in calls.OfType<JsonObject>())
             {
                 var function = call["function"] as JsonObject;
                 items.Add(new FunctionCallItem(
-                    GenerationRun.NewId("fc_"), StringOf(call["id"]) ?? ChatTools.NewCallId(ToolCallFormat.Hermes), StringOf(function?["name"]) ?? "", ArgumentsOf(function?["arguments"]), status));
+                    GenerationRun.NewId("fc_"), UniqueCallId(StringOf(call["id"]), callIds), StringOf(function?["name"]) ?? "", ArgumentsOf(function?["arguments"]), status));
             }
         }
         else
@@ -84,6 +85,7 @@ internal static partial class ResponsesEndpoint
 
         string? finishReason = null;
         int? callIndex = null;
+        var callIds = new HashSet<string>(StringComparer.Ordinal);
         try
         {
                         await foreach (var chunk in UpstreamProxy.ReadChunksAsync(relay.Response, relay.Progress, relay.Proxy.Idle, aborted))
@@ -109,7 +111,7 @@ internal static partial class ResponsesEndpoint
                         if (index != callIndex)
                         {
                             callIndex = index;
-                            await output.StartCallAsync(StringOf(function?["name"]) ?? "", StringOf(call["id"]));
+                            await output.StartCallAsync(StringOf(function?["name"]) ?? "", UniqueCallId(StringOf(call["id"]), callIds));
                         }
 
                         if (function?["arguments"] is { } arguments && ArgumentsOf(arguments) is { Length: > 0 } fragment)
@@ -146,6 +148,19 @@ internal static partial class ResponsesEndpoint
         var final = shape.Final(items, status, UsageOf(relay.Progress));
         await shape.CloseAsync(governed, final);
         await send(new ResponseLifecycleEvent(final.Status == "completed" ? "response.completed" : "response.incomplete", final));
+    }
+
+    /// <summary>
+    /// The engine's call id, unless it gave none or one this answer already used: then one of our own. Some engines
+    /// give two calls of one answer the same id (seen with Mistral's short ids and proxies of other models); as items of
+    /// one response they shared a <c>call_id</c>, and sending them back with their outputs, as every agent loop does,
+    /// was refused ("used by an earlier function_call item"), so the conversation could not go on.
+    /// </summary>
+    private static string UniqueCallId(string? engineId, HashSet<string> used)
+    {
+        var id = string.IsNullOrEmpty(engineId) || used.Contains(engineId) ? ChatTools.NewCallId(ToolCallFormat.Hermes) : engineId;
+        used.Add(id);
+        return id;
     }
 
     /// <summary>A chat finish reason as a response status: a token-limit end is incomplete.</summary>
