@@ -238,6 +238,53 @@ public sealed class ResponsesRelayTests(ResidencyFixture fixture, FakeChatEngine
         Assert.Equal(string.Concat(FakeChatEngine.Words), answer.GetOutputText());
     }
 
+    /// <summary>
+    /// The same engine behind chat completions: its answer was passed on with both calls under one id, and the
+    /// client's next turn (both calls, a result for each) was refused as a duplicate. Each call now has its own id.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Chat_EngineGivesTwoCallsOneId_EachCallHasItsOwnId_AndTheLoopGoesOn(bool stream)
+    {
+        var chat = new ChatClient(FakeModel, new ApiKeyCredential(await KeyAsync()),
+            new global::OpenAI.OpenAIClientOptions { Endpoint = new Uri(fixture.ThAddress, "/v1"), RetryPolicy = new ClientRetryPolicy(0) });
+        var options = new ChatCompletionOptions();
+        options.Tools.Add(ChatTool.CreateFunctionTool("get_weather", "Weather.", BinaryData.FromString(WeatherSchema)));
+        List<global::OpenAI.Chat.ChatMessage> messages = [new UserChatMessage("twin calls")];
+        List<(string Id, string Name, string Arguments)> calls;
+        if (stream)
+        {
+            var byIndex = new SortedDictionary<int, (string Id, string Name, StringBuilder Arguments)>();
+            await foreach (var update in chat.CompleteChatStreamingAsync(messages, options))
+            {
+                foreach (var part in update.ToolCallUpdates)
+                {
+                    var (id, name, arguments) = byIndex.TryGetValue(part.Index, out var seen) ? seen : (part.ToolCallId, part.FunctionName, new StringBuilder());
+                    arguments.Append(part.FunctionArgumentsUpdate?.ToString());
+                    byIndex[part.Index] = (id, name, arguments);
+                }
+            }
+
+            calls = [.. byIndex.Values.Select(c => (c.Id, c.Name, c.Arguments.ToString()))];
+        }
+        else
+        {
+            calls = [.. (await chat.CompleteChatAsync(messages, options)).Value.ToolCalls.Select(c => (c.Id, c.FunctionName, c.FunctionArguments.ToString()))];
+        }
+
+        Assert.Equal(2, calls.Count);
+        Assert.Equal(FakeChatEngine.CallId, calls[0].Id);
+        Assert.NotEqual(calls[0].Id, calls[1].Id);
+        Assert.All(calls, c => Assert.Equal(FakeChatEngine.CallArguments, c.Arguments));
+
+        messages.Add(new AssistantChatMessage([.. calls.Select(c => ChatToolCall.CreateFunctionToolCall(c.Id, c.Name, BinaryData.FromString(c.Arguments)))]));
+        messages.AddRange(calls.Select(c => new ToolChatMessage(c.Id, """{"celsius":31}""")));
+        var answer = (await chat.CompleteChatAsync(messages, options)).Value;
+
+        Assert.Equal(string.Concat(FakeChatEngine.Words), answer.Content[0].Text);
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

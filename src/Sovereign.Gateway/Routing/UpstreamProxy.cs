@@ -594,12 +594,14 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     {
         var json = await ReadJsonAsync(response, progress, idle, context.RequestAborted);
         json["model"] = clientModel;
+        new RelayedCallIds().Apply(json);
         return new UpstreamResult(progress.Reported, json, false);
     }
 
     private static async Task<UpstreamResult> RelayStreamAsync(HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage, RelayProgress progress, TimeSpan idle)
     {
         ServerSentEvents.Start(context.Response);
+        var callIds = new RelayedCallIds();
         await foreach (var chunk in ReadChunksAsync(response, progress, idle, context.RequestAborted))
         {
             if (progress.UsageOnEveryEvent && !progress.PassesUsageSoFar && chunk["usage"] is JsonObject && chunk["choices"] is JsonArray { Count: > 0 })
@@ -619,6 +621,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             }
 
             chunk["model"] = clientModel;
+            callIds.Apply(chunk);
             await ServerSentEvents.WriteAsync(context.Response, chunk, context.RequestAborted);
             if (CarriesTokens(chunk))
             {
