@@ -37,7 +37,7 @@ public sealed class OfficialNodeSdkTests : IAsyncLifetime
     {
         _app = ServeCommand.Build(new ServeSettings
         {
-            Models = [new ModelOptions { Id = "stories", Path = TestModels.Stories260K, ContextLength = 512, Parallel = 4, Threads = 1 }],
+            Models = [new ModelOptions { Id = "stories", Path = TestModels.Stories260K, ContextLength = 1024, Parallel = 4, Threads = 1 }],
             Urls = "http://127.0.0.1:0",
             DataDirectory = _directory,
             Overrides = new Dictionary<string, string?> { ["Sovereign:Jurisdiction"] = "TH", ["Sovereign:AdminToken"] = AdminToken },

@@ -131,6 +131,31 @@ check('chat.completions.create with a json_schema response_format answers that J
   assert.equal(typeof JSON.parse(data.choices[0].message.content).ok, 'boolean');
 });
 
+const timeTool = { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: { tz: { type: 'string', enum: ['UTC', 'CET'] } }, required: ['tz'], additionalProperties: false } } };
+
+check('tool_choice required with stop strings: the stream helper assembles a call whose arguments parse', async () => {
+  // Stop strings end text; the forced call has none (they cut it, and its markup came back as content).
+  const runner = client.chat.completions.stream({
+    model: chatModel, messages: [{ role: 'user', content: 'What time is it?' }], tools: [timeTool], tool_choice: 'required', stop: ['"', 'tz'], max_tokens: 160,
+  });
+  const final = await runner.finalChatCompletion();
+  assert.equal(final.choices[0].finish_reason, 'tool_calls');
+  assert.ok(!final.choices[0].message.content, final.choices[0].message.content); // '' from the role chunk, no markup
+  const [call] = final.choices[0].message.tool_calls;
+  assert.ok(['UTC', 'CET'].includes(JSON.parse(call.function.arguments).tz), call.function.arguments);
+});
+
+check('a tool result sent twice is BadRequestError naming the second', async () => {
+  const call = { id: 'call_1', type: 'function', function: { name: 'get_time', arguments: '{"tz":"UTC"}' } };
+  await assert.rejects(
+    client.chat.completions.create({
+      model: chatModel, tools: [timeTool], max_tokens: 2,
+      messages: [{ role: 'user', content: 'Time?' }, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: 'call_1', content: 'timeout' }, { role: 'tool', tool_call_id: 'call_1', content: '12:00' }],
+    }),
+    (error) => error instanceof OpenAI.BadRequestError && error.param === 'messages[3].tool_call_id',
+  );
+});
+
 check('completions.create (legacy), with logprobs', async () => {
   const data = await client.completions.create({ model: chatModel, prompt: 'Once upon a time', max_tokens: 4, logprobs: 2, temperature: 0 });
   assert.equal(data.object, 'text_completion');
