@@ -35,7 +35,10 @@ internal sealed class BenchPostgres : IDisposable
 
         var port = FreePort();
         Pg("initdb", "-D", Data, "-A", "trust", "-U", "sovereign");
-        Pg("pg_ctl", "-D", Data, "-o", $"-p {port.ToString(CultureInfo.InvariantCulture)} -k {_directory} -c listen_addresses=127.0.0.1", "-l", Path.Combine(_directory, "log"), "-w", "start");
+        // SOVEREIGN_BENCH_PG_OPTIONS: more server options for a profile (for example "-c log_min_duration_statement=0"),
+        // the server's log kept at SOVEREIGN_BENCH_PG_LOG when set (the folder is deleted at the end).
+        var extra = Environment.GetEnvironmentVariable("SOVEREIGN_BENCH_PG_OPTIONS") is { Length: > 0 } options ? " " + options : "";
+        Pg("pg_ctl", "-D", Data, "-o", $"-p {port.ToString(CultureInfo.InvariantCulture)} -k {_directory} -c listen_addresses=127.0.0.1{extra}", "-l", Path.Combine(_directory, "log"), "-w", "start");
         ConnectionString = $"Host=127.0.0.1;Port={port.ToString(CultureInfo.InvariantCulture)};Username=sovereign;Database=postgres";
     }
 
@@ -51,6 +54,12 @@ internal sealed class BenchPostgres : IDisposable
         }
         finally
         {
+            if (Environment.GetEnvironmentVariable("SOVEREIGN_BENCH_PG_LOG") is { Length: > 0 } keep)
+            {
+                File.Copy(Path.Combine(_directory, "log"), keep, overwrite: true);
+            }
+
+
             Directory.Delete(_directory, recursive: true);
         }
     }

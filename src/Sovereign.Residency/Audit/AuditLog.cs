@@ -146,6 +146,7 @@ public sealed class AuditLog : IAsyncDisposable
     private readonly ArrayBufferWriter<byte> _json = new(1024);
     private Utf8JsonWriter? _jsonWriter;
     private PreparedStatement? _moveHead;
+    private PreparedStatement? _insertMovingHead; // PostgreSQL: a commit's last entry and the head's move in one statement
     private int _disposed;
     private int _closed;
     private int _commitsSinceWalCheckpoint;
@@ -1029,6 +1030,8 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         var witnessChecked = false; // once per commit, before its first signature: never sign over a rewritten chain
+        var headMoved = false;
+        var lastAppend = _insertMovingHead is null ? -1 : batch.FindLastIndex(static work => work is AppendWork);
         for (var i = 0; i < batch.Count; i++)
         {
             if (batch[i] is AppendWork { Blank: var blank })
@@ -1036,8 +1039,19 @@ public sealed class AuditLog : IAsyncDisposable
                 // Hashed with its chain fields in place, then copied once with them and its hash.
                 var entryHash = AuditCanonical.EntryHash(blank, sequence + 1, timestamp, hash);
                 var entry = blank with { Sequence = sequence + 1, Timestamp = timestamp, PreviousHash = hash, Hash = entryHash };
-                BindInsert(insert, entry);
-                await insert.ExecuteAsync(transaction);
+                if (i == lastAppend)
+                {
+                    // PostgreSQL: the last entry moves the head in the same statement, one round trip fewer per commit
+                    // (the decision's commit is on a relayed request's path to its first token).
+                    await InsertMovingHeadAsync(_insertMovingHead!, entry, start, transaction);
+                    headMoved = true;
+                }
+                else
+                {
+                    BindInsert(insert, entry);
+                    await insert.ExecuteAsync(transaction);
+                }
+
                 sequence = entry.Sequence;
                 hash = entry.Hash;
                 results[i] = entry;
@@ -1065,7 +1079,7 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         await WriteCarriedAsync(batch, connection, transaction);
-        if (sequence != start.Sequence)
+        if (sequence != start.Sequence && !headMoved)
         {
             var head = _moveHead!;
             head.Set(0, sequence);
@@ -1113,38 +1127,60 @@ public sealed class AuditLog : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Inserts <paramref name="entry"/>, the commit's last, and moves the head from <paramref name="start"/> to it, in one
+    /// statement: nothing is inserted when the head is no longer <paramref name="start"/> (then this throws and the
+    /// commit rolls back, as when the separate move found nothing).
+    /// </summary>
+    private async Task InsertMovingHeadAsync(PreparedStatement statement, AuditEntry entry, ChainState start, DbTransaction transaction)
+    {
+        statement.Set(0, entry.Sequence);
+        statement.Set(1, entry.Hash);
+        statement.Set(2, entry.Timestamp);
+        statement.Set(3, start.Sequence);
+        statement.Set(4, start.Hash);
+        BindInsert(statement, entry, first: 5);
+        if (await statement.ExecuteAsync(transaction) != 1)
+        {
+            throw new InvalidOperationException("audit_head moved under this writer (another process appended?).");
+        }
+    }
+
     /// <summary>Takes the chain's transaction lock (PostgreSQL) and returns the head as committed now.</summary>
     private static async Task<(ChainState Start, long Sequence, string Hash, AuditCheckpoint? Checkpoint)> LockChainAsync(DbConnection connection, DbTransaction transaction, ChainState start)
     {
-        using (var lockCommand = connection.CreateCommand())
+        // One round trip: the lock, then the head and its entry's time. Two statements, not one: under READ COMMITTED
+        // each takes its own snapshot, so the second reads the head as committed after the lock was granted.
+        long sequence;
+        string hash;
+        long lastAt = 0;
+        using (var command = connection.CreateCommand())
         {
-            lockCommand.Transaction = transaction;
-            lockCommand.CommandText = $"SELECT pg_advisory_xact_lock({ChainLockKey})";
-            await lockCommand.ExecuteNonQueryAsync();
+            command.Transaction = transaction;
+            command.CommandText = $"SELECT pg_advisory_xact_lock({ChainLockKey}); " +
+                "SELECT h.seq, h.hash, e.at_ms FROM audit_head h LEFT JOIN audit_entries e ON e.seq = h.seq WHERE h.id = 1";
+            await using var reader = await command.ExecuteReaderAsync();
+            if (!await reader.NextResultAsync() || !await reader.ReadAsync())
+            {
+                throw new AuditIntegrityException("The audit_head row is missing; run 'sovereign audit verify'.");
+            }
+
+            sequence = AuditStore.ToInt64(reader.GetValue(0));
+            hash = reader.GetString(1);
+            if (!await reader.IsDBNullAsync(2))
+            {
+                lastAt = AuditStore.ToInt64(reader.GetValue(2));
+            }
         }
 
-        var head = await AuditStore.ReadHeadAsync(connection, transaction, CancellationToken.None)
-            ?? throw new AuditIntegrityException("The audit_head row is missing; run 'sovereign audit verify'.");
-        if (head.Sequence == start.Sequence && head.Hash == start.Hash)
+        if (sequence == start.Sequence && hash == start.Hash)
         {
             return (start, start.Sequence, start.Hash, start.LastCheckpoint);
         }
 
         // Another process appended: continue after its last entry (the head row and that entry move together).
-        long lastAt = 0;
-        using (var last = connection.CreateCommand())
-        {
-            last.Transaction = transaction;
-            last.CommandText = "SELECT at_ms FROM audit_entries WHERE seq = @seq";
-            SqlDatabase.AddParameter(last, "@seq", head.Sequence);
-            if (await last.ExecuteScalarAsync() is { } at and not DBNull)
-            {
-                lastAt = Convert.ToInt64(at, System.Globalization.CultureInfo.InvariantCulture);
-            }
-        }
-
         // This writer's signing time stays: it only has to sign as often as its max age asks, not on every interleaving.
-        var moved = new ChainState(head.Sequence, head.Hash, Math.Max(lastAt, start.LastTimestamp), null, start.CheckpointedAt);
+        var moved = new ChainState(sequence, hash, Math.Max(lastAt, start.LastTimestamp), null, start.CheckpointedAt);
         return (moved, moved.Sequence, moved.Hash, null);
     }
 
@@ -1226,6 +1262,18 @@ public sealed class AuditLog : IAsyncDisposable
             var moveHead = PreparedStatement.Create(connection,
                 "UPDATE audit_head SET seq = @seq, hash = @hash, updated_at = @at WHERE id = 1 AND seq = @oldSeq AND hash = @oldHash");
 
+            if (_database.Provider == SqlProvider.PostgreSql)
+            {
+                // Parameters typed in the SQL: a SELECT list gives them no column to take their type from.
+                _insertMovingHead = PreparedStatement.Create(connection,
+                    "WITH moved AS (UPDATE audit_head SET seq = @headSeq, hash = @headHash, updated_at = @headAt " +
+                    "WHERE id = 1 AND seq = @oldSeq AND hash = @oldHash RETURNING id) " +
+                    $"INSERT INTO audit_entries ({AuditStore.EntryColumns}) SELECT @seq::bigint, @at::bigint, @kind::text, @tenant::text, " +
+                    "@keyId::text, @actor::text, @action::text, @model::text, @gateway::text, @node::text, @jurisdiction::text, @decision::text, " +
+                    "@decisionCode::text, @reasons::text, @promptTokens::bigint, @completionTokens::bigint, @details::text, @format::integer, " +
+                    "@previousHash::text, @hash::text FROM moved");
+            }
+
             _insert = insert;
             _moveHead = moveHead;
             _connection = connection;
@@ -1239,30 +1287,30 @@ public sealed class AuditLog : IAsyncDisposable
     }
 
 
-    private void BindInsert(PreparedStatement insert, AuditEntry entry)
+    private void BindInsert(PreparedStatement insert, AuditEntry entry, int first = 0)
     {
-        insert.Set(0, entry.Sequence);
-        insert.Set(1, entry.Timestamp);
-        insert.Set(2, AuditCanonical.KindName(entry.Kind));
-        insert.Set(3, entry.Tenant);
-        insert.Set(4, entry.KeyId);
-        insert.Set(5, entry.Actor);
-        insert.Set(6, entry.Action);
-        insert.Set(7, entry.Model);
-        insert.Set(8, entry.Gateway);
-        insert.Set(9, entry.Node);
-        insert.Set(10, entry.Jurisdiction);
-        insert.Set(11, entry.Decision is { } decision ? AuditCanonical.DecisionName(decision) : null);
-        insert.Set(12, entry.DecisionCode);
+        insert.Set(first + 0, entry.Sequence);
+        insert.Set(first + 1, entry.Timestamp);
+        insert.Set(first + 2, AuditCanonical.KindName(entry.Kind));
+        insert.Set(first + 3, entry.Tenant);
+        insert.Set(first + 4, entry.KeyId);
+        insert.Set(first + 5, entry.Actor);
+        insert.Set(first + 6, entry.Action);
+        insert.Set(first + 7, entry.Model);
+        insert.Set(first + 8, entry.Gateway);
+        insert.Set(first + 9, entry.Node);
+        insert.Set(first + 10, entry.Jurisdiction);
+        insert.Set(first + 11, entry.Decision is { } decision ? AuditCanonical.DecisionName(decision) : null);
+        insert.Set(first + 12, entry.DecisionCode);
         // The JSON columns are written into the writer's own buffer and bound as UTF-8: a string and a growing buffer
         // each per column and entry were the largest allocation of a governed request (12% of its bytes).
-        insert.SetUtf8(13, Json(entry, static (writer, entry) => AuditStore.WriteReasons(writer, entry.Reasons)));
-        insert.Set(14, entry.PromptTokens);
-        insert.Set(15, entry.CompletionTokens);
-        insert.SetUtf8(16, Json(entry, static (writer, entry) => AuditStore.WriteDetails(writer, entry.Details)));
-        insert.Set(17, AuditCanonical.EntryFormatVersion);
-        insert.Set(18, entry.PreviousHash);
-        insert.Set(19, entry.Hash);
+        insert.SetUtf8(first + 13, Json(entry, static (writer, entry) => AuditStore.WriteReasons(writer, entry.Reasons)));
+        insert.Set(first + 14, entry.PromptTokens);
+        insert.Set(first + 15, entry.CompletionTokens);
+        insert.SetUtf8(first + 16, Json(entry, static (writer, entry) => AuditStore.WriteDetails(writer, entry.Details)));
+        insert.Set(first + 17, AuditCanonical.EntryFormatVersion);
+        insert.Set(first + 18, entry.PreviousHash);
+        insert.Set(first + 19, entry.Hash);
     }
 
     /// <summary>What <paramref name="write"/> writes, in the writer's buffer: valid until the next call (SQLite copies a bound text).</summary>
@@ -1282,6 +1330,8 @@ public sealed class AuditLog : IAsyncDisposable
         _insert = null;
         _moveHead?.Dispose();
         _moveHead = null;
+        _insertMovingHead?.Dispose();
+        _insertMovingHead = null;
 
         if (_connection is not null)
         {

@@ -143,6 +143,50 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
     }
 
     [Fact]
+    public async Task AuditLog_TwoWritersAppendingAtOnce_ExtendOneChain_EachEntryStoredAsReturned()
+    {
+        // Two gateways' logs on one database, each committing batches (its last entry moves the head in the same
+        // statement) while the other moves the head under it: every entry lands once, where its writer said.
+        var connection = await OwnConnectionStringAsync("two_writers");
+        var first = SqlDatabase.PostgreSql(connection);
+        await first.MigrateAsync(AuditLog.Migrations);
+        var second = SqlDatabase.PostgreSql(connection);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        var entries = new List<AuditEntry>();
+        await using (var a = await AuditLog.OpenAsync(first, key, new AuditLogOptions { CheckpointInterval = 7 }))
+        await using (var b = await AuditLog.OpenAsync(second, key, new AuditLogOptions { CheckpointInterval = 7 }))
+        {
+            AuditRecord Record(string gateway, int i) => new()
+            {
+                Kind = AuditKind.Inference, Actor = "k", Action = i % 2 == 0 ? AuditActions.InferenceAllowed : AuditActions.InferenceCompleted,
+                Tenant = "pg-two", Gateway = gateway, Jurisdiction = "TH", Decision = i % 2 == 0 ? AuditDecision.Allowed : null,
+                PromptTokens = i % 2 == 0 ? null : i, CompletionTokens = i % 2 == 0 ? null : 2 * i,
+                Details = new Dictionary<string, string> { ["request_id"] = $"{gateway}-{i}" },
+            };
+            for (var round = 0; round < 4; round++)
+            {
+                var appended = await Task.WhenAll(Enumerable.Range(0, 15).SelectMany(i => new[]
+                {
+                    a.AppendAsync(Record("gw-a", (round * 15) + i)), b.AppendAsync(Record("gw-b", (round * 15) + i)),
+                }));
+                entries.AddRange(appended);
+            }
+        }
+
+        var stored = await AuditStore.ReadEntriesAsync(first, "ORDER BY seq", _ => { }, CancellationToken.None);
+        Assert.Equal(Enumerable.Range(1, 120).Select(i => (long)i), stored.Select(e => e.Sequence));
+        foreach (var entry in entries)
+        {
+            var row = stored[(int)entry.Sequence - 1];
+            Assert.Equal((entry.Hash, entry.PreviousHash, entry.Details["request_id"], entry.PromptTokens), (row.Hash, row.PreviousHash, row.Details["request_id"], row.PromptTokens));
+        }
+
+        var result = await AuditVerifier.VerifyAsync(first, key.PublicKeyPem);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        Assert.Equal(120L, result.LastSequence);
+    }
+
+    [Fact]
     public async Task AuditArchive_RemovesUnderASignedRecord_AndTheChainStillVerifiesAndGrows()
     {
         // A database of its own: archiving moves where the chain starts.
