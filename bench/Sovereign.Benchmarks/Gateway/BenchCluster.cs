@@ -42,6 +42,9 @@ internal sealed class BenchCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>The database disk's flush time now (<see cref="BenchPostgres.FlushMilliseconds"/>).</summary>
+    public double DatabaseFlushMilliseconds() => _database.FlushMilliseconds();
+
     /// <summary>Starts the cluster's Redis and database; members are started one by one.</summary>
     public static BenchCluster Create() => new();
 

@@ -44,6 +44,33 @@ internal sealed class BenchPostgres : IDisposable
 
     public string ConnectionString { get; }
 
+    /// <summary>
+    /// The median time, in ms, to write 8 KiB to a file beside the database and flush it to the disk (fsync; a
+    /// WAL flush at COMMIT is an fdatasync), over <paramref name="samples"/> flushes: what each synchronous commit waits for, which on
+    /// a shared machine moves with other processes' disk traffic.
+    /// </summary>
+    public double FlushMilliseconds(int samples = 40)
+    {
+        var path = Path.Combine(_directory, "flush-probe");
+        var page = new byte[8192];
+        var times = new double[samples];
+        using (var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1))
+        {
+            for (var i = 0; i < samples; i++)
+            {
+                var start = Stopwatch.GetTimestamp();
+                file.Position = 0;
+                file.Write(page);
+                file.Flush(flushToDisk: true);
+                times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            }
+        }
+
+        File.Delete(path);
+        Array.Sort(times);
+        return times[samples / 2];
+    }
+
     private string Data => Path.Combine(_directory, "data");
 
     public void Dispose()
