@@ -52,6 +52,9 @@ public sealed class SqlDatabase
     /// <summary>The engine behind this database.</summary>
     public SqlProvider Provider { get; }
 
+    /// <summary>The SQLite file (null for PostgreSQL): what a readiness check asks the file system about.</summary>
+    public string? SqlitePath => _sqlitePath;
+
     /// <summary>
     /// Where the database is, for an operator's error message: PostgreSQL's host, port and database (never the
     /// password or the rest of the connection string), or SQLite's file.

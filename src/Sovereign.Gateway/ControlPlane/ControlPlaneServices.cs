@@ -48,6 +48,10 @@ internal static partial class ControlPlaneServices
         services.AddHostedService<DatabaseClaimKeeper>();
         services.TryAddSingleton(sp => OpenDatabase(
             sp.GetRequiredService<IOptions<SovereignOptions>>().Value, sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value, sp.GetRequiredService<ServerDatabaseLock>()));
+        // Whether the database records requests now: /ready, event 4160/4161 once per outage, sovereign_database_available.
+        services.TryAddSingleton(sp => new DatabaseHealth(new(sp.GetRequiredService<SqlDatabase>), sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), sp.GetRequiredService<ILogger<DatabaseHealth>>()));
+        services.AddHostedService(sp => sp.GetRequiredService<DatabaseHealth>());
         services.TryAddSingleton(sp => new ControlPlaneStore(sp.GetRequiredService<SqlDatabase>()));
         services.TryAddSingleton(sp => new ResponseStore(sp.GetRequiredService<SqlDatabase>()));
         services.AddHostedService<StoredResponseExpiry>();

@@ -109,13 +109,16 @@ public static class SovereignGateway
         v1.MapTenantSelfApi();
         app.MapSovereignConsole();
         app.MapGet("/health", () => TypedResults.Json(new { status = "ok" }));
-        app.MapGet("/ready", (ModelCatalog catalog, IServiceProvider services) =>
+        app.MapGet("/ready", async (ModelCatalog catalog, IServiceProvider services, CancellationToken cancellationToken) =>
             // A cluster whose membership table is gone answers every request 503 until its members restart: not ready.
             services.GetService<Cluster.Hosting.MembershipTableWatch>() is { State: Cluster.Hosting.MembershipTableState.Lost } watch
                 ? Results.Json(new { status = "membership_lost", error = watch.Problem }, statusCode: StatusCodes.Status503ServiceUnavailable)
-                : catalog.IsReady
-                ? Results.Json(new { status = "ready", models = catalog.All.Select(m => m.Id) })
-                : Results.Json(new { status = "loading" }, statusCode: StatusCodes.Status503ServiceUnavailable));
+                : !catalog.IsReady
+                ? Results.Json(new { status = "loading" }, statusCode: StatusCodes.Status503ServiceUnavailable)
+                // A database that cannot record requests refuses every one of them (fail closed): not ready either.
+                : services.GetService<ControlPlane.DatabaseHealth>() is { } database && await database.CheckAsync(cancellationToken) is { } problem
+                ? Results.Json(new { status = "database_unavailable", error = problem }, statusCode: StatusCodes.Status503ServiceUnavailable)
+                : Results.Json(new { status = "ready", models = catalog.All.Select(m => m.Id) }));
 
         // Metrics name tenants, spend and remaining budgets: only the operator may scrape them.
         app.MapPrometheusScrapingEndpoint("/metrics", meterProvider: null, configureBranchedPipeline: RequireOperatorToken, optionsName: null);

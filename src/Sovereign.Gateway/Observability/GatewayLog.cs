@@ -72,9 +72,13 @@ internal static partial class GatewayLog
         Message = "The engine at {Upstream} answered in a form that cannot be relayed or metered ({Code}): {Problem}")]
     public static partial void UpstreamAnswerInvalid(ILogger logger, string? upstream, string code, string problem);
 
-    [LoggerMessage(EventId = 4104, EventName = "DecisionAuditFailed", Level = LogLevel.Error,
+    /// <summary>
+    /// At Error; at Debug when the database is down (<see cref="ControlPlane.DatabaseHealth"/>), whose outage is logged
+    /// once (4160): each refused request logged this with a stack trace, about 50 lines a request.
+    /// </summary>
+    [LoggerMessage(EventId = 4104, EventName = "DecisionAuditFailed",
         Message = "The audit entry of request {RequestId}'s routing decision could not be committed; the request was refused before any work was sent")]
-    public static partial void DecisionAuditFailed(ILogger logger, Exception exception, string requestId);
+    public static partial void DecisionAuditFailed(ILogger logger, LogLevel level, Exception exception, string requestId);
 
     [LoggerMessage(EventId = 4105, EventName = "RegistryRefreshFailed", Level = LogLevel.Warning,
         Message = "Could not re-read the node registry; routing keeps the last verified view meanwhile")]
@@ -116,9 +120,10 @@ internal static partial class GatewayLog
         Message = "Key {KeyId} of tenant {Tenant} was refused {Count} more times by its rate limits between {FirstAt:O} and {LastAt:O}; counted into one audit entry (inference.rate_limited), each at Debug")]
     public static partial void RateLimitRefusalsCounted(ILogger logger, string tenant, string keyId, long count, DateTimeOffset firstAt, DateTimeOffset lastAt);
 
-    [LoggerMessage(EventId = 4109, EventName = "RefusalNotRecorded", Level = LogLevel.Error,
+    /// <summary>At Error; at Debug during a database outage, logged once (4160), as <see cref="DecisionAuditFailed"/>.</summary>
+    [LoggerMessage(EventId = 4109, EventName = "RefusalNotRecorded",
         Message = "Request {RequestId} was refused before any work because the audit log could not record it, and the usage ledger could not record the refusal either (a full or failing disk?); its budget reservation was given back")]
-    public static partial void RefusalNotRecorded(ILogger logger, Exception exception, string requestId);
+    public static partial void RefusalNotRecorded(ILogger logger, LogLevel level, Exception exception, string requestId);
 
     [LoggerMessage(EventId = 4201, EventName = "AuditArchived", Level = LogLevel.Information,
         Message = "Archived audit entries {FirstSequence}..{LastSequence} ({Entries} entries, written before {Before:u}) to {Path} (SHA-256 {Sha256}); it verified with the operator's public key, and {Removed} entries left the database under a signed archive record")]
@@ -153,12 +158,19 @@ internal static partial class GatewayLog
 
     /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>
     /// <param name="byACaller">Whether a refusal is an authenticated caller's (Information), not a stranger's (Debug).</param>
-    public static void ErrorAnswered(ILogger logger, HttpContext context, int status, string errorType, string? code, string? param, Exception? exception, bool byACaller)
+    public static void ErrorAnswered(ILogger logger, HttpContext context, int status, string errorType, string? code, string? param, Exception? exception, bool byACaller,
+        bool databaseOutage = false)
     {
         var method = context.Request.Method;
         // Escaped, so a decoded control character in the path cannot forge a log line.
         var path = context.Request.Path.ToUriComponent();
-        if (status == StatusCodes.Status500InternalServerError)
+        if (databaseOutage)
+        {
+            // Not shed for want of capacity: refused because the database cannot record it. The outage is logged once
+            // (4160) and counted (sovereign_database_refusals); each refusal was a 4002 "no capacity" at Warning.
+            RequestRefused(logger, LogLevel.Debug, method, path, status, errorType, code, param);
+        }
+        else if (status == StatusCodes.Status500InternalServerError)
         {
             RequestFailed(logger, exception, method, path);
         }

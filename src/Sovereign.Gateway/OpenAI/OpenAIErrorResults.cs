@@ -93,7 +93,14 @@ internal static class OpenAIErrorResults
             var configured = context.RequestServices.GetRequiredService<IOptions<SovereignOptions>>().Value.Limits.MaxRequestBodyBytes;
             var error = Map(ex, BodyLimit(context, configured));
             var logger = RequestsLogger(context);
-            GatewayLog.ErrorAnswered(logger, context, error.Status, error.Type, error.Code, error.LoggedParam ?? error.Param, ex, await ByACallerAsync(context, error.Status));
+            var databaseOutage = error.Code is AuditUnavailableCode or StorageUnavailableCode
+                && context.RequestServices.GetService<ControlPlane.DatabaseHealth>() is { } database && database.IsOutage(ex);
+            if (databaseOutage)
+            {
+                context.RequestServices.GetRequiredService<ControlPlane.DatabaseHealth>().CountRefusal();
+            }
+
+            GatewayLog.ErrorAnswered(logger, context, error.Status, error.Type, error.Code, error.LoggedParam ?? error.Param, ex, await ByACallerAsync(context, error.Status), databaseOutage);
             await WriteAsync(context, error);
         }
     }

@@ -13,7 +13,7 @@ namespace Sovereign.Gateway.Pipeline;
 /// nothing for work refused before it started). Requests refused before admission hold no reservation:
 /// the stage that refused them recorded the refusal, and a routed one gets its audit outcome here.
 /// </summary>
-internal sealed class RequestAccounting(InferenceRouter router, RequestMetering metering, LanguageRouting languages, ILogger<RequestAccounting> logger)
+internal sealed class RequestAccounting(InferenceRouter router, RequestMetering metering, LanguageRouting languages, DatabaseHealth database, ILogger<RequestAccounting> logger)
 {
     public async Task CloseAsync(GovernedRequest request, UsageOutcome outcome)
     {
@@ -33,8 +33,9 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            // No work was sent without it; the outcome is still recorded below, and the operator is told.
-            Observability.GatewayLog.DecisionAuditFailed(logger, ex, route.RequestId);
+            // No work was sent without it; the outcome is still recorded below, and the operator is told: once per
+            // database outage (4160), or at Error when the database is not the cause.
+            Observability.GatewayLog.DecisionAuditFailed(logger, database.IsOutage(ex) ? LogLevel.Debug : LogLevel.Error, ex, route.RequestId);
         }
         catch (OperationCanceledException)
         {
@@ -64,6 +65,8 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
         {
             var computeSeconds = await metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode,
                 carried => router.CompleteAsync(route, usage.PromptTokens, usage.CompletionTokens, outcomeName, carried));
+            // The outcome and its usage record committed: the database records requests (again).
+            database.ReportRecorded();
             if (request.Caller.TenantId == ClusterRelay.RelayTenant && outcome == UsageOutcome.Completed)
             {
                 // The relaying gateway bills the tenant for the work this node ran, and cannot measure it itself.
@@ -98,7 +101,7 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
                     // The ledger cannot write either (a full disk fails both): nothing ran and nothing is billed, so
                     // the reservation goes back all the same. Held, it counted against the budget until it expired
                     // (30 minutes): once the disk had room again, the tenant was refused 429 for money it never spent.
-                    Observability.GatewayLog.RefusalNotRecorded(logger, ex, route.RequestId);
+                    Observability.GatewayLog.RefusalNotRecorded(logger, database.IsOutage(ex) ? LogLevel.Debug : LogLevel.Error, ex, route.RequestId);
                     await metering.ReleaseAsync(route, ticket);
                 }
             }

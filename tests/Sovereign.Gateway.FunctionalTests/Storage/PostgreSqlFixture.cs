@@ -13,6 +13,7 @@ public sealed class PostgreSqlFixture : IAsyncLifetime
 {
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "sovereign-pg-" + Guid.NewGuid().ToString("N")[..8]);
     private string _bin = "";
+    private int _port;
 
     public string ConnectionString { get; private set; } = "";
 
@@ -29,12 +30,20 @@ public sealed class PostgreSqlFixture : IAsyncLifetime
             await RunAsync("chown", "postgres", _directory);
         }
 
-        var port = FreePort();
-        var data = Path.Combine(_directory, "data");
-        await Pg(asRoot, "initdb", "-D", data, "-A", "trust", "-U", "sovereign", "--no-sync");
-        await Pg(asRoot, "pg_ctl", "-D", data, "-o", $"-p {port} -k {_directory} -c listen_addresses=127.0.0.1 -c fsync=off", "-l", Path.Combine(_directory, "log"), "-w", "start");
-        ConnectionString = $"Host=127.0.0.1;Port={port};Username=sovereign;Database=postgres;Pooling=true;Maximum Pool Size=20";
+        _port = FreePort();
+        await Pg(asRoot, "initdb", "-D", Path.Combine(_directory, "data"), "-A", "trust", "-U", "sovereign", "--no-sync");
+        await StartServerAsync();
+        ConnectionString = $"Host=127.0.0.1;Port={_port};Username=sovereign;Database=postgres;Pooling=true;Maximum Pool Size=20";
     }
+
+    /// <summary>Stops the server as an operator's restart does (fast: clients are disconnected); its data stays.</summary>
+    public Task StopServerAsync() =>
+        Pg(Environment.UserName == "root", "pg_ctl", "-D", Path.Combine(_directory, "data"), "-m", "fast", "-w", "stop");
+
+    /// <summary>Starts the server (again) on the same port and data; returns once it accepts connections.</summary>
+    public Task StartServerAsync() =>
+        Pg(Environment.UserName == "root", "pg_ctl", "-D", Path.Combine(_directory, "data"), "-o", $"-p {_port} -k {_directory} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-l", Path.Combine(_directory, "log"), "-w", "start");
 
     public async Task DisposeAsync()
     {

@@ -1,0 +1,172 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+
+namespace Sovereign.Gateway.FunctionalTests.Storage;
+
+/// <summary>
+/// PostgreSQL stopped under a running server, as a restart or an outage at 3 a.m. does, then started again. Found by
+/// trying it (explorer16): every request was refused 503 with Retry-After as it should be, but <c>/ready</c> kept
+/// answering 200, so a load balancer kept sending every request to a server that could only refuse it; each refusal
+/// logged three lines (4104 and 4109 at Error with a stack trace each, and 4002 "no capacity"), 455,000 lines for
+/// 2,685 refusals in 30 s; and <c>/metrics</c> could not tell them from any other 503. A real <c>serve</c> process on
+/// the fixture's own PostgreSQL server, which the test stops and starts.
+/// </summary>
+public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixture<PostgreSqlFixture>, IDisposable
+{
+    private const string AdminToken = "database-outage-admin-token";
+    private readonly string _data = Directory.CreateTempSubdirectory("sovereign-db-outage-").FullName;
+    private readonly ConcurrentQueue<string> _output = new();
+
+    public void Dispose() => Directory.Delete(_data, recursive: true);
+
+    [Fact]
+    public async Task PostgreSqlStopped_RequestsAre503WithRetryAfter_ReadyIsNotReadyNamingTheCause_LoggedOnce_AndItRecoversWithExactMoney()
+    {
+        var connectionString = await OwnDatabaseAsync();
+        var port = ServeProcess.FreePort();
+        var server = await ServeProcess.StartAsync(port,
+            ["--model", $"{TestModels.Stories260K}=stories", "--threads", "1", "--ctx-size", "256", "--parallel", "2", "--data-dir", _data],
+            new Dictionary<string, string>
+            {
+                ["Sovereign__Database__Provider"] = "PostgreSql",
+                ["Sovereign__Database__ConnectionString"] = connectionString,
+                ["Sovereign__AdminToken"] = AdminToken,
+            },
+            _output.Enqueue);
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminToken);
+            await SendAsync(http, HttpMethod.Put, "/admin/v1/plans/standard", new { currency = "EUR", weight = 1 }, 200);
+            await SendAsync(http, HttpMethod.Post, "/admin/v1/plans/standard/prices", new { model = "stories", input_per_million = 1000, output_per_million = 2000 }, 201);
+            await SendAsync(http, HttpMethod.Post, "/admin/v1/tenants", new { id = "t1", plan = "standard", policy = new { allowed_jurisdictions = new[] { "DE" } } }, 201);
+            var key = (await SendAsync(http, HttpMethod.Post, "/admin/v1/tenants/t1/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
+            await SendAsync(http, HttpMethod.Put, "/admin/v1/tenants/t1/limits", new { budgets = new[] { new { period = "total", amount = 10m } } }, 200);
+            using var tenant = new HttpClient { BaseAddress = http.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+            tenant.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+            for (var i = 0; i < 3; i++)
+            {
+                using var served = await tenant.PostAsync("/v1/chat/completions", Chat());
+                Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+            }
+
+            await postgres.StopServerAsync();
+
+            // Refused precisely, never a 500, never a hang (the client's own timeout is the bound).
+            const int Refused = 12;
+            for (var i = 0; i < Refused; i++)
+            {
+                using var refused = await tenant.PostAsync("/v1/chat/completions", Chat());
+                var text = await refused.Content.ReadAsStringAsync();
+                Assert.True(refused.StatusCode == HttpStatusCode.ServiceUnavailable, $"{(int)refused.StatusCode}: {text}");
+                Assert.NotNull(refused.Headers.RetryAfter);
+                var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+                Assert.Equal("server_error", error.GetProperty("type").GetString());
+                Assert.Contains(error.GetProperty("code").GetString(), new[] { "audit_unavailable", "storage_unavailable" });
+            }
+
+            // A load balancer takes it out: /ready is 503 with the cause (it said 200 "ready" throughout the outage).
+            var (status, body) = await ReadyAsync(http, until: HttpStatusCode.ServiceUnavailable);
+            Assert.True(status == HttpStatusCode.ServiceUnavailable, $"/ready answered {(int)status} while PostgreSQL was stopped: {body}");
+            var ready = JsonDocument.Parse(body).RootElement;
+            Assert.Equal("database_unavailable", ready.GetProperty("status").GetString());
+            Assert.Contains($"PostgreSQL at 127.0.0.1:{new Npgsql.NpgsqlConnectionStringBuilder(connectionString).Port}", ready.GetProperty("error").GetString(), StringComparison.Ordinal);
+            using (var health = await http.GetAsync("/health"))
+            {
+                Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+            }
+
+            // The operator alerts on one line and a gauge, not on a stack trace per request.
+            var metrics = await http.GetStringAsync("/metrics");
+            Assert.Matches(@"(?m)^sovereign_database_available\{[^}]*\} 0$", metrics);
+            Assert.True(Counter(metrics, "sovereign_database_refusals_total") >= Refused, metrics);
+            Assert.Equal(1, Lines("DatabaseHealth[4160]"));
+            Assert.Equal(0, _output.Count(line => line.StartsWith("fail:", StringComparison.Ordinal) && line.Contains("[4104]", StringComparison.Ordinal)));
+            Assert.Equal(0, _output.Count(line => line.StartsWith("fail:", StringComparison.Ordinal) && line.Contains("[4109]", StringComparison.Ordinal)));
+            Assert.Equal(0, Lines("Requests[4002]"));
+            Assert.DoesNotContain(_output, line => line.Contains("   at Npgsql.", StringComparison.Ordinal));
+
+            // Back by itself once PostgreSQL is: ready, served, and the end of the outage said once.
+            await postgres.StartServerAsync();
+            (status, body) = await ReadyAsync(http, until: HttpStatusCode.OK);
+            Assert.True(status == HttpStatusCode.OK, $"/ready answered {(int)status} after PostgreSQL came back: {body}");
+            using (var again = await tenant.PostAsync("/v1/chat/completions", Chat()))
+            {
+                Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+            }
+
+            Assert.Equal(1, Lines("DatabaseHealth[4161]"));
+            Assert.Matches(@"(?m)^sovereign_database_available\{[^}]*\} 1$", await http.GetStringAsync("/metrics"));
+
+            // Nothing lost or doubled: the budget holds exactly what the ledger billed, nothing stays reserved, and
+            // the audit log verifies with every allowed request closed.
+            var budget = (await SendAsync(http, HttpMethod.Get, "/admin/v1/tenants/t1/limits", null, 200)).GetProperty("budgets")[0];
+            var usage = (await SendAsync(http, HttpMethod.Get, "/admin/v1/usage?tenant=t1&group_by=tenant", null, 200)).GetProperty("data")[0];
+            Assert.Equal(4, usage.GetProperty("completed").GetInt32());
+            Assert.Equal(usage.GetProperty("cost").GetDecimal(), budget.GetProperty("settled").GetDecimal());
+            Assert.Equal(0m, budget.GetProperty("reserved").GetDecimal());
+            Assert.Equal(10m - usage.GetProperty("cost").GetDecimal(), budget.GetProperty("remaining").GetDecimal());
+            var verified = await SendAsync(http, HttpMethod.Post, "/admin/v1/audit/verify", null, 200);
+            Assert.True(verified.GetProperty("valid").GetBoolean(), verified.ToString());
+            Assert.Equal(0, verified.GetProperty("decisions").GetProperty("open").GetInt32());
+        }
+        finally
+        {
+            await postgres.StartServerAsync().ContinueWith(_ => { }, TaskScheduler.Default);
+            await ServeProcess.StopAsync(server);
+        }
+    }
+
+    private int Lines(string marker) => _output.Count(line => line.Contains(marker, StringComparison.Ordinal));
+
+    // Waits on the condition, not a duration: /ready is asked until it answers `until` (bounded, for a broken build).
+    private static async Task<(HttpStatusCode Status, string Body)> ReadyAsync(HttpClient http, HttpStatusCode until)
+    {
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (true)
+        {
+            using var ready = await http.GetAsync("/ready", CancellationToken.None);
+            var body = await ready.Content.ReadAsStringAsync(CancellationToken.None);
+            if (ready.StatusCode == until || bound.IsCancellationRequested)
+            {
+                return (ready.StatusCode, body);
+            }
+
+            await Task.Delay(100, CancellationToken.None);
+        }
+    }
+
+    private static double Counter(string metrics, string name) =>
+        metrics.Split('\n').Where(line => line.StartsWith(name + "{", StringComparison.Ordinal) || line.StartsWith(name + " ", StringComparison.Ordinal))
+            .Sum(line => double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+
+    private static StringContent Chat() => new(
+        JsonSerializer.Serialize(new { model = "stories", messages = new[] { new { role = "user", content = "Once upon a time" } }, max_tokens = 4, temperature = 0 }),
+        Encoding.UTF8, "application/json");
+
+    private static async Task<JsonElement> SendAsync(HttpClient http, HttpMethod method, string path, object? body, int expected)
+    {
+        using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
+        using var response = await http.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == expected, $"{method} {path}: {(int)response.StatusCode} {text}");
+        return text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone();
+    }
+
+    private async Task<string> OwnDatabaseAsync()
+    {
+        var name = "outage_" + Guid.NewGuid().ToString("N")[..8];
+        await using (var admin = new Npgsql.NpgsqlConnection(postgres.ConnectionString))
+        {
+            await admin.OpenAsync();
+            await using var create = new Npgsql.NpgsqlCommand($"CREATE DATABASE {name}", admin);
+            await create.ExecuteNonQueryAsync();
+        }
+
+        return new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Database = name, MaxPoolSize = 8 }.ConnectionString;
+    }
+}
