@@ -17,9 +17,156 @@ internal static class DatabaseCommand
 {
     public static Command Create()
     {
-        var command = new Command("database", "Move a single machine's state (SQLite) into the PostgreSQL database a cluster shares.");
+        var command = new Command("database", "Back up a single machine's state (SQLite) while it runs, or move it into the PostgreSQL database a cluster shares.");
         command.Subcommands.Add(CreateCopy());
+        command.Subcommands.Add(CreateBackup());
         return command;
+    }
+
+    /// <summary>
+    /// <c>sovereign database backup -o FILE</c>: a running single machine's database, copied with SQLite's online backup
+    /// (one consistent snapshot, the server keeps writing), to a new file readable by its owner only, then checked: SQLite's
+    /// integrity check and the audit chain against the operator key. The way the guide gave, <c>sqlite3 ... ".backup"</c>,
+    /// needs the sqlite3 program (the image has none), wrote a world-readable copy of key hashes, the ledger and the audit
+    /// log (mode 644 under the usual umask), and checked nothing.
+    /// </summary>
+    private static Command CreateBackup()
+    {
+        var dataDir = new Option<string?>("--data-dir") { Description = "The server's data directory (default ~/.sovereign): its sovereign.db and operator key." };
+        var output = new Option<FileInfo>("--output", "-o") { Description = "The backup file to write, in a folder that exists; it must not exist yet.", Required = true };
+        var command = new Command("backup",
+            "Back up a single machine's SQLite database while its server runs (SQLite's online backup: one consistent snapshot) to a new file readable by you only, " +
+            "then check the copy (SQLite's integrity check, the audit chain with the operator key) and print its SHA-256. " +
+            "Exit 0 written and verified, 1 not written, 2 bad usage, 3 the copy does not verify (kept for inspection).")
+        {
+            dataDir, output,
+        };
+        command.SetAction(async (result, ct) =>
+        {
+            var directory = Path.GetFullPath(result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory);
+            var sourcePath = Path.Combine(directory, ControlPlaneServices.DatabaseFile);
+            var targetPath = result.GetValue(output)!.FullName;
+            if (string.Equals(Environment.GetEnvironmentVariable("Sovereign__Database__Provider"), "PostgreSql", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new CliException("this server's database is PostgreSQL (Sovereign__Database__Provider): back it up with pg_dump -Fc (see the operator guide's Backups).", ExitCodes.Usage);
+            }
+
+            if (!File.Exists(sourcePath))
+            {
+                throw new CliException($"the database {sourcePath} does not exist; pass --data-dir (the server's data directory).", ExitCodes.Usage);
+            }
+
+            if (DatabaseMoved.Read(sourcePath) is { } moved)
+            {
+                throw new CliException(moved.Explain(sourcePath, "Back up the PostgreSQL database with pg_dump instead; nothing was written."));
+            }
+
+            if (Path.GetDirectoryName(targetPath) is { } folder && !Directory.Exists(folder))
+            {
+                throw new CliException($"--output {targetPath}: the folder {folder} does not exist.", ExitCodes.Usage);
+            }
+
+            // Created owner-only before a byte is written, and never over an existing file (an older backup stays).
+            try
+            {
+                var create = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+                if (!OperatingSystem.IsWindows())
+                {
+                    create.UnixCreateMode = SqlDatabase.OwnerOnly;
+                }
+
+                using var created = new FileStream(targetPath, create);
+            }
+            catch (IOException ex) when (File.Exists(targetPath))
+            {
+                throw new CliException($"--output {targetPath} exists already; a backup never overwrites a file ({ex.Message.TrimEnd('.')}).");
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new CliException($"--output {targetPath} cannot be written: {ex.Message.TrimEnd('.')}.");
+            }
+
+            try
+            {
+                await using (var source = (Microsoft.Data.Sqlite.SqliteConnection)await SqlDatabase.Sqlite(sourcePath).OpenAsync(ct))
+                await using (var target = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={targetPath};Pooling=False"))
+                {
+                    await target.OpenAsync(ct);
+                    // One snapshot of the whole file, however much the server writes meanwhile (SQLite restarts the copy
+                    // of a page another connection changed; in one process-local step here, so it finishes).
+                    source.BackupDatabase(target);
+                    await using var single = target.CreateCommand();
+                    // One self-contained file: the live database's WAL mode would leave the copy needing -wal and -shm files.
+                    single.CommandText = "PRAGMA journal_mode=DELETE";
+                    await single.ExecuteNonQueryAsync(ct);
+                }
+            }
+            catch (Microsoft.Data.Sqlite.SqliteException ex) when (SqliteFailures.Explain(ex, "the backup " + targetPath) is { } explained)
+            {
+                TryDelete(targetPath);
+                throw new CliException(explained + "; nothing was kept.");
+            }
+
+            var problem = await CheckBackupAsync(targetPath, directory, ct);
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            var digest = Convert.ToHexStringLower(await System.Security.Cryptography.SHA256.HashDataAsync(File.OpenRead(targetPath), ct));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Backed up {sourcePath} to {targetPath} ({new FileInfo(targetPath).Length} bytes, SHA-256 {digest})."));
+            Console.WriteLine(problem.Line);
+            if (problem.Exit != ExitCodes.Success)
+            {
+                return problem.Exit;
+            }
+
+            Console.WriteLine($"Keep {Path.Combine(directory, "operator-key.pem")} apart from it (offline, encrypted): the backup's checkpoints verify with its public half. " +
+                "To restore, see the operator guide's Backups.");
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    /// <summary>SQLite's integrity check, then the audit chain and the ledger against it, as <c>audit verify --no-witness</c> does.</summary>
+    private static async Task<(int Exit, string Line)> CheckBackupAsync(string path, string dataDirectory, CancellationToken cancellationToken)
+    {
+        await using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Mode=ReadOnly;Pooling=False"))
+        {
+            await connection.OpenAsync(cancellationToken);
+            await using var check = connection.CreateCommand();
+            check.CommandText = "PRAGMA integrity_check";
+            if (await check.ExecuteScalarAsync(cancellationToken) is not "ok" and var found)
+            {
+                return (ExitCodes.IntegrityFailure, $"The copy fails SQLite's integrity check ({found}); it is kept for inspection. Back up again.");
+            }
+        }
+
+        var pem = await AuditCommand.PublicKeyAsync(null, dataDirectory, cancellationToken);
+        var copy = SqlDatabase.Sqlite(path);
+        var outcome = await AuditVerifier.VerifyAsync(copy, [pem], new AuditVerificationOptions(), null, cancellationToken);
+        outcome = Gateway.Metering.LedgerReconciliation.With(outcome, await Gateway.Metering.LedgerReconciliation.CheckAsync(copy, cancellationToken));
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        await using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Pooling=False"))
+        {
+            // Reading it through the server's own settings turned it to WAL: back to one file.
+            await connection.OpenAsync(cancellationToken);
+            await using var single = connection.CreateCommand();
+            single.CommandText = "PRAGMA journal_mode=DELETE";
+            await single.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        return outcome.Verdict == AuditVerdict.Tampered
+            ? (ExitCodes.IntegrityFailure, $"The copy's audit log does not verify ({string.Join("; ", outcome.Problems.Take(3))}); it is kept for inspection. Run sovereign audit verify on the server's database.")
+            : (ExitCodes.Success, string.Create(CultureInfo.InvariantCulture,
+                $"The copy verifies: {outcome.EntriesChecked} audit entries, {outcome.CheckpointsVerified} signed checkpoints, the ledger agrees with them. {outcome.VerdictReason}"));
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+        }
     }
 
     private static Command CreateCopy()
