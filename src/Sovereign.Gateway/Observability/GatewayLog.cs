@@ -125,6 +125,15 @@ internal static partial class GatewayLog
         Message = "Request {RequestId} was refused before any work because the audit log could not record it, and the usage ledger could not record the refusal either (a full or failing disk?); its budget reservation was given back")]
     public static partial void RefusalNotRecorded(ILogger logger, LogLevel level, Exception exception, string requestId);
 
+    /// <summary>
+    /// A stream under way when the database failed: neither its outcome nor its usage could be recorded, so it is not
+    /// billed and its reservation was given back. At Warning, one per stream cut (bounded by the streams in flight at
+    /// the failure); the outage itself is 4160.
+    /// </summary>
+    [LoggerMessage(EventId = 4162, EventName = "StreamNotBilled", Level = LogLevel.Warning,
+        Message = "Request {RequestId}'s stream was under way when the database failed: its {PromptTokens} prompt and {CompletionTokens} completion tokens could not be recorded or billed, and its budget reservation was given back")]
+    public static partial void StreamNotBilled(ILogger logger, string requestId, int promptTokens, int completionTokens);
+
     [LoggerMessage(EventId = 4201, EventName = "AuditArchived", Level = LogLevel.Information,
         Message = "Archived audit entries {FirstSequence}..{LastSequence} ({Entries} entries, written before {Before:u}) to {Path} (SHA-256 {Sha256}); it verified with the operator's public key, and {Removed} entries left the database under a signed archive record")]
     public static partial void AuditArchived(ILogger logger, long? firstSequence, long? lastSequence, long entries, DateTimeOffset before, string path, string? sha256, long removed);

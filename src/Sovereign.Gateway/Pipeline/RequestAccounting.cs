@@ -88,7 +88,19 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
             // alone, the reservation is settled, and the error goes on to the client.
             if (request.Http.Response.HasStarted)
             {
-                await metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode);
+                try
+                {
+                    await metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException && database.IsOutage(ex))
+                {
+                    // The database is down (PostgreSQL stopped, a full disk): the ledger cannot bill what the stream
+                    // delivered either. Its reservation goes back, so the budget stays what the ledger says; held, it
+                    // kept the tenant's money for 30 minutes (ReservationLifetime) after the database was back, for
+                    // tokens never billed. The delivered tokens go unbilled: the outage is logged (4160) and counted.
+                    Observability.GatewayLog.StreamNotBilled(logger, route.RequestId, usage.PromptTokens, usage.CompletionTokens);
+                    await metering.ReleaseAsync(route, ticket);
+                }
             }
             else
             {

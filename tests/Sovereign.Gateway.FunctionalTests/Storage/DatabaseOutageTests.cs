@@ -121,6 +121,74 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
         }
     }
 
+    /// <summary>
+    /// A stream under way when PostgreSQL stops: its outcome and usage cannot be recorded. It kept its budget
+    /// reservation until ReservationLifetime (30 min) after the database was back, so the tenant's remaining budget
+    /// stayed short by money never billed (found: 2.572 EUR still reserved after a restart under 4 streaming callers).
+    /// </summary>
+    [Fact]
+    public async Task PostgreSqlStopped_UnderAStream_ItsReservationIsGivenBack_SoTheBudgetIsWhatTheLedgerSays()
+    {
+        var connectionString = await OwnDatabaseAsync();
+        await using var engine = await HeldEngine.StartAsync();
+        var port = ServeProcess.FreePort();
+        var server = await ServeProcess.StartAsync(port,
+            ["--engine", engine.BaseUrl, "--engine-model", "held", "--data-dir", _data],
+            new Dictionary<string, string>
+            {
+                ["Sovereign__Database__Provider"] = "PostgreSql",
+                ["Sovereign__Database__ConnectionString"] = connectionString,
+                ["Sovereign__AdminToken"] = AdminToken,
+            },
+            _output.Enqueue);
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminToken);
+            await SendAsync(http, HttpMethod.Put, "/admin/v1/plans/standard", new { currency = "EUR", weight = 1 }, 200);
+            await SendAsync(http, HttpMethod.Post, "/admin/v1/plans/standard/prices", new { model = "held", input_per_million = 1000, output_per_million = 2000 }, 201);
+            await SendAsync(http, HttpMethod.Post, "/admin/v1/tenants", new { id = "t1", plan = "standard", policy = new { allowed_jurisdictions = new[] { "DE" } } }, 201);
+            var key = (await SendAsync(http, HttpMethod.Post, "/admin/v1/tenants/t1/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
+            await SendAsync(http, HttpMethod.Put, "/admin/v1/tenants/t1/limits", new { budgets = new[] { new { period = "total", amount = 10m } } }, 200);
+            using var tenant = new HttpClient { BaseAddress = http.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+            tenant.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+            {
+                Content = new StringContent(
+                    JsonSerializer.Serialize(new { model = "held", messages = new[] { new { role = "user", content = "Hello" } }, max_tokens = 100, stream = true }),
+                    Encoding.UTF8, "application/json"),
+            };
+            using var stream = await tenant.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, stream.StatusCode);
+            using var reader = new StreamReader(await stream.Content.ReadAsStreamAsync());
+            Assert.Contains("Hello", await reader.ReadLineAsync(), StringComparison.Ordinal);
+            var reserved = (await SendAsync(http, HttpMethod.Get, "/admin/v1/tenants/t1/limits", null, 200)).GetProperty("budgets")[0].GetProperty("reserved").GetDecimal();
+            Assert.True(reserved > 0m);
+
+            // The database goes while the stream runs; then the stream ends. It cannot end as a success: no [DONE].
+            await postgres.StopServerAsync();
+            engine.Finish();
+            Assert.DoesNotContain("[DONE]", await reader.ReadToEndAsync(), StringComparison.Ordinal);
+
+            await postgres.StartServerAsync();
+            var (status, body) = await ReadyAsync(http, until: HttpStatusCode.OK);
+            Assert.True(status == HttpStatusCode.OK, body);
+
+            // Nothing stays reserved, and the budget is what the ledger billed (the cut stream could not be recorded).
+            var budget = (await SendAsync(http, HttpMethod.Get, "/admin/v1/tenants/t1/limits", null, 200)).GetProperty("budgets")[0];
+            Assert.Equal(0m, budget.GetProperty("reserved").GetDecimal());
+            Assert.Equal(0m, budget.GetProperty("settled").GetDecimal());
+            Assert.Equal(10m, budget.GetProperty("remaining").GetDecimal());
+            Assert.Equal(1, Lines("[4162]"));
+        }
+        finally
+        {
+            await postgres.StartServerAsync().ContinueWith(_ => { }, TaskScheduler.Default);
+            await ServeProcess.StopAsync(server);
+        }
+    }
+
     private int Lines(string marker) => _output.Count(line => line.Contains(marker, StringComparison.Ordinal));
 
     // Waits on the condition, not a duration: /ready is asked until it answers `until` (bounded, for a broken build).
@@ -160,7 +228,8 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
     private async Task<string> OwnDatabaseAsync()
     {
         var name = "outage_" + Guid.NewGuid().ToString("N")[..8];
-        await using (var admin = new Npgsql.NpgsqlConnection(postgres.ConnectionString))
+        // Unpooled: a pooled connection of this process from before another test's restart of the server is dead (57P01).
+        await using (var admin = new Npgsql.NpgsqlConnection(new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Pooling = false }.ConnectionString))
         {
             await admin.OpenAsync();
             await using var create = new Npgsql.NpgsqlCommand($"CREATE DATABASE {name}", admin);
