@@ -86,6 +86,10 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // (as Croatian four times, as Serbian once, und once), Croatian 8 of 12 (as Serbian twice, und twice) and Serbian 12
     // of 16 (as Bosnian twice, as Croatian once; a Cyrillic sentence und, Macedonian runner-up), their floors; Galician
     // and Portuguese 9 of 10 (each read as the other on the pollen sentence).
+    // Session 40's round 22 added held-out 22 (every covered language, held-out 21's distribution; household and errand
+    // troubles). Its first run, on the unchanged detector: 491 of 502 = 97.8%, below the target Bosnian 6 of 12 (as
+    // Croatian four times, as Serbian twice) and Croatian 10 of 12 (as Bosnian once, und once), their floors; Danish,
+    // Spanish and French 9 of 10 (as Norwegian; und beside Asturian; und beside Occitan); Serbian 16 of 16.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -109,6 +113,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.NineteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 4, ["hr"] = 9 },
         [TestData.TwentiethHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8 },
         [TestData.TwentyFirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 8, ["sr"] = 12 },
+        [TestData.TwentySecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 10 },
     };
 
     /// <summary>The overall target.</summary>
@@ -140,11 +145,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.NineteenthHeldOut)]
     [InlineData(TestData.TwentiethHeldOut)]
     [InlineData(TestData.TwentyFirstHeldOut)]
+    [InlineData(TestData.TwentySecondHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
         var samples = TestData.HeldOut(file);
-        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut or TestData.ThirteenthHeldOut or TestData.FourteenthHeldOut or TestData.FifteenthHeldOut or TestData.SixteenthHeldOut or TestData.SeventeenthHeldOut or TestData.EighteenthHeldOut or TestData.NineteenthHeldOut or TestData.TwentiethHeldOut or TestData.TwentyFirstHeldOut)
+        if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut or TestData.ThirteenthHeldOut or TestData.FourteenthHeldOut or TestData.FifteenthHeldOut or TestData.SixteenthHeldOut or TestData.SeventeenthHeldOut or TestData.EighteenthHeldOut or TestData.NineteenthHeldOut or TestData.TwentiethHeldOut or TestData.TwentyFirstHeldOut or TestData.TwentySecondHeldOut)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }

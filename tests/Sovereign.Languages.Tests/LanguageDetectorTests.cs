@@ -210,6 +210,12 @@ public sealed class LanguageDetectorTests
     // Then a word no covered language writes (Banjar ulun, Võro tiiä, Sardinian isco, ...) counts twice, so that it
     // alone marks its language: out of set 6 Banjar 4 -> 6 (132), out of set 7 Sardinian 5 -> 6, Võro 2 -> 5 (122),
     // out of set 8 Banjar 6 -> 8, Swiss German 6 -> 7, Romansh 5 -> 7 (114).
+    // Out of set 9 (session 40, round 22: 20 languages x 8, near-translations of held-out 22's first eight sentences,
+    // written with it before any change of the round; the sixteen languages short of 7 of 8 on an earlier set written
+    // afresh, and Extremaduran, Picard, West Flemish and Madurese): 96 of 160 und at its first run, the unchanged
+    // detector; Extremaduran 1 of 8 (Spanish), Judaeo-Spanish, Latgalian and Mirandese 2 (Spanish; Latvian and
+    // Lithuanian; Spanish, Portuguese, Galician, Catalan), Picard, Rusyn and Võro 3 (French; Ukrainian; Estonian and
+    // Finnish), Swiss German 4 (German).
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -246,6 +252,11 @@ public sealed class LanguageDetectorTests
             ["an"] = 7, ["bjn"] = 8, ["cbk"] = 5, ["fur"] = 6, ["gsw"] = 7, ["lad"] = 4, ["lij"] = 5, ["lmo"] = 6, ["ltg"] = 7, ["mwl"] = 2,
             ["nap"] = 3, ["oc"] = 7, ["pam"] = 8, ["pms"] = 8, ["rm"] = 7, ["scn"] = 6, ["sgs"] = 5, ["su"] = 7, ["vro"] = 6,
         },
+        ["out-of-set-9.txt"] = new(StringComparer.Ordinal)
+        {
+            ["an"] = 7, ["bjn"] = 6, ["cbk"] = 5, ["ext"] = 1, ["fur"] = 5, ["gsw"] = 4, ["lad"] = 2, ["li"] = 7, ["ltg"] = 2, ["mad"] = 8,
+            ["mwl"] = 2, ["nap"] = 6, ["oc"] = 7, ["pcd"] = 3, ["rm"] = 6, ["rue"] = 3, ["su"] = 8, ["vls"] = 5, ["vro"] = 3, ["war"] = 6,
+        },
     };
 
     [Theory]
@@ -257,6 +268,7 @@ public sealed class LanguageDetectorTests
     [InlineData("out-of-set-6.txt")]
     [InlineData("out-of-set-7.txt")]
     [InlineData("out-of-set-8.txt")]
+    [InlineData("out-of-set-9.txt")]
     public void Detect_LanguagesOutsideTheSet_UndeterminedAtLeastAsOftenAsRecorded(string file)
     {
         var sets = TestData.HeldOut(file);
