@@ -90,6 +90,8 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // troubles). Its first run, on the unchanged detector: 491 of 502 = 97.8%, below the target Bosnian 6 of 12 (as
     // Croatian four times, as Serbian twice) and Croatian 10 of 12 (as Bosnian once, und once), their floors; Danish,
     // Spanish and French 9 of 10 (as Norwegian; und beside Asturian; und beside Occitan); Serbian 16 of 16.
+    // The round's Serbian Cyrillic words against Macedonian (contrast-words.txt) raised held-out 21's Serbian 12 -> 13:
+    // the Cyrillic sentence that was und beside Macedonian, which the round's brief had named (not a blind check).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -112,7 +114,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.EighteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5, ["cs"] = 7, ["hr"] = 9, ["sr"] = 13 },
         [TestData.NineteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 4, ["hr"] = 9 },
         [TestData.TwentiethHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8 },
-        [TestData.TwentyFirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 8, ["sr"] = 12 },
+        [TestData.TwentyFirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 8, ["sr"] = 13 },
         [TestData.TwentySecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 10 },
     };
 
