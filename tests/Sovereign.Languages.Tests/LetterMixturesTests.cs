@@ -61,6 +61,11 @@ public sealed class LetterMixturesTests
     [InlineData("Ulun sudah makan tadi pagi di rumah.", "bjn")]   // one word no covered language writes
     [InlineData("Ma ei tiiä, kas ta tuleb homme.", "vro")]
     [InlineData("Ing kapatad ku, ali ya bisang mamangan ngeni.", "pam")]
+    // Round 22: Extremaduran, Picard, West Flemish, Madurese.
+    [InlineData("Nusotrus semus muchu cansaus y queremus comel algu.", "ext")]
+    [InlineData("Ale a mis chés pommes dins l'panier pour minger à midi.", "pcd")]
+    [InlineData("Gie moet morgen nie goan werken, 't is zondag.", "vls")]
+    [InlineData("Engkok ta' bisa dhateng, polè ada rapat è kantor.", "mad")]
     public void Detect_NeighboursFunctionWords_UndeterminedWithItAsRunnerUp(string text, string decoy)
     {
         var detector = TestData.DefaultDetector;

@@ -29,7 +29,9 @@ namespace Sovereign.Languages;
 /// Italian <c>nostra, seri, frati, patri</c>, Catalan <c>ona</c>, Portuguese <c>vê</c>, Spanish <c>muestra</c>,
 /// Indonesian <c>lawas</c>, Estonian <c>kuis</c>, and the name <c>Ali</c>. A few words of a list no covered language
 /// writes at all (Banjar <c>ulun</c>, Romansh <c>betg</c>, Võro <c>tiiä</c>, ...) count twice, so that one of them
-/// is enough.
+/// is enough. Round 22 (session 40) added Extremaduran (the Iberian four), Picard (French), West Flemish (Dutch) and
+/// Madurese (Indonesian, Malay), from general knowledge; French <c>min</c> and <c>pis</c>, Portuguese <c>mos</c>,
+/// Dutch <c>moe</c> and Malay <c>korang</c>, <c>sapa</c> were left out.
 /// </summary>
 internal static class FunctionWordDecoys
 {
@@ -69,6 +71,10 @@ internal static class FunctionWordDecoys
         ("lij", ["it", "gl", "pt", "ca", "es"], Set("ancon ascì mæ ciù sciâ quarcösa vexin andæto fæto quæ dâ levâ lasciâ domandâ xeua seie")),
         ("mwl", ["es", "pt", "gl", "ca"], Set("ls ye dua nuossa nuosso nuossos buossa buosso bós mie mius mies tamien cumo bezino lhibro lhéngua")),
         ("pam", ["fil", "id", "ms"], Set("ing ning king ngeni buri malyari makananu kapilan nokarin nanu deng reng karing kekami keka kaku iyang ikayu")),
+        ("ext", ["es", "pt", "gl", "ca"], Set("muchu muchus pocu otru otrus tó mu ondi dendi cuandu comu lus elli ellus nusotrus vusotrus esti estu tenel jacel jadel comel dil sel vel agüelu tiempu pueblu antis")),
+        ("pcd", ["fr"], Set("chés cha tin dins quind cmint pus infin ale mos minger édmain anuit ichi quiot gins coér éch ech dépuis")),
+        ("vls", ["nl"], Set("wuk voe myn zyn gie bykans moa woar goan nie ekik jen eetn moand")),
+        ("mad", ["id", "ms"], Set("kaulâ bâ'na engkok kodhu polè sè è tadâ bâḍâ dhimma dimma rèya jârèya ghi bulân")),
         ("tpi", ["en", "id", "ms", "sv", "no", "da", "nl", "de", "fil", "tet"], Set("bilong mipela yumi dispela olgeta nogat pinis bihain bipo wanem senis stretpela tupela kisim givim helpim wokim katim lukim mekim kirap pikinini")),
     ];
 
@@ -109,7 +115,7 @@ internal static class FunctionWordDecoys
     }
 
     // Words no covered language writes that alone mark their language (they count twice).
-    private static readonly FrozenSet<string> Strong = Set("ulun pian handak gasan tulak bubuhan sidin hagan anjeun geus naon kumaha hoyong badé sareng kanggo henteu ixo ixe ixa chent enta dimpués nusatros yera betg buc tgi tge tgei mintga insatge uschia schizunt tschient cence ancjemò vuê ducj cemût dulà aquò quicòm ieu uèi fòrça totjorn djusto djente mozotros vozotros syempre tambyen avlar kame kamo olõ olõq tiiä ommaq piät timahava chesto chillo aggio saccio nisciuno accussì isch nöd chasch öppis wänn chistu chiddu picchì sugnu vogghiu figghiu isco narat proite dinnae cannae didnae isnae whaur");
+    private static readonly FrozenSet<string> Strong = Set("ulun pian handak gasan tulak bubuhan sidin hagan anjeun geus naon kumaha hoyong badé sareng kanggo henteu ixo ixe ixa chent enta dimpués nusatros yera betg buc tgi tge tgei mintga insatge uschia schizunt tschient cence ancjemò vuê ducj cemût dulà aquò quicòm ieu uèi fòrça totjorn djusto djente mozotros vozotros syempre tambyen avlar kame kamo olõ olõq tiiä ommaq piät timahava chesto chillo aggio saccio nisciuno accussì isch nöd chasch öppis wänn chistu chiddu picchì sugnu vogghiu figghiu isco narat proite dinnae cannae didnae isnae whaur nusotrus cmint quind bykans kaulâ bâ'na kodhu");
 
     private static FrozenSet<string> Set(string words) => words.Split(' ').ToFrozenSet(StringComparer.Ordinal);
 }
