@@ -66,6 +66,7 @@ public sealed class LetterMixturesTests
     [InlineData("Ale a mis chés pommes dins l'panier pour minger à midi.", "pcd")]
     [InlineData("Gie moet morgen nie goan werken, 't is zondag.", "vls")]
     [InlineData("Engkok ta' bisa dhateng, polè ada rapat è kantor.", "mad")]
+    [InlineData("Я ся барз тішу, же сьте пришли, лем мі шкода, же не надовго.", "rue")] // Rusyn in Cyrillic letters
     public void Detect_NeighboursFunctionWords_UndeterminedWithItAsRunnerUp(string text, string decoy)
     {
         var detector = TestData.DefaultDetector;
@@ -120,6 +121,8 @@ public sealed class LetterMixturesTests
     [InlineData("da")]
     [InlineData("tet")]
     [InlineData("fr")]
+    [InlineData("uk")]
+    [InlineData("ru")]
     public void FunctionWordDecoys_CoveredSentences_NeverTaken(string language)
     {
         var texts = LanguageProfiles.LoadCorpus()[language]

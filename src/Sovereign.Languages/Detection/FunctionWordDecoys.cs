@@ -32,6 +32,9 @@ namespace Sovereign.Languages;
 /// is enough. Round 22 (session 40) added Extremaduran (the Iberian four), Picard (French), West Flemish (Dutch) and
 /// Madurese (Indonesian, Malay), from general knowledge; French <c>min</c> and <c>pis</c>, Portuguese <c>mos</c>,
 /// Dutch <c>moe</c> and Malay <c>korang</c>, <c>sapa</c> were left out.
+/// Rusyn in Cyrillic letters (Ukrainian, Russian) too: its free-standing reflexive <c>ся</c>, <c>барз</c>, <c>кідь</c>,
+/// <c>лем</c>, <c>мі</c>, <c>єй</c>, <c>чі</c> (Ukrainian writes <c>ся</c> free in <c>як ся маєш</c>, Russian <c>уж</c>:
+/// two words are needed).
 /// </summary>
 internal static class FunctionWordDecoys
 {
@@ -75,6 +78,7 @@ internal static class FunctionWordDecoys
         ("pcd", ["fr"], Set("chés cha tin dins quind cmint pus infin ale mos minger édmain anuit ichi quiot gins coér éch ech dépuis")),
         ("vls", ["nl"], Set("wuk voe myn zyn gie bykans moa woar goan nie ekik jen eetn moand")),
         ("mad", ["id", "ms"], Set("kaulâ bâ'na engkok kodhu polè sè è tadâ bâḍâ dhimma dimma rèya jârèya ghi bulân")),
+        ("rue", ["uk", "ru"], Set("ся барз кідь кедь понеже дакус лем мі єй чі што уж віце ниґда")),
         ("tpi", ["en", "id", "ms", "sv", "no", "da", "nl", "de", "fil", "tet"], Set("bilong mipela yumi dispela olgeta nogat pinis bihain bipo wanem senis stretpela tupela kisim givim helpim wokim katim lukim mekim kirap pikinini")),
     ];
 

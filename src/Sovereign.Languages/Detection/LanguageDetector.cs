@@ -414,7 +414,7 @@ public sealed partial class LanguageDetector
         if (script is WritingScript.Latin or WritingScript.Cyrillic && LetterMixtureRule && decision.Language != LanguageDetection.Undetermined
             && CoveredCodes.Contains(decision.Language)
             && LanguageProfiles.Normalize(text) is var normalized
-            && (LetterMixtures.Evaluate(normalized) ?? (script == WritingScript.Latin ? FunctionWordDecoys.Evaluate(normalized, decision.Language) : null)) is { } mixture)
+            && (LetterMixtures.Evaluate(normalized) ?? FunctionWordDecoys.Evaluate(normalized, decision.Language)) is { } mixture)
         {
             // Letters no covered alphabet writes together (Sorbian, Rusyn, Silesian), or a neighbour's function words
             // (Banjar, Sundanese, Waray, Asturian): outside the default set, so und, unless the operator configured it.
