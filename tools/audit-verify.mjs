@@ -150,6 +150,10 @@ if (previousFile) {
   if (!earlier || !first) problem('previous', 'one of the files has no entries');
   else if (first.sequence !== earlier.sequence + 1 || first.previousHash !== earlier.hash)
     problem('previous', `this file starts at ${first.sequence} after ${first.previousHash}, not after ${earlier.sequence} (${earlier.hash})`);
+  // Times never decrease across the files either: this file's first entry is not before the earlier file's last.
+  const earlierLast = earlierLines.filter(l => l.type === 'entry').at(-1);
+  if (earlierLast && entries.length > 0 && entries[0].timestamp < earlierLast.timestamp)
+    problem(`sequence ${entries[0].sequence}`, `timestamp ${entries[0].timestamp} is before entry ${earlierLast.sequence}'s in the previous file`);
   // (verify the earlier file itself with this tool too)
 }
 

@@ -130,6 +130,58 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
         Assert.Contains("3", stdout, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Entry times never decrease along the chain (FORMAT.md), and reads by time binary-search on it. An entry moved
+    /// back in time, the chain re-hashed and the checkpoints after it deleted, verified as merely uncovered (exit 5);
+    /// it is tampered (exit 3), naming the entry.
+    /// </summary>
+    [Fact]
+    public async Task AuditVerify_EntryTimeMovedBackAndChainRehashed_IsTamperedNamingTheEntry()
+    {
+        using (var client = fixture.TenantClient(fixture.ThOnlyKey))
+        {
+            var response = await client.PostAsync("/v1/chat/completions", new StringContent(
+                """{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":3}""", System.Text.Encoding.UTF8, "application/json"));
+            Assert.Equal(200, (int)response.StatusCode);
+        }
+
+        var copy = CopyOfTheGatewaysDatabase("time-reversed.db");
+        var database = Sovereign.Storage.SqlDatabase.Sqlite(copy);
+        var all = await Sovereign.Residency.Audit.AuditStore.ReadEntriesAsync(database, "WHERE seq >= 1 ORDER BY seq", _ => { }, CancellationToken.None);
+        var moved = all[^2].Sequence; // the last but one, an hour before the entry it follows
+        var previous = all[^3].Hash;
+        using (var connection = new SqliteConnection($"Data Source={copy}"))
+        {
+            connection.Open();
+            foreach (var original in all.Where(e => e.Sequence >= moved))
+            {
+                var entry = original with { PreviousHash = previous, Timestamp = original.Sequence == moved ? all[^3].Timestamp - 3_600_000 : original.Timestamp };
+                entry = entry with { Hash = entry.ComputeHash() };
+                using var update = connection.CreateCommand();
+                update.CommandText = "UPDATE audit_entries SET at_ms = $at, previous_hash = $prev, hash = $hash WHERE seq = $seq";
+                update.Parameters.AddWithValue("$at", entry.Timestamp);
+                update.Parameters.AddWithValue("$prev", entry.PreviousHash);
+                update.Parameters.AddWithValue("$hash", entry.Hash);
+                update.Parameters.AddWithValue("$seq", entry.Sequence);
+                Assert.Equal(1, update.ExecuteNonQuery());
+                previous = entry.Hash;
+            }
+
+            using var head = connection.CreateCommand();
+            head.CommandText = "UPDATE audit_head SET hash = $hash WHERE id = 1; DELETE FROM audit_checkpoints WHERE seq >= $from";
+            head.Parameters.AddWithValue("$hash", previous);
+            head.Parameters.AddWithValue("$from", moved);
+            head.ExecuteNonQuery();
+        }
+
+        // The witness (the live gateway's last signed head) would also tell; without it only the times do.
+        var (exit, stdout, _) = await CliProcess.RunAsync("audit", "verify", "--data-dir", fixture.ThDataDirectory, "--database", copy, "--no-witness");
+        Assert.True(exit == 3, stdout);
+        Assert.Contains($"seq {moved}: TimeReversed: Entry {moved}'s time ", stdout, StringComparison.Ordinal);
+        Assert.Contains($"before entry {moved - 1}'s", stdout, StringComparison.Ordinal);
+        Assert.Contains("The audit log has been tampered with.", stdout, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task AuditVerify_CopyWithEveryCheckpointDeleted_IsIntactButNotTrusted()
     {

@@ -140,7 +140,7 @@ public static class AuditExport
                         throw new AuditIntegrityException($"Audit entry {reader.GetValue(0)} is malformed: {error}.");
                     }
 
-                    walker.Add(entry.Sequence, entry.PreviousHash, entry.Hash, AuditVerifier.Recompute(entry), null);
+                    walker.Add(entry.Sequence, entry.PreviousHash, entry.Hash, AuditVerifier.Recompute(entry), null, entry.Timestamp);
                     if (tenant is null || entry.Tenant == tenant)
                     {
                         await WriteLineAsync(output, buffer, writer => WriteEntry(writer, entry), cancellationToken);
@@ -387,7 +387,7 @@ public static class AuditExport
             return;
         }
 
-        walker.Add(sequence, previousHash, hash, AuditVerifier.Recompute(entry), line);
+        walker.Add(sequence, previousHash, hash, AuditVerifier.Recompute(entry), line, entry.Timestamp);
         decisions.Add(entry);
         if (header.Tenant is not null && entry.Tenant != header.Tenant)
         {

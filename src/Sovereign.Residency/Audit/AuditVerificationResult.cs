@@ -73,6 +73,12 @@ public enum AuditProblemKind
     /// hash-chained; the log is).
     /// </summary>
     LedgerMismatch,
+
+    /// <summary>
+    /// An entry's time is before the preceding entry's: the writer never lets time decrease along the chain (reads by
+    /// time rely on it), so the entry was moved or its time rewritten, even where the chain was re-hashed to link.
+    /// </summary>
+    TimeReversed,
 }
 
 /// <summary>One problem and where it is.</summary>

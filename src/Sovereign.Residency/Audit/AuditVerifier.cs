@@ -193,7 +193,7 @@ public static class AuditVerifier
                             $"Column {column} holds a BLOB, not text: it hashes as the same text, but reads that select by {column} (a tenant's audit, by tenant) skip the entry."));
                     }
 
-                    walker.Add(sequence, entry.PreviousHash, entry.Hash, Recompute(entry), line: null);
+                    walker.Add(sequence, entry.PreviousHash, entry.Hash, Recompute(entry), line: null, entry.Timestamp);
                     decisions.Add(entry);
                     firstTimestamp ??= entry.Timestamp;
                     if (signed.ContainsKey(sequence - 1) || sequence - 1 == archive?.Sequence)
@@ -480,12 +480,16 @@ internal sealed class ProblemSink
 /// <summary>
 /// Walks a chain in sequence order. Links are checked against the preceding entry's <em>stored</em> hash, so a
 /// modified entry shows as one hash mismatch there, and a rewritten-and-rehashed entry as a chain break after it.
+/// Times are checked too: the writer never lets them decrease (FORMAT.md, field 4), and readers by time rely on it
+/// (a time range is a sequence range), so an entry earlier than the one before it was moved or re-timed, even in a
+/// chain re-hashed to link.
 /// </summary>
 internal sealed class ChainWalker(ProblemSink problems, long? firstSequence, string? firstPreviousHash, string firstLink = "the genesis hash")
 {
     private long? _expected = firstSequence;
     private string? _previousHash = firstPreviousHash;
     private long _previousSequence;
+    private (long Sequence, long Timestamp)? _previousTime;
 
     public long Count { get; private set; }
 
@@ -498,7 +502,8 @@ internal sealed class ChainWalker(ProblemSink problems, long? firstSequence, str
     /// <param name="hash">Its stored hash.</param>
     /// <param name="recomputed">The hash recomputed from its fields; null when it cannot be (redacted lines).</param>
     /// <param name="line">For exports, the line number.</param>
-    public void Add(long sequence, string previousHash, string hash, string? recomputed, long? line)
+    /// <param name="timestamp">The entry's time (unix ms); null when it is not known (redacted or unreadable lines).</param>
+    public void Add(long sequence, string previousHash, string hash, string? recomputed, long? line, long? timestamp = null)
     {
         Count++;
         if (Count > 1 && sequence == _previousSequence)
@@ -530,6 +535,18 @@ internal sealed class ChainWalker(ProblemSink problems, long? firstSequence, str
             problems.Add(new AuditProblem(sequence, AuditProblemKind.ChainBreak, $"previous_hash {previousHash} is not {before} {_previousHash}: the chain is broken here.", line));
         }
 
+        if (timestamp is { } at)
+        {
+            // Compared with the last entry whose time is known (a redacted line between them has none).
+            if (_previousTime is { } earlier && at < earlier.Timestamp)
+            {
+                problems.Add(new AuditProblem(sequence, AuditProblemKind.TimeReversed,
+                    $"Entry {sequence}'s time {FormatTime(at)} is before entry {earlier.Sequence}'s {FormatTime(earlier.Timestamp)}: times never decrease along the chain, so an entry was moved or its time rewritten.", line));
+            }
+
+            _previousTime = (sequence, at);
+        }
+
         _previousSequence = sequence;
         _previousHash = hash;
         if (_expected is null || sequence >= _expected.Value)
@@ -540,4 +557,9 @@ internal sealed class ChainWalker(ProblemSink problems, long? firstSequence, str
         LastSequence = Math.Max(LastSequence, sequence);
         LastHash = hash;
     }
+
+    private static string FormatTime(long unixMs) =>
+        unixMs is >= -62135596800000 and <= 253402300799999
+            ? string.Create(CultureInfo.InvariantCulture, $"{DateTimeOffset.FromUnixTimeMilliseconds(unixMs):yyyy-MM-ddTHH:mm:ss.fffZ} ({unixMs})")
+            : unixMs.ToString(CultureInfo.InvariantCulture);
 }

@@ -43,6 +43,34 @@ public sealed class AuditCoverageTests
         Assert.Contains("No signed checkpoint covers any of the 50 entries", result.VerdictReason, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Times never decrease along the chain (the writer takes the later of its clock and the previous entry's), and
+    /// readers by time binary-search on it. An entry moved back in time with the chain re-hashed and the checkpoints
+    /// after it deleted linked perfectly and verified as merely uncovered; it is tampered, naming the entry.
+    /// </summary>
+    [Fact]
+    public async Task Verify_EntryTimeMovedBackAndChainRehashed_IsTamperedNamingTheEntry()
+    {
+        await using var context = AuditTestContext.Create();
+        var entries = await AuditVerifierTests.SeedAsync(context);
+        var before = entries[28].Timestamp; // entry 29
+        await RewriteFromAsync(context, entries, 30, entry => entry.Sequence == 30 ? entry with { Timestamp = before - 5 } : entry);
+        await context.ExecuteAsync("DELETE FROM audit_checkpoints WHERE seq >= 30");
+
+        var result = await VerifyAtAsync(context, context.Time.GetUtcNow());
+
+        Assert.Equal(AuditVerdict.Tampered, result.Verdict);
+        var problem = Assert.Single(result.Problems);
+        Assert.Equal((30L, AuditProblemKind.TimeReversed), (problem.Sequence, problem.Kind));
+        Assert.Contains("before entry 29's", problem.Message, StringComparison.Ordinal);
+
+        // Nor is it exported: an export's from/to is a sequence range only while times never decrease.
+        using var output = new MemoryStream();
+        var refused = await Assert.ThrowsAsync<AuditIntegrityException>(() => AuditExport.WriteAsync(context.Database, context.Key, null,
+            DateTimeOffset.FromUnixTimeMilliseconds(entries[0].Timestamp), DateTimeOffset.FromUnixTimeMilliseconds(entries[^1].Timestamp + 1), output));
+        Assert.Contains(refused.Problems, p => p.Kind == AuditProblemKind.TimeReversed && p.Sequence == 30);
+    }
+
     [Fact]
     public async Task Verify_RewrittenWithoutDeletingCheckpoints_IsTampered()
     {
