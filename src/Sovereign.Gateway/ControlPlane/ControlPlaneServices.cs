@@ -114,6 +114,7 @@ internal static partial class ControlPlaneServices
         // Counts a rate-limited key's refusals into one audit entry per interval; the last at stop.
         services.TryAddSingleton<RateLimitRefusals>();
         services.TryAddSingleton<TenantReadLimits>();
+        services.AddHostedService(sp => sp.GetRequiredService<TenantReadLimits>());
         services.AddHostedService(sp => sp.GetRequiredService<RateLimitRefusals>());
         services.TryAddSingleton(sp => new Lazy<RequestMetering>(sp.GetRequiredService<RequestMetering>));
         services.TryAddSingleton<AdminToken>();

@@ -3,7 +3,6 @@ using Microsoft.AspNetCore.Routing;
 using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.Metering;
 using Sovereign.Gateway.OpenAI;
-using Sovereign.Gateway.Routing;
 
 namespace Sovereign.Gateway.ControlPlane;
 
@@ -21,16 +20,16 @@ public static class TenantSelfApi
         return v1;
     }
 
-    private static async Task<IResult> Keys(HttpContext context, InferenceRouter router, IGrainFactory grains, TenantReadLimits reads)
+    private static async Task<IResult> Keys(HttpContext context, IGrainFactory grains, TenantReadLimits reads)
     {
-        var caller = await TenantAsync(context, router, reads);
+        var caller = await reads.TenantAsync(context, "This");
         var keys = await grains.GetGrain<ITenantGrain>(caller.TenantId).ListKeysAsync();
         return TypedResults.Json(new { @object = "list", tenant = caller.TenantId, key_id = caller.KeyId, data = keys.Select(AdminApi.KeyJson) }, OpenAIJson.Options);
     }
 
-    private static async Task<IResult> Limits(HttpContext context, InferenceRouter router, IGrainFactory grains, TenantReadLimits reads)
+    private static async Task<IResult> Limits(HttpContext context, IGrainFactory grains, TenantReadLimits reads)
     {
-        var caller = await TenantAsync(context, router, reads);
+        var caller = await reads.TenantAsync(context, "This");
         var grain = grains.GetGrain<ITenantGrain>(caller.TenantId);
         return TypedResults.Json(new
         {
@@ -39,17 +38,5 @@ public static class TenantSelfApi
             limits = MeteringApi.LimitsJson(await grain.GetLimitsAsync()),
             budgets = (await grain.GetBudgetsAsync()).Select(MeteringApi.BudgetJson),
         }, OpenAIJson.Options);
-    }
-
-    private static async Task<Caller> TenantAsync(HttpContext context, InferenceRouter router, TenantReadLimits reads)
-    {
-        var caller = await router.AuthenticateAsync(context);
-        if (caller.IsAnonymous)
-        {
-            throw new OpenAIException(StatusCodes.Status403Forbidden, "This is per tenant: use a tenant API key.", "permission_error", null, "tenant_key_required");
-        }
-
-        reads.Count(context, caller);
-        return caller;
     }
 }

@@ -236,6 +236,8 @@ public sealed class AuditOptions
     /// <summary>
     /// How long a key stays marked rate-limited after a refusal, and how often the refusals counted meanwhile are
     /// written as one <c>inference.rate_limited</c> entry per key (<c>Metering/RateLimitRefusals</c>). Default 10 s.
+    /// Also how often a key's refused reads of its own records are summarised in one log line
+    /// (<c>ControlPlane/TenantReadLimits</c>, event 4150).
     /// </summary>
     public TimeSpan RateLimitSummaryInterval { get; set; } = DefaultRateLimitSummaryInterval;
 }

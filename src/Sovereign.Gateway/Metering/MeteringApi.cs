@@ -674,15 +674,9 @@ public static class MeteringApi
     private static async Task<IResult> AdminUsage(HttpContext context, UsageLedger ledger, IGrainFactory grains) =>
         Json(new { data = (await ledger.QueryUsageAsync(ParseQuery(context, await AdminApi.TenantFilterAsync(context, grains)), context.RequestAborted)).Select(UsageJson) });
 
-    private static async Task<IResult> TenantUsage(HttpContext context, InferenceRouter router, UsageLedger ledger, ControlPlane.TenantReadLimits reads)
+    private static async Task<IResult> TenantUsage(HttpContext context, UsageLedger ledger, ControlPlane.TenantReadLimits reads)
     {
-        var caller = await router.AuthenticateAsync(context);
-        if (caller.IsAnonymous)
-        {
-            throw new OpenAIException(StatusCodes.Status403Forbidden, "Usage is per tenant: use a tenant API key.", "permission_error", null, "tenant_key_required");
-        }
-
-        reads.Count(context, caller);
+        var caller = await reads.TenantAsync(context, "Usage");
 
         return Json(new { @object = "list", data = (await ledger.QueryUsageAsync(ParseQuery(context, caller.TenantId), context.RequestAborted)).Select(UsageJson) });
     }
@@ -695,15 +689,9 @@ public static class MeteringApi
     /// One of the caller's own requests, by the id its answer carried (<c>x-sovereign-audit-id</c>): what was counted,
     /// what was billed and why. Another tenant's request is a 404, as a missing one is (no probing of ids).
     /// </summary>
-    private static async Task<IResult> TenantUsageRecord(string requestId, HttpContext context, InferenceRouter router, UsageLedger ledger, ControlPlane.TenantReadLimits reads)
+    private static async Task<IResult> TenantUsageRecord(string requestId, HttpContext context, UsageLedger ledger, ControlPlane.TenantReadLimits reads)
     {
-        var caller = await router.AuthenticateAsync(context);
-        if (caller.IsAnonymous)
-        {
-            throw new OpenAIException(StatusCodes.Status403Forbidden, "Usage is per tenant: use a tenant API key.", "permission_error", null, "tenant_key_required");
-        }
-
-        reads.Count(context, caller);
+        var caller = await reads.TenantAsync(context, "Usage");
 
         var record = await ledger.GetAsync(requestId, context.RequestAborted);
         return record is not null && string.Equals(record.Tenant, caller.TenantId, StringComparison.Ordinal)

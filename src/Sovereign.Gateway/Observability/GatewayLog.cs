@@ -120,6 +120,14 @@ internal static partial class GatewayLog
         Message = "Key {KeyId} of tenant {Tenant} was refused {Count} more times by its rate limits between {FirstAt:O} and {LastAt:O}; counted into one audit entry (inference.rate_limited), each at Debug")]
     public static partial void RateLimitRefusalsCounted(ILogger logger, string tenant, string keyId, long count, DateTimeOffset firstAt, DateTimeOffset lastAt);
 
+    /// <summary>
+    /// A key's refused reads of its own records after its first (which is a 4001 at Information), each at Debug: a
+    /// tenant flooding <c>/v1/usage</c> or <c>/v1/models</c> chose the log's volume.
+    /// </summary>
+    [LoggerMessage(EventId = 4150, EventName = "TenantReadRefusalsCounted", Level = LogLevel.Information,
+        Message = "Key {KeyId} of tenant {Tenant} was refused {Count} more reads of its records by the tenant read limit between {FirstAt:O} and {LastAt:O}, each at Debug")]
+    public static partial void TenantReadRefusalsCounted(ILogger logger, string tenant, string keyId, long count, DateTimeOffset firstAt, DateTimeOffset lastAt);
+
     /// <summary>At Error; at Debug during a database outage, logged once (4160), as <see cref="DecisionAuditFailed"/>.</summary>
     [LoggerMessage(EventId = 4109, EventName = "RefusalNotRecorded",
         Message = "Request {RequestId} was refused before any work because the audit log could not record it, and the usage ledger could not record the refusal either (a full or failing disk?); its budget reservation was given back")]

@@ -38,9 +38,9 @@ public static class OpenAIApi
     /// </summary>
     public static IApplicationBuilder UseOpenAIErrors(this IApplicationBuilder app) => app.Use(OpenAIErrorResults.HandleAsync);
 
-    private static async Task<IResult> ListModels(HttpContext context, InferenceRouter router, LanguageRouting languages)
+    private static async Task<IResult> ListModels(HttpContext context, InferenceRouter router, LanguageRouting languages, ControlPlane.TenantReadLimits reads)
     {
-        var caller = await router.AuthenticateAsync(context);
+        var caller = await reads.CallerAsync(context);
         var models = await router.VisibleModelsAsync(caller);
 
         // The aliases requests may name (auto, an operator's) after the models, so a client listing models learns them;
@@ -50,22 +50,15 @@ public static class OpenAIApi
     }
 
     /// <summary>A tenant's own audit entries (never another tenant's).</summary>
-    private static async Task<IResult> TenantAudit(HttpContext context, InferenceRouter router, Residency.Audit.AuditLog audit, ControlPlane.TenantReadLimits reads)
+    private static async Task<IResult> TenantAudit(HttpContext context, Residency.Audit.AuditLog audit, ControlPlane.TenantReadLimits reads)
     {
-        var caller = await router.AuthenticateAsync(context);
-        if (caller.IsAnonymous)
-        {
-            throw new OpenAIException(StatusCodes.Status403Forbidden, "The audit trail is per tenant: use a tenant API key.", "permission_error", null, "tenant_key_required");
-        }
-
-        reads.Count(context, caller);
-
+        var caller = await reads.TenantAsync(context, "The audit trail");
         return TypedResults.Json(await ControlPlane.AdminApi.ReadAuditPageAsync(audit, context, caller.TenantId), OpenAIJson.Options);
     }
 
-    private static async Task<IResult> GetModel(string id, HttpContext context, InferenceRouter router, LanguageRouting languages)
+    private static async Task<IResult> GetModel(string id, HttpContext context, InferenceRouter router, LanguageRouting languages, ControlPlane.TenantReadLimits reads)
     {
-        var caller = await router.AuthenticateAsync(context);
+        var caller = await reads.CallerAsync(context);
         id = id.Replace("%2F", "/", StringComparison.OrdinalIgnoreCase);
         var visible = await router.VisibleModelsAsync(caller);
         if (visible.FirstOrDefault(m => m.Id == id) is { } model)
