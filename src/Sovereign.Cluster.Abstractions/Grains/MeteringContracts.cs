@@ -13,6 +13,17 @@ public sealed record TenantLimits(
 {
     /// <summary>No budgets, no rate limits.</summary>
     public static TenantLimits None { get; } = new([], []);
+
+    /// <summary>
+    /// Whether <paramref name="other"/> sets the same budgets, rate limits and currency: setting it again changes
+    /// nothing (the one comparison; the record's own equality compares the lists by reference). A currency that
+    /// differs is a change, the same amounts included: 500 USD is not 500 EUR.
+    /// </summary>
+    public bool HasSameSettingsAs(TenantLimits other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        return Budgets.SequenceEqual(other.Budgets) && RateLimits.SequenceEqual(other.RateLimits) && string.Equals(Currency, other.Currency, StringComparison.Ordinal);
+    }
 }
 
 /// <summary>
@@ -150,7 +161,9 @@ public enum TenantChangeRefusal
 /// The answer to a tenant change: applied (with the tenant before and after it, for an edit of the tenant), or refused
 /// with the reason and the currencies involved. Every conditional change reports a stale version this way. A change of
 /// the limits that was applied states the limits it replaced (<see cref="PreviousLimits"/>; null from a silo older
-/// than it), read in the same turn as the write, for the audit entry.
+/// than it), read in the same turn as the write, for the audit entry; <see cref="Unchanged"/> when the limits asked
+/// for were those already held (<see cref="TenantLimits.HasSameSettingsAs"/>), so nothing was written and there is
+/// nothing to audit (false from a silo older than it: audited, never missed).
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record TenantChangeResult(
@@ -158,7 +171,8 @@ public sealed record TenantChangeResult(
     [property: Id(1)] string? BudgetCurrency = null,
     [property: Id(2)] string? PlanCurrency = null,
     [property: Id(3)] TenantUpdate? Update = null,
-    [property: Id(4)] TenantLimits? PreviousLimits = null)
+    [property: Id(4)] TenantLimits? PreviousLimits = null,
+    [property: Id(5)] bool Unchanged = false)
 {
     /// <summary>True when the change was made.</summary>
     public bool Applied => Refusal == TenantChangeRefusal.None;

@@ -63,10 +63,11 @@ internal sealed class TenantGrain(
         // Read in this turn, as the write: the audit entry states what the change replaced.
         var previous = await GetLimitsAsync();
         limits = limits with { Currency = limits.Budgets.Count > 0 ? planCurrency : null };
-        if (previous.Budgets.SequenceEqual(limits.Budgets) && previous.RateLimits.SequenceEqual(limits.RateLimits) && _limits.Currency == limits.Currency)
+        if (_limits.HasSameSettingsAs(limits))
         {
-            // The same limits again: nothing is written, and the counters and budgets keep their state.
-            return new TenantChangeResult(TenantChangeRefusal.None, PreviousLimits: previous);
+            // The same limits again (as stored, currency included): nothing is written, and the counters and budgets
+            // keep their state.
+            return new TenantChangeResult(TenantChangeRefusal.None, PreviousLimits: previous, Unchanged: true);
         }
 
         var next = _tenant with { LimitsJson = JsonSerializer.Serialize(limits, JsonOptions), UpdatedAt = time.GetUtcNow().ToUnixTimeMilliseconds() };

@@ -639,10 +639,11 @@ public static class MeteringApi
         }
 
         limits = await grain.GetLimitsAsync();
-        if (change.PreviousLimits is { } unchanged && unchanged.Budgets.SequenceEqual(budgets) && unchanged.RateLimits.SequenceEqual(rates))
+        if (change.Unchanged)
         {
             // The same limits again change nothing, so nothing is audited (as a tenant PATCH that changes nothing):
-            // each such PUT wrote a limits.update entry.
+            // each such PUT wrote a limits.update entry. The grain decides (its stored currency included): this
+            // compared budgets and rate limits only, so budgets moved to another currency went unaudited.
             return await LimitsAnswerAsync(context, id, grain, limits, metering);
         }
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Sovereign.Gateway.FunctionalTests.Metering;
 
@@ -68,6 +69,35 @@ public sealed class AuditBeforeAfterTests(MeteringFixture fixture)
 
         await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { budgets = new[] { new { period = "day", amount = 11m } } }, 200);
         Assert.Equal(before + 1, (await EntriesAsync($"tenant={tenant}")).Count(e => e.GetProperty("action").GetString() == "limits.update"));
+    }
+
+    /// <summary>
+    /// The "same limits again" test lived twice: the grain compared budgets, rate limits and its stored currency, the
+    /// admin API budgets and rate limits only. Budgets stored in USD (limits a tenant kept from before its plan's
+    /// currency was EUR) set again with the same amounts were re-pinned to EUR by the grain, and the API wrote no
+    /// <c>limits.update</c>: 500 USD became 500 EUR unaudited.
+    /// </summary>
+    [Fact]
+    public async Task LimitsUpdate_ThatOnlyMovesTheBudgetsCurrency_IsAudited()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync(new { budgets = new[] { new { period = "day", amount = 10 } } });
+        var store = fixture.App.Services.GetRequiredService<Residency.ControlPlane.ControlPlaneStore>();
+        var stored = (await store.GetTenantAsync(tenant, CancellationToken.None))!;
+        Assert.Contains("\"EUR\"", stored.LimitsJson, StringComparison.Ordinal);
+        await store.UpsertTenantAsync(stored with { LimitsJson = stored.LimitsJson!.Replace("\"EUR\"", "\"USD\"", StringComparison.Ordinal) });
+        // The grain reads the stored limits when it is activated again.
+        await fixture.App.Services.GetRequiredService<IGrainFactory>().GetGrain<Orleans.Runtime.IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
+        var held = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/limits", null, 200);
+        Assert.Equal("USD", held.GetProperty("limits").GetProperty("currency").GetString());
+        var before = (await EntriesAsync($"tenant={tenant}")).Count(e => e.GetProperty("action").GetString() == "limits.update");
+
+        var moved = await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { budgets = new[] { new { period = "day", amount = 10 } } }, 200);
+
+        Assert.Equal("EUR", moved.GetProperty("limits").GetProperty("currency").GetString());
+        Assert.Equal(before + 1, (await EntriesAsync($"tenant={tenant}")).Count(e => e.GetProperty("action").GetString() == "limits.update"));
+        var entry = await LastEntryAsync(tenant, "limits.update");
+        Assert.Equal("EUR", JsonDocument.Parse(entry.GetProperty("limits").GetString()!).RootElement.GetProperty("currency").GetString());
+        Assert.Equal("USD", JsonDocument.Parse(entry.GetProperty("old_limits").GetString()!).RootElement.GetProperty("currency").GetString());
     }
 
     [Fact]
