@@ -183,6 +183,41 @@ public sealed class LanguageRoutingTests(ServerFixture server)
         Assert.Equal("und;confidence=0.000", response.Headers.GetValues(LanguageRouting.LanguageHeader).Single());
     }
 
+    /// <summary>
+    /// Nepali is a decoy (known to the detector, not reported unless configured): the answer is und with Nepali as the
+    /// runner-up. Its header said <c>und;confidence=</c> Nepali's confidence, which a client reads as the detector being
+    /// sure of something; it carries the confidence that made it und (the best language the detector may name, here
+    /// far below the bar), the same in the header, the audit entry and <c>/v1/language/detect</c>.
+    /// </summary>
+    [Fact]
+    public async Task Auto_TextInADecoyLanguage_IsUndWithTheConfidenceThatMadeItUnd_InHeaderAuditAndDetect()
+    {
+        const string nepali = "भोलि बिहान म बजार गएर रोटी र दूध किन्नेछु।";
+        var (_, detected, _) = await server.PostJsonAsync("/v1/language/detect", JsonSerializer.Serialize(new { input = nepali }));
+        var item = detected.GetProperty("data")[0];
+        Assert.Equal("und", item.GetProperty("language").GetString());
+        Assert.Equal("ne", item.GetProperty("runner_up").GetProperty("language").GetString());
+        var confidence = item.GetProperty("confidence").GetDouble();
+        Assert.True(confidence < 0.4 && confidence < item.GetProperty("runner_up").GetProperty("confidence").GetDouble(),
+            $"und at {confidence}: the decoy's confidence, not the one that made it und");
+
+        var (status, _, response) = await server.PostJsonAsync("/v1/chat/completions",
+            JsonSerializer.Serialize(new { model = "auto", messages = new[] { new { role = "user", content = nepali } }, max_tokens = 2 }));
+        Assert.Equal(200, status);
+        // The header and the audit state 3 decimals, /v1/language/detect 4.
+        static double Stated(string value) => double.Parse(value, System.Globalization.CultureInfo.InvariantCulture);
+        var header = response.Headers.GetValues(LanguageRouting.LanguageHeader).Single();
+        Assert.StartsWith("und;confidence=", header, StringComparison.Ordinal);
+        Assert.InRange(Math.Abs(Stated(header["und;confidence=".Length..]) - confidence), 0, 0.0011);
+
+        var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+        using var admin = server.AdminClient();
+        var completed = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/audit")).RootElement.GetProperty("data").EnumerateArray()
+            .Single(e => e.GetProperty("action").GetString() == "inference.completed" && e.GetProperty("details").GetProperty("request_id").GetString() == auditId);
+        Assert.Equal("und", completed.GetProperty("details").GetProperty("language").GetString());
+        Assert.Equal(header["und;confidence=".Length..], completed.GetProperty("details").GetProperty("language_confidence").GetString());
+    }
+
     [Fact]
     public async Task PlainModelRequests_RecordTheDetectedLanguageInTheAudit()
     {

@@ -4,8 +4,11 @@ namespace Sovereign.Languages;
 /// <param name="Language">ISO 639-1 code where one exists, else ISO 639-3 (e.g. <c>fil</c>); <see cref="Undetermined"/>
 /// (<c>und</c>) when the text cannot be decided.</param>
 /// <param name="Confidence">0..1. For a decided language, how sure the detector is (the script's share of the letters
-/// times the probability of the language among the candidates). For <c>und</c>, the probability of the best candidate,
-/// which was too low or belongs to a language outside the configured set; 0 when there was nothing to go on.</param>
+/// times the probability of the language among the candidates). For <c>und</c>, the confidence that made it <c>und</c>:
+/// that of the best language the detector may name (configured), which was too low, too close to the next, or behind a
+/// language outside the set; what a rule that placed the text outside the set left to the language it overruled; 0
+/// when there was nothing to go on. Never a decoy's: the best candidate, which may be one, is the
+/// <see cref="RunnerUp"/>, with its own confidence.</param>
 /// <param name="Method">Which stage decided (or gave up): <c>script</c>, <c>lingua</c>, <c>profile</c> or
 /// <c>heuristic</c>.</param>
 public sealed record LanguageDetection(string Language, double Confidence, string Method)

@@ -387,7 +387,7 @@ public sealed partial class LanguageDetector
                 var confidence = Math.Min(0.99, 0.5 + (score / 20.0)) * share;
                 return (_maltese
                     ? new LanguageDetection("mt", confidence, LanguageDetection.ByHeuristic)
-                    : new LanguageDetection(LanguageDetection.Undetermined, confidence, LanguageDetection.ByHeuristic) { RunnerUp = "mt", RunnerUpConfidence = confidence })
+                    : new LanguageDetection(LanguageDetection.Undetermined, LeftByRule(share, confidence), LanguageDetection.ByHeuristic) { RunnerUp = "mt", RunnerUpConfidence = confidence })
                     with { Script = iso };
             }
         }
@@ -403,7 +403,7 @@ public sealed partial class LanguageDetector
         {
             // Sanskrit or Bhojpuri by their grammar: outside the set, so und, with the decoy as runner-up.
             var confidence = Math.Min(0.99, 0.6 + (0.1 * decoy.Marks)) * share;
-            return new LanguageDetection(LanguageDetection.Undetermined, confidence, LanguageDetection.ByHeuristic)
+            return new LanguageDetection(LanguageDetection.Undetermined, LeftByRule(decision.Confidence, confidence), LanguageDetection.ByHeuristic)
             {
                 RunnerUp = decoy.Language,
                 RunnerUpConfidence = confidence,
@@ -424,7 +424,7 @@ public sealed partial class LanguageDetector
                 return new LanguageDetection(mixture.Language, confidence, LanguageDetection.ByHeuristic) { RunnerUp = decision.Language, RunnerUpConfidence = decision.Confidence, Script = iso };
             }
 
-            return new LanguageDetection(LanguageDetection.Undetermined, confidence, LanguageDetection.ByHeuristic)
+            return new LanguageDetection(LanguageDetection.Undetermined, LeftByRule(decision.Confidence, confidence), LanguageDetection.ByHeuristic)
             {
                 RunnerUp = mixture.Language,
                 RunnerUpConfidence = confidence,
@@ -436,6 +436,13 @@ public sealed partial class LanguageDetector
     }
 
     private static readonly HashSet<string> CoveredCodes = new(LanguageCatalog.Covered, StringComparer.Ordinal);
+
+    /// <summary>
+    /// The confidence an <c>und</c> answer carries when a rule placed the text outside the set (a decoy's grammar or
+    /// letters): what the rule leaves to the language it overruled, at most its own confidence and at most the share
+    /// the rule did not claim. The rule's confidence is the runner-up's (the decoy it names).
+    /// </summary>
+    private static double LeftByRule(double overruled, double rule) => Math.Min(overruled, Math.Max(0, 1 - rule));
 
     private LanguageDetection ByScript(string owner, WritingScript script, int letters, double share, string text)
     {
@@ -556,8 +563,12 @@ public sealed partial class LanguageDetector
 
         if (!_languages.Contains(top) || p < _options.MinimumConfidence || p - p2 < _options.MinimumMargin || p <= p2)
         {
-            // Outside the set, or too close to call: the best candidate is reported as the runner-up.
-            return new LanguageDetection(LanguageDetection.Undetermined, p * share, method) { RunnerUp = top, RunnerUpConfidence = p * share };
+            // Outside the set, or too close to call: the best candidate is reported as the runner-up. The answer's own
+            // confidence is the one that made it und: the best language it may name (below the bar, too close to the
+            // next, or behind a language outside the set), not a decoy's that it never names.
+            var reportable = _languages.Contains(top) ? p
+                : Enumerable.Range(0, candidates.Count).Where(i => _languages.Contains(candidates[i])).Select(i => probabilities[i]).DefaultIfEmpty(0).Max();
+            return new LanguageDetection(LanguageDetection.Undetermined, reportable * share, method) { RunnerUp = top, RunnerUpConfidence = p * share };
         }
 
         return new LanguageDetection(top, p * share, method) { RunnerUp = second, RunnerUpConfidence = p2 * share };
