@@ -14,6 +14,9 @@ internal static partial class TestData
     /// <summary>Random weights with the real 32k Llama-2 vocabulary.</summary>
     public static string TinyRandomLlama2 => Path.Combine(ModelsFolder.Value, "llama-2-tiny-random.gguf");
 
+    /// <summary>The tiny stories model (a 512-token vocabulary).</summary>
+    public static string Stories260K => Path.Combine(ModelsFolder.Value, "stories260K.gguf");
+
     /// <summary>
     /// Labelled samples of 20 characters or more: the sentences of the UDHR articles (the preamble is left out), or
     /// the CLDR strings for a language without a UDHR here (Odia).

@@ -12,13 +12,17 @@ public sealed class LanguageTaxCache(ModelCatalog catalog)
 {
     private readonly ConcurrentDictionary<string, Lazy<LanguageTaxReport?>> _reports = new(StringComparer.Ordinal);
 
-    /// <summary>The ratio to English of <paramref name="language"/> on <paramref name="model"/>, or null when unknown (external model, no reference text).</summary>
-    public double? RatioToEnglish(string model, string language)
+    /// <summary>
+    /// The ratio to English of <paramref name="language"/> on <paramref name="model"/>, written in
+    /// <paramref name="script"/> where the language has more than one (<see cref="LanguageTax.ScriptOf"/>), or null
+    /// when unknown (external model, no reference text).
+    /// </summary>
+    public double? RatioToEnglish(string model, string language, string? script = null)
     {
         var report = _reports.GetOrAdd(model, id => new Lazy<LanguageTaxReport?>(() =>
             catalog.TryGet(id, out var served) && served.Model is { } llama
                 ? LanguageTax.Measure(id, text => llama.Tokenize(text, addBos: false).Length)
                 : null)).Value;
-        return report?[language]?.RatioToEnglish;
+        return report?.RatioFor(language, script);
     }
 }

@@ -358,7 +358,10 @@ public sealed class RequestMetering
         // The waiver covers the share of the text in the request's language: the prompt's over all of its text, the
         // completion's over what was delivered of it.
         var (billedPrompt, billedCompletion, basis) = _billedTokens.For(routed.Caller.Plan, routed.Language, promptTokens, completionTokens,
-            () => routed.Language is { } language ? _languageTax.RatioToEnglish(routed.Model, language) : null,
+            // Serbian in Latin letters tokenizes unlike Serbian in Cyrillic: the ratio of the script the prompt is in.
+            () => routed.Language is { } language
+                ? _languageTax.RatioToEnglish(routed.Model, language, Sovereign.Languages.LanguageTax.ScriptOf(routed.Prompt ?? Sovereign.Languages.PromptText.Empty, language))
+                : null,
             () =>
             {
                 var share = _languages.ShareOf(routed.Prompt ?? Sovereign.Languages.PromptText.Empty, routed.Language!, routed.RequestId);

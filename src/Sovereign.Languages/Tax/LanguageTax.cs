@@ -37,6 +37,14 @@ public sealed record LanguageTaxReport(
     /// <summary>The entry of a language, if measured.</summary>
     public LanguageTaxEntry? this[string language] => Entries.FirstOrDefault(e => e.Language == language);
 
+    /// <summary>
+    /// The ratio to English of <paramref name="language"/> written in <paramref name="script"/> (ISO 15924, from
+    /// <see cref="LanguageTax.ScriptOf"/>): the entry measured in that script (<c>sr-Latn</c>) where there is one, else
+    /// the language's own (measured on its reference text's script). Null when the language was not measured.
+    /// </summary>
+    public double? RatioFor(string language, string? script) =>
+        (script is not null ? this[language + "-" + script] : null)?.RatioToEnglish ?? this[language]?.RatioToEnglish;
+
     /// <summary>A fixed-width table for logs and test output.</summary>
     public string ToTable()
     {
@@ -109,6 +117,21 @@ public static class LanguageTax
             measured.Add((language, name, CountCharacters(text), tokens));
         }
 
+        // Serbian is written in Cyrillic (its reference text) and in Latin, which tokenizers pack differently (Latin
+        // letters share English's merges): Latin-script Serbian is measured on the same declaration transliterated,
+        // and billed at its own ratio (RatioFor with the request's script), not at the Cyrillic one.
+        if (measured.Any(m => m.Language == "sr") && ReferenceTexts.Get("sr") is { } serbian)
+        {
+            var latin = SerbianLatin.Transliterate(serbian.Text);
+            var tokens = countTokens(latin);
+            if (tokens < 0)
+            {
+                throw new InvalidOperationException($"The tokenizer returned {tokens} tokens for {SerbianLatin.Tag}.");
+            }
+
+            measured.Add((SerbianLatin.Tag, "Serbian (Latin)", CountCharacters(latin), tokens));
+        }
+
         var english = measured.First(m => m.Language == BaseLanguage);
         var englishDensity = Density(english.Tokens, english.Characters);
         var entries = measured
@@ -124,6 +147,43 @@ public static class LanguageTax
             .ThenBy(e => e.Language, StringComparer.Ordinal)
             .ToList();
         return new LanguageTaxReport(modelId, ReferenceTexts.Source, entries, missing);
+    }
+
+    /// <summary>
+    /// The script a request in <paramref name="language"/> is written in, for a language written in more than one
+    /// (Serbian: Cyrillic and Latin): the one of its scripts most of the prompt's letters are in (ISO 15924, <c>Latn</c>,
+    /// <c>Cyrl</c>); its first script when none has any. Null for a language of one script (its ratio needs none).
+    /// </summary>
+    /// <remarks>
+    /// Letters of other text in the same script count too (an English system prompt before a Cyrillic Serbian question
+    /// makes it Latin): the Latin ratio is the lower, so such a request is billed more per token, never less.
+    /// </remarks>
+    public static string? ScriptOf(PromptText prompt, string language)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        if (!LanguageCatalog.TryGet(language, out var descriptor) || descriptor.OtherScripts.Count == 0)
+        {
+            return null;
+        }
+
+        WritingScript[] scripts = [descriptor.Script, .. descriptor.OtherScripts];
+        var letters = new long[scripts.Length];
+        foreach (var turn in prompt.Turns)
+        {
+            var profile = ScriptProfile.Analyze(turn.Text);
+            for (var i = 0; i < scripts.Length; i++)
+            {
+                letters[i] += profile[scripts[i]];
+            }
+        }
+
+        var most = 0;
+        for (var i = 1; i < scripts.Length; i++)
+        {
+            most = letters[i] > letters[most] ? i : most;
+        }
+
+        return scripts[most].IsoCode();
     }
 
     /// <summary>Characters as a reader counts them: grapheme clusters.</summary>

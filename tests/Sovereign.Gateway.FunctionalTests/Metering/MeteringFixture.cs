@@ -26,6 +26,8 @@ public sealed class MeteringFixture() : AdminServerFixture(AdminToken, "sovereig
         ["Sovereign:Metering:CharacterEquivalentLanguages:fair:0"] = "th",
         // Filipino under its other code: the detector reports fil.
         ["Sovereign:Metering:CharacterEquivalentLanguages:fair:1"] = "tl",
+        // Serbian, written in Cyrillic and in Latin: each script at its own ratio.
+        ["Sovereign:Metering:CharacterEquivalentLanguages:fair:2"] = "sr",
     };
 
     protected override async Task SetUpAsync()

@@ -501,6 +501,35 @@ public sealed class MeteringTests(MeteringFixture fixture)
     }
 
     /// <summary>
+    /// Serbian's ratio was measured on its Cyrillic declaration, and every Serbian request was billed at it; in Latin
+    /// letters Serbian takes far fewer tokens per character on stories260K (two bytes a Cyrillic letter in its byte-level
+    /// vocabulary), so a Latin-script request was divided by the Cyrillic ratio: billed far below what its English
+    /// equivalent would cost. Each script is billed at its own ratio, as <c>/admin/v1/models/{id}/languages</c> states it
+    /// (<c>sr</c>, <c>sr-Latn</c>).
+    /// </summary>
+    [Theory]
+    [InlineData("Juče sam kupio hleb i mleko u prodavnici, a sutra idemo vozom u Beograd kod bake.", "sr-Latn")]
+    [InlineData("Јуче сам купио хлеб и млеко у продавници, а сутра идемо возом у Београд код баке.", "sr")]
+    public async Task CharacterEquivalentBilling_Serbian_IsBilledAtTheRatioOfItsScript(string serbian, string measuredAs)
+    {
+        var body = JsonSerializer.Serialize(new { model = "stories", messages = new[] { new { role = "user", content = serbian } }, max_tokens = 4, temperature = 0 });
+        var (_, key) = await fixture.NewTenantAsync(plan: "fair");
+        using var client = fixture.TenantClient(key);
+        using var response = await client.PostAsync("/v1/chat/completions", Json(body));
+        Assert.Equal(200, (int)response.StatusCode);
+        var id = response.Headers.GetValues("x-sovereign-audit-id").Single();
+        var record = JsonDocument.Parse(await client.GetStringAsync($"/v1/usage/{id}")).RootElement;
+        Assert.Equal("sr", record.GetProperty("language").GetString());
+        var billedAt = record.GetProperty("character_equivalent").GetProperty("ratio_to_english").GetDouble();
+
+        var languages = JsonDocument.Parse(await fixture.Admin.GetStringAsync("/admin/v1/models/stories/languages")).RootElement;
+        double Ratio(string language) => languages.GetProperty("languages").EnumerateArray()
+            .Single(l => l.GetProperty("language").GetString() == language).GetProperty("ratio_to_english").GetDouble();
+        Assert.True(Ratio("sr-Latn") < Ratio("sr"), $"sr-Latn {Ratio("sr-Latn")}, sr {Ratio("sr")}");
+        Assert.Equal(Ratio(measuredAs), Math.Round(billedAt, 3));
+    }
+
+    /// <summary>
     /// The waiver follows what the prompt is: a mostly English prompt whose last message is Thai is billed per token
     /// for its English and per character-equivalent only for its Thai share, and its audit entry gives the basis, from
     /// which the bill is recomputed here. Before, the last user message alone decided: the whole prompt, English system
