@@ -93,6 +93,27 @@ public sealed class ServeFlagsTests : IDisposable
     }
 
     /// <summary>
+    /// A named operator token (<c>Sovereign:OperatorTokens:NAME</c>) names its operator in the audit log: a name an
+    /// auditor cannot read, a weak token, or one token shared by two operators (who could then not be told apart)
+    /// stops the start naming the setting, never echoing the token.
+    /// </summary>
+    [Theory]
+    [InlineData("Sovereign__OperatorTokens__Alice", "alice-operator-token-1", "the name 'Alice' must be")]
+    [InlineData("Sovereign__OperatorTokens__alice", "short", "Sovereign:OperatorTokens:alice must be at least 16 characters")]
+    [InlineData("Sovereign__OperatorTokens__alice", "the-operators-own-token-1", "two operators share a token")]
+    public async Task ANamedOperatorTokenBadlyNamedWeakOrShared_StopsTheStart_NamingTheSetting(string variable, string token, string expected)
+    {
+        var (exit, _, stderr) = await CliProcess.RunAsync(
+            new Dictionary<string, string?>(Quiet) { ["Sovereign__AdminToken"] = "the-operators-own-token-1", [variable] = token },
+            "serve", "--urls", "http://127.0.0.1:0", "--data-dir", _directory, "--threads", "1");
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("cannot start", StringComparison.Ordinal));
+        Assert.Contains(expected, line, StringComparison.Ordinal);
+        Assert.DoesNotContain(token, line.Replace(expected, "", StringComparison.Ordinal), StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// The operator's token guards every tenant, key and budget: a 1-character one started the server. A short one, or
     /// one no Authorization header can carry, stops the start naming the setting, without echoing the token.
     /// </summary>

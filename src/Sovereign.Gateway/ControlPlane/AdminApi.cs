@@ -23,8 +23,6 @@ namespace Sovereign.Gateway.ControlPlane;
 /// </summary>
 public static class AdminApi
 {
-    private const string Operator = "operator";
-
     /// <summary>Maps /admin/v1 and returns the group.</summary>
     public static RouteGroupBuilder MapAdminApi(this IEndpointRouteBuilder endpoints)
     {
@@ -67,11 +65,11 @@ public static class AdminApi
     private static ValueTask<object?> RequireOperator(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {
         var context = invocation.HttpContext;
-        if (!context.RequestServices.GetRequiredService<AdminToken>().Matches(AdminToken.Presented(context)))
-        {
-            throw OpenAIException.Unauthorized("The admin API needs the operator token (Authorization: Bearer <admin token>); tenant keys are not accepted here.");
-        }
+        var actor = context.RequestServices.GetRequiredService<AdminToken>().Identify(AdminToken.Presented(context))
+            ?? throw OpenAIException.Unauthorized("The admin API needs the operator token (Authorization: Bearer <admin token>); tenant keys are not accepted here.");
 
+        // The audit entries of what it changes name the token (operator, or operator:NAME), never its secret.
+        AdminToken.SetActor(context, actor);
         KnownCallers.MarkKnown(context);
         return next(invocation);
     }
@@ -759,7 +757,7 @@ public static class AdminApi
 
     /// <summary>An operator's change, with the id its answer states (<c>x-request-id</c>), as inference entries carry theirs.</summary>
     private static Task AuditAdminAsync(HttpContext context, AuditLog audit, string action, string? tenant, Dictionary<string, string> details, string? keyId = null) =>
-        audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = Operator, Action = action, Tenant = tenant, KeyId = keyId, Details = RequestIds.Stated(context, details) });
+        audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = AdminToken.ActorOf(context), Action = action, Tenant = tenant, KeyId = keyId, Details = RequestIds.Stated(context, details) });
 
     private static string PlanName(string? plan) => plan is null ? "default" : ResourceIds.Require(plan, ResourceKind.Plan, "plan");
 

@@ -20,7 +20,16 @@ public sealed class AdminToken
     /// </summary>
     public const int MinLength = 16;
 
-    private readonly byte[] _hash;
+    /// <summary>The audit actor of the operator token (the setting or the file): as before named tokens existed.</summary>
+    public const string DefaultActor = "operator";
+
+    /// <summary>The audit actor of a named operator token: <c>operator:</c> and its name, never the secret.</summary>
+    public static string ActorFor(string name) => DefaultActor + ":" + name;
+
+    private static readonly object ActorKey = new();
+
+    // The operator token first, then the named ones (Sovereign:OperatorTokens): each token's hash and its actor.
+    private readonly (byte[] Hash, string Actor)[] _tokens;
 
     /// <summary>Loads or creates the token.</summary>
     public AdminToken(IOptions<SovereignOptions> options)
@@ -32,12 +41,66 @@ public sealed class AdminToken
             token = LoadOrCreate(Path.Combine(settings.ResolvedDataDirectory, FileName));
         }
 
-        _hash = SHA256.HashData(Encoding.UTF8.GetBytes(token));
+        var tokens = new List<(byte[] Hash, string Actor)> { (SHA256.HashData(Encoding.UTF8.GetBytes(token)), DefaultActor) };
+        foreach (var (name, secret) in settings.OperatorTokens.OrderBy(t => t.Key, StringComparer.Ordinal))
+        {
+            var hash = SHA256.HashData(Encoding.UTF8.GetBytes(secret));
+            if (tokens.Any(t => CryptographicOperations.FixedTimeEquals(t.Hash, hash)))
+            {
+                // Two names for one secret: an auditor could not tell which operator acted (fail closed, at start).
+                throw new InvalidOperationException($"Sovereign:OperatorTokens:{name} is the same token as another operator's: give each operator a token of its own.");
+            }
+
+            tokens.Add((hash, ActorFor(name)));
+        }
+
+        _tokens = [.. tokens];
     }
 
-    /// <summary>Whether a presented bearer token is the operator's (constant-time).</summary>
-    public bool Matches(string? presented) =>
-        presented is not null && CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)), _hash);
+    /// <summary>Whether a presented bearer token is an operator's (constant-time).</summary>
+    public bool Matches(string? presented) => Identify(presented) is not null;
+
+    /// <summary>
+    /// The audit actor of the operator token presented (<see cref="DefaultActor"/>, or <c>operator:NAME</c> for a
+    /// named one), or null when it is none. Compared with every token in constant time, so the answer's time does not
+    /// tell which one came close.
+    /// </summary>
+    public string? Identify(string? presented)
+    {
+        if (presented is null)
+        {
+            return null;
+        }
+
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(presented));
+        string? actor = null;
+        foreach (var token in _tokens)
+        {
+            if (CryptographicOperations.FixedTimeEquals(hash, token.Hash))
+            {
+                actor ??= token.Actor;
+            }
+        }
+
+        return actor;
+    }
+
+    /// <summary>Records which operator token authenticated the request (<see cref="ActorOf"/> reads it).</summary>
+    public static void SetActor(HttpContext context, string actor)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        context.Items[ActorKey] = actor;
+    }
+
+    /// <summary>
+    /// The audit actor of an admin request: the operator token it presented, by name. <see cref="DefaultActor"/> where
+    /// none was recorded (a request the admin filter did not see).
+    /// </summary>
+    public static string ActorOf(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return context.Items.TryGetValue(ActorKey, out var actor) && actor is string named ? named : DefaultActor;
+    }
 
     /// <summary>The bearer token a request presents, or null.</summary>
     public static string? Presented(HttpContext context)

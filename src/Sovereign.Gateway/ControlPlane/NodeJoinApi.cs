@@ -90,7 +90,7 @@ internal static class NodeJoinApi
         await store.InsertJoinTokenAsync(record, context.RequestAborted);
         await audit.AppendAsync(new AuditRecord
         {
-            Kind = AuditKind.Admin, Actor = "operator", Action = "node.join_token",
+            Kind = AuditKind.Admin, Actor = AdminToken.ActorOf(context), Action = "node.join_token",
             Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["token_id"] = record.Id, ["jurisdiction"] = record.Jurisdiction, ["pool"] = pool ?? "-", ["device_class"] = deviceClass ?? "-" },
         });
         return Results.Json(new { id = record.Id, token = secret, jurisdiction = record.Jurisdiction, pool, device_class = deviceClass, expires_at = record.ExpiresAt }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);

@@ -60,6 +60,14 @@ public sealed class SovereignOptions
     /// <summary>Bearer token for /admin/v1: at least 16 characters of visible ASCII. Unset: one is generated into &lt;data dir&gt;/admin-token (mode 600).</summary>
     public string? AdminToken { get; set; }
 
+    /// <summary>
+    /// Operator tokens of their own, by name (<c>Sovereign:OperatorTokens:alice</c>), beside <see cref="AdminToken"/>:
+    /// each is accepted wherever the operator token is, and the audit entries of what it changes name it
+    /// (<c>operator:alice</c>, never the secret), so an auditor can tell operators apart. Names: lowercase letters,
+    /// digits, '-', '_' and '.', at most 64; tokens as <see cref="AdminToken"/>, each its own. Read at start.
+    /// </summary>
+    public Dictionary<string, string> OperatorTokens { get; set; } = new(StringComparer.Ordinal);
+
     /// <summary>Where state lives.</summary>
     public DatabaseOptions Database { get; set; } = new();
 

@@ -180,7 +180,7 @@ public static class MeteringApi
             AddPlanSettings(details, "old_", replaced);
         }
 
-        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "plan.update", Details = details });
+        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = ControlPlane.AdminToken.ActorOf(context), Action = "plan.update", Details = details });
         return Json(PlanJson(prices.Current.FindPlan(name)!));
     }
 
@@ -249,7 +249,7 @@ public static class MeteringApi
         await audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Admin,
-            Actor = "operator",
+            Actor = ControlPlane.AdminToken.ActorOf(context),
             Action = "price.add",
             Details = new Dictionary<string, string>
             {
@@ -366,7 +366,7 @@ public static class MeteringApi
         await audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Admin,
-            Actor = "operator",
+            Actor = ControlPlane.AdminToken.ActorOf(context),
             Action = "compute_price.add",
             Details = new Dictionary<string, string>
             {
@@ -402,7 +402,7 @@ public static class MeteringApi
         await audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Admin,
-            Actor = "operator",
+            Actor = ControlPlane.AdminToken.ActorOf(context),
             Action = "price.withdraw",
             // The rates withdrawn too: the entry named the price only by its model and start.
             Details = new Dictionary<string, string>
@@ -448,7 +448,7 @@ public static class MeteringApi
         await audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Admin,
-            Actor = "operator",
+            Actor = ControlPlane.AdminToken.ActorOf(context),
             Action = "compute_price.withdraw",
             Details = new Dictionary<string, string>
             {
@@ -660,7 +660,7 @@ public static class MeteringApi
             details["old_limits"] = System.Text.Json.JsonSerializer.Serialize(LimitsJson(previous), OpenAIJson.Options);
         }
 
-        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = "operator", Action = "limits.update", Tenant = id, Details = details });
+        await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = ControlPlane.AdminToken.ActorOf(context), Action = "limits.update", Tenant = id, Details = details });
         return await LimitsAnswerAsync(context, id, grain, limits, metering);
     }
 

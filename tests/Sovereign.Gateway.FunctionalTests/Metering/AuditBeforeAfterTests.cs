@@ -100,6 +100,41 @@ public sealed class AuditBeforeAfterTests(MeteringFixture fixture)
         Assert.Equal("USD", JsonDocument.Parse(entry.GetProperty("old_limits").GetString()!).RootElement.GetProperty("currency").GetString());
     }
 
+    /// <summary>
+    /// Every operator action was audited under one actor, "operator": with several operators an auditor could not tell
+    /// who acted. A named operator token (<c>Sovereign:OperatorTokens:NAME</c>) is audited as <c>operator:NAME</c>, the
+    /// default token as <c>operator</c> as before; the secret is never in the entry.
+    /// </summary>
+    [Fact]
+    public async Task AdminActions_NameTheOperatorTokenThatActed_NeverItsSecret()
+    {
+        var (tenant, _) = await fixture.NewTenantAsync();
+        using var alice = new HttpClient { BaseAddress = fixture.Address };
+        alice.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", MeteringFixture.AliceToken);
+
+        using (var limits = await alice.PutAsync($"/admin/v1/tenants/{tenant}/limits", new StringContent("""{"budgets":[{"period":"day","amount":3}]}""", System.Text.Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(200, (int)limits.StatusCode);
+        }
+
+        using (var key = await alice.PostAsync($"/admin/v1/tenants/{tenant}/keys", new StringContent("""{"name":"by-alice"}""", System.Text.Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(201, (int)key.StatusCode);
+        }
+
+        var entries = await EntriesAsync($"tenant={tenant}");
+        string ActorOf(string action) => entries.First(e => e.GetProperty("action").GetString() == action).GetProperty("actor").GetString()!;
+        Assert.Equal("operator:alice", ActorOf("limits.update"));
+        Assert.Equal("operator:alice", ActorOf("key.create"));
+        Assert.Equal("operator", ActorOf("tenant.create"));
+        Assert.DoesNotContain(MeteringFixture.AliceToken, string.Join('\n', entries.Select(e => e.ToString())), StringComparison.Ordinal);
+
+        // A token that is no operator's is still refused.
+        alice.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", MeteringFixture.AliceToken + "x");
+        using var refused = await alice.GetAsync("/admin/v1/tenants");
+        Assert.Equal(401, (int)refused.StatusCode);
+    }
+
     [Fact]
     public async Task PlanUpdate_StatesTheSettingsItReplaced_AndANewPlanHasNone()
     {

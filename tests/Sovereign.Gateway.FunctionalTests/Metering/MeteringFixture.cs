@@ -14,6 +14,9 @@ public sealed class MeteringFixture() : AdminServerFixture(AdminToken, "sovereig
     public const decimal OutputPerMillion = 2000m;
     public const decimal CachedInputPerMillion = 100m;
 
+    /// <summary>The named operator token of <c>alice</c> (<c>Sovereign:OperatorTokens:alice</c>).</summary>
+    public const string AliceToken = "alice-operator-token-7f3a9c1e";
+
     private int _tenants;
 
     protected override IReadOnlyList<ModelOptions> Models =>
@@ -28,6 +31,8 @@ public sealed class MeteringFixture() : AdminServerFixture(AdminToken, "sovereig
         ["Sovereign:Metering:CharacterEquivalentLanguages:fair:1"] = "tl",
         // Serbian, written in Cyrillic and in Latin: each script at its own ratio.
         ["Sovereign:Metering:CharacterEquivalentLanguages:fair:2"] = "sr",
+        // A second operator with a token of its own: the audit log names which token acted.
+        ["Sovereign:OperatorTokens:alice"] = AliceToken,
     };
 
     protected override async Task SetUpAsync()
