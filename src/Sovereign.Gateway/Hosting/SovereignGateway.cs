@@ -81,10 +81,12 @@ public static class SovereignGateway
         builder.Logging.AddFilter("llama.cpp", LogLevel.Warning);
 
         // ASP.NET Core's "Request starting ..." line carries the query string, where a client may have put its key
-        // (?api_key=...): keep that category below Information whatever the configuration says. Added after
-        // configuration binding, so this rule wins over a configured one of the same category.
+        // (?api_key=...): that category stays off whatever the configuration says. Off, not Warning: it writes nothing
+        // above Information on a running server, and hosting builds an Activity and a log scope for every request
+        // while that category is enabled at Critical, for no listener (a tracing exporter still gets its spans: its
+        // listener asks for them). Added after configuration binding, so this rule wins over a configured one.
         services.PostConfigure<LoggerFilterOptions>(filters =>
-            filters.Rules.Add(new LoggerFilterRule(null, HostingDiagnosticsCategory, LogLevel.Warning, null)));
+            filters.Rules.Add(new LoggerFilterRule(null, HostingDiagnosticsCategory, LogLevel.None, null)));
         QuietLogging(builder.Logging);
         return builder;
     }

@@ -363,6 +363,17 @@ public sealed class HostileInputTests(ServerFixture server)
     }
 
     [Fact]
+    public void HostingDiagnostics_AreOffAtEveryLevel_WhateverTheConfigurationSays()
+    {
+        // Its request lines carry the query string; and while the category is on even at Critical, ASP.NET Core builds
+        // an Activity and a log scope for every request that nothing reads (the relay then adds a child and a traceparent).
+        var hosting = server.App.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Microsoft.AspNetCore.Hosting.Diagnostics");
+
+        Assert.False(hosting.IsEnabled(LogLevel.Information));
+        Assert.False(hosting.IsEnabled(LogLevel.Critical));
+    }
+
+    [Fact]
     public async Task UnauthenticatedRefusals_AreNotLoggedAtInformation_OtherRefusalsAre()
     {
         // An anonymous client with guessed keys decided how much the log wrote at Information: one line per request.
