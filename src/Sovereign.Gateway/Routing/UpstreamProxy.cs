@@ -85,7 +85,7 @@ internal sealed class RelayProgress
 /// How a relayed request ended. The last part of the answer (the JSON body, or the stream's final [DONE]) is left
 /// to <see cref="FinishAsync"/>, so the caller can meter the request before the client sees it complete.
 /// </summary>
-internal sealed class UpstreamResult(UpstreamUsage? usage, JsonObject? body, bool streamed)
+internal sealed class UpstreamResult(UpstreamUsage? usage, JsonObject? body, bool streamed, byte[]? written = null)
 {
     public UpstreamUsage? Usage { get; } = usage;
 
@@ -93,11 +93,11 @@ internal sealed class UpstreamResult(UpstreamUsage? usage, JsonObject? body, boo
 
     public async Task FinishAsync(HttpContext context)
     {
-        if (body is not null)
+        if (body is not null || written is not null)
         {
             context.Response.StatusCode = StatusCodes.Status200OK;
             context.Response.ContentType = "application/json";
-            await context.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(body, OpenAIJson.Options), context.RequestAborted);
+            await context.Response.Body.WriteAsync(written ?? JsonSerializer.SerializeToUtf8Bytes(body, OpenAIJson.Options), context.RequestAborted);
         }
         else if (streamed)
         {
@@ -158,6 +158,31 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         Uri baseUrl, string? upstreamKey, string path, JsonObject body, string upstreamModel, CancellationToken aborted, string clientName = ClientName,
         IReadOnlyList<(string Name, string Value)>? headers = null, bool usageOnEveryEvent = false) =>
         OpenAtAsync(new Uri(baseUrl, "v1/" + path), upstreamKey, body, upstreamModel, aborted, clientName, headers, usageOnEveryEvent);
+
+    /// <summary>
+    /// The address of <paramref name="path"/> under an engine's <c>/v1</c>, made once per engine and path: two URIs
+    /// parsed for every relayed request were a tenth of the relay's own allocations.
+    /// </summary>
+    public Uri EngineUrl(string baseUrl, string path)
+    {
+        if (_urls.TryGetValue((baseUrl, path), out var url))
+        {
+            return url;
+        }
+
+        url = new Uri(new Uri(baseUrl.TrimEnd('/') + "/"), "v1/" + path);
+        if (_urls.Count < MaxKeptUrls)
+        {
+            _urls.TryAdd((baseUrl, path), url);
+        }
+
+        return url;
+    }
+
+    /// <summary>Engines times endpoints kept by <see cref="EngineUrl"/>; past it (engines re-registered at new addresses many times) each is parsed again.</summary>
+    private const int MaxKeptUrls = 4096;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string BaseUrl, string Path), Uri> _urls = new();
 
     /// <summary>
     /// As <see cref="OpenAsync"/>, at an address outside the engine's <c>/v1</c> (a node's <c>/tokenize</c>).
@@ -369,9 +394,11 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// Reads a whole (not streamed) answer and records its usage. What the engine did is what the tenant pays for: an
     /// answer whose usage cannot be read throws <see cref="UpstreamAnswerException"/> and is not passed on.
     /// </summary>
-    public static async Task<JsonObject> ReadJsonAsync(HttpResponseMessage response, RelayProgress progress, TimeSpan idle, CancellationToken aborted)
+    public static async Task<JsonObject> ReadJsonAsync(HttpResponseMessage response, RelayProgress progress, TimeSpan idle, CancellationToken aborted) =>
+        ReadJson(await ReadAnswerAsync(response, idle, aborted), progress);
+
+    private static JsonObject ReadJson(JsonNode answer, RelayProgress progress)
     {
-        var answer = await ReadAnswerAsync(response, idle, aborted);
         if (answer is JsonArray { Count: > 0 } completions && completions.All(c => c is JsonObject))
         {
             // llama-server answers several prompts with one completion each, in an array: one answer, as OpenAI gives.
@@ -443,6 +470,23 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// <summary>Reads a whole answer as JSON, at most <see cref="MaxAnswerBytes"/>; anything else throws <see cref="UpstreamAnswerException"/>.</summary>
     private static async Task<JsonNode> ReadAnswerAsync(HttpResponseMessage response, TimeSpan idle, CancellationToken aborted)
     {
+        var (buffer, filled) = await ReadAnswerBytesAsync(response, idle, aborted);
+        try
+        {
+            return ParseNode(buffer.AsSpan(0, filled), "response");
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Reads a whole answer's bytes, at most <see cref="MaxAnswerBytes"/>, into a buffer rented from the shared pool
+    /// that the caller returns.
+    /// </summary>
+    private static async Task<(byte[] Buffer, int Filled)> ReadAnswerBytesAsync(HttpResponseMessage response, TimeSpan idle, CancellationToken aborted)
+    {
         var announced = response.Content.Headers.ContentLength;
         if (announced > MaxAnswerBytes)
         {
@@ -492,11 +536,12 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 }
             }
 
-            return ParseNode(buffer.AsSpan(0, filled), "response");
+            return (buffer, filled);
         }
-        finally
+        catch
         {
             ArrayPool<byte>.Shared.Return(buffer);
+            throw;
         }
     }
 
@@ -592,10 +637,28 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 
     private static async Task<UpstreamResult> RelayJsonAsync(HttpContext context, HttpResponseMessage response, string clientModel, RelayProgress progress, TimeSpan idle)
     {
-        var json = await ReadJsonAsync(response, progress, idle, context.RequestAborted);
-        json["model"] = clientModel;
-        new RelayedCallIds().Apply(json);
-        return new UpstreamResult(progress.Reported, json, false);
+        var (buffer, filled) = await ReadAnswerBytesAsync(response, idle, context.RequestAborted);
+        try
+        {
+            var answer = buffer.AsSpan(0, filled);
+            // An answer with tool calls takes the node path: their ids may need making distinct (RelayedCallIds).
+            if (progress.Completion is null && answer.IndexOf("\"tool_calls\""u8) < 0
+                && JsonAnswerRewrite.TryRewrite(answer, clientModel, out var relayed, out var usage))
+            {
+                // The common answer, in one pass over its bytes (the same bytes the node path writes).
+                progress.Reported = usage;
+                return new UpstreamResult(usage, null, false, relayed);
+            }
+
+            var json = ReadJson(ParseNode(answer, "response"), progress);
+            json["model"] = clientModel;
+            new RelayedCallIds().Apply(json);
+            return new UpstreamResult(progress.Reported, json, false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     private static async Task<UpstreamResult> RelayStreamAsync(HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage, RelayProgress progress, TimeSpan idle)

@@ -141,7 +141,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             // Connected before the execution counts as started: a node that cannot be reached has done nothing, so the
             // pipeline may send the request to another replica the policy allows.
             var usageOnEveryEvent = stream && request.Work is GenerationWorkload && AsksUsageOnEveryEvent(route);
-            var response = await proxy.OpenAsync(new Uri(node.BaseUrl!.TrimEnd('/') + "/"), UpstreamKey(node), path, body, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request), usageOnEveryEvent);
+            var response = await proxy.OpenAtAsync(proxy.EngineUrl(node.BaseUrl!, path), UpstreamKey(node), body, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request), usageOnEveryEvent);
             if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable && FailsOverWhenUnavailable)
             {
                 response.Dispose();
