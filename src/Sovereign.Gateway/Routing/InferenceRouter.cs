@@ -158,6 +158,9 @@ public sealed class InferenceRouter(
     // Per registry snapshot's replica list of a model: its index and what does not change until the next snapshot.
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, SnapshotReplicas> _snapshots = new();
 
+    // Made once: a lambda that reads this router's fields is a new delegate at every call (every routed request).
+    private System.Runtime.CompilerServices.ConditionalWeakTable<object, SnapshotReplicas>.CreateValueCallback? _newSnapshot;
+
     /// <summary>Who is calling; throws 401/403 before the body is even read.</summary>
     public Task<Caller> AuthenticateAsync(HttpContext context) => authenticator.AuthenticateAsync(context);
 
@@ -379,7 +382,7 @@ public sealed class InferenceRouter(
         // The other nodes' replicas, prepared once per registry snapshot: the decider visits only those in the
         // jurisdictions and of the kinds the policy allows, and of those reads only the ones whose route holds a
         // request or whose node is marked unreachable (every one when that cannot be known; SnapshotReplicas).
-        var snapshot = _snapshots.GetValue(external, list => new SnapshotReplicas((IReadOnlyList<(NodeView, NodeModel)>)list, gates, nodes.NodeStaleSeconds, options.Value.NodeId));
+        var snapshot = _snapshots.GetValue(external, _newSnapshot ??= list => new SnapshotReplicas((IReadOnlyList<(NodeView, NodeModel)>)list, gates, nodes.NodeStaleSeconds, options.Value.NodeId));
         var facts = FactsOf(model, local, fronted?.Model ?? (external.Count > 0 ? external[0].Model : null));
         var reader = snapshot.ReadAt(nodes, gates);
         var decision = RoutingDecider.Decide(
