@@ -142,9 +142,9 @@ internal static class JsonAnswerRewrite
     /// Notes the property name under the reader among the object's names; false for a name with escapes, a repeated
     /// name, or too many names (the node path refuses a repeated one when it reads the object).
     /// </summary>
-    private static bool TryNote(ReadOnlySpan<byte> answer, ref Utf8JsonReader reader, scoped Span<int> starts, scoped Span<int> lengths, ref int fields)
+    internal static bool TryNote(ReadOnlySpan<byte> answer, ref Utf8JsonReader reader, scoped Span<int> starts, scoped Span<int> lengths, ref int fields)
     {
-        if (reader.ValueIsEscaped || fields == MaxFields)
+        if (reader.ValueIsEscaped || fields == starts.Length)
         {
             return false;
         }
@@ -252,7 +252,7 @@ internal static class JsonAnswerRewrite
     }
 
     /// <summary>Copies the value under the reader (a scalar, or an object or array with everything in it) and leaves the reader on its last token.</summary>
-    private static void CopyValue(ref Utf8JsonReader reader, Utf8JsonWriter writer)
+    internal static void CopyValue(ref Utf8JsonReader reader, Utf8JsonWriter writer)
     {
         if (reader.TokenType is not (JsonTokenType.StartObject or JsonTokenType.StartArray))
         {

@@ -201,7 +201,17 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 : new JsonObject { ["include_usage"] = true };
         }
 
-        var content = JsonSerializer.SerializeToUtf8Bytes(body);
+        return await OpenAtAsync(url, upstreamKey, JsonSerializer.SerializeToUtf8Bytes(body), aborted, clientName, headers);
+    }
+
+    /// <summary>
+    /// As <see cref="OpenAtAsync(Uri, string?, JsonObject, string, CancellationToken, string, IReadOnlyList{ValueTuple{string, string}}?, bool)"/>,
+    /// with the body's bytes ready to send (<see cref="RelayRequestBody.Write"/>).
+    /// </summary>
+    public async Task<HttpResponseMessage> OpenAtAsync(
+        Uri url, string? upstreamKey, byte[] content, CancellationToken aborted, string clientName = ClientName, IReadOnlyList<(string Name, string Value)>? headers = null)
+    {
+        ArgumentNullException.ThrowIfNull(url);
 
         // The headers must come in time; the body is read under the client's own token afterwards.
         var seconds = options.Value.Limits.UpstreamIdleTimeoutSeconds;

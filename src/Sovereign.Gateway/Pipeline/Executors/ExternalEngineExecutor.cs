@@ -82,6 +82,34 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
 
         var work = (GenerationWorkload)request.Work;
         var raw = RequestReader.RawBody(request.Http);
+        var limits = options.Value.Limits;
+        var maxTokens = work.MaxTokens ?? limits.UpstreamDefaultMaxTokens;
+        var prompts = work.Prompt is { ValueKind: JsonValueKind.Array } array && array.GetArrayLength() > 0 && array[0].ValueKind != JsonValueKind.Number
+            ? array.GetArrayLength()
+            : 1;
+
+        // vLLM runs echo with max_tokens 0 as max_tokens 1 and counts that token it does not return in its usage, so
+        // the bound allows it (else the bill of an honest engine is cut to the bound and the operator warned).
+        var outputPerChoice = work.Echo && maxTokens == 0 ? 1 : maxTokens;
+        var demand = new WorkDemand(raw.Length, (long)outputPerChoice * work.N * prompts);
+        if (work.ChatRelayBody is null && RelayRequestBody.TryRead(raw) is { } relayed)
+        {
+            // The client's body with the same edits as below, written from its bytes when it is sent (no JsonNode tree).
+            if (work.RequestedMaxTokens is null)
+            {
+                relayed.SetMaxTokens(work.MaxTokensParameter, maxTokens);
+            }
+
+            if (relayed.TopPIsZero)
+            {
+                relayed.MakeGreedy();
+            }
+
+            relayed.SetPromptCache(PromptCache(request.Route!), request.Caller.TenantId, work.CacheSalt);
+            request.Plan = relayed;
+            return ValueTask.FromResult(demand);
+        }
+
         JsonObject body;
         long promptBytes = raw.Length;
         if (work.ChatRelayBody is { } translated)
@@ -95,8 +123,6 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             body = JsonNode.Parse(raw.Span) as JsonObject ?? throw OpenAIException.BadRequest("The request body must be a JSON object.");
         }
 
-        var limits = options.Value.Limits;
-        var maxTokens = work.MaxTokens ?? limits.UpstreamDefaultMaxTokens;
         if (work.RequestedMaxTokens is null || work.ChatRelayBody is not null)
         {
             body[work.ChatRelayBody is null ? work.MaxTokensParameter : "max_tokens"] = maxTokens;
@@ -111,15 +137,9 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             body["temperature"] = 0;
         }
 
-        var prompts = work.Prompt is { ValueKind: JsonValueKind.Array } array && array.GetArrayLength() > 0 && array[0].ValueKind != JsonValueKind.Number
-            ? array.GetArrayLength()
-            : 1;
         EnginePromptCache.Apply(body, PromptCache(request.Route!), request.Caller, work.CacheSalt);
         request.Plan = body;
-        // vLLM runs echo with max_tokens 0 as max_tokens 1 and counts that token it does not return in its usage, so
-        // the bound allows it (else the bill of an honest engine is cut to the bound and the operator warned).
-        var outputPerChoice = work.Echo && maxTokens == 0 ? 1 : maxTokens;
-        return ValueTask.FromResult(new WorkDemand(promptBytes, (long)outputPerChoice * work.N * prompts));
+        return ValueTask.FromResult(demand with { PromptTokens = promptBytes });
     }
 
     public async ValueTask<IExecution> StartAsync(GovernedRequest request)
@@ -128,10 +148,11 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
         var node = route.ExternalNode!;
         var model = route.ExternalModel!;
         var ticket = request.Ticket!;
-        var body = (JsonObject)request.Plan!;
+        var relayed = request.Plan as RelayRequestBody;
+        var body = relayed is null ? (JsonObject)request.Plan! : null;
         var path = request.Work is GenerationWorkload work ? work.RelayEndpoint : "embeddings";
-        var stream = body["stream"]?.GetValueKind() == JsonValueKind.True;
-        var clientWantsUsage = body["stream_options"]?["include_usage"]?.GetValueKind() == JsonValueKind.True;
+        var stream = relayed?.Stream ?? body!["stream"]?.GetValueKind() == JsonValueKind.True;
+        var clientWantsUsage = relayed?.ClientWantsUsage ?? body!["stream_options"]?["include_usage"]?.GetValueKind() == JsonValueKind.True;
         var slot = await gates.For(route.NodeId, model.Id, model.Capacity)
             .AcquireAsync(new FairQueueEntry(request.Caller.TenantId, ticket.Weight, ticket.Priority, 1), request.Aborted);
         var inFlight = nodes.Track(route.NodeId);
@@ -141,7 +162,10 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             // Connected before the execution counts as started: a node that cannot be reached has done nothing, so the
             // pipeline may send the request to another replica the policy allows.
             var usageOnEveryEvent = stream && request.Work is GenerationWorkload && AsksUsageOnEveryEvent(route);
-            var response = await proxy.OpenAtAsync(proxy.EngineUrl(node.BaseUrl!, path), UpstreamKey(node), body, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request), usageOnEveryEvent);
+            var url = proxy.EngineUrl(node.BaseUrl!, path);
+            var response = relayed is not null
+                ? await proxy.OpenAtAsync(url, UpstreamKey(node), relayed.Write(model.Upstream, usageOnEveryEvent), request.Aborted, HttpClientName, RelayHeaders(request))
+                : await proxy.OpenAtAsync(url, UpstreamKey(node), body!, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request), usageOnEveryEvent);
             if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable && FailsOverWhenUnavailable)
             {
                 response.Dispose();
