@@ -39,11 +39,15 @@ internal static class RequestIds
     /// <summary>Sends the id on every application answer (set when the answer starts, so an error's cleared headers get it too).</summary>
     public static void UseRequestIds(this IApplicationBuilder app) => app.Use((context, next) =>
     {
-        context.Response.OnStarting(() =>
-        {
-            context.Response.Headers[Header] = Of(context);
-            return Task.CompletedTask;
-        });
+        // The context as the callback's state: a closure over it was two objects more per request.
+        context.Response.OnStarting(StateIdOnStart, context);
         return next(context);
     });
+
+    private static readonly Func<object, Task> StateIdOnStart = state =>
+    {
+        var context = (HttpContext)state;
+        context.Response.Headers[Header] = Of(context);
+        return Task.CompletedTask;
+    };
 }
