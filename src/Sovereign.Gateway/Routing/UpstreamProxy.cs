@@ -151,15 +151,6 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     public static readonly TimeSpan IdleConnectionTimeout = TimeSpan.FromSeconds(2);
 
     /// <summary>
-    /// Sends the request and waits for the engine's response headers. Throws <see cref="UpstreamUnreachableException"/>
-    /// when no connection could be made: nothing reached the engine, so the request may safely go elsewhere.
-    /// </summary>
-    public Task<HttpResponseMessage> OpenAsync(
-        Uri baseUrl, string? upstreamKey, string path, JsonObject body, string upstreamModel, CancellationToken aborted, string clientName = ClientName,
-        IReadOnlyList<(string Name, string Value)>? headers = null, bool usageOnEveryEvent = false) =>
-        OpenAtAsync(new Uri(baseUrl, "v1/" + path), upstreamKey, body, upstreamModel, aborted, clientName, headers, usageOnEveryEvent);
-
-    /// <summary>
     /// The address of <paramref name="path"/> under an engine's <c>/v1</c>, made once per engine and path: two URIs
     /// parsed for every relayed request were a tenth of the relay's own allocations.
     /// </summary>
@@ -185,7 +176,10 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(string BaseUrl, string Path), Uri> _urls = new();
 
     /// <summary>
-    /// As <see cref="OpenAsync"/>, at an address outside the engine's <c>/v1</c> (a node's <c>/tokenize</c>).
+    /// Sends the request to <paramref name="url"/> (an engine's endpoint, <see cref="EngineUrl"/>, or an address outside
+    /// its <c>/v1</c>, such as a node's <c>/tokenize</c>) and waits for the engine's response headers. Throws
+    /// <see cref="UpstreamUnreachableException"/> when no connection could be made: nothing reached the engine, so the
+    /// request may safely go elsewhere.
     /// </summary>
     public async Task<HttpResponseMessage> OpenAtAsync(
         Uri url, string? upstreamKey, JsonObject body, string upstreamModel, CancellationToken aborted, string clientName = ClientName,
