@@ -26,26 +26,12 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
     [Fact]
     public async Task PostgreSqlStopped_RequestsAre503WithRetryAfter_ReadyIsNotReadyNamingTheCause_LoggedOnce_AndItRecoversWithExactMoney()
     {
-        var connectionString = await OwnDatabaseAsync();
-        var port = ServeProcess.FreePort();
-        var server = await ServeProcess.StartAsync(port,
-            ["--model", $"{TestModels.Stories260K}=stories", "--threads", "1", "--ctx-size", "256", "--parallel", "2", "--data-dir", _data],
-            new Dictionary<string, string>
-            {
-                ["Sovereign__Database__Provider"] = "PostgreSql",
-                ["Sovereign__Database__ConnectionString"] = connectionString,
-                ["Sovereign__AdminToken"] = AdminToken,
-            },
-            _output.Enqueue);
+        var (server, port, connectionString) = await StartOnOwnDatabaseAsync(["--model", $"{TestModels.Stories260K}=stories", "--threads", "1", "--ctx-size", "256", "--parallel", "2", "--data-dir", _data]);
         try
         {
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
             http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminToken);
-            await SendAsync(http, HttpMethod.Put, "/admin/v1/plans/standard", new { currency = "EUR", weight = 1 }, 200);
-            await SendAsync(http, HttpMethod.Post, "/admin/v1/plans/standard/prices", new { model = "stories", input_per_million = 1000, output_per_million = 2000 }, 201);
-            await SendAsync(http, HttpMethod.Post, "/admin/v1/tenants", new { id = "t1", plan = "standard", policy = new { allowed_jurisdictions = new[] { "DE" } } }, 201);
-            var key = (await SendAsync(http, HttpMethod.Post, "/admin/v1/tenants/t1/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
-            await SendAsync(http, HttpMethod.Put, "/admin/v1/tenants/t1/limits", new { budgets = new[] { new { period = "total", amount = 10m } } }, 200);
+            var key = await TenantWithBudgetAsync(http, "stories");
             using var tenant = new HttpClient { BaseAddress = http.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
             tenant.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
             for (var i = 0; i < 3; i++)
@@ -129,27 +115,13 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
     [Fact]
     public async Task PostgreSqlStopped_UnderAStream_ItsReservationIsGivenBack_SoTheBudgetIsWhatTheLedgerSays()
     {
-        var connectionString = await OwnDatabaseAsync();
         await using var engine = await HeldEngine.StartAsync();
-        var port = ServeProcess.FreePort();
-        var server = await ServeProcess.StartAsync(port,
-            ["--engine", engine.BaseUrl, "--engine-model", "held", "--data-dir", _data],
-            new Dictionary<string, string>
-            {
-                ["Sovereign__Database__Provider"] = "PostgreSql",
-                ["Sovereign__Database__ConnectionString"] = connectionString,
-                ["Sovereign__AdminToken"] = AdminToken,
-            },
-            _output.Enqueue);
+        var (server, port, _) = await StartOnOwnDatabaseAsync(["--engine", engine.BaseUrl, "--engine-model", "held", "--data-dir", _data]);
         try
         {
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
             http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminToken);
-            await SendAsync(http, HttpMethod.Put, "/admin/v1/plans/standard", new { currency = "EUR", weight = 1 }, 200);
-            await SendAsync(http, HttpMethod.Post, "/admin/v1/plans/standard/prices", new { model = "held", input_per_million = 1000, output_per_million = 2000 }, 201);
-            await SendAsync(http, HttpMethod.Post, "/admin/v1/tenants", new { id = "t1", plan = "standard", policy = new { allowed_jurisdictions = new[] { "DE" } } }, 201);
-            var key = (await SendAsync(http, HttpMethod.Post, "/admin/v1/tenants/t1/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
-            await SendAsync(http, HttpMethod.Put, "/admin/v1/tenants/t1/limits", new { budgets = new[] { new { period = "total", amount = 10m } } }, 200);
+            var key = await TenantWithBudgetAsync(http, "held");
             using var tenant = new HttpClient { BaseAddress = http.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
             tenant.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
 
@@ -187,6 +159,33 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
             await postgres.StartServerAsync().ContinueWith(_ => { }, TaskScheduler.Default);
             await ServeProcess.StopAsync(server);
         }
+    }
+
+    /// <summary>A server on this test's own PostgreSQL database, its output kept for <see cref="Lines"/>.</summary>
+    private async Task<(System.Diagnostics.Process Server, int Port, string ConnectionString)> StartOnOwnDatabaseAsync(IEnumerable<string> arguments)
+    {
+        var connectionString = await OwnDatabaseAsync();
+        var port = ServeProcess.FreePort();
+        var server = await ServeProcess.StartAsync(port, arguments,
+            new Dictionary<string, string>
+            {
+                ["Sovereign__Database__Provider"] = "PostgreSql",
+                ["Sovereign__Database__ConnectionString"] = connectionString,
+                ["Sovereign__AdminToken"] = AdminToken,
+            },
+            _output.Enqueue);
+        return (server, port, connectionString);
+    }
+
+    /// <summary>Tenant t1 on an EUR plan priced for <paramref name="model"/>, with a total budget of 10; returns its key.</summary>
+    private static async Task<string> TenantWithBudgetAsync(HttpClient admin, string model)
+    {
+        await SendAsync(admin, HttpMethod.Put, "/admin/v1/plans/standard", new { currency = "EUR", weight = 1 }, 200);
+        await SendAsync(admin, HttpMethod.Post, "/admin/v1/plans/standard/prices", new { model, input_per_million = 1000, output_per_million = 2000 }, 201);
+        await SendAsync(admin, HttpMethod.Post, "/admin/v1/tenants", new { id = "t1", plan = "standard", policy = new { allowed_jurisdictions = new[] { "DE" } } }, 201);
+        var key = (await SendAsync(admin, HttpMethod.Post, "/admin/v1/tenants/t1/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
+        await SendAsync(admin, HttpMethod.Put, "/admin/v1/tenants/t1/limits", new { budgets = new[] { new { period = "total", amount = 10m } } }, 200);
+        return key;
     }
 
     private int Lines(string marker) => _output.Count(line => line.Contains(marker, StringComparison.Ordinal));
