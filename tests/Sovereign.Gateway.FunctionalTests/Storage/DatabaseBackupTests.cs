@@ -5,6 +5,8 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 
+using static Sovereign.Gateway.FunctionalTests.Storage.ServerProcessHttp;
+
 namespace Sovereign.Gateway.FunctionalTests.Storage;
 
 /// <summary>
@@ -34,15 +36,11 @@ public sealed class DatabaseBackupTests : IDisposable
         try
         {
             using var http = Client(port, AdminToken);
-            await SendAsync(http, HttpMethod.Put, "/admin/v1/plans/standard", new { currency = "EUR", weight = 1 }, 200);
-            await SendAsync(http, HttpMethod.Post, "/admin/v1/plans/standard/prices", new { model = "stories", input_per_million = 1000, output_per_million = 2000 }, 201);
-            await SendAsync(http, HttpMethod.Post, "/admin/v1/tenants", new { id = "t1", plan = "standard", policy = new { allowed_jurisdictions = new[] { "DE" } } }, 201);
-            var key = (await SendAsync(http, HttpMethod.Post, "/admin/v1/tenants/t1/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
-            await SendAsync(http, HttpMethod.Put, "/admin/v1/tenants/t1/limits", new { budgets = new[] { new { period = "total", amount = 10m } } }, 200);
+            var key = await TenantWithBudgetAsync(http, "stories");
             using var tenant = Client(port, key);
             for (var i = 0; i < 3; i++)
             {
-                using var served = await tenant.PostAsync("/v1/chat/completions", Chat());
+                using var served = await tenant.PostAsync("/v1/chat/completions", StoriesChat());
                 Assert.Equal(HttpStatusCode.OK, served.StatusCode);
             }
 
@@ -102,18 +100,5 @@ public sealed class DatabaseBackupTests : IDisposable
         var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return client;
-    }
-
-    private static StringContent Chat() => new(
-        JsonSerializer.Serialize(new { model = "stories", messages = new[] { new { role = "user", content = "Once upon a time" } }, max_tokens = 4, temperature = 0 }),
-        Encoding.UTF8, "application/json");
-
-    private static async Task<JsonElement> SendAsync(HttpClient http, HttpMethod method, string path, object? body, int expected)
-    {
-        using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
-        using var response = await http.SendAsync(request);
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True((int)response.StatusCode == expected, $"{method} {path}: {(int)response.StatusCode} {text}");
-        return text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone();
     }
 }

@@ -5,6 +5,8 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 
+using static Sovereign.Gateway.FunctionalTests.Storage.ServerProcessHttp;
+
 namespace Sovereign.Gateway.FunctionalTests.Storage;
 
 /// <summary>
@@ -36,7 +38,7 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
             tenant.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
             for (var i = 0; i < 3; i++)
             {
-                using var served = await tenant.PostAsync("/v1/chat/completions", Chat());
+                using var served = await tenant.PostAsync("/v1/chat/completions", StoriesChat());
                 Assert.Equal(HttpStatusCode.OK, served.StatusCode);
             }
 
@@ -46,7 +48,7 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
             const int Refused = 12;
             for (var i = 0; i < Refused; i++)
             {
-                using var refused = await tenant.PostAsync("/v1/chat/completions", Chat());
+                using var refused = await tenant.PostAsync("/v1/chat/completions", StoriesChat());
                 var text = await refused.Content.ReadAsStringAsync();
                 Assert.True(refused.StatusCode == HttpStatusCode.ServiceUnavailable, $"{(int)refused.StatusCode}: {text}");
                 Assert.NotNull(refused.Headers.RetryAfter);
@@ -80,7 +82,7 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
             await postgres.StartServerAsync();
             (status, body) = await ReadyAsync(http, until: HttpStatusCode.OK);
             Assert.True(status == HttpStatusCode.OK, $"/ready answered {(int)status} after PostgreSQL came back: {body}");
-            using (var again = await tenant.PostAsync("/v1/chat/completions", Chat()))
+            using (var again = await tenant.PostAsync("/v1/chat/completions", StoriesChat()))
             {
                 Assert.Equal(HttpStatusCode.OK, again.StatusCode);
             }
@@ -177,16 +179,6 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
         return (server, port, connectionString);
     }
 
-    /// <summary>Tenant t1 on an EUR plan priced for <paramref name="model"/>, with a total budget of 10; returns its key.</summary>
-    private static async Task<string> TenantWithBudgetAsync(HttpClient admin, string model)
-    {
-        await SendAsync(admin, HttpMethod.Put, "/admin/v1/plans/standard", new { currency = "EUR", weight = 1 }, 200);
-        await SendAsync(admin, HttpMethod.Post, "/admin/v1/plans/standard/prices", new { model, input_per_million = 1000, output_per_million = 2000 }, 201);
-        await SendAsync(admin, HttpMethod.Post, "/admin/v1/tenants", new { id = "t1", plan = "standard", policy = new { allowed_jurisdictions = new[] { "DE" } } }, 201);
-        var key = (await SendAsync(admin, HttpMethod.Post, "/admin/v1/tenants/t1/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
-        await SendAsync(admin, HttpMethod.Put, "/admin/v1/tenants/t1/limits", new { budgets = new[] { new { period = "total", amount = 10m } } }, 200);
-        return key;
-    }
 
     private int Lines(string marker) => _output.Count(line => line.Contains(marker, StringComparison.Ordinal));
 
@@ -210,19 +202,6 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
     private static double Counter(string metrics, string name) =>
         metrics.Split('\n').Where(line => line.StartsWith(name + "{", StringComparison.Ordinal) || line.StartsWith(name + " ", StringComparison.Ordinal))
             .Sum(line => double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
-
-    private static StringContent Chat() => new(
-        JsonSerializer.Serialize(new { model = "stories", messages = new[] { new { role = "user", content = "Once upon a time" } }, max_tokens = 4, temperature = 0 }),
-        Encoding.UTF8, "application/json");
-
-    private static async Task<JsonElement> SendAsync(HttpClient http, HttpMethod method, string path, object? body, int expected)
-    {
-        using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
-        using var response = await http.SendAsync(request);
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True((int)response.StatusCode == expected, $"{method} {path}: {(int)response.StatusCode} {text}");
-        return text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone();
-    }
 
     private async Task<string> OwnDatabaseAsync()
     {
