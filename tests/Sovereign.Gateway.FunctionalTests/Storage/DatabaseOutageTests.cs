@@ -72,7 +72,7 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
             var metrics = await http.GetStringAsync("/metrics");
             Assert.Matches(@"(?m)^sovereign_database_available\{[^}]*\} 0$", metrics);
             Assert.True(Counter(metrics, "sovereign_database_refusals_total") >= Refused, metrics);
-            Assert.Equal(1, Lines("DatabaseHealth[4160]"));
+            Assert.Equal(1, await LoggedAsync("DatabaseHealth[4160]"));
             Assert.Equal(0, _output.Count(line => line.StartsWith("fail:", StringComparison.Ordinal) && line.Contains("[4104]", StringComparison.Ordinal)));
             Assert.Equal(0, _output.Count(line => line.StartsWith("fail:", StringComparison.Ordinal) && line.Contains("[4109]", StringComparison.Ordinal)));
             Assert.Equal(0, Lines("Requests[4002]"));
@@ -87,7 +87,7 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
                 Assert.Equal(HttpStatusCode.OK, again.StatusCode);
             }
 
-            Assert.Equal(1, Lines("DatabaseHealth[4161]"));
+            Assert.Equal(1, await LoggedAsync("DatabaseHealth[4161]"));
             Assert.Matches(@"(?m)^sovereign_database_available\{[^}]*\} 1$", await http.GetStringAsync("/metrics"));
 
             // Nothing lost or doubled: the budget holds exactly what the ledger billed, nothing stays reserved, and
@@ -154,7 +154,7 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
             Assert.Equal(0m, budget.GetProperty("reserved").GetDecimal());
             Assert.Equal(0m, budget.GetProperty("settled").GetDecimal());
             Assert.Equal(10m, budget.GetProperty("remaining").GetDecimal());
-            Assert.Equal(1, Lines("[4162]"));
+            Assert.Equal(1, await LoggedAsync("[4162]"));
         }
         finally
         {
@@ -179,8 +179,23 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
         return (server, port, connectionString);
     }
 
-
     private int Lines(string marker) => _output.Count(line => line.Contains(marker, StringComparison.Ordinal));
+
+    /// <summary>
+    /// The lines carrying <paramref name="marker"/> once at least one has arrived: the server's console logger writes on a
+    /// thread of its own and its output reaches this process through a pipe, so a line logged before an answer may be
+    /// read after it. Waits on the line, bounded (for a broken build), then counts.
+    /// </summary>
+    private async Task<int> LoggedAsync(string marker)
+    {
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (Lines(marker) == 0 && !bound.IsCancellationRequested)
+        {
+            await Task.Delay(50, CancellationToken.None);
+        }
+
+        return Lines(marker);
+    }
 
     // Waits on the condition, not a duration: /ready is asked until it answers `until` (bounded, for a broken build).
     private static async Task<(HttpStatusCode Status, string Body)> ReadyAsync(HttpClient http, HttpStatusCode until)
