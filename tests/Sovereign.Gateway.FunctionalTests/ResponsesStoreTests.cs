@@ -537,6 +537,48 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
     }
 
     /// <summary>
+    /// A tenant's policy shortened from 7 days to 1 keeps nothing older than a day: what it no longer allows is deleted
+    /// when the policy changes (it was only hidden, kept until its old expiry, and a policy lengthened again showed it
+    /// back), and what it still allows expires a day after it was stored.
+    /// </summary>
+    [Fact]
+    public async Task PolicyShortenedThenLengthened_DoesNotBringBackWhatTheShorterOneDeleted()
+    {
+        const string tenant = "resp-shortened";
+        var key = await fixture.CreateTenantWithKeyAsync(tenant, Retaining("TH"));
+        var store = fixture.Th.Services.GetRequiredService<ResponseStore>();
+        var now = DateTimeOffset.UtcNow;
+        var twoDaysAgo = now.AddDays(-2);
+        var anHourAgo = now.AddHours(-1);
+        await store.InsertAsync(new StoredResponse("resp_shortened_old", tenant, "TH", "th-1", twoDaysAgo.ToUnixTimeMilliseconds(), twoDaysAgo.AddDays(7).ToUnixTimeMilliseconds(), """{"id":"resp_shortened_old"}""", "[]"));
+        await store.InsertAsync(new StoredResponse("resp_shortened_new", tenant, "TH", "th-1", anHourAgo.ToUnixTimeMilliseconds(), anHourAgo.AddDays(7).ToUnixTimeMilliseconds(), """{"id":"resp_shortened_new"}""", "[]"));
+        using var client = fixture.TenantClient(key);
+        using (var before = await client.GetAsync("/v1/responses/resp_shortened_old"))
+        {
+            Assert.Equal(HttpStatusCode.OK, before.StatusCode);
+        }
+
+        object Policy(int days) => new { policy = new { allowed_jurisdictions = new[] { "TH" }, allow_external_providers = true, retention = new { mode = "store", days } } };
+        await fixture.AdminAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}", Policy(1), 200);
+        await fixture.AdminAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}", Policy(7), 200);
+
+        using (var old = await client.GetAsync("/v1/responses/resp_shortened_old"))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, old.StatusCode);
+        }
+
+        using (var young = await client.GetAsync("/v1/responses/resp_shortened_new"))
+        {
+            Assert.Equal(HttpStatusCode.OK, young.StatusCode);
+        }
+
+        Assert.Null(await store.GetAsync(tenant, "resp_shortened_old", twoDaysAgo));
+        Assert.Null(await store.GetAsync(tenant, "resp_shortened_new", anHourAgo.AddDays(1)));
+        Assert.Contains((await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={tenant}", null, 200)).GetProperty("data").EnumerateArray(),
+            e => e.GetProperty("action").GetString() == "policy.update" && e.GetProperty("details").TryGetProperty("stored_responses_deleted", out var deleted) && deleted.GetString() == "1");
+    }
+
+    /// <summary>
     /// A streamed <c>store: true</c> response whose client leaves mid-stream is not stored, as OpenAI does: closing
     /// a stream (without <c>background</c>) ends its generation, and OpenAI then answers 404 for the id that
     /// <c>response.created</c> gave. The tokens generated are billed, the outcome entry says cancelled and names

@@ -102,7 +102,7 @@ public static class AdminApi
         return Results.Json(TenantJson(tenant), OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
 
-    private static async Task<IResult> UpdateTenant(string id, HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, ResponseStore responses, OpenAI.ResponsesStorage storage, PriceBookProvider prices)
+    private static async Task<IResult> UpdateTenant(string id, HttpContext context, IGrainFactory grains, JurisdictionCatalog catalog, AuditLog audit, ResponseStore responses, OpenAI.ResponsesStorage storage, PriceBookProvider prices, TimeProvider time)
     {
         var grain = grains.GetGrain<ITenantGrain>(id);
         _ = await grain.GetAsync() ?? throw NotFound("tenant", id);
@@ -170,6 +170,12 @@ public static class AdminApi
             if (policy.Retention.Mode == Residency.Policies.RetentionMode.None || (storage.ContentHome is not null && !storage.AllowsContentHome(policy)))
             {
                 details["stored_responses_deleted"] = (await responses.DeleteTenantAsync(id, context.RequestAborted)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            }
+            else if (PolicyDocument.FromJson(update.Before.PolicyJson).ToPolicy().Retention is { Mode: Residency.Policies.RetentionMode.Store } was && was.Days > policy.Retention.Days)
+            {
+                // Fewer days keep nothing older: deleted now and the rest expiring sooner, not hidden from reads until
+                // the old expiry (a policy lengthened again showed it back).
+                details["stored_responses_deleted"] = (await responses.ShortenTenantAsync(id, policy.Retention.Days, time.GetUtcNow(), context.RequestAborted)).ToString(System.Globalization.CultureInfo.InvariantCulture);
             }
         }
 

@@ -84,6 +84,23 @@ public sealed class ResponseStore(SqlDatabase database)
     public Task<int> DeleteTenantAsync(string tenantId, CancellationToken cancellationToken = default) =>
         EraseAsync("DELETE FROM stored_responses WHERE tenant_id = @tenant", cancellationToken, ("@tenant", tenantId));
 
+    /// <summary>
+    /// Holds the tenant's responses to a retention of <paramref name="days"/> (its policy's, now shorter): each expires
+    /// that many days after it was stored, and those already past it are deleted now; returns how many. Reads already
+    /// hid them, but they were kept until their first expiry, and a policy lengthened again showed them back.
+    /// </summary>
+    public async Task<int> ShortenTenantAsync(string tenantId, int days, DateTimeOffset now, CancellationToken cancellationToken = default)
+    {
+        var keep = (long)TimeSpan.FromDays(days).TotalMilliseconds;
+        // Erasing too: on SQLite an updated row may move within its page, leaving its old copy in the free space.
+        await EraseAsync(
+            "UPDATE stored_responses SET expires_at = created_at + @keep WHERE tenant_id = @tenant AND expires_at > created_at + @keep",
+            cancellationToken, ("@tenant", tenantId), ("@keep", keep));
+        return await EraseAsync(
+            "DELETE FROM stored_responses WHERE tenant_id = @tenant AND expires_at <= @now",
+            cancellationToken, ("@tenant", tenantId), ("@now", now.ToUnixTimeMilliseconds()));
+    }
+
     /// <summary>Deletes every response expired by <paramref name="now"/>; returns how many.</summary>
     public Task<int> PurgeExpiredAsync(DateTimeOffset now, CancellationToken cancellationToken = default) =>
         EraseAsync("DELETE FROM stored_responses WHERE expires_at <= @now", cancellationToken, ("@now", now.ToUnixTimeMilliseconds()));
