@@ -78,15 +78,13 @@ public static class SovereignGateway
                 .UseOtlpExporter();
         }
 
-        builder.Logging.AddFilter("llama.cpp", LogLevel.Warning);
-
         // ASP.NET Core's "Request starting ..." line carries the query string, where a client may have put its key
         // (?api_key=...): that category stays off whatever the configuration says. Off, not Warning: it writes nothing
         // above Information on a running server, and hosting builds an Activity and a log scope for every request
         // while that category is enabled at Critical, for no listener (a tracing exporter still gets its spans: its
-        // listener asks for them). Added after configuration binding, so this rule wins over a configured one.
-        services.PostConfigure<LoggerFilterOptions>(filters =>
-            filters.Rules.Add(new LoggerFilterRule(null, HostingDiagnosticsCategory, LogLevel.None, null)));
+        // listener asks for them). Added after configuration binding, for every provider a setting names, so it wins
+        // over a configured rule (a Logging:Console:LogLevel:Default of Trace switched the request lines back on).
+        services.PostConfigure<LoggerFilterOptions>(filters => KeepOff(filters, HostingDiagnosticsCategory));
         QuietLogging(builder.Logging);
         return builder;
     }
@@ -177,20 +175,64 @@ public static class SovereignGateway
     /// it fails. Orleans' option dumps and ASP.NET Core's per-request lines go below Warning; "Logging" settings
     /// (sovereign.json or Logging__LogLevel__... variables) still override each category.
     /// </summary>
-    internal static void QuietLogging(ILoggingBuilder logging)
+    internal static void QuietLogging(ILoggingBuilder logging) =>
+        logging.Services.Configure<LoggerFilterOptions>(filters =>
+        {
+            LoggerFilterRule[] quiet =
+            [
+                new(null, "Orleans", LogLevel.Warning, null),
+                new(null, "Microsoft.Orleans", LogLevel.Warning, null),
+                // The watchdog warns about a long first GC pause while the silo and models load, and the silo advises
+                // ServerGC, which the CLI turns off on purpose (a small heap for a command-line tool): neither is a fault.
+                new(null, "Orleans.Runtime.Watchdog", LogLevel.Error, null),
+                new(null, "Orleans.Runtime.Silo", LogLevel.Error, null),
+                new(null, "Polly", LogLevel.Warning, null),
+                // IHttpClientFactory logs four lines per upstream request at Information, each naming the engine's URL.
+                new(null, "System.Net.Http.HttpClient", LogLevel.Warning, null),
+                new(null, "Microsoft.AspNetCore", LogLevel.Warning, null),
+                new(null, "Microsoft.Hosting.Lifetime", LogLevel.Information, null),
+                new(null, "llama.cpp", LogLevel.Warning, null),
+            ];
+
+            // Before the settings' rules: of two rules for one category the later wins, and these were added after
+            // them, so a setting naming a category (Logging__LogLevel__Microsoft.AspNetCore=Information, as the README
+            // says) changed nothing.
+            for (var i = quiet.Length - 1; i >= 0; i--)
+            {
+                filters.Rules.Insert(0, quiet[i]);
+            }
+        });
+
+    /// <summary>
+    /// Keeps <paramref name="category"/> off whatever the "Logging" settings say. A rule for one provider
+    /// (<c>Logging:Console:LogLevel:Default</c>) outranks every rule that names none, and a longer category name (a
+    /// wildcard) a shorter one: so the "off" rule is added for no provider and for each provider a setting names, last
+    /// (the later of two equal rules wins), and a setting that names the category more closely than it is dropped.
+    /// </summary>
+    internal static void KeepOff(LoggerFilterOptions filters, string category)
     {
-        logging.AddFilter("Orleans", LogLevel.Warning);
-        logging.AddFilter("Microsoft.Orleans", LogLevel.Warning);
-        // The watchdog warns about a long first GC pause while the silo and models load, and the silo advises
-        // ServerGC, which the CLI turns off on purpose (a small heap for a command-line tool): neither is a fault.
-        logging.AddFilter("Orleans.Runtime.Watchdog", LogLevel.Error);
-        logging.AddFilter("Orleans.Runtime.Silo", LogLevel.Error);
-        logging.AddFilter("Polly", LogLevel.Warning);
-        // IHttpClientFactory logs four lines per upstream request at Information, each naming the engine's URL.
-        logging.AddFilter("System.Net.Http.HttpClient", LogLevel.Warning);
-        logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-        logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
-        logging.AddFilter("llama.cpp", LogLevel.Warning);
+        var providers = filters.Rules.Select(rule => rule.ProviderName).Append(null).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+        for (var i = filters.Rules.Count - 1; i >= 0; i--)
+        {
+            if (filters.Rules[i].CategoryName is { } name && name.Length > category.Length && Matches(name, category))
+            {
+                filters.Rules.RemoveAt(i);
+            }
+        }
+
+        foreach (var provider in providers)
+        {
+            filters.Rules.Add(new LoggerFilterRule(provider, category, LogLevel.None, null));
+        }
+    }
+
+    /// <summary>Whether a rule's category (a name or a prefix, with at most one <c>*</c>) applies to <paramref name="category"/>, as the logging library matches it.</summary>
+    private static bool Matches(string ruleCategory, string category)
+    {
+        var star = ruleCategory.IndexOf('*', StringComparison.Ordinal);
+        var prefix = star < 0 ? ruleCategory : ruleCategory[..star];
+        var suffix = star < 0 ? "" : ruleCategory[(star + 1)..];
+        return category.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) && category.EndsWith(suffix, StringComparison.OrdinalIgnoreCase);
     }
 
     private sealed class NativeLogBridge(ILoggerFactory loggerFactory) : IHostedService
