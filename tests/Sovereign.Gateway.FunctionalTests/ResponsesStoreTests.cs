@@ -579,6 +579,54 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
     }
 
     /// <summary>
+    /// A policy that stops retaining while a <c>store: true</c> response is being generated: the response was written
+    /// after the update had deleted the tenant's stored responses, under the policy its request started with, so it
+    /// stayed for that policy's days (hidden from reads) and a policy retaining again showed it back.
+    /// </summary>
+    [Fact]
+    public async Task PolicyThatStopsRetainingWhileAResponseIsGenerated_LeavesItUnstored()
+    {
+        const string tenant = "resp-stopped-midway";
+        var key = await fixture.CreateTenantWithKeyAsync(tenant, Retaining("TH"));
+        await using var held = await HeldEngine.StartAsync();
+        await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/nodes",
+            new { id = "held-midway-node", jurisdiction = "TH", base_url = held.BaseUrl, models = new[] { new { id = "held-midway", upstream = "held", capacity = 1 } } }, 201);
+        using var client = fixture.TenantClient(key);
+        string responseId = "", requestId;
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/responses") { Content = Json("""{"model":"held-midway","input":"Keep this","store":true,"stream":true}""") })
+        using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            requestId = response.Headers.GetValues("x-request-id").Single();
+            using var events = new StreamReader(await response.Content.ReadAsStreamAsync());
+            string? line;
+            while ((line = await events.ReadLineAsync()) is not null && !line.Contains("response.output_text.delta", StringComparison.Ordinal))
+            {
+                if (line.StartsWith("data: ", StringComparison.Ordinal) && line.Contains("\"response.created\"", StringComparison.Ordinal))
+                {
+                    responseId = JsonDocument.Parse(line[6..]).RootElement.GetProperty("response").GetProperty("id").GetString()!;
+                }
+            }
+
+            // Generating: the policy stops retaining, then the engine finishes and the response ends.
+            await fixture.AdminAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}",
+                new { policy = new { allowed_jurisdictions = new[] { "TH" }, allow_external_providers = true, retention = new { mode = "none" } } }, 200);
+            held.Finish();
+            var rest = await events.ReadToEndAsync();
+            Assert.Contains("response.completed", rest, StringComparison.Ordinal);
+        }
+
+        await fixture.AdminAsync(HttpMethod.Patch, $"/admin/v1/tenants/{tenant}", new { policy = Retaining("TH") }, 200);
+        using var get = await client.GetAsync($"/v1/responses/{responseId}");
+
+        Assert.Equal(HttpStatusCode.NotFound, get.StatusCode);
+        Assert.Null(await fixture.Th.Services.GetRequiredService<ResponseStore>().GetAsync(tenant, responseId, DateTimeOffset.UtcNow));
+        var completed = (await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={tenant}&order=desc&limit=50", null, 200)).GetProperty("data").EnumerateArray()
+            .Single(e => e.GetProperty("action").GetString() == "inference.completed" && e.GetProperty("details").GetProperty("request_id").GetString() == requestId);
+        Assert.False(completed.GetProperty("details").TryGetProperty("content_stored", out _));
+    }
+
+    /// <summary>
     /// A streamed <c>store: true</c> response whose client leaves mid-stream is not stored, as OpenAI does: closing
     /// a stream (without <c>background</c>) ends its generation, and OpenAI then answers 404 for the id that
     /// <c>response.created</c> gave. The tokens generated are billed, the outcome entry says cancelled and names

@@ -25,7 +25,8 @@ namespace Sovereign.Gateway.OpenAI;
 /// <c>/tokenize</c> does: a read writes an audit entry into the one chain every tenant's requests wait on, and reads
 /// were counted nowhere (a tenant limited to 3 a minute wrote 11,180 entries in 10 s).
 /// </summary>
-internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog catalog, AuditLog audit, Metering.RequestMetering metering, IOptions<SovereignOptions> options, TimeProvider time)
+internal sealed class ResponsesStorage(
+    ResponseStore store, JurisdictionCatalog catalog, AuditLog audit, Metering.RequestMetering metering, IOptions<SovereignOptions> options, TimeProvider time, Orleans.IGrainFactory grains)
 {
     private static readonly JsonSerializerOptions TurnJson = new(JsonSerializerDefaults.Web);
 
@@ -103,7 +104,11 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
         return [.. JsonSerializer.Deserialize<List<StoredTurn>>(stored.ConversationJson, TurnJson)!.Select(t => t.ToTurn())];
     }
 
-    /// <summary>Keeps a response and the conversation it ends until the policy's retention runs out; the request's audit entry says so.</summary>
+    /// <summary>
+    /// Keeps a response and the conversation it ends until the policy's retention runs out; the request's audit entry
+    /// says so. The policy is read again once it is written: one updated while the response was generated (to keep
+    /// nothing, or fewer days) has already deleted what it no longer allows, and this response was written after that.
+    /// </summary>
     public async Task SaveAsync(Caller caller, RoutedRequest route, ResponseObject response, IEnumerable<ChatTurn> conversation, CancellationToken cancellationToken)
     {
         var retention = caller.Policy!.Retention;
@@ -112,6 +117,34 @@ internal sealed class ResponsesStorage(ResponseStore store, JurisdictionCatalog 
         await store.InsertAsync(new StoredResponse(
             response.Id, caller.TenantId, ContentHome!, options.Value.NodeId, now.ToUnixTimeMilliseconds(), expires.ToUnixTimeMilliseconds(),
             JsonSerializer.Serialize(response, OpenAIJson.Options), JsonSerializer.Serialize(conversation.Select(StoredTurn.Of), TurnJson)), cancellationToken);
+
+        // Written, then read: an update that lands after this read deletes the row itself (it writes the policy first).
+        ResidencyPolicy? current;
+        try
+        {
+            current = await grains.GetGrain<Cluster.Grains.ITenantGrain>(caller.TenantId).GetAsync() is { } tenant
+                ? PolicyDocument.FromJson(tenant.PolicyJson).ToPolicy()
+                : null;
+        }
+        catch
+        {
+            // Not known to be allowed still: not kept (the request fails as the read did).
+            await store.DeleteAsync(caller.TenantId, response.Id, CancellationToken.None);
+            throw;
+        }
+
+        if (current?.Retention is not { Mode: RetentionMode.Store } kept || !AllowsContentHome(current))
+        {
+            await store.DeleteAsync(caller.TenantId, response.Id, CancellationToken.None);
+            return;
+        }
+
+        if (kept.Days < retention.Days)
+        {
+            expires = now.AddDays(kept.Days);
+            await store.ShortenTenantAsync(caller.TenantId, kept.Days, time.GetUtcNow(), CancellationToken.None);
+        }
+
         route.StoredContent = new StoredContentNote(response.Id, expires, ContentHome!);
     }
 
