@@ -43,11 +43,15 @@ public sealed class ResponseStore(SqlDatabase database)
         ]),
     ];
 
-    /// <summary>Stores a response (ids are random, so a repeat is a defect and fails).</summary>
+    /// <summary>
+    /// Stores a response (ids are random, so a repeat is a defect and fails). On SQLite with <c>secure_delete</c> too:
+    /// an insert that fills a page moves cells between pages, and without it their old copies stayed in free space,
+    /// where deleting the row later did not reach them (one of 40 deleted conversations was still in the file).
+    /// </summary>
     public async Task InsertAsync(StoredResponse response, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(response);
-        await ExecuteAsync(
+        await ExecuteAsync(secure: database.Provider == SqlProvider.Sqlite, checkpoint: false,
             """
             INSERT INTO stored_responses (id, tenant_id, jurisdiction, gateway, created_at, expires_at, response_json, conversation_json)
             VALUES (@id, @tenant, @jurisdiction, @gateway, @created, @expires, @response, @conversation)
@@ -105,8 +109,6 @@ public sealed class ResponseStore(SqlDatabase database)
     public Task<int> PurgeExpiredAsync(DateTimeOffset now, CancellationToken cancellationToken = default) =>
         EraseAsync("DELETE FROM stored_responses WHERE expires_at <= @now", cancellationToken, ("@now", now.ToUnixTimeMilliseconds()));
 
-    private Task<int> ExecuteAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters) =>
-        ExecuteAsync(sql, erase: false, cancellationToken, parameters);
 
     /// <summary>
     /// A delete that overwrites what it deletes: SQLite only marks a deleted row's space free, so the text stayed in
@@ -115,13 +117,15 @@ public sealed class ResponseStore(SqlDatabase database)
     /// WAL that wrote them is checkpointed and truncated. PostgreSQL reclaims a deleted row's space when it vacuums.
     /// </summary>
     private Task<int> EraseAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters) =>
-        ExecuteAsync(sql, erase: database.Provider == SqlProvider.Sqlite, cancellationToken, parameters);
+        ExecuteAsync(secure: database.Provider == SqlProvider.Sqlite, checkpoint: database.Provider == SqlProvider.Sqlite, sql, cancellationToken, parameters);
 
-    private async Task<int> ExecuteAsync(string sql, bool erase, CancellationToken cancellationToken, (string Name, object? Value)[] parameters)
+    /// <param name="secure">SQLite's <c>secure_delete</c> for this statement: freed bytes are zeroed.</param>
+    /// <param name="checkpoint">Whether the WAL is then copied into the file and emptied, when the statement changed rows.</param>
+    private async Task<int> ExecuteAsync(bool secure, bool checkpoint, string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var turn = await database.EnterWriteAsync(cancellationToken);
-        if (erase)
+        if (secure)
         {
             await using var pragma = connection.CreateCommand();
             pragma.CommandText = "PRAGMA secure_delete=ON";
@@ -138,22 +142,22 @@ public sealed class ResponseStore(SqlDatabase database)
         try
         {
             var deleted = await command.ExecuteNonQueryAsync(cancellationToken);
-            if (erase && deleted > 0)
+            if (checkpoint && deleted > 0)
             {
                 // The WAL still held the text in the frames that wrote it (until overwritten, up to 64 MiB of later
                 // commits): copied into the file, whose freed bytes are zeroed, and emptied. This process's writers wait
                 // their turn meanwhile, so a reader elsewhere in an old snapshot (an audit export) is waited for briefly
                 // only, and leaves the WAL to the next erase (best effort; every open connection sets its own timeout).
-                await using var checkpoint = connection.CreateCommand();
-                checkpoint.CommandText = "PRAGMA busy_timeout=100; PRAGMA wal_checkpoint(TRUNCATE)";
-                await checkpoint.ExecuteNonQueryAsync(CancellationToken.None);
+                await using var truncate = connection.CreateCommand();
+                truncate.CommandText = "PRAGMA busy_timeout=100; PRAGMA wal_checkpoint(TRUNCATE)";
+                await truncate.ExecuteNonQueryAsync(CancellationToken.None);
             }
 
             return deleted;
         }
         finally
         {
-            if (erase)
+            if (secure)
             {
                 // Pooled connections keep their pragmas: give the next user SQLite's default back.
                 await using var reset = connection.CreateCommand();

@@ -85,6 +85,26 @@ public sealed class ResponseStoreErasureTests : IAsyncLifetime
         Assert.Equal(0, Occurrences(checkpointFirst: false));
     }
 
+    /// <summary>
+    /// Many responses, as a tenant stores them: an insert that fills a page moves cells between pages (SQLite balances
+    /// its tree) and, without <c>secure_delete</c>, left their old copies in free space, which deleting the row later did
+    /// not reach. Found on a running server: 40 stored, 40 deleted, one conversation still in <c>sovereign.db</c>.
+    /// </summary>
+    [Theory]
+    [InlineData(37, 900)]
+    [InlineData(137, 6000)] // overflow pages too
+    public async Task ManyResponsesDeleted_LeaveNoTextWhereInsertsMovedThem(int step, int most)
+    {
+        for (var i = 0; i < 60; i++)
+        {
+            await _store.InsertAsync(Stored($"resp_{i}", Marker + " " + new string('p', i * step % most)));
+        }
+
+        Assert.Equal(60, await _store.DeleteTenantAsync("acme"));
+
+        Assert.Equal(0, Occurrences());
+    }
+
     private static StoredResponse Stored(string id, string text) =>
         new(id, "acme", "TH", "local", Now - 1000, Now, $$"""{"id":"{{id}}","output_text":"{{text}}"}""", $$"""[{"role":"user","content":"{{text}}"}]""");
 
