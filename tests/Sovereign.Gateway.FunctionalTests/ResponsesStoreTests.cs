@@ -311,9 +311,13 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
     {
         const string tenant = "resp-rate-limited";
         var key = await fixture.CreateTenantWithKeyAsync(tenant, Retaining("TH"));
-        await fixture.AdminAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { rate_limits = new[] { new { requests_per_minute = 4 } } }, 200);
         var stored = (await new global::OpenAI.OpenAIClient(new ApiKeyCredential(key), new global::OpenAI.OpenAIClientOptions { Endpoint = new Uri(fixture.ThAddress, "/v1"), RetryPolicy = new ClientRetryPolicy(0) })
             .GetResponsesClient().CreateResponseAsync(Options(ResidencyFixture.Model, ResponseItem.CreateUserMessageItem("Count me")))).Value;
+
+        // The limit is set after the response is generated, so its bucket starts full here and the reads below are
+        // all that is counted: generating under a loaded machine took long enough (20-30 s) for the bucket, which
+        // refills one request per 60/limit seconds, to give one back, and the counts below drifted.
+        await fixture.AdminAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { rate_limits = new[] { new { requests_per_minute = 3 } } }, 200);
         using var client = fixture.TenantClient(key);
 
         using (var read = await client.GetAsync($"/v1/responses/{stored.Id}"))
