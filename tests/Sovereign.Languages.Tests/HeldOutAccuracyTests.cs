@@ -92,6 +92,14 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // Spanish and French 9 of 10 (as Norwegian; und beside Asturian; und beside Occitan); Serbian 16 of 16.
     // The round's Serbian Cyrillic words against Macedonian (contrast-words.txt) raised held-out 21's Serbian 12 -> 13:
     // the Cyrillic sentence that was und beside Macedonian, which the round's brief had named (not a blind check).
+    // Session 41's round 23 added held-out 23 (every covered language, held-out 22's distribution with Croatian and
+    // Bosnian 16, Serbian 24 - 16 Latin, 8 Cyrillic - and Macedonian, outside the set, 12; small mishaps at home, in the
+    // car and on holiday). Its first run, on the unchanged detector: 499 of 530 = 94.2%, below the overall target for
+    // the first time since session 22, and below the per-language target Bosnian 6 of 16 (as Croatian six times, as
+    // Serbian twice, und twice), Croatian 11 of 16 (as Bosnian three times, as Serbian twice), Serbian 20 of 24 (all four
+    // misses in Latin letters; the eight Cyrillic sentences right, Macedonian 12 of 12 und), Czech 7 of 10 (as Slovak
+    // three times) and Indonesian 10 of 12 (as Malay twice), their floors; Slovak, Norwegian and Swedish 9 of 10, Latvian,
+    // Polish, Romanian and Slovenian 7 of 8, within the target.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -116,6 +124,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.TwentiethHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8 },
         [TestData.TwentyFirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 8, ["sr"] = 13 },
         [TestData.TwentySecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 10 },
+        [TestData.TwentyThirdHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["cs"] = 7, ["hr"] = 11, ["id"] = 10, ["sr"] = 20 },
     };
 
     /// <summary>The overall target.</summary>
@@ -123,7 +132,11 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
 
     // Overall accuracy where a set is still short of the target: none since session 22 (the third set had 93 of 98 and
     // the fourth 152 of 162 before it; 94 and 154 after).
-    private static readonly Dictionary<string, double> OverallShortfalls = new(StringComparer.Ordinal);
+    // Held-out 23's first run (session 41, round 23): 499 of 530, under 95% (recorded rather than hidden).
+    private static readonly Dictionary<string, double> OverallShortfalls = new(StringComparer.Ordinal)
+    {
+        [TestData.TwentyThirdHeldOut] = 499.0 / 530,
+    };
 
     [Theory]
     [InlineData(TestData.FirstHeldOut)]
@@ -148,6 +161,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.TwentiethHeldOut)]
     [InlineData(TestData.TwentyFirstHeldOut)]
     [InlineData(TestData.TwentySecondHeldOut)]
+    [InlineData(TestData.TwentyThirdHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
@@ -155,6 +169,11 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         if (file is TestData.FirstHeldOut or TestData.SeventhHeldOut or TestData.EighthHeldOut or TestData.NinthHeldOut or TestData.TenthHeldOut or TestData.EleventhHeldOut or TestData.TwelfthHeldOut or TestData.ThirteenthHeldOut or TestData.FourteenthHeldOut or TestData.FifteenthHeldOut or TestData.SixteenthHeldOut or TestData.SeventeenthHeldOut or TestData.EighteenthHeldOut or TestData.NineteenthHeldOut or TestData.TwentiethHeldOut or TestData.TwentyFirstHeldOut or TestData.TwentySecondHeldOut)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
+        }
+        else if (file is TestData.TwentyThirdHeldOut)
+        {
+            // Every covered language and Macedonian, outside the set (the Serbian Cyrillic sentences' translations).
+            Assert.Equal(LanguageCatalog.Covered.Append("mk").Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }
 
         var table = new StringBuilder();

@@ -12,8 +12,8 @@ using Sovereign.Languages;
 namespace Sovereign.Benchmarks.Languages;
 
 /// <summary>
-/// Detection accuracy per language on the twenty-two held-out sets (tests/Sovereign.Languages.Tests/Data/heldout.txt,
-/// heldout-2.txt to heldout-22.txt; a language outside an engine's set, Macedonian, Belarusian and Afrikaans for the covered set,
+/// Detection accuracy per language on the twenty-three held-out sets (tests/Sovereign.Languages.Tests/Data/heldout.txt,
+/// heldout-2.txt to heldout-23.txt; a language outside an engine's set, Macedonian, Belarusian and Afrikaans for the covered set,
 /// is right only as und) and on UDHR sentences, memory, and time per message: Sovereign's detector (default options, every
 /// covered language on) next to Lingua alone over all its languages, low-accuracy and high-accuracy mode, on the same
 /// texts. Each engine runs in a fresh child process, so its memory figure is its own. The <c>server</c> and
@@ -48,10 +48,10 @@ internal static partial class LanguageAccuracyBenchmark
         Console.WriteLine("### Accuracy, memory and time per message (each engine in a fresh process)");
         Console.WriteLine();
         Report.Table(
-            ["engine", "held-out 1", "held-out 2", "held-out 3", "held-out 4", "held-out 5", "held-out 6", "held-out 7", "held-out 8", "held-out 9", "held-out 10", "held-out 11", "held-out 12", "held-out 13", "held-out 14", "held-out 15", "held-out 16", "held-out 17", "held-out 18", "held-out 19", "held-out 20", "held-out 21", "held-out 22", "UDHR", "load s", "RSS MiB (after use - before)", "RSS MiB after use", "managed MiB", "p50 us / message", "p99 us", "p50 vs first"],
+            ["engine", "held-out 1", "held-out 2", "held-out 3", "held-out 4", "held-out 5", "held-out 6", "held-out 7", "held-out 8", "held-out 9", "held-out 10", "held-out 11", "held-out 12", "held-out 13", "held-out 14", "held-out 15", "held-out 16", "held-out 17", "held-out 18", "held-out 19", "held-out 20", "held-out 21", "held-out 22", "held-out 23", "UDHR", "load s", "RSS MiB (after use - before)", "RSS MiB after use", "managed MiB", "p50 us / message", "p99 us", "p50 vs first"],
             results.Select(r => new[]
             {
-                r.Engine, Pct(r.HeldOutCorrect, r.HeldOutTotal), Pct(r.HeldOut2Correct, r.HeldOut2Total), Pct(r.HeldOut3Correct, r.HeldOut3Total), Pct(r.HeldOut4Correct, r.HeldOut4Total), Pct(r.HeldOut5Correct, r.HeldOut5Total), Pct(r.HeldOut6Correct, r.HeldOut6Total), Pct(r.HeldOut7Correct, r.HeldOut7Total), Pct(r.HeldOut8Correct, r.HeldOut8Total), Pct(r.HeldOut9Correct, r.HeldOut9Total), Pct(r.HeldOut10Correct, r.HeldOut10Total), Pct(r.HeldOut11Correct, r.HeldOut11Total), Pct(r.HeldOut12Correct, r.HeldOut12Total), Pct(r.HeldOut13Correct, r.HeldOut13Total), Pct(r.HeldOut14Correct, r.HeldOut14Total), Pct(r.HeldOut15Correct, r.HeldOut15Total), Pct(r.HeldOut16Correct, r.HeldOut16Total), Pct(r.HeldOut17Correct, r.HeldOut17Total), Pct(r.HeldOut18Correct, r.HeldOut18Total), Pct(r.HeldOut19Correct, r.HeldOut19Total), Pct(r.HeldOut20Correct, r.HeldOut20Total), Pct(r.HeldOut21Correct, r.HeldOut21Total), Pct(r.HeldOut22Correct, r.HeldOut22Total), Pct(r.UdhrCorrect, r.UdhrTotal), r.LoadSeconds.ToString("0.0", CultureInfo.InvariantCulture),
+                r.Engine, Pct(r.HeldOutCorrect, r.HeldOutTotal), Pct(r.HeldOut2Correct, r.HeldOut2Total), Pct(r.HeldOut3Correct, r.HeldOut3Total), Pct(r.HeldOut4Correct, r.HeldOut4Total), Pct(r.HeldOut5Correct, r.HeldOut5Total), Pct(r.HeldOut6Correct, r.HeldOut6Total), Pct(r.HeldOut7Correct, r.HeldOut7Total), Pct(r.HeldOut8Correct, r.HeldOut8Total), Pct(r.HeldOut9Correct, r.HeldOut9Total), Pct(r.HeldOut10Correct, r.HeldOut10Total), Pct(r.HeldOut11Correct, r.HeldOut11Total), Pct(r.HeldOut12Correct, r.HeldOut12Total), Pct(r.HeldOut13Correct, r.HeldOut13Total), Pct(r.HeldOut14Correct, r.HeldOut14Total), Pct(r.HeldOut15Correct, r.HeldOut15Total), Pct(r.HeldOut16Correct, r.HeldOut16Total), Pct(r.HeldOut17Correct, r.HeldOut17Total), Pct(r.HeldOut18Correct, r.HeldOut18Total), Pct(r.HeldOut19Correct, r.HeldOut19Total), Pct(r.HeldOut20Correct, r.HeldOut20Total), Pct(r.HeldOut21Correct, r.HeldOut21Total), Pct(r.HeldOut22Correct, r.HeldOut22Total), Pct(r.HeldOut23Correct, r.HeldOut23Total), Pct(r.UdhrCorrect, r.UdhrTotal), r.LoadSeconds.ToString("0.0", CultureInfo.InvariantCulture),
                 Mib(r.RssDelta), Mib(r.RssAfter), Mib(r.ManagedDelta), Report.Us(r.P50Ms), Report.Us(r.P99Ms), Report.Ratio(r.P50Ms, baseline.P50Ms),
             }));
         Console.WriteLine(FormattableString.Invariant($"Languages: sovereign and server {LanguageCatalog.Covered.Count} (the covered set, the default), server-all {LanguageCatalog.All.Count} (every catalog language configured)."));
@@ -60,11 +60,11 @@ internal static partial class LanguageAccuracyBenchmark
             FormattableString.Invariant($"{r.Engine}: /v1/models p50 {Report.Us(r.BaselineP50Ms)} us, detect p50 {Report.Ratio(r.P50Ms, r.BaselineP50Ms)} of it"))) + ".");
         Console.WriteLine();
 
-        Console.WriteLine("### Per language: held-out 1 to 22 (correct of n) and UDHR (%)");
+        Console.WriteLine("### Per language: held-out 1 to 23 (correct of n) and UDHR (%)");
         Console.WriteLine();
         var languages = baseline.PerLanguage.Keys.Order(StringComparer.Ordinal).ToList();
         Report.Table(
-            ["lang", .. results.Select(r => r.Engine + " held-out 1"), .. results.Select(r => r.Engine + " held-out 2"), .. results.Select(r => r.Engine + " held-out 3"), .. results.Select(r => r.Engine + " held-out 4"), .. results.Select(r => r.Engine + " held-out 5"), .. results.Select(r => r.Engine + " held-out 6"), .. results.Select(r => r.Engine + " held-out 7"), .. results.Select(r => r.Engine + " held-out 8"), .. results.Select(r => r.Engine + " held-out 9"), .. results.Select(r => r.Engine + " held-out 10"), .. results.Select(r => r.Engine + " held-out 11"), .. results.Select(r => r.Engine + " held-out 12"), .. results.Select(r => r.Engine + " held-out 13"), .. results.Select(r => r.Engine + " held-out 14"), .. results.Select(r => r.Engine + " held-out 15"), .. results.Select(r => r.Engine + " held-out 16"), .. results.Select(r => r.Engine + " held-out 17"), .. results.Select(r => r.Engine + " held-out 18"), .. results.Select(r => r.Engine + " held-out 19"), .. results.Select(r => r.Engine + " held-out 20"), .. results.Select(r => r.Engine + " held-out 21"), .. results.Select(r => r.Engine + " held-out 22"), .. results.Select(r => r.Engine + " UDHR")],
+            ["lang", .. results.Select(r => r.Engine + " held-out 1"), .. results.Select(r => r.Engine + " held-out 2"), .. results.Select(r => r.Engine + " held-out 3"), .. results.Select(r => r.Engine + " held-out 4"), .. results.Select(r => r.Engine + " held-out 5"), .. results.Select(r => r.Engine + " held-out 6"), .. results.Select(r => r.Engine + " held-out 7"), .. results.Select(r => r.Engine + " held-out 8"), .. results.Select(r => r.Engine + " held-out 9"), .. results.Select(r => r.Engine + " held-out 10"), .. results.Select(r => r.Engine + " held-out 11"), .. results.Select(r => r.Engine + " held-out 12"), .. results.Select(r => r.Engine + " held-out 13"), .. results.Select(r => r.Engine + " held-out 14"), .. results.Select(r => r.Engine + " held-out 15"), .. results.Select(r => r.Engine + " held-out 16"), .. results.Select(r => r.Engine + " held-out 17"), .. results.Select(r => r.Engine + " held-out 18"), .. results.Select(r => r.Engine + " held-out 19"), .. results.Select(r => r.Engine + " held-out 20"), .. results.Select(r => r.Engine + " held-out 21"), .. results.Select(r => r.Engine + " held-out 22"), .. results.Select(r => r.Engine + " held-out 23"), .. results.Select(r => r.Engine + " UDHR")],
             languages.Select(l => (string[])[
                 l,
                 .. results.Select(r => r.PerLanguage.TryGetValue(l, out var c) && c[1] > 0 ? $"{c[0]}/{c[1]}" : "-"),
@@ -89,6 +89,7 @@ internal static partial class LanguageAccuracyBenchmark
                 .. results.Select(r => r.PerLanguage.TryGetValue(l, out var c) && c[41] > 0 ? $"{c[40]}/{c[41]}" : "-"),
                 .. results.Select(r => r.PerLanguage.TryGetValue(l, out var c) && c[43] > 0 ? $"{c[42]}/{c[43]}" : "-"),
                 .. results.Select(r => r.PerLanguage.TryGetValue(l, out var c) && c[45] > 0 ? $"{c[44]}/{c[45]}" : "-"),
+                .. results.Select(r => r.PerLanguage.TryGetValue(l, out var c) && c[47] > 0 ? $"{c[46]}/{c[47]}" : "-"),
                 .. results.Select(r => r.PerLanguage.TryGetValue(l, out var c) && c[3] > 0 ? Pct(c[2], c[3]) : "-"),
             ]));
         Console.WriteLine($"Load average at end: {Report.LoadAverage()}");
@@ -152,6 +153,7 @@ internal static partial class LanguageAccuracyBenchmark
         var heldOut20 = HeldOut("heldout-20.txt");
         var heldOut21 = HeldOut("heldout-21.txt");
         var heldOut22 = HeldOut("heldout-22.txt");
+        var heldOut23 = HeldOut("heldout-23.txt");
         var udhr = Udhr(udhrPerLanguage);
         var before = Snapshot();
         var clock = Stopwatch.StartNew();
@@ -174,7 +176,7 @@ internal static partial class LanguageAccuracyBenchmark
 
         var load = clock.Elapsed.TotalSeconds;
 
-        var perLanguage = Score(engine, [heldOut, udhr, heldOut2, heldOut3, heldOut4, heldOut5, heldOut6, heldOut7, heldOut8, heldOut9, heldOut10, heldOut11, heldOut12, heldOut13, heldOut14, heldOut15, heldOut16, heldOut17, heldOut18, heldOut19, heldOut20, heldOut21, heldOut22], texts => [.. texts.Select(detect)]);
+        var perLanguage = Score(engine, [heldOut, udhr, heldOut2, heldOut3, heldOut4, heldOut5, heldOut6, heldOut7, heldOut8, heldOut9, heldOut10, heldOut11, heldOut12, heldOut13, heldOut14, heldOut15, heldOut16, heldOut17, heldOut18, heldOut19, heldOut20, heldOut21, heldOut22, heldOut23], texts => [.. texts.Select(detect)]);
         var after = Snapshot();
 
         // Time per short message: the held-out sentences, after a warm-up pass.
@@ -208,7 +210,7 @@ internal static partial class LanguageAccuracyBenchmark
     private static string Expected(string engine, string language) =>
         engine is "sovereign" or "server" && !LanguageCatalog.Covered.Contains(language) ? LanguageDetection.Undetermined : language;
 
-    // Counts per language: [held-out 1 right, n, UDHR right, n, held-out 2 right, n, held-out 3 right, n, held-out 4 right, n, held-out 5 right, n, ..., held-out 22 right, n], from one batch detector call per set.
+    // Counts per language: [held-out 1 right, n, UDHR right, n, held-out 2 right, n, held-out 3 right, n, held-out 4 right, n, held-out 5 right, n, ..., held-out 23 right, n], from one batch detector call per set.
     private static Dictionary<string, int[]> Score(string engine, Dictionary<string, List<string>>[] sets, Func<IReadOnlyList<string>, string[]> detectAll)
     {
         var perLanguage = new Dictionary<string, int[]>(StringComparer.Ordinal);
@@ -216,7 +218,7 @@ internal static partial class LanguageAccuracyBenchmark
         {
             foreach (var (language, sentences) in sets[set])
             {
-                var counts = perLanguage.TryGetValue(language, out var c) ? c : perLanguage[language] = new int[46];
+                var counts = perLanguage.TryGetValue(language, out var c) ? c : perLanguage[language] = new int[48];
                 counts[(2 * set) + 1] = sentences.Count;
                 counts[2 * set] = detectAll(sentences).Count(l => l == Expected(engine, language));
             }
@@ -247,6 +249,7 @@ internal static partial class LanguageAccuracyBenchmark
             perLanguage.Values.Sum(c => c[40]), perLanguage.Values.Sum(c => c[41]),
             perLanguage.Values.Sum(c => c[42]), perLanguage.Values.Sum(c => c[43]),
             perLanguage.Values.Sum(c => c[44]), perLanguage.Values.Sum(c => c[45]),
+            perLanguage.Values.Sum(c => c[46]), perLanguage.Values.Sum(c => c[47]),
             load, after.Rss - before.Rss, after.Rss, after.Managed - before.Managed, dist.P50, dist.P99, baselineP50, perLanguage);
 
     // The real gateway in this process: RSS once started and a tenant exists (the detector is built on first use), then
@@ -275,6 +278,7 @@ internal static partial class LanguageAccuracyBenchmark
         var heldOut20 = HeldOut("heldout-20.txt");
         var heldOut21 = HeldOut("heldout-21.txt");
         var heldOut22 = HeldOut("heldout-22.txt");
+        var heldOut23 = HeldOut("heldout-23.txt");
         var udhr = Udhr(udhrPerLanguage);
         // Detection of every request off, so that the background warm-up (LanguageDetectorWarmup) does not load the
         // detector before the "before" snapshot: it is built on the first POST /v1/language/detect, and the RSS
@@ -322,11 +326,11 @@ internal static partial class LanguageAccuracyBenchmark
         }
 
         var perLanguage = new Dictionary<string, int[]>(StringComparer.Ordinal);
-        foreach (var (set, index) in new[] { heldOut, udhr, heldOut2, heldOut3, heldOut4, heldOut5, heldOut6, heldOut7, heldOut8, heldOut9, heldOut10, heldOut11, heldOut12, heldOut13, heldOut14, heldOut15, heldOut16, heldOut17, heldOut18, heldOut19, heldOut20, heldOut21, heldOut22 }.Select((s, i) => (s, i)))
+        foreach (var (set, index) in new[] { heldOut, udhr, heldOut2, heldOut3, heldOut4, heldOut5, heldOut6, heldOut7, heldOut8, heldOut9, heldOut10, heldOut11, heldOut12, heldOut13, heldOut14, heldOut15, heldOut16, heldOut17, heldOut18, heldOut19, heldOut20, heldOut21, heldOut22, heldOut23 }.Select((s, i) => (s, i)))
         {
             foreach (var (language, sentences) in set)
             {
-                var counts = perLanguage.TryGetValue(language, out var c) ? c : perLanguage[language] = new int[46];
+                var counts = perLanguage.TryGetValue(language, out var c) ? c : perLanguage[language] = new int[48];
                 counts[(2 * index) + 1] = sentences.Count;
                 counts[2 * index] = (await DetectAsync(sentences)).Count(l => l == Expected(engine, language));
             }
@@ -463,6 +467,7 @@ internal static partial class LanguageAccuracyBenchmark
         int HeldOut20Correct, int HeldOut20Total,
         int HeldOut21Correct, int HeldOut21Total,
         int HeldOut22Correct, int HeldOut22Total,
+        int HeldOut23Correct, int HeldOut23Total,
         double LoadSeconds, long RssDelta, long RssAfter, long ManagedDelta, double P50Ms, double P99Ms, double BaselineP50Ms,
         Dictionary<string, int[]> PerLanguage);
 }
