@@ -156,6 +156,36 @@ public sealed class LanguageDetectorTests
         Assert.Equal("mk", translation.RunnerUp);
     }
 
+    // Serbian in Cyrillic letters left und beside Macedonian (session 41, round 23): its copula, auxiliary, prepositions
+    // and clitics, none of Macedonian's, decide (SerbianCyrillicGrammar). Written for this test, not taken from an
+    // evaluation set; und (Serbian 0.36, below the threshold) before the rule, and with it off.
+    [Fact]
+    public void Detect_SerbianCyrillicLeftUndeterminedBesideMacedonian_SerbianByItsGrammar()
+    {
+        const string Text = "Нема воде у чесми, звали смо водоинсталатера.";
+
+        Assert.Equal(LanguageDetection.Undetermined, Detector.WithLetterMixtures(false).Detect(Text).Language);
+        var detection = Detector.Detect(Text);
+        Assert.Equal("sr", detection.Language);
+        Assert.Equal(LanguageDetection.ByHeuristic, detection.Method);
+    }
+
+    // The grammar rule never takes a Macedonian sentence: the tuning corpus's, the decoy set's, the held-out and
+    // out-of-set sets' (held-out 4-6 and 23, out of set 4 and 6).
+    [Fact]
+    public void SerbianCyrillicGrammar_MacedonianSentences_NeverTaken()
+    {
+        var texts = LanguageProfiles.LoadCorpus()["mk"]
+            .Concat(TestData.HeldOut("decoys.txt")["mk"])
+            .Concat(TestData.HeldOutFiles.Concat(Enumerable.Range(1, 10).Select(i => $"out-of-set-{i}.txt"))
+                .SelectMany(f => TestData.HeldOut(f)).Where(kv => kv.Key == "mk").SelectMany(kv => kv.Value))
+            .ToList();
+
+        Assert.True(texts.Count > 60, $"{texts.Count} sentences");
+        var taken = texts.Where(t => SerbianCyrillicGrammar.SerbianWords(LanguageProfiles.Normalize(t)) > 0 || Detector.Detect(t).Language == "sr").ToList();
+        Assert.True(taken.Count == 0, string.Join(" | ", taken));
+    }
+
     // Decoys (Data/decoys.txt, written in session 24 before Macedonian and Belarusian got tuning sentences): text in a
     // language outside the set that sits beside covered ones (Macedonian beside Bulgarian and Serbian, Belarusian beside
     // Russian and Ukrainian) must come back und, with the decoy as runner-up, never as a confident neighbour.
@@ -243,6 +273,12 @@ public sealed class LanguageDetectorTests
     // Mirandese and Võro 1 of 8 (Spanish; Spanish; Spanish, Portuguese, Galician; Estonian, Finnish), Chavacano 2
     // (Spanish, Galician), Swiss German, Picard, Romansh and Rusyn 3 (German; French; Catalan, Italian, English;
     // Ukrainian, Russian), Friulian 4 (Italian); Latgalian 8.
+    // Then spellings the answered language does not write (SpellingDecoys, from the orthographies: circumflexes, cj/gj,
+    // -u after a consonant, elisions before a consonant or where the language never elides, k/sh in Spanish, doubled
+    // ii/uu in German, ...): out of set 5 138 -> 141 (Corsican, Sundanese, Acehnese 7 -> 8, 6 -> 7, 7 -> 8), 6 132 ->
+    // 134 (Friulian 6 -> 7, Sicilian 7 -> 8), 7 122 -> 125 (Judaeo-Spanish 3 -> 6), 8 114 -> 119 (Swiss German 7 -> 8,
+    // Judaeo-Spanish 4 -> 7, Sicilian 6 -> 7), 9 100 -> 112 (Picard 4 -> 8, Judaeo-Spanish 2 -> 7, Extremaduran, Friulian,
+    // Võro one each): other engineers' sentences, the fair check; out of set 10 81 -> 100 (its writer wrote the rule).
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -261,33 +297,33 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-5.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 7, ["co"] = 7, ["eo"] = 8, ["jv"] = 7, ["su"] = 6, ["oc"] = 7, ["an"] = 6, ["vec"] = 7, ["nds"] = 7, ["fy"] = 8,
-            ["wa"] = 8, ["ceb"] = 8, ["ilo"] = 8, ["min"] = 7, ["ace"] = 7, ["ban"] = 7, ["mai"] = 8, ["awa"] = 7, ["kok"] = 8,
+            ["ast"] = 7, ["co"] = 8, ["eo"] = 8, ["jv"] = 7, ["su"] = 7, ["oc"] = 7, ["an"] = 6, ["vec"] = 7, ["nds"] = 7, ["fy"] = 8,
+            ["wa"] = 8, ["ceb"] = 8, ["ilo"] = 8, ["min"] = 7, ["ace"] = 8, ["ban"] = 7, ["mai"] = 8, ["awa"] = 7, ["kok"] = 8,
         },
         ["out-of-set-6.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 8, ["awa"] = 7, ["bho"] = 7, ["bjn"] = 6, ["co"] = 8, ["fur"] = 6, ["hsb"] = 7, ["jv"] = 8, ["lb"] = 8, ["li"] = 6,
-            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 5, ["rue"] = 6, ["scn"] = 7, ["su"] = 8, ["szl"] = 7, ["war"] = 6,
+            ["ast"] = 8, ["awa"] = 7, ["bho"] = 7, ["bjn"] = 6, ["co"] = 8, ["fur"] = 7, ["hsb"] = 7, ["jv"] = 8, ["lb"] = 8, ["li"] = 6,
+            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 5, ["rue"] = 6, ["scn"] = 8, ["su"] = 8, ["szl"] = 7, ["war"] = 6,
         },
         ["out-of-set-7.txt"] = new(StringComparer.Ordinal)
         {
-            ["bcl"] = 7, ["be"] = 8, ["bew"] = 6, ["cbk"] = 4, ["crh"] = 8, ["csb"] = 8, ["gsw"] = 5, ["hil"] = 7, ["iba"] = 6, ["lad"] = 3,
+            ["bcl"] = 7, ["be"] = 8, ["bew"] = 6, ["cbk"] = 4, ["crh"] = 8, ["csb"] = 8, ["gsw"] = 5, ["hil"] = 7, ["iba"] = 6, ["lad"] = 6,
             ["ltg"] = 4, ["mwr"] = 8, ["nap"] = 7, ["pap"] = 8, ["rup"] = 8, ["sc"] = 6, ["sco"] = 6, ["tpi"] = 8, ["vro"] = 5,
         },
         ["out-of-set-8.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 7, ["bjn"] = 8, ["cbk"] = 5, ["fur"] = 6, ["gsw"] = 7, ["lad"] = 4, ["lij"] = 5, ["lmo"] = 6, ["ltg"] = 7, ["mwl"] = 2,
-            ["nap"] = 3, ["oc"] = 7, ["pam"] = 8, ["pms"] = 8, ["rm"] = 7, ["scn"] = 6, ["sgs"] = 5, ["su"] = 7, ["vro"] = 6,
+            ["an"] = 7, ["bjn"] = 8, ["cbk"] = 5, ["fur"] = 6, ["gsw"] = 8, ["lad"] = 7, ["lij"] = 5, ["lmo"] = 6, ["ltg"] = 7, ["mwl"] = 2,
+            ["nap"] = 3, ["oc"] = 7, ["pam"] = 8, ["pms"] = 8, ["rm"] = 7, ["scn"] = 7, ["sgs"] = 5, ["su"] = 7, ["vro"] = 6,
         },
         ["out-of-set-9.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 7, ["bjn"] = 6, ["cbk"] = 5, ["ext"] = 2, ["fur"] = 5, ["gsw"] = 4, ["lad"] = 2, ["li"] = 7, ["ltg"] = 2, ["mad"] = 8,
-            ["mwl"] = 2, ["nap"] = 6, ["oc"] = 7, ["pcd"] = 4, ["rm"] = 6, ["rue"] = 4, ["su"] = 8, ["vls"] = 6, ["vro"] = 3, ["war"] = 6,
+            ["an"] = 7, ["bjn"] = 6, ["cbk"] = 5, ["ext"] = 3, ["fur"] = 6, ["gsw"] = 4, ["lad"] = 7, ["li"] = 7, ["ltg"] = 2, ["mad"] = 8,
+            ["mwl"] = 2, ["nap"] = 6, ["oc"] = 7, ["pcd"] = 8, ["rm"] = 6, ["rue"] = 4, ["su"] = 8, ["vls"] = 6, ["vro"] = 4, ["war"] = 6,
         },
         ["out-of-set-10.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 5, ["bjn"] = 6, ["cbk"] = 2, ["ext"] = 1, ["fur"] = 4, ["gsw"] = 3, ["lad"] = 1, ["li"] = 5, ["lij"] = 5, ["ltg"] = 8,
-            ["mwl"] = 1, ["nap"] = 7, ["oc"] = 6, ["pcd"] = 3, ["rm"] = 3, ["rue"] = 3, ["scn"] = 5, ["su"] = 6, ["vro"] = 1, ["war"] = 6,
+            ["an"] = 5, ["bjn"] = 6, ["cbk"] = 2, ["ext"] = 5, ["fur"] = 5, ["gsw"] = 4, ["lad"] = 5, ["li"] = 5, ["lij"] = 6, ["ltg"] = 8,
+            ["mwl"] = 1, ["nap"] = 7, ["oc"] = 6, ["pcd"] = 7, ["rm"] = 3, ["rue"] = 3, ["scn"] = 7, ["su"] = 6, ["vro"] = 3, ["war"] = 6,
         },
     };
 

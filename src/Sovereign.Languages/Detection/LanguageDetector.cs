@@ -46,6 +46,7 @@ public sealed partial class LanguageDetector
     private readonly Dictionary<WritingScript, ScriptGroup> _groups = [];
     private readonly CloseLanguagePair? _marathiHindi;
     private readonly bool _maltese;
+    private readonly bool _serbian;
 
     /// <summary>Builds the detector and loads the Lingua models it needs.</summary>
     /// <exception cref="ArgumentException">A configured code is not in <see cref="LanguageCatalog.All"/> or is
@@ -63,6 +64,7 @@ public sealed partial class LanguageDetector
         _languages = configured.Select(l => l.Code).ToHashSet(StringComparer.Ordinal);
         Languages = [.. configured.Select(l => l.Code)];
         _maltese = _languages.Contains("mt");
+        _serbian = _languages.Contains("sr");
         Profiles = profiles;
 
         foreach (var script in Scripts.Where(s => configured.Any(l => l.WritesIn(s))))
@@ -243,6 +245,7 @@ public sealed partial class LanguageDetector
         _groups = other._groups;
         _marathiHindi = other._marathiHindi;
         _maltese = other._maltese;
+        _serbian = other._serbian;
         Languages = other.Languages;
         LinguaLanguages = other.LinguaLanguages;
         Profiles = other.Profiles;
@@ -398,6 +401,21 @@ public sealed partial class LanguageDetector
         }
 
         var decision = Decide(group, text, share) with { Script = iso };
+        if (script == WritingScript.Cyrillic && LetterMixtureRule && _serbian
+            && (decision.Language == "mk" || (decision.Language == LanguageDetection.Undetermined && decision.RunnerUp is "mk" or "sr"))
+            && SerbianCyrillicGrammar.SerbianWords(LanguageProfiles.Normalize(text)) is > 0 and var serbianWords)
+        {
+            // Serbian without ђ or ћ read as Macedonian, or left und beside it: its copula, auxiliary, prepositions and
+            // clitics, none of Macedonian's, decide.
+            var confidence = Math.Min(0.99, 0.6 + (0.1 * serbianWords)) * share;
+            return new LanguageDetection("sr", confidence, LanguageDetection.ByHeuristic)
+            {
+                RunnerUp = "mk",
+                RunnerUpConfidence = Math.Min(decision.Language == "mk" || decision.RunnerUp == "mk" ? (decision.Language == "mk" ? decision.Confidence : decision.RunnerUpConfidence) : 0, 1 - confidence),
+                Script = iso,
+            };
+        }
+
         if (script == WritingScript.Devanagari && DevanagariDecoyRule && decision.Language is "hi" or "mr"
             && DevanagariDecoys.Evaluate(text) is { } decoy)
         {
@@ -414,10 +432,11 @@ public sealed partial class LanguageDetector
         if (script is WritingScript.Latin or WritingScript.Cyrillic && LetterMixtureRule && decision.Language != LanguageDetection.Undetermined
             && CoveredCodes.Contains(decision.Language)
             && LanguageProfiles.Normalize(text) is var normalized
-            && (LetterMixtures.Evaluate(normalized) ?? FunctionWordDecoys.Evaluate(normalized, decision.Language)) is { } mixture)
+            && (LetterMixtures.Evaluate(normalized) ?? FunctionWordDecoys.Evaluate(normalized, decision.Language) ?? SpellingDecoys.Evaluate(normalized, decision.Language)) is { } mixture)
         {
-            // Letters no covered alphabet writes together (Sorbian, Rusyn, Silesian), or a neighbour's function words
-            // (Banjar, Sundanese, Waray, Asturian): outside the default set, so und, unless the operator configured it.
+            // Letters no covered alphabet writes together (Sorbian, Rusyn, Silesian), a neighbour's function words
+            // (Banjar, Sundanese, Waray, Asturian) or spellings the answered language does not write (Friulian, Picard,
+            // Swiss German, Võro, ...): outside the default set, so und, unless the operator configured it.
             var confidence = Math.Min(0.99, 0.6 + (0.1 * mixture.Words)) * share;
             if (_languages.Contains(mixture.Language))
             {
