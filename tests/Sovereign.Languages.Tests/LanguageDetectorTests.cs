@@ -279,6 +279,8 @@ public sealed class LanguageDetectorTests
     // 134 (Friulian 6 -> 7, Sicilian 7 -> 8), 7 122 -> 125 (Judaeo-Spanish 3 -> 6), 8 114 -> 119 (Swiss German 7 -> 8,
     // Judaeo-Spanish 4 -> 7, Sicilian 6 -> 7), 9 100 -> 112 (Picard 4 -> 8, Judaeo-Spanish 2 -> 7, Extremaduran, Friulian,
     // Võro one each): other engineers' sentences, the fair check; out of set 10 81 -> 100 (its writer wrote the rule).
+    // Then Mirandese's initial lh, Romansh ch in a Catalan answer, Swiss German's initial chu/chö/chl, ы in a Ukrainian
+    // and і/ї/є/ґ in a Russian answer (Rusyn): out of set 6 Romansh 5 -> 6 (135), out of set 10 Rusyn 3 -> 4 (101).
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -303,7 +305,7 @@ public sealed class LanguageDetectorTests
         ["out-of-set-6.txt"] = new(StringComparer.Ordinal)
         {
             ["ast"] = 8, ["awa"] = 7, ["bho"] = 7, ["bjn"] = 6, ["co"] = 8, ["fur"] = 7, ["hsb"] = 7, ["jv"] = 8, ["lb"] = 8, ["li"] = 6,
-            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 5, ["rue"] = 6, ["scn"] = 8, ["su"] = 8, ["szl"] = 7, ["war"] = 6,
+            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 6, ["rue"] = 6, ["scn"] = 8, ["su"] = 8, ["szl"] = 7, ["war"] = 6,
         },
         ["out-of-set-7.txt"] = new(StringComparer.Ordinal)
         {
@@ -323,7 +325,7 @@ public sealed class LanguageDetectorTests
         ["out-of-set-10.txt"] = new(StringComparer.Ordinal)
         {
             ["an"] = 5, ["bjn"] = 6, ["cbk"] = 2, ["ext"] = 5, ["fur"] = 5, ["gsw"] = 4, ["lad"] = 5, ["li"] = 5, ["lij"] = 6, ["ltg"] = 8,
-            ["mwl"] = 1, ["nap"] = 7, ["oc"] = 6, ["pcd"] = 7, ["rm"] = 3, ["rue"] = 3, ["scn"] = 7, ["su"] = 6, ["vro"] = 3, ["war"] = 6,
+            ["mwl"] = 1, ["nap"] = 7, ["oc"] = 6, ["pcd"] = 7, ["rm"] = 3, ["rue"] = 4, ["scn"] = 7, ["su"] = 6, ["vro"] = 3, ["war"] = 6,
         },
     };
 

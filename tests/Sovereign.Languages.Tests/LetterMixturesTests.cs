@@ -148,6 +148,8 @@ public sealed class LetterMixturesTests
     [InlineData("fi")]
     [InlineData("ms")]
     [InlineData("id")]
+    [InlineData("uk")]
+    [InlineData("ru")]
     public void SpellingDecoys_CoveredSentences_NeverTaken(string language)
     {
         var texts = LanguageProfiles.LoadCorpus()[language]
@@ -191,6 +193,10 @@ public sealed class LetterMixturesTests
     [InlineData("nl", "Ich höb gister de gröts sjtad gezeen.", "li")]
     [InlineData("et", "Ma panõ raamatu lavva pääle ja tulõ kodo.", "vro")]
     [InlineData("id", "Abdi teu acan dahar, geus peuting.", "su")]
+    [InlineData("pt", "La lhéngua de ls abós i l lhibro de la scola.", "mwl")]
+    [InlineData("ca", "La chasa dal vischin ha ina chaussa nova.", "rm")]
+    [InlineData("de", "Chunnsch morn au? Mir chönd es bitzli warte.", "gsw")]
+    [InlineData("uk", "Мы были в школі, там было добрі.", "rue")]
     public void SpellingDecoys_TwoWordsOfASpelling_NameTheDecoy(string language, string text, string decoy)
     {
         Assert.Equal(decoy, SpellingDecoys.Evaluate(LanguageProfiles.Normalize(text), language)?.Language);
@@ -204,6 +210,8 @@ public sealed class LetterMixturesTests
     [InlineData("nl", "De coördinatie van de reünie was goed geregeld.")]
     [InlineData("et", "Mu naine kaotas abielusõrmuse pärastlõunal.")]
     [InlineData("es", "Compré un kilo de tomates para la cena de hoy.")]
+    [InlineData("pt", "Eu disse-lhe que lhes daria o livro.")]
+    [InlineData("de", "Der Chef singt im Chor von China.")]
     public void SpellingDecoys_TheLanguagesOwnSpellings_NotTaken(string language, string text)
     {
         Assert.Null(SpellingDecoys.Evaluate(LanguageProfiles.Normalize(text), language));

@@ -16,14 +16,17 @@ namespace Sovereign.Languages;
 /// vowel).</item>
 /// <item>Spanish, Galician, Portuguese: the consonant and <c>-u</c> ending (Asturian, Extremaduran <c>pocu, tiempu</c>),
 /// an elision inside a word (Aragonese, Extremaduran, Asturian <c>d'a, m'he, s'á</c>: none of the three elides in
-/// writing); Spanish also <c>k</c>, <c>sh</c> (Judaeo-Spanish <c>kuando, abasho</c>) and <c>lh, nh</c> (Mirandese,
-/// Occitan).</item>
+/// writing), a word-initial <c>lh</c> other than the clitics <c>lhe, lho</c> (Mirandese <c>lhéngua</c>); Spanish also
+/// <c>k</c>, <c>sh</c> (Judaeo-Spanish <c>kuando, abasho</c>) and <c>lh, nh</c> (Mirandese, Occitan).</item>
 /// <item>Catalan: the consonant and <c>-u</c> ending, <c>lh, nh</c> inside a word after its first syllable (Occitan
-/// <c>filha, montanha</c>; Catalan writes them only across a prefix, <c>alhora, inhàbil</c>) and feminine plurals in
-/// <c>-as</c> (Occitan, Aragonese; Catalan writes <c>-es</c>).</item>
+/// <c>filha, montanha</c>; Catalan writes them only across a prefix, <c>alhora, inhàbil</c>), feminine plurals in
+/// <c>-as</c> (Occitan, Aragonese; Catalan writes <c>-es</c>) and <c>ch</c> before a letter (Romansh <c>chasa</c>;
+/// Catalan writes <c>x</c>, <c>ch</c> only word-final in old names).</item>
 /// <item>French: an elision before a consonant (Picard, Walloon <c>m'fille, d'couchage</c>; French elides only before a
 /// vowel or h) and <c>ò, ì, í, ó, ú, á</c>, which French never writes (Occitan).</item>
-/// <item>German: doubled <c>ii, uu, üü, öö</c> (Swiss German <c>Schiibe, Huus, nüüt</c>).</item>
+/// <item>German: doubled <c>ii, uu, üü, öö</c> (Swiss German <c>Schiibe, Huus, nüüt</c>) and an initial <c>chu, chö,
+/// chü, chä, chl</c> (<c>chunnt, chönd, chli</c>; German's initial <c>ch</c> is in loans, <c>Chef, Chor, China</c>).</item>
+/// <item>Ukrainian: <c>ы</c>, which it never writes; Russian: <c>і, ї, є, ґ</c> (Rusyn writes both kinds).</item>
 /// <item>Dutch: <c>ö, ü</c> after a consonant (Limburgish <c>höb, gröts</c>; Dutch writes them only as a diaeresis after
 /// a vowel, <c>coördinatie, reünie</c>).</item>
 /// <item>Estonian: <c>õ</c> in a word's ending after a consonant (Võro <c>panõ, kursusõl</c>; Estonian writes <c>õ</c>
@@ -43,6 +46,9 @@ internal static class SpellingDecoys
     public const int MinimumWords = 2;
 
     // Words a covered language writes with a consonant and -u at the end (loans, and Latin-derived words).
+    // The Portuguese and Galician clitics that begin with lh (Mirandese writes lh for Latin l-: lhéngua, lhibro).
+    private static readonly FrozenSet<string> PortugueseLh = Set("lhe lhes lho lha lhos lhas");
+
     private static readonly FrozenSet<string> FinalUWords = Set("tu su menu guru zulu bantu tofu haiku sudoku kudzu emu gnu ecu tribu espíritu ímpetu peru caju tatu bambu urubu angu jacu cebu kungfu");
 
     /// <summary>For a normalised text answered as <paramref name="language"/>, the decoy its spellings point to and how
@@ -74,21 +80,26 @@ internal static class SpellingDecoys
             : null,
         "es" or "gl" or "pt" => ConsonantFinalU(word) ? "ast"
             : ElisionInside(word) ? "an"
+            : word.StartsWith("lh", StringComparison.Ordinal) && !PortugueseLh.GetAlternateLookup<ReadOnlySpan<char>>().Contains(word) ? "mwl"
             : language == "es" && (word.Contains('k') || word.Contains("sh", StringComparison.Ordinal)) ? "lad"
             : language == "es" && (word.Contains("lh", StringComparison.Ordinal) || word.Contains("nh", StringComparison.Ordinal)) ? "mwl"
             : null,
         "ca" => ConsonantFinalU(word) ? "ast"
+            : word[..^1].Contains("ch", StringComparison.Ordinal) ? "rm"
             : OccitanDigraph(word) || (word.Length >= 5 && word.EndsWith("as", StringComparison.Ordinal)) ? "oc"
             : null,
         "fr" => ElisionBeforeConsonant(word) ? "pcd"
             : word.IndexOfAny("òìíóúá") >= 0 ? "oc"
             : null,
         "de" => word.Contains("ii", StringComparison.Ordinal) || word.Contains("uu", StringComparison.Ordinal)
-            || word.Contains("üü", StringComparison.Ordinal) || word.Contains("öö", StringComparison.Ordinal) ? "gsw"
+            || word.Contains("üü", StringComparison.Ordinal) || word.Contains("öö", StringComparison.Ordinal)
+            || (word.Length >= 4 && word[0] == 'c' && word[1] == 'h' && word[2] is 'u' or 'ö' or 'ü' or 'ä' or 'l') ? "gsw"
             : null,
         "nl" => UmlautAfterConsonant(word) ? "li" : null,
         "et" => VoroOtilde(word) || word.Contains('y') ? "vro" : null,
         "fi" => word.Contains('õ') ? "vro" : null,
+        "uk" => word.Contains('ы') ? "rue" : null,
+        "ru" => word.IndexOfAny("іїєґ") >= 0 ? "rue" : null,
         "ms" or "id" => word.Contains("eu", StringComparison.Ordinal) || word.Contains('é') ? "su"
             : word.IndexOfAny("âè") >= 0 ? "mad"
             : null,
