@@ -48,6 +48,27 @@ public sealed class ChatCompletionsTests(ServerFixture server)
     }
 
     /// <summary>
+    /// OpenAI states the tier that served a chat completion (<c>service_tier</c>) on the answer and on every chunk;
+    /// this server has one, <c>default</c>, whatever the request asked. It was accepted and not stated.
+    /// </summary>
+    [Fact]
+    public async Task CompleteChat_StatesTheServiceTierUsed_WholeAndOnEveryChunk()
+    {
+        var body = $$"""{"model":"{{ServerFixture.Stories}}","messages":[{"role":"user","content":"Hi"}],"max_tokens":3,"service_tier":"flex","temperature":0""";
+        var (status, whole, _) = await server.PostJsonAsync("/v1/chat/completions", body + "}");
+        Assert.Equal(200, status);
+        Assert.Equal("default", whole.GetProperty("service_tier").GetString());
+
+        var streamed = await server.Http.PostAsync("/v1/chat/completions",
+            new StringContent(body + ""","stream":true,"stream_options":{"include_usage":true}}""", System.Text.Encoding.UTF8, "application/json"));
+        var chunks = (await streamed.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+            .Select(e => e["data: ".Length..]).Where(d => d != "[DONE]")
+            .Select(d => System.Text.Json.JsonDocument.Parse(d).RootElement.Clone()).ToList();
+        Assert.True(chunks.Count >= 3);
+        Assert.All(chunks, c => Assert.Equal("default", c.GetProperty("service_tier").GetString()));
+    }
+
+    /// <summary>
     /// Usage states OpenAI's breakdowns, whole and in the stream's usage chunk: <c>prompt_tokens_details</c> (cached,
     /// audio) and <c>completion_tokens_details</c> (reasoning, audio, predictions), each true here (no audio, no
     /// reasoning apart from the answer, a prediction is not used). <c>completion_tokens_details</c> was missing.

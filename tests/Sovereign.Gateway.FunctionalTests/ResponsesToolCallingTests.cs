@@ -117,6 +117,60 @@ public sealed class ResponsesToolCallingTests(ServerFixture server)
         Assert.Equal("function", response.GetProperty("tool_choice").GetProperty("type").GetString());
     }
 
+    /// <summary>
+    /// OpenAI's echo of a function tool always states <c>strict</c> (its SDKs type it required; Responses' default is
+    /// true), and the response object states <c>service_tier</c> (the tier used: this server's one, <c>default</c>),
+    /// <c>safety_identifier</c> and <c>prompt_cache_key</c>. A tool without strict was echoed without it, and the three
+    /// fields were accepted but missing from the response.
+    /// </summary>
+    [Fact]
+    public async Task Echo_FunctionToolStatesStrict_AndTheResponseStatesTierSafetyIdAndCacheKey()
+    {
+        var (status, response, _) = await server.PostJsonAsync("/v1/responses",
+            """{"model":"tiny-random","input":"Weather?","max_output_tokens":16,"service_tier":"priority","safety_identifier":"user-7f3a","prompt_cache_key":"weather-bot","tools":[{"type":"function","name":"get_weather","parameters":"""
+            + WeatherSchema + """},{"type":"function","name":"get_time","strict":false,"parameters":{"type":"object","properties":{}}}],"tool_choice":"none"}""");
+
+        Assert.Equal(200, status);
+        var tools = response.GetProperty("tools");
+        Assert.True(tools[0].GetProperty("strict").GetBoolean());
+        Assert.False(tools[1].GetProperty("strict").GetBoolean());
+        Assert.Equal("default", response.GetProperty("service_tier").GetString());
+        Assert.Equal("user-7f3a", response.GetProperty("safety_identifier").GetString());
+        Assert.Equal("weather-bot", response.GetProperty("prompt_cache_key").GetString());
+
+        var plain = (await server.PostJsonAsync("/v1/responses", """{"model":"tiny-random","input":"Hi","max_output_tokens":16}""")).Body;
+        Assert.Equal("default", plain.GetProperty("service_tier").GetString());
+        Assert.Equal(JsonValueKind.Null, plain.GetProperty("safety_identifier").ValueKind);
+        Assert.Equal(JsonValueKind.Null, plain.GetProperty("prompt_cache_key").ValueKind);
+
+        // Through the SDK, streamed: the tool sent without strict reads back as strict, from the first event to the last.
+        var options = new CreateResponseOptions { Model = ServerFixture.TinyRandom, MaxOutputTokenCount = 16, StreamingEnabled = true, InputItems = { ResponseItem.CreateUserMessageItem("Weather?") } };
+        options.Tools.Add(ResponseTool.CreateFunctionTool("get_weather", BinaryData.FromString(WeatherSchema), strictModeEnabled: null));
+        var echoed = new List<ResponseResult>();
+        await foreach (var update in await Responses().CreateResponseStreamingAsync(options))
+        {
+            if (update switch
+            {
+                StreamingResponseCreatedUpdate created => created.Response,
+                StreamingResponseCompletedUpdate completed => completed.Response,
+                StreamingResponseIncompleteUpdate incomplete => incomplete.Response,
+                _ => null,
+            } is { } echo)
+            {
+                echoed.Add(echo);
+            }
+        }
+
+        Assert.Equal(2, echoed.Count);
+        Assert.All(echoed, e => Assert.True(Assert.IsType<FunctionTool>(Assert.Single(e.Tools)).StrictModeEnabled));
+
+        // Echoed and kept with a stored response, so bounded as user is.
+        var (tooLong, error, _) = await server.PostJsonAsync("/v1/responses",
+            $$"""{"model":"tiny-random","input":"Hi","max_output_tokens":16,"safety_identifier":"{{new string('a', 257)}}"}""");
+        Assert.Equal(400, tooLong);
+        Assert.Equal("safety_identifier", error.GetProperty("error").GetProperty("param").GetString());
+    }
+
     [Fact]
     public async Task Streaming_RawHttp_FunctionCallEventsInOrder_ArgumentsConcatenateToTheDone()
     {

@@ -207,7 +207,43 @@ public sealed class ToolCallingTests(ServerFixture server)
         });
         AssertValidArguments("get_weather", string.Concat(calls.Skip(1).Select(f => f.GetProperty("function").GetProperty("arguments").GetString())));
         Assert.Equal("tool_calls", deltas[^1].GetProperty("finish_reason").GetString());
-        Assert.DoesNotContain(deltas, d => d.GetProperty("delta").TryGetProperty("content", out var c) && c.GetString()!.Contains("<tool_call>", StringComparison.Ordinal));
+        Assert.DoesNotContain(deltas, d => d.GetProperty("delta").TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String
+            && c.GetString()!.Contains("<tool_call>", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// A forced call is the whole answer: OpenAI's first chunk of it has <c>"content": null</c> (the start of no text).
+    /// This server's role chunk said <c>"content": ""</c>, which the SDK read as a text part of a call-only answer.
+    /// A text answer's role chunk keeps <c>""</c>, as OpenAI's.
+    /// </summary>
+    [Fact]
+    public async Task Forced_Streaming_RoleChunk_HasNullContent_AndTheSdkSeesNoTextPart()
+    {
+        foreach (var choice in new[] { "\"required\"", """{"type":"function","function":{"name":"get_weather"}}""" })
+        {
+            var body = """{"model":"tiny-random","stream":true,"max_tokens":140,"seed":5,"messages":[{"role":"user","content":"Weather?"}],"tools":[{"type":"function","function":{"name":"get_weather","parameters":"""
+                + WeatherSchema + """}}],"tool_choice":""" + choice + "}";
+            var response = await server.Http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.Equal(200, (int)response.StatusCode);
+            var first = JsonDocument.Parse(text.Split("\n\n", StringSplitOptions.RemoveEmptyEntries)[0]["data: ".Length..]).RootElement;
+            var delta = first.GetProperty("choices")[0].GetProperty("delta");
+            Assert.Equal("assistant", delta.GetProperty("role").GetString());
+            Assert.Equal(JsonValueKind.Null, delta.GetProperty("content").ValueKind);
+        }
+
+        var textOnly = await server.Http.PostAsync("/v1/chat/completions", new StringContent(
+            """{"model":"tiny-random","stream":true,"max_tokens":4,"messages":[{"role":"user","content":"Hi"}]}""", Encoding.UTF8, "application/json"));
+        var plain = (await textOnly.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)[0]["data: ".Length..];
+        Assert.Equal("", JsonDocument.Parse(plain).RootElement.GetProperty("choices")[0].GetProperty("delta").GetProperty("content").GetString());
+
+        var parts = 0;
+        await foreach (var update in Chat.CompleteChatStreamingAsync([new UserChatMessage("Weather?")], Options(ChatToolChoice.CreateRequiredChoice(), 5, weatherOnly: true)))
+        {
+            parts += update.ContentUpdate.Count;
+        }
+
+        Assert.Equal(0, parts);
     }
 
     [Fact]

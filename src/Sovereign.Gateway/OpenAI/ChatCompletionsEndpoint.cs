@@ -122,9 +122,13 @@ internal static class ChatCompletionsEndpoint
         var response = governed.Http.Response;
         var aborted = governed.Aborted;
         ServerSentEvents.Start(response);
+
+        // A forced call is the whole answer, with no text: its role chunk states content null, as OpenAI's does
+        // (it said "", the start of a text that never came).
+        var role = tools is { ForcesCall: true } ? ChunkDelta.RoleOfACall : new ChunkDelta("assistant", "");
         for (var i = 0; i < local.Run.Count; i++)
         {
-            await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(i, new ChunkDelta("assistant", ""), null, null), includeUsage), aborted);
+            await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(i, role, null, null), includeUsage), aborted);
         }
 
         var completionTokens = 0;

@@ -404,6 +404,18 @@ internal static class RequestReader
         }
     }
 
+    /// <summary>
+    /// <c>safety_identifier</c> and <c>prompt_cache_key</c> are ids too: Responses echo them in every response object
+    /// and keep them with a stored one, so they have <c>user</c>'s bound (a 400 naming the field beyond it).
+    /// </summary>
+    public static void RequireIdentifier(string? value, string param)
+    {
+        if (value is { Length: > MaxUserLength })
+        {
+            throw OpenAIException.BadRequest($"{param} is an id of at most {MaxUserLength} characters; got {value.Length}.", param, "string_above_max_length");
+        }
+    }
+
     private static readonly HashSet<string> ServiceTiers = new(StringComparer.Ordinal) { "auto", "default", "flex", "scale", "priority" };
 
     /// <summary>

@@ -94,7 +94,7 @@ internal sealed class ChatCompletionRequest : SamplingRequest
     /// <summary>Up to 16 pairs OpenAI keeps with a stored completion; bounded as there, then ignored (nothing is stored).</summary>
     public Dictionary<string, string>? Metadata { get; set; }
 
-    /// <summary>OpenAI's processing tier (<c>auto</c>, <c>default</c>, <c>flex</c>, <c>scale</c>, <c>priority</c>); one tier here, so ignored.</summary>
+    /// <summary>OpenAI's processing tier (<c>auto</c>, <c>default</c>, <c>flex</c>, <c>scale</c>, <c>priority</c>); one tier here: the answer states <c>default</c>, the tier used.</summary>
     public string? ServiceTier { get; set; }
 
     /// <summary>OpenAI's cache-bucketing hint; ignored (this server's prefix cache is kept per tenant by itself).</summary>

@@ -36,7 +36,12 @@ internal sealed record CompletionTokensDetails(
 
 internal sealed record ChatCompletion(
     string Id, string Object, long Created, string Model, IReadOnlyList<ChatChoice> Choices, Usage Usage,
-    [property: JsonPropertyName("system_fingerprint")] string? SystemFingerprint);
+    [property: JsonPropertyName("system_fingerprint")] string? SystemFingerprint)
+{
+    /// <summary>The tier that served the request, as OpenAI states it: this server has one, <c>default</c>, whatever <c>service_tier</c> asked.</summary>
+    [JsonPropertyName("service_tier")]
+    public string ServiceTier => ChatCompletionChunk.DefaultTier;
+}
 
 internal sealed record ChatChoice(int Index, AssistantMessage Message, object? Logprobs, [property: JsonPropertyName("finish_reason")] string? FinishReason);
 
@@ -59,16 +64,34 @@ internal sealed record ChatCompletionChunk(
     [property: JsonPropertyName("system_fingerprint")] string? SystemFingerprint,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] object? Usage)
 {
+    /// <summary>This server's one tier, as OpenAI names the standard one.</summary>
+    public const string DefaultTier = "default";
+
+    /// <summary>The tier that served the request, on every chunk as OpenAI states it.</summary>
+    [JsonPropertyName("service_tier")]
+    public string ServiceTier => DefaultTier;
+
     /// <summary>Written as JSON null: a JSON null value, where a C# null omits the field.</summary>
     public static readonly object NoUsageYet = System.Text.Json.JsonDocument.Parse("null").RootElement.Clone();
 }
 
 internal sealed record ChatChunkChoice(int Index, ChunkDelta Delta, object? Logprobs, [property: JsonPropertyName("finish_reason")] string? FinishReason);
 
+/// <param name="Content">A string; <see cref="NullContent"/> to state <c>"content": null</c>; null leaves the field out.</param>
 internal sealed record ChunkDelta(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content,
-    [property: JsonPropertyName("tool_calls"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallDelta>? ToolCalls = null);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] object? Content,
+    [property: JsonPropertyName("tool_calls"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallDelta>? ToolCalls = null)
+{
+    /// <summary>Written as JSON null, as <see cref="ChatCompletionChunk.NoUsageYet"/>.</summary>
+    public static readonly object NullContent = ChatCompletionChunk.NoUsageYet;
+
+    /// <summary>
+    /// The role chunk of an answer that is a forced call (no text at all): <c>{"role":"assistant","content":null}</c>,
+    /// as OpenAI's first chunk of a tool call states it; a text answer's first chunk has <c>"content": ""</c>.
+    /// </summary>
+    public static readonly ChunkDelta RoleOfACall = new("assistant", NullContent);
+}
 
 /// <param name="Usage">As <see cref="ChatCompletionChunk"/>'s: a <see cref="OpenAI.Usage"/>, <see cref="ChatCompletionChunk.NoUsageYet"/> or null.</param>
 internal sealed record TextCompletion(string Id, string Object, long Created, string Model, IReadOnlyList<TextChoice> Choices,

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Hosting;
@@ -463,13 +464,32 @@ internal static partial class ResponsesEndpoint
             TopP = Request.TopP ?? 1f,
             Text = new TextSettings(FormatEcho(Request.Text?.Format)),
             ToolChoice = Request.ToolChoice is { ValueKind: not JsonValueKind.Null } choice ? choice : "auto",
-            Tools = Request.Tools is { ValueKind: JsonValueKind.Array } tools ? [.. tools.EnumerateArray().Select(t => (object)t)] : [],
+            Tools = Request.Tools is { ValueKind: JsonValueKind.Array } tools ? [.. tools.EnumerateArray().Select(ToolEcho)] : [],
             Usage = usage,
             User = Request.User,
+            SafetyIdentifier = Request.SafetyIdentifier,
+            PromptCacheKey = Request.PromptCacheKey,
             Metadata = Request.Metadata ?? [],
             Store = Request.Store == true,
             PreviousResponseId = Request.PreviousResponseId,
         };
+
+        /// <summary>
+        /// A tool as sent, except that a function tool states <c>strict</c>: OpenAI's echo always has it (its SDKs type it
+        /// required), <c>true</c> where the request left it out, Responses' default. It was echoed without it.
+        /// </summary>
+        private static object ToolEcho(JsonElement tool)
+        {
+            if (tool.ValueKind != JsonValueKind.Object || tool.TryGetProperty("strict", out var strict) && strict.ValueKind != JsonValueKind.Null
+                || !tool.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || type.GetString() != "function")
+            {
+                return tool;
+            }
+
+            var echo = JsonObject.Create(tool)!;
+            echo["strict"] = true;
+            return echo;
+        }
 
         private static object FormatEcho(ResponsesTextFormat? format) => format?.Type switch
         {

@@ -37,16 +37,16 @@ internal sealed class ResponsesRequest
     public Dictionary<string, string>? Metadata { get; set; }
     public string? User { get; set; }
 
-    /// <summary>Ignorable as on chat completions (<see cref="ChatCompletionRequest.ServiceTier"/>).</summary>
+    /// <summary>As on chat completions (<see cref="ChatCompletionRequest.ServiceTier"/>): the response states <c>default</c>.</summary>
     public string? ServiceTier { get; set; }
 
-    /// <summary>Ignorable as on chat completions.</summary>
+    /// <summary>Ignorable as on chat completions; echoed in the response object, as OpenAI does.</summary>
     public string? PromptCacheKey { get; set; }
 
     /// <summary>Ignorable as on chat completions.</summary>
     public string? PromptCacheRetention { get; set; }
 
-    /// <summary>Ignorable as on chat completions.</summary>
+    /// <summary>Ignorable as on chat completions; echoed in the response object, as OpenAI does.</summary>
     public string? SafetyIdentifier { get; set; }
 
     /// <summary>Streaming options: <c>include_obfuscation</c> (padding OpenAI adds to events; none is added here).</summary>
@@ -123,6 +123,8 @@ internal static class ResponsesTranslation
     public static void CheckMetadata(ResponsesRequest request)
     {
         RequestReader.RequireUser(request.User);
+        RequestReader.RequireIdentifier(request.SafetyIdentifier, "safety_identifier");
+        RequestReader.RequireIdentifier(request.PromptCacheKey, "prompt_cache_key");
         CheckMetadata(request.Metadata);
         RequestReader.RequireServiceTier(request.ServiceTier);
         RequestReader.RequirePromptCacheRetention(request.PromptCacheRetention);

@@ -29,6 +29,15 @@ internal sealed record ResponseObject
     public ResponseUsage? Usage { get; init; }
     public string? User { get; init; }
     public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>The tier that served the request, as OpenAI answers it: this server has one, <c>default</c>, whatever was asked.</summary>
+    public string ServiceTier { get; init; } = ChatCompletionChunk.DefaultTier;
+
+    /// <summary>The request's <c>safety_identifier</c>, echoed as OpenAI does (this server uses it for nothing).</summary>
+    public string? SafetyIdentifier { get; init; }
+
+    /// <summary>The request's <c>prompt_cache_key</c>, echoed as OpenAI does (the prefix cache is kept per tenant by itself).</summary>
+    public string? PromptCacheKey { get; init; }
 }
 
 internal sealed record IncompleteDetails(string Reason);

@@ -53,6 +53,9 @@ internal sealed partial class ChatTools
     /// <summary>Whether generated text is read for tool calls.</summary>
     public bool ParsesCalls => Mode != ToolChoiceMode.None;
 
+    /// <summary>Whether the answer is one call and nothing else (<c>required</c> or a named function).</summary>
+    public bool ForcesCall => Mode is ToolChoiceMode.Required or ToolChoiceMode.Named;
+
     [GeneratedRegex("^[a-zA-Z0-9_-]{1,64}$")]
     private static partial Regex FunctionName();
 
