@@ -21,6 +21,9 @@ public sealed class FakeChatEngine : IAsyncLifetime
     public const int PromptTokens = 11;
     public const string CallId = "call_fake_0001";
     public const string CallArguments = """{"city":"Bangkok"}""";
+
+    /// <summary>The second call's arguments when the last message is "interleaved calls".</summary>
+    public const string SecondCallArguments = """{"city":"Hanoi"}""";
     public static readonly string[] Words = ["Hello", " from", " the", " upstream", "."];
 
     /// <summary><see cref="Words"/> four times over: 20 words.</summary>
@@ -114,7 +117,9 @@ public sealed class FakeChatEngine : IAsyncLifetime
             : Words;
         var words = all.Take(maxTokens).ToArray();
         var twin = toolName is not null && last["content"]?.GetValueKind() == System.Text.Json.JsonValueKind.String && last["content"]!.GetValue<string>() == "twin calls";
-        var calls = twin ? 2 : 1;
+        // "interleaved calls": two calls whose streamed fragments alternate (each delta says its call's index).
+        var interleaved = toolName is not null && last["content"]?.GetValueKind() == System.Text.Json.JsonValueKind.String && last["content"]!.GetValue<string>() == "interleaved calls";
+        var calls = twin || interleaved ? 2 : 1;
         var finish = toolName is not null ? "tool_calls" : words.Length < all.Length ? "length" : "stop";
         var completionTokens = toolName is not null ? 6 * calls : words.Length;
         var usage = new JsonObject { ["prompt_tokens"] = PromptTokens, ["completion_tokens"] = completionTokens, ["total_tokens"] = PromptTokens + completionTokens };
@@ -180,8 +185,27 @@ public sealed class FakeChatEngine : IAsyncLifetime
         }
         else
         {
+            if (interleaved)
+            {
+                string[] ids = [CallId, CallId + "b"];
+                string[] arguments = [CallArguments, SecondCallArguments];
+                for (var call = 0; call < 2; call++)
+                {
+                    await Chunk(new JsonObject { ["tool_calls"] = new JsonArray(new JsonObject { ["index"] = call, ["id"] = ids[call], ["type"] = "function", ["function"] = new JsonObject { ["name"] = toolName, ["arguments"] = "" } }) }, null);
+                }
+
+                for (var part = 0; part < 2; part++)
+                {
+                    for (var call = 0; call < 2; call++)
+                    {
+                        var fragment = part == 0 ? arguments[call][..9] : arguments[call][9..];
+                        await Chunk(new JsonObject { ["tool_calls"] = new JsonArray(new JsonObject { ["index"] = call, ["function"] = new JsonObject { ["arguments"] = fragment } }) }, null);
+                    }
+                }
+            }
+
             // OpenAI's shape: the first delta names the call, the next ones carry fragments of its arguments.
-            for (var call = 0; call < calls; call++)
+            for (var call = 0; call < (interleaved ? 0 : calls); call++)
             {
                 await Chunk(new JsonObject { ["tool_calls"] = new JsonArray(new JsonObject { ["index"] = call, ["id"] = CallId, ["type"] = "function", ["function"] = new JsonObject { ["name"] = toolName, ["arguments"] = "" } }) }, null);
                 foreach (var fragment in new[] { CallArguments[..9], CallArguments[9..] })

@@ -239,6 +239,51 @@ public sealed class ResponsesRelayTests(ResidencyFixture fixture, FakeChatEngine
     }
 
     /// <summary>
+    /// An engine that interleaves two calls' streamed fragments (each delta names its call's index): a new
+    /// function_call item opened whenever the index changed, so the response had six items for two calls, each holding
+    /// a fragment. Items are keyed by the call's index: two items, each with its call's whole arguments, through the
+    /// SDK's events and in the final response.
+    /// </summary>
+    [Fact]
+    public async Task EngineInterleavesTwoCallsFragments_OneItemPerCall_WithItsOwnArguments()
+    {
+        var responses = await ResponsesAsync();
+        var options = Options("interleaved calls");
+        options.Tools.Add(ResponseTool.CreateFunctionTool("get_weather", BinaryData.FromString(WeatherSchema), strictModeEnabled: false));
+        options.StreamingEnabled = true;
+        var added = new List<FunctionCallResponseItem>();
+        var done = new List<FunctionCallResponseItem>();
+        var deltas = new Dictionary<string, StringBuilder>();
+        ResponseResult? final = null;
+        await foreach (var update in await responses.CreateResponseStreamingAsync(options))
+        {
+            switch (update)
+            {
+                case StreamingResponseOutputItemAddedUpdate { Item: FunctionCallResponseItem call }:
+                    added.Add(call);
+                    break;
+                case StreamingResponseFunctionCallArgumentsDeltaUpdate delta:
+                    (deltas.TryGetValue(delta.ItemId, out var text) ? text : deltas[delta.ItemId] = new StringBuilder()).Append(delta.Delta.ToString());
+                    break;
+                case StreamingResponseOutputItemDoneUpdate { Item: FunctionCallResponseItem call }:
+                    done.Add(call);
+                    break;
+                case StreamingResponseCompletedUpdate completed:
+                    final = completed.Response;
+                    break;
+            }
+        }
+
+        Assert.Equal(2, added.Count);
+        Assert.Equal(2, done.Count);
+        var calls = final!.OutputItems.Cast<FunctionCallResponseItem>().ToList();
+        Assert.Equal([FakeChatEngine.CallArguments, FakeChatEngine.SecondCallArguments], calls.Select(c => c.FunctionArguments.ToString()));
+        Assert.Equal([FakeChatEngine.CallId, FakeChatEngine.CallId + "b"], calls.Select(c => c.CallId));
+        Assert.Equal([FakeChatEngine.CallArguments, FakeChatEngine.SecondCallArguments], added.Select(c => deltas[c.Id].ToString()));
+        Assert.Equal(calls.Select(c => c.Id), done.OrderBy(c => calls.FindIndex(x => x.Id == c.Id)).Select(c => c.Id));
+    }
+
+    /// <summary>
     /// The same engine behind chat completions: its answer was passed on with both calls under one id, and the
     /// client's next turn (both calls, a result for each) was refused as a duplicate. Each call now has its own id.
     /// </summary>

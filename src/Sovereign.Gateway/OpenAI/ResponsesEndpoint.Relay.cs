@@ -84,7 +84,6 @@ internal static partial class ResponsesEndpoint
         }
 
         string? finishReason = null;
-        int? callIndex = null;
         var callIds = new HashSet<string>(StringComparer.Ordinal);
         try
         {
@@ -105,19 +104,12 @@ internal static partial class ResponsesEndpoint
                 {
                     foreach (var call in calls.OfType<JsonObject>())
                     {
-                        // A call's first delta names it (id, function.name); later ones carry argument fragments.
+                        // A call's first delta names it (id, function.name); later ones, of the same index, carry
+                        // argument fragments, which an engine may interleave with another call's.
                         var index = call["index"] is JsonValue i && i.TryGetValue<int>(out var at) ? at : 0;
                         var function = call["function"] as JsonObject;
-                        if (index != callIndex)
-                        {
-                            callIndex = index;
-                            await output.StartCallAsync(StringOf(function?["name"]) ?? "", UniqueCallId(StringOf(call["id"]), callIds));
-                        }
-
-                        if (function?["arguments"] is { } arguments && ArgumentsOf(arguments) is { Length: > 0 } fragment)
-                        {
-                            await output.ArgumentsAsync(fragment);
-                        }
+                        await output.RelayedCallAsync(index, () => StringOf(function?["name"]), () => UniqueCallId(StringOf(call["id"]), callIds),
+                            function?["arguments"] is { } arguments ? ArgumentsOf(arguments) : "");
                     }
                 }
 

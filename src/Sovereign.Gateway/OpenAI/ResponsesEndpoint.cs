@@ -286,17 +286,33 @@ internal static partial class ResponsesEndpoint
     }
 
     /// <summary>
-    /// The output items of a streamed response, one open at a time: a message takes text deltas; a function_call takes
-    /// argument deltas and is closed by whatever comes next (another call, text, the end).
+    /// The output items of a streamed response. Generated locally, one is open at a time: a message takes text deltas; a
+    /// function_call takes argument deltas and is closed by whatever comes next (another call, text, the end). Relayed
+    /// calls are keyed by the engine's call index and stay open to the end, since an engine may interleave two calls'
+    /// fragments: a new item opened whenever the index changed, so such an answer had more items than calls.
     /// </summary>
     private sealed class OutputItemStream(Func<ResponseEvent, Task> send, ResponseShape shape, ToolCallFormat format)
     {
-        private readonly List<object> _items = [];
+        /// <summary>Items by output_index: a place is taken when an item opens and filled when it closes.</summary>
+        private readonly List<object?> _items = [];
         private readonly System.Text.StringBuilder _text = new();
-        private readonly System.Text.StringBuilder _arguments = new();
+
+        /// <summary>Open calls, in the order they opened.</summary>
+        private readonly List<OpenCall> _calls = [];
         private string? _messageId;
-        private FunctionCallItem? _call;
+        private int _messageIndex;
+        private bool _messageOpened;
         private string _heldWhitespace = "";
+
+        private sealed class OpenCall(FunctionCallItem item, int outputIndex, int? key)
+        {
+            public FunctionCallItem Item { get; } = item;
+            public int OutputIndex { get; } = outputIndex;
+
+            /// <summary>The engine's call index (a relayed call); null for a call generated here.</summary>
+            public int? Key { get; } = key;
+            public System.Text.StringBuilder Arguments { get; } = new();
+        }
 
         /// <summary>Calls started so far.</summary>
         public int CallCount { get; private set; }
@@ -304,14 +320,17 @@ internal static partial class ResponsesEndpoint
         public async Task OpenMessageAsync()
         {
             // The first message keeps the id the response was created with.
-            _messageId = _items.OfType<ResponseMessageItem>().Any() ? GenerationRun.NewId("msg_") : shape.MessageId;
-            await send(new OutputItemEvent("response.output_item.added", _items.Count, new ResponseMessageItem(_messageId, "in_progress", [])));
-            await send(new ContentPartEvent("response.content_part.added", _messageId, _items.Count, 0, new OutputText("")));
+            _messageId = _messageOpened ? GenerationRun.NewId("msg_") : shape.MessageId;
+            _messageOpened = true;
+            _messageIndex = _items.Count;
+            _items.Add(null);
+            await send(new OutputItemEvent("response.output_item.added", _messageIndex, new ResponseMessageItem(_messageId, "in_progress", [])));
+            await send(new ContentPartEvent("response.content_part.added", _messageId, _messageIndex, 0, new OutputText("")));
         }
 
         public async Task TextAsync(string text)
         {
-            await CloseCallAsync("completed");
+            await CloseCallsAsync("completed", keyed: false);
             if (_messageId is null)
             {
                 if (string.IsNullOrWhiteSpace(text))
@@ -327,7 +346,7 @@ internal static partial class ResponsesEndpoint
             }
 
             _text.Append(text);
-            await send(new OutputTextDeltaEvent(_messageId!, _items.Count, 0, text));
+            await send(new OutputTextDeltaEvent(_messageId!, _messageIndex, 0, text));
         }
 
         /// <summary>One event of the tool-call parser, kept or dropped as chat's stream does.</summary>
@@ -346,9 +365,8 @@ internal static partial class ResponsesEndpoint
                 if (tools.ParallelToolCalls || CallCount == 0)
                 {
                     await StartCallAsync(call.Name);
-                    _arguments.Append(call.Arguments);
-                    await send(new FunctionCallArgumentsDeltaEvent(_call!.Id, _items.Count, call.Arguments));
-                    await CloseCallAsync("completed");
+                    await ArgumentsAsync(call.Arguments);
+                    await CloseCallsAsync("completed", keyed: false);
                 }
             }
             else if (item.Content is { Length: > 0 } content && (CallCount == 0 || !string.IsNullOrWhiteSpace(content)))
@@ -361,52 +379,73 @@ internal static partial class ResponsesEndpoint
         /// <summary>Closes what is open; a response with no item at all gets its (empty or blank) message.</summary>
         public async Task<IReadOnlyList<object>> FinishAsync(string status)
         {
-            await CloseCallAsync(status);
-            if (_items.Count == 0 && _messageId is null)
+            await CloseCallsAsync(status, keyed: true);
+            if (_items.Count == 0)
             {
                 await OpenMessageAsync();
                 if (_heldWhitespace.Length > 0)
                 {
                     _text.Append(_heldWhitespace);
-                    await send(new OutputTextDeltaEvent(_messageId!, _items.Count, 0, _heldWhitespace));
+                    await send(new OutputTextDeltaEvent(_messageId!, _messageIndex, 0, _heldWhitespace));
                 }
             }
 
             await CloseMessageAsync(status);
-            return _items;
+            return [.. _items.Select(i => i!)];
         }
 
-        /// <summary>A fragment of the open call's arguments.</summary>
-        public async Task ArgumentsAsync(string fragment)
-        {
-            _arguments.Append(fragment);
-            await send(new FunctionCallArgumentsDeltaEvent(_call!.Id, _items.Count, fragment));
-        }
+        /// <summary>A fragment of the arguments of the call generated here that is open.</summary>
+        public async Task ArgumentsAsync(string fragment) => await ArgumentsAsync(_calls[^1], fragment);
 
         /// <summary>Opens a function_call item (closing what is open); <paramref name="callId"/> is the engine's when it named one.</summary>
         public async Task StartCallAsync(string name, string? callId = null)
         {
-            await CloseCallAsync("completed");
-            await CloseMessageAsync("completed");
-            _heldWhitespace = "";
-            _call = new FunctionCallItem(GenerationRun.NewId("fc_"), callId ?? ChatTools.NewCallId(format), name, "", "in_progress");
-            CallCount++;
-            await send(new OutputItemEvent("response.output_item.added", _items.Count, _call));
+            await CloseCallsAsync("completed", keyed: false);
+            await OpenCallAsync(name, callId, key: null);
         }
 
-        private async Task CloseCallAsync(string status)
+        /// <summary>
+        /// A relayed call's delta: the first of its <paramref name="index"/> opens its item (with the name and the
+        /// engine's call id), every one adds its fragment to that item, whatever came between.
+        /// </summary>
+        public async Task RelayedCallAsync(int index, Func<string?> name, Func<string?> callId, string fragment)
         {
-            if (_call is null)
+            var call = _calls.Find(c => c.Key == index) ?? await OpenCallAsync(name() ?? "", callId(), index);
+            if (fragment.Length > 0)
             {
-                return;
+                await ArgumentsAsync(call, fragment);
             }
+        }
 
-            var done = _call with { Arguments = _arguments.ToString(), Status = status };
-            await send(new FunctionCallArgumentsDoneEvent(done.Id, _items.Count, done.Arguments));
-            await send(new OutputItemEvent("response.output_item.done", _items.Count, done));
-            _items.Add(done);
-            _call = null;
-            _arguments.Clear();
+        private async Task<OpenCall> OpenCallAsync(string name, string? callId, int? key)
+        {
+            await CloseMessageAsync("completed");
+            _heldWhitespace = "";
+            var call = new OpenCall(new FunctionCallItem(GenerationRun.NewId("fc_"), callId ?? ChatTools.NewCallId(format), name, "", "in_progress"), _items.Count, key);
+            _items.Add(null);
+            _calls.Add(call);
+            CallCount++;
+            await send(new OutputItemEvent("response.output_item.added", call.OutputIndex, call.Item));
+            return call;
+        }
+
+        private async Task ArgumentsAsync(OpenCall call, string fragment)
+        {
+            call.Arguments.Append(fragment);
+            await send(new FunctionCallArgumentsDeltaEvent(call.Item.Id, call.OutputIndex, fragment));
+        }
+
+        /// <summary>Closes the open calls generated here, and with <paramref name="keyed"/> the relayed ones too.</summary>
+        private async Task CloseCallsAsync(string status, bool keyed)
+        {
+            foreach (var call in _calls.Where(c => keyed || c.Key is null).ToList())
+            {
+                var done = call.Item with { Arguments = call.Arguments.ToString(), Status = status };
+                await send(new FunctionCallArgumentsDoneEvent(done.Id, call.OutputIndex, done.Arguments));
+                await send(new OutputItemEvent("response.output_item.done", call.OutputIndex, done));
+                _items[call.OutputIndex] = done;
+                _calls.Remove(call);
+            }
         }
 
         private async Task CloseMessageAsync(string status)
@@ -418,10 +457,10 @@ internal static partial class ResponsesEndpoint
 
             var part = new OutputText(_text.ToString());
             var item = new ResponseMessageItem(_messageId, status, [part]);
-            await send(new OutputTextDoneEvent(_messageId, _items.Count, 0, part.Text));
-            await send(new ContentPartEvent("response.content_part.done", _messageId, _items.Count, 0, part));
-            await send(new OutputItemEvent("response.output_item.done", _items.Count, item));
-            _items.Add(item);
+            await send(new OutputTextDoneEvent(_messageId, _messageIndex, 0, part.Text));
+            await send(new ContentPartEvent("response.content_part.done", _messageId, _messageIndex, 0, part));
+            await send(new OutputItemEvent("response.output_item.done", _messageIndex, item));
+            _items[_messageIndex] = item;
             _messageId = null;
             _text.Clear();
         }
