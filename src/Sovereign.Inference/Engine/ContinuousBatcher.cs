@@ -415,7 +415,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             }
 
             sequence.Decoder = new StreamingTokenDecoder(Encoding.UTF8, _model.Weights);
-            sequence.StopMatcher = new StopSequenceMatcher(sequence.Request.Stop);
+            sequence.StopMatcher = new StopSequenceMatcher(sequence.Request.Stop, sequence.Request.StopExemptFrom);
             var admittedAt = _time.GetTimestamp();
             sequence.AdmittedAt = admittedAt;
             _running.Add(sequence);

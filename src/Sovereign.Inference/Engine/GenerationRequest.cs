@@ -15,6 +15,13 @@ public sealed record GenerationRequest
     /// <summary>Strings that end generation; matched on decoded text, across token boundaries, and not returned.</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];
 
+    /// <summary>
+    /// Markers after which <see cref="Stop"/> no longer applies: the openings of a tool call in the model's syntax
+    /// (<see cref="Tools.ToolCallSyntax.OpeningMarkers"/>). A stop string ends text; matched inside a call the model
+    /// makes by itself, it cut the call into markup returned as content.
+    /// </summary>
+    public IReadOnlyList<string> StopExemptFrom { get; init; } = [];
+
     /// <summary>How each token is chosen.</summary>
     public SamplingOptions Sampling { get; init; } = SamplingOptions.Default;
 

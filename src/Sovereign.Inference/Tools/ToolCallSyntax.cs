@@ -38,6 +38,18 @@ public static partial class ToolCallSyntax
     internal const string MistralMarker = "[TOOL_CALLS]";
     internal const string PythonTag = "<|python_tag|>";
 
+    /// <summary>
+    /// How a call in <paramref name="format"/> opens, as text: Hermes' <c>&lt;tool_call&gt;</c>; a JSON call's marker
+    /// (where it prints) or its first characters (<c>{"name"</c>, Mistral's <c>[{"name"</c>). From there on the text
+    /// is a call, which stop strings must not cut (<see cref="Engine.GenerationRequest.StopExemptFrom"/>).
+    /// </summary>
+    public static IReadOnlyList<string> OpeningMarkers(ToolCallFormat format) => format switch
+    {
+        ToolCallFormat.Llama3Json => [PythonTag, "{\"name\""],
+        ToolCallFormat.Mistral => [MistralMarker, "[{\"name\""],
+        _ => [HermesOpen],
+    };
+
     /// <summary>The format a chat template teaches its model (Hermes when the template says nothing recognisable).</summary>
     public static ToolCallFormat Detect(string? templateSource)
     {

@@ -100,6 +100,42 @@ public sealed class ToolCallGenerationTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A call the model writes by itself (here the grammar writes it, so that random weights do) is not cut by a stop
+    /// string it contains once its opening is written: the stop ended the text inside the call, and the gateway
+    /// answered the template's markup as content with finish_reason "stop". Without the markers it is still cut.
+    /// </summary>
+    [Theory]
+    [InlineData("llama31-tools.jinja", "tools-single.json", ToolCallFormat.Llama3Json)]
+    [InlineData("mistral-tools.jinja", "tools-mistral.json", ToolCallFormat.Mistral)]
+    [InlineData("qwen25-tools.jinja", "tools.json", ToolCallFormat.Hermes)]
+    public async Task A_stop_string_inside_a_call_does_not_cut_it_once_the_call_has_opened(string template, string context, ToolCallFormat format)
+    {
+        using var model = Synthesize(template);
+        var (turns, tools) = Conversation(context);
+        var prompt = model.TokenizeChat(turns, new ChatPromptOptions { Tools = tools });
+        using var schema = JsonDocument.Parse(WeatherSchema);
+        var grammar = ToolCallSyntax.Grammar(format, [new ToolFunction("get_weather", schema.RootElement)]);
+        await using var batcher = new ContinuousBatcher(model, new EngineMetrics(), NullLogger<ContinuousBatcher>.Instance);
+        GenerationRequest Request(IReadOnlyList<string> exemptFrom) => new()
+        {
+            PromptTokens = prompt,
+            MaxTokens = 400,
+            Sampling = new SamplingOptions { Seed = 2 },
+            Grammar = grammar,
+            Stop = ["\"", "city", "name"],
+            StopExemptFrom = exemptFrom,
+        };
+
+        var (text, result) = await batcher.Submit(Request(ToolCallSyntax.OpeningMarkers(format))).CollectAsync();
+        Assert.Equal(FinishReason.Stop, result.FinishReason);
+        var call = Assert.Single(ToolCallSyntax.Parse(format, text).Calls);
+        Assert.True(JsonSchema.FromText(WeatherSchema).Evaluate(JsonNode.Parse(call.Arguments)).IsValid, text);
+
+        var (cut, _) = await batcher.Submit(Request([])).CollectAsync();
+        Assert.Empty(ToolCallSyntax.Parse(format, cut).Calls);
+    }
+
     [Fact]
     public void A_template_the_engine_refuses_falls_back_to_llama_cpp_and_says_so()
     {

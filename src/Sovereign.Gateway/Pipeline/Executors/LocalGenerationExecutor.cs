@@ -5,6 +5,7 @@ using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Engine;
 using Sovereign.Inference.Templates;
+using Sovereign.Inference.Tools;
 
 namespace Sovereign.Gateway.Pipeline.Executors;
 
@@ -82,6 +83,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
         // Choice index = prompt index * n + sample index, as OpenAI numbers them.
         var choices = new List<GenerationRequest>(measured.Prompts.Count * work.N);
         var cachePartition = PrefixCachePartition.Of(request.Http, request.Caller, work.CacheSalt);
+        var toolFormat = request.Route!.Local!.Batcher!.Model.Info.ToolCallFormat;
         for (var p = 0; p < measured.Prompts.Count; p++)
         {
             for (var i = 0; i < work.N; i++)
@@ -93,7 +95,10 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
                     // A forced call (tool_choice required or a named function) is the whole answer, with no text for
                     // a stop string to end: matched inside the call, one cut it, and its markup came back as content
                     // with finish_reason "stop" and no tool_calls (streamed: a call with arguments that did not parse).
-                    Stop = work.Tools?.Mode is ToolChoiceMode.Required or ToolChoiceMode.Named ? [] : work.Stop,
+                    // A call the model makes by itself (auto) is exempt from where it opens: text before it still ends
+                    // at a stop string.
+                    Stop = work.Tools is { ForcesCall: true } ? [] : work.Stop,
+                    StopExemptFrom = work.Tools is { ParsesCalls: true } && work.Stop.Count > 0 ? ToolCallSyntax.OpeningMarkers(toolFormat) : [],
                     Sampling = work.N > 1 && work.Sampling.Seed is { } seed ? work.Sampling with { Seed = seed + i } : work.Sampling,
                     Tenant = request.Caller.TenantId,
                     CachePartition = cachePartition,
