@@ -1,5 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
 
@@ -9,7 +11,7 @@ namespace Sovereign.Gateway.ControlPlane;
 /// The operator credential for /admin/v1, separate from tenant keys. Configured, or generated once into
 /// &lt;data dir&gt;/admin-token (mode 600) where the CLI on the same machine finds it.
 /// </summary>
-public sealed class AdminToken
+public sealed partial class AdminToken
 {
     /// <summary>The file name inside the data directory.</summary>
     public const string FileName = "admin-token";
@@ -28,11 +30,29 @@ public sealed class AdminToken
 
     private static readonly object ActorKey = new();
 
+    // The operator token's hash: read at start, as every setting but the named tokens.
+    private readonly byte[] _primary;
+
     // The operator token first, then the named ones (Sovereign:OperatorTokens): each token's hash and its actor.
-    private readonly (byte[] Hash, string Actor)[] _tokens;
+    private volatile (byte[] Hash, string Actor)[] _tokens;
+
+    private readonly string? _adminTokenSetting;
+    private readonly IConfiguration? _configuration;
+    private readonly ILogger _logger;
+
+    // The configuration files that may name operator tokens (sovereign.json), and what each looked like when read.
+    private readonly FileConfigurationProvider[] _files;
+    private (bool Exists, DateTimeOffset Modified, long Length)[] _stamps;
+    private readonly Lock _reloading = new();
 
     /// <summary>Loads or creates the token.</summary>
-    public AdminToken(IOptions<SovereignOptions> options)
+    /// <param name="options">The settings at start.</param>
+    /// <param name="configuration">
+    /// The host's configuration: its JSON files are looked at again on each operator request, and named tokens read
+    /// again from it when one changed (added, revoked, replaced), without a restart; null reads them at start only.
+    /// </param>
+    /// <param name="logger">Where a reload (event 4180) or a refused one (4181) is told.</param>
+    public AdminToken(IOptions<SovereignOptions> options, IConfiguration? configuration = null, ILogger<AdminToken>? logger = null)
     {
         var settings = options.Value;
         var token = settings.AdminToken;
@@ -41,21 +61,143 @@ public sealed class AdminToken
             token = LoadOrCreate(Path.Combine(settings.ResolvedDataDirectory, FileName));
         }
 
-        var tokens = new List<(byte[] Hash, string Actor)> { (SHA256.HashData(Encoding.UTF8.GetBytes(token)), DefaultActor) };
-        foreach (var (name, secret) in settings.OperatorTokens.OrderBy(t => t.Key, StringComparer.Ordinal))
+        _primary = SHA256.HashData(Encoding.UTF8.GetBytes(token));
+        _adminTokenSetting = settings.AdminToken;
+        _configuration = configuration;
+        _logger = (ILogger?)logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+        _tokens = WithNamed(settings.OperatorTokens, out var duplicate);
+        if (duplicate is not null)
+        {
+            // Two names for one secret: an auditor could not tell which operator acted (fail closed, at start).
+            throw new InvalidOperationException($"Sovereign:OperatorTokens:{duplicate} is the same token as another operator's: give each operator a token of its own.");
+        }
+
+        _files = configuration is IConfigurationRoot root
+            ? [.. root.Providers.OfType<FileConfigurationProvider>().Where(f => f.Source.FileProvider is not null && f.Source.Path is not null)]
+            : [];
+        _stamps = [.. _files.Select(Stamp)];
+    }
+
+    /// <summary>The operator token's entry and the named ones'; <paramref name="duplicate"/> names one whose secret another has.</summary>
+    private (byte[] Hash, string Actor)[] WithNamed(IReadOnlyDictionary<string, string> named, out string? duplicate)
+    {
+        duplicate = null;
+        var tokens = new List<(byte[] Hash, string Actor)> { (_primary, DefaultActor) };
+        foreach (var (name, secret) in named.OrderBy(t => t.Key, StringComparer.Ordinal))
         {
             var hash = SHA256.HashData(Encoding.UTF8.GetBytes(secret));
             if (tokens.Any(t => CryptographicOperations.FixedTimeEquals(t.Hash, hash)))
             {
-                // Two names for one secret: an auditor could not tell which operator acted (fail closed, at start).
-                throw new InvalidOperationException($"Sovereign:OperatorTokens:{name} is the same token as another operator's: give each operator a token of its own.");
+                duplicate ??= name;
             }
 
             tokens.Add((hash, ActorFor(name)));
         }
 
-        _tokens = [.. tokens];
+        return [.. tokens];
     }
+
+    private static (bool, DateTimeOffset, long) Stamp(FileConfigurationProvider file)
+    {
+        var info = file.Source.FileProvider!.GetFileInfo(file.Source.Path!);
+        return info.Exists ? (true, info.LastModified, info.Length) : (false, default, 0);
+    }
+
+    /// <summary>
+    /// Reads the named operator tokens again when a configuration file changed since they were read: a token removed
+    /// there is refused from the next request on (it needed a restart). Settings that do not hold fail closed: every
+    /// named token is refused, the operator token still works, until the file is fixed.
+    /// </summary>
+    private void ReloadIfChanged()
+    {
+        if (_files.Length == 0 || _files.Select(Stamp).SequenceEqual(_stamps))
+        {
+            return;
+        }
+
+        lock (_reloading)
+        {
+            var stamps = _files.Select(Stamp).ToArray();
+            if (stamps.SequenceEqual(_stamps))
+            {
+                return;
+            }
+
+            List<string> problems;
+            Dictionary<string, string> named;
+            try
+            {
+                named = NamedTokensNow();
+                problems = Hosting.SovereignOptionsValidator.OperatorTokenProblems(named, _adminTokenSetting);
+            }
+            catch (InvalidDataException ex)
+            {
+                named = [];
+                problems = [$"a configuration file could not be read ({ex.Message})"];
+            }
+
+            _stamps = stamps;
+            var tokens = WithNamed(problems.Count == 0 ? named : new Dictionary<string, string>(), out var duplicate);
+            if (duplicate is not null)
+            {
+                problems.Add($"Sovereign:OperatorTokens:{duplicate} is the same token as another operator's");
+            }
+
+            if (problems.Count > 0)
+            {
+                _tokens = [(_primary, DefaultActor)];
+                LogOperatorTokensRefused(_logger, string.Join("; ", problems));
+                return;
+            }
+
+            _tokens = tokens;
+            LogOperatorTokensReloaded(_logger, named.Count, string.Join(", ", named.Keys.Order(StringComparer.Ordinal)));
+        }
+    }
+
+    /// <summary>
+    /// <c>Sovereign:OperatorTokens</c> as the host's configuration would read it now: its JSON files read afresh (into
+    /// providers of their own, so nothing that watches the host's configuration is woken), its other sources
+    /// (environment, flags) as at start, later sources over earlier ones.
+    /// </summary>
+    private Dictionary<string, string> NamedTokensNow()
+    {
+        const string section = SovereignOptions.SectionName + ":OperatorTokens";
+        var named = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var host in ((IConfigurationRoot)_configuration!).Providers)
+        {
+            IConfigurationProvider provider = host;
+            if (host is Microsoft.Extensions.Configuration.Json.JsonConfigurationProvider json)
+            {
+                var fresh = new Microsoft.Extensions.Configuration.Json.JsonConfigurationProvider(new Microsoft.Extensions.Configuration.Json.JsonConfigurationSource
+                {
+                    Path = json.Source.Path!,
+                    FileProvider = json.Source.FileProvider,
+                    Optional = json.Source.Optional,
+                });
+                fresh.Load();
+                provider = fresh;
+            }
+
+            foreach (var name in provider.GetChildKeys([], section).Distinct(StringComparer.OrdinalIgnoreCase))
+            {
+                if (provider.TryGet(section + ":" + name, out var value))
+                {
+                    named[name] = value ?? "";
+                }
+            }
+        }
+
+        return new Dictionary<string, string>(named, StringComparer.Ordinal);
+    }
+
+    [LoggerMessage(EventId = 4180, EventName = "OperatorTokensReloaded", Level = LogLevel.Information,
+        Message = "Named operator tokens read again after a configuration change: {Count} ({Names}); a token no longer listed is refused from now on")]
+    private static partial void LogOperatorTokensReloaded(ILogger logger, int count, string names);
+
+    [LoggerMessage(EventId = 4181, EventName = "OperatorTokensRefused", Level = LogLevel.Error,
+        Message = "Named operator tokens changed in the configuration but do not hold ({Problems}): every named token is refused until it is fixed; the operator token still works")]
+    private static partial void LogOperatorTokensRefused(ILogger logger, string problems);
 
     /// <summary>Whether a presented bearer token is an operator's (constant-time).</summary>
     public bool Matches(string? presented) => Identify(presented) is not null;
@@ -63,7 +205,7 @@ public sealed class AdminToken
     /// <summary>
     /// The audit actor of the operator token presented (<see cref="DefaultActor"/>, or <c>operator:NAME</c> for a
     /// named one), or null when it is none. Compared with every token in constant time, so the answer's time does not
-    /// tell which one came close.
+    /// tell which one came close. Named tokens changed in a configuration file since they were read are read first.
     /// </summary>
     public string? Identify(string? presented)
     {
@@ -72,6 +214,7 @@ public sealed class AdminToken
             return null;
         }
 
+        ReloadIfChanged();
         var hash = SHA256.HashData(Encoding.UTF8.GetBytes(presented));
         string? actor = null;
         foreach (var token in _tokens)

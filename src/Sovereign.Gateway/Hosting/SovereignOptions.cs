@@ -64,7 +64,7 @@ public sealed class SovereignOptions
     /// Operator tokens of their own, by name (<c>Sovereign:OperatorTokens:alice</c>), beside <see cref="AdminToken"/>:
     /// each is accepted wherever the operator token is, and the audit entries of what it changes name it
     /// (<c>operator:alice</c>, never the secret), so an auditor can tell operators apart. Names: lowercase letters,
-    /// digits, '-', '_' and '.', at most 64; tokens as <see cref="AdminToken"/>, each its own. Read at start.
+    /// digits, '-', '_' and '.', at most 64; tokens as <see cref="AdminToken"/>, each its own. Read at start, and again from the configuration file after it changes (<see cref="ControlPlane.AdminToken"/>).
     /// </summary>
     public Dictionary<string, string> OperatorTokens { get; set; } = new(StringComparer.Ordinal);
 

@@ -8,6 +8,38 @@ namespace Sovereign.Gateway.Hosting;
 /// <summary>Checks settings at start-up; every message names the exact setting and the value at fault.</summary>
 internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.SovereignClusterOptions> cluster, IConfiguration configuration) : IValidateOptions<SovereignOptions>
 {
+    /// <summary>
+    /// What is wrong with named operator tokens (<c>Sovereign:OperatorTokens</c>), at start and when they are read again
+    /// after a change (<see cref="ControlPlane.AdminToken"/>); never echoes a token.
+    /// </summary>
+    internal static List<string> OperatorTokenProblems(IReadOnlyDictionary<string, string> tokens, string? adminToken)
+    {
+        var failures = new List<string>();
+        foreach (var (operatorName, token) in tokens)
+        {
+            // The name is the audit actor's (operator:NAME): something an auditor can read and a log can carry.
+            if (operatorName.Length is 0 or > 64 || (!char.IsAsciiLetterLower(operatorName[0]) && !char.IsAsciiDigit(operatorName[0]))
+                || !operatorName.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '.' or '_' or '-'))
+            {
+                failures.Add($"Sovereign:OperatorTokens: the name '{operatorName}' must be 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit (it names the operator in the audit log as operator:NAME).");
+            }
+
+            if (string.IsNullOrWhiteSpace(token) || !ControlPlane.AdminToken.IsStrongEnough(token))
+            {
+                // Never echoed, as the operator token.
+                failures.Add($"Sovereign:OperatorTokens:{operatorName} must be at least {ControlPlane.AdminToken.MinLength} characters of visible ASCII without spaces (it is sent as a bearer token).");
+            }
+        }
+
+        if (tokens.Values.Where(t => !string.IsNullOrWhiteSpace(t)).GroupBy(t => t, StringComparer.Ordinal).Any(g => g.Count() > 1)
+            || (!string.IsNullOrWhiteSpace(adminToken) && tokens.Values.Contains(adminToken, StringComparer.Ordinal)))
+        {
+            failures.Add("Sovereign:OperatorTokens: two operators share a token (with each other or with Sovereign:AdminToken): give each operator a token of its own, so the audit log can tell them apart.");
+        }
+
+        return failures;
+    }
+
     public ValidateOptionsResult Validate(string? name, SovereignOptions options)
     {
         var failures = new List<string>();
@@ -31,27 +63,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             failures.Add("Sovereign:AdminToken is unset and " + problem);
         }
 
-        foreach (var (operatorName, token) in options.OperatorTokens)
-        {
-            // The name is the audit actor's (operator:NAME): something an auditor can read and a log can carry.
-            if (operatorName.Length is 0 or > 64 || (!char.IsAsciiLetterLower(operatorName[0]) && !char.IsAsciiDigit(operatorName[0]))
-                || !operatorName.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '.' or '_' or '-'))
-            {
-                failures.Add($"Sovereign:OperatorTokens: the name '{operatorName}' must be 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit (it names the operator in the audit log as operator:NAME).");
-            }
-
-            if (string.IsNullOrWhiteSpace(token) || !ControlPlane.AdminToken.IsStrongEnough(token))
-            {
-                // Never echoed, as the operator token.
-                failures.Add($"Sovereign:OperatorTokens:{operatorName} must be at least {ControlPlane.AdminToken.MinLength} characters of visible ASCII without spaces (it is sent as a bearer token).");
-            }
-        }
-
-        if (options.OperatorTokens.Values.Where(t => !string.IsNullOrWhiteSpace(t)).GroupBy(t => t, StringComparer.Ordinal).Any(g => g.Count() > 1)
-            || (!string.IsNullOrWhiteSpace(options.AdminToken) && options.OperatorTokens.ContainsValue(options.AdminToken)))
-        {
-            failures.Add("Sovereign:OperatorTokens: two operators share a token (with each other or with Sovereign:AdminToken): give each operator a token of its own, so the audit log can tell them apart.");
-        }
+        failures.AddRange(OperatorTokenProblems(options.OperatorTokens, options.AdminToken));
 
         var ids = new HashSet<string>(StringComparer.Ordinal);
         if (options.TestModel is { } test)
