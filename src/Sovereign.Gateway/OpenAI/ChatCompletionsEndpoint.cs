@@ -409,9 +409,10 @@ internal static class ChatCompletionsEndpoint
 
         // Calls made so far (id -> the message that made it, the latest where an id is used again) and the tool
         // message that answered each: lookups, not a scan of the conversation per tool message, which made a body of
-        // 55,000 calls and answers cost over a minute of CPU before anything was measured or billed.
-        var madeBy = new Dictionary<string, int>(StringComparer.Ordinal);
-        var answeredBy = new Dictionary<string, int>(StringComparer.Ordinal);
+        // 55,000 calls and answers cost over a minute of CPU before anything was measured or billed. Made at the first
+        // call: most conversations have none, and every request paid for both.
+        Dictionary<string, int>? madeBy = null;
+        Dictionary<string, int>? answeredBy = null;
         for (var i = 0; i < messages.Count; i++)
         {
             var message = messages[i] ?? throw OpenAIException.BadRequest($"messages[{i}] must be an object.", $"messages[{i}]", "invalid_type");
@@ -460,18 +461,21 @@ internal static class ChatCompletionsEndpoint
                 throw OpenAIException.BadRequest($"Missing required parameter: 'messages[{i}].tool_call_id'.", $"messages[{i}].tool_call_id", "missing_required_parameter");
             }
 
-            var calls = ChatTools.ReadHistoryCalls(message.ToolCalls, $"messages[{i}].tool_calls");
+            // The parameter's path is written only for a message that has tool calls (it names them in a refusal).
+            var calls = message.ToolCalls is { ValueKind: not System.Text.Json.JsonValueKind.Null }
+                ? ChatTools.ReadHistoryCalls(message.ToolCalls, $"messages[{i}].tool_calls")
+                : null;
             foreach (var call in calls ?? [])
             {
                 // An id used again by a later message is a new call, answered afresh.
-                madeBy[call.Id] = i;
-                answeredBy.Remove(call.Id);
+                (madeBy ??= new Dictionary<string, int>(StringComparer.Ordinal))[call.Id] = i;
+                answeredBy?.Remove(call.Id);
             }
 
             if (message.Role == "tool")
             {
                 var callId = message.ToolCallId!;
-                if (!madeBy.ContainsKey(callId))
+                if (madeBy is null || !madeBy.ContainsKey(callId))
                 {
                     // OpenAI: a tool message must answer a call made earlier in the conversation.
                     throw OpenAIException.BadRequest(
@@ -479,6 +483,7 @@ internal static class ChatCompletionsEndpoint
                         $"messages[{i}].tool_call_id", "invalid_value");
                 }
 
+                answeredBy ??= new Dictionary<string, int>(StringComparer.Ordinal);
                 if (answeredBy.TryGetValue(callId, out var first))
                 {
                     // OpenAI's 400: two results for one call leave the model (and an auditor) to guess which one counts.

@@ -498,8 +498,15 @@ public sealed class InferenceRouter(
             Decision = AuditDecision.Allowed,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
-            Details = WithRefusalCode(BilledDetails(CharacterEquivalentDetails(StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string> { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request), request.CharacterEquivalent), request.Billed), refusalCode),
+            Details = WithRefusalCode(BilledDetails(CharacterEquivalentDetails(StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string>(DetailsCapacity, StringComparer.Ordinal) { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request), request.CharacterEquivalent), request.Billed), refusalCode),
         }, carried);
+
+    /// <summary>
+    /// Room for a routed request's usual details (request id, outcome, language and its confidence, cost, currency,
+    /// endpoint, instance): the dictionary is made once at its size, not grown from three. Ordinal, as the audit entry's
+    /// copy of it is (<c>AuditEntry.FromRecord</c>), so that copy takes its entries as they are, without hashing each again.
+    /// </summary>
+    private const int DetailsCapacity = 8;
 
     private static Dictionary<string, string> WithRefusalCode(Dictionary<string, string> details, string? refusalCode)
     {
@@ -585,7 +592,7 @@ public sealed class InferenceRouter(
 
     private RoutedRequest Allow(HttpContext context, RoutedRequest routed, string gatewayJurisdiction, IReadOnlyList<string> reasons)
     {
-        var details = AliasDetails(WithEndpoint(new Dictionary<string, string> { ["request_id"] = routed.RequestId, ["gateway_jurisdiction"] = gatewayJurisdiction }, context), routed.Alias, routed.AliasChoice);
+        var details = AliasDetails(WithEndpoint(new Dictionary<string, string>(DetailsCapacity, StringComparer.Ordinal) { ["request_id"] = routed.RequestId, ["gateway_jurisdiction"] = gatewayJurisdiction }, context), routed.Alias, routed.AliasChoice);
         if (instance.Id is { } process)
         {
             // A cluster gateway's process: once membership declares it dead, another gateway closes what it left open.

@@ -209,7 +209,8 @@ internal static class RateLimitEvaluator
             }
         }
 
-        return Values(limiters) with { Outcome = RateLimitOutcome.Allowed };
+        // Values already says Allowed: a copy of the decision (`with`) for every admitted request was garbage.
+        return Values(limiters);
     }
 
     private static RateLimitDecision Refuse(

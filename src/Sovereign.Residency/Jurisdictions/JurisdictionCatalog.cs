@@ -227,6 +227,14 @@ public sealed class JurisdictionCatalog
     /// </summary>
     public IReadOnlySet<string> ResolveMany(IEnumerable<string?>? codesOrGroups, out IReadOnlyList<string> unknown)
     {
+        // The usual policy names one code or group, resolved twice per routed request: its own set (immutable, ordinal
+        // order, as the union would be), without a builder, a list and a new set each time.
+        if (codesOrGroups is IReadOnlyList<string?> { Count: 1 } single && TryResolve(single[0], out var only))
+        {
+            unknown = [];
+            return only;
+        }
+
         var builder = ImmutableSortedSet.CreateBuilder<string>(StringComparer.Ordinal);
         var missing = new List<string>();
         foreach (var entry in codesOrGroups ?? [])

@@ -117,6 +117,35 @@ public sealed class JurisdictionCatalogTests
         Assert.Equal(["NOPE", ""], unknown);
     }
 
+    [Theory]
+    [InlineData("th")]
+    [InlineData("ASEAN")]
+    [InlineData(" eu ")]
+    [InlineData("EEA")]
+    public void ResolveMany_OneEntry_SameSetAsTheUnion(string entry)
+    {
+        // One entry takes a shortcut (the entry's own resolved set); it must read as the union of several does.
+        var one = Catalog.ResolveMany([entry], out var unknown);
+        var union = Catalog.ResolveMany([entry, entry], out var unknownOfUnion);
+
+        Assert.Equal(union, one);
+        Assert.Empty(unknown);
+        Assert.Empty(unknownOfUnion);
+        Assert.Equal([.. one.Order(StringComparer.Ordinal)], one);
+    }
+
+    [Theory]
+    [InlineData("NOPE")]
+    [InlineData("")]
+    [InlineData(null)]
+    public void ResolveMany_OneUnknownEntry_ReportsItAndResolvesNothing(string? entry)
+    {
+        var set = Catalog.ResolveMany([entry], out var unknown);
+
+        Assert.Empty(set);
+        Assert.Equal([entry ?? string.Empty], unknown);
+    }
+
     [Fact]
     public void Create_NestedCustomGroups_ResolvesTransitively()
     {
