@@ -168,7 +168,7 @@ internal static class JsonAnswerRewrite
     /// The usage as the node path reads it (<c>prompt_tokens</c> and <c>completion_tokens</c> non-negative integers,
     /// <c>prompt_tokens_details.cached_tokens</c> clamped to the prompt, else 0); false for anything it would refuse.
     /// </summary>
-    private static bool TryReadUsage(ReadOnlySpan<byte> answer, ref Utf8JsonReader reader, out UpstreamUsage usage)
+    internal static bool TryReadUsage(ReadOnlySpan<byte> answer, ref Utf8JsonReader reader, out UpstreamUsage usage)
     {
         usage = default;
         if (reader.TokenType != JsonTokenType.StartObject)

@@ -111,7 +111,7 @@ internal sealed class UpstreamResult(UpstreamUsage? usage, JsonObject? body, boo
 /// Sovereign) and relays the answer, streaming included. The client's model id is restored in every response and
 /// usage is always requested upstream, so the gateway can meter and audit what the engine did.
 /// </summary>
-internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogger<UpstreamProxy> logger, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options)
+internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger<UpstreamProxy> logger, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options)
 {
     private const string NodeFailedMessage = "The node serving this request stopped before it finished; try again.";
 
@@ -183,7 +183,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// </summary>
     public async Task<HttpResponseMessage> OpenAtAsync(
         Uri url, string? upstreamKey, JsonObject body, string upstreamModel, CancellationToken aborted, string clientName = ClientName,
-        IReadOnlyList<(string Name, string Value)>? headers = null, bool usageOnEveryEvent = false)
+        IReadOnlyList<(string Name, string Value)>? headers = null, bool usageOnEveryEvent = false, CancellationTokenSource? idleTimer = null)
     {
         ArgumentNullException.ThrowIfNull(url);
         var stream = body["stream"]?.GetValueKind() == JsonValueKind.True;
@@ -195,23 +195,31 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 : new JsonObject { ["include_usage"] = true };
         }
 
-        return await OpenAtAsync(url, upstreamKey, JsonSerializer.SerializeToUtf8Bytes(body), aborted, clientName, headers);
+        return await OpenAtAsync(url, upstreamKey, JsonSerializer.SerializeToUtf8Bytes(body), aborted, clientName, headers, idleTimer);
     }
 
     /// <summary>
-    /// As <see cref="OpenAtAsync(Uri, string?, JsonObject, string, CancellationToken, string, IReadOnlyList{ValueTuple{string, string}}?, bool)"/>,
-    /// with the body's bytes ready to send (<see cref="RelayRequestBody.Write"/>).
+    /// As <see cref="OpenAtAsync(Uri, string?, JsonObject, string, CancellationToken, string, IReadOnlyList{ValueTuple{string, string}}?, bool, CancellationTokenSource?)"/>,
+    /// with the body's bytes ready to send (<see cref="RelayRequestBody.Write"/>). <paramref name="idleTimer"/>, when
+    /// given, is a source linked to <paramref name="aborted"/> that the caller owns and goes on using for the answer
+    /// (<see cref="RelayAsync"/>): one timer per relay, not one for the headers and another for the body.
     /// </summary>
     public async Task<HttpResponseMessage> OpenAtAsync(
-        Uri url, string? upstreamKey, byte[] content, CancellationToken aborted, string clientName = ClientName, IReadOnlyList<(string Name, string Value)>? headers = null)
+        Uri url, string? upstreamKey, byte[] content, CancellationToken aborted, string clientName = ClientName, IReadOnlyList<(string Name, string Value)>? headers = null,
+        CancellationTokenSource? idleTimer = null)
     {
         ArgumentNullException.ThrowIfNull(url);
 
         // The headers must come in time; the body is read under the client's own token afterwards.
         var seconds = options.Value.Limits.UpstreamIdleTimeoutSeconds;
-        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+        using var own = idleTimer is null ? CancellationTokenSource.CreateLinkedTokenSource(aborted) : null;
+        var waiting = idleTimer ?? own!;
         waiting.CancelAfter(TimeSpan.FromSeconds(seconds));
-        var client = httpClientFactory.CreateClient(clientName);
+
+        // The named client's handler through an invoker, not an HttpClient: a client made per request brought its own
+        // cancellation source, and each send linked it with ours (a source and two registrations per relay). Both
+        // clients have no timeout of their own (the timer above is the relay's) and return at the headers, as here.
+        using var client = new HttpMessageInvoker(handlers.CreateHandler(clientName), disposeHandler: false);
         for (var attempt = 1; ; attempt++)
         {
             using var request = new HttpRequestMessage(HttpMethod.Post, url)
@@ -230,7 +238,7 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 
             try
             {
-                return await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, waiting.Token);
+                return await client.SendAsync(request, waiting.Token);
             }
             catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
             {
@@ -263,7 +271,8 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// Retry-After (so does a stream that failed before its first event was written): the client is told, and what it
     /// received is what it is billed for.
     /// </summary>
-    public async Task<UpstreamResult> RelayAsync(HttpContext context, HttpResponseMessage response, bool stream, bool clientWantsUsage, string clientModel, RelayProgress progress)
+    public async Task<UpstreamResult> RelayAsync(
+        HttpContext context, HttpResponseMessage response, bool stream, bool clientWantsUsage, string clientModel, RelayProgress progress, CancellationTokenSource? idleTimer = null)
     {
         var aborted = context.RequestAborted;
         if (!response.IsSuccessStatusCode)
@@ -275,8 +284,8 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         try
         {
             return stream
-                ? await RelayStreamAsync(context, response, clientModel, clientWantsUsage, progress, Idle)
-                : await RelayJsonAsync(context, response, clientModel, progress, Idle);
+                ? await RelayStreamAsync(context, response, clientModel, clientWantsUsage, progress, Idle, idleTimer)
+                : await RelayJsonAsync(context, response, clientModel, progress, Idle, idleTimer);
         }
         catch (Exception ex) when (IsFailedMidAnswer(ex, aborted))
         {
@@ -487,9 +496,9 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
 
     /// <summary>
     /// Reads a whole answer's bytes, at most <see cref="MaxAnswerBytes"/>, into a buffer rented from the shared pool
-    /// that the caller returns.
+    /// that the caller returns. <paramref name="idleTimer"/>: the relay's own timer (<see cref="OpenAtAsync(Uri, string?, byte[], CancellationToken, string, IReadOnlyList{ValueTuple{string, string}}?, CancellationTokenSource?)"/>), else one of its own.
     /// </summary>
-    private static async Task<(byte[] Buffer, int Filled)> ReadAnswerBytesAsync(HttpResponseMessage response, TimeSpan idle, CancellationToken aborted)
+    private static async Task<(byte[] Buffer, int Filled)> ReadAnswerBytesAsync(HttpResponseMessage response, TimeSpan idle, CancellationToken aborted, CancellationTokenSource? idleTimer = null)
     {
         var announced = response.Content.Headers.ContentLength;
         if (announced > MaxAnswerBytes)
@@ -502,7 +511,8 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         try
         {
             var filled = 0;
-            using var silent = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+            using var own = idleTimer is null ? CancellationTokenSource.CreateLinkedTokenSource(aborted) : null;
+            var silent = idleTimer ?? own!;
             await using (var answer = await response.Content.ReadAsStreamAsync(aborted))
             {
                 while (true)
@@ -558,11 +568,29 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
     /// <see cref="UpstreamErrorEventException"/> with that error.
     /// </summary>
     public static async IAsyncEnumerable<JsonObject> ReadChunksAsync(
-        HttpResponseMessage response, RelayProgress progress, TimeSpan idle, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken aborted)
+        HttpResponseMessage response, RelayProgress progress, TimeSpan idle, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken aborted,
+        CancellationTokenSource? idleTimer = null)
+    {
+        var meter = new StreamMeter(progress);
+        await foreach (var line in ReadEventsAsync(response, progress, idle, aborted, idleTimer))
+        {
+            yield return meter.Read(line);
+        }
+    }
+
+    /// <summary>
+    /// The data lines of a streamed answer up to <c>[DONE]</c> (each line whole, <c>data:</c> included), as
+    /// <see cref="ReadChunksAsync"/> reads them: an engine's <c>error:</c> line, its silence past
+    /// <paramref name="idle"/> and a stream that ends without usage end it in the same exceptions; comments are read
+    /// for a node's compute report. What each event says is the caller's to read (<see cref="StreamMeter"/>).
+    /// </summary>
+    private static async IAsyncEnumerable<byte[]> ReadEventsAsync(
+        HttpResponseMessage response, RelayProgress progress, TimeSpan idle, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken aborted,
+        CancellationTokenSource? idleTimer)
     {
         await using var lines = new Utf8LineReader(await response.Content.ReadAsStreamAsync(aborted), MaxAnswerBytes);
-        Dictionary<int, UpstreamUsage>? perPrompt = null;
-        using var silent = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+        using var own = idleTimer is null ? CancellationTokenSource.CreateLinkedTokenSource(aborted) : null;
+        var silent = idleTimer ?? own!;
         while (true)
         {
             // An engine that stops sending in the middle of a stream held the client and its route slot for good.
@@ -603,6 +631,22 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 break;
             }
 
+            yield return line;
+        }
+
+        if (progress.Reported is null || progress.UsageSoFar)
+        {
+            throw InvalidUsage("the stream ended without a usage chunk");
+        }
+    }
+
+    /// <summary>Reads one event of a stream as a tree, recording the usage the engine reports (its state: llama-server's usage per prompt).</summary>
+    private sealed class StreamMeter(RelayProgress progress)
+    {
+        private Dictionary<int, UpstreamUsage>? _perPrompt;
+
+        public JsonObject Read(byte[] line)
+        {
             var chunk = ParseObject(line.AsSpan(DataStart(line)), "stream chunk");
             if (chunk["error"] is not null && chunk["choices"] is null)
             {
@@ -617,9 +661,9 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
                 var usage = ReadUsage(usageNode);
                 if (!progress.UsageOnEveryEvent && chunk["choices"] is JsonArray { Count: 1 } choices && choices[0]?["index"] is JsonValue index && index.TryGetValue<int>(out var prompt))
                 {
-                    perPrompt ??= [];
-                    perPrompt[prompt] = usage;
-                    usage = Sum(perPrompt.Values);
+                    _perPrompt ??= [];
+                    _perPrompt[prompt] = usage;
+                    usage = Sum(_perPrompt.Values);
                 }
 
                 progress.Reported = usage;
@@ -627,21 +671,17 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
             }
 
             progress.Gather(chunk);
-            yield return chunk;
-        }
-
-        if (progress.Reported is null || progress.UsageSoFar)
-        {
-            throw InvalidUsage("the stream ended without a usage chunk");
+            return chunk;
         }
     }
 
     private static UpstreamAnswerException Silent(TimeSpan idle) =>
         new("upstream_timeout", $"The engine sent nothing for {idle.TotalSeconds:0} s in the middle of its answer; the answer ends here.");
 
-    private static async Task<UpstreamResult> RelayJsonAsync(HttpContext context, HttpResponseMessage response, string clientModel, RelayProgress progress, TimeSpan idle)
+    private static async Task<UpstreamResult> RelayJsonAsync(
+        HttpContext context, HttpResponseMessage response, string clientModel, RelayProgress progress, TimeSpan idle, CancellationTokenSource? idleTimer)
     {
-        var (buffer, filled) = await ReadAnswerBytesAsync(response, idle, context.RequestAborted);
+        var (buffer, filled) = await ReadAnswerBytesAsync(response, idle, context.RequestAborted, idleTimer);
         try
         {
             var answer = buffer.AsSpan(0, filled);
@@ -665,12 +705,48 @@ internal sealed class UpstreamProxy(IHttpClientFactory httpClientFactory, ILogge
         }
     }
 
-    private static async Task<UpstreamResult> RelayStreamAsync(HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage, RelayProgress progress, TimeSpan idle)
+    private static async Task<UpstreamResult> RelayStreamAsync(
+        HttpContext context, HttpResponseMessage response, string clientModel, bool clientWantsUsage, RelayProgress progress, TimeSpan idle, CancellationTokenSource? idleTimer)
     {
         ServerSentEvents.Start(context.Response);
         var callIds = new RelayedCallIds();
-        await foreach (var chunk in ReadChunksAsync(response, progress, idle, context.RequestAborted))
+        var meter = new StreamMeter(progress);
+
+        // The common event in one pass over its bytes (StreamEventRewrite); the tree below for what it leaves: the
+        // completion's text gathered for the language tax, usage on every event, tool calls, anything unusual.
+        var rewrites = progress.Completion is null && !progress.UsageOnEveryEvent;
+        await foreach (var line in ReadEventsAsync(response, progress, idle, context.RequestAborted, idleTimer))
         {
+            if (rewrites && StreamEventRewrite.TryRewrite(line.AsSpan(DataStart(line)), clientModel, clientWantsUsage, out var read))
+            {
+                if (read.Usage is { } usage)
+                {
+                    progress.Reported = usage;
+                    progress.UsageSoFar = false;
+                }
+
+                if (read.Written is { } written)
+                {
+                    try
+                    {
+                        await context.Response.Body.WriteAsync(written.AsMemory(0, read.Length), context.RequestAborted);
+                        await context.Response.Body.FlushAsync(context.RequestAborted);
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(written);
+                    }
+
+                    if (read.CarriesTokens)
+                    {
+                        progress.Delivered();
+                    }
+                }
+
+                continue;
+            }
+
+            var chunk = meter.Read(line);
             if (progress.UsageOnEveryEvent && !progress.PassesUsageSoFar && chunk["usage"] is JsonObject && chunk["choices"] is JsonArray { Count: > 0 })
             {
                 // Asked for the gateway's metering; a client sees usage where OpenAI puts it, on the last event alone.

@@ -157,6 +157,9 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             .AcquireAsync(new FairQueueEntry(request.Caller.TenantId, ticket.Weight, ticket.Priority, 1), request.Aborted);
         var inFlight = nodes.Track(route.NodeId);
         var compute = new RelayCompute(occupancy.Enter(node.BaseUrl!), ReportsCompute);
+
+        // The relay's one idle timer: for the engine's headers, then (a relayed answer) between the parts of its answer.
+        var idleTimer = CancellationTokenSource.CreateLinkedTokenSource(request.Aborted);
         try
         {
             // Connected before the execution counts as started: a node that cannot be reached has done nothing, so the
@@ -164,8 +167,8 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             var usageOnEveryEvent = stream && request.Work is GenerationWorkload && AsksUsageOnEveryEvent(route);
             var url = proxy.EngineUrl(node.BaseUrl!, path);
             var response = relayed is not null
-                ? await proxy.OpenAtAsync(url, UpstreamKey(node), relayed.Write(model.Upstream, usageOnEveryEvent), request.Aborted, HttpClientName, RelayHeaders(request))
-                : await proxy.OpenAtAsync(url, UpstreamKey(node), body!, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request), usageOnEveryEvent);
+                ? await proxy.OpenAtAsync(url, UpstreamKey(node), relayed.Write(model.Upstream, usageOnEveryEvent), request.Aborted, HttpClientName, RelayHeaders(request), idleTimer)
+                : await proxy.OpenAtAsync(url, UpstreamKey(node), body!, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request), usageOnEveryEvent, idleTimer);
             if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable && FailsOverWhenUnavailable)
             {
                 response.Dispose();
@@ -176,6 +179,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             answered?.Invoke();
             if (request.Work is EmbeddingWorkload)
             {
+                idleTimer.Dispose(); // the answer is read with a timer of its own
                 return new UpstreamEmbeddings(proxy, request, response, compute, slot, inFlight);
             }
 
@@ -188,10 +192,11 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             }
 
             usageOnEveryEvent |= stream && compute.FromNode && RelayUsageSoFar.Given(response);
-            return new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, compute, slot, inFlight, answered, usageOnEveryEvent, passesUsageSoFar);
+            return new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, compute, slot, inFlight, answered, usageOnEveryEvent, passesUsageSoFar, idleTimer);
         }
         catch (UpstreamUnreachableException ex)
         {
+            idleTimer.Dispose();
             compute.Dispose();
             inFlight.Dispose();
             slot.Dispose();
@@ -200,6 +205,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
         }
         catch
         {
+            idleTimer.Dispose();
             compute.Dispose();
             inFlight.Dispose();
             slot.Dispose();
@@ -215,7 +221,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
 /// </summary>
 internal sealed class UpstreamRelay(
     UpstreamProxy proxy, GovernedRequest request, HttpResponseMessage response, bool stream, bool clientWantsUsage, RelayCompute compute, IDisposable slot, IDisposable inFlight,
-    Action? engineAnswered = null, bool usageOnEveryEvent = false, bool passesUsageSoFar = false) : IExecution
+    Action? engineAnswered = null, bool usageOnEveryEvent = false, bool passesUsageSoFar = false, CancellationTokenSource? idleTimer = null) : IExecution
 {
     private readonly RelayProgress _progress = new()
     {
@@ -234,7 +240,7 @@ internal sealed class UpstreamRelay(
     /// <summary>Relays the answer; the books close before the client receives its last part.</summary>
     public async Task RespondAsync()
     {
-        var result = await proxy.RelayAsync(request.Http, response, stream, clientWantsUsage, request.Route!.Model, _progress);
+        var result = await proxy.RelayAsync(request.Http, response, stream, clientWantsUsage, request.Route!.Model, _progress, idleTimer);
         await (result.Succeeded ? request.CompleteAsync() : request.FailAsync());
         await result.FinishAsync(request.Http);
     }
@@ -259,6 +265,7 @@ internal sealed class UpstreamRelay(
 
     public ValueTask DisposeAsync()
     {
+        idleTimer?.Dispose();
         compute.Dispose();
         response.Dispose();
         inFlight.Dispose();
