@@ -18,37 +18,76 @@ internal static class ServerSentEvents
         response.Headers["X-Accel-Buffering"] = "no";
     }
 
-    public static async Task WriteAsync<T>(HttpResponse response, T payload, CancellationToken cancellationToken)
-    {
-        var buffer = new ArrayBufferWriter<byte>(256);
-        buffer.Write(DataPrefix);
-        using (var writer = new Utf8JsonWriter(buffer))
-        {
-            JsonSerializer.Serialize(writer, payload, OpenAIJson.Options);
-        }
+    /// <summary>Buffers kept per thread up to this size; a larger event's are let go.</summary>
+    private const int KeptBufferBytes = 64 * 1024;
 
-        buffer.Write(EventEnd);
-        await response.Body.WriteAsync(buffer.WrittenMemory, cancellationToken);
-        await response.Body.FlushAsync(cancellationToken);
-    }
+    /// <summary>
+    /// The thread's buffer and writer (default options, as a writer made per event had): a stream wrote every token's
+    /// event through a new buffer and a new writer. Used only while an event is serialized, never across an await.
+    /// </summary>
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? t_buffer;
+
+    [ThreadStatic]
+    private static Utf8JsonWriter? t_writer;
+
+    public static Task WriteAsync<T>(HttpResponse response, T payload, CancellationToken cancellationToken) =>
+        SendAsync(response, Serialize(null, payload, typeof(T)), cancellationToken);
 
     /// <summary>A named event (<c>event: NAME</c> then <c>data: {json}</c>), as the Responses API streams them.</summary>
-    public static async Task WriteEventAsync<T>(HttpResponse response, string name, T payload, CancellationToken cancellationToken)
-    {
-        var buffer = new ArrayBufferWriter<byte>(256);
-        buffer.Write("event: "u8);
-        System.Text.EncodingExtensions.GetBytes(System.Text.Encoding.UTF8, name, buffer);
-        buffer.Write("\n"u8);
-        buffer.Write(DataPrefix);
-        using (var writer = new Utf8JsonWriter(buffer))
-        {
-            // The runtime type: events are passed as their common base.
-            JsonSerializer.Serialize(writer, payload, payload?.GetType() ?? typeof(T), OpenAIJson.Options);
-        }
+    public static Task WriteEventAsync<T>(HttpResponse response, string name, T payload, CancellationToken cancellationToken) =>
+        // The runtime type: events are passed as their common base.
+        SendAsync(response, Serialize(name, payload, payload?.GetType() ?? typeof(T)), cancellationToken);
 
-        buffer.Write(EventEnd);
-        await response.Body.WriteAsync(buffer.WrittenMemory, cancellationToken);
-        await response.Body.FlushAsync(cancellationToken);
+    private static async Task SendAsync(HttpResponse response, (byte[] Rented, int Length) written, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await response.Body.WriteAsync(written.Rented.AsMemory(0, written.Length), cancellationToken);
+            await response.Body.FlushAsync(cancellationToken);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(written.Rented);
+        }
+    }
+
+    /// <summary>The event's bytes, in a buffer rented from the shared pool that the caller returns.</summary>
+    private static (byte[] Rented, int Length) Serialize(string? name, object? payload, Type type)
+    {
+        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(1024);
+        var writer = t_writer ??= new Utf8JsonWriter(buffer);
+        try
+        {
+            if (name is not null)
+            {
+                buffer.Write("event: "u8);
+                System.Text.EncodingExtensions.GetBytes(System.Text.Encoding.UTF8, name, buffer);
+                buffer.Write("\n"u8);
+            }
+
+            buffer.Write(DataPrefix);
+            writer.Reset(buffer);
+            JsonSerializer.Serialize(writer, payload, type, OpenAIJson.Options);
+            writer.Flush();
+            buffer.Write(EventEnd);
+            var rented = ArrayPool<byte>.Shared.Rent(buffer.WrittenCount);
+            buffer.WrittenSpan.CopyTo(rented);
+            return (rented, buffer.WrittenCount);
+        }
+        finally
+        {
+            if (buffer.Capacity > KeptBufferBytes)
+            {
+                t_buffer = null;
+                t_writer = null;
+            }
+            else
+            {
+                buffer.ResetWrittenCount();
+                writer.Reset(buffer);
+            }
+        }
     }
 
     /// <summary>The final <c>[DONE]</c>, after a relaying gateway's compute report where the request has one (<see cref="Pipeline.RelayComputeReport"/>).</summary>
