@@ -177,10 +177,10 @@ public sealed record NodeRegistrySnapshot([property: Id(0)] long Version, [prope
 /// <summary>One tenant's configuration and keys; the single writer of its rows.</summary>
 /// <remarks>
 /// Version 1 added <see cref="TryUpdateIfVersionAsync"/> (session 34), version 2 <see cref="RefundRequestAsync"/>
-/// (session 37): a call from this release moves an activation of the previous one to a member that has the method
+/// (session 37), version 3 <see cref="AdmitAuthorizedAsync"/> (session 41): a call from this release moves an activation of the previous one to a member that has the method
 /// (tests/.../Cluster/cluster-contracts.txt).
 /// </remarks>
-[Orleans.CodeGeneration.Version(2)]
+[Orleans.CodeGeneration.Version(3)]
 public interface ITenantGrain : IGrainWithStringKey
 {
     /// <summary>The tenant, or null if it does not exist.</summary>
@@ -271,6 +271,14 @@ public interface ITenantGrain : IGrainWithStringKey
     /// single writer of the tenant's money, so concurrent requests and gateway replicas can never overspend.
     /// </summary>
     Task<AdmissionResult> AdmitAsync(AdmissionRequest request);
+
+    /// <summary>
+    /// Authorization and admission in one turn, for a gateway that authorized the key from its cache and decided on the
+    /// cached tenant: refused (<see cref="AuthorizedAdmission.Refusal"/>, nothing taken or reserved) when the key is
+    /// revoked or expired, the tenant gone or disabled, or its policy or plan no longer the version the decision used;
+    /// otherwise exactly <see cref="AdmitAsync"/>. One grain call per request instead of two.
+    /// </summary>
+    Task<AuthorizedAdmission> AdmitAuthorizedAsync(AuthorizedAdmissionRequest request);
 
     /// <summary>
     /// Counts one request that spends no tokens and no money (language detection) against the requests-per-minute

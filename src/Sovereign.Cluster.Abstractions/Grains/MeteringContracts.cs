@@ -47,6 +47,51 @@ public sealed record AdmissionRequest(
     [property: Id(4)] string Currency,
     [property: Id(5)] bool Unpriced = false);
 
+/// <summary>
+/// Asks to admit a request (<see cref="Admission"/>) for a key whose authorization the gateway took from its cache: the
+/// tenant's single activation admits only if the key is still valid (not revoked; not past <see cref="KeyExpiresAt"/>,
+/// unix ms, fixed when the key was issued), the tenant exists and is not disabled, and its policy and plan are still
+/// those the gateway decided on (<see cref="DecisionVersion"/>, <see cref="TenantVersions.DecisionOf"/>).
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record AuthorizedAdmissionRequest(
+    [property: Id(0)] AdmissionRequest Admission,
+    [property: Id(1)] long? KeyExpiresAt,
+    [property: Id(2)] string DecisionVersion);
+
+/// <summary>Why <see cref="ITenantGrain.AdmitAuthorizedAsync"/> refused before admission: nothing was taken or reserved then.</summary>
+public enum AuthorizationRefusal
+{
+    /// <summary>Authorized: <see cref="AuthorizedAdmission.Admission"/> holds the admission's decision.</summary>
+    None = 0,
+
+    /// <summary>The tenant does not exist.</summary>
+    TenantNotFound = 1,
+
+    /// <summary>The key was revoked.</summary>
+    KeyRevoked = 2,
+
+    /// <summary>The key's expiry has passed.</summary>
+    KeyExpired = 3,
+
+    /// <summary>The tenant is disabled.</summary>
+    TenantDisabled = 4,
+
+    /// <summary>The tenant's policy or plan changed after the version the gateway decided on: decide again on <see cref="AuthorizedAdmission.Tenant"/>.</summary>
+    DecisionStale = 5,
+}
+
+/// <summary>
+/// The answer of <see cref="ITenantGrain.AdmitAuthorizedAsync"/>: refused by <see cref="Refusal"/> with nothing taken, or
+/// the admission's own decision (<see cref="Admission"/>, which may refuse too). <see cref="Tenant"/> is the tenant as
+/// its activation holds it now (null when it does not exist), so a gateway refreshes its cache without another call.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record AuthorizedAdmission(
+    [property: Id(0)] AuthorizationRefusal Refusal,
+    [property: Id(1)] AdmissionResult? Admission,
+    [property: Id(2)] TenantView? Tenant);
+
 /// <summary>What the tenant grain decided about a request: a domain answer; the HTTP layer maps it to OpenAI's wire format.</summary>
 public enum AdmissionOutcome
 {

@@ -26,6 +26,17 @@ public static class TenantVersions
         return Digest(JsonSerializer.Serialize(new object[] { tenant.Name, tenant.PolicyJson, tenant.Plan, tenant.Disabled }, JsonOptions));
     }
 
+    /// <summary>
+    /// The version of what a gateway's decision and admission read from the tenant: its policy and plan (not its name,
+    /// not its state, which admission checks by itself). A gateway that decided on a cached tenant sends it with the
+    /// admission; the tenant's activation admits only while it is still current.
+    /// </summary>
+    public static string DecisionOf(TenantView tenant)
+    {
+        ArgumentNullException.ThrowIfNull(tenant);
+        return Digest(JsonSerializer.Serialize(new object[] { tenant.PolicyJson, tenant.Plan }, JsonOptions));
+    }
+
     /// <summary>The version of the tenant's budgets, rate limits and their currency, as <see cref="ITenantGrain.GetLimitsAsync"/> answers them.</summary>
     public static string Of(TenantLimits limits)
     {

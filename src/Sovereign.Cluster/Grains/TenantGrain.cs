@@ -37,6 +37,11 @@ internal sealed class TenantGrain(
     private IGrainTimer? _expiryTimer;
     private HashSet<string> _revokedKeys = [];
 
+    // The view of _tenant (the record it was made from) and its decision version, made once per change of the tenant.
+    private TenantRecord? _viewOf;
+    private TenantView? _view;
+    private string? _decisionVersion;
+
     public override Task OnActivateAsync(CancellationToken cancellationToken) => StorageFailures.ActivateAsync(async () =>
     {
         _tenant = await store.GetTenantAsync(this.GetPrimaryKeyString(), cancellationToken);
@@ -159,6 +164,42 @@ internal sealed class TenantGrain(
         }
 
         return new AdmissionResult(AdmissionOutcome.Admitted, view);
+    }
+
+    public async Task<AuthorizedAdmission> AdmitAuthorizedAsync(AuthorizedAdmissionRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+
+        // Checked in the same turn as the admission: no revocation, disabling or policy change can come between them.
+        // Each refusal takes and reserves nothing, and says the tenant as it is now, for the gateway's cache.
+        var view = _tenant is null ? null : CurrentView();
+        var refusal =
+            request.KeyExpiresAt is { } expires && time.GetUtcNow().ToUnixTimeMilliseconds() >= expires ? AuthorizationRefusal.KeyExpired
+            : request.Admission.KeyId is { } keyId && _revokedKeys.Contains(keyId) ? AuthorizationRefusal.KeyRevoked
+            : view is null ? AuthorizationRefusal.TenantNotFound
+            : view.Disabled ? AuthorizationRefusal.TenantDisabled
+            : !string.Equals(request.DecisionVersion, _decisionVersion, StringComparison.Ordinal) ? AuthorizationRefusal.DecisionStale
+            : AuthorizationRefusal.None;
+        if (refusal != AuthorizationRefusal.None)
+        {
+            DeactivateIfUnknown();
+            return new AuthorizedAdmission(refusal, null, view);
+        }
+
+        return new AuthorizedAdmission(AuthorizationRefusal.None, await AdmitAsync(request.Admission), null);
+    }
+
+    /// <summary>The tenant's view, and the version of its policy and plan (<see cref="TenantVersions.DecisionOf"/>), made once per change.</summary>
+    private TenantView CurrentView()
+    {
+        if (!ReferenceEquals(_viewOf, _tenant))
+        {
+            _view = ToView(_tenant!);
+            _decisionVersion = TenantVersions.DecisionOf(_view);
+            _viewOf = _tenant;
+        }
+
+        return _view!;
     }
 
     public Task<AdmissionResult> CountRequestAsync(string? keyId)

@@ -28,12 +28,69 @@ public sealed record Caller(string TenantId, string? KeyId, ResidencyPolicy? Pol
     /// rate limits.
     /// </summary>
     public bool IsAnonymous => KeyId is null;
+
+    /// <summary>
+    /// Set when the key's authorization and the tenant were taken from this gateway's cache, not asked of the tenant's
+    /// grain: admission confirms them in the same grain call (<see cref="Sovereign.Cluster.Grains.ITenantGrain.AdmitAuthorizedAsync"/>),
+    /// and a refusal before admission confirms them first (<see cref="CallerAuthenticator.ConfirmAsync"/>).
+    /// </summary>
+    internal ProvisionalAuthorization? Provisional { get; init; }
+}
+
+/// <summary>
+/// A key's authorization taken from a gateway's cache for one request: the key's identity and the version of the
+/// tenant's policy and plan the request is decided on (<see cref="TenantVersions.DecisionOf"/>). Confirmed once the
+/// tenant's grain answered for it in this request (admission, or a refusal's check).
+/// </summary>
+internal sealed class ProvisionalAuthorization(string keyHash, KeyIdentity identity, string decisionVersion, bool redecided)
+{
+    private static readonly object ItemKey = new();
+    private volatile bool _confirmed;
+
+    /// <summary>The hash of the presented secret (the key cache's key).</summary>
+    public string KeyHash { get; } = keyHash;
+
+    /// <summary>The key's identity as cached.</summary>
+    public KeyIdentity Identity { get; } = identity;
+
+    /// <summary>The version of the tenant's policy and plan the request is decided on.</summary>
+    public string DecisionVersion { get; } = decisionVersion;
+
+    /// <summary>Whether this is the request's second decision, on the tenant its grain answered with after the first was stale.</summary>
+    public bool Redecided { get; } = redecided;
+
+    /// <summary>Whether the tenant's grain answered for the key and tenant in this request (nothing left to confirm on a refusal).</summary>
+    public bool Confirmed
+    {
+        get => _confirmed;
+        set => _confirmed = value;
+    }
+
+    /// <summary>Notes the request's provisional authorization, for the error answer's check (<see cref="Unconfirmed"/>).</summary>
+    public void AttachTo(HttpContext context) => context.Items[ItemKey] = this;
+
+    /// <summary>The request's provisional authorization while the tenant's grain has not answered for it.</summary>
+    public static ProvisionalAuthorization? Unconfirmed(HttpContext context) =>
+        context.Items.TryGetValue(ItemKey, out var item) && item is ProvisionalAuthorization { Confirmed: false } provisional ? provisional : null;
+}
+
+/// <summary>
+/// The tenant's policy or plan changed after the request was decided on the cached tenant: decide again, once, as
+/// <see cref="Caller"/> (nothing was reserved and no refusal was recorded for the stale decision).
+/// </summary>
+internal sealed class CallerChangedException(Caller caller) : Exception("The tenant's policy or plan changed after this request was decided.")
+{
+    /// <summary>The caller as the tenant is now.</summary>
+    public Caller Caller { get; } = caller;
 }
 
 /// <summary>
 /// Resolves the bearer key of a /v1 request to its tenant: the key's grain once per gateway (the mapping is immutable),
 /// then the tenant's grain on every request, so a revocation anywhere takes effect on the next request everywhere.
-/// Effective policies are parsed once per tenant policy and key policy, and cached.
+/// Governed work (<see cref="AuthenticateForAdmissionAsync"/>) asks the tenant's grain once, in admission: it is decided
+/// on the tenant as this gateway last saw it, and admission refuses, with nothing reserved, a key revoked or expired, a
+/// tenant disabled, or a policy or plan changed since (then decided again once). Effective policies are parsed once per
+/// tenant policy and key policy, and cached.
 /// </summary>
 public sealed class CallerAuthenticator(
     GrainReferences<IApiKeyGrain> keys,
@@ -56,6 +113,10 @@ public sealed class CallerAuthenticator(
 
     // A key's hash, tenant, id and policy never change once issued; only revocation does, and the tenant grain owns it.
     private readonly ConcurrentDictionary<string, KeyIdentity> _identities = new(StringComparer.Ordinal);
+
+    // The tenant as its grain last answered here, with the version of its policy and plan: governed work is decided on
+    // it, and admission refuses it once it is not current. Bounded like the key cache.
+    private readonly ConcurrentDictionary<string, (TenantView Tenant, string DecisionVersion)> _tenantViews = new(StringComparer.Ordinal);
     private readonly byte[][] _staticKeyHashes = options.Value.ApiKeys.Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k))).ToArray();
     private volatile bool _tenantsExist;
 
@@ -72,12 +133,25 @@ public sealed class CallerAuthenticator(
     /// <summary>Authenticates the request or throws the 401/403 to answer with.</summary>
     public async Task<Caller> AuthenticateAsync(HttpContext context)
     {
-        var caller = await AuthenticateCallerAsync(context);
+        var caller = await AuthenticateCallerAsync(context, provisional: false);
         KnownCallers.MarkKnown(context);
         return caller;
     }
 
-    private async Task<Caller> AuthenticateCallerAsync(HttpContext context)
+    /// <summary>
+    /// As <see cref="AuthenticateAsync"/>, for work that admission meters (one tenant-grain call per request): a key
+    /// whose tenant this gateway has seen is authorized from the cache, provisionally (<see cref="Caller.Provisional"/>),
+    /// and admission confirms it in the same call; any refusal before admission confirms it first.
+    /// </summary>
+    public async Task<Caller> AuthenticateForAdmissionAsync(HttpContext context)
+    {
+        var caller = await AuthenticateCallerAsync(context, provisional: true);
+        caller.Provisional?.AttachTo(context);
+        KnownCallers.MarkKnown(context);
+        return caller;
+    }
+
+    private async Task<Caller> AuthenticateCallerAsync(HttpContext context, bool provisional)
     {
         var header = context.Request.Headers.Authorization.ToString();
         var presented = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
@@ -96,7 +170,7 @@ public sealed class CallerAuthenticator(
 
         if (presented is not null && presented.StartsWith(ApiKeySecrets.Prefix, StringComparison.Ordinal))
         {
-            return await TenantCallerAsync(presented);
+            return await TenantCallerAsync(presented, provisional);
         }
 
         if (!await AnonymousAllowedAsync(context.RequestAborted))
@@ -120,7 +194,7 @@ public sealed class CallerAuthenticator(
         return new Caller(Caller.AnonymousTenant, null, null, "default");
     }
 
-    private async Task<Caller> TenantCallerAsync(string secret)
+    private async Task<Caller> TenantCallerAsync(string secret, bool provisional)
     {
         var hash = ApiKeySecrets.Hash(secret);
         if (!_identities.TryGetValue(hash, out var identity))
@@ -145,28 +219,154 @@ public sealed class CallerAuthenticator(
         // Expiry is fixed when the key is issued, so the cached identity answers for it exactly, at every gateway.
         if (identity.ExpiresAt is { } expires && time.GetUtcNow().ToUnixTimeMilliseconds() >= expires)
         {
-            GatewayLog.ExpiredKeyUsed(_requestLog, identity.KeyId, identity.TenantId);
-            throw new OpenAIException(StatusCodes.Status401Unauthorized,
-                $"The API key {identity.KeyId} expired at {DateTimeOffset.FromUnixTimeMilliseconds(expires):yyyy-MM-ddTHH:mm:ssZ}; ask for a new key.",
-                "invalid_request_error", null, "key_expired");
+            throw Expired(identity, expires);
+        }
+
+        if (provisional && !identity.Revoked && _tenantViews.TryGetValue(identity.TenantId, out var seen) && !seen.Tenant.Disabled)
+        {
+            // No grain call here: admission asks the tenant's grain whether the key and this tenant are still current.
+            return CallerOf(identity, seen.Tenant) with { Provisional = new ProvisionalAuthorization(hash, identity, seen.DecisionVersion, redecided: false) };
         }
 
         // One grain call per request: the tenant's single activation answers for revocation, so a key revoked
         // at any gateway fails on the next request at every gateway, cached identity or not.
+        return Authorized(hash, identity, await tenants.Get(identity.TenantId).AuthorizeKeyAsync(identity.KeyId));
+    }
+
+    /// <summary>
+    /// Asks the tenant's grain for a provisional authorization, before a refusal is answered or recorded for it: throws
+    /// the 401/403 today's authentication answers when the key or tenant no longer authorize the request; otherwise the
+    /// caller as the tenant is now when its policy or plan changed since the decision (null: unchanged).
+    /// </summary>
+    internal async Task<Caller?> ConfirmAsync(ProvisionalAuthorization provisional)
+    {
+        ArgumentNullException.ThrowIfNull(provisional);
+        if (provisional.Confirmed)
+        {
+            return null;
+        }
+
+        var identity = provisional.Identity;
         var authorization = await tenants.Get(identity.TenantId).AuthorizeKeyAsync(identity.KeyId);
+        provisional.Confirmed = true;
+        if (identity.ExpiresAt is { } expires && time.GetUtcNow().ToUnixTimeMilliseconds() >= expires)
+        {
+            throw Expired(identity, expires);
+        }
+
+        var caller = Authorized(provisional.KeyHash, identity, authorization);
+        var version = TenantVersions.DecisionOf(authorization.Tenant!);
+        return version == provisional.DecisionVersion ? null
+            // Admission still checks the version the second decision is made on; the key and tenant were just confirmed.
+            : caller with { Provisional = new ProvisionalAuthorization(provisional.KeyHash, identity, version, redecided: true) { Confirmed = true } };
+    }
+
+    /// <summary>
+    /// What a provisional caller's refused authorized admission means: the 401/403 today's authentication answers
+    /// (the caches forget what is no longer valid), or, for a stale decision, <see cref="CallerChangedException"/> with
+    /// the caller as the tenant is now, to decide again once; decided again already, a 503 the client retries.
+    /// </summary>
+    internal Exception RefusalOf(Caller caller, AuthorizedAdmission answer)
+    {
+        ArgumentNullException.ThrowIfNull(caller);
+        ArgumentNullException.ThrowIfNull(answer);
+        var provisional = caller.Provisional ?? throw new InvalidOperationException("Not a provisional caller.");
+        var identity = provisional.Identity;
+        if (answer.Tenant is { } tenant)
+        {
+            Remember(tenant);
+        }
+        else
+        {
+            _tenantViews.TryRemove(identity.TenantId, out _);
+        }
+
+        switch (answer.Refusal)
+        {
+            case AuthorizationRefusal.KeyExpired:
+                return Expired(identity, identity.ExpiresAt ?? 0);
+            case AuthorizationRefusal.KeyRevoked:
+                return Revoked(provisional.KeyHash, identity);
+            case AuthorizationRefusal.TenantNotFound:
+                return OpenAIException.Unauthorized("Incorrect API key provided.");
+            case AuthorizationRefusal.TenantDisabled:
+                return Disabled(answer.Tenant!);
+            case AuthorizationRefusal.DecisionStale when answer.Tenant is { } fresh && !provisional.Redecided:
+                // Decided again on the tenant as its grain holds it now; that answer confirmed the key and tenant.
+                var again = new ProvisionalAuthorization(provisional.KeyHash, identity, TenantVersions.DecisionOf(fresh), redecided: true) { Confirmed = true };
+                return new CallerChangedException(CallerOf(identity, fresh) with { Provisional = again });
+            case AuthorizationRefusal.DecisionStale:
+                // Changed again while this request was decided a second time: refused (nothing reserved), retryable.
+                return new OpenAIException(StatusCodes.Status503ServiceUnavailable,
+                    "The tenant's policy changed while this request was being decided; try again.", "server_error", null, PolicyChangedCode, TimeSpan.FromSeconds(1));
+            default:
+                // Fail closed on an answer this gateway does not know.
+                return OpenAIException.Unauthorized("Incorrect API key provided.");
+        }
+    }
+
+    /// <summary>The code of a request refused because its tenant's policy changed twice while it was decided.</summary>
+    public const string PolicyChangedCode = "policy_changed";
+
+    /// <summary>The caller a tenant grain's authorization admits, or the 401/403 to answer; remembers the tenant for governed work.</summary>
+    private Caller Authorized(string hash, KeyIdentity identity, KeyAuthorization authorization)
+    {
         if (identity.Revoked || authorization.KeyRevoked)
         {
-            _identities.TryRemove(hash, out _);
-            GatewayLog.RevokedKeyUsed(_requestLog, identity.KeyId, identity.TenantId);
-            throw OpenAIException.Unauthorized($"The API key {identity.KeyId} has been revoked.");
+            throw Revoked(hash, identity);
         }
 
-        var tenant = authorization.Tenant ?? throw OpenAIException.Unauthorized("Incorrect API key provided.");
+        if (authorization.Tenant is not { } tenant)
+        {
+            _tenantViews.TryRemove(identity.TenantId, out _);
+            throw OpenAIException.Unauthorized("Incorrect API key provided.");
+        }
+
+        Remember(tenant);
         if (tenant.Disabled)
         {
-            throw new OpenAIException(StatusCodes.Status403Forbidden, $"The tenant '{tenant.Id}' is disabled.", "permission_error", null, "tenant_disabled");
+            throw Disabled(tenant);
         }
 
+        return CallerOf(identity, tenant);
+    }
+
+    private void Remember(TenantView tenant)
+    {
+        if (_tenantViews.TryGetValue(tenant.Id, out var seen) && seen.Tenant == tenant)
+        {
+            return;
+        }
+
+        if (_tenantViews.Count >= MaxCachedIdentities)
+        {
+            _tenantViews.Clear();
+        }
+
+        _tenantViews[tenant.Id] = (tenant, TenantVersions.DecisionOf(tenant));
+    }
+
+    private OpenAIException Revoked(string hash, KeyIdentity identity)
+    {
+        _identities.TryRemove(hash, out _);
+        GatewayLog.RevokedKeyUsed(_requestLog, identity.KeyId, identity.TenantId);
+        return OpenAIException.Unauthorized($"The API key {identity.KeyId} has been revoked.");
+    }
+
+    private OpenAIException Expired(KeyIdentity identity, long expires)
+    {
+        GatewayLog.ExpiredKeyUsed(_requestLog, identity.KeyId, identity.TenantId);
+        return new OpenAIException(StatusCodes.Status401Unauthorized,
+            $"The API key {identity.KeyId} expired at {DateTimeOffset.FromUnixTimeMilliseconds(expires):yyyy-MM-ddTHH:mm:ssZ}; ask for a new key.",
+            "invalid_request_error", null, "key_expired");
+    }
+
+    private static OpenAIException Disabled(TenantView tenant) =>
+        new(StatusCodes.Status403Forbidden, $"The tenant '{tenant.Id}' is disabled.", "permission_error", null, "tenant_disabled");
+
+    /// <summary>The caller of <paramref name="identity"/> under <paramref name="tenant"/>, its effective policy parsed once and cached.</summary>
+    private Caller CallerOf(KeyIdentity identity, TenantView tenant)
+    {
         // Compared by the tenant's policy itself, not its version (UpdatedAt): a rename does not re-parse, and two
         // policy changes within one millisecond cannot leave the first one cached.
         var policyKey = (tenant.Id, identity.KeyPolicyJson);

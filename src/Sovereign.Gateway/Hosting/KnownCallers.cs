@@ -12,6 +12,9 @@ internal static class KnownCallers
     /// <summary>Notes that the request's caller was authenticated.</summary>
     public static void MarkKnown(HttpContext context) => context.Items[Key] = Key;
 
+    /// <summary>Forgets the mark: the caller, authorized provisionally from a cache, turned out not to be one (a revoked key).</summary>
+    public static void Forget(HttpContext context) => context.Items.Remove(Key);
+
     /// <summary>Whether <see cref="MarkKnown"/> was called for the request.</summary>
     public static bool IsKnown(HttpContext context) => context.Items.ContainsKey(Key);
 }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Diagnostics.Metrics;
 using Sovereign.Cluster.Grains;
 using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.OpenAI;
 using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Engine;
@@ -75,11 +76,13 @@ public sealed class RequestMetering
     private readonly BilledTokens _billedTokens;
     private readonly ILogger<RequestMetering> _logger;
     private readonly LanguageRouting _languages;
+    private readonly CallerAuthenticator _authenticator;
 
     /// <summary>Creates the service and its spend and remaining-budget metrics.</summary>
-    public RequestMetering(GrainReferences<ITenantGrain> tenants, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, LanguageRouting languages, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options, TimeProvider time, IMeterFactory meters, ILogger<RequestMetering> logger)
+    public RequestMetering(GrainReferences<ITenantGrain> tenants, CallerAuthenticator authenticator, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, LanguageRouting languages, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options, TimeProvider time, IMeterFactory meters, ILogger<RequestMetering> logger)
     {
         _logger = logger;
+        _authenticator = authenticator;
         _languageTax = languageTax;
         _languages = languages;
         // As the detector names them (tl is fil), since the detected code is what is matched.
@@ -131,7 +134,40 @@ public sealed class RequestMetering
             return new MeterTicket(price, currency, tokens, weight, priority, false, book);
         }
 
-        var result = await _tenants.Get(caller.TenantId).AdmitAsync(new AdmissionRequest(routed.RequestId, caller.KeyId, tokens, maxCost, currency, Unpriced: price is null));
+        var admission = new AdmissionRequest(routed.RequestId, caller.KeyId, tokens, maxCost, currency, Unpriced: price is null);
+        AdmissionResult result;
+        if (caller.Provisional is { } provisional)
+        {
+            // Authorized from this gateway's cache: the one grain call of the request confirms the key and the tenant
+            // the decision was made on, and admits in the same turn, or refuses with nothing taken or reserved.
+            var answer = await _tenants.Get(caller.TenantId).AdmitAuthorizedAsync(
+                new AuthorizedAdmissionRequest(admission, provisional.Identity.ExpiresAt, provisional.DecisionVersion));
+            provisional.Confirmed = true;
+            if (answer.Admission is not { } admitted)
+            {
+                var refused = _authenticator.RefusalOf(caller, answer);
+                if (refused is OpenAIException authorization)
+                {
+                    // Recorded as any refusal at admission: the decision's audit entry is followed by its rejected outcome
+                    // (the pipeline's accounting), and the ledger holds the refused request at no cost.
+                    if (authorization.Status is StatusCodes.Status401Unauthorized or StatusCodes.Status403Forbidden)
+                    {
+                        KnownCallers.Forget(context);
+                    }
+
+                    await _ledger.AppendAsync(UsageRecordOf(routed, new MeterTicket(null, currency, 0, weight, priority, false), 0, 0, null, UsageOutcome.Refused, authorization.Code));
+                }
+
+                throw refused;
+            }
+
+            result = admitted;
+        }
+        else
+        {
+            result = await _tenants.Get(caller.TenantId).AdmitAsync(admission);
+        }
+
         foreach (var (name, value) in RateLimitHeaders(result))
         {
             context.Response.Headers[name] = value;

@@ -15,7 +15,7 @@ internal static class ChatCompletionsEndpoint
     public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, IOptions<SovereignOptions> options, TimeProvider time)
     {
         var limits = options.Value.Limits;
-        var caller = await pipeline.AuthenticateAsync(context);
+        var caller = await pipeline.AuthenticateForAdmissionAsync(context);
         var request = await RequestReader.ReadAsync<ChatCompletionRequest>(context, RequestFields.For<ChatCompletionRequest>(caller, options.Value));
         ResponsesTranslation.CheckMetadata(request.Metadata);
         RequestReader.RequireServiceTier(request.ServiceTier);

@@ -17,7 +17,7 @@ internal static class CompletionsEndpoint
     public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, IOptions<SovereignOptions> options, TimeProvider time)
     {
         var limits = options.Value.Limits;
-        var caller = await pipeline.AuthenticateAsync(context);
+        var caller = await pipeline.AuthenticateForAdmissionAsync(context);
         var request = await RequestReader.ReadAsync<CompletionRequest>(context, RequestFields.For<CompletionRequest>(caller, options.Value));
         // echo with max_tokens 0 scores the prompt alone (OpenAI's legacy API and vLLM allow it; evaluation
         // harnesses send it for log-likelihoods).

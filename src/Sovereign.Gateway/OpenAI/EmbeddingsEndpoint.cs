@@ -16,7 +16,7 @@ internal static class EmbeddingsEndpoint
     public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, IOptions<SovereignOptions> options)
     {
         var limits = options.Value.Limits;
-        var caller = await pipeline.AuthenticateAsync(context);
+        var caller = await pipeline.AuthenticateForAdmissionAsync(context);
         var request = await RequestReader.ReadAsync<EmbeddingRequest>(context, RequestFields.For<EmbeddingRequest>(caller, options.Value));
         RequestReader.RequireUser(request.User);
         var (inputs, tokenInputs) = TextInputs.ReadEmbeddingInput(request.Input, limits.MaxEmbeddingInputs);

@@ -92,6 +92,14 @@ internal static class OpenAIErrorResults
         {
             var configured = context.RequestServices.GetRequiredService<IOptions<SovereignOptions>>().Value.Limits.MaxRequestBodyBytes;
             var error = Map(ex, BodyLimit(context, configured));
+            if (ControlPlane.ProvisionalAuthorization.Unconfirmed(context) is { } provisional)
+            {
+                // Refused before admission (a malformed body, an unknown model) while the caller's key was authorized
+                // from this gateway's cache: a key revoked or a tenant disabled since is answered as authentication
+                // answers it, as when every request asked the tenant's grain first.
+                error = await ConfirmedAsync(context, provisional) ?? error;
+            }
+
             var logger = RequestsLogger(context);
             var databaseOutage = error.Code is AuditUnavailableCode or StorageUnavailableCode
                 && context.RequestServices.GetService<ControlPlane.DatabaseHealth>() is { } database && database.IsOutage(ex);
@@ -102,6 +110,25 @@ internal static class OpenAIErrorResults
 
             GatewayLog.ErrorAnswered(logger, context, error.Status, error.Type, error.Code, error.LoggedParam ?? error.Param, ex, await ByACallerAsync(context, error.Status), databaseOutage);
             await WriteAsync(context, error);
+        }
+    }
+
+    /// <summary>The 401/403 for a provisional authorization the tenant's grain no longer confirms; null when it does (or does not answer).</summary>
+    private static async Task<OpenAIException?> ConfirmedAsync(HttpContext context, ControlPlane.ProvisionalAuthorization provisional)
+    {
+        try
+        {
+            await context.RequestServices.GetRequiredService<ControlPlane.CallerAuthenticator>().ConfirmAsync(provisional);
+            return null;
+        }
+        catch (OpenAIException unauthorized)
+        {
+            KnownCallers.Forget(context);
+            return unauthorized;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return null;
         }
     }
 

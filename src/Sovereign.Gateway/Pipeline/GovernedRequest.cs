@@ -29,8 +29,8 @@ internal sealed class GovernedRequest : IAsyncDisposable
     /// <summary>The HTTP exchange.</summary>
     public HttpContext Http { get; }
 
-    /// <summary>Who asked.</summary>
-    public Caller Caller { get; }
+    /// <summary>Who asked: after a decision made on a stale cached tenant, the caller as the tenant is now.</summary>
+    public Caller Caller { get; internal set; }
 
     /// <summary>What was asked.</summary>
     public Workload Work { get; }

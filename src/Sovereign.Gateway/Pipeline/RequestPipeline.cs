@@ -1,4 +1,5 @@
 using Sovereign.Gateway.ControlPlane;
+using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Metering;
 using Sovereign.Gateway.Observability;
 using Sovereign.Gateway.OpenAI;
@@ -32,6 +33,7 @@ internal sealed class RequestPipeline(
     RelayLoads relayLoads,
     ReservationRenewals renewals,
     RateLimitRefusals rateLimited,
+    CallerAuthenticator authenticator,
     TimeProvider time,
     ILogger<RequestPipeline> logger)
 {
@@ -45,13 +47,24 @@ internal sealed class RequestPipeline(
     public Task<Caller> AuthenticateAsync(HttpContext context)
     {
         context.Items[ArrivalKey] = time.GetUtcNow();
-        return GatewayTelemetry.Source.HasListeners() ? AuthenticateTracedAsync(context) : router.AuthenticateAsync(context);
+        return GatewayTelemetry.Source.HasListeners() ? AuthenticateTracedAsync(context, forAdmission: false) : router.AuthenticateAsync(context);
     }
 
-    private async Task<Caller> AuthenticateTracedAsync(HttpContext context)
+    /// <summary>
+    /// Stage 1 for work that <see cref="StartAsync"/> admits: a key whose tenant this gateway has seen is authorized from
+    /// its cache, and admission's one tenant-grain call confirms it (<see cref="CallerAuthenticator.AuthenticateForAdmissionAsync"/>).
+    /// The endpoint must hand the caller to <see cref="StartAsync"/> and read it back from the governed request after.
+    /// </summary>
+    public Task<Caller> AuthenticateForAdmissionAsync(HttpContext context)
+    {
+        context.Items[ArrivalKey] = time.GetUtcNow();
+        return GatewayTelemetry.Source.HasListeners() ? AuthenticateTracedAsync(context, forAdmission: true) : router.AuthenticateForAdmissionAsync(context);
+    }
+
+    private async Task<Caller> AuthenticateTracedAsync(HttpContext context, bool forAdmission)
     {
         using var span = GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Authenticate);
-        var caller = await router.AuthenticateAsync(context);
+        var caller = forAdmission ? await router.AuthenticateForAdmissionAsync(context) : await router.AuthenticateAsync(context);
         span?.SetTag("sovereign.tenant", caller.TenantId);
         return caller;
     }
@@ -66,70 +79,33 @@ internal sealed class RequestPipeline(
         var request = new GovernedRequest(context, caller, work, arrivedAt, accounting);
         try
         {
-            // A key the rate limit refused within the interval is admitted before its decision is recorded: refused
-            // again, it is counted, not recorded twice more (a flood chose the audit log's length).
-            var countRateLimitRefusal = rateLimited.IsLimited(caller);
-            if (countRateLimitRefusal)
-            {
-                context.Items[InferenceRouter.DeferDecisionKey] = true;
-            }
-
-            try
-            {
-                request.Route = await RouteAsync(context, caller, work);
-            }
-            finally
-            {
-                // A failover's decision, made after admission, is recorded at once.
-                context.Items.Remove(InferenceRouter.DeferDecisionKey);
-            }
-
-            request.Route.ArrivedAt = arrivedAt;
-            if (caller.TenantId == ClusterRelay.RelayTenant && context.Request.Headers[RelayLoads.GatewayHeader] is [{ Length: > 0 and <= ResourceIds.MaxOtherLength } gateway])
-            {
-                // Counted per relaying gateway until the answer is written (the node's load report carries it).
-                context.Response.RegisterForDispose(relayLoads.Track(gateway, request.Route.Model));
-            }
-
-            var executor = await PrepareAsync(request.Route, work, context.RequestAborted);
-            using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Measure))
-            {
-                request.Demand = await executor.MeasureAsync(request);
-            }
-
-            using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Admit))
+            IRequestExecutor executor;
+            for (var decision = 1; ; decision++)
             {
                 try
                 {
-                    request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens,
-                        (work as GenerationWorkload)?.MaxTokensParameter, countRateLimitRefusal);
+                    executor = await DecideAndAdmitAsync(request);
+                    break;
                 }
-                catch (OpenAIException refused) when (RateLimitRefusals.IsRateLimit(refused))
+                catch (CallerChangedException changed) when (decision == 1)
                 {
-                    if (request.Route.PendingDecision is not null)
+                    // Decided on this gateway's cached tenant, whose policy or plan has changed since: nothing was reserved
+                    // and no refusal recorded. The request is decided again, once, on the tenant as it is now, under the
+                    // same request id (as a failover is): both decisions are in the audit log, the second saying why.
+                    if (request.Route is { } stale)
                     {
-                        // Nothing decided is recorded, nothing billed: counted into the key's next summary entry,
-                        // which no answer can name yet.
-                        rateLimited.Count(caller, refused);
-                        RateLimitRefusals.MarkCounted(context);
+                        // Its entry commits before the next decision's (a failure is this request's, accounted as today).
+                        await stale.DecisionRecorded;
                         request.Route = null;
-                        context.Response.Headers.Remove(InferenceRouter.AuditIdHeader);
-                    }
-                    else
-                    {
-                        rateLimited.NoteLimited(caller);
                     }
 
-                    throw;
+                    request.Caller = caller = changed.Caller;
                 }
+            }
 
-                router.RecordPendingDecision(request.Route, context.RequestAborted);
-                if (request.Ticket.ReservedWithGrain)
-                {
-                    request.ReservationHold = renewals.Hold(caller.TenantId, request.Route.RequestId);
-                }
-
-                request.PoolLease = await pools.AcquireAsync(request);
+            if (request.Route is null)
+            {
+                throw new InvalidOperationException("Admitted without a route.");
             }
 
             for (var failovers = 0; ; failovers++)
@@ -188,8 +164,12 @@ internal sealed class RequestPipeline(
         }
         catch (Exception ex)
         {
+            // Refused before the tenant's grain answered for a caller authorized from the cache: a key revoked or a
+            // tenant disabled since is answered (and recorded) as such, as authentication answers it.
+            var answered = request.Caller.Provisional is { Confirmed: false } provisional ? await ConfirmedRefusalAsync(context, provisional, ex) : ex;
+
             // A refusal after admission (a full queue, a reserved pool) is recorded with the rule that refused it.
-            request.RefusalCode = ex switch
+            request.RefusalCode = answered switch
             {
                 OpenAIException refusal => refusal.Code,
                 Residency.Audit.AuditUnavailableException => OpenAIErrorResults.AuditUnavailableCode,
@@ -197,7 +177,114 @@ internal sealed class RequestPipeline(
                 _ => null,
             };
             await request.DisposeAsync();
+            if (!ReferenceEquals(answered, ex))
+            {
+                throw answered;
+            }
+
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Stages 2 to 5: routes (the residency decision), places, measures and admits the request, then takes its pool's
+    /// slot. Returns the executor that runs it.
+    /// </summary>
+    private async Task<IRequestExecutor> DecideAndAdmitAsync(GovernedRequest request)
+    {
+        var context = request.Http;
+        var caller = request.Caller;
+        var work = request.Work;
+
+        // A key the rate limit refused within the interval is admitted before its decision is recorded: refused
+        // again, it is counted, not recorded twice more (a flood chose the audit log's length).
+        var countRateLimitRefusal = rateLimited.IsLimited(caller);
+        if (countRateLimitRefusal)
+        {
+            context.Items[InferenceRouter.DeferDecisionKey] = true;
+        }
+
+        try
+        {
+            request.Route = await RouteAsync(context, caller, work);
+        }
+        finally
+        {
+            // A failover's decision, made after admission, is recorded at once.
+            context.Items.Remove(InferenceRouter.DeferDecisionKey);
+        }
+
+        request.Route.ArrivedAt = request.ArrivedAt;
+        if (caller.TenantId == ClusterRelay.RelayTenant && context.Request.Headers[RelayLoads.GatewayHeader] is [{ Length: > 0 and <= ResourceIds.MaxOtherLength } gateway])
+        {
+            // Counted per relaying gateway until the answer is written (the node's load report carries it).
+            context.Response.RegisterForDispose(relayLoads.Track(gateway, request.Route.Model));
+        }
+
+        var executor = await PrepareAsync(request.Route, work, context.RequestAborted);
+        using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Measure))
+        {
+            request.Demand = await executor.MeasureAsync(request);
+        }
+
+        using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Admit))
+        {
+            try
+            {
+                request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens,
+                    (work as GenerationWorkload)?.MaxTokensParameter, countRateLimitRefusal);
+            }
+            catch (OpenAIException refused) when (RateLimitRefusals.IsRateLimit(refused))
+            {
+                if (request.Route.PendingDecision is not null)
+                {
+                    // Nothing decided is recorded, nothing billed: counted into the key's next summary entry,
+                    // which no answer can name yet.
+                    rateLimited.Count(caller, refused);
+                    RateLimitRefusals.MarkCounted(context);
+                    request.Route = null;
+                    context.Response.Headers.Remove(InferenceRouter.AuditIdHeader);
+                }
+                else
+                {
+                    rateLimited.NoteLimited(caller);
+                }
+
+                throw;
+            }
+
+            router.RecordPendingDecision(request.Route, context.RequestAborted);
+            if (request.Ticket.ReservedWithGrain)
+            {
+                request.ReservationHold = renewals.Hold(caller.TenantId, request.Route.RequestId);
+            }
+
+            request.PoolLease = await pools.AcquireAsync(request);
+        }
+
+        return executor;
+    }
+
+    /// <summary>
+    /// The error to answer for a request refused before admission confirmed its provisional authorization: the
+    /// 401/403 of a key or tenant that no longer authorizes it, else <paramref name="refusal"/> as it is. A grain that
+    /// does not answer leaves the refusal as it is (the request is refused either way).
+    /// </summary>
+    private async Task<Exception> ConfirmedRefusalAsync(HttpContext context, ProvisionalAuthorization provisional, Exception refusal)
+    {
+        try
+        {
+            await authenticator.ConfirmAsync(provisional);
+            return refusal;
+        }
+        catch (OpenAIException unauthorized)
+        {
+            KnownCallers.Forget(context);
+            return unauthorized;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return refusal;
         }
     }
 

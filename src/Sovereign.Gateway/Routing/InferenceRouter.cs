@@ -164,6 +164,9 @@ public sealed class InferenceRouter(
     /// <summary>Who is calling; throws 401/403 before the body is even read.</summary>
     public Task<Caller> AuthenticateAsync(HttpContext context) => authenticator.AuthenticateAsync(context);
 
+    /// <summary>As <see cref="AuthenticateAsync"/>, for work that admission meters (<see cref="CallerAuthenticator.AuthenticateForAdmissionAsync"/>).</summary>
+    public Task<Caller> AuthenticateForAdmissionAsync(HttpContext context) => authenticator.AuthenticateForAdmissionAsync(context);
+
     /// <summary>
     /// For work on the caller's text that this gateway does itself, with no model to route (language detection):
     /// a tenant whose policy does not allow this gateway's jurisdiction is refused as a routed request is, before the
@@ -391,7 +394,9 @@ public sealed class InferenceRouter(
             snapshot.Deviated(nodes, gates, reader.NowMs),
             reader,
             prefixNode);
-        var lead = failoverOf is null ? null : $"failover: {failoverOf.NodeId} could not be reached";
+        var lead = failoverOf is not null ? $"failover: {failoverOf.NodeId} could not be reached"
+            : caller.Provisional is { Redecided: true } ? "decided again: the tenant's policy or plan changed after this gateway's first decision"
+            : null;
         if (!decision.Allowed)
         {
             await RecordRefusalAsync(context, caller, model, requestId, here, decision.Code, Capped(lead, decision.Reasons), alias, aliasChoice,
@@ -447,6 +452,29 @@ public sealed class InferenceRouter(
     private async Task RecordRefusalAsync(
         HttpContext context, Caller caller, string model, string requestId, string here, string? code, IReadOnlyList<string> reasons, string? alias, RouteChoice? aliasChoice, string node, bool metered)
     {
+        if (caller.Provisional is { Confirmed: false } provisional)
+        {
+            // Decided on this gateway's cached tenant: before the refusal becomes evidence, the tenant's grain confirms
+            // the key and the policy. A key revoked or a tenant disabled since is answered as authentication answers it
+            // (nothing recorded, as then); a policy changed since is decided again, on the tenant as it is now.
+            Caller? fresh;
+            try
+            {
+                fresh = await authenticator.ConfirmAsync(provisional);
+            }
+            catch (OpenAIException)
+            {
+                Hosting.KnownCallers.Forget(context);
+                context.Response.Headers.Remove(AuditIdHeader);
+                throw;
+            }
+
+            if (fresh is not null)
+            {
+                throw new CallerChangedException(fresh);
+            }
+        }
+
         await audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Inference,

@@ -35,14 +35,14 @@ public sealed class ClusterContractTests
     /// <summary>
     /// A method added with its interface's [Version] raised, but not recorded, passed: the next change could then remove
     /// or change it with nothing to say that members of this release call it. The check now fails on it, printing the
-    /// line to record (here: the recorded contract less ITenantGrain's RefundRequestAsync, whose interface is at v2).
+    /// line to record (here: the recorded contract less ITenantGrain's newest method, AdmitAuthorizedAsync, whose interface is at v3).
     /// </summary>
     [Fact]
     public void AMethodNotRecorded_FailsTheCheck_EvenWithItsVersionRaised_NamingTheLineToRecord()
     {
         var recorded = Recorded();
         const string Tenant = "Sovereign.Cluster.Grains.ITenantGrain, Sovereign.Cluster.Abstractions";
-        const string Refund = "Task<AdmissionResult> RefundRequestAsync(String)";
+        const string Refund = "Task<AuthorizedAdmission> AdmitAuthorizedAsync(AuthorizedAdmissionRequest)";
         Assert.Contains(recorded.Interfaces[Tenant], m => m.Method == Refund);
         recorded.Interfaces[Tenant].RemoveAll(m => m.Method == Refund);
         var toRecord = new List<string>();
@@ -52,7 +52,7 @@ public sealed class ClusterContractTests
         var problem = Assert.Single(problems);
         Assert.Contains(Refund, problem, StringComparison.Ordinal);
         Assert.Contains("not recorded", problem, StringComparison.Ordinal);
-        Assert.Equal([$"  v2 {Refund}   (under 'interface {Tenant}')"], toRecord);
+        Assert.Equal([$"  v3 {Refund}   (under 'interface {Tenant}')"], toRecord);
     }
 
     /// <summary>What the live grain interfaces break or leave unrecorded against <paramref name="recorded"/>; the lines to record go to <paramref name="toRecord"/>.</summary>

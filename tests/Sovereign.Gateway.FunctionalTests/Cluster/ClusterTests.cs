@@ -178,6 +178,93 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         await ClusterFixture.Expect(sg.PostAsync("/v1/chat/completions", Json(Body)), 401);
     }
 
+    /// <summary>
+    /// A gateway decides on the tenant as it last saw it and asks the tenant's grain once, in admission, which refuses a
+    /// key revoked meanwhile at another gateway: 401 as before, nothing reserved, and the evidence of any refusal at
+    /// admission (the decision's entry, its rejected outcome naming the rule, the ledger's refused record).
+    /// </summary>
+    [Fact]
+    public async Task KeyRevokedAtTheOtherGateway_IsRefusedOnTheNextRequest_WithNothingReserved_AndItsEvidence()
+    {
+        var (tenant, key) = await NewTenantWithIdAsync(["TH", "SG"], new { budgets = new[] { new { period = "day", amount = 100m } } });
+        using var sg = cluster.GatewaySg.Client(key);
+        using var th = cluster.GatewayTh.Client(key);
+        await ClusterFixture.Expect(sg.PostAsync("/v1/chat/completions", Json(Body)), 200);
+        await ClusterFixture.Expect(sg.PostAsync("/v1/chat/completions", Json(Body)), 200);
+        await ClusterFixture.Expect(th.PostAsync("/v1/chat/completions", Json(Body)), 200);
+
+        using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        var keyId = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/tenants/{tenant}/keys")).RootElement.GetProperty("data")[0].GetProperty("id").GetString();
+        await ClusterFixture.Expect(admin.DeleteAsync($"/admin/v1/tenants/{tenant}/keys/{keyId}"), 200);
+
+        using var response = await sg.PostAsync("/v1/chat/completions", Json(Body));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.Unauthorized, $"{(int)response.StatusCode}: {text}");
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal("invalid_api_key", error.GetProperty("code").GetString());
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Equal($"The API key {keyId} has been revoked.", error.GetProperty("message").GetString());
+
+        var budget = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/tenants/{tenant}/limits")).RootElement.GetProperty("budgets")[0];
+        Assert.Equal(0m, budget.GetProperty("reserved").GetDecimal());
+
+        // Where the refused request was decided, its decision is followed by its rejected outcome under the rule's code.
+        if (response.Headers.TryGetValues(InferenceRouter.AuditIdHeader, out var ids))
+        {
+            var auditId = ids.Single();
+            var entries = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/audit?tenant={tenant}&limit=1000")).RootElement.GetProperty("data").EnumerateArray()
+                .Where(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId).ToList();
+            Assert.Contains(entries, e => e.GetProperty("action").GetString() == "inference.allowed");
+            var outcome = Assert.Single(entries, e => e.GetProperty("action").GetString() == "inference.completed");
+            Assert.Equal("rejected", outcome.GetProperty("details").GetProperty("outcome").GetString());
+            Assert.Equal("invalid_api_key", outcome.GetProperty("details").GetProperty("refusal_code").GetString());
+        }
+
+        // A request refused before admission (here a malformed body) is answered as the revoked key's, as when
+        // authentication asked the tenant's grain first; then every later request, at both gateways.
+        var malformed = await ClusterFixture.Expect(th.PostAsync("/v1/chat/completions", Json("""{"model":"stories","messages":"not a list"}""")), 401);
+        Assert.Equal($"The API key {keyId} has been revoked.", malformed.GetProperty("error").GetProperty("message").GetString());
+        await ClusterFixture.Expect(th.PostAsync("/v1/chat/completions", Json(Body)), 401);
+        await ClusterFixture.Expect(sg.PostAsync("/v1/chat/completions", Json(Body)), 401);
+    }
+
+    /// <summary>
+    /// A policy narrowed at one gateway applies at the other on its next request, though that gateway decided on the
+    /// tenant it had cached: admission refuses the stale decision with nothing reserved, and the request is decided
+    /// again on the new policy (here the gateway itself falls outside it: 403 residency_violation, never served).
+    /// </summary>
+    [Fact]
+    public async Task PolicyNarrowedAtTheOtherGateway_IsDecidedOnTheNewPolicy_OnTheNextRequest()
+    {
+        var (tenant, key) = await NewTenantWithIdAsync(["TH", "SG"], new { budgets = new[] { new { period = "day", amount = 100m } } });
+        using var sg = cluster.GatewaySg.Client(key);
+        await ClusterFixture.Expect(sg.PostAsync("/v1/chat/completions", Json(Body)), 200);
+        await ClusterFixture.Expect(sg.PostAsync("/v1/chat/completions", Json(Body)), 200);
+
+        using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
+        await ClusterFixture.Expect(admin.PatchAsJsonAsync($"/admin/v1/tenants/{tenant}", new { policy = new { allowed_jurisdictions = new[] { "TH" } } }), 200);
+
+        using var response = await sg.PostAsync("/v1/chat/completions", Json(Body));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.Forbidden, $"{(int)response.StatusCode}: {text}");
+        Assert.Equal("residency_violation", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString());
+        var budget = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/tenants/{tenant}/limits")).RootElement.GetProperty("budgets")[0];
+        Assert.Equal(0m, budget.GetProperty("reserved").GetDecimal());
+
+        // The refusal is the new policy's, in the audit log: the second decision says why the request was decided again.
+        var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+        var entries = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/audit?tenant={tenant}&limit=1000")).RootElement.GetProperty("data").EnumerateArray()
+            .Where(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == auditId).ToList();
+        var refused = Assert.Single(entries, e => e.GetProperty("action").GetString() == "inference.refused");
+        Assert.Equal("residency_violation", refused.GetProperty("code").GetString());
+        Assert.Contains(refused.GetProperty("reasons").EnumerateArray(), r => r.GetString()!.StartsWith("decided again:", StringComparison.Ordinal));
+
+        // Widened again: the next request at the same gateway is decided on the wider policy and served, though the
+        // gateway had refused it on the policy it cached.
+        await ClusterFixture.Expect(admin.PatchAsJsonAsync($"/admin/v1/tenants/{tenant}", new { policy = new { allowed_jurisdictions = new[] { "TH", "SG" } } }), 200);
+        await ClusterFixture.Expect(sg.PostAsync("/v1/chat/completions", Json(Body)), 200);
+    }
+
     [Fact]
     public async Task ModelNotLoadedAnywhereAllowed_Is503WithRetryAfter_AndServedOnceLoaded()
     {
