@@ -225,7 +225,7 @@ public sealed class CallerAuthenticator(
         if (provisional && !identity.Revoked && _tenantViews.TryGetValue(identity.TenantId, out var seen) && !seen.Tenant.Disabled)
         {
             // No grain call here: admission asks the tenant's grain whether the key and this tenant are still current.
-            return CallerOf(identity, seen.Tenant) with { Provisional = new ProvisionalAuthorization(hash, identity, seen.DecisionVersion, redecided: false) };
+            return CallerOf(identity, seen.Tenant, new ProvisionalAuthorization(hash, identity, seen.DecisionVersion, redecided: false));
         }
 
         // One grain call per request: the tenant's single activation answers for revocation, so a key revoked
@@ -294,7 +294,7 @@ public sealed class CallerAuthenticator(
             case AuthorizationRefusal.DecisionStale when answer.Tenant is { } fresh && !provisional.Redecided:
                 // Decided again on the tenant as its grain holds it now; that answer confirmed the key and tenant.
                 var again = new ProvisionalAuthorization(provisional.KeyHash, identity, TenantVersions.DecisionOf(fresh), redecided: true) { Confirmed = true };
-                return new CallerChangedException(CallerOf(identity, fresh) with { Provisional = again });
+                return new CallerChangedException(CallerOf(identity, fresh, again));
             case AuthorizationRefusal.DecisionStale:
                 // Changed again while this request was decided a second time: refused (nothing reserved), retryable.
                 return new OpenAIException(StatusCodes.Status503ServiceUnavailable,
@@ -365,7 +365,7 @@ public sealed class CallerAuthenticator(
         new(StatusCodes.Status403Forbidden, $"The tenant '{tenant.Id}' is disabled.", "permission_error", null, "tenant_disabled");
 
     /// <summary>The caller of <paramref name="identity"/> under <paramref name="tenant"/>, its effective policy parsed once and cached.</summary>
-    private Caller CallerOf(KeyIdentity identity, TenantView tenant)
+    private Caller CallerOf(KeyIdentity identity, TenantView tenant, ProvisionalAuthorization? provisional = null)
     {
         // Compared by the tenant's policy itself, not its version (UpdatedAt): a rename does not re-parse, and two
         // policy changes within one millisecond cannot leave the first one cached.
@@ -381,7 +381,7 @@ public sealed class CallerAuthenticator(
             _policies[policyKey] = cached;
         }
 
-        return new Caller(tenant.Id, identity.KeyId, cached.Policy, tenant.Plan);
+        return new Caller(tenant.Id, identity.KeyId, cached.Policy, tenant.Plan) { Provisional = provisional };
     }
 
     /// <summary>The effective policies cached for one tenant (for tests).</summary>
