@@ -97,6 +97,11 @@ internal sealed class RequestPipeline(
                         // Its entry commits before the next decision's (a failure is this request's, accounted as today).
                         await stale.DecisionRecorded;
                         request.Route = null;
+
+                        // Where the stale decision would have run is not where this request runs: the next decision
+                        // states its own place, and a refusal this gateway's, as any refusal does.
+                        context.Response.Headers.Remove(InferenceRouter.JurisdictionHeader);
+                        context.Response.Headers.Remove(InferenceRouter.NodeHeader);
                     }
 
                     request.Caller = caller = changed.Caller;

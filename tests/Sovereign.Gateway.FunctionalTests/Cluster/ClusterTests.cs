@@ -248,6 +248,8 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         var text = await response.Content.ReadAsStringAsync();
         Assert.True(response.StatusCode == HttpStatusCode.Forbidden, $"{(int)response.StatusCode}: {text}");
         Assert.Equal("residency_violation", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString());
+        // Ran nowhere: the answer names this gateway, not where the stale decision would have sent it.
+        Assert.Equal("gateway-sg", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
         var budget = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/tenants/{tenant}/limits")).RootElement.GetProperty("budgets")[0];
         Assert.Equal(0m, budget.GetProperty("reserved").GetDecimal());
 
