@@ -197,6 +197,14 @@ internal static class AuditCommand
                     Output.ExitCodes.Usage);
             }
 
+            // An export is one chain (the shared one): entries of the period in members' own chains would be left out, and
+            // the auditor handed a signed export that looks complete.
+            if (await AuditExport.CountMemberChainEntriesAsync(db, result.GetValue(tenant), start, end, ct) is > 0 and var inMembers)
+            {
+                throw new Output.CliException(
+                    $"{inMembers} entries of this period are in cluster members' own audit chains (Sovereign:Audit:MemberChains), which an export does not hold yet: nothing was written. 'sovereign audit verify' checks every chain; GET /admin/v1/audit reads them.");
+            }
+
             var file = result.GetValue(output);
             await using var stream = file is null ? Console.OpenStandardOutput() : File.Create(file.FullName);
             // Never sign an export over a chain that lost the head the server last signed (a rewritten tail).

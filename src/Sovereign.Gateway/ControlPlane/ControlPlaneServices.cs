@@ -68,6 +68,7 @@ internal static partial class ControlPlaneServices
             {
                 SignsCheckpoints = SignsAuditCheckpoints(sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value),
                 CheckpointMaxAge = AuditCheckpointMaxAge,
+                Chain = AuditChainOf(sp.GetRequiredService<IOptions<SovereignOptions>>().Value, sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value),
                 // Beside the operator key, outside the database: the last head this server signed.
                 WitnessPath = Path.Combine(sp.GetRequiredService<IOptions<SovereignOptions>>().Value.ResolvedDataDirectory, AuditWitness.FileName),
                 // Found rewritten after start: stop, as at start (exit 3), instead of answering 503 for ever.
@@ -152,6 +153,13 @@ internal static partial class ControlPlaneServices
     /// Whether this process signs audit checkpoints, and so may archive: all but a cluster's <c>--role node</c>, which
     /// appends to the shared chain and leaves signing (and retention) to the gateways.
     /// </summary>
+    /// <summary>
+    /// The audit chain this process appends to: its node id where member chains are on in a cluster
+    /// (<c>Sovereign:Audit:MemberChains</c>; a cluster is on PostgreSQL), else the shared chain (null).
+    /// </summary>
+    public static string? AuditChainOf(SovereignOptions options, Cluster.Hosting.SovereignClusterOptions cluster) =>
+        options.Audit.MemberChains && cluster.IsDistributed ? options.NodeId : null;
+
     public static bool SignsAuditCheckpoints(Cluster.Hosting.SovereignClusterOptions cluster) =>
         cluster is not { IsDistributed: true, Role: Cluster.Hosting.ServerRole.Node };
 

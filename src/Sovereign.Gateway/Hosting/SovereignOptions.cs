@@ -248,6 +248,16 @@ public sealed class AuditOptions
     /// (<c>ControlPlane/TenantReadLimits</c>, event 4150).
     /// </summary>
     public TimeSpan RateLimitSummaryInterval { get; set; } = DefaultRateLimitSummaryInterval;
+
+    /// <summary>
+    /// In a cluster (PostgreSQL), each member appends to its own hash chain, named by its node id, instead of the one
+    /// shared chain: members then commit apart, each under its own chain's lock, where every commit of every member
+    /// waited for the one lock (<c>Residency/Audit/AuditChainScope</c>). Gateways sign every member's chain;
+    /// <c>audit verify</c> verifies them together. Off by default: turn it on once every member runs a release that
+    /// knows member chains (an older one reads, verifies and closes only the shared chain). Ignored on SQLite (one
+    /// machine: one chain).
+    /// </summary>
+    public bool MemberChains { get; set; }
 }
 
 /// <summary>

@@ -40,11 +40,14 @@ internal static class LedgerReconciliation
         }
 
         var purgedBefore = await ScalarAsync(connection, snapshot, $"SELECT state_value FROM metering_ledger_state WHERE state_key = '{LedgerSchema.PurgedBeforeKey}'", cancellationToken) ?? long.MinValue;
-        var firstEntryAt = await ScalarAsync(connection, snapshot, "SELECT at_ms FROM audit_entries ORDER BY seq LIMIT 1", cancellationToken);
+        var memberChains = await AuditChainScope.TablesExistAsync(connection, snapshot, cancellationToken);
+        var firstEntryAt = await ScalarAsync(connection, snapshot, memberChains
+            ? "SELECT COALESCE((SELECT at_ms FROM audit_entries ORDER BY seq LIMIT 1), (SELECT MIN(at_ms) FROM audit_chain_entries))"
+            : "SELECT at_ms FROM audit_entries ORDER BY seq LIMIT 1", cancellationToken);
 
         // Only the entries of requests whose records the ledger still keeps (an entry is written after its request
         // arrived, the record's time): memory follows the ledger's retention, not the whole log's length.
-        var entries = await ReadEntriesAsync(connection, snapshot, purgedBefore, cancellationToken);
+        var entries = await ReadEntriesAsync(connection, snapshot, purgedBefore, memberChains, cancellationToken);
 
         // Raw records: each against its request's entries, and summed per tenant, day and currency for the daily totals.
         var rawDays = new Dictionary<(string Tenant, long Day, string Currency), Sums>();
@@ -196,11 +199,16 @@ internal static class LedgerReconciliation
     /// The inference entries written from <paramref name="fromMs"/> by request: its outcome (completed or interrupted) or
     /// refusal where there is one, else its decision (which states no usage).
     /// </summary>
-    private static async Task<Dictionary<string, EntryFacts>> ReadEntriesAsync(DbConnection connection, DbTransaction snapshot, long fromMs, CancellationToken cancellationToken)
+    private static async Task<Dictionary<string, EntryFacts>> ReadEntriesAsync(DbConnection connection, DbTransaction snapshot, long fromMs, bool memberChains, CancellationToken cancellationToken)
     {
         var entries = new Dictionary<string, EntryFacts>(StringComparer.Ordinal);
-        await using var command = Command(connection, snapshot,
-            "SELECT seq, at_ms, kind, action, tenant, model, prompt_tokens, completion_tokens, details FROM audit_entries WHERE at_ms >= @from ORDER BY seq");
+        await using var command = Command(connection, snapshot, memberChains
+            // Every chain: members with their own chains (Sovereign:Audit:MemberChains) write each request's entries to
+            // the chain of the member that served it, so a request's decision and outcome are in one chain, in order.
+            ? "SELECT seq, at_ms, kind, action, tenant, model, prompt_tokens, completion_tokens, details, '' AS chain FROM audit_entries WHERE at_ms >= @from " +
+              "UNION ALL SELECT seq, at_ms, kind, action, tenant, model, prompt_tokens, completion_tokens, details, chain FROM audit_chain_entries WHERE at_ms >= @from " +
+              "ORDER BY chain, seq"
+            : "SELECT seq, at_ms, kind, action, tenant, model, prompt_tokens, completion_tokens, details FROM audit_entries WHERE at_ms >= @from ORDER BY seq");
         SqlDatabase.AddParameter(command, "@from", fromMs);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))

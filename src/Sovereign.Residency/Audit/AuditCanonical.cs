@@ -41,6 +41,35 @@ public static class AuditCanonical
     internal const string ExportHeaderDomain = "sovereign-audit-export-v1";
     internal const string ExportHeaderDomainV2 = "sovereign-audit-export-v2";
     internal const string ArchiveDomain = "sovereign-audit-archive-v1";
+    internal const string ChainDomain = "sovereign-audit-chain-v1";
+
+    /// <summary>The most characters in a member chain's name.</summary>
+    public const int MaxChainNameLength = 128;
+
+    /// <summary>
+    /// The previous hash of entry 1 of a chain: 64 zeros for the shared chain (null, every log before member chains),
+    /// else SHA-256 of <c>Str("sovereign-audit-chain-v1") Str(name)</c>. A member chain's entries are thereby bound to
+    /// its name: moved to another chain (or the chain renamed), its first entry no longer links.
+    /// </summary>
+    public static string GenesisOf(string? chain)
+    {
+        if (chain is null)
+        {
+            return GenesisHash;
+        }
+
+        var writer = new ArrayBufferWriter<byte>(64);
+        WriteString(writer, ChainDomain);
+        WriteString(writer, chain);
+        return Convert.ToHexStringLower(SHA256.HashData(writer.WrittenSpan));
+    }
+
+    /// <summary>
+    /// Whether <paramref name="chain"/> can name a member chain: 1 to <see cref="MaxChainNameLength"/> printable ASCII
+    /// characters without spaces (a member id). The empty name is the shared chain's, never a member's.
+    /// </summary>
+    public static bool IsChainName(string? chain) =>
+        chain is { Length: > 0 and <= MaxChainNameLength } && chain.All(static c => c is > ' ' and < (char)127);
 
     // Strict: a lone surrogate must fail rather than silently become U+FFFD (two strings, one hash).
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);

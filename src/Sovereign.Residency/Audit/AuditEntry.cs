@@ -55,6 +55,12 @@ public static class AuditActions
     /// by the next start of the same gateway in its place. Its tokens are unknown (null), none were billed.
     /// </summary>
     public const string InferenceInterrupted = "inference.interrupted";
+
+    /// <summary>
+    /// A signer first signed another member's chain (details <c>chain</c>, and <c>first_hash</c>, the hash of its entry
+    /// 1): from then on the verifier expects that chain, so one removed whole (entries, head and checkpoints) shows.
+    /// </summary>
+    public const string ChainOpened = "audit.chain_opened";
 }
 
 /// <summary>
@@ -121,7 +127,13 @@ public sealed record AuditRecord
 /// </summary>
 public sealed record AuditEntry
 {
-    /// <summary>1-based and gapless.</summary>
+    /// <summary>
+    /// The member chain the entry is in (<see cref="AuditChainScope"/>); null for the shared chain. Not hashed: a member
+    /// chain's first entry links to a genesis made from its name (<see cref="AuditCanonical.GenesisOf"/>).
+    /// </summary>
+    public string? Chain { get; init; }
+
+    /// <summary>1-based and gapless within its chain.</summary>
     public required long Sequence { get; init; }
 
     /// <summary>Unix milliseconds (UTC), never decreasing along the chain.</summary>

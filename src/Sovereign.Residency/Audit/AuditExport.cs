@@ -58,6 +58,32 @@ public static class AuditExport
         WriteAsync(database, signingKey, tenant, from, to, output, null, cancellationToken);
 
     /// <summary>
+    /// How many entries of <paramref name="tenant"/> (every tenant when null) in [<paramref name="from"/>,
+    /// <paramref name="to"/>) are in member chains (<see cref="AuditChainScope"/>), which an export (one chain, the
+    /// shared one) leaves out; 0 on a database from before member chains.
+    /// </summary>
+    public static async Task<long> CountMemberChainEntriesAsync(SqlDatabase database, string? tenant, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(database);
+        await using var connection = await database.OpenAsync(cancellationToken);
+        if (!await AuditChainScope.TablesExistAsync(connection, null, cancellationToken))
+        {
+            return 0;
+        }
+
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COUNT(*) FROM audit_chain_entries WHERE at_ms >= @from AND at_ms < @to" + (tenant is null ? "" : " AND tenant = @tenant");
+        SqlDatabase.AddParameter(command, "@from", from.ToUnixTimeMilliseconds());
+        SqlDatabase.AddParameter(command, "@to", to.ToUnixTimeMilliseconds());
+        if (tenant is not null)
+        {
+            SqlDatabase.AddParameter(command, "@tenant", tenant);
+        }
+
+        return AuditStore.ToInt64(await command.ExecuteScalarAsync(cancellationToken) ?? 0L);
+    }
+
+    /// <summary>
     /// As <see cref="WriteAsync(SqlDatabase, OperatorSigningKey, string?, DateTimeOffset, DateTimeOffset, Stream, CancellationToken)"/>,
     /// and refuses (<see cref="AuditIntegrityException"/>) when the log no longer holds <paramref name="witness"/>, the
     /// last head the server signed (<see cref="AuditWitness"/>): a fresh signature must not vouch for a rewritten tail.

@@ -35,6 +35,13 @@ public sealed record AuditLogOptions
     /// </summary>
     public string? WitnessPath { get; init; }
 
+    /// <summary>
+    /// The member chain this writer appends to (<see cref="AuditChainScope"/>): a cluster member's id, so members
+    /// commit apart, each under its own chain's lock. Null (the default, and the single machine's only choice): the
+    /// shared chain, which every member appended to before member chains and an older member still does.
+    /// </summary>
+    public string? Chain { get; init; }
+
     /// <summary>The most appends that share one transaction (group commit).</summary>
     public int MaxBatchSize { get; init; } = 256;
 
@@ -105,7 +112,8 @@ public sealed record OpenDecisions(IReadOnlyList<AuditEntry> Decisions, long Che
 /// <param name="FromSequence">The head when it started: its decisions come after.</param>
 /// <param name="Closer">The process that claimed the closing of its open decisions, if any.</param>
 /// <param name="Heartbeats">How many heartbeats it has written (<see cref="AuditLog.HeartbeatInstanceAsync"/>): a count that moves while it runs.</param>
-public sealed record AuditInstance(string Instance, string Gateway, long FromSequence, string? Closer, long Heartbeats = 0);
+/// <param name="Chain">The chain it appends to (null: the shared chain), whose head <paramref name="FromSequence"/> is.</param>
+public sealed record AuditInstance(string Instance, string Gateway, long FromSequence, string? Closer, long Heartbeats = 0, string? Chain = null);
 
 /// <summary>
 /// The append-only, hash-chained audit log. Exactly one writer extends the chain at a time: appends join a queue and
@@ -130,7 +138,8 @@ public sealed class AuditLog : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ConcurrentQueue<Work> _pending = new();
     private int _leader;
-    private volatile ChainState _state = new(0, AuditCanonical.GenesisHash, 0, null, 0);
+    private readonly AuditChainScope _scope;
+    private volatile ChainState _state;
     private ITimer? _checkpointTimer;
     private AuditWitnessHead? _witness;
     private AuditIntegrityException? _witnessLost; // once the chain lost the witness, nothing more is appended or signed
@@ -161,7 +170,12 @@ public sealed class AuditLog : IAsyncDisposable
         _signingKey = signingKey;
         _options = options;
         _time = time;
+        _scope = AuditChainScope.Of(options.Chain);
+        _state = new(0, _scope.Genesis, 0, null, 0);
     }
+
+    /// <summary>The chain this log appends to.</summary>
+    public AuditChainScope Scope => _scope;
 
     /// <summary>The audit schema (names start with <c>audit-</c>); <see cref="OpenAsync"/> applies it.</summary>
     public static IReadOnlyList<SqlMigration> Migrations => AuditStore.Migrations;
@@ -249,13 +263,141 @@ public sealed class AuditLog : IAsyncDisposable
         return SubmitAsync(work, work.Completion.Task, cancellationToken);
     }
 
+    /// <summary>
+    /// Signs the head of every other member chain whose head this signer has not signed yet, after checking that the
+    /// chain still links and hashes from this key's newest checkpoint of it (from its entry 1 the first time). A node
+    /// holds no operator key, so its chain is covered by the gateways' signatures, as its entries in the shared chain
+    /// were by their checkpoints. The first time this key signs a chain, an <see cref="AuditActions.ChainOpened"/> entry
+    /// naming it and its first entry's hash is committed to this writer's own chain first, so a verifier expects that
+    /// chain from then on (removed whole, it would leave nothing else behind). A chain that does not check out is left
+    /// unsigned (the verifier names what is wrong). Returns how many heads it signed.
+    /// </summary>
+    public async Task<int> SignMemberChainsAsync(CancellationToken cancellationToken = default)
+    {
+        if (!_options.SignsCheckpoints)
+        {
+            return 0;
+        }
+
+        if (_witnessLost is { } lost)
+        {
+            throw lost;
+        }
+
+        List<string> names;
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        names = await AuditStore.ReadChainNamesAsync(connection, null, cancellationToken);
+        var signed = 0;
+        foreach (var name in names)
+        {
+            if (name == _scope.Name)
+            {
+                continue;
+            }
+
+            var scope = AuditChainScope.Member(name);
+            var due = await CheckMemberHeadAsync(connection, scope, cancellationToken);
+            if (due is not { } head)
+            {
+                continue;
+            }
+
+            if (head.FirstHash is { } firstHash)
+            {
+                await AppendAsync(new AuditRecord
+                {
+                    Kind = AuditKind.Admin,
+                    Actor = "sovereign",
+                    Action = AuditActions.ChainOpened,
+                    Details = new Dictionary<string, string>(StringComparer.Ordinal) { ["chain"] = name, ["first_hash"] = firstHash },
+                }, cancellationToken);
+            }
+
+            var checkpoint = AuditCheckpoint.Sign(_signingKey, head.Sequence, head.Hash, Math.Max(_time.GetUtcNow().ToUnixTimeMilliseconds(), head.Timestamp));
+            using var turn = await _database.EnterWriteAsync(cancellationToken);
+            await AuditStore.InsertCheckpointAsync(connection, null, scope, checkpoint, cancellationToken);
+            signed++;
+        }
+
+        return signed;
+    }
+
+    /// <summary>
+    /// A member chain's head to sign, or null when this key signed it already or it does not check out from this key's
+    /// newest checkpoint of it; with the chain's first entry's hash when this key never signed it.
+    /// </summary>
+    private async Task<(long Sequence, string Hash, long Timestamp, string? FirstHash)?> CheckMemberHeadAsync(DbConnection connection, AuditChainScope scope, CancellationToken cancellationToken)
+    {
+        await using var snapshot = await AuditStore.BeginSnapshotAsync(connection, cancellationToken);
+        if (await AuditStore.ReadHeadAsync(connection, snapshot, scope, cancellationToken) is not { Sequence: > 0 } head)
+        {
+            return null;
+        }
+
+        var newest = (await AuditStore.ReadCheckpointsAsync(connection, snapshot, scope,
+            $"WHERE key_id = @key AND seq = (SELECT MAX(seq) FROM {scope.CheckpointsFrom} WHERE key_id = @key)",
+            command => SqlDatabase.AddParameter(command, "@key", _signingKey.KeyId), cancellationToken)).LastOrDefault();
+        if (newest is not null && newest.Sequence >= head.Sequence)
+        {
+            return null;
+        }
+
+        var from = newest?.Sequence ?? 0;
+        var previous = newest?.Hash ?? scope.Genesis;
+        string? firstHash = null;
+        long timestamp = 0, expected = from;
+        using var command = connection.CreateCommand();
+        command.Transaction = snapshot;
+        command.CommandText = $"SELECT {AuditStore.EntryColumns} FROM {scope.EntriesAnd} seq >= @from AND seq <= @to ORDER BY seq";
+        scope.Bind(command);
+        SqlDatabase.AddParameter(command, "@from", Math.Max(from, 1));
+        SqlDatabase.AddParameter(command, "@to", head.Sequence);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            if (!AuditStore.TryReadEntry(reader, out var entry, out _))
+            {
+                return null;
+            }
+
+            if (entry.Sequence == from)
+            {
+                // This key's newest checkpoint of the chain: the chain must still hold what it signed.
+                if (entry.Hash != newest!.Hash)
+                {
+                    return null;
+                }
+
+                continue;
+            }
+
+            if (entry.Sequence != expected + 1 || entry.PreviousHash != previous || entry.ComputeHash() != entry.Hash || entry.Timestamp < timestamp)
+            {
+                return null;
+            }
+
+            firstHash ??= from == 0 ? entry.Hash : null;
+            (expected, previous, timestamp) = (entry.Sequence, entry.Hash, entry.Timestamp);
+        }
+
+        return expected == head.Sequence && previous == head.Hash ? (head.Sequence, head.Hash, timestamp, from == 0 ? firstHash : null) : null;
+    }
+
     /// <summary>Entries with <paramref name="fromSequence"/> &lt;= sequence &lt;= <paramref name="toSequence"/>, in order.</summary>
     public Task<IReadOnlyList<AuditEntry>> ReadAsync(long fromSequence, long toSequence, CancellationToken cancellationToken = default) =>
-        AuditStore.ReadEntriesAsync(_database, "WHERE seq >= @from AND seq <= @to ORDER BY seq", command =>
+        ReadAsync(_scope, fromSequence, toSequence, cancellationToken);
+
+    /// <summary>Entries of <paramref name="scope"/>'s chain with <paramref name="fromSequence"/> &lt;= sequence &lt;= <paramref name="toSequence"/>, in order.</summary>
+    public Task<IReadOnlyList<AuditEntry>> ReadAsync(AuditChainScope scope, long fromSequence, long toSequence, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(scope);
+        return AuditStore.ReadEntriesAsync(_database, scope, "seq >= @from AND seq <= @to ORDER BY seq", command =>
         {
             SqlDatabase.AddParameter(command, "@from", fromSequence);
             SqlDatabase.AddParameter(command, "@to", toSequence);
+            scope.Bind(command);
         }, cancellationToken);
+    }
 
     /// <summary>
     /// Entries of <paramref name="tenant"/> (every tenant when null) with <paramref name="from"/> &lt;= time &lt;
@@ -350,7 +492,7 @@ public sealed class AuditLog : IAsyncDisposable
             after = await command.ExecuteScalarAsync(cancellationToken) is { } value and not DBNull ? AuditStore.ToInt64(value) : 0;
         }
 
-        return await FindOpenDecisionsAsync(gateway, after, _state.Sequence, instance: null, cancellationToken);
+        return await FindOpenDecisionsAsync(_scope, gateway, after, _state.Sequence, instance: null, cancellationToken);
     }
 
     /// <summary>
@@ -363,13 +505,14 @@ public sealed class AuditLog : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(instance);
         long through;
+        var scope = AuditChainScope.Of(instance.Chain);
         await using (var connection = await _database.OpenAsync(cancellationToken))
         {
-            // The shared chain's head, not this process's view of it: the dead process appended through other connections.
-            through = (await AuditStore.ReadHeadAsync(connection, null, cancellationToken))?.Sequence ?? 0;
+            // The head of the chain it appended to, not this process's view of it: the dead process appended through other connections.
+            through = (await AuditStore.ReadHeadAsync(connection, null, scope, cancellationToken))?.Sequence ?? 0;
         }
 
-        return await FindOpenDecisionsAsync(instance.Gateway, instance.FromSequence, through, instance.Instance, cancellationToken);
+        return await FindOpenDecisionsAsync(scope, instance.Gateway, instance.FromSequence, through, instance.Instance, cancellationToken);
     }
 
     /// <summary>The open-decision search's one pass: a gateway id's inference rows in a sequence range (index <c>audit_entries_gateway_seq</c>).</summary>
@@ -377,7 +520,12 @@ public sealed class AuditLog : IAsyncDisposable
         "SELECT seq, action, details FROM audit_entries WHERE seq > @after AND seq <= @through AND kind = 'inference' " +
         "AND gateway = @gateway AND action IN (@allowed, @completed, @interrupted) ORDER BY seq";
 
-    private async Task<OpenDecisions> FindOpenDecisionsAsync(string gateway, long after, long through, string? instance, CancellationToken cancellationToken)
+    /// <summary>The same pass over a member chain (its primary key (chain, seq) bounds the range).</summary>
+    internal const string OpenDecisionsScanOfMember =
+        "SELECT seq, action, details FROM audit_chain_entries WHERE chain = @chain AND seq > @after AND seq <= @through AND kind = 'inference' " +
+        "AND gateway = @gateway AND action IN (@allowed, @completed, @interrupted) ORDER BY seq";
+
+    private async Task<OpenDecisions> FindOpenDecisionsAsync(AuditChainScope scope, string gateway, long after, long through, string? instance, CancellationToken cancellationToken)
     {
         // One pass over this gateway's inference rows, reading only what matching needs (a first search may cover the
         // whole log); the open decisions are then read whole.
@@ -385,7 +533,8 @@ public sealed class AuditLog : IAsyncDisposable
         await using (var connection = await _database.OpenAsync(cancellationToken))
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = OpenDecisionsScan;
+            command.CommandText = scope.IsShared ? OpenDecisionsScan : OpenDecisionsScanOfMember;
+            scope.Bind(command);
             SqlDatabase.AddParameter(command, "@after", after);
             SqlDatabase.AddParameter(command, "@through", through);
             SqlDatabase.AddParameter(command, "@gateway", gateway);
@@ -416,7 +565,7 @@ public sealed class AuditLog : IAsyncDisposable
         var decisions = new List<AuditEntry>(open.Count);
         foreach (var sequence in open.Values.Order())
         {
-            decisions.AddRange(await ReadAsync(sequence, sequence, cancellationToken));
+            decisions.AddRange(await ReadAsync(scope, sequence, sequence, cancellationToken));
         }
 
         return new OpenDecisions(decisions, through);
@@ -498,10 +647,11 @@ public sealed class AuditLog : IAsyncDisposable
         ArgumentException.ThrowIfNullOrWhiteSpace(gateway);
         using var turn = await _database.EnterWriteAsync(cancellationToken);
         await using var connection = await _database.OpenAsync(cancellationToken);
-        var head = (await AuditStore.ReadHeadAsync(connection, null, cancellationToken))?.Sequence ?? 0;
+        var head = (await AuditStore.ReadHeadAsync(connection, null, _scope, cancellationToken))?.Sequence ?? 0;
         using var command = connection.CreateCommand();
         command.CommandText =
-            "INSERT INTO audit_instances (instance, gateway, from_seq, started_at_ms) VALUES (@instance, @gateway, @seq, @at) ON CONFLICT (instance) DO NOTHING";
+            "INSERT INTO audit_instances (instance, gateway, from_seq, started_at_ms, chain) VALUES (@instance, @gateway, @seq, @at, @chain) ON CONFLICT (instance) DO NOTHING";
+        SqlDatabase.AddParameter(command, "@chain", _scope.Name);
         SqlDatabase.AddParameter(command, "@instance", instance);
         SqlDatabase.AddParameter(command, "@gateway", gateway);
         SqlDatabase.AddParameter(command, "@seq", head);
@@ -514,13 +664,14 @@ public sealed class AuditLog : IAsyncDisposable
     {
         await using var connection = await _database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT instance, gateway, from_seq, closer, heartbeats FROM audit_instances WHERE closed_at_ms IS NULL ORDER BY started_at_ms, instance";
+        command.CommandText = "SELECT instance, gateway, from_seq, closer, heartbeats, chain FROM audit_instances WHERE closed_at_ms IS NULL ORDER BY started_at_ms, instance";
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var instances = new List<AuditInstance>();
         while (await reader.ReadAsync(cancellationToken))
         {
             instances.Add(new AuditInstance(
-                reader.GetString(0), reader.GetString(1), AuditStore.ToInt64(reader.GetValue(2)), reader.IsDBNull(3) ? null : reader.GetString(3), AuditStore.ToInt64(reader.GetValue(4))));
+                reader.GetString(0), reader.GetString(1), AuditStore.ToInt64(reader.GetValue(2)), reader.IsDBNull(3) ? null : reader.GetString(3), AuditStore.ToInt64(reader.GetValue(4)),
+                reader.IsDBNull(5) ? null : reader.GetString(5)));
         }
 
         return instances;
@@ -596,6 +747,18 @@ public sealed class AuditLog : IAsyncDisposable
             await _checkpointTimer.DisposeAsync();
         }
 
+        if (_options.SignsCheckpoints && _database.Provider == SqlProvider.PostgreSql)
+        {
+            try
+            {
+                await SignMemberChainsAsync();
+            }
+            catch (Exception)
+            {
+                // Best effort, as the final checkpoint: another gateway, or this one's next start, signs them.
+            }
+        }
+
         var final = new CheckpointWork();
         _pending.Enqueue(final);
         await DrainAsync(final.Completion.Task);
@@ -640,6 +803,11 @@ public sealed class AuditLog : IAsyncDisposable
         try
         {
             await CheckpointAsync();
+            if (_database.Provider == SqlProvider.PostgreSql)
+            {
+                // Members' chains (nodes hold no operator key) are signed at the same pace as this signer's own.
+                await SignMemberChainsAsync();
+            }
         }
         catch (Exception)
         {
@@ -820,16 +988,31 @@ public sealed class AuditLog : IAsyncDisposable
     private async Task LoadStateAsync(CancellationToken cancellationToken)
     {
         await using var connection = await _database.OpenAsync(cancellationToken);
+        if (!_scope.IsShared)
+        {
+            // A member chain's head row is made at its first open (by whichever of its processes comes first; the
+            // others find it). Its absence later is evidence: a chain with entries and no head was cut.
+            using var turn = await _database.EnterWriteAsync(cancellationToken);
+            using var create = connection.CreateCommand();
+            create.CommandText =
+                "INSERT INTO audit_chains (chain, seq, hash, updated_at, created_at) SELECT @chain, 0, @genesis, 0, @at " +
+                "WHERE NOT EXISTS (SELECT 1 FROM audit_chain_entries WHERE chain = @chain) ON CONFLICT (chain) DO NOTHING";
+            _scope.Bind(create);
+            SqlDatabase.AddParameter(create, "@genesis", _scope.Genesis);
+            SqlDatabase.AddParameter(create, "@at", _time.GetUtcNow().ToUnixTimeMilliseconds());
+            await create.ExecuteNonQueryAsync(cancellationToken);
+        }
 
         // One snapshot: another process appending between the two reads must not look like a broken tail.
         await using var snapshot = await AuditStore.BeginSnapshotAsync(connection, cancellationToken);
-        var head = await AuditStore.ReadHeadAsync(connection, snapshot, cancellationToken)
-            ?? throw new AuditIntegrityException("The audit_head row is missing; run 'sovereign audit verify'.");
+        var head = await AuditStore.ReadHeadAsync(connection, snapshot, _scope, cancellationToken)
+            ?? throw new AuditIntegrityException($"The head row of {_scope.Label} is missing; run 'sovereign audit verify'.");
         AuditEntry? last = null;
         using (var command = connection.CreateCommand())
         {
             command.Transaction = snapshot;
-            command.CommandText = $"SELECT {AuditStore.EntryColumns} FROM audit_entries ORDER BY seq DESC LIMIT 1";
+            command.CommandText = $"SELECT {AuditStore.EntryColumns} FROM {_scope.EntriesFrom} ORDER BY seq DESC LIMIT 1";
+            _scope.Bind(command);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             if (await reader.ReadAsync(cancellationToken))
             {
@@ -841,7 +1024,7 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         var lastSequence = last?.Sequence ?? 0;
-        var lastHash = last?.Hash ?? AuditCanonical.GenesisHash;
+        var lastHash = last?.Hash ?? _scope.Genesis;
         if (head.Sequence != lastSequence || head.Hash != lastHash || (last is not null && (!AuditCanonical.IsHash(last.PreviousHash) || last.ComputeHash() != last.Hash)))
         {
             throw new AuditIntegrityException(
@@ -850,7 +1033,7 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         await EnsureWitnessHeldAsync(connection, snapshot);
-        var checkpoints = await AuditStore.ReadCheckpointsAsync(connection, snapshot, "WHERE key_id = @key AND seq = (SELECT MAX(seq) FROM audit_checkpoints WHERE key_id = @key)",
+        var checkpoints = await AuditStore.ReadCheckpointsAsync(connection, snapshot, _scope, $"WHERE key_id = @key AND seq = (SELECT MAX(seq) FROM {_scope.CheckpointsFrom} WHERE key_id = @key)",
             command => SqlDatabase.AddParameter(command, "@key", _signingKey.KeyId), cancellationToken);
         var newest = checkpoints.Count > 0 ? checkpoints[^1] : null;
         _state = new ChainState(lastSequence, lastHash, last?.Timestamp ?? 0, newest, newest?.Timestamp ?? 0);
@@ -886,12 +1069,13 @@ public sealed class AuditLog : IAsyncDisposable
     /// </summary>
     private void AdvanceWitness(AuditCheckpoint? before, AuditCheckpoint? after)
     {
-        if (_options.WitnessPath is null || !_options.SignsCheckpoints || after is null || ReferenceEquals(before, after) || after.Sequence <= (_witness?.Sequence ?? 0))
+        if (_options.WitnessPath is null || !_options.SignsCheckpoints || after is null || ReferenceEquals(before, after) || (_witness is { } held && held.Chain == _scope.Name && after.Sequence <= held.Sequence))
         {
             return;
         }
 
-        _witness = new AuditWitnessHead(after.Sequence, after.Hash, after.Timestamp, after.KeyId);
+        // A signer that moved to its member chain keeps checking the shared chain's witness until its first checkpoint here.
+        _witness = new AuditWitnessHead(after.Sequence, after.Hash, after.Timestamp, after.KeyId) { Chain = _scope.Name };
         Volatile.Write(ref _witnessToWrite, _witness);
         if (Interlocked.CompareExchange(ref _witnessWriterActive, 1, 0) == 0)
         {
@@ -1025,7 +1209,7 @@ public sealed class AuditLog : IAsyncDisposable
         {
             // Gateways of a cluster share one chain: each commit holds the chain's lock and continues from the head
             // as it is now, so writers in several processes extend one chain instead of failing on each other.
-            (start, sequence, hash, checkpoint) = await LockChainAsync(connection, transaction, start);
+            (start, sequence, hash, checkpoint) = await LockChainAsync(connection, transaction, start, _scope);
             timestamp = Math.Max(timestamp, start.LastTimestamp);
         }
 
@@ -1038,7 +1222,7 @@ public sealed class AuditLog : IAsyncDisposable
             {
                 // Hashed with its chain fields in place, then copied once with them and its hash.
                 var entryHash = AuditCanonical.EntryHash(blank, sequence + 1, timestamp, hash);
-                var entry = blank with { Sequence = sequence + 1, Timestamp = timestamp, PreviousHash = hash, Hash = entryHash };
+                var entry = blank with { Chain = _scope.Name, Sequence = sequence + 1, Timestamp = timestamp, PreviousHash = hash, Hash = entryHash };
                 if (i == lastAppend)
                 {
                     // PostgreSQL: the last entry moves the head in the same statement, one round trip fewer per commit
@@ -1061,7 +1245,7 @@ public sealed class AuditLog : IAsyncDisposable
                     witnessChecked = witnessChecked || await CheckWitnessAsync(connection, transaction);
                     checkpoint = AuditCheckpoint.Sign(_signingKey, sequence, hash, timestamp);
                     checkpointedAt = timestamp;
-                    await AuditStore.InsertCheckpointAsync(connection, transaction, checkpoint, CancellationToken.None);
+                    await AuditStore.InsertCheckpointAsync(connection, transaction, _scope, checkpoint, CancellationToken.None);
                 }
             }
             else if (_options.SignsCheckpoints && sequence > 0 && checkpoint?.Sequence != sequence)
@@ -1069,7 +1253,7 @@ public sealed class AuditLog : IAsyncDisposable
                 witnessChecked = witnessChecked || await CheckWitnessAsync(connection, transaction);
                 checkpoint = AuditCheckpoint.Sign(_signingKey, sequence, hash, timestamp);
                 checkpointedAt = timestamp;
-                await AuditStore.InsertCheckpointAsync(connection, transaction, checkpoint, CancellationToken.None);
+                await AuditStore.InsertCheckpointAsync(connection, transaction, _scope, checkpoint, CancellationToken.None);
                 results[i] = checkpoint;
             }
             else
@@ -1139,7 +1323,7 @@ public sealed class AuditLog : IAsyncDisposable
         statement.Set(2, entry.Timestamp);
         statement.Set(3, start.Sequence);
         statement.Set(4, start.Hash);
-        BindInsert(statement, entry, first: 5);
+        BindInsert(statement, entry, first: _scope.IsShared ? 5 : 6);
         if (await statement.ExecuteAsync(transaction) != 1)
         {
             throw new InvalidOperationException("audit_head moved under this writer (another process appended?).");
@@ -1147,7 +1331,7 @@ public sealed class AuditLog : IAsyncDisposable
     }
 
     /// <summary>Takes the chain's transaction lock (PostgreSQL) and returns the head as committed now.</summary>
-    private static async Task<(ChainState Start, long Sequence, string Hash, AuditCheckpoint? Checkpoint)> LockChainAsync(DbConnection connection, DbTransaction transaction, ChainState start)
+    private static async Task<(ChainState Start, long Sequence, string Hash, AuditCheckpoint? Checkpoint)> LockChainAsync(DbConnection connection, DbTransaction transaction, ChainState start, AuditChainScope scope)
     {
         // One round trip: the lock, then the head and its entry's time. Two statements, not one: under READ COMMITTED
         // each takes its own snapshot, so the second reads the head as committed after the lock was granted.
@@ -1157,12 +1341,18 @@ public sealed class AuditLog : IAsyncDisposable
         using (var command = connection.CreateCommand())
         {
             command.Transaction = transaction;
-            command.CommandText = $"SELECT pg_advisory_xact_lock({ChainLockKey}); " +
-                "SELECT h.seq, h.hash, e.at_ms FROM audit_head h LEFT JOIN audit_entries e ON e.seq = h.seq WHERE h.id = 1";
+            // A member chain's lock is its own (the two-key form, a key space apart from the shared chain's one key), so
+            // members commit apart; two names hashing alike only share a lock, as every member shared one before.
+            command.CommandText = scope.IsShared
+                ? $"SELECT pg_advisory_xact_lock({ChainLockKey}); " +
+                  "SELECT h.seq, h.hash, e.at_ms FROM audit_head h LEFT JOIN audit_entries e ON e.seq = h.seq WHERE h.id = 1"
+                : $"SELECT pg_advisory_xact_lock({MemberChainLockClass}, hashtext(@chain)); " +
+                  "SELECT h.seq, h.hash, e.at_ms FROM audit_chains h LEFT JOIN audit_chain_entries e ON e.chain = h.chain AND e.seq = h.seq WHERE h.chain = @chain";
+            scope.Bind(command);
             await using var reader = await command.ExecuteReaderAsync();
             if (!await reader.NextResultAsync() || !await reader.ReadAsync())
             {
-                throw new AuditIntegrityException("The audit_head row is missing; run 'sovereign audit verify'.");
+                throw new AuditIntegrityException($"The head row of {scope.Label} is missing; run 'sovereign audit verify'.");
             }
 
             sequence = AuditStore.ToInt64(reader.GetValue(0));
@@ -1186,6 +1376,9 @@ public sealed class AuditLog : IAsyncDisposable
 
     /// <summary>The PostgreSQL advisory lock key of the audit chain.</summary>
     private const long ChainLockKey = 0x5076417564697443;
+
+    /// <summary>The first key of a member chain's PostgreSQL advisory lock (the second is a hash of its name).</summary>
+    private const int MemberChainLockClass = 0x53764D43;
 
     /// <summary>Every N commits, a PASSIVE WAL checkpoint on its own connection: it never blocks the next append.</summary>
     private void MaybeCheckpointWal()
@@ -1254,24 +1447,39 @@ public sealed class AuditLog : IAsyncDisposable
 
             // One prepared insert reused for every entry: the statement is parsed once per connection (on SQLite bound
             // by index through SQLitePCL: two entries a request, 20 values each, no binder objects per value).
+            // A member chain's statements name it last (@chain, the highest position): the entry's and the head's
+            // positions stay those of the shared chain's.
+            var member = !_scope.IsShared;
             var insert = PreparedStatement.Create(connection,
-                $"INSERT INTO audit_entries ({AuditStore.EntryColumns}) VALUES (@seq, @at, @kind, @tenant, @keyId, @actor, @action, @model, " +
-                "@gateway, @node, @jurisdiction, @decision, @decisionCode, @reasons, @promptTokens, @completionTokens, @details, @format, @previousHash, @hash)");
+                $"INSERT INTO {(member ? "audit_chain_entries" : "audit_entries")} ({AuditStore.EntryColumns}{(member ? ", chain" : "")}) " +
+                "VALUES (@seq, @at, @kind, @tenant, @keyId, @actor, @action, @model, @gateway, @node, @jurisdiction, @decision, @decisionCode, " +
+                $"@reasons, @promptTokens, @completionTokens, @details, @format, @previousHash, @hash{(member ? ", @chain" : "")})");
 
             // The head moves only from the state this writer knows: if another process appended, nothing matches.
-            var moveHead = PreparedStatement.Create(connection,
-                "UPDATE audit_head SET seq = @seq, hash = @hash, updated_at = @at WHERE id = 1 AND seq = @oldSeq AND hash = @oldHash");
+            var moveHead = PreparedStatement.Create(connection, member
+                ? "UPDATE audit_chains SET seq = @seq, hash = @hash, updated_at = @at WHERE seq = @oldSeq AND hash = @oldHash AND chain = @chain"
+                : "UPDATE audit_head SET seq = @seq, hash = @hash, updated_at = @at WHERE id = 1 AND seq = @oldSeq AND hash = @oldHash");
+            if (member)
+            {
+                insert.Set(20, _scope.Name);
+                moveHead.Set(5, _scope.Name);
+            }
 
             if (_database.Provider == SqlProvider.PostgreSql)
             {
                 // Parameters typed in the SQL: a SELECT list gives them no column to take their type from.
                 _insertMovingHead = PreparedStatement.Create(connection,
-                    "WITH moved AS (UPDATE audit_head SET seq = @headSeq, hash = @headHash, updated_at = @headAt " +
-                    "WHERE id = 1 AND seq = @oldSeq AND hash = @oldHash RETURNING id) " +
-                    $"INSERT INTO audit_entries ({AuditStore.EntryColumns}) SELECT @seq::bigint, @at::bigint, @kind::text, @tenant::text, " +
+                    $"WITH moved AS (UPDATE {(member ? "audit_chains" : "audit_head")} SET seq = @headSeq, hash = @headHash, updated_at = @headAt " +
+                    $"WHERE {(member ? "" : "id = 1 AND ")}seq = @oldSeq AND hash = @oldHash{(member ? " AND chain = @chain::text" : "")} RETURNING seq) " +
+                    $"INSERT INTO {(member ? "audit_chain_entries" : "audit_entries")} ({AuditStore.EntryColumns}{(member ? ", chain" : "")}) " +
+                    "SELECT @seq::bigint, @at::bigint, @kind::text, @tenant::text, " +
                     "@keyId::text, @actor::text, @action::text, @model::text, @gateway::text, @node::text, @jurisdiction::text, @decision::text, " +
                     "@decisionCode::text, @reasons::text, @promptTokens::bigint, @completionTokens::bigint, @details::text, @format::integer, " +
-                    "@previousHash::text, @hash::text FROM moved");
+                    $"@previousHash::text, @hash::text{(member ? ", @chain::text" : "")} FROM moved");
+                if (member)
+                {
+                    _insertMovingHead.Set(5, _scope.Name); // the head's five, then the chain, then the entry's
+                }
             }
 
             _insert = insert;

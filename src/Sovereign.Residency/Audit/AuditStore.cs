@@ -8,6 +8,81 @@ using Sovereign.Storage;
 
 namespace Sovereign.Residency.Audit;
 
+/// <summary>
+/// Which chain a read or write concerns: the shared chain (<c>audit_entries</c>, <c>audit_head</c>,
+/// <c>audit_checkpoints</c>: every log before member chains, and the single machine's only chain) or a member's
+/// (<c>audit_chain_entries</c>, <c>audit_chains</c>, <c>audit_chain_checkpoints</c>, narrowed to its name).
+/// </summary>
+public sealed class AuditChainScope
+{
+    /// <summary>The shared chain.</summary>
+    public static readonly AuditChainScope Shared = new(null);
+
+    private AuditChainScope(string? name)
+    {
+        Name = name;
+        Genesis = AuditCanonical.GenesisOf(name);
+        EntriesFrom = name is null ? "audit_entries" : "audit_chain_entries WHERE chain = @chain";
+        EntriesAnd = name is null ? "audit_entries WHERE" : "audit_chain_entries WHERE chain = @chain AND";
+        CheckpointsFrom = name is null ? "audit_checkpoints" : "(SELECT * FROM audit_chain_checkpoints WHERE chain = @chain) c";
+    }
+
+    /// <summary>A member chain's scope.</summary>
+    /// <exception cref="ArgumentException">Not a chain name (<see cref="AuditCanonical.IsChainName"/>).</exception>
+    public static AuditChainScope Member(string name) => AuditCanonical.IsChainName(name)
+        ? new AuditChainScope(name)
+        : throw new ArgumentException($"'{name}' cannot name an audit chain: 1 to {AuditCanonical.MaxChainNameLength} printable ASCII characters, no spaces.", nameof(name));
+
+    /// <summary>The scope of a chain named <paramref name="name"/> (null: the shared chain).</summary>
+    public static AuditChainScope Of(string? name) => name is null ? Shared : Member(name);
+
+    /// <summary>The member's name; null for the shared chain.</summary>
+    public string? Name { get; }
+
+    /// <summary>Whether this is the shared chain.</summary>
+    public bool IsShared => Name is null;
+
+    /// <summary>The previous hash of the chain's entry 1 (<see cref="AuditCanonical.GenesisOf"/>).</summary>
+    public string Genesis { get; }
+
+    /// <summary>How problems and reports name the chain.</summary>
+    public string Label => Name is null ? "the shared chain" : $"chain {Name}";
+
+    /// <summary>SQL: the chain's entries, already narrowed (no other WHERE may follow: use <see cref="EntriesAnd"/>).</summary>
+    internal string EntriesFrom { get; }
+
+    /// <summary>SQL: the chain's entries followed by WHERE (and a condition narrowing to the chain), so a condition follows.</summary>
+    internal string EntriesAnd { get; }
+
+    /// <summary>SQL: the chain's checkpoints, a table or subquery a WHERE clause can follow.</summary>
+    internal string CheckpointsFrom { get; }
+
+    /// <summary>
+    /// Whether the database has the member chains' tables (migration <c>audit-008-member-chains</c>): a database an
+    /// older release wrote, read without migrating it (the CLI's audit commands), has none, and so no member chain.
+    /// Asked, not tried: on PostgreSQL a failed statement would end the caller's snapshot.
+    /// </summary>
+    public static async Task<bool> TablesExistAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = connection is SqliteConnection
+            ? "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_chain_entries'"
+            : "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = 'audit_chain_entries' AND schemaname = ANY (current_schemas(false))";
+        return AuditStore.ToInt64(await command.ExecuteScalarAsync(cancellationToken) ?? 0L) > 0;
+    }
+
+    /// <summary>Adds the <c>@chain</c> parameter where the SQL names it.</summary>
+    internal void Bind(DbCommand command)
+    {
+        if (Name is not null)
+        {
+            SqlDatabase.AddParameter(command, "@chain", Name);
+        }
+    }
+}
+
 /// <summary>The audit tables and the portable SQL shared by the log, the verifier and the export.</summary>
 internal static class AuditStore
 {
@@ -91,7 +166,75 @@ internal static class AuditStore
         [
             "DROP INDEX IF EXISTS audit_entries_at",
         ]),
+
+        // Member chains (a cluster member's own hash chain, AuditLogOptions.Chain): beside the shared chain's tables,
+        // which stay as they are (no rewrite of an existing log; an older member keeps appending to the shared chain),
+        // the same rows keyed by (chain, seq), a head per chain and checkpoints per chain. New tables only, created in
+        // the migration transaction under the migration lock, like every migration: servers starting together create
+        // them once. Time index: readers merge chains in time order (AuditLog.ReadAsync). audit_instances.chain: the
+        // chain a registered process appends to (null: the shared chain), whose head its from_seq is.
+        new SqlMigration("audit-008-member-chains",
+        [
+            "CREATE TABLE audit_chains (chain TEXT NOT NULL PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL, updated_at BIGINT NOT NULL, created_at BIGINT NOT NULL)",
+            ChainEntriesTable,
+            "CREATE INDEX audit_chain_entries_tenant_at ON audit_chain_entries (tenant, at_ms)",
+            "CREATE INDEX audit_chain_entries_at ON audit_chain_entries (at_ms)",
+            """
+            CREATE TABLE audit_chain_checkpoints (
+                chain TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                key_id TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                at_ms BIGINT NOT NULL,
+                signature TEXT NOT NULL,
+                PRIMARY KEY (chain, seq, key_id))
+            """,
+            "ALTER TABLE audit_instances ADD COLUMN chain TEXT NULL",
+        ]),
     ];
+
+    private const string ChainEntriesTable =
+        """
+        CREATE TABLE audit_chain_entries (
+            chain TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            at_ms BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            tenant TEXT NULL,
+            key_id TEXT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            model TEXT NULL,
+            gateway TEXT NULL,
+            node TEXT NULL,
+            jurisdiction TEXT NULL,
+            decision TEXT NULL,
+            decision_code TEXT NULL,
+            reasons TEXT NOT NULL,
+            prompt_tokens BIGINT NULL,
+            completion_tokens BIGINT NULL,
+            details TEXT NOT NULL,
+            format INTEGER NOT NULL,
+            previous_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            PRIMARY KEY (chain, seq))
+        """;
+
+    /// <summary>The member chains that exist (a row in <c>audit_chains</c>), by name.</summary>
+    public static async Task<List<string>> ReadChainNamesAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = "SELECT chain FROM audit_chains ORDER BY chain";
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var names = new List<string>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            names.Add(reader.GetString(0));
+        }
+
+        return names;
+    }
 
     /// <summary>The chain's tables, with <paramref name="sequenceType"/> as the sequence's column type.</summary>
     private static string[] EntriesTable(string sequenceType) =>
@@ -195,11 +338,16 @@ internal static class AuditStore
         return left;
     }
 
-    public static async Task<(long Sequence, string Hash)?> ReadHeadAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    public static Task<(long Sequence, string Hash)?> ReadHeadAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken) =>
+        ReadHeadAsync(connection, transaction, AuditChainScope.Shared, cancellationToken);
+
+    /// <summary>The head row of <paramref name="scope"/>'s chain (<c>audit_head</c>, or its row in <c>audit_chains</c>), or null when it has none.</summary>
+    public static async Task<(long Sequence, string Hash)?> ReadHeadAsync(DbConnection connection, DbTransaction? transaction, AuditChainScope scope, CancellationToken cancellationToken)
     {
         using var command = connection.CreateCommand();
         command.Transaction = transaction;
-        command.CommandText = "SELECT seq, hash FROM audit_head WHERE id = 1";
+        command.CommandText = scope.IsShared ? "SELECT seq, hash FROM audit_head WHERE id = 1" : "SELECT seq, hash FROM audit_chains WHERE chain = @chain";
+        scope.Bind(command);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         if (!await reader.ReadAsync(cancellationToken))
         {
@@ -223,12 +371,20 @@ internal static class AuditStore
         return await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, cancellationToken);
     }
 
-    public static async Task<List<AuditCheckpoint>> ReadCheckpointsAsync(DbConnection connection, DbTransaction? transaction, string where, Action<DbCommand>? bind, CancellationToken cancellationToken)
+    public static Task<List<AuditCheckpoint>> ReadCheckpointsAsync(DbConnection connection, DbTransaction? transaction, string where, Action<DbCommand>? bind, CancellationToken cancellationToken) =>
+        ReadCheckpointsAsync(connection, transaction, AuditChainScope.Shared, where, bind, cancellationToken);
+
+    /// <summary>
+    /// Checkpoints of <paramref name="scope"/>'s chain matching <paramref name="where"/> (a WHERE clause; on a member
+    /// chain the table is already narrowed to it, so the clause must not name another chain).
+    /// </summary>
+    public static async Task<List<AuditCheckpoint>> ReadCheckpointsAsync(DbConnection connection, DbTransaction? transaction, AuditChainScope scope, string where, Action<DbCommand>? bind, CancellationToken cancellationToken)
     {
         using var command = connection.CreateCommand();
         command.Transaction = transaction;
-        command.CommandText = $"SELECT {CheckpointColumns} FROM audit_checkpoints {where} ORDER BY seq, key_id";
+        command.CommandText = $"SELECT {CheckpointColumns} FROM {scope.CheckpointsFrom} {where} ORDER BY seq, key_id";
         bind?.Invoke(command);
+        scope.Bind(command);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var checkpoints = new List<AuditCheckpoint>();
         while (await reader.ReadAsync(cancellationToken))
@@ -282,22 +438,32 @@ internal static class AuditStore
     }
 
     /// <summary>The smallest sequence in the log (1 unless entries were archived), or null when it is empty.</summary>
-    public static async Task<long?> ReadFirstSequenceAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    public static Task<long?> ReadFirstSequenceAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken) =>
+        ReadFirstSequenceAsync(connection, transaction, AuditChainScope.Shared, cancellationToken);
+
+    /// <summary>The smallest sequence in <paramref name="scope"/>'s chain, or null when it is empty.</summary>
+    public static async Task<long?> ReadFirstSequenceAsync(DbConnection connection, DbTransaction? transaction, AuditChainScope scope, CancellationToken cancellationToken)
     {
         using var command = connection.CreateCommand();
         command.Transaction = transaction;
-        command.CommandText = "SELECT MIN(seq) FROM audit_entries";
+        command.CommandText = $"SELECT MIN(seq) FROM {scope.EntriesFrom}";
+        scope.Bind(command);
         var value = await command.ExecuteScalarAsync(cancellationToken);
         return value is null or DBNull ? null : ToInt64(value);
     }
 
-    public static async Task InsertCheckpointAsync(DbConnection connection, DbTransaction? transaction, AuditCheckpoint checkpoint, CancellationToken cancellationToken)
+    public static Task InsertCheckpointAsync(DbConnection connection, DbTransaction? transaction, AuditCheckpoint checkpoint, CancellationToken cancellationToken) =>
+        InsertCheckpointAsync(connection, transaction, AuditChainScope.Shared, checkpoint, cancellationToken);
+
+    /// <summary>Stores a signed checkpoint of <paramref name="scope"/>'s chain (once per sequence and key).</summary>
+    public static async Task InsertCheckpointAsync(DbConnection connection, DbTransaction? transaction, AuditChainScope scope, AuditCheckpoint checkpoint, CancellationToken cancellationToken)
     {
         using var command = connection.CreateCommand();
         command.Transaction = transaction;
-        command.CommandText =
-            "INSERT INTO audit_checkpoints (seq, key_id, hash, at_ms, signature) VALUES (@seq, @key, @hash, @at, @sig) " +
-            "ON CONFLICT (seq, key_id) DO NOTHING";
+        command.CommandText = scope.IsShared
+            ? "INSERT INTO audit_checkpoints (seq, key_id, hash, at_ms, signature) VALUES (@seq, @key, @hash, @at, @sig) ON CONFLICT (seq, key_id) DO NOTHING"
+            : "INSERT INTO audit_chain_checkpoints (chain, seq, key_id, hash, at_ms, signature) VALUES (@chain, @seq, @key, @hash, @at, @sig) ON CONFLICT (chain, seq, key_id) DO NOTHING";
+        scope.Bind(command);
         SqlDatabase.AddParameter(command, "@seq", checkpoint.Sequence);
         SqlDatabase.AddParameter(command, "@key", checkpoint.KeyId);
         SqlDatabase.AddParameter(command, "@hash", checkpoint.Hash);
@@ -306,12 +472,19 @@ internal static class AuditStore
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
+    /// <summary>Reads entries of <paramref name="scope"/>'s chain matching <paramref name="condition"/> (SQL after WHERE, ordering included); malformed rows throw.</summary>
+    public static Task<IReadOnlyList<AuditEntry>> ReadEntriesAsync(SqlDatabase database, AuditChainScope scope, string condition, Action<DbCommand> bind, CancellationToken cancellationToken) =>
+        ReadEntriesAsync(database, $"FROM {scope.EntriesAnd} {condition}", scope, bind, cancellationToken);
+
     /// <summary>Reads entries (ordered by sequence) matching a WHERE clause; malformed rows throw.</summary>
-    public static async Task<IReadOnlyList<AuditEntry>> ReadEntriesAsync(SqlDatabase database, string where, Action<DbCommand> bind, CancellationToken cancellationToken)
+    public static Task<IReadOnlyList<AuditEntry>> ReadEntriesAsync(SqlDatabase database, string where, Action<DbCommand> bind, CancellationToken cancellationToken) =>
+        ReadEntriesAsync(database, $"FROM audit_entries {where}", AuditChainScope.Shared, bind, cancellationToken);
+
+    private static async Task<IReadOnlyList<AuditEntry>> ReadEntriesAsync(SqlDatabase database, string from, AuditChainScope scope, Action<DbCommand> bind, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {EntryColumns} FROM audit_entries {where}";
+        command.CommandText = $"SELECT {EntryColumns} {from}";
         bind(command);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var entries = new List<AuditEntry>();
@@ -319,10 +492,10 @@ internal static class AuditStore
         {
             if (!TryReadEntry(reader, out var entry, out var error))
             {
-                throw new FormatException($"Audit entry {reader.GetValue(0)} is malformed: {error}");
+                throw new FormatException($"Audit entry {reader.GetValue(0)} of {scope.Label} is malformed: {error}");
             }
 
-            entries.Add(entry);
+            entries.Add(scope.IsShared ? entry : entry with { Chain = scope.Name });
         }
 
         return entries;

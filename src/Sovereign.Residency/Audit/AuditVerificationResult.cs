@@ -79,7 +79,25 @@ public enum AuditProblemKind
     /// time rely on it), so the entry was moved or its time rewritten, even where the chain was re-hashed to link.
     /// </summary>
     TimeReversed,
+
+    /// <summary>
+    /// A member chain that an entry of a verified chain announced (<see cref="AuditActions.ChainOpened"/>) is gone, or
+    /// starts with another entry than the one announced: a member's chain was removed or replaced whole.
+    /// </summary>
+    ChainMissing,
 }
+
+/// <summary>One member chain's part of a verification (<see cref="AuditVerificationResult.Chains"/>).</summary>
+/// <param name="Chain">Its name (the member's id).</param>
+/// <param name="EntriesChecked">Its entries walked.</param>
+/// <param name="LastSequence">Its last sequence.</param>
+/// <param name="LastHash">Its last hash.</param>
+/// <param name="CoveredThrough">The largest sequence a signed checkpoint of it covers.</param>
+/// <param name="Uncovered">Its entries after that.</param>
+/// <param name="UncoveredSince">When the oldest of them was written (unix ms).</param>
+/// <param name="Verdict">Its own verdict.</param>
+/// <param name="VerdictReason">Why.</param>
+public sealed record AuditChainReport(string Chain, long EntriesChecked, long LastSequence, string LastHash, long CoveredThrough, long Uncovered, long? UncoveredSince, AuditVerdict Verdict, string VerdictReason);
 
 /// <summary>One problem and where it is.</summary>
 /// <param name="Sequence">The entry sequence it concerns, when there is one.</param>
@@ -88,6 +106,9 @@ public enum AuditProblemKind
 /// <param name="Line">For exports: the 1-based line number.</param>
 public sealed record AuditProblem(long? Sequence, AuditProblemKind Kind, string Message, long? Line = null)
 {
+    /// <summary>The member chain whose sequence it is; null for the shared chain (or the whole log).</summary>
+    public string? Chain { get; init; }
+
     /// <inheritdoc />
     public override string ToString()
     {
@@ -150,6 +171,12 @@ public sealed record AuditVerificationResult(bool Valid, long EntriesChecked, IR
     /// counted. Informational: an open request is no problem of the chain and never changes the verdict.
     /// </summary>
     public AuditDecisionOutcomes? Decisions { get; init; }
+
+    /// <summary>
+    /// Each member chain, verified as the shared one is (the fields above are the shared chain's, the verdict and the
+    /// problems the whole log's). Empty where no member chain exists (a single machine; a cluster before member chains).
+    /// </summary>
+    public IReadOnlyList<AuditChainReport> Chains { get; init; } = [];
 }
 
 /// <summary>How strict a verification is about entries no signed checkpoint covers.</summary>

@@ -54,15 +54,127 @@ public static class AuditVerifier
         using var keys = new TrustedKeys(publicKeyPems);
         await using var connection = await database.OpenAsync(cancellationToken);
         await using var snapshot = await AuditStore.BeginSnapshotAsync(connection, cancellationToken);
-        var result = await VerifyAsync(connection, snapshot, keys, 1, long.MaxValue, cancellationToken, progress);
+        var decisions = new AuditDecisionTally();
+        var announced = new List<(AuditEntry Entry, string? By)>();
+        var result = await VerifyAsync(connection, snapshot, keys, 1, long.MaxValue, cancellationToken, progress, AuditChainScope.Shared, decisions, announced);
+        var names = await MemberChainNamesAsync(connection, snapshot, cancellationToken);
+        var members = new List<(AuditChainScope Scope, AuditVerificationResult Result)>(names.Count);
+        foreach (var name in names)
+        {
+            var scope = AuditChainScope.Member(name);
+            members.Add((scope, await VerifyAsync(connection, snapshot, keys, 1, long.MaxValue, cancellationToken, progress, scope, decisions, announced)));
+        }
+
+        var extra = new List<AuditProblem>();
         if (options.Witness is { } witness && await AuditWitness.CheckAsync(connection, snapshot, witness, cancellationToken) is { } reason)
         {
             // Signed checkpoints cannot tell: the rewrite deleted those after it, and a re-hashed chain links.
-            var problem = new AuditProblem(witness.Sequence, AuditProblemKind.WitnessMismatch, $"The signer's witness does not match the log: {reason}.");
-            result = result with { Valid = false, Problems = [.. result.Problems.Append(problem).OrderBy(p => p.Sequence ?? 0)] };
+            extra.Add(new AuditProblem(witness.Sequence, AuditProblemKind.WitnessMismatch, $"The signer's witness does not match the log: {reason}.") { Chain = witness.Chain });
         }
 
-        return Judge(result, options);
+        await CheckAnnouncedAsync(connection, snapshot, names, announced, extra, cancellationToken);
+        return Combine(Judge(result with { Decisions = decisions.ToOutcomes() }, options), members, extra, options);
+    }
+
+    /// <summary>The member chains in the snapshot: those with a head row, and any holding entries or checkpoints without one (a cut head).</summary>
+    private static async Task<List<string>> MemberChainNamesAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+    {
+        var names = new List<string>();
+        if (!await AuditChainScope.TablesExistAsync(connection, transaction, cancellationToken))
+        {
+            return names; // a database from before member chains: it has none
+        }
+
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText =
+            "SELECT chain FROM audit_chains UNION SELECT chain FROM audit_chain_entries UNION SELECT chain FROM audit_chain_checkpoints ORDER BY 1";
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            names.Add(reader.GetString(0));
+        }
+
+        return names;
+    }
+
+    /// <summary>
+    /// Each chain an entry announced (<see cref="AuditActions.ChainOpened"/>) must still exist and start with the entry
+    /// announced: removing a member's chain whole (entries, head, checkpoints) leaves nothing else to compare with.
+    /// </summary>
+    private static async Task CheckAnnouncedAsync(DbConnection connection, DbTransaction transaction, List<string> names, List<(AuditEntry Entry, string? By)> announced, List<AuditProblem> problems, CancellationToken cancellationToken)
+    {
+        foreach (var (entry, by) in announced)
+        {
+            var where = $"{AuditChainScope.Of(by).Label} entry {entry.Sequence}";
+            if (!entry.Details.TryGetValue("chain", out var chain) || !AuditCanonical.IsChainName(chain) || !entry.Details.TryGetValue("first_hash", out var first))
+            {
+                problems.Add(new AuditProblem(entry.Sequence, AuditProblemKind.Malformed, $"{where} announces a chain without a valid chain name and first hash.") { Chain = by });
+                continue;
+            }
+
+            if (!names.Contains(chain, StringComparer.Ordinal))
+            {
+                problems.Add(new AuditProblem(entry.Sequence, AuditProblemKind.ChainMissing,
+                    $"Chain {chain}, announced in {where}, is missing: the member's entries, head and checkpoints were removed.") { Chain = by });
+                continue;
+            }
+
+            using var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = "SELECT hash FROM audit_chain_entries WHERE chain = @chain AND seq = 1";
+            SqlDatabase.AddParameter(command, "@chain", chain);
+            var stored = await command.ExecuteScalarAsync(cancellationToken) as string;
+            if (stored != first)
+            {
+                problems.Add(new AuditProblem(entry.Sequence, AuditProblemKind.ChainMissing,
+                    $"Chain {chain}, announced in {where} with first entry {first}, starts with {stored ?? "nothing"}: the member's chain was removed or replaced.") { Chain = by });
+            }
+        }
+    }
+
+    /// <summary>The whole log's result: the shared chain's fields, each member chain's report, every problem and one verdict.</summary>
+    private static AuditVerificationResult Combine(AuditVerificationResult shared, List<(AuditChainScope Scope, AuditVerificationResult Result)> members, List<AuditProblem> extra, AuditVerificationOptions options)
+    {
+        if (members.Count == 0 && extra.Count == 0)
+        {
+            return shared;
+        }
+
+        var reports = new List<AuditChainReport>(members.Count);
+        var problems = new List<AuditProblem>(shared.Problems);
+        var omitted = shared.ProblemsOmitted;
+        var entries = shared.EntriesChecked;
+        foreach (var (scope, raw) in members)
+        {
+            var judged = Judge(raw, options);
+            var label = scope.Label;
+            reports.Add(new AuditChainReport(scope.Name!, judged.EntriesChecked, judged.LastSequence, judged.LastHash, judged.CoveredThrough, judged.Uncovered, judged.UncoveredSince, judged.Verdict, judged.VerdictReason));
+            problems.AddRange(judged.Problems.Select(p => p with { Chain = scope.Name, Message = $"{label}: {p.Message}" }));
+            omitted += judged.ProblemsOmitted;
+            entries += judged.EntriesChecked;
+        }
+
+        problems.AddRange(extra);
+        if (problems.Count > MaxProblems)
+        {
+            omitted += problems.Count - MaxProblems;
+            problems = problems[..MaxProblems];
+        }
+
+        var combined = shared with { Valid = problems.Count == 0 && omitted == 0, Problems = problems, ProblemsOmitted = omitted, EntriesChecked = entries, Chains = reports };
+        if (!combined.Valid)
+        {
+            return combined with { Verdict = AuditVerdict.Tampered, VerdictReason = $"{problems.Count + omitted} problem(s) found: the log was altered." };
+        }
+
+        var reasons = reports.Select(r => $"chain {r.Chain}: {r.VerdictReason}").Prepend($"the shared chain: {shared.VerdictReason}");
+        var uncovered = shared.Verdict == AuditVerdict.Uncovered || reports.Any(r => r.Verdict == AuditVerdict.Uncovered);
+        return combined with
+        {
+            Verdict = uncovered ? AuditVerdict.Uncovered : AuditVerdict.Trusted,
+            VerdictReason = $"{reports.Count + 1} chains; " + string.Join("; ", reasons),
+        };
     }
 
     /// <summary>Sets the verdict: tampered on any problem; uncovered when no checkpoint covers entries, or the uncovered tail is too old.</summary>
@@ -117,12 +229,14 @@ public static class AuditVerifier
     /// <paramref name="transaction"/>'s snapshot. A partial window checks checkpoints inside it and the head only if
     /// the window reaches it.
     /// </summary>
-    internal static async Task<AuditVerificationResult> VerifyAsync(DbConnection connection, DbTransaction transaction, TrustedKeys keys, long fromSequence, long toSequence, CancellationToken cancellationToken, IProgress<long>? progress = null)
+    internal static async Task<AuditVerificationResult> VerifyAsync(DbConnection connection, DbTransaction transaction, TrustedKeys keys, long fromSequence, long toSequence, CancellationToken cancellationToken, IProgress<long>? progress = null,
+        AuditChainScope? scope = null, AuditDecisionTally? decisions = null, List<(AuditEntry Entry, string? By)>? announced = null)
     {
+        scope ??= AuditChainScope.Shared;
         long read = 0;
         var problems = new ProblemSink();
-        var head = await AuditStore.ReadHeadAsync(connection, transaction, cancellationToken);
-        var checkpoints = await AuditStore.ReadCheckpointsAsync(connection, transaction, "WHERE seq >= @from AND seq <= @to", command =>
+        var head = await AuditStore.ReadHeadAsync(connection, transaction, scope, cancellationToken);
+        var checkpoints = await AuditStore.ReadCheckpointsAsync(connection, transaction, scope, "WHERE seq >= @from AND seq <= @to", command =>
         {
             SqlDatabase.AddParameter(command, "@from", fromSequence);
             SqlDatabase.AddParameter(command, "@to", toSequence);
@@ -147,13 +261,14 @@ public static class AuditVerifier
 
         // A log that no longer starts at 1 was archived (AuditArchive) or cut: only a signed archive record reaching the
         // first stored entry accounts for the missing ones; otherwise they are reported as removed, as before.
-        var firstStored = await AuditStore.ReadFirstSequenceAsync(connection, transaction, cancellationToken);
-        var archive = firstStored is { } firstKept && firstKept > 1 && fromSequence <= firstKept
+        // Member chains are never archived: one that no longer starts at 1 was cut.
+        var firstStored = await AuditStore.ReadFirstSequenceAsync(connection, transaction, scope, cancellationToken);
+        var archive = scope.IsShared && firstStored is { } firstKept && firstKept > 1 && fromSequence <= firstKept
             ? await ReadArchiveAsync(connection, transaction, keys, firstKept, problems, cancellationToken)
             : null;
         var walker = archive is not null
             ? new ChainWalker(problems, firstStored, archive.Sequence == firstStored - 1 ? archive.Hash : null, $"the archive record's hash of entry {archive.Sequence}")
-            : new ChainWalker(problems, fromSequence <= 1 ? 1 : null, fromSequence <= 1 ? AuditCanonical.GenesisHash : null);
+            : new ChainWalker(problems, fromSequence <= 1 ? 1 : null, fromSequence <= 1 ? scope.Genesis : null);
 
         // Coverage: which signed checkpoints match the log, and when the first entry and the one after each was written.
         var matched = new HashSet<long>();
@@ -161,11 +276,12 @@ public static class AuditVerifier
         long? firstTimestamp = null;
         string? hashAtHead = null;
         var present = new HashSet<long>();
-        var decisions = new AuditDecisionTally();
+        decisions ??= new AuditDecisionTally();
         using (var command = connection.CreateCommand())
         {
             command.Transaction = transaction;
-            command.CommandText = $"SELECT {AuditStore.EntryColumns} FROM audit_entries WHERE seq >= @from AND seq <= @to ORDER BY seq";
+            command.CommandText = $"SELECT {AuditStore.EntryColumns} FROM {scope.EntriesAnd} seq >= @from AND seq <= @to ORDER BY seq";
+            scope.Bind(command);
             SqlDatabase.AddParameter(command, "@from", fromSequence);
             SqlDatabase.AddParameter(command, "@to", toSequence);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
@@ -195,6 +311,11 @@ public static class AuditVerifier
 
                     walker.Add(sequence, entry.PreviousHash, entry.Hash, Recompute(entry), line: null, entry.Timestamp);
                     decisions.Add(entry);
+                    if (announced is not null && entry.Action == AuditActions.ChainOpened)
+                    {
+                        announced.Add((entry, scope.Name));
+                    }
+
                     firstTimestamp ??= entry.Timestamp;
                     if (signed.ContainsKey(sequence - 1) || sequence - 1 == archive?.Sequence)
                     {
@@ -249,7 +370,7 @@ public static class AuditVerifier
         // A window that runs to the end must end where the head says; one that stops earlier checks the head only if it contains it.
         if (toSequence == long.MaxValue || (head is { } reach && reach.Sequence <= toSequence && reach.Sequence >= fromSequence))
         {
-            CheckHead(head, walker, hashAtHead, problems);
+            CheckHead(head, walker, hashAtHead, problems, scope.Genesis);
         }
 
         if (archive is not null && archive.Sequence > last && (toSequence == long.MaxValue || archive.Sequence <= toSequence))
@@ -322,7 +443,7 @@ public static class AuditVerifier
         }
     }
 
-    private static void CheckHead((long Sequence, string Hash)? head, ChainWalker walker, string? hashAtHead, ProblemSink problems)
+    private static void CheckHead((long Sequence, string Hash)? head, ChainWalker walker, string? hashAtHead, ProblemSink problems, string genesis)
     {
         var last = walker.LastSequence;
         if (head is not { } h)
@@ -343,7 +464,7 @@ public static class AuditVerifier
         {
             problems.Add(new AuditProblem(h.Sequence, AuditProblemKind.HeadMismatch, $"audit_head records hash {h.Hash}, the log has {hashAtHead}."));
         }
-        else if (h.Sequence == 0 && h.Hash != AuditCanonical.GenesisHash)
+        else if (h.Sequence == 0 && h.Hash != genesis)
         {
             problems.Add(new AuditProblem(null, AuditProblemKind.HeadMismatch, $"audit_head of an empty log records hash {h.Hash}."));
         }

@@ -12,7 +12,11 @@ namespace Sovereign.Residency.Audit;
 /// <param name="Hash">That entry's hash.</param>
 /// <param name="Timestamp">When it was signed (unix ms).</param>
 /// <param name="KeyId">The key that signed it.</param>
-public sealed record AuditWitnessHead(long Sequence, string Hash, long Timestamp, string KeyId);
+public sealed record AuditWitnessHead(long Sequence, string Hash, long Timestamp, string KeyId)
+{
+    /// <summary>The member chain it is a head of (the file's <c>chain</c>); null: the shared chain (every witness before member chains).</summary>
+    public string? Chain { get; init; }
+}
 
 /// <summary>
 /// A signer's own record, beside the operator key and outside the database, of the last head it signed. Whoever can
@@ -44,8 +48,11 @@ public static class AuditWitness
                 root.GetProperty("sequence").GetInt64(),
                 root.GetProperty("hash").GetString() ?? string.Empty,
                 root.GetProperty("timestamp").GetInt64(),
-                root.GetProperty("keyId").GetString() ?? string.Empty);
-            return head.Sequence >= 1 && AuditCanonical.IsHash(head.Hash)
+                root.GetProperty("keyId").GetString() ?? string.Empty)
+            {
+                Chain = root.TryGetProperty("chain", out var chain) ? chain.GetString() ?? throw new FormatException("chain is null") : null,
+            };
+            return head.Sequence >= 1 && AuditCanonical.IsHash(head.Hash) && (head.Chain is null || AuditCanonical.IsChainName(head.Chain))
                 ? head
                 : throw new FormatException("sequence or hash out of range");
         }
@@ -78,6 +85,10 @@ public static class AuditWitness
                     writer.WriteString("hash", head.Hash);
                     writer.WriteNumber("timestamp", head.Timestamp);
                     writer.WriteString("keyId", head.KeyId);
+                    if (head.Chain is { } chain)
+                    {
+                        writer.WriteString("chain", chain);
+                    }
                     writer.WriteEndObject();
                 }
 
@@ -100,9 +111,11 @@ public static class AuditWitness
     /// </summary>
     internal static async Task<string?> CheckAsync(DbConnection connection, DbTransaction? transaction, AuditWitnessHead head, CancellationToken cancellationToken)
     {
+        var scope = AuditChainScope.Of(head.Chain);
         using var command = connection.CreateCommand();
         command.Transaction = transaction;
-        command.CommandText = "SELECT MIN(seq), MAX(seq) FROM audit_entries";
+        command.CommandText = $"SELECT MIN(seq), MAX(seq) FROM {scope.EntriesFrom}";
+        scope.Bind(command);
         string? stored;
         long? first = null, last = null;
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
@@ -117,7 +130,7 @@ public static class AuditWitness
         if (last is null || head.Sequence > last)
         {
             return string.Create(CultureInfo.InvariantCulture,
-                $"the log ends at {last ?? 0}, but this signer signed entry {head.Sequence} (hash {head.Hash}) at {DateTimeOffset.FromUnixTimeMilliseconds(head.Timestamp):u}: entries were removed");
+                $"{(scope.IsShared ? "the log" : scope.Label)} ends at {last ?? 0}, but this signer signed entry {head.Sequence} (hash {head.Hash}) at {DateTimeOffset.FromUnixTimeMilliseconds(head.Timestamp):u}: entries were removed");
         }
 
         if (head.Sequence < first)
@@ -128,8 +141,9 @@ public static class AuditWitness
         using (var entry = connection.CreateCommand())
         {
             entry.Transaction = transaction;
-            entry.CommandText = "SELECT hash FROM audit_entries WHERE seq = @seq";
+            entry.CommandText = $"SELECT hash FROM {scope.EntriesAnd} seq = @seq";
             SqlDatabase.AddParameter(entry, "@seq", head.Sequence);
+            scope.Bind(entry);
             stored = await entry.ExecuteScalarAsync(cancellationToken) is { } value and not DBNull ? Convert.ToString(value, CultureInfo.InvariantCulture) : null;
         }
 

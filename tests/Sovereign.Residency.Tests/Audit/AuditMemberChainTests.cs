@@ -1,0 +1,231 @@
+using Sovereign.Residency.Audit;
+
+namespace Sovereign.Residency.Tests.Audit;
+
+/// <summary>
+/// Member chains (<see cref="AuditLogOptions.Chain"/>): each cluster member appends to its own hash chain, and the
+/// verifier checks them together. The attacks are a database writer's (not the operator key's holder): a member's
+/// chain renamed, cut at its tail, or removed whole.
+/// </summary>
+public sealed class AuditMemberChainTests
+{
+    private const string Gateway = "gw-th";
+    private const string Node = "node-th-1";
+
+    [Fact]
+    public async Task MembersAppendToTheirOwnChains_AndTheGatewaySignsTheNodes_EverythingVerifiesTogether()
+    {
+        await using var context = AuditTestContext.Create();
+        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        await using (var node = await context.OpenLogAsync(new AuditLogOptions { Chain = Node, SignsCheckpoints = false }))
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                var atGateway = await gateway.AppendAsync(AuditTestContext.Inference("acme", i));
+                var atNode = await node.AppendAsync(AuditTestContext.Inference("cluster-relay", i));
+
+                // Each chain counts its own sequences: the two members never wait for one lock.
+                Assert.Equal((i + 1L, Gateway), (atGateway.Sequence, atGateway.Chain));
+                Assert.Equal((i + 1L, Node), (atNode.Sequence, atNode.Chain));
+            }
+
+            Assert.Equal(1, await gateway.SignMemberChainsAsync());
+            Assert.Equal(0, await gateway.SignMemberChainsAsync()); // the node's head is signed already
+        }
+
+        var result = await context.VerifyAsync();
+
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+        Assert.Equal(AuditVerdict.Trusted, result.Verdict);
+        Assert.Equal(0, result.LastSequence); // the shared chain: nobody wrote to it
+        Assert.Equal([Gateway, Node], result.Chains.Select(c => c.Chain));
+        var node1 = result.Chains.Single(c => c.Chain == Node);
+        Assert.Equal((5L, 5L, AuditVerdict.Trusted), (node1.LastSequence, node1.CoveredThrough, node1.Verdict));
+
+        // The gateway's chain announces the node's, with its first entry, so that chain cannot vanish unseen.
+        await using var log = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway });
+        var announced = (await log.ReadAsync(1, 100)).Single(e => e.Action == AuditActions.ChainOpened);
+        var first = Assert.Single(await log.ReadAsync(AuditChainScope.Member(Node), 1, 1));
+        Assert.Equal(Node, announced.Details["chain"]);
+        Assert.Equal(first.Hash, announced.Details["first_hash"]);
+        Assert.Equal(AuditCanonical.GenesisOf(Node), first.PreviousHash);
+        Assert.NotEqual(AuditCanonical.GenesisHash, first.PreviousHash);
+    }
+
+    [Fact]
+    public async Task TheSharedChainCarriesOn_BesideMemberChains_AndStillVerifies()
+    {
+        await using var context = AuditTestContext.Create();
+        await using (var single = await context.OpenLogAsync(new AuditLogOptions { CheckpointInterval = 10 }))
+        {
+            await context.AppendManyAsync(single, 25);
+        }
+
+        // The cluster turns member chains on: the old chain stays where it was, whole.
+        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        {
+            await context.AppendManyAsync(gateway, 3);
+        }
+
+        var result = await context.VerifyAsync();
+
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+        Assert.Equal(AuditVerdict.Trusted, result.Verdict);
+        Assert.Equal((25L, 25L), (result.LastSequence, result.CoveredThrough));
+        Assert.Equal(3, Assert.Single(result.Chains).LastSequence);
+        Assert.Equal(28, result.EntriesChecked);
+    }
+
+    [Fact]
+    public async Task TwoProcessesOfOneMember_ExtendOneChain()
+    {
+        await using var context = AuditTestContext.Create();
+        await using (var first = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        await using (var second = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        {
+            for (var i = 0; i < 4; i++)
+            {
+                await first.AppendAsync(AuditTestContext.Inference("acme", i));
+                await second.AppendAsync(AuditTestContext.Inference("acme", i));
+            }
+        }
+
+        var result = await context.VerifyAsync();
+
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+        Assert.Equal(8, Assert.Single(result.Chains).LastSequence);
+    }
+
+    [Fact]
+    public async Task AMemberChainRemovedWhole_IsReportedMissing()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context);
+
+        foreach (var table in new[] { "audit_chain_entries", "audit_chains", "audit_chain_checkpoints" })
+        {
+            await context.ExecuteAsync($"DELETE FROM {table} WHERE chain = @chain", ("@chain", Node));
+        }
+
+        var result = await context.VerifyAsync();
+
+        Assert.Equal(AuditVerdict.Tampered, result.Verdict);
+        var problem = Assert.Single(result.Problems);
+        Assert.Equal((AuditProblemKind.ChainMissing, Gateway), (problem.Kind, problem.Chain));
+        Assert.Contains($"Chain {Node}", problem.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AMemberChainRenamed_NoLongerLinks_AndTheAnnouncedOneIsMissing()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context);
+
+        foreach (var table in new[] { "audit_chain_entries", "audit_chains", "audit_chain_checkpoints" })
+        {
+            await context.ExecuteAsync($"UPDATE {table} SET chain = 'node-th-2' WHERE chain = @chain", ("@chain", Node));
+        }
+
+        var result = await context.VerifyAsync();
+
+        Assert.Equal(AuditVerdict.Tampered, result.Verdict);
+        Assert.Contains(result.Problems, p => p is { Kind: AuditProblemKind.ChainBreak, Chain: "node-th-2", Sequence: 1 });
+        Assert.Contains(result.Problems, p => p is { Kind: AuditProblemKind.ChainMissing, Chain: Gateway });
+    }
+
+    [Fact]
+    public async Task AMemberChainsTailCut_WithItsHeadMovedBack_IsTruncatedBelowTheGatewaysSignature()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context);
+        var head = await context.ScalarAsync($"SELECT hash FROM audit_chain_entries WHERE chain = '{Node}' AND seq = 3");
+
+        await context.ExecuteAsync("DELETE FROM audit_chain_entries WHERE chain = @chain AND seq > 3", ("@chain", Node));
+        await context.ExecuteAsync("UPDATE audit_chains SET seq = 3, hash = @hash WHERE chain = @chain", ("@chain", Node), ("@hash", head));
+
+        var result = await context.VerifyAsync();
+
+        Assert.Equal(AuditVerdict.Tampered, result.Verdict);
+        var problem = Assert.Single(result.Problems);
+        Assert.Equal((AuditProblemKind.Truncated, Node, 4L), (problem.Kind, problem.Chain, problem.Sequence));
+    }
+
+    [Fact]
+    public async Task AMemberChainRewrittenBeforeASignature_IsNotSigned()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context);
+        await using (var node = await context.OpenLogAsync(new AuditLogOptions { Chain = Node, SignsCheckpoints = false }))
+        {
+            await context.AppendManyAsync(node, 3);
+        }
+
+        // Entry 6, after the gateway's signature of entry 5 and before its next one: the head still matches.
+        await context.ExecuteAsync("UPDATE audit_chain_entries SET model = 'other' WHERE chain = @chain AND seq = 6", ("@chain", Node));
+        await using var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway });
+
+        Assert.Equal(0, await gateway.SignMemberChainsAsync());
+        var result = await context.VerifyAsync();
+        Assert.Contains(result.Problems, p => p is { Kind: AuditProblemKind.HashMismatch, Chain: Node, Sequence: 6 });
+    }
+
+    [Fact]
+    public async Task AnInterruptedProcessOnAMemberChain_HasItsOpenDecisionsFound_InItsChain()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway });
+        await context.AppendManyAsync(gateway, 3);
+        await gateway.RegisterInstanceAsync("10.0.0.1:11111@1", Gateway);
+        var decision = await gateway.AppendAsync(AuditTestContext.Inference("acme", 1) with
+        {
+            Gateway = Gateway,
+            Details = new Dictionary<string, string> { ["request_id"] = "req-1", [AuditLog.InstanceDetail] = "10.0.0.1:11111@1" },
+        });
+
+        var instance = Assert.Single(await gateway.ListUnclosedInstancesAsync());
+        var open = await gateway.FindOpenDecisionsAsync(instance);
+
+        Assert.Equal((3L, Gateway), (instance.FromSequence, instance.Chain));
+        Assert.Equal(decision.Hash, Assert.Single(open.Decisions).Hash);
+        Assert.Equal(4, open.CheckedThrough);
+    }
+
+    [Fact]
+    public async Task AMemberSignersWitness_NamesItsChain_AndARewriteOfThatChainStopsItsNextOpen()
+    {
+        await using var context = AuditTestContext.Create();
+        var witness = Path.Combine(context.Directory, AuditWitness.FileName);
+        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway, WitnessPath = witness }))
+        {
+            await context.AppendManyAsync(gateway, 4);
+        }
+
+        var held = AuditWitness.Read(witness);
+        Assert.Equal((Gateway, 4L), (held!.Chain, held.Sequence));
+
+        // The attacker rewrites the tail, re-hashes it, moves the head and deletes the newer checkpoints.
+        await context.ExecuteAsync("DELETE FROM audit_chain_entries WHERE chain = @chain AND seq > 2", ("@chain", Gateway));
+        await context.ExecuteAsync("DELETE FROM audit_chain_checkpoints WHERE chain = @chain AND seq > 2", ("@chain", Gateway));
+        var hash = await context.ScalarAsync($"SELECT hash FROM audit_chain_entries WHERE chain = '{Gateway}' AND seq = 2");
+        await context.ExecuteAsync("UPDATE audit_chains SET seq = 2, hash = @hash WHERE chain = @chain", ("@chain", Gateway), ("@hash", hash));
+
+        await Assert.ThrowsAsync<AuditIntegrityException>(() => context.OpenLogAsync(new AuditLogOptions { Chain = Gateway, WitnessPath = witness }));
+        var result = await AuditVerifier.VerifyAsync(context.Database, [context.Key.PublicKeyPem], new AuditVerificationOptions { Witness = held, Time = context.Time }, null);
+        Assert.Contains(result.Problems, p => p is { Kind: AuditProblemKind.WitnessMismatch, Chain: Gateway });
+    }
+
+    /// <summary>A gateway and a node, five entries each, the node's chain signed by the gateway, both closed.</summary>
+    private static async Task SeedAsync(AuditTestContext context)
+    {
+        await using var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway });
+        await using var node = await context.OpenLogAsync(new AuditLogOptions { Chain = Node, SignsCheckpoints = false });
+        for (var i = 0; i < 5; i++)
+        {
+            await gateway.AppendAsync(AuditTestContext.Inference("acme", i));
+            await node.AppendAsync(AuditTestContext.Inference("cluster-relay", i));
+            context.Time.Advance(TimeSpan.FromMilliseconds(1));
+        }
+
+        Assert.Equal(1, await gateway.SignMemberChainsAsync());
+    }
+}
