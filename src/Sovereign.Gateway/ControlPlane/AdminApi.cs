@@ -598,28 +598,61 @@ public static class AdminApi
         var query = context.Request.Query;
         var (from, to) = AuditRange(query["from"], query["to"]);
         var limit = ListPaging.Limit(query, MaxAuditPage, MaxAuditPage);
-        var after = ListPaging.WholeNumber(query["after"], "after", 0, long.MaxValue);
+        // A member chain's entry is named CHAIN:SEQUENCE (a cluster whose members keep their own chains); a plain
+        // number is the shared chain's sequence, as before member chains.
+        var (afterChain, afterText) = SplitCursor(query["after"].ToString());
+        var after = ListPaging.WholeNumber(afterText, "after", 0, long.MaxValue);
         var newestFirst = ListPaging.NewestFirst(query, newestFirstByDefault: false);
 
-        var page = await audit.ReadAsync(new AuditQuery
+        IReadOnlyList<AuditEntry> page;
+        try
         {
-            Tenant = tenant,
-            From = from,
-            To = to,
-            After = newestFirst ? null : after,
-            Before = newestFirst ? after : null,
-            NewestFirst = newestFirst,
-            Limit = limit + 1,
-        }, context.RequestAborted);
+            page = await audit.ReadAsync(new AuditQuery
+            {
+                Tenant = tenant,
+                From = from,
+                To = to,
+                After = newestFirst ? null : after,
+                Before = newestFirst ? after : null,
+                CursorChain = after is null ? null : afterChain,
+                NewestFirst = newestFirst,
+                Limit = limit + 1,
+            }, context.RequestAborted);
+        }
+        catch (ArgumentException unknown) when (after is not null)
+        {
+            throw OpenAIException.BadRequest($"after: {unknown.Message.Split(" (Parameter", 2)[0]}", "after", "invalid_value");
+        }
+
         var entries = page.Count > limit ? page.Take(limit) : page;
         return new
         {
             @object = "list",
             data = entries.Select(AuditJson),
-            first_id = page.Count > 0 ? page[0].Sequence : (long?)null,
-            last_id = page.Count > 0 ? page[Math.Min(page.Count, limit) - 1].Sequence : (long?)null,
+            first_id = page.Count > 0 ? CursorOf(page[0]) : null,
+            last_id = page.Count > 0 ? CursorOf(page[Math.Min(page.Count, limit) - 1]) : null,
             has_more = page.Count > limit,
         };
+    }
+
+    /// <summary>A page's cursor for an entry: its sequence (the shared chain), or CHAIN:SEQUENCE (a member chain).</summary>
+    private static object CursorOf(AuditEntry entry) => entry.Chain is { } chain
+        ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{chain}:{entry.Sequence}")
+        : entry.Sequence;
+
+    /// <summary>Splits an <c>after</c> cursor into its member chain (null: the shared chain) and its sequence's text.</summary>
+    private static (string? Chain, string? Sequence) SplitCursor(string cursor)
+    {
+        var colon = cursor.LastIndexOf(':');
+        if (colon < 0)
+        {
+            return (null, cursor);
+        }
+
+        var chain = cursor[..colon];
+        return AuditCanonical.IsChainName(chain)
+            ? (chain, cursor[(colon + 1)..])
+            : throw OpenAIException.BadRequest($"after must be an entry's sequence, or CHAIN:SEQUENCE for a member chain's; got '{RequestReader.Shorten(cursor)}'.", "after", "invalid_value");
     }
 
     private static async Task<IResult> VerifyAudit(HttpContext context, SqlDatabase database, OperatorSigningKey key, TimeProvider time, IOptions<SovereignOptions> settings)
@@ -688,6 +721,7 @@ public static class AdminApi
 
     internal static object AuditJson(AuditEntry e) => new
     {
+        chain = e.Chain,
         sequence = e.Sequence,
         timestamp = e.Timestamp,
         kind = e.Kind.ToString().ToLowerInvariant(),

@@ -33,7 +33,7 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            // No work was sent without it; the outcome is still recorded below, and the operator is told: once per
+            // No content reached the client without it (work sent while it committed was stopped); the outcome is still recorded below, and the operator is told: once per
             // database outage (4160), or at Error when the database is not the cause.
             Observability.GatewayLog.DecisionAuditFailed(logger, database.IsOutage(ex) ? LogLevel.Debug : LogLevel.Error, ex, route.RequestId);
         }

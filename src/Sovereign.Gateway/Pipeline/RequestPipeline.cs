@@ -139,6 +139,23 @@ internal sealed class RequestPipeline(
                         return request;
                     }
 
+                    if (router.RelaysWhileDecisionCommits && RelaysToClusterNode(request.Route))
+                    {
+                        // Members on their own audit chains: the relay to another member leaves while the decision's
+                        // entry commits (the node's own commit, which it makes before it runs anything, no longer
+                        // waits for it under one chain's lock), and fails closed as local work does: nothing
+                        // reaches the client (the endpoint writes nothing, not even headers, before this returns) until
+                        // the entry is durable; if it cannot be, the relay is aborted and the request ends refused,
+                        // nothing delivered and nothing billed.
+                        using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Execute))
+                        {
+                            request.Execution = await executor.StartAsync(request);
+                        }
+
+                        await DecisionRecordedOrStopAsync(request);
+                        return request;
+                    }
+
                     // Fail closed: the decision is durable evidence before any work is sent (it committed meanwhile).
                     await request.Route.DecisionRecorded;
                     using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Execute))
@@ -150,6 +167,9 @@ internal sealed class RequestPipeline(
                 }
                 catch (NodeUnreachableException unreachable) when (failovers < MaxFailovers && !context.RequestAborted.IsCancellationRequested)
                 {
+                    // A relay sent while its decision committed: that decision is durable (or the request is refused)
+                    // before the request is decided again elsewhere.
+                    await request.Route.DecisionRecorded;
                     // Nothing reached the node, so the request may run elsewhere the policy allows, on the money already
                     // reserved: a replica that needs more than the reservation covers is not taken.
                     Observability.GatewayLog.RequestFailedOver(logger, request.Route.RequestId, unreachable.NodeId, unreachable.Reason);
@@ -313,6 +333,14 @@ internal sealed class RequestPipeline(
 
         request.PoolLease = await pools.AcquireAsync(request);
     }
+
+    /// <summary>
+    /// Whether the work is relayed to another member of the cluster (not an external engine, nor one this node
+    /// fronts): that member records its own decision before it runs anything, so the prompt never reaches work
+    /// without durable evidence even while this gateway's entry still commits.
+    /// </summary>
+    private static bool RelaysToClusterNode(RoutedRequest route) =>
+        route is { Local: null, Fronted: null, ExternalNode: { } node } && NodeDirectory.IsClusterNode(node);
 
     /// <summary>Whether the work runs on this process's own engine (a local model), not behind another server.</summary>
     private static bool RunsInThisProcess(RoutedRequest route) => route is { Local: not null, ExternalNode: null };

@@ -668,6 +668,13 @@ public sealed class InferenceRouter(
         return routed;
     }
 
+    /// <summary>
+    /// Whether a relay to another server may leave while its decision's entry commits (the client still gets nothing
+    /// before the entry is durable): where this process appends to its own chain (<see cref="AuditLogOptions.Chain"/>),
+    /// so the node's commit, on the first token's path, does not queue behind this one under a shared chain's lock.
+    /// </summary>
+    internal bool RelaysWhileDecisionCommits => !audit.Scope.IsShared;
+
     /// <summary>Set on a request whose allowed decision is recorded after admission (its key was rate-limited just before).</summary>
     internal static readonly object DeferDecisionKey = new();
 

@@ -94,6 +94,13 @@ public sealed record AuditQuery
     /// <summary>Only entries with a lower sequence (the cursor of the next newest-first page).</summary>
     public long? Before { get; init; }
 
+    /// <summary>
+    /// The member chain of the cursor's entry (<see cref="After"/> or <see cref="Before"/>); null: the shared chain's.
+    /// Where member chains hold entries, pages run across every chain in time order (then chain, then sequence), and
+    /// the cursor is the entry the previous page ended with.
+    /// </summary>
+    public string? CursorChain { get; init; }
+
     /// <summary>Newest first instead of oldest first.</summary>
     public bool NewestFirst { get; init; }
 
@@ -406,11 +413,24 @@ public sealed class AuditLog : IAsyncDisposable
     public Task<IReadOnlyList<AuditEntry>> ReadAsync(string? tenant, DateTimeOffset from, DateTimeOffset to, int limit = 10_000, CancellationToken cancellationToken = default) =>
         ReadAsync(new AuditQuery { Tenant = tenant, From = from, To = to, Limit = limit }, cancellationToken);
 
-    /// <summary>One page of entries matching <paramref name="query"/>, in sequence order (newest first when asked).</summary>
+    /// <summary>
+    /// One page of entries matching <paramref name="query"/>, in sequence order (newest first when asked); where member
+    /// chains hold entries, in time order across every chain (then by chain, the shared one first, then by sequence).
+    /// </summary>
     public async Task<IReadOnlyList<AuditEntry>> ReadAsync(AuditQuery query, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(query);
         ArgumentOutOfRangeException.ThrowIfLessThan(query.Limit, 1);
+        if (await HasMemberEntriesAsync(cancellationToken))
+        {
+            return await ReadAcrossChainsAsync(query, cancellationToken);
+        }
+
+        if (query.CursorChain is not null)
+        {
+            throw new ArgumentException($"No member chain holds entries, so none is '{query.CursorChain}'.", nameof(query));
+        }
+
         long? fromSequence = null, toSequence = null;
         if (query.Tenant is null)
         {
@@ -471,6 +491,112 @@ public sealed class AuditLog : IAsyncDisposable
 
             SqlDatabase.AddParameter(command, "@limit", (long)query.Limit);
         }, cancellationToken);
+    }
+
+    private volatile bool _memberEntriesSeen;
+
+    /// <summary>Whether any member chain holds entries (once seen, for good: member chains are never archived).</summary>
+    private async Task<bool> HasMemberEntriesAsync(CancellationToken cancellationToken)
+    {
+        if (_memberEntriesSeen)
+        {
+            return true;
+        }
+
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        if (!await AuditChainScope.TablesExistAsync(connection, null, cancellationToken))
+        {
+            return false;
+        }
+
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1 FROM audit_chain_entries LIMIT 1";
+        return _memberEntriesSeen = await command.ExecuteScalarAsync(cancellationToken) is not null and not DBNull;
+    }
+
+    /// <summary>
+    /// A page across every chain in time order. The shared chain's part keeps its own way to a time range (a sequence
+    /// range found by binary search, or the tenant's index); member chains' rows have an index on time. The cursor is
+    /// the previous page's last entry: its time, chain ('' for the shared one) and sequence, compared in that order.
+    /// </summary>
+    private async Task<IReadOnlyList<AuditEntry>> ReadAcrossChainsAsync(AuditQuery query, CancellationToken cancellationToken)
+    {
+        long? fromSequence = null, toSequence = null;
+        (long At, string Chain, long Sequence)? cursor = null;
+        await using (var connection = await _database.OpenAsync(cancellationToken))
+        {
+            if (query.Tenant is null)
+            {
+                fromSequence = await AuditStore.FirstSequenceAtOrAfterAsync(connection, null, query.From.ToUnixTimeMilliseconds(), cancellationToken);
+                toSequence = fromSequence is null ? null : await AuditStore.FirstSequenceAtOrAfterAsync(connection, null, query.To.ToUnixTimeMilliseconds(), cancellationToken);
+            }
+
+            if ((query.After ?? query.Before) is { } position)
+            {
+                var scope = AuditChainScope.Of(query.CursorChain);
+                using var find = connection.CreateCommand();
+                find.CommandText = $"SELECT at_ms FROM {scope.EntriesAnd} seq = @seq";
+                scope.Bind(find);
+                SqlDatabase.AddParameter(find, "@seq", position);
+                cursor = await find.ExecuteScalarAsync(cancellationToken) is { } at and not DBNull
+                    ? (AuditStore.ToInt64(at), query.CursorChain ?? string.Empty, position)
+                    : throw new ArgumentException($"No audit entry {position} in {scope.Label} to page from.", nameof(query));
+            }
+        }
+
+        var shared = query.Tenant is not null
+            ? "tenant = @tenant AND at_ms >= @from AND at_ms < @to"
+            : fromSequence is null ? "1 = 0" : "seq >= @fromSeq" + (toSequence is null ? "" : " AND seq < @toSeq") + " AND at_ms >= @from AND at_ms < @to";
+        var members = (query.Tenant is null ? "" : "tenant = @tenant AND ") + "at_ms >= @from AND at_ms < @to";
+        var (compare, direction) = query.NewestFirst ? ("<", " DESC") : (">", "");
+        var where = cursor is null
+            ? string.Empty
+            : $"WHERE at_ms {compare} @cursorAt OR (at_ms = @cursorAt AND (chain {compare} @cursorChain OR (chain = @cursorChain AND seq {compare} @cursorSeq)))";
+        var sql = $"SELECT {AuditStore.EntryColumns}, chain FROM (SELECT {AuditStore.EntryColumns}, '' AS chain FROM audit_entries WHERE {shared} " +
+            $"UNION ALL SELECT {AuditStore.EntryColumns}, chain FROM audit_chain_entries WHERE {members}) merged {where} " +
+            $"ORDER BY at_ms{direction}, chain{direction}, seq{direction} LIMIT @limit";
+
+        await using var reading = await _database.OpenAsync(cancellationToken);
+        using var command = reading.CreateCommand();
+        command.CommandText = sql;
+        if (query.Tenant is not null)
+        {
+            SqlDatabase.AddParameter(command, "@tenant", query.Tenant);
+        }
+
+        if (fromSequence is { } first && query.Tenant is null)
+        {
+            SqlDatabase.AddParameter(command, "@fromSeq", first);
+            if (toSequence is { } end)
+            {
+                SqlDatabase.AddParameter(command, "@toSeq", end);
+            }
+        }
+
+        SqlDatabase.AddParameter(command, "@from", query.From.ToUnixTimeMilliseconds());
+        SqlDatabase.AddParameter(command, "@to", query.To.ToUnixTimeMilliseconds());
+        if (cursor is { } c)
+        {
+            SqlDatabase.AddParameter(command, "@cursorAt", c.At);
+            SqlDatabase.AddParameter(command, "@cursorChain", c.Chain);
+            SqlDatabase.AddParameter(command, "@cursorSeq", c.Sequence);
+        }
+
+        SqlDatabase.AddParameter(command, "@limit", (long)query.Limit);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var entries = new List<AuditEntry>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var chain = reader.GetString(20);
+            if (!AuditStore.TryReadEntry(reader, out var entry, out var error))
+            {
+                throw new FormatException($"Audit entry {reader.GetValue(0)} of {AuditChainScope.Of(chain.Length == 0 ? null : chain).Label} is malformed: {error}");
+            }
+
+            entries.Add(chain.Length == 0 ? entry : entry with { Chain = chain });
+        }
+
+        return entries;
     }
 
     /// <summary>
@@ -1378,7 +1504,7 @@ public sealed class AuditLog : IAsyncDisposable
     private const long ChainLockKey = 0x5076417564697443;
 
     /// <summary>The first key of a member chain's PostgreSQL advisory lock (the second is a hash of its name).</summary>
-    private const int MemberChainLockClass = 0x53764D43;
+    internal const int MemberChainLockClass = 0x53764D43;
 
     /// <summary>Every N commits, a PASSIVE WAL checkpoint on its own connection: it never blocks the next append.</summary>
     private void MaybeCheckpointWal()

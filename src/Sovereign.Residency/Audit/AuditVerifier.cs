@@ -148,9 +148,8 @@ public static class AuditVerifier
         foreach (var (scope, raw) in members)
         {
             var judged = Judge(raw, options);
-            var label = scope.Label;
             reports.Add(new AuditChainReport(scope.Name!, judged.EntriesChecked, judged.LastSequence, judged.LastHash, judged.CoveredThrough, judged.Uncovered, judged.UncoveredSince, judged.Verdict, judged.VerdictReason));
-            problems.AddRange(judged.Problems.Select(p => p with { Chain = scope.Name, Message = $"{label}: {p.Message}" }));
+            problems.AddRange(judged.Problems.Select(p => p with { Chain = scope.Name }));
             omitted += judged.ProblemsOmitted;
             entries += judged.EntriesChecked;
         }

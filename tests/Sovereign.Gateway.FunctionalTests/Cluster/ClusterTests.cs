@@ -574,6 +574,58 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     /// <summary>
+    /// A gateway and a node on their own audit chains (Sovereign:Audit:MemberChains) in the cluster whose other members
+    /// append to the shared chain: requests relayed through the gateway (sent while its decision commits) are recorded
+    /// in its chain, read back across chains, and the whole log verifies in one report.
+    /// </summary>
+    [Fact]
+    public async Task MembersOnTheirOwnAuditChains_ServeBesideTheSharedChain_AndTheWholeLogVerifies()
+    {
+        var chains = new Dictionary<string, string> { ["Sovereign__Audit__MemberChains"] = "true" };
+        var node = cluster.Start("node-mc", "node", "TH", withModel: true, extraEnvironment: chains);
+        var gateway = cluster.Start("gateway-mc", "gateway", "TH", withModel: false, extraEnvironment: chains);
+        try
+        {
+            await Task.WhenAll(ClusterFixture.WaitReadyAsync(node), ClusterFixture.WaitReadyAsync(gateway));
+            await ClusterFixture.WaitForNodesAsync(gateway, "node-mc", "node-th");
+            var (tenant, key) = await NewTenantWithIdAsync(["TH"], null);
+            using (var client = gateway.Client(key))
+            {
+                for (var i = 0; i < 4; i++)
+                {
+                    await ClusterFixture.Expect(client.PostAsync("/v1/chat/completions", Json(Body)), 200);
+                }
+
+                var streamed = await client.PostAsync("/v1/chat/completions", Json(Body.Replace("\"max_tokens\":4", "\"max_tokens\":4,\"stream\":true", StringComparison.Ordinal)));
+                Assert.EndsWith("data: [DONE]", (await streamed.Content.ReadAsStringAsync()).TrimEnd(), StringComparison.Ordinal);
+            }
+
+            using var admin = gateway.Client(ClusterFixture.AdminToken);
+            var entries = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/audit?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
+            var completed = entries.Where(e => e.GetProperty("action").GetString() == "inference.completed").ToList();
+            Assert.Equal(5, completed.Count);
+            // The tenant was made at gateway-th, which appends to the shared chain: one page reads both chains, by time.
+            Assert.All(entries, e => Assert.Equal(e.GetProperty("kind").GetString() == "inference" ? "gateway-mc" : null, e.GetProperty("chain").GetString()));
+            Assert.Equal(entries.Select(e => e.GetProperty("timestamp").GetInt64()).Order(), entries.Select(e => e.GetProperty("timestamp").GetInt64()));
+
+            var verify = await ClusterFixture.Expect(admin.PostAsync("/admin/v1/audit/verify", null), 200);
+            Assert.True(verify.GetProperty("valid").GetBoolean(), verify.ToString());
+            Assert.NotEqual("tampered", verify.GetProperty("verdict").GetString());
+            var reported = verify.GetProperty("chains").EnumerateArray().Select(c => c.GetProperty("chain").GetString()).ToList();
+            Assert.Contains("gateway-mc", reported);
+            if (completed.Any(e => e.GetProperty("node").GetString() == "node-mc"))
+            {
+                Assert.Contains("node-mc", reported);
+            }
+        }
+        finally
+        {
+            gateway.Stop();
+            node.Stop();
+        }
+    }
+
+    /// <summary>
     /// A gateway process killed with SIGKILL in the middle of a stream (its client holds the first chunk) left the
     /// request's decision open forever: a cluster gateway closed nothing (another live gateway may share its id). Now
     /// the gateways that outlive it, and its own restart, all look once membership declares the process dead, and

@@ -187,6 +187,71 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
     }
 
     [Fact]
+    public async Task AuditLog_MemberChains_CommitApart_TwoProcessesOfOneMemberExtendItsChain_AndAllVerifyTogether()
+    {
+        // A gateway (two processes of one member id) and a node, each member on its own chain of one database.
+        var connection = await OwnConnectionStringAsync("member_chains");
+        var gatewayA = SqlDatabase.PostgreSql(connection);
+        await gatewayA.MigrateAsync(AuditLog.Migrations);
+        var gatewayB = SqlDatabase.PostgreSql(connection);
+        var node = SqlDatabase.PostgreSql(connection);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        var entries = new List<AuditEntry>();
+        await using (var a = await AuditLog.OpenAsync(gatewayA, key, new AuditLogOptions { Chain = "gw-th", CheckpointInterval = 7 }))
+        await using (var b = await AuditLog.OpenAsync(gatewayB, key, new AuditLogOptions { Chain = "gw-th", CheckpointInterval = 7 }))
+        await using (var n = await AuditLog.OpenAsync(node, key, new AuditLogOptions { Chain = "node-th", SignsCheckpoints = false }))
+        {
+            AuditRecord Record(string member, int i) => new()
+            {
+                Kind = AuditKind.Inference, Actor = "k", Action = AuditActions.InferenceAllowed, Tenant = "pg-members", Gateway = member,
+                Jurisdiction = "TH", Decision = AuditDecision.Allowed, Details = new Dictionary<string, string> { ["request_id"] = $"{member}-{i}" },
+            };
+            for (var round = 0; round < 3; round++)
+            {
+                entries.AddRange(await Task.WhenAll(Enumerable.Range(0, 10).SelectMany(i => new[]
+                {
+                    a.AppendAsync(Record("gw-th", (round * 10) + i)), b.AppendAsync(Record("gw-th", 100 + (round * 10) + i)), n.AppendAsync(Record("node-th", (round * 10) + i)),
+                })));
+            }
+
+            // The gateway's chain lock held elsewhere (as by a commit in flight): the node's commit does not wait for it.
+            await using (var holder = new Npgsql.NpgsqlConnection(connection))
+            {
+                await holder.OpenAsync();
+                await using var hold = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_lock({AuditLog.MemberChainLockClass}, hashtext('gw-th'))", holder);
+                await hold.ExecuteNonQueryAsync();
+                var blocked = a.AppendAsync(Record("gw-th", 999));
+                var apart = await n.AppendAsync(Record("node-th", 999)).WaitAsync(TimeSpan.FromSeconds(60));
+                Assert.Equal(31, apart.Sequence);
+                Assert.False(blocked.IsCompleted, "the gateway's append committed while its chain's lock was held elsewhere");
+                await using var release = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_unlock({AuditLog.MemberChainLockClass}, hashtext('gw-th'))", holder);
+                await release.ExecuteNonQueryAsync();
+                entries.Add(await blocked);
+                entries.Add(apart);
+            }
+
+            Assert.Equal(1, await a.SignMemberChainsAsync());
+        }
+
+        foreach (var chain in new[] { "gw-th", "node-th" })
+        {
+            var scope = AuditChainScope.Member(chain);
+            var stored = await AuditStore.ReadEntriesAsync(gatewayA, scope, "seq >= 1 ORDER BY seq", scope.Bind, CancellationToken.None);
+            Assert.Equal(Enumerable.Range(1, stored.Count).Select(i => (long)i), stored.Select(e => e.Sequence));
+            foreach (var entry in entries.Where(e => e.Chain == chain))
+            {
+                var row = stored[(int)entry.Sequence - 1];
+                Assert.Equal((entry.Hash, entry.PreviousHash, entry.Details["request_id"]), (row.Hash, row.PreviousHash, row.Details["request_id"]));
+            }
+        }
+
+        var result = await AuditVerifier.VerifyAsync(gatewayA, key.PublicKeyPem);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        Assert.Equal(AuditVerdict.Trusted, result.Verdict);
+        Assert.Equal([("gw-th", 62L), ("node-th", 31L)], result.Chains.Select(c => (c.Chain, c.LastSequence)));
+    }
+
+    [Fact]
     public async Task AuditArchive_RemovesUnderASignedRecord_AndTheChainStillVerifiesAndGrows()
     {
         // A database of its own: archiving moves where the chain starts.

@@ -214,6 +214,53 @@ public sealed class AuditMemberChainTests
         Assert.Contains(result.Problems, p => p is { Kind: AuditProblemKind.WitnessMismatch, Chain: Gateway });
     }
 
+    [Fact]
+    public async Task AReader_PagesEveryChainInTimeOrder_FromTheCursorOfTheLastPage()
+    {
+        await using var context = AuditTestContext.Create();
+        await using (var single = await context.OpenLogAsync())
+        {
+            await context.AppendManyAsync(single, 2, "acme");
+        }
+
+        await SeedAsync(context); // five entries each on the gateway's and the node's chains, a millisecond apart
+        await using var log = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway });
+        var all = await log.ReadAsync(new AuditQuery());
+
+        // The shared chain's two first, then the members' by time, the gateway's before the node's at one time.
+        Assert.Equal(
+            [(null, 1L), (null, 2L), (Gateway, 1L), (Node, 1L), (Gateway, 2L), (Node, 2L)],
+            all.Take(6).Select(e => (e.Chain, e.Sequence)));
+        Assert.Equal(13, all.Count); // and the gateway's announcement of the node's chain
+        Assert.Equal(all.Select(e => e.Timestamp).Order(), all.Select(e => e.Timestamp));
+
+        foreach (var newestFirst in new[] { false, true })
+        {
+            var paged = new List<AuditEntry>();
+            AuditEntry? last = null;
+            do
+            {
+                var page = await log.ReadAsync(new AuditQuery
+                {
+                    Limit = 3,
+                    NewestFirst = newestFirst,
+                    After = newestFirst ? null : last?.Sequence,
+                    Before = newestFirst ? last?.Sequence : null,
+                    CursorChain = last?.Chain,
+                });
+                paged.AddRange(page);
+                last = page.Count == 3 ? page[^1] : null;
+            }
+            while (last is not null);
+
+            Assert.Equal(newestFirst ? all.Reverse().Select(e => e.Hash) : all.Select(e => e.Hash), paged.Select(e => e.Hash));
+        }
+
+        var acme = await log.ReadAsync(new AuditQuery { Tenant = "cluster-relay" });
+        Assert.Equal(5, acme.Count);
+        Assert.All(acme, e => Assert.Equal(Node, e.Chain));
+    }
+
     /// <summary>A gateway and a node, five entries each, the node's chain signed by the gateway, both closed.</summary>
     private static async Task SeedAsync(AuditTestContext context)
     {
