@@ -617,6 +617,47 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             {
                 Assert.Contains("node-mc", reported);
             }
+
+            // Fail closed with the relay sent while the decision commits: the gateway's decision entries cannot commit
+            // (as a failing disk would refuse them; the node's still do). No content reaches the client, not even a
+            // stream's headers: a 503 naming the rule, recorded as refused at no cost.
+            await using (var database = new Npgsql.NpgsqlConnection(cluster.DatabaseConnectionString))
+            {
+                await database.OpenAsync();
+                await using var down = new Npgsql.NpgsqlCommand(
+                    "CREATE FUNCTION gateway_mc_down() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk I/O error'; END $$ LANGUAGE plpgsql; " +
+                    "CREATE TRIGGER gateway_mc_down BEFORE INSERT ON audit_chain_entries FOR EACH ROW " +
+                    "WHEN (NEW.chain = 'gateway-mc' AND NEW.action = 'inference.allowed') EXECUTE FUNCTION gateway_mc_down()", database);
+                await down.ExecuteNonQueryAsync();
+            }
+
+            using (var client = gateway.Client(key))
+            {
+                foreach (var stream in new[] { false, true })
+                {
+                    var body = stream ? Body.Replace("\"max_tokens\":4", "\"max_tokens\":4,\"stream\":true", StringComparison.Ordinal) : Body;
+                    using var refused = await client.PostAsync("/v1/chat/completions", Json(body));
+                    var text = await refused.Content.ReadAsStringAsync();
+                    Assert.True(refused.StatusCode == HttpStatusCode.ServiceUnavailable, text);
+                    Assert.Equal("application/json", refused.Content.Headers.ContentType?.MediaType);
+                    Assert.Equal("audit_unavailable", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString());
+                    var record = await ClusterFixture.Expect(admin.GetAsync($"/admin/v1/usage/{refused.Headers.GetValues("x-sovereign-audit-id").Single()}"), 200);
+                    Assert.Equal(("refused", "audit_unavailable", 0), (record.GetProperty("outcome").GetString(), record.GetProperty("refusal_code").GetString(), record.GetProperty("completion_tokens").GetInt32()));
+                    Assert.Equal(0m, record.GetProperty("cost").GetDecimal());
+                }
+            }
+
+            await using (var database = new Npgsql.NpgsqlConnection(cluster.DatabaseConnectionString))
+            {
+                await database.OpenAsync();
+                await using var up = new Npgsql.NpgsqlCommand("DROP TRIGGER gateway_mc_down ON audit_chain_entries; DROP FUNCTION gateway_mc_down()", database);
+                await up.ExecuteNonQueryAsync();
+            }
+
+            using (var client = gateway.Client(key))
+            {
+                await ClusterFixture.Expect(client.PostAsync("/v1/chat/completions", Json(Body)), 200);
+            }
         }
         finally
         {
