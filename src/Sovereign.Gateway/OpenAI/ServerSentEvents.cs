@@ -18,18 +18,11 @@ internal static class ServerSentEvents
         response.Headers["X-Accel-Buffering"] = "no";
     }
 
-    /// <summary>Buffers kept per thread up to this size; a larger event's are let go.</summary>
-    private const int KeptBufferBytes = 64 * 1024;
-
     /// <summary>
-    /// The thread's buffer and writer (default options, as a writer made per event had): a stream wrote every token's
-    /// event through a new buffer and a new writer. Used only while an event is serialized, never across an await.
+    /// Names the thread's buffer and writer for events (default options, as a writer made per event had): a stream
+    /// wrote every token's event through a new buffer and a new writer (<see cref="ThreadJsonWriter{TOwner}"/>).
     /// </summary>
-    [ThreadStatic]
-    private static ArrayBufferWriter<byte>? t_buffer;
-
-    [ThreadStatic]
-    private static Utf8JsonWriter? t_writer;
+    private abstract class WriterSlot;
 
     public static Task WriteAsync<T>(HttpResponse response, T payload, CancellationToken cancellationToken) =>
         SendAsync(response, Serialize(null, payload, typeof(T)), cancellationToken);
@@ -55,8 +48,7 @@ internal static class ServerSentEvents
     /// <summary>The event's bytes, in a buffer rented from the shared pool that the caller returns.</summary>
     private static (byte[] Rented, int Length) Serialize(string? name, object? payload, Type type)
     {
-        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(1024);
-        var writer = t_writer ??= new Utf8JsonWriter(buffer);
+        var (buffer, writer) = ThreadJsonWriter<WriterSlot>.Take(default);
         try
         {
             if (name is not null)
@@ -77,16 +69,7 @@ internal static class ServerSentEvents
         }
         finally
         {
-            if (buffer.Capacity > KeptBufferBytes)
-            {
-                t_buffer = null;
-                t_writer = null;
-            }
-            else
-            {
-                buffer.ResetWrittenCount();
-                writer.Reset(buffer);
-            }
+            ThreadJsonWriter<WriterSlot>.Return(buffer, writer);
         }
     }
 

@@ -17,9 +17,6 @@ internal static class JsonAnswerRewrite
     /// <summary>More fields than this in one object: left to the node path (its duplicate check is a dictionary).</summary>
     private const int MaxFields = 32;
 
-    /// <summary>Buffers kept per thread up to this size; a larger answer's are let go.</summary>
-    private const int KeptBufferBytes = 64 * 1024;
-
     private static readonly JsonWriterOptions WriterOptions = new()
     {
         Encoder = OpenAIJson.Options.Encoder,
@@ -27,11 +24,8 @@ internal static class JsonAnswerRewrite
         Indented = false,
     };
 
-    [ThreadStatic]
-    private static ArrayBufferWriter<byte>? t_buffer;
-
-    [ThreadStatic]
-    private static Utf8JsonWriter? t_writer;
+    /// <summary>Names this class's own thread-static buffer and writer (<see cref="ThreadJsonWriter{TOwner}"/>).</summary>
+    private abstract class WriterSlot;
 
     /// <summary>
     /// Rewrites <paramref name="answer"/> for the client, with <paramref name="clientModel"/> as its model, and reads its
@@ -41,8 +35,7 @@ internal static class JsonAnswerRewrite
     {
         relayed = [];
         usage = default;
-        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(1024);
-        var writer = t_writer ??= new Utf8JsonWriter(buffer, WriterOptions);
+        var (buffer, writer) = ThreadJsonWriter<WriterSlot>.Take(WriterOptions);
         try
         {
             if (!TryCopyAnswer(answer, clientModel, writer, out usage))
@@ -61,16 +54,7 @@ internal static class JsonAnswerRewrite
         }
         finally
         {
-            if (buffer.Capacity > KeptBufferBytes)
-            {
-                t_buffer = null;
-                t_writer = null;
-            }
-            else
-            {
-                buffer.ResetWrittenCount();
-                writer.Reset(buffer);
-            }
+            ThreadJsonWriter<WriterSlot>.Return(buffer, writer);
         }
     }
 

@@ -1,6 +1,6 @@
-using System.Buffers;
 using System.Text.Json;
 using Sovereign.Cluster.Grains;
+using Sovereign.Gateway.OpenAI;
 
 namespace Sovereign.Gateway.Routing;
 
@@ -17,17 +17,11 @@ internal sealed class RelayRequestBody
 {
     private const int MaxFields = 64;
 
-    /// <summary>Buffers kept per thread up to this size; a larger body's are let go.</summary>
-    private const int KeptBufferBytes = 64 * 1024;
-
     /// <summary>As <c>JsonSerializer.SerializeToUtf8Bytes</c> with default options writes (the default encoder, depth 64).</summary>
     private static readonly JsonWriterOptions WriterOptions = new() { MaxDepth = 64 };
 
-    [ThreadStatic]
-    private static ArrayBufferWriter<byte>? t_buffer;
-
-    [ThreadStatic]
-    private static Utf8JsonWriter? t_writer;
+    /// <summary>Names this class's own thread-static buffer and writer (<see cref="ThreadJsonWriter{TOwner}"/>).</summary>
+    private abstract class WriterSlot;
 
     private readonly ReadOnlyMemory<byte> _raw;
     private string? _maxTokensName;
@@ -159,8 +153,7 @@ internal sealed class RelayRequestBody
     /// <summary>The bytes to send: the client's fields with every edit, the engine's model, and the usage asked of a stream.</summary>
     public byte[] Write(string upstreamModel, bool usageOnEveryEvent)
     {
-        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(1024);
-        var writer = t_writer ??= new Utf8JsonWriter(buffer, WriterOptions);
+        var (buffer, writer) = ThreadJsonWriter<WriterSlot>.Take(WriterOptions);
         try
         {
             var reader = new Utf8JsonReader(_raw.Span);
@@ -255,16 +248,7 @@ internal sealed class RelayRequestBody
         }
         finally
         {
-            if (buffer.Capacity > KeptBufferBytes)
-            {
-                t_buffer = null;
-                t_writer = null;
-            }
-            else
-            {
-                buffer.ResetWrittenCount();
-                writer.Reset(buffer);
-            }
+            ThreadJsonWriter<WriterSlot>.Return(buffer, writer);
         }
     }
 

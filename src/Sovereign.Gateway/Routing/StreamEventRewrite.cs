@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text.Json;
+using Sovereign.Gateway.OpenAI;
 
 namespace Sovereign.Gateway.Routing;
 
@@ -18,17 +19,11 @@ internal static class StreamEventRewrite
     /// <summary>More fields than this in one object: left to the tree path (its duplicate check is a dictionary).</summary>
     private const int MaxFields = 32;
 
-    /// <summary>Buffers kept per thread up to this size; a larger event's are let go.</summary>
-    private const int KeptBufferBytes = 64 * 1024;
-
     /// <summary>As <c>ServerSentEvents.WriteAsync</c> makes its writer: the default options (encoder, depth).</summary>
     private static readonly JsonWriterOptions WriterOptions = default;
 
-    [ThreadStatic]
-    private static ArrayBufferWriter<byte>? t_buffer;
-
-    [ThreadStatic]
-    private static Utf8JsonWriter? t_writer;
+    /// <summary>Names this class's own thread-static buffer and writer (<see cref="ThreadJsonWriter{TOwner}"/>).</summary>
+    private abstract class WriterSlot;
 
     /// <summary>What one event is, once read.</summary>
     /// <param name="Written">The event for the client (<c>data: {json}\n\n</c>), in a buffer rented from the shared pool that the caller returns; null when the client is not sent it.</param>
@@ -45,8 +40,7 @@ internal static class StreamEventRewrite
     public static bool TryRewrite(ReadOnlySpan<byte> data, string clientModel, bool clientWantsUsage, out Event read)
     {
         read = default;
-        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(1024);
-        var writer = t_writer ??= new Utf8JsonWriter(buffer, WriterOptions);
+        var (buffer, writer) = ThreadJsonWriter<WriterSlot>.Take(WriterOptions);
         try
         {
             buffer.Write("data: "u8);
@@ -83,16 +77,7 @@ internal static class StreamEventRewrite
         }
         finally
         {
-            if (buffer.Capacity > KeptBufferBytes)
-            {
-                t_buffer = null;
-                t_writer = null;
-            }
-            else
-            {
-                buffer.ResetWrittenCount();
-                writer.Reset(buffer);
-            }
+            ThreadJsonWriter<WriterSlot>.Return(buffer, writer);
         }
     }
 
