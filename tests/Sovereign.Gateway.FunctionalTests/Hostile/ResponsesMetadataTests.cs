@@ -34,6 +34,26 @@ public sealed class ResponsesMetadataTests(ConsoleFixture fixture)
         Assert.Equal(code, error.GetProperty("code").GetString());
     }
 
+    /// <summary>Chat completions take the same <c>metadata</c> with the same bounds (OpenAI's, for stored completions).</summary>
+    [Theory]
+    [MemberData(nameof(Refused))]
+    public async Task MetadataBeyondOpenAIsBounds_OnChat_Is400(string metadata, string param, string code)
+    {
+        var body = new JsonObject
+        {
+            ["model"] = ConsoleFixture.Model,
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Once upon a time" }),
+            ["max_tokens"] = 4,
+            ["metadata"] = JsonNode.Parse(metadata),
+        };
+        using var response = await PostAsync("/v1/chat/completions", body);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == 400, text);
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal(param, error.GetProperty("param").GetString());
+        Assert.Equal(code, error.GetProperty("code").GetString());
+    }
+
     [Fact]
     public async Task MetadataAtOpenAIsBounds_IsEchoed()
     {
@@ -44,11 +64,13 @@ public sealed class ResponsesMetadataTests(ConsoleFixture fixture)
         Assert.Equal(16, JsonDocument.Parse(text).RootElement.GetProperty("metadata").EnumerateObject().Count());
     }
 
-    private async Task<HttpResponseMessage> PostAsync(string metadata)
+    private Task<HttpResponseMessage> PostAsync(string metadata) =>
+        PostAsync("/v1/responses", new JsonObject { ["model"] = ConsoleFixture.Model, ["input"] = "Once upon a time", ["max_output_tokens"] = 16, ["metadata"] = JsonNode.Parse(metadata) });
+
+    private async Task<HttpResponseMessage> PostAsync(string path, JsonObject body)
     {
-        var body = new JsonObject { ["model"] = ConsoleFixture.Model, ["input"] = "Once upon a time", ["max_output_tokens"] = 16, ["metadata"] = JsonNode.Parse(metadata) };
         using var client = new HttpClient { BaseAddress = fixture.Address };
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", fixture.HospitalKey);
-        return await client.PostAsync("/v1/responses", new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"));
+        return await client.PostAsync(path, new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"));
     }
 }
