@@ -356,6 +356,9 @@ public sealed class ClusterFixture : IAsyncLifetime
         // The start-up (first lines) and the latest lines: what a failure message or a log assertion needs.
         private readonly ConcurrentQueue<string> _start = new();
         private readonly ConcurrentQueue<string> _output = new();
+
+        // Every line, for log assertions (PrintedAsync): the latest 200 above can lose a line to a burst after it.
+        private readonly ConcurrentQueue<string> _printed = new();
         private int _stopped;
         private bool _saidReady;
 
@@ -387,6 +390,27 @@ public sealed class ClusterFixture : IAsyncLifetime
 
         /// <summary>The last lines it printed (for failure messages).</summary>
         public string Output => string.Join('\n', _start.Concat(_output));
+
+        /// <summary>
+        /// Whether it printed a line matching <paramref name="match"/>, waiting for one (bounded, for a broken build): its
+        /// console logger writes on a thread of its own and its output comes through a pipe, so a line logged before an
+        /// answer may be read after it.
+        /// </summary>
+        public async Task<bool> PrintedAsync(Func<string, bool> match)
+        {
+            using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            while (!_printed.Any(match))
+            {
+                if (bound.IsCancellationRequested)
+                {
+                    return false;
+                }
+
+                await Task.Delay(50, CancellationToken.None);
+            }
+
+            return true;
+        }
 
         /// <summary>A client of this member; over https it trusts the cluster CA only, and presents <paramref name="certificate"/> if given.</summary>
         public HttpClient Client(string? token, X509Certificate2? certificate = null)
@@ -450,6 +474,11 @@ public sealed class ClusterFixture : IAsyncLifetime
             if (line.Contains("sovereign serve: ready on", StringComparison.Ordinal))
             {
                 Volatile.Write(ref _saidReady, true);
+            }
+
+            if (_printed.Count < 100_000)
+            {
+                _printed.Enqueue(line);
             }
 
             if (_start.Count < 200)

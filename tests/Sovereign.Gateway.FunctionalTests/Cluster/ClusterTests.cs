@@ -1411,7 +1411,9 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             await ClusterFixture.WaitForMemberAsync(cluster.GatewayTh, "node/node-cut", "dead");
             var refused = await ClusterFixture.Expect(client.PostAsync("/v1/chat/completions", Json(body)), 503);
             Assert.Contains(refused.GetProperty("error").GetProperty("code").GetString(), new[] { "no_compliant_capacity", "node_unreachable" });
-            Assert.Contains(cluster.GatewayTh.Output.Split('\n'), line => line.Contains("Cut an open", StringComparison.Ordinal) && line.Contains("node/node-cut", StringComparison.Ordinal));
+            Assert.True(
+                await cluster.GatewayTh.PrintedAsync(line => line.Contains("Cut an open", StringComparison.Ordinal) && line.Contains("node/node-cut", StringComparison.Ordinal)),
+                cluster.GatewayTh.Output);
         }
         finally
         {
