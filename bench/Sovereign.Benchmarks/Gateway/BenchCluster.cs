@@ -97,6 +97,53 @@ internal sealed class BenchCluster : IAsyncDisposable
         return times;
     }
 
+    /// <summary>
+    /// Each member's voluntary context switches so far, per thread (from /proc; Linux only, else none): a thread that
+    /// blocks and is woken again, so about one per hand-off between threads. See <see cref="WakeUpsBetween"/>.
+    /// </summary>
+    public IReadOnlyList<(string Name, Dictionary<string, long> Threads)> MemberWakeUps()
+    {
+        var counts = new List<(string, Dictionary<string, long>)>();
+        foreach (var process in _processes)
+        {
+            if (!_names.TryGetValue(process, out var name) || !Directory.Exists($"/proc/{process.Id}/task"))
+            {
+                continue;
+            }
+
+            var threads = new Dictionary<string, long>();
+            foreach (var task in Directory.EnumerateDirectories($"/proc/{process.Id}/task"))
+            {
+                try
+                {
+                    foreach (var line in File.ReadLines(Path.Combine(task, "status")))
+                    {
+                        if (line.StartsWith("voluntary_ctxt_switches:", StringComparison.Ordinal))
+                        {
+                            threads[Path.GetFileName(task)] = long.Parse(line.AsSpan("voluntary_ctxt_switches:".Length).Trim(), CultureInfo.InvariantCulture);
+                        }
+                    }
+                }
+                catch (IOException)
+                {
+                    // The thread ended meanwhile.
+                }
+            }
+
+            counts.Add((name, threads));
+        }
+
+        return counts;
+    }
+
+    /// <summary>
+    /// A member's voluntary context switches between two <see cref="MemberWakeUps"/> samples: the threads alive at the
+    /// second, each from its count at the first (or from 0, started since). Threads that ended between are not
+    /// counted, so this is a lower bound.
+    /// </summary>
+    public static long WakeUpsBetween(Dictionary<string, long>? before, Dictionary<string, long> after) =>
+        after.Sum(thread => thread.Value - (before is not null && before.TryGetValue(thread.Key, out var earlier) ? earlier : 0));
+
     /// <summary>A certificate a gateway of this cluster presents (to reach a node directly, as a gateway would).</summary>
     public X509Certificate2 GatewayCertificate(string nodeId)
     {

@@ -83,6 +83,7 @@ internal static class ClusterStreamingBenchmark
         var directRuns = new List<RelayStreamingBenchmark.Timing>();
         var relayedRuns = new List<RelayStreamingBenchmark.Timing>();
         var cpuBefore = cluster.MemberCpuTimes();
+        var wakeUpsBefore = cluster.MemberWakeUps();
         for (var i = 0; i < requests; i++)
         {
             directRuns.Add(await RelayStreamingBenchmark.StreamAsync(direct, body));
@@ -95,12 +96,17 @@ internal static class ClusterStreamingBenchmark
         var cpu = cluster.MemberCpuTimes().Select(after => FormattableString.Invariant(
             $"{after.Name} {(after.Cpu - cpuBefore.FirstOrDefault(b => b.Name == after.Name).Cpu).TotalMilliseconds / requests:F2}"));
 
+        // Hand-offs between threads, which on a shared machine each wait for a core: the gateway's count per relayed request.
+        var wakeUps = cluster.MemberWakeUps().Select(after => FormattableString.Invariant(
+            $"{after.Name} {BenchCluster.WakeUpsBetween(wakeUpsBefore.FirstOrDefault(b => b.Name == after.Name).Threads, after.Threads) / (double)requests:F1}"));
+
         Console.WriteLine(FormattableString.Invariant(
             $"## Streaming through a --role gateway process to a --role node process over cluster TLS ({requests} requests per path, alternating; {maxTokens} tokens; chunks per stream: direct {directRuns.Average(t => t.Chunks):F1}, relayed {relayedRuns.Average(t => t.Chunks):F1})"));
         Console.WriteLine();
         RelayStreamingBenchmark.Table(directRuns, relayedRuns, "direct to node", "through gateway");
         Console.WriteLine();
         Console.WriteLine($"CPU per request pair (one direct, one relayed), ms: {string.Join(", ", cpu)}; load average at end {Report.LoadAverage()}");
+        Console.WriteLine($"Voluntary context switches per request pair (threads that blocked and were woken; those of threads that ended meanwhile not counted): {string.Join(", ", wakeUps)}");
         Console.WriteLine(FormattableString.Invariant(
             $"Flush of 8 KiB to the database's disk (fsync: about what each synchronous commit waits for), p50: {flushBefore:F2} ms before the measured requests, {cluster.DatabaseFlushMilliseconds():F2} ms after"));
         return 0;
