@@ -281,6 +281,8 @@ public sealed class LanguageDetectorTests
     // Võro one each): other engineers' sentences, the fair check; out of set 10 81 -> 100 (its writer wrote the rule).
     // Then Mirandese's initial lh, Romansh ch in a Catalan answer, Swiss German's initial chu/chö/chl, ы in a Ukrainian
     // and і/ї/є/ґ in a Russian answer (Rusyn): out of set 6 Romansh 5 -> 6 (135), out of set 10 Rusyn 3 -> 4 (101).
+    // Out of set 11 (session 42, round 24; the twenty languages still short on an earlier file, Sardinian and Scots among
+    // them, written afresh on held-out 24's topics): its first run, on the unchanged detector, 99 of 160 und.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -327,6 +329,11 @@ public sealed class LanguageDetectorTests
             ["an"] = 5, ["bjn"] = 6, ["cbk"] = 2, ["ext"] = 5, ["fur"] = 5, ["gsw"] = 4, ["lad"] = 5, ["li"] = 5, ["lij"] = 6, ["ltg"] = 8,
             ["mwl"] = 1, ["nap"] = 7, ["oc"] = 6, ["pcd"] = 7, ["rm"] = 3, ["rue"] = 4, ["scn"] = 7, ["su"] = 6, ["vro"] = 3, ["war"] = 6,
         },
+        ["out-of-set-11.txt"] = new(StringComparer.Ordinal)
+        {
+            ["an"] = 6, ["bjn"] = 4, ["cbk"] = 4, ["ext"] = 3, ["fur"] = 7, ["gsw"] = 5, ["lad"] = 6, ["li"] = 3, ["lij"] = 5, ["ltg"] = 4,
+            ["mwl"] = 2, ["nap"] = 6, ["oc"] = 7, ["rm"] = 6, ["rue"] = 4, ["sc"] = 6, ["sco"] = 3, ["sgs"] = 6, ["vro"] = 6, ["war"] = 6,
+        },
     };
 
     [Theory]
@@ -340,6 +347,7 @@ public sealed class LanguageDetectorTests
     [InlineData("out-of-set-8.txt")]
     [InlineData("out-of-set-9.txt")]
     [InlineData("out-of-set-10.txt")]
+    [InlineData("out-of-set-11.txt")]
     public void Detect_LanguagesOutsideTheSet_UndeterminedAtLeastAsOftenAsRecorded(string file)
     {
         var sets = TestData.HeldOut(file);

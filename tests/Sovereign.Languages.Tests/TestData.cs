@@ -134,8 +134,13 @@ internal static partial class TestData
     /// new development sentence of that round.</summary>
     public const string TwentyThirdHeldOut = "heldout-23.txt";
 
+    /// <summary>The twenty-fourth held-out evaluation set (held-out 23's distribution: every covered language, 8-24
+    /// sentences each, Macedonian, outside the set, 12; small complaints and requests at home, at work and in town),
+    /// written in session 42's round 24 before any change, evaluation or new development sentence of that round.</summary>
+    public const string TwentyFourthHeldOut = "heldout-24.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut, NineteenthHeldOut, TwentiethHeldOut, TwentyFirstHeldOut, TwentySecondHeldOut, TwentyThirdHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut, NineteenthHeldOut, TwentiethHeldOut, TwentyFirstHeldOut, TwentySecondHeldOut, TwentyThirdHeldOut, TwentyFourthHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
