@@ -107,6 +107,9 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // Slovenian twice, as Croatian once), Slovenian 6 of 8 (as Serbian, und) and Norwegian 8 of 10 (as Danish twice),
     // their floors; Bulgarian (und), Czech (as Slovak), French (as Portuguese) and Swedish (as Danish) 9 of 10 and Tetum
     // 7 of 8 (und), within the target; Malay and Indonesian 12 of 12, Macedonian 12 of 12 und.
+    // The round's Czech and Slovak subtitle rates (chosen on tuning material only) raised Czech on held-out 18 and 23 from
+    // 7 to 9 of 10 (off the list: within the target now), held-out 23 to 501 of 530 (its overall floor) and Slovak 9 -> 10
+    // on held-out 15; held-out 24 unchanged.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -126,12 +129,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.FifteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 9 },
         [TestData.SixteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8, ["id"] = 10 },
         [TestData.SeventeenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 9 },
-        [TestData.EighteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5, ["cs"] = 7, ["hr"] = 9, ["sr"] = 13 },
+        [TestData.EighteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5, ["hr"] = 9, ["sr"] = 13 },
         [TestData.NineteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 4, ["hr"] = 9 },
         [TestData.TwentiethHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8 },
         [TestData.TwentyFirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 8, ["sr"] = 13 },
         [TestData.TwentySecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 10 },
-        [TestData.TwentyThirdHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["cs"] = 7, ["hr"] = 11, ["id"] = 10, ["sr"] = 20 },
+        [TestData.TwentyThirdHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 11, ["id"] = 10, ["sr"] = 20 },
         [TestData.TwentyFourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 12, ["no"] = 8, ["sl"] = 6, ["sr"] = 18 },
     };
 
@@ -144,7 +147,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // (session 42, round 24): 502 of 530.
     private static readonly Dictionary<string, double> OverallShortfalls = new(StringComparer.Ordinal)
     {
-        [TestData.TwentyThirdHeldOut] = 499.0 / 530,
+        [TestData.TwentyThirdHeldOut] = 501.0 / 530,
         [TestData.TwentyFourthHeldOut] = 502.0 / 530,
     };
 
