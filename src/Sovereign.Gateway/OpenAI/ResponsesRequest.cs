@@ -582,7 +582,7 @@ internal static class ResponsesTranslation
         chatChoice = choice;
         try
         {
-            return ChatTools.Read(tools, choice, request.ParallelToolCalls);
+            return ChatTools.Read(tools, choice, request.ParallelToolCalls, strictByDefault: true);
         }
         catch (OpenAIException ex) when (ex.Param?.Contains(".function", StringComparison.Ordinal) == true || ex.Param?.StartsWith("tool_choice.allowed_tools", StringComparison.Ordinal) == true)
         {

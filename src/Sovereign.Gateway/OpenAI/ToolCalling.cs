@@ -63,7 +63,13 @@ internal sealed partial class ChatTools
     /// Validates the request's tool fields; null when it has no tools. Every mistake is a 400 naming the field, as
     /// OpenAI names it (<c>tools[0].function.name</c>).
     /// </summary>
-    public static ChatTools? Read(JsonElement? tools, JsonElement? toolChoice, bool? parallelToolCalls)
+    /// <param name="tools">The <c>tools</c> array in chat's nested form.</param>
+    /// <param name="toolChoice">The <c>tool_choice</c>.</param>
+    /// <param name="parallelToolCalls">The <c>parallel_tool_calls</c>.</param>
+    /// <param name="strictByDefault">
+    /// A function's <c>strict</c> where it leaves it out: false on chat completions, true on Responses (OpenAI's defaults).
+    /// </param>
+    public static ChatTools? Read(JsonElement? tools, JsonElement? toolChoice, bool? parallelToolCalls, bool strictByDefault = false)
     {
         var hasTools = tools is { ValueKind: not JsonValueKind.Null };
         if (!hasTools)
@@ -150,6 +156,17 @@ internal sealed partial class ChatTools
                 throw OpenAIException.BadRequest($"Invalid type for '{at}.function.description': expected a string.", $"{at}.function.description", "invalid_type");
             }
 
+            var strict = strictByDefault;
+            if (function.TryGetProperty("strict", out var strictElement) && strictElement.ValueKind != JsonValueKind.Null)
+            {
+                strict = strictElement.ValueKind switch
+                {
+                    JsonValueKind.True => true,
+                    JsonValueKind.False => false,
+                    _ => throw OpenAIException.BadRequest($"Invalid type for '{at}.function.strict': expected a boolean.", $"{at}.function.strict", "invalid_type"),
+                };
+            }
+
             JsonElement? parameters = null;
             if (function.TryGetProperty("parameters", out var schema) && schema.ValueKind != JsonValueKind.Null)
             {
@@ -168,7 +185,7 @@ internal sealed partial class ChatTools
             }
 
             definitions.Add(tool.Clone());
-            functions.Add(new ToolFunction(name, parameters));
+            functions.Add(new ToolFunction(name, parameters) { Strict = strict });
             i++;
         }
 
@@ -359,6 +376,33 @@ internal sealed partial class ChatTools
         catch (UnsupportedSchemaException)
         {
             return false;
+        }
+    }
+
+    /// <summary>
+    /// With <c>auto</c>: the grammar that holds a call the model makes by itself, from its opening marker on, to a
+    /// well-formed call of an offered function (arguments valid against the schema where the function is strict, any
+    /// JSON object otherwise), in the model's own call syntax; null otherwise. A strict schema the compiler cannot
+    /// honour is a 400 naming the function's parameters, as for a forced call: <c>strict</c> would not hold.
+    /// </summary>
+    public LazyGrammar? LazyGrammarFor(ToolCallFormat format)
+    {
+        if (Mode != ToolChoiceMode.Auto || Functions.Count == 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            return ToolCallSyntax.LazyCallGrammar(format, Functions, ParallelToolCalls);
+        }
+        catch (UnsupportedSchemaException ex)
+        {
+            var culprit = Functions.FirstOrDefault(f => f.Strict && !Compiles(format, f)) ?? Functions.First(f => f.Strict);
+            var index = Functions.ToList().FindIndex(f => f.Name == culprit.Name);
+            throw OpenAIException.BadRequest(
+                $"The parameters of function '{culprit.Name}' cannot be enforced with strict: true: {ex.Message} Set strict to false to have the arguments only be a JSON object.",
+                $"tools[{index}].function.parameters", "unsupported_schema_keyword");
         }
     }
 

@@ -162,6 +162,21 @@ internal sealed class KvSequence : IDisposable
         }
     }
 
+    /// <summary>The same row as <see cref="Logits"/>, writable (tests' <see cref="ContinuousBatcher.BeforeFreeSample"/>).</summary>
+    internal Span<float> WritableLogits
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_sampleIndex < 0)
+            {
+                throw new InvalidOperationException("This sequence has no logits: prompt and decode it first.");
+            }
+
+            return _decoder.Native.GetLogitsIth(_sampleIndex);
+        }
+    }
+
     /// <summary>A new sequence sharing this one's cells (llama.cpp's seq_cp copies cell references, not cells).</summary>
     public KvSequence Fork()
     {

@@ -404,7 +404,8 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
                 _prefixCache.Park();
             }
 
-            sequence.Pipeline = new RequestSamplingPipeline(sequence.Request.Sampling, _model.Resolved.ContextLength, sequence.Request.Grammar, sequence.Request.TopLogprobs);
+            sequence.Pipeline = new RequestSamplingPipeline(
+                sequence.Request.Sampling, _model.Resolved.ContextLength, sequence.Request.Grammar, sequence.Request.TopLogprobs, sequence.Request.LazyGrammar);
             if (sequence.Request.PromptLogprobs is not null)
             {
                 // The first token is conditioned on nothing: no log-probability, no alternatives (as OpenAI and vLLM give null).
@@ -678,6 +679,10 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
         {
             hold(sequence.Request).AsTask().GetAwaiter().GetResult();
         }
+        else if (!sequence.Pipeline.IsConstrained && BeforeFreeSample is { } nudge)
+        {
+            nudge(sequence.Request, sequence.Generated, sequence.Conversation!.WritableLogits);
+        }
 
         var token = sequence.Conversation!.Sample(sequence.Pipeline!);
         return Sampled(sequence, token, sequence.Pipeline!.Last);
@@ -793,6 +798,15 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     /// Waited for before each constrained token is sampled, on the thread that samples it (the constrained sampler's,
     /// or the loop's when <see cref="ConstrainedSamplingInline"/>); tests hold sampling with it.
     /// </summary>
+    /// <summary>
+    /// Called on the loop's thread before a token is sampled without a grammar, with the tokens the sequence generated
+    /// so far and the logits it is drawn from (writable); tests stand in for a model that opens a tool call by itself.
+    /// </summary>
+    internal BeforeFreeSampleHook? BeforeFreeSample { get; set; }
+
+    /// <summary>See <see cref="BeforeFreeSample"/>.</summary>
+    internal delegate void BeforeFreeSampleHook(GenerationRequest request, int generated, Span<float> logits);
+
     internal Func<GenerationRequest, ValueTask>? BeforeConstrainedSample
     {
         get => _constrained.BeforeSample;

@@ -45,6 +45,12 @@ public sealed record GenerationRequest
     public Grammar.GbnfGrammar? Grammar { get; init; }
 
     /// <summary>
+    /// Constrains the output from a trigger on (the tool calls a model makes by itself: free text until the call's
+    /// opening marker, then the call's grammar); null for none. Not combined with <see cref="Grammar"/>, which wins.
+    /// </summary>
+    public Grammar.LazyGrammar? LazyGrammar { get; init; }
+
+    /// <summary>
     /// Null: no log-probabilities. Otherwise each generated token's log-probability is reported, with this many of the
     /// most likely alternatives at its position (0 to <see cref="Sampling.Logprobs.MaxTop"/>).
     /// </summary>

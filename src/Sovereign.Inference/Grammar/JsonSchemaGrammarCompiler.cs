@@ -154,7 +154,15 @@ public sealed class JsonSchemaGrammarCompiler
     /// A grammar whose sentences are one of several framed values: <c>prefix value suffix</c>, the value valid against
     /// its schema (null: any JSON object). Tool calls use it: the model's call syntax around the function's arguments.
     /// </summary>
-    public static GbnfGrammar CompileFramed(IReadOnlyList<FramedSchema> alternatives, JsonGrammarLimits? limits = null)
+    public static GbnfGrammar CompileFramed(IReadOnlyList<FramedSchema> alternatives, JsonGrammarLimits? limits = null) =>
+        CompileFramed(alternatives, limits, shape: null);
+
+    /// <summary>
+    /// As <see cref="CompileFramed(IReadOnlyList{FramedSchema}, JsonGrammarLimits?)"/>, with the root built by
+    /// <paramref name="shape"/> from the name of the rule that matches one framed value (null: the root is that rule's
+    /// body), e.g. several values in a row.
+    /// </summary>
+    public static GbnfGrammar CompileFramed(IReadOnlyList<FramedSchema> alternatives, JsonGrammarLimits? limits, Func<string, string>? shape)
     {
         ArgumentNullException.ThrowIfNull(alternatives);
         if (alternatives.Count == 0)
@@ -185,7 +193,8 @@ public sealed class JsonSchemaGrammarCompiler
             options.Add(string.Join(' ', parts.Where(p => p.Length > 0)));
         }
 
-        compiler._rules["root"] = string.Join(" | ", options);
+        var alternation = string.Join(" | ", options);
+        compiler._rules["root"] = shape is null ? alternation : shape(compiler.Rule("framed", alternation));
         return new GbnfGrammar(compiler.Render());
     }
 

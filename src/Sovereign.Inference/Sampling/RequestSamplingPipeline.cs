@@ -21,6 +21,8 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     private readonly SamplingOptions _options;
     private readonly int _penaltyWindow;
     private readonly GbnfGrammar? _grammar;
+    private readonly LazyGrammar? _lazy;
+    private readonly TriggerWatch? _watch;
     private readonly int? _topLogprobs;
     private readonly uint _seed;
 
@@ -39,36 +41,57 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     private Utf8Partial _matcherPartial;
     private ulong[]? _allowed;
 
+    // A lazy grammar: whether its trigger has shown (the grammar then holds every token until its sentence is complete),
+    // the output from the trigger on that the grammar must take in before its first token, and whether the grammar's
+    // state must start over before that (a Hermes call closed and another opens).
+    private bool _triggered;
+    private byte[]? _opened;
+    private bool _restartGrammar;
+
     /// <param name="options">The request's sampling settings.</param>
     /// <param name="penaltyWindow">Tokens the presence/frequency penalties look back over.</param>
     /// <param name="grammar">Constrains every token to keep the output a prefix of the grammar's language; null for none.</param>
     /// <param name="topLogprobs">Null: no log-probabilities; otherwise how many alternatives to report per token.</param>
-    public RequestSamplingPipeline(SamplingOptions options, int penaltyWindow, GbnfGrammar? grammar = null, int? topLogprobs = null)
+    /// <param name="lazy">
+    /// A grammar that holds the output only from one of its triggers on (ignored when <paramref name="grammar"/> is
+    /// given): until then tokens are sampled exactly as without a grammar, on the caller's thread.
+    /// </param>
+    public RequestSamplingPipeline(SamplingOptions options, int penaltyWindow, GbnfGrammar? grammar = null, int? topLogprobs = null, LazyGrammar? lazy = null)
     {
         _options = options;
         _penaltyWindow = penaltyWindow;
-        _grammar = grammar;
+        _lazy = grammar is null ? lazy : null;
+        _grammar = grammar ?? _lazy?.Grammar;
+        _watch = _lazy is null ? null : new TriggerWatch(_lazy.Triggers, _lazy.AtStartOnly);
         _topLogprobs = topLogprobs;
         _seed = options.Seed is { } seed ? unchecked((uint)seed ^ (uint)(seed >> 32)) : (uint)Random.Shared.Next();
-        _plainGreedy = grammar is null && IsGreedyAlone(options);
+
+        // A lazy grammar's free stretches sample as a request without a grammar does (the same token for the same seed).
+        _plainGreedy = (grammar is null) && IsGreedyAlone(options);
     }
 
     /// <summary>The log-probabilities of the token the last <see cref="Sample"/> returned (when asked for).</summary>
     public (int Token, float Logprob, (int Token, float Logprob)[] Top)? Last { get; private set; }
 
-    /// <summary>Whether a grammar constrains this request's tokens (its sampling may then be slow: see <see cref="ConstrainedSampler"/>).</summary>
-    public bool IsConstrained => _grammar is not null;
+    /// <summary>
+    /// Whether a grammar constrains this request's next token (its sampling may then be slow: see
+    /// <see cref="ConstrainedSampler"/>). A lazy grammar constrains only from its trigger on, so this changes as the
+    /// output goes; it changes only in <see cref="Sample"/>/<see cref="SampleLogits"/>, by the thread that owns the pipeline.
+    /// </summary>
+    public bool IsConstrained => _grammar is not null && (_lazy is null || _triggered);
 
     /// <inheritdoc />
     public override LLamaToken Sample(SafeLLamaContextHandle ctx, int index)
     {
-        if (_grammar is not null)
+        ArgumentNullException.ThrowIfNull(ctx);
+        if (IsConstrained)
         {
             return SampleLogits(ctx.GetLogitsIth(index), ctx.ModelHandle);
         }
 
         var token = _plainGreedy ? (LLamaToken)GreedyArgMax.Select(ctx.GetLogitsIth(index)) : Chain(ctx.ModelHandle).Sample(ctx, index);
         RecordLogprobs(ctx.GetLogitsIth(index), token);
+        Watch(token, ctx.ModelHandle);
         return token;
     }
 
@@ -79,11 +102,52 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     public LLamaToken SampleLogits(ReadOnlySpan<float> logits, SafeLlamaModelHandle model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var token = _grammar is not null ? SampleConstrained(logits, model)
+        var constrained = IsConstrained;
+        var token = constrained ? SampleConstrained(logits, model)
             : _plainGreedy ? (LLamaToken)GreedyArgMax.Select(logits)
             : SampleUnmasked(logits, model);
         RecordLogprobs(logits, token);
+        if (!constrained)
+        {
+            Watch(token, model);
+        }
+
         return token;
+    }
+
+    /// <summary>
+    /// A free token of a lazy grammar: its bytes (as the output prints them) go to the trigger watch; a trigger that
+    /// shows makes the next token constrained. String matching only: the grammar itself is not touched here, so the
+    /// decode loop, which samples free tokens, does no grammar work.
+    /// </summary>
+    private void Watch(LLamaToken token, SafeLlamaModelHandle model)
+    {
+        if (_watch is null || token.IsEndOfGeneration(model.Vocab))
+        {
+            return;
+        }
+
+        Span<byte> buffer = stackalloc byte[256];
+        var length = (int)model.TokenToSpan(token, buffer);
+        if (length > buffer.Length)
+        {
+            var large = new byte[length];
+            model.TokenToSpan(token, large);
+            Opened(_watch.Add(large));
+        }
+        else
+        {
+            Opened(_watch.Add(buffer[..length]));
+        }
+    }
+
+    private void Opened(byte[]? opened)
+    {
+        if (opened is not null)
+        {
+            _triggered = true;
+            _opened = opened;
+        }
     }
 
     private void RecordLogprobs(ReadOnlySpan<float> logits, LLamaToken token)
@@ -204,6 +268,10 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
         _utf8 = default;
         _matcherState = _matcher?.Start;
         _matcherPartial = default;
+        _triggered = false;
+        _opened = null;
+        _restartGrammar = false;
+        _watch?.Restart();
     }
 
     /// <inheritdoc />
@@ -242,6 +310,118 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
             _vocabulary = VocabularyTrie.For(model);
             _matcher = GrammarMatcher.For(_grammar!);
             _matcherState = _matcher?.Start;
+        }
+
+        if (_opened is { } opened)
+        {
+            _opened = null;
+            if (!TakeOpening(opened))
+            {
+                // The text around the trigger is not how this grammar's sentences begin (a model that writes its own
+                // spacing after the marker within the marker's token): this part stays free, as before lazy grammars.
+                _triggered = false;
+                _restartGrammar = true;
+                _watch!.Restart();
+                var free = _plainGreedy ? (LLamaToken)GreedyArgMax.Select(logits) : SampleUnmasked(logits, model);
+                Watch(free, model);
+                return free;
+            }
+        }
+
+        var token = SampleAllowed(logits, model);
+        if (_lazy is { Rearm: true } && _matcherState is { } state && IsComplete(state))
+        {
+            // The sentence (a Hermes call) is closed: free again, watching for the next opening.
+            _triggered = false;
+            _restartGrammar = true;
+            _watch!.Restart();
+        }
+
+        return token;
+    }
+
+    /// <summary>Whether the grammar's sentence is complete and nothing may follow it but the end.</summary>
+    private static bool IsComplete(GrammarState state) => state.Stacks.Length > 0 && Array.TrueForAll(state.Stacks, s => s is null);
+
+    /// <summary>
+    /// Advances a lazy grammar past the output its trigger opened (from the trigger's first byte), as tokens of the
+    /// vocabulary whose bytes spell it (longest first), so that llama.cpp's grammar and the matcher take it exactly as
+    /// they take sampled tokens. False when the grammar does not accept it.
+    /// </summary>
+    private bool TakeOpening(byte[] opened)
+    {
+        if (_restartGrammar)
+        {
+            _restartGrammar = false;
+            _grammarChain!.Reset();
+            _utf8 = default;
+            _matcherState = _matcher?.Start;
+            _matcherPartial = default;
+        }
+
+        var vocabulary = _vocabulary!;
+        var at = 0;
+        while (at < opened.Length)
+        {
+            var (token, length) = LongestToken(vocabulary, opened.AsSpan(at));
+            if (length == 0 || !GrammarAllows(token))
+            {
+                // The grammar is left part-way: start it over before it is used again.
+                _restartGrammar = true;
+                return false;
+            }
+
+            AcceptGrammar(token);
+            at += length;
+        }
+
+        return true;
+    }
+
+    /// <summary>The eligible token whose bytes are the longest prefix of <paramref name="text"/> (length 0: none).</summary>
+    private static (LLamaToken Token, int Length) LongestToken(VocabularyTrie vocabulary, ReadOnlySpan<byte> text)
+    {
+        var node = vocabulary.Root;
+        (LLamaToken Token, int Length) best = (default, 0);
+        for (var i = 0; i < text.Length; i++)
+        {
+            var (first, count) = vocabulary.Children(node);
+            var next = -1;
+            for (var edge = first; edge < first + count; edge++)
+            {
+                if (vocabulary.ChildByte(edge) == text[i])
+                {
+                    next = vocabulary.ChildNode(edge);
+                    break;
+                }
+            }
+
+            if (next < 0)
+            {
+                break;
+            }
+
+            node = next;
+            var tokens = vocabulary.TokensAt(node);
+            if (!tokens.IsEmpty)
+            {
+                best = ((LLamaToken)tokens[0], i + 1);
+            }
+        }
+
+        return best;
+    }
+
+    /// <summary>The constrained draw: as if unconstrained first, then from the allowed tokens alone (see <see cref="SampleConstrained"/>).</summary>
+    private LLamaToken SampleAllowed(ReadOnlySpan<float> logits, SafeLlamaModelHandle model)
+    {
+        if (_restartGrammar)
+        {
+            _restartGrammar = false;
+            _grammarChain!.Reset();
+            _utf8 = default;
+            _matcherState = _matcher?.Start;
+            _matcherPartial = default;
         }
 
         var vocabulary = _vocabulary!;
@@ -287,7 +467,7 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
 
             using (LLamaTokenDataArrayNative.Create(LLamaTokenDataArray.Create(logits, memory), out var full))
             {
-                _grammarChain.Apply(ref full);
+                _grammarChain!.Apply(ref full);
                 var data = full.Data;
                 for (var i = 0; i < data.Length; i++)
                 {

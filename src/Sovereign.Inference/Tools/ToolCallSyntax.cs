@@ -18,7 +18,14 @@ public enum ToolCallFormat
 }
 
 /// <summary>A function the client offered: its name and the JSON Schema of its arguments (null: none given).</summary>
-public sealed record ToolFunction(string Name, JsonElement? Parameters);
+public sealed record ToolFunction(string Name, JsonElement? Parameters)
+{
+    /// <summary>
+    /// Whether the arguments of a call the model makes by itself must follow <see cref="Parameters"/> (OpenAI's
+    /// <c>strict</c>); otherwise any JSON object. A forced call follows the schema either way.
+    /// </summary>
+    public bool Strict { get; init; }
+}
 
 /// <summary>A tool call read from generated text: the function's name and its arguments as compact JSON text.</summary>
 public sealed record ParsedToolCall(string Name, string Arguments);
@@ -93,6 +100,49 @@ public static partial class ToolCallSyntax
             };
         }).ToList();
         return JsonSchemaGrammarCompiler.CompileFramed(frames, limits);
+    }
+
+    /// <summary>Most calls one answer may hold under a lazy grammar of a format that writes them in a row (Mistral's array).</summary>
+    public const int MaxParallelCalls = 16;
+
+    /// <summary>
+    /// The grammar of the calls a model makes by itself (<c>tool_choice: auto</c>), applied from the call's opening
+    /// marker on (<see cref="LazyGrammar"/>): a well-formed call of one of <paramref name="functions"/>, its arguments
+    /// valid against the function's schema where the function is <see cref="ToolFunction.Strict"/>, else any JSON
+    /// object. Hermes: one <c>&lt;tool_call&gt;</c> block, after which the text is free again when
+    /// <paramref name="parallel"/> (the next block is held the same way) and ends otherwise. Llama 3: one call object
+    /// (Llama 3's format has no parallel calls), with or without <c>&lt;|python_tag|&gt;</c>, as the whole answer. Mistral:
+    /// the call array as the whole answer, with or without its <c>[TOOL_CALLS]</c> marker (a control token that may
+    /// print nothing), several calls when <paramref name="parallel"/>. Throws <see cref="UnsupportedSchemaException"/>
+    /// for a strict function's schema the compiler cannot honour.
+    /// </summary>
+    public static LazyGrammar LazyCallGrammar(ToolCallFormat format, IReadOnlyList<ToolFunction> functions, bool parallel, JsonGrammarLimits? limits = null)
+    {
+        ArgumentNullException.ThrowIfNull(functions);
+        var frames = new List<FramedSchema>(functions.Count);
+        foreach (var f in functions)
+        {
+            var name = JsonSerializer.Serialize(f.Name);
+            var schema = f.Strict ? f.Parameters : null;
+            frames.Add(format switch
+            {
+                ToolCallFormat.Llama3Json => new FramedSchema("{\"name\": " + name + ", \"parameters\": ", schema, "}"),
+                ToolCallFormat.Mistral => new FramedSchema("{\"name\": " + name + ", \"arguments\": ", schema, "}"),
+                _ => new FramedSchema(HermesOpen + "\n{\"name\": " + name + ", \"arguments\": ", schema, "}\n" + HermesClose),
+            });
+        }
+
+        return format switch
+        {
+            ToolCallFormat.Llama3Json => new LazyGrammar(
+                JsonSchemaGrammarCompiler.CompileFramed(frames, limits, call => "( " + JsonSchemaGrammarCompiler.Literal(PythonTag) + " )? " + call),
+                OpeningMarkers(format), AtStartOnly: true, Rearm: false),
+            ToolCallFormat.Mistral => new LazyGrammar(
+                JsonSchemaGrammarCompiler.CompileFramed(frames, limits, call => "( " + JsonSchemaGrammarCompiler.Literal(MistralMarker) + " )? \"[\" " + call
+                    + (parallel ? " ( \", \" " + call + " ){0," + (MaxParallelCalls - 1).ToString(System.Globalization.CultureInfo.InvariantCulture) + "}" : "") + " \"]\""),
+                OpeningMarkers(format), AtStartOnly: true, Rearm: false),
+            _ => new LazyGrammar(JsonSchemaGrammarCompiler.CompileFramed(frames, limits), OpeningMarkers(format), AtStartOnly: false, Rearm: parallel),
+        };
     }
 
     /// <summary>

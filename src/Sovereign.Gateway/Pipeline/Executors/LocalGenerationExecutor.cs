@@ -48,7 +48,11 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
 
         // tool_choice required or a named function: the model's own call syntax, arguments valid against the schema.
         var grammar = work.Tools?.GrammarFor(model.Info.ToolCallFormat) ?? work.Grammar;
-        if (grammar is not null && Sovereign.Inference.Grammar.GrammarMatcher.For(grammar) is null)
+
+        // auto: free text, and a call the model opens by itself held to the same syntax from its opening marker on
+        // (the arguments to the schema where the function is strict). Not beside response_format, which holds all of it.
+        var lazy = grammar is null ? work.Tools?.LazyGrammarFor(model.Info.ToolCallFormat) : null;
+        if ((grammar ?? lazy?.Grammar) is { } parsed && Sovereign.Inference.Grammar.GrammarMatcher.For(parsed) is null)
         {
             // Our parser follows llama.cpp's limits: a grammar it refuses, llama.cpp cannot parse either, and a grammar
             // sampler llama.cpp fails to build crashes the process at the first token. Parsed here, on the request's
@@ -71,7 +75,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
             output += (long)limits[i] * work.N;
         }
 
-        request.Plan = new Measured(prompts, limits, grammar, work.Echo ? EchoTexts(work.Prompt!.Value, prompts, model) : null);
+        request.Plan = new Measured(prompts, limits, grammar, lazy, work.Echo ? EchoTexts(work.Prompt!.Value, prompts, model) : null);
         return ValueTask.FromResult(new WorkDemand(prompts.Sum(p => (long)p.Length), output));
     }
 
@@ -105,6 +109,7 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
                     Weight = ticket.Weight,
                     Priority = ticket.Priority,
                     Grammar = measured.Grammar,
+                    LazyGrammar = measured.LazyGrammar,
                     TopLogprobs = work.TopLogprobs,
                     // A prompt is scored once, by its first choice; the endpoint gives its scores to the others (each
                     // scored it again, n log-softmax passes over the prompt on the decode thread, and skipped the prefix cache).
@@ -118,7 +123,8 @@ internal sealed class LocalGenerationExecutor(IOptions<SovereignOptions> options
         return ValueTask.FromResult<IExecution>(new LocalGeneration(run, measured.Prompts.Sum(p => p.Length), work.N) { EchoTexts = measured.EchoTexts });
     }
 
-    private sealed record Measured(IReadOnlyList<int[]> Prompts, int[] MaxTokens, Sovereign.Inference.Grammar.GbnfGrammar? Grammar, IReadOnlyList<string>? EchoTexts);
+    private sealed record Measured(
+        IReadOnlyList<int[]> Prompts, int[] MaxTokens, Sovereign.Inference.Grammar.GbnfGrammar? Grammar, Sovereign.Inference.Grammar.LazyGrammar? LazyGrammar, IReadOnlyList<string>? EchoTexts);
 
     /// <summary>Each prompt as <c>echo</c> returns it: a string as sent, token ids as the model decodes them (as vLLM does).</summary>
     private static string[] EchoTexts(JsonElement prompt, List<int[]> prompts, LlamaModel model) => prompt.ValueKind switch
