@@ -228,6 +228,19 @@ public sealed class LazyToolCallGrammarTests : IDisposable
         }
     }
 
+    [Fact]
+    public void A_grammar_is_kept_for_the_same_tools_and_built_anew_for_others()
+    {
+        var first = ToolCallSyntax.LazyCallGrammar(ToolCallFormat.Hermes, [Weather(strict: true)], parallel: true);
+        Assert.Same(first, ToolCallSyntax.LazyCallGrammar(ToolCallFormat.Hermes, [Weather(strict: true)], parallel: true));
+
+        var loose = ToolCallSyntax.LazyCallGrammar(ToolCallFormat.Hermes, [Weather(strict: false)], parallel: true);
+        Assert.NotEqual(first.Grammar.Text, loose.Grammar.Text);
+        Assert.DoesNotContain("celsius", loose.Grammar.Text, StringComparison.Ordinal);
+        Assert.False(ToolCallSyntax.LazyCallGrammar(ToolCallFormat.Hermes, [Weather(strict: true)], parallel: false).Rearm);
+        Assert.NotEqual(first.Grammar.Text, ToolCallSyntax.LazyCallGrammar(ToolCallFormat.Mistral, [Weather(strict: true)], parallel: true).Grammar.Text);
+    }
+
     [Theory]
     [InlineData("<tool_call>", false, "ab<tool_", "call>\n{", "<tool_call>\n{")]
     [InlineData("<tool_call>", false, "x", "<tool_call>", "<tool_call>")]
