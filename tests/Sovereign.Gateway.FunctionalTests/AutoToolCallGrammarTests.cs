@@ -42,14 +42,14 @@ public sealed class AutoToolCallGrammarTests(ServerFixture server)
     /// Opens a call after two free tokens of every request while <paramref name="run"/> runs (the collection runs its
     /// tests one at a time), and ends the turn at the next free token after it.
     /// </summary>
-    private async Task<T> WithModelOpeningACall<T>(Func<Task<T>> run)
+    private async Task<T> WithModelOpeningACall<T>(Func<Task<T>> run, bool endTurn = true)
     {
         var batcher = server.Batcher(ServerFixture.TinyRandom);
         var marker = batcher.Model.Tokenize("<tool_call>", addBos: false);
         var end = (int)batcher.Model.Weights.Vocab.EOS!.Value;
         batcher.BeforeFreeSample = (request, generated, logits) =>
         {
-            if (generated >= 2)
+            if (generated >= 2 && (endTurn || generated - 2 < marker.Length))
             {
                 logits[generated - 2 < marker.Length ? marker[generated - 2] : end] = 1e4f;
             }
@@ -136,6 +136,37 @@ public sealed class AutoToolCallGrammarTests(ServerFixture server)
         Assert.Equal(streamed, done.GetProperty("arguments").GetString());
         AssertValid(streamed);
         Assert.Equal("response.completed", events[^1].GetProperty("type").GetString());
+    }
+
+    /// <summary>
+    /// Cut by the token limit after a complete call (parallel calls: the text is free again after it, and here the
+    /// model writes on until max_tokens): the call, valid, with finish_reason length and the text after it as content.
+    /// The whole text, the call's markup included, came back as content.
+    /// </summary>
+    [Fact]
+    public async Task Chat_CutAfterACompleteCall_AnswersTheCallWithFinishReasonLength()
+    {
+        var (status, body, _) = await WithModelOpeningACall(() => server.PostJsonAsync("/v1/chat/completions", ChatBody(8, stream: false, parallel: true)), endTurn: false);
+
+        Assert.Equal(200, status);
+        var choice = body.GetProperty("choices")[0];
+        Assert.Equal("length", choice.GetProperty("finish_reason").GetString());
+        var message = choice.GetProperty("message");
+        var call = Assert.Single(message.GetProperty("tool_calls").EnumerateArray()).GetProperty("function");
+        AssertValid(call.GetProperty("arguments").GetString()!);
+        Assert.DoesNotContain("<tool_call>", message.GetProperty("content").GetString() ?? "", StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Responses_CutAfterACompleteCall_IsIncompleteWithTheCall()
+    {
+        var (status, body, _) = await WithModelOpeningACall(() => server.PostJsonAsync("/v1/responses", ResponsesBody(stream: false, parallel: true)), endTurn: false);
+
+        Assert.Equal(200, status);
+        Assert.Equal("incomplete", body.GetProperty("status").GetString());
+        var call = body.GetProperty("output").EnumerateArray().Single(i => i.GetProperty("type").GetString() == "function_call");
+        AssertValid(call.GetProperty("arguments").GetString()!);
+        Assert.DoesNotContain("<tool_call>", body.GetRawText(), StringComparison.Ordinal);
     }
 
     /// <summary>Text that opens no call is not constrained: the same words, for the same seed, as with tool_choice none.</summary>

@@ -424,16 +424,24 @@ internal sealed partial class ChatTools
     }
 
     /// <summary>
-    /// Text cut by the token limit inside a call (null when it is not: read it with <see cref="Read"/>): the content
-    /// before the call, and the calls this request accepts, the cut one last with its truncated arguments once its name
-    /// is complete. Never the syntax's markup as content: OpenAI and vLLM answer such a cut with the call as far as it
-    /// got and <c>finish_reason: "length"</c>.
+    /// Text cut by the token limit inside a call, or after complete calls (null when it holds none: read it with
+    /// <see cref="Read"/>): the content around the calls, and the calls this request accepts, a cut one last with its
+    /// truncated arguments once its name is complete. Never the syntax's markup as content: OpenAI and vLLM answer such
+    /// a cut with the call as far as it got and <c>finish_reason: "length"</c>. Hermes text may go on after a call (a
+    /// model under <c>auto</c> with parallel calls is free again after each); cut there, the markup was returned whole
+    /// as content.
     /// </summary>
     public (string Content, IReadOnlyList<ParsedToolCall> Calls)? ReadTruncated(ToolCallFormat format, string text)
     {
-        if (!ParsesCalls || ToolCallSyntax.ParseTruncated(format, text) is not { } cut)
+        if (!ParsesCalls)
         {
             return null;
+        }
+
+        if (ToolCallSyntax.ParseTruncated(format, text) is not { } cut)
+        {
+            var (content, complete) = Read(format, text);
+            return complete.Count > 0 ? (content, complete) : null;
         }
 
         var calls = cut.Calls.Where(c => Offers(c.Name)).ToList();
