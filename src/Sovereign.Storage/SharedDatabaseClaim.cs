@@ -175,6 +175,41 @@ public sealed class SharedDatabaseClaim : IAsyncDisposable
         return others;
     }
 
+    /// <summary>
+    /// Whether a server holds <paramref name="database"/> now: a claimant listed in <c>sovereign_servers</c> whose lock
+    /// some session still holds (a cluster with at least one gateway running, or a server alone). The audit verifier
+    /// asks it to tell an open decision of a running server from one a stopped server left. The probe holds a free
+    /// claimant's lock for an instant; a server starting then waits for it (its shared lock is a blocking one).
+    /// </summary>
+    public static async Task<bool> AnyHeldAsync(SqlDatabase database, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(database);
+        if (database.Provider != SqlProvider.PostgreSql)
+        {
+            throw new ArgumentException("Only a PostgreSQL database has claimants.", nameof(database));
+        }
+
+        await using var connection = await database.OpenAsync(cancellationToken);
+        using (var exists = connection.CreateCommand())
+        {
+            exists.CommandText = "SELECT to_regclass('sovereign_servers') IS NOT NULL";
+            if (await exists.ExecuteScalarAsync(cancellationToken) is not true)
+            {
+                return false; // no server ever claimed it
+            }
+        }
+
+        foreach (var (_, key, _, _) in await OthersAsync(connection, string.Empty, cancellationToken))
+        {
+            if (await IsHeldAsync(connection, key, cancellationToken))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>Whether some session holds <paramref name="key"/>: an exclusive try fails while any holder is left.</summary>
     private static async Task<bool> IsHeldAsync(DbConnection connection, long key, CancellationToken cancellationToken)
     {

@@ -79,6 +79,12 @@ internal static class AuditCommand
 
             // The chain vouches for each request's usage; the ledger that invoices and budgets read must agree with it.
             outcome = Gateway.Metering.LedgerReconciliation.With(outcome, await Gateway.Metering.LedgerReconciliation.CheckAsync(db, ct));
+
+            // Open requests: running (a server holds the database) or interrupted and not closed yet (none does).
+            if (outcome.Decisions is { Open: > 0 } open)
+            {
+                outcome = outcome with { Decisions = open with { ServerRunning = await ServerDatabaseLock.AnyServerHoldsAsync(db, ct) } };
+            }
             var exit = outcome.Verdict switch
             {
                 AuditVerdict.Trusted => Output.ExitCodes.Success,
@@ -108,6 +114,11 @@ internal static class AuditCommand
                 ? string.Create(CultureInfo.InvariantCulture, $"Last signed checkpoint: sequence {last.Sequence} at {Output.CliTime.FromUnixMilliseconds(last.Timestamp)} (key {last.KeyId}).")
                 : "No signed checkpoint matches the log.");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Covered through {outcome.CoveredThrough}; uncovered: {outcome.Uncovered}."));
+            foreach (var line in ChainLines(outcome))
+            {
+                Console.WriteLine(line);
+            }
+
             if (DecisionsLine(outcome.Decisions) is { } decisions)
             {
                 Console.WriteLine(decisions);
@@ -197,18 +208,28 @@ internal static class AuditCommand
                     Output.ExitCodes.Usage);
             }
 
-            // An export is one chain (the shared one): entries of the period in members' own chains would be left out, and
-            // the auditor handed a signed export that looks complete.
-            if (await AuditExport.CountMemberChainEntriesAsync(db, result.GetValue(tenant), start, end, ct) is > 0 and var inMembers)
-            {
-                throw new Output.CliException(
-                    $"{inMembers} entries of this period are in cluster members' own audit chains (Sovereign:Audit:MemberChains), which an export does not hold yet: nothing was written. 'sovereign audit verify' checks every chain; GET /admin/v1/audit reads them.");
-            }
-
             var file = result.GetValue(output);
             await using var stream = file is null ? Console.OpenStandardOutput() : File.Create(file.FullName);
             // Never sign an export over a chain that lost the head the server last signed (a rewritten tail).
             var witness = AuditWitness.Read(Path.Combine(directory, AuditWitness.FileName));
+            if (await AuditClusterExport.HasMemberChainsAsync(db, ct))
+            {
+                // Members' own chains (Sovereign:Audit:MemberChains): one file holds every chain, version 3.
+                var cluster = await AuditClusterExport.WriteAsync(db, key, result.GetValue(tenant), start, end, stream, witness, ct);
+                if (file is not null)
+                {
+                    Console.WriteLine($"Wrote {cluster.Entries} entries ({cluster.Redacted} of other tenants as hashes only) of {cluster.Chains.Count} chains to {file.FullName}.");
+                    foreach (var chain in cluster.Chains)
+                    {
+                        Console.WriteLine(chain.FirstSequence is { } first
+                            ? string.Create(CultureInfo.InvariantCulture, $"  {AuditChainScope.Of(chain.Chain).Label}: entries {first}..{chain.LastSequence}, {chain.Uncovered} not covered by a signed checkpoint when exported")
+                            : $"  {AuditChainScope.Of(chain.Chain).Label}: no entries in the period");
+                    }
+                }
+
+                return 0;
+            }
+
             var summary = await AuditExport.WriteAsync(db, key, result.GetValue(tenant), start, end, stream, witness, ct);
             if (file is not null)
             {
@@ -348,15 +369,51 @@ internal static class AuditCommand
                 Console.WriteLine($"  {problem}");
             }
 
+            foreach (var line in ChainLines(outcome))
+            {
+                Console.WriteLine(line);
+            }
+
             if (DecisionsLine(outcome.Decisions, export: true) is { } decisions)
             {
                 Console.WriteLine(decisions);
             }
 
-            Console.WriteLine(outcome.Valid ? "The export is intact and signed by the operator." : "The export does not verify.");
-            return outcome.Valid ? 0 : 3;
+            if (!outcome.Valid)
+            {
+                Console.WriteLine("The export does not verify.");
+                return Output.ExitCodes.IntegrityFailure;
+            }
+
+            // An export of several chains (version 3) also says what the log's own checkpoints covered when it was made.
+            if (outcome.Verdict == AuditVerdict.Uncovered)
+            {
+                Console.WriteLine(outcome.VerdictReason);
+                Console.WriteLine("The export is intact and signed by the operator, but entries in it were NOT covered by a signed checkpoint of the log when it was made.");
+                return Output.ExitCodes.Uncovered;
+            }
+
+            Console.WriteLine("The export is intact and signed by the operator.");
+            return 0;
         });
         return command;
+    }
+
+    /// <summary>One line per chain of a log or export with member chains (none for a single chain): its range, coverage and verdict.</summary>
+    internal static IEnumerable<string> ChainLines(AuditVerificationResult outcome)
+    {
+        if (outcome.Chains.Count == 0)
+        {
+            yield break;
+        }
+
+        yield return string.Create(CultureInfo.InvariantCulture,
+            $"  the shared chain: {outcome.EntriesChecked - outcome.Chains.Sum(c => c.EntriesChecked)} entries checked, last {outcome.LastSequence}, covered through {outcome.CoveredThrough}, uncovered {outcome.Uncovered}.");
+        foreach (var chain in outcome.Chains)
+        {
+            yield return string.Create(CultureInfo.InvariantCulture,
+                $"  chain {chain.Chain}: {chain.EntriesChecked} entries checked, last {chain.LastSequence}, covered through {chain.CoveredThrough}, uncovered {chain.Uncovered}; {chain.Verdict.ToString().ToLowerInvariant()}.");
+        }
     }
 
     /// <summary>
@@ -374,7 +431,12 @@ internal static class AuditCommand
         // is no request "still running", which is what an auditor was told of an archive's last requests.
         var open = export
             ? "open (no outcome in this file: written after the file's last entry, in the next archive or the log, or none yet when the file was made)"
-            : "open (no outcome yet: still running, or their process stopped and is not closed yet)";
+            : d.ServerRunning switch
+            {
+                true => "open, running (no outcome yet; a server holds this database now: in a cluster, also a stopped member's not closed yet, which the gateways close after Sovereign:Cluster:InterruptedGraceSeconds)",
+                false => "open, interrupted and not closed yet (no server holds this database: their process stopped before their outcome; the server's next start closes them)",
+                _ => "open (no outcome yet: still running, or their process stopped and is not closed yet)",
+            };
         var line = string.Create(CultureInfo.InvariantCulture,
             $"Allowed requests: {d.Allowed} (a relayed one counts at its gateway and at its node); completed: {d.Completed}; closed as interrupted (their process stopped first: tokens unknown, nothing billed): {d.Interrupted}; {open}: {d.Open}");
         return d.OpenSequences.Count == 0

@@ -672,7 +672,10 @@ public static class AdminApi
 
         // 200 whatever the verdict: the body is the report (valid, verdict, covered_through, uncovered, problems).
         var result = await AuditVerifier.VerifyAsync(database, [key.PublicKeyPem], options, null, context.RequestAborted);
-        return Json(Metering.LedgerReconciliation.With(result, await Metering.LedgerReconciliation.CheckAsync(database, context.RequestAborted)));
+        result = Metering.LedgerReconciliation.With(result, await Metering.LedgerReconciliation.CheckAsync(database, context.RequestAborted));
+
+        // This server holds the database as it answers: an open request is running (or a stopped member's, not closed yet).
+        return Json(result.Decisions is { Open: > 0 } open ? result with { Decisions = open with { ServerRunning = true } } : result);
     }
 
     private static async Task<IResult> Checkpoint(AuditLog audit, CancellationToken cancellationToken) =>

@@ -79,6 +79,33 @@ internal sealed class ServerDatabaseLock : IAsyncDisposable
 
     public ValueTask DisposeAsync() => _held?.DisposeAsync() ?? ValueTask.CompletedTask;
 
+    /// <summary>
+    /// Whether a server holds <paramref name="database"/> now (null when that cannot be told): on SQLite its server lock
+    /// (<see cref="LockName"/>) is taken; on PostgreSQL a claimant's lock in <c>sovereign_servers</c> is held
+    /// (<see cref="SharedDatabaseClaim.AnyHeldAsync"/>). An open decision is then a request running (or, in a cluster,
+    /// one a stopped member left, which the gateways close); with none, every open decision was interrupted and is not
+    /// closed yet (a server's next start closes them). The SQLite probe takes the lock for an instant: a server
+    /// starting in that instant would stop as if another held the file, so callers ask only when decisions are open.
+    /// </summary>
+    public static async Task<bool?> AnyServerHoldsAsync(SqlDatabase database, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(database);
+        try
+        {
+            if (database.Provider == SqlProvider.PostgreSql)
+            {
+                return await SharedDatabaseClaim.AnyHeldAsync(database, cancellationToken);
+            }
+
+            await using var probe = await database.TryLockAsync(LockName, cancellationToken);
+            return probe is null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Data.Common.DbException)
+        {
+            return null; // a read-only copy, or no right to the lock: not known
+        }
+    }
+
     private static string Reason(Exception exception) => exception.Message.TrimEnd().TrimEnd('.');
 }
 

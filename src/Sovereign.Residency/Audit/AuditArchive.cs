@@ -32,7 +32,15 @@ public enum AuditArchiveFileStatus
 /// <param name="Removal">What left the database (null unless archived).</param>
 /// <param name="Sha256">The file's SHA-256, lowercase hex (null unless archived).</param>
 /// <param name="Problems">Why the file did not verify (empty otherwise).</param>
-public sealed record AuditArchiveFileOutcome(AuditArchiveFileStatus Status, string Path, AuditExportSummary? Summary, AuditArchiveResult? Removal, string? Sha256, IReadOnlyList<AuditProblem> Problems);
+public sealed record AuditArchiveFileOutcome(AuditArchiveFileStatus Status, string Path, AuditExportSummary? Summary, AuditArchiveResult? Removal, string? Sha256, IReadOnlyList<AuditProblem> Problems)
+{
+    /// <summary>
+    /// Where the log has member chains: what the file (an export of every chain, version 3) holds of each chain, and
+    /// what left each chain (<see cref="Summary"/> and <see cref="Removal"/> then count every chain's entries). Empty on a
+    /// log of one chain.
+    /// </summary>
+    public IReadOnlyList<(AuditExportChain Chain, AuditArchiveResult Removal)> Chains { get; init; } = [];
+}
 
 /// <summary>
 /// Retention for the audit log: the log only grows (an entry per request), so an operator moves old entries to an
@@ -91,6 +99,11 @@ public static class AuditArchive
             options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
         }
 
+        if (await AuditClusterExport.HasMemberChainsAsync(database, cancellationToken))
+        {
+            return await ArchiveChainsToFileAsync(database, signingKey, before, path, options, witness, timeProvider, cancellationToken);
+        }
+
         AuditExportSummary summary;
         var stream = new FileStream(path, options);
         try
@@ -136,8 +149,72 @@ public static class AuditArchive
         return new AuditArchiveFileOutcome(AuditArchiveFileStatus.Archived, path, summary, removal, digest, []);
     }
 
-    // Whether an entry older than the time is stored below the head (the newest entry always stays): without one, a
-    // run would only write a file of entries that all stay in the database.
+    /// <summary>
+    /// A log with member chains: one file holding every chain's entries older than <paramref name="before"/> (an export
+    /// of every chain, <see cref="AuditClusterExport"/>), written, flushed, read back and verified, then each chain's
+    /// entries removed under its own signed archive record, the shared chain's as before. The witness is checked by the
+    /// export, before anything is written, signed or removed.
+    /// </summary>
+    private static async Task<AuditArchiveFileOutcome> ArchiveChainsToFileAsync(SqlDatabase database, OperatorSigningKey signingKey, DateTimeOffset before, string path,
+        FileStreamOptions options, AuditWitnessHead? witness, TimeProvider? timeProvider, CancellationToken cancellationToken)
+    {
+        AuditClusterExportSummary summary;
+        var stream = new FileStream(path, options);
+        try
+        {
+            await using (stream)
+            {
+                summary = await AuditClusterExport.WriteAsync(database, signingKey, tenant: null, DateTimeOffset.UnixEpoch, before, stream, witness, cancellationToken);
+                stream.Flush(flushToDisk: true);
+            }
+        }
+        catch
+        {
+            File.Delete(path);
+            throw;
+        }
+
+        AuditVerificationResult check;
+        await using (var written = File.OpenRead(path))
+        {
+            check = await AuditExport.VerifyExportAsync(written, signingKey.PublicKeyPem, cancellationToken);
+        }
+
+        // An old unsigned tail is reported (uncovered), not refused: the archive record signs it from now on, as the
+        // single chain's closing checkpoint does.
+        if (!check.Valid)
+        {
+            return new AuditArchiveFileOutcome(AuditArchiveFileStatus.NotVerified, path, null, null, null, check.Problems);
+        }
+
+        var removals = new List<(AuditExportChain Chain, AuditArchiveResult Removal)>();
+        foreach (var chain in summary.Chains)
+        {
+            if (chain is { FirstSequence: { } first, LastSequence: { } last, LastHash: { } hash })
+            {
+                removals.Add((chain, await RemoveAsync(database, signingKey, AuditChainScope.Of(chain.Chain), last, hash, last - first + 1, timeProvider, cancellationToken)));
+            }
+        }
+
+        string digest;
+        await using (var written = File.OpenRead(path))
+        {
+            digest = Convert.ToHexStringLower(await System.Security.Cryptography.SHA256.HashDataAsync(written, cancellationToken));
+        }
+
+        var shared = summary.Chains[0];
+        var removed = removals.Sum(r => r.Removal.Removed);
+        return new AuditArchiveFileOutcome(AuditArchiveFileStatus.Archived, path,
+            new AuditExportSummary(shared.FirstSequence, shared.LastSequence, summary.Entries, 0, null),
+            new AuditArchiveResult(removals.FirstOrDefault(r => r.Chain.Chain is null).Removal?.Record, removals.Select(r => r.Removal.FirstRemoved).FirstOrDefault(f => f is not null), removed),
+            digest, [])
+        {
+            Chains = removals,
+        };
+    }
+
+    // Whether an entry older than the time is stored below its chain's head (the newest entry of each chain always
+    // stays): without one, a run would only write a file of entries that all stay in the database.
     private static async Task<bool> AnyRemovableAsync(SqlDatabase database, DateTimeOffset before, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
@@ -145,7 +222,22 @@ public static class AuditArchive
         // The oldest entry is the first to be older (times never decrease along the chain; no index on time).
         command.CommandText = "SELECT seq FROM audit_entries WHERE seq = (SELECT MIN(seq) FROM audit_entries) AND at_ms < @before AND seq < (SELECT MAX(seq) FROM audit_entries)";
         SqlDatabase.AddParameter(command, "@before", before.ToUnixTimeMilliseconds());
-        return await command.ExecuteScalarAsync(cancellationToken) is not null and not DBNull;
+        if (await command.ExecuteScalarAsync(cancellationToken) is not null and not DBNull)
+        {
+            return true;
+        }
+
+        if (!await AuditChainScope.TablesExistAsync(connection, null, cancellationToken))
+        {
+            return false;
+        }
+
+        using var members = connection.CreateCommand();
+        members.CommandText =
+            "SELECT e.chain FROM audit_chain_entries e JOIN (SELECT chain, MIN(seq) AS low, MAX(seq) AS high FROM audit_chain_entries GROUP BY chain) b " +
+            "ON e.chain = b.chain AND e.seq = b.low WHERE e.at_ms < @before AND b.low < b.high LIMIT 1";
+        SqlDatabase.AddParameter(members, "@before", before.ToUnixTimeMilliseconds());
+        return await members.ExecuteScalarAsync(cancellationToken) is not null and not DBNull;
     }
 
     /// <summary>Writes every entry older than <paramref name="before"/> to <paramref name="output"/>, as an export of all tenants.</summary>
@@ -159,10 +251,22 @@ public static class AuditArchive
     /// batches, oldest first: a log cut at any point in between still verifies.
     /// </summary>
     /// <exception cref="AuditIntegrityException">The entry is missing or has another hash, or the stored chain does not verify up to it.</exception>
-    public static async Task<AuditArchiveResult> RemoveAsync(SqlDatabase database, OperatorSigningKey signingKey, long throughSequence, string throughHash, long entries,
+    public static Task<AuditArchiveResult> RemoveAsync(SqlDatabase database, OperatorSigningKey signingKey, long throughSequence, string throughHash, long entries,
+        TimeProvider? timeProvider = null, CancellationToken cancellationToken = default) =>
+        RemoveAsync(database, signingKey, AuditChainScope.Shared, throughSequence, throughHash, entries, timeProvider, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="RemoveAsync(SqlDatabase, OperatorSigningKey, long, string, long, TimeProvider?, CancellationToken)"/>
+    /// for <paramref name="scope"/>'s chain. On a member chain the record goes to <c>audit_chain_archives</c>, and a
+    /// checkpoint is signed at the last entry removed when this key has none at or after it, so a gateway's signing of
+    /// the chain (<see cref="AuditLog.SignMemberChainsAsync"/>, which walks on from its key's newest checkpoint) goes on
+    /// from there.
+    /// </summary>
+    public static async Task<AuditArchiveResult> RemoveAsync(SqlDatabase database, OperatorSigningKey signingKey, AuditChainScope scope, long throughSequence, string throughHash, long entries,
         TimeProvider? timeProvider = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(database);
+        ArgumentNullException.ThrowIfNull(scope);
         ArgumentNullException.ThrowIfNull(signingKey);
         ArgumentOutOfRangeException.ThrowIfLessThan(throughSequence, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(entries);
@@ -177,23 +281,24 @@ public static class AuditArchive
         await using (var connection = await database.OpenAsync(cancellationToken))
         await using (var snapshot = await AuditStore.BeginSnapshotAsync(connection, cancellationToken))
         {
-            first = await AuditStore.ReadFirstSequenceAsync(connection, snapshot, cancellationToken) ?? throw new AuditIntegrityException("The audit log is empty: nothing to archive.");
-            last = (await AuditStore.ReadHeadAsync(connection, snapshot, cancellationToken))?.Sequence ?? throw new AuditIntegrityException("The audit_head row is missing; run 'sovereign audit verify'.");
-            var stored = await ReadHashAsync(connection, snapshot, throughSequence, cancellationToken);
+            first = await AuditStore.ReadFirstSequenceAsync(connection, snapshot, scope, cancellationToken) ?? throw new AuditIntegrityException($"{scope.Label} is empty: nothing to archive.");
+            last = (await AuditStore.ReadHeadAsync(connection, snapshot, scope, cancellationToken))?.Sequence ?? throw new AuditIntegrityException($"The head row of {scope.Label} is missing; run 'sovereign audit verify'.");
+            var stored = await ReadHashAsync(connection, snapshot, scope, throughSequence, cancellationToken);
             if (stored != throughHash)
             {
                 throw new AuditIntegrityException(stored is null
-                    ? $"Audit entry {throughSequence} is not in the database (it holds {first}..{last}); nothing was removed."
-                    : $"Audit entry {throughSequence} has hash {stored}, not {throughHash} as in the archive; nothing was removed.");
+                    ? $"Audit entry {throughSequence} of {scope.Label} is not in the database (it holds {first}..{last}); nothing was removed."
+                    : $"Audit entry {throughSequence} of {scope.Label} has hash {stored}, not {throughHash} as in the archive; nothing was removed.");
             }
 
             // Never vouch for a chain that does not verify: the record would make a damaged prefix disappear for good.
             using var keys = new TrustedKeys([signingKey.PublicKeyPem]);
-            var check = await AuditVerifier.VerifyAsync(connection, snapshot, keys, 1, throughSequence, cancellationToken);
+            var check = await AuditVerifier.VerifyAsync(connection, snapshot, keys, 1, throughSequence, cancellationToken, scope: scope);
             var damage = check.Problems.Where(p => p.Kind != AuditProblemKind.KeyMismatch).ToList();
             if (damage.Count > 0)
             {
-                throw new AuditIntegrityException($"The audit chain does not verify up to sequence {throughSequence} (first problem: {damage[0]}); nothing was removed. Run 'sovereign audit verify'.", damage);
+                throw new AuditIntegrityException($"{scope.Label} does not verify up to sequence {throughSequence} (first problem: {damage[0]}); nothing was removed. Run 'sovereign audit verify'.",
+                    damage.Select(p => p with { Chain = scope.Name }).ToList());
             }
         }
 
@@ -205,13 +310,21 @@ public static class AuditArchive
             return new AuditArchiveResult(null, null, 0);
         }
 
-        var throughHashKept = through == throughSequence ? throughHash : await ReadHashAtAsync(database, through, cancellationToken)
-            ?? throw new AuditIntegrityException($"Audit entry {through} is missing.");
+        var throughHashKept = through == throughSequence ? throughHash : await ReadHashAtAsync(database, scope, through, cancellationToken)
+            ?? throw new AuditIntegrityException($"Audit entry {through} of {scope.Label} is missing.");
         var record = AuditArchiveRecord.Sign(signingKey, through, throughHashKept, entries, time.GetUtcNow().ToUnixTimeMilliseconds());
         await using (var connection = await database.OpenAsync(cancellationToken))
         {
             using var turn = await database.EnterWriteAsync(cancellationToken);
-            await AuditStore.InsertArchiveAsync(connection, null, record, cancellationToken);
+            await AuditStore.InsertArchiveAsync(connection, null, scope, record, cancellationToken);
+            if (!scope.IsShared && (await AuditStore.ReadCheckpointsAsync(connection, null, scope, "WHERE key_id = @key AND seq >= @through", command =>
+                {
+                    SqlDatabase.AddParameter(command, "@key", signingKey.KeyId);
+                    SqlDatabase.AddParameter(command, "@through", through);
+                }, cancellationToken)).Count == 0)
+            {
+                await AuditStore.InsertCheckpointAsync(connection, null, scope, AuditCheckpoint.Sign(signingKey, through, throughHashKept, record.Timestamp), cancellationToken);
+            }
         }
 
         long removed = 0;
@@ -221,12 +334,12 @@ public static class AuditArchive
             await using var connection = await database.OpenAsync(cancellationToken);
             using var turn = await database.EnterWriteAsync(cancellationToken);
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-            removed += await ExecuteAsync(connection, transaction, "DELETE FROM audit_entries WHERE seq >= @low AND seq <= @high", low, high, cancellationToken);
+            removed += await ExecuteAsync(connection, transaction, scope, $"DELETE FROM {scope.EntriesAnd} seq >= @low AND seq <= @high", low, high, cancellationToken);
             if (high == through)
             {
                 // Checkpoints and older archive records before the new record vouch for entries no longer stored.
-                await ExecuteAsync(connection, transaction, "DELETE FROM audit_checkpoints WHERE seq < @low", through, through, cancellationToken);
-                await ExecuteAsync(connection, transaction, "DELETE FROM audit_archives WHERE seq < @low", through, through, cancellationToken);
+                await ExecuteAsync(connection, transaction, scope, $"DELETE FROM {scope.CheckpointsAnd} seq < @low", through, through, cancellationToken);
+                await ExecuteAsync(connection, transaction, scope, $"DELETE FROM {scope.ArchivesAnd} seq < @low", through, through, cancellationToken);
             }
 
             await transaction.CommitAsync(cancellationToken);
@@ -235,11 +348,12 @@ public static class AuditArchive
         return new AuditArchiveResult(record, first, removed);
     }
 
-    private static async Task<int> ExecuteAsync(DbConnection connection, DbTransaction transaction, string sql, long low, long high, CancellationToken cancellationToken)
+    private static async Task<int> ExecuteAsync(DbConnection connection, DbTransaction transaction, AuditChainScope scope, string sql, long low, long high, CancellationToken cancellationToken)
     {
         using var command = connection.CreateCommand();
         command.Transaction = transaction;
         command.CommandText = sql;
+        scope.Bind(command);
         SqlDatabase.AddParameter(command, "@low", low);
         if (sql.Contains("@high", StringComparison.Ordinal))
         {
@@ -249,17 +363,18 @@ public static class AuditArchive
         return await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    private static async Task<string?> ReadHashAtAsync(SqlDatabase database, long sequence, CancellationToken cancellationToken)
+    private static async Task<string?> ReadHashAtAsync(SqlDatabase database, AuditChainScope scope, long sequence, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
-        return await ReadHashAsync(connection, null, sequence, cancellationToken);
+        return await ReadHashAsync(connection, null, scope, sequence, cancellationToken);
     }
 
-    private static async Task<string?> ReadHashAsync(DbConnection connection, DbTransaction? transaction, long sequence, CancellationToken cancellationToken)
+    private static async Task<string?> ReadHashAsync(DbConnection connection, DbTransaction? transaction, AuditChainScope scope, long sequence, CancellationToken cancellationToken)
     {
         using var command = connection.CreateCommand();
         command.Transaction = transaction;
-        command.CommandText = "SELECT hash FROM audit_entries WHERE seq = @seq";
+        command.CommandText = $"SELECT hash FROM {scope.EntriesAnd} seq = @seq";
+        scope.Bind(command);
         SqlDatabase.AddParameter(command, "@seq", sequence);
         return await command.ExecuteScalarAsync(cancellationToken) as string;
     }

@@ -40,6 +40,7 @@ public static class AuditCanonical
     internal const string CheckpointDomain = "sovereign-audit-checkpoint-v1";
     internal const string ExportHeaderDomain = "sovereign-audit-export-v1";
     internal const string ExportHeaderDomainV2 = "sovereign-audit-export-v2";
+    internal const string ExportHeaderDomainV3 = "sovereign-audit-export-v3";
     internal const string ArchiveDomain = "sovereign-audit-archive-v1";
     internal const string ChainDomain = "sovereign-audit-chain-v1";
 
@@ -149,6 +150,42 @@ public static class AuditCanonical
         if (entriesDigest is not null)
         {
             WriteHash(writer, entriesDigest);
+        }
+
+        return writer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>
+    /// The v3 (several chains) export header's signed bytes: <c>Str("sovereign-audit-export-v3") Str(keyId)
+    /// Opt(Str tenant) I64(from) I64(to) I64(createdAt) U32(count)</c>, then per chain in file order <c>Opt(Str chain)
+    /// Opt(I64 firstSequence) Opt(I64 lastSequence) Opt(H lastHash) H(entriesDigest) I64(coveredThrough)
+    /// Opt(I64 uncoveredSince)</c>. Signing every chain's name with its last hash binds each section to its chain, and
+    /// the list to "every chain the log held".
+    /// </summary>
+    internal static byte[] ClusterExportHeaderPayload(string keyId, string? tenant, long fromMs, long toMs, long createdAt, IReadOnlyList<AuditExportChain> chains)
+    {
+        var writer = new ArrayBufferWriter<byte>(256);
+        WriteString(writer, ExportHeaderDomainV3);
+        WriteString(writer, keyId);
+        WriteOptionalString(writer, tenant);
+        WriteInt64(writer, fromMs);
+        WriteInt64(writer, toMs);
+        WriteInt64(writer, createdAt);
+        WriteUInt32(writer, checked((uint)chains.Count));
+        foreach (var chain in chains)
+        {
+            WriteOptionalString(writer, chain.Chain);
+            WriteOptionalInt64(writer, chain.FirstSequence);
+            WriteOptionalInt64(writer, chain.LastSequence);
+            WriteByte(writer, chain.LastHash is null ? (byte)0 : (byte)1);
+            if (chain.LastHash is not null)
+            {
+                WriteHash(writer, chain.LastHash);
+            }
+
+            WriteHash(writer, chain.EntriesDigest);
+            WriteInt64(writer, chain.CoveredThrough);
+            WriteOptionalInt64(writer, chain.UncoveredSince);
         }
 
         return writer.WrittenSpan.ToArray();

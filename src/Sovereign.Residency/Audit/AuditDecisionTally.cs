@@ -10,7 +10,16 @@ namespace Sovereign.Residency.Audit;
 /// <param name="Interrupted">Of those, closed as interrupted.</param>
 /// <param name="Open">Of those, with no outcome entry yet.</param>
 /// <param name="OpenSequences">The decision entries of the first <see cref="AuditDecisionTally.MaxListed"/> open requests, oldest first.</param>
-public sealed record AuditDecisionOutcomes(long Allowed, long Completed, long Interrupted, long Open, IReadOnlyList<long> OpenSequences);
+public sealed record AuditDecisionOutcomes(long Allowed, long Completed, long Interrupted, long Open, IReadOnlyList<long> OpenSequences)
+{
+    /// <summary>
+    /// Whether a server held the database when the log was verified, which tells what the open requests are: true, a
+    /// server runs (they are running, or, in a cluster, left by a stopped member that the gateways close); false, none
+    /// does (each was interrupted, its process stopped before its outcome, and is not closed yet: a server's next start
+    /// closes it); null when not asked (no request open, an export, or it could not be told).
+    /// </summary>
+    public bool? ServerRunning { get; init; }
+}
 
 /// <summary>
 /// Matches, while a verifier walks the log, each allowed decision with the outcome entry that follows it (same

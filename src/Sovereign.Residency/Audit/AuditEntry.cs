@@ -61,6 +61,18 @@ public static class AuditActions
     /// 1): from then on the verifier expects that chain, so one removed whole (entries, head and checkpoints) shows.
     /// </summary>
     public const string ChainOpened = "audit.chain_opened";
+
+    /// <summary>
+    /// A signer signed other members' chains: <c>details</c> hold, for every member chain this signer has signed so
+    /// far, <c>chain:NAME</c> = <c>SEQUENCE:HASH</c>, the newest head of it this signer signed. Committed to the signer's
+    /// own chain before the checkpoints, so each chain's head is also vouched for by another chain (covered by that
+    /// signer's own checkpoints and witness): a member's tail rewritten after a signed head, with the checkpoint there
+    /// deleted first, no longer matches (the verifier's <see cref="AuditProblemKind.WitnessMismatch"/>, naming the chain).
+    /// </summary>
+    public const string ChainsSigned = "audit.chains_signed";
+
+    /// <summary>The prefix of a <see cref="ChainsSigned"/> entry's detail keys; the chain's name follows.</summary>
+    public const string ChainsSignedPrefix = "chain:";
 }
 
 /// <summary>

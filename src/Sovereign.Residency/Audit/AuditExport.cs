@@ -58,32 +58,6 @@ public static class AuditExport
         WriteAsync(database, signingKey, tenant, from, to, output, null, cancellationToken);
 
     /// <summary>
-    /// How many entries of <paramref name="tenant"/> (every tenant when null) in [<paramref name="from"/>,
-    /// <paramref name="to"/>) are in member chains (<see cref="AuditChainScope"/>), which an export (one chain, the
-    /// shared one) leaves out; 0 on a database from before member chains.
-    /// </summary>
-    public static async Task<long> CountMemberChainEntriesAsync(SqlDatabase database, string? tenant, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(database);
-        await using var connection = await database.OpenAsync(cancellationToken);
-        if (!await AuditChainScope.TablesExistAsync(connection, null, cancellationToken))
-        {
-            return 0;
-        }
-
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT COUNT(*) FROM audit_chain_entries WHERE at_ms >= @from AND at_ms < @to" + (tenant is null ? "" : " AND tenant = @tenant");
-        SqlDatabase.AddParameter(command, "@from", from.ToUnixTimeMilliseconds());
-        SqlDatabase.AddParameter(command, "@to", to.ToUnixTimeMilliseconds());
-        if (tenant is not null)
-        {
-            SqlDatabase.AddParameter(command, "@tenant", tenant);
-        }
-
-        return AuditStore.ToInt64(await command.ExecuteScalarAsync(cancellationToken) ?? 0L);
-    }
-
-    /// <summary>
     /// As <see cref="WriteAsync(SqlDatabase, OperatorSigningKey, string?, DateTimeOffset, DateTimeOffset, Stream, CancellationToken)"/>,
     /// and refuses (<see cref="AuditIntegrityException"/>) when the log no longer holds <paramref name="witness"/>, the
     /// last head the server signed (<see cref="AuditWitness"/>): a fresh signature must not vouch for a rewritten tail.
@@ -240,7 +214,23 @@ public static class AuditExport
     {
         var problems = new ProblemSink();
         using var reader = new StreamReader(input, StrictUtf8, detectEncodingFromByteOrderMarks: false, leaveOpen: true);
-        var header = await ReadHeaderAsync(reader, publicKeyPem, expectedKeyId, problems, cancellationToken);
+        string? headerText;
+        try
+        {
+            headerText = await reader.ReadLineAsync(cancellationToken);
+        }
+        catch (DecoderFallbackException)
+        {
+            headerText = null;
+        }
+
+        // A log with member chains exports every chain in one file (version 3).
+        if (headerText is not null && IsVersion(headerText, AuditClusterExport.Version))
+        {
+            return await AuditClusterExport.VerifyAsync(headerText, reader, publicKeyPem, expectedKeyId, cancellationToken);
+        }
+
+        var header = ReadHeader(headerText, publicKeyPem, expectedKeyId, problems);
         if (header is null)
         {
             return problems.ToResult(new ChainWalker(problems, null, null));
@@ -287,7 +277,7 @@ public static class AuditExport
                 {
                     case "entry":
                         shown.Add(RequireInt64(root, "sequence"));
-                        VerifyEntryLine(root, header, walker, decisions, problems, line);
+                        VerifyEntryLine(root, header.Tenant, header.From, header.To, walker, decisions, problems, line);
                         break;
                     case "redacted":
                         var sequence = RequireInt64(root, "sequence");
@@ -356,7 +346,7 @@ public static class AuditExport
         return problems.ToResult(walker) with { CheckpointsVerified = verified, Decisions = decisions.ToOutcomes() };
     }
 
-    private static void VerifyEntryLine(JsonElement root, ExportHeader header, ChainWalker walker, AuditDecisionTally decisions, ProblemSink problems, long line)
+    internal static AuditEntry? VerifyEntryLine(JsonElement root, string? tenant, long from, long to, ChainWalker walker, AuditDecisionTally decisions, ProblemSink problems, long line)
     {
         var sequence = RequireInt64(root, "sequence");
         var previousHash = RequireString(root, "previousHash");
@@ -410,34 +400,41 @@ public static class AuditExport
         {
             problems.Add(new AuditProblem(sequence, AuditProblemKind.Malformed, $"The entry cannot be read: {ex.Message}.", line));
             walker.Add(sequence, previousHash, hash, null, line);
-            return;
+            return null;
         }
 
         walker.Add(sequence, previousHash, hash, AuditVerifier.Recompute(entry), line, entry.Timestamp);
         decisions.Add(entry);
-        if (header.Tenant is not null && entry.Tenant != header.Tenant)
+        if (tenant is not null && entry.Tenant != tenant)
         {
-            problems.Add(new AuditProblem(sequence, AuditProblemKind.OutOfScope, $"A full entry of tenant '{entry.Tenant}' in an export for '{header.Tenant}'.", line));
+            problems.Add(new AuditProblem(sequence, AuditProblemKind.OutOfScope, $"A full entry of tenant '{entry.Tenant}' in an export for '{tenant}'.", line));
         }
 
-        if (entry.Timestamp < header.From || entry.Timestamp >= header.To)
+        if (entry.Timestamp < from || entry.Timestamp >= to)
         {
-            problems.Add(new AuditProblem(sequence, AuditProblemKind.OutOfScope, $"Entry time {entry.Timestamp} is outside the exported range [{header.From}, {header.To}).", line));
+            problems.Add(new AuditProblem(sequence, AuditProblemKind.OutOfScope, $"Entry time {entry.Timestamp} is outside the exported range [{from}, {to}).", line));
+        }
+
+        return entry;
+    }
+
+    /// <summary>Whether a header line says <c>"version": <paramref name="version"/></c> (anything unreadable: no).</summary>
+    private static bool IsVersion(string text, int version)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(text);
+            return document.RootElement.ValueKind == JsonValueKind.Object && document.RootElement.TryGetProperty("version", out var value)
+                && value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var number) && number == version;
+        }
+        catch (JsonException)
+        {
+            return false;
         }
     }
 
-    private static async Task<ExportHeader?> ReadHeaderAsync(StreamReader reader, string? publicKeyPem, string? expectedKeyId, ProblemSink problems, CancellationToken cancellationToken)
+    private static ExportHeader? ReadHeader(string? text, string? publicKeyPem, string? expectedKeyId, ProblemSink problems)
     {
-        string? text;
-        try
-        {
-            text = await reader.ReadLineAsync(cancellationToken);
-        }
-        catch (DecoderFallbackException)
-        {
-            text = null;
-        }
-
         if (text is null)
         {
             problems.Add(new AuditProblem(null, AuditProblemKind.Malformed, "The export is empty or not UTF-8: no header.", 1));
@@ -482,32 +479,7 @@ public static class AuditExport
                 throw new FormatException("firstSequence/lastSequence are inconsistent");
             }
 
-            string trustedPem;
-            if (publicKeyPem is not null)
-            {
-                trustedPem = publicKeyPem;
-                if (OperatorSigningKey.ComputeKeyId(publicKeyPem) != keyId)
-                {
-                    problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The export is signed by key {keyId}, not the trusted key {OperatorSigningKey.ComputeKeyId(publicKeyPem)}.", 1));
-                }
-            }
-            else
-            {
-                trustedPem = headerPem;
-                var fingerprint = OperatorSigningKey.ComputeFingerprint(headerPem);
-                var matches = expectedKeyId!.Length == 64 ? fingerprint == expectedKeyId : expectedKeyId.Length == 16 && fingerprint[..16] == expectedKeyId;
-                if (!matches)
-                {
-                    problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The header's public key has id {fingerprint[..16]}, not the expected {expectedKeyId}.", 1));
-                }
-
-                if (fingerprint[..16] != keyId)
-                {
-                    problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The header's keyId {keyId} is not the id of its public key ({fingerprint[..16]}).", 1));
-                }
-            }
-
-            var keys = new TrustedKeys([trustedPem]);
+            var keys = TrustKey(keyId, headerPem, publicKeyPem, expectedKeyId, problems);
             var payload = AuditCanonical.ExportHeaderPayload(keyId, header.Tenant, header.From, header.To, header.FirstSequence, header.LastSequence, header.CreatedAt, entriesDigest);
             if (!keys.TryGet(keyId, out var key) || !OperatorSigningKey.Verify(key, payload, RequireString(root, "signature")))
             {
@@ -521,6 +493,40 @@ public static class AuditExport
             problems.Add(new AuditProblem(null, AuditProblemKind.Malformed, $"The header cannot be read: {ex.Message}", 1));
             return null;
         }
+    }
+
+    /// <summary>
+    /// The key an export's signatures are checked with: <paramref name="publicKeyPem"/> when the auditor gave it (the
+    /// header's key id must be its id), else the header's own key, trusted only if its id is <paramref name="expectedKeyId"/>.
+    /// </summary>
+    internal static TrustedKeys TrustKey(string keyId, string headerPem, string? publicKeyPem, string? expectedKeyId, ProblemSink problems)
+    {
+        string trustedPem;
+        if (publicKeyPem is not null)
+        {
+            trustedPem = publicKeyPem;
+            if (OperatorSigningKey.ComputeKeyId(publicKeyPem) != keyId)
+            {
+                problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The export is signed by key {keyId}, not the trusted key {OperatorSigningKey.ComputeKeyId(publicKeyPem)}.", 1));
+            }
+        }
+        else
+        {
+            trustedPem = headerPem;
+            var fingerprint = OperatorSigningKey.ComputeFingerprint(headerPem);
+            var matches = expectedKeyId!.Length == 64 ? fingerprint == expectedKeyId : expectedKeyId.Length == 16 && fingerprint[..16] == expectedKeyId;
+            if (!matches)
+            {
+                problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The header's public key has id {fingerprint[..16]}, not the expected {expectedKeyId}.", 1));
+            }
+
+            if (fingerprint[..16] != keyId)
+            {
+                problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The header's keyId {keyId} is not the id of its public key ({fingerprint[..16]}).", 1));
+            }
+        }
+
+        return new TrustedKeys([trustedPem]);
     }
 
     /// <summary>
@@ -621,7 +627,25 @@ public static class AuditExport
         return (string)(await command.ExecuteScalarAsync(cancellationToken) ?? throw new AuditIntegrityException($"Audit entry {sequence} is missing."));
     }
 
-    private static void WriteEntry(Utf8JsonWriter writer, AuditEntry entry)
+    internal static void WriteRedacted(Utf8JsonWriter writer, AuditEntry entry)
+    {
+        writer.WriteString("type", "redacted");
+        writer.WriteNumber("sequence", entry.Sequence);
+        writer.WriteString("previousHash", entry.PreviousHash);
+        writer.WriteString("hash", entry.Hash);
+    }
+
+    internal static void WriteCheckpoint(Utf8JsonWriter writer, AuditCheckpoint checkpoint)
+    {
+        writer.WriteString("type", "checkpoint");
+        writer.WriteNumber("sequence", checkpoint.Sequence);
+        writer.WriteString("hash", checkpoint.Hash);
+        writer.WriteNumber("timestamp", checkpoint.Timestamp);
+        writer.WriteString("keyId", checkpoint.KeyId);
+        writer.WriteString("signature", checkpoint.Signature);
+    }
+
+    internal static void WriteEntry(Utf8JsonWriter writer, AuditEntry entry)
     {
         writer.WriteString("type", "entry");
         writer.WriteNumber("sequence", entry.Sequence);
@@ -657,7 +681,7 @@ public static class AuditExport
         writer.WriteString("hash", entry.Hash);
     }
 
-    private static async Task WriteLineAsync(Stream output, ArrayBufferWriter<byte> buffer, Action<Utf8JsonWriter> write, CancellationToken cancellationToken)
+    internal static async Task WriteLineAsync(Stream output, ArrayBufferWriter<byte> buffer, Action<Utf8JsonWriter> write, CancellationToken cancellationToken)
     {
         buffer.ResetWrittenCount();
         using (var writer = new Utf8JsonWriter(buffer, LineOptions))
@@ -672,7 +696,7 @@ public static class AuditExport
         await output.WriteAsync(buffer.WrittenMemory, cancellationToken);
     }
 
-    private static void WriteNullable(Utf8JsonWriter writer, string name, string? value)
+    internal static void WriteNullable(Utf8JsonWriter writer, string name, string? value)
     {
         if (value is null)
         {
@@ -684,7 +708,7 @@ public static class AuditExport
         }
     }
 
-    private static void WriteNullable(Utf8JsonWriter writer, string name, long? value)
+    internal static void WriteNullable(Utf8JsonWriter writer, string name, long? value)
     {
         if (value is { } v)
         {
@@ -696,7 +720,7 @@ public static class AuditExport
         }
     }
 
-    private static void RequireOnly(JsonElement root, params string[] names)
+    internal static void RequireOnly(JsonElement root, params string[] names)
     {
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var property in root.EnumerateObject())
@@ -708,10 +732,10 @@ public static class AuditExport
         }
     }
 
-    private static string RequireString(JsonElement root, string name) =>
+    internal static string RequireString(JsonElement root, string name) =>
         root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString()! : throw new FormatException($"'{name}' must be a string");
 
-    private static string? OptionalString(JsonElement root, string name)
+    internal static string? OptionalString(JsonElement root, string name)
     {
         if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
         {
@@ -721,10 +745,10 @@ public static class AuditExport
         return value.ValueKind == JsonValueKind.String ? value.GetString() : throw new FormatException($"'{name}' must be a string or null");
     }
 
-    private static long RequireInt64(JsonElement root, string name) =>
+    internal static long RequireInt64(JsonElement root, string name) =>
         root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var number) ? number : throw new FormatException($"'{name}' must be an integer");
 
-    private static long? OptionalInt64(JsonElement root, string name)
+    internal static long? OptionalInt64(JsonElement root, string name)
     {
         if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
         {

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Data.Common;
+using System.Globalization;
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
 using Sovereign.Storage;
@@ -152,6 +153,8 @@ public sealed class AuditLog : IAsyncDisposable
     private AuditIntegrityException? _witnessLost; // once the chain lost the witness, nothing more is appended or signed
     private AuditWitnessHead? _witnessToWrite;
     private int _witnessWriterActive;
+    private readonly SemaphoreSlim _signingMembers = new(1, 1); // one signing of members' chains at a time (timer, shutdown)
+    private Dictionary<string, (long Sequence, string Hash)>? _witnessedHeads; // under _signingMembers
     private volatile bool _opened; // from here on an integrity failure is reported (IntegrityLost), not thrown by OpenAsync
     private int _integrityLostReported;
     private Task _witnessWrite = Task.CompletedTask;
@@ -291,49 +294,106 @@ public sealed class AuditLog : IAsyncDisposable
             throw lost;
         }
 
-        List<string> names;
-        await using var connection = await _database.OpenAsync(cancellationToken);
-        names = await AuditStore.ReadChainNamesAsync(connection, null, cancellationToken);
-        var signed = 0;
-        foreach (var name in names)
+        await _signingMembers.WaitAsync(cancellationToken);
+        try
         {
-            if (name == _scope.Name)
+            await using var connection = await _database.OpenAsync(cancellationToken);
+            var names = await AuditStore.ReadChainNamesAsync(connection, null, cancellationToken);
+            var witnessed = _witnessedHeads ??= await ReadWitnessedHeadsAsync(connection, cancellationToken);
+            var due = new List<(AuditChainScope Scope, (long Sequence, string Hash, long Timestamp, string? FirstHash) Head)>();
+            foreach (var name in names)
             {
-                continue;
-            }
-
-            var scope = AuditChainScope.Member(name);
-            var due = await CheckMemberHeadAsync(connection, scope, cancellationToken);
-            if (due is not { } head)
-            {
-                continue;
-            }
-
-            if (head.FirstHash is { } firstHash)
-            {
-                await AppendAsync(new AuditRecord
+                if (name == _scope.Name)
                 {
-                    Kind = AuditKind.Admin,
-                    Actor = "sovereign",
-                    Action = AuditActions.ChainOpened,
-                    Details = new Dictionary<string, string>(StringComparer.Ordinal) { ["chain"] = name, ["first_hash"] = firstHash },
-                }, cancellationToken);
+                    continue;
+                }
+
+                var scope = AuditChainScope.Member(name);
+                if (await CheckMemberHeadAsync(connection, scope, witnessed.GetValueOrDefault(name), cancellationToken) is { } head)
+                {
+                    due.Add((scope, head));
+                }
             }
 
-            var checkpoint = AuditCheckpoint.Sign(_signingKey, head.Sequence, head.Hash, Math.Max(_time.GetUtcNow().ToUnixTimeMilliseconds(), head.Timestamp));
-            using var turn = await _database.EnterWriteAsync(cancellationToken);
-            await AuditStore.InsertCheckpointAsync(connection, null, scope, checkpoint, cancellationToken);
-            signed++;
+            if (due.Count == 0)
+            {
+                return 0;
+            }
+
+            foreach (var (scope, head) in due)
+            {
+                if (head.FirstHash is { } firstHash)
+                {
+                    await AppendAsync(new AuditRecord
+                    {
+                        Kind = AuditKind.Admin,
+                        Actor = "sovereign",
+                        Action = AuditActions.ChainOpened,
+                        Details = new Dictionary<string, string>(StringComparer.Ordinal) { ["chain"] = scope.Name!, ["first_hash"] = firstHash },
+                    }, cancellationToken);
+                }
+            }
+
+            // Every head this signer has signed, the new ones included, into its own chain before the checkpoints: each
+            // member's head is then vouched for by another chain too, which this signer's checkpoints and witness cover.
+            var heads = new Dictionary<string, (long Sequence, string Hash)>(witnessed, StringComparer.Ordinal);
+            foreach (var (scope, head) in due)
+            {
+                heads[scope.Name!] = (head.Sequence, head.Hash);
+            }
+
+            await AppendAsync(new AuditRecord
+            {
+                Kind = AuditKind.Admin,
+                Actor = "sovereign",
+                Action = AuditActions.ChainsSigned,
+                Details = heads.ToDictionary(h => AuditActions.ChainsSignedPrefix + h.Key, h => string.Create(CultureInfo.InvariantCulture, $"{h.Value.Sequence}:{h.Value.Hash}"), StringComparer.Ordinal),
+            }, cancellationToken);
+            _witnessedHeads = heads;
+
+            foreach (var (scope, head) in due)
+            {
+                var checkpoint = AuditCheckpoint.Sign(_signingKey, head.Sequence, head.Hash, Math.Max(_time.GetUtcNow().ToUnixTimeMilliseconds(), head.Timestamp));
+                using var turn = await _database.EnterWriteAsync(cancellationToken);
+                await AuditStore.InsertCheckpointAsync(connection, null, scope, checkpoint, cancellationToken);
+            }
+
+            return due.Count;
+        }
+        finally
+        {
+            _signingMembers.Release();
+        }
+    }
+
+    /// <summary>
+    /// The heads of other chains this writer's chain last recorded as signed (its newest <see cref="AuditActions.ChainsSigned"/>
+    /// entry; each lists every chain its signer had signed), read once: a few entries back from the head.
+    /// </summary>
+    private async Task<Dictionary<string, (long Sequence, string Hash)>> ReadWitnessedHeadsAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        var heads = new Dictionary<string, (long Sequence, string Hash)>(StringComparer.Ordinal);
+        var newest = await AuditStore.ReadEntriesAsync(_database, _scope, "action = @action ORDER BY seq DESC LIMIT 1", command =>
+        {
+            SqlDatabase.AddParameter(command, "@action", AuditActions.ChainsSigned);
+            _scope.Bind(command);
+        }, cancellationToken);
+        if (newest.Count == 1)
+        {
+            foreach (var (chain, sequence, hash) in AuditVerifier.WitnessedHeads(newest[0]))
+            {
+                heads[chain] = (sequence, hash);
+            }
         }
 
-        return signed;
+        return heads;
     }
 
     /// <summary>
     /// A member chain's head to sign, or null when this key signed it already or it does not check out from this key's
     /// newest checkpoint of it; with the chain's first entry's hash when this key never signed it.
     /// </summary>
-    private async Task<(long Sequence, string Hash, long Timestamp, string? FirstHash)?> CheckMemberHeadAsync(DbConnection connection, AuditChainScope scope, CancellationToken cancellationToken)
+    private async Task<(long Sequence, string Hash, long Timestamp, string? FirstHash)?> CheckMemberHeadAsync(DbConnection connection, AuditChainScope scope, (long Sequence, string Hash)? witnessed, CancellationToken cancellationToken)
     {
         await using var snapshot = await AuditStore.BeginSnapshotAsync(connection, cancellationToken);
         if (await AuditStore.ReadHeadAsync(connection, snapshot, scope, cancellationToken) is not { Sequence: > 0 } head)
@@ -344,6 +404,14 @@ public sealed class AuditLog : IAsyncDisposable
         var newest = (await AuditStore.ReadCheckpointsAsync(connection, snapshot, scope,
             $"WHERE key_id = @key AND seq = (SELECT MAX(seq) FROM {scope.CheckpointsFrom} WHERE key_id = @key)",
             command => SqlDatabase.AddParameter(command, "@key", _signingKey.KeyId), cancellationToken)).LastOrDefault();
+
+        // The newest head this signer's own chain records as signed: its checkpoint there deleted, the walk would start
+        // earlier, where a tail rewritten and re-hashed since links again. The chain must still hold it.
+        if (witnessed is { } w && (newest is null || newest.Sequence < w.Sequence))
+        {
+            newest = new AuditCheckpoint(w.Sequence, w.Hash, 0, _signingKey.KeyId, string.Empty);
+        }
+
         if (newest is not null && newest.Sequence >= head.Sequence)
         {
             return null;
@@ -908,6 +976,7 @@ public sealed class AuditLog : IAsyncDisposable
         await CloseConnectionAsync();
         await _walCheckpoint;
         await _witnessWrite; // the final checkpoint's witness is on disk before the process exits
+        _signingMembers.Dispose();
     }
 
     /// <summary>

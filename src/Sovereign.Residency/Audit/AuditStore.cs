@@ -25,6 +25,9 @@ public sealed class AuditChainScope
         EntriesFrom = name is null ? "audit_entries" : "audit_chain_entries WHERE chain = @chain";
         EntriesAnd = name is null ? "audit_entries WHERE" : "audit_chain_entries WHERE chain = @chain AND";
         CheckpointsFrom = name is null ? "audit_checkpoints" : "(SELECT * FROM audit_chain_checkpoints WHERE chain = @chain) c";
+        CheckpointsAnd = name is null ? "audit_checkpoints WHERE" : "audit_chain_checkpoints WHERE chain = @chain AND";
+        ArchivesFrom = name is null ? "audit_archives" : "(SELECT * FROM audit_chain_archives WHERE chain = @chain) a";
+        ArchivesAnd = name is null ? "audit_archives WHERE" : "audit_chain_archives WHERE chain = @chain AND";
     }
 
     /// <summary>A member chain's scope.</summary>
@@ -57,6 +60,15 @@ public sealed class AuditChainScope
     /// <summary>SQL: the chain's checkpoints, a table or subquery a WHERE clause can follow.</summary>
     internal string CheckpointsFrom { get; }
 
+    /// <summary>SQL: the chain's checkpoints followed by WHERE (and a condition narrowing to the chain), so a condition follows.</summary>
+    internal string CheckpointsAnd { get; }
+
+    /// <summary>SQL: the chain's signed archive records, a table or subquery a WHERE clause can follow.</summary>
+    internal string ArchivesFrom { get; }
+
+    /// <summary>SQL: the chain's archive records followed by WHERE (and a condition narrowing to the chain), so a condition follows.</summary>
+    internal string ArchivesAnd { get; }
+
     /// <summary>
     /// Whether the database has the member chains' tables (migration <c>audit-008-member-chains</c>): a database an
     /// older release wrote, read without migrating it (the CLI's audit commands), has none, and so no member chain.
@@ -70,6 +82,21 @@ public sealed class AuditChainScope
         command.CommandText = connection is SqliteConnection
             ? "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_chain_entries'"
             : "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = 'audit_chain_entries' AND schemaname = ANY (current_schemas(false))";
+        return AuditStore.ToInt64(await command.ExecuteScalarAsync(cancellationToken) ?? 0L) > 0;
+    }
+
+    /// <summary>
+    /// Whether the database has the member chains' archive records (migration <c>audit-009-member-chain-archives</c>):
+    /// a database written by the release that added member chains, read without migrating it, has none, and so no
+    /// member chain was archived. Asked, not tried, as <see cref="TablesExistAsync"/>.
+    /// </summary>
+    internal static async Task<bool> ArchivesExistAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = connection is SqliteConnection
+            ? "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_chain_archives'"
+            : "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = 'audit_chain_archives' AND schemaname = ANY (current_schemas(false))";
         return AuditStore.ToInt64(await command.ExecuteScalarAsync(cancellationToken) ?? 0L) > 0;
     }
 
@@ -190,6 +217,23 @@ internal static class AuditStore
                 PRIMARY KEY (chain, seq, key_id))
             """,
             "ALTER TABLE audit_instances ADD COLUMN chain TEXT NULL",
+        ]),
+
+        // Signed archive records of member chains (AuditArchive on a log with member chains): as audit_archives, per
+        // chain. A new table only, created under the migration lock like every migration.
+        new SqlMigration("audit-009-member-chain-archives",
+        [
+            """
+            CREATE TABLE audit_chain_archives (
+                chain TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                key_id TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                entries BIGINT NOT NULL,
+                at_ms BIGINT NOT NULL,
+                signature TEXT NOT NULL,
+                PRIMARY KEY (chain, seq, key_id))
+            """,
         ]),
     ];
 
@@ -400,11 +444,16 @@ internal static class AuditStore
         return checkpoints;
     }
 
-    public static async Task<List<AuditArchiveRecord>> ReadArchivesAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    public static Task<List<AuditArchiveRecord>> ReadArchivesAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken) =>
+        ReadArchivesAsync(connection, transaction, AuditChainScope.Shared, cancellationToken);
+
+    /// <summary>The signed archive records of <paramref name="scope"/>'s chain, by sequence.</summary>
+    public static async Task<List<AuditArchiveRecord>> ReadArchivesAsync(DbConnection connection, DbTransaction? transaction, AuditChainScope scope, CancellationToken cancellationToken)
     {
         using var command = connection.CreateCommand();
         command.Transaction = transaction;
-        command.CommandText = "SELECT seq, hash, entries, at_ms, key_id, signature FROM audit_archives ORDER BY seq, key_id";
+        command.CommandText = $"SELECT seq, hash, entries, at_ms, key_id, signature FROM {scope.ArchivesFrom} ORDER BY seq, key_id";
+        scope.Bind(command);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var archives = new List<AuditArchiveRecord>();
         while (await reader.ReadAsync(cancellationToken))
@@ -421,13 +470,18 @@ internal static class AuditStore
         return archives;
     }
 
-    public static async Task InsertArchiveAsync(DbConnection connection, DbTransaction? transaction, AuditArchiveRecord archive, CancellationToken cancellationToken)
+    public static Task InsertArchiveAsync(DbConnection connection, DbTransaction? transaction, AuditArchiveRecord archive, CancellationToken cancellationToken) =>
+        InsertArchiveAsync(connection, transaction, AuditChainScope.Shared, archive, cancellationToken);
+
+    /// <summary>Stores a signed archive record of <paramref name="scope"/>'s chain (once per sequence and key).</summary>
+    public static async Task InsertArchiveAsync(DbConnection connection, DbTransaction? transaction, AuditChainScope scope, AuditArchiveRecord archive, CancellationToken cancellationToken)
     {
         using var command = connection.CreateCommand();
         command.Transaction = transaction;
-        command.CommandText =
-            "INSERT INTO audit_archives (seq, key_id, hash, entries, at_ms, signature) VALUES (@seq, @key, @hash, @entries, @at, @sig) " +
-            "ON CONFLICT (seq, key_id) DO NOTHING";
+        command.CommandText = scope.IsShared
+            ? "INSERT INTO audit_archives (seq, key_id, hash, entries, at_ms, signature) VALUES (@seq, @key, @hash, @entries, @at, @sig) ON CONFLICT (seq, key_id) DO NOTHING"
+            : "INSERT INTO audit_chain_archives (chain, seq, key_id, hash, entries, at_ms, signature) VALUES (@chain, @seq, @key, @hash, @entries, @at, @sig) ON CONFLICT (chain, seq, key_id) DO NOTHING";
+        scope.Bind(command);
         SqlDatabase.AddParameter(command, "@seq", archive.Sequence);
         SqlDatabase.AddParameter(command, "@key", archive.KeyId);
         SqlDatabase.AddParameter(command, "@hash", archive.Hash);

@@ -115,12 +115,11 @@ public sealed record AuditProblem(long? Sequence, AuditProblemKind Kind, string 
         var where = (Sequence, Line) switch
         {
             ({ } s, { } l) => $"line {l}, seq {s}",
-            ({ } s, null) when Chain is { } chain => $"chain {chain}, seq {s}",
             ({ } s, null) => $"seq {s}",
             (null, { } l) => $"line {l}",
             _ => "log",
         };
-        return $"{where}: {Kind}: {Message}";
+        return Chain is { } chain ? $"chain {chain}, {where}: {Kind}: {Message}" : $"{where}: {Kind}: {Message}";
     }
 }
 

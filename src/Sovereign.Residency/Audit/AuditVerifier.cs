@@ -56,13 +56,14 @@ public static class AuditVerifier
         await using var snapshot = await AuditStore.BeginSnapshotAsync(connection, cancellationToken);
         var decisions = new AuditDecisionTally();
         var announced = new List<(AuditEntry Entry, string? By)>();
-        var result = await VerifyAsync(connection, snapshot, keys, 1, long.MaxValue, cancellationToken, progress, AuditChainScope.Shared, decisions, announced);
+        var witnessed = new Dictionary<string, AuditEntry>(StringComparer.Ordinal);
+        var result = await VerifyAsync(connection, snapshot, keys, 1, long.MaxValue, cancellationToken, progress, AuditChainScope.Shared, decisions, announced, witnessed);
         var names = await MemberChainNamesAsync(connection, snapshot, cancellationToken);
         var members = new List<(AuditChainScope Scope, AuditVerificationResult Result)>(names.Count);
         foreach (var name in names)
         {
             var scope = AuditChainScope.Member(name);
-            members.Add((scope, await VerifyAsync(connection, snapshot, keys, 1, long.MaxValue, cancellationToken, progress, scope, decisions, announced)));
+            members.Add((scope, await VerifyAsync(connection, snapshot, keys, 1, long.MaxValue, cancellationToken, progress, scope, decisions, announced, witnessed)));
         }
 
         var extra = new List<AuditProblem>();
@@ -73,11 +74,12 @@ public static class AuditVerifier
         }
 
         await CheckAnnouncedAsync(connection, snapshot, names, announced, extra, cancellationToken);
+        await CheckWitnessedAsync(connection, snapshot, names, witnessed, extra, cancellationToken);
         return Combine(Judge(result with { Decisions = decisions.ToOutcomes() }, options), members, extra, options);
     }
 
     /// <summary>The member chains in the snapshot: those with a head row, and any holding entries or checkpoints without one (a cut head).</summary>
-    private static async Task<List<string>> MemberChainNamesAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+    internal static async Task<List<string>> MemberChainNamesAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
     {
         var names = new List<string>();
         if (!await AuditChainScope.TablesExistAsync(connection, transaction, cancellationToken))
@@ -102,7 +104,7 @@ public static class AuditVerifier
     /// Each chain an entry announced (<see cref="AuditActions.ChainOpened"/>) must still exist and start with the entry
     /// announced: removing a member's chain whole (entries, head, checkpoints) leaves nothing else to compare with.
     /// </summary>
-    private static async Task CheckAnnouncedAsync(DbConnection connection, DbTransaction transaction, List<string> names, List<(AuditEntry Entry, string? By)> announced, List<AuditProblem> problems, CancellationToken cancellationToken)
+    internal static async Task CheckAnnouncedAsync(DbConnection connection, DbTransaction transaction, List<string> names, List<(AuditEntry Entry, string? By)> announced, List<AuditProblem> problems, CancellationToken cancellationToken)
     {
         foreach (var (entry, by) in announced)
         {
@@ -125,6 +127,12 @@ public static class AuditVerifier
             command.CommandText = "SELECT hash FROM audit_chain_entries WHERE chain = @chain AND seq = 1";
             SqlDatabase.AddParameter(command, "@chain", chain);
             var stored = await command.ExecuteScalarAsync(cancellationToken) as string;
+            if (stored is null && await AuditStore.ReadFirstSequenceAsync(connection, transaction, AuditChainScope.Member(chain), cancellationToken) > 1)
+            {
+                // Archived from its start (AuditArchive): the chain's own walk accepts that only under a signed archive record.
+                continue;
+            }
+
             if (stored != first)
             {
                 problems.Add(new AuditProblem(entry.Sequence, AuditProblemKind.ChainMissing,
@@ -133,8 +141,66 @@ public static class AuditVerifier
         }
     }
 
+    /// <summary>The heads a <see cref="AuditActions.ChainsSigned"/> entry records: (chain, sequence, hash) for each well-formed detail.</summary>
+    internal static IEnumerable<(string Chain, long Sequence, string Hash)> WitnessedHeads(AuditEntry entry)
+    {
+        foreach (var (key, value) in entry.Details)
+        {
+            if (key.StartsWith(AuditActions.ChainsSignedPrefix, StringComparison.Ordinal) && key[AuditActions.ChainsSignedPrefix.Length..] is var chain && AuditCanonical.IsChainName(chain)
+                && value.Split(':') is [var number, var hash] && long.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out var sequence) && sequence > 0 && AuditCanonical.IsHash(hash))
+            {
+                yield return (chain, sequence, hash);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Each other chain's head that a signer's chain last recorded as signed (<see cref="AuditActions.ChainsSigned"/>)
+    /// must still be in that chain with that hash (or archived below its first stored entry, which its own walk
+    /// judges): a member's tail rewritten and re-hashed after it, with the checkpoint there deleted first, links and
+    /// verifies on its own.
+    /// </summary>
+    internal static async Task CheckWitnessedAsync(DbConnection connection, DbTransaction transaction, List<string> names, Dictionary<string, AuditEntry> witnessed, List<AuditProblem> problems, CancellationToken cancellationToken)
+    {
+        foreach (var (by, entry) in witnessed)
+        {
+            var signer = by.Length == 0 ? null : by;
+            var where = $"{AuditChainScope.Of(signer).Label} entry {entry.Sequence}";
+            foreach (var (chain, sequence, hash) in WitnessedHeads(entry))
+            {
+                if (!names.Contains(chain, StringComparer.Ordinal))
+                {
+                    problems.Add(new AuditProblem(entry.Sequence, AuditProblemKind.ChainMissing, $"Chain {chain}, whose entry {sequence} {where} records as signed, is missing.") { Chain = signer });
+                    continue;
+                }
+
+                var scope = AuditChainScope.Member(chain);
+                using var command = connection.CreateCommand();
+                command.Transaction = transaction;
+                command.CommandText = $"SELECT hash FROM {scope.EntriesAnd} seq = @seq";
+                scope.Bind(command);
+                SqlDatabase.AddParameter(command, "@seq", sequence);
+                var stored = await command.ExecuteScalarAsync(cancellationToken) as string;
+                if (stored == hash)
+                {
+                    continue;
+                }
+
+                var first = await AuditStore.ReadFirstSequenceAsync(connection, transaction, scope, cancellationToken);
+                if (stored is null && first > sequence)
+                {
+                    continue; // archived: the chain's own walk accepts that only under a signed archive record
+                }
+
+                problems.Add(stored is null
+                    ? new AuditProblem(sequence, AuditProblemKind.Truncated, $"{where} records entry {sequence} of chain {chain} as signed (hash {hash}), but the chain no longer holds it: its tail was removed.") { Chain = chain }
+                    : new AuditProblem(sequence, AuditProblemKind.WitnessMismatch, $"{where} records entry {sequence} of chain {chain} as signed with hash {hash}; the chain has {stored}: it was rewritten from there (and the checkpoints after it deleted).") { Chain = chain });
+            }
+        }
+    }
+
     /// <summary>The whole log's result: the shared chain's fields, each member chain's report, every problem and one verdict.</summary>
-    private static AuditVerificationResult Combine(AuditVerificationResult shared, List<(AuditChainScope Scope, AuditVerificationResult Result)> members, List<AuditProblem> extra, AuditVerificationOptions options)
+    internal static AuditVerificationResult Combine(AuditVerificationResult shared, List<(AuditChainScope Scope, AuditVerificationResult Result)> members, List<AuditProblem> extra, AuditVerificationOptions options)
     {
         if (members.Count == 0 && extra.Count == 0)
         {
@@ -229,7 +295,7 @@ public static class AuditVerifier
     /// the window reaches it.
     /// </summary>
     internal static async Task<AuditVerificationResult> VerifyAsync(DbConnection connection, DbTransaction transaction, TrustedKeys keys, long fromSequence, long toSequence, CancellationToken cancellationToken, IProgress<long>? progress = null,
-        AuditChainScope? scope = null, AuditDecisionTally? decisions = null, List<(AuditEntry Entry, string? By)>? announced = null)
+        AuditChainScope? scope = null, AuditDecisionTally? decisions = null, List<(AuditEntry Entry, string? By)>? announced = null, Dictionary<string, AuditEntry>? witnessed = null)
     {
         scope ??= AuditChainScope.Shared;
         long read = 0;
@@ -260,10 +326,10 @@ public static class AuditVerifier
 
         // A log that no longer starts at 1 was archived (AuditArchive) or cut: only a signed archive record reaching the
         // first stored entry accounts for the missing ones; otherwise they are reported as removed, as before.
-        // Member chains are never archived: one that no longer starts at 1 was cut.
+        // A member chain's records are its own (audit_chain_archives): one of another chain signs another hash.
         var firstStored = await AuditStore.ReadFirstSequenceAsync(connection, transaction, scope, cancellationToken);
-        var archive = scope.IsShared && firstStored is { } firstKept && firstKept > 1 && fromSequence <= firstKept
-            ? await ReadArchiveAsync(connection, transaction, keys, firstKept, problems, cancellationToken)
+        var archive = firstStored is { } firstKept && firstKept > 1 && fromSequence <= firstKept
+            ? await ReadArchiveAsync(connection, transaction, keys, firstKept, problems, scope, cancellationToken)
             : null;
         var walker = archive is not null
             ? new ChainWalker(problems, firstStored, archive.Sequence == firstStored - 1 ? archive.Hash : null, $"the archive record's hash of entry {archive.Sequence}")
@@ -313,6 +379,12 @@ public static class AuditVerifier
                     if (announced is not null && entry.Action == AuditActions.ChainOpened)
                     {
                         announced.Add((entry, scope.Name));
+                    }
+
+                    if (witnessed is not null && entry.Action == AuditActions.ChainsSigned)
+                    {
+                        // Each lists every chain its signer signed: the newest of a chain holds, or its chain was rewritten.
+                        witnessed[scope.Name ?? string.Empty] = entry;
                     }
 
                     firstTimestamp ??= entry.Timestamp;
@@ -404,12 +476,17 @@ public static class AuditVerifier
     /// The newest archive record that verifies with a trusted key and reaches <paramref name="firstStored"/> (archives
     /// through <c>firstStored - 1</c> or later), or null. Forged or foreign records are reported like checkpoints.
     /// </summary>
-    private static async Task<AuditArchiveRecord?> ReadArchiveAsync(DbConnection connection, DbTransaction transaction, TrustedKeys keys, long firstStored, ProblemSink problems, CancellationToken cancellationToken)
+    private static async Task<AuditArchiveRecord?> ReadArchiveAsync(DbConnection connection, DbTransaction transaction, TrustedKeys keys, long firstStored, ProblemSink problems, AuditChainScope scope, CancellationToken cancellationToken)
     {
+        if (!scope.IsShared && !await AuditChainScope.ArchivesExistAsync(connection, transaction, cancellationToken))
+        {
+            return null; // written before member chains were archived: none was (a failed read would end a PostgreSQL snapshot)
+        }
+
         List<AuditArchiveRecord> records;
         try
         {
-            records = await AuditStore.ReadArchivesAsync(connection, transaction, cancellationToken);
+            records = await AuditStore.ReadArchivesAsync(connection, transaction, scope, cancellationToken);
         }
         catch (DbException)
         {

@@ -109,10 +109,14 @@ public sealed class AuditMemberChainTests
 
         var result = await context.VerifyAsync();
 
+        // Both the announcement and the gateway's record of the head it signed name the chain gone.
         Assert.Equal(AuditVerdict.Tampered, result.Verdict);
-        var problem = Assert.Single(result.Problems);
-        Assert.Equal((AuditProblemKind.ChainMissing, Gateway), (problem.Kind, problem.Chain));
-        Assert.Contains($"Chain {Node}", problem.Message, StringComparison.Ordinal);
+        Assert.Equal(2, result.Problems.Count);
+        Assert.All(result.Problems, problem =>
+        {
+            Assert.Equal((AuditProblemKind.ChainMissing, Gateway), (problem.Kind, problem.Chain));
+            Assert.Contains($"Chain {Node}", problem.Message, StringComparison.Ordinal);
+        });
     }
 
     [Fact]
@@ -145,9 +149,9 @@ public sealed class AuditMemberChainTests
 
         var result = await context.VerifyAsync();
 
+        // The gateway's checkpoint at 5 and its chain's record of the head it signed (5) both reach past the cut.
         Assert.Equal(AuditVerdict.Tampered, result.Verdict);
-        var problem = Assert.Single(result.Problems);
-        Assert.Equal((AuditProblemKind.Truncated, Node, 4L), (problem.Kind, problem.Chain, problem.Sequence));
+        Assert.Equal([(AuditProblemKind.Truncated, Node, 4L), (AuditProblemKind.Truncated, Node, 5L)], result.Problems.Select(p => (p.Kind, p.Chain, p.Sequence)));
     }
 
     [Fact]
@@ -231,7 +235,7 @@ public sealed class AuditMemberChainTests
         Assert.Equal(
             [(null, 1L), (null, 2L), (Gateway, 1L), (Node, 1L), (Gateway, 2L), (Node, 2L)],
             all.Take(6).Select(e => (e.Chain, e.Sequence)));
-        Assert.Equal(13, all.Count); // and the gateway's announcement of the node's chain
+        Assert.Equal(14, all.Count); // and the gateway's announcement of the node's chain, and its record of the head it signed
         Assert.Equal(all.Select(e => e.Timestamp).Order(), all.Select(e => e.Timestamp));
 
         foreach (var newestFirst in new[] { false, true })
@@ -259,6 +263,104 @@ public sealed class AuditMemberChainTests
         var acme = await log.ReadAsync(new AuditQuery { Tenant = "cluster-relay" });
         Assert.Equal(5, acme.Count);
         Assert.All(acme, e => Assert.Equal(Node, e.Chain));
+    }
+
+    [Fact]
+    public async Task AMemberChainsTailRewritten_AfterTheCheckpointThereWasDeleted_IsCaughtByTheHeadTheSignersChainRecorded()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context);
+        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        await using (var node = await context.OpenLogAsync(new AuditLogOptions { Chain = Node, SignsCheckpoints = false }))
+        {
+            await context.AppendManyAsync(node, 3, "cluster-relay");
+            Assert.Equal(1, await gateway.SignMemberChainsAsync()); // the node's head 8, recorded in the gateway's chain
+        }
+
+        // The attacker deletes the gateway's checkpoint at 8, rewrites 6..8 and re-hashes them from the checkpoint at 5,
+        // which still holds: the node's chain links and verifies on its own.
+        await context.ExecuteAsync("DELETE FROM audit_chain_checkpoints WHERE chain = @chain AND seq > 5", ("@chain", Node));
+        await RewriteFromAsync(context, Node, 6);
+
+        var result = await context.VerifyAsync();
+        Assert.Equal(AuditVerdict.Tampered, result.Verdict);
+        var problem = Assert.Single(result.Problems);
+        Assert.Equal((AuditProblemKind.WitnessMismatch, Node, 8L), (problem.Kind, problem.Chain, problem.Sequence));
+        Assert.Contains($"chain {Gateway} entry", problem.Message, StringComparison.Ordinal);
+
+        // The gateway signs nothing over the rewrite, and an export refuses it.
+        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        {
+            Assert.Equal(0, await gateway.SignMemberChainsAsync());
+        }
+
+        var refused = await Assert.ThrowsAsync<AuditIntegrityException>(() =>
+            AuditClusterExport.WriteAsync(context.Database, context.Key, null, DateTimeOffset.UnixEpoch, context.Time.GetUtcNow().AddHours(1), Stream.Null, null));
+        Assert.Contains(refused.Problems, p => p is { Kind: AuditProblemKind.WitnessMismatch, Chain: Node });
+    }
+
+    [Fact]
+    public async Task AMemberChainsTailCut_WithTheCheckpointThereDeleted_IsTruncatedAtTheHeadTheSignersChainRecorded()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context);
+        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        await using (var node = await context.OpenLogAsync(new AuditLogOptions { Chain = Node, SignsCheckpoints = false }))
+        {
+            await context.AppendManyAsync(node, 3, "cluster-relay");
+            Assert.Equal(1, await gateway.SignMemberChainsAsync());
+        }
+
+        var hash = await context.ScalarAsync($"SELECT hash FROM audit_chain_entries WHERE chain = '{Node}' AND seq = 6");
+        await context.ExecuteAsync("DELETE FROM audit_chain_checkpoints WHERE chain = @chain AND seq > 5", ("@chain", Node));
+        await context.ExecuteAsync("DELETE FROM audit_chain_entries WHERE chain = @chain AND seq > 6", ("@chain", Node));
+        await context.ExecuteAsync("UPDATE audit_chains SET seq = 6, hash = @hash WHERE chain = @chain", ("@chain", Node), ("@hash", hash));
+
+        var result = await context.VerifyAsync();
+
+        Assert.Equal(AuditVerdict.Tampered, result.Verdict);
+        var problem = Assert.Single(result.Problems);
+        Assert.Equal((AuditProblemKind.Truncated, Node, 8L), (problem.Kind, problem.Chain, problem.Sequence));
+    }
+
+    [Fact]
+    public async Task TheSignersRecordOfTheHeadsItSigned_ListsEveryChainItSigned_AndVerifies()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context);
+        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        await using (var other = await context.OpenLogAsync(new AuditLogOptions { Chain = "node-th-2", SignsCheckpoints = false }))
+        {
+            await context.AppendManyAsync(other, 2, "cluster-relay");
+            Assert.Equal(1, await gateway.SignMemberChainsAsync());
+            var newest = (await gateway.ReadAsync(1, 100)).Last(e => e.Action == AuditActions.ChainsSigned);
+            var node5 = await context.ScalarAsync($"SELECT hash FROM audit_chain_entries WHERE chain = '{Node}' AND seq = 5");
+            var other2 = await context.ScalarAsync("SELECT hash FROM audit_chain_entries WHERE chain = 'node-th-2' AND seq = 2");
+
+            // The node's head from the earlier signing, and the new chain's.
+            Assert.Equal([("chain:" + Node, $"5:{node5}"), ("chain:node-th-2", $"2:{other2}")], newest.Details.OrderBy(d => d.Key, StringComparer.Ordinal).Select(d => (d.Key, d.Value)));
+        }
+
+        var result = await context.VerifyAsync();
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+    }
+
+    /// <summary>What a database writer without the key can do: rewrite a chain's entries from one on, re-hash them, move the head.</summary>
+    private static async Task RewriteFromAsync(AuditTestContext context, string chain, long from)
+    {
+        await using var log = await context.OpenLogAsync(new AuditLogOptions { Chain = chain, SignsCheckpoints = false });
+        var entries = await log.ReadAsync(AuditChainScope.Member(chain), 1, long.MaxValue);
+        var previous = entries.Single(e => e.Sequence == from - 1).Hash;
+        foreach (var entry in entries.Where(e => e.Sequence >= from))
+        {
+            var rewritten = entry with { Model = "other", PreviousHash = previous };
+            var hash = AuditCanonical.EntryHash(rewritten);
+            await context.ExecuteAsync("UPDATE audit_chain_entries SET model = 'other', previous_hash = @previous, hash = @hash WHERE chain = @chain AND seq = @seq",
+                ("@previous", previous), ("@hash", hash), ("@chain", chain), ("@seq", entry.Sequence));
+            previous = hash;
+        }
+
+        await context.ExecuteAsync("UPDATE audit_chains SET hash = @hash WHERE chain = @chain", ("@hash", previous), ("@chain", chain));
     }
 
     /// <summary>A gateway and a node, five entries each, the node's chain signed by the gateway, both closed.</summary>
