@@ -345,7 +345,11 @@ internal static class AuditCommand
     {
         var file = new Argument<FileInfo>("file") { Description = "The JSONL export." };
         var publicKey = new Option<FileInfo>("--public-key") { Description = "The operator's public key PEM.", Required = true };
-        var command = new Command("verify-export", "Verify an export offline, with the operator's public key alone.") { file, publicKey };
+        var previous = new Option<FileInfo?>("--previous")
+        {
+            Description = "The archive file before this one (an export of several chains: each chain must continue it, and the file must verify too).",
+        };
+        var command = new Command("verify-export", "Verify an export offline, with the operator's public key alone.") { file, publicKey, previous };
         command.SetAction(async (result, ct) =>
         {
             var input = result.GetValue(file)!;
@@ -361,8 +365,25 @@ internal static class AuditCommand
                 return 2;
             }
 
+            if (result.GetValue(previous) is { Exists: false } missing)
+            {
+                await Console.Error.WriteLineAsync($"sovereign audit verify-export: --previous {missing.FullName} does not exist.");
+                return 2;
+            }
+
             await using var stream = input.OpenRead();
-            var outcome = await AuditExport.VerifyExportAsync(stream, await ReadPublicKeyAsync(result.GetValue(publicKey)!, ct), ct);
+            var pem = await ReadPublicKeyAsync(result.GetValue(publicKey)!, ct);
+            AuditVerificationResult outcome;
+            if (result.GetValue(previous) is { } earlier)
+            {
+                await using var before = earlier.OpenRead();
+                outcome = await AuditExport.VerifyExportAsync(stream, pem, before, ct);
+            }
+            else
+            {
+                outcome = await AuditExport.VerifyExportAsync(stream, pem, ct);
+            }
+
             Console.WriteLine($"Checked {outcome.EntriesChecked} entries.");
             foreach (var problem in outcome.Problems)
             {

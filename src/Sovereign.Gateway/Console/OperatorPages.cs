@@ -377,10 +377,26 @@ internal static class OperatorPages
                     _ => "the audit log has been tampered with.",
                 };
                 page.Notice($"Checked {ConsolePage.Text(v.Json, "entries_checked")} entries: {summary} {ConsolePage.Text(v.Json, "verdict_reason")}", error: verdict != "trusted");
+                // Member chains (Sovereign:Audit:MemberChains): each chain's head, what signed checkpoints cover of it, and its own verdict.
+                if (v.Json.TryGetProperty("chains", out var chains) && chains.ValueKind == JsonValueKind.Array && chains.GetArrayLength() > 0)
+                {
+                    IReadOnlyList<string> Row(JsonElement c, string name, string verdict) =>
+                    [
+                        name, ConsolePage.Text(c, "entries_checked"), ConsolePage.Text(c, "last_sequence"), Short(ConsolePage.Text(c, "last_hash")),
+                        ConsolePage.Text(c, "covered_through"), ConsolePage.Text(c, "uncovered"), ConsolePage.Time(c, "uncovered_since"), verdict,
+                    ];
+                    // The report's top-level fields are the shared chain's, its entries the whole log's.
+                    var shared = Row(v.Json, "(shared chain)", ConsolePage.Text(v.Json, "shared_verdict")).ToArray();
+                    shared[1] = (ConsoleEndpoints.Decimal(v.Json, "entries_checked") - chains.EnumerateArray().Sum(c => ConsoleEndpoints.Decimal(c, "entries_checked")))
+                        .ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    page.Table("Chains", ["chain", "entries", "head", "head hash", "covered through", "uncovered", "oldest uncovered", "verdict"],
+                        chains.EnumerateArray().Select(c => Row(c, ConsolePage.Text(c, "chain"), ConsolePage.Text(c, "verdict"))).Prepend(shared), id: "chains");
+                }
+
                 if (v.Json.TryGetProperty("problems", out var problems))
                 {
-                    page.Table("Problems found", ["sequence", "kind", "what"], problems.EnumerateArray().Select(p => (IReadOnlyList<string>)
-                        [ConsolePage.Text(p, "sequence"), ConsolePage.Text(p, "kind"), ConsolePage.Text(p, "message")]), id: "problems");
+                    page.Table("Problems found", ["chain", "sequence", "kind", "what"], problems.EnumerateArray().Select(p => (IReadOnlyList<string>)
+                        [ConsolePage.Text(p, "chain"), ConsolePage.Text(p, "sequence"), ConsolePage.Text(p, "kind"), ConsolePage.Text(p, "message")]), id: "problems");
                 }
             }
         }
@@ -406,10 +422,14 @@ internal static class OperatorPages
                 ConsolePage.Time(k, "revoked_at"), Requests(ConsolePage.Text(k, "id")), Cost(ConsolePage.Text(k, "id"))]), id: "keys");
     }
 
+    /// <summary>The first 12 hex digits of a hash, enough to compare by eye.</summary>
+    private static string Short(string hash) => hash.Length > 12 ? hash[..12] + "…" : hash;
+
+    // An entry of a member chain is named CHAIN:SEQUENCE, as the API's cursor names it; the shared chain's by its sequence.
     internal static void AuditTable(ConsolePage page, IEnumerable<JsonElement> entries, string caption) =>
         page.Table(caption, ["seq", "time", "kind", "action", "tenant", "model", "node", "jurisdiction", "decision", "code"], entries.Select(e => (IReadOnlyList<string>)
         [
-            ConsolePage.Text(e, "sequence"), ConsolePage.Time(e, "timestamp"), ConsolePage.Text(e, "kind"), ConsolePage.Text(e, "action"), ConsolePage.Text(e, "tenant"),
+            ConsolePage.Text(e, "chain") is { Length: > 0 } chain ? $"{chain}:{ConsolePage.Text(e, "sequence")}" : ConsolePage.Text(e, "sequence"), ConsolePage.Time(e, "timestamp"), ConsolePage.Text(e, "kind"), ConsolePage.Text(e, "action"), ConsolePage.Text(e, "tenant"),
             ConsolePage.Text(e, "model"), ConsolePage.Text(e, "node"), ConsolePage.Text(e, "jurisdiction"), ConsolePage.Text(e, "decision"), ConsolePage.Text(e, "code"),
         ]), id: "audit");
 

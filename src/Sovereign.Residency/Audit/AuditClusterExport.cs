@@ -370,7 +370,7 @@ public static class AuditClusterExport
     }
 
     /// <summary>Verifies a version 3 export whose header line is <paramref name="headerText"/>, reading the rest from <paramref name="reader"/>.</summary>
-    internal static async Task<AuditVerificationResult> VerifyAsync(string headerText, StreamReader reader, string? publicKeyPem, string? expectedKeyId, CancellationToken cancellationToken)
+    internal static async Task<AuditVerificationResult> VerifyAsync(string headerText, StreamReader reader, string? publicKeyPem, string? expectedKeyId, IReadOnlyList<AuditExportChain>? previous, CancellationToken cancellationToken)
     {
         var headerProblems = new ProblemSink();
         var header = ReadHeader(headerText, publicKeyPem, expectedKeyId, headerProblems);
@@ -433,7 +433,7 @@ public static class AuditClusterExport
                     }
 
                     nextIndex = index + 1;
-                    current = sections[index] = new Section(header.Chains[index], header, keys);
+                    current = sections[index] = new Section(header.Chains[index], header, keys, previous);
                     continue;
                 }
 
@@ -466,7 +466,7 @@ public static class AuditClusterExport
             var chain = header.Chains[i];
             if (!sections.TryGetValue(i, out var section))
             {
-                section = new Section(chain, header, keys);
+                section = new Section(chain, header, keys, previous);
                 if (chain.FirstSequence is { } first)
                 {
                     section.Problems.Add(new AuditProblem(first, AuditProblemKind.Truncated,
@@ -516,11 +516,46 @@ public static class AuditClusterExport
             }
         }
 
+        // A chain the previous file held is in this one's list: chains are never removed, only archived.
+        foreach (var gone in previous?.Where(p => p.Chain is not null && header.Chains.All(c => c.Chain != p.Chain)) ?? [])
+        {
+            extra.Add(new AuditProblem(null, AuditProblemKind.ChainMissing, $"Chain {gone.Chain}, in the previous file, is not in this one's list of chains.", 1) { Chain = gone.Chain });
+        }
+
         var options = new AuditVerificationOptions { Time = new FixedTime(DateTimeOffset.FromUnixTimeMilliseconds(header.CreatedAt)) };
         var shared = results[0].Result with { Decisions = decisions.ToOutcomes() };
         var members = results.Skip(1).Select(r => (AuditChainScope.Member(r.Chain.Chain!), r.Result)).ToList();
         var combined = AuditVerifier.Combine(AuditVerifier.Judge(shared, options), members, extra, options);
         return combined with { CheckpointsVerified = results.Sum(r => r.Result.CheckpointsVerified) };
+    }
+
+    /// <summary>
+    /// Where each chain of an export ends, from its signed header (version 3) or, for a version 2 file (the shared chain
+    /// only, written before member chains), its header's last sequence and closing checkpoint's hash. The file itself is
+    /// verified by the caller; this only reads what the next file must continue.
+    /// </summary>
+    internal static async Task<IReadOnlyList<AuditExportChain>> ReadEndsAsync(Stream input, CancellationToken cancellationToken)
+    {
+        using var reader = new StreamReader(input, leaveOpen: true);
+        var header = await reader.ReadLineAsync(cancellationToken) ?? throw new FormatException("the previous file is empty");
+        using var document = JsonDocument.Parse(header);
+        var root = document.RootElement;
+        if (AuditExport.RequireInt64(root, "version") == Version)
+        {
+            return root.GetProperty("chains").EnumerateArray().Select(item => new AuditExportChain(AuditExport.OptionalString(item, "chain"),
+                AuditExport.OptionalInt64(item, "firstSequence"), AuditExport.OptionalInt64(item, "lastSequence"), AuditExport.OptionalString(item, "lastHash"),
+                AuditExport.RequireString(item, "entriesDigest"), AuditExport.RequireInt64(item, "coveredThrough"), AuditExport.OptionalInt64(item, "uncoveredSince"))).ToList();
+        }
+
+        string? last = null;
+        while (await reader.ReadLineAsync(cancellationToken) is { } line)
+        {
+            last = line;
+        }
+
+        var lastSequence = AuditExport.OptionalInt64(root, "lastSequence");
+        var hash = last is null ? null : AuditExport.OptionalString(JsonDocument.Parse(last).RootElement, "hash");
+        return [new AuditExportChain(null, AuditExport.OptionalInt64(root, "firstSequence"), lastSequence, lastSequence is null ? null : hash, AuditCanonical.GenesisHash, 0, null)];
     }
 
     private static ClusterHeader? ReadHeader(string text, string? publicKeyPem, string? expectedKeyId, ProblemSink problems)
@@ -602,14 +637,38 @@ public static class AuditClusterExport
         private readonly Dictionary<long, string> _hashes = [];
         private readonly List<(AuditCheckpoint Checkpoint, long Line)> _checkpoints = [];
         private readonly Dictionary<long, long> _times = [];
+        private readonly (long Sequence, string Hash)? _overlap;
 
-        public Section(AuditExportChain chain, ClusterHeader header, TrustedKeys keys)
+        public Section(AuditExportChain chain, ClusterHeader header, TrustedKeys keys, IReadOnlyList<AuditExportChain>? previous)
         {
             _chain = chain;
             _header = header;
             _keys = keys;
-            // Entry 1 links to the chain's genesis, which binds it to its name.
-            _walker = new ChainWalker(Problems, chain.FirstSequence, chain.FirstSequence == 1 ? AuditCanonical.GenesisOf(chain.Chain) : null, $"{AuditChainScope.Of(chain.Chain).Label}'s genesis hash");
+
+            // Entry 1 links to the chain's genesis, which binds it to its name; after an earlier archive file, the first
+            // entry links to that file's last of the same chain.
+            var link = chain.FirstSequence == 1 ? AuditCanonical.GenesisOf(chain.Chain) : null;
+            var label = $"{AuditChainScope.Of(chain.Chain).Label}'s genesis hash";
+            if (chain.FirstSequence is { } first && previous?.FirstOrDefault(p => p.Chain == chain.Chain) is { LastSequence: { } before, LastHash: { } hash })
+            {
+                if (first == before + 1)
+                {
+                    (link, label) = (hash, $"the previous file's last hash of {AuditChainScope.Of(chain.Chain).Label}");
+                }
+                else if (first == before)
+                {
+                    // The newest entry of a chain stays in the log when its older ones are archived: the next file
+                    // starts with it again, and it must be the very entry the previous file ended with.
+                    _overlap = (before, hash);
+                }
+                else
+                {
+                    Problems.Add(new AuditProblem(Math.Min(first, before + 1), AuditProblemKind.SequenceGap,
+                        $"The previous file ends {AuditChainScope.Of(chain.Chain).Label} at {before}; this one starts it at {first}: the files do not continue each other.", 1));
+                }
+            }
+
+            _walker = new ChainWalker(Problems, chain.FirstSequence, link, label);
         }
 
         public ProblemSink Problems { get; } = new();
@@ -668,6 +727,12 @@ public static class AuditClusterExport
 
         private void Record(long sequence)
         {
+            if (_overlap is { } overlap && overlap.Sequence == sequence && overlap.Hash != _walker.LastHash)
+            {
+                Problems.Add(new AuditProblem(sequence, AuditProblemKind.ChainBreak,
+                    $"Entry {sequence} has hash {_walker.LastHash}, but the previous file ends {AuditChainScope.Of(_chain.Chain).Label} with it as {overlap.Hash}."));
+            }
+
             _hashes[sequence] = _walker.LastHash;
             if (sequence == 1)
             {

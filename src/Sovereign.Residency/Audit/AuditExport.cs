@@ -196,7 +196,33 @@ public static class AuditExport
         ArgumentNullException.ThrowIfNull(input);
         ArgumentException.ThrowIfNullOrWhiteSpace(publicKeyPem);
         _ = OperatorSigningKey.ComputeKeyId(publicKeyPem); // a bad trusted key is the caller's error, not the file's
-        return VerifyCoreAsync(input, publicKeyPem, null, cancellationToken);
+        return VerifyCoreAsync(input, publicKeyPem, null, null, cancellationToken);
+    }
+
+    /// <summary>
+    /// Verifies an export of several chains (version 3) that follows <paramref name="previous"/> (the archive file before
+    /// it, version 2 or 3): besides everything <see cref="VerifyExportAsync(Stream, string, CancellationToken)"/> checks,
+    /// each chain's first entry must be the one after the previous file's last of that chain and link to its hash, and
+    /// every chain the previous file held must be listed. The previous file must verify with the same key.
+    /// </summary>
+    public static async Task<AuditVerificationResult> VerifyExportAsync(Stream input, string publicKeyPem, Stream previous, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(previous);
+        ArgumentException.ThrowIfNullOrWhiteSpace(publicKeyPem);
+        _ = OperatorSigningKey.ComputeKeyId(publicKeyPem);
+        var before = await VerifyCoreAsync(previous, publicKeyPem, null, null, cancellationToken);
+        previous.Position = 0;
+        var ends = await AuditClusterExport.ReadEndsAsync(previous, cancellationToken);
+        var result = await VerifyCoreAsync(input, publicKeyPem, null, ends, cancellationToken);
+        return before.Valid
+            ? result
+            : result with
+            {
+                Valid = false,
+                Verdict = AuditVerdict.Tampered,
+                Problems = [new AuditProblem(null, AuditProblemKind.Malformed, $"The previous file does not verify (first problem: {before.Problems.FirstOrDefault()}).", 1), .. result.Problems],
+            };
     }
 
     /// <summary>
@@ -207,10 +233,10 @@ public static class AuditExport
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentException.ThrowIfNullOrWhiteSpace(expectedKeyId);
-        return VerifyCoreAsync(input, null, expectedKeyId.Trim().ToLowerInvariant(), cancellationToken);
+        return VerifyCoreAsync(input, null, expectedKeyId.Trim().ToLowerInvariant(), null, cancellationToken);
     }
 
-    private static async Task<AuditVerificationResult> VerifyCoreAsync(Stream input, string? publicKeyPem, string? expectedKeyId, CancellationToken cancellationToken)
+    private static async Task<AuditVerificationResult> VerifyCoreAsync(Stream input, string? publicKeyPem, string? expectedKeyId, IReadOnlyList<AuditExportChain>? previous, CancellationToken cancellationToken)
     {
         var problems = new ProblemSink();
         using var reader = new StreamReader(input, StrictUtf8, detectEncodingFromByteOrderMarks: false, leaveOpen: true);
@@ -227,7 +253,7 @@ public static class AuditExport
         // A log with member chains exports every chain in one file (version 3).
         if (headerText is not null && IsVersion(headerText, AuditClusterExport.Version))
         {
-            return await AuditClusterExport.VerifyAsync(headerText, reader, publicKeyPem, expectedKeyId, cancellationToken);
+            return await AuditClusterExport.VerifyAsync(headerText, reader, publicKeyPem, expectedKeyId, previous, cancellationToken);
         }
 
         var header = ReadHeader(headerText, publicKeyPem, expectedKeyId, problems);

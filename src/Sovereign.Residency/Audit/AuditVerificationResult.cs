@@ -177,6 +177,12 @@ public sealed record AuditVerificationResult(bool Valid, long EntriesChecked, IR
     /// problems the whole log's). Empty where no member chain exists (a single machine; a cluster before member chains).
     /// </summary>
     public IReadOnlyList<AuditChainReport> Chains { get; init; } = [];
+
+    /// <summary>
+    /// Where <see cref="Chains"/> lists member chains: the shared chain's own verdict (<see cref="Verdict"/> is the
+    /// whole log's, the worst of the chains'), so a report can show every chain's beside each other. Null otherwise.
+    /// </summary>
+    public AuditVerdict? SharedVerdict { get; init; }
 }
 
 /// <summary>How strict a verification is about entries no signed checkpoint covers.</summary>

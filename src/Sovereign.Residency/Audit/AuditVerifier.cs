@@ -227,7 +227,11 @@ public static class AuditVerifier
             problems = problems[..MaxProblems];
         }
 
-        var combined = shared with { Valid = problems.Count == 0 && omitted == 0, Problems = problems, ProblemsOmitted = omitted, EntriesChecked = entries, Chains = reports };
+        var combined = shared with
+        {
+            Valid = problems.Count == 0 && omitted == 0, Problems = problems, ProblemsOmitted = omitted, EntriesChecked = entries, Chains = reports,
+            SharedVerdict = reports.Count > 0 ? shared.Verdict : null,
+        };
         if (!combined.Valid)
         {
             return combined with { Verdict = AuditVerdict.Tampered, VerdictReason = $"{problems.Count + omitted} problem(s) found: the log was altered." };

@@ -52,8 +52,25 @@ public sealed class AuditMemberChainArchiveTests
             Assert.Equal(1, await gateway.SignMemberChainsAsync());
         }
 
-        var again = await AuditArchive.ArchiveToFileAsync(context.Database, context.Key, Start.AddDays(3), Path.Combine(context.Directory, "archive-2.jsonl"));
+        var path2 = Path.Combine(context.Directory, "archive-2.jsonl");
+        var again = await AuditArchive.ArchiveToFileAsync(context.Database, context.Key, Start.AddDays(3), path2);
         Assert.Equal(AuditArchiveFileStatus.Archived, again.Status);
+
+        // The second file continues the first, chain by chain; read the other way round, it does not.
+        await using (var second = File.OpenRead(path2))
+        await using (var first = File.OpenRead(path))
+        {
+            var chained = await AuditExport.VerifyExportAsync(second, context.Key.PublicKeyPem, first);
+            Assert.True(chained.Valid, string.Join("\n", chained.Problems));
+        }
+
+        await using (var second = File.OpenRead(path2))
+        await using (var first = File.OpenRead(path))
+        {
+            var reversed = await AuditExport.VerifyExportAsync(first, context.Key.PublicKeyPem, second);
+            Assert.Contains(reversed.Problems, p => p is { Kind: AuditProblemKind.SequenceGap, Chain: Node });
+        }
+
         var after = await context.VerifyAsync();
         Assert.True(after.Valid, string.Join("\n", after.Problems));
         Assert.Equal(10L, after.Chains.Single(c => c.Chain == Node).LastSequence);
