@@ -248,7 +248,84 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
         var result = await AuditVerifier.VerifyAsync(gatewayA, key.PublicKeyPem);
         Assert.True(result.Valid, string.Join("; ", result.Problems));
         Assert.Equal(AuditVerdict.Trusted, result.Verdict);
-        Assert.Equal([("gw-th", 62L), ("node-th", 31L)], result.Chains.Select(c => (c.Chain, c.LastSequence)));
+        Assert.Equal([("gw-th", 63L), ("node-th", 31L)], result.Chains.Select(c => (c.Chain, c.LastSequence))); // 61 appended, the announcement and the signed heads
+    }
+
+    [Fact]
+    public async Task MemberChains_ExportOfEveryChain_ArchivePerChain_WitnessedHeads_AndTheServersClaim_OnPostgreSql()
+    {
+        // Names whose order by PostgreSQL's collation ("gw-a" before "Node-Z") is not the ordinal one the export lists.
+        var connection = await OwnConnectionStringAsync("member_archive");
+        var database = SqlDatabase.PostgreSql(connection);
+        await database.MigrateAsync(AuditLog.Migrations);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        AuditRecord Record(string member) => new()
+        {
+            Kind = AuditKind.Inference, Actor = "k", Action = AuditActions.InferenceRefused, Tenant = "pg-chains", Gateway = member, Jurisdiction = "TH", Decision = AuditDecision.Refused,
+        };
+        await using (var gateway = await AuditLog.OpenAsync(database, key, new AuditLogOptions { Chain = "gw-a" }))
+        await using (var node = await AuditLog.OpenAsync(database, key, new AuditLogOptions { Chain = "Node-Z", SignsCheckpoints = false }))
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                await gateway.AppendAsync(Record("gw-a"));
+                await node.AppendAsync(Record("Node-Z"));
+            }
+
+            Assert.Equal(1, await gateway.SignMemberChainsAsync());
+        }
+
+        using (var file = new MemoryStream())
+        {
+            var summary = await AuditClusterExport.WriteAsync(database, key, null, DateTimeOffset.UnixEpoch, DateTimeOffset.UtcNow.AddMinutes(1), file, null);
+            Assert.Equal([null, "Node-Z", "gw-a"], summary.Chains.Select(c => c.Chain));
+            var exported = await AuditExport.VerifyExportAsync(new MemoryStream(file.ToArray()), key.PublicKeyPem);
+            Assert.True(exported.Valid, string.Join("; ", exported.Problems));
+            Assert.Equal(AuditVerdict.Trusted, exported.Verdict);
+        }
+
+        var directory = Directory.CreateTempSubdirectory("sovereign-pg-chains-").FullName;
+        try
+        {
+            var archived = await AuditArchive.ArchiveToFileAsync(database, key, DateTimeOffset.UtcNow.AddSeconds(1), Path.Combine(directory, "archive.jsonl"));
+            Assert.Equal(AuditArchiveFileStatus.Archived, archived.Status);
+            Assert.Equal([("Node-Z", 4L), ("gw-a", 6L)], archived.Chains.Select(c => (c.Chain.Chain!, c.Removal.Removed)));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+
+        await using (var gateway = await AuditLog.OpenAsync(database, key, new AuditLogOptions { Chain = "gw-a" }))
+        await using (var node = await AuditLog.OpenAsync(database, key, new AuditLogOptions { Chain = "Node-Z", SignsCheckpoints = false }))
+        {
+            await node.AppendAsync(Record("Node-Z"));
+            Assert.Equal(1, await gateway.SignMemberChainsAsync());
+        }
+
+        var result = await AuditVerifier.VerifyAsync(database, key.PublicKeyPem);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        Assert.Equal(AuditVerdict.Trusted, result.Verdict);
+        Assert.Equal(6L, result.Chains.Single(c => c.Chain == "Node-Z").LastSequence);
+
+        // The node's tail rewritten after the head the gateway's chain recorded: WitnessMismatch on PostgreSQL too.
+        await using (var attacker = new Npgsql.NpgsqlConnection(connection))
+        {
+            await attacker.OpenAsync();
+            await using var rewrite = new Npgsql.NpgsqlCommand("UPDATE audit_chain_entries SET hash = repeat('a', 64) WHERE chain = 'Node-Z' AND seq = 6", attacker);
+            await rewrite.ExecuteNonQueryAsync();
+        }
+
+        Assert.Contains((await AuditVerifier.VerifyAsync(database, key.PublicKeyPem)).Problems, p => p is { Kind: AuditProblemKind.WitnessMismatch, Chain: "Node-Z", Sequence: 6 });
+
+        // Whether a server holds the database (open decisions: running or interrupted): a claimant's lock.
+        Assert.False(await SharedDatabaseClaim.AnyHeldAsync(database));
+        await using (await SharedDatabaseClaim.TakeAsync(database, "test:chains", "a test"))
+        {
+            Assert.True(await SharedDatabaseClaim.AnyHeldAsync(database));
+        }
+
+        Assert.False(await SharedDatabaseClaim.AnyHeldAsync(database));
     }
 
     [Fact]
