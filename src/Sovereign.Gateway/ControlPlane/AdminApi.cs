@@ -494,6 +494,17 @@ public static class AdminApi
         {
             throw new OpenAIException(StatusCodes.Status404NotFound, ex.Message, "invalid_request_error", "id", "model_not_found");
         }
+        catch (Models.ModelSettingsException ex)
+        {
+            throw OpenAIException.BadRequest(ex.Message, ex.Param, "invalid_value");
+        }
+        catch (Inference.Engine.ModelLoadException ex)
+        {
+            // The file llama.cpp was given is gone or is no GGUF it can read (replaced since the start): the server's
+            // state, not a defect, and the model stays unloaded. It was a 500 with a logged stack.
+            await AuditAdminAsync(context, audit, "model.load_refused", null, new() { ["model"] = id, ["reason"] = "load_failed", ["message"] = ex.Message });
+            throw new OpenAIException(StatusCodes.Status409Conflict, ex.Message, "invalid_request_error", "id", "model_load_failed");
+        }
         catch (InvalidOperationException ex)
         {
             throw new OpenAIException(StatusCodes.Status409Conflict, ex.Message, "invalid_request_error", "id", "model_already_loaded");

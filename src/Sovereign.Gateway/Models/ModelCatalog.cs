@@ -63,13 +63,25 @@ public sealed partial class ModelCatalog(
             var entry = Registry.Get(id);
             if (entry is null && _configured.TryGetValue(id, out var configured))
             {
-                // A model from the configuration or --model (unloaded earlier) loads again from the same file.
+                // A model from the configuration or --model (unloaded earlier) loads again from the same file. The settings
+                // it is given are kept for the next load only once it loaded: a load refused with them left the model
+                // unloadable with its defaults until a restart.
+                var previous = (configured.Parallel, configured.ContextLength, configured.Threads);
                 configured.Parallel = parallel ?? configured.Parallel;
                 configured.ContextLength = contextLength ?? configured.ContextLength;
                 configured.Threads = threads ?? configured.Threads;
-                var reloaded = await Task.Run(() => Load(configured), cancellationToken);
-                Publish([.. All, reloaded]);
-                return reloaded;
+                try
+                {
+                    CheckSettings(configured);
+                    var reloaded = await Task.Run(() => Load(configured), cancellationToken);
+                    Publish([.. All, reloaded]);
+                    return reloaded;
+                }
+                catch
+                {
+                    (configured.Parallel, configured.ContextLength, configured.Threads) = previous;
+                    throw;
+                }
             }
 
             if (entry is null && id == MiniLmEmbeddingGenerator.ModelId && options.Value.BuiltInEmbeddings)
@@ -89,6 +101,7 @@ public sealed partial class ModelCatalog(
             template.Parallel = parallel ?? template.Parallel;
             template.ContextLength = contextLength ?? template.ContextLength;
             template.Threads = threads ?? template.Threads;
+            CheckSettings(template);
             var estimate = ModelMemoryEstimator.Estimate(entry, template);
             var available = ModelMemoryEstimator.AvailableMemoryBytes();
             if (!ModelMemoryEstimator.Fits(estimate, available))
@@ -119,6 +132,26 @@ public sealed partial class ModelCatalog(
         finally
         {
             _changes.Release();
+        }
+    }
+
+    /// <summary>
+    /// Refuses settings the engine cannot size a KV cache for, before anything is loaded: its cells (parallel ×
+    /// context_length, unless the model sets its own count) are an int, and a sequence's context must fit in them. A
+    /// context of 2^30 tokens for 256 sequences overflowed (a 500).
+    /// </summary>
+    private static void CheckSettings(ModelOptions model)
+    {
+        if (model.KvCacheTokens == 0 && (long)model.Parallel * model.ContextLength > int.MaxValue)
+        {
+            throw new ModelSettingsException("context_length",
+                $"context_length × parallel is the KV cache's cells, at most {int.MaxValue}; got {model.ContextLength} × {model.Parallel}.");
+        }
+
+        if (model.KvCacheTokens > 0 && model.ContextLength > model.KvCacheTokens)
+        {
+            throw new ModelSettingsException("context_length",
+                $"context_length ({model.ContextLength}) must be at most the model's KV cache cells (KvCacheTokens, {model.KvCacheTokens}).");
         }
     }
 
@@ -300,4 +333,11 @@ public sealed partial class ModelCatalog(
 
     [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Model {ModelId}: {Architecture}, {Parameters} parameters, context {Context} per sequence, {Parallel} sequences per batch, chat template from {Template}")]
     private partial void LogChatModel(string modelId, string architecture, ulong parameters, int context, int parallel, string template);
+}
+
+/// <summary>Settings a model cannot be loaded with; <see cref="Param"/> names the field.</summary>
+public sealed class ModelSettingsException(string param, string message) : Exception(message)
+{
+    /// <summary>The request field that is wrong (<c>context_length</c>).</summary>
+    public string Param { get; } = param;
 }
