@@ -69,4 +69,49 @@ public sealed class OperatorTokenReloadTests : IDisposable
         Assert.Equal(HttpStatusCode.OK, await TenantsAsync(http, Operator));
         await app.StopAsync();
     }
+
+    /// <summary>
+    /// A console session signed in with a named token that is removed later ends at the next page, with the reason, as a
+    /// tenant's session ends when its key is revoked: it stayed signed in as "Operator" for its 8 hours, every page a 200
+    /// carrying the API's 401, the removed secret kept in the server's memory.
+    /// </summary>
+    [Fact]
+    public async Task AConsoleSessionOfARemovedToken_EndsAtTheNextPage()
+    {
+        var config = Path.Combine(_directory, "sovereign.json");
+        await File.WriteAllTextAsync(config, Config($"\"alice\":\"{Alice}\""));
+        await using var app = ServeCommand.Build(new ServeSettings
+        {
+            Models = [new ModelOptions { Id = "m", Path = TestModels.Stories260K, Threads = 1 }],
+            Urls = "http://127.0.0.1:0",
+            DataDirectory = _directory,
+            ConfigFile = config,
+        }, []);
+        await app.StartAsync();
+        using var http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false }) { BaseAddress = new Uri(app.Urls.First()) };
+        using var login = await http.PostAsync("/console/login", new FormUrlEncodedContent([new("credential", Alice)]));
+        Assert.Equal(HttpStatusCode.Redirect, login.StatusCode);
+        var cookie = login.Headers.GetValues("Set-Cookie").Single().Split(';')[0];
+        Assert.Equal(HttpStatusCode.OK, (await PageAsync(http, cookie, "/console/tenants")).Status);
+
+        await File.WriteAllTextAsync(config, Config(""));
+        var (status, html) = await PageAsync(http, cookie, "/console/tenants");
+        Assert.Equal(HttpStatusCode.Unauthorized, status);
+        Assert.Contains("The operator token you signed in with is no longer accepted", html, StringComparison.Ordinal);
+
+        // The session is gone: the same cookie opens the sign-in page, and an operator page sends it there.
+        (status, html) = await PageAsync(http, cookie, "/console");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Contains("Operator token or tenant API key", html, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Redirect, (await PageAsync(http, cookie, "/console/tenants")).Status);
+        await app.StopAsync();
+    }
+
+    private static async Task<(HttpStatusCode Status, string Html)> PageAsync(HttpClient http, string cookie, string path)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
+        request.Headers.Add("Cookie", cookie);
+        using var response = await http.SendAsync(request);
+        return (response.StatusCode, await response.Content.ReadAsStringAsync());
+    }
 }

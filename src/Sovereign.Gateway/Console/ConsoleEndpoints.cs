@@ -142,7 +142,7 @@ public static class ConsoleEndpoints
         var session = sessions.Find(context);
         return session?.Role switch
         {
-            ConsoleRole.Operator => await OperatorPages.Pool(context, session),
+            ConsoleRole.Operator => RequireOperator(context) is (_, { } refusal) ? refusal : await OperatorPages.Pool(context, session),
             ConsoleRole.Tenant => await TenantPages.Overview(context, session),
             _ => Html(LoginPage(null)),
         };
@@ -274,6 +274,14 @@ public static class ConsoleEndpoints
         {
             return (null, Html(new ConsolePage("Operators only", session).Notice("This page is for the operator. Your key shows your own tenant's data only.", error: true)
                 .Raw("""<p><a href="/console">Back to your usage</a></p>"""), StatusCodes.Status403Forbidden));
+        }
+
+        // A named operator token removed from the configuration since the sign-in (the API refuses it from the next
+        // request) kept its session for 8 hours: signed in as "Operator", every page a 200 carrying the API's 401, the
+        // removed secret held in memory. Asked of the same check the API makes, in this process, on every operator page.
+        if (!context.RequestServices.GetRequiredService<ControlPlane.AdminToken>().Matches(session.Credential))
+        {
+            return (null, SignOut(context, "The operator token you signed in with is no longer accepted (removed or replaced in the configuration): sign in with a current one."));
         }
 
         return (session, null);
