@@ -113,10 +113,10 @@ public static class MeteringApi
         admin.MapGet("/tenants/{id}/limits", GetLimits);
         admin.MapPut("/tenants/{id}/limits", PutLimits);
         admin.MapGet("/usage", AdminUsage).Takes(["tenant", .. UsageParameters]);
-        admin.MapGet("/usage/{requestId}", AdminUsageRecord);
+        admin.MapGet("/usage/{request_id}", AdminUsageRecord);
         admin.MapGet("/tenants/{id}/invoice", Invoice).Takes("format", "from", "to", "currency");
         v1.MapGet("/usage", TenantUsage).Takes(UsageParameters);
-        v1.MapGet("/usage/{requestId}", TenantUsageRecord);
+        v1.MapGet("/usage/{request_id}", TenantUsageRecord);
     }
 
     private static readonly string[] UsageParameters = ["from", "to", "group_by", "model", "jurisdiction", "pool", "key_id"];
@@ -683,14 +683,14 @@ public static class MeteringApi
     }
 
     /// <summary>One request's usage record, with the basis it was billed on (the operator's view: any tenant's).</summary>
-    private static async Task<IResult> AdminUsageRecord(string requestId, HttpContext context, UsageLedger ledger) =>
+    private static async Task<IResult> AdminUsageRecord([Microsoft.AspNetCore.Mvc.FromRoute(Name = "request_id")] string requestId, HttpContext context, UsageLedger ledger) =>
         Json(UsageRecordJson(await ledger.GetAsync(requestId, context.RequestAborted) ?? throw RecordNotFound(requestId)));
 
     /// <summary>
     /// One of the caller's own requests, by the id its answer carried (<c>x-sovereign-audit-id</c>): what was counted,
     /// what was billed and why. Another tenant's request is a 404, as a missing one is (no probing of ids).
     /// </summary>
-    private static async Task<IResult> TenantUsageRecord(string requestId, HttpContext context, UsageLedger ledger, ControlPlane.TenantReadLimits reads)
+    private static async Task<IResult> TenantUsageRecord([Microsoft.AspNetCore.Mvc.FromRoute(Name = "request_id")] string requestId, HttpContext context, UsageLedger ledger, ControlPlane.TenantReadLimits reads)
     {
         var caller = await reads.TenantAsync(context, "Usage");
 

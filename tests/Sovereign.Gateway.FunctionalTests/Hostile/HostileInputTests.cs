@@ -79,6 +79,7 @@ public sealed class HostileInputTests(ServerFixture server)
     [InlineData("POST", "/admin/v1/plans/bad%20plan/prices", "name")]
     [InlineData("POST", "/admin/v1/models/%20/load", "id")]
     [InlineData("GET", "/admin/v1/models/%20/languages", "id")]
+    [InlineData("GET", "/admin/v1/usage/%20", "request_id")]
     public async Task AdminPathWithAnInvalidId_Is400BeforeItBecomesAGrainKey(string method, string path, string param)
     {
         using var admin = server.AdminClient();
