@@ -185,9 +185,17 @@ internal static class OperatorPages
 
         // The form holds every field, as read when the page was opened: saved only if the tenant is still as read then
         // (the ETag the page carried), or a change made meanwhile (a CLI edit, another operator's page) was written back over.
+        // A version that is no entity tag in visible ASCII cannot be that ETag: as If-Match it made the console's own call
+        // throw (a non-ASCII letter: a 500) or reach the API as a malformed request (a line break).
+        var version = form["version"].ToString();
+        if (version.Length > 0 && !(version.All(c => c is > ' ' and <= '~') && Microsoft.Net.Http.Headers.EntityTagHeaderValue.TryParse(version, out _)))
+        {
+            return await TenantPage(id, context, null, "Not saved: the form's version is not the ETag this console gave it; open the tenant's page again and make your change there.", form);
+        }
+
         var answer = await api.SendAsync(HttpMethod.Patch, $"/admin/v1/tenants/{Uri.EscapeDataString(id)}",
             new { plan = form["plan"].ToString().Trim(), disabled = form["disabled"] == "on", policy }, context.RequestAborted,
-            ifMatch: form["version"].ToString() is { Length: > 0 } version ? version : null);
+            ifMatch: version.Length > 0 ? version : null);
         return answer.Ok ? await TenantPage(id, context, "Saved. The new policy applies from the next request, and the change is in the audit log.", null)
             : answer.Status == StatusCodes.Status412PreconditionFailed
                 ? await TenantPage(id, context, null, "Not saved: the tenant was changed after this page was opened. It is shown as it is now; make your change again.")

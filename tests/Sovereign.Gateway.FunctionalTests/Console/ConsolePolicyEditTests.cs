@@ -41,6 +41,36 @@ public sealed partial class ConsolePolicyEditTests(ConsoleFixture fixture)
         Assert.Equal(ConsoleFixture.Model, after.GetProperty("policy").GetProperty("allowed_models")[0].GetString());
     }
 
+    /// <summary>
+    /// The form's hidden version goes back as the PATCH's If-Match. One no header can carry made the console's own call
+    /// throw (a non-ASCII letter: a 500 with a logged stack) or reach the API as a malformed request (a line break),
+    /// shown as the API's "malformed request". Each is the form's 400 naming the version, and nothing is saved.
+    /// </summary>
+    [Theory]
+    [InlineData("é")]
+    [InlineData("\"a\"\nb")]
+    public async Task AVersionNoHeaderCanCarry_IsRefused_AndNothingIsSaved(string version)
+    {
+        var (tenant, _) = await fixture.NewTenantAsync();
+        using var client = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false }) { BaseAddress = fixture.Address };
+        using var login = await client.PostAsync("/console/login", new FormUrlEncodedContent([new("credential", ConsoleFixture.AdminToken)]));
+        var cookie = login.Headers.GetValues("Set-Cookie").Single().Split(';')[0];
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/console/tenants/{tenant}/policy")
+        {
+            Content = new FormUrlEncodedContent([new("version", version), new("jurisdictions", "TH"), new("plan", "standard"), new("disabled", "on")]),
+        };
+        request.Headers.Add("Cookie", cookie);
+        using var response = await client.SendAsync(request);
+        var html = await response.Content.ReadAsStringAsync();
+
+        var notice = Regex.Match(html, "role=\"alert\">([^<]*)<").Groups[1].Value;
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{(int)response.StatusCode}: {notice}");
+        Assert.True(notice.StartsWith("Not saved: the form&#x27;s version is not the ETag this console gave it", StringComparison.Ordinal), notice);
+        var after = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}", null);
+        Assert.False(after.GetProperty("disabled").GetBoolean(), "the form was saved without its version check");
+    }
+
     private static async Task<string> SendAsync(HttpClient client, string cookie, HttpMethod method, string path, KeyValuePair<string, string>[]? form)
     {
         using var request = new HttpRequestMessage(method, path) { Content = form is null ? null : new FormUrlEncodedContent(form) };
