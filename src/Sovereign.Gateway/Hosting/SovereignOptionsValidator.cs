@@ -71,6 +71,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             Positive(failures, "Sovereign:TestModel:Parallel", test.Parallel, 1, 256);
             NonNegative(failures, "Sovereign:TestModel:ContextLength", test.ContextLength);
             NonNegative(failures, "Sovereign:TestModel:Threads", test.Threads);
+            KvCacheFits(failures, "Sovereign:TestModel", test);
         }
 
         for (var i = 0; i < options.Models.Count; i++)
@@ -109,6 +110,8 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             {
                 failures.Add($"{key}:KvCacheTokens ({model.KvCacheTokens}) must be at least ContextLength ({model.ContextLength}).");
             }
+
+            KvCacheFits(failures, key, model);
         }
 
         ValidateEngines(failures, options.Engines, ids, cluster.Value.ServesModels);
@@ -609,6 +612,18 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         if (value < min || value > max)
         {
             failures.Add($"{key} must be between {min} and {max}; got {value}.");
+        }
+    }
+
+    /// <summary>
+    /// Without its own KvCacheTokens a model's KV cache has ContextLength × Parallel cells, an int: 1073741824 × 256
+    /// overflowed while the model loaded, and the start stopped as "a defect in sovereign" (exit 70).
+    /// </summary>
+    private static void KvCacheFits(List<string> failures, string key, ModelOptions model)
+    {
+        if (model.KvCacheTokens == 0 && model.Parallel > 0 && (long)model.ContextLength * model.Parallel > int.MaxValue)
+        {
+            failures.Add($"{key}:ContextLength × {key}:Parallel is the KV cache's cells, at most {int.MaxValue}; got {model.ContextLength} × {model.Parallel}.");
         }
     }
 
