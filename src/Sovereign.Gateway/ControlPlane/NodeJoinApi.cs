@@ -112,6 +112,13 @@ internal static class NodeJoinApi
             throw OpenAIException.BadRequest("url must be the node's absolute http(s) URL, as gateways reach it.", "url", "invalid_value");
         }
 
+        // The URL is signed into the credential and shown in node lists and the node.joined entry: the same rule as a
+        // registered engine's (no credentials, query or fragment; no /v1, which the relay adds).
+        if (EngineBaseUrl.Problem(request.Url) is { } urlProblem)
+        {
+            throw OpenAIException.BadRequest("url " + urlProblem, "url", "invalid_value");
+        }
+
         // The token is looked up first, by a read: a join with a guessed, used or expired token is refused before any
         // expensive work (reading the CA key, verifying the request's signature) and before any write. Anyone can
         // reach this endpoint; it used to verify the signature and then attempt the token's UPDATE (the database's

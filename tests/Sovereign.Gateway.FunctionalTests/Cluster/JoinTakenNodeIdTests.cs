@@ -93,6 +93,52 @@ public sealed class JoinTakenNodeIdTests(Storage.PostgreSqlFixture postgres) : I
         Assert.True(joined.IsSuccessStatusCode, await joined.Content.ReadAsStringAsync());
     }
 
+    /// <summary>
+    /// Found by explorer19 (session 42): a joining node's URL was held only to "absolute http(s)", so credentials, a
+    /// query or a fragment in it were signed into its credential and shown in node lists and the <c>node.joined</c>
+    /// audit entry, where <c>nodes add</c> refuses them; a URL ending in /v1 would have every relay sent to /v1/v1/.
+    /// </summary>
+    [Fact]
+    public async Task AJoin_WhoseUrlCarriesASecret_AQuery_OrV1_Is400NamingUrl_AndTheTokenStaysUsable()
+    {
+        StartProcess("/usr/bin/redis-server", ["--port", _redisPort.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _root], new());
+        var gatewayPort = FreePort();
+        var gateway = StartServe(gatewayPort, ["--role", "gateway"], new()
+        {
+            ["Sovereign__Jurisdiction"] = "TH",
+            ["Sovereign__NodeId"] = "gateway-th",
+            ["Sovereign__Cluster__Redis"] = $"127.0.0.1:{_redisPort}",
+            ["Sovereign__Cluster__ClusterId"] = "join-url-" + Path.GetFileName(_root),
+            ["Sovereign__Cluster__Secret"] = "join-url-secret",
+            ["Sovereign__Cluster__InsecureTransport"] = "true",
+            ["Sovereign__Database__Provider"] = "PostgreSql",
+            ["Sovereign__Database__ConnectionString"] = postgres.ConnectionString,
+        });
+        using var admin = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{gatewayPort}") };
+        admin.DefaultRequestHeaders.Authorization = new("Bearer", AdminToken);
+        await WaitForAsync(async () => await ReadyAsync(admin) ? "ready" : null, gateway);
+
+        var token = await IssueTokenAsync(admin);
+        using var anonymous = new HttpClient { BaseAddress = admin.BaseAddress };
+        foreach (var url in new[] { "http://ops:hunter2@127.0.0.1:9", "http://127.0.0.1:9/?key=hunter2", "http://127.0.0.1:9/#hunter2", "http://127.0.0.1:9/v1" })
+        {
+            using var refused = await anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-th-url", url });
+            var body = await refused.Content.ReadAsStringAsync();
+            Assert.True(refused.StatusCode == HttpStatusCode.BadRequest, url + ": " + body);
+            var error = JsonDocument.Parse(body).RootElement.GetProperty("error");
+            Assert.Equal(("url", "invalid_value"), (error.GetProperty("param").GetString(), error.GetProperty("code").GetString()));
+            Assert.DoesNotContain("hunter2", body, StringComparison.Ordinal);
+        }
+
+        using (var nodes = await admin.GetAsync("/admin/v1/nodes"))
+        {
+            Assert.DoesNotContain("node-th-url", await nodes.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        using var joined = await anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-th-url", url = "http://127.0.0.1:9" });
+        Assert.True(joined.IsSuccessStatusCode, await joined.Content.ReadAsStringAsync());
+    }
+
     private static async Task<string> IssueTokenAsync(HttpClient admin)
     {
         using var response = await admin.PostAsJsonAsync("/admin/v1/nodes/join-tokens", new { jurisdiction = "TH" });
