@@ -389,6 +389,8 @@ internal static partial class ServeCommand
             builder.Services.PostConfigure<SovereignOptions>(settings.Apply);
         }
 
+        settings.Services?.Invoke(builder.Services);
+
         // The host logs a failed start at Error with the exception's stack, before serve prints the one line that says
         // what to fix: until the host has started its errors are left to serve, which logs the stack at Debug
         // (StartFailed). Its Critical entries (a background service stopping the host) still show.
@@ -533,6 +535,9 @@ internal sealed record ServeSettings
 
     /// <summary>Extra configuration entries that also flow through flags (highest precedence).</summary>
     public IDictionary<string, string?> Overrides { get; init; } = new Dictionary<string, string?>();
+
+    /// <summary>Services added after the gateway's own (tests: an Orleans call filter that counts grain calls); no flag sets it.</summary>
+    public Action<IServiceCollection>? Services { get; init; }
 
     public IEnumerable<KeyValuePair<string, string?>> ToConfiguration()
     {

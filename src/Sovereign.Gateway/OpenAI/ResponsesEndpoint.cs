@@ -24,12 +24,31 @@ internal static partial class ResponsesEndpoint
     public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, ResponsesStorage storage, IOptions<SovereignOptions> options, TimeProvider time)
     {
         var limits = options.Value.Limits;
-        var caller = await pipeline.AuthenticateAsync(context);
+        // One tenant-grain call, in admission, as chat's: a key whose tenant this gateway has seen is authorized from its
+        // cache, and the stored-content checks below are made on that tenant, confirmed before any refusal of theirs and
+        // made again if admission finds the tenant's policy changed since.
+        var caller = await pipeline.AuthenticateForAdmissionAsync(context);
         var request = await RequestReader.ReadAsync<ResponsesRequest>(context, RequestFields.For<ResponsesRequest>(caller, options.Value));
         ResponsesTranslation.RefuseUnsupported(request);
         ResponsesTranslation.CheckMetadata(request);
-        storage.RequireRetention(request, caller);
-        var history = request.PreviousResponseId is { } previous ? await storage.ConversationAsync(caller, previous, context.RequestAborted) : [];
+        IReadOnlyList<ChatTurn> history;
+        try
+        {
+            history = await StoredContentAsync(storage, request, caller, context.RequestAborted);
+        }
+        catch (OpenAIException) when (caller.Provisional is { Confirmed: false })
+        {
+            // Refused on this gateway's cached tenant: the tenant's grain answers first (a key revoked since is its 401),
+            // and a policy changed since decides again, on the tenant as it is now.
+            var current = await pipeline.ConfirmBeforeRefusalAsync(context, caller);
+            if (current is null)
+            {
+                throw;
+            }
+
+            caller = current;
+            history = await StoredContentAsync(storage, request, caller, context.RequestAborted);
+        }
         var turns = ResponsesTranslation.ToTurns(request, history);
         var grammar = ResponsesTranslation.GrammarFor(request.Text?.Format);
         var tools = ResponsesTranslation.ReadTools(request, out var chatTools, out var chatChoice);
@@ -62,8 +81,13 @@ internal static partial class ResponsesEndpoint
             Stream = request.Stream == true,
             Grammar = grammar,
             Tools = tools,
+
+            // Decided again on a changed policy: it must still keep content here, and the stored response this one
+            // continues must still be readable under it (a stored response never changes, so the history read holds).
+            CallerCheck = current => StoredContentAsync(storage, request, current, context.RequestAborted),
         };
         await using var governed = await StartAsync(pipeline, context, caller, work);
+        caller = governed.Caller;
         governed.Route!.ContinuedFrom = request.PreviousResponseId;
         var shape = new ResponseShape(
             GenerationRun.NewId("resp_"), GenerationRun.NewId("msg_"), time.GetUtcNow().ToUnixTimeSeconds(), governed.Route!.Model, request);
@@ -94,6 +118,16 @@ internal static partial class ResponsesEndpoint
         var response = shape.Final(OutputItems(shape, text, result, tools, toolFormat, status), status, UsageOf(local, result));
         await shape.CloseAsync(governed, response);
         await TypedResults.Json(response, OpenAIJson.Options).ExecuteAsync(context);
+    }
+
+    /// <summary>
+    /// What the request's stored content needs of the caller's policy: content kept here for <c>store</c> and
+    /// <c>previous_response_id</c> (400 otherwise), and the conversation a continuation extends, read under that policy.
+    /// </summary>
+    private static async Task<IReadOnlyList<ChatTurn>> StoredContentAsync(ResponsesStorage storage, ResponsesRequest request, Caller caller, CancellationToken cancellationToken)
+    {
+        storage.RequireRetention(request, caller);
+        return request.PreviousResponseId is { } previous ? await storage.ConversationAsync(caller, previous, cancellationToken) : [];
     }
 
     /// <summary>

@@ -105,6 +105,13 @@ internal sealed class RequestPipeline(
                     }
 
                     request.Caller = caller = changed.Caller;
+
+                    // What the endpoint checked on the first caller (e.g. that its policy keeps stored content) holds for
+                    // this one too, or the request is refused before it is decided again.
+                    if (work.CallerCheck is { } check)
+                    {
+                        await check(caller);
+                    }
                 }
             }
 
@@ -310,6 +317,35 @@ internal sealed class RequestPipeline(
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             return refusal;
+        }
+    }
+
+    /// <summary>
+    /// For a refusal an endpoint decided itself, before the pipeline, on a caller authorized from this gateway's cache
+    /// (<see cref="Caller.Provisional"/>): the tenant's grain answers for it first. Throws the 401/403 of a key or
+    /// tenant that no longer authorizes the request; returns the caller as the tenant is now when its policy or plan
+    /// changed since (the refusal is to be decided again on it), else null (the refusal stands, as when the grain does
+    /// not answer).
+    /// </summary>
+    public async Task<Caller?> ConfirmBeforeRefusalAsync(HttpContext context, Caller caller)
+    {
+        if (caller.Provisional is not { Confirmed: false } provisional)
+        {
+            return null;
+        }
+
+        try
+        {
+            return await authenticator.ConfirmAsync(provisional);
+        }
+        catch (OpenAIException)
+        {
+            KnownCallers.Forget(context);
+            throw;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return null;
         }
     }
 

@@ -22,6 +22,13 @@ internal abstract class Workload
 
     /// <summary>Which kind of model can run it.</summary>
     public abstract ModelKind Kind { get; }
+
+    /// <summary>
+    /// The endpoint's own checks of the caller made before the pipeline (Responses: stored content and retention, on the
+    /// caller's policy), run again on the caller a request is decided again for when its tenant's policy or plan changed
+    /// after the first decision: a refusal there ends the request before admission, nothing reserved.
+    /// </summary>
+    public Func<ControlPlane.Caller, Task>? CallerCheck { get; init; }
 }
 
 /// <summary>A chat or text completion: one prompt (or several) and <see cref="N"/> choices of each.</summary>
