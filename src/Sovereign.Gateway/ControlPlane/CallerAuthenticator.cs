@@ -112,7 +112,8 @@ public sealed class CallerAuthenticator(
     private readonly ConcurrentDictionary<(string Tenant, string? KeyPolicy), CachedPolicy> _policies = new();
 
     // A key's hash, tenant, id and policy never change once issued; only revocation does, and the tenant grain owns it.
-    private readonly ConcurrentDictionary<string, KeyIdentity> _identities = new(StringComparer.Ordinal);
+    // Looked up by the hash's characters (hashed on the stack), so a known key's request makes no hash string.
+    private readonly ConcurrentDictionary<string, CachedIdentity> _identities = new(StringComparer.Ordinal);
 
     // The tenant as its grain last answered here, with the version of its policy and plan: governed work is decided on
     // it, and admission refuses it once it is not current. Bounded like the key cache.
@@ -196,8 +197,8 @@ public sealed class CallerAuthenticator(
 
     private async Task<Caller> TenantCallerAsync(string secret, bool provisional)
     {
-        var hash = ApiKeySecrets.Hash(secret);
-        if (!_identities.TryGetValue(hash, out var identity))
+        var (hash, identity) = CachedIdentityOf(secret);
+        if (identity is null)
         {
             identity = await keys.Get(hash).ResolveAsync();
             if (identity is null)
@@ -212,7 +213,7 @@ public sealed class CallerAuthenticator(
                     _identities.Clear();
                 }
 
-                _identities[hash] = identity;
+                _identities[hash] = new CachedIdentity(hash, identity);
             }
         }
 
@@ -231,6 +232,16 @@ public sealed class CallerAuthenticator(
         // One grain call per request: the tenant's single activation answers for revocation, so a key revoked
         // at any gateway fails on the next request at every gateway, cached identity or not.
         return Authorized(hash, identity, await tenants.Get(identity.TenantId).AuthorizeKeyAsync(identity.KeyId));
+    }
+
+    /// <summary>The presented secret's hash and its cached identity, or the hash alone (made only then) when none is cached.</summary>
+    private (string Hash, KeyIdentity? Identity) CachedIdentityOf(string secret)
+    {
+        Span<char> hex = stackalloc char[ApiKeySecrets.HashLength];
+        ApiKeySecrets.Hash(secret, hex);
+        return _identities.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(hex, out var cached)
+            ? (cached.Hash, cached.Identity)
+            : (new string(hex), null);
     }
 
     /// <summary>
@@ -416,6 +427,9 @@ public sealed class CallerAuthenticator(
 
         return !_tenantsExist;
     }
+
+    /// <summary>A key's identity as its grain answered, with the hash it is cached under (the key of its grain).</summary>
+    private sealed record CachedIdentity(string Hash, KeyIdentity Identity);
 
     /// <summary>A tenant's policy as it was parsed, and the effective policy (narrowed by a key's) made from it.</summary>
     private sealed record CachedPolicy(string TenantPolicyJson, ResidencyPolicy Policy);

@@ -168,10 +168,7 @@ public sealed class RequestMetering
             result = await _tenants.Get(caller.TenantId).AdmitAsync(admission);
         }
 
-        foreach (var (name, value) in RateLimitHeaders(result))
-        {
-            context.Response.Headers[name] = value;
-        }
+        WriteRateLimitHeaders(context.Response.Headers, result);
 
         if (!result.Allowed)
         {
@@ -203,10 +200,7 @@ public sealed class RequestMetering
         }
 
         var result = await _tenants.Get(caller.TenantId).CountRequestAsync(caller.KeyId);
-        foreach (var (name, value) in RateLimitHeaders(result))
-        {
-            context.Response.Headers[name] = value;
-        }
+        WriteRateLimitHeaders(context.Response.Headers, result);
 
         if (!result.Allowed)
         {
@@ -246,10 +240,7 @@ public sealed class RequestMetering
             return;
         }
 
-        foreach (var (name, value) in RateLimitHeaders(result))
-        {
-            context.Response.Headers[name] = value;
-        }
+        WriteRateLimitHeaders(context.Response.Headers, result);
     }
 
     /// <summary>
@@ -290,26 +281,53 @@ public sealed class RequestMetering
     /// </summary>
     private const string UnpricedCurrency = InvoiceBuilder.NoCurrency;
 
-    /// <summary>OpenAI's rate-limit headers for the counters the grain reported; Retry-After only on a rate-limit refusal waiting can cure.</summary>
-    internal static IReadOnlyList<KeyValuePair<string, string>> RateLimitHeaders(AdmissionResult result)
+    /// <summary>
+    /// Writes OpenAI's rate-limit headers for the counters the grain reported; Retry-After only on a rate-limit refusal
+    /// waiting can cure. Straight into the response's headers, as <see cref="OpenAIRateLimitHeaders.For"/> formats them:
+    /// every admitted request sends them, and building the list and a decision for each was garbage on every request.
+    /// </summary>
+    internal static void WriteRateLimitHeaders(IHeaderDictionary headers, AdmissionResult result)
     {
         if (result.RateLimits is not { } rate)
         {
-            return [];
+            return;
         }
 
-        var rateLimited = result.Outcome is AdmissionOutcome.RateLimitedRequests or AdmissionOutcome.RateLimitedTokens;
-        return OpenAIRateLimitHeaders.For(new RateLimitDecision
+        if (rate.LimitRequests is { } limitRequests)
         {
-            Outcome = !rateLimited ? RateLimitOutcome.Allowed : result.TooLarge ? RateLimitOutcome.TooLarge : RateLimitOutcome.Limited,
-            RetryAfter = rateLimited ? result.RetryAfter : null,
-            LimitRequests = rate.LimitRequests,
-            RemainingRequests = rate.RemainingRequests,
-            ResetRequests = rate.ResetRequests,
-            LimitTokens = rate.LimitTokens,
-            RemainingTokens = rate.RemainingTokens,
-            ResetTokens = rate.ResetTokens,
-        });
+            headers[OpenAIRateLimitHeaders.LimitRequests] = OpenAIRateLimitHeaders.FormatLimit(limitRequests);
+        }
+
+        if (rate.LimitTokens is { } limitTokens)
+        {
+            headers[OpenAIRateLimitHeaders.LimitTokens] = OpenAIRateLimitHeaders.FormatLimit(limitTokens);
+        }
+
+        if (rate.RemainingRequests is { } remainingRequests)
+        {
+            headers[OpenAIRateLimitHeaders.RemainingRequests] = remainingRequests.ToString(CultureInfo.InvariantCulture);
+        }
+
+        if (rate.RemainingTokens is { } remainingTokens)
+        {
+            headers[OpenAIRateLimitHeaders.RemainingTokens] = remainingTokens.ToString(CultureInfo.InvariantCulture);
+        }
+
+        if (rate.LimitRequests is not null)
+        {
+            headers[OpenAIRateLimitHeaders.ResetRequests] = OpenAIRateLimitHeaders.FormatDuration(rate.ResetRequests);
+        }
+
+        if (rate.LimitTokens is not null)
+        {
+            headers[OpenAIRateLimitHeaders.ResetTokens] = OpenAIRateLimitHeaders.FormatDuration(rate.ResetTokens);
+        }
+
+        // As OpenAIRateLimitHeaders.For: only a limited refusal (not one too large to ever fit) says when to retry.
+        if (result.Outcome is AdmissionOutcome.RateLimitedRequests or AdmissionOutcome.RateLimitedTokens && !result.TooLarge && result.RetryAfter is { } retryAfter)
+        {
+            headers[OpenAIRateLimitHeaders.RetryAfter] = OpenAIRateLimitHeaders.RetryAfterSeconds(retryAfter).ToString(CultureInfo.InvariantCulture);
+        }
     }
 
     /// <summary>The 429 for a refusal: OpenAI's error type per limit (tokens, requests, insufficient_quota), our code, and a message with the numbers.</summary>

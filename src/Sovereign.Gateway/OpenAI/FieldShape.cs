@@ -79,6 +79,8 @@ internal sealed record KnownFields(FieldShape Root, List<string> Accepted);
 /// </summary>
 internal sealed class KnownFieldWalk(KnownFields known)
 {
+    private KnownFields _known = known;
+
     /// <param name="Shape">An object's shape, or an array's item shape.</param>
     /// <param name="Child">The shape of the value of the object's current property.</param>
     /// <param name="Property">The object's current property.</param>
@@ -94,6 +96,15 @@ internal sealed class KnownFieldWalk(KnownFields known)
     /// <summary>How many open objects and arrays are not checked (a JSON Schema, a metadata map): nothing inside them is.</summary>
     private int _unchecked;
 
+    /// <summary>Starts a walk of another body (the walk is reused by its thread: <see cref="RequestReader.ValidateText"/>).</summary>
+    public void Reset(KnownFields known)
+    {
+        _known = known;
+        _frames.Clear();
+        _seen.Clear();
+        _unchecked = 0;
+    }
+
     /// <summary>An object or array opens (before its path frame is pushed).</summary>
     public void Open(bool isObject)
     {
@@ -103,7 +114,7 @@ internal sealed class KnownFieldWalk(KnownFields known)
             return;
         }
 
-        var value = _frames.Count == 0 ? known.Root : _frames[^1].IsObject ? _frames[^1].Child : _frames[^1].Shape;
+        var value = _frames.Count == 0 ? _known.Root : _frames[^1].IsObject ? _frames[^1].Child : _frames[^1].Shape;
         var shape = isObject ? (value?.Fields is null ? null : value) : value?.Items;
         if (shape is null)
         {
@@ -131,7 +142,7 @@ internal sealed class KnownFieldWalk(KnownFields known)
         {
             _seen.Add(name);
         }
-        else if (!isKnown && !RequestFields.IsAccepted(known.Accepted, NamesOf(path)))
+        else if (!isKnown && !RequestFields.IsAccepted(_known.Accepted, NamesOf(path)))
         {
             throw RequestFields.Unknown(RequestReader.PathOf(path), topLevel: path.Count == 1);
         }
@@ -178,7 +189,7 @@ internal sealed class KnownFieldWalk(KnownFields known)
                 if (!(allowed?.Contains(_seen[i]) ?? shape.Fields!.ContainsKey(_seen[i])))
                 {
                     path[^1] = (_seen[i], path[^1].Index);
-                    if (!RequestFields.IsAccepted(known.Accepted, NamesOf(path)))
+                    if (!RequestFields.IsAccepted(_known.Accepted, NamesOf(path)))
                     {
                         throw RequestFields.Unknown(RequestReader.PathOf(path), topLevel: path.Count == 1);
                     }

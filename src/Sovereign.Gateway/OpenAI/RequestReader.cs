@@ -244,14 +244,18 @@ internal static class RequestReader
     /// </remarks>
     internal static void ValidateText(ReadOnlySpan<byte> json, KnownFields? known = null)
     {
-        var fields = known is null ? null : new KnownFieldWalk(known);
+        // The walk's lists and sets are the thread's, reused from body to body (every /v1 request is checked here); a
+        // body that leaves them large, or throws, does not give them back.
+        var scratch = t_textCheck ?? new TextCheck();
+        t_textCheck = null;
+        var fields = known is null ? null : scratch.Walk(known);
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = OpenAIJson.Options.MaxDepth, CommentHandling = JsonCommentHandling.Disallow });
 
         // One frame per open object (Index = InObject, Name = the current property) or array (Index = the current item).
-        var path = new List<(string? Name, int Index)>();
+        var path = scratch.Path;
 
         // The property names of each open object, by its depth in path; a depth's set is cleared and reused.
-        var names = new List<HashSet<string>>();
+        var names = scratch.Names;
         try
         {
             while (reader.Read())
@@ -259,7 +263,7 @@ internal static class RequestReader
                 switch (reader.TokenType)
                 {
                     case JsonTokenType.PropertyName:
-                        var name = DecodedOrNull(ref reader) ?? throw InvalidText(path, isName: true);
+                        var name = PropertyNameOrNull(ref reader) ?? throw InvalidText(path, isName: true);
                         path[^1] = (name, InObject);
                         if (!names[path.Count - 1].Add(name))
                         {
@@ -310,7 +314,90 @@ internal static class RequestReader
         {
             throw OpenAIException.BadRequest("We could not parse the JSON body of your request: " + FirstSentence(ex.Message));
         }
+
+        if (scratch.Reusable())
+        {
+            t_textCheck = scratch;
+        }
     }
+
+    [ThreadStatic]
+    private static TextCheck? t_textCheck;
+
+    /// <summary><see cref="ValidateText"/>'s working state, kept by a thread between bodies.</summary>
+    private sealed class TextCheck
+    {
+        private const int MostNamesKept = 64;
+
+        private KnownFieldWalk? _walk;
+
+        public List<(string? Name, int Index)> Path { get; } = [];
+
+        public List<HashSet<string>> Names { get; } = [];
+
+        public KnownFieldWalk Walk(KnownFields known)
+        {
+            if (_walk is null)
+            {
+                return _walk = new KnownFieldWalk(known);
+            }
+
+            _walk.Reset(known);
+            return _walk;
+        }
+
+        /// <summary>Cleared for the next body; false when a set grew past what is worth keeping (a body of many names).</summary>
+        public bool Reusable()
+        {
+            Path.Clear();
+            foreach (var set in Names)
+            {
+                if (set.Count > MostNamesKept)
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// A property name, decoded: the same string for the same name each time (a small process-wide table of the names
+    /// bodies use, <c>model</c>, <c>messages</c>, <c>role</c>...), so a request's names allocate nothing; an escaped,
+    /// long or new name once the table is full is decoded as <see cref="DecodedOrNull"/> decodes it.
+    /// </summary>
+    private static string? PropertyNameOrNull(ref Utf8JsonReader reader)
+    {
+        if (reader.ValueIsEscaped || reader.HasValueSequence || reader.ValueSpan.Length > MaxKeptNameBytes)
+        {
+            return DecodedOrNull(ref reader);
+        }
+
+        Span<char> chars = stackalloc char[MaxKeptNameBytes];
+        if (System.Text.Unicode.Utf8.ToUtf16(reader.ValueSpan, chars, out _, out var written, replaceInvalidSequences: false) != System.Buffers.OperationStatus.Done)
+        {
+            return null;
+        }
+
+        var text = chars[..written];
+        if (KeptNames.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(text, out var kept))
+        {
+            return kept;
+        }
+
+        var name = new string(text);
+        if (KeptNames.Count < MostKeptNames)
+        {
+            KeptNames.TryAdd(name, name);
+        }
+
+        return name;
+    }
+
+    private const int MaxKeptNameBytes = 64;
+    private const int MostKeptNames = 2048;
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> KeptNames = new(StringComparer.Ordinal);
 
     private static void Advance(List<(string? Name, int Index)> path)
     {

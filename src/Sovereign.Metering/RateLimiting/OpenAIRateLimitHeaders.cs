@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 
 namespace Sovereign.Metering.RateLimiting;
 
@@ -82,8 +81,30 @@ public static class OpenAIRateLimitHeaders
         Math.Max(1, (wait.Ticks + TimeSpan.TicksPerSecond - 1) / TimeSpan.TicksPerSecond);
 
     /// <summary>
+    /// A limit as its header's value. Limits change only when the operator sets them, and every admitted request of a
+    /// tenant sends the same ones, so the last text made for each of a few values is kept and reused.
+    /// </summary>
+    public static string FormatLimit(long limit)
+    {
+        var slot = (int)((ulong)limit % (ulong)RecentLimits.Length);
+        if (Volatile.Read(ref RecentLimits[slot]) is { } recent && recent.Value == limit)
+        {
+            return recent.Text;
+        }
+
+        var made = new FormattedCount(limit, limit.ToString(CultureInfo.InvariantCulture));
+        Volatile.Write(ref RecentLimits[slot], made);
+        return made.Text;
+    }
+
+    private static readonly FormattedCount?[] RecentLimits = new FormattedCount?[64];
+
+    private sealed record FormattedCount(long Value, string Text);
+
+    /// <summary>
     /// Go's <c>time.Duration.String()</c> at millisecond precision (sub-millisecond rounds up), which is what OpenAI
-    /// sends: "0s", "547ms", "1s", "2m52.8s", "6m0s", "1h0m0s".
+    /// sends: "0s", "547ms", "1s", "2m52.8s", "6m0s", "1h0m0s". Below a second (a reset under a busy limit: every
+    /// request's header) the text is made once per value and reused.
     /// </summary>
     public static string FormatDuration(TimeSpan value)
     {
@@ -96,30 +117,52 @@ public static class OpenAIRateLimitHeaders
 
         if (ms < 1000)
         {
-            return string.Create(CultureInfo.InvariantCulture, $"{ms}ms");
+            return Volatile.Read(ref Milliseconds[ms]) ?? (Milliseconds[ms] = string.Create(CultureInfo.InvariantCulture, $"{ms}ms"));
         }
 
         var hours = ms / 3_600_000;
         var minutes = ms / 60_000 % 60;
         var seconds = ms / 1000 % 60;
         var fraction = ms % 1000;
-        var text = new StringBuilder();
+        Span<char> text = stackalloc char[48];
+        var length = 0;
         if (hours > 0)
         {
-            text.Append(CultureInfo.InvariantCulture, $"{hours}h");
+            Append(text, ref length, hours);
+            text[length++] = 'h';
         }
 
         if (hours > 0 || minutes > 0)
         {
-            text.Append(CultureInfo.InvariantCulture, $"{minutes}m");
+            Append(text, ref length, minutes);
+            text[length++] = 'm';
         }
 
-        text.Append(CultureInfo.InvariantCulture, $"{seconds}");
+        Append(text, ref length, seconds);
         if (fraction > 0)
         {
-            text.Append('.').Append(fraction.ToString("D3", CultureInfo.InvariantCulture).TrimEnd('0'));
+            // Three digits, trailing zeros dropped: 500 -> ".5", 80 -> ".08".
+            text[length++] = '.';
+            text[length++] = (char)('0' + fraction / 100);
+            if (fraction % 100 > 0)
+            {
+                text[length++] = (char)('0' + fraction / 10 % 10);
+                if (fraction % 10 > 0)
+                {
+                    text[length++] = (char)('0' + fraction % 10);
+                }
+            }
         }
 
-        return text.Append('s').ToString();
+        text[length++] = 's';
+        return new string(text[..length]);
+
+        static void Append(Span<char> text, ref int length, long value)
+        {
+            value.TryFormat(text[length..], out var written, provider: CultureInfo.InvariantCulture);
+            length += written;
+        }
     }
+
+    private static readonly string?[] Milliseconds = new string?[1000];
 }

@@ -127,7 +127,7 @@ public static partial class RoutingDecider
     }
 
     /// <summary>The decision once the replicas are counted: its last reason, and the decision given all reasons.</summary>
-    private readonly record struct Outcome(bool Allowed, int Status, string? Code, string FinalReason, string Message, ModelReplica? Chosen, IReadOnlySet<string> AllowedSet)
+    private readonly record struct Outcome(bool Allowed, int Status, string? Code, string FinalReason, string? Message, ModelReplica? Chosen, IReadOnlySet<string> AllowedSet)
     {
         public RoutingDecision With(IReadOnlyList<string> reasons) => new()
         {
@@ -178,7 +178,7 @@ public static partial class RoutingDecider
             chosenLocal
                 ? $"{Selected}:{chosen.NodeId}:in the gateway's jurisdiction {gateway}, least loaded ({chosen.Load}/{chosen.Capacity}) of {localReady} local of {readyCount} compliant with capacity{prefix}"
                 : $"{Selected}:{chosen.NodeId}:least loaded ({chosen.Load}/{chosen.Capacity}) of {readyCount} compliant with capacity, none in the gateway's jurisdiction {gateway}{prefix}",
-            $"Routed to {chosen.NodeId} in {JurisdictionCatalog.Normalize(chosen.Jurisdiction)}.",
+            null, // RoutingDecision.Message says where, when it is read
             chosen,
             allowed);
     }

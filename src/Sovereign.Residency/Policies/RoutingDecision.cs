@@ -21,8 +21,18 @@ public sealed record RoutingDecision
     /// <summary>Machine-readable reasons in evaluation order; see <see cref="RoutingReasons"/>.</summary>
     public required IReadOnlyList<string> Reasons { get; init; }
 
-    /// <summary>One sentence for a human: what happened and which rule decided it.</summary>
-    public required string Message { get; init; }
+    /// <summary>
+    /// One sentence for a human: what happened and which rule decided it. An allowed decision's ("Routed to NODE in
+    /// JURISDICTION.") is made when read: only refusals are answered with theirs, and every request is decided.
+    /// </summary>
+    [System.Diagnostics.CodeAnalysis.AllowNull]
+    public string Message
+    {
+        get => _message ?? (SelectedReplica is { } chosen ? $"Routed to {chosen.NodeId} in {Jurisdictions.JurisdictionCatalog.Normalize(chosen.Jurisdiction)}." : string.Empty);
+        init => _message = value;
+    }
+
+    private readonly string? _message;
 
     /// <summary>The countries the policy allows, resolved (upper case, ordinal order).</summary>
     public required IReadOnlySet<string> AllowedJurisdictions { get; init; }

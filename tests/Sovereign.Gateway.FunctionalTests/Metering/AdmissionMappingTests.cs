@@ -17,7 +17,7 @@ public sealed class AdmissionMappingTests
         var result = new AdmissionResult(outcome, Rates, tooLarge ? null : TimeSpan.FromMilliseconds(1200), tooLarge);
 
         var error = RequestMetering.Refusal(result, 500, "EUR");
-        var headers = RequestMetering.RateLimitHeaders(result).ToDictionary(h => h.Key, h => h.Value);
+        var headers = HeadersOf(result);
 
         Assert.Equal(429, error.Status);
         Assert.Equal(type, error.Type);
@@ -51,7 +51,7 @@ public sealed class AdmissionMappingTests
         Assert.Equal("budget_exceeded", error.Code);
         Assert.Equal("This request could cost up to 0.5 EUR, but key key-9's day budget of 5 EUR has 0.25 EUR left; it resets at 2026-12-03T00:00:00Z.", error.Message);
         Assert.Null(error.RetryAfter);
-        Assert.DoesNotContain(RequestMetering.RateLimitHeaders(result), h => h.Key == "Retry-After");
+        Assert.False(HeadersOf(result).ContainsKey("Retry-After"));
         Assert.False(error.Final); // requests in flight may give room back
         Assert.True(RequestMetering.Refusal(result with { Budget = result.Budget! with { Final = true } }, 500, "EUR").Final);
     }
@@ -67,5 +67,51 @@ public sealed class AdmissionMappingTests
         Assert.Equal("budget_currency_mismatch", error.Code);
         Assert.Contains("USD", error.Message, StringComparison.Ordinal);
         Assert.Contains("EUR", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void RateLimitHeaders_WrittenIntoTheResponse_AreOpenAIRateLimitHeadersFor_TheSameDecision()
+    {
+        // Every combination of limits set or not, outcome and retry: the headers written straight into the response are
+        // exactly the ones the rate limiter's own formatting gives (names, values, which are present).
+        var outcomes = new[] { AdmissionOutcome.Admitted, AdmissionOutcome.RateLimitedRequests, AdmissionOutcome.RateLimitedTokens, AdmissionOutcome.BudgetExceeded };
+        foreach (var outcome in outcomes)
+        {
+            foreach (var tooLarge in new[] { false, true })
+            {
+                foreach (var retry in new TimeSpan?[] { null, TimeSpan.FromMilliseconds(1200) })
+                {
+                    foreach (var rate in new RateLimitView?[]
+                    {
+                        null, Rates, new(null, null, TimeSpan.Zero, 1000, 20, TimeSpan.FromMilliseconds(3)),
+                        new(60, 59, TimeSpan.FromMinutes(6), null, null, TimeSpan.Zero), new(100_000_000, 99_999_000, TimeSpan.FromTicks(1), 100_000_000_000, 99_999_000_000, TimeSpan.FromTicks(1)),
+                    })
+                    {
+                        var result = new AdmissionResult(outcome, rate, retry, tooLarge);
+                        var limited = outcome is AdmissionOutcome.RateLimitedRequests or AdmissionOutcome.RateLimitedTokens;
+                        var expected = rate is null ? [] : Sovereign.Metering.RateLimiting.OpenAIRateLimitHeaders.For(new Sovereign.Metering.RateLimiting.RateLimitDecision
+                        {
+                            Outcome = !limited ? Sovereign.Metering.RateLimiting.RateLimitOutcome.Allowed : tooLarge ? Sovereign.Metering.RateLimiting.RateLimitOutcome.TooLarge : Sovereign.Metering.RateLimiting.RateLimitOutcome.Limited,
+                            RetryAfter = limited ? retry : null,
+                            LimitRequests = rate.LimitRequests,
+                            RemainingRequests = rate.RemainingRequests,
+                            ResetRequests = rate.ResetRequests,
+                            LimitTokens = rate.LimitTokens,
+                            RemainingTokens = rate.RemainingTokens,
+                            ResetTokens = rate.ResetTokens,
+                        }).ToDictionary(h => h.Key, h => h.Value, StringComparer.OrdinalIgnoreCase);
+
+                        Assert.Equal(expected.OrderBy(h => h.Key, StringComparer.Ordinal), HeadersOf(result).OrderBy(h => h.Key, StringComparer.Ordinal));
+                    }
+                }
+            }
+        }
+    }
+
+    private static Dictionary<string, string> HeadersOf(AdmissionResult result)
+    {
+        var headers = new Microsoft.AspNetCore.Http.HeaderDictionary();
+        RequestMetering.WriteRateLimitHeaders(headers, result);
+        return headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase);
     }
 }

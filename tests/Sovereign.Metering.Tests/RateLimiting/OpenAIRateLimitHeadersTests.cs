@@ -23,9 +23,26 @@ public sealed class OpenAIRateLimitHeadersTests
     [InlineData(TimeSpan.TicksPerHour, "1h0m0s")]
     [InlineData(3_723_004 * TimeSpan.TicksPerMillisecond, "1h2m3.004s")]
     [InlineData(26 * TimeSpan.TicksPerHour, "26h0m0s")]
+    [InlineData(1_080 * TimeSpan.TicksPerMillisecond, "1.08s")]
+    [InlineData(1_101 * TimeSpan.TicksPerMillisecond, "1.101s")]
+    [InlineData(1_110 * TimeSpan.TicksPerMillisecond, "1.11s")]
+    [InlineData(1_001 * TimeSpan.TicksPerMillisecond, "1.001s")]
+    [InlineData(3_599_999 * TimeSpan.TicksPerMillisecond, "59m59.999s")]
     public void FormatDuration_Value_FormatsLikeOpenAI(long ticks, string expected)
     {
+        // Twice: the second may be the text kept from the first (below a second), and must read the same.
         Assert.Equal(expected, OpenAIRateLimitHeaders.FormatDuration(TimeSpan.FromTicks(ticks)));
+        Assert.Equal(expected, OpenAIRateLimitHeaders.FormatDuration(TimeSpan.FromTicks(ticks)));
+    }
+
+    [Fact]
+    public void FormatLimit_KeptText_IsTheValuesOwn()
+    {
+        // 0 and 64 share a slot of the kept texts: each still reads as itself, however they alternate.
+        foreach (var value in new long[] { 0, 64, 0, 100_000_000, 64, 100_000_000 + 64, long.MaxValue, -1 })
+        {
+            Assert.Equal(value.ToString(System.Globalization.CultureInfo.InvariantCulture), OpenAIRateLimitHeaders.FormatLimit(value));
+        }
     }
 
     [Theory]
