@@ -795,10 +795,6 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     internal bool ConstrainedSamplingInline { get; set; }
 
     /// <summary>
-    /// Waited for before each constrained token is sampled, on the thread that samples it (the constrained sampler's,
-    /// or the loop's when <see cref="ConstrainedSamplingInline"/>); tests hold sampling with it.
-    /// </summary>
-    /// <summary>
     /// Called on the loop's thread before a token is sampled without a grammar, with the tokens the sequence generated
     /// so far and the logits it is drawn from (writable); tests stand in for a model that opens a tool call by itself.
     /// </summary>
@@ -807,6 +803,10 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
     /// <summary>See <see cref="BeforeFreeSample"/>.</summary>
     internal delegate void BeforeFreeSampleHook(GenerationRequest request, int generated, Span<float> logits);
 
+    /// <summary>
+    /// Waited for before each constrained token is sampled, on the thread that samples it (the constrained sampler's,
+    /// or the loop's when <see cref="ConstrainedSamplingInline"/>); tests hold sampling with it.
+    /// </summary>
     internal Func<GenerationRequest, ValueTask>? BeforeConstrainedSample
     {
         get => _constrained.BeforeSample;
