@@ -114,6 +114,8 @@ public sealed class ConsoleMemberChainTests(BrowserFixture browser) : IClassFixt
         var problem = page.Locator("#problems tbody tr").First;
         await Assertions.Expect(problem).ToContainTextAsync(Node);
         await Assertions.Expect(problem).ToContainTextAsync("entries 3..4 were removed");
+        var kind = await problem.Locator("td").Nth(2).InnerTextAsync();
+        Assert.True(Enum.TryParse<AuditProblemKind>(kind, out _) && !kind.All(char.IsAsciiDigit), $"the problem's kind reads '{kind}', not its name");
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(BrowserFixture.ScreenshotDirectory, "operator-audit-chain-cut.png"), FullPage = true });
     }
 
