@@ -350,14 +350,7 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
     /// </summary>
     private bool TakeOpening(byte[] opened)
     {
-        if (_restartGrammar)
-        {
-            _restartGrammar = false;
-            _grammarChain!.Reset();
-            _utf8 = default;
-            _matcherState = _matcher?.Start;
-            _matcherPartial = default;
-        }
+        RestartGrammarIfDue();
 
         var vocabulary = _vocabulary!;
         var at = 0;
@@ -412,17 +405,25 @@ internal sealed class RequestSamplingPipeline : BaseSamplingPipeline
         return best;
     }
 
+    /// <summary>A grammar left closed or part-way (a Hermes call done, an opening it refused) starts over before its next use.</summary>
+    private void RestartGrammarIfDue()
+    {
+        if (!_restartGrammar)
+        {
+            return;
+        }
+
+        _restartGrammar = false;
+        _grammarChain!.Reset();
+        _utf8 = default;
+        _matcherState = _matcher?.Start;
+        _matcherPartial = default;
+    }
+
     /// <summary>The constrained draw: as if unconstrained first, then from the allowed tokens alone (see <see cref="SampleConstrained"/>).</summary>
     private LLamaToken SampleAllowed(ReadOnlySpan<float> logits, SafeLlamaModelHandle model)
     {
-        if (_restartGrammar)
-        {
-            _restartGrammar = false;
-            _grammarChain!.Reset();
-            _utf8 = default;
-            _matcherState = _matcher?.Start;
-            _matcherPartial = default;
-        }
+        RestartGrammarIfDue();
 
         var vocabulary = _vocabulary!;
         var penalised = _options.PresencePenalty != 0f || _options.FrequencyPenalty != 0f;

@@ -42,22 +42,7 @@ public sealed class JoinTakenNodeIdTests(Storage.PostgreSqlFixture postgres) : I
     [Fact]
     public async Task AJoin_UnderTheIdOfARunningNode_Is409_AndTheTokenStaysUsable()
     {
-        StartProcess("/usr/bin/redis-server", ["--port", _redisPort.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _root], new());
-        var gatewayPort = FreePort();
-        var gateway = StartServe(gatewayPort, ["--role", "gateway"], new()
-        {
-            ["Sovereign__Jurisdiction"] = "TH",
-            ["Sovereign__NodeId"] = "gateway-th",
-            ["Sovereign__Cluster__Redis"] = $"127.0.0.1:{_redisPort}",
-            ["Sovereign__Cluster__ClusterId"] = "join-taken-" + Path.GetFileName(_root),
-            ["Sovereign__Cluster__Secret"] = "join-taken-secret",
-            ["Sovereign__Cluster__InsecureTransport"] = "true",
-            ["Sovereign__Database__Provider"] = "PostgreSql",
-            ["Sovereign__Database__ConnectionString"] = postgres.ConnectionString,
-        });
-        using var admin = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{gatewayPort}") };
-        admin.DefaultRequestHeaders.Authorization = new("Bearer", AdminToken);
-        await WaitForAsync(async () => await ReadyAsync(admin) ? "ready" : null, gateway);
+        using var admin = await StartGatewayAsync();
 
         var first = await IssueTokenAsync(admin);
         var nodePort = FreePort();
@@ -101,22 +86,7 @@ public sealed class JoinTakenNodeIdTests(Storage.PostgreSqlFixture postgres) : I
     [Fact]
     public async Task AJoin_WhoseUrlCarriesASecret_AQuery_OrV1_Is400NamingUrl_AndTheTokenStaysUsable()
     {
-        StartProcess("/usr/bin/redis-server", ["--port", _redisPort.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _root], new());
-        var gatewayPort = FreePort();
-        var gateway = StartServe(gatewayPort, ["--role", "gateway"], new()
-        {
-            ["Sovereign__Jurisdiction"] = "TH",
-            ["Sovereign__NodeId"] = "gateway-th",
-            ["Sovereign__Cluster__Redis"] = $"127.0.0.1:{_redisPort}",
-            ["Sovereign__Cluster__ClusterId"] = "join-url-" + Path.GetFileName(_root),
-            ["Sovereign__Cluster__Secret"] = "join-url-secret",
-            ["Sovereign__Cluster__InsecureTransport"] = "true",
-            ["Sovereign__Database__Provider"] = "PostgreSql",
-            ["Sovereign__Database__ConnectionString"] = postgres.ConnectionString,
-        });
-        using var admin = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{gatewayPort}") };
-        admin.DefaultRequestHeaders.Authorization = new("Bearer", AdminToken);
-        await WaitForAsync(async () => await ReadyAsync(admin) ? "ready" : null, gateway);
+        using var admin = await StartGatewayAsync();
 
         var token = await IssueTokenAsync(admin);
         using var anonymous = new HttpClient { BaseAddress = admin.BaseAddress };
@@ -137,6 +107,28 @@ public sealed class JoinTakenNodeIdTests(Storage.PostgreSqlFixture postgres) : I
 
         using var joined = await anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-th-url", url = "http://127.0.0.1:9" });
         Assert.True(joined.IsSuccessStatusCode, await joined.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>A throwaway redis-server and a TH gateway on the shared PostgreSQL; the operator's client, once ready.</summary>
+    private async Task<HttpClient> StartGatewayAsync()
+    {
+        StartProcess("/usr/bin/redis-server", ["--port", _redisPort.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _root], new());
+        var gatewayPort = FreePort();
+        var gateway = StartServe(gatewayPort, ["--role", "gateway"], new()
+        {
+            ["Sovereign__Jurisdiction"] = "TH",
+            ["Sovereign__NodeId"] = "gateway-th",
+            ["Sovereign__Cluster__Redis"] = $"127.0.0.1:{_redisPort}",
+            ["Sovereign__Cluster__ClusterId"] = "join-taken-" + Path.GetFileName(_root),
+            ["Sovereign__Cluster__Secret"] = "join-taken-secret",
+            ["Sovereign__Cluster__InsecureTransport"] = "true",
+            ["Sovereign__Database__Provider"] = "PostgreSql",
+            ["Sovereign__Database__ConnectionString"] = postgres.ConnectionString,
+        });
+        var admin = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{gatewayPort}") };
+        admin.DefaultRequestHeaders.Authorization = new("Bearer", AdminToken);
+        await WaitForAsync(async () => await ReadyAsync(admin) ? "ready" : null, gateway);
+        return admin;
     }
 
     private static async Task<string> IssueTokenAsync(HttpClient admin)
