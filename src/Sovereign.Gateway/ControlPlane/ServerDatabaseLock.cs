@@ -11,27 +11,50 @@ namespace Sovereign.Gateway.ControlPlane;
 /// the members of one cluster (<see cref="SharedDatabaseClaim"/>). The CLI's own readers (audit verify, export,
 /// archive) take neither.
 /// </summary>
-internal sealed class ServerDatabaseLock : IAsyncDisposable
+internal sealed class ServerDatabaseLock(TimeProvider? time = null) : IAsyncDisposable
 {
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+
     /// <summary>The lock file is <c>&lt;database&gt;.server.lock</c>, beside the database.</summary>
     public const string LockName = "server";
 
     private IAsyncDisposable? _held;
     private SharedDatabaseClaim? _claim;
 
+    /// <summary>
+    /// How many times a start tries the SQLite lock before it says another server holds it (<see cref="LockRetryDelay"/>
+    /// apart, so about a second in all). <see cref="AnyServerHoldsAsync"/> (<c>sovereign audit verify</c>) holds the
+    /// lock for the instant of one open and close; a server holds it until its process ends, so it is still held at the
+    /// last try and one server per file holds as before. A start in the probe's instant stopped as if the file were in use.
+    /// </summary>
+    internal const int LockTries = 10;
+
+    /// <summary>The wait between two of a start's tries of the SQLite lock.</summary>
+    internal static readonly TimeSpan LockRetryDelay = TimeSpan.FromMilliseconds(100);
+
     /// <summary>Takes the SQLite database for this process, or throws <see cref="DataDirectoryInUseException"/>.</summary>
     public async Task TakeSqliteAsync(SqlDatabase database, string databasePath)
     {
         IAsyncDisposable? held;
-        try
+        for (var tries = 1; ; tries++)
         {
-            held = await database.TryLockAsync(LockName);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            throw new DatabaseUnusableException(
-                $"the data directory {Path.GetDirectoryName(databasePath)} cannot be written ({Reason(ex)}): it must be writable by this user, on a file system mounted " +
-                "read-write (--data-dir, Sovereign:DataDirectory). Nothing was changed.", ex);
+            try
+            {
+                held = await database.TryLockAsync(LockName);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new DatabaseUnusableException(
+                    $"the data directory {Path.GetDirectoryName(databasePath)} cannot be written ({Reason(ex)}): it must be writable by this user, on a file system mounted " +
+                    "read-write (--data-dir, Sovereign:DataDirectory). Nothing was changed.", ex);
+            }
+
+            if (held is not null || tries == LockTries)
+            {
+                break;
+            }
+
+            await Task.Delay(LockRetryDelay, _time);
         }
 
         _held = held
@@ -84,8 +107,9 @@ internal sealed class ServerDatabaseLock : IAsyncDisposable
     /// (<see cref="LockName"/>) is taken; on PostgreSQL a claimant's lock in <c>sovereign_servers</c> is held
     /// (<see cref="SharedDatabaseClaim.AnyHeldAsync"/>). An open decision is then a request running (or, in a cluster,
     /// one a stopped member left, which the gateways close); with none, every open decision was interrupted and is not
-    /// closed yet (a server's next start closes them). The SQLite probe takes the lock for an instant: a server
-    /// starting in that instant would stop as if another held the file, so callers ask only when decisions are open.
+    /// closed yet (a server's next start closes them). The SQLite probe takes the lock for an instant (flock has no
+    /// test that takes nothing, and /proc/locks is Linux's alone): a server starting in that instant finds it taken and
+    /// tries again (<see cref="LockTries"/>), and callers ask only when decisions are open.
     /// </summary>
     public static async Task<bool?> AnyServerHoldsAsync(SqlDatabase database, CancellationToken cancellationToken)
     {
