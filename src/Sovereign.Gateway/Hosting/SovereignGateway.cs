@@ -109,16 +109,7 @@ public static class SovereignGateway
         v1.MapTenantSelfApi();
         app.MapSovereignConsole();
         app.MapGet("/health", () => TypedResults.Json(new { status = "ok" }));
-        app.MapGet("/ready", async (ModelCatalog catalog, IServiceProvider services, CancellationToken cancellationToken) =>
-            // A cluster whose membership table is gone answers every request 503 until its members restart: not ready.
-            services.GetService<Cluster.Hosting.MembershipTableWatch>() is { State: Cluster.Hosting.MembershipTableState.Lost } watch
-                ? Results.Json(new { status = "membership_lost", error = watch.Problem }, statusCode: StatusCodes.Status503ServiceUnavailable)
-                : !catalog.IsReady
-                ? Results.Json(new { status = "loading" }, statusCode: StatusCodes.Status503ServiceUnavailable)
-                // A database that cannot record requests refuses every one of them (fail closed): not ready either.
-                : services.GetService<ControlPlane.DatabaseHealth>() is { } database && await database.CheckAsync(cancellationToken) is { } problem
-                ? Results.Json(new { status = "database_unavailable", error = problem }, statusCode: StatusCodes.Status503ServiceUnavailable)
-                : Results.Json(new { status = "ready", models = catalog.All.Select(m => m.Id) }));
+        app.MapGet("/ready", ReadyAsync);
 
         // Metrics name tenants, spend and remaining budgets: only the operator may scrape them.
         app.MapPrometheusScrapingEndpoint("/metrics", meterProvider: null, configureBranchedPipeline: RequireOperatorToken, optionsName: null);
@@ -126,6 +117,38 @@ public static class SovereignGateway
         // Last: every GET endpoint mapped above takes HEAD too (RFC 9110; uptime monitors and link checkers send it).
         HeadWhereGet.Apply(app);
         return app;
+    }
+
+    /// <summary>
+    /// Readiness: 200 <c>ready</c>, or 503 with why not (<c>loading</c>, <c>database_unavailable</c>,
+    /// <c>membership_lost</c>). Anyone who reaches the port (a load balancer, an orchestrator's probe) gets the status
+    /// alone: it told them the ids of the models loaded and, in an outage, where the database is. With the operator
+    /// token it adds <c>models</c> and the failure's cause (<c>error</c>); another token is not refused, only anonymous.
+    /// </summary>
+    private static async Task<IResult> ReadyAsync(HttpContext context, ModelCatalog catalog, IServiceProvider services, CancellationToken cancellationToken)
+    {
+        var operatorAsks = services.GetRequiredService<AdminToken>().Matches(AdminToken.Presented(context));
+        IResult NotReady(string status, string? error) => Results.Json(
+            operatorAsks && error is not null ? new { status, error } : (object)new { status }, statusCode: StatusCodes.Status503ServiceUnavailable);
+
+        // A cluster whose membership table is gone answers every request 503 until its members restart: not ready.
+        if (services.GetService<Cluster.Hosting.MembershipTableWatch>() is { State: Cluster.Hosting.MembershipTableState.Lost } watch)
+        {
+            return NotReady("membership_lost", watch.Problem);
+        }
+
+        if (!catalog.IsReady)
+        {
+            return NotReady("loading", null);
+        }
+
+        // A database that cannot record requests refuses every one of them (fail closed): not ready either.
+        if (services.GetService<ControlPlane.DatabaseHealth>() is { } database && await database.CheckAsync(cancellationToken) is { } problem)
+        {
+            return NotReady("database_unavailable", problem);
+        }
+
+        return Results.Json(operatorAsks ? new { status = "ready", models = catalog.All.Select(m => m.Id) } : (object)new { status = "ready" });
     }
 
     /// <summary>The category of ASP.NET Core's request start/finish log lines (URL with query string).</summary>
