@@ -294,6 +294,10 @@ public static class AdminApi
         }
 
         var url = new Uri(request.BaseUrl!.Trim(), UriKind.Absolute);
+        if (await EngineAddressRule.ProblemAsync(url, options.Value.AllowLinkLocalEngineUrls, System.Net.Dns.GetHostAddressesAsync, context.RequestAborted) is { } addressProblem)
+        {
+            throw OpenAIException.BadRequest("base_url " + addressProblem, "base_url", "invalid_value");
+        }
 
         // Sent as 'Authorization: Bearer KEY' on every relay: one that cannot be was a 500 on each request. Never echoed.
         if (!string.IsNullOrEmpty(request.ApiKey) && !UpstreamProxy.IsSendableKey(request.ApiKey))

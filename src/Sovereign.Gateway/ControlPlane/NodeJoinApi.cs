@@ -119,6 +119,12 @@ internal static class NodeJoinApi
             throw OpenAIException.BadRequest("url " + urlProblem, "url", "invalid_value");
         }
 
+        // Gateways relay tenants' work there with the cluster's credentials: not to a cloud's metadata service.
+        if (await EngineAddressRule.ProblemAsync(url, options.Value.AllowLinkLocalEngineUrls, System.Net.Dns.GetHostAddressesAsync, context.RequestAborted) is { } addressProblem)
+        {
+            throw OpenAIException.BadRequest("url " + addressProblem, "url", "invalid_value");
+        }
+
         // The token is looked up first, by a read: a join with a guessed, used or expired token is refused before any
         // expensive work (reading the CA key, verifying the request's signature) and before any write. Anyone can
         // reach this endpoint; it used to verify the signature and then attempt the token's UPDATE (the database's

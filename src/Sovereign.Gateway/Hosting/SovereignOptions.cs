@@ -71,6 +71,15 @@ public sealed class SovereignOptions
     /// <summary>Where state lives.</summary>
     public DatabaseOptions Database { get; set; } = new();
 
+    /// <summary>
+    /// Let the admin API register an engine (and a node join) at a link-local address (169.254.0.0/16, fe80::/10) or a
+    /// cloud's instance metadata service (<c>metadata.google.internal</c>, <c>fd00:ec2::254</c>, <c>100.100.100.200</c>),
+    /// or at a name that resolves to one. Off by default: there the gateway reached the service that hands out the
+    /// machine's cloud credentials (<see cref="ControlPlane.EngineAddressRule"/>). Loopback and private ranges are
+    /// always allowed.
+    /// </summary>
+    public bool AllowLinkLocalEngineUrls { get; set; }
+
     /// <summary>Language detection: which languages (default: the covered set) and in which accuracy mode.</summary>
     public Sovereign.Languages.LanguageDetectorOptions Languages { get; set; } = new();
 

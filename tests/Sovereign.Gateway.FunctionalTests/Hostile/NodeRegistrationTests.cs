@@ -100,6 +100,54 @@ public sealed class NodeRegistrationTests(ConsoleFixture fixture)
         Assert.Null(await KindOfAsync("qa-rules"));
     }
 
+    /// <summary>
+    /// An engine's URL is where the gateway sends tenants' prompts with the engine's key, and node lists show whether
+    /// it answers: one at a link-local address (169.254.169.254, fe80::) or a cloud's metadata name reached the
+    /// instance's metadata service, which hands out the machine's cloud credentials. Refused unless
+    /// Sovereign:AllowLinkLocalEngineUrls says otherwise; loopback and private addresses, where engines run, stay open.
+    /// </summary>
+    [Theory]
+    [InlineData("http://169.254.169.254")]
+    [InlineData("http://169.254.169.254:80/latest")]
+    [InlineData("http://169.254.1.2:8000")]
+    [InlineData("http://[fe80::1]:8000")]
+    [InlineData("http://[::ffff:169.254.169.254]")]
+    [InlineData("http://[fd00:ec2::254]")]
+    [InlineData("http://100.100.100.200")]
+    [InlineData("http://metadata.google.internal")]
+    [InlineData("http://Metadata.Google.Internal.:8080")]
+    [InlineData("http://metadata")]
+    public async Task AnEngine_AtALinkLocalOrMetadataAddress_Is400NamingBaseUrl_AndNothingIsRegistered(string url)
+    {
+        var error = await RefusedAsync(HttpMethod.Post, "/admin/v1/nodes",
+            $$"""{"id":"qa-metadata","jurisdiction":"SG","base_url":"{{url}}","models":[{"id":"m"}]}""", 400);
+
+        Assert.Equal(("base_url", "invalid_value"), (error.GetProperty("param").GetString(), error.GetProperty("code").GetString()));
+        Assert.Contains("Sovereign:AllowLinkLocalEngineUrls", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Null(await KindOfAsync("qa-metadata"));
+    }
+
+    [Theory]
+    [InlineData("http://127.0.0.1:8000")]
+    [InlineData("http://localhost:8000")]
+    [InlineData("http://[::1]:8000")]
+    [InlineData("http://192.168.10.4:8000")]
+    [InlineData("http://172.16.0.9:8000")]
+    [InlineData("http://[fd12:3456::9]:8000")]
+    public async Task AnEngine_AtALoopbackOrPrivateAddress_IsRegistered(string url)
+    {
+        var registered = await fixture.SendAsync(HttpMethod.Post, "/admin/v1/nodes",
+            JsonDocument.Parse($$"""{"id":"qa-private","jurisdiction":"SG","base_url":"{{url}}","models":[{"id":"m"}]}""").RootElement);
+        try
+        {
+            Assert.Equal("qa-private", registered.GetProperty("id").GetString());
+        }
+        finally
+        {
+            await fixture.SendAsync(HttpMethod.Delete, "/admin/v1/nodes/qa-private", null);
+        }
+    }
+
     [Fact]
     public async Task AnEngine_RegisteredAgainUnderItsId_IsUpdated()
     {
