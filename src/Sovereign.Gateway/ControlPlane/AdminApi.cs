@@ -533,6 +533,7 @@ public static class AdminApi
     private static async Task<IResult> UnloadModel(string id, HttpContext context, Models.ModelCatalog catalog, AuditLog audit, CancellationToken cancellationToken)
     {
         id = ModelIdOf(id);
+        await RequestReader.ReadOptionalAsync<EmptyRequest>(context);
         if (!await catalog.UnloadAsync(id, cancellationToken))
         {
             throw NotFound("loaded model", id);
@@ -673,6 +674,7 @@ public static class AdminApi
     private static async Task<IResult> VerifyAudit(HttpContext context, SqlDatabase database, OperatorSigningKey key, TimeProvider time, IOptions<SovereignOptions> settings)
     {
         // This server's witness, the last head it signed: a rewritten tail whose checkpoints were deleted shows here.
+        await RequestReader.ReadOptionalAsync<EmptyRequest>(context);
         var options = new AuditVerificationOptions { Time = time, Witness = AuditWitness.Read(Path.Combine(settings.Value.ResolvedDataDirectory, AuditWitness.FileName)) };
         var bound = context.Request.Query["max_uncovered_seconds"].ToString();
         if (bound.Length > 0)
@@ -693,8 +695,11 @@ public static class AdminApi
         return Json(result.Decisions is { Open: > 0 } open ? result with { Decisions = open with { ServerRunning = true } } : result);
     }
 
-    private static async Task<IResult> Checkpoint(AuditLog audit, CancellationToken cancellationToken) =>
-        Json(await audit.CheckpointAsync(cancellationToken));
+    private static async Task<IResult> Checkpoint(HttpContext context, AuditLog audit, CancellationToken cancellationToken)
+    {
+        await RequestReader.ReadOptionalAsync<EmptyRequest>(context);
+        return Json(await audit.CheckpointAsync(cancellationToken));
+    }
 
     /// <summary>Parses an audit time range (ISO 8601 or unix seconds); defaults to everything.</summary>
     internal static (DateTimeOffset From, DateTimeOffset To) AuditRange(string? from, string? to)

@@ -80,6 +80,14 @@ internal sealed class NodeStateRequest
     public string? State { get; set; }
 }
 
+/// <summary>
+/// The body of an admin POST that takes no parameters (<c>audit/checkpoint</c>, <c>audit/verify</c>,
+/// <c>models/{id}/unload</c>): none or <c>{}</c>, read as <see cref="ModelLoadRequest"/>'s optional body is, so any
+/// field is a 400 naming it. Such bodies were ignored, so a field meant for the query (<c>max_uncovered_seconds</c>)
+/// changed nothing without a word.
+/// </summary>
+internal sealed class EmptyRequest;
+
 internal sealed class ModelLoadRequest
 {
     public int? Parallel { get; set; }
