@@ -404,7 +404,7 @@ internal static class OperatorPages
                 if (v.Json.TryGetProperty("problems", out var problems))
                 {
                     page.Table("Problems found", ["chain", "sequence", "kind", "what"], problems.EnumerateArray().Select(p => (IReadOnlyList<string>)
-                        [ConsolePage.Text(p, "chain"), ConsolePage.Text(p, "sequence"), ProblemKind(p), ConsolePage.Text(p, "message")]), id: "problems");
+                        [ConsolePage.Text(p, "chain"), ConsolePage.Text(p, "sequence"), ConsolePage.Text(p, "kind"), ConsolePage.Text(p, "message")]), id: "problems");
                 }
             }
         }
@@ -472,10 +472,4 @@ internal static class OperatorPages
             page.Notice(answer.ErrorMessage, error: true);
         }
     }
-
-    /// <summary>The report states a problem's kind as its number (the API's contract); the auditor reads its name.</summary>
-    private static string ProblemKind(System.Text.Json.JsonElement problem) =>
-        problem.TryGetProperty("kind", out var kind) && kind.ValueKind == System.Text.Json.JsonValueKind.Number && kind.TryGetInt32(out var number) && Enum.IsDefined((Residency.Audit.AuditProblemKind)number)
-            ? ((Residency.Audit.AuditProblemKind)number).ToString()
-            : ConsolePage.Text(problem, "kind");
 }

@@ -22,7 +22,11 @@ public enum AuditVerdict
     Tampered,
 }
 
-/// <summary>What kind of damage a verifier found.</summary>
+/// <summary>
+/// What kind of damage a verifier found. Reports state it by name (<c>"ChainBreak"</c>), as the CLI and the console
+/// show it: the API and <c>audit verify --json</c> stated the number, which a script could read only with this source.
+/// </summary>
+[JsonConverter(typeof(JsonStringEnumConverter<AuditProblemKind>))]
 public enum AuditProblemKind
 {
     /// <summary>A row or line cannot be read (bad hex, unknown format version or kind, invalid JSON).</summary>

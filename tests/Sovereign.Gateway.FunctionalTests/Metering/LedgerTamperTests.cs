@@ -76,7 +76,8 @@ public sealed class LedgerTamperTests(LedgerTamperFixture fixture) : IClassFixtu
         var report = await fixture.SendAsync(HttpMethod.Post, "/admin/v1/audit/verify", null, 200);
         Assert.Equal("tampered", report.GetProperty("verdict").GetString());
         var problem = Assert.Single(report.GetProperty("problems").EnumerateArray());
-        Assert.Equal((int)Enum.Parse<AuditProblemKind>("LedgerMismatch"), problem.GetProperty("kind").GetInt32());
+        // By name, as the CLI and the console show it (it was the enum's number, 13, which no script could read without our source).
+        Assert.Equal(nameof(AuditProblemKind.LedgerMismatch), problem.GetProperty("kind").GetString());
         Assert.Equal(outcomeEntry, problem.GetProperty("sequence").GetInt64());
         Assert.Contains($"usage record {raised} disagrees with its audit entry: cost ", problem.GetProperty("message").GetString(), StringComparison.Ordinal);
 
@@ -92,6 +93,13 @@ public sealed class LedgerTamperTests(LedgerTamperFixture fixture) : IClassFixtu
         Assert.Contains($"seq {outcomeEntry}: LedgerMismatch: usage record {raised} disagrees with its audit entry: cost ", stdout, StringComparison.Ordinal);
         Assert.Contains("LedgerMismatch: usage record req_forged (tenant 'ledger-tamper', 5.000000 EUR) has no audit entry", stdout, StringComparison.Ordinal);
         Assert.Contains("The audit log has been tampered with.", stdout, StringComparison.Ordinal);
+
+        // --json is the API's report, kinds by name too.
+        (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify", "--json", "--data-dir", fixture.DataDirectory);
+        Assert.True(exit == 3, $"{exit}: {stdout}{stderr}");
+        var kinds = JsonDocument.Parse(stdout).RootElement.GetProperty("problems").EnumerateArray().Select(p => p.GetProperty("kind")).ToList();
+        Assert.NotEmpty(kinds);
+        Assert.All(kinds, kind => Assert.Equal(nameof(AuditProblemKind.LedgerMismatch), kind.ValueKind == JsonValueKind.String ? kind.GetString() : kind.GetRawText()));
     }
 
     private SqliteConnection Open()
