@@ -9,7 +9,8 @@ namespace Sovereign.Gateway.ControlPlane;
 /// in their own grains: a key revoked at one was still accepted by the other, and each admitted spend against its own
 /// view of a budget. SQLite: one server per file (a lock file the kernel releases with a killed process). PostgreSQL:
 /// the members of one cluster (<see cref="SharedDatabaseClaim"/>). The CLI's own readers (audit verify, export,
-/// archive) take neither.
+/// archive) do not hold either; audit verify only asks whether a server holds it (<see cref="AnyServerHoldsAsync"/>),
+/// which on SQLite takes the lock for an instant, and a start waits that out (<see cref="LockTries"/>).
 /// </summary>
 internal sealed class ServerDatabaseLock(TimeProvider? time = null) : IAsyncDisposable
 {
