@@ -52,6 +52,7 @@ internal static class ChatCompletionsEndpoint
             Stop = stop,
             N = n,
             Stream = request.Stream == true,
+            AwaitsEvidenceBeforeContent = true,
             Grammar = grammar,
             TopLogprobs = topLogprobs,
             Tools = tools,
@@ -135,6 +136,9 @@ internal static class ChatCompletionsEndpoint
         var calls = tools is { ParsesCalls: true } ? new ToolCallStream[local.Run.Count] : null;
         try
         {
+            // A relayed stream's role chunk may have left before its decision's entry was durable: content waits for it
+            // (a commit that fails ends the stream here with audit_unavailable, nothing generated sent).
+            await governed.EvidenceDurableAsync();
             await foreach (var (index, update) in local.Run.StreamAsync(aborted))
             {
                 if (calls is not null)

@@ -57,6 +57,7 @@ internal static class CompletionsEndpoint
             Stop = stop,
             N = n,
             Stream = request.Stream == true,
+            AwaitsEvidenceBeforeContent = true,
             Grammar = grammar,
             TopLogprobs = topLogprobs,
             Echo = echo,
@@ -113,6 +114,14 @@ internal static class CompletionsEndpoint
 
             try
             {
+                if (governed.HoldsContentForEvidence)
+                {
+                    // A relayed stream: its headers leave while its decision's entry commits; content waits for it (a
+                    // commit that fails ends the stream here with audit_unavailable, nothing generated sent).
+                    await response.StartAsync(aborted);
+                    await governed.EvidenceDurableAsync();
+                }
+
                 await foreach (var (index, update) in local.Run.StreamAsync(aborted))
                 {
                     if (sharedScores is null)

@@ -65,6 +65,63 @@ internal sealed class GovernedRequest : IAsyncDisposable
     /// <summary>Fires when the client goes away.</summary>
     public CancellationToken Aborted => Http.RequestAborted;
 
+    /// <summary>
+    /// The decision's entry still committing while the work already runs and the endpoint may write its headers (a
+    /// stream relayed to this node: <see cref="RequestPipeline"/>); null once it need not be awaited. Content waits for it
+    /// (<see cref="EvidenceDurableAsync"/>).
+    /// </summary>
+    private Task? _evidence;
+
+    /// <summary>Whether the endpoint may write its headers (and a stream's role chunk, no content) before the evidence is durable.</summary>
+    public bool HoldsContentForEvidence => _evidence is not null;
+
+    /// <summary>Lets the endpoint answer before <paramref name="decisionRecorded"/> is durable; content waits for it.</summary>
+    internal void HoldContentUntil(Task decisionRecorded) => _evidence = decisionRecorded;
+
+    /// <summary>
+    /// Awaited before the first content is written: the decision's entry is durable. If it cannot be committed, the
+    /// work is stopped, nothing generated is sent, and the request ends refused (<c>audit_unavailable</c>, billed 0);
+    /// the exception is for the endpoint to end its stream with as an error event.
+    /// </summary>
+    public ValueTask EvidenceDurableAsync()
+    {
+        var pending = _evidence;
+        if (pending is null || pending.IsCompletedSuccessfully)
+        {
+            _evidence = null;
+            return ValueTask.CompletedTask;
+        }
+
+        return AwaitEvidenceAsync(pending);
+    }
+
+    private async ValueTask AwaitEvidenceAsync(Task pending)
+    {
+        try
+        {
+            await pending;
+            _evidence = null;
+        }
+        catch (Exception ex)
+        {
+            // The work ran for nothing: stopped before any of it left, and the request is closed as refused at no cost.
+            _evidence = null;
+            if (ex is Residency.Audit.AuditUnavailableException)
+            {
+                RefusalCode = OpenAI.OpenAIErrorResults.AuditUnavailableCode;
+            }
+
+            var execution = Execution;
+            Execution = null;
+            if (execution is not null)
+            {
+                await execution.DisposeAsync();
+            }
+
+            throw;
+        }
+    }
+
     /// <summary>Closes the books of work that ran to its end; call before writing the response's last bytes.</summary>
     public Task CompleteAsync() => CloseAsync(Aborted.IsCancellationRequested ? UsageOutcome.Cancelled : UsageOutcome.Completed);
 

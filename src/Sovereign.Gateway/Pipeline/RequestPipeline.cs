@@ -130,14 +130,28 @@ internal sealed class RequestPipeline(
                     {
                         // The prompt does not leave this process: the engine takes it while the decision's entry commits,
                         // and the entry is durable before anything leaves: the endpoint writes nothing (not even headers)
-                        // before this returns. On a node, a gateway's relay was in its own audit log before it was sent.
+                        // before this returns, except a relayed stream's headers and role chunk (below). On a node, a
+                        // gateway's relay was in its own audit log before it was sent.
                         using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Execute))
                         {
                             request.Execution = await executor.StartAsync(request);
                         }
 
-                        await DecisionRecordedOrStopAsync(request);
-                        if (caller.TenantId == ClusterRelay.RelayTenant && work is GenerationWorkload)
+                        var relayed = caller.TenantId == ClusterRelay.RelayTenant && work is GenerationWorkload;
+                        if (relayed && work is GenerationWorkload { Stream: true, AwaitsEvidenceBeforeContent: true })
+                        {
+                            // A stream a gateway relayed: its headers and role chunk (no content) may leave while the
+                            // entry commits, so the gateway handles them before the first token comes; the endpoint
+                            // writes no content before the entry is durable, and a commit that fails ends the stream
+                            // with an audit_unavailable error event, billed 0 here and at the gateway.
+                            request.HoldContentUntil(request.Route.DecisionRecorded);
+                        }
+                        else
+                        {
+                            await DecisionRecordedOrStopAsync(request);
+                        }
+
+                        if (relayed)
                         {
                             // The relaying gateway bills these if the stream ends before the engine's usage does.
                             RelayPromptTokens.Attach(context, request.Demand.PromptTokens);
@@ -157,6 +171,16 @@ internal sealed class RequestPipeline(
                         using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Execute))
                         {
                             request.Execution = await executor.StartAsync(request);
+                        }
+
+                        if (work is GenerationWorkload { Stream: true, AwaitsEvidenceBeforeContent: true } && request.Execution is UpstreamRelay relay)
+                        {
+                            // A stream: the node's headers and role chunk are passed on at once, its content only once the
+                            // entry is durable; a commit that fails stops the relay and ends the stream with
+                            // audit_unavailable, nothing delivered, nothing billed (UpstreamProxy.RelayAsync).
+                            request.HoldContentUntil(request.Route.DecisionRecorded);
+                            relay.Progress.BeforeContent = request.EvidenceDurableAsync;
+                            return request;
                         }
 
                         await DecisionRecordedOrStopAsync(request);

@@ -80,6 +80,12 @@ internal sealed class GenerationWorkload : Workload
     /// <summary>Whether the client streams the answer.</summary>
     public bool Stream { get; init; }
 
+    /// <summary>
+    /// Whether the endpoint awaits <see cref="GovernedRequest.EvidenceDurableAsync"/> before a stream's first content,
+    /// so that a stream relayed to this node may send its headers (and role chunk) while the decision's entry commits.
+    /// </summary>
+    public bool AwaitsEvidenceBeforeContent { get; init; }
+
     /// <summary>Constrains local generation to a grammar (structured output); null for free text.</summary>
     public Sovereign.Inference.Grammar.GbnfGrammar? Grammar { get; init; }
 

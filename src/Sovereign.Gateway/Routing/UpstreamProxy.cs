@@ -47,6 +47,28 @@ internal sealed class RelayProgress
     /// </summary>
     public bool UsageSoFar { get; set; }
 
+    /// <summary>
+    /// Whether the engine ended its stream with an error before any content or usage (a cluster node whose decision's
+    /// entry could not be committed after its headers and role chunk left: <c>audit_unavailable</c>): it ran nothing the
+    /// client received, so nothing is billed, not even the prompt a node states in its headers (<see cref="Pipeline.RelayPromptTokens"/>).
+    /// </summary>
+    public bool RefusedBeforeContent { get; set; }
+
+    /// <summary>
+    /// Awaited before a stream's first content, or any event after its first (<see cref="Pipeline.GovernedRequest.EvidenceDurableAsync"/>):
+    /// a gateway whose relay left while its decision's entry commits passes the node's headers and role chunk on at once,
+    /// and nothing more until the entry is durable. Null: nothing to wait for.
+    /// </summary>
+    public Func<ValueTask>? BeforeContent { get; set; }
+
+    /// <summary>Takes <see cref="BeforeContent"/> for its one await (null: nothing to wait for).</summary>
+    internal Func<ValueTask>? TakeBeforeContent()
+    {
+        var gate = BeforeContent;
+        BeforeContent = null;
+        return gate;
+    }
+
     /// <summary>Told of each event the engine sends in a stream (a fronted engine's liveness); null when nobody asks.</summary>
     public Action? EngineAnswered { get; init; }
 
@@ -277,6 +299,12 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
         var aborted = context.RequestAborted;
         if (!response.IsSuccessStatusCode)
         {
+            if (progress.TakeBeforeContent() is { } gate)
+            {
+                // Nothing was written yet: a decision that cannot be committed is this answer's 503 instead.
+                await gate();
+            }
+
             await PassErrorAsync(context, response);
             return new UpstreamResult(null, null, false);
         }
@@ -286,6 +314,13 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
             return stream
                 ? await RelayStreamAsync(context, response, clientModel, clientWantsUsage, progress, Idle, idleTimer)
                 : await RelayJsonAsync(context, response, clientModel, progress, Idle, idleTimer);
+        }
+        catch (Residency.Audit.AuditUnavailableException ex) when (context.Response.HasStarted)
+        {
+            // This gateway's decision could not be committed after the node's headers and role chunk were passed on: no
+            // content was sent, the relay is stopped, and the stream ends with the refusal (closed as refused, billed 0).
+            await ServerSentEvents.WriteAsync(context.Response, new OpenAIErrorEnvelope(OpenAIErrorResults.Map(ex, 0).ToError()), aborted);
+            return new UpstreamResult(null, null, false);
         }
         catch (Exception ex) when (IsFailedMidAnswer(ex, aborted))
         {
@@ -386,11 +421,20 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
     /// <summary>
     /// An engine's 400 sent as an event of its 200 stream before any content (llama-server's prompt over its context)
     /// refuses the request as the client's mistake, as that 400 sent before the stream does: nothing billed, and the
-    /// request given back to the rate limit (<see cref="RefusedAsInvalid"/>). It stayed counted.
+    /// request given back to the rate limit (<see cref="RefusedAsInvalid"/>). It stayed counted. Any other error event
+    /// before content (a cluster node's <c>audit_unavailable</c>) is billed nothing either
+    /// (<see cref="RelayProgress.RefusedBeforeContent"/>), the client gone meanwhile or not.
     /// </summary>
     internal static void NoteRefusedBeforeContent(HttpContext context, RelayProgress progress, Exception error)
     {
-        if (error is UpstreamErrorEventException { Error.Status: StatusCodes.Status400BadRequest } && progress.DeliveredChunks == 0 && progress.Reported is null)
+        if (error is not UpstreamErrorEventException engineError || progress.DeliveredChunks != 0 || progress.Reported is not null)
+        {
+            return;
+        }
+
+        // Any error event before content (a 5xx too: a node's audit_unavailable after its role chunk) bills nothing.
+        progress.RefusedBeforeContent = true;
+        if (engineError.Error.Status == StatusCodes.Status400BadRequest)
         {
             context.Items[RefusedAsInvalidKey] = true;
         }
@@ -715,6 +759,8 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
         // The common event in one pass over its bytes (StreamEventRewrite); the tree below for what it leaves: the
         // completion's text gathered for the language tax, usage on every event, tool calls, anything unusual.
         var rewrites = progress.Completion is null && !progress.UsageOnEveryEvent;
+        // Events written: only the first (the node's role chunk) may leave before BeforeContent.
+        var events = 0;
         await foreach (var line in ReadEventsAsync(response, progress, idle, context.RequestAborted, idleTimer))
         {
             if (rewrites && StreamEventRewrite.TryRewrite(line.AsSpan(DataStart(line)), clientModel, clientWantsUsage, out var read))
@@ -729,6 +775,12 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
                 {
                     try
                     {
+                        if ((events > 0 || read.CarriesTokens) && progress.TakeBeforeContent() is { } gate)
+                        {
+                            await gate();
+                        }
+
+                        events++;
                         await context.Response.Body.WriteAsync(written.AsMemory(0, read.Length), context.RequestAborted);
                         await context.Response.Body.FlushAsync(context.RequestAborted);
                     }
@@ -765,11 +817,24 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
 
             chunk["model"] = clientModel;
             callIds.Apply(chunk);
+            var carriesTokens = CarriesTokens(chunk);
+            if ((events > 0 || carriesTokens) && progress.TakeBeforeContent() is { } before)
+            {
+                await before();
+            }
+
+            events++;
             await ServerSentEvents.WriteAsync(context.Response, chunk, context.RequestAborted);
-            if (CarriesTokens(chunk))
+            if (carriesTokens)
             {
                 progress.Delivered();
             }
+        }
+
+        if (progress.TakeBeforeContent() is { } last)
+        {
+            // A stream of one event: its end waits for the evidence too.
+            await last();
         }
 
         return new UpstreamResult(progress.Reported, null, true);

@@ -619,8 +619,9 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             }
 
             // Fail closed with the relay sent while the decision commits: the gateway's decision entries cannot commit
-            // (as a failing disk would refuse them; the node's still do). No content reaches the client, not even a
-            // stream's headers: a 503 naming the rule, recorded as refused at no cost.
+            // (as a failing disk would refuse them; the node's still do). No content reaches the client: unstreamed, a
+            // 503 naming the rule; streamed, the node's headers and role chunk were passed on and the stream ends with
+            // that error as an event. Each recorded as refused at no cost.
             await using (var database = new Npgsql.NpgsqlConnection(cluster.DatabaseConnectionString))
             {
                 await database.OpenAsync();
@@ -638,9 +639,23 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
                     var body = stream ? Body.Replace("\"max_tokens\":4", "\"max_tokens\":4,\"stream\":true", StringComparison.Ordinal) : Body;
                     using var refused = await client.PostAsync("/v1/chat/completions", Json(body));
                     var text = await refused.Content.ReadAsStringAsync();
-                    Assert.True(refused.StatusCode == HttpStatusCode.ServiceUnavailable, text);
-                    Assert.Equal("application/json", refused.Content.Headers.ContentType?.MediaType);
-                    Assert.Equal("audit_unavailable", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString());
+                    if (stream)
+                    {
+                        Assert.True(refused.StatusCode == HttpStatusCode.OK, text);
+                        Assert.Equal("text/event-stream", refused.Content.Headers.ContentType?.MediaType);
+                        var events = text.Split("\n\n", StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                        Assert.DoesNotContain("data: [DONE]", events);
+                        var data = events.Select(e => JsonDocument.Parse(e["data: ".Length..]).RootElement).ToList();
+                        Assert.Equal("audit_unavailable", data[^1].GetProperty("error").GetProperty("code").GetString());
+                        Assert.All(data.SkipLast(1), chunk => Assert.Equal("", chunk.GetProperty("choices")[0].GetProperty("delta").GetProperty("content").GetString()));
+                    }
+                    else
+                    {
+                        Assert.True(refused.StatusCode == HttpStatusCode.ServiceUnavailable, text);
+                        Assert.Equal("application/json", refused.Content.Headers.ContentType?.MediaType);
+                        Assert.Equal("audit_unavailable", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString());
+                    }
+
                     var record = await ClusterFixture.Expect(admin.GetAsync($"/admin/v1/usage/{refused.Headers.GetValues("x-sovereign-audit-id").Single()}"), 200);
                     Assert.Equal(("refused", "audit_unavailable", 0), (record.GetProperty("outcome").GetString(), record.GetProperty("refusal_code").GetString(), record.GetProperty("completion_tokens").GetInt32()));
                     Assert.Equal(0m, record.GetProperty("cost").GetDecimal());
@@ -664,6 +679,112 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             gateway.Stop();
             node.Stop();
         }
+    }
+
+    /// <summary>
+    /// A stream relayed to a node leaves the node with its headers and role chunk while the node's decision commits (its
+    /// first content waits for the entry): a node whose decision entry cannot be committed (as a failing disk would
+    /// refuse it) ends that 200 stream with an audit_unavailable error event and no content, and neither the node nor
+    /// the gateway bills anything for it; the audit log holds both outcomes. Unstreamed, the node still answers 503
+    /// before any byte (the client's 502, as the gateway passes an engine's 5xx).
+    /// </summary>
+    [Fact]
+    public async Task RelayedStream_NodesDecisionCannotCommit_EndsInAnErrorEvent_WithoutContent_BilledNothing()
+    {
+        var (tenant, key) = await NewTenantWithIdAsync(["SG"], null);
+        using var client = cluster.GatewaySg.Client(key);
+        using var admin = cluster.GatewaySg.Client(ClusterFixture.AdminToken);
+        await ClusterFixture.Expect(client.PostAsync("/v1/chat/completions", Json(Body)), 200);
+        var since = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        await using (var database = new Npgsql.NpgsqlConnection(cluster.DatabaseConnectionString))
+        {
+            await database.OpenAsync();
+            await using var down = new Npgsql.NpgsqlCommand(
+                "CREATE FUNCTION node_sg_down() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk I/O error'; END $$ LANGUAGE plpgsql; " +
+                "CREATE TRIGGER node_sg_down BEFORE INSERT ON audit_entries FOR EACH ROW " +
+                "WHEN (NEW.gateway = 'node-sg' AND NEW.action = 'inference.allowed') EXECUTE FUNCTION node_sg_down()", database);
+            await down.ExecuteNonQueryAsync();
+        }
+
+        string streamedId, refusedId;
+        try
+        {
+            using (var streamed = await client.PostAsync("/v1/chat/completions", Json(Body.Replace("\"max_tokens\":4", "\"max_tokens\":4,\"stream\":true", StringComparison.Ordinal))))
+            {
+                var text = await streamed.Content.ReadAsStringAsync();
+                Assert.True(streamed.StatusCode == HttpStatusCode.OK, $"{(int)streamed.StatusCode}: {text}");
+                Assert.Equal("text/event-stream", streamed.Content.Headers.ContentType?.MediaType);
+                Assert.Equal("node-sg", streamed.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+                streamedId = streamed.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+                var events = text.Split("\n\n", StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                Assert.DoesNotContain("data: [DONE]", events);
+                var data = events.Select(e => JsonDocument.Parse(e["data: ".Length..]).RootElement).ToList();
+                Assert.Equal("audit_unavailable", data[^1].GetProperty("error").GetProperty("code").GetString());
+                Assert.All(data.SkipLast(1), chunk => Assert.Equal("", chunk.GetProperty("choices")[0].GetProperty("delta").GetProperty("content").GetString()));
+            }
+
+            using (var refused = await client.PostAsync("/v1/chat/completions", Json(Body)))
+            {
+                // The node's 503 before any byte, as the gateway passes on an engine's 5xx (as before this change).
+                var text = await refused.Content.ReadAsStringAsync();
+                Assert.True(refused.StatusCode == HttpStatusCode.BadGateway, $"{(int)refused.StatusCode}: {text}");
+                Assert.Equal("audit_unavailable", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString());
+                refusedId = refused.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+            }
+        }
+        finally
+        {
+            await using var database = new Npgsql.NpgsqlConnection(cluster.DatabaseConnectionString);
+            await database.OpenAsync();
+            await using var up = new Npgsql.NpgsqlCommand("DROP TRIGGER node_sg_down ON audit_entries; DROP FUNCTION node_sg_down()", database);
+            await up.ExecuteNonQueryAsync();
+        }
+
+        // The gateway bills neither (not the prompt the node stated in its headers), and its log holds each decision and outcome.
+        var entries = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/audit?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
+        foreach (var id in new[] { streamedId, refusedId })
+        {
+            var record = await ClusterFixture.Expect(admin.GetAsync($"/admin/v1/usage/{id}"), 200);
+            Assert.Equal(("failed", 0, 0, 0m), (record.GetProperty("outcome").GetString(), record.GetProperty("prompt_tokens").GetInt32(),
+                record.GetProperty("completion_tokens").GetInt32(), record.GetProperty("cost").GetDecimal()));
+            var actions = entries.Where(e => e.GetProperty("details").TryGetProperty("request_id", out var of) && of.GetString() == id)
+                .Select(e => (e.GetProperty("action").GetString(), e.GetProperty("details").TryGetProperty("outcome", out var o) ? o.GetString() : null)).ToList();
+            Assert.Equal([("inference.allowed", null), ("inference.completed", "failed")], actions);
+        }
+
+        // The node refused both after its decision could not be recorded: billed 0, its outcome in the log, no decision.
+        await using (var database = new Npgsql.NpgsqlConnection(cluster.DatabaseConnectionString))
+        {
+            await database.OpenAsync();
+            await using var usage = new Npgsql.NpgsqlCommand(
+                $"SELECT prompt_tokens, completion_tokens, cost_micros, refusal_code FROM metering_usage WHERE tenant = '{ClusterRelay.RelayTenant}' AND node = 'node-sg' AND ts >= {since}", database);
+            var rows = new List<(int, int, long, string?)>();
+            await using (var reader = await usage.ExecuteReaderAsync())
+            {
+                while (await reader.ReadAsync())
+                {
+                    rows.Add((reader.GetInt32(0), reader.GetInt32(1), reader.GetInt64(2), reader.IsDBNull(3) ? null : reader.GetString(3)));
+                }
+            }
+
+            Assert.Equal([(0, 0, 0L, "audit_unavailable"), (0, 0, 0L, "audit_unavailable")], rows);
+            await using var audit = new Npgsql.NpgsqlCommand(
+                $"SELECT action, details FROM audit_entries WHERE gateway = 'node-sg' AND tenant = '{ClusterRelay.RelayTenant}' AND at_ms >= {since} ORDER BY seq", database);
+            var logged = new List<(string, string?)>();
+            await using (var reader = await audit.ExecuteReaderAsync())
+            {
+                while (await reader.ReadAsync())
+                {
+                    logged.Add((reader.GetString(0), JsonDocument.Parse(reader.GetString(1)).RootElement.GetProperty("outcome").GetString()));
+                }
+            }
+
+            Assert.Equal([("inference.completed", "refused"), ("inference.completed", "refused")], logged);
+        }
+
+        var verify = await ClusterFixture.Expect(admin.PostAsync("/admin/v1/audit/verify", null), 200);
+        Assert.True(verify.GetProperty("valid").GetBoolean(), verify.ToString());
+        await ClusterFixture.Expect(client.PostAsync("/v1/chat/completions", Json(Body)), 200);
     }
 
     /// <summary>
@@ -1191,10 +1312,10 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     [Fact]
-    public async Task RelayedStream_NodesOwnDecisionEntry_IsDurableBeforeItsFirstByte_AndPrecedesItsOutcome()
+    public async Task RelayedStream_NodesOwnDecisionEntry_IsDurableBeforeItsFirstContent_AndPrecedesItsOutcome()
     {
-        // What a gateway sends (the node starts its engine on the prompt while its own decision entry commits): by
-        // the time the node's response headers arrive, before any content is read, its entry is in the shared chain.
+        // What a gateway sends (the node starts its engine on the prompt, and sends its headers and role chunk, while
+        // its own decision entry commits): by the time the first content arrives, its entry is in the shared chain.
         using var gatewayCertificate = cluster.IssueCertificate(new ClusterIdentity(ServerRole.Gateway, "gateway-th"));
         using var relay = cluster.NodeTh.Client(ClusterFixture.Secret, gatewayCertificate);
         using var admin = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
@@ -1208,13 +1329,24 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         List<JsonElement> NodeEntries(string body) => [.. JsonDocument.Parse(body).RootElement.GetProperty("data").EnumerateArray()
             .Where(e => e.GetProperty("details").TryGetProperty("request_id", out var id) && id.GetString() == requestId)
             .OrderBy(e => e.GetProperty("sequence").GetInt64())];
+        using var events = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var read = new StringBuilder();
+        while (await events.ReadLineAsync() is { } line)
+        {
+            read.Append(line).Append('\n');
+            if (line.Contains("\"content\":\"", StringComparison.Ordinal) && !line.Contains("\"content\":\"\"", StringComparison.Ordinal))
+            {
+                break;
+            }
+        }
+
         var beforeContent = NodeEntries(await admin.GetStringAsync($"/admin/v1/audit?tenant={ClusterRelay.RelayTenant}&order=desc&limit=100"));
         // The decision must be there; the outcome may be too, since this tiny model may finish before the read.
         var decision = Assert.Single(beforeContent, e => e.GetProperty("action").GetString() == "inference.allowed");
         Assert.Equal("node-th", decision.GetProperty("node").GetString());
 
         // The stream itself: content, then the usage chunk and [DONE]; the outcome's entry follows the decision's.
-        var text = await response.Content.ReadAsStringAsync();
+        var text = read + await events.ReadToEndAsync();
         Assert.Contains("\"content\":\"", text, StringComparison.Ordinal);
         Assert.Contains("\"usage\":{", text, StringComparison.Ordinal);
         Assert.EndsWith("data: [DONE]\n\n", text, StringComparison.Ordinal);

@@ -241,16 +241,23 @@ internal sealed class UpstreamRelay(
     public async Task RespondAsync()
     {
         var result = await proxy.RelayAsync(request.Http, response, stream, clientWantsUsage, request.Route!.Model, _progress, idleTimer);
+        if (request.Execution is null)
+        {
+            // Stopped: this gateway's decision could not be committed (the stream ended with audit_unavailable before
+            // any content); the request closes as refused, at no cost, when it is disposed.
+            return;
+        }
+
         await (result.Succeeded ? request.CompleteAsync() : request.FailAsync());
         await result.FinishAsync(request.Http);
     }
 
     public ValueTask<ExecutedUsage> FinalUsageAsync()
     {
-        if (_progress.Reported is null && _progress.DeliveredChunks == 0 && !request.Aborted.IsCancellationRequested)
+        if (_progress.RefusedBeforeContent || (_progress.Reported is null && _progress.DeliveredChunks == 0 && !request.Aborted.IsCancellationRequested))
         {
-            // The engine's error answer, or one that could not be metered: the client received nothing, so nothing is
-            // billed, not even the engine's time (on a compute-priced plan the tenant paid for every second it took).
+            // The engine's error answer (as a stream's error event before any content too), or one that could not be
+            // metered: the client received nothing, so nothing is billed, not even the engine's time (on a compute-priced plan the tenant paid for every second it took).
             return ValueTask.FromResult(ExecutedUsage.None);
         }
 
