@@ -164,10 +164,10 @@ internal sealed class RequestPipeline(
                     {
                         // Members on their own audit chains: the relay to another member leaves while the decision's
                         // entry commits (the node's own commit, which it makes before it runs anything, no longer
-                        // waits for it under one chain's lock), and fails closed as local work does: nothing
-                        // reaches the client (the endpoint writes nothing, not even headers, before this returns) until
-                        // the entry is durable; if it cannot be, the relay is aborted and the request ends refused,
-                        // nothing delivered and nothing billed.
+                        // waits for it under one chain's lock), and fails closed as local work does: no content
+                        // reaches the client until the entry is durable (the endpoint writes nothing, not even headers,
+                        // before this returns, except a stream's headers and role chunk: below); if it cannot be, the
+                        // relay is aborted and the request ends refused, nothing delivered and nothing billed.
                         using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Execute))
                         {
                             request.Execution = await executor.StartAsync(request);

@@ -55,7 +55,7 @@ public sealed class RelayPromptTokensTests
     /// <summary>
     /// A node whose decision's entry could not be committed after its headers (which state the prompt) and role chunk
     /// left ends the stream with an error event before any content: nothing is billed, even if the client left
-    /// meanwhile. It was billed the stated prompt when the client had gone (a 400 event alone was known to bill nothing).
+    /// meanwhile. It was billed the stated prompt when the client had gone, a 400 event included.
     /// </summary>
     [Theory]
     [InlineData(503)]
