@@ -257,7 +257,8 @@ internal sealed class UpstreamRelay(
         if (_progress.RefusedBeforeContent || (_progress.Reported is null && _progress.DeliveredChunks == 0 && !request.Aborted.IsCancellationRequested))
         {
             // The engine's error answer (as a stream's error event before any content too), or one that could not be
-            // metered: the client received nothing, so nothing is billed, not even the engine's time (on a compute-priced plan the tenant paid for every second it took).
+            // metered: the client received nothing, so nothing is billed, not even the engine's time (on a
+            // compute-priced plan the tenant paid for every second it took).
             return ValueTask.FromResult(ExecutedUsage.None);
         }
 
