@@ -16,7 +16,7 @@ public sealed class IndependentAuditVerifierTests(ResidencyFixture fixture) : ID
 {
     private readonly string _directory = Directory.CreateTempSubdirectory("sovereign-auditor-").FullName;
 
-    private static string Repository
+    internal static string Repository
     {
         get
         {

@@ -236,7 +236,8 @@ public static class ConsoleEndpoints
     private static IResult Verify(HttpContext context, ConsoleSessions sessions) => Html(new ConsolePage("Verify an audit export", sessions.Find(context)).Raw("""
         <p>Checks an export (<code>sovereign audit export</code>) against the operator's public key (<code>sovereign audit public-key</code>) entirely in this browser:
         nothing is uploaded. The page implements the published format (<code>FORMAT.md</code>): every entry is re-hashed, the chain and its sequence are followed,
-        and the header and checkpoint signatures are checked with the key you give, not the one inside the file. Save this page to verify with no server at all.</p>
+        and the header and checkpoint signatures are checked with the key you give, not the one inside the file. A cluster's export holds every member's chain:
+        each is checked, with its coverage and verdict, as <code>sovereign audit verify-export</code> checks it. Save this page to verify with no server at all.</p>
         <form id="verify-form" class="stack">
         <label for="export-file">Export file (JSON Lines)</label>
         <input id="export-file" name="export" type="file" accept=".jsonl,.json,.txt,application/json" required>

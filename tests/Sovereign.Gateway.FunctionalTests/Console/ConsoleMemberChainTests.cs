@@ -1,3 +1,4 @@
+using System.Globalization;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Data.Sqlite;
 using Microsoft.Playwright;
@@ -117,6 +118,65 @@ public sealed class ConsoleMemberChainTests(BrowserFixture browser) : IClassFixt
         var kind = await problem.Locator("td").Nth(2).InnerTextAsync();
         Assert.True(Enum.TryParse<AuditProblemKind>(kind, out _) && !kind.All(char.IsAsciiDigit), $"the problem's kind reads '{kind}', not its name");
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(BrowserFixture.ScreenshotDirectory, "operator-audit-chain-cut.png"), FullPage = true });
+    }
+
+    [Fact]
+    public async Task Auditor_VerifiesAClusterExportInTheBrowser_AsVerifyExportDoes_AndEachTamperingIsNamedByItsKind()
+    {
+        // The cluster's export (version 3: the shared chain, the gateway's and the node's) and the operator's key.
+        var export = Path.Combine(_directory, "cluster.jsonl");
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", _directory, "--database", DatabasePath, "-o", export);
+        Assert.True(exit == 0, stdout + stderr);
+        (exit, var pem, stderr) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", _directory);
+        Assert.True(exit == 0, stderr);
+        var lines = (await File.ReadAllLinesAsync(export)).ToList();
+        Assert.Contains("\"version\":3", lines[0], StringComparison.Ordinal);
+
+        await using var context = await browser.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = _app!.Urls.First() });
+        var page = await context.NewPageAsync();
+        await page.GotoAsync("/console/verify");
+        await context.SetOfflineAsync(true);
+        await page.GetByLabel("Operator public key (PEM)").FillAsync(pem);
+
+        var expected = await VerifyExportAsync(export, pem);
+        Assert.True(expected.Valid, string.Join(" | ", expected.Problems));
+        Assert.Equal(expected.Verdict.ToString().ToLowerInvariant(), await VerifyInBrowserAsync(page, export));
+        await Assertions.Expect(page.Locator("#verdict")).ToContainTextAsync("Verified");
+        var node = await page.Locator($"#verify-chains tbody tr[data-chain='{Node}'] td").AllInnerTextsAsync();
+        var report = expected.Chains.Single(c => c.Chain == Node);
+        Assert.Equal([Node, report.LastSequence.ToString(CultureInfo.InvariantCulture), report.CoveredThrough.ToString(CultureInfo.InvariantCulture), report.Uncovered.ToString(CultureInfo.InvariantCulture), "trusted"],
+            node.Where((_, i) => i != 1));
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(BrowserFixture.ScreenshotDirectory, "auditor-cluster-export.png"), FullPage = true });
+
+        foreach (var (name, tampered) in ClusterExportTampering.Variants(lines, Path.Combine(_directory, "operator-key.pem")))
+        {
+            var path = Path.Combine(_directory, name + ".jsonl");
+            await File.WriteAllLinesAsync(path, tampered);
+            var cli = await VerifyExportAsync(path, pem);
+            Assert.Equal("tampered", await VerifyInBrowserAsync(page, path));
+            await Assertions.Expect(page.Locator("#verdict")).ToContainTextAsync("Does not verify");
+            var kinds = await page.Locator("#verify-problems li").EvaluateAllAsync<string[]>("items => items.map(i => (i.dataset.chain ?? '(shared)') + ':' + i.dataset.kind)");
+            Assert.True(ClusterExportTampering.KindsOf(cli).SequenceEqual(kinds.Order(StringComparer.Ordinal)),
+                $"{name}: verify-export {string.Join(" | ", cli.Problems)}; the browser {string.Join(", ", kinds)}");
+            Assert.Contains(kinds, k => k.EndsWith(":" + ClusterExportTampering.Expected[name], StringComparison.Ordinal));
+        }
+    }
+
+    private static async Task<AuditVerificationResult> VerifyExportAsync(string path, string pem)
+    {
+        await using var input = File.OpenRead(path);
+        return await AuditExport.VerifyExportAsync(input, pem);
+    }
+
+    /// <summary>Verifies a file on the auditor's page; its verdict (trusted, uncovered or tampered).</summary>
+    private static async Task<string> VerifyInBrowserAsync(IPage page, string path)
+    {
+        await page.Locator("#verify-result").EvaluateAsync("result => result.textContent = ''");
+        await page.GetByLabel("Export file (JSON Lines)").SetInputFilesAsync(path);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Verify" }).ClickAsync();
+        var verdict = page.Locator("#verdict[data-verdict]");
+        await Assertions.Expect(verdict).ToBeVisibleAsync();
+        return (await verdict.GetAttributeAsync("data-verdict"))!;
     }
 
     private static AuditRecord Record(string gateway) => new()

@@ -1,6 +1,7 @@
 // Verifies a Sovereign audit export in the browser, with the operator's public key, following
-// src/Sovereign.Residency/Audit/FORMAT.md (exports v1 and v2). Nothing leaves the page; it needs WebCrypto (any https page,
-// localhost, or the page saved to disk and opened from a file).
+// src/Sovereign.Residency/Audit/FORMAT.md (exports v1 and v2 of one chain, and v3 of every chain of a cluster's log, with
+// the problem kinds and verdicts of `sovereign audit verify-export`). Nothing leaves the page; it needs WebCrypto (any
+// https page, localhost, or the page saved to disk and opened from a file).
 "use strict";
 (function () {
   const utf8 = new TextEncoder();
@@ -51,14 +52,336 @@
     return crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, key, fromHex(signatureHex), payload);
   }
 
-  async function verify(text, pem) {
+  // ---- version 3: one export of several chains (FORMAT.md, "Export of several chains") ----------------------------
+  // The checks, problem kinds and verdicts of `sovereign audit verify-export`: each chain's section walked as a version 2
+  // file's lines are, its genesis, the last hash and coverage the signed header states, its checkpoint lines, every
+  // listed chain's section, every announced (audit.chain_opened) or witnessed (audit.chains_signed) chain listed, and
+  // the witnessed heads the file holds.
+  const MAX_UNCOVERED_AGE_MS = 10 * 60 * 1000; // verify-export's bound, judged at the export's createdAt
+  const CHAIN_FIELDS = ["chain", "firstSequence", "lastSequence", "lastHash", "entriesDigest", "coveredThrough", "uncoveredSince"];
+  const HEADER_FIELDS = ["type", "format", "version", "entryFormat", "keyId", "publicKeyPem", "tenant", "from", "to", "createdAt", "chains", "signature"];
+
+  class LineFormatError extends Error {}
+  const isObject = v => typeof v === "object" && v !== null && !Array.isArray(v);
+  const isHash = h => typeof h === "string" && /^[0-9a-f]{64}$/.test(h);
+  function onlyFields(o, names) {
+    if (!isObject(o)) { throw new LineFormatError("not a JSON object"); }
+    for (const k of Object.keys(o)) { if (!names.includes(k)) { throw new LineFormatError(`unexpected or repeated property '${k}'`); } }
+  }
+  function mustString(o, n) { if (typeof o[n] !== "string") { throw new LineFormatError(`'${n}' must be a string`); } return o[n]; }
+  function maybeString(o, n) {
+    if (o[n] === undefined || o[n] === null) { return null; }
+    if (typeof o[n] !== "string") { throw new LineFormatError(`'${n}' must be a string or null`); }
+    return o[n];
+  }
+  function mustInteger(o, n) { if (!Number.isSafeInteger(o[n])) { throw new LineFormatError(`'${n}' must be an integer`); } return o[n]; }
+  function maybeInteger(o, n) {
+    if (o[n] === undefined || o[n] === null) { return null; }
+    if (!Number.isSafeInteger(o[n])) { throw new LineFormatError(`'${n}' must be an integer or null`); }
+    return o[n];
+  }
+  // 1-128 printable ASCII characters, no space (FORMAT.md, "Chains").
+  function isChainName(s) {
+    if (typeof s !== "string" || s.length < 1 || s.length > 128) { return false; }
+    for (let i = 0; i < s.length; i++) { const c = s.charCodeAt(i); if (c <= 0x20 || c >= 0x7f) { return false; } }
+    return true;
+  }
+  async function genesisOf(chain) {
+    if (chain === null) { return GENESIS; }
+    const w = new Writer(); w.str("sovereign-audit-chain-v1"); w.str(chain);
+    return sha256(w.done());
+  }
+  const chainLabel = chain => chain === null ? "the shared chain" : `chain ${chain}`;
+  function digestOf(sequences) { const w = new Writer(); for (const s of sequences) { w.i64(s); } return sha256(w.done()); }
+  function splitLines(text) { const l = text.split(/\r\n|\r|\n/); if (l.length && l[l.length - 1] === "") { l.pop(); } return l; }
+
+  // The heads an audit.chains_signed entry records: `chain:NAME` = `SEQUENCE:HASH`; anything else is not one.
+  function witnessedHeads(details) {
+    const heads = [];
+    for (const [key, value] of Object.entries(details)) {
+      if (!key.startsWith("chain:") || !isChainName(key.slice(6))) { continue; }
+      const parts = value.split(":");
+      if (parts.length !== 2 || !/^[0-9]+$/.test(parts[0]) || !isHash(parts[1])) { continue; }
+      const sequence = Number(parts[0]);
+      if (Number.isSafeInteger(sequence) && sequence > 0) { heads.push({ chain: key.slice(6), sequence, hash: parts[1] }); }
+    }
+    return heads;
+  }
+
+  // A chain's lines in order: contiguous sequences, each linking to the line before (the first to the link given, when
+  // one is), each entry re-hashing to its hash, times never decreasing.
+  function chainWalk(report, firstSequence, firstLink, firstLinkName) {
+    let expected = firstSequence, previousHash = firstLink, previousSequence = 0, previousTime = null;
+    const walk = {
+      count: 0, lastSequence: 0, lastHash: GENESIS,
+      add(sequence, linkHash, hash, recomputed, line, timestamp) {
+        walk.count++;
+        if (walk.count > 1 && sequence === previousSequence) { report("DuplicateSequence", sequence, line, `Sequence ${sequence} appears more than once.`); }
+        else if (expected !== null && sequence > expected) {
+          report("SequenceGap", expected, line, sequence === expected + 1 ? `Entry ${expected} is missing.` : `Entries ${expected}..${sequence - 1} are missing.`);
+        } else if (expected !== null && sequence < expected) { report("SequenceGap", sequence, line, `Sequence ${sequence} is out of order (expected ${expected}).`); }
+        if (!isHash(linkHash) || !isHash(hash)) { report("Malformed", sequence, line, "The hash or previous hash is not 64 lowercase hex digits."); }
+        else if (recomputed !== null && recomputed !== hash) { report("HashMismatch", sequence, line, "The entry does not match its hash: it was modified (or moved here)."); }
+        if (previousHash !== null && linkHash !== previousHash) {
+          report("ChainBreak", sequence, line, `Its previousHash is not ${walk.count > 1 ? `entry ${previousSequence}'s hash` : firstLinkName}: the chain is broken here.`);
+        }
+        if (timestamp !== null && timestamp !== undefined) {
+          if (previousTime && timestamp < previousTime.timestamp) {
+            report("TimeReversed", sequence, line, `Its time is before entry ${previousTime.sequence}'s: times never decrease along the chain.`);
+          }
+          previousTime = { sequence, timestamp };
+        }
+        previousSequence = sequence;
+        previousHash = hash;
+        if (expected === null || sequence >= expected) { expected = sequence + 1; }
+        walk.lastSequence = Math.max(walk.lastSequence, sequence);
+        walk.lastHash = hash;
+      },
+    };
+    return walk;
+  }
+
+  async function verifyClusterExport(bytes, key, keyId) {
+    const problems = [];
+    const extra = (kind, sequence, line, chain, what) => problems.push({ kind, chain, sequence, line, what });
+    let text;
+    try { text = new TextDecoder("utf-8", { fatal: true }).decode(bytes); } catch (e) {
+      extra("Malformed", null, 1, null, "The file is not valid UTF-8.");
+      return { version: 3, checked: 0, problems, chains: [], verdict: "tampered" };
+    }
+    const lines = splitLines(text);
+
+    // The signed header: its form, the order of its chains, the key and the signature.
+    let header;
+    try {
+      const root = JSON.parse(lines[0] || "");
+      onlyFields(root, HEADER_FIELDS);
+      if (mustInteger(root, "entryFormat") !== 1) { throw new LineFormatError(`unknown entry format ${root.entryFormat}`); }
+      const headerKeyId = mustString(root, "keyId");
+      mustString(root, "publicKeyPem"); // not trusted: the key given is
+      if (!Array.isArray(root.chains)) { throw new LineFormatError("'chains' must be an array"); }
+      const chains = root.chains.map(item => {
+        if (!isObject(item)) { throw new LineFormatError("each of 'chains' must be an object"); }
+        onlyFields(item, CHAIN_FIELDS);
+        const c = {
+          chain: maybeString(item, "chain"), firstSequence: maybeInteger(item, "firstSequence"), lastSequence: maybeInteger(item, "lastSequence"),
+          lastHash: maybeString(item, "lastHash"), entriesDigest: mustString(item, "entriesDigest"), coveredThrough: mustInteger(item, "coveredThrough"),
+          uncoveredSince: maybeInteger(item, "uncoveredSince"),
+        };
+        if ((c.firstSequence === null) !== (c.lastSequence === null) || (c.lastSequence === null) !== (c.lastHash === null)
+          || (c.firstSequence !== null && (c.firstSequence > c.lastSequence || c.firstSequence < 1)) || c.coveredThrough < 0
+          || (c.lastHash !== null && !isHash(c.lastHash)) || !isHash(c.entriesDigest) || (c.chain !== null && !isChainName(c.chain))) {
+          throw new LineFormatError(`the entry of ${chainLabel(isChainName(c.chain) ? c.chain : null)} in 'chains' is inconsistent`);
+        }
+        return c;
+      });
+      // The shared chain first, then every member chain once, in order of name (UTF-16 code units, as JavaScript sorts).
+      const names = chains.slice(1).map(c => c.chain);
+      const ordered = [...new Set(names)].sort();
+      if (chains.length === 0 || chains[0].chain !== null || names.some(n => n === null) || names.length !== ordered.length || names.some((n, i) => n !== ordered[i])) {
+        throw new LineFormatError("'chains' must list the shared chain first, then each member chain once, in order of name");
+      }
+      if (headerKeyId !== keyId) { extra("KeyMismatch", null, 1, null, `The export was signed by key ${headerKeyId}, not by the key given (${keyId}).`); }
+      header = { keyId: headerKeyId, tenant: maybeString(root, "tenant"), from: mustInteger(root, "from"), to: mustInteger(root, "to"), createdAt: mustInteger(root, "createdAt"), chains };
+      const signature = mustString(root, "signature");
+      const w = new Writer();
+      w.str("sovereign-audit-export-v3"); w.str(headerKeyId); w.optStr(header.tenant); w.i64(header.from); w.i64(header.to); w.i64(header.createdAt); w.u32(chains.length);
+      for (const c of chains) {
+        w.optStr(c.chain); w.optI64(c.firstSequence); w.optI64(c.lastSequence);
+        if (c.lastHash === null) { w.bytes(Uint8Array.of(0)); } else { w.bytes(Uint8Array.of(1)); w.hash(c.lastHash); }
+        w.hash(c.entriesDigest); w.i64(c.coveredThrough); w.optI64(c.uncoveredSince);
+      }
+      if (headerKeyId !== keyId || !(await verifySignature(key, signature, w.done()))) {
+        extra("InvalidSignature", null, 1, null, "The header's signature does not verify with the key given: its scope (tenant, range, the list of chains, their ranges and coverage) was altered or forged.");
+      }
+    } catch (e) {
+      if (!(e instanceof LineFormatError) && !(e instanceof SyntaxError)) { throw e; }
+      extra("Malformed", null, 1, null, "The header cannot be read: " + e.message);
+      return { version: 3, checked: 0, problems, chains: [], verdict: "tampered" };
+    }
+
+    async function newSection(item) {
+      const section = { item, problems: [], shown: [], hashes: new Map(), times: new Map(), checkpoints: [], firstHash: null };
+      section.report = (kind, sequence, line, what) => section.problems.push({ kind, chain: item.chain, sequence, line, what });
+      const link = item.firstSequence === 1 ? await genesisOf(item.chain) : null;
+      section.walk = chainWalk(section.report, item.firstSequence, link, `${chainLabel(item.chain)}'s genesis hash`);
+      section.record = sequence => { section.hashes.set(sequence, section.walk.lastHash); if (sequence === 1) { section.firstHash = section.walk.lastHash; } };
+      return section;
+    }
+
+    const announced = [], witnessed = new Map(), sections = new Map();
+    let current = null, nextIndex = 0, line = 1, checked = 0;
+    for (const lineText of lines.slice(1)) {
+      line++;
+      try {
+        const row = JSON.parse(lineText);
+        const type = isObject(row) && typeof row.type === "string" ? row.type : null;
+        if (type === "chain") {
+          onlyFields(row, ["type", "chain"]);
+          const name = maybeString(row, "chain");
+          const index = header.chains.findIndex(c => c.chain === name);
+          if (index < 0 || header.chains[index].firstSequence === null) {
+            extra("OutOfScope", null, line, name, `A section of ${chainLabel(name)}, which the signed header ${index < 0 ? "does not list" : "lists with no entries in the range"}.`);
+            current = null; continue;
+          }
+          if (sections.has(index) || index < nextIndex) {
+            extra("OutOfScope", null, line, name, `A second section of ${chainLabel(name)}, or one out of the header's order.`);
+            current = null; continue;
+          }
+          nextIndex = index + 1;
+          current = await newSection(header.chains[index]);
+          sections.set(index, current);
+          continue;
+        }
+        if (!current) { extra("Malformed", null, line, null, `A '${type}' line outside any chain's section.`); continue; }
+        const { report, walk } = current;
+        if (type === "entry") {
+          const sequence = mustInteger(row, "sequence");
+          current.shown.push(sequence);
+          const previousHash = mustString(row, "previousHash"), hash = mustString(row, "hash");
+          let entry = null;
+          try {
+            onlyFields(row, ENTRY_FIELDS);
+            if (row.kind !== "admin" && row.kind !== "inference") { throw new LineFormatError("unknown kind"); }
+            const decision = maybeString(row, "decision");
+            if (decision !== null && decision !== "allowed" && decision !== "refused") { throw new LineFormatError("unknown decision"); }
+            if (row.reasons !== undefined && !(Array.isArray(row.reasons) && row.reasons.every(r => typeof r === "string"))) { throw new LineFormatError("reasons must be a JSON array of strings"); }
+            if (row.details !== undefined && !(isObject(row.details) && Object.values(row.details).every(v => typeof v === "string"))) { throw new LineFormatError("details must be a JSON object of strings"); }
+            for (const n of ["tenant", "keyId", "model", "gateway", "node", "jurisdiction", "decisionCode"]) { maybeString(row, n); }
+            mustString(row, "actor"); mustString(row, "action"); mustInteger(row, "timestamp"); maybeInteger(row, "promptTokens"); maybeInteger(row, "completionTokens");
+            entry = row;
+          } catch (e) {
+            if (!(e instanceof LineFormatError)) { throw e; }
+            report("Malformed", sequence, line, `The entry cannot be read: ${e.message}.`);
+          }
+          if (entry === null) { walk.add(sequence, previousHash, hash, null, line, null); }
+          else {
+            checked++;
+            const recomputed = isHash(previousHash) ? await entryHash(entry) : null;
+            walk.add(sequence, previousHash, hash, recomputed, line, entry.timestamp);
+            const entryTenant = entry.tenant ?? null;
+            if (header.tenant !== null && entryTenant !== header.tenant) { report("OutOfScope", sequence, line, `A full entry of tenant '${entryTenant}' in an export for '${header.tenant}'.`); }
+            if (entry.timestamp < header.from || entry.timestamp >= header.to) { report("OutOfScope", sequence, line, "The entry's time is outside the exported range."); }
+            current.times.set(sequence, entry.timestamp);
+            if (entry.action === "audit.chain_opened") { announced.push({ entry, by: current.item.chain }); }
+            if (entry.action === "audit.chains_signed") { witnessed.set(current.item.chain ?? "", { entry, by: current.item.chain }); }
+          }
+          current.record(sequence);
+        } else if (type === "redacted") {
+          const sequence = mustInteger(row, "sequence");
+          onlyFields(row, ["type", "sequence", "previousHash", "hash"]);
+          if (header.tenant === null) { report("OutOfScope", sequence, line, "A redacted line in an export without a tenant filter hides an entry."); }
+          walk.add(sequence, mustString(row, "previousHash"), mustString(row, "hash"), null, line, null);
+          current.record(sequence);
+        } else if (type === "checkpoint") {
+          onlyFields(row, ["type", "sequence", "hash", "timestamp", "keyId", "signature"]);
+          current.checkpoints.push({ sequence: mustInteger(row, "sequence"), hash: mustString(row, "hash"), timestamp: mustInteger(row, "timestamp"),
+            keyId: mustString(row, "keyId"), signature: mustString(row, "signature"), line });
+        } else {
+          report("Malformed", null, line, `Unknown line type '${type}'.`);
+        }
+      } catch (e) {
+        if (!(e instanceof LineFormatError) && !(e instanceof SyntaxError)) { throw e; }
+        if (current) { current.report("Malformed", null, line, "The line cannot be read: " + e.message); }
+        else { extra("Malformed", null, line, null, "The line cannot be read: " + e.message); }
+      }
+    }
+
+    // Each chain the header lists: its section (one with entries must have one), its checkpoint lines, its end and
+    // coverage against the header, and its own verdict, uncovered entries judged by their age at createdAt.
+    const chains = [];
+    for (let i = 0; i < header.chains.length; i++) {
+      const item = header.chains[i];
+      let section = sections.get(i);
+      if (!section) {
+        section = await newSection(item);
+        if (item.firstSequence !== null) {
+          section.report("Truncated", item.firstSequence, 1, `The header lists ${chainLabel(item.chain)} with entries ${item.firstSequence}..${item.lastSequence}, but the file has no section for it: the chain was removed from the export.`);
+        }
+      }
+      const { report, walk } = section;
+      let covered = 0;
+      for (const c of section.checkpoints) {
+        if (!isHash(c.hash) || c.sequence < 1) { report("Malformed", c.sequence, c.line, "Checkpoint has an invalid sequence or hash."); continue; }
+        if (c.keyId !== keyId) { report("KeyMismatch", c.sequence, c.line, `The checkpoint is signed by key ${c.keyId}, not by the key given (${keyId}).`); continue; }
+        const cw = new Writer();
+        cw.str("sovereign-audit-checkpoint-v1"); cw.i64(c.sequence); cw.hash(c.hash); cw.i64(c.timestamp); cw.str(c.keyId);
+        if (!(await verifySignature(key, c.signature, cw.done()))) { report("InvalidSignature", c.sequence, c.line, "The checkpoint's signature does not verify with the key given."); continue; }
+        const hash = section.hashes.get(c.sequence);
+        if (hash !== c.hash) { report("CheckpointMismatch", c.sequence, c.line, `The checkpoint records another hash for entry ${c.sequence} than the export has.`); }
+        else { covered = Math.max(covered, c.sequence); }
+      }
+      const last = item.lastSequence;
+      if (last !== null) {
+        if (walk.lastSequence < last) { report("Truncated", walk.lastSequence + 1, line, `The header covers sequences ${item.firstSequence}..${last}, but the lines end at ${walk.lastSequence}: truncated.`); }
+        else if (walk.lastSequence > last) { report("OutOfScope", last + 1, line, `Lines continue past the header's last sequence ${last}.`); }
+        else if (walk.lastHash !== item.lastHash) { report("CheckpointMismatch", last, line, `The header signs another hash for entry ${last} than the last line has.`); }
+        if (item.coveredThrough >= item.firstSequence && item.coveredThrough < last && covered < item.coveredThrough) {
+          report("MissingCheckpoint", item.coveredThrough, line, `The header says a signed checkpoint covers entry ${item.coveredThrough}, but no checkpoint line there verifies.`);
+        }
+        const oldest = section.times.get(Math.max(item.coveredThrough, item.firstSequence - 1) + 1);
+        if (item.uncoveredSince !== null && last - Math.max(item.coveredThrough, item.firstSequence - 1) > 0 && oldest !== undefined && oldest !== item.uncoveredSince) {
+          report("OutOfScope", null, 1, "The header's uncoveredSince is not the time of the oldest uncovered entry.");
+        }
+      }
+      if ((await digestOf(section.shown)) !== item.entriesDigest) {
+        report("OutOfScope", null, 1, "The lines shown in full are not the ones the header signs: an entry was redacted, or a line removed or added, after the export was made.");
+      }
+      const coveredThrough = last !== null ? Math.max(covered, Math.min(item.coveredThrough, last)) : 0;
+      const uncovered = last !== null ? Math.max(0, last - Math.max(coveredThrough, item.firstSequence - 1)) : 0;
+      const uncoveredSince = uncovered === 0 ? null
+        : coveredThrough > item.coveredThrough && section.times.has(coveredThrough + 1) ? section.times.get(coveredThrough + 1) : item.uncoveredSince;
+      const lastSequence = last === null ? 0 : walk.lastSequence;
+      let verdict;
+      if (section.problems.length > 0) { verdict = "tampered"; }
+      else if (lastSequence === 0) { verdict = "trusted"; }
+      else if (coveredThrough === 0) { verdict = "uncovered"; }
+      else if (uncovered === 0) { verdict = "trusted"; }
+      else { verdict = (uncoveredSince === null ? Infinity : header.createdAt - uncoveredSince) > MAX_UNCOVERED_AGE_MS ? "uncovered" : "trusted"; }
+      chains.push({ chain: item.chain, entries: walk.count, lastSequence, coveredThrough, uncovered, verdict, section });
+      problems.push(...section.problems);
+    }
+
+    // Every announced chain is listed, and one whose section starts at 1 starts as announced.
+    for (const { entry, by } of announced) {
+      const where = `${chainLabel(by)} entry ${entry.sequence}`;
+      const details = entry.details || {};
+      if (details.chain === undefined || details.first_hash === undefined) { extra("Malformed", entry.sequence, null, by, `${where} announces a chain without a chain name and first hash.`); continue; }
+      const index = header.chains.findIndex(c => c.chain === details.chain);
+      const section = sections.get(index);
+      if (index < 0) { extra("ChainMissing", entry.sequence, null, by, `Chain ${details.chain}, announced in ${where}, is not in the export's list of chains: it was missing from the log when the export was made.`); }
+      else if (section && section.firstHash && header.chains[index].firstSequence === 1 && section.firstHash !== details.first_hash) {
+        extra("ChainMissing", entry.sequence, null, by, `Chain ${details.chain}, announced in ${where}, starts with another entry: it was replaced.`);
+      }
+    }
+
+    // Each signer chain's newest audit.chains_signed entry: every head it names is listed, and where the file holds that
+    // entry of the named chain it has that hash (a tail rewritten after it would not).
+    for (const { entry, by } of witnessed.values()) {
+      for (const head of witnessedHeads(entry.details || {})) {
+        const index = header.chains.findIndex(c => c.chain === head.chain);
+        const shown = index < 0 ? undefined : sections.get(index)?.hashes.get(head.sequence);
+        if (index < 0) { extra("ChainMissing", entry.sequence, null, by, `Chain ${head.chain}, whose entry ${head.sequence} ${chainLabel(by)} entry ${entry.sequence} records as signed, is not in the export's list of chains.`); }
+        else if (shown !== undefined && shown !== head.hash) {
+          extra("WitnessMismatch", head.sequence, null, head.chain, `${chainLabel(by)} entry ${entry.sequence} records entry ${head.sequence} of chain ${head.chain} as signed with another hash than the export has: the chain was rewritten from there.`);
+        }
+      }
+    }
+
+    const verdict = problems.length > 0 ? "tampered" : chains.some(c => c.verdict === "uncovered") ? "uncovered" : "trusted";
+    return { version: 3, checked, problems, verdict, chains: chains.map(({ section, ...c }) => c) };
+  }
+
+  async function verify(bytes, pem) {
     const problems = [];
     const problem = (line, sequence, what) => problems.push({ line, sequence, what });
     const { key, keyId } = await importKey(pem);
+    const text = new TextDecoder().decode(bytes);
     const lines = text.split("\n");
     if (lines.length && lines[lines.length - 1] === "") { lines.pop(); }
     let header;
     try { header = JSON.parse(lines[0]); } catch (e) { return { checked: 0, problems: [{ line: 1, sequence: null, what: "The first line is not a JSON header." }] }; }
+    if (header && header.version === 3) { return verifyClusterExport(bytes, key, keyId); }
     if (header.type !== "header" || header.format !== "sovereign-audit-export" || (header.version !== 1 && header.version !== 2)) {
       return { checked: 0, problems: [{ line: 1, sequence: null, what: "Not a Sovereign audit export (v1 or v2)." }] };
     }
@@ -127,20 +450,49 @@
     out.textContent = "";
     const verdict = document.createElement("p");
     verdict.id = "verdict";
-    verdict.className = result.problems.length ? "bad" : "ok";
+    verdict.className = result.problems.length ? "bad" : result.verdict === "uncovered" ? "warn" : "ok";
     verdict.textContent = result.problems.length
       ? `Does not verify: ${result.problems.length} problem(s) in ${result.checked} entries checked.`
-      : `Verified: ${result.checked} entries intact and signed by the operator's key.`;
+      : result.verdict === "uncovered"
+        ? `Intact and signed by the operator's key (${result.checked} entries), but NOT covered: entries in it were not covered by a signed checkpoint of the log when it was exported.`
+        : `Verified: ${result.checked} entries intact and signed by the operator's key.`;
+    if (result.verdict) { verdict.dataset.verdict = result.verdict; }
     out.appendChild(verdict);
     if (result.problems.length) {
       const list = document.createElement("ul");
       list.id = "verify-problems";
       for (const p of result.problems) {
         const item = document.createElement("li");
-        item.textContent = `line ${p.line}${p.sequence !== null && p.sequence !== undefined ? ", sequence " + p.sequence : ""}: ${p.what}`;
+        const at = [p.line !== null && p.line !== undefined ? "line " + p.line : null, p.sequence !== null && p.sequence !== undefined ? "sequence " + p.sequence : null].filter(Boolean).join(", ") || "the file";
+        if (p.kind) {
+          // Version 3: the kind and chain verify-export names (the shared chain's and the file's own have none).
+          item.dataset.kind = p.kind;
+          if (p.chain !== null && p.chain !== undefined) { item.dataset.chain = p.chain; }
+          item.textContent = `${p.chain !== null && p.chain !== undefined ? "chain " + p.chain + ", " : ""}${at}: ${p.kind}: ${p.what}`;
+        } else {
+          item.textContent = `${at}: ${p.what}`;
+        }
         list.appendChild(item);
       }
       out.appendChild(list);
+    }
+    if (result.chains && result.chains.length) {
+      // Each chain's head, coverage and verdict, as verify-export lists them.
+      const table = document.createElement("table");
+      table.id = "verify-chains";
+      const head = table.createTHead().insertRow();
+      for (const title of ["chain", "entries checked", "last", "covered through", "uncovered", "verdict"]) {
+        const th = document.createElement("th"); th.scope = "col"; th.textContent = title; head.appendChild(th);
+      }
+      const body = table.createTBody();
+      for (const c of result.chains) {
+        const row = body.insertRow();
+        row.dataset.chain = c.chain === null ? "" : c.chain;
+        for (const value of [c.chain === null ? "(shared)" : c.chain, c.entries, c.lastSequence, c.coveredThrough, c.uncovered, c.verdict]) {
+          row.insertCell().textContent = String(value);
+        }
+      }
+      out.appendChild(table);
     }
   }
 
@@ -154,7 +506,7 @@
       if (!window.crypto || !crypto.subtle) { throw new Error("this page needs WebCrypto: open it over https, on localhost, or saved as a file."); }
       const file = document.getElementById("export-file").files[0];
       if (!file) { throw new Error("choose an export file."); }
-      show(await verify(await file.text(), document.getElementById("public-key").value));
+      show(await verify(new Uint8Array(await file.arrayBuffer()), document.getElementById("public-key").value));
     } catch (e) {
       out.textContent = "";
       const p = document.createElement("p");
