@@ -110,6 +110,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // The round's Czech and Slovak subtitle rates (chosen on tuning material only) raised Czech on held-out 18 and 23 from
     // 7 to 9 of 10 (off the list: within the target now), held-out 23 to 501 of 530 (its overall floor) and Slovak 9 -> 10
     // on held-out 15; held-out 24 unchanged.
+    // Session 43's round 25 added held-out 25 (held-out 24's distribution; small troubles at home, with the car and with
+    // the bills). Its first run, on the unchanged detector (main 700454c): 512 of 530 = 96.6%, over the overall target,
+    // and below the per-language target Bosnian 7 of 16 (as Croatian four times, as Serbian five times), Bulgarian 8 of
+    // 10 (und twice, Macedonian the runner-up) and Norwegian 8 of 10 (as Danish twice), their floors; Croatian 14 of 16
+    // (as Bosnian twice), Danish 9 of 10 (as Norwegian), Malay 11 of 12 (as Indonesian) and Dutch 7 of 8 (und), within
+    // the target; Serbian 24 of 24, Slovenian 8 of 8, Macedonian 12 of 12 und.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -136,6 +142,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.TwentySecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 10 },
         [TestData.TwentyThirdHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 11, ["id"] = 10, ["sr"] = 20 },
         [TestData.TwentyFourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 12, ["no"] = 8, ["sl"] = 6, ["sr"] = 18 },
+        [TestData.TwentyFifthHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 7, ["no"] = 8 },
     };
 
     /// <summary>The overall target.</summary>
@@ -176,6 +183,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.TwentySecondHeldOut)]
     [InlineData(TestData.TwentyThirdHeldOut)]
     [InlineData(TestData.TwentyFourthHeldOut)]
+    [InlineData(TestData.TwentyFifthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
@@ -184,7 +192,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }
-        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut)
+        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut)
         {
             // Every covered language and Macedonian, outside the set (the Serbian Cyrillic sentences' translations).
             Assert.Equal(LanguageCatalog.Covered.Append("mk").Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
