@@ -116,6 +116,10 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // 10 (und twice, Macedonian the runner-up) and Norwegian 8 of 10 (as Danish twice), their floors; Croatian 14 of 16
     // (as Bosnian twice), Danish 9 of 10 (as Norwegian), Malay 11 of 12 (as Indonesian) and Dutch 7 of 8 (und), within
     // the target; Serbian 24 of 24, Slovenian 8 of 8, Macedonian 12 of 12 und.
+    // The round's Danish/Norwegian/Swedish subtitle rates, with the rule that subtitles only reorder a group's members
+    // (chosen on tuning material; the rule moved no held-out sentence on its own), raised held-out 1-24 from 10,178 to
+    // 10,197 of 10,456, every gain Scandinavian (Norwegian 8 -> 10 of 10 on held-out 24, off the list; held-out 23 501 ->
+    // 503, held-out 24 502 -> 505) and held-out 25 from 512 to 515 (Norwegian 8 -> 10, off the list; Danish 9 -> 10).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -141,8 +145,8 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.TwentyFirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 8, ["sr"] = 13 },
         [TestData.TwentySecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 10 },
         [TestData.TwentyThirdHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 11, ["id"] = 10, ["sr"] = 20 },
-        [TestData.TwentyFourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 12, ["no"] = 8, ["sl"] = 6, ["sr"] = 18 },
-        [TestData.TwentyFifthHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 7, ["no"] = 8 },
+        [TestData.TwentyFourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 12, ["sl"] = 6, ["sr"] = 18 },
+        [TestData.TwentyFifthHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 7 },
     };
 
     /// <summary>The overall target.</summary>
@@ -151,11 +155,11 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // Overall accuracy where a set is still short of the target: none since session 22 (the third set had 93 of 98 and
     // the fourth 152 of 162 before it; 94 and 154 after).
     // Held-out 23's first run (session 41, round 23): 499 of 530, under 95% (recorded rather than hidden); held-out 24's
-    // (session 42, round 24): 502 of 530.
+    // (session 42, round 24): 502 of 530. Round 25's Scandinavian subtitle rates raised held-out 23 to 503 and held-out
+    // 24 to 505 of 530 (95.3%, over the target).
     private static readonly Dictionary<string, double> OverallShortfalls = new(StringComparer.Ordinal)
     {
-        [TestData.TwentyThirdHeldOut] = 501.0 / 530,
-        [TestData.TwentyFourthHeldOut] = 502.0 / 530,
+        [TestData.TwentyThirdHeldOut] = 503.0 / 530,
     };
 
     [Theory]

@@ -335,7 +335,7 @@ public sealed class LanguageDetectorTests
         ["out-of-set-11.txt"] = new(StringComparer.Ordinal)
         {
             ["an"] = 6, ["bjn"] = 4, ["cbk"] = 4, ["ext"] = 3, ["fur"] = 7, ["gsw"] = 5, ["lad"] = 6, ["li"] = 3, ["lij"] = 5, ["ltg"] = 4,
-            ["mwl"] = 2, ["nap"] = 6, ["oc"] = 7, ["rm"] = 6, ["rue"] = 4, ["sc"] = 6, ["sco"] = 3, ["sgs"] = 6, ["vro"] = 6, ["war"] = 6,
+            ["mwl"] = 2, ["nap"] = 6, ["oc"] = 7, ["rm"] = 6, ["rue"] = 4, ["sc"] = 6, ["sco"] = 3, ["sgs"] = 6, ["vro"] = 6, ["war"] = 7,
         },
         ["out-of-set-12.txt"] = new(StringComparer.Ordinal)
         {

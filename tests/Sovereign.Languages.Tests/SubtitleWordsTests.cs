@@ -1,7 +1,7 @@
 namespace Sovereign.Languages.Tests;
 
 /// <summary>
-/// The subtitles' word rates within Malay and Indonesian and within Czech and Slovak (<see cref="SubtitleWords"/>,
+/// The subtitles' word rates within Malay and Indonesian, Czech and Slovak, and Danish, Norwegian and Swedish (<see cref="SubtitleWords"/>,
 /// <c>Data/subtitle-words.txt</c>):
 /// evidence from a corpus independent of the tuning sentences (sentences written for these tests, in neither the
 /// tuning corpus nor a held-out set).
@@ -13,8 +13,8 @@ public sealed class SubtitleWordsTests
     [Fact]
     public void Table_IsLoaded_FromTheEmbeddedFile()
     {
-        Assert.InRange(SubtitleWords.Default.WordCount, 100_000, 200_000);
-        Assert.Equal([["ms", "id"], ["cs", "sk"]], SubtitleWords.Default.Groups.Select(g => g.ToArray()));
+        Assert.InRange(SubtitleWords.Default.WordCount, 200_000, 300_000);
+        Assert.Equal([["ms", "id"], ["cs", "sk"], ["da", "no", "sv"]], SubtitleWords.Default.Groups.Select(g => g.ToArray()));
     }
 
     [Theory]
@@ -48,6 +48,39 @@ public sealed class SubtitleWordsTests
         Assert.True(evidence[Array.IndexOf(members, member)] > 1, string.Join(" ", evidence));
     }
 
+    // Session 43: Danish, Norwegian and Swedish, from the 50,000 commonest words of each member's subtitles. These failed
+    // before the group was in the table (every member got 0).
+    [Theory]
+    [InlineData("hvad laver du i aften, skal vi ikke ses", "da")]
+    [InlineData("hva gjør du i kveld, skal vi ikke treffes", "no")]
+    [InlineData("vad gör du i kväll, ska vi inte ses", "sv")]
+    public void ScandinavianWords_CountForTheirMember(string text, string member)
+    {
+        string[] members = ["da", "no", "sv"];
+        var evidence = SubtitleWords.Default.Score(text, members, cap: 2);
+        var own = Array.IndexOf(members, member);
+        Assert.True(evidence.Select((e, i) => i == own || evidence[own] > e + 1).All(b => b), string.Join(" ", evidence));
+    }
+
+    // The subtitles say which member a text of the group is, not whether the text is the group's (session 43): they
+    // reorder the members and never lift the best one over what the group's split gave it without them. Without the
+    // rule the Scandinavian table made "Ich ha de Mantel ..." (Swiss German, written for this test) surer Swedish on
+    // mantel, theater and ha, and a Danish sentence surer Danish than any evidence but the subtitles' made it.
+    [Theory]
+    [InlineData("Ich ha de Mantel und de Huet im Theater gla.")]
+    [InlineData("Det var kun for sjov.")]
+    [InlineData("Jenta hans er så søt.")]
+    public void Detect_SubtitlesOnlyReorderTheMembers(string text)
+    {
+        var detector = TestData.DefaultDetector;
+        var withoutSubtitles = detector.WithSubtitles(0, 2).Detect(text);
+        var withoutRule = detector.WithSubtitleTable(SubtitleWords.Default, onlyReorder: false).Detect(text);
+        var detection = detector.Detect(text);
+
+        Assert.True(withoutRule.Confidence > withoutSubtitles.Confidence + 0.05, $"{withoutRule.Confidence} against {withoutSubtitles.Confidence}");
+        Assert.True(detection.Confidence <= withoutSubtitles.Confidence + 1e-9, $"{detection.Language} {detection.Confidence} against {withoutSubtitles.Confidence}");
+    }
+
     [Fact]
     public void EachWord_IsCapped_AndALongTextIsScaledToAShortMessage()
     {
@@ -62,7 +95,7 @@ public sealed class SubtitleWordsTests
     public void GroupsTheTableLacks_AndMembersOutsideIt_GetNothing()
     {
         Assert.All(SubtitleWords.Default.Score("tko je to rekao", ["hr", "bs", "sr"], cap: 2), e => Assert.Equal(0, e));
-        Assert.All(SubtitleWords.Default.Score("hva gjør du nå", ["da", "no", "sv", "nn"], cap: 2), e => Assert.Equal(0, e));
+        Assert.All(SubtitleWords.Default.Score("onde está o meu casaco", ["es", "gl", "pt", "ca"], cap: 2), e => Assert.Equal(0, e));
         var evidence = SubtitleWords.Default.Score("awak boleh datang", ["tet", "ms", "id"], cap: 2);
         Assert.Equal(0, evidence[0]);
         Assert.True(evidence[1] > evidence[2]);

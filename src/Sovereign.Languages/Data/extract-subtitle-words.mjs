@@ -1,13 +1,14 @@
 // Regenerates subtitle-words.txt from Hermit Dave's FrequencyWords lists (word counts of the OpenSubtitles 2018 corpus,
 // github.com/hermitdave/FrequencyWords, content CC BY-SA 4.0), Node 18+:
 //   git clone https://github.com/hermitdave/FrequencyWords /tmp/FrequencyWords   (commit 525f9b5 was used)
-//   node extract-subtitle-words.mjs /tmp/FrequencyWords/content/2018 msid czsk > subtitle-words.txt
+//   node extract-subtitle-words.mjs /tmp/FrequencyWords/content/2018 msid czsk nordic > subtitle-words.txt
 // (a few seconds; the group names after the folder choose the groups written, in that order; none: msid).
 //
 // For Malay and Indonesian (msid) it reads the full lists (ms_full.txt, id_full.txt: every word counted, 11 and 56
 // million running words); for Czech and Slovak (czsk, session 42) the 50,000 commonest words of each (cs_50k.txt,
-// sk_50k.txt; the full lists are too large for the repository's ordinary files); for Croatian, Bosnian and Serbian (hr)
-// and for Danish, Norwegian and Swedish (nordic, session 42), tried and left out, the 50k lists too. It writes, for
+// sk_50k.txt; the full lists are too large for the repository's ordinary files); for Danish, Norwegian and Swedish
+// (nordic, tried in session 42, kept in session 43) the 50k lists too; for Croatian, Bosnian and Serbian (hr), tried and
+// left out, the 50k lists too. It writes, for
 // every word, the log of its rate in each member's subtitles less the mean over the members (centred log-rates: what
 // a naive Bayes over the members adds for that word). Rates are smoothed with one occurrence in the smallest corpus
 // (a word a member never wrote is rare there, not impossible); a word missing from a 50k list counts as half that
@@ -26,7 +27,8 @@ const MIN_EVIDENCE = 0.25
 // and Serbian subtitles are mixed with Croatian ones (the Serbian list writes što about as often as šta), and the
 // evidence lifted Croatian and Serbian at Bosnian's cost (SOURCES.md, session 26). Danish/Norwegian/Swedish (nordic)
 // gained on every tuning measure and on held-out 23 and 24 but made one Swiss German sentence of out of set 11 Swedish,
-// below that set's recorded floor, so it was left out (SOURCES.md, session 42).
+// below that set's recorded floor, so it was left out (session 42); since session 43 the detector lets the subtitles
+// only reorder a group's members (LanguageDetector.SubtitlesOnlyReorder), and the group is in the table.
 const known = {
   msid: { members: ['ms', 'id'], list: 'full' },
   nordic: { members: ['da', 'no', 'sv'], list: '50k' },

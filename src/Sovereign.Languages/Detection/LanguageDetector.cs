@@ -215,7 +215,8 @@ public sealed partial class LanguageDetector
     /// <summary>The same detector with other dictionary rates or weight: for tuning.</summary>
     internal LanguageDetector WithDictionaries(StandardForms forms, double weight) => new(this) { StandardForms = forms, DictionaryWeight = weight };
 
-    /// <summary>Word rates of the close groups' subtitles (<see cref="SubtitleWords"/>: Malay and Indonesian), a corpus
+    /// <summary>Word rates of the close groups' subtitles (<see cref="SubtitleWords"/>: Malay and Indonesian, Czech and
+    /// Slovak, Danish, Norwegian and Swedish), a corpus
     /// independent of the tuning sentences.</summary>
     internal SubtitleWords Subtitles { get; init; } = SubtitleWords.Default;
 
@@ -228,6 +229,16 @@ public sealed partial class LanguageDetector
 
     /// <summary>The same detector with another subtitle weight and cap: for tuning.</summary>
     internal LanguageDetector WithSubtitles(double weight, double cap) => new(this) { SubtitleWeight = weight, SubtitleCap = cap };
+
+    /// <summary>Whether the subtitles' evidence only reorders a group's members (on since session 43; off only to
+    /// measure it): no member ends with more probability than the best member had without it. The table holds only
+    /// words whose rates differ between the members, so it says which member a text of the group is, never whether the
+    /// text is the group's: without the rule, a Swiss German sentence the Scandinavian group led at an even split (und)
+    /// became Swedish on `mantel`, `theater` and `ha`.</summary>
+    internal bool SubtitlesOnlyReorder { get; init; } = true;
+
+    /// <summary>The same detector with another subtitle table and reorder rule: for tuning and measuring.</summary>
+    internal LanguageDetector WithSubtitleTable(SubtitleWords table, bool onlyReorder) => new(this) { Subtitles = table, SubtitlesOnlyReorder = onlyReorder };
 
     /// <summary>The same detector with other close-group word models or weights: for tuning on held-apart folds.</summary>
     internal LanguageDetector WithWords(IReadOnlyDictionary<WritingScript, CloseGroupWords[]> closeWords, double wordWeight, double wordCap, YatReflex reflexes, double reflexWeight) =>
@@ -266,6 +277,7 @@ public sealed partial class LanguageDetector
         Subtitles = other.Subtitles;
         SubtitleWeight = other.SubtitleWeight;
         SubtitleCap = other.SubtitleCap;
+        SubtitlesOnlyReorder = other.SubtitlesOnlyReorder;
         SyntaxWeight = other.SyntaxWeight;
         LoanVerbWeight = other.LoanVerbWeight;
         SpellingWeight = other.SpellingWeight;
@@ -668,9 +680,12 @@ public sealed partial class LanguageDetector
             }
         }
 
-        // Word rates of the members' subtitles (Malay and Indonesian): evidence from a corpus the tuning sentences are
-        // not part of, for words the tuning corpus lacks.
+        // Word rates of the members' subtitles (Malay and Indonesian; Czech and Slovak; Danish, Norwegian and Swedish):
+        // evidence from a corpus the tuning sentences are not part of, for words the tuning corpus lacks. It reorders the
+        // members and never lifts the best of them over what the group's split gave it without the subtitles.
+        var groupProbability = members.Sum(i => probabilities[i]);
         var subtitles = SubtitleWeight > 0 ? Subtitles.Score(normalized, [.. members.Select(i => candidates[i])], SubtitleCap) : new double[members.Length];
+        var bestWithoutSubtitles = groupProbability / inner.Sum(s => Math.Exp(s - inner.Max()));
         for (var k = 0; k < members.Length; k++)
         {
             inner[k] += SubtitleWeight * subtitles[k];
@@ -678,10 +693,13 @@ public sealed partial class LanguageDetector
 
         var innerMax = inner.Max();
         var innerSum = inner.Sum(s => Math.Exp(s - innerMax));
-        var groupProbability = members.Sum(i => probabilities[i]);
         for (var k = 0; k < members.Length; k++)
         {
             probabilities[members[k]] = groupProbability * Math.Exp(inner[k] - innerMax) / innerSum;
+            if (SubtitlesOnlyReorder)
+            {
+                probabilities[members[k]] = Math.Min(probabilities[members[k]], bestWithoutSubtitles);
+            }
         }
 
         Trace?.Invoke("within group: " + string.Join(" ", members.Select((i, k) => FormattableString.Invariant($"{candidates[i]}={inner[k]:F2}[W{evidence[k]:F2} S{subtitles[k]:F2}]"))));
