@@ -120,6 +120,10 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // (chosen on tuning material; the rule moved no held-out sentence on its own), raised held-out 1-24 from 10,178 to
     // 10,197 of 10,456, every gain Scandinavian (Norwegian 8 -> 10 of 10 on held-out 24, off the list; held-out 23 501 ->
     // 503, held-out 24 502 -> 505) and held-out 25 from 512 to 515 (Norwegian 8 -> 10, off the list; Danish 9 -> 10).
+    // Then Slovenian beside Croatian, Bosnian and Serbian, reordered by Slovenian's subtitles against the three
+    // standards' pooled ones: held-out 1-24 10,197 -> 10,203 (Serbian 12 -> 13 on held-out 11 and 18 -> 19 on held-out
+    // 24, Croatian 9 -> 10 on held-out 17, Slovenian 7 -> 8 on held-out 14 and 23 and 6 -> 7 on held-out 24, off the
+    // list), no sentence lost; held-out 25 unchanged (515).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -132,20 +136,20 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.EighthHeldOut] = new(StringComparer.Ordinal),
         [TestData.NinthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["sr"] = 13 },
         [TestData.TenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 7 },
-        [TestData.EleventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 9, ["pt"] = 8, ["sr"] = 12 },
+        [TestData.EleventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 9, ["pt"] = 8, ["sr"] = 13 },
         [TestData.TwelfthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 10 },
         [TestData.ThirteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
         [TestData.FourteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
         [TestData.FifteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 9 },
         [TestData.SixteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8, ["id"] = 10 },
-        [TestData.SeventeenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 9 },
+        [TestData.SeventeenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 10 },
         [TestData.EighteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5, ["hr"] = 9, ["sr"] = 13 },
         [TestData.NineteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 4, ["hr"] = 9 },
         [TestData.TwentiethHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8 },
         [TestData.TwentyFirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 8, ["sr"] = 13 },
         [TestData.TwentySecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 10 },
         [TestData.TwentyThirdHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 11, ["id"] = 10, ["sr"] = 20 },
-        [TestData.TwentyFourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 12, ["sl"] = 6, ["sr"] = 18 },
+        [TestData.TwentyFourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 12, ["sr"] = 19 },
         [TestData.TwentyFifthHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 7 },
     };
 

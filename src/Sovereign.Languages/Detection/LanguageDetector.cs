@@ -240,6 +240,13 @@ public sealed partial class LanguageDetector
     /// <summary>The same detector with another subtitle table and reorder rule: for tuning and measuring.</summary>
     internal LanguageDetector WithSubtitleTable(SubtitleWords table, bool onlyReorder) => new(this) { Subtitles = table, SubtitlesOnlyReorder = onlyReorder };
 
+    /// <summary>Whether Slovenian and Croatian/Bosnian/Serbian are reordered by their subtitles (<see cref="SloveneBeside"/>;
+    /// on since session 43, off only to measure it).</summary>
+    internal bool SloveneSubtitles { get; init; } = true;
+
+    /// <summary>The same detector with the Slovenian rule on or off: for measuring.</summary>
+    internal LanguageDetector WithSloveneSubtitles(bool on) => new(this) { SloveneSubtitles = on };
+
     /// <summary>The same detector with other close-group word models or weights: for tuning on held-apart folds.</summary>
     internal LanguageDetector WithWords(IReadOnlyDictionary<WritingScript, CloseGroupWords[]> closeWords, double wordWeight, double wordCap, YatReflex reflexes, double reflexWeight) =>
         new(this) { CloseWords = closeWords, WordWeight = wordWeight, WordCap = wordCap, Reflexes = reflexes, ReflexWeight = reflexWeight };
@@ -278,6 +285,7 @@ public sealed partial class LanguageDetector
         SubtitleWeight = other.SubtitleWeight;
         SubtitleCap = other.SubtitleCap;
         SubtitlesOnlyReorder = other.SubtitlesOnlyReorder;
+        SloveneSubtitles = other.SloveneSubtitles;
         SyntaxWeight = other.SyntaxWeight;
         LoanVerbWeight = other.LoanVerbWeight;
         SpellingWeight = other.SpellingWeight;
@@ -570,6 +578,11 @@ public sealed partial class LanguageDetector
         var sum = scores.Sum(s => Math.Exp(s - max));
         var probabilities = scores.Select(s => Math.Exp(s - max) / sum).ToArray();
         var leader = Array.IndexOf(scores, max);
+        if (SloveneSubtitles && SloveneBeside(candidates, probabilities, leader, normalized) is { } newLeader)
+        {
+            leader = newLeader;
+        }
+
         if (GroupOf(candidates[leader]) is { } winningGroup && WordModel(group.Script, candidates[leader]) is { } words)
         {
             DecideWithinGroup(candidates, scores, probabilities, winningGroup, words, normalized);
@@ -603,6 +616,52 @@ public sealed partial class LanguageDetector
         }
 
         return new LanguageDetection(top, p * share, method) { RunnerUp = second, RunnerUpConfidence = p2 * share };
+    }
+
+    // Slovenian beside Croatian, Bosnian and Serbian (session 43): not a member of their close group, so no
+    // within-group evidence applies, and short sentences of either side were read as the other. When one of them leads
+    // and the other side is a candidate, the subtitles' word rates of Slovenian against the three standards' pooled
+    // subtitles (Data/subtitle-words.txt, [sl hbs]) reorder the two sides as within a close group: the two keep their
+    // probability together, the split moves by the words' evidence, and neither side ends above the better side's
+    // probability before. Returns the new leader, or null when the rule does not apply.
+    private int? SloveneBeside(List<string> candidates, double[] probabilities, int leader, string normalized)
+    {
+        string[] hbs = ["hr", "bs", "sr"];
+        var leaderCode = candidates[leader];
+        if (leaderCode != "sl" && Array.IndexOf(hbs, leaderCode) < 0)
+        {
+            return null;
+        }
+
+        var sl = candidates.IndexOf("sl");
+        var others = Enumerable.Range(0, candidates.Count).Where(i => Array.IndexOf(hbs, candidates[i]) >= 0).ToArray();
+        if (sl < 0 || others.Length == 0)
+        {
+            return null;
+        }
+
+        var evidence = Subtitles.Score(normalized, ["sl", "hbs"], SubtitleCap);
+        if (evidence[0] == 0 && evidence[1] == 0)
+        {
+            return null;
+        }
+
+        var pSl = probabilities[sl];
+        var pHbs = others.Sum(i => probabilities[i]);
+        var total = pSl + pHbs;
+        var a = Math.Log(pSl) + (SubtitleWeight * evidence[0]);
+        var b = Math.Log(pHbs) + (SubtitleWeight * evidence[1]);
+        var top = Math.Max(a, b);
+        var newSl = Math.Min(Math.Max(pSl, pHbs), total * Math.Exp(a - top) / (Math.Exp(a - top) + Math.Exp(b - top)));
+        var newHbs = Math.Min(Math.Max(pSl, pHbs), total * Math.Exp(b - top) / (Math.Exp(a - top) + Math.Exp(b - top)));
+        probabilities[sl] = newSl;
+        foreach (var i in others)
+        {
+            probabilities[i] *= newHbs / pHbs;
+        }
+
+        Trace?.Invoke(FormattableString.Invariant($"sl beside hbs: sl {pSl:F2} -> {newSl:F2}, hbs {pHbs:F2} -> {newHbs:F2} [S{evidence[0]:F2}]"));
+        return newSl >= newHbs ? sl : others.MaxBy(i => probabilities[i]);
     }
 
     // Once the candidates put a close group ahead, the group's members are decided among themselves: the group keeps
