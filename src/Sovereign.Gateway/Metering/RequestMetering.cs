@@ -72,14 +72,6 @@ public sealed class RequestMetering
     // drifted from the ledger's (60 requests at 0.000006 EUR read 0.00035999999999999986, not 0.00036).
     private readonly ConcurrentDictionary<(string Tenant, string Currency), decimal> _spend = new();
     private readonly ConcurrentDictionary<string, decimal> _remaining = new(StringComparer.Ordinal);
-
-    /// <summary>
-    /// Guards <see cref="_remaining"/>'s writes and counts <see cref="NoteBudgets"/>'s: a settlement that answers after
-    /// the operator's change of the limits (it is awaited after its answer, off the client's path) does not put back what
-    /// was left under the old limits.
-    /// </summary>
-    private readonly Lock _remainingLock = new();
-    private long _budgetNotes;
     private readonly LanguageTaxCache _languageTax;
     private readonly BilledTokens _billedTokens;
     private readonly ILogger<RequestMetering> _logger;
@@ -408,20 +400,6 @@ public sealed class RequestMetering
     /// </remarks>
     public async Task<decimal> FinishAsync(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, int cachedTokens = 0, string? refusalCode = null, Func<ICarriedWrite?, Task>? auditOutcome = null)
     {
-        var (computeSeconds, settlement) = await CommitAsync(routed, ticket, promptTokens, completionTokens, timing, outcome, cachedTokens, refusalCode, auditOutcome);
-        await settlement;
-        return computeSeconds;
-    }
-
-    /// <summary>
-    /// As <see cref="FinishAsync"/>, but returns once the usage record is durable, with the settlement under way: its call
-    /// to the tenant's grain has been sent (so a request admitted after this returns finds it queued ahead of its own
-    /// admission), and the returned task completes when the grain has settled. The caller awaits it after the client has
-    /// its answer, off the client's path; it never throws for a grain that does not answer (the ledger holds the cost
-    /// the grain's next activation rebuilds its spend from).
-    /// </summary>
-    public async Task<(decimal ComputeSeconds, Task Settlement)> CommitAsync(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, int cachedTokens = 0, string? refusalCode = null, Func<ICarriedWrite?, Task>? auditOutcome = null)
-    {
         cachedTokens = Math.Clamp(cachedTokens, 0, promptTokens);
         var computeSeconds = Math.Round((decimal)(timing?.ComputeSeconds ?? 0), 6);
         if (computeSeconds > MaxComputeSecondsPerRequest)
@@ -487,21 +465,9 @@ public sealed class RequestMetering
         }
 
         Observability.GenAiMetrics.Instance.Record(routed, promptTokens, completionTokens, timing, outcome);
-        if (cost > 0)
-        {
-            // The committed record is the bill, settled or not (a grain that does not answer rebuilds from the ledger).
-            _spend.AddOrUpdate((routed.Caller.TenantId, ticket.Currency), cost, (_, sum) => sum + cost);
-        }
-
-        return (computeSeconds, SettleCommittedAsync(routed, ticket, cost, promptTokens + completionTokens));
-    }
-
-    /// <summary>Settles a request whose usage record is committed; its call to the grain leaves before the first await.</summary>
-    private async Task SettleCommittedAsync(RoutedRequest routed, MeterTicket ticket, decimal cost, long usedTokens)
-    {
         try
         {
-            await SettleAsync(routed, ticket, cost, usedTokens);
+            await SettleAsync(routed, ticket, cost, promptTokens + completionTokens);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -511,6 +477,13 @@ public sealed class RequestMetering
             // SDKs retry, paying twice.
             Observability.GatewayLog.SettlementFailed(_logger, ex, routed.RequestId, routed.Caller.TenantId);
         }
+
+        if (cost > 0)
+        {
+            _spend.AddOrUpdate((routed.Caller.TenantId, ticket.Currency), cost, (_, sum) => sum + cost);
+        }
+
+        return computeSeconds;
     }
 
     /// <summary>
@@ -532,18 +505,11 @@ public sealed class RequestMetering
         if (ticket.ReservedWithGrain)
         {
             using var span = Observability.GatewayTelemetry.Source.StartActivity(Observability.GatewayTelemetry.Settle);
-            var notes = Volatile.Read(ref _budgetNotes);
             var remaining = await _tenants.Get(routed.Caller.TenantId)
                 .SettleAsync(new SettlementRequest(routed.RequestId, routed.Caller.KeyId, cost, ticket.AdmittedTokens, usedTokens));
             if (remaining is { } left)
             {
-                lock (_remainingLock)
-                {
-                    if (_budgetNotes == notes)
-                    {
-                        _remaining[routed.Caller.TenantId + "\u0001" + ticket.Currency] = left;
-                    }
-                }
+                _remaining[routed.Caller.TenantId + "\u0001" + ticket.Currency] = left;
             }
         }
     }
@@ -602,21 +568,17 @@ public sealed class RequestMetering
     {
         ArgumentNullException.ThrowIfNull(budgets);
         var tenantWide = budgets.Where(b => b.KeyId is null).ToList();
-        lock (_remainingLock)
+        foreach (var key in _remaining.Keys.Where(k => k.StartsWith(tenant + "\u0001", StringComparison.Ordinal)))
         {
-            _budgetNotes++;
-            foreach (var key in _remaining.Keys.Where(k => k.StartsWith(tenant + "\u0001", StringComparison.Ordinal)))
+            if (!tenantWide.Any(b => key == tenant + "\u0001" + b.Currency))
             {
-                if (!tenantWide.Any(b => key == tenant + "\u0001" + b.Currency))
-                {
-                    _remaining.TryRemove(key, out _);
-                }
+                _remaining.TryRemove(key, out _);
             }
+        }
 
-            foreach (var currency in tenantWide.GroupBy(b => b.Currency))
-            {
-                _remaining[tenant + "\u0001" + currency.Key] = currency.Min(b => b.Remaining);
-            }
+        foreach (var currency in tenantWide.GroupBy(b => b.Currency))
+        {
+            _remaining[tenant + "\u0001" + currency.Key] = currency.Min(b => b.Remaining);
         }
     }
 

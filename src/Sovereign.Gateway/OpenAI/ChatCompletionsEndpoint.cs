@@ -85,7 +85,6 @@ internal static class ChatCompletionsEndpoint
                 results.Select((r, i) => Choice(i, r.Text, r.Result.FinishReason, topLogprobs is null ? null : r.Logprobs ?? [], tools, toolFormat)).ToArray(),
                 Usage.Of(local.PromptTokens, completionTokens, local.CachedTokens), SystemFingerprint),
             OpenAIJson.Options).ExecuteAsync(context);
-        await governed.AnswerWrittenAsync();
     }
 
     /// <summary>One choice; with tools, calls in the text become <c>tool_calls</c> and the finish reason <c>tool_calls</c>.</summary>
@@ -189,7 +188,6 @@ internal static class ChatCompletionsEndpoint
         }
 
         await ServerSentEvents.WriteDoneAsync(response, aborted);
-        await governed.AnswerWrittenAsync();
     }
 
     /// <summary>

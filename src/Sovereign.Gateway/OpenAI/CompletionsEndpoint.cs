@@ -167,7 +167,6 @@ internal static class CompletionsEndpoint
             }
 
             await ServerSentEvents.WriteDoneAsync(response, aborted);
-            await governed.AnswerWrittenAsync();
             return;
         }
 
@@ -187,7 +186,6 @@ internal static class CompletionsEndpoint
                 }).ToArray(),
                 Usage.Of(promptTokens, generated, local.CachedTokens), fingerprint),
             OpenAIJson.Options).ExecuteAsync(context);
-        await governed.AnswerWrittenAsync();
     }
 
     // The text whose language routes an alias and is recorded with the usage: the prompt, or the first of a batch of

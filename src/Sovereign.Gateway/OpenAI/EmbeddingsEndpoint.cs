@@ -56,6 +56,5 @@ internal static class EmbeddingsEndpoint
             ? Convert.ToBase64String(MemoryMarshal.AsBytes(e.Vector.Span))
             : e.Vector.ToArray())).ToArray();
         await TypedResults.Json(new EmbeddingList("list", data, governed.Route!.Model, new EmbeddingUsage(tokens, tokens)), OpenAIJson.Options).ExecuteAsync(context);
-        await governed.AnswerWrittenAsync();
     }
 }

@@ -62,12 +62,6 @@ internal sealed class GovernedRequest : IAsyncDisposable
     /// <summary>The running work, once started.</summary>
     public IExecution? Execution { get; internal set; }
 
-    /// <summary>
-    /// The reservation's settlement with the tenant's grain, started once the usage record committed, until the request
-    /// awaits it (<see cref="AnswerWrittenAsync"/>, or <see cref="DisposeAsync"/> on every exit).
-    /// </summary>
-    internal Task? Settlement { get; set; }
-
     /// <summary>Fires when the client goes away.</summary>
     public CancellationToken Aborted => Http.RequestAborted;
 
@@ -134,23 +128,6 @@ internal sealed class GovernedRequest : IAsyncDisposable
     /// <summary>Closes the books of work that ended in an error the client is told about (e.g. an upstream's 4xx).</summary>
     public Task FailAsync() => CloseAsync(UsageOutcome.Failed);
 
-    /// <summary>
-    /// Called once the answer's last bytes are written after the books closed: completes the response, so the client has
-    /// all of it (the body's end, a chunked answer's last chunk) before the reservation's settlement is waited for. The
-    /// usage record and the outcome's entry are durable before the answer's last bytes; only the grain's turn that
-    /// turns the reservation into spend follows them. A crash in between leaves the reservation to expire, reconciled
-    /// from the ledger as a crash after the commit always was.
-    /// </summary>
-    public async Task AnswerWrittenAsync()
-    {
-        if (Settlement is { IsCompleted: false } && Http.Response.HasStarted && !Aborted.IsCancellationRequested)
-        {
-            await Http.Response.CompleteAsync();
-        }
-
-        await SettledAsync();
-    }
-
     /// <summary>Closes the books if nothing else did, then releases the execution (its slot, its sequences).</summary>
     public async ValueTask DisposeAsync()
     {
@@ -166,23 +143,16 @@ internal sealed class GovernedRequest : IAsyncDisposable
         {
             try
             {
-                await SettledAsync();
+                if (Execution is not null)
+                {
+                    await Execution.DisposeAsync();
+                }
             }
             finally
             {
-                try
+                if (PoolLease is { } lease)
                 {
-                    if (Execution is not null)
-                    {
-                        await Execution.DisposeAsync();
-                    }
-                }
-                finally
-                {
-                    if (PoolLease is { } lease)
-                    {
-                        await lease.DisposeAsync();
-                    }
+                    await lease.DisposeAsync();
                 }
             }
         }
@@ -201,29 +171,7 @@ internal sealed class GovernedRequest : IAsyncDisposable
         }
         finally
         {
-            if (Settlement is null)
-            {
-                // Settled, or its settlement failed (then it expires as a crashed caller's would): no longer renewed.
-                ReservationHold?.Dispose();
-            }
-        }
-    }
-
-    /// <summary>Waits for the settlement started when the books closed, then stops renewing the reservation.</summary>
-    private async Task SettledAsync()
-    {
-        if (Settlement is not { } settlement)
-        {
-            return;
-        }
-
-        Settlement = null;
-        try
-        {
-            await settlement;
-        }
-        finally
-        {
+            // Settled, or its settlement failed (then it expires as a crashed caller's would): no longer renewed.
             ReservationHold?.Dispose();
         }
     }

@@ -59,14 +59,12 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
         var usage = WithinReservation(request, route, request.Execution is { } execution ? await execution.FinalUsageAsync() : ExecutedUsage.None);
 
         // The usage record commits in the outcome entry's transaction: one commit, and neither is durable without the
-        // other. The settlement follows: it is started here and awaited by the request (GovernedRequest.Settlement),
-        // after an endpoint that wrote its answer has completed the response, so the grain's turn is off the client's path.
+        // other. The settlement follows.
         var outcomeName = outcome.ToString().ToLowerInvariant();
         try
         {
-            var (computeSeconds, settlement) = await metering.CommitAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode,
+            var computeSeconds = await metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode,
                 carried => router.CompleteAsync(route, usage.PromptTokens, usage.CompletionTokens, outcomeName, carried));
-            request.Settlement = settlement;
             // The outcome and its usage record committed: the database records requests (again).
             database.ReportRecorded();
             if (request.Caller.TenantId == ClusterRelay.RelayTenant && outcome == UsageOutcome.Completed)
@@ -80,8 +78,6 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
                 // Refused where it was relayed, as the client's mistake (a token id outside the node's vocabulary): a
                 // local route refuses it before admission, so it is not counted there either. The settlement gave the
                 // tokens back; this gives back the request, as a relayed /detokenize's is.
-                request.Settlement = null;
-                await settlement;
                 await metering.RefundRequestAsync(request.Http, request.Caller);
             }
         }

@@ -237,7 +237,7 @@ internal sealed class UpstreamRelay(
     /// <summary>The proxy, for its failure reporting.</summary>
     public UpstreamProxy Proxy => proxy;
 
-    /// <summary>Relays the answer; the books close before the client receives its last part, the reservation's settlement after it.</summary>
+    /// <summary>Relays the answer; the books close before the client receives its last part.</summary>
     public async Task RespondAsync()
     {
         var result = await proxy.RelayAsync(request.Http, response, stream, clientWantsUsage, request.Route!.Model, _progress, idleTimer);
@@ -250,11 +250,6 @@ internal sealed class UpstreamRelay(
 
         await (result.Succeeded ? request.CompleteAsync() : request.FailAsync());
         await result.FinishAsync(request.Http);
-        if (result.Succeeded)
-        {
-            // The books closed before the last bytes; the client has them before the reservation is settled.
-            await request.AnswerWrittenAsync();
-        }
     }
 
     public ValueTask<ExecutedUsage> FinalUsageAsync()

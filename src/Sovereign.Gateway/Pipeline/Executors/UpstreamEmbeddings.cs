@@ -107,7 +107,6 @@ internal sealed class UpstreamEmbeddings(UpstreamProxy proxy, GovernedRequest re
         context.Response.StatusCode = StatusCodes.Status200OK;
         context.Response.ContentType = "application/json";
         await context.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(answer, OpenAIJson.Options), context.RequestAborted);
-        await request.AnswerWrittenAsync();
     }
 
     /// <summary>
