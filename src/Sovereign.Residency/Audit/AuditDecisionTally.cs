@@ -5,7 +5,7 @@ namespace Sovereign.Residency.Audit;
 /// closed as interrupted (<c>inference.interrupted</c>: the process that allowed them stopped first; tokens unknown,
 /// nothing billed), or still open (a request still running, or a stopped process nobody has closed yet).
 /// </summary>
-/// <param name="Allowed">Requests with an allowed decision, per gateway id and request id (a failover's second decision counts once; a relayed request counts at its gateway and at its node, each of which decides under its own request id).</param>
+/// <param name="Allowed">Requests with an allowed decision, per gateway id and request id (a failover's second decision counts once; one decided again and refused, after its tenant's policy changed, is a refusal, not counted; a relayed request counts at its gateway and at its node, each of which decides under its own request id).</param>
 /// <param name="Completed">Of those, ended by their outcome entry.</param>
 /// <param name="Interrupted">Of those, closed as interrupted.</param>
 /// <param name="Open">Of those, with no outcome entry yet.</param>
@@ -23,7 +23,7 @@ public sealed record AuditDecisionOutcomes(long Allowed, long Completed, long In
 
 /// <summary>
 /// Matches, while a verifier walks the log, each allowed decision with the outcome entry that follows it (same
-/// <c>gateway</c> and <c>request_id</c>), as <see cref="AuditLog.FindOpenDecisionsAsync(string, CancellationToken)"/>
+/// <c>gateway</c> and <c>request_id</c>; a refusal that follows it, the request decided again and refused, ends it too), as <see cref="AuditLog.FindOpenDecisionsAsync(string, CancellationToken)"/>
 /// does. Holds only the requests still open, so memory follows the requests in flight, not the log's length.
 /// </summary>
 internal sealed class AuditDecisionTally
@@ -59,6 +59,13 @@ internal sealed class AuditDecisionTally
                 break;
             case AuditActions.InferenceInterrupted when _open.Remove(key):
                 _interrupted++;
+                break;
+
+            // Decided on a gateway's cached tenant whose policy or plan changed meanwhile, then decided again under the
+            // same request id and refused: the refusal is how it ended, and its first decision ran nothing. A refused
+            // request, not an allowed one (it used to stay open, and be closed later as interrupted).
+            case AuditActions.InferenceRefused when _open.Remove(key):
+                _allowed--;
                 break;
         }
     }

@@ -669,8 +669,8 @@ public sealed class AuditLog : IAsyncDisposable
 
     /// <summary>
     /// The allowed decisions that <paramref name="gateway"/> recorded after the sequence it last checked
-    /// (<see cref="MarkOutcomesCheckedAsync"/>) and up to the head, that no outcome entry (completed or interrupted)
-    /// with the same <c>request_id</c> follows, oldest first: requests whose process stopped before it recorded how
+    /// (<see cref="MarkOutcomesCheckedAsync"/>) and up to the head, that no outcome entry (completed or interrupted),
+    /// nor a refusal of the same request decided again, with the same <c>request_id</c> follows, oldest first: requests whose process stopped before it recorded how
     /// they ended. Decisions for endpoints that never get an outcome (<c>/tokenize</c>, <c>/detokenize</c>) are left
     /// out. Call it only when no other live process can be writing decisions under that gateway id.
     /// </summary>
@@ -712,12 +712,12 @@ public sealed class AuditLog : IAsyncDisposable
     /// <summary>The open-decision search's one pass: a gateway id's inference rows in a sequence range (index <c>audit_entries_gateway_seq</c>).</summary>
     internal const string OpenDecisionsScan =
         "SELECT seq, action, details FROM audit_entries WHERE seq > @after AND seq <= @through AND kind = 'inference' " +
-        "AND gateway = @gateway AND action IN (@allowed, @completed, @interrupted) ORDER BY seq";
+        "AND gateway = @gateway AND action IN (@allowed, @completed, @interrupted, @refused) ORDER BY seq";
 
     /// <summary>The same pass over a member chain (its primary key (chain, seq) bounds the range).</summary>
     internal const string OpenDecisionsScanOfMember =
         "SELECT seq, action, details FROM audit_chain_entries WHERE chain = @chain AND seq > @after AND seq <= @through AND kind = 'inference' " +
-        "AND gateway = @gateway AND action IN (@allowed, @completed, @interrupted) ORDER BY seq";
+        "AND gateway = @gateway AND action IN (@allowed, @completed, @interrupted, @refused) ORDER BY seq";
 
     private async Task<OpenDecisions> FindOpenDecisionsAsync(AuditChainScope scope, string gateway, long after, long through, string? instance, CancellationToken cancellationToken)
     {
@@ -735,6 +735,7 @@ public sealed class AuditLog : IAsyncDisposable
             SqlDatabase.AddParameter(command, "@allowed", AuditActions.InferenceAllowed);
             SqlDatabase.AddParameter(command, "@completed", AuditActions.InferenceCompleted);
             SqlDatabase.AddParameter(command, "@interrupted", AuditActions.InferenceInterrupted);
+            SqlDatabase.AddParameter(command, "@refused", AuditActions.InferenceRefused);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
@@ -746,6 +747,8 @@ public sealed class AuditLog : IAsyncDisposable
 
                 if (reader.GetString(1) != AuditActions.InferenceAllowed)
                 {
+                    // An outcome, or a refusal: a request decided again (its tenant's policy changed after the first,
+                    // allowed decision) and refused ran nothing, and its refusal is how it ended.
                     open.Remove(requestId);
                 }
                 else if (endpoint is not ("/tokenize" or "/detokenize") && (instance is null || instance == decidedBy))

@@ -642,7 +642,7 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
         await ExecuteAsync(connection, "ANALYZE audit_entries");
         using var explain = connection.CreateCommand();
         explain.CommandText = "EXPLAIN " + AuditLog.OpenDecisionsScan;
-        foreach (var (name, value) in new (string, object)[] { ("@after", 1000L), ("@through", 200_000L), ("@gateway", "gw-rare"), ("@allowed", AuditActions.InferenceAllowed), ("@completed", AuditActions.InferenceCompleted), ("@interrupted", AuditActions.InferenceInterrupted) })
+        foreach (var (name, value) in new (string, object)[] { ("@after", 1000L), ("@through", 200_000L), ("@gateway", "gw-rare"), ("@allowed", AuditActions.InferenceAllowed), ("@completed", AuditActions.InferenceCompleted), ("@interrupted", AuditActions.InferenceInterrupted), ("@refused", AuditActions.InferenceRefused) })
         {
             SqlDatabase.AddParameter(explain, name, value);
         }

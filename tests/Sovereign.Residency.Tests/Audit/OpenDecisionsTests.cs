@@ -51,7 +51,7 @@ public sealed class OpenDecisionsTests
         await using var connection = await context.Database.OpenAsync();
         using var command = connection.CreateCommand();
         command.CommandText = "EXPLAIN QUERY PLAN " + AuditLog.OpenDecisionsScan;
-        foreach (var (name, value) in new (string, object)[] { ("@after", 10L), ("@through", 1000L), ("@gateway", "gw-fra-1"), ("@allowed", "a"), ("@completed", "c"), ("@interrupted", "i") })
+        foreach (var (name, value) in new (string, object)[] { ("@after", 10L), ("@through", 1000L), ("@gateway", "gw-fra-1"), ("@allowed", "a"), ("@completed", "c"), ("@interrupted", "i"), ("@refused", "r") })
         {
             Sovereign.Storage.SqlDatabase.AddParameter(command, name, value);
         }
@@ -106,6 +106,39 @@ public sealed class OpenDecisionsTests
         var inExport = exported.Decisions!;
         Assert.Equal((5L, 2L, 1L, 2L), (inExport.Allowed, inExport.Completed, inExport.Interrupted, inExport.Open));
         Assert.Equal(decisions.OpenSequences, inExport.OpenSequences);
+    }
+
+    /// <summary>
+    /// A request decided on a gateway's cached tenant whose policy changed meanwhile is decided again under the same
+    /// request id; refused then, its refusal is how it ended. Its first (allowed) decision ran nothing and gets no
+    /// outcome of its own: it stayed open in <c>audit verify</c> while the gateway ran, and the gateway's next start
+    /// (or, in a cluster, another gateway once it stopped) closed it as <c>inference.interrupted</c>, evidence of a
+    /// process stopping mid-request where none did (found running a cluster: a policy narrowed under load).
+    /// </summary>
+    [Fact]
+    public async Task ARequestDecidedAgainAndRefused_IsClosedByItsRefusal_NotLeftOpenNorClosedAsInterrupted()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+        await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-redecided"));
+        await log.AppendAsync(Entry(AuditActions.InferenceRefused, "req-redecided"));
+        await log.AppendAsync(Entry(AuditActions.InferenceRefused, "req-later")); // a refusal closes only decisions before it
+        var open = await log.AppendAsync(Entry(AuditActions.InferenceAllowed, "req-later"));
+        await log.CheckpointAsync();
+
+        Assert.Equal(["req-later"], (await log.FindOpenDecisionsAsync("gw-fra-1")).Decisions.Select(d => d.Details["request_id"]));
+
+        var verified = await AuditVerifier.VerifyAsync(context.Database, context.Key.PublicKeyPem);
+        Assert.True(verified.Valid, string.Join("; ", verified.Problems));
+        var decisions = verified.Decisions!;
+        Assert.Equal((1L, 0L, 0L, 1L), (decisions.Allowed, decisions.Completed, decisions.Interrupted, decisions.Open));
+        Assert.Equal([open.Sequence], decisions.OpenSequences);
+
+        using var export = new MemoryStream();
+        await AuditExport.WriteAsync(context.Database, context.Key, null, DateTimeOffset.UnixEpoch, DateTimeOffset.MaxValue, export);
+        export.Position = 0;
+        var inExport = (await AuditExport.VerifyExportAsync(export, context.Key.PublicKeyPem)).Decisions!;
+        Assert.Equal((1L, 0L, 0L, 1L), (inExport.Allowed, inExport.Completed, inExport.Interrupted, inExport.Open));
     }
 
     private static AuditRecord Entry(string action, string requestId, string gateway = "gw-fra-1", string? endpoint = null)
