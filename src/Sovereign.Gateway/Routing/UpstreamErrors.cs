@@ -17,8 +17,9 @@ internal static class UpstreamErrors
 
     /// <summary>
     /// The error the client gets for an engine's non-success answer. A 4xx keeps its status, except the engine refusing
-    /// the gateway's own credentials (401, 403, 407): that is not the client's key, so it is a 502 like every 5xx; and
-    /// a 404, the engine not serving the registered model, which is the operator's to mend (502).
+    /// the gateway's own credentials (401, 403, 407): that is not the client's key, so it is a 502 like every 5xx but a
+    /// 503 (kept, with its code and Retry-After: a cluster node's own refusal); and a 404, the engine not serving the
+    /// registered model, which is the operator's to mend (502).
     /// </summary>
     public static async Task<OpenAIException> ToOpenAIAsync(HttpResponseMessage response, CancellationToken aborted)
     {
@@ -91,7 +92,11 @@ internal static class UpstreamErrors
             code = null;
         }
 
-        var status = upstreamStatus >= 500 ? StatusCodes.Status502BadGateway : upstreamStatus;
+        // A 503 took no work and may be tried again. One reaches here from a cluster node, another Sovereign whose 503 is
+        // its own governed refusal (its audit log or database cannot record the request, its queue is full; never failed
+        // over): it keeps its status, code and Retry-After, as the same refusal at this gateway would. It was a 502.
+        var status = upstreamStatus == StatusCodes.Status503ServiceUnavailable ? upstreamStatus
+            : upstreamStatus >= 500 ? StatusCodes.Status502BadGateway : upstreamStatus;
         return new OpenAIException(
             status,
             message ?? $"The upstream engine answered {upstreamStatus} without an error message.",
