@@ -54,6 +54,13 @@ public sealed class SovereignClusterOptions
     /// </summary>
     public string? Secret { get; set; }
 
+    /// <summary>
+    /// Further secrets a node accepts from gateways besides <see cref="Secret"/>, while the secret is rotated: nodes
+    /// accept the new one here first, gateways then move to it (as their <see cref="Secret"/>) one at a time, and the
+    /// old one goes last (operator guide, "Rotating secrets"). Gateways present <see cref="Secret"/> only.
+    /// </summary>
+    public List<string> AcceptedSecrets { get; set; } = [];
+
     /// <summary>Seconds after which a node that stopped reporting its load is taken as down (default 5).</summary>
     public double NodeStaleSeconds { get; set; } = 5;
 
@@ -171,6 +178,14 @@ public sealed class SovereignClusterOptions
         if (IsDistributed && string.IsNullOrWhiteSpace(Secret))
         {
             yield return "Sovereign:Cluster:Secret is required with Sovereign:Cluster:Redis: gateways present it to nodes.";
+        }
+
+        for (var i = 0; i < AcceptedSecrets.Count; i++)
+        {
+            if (string.IsNullOrWhiteSpace(AcceptedSecrets[i]))
+            {
+                yield return $"Sovereign:Cluster:AcceptedSecrets:{i} is empty: list only the secrets nodes accept besides Sovereign:Cluster:Secret while it is rotated.";
+            }
         }
 
         if (IsDistributed && Role != ServerRole.Gateway && !Uri.TryCreate(NodeUrl, UriKind.Absolute, out _))

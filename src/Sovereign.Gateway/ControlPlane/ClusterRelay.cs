@@ -8,8 +8,8 @@ using Sovereign.Gateway.OpenAI;
 namespace Sovereign.Gateway.ControlPlane;
 
 /// <summary>
-/// Recognises requests that a gateway of this cluster relays to this node: they carry the cluster secret as their
-/// bearer token. The gateway already authenticated the tenant, decided residency and reserved the money, so the
+/// Recognises requests that a gateway of this cluster relays to this node: they carry the cluster secret (or, while it
+/// is rotated, one of <see cref="SovereignClusterOptions.AcceptedSecrets"/>) as their bearer token. The gateway already authenticated the tenant, decided residency and reserved the money, so the
 /// node serves them as the cluster's (no tenant, no policy: this node only). A <c>--role node</c> process answers
 /// nothing else on /v1, so it never serves a request that did not come through a gateway.
 /// </summary>
@@ -28,9 +28,10 @@ public sealed class ClusterRelay(IOptions<SovereignClusterOptions> options, Clus
     /// <summary>The audit detail of a node's decision that names the relaying gateway's request id.</summary>
     public const string RelayOfDetail = "relay_of";
 
-    private readonly byte[]? _secretHash = options.Value is { IsDistributed: true, Secret: { Length: > 0 } secret }
-        ? SHA256.HashData(Encoding.UTF8.GetBytes(secret))
-        : null;
+    // The secret, then those a node also accepts while it is rotated (Sovereign:Cluster:AcceptedSecrets).
+    private readonly byte[][] _secretHashes = options.Value is { IsDistributed: true, Secret: { Length: > 0 } secret }
+        ? [.. options.Value.AcceptedSecrets.Where(accepted => accepted.Length > 0).Prepend(secret).Select(value => SHA256.HashData(Encoding.UTF8.GetBytes(value)))]
+        : [];
 
     /// <summary>The secret gateways present to nodes, if this process is in a multi-process cluster.</summary>
     public string? Secret => options.Value.IsDistributed ? options.Value.Secret : null;
@@ -42,8 +43,7 @@ public sealed class ClusterRelay(IOptions<SovereignClusterOptions> options, Clus
     public Caller? Authenticate(string? presented, HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        if (_secretHash is not null && presented is not null
-            && CryptographicOperations.FixedTimeEquals(_secretHash, SHA256.HashData(Encoding.UTF8.GetBytes(presented))))
+        if (_secretHashes.Length > 0 && presented is not null && Accepts(SHA256.HashData(Encoding.UTF8.GetBytes(presented))))
         {
             if (context.Request.IsHttps && tls.Enabled && options.Value.Role == ServerRole.Node && !ClusterNodeHttp.FromClusterGateway(context, tls))
             {
@@ -59,5 +59,17 @@ public sealed class ClusterRelay(IOptions<SovereignClusterOptions> options, Clus
         }
 
         return null;
+    }
+
+    /// <summary>Whether a presented secret's hash is one this process accepts: compared with every one, in constant time.</summary>
+    private bool Accepts(byte[] presented)
+    {
+        var accepted = false;
+        foreach (var hash in _secretHashes)
+        {
+            accepted |= CryptographicOperations.FixedTimeEquals(hash, presented);
+        }
+
+        return accepted;
     }
 }
