@@ -101,6 +101,8 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
                     Observability.GatewayLog.StreamNotBilled(logger, route.RequestId, usage.PromptTokens, usage.CompletionTokens);
                     await metering.ReleaseAsync(route, ticket);
                 }
+
+                await TellStreamAsync(request);
             }
             else
             {
@@ -119,6 +121,40 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
             }
 
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Ends a chat or text completion stream whose outcome could not be recorded with an error event saying so, in place
+    /// of its usage and <c>[DONE]</c>: it used to stop without a word, which an SDK reads as a complete answer, and a
+    /// gateway relaying from this node told its client that the engine had sent no usage (<c>upstream_invalid_usage</c>,
+    /// event 4103, "check the engine"). A client already gone is not told.
+    /// </summary>
+    private static async Task TellStreamAsync(GovernedRequest request)
+    {
+        var response = request.Http.Response;
+        if (request.Work is not GenerationWorkload { Endpoint: "chat/completions" or "completions" }
+            || response.ContentType?.StartsWith("text/event-stream", StringComparison.Ordinal) != true)
+        {
+            return;
+        }
+
+        try
+        {
+            await ServerSentEvents.WriteAsync(response, new System.Text.Json.Nodes.JsonObject
+            {
+                ["error"] = new System.Text.Json.Nodes.JsonObject
+                {
+                    ["message"] = "The audit log could not record how this request ended, so its answer was cut here and not billed (fail closed). Try again.",
+                    ["type"] = "server_error",
+                    ["param"] = null,
+                    ["code"] = OpenAIErrorResults.AuditUnavailableCode,
+                },
+            }, request.Http.RequestAborted);
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            // The client left: nobody to tell.
         }
     }
 

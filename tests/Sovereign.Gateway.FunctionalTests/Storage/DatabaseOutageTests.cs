@@ -140,10 +140,15 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
             var reserved = (await SendAsync(http, HttpMethod.Get, "/admin/v1/tenants/t1/limits", null, 200)).GetProperty("budgets")[0].GetProperty("reserved").GetDecimal();
             Assert.True(reserved > 0m);
 
-            // The database goes while the stream runs; then the stream ends. It cannot end as a success: no [DONE].
+            // The database goes while the stream runs; then the stream ends. It cannot end as a success: no [DONE],
+            // and an error event says why (it ended without one, which an SDK reads as a complete answer; relayed from
+            // a cluster node, the gateway told its client the engine had sent no usage, upstream_invalid_usage).
             await postgres.StopServerAsync();
             engine.Finish();
-            Assert.DoesNotContain("[DONE]", await reader.ReadToEndAsync(), StringComparison.Ordinal);
+            var rest = await reader.ReadToEndAsync();
+            Assert.DoesNotContain("[DONE]", rest, StringComparison.Ordinal);
+            Assert.Contains("data: {\"error\":{", rest, StringComparison.Ordinal);
+            Assert.Contains("\"code\":\"audit_unavailable\"", rest, StringComparison.Ordinal);
 
             await postgres.StartServerAsync();
             var (status, body) = await ReadyAsync(http, until: HttpStatusCode.OK);
