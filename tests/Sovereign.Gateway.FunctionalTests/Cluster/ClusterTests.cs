@@ -686,7 +686,7 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     /// first content waits for the entry): a node whose decision entry cannot be committed (as a failing disk would
     /// refuse it) ends that 200 stream with an audit_unavailable error event and no content, and neither the node nor
     /// the gateway bills anything for it; the audit log holds both outcomes. Unstreamed, the node still answers 503
-    /// before any byte (the client's 502, as the gateway passes an engine's 5xx).
+    /// before any byte, and the client gets that 503 with its code (a node's own refusal, not an engine's failure).
     /// </summary>
     [Fact]
     public async Task RelayedStream_NodesDecisionCannotCommit_EndsInAnErrorEvent_WithoutContent_BilledNothing()
@@ -725,9 +725,10 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
 
             using (var refused = await client.PostAsync("/v1/chat/completions", Json(Body)))
             {
-                // The node's 503 before any byte, as the gateway passes on an engine's 5xx (as before this change).
+                // The node's 503 before any byte, passed on as the node's own refusal (not an engine's 5xx, which is a 502).
                 var text = await refused.Content.ReadAsStringAsync();
-                Assert.True(refused.StatusCode == HttpStatusCode.BadGateway, $"{(int)refused.StatusCode}: {text}");
+                Assert.True(refused.StatusCode == HttpStatusCode.ServiceUnavailable, $"{(int)refused.StatusCode}: {text}");
+                Assert.True(refused.Headers.RetryAfter is not null, "a 503 the client may retry says when");
                 Assert.Equal("audit_unavailable", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString());
                 refusedId = refused.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
             }
