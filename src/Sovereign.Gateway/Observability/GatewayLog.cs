@@ -191,6 +191,13 @@ internal static partial class GatewayLog
         {
             RequestFailed(logger, exception, method, path);
         }
+        else if (status >= 500 && code is OpenAI.OpenAIErrorResults.AuditUnavailableCode or OpenAI.OpenAIErrorResults.StorageUnavailableCode)
+        {
+            // Not shed for want of capacity either: a cluster node this request was relayed to could not record it in
+            // its database and refused it (its 503, passed on; the node logs its outage). This database is up, or the
+            // refusal would be the outage's above.
+            RequestRefused(logger, LogLevel.Warning, method, path, status, errorType, code, param);
+        }
         else if (status >= 500)
         {
             RequestShed(logger, method, path, status, code);

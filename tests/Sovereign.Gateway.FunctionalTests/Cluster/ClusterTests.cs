@@ -729,6 +729,10 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
                 var text = await refused.Content.ReadAsStringAsync();
                 Assert.True(refused.StatusCode == HttpStatusCode.ServiceUnavailable, $"{(int)refused.StatusCode}: {text}");
                 Assert.True(refused.Headers.RetryAfter is not null, "a 503 the client may retry says when");
+                // The gateway logs the node's refusal as a refusal with its code (4001, Warning), not as shedding for want
+                // of capacity (4002, "Shed ... with 503 audit_unavailable: no capacity"), which it is not.
+                Assert.True(await cluster.GatewaySg.PrintedAsync(line => line.Contains("/v1/chat/completions with 503 server_error/audit_unavailable", StringComparison.Ordinal)),
+                    $"no refusal logged:\n{cluster.GatewaySg.Output}");
                 Assert.Equal("audit_unavailable", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString());
                 refusedId = refused.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
             }
