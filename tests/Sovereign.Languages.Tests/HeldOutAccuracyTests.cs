@@ -124,6 +124,14 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // standards' pooled ones: held-out 1-24 10,197 -> 10,203 (Serbian 12 -> 13 on held-out 11 and 18 -> 19 on held-out
     // 24, Croatian 9 -> 10 on held-out 17, Slovenian 7 -> 8 on held-out 14 and 23 and 6 -> 7 on held-out 24, off the
     // list), no sentence lost; held-out 25 unchanged (515).
+    // Session 44's round 26 added held-out 26 (every covered language 10 sentences, the close groups more: Croatian and
+    // Bosnian 16, Serbian 24 - 8 in Cyrillic letters -, Malay and Indonesian 14, da/no/sv, the Iberian four, cs/sk and
+    // bg/ru/uk 12, Macedonian 12 outside the set; small troubles at home and on the way). Its first run, on the unchanged
+    // detector (main b4b1b5f): 621 of 640 = 97.0%, over the overall target, and below the per-language target Bosnian 10
+    // of 16 (as Serbian five times, as Croatian once), Croatian 11 of 16 (as Bosnian four times, und once) and Serbian 18
+    // of 24 (as Bosnian four times, as Croatian once, und once; the eight Cyrillic sentences right), their floors;
+    // Indonesian 13 of 14 (as Malay) and Icelandic 9 of 10 (und, Faroese the runner-up), within the target; Malay 14 of
+    // 14, Bulgarian 12 of 12, Macedonian 12 of 12 und.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -151,6 +159,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.TwentyThirdHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 11, ["id"] = 10, ["sr"] = 20 },
         [TestData.TwentyFourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 12, ["sr"] = 19 },
         [TestData.TwentyFifthHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 7 },
+        [TestData.TwentySixthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 10, ["hr"] = 11, ["sr"] = 18 },
     };
 
     /// <summary>The overall target.</summary>
@@ -192,6 +201,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.TwentyThirdHeldOut)]
     [InlineData(TestData.TwentyFourthHeldOut)]
     [InlineData(TestData.TwentyFifthHeldOut)]
+    [InlineData(TestData.TwentySixthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
@@ -200,7 +210,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }
-        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut)
+        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut)
         {
             // Every covered language and Macedonian, outside the set (the Serbian Cyrillic sentences' translations).
             Assert.Equal(LanguageCatalog.Covered.Append("mk").Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
