@@ -132,6 +132,10 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // of 24 (as Bosnian four times, as Croatian once, und once; the eight Cyrillic sentences right), their floors;
     // Indonesian 13 of 14 (as Malay) and Icelandic 9 of 10 (und, Faroese the runner-up), within the target; Malay 14 of
     // 14, Bulgarian 12 of 12, Macedonian 12 of 12 und.
+    // The round's Bulgarian/Macedonian alphabet rule (Macedonian takes no probability where the text writes ъ, щ, ю, я
+    // or й; from the alphabets, chosen on no sentence) raised Bulgarian on held-out 16 and 24 from 9 to 10 and on
+    // held-out 25 from 8 to 9 of 10 (off the list); held-out 1-24 10,203 -> 10,205, held-out 25 515 -> 516, held-out 26
+    // unchanged (621), no sentence lost.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -158,7 +162,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.TwentySecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 10 },
         [TestData.TwentyThirdHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 11, ["id"] = 10, ["sr"] = 20 },
         [TestData.TwentyFourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 12, ["sr"] = 19 },
-        [TestData.TwentyFifthHeldOut] = new(StringComparer.Ordinal) { ["bg"] = 8, ["bs"] = 7 },
+        [TestData.TwentyFifthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7 },
         [TestData.TwentySixthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 10, ["hr"] = 11, ["sr"] = 18 },
     };
 

@@ -170,6 +170,42 @@ public sealed class LanguageDetectorTests
         Assert.Equal(LanguageDetection.ByHeuristic, detection.Method);
     }
 
+    // Bulgarian and Macedonian by their alphabets (round 26, CyrillicAlphabets): a text with ъ, щ, ю, я or й, which
+    // Macedonian does not write, gives Macedonian no probability. Written for this test, not taken from an evaluation
+    // set; without the rule Macedonian is the runner-up (Bulgarian 0.65), with it Bulgarian is surer and Macedonian gone.
+    [Fact]
+    public void Detect_BulgarianWithLettersMacedonianLacks_MacedonianTakesNoShare()
+    {
+        const string Text = "Тя не може да дойде утре.";
+
+        var without = Detector.WithCyrillicAlphabets(false).Detect(Text);
+        var with = Detector.Detect(Text);
+
+        Assert.Equal("mk", without.RunnerUp);
+        Assert.Equal("bg", with.Language);
+        Assert.NotEqual("mk", with.RunnerUp);
+        Assert.True(with.Confidence > without.Confidence, $"{with.Confidence} <= {without.Confidence}");
+    }
+
+    // The alphabet rule never takes a Macedonian sentence from und (Macedonian writes none of the letters), nor gives a
+    // Bulgarian sentence to Macedonian: every Macedonian and Bulgarian sentence of the tuning corpus, the decoy set and
+    // the held-out and out-of-set sets.
+    [Fact]
+    public void CyrillicAlphabets_MacedonianSentences_WriteNoLetterItLacks()
+    {
+        var sets = TestData.HeldOutFiles.Concat(Enumerable.Range(1, 13).Select(i => $"out-of-set-{i}.txt")).Append("decoys.txt")
+            .SelectMany(f => TestData.HeldOut(f)).ToList();
+        var macedonian = LanguageProfiles.LoadCorpus()["mk"].Concat(sets.Where(kv => kv.Key == "mk").SelectMany(kv => kv.Value)).ToList();
+        var lacks = CyrillicAlphabets.LettersLackedBy("mk")!;
+
+        Assert.True(macedonian.Count > 100, $"{macedonian.Count} sentences");
+        var writing = macedonian.Where(t => LanguageProfiles.Normalize(t).AsSpan().IndexOfAny(lacks) >= 0).ToList();
+        Assert.True(writing.Count == 0, string.Join(" | ", writing));
+        var bulgarianLost = LanguageProfiles.LoadCorpus()["bg"].Concat(sets.Where(kv => kv.Key == "bg").SelectMany(kv => kv.Value))
+            .Where(t => Detector.WithCyrillicAlphabets(false).Detect(t).Language == "bg" && Detector.Detect(t).Language != "bg").ToList();
+        Assert.True(bulgarianLost.Count == 0, string.Join(" | ", bulgarianLost));
+    }
+
     // The grammar rule never takes a Macedonian sentence: the tuning corpus's, the decoy set's, the held-out and
     // out-of-set sets' (held-out 4-6 and 23, out of set 4 and 6).
     [Fact]
@@ -293,6 +329,14 @@ public sealed class LanguageDetectorTests
     // Galician), Gagauz 1 (Turkish 0.72-1.00), Chuvash 1 (Russian), Scots 1 (English 0.66-1.00), Jamaican Patois,
     // Mirandese and Pennsylvania German 2 (English; Spanish, Portuguese, Galician; German), Interlingue 3 (Catalan,
     // Italian, Galician), Fala 4 (Galician, Portuguese).
+    // Then (round 26, from the alphabets and general knowledge, never from an evaluation sentence) Gagauz and Turkmen
+    // letters beside Turkish ones and the Chuvash and Bashkir letters (LetterMixtures), and function words of
+    // Interlingua, Interlingue, Jamaican Patois, Pennsylvania German and Bavarian, more of Scots, Mirandese and
+    // Extremaduran (FunctionWordDecoys): out of set 10 Mirandese 1 -> 2 (102); out of set 11 Mirandese 2 -> 4, Scots 3 -> 5
+    // (104); out of set 12 Gagauz 1 -> 6, Turkmen 5 -> 7, Bavarian 3 -> 5, Bashkir 7 -> 8, Interlingua 2 -> 3, Scots 2 ->
+    // 3 (112): other engineers' sentences, the fair check; out of set 13 90 -> 121 (Chuvash 1 -> 8, Gagauz 1 -> 8,
+    // Jamaican Patois 2 -> 7, Pennsylvania German 2 -> 7, Mirandese 2 -> 4, Scots 1 -> 3, Interlingua 0 -> 2, Interlingue
+    // 3 -> 4; its writer wrote the rules: not a fair check); out of set 1-9 unchanged.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -337,22 +381,22 @@ public sealed class LanguageDetectorTests
         ["out-of-set-10.txt"] = new(StringComparer.Ordinal)
         {
             ["an"] = 5, ["bjn"] = 6, ["cbk"] = 2, ["ext"] = 5, ["fur"] = 5, ["gsw"] = 4, ["lad"] = 5, ["li"] = 5, ["lij"] = 6, ["ltg"] = 8,
-            ["mwl"] = 1, ["nap"] = 7, ["oc"] = 6, ["pcd"] = 7, ["rm"] = 3, ["rue"] = 4, ["scn"] = 7, ["su"] = 6, ["vro"] = 3, ["war"] = 6,
+            ["mwl"] = 2, ["nap"] = 7, ["oc"] = 6, ["pcd"] = 7, ["rm"] = 3, ["rue"] = 4, ["scn"] = 7, ["su"] = 6, ["vro"] = 3, ["war"] = 6,
         },
         ["out-of-set-11.txt"] = new(StringComparer.Ordinal)
         {
             ["an"] = 6, ["bjn"] = 4, ["cbk"] = 4, ["ext"] = 3, ["fur"] = 7, ["gsw"] = 5, ["lad"] = 6, ["li"] = 3, ["lij"] = 5, ["ltg"] = 4,
-            ["mwl"] = 2, ["nap"] = 6, ["oc"] = 7, ["rm"] = 6, ["rue"] = 4, ["sc"] = 6, ["sco"] = 3, ["sgs"] = 6, ["vro"] = 6, ["war"] = 7,
+            ["mwl"] = 4, ["nap"] = 6, ["oc"] = 7, ["rm"] = 6, ["rue"] = 4, ["sc"] = 6, ["sco"] = 5, ["sgs"] = 6, ["vro"] = 6, ["war"] = 7,
         },
         ["out-of-set-12.txt"] = new(StringComparer.Ordinal)
         {
-            ["ba"] = 7, ["bar"] = 3, ["ckb"] = 8, ["dsb"] = 8, ["ext"] = 2, ["frp"] = 5, ["gag"] = 1, ["gv"] = 8, ["ia"] = 2, ["kw"] = 8,
-            ["li"] = 4, ["lld"] = 3, ["mwl"] = 3, ["rw"] = 8, ["sco"] = 2, ["se"] = 3, ["sm"] = 7, ["tk"] = 5, ["ug"] = 5, ["wo"] = 8,
+            ["ba"] = 8, ["bar"] = 5, ["ckb"] = 8, ["dsb"] = 8, ["ext"] = 2, ["frp"] = 5, ["gag"] = 6, ["gv"] = 8, ["ia"] = 3, ["kw"] = 8,
+            ["li"] = 4, ["lld"] = 3, ["mwl"] = 3, ["rw"] = 8, ["sco"] = 3, ["se"] = 3, ["sm"] = 7, ["tk"] = 7, ["ug"] = 5, ["wo"] = 8,
         },
         ["out-of-set-13.txt"] = new(StringComparer.Ordinal)
         {
-            ["bi"] = 7, ["cv"] = 1, ["ext"] = 5, ["fax"] = 4, ["gag"] = 1, ["gn"] = 7, ["haw"] = 7, ["ia"] = 0, ["ile"] = 3, ["jam"] = 2,
-            ["kea"] = 5, ["kri"] = 8, ["ky"] = 8, ["li"] = 6, ["mwl"] = 2, ["pdc"] = 2, ["sco"] = 1, ["srn"] = 8, ["to"] = 5, ["tt"] = 8,
+            ["bi"] = 7, ["cv"] = 8, ["ext"] = 5, ["fax"] = 4, ["gag"] = 8, ["gn"] = 7, ["haw"] = 7, ["ia"] = 2, ["ile"] = 4, ["jam"] = 7,
+            ["kea"] = 5, ["kri"] = 8, ["ky"] = 8, ["li"] = 6, ["mwl"] = 4, ["pdc"] = 7, ["sco"] = 3, ["srn"] = 8, ["to"] = 5, ["tt"] = 8,
         },
     };
 

@@ -23,6 +23,13 @@ public sealed class LetterMixturesTests
     [InlineData("Täämbä om ilus ilm, lätsimiq mõtsa.", "vro")]      // Võro: õ beside a word-final q
     [InlineData("Täna on ilus ilm, läksime metsa.", null)]          // Estonian: õ, no final q
     [InlineData("Il-qalb tiegħi fit-triq.", null)]                  // Maltese: final q, no õ
+    [InlineData("Bän bugün işä gitmeyecäm.", "gag")]                // Gagauz: ä beside ş
+    [InlineData("Kızım erken yatêr.", "gag")]                      // Gagauz: ê beside ı
+    [InlineData("Men şu gün işe gitmeýärin.", "tk")]                // Turkmen: ý, ä beside ş
+    [InlineData("Bugün işe gitmeyeceğim, çünkü hastayım.", null)]  // Turkish: ı, ğ, ş, none of ä, ê, ň, ý, ž
+    [InlineData("Măriţa şi-a pierdut ţigările.", null)]           // Romanian with cedillas: ţ beside ş, no ı or ğ
+    [InlineData("Эпӗ ыран ялта пулатӑп.", "cv")]                   // Chuvash: ӗ, ӑ
+    [InlineData("Беҙ иртәгә ауылға ҡайтабыҙ.", "ba")]              // Bashkir: ҙ, ҡ
     public void Evaluate_LettersOfTwoAlphabets_PointOutsideTheSet(string text, string? language)
     {
         Assert.Equal(language, LetterMixtures.Evaluate(LanguageProfiles.Normalize(text))?.Language);
@@ -34,6 +41,10 @@ public sealed class LetterMixturesTests
     [InlineData("Naša wowka je wčera tři kołače napjekła.")]
     [InlineData("Мы были вчера у бабкы, она нам дала їсти і пити.")]
     [InlineData("Mōj bracik poszoł do roboty, a jo ôstołech w chałpie.")]
+    [InlineData("Bän bugün işä gitmeyecäm, çünkü hastayım.")]           // Gagauz, Turkish before the rule (round 26)
+    [InlineData("Kızım okulda çok yorulêr, akşamnen erken yatêr.")]     // Gagauz, Turkish before
+    [InlineData("Men şu gün işe gitmeýärin, sebäbi men kesel.")]        // Turkmen, German before
+    [InlineData("Эпӗ ыран ялта пулатӑп.")]                              // Chuvash, Russian before
     public void Detect_MixtureReadAsACoveredNeighbour_Undetermined(string text)
     {
         var detector = TestData.DefaultDetector;
@@ -67,6 +78,16 @@ public sealed class LetterMixturesTests
     [InlineData("Gie moet morgen nie goan werken, 't is zondag.", "vls")]
     [InlineData("Engkok ta' bisa dhateng, polè ada rapat è kantor.", "mad")]
     [InlineData("Я ся барз тішу, же сьте пришли, лем мі шкода, же не надовго.", "rue")] // Rusyn in Cyrillic letters
+    // Round 26: Interlingua, Jamaican Patois, Pennsylvania German, and more Scots and Mirandese words (each read as the
+    // covered neighbour before the round's words).
+    [InlineData("Il esseva un bon idea, ma nos non habeva le tempore.", "ia")]
+    [InlineData("Illos veniva heri al casa de mi matre.", "ia")]
+    [InlineData("Di pickney dem gone a school already.", "jam")]
+    [InlineData("Wi cyaan go a di beach, di weather bad.", "jam")]
+    [InlineData("Mir hen ebbes gekocht, un nau is es kalt.", "pdc")]
+    [InlineData("Ich geh uff der Mark, mer hen ken Millich.", "pdc")]
+    [InlineData("We couldnae get a taxi sae we walked hame.", "sco")]
+    [InlineData("L rapaz stá na scola i antoce bai pa casa.", "mwl")]
     public void Detect_NeighboursFunctionWords_UndeterminedWithItAsRunnerUp(string text, string decoy)
     {
         var detector = TestData.DefaultDetector;

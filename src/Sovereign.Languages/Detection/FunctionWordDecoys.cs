@@ -35,6 +35,12 @@ namespace Sovereign.Languages;
 /// Rusyn in Cyrillic letters (Ukrainian, Russian) too: its free-standing reflexive <c>ся</c>, <c>барз</c>, <c>кідь</c>,
 /// <c>лем</c>, <c>мі</c>, <c>єй</c>, <c>чі</c> (Ukrainian writes <c>ся</c> free in <c>як ся маєш</c>, Russian <c>уж</c>:
 /// two words are needed).
+/// Round 26 (session 44) added Interlingua and Interlingue (the Iberian four and Italian; not <c>nostre, vostre, isto,
+/// illa, esser, alcun, perque, pote, super, pro, sempre, dunque</c>, which Catalan, Portuguese, Galician or Italian
+/// write), Jamaican Patois (English), Pennsylvania German and Bavarian (German; not <c>is, des, nix, sei, ham</c>,
+/// which written German has), more Scots (<c>sae, fae, intae, efter, couldnae, naebody, thegither, ...</c>; not
+/// <c>hale, wean, fir, yer</c>, English words), Mirandese (<c>ua, antoce, stou, stá, stan, bida, nuite</c>) and
+/// Extremaduran (<c>ena, asina, nochi, duranti, siempri</c>), from general knowledge.
 /// </summary>
 internal static class FunctionWordDecoys
 {
@@ -61,7 +67,7 @@ internal static class FunctionWordDecoys
         ("rm", ["it", "ca"], Set("betg buc tge tgi tgei quai ils dals vegn vegnan vus ina cun sco cur uss ussa pli bler blera blers mintga insatge chaussa pertge nua oz ier damaun chasa uffant uffants avain essan jau ellas noss voss lur perquai forsa adina savens uschia schizunt anc dapli lavur tuttina quantas tschient trais quatter tschintg sper davent suenter davos sut")),
         ("li", ["nl"], Set("ich neet nit veur vaan ós oos mich miech dich diech haet höbbe gaon kump jao nöt sjoen uch hae mót ein einen eine")),
         ("gsw", ["de"], Set("isch nöd nid hät chasch cha chan wänn öppis gsi het vo uf scho hüt morn geschter chönd chönnt sött wott wotsch git gits häsch bisch eusi üs öpper nüt händ hend chunnt chunt chöme gönd lueg luege znacht zmittag zmorge chind chuchi chopf huus nöi nüüt öpis gseh gmacht gschafft poschte mängisch amigs öppe grüezi chli bitzeli froge")),
-        ("sco", ["en"], Set("dinnae cannae didnae isnae wasnae willnae dinna canna wis tae oor hame gang gangs gaun hoo aff awa frae nicht afore richt muckle bairn bairns awfy gonnae mair ane twa hunner haund heid doon oot aboot noo whit whaur wha masel yersel siller kirk braw")),
+        ("sco", ["en"], Set("dinnae cannae didnae isnae wasnae willnae dinna canna wis tae oor hame gang gangs gaun hoo aff awa frae nicht afore richt muckle bairn bairns awfy gonnae mair ane twa hunner haund heid doon oot aboot noo whit whaur wha masel yersel siller kirk braw sae fae intae ontae efter eftir anither ither mebbe hoose cauld auld lang dae daein telt kent gie gied wid cuid shuid couldnae wouldnae shouldnae doesnae havnae hasnae werenae hissel hersel oorsels thegither naebody naethin awbody awthing onybody ony mony feart drookit ahint ablow hauf lassie laddie weans greetin claes")),
         ("vro", ["et", "fi"], Set("om olõ olõq tiiä piät piäs taa tuu kiä kon sõs mi ti nä ommaq saaq inne perän vällä tulõ minnä lätt lätś jälq viil timahava häste hää õkva kõgõ miä midä kost üts naaboq latsõq lats imä esä")),
         ("rup", ["ro"], Set("di easti iu aestu aestâ aestă lipseaşti lipseashti lipseaște dzâţi dzâce ahiri cându câtu ninti ună ghini tinjie shtiu")),
         ("hil", ["fil"], Set("sang kag bala ukon ini amon gid indi sini diin siling kabalo subong karon")),
@@ -72,13 +78,18 @@ internal static class FunctionWordDecoys
         ("lmo", ["it", "ca"], Set("minga anmò quaicoss tucc noster vesin adess indoe inscì pù poeu voeur sont cont semper gh'è gh'hoo hoo")),
         ("pms", ["it", "ca"], Set("ëd ël ij nen minca dzora vàire mach ëdcò ch'a ch'i përchè quaicòs peuss peusso veul")),
         ("lij", ["it", "gl", "pt", "ca", "es"], Set("ancon ascì mæ ciù sciâ quarcösa vexin andæto fæto quæ dâ levâ lasciâ domandâ xeua seie")),
-        ("mwl", ["es", "pt", "gl", "ca"], Set("ls ye dua nuossa nuosso nuossos buossa buosso bós mie mius mies tamien cumo bezino lhibro lhéngua")),
+        ("mwl", ["es", "pt", "gl", "ca"], Set("ls ye dua nuossa nuosso nuossos buossa buosso bós mie mius mies tamien cumo bezino lhibro lhéngua ua antoce stou stá stan stamos bida bez nuite nuobo nuoba nuobos nuobas")),
         ("pam", ["fil", "id", "ms"], Set("ing ning king ngeni buri malyari makananu kapilan nokarin nanu deng reng karing kekami keka kaku iyang ikayu")),
-        ("ext", ["es", "pt", "gl", "ca"], Set("muchu muchus pocu otru otrus tó mu ondi dendi cuandu comu lus elli ellus nusotrus vusotrus esti estu tenel jacel jadel comel dil sel vel agüelu tiempu pueblu antis")),
+        ("ext", ["es", "pt", "gl", "ca"], Set("muchu muchus pocu otru otrus tó mu ondi dendi cuandu comu lus elli ellus nusotrus vusotrus esti estu tenel jacel jadel comel dil sel vel agüelu tiempu pueblu antis ena enas asina dispués nochi duranti siempri")),
         ("pcd", ["fr"], Set("chés cha tin dins quind cmint pus infin ale mos minger édmain anuit ichi quiot gins coér éch ech dépuis")),
         ("vls", ["nl"], Set("wuk voe myn zyn gie bykans moa woar goan nie ekik jen eetn moand")),
         ("mad", ["id", "ms"], Set("kaulâ bâ'na engkok kodhu polè sè è tadâ bâḍâ dhimma dimma rèya jârèya ghi bulân")),
         ("rue", ["uk", "ru"], Set("ся барз кідь кедь понеже дакус лем мі єй чі што уж віце ниґда")),
+        ("ia", ["es", "it", "gl", "pt", "ca"], Set("esseva esserea illo illos illas ille iste ista istos istas anque etiam multo multe tote toto hodie heri deman proque nulle nihil habeva haberea debeva ubi nunc tamben alicun")),
+        ("ile", ["es", "it", "gl", "pt", "ca"], Set("esset essent ili vor nor nu anc plu litt quande til omni")),
+        ("jam", ["en"], Set("pickney inna pon fi deh nuff likkle unu yuh cyaan nuh weh gwaan siddung mek tek seh bwoy gyal mi di dem")),
+        ("pdc", ["de"], Set("un hot hen mer mei dei sell nau uff iwwer unnich ebbes ebber gewwe hawwe schunn glee arig alleweil gschwind warre")),
+        ("bar", ["de"], Set("ned net hob hod hom san samma mia oiwei nimma koa koane scho hoid gwen gwesn bissl zwoa dahoam heit moang wos wia fei gscheit kloa")),
         ("tpi", ["en", "id", "ms", "sv", "no", "da", "nl", "de", "fil", "tet"], Set("bilong mipela yumi dispela olgeta nogat pinis bihain bipo wanem senis stretpela tupela kisim givim helpim wokim katim lukim mekim kirap pikinini")),
     ];
 
@@ -119,7 +130,7 @@ internal static class FunctionWordDecoys
     }
 
     // Words no covered language writes that alone mark their language (they count twice).
-    private static readonly FrozenSet<string> Strong = Set("ulun pian handak gasan tulak bubuhan sidin hagan anjeun geus naon kumaha hoyong badé sareng kanggo henteu ixo ixe ixa chent enta dimpués nusatros yera betg buc tgi tge tgei mintga insatge uschia schizunt tschient cence ancjemò vuê ducj cemût dulà aquò quicòm ieu uèi fòrça totjorn djusto djente mozotros vozotros syempre tambyen avlar kame kamo olõ olõq tiiä ommaq piät timahava chesto chillo aggio saccio nisciuno accussì isch nöd chasch öppis wänn chistu chiddu picchì sugnu vogghiu figghiu isco narat proite dinnae cannae didnae isnae whaur nusotrus cmint quind bykans kaulâ bâ'na kodhu");
+    private static readonly FrozenSet<string> Strong = Set("ulun pian handak gasan tulak bubuhan sidin hagan anjeun geus naon kumaha hoyong badé sareng kanggo henteu ixo ixe ixa chent enta dimpués nusatros yera betg buc tgi tge tgei mintga insatge uschia schizunt tschient cence ancjemò vuê ducj cemût dulà aquò quicòm ieu uèi fòrça totjorn djusto djente mozotros vozotros syempre tambyen avlar kame kamo olõ olõq tiiä ommaq piät timahava chesto chillo aggio saccio nisciuno accussì isch nöd chasch öppis wänn chistu chiddu picchì sugnu vogghiu figghiu isco narat proite dinnae cannae didnae isnae whaur couldnae wouldnae shouldnae doesnae havnae hasnae werenae naebody naethin thegither esseva esserea illos etiam hodie proque haberea esset essent pickney cyaan gwaan siddung likkle oiwei dahoam nimma iwwer unnich ebbes antoce nusotrus cmint quind bykans kaulâ bâ'na kodhu");
 
     private static FrozenSet<string> Set(string words) => words.Split(' ').ToFrozenSet(StringComparer.Ordinal);
 }

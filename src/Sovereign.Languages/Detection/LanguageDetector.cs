@@ -247,6 +247,13 @@ public sealed partial class LanguageDetector
     /// <summary>The same detector with the Slovenian rule on or off: for measuring.</summary>
     internal LanguageDetector WithSloveneSubtitles(bool on) => new(this) { SloveneSubtitles = on };
 
+    /// <summary>Whether Bulgarian and Macedonian take no probability where the text writes a letter their alphabet lacks
+    /// (<see cref="CyrillicAlphabets"/>; on since session 44, off only to measure it).</summary>
+    internal bool CyrillicAlphabetRule { get; init; } = true;
+
+    /// <summary>The same detector with the Bulgarian/Macedonian alphabet rule on or off: for measuring.</summary>
+    internal LanguageDetector WithCyrillicAlphabets(bool on) => new(this) { CyrillicAlphabetRule = on };
+
     /// <summary>The same detector with other close-group word models or weights: for tuning on held-apart folds.</summary>
     internal LanguageDetector WithWords(IReadOnlyDictionary<WritingScript, CloseGroupWords[]> closeWords, double wordWeight, double wordCap, YatReflex reflexes, double reflexWeight) =>
         new(this) { CloseWords = closeWords, WordWeight = wordWeight, WordCap = wordCap, Reflexes = reflexes, ReflexWeight = reflexWeight };
@@ -286,6 +293,7 @@ public sealed partial class LanguageDetector
         SubtitleCap = other.SubtitleCap;
         SubtitlesOnlyReorder = other.SubtitlesOnlyReorder;
         SloveneSubtitles = other.SloveneSubtitles;
+        CyrillicAlphabetRule = other.CyrillicAlphabetRule;
         SyntaxWeight = other.SyntaxWeight;
         LoanVerbWeight = other.LoanVerbWeight;
         SpellingWeight = other.SpellingWeight;
@@ -578,6 +586,11 @@ public sealed partial class LanguageDetector
         var sum = scores.Sum(s => Math.Exp(s - max));
         var probabilities = scores.Select(s => Math.Exp(s - max) / sum).ToArray();
         var leader = Array.IndexOf(scores, max);
+        if (CyrillicAlphabetRule && group.Script == WritingScript.Cyrillic && CyrillicAlphabets.Exclude(candidates, probabilities, normalized))
+        {
+            leader = Array.IndexOf(probabilities, probabilities.Max());
+        }
+
         if (SloveneSubtitles && SloveneBeside(candidates, probabilities, leader, normalized) is { } newLeader)
         {
             leader = newLeader;

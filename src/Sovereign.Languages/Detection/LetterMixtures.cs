@@ -18,6 +18,11 @@ namespace Sovereign.Languages;
 /// <c>ū</c>) none of those seven.</item>
 /// <item>Crimean Tatar <c>ñ, q</c> beside Turkish <c>ı, ğ, ş</c>: Turkish writes neither <c>ñ</c> nor <c>q</c>, Spanish
 /// no dotless <c>ı</c>; Azerbaijani, a decoy, writes <c>q</c> with them too.</item>
+/// <item>Gagauz <c>ä, ê, ţ</c> and Turkmen <c>ä, ň, ý, ž</c> beside Turkish <c>ı, ğ, ş</c> (round 26): Turkish writes
+/// none of the five (its circumflex is on <c>â, î, û</c>), and the alphabets that write <c>ä, ý, ž, ň</c> (German,
+/// Swedish, Finnish, Estonian, Slovak, Czech) none of <c>ı, ğ, ş</c>. <c>ţ</c> counts only beside <c>ı</c> or
+/// <c>ğ</c>: Romanian typed with cedillas writes <c>ţ</c> beside <c>ş</c>.</item>
+/// <item>Cyrillic <c>ӑ, ӗ, ӳ, ҫ</c> (Chuvash) and <c>ҡ, ҙ</c> (Bashkir), which no covered alphabet has (round 26).</item>
 /// </list>
 /// Taken from the alphabets; checked on every covered sentence of the tuning corpus, the held-out and development sets
 /// and the UDHR: none writes such a mixture. A covered answer to such a text is replaced by <c>und</c>.
@@ -37,12 +42,18 @@ internal static class LetterMixtures
     private const string TurkishOnly = "ığş";
     private const string LithuanianE = "ė";
     private const string LatvianLong = "āēīōļņķģ";
+    private const string GagauzTurkmenOnly = "äêňýž";
+    private const string TurkmenOnly = "ňýž";
+    private const string TurkishDotless = "ığ";
+    private const string ChuvashOnly = "ӑӗӳ";
+    private const string ChuvashBashkir = "ӑӗӳҫҡҙ";
 
     /// <summary>For a lower-cased text, the language the mixture points to (<c>wen</c>, the Sorbian languages;
-    /// <c>rue</c>; <c>szl</c>; <c>csb</c>; <c>ltg</c>; <c>crh</c>) and how many words carry its letters, or null.</summary>
+    /// <c>rue</c>; <c>szl</c>; <c>csb</c>; <c>ltg</c>; <c>crh</c>; <c>gag</c>; <c>tk</c>; <c>cv</c>; <c>ba</c>) and
+    /// how many words carry its letters, or null.</summary>
     public static (string Language, int Words)? Evaluate(string normalized)
     {
-        int polish = 0, hacek = 0, yeru = 0, ukrainian = 0, silesian = 0, kashubian = 0, polishBeside = 0, latgalian = 0, latvian = 0, tatar = 0, turkish = 0, lithuanianE = 0, latvianLong = 0, otilde = 0, finalQ = 0;
+        int polish = 0, hacek = 0, yeru = 0, ukrainian = 0, silesian = 0, kashubian = 0, polishBeside = 0, latgalian = 0, latvian = 0, tatar = 0, turkish = 0, lithuanianE = 0, latvianLong = 0, otilde = 0, finalQ = 0, gagauz = 0, turkmen = 0, cedillaT = 0, dotless = 0, chuvash = 0, chuvashBashkir = 0;
         foreach (var (start, length) in LanguageProfiles.Words(normalized))
         {
             var word = normalized.AsSpan(start, length);
@@ -61,6 +72,12 @@ internal static class LetterMixtures
             latvianLong += word.IndexOfAny(LatvianLong) >= 0 ? 1 : 0;
             otilde += word.Contains('õ') ? 1 : 0;
             finalQ += word.Length > 1 && word[^1] == 'q' ? 1 : 0;
+            gagauz += word.IndexOfAny(GagauzTurkmenOnly) >= 0 ? 1 : 0;
+            turkmen += word.IndexOfAny(TurkmenOnly) >= 0 ? 1 : 0;
+            cedillaT += word.Contains('ţ') ? 1 : 0;
+            dotless += word.IndexOfAny(TurkishDotless) >= 0 ? 1 : 0;
+            chuvash += word.IndexOfAny(ChuvashOnly) >= 0 ? 1 : 0;
+            chuvashBashkir += word.IndexOfAny(ChuvashBashkir) >= 0 ? 1 : 0;
         }
 
         return polish > 0 && hacek > 0 ? ("wen", polish + hacek)
@@ -71,6 +88,9 @@ internal static class LetterMixtures
             : latgalian > 0 && latvian > 0 ? ("ltg", latgalian + latvian)
             : tatar > 0 && turkish > 0 ? ("crh", tatar + turkish)
             : otilde > 0 && finalQ > 0 ? ("vro", otilde + finalQ)
+            : gagauz > 0 && turkish > 0 ? (turkmen > 0 ? "tk" : "gag", gagauz + turkish)
+            : cedillaT > 0 && dotless > 0 ? ("gag", cedillaT + dotless)
+            : chuvashBashkir > 0 ? (chuvash > 0 ? "cv" : "ba", chuvashBashkir)
             : null;
     }
 }
