@@ -336,7 +336,8 @@ public sealed class LanguageDetectorTests
     // (104); out of set 12 Gagauz 1 -> 6, Turkmen 5 -> 7, Bavarian 3 -> 5, Bashkir 7 -> 8, Interlingua 2 -> 3, Scots 2 ->
     // 3 (112): other engineers' sentences, the fair check; out of set 13 90 -> 121 (Chuvash 1 -> 8, Gagauz 1 -> 8,
     // Jamaican Patois 2 -> 7, Pennsylvania German 2 -> 7, Mirandese 2 -> 4, Scots 1 -> 3, Interlingua 0 -> 2, Interlingue
-    // 3 -> 4; its writer wrote the rules: not a fair check); out of set 1-9 unchanged.
+    // 3 -> 4; its writer wrote the rules: not a fair check); out of set 1-9 unchanged. Then the Uyghur letters in an
+    // Arabic answer and Northern Sami's ŋ, ŧ (LetterMixtures): out of set 12 Uyghur 5 -> 8; nothing else moved.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -391,7 +392,7 @@ public sealed class LanguageDetectorTests
         ["out-of-set-12.txt"] = new(StringComparer.Ordinal)
         {
             ["ba"] = 8, ["bar"] = 5, ["ckb"] = 8, ["dsb"] = 8, ["ext"] = 2, ["frp"] = 5, ["gag"] = 6, ["gv"] = 8, ["ia"] = 3, ["kw"] = 8,
-            ["li"] = 4, ["lld"] = 3, ["mwl"] = 3, ["rw"] = 8, ["sco"] = 3, ["se"] = 3, ["sm"] = 7, ["tk"] = 7, ["ug"] = 5, ["wo"] = 8,
+            ["li"] = 4, ["lld"] = 3, ["mwl"] = 3, ["rw"] = 8, ["sco"] = 3, ["se"] = 3, ["sm"] = 7, ["tk"] = 7, ["ug"] = 8, ["wo"] = 8,
         },
         ["out-of-set-13.txt"] = new(StringComparer.Ordinal)
         {

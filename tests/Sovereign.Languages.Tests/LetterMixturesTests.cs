@@ -30,6 +30,10 @@ public sealed class LetterMixturesTests
     [InlineData("Măriţa şi-a pierdut ţigările.", null)]           // Romanian with cedillas: ţ beside ş, no ı or ğ
     [InlineData("Эпӗ ыран ялта пулатӑп.", "cv")]                   // Chuvash: ӗ, ӑ
     [InlineData("Беҙ иртәгә ауылға ҡайтабыҙ.", "ba")]              // Bashkir: ҙ, ҡ
+    [InlineData("Mus leat máŋga girjji ruovttus.", "se")]           // Northern Sami: ŋ
+    [InlineData("مەن ئەتە بازارغا بارىمەن.", "ug")]                 // Uyghur: ە
+    [InlineData("بۇ كىتاب ناھايىتى ياخشى ئېكەن.", "ug")]             // Uyghur: ۇ, ې
+    [InlineData("ذهبت إلى السوق أمس واشتريت خبزا.", null)]         // Arabic
     public void Evaluate_LettersOfTwoAlphabets_PointOutsideTheSet(string text, string? language)
     {
         Assert.Equal(language, LetterMixtures.Evaluate(LanguageProfiles.Normalize(text))?.Language);

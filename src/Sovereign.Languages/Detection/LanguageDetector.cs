@@ -457,12 +457,13 @@ public sealed partial class LanguageDetector
             };
         }
 
-        if (script is WritingScript.Latin or WritingScript.Cyrillic && LetterMixtureRule && decision.Language != LanguageDetection.Undetermined
+        if (script is WritingScript.Latin or WritingScript.Cyrillic or WritingScript.Arabic && LetterMixtureRule && decision.Language != LanguageDetection.Undetermined
             && CoveredCodes.Contains(decision.Language)
             && LanguageProfiles.Normalize(text) is var normalized
             && (LetterMixtures.Evaluate(normalized) ?? FunctionWordDecoys.Evaluate(normalized, decision.Language) ?? SpellingDecoys.Evaluate(normalized, decision.Language)) is { } mixture)
         {
-            // Letters no covered alphabet writes together (Sorbian, Rusyn, Silesian), a neighbour's function words
+            // Letters no covered alphabet writes together (Sorbian, Rusyn, Silesian; in Arabic letters Uyghur's vowels,
+            // since round 26), a neighbour's function words
             // (Banjar, Sundanese, Waray, Asturian) or spellings the answered language does not write (Friulian, Picard,
             // Swiss German, Võro, ...): outside the default set, so und, unless the operator configured it.
             var confidence = Math.Min(0.99, 0.6 + (0.1 * mixture.Words)) * share;

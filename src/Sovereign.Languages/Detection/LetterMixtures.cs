@@ -22,7 +22,9 @@ namespace Sovereign.Languages;
 /// none of the five (its circumflex is on <c>â, î, û</c>), and the alphabets that write <c>ä, ý, ž, ň</c> (German,
 /// Swedish, Finnish, Estonian, Slovak, Czech) none of <c>ı, ğ, ş</c>. <c>ţ</c> counts only beside <c>ı</c> or
 /// <c>ğ</c>: Romanian typed with cedillas writes <c>ţ</c> beside <c>ş</c>.</item>
-/// <item>Cyrillic <c>ӑ, ӗ, ӳ, ҫ</c> (Chuvash) and <c>ҡ, ҙ</c> (Bashkir), which no covered alphabet has (round 26).</item>
+/// <item>Cyrillic <c>ӑ, ӗ, ӳ, ҫ</c> (Chuvash) and <c>ҡ, ҙ</c> (Bashkir), Latin <c>ŋ, ŧ</c> (Northern Sami) and the
+/// Arabic-script vowels and consonants <c>ۇ, ۆ, ۈ, ې, ە, ڭ, ۋ</c> (Uyghur, Kazakh and Kyrgyz in Arabic letters), which no
+/// covered alphabet has (round 26).</item>
 /// </list>
 /// Taken from the alphabets; checked on every covered sentence of the tuning corpus, the held-out and development sets
 /// and the UDHR: none writes such a mixture. A covered answer to such a text is replaced by <c>und</c>.
@@ -47,13 +49,15 @@ internal static class LetterMixtures
     private const string TurkishDotless = "ığ";
     private const string ChuvashOnly = "ӑӗӳ";
     private const string ChuvashBashkir = "ӑӗӳҫҡҙ";
+    private const string SamiOnly = "ŋŧ";
+    private const string UyghurOnly = "ۇۆۈېڭۋە";
 
     /// <summary>For a lower-cased text, the language the mixture points to (<c>wen</c>, the Sorbian languages;
-    /// <c>rue</c>; <c>szl</c>; <c>csb</c>; <c>ltg</c>; <c>crh</c>; <c>gag</c>; <c>tk</c>; <c>cv</c>; <c>ba</c>) and
+    /// <c>rue</c>; <c>szl</c>; <c>csb</c>; <c>ltg</c>; <c>crh</c>; <c>gag</c>; <c>tk</c>; <c>cv</c>; <c>ba</c>; <c>se</c>; <c>ug</c>) and
     /// how many words carry its letters, or null.</summary>
     public static (string Language, int Words)? Evaluate(string normalized)
     {
-        int polish = 0, hacek = 0, yeru = 0, ukrainian = 0, silesian = 0, kashubian = 0, polishBeside = 0, latgalian = 0, latvian = 0, tatar = 0, turkish = 0, lithuanianE = 0, latvianLong = 0, otilde = 0, finalQ = 0, gagauz = 0, turkmen = 0, cedillaT = 0, dotless = 0, chuvash = 0, chuvashBashkir = 0;
+        int polish = 0, hacek = 0, yeru = 0, ukrainian = 0, silesian = 0, kashubian = 0, polishBeside = 0, latgalian = 0, latvian = 0, tatar = 0, turkish = 0, lithuanianE = 0, latvianLong = 0, otilde = 0, finalQ = 0, gagauz = 0, turkmen = 0, cedillaT = 0, dotless = 0, chuvash = 0, chuvashBashkir = 0, sami = 0, uyghur = 0;
         foreach (var (start, length) in LanguageProfiles.Words(normalized))
         {
             var word = normalized.AsSpan(start, length);
@@ -78,6 +82,8 @@ internal static class LetterMixtures
             dotless += word.IndexOfAny(TurkishDotless) >= 0 ? 1 : 0;
             chuvash += word.IndexOfAny(ChuvashOnly) >= 0 ? 1 : 0;
             chuvashBashkir += word.IndexOfAny(ChuvashBashkir) >= 0 ? 1 : 0;
+            sami += word.IndexOfAny(SamiOnly) >= 0 ? 1 : 0;
+            uyghur += word.IndexOfAny(UyghurOnly) >= 0 ? 1 : 0;
         }
 
         return polish > 0 && hacek > 0 ? ("wen", polish + hacek)
@@ -91,6 +97,8 @@ internal static class LetterMixtures
             : gagauz > 0 && turkish > 0 ? (turkmen > 0 ? "tk" : "gag", gagauz + turkish)
             : cedillaT > 0 && dotless > 0 ? ("gag", cedillaT + dotless)
             : chuvashBashkir > 0 ? (chuvash > 0 ? "cv" : "ba", chuvashBashkir)
+            : sami > 0 ? ("se", sami)
+            : uyghur > 0 ? ("ug", uyghur)
             : null;
     }
 }
