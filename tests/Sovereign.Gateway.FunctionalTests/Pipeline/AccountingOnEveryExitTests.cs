@@ -119,6 +119,77 @@ public sealed class AccountingOnEveryExitTests(MeteringFixture fixture)
     }
 
     [Fact]
+    public async Task ModelUnloadedMidGeneration_Unstreamed_IsBilledNothing()
+    {
+        // An unstreamed request whose model the operator unloads while it generates: the client gets 503
+        // model_unavailable and no answer, so it pays nothing (the soak found it billed for its prompt, and the SDKs
+        // retry a 503, so each attempt was billed again).
+        const string id = "stories-unloaded-unstreamed";
+        var (exit, _, stderr) = await CliProcess.RunAsync("models", "import", TestModels.Stories260K, "--id", id,
+            "--license", "MIT", "--origin-publisher", "Andrej Karpathy", "--origin-country", "US", "--data-dir", fixture.DataDirectory);
+        Assert.True(exit == 0, stderr);
+        Assert.Equal(HttpStatusCode.OK, (await fixture.Admin.PostAsync($"/admin/v1/models/{id}/load", null)).StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await fixture.Admin.PostAsync("/admin/v1/plans/standard/prices",
+            Json($$"""{"model":"{{id}}","input_per_million":{{MeteringFixture.InputPerMillion}},"output_per_million":{{MeteringFixture.OutputPerMillion}}}"""))).StatusCode);
+        var (tenant, key) = await fixture.NewTenantAsync();
+        using var client = fixture.TenantClient(key);
+        var batcher = fixture.App.Services.GetRequiredService<ModelCatalog>().TryGet(id, out var served) ? served.Batcher! : throw new InvalidOperationException();
+        // 8 steps (prefill, then a token a step), then the engine holds until it is woken: by the unload, which stops it.
+        var steps = 0;
+        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        batcher.BeforeStep = async woken =>
+        {
+            if (Interlocked.Increment(ref steps) > 8)
+            {
+                holding.TrySetResult();
+                await woken;
+            }
+        };
+
+        var body = LongStory.Replace("\"stories\"", $"\"{id}\"", StringComparison.Ordinal).Replace(",\"stream\":true", "", StringComparison.Ordinal);
+        var answer = client.PostAsync("/v1/chat/completions", Json(body));
+        await holding.Task;
+        Assert.Equal(HttpStatusCode.OK, (await fixture.Admin.PostAsync($"/admin/v1/models/{id}/unload", null)).StatusCode);
+        using var response = await answer;
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal("model_unavailable", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+        var record = await WaitForRecordAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.Equal(UsageOutcome.Failed, record.Outcome);
+        Assert.True(record is { PromptTokens: 0, CompletionTokens: 0 }, record.ToString());
+        Assert.Equal(0m, record.Cost);
+        var invoice = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/tenants/{tenant}/invoice")).RootElement;
+        Assert.Equal(0m, decimal.Parse(invoice.GetProperty("total").GetString()!, CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public async Task DecodeFails_Unstreamed_IsBilledNothing()
+    {
+        // A decode step that fails under an unstreamed request: 500 engine_decode_failed, which the SDKs retry, and
+        // no answer, so no bill (its prompt was billed on each attempt).
+        var (_, key) = await fixture.NewTenantAsync();
+        using var client = fixture.TenantClient(key);
+        var batcher = fixture.App.Services.GetRequiredService<ModelCatalog>().TryGet(MeteringFixture.Model, out var served) ? served.Batcher! : throw new InvalidOperationException();
+        var steps = 0;
+        batcher.AfterDecode = status => Interlocked.Increment(ref steps) == 4 ? LLama.Native.DecodeResult.DecodeFailed : status;
+        try
+        {
+            using var response = await client.PostAsync("/v1/chat/completions", Json(LongStory.Replace(",\"stream\":true", "", StringComparison.Ordinal)));
+
+            Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
+            Assert.Equal("engine_decode_failed", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+            var record = await WaitForRecordAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
+            Assert.Equal(UsageOutcome.Failed, record.Outcome);
+            Assert.True(record is { PromptTokens: 0, CompletionTokens: 0 }, record.ToString());
+            Assert.Equal(0m, record.Cost);
+        }
+        finally
+        {
+            batcher.AfterDecode = null;
+        }
+    }
+
+    [Fact]
     public async Task DecodeFailsMidStream_IsBilledForWhatTheStreamDelivered_AndEndsWithAnErrorEvent()
     {
         // A llama.cpp decode step that fails while a stream reads: the stream ends with an error event naming the

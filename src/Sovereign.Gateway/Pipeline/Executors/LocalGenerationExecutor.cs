@@ -216,6 +216,14 @@ internal sealed class LocalGeneration(GenerationRun run, int promptTokens, int c
     public async ValueTask<ExecutedUsage> FinalUsageAsync()
     {
         var results = await Run.FinalResultsAsync();
+        if (results.Count == 0)
+        {
+            // No choice left a result to bill: the engine stopped or failed under every one before it delivered a
+            // token (an unstreamed request answered 503 model_unavailable or 500 engine_decode_failed, which SDKs
+            // retry). The client received nothing, so its prompt is not billed either.
+            return ExecutedUsage.None;
+        }
+
         return new ExecutedUsage(PromptTokens, results.Sum(r => r.CompletionTokens), Combine(results), CachedTokens);
     }
 
