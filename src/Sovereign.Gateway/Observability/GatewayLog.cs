@@ -198,6 +198,12 @@ internal static partial class GatewayLog
             // refusal would be the outage's above.
             RequestRefused(logger, LogLevel.Warning, method, path, status, errorType, code, param);
         }
+        else if (status >= 500 && code is OpenAI.OpenAIErrorResults.ModelUnavailableCode)
+        {
+            // Not shed for want of capacity: the model was unloaded (or the server is stopping) under the request, as
+            // the operator asked. Each of these was a 4002 "no capacity" at Warning, which reads as overload.
+            RequestRefused(logger, LogLevel.Information, method, path, status, errorType, code, param);
+        }
         else if (status >= 500)
         {
             RequestShed(logger, method, path, status, code);

@@ -19,6 +19,9 @@ internal static class OpenAIErrorResults
     /// <summary>The error code of a request refused because its audit entry could not be committed.</summary>
     public const string AuditUnavailableCode = "audit_unavailable";
 
+    /// <summary>The error code of a request whose local model was unloaded, or whose server is stopping, under it (503).</summary>
+    public const string ModelUnavailableCode = "model_unavailable";
+
     /// <summary>Maps an exception from request handling to the client-facing error.</summary>
     public static OpenAIException Map(Exception exception, long maxBodyBytes) => exception switch
     {
@@ -33,7 +36,7 @@ internal static class OpenAIErrorResults
         ContextLengthExceededException e => OpenAIException.BadRequest(e.Message, e.Parameter, "context_length_exceeded"),
         EngineOverloadedException e => OpenAIException.Overloaded(e.Message),
         TenantQueueFullException e => new OpenAIException(StatusCodes.Status429TooManyRequests, e.Message, "requests", null, "tenant_queue_full", TimeSpan.FromSeconds(1)),
-        EngineStoppedException e => new OpenAIException(StatusCodes.Status503ServiceUnavailable, e.Message, "server_error", null, "model_unavailable", TimeSpan.FromSeconds(5)),
+        EngineStoppedException e => new OpenAIException(StatusCodes.Status503ServiceUnavailable, e.Message, "server_error", null, ModelUnavailableCode, TimeSpan.FromSeconds(5)),
         // The executor is rebuilt at once, so a retry runs on a fresh context; 500 is what SDKs retry (vLLM answers 500 too).
         EngineDecodeFailedException e => new OpenAIException(StatusCodes.Status500InternalServerError, e.Message, "server_error", null, "engine_decode_failed"),
 

@@ -146,11 +146,21 @@ public sealed class AccountingOnEveryExitTests(MeteringFixture fixture)
             }
         };
 
+        var captured = new System.Collections.Concurrent.ConcurrentQueue<(string Category, Microsoft.Extensions.Logging.LogLevel Level, Microsoft.Extensions.Logging.EventId Event, string Message)>();
+        using var capture = new CapturingLoggerProvider(captured);
+        fixture.App.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().AddProvider(capture);
         var body = LongStory.Replace("\"stories\"", $"\"{id}\"", StringComparison.Ordinal).Replace(",\"stream\":true", "", StringComparison.Ordinal);
         var answer = client.PostAsync("/v1/chat/completions", Json(body));
         await holding.Task;
         Assert.Equal(HttpStatusCode.OK, (await fixture.Admin.PostAsync($"/admin/v1/models/{id}/unload", null)).StatusCode);
         using var response = await answer;
+        capture.Stop();
+
+        // Logged as what it is, a refusal with its code (4001, Information), not as shedding for want of capacity (4002
+        // "Shed ... with 503 model_unavailable: no capacity"), which sent the soak's operator looking for overload.
+        Assert.DoesNotContain(captured, l => l.Event.Id == 4002);
+        Assert.Contains(captured, l => l.Event.Id == 4001 && l.Level == Microsoft.Extensions.Logging.LogLevel.Information
+            && l.Message.Contains("503 server_error/model_unavailable", StringComparison.Ordinal));
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Equal("model_unavailable", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
