@@ -57,6 +57,20 @@ public sealed class MetricsExportTests
             && l.Contains("gen_ai_operation_name=\"text_completion\"", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task Metrics_ShowTheRuntime_GcHeapAndThreadPool()
+    {
+        // An operator watching a long-running server for growth saw RSS from outside but not the managed heap, the
+        // allocations or the thread pool (the soak had to guess whether +4 MB a minute was the heap or native memory).
+        var lines = (await ScrapeAfterAsync("/v1/completions", """{"model":"stories","prompt":"Once","max_tokens":1}""")).Split('\n');
+
+        foreach (var name in new[] { "dotnet_gc_last_collection_heap_size_bytes", "dotnet_gc_heap_total_allocated_bytes", "dotnet_thread_pool_thread_count" })
+        {
+            Assert.True(lines.Any(l => l.StartsWith(name, StringComparison.Ordinal)),
+                $"{name} missing from /metrics; dotnet lines: " + string.Join(" | ", lines.Where(l => l.StartsWith("dotnet_", StringComparison.Ordinal)).Take(20)));
+        }
+    }
+
     /// <summary>Found by reading a new server's /metrics: its target_info said service_name="unknown_service:dotnet".</summary>
     [Fact]
     public async Task Metrics_NameTheService()
