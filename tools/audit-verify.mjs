@@ -319,7 +319,9 @@ function finishSection(section, header, lastLine) {
   let verdict;
   if (section.problems.length > 0) verdict = 'tampered';
   else if (lastSequence === 0) verdict = 'trusted';
-  else if (coveredThrough === 0) verdict = 'uncovered';
+  // No checkpoint at all: uncovered on the shared chain; a member chain's entries before its first signature (by other
+  // processes, on their timer) are a tail like any other, judged by their age.
+  else if (coveredThrough === 0 && item.chain === null) verdict = 'uncovered';
   else if (uncovered === 0) verdict = 'trusted';
   else verdict = (uncoveredSince === null ? Infinity : header.createdAt - uncoveredSince) > MAX_UNCOVERED_AGE_MS ? 'uncovered' : 'trusted';
   return { chain: item.chain, entriesChecked: walk.count, lastSequence, coveredThrough, uncovered, uncoveredSince, checkpointsVerified: verified, verdict };

@@ -7,6 +7,7 @@ using Microsoft.Data.Sqlite;
 using Sovereign.Residency.Audit;
 using Sovereign.Residency.ControlPlane;
 using Sovereign.Storage;
+using Sovereign.Tests;
 
 namespace Sovereign.Gateway.FunctionalTests;
 
@@ -108,6 +109,25 @@ public sealed class IndependentMemberChainVerifierTests : IAsyncLifetime
         Assert.Equal(3, exit);
     }
 
+    [Fact]
+    public async Task AuditVerifyMjs_AMemberChainNoSignerSignedYet_IsJudgedByTheAgeOfItsEntries_AsVerifyExportDoes()
+    {
+        // A node's first entries on its own chain, exported before any gateway signed it: a tail waiting for its first
+        // signature, trusted while young, as entries after a checkpoint are.
+        await MemberChainLog.AppendUnsignedAsync(_directory, "node-th-2", DateTimeOffset.UtcNow);
+        var (exit, report) = await AgreeAsync(await ExportAsync("young.jsonl"));
+        Assert.True(exit == 0, report.ToJsonString());
+        var young = report["chains"]!.AsArray().Single(c => c!["chain"]?.GetValue<string>() == "node-th-2")!;
+        Assert.Equal((2L, 0L, 2L, "trusted"), (young["lastSequence"]!.GetValue<long>(), young["coveredThrough"]!.GetValue<long>(), young["uncovered"]!.GetValue<long>(), young["verdict"]!.GetValue<string>()));
+
+        // One whose entries are older than the bound (10 minutes at the export's createdAt): uncovered, exit 5.
+        await MemberChainLog.AppendUnsignedAsync(_directory, "node-th-3", DateTimeOffset.UtcNow.AddMinutes(-20));
+        (exit, report) = await AgreeAsync(await ExportAsync("old.jsonl"));
+        Assert.True(exit == 5, report.ToJsonString());
+        Assert.Equal("uncovered", report["chains"]!.AsArray().Single(c => c!["chain"]?.GetValue<string>() == "node-th-3")!["verdict"]!.GetValue<string>());
+        Assert.Equal("trusted", report["chains"]!.AsArray().Single(c => c!["chain"]?.GetValue<string>() == "node-th-2")!["verdict"]!.GetValue<string>());
+    }
+
     /// <summary>Runs both verifiers on one file; they must agree on the exit code, the verdicts and every problem's kind and chain.</summary>
     private async Task<(int Exit, JsonObject Report)> AgreeAsync(string export, string? previous = null)
     {
@@ -193,6 +213,16 @@ internal static class MemberChainLog
         }
 
         await gateway.SignMemberChainsAsync();
+    }
+
+    /// <summary>Two entries of another node's chain, dated from <paramref name="at"/>, that no gateway has signed yet.</summary>
+    public static async Task AppendUnsignedAsync(string directory, string chain, DateTimeOffset at)
+    {
+        var database = SqlDatabase.Sqlite(Path.Combine(directory, "sovereign.db"));
+        using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(directory, "operator-key.pem"));
+        await using var node = await AuditLog.OpenAsync(database, key, new AuditLogOptions { Chain = chain, SignsCheckpoints = false }, new ManualClock(at));
+        await node.AppendAsync(Record("cluster-relay", chain));
+        await node.AppendAsync(Record("cluster-relay", chain));
     }
 
     private static AuditRecord Record(string tenant, string gateway) => new()

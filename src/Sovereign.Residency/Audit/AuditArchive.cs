@@ -317,7 +317,7 @@ public static class AuditArchive
         {
             using var turn = await database.EnterWriteAsync(cancellationToken);
             await AuditStore.InsertArchiveAsync(connection, null, scope, record, cancellationToken);
-            if (!scope.IsShared && (await AuditStore.ReadCheckpointsAsync(connection, null, scope, "WHERE key_id = @key AND seq >= @through", command =>
+            if ((await AuditStore.ReadCheckpointsAsync(connection, null, scope, "WHERE key_id = @key AND seq >= @through", command =>
                 {
                     SqlDatabase.AddParameter(command, "@key", signingKey.KeyId);
                     SqlDatabase.AddParameter(command, "@through", through);

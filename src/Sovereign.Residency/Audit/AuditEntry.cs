@@ -73,6 +73,13 @@ public static class AuditActions
 
     /// <summary>The prefix of a <see cref="ChainsSigned"/> entry's detail keys; the chain's name follows.</summary>
     public const string ChainsSignedPrefix = "chain:";
+
+    /// <summary>
+    /// The <see cref="ChainsSigned"/> detail key of the shared chain's newest head this signer signed (<c>SEQUENCE:HASH</c>),
+    /// present once a signer on a member chain has signed the shared chain (its writers of an earlier release, or with
+    /// member chains off, hold no checkpoint of their own then).
+    /// </summary>
+    public const string ChainsSignedShared = "shared";
 }
 
 /// <summary>

@@ -279,8 +279,10 @@ public sealed class AuditLog : IAsyncDisposable
     /// holds no operator key, so its chain is covered by the gateways' signatures, as its entries in the shared chain
     /// were by their checkpoints. The first time this key signs a chain, an <see cref="AuditActions.ChainOpened"/> entry
     /// naming it and its first entry's hash is committed to this writer's own chain first, so a verifier expects that
-    /// chain from then on (removed whole, it would leave nothing else behind). A chain that does not check out is left
-    /// unsigned (the verifier names what is wrong). Returns how many heads it signed.
+    /// chain from then on (removed whole, it would leave nothing else behind). A signer on a member chain signs the
+    /// shared chain's head too when it moved (earlier-release members, or members with member chains off, still append
+    /// to it, and hold no checkpoint of their own once the last shared-chain signer moved). A chain that does not check
+    /// out is left unsigned (the verifier names what is wrong). Returns how many heads it signed.
     /// </summary>
     public async Task<int> SignMemberChainsAsync(CancellationToken cancellationToken = default)
     {
@@ -301,6 +303,16 @@ public sealed class AuditLog : IAsyncDisposable
             var names = await AuditStore.ReadChainNamesAsync(connection, null, cancellationToken);
             var witnessed = _witnessedHeads ??= await ReadWitnessedHeadsAsync(connection, cancellationToken);
             var due = new List<(AuditChainScope Scope, (long Sequence, string Hash, long Timestamp, string? FirstHash) Head)>();
+
+            // The shared chain as well, when this signer is not on it: members of an earlier release (a rolling upgrade
+            // walks the gateways first) or with member chains off still append to it, and once no signer writes it,
+            // nothing else would sign its tail. It exists from the start (nobody announces it), and its signed head is
+            // recorded as SharedWitnessKey so this signer does not sign a rewrite after a deleted checkpoint either.
+            if (!_scope.IsShared && await CheckMemberHeadAsync(connection, AuditChainScope.Shared, witnessed.TryGetValue(SharedWitnessKey, out var shared) ? shared : null, cancellationToken) is { } sharedHead)
+            {
+                due.Add((AuditChainScope.Shared, sharedHead with { FirstHash = null }));
+            }
+
             foreach (var name in names)
             {
                 if (name == _scope.Name)
@@ -339,7 +351,7 @@ public sealed class AuditLog : IAsyncDisposable
             var heads = new Dictionary<string, (long Sequence, string Hash)>(witnessed, StringComparer.Ordinal);
             foreach (var (scope, head) in due)
             {
-                heads[scope.Name!] = (head.Sequence, head.Hash);
+                heads[scope.Name ?? SharedWitnessKey] = (head.Sequence, head.Hash);
             }
 
             await AppendAsync(new AuditRecord
@@ -347,7 +359,10 @@ public sealed class AuditLog : IAsyncDisposable
                 Kind = AuditKind.Admin,
                 Actor = "sovereign",
                 Action = AuditActions.ChainsSigned,
-                Details = heads.ToDictionary(h => AuditActions.ChainsSignedPrefix + h.Key, h => string.Create(CultureInfo.InvariantCulture, $"{h.Value.Sequence}:{h.Value.Hash}"), StringComparer.Ordinal),
+                Details = heads.ToDictionary(
+                    h => h.Key == SharedWitnessKey ? AuditActions.ChainsSignedShared : AuditActions.ChainsSignedPrefix + h.Key,
+                    h => string.Create(CultureInfo.InvariantCulture, $"{h.Value.Sequence}:{h.Value.Hash}"),
+                    StringComparer.Ordinal),
             }, cancellationToken);
             _witnessedHeads = heads;
 
@@ -366,6 +381,9 @@ public sealed class AuditLog : IAsyncDisposable
         }
     }
 
+    /// <summary>The shared chain's key among the heads this signer recorded (no chain name is empty).</summary>
+    private const string SharedWitnessKey = "";
+
     /// <summary>
     /// The heads of other chains this writer's chain last recorded as signed (its newest <see cref="AuditActions.ChainsSigned"/>
     /// entry; each lists every chain its signer had signed), read once: a few entries back from the head.
@@ -383,6 +401,11 @@ public sealed class AuditLog : IAsyncDisposable
             foreach (var (chain, sequence, hash) in AuditVerifier.WitnessedHeads(newest[0]))
             {
                 heads[chain] = (sequence, hash);
+            }
+
+            if (AuditVerifier.WitnessedSharedHead(newest[0]) is { } shared)
+            {
+                heads[SharedWitnessKey] = shared;
             }
         }
 

@@ -154,6 +154,13 @@ public static class AuditVerifier
         }
     }
 
+    /// <summary>The shared chain's head a <see cref="AuditActions.ChainsSigned"/> entry records, if it holds a well-formed one.</summary>
+    internal static (long Sequence, string Hash)? WitnessedSharedHead(AuditEntry entry) =>
+        entry.Details.TryGetValue(AuditActions.ChainsSignedShared, out var value) && value.Split(':') is [var number, var hash]
+        && long.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out var sequence) && sequence > 0 && AuditCanonical.IsHash(hash)
+            ? (sequence, hash)
+            : null;
+
     /// <summary>
     /// Each other chain's head that a signer's chain last recorded as signed (<see cref="AuditActions.ChainsSigned"/>)
     /// must still be in that chain with that hash (or archived below its first stored entry, which its own walk
@@ -213,7 +220,7 @@ public static class AuditVerifier
         var entries = shared.EntriesChecked;
         foreach (var (scope, raw) in members)
         {
-            var judged = Judge(raw, options);
+            var judged = Judge(raw, options, memberChain: true);
             reports.Add(new AuditChainReport(scope.Name!, judged.EntriesChecked, judged.LastSequence, judged.LastHash, judged.CoveredThrough, judged.Uncovered, judged.UncoveredSince, judged.Verdict, judged.VerdictReason));
             problems.AddRange(judged.Problems.Select(p => p with { Chain = scope.Name }));
             omitted += judged.ProblemsOmitted;
@@ -246,8 +253,13 @@ public static class AuditVerifier
         };
     }
 
-    /// <summary>Sets the verdict: tampered on any problem; uncovered when no checkpoint covers entries, or the uncovered tail is too old.</summary>
-    internal static AuditVerificationResult Judge(AuditVerificationResult result, AuditVerificationOptions options)
+    /// <summary>
+    /// Sets the verdict: tampered on any problem; uncovered when the uncovered tail is too old, or, on the shared chain,
+    /// when entries exist and no checkpoint covers any. A <paramref name="memberChain"/> is signed by other processes
+    /// (the gateways, on their timer), so its entries before its first signature are a tail like any other, judged by
+    /// their age: a node's first entries are not uncovered for the minute until the next signing.
+    /// </summary>
+    internal static AuditVerificationResult Judge(AuditVerificationResult result, AuditVerificationOptions options, bool memberChain = false)
     {
         if (!result.Valid)
         {
@@ -259,7 +271,7 @@ public static class AuditVerifier
             return result with { Verdict = AuditVerdict.Trusted, VerdictReason = "The log is empty." };
         }
 
-        if (result.CoveredThrough == 0)
+        if (result.CoveredThrough == 0 && !memberChain)
         {
             return result with
             {
@@ -268,7 +280,8 @@ public static class AuditVerifier
             };
         }
 
-        var covered = result.Archive is { } archived
+        var covered = result.CoveredThrough == 0 ? "No signed checkpoint covers any entry yet"
+            : result.Archive is { } archived
             ? $"Entries 1..{archived.Sequence} were archived under a signed archive record, and a signed checkpoint covers the log through {result.CoveredThrough}"
             : $"A signed checkpoint covers entries 1..{result.CoveredThrough}";
         if (result.Uncovered == 0)
@@ -276,7 +289,9 @@ public static class AuditVerifier
             return result with { Verdict = AuditVerdict.Trusted, VerdictReason = covered + ", every entry." };
         }
 
-        var tail = $"{covered}; {result.Uncovered} entries after it ({result.CoveredThrough + 1}..{result.LastSequence}) are not covered yet";
+        var tail = result.CoveredThrough == 0
+            ? $"{covered}: its {result.Uncovered} entries ({result.LastSequence - result.Uncovered + 1}..{result.LastSequence}) wait for a signer's first signature of the chain"
+            : $"{covered}; {result.Uncovered} entries after it ({result.CoveredThrough + 1}..{result.LastSequence}) are not covered yet";
         var age = result.UncoveredSince is { } since ? options.Time.GetUtcNow() - DateTimeOffset.FromUnixTimeMilliseconds(since) : TimeSpan.MaxValue;
         return age > options.MaxUncoveredAge
             ? result with

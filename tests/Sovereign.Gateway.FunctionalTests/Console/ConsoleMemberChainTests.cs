@@ -160,6 +160,23 @@ public sealed class ConsoleMemberChainTests(BrowserFixture browser) : IClassFixt
                 $"{name}: verify-export {string.Join(" | ", cli.Problems)}; the browser {string.Join(", ", kinds)}");
             Assert.Contains(kinds, k => k.EndsWith(":" + ClusterExportTampering.Expected[name], StringComparison.Ordinal));
         }
+
+        // Two nodes' chains no gateway has signed yet, judged by the age of their entries at the export's createdAt as
+        // verify-export judges them: one young (a tail waiting for its first signature, trusted), one older than the
+        // bound (uncovered, and so the file).
+        await MemberChainLog.AppendUnsignedAsync(_directory, "node-th-2", DateTimeOffset.UtcNow);
+        await MemberChainLog.AppendUnsignedAsync(_directory, "node-th-3", DateTimeOffset.UtcNow.AddMinutes(-20));
+        var unsigned = Path.Combine(_directory, "unsigned.jsonl");
+        (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", _directory, "--database", DatabasePath, "-o", unsigned);
+        Assert.True(exit == 0, stdout + stderr);
+        var judged = await VerifyExportAsync(unsigned, pem);
+        Assert.Equal((AuditVerdict.Trusted, AuditVerdict.Uncovered), (judged.Chains.Single(c => c.Chain == "node-th-2").Verdict, judged.Chains.Single(c => c.Chain == "node-th-3").Verdict));
+        Assert.Equal("uncovered", await VerifyInBrowserAsync(page, unsigned));
+        foreach (var chain in judged.Chains)
+        {
+            var row = await page.Locator($"#verify-chains tbody tr[data-chain='{chain.Chain}'] td").AllInnerTextsAsync();
+            Assert.Equal(chain.Verdict.ToString().ToLowerInvariant(), row[^1]);
+        }
     }
 
     private static async Task<AuditVerificationResult> VerifyExportAsync(string path, string pem)

@@ -139,6 +139,41 @@ public sealed class AuditMemberChainArchiveTests
     /// Day 0: the shared chain 3 entries, the gateway's 5, the node's 5 (unsigned). Day 2: 3 more each, then the
     /// gateway signs the node's chain (announcing it at its entry 9) at 8. Both logs closed: the gateway's own chain signed.
     /// </summary>
+    [Fact]
+    public async Task ArchiveToFile_TheSharedChainArchivedPastItsLastSignature_ItsRecordGetsACheckpoint_AndTheMemberSignerSignsOnFromIt()
+    {
+        // A rolling upgrade's state: the gateway on its member chain, a node of the earlier release on the shared chain;
+        // the gateway signed the shared chain at 3, the node appended 4..6 since.
+        await using var context = AuditTestContext.Create();
+        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        await using (var node = await context.OpenLogAsync(new AuditLogOptions { SignsCheckpoints = false }))
+        {
+            await context.AppendManyAsync(node, 3, "cluster-relay");
+            await context.AppendManyAsync(gateway, 2);
+            Assert.Equal(1, await gateway.SignMemberChainsAsync());
+            await context.AppendManyAsync(node, 3, "cluster-relay");
+        }
+
+        // Everything is archived (entry 6 stays): the record at 5 is past the key's checkpoint at 3, which goes with it.
+        var outcome = await AuditArchive.ArchiveToFileAsync(context.Database, context.Key, Start.AddDays(1), Path.Combine(context.Directory, "a.jsonl"));
+        Assert.Equal(AuditArchiveFileStatus.Archived, outcome.Status);
+        Assert.Equal(5L, outcome.Chains.Single(c => c.Chain.Chain is null).Removal.Record!.Sequence);
+        Assert.Equal(5L, await context.ScalarAsync($"SELECT MAX(seq) FROM audit_checkpoints WHERE key_id = '{context.Key.KeyId}'"));
+
+        // The node appends again; the gateway walks on from the record's checkpoint (entry 5 is gone, 6 links to it).
+        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        await using (var node = await context.OpenLogAsync(new AuditLogOptions { SignsCheckpoints = false }))
+        {
+            await context.AppendManyAsync(node, 1, "cluster-relay");
+            Assert.Equal(1, await gateway.SignMemberChainsAsync());
+        }
+
+        var result = await context.VerifyAsync();
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+        Assert.Equal((7L, 7L), (result.LastSequence, result.CoveredThrough));
+        Assert.Equal(AuditVerdict.Trusted, result.Verdict);
+    }
+
     private static async Task SeedAsync(AuditTestContext context)
     {
         await using (var single = await context.OpenLogAsync())

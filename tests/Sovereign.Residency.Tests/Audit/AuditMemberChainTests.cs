@@ -345,6 +345,126 @@ public sealed class AuditMemberChainTests
         Assert.True(result.Valid, string.Join("\n", result.Problems));
     }
 
+    [Fact]
+    public async Task AGatewaysFirstUpgradeWalk_TheSharedChainsTailFromEarlierReleaseNodes_IsSignedByTheGatewayOnItsMemberChain_AndTheLogEndsTrusted()
+    {
+        await using var context = AuditTestContext.Create();
+
+        // Before the walk: the gateway and the node both on the shared chain, the gateway signing it.
+        await using (var gateway = await context.OpenLogAsync())
+        await using (var node = await context.OpenLogAsync(new AuditLogOptions { SignsCheckpoints = false }))
+        {
+            await context.AppendManyAsync(gateway, 3);
+            await context.AppendManyAsync(node, 3, "cluster-relay");
+            Assert.NotNull(await gateway.CheckpointAsync());
+        }
+
+        // The gateway moves to its member chain first; the node, still of the earlier release (the shared-chain mode),
+        // keeps appending to the shared chain, which no shared-chain signer covers any more.
+        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        await using (var node = await context.OpenLogAsync(new AuditLogOptions { SignsCheckpoints = false }))
+        {
+            await context.AppendManyAsync(node, 4, "cluster-relay");
+            await context.AppendManyAsync(gateway, 2);
+            Assert.Equal(1, await gateway.SignMemberChainsAsync()); // the shared chain's head, 10
+            await context.AppendManyAsync(node, 1, "cluster-relay");
+            Assert.Equal(1, await gateway.SignMemberChainsAsync()); // moved again: 11
+            Assert.Equal(0, await gateway.SignMemberChainsAsync());
+        }
+
+        // Then the node moves too: the shared chain grows no more, its tail signed before.
+        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        await using (var node = await context.OpenLogAsync(new AuditLogOptions { Chain = Node, SignsCheckpoints = false }))
+        {
+            await context.AppendManyAsync(node, 2, "cluster-relay");
+            Assert.Equal(1, await gateway.SignMemberChainsAsync()); // the node's chain; the shared one is signed already
+            var recorded = (await gateway.ReadAsync(1, 100)).Last(e => e.Action == AuditActions.ChainsSigned);
+            var shared11 = await context.ScalarAsync("SELECT hash FROM audit_entries WHERE seq = 11");
+            Assert.Equal($"11:{shared11}", recorded.Details[AuditActions.ChainsSignedShared]);
+        }
+
+        // Verified long after (the entries are dated 2025): nothing is left to age.
+        var result = await context.VerifyAsync();
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+        Assert.Equal((11L, 11L, 0L), (result.LastSequence, result.CoveredThrough, result.Uncovered));
+        Assert.Equal(AuditVerdict.Trusted, result.SharedVerdict);
+        Assert.All(result.Chains, c => Assert.Equal(AuditVerdict.Trusted, c.Verdict));
+        Assert.Equal(AuditVerdict.Trusted, result.Verdict);
+    }
+
+    [Fact]
+    public async Task TheSharedChainsTailRewritten_AfterTheMemberSignersCheckpointThereWasDeleted_IsNotSigned()
+    {
+        await using var context = AuditTestContext.Create();
+        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        await using (var node = await context.OpenLogAsync(new AuditLogOptions { SignsCheckpoints = false }))
+        {
+            await context.AppendManyAsync(node, 3, "cluster-relay");
+            Assert.Equal(1, await gateway.SignMemberChainsAsync());
+            await context.AppendManyAsync(node, 3, "cluster-relay");
+            Assert.Equal(1, await gateway.SignMemberChainsAsync()); // the shared chain's head 6, recorded in the gateway's chain
+        }
+
+        // The attacker deletes the checkpoint at 6 and rewrites 4..6 from the one at 3, which still holds.
+        await context.ExecuteAsync("DELETE FROM audit_checkpoints WHERE seq > 3");
+        var entries = await AuditStore.ReadEntriesAsync(context.Database, "WHERE seq >= 3 ORDER BY seq", _ => { }, CancellationToken.None);
+        var previous = entries[0].Hash;
+        foreach (var entry in entries.Skip(1))
+        {
+            var hash = AuditCanonical.EntryHash(entry with { Model = "other", PreviousHash = previous });
+            await context.ExecuteAsync("UPDATE audit_entries SET model = 'other', previous_hash = @previous, hash = @hash WHERE seq = @seq",
+                ("@previous", previous), ("@hash", hash), ("@seq", entry.Sequence));
+            previous = hash;
+        }
+
+        await context.ExecuteAsync("UPDATE audit_head SET hash = @hash WHERE id = 1", ("@hash", previous));
+
+        // The gateway walks on from the head its chain recorded, not from the checkpoint at 3: the rewrite stays unsigned.
+        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        {
+            Assert.Equal(0, await gateway.SignMemberChainsAsync());
+        }
+
+        var result = await context.VerifyAsync();
+        Assert.Equal((3L, 3L), (result.CoveredThrough, result.Uncovered));
+        Assert.Equal(AuditVerdict.Uncovered, result.SharedVerdict);
+    }
+
+    [Fact]
+    public async Task AMemberChainNoSignerSignedYet_IsJudgedByTheAgeOfItsEntries_AsAnUncoveredTailIs()
+    {
+        await using var context = AuditTestContext.Create();
+        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        await using (var node = await context.OpenLogAsync(new AuditLogOptions { Chain = Node, SignsCheckpoints = false }))
+        {
+            await context.AppendManyAsync(gateway, 2);
+            Assert.NotNull(await gateway.CheckpointAsync());
+            await context.AppendManyAsync(node, 3, "cluster-relay"); // before any gateway's signing of the node's chain
+        }
+
+        // A minute after: the node's chain waits for its first signature, as any tail waits for the next checkpoint.
+        context.Time.Advance(TimeSpan.FromMinutes(1));
+        var young = await AuditVerifier.VerifyAsync(context.Database, [context.Key.PublicKeyPem], new AuditVerificationOptions { Time = context.Time }, null);
+        var chain = young.Chains.Single(c => c.Chain == Node);
+        Assert.Equal((3L, 0L, 3L, AuditVerdict.Trusted), (chain.LastSequence, chain.CoveredThrough, chain.Uncovered, chain.Verdict));
+        Assert.Equal(AuditVerdict.Trusted, young.Verdict);
+
+        // Past the bound: uncovered, as a tail would be.
+        context.Time.Advance(AuditVerificationOptions.DefaultMaxUncoveredAge);
+        var old = await AuditVerifier.VerifyAsync(context.Database, [context.Key.PublicKeyPem], new AuditVerificationOptions { Time = context.Time }, null);
+        Assert.Equal(AuditVerdict.Uncovered, old.Chains.Single(c => c.Chain == Node).Verdict);
+        Assert.Equal(AuditVerdict.Uncovered, old.Verdict);
+
+        // The shared chain with no checkpoint at all stays uncovered at once: its writers sign it themselves.
+        await using (var single = await context.OpenLogAsync(new AuditLogOptions { SignsCheckpoints = false }))
+        {
+            await context.AppendManyAsync(single, 1);
+        }
+
+        var shared = await AuditVerifier.VerifyAsync(context.Database, [context.Key.PublicKeyPem], new AuditVerificationOptions { Time = context.Time }, null);
+        Assert.Equal(AuditVerdict.Uncovered, shared.SharedVerdict);
+    }
+
     /// <summary>What a database writer without the key can do: rewrite a chain's entries from one on, re-hash them, move the head.</summary>
     private static async Task RewriteFromAsync(AuditTestContext context, string chain, long from)
     {
