@@ -262,11 +262,12 @@ public sealed class AuditOptions
     /// In a cluster (PostgreSQL), each member appends to its own hash chain, named by its node id, instead of the one
     /// shared chain: members then commit apart, each under its own chain's lock, where every commit of every member
     /// waited for the one lock (<c>Residency/Audit/AuditChainScope</c>). Gateways sign every member's chain;
-    /// <c>audit verify</c> verifies them together. Off by default: turn it on once every member runs a release that
-    /// knows member chains (an older one reads, verifies and closes only the shared chain). Ignored on SQLite (one
-    /// machine: one chain).
+    /// <c>audit verify</c> verifies them together. On by default since session 44 (a cluster upgrades to it from the
+    /// session 42 or 43 release, which know member chains; an older one reads, verifies and closes only the shared chain);
+    /// <c>false</c> keeps a cluster on the shared chain. Ignored on a single machine (one process, one chain:
+    /// <c>ControlPlaneServices.AuditChainOf</c>).
     /// </summary>
-    public bool MemberChains { get; set; }
+    public bool MemberChains { get; set; } = true;
 }
 
 /// <summary>

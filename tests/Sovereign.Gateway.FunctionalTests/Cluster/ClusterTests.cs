@@ -574,12 +574,14 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     /// <summary>
-    /// A gateway and a node on their own audit chains (Sovereign:Audit:MemberChains) in the cluster whose other members
-    /// append to the shared chain: requests relayed through the gateway (sent while its decision commits) are recorded
-    /// in its chain, read back across chains, and the whole log verifies in one report.
+    /// A gateway and a node on their own audit chains (Sovereign:Audit:MemberChains, set here explicitly) in the cluster
+    /// whose other members follow the default (their own chains since session 44; the shared chain before, and in
+    /// <see cref="AuditLogOfTheWholeCluster_IsOneChain_ThatVerifiesWithOneCommand"/>): requests relayed through the gateway
+    /// (sent while its decision commits) are recorded in its chain, read back across chains, and the whole log verifies
+    /// in one report.
     /// </summary>
     [Fact]
-    public async Task MembersOnTheirOwnAuditChains_ServeBesideTheSharedChain_AndTheWholeLogVerifies()
+    public async Task MembersOnTheirOwnAuditChains_ServeBesideTheOtherMembers_AndTheWholeLogVerifies()
     {
         var chains = new Dictionary<string, string> { ["Sovereign__Audit__MemberChains"] = "true" };
         var node = cluster.Start("node-mc", "node", "TH", withModel: true, extraEnvironment: chains);
@@ -604,8 +606,9 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             var entries = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/audit?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
             var completed = entries.Where(e => e.GetProperty("action").GetString() == "inference.completed").ToList();
             Assert.Equal(5, completed.Count);
-            // The tenant was made at gateway-th, which appends to the shared chain: one page reads both chains, by time.
-            Assert.All(entries, e => Assert.Equal(e.GetProperty("kind").GetString() == "inference" ? "gateway-mc" : null, e.GetProperty("chain").GetString()));
+            // The tenant was made at gateway-th, which appends to its own chain (the fixture's members follow the default,
+            // member chains since session 44; before, the shared chain): one page reads both chains, by time.
+            Assert.All(entries, e => Assert.Equal(e.GetProperty("kind").GetString() == "inference" ? "gateway-mc" : "gateway-th", e.GetProperty("chain").GetString()));
             Assert.Equal(entries.Select(e => e.GetProperty("timestamp").GetInt64()).Order(), entries.Select(e => e.GetProperty("timestamp").GetInt64()));
 
             var verify = await ClusterFixture.Expect(admin.PostAsync("/admin/v1/audit/verify", null), 200);
@@ -867,8 +870,15 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     {
         await using var engine = await HeldEngine.StartAsync();
         const string Model = "held-node";
+        // On the shared chain, explicitly (member chains are the default since session 44): the node's entries are read
+        // from audit_entries below, and its decision's sequence is compared with verify's open ones, shared-chain numbers.
         var node = cluster.Start("node-held", "node", "TH", withModel: false,
-            extraEnvironment: new Dictionary<string, string> { ["Sovereign__Engines__0__BaseUrl"] = engine.BaseUrl, ["Sovereign__Engines__0__Models__0__Id"] = Model });
+            extraEnvironment: new Dictionary<string, string>
+            {
+                ["Sovereign__Engines__0__BaseUrl"] = engine.BaseUrl,
+                ["Sovereign__Engines__0__Models__0__Id"] = Model,
+                ["Sovereign__Audit__MemberChains"] = "false",
+            });
         try
         {
             await ClusterFixture.WaitReadyAsync(node);
@@ -896,7 +906,12 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         var instance = await ClosedInstanceOfAsync("node-held");
         await using var connection = new Npgsql.NpgsqlConnection(cluster.DatabaseConnectionString);
         await connection.OpenAsync();
-        await using var read = new Npgsql.NpgsqlCommand("SELECT seq, action, details FROM audit_entries WHERE gateway = 'node-held' AND kind = 'inference' ORDER BY seq", connection);
+        // The node's decision is in the shared chain; the closing entry in the closer's chain (the fixture's gateways are
+        // on their own chains since session 44), so both tables are read, by time.
+        await using var read = new Npgsql.NpgsqlCommand(
+            "SELECT seq, action, details FROM (SELECT seq, at_ms, action, details, gateway, kind FROM audit_entries " +
+            "UNION ALL SELECT seq, at_ms, action, details, gateway, kind FROM audit_chain_entries) e " +
+            "WHERE gateway = 'node-held' AND kind = 'inference' ORDER BY at_ms, action", connection);
         var entries = new List<(long Sequence, string Action, JsonElement Details)>();
         await using (var reader = await read.ExecuteReaderAsync())
         {
@@ -1056,7 +1071,10 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             using var exited = new CancellationTokenSource(TimeSpan.FromMinutes(3));
             await gateway.Process.WaitForExitAsync(exited.Token);
             Assert.True(gateway.Process.ExitCode == 3, $"exit {gateway.Process.ExitCode}:\n{gateway.Output}");
-            Assert.Contains("entry 1 has hash", gateway.Output, StringComparison.Ordinal);
+            // The witness names the shared chain (a gateway that signed it before member chains): entry 1 is there with
+            // another hash, or, the fixture's members being on their own chains since session 44 (the default), the
+            // shared chain holds fewer entries than the witness says (unless another test's member wrote to it).
+            Assert.Matches("entry 1 has hash [0-9a-f]{64}, but this signer signed it|ends at 0, but this signer signed entry 1 ", gateway.Output);
 
             // No other member may send it grain calls (503 cluster_unavailable): since session 39 the audit log opens
             // before the silo (the rate-limit summary service holds it), so it refuses before it joins and never appears
@@ -1106,7 +1124,9 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         while (true)
         {
             await using var command = new Npgsql.NpgsqlCommand(
-                "SELECT i.instance FROM audit_instances i JOIN audit_entries e ON e.details LIKE '%' || i.instance || '%' " +
+                // The decision is in its process's chain: the shared one, or (the default since session 44) its member's.
+                "SELECT i.instance FROM audit_instances i JOIN (SELECT action, details FROM audit_entries UNION ALL SELECT action, details FROM audit_chain_entries) e " +
+                "ON e.details LIKE '%' || i.instance || '%' " +
                 "WHERE e.action = 'inference.allowed' AND e.details LIKE @request AND i.closed_at_ms IS NOT NULL", connection);
             command.Parameters.AddWithValue("request", $"%\"{requestId}\"%");
             if (await command.ExecuteScalarAsync(timeout.Token) is string instance)
@@ -1575,42 +1595,58 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     [Fact]
     public async Task AuditLogOfTheWholeCluster_IsOneChain_ThatVerifiesWithOneCommand()
     {
-        var (tenant, key) = await NewTenantWithIdAsync(["TH", "SG"], null);
-        foreach (var gateway in new[] { cluster.GatewayTh, cluster.GatewaySg })
+        // Two gateways on the shared chain, explicitly: since session 44 members append to their own chains by default,
+        // as the fixture's gateways do (MembersOnTheirOwnAuditChains_... covers those).
+        var shared = new Dictionary<string, string> { ["Sovereign__Audit__MemberChains"] = "false" };
+        var gatewayTh = cluster.Start("gateway-one-th", "gateway", "TH", withModel: false, extraEnvironment: shared);
+        var gatewaySg = cluster.Start("gateway-one-sg", "gateway", "SG", withModel: false, extraEnvironment: shared);
+        try
         {
-            using var client = gateway.Client(key);
-            using var response = await client.PostAsync("/v1/chat/completions", Json(Body));
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        }
-
-        // Either gateway verifies the same chain: both gateways' entries, every checkpoint signed by the operator's key.
-        using var adminTh = cluster.GatewayTh.Client(ClusterFixture.AdminToken);
-        using var adminSg = cluster.GatewaySg.Client(ClusterFixture.AdminToken);
-        var fromTh = await ClusterFixture.Expect(adminTh.PostAsync("/admin/v1/audit/verify", null), 200);
-        var fromSg = await ClusterFixture.Expect(adminSg.PostAsync("/admin/v1/audit/verify", null), 200);
-        foreach (var result in new[] { fromTh, fromSg })
-        {
-            Assert.True(result.GetProperty("valid").GetBoolean(), result.ToString());
-            Assert.Equal("trusted", result.GetProperty("verdict").GetString());
-            Assert.True(result.GetProperty("covered_through").GetInt64() >= 1, result.ToString());
-        }
-
-        Assert.True(fromSg.GetProperty("last_sequence").GetInt64() >= fromTh.GetProperty("last_sequence").GetInt64());
-        var entries = JsonDocument.Parse(await adminSg.GetStringAsync($"/admin/v1/audit?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
-        Assert.Contains(entries, e => e.GetProperty("gateway").GetString() == "gateway-th");
-        Assert.Contains(entries, e => e.GetProperty("gateway").GetString() == "gateway-sg");
-
-        // The CLI on a gateway's host, with the server's own environment (what a systemd EnvironmentFile gives it).
-        var (exit, stdout, stderr) = await CliProcess.RunAsync(
-            new Dictionary<string, string?>
+            await Task.WhenAll(ClusterFixture.WaitReadyAsync(gatewayTh), ClusterFixture.WaitReadyAsync(gatewaySg));
+            await Task.WhenAll(ClusterFixture.WaitForNodesAsync(gatewayTh, "node-th"), ClusterFixture.WaitForNodesAsync(gatewaySg, "node-sg"));
+            var (tenant, key) = await NewTenantWithIdAsync(["TH", "SG"], null);
+            foreach (var gateway in new[] { gatewayTh, gatewaySg })
             {
-                ["Sovereign__Database__Provider"] = "PostgreSql",
-                ["Sovereign__Database__ConnectionString"] = cluster.DatabaseConnectionString,
-            },
-            "audit", "verify", "--data-dir", cluster.GatewaySg.DataDirectory);
-        Assert.True(exit == 0, stdout + stderr);
-        Assert.Contains("The audit log is intact.", stdout, StringComparison.Ordinal);
-        Assert.Matches(@"Covered through [1-9]\d*; uncovered: \d+\.", stdout);
+                using var client = gateway.Client(key);
+                using var response = await client.PostAsync("/v1/chat/completions", Json(Body));
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            }
+
+            // Either gateway verifies the same chain: both gateways' entries, every checkpoint signed by the operator's key.
+            using var adminTh = gatewayTh.Client(ClusterFixture.AdminToken);
+            using var adminSg = gatewaySg.Client(ClusterFixture.AdminToken);
+            var fromTh = await ClusterFixture.Expect(adminTh.PostAsync("/admin/v1/audit/verify", null), 200);
+            var fromSg = await ClusterFixture.Expect(adminSg.PostAsync("/admin/v1/audit/verify", null), 200);
+            foreach (var result in new[] { fromTh, fromSg })
+            {
+                Assert.True(result.GetProperty("valid").GetBoolean(), result.ToString());
+                Assert.True(result.GetProperty("verdict").GetString() == "trusted", result.ToString());
+                Assert.True(result.GetProperty("covered_through").GetInt64() >= 1, result.ToString());
+            }
+
+            Assert.True(fromSg.GetProperty("last_sequence").GetInt64() >= fromTh.GetProperty("last_sequence").GetInt64());
+            var entries = JsonDocument.Parse(await adminSg.GetStringAsync($"/admin/v1/audit?tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
+            Assert.Contains(entries, e => e.GetProperty("gateway").GetString() == "gateway-one-th" && e.GetProperty("chain").ValueKind == JsonValueKind.Null);
+            Assert.Contains(entries, e => e.GetProperty("gateway").GetString() == "gateway-one-sg" && e.GetProperty("chain").ValueKind == JsonValueKind.Null);
+
+            // The CLI on a gateway's host, with the server's own environment (what a systemd EnvironmentFile gives it).
+            var (exit, stdout, stderr) = await CliProcess.RunAsync(
+                new Dictionary<string, string?>
+                {
+                    ["Sovereign__Database__Provider"] = "PostgreSql",
+                    ["Sovereign__Database__ConnectionString"] = cluster.DatabaseConnectionString,
+                },
+                "audit", "verify", "--data-dir", gatewaySg.DataDirectory);
+            Assert.True(exit == 0, stdout + stderr);
+            Assert.Contains("The audit log is intact.", stdout, StringComparison.Ordinal);
+            Assert.Matches(@"Covered through [1-9]\d*; uncovered: \d+\.", stdout);
+        }
+        finally
+        {
+            // SIGTERM: they hand back the grains they host, so the next test does not wait for them to be declared dead.
+            gatewayTh.StopGracefully();
+            gatewaySg.StopGracefully();
+        }
     }
 
     [Fact]
