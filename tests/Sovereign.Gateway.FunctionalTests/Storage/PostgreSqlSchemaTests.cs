@@ -252,6 +252,59 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
     }
 
     [Fact]
+    public async Task MemberChains_AGatewaysFirstUpgradeWalk_TheSharedChainsTailIsSignedByGatewaysOnTheirOwnChains_AndEveryChainEndsCovered()
+    {
+        // Processes of one cluster on one database; the earlier release is the shared-chain mode (member chains off).
+        var connection = await OwnConnectionStringAsync("upgrade_walk");
+        await SqlDatabase.PostgreSql(connection).MigrateAsync(AuditLog.Migrations);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        Task<AuditLog> OpenAsync(string? chain, bool signs = true) =>
+            AuditLog.OpenAsync(SqlDatabase.PostgreSql(connection), key, new AuditLogOptions { Chain = chain, SignsCheckpoints = signs });
+        AuditRecord Record(string member, int i) => new()
+        {
+            Kind = AuditKind.Inference, Actor = "k", Action = AuditActions.InferenceAllowed, Tenant = "pg-walk", Gateway = member,
+            Jurisdiction = "TH", Decision = AuditDecision.Allowed, Details = new Dictionary<string, string> { ["request_id"] = $"{member}-{i}" },
+        };
+
+        // Mid-walk: gw-th already on its own chain, gw-sg and the node still of the earlier release on the shared chain.
+        await using (var gwTh = await OpenAsync("gw-th"))
+        await using (var gwSg = await OpenAsync(null))
+        await using (var node = await OpenAsync(null, signs: false))
+        {
+            await Task.WhenAll(Enumerable.Range(0, 10).SelectMany(i => new[] { gwTh.AppendAsync(Record("gw-th", i)), gwSg.AppendAsync(Record("gw-sg", i)), node.AppendAsync(Record("node-th", i)) }));
+            Assert.Equal(1, await gwTh.SignMemberChainsAsync()); // the shared chain's head, beside the shared-chain gateway's own checkpoints
+        }
+
+        // The last gateway moves; the node of the earlier release appends on, signed now only by gateways on their own
+        // chains, both at once (one checkpoint per key and sequence).
+        await using (var gwTh = await OpenAsync("gw-th"))
+        await using (var gwSg = await OpenAsync("gw-sg"))
+        await using (var node = await OpenAsync(null, signs: false))
+        {
+            await Task.WhenAll(Enumerable.Range(10, 10).Select(i => node.AppendAsync(Record("node-th", i))));
+            var signed = await Task.WhenAll(gwTh.SignMemberChainsAsync(), gwSg.SignMemberChainsAsync());
+            Assert.True(signed.Sum() >= 2, string.Join(", ", signed)); // the shared head by each, and each other's chain
+        }
+
+        // The node moves too: the shared chain grows no more.
+        await using (var gwTh = await OpenAsync("gw-th"))
+        await using (var node = await OpenAsync("node-th", signs: false))
+        {
+            await Task.WhenAll(Enumerable.Range(20, 3).Select(i => node.AppendAsync(Record("node-th", i))));
+            await gwTh.SignMemberChainsAsync();
+        }
+
+        var result = await AuditVerifier.VerifyAsync(SqlDatabase.PostgreSql(connection), key.PublicKeyPem);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        // The shared chain: gw-sg's 10 and the node's 20 (the gateways share the operator key, so gw-th's own
+        // checkpoints already covered its chain's head when gw-sg signed others at its shutdown: nothing announced there).
+        Assert.Equal((30L, 30L, 0L), (result.LastSequence, result.CoveredThrough, result.Uncovered));
+        Assert.Equal(["gw-sg", "gw-th", "node-th"], result.Chains.Select(c => c.Chain));
+        Assert.All(result.Chains, c => Assert.True(c.Uncovered == 0, $"{c.Chain}: {c.VerdictReason}"));
+        Assert.Equal(AuditVerdict.Trusted, result.Verdict);
+    }
+
+    [Fact]
     public async Task MemberChains_ExportOfEveryChain_ArchivePerChain_WitnessedHeads_AndTheServersClaim_OnPostgreSql()
     {
         // Names whose order by PostgreSQL's collation ("gw-a" before "Node-Z") is not the ordinal one the export lists.
