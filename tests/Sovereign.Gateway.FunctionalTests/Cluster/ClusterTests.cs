@@ -702,9 +702,12 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         await using (var database = new Npgsql.NpgsqlConnection(cluster.DatabaseConnectionString))
         {
             await database.OpenAsync();
+            // In whichever chain the node appends to: its own (member chains, the default since session 44) or the shared one.
             await using var down = new Npgsql.NpgsqlCommand(
                 "CREATE FUNCTION node_sg_down() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk I/O error'; END $$ LANGUAGE plpgsql; " +
                 "CREATE TRIGGER node_sg_down BEFORE INSERT ON audit_entries FOR EACH ROW " +
+                "WHEN (NEW.gateway = 'node-sg' AND NEW.action = 'inference.allowed') EXECUTE FUNCTION node_sg_down(); " +
+                "CREATE TRIGGER node_sg_down BEFORE INSERT ON audit_chain_entries FOR EACH ROW " +
                 "WHEN (NEW.gateway = 'node-sg' AND NEW.action = 'inference.allowed') EXECUTE FUNCTION node_sg_down()", database);
             await down.ExecuteNonQueryAsync();
         }
@@ -744,7 +747,8 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         {
             await using var database = new Npgsql.NpgsqlConnection(cluster.DatabaseConnectionString);
             await database.OpenAsync();
-            await using var up = new Npgsql.NpgsqlCommand("DROP TRIGGER node_sg_down ON audit_entries; DROP FUNCTION node_sg_down()", database);
+            await using var up = new Npgsql.NpgsqlCommand(
+                "DROP TRIGGER node_sg_down ON audit_entries; DROP TRIGGER node_sg_down ON audit_chain_entries; DROP FUNCTION node_sg_down()", database);
             await up.ExecuteNonQueryAsync();
         }
 
@@ -777,7 +781,9 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
 
             Assert.Equal([(0, 0, 0L, "audit_unavailable"), (0, 0, 0L, "audit_unavailable")], rows);
             await using var audit = new Npgsql.NpgsqlCommand(
-                $"SELECT action, details FROM audit_entries WHERE gateway = 'node-sg' AND tenant = '{ClusterRelay.RelayTenant}' AND at_ms >= {since} ORDER BY seq", database);
+                "SELECT action, details FROM (SELECT at_ms, seq, action, details, gateway, tenant FROM audit_entries " +
+                "UNION ALL SELECT at_ms, seq, action, details, gateway, tenant FROM audit_chain_entries) e " +
+                $"WHERE gateway = 'node-sg' AND tenant = '{ClusterRelay.RelayTenant}' AND at_ms >= {since} ORDER BY at_ms, seq", database);
             var logged = new List<(string, string?)>();
             await using (var reader = await audit.ExecuteReaderAsync())
             {
