@@ -229,8 +229,7 @@ internal static class DatabaseCommand
 
             // A server still running on the file would keep writing (requests, checkpoints) after the copy was read:
             // spend and audit entries that the cluster would never see.
-            await using var sourceLock = await source.TryLockAsync(ServerDatabaseLock.LockName, ct)
-                ?? throw new CliException($"a sovereign server is using {sourcePath}: stop it first (its last requests, outcomes and checkpoint must be in the copy); nothing was copied.");
+            await using var sourceLock = await LockSourceAsync(source, sourcePath, TimeProvider.System, ct);
 
             // As the server's start would: an older file gets this version's schema (each migration whole or not at all).
             await source.MigrateAsync(ControlPlaneServices.Migrations, ct);
@@ -329,6 +328,15 @@ internal static class DatabaseCommand
     /// Tenants' stored responses are content at rest where the SQLite file is: copied only into a database declared in
     /// the same jurisdiction, never across a border, and never into one whose jurisdiction is not said.
     /// </summary>
+    /// <summary>
+    /// The server's lock on the file to copy, tried as a server's start tries it (<see cref="ServerDatabaseLock.TryTakeSqliteAsync"/>):
+    /// <c>audit verify</c> holds it for an instant to tell whether a server runs, and a copy in that instant refused as
+    /// if one did. A server holds it until it stops, so a copy under a running server is still refused.
+    /// </summary>
+    internal static async Task<IAsyncDisposable> LockSourceAsync(SqlDatabase source, string sourcePath, TimeProvider time, CancellationToken cancellationToken) =>
+        await ServerDatabaseLock.TryTakeSqliteAsync(source, time, cancellationToken)
+            ?? throw new CliException($"a sovereign server is using {sourcePath}: stop it first (its last requests, outcomes and checkpoint must be in the copy); nothing was copied.");
+
     private static async Task CheckStoredContentAsync(SqlDatabase source, string? jurisdiction, CancellationToken cancellationToken)
     {
         await using var connection = await source.OpenAsync(cancellationToken);

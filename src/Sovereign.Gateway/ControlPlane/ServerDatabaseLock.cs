@@ -37,25 +37,15 @@ internal sealed class ServerDatabaseLock(TimeProvider? time = null) : IAsyncDisp
     public async Task TakeSqliteAsync(SqlDatabase database, string databasePath)
     {
         IAsyncDisposable? held;
-        for (var tries = 1; ; tries++)
+        try
         {
-            try
-            {
-                held = await database.TryLockAsync(LockName);
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                throw new DatabaseUnusableException(
-                    $"the data directory {Path.GetDirectoryName(databasePath)} cannot be written ({Reason(ex)}): it must be writable by this user, on a file system mounted " +
-                    "read-write (--data-dir, Sovereign:DataDirectory). Nothing was changed.", ex);
-            }
-
-            if (held is not null || tries == LockTries)
-            {
-                break;
-            }
-
-            await Task.Delay(LockRetryDelay, _time);
+            held = await TryTakeSqliteAsync(database, _time);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new DatabaseUnusableException(
+                $"the data directory {Path.GetDirectoryName(databasePath)} cannot be written ({Reason(ex)}): it must be writable by this user, on a file system mounted " +
+                "read-write (--data-dir, Sovereign:DataDirectory). Nothing was changed.", ex);
         }
 
         _held = held
@@ -63,6 +53,30 @@ internal sealed class ServerDatabaseLock(TimeProvider? time = null) : IAsyncDisp
                 $"another sovereign server is using the database {databasePath}. Two servers on one SQLite file would each keep their own budgets, " +
                 "keys and prices, so a key revoked at one would still work at the other. Stop it, or give this one its own data directory (--data-dir); " +
                 "several gateways share PostgreSQL (Sovereign:Database:Provider) as a cluster.");
+    }
+
+    /// <summary>
+    /// The server's lock on a SQLite file, tried <see cref="LockTries"/> times <see cref="LockRetryDelay"/> apart (a
+    /// probe, <see cref="AnyServerHoldsAsync"/>, holds it for an instant); null when it is still held at the last try (a
+    /// server runs on the file). For a server's start and for <c>sovereign database copy</c>, which took it once and
+    /// refused as if a server ran when it met a probe.
+    /// </summary>
+    public static async Task<IAsyncDisposable?> TryTakeSqliteAsync(SqlDatabase database, TimeProvider time, CancellationToken cancellationToken = default)
+    {
+        for (var tries = 1; ; tries++)
+        {
+            if (await database.TryLockAsync(LockName, cancellationToken) is { } held)
+            {
+                return held;
+            }
+
+            if (tries == LockTries)
+            {
+                return null;
+            }
+
+            await Task.Delay(LockRetryDelay, time, cancellationToken);
+        }
     }
 
     /// <summary>

@@ -65,6 +65,54 @@ public sealed class ServerLockProbeTests : IDisposable
         Assert.Contains("another sovereign server is using the database", refused.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// <c>sovereign database copy</c> takes the same lock, so that no server writes to the file while it is copied; it
+    /// tried once and refused ("a sovereign server is using ...", nothing copied) when it met the probe of an
+    /// <c>audit verify</c>. It tries as a start does now.
+    /// </summary>
+    [Fact]
+    public async Task ACopy_WhileAProbeHoldsTheLock_TakesItOnceTheProbeLetsGo()
+    {
+        var database = SqlDatabase.Sqlite(DatabasePath);
+        var probe = await database.TryLockAsync(ServerDatabaseLock.LockName);
+        Assert.NotNull(probe);
+        var clock = new ManualClock();
+
+        var copy = Sovereign.Cli.Commands.DatabaseCommand.LockSourceAsync(database, DatabasePath, clock, CancellationToken.None);
+        var wait = clock.NextWaitAsync();
+        await Task.WhenAny(copy, wait);
+        Assert.False(copy.IsCompleted, $"the copy ended while the probe held the lock: {copy.Exception?.InnerException?.Message}");
+
+        await probe.DisposeAsync();
+        (await wait)();
+        await using var held = await copy.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Null(await database.TryLockAsync(ServerDatabaseLock.LockName));
+    }
+
+    [Fact]
+    public async Task ACopy_WhileAServerHoldsTheLock_IsRefusedAfterItsFewTries()
+    {
+        var database = SqlDatabase.Sqlite(DatabasePath);
+        await using var running = new ServerDatabaseLock();
+        await running.TakeSqliteAsync(database, DatabasePath);
+        var clock = new ManualClock();
+
+        var copy = Sovereign.Cli.Commands.DatabaseCommand.LockSourceAsync(database, DatabasePath, clock, CancellationToken.None);
+        var waits = 0;
+        while (!copy.IsCompleted)
+        {
+            var wait = clock.NextWaitAsync();
+            if (await Task.WhenAny(copy, wait) == wait)
+            {
+                Assert.True(++waits <= 100, "the copy kept trying");
+                (await wait)();
+            }
+        }
+
+        var refused = await Assert.ThrowsAnyAsync<Exception>(() => copy);
+        Assert.Contains("a sovereign server is using", refused.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>A clock whose timers fire when the test says: each wait the code under test starts is handed over.</summary>
     private sealed class ManualClock : TimeProvider
     {
