@@ -606,12 +606,20 @@ if (responsesFile) {
     if (r.request_id && r.request_id !== id) problem(at, `x-request-id ${r.request_id} differs from x-sovereign-audit-id`);
     const found = byRequest.get(id);
     if (!found) { problem(at, 'no entry has this request_id'); continue; }
-    const decisions = found.filter(e => e.kind === 'inference' && (e.action === 'inference.allowed' || e.action === 'inference.refused'));
-    if (decisions.length === 0) { problem(at, 'no decision entry'); continue; }
-    for (const d of decisions)
-      if (d.jurisdiction !== r.jurisdiction) problem(at, `entry ${d.sequence} says ${d.jurisdiction}, the response said ${r.jurisdiction}`);
-    const refused = decisions.some(d => d.decision === 'refused');
-    if (r.status === 200 && (refused || !found.some(e => e.action === 'inference.completed' && e.details.outcome === 'completed')))
+    const isDecision = e => e.kind === 'inference' && (e.action === 'inference.allowed' || e.action === 'inference.refused');
+    if (!found.some(isDecision)) { problem(at, 'no decision entry'); continue; }
+    // A request may be decided more than once under its id: failed over to another node (a decision per node tried,
+    // possibly in another allowed jurisdiction), or decided again and refused (its tenant's policy changed). The
+    // response answers the decision its outcome followed (the last one before the outcome entry), or the last one when
+    // there is no outcome (a refusal): earlier decisions ran nothing the client received. Entries are in file order,
+    // which is sequence order within a request's chain.
+    const outcomeAt = found.findIndex(e => e.kind === 'inference' && (e.action === 'inference.completed' || e.action === 'inference.interrupted'));
+    const followed = (outcomeAt >= 0 ? found.slice(0, outcomeAt) : found).filter(isDecision).at(-1) ?? found.filter(isDecision).at(-1);
+    if (followed.jurisdiction !== r.jurisdiction)
+      problem(at, `entry ${followed.sequence} says ${followed.jurisdiction}, the response said ${r.jurisdiction}`);
+    const refused = followed.decision === 'refused';
+    const completed = outcomeAt >= 0 && found[outcomeAt].action === 'inference.completed' && found[outcomeAt].details.outcome === 'completed';
+    if (r.status === 200 && (refused || !completed))
       problem(at, 'a 200 without an allowed decision and a completed outcome');
     if (r.status === 403 && !refused) problem(at, 'a 403 without a refused decision');
   }
