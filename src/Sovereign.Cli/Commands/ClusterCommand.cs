@@ -51,8 +51,14 @@ internal static class ClusterCommand
                 }
             }
 
+            // The members that run: a silo declared dead is a process that stopped (the previous process of a member
+            // restarted under its name, or one gone for good), which Orleans keeps in its table for a while. Listed among
+            // the members, an operator read a restarted gateway twice, once dead; they are counted apart, by name.
             var members = new Table().AddColumns("member", "status", "address", "host", "certificate expires");
-            foreach (var m in json.GetProperty("members").EnumerateArray())
+            var all = json.GetProperty("members").EnumerateArray().ToList();
+            var live = all.Where(m => TenantsCommand.Text(m, "status") != "dead").ToList();
+            var departed = all.Where(m => TenantsCommand.Text(m, "status") == "dead").ToList();
+            foreach (var m in live)
             {
                 var expires = m.TryGetProperty("certificate_expires_at", out var at) && at.ValueKind == JsonValueKind.Number
                     ? CliTime.FromUnixMilliseconds(at.GetInt64()) + (m.GetProperty("certificate_expiring").GetBoolean() ? " (soon)" : "")
@@ -61,6 +67,14 @@ internal static class ClusterCommand
             }
 
             AnsiConsole.Write(members);
+            if (departed.Count > 0)
+            {
+                var running = live.Select(m => TenantsCommand.Text(m, "name")).ToHashSet(StringComparer.Ordinal);
+                var restarted = departed.Count(m => running.Contains(TenantsCommand.Text(m, "name")));
+                var gone = departed.Where(m => !running.Contains(TenantsCommand.Text(m, "name"))).Select(m => TenantsCommand.Text(m, "name")).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+                AnsiConsole.MarkupLine($"Stopped processes declared dead in the last 10 minutes, not members: {restarted} of members that run again"
+                    + (gone.Count > 0 ? $"; {gone.Count} of members not running: {string.Join(", ", gone)}" : "") + " ('--json' lists them).");
+            }
 
             var capacity = new Table().AddColumns("jurisdiction", "nodes up", "free slots", "running", "queued");
             foreach (var j in json.GetProperty("jurisdictions").EnumerateArray())
