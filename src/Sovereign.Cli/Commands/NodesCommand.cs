@@ -227,8 +227,20 @@ internal static class NodesCommand
             tokenConnection.Print(result, json, () =>
             {
                 Console.WriteLine(json.GetProperty("token").GetString());
-                Console.Error.WriteLine($"One-time join token for a node in {json.GetProperty("jurisdiction").GetString()}; shown once, valid until {CliTime.FromUnixMilliseconds(json.GetProperty("expires_at").GetInt64())}.");
+                Console.Error.WriteLine($"One-time join token {json.GetProperty("id").GetString()} for a node in {json.GetProperty("jurisdiction").GetString()}; shown once, valid until {CliTime.FromUnixMilliseconds(json.GetProperty("expires_at").GetInt64())} (withdraw it with 'sovereign nodes withdraw-join-token {json.GetProperty("id").GetString()}').");
             });
+        }));
+
+        // A token issued by mistake, or shown where it should not have been: refused by every gateway from then on.
+        var withdrawConnection = new AdminConnection();
+        var withdrawId = new Argument<string>("id") { Description = "The token's id (jt_..., printed by 'nodes join-token'), not its secret." };
+        var withdrawCommand = new Command("withdraw-join-token", "Withdraw a join token not used yet: no gateway admits a node with it from then on.") { withdrawId };
+        withdrawConnection.AddTo(withdrawCommand);
+        withdrawCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
+        {
+            var json = await withdrawConnection.SendAsync(result, HttpMethod.Delete, $"/admin/v1/nodes/join-tokens/{AdminConnection.Segment(result.GetValue(withdrawId))}", null, ct);
+            withdrawConnection.Print(result, json, () => Console.WriteLine(
+                $"Join token {result.GetValue(withdrawId)} withdrawn {CliTime.FromUnixMilliseconds(json.GetProperty("withdrawn_at").GetInt64())}: no gateway admits a node with it."));
         }));
 
         var rmConnection = new AdminConnection();
@@ -246,6 +258,7 @@ internal static class NodesCommand
         command.Subcommands.Add(stateCommand);
         command.Subcommands.Add(drainCommand);
         command.Subcommands.Add(tokenCommand);
+        command.Subcommands.Add(withdrawCommand);
         command.Subcommands.Add(rmCommand);
         return command;
     }

@@ -35,6 +35,7 @@ internal static class NodeJoinApi
     public static void MapNodeJoin(this IEndpointRouteBuilder app, RouteGroupBuilder admin)
     {
         admin.MapPost("/nodes/join-tokens", IssueAsync);
+        admin.MapDelete("/nodes/join-tokens/{id}", WithdrawAsync);
         app.MapPost("/cluster/v1/join", JoinAsync);
     }
 
@@ -94,6 +95,38 @@ internal static class NodeJoinApi
             Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["token_id"] = record.Id, ["jurisdiction"] = record.Jurisdiction, ["pool"] = pool ?? "-", ["device_class"] = deviceClass ?? "-" },
         });
         return Results.Json(new { id = record.Id, token = secret, jurisdiction = record.Jurisdiction, pool, device_class = deviceClass, expires_at = record.ExpiresAt }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
+    }
+
+    /// <summary>
+    /// <c>DELETE /admin/v1/nodes/join-tokens/{id}</c>: withdraws a token not used yet (issued by mistake, or shown where it
+    /// should not have been). Every gateway reads the token at each join, so from the answer on no gateway admits a node
+    /// with it. Audited (<c>node.join_token_withdrawn</c>); again for the same token, the first withdrawal is answered.
+    /// A used token is a 409 naming the node that joined with it: nothing is left to withdraw, the node itself is
+    /// removed (<c>nodes rm</c>) or its certificate revoked.
+    /// </summary>
+    private static async Task<IResult> WithdrawAsync(string id, HttpContext context, ControlPlaneStore store, AuditLog audit, TimeProvider time)
+    {
+        var (outcome, withdrawnAt, usedBy) = await store.WithdrawJoinTokenAsync(id, time.GetUtcNow().ToUnixTimeMilliseconds(), context.RequestAborted);
+        switch (outcome)
+        {
+            case JoinTokenWithdrawal.NotFound:
+                throw new OpenAIException(StatusCodes.Status404NotFound,
+                    $"No join token has the id '{RequestReader.Shorten(id)}' (the id 'sovereign nodes join-token' printed, jt_...; the token's secret is not its id).",
+                    "invalid_request_error", "id", "join_token_not_found");
+            case JoinTokenWithdrawal.Used:
+                throw new OpenAIException(StatusCodes.Status409Conflict,
+                    $"Join token '{id}' was used: node '{usedBy}' joined with it, so there is nothing left to withdraw. To take that node out, drain and remove it (sovereign nodes rm {usedBy}) and revoke its cluster certificate.",
+                    "invalid_request_error", "id", "join_token_used");
+            case JoinTokenWithdrawal.Withdrawn:
+                await audit.AppendAsync(new AuditRecord
+                {
+                    Kind = AuditKind.Admin, Actor = AdminToken.ActorOf(context), Action = "node.join_token_withdrawn",
+                    Details = new Dictionary<string, string> { ["request_id"] = RequestIds.Of(context), ["token_id"] = id },
+                });
+                break;
+        }
+
+        return Results.Json(new { id, withdrawn = true, withdrawn_at = withdrawnAt }, OpenAIJson.Options);
     }
 
     private static async Task<IResult> JoinAsync(

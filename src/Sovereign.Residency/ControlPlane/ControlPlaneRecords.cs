@@ -61,3 +61,19 @@ public sealed record NodeRecord(string Id, string Jurisdiction, NodeKind Kind, s
 /// <see cref="RevokedAt"/>, unix ms).
 /// </summary>
 public sealed record CertificateRevocationRecord(string Kind, string Value, long RevokedAt, string? Reason);
+
+/// <summary>What <see cref="ControlPlaneStore.WithdrawJoinTokenAsync"/> found.</summary>
+public enum JoinTokenWithdrawal
+{
+    /// <summary>The token was unused and is withdrawn now.</summary>
+    Withdrawn,
+
+    /// <summary>The token was withdrawn before (nothing changed).</summary>
+    AlreadyWithdrawn,
+
+    /// <summary>A node joined with the token: there is nothing left to withdraw.</summary>
+    Used,
+
+    /// <summary>No token has this id.</summary>
+    NotFound,
+}

@@ -54,6 +54,7 @@ public sealed class ControlPlaneStore(SqlDatabase database)
         new("controlplane-005-join-token-device-class", ["ALTER TABLE node_join_tokens ADD COLUMN device_class TEXT NULL"]),
         new("controlplane-006-node-prompt-cache", ["ALTER TABLE nodes ADD COLUMN prompt_cache TEXT NULL"]),
         new("controlplane-007-key-expiry", ["ALTER TABLE api_keys ADD COLUMN expires_at BIGINT NULL"]),
+        new("controlplane-008-join-token-withdrawal", ["ALTER TABLE node_join_tokens ADD COLUMN withdrawn_at BIGINT NULL"]),
     ];
 
     /// <summary>The database behind the store.</summary>
@@ -151,7 +152,7 @@ public sealed class ControlPlaneStore(SqlDatabase database)
     /// </summary>
     public async Task<JoinTokenRecord?> FindUsableJoinTokenAsync(string tokenHash, long now, CancellationToken cancellationToken = default) =>
         (await QueryAsync(
-            "SELECT id, token_hash, jurisdiction, pool, created_at, expires_at, device_class FROM node_join_tokens WHERE token_hash = @hash AND used_at IS NULL AND expires_at > @now",
+            "SELECT id, token_hash, jurisdiction, pool, created_at, expires_at, device_class FROM node_join_tokens WHERE token_hash = @hash AND used_at IS NULL AND withdrawn_at IS NULL AND expires_at > @now",
             ReadJoinToken, cancellationToken, ("@hash", tokenHash), ("@now", now))).FirstOrDefault();
 
     /// <summary>
@@ -165,10 +166,40 @@ public sealed class ControlPlaneStore(SqlDatabase database)
         return (await QueryAsync(
             """
             UPDATE node_join_tokens SET used_at = @now, used_by = @node
-            WHERE token_hash = @hash AND used_at IS NULL AND expires_at > @now
+            WHERE token_hash = @hash AND used_at IS NULL AND withdrawn_at IS NULL AND expires_at > @now
             RETURNING id, token_hash, jurisdiction, pool, created_at, expires_at, device_class
             """,
             ReadJoinToken, cancellationToken, ("@hash", tokenHash), ("@node", nodeId), ("@now", now))).FirstOrDefault();
+    }
+
+    /// <summary>
+    /// Withdraws an unused join token: from then on every gateway refuses it (they read the token at each join). Returns
+    /// what became of it: withdrawn now (or before: the first time is kept), already used (by a node that joined:
+    /// withdraw that node instead), or not found.
+    /// </summary>
+    public async Task<(JoinTokenWithdrawal Outcome, long? WithdrawnAt, string? UsedBy)> WithdrawJoinTokenAsync(string id, long now, CancellationToken cancellationToken = default)
+    {
+        using (await database.EnterWriteAsync(cancellationToken))
+        {
+            // One statement decides, so a join consuming the token at the same moment either wins (used) or loses.
+            var withdrawn = await QueryAsync(
+                "UPDATE node_join_tokens SET withdrawn_at = @now WHERE id = @id AND used_at IS NULL AND withdrawn_at IS NULL RETURNING withdrawn_at",
+                r => r.GetInt64(0), cancellationToken, ("@id", id), ("@now", now));
+            if (withdrawn.Count > 0)
+            {
+                return (JoinTokenWithdrawal.Withdrawn, withdrawn[0], null);
+            }
+        }
+
+        var row = (await QueryAsync(
+            "SELECT used_by, withdrawn_at FROM node_join_tokens WHERE id = @id",
+            r => (UsedBy: r.IsDBNull(0) ? null : r.GetString(0), WithdrawnAt: r.IsDBNull(1) ? (long?)null : r.GetInt64(1)), cancellationToken, ("@id", id))).FirstOrDefault();
+        return row switch
+        {
+            { WithdrawnAt: { } at } => (JoinTokenWithdrawal.AlreadyWithdrawn, at, null),
+            { UsedBy: { } node } => (JoinTokenWithdrawal.Used, null, node),
+            _ => (JoinTokenWithdrawal.NotFound, null, null),
+        };
     }
 
     /// <summary>
