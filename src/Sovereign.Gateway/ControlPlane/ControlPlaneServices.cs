@@ -52,6 +52,10 @@ internal static partial class ControlPlaneServices
         services.TryAddSingleton(sp => new DatabaseHealth(new(sp.GetRequiredService<SqlDatabase>), sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), sp.GetRequiredService<ILogger<DatabaseHealth>>()));
         services.AddHostedService(sp => sp.GetRequiredService<DatabaseHealth>());
+        // The outcomes of requests that ended during an outage, written once it ends (event 4140).
+        services.TryAddSingleton(sp => new DeferredOutcomes(new(sp.GetRequiredService<AuditLog>), new(sp.GetRequiredService<UsageLedger>),
+            sp.GetRequiredService<DatabaseHealth>(), sp.GetRequiredService<ILogger<DeferredOutcomes>>()));
+        services.AddHostedService(sp => sp.GetRequiredService<DeferredOutcomes>());
         services.TryAddSingleton(sp => new ControlPlaneStore(sp.GetRequiredService<SqlDatabase>()));
         services.TryAddSingleton(sp => new ResponseStore(sp.GetRequiredService<SqlDatabase>()));
         services.AddHostedService<StoredResponseExpiry>();

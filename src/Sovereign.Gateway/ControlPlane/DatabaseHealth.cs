@@ -265,15 +265,25 @@ internal sealed partial class DatabaseHealth : BackgroundService
         }
     }
 
+    /// <summary>Told when an outage ends (after event 4161): what waited for the database can be written now (<see cref="DeferredOutcomes"/>).</summary>
+    public event Action? Recovered;
+
     private void End()
     {
+        var ended = false;
         lock (_transitions)
         {
-            if (_outage is { } ended)
+            if (_outage is { } outage)
             {
                 Volatile.Write(ref _outage, null);
-                DatabaseAvailableAgain(_logger, ended.Database, (_time.GetUtcNow() - ended.Since).TotalSeconds, ended.Refused);
+                DatabaseAvailableAgain(_logger, outage.Database, (_time.GetUtcNow() - outage.Since).TotalSeconds, outage.Refused);
+                ended = true;
             }
+        }
+
+        if (ended)
+        {
+            Recovered?.Invoke();
         }
     }
 

@@ -499,6 +499,18 @@ public sealed class RequestMetering
     /// </summary>
     public Task ReleaseAsync(RoutedRequest routed, MeterTicket ticket) => SettleAsync(routed, ticket, 0m, 0);
 
+    /// <summary>
+    /// The usage record, at no cost, of a request whose books could not be written when it ended because the database
+    /// was down (its reservation already given back): kept with its outcome entry until the database is back
+    /// (<see cref="ControlPlane.DeferredOutcomes"/>), so the ledger and the audit log agree without a restart.
+    /// </summary>
+    internal UsageRecord UnbilledRecord(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, UsageOutcome outcome, string refusalCode)
+    {
+        var record = UsageRecordOf(routed, ticket, promptTokens, completionTokens, null, outcome, refusalCode);
+        routed.Billed = (record.Cost, record.Currency);
+        return record;
+    }
+
     /// <summary>Settles the reservation at <paramref name="cost"/> and remembers what the budget has left for the next answer's headers.</summary>
     private async Task SettleAsync(RoutedRequest routed, MeterTicket ticket, decimal cost, long usedTokens)
     {

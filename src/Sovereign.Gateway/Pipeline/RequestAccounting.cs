@@ -13,7 +13,7 @@ namespace Sovereign.Gateway.Pipeline;
 /// nothing for work refused before it started). Requests refused before admission hold no reservation:
 /// the stage that refused them recorded the refusal, and a routed one gets its audit outcome here.
 /// </summary>
-internal sealed class RequestAccounting(InferenceRouter router, RequestMetering metering, LanguageRouting languages, DatabaseHealth database, ILogger<RequestAccounting> logger)
+internal sealed class RequestAccounting(InferenceRouter router, RequestMetering metering, LanguageRouting languages, DatabaseHealth database, DeferredOutcomes deferred, ILogger<RequestAccounting> logger)
 {
     public async Task CloseAsync(GovernedRequest request, UsageOutcome outcome)
     {
@@ -26,6 +26,7 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
         span?.SetTag("sovereign.outcome", outcome.ToString().ToLowerInvariant());
         // A decision left pending for admission (its key was rate-limited) is recorded before its outcome.
         router.RecordPendingDecision(route, request.Aborted);
+        var decided = true;
         try
         {
             // The outcome's audit entry follows its decision's in the chain, even for work refused at once.
@@ -33,6 +34,7 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
+            decided = false;
             // No content reached the client without it (work sent while it committed was stopped); the outcome is still recorded below, and the operator is told: once per
             // database outage (4160), or at Error when the database is not the cause.
             Observability.GatewayLog.DecisionAuditFailed(logger, database.IsOutage(ex) ? LogLevel.Debug : LogLevel.Error, ex, route.RequestId);
@@ -81,16 +83,23 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
                 await metering.RefundRequestAsync(request.Http, request.Caller);
             }
         }
-        catch (AuditUnavailableException)
+        catch (AuditUnavailableException unrecorded)
         {
             // Neither committed. The client is billed for what it received: a stream already under way keeps its
             // tokens; an answer not yet sent becomes this 503, recorded as refused at no cost. The ledger records it
-            // alone, the reservation is settled, and the error goes on to the client.
+            // alone, the reservation is settled, and the error goes on to the client. During a database outage the
+            // outcome entry (and the usage record the ledger could not write either) is kept and written once the
+            // database is back (DeferredOutcomes): its decision, committed before, stayed open until a restart.
+            var keep = decided && database.IsOutage(unrecorded);
             if (request.Http.Response.HasStarted)
             {
                 try
                 {
                     await metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode);
+                    if (keep)
+                    {
+                        deferred.Keep(route.RequestId, router.OutcomeRecord(route, usage.PromptTokens, usage.CompletionTokens, outcomeName, request.RefusalCode), null);
+                    }
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException && database.IsOutage(ex))
                 {
@@ -100,23 +109,40 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
                     // tokens never billed. The delivered tokens go unbilled: the outage is logged (4160) and counted.
                     Observability.GatewayLog.StreamNotBilled(logger, route.RequestId, usage.PromptTokens, usage.CompletionTokens);
                     await metering.ReleaseAsync(route, ticket);
+                    if (keep)
+                    {
+                        // Recorded later as failed for want of the audit log: its tokens as delivered, its cost 0.
+                        var unbilled = metering.UnbilledRecord(route, ticket, usage.PromptTokens, usage.CompletionTokens, UsageOutcome.Failed, OpenAIErrorResults.AuditUnavailableCode);
+                        deferred.Keep(route.RequestId, router.OutcomeRecord(route, usage.PromptTokens, usage.CompletionTokens, "failed", OpenAIErrorResults.AuditUnavailableCode), unbilled);
+                    }
                 }
 
                 await TellStreamAsync(request);
             }
             else
             {
+                const string refused = "refused";
                 try
                 {
                     await metering.FinishAsync(route, ticket, 0, 0, null, UsageOutcome.Refused, refusalCode: OpenAIErrorResults.AuditUnavailableCode);
+                    if (keep)
+                    {
+                        deferred.Keep(route.RequestId, router.OutcomeRecord(route, 0, 0, refused, OpenAIErrorResults.AuditUnavailableCode), null);
+                    }
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
                     // The ledger cannot write either (a full disk fails both): nothing ran and nothing is billed, so
                     // the reservation goes back all the same. Held, it counted against the budget until it expired
                     // (30 minutes): once the disk had room again, the tenant was refused 429 for money it never spent.
-                    Observability.GatewayLog.RefusalNotRecorded(logger, database.IsOutage(ex) ? LogLevel.Debug : LogLevel.Error, ex, route.RequestId);
+                    var outage = database.IsOutage(ex);
+                    Observability.GatewayLog.RefusalNotRecorded(logger, outage ? LogLevel.Debug : LogLevel.Error, ex, route.RequestId);
                     await metering.ReleaseAsync(route, ticket);
+                    if (keep && outage)
+                    {
+                        var unbilled = metering.UnbilledRecord(route, ticket, 0, 0, UsageOutcome.Refused, OpenAIErrorResults.AuditUnavailableCode);
+                        deferred.Keep(route.RequestId, router.OutcomeRecord(route, 0, 0, refused, OpenAIErrorResults.AuditUnavailableCode), unbilled);
+                    }
                 }
             }
 

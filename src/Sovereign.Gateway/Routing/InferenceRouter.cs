@@ -512,7 +512,15 @@ public sealed class InferenceRouter(
     /// said only <c>rejected</c>, and the reason was in the usage ledger alone, which is not hash-chained.
     /// </summary>
     public Task CompleteAsync(RoutedRequest request, long promptTokens, long completionTokens, string outcome, string? refusalCode, Storage.ICarriedWrite? carried = null) =>
-        audit.AppendAsync(new AuditRecord
+        audit.AppendAsync(OutcomeRecord(request, promptTokens, completionTokens, outcome, refusalCode), carried);
+
+    /// <summary>
+    /// The outcome entry <see cref="CompleteAsync(RoutedRequest, long, long, string, string?, Storage.ICarriedWrite?)"/>
+    /// appends, built now: an outcome the database could not record is kept as this (no content) until it can
+    /// (<see cref="ControlPlane.DeferredOutcomes"/>).
+    /// </summary>
+    internal AuditRecord OutcomeRecord(RoutedRequest request, long promptTokens, long completionTokens, string outcome, string? refusalCode) =>
+        new()
         {
             Kind = AuditKind.Inference,
             Actor = request.Caller.KeyId ?? request.Caller.TenantId,
@@ -527,7 +535,7 @@ public sealed class InferenceRouter(
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
             Details = WithRefusalCode(BilledDetails(CharacterEquivalentDetails(StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string>(DetailsCapacity, StringComparer.Ordinal) { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request), request.CharacterEquivalent), request.Billed), refusalCode),
-        }, carried);
+        };
 
     /// <summary>
     /// Room for a routed request's usual details (request id, outcome, language and its confidence, cost, currency,

@@ -160,6 +160,18 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
             Assert.Equal(0m, budget.GetProperty("settled").GetDecimal());
             Assert.Equal(10m, budget.GetProperty("remaining").GetDecimal());
             Assert.Equal(1, await LoggedAsync("[4162]"));
+
+            // Its outcome is written once the database is back, without a restart: the decision, committed before the
+            // outage, is closed, and the ledger holds the stream as failed for want of the audit log, at no cost (it
+            // stayed open, an allowed request with no outcome, until the server's next start closed it as interrupted).
+            Assert.Equal(1, await LoggedAsync("DeferredOutcomes[4140]"));
+            var verified = await SendAsync(http, HttpMethod.Post, "/admin/v1/audit/verify", null, 200);
+            Assert.True(verified.GetProperty("valid").GetBoolean(), verified.ToString());
+            Assert.Equal(0, verified.GetProperty("decisions").GetProperty("open").GetInt32());
+            Assert.Equal(1, verified.GetProperty("decisions").GetProperty("completed").GetInt32());
+            var usage = (await SendAsync(http, HttpMethod.Get, "/admin/v1/usage?tenant=t1&group_by=tenant", null, 200)).GetProperty("data")[0];
+            Assert.Equal(1, usage.GetProperty("failed").GetInt32());
+            Assert.Equal(0m, usage.GetProperty("cost").GetDecimal());
         }
         finally
         {

@@ -1,0 +1,205 @@
+using Microsoft.Extensions.Hosting;
+using Sovereign.Metering.Ledger;
+using Sovereign.Residency.Audit;
+
+namespace Sovereign.Gateway.ControlPlane;
+
+/// <summary>
+/// The outcomes of requests that ended while the database could not record them (a stream under way when PostgreSQL
+/// stopped, an answer refused 503 <c>audit_unavailable</c> whose refusal the ledger could not write either): each is
+/// kept here, its outcome entry and usage record built when it ended (no content), and written as soon as the outage
+/// ends (event 4161), in one commit each as a request's books are. Before, their decisions stayed open (an allowed
+/// request with no outcome, which <c>audit verify</c> counts as running) and the ledger lacked their records until the
+/// server's next start closed them as interrupted, with their tokens unknown.
+/// </summary>
+/// <remarks>
+/// Held in memory only: a server stopped before the database is back leaves them open, and its next start (or, in a
+/// cluster, the gateways once it is dead) closes them as interrupted, as before. Bounded by
+/// <see cref="MaxHeld"/> (event 4141 for one not kept). Nothing is billed when written: the reservation was given back
+/// when the request ended, and the record's cost is what the ledger could bill at the time (0 when it could not write).
+/// </remarks>
+internal sealed partial class DeferredOutcomes : BackgroundService
+{
+    /// <summary>The most outcomes kept for the database's return; past it a request's decision stays open until a restart closes it.</summary>
+    public const int MaxHeld = 10_000;
+
+    private readonly Lazy<AuditLog> _audit;
+    private readonly Lazy<UsageLedger> _ledger;
+    private readonly DatabaseHealth _health;
+    private readonly ILogger<DeferredOutcomes> _logger;
+    private readonly Lock _gate = new();
+    private readonly List<Held> _held = [];
+    private readonly SemaphoreSlim _writing = new(1, 1);
+    private readonly SemaphoreSlim _kick = new(0, 1);
+
+    public DeferredOutcomes(Lazy<AuditLog> audit, Lazy<UsageLedger> ledger, DatabaseHealth health, ILogger<DeferredOutcomes> logger)
+    {
+        _audit = audit;
+        _ledger = ledger;
+        _health = health;
+        _logger = logger;
+        health.Recovered += Kick;
+    }
+
+    /// <summary>How many outcomes wait for the database.</summary>
+    public int Count
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _held.Count;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Keeps <paramref name="outcome"/> (and <paramref name="usage"/>, when the ledger could not write it either) to be
+    /// written once the database records requests again. False when <see cref="MaxHeld"/> are kept already.
+    /// </summary>
+    public bool Keep(string requestId, AuditRecord outcome, UsageRecord? usage)
+    {
+        lock (_gate)
+        {
+            if (_held.Count >= MaxHeld)
+            {
+                OutcomeNotKept(_logger, requestId, MaxHeld);
+                return false;
+            }
+
+            _held.Add(new Held(requestId, outcome, usage));
+        }
+
+        if (_health.Problem is null)
+        {
+            Kick(); // the outage ended meanwhile: nothing else would say so
+        }
+
+        return true;
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            // Woken when an outage ends; else every probe interval, in case one was kept after the end was told.
+            await _kick.WaitAsync(DatabaseHealth.OutageProbeInterval, stoppingToken);
+            if (_health.Problem is null && Count > 0)
+            {
+                await WriteAsync(stoppingToken);
+            }
+        }
+    }
+
+    /// <summary>Writes what is kept, oldest first; stops at the first that fails for the database (kept for the next end).</summary>
+    internal async Task<int> WriteAsync(CancellationToken cancellationToken)
+    {
+        await _writing.WaitAsync(cancellationToken);
+        try
+        {
+            var written = 0;
+            while (true)
+            {
+                Held next;
+                lock (_gate)
+                {
+                    if (_held.Count == 0)
+                    {
+                        break;
+                    }
+
+                    next = _held[0];
+                }
+
+                try
+                {
+                    await WriteAsync(next, cancellationToken);
+                    written++;
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException && DatabaseHealth.StorageFault(ex) is not null)
+                {
+                    // Down again: kept, and the next end of the outage writes it.
+                    _health.IsOutage(ex);
+                    break;
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // Not the database (a log found rewritten stops the server anyway): written never, and its decision
+                    // stays open until a restart closes it, as every one did before.
+                    OutcomeNotWritten(_logger, ex, next.RequestId);
+                }
+
+                lock (_gate)
+                {
+                    _held.Remove(next);
+                }
+            }
+
+            if (written > 0)
+            {
+                OutcomesWritten(_logger, written);
+            }
+
+            return written;
+        }
+        finally
+        {
+            _writing.Release();
+        }
+    }
+
+    private async Task WriteAsync(Held held, CancellationToken cancellationToken)
+    {
+        if (held.Usage is null)
+        {
+            await _audit.Value.AppendAsync(held.Outcome, cancellationToken);
+            return;
+        }
+
+        // One commit, as a request's books: the usage record rides in the outcome entry's transaction.
+        if (_ledger.Value.Carry(held.Usage) is { } carried)
+        {
+            await _audit.Value.AppendAsync(held.Outcome, carried, cancellationToken);
+            await carried.Stored;
+        }
+        else
+        {
+            await _ledger.Value.AppendAsync(held.Usage, cancellationToken); // a ledger that commits on its own
+            await _audit.Value.AppendAsync(held.Outcome, cancellationToken);
+        }
+    }
+
+    private void Kick()
+    {
+        try
+        {
+            _kick.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // Already woken.
+        }
+    }
+
+    public override void Dispose()
+    {
+        _health.Recovered -= Kick;
+        _writing.Dispose();
+        _kick.Dispose();
+        base.Dispose();
+    }
+
+    private sealed record Held(string RequestId, AuditRecord Outcome, UsageRecord? Usage);
+
+    [LoggerMessage(EventId = 4140, EventName = "DeferredOutcomesWritten", Level = LogLevel.Information,
+        Message = "The database is back: the outcomes of {Count} requests that ended while it could not record them are written now (their usage records at what the ledger billed, 0 where it could not bill), so their decisions are closed")]
+    private static partial void OutcomesWritten(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 4141, EventName = "DeferredOutcomeNotKept", Level = LogLevel.Warning,
+        Message = "Request {RequestId} ended while the database could not record it, with {Max} other outcomes already waiting for it: its decision stays open until this server's next start closes it as interrupted")]
+    private static partial void OutcomeNotKept(ILogger logger, string requestId, int max);
+
+    [LoggerMessage(EventId = 4142, EventName = "DeferredOutcomeNotWritten", Level = LogLevel.Error,
+        Message = "Request {RequestId}'s outcome, kept while the database was down, could not be written; its decision stays open until this server's next start closes it as interrupted")]
+    private static partial void OutcomeNotWritten(ILogger logger, Exception exception, string requestId);
+}
