@@ -140,9 +140,11 @@ internal static partial class ControlPlaneServices
         // logging handlers are left out: the relay logs what operators need with stable event ids, and they cost a scope
         // and two records on every request.
         services.AddHttpClient(UpstreamProxy.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan)
-            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
+            .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
             {
                 AllowAutoRedirect = false,
+                // The engine address rule on every connection, whatever path stored or set the URL (EngineAddressRule).
+                ConnectCallback = EngineAddressRule.Connector(() => sp.GetRequiredService<IOptions<SovereignOptions>>().Value.AllowLinkLocalEngineUrls),
                 PooledConnectionLifetime = TimeSpan.FromMinutes(5),
                 // Under the engines' own keep-alive (llama-server's and uvicorn's, so vLLM's: 5 s): an idle connection is
                 // dropped here before the engine closes it under a request sent on it.

@@ -47,14 +47,10 @@ internal static class EngineAddressRule
         }
 
         var host = url.IdnHost.TrimEnd('.');
-        if (MetadataNames.Contains(host))
+        var problem = LiteralProblem(url);
+        if (problem is not null || url.HostNameType is UriHostNameType.IPv4 or UriHostNameType.IPv6)
         {
-            return $"names {host}, a cloud's instance metadata service, which hands out the machine's credentials: {Refusal}";
-        }
-
-        if (url.HostNameType is UriHostNameType.IPv4 or UriHostNameType.IPv6 && IPAddress.TryParse(url.DnsSafeHost, out var literal))
-        {
-            return Forbidden(literal) is { } what ? $"is {what}: {Refusal}" : null;
+            return problem;
         }
 
         IPAddress[] addresses;
@@ -78,6 +74,70 @@ internal static class EngineAddressRule
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// What is wrong with <paramref name="url"/>'s host as written, without resolving it (a metadata service's name, a
+    /// link-local or metadata address); null when nothing is, or when only resolving the name could tell. For the
+    /// configuration's fronted engines (<c>Sovereign:Engines</c>), checked at start; a name is checked at each connection.
+    /// </summary>
+    public static string? LiteralProblem(Uri url)
+    {
+        ArgumentNullException.ThrowIfNull(url);
+        var host = url.IdnHost.TrimEnd('.');
+        if (MetadataNames.Contains(host))
+        {
+            return $"names {host}, a cloud's instance metadata service, which hands out the machine's credentials: {Refusal}";
+        }
+
+        return url.HostNameType is UriHostNameType.IPv4 or UriHostNameType.IPv6 && IPAddress.TryParse(url.DnsSafeHost, out var literal) && Forbidden(literal) is { } what
+            ? $"is {what}: {Refusal}"
+            : null;
+    }
+
+    /// <summary>
+    /// The engine client's connect step (<see cref="SocketsHttpHandler.ConnectCallback"/>): the rule again at every
+    /// connection, on the addresses actually connected to, unless <paramref name="allowed"/>. Registration checks a URL
+    /// once, as given; an engine URL stored before the rule existed, set by a path that does not check it (fronted
+    /// engines in the configuration, a database copied or imported) or a name whose DNS record changed since reached
+    /// the address all the same. A refused connection throws <see cref="EngineAddressRefusedException"/> (fail closed:
+    /// nothing is sent), which the relay logs naming the engine (event 4144) and treats as an engine it cannot reach.
+    /// </summary>
+    public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> Connector(Func<bool> allowed)
+    {
+        ArgumentNullException.ThrowIfNull(allowed);
+        return async (context, cancellationToken) =>
+        {
+            var endpoint = context.DnsEndPoint;
+            var host = endpoint.Host.Trim('[', ']').TrimEnd('.');
+            var rule = !allowed();
+            if (rule && MetadataNames.Contains(host))
+            {
+                throw new EngineAddressRefusedException($"{host} names a cloud's instance metadata service, which hands out the machine's credentials: {Refusal}");
+            }
+
+            var addresses = IPAddress.TryParse(host, out var literal) ? [literal] : await Dns.GetHostAddressesAsync(host, cancellationToken);
+            foreach (var address in rule ? addresses : [])
+            {
+                if (Forbidden(address) is { } what)
+                {
+                    throw new EngineAddressRefusedException(literal is null ? $"{host} resolves to {what}: {Refusal}" : $"{host} is {what}: {Refusal}");
+                }
+            }
+
+            // As the handler's own connect: a dual-mode socket, each address in turn, Nagle off.
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(addresses, endpoint.Port, cancellationToken);
+                return new NetworkStream(socket, ownsSocket: true);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        };
     }
 
     /// <summary>Says what <paramref name="address"/> is when an engine may not be there; null when it may.</summary>
@@ -105,3 +165,9 @@ internal static class EngineAddressRule
 
     private const string Refusal = "an engine there is refused unless " + Setting + " is true.";
 }
+
+/// <summary>
+/// A connection to an engine refused by <see cref="EngineAddressRule"/>: its address is link-local or a cloud's metadata
+/// service, and <see cref="EngineAddressRule.Setting"/> is not true. The message names the host and what it is.
+/// </summary>
+internal sealed class EngineAddressRefusedException(string message) : IOException(message);

@@ -114,7 +114,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             KvCacheFits(failures, key, model);
         }
 
-        ValidateEngines(failures, options.Engines, ids, cluster.Value.ServesModels);
+        ValidateEngines(failures, options.Engines, ids, cluster.Value.ServesModels, options.AllowLinkLocalEngineUrls);
         var detected = DetectedLanguages(options.Languages);
         // This process's embedding models: an alias routes chat requests only.
         var embeddingModels = options.Models.Where(m => m?.Kind == ModelKind.Embedding).Select(m => m.Id)
@@ -331,7 +331,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
     }
 
     // A fronted engine's settings fail here, as a registered engine's do at the admin API: the same rules.
-    private static void ValidateEngines(List<string> failures, List<Models.EngineOptions> engines, HashSet<string> ids, bool servesModels)
+    private static void ValidateEngines(List<string> failures, List<Models.EngineOptions> engines, HashSet<string> ids, bool servesModels, bool allowLinkLocal)
     {
         if (engines.Count > 0 && !servesModels)
         {
@@ -356,6 +356,11 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             {
                 // Not echoed: a URL with credentials in it would put them in the log.
                 failures.Add($"{key}:BaseUrl {urlProblem}");
+            }
+            else if (!allowLinkLocal && ControlPlane.EngineAddressRule.LiteralProblem(new Uri(engine.BaseUrl.Trim(), UriKind.Absolute)) is { } addressProblem)
+            {
+                // As a registration refuses it (a name is checked at each connection): it was served from the configuration.
+                failures.Add($"{key}:BaseUrl {addressProblem}");
             }
 
             // Never echoed: it is a secret.

@@ -138,6 +138,11 @@ internal static partial class GatewayLog
     /// billed and its reservation was given back. At Warning, one per stream cut (bounded by the streams in flight at
     /// the failure); the outage itself is 4160.
     /// </summary>
+    /// <summary>At Error: only the operator can mend it (the engine's URL, or the setting), and it refuses every request sent there.</summary>
+    [LoggerMessage(EventId = 4144, EventName = "EngineAddressRefused", Level = LogLevel.Error,
+        Message = "The engine at {Upstream} was not connected to: {Problem} Its URL was stored before this rule, or set where it is not checked (Sovereign:Engines, a copied or imported database), or its name resolves elsewhere now; register it at another address or set the option. The request was treated as unable to reach it")]
+    public static partial void EngineAddressRefused(ILogger logger, string upstream, string problem);
+
     [LoggerMessage(EventId = 4162, EventName = "StreamNotBilled", Level = LogLevel.Warning,
         Message = "Request {RequestId}'s stream was under way when the database failed: its {PromptTokens} prompt and {CompletionTokens} completion tokens could not be recorded or billed, and its budget reservation was given back")]
     public static partial void StreamNotBilled(ILogger logger, string requestId, int promptTokens, int completionTokens);

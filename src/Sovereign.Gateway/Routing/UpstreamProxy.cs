@@ -280,6 +280,13 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
             }
             catch (HttpRequestException ex) when (!aborted.IsCancellationRequested)
             {
+                if (ex.InnerException is ControlPlane.EngineAddressRefusedException refused)
+                {
+                    // Never connected: the engine's URL names an address the rule refuses (stored or set where it was not
+                    // checked). Fail closed, as unreachable (another replica may take it), and tell the operator which.
+                    Observability.GatewayLog.EngineAddressRefused(logger, url.Authority, refused.Message);
+                }
+
                 // No connection, or it failed before the response headers came (the engine died or answered garbage): the
                 // client has received nothing yet, so another replica the policy allows may take the request.
                 throw new UpstreamUnreachableException(ex);
