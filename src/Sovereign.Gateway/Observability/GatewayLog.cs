@@ -138,6 +138,14 @@ internal static partial class GatewayLog
     /// billed and its reservation was given back. At Warning, one per stream cut (bounded by the streams in flight at
     /// the failure); the outage itself is 4160.
     /// </summary>
+    /// <summary>
+    /// A cluster node's stream ended with its own database refusal (<c>audit_unavailable</c>, <c>storage_unavailable</c>)
+    /// after its headers: at Warning, as its unstreamed 503 passed on is (4001); the node logs its outage (4160).
+    /// </summary>
+    [LoggerMessage(EventId = 4143, EventName = "NodeRefusedMidAnswer", Level = LogLevel.Warning,
+        Message = "The node at {Upstream} could not record this request in its database and ended its stream with {Code} after {Delivered} content chunks: its database's refusal, passed on to the client (the node logs its outage), not a fault of the node")]
+    public static partial void NodeRefusedMidAnswer(ILogger logger, string? upstream, string? code, int delivered);
+
     /// <summary>At Error: only the operator can mend it (the engine's URL, or the setting), and it refuses every request sent there.</summary>
     [LoggerMessage(EventId = 4144, EventName = "EngineAddressRefused", Level = LogLevel.Error,
         Message = "The engine at {Upstream} was not connected to: {Problem} Its URL was stored before this rule, or set where it is not checked (Sovereign:Engines, a copied or imported database), or its name resolves elsewhere now; register it at another address or set the option. The request was treated as unable to reach it")]

@@ -175,7 +175,7 @@ internal static class ChatCompletionsEndpoint
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // Headers are sent: the error goes in the stream; the books close (as failed) when the request is disposed.
-            await ServerSentEvents.WriteAsync(response, new OpenAIErrorEnvelope(OpenAIErrorResults.Map(ex, 0).ToError()), aborted);
+            await ServerSentEvents.WriteAsync(response, new OpenAIErrorEnvelope(OpenAIErrorResults.MapStreamed(governed.Http, ex).ToError()), aborted);
             return;
         }
 

@@ -155,7 +155,7 @@ internal static class CompletionsEndpoint
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                await ServerSentEvents.WriteAsync(response, new OpenAIErrorEnvelope(OpenAIErrorResults.Map(ex, 0).ToError()), aborted);
+                await ServerSentEvents.WriteAsync(response, new OpenAIErrorEnvelope(OpenAIErrorResults.MapStreamed(context, ex).ToError()), aborted);
                 return;
             }
 

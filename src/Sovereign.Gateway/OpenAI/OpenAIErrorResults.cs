@@ -22,6 +22,38 @@ internal static class OpenAIErrorResults
     /// <summary>The error code of a request whose local model was unloaded, or whose server is stopping, under it (503).</summary>
     public const string ModelUnavailableCode = "model_unavailable";
 
+    /// <summary>
+    /// Maps an exception that ends a response already under way (an error event in its stream) as <see cref="Map"/>
+    /// does, and counts a refusal because the database is down (<c>sovereign_database_refusals</c>, the outage's count
+    /// in event 4161) as the error middleware counts one answered before the headers: a node's streamed
+    /// <c>audit_unavailable</c> went uncounted on both sides.
+    /// </summary>
+    public static OpenAIException MapStreamed(HttpContext context, Exception exception)
+    {
+        var error = Map(exception, 0);
+        if (error.Code is AuditUnavailableCode or StorageUnavailableCode
+            && context.RequestServices.GetService<ControlPlane.DatabaseHealth>() is { } database && database.IsOutage(exception))
+        {
+            database.CountRefusal();
+            GatewayLog.ErrorAnswered(RequestsLogger(context), context, error.Status, error.Type, error.Code, error.Param, exception, byACaller: true, databaseOutage: true);
+        }
+
+        return error;
+    }
+
+    /// <summary>
+    /// Counts (<c>sovereign_database_refusals</c>) a cluster node's own refusal passed on to the client, its 503 or the
+    /// error event that ended its stream: the node could not record the request in its database (it counts it too, as
+    /// its own answer). Any other error is not counted.
+    /// </summary>
+    public static void CountPassedOnRefusal(HttpContext context, OpenAIException error)
+    {
+        if (error is { Status: >= 500, Code: AuditUnavailableCode or StorageUnavailableCode })
+        {
+            context.RequestServices.GetService<ControlPlane.DatabaseHealth>()?.CountRefusal();
+        }
+    }
+
     /// <summary>Maps an exception from request handling to the client-facing error.</summary>
     public static OpenAIException Map(Exception exception, long maxBodyBytes) => exception switch
     {
@@ -109,6 +141,10 @@ internal static class OpenAIErrorResults
             if (databaseOutage)
             {
                 context.RequestServices.GetRequiredService<ControlPlane.DatabaseHealth>().CountRefusal();
+            }
+            else if (ex is OpenAIException passedOn)
+            {
+                CountPassedOnRefusal(context, passedOn);
             }
 
             GatewayLog.ErrorAnswered(logger, context, error.Status, error.Type, error.Code, error.LoggedParam ?? error.Param, ex, await ByACallerAsync(context, error.Status), databaseOutage);

@@ -125,12 +125,13 @@ internal static partial class ResponsesEndpoint
         {
             UpstreamProxy.NoteRefusedBeforeContent(governed.Http, relay.Progress, ex);
             var failure = relay.Proxy.FailedMidAnswer(relay.Response, true, relay.Progress, ex);
+            OpenAIErrorResults.CountPassedOnRefusal(governed.Http, failure);
             await send(new ResponseErrorEvent(failure.Code, failure.Message, failure.Param));
             return;
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            var error = OpenAIErrorResults.Map(ex, 0);
+            var error = OpenAIErrorResults.MapStreamed(governed.Http, ex);
             await send(new ResponseErrorEvent(error.Code, error.Message, error.Param));
             return;
         }

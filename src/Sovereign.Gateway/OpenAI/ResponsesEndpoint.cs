@@ -307,7 +307,7 @@ internal static partial class ResponsesEndpoint
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // Headers are sent: the error goes in the stream; the books close (as failed) when the request is disposed.
-            var error = OpenAIErrorResults.Map(ex, 0);
+            var error = OpenAIErrorResults.MapStreamed(governed.Http, ex);
             await send(new ResponseErrorEvent(error.Code, error.Message, error.Param));
             return;
         }

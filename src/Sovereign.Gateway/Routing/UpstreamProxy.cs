@@ -326,7 +326,7 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
         {
             // This gateway's decision could not be committed after the node's headers and role chunk were passed on: no
             // content was sent, the relay is stopped, and the stream ends with the refusal (closed as refused, billed 0).
-            await ServerSentEvents.WriteAsync(context.Response, new OpenAIErrorEnvelope(OpenAIErrorResults.Map(ex, 0).ToError()), aborted);
+            await ServerSentEvents.WriteAsync(context.Response, new OpenAIErrorEnvelope(OpenAIErrorResults.MapStreamed(context, ex).ToError()), aborted);
             return new UpstreamResult(null, null, false);
         }
         catch (Exception ex) when (IsFailedMidAnswer(ex, aborted))
@@ -341,6 +341,7 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
                 throw failure;
             }
 
+            OpenAIErrorResults.CountPassedOnRefusal(context, failure);
             await ServerSentEvents.WriteAsync(context.Response, new JsonObject
             {
                 ["error"] = new JsonObject
@@ -372,7 +373,15 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
         if (error is UpstreamErrorEventException engineError)
         {
             // The engine's own error, as it would have answered it unstreamed; only its failures concern the operator.
-            if (engineError.Error.Status >= StatusCodes.Status500InternalServerError)
+            if (engineError.Error.Code is OpenAIErrorResults.AuditUnavailableCode or OpenAIErrorResults.StorageUnavailableCode)
+            {
+                // A cluster node (another Sovereign) that could not record the request in its database ended its stream
+                // with its refusal, after its headers: not a fault of the node (it logs and counts its outage). It was
+                // logged as "failed mid-answer" (4102); passed on in the stream, it is counted where it is written
+                // (OpenAIErrorResults.CountPassedOnRefusal), as the middleware counts it unstreamed.
+                Observability.GatewayLog.NodeRefusedMidAnswer(logger, authority, engineError.Error.Code, progress.DeliveredChunks);
+            }
+            else if (engineError.Error.Status >= StatusCodes.Status500InternalServerError)
             {
                 Observability.GatewayLog.UpstreamFailedMidAnswer(logger, authority, stream, progress.DeliveredChunks);
             }

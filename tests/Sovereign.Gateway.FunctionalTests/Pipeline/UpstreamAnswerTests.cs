@@ -234,6 +234,57 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
         Assert.Equal((4m, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
     }
 
+    /// <summary>
+    /// A cluster node (another Sovereign) whose database cannot record the request ends its stream, after its headers and
+    /// role chunk, with its refusal as an error event. The gateway logged it as the node failing mid-answer (4102, "a
+    /// node fault") and nobody counted it in <c>sovereign_database_refusals</c>; it is the node's database refusal (4143),
+    /// counted as its unstreamed 503 is, and passed on with its code, billed nothing.
+    /// </summary>
+    [Theory]
+    [InlineData("audit_unavailable")]
+    [InlineData("storage_unavailable")]
+    public async Task ANodesStreamedDatabaseRefusal_IsLoggedAsTheNodesRefusal_AndCounted(string code)
+    {
+        await using var engine = await FakeUpstreamEngine.StartAsync(async context =>
+        {
+            context.Response.ContentType = "text/event-stream";
+            await context.Response.WriteAsync("""data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"upstream","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}""" + "\n\n");
+            await context.Response.Body.FlushAsync();
+            await context.Response.WriteAsync($$$"""data: {"error":{"message":"The audit log could not record this request, so it was not run, or its answer was withheld (fail closed). Try again.","type":"server_error","param":null,"code":"{{{code}}}"}}""" + "\n\n");
+        });
+        var (model, tenant, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+        // Counted as this server's sovereign_database_refusals (its /metrics would do, but a test process holds several
+        // servers, whose meters of one name the exporters cannot tell apart): the instrument of this server's factory.
+        var factory = fixture.App.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+        long counted = 0;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Name == "sovereign.database.refusals" && ReferenceEquals(instrument.Meter.Scope, factory))
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref counted, value));
+        listener.Start();
+        var captured = new System.Collections.Concurrent.ConcurrentQueue<(string Category, Microsoft.Extensions.Logging.LogLevel Level, Microsoft.Extensions.Logging.EventId Event, string Message)>();
+        using var capture = new CapturingLoggerProvider(captured);
+        fixture.App.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().AddProvider(capture);
+
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(model, stream: true));
+        var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        capture.Stop();
+
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal(code, JsonDocument.Parse(events[^1]["data:".Length..]).RootElement.GetProperty("error").GetProperty("code").GetString());
+        Assert.DoesNotContain(captured, l => l.Event.Id == 4102);
+        Assert.Contains(captured, l => l.Event.Id == 4143 && l.Level == Microsoft.Extensions.Logging.LogLevel.Warning && l.Message.Contains(code, StringComparison.Ordinal));
+        Assert.Equal(1, Interlocked.Read(ref counted));
+        var (row, _) = await BooksOfAsync(tenant);
+        Assert.Equal(0m, row.GetProperty("cost").GetDecimal());
+    }
+
     [Theory]
     [InlineData("html")]
     [InlineData("no events")]
