@@ -72,4 +72,20 @@ public sealed class JoinTokenStoreTests : IAsyncLifetime
         Assert.Null(await _store.FindUsableJoinTokenAsync("hash-usable", Now));
         Assert.Null(await _store.ConsumeJoinTokenAsync("hash-usable", "node-b", Now));
     }
+
+    [Fact]
+    public async Task Withdraw_AnUnusedToken_IsRefusedByTheLookupAndTheConsume_AndAUsedOneNamesItsNode()
+    {
+        Assert.Equal((JoinTokenWithdrawal.Withdrawn, (long?)Now, (string?)null), await _store.WithdrawJoinTokenAsync("jt_1", Now));
+        Assert.Null(await _store.FindUsableJoinTokenAsync("hash-usable", Now));
+        Assert.Null(await _store.ConsumeJoinTokenAsync("hash-usable", "node-a", Now));
+
+        // Again: the first withdrawal's time, unchanged.
+        Assert.Equal((JoinTokenWithdrawal.AlreadyWithdrawn, (long?)Now, (string?)null), await _store.WithdrawJoinTokenAsync("jt_1", Now + 5));
+
+        await _store.InsertJoinTokenAsync(new JoinTokenRecord("jt_3", "hash-spent", "TH", null, Now - 1000, Now + 60_000, null));
+        Assert.NotNull(await _store.ConsumeJoinTokenAsync("hash-spent", "node-b", Now));
+        Assert.Equal((JoinTokenWithdrawal.Used, (long?)null, (string?)"node-b"), await _store.WithdrawJoinTokenAsync("jt_3", Now));
+        Assert.Equal(JoinTokenWithdrawal.NotFound, (await _store.WithdrawJoinTokenAsync("jt_none", Now)).Outcome);
+    }
 }
