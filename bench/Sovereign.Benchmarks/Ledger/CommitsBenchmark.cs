@@ -1,0 +1,291 @@
+using System.Diagnostics;
+using System.Globalization;
+using Sovereign.Metering.Ledger;
+using Sovereign.Residency.Audit;
+using Sovereign.Storage;
+
+namespace Sovereign.Benchmarks.Ledger;
+
+/// <summary>
+/// The two durable commits of one governed request, alone: an allowed decision's audit entry, then the outcome's entry
+/// with its usage record carried in the same transaction (as the gateway writes them), one request after another on a
+/// fresh SQLite file, each timed. Isolates what the pipeline benchmark measures as its SQLite share from HTTP, grains
+/// and the thread pool, so a change to the statements or pages of a commit reads in microseconds.
+/// </summary>
+public static class CommitsBenchmark
+{
+    /// <summary>Command-line help.</summary>
+    public const string Usage = "commits [--requests N (5000)] [--warmup N (2000)] [--rounds R (3)] [--dir PATH]";
+
+    /// <summary>Runs the benchmark and prints a report; returns the process exit code.</summary>
+    public static async Task<int> RunAsync(string[] args)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        var requests = 5_000;
+        var warmup = 2_000;
+        var rounds = 3;
+        string? dir = null;
+        var floor = false;
+        for (var i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--requests": requests = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--warmup": warmup = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--rounds": rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--dir": dir = args[++i]; break;
+                case "--floor": floor = true; break;
+                default:
+                    Console.Error.WriteLine($"commits: unknown option '{args[i]}'\nusage: {Usage}");
+                    return 2;
+            }
+        }
+
+        dir ??= Path.Combine(Path.GetTempPath(), "sovereign-commits-bench-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var database = SqlDatabase.Sqlite(Path.Combine(dir, "sovereign.db"));
+            if (floor)
+            {
+                await FloorAsync(database, dir, requests, rounds);
+                return 0;
+            }
+
+            var key = OperatorSigningKey.LoadOrCreate(Path.Combine(dir, "operator.key"));
+            await using var audit = await AuditLog.OpenAsync(database, key, new AuditLogOptions
+            {
+                CheckpointMaxAge = TimeSpan.FromSeconds(60),
+                // Never checkpointed while it runs: the WAL's growth counts the pages each commit writes.
+                SqliteWalCheckpointCommits = int.MaxValue,
+            });
+            await using var ledger = await UsageLedger.OpenAsync(database);
+            var load = File.ReadAllText("/proc/loadavg").Split(' ')[..3];
+            Console.WriteLine($"## commits (load {string.Join(' ', load)}, {DateTime.UtcNow:HH:mm} UTC)");
+            Console.WriteLine();
+            Console.WriteLine("| round | requests | decision p50 us | decision mean us | outcome+ledger p50 us | outcome+ledger mean us | both mean us | WAL pages per decision | WAL pages per outcome |");
+            Console.WriteLine("|------:|---------:|----------------:|-----------------:|----------------------:|-----------------------:|-------------:|-----------------------:|----------------------:|");
+            var next = 0;
+            var wal = new FileInfo(Path.Combine(dir, "sovereign.db-wal"));
+            await RunRoundAsync(audit, ledger, wal, warmup, () => next++);
+            for (var round = 1; round <= rounds; round++)
+            {
+                var (decisions, outcomes, decisionPages, outcomePages) = await RunRoundAsync(audit, ledger, wal, requests, () => next++);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {round} | {requests:N0} | {Percentile(decisions, 0.5):F1} | {decisions.Average():F1} | {Percentile(outcomes, 0.5):F1} | {outcomes.Average():F1} | {decisions.Average() + outcomes.Average():F1} | {decisionPages:F2} | {outcomePages:F2} |"));
+            }
+
+            return 0;
+        }
+        finally
+        {
+            try
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    private static async Task<(double[] Decisions, double[] Outcomes, double DecisionPages, double OutcomePages)> RunRoundAsync(
+        AuditLog audit, UsageLedger ledger, FileInfo wal, int requests, Func<int> nextId)
+    {
+        const double Frame = 4096 + 24; // a WAL frame: the page and its header
+        var decisions = new double[requests];
+        var outcomes = new double[requests];
+        long decisionBytes = 0, outcomeBytes = 0;
+        for (var i = 0; i < requests; i++)
+        {
+            var requestId = "req_" + nextId().ToString("x8", CultureInfo.InvariantCulture) + Guid.NewGuid().ToString("N")[..16];
+            wal.Refresh();
+            var before = wal.Exists ? wal.Length : 0;
+            var started = Stopwatch.GetTimestamp();
+            await audit.AppendAsync(Decision(requestId));
+            var decided = Stopwatch.GetTimestamp();
+            wal.Refresh();
+            var between = wal.Length;
+            var resumed = Stopwatch.GetTimestamp();
+            var carried = ledger.Carry(UsageOf(requestId)) ?? throw new InvalidOperationException("the ledger does not carry");
+            await audit.AppendAsync(Outcome(requestId), carried);
+            await carried.Stored;
+            var done = Stopwatch.GetTimestamp();
+            wal.Refresh();
+            decisionBytes += between - before;
+            outcomeBytes += wal.Length - between;
+            decisions[i] = Stopwatch.GetElapsedTime(started, decided).TotalMicroseconds;
+            outcomes[i] = Stopwatch.GetElapsedTime(resumed, done).TotalMicroseconds;
+        }
+
+        return (decisions, outcomes, decisionBytes / Frame / requests, outcomeBytes / Frame / requests);
+    }
+
+    // As the gateway's entries for a chat completion over an external route (InferenceRouter.Allow and CompleteAsync).
+    private static AuditRecord Decision(string requestId) => new()
+    {
+        Kind = AuditKind.Inference,
+        Actor = "key_0123456789abcdef",
+        Action = AuditActions.InferenceAllowed,
+        Tenant = "bench-tenant",
+        KeyId = "key_0123456789abcdef",
+        Model = "mock-model",
+        Gateway = "gateway-1",
+        Node = "mock-engine",
+        Jurisdiction = "TH",
+        Decision = AuditDecision.Allowed,
+        Reasons = ["tenant policy allows TH", "node mock-engine (TH) serves mock-model", "selected mock-engine"],
+        Details = new Dictionary<string, string>(StringComparer.Ordinal) { ["request_id"] = requestId, ["gateway_jurisdiction"] = "TH", ["endpoint"] = "/v1/chat/completions" },
+    };
+
+    private static AuditRecord Outcome(string requestId) => new()
+    {
+        Kind = AuditKind.Inference,
+        Actor = "key_0123456789abcdef",
+        Action = AuditActions.InferenceCompleted,
+        Tenant = "bench-tenant",
+        KeyId = "key_0123456789abcdef",
+        Model = "mock-model",
+        Gateway = "gateway-1",
+        Node = "mock-engine",
+        Jurisdiction = "TH",
+        Decision = AuditDecision.Allowed,
+        PromptTokens = 9,
+        CompletionTokens = 1,
+        Details = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["request_id"] = requestId, ["outcome"] = "completed", ["language"] = "und", ["cost"] = "0.000012", ["currency"] = "USD", ["endpoint"] = "/v1/chat/completions",
+        },
+    };
+
+    private static UsageRecord UsageOf(string requestId) => new()
+    {
+        RequestId = requestId,
+        Timestamp = DateTimeOffset.UtcNow,
+        Tenant = "bench-tenant",
+        KeyId = "key_0123456789abcdef",
+        Model = "mock-model",
+        Node = "mock-engine",
+        Jurisdiction = "TH",
+        PromptTokens = 9,
+        CompletionTokens = 1,
+        DurationMs = 1,
+        Outcome = UsageOutcome.Completed,
+        Cost = 0.000012m,
+        Currency = "USD",
+        PriceVersion = "v1",
+    };
+
+    // What a decision-shaped transaction costs in SQLite itself: one entry and the head's move, begun and committed
+    // through Microsoft.Data.Sqlite's transaction (as the audit log does) or through statements prepared once.
+    private static async Task FloorAsync(SqlDatabase database, string dir, int requests, int rounds)
+    {
+        var key = OperatorSigningKey.LoadOrCreate(Path.Combine(dir, "operator.key"));
+        await (await AuditLog.OpenAsync(database, key)).DisposeAsync();
+        await using var connection = (Microsoft.Data.Sqlite.SqliteConnection)await database.OpenAsync();
+        using (var pragma = connection.CreateCommand())
+        {
+            pragma.CommandText = "PRAGMA wal_autocheckpoint=0";
+            pragma.ExecuteNonQuery();
+        }
+
+        var db = connection.Handle!;
+        using var insert = PreparedStatement.Create(connection,
+            "INSERT INTO audit_entries (" + "seq, at_ms, kind, tenant, key_id, actor, action, model, gateway, node, jurisdiction, decision, decision_code, reasons, prompt_tokens, completion_tokens, details, format, previous_hash, hash" + ") " +
+            "VALUES (@seq, @at, @kind, @tenant, @keyId, @actor, @action, @model, @gateway, @node, @jurisdiction, @decision, @decisionCode, " +
+            "@reasons, @promptTokens, @completionTokens, @details, @format, @previousHash, @hash)");
+        using var head = PreparedStatement.Create(connection, "UPDATE audit_head SET seq = @seq, hash = @hash, updated_at = @at WHERE id = 1");
+        SQLitePCL.raw.sqlite3_prepare_v3(db, "BEGIN IMMEDIATE", SQLitePCL.raw.SQLITE_PREPARE_PERSISTENT, out var begin);
+        SQLitePCL.raw.sqlite3_prepare_v3(db, "COMMIT", SQLitePCL.raw.SQLITE_PREPARE_PERSISTENT, out var commit);
+        long seq = 0;
+        var hash = new string('a', 64);
+        async Task Entry(Microsoft.Data.Sqlite.SqliteTransaction? transaction, bool withEntry)
+        {
+            seq++;
+            var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            if (withEntry)
+            {
+                insert.Set(0, seq); insert.Set(1, at); insert.Set(2, "inference"); insert.Set(3, "bench-tenant"); insert.Set(4, "key_0123456789abcdef");
+                insert.Set(5, "key_0123456789abcdef"); insert.Set(6, "inference.allowed"); insert.Set(7, "mock-model"); insert.Set(8, "gateway-1");
+                insert.Set(9, "mock-engine"); insert.Set(10, "TH"); insert.Set(11, "allowed"); insert.Set(12, (string?)null);
+                insert.Set(13, "[\"tenant policy allows TH\",\"node mock-engine (TH) serves mock-model\",\"selected mock-engine\"]");
+                insert.Set(14, (string?)null); insert.Set(15, (string?)null);
+                insert.Set(16, "{\"request_id\":\"req_0123456789abcdef0123\",\"gateway_jurisdiction\":\"TH\",\"endpoint\":\"/v1/chat/completions\"}");
+                insert.Set(17, 1L); insert.Set(18, hash); insert.Set(19, hash);
+                await insert.ExecuteAsync(transaction!);
+            }
+
+            head.Set(0, seq); head.Set(1, hash); head.Set(2, at);
+            await head.ExecuteAsync(transaction!);
+        }
+
+        var modes = new (string Name, Func<Task> Run)[]
+        {
+            ("Microsoft.Data.Sqlite transaction, entry + head", async () =>
+            {
+                await using var transaction = (Microsoft.Data.Sqlite.SqliteTransaction)await connection.BeginTransactionAsync();
+                await Entry(transaction, true);
+                await transaction.CommitAsync();
+            }),
+            ("prepared BEGIN IMMEDIATE/COMMIT, entry + head", async () =>
+            {
+                SQLitePCL.raw.sqlite3_step(begin); SQLitePCL.raw.sqlite3_reset(begin);
+                await Entry(null, true);
+                SQLitePCL.raw.sqlite3_step(commit); SQLitePCL.raw.sqlite3_reset(commit);
+            }),
+            ("prepared BEGIN IMMEDIATE/COMMIT, head only", async () =>
+            {
+                SQLitePCL.raw.sqlite3_step(begin); SQLitePCL.raw.sqlite3_reset(begin);
+                await Entry(null, false);
+                SQLitePCL.raw.sqlite3_step(commit); SQLitePCL.raw.sqlite3_reset(commit);
+            }),
+            ("prepared BEGIN IMMEDIATE/COMMIT, nothing written", () =>
+            {
+                SQLitePCL.raw.sqlite3_step(begin); SQLitePCL.raw.sqlite3_reset(begin);
+                SQLitePCL.raw.sqlite3_step(commit); SQLitePCL.raw.sqlite3_reset(commit);
+                return Task.CompletedTask;
+            }),
+        };
+
+        var times = modes.Select(_ => new List<double>()).ToArray();
+        for (var round = 0; round < rounds * 10; round++)
+        {
+            for (var m = 0; m < modes.Length; m++)
+            {
+                for (var i = 0; i < requests / 10; i++)
+                {
+                    var started = Stopwatch.GetTimestamp();
+                    await modes[m].Run();
+                    if (round > 0)
+                    {
+                        times[m].Add(Stopwatch.GetElapsedTime(started).TotalMicroseconds);
+                    }
+                }
+            }
+
+            if (round % 5 == 4)
+            {
+                using var checkpoint = connection.CreateCommand();
+                checkpoint.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
+                checkpoint.ExecuteNonQuery();
+            }
+        }
+
+        Console.WriteLine($"## commits --floor (load {string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ')[..3])})");
+        for (var m = 0; m < modes.Length; m++)
+        {
+            var values = times[m].ToArray();
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {modes[m].Name} | p50 {Percentile(values, 0.5):F1} us | p25 {Percentile(values, 0.25):F1} us | mean {values.Average():F1} us |"));
+        }
+
+        begin.Dispose();
+        commit.Dispose();
+    }
+
+    private static double Percentile(double[] values, double p)
+    {
+        var sorted = (double[])values.Clone();
+        Array.Sort(sorted);
+        return sorted[Math.Clamp((int)(p * (sorted.Length - 1)), 0, sorted.Length - 1)];
+    }
+}
