@@ -255,11 +255,10 @@ internal sealed class RequestPipeline(
         // A key the rate limit refused within the interval is admitted before its decision is recorded: refused
         // again, it is counted, not recorded twice more (a flood chose the audit log's length).
         var countRateLimitRefusal = rateLimited.IsLimited(caller);
-        if (countRateLimitRefusal)
-        {
-            context.Items[InferenceRouter.DeferDecisionKey] = true;
-        }
 
+        // The allowed decision's entry is left pending: recorded after admission (a rate-limited key), or committed
+        // on this thread while the admission call is in the grain (below).
+        context.Items[countRateLimitRefusal ? InferenceRouter.DeferDecisionKey : InferenceRouter.DecisionBesideAdmissionKey] = true;
         try
         {
             request.Route = await RouteAsync(context, caller, work);
@@ -268,6 +267,7 @@ internal sealed class RequestPipeline(
         {
             // A failover's decision, made after admission, is recorded at once.
             context.Items.Remove(InferenceRouter.DeferDecisionKey);
+            context.Items.Remove(InferenceRouter.DecisionBesideAdmissionKey);
         }
 
         request.Route.ArrivedAt = request.ArrivedAt;
@@ -287,8 +287,17 @@ internal sealed class RequestPipeline(
         {
             try
             {
-                request.Ticket = await metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens,
+                var admission = metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens,
                     (work as GenerationWorkload)?.MaxTokensParameter, countRateLimitRefusal);
+                if (!countRateLimitRefusal)
+                {
+                    // The grain admits while this thread commits the decision's entry (it used to commit on a pool
+                    // thread from the decision on, and the request waited for that thread's turn). Nothing is sent
+                    // anywhere before the entry is durable, as before.
+                    router.RecordPendingDecisionBesideAdmission(request.Route, context.RequestAborted);
+                }
+
+                request.Ticket = await admission;
             }
             catch (OpenAIException refused) when (RateLimitRefusals.IsRateLimit(refused))
             {

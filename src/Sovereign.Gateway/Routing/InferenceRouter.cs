@@ -658,7 +658,7 @@ public sealed class InferenceRouter(
             Details = details,
         };
 
-        if (context.Items.ContainsKey(DeferDecisionKey))
+        if (context.Items.ContainsKey(DeferDecisionKey) || context.Items.ContainsKey(DecisionBesideAdmissionKey))
         {
             routed.PendingDecision = record;
         }
@@ -686,12 +686,43 @@ public sealed class InferenceRouter(
     /// <summary>Set on a request whose allowed decision is recorded after admission (its key was rate-limited just before).</summary>
     internal static readonly object DeferDecisionKey = new();
 
+    /// <summary>
+    /// Set on a request whose allowed decision the pipeline commits on its own thread once it has sent the admission
+    /// call (<see cref="RecordPendingDecisionBesideAdmission"/>), instead of on a pool thread from the decision on.
+    /// </summary>
+    internal static readonly object DecisionBesideAdmissionKey = new();
+
     /// <summary>Starts appending a decision left pending (<see cref="RoutedRequest.PendingDecision"/>), once.</summary>
     internal void RecordPendingDecision(RoutedRequest routed, CancellationToken aborted)
     {
         if (Interlocked.Exchange(ref routed.PendingDecision, null) is { } record)
         {
             StartAppend(routed, record, aborted);
+        }
+    }
+
+    /// <summary>
+    /// Appends a decision left pending (<see cref="DecisionBesideAdmissionKey"/>), once, on the caller's thread: the
+    /// caller has sent the admission call, so the tenant grain admits while this thread commits. An uncontended append
+    /// commits before this returns; behind another writer's commit it returns at once, its entry queued for that writer.
+    /// Saves the pool thread's hand-off the commit otherwise waited for (on a loaded machine, a wake-up, then another
+    /// back), and no work is sent anywhere before <see cref="RoutedRequest.DecisionRecorded"/> completes, as before.
+    /// </summary>
+    internal void RecordPendingDecisionBesideAdmission(RoutedRequest routed, CancellationToken aborted)
+    {
+        if (Interlocked.Exchange(ref routed.PendingDecision, null) is not { } record)
+        {
+            return;
+        }
+
+        try
+        {
+            routed.DecisionRecorded = Observability.GatewayTelemetry.Source.HasListeners() ? AppendTracedAsync(record, aborted) : audit.AppendAsync(record, aborted);
+        }
+        catch (Exception ex)
+        {
+            // A draft the log refuses (it throws before queueing it) fails the decision's task, as on the pool thread.
+            routed.DecisionRecorded = Task.FromException(ex);
         }
     }
 
