@@ -38,7 +38,7 @@ internal static class PipelineBenchmark
         Report.Machine("pipeline", argv);
 
         await using var mock = await MockEngine.StartAsync();
-        // --set: server settings to compare, e.g. Sovereign:Languages:DetectLanguageOfEveryRequest=false.
+        // --set: server settings to compare, e.g. Sovereign:DetectLanguageOfEveryRequest=false.
         var extra = (args.String("--set") ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(pair => pair.Split('=', 2)).ToDictionary(pair => pair[0], pair => (string?)(pair.Length > 1 ? pair[1] : string.Empty));
         await using var server = await BenchServer.StartAsync(new ServerConfig { DataRoot = null, Extra = extra });
