@@ -7,7 +7,10 @@ ones from the gateway (Nin) or the client (Nd); every other connection by its re
 database, Redis, Orleans).
 report PERF_SCRIPT CONNECTIONS [K]: medians, per path, of the time between each process's first successful read and
 its writes, and of each hop (a write to the reading process's read of it: wake-up included), for the first K bursts
-of writes (writes within 50 us merged); the gateway's other connections while it holds a request before the relay.
+of writes (writes within 50 us merged); the gateway's other connections while it holds a request before the relay;
+and, per path, each member's conversations with the database, Redis or Orleans between reading the request and writing
+the first content (write #2): how many writes, when the last answer came (a commit's end) and how long before write #2
+(0.2-0.3 ms: the content waited for that commit; more: it did not).
 Bursts are paired by their order, so #1 is exact; a later one can pair a write with another burst's read (a burst that
 the reader took in two reads, or two it took in one), which shows as negative steps: read the first ones."""
 import json, os, re, statistics, sys
@@ -105,6 +108,18 @@ def report(script, connections, k):
                 last = t
         return out
 
+    def talks(stats, label, ev, role, start, end):
+        # Its conversations with the database, Redis or Orleans between reading the request and writing the first
+        # content (#2): how many writes, and when the last answer came (a commit's end), from the request's read.
+        held = [e for e in ev if e[1] == role and e[2][1:2] == 'x' and start <= e[0] <= end]
+        for port in sorted({e[2] for e in held}):
+            writes = [e[0] for e in held if e[2] == port and e[3] == 'w']
+            reads = [e[0] for e in held if e[2] == port and e[3] == 'r']
+            stats[f'{label}: writes to {port} before write #2'].append(len(writes))
+            if reads:
+                stats[f'{label}: read to last answer of {port} before write #2'].append(reads[-1] - start)
+                stats[f'{label}: last answer of {port} to write #2'].append(end - reads[-1])
+
     stats = defaultdict(list)
     for q in requests[1:-1]:  # the first and last may be cut by the recording's edges
         ev, t0 = q['ev'], q['t0']
@@ -124,6 +139,8 @@ def report(script, connections, k):
                 stats[f'relayed: gateway hold, writes to {port}'].append(len(writes))
                 if reads:
                     stats[f'relayed: gateway hold, last read of {port} to relay written'].append(g_out[0] - reads[-1])
+            talks(stats, 'relayed: node', ev, 'node', n_in[0], n_out[1])
+            talks(stats, 'relayed: gateway', ev, 'gateway', g_in[0], g_wr[1])
             for i in range(k):
                 stats[f'relayed: node read to its write #{i + 1}'].append(n_out[i] - n_in[0])
                 stats[f'relayed: node write #{i + 1} to gateway read'].append(g_rd[i] - n_out[i])
@@ -135,6 +152,7 @@ def report(script, connections, k):
             if not (n_in and min(len(n_out), len(c_rd)) >= k):
                 continue
             stats['direct: client write to node read'].append(n_in[0] - t0)
+            talks(stats, 'direct: node', ev, 'node', n_in[0], n_out[1])
             for i in range(k):
                 stats[f'direct: node read to its write #{i + 1}'].append(n_out[i] - n_in[0])
                 stats[f'direct: node write #{i + 1} to client read'].append(c_rd[i] - n_out[i])
