@@ -309,6 +309,22 @@ public sealed class SqlDatabase
         }
     }
 
+    /// <summary>
+    /// Whether <paramref name="table"/> exists (in PostgreSQL, on the search path). Asked, not tried: on PostgreSQL a
+    /// failed statement would end the caller's transaction or snapshot.
+    /// </summary>
+    public static async Task<bool> TableExistsAsync(DbConnection connection, string table, DbTransaction? transaction = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        await using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = connection is SqliteConnection
+            ? "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = @table"
+            : "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = @table AND schemaname = ANY (current_schemas(false))";
+        AddParameter(command, "@table", table);
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken) ?? 0L, System.Globalization.CultureInfo.InvariantCulture) > 0;
+    }
+
     /// <summary>Adds a named parameter (the same syntax on both engines).</summary>
     public static DbParameter AddParameter(DbCommand command, string name, object? value)
     {

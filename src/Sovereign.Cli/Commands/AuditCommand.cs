@@ -193,14 +193,14 @@ internal static class AuditCommand
                     throw new Output.CliException($"--tenant '{tenantId}' is not a tenant id (lowercase letters, digits and '-').", Output.ExitCodes.Usage);
                 }
 
-                switch (await TenantKnownAsync(db, tenantId, ct))
+                var holdsTenants = await HoldsTenantsAsync(db, ct);
+                if (!await TenantKnownAsync(db, tenantId, holdsTenants, ct))
                 {
-                    case false when await HoldsTenantsAsync(db, ct):
-                        throw new Output.CliException($"no tenant '{tenantId}' in this database ('sovereign tenants list' shows them); nothing was written.");
-                    case false:
+                    throw new Output.CliException(holdsTenants
+                        ? $"no tenant '{tenantId}' in this database ('sovereign tenants list' shows them); nothing was written."
                         // An audit log alone (no control plane's tables: a copy of the log's tables, a member's own
                         // database): the tenant is known by its entries. It was exit 70, "no such table: tenants".
-                        throw new Output.CliException($"no entry of tenant '{tenantId}' in this database's audit log (it holds the audit log only, no tenants, so the tenant is looked for in its entries); nothing was written.");
+                        : $"no entry of tenant '{tenantId}' in this database's audit log (it holds the audit log only, no tenants, so the tenant is looked for in its entries); nothing was written.");
                 }
             }
 
@@ -555,14 +555,13 @@ internal static class AuditCommand
             : throw new Output.CliException($"--public-key {file.FullName} is not an ECDSA P-256 key, as the operator's key is.", Output.ExitCodes.Usage);
     }
 
-    /// <remarks>Its lines name the command (<paramref name="verb"/>), as every other error line does; they said "sovereign audit:".</remarks>
     /// <summary>
     /// Whether <paramref name="tenant"/> is one this database knows: a tenant of its control plane, or, in a database
     /// holding the audit log only (no <c>tenants</c> table), a tenant some entry of its log names.
     /// </summary>
-    private static async Task<bool> TenantKnownAsync(SqlDatabase database, string tenant, CancellationToken cancellationToken)
+    private static async Task<bool> TenantKnownAsync(SqlDatabase database, string tenant, bool holdsTenants, CancellationToken cancellationToken)
     {
-        if (await HoldsTenantsAsync(database, cancellationToken))
+        if (holdsTenants)
         {
             return await new Residency.ControlPlane.ControlPlaneStore(database).GetTenantAsync(tenant, cancellationToken) is not null;
         }
@@ -570,7 +569,7 @@ internal static class AuditCommand
         await using var connection = await database.OpenAsync(cancellationToken);
         foreach (var table in new[] { "audit_entries", "audit_chain_entries" })
         {
-            if (!await TableExistsAsync(connection, table, cancellationToken))
+            if (!await SqlDatabase.TableExistsAsync(connection, table, cancellationToken: cancellationToken))
             {
                 continue;
             }
@@ -591,19 +590,10 @@ internal static class AuditCommand
     private static async Task<bool> HoldsTenantsAsync(SqlDatabase database, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenAsync(cancellationToken);
-        return await TableExistsAsync(connection, "tenants", cancellationToken);
+        return await SqlDatabase.TableExistsAsync(connection, "tenants", cancellationToken: cancellationToken);
     }
 
-    private static async Task<bool> TableExistsAsync(System.Data.Common.DbConnection connection, string table, CancellationToken cancellationToken)
-    {
-        await using var command = connection.CreateCommand();
-        command.CommandText = connection is Microsoft.Data.Sqlite.SqliteConnection
-            ? "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = @table"
-            : "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = @table AND schemaname = ANY (current_schemas(false))";
-        SqlDatabase.AddParameter(command, "@table", table);
-        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken) ?? 0L, CultureInfo.InvariantCulture) > 0;
-    }
-
+    /// <remarks>Its lines name the command (<paramref name="verb"/>), as every other error line does; they said "sovereign audit:".</remarks>
     private static SqlDatabase? OpenDatabase(string? database, string dataDirectory, string verb)
     {
         if (database is not null && database.StartsWith("postgres:", StringComparison.Ordinal))

@@ -325,10 +325,6 @@ internal static class DatabaseCommand
     }
 
     /// <summary>
-    /// Tenants' stored responses are content at rest where the SQLite file is: copied only into a database declared in
-    /// the same jurisdiction, never across a border, and never into one whose jurisdiction is not said.
-    /// </summary>
-    /// <summary>
     /// The server's lock on the file to copy, tried as a server's start tries it (<see cref="ServerDatabaseLock.TryTakeSqliteAsync"/>):
     /// <c>audit verify</c> holds it for an instant to tell whether a server runs, and a copy in that instant refused as
     /// if one did. A server holds it until it stops, so a copy under a running server is still refused.
@@ -337,6 +333,10 @@ internal static class DatabaseCommand
         await ServerDatabaseLock.TryTakeSqliteAsync(source, time, cancellationToken)
             ?? throw new CliException($"a sovereign server is using {sourcePath}: stop it first (its last requests, outcomes and checkpoint must be in the copy); nothing was copied.");
 
+    /// <summary>
+    /// Tenants' stored responses are content at rest where the SQLite file is: copied only into a database declared in
+    /// the same jurisdiction, never across a border, and never into one whose jurisdiction is not said.
+    /// </summary>
     private static async Task CheckStoredContentAsync(SqlDatabase source, string? jurisdiction, CancellationToken cancellationToken)
     {
         await using var connection = await source.OpenAsync(cancellationToken);

@@ -74,31 +74,16 @@ public sealed class AuditChainScope
     /// older release wrote, read without migrating it (the CLI's audit commands), has none, and so no member chain.
     /// Asked, not tried: on PostgreSQL a failed statement would end the caller's snapshot.
     /// </summary>
-    public static async Task<bool> TablesExistAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(connection);
-        using var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = connection is SqliteConnection
-            ? "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_chain_entries'"
-            : "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = 'audit_chain_entries' AND schemaname = ANY (current_schemas(false))";
-        return AuditStore.ToInt64(await command.ExecuteScalarAsync(cancellationToken) ?? 0L) > 0;
-    }
+    public static Task<bool> TablesExistAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken = default) =>
+        SqlDatabase.TableExistsAsync(connection, "audit_chain_entries", transaction, cancellationToken);
 
     /// <summary>
     /// Whether the database has the member chains' archive records (migration <c>audit-009-member-chain-archives</c>):
     /// a database written by the release that added member chains, read without migrating it, has none, and so no
     /// member chain was archived. Asked, not tried, as <see cref="TablesExistAsync"/>.
     /// </summary>
-    internal static async Task<bool> ArchivesExistAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
-    {
-        using var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = connection is SqliteConnection
-            ? "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_chain_archives'"
-            : "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = 'audit_chain_archives' AND schemaname = ANY (current_schemas(false))";
-        return AuditStore.ToInt64(await command.ExecuteScalarAsync(cancellationToken) ?? 0L) > 0;
-    }
+    internal static Task<bool> ArchivesExistAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken) =>
+        SqlDatabase.TableExistsAsync(connection, "audit_chain_archives", transaction, cancellationToken);
 
     /// <summary>Adds the <c>@chain</c> parameter where the SQL names it.</summary>
     internal void Bind(DbCommand command)
