@@ -38,6 +38,7 @@ internal static partial class ControlPlaneServices
         // Before the cluster is configured: a node joining with a token receives its cluster settings and certificate
         // here (kept in its data directory for later starts); the hosted service checks the certificate before the silo.
         var joinedNow = ClusterJoiner.Prepare(builder);
+        StatedJurisdiction.Prepare(builder.Configuration);
         services.AddHostedService(sp => new ClusterJoiner(sp.GetRequiredService<Cluster.Security.ClusterTlsCredentials>(), sp.GetRequiredService<ILogger<ClusterJoiner>>(), joinedNow));
         builder.AddSovereignCluster();
 

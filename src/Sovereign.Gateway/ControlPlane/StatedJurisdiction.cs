@@ -1,5 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Microsoft.Extensions.Configuration;
+using Sovereign.Gateway.Hosting;
 
 namespace Sovereign.Gateway.ControlPlane;
 
@@ -9,12 +11,53 @@ namespace Sovereign.Gateway.ControlPlane;
 /// node's is bound by its credential, unless the node issues its own with the operator key: it keeps one here too): restarted with <c>Sovereign__Jurisdiction=SG</c> by mistake, gateway-th started
 /// silently as SG, refused its TH tenants and would have passed SG-only tenants' content through a machine in TH,
 /// stating SG on every answer and in the audit log. A start whose jurisdiction differs from the kept one now stops,
-/// naming both; setting one for the first time (a laptop that ran without one) is kept, as is leaving it unset.
+/// naming both; setting one for the first time (a laptop that ran without one) is kept, and a start that leaves it unset
+/// states the kept one (<see cref="Prepare"/>).
 /// </summary>
 internal sealed record StatedJurisdiction([property: JsonPropertyName("jurisdiction")] string Jurisdiction, [property: JsonPropertyName("since")] DateTimeOffset Since)
 {
     /// <summary>The file in the data directory.</summary>
     public const string FileName = "jurisdiction.json";
+
+    /// <summary>
+    /// Before the options are bound: a start that sets no <c>Sovereign:Jurisdiction</c> on a data directory that stated
+    /// one states it again. Restarted without the variable, a TH server warned that it declared no jurisdiction and
+    /// refused TH tenants' language detection ("this gateway is in ZZ") while it served their chat in TH, from its node's
+    /// registration of the earlier start. A node whose jurisdiction its credential binds (configured, or kept from a
+    /// join, which fills the setting itself) is left to that, as <see cref="Check"/> leaves it.
+    /// </summary>
+    public static void Prepare(IConfigurationManager configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        if (!string.IsNullOrWhiteSpace(configuration["Sovereign:Jurisdiction"]))
+        {
+            return;
+        }
+
+        var settings = configuration.GetSection(SovereignOptions.SectionName).Get<SovereignOptions>() ?? new SovereignOptions();
+        var cluster = configuration.GetSection(Cluster.Hosting.SovereignClusterOptions.SectionName).Get<Cluster.Hosting.SovereignClusterOptions>()
+            ?? new Cluster.Hosting.SovereignClusterOptions();
+        if (cluster.Role == Cluster.Hosting.ServerRole.Node && !string.IsNullOrWhiteSpace(settings.NodeCredential))
+        {
+            return;
+        }
+
+        var path = Path.Combine(settings.ResolvedDataDirectory, FileName);
+        StatedJurisdiction? kept;
+        try
+        {
+            kept = File.Exists(path) ? JsonSerializer.Deserialize<StatedJurisdiction>(File.ReadAllText(path)) : null;
+        }
+        catch (Exception ex) when (ex is JsonException or IOException or UnauthorizedAccessException)
+        {
+            kept = null; // the start goes on as undeclared, and says so
+        }
+
+        if (!string.IsNullOrWhiteSpace(kept?.Jurisdiction))
+        {
+            configuration.AddInMemoryCollection([new("Sovereign:Jurisdiction", kept.Jurisdiction)]);
+        }
+    }
 
     /// <summary>Checks <paramref name="configured"/> against the kept jurisdiction, and keeps it at its first start with one.</summary>
     public static void Check(string dataDirectory, string? configured, TimeProvider time)

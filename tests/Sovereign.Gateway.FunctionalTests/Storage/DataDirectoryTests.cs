@@ -1,5 +1,7 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Sovereign.Cli.Commands;
 using Sovereign.Cli.Output;
 using Sovereign.Gateway.ControlPlane;
@@ -164,11 +166,41 @@ public sealed class DataDirectoryTests : IDisposable
         Assert.Contains("jurisdiction.json", line, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
 
-        // Its own jurisdiction (any case), or none (it then refuses every tenant with a policy), starts as before.
+        // Its own jurisdiction (any case), or none (it then states the kept one), starts as before.
         foreach (var jurisdiction in new[] { "th", null })
         {
             await using var again = Build(jurisdiction);
             await again.StartAsync();
+            await again.StopAsync();
+        }
+    }
+
+    /// <summary>
+    /// Found by restarting a TH server without <c>Sovereign__Jurisdiction</c>: it warned that it declared no
+    /// jurisdiction and answered "this gateway is in ZZ" (x-sovereign-jurisdiction: ZZ, language detection refused for TH
+    /// tenants), while its chat still ran in TH from the node registration the first start left. It now states the one
+    /// its data directory kept.
+    /// </summary>
+    [Fact]
+    public async Task AServerRestartedWithoutAJurisdiction_StatesTheOneItsDataDirectoryKept()
+    {
+        await using (var thai = Build("TH"))
+        {
+            await thai.StartAsync();
+            await thai.StopAsync();
+        }
+
+        await using var again = Build();
+        await again.StartAsync();
+        try
+        {
+            Assert.Equal("TH", again.Services.GetRequiredService<IOptions<Sovereign.Gateway.Hosting.SovereignOptions>>().Value.Jurisdiction);
+            using var client = new HttpClient { BaseAddress = new Uri(again.Urls.First()) };
+            using var models = await client.GetAsync(new Uri("/v1/models", UriKind.Relative));
+            Assert.Equal("TH", Assert.Single(models.Headers.GetValues("x-sovereign-jurisdiction")));
+        }
+        finally
+        {
             await again.StopAsync();
         }
     }
