@@ -179,6 +179,24 @@ public sealed class CliTests(ServerFixture server) : IDisposable
         Assert.All(files, f => Assert.False(f.Source.ReloadOnChange, f.Source.Path));
     }
 
+    /// <summary>
+    /// The built-in test model's warning says "To serve a real model: sovereign serve --model /path/to/model.gguf (or
+    /// set Sovereign__Models__0__Path)", and the README shows that variable alone; set alone, the start stopped with
+    /// "Sovereign:Models:0:Id is required". A model configured by its path alone is named after its file, as
+    /// <c>--model PATH</c> names it.
+    /// </summary>
+    [Fact]
+    public async Task Settings_AModelPathWithoutAnId_IsNamedAfterItsFile_AsTheModelFlagNamesIt()
+    {
+        var config = Path.Combine(_directory, "sovereign.json");
+        File.WriteAllText(config, $$$"""{"Sovereign":{"BuiltInEmbeddings":false,"Models":[{"Path":"{{{TestModels.Stories260K}}}","Parallel":1,"Threads":1}]}}""");
+        await using var app = ServeCommand.Build(new ServeSettings { ConfigFile = config, DataDirectory = _directory, Urls = "http://127.0.0.1:0" }, []);
+
+        var options = app.Services.GetRequiredService<IOptions<SovereignOptions>>().Value;
+
+        Assert.Equal(Path.GetFileNameWithoutExtension(TestModels.Stories260K), Assert.Single(options.Models).Id);
+    }
+
     [Fact]
     public async Task Serve_BadSetting_StopsTheStartNamingIt()
     {

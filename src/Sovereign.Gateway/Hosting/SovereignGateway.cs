@@ -33,6 +33,7 @@ public static class SovereignGateway
         ArgumentNullException.ThrowIfNull(builder);
         var services = builder.Services;
         services.AddOptions<SovereignOptions>().BindConfiguration(SovereignOptions.SectionName).ValidateOnStart();
+        services.PostConfigure<SovereignOptions>(NameModelsAfterTheirFiles);
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SovereignOptions>, SovereignOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(sp => new EngineMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()));
@@ -89,6 +90,22 @@ public static class SovereignGateway
         services.PostConfigure<LoggerFilterOptions>(filters => KeepOff(filters, HostingDiagnosticsCategory));
         QuietLogging(builder.Logging);
         return builder;
+    }
+
+    /// <summary>
+    /// A model configured by its path alone (<c>Sovereign__Models__0__Path</c>, as the test model's warning and the
+    /// README suggest) is named after its file, as <c>--model PATH</c> names it; it stopped the start with
+    /// "Sovereign:Models:0:Id is required".
+    /// </summary>
+    private static void NameModelsAfterTheirFiles(SovereignOptions options)
+    {
+        foreach (var model in options.Models)
+        {
+            if (string.IsNullOrWhiteSpace(model.Id) && !string.IsNullOrWhiteSpace(model.Path))
+            {
+                model.Id = Path.GetFileNameWithoutExtension(model.Path.Trim());
+            }
+        }
     }
 
     /// <summary>Maps /v1, /health, /ready and /metrics. Call after <see cref="AddSovereignGateway"/>.</summary>
