@@ -144,6 +144,14 @@ internal sealed class AdminConnection
                 && error.TryGetProperty("message", out var said) && said.ValueKind == JsonValueKind.String
                 ? said.GetString()
                 : text.Length > 0 ? text : $"{response.ReasonPhrase} (no body)";
+            if (response.StatusCode == System.Net.HttpStatusCode.Unauthorized)
+            {
+                // The server says what it needs, not which token this command sent: an operator who followed the README
+                // tour (~/.sovereign) and then started a server on --data-dir /var/lib/sovereign sent the tour's token.
+                message += $" The token sent came from {source}: give this server's operator token, its Sovereign__AdminToken or the "
+                    + $"{AdminToken.FileName} file in its data directory (--data-dir DIR on its machine, --admin-token or SOVEREIGN_ADMIN_TOKEN).";
+            }
+
             throw new AdminException($"{(int)response.StatusCode}: {message}", response.StatusCode == System.Net.HttpStatusCode.PreconditionFailed);
         }
 

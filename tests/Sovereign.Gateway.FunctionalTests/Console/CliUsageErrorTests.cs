@@ -294,4 +294,29 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
         Assert.Contains("--data-dir", stderr, StringComparison.Ordinal);
         Assert.Contains(Path.Combine(_directory, "admin-token") + " not found", stderr, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// Found by following the README's tour (its token in ~/.sovereign/admin-token) and then the operator guide's
+    /// <c>serve --data-dir /var/lib/sovereign</c>: the admin commands sent the tour's token and printed "401: The admin API
+    /// needs the operator token (Authorization: Bearer &lt;admin token&gt;); tenant keys are not accepted here.", naming
+    /// neither the token's source nor how to give the right one.
+    /// </summary>
+    [Fact]
+    public async Task AnAdminCommandWhoseTokenIsRefused_NamesWhereItCameFrom_AndHowToGiveTheServersOwn()
+    {
+        var file = Path.Combine(_directory, "admin-token");
+        await File.WriteAllTextAsync(file, "not-this-servers-token-0123456789");
+
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(
+            new Dictionary<string, string?> { ["SOVEREIGN_ADMIN_TOKEN"] = null, ["Sovereign__DataDirectory"] = null },
+            "tenants", "list", "--url", fixture.Url, "--data-dir", _directory);
+
+        Assert.Equal(ExitCodes.Failed, exit);
+        Assert.Equal("", stdout);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("401", line, StringComparison.Ordinal);
+        Assert.Contains($"The token sent came from {file}", line, StringComparison.Ordinal);
+        Assert.Contains("--admin-token", line, StringComparison.Ordinal);
+        Assert.Contains("--data-dir", line, StringComparison.Ordinal);
+    }
 }
