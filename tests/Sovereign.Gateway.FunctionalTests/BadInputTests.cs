@@ -215,6 +215,8 @@ public sealed class BadInputTests(ServerFixture server)
 
         Assert.Equal(404, status);
         Assert.Equal("model_not_found", body.GetProperty("error").GetProperty("code").GetString());
+        // OpenAI's words, then what to do: a misspelt model id said only that it did not exist.
+        Assert.EndsWith("does not exist or you do not have access to it. GET /v1/models lists the models you can use.", body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
         Assert.Equal("model", body.GetProperty("error").GetProperty("param").GetString());
     }
 

@@ -43,7 +43,7 @@ internal sealed class OpenAIException(int status, string message, string type, s
         new(StatusCodes.Status400BadRequest, message, "invalid_request_error", param, code);
 
     public static OpenAIException ModelNotFound(string model) =>
-        new(StatusCodes.Status404NotFound, $"The model '{RequestReader.Shorten(model ?? "")}' does not exist or you do not have access to it.", "invalid_request_error", "model", "model_not_found");
+        new(StatusCodes.Status404NotFound, $"The model '{RequestReader.Shorten(model ?? "")}' does not exist or you do not have access to it. GET /v1/models lists the models you can use.", "invalid_request_error", "model", "model_not_found");
 
     /// <summary>A missing, unknown or revoked key: OpenAI's own 401 is typed <c>invalid_request_error</c> with code <c>invalid_api_key</c>.</summary>
     public static OpenAIException Unauthorized(string message) =>
