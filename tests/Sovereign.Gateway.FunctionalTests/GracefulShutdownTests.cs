@@ -59,7 +59,21 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
     [Fact]
     public async Task Sigterm_InFlightRequestFinishesAndLeavesItsEvidence()
     {
-        using var server = await ServeProcess.StartAsync(_data, _port, _engine.Urls.First(), "held");
+        // Serve says it is draining while the request is held (it printed only the host's "Application is shutting
+        // down..." and then nothing until the requests in flight had finished), and says when it has stopped.
+        var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var stopped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var server = await ServeProcess.StartAsync(_port, ["--engine", _engine.Urls.First(), "--engine-model", "held", "--data-dir", _data], output: line =>
+        {
+            if (line.StartsWith("sovereign serve: stopping: requests in flight have up to 30 s to finish", StringComparison.Ordinal))
+            {
+                stopping.TrySetResult();
+            }
+            else if (line == "sovereign serve: stopped.")
+            {
+                stopped.TrySetResult();
+            }
+        });
         try
         {
             using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}"), Timeout = TimeSpan.FromMinutes(2) };
@@ -75,6 +89,8 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
             // System.CommandLine ended the process 2 s after the signal, whatever the host was still finishing.
             await Task.WhenAny(server.WaitForExitAsync(), Task.Delay(TimeSpan.FromSeconds(5)));
             Assert.False(server.HasExited, "serve exited with a request in flight");
+            await stopping.Task.WaitAsync(TimeSpan.FromMinutes(1));
+            Assert.False(stopped.Task.IsCompleted, "serve said it had stopped with a request in flight");
             _release.TrySetResult();
 
             using var response = await answer;
@@ -83,6 +99,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
             using var exited = new CancellationTokenSource(TimeSpan.FromMinutes(1));
             await server.WaitForExitAsync(exited.Token);
             Assert.Equal(0, server.ExitCode);
+            await stopped.Task.WaitAsync(TimeSpan.FromMinutes(1));
 
             using var connection = new SqliteConnection($"Data Source={Path.Combine(_data, "sovereign.db")};Mode=ReadOnly;Pooling=False");
             connection.Open();

@@ -216,6 +216,12 @@ internal static partial class ServeCommand
             await app.StartAsync(cancellationToken);
             await WarnWhenOpenBeyondThisMachineAsync(app, options, cancellationToken);
             await Console.Error.WriteLineAsync($"sovereign serve: ready on {string.Join(", ", app.Urls)} (console: {app.Urls.First().TrimEnd('/')}/console).");
+            // Ctrl+C or SIGTERM printed only the host's "Application is shutting down...", then nothing for up to the
+            // shutdown timeout while requests in flight finished: an operator could not tell a drain from a hang.
+            var drain = app.Services.GetRequiredService<IOptions<HostOptions>>().Value.ShutdownTimeout;
+            app.Lifetime.ApplicationStopping.Register(() => Console.Error.WriteLine(
+                $"sovereign serve: stopping: requests in flight have up to {drain.TotalSeconds:0} s to finish (a stream still running then is cut, billed for what it delivered); "
+                + "then their outcomes are recorded and the audit log is signed."));
         }
         catch (InvalidDataException ex) when (ex.InnerException is { } parse)
         {
@@ -301,6 +307,7 @@ internal static partial class ServeCommand
             }
         }
 
+        await Console.Error.WriteLineAsync("sovereign serve: stopped.");
         return 0;
     }
 
