@@ -187,6 +187,18 @@ public sealed class ServeFlagsTests : IDisposable
         Assert.Equal("sovereign serve: loading the built-in test model...", ServeCommand.LoadingLine(options, servesModels: true));
     }
 
+    /// <summary>
+    /// The operator guide's <c>serve --model llama-3.1-8b</c> (a registered model by its id, no path) said "loading 1
+    /// model(s): llama-3.1-8b (missing)..." and then loaded it: the line looked for a file at the empty path.
+    /// </summary>
+    [Fact]
+    public void AModelFromTheRegistry_IsSaidToComeFromIt_NotMissing()
+    {
+        var options = new Hosting.SovereignOptions { Models = [new Sovereign.Inference.Engine.ModelOptions { Id = "llama-3.1-8b" }] };
+
+        Assert.Equal("sovereign serve: loading 1 model(s): llama-3.1-8b (from the registry)...", ServeCommand.LoadingLine(options, servesModels: true));
+    }
+
     private static Microsoft.AspNetCore.Builder.WebApplication Build(ServeSettings settings) =>
         ServeCommand.Build(settings with
         {

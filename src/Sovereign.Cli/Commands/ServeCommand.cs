@@ -456,8 +456,10 @@ internal static partial class ServeCommand
         Message = "The server does not start: the audit log was truncated or rewritten, so nothing is appended to it or signed over it. {Reason}")]
     private static partial void LogAuditRefused(ILogger logger, string reason);
 
-    private static string SizeOf(string path) =>
-        File.Exists(path) ? string.Create(CultureInfo.InvariantCulture, $"{new FileInfo(path).Length / (1024.0 * 1024.0):F0} MiB") : "missing";
+    // A model named by its id alone comes from the registry (its file is checked there): it was said to be "missing".
+    private static string SizeOf(string? path) =>
+        string.IsNullOrWhiteSpace(path) ? "from the registry"
+        : File.Exists(path) ? string.Create(CultureInfo.InvariantCulture, $"{new FileInfo(path).Length / (1024.0 * 1024.0):F0} MiB") : "missing";
 
     /// <summary>The engine the <c>--engine</c> flags name, or null when they name none.</summary>
     internal static Gateway.Models.EngineOptions? ParseEngine(string? baseUrl, IReadOnlyList<string> chat, IReadOnlyList<string> embedding, int? capacity, string? apiKey, string? promptCache = null)
