@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
+using System.Runtime.InteropServices;
 using Sovereign.Cli.Commands;
 using Sovereign.Cli.Output;
 
@@ -47,22 +48,50 @@ if (parse.Errors.Count > 0)
     return ExitCodes.Usage;
 }
 
+// Ctrl+C in any other command is taken here, not by System.CommandLine: its handler cancelled the command's token and
+// what the command waited on threw, which read as "the server did not answer in time." or "cannot reach the server
+// (Operation canceled)", exit 4 (unreachable), for a server that was answering. The flag is set before the token is
+// cancelled, so whatever fails after the signal is said as the interruption; a command that does not notice (chat
+// waiting for a line) is ended 2 s later, as System.CommandLine ended it.
+var interrupted = 0;
+var said = 0;
+using var cancel = new CancellationTokenSource();
+using var interrupt = name == "serve" ? null : PosixSignalRegistration.Create(PosixSignal.SIGINT, signal =>
+{
+    signal.Cancel = true;
+    if (Interlocked.Exchange(ref interrupted, 1) == 0)
+    {
+        cancel.Cancel();
+        _ = Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None).ContinueWith(_ => Environment.Exit(Interrupted()), TaskScheduler.Default);
+    }
+});
 try
 {
     // serve leaves SIGTERM and Ctrl+C to its host, which stops taking requests, finishes those in flight (up to its
     // shutdown timeout), records their outcomes and signs a last audit checkpoint. System.CommandLine's own handler
     // ended the process 2 s after the signal, cutting answers off with neither their outcome nor their usage recorded.
-    var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
-    if (name == "serve")
-    {
-        invocation.ProcessTerminationTimeout = null;
-    }
-
-    return await parse.InvokeAsync(invocation);
+    var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null };
+    var exit = await parse.InvokeAsync(invocation, cancel.Token);
+    return Volatile.Read(ref interrupted) == 1 ? Interrupted() : exit;
+}
+catch (Exception) when (Volatile.Read(ref interrupted) == 1)
+{
+    return Interrupted();
 }
 catch (Exception ex)
 {
     return CliErrors.Report(name, ex, UrlOf(parse));
+}
+
+// Said once, whether the command or the 2 s bound ends first.
+int Interrupted()
+{
+    if (Interlocked.Exchange(ref said, 1) == 0)
+    {
+        Console.Error.WriteLine($"sovereign {name}: interrupted.");
+    }
+
+    return ExitCodes.Interrupted;
 }
 
 static string CommandName(ParseResult parse)

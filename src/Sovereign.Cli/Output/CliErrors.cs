@@ -35,6 +35,9 @@ internal static class ExitCodes
     /// <summary><c>serve</c> stopped because the cluster's membership table was lost (Redis restarted empty): start it again (EX_TEMPFAIL).</summary>
     public const int MembershipLost = Cluster.Hosting.MembershipTableWatch.LostTableExitCode;
 
+    /// <summary>Interrupted by the user (Ctrl+C), as shells report a command ended by SIGINT.</summary>
+    public const int Interrupted = 130;
+
     /// <summary>A defect in sovereign itself; the message says where to look.</summary>
     public const int InternalError = 70;
 }
