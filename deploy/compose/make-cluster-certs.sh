@@ -2,7 +2,9 @@
 # Creates the example cluster's certificate authority and one certificate per member (gateways and nodes
 # authenticate each other with them: mutual TLS between silos; a member without one cannot join), with the sovereign
 # CLI in the image. Writes ./tls/ca (the CA; its key stays here, never in a container) and ./tls/<member>/.
-# Run it again to rotate the members' certificates (the CA is kept), then restart the members one at a time.
+# Run it again to rotate the members' certificates (the CA is kept): each member reads its files again when they change
+# and uses the new pair from its next connection on (event 3016), no restart (docs/operator-guide.md, "Rotate a member's
+# certificate").
 set -euo pipefail
 cd "$(dirname "$0")"
 image="${SOVEREIGN_IMAGE:-sovereign:dev}"
