@@ -50,13 +50,18 @@ public sealed class AuditExportAuditOnlyTests : IAsyncLifetime
         var export = Path.Combine(_directory, "acme.jsonl");
         var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", _directory, "--tenant", "acme", "-o", export);
         Assert.True(exit == 0, $"exit {exit}: {stderr}");
-        Assert.Matches(@"Wrote \d+ entries \(1 of other tenants as hashes only\)", stdout);
+        // The count is every entry the file holds, as verify-export counts them: "Wrote 6 entries (6 of other tenants as
+        // hashes only)" read as six entries, all of others, for a file of twelve (six in full).
+        var wrote = Assert.Single(System.Text.RegularExpressions.Regex.Matches(stdout, @"Wrote (\d+) entries \((\d+) in full, 1 of other tenants as hashes only\)"));
+        Assert.Equal(int.Parse(wrote.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture) + 1, int.Parse(wrote.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
         var (pemExit, pem, pemError) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", _directory);
         Assert.True(pemExit == 0, pemError);
         var publicKey = Path.Combine(_directory, "operator.pub.pem");
         await File.WriteAllTextAsync(publicKey, pem);
-        (exit, _, stderr) = await CliProcess.RunAsync("audit", "verify-export", export, "--public-key", publicKey);
+        string checkedOut;
+        (exit, checkedOut, stderr) = await CliProcess.RunAsync("audit", "verify-export", export, "--public-key", publicKey);
         Assert.True(exit == 0, $"exit {exit}: {stderr}");
+        Assert.Contains($"Checked {wrote.Groups[1].Value} entries", checkedOut, StringComparison.Ordinal);
 
         var ghost = Path.Combine(_directory, "ghost.jsonl");
         (exit, _, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", _directory, "--tenant", "ghost", "-o", ghost);

@@ -223,7 +223,7 @@ internal static class AuditCommand
                 var cluster = await AuditClusterExport.WriteAsync(db, key, result.GetValue(tenant), start, end, stream, witness, ct);
                 if (file is not null)
                 {
-                    Console.WriteLine($"Wrote {cluster.Entries} entries ({cluster.Redacted} of other tenants as hashes only) of {cluster.Chains.Count} chains to {file.FullName}.");
+                    Console.WriteLine($"Wrote {cluster.Entries + cluster.Redacted} entries ({cluster.Entries} in full, {cluster.Redacted} of other tenants as hashes only) of {cluster.Chains.Count} chains to {file.FullName}.");
                     foreach (var chain in cluster.Chains)
                     {
                         Console.WriteLine(chain.FirstSequence is { } first
@@ -238,7 +238,8 @@ internal static class AuditCommand
             var summary = await AuditExport.WriteAsync(db, key, result.GetValue(tenant), start, end, stream, witness, ct);
             if (file is not null)
             {
-                Console.WriteLine($"Wrote {summary.Entries} entries ({summary.Redacted} of other tenants as hashes only) to {file.FullName}.");
+                // Every entry of the file, as verify-export counts them: "Wrote 6 entries (6 of other tenants ...)" was a file of 12.
+                Console.WriteLine($"Wrote {summary.Entries + summary.Redacted} entries ({summary.Entries} in full, {summary.Redacted} of other tenants as hashes only) to {file.FullName}.");
             }
 
             return 0;
