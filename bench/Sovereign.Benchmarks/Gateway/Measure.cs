@@ -42,6 +42,12 @@ internal sealed record RunStats(Dist Latency, int Errors, TimeSpan Elapsed, Time
     /// <summary>Full (gen 2) collections during the run.</summary>
     public int Gen2 { get; init; }
 
+    /// <summary>Collections of any generation during the run (each gen 1 or gen 2 collection is also a gen 0 one).</summary>
+    public int Gen0 { get; init; }
+
+    /// <summary>Gen 1 collections during the run (gen 2 ones included).</summary>
+    public int Gen1 { get; init; }
+
     /// <summary>The process's context switches during the run (every thread that slept and was woken, or was preempted).</summary>
     public long ContextSwitches { get; init; }
 
@@ -75,6 +81,7 @@ internal static class Driver
         var written = ProcessSwitches.BytesWritten();
         var workItems = ThreadPool.CompletedWorkItemCount;
         var (pause, gen2) = (GC.GetTotalPauseDuration(), GC.CollectionCount(2));
+        var (gen0, gen1) = (GC.CollectionCount(0), GC.CollectionCount(1));
         var clock = Stopwatch.StartNew();
         for (var i = 0; i < count; i++)
         {
@@ -97,6 +104,8 @@ internal static class Driver
         {
             GcPause = GC.GetTotalPauseDuration() - pause,
             Gen2 = GC.CollectionCount(2) - gen2,
+            Gen0 = GC.CollectionCount(0) - gen0,
+            Gen1 = GC.CollectionCount(1) - gen1,
             ContextSwitches = ProcessSwitches.Count() - switches,
             BytesWritten = ProcessSwitches.BytesWritten() - written,
             PoolWorkItems = ThreadPool.CompletedWorkItemCount - workItems,

@@ -146,6 +146,12 @@ internal static class PipelineBenchmark
             ["added by the gateway", "+" + Report.Ms(g.P50 - d.P50), "+" + Report.Ms(g.P99 - d.P99), "+" + Report.Ms(gatewayCpuPerRequest - directCpuPerRequest), "+" + Report.N(gatewaySwitches - directSwitches, "0.0"), "+" + Report.N(gatewayItems - directItems, "0.0"), "+" + Report.N(gatewayBytes - directBytes, "0.0"), ""],
         ]);
         Console.WriteLine();
+        // The slowest 1% at one connection: how many collections (each pauses every thread) fell in each path's runs.
+        Console.WriteLine(FormattableString.Invariant(
+            $"GC at one connection: direct {directRuns.Sum(r => r.Gen0)} collections (gen1 {directRuns.Sum(r => r.Gen1)}, gen2 {directRuns.Sum(r => r.Gen2)}), paused {directRuns.Sum(r => r.GcPause.TotalMilliseconds):0.0} ms; ") +
+            FormattableString.Invariant(
+            $"governed {gatewayRuns.Sum(r => r.Gen0)} collections (gen1 {gatewayRuns.Sum(r => r.Gen1)}, gen2 {gatewayRuns.Sum(r => r.Gen2)}), paused {gatewayRuns.Sum(r => r.GcPause.TotalMilliseconds):0.0} ms, longest-1% requests {g.Q(0.99):0.00}-{g.Q(1.0):0.00} ms"));
+        Console.WriteLine();
 
         Console.WriteLine(FormattableString.Invariant($"## Throughput with {callers} concurrent callers ({seconds} s per path and round)"));
         Console.WriteLine();

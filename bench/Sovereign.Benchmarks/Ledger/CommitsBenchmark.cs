@@ -15,7 +15,7 @@ namespace Sovereign.Benchmarks.Ledger;
 public static class CommitsBenchmark
 {
     /// <summary>Command-line help.</summary>
-    public const string Usage = "commits [--requests N (5000)] [--warmup N (2000)] [--rounds R (3)] [--dir PATH]";
+    public const string Usage = "commits [--requests N (5000)] [--warmup N (2000)] [--rounds R (3)] [--dir PATH] [--keep] [--random-ids] [--floor]";
 
     /// <summary>Runs the benchmark and prints a report; returns the process exit code.</summary>
     public static async Task<int> RunAsync(string[] args)
@@ -26,6 +26,8 @@ public static class CommitsBenchmark
         var rounds = 3;
         string? dir = null;
         var floor = false;
+        var keep = false;
+        var randomIds = false;
         for (var i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -35,6 +37,8 @@ public static class CommitsBenchmark
                 case "--rounds": rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--dir": dir = args[++i]; break;
                 case "--floor": floor = true; break;
+                case "--keep": keep = true; break;
+                case "--random-ids": randomIds = true; break;
                 default:
                     Console.Error.WriteLine($"commits: unknown option '{args[i]}'\nusage: {Usage}");
                     return 2;
@@ -67,12 +71,21 @@ public static class CommitsBenchmark
             Console.WriteLine("|------:|---------:|----------------:|-----------------:|----------------------:|-----------------------:|-------------:|-----------------------:|----------------------:|");
             var next = 0;
             var wal = new FileInfo(Path.Combine(dir, "sovereign.db-wal"));
-            await RunRoundAsync(audit, ledger, wal, warmup, () => next++);
+            await RunRoundAsync(audit, ledger, wal, warmup, () => next++, randomIds);
             for (var round = 1; round <= rounds; round++)
             {
-                var (decisions, outcomes, decisionPages, outcomePages) = await RunRoundAsync(audit, ledger, wal, requests, () => next++);
+                var (decisions, outcomes, decisionPages, outcomePages) = await RunRoundAsync(audit, ledger, wal, requests, () => next++, randomIds);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"| {round} | {requests:N0} | {Percentile(decisions, 0.5):F1} | {decisions.Average():F1} | {Percentile(outcomes, 0.5):F1} | {outcomes.Average():F1} | {decisions.Average() + outcomes.Average():F1} | {decisionPages:F2} | {outcomePages:F2} |"));
+            }
+
+            if (keep)
+            {
+                // For bench/wal-pages.py, before the last connection closes (which checkpoints and removes the WAL).
+                var kept = Directory.CreateDirectory(Path.Combine(dir, "kept")).FullName;
+                File.Copy(Path.Combine(dir, "sovereign.db"), Path.Combine(kept, "sovereign.db"));
+                File.Copy(wal.FullName, Path.Combine(kept, "sovereign.db-wal"));
+                Console.WriteLine($"kept {kept}");
             }
 
             return 0;
@@ -81,7 +94,10 @@ public static class CommitsBenchmark
         {
             try
             {
-                Directory.Delete(dir, recursive: true);
+                if (!keep)
+                {
+                    Directory.Delete(dir, recursive: true);
+                }
             }
             catch (IOException)
             {
@@ -90,7 +106,7 @@ public static class CommitsBenchmark
     }
 
     private static async Task<(double[] Decisions, double[] Outcomes, double DecisionPages, double OutcomePages)> RunRoundAsync(
-        AuditLog audit, UsageLedger ledger, FileInfo wal, int requests, Func<int> nextId)
+        AuditLog audit, UsageLedger ledger, FileInfo wal, int requests, Func<int> nextId, bool randomIds)
     {
         const double Frame = 4096 + 24; // a WAL frame: the page and its header
         var decisions = new double[requests];
@@ -98,7 +114,10 @@ public static class CommitsBenchmark
         long decisionBytes = 0, outcomeBytes = 0;
         for (var i = 0; i < requests; i++)
         {
-            var requestId = "req_" + nextId().ToString("x8", CultureInfo.InvariantCulture) + Guid.NewGuid().ToString("N")[..16];
+            // --random-ids: as the gateway makes them (RequestIds), each landing on a random page of the request-id index.
+            var requestId = randomIds
+                ? "req_" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(12))
+                : "req_" + nextId().ToString("x8", CultureInfo.InvariantCulture) + Guid.NewGuid().ToString("N")[..16];
             wal.Refresh();
             var before = wal.Exists ? wal.Length : 0;
             var started = Stopwatch.GetTimestamp();
