@@ -86,8 +86,22 @@ internal sealed class LedgerWriter : IAsyncDisposable
     /// Statements prepared on another writer's connection, to write in its transactions (see
     /// <see cref="Sovereign.Storage.ICarriedWrite"/>); the connection stays that writer's to tune and close.
     /// </summary>
-    public static LedgerWriter Borrow(SqlDatabase database, DbConnection connection, bool portable) =>
-        new(database, connection, database.Provider == SqlProvider.Sqlite, portable, ownsConnection: false);
+    public static LedgerWriter Borrow(SqlDatabase database, DbConnection connection, DbTransaction transaction, UsageLedgerOptions options)
+    {
+        var sqlite = database.Provider == SqlProvider.Sqlite;
+        if (sqlite)
+        {
+            // The host's connection now writes the records: give it the ledger writer's page cache, or every record's
+            // random request id reads its index page again once that index outgrows SQLite's default 2 MiB (the
+            // writer's own connection has had this since the ledger existed; carried records went without it).
+            using var pragma = connection.CreateCommand();
+            pragma.Transaction = transaction;
+            pragma.CommandText = string.Create(CultureInfo.InvariantCulture, $"PRAGMA cache_size=-{options.CacheSizeMiB * 1024}");
+            pragma.ExecuteNonQuery();
+        }
+
+        return new(database, connection, sqlite, options.PortableCommands, ownsConnection: false);
+    }
 
     /// <summary>Commits <paramref name="batch"/> in one transaction and sets each item's <see cref="PendingAppend.Inserted"/>.</summary>
     public async Task CommitAsync(List<PendingAppend> batch)
@@ -183,6 +197,28 @@ internal sealed class LedgerWriter : IAsyncDisposable
         _daily.Dispose();
         _period.Dispose();
         _keyPeriod.Dispose();
+    }
+
+    /// <summary>
+    /// Done with a borrowed connection (<see cref="Borrow"/>): finalizes the statements and gives the connection SQLite's
+    /// default page cache back before its owner closes it into the pool.
+    /// </summary>
+    public void ReturnBorrowed()
+    {
+        ReleaseStatements();
+        if (_sqlite && _connection.State == System.Data.ConnectionState.Open)
+        {
+            try
+            {
+                using var pragma = _connection.CreateCommand();
+                pragma.CommandText = "PRAGMA cache_size=-2000";
+                pragma.ExecuteNonQuery();
+            }
+            catch (Exception ex) when (ex is DbException or InvalidOperationException)
+            {
+                // The owner closes it next; a pooled connection with a larger cache only holds more memory.
+            }
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -712,7 +712,12 @@ public sealed class UsageLedger : IAsyncDisposable
 
         public async Task WriteAsync(IReadOnlyList<ICarriedWrite> items, DbConnection connection, DbTransaction transaction)
         {
-            var writer = _writers.GetOrAdd(connection, c => LedgerWriter.Borrow(ledger._database, c, ledger._options.PortableCommands));
+            if (!_writers.TryGetValue(connection, out var writer))
+            {
+                writer = LedgerWriter.Borrow(ledger._database, connection, transaction, ledger._options);
+                _writers[connection] = writer;
+            }
+
             var batch = new List<PendingAppend>(items.Count);
             foreach (var item in items)
             {
@@ -726,7 +731,7 @@ public sealed class UsageLedger : IAsyncDisposable
         {
             if (_writers.TryRemove(connection, out var writer))
             {
-                writer.ReleaseStatements();
+                writer.ReturnBorrowed();
             }
         }
 

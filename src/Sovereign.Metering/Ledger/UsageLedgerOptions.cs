@@ -31,7 +31,11 @@ public sealed class UsageLedgerOptions
     /// <summary>See <see cref="LedgerDurability"/>.</summary>
     public LedgerDurability Durability { get; init; } = LedgerDurability.ProcessCrash;
 
-    /// <summary>SQLite page cache of the writer's connection, in MiB (the random request-id index needs it warm).</summary>
+    /// <summary>
+    /// SQLite page cache of the writer's connection, in MiB (the random request-id index needs it warm), and of the
+    /// connection that carries usage records in its own transactions (the audit log's: a governed request's record
+    /// commits with its outcome's entry) while it carries them.
+    /// </summary>
     public int CacheSizeMiB { get; init; } = 64;
 
     /// <summary>
