@@ -28,10 +28,11 @@ public interface ICarriedWriter
     SqlDatabase Database { get; }
 
     /// <summary>
-    /// Writes <paramref name="items"/> (all of this writer) in <paramref name="transaction"/>. After a rollback the host
+    /// Writes <paramref name="items"/> (all of this writer) in <paramref name="transaction"/> (null: the connection's
+    /// own transaction, begun by SQL: see <see cref="PreparedTransaction"/>). After a rollback the host
     /// may call it again with the same items in a new transaction, so it must not keep anything from the failed one.
     /// </summary>
-    Task WriteAsync(IReadOnlyList<ICarriedWrite> items, DbConnection connection, DbTransaction transaction);
+    Task WriteAsync(IReadOnlyList<ICarriedWrite> items, DbConnection connection, DbTransaction? transaction);
 
     /// <summary>The host is about to close <paramref name="connection"/>: release what was prepared on it.</summary>
     void Release(DbConnection connection);

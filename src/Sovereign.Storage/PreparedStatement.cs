@@ -50,8 +50,11 @@ public abstract class PreparedStatement : IDisposable
         }
     }
 
-    /// <summary>Runs the statement in <paramref name="transaction"/>; returns the rows it changed.</summary>
-    public abstract ValueTask<int> ExecuteAsync(DbTransaction transaction);
+    /// <summary>
+    /// Runs the statement in <paramref name="transaction"/> (null: the connection's transaction begun by SQL, as
+    /// <see cref="PreparedTransaction"/> begins it); returns the rows it changed.
+    /// </summary>
+    public abstract ValueTask<int> ExecuteAsync(DbTransaction? transaction);
 
     public abstract void Dispose();
 
@@ -127,7 +130,7 @@ public abstract class PreparedStatement : IDisposable
         public override void Set(int position, double value) =>
             SqliteException.ThrowExceptionForRC(raw.sqlite3_bind_double(_statement, _indexes[position], value), _db);
 
-        public override ValueTask<int> ExecuteAsync(DbTransaction transaction)
+        public override ValueTask<int> ExecuteAsync(DbTransaction? transaction)
         {
             var rc = raw.sqlite3_step(_statement);
             raw.sqlite3_reset(_statement);
@@ -164,7 +167,7 @@ public abstract class PreparedStatement : IDisposable
 
         public override void Set(int position, double value) => _command.Parameters[position].Value = value;
 
-        public override async ValueTask<int> ExecuteAsync(DbTransaction transaction)
+        public override async ValueTask<int> ExecuteAsync(DbTransaction? transaction)
         {
             _command.Transaction = transaction;
             return await _command.ExecuteNonQueryAsync();

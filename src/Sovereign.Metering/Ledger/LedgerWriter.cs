@@ -86,7 +86,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
     /// Statements prepared on another writer's connection, to write in its transactions (see
     /// <see cref="Sovereign.Storage.ICarriedWrite"/>); the connection stays that writer's to tune and close.
     /// </summary>
-    public static LedgerWriter Borrow(SqlDatabase database, DbConnection connection, DbTransaction transaction, UsageLedgerOptions options)
+    public static LedgerWriter Borrow(SqlDatabase database, DbConnection connection, DbTransaction? transaction, UsageLedgerOptions options)
     {
         var sqlite = database.Provider == SqlProvider.Sqlite;
         if (sqlite)
@@ -116,7 +116,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
     /// Writes <paramref name="batch"/> in <paramref name="transaction"/> (open on this writer's connection) and sets
     /// each item's <see cref="PendingAppend.Inserted"/>; the caller commits.
     /// </summary>
-    public async Task WriteAsync(List<PendingAppend> batch, DbTransaction transaction)
+    public async Task WriteAsync(List<PendingAppend> batch, DbTransaction? transaction)
     {
         Recycle(_dailyTotals);
         Recycle(_periodTotals);

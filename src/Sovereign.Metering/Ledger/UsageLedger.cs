@@ -710,7 +710,7 @@ public sealed class UsageLedger : IAsyncDisposable
 
         public SqlDatabase Database => ledger._database;
 
-        public async Task WriteAsync(IReadOnlyList<ICarriedWrite> items, DbConnection connection, DbTransaction transaction)
+        public async Task WriteAsync(IReadOnlyList<ICarriedWrite> items, DbConnection connection, DbTransaction? transaction)
         {
             if (!_writers.TryGetValue(connection, out var writer))
             {

@@ -166,6 +166,7 @@ public sealed class AuditLog : IAsyncDisposable
     private Utf8JsonWriter? _jsonWriter;
     private PreparedStatement? _moveHead;
     private PreparedStatement? _insertMovingHead; // PostgreSQL: a commit's last entry and the head's move in one statement
+    private PreparedTransaction? _sqliteTransaction; // SQLite: BEGIN IMMEDIATE/COMMIT prepared once per connection
     private int _disposed;
     private int _closed;
     private int _commitsSinceWalCheckpoint;
@@ -1261,7 +1262,7 @@ public sealed class AuditLog : IAsyncDisposable
     }
 
     /// <summary>Refuses (<see cref="AuditIntegrityException"/>) a chain that no longer holds the head this signer last signed.</summary>
-    private async Task EnsureWitnessHeldAsync(DbConnection connection, DbTransaction transaction)
+    private async Task EnsureWitnessHeldAsync(DbConnection connection, DbTransaction? transaction)
     {
         if (_witnessLost is { } lost)
         {
@@ -1277,7 +1278,7 @@ public sealed class AuditLog : IAsyncDisposable
         }
     }
 
-    private async Task<bool> CheckWitnessAsync(DbConnection connection, DbTransaction transaction)
+    private async Task<bool> CheckWitnessAsync(DbConnection connection, DbTransaction? transaction)
     {
         await EnsureWitnessHeldAsync(connection, transaction);
         return true;
@@ -1412,25 +1413,81 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         var connection = await EnsureConnectionAsync();
-        var insert = _insert!;
         var start = _state;
-        var sequence = start.Sequence;
-        var hash = start.Hash;
-        var checkpoint = start.LastCheckpoint;
-        var checkpointedAt = start.CheckpointedAt;
-        var maxAge = _options.CheckpointMaxAge is { } age ? (long)age.TotalMilliseconds : long.MaxValue;
 
         // Never earlier than the previous entry: time ranges then map to contiguous sequence ranges.
         var timestamp = Math.Max(_time.GetUtcNow().ToUnixTimeMilliseconds(), start.LastTimestamp);
         var results = new object?[batch.Count];
 
         using var turn = await _database.EnterWriteAsync();
-        await using var transaction = await connection.BeginTransactionAsync();
+        // SQLite: the transaction is begun and committed by statements prepared once on this connection (no
+        // DbTransaction: the statements below run in the connection's open transaction); elsewhere by the provider.
+        var prepared = _sqliteTransaction;
+        DbTransaction? transaction = null;
+        if (prepared is not null)
+        {
+            prepared.Begin();
+        }
+        else
+        {
+            transaction = await connection.BeginTransactionAsync();
+        }
+
+        try
+        {
+            var state = await WriteBatchAsync(batch, connection, transaction, start, timestamp, results);
+            if (prepared is not null)
+            {
+                prepared.Commit();
+            }
+            else
+            {
+                await transaction!.CommitAsync();
+            }
+
+            return (state, results);
+        }
+        catch
+        {
+            RollBack(prepared);
+            throw;
+        }
+        finally
+        {
+            if (transaction is not null)
+            {
+                await transaction.DisposeAsync();
+            }
+        }
+    }
+
+    /// <summary>Rolls back a transaction begun by prepared statements after a failure; the failure is what the caller reports.</summary>
+    private static void RollBack(PreparedTransaction? prepared)
+    {
+        try
+        {
+            prepared?.Rollback();
+        }
+        catch (SqliteException)
+        {
+            // The connection is closed next (CommitWithRetryAsync); one still in a transaction is then dropped from the pool.
+        }
+    }
+
+    /// <summary>The batch's entries, checkpoints, carried writes and the head's move, in the open transaction; returns the new state.</summary>
+    private async Task<ChainState> WriteBatchAsync(List<Work> batch, DbConnection connection, DbTransaction? transaction, ChainState start, long timestamp, object?[] results)
+    {
+        var insert = _insert!;
+        var sequence = start.Sequence;
+        var hash = start.Hash;
+        var checkpoint = start.LastCheckpoint;
+        var checkpointedAt = start.CheckpointedAt;
+        var maxAge = _options.CheckpointMaxAge is { } age ? (long)age.TotalMilliseconds : long.MaxValue;
         if (_database.Provider == SqlProvider.PostgreSql)
         {
             // Gateways of a cluster share one chain: each commit holds the chain's lock and continues from the head
             // as it is now, so writers in several processes extend one chain instead of failing on each other.
-            (start, sequence, hash, checkpoint) = await LockChainAsync(connection, transaction, start, _scope);
+            (start, sequence, hash, checkpoint) = await LockChainAsync(connection, transaction!, start, _scope);
             timestamp = Math.Max(timestamp, start.LastTimestamp);
         }
 
@@ -1448,7 +1505,7 @@ public sealed class AuditLog : IAsyncDisposable
                 {
                     // PostgreSQL: the last entry moves the head in the same statement, one round trip fewer per commit
                     // (the decision's commit is on a relayed request's path to its first token).
-                    await InsertMovingHeadAsync(_insertMovingHead!, entry, start, transaction);
+                    await InsertMovingHeadAsync(_insertMovingHead!, entry, start, transaction!);
                     headMoved = true;
                 }
                 else
@@ -1498,12 +1555,11 @@ public sealed class AuditLog : IAsyncDisposable
             }
         }
 
-        await transaction.CommitAsync();
-        return (new ChainState(sequence, hash, timestamp, checkpoint, checkpointedAt), results);
+        return new ChainState(sequence, hash, timestamp, checkpoint, checkpointedAt);
     }
 
     /// <summary>The writes the batch's appends carry, each kind written once for the whole batch.</summary>
-    private async Task WriteCarriedAsync(List<Work> batch, DbConnection connection, DbTransaction transaction)
+    private async Task WriteCarriedAsync(List<Work> batch, DbConnection connection, DbTransaction? transaction)
     {
         Dictionary<ICarriedWriter, List<ICarriedWrite>>? byWriter = null;
         foreach (var work in batch)
@@ -1705,6 +1761,7 @@ public sealed class AuditLog : IAsyncDisposable
 
             _insert = insert;
             _moveHead = moveHead;
+            _sqliteTransaction = _database.Provider == SqlProvider.Sqlite ? PreparedTransaction.Create(connection) : null;
             _connection = connection;
             return connection;
         }
@@ -1761,6 +1818,14 @@ public sealed class AuditLog : IAsyncDisposable
         _moveHead = null;
         _insertMovingHead?.Dispose();
         _insertMovingHead = null;
+        var inTransaction = false;
+        if (_sqliteTransaction is { } prepared)
+        {
+            // A rollback that failed left the connection in its transaction: it must not go back to the pool holding it.
+            inTransaction = prepared.IsOpen;
+            prepared.Dispose();
+            _sqliteTransaction = null;
+        }
 
         if (_connection is not null)
         {
@@ -1784,6 +1849,11 @@ public sealed class AuditLog : IAsyncDisposable
                 {
                     SqliteConnection.ClearPool(sqlite);
                 }
+            }
+
+            if (inTransaction && _connection is SqliteConnection open)
+            {
+                SqliteConnection.ClearPool(open);
             }
 
             await _connection.DisposeAsync();
