@@ -102,15 +102,17 @@ const genesisOf = chain => chain === null ? ZERO_HASH : sha256(Buffer.concat([st
 const chainLabel = chain => chain === null ? 'the shared chain' : `chain ${chain}`;
 const digestOf = sequences => sha256(Buffer.concat(sequences.map(i64))).toString('hex');
 
-// The heads an audit.chains_signed entry records: `chain:NAME` = `SEQUENCE:HASH`; anything else is not one.
+// The heads an audit.chains_signed entry records: `chain:NAME` = `SEQUENCE:HASH`, and `shared` = `SEQUENCE:HASH` for the
+// shared chain (chain null); anything else is not one.
 function witnessedHeads(entry) {
   const heads = [];
   for (const [key, value] of Object.entries(entry.details)) {
-    if (!key.startsWith('chain:') || !isChainName(key.slice(6))) continue;
+    const shared = key === 'shared';
+    if (!shared && (!key.startsWith('chain:') || !isChainName(key.slice(6)))) continue;
     const parts = value.split(':');
     if (parts.length !== 2 || !/^[0-9]+$/.test(parts[0]) || !isHash(parts[1])) continue;
     const sequence = Number(parts[0]);
-    if (Number.isSafeInteger(sequence) && sequence > 0) heads.push({ chain: key.slice(6), sequence, hash: parts[1] });
+    if (Number.isSafeInteger(sequence) && sequence > 0) heads.push({ chain: shared ? null : key.slice(6), sequence, hash: parts[1] });
   }
   return heads;
 }
@@ -429,8 +431,9 @@ function verifyClusterExport(bytes, previousPath) {
       extra('ChainMissing', entry.sequence, null, by, `Chain ${name}, announced in ${where} with first entry ${firstHash}, starts with ${sections.get(index).firstHash}: it was replaced.`);
   }
 
-  // Each signer chain's newest audit.chains_signed entry: every head it names is listed, and where the file holds that
-  // entry of the named chain, it has that hash (a tail rewritten after it would not).
+  // Each signer chain's newest audit.chains_signed entry: every head it names (the shared chain's too) is listed, and
+  // where the file holds that entry of the named chain, it has that hash (a tail rewritten after it would not). A head
+  // past the chain's last entry in the file is not judged: the file holds a time range (the writer refuses a cut log).
   for (const { entry, by } of found.witnessed.values()) {
     for (const head of witnessedHeads(entry)) {
       const index = header.chains.findIndex(c => c.chain === head.chain);
@@ -439,7 +442,7 @@ function verifyClusterExport(bytes, previousPath) {
         extra('ChainMissing', entry.sequence, null, by, `Chain ${head.chain}, whose entry ${head.sequence} ${chainLabel(by)} entry ${entry.sequence} records as signed, is not in the export's list of chains.`);
       else if (shown !== undefined && shown !== head.hash)
         extra('WitnessMismatch', head.sequence, null, head.chain,
-          `${chainLabel(by)} entry ${entry.sequence} records entry ${head.sequence} of chain ${head.chain} as signed with hash ${head.hash}; the export has ${shown}: the chain was rewritten from there.`);
+          `${chainLabel(by)} entry ${entry.sequence} records entry ${head.sequence} of ${chainLabel(head.chain)} as signed with hash ${head.hash}; the export has ${shown}: the chain was rewritten from there.`);
     }
   }
 

@@ -182,15 +182,24 @@ internal static class MemberChainLog
         using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(directory, "operator-key.pem"));
         await using var gateway = await AuditLog.OpenAsync(database, key, new AuditLogOptions { Chain = IndependentMemberChainVerifierTests.Gateway });
         await using var node = await AuditLog.OpenAsync(database, key, new AuditLogOptions { Chain = IndependentMemberChainVerifierTests.Node, SignsCheckpoints = false });
+        await using var earlier = await AuditLog.OpenAsync(database, key, new AuditLogOptions { SignsCheckpoints = false });
         for (var i = 0; i < 4; i++)
         {
             await gateway.AppendAsync(Record(i % 2 == 0 ? "acme" : "globex", IndependentMemberChainVerifierTests.Gateway));
             await node.AppendAsync(Record("cluster-relay", IndependentMemberChainVerifierTests.Node));
+
+            // A node of the earlier release (mid-upgrade) still appends to the shared chain, which the gateway signs
+            // too, recording the head it signed as `shared` in its audit.chains_signed entries: 2, then 4.
+            await earlier.AppendAsync(Record("cluster-relay", "node-th-old"));
+            if (i == 1)
+            {
+                Assert.Equal(2, await gateway.SignMemberChainsAsync());
+            }
         }
 
-        // The gateway announces and signs the node's chain through entry 4 (audit.chain_opened, audit.chains_signed);
-        // the node's entries 5 and 6 come after that signature.
-        Assert.Equal(1, await gateway.SignMemberChainsAsync());
+        // The gateway signs the node's chain through entry 4 (announced in audit.chain_opened at the first signing) and
+        // the shared chain through entry 4 (audit.chains_signed); the node's entries 5 and 6 come after that signature.
+        Assert.Equal(2, await gateway.SignMemberChainsAsync());
         await node.AppendAsync(Record("cluster-relay", IndependentMemberChainVerifierTests.Node));
         await node.AppendAsync(Record("cluster-relay", IndependentMemberChainVerifierTests.Node));
 
@@ -253,6 +262,7 @@ internal static class ClusterExportTampering
         ["chain-left-out"] = "ChainMissing",             // the node's chain removed from the header and the file
         ["section-renamed"] = "ChainBreak",              // the gateway's section filed under another name
         ["rewritten-after-witness"] = "WitnessMismatch", // the node's tail rewritten from its witnessed head, re-signed with the key
+        ["shared-rewritten-after-witness"] = "WitnessMismatch", // the shared chain's tail rewritten past its last checkpoint but one, that checkpoint deleted
     };
 
     private static readonly JsonSerializerOptions Relaxed = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
@@ -337,9 +347,69 @@ internal static class ClusterExportTampering
             rewrittenHeader["chains"]!.AsArray().Single(c => c!["chain"]?.GetValue<string>() == IndependentMemberChainVerifierTests.Node)!["lastHash"] = previousHash;
             rewritten[0] = Resign(rewrittenHeader, key);
             variants["rewritten-after-witness"] = rewritten;
+
+            // What an export written by an earlier release (whose writer did not check the `shared` witness) shows of a
+            // database writer's attack: the checkpoint at the shared chain's head 4 deleted, entries 3..4 rewritten and
+            // re-hashed from the checkpoint at 2, which still holds. The header is the writer's honest account of that log
+            // (covered through 2, 3..4 uncovered since entry 3); only the gateway's `shared` witness names entry 4's old hash.
+            variants["shared-rewritten-after-witness"] = RewriteSharedTail(lines, key, from: 3);
         }
 
         return variants;
+    }
+
+    private static List<string> RewriteSharedTail(List<string> lines, OperatorSigningKey key, long from)
+    {
+        var start = lines.FindIndex(l => l == """{"type":"chain","chain":null}""");
+        var end = lines.FindIndex(start + 1, l => Type(l) == "chain");
+        Assert.True(start > 0 && end > start, string.Join('\n', lines));
+        var rewritten = new List<string>(lines);
+        string? previousHash = null;
+        long? since = null;
+        for (var i = end - 1; i > start; i--)
+        {
+            if (Type(rewritten[i]) == "checkpoint" && JsonNode.Parse(rewritten[i])!["sequence"]!.GetValue<long>() >= from)
+            {
+                rewritten.RemoveAt(i);
+                end--;
+            }
+        }
+
+        for (var i = start + 1; i < end; i++)
+        {
+            if (Type(rewritten[i]) != "entry")
+            {
+                continue;
+            }
+
+            var entry = ReadEntry(rewritten[i]);
+            if (entry.Sequence < from - 1)
+            {
+                continue;
+            }
+
+            if (entry.Sequence == from - 1)
+            {
+                previousHash = entry.Hash;
+                continue;
+            }
+
+            entry = entry with { PreviousHash = previousHash!, DecisionCode = "model_not_allowed" };
+            entry = entry with { Hash = AuditVerifier.Recompute(entry)! };
+            previousHash = entry.Hash;
+            since ??= entry.Timestamp;
+            rewritten[i] = WriteEntry(entry);
+        }
+
+        var header = JsonNode.Parse(lines[0])!.AsObject();
+        var shared = header["chains"]!.AsArray()[0]!;
+        Assert.Null(shared["chain"]);
+        Assert.True(shared["lastSequence"]!.GetValue<long>() >= from, lines[0]);
+        shared["lastHash"] = previousHash;
+        shared["coveredThrough"] = from - 1;
+        shared["uncoveredSince"] = since;
+        rewritten[0] = Resign(header, key);
+        return rewritten;
     }
 
     private static string Resign(JsonObject header, OperatorSigningKey key)

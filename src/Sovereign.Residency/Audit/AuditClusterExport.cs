@@ -496,11 +496,13 @@ public static class AuditClusterExport
             }
         }
 
-        // The newest heads each signer's chain shown here records as signed: where the file holds that entry of the
-        // chain, it must have that hash (a tail rewritten after it, with the checkpoint there deleted, would not).
+        // The newest heads each signer's chain shown here records as signed, the shared chain's included: where the
+        // file holds that entry of the chain, it must have that hash (a tail rewritten after it, with the checkpoint
+        // there deleted, would not). A head past the chain's last entry in the file is not judged: the file holds a
+        // time range, and only the log can tell a removed tail from entries outside it (the writer refuses the former).
         foreach (var (entry, by) in witnessed.Values)
         {
-            foreach (var (name, sequence, hash) in AuditVerifier.WitnessedHeads(entry))
+            foreach (var (name, sequence, hash) in AuditVerifier.WitnessedHeadsWithShared(entry))
             {
                 var index = header.Chains.FindIndex(c => c.Chain == name);
                 if (index < 0)
@@ -511,7 +513,7 @@ public static class AuditClusterExport
                 else if (sections.TryGetValue(index, out var section) && section.HashAt(sequence) is { } shown && shown != hash)
                 {
                     extra.Add(new AuditProblem(sequence, AuditProblemKind.WitnessMismatch,
-                        $"{AuditChainScope.Of(by).Label} entry {entry.Sequence} records entry {sequence} of chain {name} as signed with hash {hash}; the export has {shown}: the chain was rewritten from there.") { Chain = name });
+                        $"{AuditChainScope.Of(by).Label} entry {entry.Sequence} records entry {sequence} of {AuditChainScope.Of(name).Label} as signed with hash {hash}; the export has {shown}: the chain was rewritten from there.") { Chain = name });
                 }
             }
         }

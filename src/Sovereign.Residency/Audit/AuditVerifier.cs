@@ -162,10 +162,27 @@ public static class AuditVerifier
             : null;
 
     /// <summary>
-    /// Each other chain's head that a signer's chain last recorded as signed (<see cref="AuditActions.ChainsSigned"/>)
-    /// must still be in that chain with that hash (or archived below its first stored entry, which its own walk
-    /// judges): a member's tail rewritten and re-hashed after it, with the checkpoint there deleted first, links and
-    /// verifies on its own.
+    /// The heads a <see cref="AuditActions.ChainsSigned"/> entry records, the shared chain's (<see cref="AuditActions.ChainsSignedShared"/>,
+    /// chain null) first: (chain, sequence, hash) for each well-formed detail.
+    /// </summary>
+    internal static IEnumerable<(string? Chain, long Sequence, string Hash)> WitnessedHeadsWithShared(AuditEntry entry)
+    {
+        if (WitnessedSharedHead(entry) is { } shared)
+        {
+            yield return (null, shared.Sequence, shared.Hash);
+        }
+
+        foreach (var (chain, sequence, hash) in WitnessedHeads(entry))
+        {
+            yield return (chain, sequence, hash);
+        }
+    }
+
+    /// <summary>
+    /// Each other chain's head that a signer's chain last recorded as signed (<see cref="AuditActions.ChainsSigned"/>),
+    /// the shared chain's included, must still be in that chain with that hash (or archived below its first stored
+    /// entry, which its own walk judges): a tail rewritten and re-hashed after it, with the checkpoint there deleted
+    /// first, links and verifies on its own.
     /// </summary>
     internal static async Task CheckWitnessedAsync(DbConnection connection, DbTransaction transaction, List<string> names, Dictionary<string, AuditEntry> witnessed, List<AuditProblem> problems, CancellationToken cancellationToken)
     {
@@ -173,15 +190,15 @@ public static class AuditVerifier
         {
             var signer = by.Length == 0 ? null : by;
             var where = $"{AuditChainScope.Of(signer).Label} entry {entry.Sequence}";
-            foreach (var (chain, sequence, hash) in WitnessedHeads(entry))
+            foreach (var (chain, sequence, hash) in WitnessedHeadsWithShared(entry))
             {
-                if (!names.Contains(chain, StringComparer.Ordinal))
+                if (chain is not null && !names.Contains(chain, StringComparer.Ordinal))
                 {
                     problems.Add(new AuditProblem(entry.Sequence, AuditProblemKind.ChainMissing, $"Chain {chain}, whose entry {sequence} {where} records as signed, is missing.") { Chain = signer });
                     continue;
                 }
 
-                var scope = AuditChainScope.Member(chain);
+                var scope = AuditChainScope.Of(chain);
                 using var command = connection.CreateCommand();
                 command.Transaction = transaction;
                 command.CommandText = $"SELECT hash FROM {scope.EntriesAnd} seq = @seq";
@@ -200,8 +217,8 @@ public static class AuditVerifier
                 }
 
                 problems.Add(stored is null
-                    ? new AuditProblem(sequence, AuditProblemKind.Truncated, $"{where} records entry {sequence} of chain {chain} as signed (hash {hash}), but the chain no longer holds it: its tail was removed.") { Chain = chain }
-                    : new AuditProblem(sequence, AuditProblemKind.WitnessMismatch, $"{where} records entry {sequence} of chain {chain} as signed with hash {hash}; the chain has {stored}: it was rewritten from there (and the checkpoints after it deleted).") { Chain = chain });
+                    ? new AuditProblem(sequence, AuditProblemKind.Truncated, $"{where} records entry {sequence} of {scope.Label} as signed (hash {hash}), but the chain no longer holds it: its tail was removed.") { Chain = chain }
+                    : new AuditProblem(sequence, AuditProblemKind.WitnessMismatch, $"{where} records entry {sequence} of {scope.Label} as signed with hash {hash}; the chain has {stored}: it was rewritten from there (and the checkpoints after it deleted).") { Chain = chain });
             }
         }
     }

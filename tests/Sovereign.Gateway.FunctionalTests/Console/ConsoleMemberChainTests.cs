@@ -25,22 +25,9 @@ public sealed class ConsoleMemberChainTests(BrowserFixture browser) : IClassFixt
     public async Task InitializeAsync()
     {
         // What a cluster on member chains left in the log (the database copied to a single machine to look at it):
-        // a gateway's chain and a node's, the node's signed by the gateway through entry 4, entries 5..6 not yet.
-        var database = SqlDatabase.Sqlite(DatabasePath);
-        using (var key = OperatorSigningKey.LoadOrCreate(Path.Combine(_directory, "operator-key.pem")))
-        await using (var gateway = await AuditLog.OpenAsync(database, key, new AuditLogOptions { Chain = Gateway }))
-        await using (var node = await AuditLog.OpenAsync(database, key, new AuditLogOptions { Chain = Node, SignsCheckpoints = false }))
-        {
-            for (var i = 0; i < 4; i++)
-            {
-                await gateway.AppendAsync(Record(Gateway));
-                await node.AppendAsync(Record(Node));
-            }
-
-            Assert.Equal(1, await gateway.SignMemberChainsAsync());
-            await node.AppendAsync(Record(Node));
-            await node.AppendAsync(Record(Node));
-        }
+        // a gateway's chain and a node's, the node's signed by the gateway through entry 4, entries 5..6 not yet; and
+        // the shared chain an earlier-release node still appended to, signed by the gateway through its entry 4.
+        await MemberChainLog.WriteAsync(_directory);
 
         SqliteConnection.ClearAllPools();
         _app = ServeCommand.Build(new ServeSettings
@@ -118,6 +105,39 @@ public sealed class ConsoleMemberChainTests(BrowserFixture browser) : IClassFixt
         var kind = await problem.Locator("td").Nth(2).InnerTextAsync();
         Assert.True(Enum.TryParse<AuditProblemKind>(kind, out _) && !kind.All(char.IsAsciiDigit), $"the problem's kind reads '{kind}', not its name");
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(BrowserFixture.ScreenshotDirectory, "operator-audit-chain-cut.png"), FullPage = true });
+
+        // The shared chain's tail rewritten and re-hashed from its checkpoint at 2, the checkpoint at its head 4 deleted:
+        // it links and its own walk finds nothing, but the gateway's chain recorded entry 4's hash as signed.
+        var database = SqlDatabase.Sqlite(DatabasePath);
+        var entries = await AuditStore.ReadEntriesAsync(database, "WHERE seq >= 2 ORDER BY seq", _ => { }, CancellationToken.None);
+        await using (var connection = new SqliteConnection($"Data Source={DatabasePath}"))
+        {
+            await connection.OpenAsync();
+            var previous = entries[0].Hash;
+            foreach (var entry in entries.Skip(1))
+            {
+                var hash = AuditCanonical.EntryHash(entry with { DecisionCode = "model_not_allowed", PreviousHash = previous });
+                using var command = connection.CreateCommand();
+                command.CommandText = "UPDATE audit_entries SET decision_code = 'model_not_allowed', previous_hash = $previous, hash = $hash WHERE seq = $seq";
+                command.Parameters.AddWithValue("$previous", previous);
+                command.Parameters.AddWithValue("$hash", hash);
+                command.Parameters.AddWithValue("$seq", entry.Sequence);
+                await command.ExecuteNonQueryAsync();
+                previous = hash;
+            }
+
+            using var head = connection.CreateCommand();
+            head.CommandText = "DELETE FROM audit_checkpoints WHERE seq > 2; UPDATE audit_head SET hash = $hash WHERE id = 1";
+            head.Parameters.AddWithValue("$hash", previous);
+            await head.ExecuteNonQueryAsync();
+        }
+
+        SqliteConnection.ClearAllPools();
+        await page.GetByRole(AriaRole.Button, new() { Name = "Verify the whole audit log" }).ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Alert).First).ToContainTextAsync("tampered");
+        var rewritten = page.Locator("#problems tbody tr", new() { HasText = "entry 4 of the shared chain" });
+        await Assertions.Expect(rewritten).ToContainTextAsync(nameof(AuditProblemKind.WitnessMismatch));
+        await Assertions.Expect(rewritten).ToContainTextAsync($"chain {Gateway} entry");
     }
 
     [Fact]
@@ -195,16 +215,4 @@ public sealed class ConsoleMemberChainTests(BrowserFixture browser) : IClassFixt
         await Assertions.Expect(verdict).ToBeVisibleAsync();
         return (await verdict.GetAttributeAsync("data-verdict"))!;
     }
-
-    private static AuditRecord Record(string gateway) => new()
-    {
-        Kind = AuditKind.Inference,
-        Tenant = "acme",
-        Actor = "key-acme",
-        Action = AuditActions.InferenceRefused,
-        Gateway = gateway,
-        Jurisdiction = "TH",
-        Decision = AuditDecision.Refused,
-        DecisionCode = "jurisdiction_not_allowed",
-    };
 }

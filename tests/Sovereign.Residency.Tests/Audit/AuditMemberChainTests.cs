@@ -1,4 +1,5 @@
 using Sovereign.Residency.Audit;
+using Sovereign.Storage;
 
 namespace Sovereign.Residency.Tests.Audit;
 
@@ -393,31 +394,15 @@ public sealed class AuditMemberChainTests
     }
 
     [Fact]
-    public async Task TheSharedChainsTailRewritten_AfterTheMemberSignersCheckpointThereWasDeleted_IsNotSigned()
+    public async Task TheSharedChainsTailRewritten_AfterTheMemberSignersCheckpointThereWasDeleted_IsNotSigned_AndIsTamperedAtTheHeadItsChainRecorded()
     {
         await using var context = AuditTestContext.Create();
-        await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
-        await using (var node = await context.OpenLogAsync(new AuditLogOptions { SignsCheckpoints = false }))
-        {
-            await context.AppendManyAsync(node, 3, "cluster-relay");
-            Assert.Equal(1, await gateway.SignMemberChainsAsync());
-            await context.AppendManyAsync(node, 3, "cluster-relay");
-            Assert.Equal(1, await gateway.SignMemberChainsAsync()); // the shared chain's head 6, recorded in the gateway's chain
-        }
+        await SignSharedTailTwiceAsync(context); // the shared chain's head 6, recorded in the gateway's chain
 
-        // The attacker deletes the checkpoint at 6 and rewrites 4..6 from the one at 3, which still holds.
+        // The attacker deletes the checkpoint at 6 and rewrites 4..6 from the one at 3, which still holds: the shared
+        // chain links and verifies on its own.
         await context.ExecuteAsync("DELETE FROM audit_checkpoints WHERE seq > 3");
-        var entries = await AuditStore.ReadEntriesAsync(context.Database, "WHERE seq >= 3 ORDER BY seq", _ => { }, CancellationToken.None);
-        var previous = entries[0].Hash;
-        foreach (var entry in entries.Skip(1))
-        {
-            var hash = AuditCanonical.EntryHash(entry with { Model = "other", PreviousHash = previous });
-            await context.ExecuteAsync("UPDATE audit_entries SET model = 'other', previous_hash = @previous, hash = @hash WHERE seq = @seq",
-                ("@previous", previous), ("@hash", hash), ("@seq", entry.Sequence));
-            previous = hash;
-        }
-
-        await context.ExecuteAsync("UPDATE audit_head SET hash = @hash WHERE id = 1", ("@hash", previous));
+        await RewriteSharedFromAsync(context, 4);
 
         // The gateway walks on from the head its chain recorded, not from the checkpoint at 3: the rewrite stays unsigned.
         await using (var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
@@ -425,9 +410,89 @@ public sealed class AuditMemberChainTests
             Assert.Equal(0, await gateway.SignMemberChainsAsync());
         }
 
+        // And every verifier reads the same record: the rewrite is tampering, not a tail waiting to be signed.
         var result = await context.VerifyAsync();
         Assert.Equal((3L, 3L), (result.CoveredThrough, result.Uncovered));
-        Assert.Equal(AuditVerdict.Uncovered, result.SharedVerdict);
+        Assert.Equal(AuditVerdict.Tampered, result.Verdict);
+        var problem = Assert.Single(result.Problems);
+        Assert.Equal((AuditProblemKind.WitnessMismatch, (string?)null, 6L), (problem.Kind, problem.Chain, problem.Sequence));
+        Assert.Contains($"chain {Gateway} entry", problem.Message, StringComparison.Ordinal);
+        Assert.Contains("entry 6 of the shared chain", problem.Message, StringComparison.Ordinal);
+
+        var refused = await Assert.ThrowsAsync<AuditIntegrityException>(() =>
+            AuditClusterExport.WriteAsync(context.Database, context.Key, null, DateTimeOffset.UnixEpoch, context.Time.GetUtcNow().AddHours(1), Stream.Null, null));
+        Assert.Contains(refused.Problems, p => p is { Kind: AuditProblemKind.WitnessMismatch, Chain: null, Sequence: 6 });
+    }
+
+    [Fact]
+    public async Task TheSharedChainsTailCut_WithTheCheckpointThereDeleted_IsTruncatedAtTheHeadTheSignersChainRecorded()
+    {
+        await using var context = AuditTestContext.Create();
+        await SignSharedTailTwiceAsync(context);
+
+        // Entries 5 and 6 removed, the checkpoint at 6 with them, the head moved back to 4: what is left links.
+        await context.ExecuteAsync("DELETE FROM audit_checkpoints WHERE seq > 3");
+        await context.ExecuteAsync("DELETE FROM audit_entries WHERE seq > 4");
+        await context.ExecuteAsync("UPDATE audit_head SET seq = 4, hash = (SELECT hash FROM audit_entries WHERE seq = 4) WHERE id = 1");
+
+        var result = await context.VerifyAsync();
+        Assert.Equal(AuditVerdict.Tampered, result.Verdict);
+        var problem = Assert.Single(result.Problems);
+        Assert.Equal((AuditProblemKind.Truncated, (string?)null, 6L), (problem.Kind, problem.Chain, problem.Sequence));
+        Assert.Contains("no longer holds it", problem.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AClusterOfTwoMemberSigners_AnEarlierReleaseNodeOnTheSharedChain_AndAMemberNode_EveryWitnessHolds_AndTheLogIsTrusted()
+    {
+        await using var context = AuditTestContext.Create();
+        var witnesses = 0;
+        await using (var first = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway }))
+        await using (var second = await context.OpenLogAsync(new AuditLogOptions { Chain = "gw-th-2" }))
+        await using (var earlier = await context.OpenLogAsync(new AuditLogOptions { SignsCheckpoints = false }))
+        await using (var node = await context.OpenLogAsync(new AuditLogOptions { Chain = Node, SignsCheckpoints = false }))
+        {
+            // Six signing rounds, the two taking turns to sign first (one operator key: the first to sign a head signs
+            // it for both), each recording every head it signed, the shared chain's included.
+            for (var round = 0; round < 6; round++)
+            {
+                await context.AppendManyAsync(earlier, 2, "cluster-relay");
+                await context.AppendManyAsync(node, 1, "cluster-relay");
+                await context.AppendManyAsync(round % 2 == 0 ? first : second, 1);
+                foreach (var signer in round % 2 == 0 ? new[] { first, second } : [second, first])
+                {
+                    Assert.True(await signer.SignMemberChainsAsync() > 0);
+                }
+
+                context.Time.Advance(TimeSpan.FromSeconds(1));
+            }
+
+            var shared = new List<string>();
+            foreach (var signer in new[] { first, second })
+            {
+                var recorded = (await signer.ReadAsync(1, 1000)).Where(e => e.Action == AuditActions.ChainsSigned).ToList();
+                shared.AddRange(recorded.Where(e => e.Details.ContainsKey(AuditActions.ChainsSignedShared)).Select(e => e.Details[AuditActions.ChainsSignedShared]));
+                witnesses += recorded.Count;
+            }
+
+            // The last round's first signer signed the shared head 12; the other recorded 10, signed the round before.
+            Assert.Equal($"12:{await context.ScalarAsync("SELECT hash FROM audit_entries WHERE seq = 12")}", shared[^1]);
+            Assert.Contains($"10:{await context.ScalarAsync("SELECT hash FROM audit_entries WHERE seq = 10")}", shared);
+            Assert.Equal(11, shared.Count);
+        }
+
+        Assert.Equal(12, witnesses);
+        var result = await context.VerifyAsync();
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+        Assert.Equal(AuditVerdict.Trusted, result.Verdict);
+        Assert.Equal((12L, 12L), (result.LastSequence, result.CoveredThrough));
+
+        // The export of the whole log, read back offline, finds every witness as the log does.
+        using var file = new MemoryStream();
+        await AuditClusterExport.WriteAsync(context.Database, context.Key, null, DateTimeOffset.UnixEpoch, context.Time.GetUtcNow().AddHours(1), file, null);
+        file.Position = 0;
+        var exported = await AuditExport.VerifyExportAsync(file, context.Key.PublicKeyPem);
+        Assert.True(exported.Valid, string.Join("\n", exported.Problems));
     }
 
     [Fact]
@@ -463,6 +528,36 @@ public sealed class AuditMemberChainTests
 
         var shared = await AuditVerifier.VerifyAsync(context.Database, [context.Key.PublicKeyPem], new AuditVerificationOptions { Time = context.Time }, null);
         Assert.Equal(AuditVerdict.Uncovered, shared.SharedVerdict);
+    }
+
+    /// <summary>
+    /// A gateway on its member chain signs the shared chain (an earlier-release node's entries) twice: its checkpoints
+    /// at 3 and 6, and the head 6 recorded as <c>shared</c> in its newest <see cref="AuditActions.ChainsSigned"/> entry.
+    /// </summary>
+    private static async Task SignSharedTailTwiceAsync(AuditTestContext context)
+    {
+        await using var gateway = await context.OpenLogAsync(new AuditLogOptions { Chain = Gateway });
+        await using var node = await context.OpenLogAsync(new AuditLogOptions { SignsCheckpoints = false });
+        await context.AppendManyAsync(node, 3, "cluster-relay");
+        Assert.Equal(1, await gateway.SignMemberChainsAsync());
+        await context.AppendManyAsync(node, 3, "cluster-relay");
+        Assert.Equal(1, await gateway.SignMemberChainsAsync());
+    }
+
+    /// <summary>The shared chain's entries from <paramref name="from"/> on rewritten and re-hashed, its head moved: no key needed.</summary>
+    private static async Task RewriteSharedFromAsync(AuditTestContext context, long from)
+    {
+        var entries = await AuditStore.ReadEntriesAsync(context.Database, "WHERE seq >= @from ORDER BY seq", c => SqlDatabase.AddParameter(c, "@from", from - 1), CancellationToken.None);
+        var previous = entries[0].Hash;
+        foreach (var entry in entries.Skip(1))
+        {
+            var hash = AuditCanonical.EntryHash(entry with { Model = "other", PreviousHash = previous });
+            await context.ExecuteAsync("UPDATE audit_entries SET model = 'other', previous_hash = @previous, hash = @hash WHERE seq = @seq",
+                ("@previous", previous), ("@hash", hash), ("@seq", entry.Sequence));
+            previous = hash;
+        }
+
+        await context.ExecuteAsync("UPDATE audit_head SET hash = @hash WHERE id = 1", ("@hash", previous));
     }
 
     /// <summary>What a database writer without the key can do: rewrite a chain's entries from one on, re-hash them, move the head.</summary>

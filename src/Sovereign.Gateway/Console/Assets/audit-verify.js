@@ -95,15 +95,17 @@
   function digestOf(sequences) { const w = new Writer(); for (const s of sequences) { w.i64(s); } return sha256(w.done()); }
   function splitLines(text) { const l = text.split(/\r\n|\r|\n/); if (l.length && l[l.length - 1] === "") { l.pop(); } return l; }
 
-  // The heads an audit.chains_signed entry records: `chain:NAME` = `SEQUENCE:HASH`; anything else is not one.
+  // The heads an audit.chains_signed entry records: `chain:NAME` = `SEQUENCE:HASH`, and `shared` = `SEQUENCE:HASH` for
+  // the shared chain (chain null); anything else is not one.
   function witnessedHeads(details) {
     const heads = [];
     for (const [key, value] of Object.entries(details)) {
-      if (!key.startsWith("chain:") || !isChainName(key.slice(6))) { continue; }
+      const shared = key === "shared";
+      if (!shared && (!key.startsWith("chain:") || !isChainName(key.slice(6)))) { continue; }
       const parts = value.split(":");
       if (parts.length !== 2 || !/^[0-9]+$/.test(parts[0]) || !isHash(parts[1])) { continue; }
       const sequence = Number(parts[0]);
-      if (Number.isSafeInteger(sequence) && sequence > 0) { heads.push({ chain: key.slice(6), sequence, hash: parts[1] }); }
+      if (Number.isSafeInteger(sequence) && sequence > 0) { heads.push({ chain: shared ? null : key.slice(6), sequence, hash: parts[1] }); }
     }
     return heads;
   }
@@ -357,15 +359,15 @@
       }
     }
 
-    // Each signer chain's newest audit.chains_signed entry: every head it names is listed, and where the file holds that
-    // entry of the named chain it has that hash (a tail rewritten after it would not).
+    // Each signer chain's newest audit.chains_signed entry: every head it names (the shared chain's too) is listed, and
+    // where the file holds that entry of the named chain it has that hash (a tail rewritten after it would not).
     for (const { entry, by } of witnessed.values()) {
       for (const head of witnessedHeads(entry.details || {})) {
         const index = header.chains.findIndex(c => c.chain === head.chain);
         const shown = index < 0 ? undefined : sections.get(index)?.hashes.get(head.sequence);
         if (index < 0) { extra("ChainMissing", entry.sequence, null, by, `Chain ${head.chain}, whose entry ${head.sequence} ${chainLabel(by)} entry ${entry.sequence} records as signed, is not in the export's list of chains.`); }
         else if (shown !== undefined && shown !== head.hash) {
-          extra("WitnessMismatch", head.sequence, null, head.chain, `${chainLabel(by)} entry ${entry.sequence} records entry ${head.sequence} of chain ${head.chain} as signed with another hash than the export has: the chain was rewritten from there.`);
+          extra("WitnessMismatch", head.sequence, null, head.chain, `${chainLabel(by)} entry ${entry.sequence} records entry ${head.sequence} of ${chainLabel(head.chain)} as signed with another hash than the export has: the chain was rewritten from there.`);
         }
       }
     }
