@@ -14,7 +14,8 @@ namespace Sovereign.Gateway.FunctionalTests.Cluster;
 /// showed the running node at the newcomer's URL, so the gateways relayed that node's work elsewhere (and to nowhere
 /// once the newcomer stopped). Now the join is refused (409 <c>node_in_use</c>) while a node of that id runs, and the
 /// token stays usable. A real gateway and node (<c>sovereign serve</c>) over a throwaway redis-server and PostgreSQL
-/// (a cluster member on SQLite is refused at start).
+/// (a cluster member on SQLite is refused at start). Also the other joins a gateway refuses: a URL carrying a secret,
+/// and a token withdrawn before its node started.
 /// </summary>
 public sealed class JoinTakenNodeIdTests(Storage.PostgreSqlFixture postgres) : IClassFixture<Storage.PostgreSqlFixture>, IDisposable
 {
@@ -107,6 +108,52 @@ public sealed class JoinTakenNodeIdTests(Storage.PostgreSqlFixture postgres) : I
 
         using var joined = await anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-th-url", url = "http://127.0.0.1:9" });
         Assert.True(joined.IsSuccessStatusCode, await joined.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>
+    /// A join token withdrawn (<c>sovereign nodes withdraw-join-token ID</c>) before its node started: the node's start
+    /// stops (exit 2) with the gateway's refusal, it keeps no credential, and no registration exists under its id. The
+    /// same token, withdrawn again, answers the first withdrawal's time.
+    /// </summary>
+    [Fact]
+    public async Task ANodeStartedWithAWithdrawnToken_CannotJoin_ItsStartStops_AndNothingIsRegistered()
+    {
+        using var admin = await StartGatewayAsync();
+        using var issued = await admin.PostAsJsonAsync("/admin/v1/nodes/join-tokens", new { jurisdiction = "TH" });
+        var answer = JsonDocument.Parse(await issued.Content.ReadAsStringAsync()).RootElement;
+        Assert.True(issued.StatusCode == HttpStatusCode.Created, answer.ToString());
+        var (id, token) = (answer.GetProperty("id").GetString()!, answer.GetProperty("token").GetString()!);
+
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("nodes", "withdraw-join-token", id, "--url", admin.BaseAddress!.ToString(), "--admin-token", AdminToken);
+        Assert.True(exit == 0, stdout + stderr);
+        Assert.Contains(id, stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain(token, stdout + stderr, StringComparison.Ordinal);
+
+        var nodePort = FreePort();
+        var node = StartServe(nodePort, ["--role", "node", "--node-id", "node-th-withdrawn", "--join-token", token, "--join-url", admin.BaseAddress!.ToString(),
+            "--model", $"{TestModels.Stories260K}=stories", "--threads", "1", "--ctx-size", "256", "--parallel", "2"], new());
+        using (var stopped = new CancellationTokenSource(TimeSpan.FromMinutes(3)))
+        {
+            await node.Process.WaitForExitAsync(stopped.Token);
+        }
+
+        var output = Snapshot(node.Output);
+        Assert.True(node.Process.ExitCode == 2, output);
+        Assert.Contains("failed with 401", output, StringComparison.Ordinal);
+        Assert.Contains("invalid_join_token", output, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(_root, "member-" + nodePort.ToString(CultureInfo.InvariantCulture), "node-credential.json")), output);
+        using (var nodes = await admin.GetAsync("/admin/v1/nodes"))
+        {
+            Assert.DoesNotContain("node-th-withdrawn", await nodes.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        // Withdrawn once: the second withdrawal changes nothing, and the token stays refused.
+        (exit, stdout, stderr) = await CliProcess.RunAsync("nodes", "withdraw-join-token", id, "--url", admin.BaseAddress!.ToString(), "--admin-token", AdminToken, "--json");
+        Assert.True(exit == 0, stdout + stderr);
+        Assert.True(JsonDocument.Parse(stdout).RootElement.GetProperty("withdrawn").GetBoolean(), stdout);
+        using var anonymous = new HttpClient { BaseAddress = admin.BaseAddress };
+        using var refused = await anonymous.PostAsJsonAsync("/cluster/v1/join", new { token, node_id = "node-th-withdrawn", url = "http://127.0.0.1:9" });
+        Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
     }
 
     /// <summary>A throwaway redis-server and a TH gateway on the shared PostgreSQL; the operator's client, once ready.</summary>
