@@ -403,10 +403,16 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
     /// The engine's error, as OpenAI's error object (<see cref="UpstreamErrors"/>: its message, a 5xx becomes 502). A
     /// redirect is never followed (its target may lie outside the route's jurisdiction) nor passed on: it is a 502.
     /// Logged like every error answer; a redirect or the engine refusing the gateway's key also names the engine
-    /// (event 4103), since only the operator can mend either.
+    /// (event 4103), since only the operator can mend either. A cluster node's own database refusal (its 503
+    /// <c>audit_unavailable</c> or <c>storage_unavailable</c>) is counted in <c>sovereign_database_refusals</c> here too, as
+    /// the error middleware counts one thrown through the pipeline: answered here, it was logged (4001) but not counted.
     /// </summary>
-    public static async Task PassErrorAsync(HttpContext context, HttpResponseMessage response) =>
-        await OpenAIErrorResults.AnswerAsync(context, await ErrorOfAsync(context, response));
+    public static async Task PassErrorAsync(HttpContext context, HttpResponseMessage response)
+    {
+        var error = await ErrorOfAsync(context, response);
+        OpenAIErrorResults.CountPassedOnRefusal(context, error);
+        await OpenAIErrorResults.AnswerAsync(context, error);
+    }
 
     /// <summary>
     /// The error an engine's non-success answer becomes for the client (as <see cref="PassErrorAsync"/> answers it),

@@ -685,6 +685,27 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     /// <summary>
+    /// A member's <c>sovereign_database_refusals_total</c> from its /metrics; with <paramref name="expected"/>, read again
+    /// until it reaches that count (a count is taken as the refusal is written; the last read is returned, at most 30 s on).
+    /// </summary>
+    private static async Task<double> RefusalsAsync(HttpClient member, double? expected = null)
+    {
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            var metrics = await member.GetStringAsync("/metrics");
+            var count = metrics.Split('\n').Where(line => line.StartsWith("sovereign_database_refusals_total", StringComparison.Ordinal) && !line.StartsWith('#'))
+                .Sum(line => double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+            if (expected is null || count >= expected || bound.IsCancellationRequested)
+            {
+                return count;
+            }
+
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>
     /// A stream relayed to a node leaves the node with its headers and role chunk while the node's decision commits (its
     /// first content waits for the entry): a node whose decision entry cannot be committed (as a failing disk would
     /// refuse it) ends that 200 stream with an audit_unavailable error event and no content, and neither the node nor
@@ -699,6 +720,12 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         using var admin = cluster.GatewaySg.Client(ClusterFixture.AdminToken);
         await ClusterFixture.Expect(client.PostAsync("/v1/chat/completions", Json(Body)), 200);
         var since = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+        // Each refusal is counted in sovereign_database_refusals_total by the node that could not record it (its own
+        // answer: the error event after its headers, or its 503) and by the gateway that passed it on.
+        using var nodeMetrics = cluster.NodeSg.Client(ClusterFixture.AdminToken);
+        var nodeRefusals = await RefusalsAsync(nodeMetrics);
+        var gatewayRefusals = await RefusalsAsync(admin);
         await using (var database = new Npgsql.NpgsqlConnection(cluster.DatabaseConnectionString))
         {
             await database.OpenAsync();
@@ -729,6 +756,10 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
                 Assert.All(data.SkipLast(1), chunk => Assert.Equal("", chunk.GetProperty("choices")[0].GetProperty("delta").GetProperty("content").GetString()));
             }
 
+            // The node's streamed refusal (its MapStreamed, after the headers) counted there once, and once at the gateway.
+            Assert.Equal(nodeRefusals + 1, await RefusalsAsync(nodeMetrics, nodeRefusals + 1));
+            Assert.Equal(gatewayRefusals + 1, await RefusalsAsync(admin, gatewayRefusals + 1));
+
             using (var refused = await client.PostAsync("/v1/chat/completions", Json(Body)))
             {
                 // The node's 503 before any byte, passed on as the node's own refusal (not an engine's 5xx, which is a 502).
@@ -742,6 +773,10 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
                 Assert.Equal("audit_unavailable", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString());
                 refusedId = refused.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
             }
+
+            var (nodeCount, gatewayCount) = (await RefusalsAsync(nodeMetrics, nodeRefusals + 2), await RefusalsAsync(admin, gatewayRefusals + 2));
+            Assert.True((nodeCount, gatewayCount) == (nodeRefusals + 2, gatewayRefusals + 2),
+                $"node {nodeCount - nodeRefusals}, gateway {gatewayCount - gatewayRefusals} refusals counted, not 2 and 2; the node's output:\n{cluster.NodeSg.Output[Math.Max(0, cluster.NodeSg.Output.Length - 6000)..]}");
         }
         finally
         {
