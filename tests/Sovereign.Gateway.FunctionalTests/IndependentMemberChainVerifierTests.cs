@@ -128,6 +128,28 @@ public sealed class IndependentMemberChainVerifierTests : IAsyncLifetime
         Assert.Equal("trusted", report["chains"]!.AsArray().Single(c => c!["chain"]?.GetValue<string>() == "node-th-2")!["verdict"]!.GetValue<string>());
     }
 
+    [Fact]
+    public async Task AuditVerify_TheSharedTailRewrittenAfterItsWitnessedHead_Exits3NamingIt_AndAuditExportRefusesToSignIt()
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify", "--data-dir", _directory, "--database", DatabasePath, "--no-witness");
+        Assert.True(exit == 0, stdout + stderr);
+
+        await MemberChainLog.RewriteSharedTailAsync(_directory);
+
+        // The shared chain links and its own walk finds nothing (covered through 2, 3..4 young): the gateway's `shared`
+        // witness makes it tampered, exit 3, as verify-export, the script and the console say of such a file.
+        (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify", "--data-dir", _directory, "--database", DatabasePath, "--no-witness", "--json");
+        Assert.True(exit == 3, stdout + stderr);
+        var report = JsonNode.Parse(stdout)!.AsObject();
+        var problem = Assert.Single(report["problems"]!.AsArray());
+        Assert.Equal(("WitnessMismatch", null, 4L), (problem!["kind"]!.GetValue<string>(), problem["chain"]?.GetValue<string>(), problem["sequence"]!.GetValue<long>()));
+
+        var path = Path.Combine(_directory, "refused.jsonl");
+        (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", _directory, "--database", DatabasePath, "-o", path);
+        Assert.True(exit == 3, stdout + stderr);
+        Assert.Contains("WitnessMismatch", stdout + stderr, StringComparison.Ordinal);
+    }
+
     /// <summary>Runs both verifiers on one file; they must agree on the exit code, the verdicts and every problem's kind and chain.</summary>
     private async Task<(int Exit, JsonObject Report)> AgreeAsync(string export, string? previous = null)
     {
@@ -222,6 +244,40 @@ internal static class MemberChainLog
         }
 
         await gateway.SignMemberChainsAsync();
+    }
+
+    /// <summary>
+    /// A database writer's attack on the log <see cref="WriteAsync"/> left: the checkpoint at the shared chain's head 4
+    /// deleted, entries 3..4 rewritten and re-hashed from the checkpoint at 2, the head moved. No key needed; only the
+    /// gateway's `shared` witness (entry 4's old hash) shows it.
+    /// </summary>
+    public static async Task RewriteSharedTailAsync(string directory)
+    {
+        var path = Path.Combine(directory, "sovereign.db");
+        var entries = await AuditStore.ReadEntriesAsync(SqlDatabase.Sqlite(path), "WHERE seq >= 2 ORDER BY seq", _ => { }, CancellationToken.None);
+        await using (var connection = new SqliteConnection($"Data Source={path}"))
+        {
+            await connection.OpenAsync();
+            var previous = entries[0].Hash;
+            foreach (var entry in entries.Skip(1))
+            {
+                var hash = AuditCanonical.EntryHash(entry with { DecisionCode = "model_not_allowed", PreviousHash = previous });
+                using var command = connection.CreateCommand();
+                command.CommandText = "UPDATE audit_entries SET decision_code = 'model_not_allowed', previous_hash = $previous, hash = $hash WHERE seq = $seq";
+                command.Parameters.AddWithValue("$previous", previous);
+                command.Parameters.AddWithValue("$hash", hash);
+                command.Parameters.AddWithValue("$seq", entry.Sequence);
+                await command.ExecuteNonQueryAsync();
+                previous = hash;
+            }
+
+            using var head = connection.CreateCommand();
+            head.CommandText = "DELETE FROM audit_checkpoints WHERE seq > 2; UPDATE audit_head SET hash = $hash WHERE id = 1";
+            head.Parameters.AddWithValue("$hash", previous);
+            await head.ExecuteNonQueryAsync();
+        }
+
+        SqliteConnection.ClearAllPools();
     }
 
     /// <summary>Two entries of another node's chain, dated from <paramref name="at"/>, that no gateway has signed yet.</summary>

@@ -4,7 +4,6 @@ using Microsoft.Data.Sqlite;
 using Microsoft.Playwright;
 using Sovereign.Cli.Commands;
 using Sovereign.Residency.Audit;
-using Sovereign.Storage;
 
 namespace Sovereign.Gateway.FunctionalTests.Console;
 
@@ -108,30 +107,7 @@ public sealed class ConsoleMemberChainTests(BrowserFixture browser) : IClassFixt
 
         // The shared chain's tail rewritten and re-hashed from its checkpoint at 2, the checkpoint at its head 4 deleted:
         // it links and its own walk finds nothing, but the gateway's chain recorded entry 4's hash as signed.
-        var database = SqlDatabase.Sqlite(DatabasePath);
-        var entries = await AuditStore.ReadEntriesAsync(database, "WHERE seq >= 2 ORDER BY seq", _ => { }, CancellationToken.None);
-        await using (var connection = new SqliteConnection($"Data Source={DatabasePath}"))
-        {
-            await connection.OpenAsync();
-            var previous = entries[0].Hash;
-            foreach (var entry in entries.Skip(1))
-            {
-                var hash = AuditCanonical.EntryHash(entry with { DecisionCode = "model_not_allowed", PreviousHash = previous });
-                using var command = connection.CreateCommand();
-                command.CommandText = "UPDATE audit_entries SET decision_code = 'model_not_allowed', previous_hash = $previous, hash = $hash WHERE seq = $seq";
-                command.Parameters.AddWithValue("$previous", previous);
-                command.Parameters.AddWithValue("$hash", hash);
-                command.Parameters.AddWithValue("$seq", entry.Sequence);
-                await command.ExecuteNonQueryAsync();
-                previous = hash;
-            }
-
-            using var head = connection.CreateCommand();
-            head.CommandText = "DELETE FROM audit_checkpoints WHERE seq > 2; UPDATE audit_head SET hash = $hash WHERE id = 1";
-            head.Parameters.AddWithValue("$hash", previous);
-            await head.ExecuteNonQueryAsync();
-        }
-
+        await MemberChainLog.RewriteSharedTailAsync(_directory);
         SqliteConnection.ClearAllPools();
         await page.GetByRole(AriaRole.Button, new() { Name = "Verify the whole audit log" }).ClickAsync();
         await Assertions.Expect(page.GetByRole(AriaRole.Alert).First).ToContainTextAsync("tampered");
