@@ -22,6 +22,10 @@ public sealed class CloseGroupEvidenceTests(ITestOutputHelper output)
     [InlineData("vidjeti")]
     [InlineData("namještaj")]
     [InlineData("svjetlost")]
+    [InlineData("rješenje")]
+    [InlineData("izgorjela")]
+    [InlineData("dio")]
+    [InlineData("udio")]
     public void Reflex_IjekavianWords_AreFound(string word) => Assert.True(YatReflex.Reflex(word).Length > 0, word);
 
     [Theory]
@@ -33,6 +37,8 @@ public sealed class CloseGroupEvidenceTests(ITestOutputHelper output)
     [InlineData("njegov")]
     [InlineData("kojem")]
     [InlineData("historije")]
+    [InlineData("gorje")]
+    [InlineData("radio")]
     public void Reflex_WordsEveryStandardWrites_AreNotIjekavian(string word) => Assert.Equal(0, YatReflex.Reflex(word).Length);
 
     [Theory]
@@ -70,6 +76,10 @@ public sealed class CloseGroupEvidenceTests(ITestOutputHelper output)
     [InlineData("doživio", 1)]
     [InlineData("htio", 1)]
     [InlineData("voljela", 1)]
+    [InlineData("sjeo", 1)]
+    [InlineData("posjeo", 1)]
+    [InlineData("poludio", 1)]
+    [InlineData("ogladnio", 1)]
     [InlineData("voleo", -1)]
     [InlineData("živeo", -1)]
     [InlineData("hteo", -1)]
@@ -87,6 +97,21 @@ public sealed class CloseGroupEvidenceTests(ITestOutputHelper output)
         Assert.Equal((1, 0), reflex.Count("nisam ga vidio"));
         Assert.Equal((0, 1), reflex.Count("ga je voleo"));
         Assert.Equal((0, 0), reflex.Count("nisam ga mislio zvati"));
+    }
+
+    // Round 27: sjesti's participle (sjeo against Serbian seo, which the ekavian ending already counted) and the yat as i
+    // before o (dio against deo) were no ijekavian words, so a sentence with them and an eastern word read as Serbian.
+    // Seen failing on the old code: both counts were (0, 0) on the ijekavian side.
+    [Fact]
+    public void Count_SjeoAndDio_AreIjekavian_SeoAndDeoEkavian()
+    {
+        var reflex = YatReflex.FromCorpus(new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal));
+
+        Assert.Equal((1, 0), reflex.Count("sjeo sam na klupu"));
+        Assert.Equal((0, 1), reflex.Count("seo sam na klupu"));
+        Assert.Equal((1, 0), reflex.Count("veći dio novca"));
+        Assert.Equal((0, 1), reflex.Count("veći deo novca"));
+        Assert.Equal((1, 0), reflex.Count("rješenje je jednostavno"));
     }
 
     [Theory]

@@ -17,8 +17,10 @@ internal sealed class YatReflex
 {
     private const string Consonants = "bcčćdđfghjklmnprsštvzž";
 
-    // Consonants before "je" that make a reflex: mjesto, vjera, bjež-, pjesma, sjever, cjena, tjedan, djeca.
-    private const string BeforeShortReflex = "bcdmpstv";
+    // Consonants before "je" that make a reflex: mjesto, vjera, bjež-, pjesma, sjever, cjena, tjedan, djeca; and r
+    // (round 27): rješenje, rječnik, rjeđe, izgorjela, where Serbian writes rešenje, rečnik, ređe, izgorela (a "je"
+    // after r before a consonant is the yat's; the non-yat words with r-je end in it: gorje, primorje).
+    private const string BeforeShortReflex = "bcdmprstv";
 
     // Words of ijekavian shape that every standard writes.
     private static readonly string[] CommonPrefixes =
@@ -26,6 +28,10 @@ internal sealed class YatReflex
 
     // Word-final ijekavian forms (a final -ije is more often a case ending: historije, kapije).
     private static readonly FrozenSet<string> FinalForms = FrozenSet.ToFrozenSet(["prije", "poslije", "dvije", "gdje", "ovdje", "ondje", "negdje", "nigdje", "svugdje", "igdje"], StringComparer.Ordinal);
+
+    // Ijekavian words whose yat is an i before o (round 27): dio, udio, predio, razdio, where Serbian writes deo, udeo,
+    // predeo, razdeo (ije shortened to i before the o that was l: *dijel > dio). Their shape shows no "je".
+    private static readonly FrozenSet<string> YatAsI = FrozenSet.ToFrozenSet(["dio", "udio", "predio", "razdio"], StringComparer.Ordinal);
 
     /// <summary>Shortest stem (an ekavian form of 5 letters or more, less a final vowel) matched as a word's beginning.</summary>
     private const int MinimumStem = 4;
@@ -202,9 +208,11 @@ internal sealed class YatReflex
     // volio/voleo), a reflex the shape of the word does not show (mislio, radio are -iti verbs every standard writes
     // alike); with lj, nj the feminine and plural forms neither (voljela/volela). Prefixed verbs count too (zavolio,
     // poželio, doživio, izgorio). Left out: umio (also umiti, to wash, everywhere), sjedio (its "je" already shows),
-    // dozvolio (dozvoliti, an -iti verb).
+    // dozvolio (dozvoliti, an -iti verb). Round 27 added sjesti's sjeo (Serbian seo, which the ekavian ending already
+    // counts; the "je" before a vowel is no shape the reflex rule reads), and poludio, ogladnio, ožednio (poludeo,
+    // ogladneo, ožedneo), inchoative -jeti verbs of the same class.
     private static readonly string[] IjekavianParticiples =
-        ["vidio", "volio", "voljela", "voljeli", "voljelo", "želio", "željela", "željeli", "željelo", "živio", "htio", "letio", "razumio", "smio", "trpio", "vrtio", "gorio", "bolio", "boljela", "boljelo", "stidio", "mrzio", "šutio"];
+        ["vidio", "volio", "voljela", "voljeli", "voljelo", "želio", "željela", "željeli", "željelo", "živio", "htio", "letio", "razumio", "smio", "trpio", "vrtio", "gorio", "bolio", "boljela", "boljelo", "stidio", "mrzio", "šutio", "sjeo", "poludio", "ogladnio", "ožednio"];
 
     private static readonly string[] EkavianParticiples =
         ["voleo", "želeo", "živeo", "živela", "živeli", "živelo", "hteo", "leteo", "razumeo", "smeo", "trpeo", "trpela", "trpeli", "vrteo", "goreo", "gorela", "goreli", "boleo", "stideo", "mrzeo", "mrzela", "mrzeli"];
@@ -253,6 +261,11 @@ internal sealed class YatReflex
             {
                 return (0, 0);
             }
+        }
+
+        if (YatAsI.GetAlternateLookup<ReadOnlySpan<char>>().Contains(word))
+        {
+            return (word.Length - 2, 1);
         }
 
         if (FinalForms.GetAlternateLookup<ReadOnlySpan<char>>().Contains(word))
