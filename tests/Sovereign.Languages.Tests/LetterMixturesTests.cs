@@ -175,6 +175,7 @@ public sealed class LetterMixturesTests
     [InlineData("id")]
     [InlineData("uk")]
     [InlineData("ru")]
+    [InlineData("en")]
     public void SpellingDecoys_CoveredSentences_NeverTaken(string language)
     {
         var texts = LanguageProfiles.LoadCorpus()[language]
@@ -222,6 +223,13 @@ public sealed class LetterMixturesTests
     [InlineData("ca", "La chasa dal vischin ha ina chaussa nova.", "rm")]
     [InlineData("de", "Chunnsch morn au? Mir chönd es bitzli warte.", "gsw")]
     [InlineData("uk", "Мы были в школі, там было добрі.", "rue")]
+    [InlineData("es", "Mi primu vieni el martis pola nochi.", "ext")]
+    [InlineData("es", "La noche siempri es larga cuandu no duermi.", "ext")]
+    [InlineData("it", "Io vide le photographias del nation.", "ia")]
+    [InlineData("es", "Le station del telephono es lontan.", "ia")]
+    [InlineData("en", "A wouldnae gang oot the nicht, it's awfy cauld.", "sco")]
+    [InlineData("en", "He hasnae telt me, an he shouldnae hae done it.", "sco")]
+    [InlineData("nl", "Waer gaet de weg naer de zee?", "zea")]
     public void SpellingDecoys_TwoWordsOfASpelling_NameTheDecoy(string language, string text, string decoy)
     {
         Assert.Equal(decoy, SpellingDecoys.Evaluate(LanguageProfiles.Normalize(text), language)?.Language);
@@ -237,6 +245,10 @@ public sealed class LetterMixturesTests
     [InlineData("es", "Compré un kilo de tomates para la cena de hoy.")]
     [InlineData("pt", "Eu disse-lhe que lhes daria o livro.")]
     [InlineData("de", "Der Chef singt im Chor von China.")]
+    [InlineData("es", "Tomé un taxi y luego fui al safari.")]
+    [InlineData("es", "Aquí, el jabalí comió maní con ají.")]
+    [InlineData("en", "The antennae of the yacht picked up the station.")]
+    [InlineData("it", "Il mio smartfono e la stazione.")]
     public void SpellingDecoys_TheLanguagesOwnSpellings_NotTaken(string language, string text)
     {
         Assert.Null(SpellingDecoys.Evaluate(LanguageProfiles.Normalize(text), language));

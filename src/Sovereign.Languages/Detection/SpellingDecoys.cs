@@ -34,6 +34,12 @@ namespace Sovereign.Languages;
 /// <c>õ</c>.</item>
 /// <item>Malay and Indonesian: the digraph <c>eu</c> and <c>é</c> (Sundanese <c>teu, geus, nyieun</c>), <c>â, è</c>
 /// (Madurese).</item>
+/// <item>Round 27: Spanish, Galician, Portuguese, Italian and Catalan: <c>ph</c> and a final <c>-tion, -tiones</c>
+/// (Interlingua <c>telephono, nation</c>; they write <c>f</c> and <c>-ción, -ção, -zione, -ció</c>); Spanish also a final
+/// unaccented <c>-i</c> after a consonant (Extremaduran <c>nochi, siempri</c>; Spanish writes it only in a few loans,
+/// <c>taxi, bikini</c>); English: the negative suffix <c>-nae</c> (Scots <c>cannae, wouldnae</c>; not the Latin plurals
+/// <c>antennae</c>) and <c>cht</c> (Scots <c>nicht, thocht</c>; English writes <c>ght</c>, <c>cht</c> only in
+/// <c>yacht</c>); Dutch: <c>ae</c> (Zeelandic and West Flemish <c>waer, gaet</c>; Dutch writes <c>aa</c>).</item>
 /// </list>
 /// Two words that carry such spellings turn the answer into <c>und</c> (one word can be a name or a loan). Written from
 /// general knowledge of the orthographies, never from an evaluation sentence; checked on every sentence of the
@@ -72,17 +78,20 @@ internal static class SpellingDecoys
     // The decoy one word's spelling points to, for a text answered as the given language, or null.
     private static string? Decoy(ReadOnlySpan<char> word, string language, bool afterApostrophe) => language switch
     {
+        "it" or "ca" when InterlinguaSpelling(word) => "ia",
         "it" => word.IndexOfAny("âêîôûëöüæ") >= 0 || word.Contains("cj", StringComparison.Ordinal) || word.Contains("gj", StringComparison.Ordinal) ? "fur"
             : word.Contains("chj", StringComparison.Ordinal) || word.Contains("ghj", StringComparison.Ordinal) ? "co"
             : word.Contains("tsch", StringComparison.Ordinal) || word.Contains("tg", StringComparison.Ordinal) ? "rm"
             : ConsonantFinalU(word) ? "scn"
             : InitialNasalCluster(word) || ElisionBeforeConsonant(word) ? "nap"
             : null,
+        "es" or "gl" or "pt" when InterlinguaSpelling(word) => "ia",
         "es" or "gl" or "pt" => ConsonantFinalU(word) ? "ast"
             : ElisionInside(word) ? "an"
             : word.StartsWith("lh", StringComparison.Ordinal) && !PortugueseLh.GetAlternateLookup<ReadOnlySpan<char>>().Contains(word) ? "mwl"
             : language == "es" && (word.Contains('k') || word.Contains("sh", StringComparison.Ordinal)) ? "lad"
             : language == "es" && (word.Contains("lh", StringComparison.Ordinal) || word.Contains("nh", StringComparison.Ordinal)) ? "mwl"
+            : language == "es" && ConsonantFinalI(word) ? "ext"
             : null,
         "ca" => ConsonantFinalU(word) ? "ast"
             : word[..^1].Contains("ch", StringComparison.Ordinal) ? "rm"
@@ -95,7 +104,10 @@ internal static class SpellingDecoys
             || word.Contains("üü", StringComparison.Ordinal) || word.Contains("öö", StringComparison.Ordinal)
             || (word.Length >= 4 && word[0] == 'c' && word[1] == 'h' && word[2] is 'u' or 'ö' or 'ü' or 'ä' or 'l') ? "gsw"
             : null,
-        "nl" => UmlautAfterConsonant(word) ? "li" : null,
+        "nl" => UmlautAfterConsonant(word) ? "li"
+            : word.Contains("ae", StringComparison.Ordinal) ? "zea"
+            : null,
+        "en" => ScotsNegation(word) || (word.Contains("cht", StringComparison.Ordinal) && !word.Contains("yacht", StringComparison.Ordinal)) ? "sco" : null,
         "et" => VoroOtilde(word) || word.Contains('y') ? "vro" : null,
         "fi" => word.Contains('õ') ? "vro" : null,
         "uk" => word.Contains('ы') ? "rue" : null,
@@ -110,6 +122,28 @@ internal static class SpellingDecoys
     private static bool ConsonantFinalU(ReadOnlySpan<char> word) =>
         word.Length >= 3 && word[^1] == 'u' && IsConsonant(word[^2]) && word.IndexOfAny("'-") < 0
         && !FinalUWords.GetAlternateLookup<ReadOnlySpan<char>>().Contains(word);
+
+    // Round 27: a consonant and an unaccented -i at the end of a word of four letters or more in Spanish text
+    // (Extremaduran nochi, siempri, duranti, where Spanish writes -e; Spanish writes a final -i after a consonant only in
+    // a few loans, and accents it otherwise: aquí, jabalí).
+    private static readonly FrozenSet<string> SpanishFinalI = Set("taxi bikini sushi safari zombi yeti kiwi wifi ferrari lati mini maxi pachuli sari kaki caqui");
+
+    private static bool ConsonantFinalI(ReadOnlySpan<char> word) =>
+        word.Length >= 4 && word[^1] == 'i' && IsConsonant(word[^2]) && word.IndexOfAny("'-") < 0
+        && !SpanishFinalI.GetAlternateLookup<ReadOnlySpan<char>>().Contains(word);
+
+    // Round 27: Interlingua's (and Interlingue's) etymological spellings, which Spanish, Galician, Portuguese, Italian
+    // and Catalan replaced long ago: ph (telephono, photographia; they write f) and the ending -tion/-tiones (nation,
+    // question; they write -ción, -ção, -zione, -ció).
+    private static bool InterlinguaSpelling(ReadOnlySpan<char> word) =>
+        word.Contains("ph", StringComparison.Ordinal) || (word.Length >= 6 && (word.EndsWith("tion", StringComparison.Ordinal) || word.EndsWith("tiones", StringComparison.Ordinal)));
+
+    // Round 27: Scots's negative suffix -nae on an auxiliary (cannae, didnae, wouldnae, hasnae; English writes -n't);
+    // the few English words ending in -nae are Latin plurals.
+    private static readonly FrozenSet<string> EnglishNae = Set("antennae lacunae pinnae personae");
+
+    private static bool ScotsNegation(ReadOnlySpan<char> word) =>
+        word.Length >= 5 && word.EndsWith("nae", StringComparison.Ordinal) && !EnglishNae.GetAlternateLookup<ReadOnlySpan<char>>().Contains(word);
 
     // n or m and a consonant at the start of a word (Italian writes neither cluster initially; mn- is Greek).
     private static bool InitialNasalCluster(ReadOnlySpan<char> word) =>
