@@ -136,6 +136,16 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // or й; from the alphabets, chosen on no sentence) raised Bulgarian on held-out 16 and 24 from 9 to 10 and on
     // held-out 25 from 8 to 9 of 10 (off the list); held-out 1-24 10,203 -> 10,205, held-out 25 515 -> 516, held-out 26
     // unchanged (621), no sentence lost.
+    // Session 45's round 27 added held-out 27 (held-out 25's distribution: every covered language 8, Croatian and Bosnian
+    // 16, Serbian 24 - 8 in Cyrillic letters -, Malay and Indonesian 12, da/no/sv, the Iberian four, cs/sk and bg/ru/uk
+    // 10, Macedonian 12 outside the set; small mishaps at home and on the way). Its first run, on the unchanged detector
+    // (main c3eaf07): 515 of 532 = 96.8%, over the overall target, and below the per-language target Bosnian 5 of 16 (as
+    // Croatian seven times, as Serbian four times); Croatian 14 of 16 (as Bosnian twice), Serbian 22 of 24 (as Croatian, a
+    // Cyrillic sentence und beside Macedonian), Dutch 7 of 8 (und, Afrikaans the runner-up) and Portuguese 9 of 10 (as
+    // Galician), within the target; Malay, Indonesian and Bulgarian right throughout, Macedonian 12 of 12 und.
+    // The round's yat words (sjesti's participle sjeo, dio/udio, and r before the short reflex: rješenje; from the
+    // grammar, and noticed on a development sentence of the round's writer, who also wrote held-out 27, so not a blind
+    // check) raised Bosnian there from 5 to 6 of 16; held-out 1-26 unchanged.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -164,6 +174,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.TwentyFourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 12, ["sr"] = 19 },
         [TestData.TwentyFifthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7 },
         [TestData.TwentySixthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 10, ["hr"] = 11, ["sr"] = 18 },
+        [TestData.TwentySeventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6 },
     };
 
     /// <summary>The overall target.</summary>
@@ -206,6 +217,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.TwentyFourthHeldOut)]
     [InlineData(TestData.TwentyFifthHeldOut)]
     [InlineData(TestData.TwentySixthHeldOut)]
+    [InlineData(TestData.TwentySeventhHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
@@ -214,7 +226,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }
-        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut)
+        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut)
         {
             // Every covered language and Macedonian, outside the set (the Serbian Cyrillic sentences' translations).
             Assert.Equal(LanguageCatalog.Covered.Append("mk").Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));

@@ -338,6 +338,18 @@ public sealed class LanguageDetectorTests
     // Jamaican Patois 2 -> 7, Pennsylvania German 2 -> 7, Mirandese 2 -> 4, Scots 1 -> 3, Interlingua 0 -> 2, Interlingue
     // 3 -> 4; its writer wrote the rules: not a fair check); out of set 1-9 unchanged. Then the Uyghur letters in an
     // Arabic answer and Northern Sami's ŋ, ŧ (LetterMixtures): out of set 12 Uyghur 5 -> 8; nothing else moved.
+    // Out of set 14 (session 45, round 27; Interlingua, Scots and Extremaduran afresh, eight languages of earlier files
+    // afresh - Asturian, Aragonese, Venetian, Low German, Luxembourgish, Papiamento, Assamese, Belarusian - and Ido, Lingua
+    // Franca Nova, Interslavic, Romani and Zeelandic, on held-out 27's topics): its first run, on the unchanged detector
+    // (main c3eaf07), 80 of 128 und; Interslavic 1 of 8 (Czech, Croatian, Serbian, Slovenian, Slovak), Lingua Franca
+    // Nova and Zeelandic 2 (Spanish, Galician; Dutch), Extremaduran, Romani and Scots 3 (Spanish; Slovenian, Bosnian,
+    // Serbian, Spanish; English 1.00).
+    // Then (round 27, from the orthographies, never from an evaluation sentence) SpellingDecoys' Extremaduran final -i in
+    // Spanish text (nochi, siempri), Interlingua's ph and -tion in Romance text, Scots's -nae and -cht in English text and
+    // Zeelandic's ae in Dutch text: out of set 7 Judaeo-Spanish 6 -> 7, 9 Extremaduran 3 -> 6, Aragonese and
+    // Judaeo-Spanish 7 -> 8, 11 Extremaduran 3 -> 4, 12 Extremaduran 2 -> 6 (other engineers' sentences, the fair check);
+    // 13 Extremaduran 5 -> 6, Limburgish 6 -> 7; 14 Extremaduran 3 -> 5, Zeelandic 2 -> 3 (its writer wrote the rules: not a
+    // fair check). Scots and Interlingua did not move: their sentences carry one such word, and two are needed.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -366,7 +378,7 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-7.txt"] = new(StringComparer.Ordinal)
         {
-            ["bcl"] = 7, ["be"] = 8, ["bew"] = 6, ["cbk"] = 4, ["crh"] = 8, ["csb"] = 8, ["gsw"] = 5, ["hil"] = 7, ["iba"] = 6, ["lad"] = 6,
+            ["bcl"] = 7, ["be"] = 8, ["bew"] = 6, ["cbk"] = 4, ["crh"] = 8, ["csb"] = 8, ["gsw"] = 5, ["hil"] = 7, ["iba"] = 6, ["lad"] = 7,
             ["ltg"] = 4, ["mwr"] = 8, ["nap"] = 7, ["pap"] = 8, ["rup"] = 8, ["sc"] = 6, ["sco"] = 6, ["tpi"] = 8, ["vro"] = 5,
         },
         ["out-of-set-8.txt"] = new(StringComparer.Ordinal)
@@ -376,7 +388,7 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-9.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 7, ["bjn"] = 6, ["cbk"] = 5, ["ext"] = 3, ["fur"] = 6, ["gsw"] = 4, ["lad"] = 7, ["li"] = 7, ["ltg"] = 2, ["mad"] = 8,
+            ["an"] = 8, ["bjn"] = 6, ["cbk"] = 5, ["ext"] = 6, ["fur"] = 6, ["gsw"] = 4, ["lad"] = 8, ["li"] = 7, ["ltg"] = 2, ["mad"] = 8,
             ["mwl"] = 2, ["nap"] = 6, ["oc"] = 7, ["pcd"] = 8, ["rm"] = 6, ["rue"] = 4, ["su"] = 8, ["vls"] = 6, ["vro"] = 4, ["war"] = 6,
         },
         ["out-of-set-10.txt"] = new(StringComparer.Ordinal)
@@ -386,18 +398,23 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-11.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 6, ["bjn"] = 4, ["cbk"] = 4, ["ext"] = 3, ["fur"] = 7, ["gsw"] = 5, ["lad"] = 6, ["li"] = 3, ["lij"] = 5, ["ltg"] = 4,
+            ["an"] = 6, ["bjn"] = 4, ["cbk"] = 4, ["ext"] = 4, ["fur"] = 7, ["gsw"] = 5, ["lad"] = 6, ["li"] = 3, ["lij"] = 5, ["ltg"] = 4,
             ["mwl"] = 4, ["nap"] = 6, ["oc"] = 7, ["rm"] = 6, ["rue"] = 4, ["sc"] = 6, ["sco"] = 5, ["sgs"] = 6, ["vro"] = 6, ["war"] = 7,
         },
         ["out-of-set-12.txt"] = new(StringComparer.Ordinal)
         {
-            ["ba"] = 8, ["bar"] = 5, ["ckb"] = 8, ["dsb"] = 8, ["ext"] = 2, ["frp"] = 5, ["gag"] = 6, ["gv"] = 8, ["ia"] = 3, ["kw"] = 8,
+            ["ba"] = 8, ["bar"] = 5, ["ckb"] = 8, ["dsb"] = 8, ["ext"] = 6, ["frp"] = 5, ["gag"] = 6, ["gv"] = 8, ["ia"] = 3, ["kw"] = 8,
             ["li"] = 4, ["lld"] = 3, ["mwl"] = 3, ["rw"] = 8, ["sco"] = 3, ["se"] = 3, ["sm"] = 7, ["tk"] = 7, ["ug"] = 8, ["wo"] = 8,
         },
         ["out-of-set-13.txt"] = new(StringComparer.Ordinal)
         {
-            ["bi"] = 7, ["cv"] = 8, ["ext"] = 5, ["fax"] = 4, ["gag"] = 8, ["gn"] = 7, ["haw"] = 7, ["ia"] = 2, ["ile"] = 4, ["jam"] = 7,
-            ["kea"] = 5, ["kri"] = 8, ["ky"] = 8, ["li"] = 6, ["mwl"] = 4, ["pdc"] = 7, ["sco"] = 3, ["srn"] = 8, ["to"] = 5, ["tt"] = 8,
+            ["bi"] = 7, ["cv"] = 8, ["ext"] = 6, ["fax"] = 4, ["gag"] = 8, ["gn"] = 7, ["haw"] = 7, ["ia"] = 2, ["ile"] = 4, ["jam"] = 7,
+            ["kea"] = 5, ["kri"] = 8, ["ky"] = 8, ["li"] = 7, ["mwl"] = 4, ["pdc"] = 7, ["sco"] = 3, ["srn"] = 8, ["to"] = 5, ["tt"] = 8,
+        },
+        ["out-of-set-14.txt"] = new(StringComparer.Ordinal)
+        {
+            ["an"] = 7, ["as"] = 8, ["ast"] = 6, ["be"] = 8, ["ext"] = 5, ["ia"] = 5, ["io"] = 6, ["isv"] = 1, ["lb"] = 8, ["lfn"] = 2,
+            ["nds"] = 7, ["pap"] = 6, ["rom"] = 3, ["sco"] = 3, ["vec"] = 5, ["zea"] = 3,
         },
     };
 
@@ -415,6 +432,7 @@ public sealed class LanguageDetectorTests
     [InlineData("out-of-set-11.txt")]
     [InlineData("out-of-set-12.txt")]
     [InlineData("out-of-set-13.txt")]
+    [InlineData("out-of-set-14.txt")]
     public void Detect_LanguagesOutsideTheSet_UndeterminedAtLeastAsOftenAsRecorded(string file)
     {
         var sets = TestData.HeldOut(file);
