@@ -23,8 +23,11 @@ public sealed class ModelLoadingTests(ServerFixture server)
         Assert.Equal(409, (int)(await admin.PostAsync("/admin/v1/models/stories-registered/load", null)).StatusCode);
 
         Assert.Equal(200, (int)(await admin.PostAsync("/admin/v1/models/stories-registered/unload", null)).StatusCode);
-        (status, _, _) = await server.PostJsonAsync("/v1/chat/completions", """{"model":"stories-registered","messages":[{"role":"user","content":"hi"}]}""");
-        Assert.Equal(404, status);
+        (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", """{"model":"stories-registered","messages":[{"role":"user","content":"hi"}]}""");
+
+        // Registered, not loaded: 503 (SDKs retry; the operator may load it again), not the 404 of a model nobody registered.
+        Assert.Equal(503, status);
+        Assert.Equal("no_compliant_capacity", body.GetProperty("error").GetProperty("code").GetString());
 
         // Flip one byte of the stored blob: the next load re-hashes the file and refuses it.
         var listed = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/models")).RootElement.GetProperty("data").EnumerateArray()
@@ -97,6 +100,6 @@ public sealed class ModelLoadingTests(ServerFixture server)
         (exit, _, stderr) = await CliProcess.RunAsync(Admin("unload"));
         Assert.True(exit == 0, stderr);
         (status, _, _) = await server.PostJsonAsync("/v1/chat/completions", $$"""{"model":"{{Id}}","messages":[{"role":"user","content":"hi"}]}""");
-        Assert.Equal(404, status);
+        Assert.Equal(503, status);
     }
 }

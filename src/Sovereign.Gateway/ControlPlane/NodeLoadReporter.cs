@@ -89,17 +89,17 @@ internal sealed partial class NodeLoadReporter(
          })];
 
     /// <summary>
-    /// Models in this node's registry that are not loaded now, and those of fronted engines that do not answer (a
-    /// gateway answers 503, not 404, for them).
+    /// Models this node could serve but has not loaded now (its registry's, its configured ones, the built-in embedding
+    /// model), and those of fronted engines that do not answer (a gateway answers 503, not 404, for them).
     /// </summary>
     private List<string> AvailableOf(ModelCatalog catalog)
     {
         try
         {
-            return [.. catalog.Registry.List().Select(e => e.Id).Where(id => !catalog.TryGet(id, out _)),
+            return [.. catalog.NotLoadedIds(),
                 .. engines.All.Where(m => engines.IsMarkedDown(m.Engine)).Select(m => m.Id)];
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidDataException)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidDataException or Sovereign.Inference.Registry.ModelRegistryException)
         {
             LogReportFailed("the model registry cannot be read: " + ex.Message);
             return [];

@@ -211,6 +211,61 @@ public sealed partial class ModelCatalog(
     /// <summary>Finds a model by id (ordinal, case-sensitive, as OpenAI ids are).</summary>
     public bool TryGet(string id, out ServedModel model) => _models.TryGetValue(id, out model!);
 
+    /// <summary>
+    /// The models this process could serve but has not loaded now (see <see cref="KindWhenNotLoaded"/>), as its node
+    /// reports them to the registry, so a gateway answers 503 for them too: the configured ones and the built-in embedding
+    /// model were left out (only the registry's were listed), so once unloaded they were a 404 at every gateway.
+    /// </summary>
+    public IReadOnlyList<string> NotLoadedIds()
+    {
+        if (!cluster.Value.ServesModels)
+        {
+            return [];
+        }
+
+        var loaded = _models;
+        IEnumerable<string> candidates = _configured.Keys;
+        if (options.Value.BuiltInEmbeddings)
+        {
+            candidates = candidates.Append(MiniLmEmbeddingGenerator.ModelId);
+        }
+
+        return [.. candidates.Concat(Registry.List().Select(e => e.Id)).Distinct(StringComparer.Ordinal).Where(id => !loaded.ContainsKey(id))];
+    }
+
+    /// <summary>
+    /// The kind of a model this process could serve but has not loaded now (unloaded, or loading): one in the model
+    /// registry, in the configuration (or <c>--model</c>), or the built-in embedding model; null for one it never could,
+    /// or one it serves. The router answers 503 for these (the operator may load it again), 404 only for the others.
+    /// </summary>
+    public ModelKind? KindWhenNotLoaded(string id)
+    {
+        if (!cluster.Value.ServesModels || _models.ContainsKey(id))
+        {
+            return null;
+        }
+
+        if (_configured.TryGetValue(id, out var configured))
+        {
+            return configured.Kind;
+        }
+
+        if (id == MiniLmEmbeddingGenerator.ModelId && options.Value.BuiltInEmbeddings)
+        {
+            return ModelKind.Embedding;
+        }
+
+        try
+        {
+            return Registry.Get(id)?.Modality;
+        }
+        catch (ModelRegistryException)
+        {
+            // An unreadable registry knows no model: the request is the 404 it was (the load reporter logs the failure).
+            return null;
+        }
+    }
+
     /// <inheritdoc />
     public async Task StartAsync(CancellationToken cancellationToken)
     {

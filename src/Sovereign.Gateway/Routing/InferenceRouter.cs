@@ -304,7 +304,25 @@ public sealed class InferenceRouter(
         var onThisNode = local is not null || fronted is not null;
         var external = await nodes.ExternalReplicasAsync(model, kind);
         IReadOnlyList<NodeView> unloaded = [];
-        if (!onThisNode && external.Count == 0 && (caller.Policy is null || (unloaded = await nodes.NodesWithUnloadedAsync(model)).Count == 0))
+
+        // A model this process could serve but has not loaded (unloaded by the operator, or still loading) exists: it is
+        // a 503 with Retry-After, which SDKs retry, not a 404, which they do not. Asked of the catalog itself, not of
+        // this node's row in the registry, which its load report updates up to a moment after the unload (each unload
+        // answered 404 for about a second), and which a process without a jurisdiction never writes.
+        var notLoadedHere = onThisNode || external.Count > 0 ? null : catalog.KindWhenNotLoaded(model);
+        if (notLoadedHere is { } registeredAs && registeredAs != kind)
+        {
+            throw OpenAIException.BadRequest(
+                $"The model '{model}' is {(registeredAs == ModelKind.Embedding ? "an embedding" : "a chat")} model and cannot serve this endpoint.", "model", "model_not_supported");
+        }
+
+        if (notLoadedHere is not null && caller.Policy is not null)
+        {
+            // Other nodes may hold it unloaded too, in jurisdictions this node's is not: the decision sees them all.
+            unloaded = [.. (await nodes.NodesWithUnloadedAsync(model)).Where(n => n.Id != options.Value.NodeId)];
+        }
+
+        if (!onThisNode && notLoadedHere is null && external.Count == 0 && (caller.Policy is null || (unloaded = await nodes.NodesWithUnloadedAsync(model)).Count == 0))
         {
             // The snapshot may be up to a refresh old: before saying a model does not exist, read the registry itself,
             // so a model a node has just registered is never a 404 at a gateway that has not refreshed yet.
@@ -342,7 +360,7 @@ public sealed class InferenceRouter(
 
             if (local is null)
             {
-                throw OpenAIException.ModelNotFound(model);
+                throw notLoadedHere is null ? OpenAIException.ModelNotFound(model) : NotLoadedNow(model);
             }
 
             return Allow(context, new RoutedRequest(requestId, caller, model, settings.NodeId, here, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }, here, AnonymousReasons);
@@ -374,6 +392,13 @@ public sealed class InferenceRouter(
                 Draining = localNode?.State == nameof(Residency.ControlPlane.NodeState.Draining),
                 Outage = healthy ? ReplicaOutage.Unknown : active ? ReplicaOutage.Unreachable : ReplicaOutage.Down,
             });
+        }
+
+        if (notLoadedHere is not null)
+        {
+            // Registered here but not loaded now: no capacity, so 503 where the policy allows this node.
+            replicas.Add(new ModelReplica(settings.NodeId, localNode?.Jurisdiction ?? here, NodeKind.Local, false, 0, 0)
+                { Draining = localNode?.State == nameof(Residency.ControlPlane.NodeState.Draining), Outage = ReplicaOutage.NotLoaded });
         }
 
         foreach (var node in unloaded)
@@ -795,6 +820,10 @@ public sealed class InferenceRouter(
             Fronted = fronted, Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence,
         };
     }
+
+    private static OpenAIException NotLoadedNow(string model) => new(
+        StatusCodes.Status503ServiceUnavailable, $"The model '{RequestReader.Shorten(model)}' is not loaded on this server now; try again shortly.", "server_error", null,
+        RoutingCodes.NoCompliantCapacity, TimeSpan.FromSeconds(1));
 
     private static OpenAIException FrontedEngineDown(string model) => new(
         StatusCodes.Status503ServiceUnavailable, $"The engine that serves '{model}' on this node does not answer now; try again shortly.", "server_error", null,
