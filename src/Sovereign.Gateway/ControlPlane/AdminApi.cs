@@ -70,7 +70,7 @@ public static class AdminApi
 
         // The audit entries of what it changes name the token (operator, or operator:NAME), never its secret.
         AdminToken.SetActor(context, actor);
-        KnownCallers.MarkKnown(context);
+        KnownCallers.MarkKnown(context, "Operator token " + actor);
         return next(invocation);
     }
 

@@ -135,7 +135,7 @@ public sealed class CallerAuthenticator(
     public async Task<Caller> AuthenticateAsync(HttpContext context)
     {
         var caller = await AuthenticateCallerAsync(context, provisional: false);
-        KnownCallers.MarkKnown(context);
+        KnownCallers.MarkKnown(context, caller);
         return caller;
     }
 
@@ -148,7 +148,7 @@ public sealed class CallerAuthenticator(
     {
         var caller = await AuthenticateCallerAsync(context, provisional: true);
         caller.Provisional?.AttachTo(context);
-        KnownCallers.MarkKnown(context);
+        KnownCallers.MarkKnown(context, caller);
         return caller;
     }
 

@@ -122,6 +122,9 @@ internal static partial class ControlPlaneServices
         services.TryAddSingleton<TenantReadLimits>();
         services.AddHostedService(sp => sp.GetRequiredService<TenantReadLimits>());
         services.AddHostedService(sp => sp.GetRequiredService<RateLimitRefusals>());
+        // Counts a known caller's repeated 4xx refusals into one log line per interval (event 4170).
+        services.TryAddSingleton<Observability.RefusalLogSummary>();
+        services.AddHostedService(sp => sp.GetRequiredService<Observability.RefusalLogSummary>());
         services.TryAddSingleton(sp => new Lazy<RequestMetering>(sp.GetRequiredService<RequestMetering>));
         services.TryAddSingleton<AdminToken>();
         services.TryAddSingleton<ClusterRelay>();

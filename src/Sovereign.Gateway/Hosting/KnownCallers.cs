@@ -9,8 +9,20 @@ internal static class KnownCallers
 {
     private static readonly object Key = new();
 
-    /// <summary>Notes that the request's caller was authenticated.</summary>
-    public static void MarkKnown(HttpContext context) => context.Items[Key] = Key;
+    /// <summary>Notes that the request's caller was authenticated, and who it is where that can be named (a tenant's <see cref="ControlPlane.Caller"/>, an operator token).</summary>
+    public static void MarkKnown(HttpContext context, object? who = null) => context.Items[Key] = who ?? Key;
+
+    /// <summary>
+    /// The authenticated caller by its ids (never a secret), for <see cref="Observability.RefusalLogSummary"/>; null for
+    /// an anonymous caller or one not named.
+    /// </summary>
+    public static string? Who(HttpContext context) =>
+        context.Items.TryGetValue(Key, out var who) ? who switch
+        {
+            ControlPlane.Caller { IsAnonymous: false } caller => $"Key {caller.KeyId} of tenant {caller.TenantId}",
+            string named => named,
+            _ => null,
+        } : null;
 
     /// <summary>Forgets the mark: the caller, authorized provisionally from a cache, turned out not to be one (a revoked key).</summary>
     public static void Forget(HttpContext context) => context.Items.Remove(Key);

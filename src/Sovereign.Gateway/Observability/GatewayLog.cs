@@ -1,3 +1,5 @@
+using Microsoft.Extensions.DependencyInjection;
+
 namespace Sovereign.Gateway.Observability;
 
 /// <summary>
@@ -124,6 +126,14 @@ internal static partial class GatewayLog
     /// A key's refused reads of its own records after its first (which is a 4001 at Information), each at Debug: a
     /// tenant flooding <c>/v1/usage</c> or <c>/v1/models</c> chose the log's volume.
     /// </summary>
+    /// <summary>
+    /// A known caller's repeated refusals of one status and code, each at Debug after the first (<see cref="RefusalLogSummary"/>):
+    /// a client sending only bad requests chose the log's volume.
+    /// </summary>
+    [LoggerMessage(EventId = 4170, EventName = "RefusalsCounted", Level = LogLevel.Information,
+        Message = "{Caller} was refused {Count} more requests with {Status} {Code} between {FirstAt:O} and {LastAt:O}, each at Debug")]
+    public static partial void RefusalsCounted(ILogger logger, string caller, int status, string? code, long count, DateTimeOffset firstAt, DateTimeOffset lastAt);
+
     [LoggerMessage(EventId = 4150, EventName = "TenantReadRefusalsCounted", Level = LogLevel.Information,
         Message = "Key {KeyId} of tenant {Tenant} was refused {Count} more reads of its records by the tenant read limit between {FirstAt:O} and {LastAt:O}, each at Debug")]
     public static partial void TenantReadRefusalsCounted(ILogger logger, string tenant, string keyId, long count, DateTimeOffset firstAt, DateTimeOffset lastAt);
@@ -225,7 +235,15 @@ internal static partial class GatewayLog
         {
             // A rate-limited key's repeated 429s are counted, not logged one by one at Information: a flood chose the
             // log's volume as it did the audit log's; the summary's line (4118) says how many.
+            // So are a known caller's repeated refusals of any other kind (a client sending only bad requests): the first
+            // is logged, the ones after it counted, and a summary line (4170) says how many.
             var level = byACaller && !Metering.RateLimitRefusals.WasCounted(context) ? LogLevel.Information : LogLevel.Debug;
+            if (level == LogLevel.Information && status != StatusCodes.Status429TooManyRequests && Hosting.KnownCallers.Who(context) is { } caller
+                && context.RequestServices.GetService<RefusalLogSummary>() is { } summary && !summary.IsFirst(caller, status, code))
+            {
+                level = LogLevel.Debug;
+            }
+
             RequestRefused(logger, level, method, path, status, errorType, code, param);
         }
     }
