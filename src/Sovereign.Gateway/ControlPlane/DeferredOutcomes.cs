@@ -14,9 +14,13 @@ namespace Sovereign.Gateway.ControlPlane;
 /// </summary>
 /// <remarks>
 /// Held in memory only: a server stopped before the database is back leaves them open, and its next start (or, in a
-/// cluster, the gateways once it is dead) closes them as interrupted, as before. Bounded by
-/// <see cref="MaxHeld"/> (event 4141 for one not kept). Nothing is billed when written: the reservation was given back
-/// when the request ended, and the record's cost is what the ledger could bill at the time (0 when it could not write).
+/// cluster, the gateways once it is dead) closes them as interrupted, as before, billed nothing: what a kept record
+/// would have billed is lost with it, never counted twice (the tenant's budget, settled at its cost when the request
+/// ended, is rebuilt from the ledger at its next activation, which never held it). Bounded by <see cref="MaxHeld"/>
+/// (event 4141 for one not kept; its reservation is given back unbilled). A usage record the ledger could not write is
+/// priced when its request ends exactly as the request would have been billed (the price book, its tokens, the
+/// language waiver, cached tokens, compute seconds), and its reservation settled at that cost then; writing it moves no
+/// money again. It was written at cost 0.
 /// </remarks>
 internal sealed partial class DeferredOutcomes : BackgroundService
 {
@@ -57,7 +61,11 @@ internal sealed partial class DeferredOutcomes : BackgroundService
     /// Keeps <paramref name="outcome"/> (and <paramref name="usage"/>, when the ledger could not write it either) to be
     /// written once the database records requests again. False when <see cref="MaxHeld"/> are kept already.
     /// </summary>
-    public bool Keep(string requestId, AuditRecord outcome, UsageRecord? usage)
+    /// <param name="requestId">The request.</param>
+    /// <param name="outcome">Its outcome entry.</param>
+    /// <param name="usage">Its usage record, priced, when the ledger could not write it either.</param>
+    /// <param name="written">Called once both are written (the spend series counts the record's cost then).</param>
+    public bool Keep(string requestId, AuditRecord outcome, UsageRecord? usage, Action? written = null)
     {
         lock (_gate)
         {
@@ -67,7 +75,7 @@ internal sealed partial class DeferredOutcomes : BackgroundService
                 return false;
             }
 
-            _held.Add(new Held(requestId, outcome, usage));
+            _held.Add(new Held(requestId, outcome, usage, written));
         }
 
         if (_health.Problem is null)
@@ -115,6 +123,7 @@ internal sealed partial class DeferredOutcomes : BackgroundService
                 {
                     await WriteAsync(next, cancellationToken);
                     written++;
+                    next.Written?.Invoke();
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException && DatabaseHealth.StorageFault(ex) is not null)
                 {
@@ -189,10 +198,10 @@ internal sealed partial class DeferredOutcomes : BackgroundService
         base.Dispose();
     }
 
-    private sealed record Held(string RequestId, AuditRecord Outcome, UsageRecord? Usage);
+    private sealed record Held(string RequestId, AuditRecord Outcome, UsageRecord? Usage, Action? Written);
 
     [LoggerMessage(EventId = 4140, EventName = "DeferredOutcomesWritten", Level = LogLevel.Information,
-        Message = "The database is back: the outcomes of {Count} requests that ended while it could not record them are written now (their usage records at what the ledger billed, 0 where it could not bill), so their decisions are closed")]
+        Message = "The database is back: the outcomes of {Count} requests that ended while it could not record them are written now (their usage records at what they cost, priced when each request ended), so their decisions are closed")]
     private static partial void OutcomesWritten(ILogger logger, int count);
 
     [LoggerMessage(EventId = 4141, EventName = "DeferredOutcomeNotKept", Level = LogLevel.Warning,

@@ -388,17 +388,10 @@ public sealed class RequestMetering
     }
 
     /// <summary>
-    /// Commits the usage record (durably), then settles the reservation at the actual cost. With
-    /// <paramref name="auditOutcome"/> (which appends the request's outcome to the audit log, carrying the write it is
-    /// given) the record commits in the audit entry's transaction: one commit for both, and never one without the other.
+    /// The request's usage record priced from the price book (the ticket's prices), as <see cref="FinishAsync"/> bills it:
+    /// the language tax's waiver, cached prompt tokens, compute seconds bounded by what the reservation covered.
     /// </summary>
-    /// <remarks>
-    /// <paramref name="cachedTokens"/> of the prompt tokens came from the prefix cache and are charged at the cached-input
-    /// rate; when the language tax is waived, the same share of the billed prompt tokens is. <paramref name="refusalCode"/>
-    /// names the rule that refused work after its admission (outcome Refused). If the commit fails, nothing is settled:
-    /// the reservation holds the money until it expires, and the error is thrown. Returns the compute seconds billed.
-    /// </remarks>
-    public async Task<decimal> FinishAsync(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, int cachedTokens = 0, string? refusalCode = null, Func<ICarriedWrite?, Task>? auditOutcome = null)
+    private (UsageRecord Record, decimal ComputeSeconds) Priced(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, int cachedTokens, string? refusalCode)
     {
         cachedTokens = Math.Clamp(cachedTokens, 0, promptTokens);
         var computeSeconds = Math.Round((decimal)(timing?.ComputeSeconds ?? 0), 6);
@@ -447,6 +440,61 @@ public sealed class RequestMetering
             WaivedCompletionTokens = completionTokens - billedCompletion,
         };
         routed.Billed = (record.Cost, record.Currency);
+        return (record, computeSeconds);
+    }
+
+    /// <summary>
+    /// The usage record of a request that delivered tokens but whose books could not be written when it ended (the
+    /// database down), priced exactly as <see cref="FinishAsync"/> would have billed it, for
+    /// <see cref="ControlPlane.DeferredOutcomes"/> to write once the database is back. It was written at cost 0.
+    /// </summary>
+    internal UsageRecord PricedUnwritten(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, int cachedTokens, string refusalCode) =>
+        Priced(routed, ticket, promptTokens, completionTokens, timing, outcome, cachedTokens, refusalCode).Record with { RefusalCode = refusalCode };
+
+    /// <summary>
+    /// Settles the reservation of a request whose priced record (<see cref="PricedUnwritten"/>) waits for the database,
+    /// at that record's cost: the budget counts what was delivered at once, and the ledger holds the same cost once the
+    /// record is written (a budget rebuilt from the ledger meanwhile lacks it until then; it never counts it twice: a
+    /// settlement is once per request, and a rebuild replaces what the activation held).
+    /// </summary>
+    internal async Task SettleUnwrittenAsync(RoutedRequest routed, MeterTicket ticket, UsageRecord priced)
+    {
+        try
+        {
+            await SettleAsync(routed, ticket, priced.Cost, priced.PromptTokens + priced.CompletionTokens);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // As after a committed record: the reservation expires, and the tenant's grain then settles it at the cost
+            // the ledger holds for it by then (8104), or releases it if the record was never written (8101).
+            Observability.GatewayLog.SettlementFailed(_logger, ex, routed.RequestId, routed.Caller.TenantId);
+        }
+    }
+
+    /// <summary>Counts a deferred record's cost in the spend series once the ledger holds it, as <see cref="FinishAsync"/> counts its own.</summary>
+    internal void CountWritten(UsageRecord record)
+    {
+        if (record.Cost > 0)
+        {
+            _spend.AddOrUpdate((record.Tenant, record.Currency), record.Cost, (_, sum) => sum + record.Cost);
+        }
+    }
+
+    /// <summary>
+    /// Commits the usage record (durably), then settles the reservation at the actual cost. With
+    /// <paramref name="auditOutcome"/> (which appends the request's outcome to the audit log, carrying the write it is
+    /// given) the record commits in the audit entry's transaction: one commit for both, and never one without the other.
+    /// </summary>
+    /// <remarks>
+    /// <paramref name="cachedTokens"/> of the prompt tokens came from the prefix cache and are charged at the cached-input
+    /// rate; when the language tax is waived, the same share of the billed prompt tokens is. <paramref name="refusalCode"/>
+    /// names the rule that refused work after its admission (outcome Refused). If the commit fails, nothing is settled:
+    /// the reservation holds the money until it expires, and the error is thrown. Returns the compute seconds billed.
+    /// </remarks>
+    public async Task<decimal> FinishAsync(RoutedRequest routed, MeterTicket ticket, int promptTokens, int completionTokens, GenerationResult? timing, UsageOutcome outcome, int cachedTokens = 0, string? refusalCode = null, Func<ICarriedWrite?, Task>? auditOutcome = null)
+    {
+        var (record, computeSeconds) = Priced(routed, ticket, promptTokens, completionTokens, timing, outcome, cachedTokens, refusalCode);
+        var cost = record.Cost;
         if (auditOutcome is null)
         {
             await _ledger.AppendAsync(record);

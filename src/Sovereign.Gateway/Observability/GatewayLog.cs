@@ -162,7 +162,7 @@ internal static partial class GatewayLog
     public static partial void EngineAddressRefused(ILogger logger, string upstream, string problem);
 
     [LoggerMessage(EventId = 4162, EventName = "StreamNotBilled", Level = LogLevel.Warning,
-        Message = "Request {RequestId}'s stream was under way when the database failed: its {PromptTokens} prompt and {CompletionTokens} completion tokens could not be recorded or billed, and its budget reservation was given back")]
+        Message = "Request {RequestId}'s stream was under way when the database failed: its {PromptTokens} prompt and {CompletionTokens} completion tokens could not be recorded now: their usage record, priced as the request would have been billed, is written when the database is back (its budget reservation settled at that cost now), or, past the outcomes kept for the database's return (4141), they go unbilled and the reservation is given back")]
     public static partial void StreamNotBilled(ILogger logger, string requestId, int promptTokens, int completionTokens);
 
     [LoggerMessage(EventId = 4201, EventName = "AuditArchived", Level = LogLevel.Information,

@@ -104,16 +104,21 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
                 catch (Exception ex) when (ex is not OperationCanceledException && database.IsOutage(ex))
                 {
                     // The database is down (PostgreSQL stopped, a full disk): the ledger cannot bill what the stream
-                    // delivered either. Its reservation goes back, so the budget stays what the ledger says; held, it
-                    // kept the tenant's money for 30 minutes (ReservationLifetime) after the database was back, for
-                    // tokens never billed. The delivered tokens go unbilled: the outage is logged (4160) and counted.
+                    // delivered now. Kept (DeferredOutcomes), it is billed when the database is back: its record, as
+                    // failed for want of the audit log, is priced now exactly as it would have been (it was written at
+                    // cost 0), and its reservation settled at that cost, so the budget counts what was delivered. Not
+                    // kept, its reservation goes back and the tokens go unbilled (held, it kept the tenant's money for
+                    // 30 minutes after the database was back, for tokens never billed). Either way logged once (4162).
                     Observability.GatewayLog.StreamNotBilled(logger, route.RequestId, usage.PromptTokens, usage.CompletionTokens);
-                    await metering.ReleaseAsync(route, ticket);
-                    if (keep)
+                    var priced = keep ? metering.PricedUnwritten(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, UsageOutcome.Failed, usage.CachedTokens, OpenAIErrorResults.AuditUnavailableCode) : null;
+                    if (priced is not null && deferred.Keep(route.RequestId, router.OutcomeRecord(route, usage.PromptTokens, usage.CompletionTokens, "failed", OpenAIErrorResults.AuditUnavailableCode), priced,
+                        () => metering.CountWritten(priced)))
                     {
-                        // Recorded later as failed for want of the audit log: its tokens as delivered, its cost 0.
-                        var unbilled = metering.UnbilledRecord(route, ticket, usage.PromptTokens, usage.CompletionTokens, UsageOutcome.Failed, OpenAIErrorResults.AuditUnavailableCode);
-                        deferred.Keep(route.RequestId, router.OutcomeRecord(route, usage.PromptTokens, usage.CompletionTokens, "failed", OpenAIErrorResults.AuditUnavailableCode), unbilled);
+                        await metering.SettleUnwrittenAsync(route, ticket, priced);
+                    }
+                    else
+                    {
+                        await metering.ReleaseAsync(route, ticket);
                     }
                 }
 

@@ -154,16 +154,20 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
             var (status, body) = await ReadyAsync(http, until: HttpStatusCode.OK);
             Assert.True(status == HttpStatusCode.OK, body);
 
-            // Nothing stays reserved, and the budget is what the ledger billed (the cut stream could not be recorded).
+            // Nothing stays reserved, and the budget counts what the stream delivered, priced from the price book as it
+            // would have been billed: 1 prompt token at 1000 EUR per million and 1 completion token at 2000 (the held
+            // engine's usage). It was given back at 0, the tokens never billed.
+            const decimal Delivered = 0.003m;
             var budget = (await SendAsync(http, HttpMethod.Get, "/admin/v1/tenants/t1/limits", null, 200)).GetProperty("budgets")[0];
             Assert.Equal(0m, budget.GetProperty("reserved").GetDecimal());
-            Assert.Equal(0m, budget.GetProperty("settled").GetDecimal());
-            Assert.Equal(10m, budget.GetProperty("remaining").GetDecimal());
+            Assert.Equal(Delivered, budget.GetProperty("settled").GetDecimal());
+            Assert.Equal(10m - Delivered, budget.GetProperty("remaining").GetDecimal());
             Assert.Equal(1, await LoggedAsync("[4162]"));
 
             // Its outcome is written once the database is back, without a restart: the decision, committed before the
-            // outage, is closed, and the ledger holds the stream as failed for want of the audit log, at no cost (it
-            // stayed open, an allowed request with no outcome, until the server's next start closed it as interrupted).
+            // outage, is closed, and the ledger holds the stream as failed for want of the audit log, at the same exact
+            // cost as the budget (it was written at cost 0; before that, it stayed open, an allowed request with no
+            // outcome, until the server's next start closed it as interrupted).
             Assert.Equal(1, await LoggedAsync("DeferredOutcomes[4140]"));
             var verified = await SendAsync(http, HttpMethod.Post, "/admin/v1/audit/verify", null, 200);
             Assert.True(verified.GetProperty("valid").GetBoolean(), verified.ToString());
@@ -171,7 +175,11 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
             Assert.Equal(1, verified.GetProperty("decisions").GetProperty("completed").GetInt32());
             var usage = (await SendAsync(http, HttpMethod.Get, "/admin/v1/usage?tenant=t1&group_by=tenant", null, 200)).GetProperty("data")[0];
             Assert.Equal(1, usage.GetProperty("failed").GetInt32());
-            Assert.Equal(0m, usage.GetProperty("cost").GetDecimal());
+            Assert.Equal(Delivered, usage.GetProperty("cost").GetDecimal());
+
+            // Written once, billed once: the budget did not move when the record was written.
+            budget = (await SendAsync(http, HttpMethod.Get, "/admin/v1/tenants/t1/limits", null, 200)).GetProperty("budgets")[0];
+            Assert.Equal((Delivered, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
         }
         finally
         {
