@@ -335,18 +335,19 @@ internal static class DatabaseCommand
 
     /// <summary>
     /// Tenants' stored responses are content at rest where the SQLite file is: copied only into a database declared in
-    /// the same jurisdiction, never across a border, and never into one whose jurisdiction is not said.
+    /// the same jurisdiction, never across a border, and never into one whose jurisdiction is not said. The table is
+    /// asked for with <see cref="SqlDatabase.TableExistsAsync"/>, so the check reads either engine (it asked SQLite's
+    /// catalog itself, which a PostgreSQL source would have answered with an error).
     /// </summary>
-    private static async Task CheckStoredContentAsync(SqlDatabase source, string? jurisdiction, CancellationToken cancellationToken)
+    internal static async Task CheckStoredContentAsync(SqlDatabase source, string? jurisdiction, CancellationToken cancellationToken)
     {
         await using var connection = await source.OpenAsync(cancellationToken);
-        await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'stored_responses'";
-        if (await command.ExecuteScalarAsync(cancellationToken) is null)
+        if (!await SqlDatabase.TableExistsAsync(connection, "stored_responses", cancellationToken: cancellationToken))
         {
             return;
         }
 
+        await using var command = connection.CreateCommand();
         command.CommandText = "SELECT jurisdiction, COUNT(*) FROM stored_responses GROUP BY jurisdiction ORDER BY jurisdiction";
         var stored = new List<(string Jurisdiction, long Count)>();
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
