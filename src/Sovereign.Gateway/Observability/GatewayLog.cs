@@ -196,6 +196,16 @@ internal static partial class GatewayLog
         Message = "Cluster process {Instance} ({Gateway}, a gateway or node) was declared dead by the cluster's membership, or is no longer listed there, and its heartbeats stopped; this gateway closed the {Count} requests it left without an outcome as inference.interrupted")]
     public static partial void InterruptedInstanceClosed(ILogger logger, string instance, string gateway, int count);
 
+    /// <summary>
+    /// Information for a known caller's first refusal of a status and code, Debug for the same ones after it, which
+    /// <see cref="RefusalLogSummary"/> counts into one line per interval (4170).
+    /// </summary>
+    private static LogLevel FirstOrCounted(HttpContext context, int status, string? code, LogLevel level) =>
+        level == LogLevel.Information && Hosting.KnownCallers.Who(context) is { } caller
+            && context.RequestServices.GetService<RefusalLogSummary>() is { } summary && !summary.IsFirst(caller, status, code)
+            ? LogLevel.Debug
+            : level;
+
     /// <summary>Writes the event for an error answer: refusals (4xx), shedding (other 5xx) or faults (500).</summary>
     /// <param name="byACaller">Whether a refusal is an authenticated caller's (Information), not a stranger's (Debug).</param>
     public static void ErrorAnswered(ILogger logger, HttpContext context, int status, string errorType, string? code, string? param, Exception? exception, bool byACaller,
@@ -221,11 +231,12 @@ internal static partial class GatewayLog
             // refusal would be the outage's above.
             RequestRefused(logger, LogLevel.Warning, method, path, status, errorType, code, param);
         }
-        else if (status >= 500 && code is OpenAI.OpenAIErrorResults.ModelUnavailableCode)
+        else if (status >= 500 && (code is OpenAI.OpenAIErrorResults.ModelUnavailableCode || Routing.InferenceRouter.RefusedAsNotLoaded(context)))
         {
-            // Not shed for want of capacity: the model was unloaded (or the server is stopping) under the request, as
-            // the operator asked. Each of these was a 4002 "no capacity" at Warning, which reads as overload.
-            RequestRefused(logger, LogLevel.Information, method, path, status, errorType, code, param);
+            // Not shed for want of capacity: the model was unloaded (or the server is stopping) under the request, or
+            // is not loaded now, as the operator asked. Each of these was a 4002 "no capacity" at Warning, which reads
+            // as overload; a known caller's repeated ones are counted as its other refusals are (4170).
+            RequestRefused(logger, FirstOrCounted(context, status, code, LogLevel.Information), method, path, status, errorType, code, param);
         }
         else if (status >= 500)
         {
@@ -238,13 +249,7 @@ internal static partial class GatewayLog
             // So are a known caller's repeated refusals of any other kind (a client sending only bad requests): the first
             // is logged, the ones after it counted, and a summary line (4170) says how many.
             var level = byACaller && !Metering.RateLimitRefusals.WasCounted(context) ? LogLevel.Information : LogLevel.Debug;
-            if (level == LogLevel.Information && status != StatusCodes.Status429TooManyRequests && Hosting.KnownCallers.Who(context) is { } caller
-                && context.RequestServices.GetService<RefusalLogSummary>() is { } summary && !summary.IsFirst(caller, status, code))
-            {
-                level = LogLevel.Debug;
-            }
-
-            RequestRefused(logger, level, method, path, status, errorType, code, param);
+            RequestRefused(logger, status == StatusCodes.Status429TooManyRequests ? level : FirstOrCounted(context, status, code, level), method, path, status, errorType, code, param);
         }
     }
 }

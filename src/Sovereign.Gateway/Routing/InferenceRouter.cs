@@ -360,7 +360,13 @@ public sealed class InferenceRouter(
 
             if (local is null)
             {
-                throw notLoadedHere is null ? OpenAIException.ModelNotFound(model) : NotLoadedNow(model);
+                if (notLoadedHere is null)
+                {
+                    throw OpenAIException.ModelNotFound(model);
+                }
+
+                MarkNotLoaded(context);
+                throw NotLoadedNow(model);
             }
 
             return Allow(context, new RoutedRequest(requestId, caller, model, settings.NodeId, here, local, null, null) { Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence }, here, AnonymousReasons);
@@ -424,6 +430,12 @@ public sealed class InferenceRouter(
             : null;
         if (!decision.Allowed)
         {
+            if (local is null && fronted is null && external.Count == 0)
+            {
+                // Every replica is one that is not loaded (or its node is down): the operator's unload, not overload.
+                MarkNotLoaded(context);
+            }
+
             await RecordRefusalAsync(context, caller, model, requestId, here, decision.Code, Capped(lead, decision.Reasons), alias, aliasChoice,
                 node: decision.SelectedReplica?.NodeId ?? "-", metered: failoverOf is null);
             throw new OpenAIException(
@@ -820,6 +832,16 @@ public sealed class InferenceRouter(
             Fronted = fronted, Alias = alias, AliasChoice = aliasChoice, Language = aliasChoice?.Language, LanguageConfidence = aliasChoice?.Confidence,
         };
     }
+
+    private static readonly object NotLoadedKey = new();
+
+    private static void MarkNotLoaded(HttpContext context) => context.Items[NotLoadedKey] = NotLoadedKey;
+
+    /// <summary>
+    /// Whether the request was refused 503 because its model is registered but not loaded anywhere it may run: logged as
+    /// a refusal (4001), not as shedding for want of capacity (4002 at Warning, a line per request after each unload).
+    /// </summary>
+    public static bool RefusedAsNotLoaded(HttpContext context) => context.Items.ContainsKey(NotLoadedKey);
 
     private static OpenAIException NotLoadedNow(string model) => new(
         StatusCodes.Status503ServiceUnavailable, $"The model '{RequestReader.Shorten(model)}' is not loaded on this server now; try again shortly.", "server_error", null,

@@ -2,6 +2,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
 using Sovereign.Cli.Commands;
 using Sovereign.Inference.Engine;
 
@@ -120,6 +121,10 @@ public sealed class NotLoadedModelTests : IDisposable
             Assert.Equal(200, (int)served.StatusCode);
         }
 
+        var captured = new System.Collections.Concurrent.ConcurrentQueue<(string Category, Microsoft.Extensions.Logging.LogLevel Level, Microsoft.Extensions.Logging.EventId Event, string Message)>();
+        using var capture = new CapturingLoggerProvider(captured);
+        app.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().AddProvider(capture);
+
         // The first request after the unload: this node's row in the registry may not say so yet.
         Assert.Equal(200, (int)(await admin.PostAsync($"/admin/v1/models/{Model}/unload", null)).StatusCode);
         Assert.Equal(200, (int)(await admin.PostAsync("/admin/v1/models/all-MiniLM-L6-v2/unload", null)).StatusCode);
@@ -130,6 +135,14 @@ public sealed class NotLoadedModelTests : IDisposable
 
         await AssertNotLoadedAsync(client, "/v1/embeddings", """{"model":"all-MiniLM-L6-v2","input":"a cat"}""");
         await AssertStatusAsync(client, "/v1/chat/completions", """{"model":"nobody-registered","messages":[{"role":"user","content":"hi"}]}""", 404, "model_not_found");
+
+        // Logged as the operator's unload, not as overload: a refusal (4001), the key's first at Information and the
+        // others counted into one line (4170), never a 4002 "no capacity" at Warning per request.
+        app.Services.GetRequiredService<Sovereign.Gateway.Observability.RefusalLogSummary>().Flush();
+        capture.Stop();
+        Assert.DoesNotContain(captured, l => l.Event.Id == 4002);
+        Assert.Single(captured, l => l.Event.Id == 4001 && l.Level == Microsoft.Extensions.Logging.LogLevel.Information && l.Message.Contains(" 503 ", StringComparison.Ordinal));
+        Assert.Contains(captured, l => l.Event.Id == 4170 && l.Message.Contains($"refused {Generation.Length} more requests with 503 no_compliant_capacity", StringComparison.Ordinal));
 
         // This node's row in the registry lists them as not loaded, so a gateway of a cluster answers 503 for them too:
         // only the registry's models were listed, so a configured model or the built-in embedding model was a 404 there.
