@@ -188,6 +188,83 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
         }
     }
 
+    /// <summary>
+    /// The same stream, but the server is killed before the database is back, so the priced record it kept for the
+    /// database's return is lost with it. The next start closes the request as interrupted, billed nothing, and the
+    /// tenant's budget (rebuilt from the ledger) never counted the stream's cost: the delivered tokens go unbilled,
+    /// and nothing is counted twice.
+    /// </summary>
+    [Fact]
+    public async Task PostgreSqlStopped_UnderAStream_ThenTheServerKilledBeforeItIsBack_NothingIsBilledTwice()
+    {
+        await using var engine = await HeldEngine.StartAsync();
+        var arguments = new[] { "--engine", engine.BaseUrl, "--engine-model", "held", "--data-dir", _data };
+        var (server, port, connectionString) = await StartOnOwnDatabaseAsync(arguments);
+        System.Diagnostics.Process? restarted = null;
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminToken);
+            var key = await TenantWithBudgetAsync(http, "held");
+            using var tenant = new HttpClient { BaseAddress = http.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+            tenant.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+            {
+                Content = new StringContent(
+                    JsonSerializer.Serialize(new { model = "held", messages = new[] { new { role = "user", content = "Hello" } }, max_tokens = 100, stream = true }),
+                    Encoding.UTF8, "application/json"),
+            };
+            using (var stream = await tenant.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+            {
+                Assert.Equal(HttpStatusCode.OK, stream.StatusCode);
+                using var reader = new StreamReader(await stream.Content.ReadAsStreamAsync());
+                Assert.Contains("Hello", await reader.ReadLineAsync(), StringComparison.Ordinal);
+                await postgres.StopServerAsync();
+                engine.Finish();
+                Assert.Contains("\"code\":\"audit_unavailable\"", await reader.ReadToEndAsync(), StringComparison.Ordinal);
+            }
+
+            // Kept for the database's return (4162), then the process dies before it comes back.
+            Assert.Equal(1, await LoggedAsync("[4162]"));
+            server.Kill(entireProcessTree: true);
+            await server.WaitForExitAsync();
+            await postgres.StartServerAsync();
+
+            restarted = await ServeProcess.StartAsync(port, arguments,
+                new Dictionary<string, string>
+                {
+                    ["Sovereign__Database__Provider"] = "PostgreSql",
+                    ["Sovereign__Database__ConnectionString"] = connectionString,
+                    ["Sovereign__AdminToken"] = AdminToken,
+                },
+                _output.Enqueue);
+            var (status, body) = await ReadyAsync(http, until: HttpStatusCode.OK);
+            Assert.True(status == HttpStatusCode.OK, body);
+
+            // Closed by the start as interrupted; the ledger holds no cost for it, and neither does the budget.
+            var verified = await SendAsync(http, HttpMethod.Post, "/admin/v1/audit/verify", null, 200);
+            Assert.True(verified.GetProperty("valid").GetBoolean(), verified.ToString());
+            Assert.Equal(0, verified.GetProperty("decisions").GetProperty("open").GetInt32());
+            var usage = (await SendAsync(http, HttpMethod.Get, "/admin/v1/usage?tenant=t1&group_by=tenant", null, 200)).GetProperty("data");
+            var billed = usage.GetArrayLength() == 0 ? 0m : usage[0].GetProperty("cost").GetDecimal();
+            var budget = (await SendAsync(http, HttpMethod.Get, "/admin/v1/tenants/t1/limits", null, 200)).GetProperty("budgets")[0];
+            Assert.Equal((0m, 0m, 0m), (billed, budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
+        }
+        finally
+        {
+            await postgres.StartServerAsync().ContinueWith(_ => { }, TaskScheduler.Default);
+            if (!server.HasExited)
+            {
+                server.Kill(entireProcessTree: true);
+            }
+
+            if (restarted is not null)
+            {
+                await ServeProcess.StopAsync(restarted);
+            }
+        }
+    }
+
     /// <summary>A server on this test's own PostgreSQL database, its output kept for <see cref="Lines"/>.</summary>
     private async Task<(System.Diagnostics.Process Server, int Port, string ConnectionString)> StartOnOwnDatabaseAsync(IEnumerable<string> arguments)
     {
