@@ -51,8 +51,9 @@ public abstract class PreparedStatement : IDisposable
     }
 
     /// <summary>
-    /// Runs the statement in <paramref name="transaction"/> (null: the connection's transaction begun by SQL, as
-    /// <see cref="PreparedTransaction"/> begins it); returns the rows it changed.
+    /// Runs the statement in <paramref name="transaction"/>; with none, in the connection's transaction begun by SQL
+    /// (as <see cref="PreparedTransaction"/> begins it) or, outside one, as its own transaction (committed when this
+    /// returns); returns the rows it changed.
     /// </summary>
     public abstract ValueTask<int> ExecuteAsync(DbTransaction? transaction);
 

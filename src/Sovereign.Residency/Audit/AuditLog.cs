@@ -167,6 +167,7 @@ public sealed class AuditLog : IAsyncDisposable
     private PreparedStatement? _moveHead;
     private PreparedStatement? _insertMovingHead; // PostgreSQL: a commit's last entry and the head's move in one statement
     private PreparedTransaction? _sqliteTransaction; // SQLite: BEGIN IMMEDIATE/COMMIT prepared once per connection
+    private PreparedStatement?[]? _appendsInOne; // PostgreSQL member chain: [k - 1] commits k entries as one statement, made at first use
     private int _disposed;
     private int _closed;
     private int _commitsSinceWalCheckpoint;
@@ -1420,6 +1421,11 @@ public sealed class AuditLog : IAsyncDisposable
         var results = new object?[batch.Count];
 
         using var turn = await _database.EnterWriteAsync();
+        if (_appendsInOne is { } inOne && await TryCommitInOneStatementAsync(inOne, batch, connection, start, timestamp) is { } committed)
+        {
+            return committed;
+        }
+
         // SQLite: the transaction is begun and committed by statements prepared once on this connection (no
         // DbTransaction: the statements below run in the connection's open transaction); elsewhere by the provider.
         var prepared = _sqliteTransaction;
@@ -1556,6 +1562,100 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         return new ChainState(sequence, hash, timestamp, checkpoint, checkpointedAt);
+    }
+
+    /// <summary>
+    /// A member chain's commit in one round trip (PostgreSQL), when the batch is appends only (no carried write, no
+    /// checkpoint due, at most <see cref="MaxAppendsInOneStatement"/>): one statement, its own transaction, moves the
+    /// chain's head from <paramref name="start"/> (the head this writer committed or read last) to the batch's last
+    /// entry under the chain's lock and inserts every entry only if the head moved. Its answer comes after its commit,
+    /// so the entries are durable when this returns them. Null when the batch does not qualify, or when the head was no
+    /// longer <paramref name="start"/> (another process of this member appended): then nothing was written, and the
+    /// caller commits as it always did, under the lock from the head as it is then.
+    /// </summary>
+    private async Task<(ChainState State, object?[] Results)?> TryCommitInOneStatementAsync(PreparedStatement?[] statements, List<Work> batch, DbConnection connection, ChainState start, long timestamp)
+    {
+        if (batch.Count > statements.Length)
+        {
+            return null;
+        }
+
+        var maxAge = _options.CheckpointMaxAge is { } age ? (long)age.TotalMilliseconds : long.MaxValue;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var sequence = start.Sequence + i + 1;
+            if (batch[i] is not AppendWork { Carried: null }
+                || (_options.SignsCheckpoints && (sequence % _options.CheckpointInterval == 0 || (i == batch.Count - 1 && timestamp - start.CheckpointedAt >= maxAge))))
+            {
+                return null;
+            }
+        }
+
+        var statement = statements[batch.Count - 1] ??= CreateAppendsInOne(connection, batch.Count);
+        var results = new object?[batch.Count];
+        var hash = start.Hash;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var blank = ((AppendWork)batch[i]).Blank;
+            var sequence = start.Sequence + i + 1;
+            var entryHash = AuditCanonical.EntryHash(blank, sequence, timestamp, hash);
+            var entry = blank with { Chain = _scope.Name, Sequence = sequence, Timestamp = timestamp, PreviousHash = hash, Hash = entryHash };
+            BindInsert(statement, entry, first: 6 + (i * EntryParameters));
+            hash = entryHash;
+            results[i] = entry;
+        }
+
+        var last = start.Sequence + batch.Count;
+        statement.Set(0, last);
+        statement.Set(1, hash);
+        statement.Set(2, timestamp);
+        statement.Set(3, start.Sequence);
+        statement.Set(4, start.Hash);
+        var inserted = await statement.ExecuteAsync(null);
+        if (inserted == 0)
+        {
+            return null;
+        }
+
+        if (inserted != batch.Count)
+        {
+            throw new InvalidOperationException($"One statement inserted {inserted} of {batch.Count} audit entries.");
+        }
+
+        return (new ChainState(last, hash, timestamp, start.LastCheckpoint, start.CheckpointedAt), results);
+    }
+
+    /// <summary>The most appends <see cref="TryCommitInOneStatementAsync"/> commits at once; a larger batch commits as before.</summary>
+    private const int MaxAppendsInOneStatement = 8;
+
+    /// <summary>The values of one entry that <see cref="BindInsert"/> sets.</summary>
+    private const int EntryParameters = 20;
+
+    /// <summary>
+    /// The statement of <see cref="TryCommitInOneStatementAsync"/> for <paramref name="count"/> entries. The chain's lock
+    /// is taken in the head's condition: a row is updated only once the lock is held (so a writer that took the lock
+    /// first and read the head commits as it always did), and where that writer moved the head meanwhile, PostgreSQL
+    /// checks the condition again on the head as that writer committed it (READ COMMITTED), which no longer matches.
+    /// </summary>
+    private PreparedStatement CreateAppendsInOne(DbConnection connection, int count)
+    {
+        var sql = new System.Text.StringBuilder(
+            "WITH moved AS (UPDATE audit_chains SET seq = @headSeq, hash = @headHash, updated_at = @headAt " +
+            $"WHERE seq = @oldSeq AND hash = @oldHash AND chain = @chain::text AND pg_advisory_xact_lock({MemberChainLockClass}, hashtext(@chain::text)) IS NOT NULL RETURNING seq) " +
+            $"INSERT INTO audit_chain_entries ({AuditStore.EntryColumns}, chain) ");
+        for (var i = 0; i < count; i++)
+        {
+            var n = i.ToString(CultureInfo.InvariantCulture);
+            sql.Append(i == 0 ? "SELECT " : " UNION ALL SELECT ")
+                .Append($"@seq{n}::bigint, @at{n}::bigint, @kind{n}::text, @tenant{n}::text, @keyId{n}::text, @actor{n}::text, @action{n}::text, ")
+                .Append($"@model{n}::text, @gateway{n}::text, @node{n}::text, @jurisdiction{n}::text, @decision{n}::text, @decisionCode{n}::text, ")
+                .Append($"@reasons{n}::text, @promptTokens{n}::bigint, @completionTokens{n}::bigint, @details{n}::text, @format{n}::integer, ")
+                .Append($"@previousHash{n}::text, @hash{n}::text, @chain::text FROM moved");
+        }
+
+        var statement = PreparedStatement.Create(connection, sql.ToString());
+        statement.Set(5, _scope.Name); // the head's five, then the chain, then each entry's
+        return statement;
     }
 
     /// <summary>The writes the batch's appends carry, each kind written once for the whole batch.</summary>
@@ -1756,6 +1856,7 @@ public sealed class AuditLog : IAsyncDisposable
                 if (member)
                 {
                     _insertMovingHead.Set(5, _scope.Name); // the head's five, then the chain, then the entry's
+                    _appendsInOne = new PreparedStatement?[MaxAppendsInOneStatement];
                 }
             }
 
@@ -1818,6 +1919,12 @@ public sealed class AuditLog : IAsyncDisposable
         _moveHead = null;
         _insertMovingHead?.Dispose();
         _insertMovingHead = null;
+        foreach (var statement in _appendsInOne ?? [])
+        {
+            statement?.Dispose();
+        }
+
+        _appendsInOne = null;
         var inTransaction = false;
         if (_sqliteTransaction is { } prepared)
         {

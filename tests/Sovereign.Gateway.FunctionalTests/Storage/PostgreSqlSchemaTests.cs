@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Sovereign.Metering.Ledger;
 using Sovereign.Metering.Pricing;
 using Sovereign.Residency.Audit;
@@ -249,6 +250,204 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
         Assert.True(result.Valid, string.Join("; ", result.Problems));
         Assert.Equal(AuditVerdict.Trusted, result.Verdict);
         Assert.Equal([("gw-th", 63L), ("node-th", 31L)], result.Chains.Select(c => (c.Chain, c.LastSequence))); // 61 appended, the announcement and the signed heads
+    }
+
+    [Fact]
+    public async Task AuditLog_MemberChainCommit_IsOneRoundTrip_AndCommittedWhenTheAppendReturns()
+    {
+        // A member's decision entry is on a relayed request's path to its first token: its commit is one statement,
+        // its own transaction, sent and answered once (not BEGIN + lock and head, the insert, COMMIT).
+        var connection = await OwnConnectionStringAsync("one_trip");
+        var database = SqlDatabase.PostgreSql(connection);
+        await database.MigrateAsync(AuditLog.Migrations);
+        await using var proxy = new RoundTripCountingProxy(new Npgsql.NpgsqlConnectionStringBuilder(connection).Port);
+        var proxied = SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(connection) { Port = proxy.Port, Pooling = false }.ConnectionString);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        await using var node = await AuditLog.OpenAsync(proxied, key, new AuditLogOptions { Chain = "node-th", SignsCheckpoints = false });
+        AuditRecord Record(int i) => new()
+        {
+            Kind = AuditKind.Inference, Actor = "k", Action = AuditActions.InferenceAllowed, Tenant = "pg-trip", Gateway = "node-th",
+            Jurisdiction = "TH", Decision = AuditDecision.Allowed, Details = new Dictionary<string, string> { ["request_id"] = $"r-{i}" },
+        };
+        await node.AppendAsync(Record(0)); // opens the writer's connection and prepares its statements
+
+        for (var i = 1; i <= 3; i++)
+        {
+            var before = proxy.RoundTrips;
+            var entry = await node.AppendAsync(Record(i));
+            Assert.Equal(1, proxy.RoundTrips - before);
+
+            // Committed when the append returned: another connection reads the entry and the head at it.
+            var scope = AuditChainScope.Member("node-th");
+            var stored = await AuditStore.ReadEntriesAsync(database, scope, "seq >= 1 ORDER BY seq", scope.Bind, CancellationToken.None);
+            Assert.Equal((entry.Sequence, entry.Hash), (stored[^1].Sequence, stored[^1].Hash));
+            await using var reader = new Npgsql.NpgsqlConnection(connection);
+            await reader.OpenAsync();
+            await using var head = new Npgsql.NpgsqlCommand("SELECT seq FROM audit_chains WHERE chain = 'node-th'", reader);
+            Assert.Equal(entry.Sequence, (long)(await head.ExecuteScalarAsync())!);
+        }
+
+        var result = await AuditVerifier.VerifyAsync(database, key.PublicKeyPem);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+    }
+
+    [Fact]
+    public async Task AuditLog_TwoProcessesOfOneMember_RacingForItsChain_EachCommitLandsOnce_OneChainThatVerifies()
+    {
+        // Two processes of one member (a rolling restart) whose heads go stale under each other: each one-statement
+        // commit finds the head moved, writes nothing, and commits again under the chain's lock from the head as it is.
+        // Both wait on the lock held elsewhere, so the one that goes second checks its head after the first committed.
+        var connection = await OwnConnectionStringAsync("one_member_race");
+        var first = SqlDatabase.PostgreSql(connection);
+        await first.MigrateAsync(AuditLog.Migrations);
+        var second = SqlDatabase.PostgreSql(connection);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        var entries = new List<AuditEntry>();
+        AuditRecord Record(string process, int i) => new()
+        {
+            Kind = AuditKind.Inference, Actor = "k", Action = AuditActions.InferenceAllowed, Tenant = "pg-race", Gateway = "gw-th",
+            Jurisdiction = "TH", Decision = AuditDecision.Allowed, Details = new Dictionary<string, string> { ["request_id"] = $"{process}-{i}" },
+        };
+        await using (var a = await AuditLog.OpenAsync(first, key, new AuditLogOptions { Chain = "gw-th", SignsCheckpoints = false }))
+        await using (var b = await AuditLog.OpenAsync(second, key, new AuditLogOptions { Chain = "gw-th", SignsCheckpoints = false }))
+        {
+            for (var round = 0; round < 3; round++)
+            {
+                // Each appends alone first, so the other's head is stale at its next commit.
+                entries.Add(await a.AppendAsync(Record("a", round * 10)));
+                entries.Add(await b.AppendAsync(Record("b", round * 10)));
+
+                await using var holder = new Npgsql.NpgsqlConnection(connection);
+                await holder.OpenAsync();
+                await using (var hold = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_lock({AuditLog.MemberChainLockClass}, hashtext('gw-th'))", holder))
+                {
+                    await hold.ExecuteNonQueryAsync();
+                }
+
+                var racing = new[] { a.AppendAsync(Record("a", (round * 10) + 1)), b.AppendAsync(Record("b", (round * 10) + 1)) };
+                await Task.Delay(200); // not a timing assertion: only lets both commits reach the lock before it is released
+                Assert.DoesNotContain(racing, t => t.IsCompleted);
+                await using (var release = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_unlock({AuditLog.MemberChainLockClass}, hashtext('gw-th'))", holder))
+                {
+                    await release.ExecuteNonQueryAsync();
+                }
+
+                entries.AddRange(await Task.WhenAll(racing).WaitAsync(TimeSpan.FromSeconds(60)));
+            }
+        }
+
+        var scope = AuditChainScope.Member("gw-th");
+        var stored = await AuditStore.ReadEntriesAsync(first, scope, "seq >= 1 ORDER BY seq", scope.Bind, CancellationToken.None);
+        Assert.Equal(Enumerable.Range(1, 12).Select(i => (long)i), stored.Select(e => e.Sequence));
+        Assert.Equal(12, entries.Select(e => e.Sequence).Distinct().Count());
+        foreach (var entry in entries)
+        {
+            var row = stored[(int)entry.Sequence - 1];
+            Assert.Equal((entry.Hash, entry.PreviousHash, entry.Details["request_id"]), (row.Hash, row.PreviousHash, row.Details["request_id"]));
+        }
+
+        var result = await AuditVerifier.VerifyAsync(first, key.PublicKeyPem);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        Assert.Equal([("gw-th", 12L)], result.Chains.Select(c => (c.Chain, c.LastSequence)));
+    }
+
+    /// <summary>
+    /// A loopback TCP proxy to PostgreSQL that counts round trips: each time the client sends after the server spoke
+    /// (or first), one more.
+    /// </summary>
+    private sealed class RoundTripCountingProxy : IAsyncDisposable
+    {
+        private readonly System.Net.Sockets.TcpListener _listener = new(System.Net.IPAddress.Loopback, 0);
+        private readonly int _target;
+        private readonly CancellationTokenSource _stop = new();
+        private readonly List<Task> _pumps = [];
+        private readonly Task _accepting;
+        private int _roundTrips;
+
+        public RoundTripCountingProxy(int target)
+        {
+            _target = target;
+            _listener.Start();
+            _accepting = AcceptAsync();
+        }
+
+        public int Port => ((System.Net.IPEndPoint)_listener.LocalEndpoint).Port;
+
+        public int RoundTrips => Volatile.Read(ref _roundTrips);
+
+        private async Task AcceptAsync()
+        {
+            try
+            {
+                while (true)
+                {
+                    var client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                    var server = new System.Net.Sockets.TcpClient();
+                    await server.ConnectAsync(System.Net.IPAddress.Loopback, _target, _stop.Token);
+                    var clientSpeaks = new StrongBox<bool>(false);
+                    lock (_pumps)
+                    {
+                        _pumps.Add(PumpAsync(client, server, clientSpeaks, fromClient: true));
+                        _pumps.Add(PumpAsync(server, client, clientSpeaks, fromClient: false));
+                    }
+                }
+            }
+            catch (Exception) when (_stop.IsCancellationRequested)
+            {
+            }
+        }
+
+        private async Task PumpAsync(System.Net.Sockets.TcpClient from, System.Net.Sockets.TcpClient to, StrongBox<bool> clientSpeaks, bool fromClient)
+        {
+            var buffer = new byte[64 * 1024];
+            try
+            {
+                while (true)
+                {
+                    var read = await from.GetStream().ReadAsync(buffer, _stop.Token);
+                    if (read == 0)
+                    {
+                        break;
+                    }
+
+                    lock (clientSpeaks)
+                    {
+                        if (fromClient && !clientSpeaks.Value)
+                        {
+                            Interlocked.Increment(ref _roundTrips);
+                        }
+
+                        clientSpeaks.Value = fromClient;
+                    }
+
+                    await to.GetStream().WriteAsync(buffer.AsMemory(0, read), _stop.Token);
+                }
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException or System.Net.Sockets.SocketException)
+            {
+                // Either side gone: the other is closed below.
+            }
+            finally
+            {
+                from.Dispose();
+                to.Dispose();
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            _listener.Stop();
+            await _accepting;
+            Task[] pumps;
+            lock (_pumps)
+            {
+                pumps = [.. _pumps];
+            }
+
+            await Task.WhenAll(pumps);
+            _stop.Dispose();
+        }
     }
 
     [Fact]
