@@ -34,9 +34,21 @@ internal sealed record StatedJurisdiction([property: JsonPropertyName("jurisdict
             return;
         }
 
-        var settings = configuration.GetSection(SovereignOptions.SectionName).Get<SovereignOptions>() ?? new SovereignOptions();
-        var cluster = configuration.GetSection(Cluster.Hosting.SovereignClusterOptions.SectionName).Get<Cluster.Hosting.SovereignClusterOptions>()
-            ?? new Cluster.Hosting.SovereignClusterOptions();
+        SovereignOptions settings;
+        Cluster.Hosting.SovereignClusterOptions cluster;
+        try
+        {
+            settings = configuration.GetSection(SovereignOptions.SectionName).Get<SovereignOptions>() ?? new SovereignOptions();
+            cluster = configuration.GetSection(Cluster.Hosting.SovereignClusterOptions.SectionName).Get<Cluster.Hosting.SovereignClusterOptions>()
+                ?? new Cluster.Hosting.SovereignClusterOptions();
+        }
+        catch (InvalidOperationException)
+        {
+            // A setting of the wrong shape (a list where one value belongs, even the jurisdiction itself): the start's
+            // own validation stops it, naming the setting; the binder's message here would name none.
+            return;
+        }
+
         if (cluster.Role == Cluster.Hosting.ServerRole.Node && !string.IsNullOrWhiteSpace(settings.NodeCredential))
         {
             return;
