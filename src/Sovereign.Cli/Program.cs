@@ -61,8 +61,14 @@ using var interrupt = name == "serve" ? null : PosixSignalRegistration.Create(Po
     signal.Cancel = true;
     if (Interlocked.Exchange(ref interrupted, 1) == 0)
     {
+        // The bound is armed before the token is cancelled, on its own thread: a cancellation callback that blocks, or a
+        // starved thread pool, must not keep an interrupted command alive.
+        new Thread(() =>
+        {
+            Thread.Sleep(TimeSpan.FromSeconds(2));
+            Environment.Exit(Interrupted());
+        }) { IsBackground = true, Name = "interrupt bound" }.Start();
         cancel.Cancel();
-        _ = Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None).ContinueWith(_ => Environment.Exit(Interrupted()), TaskScheduler.Default);
     }
 });
 try

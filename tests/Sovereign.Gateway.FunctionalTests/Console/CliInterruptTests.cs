@@ -37,8 +37,10 @@ public sealed class CliInterruptTests : IAsyncLifetime
     [Fact]
     public async Task CtrlCInChat_SaysInterrupted_AndExits130_NotUnreachable()
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
-        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "chat", "--url", _server.Urls.First(), "--model", "held", "--prompt", "hi", "--api-key", "sk-test" })
+        // Through env --default-signal=INT: a test run started in the background of a shell without job control ignores
+        // SIGINT, every child inherits that, and .NET keeps an ignored signal ignored (as a backgrounded command should).
+        var start = new ProcessStartInfo("env") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
+        foreach (var arg in new[] { "--default-signal=INT", "dotnet", Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "chat", "--url", _server.Urls.First(), "--model", "held", "--prompt", "hi", "--api-key", "sk-test" })
         {
             start.ArgumentList.Add(arg);
         }
