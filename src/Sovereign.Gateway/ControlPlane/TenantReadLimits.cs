@@ -25,14 +25,15 @@ namespace Sovereign.Gateway.ControlPlane;
 /// Information let a tenant choose the log's volume.
 /// </remarks>
 internal sealed class TenantReadLimits(InferenceRouter router, IOptions<Hosting.SovereignOptions> options, TimeProvider time, ILogger<TenantReadLimits> logger)
-    : BackgroundService
+    : Observability.PeriodicSummary(time)
 {
     /// <summary>Keys tracked before the counters are started afresh (keys are created by operators only).</summary>
     private const int MaxTrackedKeys = 100_000;
 
     private readonly ConcurrentDictionary<(string Tenant, string Key), KeyReads> _keys = new();
 
-    private TimeSpan Interval => options.Value.Audit.RateLimitSummaryInterval;
+    /// <inheritdoc/>
+    protected override TimeSpan Interval => options.Value.Audit.RateLimitSummaryInterval;
 
     /// <summary>
     /// Authenticates a read of the caller's own records: a tenant key (403 <c>tenant_key_required</c> without one),
@@ -74,7 +75,7 @@ internal sealed class TenantReadLimits(InferenceRouter router, IOptions<Hosting.
         }
 
         var perMinute = options.Value.Limits.TenantReadsPerMinute;
-        var reads = _keys.GetOrAdd((caller.TenantId, caller.KeyId!), _ => new KeyReads(new RateLimiter(new RateLimitPolicy(perMinute, null), time, RateLimitScope.Key)));
+        var reads = _keys.GetOrAdd((caller.TenantId, caller.KeyId!), _ => new KeyReads(new RateLimiter(new RateLimitPolicy(perMinute, null), Time, RateLimitScope.Key)));
         RateLimitDecision decision;
         var counted = false;
         lock (reads)
@@ -82,7 +83,7 @@ internal sealed class TenantReadLimits(InferenceRouter router, IOptions<Hosting.
             decision = reads.Limiter.TryAcquire(1, 0);
             if (!decision.Allowed)
             {
-                var now = time.GetUtcNow();
+                var now = Time.GetUtcNow();
                 counted = reads.RefusedUntil > now;
                 if (counted)
                 {
@@ -117,7 +118,7 @@ internal sealed class TenantReadLimits(InferenceRouter router, IOptions<Hosting.
     }
 
     /// <summary>Logs one line per key whose refused reads were counted since the last (event 4150).</summary>
-    public void Flush()
+    public override void Flush()
     {
         foreach (var ((tenant, key), reads) in _keys)
         {
@@ -136,30 +137,6 @@ internal sealed class TenantReadLimits(InferenceRouter router, IOptions<Hosting.
 
             Observability.GatewayLog.TenantReadRefusalsCounted(logger, tenant, key, count, first, last);
         }
-    }
-
-    /// <inheritdoc/>
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(Interval, time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
-            {
-                Flush();
-            }
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-            // Stopping: StopAsync logs what is left.
-        }
-    }
-
-    /// <inheritdoc/>
-    public override async Task StopAsync(CancellationToken cancellationToken)
-    {
-        await base.StopAsync(cancellationToken);
-        Flush();
     }
 
     /// <summary>A key's read counter and the refusals counted since the last summary line (under its lock).</summary>

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 
 namespace Sovereign.Gateway.Observability;
@@ -17,7 +16,7 @@ namespace Sovereign.Gateway.Observability;
 /// the memory is bounded by <see cref="MaxTracked"/>: past it, what was counted is logged and the table starts afresh.
 /// Anonymous callers (a fresh install open on loopback) are not tracked: each of their refusals is a line, as before.
 /// </remarks>
-internal sealed class RefusalLogSummary(IOptions<Hosting.SovereignOptions> options, TimeProvider time, ILoggerFactory loggers) : BackgroundService
+internal sealed class RefusalLogSummary(IOptions<Hosting.SovereignOptions> options, TimeProvider time, ILoggerFactory loggers) : PeriodicSummary(time)
 {
     /// <summary>Callers × statuses × codes tracked before the table is logged and started afresh.</summary>
     public const int MaxTracked = 10_000;
@@ -26,7 +25,8 @@ internal sealed class RefusalLogSummary(IOptions<Hosting.SovereignOptions> optio
     private readonly ILogger _logger = loggers.CreateLogger(GatewayLog.RequestsCategory);
     private readonly Lock _resetting = new();
 
-    private TimeSpan Interval => options.Value.Audit.RateLimitSummaryInterval;
+    /// <inheritdoc/>
+    protected override TimeSpan Interval => options.Value.Audit.RateLimitSummaryInterval;
 
     /// <summary>
     /// Whether this refusal is one to log at Information: the caller's first with this status and code, or the first
@@ -52,7 +52,7 @@ internal sealed class RefusalLogSummary(IOptions<Hosting.SovereignOptions> optio
             refusals = _refusals.GetOrAdd(key, _ => new Refusals());
         }
 
-        var now = time.GetUtcNow();
+        var now = Time.GetUtcNow();
         lock (refusals)
         {
             var counted = refusals.QuietUntil > now;
@@ -69,9 +69,9 @@ internal sealed class RefusalLogSummary(IOptions<Hosting.SovereignOptions> optio
     }
 
     /// <summary>Logs one line per caller, status and code whose refusals were counted since the last (event 4170), and forgets the quiet ones.</summary>
-    public void Flush()
+    public override void Flush()
     {
-        var now = time.GetUtcNow();
+        var now = Time.GetUtcNow();
         foreach (var (key, refusals) in _refusals)
         {
             long count;
@@ -95,30 +95,6 @@ internal sealed class RefusalLogSummary(IOptions<Hosting.SovereignOptions> optio
 
             GatewayLog.RefusalsCounted(_logger, key.Caller, key.Status, key.Code.Length == 0 ? null : key.Code, count, first, last);
         }
-    }
-
-    /// <inheritdoc/>
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(Interval, time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
-            {
-                Flush();
-            }
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-            // Stopping: StopAsync logs what is left.
-        }
-    }
-
-    /// <inheritdoc/>
-    public override async Task StopAsync(CancellationToken cancellationToken)
-    {
-        await base.StopAsync(cancellationToken);
-        Flush();
     }
 
     /// <summary>A caller's refusals of one status and code counted since the last summary line (under its lock).</summary>
