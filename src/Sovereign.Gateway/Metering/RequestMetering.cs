@@ -471,7 +471,7 @@ public sealed class RequestMetering
         }
     }
 
-    /// <summary>Counts a deferred record's cost in the spend series once the ledger holds it, as <see cref="FinishAsync"/> counts its own.</summary>
+    /// <summary>Counts a record's cost in the spend series once the ledger holds it (<see cref="FinishAsync"/>'s own, or a deferred one).</summary>
     internal void CountWritten(UsageRecord record)
     {
         if (record.Cost > 0)
@@ -526,11 +526,7 @@ public sealed class RequestMetering
             Observability.GatewayLog.SettlementFailed(_logger, ex, routed.RequestId, routed.Caller.TenantId);
         }
 
-        if (cost > 0)
-        {
-            _spend.AddOrUpdate((routed.Caller.TenantId, ticket.Currency), cost, (_, sum) => sum + cost);
-        }
-
+        CountWritten(record);
         return computeSeconds;
     }
 
