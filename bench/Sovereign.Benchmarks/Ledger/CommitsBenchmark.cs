@@ -76,11 +76,28 @@ public static class CommitsBenchmark
             var next = 0;
             var wal = new FileInfo(Path.Combine(dir, "sovereign.db-wal"));
             await RunRoundAsync(audit, ledger, wal, warmup, () => next++, randomIds);
+            var split = new List<(double Both, bool Beside)>();
             for (var round = 1; round <= rounds; round++)
             {
-                var (decisions, outcomes, decisionPages, outcomePages) = await RunRoundAsync(audit, ledger, wal, requests, () => next++, randomIds);
+                var (decisions, outcomes, decisionPages, outcomePages, beside) = await RunRoundAsync(audit, ledger, wal, requests, () => next++, randomIds);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"| {round} | {requests:N0} | {Percentile(decisions, 0.5):F1} | {decisions.Average():F1} | {Percentile(outcomes, 0.5):F1} | {outcomes.Average():F1} | {decisions.Average() + outcomes.Average():F1} | {decisionPages:F2} | {outcomePages:F2} | {Percentile(decisions, 0.99):F1} | {Percentile(outcomes, 0.99):F1} |"));
+                split.AddRange(decisions.Select((d, i) => (d + outcomes[i], beside[i])));
+            }
+
+            if (checkpointCommits > 0)
+            {
+                // Requests whose commits ran while the WAL checkpoint (AuditLog.WalHousekeeping) was in flight, against
+                // the rest of the same run: the same machine load on both sides, so the difference is the checkpoint's.
+                var near = split.Where(s => s.Beside).Select(s => s.Both).ToArray();
+                var apart = split.Where(s => !s.Beside).Select(s => s.Both).ToArray();
+                var all = split.Select(s => s.Both).ToArray();
+                var p99 = Percentile(all, 0.99);
+                Console.WriteLine();
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"beside a WAL checkpoint: {near.Length} requests ({100.0 * near.Length / all.Length:F2}%), both-commits p50 {(near.Length > 0 ? Percentile(near, 0.5) : 0):F1} us, p99 {(near.Length > 0 ? Percentile(near, 0.99) : 0):F1} us; " +
+                    $"apart: {apart.Length}, p50 {Percentile(apart, 0.5):F1} us, p99 {Percentile(apart, 0.99):F1} us; " +
+                    $"of the slowest 1% (>= {p99:F0} us) {split.Count(s => s.Both >= p99 && s.Beside)} of {split.Count(s => s.Both >= p99)} were beside one"));
             }
 
             if (keep)
@@ -109,12 +126,13 @@ public static class CommitsBenchmark
         }
     }
 
-    private static async Task<(double[] Decisions, double[] Outcomes, double DecisionPages, double OutcomePages)> RunRoundAsync(
+    private static async Task<(double[] Decisions, double[] Outcomes, double DecisionPages, double OutcomePages, bool[] Beside)> RunRoundAsync(
         AuditLog audit, UsageLedger ledger, FileInfo wal, int requests, Func<int> nextId, bool randomIds)
     {
         const double Frame = 4096 + 24; // a WAL frame: the page and its header
         var decisions = new double[requests];
         var outcomes = new double[requests];
+        var beside = new bool[requests];
         long decisionBytes = 0, outcomeBytes = 0;
         for (var i = 0; i < requests; i++)
         {
@@ -124,6 +142,8 @@ public static class CommitsBenchmark
                 : "req_" + nextId().ToString("x8", CultureInfo.InvariantCulture) + Guid.NewGuid().ToString("N")[..16];
             wal.Refresh();
             var before = wal.Exists ? wal.Length : 0;
+            var housekeeping = audit.WalHousekeeping;
+            var running = !housekeeping.IsCompleted;
             var started = Stopwatch.GetTimestamp();
             await audit.AppendAsync(Decision(requestId));
             var decided = Stopwatch.GetTimestamp();
@@ -139,9 +159,10 @@ public static class CommitsBenchmark
             outcomeBytes += wal.Length - between;
             decisions[i] = Stopwatch.GetElapsedTime(started, decided).TotalMicroseconds;
             outcomes[i] = Stopwatch.GetElapsedTime(resumed, done).TotalMicroseconds;
+            beside[i] = running || !ReferenceEquals(housekeeping, audit.WalHousekeeping) || !audit.WalHousekeeping.IsCompleted;
         }
 
-        return (decisions, outcomes, decisionBytes / Frame / requests, outcomeBytes / Frame / requests);
+        return (decisions, outcomes, decisionBytes / Frame / requests, outcomeBytes / Frame / requests, beside);
     }
 
     // As the gateway's entries for a chat completion over an external route (InferenceRouter.Allow and CompleteAsync).
