@@ -53,7 +53,8 @@ public sealed record AuditLogOptions
     public bool SqliteSynchronousFull { get; init; }
 
     /// <summary>
-    /// SQLite only: how many commits between WAL checkpoints, which then run on a pool thread instead of inside an
+    /// SQLite only: how many commits between WAL checkpoints, which then run on a thread of their own (with a connection
+    /// of their own, kept open; not a pool thread, which a pass's copy and fsyncs would hold) instead of inside an
     /// append (SQLite's automatic checkpoint copies pages and fsyncs in whichever commit crosses 1000 pages: a
     /// multi-millisecond stall on one request, and on every request queued behind it). 0 keeps SQLite's default.
     /// </summary>
@@ -171,7 +172,7 @@ public sealed class AuditLog : IAsyncDisposable
     private int _disposed;
     private int _closed;
     private int _commitsSinceWalCheckpoint;
-    private Task _walCheckpoint = Task.CompletedTask;
+    private readonly WalCheckpointer? _walCheckpointer; // SQLite with SqliteWalCheckpointCommits > 0
 
     // Writers that prepared statements on the current connection (told before it closes).
     private readonly HashSet<ICarriedWriter> _carriedWriters = [];
@@ -184,6 +185,10 @@ public sealed class AuditLog : IAsyncDisposable
         _time = time;
         _scope = AuditChainScope.Of(options.Chain);
         _state = new(0, _scope.Genesis, 0, null, 0);
+        if (database.Provider == SqlProvider.Sqlite && options.SqliteWalCheckpointCommits > 0)
+        {
+            _walCheckpointer = new WalCheckpointer(database, options.SqliteWalRestartBytes);
+        }
     }
 
     /// <summary>The chain this log appends to.</summary>
@@ -198,8 +203,11 @@ public sealed class AuditLog : IAsyncDisposable
     /// <summary>The last committed hash (64 zeros when empty).</summary>
     public string HeadHash => _state.Hash;
 
-    /// <summary>The WAL housekeeping started by the latest commit that was due one (for tests).</summary>
-    internal Task WalHousekeeping => _walCheckpoint;
+    /// <summary>The WAL housekeeping asked for by the latest commit that was due one (for tests).</summary>
+    internal Task WalHousekeeping => _walCheckpointer?.Latest ?? Task.CompletedTask;
+
+    /// <summary>The WAL checkpointer (for tests); null on PostgreSQL or with checkpoints left to SQLite.</summary>
+    internal WalCheckpointer? WalCheckpointer => _walCheckpointer;
 
     /// <summary>The latest write of the witness file (for tests; disposing waits for it).</summary>
     internal Task WitnessWritten => _witnessWrite;
@@ -1002,7 +1010,10 @@ public sealed class AuditLog : IAsyncDisposable
         Interlocked.Exchange(ref _closed, 1); // before FailPending: an append that misses this flag is failed below
         FailPending();
         await CloseConnectionAsync();
-        await _walCheckpoint;
+        if (_walCheckpointer is not null)
+        {
+            await _walCheckpointer.DisposeAsync();
+        }
         await _witnessWrite; // the final checkpoint's witness is on disk before the process exits
         _signingMembers.Dispose();
     }
@@ -1757,51 +1768,21 @@ public sealed class AuditLog : IAsyncDisposable
     /// <summary>The first key of a member chain's PostgreSQL advisory lock (the second is a hash of its name).</summary>
     internal const int MemberChainLockClass = 0x53764D43;
 
-    /// <summary>Every N commits, a PASSIVE WAL checkpoint on its own connection: it never blocks the next append.</summary>
+    /// <summary>
+    /// Every N commits, asks the checkpointer (its own thread and connection) for a PASSIVE WAL checkpoint and returns
+    /// at once: it never blocks the next append. While a pass runs, the commits go on counting and the next one asks again.
+    /// </summary>
     private void MaybeCheckpointWal()
     {
-        if (_database.Provider != SqlProvider.Sqlite || _options.SqliteWalCheckpointCommits == 0
-            || ++_commitsSinceWalCheckpoint < _options.SqliteWalCheckpointCommits || !_walCheckpoint.IsCompleted)
+        if (_walCheckpointer is null || ++_commitsSinceWalCheckpoint < _options.SqliteWalCheckpointCommits)
         {
             return;
         }
 
-        _commitsSinceWalCheckpoint = 0;
-        _walCheckpoint = Task.Run(async () =>
+        if (_walCheckpointer.TryRequest())
         {
-            try
-            {
-                await using var connection = await _database.OpenAsync();
-                var frames = await CheckpointWalAsync(connection);
-                if (frames * await PageSizeAsync(connection) > _options.SqliteWalRestartBytes)
-                {
-                    // Commits ran beside the copy, so the WAL holds frames it did not copy and will not start over. With
-                    // this process's writers held back, copying those few leaves none, and the next commit restarts it.
-                    using var turn = await _database.EnterWriteAsync();
-                    await CheckpointWalAsync(connection);
-                }
-            }
-            catch (DbException)
-            {
-                // Housekeeping only: the WAL keeps every commit; the next attempt (or any other connection) catches up.
-            }
-        });
-    }
-
-    /// <summary>A passive checkpoint (it never waits for readers or writers); returns the frames the WAL holds.</summary>
-    private static async Task<long> CheckpointWalAsync(DbConnection connection)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
-        await using var reader = await command.ExecuteReaderAsync();
-        return await reader.ReadAsync() ? reader.GetInt64(1) : 0;
-    }
-
-    private static async Task<long> PageSizeAsync(DbConnection connection)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = "PRAGMA page_size";
-        return Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
+            _commitsSinceWalCheckpoint = 0;
+        }
     }
 
     private async Task<DbConnection> EnsureConnectionAsync()

@@ -406,6 +406,59 @@ public sealed class AuditLogTests
         Assert.Equal(21 + beside, result.EntriesChecked);
     }
 
+    [Fact]
+    public async Task WalHousekeeping_RunsOnItsOwnThread_NotAPoolThread()
+    {
+        // A pass is synchronous I/O (the copy and two fsyncs) for as long as it takes: on a pool thread it held one of
+        // the pool's threads (as many as cores) that long, every 200 commits, while requests' continuations queued.
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync(new AuditLogOptions { SqliteWalCheckpointCommits = 20 });
+        await context.AppendManyAsync(log, 20);
+        await log.WalHousekeeping;
+
+        Assert.NotNull(log.WalCheckpointer);
+        Assert.False(log.WalCheckpointer.LastPassOnPoolThread);
+    }
+
+    [Fact]
+    public async Task WalHousekeeping_PassHeld_AppendsStillCommit_ThenTheWalStartsOver()
+    {
+        // A pass is PASSIVE and asked for without waiting: no commit waits for it, even one that falls due for the next.
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync(new AuditLogOptions { SqliteWalCheckpointCommits = 20, SqliteWalRestartBytes = 1 });
+        using var entered = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        log.WalCheckpointer!.BeforePass = () =>
+        {
+            entered.Set();
+            release.Wait(TimeSpan.FromMinutes(1)); // a bound for a broken build only: the test releases it below
+        };
+        await context.AppendManyAsync(log, 20);
+        var held = log.WalHousekeeping;
+        Assert.True(entered.Wait(TimeSpan.FromMinutes(1)));
+
+        for (var i = 0; i < 60; i++)
+        {
+            await log.AppendAsync(AuditTestContext.Inference("acme", 1000 + i));
+        }
+
+        Assert.False(held.IsCompleted); // the 60 commits (three passes' worth) went by the held pass
+        Assert.Same(held, log.WalHousekeeping); // and asked for no second pass beside it
+
+        release.Set();
+        await held;
+        await log.AppendAsync(AuditTestContext.Inference("acme", 5000)); // due a pass since the held one: asks for it
+        Assert.NotSame(held, log.WalHousekeeping);
+        await log.WalHousekeeping;
+
+        // Bounded: the WAL started over and holds the last commit or the last few, not the 80 commits' frames.
+        var frames = await WalFramesAsync(context);
+        Assert.InRange(frames, 1, 40);
+        var result = await context.VerifyAsync();
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+        Assert.Equal(81, result.EntriesChecked);
+    }
+
     private static async Task<long> WalFramesAsync(AuditTestContext context)
     {
         await using var connection = await context.Database.OpenAsync();
