@@ -1,4 +1,5 @@
 using System.ClientModel;
+using System.Text.Json;
 using OpenAI.Chat;
 using Sovereign.Inference.Engine;
 
@@ -247,12 +248,23 @@ public sealed class ChatCompletionsTests(ServerFixture server)
         Assert.Contains("no-such-model", ex.Message, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task CompleteChat_PromptLongerThanContext_Is400ContextLengthExceeded()
+    /// <summary>
+    /// Applications ported from OpenAI tell a context overflow (to trim the history and retry) by OpenAI's words as
+    /// well as its code: the Node SDK's <c>error.message</c> carries the message alone, and agent frameworks match
+    /// "maximum context length" in it. The prompt's refusal said "The prompt has 300 tokens; this model accepts at most
+    /// 255", which none of them recognised. 30 repeats are counted exactly; 80 are refused by their byte length.
+    /// </summary>
+    [Theory]
+    [InlineData(30)]
+    [InlineData(80)]
+    public async Task CompleteChat_PromptLongerThanContext_Is400ContextLengthExceeded_InOpenAIsWords(int repeats)
     {
-        var longText = string.Join(' ', Enumerable.Repeat("once upon a time there was a dog", 80));
+        var longText = string.Join(' ', Enumerable.Repeat("once upon a time there was a dog", repeats));
         var ex = await Assert.ThrowsAsync<ClientResultException>(() => Chat().CompleteChatAsync([new UserChatMessage(longText)]));
         Assert.Equal(400, ex.Status);
-        Assert.Contains("context_length_exceeded", ex.Message, StringComparison.Ordinal);
+        var error = JsonDocument.Parse(ex.GetRawResponse()!.Content).RootElement.GetProperty("error");
+        Assert.Equal("context_length_exceeded", error.GetProperty("code").GetString());
+        Assert.Equal("messages", error.GetProperty("param").GetString());
+        Assert.StartsWith("This model's maximum context length is 256 tokens. However, the prompt has ", error.GetProperty("message").GetString(), StringComparison.Ordinal);
     }
 }

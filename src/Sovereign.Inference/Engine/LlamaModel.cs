@@ -240,17 +240,17 @@ public sealed partial class LlamaModel : IDisposable
     /// <param name="addBos">Whether to add BOS where the model wants it.</param>
     /// <param name="subject">How the error names the text.</param>
     /// <param name="parameter">The request field at fault.</param>
-    public int[] TokenizeWithin(string text, int maxTokens, bool addBos = true, string subject = "The prompt", string? parameter = "prompt")
+    public int[] TokenizeWithin(string text, int maxTokens, bool addBos = true, string subject = "the prompt", string? parameter = "prompt")
     {
         ArgumentNullException.ThrowIfNull(text);
         EnsureBytesCanFit(Encoding.UTF8.GetByteCount(text), maxTokens, subject, parameter);
         if (text.Length > TokenBudget.ChunkCharacters(maxTokens))
         {
-            TokenBudget.EnsureChunkedCountFits(text, maxTokens, chunk => Tokenize(chunk, addBos).Length, TokenBudget.ChunkCharacters(maxTokens), subject, parameter);
+            TokenBudget.EnsureChunkedCountFits(text, maxTokens, chunk => Tokenize(chunk, addBos).Length, TokenBudget.ChunkCharacters(maxTokens), subject, parameter, ContextLengthAbove(maxTokens));
         }
 
         var tokens = Tokenize(text, addBos);
-        return tokens.Length <= maxTokens ? tokens : throw new ContextLengthExceededException(subject, maxTokens, tokens.Length, isExact: true, parameter);
+        return tokens.Length <= maxTokens ? tokens : throw new ContextLengthExceededException(subject, maxTokens, tokens.Length, isExact: true, parameter, ContextLengthAbove(maxTokens));
     }
 
     /// <summary>
@@ -270,7 +270,7 @@ public sealed partial class LlamaModel : IDisposable
             contentBytes += Encoding.UTF8.GetByteCount(message.Content ?? "");
         }
 
-        EnsureBytesCanFit(contentBytes, maxTokens, "The prompt", parameter);
+        EnsureBytesCanFit(contentBytes, maxTokens, "the prompt", parameter);
         string text;
         bool addBos;
         try
@@ -282,7 +282,7 @@ public sealed partial class LlamaModel : IDisposable
             throw new InvalidGenerationRequestException(ex.Message, parameter, ex.Code);
         }
 
-        return TokenizeWithin(text, maxTokens, addBos, "The prompt", parameter);
+        return TokenizeWithin(text, maxTokens, addBos, "the prompt", parameter);
     }
 
     /// <summary>Refuses text whose byte length alone proves it has more tokens than allowed.</summary>
@@ -293,9 +293,12 @@ public sealed partial class LlamaModel : IDisposable
         if (MaxBytesPerToken is { } perToken && bytes > (maxTokens + 2L) * perToken)
         {
             var atLeast = (int)Math.Min(bytes / perToken, int.MaxValue);
-            throw new ContextLengthExceededException(subject, maxTokens, atLeast, isExact: false, parameter);
+            throw new ContextLengthExceededException(subject, maxTokens, atLeast, isExact: false, parameter, ContextLengthAbove(maxTokens));
         }
     }
+
+    /// <summary>The context length a refusal names: this model's, unless a caller's limit is larger.</summary>
+    private int ContextLengthAbove(int maxTokens) => Math.Max(Info.ContextLength, maxTokens);
 
     private int? MeasureMaxBytesPerToken()
     {

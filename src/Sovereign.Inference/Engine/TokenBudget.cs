@@ -4,10 +4,20 @@ namespace Sovereign.Inference.Engine;
 /// A text has more tokens than the model accepts (HTTP 400 <c>context_length_exceeded</c>). Counting may have stopped
 /// early: then <see cref="CountedTokens"/> is a lower bound and <see cref="IsExact"/> is false.
 /// </summary>
-public sealed class ContextLengthExceededException(string subject, int maxTokens, int countedTokens, bool isExact, string? parameter = null)
-    : Exception(isExact
-        ? $"{subject} has {countedTokens} tokens; this model accepts at most {maxTokens}."
-        : $"{subject} has more than {maxTokens} tokens, the most this model accepts (counting stopped at {countedTokens}).")
+/// <remarks>
+/// The message opens with OpenAI's (and vLLM's) "This model's maximum context length is N tokens.": applications
+/// ported from OpenAI tell a context overflow by those words (the Node SDK's <c>error.message</c> is the message
+/// alone; agent frameworks match "maximum context length" in it) to trim the history and retry.
+/// </remarks>
+/// <param name="subject">How the message names the text: "the prompt", "input[2]".</param>
+/// <param name="maxTokens">The most tokens the text may have.</param>
+/// <param name="countedTokens">The tokens counted.</param>
+/// <param name="isExact">Whether <paramref name="countedTokens"/> is the whole text's count.</param>
+/// <param name="parameter">The request field at fault.</param>
+/// <param name="contextLength">The model's context length, when the text may have fewer tokens (a prompt leaves room
+/// for what is generated); <paramref name="maxTokens"/> when absent.</param>
+public sealed class ContextLengthExceededException(string subject, int maxTokens, int countedTokens, bool isExact, string? parameter = null, int? contextLength = null)
+    : Exception(Describe(subject, maxTokens, countedTokens, isExact, contextLength ?? maxTokens))
 {
     /// <summary>The most tokens the text may have.</summary>
     public int MaxTokens { get; } = maxTokens;
@@ -20,6 +30,23 @@ public sealed class ContextLengthExceededException(string subject, int maxTokens
 
     /// <summary>The request field at fault, e.g. <c>messages</c> or <c>input</c>.</summary>
     public string? Parameter { get; } = parameter;
+
+    /// <summary>The model's context length the message names.</summary>
+    public int ContextLength { get; } = contextLength ?? maxTokens;
+
+    /// <summary>The message for a text of <paramref name="countedTokens"/> tokens where at most <paramref name="maxTokens"/> fit.</summary>
+    /// <param name="subject">How the message names the text.</param>
+    /// <param name="maxTokens">The most tokens the text may have.</param>
+    /// <param name="countedTokens">The tokens counted.</param>
+    /// <param name="isExact">Whether <paramref name="countedTokens"/> is the whole text's count.</param>
+    /// <param name="contextLength">The model's context length.</param>
+    public static string Describe(string subject, int maxTokens, int countedTokens, bool isExact, int contextLength)
+    {
+        var room = contextLength > maxTokens ? $"; at most {maxTokens} leave room for the answer" : "";
+        return isExact
+            ? $"This model's maximum context length is {contextLength} tokens. However, {subject} has {countedTokens} tokens{room}."
+            : $"This model's maximum context length is {contextLength} tokens. However, {subject} has more than {maxTokens} tokens (counting stopped at {countedTokens}).";
+    }
 }
 
 /// <summary>
@@ -45,9 +72,9 @@ public static class TokenBudget
     /// <param name="text">The text.</param>
     /// <param name="maxTokens">The most tokens allowed.</param>
     /// <param name="countTokens">The tokenizer's count of a text (including any tokens it adds at the start).</param>
-    /// <param name="subject">How the message names the text, e.g. "The prompt" or "input[2]".</param>
+    /// <param name="subject">How the message names the text, e.g. "the prompt" or "input[2]".</param>
     /// <param name="parameter">The request field at fault.</param>
-    public static int CountWithin(string text, int maxTokens, Func<string, int> countTokens, string subject = "The text", string? parameter = null)
+    public static int CountWithin(string text, int maxTokens, Func<string, int> countTokens, string subject = "the text", string? parameter = null)
     {
         ArgumentNullException.ThrowIfNull(text);
         ArgumentNullException.ThrowIfNull(countTokens);
@@ -63,7 +90,7 @@ public static class TokenBudget
     }
 
     /// <summary>Counts chunk by chunk and throws as soon as the total cannot fit.</summary>
-    internal static void EnsureChunkedCountFits(string text, int maxTokens, Func<string, int> countTokens, int chunkCharacters, string subject, string? parameter)
+    internal static void EnsureChunkedCountFits(string text, int maxTokens, Func<string, int> countTokens, int chunkCharacters, string subject, string? parameter, int? contextLength = null)
     {
         long counted = 0;
         var chunks = 0;
@@ -74,7 +101,7 @@ public static class TokenBudget
             var lowerBound = counted - ((long)SlackPerChunk * chunks);
             if (lowerBound > maxTokens)
             {
-                throw new ContextLengthExceededException(subject, maxTokens, (int)Math.Min(lowerBound, int.MaxValue), isExact: false, parameter);
+                throw new ContextLengthExceededException(subject, maxTokens, (int)Math.Min(lowerBound, int.MaxValue), isExact: false, parameter, contextLength);
             }
         }
     }

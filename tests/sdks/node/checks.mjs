@@ -214,6 +214,17 @@ check('a bad parameter is BadRequestError naming it', async () => {
   );
 });
 
+check('a prompt over the context window is BadRequestError context_length_exceeded, in the words apps match', async () => {
+  // Apps trim the history and retry on a context overflow; many tell it by OpenAI's wording in error.message,
+  // which in this SDK is the server's message alone (the code is only in error.code).
+  const long = 'once upon a time there was a dog '.repeat(400);
+  await assert.rejects(
+    client.chat.completions.create({ model: chatModel, messages: [{ role: 'user', content: long }], max_tokens: 4 }),
+    (error) => error instanceof OpenAI.BadRequestError && error.code === 'context_length_exceeded' && error.param === 'messages'
+      && /maximum context length is 1024 tokens/.test(error.message),
+  );
+});
+
 check('a wrong key is AuthenticationError (401)', async () => {
   const stranger = new OpenAI({ baseURL, apiKey: 'sk-not-a-key', maxRetries: 0 });
   await assert.rejects(

@@ -40,8 +40,8 @@ internal sealed class EmbeddingExecutor(RouteGates gates, EngineOccupancy occupa
                 if (tokenInputs[i].Length > generator.MaxInputTokens)
                 {
                     var field = work.InputField(i);
-                    throw OpenAIException.BadRequest(
-                        $"{field} has {tokenInputs[i].Length} tokens; the model '{model.Id}' accepts at most {generator.MaxInputTokens}.", field, "context_length_exceeded");
+                    throw OpenAIException.BadRequest(ContextLengthExceededException.Describe(
+                        field, generator.MaxInputTokens, tokenInputs[i].Length, isExact: true, generator.MaxInputTokens), field, "context_length_exceeded");
                 }
             }
 
@@ -126,7 +126,7 @@ internal sealed class EmbeddingRun(GovernedRequest request, IDisposable slot, En
             var work = (EmbeddingWorkload)request.Work;
             var field = work.InputField(ex.InputIndex);
             throw OpenAIException.BadRequest(
-                $"{field} has {ex.TokenCount} tokens; the model '{model.Id}' accepts at most {ex.MaxTokens}.", field, "context_length_exceeded");
+                ContextLengthExceededException.Describe(field, ex.MaxTokens, ex.TokenCount, isExact: true, ex.MaxTokens), field, "context_length_exceeded");
         }
     }
 
