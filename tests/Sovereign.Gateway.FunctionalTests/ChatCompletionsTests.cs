@@ -249,6 +249,22 @@ public sealed class ChatCompletionsTests(ServerFixture server)
     }
 
     /// <summary>
+    /// A message's text parts are joined with a newline, as vLLM and llama-server join them for a text-only template:
+    /// they ran together ("Translate into French:Good morning"), so a system prompt that frameworks send as several
+    /// parts (instructions, then today's date, then context) read as one run-on sentence at every boundary.
+    /// </summary>
+    [Fact]
+    public async Task CompleteChat_TextParts_AreJoinedWithANewline()
+    {
+        var completion = (await Chat().CompleteChatAsync(
+            [new UserChatMessage(ChatMessageContentPart.CreateTextPart("Good"), ChatMessageContentPart.CreateTextPart("morning"))],
+            new ChatCompletionOptions { MaxOutputTokenCount = 1 })).Value;
+
+        Assert.NotEqual(PromptTokens(ServerFixture.Stories, new ChatTurn("user", "Goodmorning")), PromptTokens(ServerFixture.Stories, new ChatTurn("user", "Good\nmorning")));
+        Assert.Equal(PromptTokens(ServerFixture.Stories, new ChatTurn("user", "Good\nmorning")), completion.Usage.InputTokenCount);
+    }
+
+    /// <summary>
     /// Applications ported from OpenAI tell a context overflow (to trim the history and retry) by OpenAI's words as
     /// well as its code: the Node SDK's <c>error.message</c> carries the message alone, and agent frameworks match
     /// "maximum context length" in it. The prompt's refusal said "The prompt has 300 tokens; this model accepts at most

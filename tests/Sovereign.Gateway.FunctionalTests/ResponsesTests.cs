@@ -280,6 +280,18 @@ public sealed class ResponsesTests(ServerFixture server)
         Assert.Equal(200, status);
     }
 
+    /// <summary>A message's input_text parts are joined with a newline, as chat's text parts are (they ran together).</summary>
+    [Fact]
+    public async Task InputTextParts_AreJoinedWithANewline()
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/responses",
+            """{"model":"stories","input":[{"role":"user","content":[{"type":"input_text","text":"Good"},{"type":"input_text","text":"morning"}]}],"max_output_tokens":16}""");
+
+        Assert.Equal(200, status);
+        var model = server.Batcher(ServerFixture.Stories).Model;
+        Assert.Equal(model.TokenizeChat([new Sovereign.Inference.Engine.ChatTurn("user", "Good\nmorning")]).Length, body.GetProperty("usage").GetProperty("input_tokens").GetInt32());
+    }
+
     [Fact]
     public async Task InputLongerThanTheContext_Is400NamingInput_NotMessages()
     {

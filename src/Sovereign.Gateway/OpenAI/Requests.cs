@@ -221,7 +221,7 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
                                 throw new JsonException("A text content part needs a string 'text'.");
                             }
 
-                            text.Append(value.GetString());
+                            AppendPart(text, value.GetString()!);
                         }
                         else if (type.GetString() == "refusal")
                         {
@@ -231,7 +231,7 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
                                 throw new JsonException("A refusal content part needs a string 'refusal'.");
                             }
 
-                            text.Append(value.GetString());
+                            AppendPart(text, value.GetString()!);
                             refusal = true;
                         }
                         else
@@ -249,4 +249,18 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
 
     public override void Write(Utf8JsonWriter writer, MessageContent value, JsonSerializerOptions options) =>
         writer.WriteStringValue(value.Text);
+
+    /// <summary>
+    /// Adds a part's text to the message's, after a newline when text precedes it: vLLM and llama-server join a
+    /// message's text parts so for a text-only template. They ran together ("Good" and "morning" read "Goodmorning").
+    /// </summary>
+    internal static void AppendPart(System.Text.StringBuilder text, string part)
+    {
+        if (text.Length > 0)
+        {
+            text.Append('\n');
+        }
+
+        text.Append(part);
+    }
 }

@@ -793,7 +793,7 @@ internal static class ResponsesTranslation
                 throw OpenAIException.BadRequest($"{at}.{field} must be a string.", $"{at}.{field}", "invalid_type");
             }
 
-            text.Append(value.GetString());
+            MessageContentConverter.AppendPart(text, value.GetString()!);
         }
 
         return text.ToString();
