@@ -42,7 +42,8 @@ public sealed class BadInputTests(ServerFixture server)
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"wizard\",\"content\":\"hi\"}]}", "messages[0].role")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"content\":\"hi\"}]}", "messages[0].role")]
     [InlineData("{\"model\":\"stories\",\"messages\":[null]}", "messages[0]")]
-    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}]}", "messages[0].content")]
+    // The part itself, as Responses names an input_image part and OpenAI names a part a model cannot take (it was messages[0].content).
+    [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What is this?\"},{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}]}", "messages[0].content[1].type")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logprobs\":true,\"top_logprobs\":25}", "top_logprobs")]
     [InlineData("{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":{\"type\":\"json_schema\"}}", "response_format.json_schema")]
     // A format without its type was served as plain text, the schema ignored: OpenAI's "Missing required parameter".

@@ -431,16 +431,18 @@ internal static class ChatCompletionsEndpoint
                     $"messages[{i}].role '{RequestReader.Shorten(message.Role ?? "")}' is not supported; use system, developer, user, assistant or tool.", $"messages[{i}].role", "invalid_value");
             }
 
+            // The part is named by its type, as Responses names an input_image part and OpenAI a part the model cannot take.
             if (message.Content?.UnsupportedPartType is { } part)
             {
-                throw OpenAIException.BadRequest($"messages[{i}].content has a '{RequestReader.Shorten(part ?? "")}' part; this model accepts text only.", $"messages[{i}].content", "unsupported_content");
+                var at = $"messages[{i}].content[{message.Content.UnsupportedPart}]";
+                throw OpenAIException.BadRequest($"{at} is a '{RequestReader.Shorten(part ?? "")}' part; this model accepts text only.", $"{at}.type", "unsupported_content");
             }
 
             if (message.Content is { HasRefusal: true } && message.Role != "assistant")
             {
                 // OpenAI's user, system, developer and tool parts have no refusal type.
-                throw OpenAIException.BadRequest(
-                    $"messages[{i}].content has a 'refusal' part; only assistant messages carry refusals.", $"messages[{i}].content", "invalid_value");
+                var at = $"messages[{i}].content[{message.Content.RefusalPart}]";
+                throw OpenAIException.BadRequest($"{at} is a 'refusal' part; only assistant messages carry refusals.", $"{at}.type", "invalid_value");
             }
 
             if (message.Content is { EmptyArray: true })

@@ -130,7 +130,16 @@ internal sealed class ChatMessage
 /// Message content: a string, or an array of parts of which only text is supported, and refusal parts (OpenAI's
 /// assistant content takes them; <see cref="HasRefusal"/> lets the endpoint refuse them on other roles).
 /// </summary>
-internal sealed record MessageContent(string Text, string? UnsupportedPartType, bool EmptyArray = false, bool HasRefusal = false);
+/// <param name="Text">The text parts' text, joined.</param>
+/// <param name="UnsupportedPartType">The type of the first part that is not text, if any.</param>
+/// <param name="EmptyArray">Whether the content was an empty array.</param>
+/// <param name="UnsupportedPart">The index of that part (errors name <c>content[i].type</c>, as OpenAI and Responses do).</param>
+/// <param name="RefusalPart">The index of the first refusal part, -1 when there is none.</param>
+internal sealed record MessageContent(string Text, string? UnsupportedPartType, bool EmptyArray = false, int UnsupportedPart = -1, int RefusalPart = -1)
+{
+    /// <summary>Whether a part is a refusal.</summary>
+    public bool HasRefusal => RefusalPart >= 0;
+}
 
 /// <summary><c>POST /v1/completions</c>.</summary>
 internal sealed class CompletionRequest : SamplingRequest
@@ -202,13 +211,16 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
             case JsonTokenType.StartArray:
                 var text = new System.Text.StringBuilder();
                 string? unsupported = null;
-                var refusal = false;
+                var unsupportedAt = -1;
+                var refusalAt = -1;
+                var index = -1;
                 bool empty;
                 using (var parts = JsonDocument.ParseValue(ref reader))
                 {
                     empty = parts.RootElement.GetArrayLength() == 0;
                     foreach (var part in parts.RootElement.EnumerateArray())
                     {
+                        index++;
                         if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
                         {
                             throw new JsonException("Each content part must be an object with a string 'type'.");
@@ -232,16 +244,17 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
                             }
 
                             AppendPart(text, value.GetString()!);
-                            refusal = true;
+                            refusalAt = refusalAt < 0 ? index : refusalAt;
                         }
-                        else
+                        else if (unsupported is null)
                         {
-                            unsupported ??= type.GetString();
+                            unsupported = type.GetString();
+                            unsupportedAt = index;
                         }
                     }
                 }
 
-                return new MessageContent(text.ToString(), unsupported, empty, refusal);
+                return new MessageContent(text.ToString(), unsupported, empty, unsupportedAt, refusalAt);
             default:
                 throw new JsonException("Expected a string or an array of content parts.");
         }

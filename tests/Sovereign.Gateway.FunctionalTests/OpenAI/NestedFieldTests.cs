@@ -147,9 +147,9 @@ public sealed class NestedFieldTests(ServerFixture server)
         Assert.Equal(withText.Usage.InputTokenCount, withPart.Usage.InputTokenCount);
 
         var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions",
-            "{" + Chat + ",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"refusal\",\"refusal\":\"no\"}]}]}");
+            "{" + Chat + ",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"refusal\",\"refusal\":\"no\"}]}]}");
         Assert.True(status == 400, body.ToString());
-        Assert.Equal("messages[0].content", body.GetProperty("error").GetProperty("param").GetString());
+        Assert.Equal("messages[0].content[1].type", body.GetProperty("error").GetProperty("param").GetString());
     }
 
     [Fact]
