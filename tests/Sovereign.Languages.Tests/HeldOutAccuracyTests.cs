@@ -146,6 +146,13 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // The round's yat words (sjesti's participle sjeo, dio/udio, and r before the short reflex: rješenje; from the
     // grammar, and noticed on a development sentence of the round's writer, who also wrote held-out 27, so not a blind
     // check) raised Bosnian there from 5 to 6 of 16; held-out 1-26 unchanged.
+    // Session 46's round 28 added held-out 28 (held-out 27's distribution; small troubles at home and on the way: an empty
+    // ink cartridge, a shaved-off beard, a blister, a crowded train, ...). Its first run, on the unchanged detector (main
+    // f73c389): 514 of 532 = 96.6%, over the overall target, and below the per-language target Croatian 9 of 16 (as
+    // Serbian four times, as Bosnian three times) and Bosnian 11 of 16 (as Croatian three times, as Serbian twice), their
+    // floors; Serbian 21 of 24 (as Bosnian twice, as Croatian once; the eight Cyrillic sentences right), Danish 9 of 10 (as
+    // Norwegian), Russian 9 of 10 (as Ukrainian) and Dutch 7 of 8 (und, Afrikaans the runner-up), within the target;
+    // Malay, Indonesian and Bulgarian right throughout, Macedonian 12 of 12 und.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -175,6 +182,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.TwentyFifthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7 },
         [TestData.TwentySixthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 10, ["hr"] = 11, ["sr"] = 18 },
         [TestData.TwentySeventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6 },
+        [TestData.TwentyEighthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 11, ["hr"] = 9 },
     };
 
     /// <summary>The overall target.</summary>
@@ -218,6 +226,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.TwentyFifthHeldOut)]
     [InlineData(TestData.TwentySixthHeldOut)]
     [InlineData(TestData.TwentySeventhHeldOut)]
+    [InlineData(TestData.TwentyEighthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
@@ -226,7 +235,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }
-        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut)
+        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut)
         {
             // Every covered language and Macedonian, outside the set (the Serbian Cyrillic sentences' translations).
             Assert.Equal(LanguageCatalog.Covered.Append("mk").Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
