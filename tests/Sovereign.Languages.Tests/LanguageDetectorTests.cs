@@ -355,6 +355,14 @@ public sealed class LanguageDetectorTests
     // Frisian and Esperanto, on held-out 28's topics): its first run, on the unchanged detector (main f73c389), 93 of 128
     // und; Lingua Franca Nova 2 of 8 (Spanish, Portuguese, Galician), Interlingua, Interslavic and Zeelandic 3
     // (Italian, Spanish; Slovenian, Serbian, Croatian, Slovak; Dutch), Romani 4 (Slovenian, Bosnian, Serbian).
+    // Then (round 28, from the grammars and orthographies, never from an evaluation sentence) function words of
+    // Interslavic, Romani, Lingua Franca Nova and Zeelandic, Interslavic's etymological letters, and a decoy's listed
+    // words and marked spellings counted together (DecoyWords): out of set 7-12 (other engineers' sentences, the fair
+    // check) 688 -> 700 of 952 (Swiss German 4 -> 6 on 9 and 5 -> 7 on 11, Võro +1 on 7 and 9, Sundanese 7 -> 8 on 8,
+    // Limburgish and Mirandese +1 on 10, Rusyn +1 on 11, Interlingua 3 -> 4 and Scots 3 -> 4 on 12); out of set 14 (round
+    // 27's writer's sentences, not read by this round's) 83 -> 88 (Interslavic 1 -> 3, Romani 3 -> 5, Interlingua 5 ->
+    // 6); out of set 3 and 6 +1 each, 13 +2; out of set 15 (same writer as the rules: not a fair check) 93 -> 104. No
+    // held-out, UDHR or out-of-set sentence lost.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -365,7 +373,7 @@ public sealed class LanguageDetectorTests
         ["out-of-set-2.txt"] = new(StringComparer.Ordinal) { ["jv"] = 7, ["su"] = 7 },
         ["out-of-set-3.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 3, ["oc"] = 8, ["co"] = 7, ["br"] = 8, ["eo"] = 8, ["kok"] = 8, ["sa"] = 7, ["mai"] = 8, ["bho"] = 6,
+            ["ast"] = 4, ["oc"] = 8, ["co"] = 7, ["br"] = 8, ["eo"] = 8, ["kok"] = 8, ["sa"] = 7, ["mai"] = 8, ["bho"] = 6,
         },
         ["out-of-set-4.txt"] = new(StringComparer.Ordinal)
         {
@@ -379,52 +387,52 @@ public sealed class LanguageDetectorTests
         ["out-of-set-6.txt"] = new(StringComparer.Ordinal)
         {
             ["ast"] = 8, ["awa"] = 7, ["bho"] = 7, ["bjn"] = 6, ["co"] = 8, ["fur"] = 7, ["hsb"] = 7, ["jv"] = 8, ["lb"] = 8, ["li"] = 6,
-            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 6, ["rue"] = 6, ["scn"] = 8, ["su"] = 8, ["szl"] = 7, ["war"] = 6,
+            ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 7, ["rue"] = 6, ["scn"] = 8, ["su"] = 8, ["szl"] = 7, ["war"] = 6,
         },
         ["out-of-set-7.txt"] = new(StringComparer.Ordinal)
         {
             ["bcl"] = 7, ["be"] = 8, ["bew"] = 6, ["cbk"] = 4, ["crh"] = 8, ["csb"] = 8, ["gsw"] = 5, ["hil"] = 7, ["iba"] = 6, ["lad"] = 7,
-            ["ltg"] = 4, ["mwr"] = 8, ["nap"] = 7, ["pap"] = 8, ["rup"] = 8, ["sc"] = 6, ["sco"] = 6, ["tpi"] = 8, ["vro"] = 5,
+            ["ltg"] = 4, ["mwr"] = 8, ["nap"] = 7, ["pap"] = 8, ["rup"] = 8, ["sc"] = 6, ["sco"] = 6, ["tpi"] = 8, ["vro"] = 6,
         },
         ["out-of-set-8.txt"] = new(StringComparer.Ordinal)
         {
             ["an"] = 7, ["bjn"] = 8, ["cbk"] = 5, ["fur"] = 6, ["gsw"] = 8, ["lad"] = 7, ["lij"] = 5, ["lmo"] = 6, ["ltg"] = 7, ["mwl"] = 2,
-            ["nap"] = 3, ["oc"] = 7, ["pam"] = 8, ["pms"] = 8, ["rm"] = 7, ["scn"] = 7, ["sgs"] = 5, ["su"] = 7, ["vro"] = 6,
+            ["nap"] = 3, ["oc"] = 7, ["pam"] = 8, ["pms"] = 8, ["rm"] = 7, ["scn"] = 7, ["sgs"] = 5, ["su"] = 8, ["vro"] = 6,
         },
         ["out-of-set-9.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 8, ["bjn"] = 6, ["cbk"] = 5, ["ext"] = 6, ["fur"] = 6, ["gsw"] = 4, ["lad"] = 8, ["li"] = 7, ["ltg"] = 2, ["mad"] = 8,
-            ["mwl"] = 2, ["nap"] = 6, ["oc"] = 7, ["pcd"] = 8, ["rm"] = 6, ["rue"] = 4, ["su"] = 8, ["vls"] = 6, ["vro"] = 4, ["war"] = 6,
+            ["an"] = 8, ["bjn"] = 6, ["cbk"] = 5, ["ext"] = 6, ["fur"] = 6, ["gsw"] = 6, ["lad"] = 8, ["li"] = 7, ["ltg"] = 2, ["mad"] = 8,
+            ["mwl"] = 2, ["nap"] = 6, ["oc"] = 7, ["pcd"] = 8, ["rm"] = 6, ["rue"] = 4, ["su"] = 8, ["vls"] = 6, ["vro"] = 5, ["war"] = 6,
         },
         ["out-of-set-10.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 5, ["bjn"] = 6, ["cbk"] = 2, ["ext"] = 5, ["fur"] = 5, ["gsw"] = 4, ["lad"] = 5, ["li"] = 5, ["lij"] = 6, ["ltg"] = 8,
-            ["mwl"] = 2, ["nap"] = 7, ["oc"] = 6, ["pcd"] = 7, ["rm"] = 3, ["rue"] = 4, ["scn"] = 7, ["su"] = 6, ["vro"] = 3, ["war"] = 6,
+            ["an"] = 5, ["bjn"] = 6, ["cbk"] = 2, ["ext"] = 5, ["fur"] = 5, ["gsw"] = 4, ["lad"] = 5, ["li"] = 6, ["lij"] = 6, ["ltg"] = 8,
+            ["mwl"] = 3, ["nap"] = 7, ["oc"] = 6, ["pcd"] = 7, ["rm"] = 3, ["rue"] = 4, ["scn"] = 7, ["su"] = 6, ["vro"] = 3, ["war"] = 6,
         },
         ["out-of-set-11.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 6, ["bjn"] = 4, ["cbk"] = 4, ["ext"] = 4, ["fur"] = 7, ["gsw"] = 5, ["lad"] = 6, ["li"] = 3, ["lij"] = 5, ["ltg"] = 4,
-            ["mwl"] = 4, ["nap"] = 6, ["oc"] = 7, ["rm"] = 6, ["rue"] = 4, ["sc"] = 6, ["sco"] = 5, ["sgs"] = 6, ["vro"] = 6, ["war"] = 7,
+            ["an"] = 6, ["bjn"] = 4, ["cbk"] = 4, ["ext"] = 4, ["fur"] = 7, ["gsw"] = 7, ["lad"] = 6, ["li"] = 3, ["lij"] = 5, ["ltg"] = 4,
+            ["mwl"] = 4, ["nap"] = 6, ["oc"] = 7, ["rm"] = 6, ["rue"] = 5, ["sc"] = 6, ["sco"] = 5, ["sgs"] = 6, ["vro"] = 6, ["war"] = 7,
         },
         ["out-of-set-12.txt"] = new(StringComparer.Ordinal)
         {
-            ["ba"] = 8, ["bar"] = 5, ["ckb"] = 8, ["dsb"] = 8, ["ext"] = 6, ["frp"] = 5, ["gag"] = 6, ["gv"] = 8, ["ia"] = 3, ["kw"] = 8,
-            ["li"] = 4, ["lld"] = 3, ["mwl"] = 3, ["rw"] = 8, ["sco"] = 3, ["se"] = 3, ["sm"] = 7, ["tk"] = 7, ["ug"] = 8, ["wo"] = 8,
+            ["ba"] = 8, ["bar"] = 5, ["ckb"] = 8, ["dsb"] = 8, ["ext"] = 6, ["frp"] = 5, ["gag"] = 6, ["gv"] = 8, ["ia"] = 4, ["kw"] = 8,
+            ["li"] = 4, ["lld"] = 3, ["mwl"] = 3, ["rw"] = 8, ["sco"] = 4, ["se"] = 3, ["sm"] = 7, ["tk"] = 7, ["ug"] = 8, ["wo"] = 8,
         },
         ["out-of-set-13.txt"] = new(StringComparer.Ordinal)
         {
-            ["bi"] = 7, ["cv"] = 8, ["ext"] = 6, ["fax"] = 4, ["gag"] = 8, ["gn"] = 7, ["haw"] = 7, ["ia"] = 2, ["ile"] = 4, ["jam"] = 7,
-            ["kea"] = 5, ["kri"] = 8, ["ky"] = 8, ["li"] = 7, ["mwl"] = 4, ["pdc"] = 7, ["sco"] = 3, ["srn"] = 8, ["to"] = 5, ["tt"] = 8,
+            ["bi"] = 7, ["cv"] = 8, ["ext"] = 6, ["fax"] = 4, ["gag"] = 8, ["gn"] = 7, ["haw"] = 7, ["ia"] = 3, ["ile"] = 4, ["jam"] = 7,
+            ["kea"] = 5, ["kri"] = 8, ["ky"] = 8, ["li"] = 7, ["mwl"] = 5, ["pdc"] = 7, ["sco"] = 3, ["srn"] = 8, ["to"] = 5, ["tt"] = 8,
         },
         ["out-of-set-14.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 7, ["as"] = 8, ["ast"] = 6, ["be"] = 8, ["ext"] = 5, ["ia"] = 5, ["io"] = 6, ["isv"] = 1, ["lb"] = 8, ["lfn"] = 2,
-            ["nds"] = 7, ["pap"] = 6, ["rom"] = 3, ["sco"] = 3, ["vec"] = 5, ["zea"] = 3,
+            ["an"] = 7, ["as"] = 8, ["ast"] = 6, ["be"] = 8, ["ext"] = 5, ["ia"] = 6, ["io"] = 6, ["isv"] = 3, ["lb"] = 8, ["lfn"] = 2,
+            ["nds"] = 7, ["pap"] = 6, ["rom"] = 5, ["sco"] = 3, ["vec"] = 5, ["zea"] = 3,
         },
         ["out-of-set-15.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 6, ["ast"] = 6, ["co"] = 8, ["eo"] = 8, ["ext"] = 6, ["fy"] = 8, ["ia"] = 3, ["io"] = 8, ["isv"] = 3, ["lb"] = 8,
-            ["lfn"] = 2, ["oc"] = 7, ["rom"] = 4, ["sco"] = 6, ["scn"] = 7, ["zea"] = 3,
+            ["an"] = 6, ["ast"] = 6, ["co"] = 8, ["eo"] = 8, ["ext"] = 7, ["fy"] = 8, ["ia"] = 4, ["io"] = 8, ["isv"] = 4, ["lb"] = 8,
+            ["lfn"] = 5, ["oc"] = 7, ["rom"] = 7, ["sco"] = 6, ["scn"] = 7, ["zea"] = 5,
         },
     };
 

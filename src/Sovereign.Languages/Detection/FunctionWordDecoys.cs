@@ -90,12 +90,37 @@ internal static class FunctionWordDecoys
         ("jam", ["en"], Set("pickney inna pon fi deh nuff likkle unu yuh cyaan nuh weh gwaan siddung mek tek seh bwoy gyal mi di dem")),
         ("pdc", ["de"], Set("un hot hen mer mei dei sell nau uff iwwer unnich ebbes ebber gewwe hawwe schunn glee arig alleweil gschwind warre")),
         ("bar", ["de"], Set("ned net hob hod hom san samma mia oiwei nimma koa koane scho hoid gwen gwesn bissl zwoa dahoam heit moang wos wia fei gscheit kloa")),
+        // Round 28 (session 46): Interslavic (read as Croatian, Bosnian, Serbian, Slovenian, Czech, Slovak or Polish),
+        // Romani in Latin letters (the same Slavic neighbours), Lingua Franca Nova (the Iberian four, Italian) and
+        // Zeelandic (Dutch), from general knowledge of their grammars; words a neighbour writes left out (Interslavic
+        // jest, jestli, jesi, jesmo, jeste, kako, zato, kto, jego, ili, dnes, mnogo; Romani kaj, me, tu, sa, vi, si, naj, ki,
+        // pala, daj, lako, lake, nane, katar, miro; Lingua Franca Nova ia, ce, ja, ci, cual, nosa, sua, pos, sur, pote;
+        // Zeelandic zien, wee, ok, gin, weke), and words a never-tuned held-out set writes (lenge, mea, ebben, bin).
+        ("isv", ["hr", "bs", "sr", "sl", "cs", "sk", "pl"], Set("ješče jesče takože vsegda vsegdy čto ničto něčto kogda togda tutčas odnako sut iměje imaje jesm mogųt sųt budųt kȯgda ktory ktora ktoro")),
+        ("rom", ["hr", "bs", "sr", "sl", "cs", "sk"], Set("thaj amaro amari amare tumaro tumari tumare mlo mli mle mingro lesko leske peski pesko peske odoleske adives akana ando andi ande kerel keren phenel phendas džal džas džav čhavo čhaj čhave kher khere romni dži angla sas")),
+        ("lfn", ["es", "pt", "gl", "ca", "it"], Set("denova oji ier donce perce ance acel acelas aora deveni")),
+        ("zea", ["nl"], Set("eit ebbe mien thuus uus vandaege daege blieve joe")),
         ("tpi", ["en", "id", "ms", "sv", "no", "da", "nl", "de", "fil", "tet"], Set("bilong mipela yumi dispela olgeta nogat pinis bihain bipo wanem senis stretpela tupela kisim givim helpim wokim katim lukim mekim kirap pikinini")),
     ];
 
     /// <summary>For a normalised text answered as <paramref name="language"/>, the decoy whose function words it
     /// writes and how many, or null.</summary>
     public static (string Language, int Words)? Evaluate(string normalized, string language)
+    {
+        foreach (var (decoy, found) in Found(normalized, language))
+        {
+            if (Weight(found) >= MinimumWords)
+            {
+                return (decoy, found.Count);
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>For a normalised text answered as <paramref name="language"/>, each decoy that overturns it with the
+    /// distinct words of its list the text writes (decoys with none left out), in the table's order.</summary>
+    public static IEnumerable<(string Decoy, HashSet<string> Words)> Found(string normalized, string language)
     {
         foreach (var (decoy, overturns, words) in Table)
         {
@@ -120,17 +145,19 @@ internal static class FunctionWordDecoys
                 }
             }
 
-            if (found.Count + found.Count(Strong.Contains) >= MinimumWords)
+            if (found.Count > 0)
             {
-                return (decoy, found.Count);
+                yield return (decoy, found);
             }
         }
-
-        return null;
     }
 
+    /// <summary>What a set of a list's words weighs against <see cref="MinimumWords"/>: each word once, a word no
+    /// covered language writes twice.</summary>
+    public static int Weight(IReadOnlyCollection<string> words) => words.Count + words.Count(Strong.Contains);
+
     // Words no covered language writes that alone mark their language (they count twice).
-    private static readonly FrozenSet<string> Strong = Set("ulun pian handak gasan tulak bubuhan sidin hagan anjeun geus naon kumaha hoyong badé sareng kanggo henteu ixo ixe ixa chent enta dimpués nusatros yera betg buc tgi tge tgei mintga insatge uschia schizunt tschient cence ancjemò vuê ducj cemût dulà aquò quicòm ieu uèi fòrça totjorn djusto djente mozotros vozotros syempre tambyen avlar kame kamo olõ olõq tiiä ommaq piät timahava chesto chillo aggio saccio nisciuno accussì isch nöd chasch öppis wänn chistu chiddu picchì sugnu vogghiu figghiu isco narat proite dinnae cannae didnae isnae whaur couldnae wouldnae shouldnae doesnae havnae hasnae werenae naebody naethin thegither esseva esserea illos etiam hodie proque haberea esset essent pickney cyaan gwaan siddung likkle oiwei dahoam nimma iwwer unnich ebbes antoce nusotrus cmint quind bykans kaulâ bâ'na kodhu");
+    private static readonly FrozenSet<string> Strong = Set("ulun pian handak gasan tulak bubuhan sidin hagan anjeun geus naon kumaha hoyong badé sareng kanggo henteu ixo ixe ixa chent enta dimpués nusatros yera betg buc tgi tge tgei mintga insatge uschia schizunt tschient cence ancjemò vuê ducj cemût dulà aquò quicòm ieu uèi fòrça totjorn djusto djente mozotros vozotros syempre tambyen avlar kame kamo olõ olõq tiiä ommaq piät timahava chesto chillo aggio saccio nisciuno accussì isch nöd chasch öppis wänn chistu chiddu picchì sugnu vogghiu figghiu isco narat proite dinnae cannae didnae isnae whaur couldnae wouldnae shouldnae doesnae havnae hasnae werenae naebody naethin thegither esseva esserea illos etiam hodie proque haberea esset essent pickney cyaan gwaan siddung likkle oiwei dahoam nimma iwwer unnich ebbes antoce ješče takože vsegda thaj odoleske čhavo čhaj denova donce perce vandaege nusotrus cmint quind bykans kaulâ bâ'na kodhu");
 
     private static FrozenSet<string> Set(string words) => words.Split(' ').ToFrozenSet(StringComparer.Ordinal);
 }

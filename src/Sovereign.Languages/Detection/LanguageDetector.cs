@@ -460,7 +460,8 @@ public sealed partial class LanguageDetector
         if (script is WritingScript.Latin or WritingScript.Cyrillic or WritingScript.Arabic && LetterMixtureRule && decision.Language != LanguageDetection.Undetermined
             && CoveredCodes.Contains(decision.Language)
             && LanguageProfiles.Normalize(text) is var normalized
-            && (LetterMixtures.Evaluate(normalized) ?? FunctionWordDecoys.Evaluate(normalized, decision.Language) ?? SpellingDecoys.Evaluate(normalized, decision.Language)) is { } mixture)
+            && (LetterMixtures.Evaluate(normalized) ?? FunctionWordDecoys.Evaluate(normalized, decision.Language) ?? SpellingDecoys.Evaluate(normalized, decision.Language)
+                ?? DecoyWords.Evaluate(normalized, decision.Language)) is { } mixture)
         {
             // Letters no covered alphabet writes together (Sorbian, Rusyn, Silesian; in Arabic letters Uyghur's vowels,
             // since round 26), a neighbour's function words

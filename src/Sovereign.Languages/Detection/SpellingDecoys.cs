@@ -75,6 +75,23 @@ internal static class SpellingDecoys
         return total >= MinimumWords ? (counts.MaxBy(c => c.Value).Key, total) : null;
     }
 
+    /// <summary>For a normalised text answered as <paramref name="language"/>, the distinct words whose spelling points to
+    /// each decoy (round 28: counted together with the decoy's function words, <see cref="DecoyWords"/>).</summary>
+    public static Dictionary<string, HashSet<string>> Marked(string normalized, string language)
+    {
+        var marked = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        foreach (var (start, length) in LanguageProfiles.Words(normalized))
+        {
+            var word = normalized.AsSpan(start, length);
+            if (Decoy(word, language, start > 0 && normalized[start - 1] == '\'') is { } decoy)
+            {
+                (marked.TryGetValue(decoy, out var words) ? words : marked[decoy] = new HashSet<string>(StringComparer.Ordinal)).Add(word.ToString());
+            }
+        }
+
+        return marked;
+    }
+
     // The decoy one word's spelling points to, for a text answered as the given language, or null.
     private static string? Decoy(ReadOnlySpan<char> word, string language, bool afterApostrophe) => language switch
     {
@@ -110,6 +127,7 @@ internal static class SpellingDecoys
         "en" => ScotsNegation(word) || (word.Contains("cht", StringComparison.Ordinal) && !word.Contains("yacht", StringComparison.Ordinal)) ? "sco" : null,
         "et" => VoroOtilde(word) || word.Contains('y') ? "vro" : null,
         "fi" => word.Contains('õ') ? "vro" : null,
+        "hr" or "bs" or "sr" or "sl" or "cs" or "sk" when InterslavicLetter(word, language) => "isv",
         "uk" => word.Contains('ы') ? "rue" : null,
         "ru" => word.IndexOfAny("іїєґ") >= 0 ? "rue" : null,
         "ms" or "id" => word.Contains("eu", StringComparison.Ordinal) || word.Contains('é') ? "su"
@@ -144,6 +162,13 @@ internal static class SpellingDecoys
 
     private static bool ScotsNegation(ReadOnlySpan<char> word) =>
         word.Length >= 5 && word.EndsWith("nae", StringComparison.Ordinal) && !EnglishNae.GetAlternateLookup<ReadOnlySpan<char>>().Contains(word);
+
+    // Round 28: Interslavic's etymological letters in a text answered as a Latin-script South or West Slavic language:
+    // ę, ų (the old nasals; Polish writes ę, Lithuanian ų, none of these), å, ȯ (Interslavic's etymological a and
+    // reduced vowel), and ě in a text answered as Croatian, Bosnian, Serbian or Slovenian (Czech writes ě; they write
+    // e, ije or je).
+    private static bool InterslavicLetter(ReadOnlySpan<char> word, string language) =>
+        word.IndexOfAny("ęųåȯ") >= 0 || (language is not "cs" and not "sk" && word.Contains('ě'));
 
     // n or m and a consonant at the start of a word (Italian writes neither cluster initially; mn- is Greek).
     private static bool InitialNasalCluster(ReadOnlySpan<char> word) =>
