@@ -345,4 +345,25 @@ public sealed class CloseGroupEvidenceTests(ITestOutputHelper output)
         Assert.Contains(detection.RunnerUp, (string[])["hr", "sr"]);
         Assert.True(detection.RunnerUpConfidence < detection.Confidence);
     }
+    // Round 28: an ijekavian word and a word listed for Bosnian and Serbian against Croatian together are Bosnian's
+    // (BosnianBlendWeight). Written for this test, not taken from an evaluation set; both were Serbian without the rule.
+    [Theory]
+    [InlineData("Kupila sam novu kašiku i lijepu šolju za kafu.")]
+    [InlineData("U sredu idemo vozom do rijeke, pa pješke dalje.")]
+    public void Detect_IjekavianWithAnEasternWord_Bosnian(string text)
+    {
+        Assert.Equal("sr", Detector.WithBosnianBlend(0).Detect(text).Language);
+        Assert.Equal("bs", Detector.Detect(text).Language);
+    }
+
+    // The eastern words are those listed for Bosnian and Serbian and not Croatian (komšija, sedmice), not Bosnian's own
+    // (hljeb) or Croatian and Bosnian's (dućanu).
+    [Fact]
+    public void SharedWithout_CountsTheEasternWordsOnly()
+    {
+        var matches = ContrastEvidence.Default.Match(LanguageProfiles.Normalize("Komšija je kupio hljeb u dućanu prošle sedmice."));
+
+        Assert.Equal(2, matches.SharedWithout("bs", "sr", "hr"));
+        Assert.Equal(1, matches.SharedWithout("hr", "bs", "sr"));
+    }
 }

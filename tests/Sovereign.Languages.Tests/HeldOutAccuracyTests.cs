@@ -153,6 +153,9 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // floors; Serbian 21 of 24 (as Bosnian twice, as Croatian once; the eight Cyrillic sentences right), Danish 9 of 10 (as
     // Norwegian), Russian 9 of 10 (as Ukrainian) and Dutch 7 of 8 (und, Afrikaans the runner-up), within the target;
     // Malay, Indonesian and Bulgarian right throughout, Macedonian 12 of 12 und.
+    // The round's Bosnian blend (an ijekavian word and a word listed for Bosnian and Serbian against Croatian together
+    // count one reflex word more for Bosnian; from the standards, chosen on no sentence) raised Bosnian on held-out 19
+    // from 4 to 5 and on held-out 22 from 6 to 7 of 12; no other held-out sentence moved (held-out 28 unchanged, 514).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -173,10 +176,10 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.SixteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8, ["id"] = 10 },
         [TestData.SeventeenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 10 },
         [TestData.EighteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5, ["hr"] = 9, ["sr"] = 13 },
-        [TestData.NineteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 4, ["hr"] = 9 },
+        [TestData.NineteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5, ["hr"] = 9 },
         [TestData.TwentiethHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8 },
         [TestData.TwentyFirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 8, ["sr"] = 13 },
-        [TestData.TwentySecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 10 },
+        [TestData.TwentySecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 10 },
         [TestData.TwentyThirdHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 11, ["id"] = 10, ["sr"] = 20 },
         [TestData.TwentyFourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 12, ["sr"] = 19 },
         [TestData.TwentyFifthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7 },

@@ -269,6 +269,12 @@ internal sealed class ContrastEvidence
         /// <summary>Distinct listed words by language.</summary>
         public Dictionary<string, int> Hits { get; }
 
+        /// <summary>Distinct listed words that both <paramref name="first"/> and <paramref name="second"/> write and
+        /// <paramref name="not"/> does not (round 28: Bosnian and Serbian's eastern words, against Croatian).</summary>
+        public int SharedWithout(string first, string second, string not) =>
+            _matched.Count(m => m.Languages.Contains(first, StringComparer.Ordinal) && m.Languages.Contains(second, StringComparer.Ordinal)
+                && !m.Languages.Contains(not, StringComparer.Ordinal));
+
         /// <summary>See <see cref="BorrowedWordHits"/>.</summary>
         public int Borrowed(string borrower)
         {

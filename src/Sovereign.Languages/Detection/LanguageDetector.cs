@@ -151,6 +151,14 @@ public sealed partial class LanguageDetector
     /// up to 2, and of a free <c>sa</c> (for Bosnian and Serbian).</summary>
     internal double ReflexWeight { get; init; } = 2.0;
 
+    /// <summary>Round 28: weight for Bosnian where a text writes both an ijekavian word (Croatian and Bosnian) and a word
+    /// listed for Bosnian and Serbian against Croatian (<c>sedmica, hiljada, voz, komšija</c>): Bosnian's standard joins
+    /// the two, Croatian's writes no eastern word and Serbian's (ekavian) no ijekavian one, so each alone counts for two
+    /// members, and both together only for Bosnian (0: off). One reflex word's weight, not tuned.</summary>
+    internal double BosnianBlendWeight { get; init; } = 1.0;
+
+    internal LanguageDetector WithBosnianBlend(double weight) => new(this) { BosnianBlendWeight = weight };
+
     /// <summary>Weight of the verb complement within Croatian, Bosnian and Serbian (<see cref="VerbComplements"/>): a modal
     /// verb with <c>da</c> + present (or <c>da li</c>) for Bosnian and Serbian, with an infinitive for Croatian and
     /// Bosnian; each kind counted once (0: off). 2 (one reflex word's weight) by cross-validation (session 21: 0, 1 and 2
@@ -701,6 +709,17 @@ public sealed partial class LanguageDetector
             {
                 var code = candidates[members[k]];
                 inner[k] += ReflexWeight * (Math.Min(2, code == "sr" ? ekavian : ijekavian) + (code == "hr" ? 0 : freeSa));
+            }
+        }
+
+        if (BosnianBlendWeight > 0 && closeGroup.Contains("bs", StringComparer.Ordinal)
+            && Reflexes.Count(normalized, YatParticiples).Ijekavian > 0
+            && ContrastEvidence.Default.Match(normalized, ContrastStems).SharedWithout("bs", "sr", "hr") > 0)
+        {
+            // Round 28: the ijekavian reflex and an eastern word together are Bosnian's alone.
+            for (var k = 0; k < members.Length; k++)
+            {
+                inner[k] += candidates[members[k]] == "bs" ? BosnianBlendWeight * ReflexWeight : 0;
             }
         }
 
