@@ -62,6 +62,10 @@ internal static partial class GatewayLog
         Message = "Request {RequestId} failed over from unreachable node {FailedNode}: {Reason}")]
     public static partial void RequestFailedOver(ILogger logger, string requestId, string failedNode, string reason);
 
+    [LoggerMessage(EventId = 4130, EventName = "RequestNotStartedByNode", Level = LogLevel.Information,
+        Message = "Request {RequestId} was not started by node {NodeId} ({Status} {Code}); routed again to another node the policy allows, around that one until it reports again")]
+    public static partial void RequestNotStartedByNode(ILogger logger, string requestId, string nodeId, int status, string? code);
+
     [LoggerMessage(EventId = 4115, EventName = "EngineClosedConnection", Level = LogLevel.Debug,
         Message = "The engine at {Upstream} closed a connection without answering ({Reason}); the request was sent again on another connection")]
     public static partial void EngineClosedConnection(ILogger logger, string upstream, string reason);

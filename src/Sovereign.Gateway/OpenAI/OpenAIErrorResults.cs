@@ -77,6 +77,8 @@ internal static class OpenAIErrorResults
             "The audit log could not record this request, so it was not run, or its answer was withheld (fail closed). Try again.",
             "server_error", null, AuditUnavailableCode, TimeSpan.FromSeconds(5)),
 
+        // A node that said it did not start the request, when no failover is left: its own refusal, as it answered.
+        Pipeline.Executors.NodeUnreachableException { NodeAnswer: { } answer } => answer,
         // A cluster member that just died holds a grain until membership declares it dead (seconds): retryable.
         Pipeline.Executors.NodeUnreachableException e => new OpenAIException(StatusCodes.Status503ServiceUnavailable,
             $"{e.Message} Every failover this request may take was used; try again.", "server_error", null, "node_unreachable", TimeSpan.FromSeconds(1)),

@@ -77,6 +77,9 @@ internal sealed class RequestPipeline(
     {
         var arrivedAt = context.Items.TryGetValue(ArrivalKey, out var arrival) && arrival is DateTimeOffset at ? at : time.GetUtcNow();
         var request = new GovernedRequest(context, caller, work, arrivedAt, accounting);
+
+        // Whether any executor took the work: until then a refusal ran nothing (a relaying gateway is told so).
+        var started = false;
         try
         {
             IRequestExecutor executor;
@@ -135,6 +138,7 @@ internal sealed class RequestPipeline(
                         using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Execute))
                         {
                             request.Execution = await executor.StartAsync(request);
+                            started = true;
                         }
 
                         var relayed = caller.TenantId == ClusterRelay.RelayTenant && work is GenerationWorkload;
@@ -171,6 +175,7 @@ internal sealed class RequestPipeline(
                         using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Execute))
                         {
                             request.Execution = await executor.StartAsync(request);
+                            started = true;
                         }
 
                         if (work is GenerationWorkload { Stream: true, AwaitsEvidenceBeforeContent: true } && request.Execution is UpstreamRelay relay)
@@ -192,6 +197,7 @@ internal sealed class RequestPipeline(
                     using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Execute))
                     {
                         request.Execution = await executor.StartAsync(request);
+                        started = true;
                     }
 
                     return request;
@@ -203,9 +209,19 @@ internal sealed class RequestPipeline(
                     await request.Route.DecisionRecorded;
                     // Nothing reached the node, so the request may run elsewhere the policy allows, on the money already
                     // reserved: a replica that needs more than the reservation covers is not taken.
-                    Observability.GatewayLog.RequestFailedOver(logger, request.Route.RequestId, unreachable.NodeId, unreachable.Reason);
+                    if (unreachable.NodeAnswer is { } refusal)
+                    {
+                        // The node answered that it did not start the request (its model not loaded now, its queue full):
+                        // nothing ran there and nothing was billed there, so it may run on another node, as above.
+                        Observability.GatewayLog.RequestNotStartedByNode(logger, request.Route.RequestId, unreachable.NodeId, refusal.Status, refusal.Code);
+                    }
+                    else
+                    {
+                        Observability.GatewayLog.RequestFailedOver(logger, request.Route.RequestId, unreachable.NodeId, unreachable.Reason);
+                    }
+
                     var leasedPool = request.Route.Placement?.Pool;
-                    request.Route = await router.FailoverAsync(context, request.Route, work.Kind);
+                    request.Route = await router.FailoverAsync(context, request.Route, work.Kind, unreachable.NodeAnswer is { } said ? $"did not start it ({said.Code})" : null);
                     executor = await PrepareAsync(request.Route, work, context.RequestAborted);
                     var demand = await executor.MeasureAsync(request);
                     var ticket = demand.PromptTokens > request.Demand.PromptTokens || demand.MaxOutputTokens > request.Demand.MaxOutputTokens
@@ -229,9 +245,16 @@ internal sealed class RequestPipeline(
             {
                 OpenAIException refusal => refusal.Code,
                 Residency.Audit.AuditUnavailableException => OpenAIErrorResults.AuditUnavailableCode,
+                NodeUnreachableException { NodeAnswer: { } nodes } => nodes.Code,
                 NodeUnreachableException => "node_unreachable",
                 _ => null,
             };
+            if (!started && request.Caller.TenantId == ClusterRelay.RelayTenant && !context.Response.HasStarted)
+            {
+                // On a node: nothing of the relayed request reached an engine, so the gateway may send it elsewhere.
+                RelayNotStarted.Attach(context);
+            }
+
             await request.DisposeAsync();
             if (!ReferenceEquals(answered, ex))
             {

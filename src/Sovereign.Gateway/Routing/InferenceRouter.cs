@@ -79,6 +79,9 @@ public sealed class RoutedRequest
     /// <summary>The hash of the prompt's leading text (<see cref="PrefixAffinity"/>), when long enough to matter.</summary>
     public ulong? PrefixKey { get; set; }
 
+    /// <summary>Why the request left this route for another (a failover's decision says it); null: its node could not be reached.</summary>
+    internal string? LeftBecause { get; set; }
+
     /// <summary>The serving node's pool and device class (its price and reservations), once the pipeline placed it.</summary>
     public Sovereign.Metering.Pricing.Placement? Placement { get; set; }
 
@@ -254,12 +257,16 @@ public sealed class InferenceRouter(
 
     /// <summary>
     /// Decides again, under the same request id and policy, for a request whose node could not be reached before any
-    /// work was sent (that node is now routed around). Both decisions are in the audit log; a refusal is thrown as
+    /// work was sent, or answered that it had not started it (that node is now routed around). Both decisions are in the audit log; a refusal is thrown as
     /// usual (no compliant node left: 503), and the caller's accounting records it.
     /// Like <see cref="DecideAsync"/>, the new decision's audit entry may still be committing when this returns.
     /// </summary>
-    public Task<RoutedRequest> FailoverAsync(HttpContext context, RoutedRequest previous, ModelKind kind) =>
-        RouteTracedAsync(context, previous.Caller, previous.Model, kind, previous.Alias, previous.AliasChoice, previous, previous.PrefixKey);
+    /// <param name="why">Why the request left <paramref name="previous"/> (a node that answered it did not start it); null: it could not be reached.</param>
+    public Task<RoutedRequest> FailoverAsync(HttpContext context, RoutedRequest previous, ModelKind kind, string? why = null)
+    {
+        previous.LeftBecause = why;
+        return RouteTracedAsync(context, previous.Caller, previous.Model, kind, previous.Alias, previous.AliasChoice, previous, previous.PrefixKey);
+    }
 
     private async Task<RoutedRequest> RouteTracedAsync(HttpContext context, Caller caller, string? model, ModelKind kind, string? alias, RouteChoice? aliasChoice, RoutedRequest? failoverOf, ulong? prefixKey)
     {
@@ -425,7 +432,7 @@ public sealed class InferenceRouter(
             snapshot.Deviated(nodes, gates, reader.NowMs),
             reader,
             prefixNode);
-        var lead = failoverOf is not null ? $"failover: {failoverOf.NodeId} could not be reached"
+        var lead = failoverOf is not null ? $"failover: {failoverOf.NodeId} {failoverOf.LeftBecause ?? "could not be reached"}"
             : caller.Provisional is { Redecided: true } ? "decided again: the tenant's policy or plan changed after this gateway's first decision"
             : null;
         if (!decision.Allowed)

@@ -267,7 +267,8 @@ public sealed class NodeDirectory(
     /// cluster node until it reports again (a report the registry stamped after the failure), an external engine for
     /// <see cref="UnreachableRetryAfter"/>.
     /// </summary>
-    public void MarkUnreachable(NodeView node)
+    /// <param name="logged">Whether to log it (event 4100); not for a node that answered, saying it did not start a request (event 4130 says so).</param>
+    public void MarkUnreachable(NodeView node, bool logged = true)
     {
         var mark = new Unreachable(time.GetUtcNow(), Math.Max(node.Load?.ReportedAt ?? 0, NowMs));
         if (_unreachable.TryAdd(node.Id, mark))
@@ -279,7 +280,10 @@ public sealed class NodeDirectory(
             _unreachable[node.Id] = mark;
         }
 
-        Observability.GatewayLog.NodeUnreachable(logger, node.Id);
+        if (logged)
+        {
+            Observability.GatewayLog.NodeUnreachable(logger, node.Id);
+        }
     }
 
     private bool IsMarkedUnreachable(NodeView node)

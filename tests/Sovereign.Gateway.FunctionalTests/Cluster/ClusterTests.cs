@@ -291,6 +291,16 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         var refused = await ClusterFixture.Expect(th.PostAsync("/v1/chat/completions", Json(body)), 403);
         Assert.Equal("residency_violation", refused.GetProperty("error").GetProperty("code").GetString());
 
+        // Relayed to the node itself, as a gateway whose registry view still had it loaded would: the node says it started
+        // nothing (RelayNotStarted), so such a gateway routes the request to another node the policy allows.
+        using (var gatewayCertificate = cluster.IssueCertificate(new ClusterIdentity(ServerRole.Gateway, "gateway-sg")))
+        using (var relay = cluster.NodeSg.Client(ClusterFixture.Secret, gatewayCertificate))
+        using (var relayed = await relay.PostAsync("/v1/chat/completions", Json(body)))
+        {
+            Assert.True(relayed.StatusCode == HttpStatusCode.ServiceUnavailable, $"{(int)relayed.StatusCode}: {await relayed.Content.ReadAsStringAsync()}");
+            Assert.Equal("1", relayed.Headers.GetValues("x-sovereign-not-started").Single());
+        }
+
         // Loading it updates the registry at once; the gateway then serves it on the SG node.
         using var nodeAdmin = cluster.NodeSg.Client(ClusterFixture.AdminToken);
         await ClusterFixture.Expect(nodeAdmin.PostAsync("/admin/v1/models/stories-reg/load", null), 200);

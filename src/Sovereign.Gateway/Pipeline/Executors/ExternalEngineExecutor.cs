@@ -54,6 +54,12 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
     protected virtual bool FailsOverWhenUnavailable => true;
 
     /// <summary>
+    /// Whether the engine's 503 states that it did not start the request (<see cref="RelayNotStarted"/>: a cluster node
+    /// refused it before any engine had it), so the request may go to another replica although its 503s are passed on.
+    /// </summary>
+    protected virtual bool SaysNotStarted(HttpResponseMessage response) => false;
+
+    /// <summary>
     /// Whether the engine reports the compute seconds it ran (<see cref="RelayComputeReport"/>): a cluster node does;
     /// for any other engine the relay measures its share of the engine's busy time (<see cref="EngineOccupancy"/>).
     /// </summary>
@@ -175,6 +181,20 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
                 throw new UpstreamUnreachableException(new HttpRequestException("the engine answered 503 (unavailable: loading, or its queue is full)"));
             }
 
+            if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable && SaysNotStarted(response))
+            {
+                // A cluster node's governed refusal of work it never handed to an engine (the model not loaded there now,
+                // its queue full): routed around like a node that cannot be reached, and the request routed again; its
+                // answer is the client's if no failover is left.
+                OpenAIException answer;
+                using (response)
+                {
+                    answer = await UpstreamErrors.ToOpenAIAsync(response, request.Aborted);
+                }
+
+                throw new NodeUnreachableException(route.NodeId, answer);
+            }
+
             var answered = EngineAnswered(route);
             answered?.Invoke();
             if (request.Work is EmbeddingWorkload)
@@ -193,6 +213,15 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
 
             usageOnEveryEvent |= stream && compute.FromNode && RelayUsageSoFar.Given(response);
             return new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, compute, slot, inFlight, answered, usageOnEveryEvent, passesUsageSoFar, idleTimer);
+        }
+        catch (NodeUnreachableException)
+        {
+            idleTimer.Dispose();
+            compute.Dispose();
+            inFlight.Dispose();
+            slot.Dispose();
+            nodes.MarkUnreachable(node, logged: false);
+            throw;
         }
         catch (UpstreamUnreachableException ex)
         {
@@ -317,9 +346,26 @@ internal sealed class RelayCompute(EngineOccupancy.Stay stay, bool reportsComput
 /// The route's node could not be reached before any work was sent: the pipeline may route the request again, to a
 /// replica the policy allows, without that node.
 /// </summary>
-internal sealed class NodeUnreachableException(string nodeId, Exception inner) : Exception($"Node {nodeId} could not be reached.", inner)
+internal sealed class NodeUnreachableException : Exception
 {
-    public string NodeId { get; } = nodeId;
+    public NodeUnreachableException(string nodeId, Exception inner)
+        : base($"Node {nodeId} could not be reached.", inner) => NodeId = nodeId;
+
+    /// <summary>The node answered, saying it did not start the request (<see cref="RelayNotStarted"/>): its answer.</summary>
+    public NodeUnreachableException(string nodeId, OpenAIException answer)
+        : base($"Node {nodeId} did not start the request ({answer.Code}).", answer)
+    {
+        NodeId = nodeId;
+        NodeAnswer = answer;
+    }
+
+    public string NodeId { get; }
+
+    /// <summary>
+    /// The node's own refusal when it answered that it did not start the request: what the client is told when no
+    /// failover is left (as before failing over, the node's status, code and Retry-After). Null: not reached.
+    /// </summary>
+    public OpenAIException? NodeAnswer { get; }
 
     /// <summary>What failed, for the operator's log.</summary>
     public string Reason => InnerException is UpstreamUnreachableException unreachable ? unreachable.Reason : InnerException!.Message;

@@ -22,6 +22,9 @@ internal sealed class RemoteNodeExecutor(UpstreamProxy proxy, NodeDirectory node
 
     protected override bool FailsOverWhenUnavailable => false;
 
+    /// <summary>A node's 503 of work it never handed to an engine says so (<see cref="RelayNotStarted"/>): that one fails over.</summary>
+    protected override bool SaysNotStarted(HttpResponseMessage response) => RelayNotStarted.Said(response);
+
     /// <summary>The node measures its engine and reports it (<see cref="RelayComputeReport"/>); the gateway cannot.</summary>
     protected override bool ReportsCompute => true;
 
