@@ -982,6 +982,7 @@ public sealed partial class ContinuousBatcher : IAsyncDisposable
             TimeToFirstToken = sequence.FirstTokenAt is { } first ? _time.GetElapsedTime(sequence.SubmittedAt, first) : null,
             Duration = _time.GetElapsedTime(sequence.SubmittedAt, now),
             ComputeSeconds = sequence.ComputeSeconds,
+            Admitted = sequence.AdmittedAt is not null,
         };
     }
 

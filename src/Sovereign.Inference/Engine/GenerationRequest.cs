@@ -153,6 +153,12 @@ public sealed record GenerationResult
 
     /// <summary>This request's share of each batched decode step it took part in, in seconds.</summary>
     public double ComputeSeconds { get; init; }
+
+    /// <summary>
+    /// Whether the engine took it from its queue (its prompt was read, or about to be). False for a request cancelled
+    /// while it still waited there: no work ran for it, so it is billed nothing, its prompt included.
+    /// </summary>
+    public bool Admitted { get; init; } = true;
 }
 
 /// <summary>One piece of a streamed generation: new text, and at the end the result.</summary>

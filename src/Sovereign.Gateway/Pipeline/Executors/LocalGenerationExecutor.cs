@@ -224,6 +224,13 @@ internal sealed class LocalGeneration(GenerationRun run, int promptTokens, int c
             return ExecutedUsage.None;
         }
 
+        if (results.All(static r => !r.Admitted))
+        {
+            // Cancelled while every choice still waited in the model's own queue: the engine never read the prompt, so
+            // nothing is billed (as for a request that leaves while it waits for a relayed route). It billed the prompt.
+            return ExecutedUsage.None;
+        }
+
         return new ExecutedUsage(PromptTokens, results.Sum(r => r.CompletionTokens), Combine(results), CachedTokens);
     }
 
