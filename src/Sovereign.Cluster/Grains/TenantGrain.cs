@@ -284,7 +284,22 @@ internal sealed class TenantGrain(
                 // Its gateway committed the usage record but could not settle (event 4114: this grain's member was
                 // stopping, or the call timed out): the record is the bill, so it is charged, not given back. Released,
                 // the cost was missing from this activation's spend until a rebuild from the ledger.
-                if (await ledger.GetAsync(reservation.ReservationId) is { } record)
+                UsageRecord? record;
+                try
+                {
+                    record = await ledger.GetAsync(reservation.ReservationId);
+                }
+                catch (System.Data.Common.DbException)
+                {
+                    // The ledger cannot be read (a database outage): whether the request was billed is unknown, so its
+                    // reservation stays held (never released unread, never charged unread), and the next tick reads
+                    // again. Thrown, the exception reached Orleans' timer, which logged the driver's stack trace on every
+                    // tick of an outage longer than the reservation lifetime (the gateway logs an outage once, event
+                    // 4160), as PriceBookGrain's timer did.
+                    break;
+                }
+
+                if (record is not null)
                 {
                     budget.Settle(reservation.ReservationId, record.Cost, now, reservation.KeyId);
                     MoneyLog.ReservationSettledFromLedger(logger, reservation.ReservationId, this.GetPrimaryKeyString(), reservation.KeyId, record.Cost, budget.Currency, reservation.Amount);
