@@ -61,6 +61,12 @@ public sealed class ServeFlagsTests : IDisposable
         Assert.Contains("cannot start: ", stderr, StringComparison.Ordinal);
         Assert.Contains("address already in use", stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("cannot reach", stderr, StringComparison.Ordinal);
+
+        // Said before any model loads (it was said after, when Kestrel bound: a minute into a large model's start),
+        // naming the flag and the port.
+        Assert.DoesNotContain("loading", stderr, StringComparison.Ordinal);
+        Assert.Contains("--urls", stderr, StringComparison.Ordinal);
+        Assert.Contains($"port {((IPEndPoint)taken.LocalEndpoint).Port}", stderr, StringComparison.Ordinal);
     }
 
     /// <summary>A config file that is not JSON stopped the start with "Failed to load configuration from file '...'" and no more.</summary>

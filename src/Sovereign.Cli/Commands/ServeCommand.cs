@@ -212,6 +212,14 @@ internal static partial class ServeCommand
                 await Console.Error.WriteLineAsync($"sovereign serve: fronting the engine at {engine.BaseUrl.Trim()}: {string.Join(", ", engine.Models.Select(m => m.Id))}.{cache}");
             }
 
+            if (!app.Configuration.GetSection("Kestrel:Endpoints").Exists() && AddressInUse(app.Configuration["urls"] ?? DefaultUrls) is { } inUse)
+            {
+                // Said before the models load (a minute for a large one), not after, when Kestrel binds.
+                await app.DisposeAsync();
+                await Console.Error.WriteLineAsync("sovereign serve: cannot start: " + inUse);
+                return 2;
+            }
+
             await Console.Error.WriteLineAsync(LoadingLine(options, app.Services.GetRequiredService<IOptions<Sovereign.Cluster.Hosting.SovereignClusterOptions>>().Value.ServesModels));
             await app.StartAsync(cancellationToken);
             await WarnWhenOpenBeyondThisMachineAsync(app, options, cancellationToken);
@@ -331,6 +339,62 @@ internal static partial class ServeCommand
             : options.Models.Count == 0
             ? options.Engines.Count == 0 ? "sovereign serve: loading the built-in test model..." : "sovereign serve: no GGUF model to load."
             : $"sovereign serve: loading {options.Models.Count} model(s): {string.Join(", ", options.Models.Select(m => $"{m.Id} ({SizeOf(m.Path)})"))}...";
+
+    /// <summary>
+    /// Whether an address of <paramref name="urls"/> (valid, <see cref="ListenAddressProblem"/>) is taken by another
+    /// process: each is bound for a moment, as Kestrel will bind it, and released. Null when all are free (or cannot be
+    /// told: an address this machine does not have is left for Kestrel to report). Kestrel binds only after the models
+    /// have loaded, so a port already taken was said a minute into the start of a large model.
+    /// </summary>
+    internal static string? AddressInUse(string urls)
+    {
+        foreach (var address in urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            BindingAddress parsed;
+            try
+            {
+                parsed = BindingAddress.Parse(address);
+            }
+            catch (FormatException)
+            {
+                continue;
+            }
+
+            if (parsed.IsUnixPipe || parsed.Port is <= 0 or > 65535)
+            {
+                continue;
+            }
+
+            // As Kestrel reads the host: localhost is both loopbacks, an IP itself, anything else every address.
+            System.Net.IPAddress[] endpoints = string.Equals(parsed.Host, "localhost", StringComparison.OrdinalIgnoreCase)
+                ? [System.Net.IPAddress.Loopback, System.Net.IPAddress.IPv6Loopback]
+                : System.Net.IPAddress.TryParse(parsed.Host.Trim('[', ']'), out var ip) ? [ip] : [System.Net.IPAddress.IPv6Any];
+            foreach (var endpoint in endpoints)
+            {
+                try
+                {
+                    using var probe = new System.Net.Sockets.Socket(endpoint.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+                    if (endpoint.Equals(System.Net.IPAddress.IPv6Any))
+                    {
+                        probe.DualMode = true;
+                    }
+
+                    probe.Bind(new System.Net.IPEndPoint(endpoint, parsed.Port));
+                }
+                catch (System.Net.Sockets.SocketException ex) when (ex.SocketErrorCode == System.Net.Sockets.SocketError.AddressAlreadyInUse)
+                {
+                    return $"--urls: {address}: address already in use (another process listens on port {parsed.Port.ToString(CultureInfo.InvariantCulture)}). "
+                        + "Stop it, or choose another address with --urls (or the 'urls' setting).";
+                }
+                catch (System.Net.Sockets.SocketException)
+                {
+                    // Not this machine's address, or IPv6 off: Kestrel says what it finds when it binds.
+                }
+            }
+        }
+
+        return null;
+    }
 
     /// <summary>What is wrong with an --urls value, or null: each address a URL Kestrel can listen on.</summary>
     internal static string? ListenAddressProblem(string urls)
