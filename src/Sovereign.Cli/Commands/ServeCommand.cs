@@ -228,7 +228,7 @@ internal static partial class ServeCommand
             // shutdown timeout while requests in flight finished: an operator could not tell a drain from a hang.
             var drain = app.Services.GetRequiredService<IOptions<HostOptions>>().Value.ShutdownTimeout;
             app.Lifetime.ApplicationStopping.Register(() => Console.Error.WriteLine(
-                $"sovereign serve: stopping: requests in flight have up to {drain.TotalSeconds:0} s to finish (a stream still running then is cut, billed for what it delivered); "
+                $"sovereign serve: stopping: requests in flight have up to {drain.TotalSeconds:0} s to finish (a stream still running shortly before then ends with a server_shutting_down error event, billed for what it delivered); "
                 + "then their outcomes are recorded and the audit log is signed."));
         }
         catch (InvalidDataException ex) when (ex.InnerException is { } parse)

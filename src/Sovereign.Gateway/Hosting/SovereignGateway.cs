@@ -40,6 +40,7 @@ public static class SovereignGateway
         // llama.cpp logs through our logger (category "llama.cpp") instead of writing to stdout itself; this must
         // start before the catalog loads the first model.
         services.AddHostedService<NativeLogBridge>();
+        services.TryAddSingleton<ShutdownCut>();
         services.TryAddSingleton<ModelCatalog>();
         services.TryAddSingleton<FrontedEngines>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelCatalog>());
@@ -115,6 +116,8 @@ public static class SovereignGateway
 
         // Middleware pipeline — order matters: application responses marked apart from Kestrel's own, evidence headers
         // on every /v1 answer, then errors wrap everything that can throw.
+        // Armed now: it counts a stop's grace from the moment the stop begins.
+        _ = app.Services.GetRequiredService<ShutdownCut>();
         app.Use(KestrelRejections.MarkApplicationResponses);
         app.UseRequestIds();
         app.UseEvidenceHeaders();

@@ -66,6 +66,10 @@ internal static partial class GatewayLog
         Message = "Request {RequestId} was not started by node {NodeId} ({Status} {Code}); routed again to another node the policy allows, around that one until it reports again")]
     public static partial void RequestNotStartedByNode(ILogger logger, string requestId, string nodeId, int status, string? code);
 
+    [LoggerMessage(EventId = 4131, EventName = "StreamCutAtShutdown", Level = LogLevel.Warning,
+        Message = "Cut {Method} {Path} at shutdown: the stop's grace ran out while its answer streamed; it ended with a server_shutting_down error event, billed for what it delivered")]
+    public static partial void StreamCutAtShutdown(ILogger logger, string method, string? path);
+
     [LoggerMessage(EventId = 4115, EventName = "EngineClosedConnection", Level = LogLevel.Debug,
         Message = "The engine at {Upstream} closed a connection without answering ({Reason}); the request was sent again on another connection")]
     public static partial void EngineClosedConnection(ILogger logger, string upstream, string reason);

@@ -113,9 +113,21 @@ internal static class OpenAIErrorResults
     /// </summary>
     public static async Task HandleAsync(HttpContext context, RequestDelegate next)
     {
+        // Work under /v1 is watched for a stop whose grace runs out while its answer streams (ShutdownCut).
+        using var watch = HttpMethods.IsPost(context.Request.Method) && context.Request.Path.StartsWithSegments("/v1", StringComparison.Ordinal)
+            && context.RequestServices.GetService<ShutdownCut>() is { } cut
+            ? cut.Watch(context)
+            : null;
         try
         {
             await next(context);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException && ShutdownCut.WasCut(context))
+        {
+            // The stop's grace ran out under a started answer: its books closed (billed for what it delivered), and the
+            // client is told in the stream instead of meeting a reset connection.
+            GatewayLog.StreamCutAtShutdown(RequestsLogger(context), context.Request.Method, context.Request.Path.ToUriComponent());
+            await TellCutAsync(context);
         }
         catch (Exception ex) when (ClientLeft(context, ex))
         {
@@ -151,6 +163,39 @@ internal static class OpenAIErrorResults
 
             GatewayLog.ErrorAnswered(logger, context, error.Status, error.Type, error.Code, error.LoggedParam ?? error.Param, ex, await ByACallerAsync(context, error.Status), databaseOutage);
             await WriteAsync(context, error);
+        }
+    }
+
+    /// <summary>
+    /// Ends an answer the stop cut (<see cref="ShutdownCut"/>) with OpenAI's error event: a Responses stream's typed
+    /// <c>error</c> event, any other event stream's <c>data: {"error": ...}</c>. Nothing else can be said once bytes left.
+    /// </summary>
+    private static async Task TellCutAsync(HttpContext context)
+    {
+        var response = context.Response;
+        if (response.ContentType?.StartsWith("text/event-stream", StringComparison.Ordinal) != true)
+        {
+            return;
+        }
+
+        // The client is still there (only the stop cut it): written with its own connection's token.
+        var client = ShutdownCut.ClientToken(context);
+        try
+        {
+            if (context.Request.Path.StartsWithSegments("/v1/responses", StringComparison.Ordinal))
+            {
+                var error = new ResponseErrorEvent(ShutdownCut.Code, ShutdownCut.Message, null) { SequenceNumber = ResponsesSequence.Next(context) };
+                await ServerSentEvents.WriteEventAsync(response, error.Type, error, client);
+            }
+            else
+            {
+                await ServerSentEvents.WriteAsync(response, new OpenAIErrorEnvelope(new OpenAIException(StatusCodes.Status503ServiceUnavailable, ShutdownCut.Message,
+                    "server_error", null, ShutdownCut.Code).ToError()), client);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            // Gone meanwhile: nobody to tell.
         }
     }
 

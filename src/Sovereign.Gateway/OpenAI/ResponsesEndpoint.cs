@@ -247,10 +247,10 @@ internal static partial class ResponsesEndpoint
     {
         var response = governed.Http.Response;
         var aborted = governed.Aborted;
-        var sequence = 0;
+        var sequence = ResponsesSequence.Start(governed.Http);
         async Task Send(ResponseEvent e)
         {
-            e.SequenceNumber = sequence++;
+            e.SequenceNumber = sequence.Value++;
             await ServerSentEvents.WriteEventAsync(response, e.Type, e, aborted);
         }
 

@@ -156,6 +156,27 @@ internal sealed record FunctionCallArgumentsDoneEvent(string ItemId, int OutputI
     public override string Type => "response.function_call_arguments.done";
 }
 
+/// <summary>
+/// A Responses stream's next <c>sequence_number</c>, kept with the request so that an event written outside the endpoint
+/// (the error event of a stream the server's stop cut, <see cref="Hosting.ShutdownCut"/>) continues the numbering.
+/// </summary>
+internal static class ResponsesSequence
+{
+    private static readonly object Key = new();
+
+    /// <summary>Starts the numbering at 0.</summary>
+    public static System.Runtime.CompilerServices.StrongBox<int> Start(HttpContext context)
+    {
+        var sequence = new System.Runtime.CompilerServices.StrongBox<int>(0);
+        context.Items[Key] = sequence;
+        return sequence;
+    }
+
+    /// <summary>Takes the next number (0 when the stream never numbered one).</summary>
+    public static int Next(HttpContext context) =>
+        context.Items.TryGetValue(Key, out var held) && held is System.Runtime.CompilerServices.StrongBox<int> sequence ? sequence.Value++ : 0;
+}
+
 /// <summary><c>error</c>: the stream failed after it started.</summary>
 internal sealed record ResponseErrorEvent(string? Code, string Message, string? Param) : ResponseEvent
 {

@@ -123,7 +123,7 @@ internal sealed class GovernedRequest : IAsyncDisposable
     }
 
     /// <summary>Closes the books of work that ran to its end; call before writing the response's last bytes.</summary>
-    public Task CompleteAsync() => CloseAsync(Aborted.IsCancellationRequested ? UsageOutcome.Cancelled : UsageOutcome.Completed);
+    public Task CompleteAsync() => CloseAsync(Aborted.IsCancellationRequested && !Hosting.ShutdownCut.WasCut(Http) ? UsageOutcome.Cancelled : UsageOutcome.Completed);
 
     /// <summary>Closes the books of work that ended in an error the client is told about (e.g. an upstream's 4xx).</summary>
     public Task FailAsync() => CloseAsync(UsageOutcome.Failed);
@@ -135,7 +135,9 @@ internal sealed class GovernedRequest : IAsyncDisposable
         {
             // A client that left is a cancellation, also before its work started (queued, or waiting for an engine's
             // headers, which a non-streaming engine sends only at the end): nothing refused it.
-            await CloseAsync(Aborted.IsCancellationRequested ? UsageOutcome.Cancelled
+            // A stream the server's stop cut (its grace ran out, Hosting.ShutdownCut) failed on the server's side: its
+            // client did not leave.
+            await CloseAsync(Aborted.IsCancellationRequested && !Hosting.ShutdownCut.WasCut(Http) ? UsageOutcome.Cancelled
                 : Execution is null ? UsageOutcome.Refused
                 : UsageOutcome.Failed);
         }
