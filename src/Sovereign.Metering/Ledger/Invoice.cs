@@ -24,7 +24,7 @@ public sealed record InvoiceLine(string Model, long Requests, long InputTokens, 
 /// <summary>
 /// A tenant's bill for [<see cref="PeriodFrom"/>, <see cref="PeriodTo"/>) in one currency. <see cref="Total"/> is the
 /// exact sum of <see cref="Lines"/>, which is the exact sum of the costs of the records in the period (amounts are
-/// unrounded micro-units; round to the currency's minor unit only for display).
+/// unrounded micro-units); <see cref="AmountDue"/> is that total rounded once to the currency's minor unit.
 /// </summary>
 public sealed record Invoice
 {
@@ -43,6 +43,16 @@ public sealed record Invoice
     /// <summary>One line per model, pool and device class, ordered by model id, then pool, then device class (ordinal).</summary>
     public required IReadOnlyList<InvoiceLine> Lines { get; init; }
 
-    /// <summary>The amount due.</summary>
+    /// <summary>The exact sum of the lines' amounts (to 1e-6, the ledger's unit).</summary>
     public required decimal Total { get; init; }
+
+    /// <summary>
+    /// What the tenant pays: <see cref="Total"/> rounded once, half to even (as every cost is), to the currency's minor
+    /// unit (EUR 0.01, JPY 1, KWD 0.001), never the lines rounded one by one, which add up to another amount; the exact
+    /// total where ISO 4217 gives the currency no minor unit (XXX, "no currency").
+    /// </summary>
+    public decimal AmountDue => MinorUnits is { } units ? Math.Round(Total, units, MidpointRounding.ToEven) : Total;
+
+    /// <summary>The decimals of the currency's minor unit, or null for a code ISO 4217 gives none (XXX).</summary>
+    public int? MinorUnits => Pricing.Iso4217.IsKnown(Currency) ? Pricing.Iso4217.MinorUnits(Currency) : null;
 }

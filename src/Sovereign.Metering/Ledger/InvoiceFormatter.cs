@@ -12,13 +12,14 @@ public static class InvoiceFormatter
 {
     /// <summary>The CSV columns, in order.</summary>
     public const string CsvHeader = "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class," +
-        "waived_input_tokens,waived_output_tokens";
+        "waived_input_tokens,waived_output_tokens,amount_due";
 
     /// <summary>
     /// RFC 4180 CSV: the header, one row per line, then a row with model <c>TOTAL</c> whose counts and amount are the
-    /// sums. Line ends are CRLF. Pool and device class come after the older layout's columns, and the tokens the
-    /// language tax's waiver did not bill last (billed = input or output less these), so readers of an older layout
-    /// still find their columns; usage without a pool (recorded before pools) has them empty.
+    /// sums. Line ends are CRLF. Pool and device class come after the older layout's columns, then the tokens the
+    /// language tax's waiver did not bill (billed = input or output less these), then <c>amount_due</c>, filled in the
+    /// <c>TOTAL</c> row only (the total rounded once to the currency's minor unit; a line has none of its own), so
+    /// readers of an older layout still find their columns; usage without a pool (recorded before pools) has them empty.
     /// </summary>
     public static string ToCsv(Invoice invoice)
     {
@@ -32,14 +33,14 @@ public static class InvoiceFormatter
 
         AppendRow(csv, invoice, "TOTAL", null, null, invoice.Lines.Sum(l => l.Requests), invoice.Lines.Sum(l => l.InputTokens),
             invoice.Lines.Sum(l => l.OutputTokens), invoice.Lines.Sum(l => l.ComputeSeconds), invoice.Total,
-            invoice.Lines.Sum(l => l.WaivedInputTokens), invoice.Lines.Sum(l => l.WaivedOutputTokens));
+            invoice.Lines.Sum(l => l.WaivedInputTokens), invoice.Lines.Sum(l => l.WaivedOutputTokens), Due(invoice));
         return csv.ToString();
     }
 
     /// <summary>
     /// JSON: <c>{tenant, currency, period_from, period_to, lines: [{model, pool, device_class, requests, input_tokens,
     /// output_tokens, waived_input_tokens, waived_output_tokens, billed_input_tokens, billed_output_tokens,
-    /// compute_seconds, amount}], total}</c>.
+    /// compute_seconds, amount}], total, amount_due}</c>: <c>amount_due</c> with the currency's minor unit's decimals.
     /// </summary>
     public static string ToJson(Invoice invoice)
     {
@@ -73,6 +74,7 @@ public static class InvoiceFormatter
 
             json.WriteEndArray();
             json.WriteString("total", Fixed(invoice.Total));
+            json.WriteString("amount_due", Due(invoice));
             json.WriteEndObject();
         }
 
@@ -80,7 +82,7 @@ public static class InvoiceFormatter
     }
 
     private static void AppendRow(StringBuilder csv, Invoice invoice, string model, string? pool, string? deviceClass, long requests, long input, long output, decimal compute, decimal amount,
-        long waivedInput, long waivedOutput)
+        long waivedInput, long waivedOutput, string due = "")
     {
         csv.Append(Field(invoice.Tenant)).Append(',')
             .Append(Field(invoice.Currency)).Append(',')
@@ -95,10 +97,15 @@ public static class InvoiceFormatter
             .Append(Field(pool ?? string.Empty)).Append(',')
             .Append(Field(deviceClass ?? string.Empty)).Append(',')
             .Append(waivedInput.ToString(CultureInfo.InvariantCulture)).Append(',')
-            .Append(waivedOutput.ToString(CultureInfo.InvariantCulture)).Append("\r\n");
+            .Append(waivedOutput.ToString(CultureInfo.InvariantCulture)).Append(',')
+            .Append(due).Append("\r\n");
     }
 
     private static string Fixed(decimal value) => value.ToString("0.000000", CultureInfo.InvariantCulture);
+
+    /// <summary>The amount due with exactly the decimals of the currency's minor unit (6 where it has none).</summary>
+    private static string Due(Invoice invoice) =>
+        invoice.MinorUnits is { } units ? invoice.AmountDue.ToString("F" + units.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture) : Fixed(invoice.AmountDue);
 
     private static string Time(DateTimeOffset time) => time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
 

@@ -162,10 +162,10 @@ public sealed class InvoiceTests
             var csv = InvoiceFormatter.ToCsv(SampleInvoice());
 
             Assert.Equal(
-                "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class,waived_input_tokens,waived_output_tokens\r\n" +
-                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,llama-3-8b,1200,3400000,560000,1234.500000,12.345678,,,0,0\r\n" +
-                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,\"org/model, \"\"v2\"\"\",3,30,3,0.000001,0.000002,,,0,0\r\n" +
-                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,TOTAL,1203,3400030,560003,1234.500001,12.345680,,,0,0\r\n",
+                "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class,waived_input_tokens,waived_output_tokens,amount_due\r\n" +
+                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,llama-3-8b,1200,3400000,560000,1234.500000,12.345678,,,0,0,\r\n" +
+                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,\"org/model, \"\"v2\"\"\",3,30,3,0.000001,0.000002,,,0,0,\r\n" +
+                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,TOTAL,1203,3400030,560003,1234.500001,12.345680,,,0,0,12.35\r\n",
                 csv);
         }
         finally
@@ -182,7 +182,7 @@ public sealed class InvoiceTests
         using var json = JsonDocument.Parse(InvoiceFormatter.ToJson(invoice));
 
         var root = json.RootElement;
-        Assert.Equal(["tenant", "currency", "period_from", "period_to", "lines", "total"], root.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["tenant", "currency", "period_from", "period_to", "lines", "total", "amount_due"], root.EnumerateObject().Select(p => p.Name));
         Assert.Equal("12.345680", root.GetProperty("total").GetString());
         var line = root.GetProperty("lines")[1];
         Assert.Equal("org/model, \"v2\"", line.GetProperty("model").GetString());
@@ -191,6 +191,34 @@ public sealed class InvoiceTests
         Assert.Equal(
             invoice.Total,
             root.GetProperty("lines").EnumerateArray().Sum(l => decimal.Parse(l.GetProperty("amount").GetString()!, CultureInfo.InvariantCulture)));
+    }
+
+    /// <summary>
+    /// Found closing a month as the operator's accountant: an invoice stated only its exact total in millionths
+    /// (0.009062 THB), which no one can pay, so each reader rounded it in its own way, and lines rounded one by one
+    /// add up to another amount than the total rounded (three lines of 0.004 EUR: 0.00 each, 0.01 together). The
+    /// amount due is the exact total rounded once, half to even as every cost is, to the currency's minor unit.
+    /// </summary>
+    [Theory]
+    [InlineData("THB", "0.009062", "0.01")]
+    [InlineData("EUR", "0.012000", "0.01")]
+    [InlineData("EUR", "12.345680", "12.35")]
+    [InlineData("EUR", "0.125000", "0.12")]
+    [InlineData("EUR", "0.135000", "0.14")]
+    [InlineData("JPY", "12.500000", "12")]
+    [InlineData("KWD", "1.234567", "1.235")]
+    [InlineData("XXX", "0", "0.000000")]
+    public void AmountDue_IsTheTotalRoundedOnceToTheCurrencysMinorUnit_InBothFormats(string currency, string total, string due)
+    {
+        var invoice = SampleInvoice() with { Currency = currency, Total = decimal.Parse(total, CultureInfo.InvariantCulture) };
+
+        using var json = JsonDocument.Parse(InvoiceFormatter.ToJson(invoice));
+        Assert.Equal(due, json.RootElement.GetProperty("amount_due").GetString());
+        var csv = InvoiceFormatter.ToCsv(invoice).Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.EndsWith(",amount_due", csv[0], StringComparison.Ordinal);
+        Assert.Contains(",TOTAL,", csv[^1], StringComparison.Ordinal);
+        Assert.EndsWith("," + due, csv[^1], StringComparison.Ordinal);
+        Assert.All(csv[1..^1], line => Assert.EndsWith(",", line, StringComparison.Ordinal)); // a line has no amount due of its own
     }
 
     private static Invoice SampleInvoice() => new()
