@@ -23,6 +23,28 @@ internal static class MeteringCommands
         var groupBy = new Option<string>("--group-by") { Description = "Comma-separated: day, model, jurisdiction, tenant, pool, device_class, key.", DefaultValueFactory = _ => "tenant,model,day,jurisdiction,pool,device_class" };
         var request = new Option<string?>("--request") { Description = "One request's usage record, by its id (x-sovereign-audit-id): tokens counted and billed, and why." };
         var command = new Command("usage", "Show usage and cost by tenant, model, day, jurisdiction, pool, device class and API key.") { tenant, model, pool, key, from, to, groupBy, request };
+        // Said before the server is asked: its 400 came back as exit 1, naming its query field (from, group_by), not the flag.
+        UsageDayFlag(from);
+        UsageDayFlag(to);
+        groupBy.Validators.Add(r =>
+        {
+            var value = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
+            foreach (var part in value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (!Groupings.Any(g => string.Equals(g.Replace("_", "", StringComparison.Ordinal), part.Replace("_", "", StringComparison.Ordinal), StringComparison.OrdinalIgnoreCase)))
+                {
+                    r.AddError($"--group-by: '{part}' is not one of {string.Join(", ", Groupings)}.");
+                    return;
+                }
+            }
+        });
+        command.Validators.Add(r =>
+        {
+            if (UsageDay(r.GetValue(from)) is { Error: null, Day: { } first } && UsageDay(r.GetValue(to)) is { Error: null, Day: { } end })
+            {
+                PeriodError(r, first, end, "shown");
+            }
+        });
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
@@ -72,6 +94,89 @@ internal static class MeteringCommands
         return command;
     }
 
+    /// <summary>What usage can be grouped by, in the order the server's message lists them.</summary>
+    private static readonly string[] Groupings = ["day", "model", "jurisdiction", "tenant", "pool", "device_class", "key"];
+
+    /// <summary>The last second unix seconds can name as a time here (9999-12-31T23:59:59Z), as the server reads them.</summary>
+    private const long MaxUnixSeconds = 253_402_300_799;
+
+    private static void UsageDayFlag(Option<string?> option) => option.Validators.Add(r =>
+    {
+        var value = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
+        if (UsageDay(value) is { Error: { } error })
+        {
+            r.AddError($"{option.Name}: '{value}' {error}");
+        }
+    });
+
+    /// <summary>
+    /// A bound of a usage period, read as the server reads it (unix seconds, or ISO 8601, UTC unless it states an
+    /// offset), which must be the start of a UTC day: usage is kept per UTC day. Null for no value.
+    /// </summary>
+    private static (DateOnly? Day, string? Error)? UsageDay(string? value)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            return null;
+        }
+
+        DateTimeOffset time;
+        if (long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds) && seconds <= MaxUnixSeconds)
+        {
+            time = DateTimeOffset.FromUnixTimeSeconds(seconds);
+        }
+        else if (!long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out _)
+            && DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed))
+        {
+            time = parsed;
+        }
+        else
+        {
+            return (null, "is not a day: give YYYY-MM-DD (or the start of a UTC day as ISO 8601, or as unix seconds).");
+        }
+
+        var day = DateOnly.FromDateTime(time.UtcDateTime);
+        if (time.UtcTicks % TimeSpan.TicksPerDay == 0)
+        {
+            return (day, null);
+        }
+
+        // A time with an offset (a local midnight) is another UTC time: say which, and the UTC days around it.
+        var utc = time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+        var days = day < DateOnly.MaxValue ? $"{Day(day)} or {Day(day.AddDays(1))}" : Day(day);
+        return (null, $"is {utc}, not the start of a UTC day (usage is kept per UTC day): give {days}.");
+    }
+
+    private static void InvoiceDayFlag(Option<string?> option) => option.Validators.Add(r =>
+    {
+        var value = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
+        if (InvoiceDay(value) is null)
+        {
+            r.AddError($"{option.Name}: '{value}' is not a date: give YYYY-MM-DD (invoices cover whole UTC days).");
+        }
+    });
+
+    private static DateOnly? InvoiceDay(string? value) =>
+        DateOnly.TryParseExact(value, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var day) ? day : null;
+
+    /// <summary>Refuses a period that ends before it starts, or (usage) on the day it starts: an empty table read as "no usage".</summary>
+    private static void PeriodError(System.CommandLine.Parsing.CommandResult r, DateOnly first, DateOnly end, string what)
+    {
+        if (end < first)
+        {
+            r.AddError($"--to ({Day(end)}) is before --from ({Day(first)}).");
+        }
+        else if (end == first)
+        {
+            var suggestion = first < DateOnly.MaxValue
+                ? $"for the one day {Day(first)} pass --to {Day(first.AddDays(1))}"
+                : $"{Day(first)} is the last day a date can name, so no period starts on it";
+            r.AddError($"--to is the day after the last day {what}, so --from and --to on one day make an empty period: {suggestion}.");
+        }
+    }
+
+    private static string Day(DateOnly day) => day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+
     /// <summary>The usage table's grouping columns, in their order: the group_by name, the heading, the answer's field.</summary>
     private static readonly (string Group, string Column, string Field)[] Dimensions =
     [
@@ -120,6 +225,25 @@ internal static class MeteringCommands
         var currency = new Option<string?>("--currency") { Description = "Invoice only the usage in this ISO 4217 currency (needed when the period has several)." };
         var output = new Option<FileInfo?>("--output", "-o") { Description = "Write to this file (default: standard output)." };
         var command = new Command("invoice", "Export a tenant's invoice for a period; its totals reconcile with the usage records.") { tenant, from, to, format, currency, output };
+        // Said before the server is asked: its 400 came back as exit 1, naming its query field (from, currency), not the flag.
+        InvoiceDayFlag(from);
+        InvoiceDayFlag(to);
+        currency.Validators.Add(r =>
+        {
+            var value = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
+            if (!Sovereign.Metering.Pricing.Iso4217.IsKnown(value.ToUpperInvariant()))
+            {
+                r.AddError($"--currency: '{value}' is not an ISO 4217 currency code (e.g. EUR, USD, THB).");
+            }
+        });
+        command.Validators.Add(r =>
+        {
+            // The same day twice is refused with the day to pass, below.
+            if (InvoiceDay(r.GetValue(from)) is { } first && InvoiceDay(r.GetValue(to)) is { } end && end < first)
+            {
+                PeriodError(r, first, end, "invoiced");
+            }
+        });
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {

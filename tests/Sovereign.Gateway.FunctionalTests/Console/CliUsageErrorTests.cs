@@ -55,6 +55,35 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     }
 
     /// <summary>
+    /// The periods, groupings and currency of <c>usage</c> and <c>invoice</c>, found closing a month as the operator's
+    /// accountant: each was sent, and the server's 400 came back as exit 1 ("the server refused") naming its query
+    /// field (<c>from</c>, <c>group_by</c>), not the flag; a time with an offset was refused without saying which UTC
+    /// time it is, and <c>usage --from D --to D</c> printed an empty table, which reads as "no usage that day".
+    /// </summary>
+    [Theory]
+    [InlineData("sovereign usage: --from: '2026-13-01' is not a day: give YYYY-MM-DD", "usage", "--from", "2026-13-01")]
+    [InlineData("sovereign usage: --to: 'yesterday' is not a day: give YYYY-MM-DD", "usage", "--to", "yesterday")]
+    [InlineData("sovereign usage: --from: '2026-12-01T00:00:00+07:00' is 2026-11-30T17:00:00Z, not the start of a UTC day (usage is kept per UTC day): give 2026-11-30 or 2026-12-01.",
+        "usage", "--from", "2026-12-01T00:00:00+07:00")]
+    [InlineData("sovereign usage: --to: '2026-12-05T09:00:00Z' is 2026-12-05T09:00:00Z, not the start of a UTC day", "usage", "--to", "2026-12-05T09:00:00Z")]
+    [InlineData("sovereign usage: --group-by: 'planet' is not one of day, model, jurisdiction, tenant, pool, device_class, key.", "usage", "--group-by", "tenant,planet")]
+    [InlineData("sovereign usage: --to (2026-12-01) is before --from (2026-12-07).", "usage", "--from", "2026-12-07", "--to", "2026-12-01")]
+    [InlineData("sovereign usage: --to is the day after the last day shown, so --from and --to on one day make an empty period: for the one day 2026-12-07 pass --to 2026-12-08.",
+        "usage", "--from", "2026-12-07", "--to", "2026-12-07")]
+    [InlineData("sovereign invoice: --from: '2026-13-01' is not a date: give YYYY-MM-DD (invoices cover whole UTC days).", "invoice", "t1", "--from", "2026-13-01")]
+    [InlineData("sovereign invoice: --to: '2026-12-01T00:00:00+07:00' is not a date: give YYYY-MM-DD", "invoice", "t1", "--to", "2026-12-01T00:00:00+07:00")]
+    [InlineData("sovereign invoice: --to (2026-12-01) is before --from (2026-12-07).", "invoice", "t1", "--from", "2026-12-07", "--to", "2026-12-01")]
+    [InlineData("sovereign invoice: --currency: 'EURO' is not an ISO 4217 currency code (e.g. EUR, USD, THB).", "invoice", "t1", "--currency", "EURO")]
+    public async Task AUsageOrInvoicePeriodThatIsNoPeriod_IsAUsageErrorNamingTheFlag(string expected, params string[] args)
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(Admin(args));
+
+        Assert.True(exit == ExitCodes.Usage, $"exit {exit}: {stderr}");
+        Assert.Equal("", stdout);
+        Assert.StartsWith(expected, stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// A key or token no HTTP header can carry (a line break, a non-ASCII letter) is a usage error naming where it
     /// came from: it was exit 70 "a defect in sovereign" (the HTTP client's exception), exit 4 "the request failed" as
     /// if the server were unreachable, or the server's 400 about a malformed request.
