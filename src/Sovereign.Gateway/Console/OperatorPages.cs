@@ -132,13 +132,16 @@ internal static class OperatorPages
     }
 
     /// <summary>
-    /// The currencies of a tenant's usage in an invoice period. A tenant moved to a plan in another currency has one
-    /// invoice per currency: a link that named none led to the API's "several currencies" error.
+    /// The currencies a tenant was charged in during an invoice period. A tenant moved to a plan in another currency has
+    /// one invoice per currency: a link that named none led to the API's "several currencies" error. Usage at no cost
+    /// (XXX, before a priced plan) is no currency of its own: the API puts it on the invoice of the currency charged,
+    /// and a link for it led to the error page "currency must be an ISO 4217 currency code".
     /// </summary>
     private static async Task<IReadOnlyList<string>> InvoiceCurrenciesAsync(ConsoleApiClient api, string escaped, string period, CancellationToken cancellationToken)
     {
         var usage = await api.GetAsync($"/admin/v1/usage?tenant={escaped}&group_by=tenant&{period}", cancellationToken);
-        var currencies = usage.Data.Select(row => ConsolePage.Text(row, "currency")).Where(c => c.Length > 0).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        var currencies = usage.Data.Where(row => ConsoleEndpoints.Decimal(row, "cost") != 0).Select(row => ConsolePage.Text(row, "currency"))
+            .Where(c => c.Length > 0).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         return currencies.Count > 1 ? currencies : [];
     }
 
