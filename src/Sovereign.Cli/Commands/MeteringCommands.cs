@@ -375,7 +375,7 @@ internal static class MeteringCommands
         var cachedInput = Amount("--cached-input-per-million", "Price per 1M prompt tokens served from the prefix cache (default: the input price).");
         var outputPrice = Amount("--output-per-million", "Price per 1M output tokens.");
         var compute = Amount("--per-compute-second", "Price per compute-second.");
-        var effective = new Option<DateTimeOffset?>("--effective-from") { Description = "When it takes effect (default: now); never in the past." };
+        var effective = UtcTime("--effective-from", "When it takes effect (default: now), UTC unless it states an offset; never in the past.");
         var priceCommand = new Command("price", "Add a price for a model; it takes effect at the stated time and is audited.") { planName, model, input, cachedInput, outputPrice, compute, effective };
         price.AddTo(priceCommand);
         priceCommand.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
@@ -399,7 +399,7 @@ internal static class MeteringCommands
         var computeModel = new Option<string?>("--model") { Description = "Only this model (default: every model)." };
         var rate = Amount("--per-compute-second", "Price per compute-second.");
         rate.Required = true;
-        var computeEffective = new Option<DateTimeOffset?>("--effective-from") { Description = "When it takes effect (default: now); never in the past." };
+        var computeEffective = UtcTime("--effective-from", "When it takes effect (default: now), UTC unless it states an offset; never in the past.");
         var computeCommand = new Command("compute-price",
             "Add a compute-second price for a pool or a device class; it replaces the model price's compute rate (precedence: model+pool, pool, model+device class, device class).")
             { computePlan, pool, deviceClass, computeModel, rate, computeEffective };
@@ -430,7 +430,8 @@ internal static class MeteringCommands
         var withdrawModel = new Option<string?>("--model") { Description = "The model of the price (with --pool or --device-class: of the compute price, if it names one)." };
         var withdrawPool = new Option<string?>("--pool") { Description = "Withdraw the compute price of this pool." };
         var withdrawDeviceClass = new Option<string?>("--device-class") { Description = "Withdraw the compute price of this device class." };
-        var withdrawFrom = new Option<DateTimeOffset?>("--effective-from") { Description = "The start of the price to withdraw, as plans list shows it.", Required = true };
+        var withdrawFrom = UtcTime("--effective-from", "The start of the price to withdraw, as plans list shows it (UTC unless it states an offset).");
+        withdrawFrom.Required = true;
         var withdrawCommand = new Command("withdraw",
             "Withdraw a price (or, with --pool or --device-class, a compute price) that is not in force yet; audited. One in force stays: add a new price instead.")
             { withdrawPlan, withdrawModel, withdrawPool, withdrawDeviceClass, withdrawFrom };
@@ -602,6 +603,27 @@ internal static class MeteringCommands
     /// </summary>
     private static bool TryParseAmount(string text, out decimal amount) =>
         decimal.TryParse(text, NumberStyles.AllowLeadingSign | NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out amount);
+
+    /// <summary>
+    /// A time, UTC unless it states an offset, as every other time the CLI and the API take. The parser read
+    /// <c>--effective-from 2031-01-01</c> in the machine's time zone: on one set to Bangkok, a price meant from the first
+    /// of the month (invoices count UTC days) started at 17:00 UTC the day before.
+    /// </summary>
+    private static Option<DateTimeOffset?> UtcTime(string name, string description) => new(name)
+    {
+        Description = description,
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+            if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time))
+            {
+                return time;
+            }
+
+            result.AddError($"{name}: '{text}' is not an ISO 8601 time (e.g. 2026-12-31T00:00:00Z).");
+            return null;
+        },
+    };
 
     private static Option<decimal?> Amount(string name, string description) => new(name)
     {
