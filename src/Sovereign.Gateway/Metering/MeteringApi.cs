@@ -35,6 +35,7 @@ internal sealed class ComputePriceRequest
     public string? DeviceClass { get; set; }
     public string? Model { get; set; }
     public decimal? PerComputeSecond { get; set; }
+    [System.Text.Json.Serialization.JsonConverter(typeof(UtcTimeConverter))]
     public DateTimeOffset? EffectiveFrom { get; set; }
 }
 
@@ -45,7 +46,39 @@ internal sealed class PriceRequest
     public decimal? CachedInputPerMillion { get; set; }
     public decimal? OutputPerMillion { get; set; }
     public decimal? PerComputeSecond { get; set; }
+    [System.Text.Json.Serialization.JsonConverter(typeof(UtcTimeConverter))]
     public DateTimeOffset? EffectiveFrom { get; set; }
+}
+
+/// <summary>
+/// An ISO 8601 time in a request body, UTC unless it states an offset, and kept in UTC. System.Text.Json reads a time
+/// without an offset in the server's time zone: on a machine set to Bangkok time, a price sent to start on
+/// "2031-01-01T00:00:00" started at 2030-12-31T17:00:00Z (invoices count UTC days), listed and audited as "+07:00".
+/// </summary>
+internal sealed class UtcTimeConverter : System.Text.Json.Serialization.JsonConverter<DateTimeOffset?>
+{
+    public override DateTimeOffset? Read(ref System.Text.Json.Utf8JsonReader reader, Type typeToConvert, System.Text.Json.JsonSerializerOptions options)
+    {
+        // The reader's own ISO 8601 rules; a DateTime of unspecified kind is one the text gave no offset.
+        if (reader.TokenType != System.Text.Json.JsonTokenType.String || !reader.TryGetDateTimeOffset(out var time) || !reader.TryGetDateTime(out var written))
+        {
+            throw new System.Text.Json.JsonException();
+        }
+
+        return written.Kind == DateTimeKind.Unspecified ? new DateTimeOffset(written.Ticks, TimeSpan.Zero) : time.ToUniversalTime();
+    }
+
+    public override void Write(System.Text.Json.Utf8JsonWriter writer, DateTimeOffset? value, System.Text.Json.JsonSerializerOptions options)
+    {
+        if (value is { } time)
+        {
+            writer.WriteStringValue(time.ToUniversalTime());
+        }
+        else
+        {
+            writer.WriteNullValue();
+        }
+    }
 }
 
 /// <summary>
