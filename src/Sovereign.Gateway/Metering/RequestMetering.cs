@@ -361,7 +361,8 @@ public sealed class RequestMetering
                     ? string.Create(CultureInfo.InvariantCulture, $"Request too large for {what} on {whose}: Limit {limit}, Requested {requested}. The request can never fit; {Reduce(outputLimit)}.")
                     : string.Create(CultureInfo.InvariantCulture,
                         $"Rate limit reached for {what} on {whose}: Limit {limit}, Remaining {(tokens ? rate?.RemainingTokens : rate?.RemainingRequests)}, Requested {requested}. Please try again in {OpenAIRateLimitHeaders.FormatDuration(result.RetryAfter ?? TimeSpan.Zero)}.");
-                var retryAfter = result.TooLarge || result.RetryAfter is not { } wait ? (TimeSpan?)null : TimeSpan.FromSeconds(OpenAIRateLimitHeaders.RetryAfterSeconds(wait));
+                // The wait itself: Retry-After says it in whole seconds rounded up, retry-after-ms to the millisecond.
+                var retryAfter = result.TooLarge || result.RetryAfter is not { } wait ? (TimeSpan?)null : wait;
                 return new OpenAIException(StatusCodes.Status429TooManyRequests, message, tokens ? "tokens" : "requests", null,
                     result.TooLarge ? "rate_limit_request_too_large" : "rate_limit_exceeded", retryAfter) { Final = result.TooLarge };
             }

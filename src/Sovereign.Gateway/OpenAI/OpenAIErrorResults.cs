@@ -13,6 +13,9 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary>Writes every failure of the <c>/v1</c> surface as OpenAI's error JSON with the right status.</summary>
 internal static class OpenAIErrorResults
 {
+    /// <summary>The wait before a retry in milliseconds, beside <c>Retry-After</c>'s whole seconds (rounded up).</summary>
+    public const string RetryAfterMsHeader = "retry-after-ms";
+
     /// <summary>The error code of a request whose framing (a body cut short, broken chunks) could not be read, as Kestrel's own 400.</summary>
     public const string MalformedRequestCode = "malformed_request";
 
@@ -313,6 +316,10 @@ internal static class OpenAIErrorResults
         if (error.RetryAfter is { } retry)
         {
             context.Response.Headers.RetryAfter = ((int)Math.Ceiling(retry.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+
+            // OpenAI's Python and Node SDKs read this one first, and honour a wait under 60 s only: a 59.2 s wait said
+            // as Retry-After 60 was ignored by them, and they retried at their own short backoff into another 429.
+            context.Response.Headers[RetryAfterMsHeader] = Math.Max(1L, (long)Math.Ceiling(retry.TotalMilliseconds)).ToString(CultureInfo.InvariantCulture);
         }
 
         if (error.Final)

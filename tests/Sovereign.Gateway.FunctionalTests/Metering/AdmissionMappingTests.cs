@@ -33,7 +33,7 @@ public sealed class AdmissionMappingTests
         }
         else
         {
-            Assert.Equal(TimeSpan.FromSeconds(2), error.RetryAfter);
+            Assert.Equal(TimeSpan.FromMilliseconds(1200), error.RetryAfter); // said as Retry-After 2 and retry-after-ms 1200
             Assert.Equal("2", headers["Retry-After"]);
         }
     }

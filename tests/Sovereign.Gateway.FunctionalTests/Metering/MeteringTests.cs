@@ -71,7 +71,13 @@ public sealed class MeteringTests(MeteringFixture fixture)
 
         Assert.Equal(429, (int)limited.StatusCode);
         Assert.Equal("rate_limit_exceeded", JsonDocument.Parse(await limited.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
-        Assert.True(int.Parse(limited.Headers.GetValues("Retry-After").Single(), CultureInfo.InvariantCulture) >= 1);
+        var retryAfter = int.Parse(limited.Headers.GetValues("Retry-After").Single(), CultureInfo.InvariantCulture);
+        Assert.True(retryAfter >= 1);
+
+        // The same wait to the millisecond, which OpenAI's SDKs read first (and honour under 60 s only): within the
+        // second that Retry-After rounds up to.
+        var retryAfterMs = long.Parse(limited.Headers.GetValues("retry-after-ms").Single(), CultureInfo.InvariantCulture);
+        Assert.InRange(retryAfterMs, (retryAfter - 1) * 1000L + 1, retryAfter * 1000L);
         Assert.Equal("0", limited.Headers.GetValues("x-ratelimit-remaining-requests").Single());
     }
 
