@@ -97,9 +97,6 @@ internal static class MeteringCommands
     /// <summary>What usage can be grouped by, in the order the server's message lists them.</summary>
     private static readonly string[] Groupings = ["day", "model", "jurisdiction", "tenant", "pool", "device_class", "key"];
 
-    /// <summary>The last second unix seconds can name as a time here (9999-12-31T23:59:59Z), as the server reads them.</summary>
-    private const long MaxUnixSeconds = 253_402_300_799;
-
     private static void UsageDayFlag(Option<string?> option) => option.Validators.Add(r =>
     {
         var value = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
@@ -110,8 +107,8 @@ internal static class MeteringCommands
     });
 
     /// <summary>
-    /// A bound of a usage period, read as the server reads it (unix seconds, or ISO 8601, UTC unless it states an
-    /// offset), which must be the start of a UTC day: usage is kept per UTC day. Null for no value.
+    /// A bound of a usage period, read by the server's own parser (<c>AdminApi.ParseTime</c>: unix seconds, or ISO 8601,
+    /// UTC unless it states an offset), which must be the start of a UTC day: usage is kept per UTC day. Null for no value.
     /// </summary>
     private static (DateOnly? Day, string? Error)? UsageDay(string? value)
     {
@@ -121,16 +118,11 @@ internal static class MeteringCommands
         }
 
         DateTimeOffset time;
-        if (long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds) && seconds <= MaxUnixSeconds)
+        try
         {
-            time = DateTimeOffset.FromUnixTimeSeconds(seconds);
+            time = Sovereign.Gateway.ControlPlane.AdminApi.ParseTime(value, "from")!.Value;
         }
-        else if (!long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out _)
-            && DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed))
-        {
-            time = parsed;
-        }
-        else
+        catch (Sovereign.Gateway.OpenAI.OpenAIException)
         {
             return (null, "is not a day: give YYYY-MM-DD (or the start of a UTC day as ISO 8601, or as unix seconds).");
         }
