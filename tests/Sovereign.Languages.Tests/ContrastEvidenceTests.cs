@@ -19,6 +19,15 @@ public sealed class ContrastEvidenceTests
     [InlineData("šporet", "bs sr")]            // ... Bosnian and Serbian šporet against Croatian štednjak
     [InlineData("hrišćanin", "sr")]            // Greek ch as h (Croatian kršćanin)
     [InlineData("daidža", "bs")]
+    [InlineData("svibnja", "hr")]              // round 29: a Croatian month in the genitive a date takes ...
+    [InlineData("januara", "bs sr")]           // ... and the eastern one
+    [InlineData("vrećica", "hr")]              // Croatian vrećica against Bosnian and Serbian kesa
+    [InlineData("kesa", "bs sr")]
+    [InlineData("ispričavam", "hr")]           // apologies: Croatian ispričavam, Bosnian and Serbian izvinite
+    [InlineData("izvinite", "bs sr")]
+    [InlineData("stoljeće", "hr bs")]          // ijekavian stoljeće against Serbian vek
+    [InlineData("uposlenik", "bs")]            // Bosnian uposlenik (Croatian djelatnik, Serbian zaposleni)
+    [InlineData("hljebu", "bs")]               // the bread word's other cases: hljebu, kruhu, hlebu
     [InlineData("sedar", "ms")]                // Malaysian spelling against Indonesian sadar
     [InlineData("sadar", "id")]
     public void WordHits_ListedWord_CountsForEveryLanguageOfItsLine(string word, string languages)

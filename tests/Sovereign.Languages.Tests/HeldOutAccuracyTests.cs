@@ -156,6 +156,19 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // The round's Bosnian blend (an ijekavian word and a word listed for Bosnian and Serbian against Croatian together
     // count one reflex word more for Bosnian; from the standards, chosen on no sentence) raised Bosnian on held-out 19
     // from 4 to 5 and on held-out 22 from 6 to 7 of 12; no other held-out sentence moved (held-out 28 unchanged, 514).
+    // Session 47's round 29 added held-out 29 (held-out 28's distribution; small mishaps at home and on the way: a broken
+    // teapot, porridge burnt onto the pot, lost luggage, jet lag, ...). Its first run, on the unchanged detector (main
+    // 28aa8a7): 513 of 532 = 96.4%, over the overall target, and below the per-language target Bosnian 9 of 16 (as
+    // Croatian four times, as Serbian three times) and Croatian 10 of 16 (as Bosnian three times, as Serbian three
+    // times), their floors; Serbian 21 of 24 (as Croatian twice, as Bosnian once; the eight Cyrillic sentences right),
+    // Estonian 7 of 8 (as Finnish), Indonesian 11 of 12 (as Malay) and Russian 9 of 10 (as Ukrainian), within the target;
+    // Malay and Bulgarian right throughout, Macedonian 12 of 12 und.
+    // The round's hr/bs/sr everyday words (Croatian months in the genitive, household, shop, work and apology words,
+    // from general knowledge of the standards; none occurring in held-out 29, nor in another never-tuned set unless the
+    // tuning corpus writes it) raised Bosnian on held-out 14 from 8 to 9 of 12 (uveče, which the tuning corpus writes
+    // too); no held-out sentence lost, held-out 29 unchanged (513). Before the never-tuned-set rule was applied, the
+    // same list with ocat, škare/makaze, gumb/dugme and a few more also raised held-out 20, 26 and 27 by five sentences:
+    // those words were then dropped, as the rule asks, not kept for what they moved.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -171,7 +184,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.EleventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 9, ["pt"] = 8, ["sr"] = 13 },
         [TestData.TwelfthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 10 },
         [TestData.ThirteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
-        [TestData.FourteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
+        [TestData.FourteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8 },
         [TestData.FifteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 9 },
         [TestData.SixteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8, ["id"] = 10 },
         [TestData.SeventeenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 10 },
@@ -186,6 +199,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.TwentySixthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 10, ["hr"] = 11, ["sr"] = 18 },
         [TestData.TwentySeventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6 },
         [TestData.TwentyEighthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 11, ["hr"] = 9 },
+        [TestData.TwentyNinthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 10 },
     };
 
     /// <summary>The overall target.</summary>
@@ -230,6 +244,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.TwentySixthHeldOut)]
     [InlineData(TestData.TwentySeventhHeldOut)]
     [InlineData(TestData.TwentyEighthHeldOut)]
+    [InlineData(TestData.TwentyNinthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
@@ -238,7 +253,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }
-        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut)
+        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut or TestData.TwentyNinthHeldOut)
         {
             // Every covered language and Macedonian, outside the set (the Serbian Cyrillic sentences' translations).
             Assert.Equal(LanguageCatalog.Covered.Append("mk").Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
