@@ -15,6 +15,7 @@ root.Subcommands.Add(ModelsCommand.Create());
 root.Subcommands.Add(ChatCommand.Create());
 root.Subcommands.Add(TenantsCommand.Create());
 root.Subcommands.Add(TenantsCommand.CreateKeys());
+root.Subcommands.Add(OperatorKeysCommand.Create());
 root.Subcommands.Add(NodesCommand.Create());
 root.Subcommands.Add(ClusterCommand.Create());
 root.Subcommands.Add(AuditCommand.Create());

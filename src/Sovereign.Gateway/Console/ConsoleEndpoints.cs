@@ -142,7 +142,7 @@ public static class ConsoleEndpoints
         var session = sessions.Find(context);
         return session?.Role switch
         {
-            ConsoleRole.Operator => RequireOperator(context) is (_, { } refusal) ? refusal : await OperatorPages.Pool(context, session),
+            ConsoleRole.Operator => await RequireOperatorAsync(context) is (_, { } refusal) ? refusal : await OperatorPages.Pool(context, session),
             ConsoleRole.Tenant => await TenantPages.Overview(context, session),
             _ => Html(LoginPage(null)),
         };
@@ -263,7 +263,7 @@ public static class ConsoleEndpoints
     }
 
     /// <summary>The signed-in operator, or the page to answer with instead (sign-in, or 403 for a tenant).</summary>
-    internal static (ConsoleSession? Session, IResult? Refusal) RequireOperator(HttpContext context)
+    internal static async Task<(ConsoleSession? Session, IResult? Refusal)> RequireOperatorAsync(HttpContext context)
     {
         var session = context.RequestServices.GetRequiredService<ConsoleSessions>().Find(context);
         if (session is null)
@@ -280,9 +280,9 @@ public static class ConsoleEndpoints
         // A named operator token removed from the configuration since the sign-in (the API refuses it from the next
         // request) kept its session for 8 hours: signed in as "Operator", every page a 200 carrying the API's 401, the
         // removed secret held in memory. Asked of the same check the API makes, in this process, on every operator page.
-        if (!context.RequestServices.GetRequiredService<ControlPlane.AdminToken>().Matches(session.Credential))
+        if (!await context.RequestServices.GetRequiredService<ControlPlane.AdminToken>().MatchesAsync(session.Credential, context.RequestAborted))
         {
-            return (null, SignOut(context, "The operator token you signed in with is no longer accepted (removed or replaced in the configuration): sign in with a current one."));
+            return (null, SignOut(context, "The operator token you signed in with is no longer accepted (revoked, expired, or removed or replaced in the configuration): sign in with a current one."));
         }
 
         return (session, null);

@@ -35,7 +35,7 @@ internal static class OperatorPages
 
     public static async Task<IResult> Tenants(HttpContext context)
     {
-        var (session, refusal) = ConsoleEndpoints.RequireOperator(context);
+        var (session, refusal) = await ConsoleEndpoints.RequireOperatorAsync(context);
         if (refusal is not null)
         {
             return refusal;
@@ -62,7 +62,7 @@ internal static class OperatorPages
 
     private static async Task<IResult> TenantPage(string id, HttpContext context, string? message, string? error, IFormCollection? form = null)
     {
-        var (session, refusal) = ConsoleEndpoints.RequireOperator(context);
+        var (session, refusal) = await ConsoleEndpoints.RequireOperatorAsync(context);
         if (refusal is not null)
         {
             return refusal;
@@ -157,7 +157,7 @@ internal static class OperatorPages
     /// <summary>Saves the policy form through PATCH /admin/v1/tenants/{id}: the API validates and audits it.</summary>
     public static async Task<IResult> SavePolicy(string id, HttpContext context)
     {
-        var (session, refusal) = ConsoleEndpoints.RequireOperator(context);
+        var (session, refusal) = await ConsoleEndpoints.RequireOperatorAsync(context);
         if (refusal is not null)
         {
             return refusal;
@@ -207,7 +207,7 @@ internal static class OperatorPages
 
     public static async Task<IResult> Invoice(string id, HttpContext context)
     {
-        var (session, refusal) = ConsoleEndpoints.RequireOperator(context);
+        var (session, refusal) = await ConsoleEndpoints.RequireOperatorAsync(context);
         if (refusal is not null)
         {
             return refusal;
@@ -229,7 +229,7 @@ internal static class OperatorPages
 
     public static async Task<IResult> Usage(HttpContext context)
     {
-        var (session, refusal) = ConsoleEndpoints.RequireOperator(context);
+        var (session, refusal) = await ConsoleEndpoints.RequireOperatorAsync(context);
         if (refusal is not null)
         {
             return refusal;
@@ -271,7 +271,7 @@ internal static class OperatorPages
 
     public static async Task<IResult> Plans(HttpContext context)
     {
-        var (session, refusal) = ConsoleEndpoints.RequireOperator(context);
+        var (session, refusal) = await ConsoleEndpoints.RequireOperatorAsync(context);
         if (refusal is not null)
         {
             return refusal;
@@ -294,7 +294,7 @@ internal static class OperatorPages
 
     public static async Task<IResult> Models(HttpContext context)
     {
-        var (session, refusal) = ConsoleEndpoints.RequireOperator(context);
+        var (session, refusal) = await ConsoleEndpoints.RequireOperatorAsync(context);
         if (refusal is not null)
         {
             return refusal;
@@ -318,7 +318,7 @@ internal static class OperatorPages
 
     public static async Task<IResult> LanguageTax(string id, HttpContext context)
     {
-        var (session, refusal) = ConsoleEndpoints.RequireOperator(context);
+        var (session, refusal) = await ConsoleEndpoints.RequireOperatorAsync(context);
         if (refusal is not null)
         {
             return refusal;
@@ -345,7 +345,7 @@ internal static class OperatorPages
 
     public static async Task<IResult> Audit(HttpContext context)
     {
-        var (session, refusal) = ConsoleEndpoints.RequireOperator(context);
+        var (session, refusal) = await ConsoleEndpoints.RequireOperatorAsync(context);
         if (refusal is not null)
         {
             return refusal;
@@ -357,7 +357,7 @@ internal static class OperatorPages
 
     public static async Task<IResult> VerifyAudit(HttpContext context)
     {
-        var (session, refusal) = ConsoleEndpoints.RequireOperator(context);
+        var (session, refusal) = await ConsoleEndpoints.RequireOperatorAsync(context);
         if (refusal is not null)
         {
             return refusal;

@@ -40,6 +40,7 @@ public static class AdminApi
         admin.MapGet("/tenants/{id}/keys", ListKeys);
         admin.MapPost("/tenants/{id}/keys", CreateKey);
         admin.MapDelete("/tenants/{id}/keys/{key_id}", RevokeKey);
+        admin.MapOperatorKeys();
         admin.MapGet("/nodes", ListNodes);
         admin.MapPost("/nodes", RegisterNode);
         admin.MapPut("/nodes/{id}/state", SetNodeState);
@@ -62,16 +63,17 @@ public static class AdminApi
         return admin;
     }
 
-    private static ValueTask<object?> RequireOperator(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
+    private static async ValueTask<object?> RequireOperator(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {
         var context = invocation.HttpContext;
-        var actor = context.RequestServices.GetRequiredService<AdminToken>().Identify(AdminToken.Presented(context))
+        var credential = await context.RequestServices.GetRequiredService<AdminToken>().IdentifyAsync(AdminToken.Presented(context), context.RequestAborted)
             ?? throw OpenAIException.Unauthorized("The admin API needs the operator token (Authorization: Bearer <admin token>); tenant keys are not accepted here.");
 
-        // The audit entries of what it changes name the token (operator, or operator:NAME), never its secret.
-        AdminToken.SetActor(context, actor);
-        KnownCallers.MarkKnown(context, "Operator token " + actor);
-        return next(invocation);
+        // The audit entries of what it changes name the credential (operator, operator:NAME, operator:NAME/opk_...), never its secret.
+        AdminToken.SetActor(context, credential.Actor);
+        AdminToken.SetCredential(context, credential);
+        KnownCallers.MarkKnown(context, "Operator token " + credential.Actor);
+        return await next(invocation);
     }
 
     private static async Task<IResult> ListTenants(ControlPlaneStore store) =>
@@ -874,7 +876,7 @@ public static class AdminApi
     /// years (a typo of the year must not issue a key valid for ever), or null. Both end at the same time, ten calendar
     /// years from now: <c>expires_in</c> allowed 10 × 366 days, up to a week past what <c>expires_at</c> calls 10 years.
     /// </summary>
-    private static DateTimeOffset? KeyExpiry(KeyCreateRequest request, DateTimeOffset now)
+    internal static DateTimeOffset? KeyExpiry(KeyCreateRequest request, DateTimeOffset now)
     {
         var latest = now.AddYears(10);
         var maxSeconds = (long)(latest - now).TotalSeconds;

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
+using Sovereign.Residency.ControlPlane;
 
 namespace Sovereign.Gateway.ControlPlane;
 
@@ -37,6 +38,8 @@ public sealed partial class AdminToken
     private volatile (byte[] Hash, string Actor)[] _tokens;
 
     private readonly string? _adminTokenSetting;
+    private readonly Lazy<ControlPlaneStore?> _store;
+    private readonly TimeProvider _time;
     private readonly IConfiguration? _configuration;
     private readonly ILogger _logger;
 
@@ -52,8 +55,16 @@ public sealed partial class AdminToken
     /// again from it when one changed (added, revoked, replaced), without a restart; null reads them at start only.
     /// </param>
     /// <param name="logger">Where a reload (event 4180) or a refused one (4181) is told.</param>
-    public AdminToken(IOptions<SovereignOptions> options, IConfiguration? configuration = null, ILogger<AdminToken>? logger = null)
+    /// <param name="services">
+    /// Where the control-plane store is found, on first use, for operator keys issued through the API and revocations of
+    /// configured tokens (<see cref="IdentifyAsync"/>); null: configured tokens only.
+    /// </param>
+    /// <param name="time">The clock operator keys expire by.</param>
+    public AdminToken(IOptions<SovereignOptions> options, IConfiguration? configuration = null, ILogger<AdminToken>? logger = null,
+        IServiceProvider? services = null, TimeProvider? time = null)
     {
+        _store = new Lazy<ControlPlaneStore?>(() => (ControlPlaneStore?)services?.GetService(typeof(ControlPlaneStore)));
+        _time = time ?? TimeProvider.System;
         var settings = options.Value;
         var token = settings.AdminToken;
         if (string.IsNullOrWhiteSpace(token))
@@ -199,15 +210,13 @@ public sealed partial class AdminToken
         Message = "Named operator tokens changed in the configuration but do not hold ({Problems}): every named token is refused until it is fixed; the operator token still works")]
     private static partial void LogOperatorTokensRefused(ILogger logger, string problems);
 
-    /// <summary>Whether a presented bearer token is an operator's (constant-time).</summary>
-    public bool Matches(string? presented) => Identify(presented) is not null;
-
     /// <summary>
-    /// The audit actor of the operator token presented (<see cref="DefaultActor"/>, or <c>operator:NAME</c> for a
-    /// named one), or null when it is none. Compared with every token in constant time, so the answer's time does not
-    /// tell which one came close. Named tokens changed in a configuration file since they were read are read first.
+    /// The audit actor of the configured operator token presented (<see cref="DefaultActor"/>, or <c>operator:NAME</c>
+    /// for a named one), or null when it is none; not whether it was revoked (<see cref="IdentifyAsync"/> decides).
+    /// Compared with every token in constant time, so the answer's time does not tell which one came close. Named tokens
+    /// changed in a configuration file since they were read are read first.
     /// </summary>
-    public string? Identify(string? presented)
+    private string? Identify(string? presented)
     {
         if (presented is null)
         {
@@ -233,6 +242,22 @@ public sealed partial class AdminToken
     {
         ArgumentNullException.ThrowIfNull(context);
         context.Items[ActorKey] = actor;
+    }
+
+    private static readonly object CredentialKey = new();
+
+    /// <summary>Records the operator credential that authenticated the request (<see cref="CredentialOf"/> reads it).</summary>
+    public static void SetCredential(HttpContext context, OperatorCredential credential)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        context.Items[CredentialKey] = credential;
+    }
+
+    /// <summary>The operator credential that authenticated an admin request, or null where the admin filter did not run.</summary>
+    public static OperatorCredential? CredentialOf(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return context.Items.TryGetValue(CredentialKey, out var credential) ? credential as OperatorCredential : null;
     }
 
     /// <summary>

@@ -149,7 +149,7 @@ public static class SovereignGateway
     /// </summary>
     private static async Task<IResult> ReadyAsync(HttpContext context, ModelCatalog catalog, IServiceProvider services, CancellationToken cancellationToken)
     {
-        var operatorAsks = services.GetRequiredService<AdminToken>().Matches(AdminToken.Presented(context));
+        var operatorAsks = await services.GetRequiredService<AdminToken>().MatchesAsync(AdminToken.Presented(context), cancellationToken);
         IResult NotReady(string status, string? error) => Results.Json(
             operatorAsks && error is not null ? new { status, error } : (object)new { status }, statusCode: StatusCodes.Status503ServiceUnavailable);
 
@@ -176,11 +176,12 @@ public static class SovereignGateway
     /// <summary>The category of ASP.NET Core's request start/finish log lines (URL with query string).</summary>
     internal const string HostingDiagnosticsCategory = "Microsoft.AspNetCore.Hosting.Diagnostics";
 
-    private static void RequireOperatorToken(IApplicationBuilder branch) => branch.Use((context, next) =>
+    private static void RequireOperatorToken(IApplicationBuilder branch) => branch.Use(async (context, next) =>
     {
-        if (context.RequestServices.GetRequiredService<AdminToken>().Matches(AdminToken.Presented(context)))
+        if (await context.RequestServices.GetRequiredService<AdminToken>().MatchesAsync(AdminToken.Presented(context), context.RequestAborted))
         {
-            return next(context);
+            await next(context);
+            return;
         }
 
         GatewayLog.MetricsScrapeRefused(context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(GatewayLog.RequestsCategory));

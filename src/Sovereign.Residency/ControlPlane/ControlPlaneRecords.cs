@@ -25,6 +25,22 @@ public sealed record TenantRecord(string Id, string Name, string PolicyJson, str
 /// <param name="ExpiresAt">Unix milliseconds from which the key no longer authenticates, or null: it never expires.</param>
 public sealed record ApiKeyRecord(string Id, string TenantId, string Prefix, string SecretHash, string Name, string? PolicyJson, long CreatedAt, long? RevokedAt, long? ExpiresAt = null);
 
+/// <summary>
+/// An operator key for <c>/admin/v1</c> issued through the API (<see cref="Prefix"/> set), or the revocation of an
+/// operator token set in a member's configuration (<see cref="Prefix"/> null, revoked from the start). Only the SHA-256
+/// of the secret is stored; the secret is shown once.
+/// </summary>
+/// <param name="Id">Public id (<c>opk_…</c>, or <c>cfg_…</c> for a configured token's revocation), safe to log.</param>
+/// <param name="Name">The operator's label for the key (for a configured token: the audit actor it had).</param>
+/// <param name="Prefix">The visible start of the secret, or null for a configured token.</param>
+/// <param name="SecretHash">Lowercase hex SHA-256 of the whole secret.</param>
+/// <param name="CreatedAt">Unix milliseconds.</param>
+/// <param name="CreatedBy">The audit actor that issued it (or revoked the configured token).</param>
+/// <param name="ExpiresAt">Unix milliseconds from which it no longer authenticates, or null.</param>
+/// <param name="RevokedAt">Unix milliseconds, or null while active.</param>
+/// <param name="RevokedBy">The audit actor that revoked it.</param>
+public sealed record OperatorKeyRecord(string Id, string Name, string? Prefix, string SecretHash, long CreatedAt, string CreatedBy, long? ExpiresAt, long? RevokedAt, string? RevokedBy);
+
 /// <summary>A one-time token that lets a node join in a jurisdiction (and pool). Only its SHA-256 is stored.</summary>
 public sealed record JoinTokenRecord(string Id, string TokenHash, string Jurisdiction, string? Pool, long CreatedAt, long ExpiresAt, string? DeviceClass = null);
 

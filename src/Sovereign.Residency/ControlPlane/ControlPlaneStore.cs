@@ -55,6 +55,15 @@ public sealed class ControlPlaneStore(SqlDatabase database)
         new("controlplane-006-node-prompt-cache", ["ALTER TABLE nodes ADD COLUMN prompt_cache TEXT NULL"]),
         new("controlplane-007-key-expiry", ["ALTER TABLE api_keys ADD COLUMN expires_at BIGINT NULL"]),
         new("controlplane-008-join-token-withdrawal", ["ALTER TABLE node_join_tokens ADD COLUMN withdrawn_at BIGINT NULL"]),
+        new("controlplane-009-operator-keys",
+        [
+            """
+            CREATE TABLE operator_keys (
+                id TEXT PRIMARY KEY, name TEXT NOT NULL, prefix TEXT NULL, secret_hash TEXT NOT NULL UNIQUE,
+                created_at BIGINT NOT NULL, created_by TEXT NOT NULL, expires_at BIGINT NULL,
+                revoked_at BIGINT NULL, revoked_by TEXT NULL)
+            """,
+        ]),
     ];
 
     /// <summary>The database behind the store.</summary>
@@ -223,6 +232,55 @@ public sealed class ControlPlaneStore(SqlDatabase database)
         "SELECT kind, value, revoked_at, reason FROM cluster_certificate_revocations ORDER BY revoked_at, kind, value",
         r => new CertificateRevocationRecord(r.GetString(0), r.GetString(1), r.GetInt64(2), r.IsDBNull(3) ? null : r.GetString(3)),
         cancellationToken);
+
+    /// <summary>Stores a new operator key (only its hash), or a configured operator token's revocation row.</summary>
+    public Task InsertOperatorKeyAsync(OperatorKeyRecord key, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        return ExecuteAsync(
+            """
+            INSERT INTO operator_keys (id, name, prefix, secret_hash, created_at, created_by, expires_at, revoked_at, revoked_by)
+            VALUES (@id, @name, @prefix, @hash, @created, @createdBy, @expires, @revoked, @revokedBy)
+            """,
+            cancellationToken,
+            ("@id", key.Id), ("@name", key.Name), ("@prefix", key.Prefix), ("@hash", key.SecretHash), ("@created", key.CreatedAt),
+            ("@createdBy", key.CreatedBy), ("@expires", key.ExpiresAt), ("@revoked", key.RevokedAt), ("@revokedBy", key.RevokedBy));
+    }
+
+    /// <summary>
+    /// Revokes an operator key by id, once: returns the row as it is after (the first revocation's time and actor
+    /// kept) and whether this call revoked it, or null when no key has this id.
+    /// </summary>
+    public async Task<(OperatorKeyRecord Key, bool Newly)?> RevokeOperatorKeyAsync(string id, long at, string by, CancellationToken cancellationToken = default)
+    {
+        bool newly;
+        using (await database.EnterWriteAsync(cancellationToken))
+        {
+            newly = (await QueryAsync(
+                "UPDATE operator_keys SET revoked_at = @at, revoked_by = @by WHERE id = @id AND revoked_at IS NULL RETURNING id",
+                r => r.GetString(0), cancellationToken, ("@id", id), ("@at", at), ("@by", by))).Count > 0;
+        }
+
+        var row = (await QueryAsync(OperatorKeySelect + " WHERE id = @id", ReadOperatorKey, cancellationToken, ("@id", id))).FirstOrDefault();
+        return row is null ? null : (row, newly);
+    }
+
+    /// <summary>
+    /// The operator key (or configured token's revocation) whose secret has this hash, or null. One indexed read: every
+    /// gateway asks it on each operator request, so a revocation made at one is refused at all of them from its answer on.
+    /// </summary>
+    public async Task<OperatorKeyRecord?> FindOperatorKeyByHashAsync(string secretHash, CancellationToken cancellationToken = default) =>
+        (await QueryAsync(OperatorKeySelect + " WHERE secret_hash = @hash", ReadOperatorKey, cancellationToken, ("@hash", secretHash))).FirstOrDefault();
+
+    /// <summary>Every operator key and configured token's revocation, oldest first.</summary>
+    public Task<List<OperatorKeyRecord>> ListOperatorKeysAsync(CancellationToken cancellationToken = default) =>
+        QueryAsync(OperatorKeySelect + " ORDER BY created_at, id", ReadOperatorKey, cancellationToken);
+
+    private const string OperatorKeySelect = "SELECT id, name, prefix, secret_hash, created_at, created_by, expires_at, revoked_at, revoked_by FROM operator_keys";
+
+    private static OperatorKeyRecord ReadOperatorKey(DbDataReader r) =>
+        new(r.GetString(0), r.GetString(1), r.IsDBNull(2) ? null : r.GetString(2), r.GetString(3), r.GetInt64(4), r.GetString(5),
+            r.IsDBNull(6) ? null : r.GetInt64(6), r.IsDBNull(7) ? null : r.GetInt64(7), r.IsDBNull(8) ? null : r.GetString(8));
 
     private const string KeySelect = "SELECT id, tenant_id, prefix, secret_hash, name, policy_json, created_at, revoked_at, expires_at FROM api_keys";
 

@@ -1,0 +1,73 @@
+using System.CommandLine;
+using Spectre.Console;
+
+namespace Sovereign.Cli.Commands;
+
+/// <summary>
+/// <c>sovereign operator-keys</c>: rotate the operator credential (<c>/admin/v1/operator-keys</c>). Issue a new key
+/// while the old one still works, move the CLI, console and scrapers to it, then revoke the old one.
+/// </summary>
+internal static class OperatorKeysCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("operator-keys", "Issue, list and revoke operator (admin) keys: rotate the operator credential without a restart.");
+
+        var connection = new AdminConnection();
+        var name = new Option<string>("--name") { Description = "Who or what uses the key (the audit log names it).", Required = true };
+        var expiresIn = new Option<string?>("--expires-in") { Description = "The key stops working after this long: 90m, 12h, 30d (at most 10 years)." };
+        var expiresAt = new Option<string?>("--expires-at") { Description = "The key stops working at this time: ISO 8601 (2027-01-01T00:00:00Z) or unix seconds (1798761600)." };
+        var create = new Command("create", "Issue an operator key; its secret is printed once, on the last line.") { name, expiresIn, expiresAt };
+        connection.AddTo(create);
+        create.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
+        {
+            var expiresInSeconds = result.GetValue(expiresIn) is { } duration ? TenantsCommand.DurationSeconds(duration, "--expires-in") : (long?)null;
+            var body = new { name = result.GetValue(name), expires_in = expiresInSeconds, expires_at = TenantsCommand.ExpiresAtValue(result.GetValue(expiresAt)) };
+            var json = await connection.SendAsync(result, HttpMethod.Post, "/admin/v1/operator-keys", body, ct);
+            if (!connection.PrintJson(result, json))
+            {
+                var key = json.GetProperty("key");
+                var expiry = TenantsCommand.Time(key, "expires_at") is { Length: > 0 } until ? $", valid until {until}" : "";
+                Console.WriteLine($"Operator key {key.GetProperty("id").GetString()} ({key.GetProperty("name").GetString()}){expiry}. Its secret, shown only now:");
+                Console.WriteLine(json.GetProperty("secret").GetString());
+            }
+        }));
+
+        var listConnection = new AdminConnection();
+        var list = new Command("list", "List operator keys and this server's configured tokens (never their secrets).");
+        listConnection.AddTo(list);
+        list.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
+        {
+            var json = await listConnection.SendAsync(result, HttpMethod.Get, "/admin/v1/operator-keys", null, ct);
+            if (!listConnection.PrintJson(result, json))
+            {
+                var table = new Table().AddColumns("id", "kind", "name", "prefix", "state", "created", "expires", "revoked", "by");
+                foreach (var key in json.GetProperty("data").EnumerateArray())
+                {
+                    var current = key.TryGetProperty("current", out var c) && c.ValueKind == System.Text.Json.JsonValueKind.True ? " (this one)" : "";
+                    table.AddRow(TenantsCommand.Text(key, "id") + current, TenantsCommand.Text(key, "kind"), TenantsCommand.Text(key, "name"),
+                        TenantsCommand.Text(key, "prefix") is { Length: > 0 } prefix ? prefix + "…" : "",
+                        TenantsCommand.Text(key, "state"), TenantsCommand.Time(key, "created_at"), TenantsCommand.Time(key, "expires_at"), TenantsCommand.Time(key, "revoked_at"),
+                        TenantsCommand.Text(key, "revoked_by"));
+                }
+
+                AnsiConsole.Write(table);
+            }
+        }));
+
+        var revokeConnection = new AdminConnection();
+        var keyId = new Argument<string>("key-id") { Description = "The key id (opk_…), or a configured token: operator, operator:NAME." };
+        var revoke = new Command("revoke", "Revoke an operator key or configured token: every gateway refuses it from the next request on. Use another credential than the one revoked.") { keyId };
+        revokeConnection.AddTo(revoke);
+        revoke.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
+        {
+            var json = await revokeConnection.SendAsync(result, HttpMethod.Delete, $"/admin/v1/operator-keys/{AdminConnection.Segment(result.GetValue(keyId))}", null, ct);
+            revokeConnection.Print(result, json, () => Console.WriteLine($"Revoked {result.GetValue(keyId)}."));
+        }));
+
+        command.Subcommands.Add(create);
+        command.Subcommands.Add(list);
+        command.Subcommands.Add(revoke);
+        return command;
+    }
+}
