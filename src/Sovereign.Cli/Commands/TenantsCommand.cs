@@ -20,7 +20,7 @@ internal static class TenantsCommand
 
     public static Command CreateKeys()
     {
-        var command = new Command("keys", "Issue, list and revoke tenant API keys.");
+        var command = new Command("keys", "Issue, list, rotate and revoke tenant API keys.");
         var connection = new AdminConnection();
         var tenant = new Argument<string>("tenant") { Description = "Tenant id." };
         var name = new Option<string?>("--name") { Description = "A label for the key." };
@@ -73,9 +73,35 @@ internal static class TenantsCommand
             revokeConnection.Print(result, json, () => Console.WriteLine($"Revoked {result.GetValue(keyId)}."));
         }));
 
+        var rotateConnection = new AdminConnection();
+        var rotateTenant = new Argument<string>("tenant") { Description = "Tenant id." };
+        var rotateKeyId = new Argument<string>("key-id") { Description = "The key to replace (key_…)." };
+        var rotateExpiresIn = new Option<string?>("--expires-in") { Description = "The new key stops working after this long: 90m, 12h, 30d (at most 10 years)." };
+        var rotateExpiresAt = new Option<string?>("--expires-at") { Description = "The new key stops working at this time: ISO 8601 or unix seconds." };
+        var rotate = new Command("rotate", "Issue a replacement with the key's name and policy (its secret printed once); the old key works until you revoke it.")
+        {
+            rotateTenant, rotateKeyId, rotateExpiresIn, rotateExpiresAt,
+        };
+        rotateConnection.AddTo(rotate);
+        rotate.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
+        {
+            var expiresInSeconds = result.GetValue(rotateExpiresIn) is { } duration ? DurationSeconds(duration, "--expires-in") : (long?)null;
+            var body = new { expires_in = expiresInSeconds, expires_at = ExpiresAtValue(result.GetValue(rotateExpiresAt)) };
+            var tenantId = result.GetValue(rotateTenant);
+            var oldId = result.GetValue(rotateKeyId);
+            var json = await rotateConnection.SendAsync(result, HttpMethod.Post, $"/admin/v1/tenants/{AdminConnection.Segment(tenantId)}/keys/{AdminConnection.Segment(oldId)}/rotate", body, ct);
+            if (!rotateConnection.PrintJson(result, json))
+            {
+                var expiry = Time(json.GetProperty("key"), "expires_at") is { Length: > 0 } until ? $", valid until {until}" : "";
+                Console.WriteLine($"Key {json.GetProperty("key").GetProperty("id").GetString()} replaces {oldId} for tenant {tenantId}{expiry}; {oldId} works until `sovereign keys revoke {tenantId} {oldId}`. Its secret, shown only now:");
+                Console.WriteLine(json.GetProperty("secret").GetString());
+            }
+        }));
+
         command.Subcommands.Add(create);
         command.Subcommands.Add(list);
         command.Subcommands.Add(revoke);
+        command.Subcommands.Add(rotate);
         return command;
     }
 

@@ -40,6 +40,7 @@ public static class AdminApi
         admin.MapGet("/tenants/{id}/keys", ListKeys);
         admin.MapPost("/tenants/{id}/keys", CreateKey);
         admin.MapDelete("/tenants/{id}/keys/{key_id}", RevokeKey);
+        admin.MapPost("/tenants/{id}/keys/{key_id}/rotate", RotateKey);
         admin.MapOperatorKeys();
         admin.MapGet("/nodes", ListNodes);
         admin.MapPost("/nodes", RegisterNode);
@@ -213,6 +214,39 @@ public static class AdminApi
 
         await AuditAdminAsync(context, audit, AuditActions.KeyCreate, id, details, created.Key.Id);
         return Results.Json(new { key = KeyJson(created.Key), secret = created.Secret }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
+    }
+
+    /// <summary>
+    /// Rotates a key with overlap: issues a new key with the old one's name and policy (the expiry the request gives, else
+    /// none), and leaves the old one working until it is revoked, so clients move at their pace. Audited as
+    /// <c>key.create</c> with <c>rotated_from</c>. A revoked key may be rotated too (its replacement after a leak).
+    /// </summary>
+    private static async Task<IResult> RotateKey(string id, [Microsoft.AspNetCore.Mvc.FromRoute(Name = "key_id")] string keyId, HttpContext context, IGrainFactory grains,
+        JurisdictionCatalog catalog, AuditLog audit, TimeProvider time)
+    {
+        var grain = grains.GetGrain<ITenantGrain>(id);
+        var tenant = await grain.GetAsync() ?? throw NotFound("tenant", id);
+        var old = (await grain.ListKeysAsync()).FirstOrDefault(k => k.Id == keyId) ?? throw NotFound("key", keyId);
+        var request = await RequestReader.ReadOptionalAsync<KeyCreateRequest>(context);
+        if (request.Name is not null || request.Policy is not null)
+        {
+            throw OpenAIException.BadRequest("A rotation keeps the key's name and policy; issue a new key (POST .../keys) to change them.",
+                request.Name is not null ? "name" : "policy", "invalid_value");
+        }
+
+        // The old key's narrowing must still fit the tenant's policy as it is now, or the new key would be refused at use.
+        var narrowing = old.PolicyJson is null ? null
+            : PolicyDocument.FromJson(old.PolicyJson).ValidateNarrowing(PolicyDocument.FromJson(tenant.PolicyJson).ToPolicy(), catalog, "policy");
+        var expiresAt = KeyExpiry(request, time.GetUtcNow()) is { } expiry ? expiry.ToUnixTimeMilliseconds() : (long?)null;
+        var created = await grain.CreateKeyAsync(old.Name, narrowing?.ToJson(), expiresAt);
+        var details = new Dictionary<string, string> { ["key_id"] = created.Key.Id, ["policy"] = created.Key.PolicyJson ?? "", ["rotated_from"] = keyId };
+        if (expiresAt is { } expires)
+        {
+            details["expires_at"] = DateTimeOffset.FromUnixTimeMilliseconds(expires).ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        await AuditAdminAsync(context, audit, AuditActions.KeyCreate, id, details, created.Key.Id);
+        return Results.Json(new { key = KeyJson(created.Key), secret = created.Secret, rotated_from = keyId }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
 
     // The route value is key_id: an error's param names it, and params are snake_case like the body's fields (it was keyId).
