@@ -210,4 +210,44 @@ public sealed class OperatorKeyRotationTests
             await server.DisposeAsync();
         }
     }
+
+    /// <summary>
+    /// A secret pasted where its id belongs (<c>operator-keys revoke sov-op-...</c>, <c>keys revoke TENANT sk-sov-...</c>)
+    /// reached the log at Information (event 4001 logs the path) and came back in the 404's message. Both now cut it
+    /// after its prefix; a revoked key presented is logged by id (4163), never by secret.
+    /// </summary>
+    [Fact]
+    public async Task ASecretPastedInAPath_IsNeitherLoggedNorEchoed_AndARevokedKeyIsLoggedByIdOnly()
+    {
+        var server = new Server();
+        await server.InitializeAsync();
+        var captured = new System.Collections.Concurrent.ConcurrentQueue<(string Category, Microsoft.Extensions.Logging.LogLevel Level, Microsoft.Extensions.Logging.EventId Event, string Message)>();
+        using var capture = new CapturingLoggerProvider(captured);
+        server.App.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().AddProvider(capture);
+        try
+        {
+            var created = await server.SendAsync(HttpMethod.Post, "/admin/v1/operator-keys", new { name = "pasted" }, 201);
+            var secret = created.GetProperty("secret").GetString()!;
+            var id = created.GetProperty("key").GetProperty("id").GetString()!;
+            var tenantSecret = Residency.ControlPlane.ApiKeySecrets.Create().Secret;
+
+            var pasted = await server.SendAsync(HttpMethod.Delete, $"/admin/v1/operator-keys/{secret}", null, 404);
+            var tenantPasted = await server.SendAsync(HttpMethod.Post, $"/admin/v1/tenants/nobody/keys/{tenantSecret}/rotate", null, 404);
+            await server.SendAsync(HttpMethod.Delete, $"/admin/v1/operator-keys/{id}", null, 200);
+            Assert.Equal(HttpStatusCode.Unauthorized, (await AsAsync(server, secret, HttpMethod.Get, "/admin/v1/tenants")).Status);
+
+            var secretPart = secret["sov-op-".Length..];
+            var tenantPart = tenantSecret["sk-sov-".Length..];
+            Assert.DoesNotContain(secretPart, pasted.GetRawText(), StringComparison.Ordinal);
+            Assert.DoesNotContain(tenantPart, tenantPasted.GetRawText(), StringComparison.Ordinal);
+            Assert.Contains(captured, l => l.Event.Id == 4001 && l.Message.Contains("/admin/v1/operator-keys/sov-op-[redacted]", StringComparison.Ordinal));
+            Assert.Contains(captured, l => l.Event.Id == 4163 && l.Message.Contains(id, StringComparison.Ordinal));
+            Assert.DoesNotContain(captured, l => l.Message.Contains(secretPart, StringComparison.Ordinal) || l.Message.Contains(tenantPart, StringComparison.Ordinal));
+        }
+        finally
+        {
+            capture.Stop();
+            await server.DisposeAsync();
+        }
+    }
 }

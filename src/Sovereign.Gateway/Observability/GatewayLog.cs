@@ -204,6 +204,41 @@ internal static partial class GatewayLog
         Message = "Cluster process {Instance} ({Gateway}, a gateway or node) was declared dead by the cluster's membership, or is no longer listed there, and its heartbeats stopped; this gateway closed the {Count} requests it left without an outcome as inference.interrupted")]
     public static partial void InterruptedInstanceClosed(ILogger logger, string instance, string gateway, int count);
 
+    /// <summary>The secret prefixes a path segment is redacted after: tenant keys, operator keys, node join tokens.</summary>
+    private static readonly string[] SecretPrefixes = [Residency.ControlPlane.ApiKeySecrets.Prefix, ControlPlane.AdminToken.KeyPrefix, "sjt_"];
+
+    /// <summary>
+    /// A request's path as the log may hold it: escaped, so a decoded control character cannot forge a log line, and
+    /// with any segment that is a secret (a key pasted where its id belongs: <c>keys revoke TENANT sk-sov-...</c>,
+    /// <c>DELETE /admin/v1/operator-keys/sov-op-...</c>) cut after its prefix: it reached the log at Information.
+    /// </summary>
+    public static string LoggedPath(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return RedactSecrets(context.Request.Path.ToUriComponent());
+    }
+
+    /// <summary><paramref name="text"/> with every secret that starts with a known prefix cut to the prefix and <c>[redacted]</c>.</summary>
+    public static string RedactSecrets(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        foreach (var prefix in SecretPrefixes)
+        {
+            for (var at = text.IndexOf(prefix, StringComparison.Ordinal); at >= 0; at = text.IndexOf(prefix, at + prefix.Length, StringComparison.Ordinal))
+            {
+                var end = at + prefix.Length;
+                while (end < text.Length && (char.IsAsciiLetterOrDigit(text[end]) || text[end] is '-' or '_' or '%'))
+                {
+                    end++;
+                }
+
+                text = string.Concat(text.AsSpan(0, at + prefix.Length), "[redacted]", text.AsSpan(end));
+            }
+        }
+
+        return text;
+    }
+
     /// <summary>
     /// Information for a known caller's first refusal of a status and code, Debug for the same ones after it, which
     /// <see cref="RefusalLogSummary"/> counts into one line per interval (4170).
@@ -220,8 +255,7 @@ internal static partial class GatewayLog
         bool databaseOutage = false)
     {
         var method = context.Request.Method;
-        // Escaped, so a decoded control character in the path cannot forge a log line.
-        var path = context.Request.Path.ToUriComponent();
+        var path = LoggedPath(context);
         if (databaseOutage)
         {
             // Not shed for want of capacity: refused because the database cannot record it. The outage is logged once

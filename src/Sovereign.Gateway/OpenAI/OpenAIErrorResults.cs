@@ -129,13 +129,13 @@ internal static class OpenAIErrorResults
         {
             // The stop's grace ran out under a started answer: its books closed (billed for what it delivered), and the
             // client is told in the stream instead of meeting a reset connection.
-            GatewayLog.StreamCutAtShutdown(RequestsLogger(context), context.Request.Method, context.Request.Path.ToUriComponent());
+            GatewayLog.StreamCutAtShutdown(RequestsLogger(context), context.Request.Method, GatewayLog.LoggedPath(context));
             await TellCutAsync(context);
         }
         catch (Exception ex) when (ClientLeft(context, ex))
         {
             // No one is left to answer: neither a refusal nor a fault (any client could fill the log with either).
-            GatewayLog.ClientLeft(RequestsLogger(context), context.Request.Method, context.Request.Path.ToUriComponent());
+            GatewayLog.ClientLeft(RequestsLogger(context), context.Request.Method, GatewayLog.LoggedPath(context));
 
             // Closed here, so Kestrel does not drain a body whose read failed (it logged an error of its own, event 67).
             context.Abort();

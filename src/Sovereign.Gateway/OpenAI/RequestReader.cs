@@ -477,10 +477,12 @@ internal static class RequestReader
 
     /// <summary>
     /// A client's value as an error message may echo it: at most 64 characters; control characters, surrogates and
-    /// bidirectional overrides (which make text display as other text) as '?'. The one rule for every echo.
+    /// bidirectional overrides (which make text display as other text) as '?'; a secret (a key pasted where its id
+    /// belongs) cut after its prefix (<see cref="Observability.GatewayLog.RedactSecrets"/>). The one rule for every echo.
     /// </summary>
     internal static string Shorten(string value)
     {
+        value = Observability.GatewayLog.RedactSecrets(value);
         var shown = new string(value.Take(64).Select(c => Disguises(c) || char.IsSurrogate(c) ? '?' : c).ToArray());
         return value.Length > 64 ? shown + "..." : shown;
     }
