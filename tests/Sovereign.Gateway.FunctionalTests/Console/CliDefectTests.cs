@@ -106,7 +106,7 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
         const string Key = "sk-sov-help-must-not-print-this-key";
         const string Token = "sov-admin-help-must-not-print-this-token";
         var secrets = new Dictionary<string, string?> { ["SOVEREIGN_API_KEY"] = Key, ["SOVEREIGN_ADMIN_TOKEN"] = Token };
-        foreach (var command in new[] { new[] { "chat" }, ["models", "list"], ["tenants", "list"], ["keys", "create"], ["usage"], ["invoice"], ["limits"], ["plans", "list"] })
+        foreach (var command in new[] { new[] { "chat" }, ["models", "list"], ["tenants", "list"], ["keys", "create"], ["keys", "rotate"], ["operator-keys", "create"], ["operator-keys", "list"], ["usage"], ["invoice"], ["limits"], ["plans", "list"] })
         {
             var (exit, stdout, stderr) = await CliProcess.RunAsync(secrets, [.. command, "--help"]);
 
