@@ -88,7 +88,12 @@ internal static partial class ControlPlaneServices
         services.AddHostedService(sp => sp.GetRequiredService<AuditRetention>());
         services.TryAddSingleton(sp => OpenSynchronously(() => UsageLedger.OpenAsync(
             sp.GetRequiredService<SqlDatabase>(),
-            new UsageLedgerOptions { RetentionDays = Math.Max(1, sp.GetRequiredService<IOptions<SovereignOptions>>().Value.Metering.RetentionDays) })));
+            new UsageLedgerOptions
+            {
+                RetentionDays = Math.Max(1, sp.GetRequiredService<IOptions<SovereignOptions>>().Value.Metering.RetentionDays),
+                // Each node keeps its own carry of sub-millionth remainders (CostCarry), read back when it restarts.
+                Writer = sp.GetRequiredService<IOptions<SovereignOptions>>().Value.NodeId,
+            })));
         services.AddHostedService<LedgerRetention>();
         // Before the server listens (hosted services start first): closes what a killed previous process left open.
         // In a cluster it registers this process first, then closes what dead gateway processes left open.

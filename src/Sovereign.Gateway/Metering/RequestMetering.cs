@@ -428,12 +428,16 @@ public sealed class RequestMetering
             });
         routed.CharacterEquivalent = basis;
         var billedCached = promptTokens == 0 ? 0 : (int)((long)cachedTokens * billedPrompt / promptTokens);
-        var cost = ticket.Price is null ? 0m : CostCalculator.Cost(ticket.Price, billedPrompt, billedCompletion, computeSeconds, billedCached);
+        // Billed to millionths with the tenant's carry: what lies below a millionth is kept for its next requests, so
+        // many requests that each cost less than one are billed their sum (rounded alone, each was free).
+        var exact = ticket.Price is null ? 0m : CostCalculator.ExactCost(ticket.Price, billedPrompt, billedCompletion, computeSeconds, billedCached);
+        var cost = exact == 0m ? 0m : _ledger.CostCarry.Bill(routed.Caller.TenantId, ticket.Currency, exact);
         // A refused record needs its rule; a refusal after admission without one (an unexpected error) says so.
         var code = outcome == UsageOutcome.Refused ? refusalCode ?? "refused_after_admission" : null;
         var record = UsageRecordOf(routed, ticket, promptTokens, completionTokens, timing, outcome, code, cost, cachedTokens) with
         {
             ComputeSeconds = computeSeconds,
+            ExactCost = exact == cost ? null : exact,
 
             // Why the bill is what it is, on the record the invoice sums: the basis and the tokens it did not bill.
             CharacterEquivalent = basis,

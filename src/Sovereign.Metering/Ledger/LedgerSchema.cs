@@ -213,7 +213,29 @@ internal static class LedgerSchema
             "ALTER TABLE metering_usage_daily ADD COLUMN waived_prompt_tokens BIGINT NOT NULL DEFAULT 0",
             "ALTER TABLE metering_usage_daily ADD COLUMN waived_completion_tokens BIGINT NOT NULL DEFAULT 0",
         ]),
+
+        // The carry of sub-millionth remainders (CostCarry): per writer (node id), tenant and currency, what the
+        // tenant's requests cost beyond what they were billed, in 1e-18 units (within half a millionth either way).
+        // A table only: processes starting together create it once, under the migration lock.
+        new("metering-ledger-006-cost-carry",
+        [
+            """
+            CREATE TABLE metering_cost_carry (
+                writer TEXT NOT NULL,
+                tenant TEXT NOT NULL,
+                currency TEXT NOT NULL,
+                carry_atto BIGINT NOT NULL,
+                PRIMARY KEY (writer, tenant, currency)
+            )
+            """,
+        ]),
     ];
+
+    public const string UpsertCarry =
+        "INSERT INTO metering_cost_carry (writer, tenant, currency, carry_atto) VALUES (@writer, @tenant, @currency, @carry_atto) " +
+        "ON CONFLICT (writer, tenant, currency) DO UPDATE SET carry_atto = metering_cost_carry.carry_atto + excluded.carry_atto";
+
+    public const string SelectCarry = "SELECT tenant, currency, carry_atto FROM metering_cost_carry WHERE writer = @writer";
 
     public const string RecordColumns =
         "request_id, ts, tenant, key_id, model, node, jurisdiction, language, prompt_tokens, completion_tokens, cached_tokens, " +

@@ -5,9 +5,12 @@ using Sovereign.Storage;
 namespace Sovereign.Metering.Ledger;
 
 /// <summary>An append waiting for its batch to commit; completes with true when stored now, false for a duplicate.</summary>
-internal sealed class PendingAppend(UsageRecord record, long timestampMs, long computeUs, long costMicros)
+internal sealed class PendingAppend(UsageRecord record, long timestampMs, long computeUs, long costMicros, long carryAtto = 0)
     : TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously)
 {
+    /// <summary>What the record adds to its tenant's carry (<c>ExactCost - Cost</c>, 1e-18 units).</summary>
+    public long CarryAtto { get; } = carryAtto;
+
     public UsageRecord Record { get; } = record;
 
     public long TimestampMs { get; } = timestampMs;
@@ -32,6 +35,9 @@ internal sealed class LedgerWriter : IAsyncDisposable
     private readonly PreparedStatement _daily;
     private readonly PreparedStatement _period;
     private readonly PreparedStatement _keyPeriod;
+    private readonly PreparedStatement _carry;
+    private readonly string _writerName;
+    private readonly SortedDictionary<(string Tenant, string Currency), long> _carryTotals = new(CarryKeyOrder.Instance);
     private readonly Dictionary<DailyKey, Totals> _dailyTotals = [];
     private readonly Dictionary<PeriodKey, Totals> _periodTotals = [];
     private readonly Dictionary<KeyPeriodKey, Totals> _keyPeriodTotals = [];
@@ -45,8 +51,9 @@ internal sealed class LedgerWriter : IAsyncDisposable
     private readonly bool _sqlite;
     private readonly bool _ownsConnection;
 
-    private LedgerWriter(SqlDatabase database, DbConnection connection, bool sqlite, bool portable, bool ownsConnection = true)
+    private LedgerWriter(SqlDatabase database, DbConnection connection, bool sqlite, bool portable, string writerName, bool ownsConnection = true)
     {
+        _writerName = writerName;
         _database = database;
         _connection = connection;
         _sqlite = sqlite;
@@ -55,6 +62,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
         _daily = PreparedStatement.Create(connection, LedgerSchema.UpsertDaily, portable);
         _period = PreparedStatement.Create(connection, LedgerSchema.UpsertTenantPeriod, portable);
         _keyPeriod = PreparedStatement.Create(connection, LedgerSchema.UpsertKeyPeriod, portable);
+        _carry = PreparedStatement.Create(connection, LedgerSchema.UpsertCarry, portable);
     }
 
     public static async Task<LedgerWriter> OpenAsync(SqlDatabase database, UsageLedgerOptions options, CancellationToken cancellationToken)
@@ -73,7 +81,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
                 await pragma.ExecuteNonQueryAsync(cancellationToken);
             }
 
-            return new LedgerWriter(database, connection, database.Provider == SqlProvider.Sqlite, options.PortableCommands);
+            return new LedgerWriter(database, connection, database.Provider == SqlProvider.Sqlite, options.PortableCommands, options.Writer);
         }
         catch
         {
@@ -100,7 +108,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
             pragma.ExecuteNonQuery();
         }
 
-        return new(database, connection, sqlite, options.PortableCommands, ownsConnection: false);
+        return new(database, connection, sqlite, options.PortableCommands, options.Writer, ownsConnection: false);
     }
 
     /// <summary>Commits <paramref name="batch"/> in one transaction and sets each item's <see cref="PendingAppend.Inserted"/>.</summary>
@@ -121,6 +129,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
         Recycle(_dailyTotals);
         Recycle(_periodTotals);
         Recycle(_keyPeriodTotals);
+        _carryTotals.Clear();
         // Request-id order: neighbouring keys share index pages, and concurrent writers (PostgreSQL) lock in one order.
         batch.Sort(static (a, b) => string.CompareOrdinal(a.Record.RequestId, b.Record.RequestId));
         foreach (var item in batch)
@@ -188,6 +197,22 @@ internal sealed class LedgerWriter : IAsyncDisposable
             p.Set(6, totals.CostMicros);
             await p.ExecuteAsync(transaction);
         }
+
+        // The carry moves with the records it came from: a record stored adds its remainder, a duplicate nothing.
+        foreach (var ((tenant, currency), atto) in _carryTotals)
+        {
+            if (atto == 0)
+            {
+                continue;
+            }
+
+            var p = _carry;
+            p.Set(0, _writerName);
+            p.Set(1, tenant);
+            p.Set(2, currency);
+            p.Set(3, atto);
+            await p.ExecuteAsync(transaction);
+        }
     }
 
     /// <summary>Finalizes the prepared statements (a connection closes cleanly only once they are).</summary>
@@ -197,6 +222,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
         _daily.Dispose();
         _period.Dispose();
         _keyPeriod.Dispose();
+        _carry.Dispose();
     }
 
     /// <summary>
@@ -256,6 +282,22 @@ internal sealed class LedgerWriter : IAsyncDisposable
         Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Total, 0, r.Currency)).Add(item);
         Totals(_keyPeriodTotals, new KeyPeriodKey(r.Tenant, r.KeyId, UsagePeriodNames.Day, day, r.Currency)).Add(item);
         Totals(_keyPeriodTotals, new KeyPeriodKey(r.Tenant, r.KeyId, UsagePeriodNames.Total, 0, r.Currency)).Add(item);
+        if (item.CarryAtto != 0)
+        {
+            _carryTotals[(r.Tenant, r.Currency)] = _carryTotals.GetValueOrDefault((r.Tenant, r.Currency)) + item.CarryAtto;
+        }
+    }
+
+    /// <summary>Ordinal order of the carry's rows: concurrent writers lock in one order.</summary>
+    private sealed class CarryKeyOrder : IComparer<(string Tenant, string Currency)>
+    {
+        public static readonly CarryKeyOrder Instance = new();
+
+        public int Compare((string Tenant, string Currency) x, (string Tenant, string Currency) y)
+        {
+            var c = string.CompareOrdinal(x.Tenant, y.Tenant);
+            return c != 0 ? c : string.CompareOrdinal(x.Currency, y.Currency);
+        }
     }
 
     private Totals Totals<TKey>(Dictionary<TKey, Totals> map, TKey key)

@@ -35,8 +35,9 @@ public sealed class UsageLedger : IAsyncDisposable
     private long _failedBatches;
     private int _disposed;
 
-    private UsageLedger(SqlDatabase database, UsageLedgerOptions options, LedgerWriter writer, long purgedBeforeMs)
+    private UsageLedger(SqlDatabase database, UsageLedgerOptions options, LedgerWriter writer, long purgedBeforeMs, CostCarry carry)
     {
+        CostCarry = carry;
         _database = database;
         _options = options;
         _writer = writer;
@@ -55,6 +56,9 @@ public sealed class UsageLedger : IAsyncDisposable
     /// <c>metering_key_periods</c>, <c>metering_ledger_state</c>).
     /// </summary>
     public static IReadOnlyList<SqlMigration> Migrations => LedgerSchema.Migrations;
+
+    /// <summary>This writer's carry of sub-millionth remainders: bill a request's exact cost with it (<see cref="CostCarry.Bill"/>).</summary>
+    public CostCarry CostCarry { get; }
 
     /// <summary>The writer's counters.</summary>
     public UsageLedgerStatistics Statistics => new(
@@ -81,7 +85,18 @@ public sealed class UsageLedger : IAsyncDisposable
             command.Parameters[0].Value = LedgerSchema.PurgedBeforeKey;
             var watermark = await command.ExecuteScalarAsync(cancellationToken);
             var purgedBefore = watermark is null or DBNull ? NeverPurged : Convert.ToInt64(watermark, System.Globalization.CultureInfo.InvariantCulture);
-            return new UsageLedger(database, options, writer, purgedBefore);
+            using var carried = LedgerSchema.Prepare(connection, LedgerSchema.SelectCarry);
+            carried.Parameters[0].Value = options.Writer;
+            var stored = new List<(string, string, long)>();
+            await using (var reader = await carried.ExecuteReaderAsync(cancellationToken))
+            {
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                    stored.Add((reader.GetString(0), reader.GetString(1), LedgerSchema.Int64(reader, 2)));
+                }
+            }
+
+            return new UsageLedger(database, options, writer, purgedBefore, new CostCarry(stored));
         }
         catch
         {
@@ -597,7 +612,7 @@ public sealed class UsageLedger : IAsyncDisposable
         }
 
         var costMicros = MicroUnits.FromExact(record.Cost, nameof(record.Cost));
-        return new PendingAppend(record, record.Timestamp.ToUnixTimeMilliseconds(), MicroUnits.FromRounded(record.ComputeSeconds), costMicros);
+        return new PendingAppend(record, record.Timestamp.ToUnixTimeMilliseconds(), MicroUnits.FromRounded(record.ComputeSeconds), costMicros, CostCarry.ShareOf(record));
 
         static void Require(string? value, string name)
         {
@@ -695,12 +710,22 @@ public sealed class UsageLedger : IAsyncDisposable
         foreach (var item in batch)
         {
             stored += item.Inserted ? 1 : 0;
+            Settled(item);
             item.TrySetResult(item.Inserted);
         }
 
         Interlocked.Add(ref _stored, stored);
         Interlocked.Add(ref _duplicates, batch.Count - stored);
         Interlocked.Increment(ref _batches);
+    }
+
+    /// <summary>A record whose request id was stored already added nothing to the carry: take its share back.</summary>
+    private void Settled(PendingAppend item)
+    {
+        if (!item.Inserted && item.CarryAtto != 0)
+        {
+            CostCarry.Undo(item.Record.Tenant, item.Record.Currency, item.CarryAtto / CostCarry.AttoPerUnit);
+        }
     }
 
     /// <summary>Writes carried records in a host's transaction, with statements prepared once per host connection.</summary>
@@ -735,7 +760,11 @@ public sealed class UsageLedger : IAsyncDisposable
             }
         }
 
-        public void Counted(bool inserted) => Interlocked.Increment(ref inserted ? ref ledger._stored : ref ledger._duplicates);
+        public void Counted(PendingAppend item)
+        {
+            ledger.Settled(item);
+            Interlocked.Increment(ref item.Inserted ? ref ledger._stored : ref ledger._duplicates);
+        }
     }
 }
 
@@ -761,7 +790,7 @@ public sealed class CarriedUsageRecord : ICarriedWrite
     {
         if (Pending.TrySetResult(Pending.Inserted))
         {
-            _writer.Counted(Pending.Inserted);
+            _writer.Counted(Pending);
         }
     }
 

@@ -44,6 +44,13 @@ public sealed class UsageLedgerOptions
     /// </summary>
     public int CheckpointPages { get; init; } = 10_000;
 
+    /// <summary>
+    /// The name this process keeps its carry of sub-millionth remainders under (<see cref="CostCarry"/>): the node id.
+    /// Each writer has its own rows, read back when it opens, so processes sharing a database never bill one
+    /// remainder twice, and a restarted one goes on from its own.
+    /// </summary>
+    public string Writer { get; init; } = "local";
+
     /// <summary>The clock for retention.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
@@ -59,5 +66,6 @@ public sealed class UsageLedgerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(CacheSizeMiB, 1, nameof(CacheSizeMiB));
         ArgumentOutOfRangeException.ThrowIfLessThan(CheckpointPages, 1, nameof(CheckpointPages));
         ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
+        ArgumentException.ThrowIfNullOrWhiteSpace(Writer, nameof(Writer));
     }
 }

@@ -81,8 +81,15 @@ public sealed record UsageRecord
     /// <summary>Why it was refused (required when <see cref="Outcome"/> is Refused), or an error code for other outcomes.</summary>
     public string? RefusalCode { get; init; }
 
-    /// <summary>What it costs, &gt;= 0 and rounded to 1e-6 (0 for a refused request).</summary>
+    /// <summary>What it is billed, &gt;= 0 and in whole millionths (0 for a refused request); see <see cref="ExactCost"/>.</summary>
     public decimal Cost { get; init; }
+
+    /// <summary>
+    /// What the request really cost when <see cref="Cost"/> is not it exactly (<see cref="CostCarry.Bill"/>): the
+    /// difference stays in the tenant's carry, which the ledger keeps with the record. Not stored on the record; null
+    /// when <see cref="Cost"/> is exact. Within a millionth of <see cref="Cost"/>, at most 18 decimals.
+    /// </summary>
+    public decimal? ExactCost { get; init; }
 
     /// <summary>ISO 4217 code of <see cref="Cost"/> (the tenant's plan currency, also for a refusal).</summary>
     public required string Currency { get; init; }

@@ -2,14 +2,22 @@ namespace Sovereign.Metering.Pricing;
 
 /// <summary>
 /// Exact cost arithmetic. Rule: every component is computed in full <see cref="decimal"/> precision
-/// (tokens * rate / 1,000,000 and seconds * rate), the components are summed, and only the sum is rounded, half to
-/// even, to <see cref="Decimals"/> places (1e-6 currency units, the ledger's unit). Rounding once at the end keeps a
-/// request's cost independent of how its components are split.
+/// (tokens * rate / 1,000,000 and seconds * rate), the components are summed, and only the sum is rounded: to
+/// <see cref="ExactDecimals"/> places by <see cref="ExactCost(ModelPrice, long, long, decimal, long)"/> (what the
+/// request really cost, which the ledger bills to millionths with a carry, <see cref="Ledger.CostCarry"/>), half to
+/// even to <see cref="Decimals"/> places by <see cref="Cost(ModelPrice, long, long, decimal, long)"/>. Rounding once
+/// at the end keeps a request's cost independent of how its components are split.
 /// </summary>
 public static class CostCalculator
 {
     /// <summary>Decimal places of every cost (micro-units of the currency).</summary>
     public const int Decimals = 6;
+
+    /// <summary>
+    /// Decimal places of a request's exact cost (1e-18 currency units): far below any price's effect, and what the
+    /// ledger's carry of sub-millionth remainders counts in (a BIGINT of them holds a remainder many times over).
+    /// </summary>
+    public const int ExactDecimals = 18;
 
     /// <summary>
     /// The most one request may cost (9e9 units of its currency): the ledger's largest single amount. A request whose
@@ -24,7 +32,18 @@ public static class CostCalculator
     /// <paramref name="cachedPromptTokens"/> of the prompt tokens (served from the prefix cache) are charged at the
     /// cached-input rate, the rest at the input rate.
     /// </summary>
-    public static decimal Cost(ModelPrice price, long promptTokens, long completionTokens, decimal computeSeconds, long cachedPromptTokens = 0)
+    public static decimal Cost(ModelPrice price, long promptTokens, long completionTokens, decimal computeSeconds, long cachedPromptTokens = 0) =>
+        Math.Round(Raw(price, promptTokens, completionTokens, computeSeconds, cachedPromptTokens), Decimals, MidpointRounding.ToEven);
+
+    /// <summary>
+    /// What a finished (or cancelled) request costs before any rounding to millionths, to <see cref="ExactDecimals"/>
+    /// places (half to even): 11 tokens at 0.02 per million cost 0.00000022, which <see cref="Cost(ModelPrice, long, long, decimal, long)"/>
+    /// rounds to 0. The ledger bills it with a carry, so many such requests are billed their sum.
+    /// </summary>
+    public static decimal ExactCost(ModelPrice price, long promptTokens, long completionTokens, decimal computeSeconds, long cachedPromptTokens = 0) =>
+        Math.Round(Raw(price, promptTokens, completionTokens, computeSeconds, cachedPromptTokens), ExactDecimals, MidpointRounding.ToEven);
+
+    private static decimal Raw(ModelPrice price, long promptTokens, long completionTokens, decimal computeSeconds, long cachedPromptTokens)
     {
         ArgumentNullException.ThrowIfNull(price);
         ArgumentOutOfRangeException.ThrowIfNegative(promptTokens);
@@ -36,7 +55,14 @@ public static class CostCalculator
             + (cachedPromptTokens * (price.EffectiveCachedInputPerMillion ?? 0m) / Million)
             + (completionTokens * (price.OutputPerMillion ?? 0m) / Million)
             + (computeSeconds * (price.PerComputeSecond ?? 0m));
-        return Math.Round(raw, Decimals, MidpointRounding.ToEven);
+        return raw;
+    }
+
+    /// <inheritdoc cref="ExactCost(ModelPrice, long, long, decimal, long)"/>
+    public static decimal ExactCost(EffectivePrice price, long promptTokens, long completionTokens, decimal computeSeconds, long cachedPromptTokens = 0)
+    {
+        ArgumentNullException.ThrowIfNull(price);
+        return ExactCost(price.Price, promptTokens, completionTokens, computeSeconds, cachedPromptTokens);
     }
 
     /// <inheritdoc cref="Cost(ModelPrice, long, long, decimal)"/>
@@ -49,8 +75,9 @@ public static class CostCalculator
     /// <summary>
     /// The most a request can cost (for budget reservation before it runs): the prompt plus <paramref name="maxTokens"/>
     /// completion tokens plus <paramref name="maxComputeSeconds"/>, every prompt token at the dearer of the input and
-    /// cached-input rates (how many will be cached is known only once the request runs). Rounding is monotonic, so
-    /// <c>Cost(...) &lt;= MaxCost(...)</c> whenever the actual usage is within the bounds.
+    /// cached-input rates (how many will be cached is known only once the request runs), rounded up to millionths:
+    /// the ledger's carry bills a request at most its exact cost rounded up (<see cref="Ledger.CostCarry"/>), so
+    /// <c>billed &lt;= MaxCost(...)</c> whenever the actual usage is within the bounds, and a budget is never overspent.
     /// </summary>
     /// <exception cref="ArgumentException">The price charges compute seconds and no bound was given.</exception>
     public static decimal MaxCost(ModelPrice price, long promptTokens, long maxTokens, decimal? maxComputeSeconds = null)
@@ -63,7 +90,8 @@ public static class CostCalculator
 
         var cached = price.EffectiveCachedInputPerMillion ?? 0m;
         var bound = cached > (price.InputPerMillion ?? 0m) ? promptTokens : 0;
-        return Cost(price, promptTokens, maxTokens, maxComputeSeconds ?? 0m, bound);
+        // Of the exact cost (rounding is monotonic): the carry bills at most that rounded up.
+        return Math.Round(ExactCost(price, promptTokens, maxTokens, maxComputeSeconds ?? 0m, bound), Decimals, MidpointRounding.ToPositiveInfinity);
     }
 
     /// <inheritdoc cref="MaxCost(ModelPrice, long, long, decimal?)"/>

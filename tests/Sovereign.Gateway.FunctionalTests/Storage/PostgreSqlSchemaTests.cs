@@ -875,6 +875,50 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
     }
 
     /// <summary>
+    /// The carry of sub-millionth remainders on PostgreSQL (<see cref="CostCarry"/>): processes that start at once
+    /// create its table once, two nodes appending for one tenant keep their own remainders, and each reads its own back
+    /// when it opens again, so tiny requests are billed their sum across restarts.
+    /// </summary>
+    [Fact]
+    public async Task CostCarry_SeveralStartsAtOnce_EachNodeKeepsAndRereadsItsOwnRemainder()
+    {
+        var connectionString = await OwnConnectionStringAsync("carry");
+        await SqlDatabase.PostgreSql(connectionString).MigrateAsync([.. UsageLedger.Migrations.Take(5)]);
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => SqlDatabase.PostgreSql(connectionString).MigrateAsync(UsageLedger.Migrations)));
+        var day = new DateTimeOffset(DateTime.UtcNow.Date, TimeSpan.Zero);
+        var billed = 0m;
+        async Task AppendAsync(UsageLedger ledger, string id)
+        {
+            var cost = ledger.CostCarry.Bill("pg-carry", "THB", 0.0000003m);
+            Assert.True(await ledger.AppendAsync(new UsageRecord
+            {
+                RequestId = id, Timestamp = day.AddHours(1), Tenant = "pg-carry", KeyId = "k", Model = "m", Node = "n", Jurisdiction = "TH",
+                Cost = cost, ExactCost = cost == 0.0000003m ? null : 0.0000003m, Currency = "THB", PriceVersion = "v",
+            }));
+            billed += cost;
+        }
+
+        await using (var one = await UsageLedger.OpenAsync(SqlDatabase.PostgreSql(connectionString), new UsageLedgerOptions { Writer = "gw-1" }))
+        await using (var two = await UsageLedger.OpenAsync(SqlDatabase.PostgreSql(connectionString), new UsageLedgerOptions { Writer = "gw-2" }))
+        {
+            await AppendAsync(one, "a1");
+            await AppendAsync(two, "b1");
+            await AppendAsync(one, "a2");
+        }
+
+        await using var again = await UsageLedger.OpenAsync(SqlDatabase.PostgreSql(connectionString), new UsageLedgerOptions { Writer = "gw-1" });
+        Assert.Equal(-0.0000004m, again.CostCarry.RemainderOf("pg-carry", "THB"));
+        await AppendAsync(again, "a3");
+        await AppendAsync(again, "a4");
+        Assert.Equal(0.000001m, billed);
+        Assert.Equal(billed, await again.GetSpendAsync("pg-carry", null, UsagePeriod.Total, day, "THB"));
+        await using var check = await SqlDatabase.PostgreSql(connectionString).OpenAsync();
+        using var count = check.CreateCommand();
+        count.CommandText = "SELECT COUNT(*) FROM schema_migrations WHERE name = 'metering-ledger-006-cost-carry'";
+        Assert.Equal(1L, Convert.ToInt64(await count.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>
     /// The open-decision search for a dead cluster process reads its gateway id's rows from the process's start to the
     /// head: on a log where that id wrote 1 row in 100, PostgreSQL reads them through the gateway index instead of
     /// every row of the range (it had no such index; migration audit-005-entries-by-gateway).
