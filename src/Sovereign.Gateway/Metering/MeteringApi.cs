@@ -820,6 +820,19 @@ public static class MeteringApi
         var (from, to) = AdminApi.AuditRange(query["from"], query["to"]);
         RequireDayStart(query["from"], from, "from");
         RequireDayStart(query["to"], to, "to");
+        if (query["from"].Count > 0 && query["to"].Count > 0 && from == to)
+        {
+            // An operator asking for one day sends it twice; to is exclusive, so that period is empty, and its empty
+            // list read as "no usage that day" (explorer23). The invoice and the CLI's usage refuse it the same way.
+            var day = from.UtcDateTime.Date;
+            var suggestion = day < DateTime.MaxValue.Date
+                ? string.Create(CultureInfo.InvariantCulture, $"for the one day {day:yyyy-MM-dd} pass to={day.AddDays(1):yyyy-MM-dd}")
+                : string.Create(CultureInfo.InvariantCulture, $"{day:yyyy-MM-dd} is the last day a date can name, so no period starts on it");
+            throw OpenAIException.BadRequest(
+                $"to is the end of the period, exclusive (the day after the last day counted), so from and to on one day make an empty period: {suggestion}.",
+                "to", "invalid_value");
+        }
+
         var groupBy = UsageGroupBy.None;
         foreach (var part in query["group_by"].ToString().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
