@@ -215,8 +215,9 @@ internal static class MeteringCommands
         var format = new Option<string>("--format") { Description = "csv or json.", DefaultValueFactory = _ => "csv" };
         format.AcceptOnlyFromAmong("csv", "json");
         var currency = new Option<string?>("--currency") { Description = "Invoice only the usage in this ISO 4217 currency (needed when the period has several)." };
-        var output = new Option<FileInfo?>("--output", "-o") { Description = "Write to this file (default: standard output)." };
-        var command = new Command("invoice", "Export a tenant's invoice for a period; its totals reconcile with the usage records.") { tenant, from, to, format, currency, output };
+        var output = new Option<FileInfo?>("--output", "-o") { Description = "Write to this file (default: standard output); a file that exists is refused unless --force." };
+        var force = new Option<bool>("--force") { Description = "Replace the --output file if it exists." };
+        var command = new Command("invoice", "Export a tenant's invoice for a period; its totals reconcile with the usage records.") { tenant, from, to, format, currency, output, force };
         // Said before the server is asked: its 400 came back as exit 1, naming its query field (from, currency), not the flag.
         InvoiceDayFlag(from);
         InvoiceDayFlag(to);
@@ -251,6 +252,13 @@ internal static class MeteringCommands
                 throw new CliException($"--output {target.FullName} is a folder; give the file to write, e.g. {Path.Combine(target.FullName, "invoice.csv")}.", ExitCodes.Usage);
             }
 
+            if (result.GetValue(output) is { Exists: true } existing && !result.GetValue(force))
+            {
+                // It was replaced without a word (explorer23): last month's invoice, kept for the accountant, gone with one
+                // mistyped name. Said before the server is asked, as the other --output mistakes.
+                throw new CliException($"--output {existing.FullName} exists already; pass --force to replace it, or choose another file.", ExitCodes.Usage);
+            }
+
             if (result.GetValue(from) is { } first && first == result.GetValue(to)
                 && DateOnly.TryParseExact(first, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var day))
             {
@@ -272,7 +280,18 @@ internal static class MeteringCommands
             var text = await connection.SendTextAsync(result, $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(tenant))}/invoice?" + string.Join('&', query), ct);
             if (result.GetValue(output) is { } file)
             {
-                await File.WriteAllTextAsync(file.FullName, text, ct);
+                try
+                {
+                    // CreateNew without --force: a file made meanwhile is not replaced either.
+                    await using var stream = new FileStream(file.FullName, result.GetValue(force) ? FileMode.Create : FileMode.CreateNew, FileAccess.Write);
+                    await using var writer = new StreamWriter(stream);
+                    await writer.WriteAsync(text.AsMemory(), ct);
+                }
+                catch (IOException) when (!result.GetValue(force) && File.Exists(file.FullName))
+                {
+                    throw new CliException($"--output {file.FullName} exists already; pass --force to replace it, or choose another file.", ExitCodes.Usage);
+                }
+
                 Console.WriteLine($"Wrote {file.FullName}.");
             }
             else

@@ -250,6 +250,31 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     }
 
     /// <summary>
+    /// <c>invoice -o FILE</c> replaced an existing file without a word (explorer23): last month's invoice, kept for the
+    /// accountant, was gone with one mistyped name. It is refused as a usage error before the server is asked, and
+    /// <c>--force</c> replaces it.
+    /// </summary>
+    [Fact]
+    public async Task InvoiceOutputThatExists_IsAUsageErrorNamingTheFile_AndForceReplacesIt()
+    {
+        var kept = Path.Combine(_directory, "november.csv");
+        await File.WriteAllTextAsync(kept, "last month's invoice");
+
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("invoice", "th-hospital", "-o", kept));
+
+        Assert.True(exit == ExitCodes.Usage, $"{exit} {stderr}");
+        Assert.Equal("", stdout);
+        Assert.Equal($"sovereign invoice: --output {kept} exists already; pass --force to replace it, or choose another file.\n", stderr);
+        Assert.Equal("last month's invoice", await File.ReadAllTextAsync(kept));
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync(Admin("invoice", "th-hospital", "-o", kept, "--force"));
+
+        Assert.True(exit == 0, stderr);
+        Assert.StartsWith("tenant,currency,", await File.ReadAllTextAsync(kept), StringComparison.Ordinal);
+        Assert.Contains($"Wrote {kept}.", stdout, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// An --output that is a folder was exit 1 with the runtime's "Access to the path '...' is denied." (invoice after
     /// fetching it, audit export after reading the log) or "The file '...' already exists." (audit archive), as if a
     /// permission or an earlier archive were the problem.
