@@ -12,14 +12,16 @@ public static class InvoiceFormatter
 {
     /// <summary>The CSV columns, in order.</summary>
     public const string CsvHeader = "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class," +
-        "waived_input_tokens,waived_output_tokens,amount_due";
+        "waived_input_tokens,waived_output_tokens,amount_due,row";
 
     /// <summary>
     /// RFC 4180 CSV: the header, one row per line, then a row with model <c>TOTAL</c> whose counts and amount are the
     /// sums. Line ends are CRLF. Pool and device class come after the older layout's columns, then the tokens the
     /// language tax's waiver did not bill (billed = input or output less these), then <c>amount_due</c>, filled in the
-    /// <c>TOTAL</c> row only (the total rounded once to the currency's minor unit; a line has none of its own), so
-    /// readers of an older layout still find their columns; usage without a pool (recorded before pools) has them empty.
+    /// <c>TOTAL</c> row only (the total rounded once to the currency's minor unit; a line has none of its own), then
+    /// <c>row</c>: <c>line</c> or <c>total</c>, which tells the total apart from the line of a model named <c>TOTAL</c>
+    /// (a node declares whatever ids it serves). Readers of an older layout still find their columns; usage without a
+    /// pool (recorded before pools) has them empty.
     /// </summary>
     public static string ToCsv(Invoice invoice)
     {
@@ -33,7 +35,7 @@ public static class InvoiceFormatter
 
         AppendRow(csv, invoice, "TOTAL", null, null, invoice.Lines.Sum(l => l.Requests), invoice.Lines.Sum(l => l.InputTokens),
             invoice.Lines.Sum(l => l.OutputTokens), invoice.Lines.Sum(l => l.ComputeSeconds), invoice.Total,
-            invoice.Lines.Sum(l => l.WaivedInputTokens), invoice.Lines.Sum(l => l.WaivedOutputTokens), Due(invoice));
+            invoice.Lines.Sum(l => l.WaivedInputTokens), invoice.Lines.Sum(l => l.WaivedOutputTokens), Due(invoice), "total");
         return csv.ToString();
     }
 
@@ -82,7 +84,7 @@ public static class InvoiceFormatter
     }
 
     private static void AppendRow(StringBuilder csv, Invoice invoice, string model, string? pool, string? deviceClass, long requests, long input, long output, decimal compute, decimal amount,
-        long waivedInput, long waivedOutput, string due = "")
+        long waivedInput, long waivedOutput, string due = "", string row = "line")
     {
         csv.Append(Field(invoice.Tenant)).Append(',')
             .Append(Field(invoice.Currency)).Append(',')
@@ -98,7 +100,8 @@ public static class InvoiceFormatter
             .Append(Field(deviceClass ?? string.Empty)).Append(',')
             .Append(waivedInput.ToString(CultureInfo.InvariantCulture)).Append(',')
             .Append(waivedOutput.ToString(CultureInfo.InvariantCulture)).Append(',')
-            .Append(due).Append("\r\n");
+            .Append(due).Append(',')
+            .Append(row).Append("\r\n");
     }
 
     private static string Fixed(decimal value) => value.ToString("0.000000", CultureInfo.InvariantCulture);

@@ -162,10 +162,10 @@ public sealed class InvoiceTests
             var csv = InvoiceFormatter.ToCsv(SampleInvoice());
 
             Assert.Equal(
-                "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class,waived_input_tokens,waived_output_tokens,amount_due\r\n" +
-                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,llama-3-8b,1200,3400000,560000,1234.500000,12.345678,,,0,0,\r\n" +
-                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,\"org/model, \"\"v2\"\"\",3,30,3,0.000001,0.000002,,,0,0,\r\n" +
-                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,TOTAL,1203,3400030,560003,1234.500001,12.345680,,,0,0,12.35\r\n",
+                "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class,waived_input_tokens,waived_output_tokens,amount_due,row\r\n" +
+                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,llama-3-8b,1200,3400000,560000,1234.500000,12.345678,,,0,0,,line\r\n" +
+                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,\"org/model, \"\"v2\"\"\",3,30,3,0.000001,0.000002,,,0,0,,line\r\n" +
+                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,TOTAL,1203,3400030,560003,1234.500001,12.345680,,,0,0,12.35,total\r\n",
                 csv);
         }
         finally
@@ -215,10 +215,40 @@ public sealed class InvoiceTests
         using var json = JsonDocument.Parse(InvoiceFormatter.ToJson(invoice));
         Assert.Equal(due, json.RootElement.GetProperty("amount_due").GetString());
         var csv = InvoiceFormatter.ToCsv(invoice).Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
-        Assert.EndsWith(",amount_due", csv[0], StringComparison.Ordinal);
+        Assert.EndsWith(",amount_due,row", csv[0], StringComparison.Ordinal);
         Assert.Contains(",TOTAL,", csv[^1], StringComparison.Ordinal);
-        Assert.EndsWith("," + due, csv[^1], StringComparison.Ordinal);
-        Assert.All(csv[1..^1], line => Assert.EndsWith(",", line, StringComparison.Ordinal)); // a line has no amount due of its own
+        Assert.EndsWith("," + due + ",total", csv[^1], StringComparison.Ordinal);
+        Assert.All(csv[1..^1], line => Assert.EndsWith(",,line", line, StringComparison.Ordinal)); // a line has no amount due of its own
+    }
+
+    /// <summary>
+    /// The total row was told apart only by its model cell, <c>TOTAL</c>: a model registered as <c>TOTAL</c> (a node
+    /// declares whatever ids it serves) made a line that read as the total (explorer23). A last column <c>row</c> says
+    /// <c>line</c> or <c>total</c>; the model cell keeps <c>TOTAL</c> for readers of the older layout.
+    /// </summary>
+    [Fact]
+    public void Csv_ALineOfAModelNamedTotal_IsALine_AndTheRowColumnNamesTheOneTotal()
+    {
+        var invoice = SampleInvoice() with
+        {
+            Lines = [new InvoiceLine("TOTAL", 7, 70, 7, 0m, 0.5m), new InvoiceLine("llama-3-8b", 1200, 3_400_000, 560_000, 1234.5m, 12.345678m)],
+            Total = 12.845678m,
+        };
+
+        var rows = InvoiceFormatter.ToCsv(invoice).Split("\r\n", StringSplitOptions.RemoveEmptyEntries).Select(r => r.Split(',')).ToList();
+
+        var header = rows[0];
+        Assert.Equal("row", header[^1]);
+        Assert.Equal("amount_due", header[^2]);
+        Assert.All(rows, r => Assert.Equal(header.Length, r.Length));
+        Assert.Equal(["line", "line", "total"], rows[1..].Select(r => r[^1]));
+        var total = rows[^1];
+        Assert.Equal("TOTAL", total[Array.IndexOf(header, "model")]);
+        Assert.Equal("12.845678", total[Array.IndexOf(header, "amount")]);
+        Assert.Equal("12.85", total[Array.IndexOf(header, "amount_due")]);
+        var line = rows.Single(r => r[^1] == "line" && r[Array.IndexOf(header, "model")] == "TOTAL");
+        Assert.Equal("0.500000", line[Array.IndexOf(header, "amount")]);
+        Assert.Equal("", line[Array.IndexOf(header, "amount_due")]);
     }
 
     private static Invoice SampleInvoice() => new()
