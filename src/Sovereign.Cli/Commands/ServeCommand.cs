@@ -223,7 +223,7 @@ internal static partial class ServeCommand
             await Console.Error.WriteLineAsync(LoadingLine(options, app.Services.GetRequiredService<IOptions<Sovereign.Cluster.Hosting.SovereignClusterOptions>>().Value.ServesModels));
             await app.StartAsync(cancellationToken);
             await WarnWhenOpenBeyondThisMachineAsync(app, options, cancellationToken);
-            await Console.Error.WriteLineAsync($"sovereign serve: ready on {string.Join(", ", app.Urls)} (console: {app.Urls.First().TrimEnd('/')}/console).");
+            await Console.Error.WriteLineAsync($"sovereign serve: ready on {string.Join(", ", app.Urls)} (console: {ConsoleUrl(app.Urls.First())}).");
             // Ctrl+C or SIGTERM printed only the host's "Application is shutting down...", then nothing for up to the
             // shutdown timeout while requests in flight finished: an operator could not tell a drain from a hang.
             var drain = app.Services.GetRequiredService<IOptions<HostOptions>>().Value.ShutdownTimeout;
@@ -586,6 +586,21 @@ internal static partial class ServeCommand
 
             yield return new ModelOptions { Path = Path.GetFullPath(path), Id = id, Kind = kind };
         }
+    }
+
+    /// <summary>
+    /// The console's address on <paramref name="listenUrl"/> for the ready line: a host that means every address
+    /// (0.0.0.0, [::]) is no address a browser opens, so it names localhost there (the listen address is printed as bound).
+    /// </summary>
+    internal static string ConsoleUrl(string listenUrl)
+    {
+        var url = listenUrl.TrimEnd('/');
+        if (Uri.TryCreate(url, UriKind.Absolute, out var uri) && (uri.Host is "0.0.0.0" or "[::]" or "+" or "*"))
+        {
+            url = new UriBuilder(uri) { Host = "localhost" }.Uri.GetLeftPart(UriPartial.Authority);
+        }
+
+        return url + "/console";
     }
 }
 

@@ -509,6 +509,24 @@ public sealed class CliDefectTests(ConsoleFixture fixture)
     }
 
     /// <summary>
+    /// Listening on every address, serve printed its console at http://0.0.0.0:PORT/console, which is no address a
+    /// browser opens (earlier sessions noticed): the console line names localhost, the listen address stays as bound.
+    /// </summary>
+    [Theory]
+    [InlineData("http://0.0.0.0:0", "http://0.0.0.0:")]
+    [InlineData("http://[::]:0", "http://[::]:")]
+    public async Task Serve_OnEveryAddress_PrintsAConsoleAddressABrowserOpens(string urls, string bound)
+    {
+        var (_, stderr) = await StartUntilReadyAsync(urls, jurisdiction: "TH");
+
+        var ready = Assert.Single(stderr, l => l.Contains("ready on", StringComparison.Ordinal));
+        var match = System.Text.RegularExpressions.Regex.Match(ready, @"ready on (\S+):(\d+) \(console: http://localhost:(\d+)/console\)\.$");
+        Assert.True(match.Success, ready);
+        Assert.Equal(bound, match.Groups[1].Value + ":");
+        Assert.Equal(match.Groups[2].Value, match.Groups[3].Value);
+    }
+
+    /// <summary>
     /// A fresh install answers /v1 without a key; bound beyond loopback (0.0.0.0 for a demo, a container) that is
     /// anyone on the network running the models with no key, limit or budget, and serve said nothing.
     /// </summary>
