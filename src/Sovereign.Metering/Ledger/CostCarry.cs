@@ -45,8 +45,9 @@ public sealed class CostCarry
         ArgumentOutOfRangeException.ThrowIfNegative(exactCost);
         if (decimal.Truncate(exactCost / Micro) * Micro == exactCost)
         {
-            // Whole millionths (every price with up to six decimals per token or second does this): as it is.
-            return exactCost;
+            // Whole millionths (every price with up to six decimals per token or second does this): as it is, with
+            // six decimals at most (the exact cost may carry trailing zeros to its 18th).
+            return decimal.ToInt64(exactCost * MicroUnits.PerUnit) / MicroUnits.PerUnit;
         }
 
         var cell = _cells.GetOrAdd((tenant, currency), static _ => new Cell());

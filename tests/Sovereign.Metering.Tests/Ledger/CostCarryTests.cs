@@ -116,9 +116,15 @@ public sealed class CostCarryTests
             Assert.True(Math.Abs(billed - exact) < 0.000001m, $"{billed} for {exact}");
             Assert.Equal(billed, Math.Round(billed, 6));
             Assert.False(decimal.IsNegative(billed), "a negative zero, which a budget refuses");
+            Assert.True(billed.Scale <= 6, $"{billed} has {billed.Scale} decimals");
             exactSum += exact;
             billedSum += billed;
             Assert.True(Math.Abs(billedSum - exactSum) <= 0.0000005m, $"after {i + 1}: billed {billedSum}, cost {exactSum}");
         }
+
+        // A cost in whole millionths is billed as it is, and leaves the remainder alone.
+        var remainder = ledger.CostCarry.RemainderOf("acme", "EUR");
+        Assert.Equal("0.000325", ledger.CostCarry.Bill("acme", "EUR", 0.000325000000000000m).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(remainder, ledger.CostCarry.RemainderOf("acme", "EUR"));
     }
 }
