@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Sovereign.Metering.Budgets;
 
 /// <summary>
@@ -77,7 +79,7 @@ public sealed class BudgetAccount
     {
         ArgumentNullException.ThrowIfNull(limit);
         ArgumentOutOfRangeException.ThrowIfNegative(limit.Amount, nameof(limit));
-        ArgumentOutOfRangeException.ThrowIfNegative(spentThisPeriod);
+        spentThisPeriod = NotNegative(spentThisPeriod);
         if (limit.KeyId is { Length: 0 })
         {
             throw new ArgumentException("A key budget needs a key id; use null for the tenant budget.", nameof(limit));
@@ -119,7 +121,7 @@ public sealed class BudgetAccount
     public ReserveResult TryReserve(string reservationId, string? keyId, decimal maxCost, DateTimeOffset now)
     {
         ArgumentException.ThrowIfNullOrEmpty(reservationId);
-        ArgumentOutOfRangeException.ThrowIfNegative(maxCost);
+        maxCost = NotNegative(maxCost);
         if (_reservations.TryGetValue(reservationId, out var existing))
         {
             if (existing.Amount == maxCost && string.Equals(existing.KeyId, keyId, StringComparison.Ordinal))
@@ -186,7 +188,7 @@ public sealed class BudgetAccount
     public Reservation Hold(string reservationId, string? keyId, decimal amount, DateTimeOffset reservedAt, DateTimeOffset now)
     {
         ArgumentException.ThrowIfNullOrEmpty(reservationId);
-        ArgumentOutOfRangeException.ThrowIfNegative(amount);
+        amount = NotNegative(amount);
         if (_reservations.TryGetValue(reservationId, out var existing))
         {
             return existing;
@@ -215,7 +217,7 @@ public sealed class BudgetAccount
     public Settlement Settle(string reservationId, decimal actualCost, DateTimeOffset now, string? keyIdIfUnreserved = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(reservationId);
-        ArgumentOutOfRangeException.ThrowIfNegative(actualCost);
+        actualCost = NotNegative(actualCost);
         PruneSettlements(now);
         if (_settled.TryGetValue(reservationId, out var previous))
         {
@@ -464,5 +466,17 @@ public sealed class BudgetAccount
         public decimal Settled { get; set; } = settled;
 
         public decimal Reserved { get; set; }
+    }
+
+    // A decimal zero can carry a minus sign (decimal.Ceiling(-0.79m) is -0), which ThrowIfNegative refuses although it
+    // is no debt; only an amount below zero is one. Zero comes back unsigned so that no sign leaks into sums or output.
+    private static decimal NotNegative(decimal amount, [CallerArgumentExpression(nameof(amount))] string? name = null)
+    {
+        if (amount < 0m)
+        {
+            throw new ArgumentOutOfRangeException(name, amount, $"{name} ('{amount}') must be a non-negative value.");
+        }
+
+        return amount == 0m ? 0m : amount;
     }
 }

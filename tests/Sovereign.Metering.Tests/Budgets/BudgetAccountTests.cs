@@ -172,6 +172,29 @@ public sealed class BudgetAccountTests
     }
 
     [Fact]
+    public void NegativeZero_IsZero_ForReserveHoldSettleAndSeed()
+    {
+        // Arithmetic such as decimal.Ceiling(-0.79m) yields a zero with a minus sign: no debt, so every entry point takes it.
+        var negativeZero = decimal.Ceiling(-0.79m);
+        Assert.True(decimal.IsNegative(negativeZero));
+        var account = Account();
+        account.SetLimit(BudgetLimit.ForTenant(BudgetPeriod.Day, 10m), Noon, spentThisPeriod: negativeZero);
+
+        Assert.True(account.TryReserve("r1", null, negativeZero, Noon).Succeeded);
+        var settled = account.Settle("r1", negativeZero, Noon);
+        account.Hold("r2", null, negativeZero, Noon, Noon);
+        var unreserved = account.Settle("r3", negativeZero, Noon);
+
+        Assert.False(decimal.IsNegative(settled.Actual));
+        Assert.False(decimal.IsNegative(unreserved.Actual));
+        var status = Assert.Single(account.Remaining(Noon));
+        Assert.Equal(0m, status.Settled);
+        Assert.False(decimal.IsNegative(status.Settled));
+        Assert.Equal(10m, status.Remaining);
+        Assert.Throws<ArgumentOutOfRangeException>(() => account.Settle("r4", -0.000001m, Noon));
+    }
+
+    [Fact]
     public void Settle_Twice_ReturnsTheFirstResultAndChargesOnce()
     {
         var account = Account(BudgetLimit.ForTenant(BudgetPeriod.Day, 10m));
