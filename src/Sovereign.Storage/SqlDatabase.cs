@@ -190,6 +190,37 @@ public sealed class SqlDatabase
     }
 
     /// <summary>
+    /// The migrations <c>schema_migrations</c> records that are not among <paramref name="known"/>, in the order they
+    /// were applied: those of a newer release that ran on this database (empty for a new database). A release never
+    /// applies them again nor knows what they keep, so a server started on such a database after a downgrade would
+    /// run on a schema it only partly understands.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> UnknownMigrationsAsync(IEnumerable<SqlMigration> known, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(known);
+        var names = known.Select(m => m.Name).ToHashSet(StringComparer.Ordinal);
+        await using var connection = await OpenAsync(cancellationToken);
+        if (!await TableExistsAsync(connection, "schema_migrations", cancellationToken: cancellationToken))
+        {
+            return [];
+        }
+
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT name FROM schema_migrations ORDER BY applied_at, name";
+        var unknown = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            if (!names.Contains(reader.GetString(0)))
+            {
+                unknown.Add(reader.GetString(0));
+            }
+        }
+
+        return unknown;
+    }
+
+    /// <summary>
     /// Takes a named lock that every process using this database sees, without waiting; null when another holder has
     /// it. PostgreSQL: a session advisory lock on its own connection, held until disposed (or until the connection
     /// drops, so a killed holder never keeps it). SQLite: an exclusive lock (flock) on the file <c>&lt;database&gt;.&lt;name&gt;.lock</c>

@@ -48,7 +48,8 @@ internal static partial class ControlPlaneServices
         services.TryAddSingleton<ServerDatabaseLock>();
         services.AddHostedService<DatabaseClaimKeeper>();
         services.TryAddSingleton(sp => OpenDatabase(
-            sp.GetRequiredService<IOptions<SovereignOptions>>().Value, sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value, sp.GetRequiredService<ServerDatabaseLock>()));
+            sp.GetRequiredService<IOptions<SovereignOptions>>().Value, sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value, sp.GetRequiredService<ServerDatabaseLock>(),
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Sovereign.Gateway.ControlPlane")));
         // Whether the database records requests now: /ready, event 4160/4161 once per outage, sovereign_database_available.
         services.TryAddSingleton(sp => new DatabaseHealth(new(sp.GetRequiredService<SqlDatabase>), sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), sp.GetRequiredService<ILogger<DatabaseHealth>>()));
@@ -248,7 +249,7 @@ internal static partial class ControlPlaneServices
             ? JurisdictionCatalog.Default
             : JurisdictionCatalog.Create(options.JurisdictionGroups.Select(g => new JurisdictionGroup { Name = g.Key, Members = g.Value }));
 
-    private static SqlDatabase OpenDatabase(SovereignOptions options, Cluster.Hosting.SovereignClusterOptions cluster, ServerDatabaseLock serverLock)
+    private static SqlDatabase OpenDatabase(SovereignOptions options, Cluster.Hosting.SovereignClusterOptions cluster, ServerDatabaseLock serverLock, ILogger logger)
     {
         // Before anything is written or served under it. A node's jurisdiction is bound by the credential the operator
         // signed (a node that joined moves with a token for its new jurisdiction), but a node that issues its own (it
@@ -270,6 +271,7 @@ internal static partial class ControlPlaneServices
                 {
                     // Taken before the migrations, as on SQLite: only this server's cluster may upgrade the schema.
                     await serverLock.TakePostgreSqlAsync(shared, cluster);
+                    await RefuseNewerAsync(shared, shared.Location, string.IsNullOrWhiteSpace(cluster.Redis) ? null : logger);
                     await Migrate(shared);
                     return shared;
                 });
@@ -300,6 +302,7 @@ internal static partial class ControlPlaneServices
             await serverLock.TakeSqliteAsync(database, path);
             try
             {
+                await RefuseNewerAsync(database, "the database " + path, clusterLogger: null);
                 await Migrate(database);
             }
             catch (Microsoft.Data.Sqlite.SqliteException ex) when (SqliteFailures.Explain(ex, "the database " + path) is { } reason)
@@ -318,6 +321,37 @@ internal static partial class ControlPlaneServices
         [.. ControlPlaneStore.Migrations, .. AuditLog.Migrations, .. UsageLedger.Migrations, .. PriceBookStore.Migrations, .. ResponseStore.Migrations];
 
     private static Task Migrate(SqlDatabase database) => database.MigrateAsync(Migrations);
+
+    /// <summary>
+    /// Stops the start on a database a newer release migrated (a downgrade): this release would ignore what the newer
+    /// migrations keep (a join token withdrawn there would work again here, say) and write rows the newer release then
+    /// reads. It ran so before, silently. A member of a cluster (<paramref name="clusterLogger"/> given) starts with a
+    /// warning instead: while a rolling upgrade walks the members forward, one still on the older release may restart
+    /// after an upgraded one migrated the shared database (the operator guide's "Upgrading a release").
+    /// </summary>
+    internal static async Task RefuseNewerAsync(SqlDatabase database, string location, ILogger? clusterLogger)
+    {
+        var unknown = await database.UnknownMigrationsAsync(Migrations);
+        if (unknown.Count == 0)
+        {
+            return;
+        }
+
+        if (clusterLogger is not null)
+        {
+            LogNewerMigrations(clusterLogger, location, string.Join(", ", unknown));
+            return;
+        }
+
+        throw new DatabaseOfNewerReleaseException(
+            $"{location} was upgraded by a newer release of sovereign: it records the migration{(unknown.Count == 1 ? "" : "s")} {string.Join(", ", unknown)}, "
+            + "which this release does not know, so it would run on tables it only partly understands. Start that release (or a newer one) on it; "
+            + "to go back to this release, restore the backup taken before the upgrade. Nothing was changed.");
+    }
+
+    [LoggerMessage(EventId = 4151, EventName = "NewerMigrationsInClusterDatabase", Level = LogLevel.Warning,
+        Message = "{Location} records migrations of a newer release that this member does not know ({Migrations}): expected only while a rolling upgrade walks the cluster forward; upgrade this member too, and do not start older releases on it")]
+    private static partial void LogNewerMigrations(ILogger logger, string location, string migrations);
 
     [LoggerMessage(EventId = 3007, EventName = "AdminTokenFile", Level = LogLevel.Information, Message = "Admin API (/admin/v1) token: {Path} (the sovereign CLI on this machine reads it)")]
     private static partial void LogAdminTokenFile(ILogger logger, string path);

@@ -62,3 +62,9 @@ public sealed record DatabaseMoved(
 
 /// <summary>A SQLite database whose state was copied into PostgreSQL (<see cref="DatabaseMoved"/>): the start stops (a setting to change).</summary>
 public sealed class DatabaseMovedException(string message) : InvalidOperationException(message);
+
+/// <summary>
+/// The database records migrations this release does not know: a newer release ran on it, and this one was started
+/// after it (a downgrade). The start stops before anything is written; the message names the migrations.
+/// </summary>
+public sealed class DatabaseOfNewerReleaseException(string message) : InvalidOperationException(message);

@@ -23,6 +23,59 @@ public sealed class SharedDatabaseTests(PostgreSqlFixture postgres) : IClassFixt
         }
     }
 
+    /// <summary>
+    /// A downgrade on PostgreSQL: a server without a cluster (no rolling upgrade can be under way) started on a
+    /// database a newer release migrated stops before it migrates or writes anything, naming the migration; the
+    /// release that knows it starts. (A cluster member starts with warning 4151: members of two releases share the
+    /// database while a rolling upgrade walks them.)
+    /// </summary>
+    [Fact]
+    public async Task AServerWithoutACluster_OnADatabaseANewerReleaseMigrated_StopsTheStart_AndChangesNothing()
+    {
+        const string Newer = "audit-999-from-a-newer-release";
+        var connectionString = await OwnDatabaseAsync();
+        await using (var first = Build(connectionString))
+        {
+            await first.StartAsync();
+            await first.StopAsync();
+        }
+
+        await Sql(connectionString, $"INSERT INTO schema_migrations (name, applied_at) VALUES ('{Newer}', 1796600000000)");
+        var before = await Sql(connectionString, "SELECT COUNT(*) FROM schema_migrations") + "/" + await Sql(connectionString, "SELECT COUNT(*) FROM audit_entries");
+        await using (var older = Build(connectionString))
+        {
+            var refused = await Assert.ThrowsAsync<DatabaseOfNewerReleaseException>(() => older.StartAsync());
+            Assert.Contains($"was upgraded by a newer release of sovereign: it records the migration {Newer}, which this release does not know", refused.Message, StringComparison.Ordinal);
+            Assert.StartsWith("PostgreSQL at 127.0.0.1:", refused.Message, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(before, await Sql(connectionString, "SELECT COUNT(*) FROM schema_migrations") + "/" + await Sql(connectionString, "SELECT COUNT(*) FROM audit_entries"));
+
+        // A cluster member (the check is given its logger) goes on with one warning naming the migration.
+        var logged = new System.Collections.Concurrent.ConcurrentQueue<(string Category, Microsoft.Extensions.Logging.LogLevel Level, Microsoft.Extensions.Logging.EventId Event, string Message)>();
+        using (var loggers = new CapturingLoggerProvider(logged))
+        {
+            await ControlPlaneServices.RefuseNewerAsync(SqlDatabase.PostgreSql(connectionString), "PostgreSQL (test)", loggers.CreateLogger("test"));
+        }
+
+        var warning = Assert.Single(logged);
+        Assert.Equal((Microsoft.Extensions.Logging.LogLevel.Warning, 4151), (warning.Level, warning.Event.Id));
+        Assert.Contains(Newer, warning.Message, StringComparison.Ordinal);
+
+        await Sql(connectionString, $"DELETE FROM schema_migrations WHERE name = '{Newer}'");
+        await using var again = Build(connectionString);
+        await again.StartAsync();
+        await again.StopAsync();
+    }
+
+    private static async Task<string> Sql(string connectionString, string statement)
+    {
+        await using var connection = await SqlDatabase.PostgreSql(connectionString).OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = statement;
+        return Convert.ToString(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture) ?? "";
+    }
+
     [Fact]
     public async Task ASecondServerWithoutACluster_OnTheSameDatabase_StopsTheStart_AndStartsOnceTheFirstHasStopped()
     {

@@ -6,6 +6,8 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Data.Sqlite;
 using Sovereign.Cli.Commands;
+using Sovereign.Cli.Output;
+using Sovereign.Gateway.ControlPlane;
 using Sovereign.Inference.Engine;
 using Sovereign.Metering.Ledger;
 using Sovereign.Metering.Pricing;
@@ -129,6 +131,74 @@ public sealed class UpgradeTests : IDisposable
         var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify", "--data-dir", _directory);
         Assert.True(exit == 0, $"{exit} {stdout} {stderr}");
         Assert.Contains("The audit log is intact.", stdout, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A downgrade: the release before this one started on a data directory this one had migrated (commit 79c601f on
+    /// one migrated by 28aa8a7) started without a word and served, ignoring the newer migrations' columns (a join token
+    /// withdrawn under the newer release was usable again). A release now refuses a database that records a migration
+    /// it does not know, naming it, and changes nothing; the newer release (here: without the unknown row) starts on it.
+    /// </summary>
+    [Fact]
+    public async Task ADatabaseANewerReleaseMigrated_StopsTheStartWithOneLine_AndIsLeftAsItWas()
+    {
+        const string Newer = "controlplane-999-from-a-newer-release";
+        await using (var first = Build())
+        {
+            await first.StartAsync();
+            await first.StopAsync();
+        }
+
+        // Every connection closed, so the file holds every page (no WAL) before and after.
+        SqliteConnection.ClearAllPools();
+        var database = Path.Combine(_directory, "sovereign.db");
+        await Sql(database, $"INSERT INTO schema_migrations (name, applied_at) VALUES ('{Newer}', 1796600000000)");
+        var before = await File.ReadAllBytesAsync(database);
+
+        await using (var older = Build())
+        {
+            var refused = await Assert.ThrowsAsync<DatabaseOfNewerReleaseException>(() => older.StartAsync());
+            Assert.Contains($"the database {database} was upgraded by a newer release of sovereign: it records the migration {Newer}, which this release does not know", refused.Message, StringComparison.Ordinal);
+        }
+
+        // As an operator meets it: one line, exit 2, and the file as it was.
+        var (exit, _, stderr) = await CliProcess.RunAsync(new Dictionary<string, string?> { ["Sovereign__BuiltInEmbeddings"] = "false", ["OMP_WAIT_POLICY"] = "PASSIVE" },
+            "serve", "--urls", "http://127.0.0.1:0", "--data-dir", _directory, "--model", TestModels.Stories260K + "=stories", "--threads", "1");
+        Assert.True(exit == ExitCodes.Usage, $"{exit} {stderr}");
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("cannot start", StringComparison.Ordinal));
+        Assert.Contains(Newer, line, StringComparison.Ordinal);
+        Assert.Contains("restore the backup taken before the upgrade. Nothing was changed.", line, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
+        SqliteConnection.ClearAllPools();
+        Assert.Equal(before, await File.ReadAllBytesAsync(database));
+
+        // The release that knows every recorded migration starts on it.
+        await Sql(database, $"DELETE FROM schema_migrations WHERE name = '{Newer}'");
+        await using var again = Build();
+        await again.StartAsync();
+        await again.StopAsync();
+    }
+
+    private WebApplication Build() => ServeCommand.Build(new ServeSettings
+    {
+        Models = [new ModelOptions { Id = "stories", Path = TestModels.Stories260K, Threads = 1, Parallel = 2 }],
+        Urls = "http://127.0.0.1:0",
+        DataDirectory = _directory,
+        Overrides = new Dictionary<string, string?>
+        {
+            ["Sovereign:BuiltInEmbeddings"] = "false",
+            ["Sovereign:Jurisdiction"] = "TH",
+            ["Sovereign:AdminToken"] = AdminToken,
+        },
+    }, []);
+
+    private static async Task Sql(string database, string statement)
+    {
+        await using var connection = new SqliteConnection($"Data Source={database};Pooling=False");
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = statement;
+        await command.ExecuteNonQueryAsync();
     }
 
     private static HttpClient Client(WebApplication app, string token)
