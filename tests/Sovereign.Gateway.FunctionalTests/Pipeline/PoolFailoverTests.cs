@@ -64,14 +64,20 @@ public sealed class PoolFailoverTests(ExternalEnginesFixture fixture) : IClassFi
         Assert.Equal(new PoolSlotCounts(0, 0, 0), await pools.CountsAsync("fa-pb", Model, "fa-plan"));
         Assert.Equal(new PoolSlotCounts(0, 0, 0), await pools.CountsAsync("fa-pa", Model, "fa-plan"));
 
-        var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single())
+        var ledger = fixture.App.Services.GetRequiredService<UsageLedger>();
+        var record = await ledger.GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single())
             ?? throw new Xunit.Sdk.XunitException("no usage record");
         Assert.Equal(("fa-b", "fa-pb", UsageOutcome.Completed), (record.Node, record.Pool, record.Outcome));
         Assert.Contains(";fa-plan:pool=fa-pb@", record.PriceVersion ?? "", StringComparison.Ordinal);
         // The engine held the request while the test looked: it ran compute seconds there (its share of the engine's
         // busy time, all of it, alone in it), billed at b's rate. Relayed work used to be billed none.
         Assert.InRange(record.ComputeSeconds, 0.000001m, (decimal)elapsed.TotalSeconds);
-        Assert.Equal(Math.Round((5 * 1000m + 3 * 2000m) / 1_000_000m + record.ComputeSeconds * 0.5m, 6), record.Cost);
+        // Half a millionth per compute-microsecond at b's rate: billed in whole millionths, what lies below kept in the
+        // tenant's carry (CostCarry), so billed + carry is the exact cost, whichever way this request's figure rounded.
+        var exact = (5 * 1000m + 3 * 2000m) / 1_000_000m + record.ComputeSeconds * 0.5m;
+        Assert.Equal(record.Cost, Math.Round(record.Cost, 6));
+        Assert.InRange(record.Cost, Math.Round(exact, 6, MidpointRounding.ToZero), Math.Round(exact, 6, MidpointRounding.ToPositiveInfinity));
+        Assert.Equal(exact, record.Cost + ledger.CostCarry.RemainderOf(record.Tenant, record.Currency));
     }
 
     [Fact]
