@@ -160,11 +160,20 @@ internal static class MeteringCommands
         }
         else if (end == first)
         {
-            var suggestion = first < DateOnly.MaxValue
-                ? $"for the one day {Day(first)} pass --to {Day(first.AddDays(1))}"
-                : $"{Day(first)} is the last day a date can name, so no period starts on it";
-            r.AddError($"--to is the day after the last day {what}, so --from and --to on one day make an empty period: {suggestion}.");
+            r.AddError(OneDayPeriod(first, what));
         }
+    }
+
+    /// <summary>
+    /// Why --from and --to on one day are refused (an empty period), with the --to to pass. The last day a date names has
+    /// no day after it (adding one threw the runtime's "Value to add was out of range").
+    /// </summary>
+    private static string OneDayPeriod(DateOnly day, string what)
+    {
+        var suggestion = day < DateOnly.MaxValue
+            ? $"for the one day {Day(day)} pass --to {Day(day.AddDays(1))}"
+            : $"{Day(day)} is the last day a date can name, so no period starts on it";
+        return $"--to is the day after the last day {what}, so --from and --to on one day make an empty period: {suggestion}.";
     }
 
     private static string Day(DateOnly day) => day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
@@ -262,14 +271,8 @@ internal static class MeteringCommands
             if (result.GetValue(from) is { } first && first == result.GetValue(to)
                 && DateOnly.TryParseExact(first, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var day))
             {
-                // An operator asking for one day names it twice; --to is exclusive, so that period is empty. The last day
-                // a date names has no day after it (adding one threw the runtime's "Value to add was out of range").
-                var suggestion = day < DateOnly.MaxValue
-                    ? $"for the one day {first} pass --to {day.AddDays(1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture)}"
-                    : $"{first} is the last day a date can name, so no period starts on it";
-                throw new CliException(
-                    $"--to is the day after the last day invoiced, so --from and --to on one day make an empty period: {suggestion}.",
-                    ExitCodes.Usage);
+                // An operator asking for one day names it twice; --to is exclusive, so that period is empty.
+                throw new CliException(OneDayPeriod(day, "invoiced"), ExitCodes.Usage);
             }
 
             // --json (offered by every admin command) asks for the JSON invoice, like --format json.

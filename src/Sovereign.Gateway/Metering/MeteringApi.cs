@@ -757,12 +757,8 @@ public static class MeteringApi
                 ?? new DateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(tenant.CreatedAt).UtcDateTime.Date, TimeSpan.Zero);
         if (periodTo == periodFrom && query["from"].Count > 0)
         {
-            // An operator asking for one day sends it twice; to is exclusive, so that period is empty. The last day a
-            // date names has no day after it to suggest (adding one threw: a 500).
-            var suggestion = periodTo.Date < DateTime.MaxValue.Date
-                ? string.Create(CultureInfo.InvariantCulture, $"for the one day {periodFrom:yyyy-MM-dd} pass to={periodTo.AddDays(1):yyyy-MM-dd}")
-                : string.Create(CultureInfo.InvariantCulture, $"{periodFrom:yyyy-MM-dd} is the last day a date can name, so no period starts on it");
-            throw OpenAIException.BadRequest($"to is the day after the last day invoiced, so from and to on one day make an empty period: {suggestion}.", "to", "invalid_value");
+            // An operator asking for one day sends it twice; to is exclusive, so that period is empty.
+            throw OneDayPeriod(periodFrom, "to is the day after the last day invoiced");
         }
 
         if (periodTo <= periodFrom)
@@ -809,6 +805,18 @@ public static class MeteringApi
             : Results.Text(InvoiceFormatter.ToJson(invoice), "application/json; charset=utf-8");
     }
 
+    /// <summary>
+    /// The 400 for from and to on one day (<paramref name="day"/>, a UTC midnight): an empty period, with the to to pass.
+    /// The last day a date names has no day after it to suggest (adding one threw: a 500).
+    /// </summary>
+    private static OpenAIException OneDayPeriod(DateTimeOffset day, string toMeans)
+    {
+        var suggestion = day.UtcDateTime.Date < DateTime.MaxValue.Date
+            ? string.Create(CultureInfo.InvariantCulture, $"for the one day {day.UtcDateTime:yyyy-MM-dd} pass to={day.UtcDateTime.AddDays(1):yyyy-MM-dd}")
+            : string.Create(CultureInfo.InvariantCulture, $"{day.UtcDateTime:yyyy-MM-dd} is the last day a date can name, so no period starts on it");
+        return OpenAIException.BadRequest($"{toMeans}, so from and to on one day make an empty period: {suggestion}.", "to", "invalid_value");
+    }
+
     private static DateTimeOffset Date(string value, string field) =>
         DateOnly.TryParseExact(value, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var date)
             ? new DateTimeOffset(date.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero)
@@ -824,13 +832,7 @@ public static class MeteringApi
         {
             // An operator asking for one day sends it twice; to is exclusive, so that period is empty, and its empty
             // list read as "no usage that day" (explorer23). The invoice and the CLI's usage refuse it the same way.
-            var day = from.UtcDateTime.Date;
-            var suggestion = day < DateTime.MaxValue.Date
-                ? string.Create(CultureInfo.InvariantCulture, $"for the one day {day:yyyy-MM-dd} pass to={day.AddDays(1):yyyy-MM-dd}")
-                : string.Create(CultureInfo.InvariantCulture, $"{day:yyyy-MM-dd} is the last day a date can name, so no period starts on it");
-            throw OpenAIException.BadRequest(
-                $"to is the end of the period, exclusive (the day after the last day counted), so from and to on one day make an empty period: {suggestion}.",
-                "to", "invalid_value");
+            throw OneDayPeriod(from, "to is the end of the period, exclusive (the day after the last day counted)");
         }
 
         var groupBy = UsageGroupBy.None;
