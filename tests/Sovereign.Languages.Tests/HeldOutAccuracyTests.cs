@@ -169,6 +169,14 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // too); no held-out sentence lost, held-out 29 unchanged (513). Before the never-tuned-set rule was applied, the
     // same list with ocat, škare/makaze, gumb/dugme and a few more also raised held-out 20, 26 and 27 by five sentences:
     // those words were then dropped, as the rule asks, not kept for what they moved.
+    // Session 48's round 30 added held-out 30 (held-out 29's distribution; small troubles at home and on the way: a magpie
+    // and a teaspoon, a scooter's wheel, a snowball, a chicken not defrosted, ...). Its first run, on the unchanged
+    // detector (main 32f7ffa): 513 of 532 = 96.4%, over the overall target, and below the per-language target Bosnian 5
+    // of 16 (as Croatian nine times, as Serbian twice), its floor; Croatian 14 of 16 (as Bosnian twice), Serbian 22 of 24
+    // (as Croatian, and one Cyrillic sentence as Russian), Icelandic 7 of 8 (und, Faroese the runner-up), Norwegian 9 of
+    // 10 (as Danish), Russian 9 of 10 (as Serbian) and Slovenian 7 of 8 (as Czech), within the target; Malay, Indonesian
+    // and Bulgarian right throughout, Macedonian 12 of 12 und. The round's change (an evidence-free hr/bs/sr answer reports
+    // at most EvidenceFreeConfidence) changes confidences only, no answer.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -200,6 +208,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.TwentySeventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6 },
         [TestData.TwentyEighthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 11, ["hr"] = 9 },
         [TestData.TwentyNinthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 10 },
+        [TestData.ThirtiethHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5 },
     };
 
     /// <summary>The overall target.</summary>
@@ -245,6 +254,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.TwentySeventhHeldOut)]
     [InlineData(TestData.TwentyEighthHeldOut)]
     [InlineData(TestData.TwentyNinthHeldOut)]
+    [InlineData(TestData.ThirtiethHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
@@ -253,7 +263,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }
-        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut or TestData.TwentyNinthHeldOut)
+        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut or TestData.TwentyNinthHeldOut or TestData.ThirtiethHeldOut)
         {
             // Every covered language and Macedonian, outside the set (the Serbian Cyrillic sentences' translations).
             Assert.Equal(LanguageCatalog.Covered.Append("mk").Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
