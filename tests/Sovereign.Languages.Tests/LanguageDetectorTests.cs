@@ -373,8 +373,10 @@ public sealed class LanguageDetectorTests
     // earlier file, Afrikaans, Azerbaijani, Crimean Tatar, Faroese, Scottish Gaelic, Latin, Tok Pisin, Walloon and
     // Silesian in one, on held-out 30's topics): its first run, on the unchanged detector (main 32f7ffa), 108 of 128 und;
     // Nigerian Pidgin 0 of 8 (English, 0.94-1.00), Plautdietsch 3 (German), Afrikaans and Silesian 6 (Dutch; Polish),
-    // Malagasy, Maori and Tajik 7 (Filipino; Tetum; Ukrainian). Round 30 changed no out-of-set rule; its floors are the
-    // first run's.
+    // Malagasy, Maori and Tajik 7 (Filipino; Tetum; Ukrainian). Then (round 30, from general knowledge of its grammar)
+    // a FunctionWordDecoys list for Nigerian Pidgin against English: Nigerian Pidgin 0 -> 4 (108 -> 112 of 128; its
+    // writer wrote the list, so not a fair check, and no other writer's Nigerian Pidgin is in the repository); no other
+    // sentence of any set writes two of its words.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -453,7 +455,7 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-17.txt"] = new(StringComparer.Ordinal)
         {
-            ["af"] = 6, ["az"] = 8, ["crh"] = 8, ["fo"] = 8, ["gd"] = 8, ["kk"] = 8, ["la"] = 8, ["mg"] = 7, ["mi"] = 7, ["pcm"] = 0,
+            ["af"] = 6, ["az"] = 8, ["crh"] = 8, ["fo"] = 8, ["gd"] = 8, ["kk"] = 8, ["la"] = 8, ["mg"] = 7, ["mi"] = 7, ["pcm"] = 4,
             ["pdt"] = 3, ["szl"] = 6, ["tg"] = 7, ["tpi"] = 8, ["uz"] = 8, ["wa"] = 8,
         },
     };

@@ -101,6 +101,9 @@ public sealed class LetterMixturesTests
     [InlineData("Me no pote veni denova, perce me labora.", "lfn")]
     [InlineData("Mien broer eit een nieuwe fiets gekocht.", "zea")]
     [InlineData("Vandaege blieve we thuus, 't regent te ard.", "zea")]
+    // Round 30: Nigerian Pidgin (read as English before the round's list; main answered en for both).
+    [InlineData("Wetin dey happen for market today? Abeg tell me.", "pcm")]
+    [InlineData("Di pikin dey cry since morning, e no gree chop.", "pcm")]
     public void Detect_NeighboursFunctionWords_UndeterminedWithItAsRunnerUp(string text, string decoy)
     {
         var detector = TestData.DefaultDetector;

@@ -88,6 +88,11 @@ internal static class FunctionWordDecoys
         ("ia", ["es", "it", "gl", "pt", "ca"], Set("esseva esserea illo illos illas ille iste ista istos istas anque etiam multo multe tote toto hodie heri deman proque nulle nihil habeva haberea debeva ubi nunc tamben alicun")),
         ("ile", ["es", "it", "gl", "pt", "ca"], Set("esset essent ili vor nor nu anc plu litt quande til omni")),
         ("jam", ["en"], Set("pickney inna pon fi deh nuff likkle unu yuh cyaan nuh weh gwaan siddung mek tek seh bwoy gyal mi di dem")),
+        // Round 30 (session 48): Nigerian Pidgin (read as English at full confidence), from general knowledge of its
+        // grammar and everyday words (the progressive and locative dey, relative wey, pikin, comot, wetin, abeg, ...);
+        // left out because a held-out set never tuned on writes them: sabi, haba; because a covered language writes them
+        // in everyday use: na, don, go, dem, una, im, fit, chop, abi (Estonian).
+        ("pcm", ["en"], Set("dey wey pikin comot wetin abeg wahala oya sef sey shey gree tey pesin tori jare ehn")),
         ("pdc", ["de"], Set("un hot hen mer mei dei sell nau uff iwwer unnich ebbes ebber gewwe hawwe schunn glee arig alleweil gschwind warre")),
         ("bar", ["de"], Set("ned net hob hod hom san samma mia oiwei nimma koa koane scho hoid gwen gwesn bissl zwoa dahoam heit moang wos wia fei gscheit kloa")),
         // Round 28 (session 46): Interslavic (read as Croatian, Bosnian, Serbian, Slovenian, Czech, Slovak or Polish),
