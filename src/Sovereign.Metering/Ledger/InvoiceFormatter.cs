@@ -115,15 +115,27 @@ public static class InvoiceFormatter
     /// <summary>
     /// One text cell. A cell that starts as a formula does in a spreadsheet (<c>=</c>, <c>+</c>, <c>-</c>, <c>@</c>, a
     /// tab or CR) is kept as text with a leading <c>'</c>, as OWASP advises: a model id registered as <c>-2+3</c>, or
-    /// <c>=HYPERLINK(...)</c> by whoever declares a node's models, was evaluated when finance opened the invoice.
+    /// <c>=HYPERLINK(...)</c> by whoever declares a node's models, was evaluated when finance opened the invoice. So is
+    /// what follows a <c>;</c>: a spreadsheet whose locale separates lists with <c>;</c> (Excel in German, French,
+    /// Spanish) splits the line there, quoted or not, and <c>x;=1+2</c> became the formula <c>=1+2</c>.
     /// </summary>
     private static string Field(string value)
     {
-        if (value.Length > 0 && value[0] is '=' or '+' or '-' or '@' or '\t' or '\r')
+        if (value.Length > 0 && StartsFormula(value[0]))
         {
             value = "'" + value;
         }
 
+        for (var at = value.IndexOf(';', StringComparison.Ordinal); at >= 0 && at + 1 < value.Length; at = value.IndexOf(';', at + 1))
+        {
+            if (StartsFormula(value[at + 1]))
+            {
+                value = value.Insert(at + 1, "'");
+            }
+        }
+
         return value.AsSpan().IndexOfAny(",\"\r\n") >= 0 ? "\"" + value.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : value;
     }
+
+    private static bool StartsFormula(char c) => c is '=' or '+' or '-' or '@' or '\t' or '\r';
 }

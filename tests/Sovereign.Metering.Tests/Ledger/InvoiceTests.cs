@@ -222,6 +222,26 @@ public sealed class InvoiceTests
     }
 
     /// <summary>
+    /// A spreadsheet in a locale whose list separator is <c>;</c> (Excel in German, French, Spanish...) splits a CSV line
+    /// at each <c>;</c>, quoted or not (a quote counts only at the start of a cell): a model id <c>x;=1+2</c> became a
+    /// cell <c>=1+2</c>, a formula, past the leading <c>'</c> that guards a cell starting with one. A <c>;</c> followed
+    /// by a formula's first character is now followed by <c>'</c> too (session 48, found by reading
+    /// <c>InvoiceFormatter.Field</c>).
+    /// </summary>
+    [Fact]
+    public void Csv_ASemicolonBeforeAFormula_IsGuardedToo_SoNoSpreadsheetSplitsAFormulaOutOfACell()
+    {
+        var invoice = SampleInvoice() with { Lines = [new InvoiceLine("x;=1+2", 1, 1, 1, 0m, 0m), new InvoiceLine("=a;@SUM(1);-3;b", 1, 1, 1, 0m, 0m)], Total = 0m };
+
+        var lines = InvoiceFormatter.ToCsv(invoice).Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
+
+        Assert.Contains(",x;'=1+2,", lines[1], StringComparison.Ordinal);
+        Assert.Contains(",'=a;'@SUM(1);'-3;b,", lines[2], StringComparison.Ordinal);
+        // Split as such a spreadsheet splits a line (at every ';'), no cell starts as a formula.
+        Assert.All(lines.SelectMany(line => line.Split(';')), cell => Assert.False(cell.Length > 0 && cell[0] is '=' or '+' or '-' or '@', cell));
+    }
+
+    /// <summary>
     /// The total row was told apart only by its model cell, <c>TOTAL</c>: a model registered as <c>TOTAL</c> (a node
     /// declares whatever ids it serves) made a line that read as the total (explorer23). A last column <c>row</c> says
     /// <c>line</c> or <c>total</c>; the model cell keeps <c>TOTAL</c> for readers of the older layout.
