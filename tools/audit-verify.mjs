@@ -456,6 +456,20 @@ function verifyClusterExport(bytes, previousPath) {
   return { problems: problems.map(withWhere), entries: found.entries, earlierEntries, chains, verdict, header };
 }
 
+// What the report quotes from the file (a line's type, a tenant, a key id, a chain's name) was written by whoever
+// altered it. Printed raw, ESC[8m hid every line after it on the auditor's terminal (the verdict included) and a line
+// break forged a line of the report: a character that acts on a terminal instead of showing (C0 and C1 controls, DEL,
+// bidirectional overrides and isolates, line and paragraph separators, half a surrogate pair) is shown as its \uXXXX
+// escape, and a line is cut at 2,000 characters, as verify-export shows it (DisplayText). --json is left to JSON's
+// own escaping.
+const ACTS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\u2028\u2029]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+function shown(text, max = 2000) {
+  let s = String(text);
+  if (s.length > max) s = s.slice(0, /[\ud800-\udbff]/.test(s[max - 1]) ? max - 1 : max) + '\u2026';
+  return s.replace(ACTS, c => '\\u' + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0'));
+}
+const say = line => console.log(shown(line, 8000));
+
 // verify-export's way of naming where a problem is: `chain NAME, line L, seq S`.
 function withWhere(p) {
   const at = p.sequence !== null && p.line !== null ? `line ${p.line}, seq ${p.sequence}` : p.sequence !== null ? `seq ${p.sequence}` : p.line !== null ? `line ${p.line}` : 'log';
@@ -556,7 +570,7 @@ if (clusterResult) {
   if ((last?.sequence ?? null) !== (header?.lastSequence ?? null))
     problem('export', `ends at sequence ${last?.sequence ?? 'none'}, the header says ${header?.lastSequence}`);
   if (header?.firstSequence != null && header.firstSequence > 1)
-    console.error(`note: the export starts at sequence ${header.firstSequence}; its first previousHash links to an earlier file or archive`);
+    console.error(`note: the export starts at sequence ${shown(header.firstSequence, 300)}; its first previousHash links to an earlier file or archive`);
 
   // ---- the previous archive file ---------------------------------------------------------------------------------
   if (previousFile) {
@@ -698,10 +712,10 @@ if (clusterResult) {
   };
   if (wantJson) console.log(JSON.stringify(report, null, 2));
   else {
-    for (const p of problems) console.log(p.kind ? `PROBLEM ${p.where}: ${p.kind}: ${p.what}` : `PROBLEM ${p.where}: ${p.what}`);
+    for (const p of problems) say(p.kind ? `PROBLEM ${shown(p.where, 300)}: ${p.kind}: ${shown(p.what)}` : `PROBLEM ${shown(p.where, 300)}: ${shown(p.what)}`);
     for (const c of clusterResult.chains)
-      console.log(`${chainLabel(c.chain)}: ${c.entriesChecked} entries checked, last ${c.lastSequence}, covered through ${c.coveredThrough}, uncovered ${c.uncovered}; ${c.verdict}.`);
-    console.log(`${entries.length} entries of ${report.tenant ?? 'every tenant'} in ${clusterResult.chains.length} chains; ` +
+      say(`${shown(chainLabel(c.chain), 300)}: ${c.entriesChecked} entries checked, last ${c.lastSequence}, covered through ${c.coveredThrough}, uncovered ${c.uncovered}; ${c.verdict}.`);
+    say(`${entries.length} entries of ${shown(report.tenant ?? 'every tenant', 300)} in ${clusterResult.chains.length} chains; ` +
       `${responsesChecked} responses, ${usageRows} usage rows and ${pageChecked} API entries checked: ` +
       (verdict === 'tampered' ? 'NOT VERIFIED' : verdict === 'uncovered' ? 'VERIFIED, but entries were NOT covered by a signed checkpoint of the log when it was exported' : 'VERIFIED'));
   }
@@ -714,8 +728,8 @@ const report = {
 };
 if (wantJson) console.log(JSON.stringify(report, null, 2));
 else {
-  for (const p of problems) console.log(`PROBLEM ${p.where}: ${p.what}`);
-  console.log(`${entries.length} entries of ${report.tenant ?? 'every tenant'}, sequences ${report.firstSequence}..${report.lastSequence}; ` +
+  for (const p of problems) say(`PROBLEM ${shown(p.where, 300)}: ${shown(p.what)}`);
+  say(`${entries.length} entries of ${shown(report.tenant ?? 'every tenant', 300)}, sequences ${shown(report.firstSequence, 300)}..${shown(report.lastSequence, 300)}; ` +
     `${responsesChecked} responses, ${usageRows} usage rows and ${pageChecked} API entries checked: ${report.verified ? 'VERIFIED' : 'NOT VERIFIED'}`);
 }
 process.exit(problems.length === 0 ? 0 : 3);

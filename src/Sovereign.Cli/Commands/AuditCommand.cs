@@ -128,7 +128,7 @@ internal static class AuditCommand
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"Witness: the server last signed entry {witness.Sequence} at {Output.CliTime.FromUnixMilliseconds(witness.Timestamp)}; {(outcome.Problems.Any(p => p.Kind == AuditProblemKind.WitnessMismatch) ? "the log no longer holds it" : "the log holds it")}."));
             }
-            Console.WriteLine(outcome.VerdictReason);
+            Console.WriteLine(Residency.DisplayText.Escaped(outcome.VerdictReason)); // it names chains as the log or file has them
             Console.WriteLine(outcome.Verdict switch
             {
                 AuditVerdict.Trusted => "The audit log is intact.",
@@ -415,7 +415,7 @@ internal static class AuditCommand
             // An export of several chains (version 3) also says what the log's own checkpoints covered when it was made.
             if (outcome.Verdict == AuditVerdict.Uncovered)
             {
-                Console.WriteLine(outcome.VerdictReason);
+                Console.WriteLine(Residency.DisplayText.Escaped(outcome.VerdictReason)); // it names chains as the log or file has them
                 Console.WriteLine("The export is intact and signed by the operator, but entries in it were NOT covered by a signed checkpoint of the log when it was made.");
                 return Output.ExitCodes.Uncovered;
             }
@@ -439,7 +439,7 @@ internal static class AuditCommand
         foreach (var chain in outcome.Chains)
         {
             yield return string.Create(CultureInfo.InvariantCulture,
-                $"  chain {chain.Chain}: {chain.EntriesChecked} entries checked, last {chain.LastSequence}, covered through {chain.CoveredThrough}, uncovered {chain.Uncovered}; {chain.Verdict.ToString().ToLowerInvariant()}.");
+                $"  chain {Residency.DisplayText.Shortened(chain.Chain, 256)}: {chain.EntriesChecked} entries checked, last {chain.LastSequence}, covered through {chain.CoveredThrough}, uncovered {chain.Uncovered}; {chain.Verdict.ToString().ToLowerInvariant()}.");
         }
     }
 

@@ -110,6 +110,17 @@ public sealed record AuditChainReport(string Chain, long EntriesChecked, long La
 /// <param name="Line">For exports: the 1-based line number.</param>
 public sealed record AuditProblem(long? Sequence, AuditProblemKind Kind, string Message, long? Line = null)
 {
+    /// <summary>The longest message kept; a value quoted from a file may be megabytes long.</summary>
+    public const int MaxMessageLength = 2_000;
+
+    /// <summary>
+    /// A sentence for the auditor. It quotes what the file or the log holds (a line's type, a tenant, a key id, a
+    /// reader's error), written by whoever altered it: characters that would act on a terminal instead of showing (an
+    /// ESC sequence that hides the lines after it, a line break that forges a line) are shown as <c>\uXXXX</c>
+    /// (<see cref="DisplayText"/>), and it is cut at <see cref="MaxMessageLength"/>.
+    /// </summary>
+    public string Message { get; init; } = DisplayText.Shortened(Message, MaxMessageLength);
+
     /// <summary>The member chain whose sequence it is; null for the shared chain (or the whole log).</summary>
     public string? Chain { get; init; }
 
@@ -123,7 +134,8 @@ public sealed record AuditProblem(long? Sequence, AuditProblemKind Kind, string 
             (null, { } l) => $"line {l}",
             _ => "log",
         };
-        return Chain is { } chain ? $"chain {chain}, {where}: {Kind}: {Message}" : $"{where}: {Kind}: {Message}";
+        // A chain's name comes from the file too (a section's or an announcement's).
+        return Chain is { } chain ? $"chain {DisplayText.Shortened(chain, 256)}, {where}: {Kind}: {Message}" : $"{where}: {Kind}: {Message}";
     }
 }
 

@@ -236,6 +236,48 @@ public sealed class AuditExportTests
         Assert.Equal(0L, Convert.ToInt64(await context.ScalarAsync("SELECT COUNT(*) FROM audit_checkpoints WHERE seq = 35"), System.Globalization.CultureInfo.InvariantCulture));
     }
 
+    /// <summary>
+    /// Whoever alters an export writes the values its problems quote. Printed raw, <c>ESC[8m</c> hid every line after
+    /// it on the auditor's terminal (the "does not verify" verdict included) and a line break forged a line of the
+    /// report; every character that acts is now shown as its escape, and a huge value is cut.
+    /// </summary>
+    [Fact]
+    public async Task VerifyExportAsync_ValuesTheFileQuotes_AreShownEscapedNeverSentToTheTerminal()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context);
+        var (text, _) = await ExportAsync(context, "acme", 10, 40);
+        var lines = text.TrimEnd('\n').Split('\n').ToList();
+        const string Hide = "\u001b[2J\u001b[HThe export is intact and signed by the operator.\n\u001b[8m";
+        var entry = lines.FindIndex(1, l => l.Contains("\"acme\"", StringComparison.Ordinal));
+        lines[entry] = Edit(lines[entry], e => e["tenant"] = "globex" + Hide);
+        lines.Insert(entry + 1, new JsonObject { ["type"] = Hide + "\u202e" + new string('x', 100_000) }.ToJsonString());
+        lines[0] = Edit(lines[0], h => h["keyId"] = "\u009b2J\r" + Hide);
+
+        var result = await VerifyAsync(string.Join('\n', lines) + "\n", context.Key.PublicKeyPem);
+
+        Assert.False(result.Valid);
+        Assert.Contains(result.Problems, p => p.Kind == AuditProblemKind.OutOfScope && p.Message.Contains("globex\\u001B[2J\\u001B[H", StringComparison.Ordinal));
+        Assert.Contains(result.Problems, p => p.Message.StartsWith("Unknown line type '\\u001B[2J", StringComparison.Ordinal) && p.Message.Contains("\\u202E", StringComparison.Ordinal));
+        Assert.Contains(result.Problems, p => p.Kind == AuditProblemKind.KeyMismatch && p.Message.Contains("\\u009B2J\\u000D", StringComparison.Ordinal));
+        foreach (var problem in result.Problems)
+        {
+            Assert.True(problem.Message.Length <= AuditProblem.MaxMessageLength + 1, $"{problem.Kind}: {problem.Message.Length} characters");
+            Assert.DoesNotContain(problem.ToString(), DisplayText.Acts);
+        }
+    }
+
+    [Fact]
+    public void AProblemsMessage_KeepsEveryScript_AndEscapesOnlyWhatActs()
+    {
+        var problem = new AuditProblem(1, AuditProblemKind.Malformed, "tenant 'โรงพยาบาล' 'مستشفى' '🏥' a\u0000b\u2028c\ud800") { Chain = "gw\u001b]8;;https://evil\u0007" };
+
+        Assert.Equal("tenant 'โรงพยาบาล' 'مستشفى' '🏥' a\\u0000b\\u2028c\\uD800", problem.Message);
+        Assert.Equal("chain gw\\u001B]8;;https://evil\\u0007, seq 1: Malformed: " + problem.Message, problem.ToString());
+        // Read back from a JSON report, the message is shown the same (escaping it again changes nothing).
+        Assert.Equal(problem.Message, new AuditProblem(1, AuditProblemKind.Malformed, problem.Message).Message);
+    }
+
     private static async Task SeedAsync(AuditTestContext context)
     {
         context.Time.Set(Start);
