@@ -104,11 +104,19 @@ internal static class ChatCommand
         {
             foreach (var part in update.ContentUpdate)
             {
-                Console.Write(part.Text);
+                Console.Write(Shown(part.Text));
                 answer.Append(part.Text);
             }
         }
     }
+
+    /// <summary>
+    /// A part of the answer as the terminal shows it. A model writes whatever its input steers it to (a document it was
+    /// given, a web page), and a terminal obeys an ESC sequence it is sent: OSC 52 writes the clipboard, OSC 8 makes a
+    /// link, <c>ESC[2J</c> clears the screen. Every character that acts instead of showing is written as its
+    /// <c>\uXXXX</c> escape (<see cref="Residency.DisplayText"/>); line breaks, carriage returns and tabs are kept.
+    /// </summary>
+    internal static string Shown(string part) => Residency.DisplayText.Escaped(part, keep: "\n\r\t");
 
     /// <summary>The <c>error.param</c> of an OpenAI error answer, or null.</summary>
     private static string? RefusedParameter(System.ClientModel.ClientResultException exception)

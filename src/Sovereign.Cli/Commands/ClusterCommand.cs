@@ -26,11 +26,11 @@ internal static class ClusterCommand
             }
 
             var id = json.GetProperty("cluster_id") is { ValueKind: JsonValueKind.String } c ? c.GetString() : "(one machine)";
-            AnsiConsole.MarkupLine($"Cluster [bold]{Markup.Escape(id ?? "")}[/], seen from {Markup.Escape(json.GetProperty("gateway").GetString() ?? "")}");
+            AnsiConsole.MarkupLine($"Cluster [bold]{TerminalText.Markup(id ?? "")}[/], seen from {TerminalText.Markup(json.GetProperty("gateway").GetString() ?? "")}");
 
             if (json.TryGetProperty("membership_error", out var membershipError) && membershipError.ValueKind == JsonValueKind.String)
             {
-                AnsiConsole.MarkupLine($"[yellow]warning:[/] {Markup.Escape(membershipError.GetString() ?? "")}");
+                AnsiConsole.MarkupLine($"[yellow]warning:[/] {TerminalText.Markup(membershipError.GetString() ?? "")}");
             }
 
             // When this gateway's certificate expires: an expired one is refused by every peer, and nothing said so before.
@@ -41,7 +41,7 @@ internal static class ClusterCommand
                 var whose = json.TryGetProperty("role", out var role) && role.ValueKind == JsonValueKind.String
                     ? role.GetString() switch { "node" => "This node's", "gateway" => "This gateway's", _ => "This server's" }
                     : "This gateway's";
-                AnsiConsole.MarkupLine($"{(expiring ? "[yellow]warning:[/] " : "")}{whose} cluster certificate ({Markup.Escape(own.GetProperty("member").GetString() ?? "")}) expires {CliTime.FromUnixMilliseconds(own.GetProperty("expires_at").GetInt64())}, "
+                AnsiConsole.MarkupLine($"{(expiring ? "[yellow]warning:[/] " : "")}{whose} cluster certificate ({TerminalText.Markup(own.GetProperty("member").GetString() ?? "")}) expires {CliTime.FromUnixMilliseconds(own.GetProperty("expires_at").GetInt64())}, "
                     + $"{Left(own.GetProperty("expires_in_seconds").GetInt64())}{(expiring ? "; issue a new one with 'sovereign cluster cert issue'" : "")}.");
 
                 // Its CA: no member certificate outlives it, so near its end only a new CA helps.
@@ -63,7 +63,7 @@ internal static class ClusterCommand
                 var expires = m.TryGetProperty("certificate_expires_at", out var at) && at.ValueKind == JsonValueKind.Number
                     ? CliTime.FromUnixMilliseconds(at.GetInt64()) + (m.GetProperty("certificate_expiring").GetBoolean() ? " (soon)" : "")
                     : "";
-                members.AddRow(TenantsCommand.Text(m, "name"), TenantsCommand.Text(m, "status"), TenantsCommand.Text(m, "address"), TenantsCommand.Text(m, "host"), Markup.Escape(expires));
+                members.AddRow(TenantsCommand.Text(m, "name"), TenantsCommand.Text(m, "status"), TenantsCommand.Text(m, "address"), TenantsCommand.Text(m, "host"), TerminalText.Markup(expires));
             }
 
             AnsiConsole.Write(members);
@@ -90,11 +90,11 @@ internal static class ClusterCommand
                 var pools = new Table().AddColumns("pool", "jurisdictions", "nodes up", "free slots", "reserved", "device classes", "accelerators");
                 foreach (var p in json.GetProperty("pools").EnumerateArray())
                 {
-                    pools.AddRow(TenantsCommand.Text(p, "pool"), Markup.Escape(string.Join(", ", p.GetProperty("jurisdictions").EnumerateArray().Select(j => j.GetString()))),
+                    pools.AddRow(TenantsCommand.Text(p, "pool"), TerminalText.Markup(string.Join(", ", p.GetProperty("jurisdictions").EnumerateArray().Select(j => j.GetString()))),
                         $"{p.GetProperty("nodes_up").GetInt32()}/{p.GetProperty("nodes").GetInt32()}", p.GetProperty("free_slots").ToString(),
                         p.TryGetProperty("reserved_slots", out var reserved) ? reserved.ToString() : "",
-                        Markup.Escape(string.Join(", ", p.TryGetProperty("device_classes", out var classes) ? classes.EnumerateArray().Select(c => c.GetString()) : [])),
-                        Markup.Escape(string.Join(", ", p.GetProperty("accelerators").EnumerateArray().Select(a => a.GetString()))));
+                        TerminalText.Markup(string.Join(", ", p.TryGetProperty("device_classes", out var classes) ? classes.EnumerateArray().Select(c => c.GetString()) : [])),
+                        TerminalText.Markup(string.Join(", ", p.GetProperty("accelerators").EnumerateArray().Select(a => a.GetString()))));
                 }
 
                 AnsiConsole.Write(pools);
@@ -107,7 +107,7 @@ internal static class ClusterCommand
                     $"{m.GetProperty("id").GetString()} ({m.GetProperty("running").GetInt32()} running, {m.GetProperty("free_slots").GetInt32()} free, {m.GetProperty("queue_depth").GetInt32()} queued)"));
                 var accelerators = string.Join(", ", n.GetProperty("accelerators").EnumerateArray().Select(a => a.GetProperty("name").GetString()));
                 nodes.AddRow(TenantsCommand.Text(n, "id"), TenantsCommand.Text(n, "jurisdiction"), TenantsCommand.Text(n, "pool"), TenantsCommand.Text(n, "state"), TenantsCommand.Text(n, "health"),
-                    Markup.Escape(models), Markup.Escape(accelerators));
+                    TerminalText.Markup(models), TerminalText.Markup(accelerators));
             }
 
             AnsiConsole.Write(nodes);

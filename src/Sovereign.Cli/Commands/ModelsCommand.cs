@@ -45,7 +45,7 @@ internal static class ModelsCommand
                 var table = new Table().AddColumns("id", "owned by", "created");
                 foreach (var model in models.Value)
                 {
-                    table.AddRow(Markup.Escape(model.Id), Markup.Escape(model.OwnedBy ?? ""), CliTime.Format(model.CreatedAt));
+                    table.AddRow(TerminalText.Markup(model.Id), TerminalText.Markup(model.OwnedBy), CliTime.Format(model.CreatedAt));
                 }
 
                 AnsiConsole.Write(table);

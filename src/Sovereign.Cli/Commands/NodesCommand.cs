@@ -111,7 +111,7 @@ internal static class NodesCommand
                 {
                     table.AddRow(TenantsCommand.Text(n, "id"), TenantsCommand.Text(n, "jurisdiction"), TenantsCommand.Text(n, "pool"), TenantsCommand.Text(n, "device_class"),
                         TenantsCommand.Text(n, "kind"), TenantsCommand.Text(n, "state"), TenantsCommand.Text(n, "health"),
-                        TenantsCommand.Text(n, "base_url"), Markup.Escape(ModelsCell(n)));
+                        TenantsCommand.Text(n, "base_url"), TerminalText.Markup(ModelsCell(n)));
                 }
 
                 AnsiConsole.Write(table);

@@ -175,7 +175,7 @@ internal static class TenantsCommand
                 foreach (var t in json.GetProperty("data").EnumerateArray())
                 {
                     var p = t.GetProperty("policy");
-                    table.AddRow(Text(t, "id"), Text(t, "name"), Text(t, "plan"), Markup.Escape(List(p, "allowed_jurisdictions")),
+                    table.AddRow(Text(t, "id"), Text(t, "name"), Text(t, "plan"), TerminalText.Markup(List(p, "allowed_jurisdictions")),
                         p.TryGetProperty("allow_external_providers", out var e) && e.ValueKind == JsonValueKind.True ? "yes" : "no",
                         t.GetProperty("disabled").GetBoolean() ? "yes" : "no");
                 }
@@ -211,10 +211,10 @@ internal static class TenantsCommand
         grid.AddRow("name", Text(t, "name"));
         grid.AddRow("plan", Text(t, "plan"));
         grid.AddRow("disabled", t.GetProperty("disabled").GetBoolean() ? "yes" : "no");
-        grid.AddRow("jurisdictions", Markup.Escape(List(p, "allowed_jurisdictions")));
-        grid.AddRow("models", Markup.Escape(List(p, "allowed_models", "any")));
-        grid.AddRow("licences", Markup.Escape(List(p, "allowed_licenses", "any")));
-        grid.AddRow("origins", Markup.Escape(List(p, "allowed_origins", "any")));
+        grid.AddRow("jurisdictions", TerminalText.Markup(List(p, "allowed_jurisdictions")));
+        grid.AddRow("models", TerminalText.Markup(List(p, "allowed_models", "any")));
+        grid.AddRow("licences", TerminalText.Markup(List(p, "allowed_licenses", "any")));
+        grid.AddRow("origins", TerminalText.Markup(List(p, "allowed_origins", "any")));
         grid.AddRow("external providers", p.TryGetProperty("allow_external_providers", out var e) && e.ValueKind == JsonValueKind.True ? "allowed" : "not allowed");
         // Whether the tenant's prompts and completions may be kept: 'create --retain-days 30' was shown nowhere but --json.
         grid.AddRow("content retention", Retention(p));
@@ -228,8 +228,9 @@ internal static class TenantsCommand
             ? $"stored {days.GetInt32()} days"
             : "never stored";
 
+    /// <summary>A table cell from a server's answer (<see cref="TerminalText.Markup"/>).</summary>
     internal static string Text(JsonElement e, string name) =>
-        Markup.Escape(e.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v.ToString() : "");
+        TerminalText.Markup(e.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v.ToString() : "");
 
     /// <summary>A duration such as <c>90m</c>, <c>12h</c>, <c>30d</c> or <c>3600s</c>, in seconds; else a usage error naming <paramref name="option"/>.</summary>
     internal static long DurationSeconds(string value, string option)

@@ -58,7 +58,9 @@ internal static class CliErrors
     {
         // 'database copy' names its PostgreSQL with --to; the audit commands with --database.
         var (message, code) = Describe(exception, url, command == "database copy" ? "--to" : "--database");
-        Console.Error.WriteLine($"sovereign {command}: {message}");
+        // One line, whatever the message quotes: a server's (or an engine's, relayed) words reach the terminal with no
+        // character that acts instead of showing (an ESC sequence, a line break).
+        Console.Error.WriteLine($"sovereign {command}: {Residency.DisplayText.Escaped(message)}");
         if (code == ExitCodes.InternalError)
         {
             Console.Error.WriteLine(Environment.GetEnvironmentVariable(DebugVariable) == "1"

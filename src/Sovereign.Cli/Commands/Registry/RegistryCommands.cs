@@ -84,8 +84,9 @@ internal static class RegistryCommands
     };
 
     /// <summary>One line describing an installed entry.</summary>
+    /// <remarks>The architecture is the file's own (GGUF metadata, written by whoever published it): shown escaped (<see cref="Residency.DisplayText"/>).</remarks>
     internal static string Summary(ModelEntry entry) =>
-        $"{entry.Id}: {entry.Architecture}, {Count(entry.Parameters)} parameters, {entry.Quantization}, {Bytes(entry.SizeBytes)}, {entry.License}, {entry.Digest}";
+        Residency.DisplayText.Escaped($"{entry.Id}: {entry.Architecture}, {Count(entry.Parameters)} parameters, {entry.Quantization}, {Bytes(entry.SizeBytes)}, {entry.License}, {entry.Digest}");
 }
 
 /// <summary>Where the registry commands write and how they build the registry; tests replace the defaults.</summary>

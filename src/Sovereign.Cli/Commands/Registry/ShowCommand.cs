@@ -29,13 +29,15 @@ internal static class ShowCommand
 
             var entry = registry.Get(wanted)
                 ?? throw new ModelRegistryException(ModelRegistryError.NotFound, $"No model '{wanted}' in {registry.ModelDirectory}.");
-            var fields = Fields(entry, registry.GetBlobPath(entry.Digest));
+            // The name and architecture are the file's own (GGUF metadata, written by whoever published it): shown
+            // escaped, so no ESC sequence in them reaches the terminal (Residency.DisplayText).
+            var fields = Fields(entry, registry.GetBlobPath(entry.Digest)).Select(f => (f.Name, Value: Residency.DisplayText.Escaped(f.Value))).ToList();
             if (context.Interactive)
             {
                 var grid = new Grid().AddColumn(new GridColumn().NoWrap()).AddColumn();
                 foreach (var (name, value) in fields)
                 {
-                    grid.AddRow(new Markup($"[bold]{Markup.Escape(name)}[/]"), new Text(value));
+                    grid.AddRow(new Markup($"[bold]{TerminalText.Markup(name)}[/]"), new Text(value));
                 }
 
                 context.Console.Write(grid);
@@ -76,8 +78,8 @@ internal static class ShowCommand
         var table = new Table().AddColumns("id", "architecture", "parameters", "quantization", "size", "licence", "origin", "digest");
         foreach (var e in entries)
         {
-            table.AddRow(Markup.Escape(e.Id), Markup.Escape(e.Architecture), RegistryCommands.Count(e.Parameters), Markup.Escape(e.Quantization),
-                RegistryCommands.Bytes(e.SizeBytes), Markup.Escape(e.License), Markup.Escape($"{e.Origin.Publisher} ({e.Origin.Country})"), e.DigestHex[..12]);
+            table.AddRow(TerminalText.Markup(e.Id), TerminalText.Markup(e.Architecture), RegistryCommands.Count(e.Parameters), TerminalText.Markup(e.Quantization),
+                RegistryCommands.Bytes(e.SizeBytes), TerminalText.Markup(e.License), TerminalText.Markup($"{e.Origin.Publisher} ({e.Origin.Country})"), e.DigestHex[..12]);
         }
 
         context.Console.Write(table);

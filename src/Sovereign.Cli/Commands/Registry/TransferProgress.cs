@@ -1,3 +1,4 @@
+using Sovereign.Cli.Output;
 using Sovereign.Inference.Registry;
 using Spectre.Console;
 
@@ -26,11 +27,11 @@ internal static class TransferProgress
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
             .StartAsync(async progressContext =>
             {
-                var task = progressContext.AddTask(Markup.Escape(label), autoStart: true, maxValue: 1);
+                var task = progressContext.AddTask(TerminalText.Markup(label), autoStart: true, maxValue: 1);
                 task.IsIndeterminate = true;
                 result = await operation(new InlineProgress<PullProgress>(p =>
                 {
-                    task.Description = Markup.Escape($"{Verb(p.Phase, transfer)} {label}");
+                    task.Description = TerminalText.Markup($"{Verb(p.Phase, transfer)} {label}");
                     if (p.TotalBytes is { } total && total > 0)
                     {
                         task.IsIndeterminate = false;
