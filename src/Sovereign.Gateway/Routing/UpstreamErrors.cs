@@ -60,7 +60,14 @@ internal static class UpstreamErrors
     /// <summary>The client's error for an engine's error status and what its body said (nulls where it said nothing).</summary>
     private static OpenAIException From(int upstreamStatus, (string? Message, string? Type, string? Param, string? Code) said, TimeSpan? retryAfter)
     {
-        var (message, type, param, code) = said;
+        var message = said.Message;
+
+        // What an engine names its error by reaches the operator: the log names the type, code and param (4001, 4002),
+        // the refusal summary counts per code (4170), and the usage ledger and the audit log may record the code as the
+        // request's refusal code. A type and a code are identifiers and a param is a field's path, so one that is not (a
+        // line break that forges a log line, an ESC sequence for the operator's terminal, kilobytes) is dropped, and the
+        // client gets this gateway's own instead. The message is the client's to read, and is never logged.
+        var (type, param, code) = (Identifier(said.Type), FieldPath(said.Param), Identifier(said.Code));
         if (upstreamStatus is StatusCodes.Status401Unauthorized or StatusCodes.Status403Forbidden or StatusCodes.Status407ProxyAuthenticationRequired)
         {
             return new OpenAIException(StatusCodes.Status502BadGateway,
@@ -235,6 +242,20 @@ internal static class UpstreamErrors
             return default;
         }
     }
+
+    /// <summary>The longest error type or code taken from an engine (OpenAI's longest codes are about 40 characters).</summary>
+    internal const int MaxIdentifierLength = 64;
+
+    /// <summary>The longest param taken from an engine: a field's path, as <see cref="RequestReader.Shorten"/> bounds a client's.</summary>
+    internal const int MaxParamLength = 256;
+
+    /// <summary><paramref name="value"/> when it is an identifier (letters, digits, <c>_ - . :</c>, at most <see cref="MaxIdentifierLength"/>); else null.</summary>
+    internal static string? Identifier(string? value) =>
+        value is { Length: > 0 and <= MaxIdentifierLength } && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.' or ':') ? value : null;
+
+    /// <summary><paramref name="value"/> when it can be a field's path (at most <see cref="MaxParamLength"/>, nothing that acts on a terminal); else null.</summary>
+    internal static string? FieldPath(string? value) =>
+        value is { Length: > 0 and <= MaxParamLength } && !value.Any(Residency.DisplayText.Acts) ? value : null;
 
     /// <summary>A string, or a number written as one (llama-server's <c>code</c> is the status number); else null.</summary>
     private static string? Text(JsonElement parent, string name) =>

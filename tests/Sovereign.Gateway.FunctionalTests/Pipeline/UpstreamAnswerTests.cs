@@ -374,6 +374,54 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
         Assert.Equal((1, 0), (dropping.Requests, foreign.Requests));
     }
 
+    /// <summary>
+    /// An engine's error type, code and param reach the operator: the log names them (4001, 4002), the refusal summary
+    /// counts per code, the ledger and audit log may keep the code. An engine that put a line break in one forged a log
+    /// line, an ESC sequence reached the operator's terminal. Found by reading <c>UpstreamErrors</c> (session 48): each is
+    /// now taken only when it is an identifier (a param: a path without such characters), else this gateway's own; the
+    /// engine's message, which only the client reads, is passed on as it was.
+    /// </summary>
+    [Theory]
+    [InlineData(400, false)]
+    [InlineData(500, false)]
+    [InlineData(400, true)]
+    public async Task AnEnginesErrorNamesThatAreNotIdentifiers_AreNotPassedOn_NorLogged(int status, bool stream)
+    {
+        const string Named = "\"message\":\"The engine's own words.\",\"type\":\"invalid_request_error\\n2026-12-07 info: forged line\",\"param\":\"messages\\u001b[8m\"";
+        await using var engine = await FakeUpstreamEngine.StartAsync(async context =>
+        {
+            if (stream)
+            {
+                // llama-server's way: an error event in a 200 stream, its code the status.
+                context.Response.ContentType = "text/event-stream";
+                await context.Response.WriteAsync($"error: {{\"code\":{status},{Named}}}\n\n");
+                return;
+            }
+
+            context.Response.StatusCode = status;
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync("{\"error\":{" + Named + ",\"code\":\"bad\\r\\n\\u001b]52;c;eA==\\u0007\"}}");
+        });
+        var (model, _, client) = await ServedByAsync(engine.Url);
+        using var _ = client;
+        var captured = new System.Collections.Concurrent.ConcurrentQueue<(string Category, Microsoft.Extensions.Logging.LogLevel Level, Microsoft.Extensions.Logging.EventId Event, string Message)>();
+        using var capture = new CapturingLoggerProvider(captured);
+        fixture.App.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().AddProvider(capture);
+
+        using var response = await client.PostAsync("/v1/chat/completions", Chat(model, stream));
+        var body = await response.Content.ReadAsStringAsync();
+        capture.Stop();
+
+        var json = body.StartsWith('{') ? body : body.Split("\n\n", StringSplitOptions.RemoveEmptyEntries)[^1]["data:".Length..];
+        var error = JsonDocument.Parse(json).RootElement.GetProperty("error");
+        Assert.Equal("The engine's own words.", error.GetProperty("message").GetString());
+        Assert.Equal(status == 400 ? "invalid_request_error" : "server_error", error.GetProperty("type").GetString());
+        Assert.Equal(JsonValueKind.Null, error.GetProperty("param").ValueKind);
+        var code = error.GetProperty("code");
+        Assert.True(code.ValueKind == JsonValueKind.Null || code.GetString()!.All(c => char.IsAsciiLetterOrDigit(c) || c == '_'), code.GetRawText());
+        Assert.DoesNotContain(captured, l => l.Message.Contains("forged", StringComparison.Ordinal) || l.Message.Any(c => char.IsControl(c) && c != '\n'));
+    }
+
     [Theory]
     [InlineData(307, false)]
     [InlineData(308, true)]
