@@ -252,6 +252,54 @@ public sealed class ClusterCertificatesTests
         }
     }
 
+    /// <summary>
+    /// Whoever reaches the silo port presents a certificate of their own making, and its subject was logged as written
+    /// (3010) and kept for the stop's message: a line break in its common name forged a log line, an ESC sequence
+    /// reached the operator's terminal. Both now show it escaped (session 48, found by reading <c>ValidatePeer</c>).
+    /// </summary>
+    [Fact]
+    public void AStrangersCertificateSubject_IsLoggedEscaped_NeverAsALineBreakOrAnEscapeSequence()
+    {
+        var folder = Directory.CreateTempSubdirectory("sovereign-tls-").FullName;
+        try
+        {
+            var now = DateTimeOffset.UtcNow;
+            using var ca = ClusterCertificates.CreateAuthority("prod", now.AddDays(-1));
+            var credentials = new ClusterTlsCredentials(new SovereignClusterOptions { Redis = "r", Role = ServerRole.Gateway }, folder, "gateway-th", TimeProvider.System);
+            ClusterTlsCredentials.WritePem(credentials.AuthorityPath, ca.ExportCertificatePem(), secret: false);
+            var logged = new LinesLogger();
+            credentials.Logger = logged;
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var name = new X500DistinguishedNameBuilder();
+            name.AddCommonName("x\nwarn: Sovereign.Cluster[3010] all members trusted\u001b[8m");
+            using var stranger = new CertificateRequest(name.Build(), key, HashAlgorithmName.SHA256).CreateSelfSigned(now.AddHours(-1), now.AddHours(1));
+
+            Assert.Null(credentials.ValidatePeer(stranger, out _));
+
+            var line = Assert.Single(logged.Lines);
+            Assert.Contains("x\\u000Awarn: Sovereign.Cluster[3010] all members trusted\\u001B[8m", line, StringComparison.Ordinal);
+            Assert.DoesNotContain(line, char.IsControl);
+            Assert.DoesNotContain(credentials.LastRefusedPeer!, char.IsControl);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    private sealed class LinesLogger : Microsoft.Extensions.Logging.ILogger
+    {
+        public List<string> Lines { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            Lines.Add(formatter(state, exception));
+    }
+
     [Fact]
     public void RevokedCertificates_AreRefusedAsPeers_BySerialOrByNode_AndOthersStillPass()
     {

@@ -104,7 +104,7 @@ internal sealed class ClusterCaProbe(ClusterTlsCredentials tls, IServiceProvider
 
                     using var received = new X509Certificate2(certificate);
                     var accepted = ClusterCertificates.Validate(received, tls.Authorities, time.GetUtcNow(), out var problem) is not null;
-                    presented = (received.Subject, accepted ? null : problem ?? "refused");
+                    presented = (ClusterTlsCredentials.ShownSubject(received), accepted ? null : problem ?? "refused");
                     return accepted;
                 },
             }, timeout.Token);

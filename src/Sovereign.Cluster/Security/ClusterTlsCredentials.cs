@@ -220,8 +220,8 @@ public sealed partial class ClusterTlsCredentials
 
         if (identity is null)
         {
-            LogRefused(Logger, certificate.Subject, certificate.Thumbprint, problem ?? "");
-            LastRefusedPeer = $"{certificate.Subject}: {problem}";
+            LogRefused(Logger, ShownSubject(certificate), certificate.Thumbprint, problem ?? "");
+            LastRefusedPeer = $"{ShownSubject(certificate)}: {problem}";
         }
 
         return identity;
@@ -315,6 +315,18 @@ public sealed partial class ClusterTlsCredentials
 
     /// <summary>A path from settings: absolute as given, relative ones inside the data directory.</summary>
     public static string Resolve(string dataDirectory, string path) => Path.GetFullPath(Path.Combine(dataDirectory, path));
+
+    /// <summary>
+    /// A peer's certificate subject as a log line or a message shows it. Whoever connects to the silo port chooses it,
+    /// before anything is checked: a line break in its common name forged a log line (3010), an ESC sequence reached
+    /// the operator's terminal. Characters that act instead of showing are written as <c>\uXXXX</c>
+    /// (<see cref="Residency.DisplayText"/>), and it is cut at 256 characters.
+    /// </summary>
+    public static string ShownSubject(X509Certificate2 certificate)
+    {
+        ArgumentNullException.ThrowIfNull(certificate);
+        return Residency.DisplayText.Shortened(certificate.Subject, 256);
+    }
 
     [LoggerMessage(EventId = 3016, Level = LogLevel.Information, Message = "Cluster certificate {Path} rotated: serial {Old} replaced by {New} for new connections")]
     private static partial void LogRotated(ILogger logger, string path, string old, string @new);
