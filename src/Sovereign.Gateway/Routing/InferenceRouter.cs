@@ -273,7 +273,9 @@ public sealed class InferenceRouter(
         // A span per decision: ids, model, place and outcome only; never content.
         using var activity = Observability.GatewayTelemetry.Source.StartActivity(Observability.GatewayTelemetry.Route);
         activity?.SetTag("sovereign.tenant", caller.TenantId);
-        activity?.SetTag("gen_ai.request.model", model);
+        // The model the client asked for, even one nobody serves: every character is the client's, so it is at most a
+        // model id's length and shown escaped (a prompt pasted into the field went whole into the tracing backend).
+        activity?.SetTag("gen_ai.request.model", model is null ? null : Residency.DisplayText.Shortened(model, ControlPlane.ResourceIds.MaxOtherLength));
         try
         {
             var routed = await RouteCoreAsync(context, caller, model, kind, alias, aliasChoice, failoverOf, prefixKey);

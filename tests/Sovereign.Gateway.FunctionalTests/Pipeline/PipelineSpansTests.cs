@@ -111,4 +111,45 @@ public sealed class PipelineSpansTests(ResidencyFixture fixture, FakeChatEngine 
         Assert.Equal("spans-tenant", span[GatewayTelemetry.Authenticate].GetTagItem("sovereign.tenant"));
         Assert.DoesNotContain(spans.SelectMany(s => s.TagObjects), tag => tag.Value?.ToString()?.Contains(Prompt, StringComparison.Ordinal) == true);
     }
+
+    /// <summary>
+    /// The route's span names the model the client asked for, even one no node serves, and the client chose every
+    /// character of it: a 20,000-character "model" (a prompt pasted in the wrong field) with ESC sequences went whole
+    /// into the operator's tracing backend. It is now at most a model id's length, and escaped (session 48).
+    /// </summary>
+    [Fact]
+    public async Task TheRequestedModelOnTheRouteSpan_IsBoundedAndEscaped()
+    {
+        var key = await KeyAsync();
+        var traceId = ActivityTraceId.CreateRandom();
+        var spans = new ConcurrentQueue<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name is GatewayTelemetry.ActivitySourceName or "Microsoft.AspNetCore",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllData,
+            ActivityStopped = activity =>
+            {
+                if (activity.TraceId == traceId && activity.OperationName == GatewayTelemetry.Route)
+                {
+                    spans.Enqueue(activity);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+
+        using var client = fixture.TenantClient(key);
+        var asked = "my secret plan\u001b[2J" + new string('x', 20_000);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = new StringContent(System.Text.Json.JsonSerializer.Serialize(new { model = asked, messages = new[] { new { role = "user", content = Prompt } } }), Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Add("traceparent", $"00-{traceId}-{ActivitySpanId.CreateRandom()}-01");
+        using var response = await client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        var tagged = Assert.IsType<string>(Assert.Single(spans).GetTagItem("gen_ai.request.model"));
+        Assert.StartsWith("my secret plan\\u001B[2Jxxx", tagged, StringComparison.Ordinal);
+        Assert.True(tagged.Length <= 257, $"{tagged.Length} characters");
+        Assert.DoesNotContain(tagged, char.IsControl);
+    }
 }
