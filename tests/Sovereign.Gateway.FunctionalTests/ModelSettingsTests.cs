@@ -85,6 +85,28 @@ public sealed class ModelSettingsTests
         // A model's languages are a set: "TH" after "th" is the same language, folded, for both.
     }
 
+    /// <summary>
+    /// A model id could hold a bidirectional override (names could not): declared by whoever registers a node's models,
+    /// it displayed as another id in the console, the invoice CSV and every table. Refused for the admin API and the
+    /// settings alike; letters of any script are ids as before (session 48).
+    /// </summary>
+    [Fact]
+    public void ModelRules_RefuseAModelIdWithABidirectionalOverride_AndKeepEveryScript()
+    {
+        foreach (var id in new[] { "cheap\u202E8-b3-amall", "a\u2066b", "x\u202Ay" })
+        {
+            var problems = new List<Models.ModelProblem>();
+            Models.ModelRules.Check(new Models.ModelDeclaration(id, Relayed: true, "chat", "up", 1), Models.ModelFieldNames.Json("models[0]"), new HashSet<string>(), problems);
+            var problem = Assert.Single(problems);
+            Assert.Equal(("models[0].id", "invalid_value"), (problem.Field, problem.Code));
+            Assert.StartsWith("models[0].id must not contain bidirectional overrides; got U+", problem.Message, StringComparison.Ordinal);
+        }
+
+        var scripts = new List<Models.ModelProblem>();
+        Models.ModelRules.Check(new Models.ModelDeclaration("typhoon-ไทย-مستشفى-日本語", Relayed: true, "chat", "up", 1), Models.ModelFieldNames.Json("models[0]"), new HashSet<string>(), scripts);
+        Assert.Empty(scripts);
+    }
+
     // A message with its field names taken out (they are the caller's; the rest is the rule's).
     private static string Unnamed(Models.ModelProblem problem) =>
         System.Text.RegularExpressions.Regex.Replace(problem.Message, @"(models\[0\]\.[a-z_]+(\[\d\])?|Sovereign:Engines:0:Models:0:[A-Za-z]+(:\d)?)", "FIELD");

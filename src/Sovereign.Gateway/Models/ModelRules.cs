@@ -87,6 +87,12 @@ internal static class ModelRules
         {
             problems.Add(new(id, $"{id} must be 1-{ResourceIds.MaxOtherLength} characters without whitespace or control characters; got '{RequestReader.Shorten(model.Id)}'.", "invalid_value"));
         }
+        else if (model.Id.FirstOrDefault(RequestReader.Disguises) is var disguise and not '\0')
+        {
+            // A bidirectional override makes an id display as another in the console, the invoice CSV and every table:
+            // whoever declares a node's models could bill "llama-3-8b" as what reads like a cheaper model's id.
+            problems.Add(new(id, $"{id} must not contain bidirectional overrides; got U+{(int)disguise:X4} in '{RequestReader.Shorten(model.Id)}'.", "invalid_value"));
+        }
         else if (IsReservedId(model.Id))
         {
             var hint = model.Relayed ? $" (the engine's own name goes in {names.Member("upstream")})" : "";
