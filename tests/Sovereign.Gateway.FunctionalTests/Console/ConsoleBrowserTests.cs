@@ -131,6 +131,16 @@ public sealed class ConsoleBrowserTests(ConsoleFixture fixture, BrowserFixture b
             await Assertions.Expect(page.Locator("#verdict")).ToContainTextAsync("Does not verify");
             await Assertions.Expect(page.Locator("#verify-problems")).ToContainTextAsync("redacted");
 
+            // A line whose type holds a bidirectional override (the alterer's text, quoted by the problem): shown as its
+            // escape, as the CLI and the script show it, not reordering the rest of the line (session 48).
+            var overridden = Path.Combine(directory, "th-override.jsonl");
+            await File.WriteAllLinesAsync(overridden, lines.Take(2).Append(JsonSerializer.Serialize(new { type = "x\u202Edeifirev" })).Concat(lines.Skip(2)));
+            await page.GetByLabel("Export file (JSON Lines)").SetInputFilesAsync(overridden);
+            await page.GetByRole(AriaRole.Button, new() { Name = "Verify" }).ClickAsync();
+            await Assertions.Expect(page.Locator("#verdict")).ToContainTextAsync("Does not verify");
+            await Assertions.Expect(page.Locator("#verify-problems")).ToContainTextAsync("Unknown line type 'x\\u202Edeifirev'");
+            Assert.DoesNotContain('\u202E', await page.Locator("#verify-problems").InnerTextAsync());
+
             // The CLI's verifier, the code of record, agrees with the browser on both files.
             var keyFile = Path.Combine(directory, "operator.pem");
             await File.WriteAllTextAsync(keyFile, pem);

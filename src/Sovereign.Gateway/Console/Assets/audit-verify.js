@@ -449,6 +449,12 @@
     return { checked, problems };
   }
 
+  // What a problem quotes from the file (a line's type, a key id, a chain's name) is whoever altered it's: a
+  // bidirectional override in it reordered the rest of the line on screen. Every character that acts instead of
+  // showing is written as its \uXXXX escape, as verify-export and tools/audit-verify.mjs show it.
+  const ACTS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\u2028\u2029]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+  const shown = text => String(text).replace(ACTS, c => "\\u" + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0"));
+
   function show(result) {
     const out = document.getElementById("verify-result");
     out.textContent = "";
@@ -472,9 +478,9 @@
           // Version 3: the kind and chain verify-export names (the shared chain's and the file's own have none).
           item.dataset.kind = p.kind;
           if (p.chain !== null && p.chain !== undefined) { item.dataset.chain = p.chain; }
-          item.textContent = `${p.chain !== null && p.chain !== undefined ? "chain " + p.chain + ", " : ""}${at}: ${p.kind}: ${p.what}`;
+          item.textContent = shown(`${p.chain !== null && p.chain !== undefined ? "chain " + p.chain + ", " : ""}${at}: ${p.kind}: ${p.what}`);
         } else {
-          item.textContent = `${at}: ${p.what}`;
+          item.textContent = shown(`${at}: ${p.what}`);
         }
         list.appendChild(item);
       }
