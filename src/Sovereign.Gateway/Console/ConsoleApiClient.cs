@@ -28,6 +28,8 @@ internal sealed class ConsoleApiClient
 
     private static readonly HttpClient Shared = new(new SocketsHttpHandler
     {
+        // This server itself, on loopback: never through a proxy the environment names (sessions' tokens, usage).
+        UseProxy = false,
         AllowAutoRedirect = false,
         PooledConnectionLifetime = TimeSpan.FromMinutes(2),
         ConnectCallback = ConnectAsync,

@@ -152,7 +152,9 @@ internal sealed partial class ClusterJoiner(
         // connections or never answers (black-holed) stops the start after JoinTimeoutSeconds, not after many retries.
         var limit = TimeSpan.FromSeconds(Math.Clamp(options.JoinTimeoutSeconds, 1, 24 * 3600));
         using var deadline = new CancellationTokenSource(limit);
-        using var client = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
+        // The join token and the node's signing request go to the gateway directly, or through the proxy the operator
+        // names, never one the environment names (RelayProxy).
+        using var client = new HttpClient(RelayProxy.Apply(new SocketsHttpHandler(), settings.RelayProxy)) { Timeout = Timeout.InfiniteTimeSpan };
         string body;
         HttpStatusCode status;
         for (var attempt = 1; ; attempt++)

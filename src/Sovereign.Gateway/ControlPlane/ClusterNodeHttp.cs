@@ -20,7 +20,9 @@ internal static class ClusterNodeHttp
     public static void AddClusterNodeHttp(this IServiceCollection services)
     {
         services.AddHttpClient(UpstreamProxy.ClusterNodeClientName, client => client.Timeout = Timeout.InfiniteTimeSpan)
-            .ConfigurePrimaryHttpMessageHandler(sp => CreateHandler(sp.GetRequiredService<ClusterTlsCredentials>()))
+            // Never the environment's proxy: only the one the operator names (RelayProxy).
+            .ConfigurePrimaryHttpMessageHandler(sp => RelayProxy.Apply(CreateHandler(sp.GetRequiredService<ClusterTlsCredentials>()),
+                sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions>>().Value.RelayProxy))
             .SetHandlerLifetime(Timeout.InfiniteTimeSpan) // connections are renewed by PooledConnectionLifetime, without a new TLS pool every 2 minutes
             .RemoveAllLoggers();
         services.AddOptions<KestrelServerOptions>().Configure<ClusterTlsCredentials>((kestrel, tls) =>

@@ -150,7 +150,7 @@ internal static partial class ControlPlaneServices
         // logging handlers are left out: the relay logs what operators need with stable event ids, and they cost a scope
         // and two records on every request.
         services.AddHttpClient(UpstreamProxy.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan)
-            .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
+            .ConfigurePrimaryHttpMessageHandler(sp => RelayProxy.Apply(new SocketsHttpHandler
             {
                 AllowAutoRedirect = false,
                 // The engine address rule on every connection, whatever path stored or set the URL (EngineAddressRule).
@@ -159,10 +159,11 @@ internal static partial class ControlPlaneServices
                 // Under the engines' own keep-alive (llama-server's and uvicorn's, so vLLM's: 5 s): an idle connection is
                 // dropped here before the engine closes it under a request sent on it.
                 PooledConnectionIdleTimeout = UpstreamProxy.IdleConnectionTimeout,
-            })
+            }, sp.GetRequiredService<IOptions<SovereignOptions>>().Value.RelayProxy)) // never the environment's proxy (RelayProxy)
             .SetHandlerLifetime(Timeout.InfiniteTimeSpan) // PooledConnectionLifetime renews connections (DNS changes) without dropping the pool
             .RemoveAllLoggers();
         services.AddClusterNodeHttp();
+        services.AddHostedService<RelayProxy.Notice>();
     }
 
     /// <summary>

@@ -80,6 +80,14 @@ public sealed class SovereignOptions
     /// </summary>
     public bool AllowLinkLocalEngineUrls { get; set; }
 
+    /// <summary>
+    /// The proxy the relays to external engines and cluster nodes go through (<c>http://proxy.example:3128</c>; http,
+    /// https, socks5, socks4, socks4a; <c>user:password@</c> if it needs them). Unset: none, and the environment's
+    /// <c>HTTP_PROXY</c>/<c>HTTPS_PROXY</c>/<c>ALL_PROXY</c> are ignored (<see cref="ControlPlane.RelayProxy"/>): a proxy sees
+    /// tenants' content, so it is used only where the operator names it.
+    /// </summary>
+    public string? RelayProxy { get; set; }
+
     /// <summary>Language detection: which languages (default: the covered set) and in which accuracy mode.</summary>
     public Sovereign.Languages.LanguageDetectorOptions Languages { get; set; } = new();
 

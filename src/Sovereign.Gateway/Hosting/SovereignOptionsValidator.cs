@@ -115,6 +115,11 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         }
 
         ValidateEngines(failures, options.Engines, ids, cluster.Value.ServesModels, options.AllowLinkLocalEngineUrls);
+        if (ControlPlane.RelayProxy.Problem(options.RelayProxy) is { } proxyProblem)
+        {
+            failures.Add(proxyProblem);
+        }
+
         var detected = DetectedLanguages(options.Languages);
         // This process's embedding models: an alias routes chat requests only.
         var embeddingModels = options.Models.Where(m => m?.Kind == ModelKind.Embedding).Select(m => m.Id)
