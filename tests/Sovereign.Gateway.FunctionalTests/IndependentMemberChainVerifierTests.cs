@@ -148,6 +148,9 @@ public sealed class IndependentMemberChainVerifierTests : IAsyncLifetime
         (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", _directory, "--database", DatabasePath, "-o", path);
         Assert.True(exit == 3, stdout + stderr);
         Assert.Contains("WitnessMismatch", stdout + stderr, StringComparison.Ordinal);
+        // Nothing under the name an auditor was to be given (an empty file was left there), nor beside it.
+        Assert.False(File.Exists(path));
+        Assert.Empty(Directory.EnumerateFiles(_directory, "*refused.jsonl*"));
     }
 
     /// <summary>Runs both verifiers on one file; they must agree on the exit code, the verdicts and every problem's kind and chain.</summary>

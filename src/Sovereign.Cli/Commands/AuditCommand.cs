@@ -147,8 +147,9 @@ internal static class AuditCommand
         var tenant = new Option<string?>("--tenant") { Description = "Only this tenant's entries (others appear as hash-only lines so the chain still verifies)." };
         var from = new Option<string?>("--from") { Description = "Start time, ISO 8601 (default: the beginning)." };
         var to = new Option<string?>("--to") { Description = "End time, ISO 8601 (default: now)." };
-        var output = new Option<FileInfo?>("--output", "-o") { Description = "The JSONL file to write (default: standard output)." };
-        var command = new Command("export", "Write JSONL that an auditor can verify offline with the operator's public key.") { dataDir, database, tenant, from, to, output };
+        var output = new Option<FileInfo?>("--output", "-o") { Description = "The JSONL file to write (default: standard output); a file that exists is refused unless --force." };
+        var force = new Option<bool>("--force") { Description = "Replace the --output file if it exists." };
+        var command = new Command("export", "Write JSONL that an auditor can verify offline with the operator's public key.") { dataDir, database, tenant, from, to, output, force };
         command.SetAction(async (result, ct) =>
         {
             var directory = result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory;
@@ -172,16 +173,11 @@ internal static class AuditCommand
                 return 2;
             }
 
-            if (result.GetValue(output) is { Directory: { Exists: false } folder })
+            if (result.GetValue(output) is { } target)
             {
-                // As for 'audit archive': it failed with the runtime's "Could not find a part of the path", exit 1.
-                throw new Output.CliException($"the folder {folder.FullName} does not exist; create it or choose another --output.", Output.ExitCodes.Usage);
-            }
-
-            if (result.GetValue(output) is { } target && Directory.Exists(target.FullName))
-            {
-                // It failed after reading the log with the runtime's "Access to the path ... is denied", exit 1.
-                throw new Output.CliException($"--output {target.FullName} is a folder; give the file to write, e.g. {Path.Combine(target.FullName, "export.jsonl")}.", Output.ExitCodes.Usage);
+                // Before the log is read. An existing file (an export already handed to an auditor) was replaced
+                // without a word.
+                Output.OutputFile.Check(target, result.GetValue(force), "export.jsonl");
             }
 
             // A misspelt or blank tenant wrote an export of nothing but other tenants' hashes, and said so with exit 0:
@@ -214,37 +210,50 @@ internal static class AuditCommand
             }
 
             var file = result.GetValue(output);
-            await using var stream = file is null ? Console.OpenStandardOutput() : File.Create(file.FullName);
             // Never sign an export over a chain that lost the head the server last signed (a rewritten tail).
             var witness = AuditWitness.Read(Path.Combine(directory, AuditWitness.FileName));
-            if (await AuditClusterExport.HasMemberChainsAsync(db, ct))
+            if (file is null)
             {
-                // Members' own chains (Sovereign:Audit:MemberChains): one file holds every chain, version 3.
-                var cluster = await AuditClusterExport.WriteAsync(db, key, result.GetValue(tenant), start, end, stream, witness, ct);
-                if (file is not null)
-                {
-                    Console.WriteLine($"Wrote {cluster.Entries + cluster.Redacted} entries ({cluster.Entries} in full, {cluster.Redacted} of other tenants as hashes only) of {cluster.Chains.Count} chains to {file.FullName}.");
-                    foreach (var chain in cluster.Chains)
-                    {
-                        Console.WriteLine(chain.FirstSequence is { } first
-                            ? string.Create(CultureInfo.InvariantCulture, $"  {AuditChainScope.Of(chain.Chain).Label}: entries {first}..{chain.LastSequence}, {chain.Uncovered} not covered by a signed checkpoint when exported")
-                            : $"  {AuditChainScope.Of(chain.Chain).Label}: no entries in the period");
-                    }
-                }
-
+                await using var stdout = Console.OpenStandardOutput();
+                await WriteExportAsync(stdout, db, key, result.GetValue(tenant), start, end, witness, "standard output", ct);
                 return 0;
             }
 
-            var summary = await AuditExport.WriteAsync(db, key, result.GetValue(tenant), start, end, stream, witness, ct);
-            if (file is not null)
+            // Complete or not at all: a refused export (a rewritten log, exit 3) or one that failed half way left an
+            // empty or partial file under the name an auditor was to be given.
+            string[] report = [];
+            await Output.OutputFile.WriteAsync(file.FullName, result.GetValue(force),
+                async stream => report = await WriteExportAsync(stream, db, key, result.GetValue(tenant), start, end, witness, file.FullName, ct));
+            foreach (var line in report)
             {
-                // Every entry of the file, as verify-export counts them: "Wrote 6 entries (6 of other tenants ...)" was a file of 12.
-                Console.WriteLine($"Wrote {summary.Entries + summary.Redacted} entries ({summary.Entries} in full, {summary.Redacted} of other tenants as hashes only) to {file.FullName}.");
+                Console.WriteLine(line);
             }
 
             return 0;
         });
         return command;
+    }
+
+    /// <summary>Writes the export to <paramref name="stream"/>; returns what to tell the operator once it is in <paramref name="name"/>.</summary>
+    private static async Task<string[]> WriteExportAsync(Stream stream, SqlDatabase db, OperatorSigningKey key, string? tenant, DateTimeOffset start, DateTimeOffset end,
+        AuditWitnessHead? witness, string name, CancellationToken ct)
+    {
+        if (await AuditClusterExport.HasMemberChainsAsync(db, ct))
+        {
+            // Members' own chains (Sovereign:Audit:MemberChains): one file holds every chain, version 3.
+            var cluster = await AuditClusterExport.WriteAsync(db, key, tenant, start, end, stream, witness, ct);
+            return
+            [
+                $"Wrote {cluster.Entries + cluster.Redacted} entries ({cluster.Entries} in full, {cluster.Redacted} of other tenants as hashes only) of {cluster.Chains.Count} chains to {name}.",
+                .. cluster.Chains.Select(chain => chain.FirstSequence is { } first
+                    ? string.Create(CultureInfo.InvariantCulture, $"  {AuditChainScope.Of(chain.Chain).Label}: entries {first}..{chain.LastSequence}, {chain.Uncovered} not covered by a signed checkpoint when exported")
+                    : $"  {AuditChainScope.Of(chain.Chain).Label}: no entries in the period"),
+            ];
+        }
+
+        var summary = await AuditExport.WriteAsync(db, key, tenant, start, end, stream, witness, ct);
+        // Every entry of the file, as verify-export counts them: "Wrote 6 entries (6 of other tenants ...)" was a file of 12.
+        return [$"Wrote {summary.Entries + summary.Redacted} entries ({summary.Entries} in full, {summary.Redacted} of other tenants as hashes only) to {name}."];
     }
 
     private static Command CreateArchive()

@@ -66,50 +66,81 @@ internal static class DatabaseCommand
                 throw new CliException($"--output {targetPath}: the folder {folder} does not exist.", ExitCodes.Usage);
             }
 
-            // Created owner-only before a byte is written, and never over an existing file (an older backup stays).
+            if (Directory.Exists(targetPath))
+            {
+                throw new CliException($"--output {targetPath} is a folder; give the file to write, e.g. {Path.Combine(targetPath, "sovereign-backup.db")}.", ExitCodes.Usage);
+            }
+
+            if (File.Exists(targetPath))
+            {
+                // Never over an existing file (an older backup stays), and said before anything is copied.
+                throw new CliException($"--output {targetPath} exists already; a backup never replaces a file: choose another file.", ExitCodes.Usage);
+            }
+
+            // The copy is made and checked in a temporary file beside the target, created owner-only before a byte is
+            // written, and renamed into place once complete: a copy that failed or was interrupted half way was left
+            // under the backup's name, a file that looked like a backup and was not one.
+            var staging = OutputFile.TemporaryBeside(targetPath);
+            (int Exit, string Line) problem;
+            string digest;
             try
             {
-                var create = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-                if (!OperatingSystem.IsWindows())
+                try
                 {
-                    create.UnixCreateMode = SqlDatabase.OwnerOnly;
+                    var create = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+                    if (!OperatingSystem.IsWindows())
+                    {
+                        create.UnixCreateMode = SqlDatabase.OwnerOnly;
+                    }
+
+                    using var created = new FileStream(staging, create);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    throw new CliException($"--output {targetPath} cannot be written: {ex.Message.TrimEnd('.')}.");
                 }
 
-                using var created = new FileStream(targetPath, create);
-            }
-            catch (IOException ex) when (File.Exists(targetPath))
-            {
-                throw new CliException($"--output {targetPath} exists already; a backup never overwrites a file ({ex.Message.TrimEnd('.')}).");
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                throw new CliException($"--output {targetPath} cannot be written: {ex.Message.TrimEnd('.')}.");
-            }
-
-            try
-            {
-                await using (var source = (Microsoft.Data.Sqlite.SqliteConnection)await SqlDatabase.Sqlite(sourcePath).OpenAsync(ct))
-                await using (var target = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={targetPath};Pooling=False"))
+                try
                 {
-                    await target.OpenAsync(ct);
-                    // One snapshot of the whole file, however much the server writes meanwhile (SQLite restarts the copy
-                    // of a page another connection changed; in one process-local step here, so it finishes).
-                    source.BackupDatabase(target);
-                    await using var single = target.CreateCommand();
-                    // One self-contained file: the live database's WAL mode would leave the copy needing -wal and -shm files.
-                    single.CommandText = "PRAGMA journal_mode=DELETE";
-                    await single.ExecuteNonQueryAsync(ct);
+                    await using (var source = (Microsoft.Data.Sqlite.SqliteConnection)await SqlDatabase.Sqlite(sourcePath).OpenAsync(ct))
+                    await using (var target = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={staging};Pooling=False"))
+                    {
+                        await target.OpenAsync(ct);
+                        // One snapshot of the whole file, however much the server writes meanwhile (SQLite restarts the copy
+                        // of a page another connection changed; in one process-local step here, so it finishes).
+                        source.BackupDatabase(target);
+                        await using var single = target.CreateCommand();
+                        // One self-contained file: the live database's WAL mode would leave the copy needing -wal and -shm files.
+                        single.CommandText = "PRAGMA journal_mode=DELETE";
+                        await single.ExecuteNonQueryAsync(ct);
+                    }
                 }
+                catch (Microsoft.Data.Sqlite.SqliteException ex) when (SqliteFailures.Explain(ex, "the backup " + targetPath) is { } explained)
+                {
+                    throw new CliException(explained + "; nothing was kept.");
+                }
+
+                problem = await CheckBackupAsync(staging, directory, ct);
+                Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+                await using (var written = File.OpenRead(staging))
+                {
+                    digest = Convert.ToHexStringLower(await System.Security.Cryptography.SHA256.HashDataAsync(written, ct));
+                }
+
+                // Complete (a copy that does not verify too: it is kept for inspection). Never over a file made meanwhile.
+                OutputFile.MoveIntoPlace(staging, targetPath, force: false, canForce: false);
             }
-            catch (Microsoft.Data.Sqlite.SqliteException ex) when (SqliteFailures.Explain(ex, "the backup " + targetPath) is { } explained)
+            catch
             {
-                TryDelete(targetPath);
-                throw new CliException(explained + "; nothing was kept.");
+                Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+                foreach (var file in new[] { staging, staging + "-journal", staging + "-wal", staging + "-shm" })
+                {
+                    OutputFile.TryDelete(file);
+                }
+
+                throw;
             }
 
-            var problem = await CheckBackupAsync(targetPath, directory, ct);
-            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-            var digest = Convert.ToHexStringLower(await System.Security.Cryptography.SHA256.HashDataAsync(File.OpenRead(targetPath), ct));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Backed up {sourcePath} to {targetPath} ({new FileInfo(targetPath).Length} bytes, SHA-256 {digest})."));
             Console.WriteLine(problem.Line);
             if (problem.Exit != ExitCodes.Success)
@@ -156,17 +187,6 @@ internal static class DatabaseCommand
             ? (ExitCodes.IntegrityFailure, $"The copy's audit log does not verify ({string.Join("; ", outcome.Problems.Take(3))}); it is kept for inspection. Run sovereign audit verify on the server's database.")
             : (ExitCodes.Success, string.Create(CultureInfo.InvariantCulture,
                 $"The copy verifies: {outcome.EntriesChecked} audit entries, {outcome.CheckpointsVerified} signed checkpoints, the ledger agrees with them. {outcome.VerdictReason}"));
-    }
-
-    private static void TryDelete(string path)
-    {
-        try
-        {
-            File.Delete(path);
-        }
-        catch (IOException)
-        {
-        }
     }
 
     private static Command CreateCopy()

@@ -249,23 +249,11 @@ internal static class MeteringCommands
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            if (result.GetValue(output) is { Directory: { Exists: false } folder })
+            if (result.GetValue(output) is { } target)
             {
-                // As for 'audit archive': it failed after the request with the runtime's "Could not find a part of the path", exit 1.
-                throw new CliException($"the folder {folder.FullName} does not exist; create it or choose another --output.", ExitCodes.Usage);
-            }
-
-            if (result.GetValue(output) is { } target && Directory.Exists(target.FullName))
-            {
-                // It failed after the request with the runtime's "Access to the path ... is denied", exit 1.
-                throw new CliException($"--output {target.FullName} is a folder; give the file to write, e.g. {Path.Combine(target.FullName, "invoice.csv")}.", ExitCodes.Usage);
-            }
-
-            if (result.GetValue(output) is { Exists: true } existing && !result.GetValue(force))
-            {
-                // It was replaced without a word (explorer23): last month's invoice, kept for the accountant, gone with one
-                // mistyped name. Said before the server is asked, as the other --output mistakes.
-                throw new CliException($"--output {existing.FullName} exists already; pass --force to replace it, or choose another file.", ExitCodes.Usage);
+                // Said before the server is asked. An existing file was replaced without a word (explorer23): last
+                // month's invoice, kept for the accountant, gone with one mistyped name.
+                OutputFile.Check(target, result.GetValue(force), "invoice.csv");
             }
 
             if (result.GetValue(from) is { } first && first == result.GetValue(to)
@@ -283,18 +271,13 @@ internal static class MeteringCommands
             var text = await connection.SendTextAsync(result, $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(tenant))}/invoice?" + string.Join('&', query), ct);
             if (result.GetValue(output) is { } file)
             {
-                try
+                // Complete or not at all: a temporary file beside it, renamed into place (a file made meanwhile is not
+                // replaced without --force either).
+                await OutputFile.WriteAsync(file.FullName, result.GetValue(force), async stream =>
                 {
-                    // CreateNew without --force: a file made meanwhile is not replaced either.
-                    await using var stream = new FileStream(file.FullName, result.GetValue(force) ? FileMode.Create : FileMode.CreateNew, FileAccess.Write);
-                    await using var writer = new StreamWriter(stream);
+                    await using var writer = new StreamWriter(stream, leaveOpen: true);
                     await writer.WriteAsync(text.AsMemory(), ct);
-                }
-                catch (IOException) when (!result.GetValue(force) && File.Exists(file.FullName))
-                {
-                    throw new CliException($"--output {file.FullName} exists already; pass --force to replace it, or choose another file.", ExitCodes.Usage);
-                }
-
+                });
                 Console.WriteLine($"Wrote {file.FullName}.");
             }
             else

@@ -102,7 +102,8 @@ internal static class ModelsCommand
 
     private static Command CreateSynth()
     {
-        var output = new Option<FileInfo>("--output", "-o") { Description = "Where to write the GGUF file.", Required = true };
+        var output = new Option<FileInfo>("--output", "-o") { Description = "Where to write the GGUF file; a file that exists is refused unless --force.", Required = true };
+        var force = new Option<bool>("--force") { Description = "Replace the --output file if it exists." };
         var layers = new Option<int>("--layers") { Description = "Transformer blocks.", DefaultValueFactory = _ => 2 };
         var width = new Option<int>("--width") { Description = "Embedding length (model width).", DefaultValueFactory = _ => 64 };
         var heads = new Option<int?>("--heads") { Description = "Attention heads (default: width / 64, at least 1)." };
@@ -117,7 +118,7 @@ internal static class ModelsCommand
 
         var command = new Command("synth", "Write a llama-architecture GGUF with deterministic random weights, for tests, benchmarks and capacity planning.")
         {
-            output, layers, width, heads, kvHeads, ff, vocab, contextLength, type, seed, name,
+            output, force, layers, width, heads, kvHeads, ff, vocab, contextLength, type, seed, name,
         };
         command.SetAction((result, cancellationToken) =>
         {
@@ -184,6 +185,15 @@ internal static class ModelsCommand
                 return Task.FromResult(2);
             }
 
+            var replace = result.GetValue(force);
+            if (!replace && File.Exists(path))
+            {
+                // It was replaced without a word, as 'invoice -o' once replaced last month's invoice: a model file
+                // another server loads, or one that took an hour to write, gone with one reused name.
+                Console.Error.WriteLine(ExistsAlready(path));
+                return Task.FromResult(2);
+            }
+
             var estimate = SyntheticModelBuilder.Estimate(options);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"Writing {path}: {options.Layers} layers, width {options.EmbeddingLength}, vocabulary {options.VocabularySize}, {result.GetValue(type)}; " +
@@ -192,7 +202,13 @@ internal static class ModelsCommand
             {
                 // The writer stages the file beside it (.partial) and removes that on failure; a second staging here
                 // was left behind when the last move failed, and errors named 'x.gguf.partial.partial'.
-                WriteWithProgress(options, path, estimate.FileSizeBytes, cancellationToken);
+                WriteWithProgress(options, path, estimate.FileSizeBytes, replace, cancellationToken);
+            }
+            catch (IOException) when (!replace && File.Exists(path))
+            {
+                // Made while this one was written: kept, and this one removed.
+                Console.Error.WriteLine(ExistsAlready(path));
+                return Task.FromResult(2);
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
@@ -206,18 +222,20 @@ internal static class ModelsCommand
         return command;
     }
 
-    private static void WriteWithProgress(SyntheticModelOptions options, string path, long totalBytes, CancellationToken cancellationToken)
+    private static string ExistsAlready(string path) => $"sovereign models synth: --output {path} exists already; pass --force to replace it, or choose another file.";
+
+    private static void WriteWithProgress(SyntheticModelOptions options, string path, long totalBytes, bool overwrite, CancellationToken cancellationToken)
     {
         if (!AnsiConsole.Profile.Capabilities.Interactive || Console.IsOutputRedirected)
         {
-            SyntheticModelBuilder.Write(options, path, null, cancellationToken);
+            SyntheticModelBuilder.Write(options, path, null, cancellationToken, overwrite);
             return;
         }
 
         AnsiConsole.Progress().Start(context =>
         {
             var task = context.AddTask("synthesizing", maxValue: totalBytes);
-            SyntheticModelBuilder.Write(options, path, new Progress<long>(bytes => task.Value = bytes), cancellationToken);
+            SyntheticModelBuilder.Write(options, path, new Progress<long>(bytes => task.Value = bytes), cancellationToken, overwrite);
             task.Value = totalBytes;
         });
     }

@@ -169,9 +169,11 @@ public sealed class GgufWriter
 
     /// <summary>
     /// Writes the file to <paramref name="path"/>. Data goes to a side file that replaces <paramref name="path"/> only
-    /// when complete, so an interrupted write never leaves a half-written model under the real name.
+    /// when complete, so an interrupted write never leaves a half-written model under the real name. With
+    /// <paramref name="overwrite"/> false an existing file at <paramref name="path"/> (one made while this wrote too)
+    /// is kept, and the <see cref="IOException"/> of the move is thrown with the side file removed.
     /// </summary>
-    public void WriteFile(string path, IProgress<long>? progress = null, CancellationToken cancellationToken = default)
+    public void WriteFile(string path, IProgress<long>? progress = null, CancellationToken cancellationToken = default, bool overwrite = true)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var fullPath = Path.GetFullPath(path);
@@ -183,7 +185,7 @@ public sealed class GgufWriter
                 Write(file, progress, cancellationToken);
             }
 
-            File.Move(partial, fullPath, overwrite: true);
+            File.Move(partial, fullPath, overwrite);
         }
         catch
         {

@@ -17,11 +17,14 @@ public static class SyntheticModelBuilder
     private const float RmsNormEpsilon = 1e-5f;
     private const float RopeFrequencyBase = 10000f;
 
-    /// <summary>Validates <paramref name="options"/> and writes the model to <paramref name="path"/>.</summary>
-    public static void Write(SyntheticModelOptions options, string path, IProgress<long>? progress = null, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Validates <paramref name="options"/> and writes the model to <paramref name="path"/>: over an existing file
+    /// only with <paramref name="overwrite"/> (else the move's <see cref="IOException"/>, the file kept).
+    /// </summary>
+    public static void Write(SyntheticModelOptions options, string path, IProgress<long>? progress = null, CancellationToken cancellationToken = default, bool overwrite = true)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        CreateWriter(options).WriteFile(path, progress, cancellationToken);
+        CreateWriter(options).WriteFile(path, progress, cancellationToken, overwrite);
     }
 
     /// <summary>Parameter count and exact file size of the model <paramref name="options"/> describe.</summary>

@@ -92,6 +92,12 @@ public static class AuditArchive
             return new AuditArchiveFileOutcome(AuditArchiveFileStatus.NothingToArchive, path, null, null, null, []);
         }
 
+        if (File.Exists(path) || Directory.Exists(path))
+        {
+            // Never overwritten: it may be an earlier archive, the only copy of entries no longer in the database.
+            throw new IOException($"The file '{path}' already exists.");
+        }
+
         var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
         if (!OperatingSystem.IsWindows())
         {
@@ -105,7 +111,10 @@ public static class AuditArchive
         }
 
         AuditExportSummary summary;
-        var stream = new FileStream(path, options);
+        // Written, flushed and read back under a temporary name beside the file, which takes the file's name only once
+        // complete: a process killed half way left a partial archive under the name the operator keeps.
+        var staging = StagingPath(path);
+        var stream = new FileStream(staging, options);
         try
         {
             await using (stream)
@@ -117,22 +126,25 @@ public static class AuditArchive
         catch
         {
             // Created here and incomplete: it holds nothing the database lost.
-            File.Delete(path);
+            File.Delete(staging);
             throw;
         }
 
         if (summary.LastSequence is not { } last || summary.Checkpoint is not { } closing)
         {
-            File.Delete(path);
+            File.Delete(staging);
             return new AuditArchiveFileOutcome(AuditArchiveFileStatus.NothingToArchive, path, null, null, null, []);
         }
 
         // Read back what reached the disk before anything is deleted.
         AuditVerificationResult check;
-        await using (var written = File.OpenRead(path))
+        await using (var written = File.OpenRead(staging))
         {
             check = await AuditExport.VerifyExportAsync(written, signingKey.PublicKeyPem, cancellationToken);
         }
+
+        // Under its name (one that does not verify too: kept for inspection), before any entry is removed.
+        MoveIntoPlace(staging, path);
 
         if (!check.Valid)
         {
@@ -159,7 +171,10 @@ public static class AuditArchive
         FileStreamOptions options, AuditWitnessHead? witness, TimeProvider? timeProvider, CancellationToken cancellationToken)
     {
         AuditClusterExportSummary summary;
-        var stream = new FileStream(path, options);
+        // Written, flushed and read back under a temporary name beside the file, which takes the file's name only once
+        // complete: a process killed half way left a partial archive under the name the operator keeps.
+        var staging = StagingPath(path);
+        var stream = new FileStream(staging, options);
         try
         {
             await using (stream)
@@ -170,15 +185,17 @@ public static class AuditArchive
         }
         catch
         {
-            File.Delete(path);
+            File.Delete(staging);
             throw;
         }
 
         AuditVerificationResult check;
-        await using (var written = File.OpenRead(path))
+        await using (var written = File.OpenRead(staging))
         {
             check = await AuditExport.VerifyExportAsync(written, signingKey.PublicKeyPem, cancellationToken);
         }
+
+        MoveIntoPlace(staging, path);
 
         // An old unsigned tail is reported (uncovered), not refused: the archive record signs it from now on, as the
         // single chain's closing checkpoint does.
@@ -211,6 +228,27 @@ public static class AuditArchive
         {
             Chains = removals,
         };
+    }
+
+    /// <summary>A hidden name beside <paramref name="path"/>, unique to this run.</summary>
+    private static string StagingPath(string path) =>
+        Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Guid.NewGuid().ToString("N")[..8]}.partial");
+
+    /// <summary>
+    /// The complete file under its name, never over a file made meanwhile (.NET moves without replacing by a hard link
+    /// and an unlink on Unix); on failure the temporary file is removed and the move's exception thrown.
+    /// </summary>
+    private static void MoveIntoPlace(string staging, string path)
+    {
+        try
+        {
+            File.Move(staging, path, overwrite: false);
+        }
+        catch
+        {
+            File.Delete(staging);
+            throw;
+        }
     }
 
     // Whether an entry older than the time is stored below its chain's head (the newest entry of each chain always

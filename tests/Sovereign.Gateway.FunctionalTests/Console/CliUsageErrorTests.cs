@@ -275,6 +275,38 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     }
 
     /// <summary>
+    /// <c>audit export -o FILE</c> and <c>models synth -o FILE</c> replaced an existing file without a word, as
+    /// <c>invoice -o</c> once did: an export already handed to an auditor, or a model another server loads, gone with
+    /// one reused name. Each is refused as <c>invoice -o</c> refuses it (exit 2, the same line), and <c>--force</c>
+    /// replaces it; no temporary file is left beside it either way.
+    /// </summary>
+    [Fact]
+    public async Task AuditExportAndSynthOutputThatExists_IsAUsageErrorNamingTheFile_AndForceReplacesIt()
+    {
+        var kept = Path.Combine(_directory, "kept.out");
+        foreach (var (name, args) in new (string Name, string[] Args)[]
+        {
+            ("audit export", ["audit", "export", "--data-dir", fixture.DataDirectory, "-o", kept]),
+            ("models synth", ["models", "synth", "--layers", "1", "--width", "64", "--vocab", "600", "-o", kept]),
+        })
+        {
+            await File.WriteAllTextAsync(kept, "kept");
+
+            var (exit, stdout, stderr) = await CliProcess.RunAsync(args);
+
+            Assert.True(exit == ExitCodes.Usage, $"{name}: {exit} {stdout} {stderr}");
+            Assert.Equal($"sovereign {name}: --output {kept} exists already; pass --force to replace it, or choose another file.\n", stderr);
+            Assert.Equal("kept", await File.ReadAllTextAsync(kept));
+
+            (exit, stdout, stderr) = await CliProcess.RunAsync([.. args, "--force"]);
+
+            Assert.True(exit == 0, $"{name} --force: {exit} {stdout} {stderr}");
+            Assert.NotEqual("kept", await File.ReadAllTextAsync(kept));
+            Assert.Equal([kept], Directory.GetFileSystemEntries(_directory));
+        }
+    }
+
+    /// <summary>
     /// An --output that is a folder was exit 1 with the runtime's "Access to the path '...' is denied." (invoice after
     /// fetching it, audit export after reading the log) or "The file '...' already exists." (audit archive), as if a
     /// permission or an earlier archive were the problem.

@@ -59,10 +59,12 @@ public sealed class DatabaseBackupTests : IDisposable
             Assert.Contains("The copy verifies", stdout, StringComparison.Ordinal);
             Assert.False(File.Exists(backup + "-wal"), "the backup is one file");
 
-            // A second backup never overwrites the first.
+            // A second backup never overwrites the first: a usage error said before anything is copied, as for
+            // 'invoice -o' (it was exit 1). The copy was staged beside it and renamed: nothing else is left there.
             var again = await CliProcess.RunAsync("database", "backup", "--data-dir", data, "-o", backup);
-            Assert.Equal(1, again.ExitCode);
-            Assert.Contains("exists already", again.Stderr, StringComparison.Ordinal);
+            Assert.Equal(2, again.ExitCode);
+            Assert.Equal($"sovereign database backup: --output {backup} exists already; a backup never replaces a file: choose another file.\n", again.Stderr);
+            Assert.Equal([backup], Directory.GetFiles(_root));
         }
         finally
         {
