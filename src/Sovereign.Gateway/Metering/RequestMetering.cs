@@ -472,9 +472,35 @@ public sealed class RequestMetering
         {
             // As after a committed record: the reservation expires, and the tenant's grain then settles it at the cost
             // the ledger holds for it by then (8104), or releases it if the record was never written (8101).
-            Observability.GatewayLog.SettlementFailed(_logger, ex, routed.RequestId, routed.Caller.TenantId);
+            LogSettlementFailure(ex, routed);
         }
     }
+
+    /// <summary>
+    /// Says why a committed request's reservation was not settled: the tenant's grain did not answer (its member gone
+    /// or stopping, the call timed out: event 4114), or it answered with an exception of its own, a refused argument
+    /// or a defect in it (event 4123). Both were 4114, which sent an operator looking for an unavailable member while
+    /// the grain was refusing every settlement.
+    /// </summary>
+    private void LogSettlementFailure(Exception exception, RoutedRequest routed)
+    {
+        if (GrainDidNotAnswer(exception))
+        {
+            Observability.GatewayLog.SettlementFailed(_logger, exception, routed.RequestId, routed.Caller.TenantId);
+        }
+        else
+        {
+            Observability.GatewayLog.SettlementRefused(_logger, exception, routed.RequestId, routed.Caller.TenantId, exception.GetType().Name);
+        }
+    }
+
+    /// <summary>
+    /// Whether a grain call failed for want of an answer (Orleans' own failures: the message rejected, the member
+    /// unavailable or unreachable, the runtime stopping, the response timed out) rather than with an exception the
+    /// grain's code threw, which Orleans hands back to the caller as thrown.
+    /// </summary>
+    internal static bool GrainDidNotAnswer(Exception exception) =>
+        exception is TimeoutException or Orleans.Runtime.OrleansException or ObjectDisposedException;
 
     /// <summary>Counts a record's cost in the spend series once the ledger holds it (<see cref="FinishAsync"/>'s own, or a deferred one).</summary>
     internal void CountWritten(UsageRecord record)
@@ -528,7 +554,7 @@ public sealed class RequestMetering
             // member going away (a gateway restarting); its next activation rebuilds the spend from the ledger, which
             // holds this cost. Thrown, it cut a stream before its [DONE] and turned a billed answer into a 503 that
             // SDKs retry, paying twice.
-            Observability.GatewayLog.SettlementFailed(_logger, ex, routed.RequestId, routed.Caller.TenantId);
+            LogSettlementFailure(ex, routed);
         }
 
         CountWritten(record);

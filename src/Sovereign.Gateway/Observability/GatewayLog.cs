@@ -118,6 +118,10 @@ internal static partial class GatewayLog
         Message = "Request {RequestId} of tenant {Tenant} is billed (its usage record committed), but its budget reservation could not be settled: the tenant's grain did not answer (its gateway stopping or gone). The answer was delivered; the grain's next activation counts the spend from the ledger, and one that outlived this settles the reservation from the ledger when it expires (event 8104)")]
     public static partial void SettlementFailed(ILogger logger, Exception exception, string requestId, string tenant);
 
+    [LoggerMessage(EventId = 4123, EventName = "SettlementRefused", Level = LogLevel.Error,
+        Message = "Request {RequestId} of tenant {Tenant} is billed (its usage record committed), but the tenant's grain answered its settlement with {ExceptionType}: a refused argument or a defect in the grain, not an unavailable member (that is event 4114). The answer was delivered; the reservation holds its money until it expires, when the grain settles it from the ledger (event 8104). Report it with this entry's exception")]
+    public static partial void SettlementRefused(ILogger logger, Exception exception, string requestId, string tenant, string exceptionType);
+
     [LoggerMessage(EventId = 4117, EventName = "RateLimitSummaryFailed", Level = LogLevel.Error,
         Message = "The audit entry counting {Count} rate-limit refusals of tenant {Tenant} could not be written; the counts are kept and written with the next interval's")]
     public static partial void RateLimitSummaryFailed(ILogger logger, Exception exception, string tenant, long count);
