@@ -20,7 +20,7 @@ public enum UsageOutcome
 /// One metered request: the unit of the usage ledger. <see cref="RequestId"/> is the idempotency key: appending the
 /// same id again (a retry after a crash) stores and counts it once. Values are stored with millisecond
 /// (<see cref="Timestamp"/>) and microsecond (<see cref="ComputeSeconds"/>) resolution; <see cref="Cost"/> must already
-/// be rounded to 1e-6 (as <c>CostCalculator</c> returns it).
+/// be in whole millionths (as <see cref="CostCarry.Bill"/> returns it).
 /// </summary>
 public sealed record UsageRecord
 {

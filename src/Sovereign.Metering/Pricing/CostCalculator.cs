@@ -2,11 +2,12 @@ namespace Sovereign.Metering.Pricing;
 
 /// <summary>
 /// Exact cost arithmetic. Rule: every component is computed in full <see cref="decimal"/> precision
-/// (tokens * rate / 1,000,000 and seconds * rate), the components are summed, and only the sum is rounded: to
-/// <see cref="ExactDecimals"/> places by <see cref="ExactCost(ModelPrice, long, long, decimal, long)"/> (what the
-/// request really cost, which the ledger bills to millionths with a carry, <see cref="Ledger.CostCarry"/>), half to
-/// even to <see cref="Decimals"/> places by <see cref="Cost(ModelPrice, long, long, decimal, long)"/>. Rounding once
-/// at the end keeps a request's cost independent of how its components are split.
+/// (tokens * rate / 1,000,000 and seconds * rate), the components are summed, and only the sum is rounded, to
+/// <see cref="ExactDecimals"/> places by <see cref="ExactCost(ModelPrice, long, long, decimal, long)"/>: what the
+/// request really cost, which the ledger bills in whole millionths with a carry (<see cref="Ledger.CostCarry"/>), so a
+/// tenant's requests are billed their exact sum. Rounding once at the end keeps a request's cost independent of how its
+/// components are split. There is no "cost rounded to millionths alone": that rounding made every request under a
+/// millionth free, and the product no longer used it.
 /// </summary>
 public static class CostCalculator
 {
@@ -28,17 +29,11 @@ public static class CostCalculator
     private const decimal Million = 1_000_000m;
 
     /// <summary>
-    /// The cost of a finished (or cancelled) request; a rate that the price leaves unset is not charged.
-    /// <paramref name="cachedPromptTokens"/> of the prompt tokens (served from the prefix cache) are charged at the
-    /// cached-input rate, the rest at the input rate.
-    /// </summary>
-    public static decimal Cost(ModelPrice price, long promptTokens, long completionTokens, decimal computeSeconds, long cachedPromptTokens = 0) =>
-        Math.Round(Raw(price, promptTokens, completionTokens, computeSeconds, cachedPromptTokens), Decimals, MidpointRounding.ToEven);
-
-    /// <summary>
     /// What a finished (or cancelled) request costs before any rounding to millionths, to <see cref="ExactDecimals"/>
-    /// places (half to even): 11 tokens at 0.02 per million cost 0.00000022, which <see cref="Cost(ModelPrice, long, long, decimal, long)"/>
-    /// rounds to 0. The ledger bills it with a carry, so many such requests are billed their sum.
+    /// places (half to even); a rate that the price leaves unset is not charged, and <paramref name="cachedPromptTokens"/>
+    /// of the prompt tokens (served from the prefix cache) are charged at the cached-input rate, the rest at the input
+    /// rate. 11 tokens at 0.02 per million cost 0.00000022: the ledger bills it with a carry
+    /// (<see cref="Ledger.CostCarry.Bill"/>), so many such requests are billed their sum.
     /// </summary>
     public static decimal ExactCost(ModelPrice price, long promptTokens, long completionTokens, decimal computeSeconds, long cachedPromptTokens = 0) =>
         Math.Round(Raw(price, promptTokens, completionTokens, computeSeconds, cachedPromptTokens), ExactDecimals, MidpointRounding.ToEven);
@@ -63,13 +58,6 @@ public static class CostCalculator
     {
         ArgumentNullException.ThrowIfNull(price);
         return ExactCost(price.Price, promptTokens, completionTokens, computeSeconds, cachedPromptTokens);
-    }
-
-    /// <inheritdoc cref="Cost(ModelPrice, long, long, decimal)"/>
-    public static decimal Cost(EffectivePrice price, long promptTokens, long completionTokens, decimal computeSeconds, long cachedPromptTokens = 0)
-    {
-        ArgumentNullException.ThrowIfNull(price);
-        return Cost(price.Price, promptTokens, completionTokens, computeSeconds, cachedPromptTokens);
     }
 
     /// <summary>

@@ -95,7 +95,7 @@ public sealed class PoolPricingTests
         Assert.True(book.TryPriceFor("standard", "unpriced-model", ThH100, Mar1, out var price));
         Assert.Null(price.Price.InputPerMillion);
         Assert.Equal(0.5m, price.Price.PerComputeSecond);
-        Assert.Equal(1.25m, CostCalculator.Cost(price, 1000, 1000, 2.5m));
+        Assert.Equal(1.25m, CostCalculator.ExactCost(price, 1000, 1000, 2.5m));
         Assert.False(book.TryPriceFor("standard", "unpriced-model", new Placement("sg-cpu", "cpu"), Mar1, out _));
     }
 

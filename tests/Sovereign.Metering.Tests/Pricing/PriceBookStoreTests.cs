@@ -59,7 +59,7 @@ public sealed class PriceBookStoreTests
 
         Assert.Null(price.CachedInputPerMillion);
         Assert.Equal(0.15m, price.EffectiveCachedInputPerMillion);
-        Assert.Equal(CostCalculator.Cost(price, 1000, 0, 0m), CostCalculator.Cost(price, 1000, 0, 0m, cachedPromptTokens: 1000));
+        Assert.Equal(CostCalculator.ExactCost(price, 1000, 0, 0m), CostCalculator.ExactCost(price, 1000, 0, 0m, cachedPromptTokens: 1000));
     }
 
     [Fact]
