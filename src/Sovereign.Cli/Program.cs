@@ -30,19 +30,29 @@ var name = CommandName(parse);
 if (parse.Errors.Count > 0)
 {
     var prefix = name.Length > 0 ? "sovereign " + name : "sovereign";
+    var corrections = TypoCorrections.Of(parse);
     if (MisspeltCommand(parse) is { } misspelt)
     {
         // 'sovereign tenants lst' said "Required command was not provided." above the unrecognized 'lst': the user
-        // gave a command, only not one that exists, so the line names the ones that do.
+        // gave a command, only not one that exists, so the line names the ones that do (and the nearest first).
         var commands = parse.CommandResult.Command.Subcommands.Where(c => !c.Hidden).Select(c => c.Name);
-        Console.Error.WriteLine($"{prefix}: '{misspelt}' is not a command; use one of: {string.Join(", ", commands)}.");
+        var guess = TypoCorrections.Question(corrections, misspelt) is { } question ? $". {question} Use" : "; use";
+        Console.Error.WriteLine($"{prefix}: '{misspelt}' is not a command{guess} one of: {string.Join(", ", commands)}.");
         Console.Error.WriteLine($"Run '{prefix} --help' for the options.");
         return ExitCodes.Usage;
     }
 
     foreach (var error in parse.Errors)
     {
-        Console.Error.WriteLine($"{prefix}: {ParseErrors.Describe(error.Message, ParseErrors.NameOf(error.SymbolResult), ParseErrors.Arguments(parse.CommandResult.Command))}");
+        var line = ParseErrors.Describe(error.Message, ParseErrors.NameOf(error.SymbolResult), ParseErrors.Arguments(parse.CommandResult.Command));
+        // A misspelt flag ('--jurisdicton') was "Unrecognized command or argument" and nothing more.
+        if (parse.UnmatchedTokens.FirstOrDefault(t => error.Message.Contains($"'{t}'", StringComparison.Ordinal)) is { } token
+            && TypoCorrections.Question(corrections, token) is { } correction)
+        {
+            line = $"{line} {correction}";
+        }
+
+        Console.Error.WriteLine($"{prefix}: {line}");
     }
 
     Console.Error.WriteLine($"Run '{prefix} --help' for the options.");

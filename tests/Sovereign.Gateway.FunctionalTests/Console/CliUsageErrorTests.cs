@@ -118,8 +118,8 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     /// line now names the word and the commands there are.
     /// </summary>
     [Theory]
-    [InlineData("sovereign tenants: 'lst' is not a command; use one of: create, list, show, update.\n", "tenants", "lst")]
-    [InlineData("sovereign: 'tenant' is not a command; use one of: serve, models, chat, tenants, keys, ", "tenant", "list")]
+    [InlineData("sovereign tenants: 'lst' is not a command. Did you mean list? Use one of: create, list, show, update.\n", "tenants", "lst")]
+    [InlineData("sovereign: 'tenant' is not a command. Did you mean tenants? Use one of: serve, models, chat, tenants, keys, ", "tenant", "list")]
     [InlineData("sovereign models: '--bogus' is not a command; use one of: list, ", "models", "--bogus")]
     public async Task AMisspeltCommand_NamesTheCommandsThereAre(string expected, params string[] args)
     {
@@ -129,6 +129,23 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
         Assert.Equal("", stdout);
         Assert.StartsWith(expected, stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("Required command", stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A misspelt flag was "Unrecognized command or argument '--jsn'." and nothing more: the line now ends with
+    /// System.CommandLine's own typo correction (the nearest flags within three edits), and a word near none gets none.
+    /// </summary>
+    [Theory]
+    [InlineData("sovereign tenants list: Unrecognized command or argument '--jsn'. Did you mean --json?\n", "tenants", "list", "--jsn")]
+    [InlineData("sovereign invoice: Unrecognized command or argument '--forse'. Did you mean --force?\n", "invoice", "acme", "--forse")]
+    [InlineData("sovereign invoice: Unrecognized command or argument '--something-else'.\n", "invoice", "acme", "--something-else")]
+    public async Task AMisspeltFlag_IsAUsageError_ThatSaysWhichFlagWasMeant(string expected, params string[] args)
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(args);
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Equal("", stdout);
+        Assert.StartsWith(expected, stderr, StringComparison.Ordinal);
     }
 
     /// <summary>
