@@ -46,8 +46,9 @@ internal static partial class RelayProxy
     /// <summary>What is wrong with the setting's value, or null when it is usable (or unset).</summary>
     public static string? Problem(string? value)
     {
-        if (value is null)
+        if (string.IsNullOrWhiteSpace(value))
         {
+            // Unset, as Apply takes it (an empty variable in an environment file).
             return null;
         }
 
@@ -56,7 +57,8 @@ internal static partial class RelayProxy
             return $"{Setting} must be a proxy URL such as http://proxy.example:3128 (http, https, socks5, socks4 or socks4a); got '{value}'.";
         }
 
-        if (uri.AbsolutePath != "/" || uri.Query.Length > 0 || uri.Fragment.Length > 0)
+        // A scheme .NET does not know (socks5) parses with an empty path, a known one with "/".
+        if (uri.AbsolutePath is not ("/" or "") || uri.Query.Length > 0 || uri.Fragment.Length > 0)
         {
             return $"{Setting} names a proxy by its scheme, host and port only (with user:password@ if it needs them); '{uri.GetLeftPart(UriPartial.Authority)}' without the rest.";
         }

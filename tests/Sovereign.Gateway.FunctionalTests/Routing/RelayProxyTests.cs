@@ -111,6 +111,19 @@ public sealed class RelayProxyTests : IAsyncLifetime
         Assert.Contains("Sovereign:RelayProxy", stdout + stderr, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("http://proxy.example:3128", true)]
+    [InlineData("https://proxy.example", true)]
+    [InlineData("socks5://127.0.0.1:1080", true)]
+    [InlineData("http://user:p%40ss@proxy.example:3128", true)]
+    [InlineData("", true)]
+    [InlineData("proxy.example:3128", false)]
+    [InlineData("ftp://proxy.example", false)]
+    [InlineData("http://proxy.example:3128/path", false)]
+    [InlineData("http://proxy.example:3128/?x=1", false)]
+    public void RelayProxySetting_IsCheckedAsAProxyUrl(string value, bool usable) =>
+        Assert.Equal(usable, Sovereign.Gateway.ControlPlane.RelayProxy.Problem(value) is null);
+
     private static StringContent Chat() => new("""{"model":"fake","messages":[{"role":"user","content":"Hello"}]}""", Encoding.UTF8, "application/json");
 
     /// <summary>Counts each connection and refuses it as a proxy that cannot reach the target would.</summary>
