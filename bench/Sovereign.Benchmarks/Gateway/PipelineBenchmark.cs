@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
@@ -13,7 +14,7 @@ namespace Sovereign.Benchmarks.Gateway;
 /// </summary>
 internal static class PipelineBenchmark
 {
-    public const string Usage = "pipeline [--quick] [--sequential N (3000)] [--callers C (64)] [--seconds S (10)] [--rounds R (3)] [--warmup S (10)] [--allocations TOP (0: off)] [--set KEY=VALUE[,KEY=VALUE...]] [--hops N (0: off; where one request's time goes: hops between processes, then the gateway's stage spans)]";
+    public const string Usage = "pipeline [--quick] [--sequential N (3000)] [--callers C (64)] [--seconds S (10)] [--rounds R (3)] [--warmup S (10)] [--settle S (60; 0: off)] [--allocations TOP (0: off)] [--jit TOP (0: off; the methods compiled during the governed runs)] [--set KEY=VALUE[,KEY=VALUE...]] [--hops N (0: off; where one request's time goes: hops between processes, then the gateway's stage spans)]";
 
     private const string ModelId = "mock-model";
 
@@ -22,7 +23,7 @@ internal static class PipelineBenchmark
         Args args;
         try
         {
-            args = Args.Parse(argv, "--sequential", "--callers", "--seconds", "--rounds", "--warmup", "--allocations", "--set", "--hops");
+            args = Args.Parse(argv, "--sequential", "--callers", "--seconds", "--rounds", "--warmup", "--settle", "--allocations", "--jit", "--set", "--hops");
         }
         catch (ArgumentException ex)
         {
@@ -78,6 +79,32 @@ internal static class PipelineBenchmark
         await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(warmup), (_, _) => Post(gateway, body));
         await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(warmup / 2.0), (_, _) => Post(direct, directBody));
 
+        // --settle S: then load the governed path in 2-s bursts until tiered compilation has caught up (fewer than 2
+        // methods compiled per 1,000 requests in a burst), at most S seconds. On a loaded machine a fixed warm-up ends
+        // with the JIT still promoting the path's methods: a 10-s run after 4 s of warm-up at load 26 compiled 2,013
+        // methods (5.8 s compiling) and measured 892 us of CPU per request, the next 367 methods and 528 us.
+        var settle = args.Int("--settle", 60, 60);
+        if (settle > 0)
+        {
+            var settleStart = Stopwatch.GetTimestamp();
+            var (bursts, lastRate) = (0, double.NaN);
+            while (Stopwatch.GetElapsedTime(settleStart).TotalSeconds < settle)
+            {
+                var compiledBefore = System.Runtime.JitInfo.GetCompiledMethodCount();
+                var burst = await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(2), (_, _) => Post(gateway, body));
+                bursts++;
+                lastRate = (System.Runtime.JitInfo.GetCompiledMethodCount() - compiledBefore) * 1000.0 / Math.Max(1, burst.Results.Count);
+                if (lastRate < 2)
+                {
+                    break;
+                }
+            }
+
+            Console.WriteLine(FormattableString.Invariant(
+                $"JIT settling: {bursts} governed bursts of 2 s after the warm-up, {Stopwatch.GetElapsedTime(settleStart).TotalSeconds:0} s; the last compiled {lastRate:0.0} methods per 1,000 requests ({(lastRate < 2 ? "settled" : "NOT settled: CPU figures include tier-up work")})"));
+            Console.WriteLine();
+        }
+
         // --hops N: instead of the measurement, where one request's time goes between the hops (HopTimeline).
         if (args.Int("--hops", 0, 0) is > 0 and var hops)
         {
@@ -89,6 +116,27 @@ internal static class PipelineBenchmark
             }
 
             timeline.Print();
+
+            // The same hop through the gateway's own engine client (its handler, with the engine address rule's connect
+            // step), outside the pipeline: whether the relay's client itself makes the hop slower than the bench's client.
+            Console.WriteLine();
+            Console.WriteLine("## Direct to the mock engine through the gateway's engine client (its handler and connect rule, no pipeline)");
+            using var engineClient = new HttpClient(server.Get<IHttpMessageHandlerFactory>().CreateHandler(Sovereign.Gateway.Routing.UpstreamProxy.ClientName), disposeHandler: false)
+            {
+                BaseAddress = direct.BaseAddress,
+            };
+            for (var i = 0; i < 300; i++)
+            {
+                await Ok(engineClient, directBody);
+            }
+
+            using var engineTimeline = new HopTimeline();
+            for (var i = 0; i < hops; i++)
+            {
+                await engineTimeline.RecordAsync(() => Ok(engineClient, directBody));
+            }
+
+            engineTimeline.Print();
             Console.WriteLine();
             Console.WriteLine("## Through the governed pipeline (kestrel.RequestStart to http.RequestStart: the gateway before the relay)");
             using var governed = new HopTimeline();
@@ -158,17 +206,34 @@ internal static class PipelineBenchmark
         var rows = new List<string[]>();
         var topTypes = args.Int("--allocations", 0, 0);
         using var sampler = topTypes > 0 ? new AllocationSampler() : null;
+        var topMethods = args.Int("--jit", 0, 0);
+        using var jitSampler = topMethods > 0 ? new JitSampler() : null;
         var allocated = new List<(double Direct, double Governed)>();
+        var jitted = new List<(long Methods, TimeSpan Time, int Requests)>();
         for (var round = 0; round < rounds; round++)
         {
             var before = GC.GetTotalAllocatedBytes();
             var directRun = await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(seconds), (_, _) => Post(direct, directBody));
             var between = GC.GetTotalAllocatedBytes();
             sampler?.Start();
+            jitSampler?.Start();
             var itemsBefore = ThreadPool.CompletedWorkItemCount;
+            var (jitBefore, jitTimeBefore) = (System.Runtime.JitInfo.GetCompiledMethodCount(), System.Runtime.JitInfo.GetCompilationTime());
             var gatewayRun = await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(seconds), (_, _) => Post(gateway, body));
             var loadedItems = (ThreadPool.CompletedWorkItemCount - itemsBefore) / (double)gatewayRun.Results.Count;
+            jitted.Add((System.Runtime.JitInfo.GetCompiledMethodCount() - jitBefore, System.Runtime.JitInfo.GetCompilationTime() - jitTimeBefore, gatewayRun.Results.Count));
             var types = sampler?.Stop(topTypes);
+            if (jitSampler?.Stop(topMethods) is { } methods)
+            {
+                Console.WriteLine("Methods compiled during the governed run (times, method [tier]):");
+                foreach (var (method, count) in methods)
+                {
+                    Console.WriteLine(FormattableString.Invariant($"  {count,6}  {method}"));
+                }
+
+                Console.WriteLine();
+            }
+
             allocated.Add(((between - before) / (double)directRun.Results.Count, (GC.GetTotalAllocatedBytes() - between) / (double)gatewayRun.Results.Count));
             if (types is not null)
             {
@@ -196,6 +261,10 @@ internal static class PipelineBenchmark
         Console.WriteLine();
         Console.WriteLine(FormattableString.Invariant(
             $"Allocated per request (whole process: client, gateway, mock): direct {allocated.Average(a => a.Direct) / 1024:0.0} KiB, governed {allocated.Average(a => a.Governed) / 1024:0.0} KiB"));
+        // A settled server compiles nothing per request: methods still compiled here are tier-0 code being promoted (slow
+        // code and JIT work in the measurement) or code generated again and again (--jit TOP names them).
+        Console.WriteLine(string.Join("; ", jitted.Select((j, i) => FormattableString.Invariant(
+            $"JIT during governed round {i + 1}: {j.Methods:N0} methods compiled ({j.Methods * 1000.0 / Math.Max(1, j.Requests):0.0} per 1,000 requests), {j.Time.TotalMilliseconds:N0} ms compiling"))));
         return 0;
     }
 
