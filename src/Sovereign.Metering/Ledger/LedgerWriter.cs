@@ -51,6 +51,9 @@ internal sealed class LedgerWriter : IAsyncDisposable
     private readonly bool _sqlite;
     private readonly bool _ownsConnection;
 
+    // A borrowed connection whose page cache Borrow changed, to give back SQLite's default in ReturnBorrowed.
+    private bool _cacheTuned;
+
     private LedgerWriter(SqlDatabase database, DbConnection connection, bool sqlite, bool portable, string writerName, bool ownsConnection = true)
     {
         _writerName = writerName;
@@ -97,18 +100,18 @@ internal sealed class LedgerWriter : IAsyncDisposable
     public static LedgerWriter Borrow(SqlDatabase database, DbConnection connection, DbTransaction? transaction, UsageLedgerOptions options)
     {
         var sqlite = database.Provider == SqlProvider.Sqlite;
-        if (sqlite)
+        var tuned = sqlite && options.CarriedCacheSizeMiB is not null;
+        if (tuned)
         {
-            // The host's connection now writes the records: give it the ledger writer's page cache, or every record's
-            // random request id reads its index page again once that index outgrows SQLite's default 2 MiB (the
-            // writer's own connection has had this since the ledger existed; carried records went without it).
+            // Only when asked (UsageLedgerOptions.CarriedCacheSizeMiB): the host's cache is scanned whole at the end of
+            // every commit that rebalanced a b-tree page, so a larger one costs the host's commits in proportion.
             using var pragma = connection.CreateCommand();
             pragma.Transaction = transaction;
-            pragma.CommandText = string.Create(CultureInfo.InvariantCulture, $"PRAGMA cache_size=-{options.CacheSizeMiB * 1024}");
+            pragma.CommandText = string.Create(CultureInfo.InvariantCulture, $"PRAGMA cache_size=-{options.CarriedCacheSizeMiB * 1024}");
             pragma.ExecuteNonQuery();
         }
 
-        return new(database, connection, sqlite, options.PortableCommands, options.Writer, ownsConnection: false);
+        return new(database, connection, sqlite, options.PortableCommands, options.Writer, ownsConnection: false) { _cacheTuned = tuned };
     }
 
     /// <summary>Commits <paramref name="batch"/> in one transaction and sets each item's <see cref="PendingAppend.Inserted"/>.</summary>
@@ -226,13 +229,13 @@ internal sealed class LedgerWriter : IAsyncDisposable
     }
 
     /// <summary>
-    /// Done with a borrowed connection (<see cref="Borrow"/>): finalizes the statements and gives the connection SQLite's
-    /// default page cache back before its owner closes it into the pool.
+    /// Done with a borrowed connection (<see cref="Borrow"/>): finalizes the statements and, when Borrow changed its page
+    /// cache, gives the connection SQLite's default back before its owner closes it into the pool.
     /// </summary>
     public void ReturnBorrowed()
     {
         ReleaseStatements();
-        if (_sqlite && _connection.State == System.Data.ConnectionState.Open)
+        if (_cacheTuned && _connection.State == System.Data.ConnectionState.Open)
         {
             try
             {
