@@ -528,7 +528,7 @@ public static class AuditClusterExport
         var shared = results[0].Result with { Decisions = decisions.ToOutcomes() };
         var members = results.Skip(1).Select(r => (AuditChainScope.Member(r.Chain.Chain!), r.Result)).ToList();
         var combined = AuditVerifier.Combine(AuditVerifier.Judge(shared, options), members, extra, options);
-        return combined with { CheckpointsVerified = results.Sum(r => r.Result.CheckpointsVerified) };
+        return combined with { CheckpointsVerified = results.Sum(r => r.Result.CheckpointsVerified), SignedBy = keys.Used };
     }
 
     /// <summary>
@@ -608,7 +608,7 @@ public static class AuditClusterExport
                 throw new FormatException("'chains' must list the shared chain first, then each member chain once, in order of name");
             }
 
-            var keys = AuditExport.TrustKey(keyId, headerPem, publicKeyPem, expectedKeyId, problems);
+            var keys = AuditExport.TrustKey(keyId, headerPem, publicKeyPem, expectedKeyId, AuditExport.RequireInt64(root, "createdAt"), problems);
             var header = new ClusterHeader(keyId, AuditExport.OptionalString(root, "tenant"), AuditExport.RequireInt64(root, "from"), AuditExport.RequireInt64(root, "to"),
                 AuditExport.RequireInt64(root, "createdAt"), chains, keys);
             var payload = AuditCanonical.ClusterExportHeaderPayload(keyId, header.Tenant, header.From, header.To, header.CreatedAt, chains);

@@ -195,7 +195,7 @@ public static class AuditExport
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentException.ThrowIfNullOrWhiteSpace(publicKeyPem);
-        _ = OperatorSigningKey.ComputeKeyId(publicKeyPem); // a bad trusted key is the caller's error, not the file's
+        OperatorKeyHistory.Validate(publicKeyPem); // a bad trusted key is the caller's error, not the file's
         return VerifyCoreAsync(input, publicKeyPem, null, null, cancellationToken);
     }
 
@@ -210,7 +210,7 @@ public static class AuditExport
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(previous);
         ArgumentException.ThrowIfNullOrWhiteSpace(publicKeyPem);
-        _ = OperatorSigningKey.ComputeKeyId(publicKeyPem);
+        OperatorKeyHistory.Validate(publicKeyPem);
         var before = await VerifyCoreAsync(previous, publicKeyPem, null, null, cancellationToken);
         previous.Position = 0;
         var ends = await AuditClusterExport.ReadEndsAsync(previous, cancellationToken);
@@ -369,7 +369,7 @@ public static class AuditExport
                 "The lines shown in full are not the ones the header signs (entriesDigest): an entry was redacted, or a line removed or added, after the export was made.", 1));
         }
 
-        return problems.ToResult(walker) with { CheckpointsVerified = verified, Decisions = decisions.ToOutcomes() };
+        return problems.ToResult(walker) with { CheckpointsVerified = verified, Decisions = decisions.ToOutcomes(), SignedBy = keys?.Used ?? [] };
     }
 
     internal static AuditEntry? VerifyEntryLine(JsonElement root, string? tenant, long from, long to, ChainWalker walker, AuditDecisionTally decisions, ProblemSink problems, long line)
@@ -505,7 +505,7 @@ public static class AuditExport
                 throw new FormatException("firstSequence/lastSequence are inconsistent");
             }
 
-            var keys = TrustKey(keyId, headerPem, publicKeyPem, expectedKeyId, problems);
+            var keys = TrustKey(keyId, headerPem, publicKeyPem, expectedKeyId, header.CreatedAt, problems);
             var payload = AuditCanonical.ExportHeaderPayload(keyId, header.Tenant, header.From, header.To, header.FirstSequence, header.LastSequence, header.CreatedAt, entriesDigest);
             if (!keys.TryGet(keyId, out var key) || !OperatorSigningKey.Verify(key, payload, RequireString(root, "signature")))
             {
@@ -525,34 +525,37 @@ public static class AuditExport
     /// The key an export's signatures are checked with: <paramref name="publicKeyPem"/> when the auditor gave it (the
     /// header's key id must be its id), else the header's own key, trusted only if its id is <paramref name="expectedKeyId"/>.
     /// </summary>
-    internal static TrustedKeys TrustKey(string keyId, string headerPem, string? publicKeyPem, string? expectedKeyId, ProblemSink problems)
+    internal static TrustedKeys TrustKey(string keyId, string headerPem, string? publicKeyPem, string? expectedKeyId, long createdAt, ProblemSink problems)
     {
-        string trustedPem;
         if (publicKeyPem is not null)
         {
-            trustedPem = publicKeyPem;
-            if (OperatorSigningKey.ComputeKeyId(publicKeyPem) != keyId)
+            // The auditor's key, or the operator's key history (every key that signed, with their compromise marks).
+            var trusted = new TrustedKeys([publicKeyPem]);
+            if (trusted.History.Keys.Count == 1 && trusted.History.Find(keyId) is null)
             {
-                problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The export is signed by key {keyId}, not the trusted key {OperatorSigningKey.ComputeKeyId(publicKeyPem)}.", 1));
+                problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The export is signed by key {keyId}, not the trusted key {trusted.History.Current.KeyId}.", 1));
             }
+            else if (trusted.Refusal(keyId, createdAt) is { } refusal)
+            {
+                problems.Add(new AuditProblem(null, trusted.History.Find(keyId) is null ? AuditProblemKind.KeyMismatch : AuditProblemKind.CompromisedKey, $"The export is {refusal}.", 1));
+            }
+
+            return trusted;
         }
-        else
+
+        var fingerprint = OperatorSigningKey.ComputeFingerprint(headerPem);
+        var matches = expectedKeyId!.Length == 64 ? fingerprint == expectedKeyId : expectedKeyId.Length == 16 && fingerprint[..16] == expectedKeyId;
+        if (!matches)
         {
-            trustedPem = headerPem;
-            var fingerprint = OperatorSigningKey.ComputeFingerprint(headerPem);
-            var matches = expectedKeyId!.Length == 64 ? fingerprint == expectedKeyId : expectedKeyId.Length == 16 && fingerprint[..16] == expectedKeyId;
-            if (!matches)
-            {
-                problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The header's public key has id {fingerprint[..16]}, not the expected {expectedKeyId}.", 1));
-            }
-
-            if (fingerprint[..16] != keyId)
-            {
-                problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The header's keyId {keyId} is not the id of its public key ({fingerprint[..16]}).", 1));
-            }
+            problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The header's public key has id {fingerprint[..16]}, not the expected {expectedKeyId}.", 1));
         }
 
-        return new TrustedKeys([trustedPem]);
+        if (fingerprint[..16] != keyId)
+        {
+            problems.Add(new AuditProblem(null, AuditProblemKind.KeyMismatch, $"The header's keyId {keyId} is not the id of its public key ({fingerprint[..16]}).", 1));
+        }
+
+        return new TrustedKeys([headerPem]);
     }
 
     /// <summary>

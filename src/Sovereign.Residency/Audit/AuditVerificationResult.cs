@@ -89,7 +89,23 @@ public enum AuditProblemKind
     /// starts with another entry than the one announced: a member's chain was removed or replaced whole.
     /// </summary>
     ChainMissing,
+
+    /// <summary>
+    /// Signed by an operator key the trusted key history marks compromised, at or after the time it is compromised
+    /// from (<see cref="OperatorKeyHistory"/>): whoever holds the leaked key could have made it.
+    /// </summary>
+    CompromisedKey,
 }
+
+/// <summary>What one operator key signed among what a verification checked (<see cref="AuditVerificationResult.SignedBy"/>).</summary>
+/// <param name="KeyId">The key's id.</param>
+/// <param name="Status">current, retired or compromised, as the trusted key history has it.</param>
+/// <param name="Signatures">Checkpoints and archive records it signed that verified and were accepted.</param>
+/// <param name="FirstSequence">The lowest sequence among them.</param>
+/// <param name="LastSequence">The highest.</param>
+/// <param name="FirstTimestamp">When the earliest was signed (unix ms).</param>
+/// <param name="LastTimestamp">When the latest was signed (unix ms).</param>
+public sealed record AuditKeyUse(string KeyId, string Status, int Signatures, long FirstSequence, long LastSequence, long FirstTimestamp, long LastTimestamp);
 
 /// <summary>One member chain's part of a verification (<see cref="AuditVerificationResult.Chains"/>).</summary>
 /// <param name="Chain">Its name (the member's id).</param>
@@ -199,6 +215,9 @@ public sealed record AuditVerificationResult(bool Valid, long EntriesChecked, IR
     /// whole log's, the worst of the chains'), so a report can show every chain's beside each other. Null otherwise.
     /// </summary>
     public AuditVerdict? SharedVerdict { get; init; }
+
+    /// <summary>Which operator key signed which of the checkpoints that verified, oldest key first (empty where not reported).</summary>
+    public IReadOnlyList<AuditKeyUse> SignedBy { get; init; } = [];
 }
 
 /// <summary>How strict a verification is about entries no signed checkpoint covers.</summary>

@@ -75,7 +75,7 @@ public static class AuditVerifier
 
         await CheckAnnouncedAsync(connection, snapshot, names, announced, extra, cancellationToken);
         await CheckWitnessedAsync(connection, snapshot, names, witnessed, extra, cancellationToken);
-        return Combine(Judge(result with { Decisions = decisions.ToOutcomes() }, options), members, extra, options);
+        return Combine(Judge(result with { Decisions = decisions.ToOutcomes() }, options), members, extra, options) with { SignedBy = keys.Used };
     }
 
     /// <summary>The member chains in the snapshot: those with a head row, and any holding entries or checkpoints without one (a cut head).</summary>
@@ -583,32 +583,87 @@ public static class AuditVerifier
     }
 }
 
-/// <summary>The operator keys a verifier trusts, by key id.</summary>
+/// <summary>
+/// The operator keys a verifier trusts, by key id: a key history (<see cref="OperatorKeyHistory"/>), whose compromised
+/// keys are trusted only for what they signed before their mark. Tallies what each key signed that verified.
+/// </summary>
 internal sealed class TrustedKeys : IDisposable
 {
     private readonly Dictionary<string, ECDsa> _keys = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, AuditKeyUse> _used = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _counted = new(StringComparer.Ordinal);
 
+    /// <summary>Trusts every key of every text (a PEM public key, or a key history's text).</summary>
     public TrustedKeys(IEnumerable<string> publicKeyPems)
+        : this(Merge(publicKeyPems))
     {
-        foreach (var pem in publicKeyPems)
-        {
-            var key = OperatorSigningKey.ImportPublicKey(pem);
-            var keyId = OperatorSigningKey.ComputeKeyId(pem);
-            if (!_keys.TryAdd(keyId, key))
-            {
-                key.Dispose();
-            }
-        }
+    }
 
-        if (_keys.Count == 0)
+    /// <summary>Trusts the keys of <paramref name="history"/>, each within its marks.</summary>
+    public TrustedKeys(OperatorKeyHistory history)
+    {
+        ArgumentNullException.ThrowIfNull(history);
+        History = history;
+        foreach (var known in history.Keys)
         {
-            throw new ArgumentException("At least one operator public key is needed.", nameof(publicKeyPems));
+            _keys.TryAdd(known.KeyId, OperatorSigningKey.ImportPublicKey(known.PublicKeyPem));
         }
     }
 
+    /// <summary>The keys trusted, with their marks.</summary>
+    public OperatorKeyHistory History { get; }
+
     public IEnumerable<string> KeyIds => _keys.Keys;
 
+    /// <summary>What each key signed that verified (checkpoints and archive records), oldest key first.</summary>
+    public IReadOnlyList<AuditKeyUse> Used => History.Keys.Where(k => _used.ContainsKey(k.KeyId)).Select(k => _used[k.KeyId]).ToList();
+
     public bool TryGet(string keyId, out ECDsa key) => _keys.TryGetValue(keyId, out key!);
+
+    /// <summary>Why a signature by <paramref name="keyId"/> at <paramref name="signedAt"/> is refused (unknown, or compromised then), or null.</summary>
+    public string? Refusal(string keyId, long? signedAt) => History.Refusal(keyId, signedAt);
+
+    private static OperatorKeyHistory Merge(IEnumerable<string> texts)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        var keys = new List<OperatorPublicKey>();
+        foreach (var text in texts)
+        {
+            foreach (var key in OperatorKeyHistory.Parse(text).Keys)
+            {
+                if (keys.All(k => k.KeyId != key.KeyId))
+                {
+                    keys.Add(key);
+                }
+            }
+        }
+
+        return keys.Count == 0
+            ? throw new ArgumentException("At least one operator public key is needed.", nameof(texts))
+            : new OperatorKeyHistory(keys);
+    }
+
+    private void Count(string keyId, long sequence, long timestamp, string signature)
+    {
+        if (!_counted.Add(signature))
+        {
+            return;
+        }
+
+        var status = History.Find(keyId) is { } known
+            ? known.CompromisedFrom is not null ? "compromised" : ReferenceEquals(known, History.Current) ? "current" : "retired"
+            : "unknown";
+        _used[keyId] = _used.TryGetValue(keyId, out var use)
+            ? use with
+            {
+                Signatures = use.Signatures + 1,
+                FirstSequence = Math.Min(use.FirstSequence, sequence),
+                LastSequence = Math.Max(use.LastSequence, sequence),
+                FirstTimestamp = Math.Min(use.FirstTimestamp, timestamp),
+                LastTimestamp = Math.Max(use.LastTimestamp, timestamp),
+            }
+            : new AuditKeyUse(keyId, status, 1, sequence, sequence, timestamp, timestamp);
+    }
 
     /// <summary>Checks a checkpoint's form, key and signature, reporting what is wrong.</summary>
     public bool Check(AuditCheckpoint checkpoint, ProblemSink problems, long? line)
@@ -634,6 +689,14 @@ internal sealed class TrustedKeys : IDisposable
             return false;
         }
 
+        // A leaked key signs whatever its holder likes: from its mark on, its signatures vouch for nothing.
+        if (Refusal(checkpoint.KeyId, checkpoint.Timestamp) is { } refusal)
+        {
+            problems.Add(new AuditProblem(checkpoint.Sequence, AuditProblemKind.CompromisedKey, $"Checkpoint {refusal}: refused.", line));
+            return false;
+        }
+
+        Count(checkpoint.KeyId, checkpoint.Sequence, checkpoint.Timestamp, checkpoint.Signature);
         return true;
     }
 
@@ -660,6 +723,13 @@ internal sealed class TrustedKeys : IDisposable
             return false;
         }
 
+        if (Refusal(archive.KeyId, archive.Timestamp) is { } refusal)
+        {
+            problems.Add(new AuditProblem(archive.Sequence, AuditProblemKind.CompromisedKey, $"Archive record {refusal}: refused."));
+            return false;
+        }
+
+        Count(archive.KeyId, archive.Sequence, archive.Timestamp, archive.Signature);
         return true;
     }
 

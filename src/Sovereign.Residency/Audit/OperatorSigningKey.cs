@@ -18,7 +18,14 @@ public sealed class OperatorSigningKey : IDisposable
         _key = key;
         PublicKeyPem = key.ExportSubjectPublicKeyInfoPem();
         KeyId = ComputeKeyId(key.ExportSubjectPublicKeyInfo());
+        History = OperatorKeyHistory.Of(PublicKeyPem);
     }
+
+    /// <summary>
+    /// Every operator key this one follows (<see cref="OperatorKeyHistory.FileName"/> beside the key file), this one
+    /// last: what signatures are checked against. A key with no history file is a history of itself alone.
+    /// </summary>
+    public OperatorKeyHistory History { get; private set; }
 
     /// <summary>The public key (SubjectPublicKeyInfo PEM) to hand to auditors.</summary>
     public string PublicKeyPem { get; }
@@ -31,6 +38,38 @@ public sealed class OperatorSigningKey : IDisposable
     /// written to a temporary file and moved into place so a crash never leaves half a key).
     /// </summary>
     public static OperatorSigningKey LoadOrCreate(string path)
+    {
+        var key = LoadOrCreateKey(path);
+        try
+        {
+            return key.WithHistoryBeside(path);
+        }
+        catch
+        {
+            key.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Takes the key history kept beside <paramref name="keyPath"/> (none: this key alone). Refuses a key the history
+    /// marks compromised: nothing it signs would be accepted, so the operator must rotate it first.
+    /// </summary>
+    private OperatorSigningKey WithHistoryBeside(string keyPath)
+    {
+        var historyPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(keyPath)) ?? ".", OperatorKeyHistory.FileName);
+        History = (OperatorKeyHistory.ReadFile(historyPath) ?? History).WithCurrent(PublicKeyPem);
+        if (History.Current.CompromisedFrom is { } from)
+        {
+            throw new CryptographicException(
+                $"The operator key {KeyId} in {keyPath} is marked compromised (from {OperatorKeyHistory.FormatTime(from)}) in {historyPath}: " +
+                "nothing it signs would be accepted. Rotate it ('sovereign operator-key rotate --data-dir DIR'), then start again.");
+        }
+
+        return this;
+    }
+
+    private static OperatorSigningKey LoadOrCreateKey(string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         if (File.Exists(path))
