@@ -724,7 +724,7 @@ public static class AdminApi
         }
 
         // 200 whatever the verdict: the body is the report (valid, verdict, covered_through, uncovered, problems).
-        var result = await AuditVerifier.VerifyAsync(database, [key.PublicKeyPem], options, null, context.RequestAborted);
+        var result = await AuditVerifier.VerifyAsync(database, [key.History.ToText()], options, null, context.RequestAborted);
         result = Metering.LedgerReconciliation.With(result, await Metering.LedgerReconciliation.CheckAsync(database, context.RequestAborted));
 
         // This server holds the database as it answers: an open request is running (or a stopped member's, not closed yet).

@@ -43,7 +43,7 @@ internal sealed partial class LocalNodeRegistrar(
         var jurisdiction = settings.Jurisdiction.ToUpperInvariant();
         var kind = nameof(NodeKind.Local);
         var credential = settings.NodeCredential;
-        var operatorPublicKey = operatorKey.PublicKeyPem;
+        var operatorKeys = operatorKey.History;
         var selfIssued = false;
         if (string.IsNullOrWhiteSpace(credential) && cluster.Value is { Role: Cluster.Hosting.ServerRole.Node, IsDistributed: true }
             && await ClusterJoiner.KeptAsync(settings, cancellationToken) is { } joined)
@@ -57,7 +57,7 @@ internal sealed partial class LocalNodeRegistrar(
             }
 
             credential = joined.Credential;
-            operatorPublicKey = joined.OperatorPublicKey;
+            operatorKeys = joined.OperatorKeys;
         }
         else if (string.IsNullOrWhiteSpace(credential))
         {
@@ -70,7 +70,7 @@ internal sealed partial class LocalNodeRegistrar(
 
         if (!selfIssued)
         {
-            var claims = NodeCredentials.Verify(credential, operatorPublicKey, out var problem)
+            var claims = NodeCredentials.Verify(credential, operatorKeys, out var problem)
                 ?? throw new InvalidOperationException($"The node credential does not verify: {problem}.");
             if (NodeCredentials.Mismatch(claims, settings.NodeId, jurisdiction, kind, url) is { } mismatch)
             {

@@ -244,6 +244,7 @@ internal static class NodeJoinApi
         return Results.Json(
             new JoinResponse(nodeId, used.Jurisdiction, used.Pool, credential, operatorKey.PublicKeyPem)
             {
+                OperatorKeyHistory = operatorKey.History.IsPlain ? null : operatorKey.History.ToText(),
                 Certificate = certificate,
                 CaCertificate = issuer is null ? null : await File.ReadAllTextAsync(tls.AuthorityPath, context.RequestAborted),
                 Cluster = JoinedCluster.Of(cluster.Value, options.Value.Database),
@@ -290,6 +291,18 @@ public sealed record JoinResponse(
     /// <summary>The cluster CA certificate(s) (PEM; old and new during a CA rollover) the node trusts from now on; null without TLS.</summary>
     [JsonPropertyName("ca_certificate")]
     public string? CaCertificate { get; init; }
+
+    /// <summary>
+    /// The operator's key history (<see cref="OperatorKeyHistory"/>'s text: every key that signed checkpoints and
+    /// credentials, with their marks) when the gateway knew more than one key; null otherwise and from older gateways.
+    /// </summary>
+    [JsonPropertyName("operator_key_history")]
+    public string? OperatorKeyHistory { get; init; }
+
+    /// <summary>The operator keys this answer names: its key history, else its one public key.</summary>
+    [JsonIgnore]
+    public Residency.Audit.OperatorKeyHistory OperatorKeys =>
+        Residency.Audit.OperatorKeyHistory.Parse(OperatorKeyHistory is { Length: > 0 } history ? history : OperatorPublicKey);
 
     /// <summary>What the node needs to take part in the cluster, as the gateway that admitted it is configured; null from older gateways.</summary>
     [JsonPropertyName("cluster")]

@@ -33,9 +33,11 @@ public sealed class NodeDirectory(
     // A node that joined with a token holds no operator key (its operator-key.pem is one of its own that signs
     // nothing): the operator's public half came with its join. Checked with its own key, every node of the cluster,
     // itself included, failed, so its own usage records fell into <jurisdiction>-default.
-    private readonly string _operatorPublicKey =
-        (cluster.Value is { Role: Cluster.Hosting.ServerRole.Node, IsDistributed: true } ? ClusterJoiner.Kept(options.Value)?.OperatorPublicKey : null)
-        ?? operatorKey.PublicKeyPem;
+    // Every key of the operator's history: a credential signed by a retired key still verifies, one signed by a key
+    // marked compromised does not (that node must join again or be registered again).
+    private readonly OperatorKeyHistory _operatorKeys =
+        (cluster.Value is { Role: Cluster.Hosting.ServerRole.Node, IsDistributed: true } ? ClusterJoiner.Kept(options.Value)?.OperatorKeys : null)
+        ?? operatorKey.History;
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Unreachable> _unreachable = new(StringComparer.Ordinal);
 
@@ -145,7 +147,7 @@ public sealed class NodeDirectory(
             {
                 if (!verified.TryGetValue(node.Credential, out var credential))
                 {
-                    credential = previous.Verified.TryGetValue(node.Credential, out var known) ? known : NodeCredentials.Verify(node.Credential, _operatorPublicKey, out _);
+                    credential = previous.Verified.TryGetValue(node.Credential, out var known) ? known : NodeCredentials.Verify(node.Credential, _operatorKeys, out _);
                     verified[node.Credential] = credential;
                 }
 
@@ -258,7 +260,7 @@ public sealed class NodeDirectory(
     public bool IsTrusted(NodeView node)
     {
         ArgumentNullException.ThrowIfNull(node);
-        var credential = _snapshot.Verified.TryGetValue(node.Credential, out var known) ? known : NodeCredentials.Verify(node.Credential, _operatorPublicKey, out _);
+        var credential = _snapshot.Verified.TryGetValue(node.Credential, out var known) ? known : NodeCredentials.Verify(node.Credential, _operatorKeys, out _);
         return credential is not null && NodeCredentials.Mismatch(credential, node.Id, node.Jurisdiction, node.Kind, node.BaseUrl) is null;
     }
 

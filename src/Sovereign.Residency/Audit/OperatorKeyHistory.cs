@@ -35,8 +35,11 @@ public sealed class OperatorKeyHistory
 
     private readonly Dictionary<string, OperatorPublicKey> _byId;
 
-    /// <summary>A history of these keys, oldest first (at least one; ids unique).</summary>
-    public OperatorKeyHistory(IReadOnlyList<OperatorPublicKey> keys)
+    /// <summary>
+    /// A history of these keys, oldest first (at least one; ids unique), signing now with <paramref name="currentKeyId"/>
+    /// (null: the newest).
+    /// </summary>
+    public OperatorKeyHistory(IReadOnlyList<OperatorPublicKey> keys, string? currentKeyId = null)
     {
         ArgumentNullException.ThrowIfNull(keys);
         if (keys.Count == 0)
@@ -54,13 +57,19 @@ public sealed class OperatorKeyHistory
         }
 
         Keys = keys;
+        Current = currentKeyId is null ? keys[^1]
+            : _byId.TryGetValue(currentKeyId, out var current) ? current
+            : throw new ArgumentException($"The current key {currentKeyId} is not in the history.", nameof(currentKeyId));
     }
 
     /// <summary>The keys, oldest first.</summary>
     public IReadOnlyList<OperatorPublicKey> Keys { get; }
 
-    /// <summary>The newest key: the one that signs now.</summary>
-    public OperatorPublicKey Current => Keys[^1];
+    /// <summary>
+    /// The key that signs now: the one in operator-key.pem, normally the newest (an older one while a rotation is being
+    /// rolled out: the history copied to a member first, its new key after).
+    /// </summary>
+    public OperatorPublicKey Current { get; }
 
     /// <summary>
     /// The key that made signatures naming no key id (node credentials issued before credentials named their key): the
@@ -107,6 +116,7 @@ public sealed class OperatorKeyHistory
     {
         ArgumentNullException.ThrowIfNull(text);
         var keys = new List<OperatorPublicKey>();
+        string? currentKeyId = null;
         string? comment = null;
         StringBuilder? block = null;
         var lineNumber = 0;
@@ -120,6 +130,11 @@ public sealed class OperatorKeyHistory
                 if (line == End)
                 {
                     keys.Add(Read(block.ToString(), comment, lineNumber));
+                    if (comment is not null && comment.Split(' ').Contains("current"))
+                    {
+                        currentKeyId = keys[^1].KeyId;
+                    }
+
                     block = null;
                     comment = null;
                 }
@@ -147,7 +162,7 @@ public sealed class OperatorKeyHistory
             throw new FormatException($"no PEM public key ('{Begin}') was found");
         }
 
-        return new OperatorKeyHistory(keys);
+        return new OperatorKeyHistory(keys, currentKeyId);
     }
 
     /// <summary>
@@ -191,8 +206,10 @@ public sealed class OperatorKeyHistory
     }
 
     /// <summary>
-    /// This history with <paramref name="currentPem"/> as its newest key: unchanged when it is the newest already; moved
-    /// last when listed earlier (a rotation whose new key never reached operator-key.pem); appended when missing.
+    /// This history with <paramref name="currentPem"/> (the key in operator-key.pem) as the key that signs now: unchanged
+    /// when it is already; the same keys in the same order when it is listed (a member given the new history before its
+    /// new key, or a rotation whose new key never reached operator-key.pem); appended when missing (a key made before
+    /// any history, or put in place by hand).
     /// </summary>
     public OperatorKeyHistory WithCurrent(string currentPem)
     {
@@ -202,10 +219,9 @@ public sealed class OperatorKeyHistory
             return this;
         }
 
-        var listed = Find(id);
-        var others = Keys.Where(k => k.KeyId != id).ToList();
-        others.Add(listed is null ? new OperatorPublicKey(id, Normalize(currentPem), null, null, null) : listed with { RetiredAt = null });
-        return new OperatorKeyHistory(others);
+        return Find(id) is null
+            ? new OperatorKeyHistory([.. Keys, new OperatorPublicKey(id, Normalize(currentPem), null, null, null)])
+            : new OperatorKeyHistory(Keys, id);
     }
 
     /// <summary>The text of <see cref="FileName"/> and of <c>sovereign audit public-key</c> (a plain PEM when <see cref="IsPlain"/>).</summary>

@@ -46,7 +46,7 @@ public static class OperatorKeyRotation
         var freshPem = fresh.ExportSubjectPublicKeyInfoPem();
         var retired = history.Current with { RetiredAt = now, CompromisedFrom = compromisedFrom ?? history.Current.CompromisedFrom };
         var current = new OperatorPublicKey(OperatorSigningKey.ComputeKeyId(freshPem), OperatorKeyHistory.Of(freshPem).Current.PublicKeyPem, now, null, null);
-        var rotated = new OperatorKeyHistory([.. history.Keys.Take(history.Keys.Count - 1), retired, current]);
+        var rotated = new OperatorKeyHistory([.. history.Keys.Select(k => k.KeyId == retired.KeyId ? retired : k), current]);
 
         // New private key beside the old (owner-only, on disk), then the history that trusts it, then the swap.
         var temporary = keyPath + "." + Guid.NewGuid().ToString("N") + ".tmp";
@@ -97,7 +97,7 @@ public static class OperatorKeyRotation
                 $"Key {keyId} is the current key (it signs now): rotate it and mark it in one step ('sovereign operator-key rotate --compromised-from TIME').", nameof(keyId));
         }
 
-        var marked = new OperatorKeyHistory(history.Keys.Select(k => k.KeyId == keyId ? k with { CompromisedFrom = Math.Min(from, k.CompromisedFrom ?? long.MaxValue) } : k).ToList());
+        var marked = new OperatorKeyHistory(history.Keys.Select(k => k.KeyId == keyId ? k with { CompromisedFrom = Math.Min(from, k.CompromisedFrom ?? long.MaxValue) } : k).ToList(), history.Current.KeyId);
         marked.WriteFile(historyPath);
         return marked;
     }

@@ -13,6 +13,8 @@ namespace Sovereign.Residency.ControlPlane;
 /// <param name="IssuedAt">Unix milliseconds.</param>
 /// <param name="Pool">The pool the operator put the node in (prices and reservations are per pool), or null.</param>
 /// <param name="DeviceClass">The device class the operator named for the node (prices), or null: derived from its report.</param>
+/// <param name="KeyId">The id of the operator key that signed it; null in credentials issued before keys rotated, which
+/// the operator's original key (the oldest of its key history) signed.</param>
 public sealed record NodeClaims(
     [property: JsonPropertyName("node")] string Node,
     [property: JsonPropertyName("jurisdiction")] string Jurisdiction,
@@ -20,7 +22,8 @@ public sealed record NodeClaims(
     [property: JsonPropertyName("url")] string? Url,
     [property: JsonPropertyName("issued_at")] long IssuedAt,
     [property: JsonPropertyName("pool"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Pool = null,
-    [property: JsonPropertyName("device_class"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? DeviceClass = null);
+    [property: JsonPropertyName("device_class"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? DeviceClass = null,
+    [property: JsonPropertyName("key_id"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? KeyId = null);
 
 /// <summary>
 /// Operator-signed node credentials (<c>v1.&lt;claims&gt;.&lt;signature&gt;</c>, base64url, ECDSA P-256 over the
@@ -31,20 +34,64 @@ public static class NodeCredentials
 {
     private const string Version = "v1";
 
-    /// <summary>Issues a credential for the claims.</summary>
+    /// <summary>Issues a credential for the claims, naming the key that signs it (<see cref="NodeClaims.KeyId"/>).</summary>
     public static string Issue(NodeClaims claims, Audit.OperatorSigningKey operatorKey)
     {
+        ArgumentNullException.ThrowIfNull(claims);
         ArgumentNullException.ThrowIfNull(operatorKey);
-        var payload = JsonSerializer.SerializeToUtf8Bytes(claims);
+        var payload = JsonSerializer.SerializeToUtf8Bytes(claims with { KeyId = operatorKey.KeyId });
         var signature = operatorKey.Sign(payload);
         return $"{Version}.{Base64Url(payload)}.{Base64Url(signature)}";
     }
 
-    /// <summary>Verifies a credential against the operator's public key (PEM); returns its claims, or null with the reason.</summary>
-    public static NodeClaims? Verify(string credential, string operatorPublicKeyPem, out string? problem)
+    /// <summary>
+    /// Verifies a credential against the operator's public key (PEM) or key history (its text); returns its claims, or
+    /// null with the reason.
+    /// </summary>
+    public static NodeClaims? Verify(string credential, string operatorPublicKeyPem, out string? problem) =>
+        Verify(credential, Audit.OperatorKeyHistory.Parse(operatorPublicKeyPem), out problem);
+
+    /// <summary>
+    /// Verifies a credential against the operator's key history: with the key it names (none named: the original key,
+    /// the only one before rotation), which must be in the history and not marked compromised (a leaked key could have
+    /// signed any credential, whatever time it wrote in it). Returns its claims, or null with the reason.
+    /// </summary>
+    public static NodeClaims? Verify(string credential, Audit.OperatorKeyHistory operatorKeys, out string? problem)
     {
-        using var key = Audit.OperatorSigningKey.ImportPublicKey(operatorPublicKeyPem);
-        return Verify(credential, key, out problem);
+        ArgumentNullException.ThrowIfNull(operatorKeys);
+        var parts = (credential ?? "").Split('.');
+        string? keyId = null;
+        if (parts.Length == 3 && parts[0] == Version)
+        {
+            try
+            {
+                using var claims = JsonDocument.Parse(FromBase64Url(parts[1]));
+                keyId = claims.RootElement.ValueKind == JsonValueKind.Object && claims.RootElement.TryGetProperty("key_id", out var named) && named.ValueKind == JsonValueKind.String
+                    ? named.GetString()
+                    : null;
+            }
+            catch (Exception ex) when (ex is FormatException or JsonException)
+            {
+                // Reported below, where the signature check reads the same parts.
+            }
+        }
+
+        var signer = keyId is null ? operatorKeys.Original : operatorKeys.Find(keyId);
+        if (signer is null)
+        {
+            problem = $"the credential is signed by key {keyId}, which is not in the operator key history ({string.Join(", ", operatorKeys.Keys.Select(k => k.KeyId))})";
+            return null;
+        }
+
+        using var key = Audit.OperatorSigningKey.ImportPublicKey(signer.PublicKeyPem);
+        var verified = Verify(credential!, key, out problem);
+        if (verified is not null && operatorKeys.Refusal(signer.KeyId, null) is { } refusal)
+        {
+            problem = $"the credential is {refusal}: the node must join again (a new join token) or be registered again";
+            return null;
+        }
+
+        return verified;
     }
 
     /// <summary>Verifies a credential; returns its claims, or null with the reason.</summary>

@@ -116,6 +116,27 @@ public sealed class OperatorKeyRotationTests
     }
 
     [Fact]
+    public async Task LoadOrCreate_TheNewHistoryBesideTheOldKey_SignsWithTheOldKeyAndTrustsTheNewOne()
+    {
+        // A member of a cluster rotation given the history first: it keeps signing with the key it holds, and already
+        // accepts what the new key signs (credentials of nodes that hold it, checkpoints of gateways that moved).
+        await using var context = AuditTestContext.Create();
+        var elsewhere = Path.Combine(context.Directory, "operator-machine", "operator.pem");
+        Directory.CreateDirectory(Path.GetDirectoryName(elsewhere)!);
+        File.Copy(Path.Combine(context.Directory, "operator.pem"), elsewhere);
+        var rotated = OperatorKeyRotation.Rotate(elsewhere, Noon);
+        File.Copy(OperatorKeyRotation.HistoryPath(elsewhere), Path.Combine(context.Directory, OperatorKeyHistory.FileName));
+
+        using var member = OperatorSigningKey.LoadOrCreate(Path.Combine(context.Directory, "operator.pem"));
+
+        Assert.Equal(context.Key.KeyId, member.KeyId);
+        Assert.Equal(context.Key.KeyId, member.History.Current.KeyId);
+        Assert.Equal(context.Key.KeyId, member.History.Original.KeyId);
+        Assert.Null(member.History.Refusal(rotated.Current.KeyId, Noon + 1));
+        Assert.Equal(member.History.Current.KeyId, OperatorKeyHistory.Parse(member.History.ToText()).Current.KeyId);
+    }
+
+    [Fact]
     public void Parse_TheHistoryText_RoundTrips_AndAWrongKeyIdIsRefused()
     {
         using var a = OperatorSigningKey.CreateEphemeral();
