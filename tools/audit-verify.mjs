@@ -5,6 +5,10 @@
 // `sovereign audit verify-export` does, and the same verdict per chain and for the file.
 //
 //   node tools/audit-verify.mjs EXPORT.jsonl --public-key operator.pem
+//                                        (one PEM public key, or the operator's key history as `sovereign audit
+//                                        public-key` prints it after a rotation: every key that signed, oldest first,
+//                                        each after a `# key ID [retired T] [compromised-from T]` line; FORMAT.md,
+//                                        "Operator key history")
 //        [--responses responses.jsonl]   one JSON object a line per response the auditor saw:
 //                                        {"status":200,"request_id":"req_..","audit_id":"req_..","jurisdiction":"TH"}
 //        [--usage usage.json]            the tenant's GET /v1/usage?group_by=model,day answer
@@ -205,14 +209,15 @@ function readClusterHeader(text, report) {
     const ordered = [...new Set(names)].sort();
     if (chains.length === 0 || chains[0].chain !== null || names.some(n => n === null) || names.length !== ordered.length || names.some((n, i) => n !== ordered[i]))
       throw new LineFormatError("'chains' must list the shared chain first, then each member chain once, in order of name");
-    if (keyId !== trustedKeyId) report('KeyMismatch', null, 1, null, `The export is signed by key ${keyId}, not the trusted key ${trustedKeyId}.`);
     const header = { keyId, tenant: maybeString(root, 'tenant'), from: mustInteger(root, 'from'), to: mustInteger(root, 'to'), createdAt: mustInteger(root, 'createdAt'), chains };
+    const signer = exportSigner(keyId, header.createdAt);
+    if (signer.refused) report(signer.refused.kind, null, 1, null, signer.refused.message);
     const signature = mustString(root, 'signature');
     const signed = Buffer.concat([
       str('sovereign-audit-export-v3'), str(keyId), opt(header.tenant, str), i64(header.from), i64(header.to), i64(header.createdAt), u32(chains.length),
       ...chains.flatMap(c => [opt(c.chain, str), opt(c.firstSequence, i64), opt(c.lastSequence, i64), opt(c.lastHash, h32), h32(c.entriesDigest),
         i64(c.coveredThrough), opt(c.uncoveredSince, i64)])]);
-    if (keyId !== trustedKeyId || !sigOk(trusted, signed, signature))
+    if (!signer.key || !sigOk(signer.key, signed, signature))
       report('InvalidSignature', null, 1, null, "The header's signature does not verify: its scope (tenant, range, the list of chains, their ranges and coverage) was altered or forged.");
     return header;
   } catch (err) {
@@ -288,9 +293,13 @@ function finishSection(section, header, lastLine) {
   let verified = 0, covered = 0;
   for (const c of section.checkpoints) {
     if (!isHash(c.hash) || c.sequence < 1) { report('Malformed', c.sequence, c.line, 'Checkpoint has an invalid sequence or hash.'); continue; }
-    if (c.keyId !== trustedKeyId) { report('KeyMismatch', c.sequence, c.line, `Checkpoint is signed by key ${c.keyId}, not a trusted key (${trustedKeyId}).`); continue; }
+    const known = trustedKeys.get(c.keyId);
+    if (!known) { report('KeyMismatch', c.sequence, c.line, `Checkpoint is signed by key ${c.keyId}, not a trusted key (${[...trustedKeys.keys()].join(', ')}).`); continue; }
     const signed = Buffer.concat([str('sovereign-audit-checkpoint-v1'), i64(c.sequence), h32(c.hash), i64(c.timestamp), str(c.keyId)]);
-    if (!sigOk(trusted, signed, c.signature)) { report('InvalidSignature', c.sequence, c.line, `Checkpoint signature by ${c.keyId} does not verify: forged or altered.`); continue; }
+    if (!sigOk(known.key, signed, c.signature)) { report('InvalidSignature', c.sequence, c.line, `Checkpoint signature by ${c.keyId} does not verify: forged or altered.`); continue; }
+    const refusal = compromisedAt(known, c.timestamp);
+    if (refusal) { report('CompromisedKey', c.sequence, c.line, `Checkpoint ${refusal}: refused.`); continue; }
+    countSigned(c.keyId, c.sequence, c.signature);
     verified++;
     const hash = section.hashes.get(c.sequence);
     if (hash !== c.hash)
@@ -486,9 +495,82 @@ if (args.length !== 1 || !publicKeyFile) {
   process.exit(2);
 }
 
-// The auditor trusts the key they were handed, not the one the export carries.
-const trusted = createPublicKey(readFileSync(publicKeyFile, 'utf8'));
-const trustedKeyId = keyIdOf(trusted);
+// The auditor trusts the keys they were handed, not the one the export carries: one PEM, or the operator's key history
+// (FORMAT.md, "Operator key history"): PEM public keys, oldest first, each after an optional comment line
+// `# key ID [created T] [retired T] [compromised-from T] [current]`. The id is recomputed, never taken from the comment.
+function readKeyHistory(text) {
+  const keys = [];
+  let comment = null, block = null;
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/\r$/, '').trim();
+    if (block !== null) {
+      block.push(line);
+      if (line === '-----END PUBLIC KEY-----') {
+        const key = createPublicKey(block.join('\n') + '\n');
+        const keyId = keyIdOf(key);
+        let compromisedFrom = null, retiredAt = null, current = false;
+        if (comment !== null) {
+          const words = comment.slice('# key '.length).split(' ').filter(Boolean);
+          if (words[0] !== keyId) throw new Error(`the comment '${comment}' names another key id than its key's (${keyId})`);
+          for (let i = 1; i < words.length; i++) {
+            if (words[i] === 'current') { current = true; continue; }
+            if (!['created', 'retired', 'compromised-from'].includes(words[i]) || i + 1 >= words.length) throw new Error(`the comment '${comment}' holds '${words[i]}'`);
+            const at = Date.parse(words[i + 1]);
+            if (Number.isNaN(at)) throw new Error(`the comment '${comment}' holds '${words[i + 1]}', which is not an ISO 8601 time`);
+            if (words[i] === 'compromised-from') compromisedFrom = at; else if (words[i] === 'retired') retiredAt = at;
+            i++;
+          }
+        }
+        if (keys.some(k => k.keyId === keyId)) throw new Error(`the key history lists key ${keyId} twice`);
+        keys.push({ keyId, key, compromisedFrom, retiredAt, current });
+        block = null; comment = null;
+      }
+    } else if (line === '-----BEGIN PUBLIC KEY-----') block = [line];
+    else if (line.startsWith('# key ')) comment = line;
+  }
+  if (block !== null) throw new Error('a public key has no END line');
+  if (keys.length === 0) throw new Error('no PEM public key was found');
+  // The key that signs now is the one its comment calls current (while a rotation rolls out, not always the newest).
+  const currentIndex = keys.some(k => k.current) ? keys.findIndex(k => k.current) : keys.length - 1;
+  keys.forEach((k, i) => { k.status = k.compromisedFrom !== null ? 'compromised' : i === currentIndex ? 'current' : 'retired'; });
+  return keys;
+}
+let keyHistory;
+try { keyHistory = readKeyHistory(readFileSync(publicKeyFile, 'utf8')); } catch (err) {
+  console.error(`--public-key ${publicKeyFile}: ${err.message}`);
+  process.exit(2);
+}
+const trustedKeys = new Map(keyHistory.map(k => [k.keyId, k]));
+const isoTime = ms => new Date(ms).toISOString();
+// A key marked compromised vouches for nothing it signed at or after its mark (its holder could have made it).
+const compromisedAt = (known, signedAt) => known.compromisedFrom !== null && signedAt >= known.compromisedFrom
+  ? `signed by key ${known.keyId} at ${isoTime(signedAt)}, after it was marked compromised (from ${isoTime(known.compromisedFrom)})` : null;
+// The key an export's header names, refused (with the kind and sentence verify-export gives) when unknown or compromised then.
+function exportSigner(keyId, createdAt) {
+  const known = trustedKeys.get(keyId);
+  if (!known) {
+    return { key: null, refused: { kind: 'KeyMismatch', message: keyHistory.length === 1
+      ? `The export is signed by key ${keyId}, not the trusted key ${keyHistory[0].keyId}.`
+      : `The export is signed by key ${keyId}, which is not in the operator key history (${keyHistory.map(k => k.keyId).join(', ')}).` } };
+  }
+  const refusal = compromisedAt(known, createdAt);
+  return { key: known.key, refused: refusal ? { kind: 'CompromisedKey', message: `The export is ${refusal}.` } : null };
+}
+// Which key signed what: the auditor sees each key's share of the checkpoints.
+const signedBy = new Map();
+const countedSignatures = new Set();
+function countSigned(keyId, sequence, signature) {
+  if (countedSignatures.has(signature)) return;
+  countedSignatures.add(signature);
+  const known = trustedKeys.get(keyId);
+  const use = signedBy.get(keyId) ?? { keyId, status: known.status, signatures: 0, firstSequence: sequence, lastSequence: sequence };
+  use.signatures++;
+  use.firstSequence = Math.min(use.firstSequence, sequence);
+  use.lastSequence = Math.max(use.lastSequence, sequence);
+  signedBy.set(keyId, use);
+}
+const signedByReport = () => keyHistory.filter(k => signedBy.has(k.keyId)).map(k => signedBy.get(k.keyId));
+const signedByLines = () => signedByReport().map(u => `signed by key ${u.keyId} (${u.status}): ${u.signatures} checkpoint(s), sequences ${u.firstSequence}..${u.lastSequence}`);
 
 const rawBytes = readFileSync(args[0]);
 const rawText = rawBytes.toString('utf8');
@@ -512,7 +594,8 @@ if (clusterResult) {
   if (!header || header.type !== 'header' || header.format !== 'sovereign-audit-export' || ![1, 2].includes(header.version) || header.entryFormat !== 1) {
     problem('line 1', 'not a sovereign-audit-export v1 or v2 header');
   } else {
-    if (header.keyId !== trustedKeyId) problem('header', `keyId ${header.keyId} is not the trusted key's ${trustedKeyId}`);
+    const signer = exportSigner(header.keyId, header.createdAt);
+    if (signer.refused) problem('header', signer.refused.message);
     if (keyIdOf(createPublicKey(header.publicKeyPem)) !== header.keyId) problem('header', 'publicKeyPem does not match keyId');
     // v2 also signs entriesDigest (which lines are shown in full); v1 redactions are signed by nothing.
     let signed = null;
@@ -522,7 +605,7 @@ if (clusterResult) {
         i64(header.from), i64(header.to), opt(header.firstSequence, i64), opt(header.lastSequence, i64), i64(header.createdAt),
         ...(header.version === 2 ? [h32(header.entriesDigest)] : [])]);
     } catch (err) { problem('header', err.message); }
-    if (signed && !sigOk(trusted, signed, header.signature)) problem('header', 'signature does not verify with the trusted key');
+    if (signed && (!signer.key || !sigOk(signer.key, signed, header.signature))) problem('header', 'signature does not verify with the trusted key');
     if (header.version === 1 && header.tenant != null)
       console.error('note: a version 1 export does not sign which lines are redacted: one of the tenant\'s entries could be hidden');
   }
@@ -594,13 +677,16 @@ if (clusterResult) {
     else {
       if (checkpoint.sequence !== header.lastSequence) problem('checkpoint', `at ${checkpoint.sequence}, not the last sequence ${header.lastSequence}`);
       if (checkpoint.hash !== last?.hash) problem('checkpoint', 'its hash is not the last line\'s');
-      if (checkpoint.keyId !== trustedKeyId) problem('checkpoint', `signed by key ${checkpoint.keyId}, not the trusted ${trustedKeyId}`);
+      const known = trustedKeys.get(checkpoint.keyId);
+      if (!known) problem('checkpoint', `signed by key ${checkpoint.keyId}, not a trusted key (${[...trustedKeys.keys()].join(', ')})`);
       let signed = null;
       try {
         signed = Buffer.concat([str('sovereign-audit-checkpoint-v1'), i64(checkpoint.sequence), h32(checkpoint.hash),
           i64(checkpoint.timestamp), str(checkpoint.keyId)]);
       } catch (err) { problem('checkpoint', err.message); }
-      if (signed && !sigOk(trusted, signed, checkpoint.signature)) problem('checkpoint', 'signature does not verify with the trusted key');
+      if (signed && known && !sigOk(known.key, signed, checkpoint.signature)) problem('checkpoint', 'signature does not verify with the trusted key');
+      else if (signed && known && compromisedAt(known, checkpoint.timestamp)) problem('checkpoint', `${compromisedAt(known, checkpoint.timestamp)}: refused`);
+      else if (signed && known) countSigned(checkpoint.keyId, checkpoint.sequence, checkpoint.signature);
     }
   }
 }
@@ -708,11 +794,12 @@ if (clusterResult) {
   const verdict = problems.length > 0 ? 'tampered' : clusterResult.verdict;
   const report = {
     verified: problems.length === 0, version: 3, verdict, tenant: clusterResult.header?.tenant ?? null, chains: clusterResult.chains,
-    entries: entries.length, responsesChecked, usageRows, pageChecked, problems,
+    entries: entries.length, responsesChecked, usageRows, pageChecked, problems, signedBy: signedByReport(),
   };
   if (wantJson) console.log(JSON.stringify(report, null, 2));
   else {
     for (const p of problems) say(p.kind ? `PROBLEM ${shown(p.where, 300)}: ${p.kind}: ${shown(p.what)}` : `PROBLEM ${shown(p.where, 300)}: ${shown(p.what)}`);
+    for (const line of signedByLines()) say(line);
     for (const c of clusterResult.chains)
       say(`${shown(chainLabel(c.chain), 300)}: ${c.entriesChecked} entries checked, last ${c.lastSequence}, covered through ${c.coveredThrough}, uncovered ${c.uncovered}; ${c.verdict}.`);
     say(`${entries.length} entries of ${shown(report.tenant ?? 'every tenant', 300)} in ${clusterResult.chains.length} chains; ` +
@@ -725,10 +812,12 @@ if (clusterResult) {
 const report = {
   verified: problems.length === 0, tenant: header?.tenant ?? null, firstSequence: header?.firstSequence ?? null,
   lastSequence: header?.lastSequence ?? null, entries: entries.length, responsesChecked, usageRows, pageChecked, problems,
+  signedBy: signedByReport(),
 };
 if (wantJson) console.log(JSON.stringify(report, null, 2));
 else {
   for (const p of problems) say(`PROBLEM ${shown(p.where, 300)}: ${shown(p.what)}`);
+  for (const line of signedByLines()) say(line);
   say(`${entries.length} entries of ${shown(report.tenant ?? 'every tenant', 300)}, sequences ${shown(report.firstSequence, 300)}..${shown(report.lastSequence, 300)}; ` +
     `${responsesChecked} responses, ${usageRows} usage rows and ${pageChecked} API entries checked: ${report.verified ? 'VERIFIED' : 'NOT VERIFIED'}`);
 }

@@ -16,6 +16,7 @@ root.Subcommands.Add(ChatCommand.Create());
 root.Subcommands.Add(TenantsCommand.Create());
 root.Subcommands.Add(TenantsCommand.CreateKeys());
 root.Subcommands.Add(OperatorKeysCommand.Create());
+root.Subcommands.Add(OperatorKeyCommand.Create());
 root.Subcommands.Add(NodesCommand.Create());
 root.Subcommands.Add(ClusterCommand.Create());
 root.Subcommands.Add(AuditCommand.Create());

@@ -114,6 +114,11 @@ internal static class AuditCommand
                 ? string.Create(CultureInfo.InvariantCulture, $"Last signed checkpoint: sequence {last.Sequence} at {Output.CliTime.FromUnixMilliseconds(last.Timestamp)} (key {last.KeyId}).")
                 : "No signed checkpoint matches the log.");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Covered through {outcome.CoveredThrough}; uncovered: {outcome.Uncovered}."));
+            foreach (var line in SignedByLines(outcome))
+            {
+                Console.WriteLine(line);
+            }
+
             foreach (var line in ChainLines(outcome))
             {
                 Console.WriteLine(line);
@@ -405,6 +410,11 @@ internal static class AuditCommand
                 Console.WriteLine($"  {problem}");
             }
 
+            foreach (var line in SignedByLines(outcome))
+            {
+                Console.WriteLine(line);
+            }
+
             foreach (var line in ChainLines(outcome))
             {
                 Console.WriteLine(line);
@@ -483,7 +493,7 @@ internal static class AuditCommand
     private static Command CreatePublicKey()
     {
         var dataDir = DataDirectoryOption();
-        var command = new Command("public-key", "Print the operator's public key (PEM) to give to auditors.") { dataDir };
+        var command = new Command("public-key", "Print the operator's public key (PEM) to give to auditors; after a rotation, every key of its history, oldest first, with their marks.") { dataDir };
         command.SetAction(async (result, ct) =>
         {
             // PEM ends with a newline, so `> operator.pem` writes a well-formed file and a terminal prompt starts on its own line.
@@ -502,21 +512,28 @@ internal static class AuditCommand
 
         // A node that joined with a token: the operator's public key came with its join. Its operator-key.pem is one
         // of its own that signs nothing, so verify called the cluster's log tampered and public-key printed that key.
-        if (await JoinedOperatorKeyAsync(dataDirectory, cancellationToken) is { } operatorPublicKey)
+        var joined = Path.Combine(dataDirectory, JoinResponse.FileName);
+        if (File.Exists(joined)
+            && System.Text.Json.JsonSerializer.Deserialize<JoinResponse>(await File.ReadAllTextAsync(joined, cancellationToken)) is { OperatorPublicKey: { Length: > 0 } } response)
         {
-            return operatorPublicKey;
+            return response.OperatorKeys.ToText();
         }
 
-        // Never create a key here: a new key would sign nothing the server wrote.
+        // Never create a key here: a new key would sign nothing the server wrote. Every key of its history: a log
+        // signed before a rotation verifies with the keys that signed it.
         var keyFile = Path.Combine(dataDirectory, ControlPlaneServices.OperatorKeyFile);
         if (!File.Exists(keyFile))
         {
             throw new Output.CliException($"the operator key {keyFile} was not found; pass --data-dir (the server's data directory).", Output.ExitCodes.Usage);
         }
 
-        using var key = OperatorSigningKey.LoadOrCreate(keyFile);
-        return key.PublicKeyPem;
+        return OperatorKeyCommand.ReadHistory(keyFile).ToText();
     }
+
+    /// <summary>One line per operator key that signed what was verified: its state and what it signed.</summary>
+    internal static IEnumerable<string> SignedByLines(AuditVerificationResult outcome) =>
+        outcome.SignedBy.Select(use => string.Create(CultureInfo.InvariantCulture,
+            $"Signed by key {use.KeyId} ({use.Status}): {use.Signatures} checkpoint(s), sequences {use.FirstSequence}..{use.LastSequence}, {Output.CliTime.FromUnixMilliseconds(use.FirstTimestamp)} to {Output.CliTime.FromUnixMilliseconds(use.LastTimestamp)}."));
 
     /// <summary>The operator's public key a node that joined with a token received (its <see cref="JoinResponse.FileName"/>); null elsewhere.</summary>
     private static async Task<string?> JoinedOperatorKeyAsync(string dataDirectory, CancellationToken cancellationToken)
@@ -549,6 +566,19 @@ internal static class AuditCommand
         }
 
         var pem = await File.ReadAllTextAsync(file.FullName, cancellationToken);
+        if (pem.Split("-----BEGIN").Length > 2 || pem.Contains("# key ", StringComparison.Ordinal))
+        {
+            // The operator's key history ('sovereign audit public-key' after a rotation): every key, with its marks.
+            try
+            {
+                return OperatorKeyHistory.Parse(pem).ToText();
+            }
+            catch (FormatException ex)
+            {
+                throw new Output.CliException($"--public-key {file.FullName} is not an operator key history: {ex.Message}.", Output.ExitCodes.Usage);
+            }
+        }
+
         using var key = System.Security.Cryptography.ECDsa.Create();
         try
         {
