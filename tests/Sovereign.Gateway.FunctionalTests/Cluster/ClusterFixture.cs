@@ -113,18 +113,26 @@ public sealed class ClusterFixture : IAsyncLifetime
     }
 
     /// <summary>
-    /// Starts one more member. <paramref name="operatorKeyFile"/> null gives it a key of its own, so its self-issued
-    /// credential is not the operator's.
+    /// Starts one more member. <paramref name="trusted"/> false gives it a key of its own, so its self-issued
+    /// credential is not the operator's; <paramref name="operatorKeyFile"/> and <paramref name="operatorKeyHistory"/>
+    /// give it another operator key file than the cluster's, and a key history beside it.
     /// </summary>
     public Member Start(
         string nodeId, string role, string jurisdiction, bool withModel, string? modelId = null, bool trusted = true, IReadOnlyDictionary<string, string>? extraEnvironment = null,
-        Certificate certificate = Certificate.Issued, IReadOnlyList<string>? joinWith = null, IReadOnlyList<string>? languages = null)
+        Certificate certificate = Certificate.Issued, IReadOnlyList<string>? joinWith = null, IReadOnlyList<string>? languages = null,
+        string? operatorKeyFile = null, string? operatorKeyHistory = null)
     {
         var data = Path.Combine(_root, nodeId);
         Directory.CreateDirectory(data);
         if (trusted)
         {
-            File.Copy(OperatorKeyFile, Path.Combine(data, "operator-key.pem"), overwrite: true);
+            File.Copy(operatorKeyFile ?? OperatorKeyFile, Path.Combine(data, "operator-key.pem"), overwrite: true);
+        }
+
+        // A member given the operator's key history (operator-key-history.pem beside its key), as after a rotation.
+        if (operatorKeyHistory is not null)
+        {
+            File.Copy(operatorKeyHistory, Path.Combine(data, Residency.Audit.OperatorKeyHistory.FileName), overwrite: true);
         }
 
         if (certificate != Certificate.None)

@@ -1440,6 +1440,54 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
     }
 
     [Fact]
+    public async Task OperatorKeyRotation_GatewaysGivenTheHistory_TrustANodeSignedByTheNewKey_AndItsOldCredentialsStill()
+    {
+        // The operator rotates on their own machine; a node starts with the new key (its credential names it), and two
+        // gateways are given the history first while still holding the old key (the walk's first step: they sign as
+        // before, so the shared log gains no checkpoint of a key the fixture's gateways do not know).
+        var operatorMachine = Directory.CreateTempSubdirectory("sovereign-rotation-").FullName;
+        var keyFile = Path.Combine(operatorMachine, ControlPlaneServices.OperatorKeyFile);
+        File.Copy(cluster.OperatorKeyFile, keyFile);
+        var (exit, output, errors) = await CliProcess.RunAsync("operator-key", "rotate", "--data-dir", operatorMachine);
+        Assert.True(exit == 0, output + errors);
+        var history = Path.Combine(operatorMachine, Residency.Audit.OperatorKeyHistory.FileName);
+        var newKeyId = Residency.Audit.OperatorKeyHistory.ReadFile(history)!.Keys[^1].KeyId;
+
+        var node = cluster.Start("node-rotated", "node", "TH", withModel: true, modelId: "stories-rotated", operatorKeyFile: keyFile, operatorKeyHistory: history);
+        var gatewayA = cluster.Start("gateway-rot-th", "gateway", "TH", withModel: false, operatorKeyHistory: history);
+        var gatewayB = cluster.Start("gateway-rot-sg", "gateway", "SG", withModel: false, operatorKeyHistory: history);
+        try
+        {
+            await Task.WhenAll(ClusterFixture.WaitReadyAsync(node), ClusterFixture.WaitReadyAsync(gatewayA), ClusterFixture.WaitReadyAsync(gatewayB));
+            foreach (var gateway in new[] { gatewayA, gatewayB })
+            {
+                // The new key's node and the old key's nodes (credentials without a key id, or naming the old key): all up.
+                await ClusterFixture.WaitForNodeAsync(gateway, "node-rotated", n => n.GetProperty("health").GetString() == "up");
+                await ClusterFixture.WaitForNodeAsync(gateway, "node-th", n => n.GetProperty("health").GetString() == "up");
+                await ClusterFixture.WaitForNodeAsync(gateway, "node-sg", n => n.GetProperty("health").GetString() == "up");
+            }
+
+            // A gateway without the history does not know the new key: the node is untrusted there, never routed to.
+            await ClusterFixture.WaitForNodeAsync(cluster.GatewayTh, "node-rotated", n => n.GetProperty("health").GetString() == "untrusted");
+
+            // The history is what the gateways verify the log with, and what `audit public-key` prints for auditors.
+            (exit, output, errors) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", gatewayA.DataDirectory);
+            Assert.True(exit == 0, output + errors);
+            Assert.Contains($"# key {newKeyId}", output, StringComparison.Ordinal);
+            using var admin = gatewayA.Client(ClusterFixture.AdminToken);
+            var verify = await ClusterFixture.Expect(admin.PostAsync("/admin/v1/audit/verify", null), 200);
+            Assert.DoesNotContain(verify.GetProperty("problems").EnumerateArray(), p => p.GetProperty("kind").GetString() is "KeyMismatch" or "CompromisedKey");
+        }
+        finally
+        {
+            node.StopGracefully();
+            gatewayA.StopGracefully();
+            gatewayB.StopGracefully();
+            Directory.Delete(operatorMachine, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task NodeWithoutTheOperatorsCredential_IsNeverRoutedTo()
     {
         // A TH node whose credential is signed by a key of its own, not the operator's: it joins the membership and
