@@ -80,6 +80,10 @@ public sealed class OperatorKeyRotationCliTests : IAsyncLifetime
         Assert.True(jsExit == 0, js);
         Assert.Contains($"signed by key {newKeyId} (current)", js, StringComparison.Ordinal);
 
+        // The console's auditor page (/console/verify) takes the pasted history too.
+        Assert.Contains("(ok): Verified", await VerifyInConsoleAsync(oldExport, history), StringComparison.Ordinal);
+        Assert.Contains("(ok): Verified", await VerifyInConsoleAsync(newExport, history), StringComparison.Ordinal);
+
         // The original key alone does not vouch for what the new one signed.
         (jsExit, js) = await VerifyJsAsync(newExport, oldPem);
         Assert.True(jsExit == 3, js);
@@ -102,6 +106,10 @@ public sealed class OperatorKeyRotationCliTests : IAsyncLifetime
         Assert.Contains("after it was marked compromised (from 2020-01-01T00:00:00.000Z)", js, StringComparison.Ordinal);
         (jsExit, js) = await VerifyJsAsync(newExport, marked);
         Assert.True(jsExit == 0, js);
+        var page = await VerifyInConsoleAsync(oldExport, marked);
+        Assert.Contains("(bad): Does not verify", page, StringComparison.Ordinal);
+        Assert.Contains("after it was marked compromised (from 2020-01-01T00:00:00.000Z)", page, StringComparison.Ordinal);
+        Assert.Contains("(ok): Verified", await VerifyInConsoleAsync(newExport, marked), StringComparison.Ordinal);
 
         // The current key cannot be marked: it would sign what nobody accepts.
         (exit, _, stderr) = await CliProcess.RunAsync("operator-key", "compromised", newKeyId, "--from", "now", "--data-dir", _directory);
@@ -145,6 +153,17 @@ public sealed class OperatorKeyRotationCliTests : IAsyncLifetime
         var file = Path.Combine(_directory, name);
         await File.WriteAllTextAsync(file, pem);
         return file;
+    }
+
+    /// <summary>The console's page script, run by <c>Console/console-verify.mjs</c>: its verdict and problems, a line each.</summary>
+    private static async Task<string> VerifyInConsoleAsync(string export, string publicKey)
+    {
+        var repository = IndependentAuditVerifierTests.Repository;
+        var (exit, stdout, stderr) = await ChildProcess.RunAsync("node",
+            [Path.Combine(repository, "tests", "Sovereign.Gateway.FunctionalTests", "Console", "console-verify.mjs"),
+                Path.Combine(repository, "src", "Sovereign.Gateway", "Console", "Assets", "audit-verify.js"), export, publicKey], TimeSpan.FromMinutes(1));
+        Assert.True(exit == 0, stdout + stderr);
+        return stdout;
     }
 
     private static async Task<(int Exit, string Output)> VerifyJsAsync(string export, string publicKey)

@@ -61,7 +61,18 @@ internal static partial class ControlPlaneServices
         services.TryAddSingleton(sp => new ControlPlaneStore(sp.GetRequiredService<SqlDatabase>()));
         services.TryAddSingleton(sp => new ResponseStore(sp.GetRequiredService<SqlDatabase>()));
         services.AddHostedService<StoredResponseExpiry>();
-        services.TryAddSingleton(sp => OperatorSigningKey.LoadOrCreate(Path.Combine(sp.GetRequiredService<IOptions<SovereignOptions>>().Value.ResolvedDataDirectory, OperatorKeyFile)));
+        services.TryAddSingleton(sp =>
+        {
+            var directory = sp.GetRequiredService<IOptions<SovereignOptions>>().Value.ResolvedDataDirectory;
+            var key = OperatorSigningKey.LoadOrCreate(Path.Combine(directory, OperatorKeyFile));
+            if (!key.History.IsPlain && sp.GetService<ILoggerFactory>() is { } loggers)
+            {
+                Observability.GatewayLog.OperatorKeyHistoryLoaded(loggers.CreateLogger("Sovereign.OperatorKey"), key.KeyId,
+                    Path.Combine(directory, OperatorKeyHistory.FileName), key.History.Keys.Count, key.History.Keys.Count(k => k.CompromisedFrom is not null));
+            }
+
+            return key;
+        });
 
         services.TryAddSingleton<AuditIntegrityWatch>();
 

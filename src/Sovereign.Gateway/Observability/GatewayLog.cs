@@ -110,6 +110,14 @@ internal static partial class GatewayLog
         Message = "Node {NodeId} ({Jurisdiction}) is registered, but its credential is not signed by this gateway's operator key or does not bind its id, jurisdiction and URL: it is never routed to. Give it the operator's key (operator-key.pem) or join it with a token (sovereign nodes join-token), then restart it")]
     public static partial void NodeNotTrusted(ILogger logger, string nodeId, string jurisdiction);
 
+    [LoggerMessage(EventId = 4152, EventName = "NodeCredentialKeyRefused", Level = LogLevel.Warning,
+        Message = "Node {NodeId} ({Jurisdiction}) is not trusted: {Reason}. See the operator guide's \"Rotating secrets\" (the operator key)")]
+    public static partial void NodeCredentialKeyRefused(ILogger logger, string nodeId, string jurisdiction, string reason);
+
+    [LoggerMessage(EventId = 4153, EventName = "OperatorKeyHistoryLoaded", Level = LogLevel.Information,
+        Message = "Signing with operator key {KeyId}; the operator key history ({Path}) holds {Keys} keys, {Compromised} marked compromised: what they signed is verified with them")]
+    public static partial void OperatorKeyHistoryLoaded(ILogger logger, string keyId, string path, int keys, int compromised);
+
     [LoggerMessage(EventId = 4112, EventName = "ReservationRenewalFailed", Level = LogLevel.Warning,
         Message = "Could not renew the budget reservations of {Count} running requests of tenant {Tenant}; tried again shortly (they expire after the reservation lifetime without it)")]
     public static partial void ReservationRenewalFailed(ILogger logger, Exception exception, string tenant, int count);

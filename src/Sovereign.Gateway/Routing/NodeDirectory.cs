@@ -143,12 +143,18 @@ public sealed class NodeDirectory(
             var verified = new Dictionary<string, NodeClaims?>(StringComparer.Ordinal);
             var claims = new Dictionary<string, NodeClaims>(StringComparer.Ordinal);
             var trusted = new List<NodeView>();
+            var keyRefusals = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (var node in registry.Nodes)
             {
                 if (!verified.TryGetValue(node.Credential, out var credential))
                 {
-                    credential = previous.Verified.TryGetValue(node.Credential, out var known) ? known : NodeCredentials.Verify(node.Credential, _operatorKeys, out _);
+                    string? problem = null;
+                    credential = previous.Verified.TryGetValue(node.Credential, out var known) ? known : NodeCredentials.Verify(node.Credential, _operatorKeys, out problem);
                     verified[node.Credential] = credential;
+                    if (problem is not null && (problem.Contains("operator key history", StringComparison.Ordinal) || problem.Contains("compromised", StringComparison.Ordinal)))
+                    {
+                        keyRefusals[node.Credential] = problem;
+                    }
                 }
 
                 if (credential is not null && NodeCredentials.Mismatch(credential, node.Id, node.Jurisdiction, node.Kind, node.BaseUrl) is null)
@@ -160,6 +166,11 @@ public sealed class NodeDirectory(
                 {
                     // Once per node, not per refresh: it registered and reports, so only this says why it gets nothing.
                     Observability.GatewayLog.NodeNotTrusted(logger, node.Id, node.Jurisdiction);
+                    if (keyRefusals.TryGetValue(node.Credential, out var refusal))
+                    {
+                        // Signed by a key this gateway's history does not hold, or marks compromised: say which.
+                        Observability.GatewayLog.NodeCredentialKeyRefused(logger, node.Id, node.Jurisdiction, refusal);
+                    }
                 }
             }
 

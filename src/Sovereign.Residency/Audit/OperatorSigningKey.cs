@@ -61,7 +61,8 @@ public sealed class OperatorSigningKey : IDisposable
         History = (OperatorKeyHistory.ReadFile(historyPath) ?? History).WithCurrent(PublicKeyPem);
         if (History.Current.CompromisedFrom is { } from)
         {
-            throw new CryptographicException(
+            // A setting-like refusal (serve: "cannot start", exit 2), not a broken key.
+            throw new InvalidOperationException(
                 $"The operator key {KeyId} in {keyPath} is marked compromised (from {OperatorKeyHistory.FormatTime(from)}) in {historyPath}: " +
                 "nothing it signs would be accepted. Rotate it ('sovereign operator-key rotate --data-dir DIR'), then start again.");
         }

@@ -1469,6 +1469,8 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
 
             // A gateway without the history does not know the new key: the node is untrusted there, never routed to.
             await ClusterFixture.WaitForNodeAsync(cluster.GatewayTh, "node-rotated", n => n.GetProperty("health").GetString() == "untrusted");
+            Assert.True(await cluster.GatewayTh.PrintedAsync(line => line.Contains("Node node-rotated (TH) is not trusted: the credential is signed by key " + newKeyId + ", which is not in the operator key history", StringComparison.Ordinal)),
+                cluster.GatewayTh.Output);
 
             // The history is what the gateways verify the log with, and what `audit public-key` prints for auditors.
             (exit, output, errors) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", gatewayA.DataDirectory);

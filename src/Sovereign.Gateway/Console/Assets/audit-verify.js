@@ -47,6 +47,46 @@
     return { key, keyId };
   }
 
+  // What the auditor pasted: one PEM public key, or the operator's key history as `sovereign audit public-key` prints
+  // it after a rotation (FORMAT.md, "Operator key history"): keys oldest first, each after an optional
+  // `# key ID [created T] [retired T] [compromised-from T] [current]` line; the id is recomputed, never trusted.
+  async function importKeys(text) {
+    const keys = [];
+    let comment = null, block = null;
+    for (const raw of text.split(/\r\n|\r|\n/)) {
+      const line = raw.trim();
+      if (block !== null) {
+        block.push(line);
+        if (line === "-----END PUBLIC KEY-----") {
+          const imported = await importKey(block.join("\n"));
+          let compromisedFrom = null;
+          if (comment !== null) {
+            const words = comment.substring("# key ".length).split(" ").filter(Boolean);
+            if (words[0] !== imported.keyId) { throw new Error(`The line '${comment}' names another key than the one after it (${imported.keyId}).`); }
+            const at = words.indexOf("compromised-from");
+            if (at > 0) { compromisedFrom = Date.parse(words[at + 1]); if (Number.isNaN(compromisedFrom)) { throw new Error(`The line '${comment}' holds no time after compromised-from.`); } }
+          }
+          keys.push({ ...imported, compromisedFrom });
+          block = null; comment = null;
+        }
+      } else if (line === "-----BEGIN PUBLIC KEY-----") { block = [line]; }
+      else if (line.startsWith("# key ")) { comment = line; }
+    }
+    if (keys.length === 0) { throw new Error("No PEM public key ('-----BEGIN PUBLIC KEY-----') was given."); }
+    return keys;
+  }
+
+  // An export is signed by one key: the key of the history it names (the newest when none, so the mismatch names it),
+  // and, when that key is marked compromised from before the export was made, the sentence verify-export gives.
+  function exportKey(keys, header) {
+    const named = keys.find(k => k.keyId === header?.keyId);
+    const chosen = named ?? keys[keys.length - 1];
+    const compromised = named && named.compromisedFrom !== null && Number.isSafeInteger(header.createdAt) && header.createdAt >= named.compromisedFrom
+      ? `The export is signed by key ${named.keyId} at ${new Date(header.createdAt).toISOString()}, after it was marked compromised (from ${new Date(named.compromisedFrom).toISOString()}).`
+      : null;
+    return { key: chosen.key, keyId: chosen.keyId, compromised };
+  }
+
   function verifySignature(key, signatureHex, payload) {
     if (!/^[0-9a-f]{128}$/.test(signatureHex || "")) { return Promise.resolve(false); }
     return crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, key, fromHex(signatureHex), payload);
@@ -379,13 +419,19 @@
   async function verify(bytes, pem) {
     const problems = [];
     const problem = (line, sequence, what) => problems.push({ line, sequence, what });
-    const { key, keyId } = await importKey(pem);
+    const keys = await importKeys(pem);
     const text = new TextDecoder().decode(bytes);
     const lines = text.split("\n");
     if (lines.length && lines[lines.length - 1] === "") { lines.pop(); }
     let header;
     try { header = JSON.parse(lines[0]); } catch (e) { return { checked: 0, problems: [{ line: 1, sequence: null, what: "The first line is not a JSON header." }] }; }
-    if (header && header.version === 3) { return verifyClusterExport(bytes, key, keyId); }
+    const { key, keyId, compromised } = exportKey(keys, header);
+    if (header && header.version === 3) {
+      const result = await verifyClusterExport(bytes, key, keyId);
+      if (compromised) { result.problems.unshift({ kind: "CompromisedKey", chain: null, sequence: null, line: 1, what: compromised }); result.verdict = "tampered"; }
+      return result;
+    }
+    if (compromised) { problem(1, null, compromised); }
     if (header.type !== "header" || header.format !== "sovereign-audit-export" || (header.version !== 1 && header.version !== 2)) {
       return { checked: 0, problems: [{ line: 1, sequence: null, what: "Not a Sovereign audit export (v1 or v2)." }] };
     }
