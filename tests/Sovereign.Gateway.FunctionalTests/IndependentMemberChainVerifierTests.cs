@@ -64,6 +64,38 @@ public sealed class IndependentMemberChainVerifierTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AuditVerifyMjs_ClusterExportsBeforeAndAfterARotation_VerifyWithTheKeyHistory_AndACompromisedKeyIsRefused_AsVerifyExportDoes()
+    {
+        var before = await ExportAsync("before.jsonl");
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("operator-key", "rotate", "--data-dir", _directory);
+        Assert.True(exit == 0, stdout + stderr);
+        var after = await ExportAsync("after.jsonl");
+        (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", _directory);
+        Assert.True(exit == 0, stderr);
+        await File.WriteAllTextAsync(PublicKey, stdout);
+        var history = OperatorKeyHistory.Parse(stdout);
+        Assert.Equal(2, history.Keys.Count);
+
+        // Signed by the retired key: it verifies, and the report says that key signed its checkpoint lines.
+        var (verified, report) = await AgreeAsync(before);
+        Assert.Equal(0, verified);
+        Assert.Equal([(history.Keys[0].KeyId, "retired")], report["signedBy"]!.AsArray().Select(u => (u!["keyId"]!.GetValue<string>(), u["status"]!.GetValue<string>())));
+        // Signed by the new key, which has signed no checkpoint of the log yet: intact and signed, its coverage the log's.
+        (verified, _) = await AgreeAsync(after);
+        Assert.NotEqual(3, verified);
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync("operator-key", "compromised", history.Keys[0].KeyId, "--from", "2020-01-01T00:00:00Z", "--data-dir", _directory);
+        Assert.True(exit == 0, stdout + stderr);
+        (_, stdout, _) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", _directory);
+        await File.WriteAllTextAsync(PublicKey, stdout);
+        (verified, report) = await AgreeAsync(before);
+        Assert.Equal(3, verified);
+        Assert.Contains(report["problems"]!.AsArray(), p => p!["kind"]!.GetValue<string>() == "CompromisedKey");
+        (verified, _) = await AgreeAsync(after);
+        Assert.NotEqual(3, verified);
+    }
+
+    [Fact]
     public async Task AuditVerifyMjs_TamperedClusterExports_AreRejectedWithVerifyExportsProblemKinds()
     {
         var export = await ExportAsync("all.jsonl");
