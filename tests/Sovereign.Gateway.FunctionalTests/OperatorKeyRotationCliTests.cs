@@ -117,6 +117,34 @@ public sealed class OperatorKeyRotationCliTests : IAsyncLifetime
         Assert.Contains("rotate", stderr, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task OperatorKeyCommands_OnAnUnreadableHistoryOrKey_AreUsageErrorsThatChangeNothing()
+    {
+        using (OperatorSigningKey.LoadOrCreate(KeyPath))
+        {
+        }
+
+        var historyPath = Path.Combine(_directory, OperatorKeyHistory.FileName);
+        await File.WriteAllTextAsync(historyPath, "# key 0123456789abcdef\n-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n");
+        var keyBefore = await File.ReadAllTextAsync(KeyPath);
+        foreach (var args in new[] { new[] { "operator-key", "rotate" }, ["operator-key", "list"], ["operator-key", "compromised", "0123456789abcdef", "--from", "now"], ["audit", "public-key"] })
+        {
+            var (exit, stdout, stderr) = await CliProcess.RunAsync([.. args, "--data-dir", _directory]);
+            Assert.True(exit == 2, $"{string.Join(' ', args)}: exit {exit}: {stdout}{stderr}");
+            Assert.DoesNotContain("defect", stderr, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(keyBefore, await File.ReadAllTextAsync(KeyPath));
+
+        // A key file that holds no private key: refused, named, nothing written.
+        File.Delete(historyPath);
+        await File.WriteAllTextAsync(KeyPath, "not a key\n");
+        var (code, _, error) = await CliProcess.RunAsync("operator-key", "rotate", "--data-dir", _directory);
+        Assert.True(code == 2, $"exit {code}: {error}");
+        Assert.DoesNotContain("(Parameter", error, StringComparison.Ordinal);
+        Assert.False(File.Exists(historyPath));
+    }
+
     private async Task AppendAndSignAsync(OperatorSigningKey key, params string[] tenants)
     {
         await using var log = await AuditLog.OpenAsync(Database, key, new AuditLogOptions());

@@ -50,13 +50,14 @@ internal static class OperatorKeyCommand
             {
                 rotated = OperatorKeyRotation.Rotate(keyFile, now, from);
             }
-            catch (ArgumentException ex)
+            catch (Exception ex) when (ex is ArgumentException or FormatException or System.Security.Cryptography.CryptographicException)
             {
-                throw new Output.CliException(ex.Message, Output.ExitCodes.Usage);
+                // A bad argument, an unreadable history, a key file that holds no P-256 private key: nothing was changed.
+                throw new Output.CliException($"{Sentence(ex)} Nothing was changed.", Output.ExitCodes.Usage);
             }
-            catch (IOException ex)
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
-                throw new Output.CliException(ex.Message, Output.ExitCodes.Failed);
+                throw new Output.CliException($"{ex.Message} Nothing was changed.", Output.ExitCodes.Failed);
             }
 
             Console.WriteLine($"Retired key {rotated.Retired.KeyId}{(rotated.Retired.CompromisedFrom is { } c ? $", compromised from {OperatorKeyHistory.FormatTime(c)}" : "")}.");
@@ -91,13 +92,14 @@ internal static class OperatorKeyCommand
                 Console.WriteLine("Next: copy the history to every member that holds the operator key and restart each in turn; join again or register again the nodes whose credential it signed.");
                 return Task.FromResult(0);
             }
-            catch (ArgumentException ex)
+            catch (Exception ex) when (ex is ArgumentException or FormatException or System.Security.Cryptography.CryptographicException)
             {
-                throw new Output.CliException(ex.Message, Output.ExitCodes.Usage);
+                // A bad argument, an unreadable history, a key file that holds no P-256 private key: nothing was changed.
+                throw new Output.CliException($"{Sentence(ex)} Nothing was changed.", Output.ExitCodes.Usage);
             }
-            catch (IOException ex)
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
-                throw new Output.CliException(ex.Message, Output.ExitCodes.Failed);
+                throw new Output.CliException($"{ex.Message} Nothing was changed.", Output.ExitCodes.Failed);
             }
         });
         return command;
@@ -130,16 +132,24 @@ internal static class OperatorKeyCommand
     /// </summary>
     internal static OperatorKeyHistory ReadHistory(string keyFile)
     {
-        using var key = OperatorSigningKey.FromPem(File.ReadAllText(keyFile));
         try
         {
+            using var key = OperatorSigningKey.FromPem(File.ReadAllText(keyFile));
             return (OperatorKeyHistory.ReadFile(OperatorKeyRotation.HistoryPath(keyFile)) ?? OperatorKeyHistory.Of(key.PublicKeyPem)).WithCurrent(key.PublicKeyPem);
         }
         catch (FormatException ex)
         {
             throw new Output.CliException($"the operator key history cannot be read: {ex.Message}.", Output.ExitCodes.Usage);
         }
+        catch (Exception ex) when (ex is ArgumentException or System.Security.Cryptography.CryptographicException)
+        {
+            throw new Output.CliException($"{keyFile} holds no ECDSA P-256 private key ({ex.Message}).", Output.ExitCodes.Usage);
+        }
     }
+
+    /// <summary>An exception's message without the " (Parameter 'x')" an <see cref="ArgumentException"/> appends.</summary>
+    private static string Sentence(Exception ex) =>
+        ex is ArgumentException { ParamName: { } name } ? ex.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : ex.Message;
 
     private static string Time(long? at) => at is { } t ? OperatorKeyHistory.FormatTime(t) : "-";
 
