@@ -70,6 +70,17 @@ public static class SovereignGateway
                 // "System.Runtime": the runtime's own meter (GC heap and allocations, thread pool, working set), so
                 // an operator watching a long-running server for growth can tell managed heap from native memory.
                 .AddMeter(EngineMetrics.MeterName, GenAiMetrics.MeterName, Sovereign.Cluster.Security.ClusterCertificateExpiry.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "System.Runtime")
+                // The money series, one per tenant and currency, each keep a series for every tenant (OpenTelemetry's
+                // default of 2,000 folded the 2,001st tenant's spend and every later one's into otel_metric_overflow).
+                // Read raw, as the body limit above is: the validated options are resolved at start, which reports a bad value.
+                .AddView(instrument => instrument.Meter.Name == EngineMetrics.MeterName && instrument.Name is RequestMetering.SpendMetric or RequestMetering.BudgetRemainingMetric
+                    ? new MetricStreamConfiguration
+                    {
+                        CardinalityLimit = builder.Configuration.GetValue<int?>($"{SovereignOptions.SectionName}:Metering:SpendSeriesLimit") is >= 2_000 and <= 10_000_000 and var limit
+                            ? limit
+                            : MeteringOptions.DefaultSpendSeriesLimit,
+                    }
+                    : null)
                 .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)); // a scrape shows settled spend at once; /metrics needs the operator token, so scrapes are few
         if (!string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {

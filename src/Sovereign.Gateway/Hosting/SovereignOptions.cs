@@ -235,6 +235,16 @@ public sealed class MeteringOptions
     /// <summary>Days raw usage records are kept (daily aggregates stay); purged once a day.</summary>
     public int RetentionDays { get; set; } = 90;
 
+    /// <summary>The default of <see cref="SpendSeriesLimit"/>.</summary>
+    public const int DefaultSpendSeriesLimit = 100_000;
+
+    /// <summary>
+    /// The most series each of <c>sovereign_spend</c> and <c>sovereign_budget_remaining</c> keeps on <c>/metrics</c>
+    /// (one per tenant and currency). OpenTelemetry keeps 2,000 unless told: past that every later tenant's spend went
+    /// into one <c>otel_metric_overflow</c> series. Each series is reserved up front (about 100 bytes).
+    /// </summary>
+    public int SpendSeriesLimit { get; set; } = DefaultSpendSeriesLimit;
+
     /// <summary>
     /// Per plan, languages billed per character-equivalent: a request in one of them is charged the tokens the same
     /// text would take in English on that model (its tokens divided by the model's language-tax ratio), so speakers

@@ -93,8 +93,8 @@ public sealed class RequestMetering
         _prices = prices;
         _time = time;
         var meter = meters.Create(EngineMetrics.MeterName);
-        meter.CreateObservableCounter("sovereign.spend", ObserveSpend, "{currency}", "Settled spend, by tenant and currency.");
-        meter.CreateObservableGauge("sovereign.budget_remaining", ObserveRemaining, "{currency}", "Remaining budget after the last settlement, by tenant.");
+        meter.CreateObservableCounter(SpendMetric, ObserveSpend, "{currency}", "Settled spend, by tenant and currency.");
+        meter.CreateObservableGauge(BudgetRemainingMetric, ObserveRemaining, "{currency}", "Remaining budget after the last settlement, by tenant.");
     }
 
     /// <summary>
@@ -645,6 +645,12 @@ public sealed class RequestMetering
             Currency = ticket?.Currency ?? UnpricedCurrency,
             PriceVersion = ticket?.Price?.Version,
         };
+
+    /// <summary>The settled spend per tenant and currency (<c>sovereign_spend_total</c>).</summary>
+    internal const string SpendMetric = "sovereign.spend";
+
+    /// <summary>The least a tenant-wide budget has left, per tenant and currency (<c>sovereign_budget_remaining</c>).</summary>
+    internal const string BudgetRemainingMetric = "sovereign.budget_remaining";
 
     /// <summary>
     /// Notes a tenant's budgets as its limits now stand (after the operator changed or read them), for the

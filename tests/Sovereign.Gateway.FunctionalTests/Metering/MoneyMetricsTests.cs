@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Sovereign.Gateway.FunctionalTests.Metering;
 
@@ -81,5 +82,29 @@ public sealed class MoneyMetricsTests(MeteringFixture fixture)
         Assert.Null(await ScrapeAsync("sovereign_budget_remaining", tenant));
         Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
         Assert.Null(await ScrapeAsync("sovereign_budget_remaining", tenant));
+    }
+
+    [Fact]
+    public async Task Spend_HasASeriesForEveryTenant_PastTwoThousand()
+    {
+        // OpenTelemetry keeps at most 2,000 series of a metric unless told otherwise: the 2,001st tenant's spend (and
+        // every later one's) went into one series labelled otel_metric_overflow="true", so a national cloud's
+        // dashboards showed the first 2,000 tenants to spend since the start and lost the rest.
+        var metering = fixture.App.Services.GetRequiredService<Sovereign.Gateway.Metering.RequestMetering>();
+        const int tenants = 2_500;
+        for (var i = 0; i < tenants; i++)
+        {
+            metering.CountWritten(new Sovereign.Metering.Ledger.UsageRecord
+            {
+                RequestId = $"cardinality-{i}", Timestamp = DateTimeOffset.UtcNow, Tenant = $"cardinality-{i:D4}", KeyId = "key_x", Model = MeteringFixture.Model,
+                Node = "n", Jurisdiction = "TH", Cost = 1m, Currency = "EUR", PriceVersion = "v",
+            });
+        }
+
+        await fixture.Admin.GetStringAsync("/metrics");
+        var lines = (await fixture.Admin.GetStringAsync("/metrics")).Split('\n');
+        Assert.DoesNotContain(lines, line => line.StartsWith("sovereign_spend", StringComparison.Ordinal) && line.Contains("otel_metric_overflow", StringComparison.Ordinal));
+        var spent = lines.Where(line => line.StartsWith("sovereign_spend_total{", StringComparison.Ordinal) && line.Contains("tenant=\"cardinality-", StringComparison.Ordinal)).ToList();
+        Assert.Equal(tenants, spent.Count);
     }
 }
