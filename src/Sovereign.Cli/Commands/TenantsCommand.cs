@@ -164,27 +164,72 @@ internal static class TenantsCommand
     private static Command CreateList()
     {
         var connection = new AdminConnection();
-        var command = new Command("list", "List tenants.");
+        var limit = new Option<int?>("--limit") { Description = "Most tenants to list (default: all, read from the server 1,000 at a time)." };
+        limit.Validators.Add(r =>
+        {
+            if (ParseErrors.ValueOrNull<int>(r) is < 1)
+            {
+                r.AddError("--limit must be 1 or more.");
+            }
+        });
+        var after = new Option<string?>("--after") { Description = "List the tenants after this id (by id), e.g. the last one an earlier --limit listed." };
+        var command = new Command("list", "List tenants, by id.") { limit, after };
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var json = await connection.SendAsync(result, HttpMethod.Get, "/admin/v1/tenants", null, ct);
-            if (!connection.PrintJson(result, json))
+            // The server answers at most 1,000 tenants a page: the pages are walked here, each one read once, so the
+            // list holds every tenant however many there are (it read one answer of all of them).
+            var wanted = result.GetValue(limit) ?? int.MaxValue;
+            var cursor = result.GetValue(after);
+            var tenants = new List<JsonElement>();
+            var more = true;
+            long? total = null;
+            while (more && tenants.Count < wanted)
             {
-                var table = new Table().AddColumns("id", "name", "plan", "jurisdictions", "external", "disabled");
-                foreach (var t in json.GetProperty("data").EnumerateArray())
-                {
-                    var p = t.GetProperty("policy");
-                    table.AddRow(Text(t, "id"), Text(t, "name"), Text(t, "plan"), TerminalText.Markup(List(p, "allowed_jurisdictions")),
-                        p.TryGetProperty("allow_external_providers", out var e) && e.ValueKind == JsonValueKind.True ? "yes" : "no",
-                        t.GetProperty("disabled").GetBoolean() ? "yes" : "no");
-                }
+                var size = Math.Min(TenantPage, wanted - tenants.Count);
+                var query = cursor is null ? $"?limit={size}" : $"?limit={size}&after={Uri.EscapeDataString(cursor)}";
+                var page = await connection.SendAsync(result, HttpMethod.Get, "/admin/v1/tenants" + query, null, ct);
+                var data = page.GetProperty("data").EnumerateArray().ToList();
+                tenants.AddRange(data);
+                total ??= page.TryGetProperty("total", out var count) && count.ValueKind == JsonValueKind.Number ? count.GetInt64() : null;
+                more = page.TryGetProperty("has_more", out var hasMore) && hasMore.ValueKind == JsonValueKind.True && data.Count > 0;
+                cursor = data.Count > 0 ? data[^1].GetProperty("id").GetString() : cursor;
+            }
 
-                AnsiConsole.Write(table);
+            if (result.GetValue(connection.Json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new
+                {
+                    @object = "list",
+                    data = tenants,
+                    first_id = tenants.Count > 0 ? tenants[0].GetProperty("id").GetString() : null,
+                    last_id = tenants.Count > 0 ? tenants[^1].GetProperty("id").GetString() : null,
+                    has_more = more,
+                    total,
+                }, new JsonSerializerOptions { WriteIndented = true }));
+                return;
+            }
+
+            var table = new Table().AddColumns("id", "name", "plan", "jurisdictions", "external", "disabled");
+            foreach (var t in tenants)
+            {
+                var p = t.GetProperty("policy");
+                table.AddRow(Text(t, "id"), Text(t, "name"), Text(t, "plan"), TerminalText.Markup(List(p, "allowed_jurisdictions")),
+                    p.TryGetProperty("allow_external_providers", out var e) && e.ValueKind == JsonValueKind.True ? "yes" : "no",
+                    t.GetProperty("disabled").GetBoolean() ? "yes" : "no");
+            }
+
+            AnsiConsole.Write(table);
+            if (more)
+            {
+                Console.Error.WriteLine($"{tenants.Count} of {total?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "more"} tenants; the next ones: --after {cursor}");
             }
         }));
         return command;
     }
+
+    /// <summary>The tenants asked of the server at a time (its most, <c>AdminApi.MaxTenantPage</c>).</summary>
+    private const int TenantPage = 1_000;
 
     private static Command CreateShow()
     {

@@ -13,12 +13,13 @@ internal static class OperatorPages
         var api = new ConsoleApiClient(context, session.Credential);
         var nodes = await api.GetAsync("/admin/v1/nodes", context.RequestAborted);
         var models = await api.GetAsync("/admin/v1/models", context.RequestAborted);
-        var tenants = await api.GetAsync("/admin/v1/tenants", context.RequestAborted);
+        // Only the count: the list answers how many tenants exist beside its first page (it read every tenant to count them).
+        var tenants = await api.GetAsync("/admin/v1/tenants?limit=1", context.RequestAborted);
         var page = new ConsolePage("Pool", session);
         Fail(page, nodes, models, tenants);
         var byJurisdiction = nodes.Data.GroupBy(n => ConsolePage.Text(n, "jurisdiction")).OrderBy(g => g.Key, StringComparer.Ordinal).ToList();
         page.Paragraph(string.Create(CultureInfo.InvariantCulture,
-            $"{nodes.Data.Count()} nodes in {byJurisdiction.Count} jurisdictions ({string.Join(", ", byJurisdiction.Select(g => $"{g.Key}: {g.Count()}"))}); {tenants.Data.Count()} tenants."));
+            $"{nodes.Data.Count()} nodes in {byJurisdiction.Count} jurisdictions ({string.Join(", ", byJurisdiction.Select(g => $"{g.Key}: {g.Count()}"))}); {TenantCount(tenants)} tenants."));
         page.Table("Nodes by jurisdiction", ["jurisdiction", "node", "kind", "state", "in flight", "models", "base URL"],
             byJurisdiction.SelectMany(g => g.Select(n => (IReadOnlyList<string>)
             [
@@ -41,9 +42,14 @@ internal static class OperatorPages
             return refusal;
         }
 
-        var tenants = await new ConsoleApiClient(context, session!.Credential).GetAsync("/admin/v1/tenants", context.RequestAborted);
+        // A page at a time (ConsoleTenantPage, by id): with 100,000 tenants the page listed every one of them.
+        var after = context.Request.Query["after"].ToString();
+        var tenants = await new ConsoleApiClient(context, session!.Credential).GetAsync(
+            $"/admin/v1/tenants?limit={ConsoleTenantPage}" + (after.Length > 0 ? "&after=" + Uri.EscapeDataString(after) : ""), context.RequestAborted);
         var page = new ConsolePage("Tenants", session);
         Fail(page, tenants);
+        var shown = tenants.Data.Count();
+        page.Paragraph(string.Create(CultureInfo.InvariantCulture, $"{TenantCount(tenants)} tenants; {shown} shown here, by id{(after.Length > 0 ? $", after {after}" : "")}."));
         page.Table("Tenants", ["tenant", "name", "plan", "jurisdictions", "external providers", "disabled"], tenants.Data.Select(t =>
         {
             var policy = t.GetProperty("policy");
@@ -55,8 +61,22 @@ internal static class OperatorPages
                 ConsolePage.Text(t, "disabled") == "True" ? "yes" : "no",
             ];
         }), id: "tenants", rawCells: true);
+        if (tenants.Json.ValueKind == JsonValueKind.Object && tenants.Json.TryGetProperty("has_more", out var more) && more.ValueKind == JsonValueKind.True
+            && tenants.Json.TryGetProperty("last_id", out var last) && last.GetString() is { } lastId)
+        {
+            page.Raw($"<p><a id=\"tenants-next\" href=\"/console/tenants?after={ConsolePage.E(Uri.EscapeDataString(lastId))}\">Next {ConsoleTenantPage} tenants</a></p>");
+        }
+
         return ConsoleEndpoints.Html(page);
     }
+
+    /// <summary>The tenants one console page lists.</summary>
+    internal const int ConsoleTenantPage = 100;
+
+    private static string TenantCount(ApiAnswer tenants) =>
+        tenants.Json.ValueKind == JsonValueKind.Object && tenants.Json.TryGetProperty("total", out var total) && total.ValueKind == JsonValueKind.Number
+            ? total.GetInt64().ToString("N0", CultureInfo.InvariantCulture)
+            : tenants.Data.Count().ToString(CultureInfo.InvariantCulture);
 
     public static async Task<IResult> Tenant(string id, HttpContext context) => await TenantPage(id, context, null, null);
 

@@ -89,9 +89,26 @@ public sealed class ControlPlaneStore(SqlDatabase database)
     public async Task<bool> AnyTenantAsync(CancellationToken cancellationToken = default) =>
         (await QueryAsync("SELECT id FROM tenants LIMIT 1", r => r.GetString(0), cancellationToken)).Count > 0;
 
-    /// <summary>All tenants, by id.</summary>
+    /// <summary>All tenants, by id. Every row in memory: for the admin list, which pages, see <see cref="ListTenantsPageAsync"/>.</summary>
     public Task<List<TenantRecord>> ListTenantsAsync(CancellationToken cancellationToken = default) =>
         QueryAsync("SELECT id, name, policy_json, plan, disabled, created_at, updated_at, limits_json FROM tenants ORDER BY id", ReadTenant, cancellationToken);
+
+    /// <summary>
+    /// At most <paramref name="limit"/> tenants by id, those after <paramref name="afterId"/> (null: from the first): one
+    /// page of a listing that walks every tenant exactly once however many there are, read through the primary key.
+    /// </summary>
+    public Task<List<TenantRecord>> ListTenantsPageAsync(string? afterId, int limit, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        var limitText = limit.ToString(CultureInfo.InvariantCulture);
+        return afterId is null
+            ? QueryAsync("SELECT id, name, policy_json, plan, disabled, created_at, updated_at, limits_json FROM tenants ORDER BY id LIMIT " + limitText, ReadTenant, cancellationToken)
+            : QueryAsync("SELECT id, name, policy_json, plan, disabled, created_at, updated_at, limits_json FROM tenants WHERE id > @after ORDER BY id LIMIT " + limitText, ReadTenant, cancellationToken, ("@after", afterId));
+    }
+
+    /// <summary>How many tenants exist (one count, no rows read into memory).</summary>
+    public async Task<long> CountTenantsAsync(CancellationToken cancellationToken = default) =>
+        (await QueryAsync("SELECT COUNT(*) FROM tenants", r => Convert.ToInt64(r.GetValue(0), CultureInfo.InvariantCulture), cancellationToken))[0];
 
     /// <summary>Stores a new key.</summary>
     public Task InsertKeyAsync(ApiKeyRecord key, CancellationToken cancellationToken = default) => ExecuteAsync(
