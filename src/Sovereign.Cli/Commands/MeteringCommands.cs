@@ -22,7 +22,15 @@ internal static class MeteringCommands
         var key = new Option<string?>("--key") { Description = "Only usage of this API key id (as 'keys list' shows it)." };
         var groupBy = new Option<string>("--group-by") { Description = "Comma-separated: day, model, jurisdiction, tenant, pool, device_class, key.", DefaultValueFactory = _ => "tenant,model,day,jurisdiction,pool,device_class" };
         var request = new Option<string?>("--request") { Description = "One request's usage record, by its id (x-sovereign-audit-id): tokens counted and billed, and why." };
-        var command = new Command("usage", "Show usage and cost by tenant, model, day, jurisdiction, pool, device class and API key.") { tenant, model, pool, key, from, to, groupBy, request };
+        var limit = new Option<int?>("--limit") { Description = "Most rows to show (default: all, read from the server 10,000 at a time)." };
+        limit.Validators.Add(r =>
+        {
+            if (ParseErrors.ValueOrNull<int>(r) is < 1)
+            {
+                r.AddError("--limit must be 1 or more.");
+            }
+        });
+        var command = new Command("usage", "Show usage and cost by tenant, model, day, jurisdiction, pool, device class and API key.") { tenant, model, pool, key, from, to, groupBy, request, limit };
         // Said before the server is asked: its 400 came back as exit 1, naming its query field (from, group_by), not the flag.
         UsageDayFlag(from);
         UsageDayFlag(to);
@@ -66,9 +74,26 @@ internal static class MeteringCommands
             Add(query, "key_id", result.GetValue(key));
             Add(query, "from", result.GetValue(from));
             Add(query, "to", result.GetValue(to));
-            var json = await connection.SendAsync(result, HttpMethod.Get, "/admin/v1/usage?" + string.Join('&', query), null, ct);
-            if (connection.PrintJson(result, json))
+            // The server answers at most 10,000 rows a page: the pages are walked here, each row read once.
+            var wanted = result.GetValue(limit) ?? int.MaxValue;
+            var rows = new List<JsonElement>();
+            string? cursor = null;
+            var more = true;
+            while (more && rows.Count < wanted)
             {
+                var size = Math.Min(UsagePage, wanted - rows.Count);
+                var page = await connection.SendAsync(result, HttpMethod.Get,
+                    $"/admin/v1/usage?{string.Join('&', query)}&limit={size}" + (cursor is null ? "" : "&after=" + Uri.EscapeDataString(cursor)), null, ct);
+                var data = page.GetProperty("data").EnumerateArray().ToList();
+                rows.AddRange(data);
+                more = page.TryGetProperty("has_more", out var hasMore) && hasMore.ValueKind == JsonValueKind.True && data.Count > 0;
+                cursor = page.TryGetProperty("last_id", out var last) && last.ValueKind == JsonValueKind.String ? last.GetString() : null;
+                more &= cursor is not null;
+            }
+
+            if (result.GetValue(connection.Json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new { @object = "list", data = rows, last_id = cursor, has_more = more }, new JsonSerializerOptions { WriteIndented = true }));
                 return;
             }
 
@@ -80,7 +105,7 @@ internal static class MeteringCommands
             grouped = grouped.Length > 0 ? grouped : ["tenant", "model", "day"];
             var dimensions = Dimensions.Where(d => grouped.Contains(d.Group.Replace("_", "", StringComparison.Ordinal), StringComparer.OrdinalIgnoreCase)).ToList();
             var table = new Table().AddColumns([.. dimensions.Select(d => d.Column), "requests", "refused", "prompt", "completion", "waived", "compute s", "cost"]);
-            foreach (var row in json.GetProperty("data").EnumerateArray())
+            foreach (var row in rows)
             {
                 table.AddRow([
                     .. dimensions.Select(d => TenantsCommand.Text(row, d.Field)),
@@ -90,9 +115,16 @@ internal static class MeteringCommands
             }
 
             AnsiConsole.Write(table);
+            if (more)
+            {
+                Console.Error.WriteLine($"{rows.Count} rows shown; there are more (a larger --limit, or none, shows them).");
+            }
         }));
         return command;
     }
+
+    /// <summary>The usage rows asked of the server at a time (its most, <c>MeteringApi.MaxUsagePage</c>).</summary>
+    private const int UsagePage = 10_000;
 
     /// <summary>What usage can be grouped by, in the order the server's message lists them.</summary>
     private static readonly string[] Groupings = ["day", "model", "jurisdiction", "tenant", "pool", "device_class", "key"];

@@ -272,6 +272,12 @@ internal static class OperatorPages
             </form>
             """);
         var rows = usage.Data.ToList();
+        if (usage.Json.ValueKind == JsonValueKind.Object && usage.Json.TryGetProperty("has_more", out var more) && more.ValueKind == JsonValueKind.True)
+        {
+            // The API answers at most 10,000 rows a page: this page shows the first page, the CLI and the API walk the rest.
+            page.Paragraph(string.Create(CultureInfo.InvariantCulture, $"The first {rows.Count:N0} rows by {by}; there are more (sovereign usage --group-by {by} --from {from} lists them all)."));
+        }
+
         var requests = rows.Select(r => (Label: ConsolePage.Text(r, by), Value: ConsoleEndpoints.Decimal(r, "requests"))).ToList();
         page.Raw(SvgChart.Bars($"Requests by {by}, last {days} days", requests, "requests"));
         // Unpriced usage (XXX, no currency) costs nothing: no chart of zeros for it.

@@ -152,7 +152,10 @@ public static class MeteringApi
         v1.MapGet("/usage/{request_id}", TenantUsageRecord);
     }
 
-    private static readonly string[] UsageParameters = ["from", "to", "group_by", "model", "jurisdiction", "pool", "key_id"];
+    private static readonly string[] UsageParameters = ["from", "to", "group_by", "model", "jurisdiction", "pool", "key_id", "limit", "after"];
+
+    /// <summary>The most rows one page of usage holds, and its size when no limit is asked.</summary>
+    internal const int MaxUsagePage = 10_000;
 
     private static IResult ListPlans(PriceBookProvider prices)
     {
@@ -706,13 +709,42 @@ public static class MeteringApi
     }
 
     private static async Task<IResult> AdminUsage(HttpContext context, UsageLedger ledger, IGrainFactory grains) =>
-        Json(new { data = (await ledger.QueryUsageAsync(ParseQuery(context, await AdminApi.TenantFilterAsync(context, grains)), context.RequestAborted)).Select(UsageJson) });
+        Json(await UsagePageAsync(context, ledger, ParseQuery(context, await AdminApi.TenantFilterAsync(context, grains))));
 
     private static async Task<IResult> TenantUsage(HttpContext context, UsageLedger ledger, ControlPlane.TenantReadLimits reads)
     {
         var caller = await reads.TenantAsync(context, "Usage");
 
-        return Json(new { @object = "list", data = (await ledger.QueryUsageAsync(ParseQuery(context, caller.TenantId), context.RequestAborted)).Select(UsageJson) });
+        return Json(await UsagePageAsync(context, ledger, ParseQuery(context, caller.TenantId)));
+    }
+
+    /// <summary>
+    /// One page of usage rows in the answer's order, as OpenAI pages its lists: <c>limit</c> (1 to 10,000; default the
+    /// most) and <c>after</c> (the previous page's <c>last_id</c>, with the same filters and <c>group_by</c>);
+    /// <c>has_more</c> says whether another page follows. It answered every row at once: the default grouping (tenant,
+    /// model, day) over a year of 100,000 tenants is a row per tenant and day it was used, built whole in memory.
+    /// </summary>
+    private static async Task<object> UsagePageAsync(HttpContext context, UsageLedger ledger, UsageQuery query)
+    {
+        var limit = ListPaging.Limit(context.Request.Query, MaxUsagePage, MaxUsagePage);
+        IReadOnlyList<UsageRow> rows;
+        try
+        {
+            rows = await ledger.QueryUsageAsync(query with { Limit = limit + 1, After = context.Request.Query["after"].ToString() is { Length: > 0 } after ? after : null }, context.RequestAborted);
+        }
+        catch (ArgumentException cursor) when (context.Request.Query["after"].Count > 0)
+        {
+            throw OpenAIException.BadRequest($"after: {cursor.Message.Split(" (Parameter", 2)[0]}.", "after", "invalid_value");
+        }
+
+        var page = rows.Count > limit ? rows.Take(limit).ToList() : rows;
+        return new
+        {
+            @object = "list",
+            data = page.Select(UsageJson),
+            last_id = page.Count > 0 ? UsageLedger.CursorOf(page[^1], query.GroupBy) : null,
+            has_more = rows.Count > limit,
+        };
     }
 
     /// <summary>One request's usage record, with the basis it was billed on (the operator's view: any tenant's).</summary>

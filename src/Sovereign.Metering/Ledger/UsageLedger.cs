@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Data.Common;
+using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Threading.Channels;
@@ -232,7 +233,21 @@ public sealed class UsageLedger : IAsyncDisposable
             sql.Append(" AND key_id = @key_id");
         }
 
+        // A page after a row: the rows whose grouped values come after its values, in the order the answer is sorted
+        // in (a row value compared as the ORDER BY sorts it), so pages walk every group exactly once.
+        var after = query.After is null ? null : ParseCursor(query.After, group.Count, query.GroupBy.HasFlag(UsageGroupBy.Day));
+        if (after is not null)
+        {
+            sql.Append(" AND (").Append(columns).Append(") > (")
+                .Append(string.Join(", ", Enumerable.Range(0, group.Count).Select(i => "@after" + i.ToString(CultureInfo.InvariantCulture)))).Append(')');
+        }
+
         sql.Append(" GROUP BY ").Append(columns).Append(" ORDER BY ").Append(columns);
+        if (query.Limit is { } limit)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1, nameof(query));
+            sql.Append(" LIMIT ").Append(limit.ToString(CultureInfo.InvariantCulture));
+        }
 
         await using var connection = await _database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
@@ -266,6 +281,11 @@ public sealed class UsageLedger : IAsyncDisposable
         if (query.KeyId is not null)
         {
             SqlDatabase.AddParameter(command, "@key_id", query.KeyId);
+        }
+
+        for (var i = 0; after is not null && i < after.Count; i++)
+        {
+            SqlDatabase.AddParameter(command, "@after" + i.ToString(CultureInfo.InvariantCulture), after[i]);
         }
 
         var rows = new List<UsageRow>();
@@ -310,6 +330,84 @@ public sealed class UsageLedger : IAsyncDisposable
         }
 
         return rows;
+    }
+
+    /// <summary>
+    /// The cursor of <paramref name="row"/> in an answer grouped by <paramref name="groupBy"/>, for
+    /// <see cref="UsageQuery.After"/>: its grouped values in the answer's order, as base64url JSON (opaque to callers).
+    /// </summary>
+    public static string CursorOf(UsageRow row, UsageGroupBy groupBy)
+    {
+        ArgumentNullException.ThrowIfNull(row);
+        var values = new List<string>();
+        if (groupBy.HasFlag(UsageGroupBy.Day))
+        {
+            values.Add(UtcCalendar.DayStart(new DateTimeOffset(row.Day!.Value.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero).ToUnixTimeMilliseconds()).ToString(CultureInfo.InvariantCulture));
+        }
+
+        if (groupBy.HasFlag(UsageGroupBy.Tenant))
+        {
+            values.Add(row.Tenant ?? "");
+        }
+
+        if (groupBy.HasFlag(UsageGroupBy.Model))
+        {
+            values.Add(row.Model ?? "");
+        }
+
+        if (groupBy.HasFlag(UsageGroupBy.Jurisdiction))
+        {
+            values.Add(row.Jurisdiction ?? "");
+        }
+
+        if (groupBy.HasFlag(UsageGroupBy.Pool))
+        {
+            values.Add(row.Pool ?? "");
+        }
+
+        if (groupBy.HasFlag(UsageGroupBy.DeviceClass))
+        {
+            values.Add(row.DeviceClass ?? "");
+        }
+
+        if (groupBy.HasFlag(UsageGroupBy.Key))
+        {
+            values.Add(row.KeyId ?? "");
+        }
+
+        values.Add(row.Currency);
+        return Convert.ToBase64String(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(values)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+    }
+
+    /// <summary>A cursor's values as parameters (the day a number, the rest text); <see cref="ArgumentException"/> when it is not one of this grouping's.</summary>
+    private static List<object> ParseCursor(string cursor, int columns, bool dayFirst)
+    {
+        List<string>? values = null;
+        try
+        {
+            var base64 = cursor.Replace('-', '+').Replace('_', '/');
+            var bytes = Convert.FromBase64String(base64.PadRight(base64.Length + ((4 - (base64.Length % 4)) % 4), '='));
+            values = System.Text.Json.JsonSerializer.Deserialize<List<string>>(bytes);
+        }
+        catch (Exception ex) when (ex is FormatException or System.Text.Json.JsonException)
+        {
+        }
+
+        if (values is null || values.Count != columns || values.Any(v => v is null))
+        {
+            throw new ArgumentException("not a cursor of this grouping (the last_id of a page with the same group_by)", nameof(cursor));
+        }
+
+        // The day, when grouped by it, is the first column and a number.
+        var parameters = new List<object>(values);
+        if (dayFirst)
+        {
+            parameters[0] = long.TryParse(values[0], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var day)
+                ? day
+                : throw new ArgumentException("not a cursor of this grouping (the last_id of a page with the same group_by)", nameof(cursor));
+        }
+
+        return parameters;
     }
 
     /// <summary>

@@ -64,6 +64,15 @@ public sealed record UsageQuery
 
     /// <summary>How to group the rows.</summary>
     public UsageGroupBy GroupBy { get; init; } = UsageGroupBy.None;
+
+    /// <summary>At most this many rows (null: all of them).</summary>
+    public int? Limit { get; init; }
+
+    /// <summary>
+    /// Only the rows after this one in the answer's order: <see cref="UsageLedger.CursorOf"/> of the previous page's
+    /// last row, made with the same <see cref="GroupBy"/> (null: from the first row).
+    /// </summary>
+    public string? After { get; init; }
 }
 
 /// <summary>One row of aggregated usage; a dimension not grouped by is null.</summary>
