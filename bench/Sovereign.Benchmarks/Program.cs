@@ -32,6 +32,7 @@ try
         "languages-accuracy" => await LanguageAccuracyBenchmark.RunAsync(args[1..]),
         "languages-tune" => LanguageTuningBenchmark.Run(args[1..]),
         "ledger" => await LedgerBenchmark.RunAsync(args[1..]),
+        "scale-fill" => await Sovereign.Benchmarks.Scale.ScaleFill.RunAsync(args[1..]),
         "commits" => await CommitsBenchmark.RunAsync(args[1..]),
         "prompt-cap" => PromptCapBenchmark.Run(args[1..]),
         "grammar" => await GrammarBenchmark.RunAsync(args[1..]),
