@@ -20,7 +20,8 @@ public sealed class QueryParameterTests(ConsoleFixture fixture)
         { "/admin/v1/usage?tenat=th-hospital", "admin", "tenat", "unknown_parameter" },
         { "/admin/v1/usage?model=a&model=b", "admin", "model", "invalid_value" },
         { "/admin/v1/tenants/th-hospital/invoice?format=csv&form=2026-01-01", "admin", "form", "unknown_parameter" },
-        { "/admin/v1/tenants?limit=5", "admin", "limit", "unknown_parameter" },
+        { "/admin/v1/tenants?order=desc", "admin", "order", "unknown_parameter" },
+        { "/admin/v1/tenants?limit=5&limit=6", "admin", "limit", "invalid_value" },
         { "/admin/v1/audit?tennant=th-hospital", "admin", "tennant", "unknown_parameter" },
         { "/admin/v1/audit?limit=1&limit=2", "admin", "limit", "invalid_value" },
         // .NET's number parsing skips trailing NULs (these were read as 1 and 5) and enum parsing trims a newline: all were 200.
