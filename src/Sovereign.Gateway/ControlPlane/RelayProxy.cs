@@ -54,16 +54,33 @@ internal static partial class RelayProxy
 
         if (!Uri.TryCreate(value.Trim(), UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https" or "socks5" or "socks4" or "socks4a") || uri.Host.Length == 0)
         {
-            return $"{Setting} must be a proxy URL such as http://proxy.example:3128 (http, https, socks5, socks4 or socks4a); got '{value}'.";
+            return $"{Setting} must be a proxy URL such as http://proxy.example:3128 (http, https, socks5, socks4 or socks4a); got '{WithoutPassword(value.Trim())}'.";
         }
 
         // A scheme .NET does not know (socks5) parses with an empty path, a known one with "/".
         if (uri.AbsolutePath is not ("/" or "") || uri.Query.Length > 0 || uri.Fragment.Length > 0)
         {
-            return $"{Setting} names a proxy by its scheme, host and port only (with user:password@ if it needs them); '{uri.GetLeftPart(UriPartial.Authority)}' without the rest.";
+            return $"{Setting} names a proxy by its scheme, host and port only (with user:password@ if it needs them); '{uri.Scheme}://{uri.Authority}' without the rest.";
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// <paramref name="value"/> with whatever stands between its scheme and an <c>@</c> shown as <c>***</c>: a value that is
+    /// not a usable URL may still hold a password, and the refusal is printed and logged.
+    /// </summary>
+    private static string WithoutPassword(string value)
+    {
+        var at = value.LastIndexOf('@');
+        if (at < 0)
+        {
+            return value;
+        }
+
+        var scheme = value.IndexOf("://", StringComparison.Ordinal);
+        var start = scheme >= 0 && scheme < at ? scheme + 3 : 0;
+        return string.Concat(value.AsSpan(0, start), "***", value.AsSpan(at));
     }
 
     /// <summary>The proxy variables set in this process's environment, by name (never their values, which may hold a password).</summary>

@@ -124,6 +124,19 @@ public sealed class RelayProxyTests : IAsyncLifetime
     public void RelayProxySetting_IsCheckedAsAProxyUrl(string value, bool usable) =>
         Assert.Equal(usable, Sovereign.Gateway.ControlPlane.RelayProxy.Problem(value) is null);
 
+    /// <summary>A refused value is quoted without its password: the refusal goes to the console and the log.</summary>
+    [Theory]
+    [InlineData("ftp://user:s3cret-pw@proxy.example")]
+    [InlineData("user:s3cret-pw@proxy.example:3128")]
+    [InlineData("http://user:s3cret-pw@proxy.example:3128/path")]
+    public void RelayProxySetting_Refused_NeverQuotesItsPassword(string value)
+    {
+        var problem = Sovereign.Gateway.ControlPlane.RelayProxy.Problem(value);
+        Assert.NotNull(problem);
+        Assert.DoesNotContain("s3cret-pw", problem, StringComparison.Ordinal);
+        Assert.Contains("proxy.example", problem, StringComparison.Ordinal);
+    }
+
     private static StringContent Chat() => new("""{"model":"fake","messages":[{"role":"user","content":"Hello"}]}""", Encoding.UTF8, "application/json");
 
     /// <summary>Counts each connection and refuses it as a proxy that cannot reach the target would.</summary>
