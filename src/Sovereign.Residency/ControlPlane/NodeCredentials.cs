@@ -76,10 +76,11 @@ public static class NodeCredentials
             }
         }
 
+        // The named key is the credential's unverified word, and the reason is logged (4111, 4152): shown escaped.
         var signer = keyId is null ? operatorKeys.Original : operatorKeys.Find(keyId);
         if (signer is null)
         {
-            problem = $"the credential is signed by key {keyId}, which is not in the operator key history ({string.Join(", ", operatorKeys.Keys.Select(k => k.KeyId))})";
+            problem = $"the credential is signed by key {DisplayText.Shortened(keyId!, 64)}, which is not in the operator key history ({string.Join(", ", operatorKeys.Keys.Select(k => k.KeyId))})";
             return null;
         }
 

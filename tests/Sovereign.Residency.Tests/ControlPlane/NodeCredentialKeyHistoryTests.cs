@@ -65,6 +65,25 @@ public sealed class NodeCredentialKeyHistoryTests
         Assert.Contains("does not verify", problem, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Verify_CredentialNamingAHostileKeyId_ReportsItEscapedAndShort()
+    {
+        // Whoever reaches a gateway can present a credential; the key id it names is read before any signature check
+        // and goes into the refusal the gateway logs.
+        using var key = OperatorSigningKey.CreateEphemeral();
+        var hostile = "\u001b]52;c;cm0gLXJm\u0007\r\n" + new string('x', 5_000);
+        var payload = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object> { ["node_id"] = "n", ["key_id"] = hostile });
+        var credential = "v1." + Convert.ToBase64String(payload).TrimEnd('=').Replace('+', '-').Replace('/', '_') + ".AAAA";
+
+        Assert.Null(NodeCredentials.Verify(credential, key.PublicKeyPem, out var problem));
+
+        Assert.Contains("which is not in the operator key history", problem, StringComparison.Ordinal);
+        Assert.DoesNotContain('\u001b', problem!);
+        Assert.DoesNotContain('\u0007', problem!);
+        Assert.DoesNotContain('\n', problem!);
+        Assert.True(problem!.Length < 400, problem.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
     private static OperatorKeyHistory History(OperatorSigningKey old, OperatorSigningKey current, long? compromisedFrom) => new([
         OperatorKeyHistory.Of(old.PublicKeyPem).Current with { RetiredAt = Noon, CompromisedFrom = compromisedFrom },
         OperatorKeyHistory.Of(current.PublicKeyPem).Current with { CreatedAt = Noon },
