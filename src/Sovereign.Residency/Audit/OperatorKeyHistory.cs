@@ -271,14 +271,23 @@ public sealed class OperatorKeyHistory
     public void WriteFile(string path)
     {
         var temporary = path + "." + Guid.NewGuid().ToString("N") + ".tmp";
-        using (var stream = new FileStream(temporary, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write }))
+        try
         {
-            var bytes = Encoding.UTF8.GetBytes(ToText());
-            stream.Write(bytes);
-            stream.Flush(flushToDisk: true);
-        }
+            using (var stream = new FileStream(temporary, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write }))
+            {
+                var bytes = Encoding.UTF8.GetBytes(ToText());
+                stream.Write(bytes);
+                stream.Flush(flushToDisk: true);
+            }
 
-        File.Move(temporary, path, overwrite: true);
+            File.Move(temporary, path, overwrite: true);
+        }
+        catch
+        {
+            // A failed write (disk full, no permission) leaves the old history and no stray temporary beside it.
+            File.Delete(temporary);
+            throw;
+        }
     }
 
     /// <summary>A unix-ms time as the history writes it: ISO 8601 UTC with milliseconds.</summary>
