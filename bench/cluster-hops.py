@@ -10,7 +10,9 @@ its writes, and of each hop (a write to the reading process's read of it: wake-u
 of writes (writes within 50 us merged); the gateway's other connections while it holds a request before the relay;
 and, per path, each member's conversations with the database, Redis or Orleans between reading the request and writing
 the first content (write #2): how many writes, when the last answer came (a commit's end) and how long before write #2
-(0.2-0.3 ms: the content waited for that commit; more: it did not).
+(0.2-0.3 ms: the content waited for that commit; more: it did not). "Outside the node": each path's client read
+minus the node's own time from having the whole request (its last read before its first write) to its write: what the
+path adds around the node.
 Bursts are paired by their order, so #1 is exact; a later one can pair a write with another burst's read (a burst that
 the reader took in two reads, or two it took in one), which shows as negative steps: read the first ones."""
 import json, os, re, statistics, sys
@@ -139,6 +141,14 @@ def report(script, connections, k):
                 stats[f'relayed: gateway hold, writes to {port}'].append(len(writes))
                 if reads:
                     stats[f'relayed: gateway hold, last read of {port} to relay written'].append(g_out[0] - reads[-1])
+            # A relay sent before admission (session 49) comes in two writes: all but the body's last byte, then that
+            # byte once admitted; the node can start only on the last read before its first write.
+            whole = [t for t in n_in if t < n_out[0]][-1]
+            stats['relayed: gateway read to its last relay write before the node wrote'].append([t for t in g_out if t < n_out[0]][-1] - g_in[0])
+            stats['relayed: gateway read to the node having the whole request'].append(whole - g_in[0])
+            stats['relayed: node reads before its write #1'].append(sum(t < n_out[0] for t in n_in))
+            for i in range(k):
+                stats[f'relayed: outside the node, client read #{i + 1}'].append((c_rd[i] - t0) - (n_out[i] - whole))
             talks(stats, 'relayed: node', ev, 'node', n_in[0], n_out[1])
             talks(stats, 'relayed: gateway', ev, 'gateway', g_in[0], g_wr[1])
             for i in range(k):
@@ -152,6 +162,8 @@ def report(script, connections, k):
             if not (n_in and min(len(n_out), len(c_rd)) >= k):
                 continue
             stats['direct: client write to node read'].append(n_in[0] - t0)
+            for i in range(k):
+                stats[f'direct: outside the node, client read #{i + 1}'].append((c_rd[i] - t0) - (n_out[i] - [t for t in n_in if t < n_out[0]][-1]))
             talks(stats, 'direct: node', ev, 'node', n_in[0], n_out[1])
             for i in range(k):
                 stats[f'direct: node read to its write #{i + 1}'].append(n_out[i] - n_in[0])
