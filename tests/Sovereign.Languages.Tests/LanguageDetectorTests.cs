@@ -381,7 +381,10 @@ public sealed class LanguageDetectorTests
     // earlier file, Urdu, Persian and Albanian in one, Scots, Interlingua, Interslavic, Romani, Zeelandic, Extremaduran,
     // Friulian and Low German in several, on held-out 31's topics): its first run, on the unchanged detector (main
     // b867aa6), 71 of 128 und; Cantonese and Zeelandic 0 of 8, Hawaii Creole English, Interlingua and Kolsch 1,
-    // Interslavic 3, Mauritian Creole 4, Friulian 5; Persian, Urdu, Albanian and Low German 8.
+    // Interslavic 3, Mauritian Creole 4, Friulian 5; Persian, Urdu, Albanian and Low German 8. Then (round 31, from
+    // general knowledge of Cantonese writing) CantoneseCharacters: two distinct characters of Cantonese's own grammatical
+    // words make a Chinese answer und: Cantonese 0 -> 5 of 8 (its writer wrote those sentences: not a fair check; the
+    // other three write one such character each). No Chinese sentence of any set moved.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -466,7 +469,7 @@ public sealed class LanguageDetectorTests
         ["out-of-set-18.txt"] = new(StringComparer.Ordinal)
         {
             ["egl"] = 6, ["ext"] = 6, ["fa"] = 8, ["fur"] = 5, ["hwc"] = 1, ["ia"] = 1, ["isv"] = 3, ["ksh"] = 1, ["mfe"] = 4, ["nds"] = 8,
-            ["rom"] = 6, ["sco"] = 6, ["sq"] = 8, ["ur"] = 8, ["yue"] = 0, ["zea"] = 0,
+            ["rom"] = 6, ["sco"] = 6, ["sq"] = 8, ["ur"] = 8, ["yue"] = 5, ["zea"] = 0,
         },
     };
 

@@ -530,6 +530,18 @@ public sealed partial class LanguageDetector
             return LanguageDetection.None(LanguageDetection.ByScript);
         }
 
+        // Round 31: written Cantonese, by the characters of its own grammatical words (嘅, 咗, 喺, 嗰, 佢, ...), which
+        // Standard Written Chinese does not write: outside the set, so und, with Cantonese as the runner-up.
+        if (script == WritingScript.Han && owner == "zh" && LetterMixtureRule && CantoneseCharacters.Count(text) is >= CantoneseCharacters.Needed and var marks)
+        {
+            var confidence = Math.Min(0.99, 0.6 + (0.1 * marks)) * share;
+            return new LanguageDetection(LanguageDetection.Undetermined, LeftByRule(share, confidence), LanguageDetection.ByHeuristic)
+            {
+                RunnerUp = "yue",
+                RunnerUpConfidence = confidence,
+            };
+        }
+
         return new LanguageDetection(owner, share, LanguageDetection.ByScript);
     }
 
