@@ -73,13 +73,12 @@ public static class CommitsBenchmark
             Console.WriteLine();
             Console.WriteLine("| round | requests | decision p50 us | decision mean us | outcome+ledger p50 us | outcome+ledger mean us | both mean us | WAL pages per decision | WAL pages per outcome | decision p99 us | outcome+ledger p99 us |");
             Console.WriteLine("|------:|---------:|----------------:|-----------------:|----------------------:|-----------------------:|-------------:|-----------------------:|----------------------:|----------------:|----------------------:|");
-            var next = 0;
             var wal = new FileInfo(Path.Combine(dir, "sovereign.db-wal"));
-            await RunRoundAsync(audit, ledger, wal, warmup, () => next++, randomIds);
+            await RunRoundAsync(audit, ledger, wal, warmup, randomIds);
             var split = new List<(double Both, bool Beside)>();
             for (var round = 1; round <= rounds; round++)
             {
-                var (decisions, outcomes, decisionPages, outcomePages, beside) = await RunRoundAsync(audit, ledger, wal, requests, () => next++, randomIds);
+                var (decisions, outcomes, decisionPages, outcomePages, beside) = await RunRoundAsync(audit, ledger, wal, requests, randomIds);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"| {round} | {requests:N0} | {Percentile(decisions, 0.5):F1} | {decisions.Average():F1} | {Percentile(outcomes, 0.5):F1} | {outcomes.Average():F1} | {decisions.Average() + outcomes.Average():F1} | {decisionPages:F2} | {outcomePages:F2} | {Percentile(decisions, 0.99):F1} | {Percentile(outcomes, 0.99):F1} |"));
                 split.AddRange(decisions.Select((d, i) => (d + outcomes[i], beside[i])));
@@ -127,7 +126,7 @@ public static class CommitsBenchmark
     }
 
     private static async Task<(double[] Decisions, double[] Outcomes, double DecisionPages, double OutcomePages, bool[] Beside)> RunRoundAsync(
-        AuditLog audit, UsageLedger ledger, FileInfo wal, int requests, Func<int> nextId, bool randomIds)
+        AuditLog audit, UsageLedger ledger, FileInfo wal, int requests, bool randomIds)
     {
         const double Frame = 4096 + 24; // a WAL frame: the page and its header
         var decisions = new double[requests];
@@ -136,10 +135,12 @@ public static class CommitsBenchmark
         long decisionBytes = 0, outcomeBytes = 0;
         for (var i = 0; i < requests; i++)
         {
-            // --random-ids: as the gateway makes them (RequestIds), each landing on a random page of the request-id index.
+            // By default time-ordered, as the gateway makes them since session 49 (RequestIds.New: the time, then random
+            // bits), so the request-id index grows at its end; --random-ids: 24 random hex digits, as it made them before,
+            // each landing on a random page of the index.
             var requestId = randomIds
                 ? "req_" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(12))
-                : "req_" + nextId().ToString("x8", CultureInfo.InvariantCulture) + Guid.NewGuid().ToString("N")[..16];
+                : Sovereign.Gateway.Hosting.RequestIds.New(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             wal.Refresh();
             var before = wal.Exists ? wal.Length : 0;
             var housekeeping = audit.WalHousekeeping;

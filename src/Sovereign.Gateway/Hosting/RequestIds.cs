@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.Builder;
 
@@ -10,6 +11,15 @@ namespace Sovereign.Gateway.Hosting;
 /// It is always made here, never taken from the client: it is the usage ledger's idempotency key, and a chosen id could
 /// make a request's record collide with another's.
 /// </summary>
+/// <remarks>
+/// The id is <c>req_</c> and 32 hexadecimal digits, as OpenAI's: the time it was made in Unix milliseconds (12 digits),
+/// then 80 random bits. Ids made later sort after earlier ones (ordinal order), so the usage ledger's unique
+/// request-id index grows at its end, like its time index, instead of taking each record on a random page: with
+/// 24 random digits a record landed on a page of the whole index, which outgrows the page cache (at 150,000 records
+/// the commit carrying it took twice as long, docs/benchmarks.md). Eighty random bits keep ids made in the same
+/// millisecond, by this gateway or another, from colliding: the ledger keeps the first record of an id and drops a
+/// second (<c>ON CONFLICT DO NOTHING</c>), so a collision would lose a request's money.
+/// </remarks>
 internal static class RequestIds
 {
     public const string Header = "x-request-id";
@@ -19,11 +29,26 @@ internal static class RequestIds
     {
         if (context.Items[typeof(RequestIds)] is not string id)
         {
-            id = "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+            id = New(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             context.Items[typeof(RequestIds)] = id;
         }
 
         return id;
+    }
+
+    /// <summary>A new id made at <paramref name="unixMilliseconds"/>: <c>req_</c>, that time in 12 hex digits, 80 random bits in 20.</summary>
+    internal static string New(long unixMilliseconds)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(unixMilliseconds);
+        Span<byte> bytes = stackalloc byte[16];
+        // The time's low 48 bits, big-endian, so the hex digits sort as the time does (until the year 10889).
+        BinaryPrimitives.WriteInt64BigEndian(bytes, unixMilliseconds << 16);
+        RandomNumberGenerator.Fill(bytes[6..]);
+        return string.Create(4 + 32, bytes, static (chars, state) =>
+        {
+            "req_".CopyTo(chars);
+            Convert.TryToHexStringLower(state, chars[4..], out _);
+        });
     }
 
     /// <summary>
