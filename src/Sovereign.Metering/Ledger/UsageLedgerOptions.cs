@@ -31,7 +31,10 @@ public sealed class UsageLedgerOptions
     /// <summary>See <see cref="LedgerDurability"/>.</summary>
     public LedgerDurability Durability { get; init; } = LedgerDurability.ProcessCrash;
 
-    /// <summary>SQLite page cache of the writer's own connection, in MiB (the random request-id index needs it warm).</summary>
+    /// <summary>
+    /// SQLite page cache of the writer's own connection, in MiB: the random request-id index of records written before
+    /// session 49 needed it warm; the gateway's ids are time-ordered since, so new records go to the index's end.
+    /// </summary>
     public int CacheSizeMiB { get; init; } = 64;
 
     /// <summary>
