@@ -1,5 +1,6 @@
 using System.Data.Common;
 using Sovereign.Cluster.Grains;
+using Sovereign.Storage;
 
 namespace Sovereign.Cluster.Hosting;
 
@@ -7,8 +8,10 @@ namespace Sovereign.Cluster.Hosting;
 /// A grain that meets its database unreachable throws <see cref="StorageUnavailableException"/> in the driver's
 /// place. Npgsql's exceptions have no Orleans codec: a caller on another member (or an Orleans client) received
 /// "Could not find a codec for type Npgsql.NpgsqlException", which the gateway answered 500, not the 503
-/// <c>storage_unavailable</c> it gives the same failure in its own process. Other database errors are defects and
-/// stay as they are.
+/// <c>storage_unavailable</c> it gives the same failure in its own process. "Unreachable" is
+/// <see cref="DatabaseFailures.IsUnavailable"/>: a server that is down, but also one that refuses writes now (a
+/// read-only standby) or stopped the statement (<c>statement_timeout</c>). Other database errors are defects and stay
+/// as they are.
 /// </summary>
 public static class StorageFailures
 {
@@ -23,7 +26,7 @@ public static class StorageFailures
         {
             await activation();
         }
-        catch (DbException ex) when (ex.IsTransient)
+        catch (DbException ex) when (DatabaseFailures.IsUnavailable(ex))
         {
             throw Unavailable(ex);
         }
@@ -41,7 +44,7 @@ public static class StorageFailures
             {
                 await context.Invoke();
             }
-            catch (DbException ex) when (ex.IsTransient)
+            catch (DbException ex) when (DatabaseFailures.IsUnavailable(ex))
             {
                 throw Unavailable(ex);
             }

@@ -15,7 +15,7 @@ namespace Sovereign.Gateway.ControlPlane;
 /// <c>sovereign_database_available</c> is 0; the refusals meanwhile are counted and logged at Debug only. It ends when
 /// a request's books commit again or a probe write commits (event 4161, with the count): a probe runs for <c>/ready</c>
 /// (at most one at a time, its answer kept a second) and every few seconds while the outage lasts, since a load balancer
-/// sends no more requests to prove it over. While none is known, <c>/ready</c> asks PostgreSQL <c>SELECT 1</c>, so a
+/// sends no more requests to prove it over. While none is known, <c>/ready</c> asks PostgreSQL whether it takes writes (<c>transaction_read_only</c>), so a
 /// server cut off from it is taken out before requests fail, and for SQLite the file system's free space
 /// (<see cref="MinimumFreeBytes"/>), so a disk filling up takes it out before its commits fail.
 /// </summary>
@@ -148,7 +148,19 @@ internal sealed partial class DatabaseHealth : BackgroundService
             }
         }
 
-        await probe.WaitAsync(cancellationToken);
+        try
+        {
+            // The probe's own timeout cancels the driver's call, but a server that takes the connection and then stops
+            // answering (paused, its host hung, packets dropped) keeps Npgsql in that call until its Command Timeout
+            // (30 s by default) and the cancel request's wait: /ready answered after 30 s, so a load balancer's probe
+            // timed out instead of reading 503. The answer no longer waits for the driver past ProbeTimeout.
+            await probe.WaitAsync(ProbeTimeout, _time, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            Begin(new TimeoutException($"it did not answer within {ProbeTimeout.TotalSeconds:0} s"));
+        }
+
         return Problem;
     }
 
@@ -210,8 +222,23 @@ internal sealed partial class DatabaseHealth : BackgroundService
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT 1";
-        await command.ExecuteScalarAsync(cancellationToken);
+        command.CommandText = database.Provider == SqlProvider.PostgreSql ? ReadOnlyQuery : "SELECT 1";
+        EnsureWritable(await command.ExecuteScalarAsync(cancellationToken));
+    }
+
+    // PostgreSQL that answers but takes no writes (a hot standby after a failover, default_transaction_read_only on for
+    // maintenance) refuses every request's books (SQLSTATE 25006). SELECT 1 and a transaction id both succeed there, so
+    // /ready said ready while every request was refused, and each refusal began an outage the next probe ended (4160
+    // and 4161 again and again).
+    private const string ReadOnlyQuery = "SELECT current_setting('transaction_read_only')";
+
+    private static void EnsureWritable(object? transactionReadOnly)
+    {
+        if (transactionReadOnly is string setting && string.Equals(setting, "on", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new InvalidOperationException(
+                "PostgreSQL accepts no writes (transaction_read_only is on: a hot standby, or default_transaction_read_only set); point the connection string at the primary, or turn that setting off");
+        }
     }
 
     /// <summary>
@@ -235,6 +262,8 @@ internal sealed partial class DatabaseHealth : BackgroundService
         }
         else
         {
+            command.CommandText = ReadOnlyQuery;
+            EnsureWritable(await command.ExecuteScalarAsync(cancellationToken));
             command.CommandText = "SELECT txid_current()";
             await command.ExecuteScalarAsync(cancellationToken);
         }

@@ -95,12 +95,16 @@ internal static class OpenAIErrorResults
         Orleans.Runtime.OrleansException e when IsRedisUnreachable(e) =>
             new OpenAIException(StatusCodes.Status503ServiceUnavailable, "A cluster member needed for this request is not reachable right now; try again.", "server_error", null, "cluster_unavailable", TimeSpan.FromSeconds(5)),
 
-        // The database is down or a connection to it broke (PostgreSQL restarting): nothing was run or billed that the
+        // The database is down or a connection to it broke (PostgreSQL restarting), or it refuses writes or stops
+        // statements now (a read-only standby, statement_timeout; DatabaseFailures): nothing was run or billed that the
         // client did not get, and it comes back, so the client retries. It was a 500 without Retry-After for each request.
-        System.Data.Common.DbException { IsTransient: true } or Cluster.Grains.StorageUnavailableException => new OpenAIException(StatusCodes.Status503ServiceUnavailable,
-            "The database this server keeps tenants, keys and usage in is not reachable right now; try again.", "server_error", null, StorageUnavailableCode, TimeSpan.FromSeconds(5)),
+        System.Data.Common.DbException db when Sovereign.Storage.DatabaseFailures.IsUnavailable(db) => StorageUnavailable(),
+        Cluster.Grains.StorageUnavailableException => StorageUnavailable(),
         _ => new OpenAIException(StatusCodes.Status500InternalServerError, "The server had an error while processing your request.", "server_error", null, "internal_error"),
     };
+
+    private static OpenAIException StorageUnavailable() => new(StatusCodes.Status503ServiceUnavailable,
+        "The database this server keeps tenants, keys and usage in is not reachable right now; try again.", "server_error", null, StorageUnavailableCode, TimeSpan.FromSeconds(5));
 
     private static bool IsRedisUnreachable(Orleans.Runtime.OrleansException e) =>
         e.InnerException is StackExchange.Redis.RedisConnectionException or StackExchange.Redis.RedisTimeoutException

@@ -45,10 +45,65 @@ public sealed class PostgreSqlFixture : IAsyncLifetime
         Pg(Environment.UserName == "root", "pg_ctl", "-D", Path.Combine(_directory, "data"), "-o", $"-p {_port} -k {_directory} -c listen_addresses=127.0.0.1 -c fsync=off",
             "-l", Path.Combine(_directory, "log"), "-w", "start");
 
+    /// <summary>
+    /// Freezes the whole server (SIGSTOP to the postmaster and every backend), as a hung host or a VM paused by its
+    /// hypervisor does: connections stay open and new ones are taken by the kernel, but nothing answers.
+    /// </summary>
+    public Task PauseServerAsync() => SignalServerAsync("-STOP");
+
+    /// <summary>Lets a paused server go on (SIGCONT).</summary>
+    public Task ResumeServerAsync() => SignalServerAsync("-CONT");
+
+    /// <summary>Sets a server setting as <c>ALTER SYSTEM</c> and reloads it, so existing sessions take it too; null resets it.</summary>
+    public async Task SetServerSettingAsync(string name, string? value)
+    {
+        await using var connection = new Npgsql.NpgsqlConnection(new Npgsql.NpgsqlConnectionStringBuilder(ConnectionString) { Pooling = false }.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = value is null ? $"ALTER SYSTEM RESET {name}" : $"ALTER SYSTEM SET {name} = '{value}'";
+        await command.ExecuteNonQueryAsync();
+        command.CommandText = "SELECT pg_reload_conf()";
+        await command.ExecuteNonQueryAsync();
+
+        // The reload is a signal: the postmaster rereads the file, then signals every backend, which takes it before its
+        // next command. This session existed before it, as the server's pooled ones did: once it sees the new value,
+        // every backend has been signalled (bounded, for a broken server).
+        command.CommandText = "SELECT setting = COALESCE(@value, boot_val) FROM pg_settings WHERE name = @name";
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<string?>("value", value));
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<string>("name", name));
+        for (var deadline = DateTime.UtcNow.AddSeconds(30); !(bool)(await command.ExecuteScalarAsync())! && DateTime.UtcNow < deadline;)
+        {
+            await Task.Delay(20);
+        }
+    }
+
+    private async Task SignalServerAsync(string signal)
+    {
+        var postmaster = int.Parse((await File.ReadAllLinesAsync(Path.Combine(_directory, "data", "postmaster.pid")))[0], System.Globalization.CultureInfo.InvariantCulture);
+        var children = Directory.GetDirectories("/proc").Select(Path.GetFileName).Where(name => int.TryParse(name, out _))
+            .Where(pid => ParentOf(pid!) == postmaster).Select(pid => pid!);
+        await RunAsync("kill", [signal, postmaster.ToString(System.Globalization.CultureInfo.InvariantCulture), .. children]);
+
+        static int ParentOf(string pid)
+        {
+            try
+            {
+                // /proc/PID/stat: "pid (comm) state ppid ...", comm may hold spaces: read after its closing parenthesis.
+                var stat = File.ReadAllText($"/proc/{pid}/stat");
+                return int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+            {
+                return -1; // gone meanwhile
+            }
+        }
+    }
+
     public async Task DisposeAsync()
     {
         try
         {
+            await ResumeServerAsync(); // a test that failed while it was paused: a stopped server would not stop
             await Pg(Environment.UserName == "root", "pg_ctl", "-D", Path.Combine(_directory, "data"), "-m", "immediate", "-w", "stop");
         }
         finally
