@@ -58,6 +58,16 @@ internal sealed partial class DatabaseHealth : BackgroundService
         : null;
 
     /// <summary>
+    /// Null unless the outage is a database that does not answer (a probe or a statement timed out: PostgreSQL paused,
+    /// its host hung, packets dropped); then what failed. While it lasts a request is refused at once
+    /// (<see cref="Pipeline.RequestPipeline"/>): tried, it waited for the driver's timeouts, three attempts of the audit
+    /// log's batch and a reconnect each, then its outcome's and its usage record's, on the gateway and again on the node:
+    /// more than two minutes before its 503 with <c>Command Timeout=5</c>, ten with the default. A database that refuses
+    /// connections answers at once, so its requests still try (and end the outage when one commits).
+    /// </summary>
+    public string? NotAnswering => Volatile.Read(ref _outage) is { Unresponsive: true } ? Problem : null;
+
+    /// <summary>
     /// The database failure inside <paramref name="exception"/> (a driver's error, or a grain's
     /// <see cref="Cluster.Grains.StorageUnavailableException"/>, however wrapped), or null when the exception is not one.
     /// </summary>
@@ -287,7 +297,7 @@ internal sealed partial class DatabaseHealth : BackgroundService
                 return false;
             }
 
-            var outage = new Outage(_time.GetUtcNow(), Describe(fault), DatabaseName());
+            var outage = new Outage(_time.GetUtcNow(), Describe(fault), DatabaseName(), fault is TimeoutException || fault.InnerException is TimeoutException);
             DatabaseUnavailable(_logger, outage.Database, outage.Cause);
             Volatile.Write(ref _outage, outage);
             return true;
@@ -339,8 +349,11 @@ internal sealed partial class DatabaseHealth : BackgroundService
         Message = "The database ({Database}) records requests again after {Seconds:0.#} s; {Refused} requests were refused meanwhile")]
     private static partial void DatabaseAvailableAgain(ILogger logger, string database, double seconds, long refused);
 
-    private sealed class Outage(DateTimeOffset since, string cause, string database)
+    private sealed class Outage(DateTimeOffset since, string cause, string database, bool unresponsive)
     {
+        /// <summary>Whether it began with the database not answering in time (see <see cref="NotAnswering"/>).</summary>
+        public bool Unresponsive { get; } = unresponsive;
+
         public DateTimeOffset Since { get; } = since;
 
         public string Cause { get; } = cause;

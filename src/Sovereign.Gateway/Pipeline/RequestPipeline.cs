@@ -35,6 +35,7 @@ internal sealed class RequestPipeline(
     RateLimitRefusals rateLimited,
     CallerAuthenticator authenticator,
     TimeProvider time,
+    ControlPlane.DatabaseHealth database,
     ILogger<RequestPipeline> logger)
 {
     /// <summary>How many times a request whose node cannot be reached is routed again before it is refused.</summary>
@@ -75,6 +76,14 @@ internal sealed class RequestPipeline(
     /// </summary>
     public async Task<GovernedRequest> StartAsync(HttpContext context, Caller caller, Workload work)
     {
+        // Fail closed, and fast, while the database does not answer (DatabaseHealth.NotAnswering): nothing is decided,
+        // reserved or run, so there is nothing to record. Tried, the request waited minutes for the driver's timeouts.
+        if (database.NotAnswering is { } stalled)
+        {
+            throw new Residency.Audit.AuditUnavailableException("The request was refused before it was decided: " + stalled,
+                new Cluster.Grains.StorageUnavailableException("The database does not answer."));
+        }
+
         var arrivedAt = context.Items.TryGetValue(ArrivalKey, out var arrival) && arrival is DateTimeOffset at ? at : time.GetUtcNow();
         var request = new GovernedRequest(context, caller, work, arrivedAt, accounting);
 

@@ -101,17 +101,24 @@ public sealed class DatabaseReadOnlyAndPausedTests(PostgreSqlFixture postgres) :
     /// <summary>
     /// A paused PostgreSQL (SIGSTOP: the connection is taken, nothing answers): <c>/ready</c> waited for the driver
     /// until its Command Timeout (30 s by default; 120 s here), so a load balancer's probe timed out instead of reading
-    /// 503, though the guide says it answers within 3 s. Now it answers 503 database_unavailable within its probe
-    /// timeout while the server stays paused, and 200 once it goes on, without a restart.
+    /// 503, though the guide says it answers within 3 s; and every request waited for the driver's timeouts, several
+    /// times over (more than two minutes with Command Timeout=5 in a cluster), before its 503. Now /ready answers 503
+    /// database_unavailable within its probe timeout while the server stays paused, a request is then refused 503
+    /// audit_unavailable at once, and both are served again once it goes on, without a restart, the money exact.
     /// </summary>
     [Fact]
-    public async Task PostgreSqlPaused_ReadyAnswers503WhileItIsPaused_AndReadyAgainWhenItGoesOn()
+    public async Task PostgreSqlPaused_ReadyAnswers503_AndRequestsAre503AtOnce_WhileItIsPaused_AndServedWhenItGoesOn()
     {
         var (server, port) = await StartOnOwnDatabaseAsync(connectionOptions: ";Command Timeout=120");
         try
         {
             using var http = Admin(port);
-            await TenantWithBudgetAsync(http, "stories");
+            var key = await TenantWithBudgetAsync(http, "stories");
+            using (var served = await Tenant(port, key).PostAsync("/v1/chat/completions", StoriesChat()))
+            {
+                Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+            }
+
             await postgres.PauseServerAsync();
             try
             {
@@ -122,6 +129,19 @@ public sealed class DatabaseReadOnlyAndPausedTests(PostgreSqlFixture postgres) :
                 Assert.True(ready.StatusCode == HttpStatusCode.ServiceUnavailable, $"/ready answered {(int)ready.StatusCode} while PostgreSQL was paused: {body}");
                 Assert.Equal("database_unavailable", JsonDocument.Parse(body).RootElement.GetProperty("status").GetString());
                 Assert.Equal(1, await LoggedAsync("DatabaseHealth[4160]"));
+
+                // Known not to answer: a request is refused at once (the same client bound), streamed or not.
+                using var tenant = new HttpClient { BaseAddress = probe.BaseAddress, Timeout = TimeSpan.FromSeconds(20) };
+                tenant.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+                using (var refused = await tenant.PostAsync("/v1/chat/completions", StoriesChat()))
+                {
+                    await AssertUnavailableAsync(refused, "audit_unavailable");
+                }
+
+                using (var refused = await tenant.PostAsync("/v1/chat/completions", Json(new { model = "stories", messages = new[] { new { role = "user", content = "Once" } }, max_tokens = 4, stream = true })))
+                {
+                    await AssertUnavailableAsync(refused, "audit_unavailable");
+                }
             }
             finally
             {
@@ -130,6 +150,19 @@ public sealed class DatabaseReadOnlyAndPausedTests(PostgreSqlFixture postgres) :
 
             var (status, text) = await ReadyUntilAsync(http, HttpStatusCode.OK);
             Assert.True(status == HttpStatusCode.OK, $"/ready answered {(int)status} after PostgreSQL went on: {text}");
+            using (var again = await Tenant(port, key).PostAsync("/v1/chat/completions", StoriesChat()))
+            {
+                Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+            }
+
+            // The refused requests were billed nothing and hold nothing; the log verifies.
+            var budget = (await SendAsync(http, HttpMethod.Get, "/admin/v1/tenants/t1/limits", null, 200)).GetProperty("budgets")[0];
+            var usage = (await SendAsync(http, HttpMethod.Get, "/admin/v1/usage?tenant=t1&group_by=tenant", null, 200)).GetProperty("data")[0];
+            Assert.Equal(2, usage.GetProperty("completed").GetInt32());
+            Assert.Equal(usage.GetProperty("cost").GetDecimal(), budget.GetProperty("settled").GetDecimal());
+            Assert.Equal(0m, budget.GetProperty("reserved").GetDecimal());
+            var verified = await SendAsync(http, HttpMethod.Post, "/admin/v1/audit/verify", null, 200);
+            Assert.True(verified.GetProperty("valid").GetBoolean(), verified.ToString());
         }
         finally
         {
