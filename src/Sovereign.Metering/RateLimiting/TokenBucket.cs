@@ -34,11 +34,16 @@ internal sealed class TokenBucket
         ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, long.MaxValue / 4 / windowMs);
     }
 
-    /// <summary>Repays the debt for the time elapsed since the last call; a clock going backwards repays nothing.</summary>
+    /// <summary>
+    /// Repays the debt for the time elapsed since the last call. A clock going backwards repays nothing and moves the
+    /// bucket's "as of" back with it: kept at the later time, the debt was frozen until the clock caught up again (a
+    /// step back of an hour refused a limited key for the hour, each 429's Retry-After saying less than a minute).
+    /// </summary>
     public void Advance(long nowMs)
     {
         if (nowMs <= _asOfMs)
         {
+            _asOfMs = nowMs;
             return;
         }
 

@@ -140,6 +140,31 @@ public sealed class RateLimiterTests
         Assert.Equal(TimeSpan.FromMinutes(1), refused.RetryAfter);
     }
 
+    /// <summary>
+    /// A gateway whose clock steps back (an NTP correction) must keep the Retry-After it gave: the bucket used to keep
+    /// its "as of" at the old, later time and repay nothing until the clock caught up with it, so a key limited to 1
+    /// request a minute whose clock went back an hour was refused for an hour and a minute, each 429 saying "retry in
+    /// under a minute".
+    /// </summary>
+    [Fact]
+    public void TryAcquire_ClockStepsBackAnHour_RetryAfterStillHolds()
+    {
+        var clock = new ManualClock(T0);
+        var limiter = Limiter(1, 1000, clock);
+        Assert.True(limiter.TryAcquire(1, 1000).Allowed);
+
+        clock.Set(T0.AddHours(-1));
+        var refused = limiter.TryAcquire(1, 0);
+        Assert.False(refused.Allowed);
+        Assert.Equal(TimeSpan.FromMinutes(1), refused.RetryAfter);
+        Assert.Equal(TimeSpan.FromMinutes(1), refused.ResetTokens);
+
+        clock.Advance(refused.RetryAfter!.Value);
+        var retried = limiter.TryAcquire(1, 1000);
+        Assert.True(retried.Allowed, $"refused again after the Retry-After it was given: retry after {retried.RetryAfter}");
+        Assert.False(limiter.TryAcquire(1, 0).Allowed);
+    }
+
     [Fact]
     public void Refund_UnusedTokens_AvailableAtOnce()
     {
