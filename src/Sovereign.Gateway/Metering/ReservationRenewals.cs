@@ -49,7 +49,7 @@ public sealed class ReservationRenewals : IDisposable
     internal async Task RenewDueAsync()
     {
         var now = _time.GetUtcNow();
-        var due = _held.Where(h => now - h.Value.RenewedAt >= _renewAfter).GroupBy(h => h.Value.TenantId, h => h.Key);
+        var due = _held.Where(h => Sovereign.Cluster.Hosting.WallClock.HasPassed(now, h.Value.RenewedAt, _renewAfter)).GroupBy(h => h.Value.TenantId, h => h.Key);
         foreach (var tenant in due)
         {
             var ids = tenant.ToArray();

@@ -137,7 +137,7 @@ public sealed class FrontedEngines
     public bool IsUp(int engine)
     {
         var since = Volatile.Read(ref _downSince[engine]);
-        return since == 0 || _time.GetUtcNow().ToUnixTimeMilliseconds() - since >= RetryAfter.TotalMilliseconds;
+        return since == 0 || Sovereign.Cluster.Hosting.WallClock.HasPassed(_time.GetUtcNow().ToUnixTimeMilliseconds(), since, (long)RetryAfter.TotalMilliseconds);
     }
 
     /// <summary>The engine refused a connection (or a probe failed): routed around until it answers again.</summary>

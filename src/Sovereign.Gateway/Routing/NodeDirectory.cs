@@ -60,14 +60,17 @@ public sealed class NodeDirectory(
     public async ValueTask<IReadOnlyList<NodeView>> GetNodesAsync()
     {
         var snapshot = _snapshot;
-        if (time.GetUtcNow() - snapshot.ReadAt < RefreshInterval)
+        var now = time.GetUtcNow();
+
+        // A view read "in the future" (this clock stepped back since) is due too: it was kept until the clock caught up.
+        if (!Sovereign.Cluster.Hosting.WallClock.HasPassed(now, snapshot.ReadAt, RefreshInterval))
         {
             return snapshot.Nodes;
         }
 
         // A view older than that is not served while a refresh runs: after an idle spell its nodes' last reports are
         // as old as the view, and the first request read every node as stale (503 no_compliant_capacity while all idle).
-        var tooOld = time.GetUtcNow() - snapshot.ReadAt >= TimeSpan.FromSeconds(Math.Min(2 * RefreshInterval.TotalSeconds, cluster.Value.NodeStaleSeconds / 2));
+        var tooOld = Sovereign.Cluster.Hosting.WallClock.HasPassed(now, snapshot.ReadAt, TimeSpan.FromSeconds(Math.Min(2 * RefreshInterval.TotalSeconds, cluster.Value.NodeStaleSeconds / 2)));
         var invalidated = snapshot.ReadAt == DateTimeOffset.MinValue;
         var wanted = Volatile.Read(ref _generation);
         while (true)
@@ -310,7 +313,7 @@ public sealed class NodeDirectory(
         // failure but read after it, made a killed node "up" again until its report went stale.
         var recovered = IsClusterNode(node)
             ? node.Load?.ReportedAt > mark.ReportedAfter
-            : time.GetUtcNow() - mark.At >= UnreachableRetryAfter;
+            : Sovereign.Cluster.Hosting.WallClock.HasPassed(time.GetUtcNow(), mark.At, UnreachableRetryAfter);
         if (recovered)
         {
             if (_unreachable.TryRemove(new KeyValuePair<string, Unreachable>(node.Id, mark)))

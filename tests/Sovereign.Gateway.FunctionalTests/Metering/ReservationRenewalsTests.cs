@@ -92,4 +92,37 @@ public sealed class ReservationRenewalsTests
         // Failed, retried once it was still due, then renewed: the third look finds nothing due.
         Assert.Equal(2, attempts);
     }
+
+    /// <summary>
+    /// A gateway whose clock steps back (an NTP correction) keeps renewing its running requests. Each renewal's time
+    /// was in the future for as long as the clock had gone back, so nothing was due until it caught up: a step back of
+    /// an hour stopped renewals for an hour, and the tenant's grain (on a member whose clock was right) released the
+    /// reservation of a stream still spending after its 30 minutes.
+    /// </summary>
+    [Fact]
+    public async Task ClockStepsBackAnHour_RunningRequestsAreStillRenewed()
+    {
+        var clock = new SetClock();
+        var renewed = new List<string>();
+        using var renewals = new ReservationRenewals((_, ids) =>
+        {
+            renewed.AddRange(ids);
+            return Task.FromResult(ids.Count);
+        }, Lifetime, clock, NullLogger<ReservationRenewals>.Instance);
+        using var held = renewals.Hold("tenant-a", "req-1");
+
+        clock.Now += TimeSpan.FromMinutes(5);
+        clock.Now -= TimeSpan.FromHours(1);
+        await renewals.RenewDueAsync();
+        Assert.Equal(["req-1"], renewed);
+
+        // Renewed on the clock as it reads now: due again a third of the lifetime later, not before.
+        renewed.Clear();
+        clock.Now += TimeSpan.FromMinutes(9);
+        await renewals.RenewDueAsync();
+        Assert.Empty(renewed);
+        clock.Now += TimeSpan.FromMinutes(1);
+        await renewals.RenewDueAsync();
+        Assert.Equal(["req-1"], renewed);
+    }
 }

@@ -111,7 +111,7 @@ public sealed class RegistryClockTests
         public Task<bool> ReportAsync(string nodeId, IReadOnlyList<NodeModel> models, NodeLoad load) => throw new NotSupportedException();
     }
 
-    private static IGrainFactory GrainFactoryOf(INodeRegistryGrain registry)
+    internal static IGrainFactory GrainFactoryOf(INodeRegistryGrain registry)
     {
         var factory = DispatchProxy.Create<IGrainFactory, RegistryOnlyGrainFactory>();
         ((RegistryOnlyGrainFactory)(object)factory).Registry = registry;
