@@ -23,7 +23,13 @@ namespace Sovereign.Metering.Budgets;
 /// settled and nothing reserved. A reservation is counted in the periods that were current when it was made
 /// (<see cref="Reservation.Charges"/>), and its settlement goes to those same periods: a request reserved at 23:59 and
 /// settled at 00:01 costs yesterday's budget, not today's (<see cref="Settlement.ClosedPeriod"/>). Each period's spend
-/// therefore stays within its own limit. A clock that goes backwards never rolls a period back.
+/// therefore stays within its own limit. Each limit remembers its last <see cref="RememberedPeriods"/> periods: a clock
+/// that steps ahead into a later period and back (a bad NTP answer, a virtual machine resumed on a host whose clock is
+/// wrong) returns to the period it left with that period's spend, as the ledger, which dates each record by the same
+/// clock, has it; it used to reset the period at the step (its spend forgotten: up to twice the amount spendable in it)
+/// and, after the step back, count its spend into the later period, which then started with it. A clock that goes back
+/// into a period the account never saw (or forgot) stays in the current one: that period's spend so far is in the
+/// ledger, not here, so it is never started again from nothing.
 /// </para>
 /// </remarks>
 public sealed class BudgetAccount
@@ -33,6 +39,9 @@ public sealed class BudgetAccount
 
     // Fixed order of lookups, so that refusals and snapshots never depend on dictionary order.
     private static readonly BudgetPeriod[] PeriodOrder = [BudgetPeriod.Day, BudgetPeriod.Month, BudgetPeriod.Total];
+
+    /// <summary>How many periods each limit remembers, the current one included (see the remarks).</summary>
+    public const int RememberedPeriods = 3;
 
     private readonly Dictionary<(string? KeyId, BudgetPeriod Period), LimitState> _limits = [];
     private readonly Dictionary<string, Reservation> _reservations = new(StringComparer.Ordinal);
@@ -236,15 +245,15 @@ public sealed class BudgetAccount
                     continue;
                 }
 
-                if (state.PeriodStart == charge.PeriodStart)
+                // Into the period it was reserved in, current or not (the clock may come back to it); one forgotten
+                // long ago is simply over.
+                if (state.Find(charge.PeriodStart) is { } spend)
                 {
-                    state.Reserved -= reservation.Amount;
-                    state.Settled += actualCost;
+                    spend.Reserved -= reservation.Amount;
+                    spend.Settled += actualCost;
                 }
-                else
-                {
-                    closed = true;
-                }
+
+                closed |= state.PeriodStart != charge.PeriodStart;
             }
 
             settlement = new Settlement(reservationId, reservation.KeyId, reservation.Amount, actualCost, now, Unreserved: false, closed);
@@ -278,9 +287,9 @@ public sealed class BudgetAccount
 
         foreach (var charge in reservation.Charges)
         {
-            if (_limits.TryGetValue((charge.KeyId, charge.Period), out var state) && state.PeriodStart == charge.PeriodStart)
+            if (_limits.TryGetValue((charge.KeyId, charge.Period), out var state) && state.Find(charge.PeriodStart) is { } spend)
             {
-                state.Reserved -= reservation.Amount;
+                spend.Reserved -= reservation.Amount;
             }
         }
 
@@ -437,13 +446,11 @@ public sealed class BudgetAccount
     {
         foreach (var state in _limits.Values)
         {
+            // Reservations still open keep their old-period charges and settle into that period.
             var start = BudgetPeriods.StartOf(state.Limit.Period, now);
-            if (start > state.PeriodStart)
+            if (start != state.PeriodStart)
             {
-                // Reservations still open keep their old-period charges and settle into that closed period.
-                state.PeriodStart = start;
-                state.Settled = 0m;
-                state.Reserved = 0m;
+                state.MoveTo(start);
             }
         }
     }
@@ -457,13 +464,70 @@ public sealed class BudgetAccount
         }
     }
 
-    private sealed class LimitState(BudgetLimit limit, DateTimeOffset periodStart, decimal settled)
+    private sealed class LimitState
     {
-        public BudgetLimit Limit { get; set; } = limit;
+        // The current period and up to RememberedPeriods - 1 others, in no particular order.
+        private readonly List<PeriodSpend> _periods;
 
-        public DateTimeOffset PeriodStart { get; set; } = periodStart;
+        public LimitState(BudgetLimit limit, DateTimeOffset periodStart, decimal settled)
+        {
+            Limit = limit;
+            Current = new PeriodSpend(periodStart) { Settled = settled };
+            _periods = [Current];
+        }
 
-        public decimal Settled { get; set; } = settled;
+        public BudgetLimit Limit { get; set; }
+
+        public PeriodSpend Current { get; private set; }
+
+        public DateTimeOffset PeriodStart => Current.Start;
+
+        public decimal Settled
+        {
+            get => Current.Settled;
+            set => Current.Settled = value;
+        }
+
+        public decimal Reserved
+        {
+            get => Current.Reserved;
+            set => Current.Reserved = value;
+        }
+
+        public PeriodSpend? Find(DateTimeOffset start) => _periods.Find(p => p.Start == start);
+
+        /// <summary>
+        /// Makes the period starting at <paramref name="start"/> current: a remembered one with its spend, a later one
+        /// from nothing (forgetting the earliest beyond <see cref="RememberedPeriods"/>); an earlier one never seen is
+        /// not entered.
+        /// </summary>
+        public void MoveTo(DateTimeOffset start)
+        {
+            if (Find(start) is { } known)
+            {
+                Current = known;
+                return;
+            }
+
+            if (start < Current.Start)
+            {
+                return;
+            }
+
+            Current = new PeriodSpend(start);
+            _periods.Add(Current);
+            if (_periods.Count > RememberedPeriods)
+            {
+                _periods.Remove(_periods.Where(p => p != Current).MinBy(p => p.Start)!);
+            }
+        }
+    }
+
+    private sealed class PeriodSpend(DateTimeOffset start)
+    {
+        public DateTimeOffset Start { get; } = start;
+
+        public decimal Settled { get; set; }
 
         public decimal Reserved { get; set; }
     }

@@ -343,16 +343,81 @@ public sealed class BudgetAccountTests
         Assert.False(account.TryReserve("r2", null, 0.01m, Noon.AddYears(3)).Succeeded);
     }
 
+    /// <summary>
+    /// A clock that goes back into a day the account never saw (its budget was set, and its spend so far read from the
+    /// ledger, on the later day) stays on the later day: the earlier day's spend is in the ledger, not here, so it is
+    /// never started again from nothing. (A day it saw is returned to with its spend: see
+    /// <see cref="ClockJumpsADayAheadAndBack_EachDayKeepsItsOwnSpend"/>.)
+    /// </summary>
     [Fact]
-    public void TryReserve_ClockGoesBackwards_DoesNotRollBack()
+    public void TryReserve_ClockGoesBackIntoADayItNeverSaw_DoesNotRollBack()
     {
-        var account = Account(BudgetLimit.ForTenant(BudgetPeriod.Day, 10m));
         var tomorrow = Noon.AddDays(1);
+        var account = new BudgetAccount("tenant-1", "EUR");
+        account.SetLimit(BudgetLimit.ForTenant(BudgetPeriod.Day, 10m), tomorrow);
         account.TryReserve("r1", null, 10m, tomorrow);
 
         var result = account.TryReserve("r2", null, 1m, tomorrow.AddDays(-1));
 
         Assert.False(result.Succeeded);
+    }
+
+    /// <summary>
+    /// A clock that jumps a day ahead for a while (a bad NTP answer, a VM resumed on a host whose clock is wrong) and
+    /// comes back: each day keeps its own spend, as the ledger, which dates each record by the same clock, does. The
+    /// account used to reset the day at the jump (the day's 6 of 10 forgotten: 10 more allowed, 16 spent that day), and
+    /// after it, kept counting today's spend as tomorrow's (which then started with it).
+    /// </summary>
+    [Fact]
+    public void ClockJumpsADayAheadAndBack_EachDayKeepsItsOwnSpend()
+    {
+        var account = Account(BudgetLimit.ForTenant(BudgetPeriod.Day, 10m));
+        account.TryReserve("r1", null, 6m, Noon);
+        account.Settle("r1", 6m, Noon);
+
+        var ahead = Noon.AddDays(1);
+        Assert.True(account.TryReserve("r2", null, 1m, ahead).Succeeded);
+        account.Settle("r2", 1m, ahead);
+
+        var back = Noon.AddMinutes(5);
+        var refused = account.TryReserve("r3", null, 6m, back);
+        Assert.False(refused.Succeeded, "the day had 4 left of its 10");
+        Assert.Equal(4m, refused.Refusal!.Remaining);
+        Assert.True(account.TryReserve("r4", null, 4m, back).Succeeded);
+        account.Settle("r4", 4m, back);
+        Assert.Equal(10m, Assert.Single(account.Remaining(back)).Settled);
+
+        // The next day, when it really comes, has what was spent in it during the jump, and nothing of today's.
+        var tomorrow = Noon.Date.AddDays(1);
+        var status = Assert.Single(account.Remaining(new DateTimeOffset(tomorrow, TimeSpan.Zero)));
+        Assert.Equal(1m, status.Settled);
+        Assert.Equal(9m, status.Remaining);
+    }
+
+    /// <summary>
+    /// The same for a month: a clock a month ahead for a while on the 30th, then right again. The month's budget was
+    /// reset at the jump (twice its amount spendable in the month), and the next month started with the rest of this
+    /// one's spend.
+    /// </summary>
+    [Fact]
+    public void ClockJumpsAMonthAheadAndBack_TheMonthKeepsItsSpend_AndTheNextStartsWithItsOwn()
+    {
+        var account = new BudgetAccount("tenant-1", "EUR");
+        var thirtieth = new DateTimeOffset(2026, 11, 30, 9, 0, 0, TimeSpan.Zero);
+        account.SetLimit(BudgetLimit.ForTenant(BudgetPeriod.Month, 100m), thirtieth);
+        account.TryReserve("r1", null, 90m, thirtieth);
+        account.Settle("r1", 90m, thirtieth);
+
+        account.TryReserve("r2", null, 5m, thirtieth.AddMonths(1));
+        account.Settle("r2", 5m, thirtieth.AddMonths(1));
+
+        var back = thirtieth.AddMinutes(1);
+        Assert.False(account.TryReserve("r3", null, 50m, back).Succeeded);
+        Assert.True(account.TryReserve("r4", null, 10m, back).Succeeded);
+        account.Settle("r4", 10m, back);
+
+        var december = Assert.Single(account.Remaining(new DateTimeOffset(2026, 12, 1, 0, 0, 0, TimeSpan.Zero)));
+        Assert.Equal(5m, december.Settled);
     }
 
     [Fact]
