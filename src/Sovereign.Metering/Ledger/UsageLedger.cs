@@ -571,17 +571,32 @@ public sealed class UsageLedger : IAsyncDisposable
     /// <summary>
     /// Deletes raw records with a timestamp before <paramref name="olderThan"/> (in chunks, so appends are not held up);
     /// aggregates stay. Raises <see cref="PurgedBefore"/> first, so a late retry of a purged record is refused instead
-    /// of being counted twice. Returns the number of records deleted.
+    /// of being counted twice: to just past the newest record it deletes, not to <paramref name="olderThan"/>. A cut-off
+    /// taken from a clock that read a year ahead (kept in the database) refused every new record, once the clock was
+    /// right again, for months. Returns the number of records deleted.
     /// </summary>
     public async Task<long> PurgeAsync(DateTimeOffset olderThan, CancellationToken cancellationToken = default)
     {
-        var cutoff = olderThan.ToUnixTimeMilliseconds();
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        long cutoff;
+        using (var newest = LedgerSchema.Prepare(connection, "SELECT MAX(ts) FROM metering_usage WHERE ts < @cutoff"))
+        {
+            newest.Parameters[0].Value = olderThan.ToUnixTimeMilliseconds();
+            if (await newest.ExecuteScalarAsync(cancellationToken) is not { } found || found is DBNull)
+            {
+                return 0;
+            }
+
+            // Only what is older than that is deleted: a record appended meanwhile with an older time goes with them (and
+            // its retry is refused), one between it and olderThan stays (and its retry is a duplicate id).
+            cutoff = Convert.ToInt64(found, System.Globalization.CultureInfo.InvariantCulture) + 1;
+        }
+
         long current;
         while ((current = Interlocked.Read(ref _purgedBeforeMs)) < cutoff && Interlocked.CompareExchange(ref _purgedBeforeMs, cutoff, current) != current)
         {
         }
 
-        await using var connection = await _database.OpenAsync(cancellationToken);
         using (var mark = LedgerSchema.Prepare(connection, LedgerSchema.RaiseWatermark))
         using (await _database.EnterWriteAsync(cancellationToken))
         {

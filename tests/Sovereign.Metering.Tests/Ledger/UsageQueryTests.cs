@@ -159,8 +159,9 @@ public sealed class UsageQueryTests
             await Assert.ThrowsAsync<InvalidOperationException>(() => ledger.AppendAsync(old));
         }
 
+        // Just past the newest record deleted: no record was deleted after it, so none after it needs refusing.
         await using var reopened = await db.OpenLedgerAsync();
-        Assert.Equal(Day0.AddDays(1), reopened.PurgedBefore);
+        Assert.Equal(Day0.AddMilliseconds(1), reopened.PurgedBefore);
         await Assert.ThrowsAsync<InvalidOperationException>(() => reopened.AppendAsync(old));
         Assert.True(await reopened.AppendAsync(Record("new", at: Day0.AddDays(1))));
         Assert.Equal(2, Assert.Single(await reopened.QueryUsageAsync(new UsageQuery { From = Day0, To = Day0.AddDays(2) })).Requests);
@@ -179,6 +180,47 @@ public sealed class UsageQueryTests
 
         Assert.Null(await ledger.GetAsync("expired"));
         Assert.NotNull(await ledger.GetAsync("kept"));
+    }
+
+    /// <summary>
+    /// A gateway whose clock read a year ahead for a while (a host's clock reset, a bad NTP answer) ran its daily purge
+    /// then: the cut-off, a year ahead less 90 days, became the ledger's watermark, kept in the database, and once the
+    /// clock was right again every new record was "older than the retention cut-off" and refused, after every restart,
+    /// until the clock reached the watermark months later: nothing the gateway served could be recorded. The watermark
+    /// is now just past the newest record the purge deleted, which is all a retry must be refused for.
+    /// </summary>
+    [Fact]
+    public async Task PurgeExpiredAsync_WhileTheClockReadsAYearAhead_NewRecordsAreStillTakenOnceItIsRight()
+    {
+        using var db = new TempDatabase();
+        var clock = new SetClock { Now = Day0.AddHours(12) };
+        var options = new UsageLedgerOptions { RetentionDays = 90, TimeProvider = clock };
+        var before = Record("before", at: Day0.AddHours(11));
+        await using (var ledger = await db.OpenLedgerAsync(options))
+        {
+            await ledger.AppendAsync(before);
+
+            clock.Now = Day0.AddYears(1);
+            Assert.Equal(1, await ledger.PurgeExpiredAsync());
+
+            // A retry of the record the purge deleted is still refused: it would be counted twice.
+            await Assert.ThrowsAsync<InvalidOperationException>(() => ledger.AppendAsync(before));
+
+            clock.Now = Day0.AddHours(12).AddMinutes(5);
+            Assert.True(await ledger.AppendAsync(Record("after", at: clock.Now)));
+        }
+
+        await using var reopened = await db.OpenLedgerAsync(options);
+        Assert.True(await reopened.AppendAsync(Record("after-restart", at: clock.Now.AddMinutes(1))));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => reopened.AppendAsync(before));
+        Assert.Equal(3, Assert.Single(await reopened.QueryUsageAsync(new UsageQuery { From = Day0, To = Day0.AddDays(1) })).Requests);
+    }
+
+    private sealed class SetClock : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; }
+
+        public override DateTimeOffset GetUtcNow() => Now;
     }
 
     private sealed class FixedClock(DateTimeOffset now) : TimeProvider
