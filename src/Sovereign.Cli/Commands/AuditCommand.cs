@@ -682,12 +682,12 @@ internal static class AuditCommand
             return true;
         }
 
-        if (DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out time))
+        if (Sovereign.Gateway.ControlPlane.IsoTime.TryParse(value, out time))
         {
             return true;
         }
 
-        Console.Error.WriteLine($"sovereign audit {verb}: {option} '{value}' is not an ISO 8601 time.");
+        Console.Error.WriteLine($"sovereign audit {verb}: {option} '{value}' is not a time: give {Sovereign.Gateway.ControlPlane.IsoTime.Expected}.");
         return false;
     }
 }

@@ -644,12 +644,12 @@ internal static class MeteringCommands
         CustomParser = result =>
         {
             var text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
-            if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time))
+            if (Sovereign.Gateway.ControlPlane.IsoTime.TryParse(text, out var time))
             {
                 return time;
             }
 
-            result.AddError($"{name}: '{text}' is not an ISO 8601 time (e.g. 2026-12-31T00:00:00Z).");
+            result.AddError($"{name}: '{text}' is not a time: give {Sovereign.Gateway.ControlPlane.IsoTime.Expected}, e.g. 2026-12-31T00:00:00Z.");
             return null;
         },
     };

@@ -41,10 +41,11 @@ internal static class OperatorKeyCommand
         };
         command.SetAction((result, _) =>
         {
-            var directory = result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory;
-            var keyFile = KeyFile(directory);
+            // The time is read before the files are looked for: a mistyped one is named as such, wherever the key is.
             var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
             long? from = result.GetValue(compromisedFrom) is { } text ? ParseTime(text, "--compromised-from", now) : null;
+            var directory = result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory;
+            var keyFile = KeyFile(directory);
             OperatorKeyRotated rotated;
             try
             {
@@ -168,9 +169,9 @@ internal static class OperatorKeyCommand
             return now;
         }
 
-        if (!DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time))
+        if (!Sovereign.Gateway.ControlPlane.IsoTime.TryParse(text, out var time))
         {
-            throw new Output.CliException($"{option} '{text}' is not an ISO 8601 time (or 'now').", Output.ExitCodes.Usage);
+            throw new Output.CliException($"{option} '{text}' is not a time: give {Sovereign.Gateway.ControlPlane.IsoTime.Expected} (or 'now').", Output.ExitCodes.Usage);
         }
 
         var at = time.ToUnixTimeMilliseconds();

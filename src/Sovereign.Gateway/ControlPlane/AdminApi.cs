@@ -801,9 +801,9 @@ public static class AdminApi
                     field, "invalid_value");
         }
 
-        return DateTimeOffset.TryParse(value, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var time)
+        return IsoTime.TryParse(value, out var time)
             ? time
-            : throw OpenAIException.BadRequest($"{field} must be an ISO 8601 time or unix seconds; got '{RequestReader.Shorten(value)}'.", field, "invalid_value");
+            : throw OpenAIException.BadRequest($"{field} must be unix seconds or {IsoTime.Expected}; got '{RequestReader.Shorten(value)}'.", field, "invalid_value");
     }
 
     internal static object AuditJson(AuditEntry e) => new
@@ -988,9 +988,9 @@ public static class AdminApi
                     return UnixSeconds(digits, $"'{RequestReader.Shorten(text)}'");
                 }
 
-                return DateTimeOffset.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var time)
+                return IsoTime.TryParse(text, out var time)
                     ? time
-                    : throw OpenAIException.BadRequest($"{Field} must be unix seconds or an ISO 8601 time; got '{RequestReader.Shorten(text)}'.", Field, "invalid_value");
+                    : throw OpenAIException.BadRequest($"{Field} must be unix seconds or {IsoTime.Expected}; got '{RequestReader.Shorten(text)}'.", Field, "invalid_value");
             default:
                 throw OpenAIException.BadRequest($"{Field} must be unix seconds (a number) or an ISO 8601 time (a string); got {value.ValueKind.ToString().ToLowerInvariant()}.", Field, "invalid_type");
         }

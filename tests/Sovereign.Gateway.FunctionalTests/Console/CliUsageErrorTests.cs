@@ -30,7 +30,12 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     // A negative rate was sent: the server's 400 about 'rate_limits[0]' came back as exit 1, naming no flag.
     [InlineData("--requests-per-minute must be a number of requests, 0 (no limit) or more.", "limits", "t1", "--requests-per-minute", "-5")]
     [InlineData("--tokens-per-minute must be a number of tokens, 0 (no limit) or more.", "limits", "t1", "--tokens-per-minute", "-1")]
-    [InlineData("--effective-from: 'tomorrow' is not an ISO 8601 time", "plans", "compute-price", "standard", "--pool", "p", "--per-compute-second", "1", "--effective-from", "tomorrow")]
+    [InlineData("--effective-from: 'tomorrow' is not a time: give ISO 8601", "plans", "compute-price", "standard", "--pool", "p", "--per-compute-second", "1", "--effective-from", "tomorrow")]
+    // Read in the US order: the 1st of February to an operator in Berlin was a price in force from the 2nd of January,
+    // never changeable once in force; a usage period from the 7th of December was one from the 12th of July.
+    [InlineData("--effective-from: '01/02/2031' is not a time: give ISO 8601", "plans", "price", "standard", "--model", "m", "--input-per-million", "1", "--output-per-million", "1", "--effective-from", "01/02/2031")]
+    [InlineData("sovereign usage: --from: '07/12/2026' is not a day: give YYYY-MM-DD", "usage", "--from", "07/12/2026")]
+    [InlineData("--compromised-from '12/01/2026' is not a time: give ISO 8601", "operator-key", "rotate", "--data-dir", "/nonexistent-sovereign-dir", "--compromised-from", "12/01/2026")]
     [InlineData("--seed: '-1' is not a whole number, 0 or more.", "models", "synth", "-o", "never.gguf", "--seed", "-1")]
     [InlineData("--temperature: 'hot' is not a decimal number", "chat", "--prompt", "hi", "--temperature", "hot")]
     [InlineData("--max-tokens must be at least 1.", "chat", "--prompt", "hi", "--max-tokens", "0")]
