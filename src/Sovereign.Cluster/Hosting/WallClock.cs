@@ -9,10 +9,10 @@ namespace Sovereign.Cluster.Hosting;
 /// future until the clock catches up. A gateway whose clock went back an hour kept its view of the cluster for the hour
 /// (a node drained, added or dead was not seen), kept an engine it had marked down for the hour (503), and stopped
 /// renewing its long requests' budget reservations for the hour (the tenant's grain, elsewhere, released them while
-/// they still spent). Work that is harmless to do early (a refresh, a retry, a renewal) asks <see cref="HasPassed"/>,
-/// which counts a stamp in the future as due; its new stamp is then on the clock as it reads now. A wait before a
-/// drastic step (closing another process's requests, stopping this one) restarts from now instead (<see cref="Restart"/>):
-/// it may take once more as long, never less.
+/// they still spent). Work that is harmless to do early (a refresh, a retry, a renewal) asks <see cref="HasPassed(DateTimeOffset, DateTimeOffset, TimeSpan)"/>,
+/// which counts a stamp in the future as due; its new stamp is then on the clock as it reads now. (A wait before a
+/// drastic step, such as closing another process's requests or stopping this one, must not end early so: it should
+/// start again from now instead. Those still stall after a step back: the operator guide's "Clocks".)
 /// </remarks>
 internal static class WallClock
 {
@@ -26,10 +26,4 @@ internal static class WallClock
     /// <inheritdoc cref="HasPassed(DateTimeOffset, DateTimeOffset, TimeSpan)"/>
     public static bool HasPassed(long nowMs, long sinceMs, long waitMs) =>
         nowMs < sinceMs || nowMs - sinceMs >= waitMs;
-
-    /// <summary>
-    /// <paramref name="since"/>, or <paramref name="now"/> when the clock reads before it (it stepped back): the wait
-    /// starts again from now rather than stalling until the clock catches up, or ending at once.
-    /// </summary>
-    public static DateTimeOffset Restart(DateTimeOffset since, DateTimeOffset now) => now < since ? now : since;
 }
