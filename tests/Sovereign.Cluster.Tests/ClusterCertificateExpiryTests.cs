@@ -39,6 +39,27 @@ public sealed class ClusterCertificateExpiryTests : IDisposable
         Assert.Contains("in 9 days", logger.Entries[1].Message, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A member whose clock steps back still warns daily: the last warning's time stayed in the future, so it kept
+    /// quiet for a day and the length of the step (two days back: three days without a word, with ten days left).
+    /// </summary>
+    [Fact]
+    public void Check_AfterTheClockStepsBackTwoDays_StillWarnsWithinADay()
+    {
+        var clock = new Clock(Now);
+        var logger = new CapturingLogger();
+        var expiry = new ClusterCertificateExpiry(Credentials("node-step", TimeSpan.FromDays(10), warningDays: 14), clock, logger);
+        expiry.Check();
+
+        clock.Now = Now.AddDays(-2);
+        expiry.Check();
+        clock.Now = Now.AddDays(-1);
+        expiry.Check();
+
+        Assert.Equal(3, logger.Entries.Count);
+        Assert.All(logger.Entries, e => Assert.Equal(3021, e.Id));
+    }
+
     [Fact]
     public void Check_OutsideTheWindow_SaysNothing_UntilTheWindowStarts()
     {

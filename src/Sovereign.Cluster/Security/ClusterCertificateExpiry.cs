@@ -103,7 +103,8 @@ public sealed partial class ClusterCertificateExpiry(ClusterTlsCredentials tls, 
     {
         lock (_gate)
         {
-            if (warned is { } last && last.Serial == serial && now - last.At < WarningInterval)
+            // A clock that stepped back since the last warning warns again now: it kept quiet for the length of the step.
+            if (warned is { } last && last.Serial == serial && !Sovereign.Cluster.Hosting.WallClock.HasPassed(now, last.At, WarningInterval))
             {
                 return false;
             }
