@@ -356,6 +356,39 @@ public sealed class ClusterCertificatesTests
         }
     }
 
+    /// <summary>
+    /// A write that failed at the rename (the key's path is a folder; a full disk fails the same way) left its
+    /// '&lt;path&gt;.&lt;guid&gt;.tmp' beside the target, a private key under a name nothing reads or removes. Now written
+    /// through <c>AtomicFile</c>: the temporary goes on any failure, and the key is owner-only, the certificate 644.
+    /// </summary>
+    [Fact]
+    public void WritePem_FailingAtTheRename_LeavesNoTemporaryKeyBeside()
+    {
+        var folder = Directory.CreateTempSubdirectory("sovereign-tls-").FullName;
+        try
+        {
+            var keyPath = Path.Combine(folder, "member.key");
+            Directory.CreateDirectory(keyPath);
+
+            Assert.ThrowsAny<IOException>(() => ClusterTlsCredentials.WritePem(keyPath, "-----BEGIN PRIVATE KEY-----", secret: true));
+
+            Assert.Equal([keyPath], Directory.GetFileSystemEntries(folder));
+            if (!OperatingSystem.IsWindows())
+            {
+                var secret = Path.Combine(folder, "other.key");
+                var certificate = Path.Combine(folder, "member.pem");
+                ClusterTlsCredentials.WritePem(secret, "key", secret: true);
+                ClusterTlsCredentials.WritePem(certificate, "certificate", secret: false);
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(secret));
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead, File.GetUnixFileMode(certificate));
+            }
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     [Theory]
     [InlineData("00:ab:CD:01", "ABCD01")]
     [InlineData("0a 1b", "A1B")]

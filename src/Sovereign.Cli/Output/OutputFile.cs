@@ -1,3 +1,5 @@
+using Sovereign.Storage;
+
 namespace Sovereign.Cli.Output;
 
 /// <summary>
@@ -48,67 +50,39 @@ internal static class OutputFile
     public static async Task WriteAsync(string path, bool force, Func<Stream, Task> write, bool ownerOnly = false, bool canForce = true)
     {
         ArgumentNullException.ThrowIfNull(write);
-        path = Path.GetFullPath(path);
-        var temporary = TemporaryBeside(path);
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
-        if (ownerOnly && !OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
         try
         {
-            await using (var stream = new FileStream(temporary, options))
-            {
-                await write(stream);
-                await stream.FlushAsync();
-                stream.Flush(flushToDisk: true);
-            }
-
-            MoveIntoPlace(temporary, path, force, canForce);
+            await AtomicFile.WriteAsync(Path.GetFullPath(path), force ? ExistingFile.Replace : ExistingFile.Refuse, (stream, _) => write(stream),
+                ownerOnly ? FileAccessScope.OwnerOnly : FileAccessScope.Default);
         }
-        catch
+        catch (AtomicFileExistsException ex)
         {
-            TryDelete(temporary);
-            throw;
+            throw Exists(ex.Path, canForce);
         }
     }
 
     /// <summary>
     /// Moves a complete temporary file to <paramref name="path"/>: without <paramref name="force"/> never over a file
-    /// (.NET moves without replacing by a hard link and an unlink on Unix, so a file made since the check is not
-    /// replaced either), with it by one rename, which replaces the old file in one step.
+    /// (a file made since the check is not replaced either), with it by one rename, which replaces the old file in one
+    /// step (<see cref="AtomicFile.MoveIntoPlace"/>; the temporary file is removed on failure).
     /// </summary>
     public static void MoveIntoPlace(string temporary, string path, bool force, bool canForce = true)
     {
         try
         {
-            File.Move(temporary, path, overwrite: force);
+            AtomicFile.MoveIntoPlace(temporary, path, force ? ExistingFile.Replace : ExistingFile.Refuse);
         }
-        catch (IOException) when (!force && File.Exists(path))
+        catch (AtomicFileExistsException)
         {
             throw Exists(path, canForce);
         }
     }
 
-    /// <summary>A hidden name in the same folder, unique to this write (<c>.invoice.csv.1a2b3c4d.partial</c>).</summary>
-    public static string TemporaryBeside(string path)
-    {
-        var folder = Path.GetDirectoryName(path) ?? ".";
-        return Path.Combine(folder, $".{Path.GetFileName(path)}.{Guid.NewGuid().ToString("N")[..8]}.partial");
-    }
+    /// <summary>A hidden name in the same folder, unique to this write (<c>.invoice.csv.1a2b3c4d5e6f.partial</c>).</summary>
+    public static string TemporaryBeside(string path) => AtomicFile.TemporaryBeside(path);
 
-    public static void TryDelete(string path)
-    {
-        try
-        {
-            File.Delete(path);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            // The failure that brought us here is the one to report.
-        }
-    }
+    /// <summary>Deletes a file, keeping quiet about a failure (the one that brought us here is the one to report).</summary>
+    public static void TryDelete(string path) => AtomicFile.TryDelete(path);
 
     private static CliException Exists(string path, bool canForce) => new(
         canForce

@@ -3,6 +3,7 @@ using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Sovereign.Cluster.Hosting;
+using Sovereign.Storage;
 
 namespace Sovereign.Cluster.Security;
 
@@ -286,7 +287,7 @@ public sealed partial class ClusterTlsCredentials
         }
     }
 
-    /// <summary>Writes PEM text to <paramref name="path"/> via a temporary file; private keys get mode 600 on Unix.</summary>
+    /// <summary>Writes PEM text to <paramref name="path"/> whole (<see cref="AtomicFile"/>); private keys get mode 600 on Unix, certificates 644.</summary>
     public static void WritePem(string path, string pem, bool secret)
     {
         var directory = Path.GetDirectoryName(Path.GetFullPath(path));
@@ -295,22 +296,7 @@ public sealed partial class ClusterTlsCredentials
             Directory.CreateDirectory(directory);
         }
 
-        var temporary = path + "." + Guid.NewGuid().ToString("N") + ".tmp";
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = secret ? UnixFileMode.UserRead | UnixFileMode.UserWrite : UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
-        }
-
-        using (var stream = new FileStream(temporary, options))
-        using (var writer = new StreamWriter(stream))
-        {
-            writer.Write(pem);
-            writer.Flush();
-            stream.Flush(flushToDisk: true);
-        }
-
-        File.Move(temporary, path, overwrite: true);
+        AtomicFile.WriteAllText(path, ExistingFile.Replace, pem, secret ? FileAccessScope.OwnerOnly : FileAccessScope.OwnerWriteEveryoneRead);
     }
 
     /// <summary>A path from settings: absolute as given, relative ones inside the data directory.</summary>

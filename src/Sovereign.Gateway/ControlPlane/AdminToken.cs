@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Residency.ControlPlane;
+using Sovereign.Storage;
 
 namespace Sovereign.Gateway.ControlPlane;
 
@@ -321,19 +322,16 @@ public sealed partial class AdminToken
 
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         var token = "sov-admin-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
-        var temporary = path + ".tmp";
-        var fileOptions = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
+        try
         {
-            fileOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            AtomicFile.WriteAllText(path, ExistingFile.Refuse, token, FileAccessScope.OwnerOnly);
+        }
+        catch (AtomicFileExistsException)
+        {
+            // Another process created it first: use theirs, so both guard /admin/v1 with the same token.
+            return LoadOrCreate(path);
         }
 
-        using (var stream = new FileStream(temporary, fileOptions))
-        {
-            stream.Write(Encoding.UTF8.GetBytes(token));
-        }
-
-        File.Move(temporary, path, overwrite: false);
         return token;
     }
 }

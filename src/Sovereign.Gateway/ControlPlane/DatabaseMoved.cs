@@ -42,15 +42,8 @@ public sealed record DatabaseMoved(
     /// <summary>Writes the mark beside <paramref name="databasePath"/> (owner-only, like the database).</summary>
     public void Write(string databasePath)
     {
-        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = Storage.SqlDatabase.OwnerOnly;
-        }
-
-        using var stream = new FileStream(PathFor(databasePath), options);
-        JsonSerializer.Serialize(stream, this);
-        stream.Flush(flushToDisk: true);
+        // Whole or not at all (it was written in place: a crash left a truncated mark).
+        Storage.AtomicFile.Write(PathFor(databasePath), Storage.ExistingFile.Replace, stream => JsonSerializer.Serialize(stream, this), Storage.FileAccessScope.OwnerOnly);
     }
 
     /// <summary>Why <paramref name="databasePath"/> is not to be used as it is, for a refusal; <paramref name="use"/> says what to do instead.</summary>

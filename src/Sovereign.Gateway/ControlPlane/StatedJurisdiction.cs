@@ -110,18 +110,13 @@ internal sealed record StatedJurisdiction([property: JsonPropertyName("jurisdict
         }
 
         Directory.CreateDirectory(dataDirectory);
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = Storage.SqlDatabase.OwnerOnly;
-        }
-
         try
         {
-            using var stream = new FileStream(path, options);
-            JsonSerializer.Serialize(stream, new StatedJurisdiction(jurisdiction, time.GetUtcNow()));
+            // Whole or not at all: written in place, a start killed half way left a file the next start could not read.
+            Storage.AtomicFile.Write(path, Storage.ExistingFile.Refuse,
+                stream => JsonSerializer.Serialize(stream, new StatedJurisdiction(jurisdiction, time.GetUtcNow())), Storage.FileAccessScope.OwnerOnly);
         }
-        catch (IOException) when (File.Exists(path))
+        catch (Storage.AtomicFileExistsException)
         {
             // Another start wrote it first: the next start compares.
         }

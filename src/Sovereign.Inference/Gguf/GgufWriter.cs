@@ -3,6 +3,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
+using Sovereign.Storage;
 
 namespace Sovereign.Inference.Gguf;
 
@@ -171,27 +172,15 @@ public sealed class GgufWriter
     /// Writes the file to <paramref name="path"/>. Data goes to a side file that replaces <paramref name="path"/> only
     /// when complete, so an interrupted write never leaves a half-written model under the real name. With
     /// <paramref name="overwrite"/> false an existing file at <paramref name="path"/> (one made while this wrote too)
-    /// is kept, and the <see cref="IOException"/> of the move is thrown with the side file removed.
+    /// is kept, and <see cref="AtomicFileExistsException"/> (an <see cref="IOException"/>) is thrown with the side file
+    /// removed. The side file is flushed to disk before the rename (<see cref="AtomicFile"/>).
     /// </summary>
     public void WriteFile(string path, IProgress<long>? progress = null, CancellationToken cancellationToken = default, bool overwrite = true)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        var fullPath = Path.GetFullPath(path);
-        var partial = fullPath + ".partial";
-        try
-        {
-            using (var file = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 1 << 20))
-            {
-                Write(file, progress, cancellationToken);
-            }
-
-            File.Move(partial, fullPath, overwrite);
-        }
-        catch
-        {
-            File.Delete(partial);
-            throw;
-        }
+        using var file = AtomicFileWriter.Begin(path, overwrite ? ExistingFile.Replace : ExistingFile.Refuse, FileAccessScope.Default, bufferSize: 1 << 20);
+        Write(file.Stream, progress, cancellationToken);
+        file.Commit();
     }
 
     private List<ulong> ValidateTensor(string name, IReadOnlyList<ulong> shape, GgmlType type)

@@ -7,6 +7,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Sovereign.Inference.Engine;
 using Sovereign.Inference.Gguf;
+using Sovereign.Storage;
 
 namespace Sovereign.Inference.Registry;
 
@@ -628,20 +629,12 @@ public sealed class ModelRegistry : IDisposable
     private void WriteManifest(ModelManifest manifest)
     {
         manifest.Models.Sort((a, b) => string.CompareOrdinal(a.Id, b.Id));
-        var temporary = Path.Combine(ModelDirectory, $".{ManifestFileName}.{Guid.NewGuid():N}.tmp");
         try
         {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                JsonSerializer.Serialize(stream, manifest, RegistryJsonContext.Default.ModelManifest);
-                stream.Flush(flushToDisk: true);
-            }
-
-            File.Move(temporary, ManifestPath, overwrite: true);
+            AtomicFile.Write(ManifestPath, ExistingFile.Replace, stream => JsonSerializer.Serialize(stream, manifest, RegistryJsonContext.Default.ModelManifest));
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            TryDelete(temporary);
             throw StorageError(ex, ManifestPath);
         }
     }

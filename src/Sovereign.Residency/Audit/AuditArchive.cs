@@ -98,53 +98,38 @@ public static class AuditArchive
             throw new IOException($"The file '{path}' already exists.");
         }
 
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
-        if (!OperatingSystem.IsWindows())
-        {
-            // Every tenant's ids, models and decisions: readable by the operator's account only, like the key beside it.
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
         if (await AuditClusterExport.HasMemberChainsAsync(database, cancellationToken))
         {
-            return await ArchiveChainsToFileAsync(database, signingKey, before, path, options, witness, timeProvider, cancellationToken);
+            return await ArchiveChainsToFileAsync(database, signingKey, before, path, witness, timeProvider, cancellationToken);
         }
 
         AuditExportSummary summary;
         // Written, flushed and read back under a temporary name beside the file, which takes the file's name only once
         // complete: a process killed half way left a partial archive under the name the operator keeps.
-        var staging = StagingPath(path);
-        var stream = new FileStream(staging, options);
-        try
-        {
-            await using (stream)
-            {
-                summary = await AuditExport.WriteAsync(database, signingKey, tenant: null, DateTimeOffset.UnixEpoch, before, stream, witness, cancellationToken);
-                stream.Flush(flushToDisk: true);
-            }
-        }
-        catch
-        {
-            // Created here and incomplete: it holds nothing the database lost.
-            File.Delete(staging);
-            throw;
-        }
-
-        if (summary.LastSequence is not { } last || summary.Checkpoint is not { } closing)
-        {
-            File.Delete(staging);
-            return new AuditArchiveFileOutcome(AuditArchiveFileStatus.NothingToArchive, path, null, null, null, []);
-        }
-
-        // Read back what reached the disk before anything is deleted.
+        // Every tenant's ids, models and decisions: readable by the operator's account only, like the key beside it.
+        // Created here and incomplete until committed: an abandoned one holds nothing the database lost, and goes.
         AuditVerificationResult check;
-        await using (var written = File.OpenRead(staging))
+        await using (var staging = AtomicFileWriter.Begin(path, ExistingFile.Refuse, FileAccessScope.OwnerOnly))
         {
-            check = await AuditExport.VerifyExportAsync(written, signingKey.PublicKeyPem, cancellationToken);
+            summary = await AuditExport.WriteAsync(database, signingKey, tenant: null, DateTimeOffset.UnixEpoch, before, staging.Stream, witness, cancellationToken);
+            await staging.CloseAsync(cancellationToken);
+            if (summary.LastSequence is null || summary.Checkpoint is null)
+            {
+                return new AuditArchiveFileOutcome(AuditArchiveFileStatus.NothingToArchive, path, null, null, null, []);
+            }
+
+            // Read back what reached the disk before anything is deleted.
+            await using (var written = File.OpenRead(staging.TemporaryPath))
+            {
+                check = await AuditExport.VerifyExportAsync(written, signingKey.PublicKeyPem, cancellationToken);
+            }
+
+            // Under its name (one that does not verify too: kept for inspection), before any entry is removed.
+            await staging.CommitAsync(cancellationToken);
         }
 
-        // Under its name (one that does not verify too: kept for inspection), before any entry is removed.
-        MoveIntoPlace(staging, path);
+        var last = summary.LastSequence.Value;
+        var closing = summary.Checkpoint;
 
         if (!check.Valid)
         {
@@ -168,34 +153,23 @@ public static class AuditArchive
     /// export, before anything is written, signed or removed.
     /// </summary>
     private static async Task<AuditArchiveFileOutcome> ArchiveChainsToFileAsync(SqlDatabase database, OperatorSigningKey signingKey, DateTimeOffset before, string path,
-        FileStreamOptions options, AuditWitnessHead? witness, TimeProvider? timeProvider, CancellationToken cancellationToken)
+        AuditWitnessHead? witness, TimeProvider? timeProvider, CancellationToken cancellationToken)
     {
         AuditClusterExportSummary summary;
         // Written, flushed and read back under a temporary name beside the file, which takes the file's name only once
         // complete: a process killed half way left a partial archive under the name the operator keeps.
-        var staging = StagingPath(path);
-        var stream = new FileStream(staging, options);
-        try
-        {
-            await using (stream)
-            {
-                summary = await AuditClusterExport.WriteAsync(database, signingKey, tenant: null, DateTimeOffset.UnixEpoch, before, stream, witness, cancellationToken);
-                stream.Flush(flushToDisk: true);
-            }
-        }
-        catch
-        {
-            File.Delete(staging);
-            throw;
-        }
-
         AuditVerificationResult check;
-        await using (var written = File.OpenRead(staging))
+        await using (var staging = AtomicFileWriter.Begin(path, ExistingFile.Refuse, FileAccessScope.OwnerOnly))
         {
-            check = await AuditExport.VerifyExportAsync(written, signingKey.PublicKeyPem, cancellationToken);
-        }
+            summary = await AuditClusterExport.WriteAsync(database, signingKey, tenant: null, DateTimeOffset.UnixEpoch, before, staging.Stream, witness, cancellationToken);
+            await staging.CloseAsync(cancellationToken);
+            await using (var written = File.OpenRead(staging.TemporaryPath))
+            {
+                check = await AuditExport.VerifyExportAsync(written, signingKey.PublicKeyPem, cancellationToken);
+            }
 
-        MoveIntoPlace(staging, path);
+            await staging.CommitAsync(cancellationToken);
+        }
 
         // An old unsigned tail is reported (uncovered), not refused: the archive record signs it from now on, as the
         // single chain's closing checkpoint does.
@@ -228,27 +202,6 @@ public static class AuditArchive
         {
             Chains = removals,
         };
-    }
-
-    /// <summary>A hidden name beside <paramref name="path"/>, unique to this run.</summary>
-    private static string StagingPath(string path) =>
-        Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Guid.NewGuid().ToString("N")[..8]}.partial");
-
-    /// <summary>
-    /// The complete file under its name, never over a file made meanwhile (.NET moves without replacing by a hard link
-    /// and an unlink on Unix); on failure the temporary file is removed and the move's exception thrown.
-    /// </summary>
-    private static void MoveIntoPlace(string staging, string path)
-    {
-        try
-        {
-            File.Move(staging, path, overwrite: false);
-        }
-        catch
-        {
-            File.Delete(staging);
-            throw;
-        }
     }
 
     // Whether an entry older than the time is stored below its chain's head (the newest entry of each chain always

@@ -67,41 +67,21 @@ public static class AuditWitness
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentNullException.ThrowIfNull(head);
-        var temporary = path + "." + Guid.NewGuid().ToString("N") + ".tmp";
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
+        // Owner-only, flushed to disk and renamed into place: a crash leaves the previous head or this one.
+        AtomicFile.Write(path, ExistingFile.Replace, stream =>
         {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        try
-        {
-            using (var stream = new FileStream(temporary, options))
+            using var writer = new Utf8JsonWriter(stream);
+            writer.WriteStartObject();
+            writer.WriteNumber("sequence", head.Sequence);
+            writer.WriteString("hash", head.Hash);
+            writer.WriteNumber("timestamp", head.Timestamp);
+            writer.WriteString("keyId", head.KeyId);
+            if (head.Chain is { } chain)
             {
-                using (var writer = new Utf8JsonWriter(stream))
-                {
-                    writer.WriteStartObject();
-                    writer.WriteNumber("sequence", head.Sequence);
-                    writer.WriteString("hash", head.Hash);
-                    writer.WriteNumber("timestamp", head.Timestamp);
-                    writer.WriteString("keyId", head.KeyId);
-                    if (head.Chain is { } chain)
-                    {
-                        writer.WriteString("chain", chain);
-                    }
-                    writer.WriteEndObject();
-                }
-
-                stream.Flush(flushToDisk: true);
+                writer.WriteString("chain", chain);
             }
-
-            File.Move(temporary, path, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temporary);
-            throw;
-        }
+            writer.WriteEndObject();
+        }, FileAccessScope.OwnerOnly);
     }
 
     /// <summary>

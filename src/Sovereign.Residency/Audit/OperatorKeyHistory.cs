@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using Sovereign.Storage;
 
 namespace Sovereign.Residency.Audit;
 
@@ -270,24 +271,8 @@ public sealed class OperatorKeyHistory
     /// </summary>
     public void WriteFile(string path)
     {
-        var temporary = path + "." + Guid.NewGuid().ToString("N") + ".tmp";
-        try
-        {
-            using (var stream = new FileStream(temporary, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write }))
-            {
-                var bytes = Encoding.UTF8.GetBytes(ToText());
-                stream.Write(bytes);
-                stream.Flush(flushToDisk: true);
-            }
-
-            File.Move(temporary, path, overwrite: true);
-        }
-        catch
-        {
-            // A failed write (disk full, no permission) leaves the old history and no stray temporary beside it.
-            File.Delete(temporary);
-            throw;
-        }
+        // A failed write (disk full, no permission) leaves the old history and no stray temporary beside it.
+        AtomicFile.WriteAllText(path, ExistingFile.Replace, ToText());
     }
 
     /// <summary>A unix-ms time as the history writes it: ISO 8601 UTC with milliseconds.</summary>

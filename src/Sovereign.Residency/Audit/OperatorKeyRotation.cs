@@ -1,4 +1,6 @@
 using System.Security.Cryptography;
+using System.Text;
+using Sovereign.Storage;
 
 namespace Sovereign.Residency.Audit;
 
@@ -49,29 +51,12 @@ public static class OperatorKeyRotation
         var rotated = new OperatorKeyHistory([.. history.Keys.Select(k => k.KeyId == retired.KeyId ? retired : k), current]);
 
         // New private key beside the old (owner-only, on disk), then the history that trusts it, then the swap.
-        var temporary = keyPath + "." + Guid.NewGuid().ToString("N") + ".tmp";
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
+        using (var key = AtomicFileWriter.Begin(keyPath, ExistingFile.Replace, FileAccessScope.OwnerOnly))
         {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        try
-        {
-            using (var stream = new FileStream(temporary, options))
-            using (var writer = new StreamWriter(stream))
-            {
-                writer.Write(fresh.ExportPkcs8PrivateKeyPem());
-                writer.Flush();
-                stream.Flush(flushToDisk: true);
-            }
-
+            key.Stream.Write(Encoding.UTF8.GetBytes(fresh.ExportPkcs8PrivateKeyPem()));
+            key.Close();
             rotated.WriteFile(historyPath);
-            File.Move(temporary, keyPath, overwrite: true);
-        }
-        finally
-        {
-            File.Delete(temporary);
+            key.Commit();
         }
 
         return new OperatorKeyRotated(retired, current, rotated);

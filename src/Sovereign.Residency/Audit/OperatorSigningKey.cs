@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Sovereign.Storage;
 
 namespace Sovereign.Residency.Audit;
 
@@ -87,29 +88,13 @@ public sealed class OperatorSigningKey : IDisposable
         var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         try
         {
-            var temporary = path + "." + Guid.NewGuid().ToString("N") + ".tmp";
-            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-            if (!OperatingSystem.IsWindows())
-            {
-                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-            }
-
-            using (var stream = new FileStream(temporary, options))
-            using (var writer = new StreamWriter(stream))
-            {
-                writer.Write(key.ExportPkcs8PrivateKeyPem());
-                writer.Flush();
-                stream.Flush(flushToDisk: true);
-            }
-
             try
             {
-                File.Move(temporary, path, overwrite: false);
+                AtomicFile.WriteAllText(path, ExistingFile.Refuse, key.ExportPkcs8PrivateKeyPem(), FileAccessScope.OwnerOnly);
             }
-            catch (IOException) when (File.Exists(path))
+            catch (AtomicFileExistsException)
             {
                 // Another process created the key first: use theirs, so there is only ever one operator key.
-                File.Delete(temporary);
                 key.Dispose();
                 return FromPem(File.ReadAllText(path));
             }

@@ -88,7 +88,7 @@ internal sealed class RegistryTestContext : IDisposable
             Assert.Empty(FilesIn(registry.DownloadsDirectory));
         }
 
-        Assert.DoesNotContain(FilesIn(registry.ModelDirectory), f => f.EndsWith(".tmp", StringComparison.Ordinal));
+        Assert.DoesNotContain(FilesIn(registry.ModelDirectory), f => f.EndsWith(".tmp", StringComparison.Ordinal) || f.EndsWith(".partial", StringComparison.Ordinal));
     }
 
     public static string[] FilesIn(string directory) => Directory.Exists(directory) ? Directory.GetFiles(directory) : [];
