@@ -750,6 +750,61 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
         Assert.Equal(0.25m, await ledger.GetSpendAsync(tenant, "k", UsagePeriod.Total, now, "EUR"));
     }
 
+    /// <summary>
+    /// The ledger reconciliation of <c>audit verify</c> streams (its entries by request id in a scratch file, the daily
+    /// and period totals summed and compared by the database, one day and one tenant at a time): the same statements
+    /// run on PostgreSQL, agree with an intact ledger and name each changed record and total.
+    /// </summary>
+    [Fact]
+    public async Task LedgerReconciliation_Streamed_AgreesWithAnIntactLedger_AndNamesEveryChange_OnPostgreSql()
+    {
+        var database = await OwnDatabaseAsync("reconcile");
+        await database.MigrateAsync([.. AuditLog.Migrations, .. UsageLedger.Migrations]);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        await using (var ledger = await UsageLedger.OpenAsync(database))
+        await using (var audit = await AuditLog.OpenAsync(database, key))
+        {
+            var now = DateTimeOffset.UtcNow;
+            for (var i = 0; i < 6; i++)
+            {
+                var (tenant, requestId) = ($"t{i % 2}", $"req-{i}");
+                await audit.AppendAsync(new AuditRecord
+                {
+                    Kind = AuditKind.Inference, Actor = "k", Action = AuditActions.InferenceAllowed, Tenant = tenant, KeyId = "k", Model = "m", Gateway = "g", Node = "g",
+                    Jurisdiction = "TH", Decision = AuditDecision.Allowed, Details = new Dictionary<string, string> { ["request_id"] = requestId },
+                });
+                var carried = ledger.Carry(new UsageRecord
+                {
+                    RequestId = requestId, Timestamp = now.AddDays(-i), Tenant = tenant, KeyId = "k", Model = "m", Node = "g", Jurisdiction = "TH",
+                    PromptTokens = 10 + i, CompletionTokens = 5, Cost = 0.25m, Currency = "EUR", PriceVersion = "v1",
+                })!;
+                await audit.AppendAsync(new AuditRecord
+                {
+                    Kind = AuditKind.Inference, Actor = "k", Action = AuditActions.InferenceCompleted, Tenant = tenant, KeyId = "k", Model = "m", Gateway = "g", Node = "g",
+                    Jurisdiction = "TH", Decision = AuditDecision.Allowed, PromptTokens = 10 + i, CompletionTokens = 5,
+                    Details = new Dictionary<string, string> { ["request_id"] = requestId, [LedgerAuditDetails.Cost] = "0.250000", [LedgerAuditDetails.Currency] = "EUR" },
+                }, carried);
+                Assert.True(await carried.Stored);
+            }
+        }
+
+        Assert.Empty(await global::Sovereign.Gateway.Metering.LedgerReconciliation.CheckAsync(database, CancellationToken.None));
+
+        await using (var connection = await database.OpenAsync())
+        await using (var tamper = connection.CreateCommand())
+        {
+            tamper.CommandText = "UPDATE metering_usage SET cost_micros = 10000 WHERE request_id = 'req-3'; " +
+                "UPDATE metering_tenant_periods SET cost_micros = cost_micros + 1 WHERE tenant = 't0' AND period = 'total'";
+            await tamper.ExecuteNonQueryAsync();
+        }
+
+        var problems = (await global::Sovereign.Gateway.Metering.LedgerReconciliation.CheckAsync(database, CancellationToken.None)).Select(p => p.Message).ToList();
+        Assert.Contains(problems, m => m.StartsWith("usage record req-3 disagrees with its audit entry: cost 0.010000 EUR in the ledger, 0.250000 EUR in the log", StringComparison.Ordinal));
+        Assert.Contains(problems, m => m.StartsWith("the daily usage totals of tenant 't1' on ", StringComparison.Ordinal) && m.Contains("are not the sum of its usage records", StringComparison.Ordinal));
+        Assert.Contains(problems, m => m.StartsWith("the all-time spend totals of tenant 't0' in EUR", StringComparison.Ordinal));
+        Assert.Equal(3, problems.Count);
+    }
+
     [Fact]
     public async Task UsageLedger_IsIdempotentAndAggregates()
     {
