@@ -221,6 +221,35 @@ public sealed class BadInputTests(ServerFixture server)
         Assert.Equal("model", body.GetProperty("error").GetProperty("param").GetString());
     }
 
+    /// <summary>
+    /// A model id with a zero-width or other invisible character ("stories" and a U+200B) was a 404 "does not exist",
+    /// echoed so it read as 'stories': the client saw its model called missing. No model id may hold one, so it is the
+    /// 400 naming the rule, on every endpoint that looks a model up.
+    /// </summary>
+    [Theory]
+    [InlineData("/v1/chat/completions", "stories\u200B", "200B")]
+    [InlineData("/v1/chat/completions", "\uFEFFstories", "FEFF")]
+    [InlineData("/v1/completions", "sto\u2060ries", "2060")]
+    [InlineData("/v1/embeddings", "stories\u200D", "200D")]
+    public async Task ModelWithAnInvisibleCharacter_Is400NamingTheRule(string path, string model, string codePoint)
+    {
+        var body = path switch
+        {
+            "/v1/embeddings" => $$"""{"model":"{{model}}","input":"hi"}""",
+            "/v1/completions" => $$"""{"model":"{{model}}","prompt":"hi"}""",
+            _ => $$"""{"model":"{{model}}","messages":[{"role":"user","content":"hi"}]}""",
+        };
+
+        var (status, answer, _) = await server.PostJsonAsync(path, body);
+
+        Assert.Equal(400, status);
+        var error = answer.GetProperty("error");
+        Assert.Equal(("model", "invalid_value"), (error.GetProperty("param").GetString(), error.GetProperty("code").GetString()));
+        Assert.StartsWith("model must not contain invisible characters: Unicode format characters", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Contains($"got U+{codePoint} in '", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.DoesNotContain((char)Convert.ToInt32(codePoint, 16), error.GetProperty("message").GetString()!);
+    }
+
     [Fact]
     public async Task UnknownPath_Is404InOpenAIFormat()
     {

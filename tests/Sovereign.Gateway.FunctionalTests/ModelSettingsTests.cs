@@ -107,6 +107,26 @@ public sealed class ModelSettingsTests
         Assert.Empty(scripts);
     }
 
+    /// <summary>
+    /// Zero-width and other invisible characters were accepted in model ids (bidirectional overrides were refused):
+    /// "llama-3-8b" and "llama-3-8b" with a U+200B displayed the same in the console, the invoice CSV and every table.
+    /// </summary>
+    [Fact]
+    public void ModelRules_RefuseAModelIdWithAnInvisibleCharacter_NamingTheRuleAndTheCharacter()
+    {
+        foreach (var (id, codePoint) in new[] { ("llama\u200B", "200B"), ("a\u200Cb", "200C"), ("a\u200Db", "200D"), ("x\u200Ey", "200E"), ("x\u200Fy", "200F"),
+            ("m\u2060", "2060"), ("m\u2064", "2064"), ("\uFEFFm", "FEFF"), ("soft\u00ADhyphen", "00AD"), ("fill\u3164er", "3164"), ("vs\uFE0F", "FE0F") })
+        {
+            var problems = new List<Models.ModelProblem>();
+            Models.ModelRules.Check(new Models.ModelDeclaration(id, Relayed: true, "chat", "up", 1), Models.ModelFieldNames.Json("models[0]"), new HashSet<string>(), problems);
+            var problem = Assert.Single(problems);
+            Assert.Equal(("models[0].id", "invalid_value"), (problem.Field, problem.Code));
+            Assert.StartsWith("models[0].id must not contain invisible characters: Unicode format characters such as the zero-width spaces", problem.Message, StringComparison.Ordinal);
+            Assert.Contains($"; got U+{codePoint} in '", problem.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain(id[id.IndexOfAny([.. id.Where(c => !char.IsAsciiLetterOrDigit(c))])], problem.Message);
+        }
+    }
+
     // A message with its field names taken out (they are the caller's; the rest is the rule's).
     private static string Unnamed(Models.ModelProblem problem) =>
         System.Text.RegularExpressions.Regex.Replace(problem.Message, @"(models\[0\]\.[a-z_]+(\[\d\])?|Sovereign:Engines:0:Models:0:[A-Za-z]+(:\d)?)", "FIELD");

@@ -48,7 +48,10 @@ internal sealed class AdminConnection
         string.IsNullOrWhiteSpace(id)
             // A blank id reached the server ('models load " "' asked to load a model named " ").
             ? throw new CliException($"'{id}' is not an id: it is empty or only whitespace.", ExitCodes.Usage)
-            : id is "." or ".." ? throw new CliException($"'{id}' is not an id.", ExitCodes.Usage) : Uri.EscapeDataString(id);
+            : id is "." or ".." ? throw new CliException($"'{id}' is not an id.", ExitCodes.Usage)
+            // No id of any kind holds an invisible character (tenants, plans and nodes are slugs; model ids refuse them).
+            : ModelIdRule.Problem(id, "id") is { } invisible ? throw new CliException(invisible.Replace("is not a model id", "is not an id", StringComparison.Ordinal), ExitCodes.Usage)
+            : Uri.EscapeDataString(id);
 
     /// <summary>The admin API's base address, or a usage error (an ftp:// URL was a defect, exit code 70).</summary>
     public static Uri BaseAddress(string? url)

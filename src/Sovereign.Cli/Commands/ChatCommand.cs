@@ -1,5 +1,6 @@
 using System.CommandLine;
 using OpenAI.Chat;
+using Sovereign.Cli.Output;
 
 namespace Sovereign.Cli.Commands;
 
@@ -13,6 +14,7 @@ internal static class ChatCommand
     {
         var connection = new ServerConnection();
         var model = new Option<string?>("--model", "-m") { Description = "Model id (default: the server's first chat model)." };
+        ModelIdRule.Refuse(model);
         var system = new Option<string?>("--system") { Description = "A system message to start the conversation with." };
         var prompt = new Option<string?>("--prompt", "-p") { Description = "Send one message, print the streamed answer, and exit." };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Most tokens per answer.", DefaultValueFactory = _ => DefaultMaxTokens };

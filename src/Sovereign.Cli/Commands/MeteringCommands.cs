@@ -400,6 +400,7 @@ internal static class MeteringCommands
         var price = new AdminConnection();
         var planName = new Argument<string>("plan") { Description = "Plan name." };
         var model = new Option<string>("--model") { Description = "Model id.", Required = true };
+        ModelIdRule.Refuse(model);
         var input = Amount("--input-per-million", "Price per 1M input tokens.");
         var cachedInput = Amount("--cached-input-per-million", "Price per 1M prompt tokens served from the prefix cache (default: the input price).");
         var outputPrice = Amount("--output-per-million", "Price per 1M output tokens.");

@@ -36,7 +36,13 @@ internal static class NodesCommand
     /// Each value is ID or ID=UPSTREAM_NAME with neither side empty: <c>--model '=X'</c> was sent as a model without
     /// an id, and the server's answer ("models[0].id is required") named neither the flag nor the value.
     /// </summary>
-    private static void RequireModelForms(Option<string[]> option) => option.Validators.Add(r =>
+    private static void RequireModelForms(Option<string[]> option)
+    {
+        ModelIdRule.Refuse(option);
+        RequireIdAndUpstream(option);
+    }
+
+    private static void RequireIdAndUpstream(Option<string[]> option) => option.Validators.Add(r =>
     {
         foreach (var value in r.Tokens.Select(t => t.Value))
         {

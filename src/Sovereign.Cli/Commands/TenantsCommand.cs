@@ -314,6 +314,7 @@ internal static class TenantsCommand
 
         public PolicyOptions()
         {
+            ModelIdRule.Refuse(_models);
             // A negative count was sent as no retention at all: 'create --retain-days -5' stored nothing, and 'update
             // --retain-days -5' cleared a retention the tenant had.
             _retain.Validators.Add(r =>

@@ -259,6 +259,12 @@ public static class MeteringApi
             throw OpenAIException.BadRequest("model is required.", "model", "missing_required_parameter");
         }
 
+        if (RequestReader.FirstInvisible(request.Model) is { } invisible)
+        {
+            // A price for "m\u200B" looked like one for "m" in every list, and billed nothing: no request names it.
+            throw RequestReader.InvisibleInModelId(request.Model, invisible, "model");
+        }
+
         // Cached prompt tokens are a discount on input tokens: a cached rate above the input rate (5 typed for 0.5) was
         // stored and billed. Checked here, on the new price only: the book's validator reads prices already in force too.
         if (request.CachedInputPerMillion > request.InputPerMillion)

@@ -93,6 +93,12 @@ internal static class ModelRules
             // whoever declares a node's models could bill "llama-3-8b" as what reads like a cheaper model's id.
             problems.Add(new(id, $"{id} must not contain bidirectional overrides; got U+{(int)disguise:X4} in '{RequestReader.Shorten(model.Id)}'.", "invalid_value"));
         }
+        else if (RequestReader.FirstInvisible(model.Id) is { } invisible)
+        {
+            // A zero-width character makes two ids look the same: "llama-3-8b" and "llama-3-8b\u200B" side by side in
+            // the console and on an invoice, one of them billed at another price.
+            problems.Add(new(id, $"{id} must not contain {RequestReader.InvisibleRule}; got U+{(int)invisible:X4} in '{RequestReader.Shorten(model.Id)}'.", "invalid_value"));
+        }
         else if (IsReservedId(model.Id))
         {
             var hint = model.Relayed ? $" (the engine's own name goes in {names.Member("upstream")})" : "";

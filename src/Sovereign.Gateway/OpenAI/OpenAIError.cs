@@ -42,8 +42,13 @@ internal sealed class OpenAIException(int status, string message, string type, s
     public static OpenAIException BadRequest(string message, string? param = null, string? code = null) =>
         new(StatusCodes.Status400BadRequest, message, "invalid_request_error", param, code);
 
-    public static OpenAIException ModelNotFound(string model) =>
-        new(StatusCodes.Status404NotFound, $"The model '{RequestReader.Shorten(model ?? "")}' does not exist or you do not have access to it. GET /v1/models lists the models you can use.", "invalid_request_error", "model", "model_not_found");
+    /// <summary>
+    /// A model no lookup found: a 404, or the 400 naming the rule when the id holds an invisible character, which no
+    /// model id may (every lookup of a request's <c>model</c> ends here when nothing matches).
+    /// </summary>
+    public static OpenAIException ModelNotFound(string model) => RequestReader.FirstInvisible(model) is { } invisible
+        ? RequestReader.InvisibleInModelId(model, invisible, "model")
+        : new(StatusCodes.Status404NotFound, $"The model '{RequestReader.Shorten(model ?? "")}' does not exist or you do not have access to it. GET /v1/models lists the models you can use.", "invalid_request_error", "model", "model_not_found");
 
     /// <summary>A missing, unknown or revoked key: OpenAI's own 401 is typed <c>invalid_request_error</c> with code <c>invalid_api_key</c>.</summary>
     public static OpenAIException Unauthorized(string message) =>

@@ -483,7 +483,7 @@ internal static class RequestReader
     internal static string Shorten(string value)
     {
         value = Observability.GatewayLog.RedactSecrets(value);
-        var shown = new string(value.Take(64).Select(c => Disguises(c) || char.IsSurrogate(c) ? '?' : c).ToArray());
+        var shown = new string(value.Take(64).Select(c => Disguises(c) || char.IsSurrogate(c) || IsInvisible(c) ? '?' : c).ToArray());
         return value.Length > 64 ? shown + "..." : shown;
     }
 
@@ -492,6 +492,39 @@ internal static class RequestReader
     /// ESC sequence) or a bidirectional override (U+202A-U+202E, U+2066-U+2069).
     /// </summary>
     internal static bool Disguises(char c) => char.IsControl(c) || c is (>= '\u202A' and <= '\u202E') or (>= '\u2066' and <= '\u2069');
+
+    /// <summary>What <see cref="IsInvisible"/> refuses in a model id, as a message names the rule.</summary>
+    internal const string InvisibleRule =
+        "invisible characters: Unicode format characters such as the zero-width spaces and joiners U+200B-U+200F, the word joiners U+2060-U+2064, " +
+        "the byte order mark U+FEFF and the soft hyphen U+00AD, the Hangul fillers and variation selectors";
+
+    /// <summary>
+    /// A character that shows nothing, so two ids that differ by it look the same in every table, invoice and log: a
+    /// Unicode format character (category Cf: zero-width space, non-joiner and joiner, the marks U+200E-U+200F, word
+    /// joiner, invisible operators U+2061-U+2064, byte order mark, soft hyphen, bidirectional controls), the combining
+    /// grapheme joiner, the Hangul fillers and the variation selectors.
+    /// </summary>
+    internal static bool IsInvisible(char c) =>
+        char.GetUnicodeCategory(c) == System.Globalization.UnicodeCategory.Format
+        || c is '\u034F' or '\u115F' or '\u1160' or '\u3164' or '\uFFA0' or (>= '\u180B' and <= '\u180F') or (>= '\uFE00' and <= '\uFE0F');
+
+    /// <summary>The first invisible character of <paramref name="id"/> (<see cref="IsInvisible"/>), or null.</summary>
+    internal static char? FirstInvisible(string? id)
+    {
+        foreach (var c in id ?? string.Empty)
+        {
+            if (IsInvisible(c))
+            {
+                return c;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The 400 for a model id holding an invisible character, naming <paramref name="param"/> and the rule.</summary>
+    internal static OpenAIException InvisibleInModelId(string id, char invisible, string param) => OpenAIException.BadRequest(
+        $"{param} must not contain {InvisibleRule}; got U+{(int)invisible:X4} in '{Shorten(id)}'.", param, "invalid_value");
 
     /// <summary>Most characters of the <c>user</c> field (an end-user id); a bound of our own, OpenAI documents none.</summary>
     public const int MaxUserLength = 256;

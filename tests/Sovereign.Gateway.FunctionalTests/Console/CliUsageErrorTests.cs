@@ -60,6 +60,26 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     }
 
     /// <summary>
+    /// A model id pasted with a zero-width character (U+200B after "stories") was sent: the server answered that the
+    /// model did not exist (exit 1), or a price or a tenant's allowed model was stored for an id no request names. Said
+    /// before asking, naming the flag, the character and the rule.
+    /// </summary>
+    [Theory]
+    [InlineData("--model 'stories?' is not a model id: it holds U+200B; model ids must not contain invisible characters", "chat", "--prompt", "hi", "--model", "stories\u200B")]
+    [InlineData("--model 'm?' is not a model id: it holds U+2060", "plans", "price", "standard", "--model", "m\u2060", "--input-per-million", "1", "--output-per-million", "1")]
+    [InlineData("--model '?m' is not a model id: it holds U+FEFF", "tenants", "create", "t", "-j", "TH", "--model", "\uFEFFm")]
+    [InlineData("--model 'm?=up' is not a model id: it holds U+200D", "nodes", "add", "n1", "-j", "TH", "--base-url", "http://127.0.0.1:1", "--model", "m\u200D=up")]
+    [InlineData("'stories?' is not an id: it holds U+200B; model ids must not contain invisible characters", "models", "load", "stories\u200B")]
+    public async Task AModelIdWithAnInvisibleCharacter_IsAUsageError_NamingTheRule(string expected, params string[] args)
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync(args[0] switch { "chat" => [.. args, "--url", "http://127.0.0.1:1"], _ => Admin(args) });
+
+        Assert.Equal(ExitCodes.Usage, exit);
+        Assert.Equal("", stdout);
+        Assert.Contains(expected, stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// The periods, groupings and currency of <c>usage</c> and <c>invoice</c>, found closing a month as the operator's
     /// accountant: each was sent, and the server's 400 came back as exit 1 ("the server refused") naming its query
     /// field (<c>from</c>, <c>group_by</c>), not the flag; a time with an offset was refused without saying which UTC
