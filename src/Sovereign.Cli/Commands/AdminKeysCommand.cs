@@ -4,20 +4,36 @@ using Spectre.Console;
 namespace Sovereign.Cli.Commands;
 
 /// <summary>
-/// <c>sovereign operator-keys</c>: rotate the operator credential (<c>/admin/v1/operator-keys</c>). Issue a new key
-/// while the old one still works, move the CLI, console and scrapers to it, then revoke the old one.
+/// <c>sovereign admin-keys</c>: rotate the operator's admin API credential (<c>/admin/v1/operator-keys</c>). Issue a
+/// new key while the old one still works, move the CLI, console and scrapers to it, then revoke the old one.
 /// </summary>
-internal static class OperatorKeysCommand
+/// <remarks>
+/// It was <c>operator-keys</c>, one letter from <c>operator-key</c> (the audit signing key, a file on disk): an
+/// operator rotating one typed the other, and the typo correction offered the wrong one. The old spelling still runs,
+/// hidden from help and suggestions (<see cref="LegacyName"/>).
+/// </remarks>
+internal static class AdminKeysCommand
 {
-    public static Command Create()
+    /// <summary>The command's name.</summary>
+    public const string Name = "admin-keys";
+
+    /// <summary>The name it had, which scripts and older notes use: still accepted, never shown.</summary>
+    public const string LegacyName = "operator-keys";
+
+    /// <summary>The command under <see cref="Name"/>, or, hidden, under <see cref="LegacyName"/>.</summary>
+    public static Command Create(bool legacy = false)
     {
-        var command = new Command("operator-keys", "Issue, list and revoke operator (admin) keys: rotate the operator credential without a restart.");
+        var command = new Command(legacy ? LegacyName : Name,
+            "Issue, list and revoke admin API keys (the operator's credentials for /admin/v1): rotate them without a restart. Not the audit signing key: that is 'operator-key'.")
+        {
+            Hidden = legacy,
+        };
 
         var connection = new AdminConnection();
         var name = new Option<string>("--name") { Description = "Who or what uses the key (the audit log names it).", Required = true };
         var expiresIn = new Option<string?>("--expires-in") { Description = "The key stops working after this long: 90m, 12h, 30d (at most 10 years)." };
         var expiresAt = new Option<string?>("--expires-at") { Description = "The key stops working at this time: ISO 8601 (2027-01-01T00:00:00Z) or unix seconds (1798761600)." };
-        var create = new Command("create", "Issue an operator key; its secret is printed once, on the last line.") { name, expiresIn, expiresAt };
+        var create = new Command("create", "Issue an admin API key; its secret is printed once, on the last line.") { name, expiresIn, expiresAt };
         connection.AddTo(create);
         create.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
@@ -34,7 +50,7 @@ internal static class OperatorKeysCommand
         }));
 
         var listConnection = new AdminConnection();
-        var list = new Command("list", "List operator keys and this server's configured tokens (never their secrets).");
+        var list = new Command("list", "List admin API keys and this server's configured tokens (never their secrets).");
         listConnection.AddTo(list);
         list.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
@@ -57,7 +73,7 @@ internal static class OperatorKeysCommand
 
         var revokeConnection = new AdminConnection();
         var keyId = new Argument<string>("key-id") { Description = "The key id (opk_…), or a configured token: operator, operator:NAME." };
-        var revoke = new Command("revoke", "Revoke an operator key or configured token: every gateway refuses it from the next request on. Use another credential than the one revoked.") { keyId };
+        var revoke = new Command("revoke", "Revoke an admin API key or configured token: every gateway refuses it from the next request on. Use another credential than the one revoked.") { keyId };
         revokeConnection.AddTo(revoke);
         revoke.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {

@@ -9,7 +9,7 @@ namespace Sovereign.Cli.Commands;
 /// <c>sovereign operator-key</c>: the operator's signing key (<c>operator-key.pem</c>, which signs audit checkpoints and
 /// node credentials) and its history: <c>rotate</c>, <c>compromised</c>, <c>list</c>. Files only, in the data
 /// directory; a running server takes the new key at its next start (no other change is needed: the old key stays
-/// trusted for what it signed). Not <c>operator-keys</c>, which are the admin API's credentials.
+/// trusted for what it signed). Not <c>admin-keys</c> (once <c>operator-keys</c>), which are the admin API's credentials.
 /// </summary>
 internal static class OperatorKeyCommand
 {
@@ -17,7 +17,7 @@ internal static class OperatorKeyCommand
     {
         var command = new Command("operator-key",
             "The operator's signing key (operator-key.pem: signs audit checkpoints and node credentials) and its history. " +
-            "Not 'operator-keys', the admin API's credentials.");
+            "Not 'admin-keys', the admin API's credentials.");
         command.Subcommands.Add(CreateRotate());
         command.Subcommands.Add(CreateCompromised());
         command.Subcommands.Add(CreateList());

@@ -60,6 +60,29 @@ public sealed class CliUsageErrorTests(ConsoleFixture fixture) : IDisposable
     }
 
     /// <summary>
+    /// <c>operator-keys</c> (the admin API's credentials) and <c>operator-key</c> (the audit signing key, a file) were
+    /// one letter apart, and each one's typo correction offered the other. The credentials are <c>admin-keys</c> now;
+    /// the old spelling still runs for scripts, hidden from help.
+    /// </summary>
+    [Fact]
+    public async Task AdminKeys_NamesTheAdminCredentials_AndOperatorKeysStillRunsHidden()
+    {
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("--help");
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("admin-keys", stdout, StringComparison.Ordinal);
+        Assert.Contains("operator-key ", stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("operator-keys", stdout, StringComparison.Ordinal);
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync("admin-keys", "list", "--help");
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("--admin-token", stdout, StringComparison.Ordinal);
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync("operator-keys", "list", "--help");
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("--admin-token", stdout, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// A model id pasted with a zero-width character (U+200B after "stories") was sent: the server answered that the
     /// model did not exist (exit 1), or a price or a tenant's allowed model was stored for an id no request names. Said
     /// before asking, naming the flag, the character and the rule.
