@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // An auditor's verifier for a Sovereign audit export, written from src/Sovereign.Residency/Audit/FORMAT.md alone
-// (no Sovereign code): Node's standard library only. Reads versions 1 and 2 (one chain) and version 3 (every chain of
+// (no Sovereign code): Node's standard library only. Reads versions 1, 2 and 4 (one chain; 4 is a tenant's, its other tenants' runs as gap lines) and version 3 (every chain of
 // a cluster's log, "Export of several chains"); for version 3 it reports each problem with its kind and chain, as
 // `sovereign audit verify-export` does, and the same verdict per chain and for the file.
 //
@@ -591,8 +591,9 @@ if (clusterResult) {
 } else {
   // ---- header ---------------------------------------------------------------------------------------------------
   let checkpoint = null;
-  if (!header || header.type !== 'header' || header.format !== 'sovereign-audit-export' || ![1, 2].includes(header.version) || header.entryFormat !== 1) {
-    problem('line 1', 'not a sovereign-audit-export v1 or v2 header');
+  if (!header || header.type !== 'header' || header.format !== 'sovereign-audit-export' || ![1, 2, 4].includes(header.version) || header.entryFormat !== 1
+      || (header.version === 4 && header.tenant == null)) {
+    problem('line 1', 'not a sovereign-audit-export v1, v2 or v4 (a tenant\'s) header');
   } else {
     const signer = exportSigner(header.keyId, header.createdAt);
     if (signer.refused) problem('header', signer.refused.message);
@@ -601,9 +602,9 @@ if (clusterResult) {
     let signed = null;
     try {
       signed = Buffer.concat([
-        str(header.version === 2 ? 'sovereign-audit-export-v2' : 'sovereign-audit-export-v1'), str(header.keyId), opt(header.tenant, str),
+        str(`sovereign-audit-export-v${header.version}`), str(header.keyId), opt(header.tenant, str),
         i64(header.from), i64(header.to), opt(header.firstSequence, i64), opt(header.lastSequence, i64), i64(header.createdAt),
-        ...(header.version === 2 ? [h32(header.entriesDigest)] : [])]);
+        ...(header.version >= 2 ? [h32(header.entriesDigest)] : [])]);
     } catch (err) { problem('header', err.message); }
     if (signed && (!signer.key || !sigOk(signer.key, signed, header.signature))) problem('header', 'signature does not verify with the trusted key');
     if (header.version === 1 && header.tenant != null)
@@ -621,6 +622,20 @@ if (clusterResult) {
       if (checkpoint) problem(at, 'a second checkpoint');
       if (i !== lines.length - 1) problem(at, 'the checkpoint is not the last line');
       checkpoint = line; continue;
+    }
+    if (line.type === 'gap') {
+      // Version 4: a run of other tenants' entries shown by its ends (FORMAT.md); nothing inside it re-hashes.
+      if (checkpoint) problem(at, 'a line after the checkpoint');
+      if (header?.version !== 4 || header?.tenant == null) problem(at, 'a gap line outside a tenant\'s version 4 export hides entries');
+      if (!Number.isInteger(line.fromSequence) || !Number.isInteger(line.toSequence) || line.toSequence < line.fromSequence)
+        problem(at, 'a gap line without a valid fromSequence..toSequence');
+      if (line.fromSequence !== expected) problem(at, `sequence ${line.fromSequence}, expected ${expected}`);
+      if (previous !== null && line.previousHash !== previous) problem(`sequence ${line.fromSequence}`, 'previousHash is not the previous line\'s hash');
+      if (line.fromSequence === 1 && line.previousHash !== '0'.repeat(64)) problem('sequence 1', 'previousHash is not 32 zero bytes');
+      if (!HEX64.test(line.hash ?? '') || !HEX64.test(line.previousHash ?? '')) problem(at, 'a gap line without its hashes');
+      expected = line.toSequence + 1;
+      previous = line.hash;
+      continue;
     }
     if (line.type !== 'entry' && line.type !== 'redacted') { problem(at, `unknown line type ${line.type}`); continue; }
     if (checkpoint) problem(at, 'a line after the checkpoint');
@@ -644,12 +659,13 @@ if (clusterResult) {
     } else if (!HEX64.test(line.hash ?? '')) problem(`sequence ${line.sequence}`, 'redacted line without a hash');
     previous = line.hash;
   }
-  if (header?.version === 2) {
+  if (header?.version === 2 || header?.version === 4) {
     const digest = sha256(Buffer.concat(lines.filter(l => l?.type === 'entry').map(l => i64(Number.isInteger(l.sequence) ? l.sequence : -1)))).toString('hex');
     if (digest !== header.entriesDigest) problem('export', 'the lines shown in full are not the ones the header signs (entriesDigest): an entry was redacted after signing');
   }
   if (header?.tenant == null) for (const l of lines) if (l?.type === 'redacted') problem(`sequence ${l.sequence}`, 'a redacted line in an export of every tenant hides an entry');
-  const last = lines.length > 1 ? lines.filter(l => l && (l.type === 'entry' || l.type === 'redacted')).at(-1) : undefined;
+  const lastLine = lines.length > 1 ? lines.filter(l => l && (l.type === 'entry' || l.type === 'redacted' || l.type === 'gap')).at(-1) : undefined;
+  const last = lastLine?.type === 'gap' ? { sequence: lastLine.toSequence, hash: lastLine.hash } : lastLine;
   if ((last?.sequence ?? null) !== (header?.lastSequence ?? null))
     problem('export', `ends at sequence ${last?.sequence ?? 'none'}, the header says ${header?.lastSequence}`);
   if (header?.firstSequence != null && header.firstSequence > 1)

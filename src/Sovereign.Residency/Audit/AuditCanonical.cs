@@ -41,6 +41,7 @@ public static class AuditCanonical
     internal const string ExportHeaderDomain = "sovereign-audit-export-v1";
     internal const string ExportHeaderDomainV2 = "sovereign-audit-export-v2";
     internal const string ExportHeaderDomainV3 = "sovereign-audit-export-v3";
+    internal const string ExportHeaderDomainV4 = "sovereign-audit-export-v4";
     internal const string ArchiveDomain = "sovereign-audit-archive-v1";
     internal const string ChainDomain = "sovereign-audit-chain-v1";
 
@@ -136,10 +137,11 @@ public static class AuditCanonical
     /// The export header's signed bytes: v1 without <paramref name="entriesDigest"/>, v2 with it (the digest of the
     /// sequences shown in full, <see cref="ExportEntriesDigest"/>), so a v2 signature never verifies as v1.
     /// </summary>
-    internal static byte[] ExportHeaderPayload(string keyId, string? tenant, long fromMs, long toMs, long? first, long? last, long createdAt, string? entriesDigest)
+    internal static byte[] ExportHeaderPayload(string keyId, string? tenant, long fromMs, long toMs, long? first, long? last, long createdAt, string? entriesDigest, int version = 2)
     {
         var writer = new ArrayBufferWriter<byte>(160);
-        WriteString(writer, entriesDigest is null ? ExportHeaderDomain : ExportHeaderDomainV2);
+        // Version 4 signs the same fields as version 2 under its own domain: its other tenants' runs are gap lines.
+        WriteString(writer, entriesDigest is null ? ExportHeaderDomain : version == 4 ? ExportHeaderDomainV4 : ExportHeaderDomainV2);
         WriteString(writer, keyId);
         WriteOptionalString(writer, tenant);
         WriteInt64(writer, fromMs);

@@ -40,6 +40,16 @@ public static class AuditExport
     /// </summary>
     public const int Version = 2;
 
+    /// <summary>
+    /// The header's <c>version</c> of a tenant's export of a single-chain log: as version 2, but each run of other
+    /// tenants' entries between two of the tenant's is one <c>gap</c> line (<c>fromSequence</c>, <c>toSequence</c>, the
+    /// run's first <c>previousHash</c> and last <c>hash</c>) instead of a <c>redacted</c> line per entry. A redacted line
+    /// was not re-hashable (it states its hashes), so a run of them bound nothing its two ends do not: the tenant's
+    /// entries on both sides re-hash over their own <c>previousHash</c>, and the signed checkpoint ends the chain. A
+    /// tenant's export of a year was the whole log's length (389 MB for 22 entries among 2,000,000).
+    /// </summary>
+    public const int TenantVersion = 4;
+
     private static readonly JsonWriterOptions LineOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
     private static readonly HashSet<string> EntryProperties =
@@ -62,8 +72,21 @@ public static class AuditExport
     /// and refuses (<see cref="AuditIntegrityException"/>) when the log no longer holds <paramref name="witness"/>, the
     /// last head the server signed (<see cref="AuditWitness"/>): a fresh signature must not vouch for a rewritten tail.
     /// </summary>
-    public static async Task<AuditExportSummary> WriteAsync(SqlDatabase database, OperatorSigningKey signingKey, string? tenant, DateTimeOffset from, DateTimeOffset to, Stream output, AuditWitnessHead? witness, CancellationToken cancellationToken = default)
+    public static Task<AuditExportSummary> WriteAsync(SqlDatabase database, OperatorSigningKey signingKey, string? tenant, DateTimeOffset from, DateTimeOffset to, Stream output, AuditWitnessHead? witness, CancellationToken cancellationToken = default) =>
+        WriteAsync(database, signingKey, tenant, from, to, output, witness, tenant is null ? Version : TenantVersion, cancellationToken);
+
+    /// <summary>
+    /// Writes an export of <paramref name="version"/>: <see cref="TenantVersion"/> (a tenant's, with gap lines) or
+    /// <see cref="Version"/> (every tenant's; or a tenant's with a redacted line per other entry, as releases before
+    /// session 49 wrote it, which verifiers still read).
+    /// </summary>
+    internal static async Task<AuditExportSummary> WriteAsync(SqlDatabase database, OperatorSigningKey signingKey, string? tenant, DateTimeOffset from, DateTimeOffset to, Stream output, AuditWitnessHead? witness, int version, CancellationToken cancellationToken)
     {
+        if (version is not (Version or TenantVersion) || (version == TenantVersion && tenant is null))
+        {
+            throw new ArgumentOutOfRangeException(nameof(version), version, "version 2, or 4 with a tenant");
+        }
+
         ArgumentNullException.ThrowIfNull(database);
         ArgumentNullException.ThrowIfNull(signingKey);
         ArgumentNullException.ThrowIfNull(output);
@@ -102,12 +125,12 @@ public static class AuditExport
 
             var entriesDigest = await ShownDigestAsync(connection, snapshot, tenant, first, last, cancellationToken);
             var createdAt = TimeProvider.System.GetUtcNow().ToUnixTimeMilliseconds();
-            var headerPayload = AuditCanonical.ExportHeaderPayload(signingKey.KeyId, tenant, fromMs, toMs, first, last, createdAt, entriesDigest);
+            var headerPayload = AuditCanonical.ExportHeaderPayload(signingKey.KeyId, tenant, fromMs, toMs, first, last, createdAt, entriesDigest, version);
             await WriteLineAsync(output, buffer, writer =>
             {
                 writer.WriteString("type", "header");
                 writer.WriteString("format", Format);
-                writer.WriteNumber("version", Version);
+                writer.WriteNumber("version", version);
                 writer.WriteNumber("entryFormat", AuditCanonical.EntryFormatVersion);
                 writer.WriteString("keyId", signingKey.KeyId);
                 writer.WriteString("publicKeyPem", signingKey.PublicKeyPem);
@@ -133,6 +156,24 @@ public static class AuditExport
                 SqlDatabase.AddParameter(command, "@from", start);
                 SqlDatabase.AddParameter(command, "@to", end);
                 await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+                // Other tenants' entries since the last one shown: written as one gap line when the run ends.
+                (long First, long Last, string PreviousHash, string Hash)? run = null;
+                async Task EndRunAsync()
+                {
+                    if (run is { } gap)
+                    {
+                        await WriteLineAsync(output, buffer, writer =>
+                        {
+                            writer.WriteString("type", "gap");
+                            writer.WriteNumber("fromSequence", gap.First);
+                            writer.WriteNumber("toSequence", gap.Last);
+                            writer.WriteString("previousHash", gap.PreviousHash);
+                            writer.WriteString("hash", gap.Hash);
+                        }, cancellationToken);
+                        run = null;
+                    }
+                }
+
                 while (await reader.ReadAsync(cancellationToken))
                 {
                     if (!AuditStore.TryReadEntry(reader, out var entry, out var error))
@@ -143,9 +184,15 @@ public static class AuditExport
                     walker.Add(entry.Sequence, entry.PreviousHash, entry.Hash, AuditVerifier.Recompute(entry), null, entry.Timestamp);
                     if (tenant is null || entry.Tenant == tenant)
                     {
+                        await EndRunAsync();
                         await WriteLineAsync(output, buffer, writer => WriteEntry(writer, entry), cancellationToken);
                         shown.Add(entry.Sequence);
                         entries++;
+                    }
+                    else if (version == TenantVersion)
+                    {
+                        run = run is { } open ? open with { Last = entry.Sequence, Hash = entry.Hash } : (entry.Sequence, entry.Sequence, entry.PreviousHash, entry.Hash);
+                        redacted++;
                     }
                     else
                     {
@@ -159,6 +206,8 @@ public static class AuditExport
                         redacted++;
                     }
                 }
+
+                await EndRunAsync();
 
                 if (problems.Count > 0 || walker.LastSequence != end || walker.LastHash != checkpoint!.Hash || shown.Finish() != entriesDigest)
                 {
@@ -314,6 +363,23 @@ public static class AuditExport
                         }
 
                         walker.Add(sequence, RequireString(root, "previousHash"), RequireString(root, "hash"), null, line);
+                        break;
+                    case "gap":
+                        var fromSequence = RequireInt64(root, "fromSequence");
+                        var toSequence = RequireInt64(root, "toSequence");
+                        RequireOnly(root, "type", "fromSequence", "toSequence", "previousHash", "hash");
+                        if (header.Version != TenantVersion || header.Tenant is null)
+                        {
+                            problems.Add(new AuditProblem(fromSequence, AuditProblemKind.OutOfScope,
+                                $"A gap line in a version {header.Version} export{(header.Tenant is null ? " without a tenant filter" : "")} hides entries.", line));
+                        }
+
+                        if (toSequence < fromSequence)
+                        {
+                            throw new FormatException($"toSequence {toSequence} is before fromSequence {fromSequence}");
+                        }
+
+                        walker.AddRun(fromSequence, toSequence, RequireString(root, "previousHash"), RequireString(root, "hash"), line);
                         break;
                     case "checkpoint":
                         RequireOnly(root, "type", "sequence", "hash", "timestamp", "keyId", "signature");
@@ -472,9 +538,9 @@ public static class AuditExport
             using var document = JsonDocument.Parse(text);
             var root = document.RootElement;
             var version = RequireInt64(root, "version");
-            if (OptionalString(root, "type") != "header" || OptionalString(root, "format") != Format || version is not (1 or Version))
+            if (OptionalString(root, "type") != "header" || OptionalString(root, "format") != Format || version is not (1 or Version or TenantVersion))
             {
-                throw new FormatException($"not a {Format} version 1 or {Version} header");
+                throw new FormatException($"not a {Format} version 1, {Version} or {TenantVersion} header");
             }
 
             if (RequireInt64(root, "entryFormat") != AuditCanonical.EntryFormatVersion)
@@ -499,14 +565,19 @@ public static class AuditExport
             var keyId = RequireString(root, "keyId");
             var headerPem = RequireString(root, "publicKeyPem");
             var header = new ExportHeader(keyId, OptionalString(root, "tenant"), RequireInt64(root, "from"), RequireInt64(root, "to"),
-                OptionalInt64(root, "firstSequence"), OptionalInt64(root, "lastSequence"), RequireInt64(root, "createdAt"), entriesDigest, null);
+                OptionalInt64(root, "firstSequence"), OptionalInt64(root, "lastSequence"), RequireInt64(root, "createdAt"), entriesDigest, null) { Version = (int)version };
+            if (version == TenantVersion && header.Tenant is null)
+            {
+                throw new FormatException($"a version {TenantVersion} export is a tenant's: its tenant is null");
+            }
+
             if ((header.FirstSequence is null) != (header.LastSequence is null) || header.FirstSequence > header.LastSequence || header.FirstSequence < 1)
             {
                 throw new FormatException("firstSequence/lastSequence are inconsistent");
             }
 
             var keys = TrustKey(keyId, headerPem, publicKeyPem, expectedKeyId, header.CreatedAt, problems);
-            var payload = AuditCanonical.ExportHeaderPayload(keyId, header.Tenant, header.From, header.To, header.FirstSequence, header.LastSequence, header.CreatedAt, entriesDigest);
+            var payload = AuditCanonical.ExportHeaderPayload(keyId, header.Tenant, header.From, header.To, header.FirstSequence, header.LastSequence, header.CreatedAt, entriesDigest, (int)version);
             if (!keys.TryGet(keyId, out var key) || !OperatorSigningKey.Verify(key, payload, RequireString(root, "signature")))
             {
                 problems.Add(new AuditProblem(null, AuditProblemKind.InvalidSignature, "The header's signature does not verify: its scope (tenant, range, sequences) was altered or forged.", 1));
@@ -787,5 +858,9 @@ public static class AuditExport
         return value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var number) ? number : throw new FormatException($"'{name}' must be an integer or null");
     }
 
-    private sealed record ExportHeader(string KeyId, string? Tenant, long From, long To, long? FirstSequence, long? LastSequence, long CreatedAt, string? EntriesDigest, TrustedKeys? Keys);
+    private sealed record ExportHeader(string KeyId, string? Tenant, long From, long To, long? FirstSequence, long? LastSequence, long CreatedAt, string? EntriesDigest, TrustedKeys? Keys)
+    {
+        /// <summary>The header's <c>version</c> (1, 2 or 4).</summary>
+        public int Version { get; init; } = AuditExport.Version;
+    }
 }

@@ -861,6 +861,24 @@ internal sealed class ChainWalker(ProblemSink problems, long? firstSequence, str
         LastHash = hash;
     }
 
+    /// <summary>
+    /// A run of entries <paramref name="first"/>..<paramref name="last"/> shown only by its ends (an export's gap line):
+    /// checked where it starts as one entry (sequence, link, hashes well formed), then taken as ending at
+    /// <paramref name="last"/> with <paramref name="hash"/>. Nothing inside it can be re-hashed, as for redacted lines.
+    /// </summary>
+    public void AddRun(long first, long last, string previousHash, string hash, long? line)
+    {
+        Add(first, previousHash, hash, recomputed: null, line);
+        _previousSequence = last;
+        if (_expected is { } expected && last >= expected)
+        {
+            _expected = last + 1;
+        }
+
+        LastSequence = Math.Max(LastSequence, last);
+        Count += last - first;
+    }
+
     private static string FormatTime(long unixMs) =>
         unixMs is >= -62135596800000 and <= 253402300799999
             ? string.Create(CultureInfo.InvariantCulture, $"{DateTimeOffset.FromUnixTimeMilliseconds(unixMs):yyyy-MM-ddTHH:mm:ss.fffZ} ({unixMs})")

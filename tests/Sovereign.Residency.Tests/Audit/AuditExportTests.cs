@@ -15,21 +15,81 @@ public sealed class AuditExportTests
         await using var context = AuditTestContext.Create();
         await SeedAsync(context);
 
-        var (text, summary) = await ExportAsync(context, "acme", 10, 40);
+        var (text, summary) = await ExportTenantAsync(context, "acme", 10, 40);
         var lines = text.TrimEnd('\n').Split('\n');
         var result = await VerifyAsync(text, context.Key.PublicKeyPem);
 
         Assert.True(result.Valid, string.Join("\n", result.Problems));
         Assert.Equal((11L, 40L, 10L, 20L), (summary.FirstSequence!.Value, summary.LastSequence!.Value, summary.Entries, summary.Redacted));
-        Assert.Equal(32, lines.Length);
+        // Header, acme's 10 entries, one gap line per run of the others' (11-12, 14-15, ..., 38-39), the checkpoint.
+        Assert.Equal(22, lines.Length);
         Assert.Equal(30, result.EntriesChecked);
         Assert.Equal(1, result.CheckpointsVerified);
-        Assert.Equal("header", JsonNode.Parse(lines[0])!["type"]!.GetValue<string>());
+        Assert.Equal(AuditExport.TenantVersion, JsonNode.Parse(lines[0])!["version"]!.GetValue<int>());
         Assert.Equal("checkpoint", JsonNode.Parse(lines[^1])!["type"]!.GetValue<string>());
         Assert.DoesNotContain("globex", text, StringComparison.Ordinal);
         Assert.DoesNotContain("initech", text, StringComparison.Ordinal);
-        var redacted = JsonNode.Parse(lines[1])!.AsObject();
-        Assert.Equal(["type", "sequence", "previousHash", "hash"], redacted.Select(p => p.Key));
+        var gap = JsonNode.Parse(lines[1])!.AsObject();
+        Assert.Equal(["type", "fromSequence", "toSequence", "previousHash", "hash"], gap.Select(p => p.Key));
+        Assert.Equal((11L, 12L), (gap["fromSequence"]!.GetValue<long>(), gap["toSequence"]!.GetValue<long>()));
+        Assert.Equal(gap["hash"]!.GetValue<string>(), JsonNode.Parse(lines[2])!["previousHash"]!.GetValue<string>());
+    }
+
+    /// <summary>
+    /// A tenant's export held a line for every entry of the log in its range (other tenants' as redacted lines): 389 MB
+    /// for one tenant's 22 entries among 2,000,000. A redacted line states its hashes, so a run of them binds nothing
+    /// its ends do not; each run is one gap line now, and the file follows the tenant's entries, not the log.
+    /// </summary>
+    [Fact]
+    public async Task WriteAsync_OneTenantAmongMany_IsAsLongAsItsEntries_NotTheLog_AndStillVerifies()
+    {
+        await using var context = AuditTestContext.Create();
+        context.Time.Set(Start);
+        await using (var log = await context.OpenLogAsync(new AuditLogOptions { CheckpointInterval = 1000 }))
+        {
+            for (var i = 0; i < 300; i++)
+            {
+                await context.AppendManyAsync(log, 1, i % 100 == 50 ? "acme" : "other-" + (i % 7));
+            }
+        }
+
+        var (text, summary) = await ExportTenantAsync(context, "acme", 0, 300);
+        var lines = text.TrimEnd('\n').Split('\n');
+
+        Assert.Equal((3L, 297L), (summary.Entries, summary.Redacted));
+        Assert.Equal(1 + 3 + 4 + 1, lines.Length); // header, 3 entries, runs 1-50, 52-150, 152-250, 252-300, checkpoint
+        var result = await VerifyAsync(text, context.Key.PublicKeyPem);
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+        Assert.Equal(300, result.EntriesChecked);
+
+        // A gap that no longer links to the tenant's entry before it, or runs past where the next one starts, is refused.
+        var unlinked = lines.ToArray();
+        unlinked[3] = Edit(unlinked[3], gap => gap["previousHash"] = Flip(gap["previousHash"]!.GetValue<string>()));
+        Assert.Contains((await VerifyAsync(string.Join('\n', unlinked) + "\n", context.Key.PublicKeyPem)).Problems, p => p.Kind == AuditProblemKind.ChainBreak);
+        var overlong = lines.ToArray();
+        overlong[3] = Edit(overlong[3], gap => gap["toSequence"] = 151);
+        Assert.False((await VerifyAsync(string.Join('\n', overlong) + "\n", context.Key.PublicKeyPem)).Valid);
+    }
+
+    /// <summary>An export of every tenant shows every entry: a gap line in one hides entries and is refused.</summary>
+    [Fact]
+    public async Task VerifyExportAsync_GapLineWithoutATenantFilter_IsOutOfScope()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context);
+        var (text, _) = await ExportAsync(context, null, 0, 60);
+        var lines = text.TrimEnd('\n').Split('\n').ToList();
+        var first = JsonNode.Parse(lines[1])!;
+        var second = JsonNode.Parse(lines[2])!;
+        lines[1] = new JsonObject
+        {
+            ["type"] = "gap", ["fromSequence"] = 1, ["toSequence"] = 2, ["previousHash"] = first["previousHash"]!.GetValue<string>(), ["hash"] = second["hash"]!.GetValue<string>(),
+        }.ToJsonString();
+        lines.RemoveAt(2);
+
+        var result = await VerifyAsync(string.Join('\n', lines) + "\n", context.Key.PublicKeyPem);
+
+        Assert.Contains(result.Problems, p => p.Kind == AuditProblemKind.OutOfScope && p.Message.Contains("gap line", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -291,10 +351,20 @@ public sealed class AuditExportTests
     private static async Task<string> ExportWithKeyAsync(AuditTestContext context, OperatorSigningKey key, string? tenant, int fromMs, int toMs) =>
         (await ExportCoreAsync(context, key, tenant, fromMs, toMs)).Text;
 
+    // A version 2 file (a tenant's with a redacted line per other entry, as releases before session 49 wrote it): the
+    // tests of what verifiers check line by line read those, which auditors still hold.
     private static async Task<(string Text, AuditExportSummary Summary)> ExportCoreAsync(AuditTestContext context, OperatorSigningKey key, string? tenant, int fromMs, int toMs)
     {
         using var output = new MemoryStream();
-        var summary = await AuditExport.WriteAsync(context.Database, key, tenant, Start.AddMilliseconds(fromMs), Start.AddMilliseconds(toMs), output);
+        var summary = await AuditExport.WriteAsync(context.Database, key, tenant, Start.AddMilliseconds(fromMs), Start.AddMilliseconds(toMs), output, null, AuditExport.Version, CancellationToken.None);
+        return (Encoding.UTF8.GetString(output.ToArray()), summary);
+    }
+
+    // What 'audit export --tenant' writes now: version 4, other tenants' runs as gap lines.
+    private static async Task<(string Text, AuditExportSummary Summary)> ExportTenantAsync(AuditTestContext context, string tenant, int fromMs, int toMs)
+    {
+        using var output = new MemoryStream();
+        var summary = await AuditExport.WriteAsync(context.Database, context.Key, tenant, Start.AddMilliseconds(fromMs), Start.AddMilliseconds(toMs), output);
         return (Encoding.UTF8.GetString(output.ToArray()), summary);
     }
 

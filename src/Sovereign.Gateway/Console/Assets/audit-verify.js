@@ -432,15 +432,15 @@
       return result;
     }
     if (compromised) { problem(1, null, compromised); }
-    if (header.type !== "header" || header.format !== "sovereign-audit-export" || (header.version !== 1 && header.version !== 2)) {
-      return { checked: 0, problems: [{ line: 1, sequence: null, what: "Not a Sovereign audit export (v1 or v2)." }] };
+    if (header.type !== "header" || header.format !== "sovereign-audit-export" || ![1, 2, 4].includes(header.version) || (header.version === 4 && header.tenant === null)) {
+      return { checked: 0, problems: [{ line: 1, sequence: null, what: "Not a Sovereign audit export (v1, v2, or a tenant's v4)." }] };
     }
     if (header.keyId !== keyId) { problem(1, null, `The export was signed by key ${header.keyId}, not by the key given (${keyId}).`); }
     const hw = new Writer();
-    hw.str(header.version === 2 ? "sovereign-audit-export-v2" : "sovereign-audit-export-v1"); hw.str(header.keyId); hw.optStr(header.tenant); hw.i64(header.from); hw.i64(header.to);
+    hw.str("sovereign-audit-export-v" + header.version); hw.str(header.keyId); hw.optStr(header.tenant); hw.i64(header.from); hw.i64(header.to);
     hw.optI64(header.firstSequence); hw.optI64(header.lastSequence); hw.i64(header.createdAt);
     let headerOk = true;
-    if (header.version === 2) { try { hw.hash(header.entriesDigest); } catch (e) { headerOk = false; } }
+    if (header.version >= 2) { try { hw.hash(header.entriesDigest); } catch (e) { headerOk = false; } }
     if (!headerOk || !(await verifySignature(key, header.signature, hw.done()))) { problem(1, null, "The header's signature does not verify with the key given."); }
     // v2 signs which lines are shown in full: SHA-256 over I64(sequence) of each entry line, in order.
     const shown = new Writer();
@@ -455,7 +455,14 @@
       let row;
       try { row = JSON.parse(lines[i]); } catch (e) { problem(lineNo, null, "The line is not JSON."); continue; }
       if (checkpoint) { problem(lineNo, null, "Content after the closing checkpoint."); continue; }
-      if (row.type === "entry" || row.type === "redacted") {
+      if (row.type === "gap") {
+        // Version 4 (a tenant's export): a run of other tenants' entries shown by its ends; nothing inside re-hashes.
+        if (header.version !== 4) { problem(lineNo, row.fromSequence, "A gap line outside a tenant's version 4 export hides entries."); }
+        if (!Number.isInteger(row.fromSequence) || !Number.isInteger(row.toSequence) || row.toSequence < row.fromSequence) { problem(lineNo, null, "A gap line without a valid fromSequence..toSequence."); continue; }
+        if (row.fromSequence !== expected) { problem(lineNo, row.fromSequence, `Expected sequence ${expected}, found ${row.fromSequence}: an entry is missing, inserted or reordered.`); }
+        if (lastHash !== null && row.previousHash !== lastHash) { problem(lineNo, row.fromSequence, "Its previousHash is not the hash of the line before: the chain is broken."); }
+        lastHash = row.hash; lastSequence = row.toSequence; expected = row.toSequence + 1;
+      } else if (row.type === "entry" || row.type === "redacted") {
         if (row.sequence !== expected) { problem(lineNo, row.sequence, `Expected sequence ${expected}, found ${row.sequence}: an entry is missing, inserted or reordered.`); }
         if (lastHash !== null && row.previousHash !== lastHash) { problem(lineNo, row.sequence, "Its previousHash is not the hash of the line before: the chain is broken."); }
         if (row.type === "entry") {
@@ -489,7 +496,7 @@
     } else if (lastSequence !== null || checkpoint) {
       problem(1, null, "The header says the range is empty, but lines follow.");
     }
-    if (header.version === 2 && (await sha256(shown.done())) !== header.entriesDigest) {
+    if (header.version >= 2 && (await sha256(shown.done())) !== header.entriesDigest) {
       problem(1, null, "The lines shown in full are not the ones the header signs: an entry was redacted, or a line removed or added, after the export was made.");
     }
     return { checked, problems };
