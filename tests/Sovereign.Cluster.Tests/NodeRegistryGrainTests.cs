@@ -28,4 +28,37 @@ public sealed class NodeRegistryGrainTests(ClusterFixture fixture)
         Assert.True(await registry.ReportAsync("node-ahead", [new NodeModel("m", "m", 2)], new NodeLoad(after + 3_600_000, [], [])));
         Assert.InRange((await registry.GetAsync()).Nodes.Single(n => n.Id == "node-ahead").Load!.ReportedAt, before, fixture.Clock.GetUtcNow().ToUnixTimeMilliseconds());
     }
+
+    /// <summary>
+    /// A node's load report was kept as sent: negative free slots and queue depth (a node that looked better than idle
+    /// to the router), a NaN or negative KV-cache use, memory used above total or negative, and names of any length
+    /// (a 100,000-character accelerator name went into every snapshot every gateway read each second).
+    /// </summary>
+    [Fact]
+    public async Task LoadReport_WithNonsenseValues_IsHeldToWhatANodeCanReport()
+    {
+        var registry = fixture.Grains.GetGrain<INodeRegistryGrain>("bounds-test");
+        await registry.UpsertAsync(new NodeView("node-liar", "TH", "Local", "https://127.0.0.1:11", [new NodeModel("m", "m", 2)], "Active", "credential", null, 0));
+        var huge = new string('x', 100_000);
+        var load = new NodeLoad(0,
+            [new ModelLoad("m", -5, -100, int.MinValue, double.NaN, new Dictionary<string, int> { ["gw-1"] = -3, [huge] = int.MaxValue }), new ModelLoad(huge, int.MaxValue, 3, 2, 7.5)],
+            [new Accelerator("gpu", huge, -1, 5), new Accelerator("gpu", "H100", 81_559, 90_000), new Accelerator("gpu", "big", long.MaxValue, -7)],
+            [.. Enumerable.Range(0, 1000).Select(i => "model-" + i)], huge);
+
+        Assert.True(await registry.ReportAsync("node-liar", [new NodeModel("m", "m", 2)], load));
+        var kept = (await registry.GetAsync()).Nodes.Single(n => n.Id == "node-liar").Load!;
+        // The table is shared by the fixture's registries: leave none of this node for the others.
+        Assert.True(await registry.DeleteAsync("node-liar"));
+
+        var (first, second) = (kept.Models[0], kept.Models[1]);
+        Assert.Equal((0, 0, 0, 0.0), (first.Running, first.FreeSlots, first.QueueDepth, first.KvCacheUse));
+        Assert.Equal(0, first.FromGateways!["gw-1"]);
+        Assert.Equal(NodeLoadBounds.MaxCount, first.FromGateways[huge[..NodeLoadBounds.MaxNameLength]]);
+        Assert.Equal((NodeLoadBounds.MaxNameLength, NodeLoadBounds.MaxCount, 1.0), (second.Model.Length, second.Running, second.KvCacheUse));
+        Assert.Equal((NodeLoadBounds.MaxNameLength, 0L, 0L), (kept.Accelerators[0].Name.Length, kept.Accelerators[0].MemoryTotalMiB, kept.Accelerators[0].MemoryUsedMiB));
+        Assert.Equal((81_559L, 81_559L), (kept.Accelerators[1].MemoryTotalMiB, kept.Accelerators[1].MemoryUsedMiB));
+        Assert.Equal((NodeLoadBounds.MaxMemoryMiB, 0L), (kept.Accelerators[2].MemoryTotalMiB, kept.Accelerators[2].MemoryUsedMiB));
+        Assert.Equal(NodeLoadBounds.MaxItems, kept.Available!.Count);
+        Assert.Equal(NodeLoadBounds.MaxNameLength, kept.DeviceClass!.Length);
+    }
 }

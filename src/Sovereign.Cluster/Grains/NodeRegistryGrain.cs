@@ -76,7 +76,8 @@ internal sealed class NodeRegistryGrain(ControlPlaneStore store, TimeProvider ti
 
         // Stamped with the registry's clock, not the node's: a GPU server whose clock is off by more than
         // NodeStaleSeconds was always stale (never routed to) or, ahead, stayed fresh after it died.
-        _nodes[nodeId] = node with { Load = load with { ReportedAt = time.GetUtcNow().ToUnixTimeMilliseconds() } };
+        // Held to what a node can really report (NodeLoadBounds): the router, the console and the CLI read it as written.
+        _nodes[nodeId] = node with { Load = NodeLoadBounds.Clamp(load) with { ReportedAt = time.GetUtcNow().ToUnixTimeMilliseconds() } };
         _version++;
         return true;
     }
