@@ -8,8 +8,8 @@ namespace Sovereign.Cli.Commands;
 /// new key while the old one still works, move the CLI, console and scrapers to it, then revoke the old one.
 /// </summary>
 /// <remarks>
-/// It was <c>operator-keys</c>, one letter from <c>operator-key</c> (the audit signing key, a file on disk): an
-/// operator rotating one typed the other, and the typo correction offered the wrong one. The old spelling still runs,
+/// It was <c>operator-keys</c>, one letter from <c>operator-key</c> (the audit signing key, a file on disk): an 's'
+/// too many or too few ran the other command's tree. The old spelling still runs,
 /// hidden from help and suggestions (<see cref="LegacyName"/>).
 /// </remarks>
 internal static class AdminKeysCommand
