@@ -71,7 +71,7 @@ public sealed partial class MembershipTableWatch(
                 }
 
                 var now = time.GetUtcNow();
-                lostSince ??= now;
+                lostSince = lostSince is { } since ? WallClock.WaitStart(now, since) : now; // a step back restarts the wait
                 if (options.Value.MembershipLostExitSeconds > 0 && now - lostSince >= exitAfter)
                 {
                     LogStoppingForLostTable(logger, exitAfter.TotalSeconds);

@@ -11,8 +11,8 @@ namespace Sovereign.Cluster.Hosting;
 /// renewing its long requests' budget reservations for the hour (the tenant's grain, elsewhere, released them while
 /// they still spent). Work that is harmless to do early (a refresh, a retry, a renewal) asks <see cref="HasPassed(DateTimeOffset, DateTimeOffset, TimeSpan)"/>,
 /// which counts a stamp in the future as due; its new stamp is then on the clock as it reads now. (A wait before a
-/// drastic step, such as closing another process's requests or stopping this one, must not end early so: it should
-/// start again from now instead. Those still stall after a step back: the operator guide's "Clocks".)
+/// drastic step, such as closing another process's requests or stopping this one, must not end early so: it starts
+/// again from now instead (<see cref="WaitStart"/>).)
 /// </remarks>
 internal static class WallClock
 {
@@ -22,6 +22,12 @@ internal static class WallClock
     /// </summary>
     public static bool HasPassed(DateTimeOffset now, DateTimeOffset since, TimeSpan wait) =>
         now < since || now - since >= wait;
+
+    /// <summary>
+    /// When a wait before a drastic step began: <paramref name="since"/>, or <paramref name="now"/> when the clock reads
+    /// before it (it stepped back), so the wait starts again from now, neither ending early nor stalling for the step.
+    /// </summary>
+    public static DateTimeOffset WaitStart(DateTimeOffset now, DateTimeOffset since) => now < since ? now : since;
 
     /// <inheritdoc cref="HasPassed(DateTimeOffset, DateTimeOffset, TimeSpan)"/>
     public static bool HasPassed(long nowMs, long sinceMs, long waitMs) =>

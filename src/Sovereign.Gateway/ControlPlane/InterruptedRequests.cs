@@ -184,6 +184,12 @@ internal sealed class InterruptedRequests(
             {
                 _sightings[silo] = seen = new Sighting(count, now);
             }
+            else if (WallClock.WaitStart(now, seen.Since) != seen.Since)
+            {
+                // The clock stepped back: the wait starts again from now (closing is drastic, so never early), where it
+                // stalled for the length of the step.
+                _sightings[silo] = seen = seen with { Since = now };
+            }
 
             return now - seen.Since >= (listed ? grace : unlistedBound);
         }

@@ -161,6 +161,36 @@ public sealed class InterruptedInstancesTests(PostgreSqlFixture postgres) : ICla
     }
 
     /// <summary>
+    /// The closer's clock steps back an hour (an NTP correction) while it waits out a dead process's grace: the wait
+    /// starts again from now and ends one grace later, never early. It compared the clock with a sighting stamped
+    /// before the step, which stayed in the future: the dead process's requests stayed open for the hour.
+    /// </summary>
+    [Fact]
+    public async Task CloserClockStepsBackAnHour_TheGraceStartsAgainFromNow_NotAfterTheHour()
+    {
+        var database = await OwnDatabaseAsync();
+        using var key = OperatorSigningKey.LoadOrCreate(Path.Combine(_folder, "operator-key.pem"));
+        await using var log = await AuditLog.OpenAsync(database, key);
+        await using var ledger = await UsageLedger.OpenAsync(database);
+        await log.RegisterInstanceAsync(Killed.ToParsableString(), "gateway-th");
+        await DecideAsync(log, Killed, "killed-open");
+
+        var start = DateTimeOffset.Parse("2026-12-05T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture);
+        var clock = new ManualClock(start);
+        var closer = Closer(log, ledger, CloserB, clock, graceSeconds: 60);
+        var dead = Membership((Killed, SiloStatus.Dead), (CloserB, SiloStatus.Active));
+        Assert.Equal(0, await closer.CloseDeadInstancesAsync(dead, CancellationToken.None));
+
+        clock.Set(start - TimeSpan.FromHours(1)); // stepped back
+        Assert.Equal(0, await closer.CloseDeadInstancesAsync(dead, CancellationToken.None));
+        clock.Advance(TimeSpan.FromSeconds(59));
+        Assert.Equal(0, await closer.CloseDeadInstancesAsync(dead, CancellationToken.None)); // not early
+        clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(1, await closer.CloseDeadInstancesAsync(dead, CancellationToken.None)); // was 0 until 09:00:00
+        Assert.Equal("killed-open", Assert.Single(await InterruptedAsync(log)).Details["request_id"]);
+    }
+
+    /// <summary>
     /// A process cut off from Redis and its peers is declared dead while it still serves and writes to PostgreSQL: it
     /// was closed after the grace, and its outcomes then stood beside the closing entries. Now it is closed only once
     /// its heartbeat count has stopped moving for the grace as well.
