@@ -6,7 +6,7 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15 and 17-31 have never been used to build or tune
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15 and 17-32 have never been used to build or tune
 /// the detector (round 30's confidence cap, which changes no answer, was chosen with held-out 1-29; SOURCES.md); held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24), 11 (since session 24's
 /// second round), 12 (since session 25's round 13) and 16 (since session 35's round 17) are tuning material
 /// (SOURCES.md), so their floors guard against regressions.
@@ -184,6 +184,13 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // once, und once) and Serbian 20 of 24 (as Croatian three times, as Bosnian once; the eight Cyrillic sentences
     // right), their floors; French 7 of 8 (und), Slovenian 7 of 8 (as Slovak) and Macedonian 11 of 12 und (one as
     // Bulgarian 0.95), within the target; Malay, Indonesian and Bulgarian right throughout.
+    // Session 50's round 32 added held-out 32 (held-out 31's distribution; a genre no earlier set used: small joys and
+    // good news - a four-leaf clover, fireflies, a butterfly at the bus stop, grandmother turning ninety, ...). Its first
+    // run, on the unchanged detector (main 56f02b0): 513 of 532 = 96.4%, over the overall target, and below the
+    // per-language target Bosnian 9 of 16 (as Croatian five times, as Serbian twice) and Croatian 8 of 16 (as Bosnian
+    // five times, as Serbian twice, und once), their floors; Serbian 23 of 24 (as Croatian; the eight Cyrillic sentences
+    // right), Malay 11 of 12 (as Indonesian), Indonesian 11 of 12 (as Malay) and Norwegian 9 of 10 (und) within the
+    // target; Bulgarian, Russian, Ukrainian and Slovenian right throughout, Macedonian 12 of 12 und.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -217,6 +224,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.TwentyNinthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 10 },
         [TestData.ThirtiethHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5 },
         [TestData.ThirtyFirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 10, ["sr"] = 20 },
+        [TestData.ThirtySecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8 },
     };
 
     /// <summary>The overall target.</summary>
@@ -264,6 +272,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.TwentyNinthHeldOut)]
     [InlineData(TestData.ThirtiethHeldOut)]
     [InlineData(TestData.ThirtyFirstHeldOut)]
+    [InlineData(TestData.ThirtySecondHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
@@ -272,7 +281,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }
-        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut or TestData.TwentyNinthHeldOut or TestData.ThirtiethHeldOut or TestData.ThirtyFirstHeldOut)
+        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut or TestData.TwentyNinthHeldOut or TestData.ThirtiethHeldOut or TestData.ThirtyFirstHeldOut or TestData.ThirtySecondHeldOut)
         {
             // Every covered language and Macedonian, outside the set (the Serbian Cyrillic sentences' translations).
             Assert.Equal(LanguageCatalog.Covered.Append("mk").Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));

@@ -385,6 +385,13 @@ public sealed class LanguageDetectorTests
     // general knowledge of Cantonese writing) CantoneseCharacters: two distinct characters of Cantonese's own grammatical
     // words make a Chinese answer und: Cantonese 0 -> 5 of 8 (its writer wrote those sentences: not a fair check; the
     // other three write one such character each). No Chinese sentence of any set moved.
+    // Out of set 19 (session 50, round 32; Seychellois and Guadeloupean Creole, Norman, Karelian, Meankieli, North and
+    // Saterland Frisian in no earlier file, Plautdietsch, Hawaii Creole English, Kolsch, Mauritian Creole and Cantonese
+    // in one, Scots, Interlingua, Interslavic and Zeelandic in several, on held-out 32's topics): its first run, on the
+    // unchanged detector (main 56f02b0), 67 of 128 und; Meankieli and Hawaii Creole English 0 of 8 (Finnish 0.99-1.00;
+    // English 0.97-1.00), Karelian 1 (Finnish), Kolsch 2 (German), Interslavic and Zeelandic 3 (Czech, Slovenian; Dutch),
+    // Frisian, Norman and Scots 4; Cantonese 7 of 8 (another writer's sentences: round 31's character rule, a fair check),
+    // Seychellois and Guadeloupean Creole 8 of 8, Mauritian Creole 6.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -471,6 +478,11 @@ public sealed class LanguageDetectorTests
             ["egl"] = 6, ["ext"] = 6, ["fa"] = 8, ["fur"] = 5, ["hwc"] = 1, ["ia"] = 1, ["isv"] = 3, ["ksh"] = 1, ["mfe"] = 4, ["nds"] = 8,
             ["rom"] = 6, ["sco"] = 6, ["sq"] = 8, ["ur"] = 8, ["yue"] = 5, ["zea"] = 0,
         },
+        ["out-of-set-19.txt"] = new(StringComparer.Ordinal)
+        {
+            ["crs"] = 8, ["fit"] = 0, ["frr"] = 4, ["gcf"] = 8, ["hwc"] = 0, ["ia"] = 5, ["isv"] = 3, ["krl"] = 1, ["ksh"] = 2, ["mfe"] = 6,
+            ["nrf"] = 4, ["pdt"] = 6, ["sco"] = 4, ["stq"] = 6, ["yue"] = 7, ["zea"] = 3,
+        },
     };
 
     [Theory]
@@ -492,6 +504,7 @@ public sealed class LanguageDetectorTests
     [InlineData("out-of-set-16.txt")]
     [InlineData("out-of-set-17.txt")]
     [InlineData("out-of-set-18.txt")]
+    [InlineData("out-of-set-19.txt")]
     public void Detect_LanguagesOutsideTheSet_UndeterminedAtLeastAsOftenAsRecorded(string file)
     {
         var sets = TestData.HeldOut(file);

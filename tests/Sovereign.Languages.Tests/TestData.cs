@@ -174,8 +174,13 @@ internal static partial class TestData
     /// 31 before any change, evaluation or new development sentence of that round.</summary>
     public const string ThirtyFirstHeldOut = "heldout-31.txt";
 
+    /// <summary>The thirty-second held-out evaluation set (held-out 31's distribution: every covered language 8-24
+    /// sentences, Macedonian, outside the set, 12; a new genre: small joys and good news), written in session 50's round
+    /// 32 before any change, evaluation or new development sentence of that round.</summary>
+    public const string ThirtySecondHeldOut = "heldout-32.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut, NineteenthHeldOut, TwentiethHeldOut, TwentyFirstHeldOut, TwentySecondHeldOut, TwentyThirdHeldOut, TwentyFourthHeldOut, TwentyFifthHeldOut, TwentySixthHeldOut, TwentySeventhHeldOut, TwentyEighthHeldOut, TwentyNinthHeldOut, ThirtiethHeldOut, ThirtyFirstHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut, NineteenthHeldOut, TwentiethHeldOut, TwentyFirstHeldOut, TwentySecondHeldOut, TwentyThirdHeldOut, TwentyFourthHeldOut, TwentyFifthHeldOut, TwentySixthHeldOut, TwentySeventhHeldOut, TwentyEighthHeldOut, TwentyNinthHeldOut, ThirtiethHeldOut, ThirtyFirstHeldOut, ThirtySecondHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
