@@ -392,6 +392,14 @@ public sealed class LanguageDetectorTests
     // English 0.97-1.00), Karelian 1 (Finnish), Kolsch 2 (German), Interslavic and Zeelandic 3 (Czech, Slovenian; Dutch),
     // Frisian, Norman and Scots 4; Cantonese 7 of 8 (another writer's sentences: round 31's character rule, a fair check),
     // Seychellois and Guadeloupean Creole 8 of 8, Mauritian Creole 6.
+    // Then (round 32, from general knowledge of the grammars) FunctionWordDecoys lists for Hawaii Creole English
+    // (against English: wen, da, dat, kine, bumbai, pau, bettah, ...), Meankieli and Karelian (against Finnish and
+    // Estonian: mie, sie, hään, meän; da, konzu, meijän, buabo, ...) and more everyday Scots words (fower, ilka, gairden,
+    // schuil, snaw, ower, toon, yin, wir, hae, ...): out of set 18 Hawaii Creole English 1 -> 6 of 8 and out of set 12-16
+    // Scots 4 -> 7, 3 -> 4, 3 -> 4, 6 -> 7, 5 -> 7 (other engineers' sentences, not read by this round's writer: the
+    // fair check); out of set 19 (same writer as the lists: not a fair check) Hawaii Creole English 0 -> 6, Scots 4 ->
+    // 6, Karelian 1 -> 3, Meankieli 0 -> 1 (its sentences mostly write one listed word; two are needed). No held-out,
+    // tuning or UDHR line of English, Finnish or Estonian writes a listed word; held-out 1-32 unchanged.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -446,27 +454,27 @@ public sealed class LanguageDetectorTests
         ["out-of-set-12.txt"] = new(StringComparer.Ordinal)
         {
             ["ba"] = 8, ["bar"] = 5, ["ckb"] = 8, ["dsb"] = 8, ["ext"] = 6, ["frp"] = 5, ["gag"] = 6, ["gv"] = 8, ["ia"] = 4, ["kw"] = 8,
-            ["li"] = 4, ["lld"] = 3, ["mwl"] = 3, ["rw"] = 8, ["sco"] = 4, ["se"] = 3, ["sm"] = 7, ["tk"] = 7, ["ug"] = 8, ["wo"] = 8,
+            ["li"] = 4, ["lld"] = 3, ["mwl"] = 3, ["rw"] = 8, ["sco"] = 7, ["se"] = 3, ["sm"] = 7, ["tk"] = 7, ["ug"] = 8, ["wo"] = 8,
         },
         ["out-of-set-13.txt"] = new(StringComparer.Ordinal)
         {
             ["bi"] = 7, ["cv"] = 8, ["ext"] = 6, ["fax"] = 4, ["gag"] = 8, ["gn"] = 7, ["haw"] = 7, ["ia"] = 3, ["ile"] = 4, ["jam"] = 7,
-            ["kea"] = 5, ["kri"] = 8, ["ky"] = 8, ["li"] = 7, ["mwl"] = 5, ["pdc"] = 7, ["sco"] = 3, ["srn"] = 8, ["to"] = 5, ["tt"] = 8,
+            ["kea"] = 5, ["kri"] = 8, ["ky"] = 8, ["li"] = 7, ["mwl"] = 5, ["pdc"] = 7, ["sco"] = 4, ["srn"] = 8, ["to"] = 5, ["tt"] = 8,
         },
         ["out-of-set-14.txt"] = new(StringComparer.Ordinal)
         {
             ["an"] = 7, ["as"] = 8, ["ast"] = 6, ["be"] = 8, ["ext"] = 5, ["ia"] = 6, ["io"] = 6, ["isv"] = 3, ["lb"] = 8, ["lfn"] = 2,
-            ["nds"] = 7, ["pap"] = 6, ["rom"] = 5, ["sco"] = 3, ["vec"] = 5, ["zea"] = 3,
+            ["nds"] = 7, ["pap"] = 6, ["rom"] = 5, ["sco"] = 4, ["vec"] = 5, ["zea"] = 3,
         },
         ["out-of-set-15.txt"] = new(StringComparer.Ordinal)
         {
             ["an"] = 6, ["ast"] = 6, ["co"] = 8, ["eo"] = 8, ["ext"] = 7, ["fy"] = 8, ["ia"] = 4, ["io"] = 8, ["isv"] = 4, ["lb"] = 8,
-            ["lfn"] = 5, ["oc"] = 7, ["rom"] = 7, ["sco"] = 6, ["scn"] = 7, ["zea"] = 5,
+            ["lfn"] = 5, ["oc"] = 7, ["rom"] = 7, ["sco"] = 7, ["scn"] = 7, ["zea"] = 5,
         },
         ["out-of-set-16.txt"] = new(StringComparer.Ordinal)
         {
             ["an"] = 5, ["csb"] = 7, ["ext"] = 6, ["fur"] = 3, ["hsb"] = 8, ["ia"] = 1, ["isv"] = 4, ["lad"] = 7, ["lfn"] = 5, ["li"] = 4,
-            ["nds"] = 7, ["pap"] = 5, ["rom"] = 4, ["sco"] = 5, ["vec"] = 5, ["zea"] = 3,
+            ["nds"] = 7, ["pap"] = 5, ["rom"] = 4, ["sco"] = 7, ["vec"] = 5, ["zea"] = 3,
         },
         ["out-of-set-17.txt"] = new(StringComparer.Ordinal)
         {
@@ -475,13 +483,13 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-18.txt"] = new(StringComparer.Ordinal)
         {
-            ["egl"] = 6, ["ext"] = 6, ["fa"] = 8, ["fur"] = 5, ["hwc"] = 1, ["ia"] = 1, ["isv"] = 3, ["ksh"] = 1, ["mfe"] = 4, ["nds"] = 8,
+            ["egl"] = 6, ["ext"] = 6, ["fa"] = 8, ["fur"] = 5, ["hwc"] = 6, ["ia"] = 1, ["isv"] = 3, ["ksh"] = 1, ["mfe"] = 4, ["nds"] = 8,
             ["rom"] = 6, ["sco"] = 6, ["sq"] = 8, ["ur"] = 8, ["yue"] = 5, ["zea"] = 0,
         },
         ["out-of-set-19.txt"] = new(StringComparer.Ordinal)
         {
-            ["crs"] = 8, ["fit"] = 0, ["frr"] = 4, ["gcf"] = 8, ["hwc"] = 0, ["ia"] = 5, ["isv"] = 3, ["krl"] = 1, ["ksh"] = 2, ["mfe"] = 6,
-            ["nrf"] = 4, ["pdt"] = 6, ["sco"] = 4, ["stq"] = 6, ["yue"] = 7, ["zea"] = 3,
+            ["crs"] = 8, ["fit"] = 1, ["frr"] = 4, ["gcf"] = 8, ["hwc"] = 6, ["ia"] = 5, ["isv"] = 3, ["krl"] = 3, ["ksh"] = 2, ["mfe"] = 6,
+            ["nrf"] = 4, ["pdt"] = 6, ["sco"] = 6, ["stq"] = 6, ["yue"] = 7, ["zea"] = 3,
         },
     };
 

@@ -135,6 +135,13 @@ public sealed class LetterMixturesTests
     // Round 30: Nigerian Pidgin (read as English before the round's list; main answered en for both).
     [InlineData("Wetin dey happen for market today? Abeg tell me.", "pcm")]
     [InlineData("Di pikin dey cry since morning, e no gree chop.", "pcm")]
+    // Round 32: Hawaii Creole English (read as English), Meankieli and Karelian (read as Finnish) before the round's lists.
+    [InlineData("Bumbai we go beach, da waves stay big today.", "hwc")]
+    [InlineData("My sistah wen cook plenny food fo da party.", "hwc")]
+    [InlineData("Mie lähen kauppaan ja sie jäät kotia.", "fit")]
+    [InlineData("Meän poika oli tänäpänä koulussa.", "fit")]
+    [InlineData("Konzu buabo tulou, myö juommo čuajuu da paistammo.", "krl")]
+    [InlineData("Meijän pereh eläy kylän keskel da pidäy lehmii.", "krl")]
     public void Detect_NeighboursFunctionWords_UndeterminedWithItAsRunnerUp(string text, string decoy)
     {
         var detector = TestData.DefaultDetector;

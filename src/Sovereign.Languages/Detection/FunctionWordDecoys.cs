@@ -67,7 +67,7 @@ internal static class FunctionWordDecoys
         ("rm", ["it", "ca"], Set("betg buc tge tgi tgei quai ils dals vegn vegnan vus ina cun sco cur uss ussa pli bler blera blers mintga insatge chaussa pertge nua oz ier damaun chasa uffant uffants avain essan jau ellas noss voss lur perquai forsa adina savens uschia schizunt anc dapli lavur tuttina quantas tschient trais quatter tschintg sper davent suenter davos sut")),
         ("li", ["nl"], Set("ich neet nit veur vaan ós oos mich miech dich diech haet höbbe gaon kump jao nöt sjoen uch hae mót ein einen eine")),
         ("gsw", ["de"], Set("isch nöd nid hät chasch cha chan wänn öppis gsi het vo uf scho hüt morn geschter chönd chönnt sött wott wotsch git gits häsch bisch eusi üs öpper nüt händ hend chunnt chunt chöme gönd lueg luege znacht zmittag zmorge chind chuchi chopf huus nöi nüüt öpis gseh gmacht gschafft poschte mängisch amigs öppe grüezi chli bitzeli froge")),
-        ("sco", ["en"], Set("dinnae cannae didnae isnae wasnae willnae dinna canna wis tae oor hame gang gangs gaun hoo aff awa frae nicht afore richt muckle bairn bairns awfy gonnae mair ane twa hunner haund heid doon oot aboot noo whit whaur wha masel yersel siller kirk braw sae fae intae ontae efter eftir anither ither mebbe hoose cauld auld lang dae daein telt kent gie gied wid cuid shuid couldnae wouldnae shouldnae doesnae havnae hasnae werenae hissel hersel oorsels thegither naebody naethin awbody awthing onybody ony mony feart drookit ahint ablow hauf lassie laddie weans greetin claes")),
+        ("sco", ["en"], Set("dinnae cannae didnae isnae wasnae willnae dinna canna wis tae oor hame gang gangs gaun hoo aff awa frae nicht afore richt muckle bairn bairns awfy gonnae mair ane twa hunner haund heid doon oot aboot noo whit whaur wha masel yersel siller kirk braw sae fae intae ontae efter eftir anither ither mebbe hoose cauld auld lang dae daein telt kent gie gied wid cuid shuid couldnae wouldnae shouldnae doesnae havnae hasnae werenae hissel hersel oorsels thegither naebody naethin awbody awthing onybody ony mony feart drookit ahint ablow hauf lassie laddie weans greetin claes fower ilka gairden schuil skuil forenent gaither gaithert snaw ower watter stane breid denner faimly toon roond gless yin wir hae shuin een gey awfu gowd lowp")),
         ("vro", ["et", "fi"], Set("om olõ olõq tiiä piät piäs taa tuu kiä kon sõs mi ti nä ommaq saaq inne perän vällä tulõ minnä lätt lätś jälq viil timahava häste hää õkva kõgõ miä midä kost üts naaboq latsõq lats imä esä")),
         ("rup", ["ro"], Set("di easti iu aestu aestâ aestă lipseaşti lipseashti lipseaște dzâţi dzâce ahiri cându câtu ninti ună ghini tinjie shtiu")),
         ("hil", ["fil"], Set("sang kag bala ukon ini amon gid indi sini diin siling kabalo subong karon")),
@@ -93,6 +93,16 @@ internal static class FunctionWordDecoys
         // left out because a held-out set never tuned on writes them: sabi, haba; because a covered language writes them
         // in everyday use: na, don, go, dem, una, im, fit, chop, abi (Estonian).
         ("pcm", ["en"], Set("dey wey pikin comot wetin abeg wahala oya sef sey shey gree tey pesin tori jare ehn")),
+        // Round 32 (session 50): Hawaii Creole English (read as English at full confidence on out of set 18 and 19), from
+        // general knowledge of its grammar and everyday words: the past marker wen, da, dat, dis, kine, bumbai, pau, brah,
+        // the r-less spellings (bettah, sistah, fadda); not stay, bin, go, one, an, wit, tutu, cuz, which English writes.
+        // Meankieli and Karelian (read as Finnish at 0.97-1.00): Meankieli's pronouns mie, sie, hään, met, tet and
+        // possessives meän, teän, heän; Karelian's da (and), konzu, meijän, buabo, pidäy, ollah, nygöi; not ni, kans,
+        // oon, kai, which Finnish writes in everyday use. Scots gets more everyday words (fower, ilka, gairden, schuil,
+        // snaw, ower, watter, toon, yin, wir, hae, ...; not bide, which English writes).
+        ("hwc", ["en"], Set("wen da dat dis kine dakine brah bruddah braddah sistah bumbai pau lidat laddat howzit ono grinds grindz akamai pilikia keiki plenny afta neva nevah bodda wea moa odda fadda muddah bettah haole fo")),
+        ("fit", ["fi", "et"], Set("mie sie hään met tet meän teän heän tänäpänä oomma ootta ko")),
+        ("krl", ["fi", "et"], Set("da konzu meijän teijän heijän vahnu buabo pidäy ollah enzimäine enzimäzet kaikin nygöi tänäpäi")),
         ("pdc", ["de"], Set("un hot hen mer mei dei sell nau uff iwwer unnich ebbes ebber gewwe hawwe schunn glee arig alleweil gschwind warre")),
         ("bar", ["de"], Set("ned net hob hod hom san samma mia oiwei nimma koa koane scho hoid gwen gwesn bissl zwoa dahoam heit moang wos wia fei gscheit kloa")),
         // Round 28 (session 46): Interslavic (read as Croatian, Bosnian, Serbian, Slovenian, Czech, Slovak or Polish),
