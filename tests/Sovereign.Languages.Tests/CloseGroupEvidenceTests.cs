@@ -54,18 +54,6 @@ public sealed class CloseGroupEvidenceTests(ITestOutputHelper output)
     [InlineData("video", false)]
     public void EkavianEnding_VerbFormsOnly(string word, bool expected) => Assert.Equal(expected, YatReflex.HasEkavianEnding(word));
 
-    // Round 32: an ekavian form's stem counted a word as ekavian when the word began with it, and poslije's ekavian form
-    // posle gave the stem posl, which has lost the reflex: poslala, poslati, poslužiti (every standard's words) counted
-    // as Serbian evidence. A stem now keeps the e that stands for the yat; the forms themselves still count.
-    [Theory]
-    [InlineData("poslala", 0)]
-    [InlineData("poslati", 0)]
-    [InlineData("poslužiti", 0)]
-    [InlineData("posle", 1)]
-    [InlineData("mleka", 1)]
-    [InlineData("videli", 1)]
-    public void Ekavian_StemsKeepTheReflex(string word, int expected) => Assert.Equal(expected, YatReflex.Default.Count(word).Ekavian);
-
     [Theory]
     [InlineData("proveriću", true)]
     [InlineData("pozvaću", true)]

@@ -47,16 +47,12 @@ internal sealed class YatReflex
     // a joined future).
     private readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> _ijekavianWritten;
 
-    private YatReflex(Dictionary<string, int> ekavian, HashSet<string> ijekavianWritten)
+    private YatReflex(HashSet<string> ekavian, HashSet<string> ijekavianWritten)
     {
         _ijekavianWritten = ijekavianWritten.ToFrozenSet(StringComparer.Ordinal).GetAlternateLookup<ReadOnlySpan<char>>();
-        _ekavian = ekavian.Keys.ToFrozenSet(StringComparer.Ordinal);
+        _ekavian = ekavian.ToFrozenSet(StringComparer.Ordinal);
         _ekavianLookup = _ekavian.GetAlternateLookup<ReadOnlySpan<char>>();
-        // A stem must keep the e that stands for the yat (round 32): poslije's ekavian form posle, less its final vowel,
-        // is posl, which no longer shows the reflex and began poslala, poslati, poslužiti, words every standard writes.
-        _ekavianStems = ekavian.Where(w => w.Key.Length > MinimumStem).Select(w => (Stem: Stem(w.Key), Reflex: w.Value))
-            .Where(w => w.Stem.Length >= MinimumStem && w.Stem.Length > w.Reflex).Select(w => w.Stem)
-            .ToFrozenSet(StringComparer.Ordinal).GetAlternateLookup<ReadOnlySpan<char>>();
+        _ekavianStems = ekavian.Where(w => w.Length > MinimumStem).Select(Stem).Where(stem => stem.Length >= MinimumStem).ToFrozenSet(StringComparer.Ordinal).GetAlternateLookup<ReadOnlySpan<char>>();
     }
 
     /// <summary>Built from the embedded tuning corpus and contrast words.</summary>
@@ -83,8 +79,7 @@ internal sealed class YatReflex
             ijekavianText.UnionWith(ContrastEvidence.Default.WordsOf(code));
         }
 
-        // Each ekavian form with where its reflex (the e) stands.
-        var ekavian = new Dictionary<string, int>(StringComparer.Ordinal);
+        var ekavian = new HashSet<string>(StringComparer.Ordinal);
         foreach (var word in ijekavianText)
         {
             if (Reflex(word) is var (start, length) && length > 0)
@@ -92,7 +87,7 @@ internal sealed class YatReflex
                 var form = string.Concat(word.AsSpan(0, start), "e", word.AsSpan(start + length));
                 if (!ijekavianText.Contains(form) && form.Length >= 3)
                 {
-                    ekavian.TryAdd(form, start);
+                    ekavian.Add(form);
                 }
             }
         }
