@@ -190,7 +190,9 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // per-language target Bosnian 9 of 16 (as Croatian five times, as Serbian twice) and Croatian 8 of 16 (as Bosnian
     // five times, as Serbian twice, und once), their floors; Serbian 23 of 24 (as Croatian; the eight Cyrillic sentences
     // right), Malay 11 of 12 (as Indonesian), Indonesian 11 of 12 (as Malay) and Norwegian 9 of 10 (und) within the
-    // target; Bulgarian, Russian, Ukrainian and Slovenian right throughout, Macedonian 12 of 12 und.
+    // target; Bulgarian, Russian, Ukrainian and Slovenian right throughout, Macedonian 12 of 12 und. The round's kept
+    // change (function words of languages outside the set) moved no held-out sentence; its two yat-reflex fixes traded
+    // a Bosnian and a Serbian sentence on held-out 10 and 28 and were not kept (docs/benchmarks.md, round 32).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
