@@ -400,6 +400,9 @@ public sealed class LanguageDetectorTests
     // fair check); out of set 19 (same writer as the lists: not a fair check) Hawaii Creole English 0 -> 6, Scots 4 ->
     // 6, Karelian 1 -> 3, Meankieli 0 -> 1 (its sentences mostly write one listed word; two are needed). No held-out,
     // tuning or UDHR line of English, Finnish or Estonian writes a listed word; held-out 1-32 unchanged.
+    // Then SpellingDecoys reads Zeelandic's dropped h, written as an apostrophe at a word's start ('ier, 'eit; not
+    // Dutch's 'em, 'er, 'ie, 'es), with its ae: out of set 16 Zeelandic 3 -> 4 (another writer's: fair), out of set 19
+    // 3 -> 4 (not fair); held-out 1-32 unchanged.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -474,7 +477,7 @@ public sealed class LanguageDetectorTests
         ["out-of-set-16.txt"] = new(StringComparer.Ordinal)
         {
             ["an"] = 5, ["csb"] = 7, ["ext"] = 6, ["fur"] = 3, ["hsb"] = 8, ["ia"] = 1, ["isv"] = 4, ["lad"] = 7, ["lfn"] = 5, ["li"] = 4,
-            ["nds"] = 7, ["pap"] = 5, ["rom"] = 4, ["sco"] = 7, ["vec"] = 5, ["zea"] = 3,
+            ["nds"] = 7, ["pap"] = 5, ["rom"] = 4, ["sco"] = 7, ["vec"] = 5, ["zea"] = 4,
         },
         ["out-of-set-17.txt"] = new(StringComparer.Ordinal)
         {
@@ -489,7 +492,7 @@ public sealed class LanguageDetectorTests
         ["out-of-set-19.txt"] = new(StringComparer.Ordinal)
         {
             ["crs"] = 8, ["fit"] = 1, ["frr"] = 4, ["gcf"] = 8, ["hwc"] = 6, ["ia"] = 5, ["isv"] = 3, ["krl"] = 3, ["ksh"] = 2, ["mfe"] = 6,
-            ["nrf"] = 4, ["pdt"] = 6, ["sco"] = 6, ["stq"] = 6, ["yue"] = 7, ["zea"] = 3,
+            ["nrf"] = 4, ["pdt"] = 6, ["sco"] = 6, ["stq"] = 6, ["yue"] = 7, ["zea"] = 4,
         },
     };
 

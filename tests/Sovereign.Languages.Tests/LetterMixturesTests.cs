@@ -293,6 +293,7 @@ public sealed class LetterMixturesTests
     [InlineData("en", "A wouldnae gang oot the nicht, it's awfy cauld.", "sco")]
     [InlineData("en", "He hasnae telt me, an he shouldnae hae done it.", "sco")]
     [InlineData("nl", "Waer gaet de weg naer de zee?", "zea")]
+    [InlineData("nl", "Z'eit 'ier gisteren 'eel lang gewacht.", "zea")] // round 32: h dropped, written as an apostrophe
     public void SpellingDecoys_TwoWordsOfASpelling_NameTheDecoy(string language, string text, string decoy)
     {
         Assert.Equal(decoy, SpellingDecoys.Evaluate(LanguageProfiles.Normalize(text), language)?.Language);
@@ -312,6 +313,7 @@ public sealed class LetterMixturesTests
     [InlineData("es", "Aquí, el jabalí comió maní con ají.")]
     [InlineData("en", "The antennae of the yacht picked up the station.")]
     [InlineData("it", "Il mio smartfono e la stazione.")]
+    [InlineData("nl", "Heeft-ie 'em gezien? Z'n auto's staan er, 't is 's avonds.")]
     public void SpellingDecoys_TheLanguagesOwnSpellings_NotTaken(string language, string text)
     {
         Assert.Null(SpellingDecoys.Evaluate(LanguageProfiles.Normalize(text), language));

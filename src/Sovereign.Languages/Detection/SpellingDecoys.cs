@@ -39,7 +39,7 @@ namespace Sovereign.Languages;
 /// unaccented <c>-i</c> after a consonant (Extremaduran <c>nochi, siempri</c>; Spanish writes it only in a few loans,
 /// <c>taxi, bikini</c>); English: the negative suffix <c>-nae</c> (Scots <c>cannae, wouldnae</c>; not the Latin plurals
 /// <c>antennae</c>) and <c>cht</c> (Scots <c>nicht, thocht</c>; English writes <c>ght</c>, <c>cht</c> only in
-/// <c>yacht</c>); Dutch: <c>ae</c> (Zeelandic and West Flemish <c>waer, gaet</c>; Dutch writes <c>aa</c>).</item>
+/// <c>yacht</c>); Dutch: <c>ae</c> (Zeelandic and West Flemish <c>waer, gaet</c>; Dutch writes <c>aa</c>) and, since round 32, an h dropped at a word's start and written as an apostrophe (<c>'ier, 'eit, 'uus</c>; not Dutch's <c>'em, 'er, 'ie, 'es</c>).</item>
 /// </list>
 /// Two words that carry such spellings turn the answer into <c>und</c> (one word can be a name or a loan). Written from
 /// general knowledge of the orthographies, never from an evaluation sentence; checked on every sentence of the
@@ -65,7 +65,7 @@ internal static class SpellingDecoys
         foreach (var (start, length) in LanguageProfiles.Words(normalized))
         {
             var word = normalized.AsSpan(start, length);
-            if (Decoy(word, language, start > 0 && normalized[start - 1] == '\'') is { } decoy)
+            if (Decoy(word, language, start > 0 && normalized[start - 1] == '\'' && (start == 1 || !char.IsLetter(normalized[start - 2]))) is { } decoy)
             {
                 counts[decoy] = counts.GetValueOrDefault(decoy) + 1;
             }
@@ -83,7 +83,7 @@ internal static class SpellingDecoys
         foreach (var (start, length) in LanguageProfiles.Words(normalized))
         {
             var word = normalized.AsSpan(start, length);
-            if (Decoy(word, language, start > 0 && normalized[start - 1] == '\'') is { } decoy)
+            if (Decoy(word, language, start > 0 && normalized[start - 1] == '\'' && (start == 1 || !char.IsLetter(normalized[start - 2]))) is { } decoy)
             {
                 (marked.TryGetValue(decoy, out var words) ? words : marked[decoy] = new HashSet<string>(StringComparer.Ordinal)).Add(word.ToString());
             }
@@ -122,7 +122,7 @@ internal static class SpellingDecoys
             || (word.Length >= 4 && word[0] == 'c' && word[1] == 'h' && word[2] is 'u' or 'ö' or 'ü' or 'ä' or 'l') ? "gsw"
             : null,
         "nl" => UmlautAfterConsonant(word) ? "li"
-            : word.Contains("ae", StringComparison.Ordinal) ? "zea"
+            : word.Contains("ae", StringComparison.Ordinal) || (afterApostrophe && DroppedH(word)) ? "zea"
             : null,
         "en" => ScotsNegation(word) || (word.Contains("cht", StringComparison.Ordinal) && !word.Contains("yacht", StringComparison.Ordinal)) ? "sco" : null,
         "et" => VoroOtilde(word) || word.Contains('y') ? "vro" : null,
@@ -210,6 +210,14 @@ internal static class SpellingDecoys
     }
 
     // ö or ü after a consonant (Dutch writes them as a diaeresis after a vowel).
+    // Round 32: Zeelandic (and West Flemish) drop h and write an apostrophe in its place at the start of a word ('ier,
+    // 'eit, 'uus, 'and); Dutch's own clipped words before a vowel are the pronouns 'em, 'er, 'ie, 'es, and its other
+    // elisions ('t, 'n, 's, 'k) begin with a consonant.
+    private static readonly FrozenSet<string> DutchClippedWords = Set("em er ie es");
+
+    private static bool DroppedH(ReadOnlySpan<char> word) =>
+        word.Length >= 2 && "aeiouyàáâäèéêëìíîïòóôöùúûü".Contains(word[0]) && !DutchClippedWords.GetAlternateLookup<ReadOnlySpan<char>>().Contains(word);
+
     private static bool UmlautAfterConsonant(ReadOnlySpan<char> word)
     {
         for (var i = 1; i < word.Length; i++)
