@@ -403,6 +403,8 @@ public sealed class LanguageDetectorTests
     // Then SpellingDecoys reads Zeelandic's dropped h, written as an apostrophe at a word's start ('ier, 'eit; not
     // Dutch's 'em, 'er, 'ie, 'es), with its ae: out of set 16 Zeelandic 3 -> 4 (another writer's: fair), out of set 19
     // 3 -> 4 (not fair); held-out 1-32 unchanged.
+    // And a Kolsch list against German (ming, dinge, hück, Pänz, jitt, kütt, ävver, üch, noh, jot, dä, ene): out of set 19
+    // Kolsch 2 -> 5 (not fair); out of set 18's Kolsch, another writer's, stays 1 of 8 (its sentences write at most one).
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -491,7 +493,7 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-19.txt"] = new(StringComparer.Ordinal)
         {
-            ["crs"] = 8, ["fit"] = 1, ["frr"] = 4, ["gcf"] = 8, ["hwc"] = 6, ["ia"] = 5, ["isv"] = 3, ["krl"] = 3, ["ksh"] = 2, ["mfe"] = 6,
+            ["crs"] = 8, ["fit"] = 1, ["frr"] = 4, ["gcf"] = 8, ["hwc"] = 6, ["ia"] = 5, ["isv"] = 3, ["krl"] = 3, ["ksh"] = 5, ["mfe"] = 6,
             ["nrf"] = 4, ["pdt"] = 6, ["sco"] = 6, ["stq"] = 6, ["yue"] = 7, ["zea"] = 4,
         },
     };

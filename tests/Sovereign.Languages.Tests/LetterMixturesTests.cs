@@ -142,6 +142,7 @@ public sealed class LetterMixturesTests
     [InlineData("Meän poika oli tänäpänä koulussa.", "fit")]
     [InlineData("Konzu buabo tulou, myö juommo čuajuu da paistammo.", "krl")]
     [InlineData("Meijän pereh eläy kylän keskel da pidäy lehmii.", "krl")]
+    [InlineData("Ming Pänz sin hück nit en dr Schull, die han Ferie.", "ksh")]
     public void Detect_NeighboursFunctionWords_UndeterminedWithItAsRunnerUp(string text, string decoy)
     {
         var detector = TestData.DefaultDetector;

@@ -98,9 +98,11 @@ internal static class FunctionWordDecoys
         // the r-less spellings (bettah, sistah, fadda); not stay, bin, go, one, an, wit, tutu, cuz, which English writes.
         // Meankieli and Karelian (read as Finnish at 0.97-1.00): Meankieli's pronouns mie, sie, hään, met, tet and
         // possessives meän, teän, heän; Karelian's da (and), konzu, meijän, buabo, pidäy, ollah, nygöi; not ni, kans,
-        // oon, kai, which Finnish writes in everyday use. Scots gets more everyday words (fower, ilka, gairden, schuil,
+        // oon, kai, which Finnish writes in everyday use. Kolsch against German: ming, dinge, hück, Pänz, jitt, kütt,
+        // ävver, üch, noh, jot, dä, ene (not singe, lecker, nix, mer, dat, wat, which German text writes). Scots gets more everyday words (fower, ilka, gairden, schuil,
         // snaw, ower, watter, toon, yin, wir, hae, ...; not bide, which English writes).
         ("hwc", ["en"], Set("wen da dat dis kine dakine brah bruddah braddah sistah bumbai pau lidat laddat howzit ono grinds grindz akamai pilikia keiki plenny afta neva nevah bodda wea moa odda fadda muddah bettah haole fo")),
+        ("ksh", ["de"], Set("ming dinge hück pänz jitt jov kütt jonn jeiht ävver üch noh jot joot dä ene kölle hätz ääpel")),
         ("fit", ["fi", "et"], Set("mie sie hään met tet meän teän heän tänäpänä oomma ootta ko")),
         ("krl", ["fi", "et"], Set("da konzu meijän teijän heijän vahnu buabo pidäy ollah enzimäine enzimäzet kaikin nygöi tänäpäi")),
         ("pdc", ["de"], Set("un hot hen mer mei dei sell nau uff iwwer unnich ebbes ebber gewwe hawwe schunn glee arig alleweil gschwind warre")),
