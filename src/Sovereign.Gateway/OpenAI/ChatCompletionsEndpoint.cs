@@ -22,6 +22,7 @@ internal static class ChatCompletionsEndpoint
         RequestReader.RequirePromptCacheRetention(request.PromptCacheRetention);
         var turns = ValidateMessages(request.Messages);
         RefuseWhatCannotBeHonoured(request);
+        RequirePrediction(request.Prediction);
         if (request.MaxTokens is not null && request.MaxCompletionTokens is not null && request.MaxTokens != request.MaxCompletionTokens)
         {
             throw OpenAIException.BadRequest("Set max_tokens or max_completion_tokens, not both with different values.", "max_completion_tokens", "invalid_value");
@@ -389,6 +390,78 @@ internal static class ChatCompletionsEndpoint
             if (modalities.EnumerateArray().Any(m => m.GetString() != "text"))
             {
                 throw OpenAIException.BadRequest("modalities may only contain 'text': this server writes text only.", "modalities", "unsupported_value");
+            }
+        }
+    }
+
+    /// <summary>
+    /// OpenAI's <c>prediction</c>, <c>{"type": "content", "content": text or text parts}</c>, held to that shape as OpenAI
+    /// holds it. It only speeds OpenAI's answer up, so it is not used here (the answer is the same without it), but any
+    /// value was served: a number, a type that does not exist, no content at all. Relays see the same rule (it runs
+    /// before the route).
+    /// </summary>
+    internal static void RequirePrediction(System.Text.Json.JsonElement? prediction)
+    {
+        if (prediction is not { ValueKind: not System.Text.Json.JsonValueKind.Null } value)
+        {
+            return;
+        }
+
+        if (value.ValueKind != System.Text.Json.JsonValueKind.Object)
+        {
+            throw OpenAIException.BadRequest(
+                "Invalid type for 'prediction': expected an object such as {\"type\": \"content\", \"content\": \"...\"}.", "prediction", "invalid_type");
+        }
+
+        if (!value.TryGetProperty("type", out var type) || type.ValueKind == System.Text.Json.JsonValueKind.Null)
+        {
+            throw OpenAIException.BadRequest("Missing required parameter: 'prediction.type'.", "prediction.type", "missing_required_parameter");
+        }
+
+        if (type.ValueKind != System.Text.Json.JsonValueKind.String || type.GetString() != "content")
+        {
+            throw OpenAIException.BadRequest("Invalid value for 'prediction.type': supported values are: 'content'.", "prediction.type", "invalid_value");
+        }
+
+        if (!value.TryGetProperty("content", out var content) || content.ValueKind == System.Text.Json.JsonValueKind.Null)
+        {
+            throw OpenAIException.BadRequest("Missing required parameter: 'prediction.content'.", "prediction.content", "missing_required_parameter");
+        }
+
+        if (content.ValueKind == System.Text.Json.JsonValueKind.String)
+        {
+            return;
+        }
+
+        if (content.ValueKind != System.Text.Json.JsonValueKind.Array)
+        {
+            throw OpenAIException.BadRequest(
+                "Invalid type for 'prediction.content': expected a string or an array of text parts.", "prediction.content", "invalid_type");
+        }
+
+        if (content.GetArrayLength() == 0)
+        {
+            throw OpenAIException.BadRequest(
+                "Invalid 'prediction.content': empty array. Expected an array with minimum length 1, but got an empty array instead.", "prediction.content", "empty_array");
+        }
+
+        var i = 0;
+        foreach (var part in content.EnumerateArray())
+        {
+            var at = $"prediction.content[{i++}]";
+            if (part.ValueKind != System.Text.Json.JsonValueKind.Object)
+            {
+                throw OpenAIException.BadRequest($"Invalid type for '{at}': expected a text part, {{\"type\": \"text\", \"text\": \"...\"}}.", at, "invalid_type");
+            }
+
+            if (!part.TryGetProperty("type", out var partType) || partType.ValueKind != System.Text.Json.JsonValueKind.String || partType.GetString() != "text")
+            {
+                throw OpenAIException.BadRequest($"Invalid value for '{at}.type': a prediction's parts are text parts ('text').", $"{at}.type", "invalid_value");
+            }
+
+            if (!part.TryGetProperty("text", out var text) || text.ValueKind != System.Text.Json.JsonValueKind.String)
+            {
+                throw OpenAIException.BadRequest($"Invalid '{at}.text': a text part carries its text as a string.", $"{at}.text", "invalid_type");
             }
         }
     }

@@ -93,6 +93,11 @@ internal static class RequestReader
         catch (JsonException ex)
         {
             var param = ex.Path is { Length: > 2 } path && path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : null;
+            if (param is not null && ex is ContentPartException part)
+            {
+                var at = param + part.PathWithinContent;
+                throw OpenAIException.BadRequest($"{at} {part.Problem}", at, part.Code);
+            }
 
             throw param is null
                 ? OpenAIException.BadRequest("We could not parse the JSON body of your request: " + FirstSentence(ex.Message))

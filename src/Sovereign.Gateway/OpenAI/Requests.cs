@@ -221,16 +221,31 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
                     foreach (var part in parts.RootElement.EnumerateArray())
                     {
                         index++;
-                        if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+                        if (part.ValueKind != JsonValueKind.Object)
                         {
-                            throw new JsonException("Each content part must be an object with a string 'type'.");
+                            throw new ContentPartException($"[{index}]", "must be a content part: an object with a string 'type'.", "invalid_type");
+                        }
+
+                        if (!part.TryGetProperty("type", out var type) || type.ValueKind == JsonValueKind.Null)
+                        {
+                            throw new ContentPartException($"[{index}].type", "is required: each content part names its type ('text').", "missing_required_parameter");
+                        }
+
+                        if (type.ValueKind != JsonValueKind.String)
+                        {
+                            throw new ContentPartException($"[{index}].type", "must be a string.", "invalid_type");
                         }
 
                         if (type.GetString() == "text")
                         {
-                            if (!part.TryGetProperty("text", out var value) || value.ValueKind != JsonValueKind.String)
+                            if (!part.TryGetProperty("text", out var value) || value.ValueKind == JsonValueKind.Null)
                             {
-                                throw new JsonException("A text content part needs a string 'text'.");
+                                throw new ContentPartException($"[{index}].text", "is required: a text part carries its text.", "missing_required_parameter");
+                            }
+
+                            if (value.ValueKind != JsonValueKind.String)
+                            {
+                                throw new ContentPartException($"[{index}].text", "must be a string.", "invalid_type");
                             }
 
                             AppendPart(text, value.GetString()!);
@@ -240,7 +255,7 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
                             // What the assistant said when it refused: read as its text, as vLLM reads it.
                             if (!part.TryGetProperty("refusal", out var value) || value.ValueKind != JsonValueKind.String)
                             {
-                                throw new JsonException("A refusal content part needs a string 'refusal'.");
+                                throw new ContentPartException($"[{index}].refusal", "must be a string: a refusal part carries the refusal's text.", "invalid_type");
                             }
 
                             AppendPart(text, value.GetString()!);
@@ -256,7 +271,7 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
 
                 return new MessageContent(text.ToString(), unsupported, empty, unsupportedAt, refusalAt);
             default:
-                throw new JsonException("Expected a string or an array of content parts.");
+                throw new ContentPartException("", "must be a string or an array of content parts.", "invalid_type");
         }
     }
 
@@ -276,4 +291,24 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
 
         text.Append(part);
     }
+}
+
+/// <summary>
+/// Message content that is not text nor an array of parts, or a part that is not one: the error names the part and its
+/// field (<c>messages[0].content[1].text</c>), as Responses names its parts; it named the whole content, "Invalid type
+/// or value for 'messages[0].content'", whatever the part or the field.
+/// </summary>
+/// <param name="pathWithinContent">The part and field after the content's path (<c>[1].text</c>); empty for the content itself.</param>
+/// <param name="problem">What is wrong, a sentence that follows the path.</param>
+/// <param name="code">OpenAI's error code.</param>
+internal sealed class ContentPartException(string pathWithinContent, string problem, string code) : JsonException(problem)
+{
+    /// <summary>The part and field after the content's path.</summary>
+    public string PathWithinContent { get; } = pathWithinContent;
+
+    /// <summary>What is wrong.</summary>
+    public string Problem { get; } = problem;
+
+    /// <summary>OpenAI's error code.</summary>
+    public string Code { get; } = code;
 }

@@ -39,6 +39,7 @@ public sealed class UnknownFieldTests(ServerFixture server)
 
     [Theory]
     [InlineData("/v1/chat/completions", Chat + ",\"user\":\"u-1\",\"metadata\":{\"k\":\"v\"},\"service_tier\":\"auto\",\"store\":false,\"prompt_cache_key\":\"p\",\"prompt_cache_retention\":\"24h\",\"safety_identifier\":\"s\",\"prediction\":{\"type\":\"content\",\"content\":\"Once\"}")]
+    [InlineData("/v1/chat/completions", Chat + ",\"prediction\":{\"type\":\"content\",\"content\":[{\"type\":\"text\",\"text\":\"Once\"},{\"type\":\"text\",\"text\":\" upon\"}]}")]
     [InlineData("/v1/chat/completions", Chat + ",\"top_k\":5,\"min_p\":0.05,\"cache_salt\":\"a\",\"cache_prompt\":false")]
     [InlineData("/v1/chat/completions", Chat + ",\"x_gateway_tag\":{\"any\":[1]}")]
     [InlineData("/v1/completions", Completion + ",\"user\":\"u-1\",\"top_k\":5,\"min_p\":0.05,\"echo\":false,\"best_of\":1,\"cache_prompt\":true")]
