@@ -98,6 +98,26 @@ public sealed class BadInputTests(ServerFixture server)
     }
 
     /// <summary>
+    /// <c>safety_identifier</c> and <c>prompt_cache_key</c> are ignored on chat but held to the bound Responses holds them
+    /// to (256 characters, <c>user</c>'s): chat served any length.
+    /// </summary>
+    [Theory]
+    [InlineData("safety_identifier")]
+    [InlineData("prompt_cache_key")]
+    public async Task ChatCompletions_IdentifierOver256Characters_Is400NamingIt_As256AreServed(string field)
+    {
+        string Body(int length) => $$"""{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1,"{{field}}":"{{new string('a', length)}}"}""";
+
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", Body(257));
+
+        Assert.True(status == 400, body.ToString());
+        Assert.Equal(field, body.GetProperty("error").GetProperty("param").GetString());
+        Assert.Equal("string_above_max_length", body.GetProperty("error").GetProperty("code").GetString());
+        (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", Body(256));
+        Assert.True(status == 200, body.ToString());
+    }
+
+    /// <summary>
     /// <c>logit_bias</c> takes at most 300 entries (OpenAI's cap) of -100 to 100. It had no size cap: a body's worth of
     /// entries was served, each one applied on every sampled token.
     /// </summary>

@@ -20,6 +20,10 @@ internal static class ChatCompletionsEndpoint
         ResponsesTranslation.CheckMetadata(request.Metadata);
         RequestReader.RequireServiceTier(request.ServiceTier);
         RequestReader.RequirePromptCacheRetention(request.PromptCacheRetention);
+
+        // Ignored here, but bounded as on /v1/responses (and relayed as sent): any length was served.
+        RequestReader.RequireIdentifier(request.SafetyIdentifier, "safety_identifier");
+        RequestReader.RequireIdentifier(request.PromptCacheKey, "prompt_cache_key");
         var turns = ValidateMessages(request.Messages);
         RefuseWhatCannotBeHonoured(request);
         RequirePrediction(request.Prediction);
