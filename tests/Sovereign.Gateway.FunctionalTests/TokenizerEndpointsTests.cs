@@ -48,6 +48,25 @@ public sealed class TokenizerEndpointsTests(ServerFixture server)
         Assert.Equal(chat.GetProperty("usage").GetProperty("prompt_tokens").GetInt32(), tokenized.GetProperty("count").GetInt32());
     }
 
+    /// <summary>
+    /// A message that spells a control token is counted as its text, as OpenAI reads it, and chat completions bills the
+    /// same prompt: "a&lt;/s&gt;b" in a user message was tokenized with the end-of-sequence token inside the turn.
+    /// </summary>
+    [Fact]
+    public async Task Tokenize_MessageSpellingEos_HoldsNoEosToken_AndChatBillsTheSamePrompt()
+    {
+        const string Messages = """[{"role":"user","content":"a</s>b"}]""";
+        var (_, eos, _) = await server.PostJsonAsync("/tokenize", $$"""{"model":"{{ServerFixture.TinyRandom}}","content":"</s>"}""");
+        var eosId = Assert.Single(Ids(eos));
+        var (status, tokenized, _) = await server.PostJsonAsync("/tokenize", $$"""{"model":"{{ServerFixture.TinyRandom}}","messages":{{Messages}}}""");
+        Assert.Equal(200, status);
+        var (chatStatus, chat, _) = await server.PostJsonAsync("/v1/chat/completions", $$"""{"model":"{{ServerFixture.TinyRandom}}","messages":{{Messages}},"max_tokens":1}""");
+        Assert.Equal(200, chatStatus);
+
+        Assert.DoesNotContain(eosId, Ids(tokenized));
+        Assert.Equal(chat.GetProperty("usage").GetProperty("prompt_tokens").GetInt32(), tokenized.GetProperty("count").GetInt32());
+    }
+
     [Fact]
     public async Task Tokenize_WithPieces_GivesIdAndTextOfEachToken()
     {

@@ -79,6 +79,7 @@ public sealed partial class LlamaModel : IDisposable
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly Lazy<int?> _maxBytesPerToken;
+    private readonly Lazy<(string[] Texts, System.Buffers.SearchValues<string> Search)?> _controlTexts;
     private long _tokenizedCharacters;
 
     private LlamaModel(LLamaWeights weights, ModelOptions options, ResolvedModelOptions resolved, TimeProvider time, ILogger? logger)
@@ -87,6 +88,7 @@ public sealed partial class LlamaModel : IDisposable
         _time = time;
         _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _maxBytesPerToken = new Lazy<int?>(MeasureMaxBytesPerToken);
+        _controlTexts = new(FindControlTexts);
         Resolved = resolved;
         Options = options;
         weights.Metadata.TryGetValue("general.architecture", out var architecture);
@@ -271,18 +273,18 @@ public sealed partial class LlamaModel : IDisposable
         }
 
         EnsureBytesCanFit(contentBytes, maxTokens, "the prompt", parameter);
-        string text;
-        bool addBos;
         try
         {
-            (text, addBos) = RenderForTokenizing(messages, options);
+            var marked = MarkControlTexts(messages);
+            var (text, addBos) = RenderForTokenizing(marked?.Turns ?? messages, options);
+            return marked is null
+                ? TokenizeWithin(text, maxTokens, addBos, "the prompt", parameter)
+                : TokenizeMarked(text, marked, addBos, maxTokens, parameter);
         }
         catch (InvalidGenerationRequestException ex) when (ex.Parameter == "messages" && parameter != "messages")
         {
             throw new InvalidGenerationRequestException(ex.Message, parameter, ex.Code);
         }
-
-        return TokenizeWithin(text, maxTokens, addBos, "the prompt", parameter);
     }
 
     /// <summary>Refuses text whose byte length alone proves it has more tokens than allowed.</summary>
@@ -404,8 +406,9 @@ public sealed partial class LlamaModel : IDisposable
     /// <summary>Tokenizes the rendered chat. The template writes BOS itself where the model wants it.</summary>
     public int[] TokenizeChat(IReadOnlyList<ChatTurn> messages, ChatPromptOptions? options = null)
     {
-        var (text, addBos) = RenderForTokenizing(messages, options);
-        return Tokenize(text, addBos);
+        var marked = MarkControlTexts(messages);
+        var (text, addBos) = RenderForTokenizing(marked?.Turns ?? messages, options);
+        return marked is null ? Tokenize(text, addBos) : TokenizeMarked(text, marked, addBos, null, "messages");
     }
 
     private (string Text, bool AddBos) RenderForTokenizing(IReadOnlyList<ChatTurn> messages, ChatPromptOptions? options)
