@@ -31,8 +31,9 @@ public interface ICarriedWriter
     /// Writes <paramref name="items"/> (all of this writer) in <paramref name="transaction"/> (null: the connection's
     /// own transaction, begun by SQL: see <see cref="PreparedTransaction"/>). After a rollback the host
     /// may call it again with the same items in a new transaction, so it must not keep anything from the failed one.
+    /// <paramref name="cancellationToken"/> is the host's commit deadline: a statement the server does not answer stops.
     /// </summary>
-    Task WriteAsync(IReadOnlyList<ICarriedWrite> items, DbConnection connection, DbTransaction? transaction);
+    Task WriteAsync(IReadOnlyList<ICarriedWrite> items, DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken = default);
 
     /// <summary>The host is about to close <paramref name="connection"/>: release what was prepared on it.</summary>
     void Release(DbConnection connection);

@@ -32,3 +32,20 @@ public static class DatabaseFailures
         _ => false,
     };
 }
+
+/// <summary>
+/// A writer gave up on the database after its own deadline (the audit log's commit timeout), whatever the driver's
+/// timeouts say: the database did not answer in time. Transient, and its inner <see cref="TimeoutException"/> says it
+/// did not answer (rather than refused), which is what takes a server out of rotation at once.
+/// </summary>
+public sealed class DatabaseTimeoutException : DbException
+{
+    /// <summary>Creates the exception; <paramref name="cause"/> is what the last try failed with, if anything.</summary>
+    public DatabaseTimeoutException(string message, Exception? cause = null)
+        : base(message, new TimeoutException(message, cause))
+    {
+    }
+
+    /// <inheritdoc/>
+    public override bool IsTransient => true;
+}

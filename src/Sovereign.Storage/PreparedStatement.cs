@@ -53,9 +53,10 @@ public abstract class PreparedStatement : IDisposable
     /// <summary>
     /// Runs the statement in <paramref name="transaction"/>; with none, in the connection's transaction begun by SQL
     /// (as <see cref="PreparedTransaction"/> begins it) or, outside one, as its own transaction (committed when this
-    /// returns); returns the rows it changed.
+    /// returns); returns the rows it changed. <paramref name="cancellationToken"/> stops a statement the server does not
+    /// answer (PostgreSQL; a SQLite statement runs on the caller's thread and is not stopped).
     /// </summary>
-    public abstract ValueTask<int> ExecuteAsync(DbTransaction? transaction);
+    public abstract ValueTask<int> ExecuteAsync(DbTransaction? transaction, CancellationToken cancellationToken = default);
 
     public abstract void Dispose();
 
@@ -131,7 +132,7 @@ public abstract class PreparedStatement : IDisposable
         public override void Set(int position, double value) =>
             SqliteException.ThrowExceptionForRC(raw.sqlite3_bind_double(_statement, _indexes[position], value), _db);
 
-        public override ValueTask<int> ExecuteAsync(DbTransaction? transaction)
+        public override ValueTask<int> ExecuteAsync(DbTransaction? transaction, CancellationToken cancellationToken = default)
         {
             var rc = raw.sqlite3_step(_statement);
             raw.sqlite3_reset(_statement);
@@ -168,10 +169,10 @@ public abstract class PreparedStatement : IDisposable
 
         public override void Set(int position, double value) => _command.Parameters[position].Value = value;
 
-        public override async ValueTask<int> ExecuteAsync(DbTransaction? transaction)
+        public override async ValueTask<int> ExecuteAsync(DbTransaction? transaction, CancellationToken cancellationToken = default)
         {
             _command.Transaction = transaction;
-            return await _command.ExecuteNonQueryAsync();
+            return await _command.ExecuteNonQueryAsync(cancellationToken);
         }
 
         public override void Dispose() => _command.Dispose();

@@ -128,7 +128,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
     /// Writes <paramref name="batch"/> in <paramref name="transaction"/> (open on this writer's connection) and sets
     /// each item's <see cref="PendingAppend.Inserted"/>; the caller commits.
     /// </summary>
-    public async Task WriteAsync(List<PendingAppend> batch, DbTransaction? transaction)
+    public async Task WriteAsync(List<PendingAppend> batch, DbTransaction? transaction, CancellationToken cancellationToken = default)
     {
         Recycle(_dailyTotals);
         Recycle(_periodTotals);
@@ -139,7 +139,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
         foreach (var item in batch)
         {
             LedgerSchema.BindRecord(_insert, item.Record, item.TimestampMs, item.ComputeUs, item.CostMicros);
-            item.Inserted = await _insert.ExecuteAsync(transaction) == 1;
+            item.Inserted = await _insert.ExecuteAsync(transaction, cancellationToken) == 1;
             if (item.Inserted)
             {
                 Accumulate(item);
@@ -171,7 +171,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
             p.Set(18, totals.WaivedRequests);
             p.Set(19, totals.WaivedPromptTokens);
             p.Set(20, totals.WaivedCompletionTokens);
-            await p.ExecuteAsync(transaction);
+            await p.ExecuteAsync(transaction, cancellationToken);
         }
 
         foreach (var (key, totals) in InKeyOrder(_periodTotals, _periodOrder))
@@ -186,7 +186,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
             p.Set(6, totals.CompletionTokens);
             p.Set(7, totals.ComputeUs);
             p.Set(8, totals.CostMicros);
-            await p.ExecuteAsync(transaction);
+            await p.ExecuteAsync(transaction, cancellationToken);
         }
 
         foreach (var (key, totals) in InKeyOrder(_keyPeriodTotals, _keyPeriodOrder))
@@ -199,7 +199,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
             p.Set(4, key.Currency);
             p.Set(5, totals.Requests);
             p.Set(6, totals.CostMicros);
-            await p.ExecuteAsync(transaction);
+            await p.ExecuteAsync(transaction, cancellationToken);
         }
 
         // The carry moves with the records it came from: a record stored adds its remainder, a duplicate nothing.
@@ -215,7 +215,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
             p.Set(1, tenant);
             p.Set(2, currency);
             p.Set(3, atto);
-            await p.ExecuteAsync(transaction);
+            await p.ExecuteAsync(transaction, cancellationToken);
         }
     }
 

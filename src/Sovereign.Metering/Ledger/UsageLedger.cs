@@ -848,7 +848,7 @@ public sealed class UsageLedger : IAsyncDisposable
 
         public SqlDatabase Database => ledger._database;
 
-        public async Task WriteAsync(IReadOnlyList<ICarriedWrite> items, DbConnection connection, DbTransaction? transaction)
+        public async Task WriteAsync(IReadOnlyList<ICarriedWrite> items, DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken = default)
         {
             if (!_writers.TryGetValue(connection, out var writer))
             {
@@ -862,7 +862,7 @@ public sealed class UsageLedger : IAsyncDisposable
                 batch.Add(((CarriedUsageRecord)item).Pending);
             }
 
-            await writer.WriteAsync(batch, transaction);
+            await writer.WriteAsync(batch, transaction, cancellationToken);
         }
 
         public void Release(DbConnection connection)

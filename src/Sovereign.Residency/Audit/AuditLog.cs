@@ -43,6 +43,19 @@ public sealed record AuditLogOptions
     /// </summary>
     public string? Chain { get; init; }
 
+    /// <summary>
+    /// The longest the writer tries to commit one batch of appends, its retries included. On PostgreSQL every statement of
+    /// the commit is cancelled at this deadline, whatever the connection string's Command Timeout says; past it the
+    /// batch's appends, and every append queued behind them (they waited as long), fail with
+    /// <see cref="AuditUnavailableException"/> whose cause is the database not answering in time. A commit whose answer
+    /// never came may have been applied: the retry first looks for it under the chain's lock, so an entry is in the
+    /// chain once whatever the retry finds.
+    /// </summary>
+    public TimeSpan CommitTimeout { get; init; } = DefaultCommitTimeout;
+
+    /// <summary>The default of <see cref="CommitTimeout"/>.</summary>
+    public static readonly TimeSpan DefaultCommitTimeout = TimeSpan.FromSeconds(10);
+
     /// <summary>The most appends that share one transaction (group commit).</summary>
     public int MaxBatchSize { get; init; } = 256;
 
@@ -159,6 +172,7 @@ public sealed class AuditLog : IAsyncDisposable
     private volatile bool _opened; // from here on an integrity failure is reported (IntegrityLost), not thrown by OpenAsync
     private int _integrityLostReported;
     private Task _witnessWrite = Task.CompletedTask;
+    private Task _abandoned = Task.CompletedTask; // a commit given up on at its deadline, still inside the driver (it holds the connection)
     private DbConnection? _connection;
     private PreparedStatement? _insert;
 
@@ -228,6 +242,7 @@ public sealed class AuditLog : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxBatchSize, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(options.SqliteWalCheckpointCommits);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.SqliteWalRestartBytes, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.CommitTimeout, TimeSpan.Zero, nameof(options));
         if (options.CheckpointMaxAge is { } maxAge)
         {
             ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(maxAge, TimeSpan.Zero, nameof(options));
@@ -1009,7 +1024,11 @@ public sealed class AuditLog : IAsyncDisposable
 
         Interlocked.Exchange(ref _closed, 1); // before FailPending: an append that misses this flag is failed below
         FailPending();
-        await CloseConnectionAsync();
+        if (_abandoned.IsCompleted)
+        {
+            await CloseConnectionAsync();
+        }
+        // Else a commit given up on at its deadline holds the connection, and closes it once the driver lets it go.
         if (_walCheckpointer is not null)
         {
             await _walCheckpointer.DisposeAsync();
@@ -1342,15 +1361,42 @@ public sealed class AuditLog : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Commits <paramref name="batch"/>, trying again (at most three times, and only within
+    /// <see cref="AuditLogOptions.CommitTimeout"/>) after a failure. An attempt whose commit was sent and not answered
+    /// may have been applied (the server committed and the answer was lost, or a paused server went on after the
+    /// driver gave up): each later attempt first looks under the chain's lock for the entries that attempt sent, by
+    /// sequence and hash, and returns them if they are there, so an entry is never appended twice. Past the deadline
+    /// the batch and every append queued behind it fail with <see cref="AuditUnavailableException"/>: an attempt still
+    /// inside the driver then is left to it (Npgsql, asked to cancel, waits for a server that does not answer until its
+    /// Command Timeout and the cancel's), and the next batch waits, within its own deadline, until it is out.
+    /// </summary>
     private async Task CommitWithRetryAsync(List<Work> batch)
     {
         const int attempts = 3;
-        for (var attempt = 1; ; attempt++)
+        using var deadline = new CancellationTokenSource(_options.CommitTimeout, _time);
+        if (!_abandoned.IsCompleted)
         {
             try
             {
+                await _abandoned.WaitAsync(deadline.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                FailTimedOut(batch, new TimeoutException("An earlier commit is still waiting for the database."), mayBeRecorded: false);
+                return;
+            }
+        }
+
+        List<CommitAttempt>? inDoubt = null;
+        for (var attempt = 1; ; attempt++)
+        {
+            var current = new CommitAttempt(batch.Count);
+            var commit = CommitAsync(batch, current, inDoubt, deadline.Token);
+            try
+            {
                 var before = _state.LastCheckpoint;
-                var (state, results) = await CommitAsync(batch);
+                var (state, results) = await commit.WaitAsync(deadline.Token);
                 _state = state;
                 AdvanceWitness(before, state.LastCheckpoint);
                 MaybeCheckpointWal();
@@ -1361,15 +1407,48 @@ public sealed class AuditLog : IAsyncDisposable
 
                 return;
             }
+            catch (OperationCanceledException) when (!commit.IsCompleted)
+            {
+                // The deadline passed with the attempt inside the driver: it keeps the connection until it comes out.
+                _abandoned = FinishAbandonedAsync(commit);
+                FailTimedOut(batch, new TimeoutException("The commit did not end in time."), mayBeRecorded: inDoubt is not null || current.State is not null);
+                return;
+            }
             catch (Exception ex)
             {
-                // The transaction rolled back, so the in-memory head is still right unless another process appended
-                // (the head guard failed): reload it from the database and recompute the whole batch.
+                if (current.State is not null)
+                {
+                    (inDoubt ??= []).Add(current);
+                }
+
+                // The transaction rolled back (or, sent and unanswered, is looked for by the next attempt), so the
+                // in-memory head is still right unless another process appended (the head guard failed): reload it
+                // from the database and recompute the whole batch.
                 ReportIfIntegrityLost(ex);
                 await CloseConnectionAsync();
+                if (deadline.IsCancellationRequested)
+                {
+                    FailTimedOut(batch, ex, mayBeRecorded: inDoubt is not null);
+                    return;
+                }
+
+                var reload = LoadStateAsync(deadline.Token);
                 try
                 {
-                    await LoadStateAsync(CancellationToken.None);
+                    await reload.WaitAsync(deadline.Token);
+                }
+                catch (Exception reloadError) when (deadline.IsCancellationRequested)
+                {
+                    // A reload still inside the driver holds only its own connection, but sets the head when it ends:
+                    // the next batch waits for it, as for an abandoned commit.
+                    ReportIfIntegrityLost(reloadError);
+                    if (!reload.IsCompleted)
+                    {
+                        _abandoned = reload.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                    }
+
+                    FailTimedOut(batch, reloadError, mayBeRecorded: inDoubt is not null);
+                    return;
                 }
                 catch (Exception reloadError) when (attempt < attempts)
                 {
@@ -1384,7 +1463,9 @@ public sealed class AuditLog : IAsyncDisposable
 
                 if (attempt >= attempts)
                 {
-                    var unavailable = AuditUnavailableException.From(ex);
+                    var unavailable = inDoubt is null
+                        ? AuditUnavailableException.From(ex)
+                        : new AuditUnavailableException($"The audit log could not record the entry: {ex.Message} {InDoubtNote}", ex);
                     foreach (var work in batch)
                     {
                         work.Fail(unavailable);
@@ -1393,6 +1474,57 @@ public sealed class AuditLog : IAsyncDisposable
                     return;
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Waits for an attempt given up on at its deadline to come out of the driver, then closes its connection (the next
+    /// batch opens another). Its commit may have been applied meanwhile (the server went on): then its head is taken,
+    /// though its appends were told they failed; the next commit continues from the head it finds under the lock anyway.
+    /// </summary>
+    private async Task FinishAbandonedAsync(Task<(ChainState State, object?[] Results)> commit)
+    {
+        try
+        {
+            var (state, _) = await commit;
+            _state = state;
+        }
+        catch (Exception ex)
+        {
+            ReportIfIntegrityLost(ex);
+        }
+
+        try
+        {
+            await CloseConnectionAsync();
+        }
+        catch (Exception)
+        {
+            // A connection the driver broke: nothing more to release.
+        }
+    }
+
+    private const string InDoubtNote =
+        "A commit of it was sent and not answered: it may be in the log, once (a later commit looks for it and never appends it again).";
+
+    /// <summary>
+    /// The deadline passed: fails the batch and every append queued behind it (they waited as long, and none of them
+    /// was sent), with a cause that says the database did not answer.
+    /// </summary>
+    private void FailTimedOut(List<Work> batch, Exception last, bool mayBeRecorded)
+    {
+        var seconds = _options.CommitTimeout.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture);
+        var fault = new DatabaseTimeoutException($"The database did not commit the audit log's entries within its commit timeout ({seconds} s)", last);
+        var unavailable = new AuditUnavailableException(
+            $"The audit log could not record the entry: the database did not answer within {seconds} s.{(mayBeRecorded ? " " + InDoubtNote : "")}", fault);
+        foreach (var work in batch)
+        {
+            work.Fail(unavailable);
+        }
+
+        while (_pending.TryDequeue(out var queued))
+        {
+            queued.Fail(unavailable);
         }
     }
 
@@ -1417,22 +1549,30 @@ public sealed class AuditLog : IAsyncDisposable
         }
     }
 
-    private async Task<(ChainState State, object?[] Results)> CommitAsync(List<Work> batch)
+    /// <summary>
+    /// One attempt at committing <paramref name="batch"/>, its entries and outcome in <paramref name="current"/>
+    /// (<see cref="CommitAttempt.State"/> is set once its commit is sent). Where an earlier attempt's commit went
+    /// unanswered (<paramref name="inDoubt"/>), it looks for that attempt's entries under the chain's lock first and
+    /// returns that attempt's results, writing nothing, when they are there.
+    /// </summary>
+    private async Task<(ChainState State, object?[] Results)> CommitAsync(List<Work> batch, CommitAttempt current, List<CommitAttempt>? inDoubt, CancellationToken cancellationToken)
     {
         if (_witnessLost is { } lost)
         {
             throw lost;
         }
 
-        var connection = await EnsureConnectionAsync();
+        var connection = await EnsureConnectionAsync(cancellationToken);
         var start = _state;
 
         // Never earlier than the previous entry: time ranges then map to contiguous sequence ranges.
         var timestamp = Math.Max(_time.GetUtcNow().ToUnixTimeMilliseconds(), start.LastTimestamp);
-        var results = new object?[batch.Count];
+        var results = current.Results;
 
-        using var turn = await _database.EnterWriteAsync();
-        if (_appendsInOne is { } inOne && await TryCommitInOneStatementAsync(inOne, batch, connection, start, timestamp) is { } committed)
+        using var turn = await _database.EnterWriteAsync(cancellationToken);
+        // Not after an unanswered commit: its own statement cannot look for that commit's entries first.
+        if (inDoubt is null && _appendsInOne is { } inOne
+            && await TryCommitInOneStatementAsync(inOne, batch, connection, start, timestamp, current, cancellationToken) is { } committed)
         {
             return committed;
         }
@@ -1447,19 +1587,35 @@ public sealed class AuditLog : IAsyncDisposable
         }
         else
         {
-            transaction = await connection.BeginTransactionAsync();
+            transaction = await connection.BeginTransactionAsync(cancellationToken);
         }
 
         try
         {
-            var state = await WriteBatchAsync(batch, connection, transaction, start, timestamp, results);
+            var (state, earlier) = await WriteBatchAsync(batch, connection, transaction, start, timestamp, results, inDoubt, cancellationToken);
+            if (earlier is not null)
+            {
+                // An earlier attempt's commit was applied: this one wrote nothing and ends; that one's results stand.
+                if (prepared is not null)
+                {
+                    RollBack(prepared);
+                }
+                else
+                {
+                    await transaction!.RollbackAsync(cancellationToken);
+                }
+
+                return (earlier.State!, earlier.Results);
+            }
+
+            current.State = state; // from here the commit may be applied though its answer never comes
             if (prepared is not null)
             {
                 prepared.Commit();
             }
             else
             {
-                await transaction!.CommitAsync();
+                await transaction!.CommitAsync(cancellationToken);
             }
 
             return (state, results);
@@ -1491,8 +1647,13 @@ public sealed class AuditLog : IAsyncDisposable
         }
     }
 
-    /// <summary>The batch's entries, checkpoints, carried writes and the head's move, in the open transaction; returns the new state.</summary>
-    private async Task<ChainState> WriteBatchAsync(List<Work> batch, DbConnection connection, DbTransaction? transaction, ChainState start, long timestamp, object?[] results)
+    /// <summary>
+    /// The batch's entries, checkpoints, carried writes and the head's move, in the open transaction; returns the new
+    /// state. Where an earlier attempt's commit of the batch was applied (found under the lock, <paramref name="inDoubt"/>),
+    /// writes nothing and returns that attempt instead.
+    /// </summary>
+    private async Task<(ChainState State, CommitAttempt? Earlier)> WriteBatchAsync(List<Work> batch, DbConnection connection, DbTransaction? transaction, ChainState start, long timestamp, object?[] results,
+        List<CommitAttempt>? inDoubt, CancellationToken cancellationToken)
     {
         var insert = _insert!;
         var sequence = start.Sequence;
@@ -1504,8 +1665,15 @@ public sealed class AuditLog : IAsyncDisposable
         {
             // Gateways of a cluster share one chain: each commit holds the chain's lock and continues from the head
             // as it is now, so writers in several processes extend one chain instead of failing on each other.
-            (start, sequence, hash, checkpoint) = await LockChainAsync(connection, transaction!, start, _scope);
+            (start, sequence, hash, checkpoint) = await LockChainAsync(connection, transaction!, start, _scope, cancellationToken);
             timestamp = Math.Max(timestamp, start.LastTimestamp);
+        }
+
+        // Under the chain's lock (PostgreSQL) or the file's write lock (SQLite, BEGIN IMMEDIATE): an earlier attempt whose
+        // commit was sent holds that lock until it is applied or rolled back, so what is read here is final.
+        if (inDoubt is not null && await CommittedEarlierAsync(inDoubt, connection, transaction, cancellationToken) is { } earlier)
+        {
+            return (start, earlier);
         }
 
         var witnessChecked = false; // once per commit, before its first signature: never sign over a rewritten chain
@@ -1522,13 +1690,13 @@ public sealed class AuditLog : IAsyncDisposable
                 {
                     // PostgreSQL: the last entry moves the head in the same statement, one round trip fewer per commit
                     // (the decision's commit is on a relayed request's path to its first token).
-                    await InsertMovingHeadAsync(_insertMovingHead!, entry, start, transaction!);
+                    await InsertMovingHeadAsync(_insertMovingHead!, entry, start, transaction!, cancellationToken);
                     headMoved = true;
                 }
                 else
                 {
                     BindInsert(insert, entry);
-                    await insert.ExecuteAsync(transaction);
+                    await insert.ExecuteAsync(transaction, cancellationToken);
                 }
 
                 sequence = entry.Sequence;
@@ -1540,7 +1708,7 @@ public sealed class AuditLog : IAsyncDisposable
                     witnessChecked = witnessChecked || await CheckWitnessAsync(connection, transaction);
                     checkpoint = AuditCheckpoint.Sign(_signingKey, sequence, hash, timestamp);
                     checkpointedAt = timestamp;
-                    await AuditStore.InsertCheckpointAsync(connection, transaction, _scope, checkpoint, CancellationToken.None);
+                    await AuditStore.InsertCheckpointAsync(connection, transaction, _scope, checkpoint, cancellationToken);
                 }
             }
             else if (_options.SignsCheckpoints && sequence > 0 && checkpoint?.Sequence != sequence)
@@ -1548,7 +1716,7 @@ public sealed class AuditLog : IAsyncDisposable
                 witnessChecked = witnessChecked || await CheckWitnessAsync(connection, transaction);
                 checkpoint = AuditCheckpoint.Sign(_signingKey, sequence, hash, timestamp);
                 checkpointedAt = timestamp;
-                await AuditStore.InsertCheckpointAsync(connection, transaction, _scope, checkpoint, CancellationToken.None);
+                await AuditStore.InsertCheckpointAsync(connection, transaction, _scope, checkpoint, cancellationToken);
                 results[i] = checkpoint;
             }
             else
@@ -1557,7 +1725,7 @@ public sealed class AuditLog : IAsyncDisposable
             }
         }
 
-        await WriteCarriedAsync(batch, connection, transaction);
+        await WriteCarriedAsync(batch, connection, transaction, cancellationToken);
         if (sequence != start.Sequence && !headMoved)
         {
             var head = _moveHead!;
@@ -1566,13 +1734,40 @@ public sealed class AuditLog : IAsyncDisposable
             head.Set(2, timestamp);
             head.Set(3, start.Sequence);
             head.Set(4, start.Hash);
-            if (await head.ExecuteAsync(transaction) != 1)
+            if (await head.ExecuteAsync(transaction, cancellationToken) != 1)
             {
                 throw new InvalidOperationException("audit_head moved under this writer (another process appended?).");
             }
         }
 
-        return new ChainState(sequence, hash, timestamp, checkpoint, checkpointedAt);
+        return (new ChainState(sequence, hash, timestamp, checkpoint, checkpointedAt), null);
+    }
+
+    /// <summary>
+    /// The earlier attempt of <paramref name="inDoubt"/> whose last entry is in the chain at the sequence and hash it
+    /// was given (its hash covers its content, its place and every entry before it), or null: none was applied.
+    /// </summary>
+    private async Task<CommitAttempt?> CommittedEarlierAsync(List<CommitAttempt> inDoubt, DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        foreach (var earlier in inDoubt)
+        {
+            if (earlier.LastEntry is not { } last)
+            {
+                continue; // signed a checkpoint only: signing it again is harmless, and the reloaded head says whether it is due
+            }
+
+            using var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = $"SELECT hash FROM {_scope.EntriesAnd} seq = @seq";
+            _scope.Bind(command);
+            SqlDatabase.AddParameter(command, "@seq", last.Sequence);
+            if (await command.ExecuteScalarAsync(cancellationToken) is string hash && hash == last.Hash)
+            {
+                return earlier;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>
@@ -1584,7 +1779,8 @@ public sealed class AuditLog : IAsyncDisposable
     /// longer <paramref name="start"/> (another process of this member appended): then nothing was written, and the
     /// caller commits as it always did, under the lock from the head as it is then.
     /// </summary>
-    private async Task<(ChainState State, object?[] Results)?> TryCommitInOneStatementAsync(PreparedStatement?[] statements, List<Work> batch, DbConnection connection, ChainState start, long timestamp)
+    private async Task<(ChainState State, object?[] Results)?> TryCommitInOneStatementAsync(PreparedStatement?[] statements, List<Work> batch, DbConnection connection, ChainState start, long timestamp,
+        CommitAttempt current, CancellationToken cancellationToken)
     {
         if (batch.Count > statements.Length)
         {
@@ -1603,7 +1799,7 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         var statement = statements[batch.Count - 1] ??= CreateAppendsInOne(connection, batch.Count);
-        var results = new object?[batch.Count];
+        var results = current.Results;
         var hash = start.Hash;
         for (var i = 0; i < batch.Count; i++)
         {
@@ -1622,9 +1818,12 @@ public sealed class AuditLog : IAsyncDisposable
         statement.Set(2, timestamp);
         statement.Set(3, start.Sequence);
         statement.Set(4, start.Hash);
-        var inserted = await statement.ExecuteAsync(null);
+        var state = new ChainState(last, hash, timestamp, start.LastCheckpoint, start.CheckpointedAt);
+        current.State = state; // the statement is its own transaction: sent, it may be applied though its answer never comes
+        var inserted = await statement.ExecuteAsync(null, cancellationToken);
         if (inserted == 0)
         {
+            current.State = null; // answered: nothing was written
             return null;
         }
 
@@ -1633,7 +1832,7 @@ public sealed class AuditLog : IAsyncDisposable
             throw new InvalidOperationException($"One statement inserted {inserted} of {batch.Count} audit entries.");
         }
 
-        return (new ChainState(last, hash, timestamp, start.LastCheckpoint, start.CheckpointedAt), results);
+        return (state, results);
     }
 
     /// <summary>The most appends <see cref="TryCommitInOneStatementAsync"/> commits at once; a larger batch commits as before.</summary>
@@ -1670,7 +1869,7 @@ public sealed class AuditLog : IAsyncDisposable
     }
 
     /// <summary>The writes the batch's appends carry, each kind written once for the whole batch.</summary>
-    private async Task WriteCarriedAsync(List<Work> batch, DbConnection connection, DbTransaction? transaction)
+    private async Task WriteCarriedAsync(List<Work> batch, DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
     {
         Dictionary<ICarriedWriter, List<ICarriedWrite>>? byWriter = null;
         foreach (var work in batch)
@@ -1695,7 +1894,7 @@ public sealed class AuditLog : IAsyncDisposable
         foreach (var (writer, items) in byWriter)
         {
             _carriedWriters.Add(writer);
-            await writer.WriteAsync(items, connection, transaction);
+            await writer.WriteAsync(items, connection, transaction, cancellationToken);
         }
     }
 
@@ -1704,7 +1903,7 @@ public sealed class AuditLog : IAsyncDisposable
     /// statement: nothing is inserted when the head is no longer <paramref name="start"/> (then this throws and the
     /// commit rolls back, as when the separate move found nothing).
     /// </summary>
-    private async Task InsertMovingHeadAsync(PreparedStatement statement, AuditEntry entry, ChainState start, DbTransaction transaction)
+    private async Task InsertMovingHeadAsync(PreparedStatement statement, AuditEntry entry, ChainState start, DbTransaction transaction, CancellationToken cancellationToken)
     {
         statement.Set(0, entry.Sequence);
         statement.Set(1, entry.Hash);
@@ -1712,14 +1911,14 @@ public sealed class AuditLog : IAsyncDisposable
         statement.Set(3, start.Sequence);
         statement.Set(4, start.Hash);
         BindInsert(statement, entry, first: _scope.IsShared ? 5 : 6);
-        if (await statement.ExecuteAsync(transaction) != 1)
+        if (await statement.ExecuteAsync(transaction, cancellationToken) != 1)
         {
             throw new InvalidOperationException("audit_head moved under this writer (another process appended?).");
         }
     }
 
     /// <summary>Takes the chain's transaction lock (PostgreSQL) and returns the head as committed now.</summary>
-    private static async Task<(ChainState Start, long Sequence, string Hash, AuditCheckpoint? Checkpoint)> LockChainAsync(DbConnection connection, DbTransaction transaction, ChainState start, AuditChainScope scope)
+    private static async Task<(ChainState Start, long Sequence, string Hash, AuditCheckpoint? Checkpoint)> LockChainAsync(DbConnection connection, DbTransaction transaction, ChainState start, AuditChainScope scope, CancellationToken cancellationToken)
     {
         // One round trip: the lock, then the head and its entry's time. Two statements, not one: under READ COMMITTED
         // each takes its own snapshot, so the second reads the head as committed after the lock was granted.
@@ -1737,15 +1936,15 @@ public sealed class AuditLog : IAsyncDisposable
                 : $"SELECT pg_advisory_xact_lock({MemberChainLockClass}, hashtext(@chain)); " +
                   "SELECT h.seq, h.hash, e.at_ms FROM audit_chains h LEFT JOIN audit_chain_entries e ON e.chain = h.chain AND e.seq = h.seq WHERE h.chain = @chain";
             scope.Bind(command);
-            await using var reader = await command.ExecuteReaderAsync();
-            if (!await reader.NextResultAsync() || !await reader.ReadAsync())
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            if (!await reader.NextResultAsync(cancellationToken) || !await reader.ReadAsync(cancellationToken))
             {
                 throw new AuditIntegrityException($"The head row of {scope.Label} is missing; run 'sovereign audit verify'.");
             }
 
             sequence = AuditStore.ToInt64(reader.GetValue(0));
             hash = reader.GetString(1);
-            if (!await reader.IsDBNullAsync(2))
+            if (!await reader.IsDBNullAsync(2, cancellationToken))
             {
                 lastAt = AuditStore.ToInt64(reader.GetValue(2));
             }
@@ -1785,14 +1984,14 @@ public sealed class AuditLog : IAsyncDisposable
         }
     }
 
-    private async Task<DbConnection> EnsureConnectionAsync()
+    private async Task<DbConnection> EnsureConnectionAsync(CancellationToken cancellationToken)
     {
         if (_connection is not null)
         {
             return _connection;
         }
 
-        var connection = await _database.OpenAsync();
+        var connection = await _database.OpenAsync(cancellationToken);
         try
         {
             if (_database.Provider == SqlProvider.Sqlite && (_options.SqliteSynchronousFull || _options.SqliteWalCheckpointCommits > 0))
@@ -1800,7 +1999,7 @@ public sealed class AuditLog : IAsyncDisposable
                 using var pragma = connection.CreateCommand();
                 pragma.CommandText = (_options.SqliteSynchronousFull ? "PRAGMA synchronous=FULL;" : string.Empty) +
                     (_options.SqliteWalCheckpointCommits > 0 ? "PRAGMA wal_autocheckpoint=0;" : string.Empty);
-                await pragma.ExecuteNonQueryAsync();
+                await pragma.ExecuteNonQueryAsync(cancellationToken);
             }
 
             // One prepared insert reused for every entry: the statement is parsed once per connection (on SQLite bound
@@ -1950,6 +2149,33 @@ public sealed class AuditLog : IAsyncDisposable
     }
 
     private sealed record ChainState(long Sequence, string Hash, long LastTimestamp, AuditCheckpoint? LastCheckpoint, long CheckpointedAt);
+
+    /// <summary>One try at committing a batch: what it hashed, and once its commit was sent, the head it would leave.</summary>
+    private sealed class CommitAttempt(int count)
+    {
+        /// <summary>Each work's result (entry or checkpoint), in the batch's order.</summary>
+        public object?[] Results { get; } = new object?[count];
+
+        /// <summary>Set when its commit was sent: from then it may be applied though no answer comes.</summary>
+        public ChainState? State { get; set; }
+
+        /// <summary>The last entry it hashed (null when the batch appends nothing).</summary>
+        public AuditEntry? LastEntry
+        {
+            get
+            {
+                for (var i = Results.Length - 1; i >= 0; i--)
+                {
+                    if (Results[i] is AuditEntry entry)
+                    {
+                        return entry;
+                    }
+                }
+
+                return null;
+            }
+        }
+    }
 
     /// <summary>An append or a checkpoint request, with whoever waits for it.</summary>
     private abstract class Work

@@ -1,0 +1,264 @@
+using System.Diagnostics;
+using System.Text;
+using Sovereign.Residency.Audit;
+using Sovereign.Storage;
+
+namespace Sovereign.Gateway.FunctionalTests.Storage;
+
+/// <summary>
+/// The audit log's commit when PostgreSQL stops answering in the middle of it. A COMMIT whose answer never came may
+/// have been applied: the writer retried the batch from the head as it found it after reconnecting, so an entry the
+/// database had committed was appended a second time (the same decision twice in the chain, under two sequences). And
+/// every retry waited for the driver's timeouts (Command Timeout, its cancel, a reconnect), three attempts over, so a
+/// request already waiting when PostgreSQL paused waited minutes for its 503. This class has its own PostgreSQL server:
+/// it pauses it.
+/// </summary>
+public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClassFixture<PostgreSqlFixture>
+{
+    private async Task<string> OwnConnectionStringAsync(string prefix)
+    {
+        var name = prefix + "_" + Guid.NewGuid().ToString("N")[..8];
+        await using (var admin = new Npgsql.NpgsqlConnection(postgres.ConnectionString))
+        {
+            await admin.OpenAsync();
+            await using var create = new Npgsql.NpgsqlCommand($"CREATE DATABASE {name}", admin);
+            await create.ExecuteNonQueryAsync();
+        }
+
+        return new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Database = name }.ConnectionString;
+    }
+
+    private static AuditRecord Decision(string requestId, string gateway = "gw-th") => new()
+    {
+        Kind = AuditKind.Inference, Actor = "k", Action = AuditActions.InferenceAllowed, Tenant = "in-doubt", Gateway = gateway,
+        Jurisdiction = "TH", Decision = AuditDecision.Allowed, Details = new Dictionary<string, string> { ["request_id"] = requestId },
+    };
+
+    /// <summary>
+    /// The database applies the commit and its answer is lost (a connection cut after the COMMIT left, a server that
+    /// went on after the client gave up): the writer's retry finds the entry it sent at the sequence and hash it sent,
+    /// and returns it, instead of appending it again after itself. The shared chain (single node, gateways of a cluster
+    /// with member chains off) commits with BEGIN, its statements and COMMIT; a member chain in one statement.
+    /// </summary>
+    [Theory]
+    [InlineData(null)]
+    [InlineData("node-th")]
+    public async Task CommitAppliedButItsAnswerLost_TheRetryFindsItCommitted_TheEntryIsInTheChainOnce(string? chain)
+    {
+        var connection = await OwnConnectionStringAsync("in_doubt");
+        var database = SqlDatabase.PostgreSql(connection);
+        await database.MigrateAsync(AuditLog.Migrations);
+        await using var proxy = new AnswerLosingProxy(new Npgsql.NpgsqlConnectionStringBuilder(connection).Port);
+
+        // The driver's own bound is short so the old code's wait ends too (it retried after it).
+        var proxied = SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(connection) { Port = proxy.Port, Pooling = false, CommandTimeout = 3 }.ConnectionString);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        AuditEntry returned;
+        await using (var audit = await AuditLog.OpenAsync(proxied, key, new AuditLogOptions { Chain = chain, SignsCheckpoints = false, CommitTimeout = TimeSpan.FromSeconds(30) }))
+        {
+            await audit.AppendAsync(Decision("before"));
+
+            // The answers stop once the connection carrying this entry sent its commit: the entry's own statement
+            // where it is the commit (a member chain), else the COMMIT that follows it.
+            proxy.LoseAnswersAfter(chain is null ? ["r-in-doubt", "COMMIT"] : ["r-in-doubt"]);
+            returned = await audit.AppendAsync(Decision("r-in-doubt"));
+            Assert.Equal(1, proxy.AnswersLost);
+
+            var after = await audit.AppendAsync(Decision("after"));
+            Assert.Equal(returned.Sequence + 1, after.Sequence);
+            Assert.Equal(returned.Hash, after.PreviousHash);
+        }
+
+        var scope = AuditChainScope.Of(chain);
+        var stored = await AuditStore.ReadEntriesAsync(database, scope, "seq >= 1 ORDER BY seq", scope.Bind, CancellationToken.None);
+        Assert.Equal(["before", "r-in-doubt", "after"], stored.Select(e => e.Details["request_id"]));
+        Assert.Equal((returned.Sequence, returned.Hash), (stored[1].Sequence, stored[1].Hash));
+        var result = await AuditVerifier.VerifyAsync(database, key.PublicKeyPem);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+    }
+
+    /// <summary>
+    /// PostgreSQL paused (SIGSTOP) with appends waiting, its driver's Command Timeout two minutes: each append ends
+    /// within the commit timeout (plus the driver's cancel) with <see cref="AuditUnavailableException"/> whose cause is
+    /// the database not answering (what <c>DatabaseHealth</c> takes as an outage that refuses requests at once), the
+    /// ones queued behind the stalled batch too. Once it goes on, the log appends again, each refused entry is in the
+    /// chain at most once, and the chain verifies.
+    /// </summary>
+    [Fact]
+    public async Task PostgreSqlPaused_WaitingAppendsFailWithinTheCommitTimeout_NotTheDriversMinutes_AndTheChainStaysWhole()
+    {
+        var connection = await OwnConnectionStringAsync("paused");
+        var database = SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(connection) { CommandTimeout = 120 }.ConnectionString);
+        await database.MigrateAsync(AuditLog.Migrations);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        var timeout = TimeSpan.FromSeconds(3);
+        await using (var audit = await AuditLog.OpenAsync(database, key, new AuditLogOptions { SignsCheckpoints = false, CommitTimeout = timeout }))
+        {
+            await audit.AppendAsync(Decision("before"));
+            await postgres.PauseServerAsync();
+            try
+            {
+                var clock = Stopwatch.StartNew();
+                var waiting = Enumerable.Range(0, 20).Select(i => audit.AppendAsync(Decision($"paused-{i}"))).ToArray();
+                foreach (var append in waiting)
+                {
+                    // A bound, not a wait: the old code took Command Timeout (120 s) and more, three times over.
+                    var refused = await Assert.ThrowsAsync<AuditUnavailableException>(() => append.WaitAsync(TimeSpan.FromSeconds(60)));
+                    var fault = refused.InnerException;
+                    Assert.True(fault is System.Data.Common.DbException && fault.InnerException is TimeoutException, $"cause: {refused}");
+                }
+
+                // The commit timeout, the driver's cancel (2 s by default) and slack for a loaded machine.
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the appends took {clock.Elapsed.TotalSeconds:0.#} s");
+            }
+            finally
+            {
+                await postgres.ResumeServerAsync();
+            }
+
+            var after = await audit.AppendAsync(Decision("after")).WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Equal("after", after.Details["request_id"]);
+        }
+
+        var stored = await AuditStore.ReadEntriesAsync(database, AuditChainScope.Shared, "seq >= 1 ORDER BY seq", AuditChainScope.Shared.Bind, CancellationToken.None);
+        Assert.Equal("before", stored[0].Details["request_id"]);
+        Assert.Equal("after", stored[^1].Details["request_id"]);
+        var ids = stored.Select(e => e.Details["request_id"]).ToList();
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+        var result = await AuditVerifier.VerifyAsync(database, key.PublicKeyPem);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+    }
+
+    /// <summary>
+    /// A loopback TCP proxy to PostgreSQL that, when told, stops passing the server's answers on the first connection
+    /// whose client sends the given markers in order (the client's bytes still reach the server): a commit applied
+    /// whose answer never arrives. New connections pass as usual.
+    /// </summary>
+    private sealed class AnswerLosingProxy : IAsyncDisposable
+    {
+        private readonly System.Net.Sockets.TcpListener _listener = new(System.Net.IPAddress.Loopback, 0);
+        private readonly int _target;
+        private readonly CancellationTokenSource _stop = new();
+        private readonly List<Task> _pumps = [];
+        private readonly Task _accepting;
+        private readonly Lock _gate = new();
+        private string[]? _markers;
+        private int _answersLost;
+
+        public AnswerLosingProxy(int target)
+        {
+            _target = target;
+            _listener.Start();
+            _accepting = AcceptAsync();
+        }
+
+        public int Port => ((System.Net.IPEndPoint)_listener.LocalEndpoint).Port;
+
+        /// <summary>How many connections lost their answers.</summary>
+        public int AnswersLost => Volatile.Read(ref _answersLost);
+
+        public void LoseAnswersAfter(string[] markers)
+        {
+            lock (_gate)
+            {
+                _markers = markers;
+            }
+        }
+
+        private async Task AcceptAsync()
+        {
+            try
+            {
+                while (true)
+                {
+                    var client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                    var server = new System.Net.Sockets.TcpClient();
+                    await server.ConnectAsync(System.Net.IPAddress.Loopback, _target, _stop.Token);
+                    var state = new ConnectionState();
+                    lock (_pumps)
+                    {
+                        _pumps.Add(PumpAsync(client, server, state, fromClient: true));
+                        _pumps.Add(PumpAsync(server, client, state, fromClient: false));
+                    }
+                }
+            }
+            catch (Exception) when (_stop.IsCancellationRequested)
+            {
+            }
+        }
+
+        private sealed class ConnectionState
+        {
+            public int Matched;
+            public bool Losing;
+        }
+
+        private async Task PumpAsync(System.Net.Sockets.TcpClient from, System.Net.Sockets.TcpClient to, ConnectionState state, bool fromClient)
+        {
+            var buffer = new byte[64 * 1024];
+            try
+            {
+                while (true)
+                {
+                    var read = await from.GetStream().ReadAsync(buffer, _stop.Token);
+                    if (read == 0)
+                    {
+                        break;
+                    }
+
+                    lock (_gate)
+                    {
+                        if (fromClient && _markers is { } markers && !state.Losing)
+                        {
+                            var text = Encoding.Latin1.GetString(buffer, 0, read);
+                            var at = 0;
+                            while (state.Matched < markers.Length && text.IndexOf(markers[state.Matched], at, StringComparison.Ordinal) is var found and >= 0)
+                            {
+                                at = found + markers[state.Matched].Length;
+                                state.Matched++;
+                            }
+
+                            if (state.Matched == markers.Length)
+                            {
+                                state.Losing = true;
+                                _markers = null; // one connection only
+                                _answersLost++;
+                            }
+                        }
+
+                        if (!fromClient && state.Losing)
+                        {
+                            continue; // the server's answer goes nowhere
+                        }
+                    }
+
+                    await to.GetStream().WriteAsync(buffer.AsMemory(0, read), _stop.Token);
+                }
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException or System.Net.Sockets.SocketException)
+            {
+                // Either side gone: the other is closed below.
+            }
+            finally
+            {
+                from.Dispose();
+                to.Dispose();
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            _listener.Stop();
+            await _accepting;
+            Task[] pumps;
+            lock (_pumps)
+            {
+                pumps = [.. _pumps];
+            }
+
+            await Task.WhenAll(pumps);
+            _stop.Dispose();
+        }
+    }
+}
