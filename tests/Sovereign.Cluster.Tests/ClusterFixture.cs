@@ -39,6 +39,9 @@ public sealed class ClusterFixture : IAsyncLifetime
     /// <summary>Every money correction the grains logged (event id, message).</summary>
     public ConcurrentQueue<(int EventId, string Message)> Corrections { get; } = new();
 
+    /// <summary>Every node load report the registry had to clamp and logged (event 4171: event id, message).</summary>
+    public ConcurrentQueue<(int EventId, string Message)> LoadClamps { get; } = new();
+
     public IGrainFactory Grains => Cluster.GrainFactory;
 
     public async Task InitializeAsync()
@@ -96,12 +99,12 @@ public sealed class ClusterFixture : IAsyncLifetime
             siloBuilder.Services.AddSingleton(fixture.Prices);
             siloBuilder.Services.AddSingleton<TimeProvider>(fixture.Clock);
             siloBuilder.Services.Configure<TenantMoneyOptions>(o => o.ReservationLifetime = ReservationLifetime);
-            siloBuilder.Services.AddLogging(logging => logging.AddProvider(new CorrectionCapture(fixture.Corrections)));
+            siloBuilder.Services.AddLogging(logging => logging.AddProvider(new CorrectionCapture(fixture.Corrections, fixture.LoadClamps)));
         }
     }
 
-    /// <summary>Keeps the money corrections (event ids 8100-8199) the grains log.</summary>
-    private sealed class CorrectionCapture(ConcurrentQueue<(int, string)> sink) : ILoggerProvider, ILogger
+    /// <summary>Keeps the money corrections (event ids 8100-8199) the grains log, and the node registry's clamps (4171).</summary>
+    private sealed class CorrectionCapture(ConcurrentQueue<(int, string)> sink, ConcurrentQueue<(int, string)> clamps) : ILoggerProvider, ILogger
     {
         public ILogger CreateLogger(string categoryName) => this;
 
@@ -115,6 +118,10 @@ public sealed class ClusterFixture : IAsyncLifetime
             if (eventId.Id is >= 8100 and < 8200)
             {
                 sink.Enqueue((eventId.Id, formatter(state, exception)));
+            }
+            else if (eventId.Id == 4171)
+            {
+                clamps.Enqueue((eventId.Id, formatter(state, exception)));
             }
         }
 

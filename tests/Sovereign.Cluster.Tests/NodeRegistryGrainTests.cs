@@ -61,4 +61,45 @@ public sealed class NodeRegistryGrainTests(ClusterFixture fixture)
         Assert.Equal(NodeLoadBounds.MaxItems, kept.Available!.Count);
         Assert.Equal(NodeLoadBounds.MaxNameLength, kept.DeviceClass!.Length);
     }
+
+    /// <summary>
+    /// The registry held a node's nonsense load report to its bounds without a word: an operator never learnt that a
+    /// node's software reported negative slots or a 100,000-character name. Now each kind of clamp is logged (4171,
+    /// Warning) once per node, however often the node reports it, with the node's id and its example escaped
+    /// (a node id or a model name holding an ESC sequence reaches the log as \u001B, never as the character).
+    /// </summary>
+    [Fact]
+    public async Task LoadReport_Clamped_IsLoggedOncePerNodeAndKind_Escaped_NotAtEveryReport()
+    {
+        var registry = fixture.Grains.GetGrain<INodeRegistryGrain>("bounds-log-test");
+        const string node = "node-\u001b[2J-log";
+        await registry.UpsertAsync(new NodeView(node, "TH", "Local", "https://127.0.0.1:12", [new NodeModel("m", "m", 2)], "Active", "credential", null, 0));
+        var huge = new string('x', 100_000);
+        var load = new NodeLoad(0,
+            [new ModelLoad("m\u001b]52;c;", -5, 2, 0, double.NaN), new ModelLoad(huge, 1, 3, 2, 0.5)],
+            [new Accelerator("gpu", "H100", 81_559, 90_000)],
+            [.. Enumerable.Range(0, 1000).Select(i => "model-" + i)]);
+        var sane = new NodeLoad(0, [new ModelLoad("m", 1, 1, 0, 0.5)], [new Accelerator("gpu", "H100", 81_559, 1_000)]);
+
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.True(await registry.ReportAsync(node, [new NodeModel("m", "m", 2)], load));
+            Assert.True(await registry.ReportAsync(node, [new NodeModel("m", "m", 2)], sane));
+        }
+
+        Assert.True(await registry.DeleteAsync(node));
+        var lines = fixture.LoadClamps.Select(l => l.Message).Where(m => m.Contains("node-\\u001B[2J-log", StringComparison.Ordinal)).ToList();
+        Assert.Equal(5, lines.Count); // counts, KV-cache use, memory, names, lists: once each over ten reports
+        foreach (var kind in new[] { "Counts:", "KvCacheUse:", "Memory:", "Names:", "Lists:" })
+        {
+            Assert.Single(lines, l => l.Contains(kind, StringComparison.Ordinal));
+        }
+
+        Assert.All(lines, l => Assert.DoesNotContain('\u001b', l));
+        Assert.Contains(lines, l => l.Contains("running -5 on model 'm\\u001B]52;c;', kept 0", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.Contains("of 100000 characters, cut at 256", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.Contains("memory used 90000 of 81559 MiB, kept 81559 of 81559", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.Contains("1000 available models, kept 256", StringComparison.Ordinal));
+        Assert.All(lines, l => Assert.True(l.Length < 1000, l)); // the 100,000-character name is never in the line
+    }
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.Extensions.Logging;
 using Sovereign.Cluster.Hosting;
 using Sovereign.Residency.ControlPlane;
 using Sovereign.Residency.Policies;
@@ -6,9 +7,13 @@ using Sovereign.Residency.Policies;
 namespace Sovereign.Cluster.Grains;
 
 /// <summary>The one writer of the node table; readers cache its snapshot by version.</summary>
-internal sealed class NodeRegistryGrain(ControlPlaneStore store, TimeProvider time) : Grain, INodeRegistryGrain
+internal sealed partial class NodeRegistryGrain(ControlPlaneStore store, TimeProvider time, ILogger<NodeRegistryGrain> logger) : Grain, INodeRegistryGrain
 {
+    /// <summary>The most (node, kind) pairs whose clamp is remembered as logged; past it no more are logged (a flood of node ids).</summary>
+    internal const int MaxClampsLogged = 4096;
+
     private readonly Dictionary<string, NodeView> _nodes = new(StringComparer.Ordinal);
+    private readonly HashSet<(string Node, NodeLoadClamp Kind)> _clampsLogged = [];
     private long _version;
 
     public override Task OnActivateAsync(CancellationToken cancellationToken) => StorageFailures.ActivateAsync(async () =>
@@ -77,10 +82,24 @@ internal sealed class NodeRegistryGrain(ControlPlaneStore store, TimeProvider ti
         // Stamped with the registry's clock, not the node's: a GPU server whose clock is off by more than
         // NodeStaleSeconds was always stale (never routed to) or, ahead, stayed fresh after it died.
         // Held to what a node can really report (NodeLoadBounds): the router, the console and the CLI read it as written.
-        _nodes[nodeId] = node with { Load = NodeLoadBounds.Clamp(load) with { ReportedAt = time.GetUtcNow().ToUnixTimeMilliseconds() } };
+        var kept = NodeLoadBounds.Clamp(load, out var clamped);
+        _nodes[nodeId] = node with { Load = kept with { ReportedAt = time.GetUtcNow().ToUnixTimeMilliseconds() } };
         _version++;
+        foreach (var (kind, example) in clamped)
+        {
+            // Once per node and kind while this registry runs: a node that reports nonsense every second logs it once.
+            if (_clampsLogged.Count < MaxClampsLogged && _clampsLogged.Add((nodeId, kind)))
+            {
+                LoadReportClamped(logger, Residency.DisplayText.Escaped(nodeId), kind, example);
+            }
+        }
+
         return true;
     }
+
+    [LoggerMessage(EventId = 4171, EventName = "NodeLoadReportClamped", Level = LogLevel.Warning,
+        Message = "Node {Node} reported a load no node can have ({Kind}: {Example}); the registry keeps it within bounds (NodeLoadBounds) for routing, the console and the CLI. Logged once per node and kind until the registry restarts: check that node's software")]
+    private static partial void LoadReportClamped(ILogger logger, string node, NodeLoadClamp kind, string example);
 
     private static NodeView ToView(NodeRecord n) => new(
         n.Id, n.Jurisdiction, n.Kind.ToString(), n.BaseUrl, JsonSerializer.Deserialize<List<NodeModel>>(n.ModelsJson, JsonOptions) ?? [],
