@@ -228,7 +228,7 @@ public static class AdminApi
         var tenant = await grain.GetAsync() ?? throw NotFound("tenant", id);
         // No body is a key with the defaults (named "key", the tenant's whole policy): it was a 400 "body is empty".
         var request = await RequestReader.ReadOptionalAsync<KeyCreateRequest>(context);
-        var narrowing = request.Policy?.ValidateNarrowing(PolicyDocument.FromJson(tenant.PolicyJson).ToPolicy(), catalog, "policy");
+        var narrowing = request.Policy?.RefuseInvisibleModelIds("policy").ValidateNarrowing(PolicyDocument.FromJson(tenant.PolicyJson).ToPolicy(), catalog, "policy");
         var name = request.Name is null ? "key" : ResourceIds.RequireName(request.Name, "name");
         // Stored to the millisecond, so the audit entry states exactly the instant the key stops working.
         var expiresAt = KeyExpiry(request, time.GetUtcNow()) is { } expiry ? DateTimeOffset.FromUnixTimeMilliseconds(expiry.ToUnixTimeMilliseconds()) : (DateTimeOffset?)null;

@@ -51,8 +51,32 @@ internal sealed class PolicyDocument
     /// </summary>
     public PolicyDocument ValidateTenantPolicy(JurisdictionCatalog catalog, string prefix)
     {
+        RefuseInvisibleModelIds(prefix);
         var errors = ResidencyPolicyValidator.Validate(ToPolicy(prefix), catalog);
         return errors.Count == 0 ? Canonical() : throw Invalid(errors, prefix);
+    }
+
+    /// <summary>
+    /// Refuses (400 <c>invalid_policy</c> naming the field, the character and the rule) a model id in allowed_models
+    /// holding an invisible character (<see cref="RequestReader.IsInvisible"/>): the request path refuses such an id, so
+    /// a tenant allowed it was shown a model it could never use, looking like one it could. Only where a policy is
+    /// written (the admin API's tenant create and update and a key's creation; the console and the CLI write through
+    /// it): the validators also run on stored policies at request time (<c>PolicyNarrower</c>), which this leaves alone.
+    /// </summary>
+    public PolicyDocument RefuseInvisibleModelIds(string prefix)
+    {
+        foreach (var model in AllowedModels ?? [])
+        {
+            if (RequestReader.FirstInvisible(model) is { } invisible)
+            {
+                throw OpenAIException.BadRequest(
+                    $"The policy is invalid. {prefix}.{PolicyFields.AllowedModels}: model ids must not contain {RequestReader.InvisibleRule}; " +
+                    $"got U+{(int)invisible:X4} in '{RequestReader.Shorten(model)}'.",
+                    $"{prefix}.{PolicyFields.AllowedModels}", "invalid_policy");
+            }
+        }
+
+        return this;
     }
 
     /// <summary>

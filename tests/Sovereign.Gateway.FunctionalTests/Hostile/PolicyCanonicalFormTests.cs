@@ -80,6 +80,55 @@ public sealed class PolicyCanonicalFormTests(ConsoleFixture fixture)
         Assert.Contains($"'{entry}'", error.GetProperty("message").GetString());
     }
 
+    /// <summary>
+    /// A model id in allowed_models holding an invisible character (a pasted "stories\u200B") was stored as written: the
+    /// tenant list, the CLI and the audit entry showed the model the tenant is allowed, and every request for it was
+    /// refused 403 as not allowed, since the request path refuses such ids. Now each write of a policy (tenant create,
+    /// update, a key's narrowing) is a 400 invalid_policy naming the field, the character and the rule, and nothing is
+    /// stored. Stored policies are not checked again at request time (the narrowing check runs there too).
+    /// </summary>
+    [Theory]
+    [InlineData("\u200B")]
+    [InlineData("\uFEFF")]
+    [InlineData("\u00AD")]
+    [InlineData("\u2060")]
+    public async Task InvisibleCharacterInAllowedModels_Is400NamingTheRule_OnEveryPolicyWrite_AndNothingIsStored(string invisible)
+    {
+        var model = ConsoleFixture.Model + invisible;
+        var code = $"U+{(int)invisible[0]:X4}";
+        var tenant = "canon-invisible-" + ((int)invisible[0]).ToString("x4", System.Globalization.CultureInfo.InvariantCulture);
+        await AssertRefusedAsync(fixture.Admin.PostAsJsonAsync("/admin/v1/tenants",
+            new { id = tenant, policy = new { allowed_jurisdictions = new[] { "TH" }, allowed_models = new[] { ConsoleFixture.Model, model } } }));
+        using (var absent = await fixture.Admin.GetAsync($"/admin/v1/tenants/{tenant}"))
+        {
+            Assert.Equal(404, (int)absent.StatusCode);
+        }
+
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id = tenant, policy = new { allowed_jurisdictions = new[] { "TH" } } });
+        await AssertRefusedAsync(fixture.Admin.PatchAsJsonAsync($"/admin/v1/tenants/{tenant}",
+            new { policy = new { allowed_jurisdictions = new[] { "TH" }, allowed_models = new[] { model } } }));
+        await AssertRefusedAsync(fixture.Admin.PostAsJsonAsync($"/admin/v1/tenants/{tenant}/keys", new { name = "k", policy = new { allowed_models = new[] { model } } }));
+
+        var stored = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}", null);
+        Assert.False(stored.GetProperty("policy").TryGetProperty("allowed_models", out var models) && models.ValueKind == JsonValueKind.Array && models.GetArrayLength() > 0, stored.ToString());
+        var keys = await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/tenants/{tenant}/keys", null);
+        Assert.Equal(0, keys.GetProperty("data").GetArrayLength());
+
+        async Task AssertRefusedAsync(Task<HttpResponseMessage> sending)
+        {
+            using var response = await sending;
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True((int)response.StatusCode == 400, text);
+            var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+            Assert.Equal("policy.allowed_models", error.GetProperty("param").GetString());
+            Assert.Equal("invalid_policy", error.GetProperty("code").GetString());
+            var message = error.GetProperty("message").GetString()!;
+            Assert.Contains(code, message, StringComparison.Ordinal);
+            Assert.Contains("invisible characters", message, StringComparison.Ordinal);
+            Assert.DoesNotContain(invisible, message, StringComparison.Ordinal); // shown as '?', never echoed
+        }
+    }
+
     private static string[] Strings(JsonElement policy, string field) =>
         [.. policy.GetProperty(field).EnumerateArray().Select(e => e.GetString()!)];
 }
