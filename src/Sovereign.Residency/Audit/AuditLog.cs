@@ -44,9 +44,9 @@ public sealed record AuditLogOptions
     public string? Chain { get; init; }
 
     /// <summary>
-    /// The longest the writer tries to commit one batch of appends, its retries included. On PostgreSQL every statement of
-    /// the commit is cancelled at this deadline, whatever the connection string's Command Timeout says; past it the
-    /// batch's appends, and every append queued behind them (they waited as long), fail with
+    /// The longest (in real time) the writer tries to commit one batch of appends, its retries included, whatever the
+    /// connection string's Command Timeout says: at the deadline the driver is asked to cancel and the writer stops
+    /// waiting for it; the batch's appends, and every append queued behind them (they waited as long), fail with
     /// <see cref="AuditUnavailableException"/> whose cause is the database not answering in time. A commit whose answer
     /// never came may have been applied: the retry first looks for it under the chain's lock, so an entry is in the
     /// chain once whatever the retry finds.
@@ -1374,7 +1374,9 @@ public sealed class AuditLog : IAsyncDisposable
     private async Task CommitWithRetryAsync(List<Work> batch)
     {
         const int attempts = 3;
-        using var deadline = new CancellationTokenSource(_options.CommitTimeout, _time);
+        // Real time, not the injected clock: the deadline bounds how long the database takes, which a clock set or
+        // stepped (a test's manual clock advanced by an hour while a commit runs) must not cut short.
+        using var deadline = new CancellationTokenSource(_options.CommitTimeout);
         if (!_abandoned.IsCompleted)
         {
             try
