@@ -314,6 +314,11 @@ internal static partial class ControlPlaneServices
             await serverLock.TakeSqliteAsync(database, path);
             try
             {
+                if (configured.CheckAtStart)
+                {
+                    await CheckSqliteAsync(database, path);
+                }
+
                 await RefuseNewerAsync(database, "the database " + path, clusterLogger: null);
                 await Migrate(database);
             }
@@ -326,6 +331,50 @@ internal static partial class ControlPlaneServices
             return database;
         });
         return database;
+    }
+
+    /// <summary>
+    /// SQLite's quick check of the whole file (every page read once: about 5 ms per MB measured), before anything is
+    /// written. A file damaged inside (a page of a table overwritten: a bad disk, a copy cut short, a restore from a
+    /// broken backup) opened as any other: the server said "ready" and answered every request that read the damaged
+    /// table 500 internal_error, for as long as it ran, and went on appending to a log it could no longer read whole.
+    /// Damage in the file's header or schema already stopped the start (SQLITE_CORRUPT, SQLITE_NOTADB).
+    /// </summary>
+    internal static async Task CheckSqliteAsync(SqlDatabase database, string path)
+    {
+        var problems = new List<string>();
+        await using (var connection = await database.OpenAsync())
+        await using (var command = connection.CreateCommand())
+        {
+            // At most 5 problems: what to say, not an inventory (sovereign database backup's copy runs the full integrity check).
+            command.CommandText = "PRAGMA quick_check(5)";
+            try
+            {
+                await using var reader = await command.ExecuteReaderAsync();
+                while (await reader.ReadAsync())
+                {
+                    var line = reader.GetString(0);
+                    if (!string.Equals(line, "ok", StringComparison.Ordinal))
+                    {
+                        // One row may hold several lines; its text is SQLite's (pages, tables, indexes), escaped all the same.
+                        problems.Add(Residency.DisplayText.Shortened(line.Replace('\n', ' '), 300));
+                    }
+                }
+            }
+            catch (Microsoft.Data.Sqlite.SqliteException ex) when (ex.SqliteErrorCode == 11)
+            {
+                // SQLITE_CORRUPT: a page too damaged for the check to walk past (a table's root page overwritten).
+                problems.Add(ex.Message.TrimEnd('.'));
+            }
+        }
+
+        if (problems.Count > 0)
+        {
+            throw new DatabaseUnusableException(
+                $"the database {path} is damaged (SQLite's quick check: {string.Join("; ", problems)}): restore it from a backup "
+                + "(sovereign database restore, see the operator guide's Backups), and keep the damaged file for inspection. Nothing was changed.",
+                new InvalidDataException(string.Join("; ", problems)));
+        }
     }
 
     /// <summary>Every store's schema, in the order a server applies them at start (also what <c>sovereign database copy</c> applies).</summary>
