@@ -17,9 +17,10 @@ internal static class DatabaseCommand
 {
     public static Command Create()
     {
-        var command = new Command("database", "Back up a single machine's state (SQLite) while it runs, or move it into the PostgreSQL database a cluster shares.");
+        var command = new Command("database", "Back up a single machine's state (SQLite) while it runs, restore a backup, or move it into the PostgreSQL database a cluster shares.");
         command.Subcommands.Add(CreateCopy());
         command.Subcommands.Add(CreateBackup());
+        command.Subcommands.Add(DatabaseRestore.Create());
         return command;
     }
 
@@ -149,7 +150,7 @@ internal static class DatabaseCommand
             }
 
             Console.WriteLine($"Keep {Path.Combine(directory, "operator-key.pem")} apart from it (offline, encrypted): the backup's checkpoints verify with its public half. " +
-                "To restore, see the operator guide's Backups.");
+                $"To restore it: stop the server, then sovereign database restore --data-dir {directory} --from {targetPath}.");
             return ExitCodes.Success;
         });
         return command;
