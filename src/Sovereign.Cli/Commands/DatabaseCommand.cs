@@ -49,7 +49,7 @@ internal static class DatabaseCommand
             var targetPath = result.GetValue(output)!.FullName;
             if (string.Equals(Environment.GetEnvironmentVariable("Sovereign__Database__Provider"), "PostgreSql", StringComparison.OrdinalIgnoreCase))
             {
-                throw new CliException("this server's database is PostgreSQL (Sovereign__Database__Provider): back it up with pg_dump -Fc (see the operator guide's Backups).", ExitCodes.Usage);
+                throw new CliException("this server's database is PostgreSQL (Sovereign__Database__Provider): back it up with pg_dump -Fc (see the operator guide's Backup and restore).", ExitCodes.Usage);
             }
 
             if (!File.Exists(sourcePath))

@@ -49,7 +49,7 @@ internal static class DatabaseRestore
     {
         if (string.Equals(Environment.GetEnvironmentVariable("Sovereign__Database__Provider"), "PostgreSql", StringComparison.OrdinalIgnoreCase))
         {
-            throw new CliException("this server's database is PostgreSQL (Sovereign__Database__Provider): restore it with pg_restore (see the operator guide's Backups).", ExitCodes.Usage);
+            throw new CliException("this server's database is PostgreSQL (Sovereign__Database__Provider): restore it with pg_restore (see the operator guide's Backup and restore).", ExitCodes.Usage);
         }
 
         if (!File.Exists(backupPath))
@@ -153,7 +153,7 @@ internal static class DatabaseRestore
 
             if (carried.Count > 0)
             {
-                details["revocations_carried"] = string.Join(",", carried);
+                details["revocations_carried"] = string.Join(", ", carried);
             }
 
             var stagedDatabase = SqlDatabase.Sqlite(staging);
@@ -204,7 +204,20 @@ internal static class DatabaseRestore
                 OutputFile.TryDelete(file);
             }
 
-            if (witnessMoved && !File.Exists(livePath + ".replaced-" + stamp))
+            var replacedPath = livePath + ".replaced-" + stamp;
+            if (File.Exists(replacedPath) && !File.Exists(livePath))
+            {
+                // Failed between the two renames: the old database goes back in place.
+                foreach (var suffix in new[] { "", "-wal", "-shm" })
+                {
+                    if (File.Exists(replacedPath + suffix))
+                    {
+                        File.Move(replacedPath + suffix, livePath + suffix);
+                    }
+                }
+            }
+
+            if (witnessMoved && !File.Exists(replacedPath))
             {
                 // The live database is still the old one: so is its witness.
                 File.Move(witnessAside, witnessPath, overwrite: true);
@@ -241,7 +254,7 @@ internal static class DatabaseRestore
 
         if (carried.Count > 0)
         {
-            yield return $"Revocations carried from the replaced database (revoked there, active in the backup): {string.Join(", ", carried)}.";
+            yield return $"Revocations carried from the replaced database (revoked or disabled there, active in the backup): {string.Join(", ", carried.Select(c => Residency.DisplayText.Shortened(c, 200)))}.";
         }
 
         foreach (var spend in lostSpend)
@@ -314,12 +327,16 @@ internal static class DatabaseRestore
 
     /// <summary>
     /// Every tenant key and admin key revoked in the replaced database but active in the restored one, revoked there too
-    /// (at the same time, by the same hand): a revocation must outlive any copy of the database.
+    /// (at the same time, by the same hand): a revocation must outlive any copy of the database. So are tenants disabled,
+    /// join tokens used or withdrawn and cluster certificates revoked there.
     /// </summary>
     private static async Task<List<string>> CarryRevocationsAsync(string livePath, string staging, CancellationToken ct)
     {
         var revokedKeys = new List<(string Id, long At)>();
         var revokedAdmin = new List<(string Id, long At, string? By)>();
+        var disabledTenants = new List<string>();
+        var closedTokens = new List<(string Id, long? UsedAt, string? UsedBy, long? WithdrawnAt)>();
+        var certificates = new List<(string Kind, string Value, long At, string? Reason)>();
         await using (var live = new SqliteConnection($"Data Source={livePath};Mode=ReadOnly;Pooling=False"))
         {
             await live.OpenAsync(ct);
@@ -340,6 +357,33 @@ internal static class DatabaseRestore
                 while (await reader.ReadAsync(ct))
                 {
                     revokedAdmin.Add((reader.GetString(0), reader.GetInt64(1), reader.IsDBNull(2) ? null : reader.GetString(2)));
+                }
+            }
+
+            keys.CommandText = "SELECT id FROM tenants WHERE disabled <> 0";
+            await using (var reader = await keys.ExecuteReaderAsync(ct))
+            {
+                while (await reader.ReadAsync(ct))
+                {
+                    disabledTenants.Add(reader.GetString(0));
+                }
+            }
+
+            keys.CommandText = "SELECT id, used_at, used_by, withdrawn_at FROM node_join_tokens WHERE used_at IS NOT NULL OR withdrawn_at IS NOT NULL";
+            await using (var reader = await keys.ExecuteReaderAsync(ct))
+            {
+                while (await reader.ReadAsync(ct))
+                {
+                    closedTokens.Add((reader.GetString(0), reader.IsDBNull(1) ? null : reader.GetInt64(1), reader.IsDBNull(2) ? null : reader.GetString(2), reader.IsDBNull(3) ? null : reader.GetInt64(3)));
+                }
+            }
+
+            keys.CommandText = "SELECT kind, value, revoked_at, reason FROM cluster_certificate_revocations";
+            await using (var reader = await keys.ExecuteReaderAsync(ct))
+            {
+                while (await reader.ReadAsync(ct))
+                {
+                    certificates.Add((reader.GetString(0), reader.GetString(1), reader.GetInt64(2), reader.IsDBNull(3) ? null : reader.GetString(3)));
                 }
             }
         }
@@ -375,6 +419,47 @@ internal static class DatabaseRestore
                 {
                     carried.Add(id);
                 }
+            }
+        }
+
+        // A tenant disabled, a join token used or withdrawn, a cluster certificate revoked: each a door closed since
+        // the backup, kept closed (a tenant enabled since stays as the backup has it: disabled, until enabled again).
+        foreach (var id in disabledTenants)
+        {
+            update.Parameters.Clear();
+            update.CommandText = "UPDATE tenants SET disabled = 1 WHERE id = @id AND disabled = 0";
+            update.Parameters.AddWithValue("@id", id);
+            if (await update.ExecuteNonQueryAsync(ct) > 0)
+            {
+                carried.Add("tenant " + id);
+            }
+        }
+
+        foreach (var (id, usedAt, usedBy, withdrawnAt) in closedTokens)
+        {
+            update.Parameters.Clear();
+            update.CommandText = "UPDATE node_join_tokens SET used_at = @used, used_by = @by, withdrawn_at = @withdrawn WHERE id = @id AND used_at IS NULL AND withdrawn_at IS NULL";
+            update.Parameters.AddWithValue("@used", (object?)usedAt ?? DBNull.Value);
+            update.Parameters.AddWithValue("@by", (object?)usedBy ?? DBNull.Value);
+            update.Parameters.AddWithValue("@withdrawn", (object?)withdrawnAt ?? DBNull.Value);
+            update.Parameters.AddWithValue("@id", id);
+            if (await update.ExecuteNonQueryAsync(ct) > 0)
+            {
+                carried.Add("join token " + id);
+            }
+        }
+
+        foreach (var (kind, value, at, reason) in certificates)
+        {
+            update.Parameters.Clear();
+            update.CommandText = "INSERT INTO cluster_certificate_revocations (kind, value, revoked_at, reason) VALUES (@kind, @value, @at, @reason) ON CONFLICT DO NOTHING";
+            update.Parameters.AddWithValue("@kind", kind);
+            update.Parameters.AddWithValue("@value", value);
+            update.Parameters.AddWithValue("@at", at);
+            update.Parameters.AddWithValue("@reason", (object?)reason ?? DBNull.Value);
+            if (await update.ExecuteNonQueryAsync(ct) > 0)
+            {
+                carried.Add($"certificate {kind} {value}");
             }
         }
 

@@ -372,7 +372,7 @@ internal static partial class ControlPlaneServices
         {
             throw new DatabaseUnusableException(
                 $"the database {path} is damaged (SQLite's quick check: {string.Join("; ", problems)}): restore it from a backup "
-                + "(sovereign database restore, see the operator guide's Backups), and keep the damaged file for inspection. Nothing was changed.",
+                + "(sovereign database restore, see the operator guide's Backup and restore), and keep the damaged file for inspection. Nothing was changed.",
                 new InvalidDataException(string.Join("; ", problems)));
         }
     }

@@ -12,7 +12,8 @@ namespace Sovereign.Gateway.FunctionalTests.Storage;
 /// revoked key worked again, the log went on from the backup's head with nothing saying entries signed before were
 /// rolled back (the server then signed other entries at those sequences), and the spend since the backup was gone
 /// unsaid. <c>sovereign database restore</c> refuses while a server runs and, behind the witness, until told; then
-/// carries the revocation, records the rollback in the restored log (signed) and keeps the replaced database.
+/// carries the revocation (and a tenant disabled since), records the rollback in the restored log (signed) and keeps
+/// the replaced database.
 /// </summary>
 public sealed class DatabaseRestoreTests : IDisposable
 {
@@ -35,7 +36,7 @@ public sealed class DatabaseRestoreTests : IDisposable
         var backup = Path.Combine(_root, "backup.db");
         var port = ServeProcess.FreePort();
         var server = await ServeProcess.StartAsync(port, serve, environment);
-        string revokedSecret, revokedId, key;
+        string revokedSecret, revokedId, key, otherTenantKey;
         decimal settledAtBackup;
         try
         {
@@ -47,6 +48,8 @@ public sealed class DatabaseRestoreTests : IDisposable
                 Assert.Equal(HttpStatusCode.OK, served.StatusCode);
             }
 
+            await SendAsync(http, HttpMethod.Post, "/admin/v1/tenants", new { id = "t2", plan = "standard", policy = new { allowed_jurisdictions = new[] { "DE" } } }, 201);
+            otherTenantKey = (await SendAsync(http, HttpMethod.Post, "/admin/v1/tenants/t2/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
             var second = await SendAsync(http, HttpMethod.Post, "/admin/v1/tenants/t1/keys", new { name = "k2" }, 201);
             (revokedSecret, revokedId) = (second.GetProperty("secret").GetString()!, second.GetProperty("key").GetProperty("id").GetString()!);
             settledAtBackup = (await SendAsync(http, HttpMethod.Get, "/admin/v1/tenants/t1/limits", null, 200)).GetProperty("budgets")[0].GetProperty("settled").GetDecimal();
@@ -60,6 +63,7 @@ public sealed class DatabaseRestoreTests : IDisposable
 
             // After the backup: the key revoked, more spent, and (at the stop) the log signed past the backup's head.
             await SendAsync(http, HttpMethod.Delete, $"/admin/v1/tenants/t1/keys/{revokedId}", null, 200);
+            await SendAsync(http, HttpMethod.Patch, "/admin/v1/tenants/t2", new { disabled = true }, 200);
             using (var tenant = Client(port, key))
             using (var served = await tenant.PostAsync("/v1/chat/completions", StoriesChat()))
             {
@@ -81,7 +85,7 @@ public sealed class DatabaseRestoreTests : IDisposable
 
         var restored = await CliProcess.RunAsync("database", "restore", "--data-dir", data, "--from", backup, "--accept-rollback");
         Assert.True(restored.ExitCode == 0, $"{restored.ExitCode} {restored.Stdout}{restored.Stderr}");
-        Assert.Contains($"Revocations carried from the replaced database (revoked there, active in the backup): {revokedId}.", restored.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"Revocations carried from the replaced database (revoked or disabled there, active in the backup): {revokedId}, tenant t2.", restored.Stdout, StringComparison.Ordinal);
         Assert.Contains("Spend recorded after the backup, no longer counted against budgets: tenant t1 EUR ", restored.Stdout, StringComparison.Ordinal);
         var replaced = Assert.Single(Directory.GetFiles(data, "sovereign.db.replaced-*"), f => !f.EndsWith("-wal", StringComparison.Ordinal) && !f.EndsWith("-shm", StringComparison.Ordinal));
         Assert.Equal(before, await File.ReadAllBytesAsync(replaced));
@@ -101,13 +105,20 @@ public sealed class DatabaseRestoreTests : IDisposable
                 Assert.Equal(HttpStatusCode.Unauthorized, refusedKey.StatusCode);
             }
 
+            using (var tenant = Client(port, otherTenantKey))
+            using (var disabled = await tenant.PostAsync("/v1/chat/completions", StoriesChat()))
+            {
+                Assert.Equal(HttpStatusCode.Forbidden, disabled.StatusCode);
+                Assert.Contains("tenant_disabled", await disabled.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            }
+
             var budget = (await SendAsync(http, HttpMethod.Get, "/admin/v1/tenants/t1/limits", null, 200)).GetProperty("budgets")[0];
             Assert.Equal(settledAtBackup, budget.GetProperty("settled").GetDecimal());
 
             var entries = (await SendAsync(http, HttpMethod.Get, "/admin/v1/audit?limit=1000", null, 200)).GetProperty("data").EnumerateArray().ToList();
             var restore = Assert.Single(entries, e => e.GetProperty("action").GetString() == "database.restore");
             var details = restore.GetProperty("details");
-            Assert.Equal(revokedId, details.GetProperty("revocations_carried").GetString());
+            Assert.Equal($"{revokedId}, tenant t2", details.GetProperty("revocations_carried").GetString());
             var rolledBackFrom = long.Parse(details.GetProperty("rolled_back_from_sequence").GetString()!, System.Globalization.CultureInfo.InvariantCulture);
             Assert.True(rolledBackFrom > restore.GetProperty("sequence").GetInt64() - 1, details.ToString());
             Assert.Equal(64, details.GetProperty("backup_sha256").GetString()!.Length);
