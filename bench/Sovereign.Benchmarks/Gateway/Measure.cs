@@ -323,7 +323,14 @@ internal sealed class Args
 
     public bool Quick => _values.ContainsKey("--quick");
 
-    public static Args Parse(string[] args, params string[] known)
+    public static Args Parse(string[] args, params string[] known) => Parse(args, [], known);
+
+    /// <summary>
+    /// As <see cref="Parse(string[], string[])"/>; an option named in <paramref name="bare"/> may also stand alone (the
+    /// last argument, or followed by another option), which <see cref="IntOrBare"/> reads as its "on" value. Before,
+    /// <c>pipeline --allocations</c> stopped at once with a message on stderr and printed nothing on stdout.
+    /// </summary>
+    public static Args Parse(string[] args, IReadOnlyCollection<string> bare, params string[] known)
     {
         var parsed = new Args();
         for (var i = 0; i < args.Length; i++)
@@ -335,9 +342,15 @@ internal sealed class Args
                 continue;
             }
 
+            if (bare.Contains(name) && (i + 1 >= args.Length || args[i + 1].StartsWith("--", StringComparison.Ordinal)))
+            {
+                parsed._values[name] = string.Empty;
+                continue;
+            }
+
             if (!known.Contains(name) || i + 1 >= args.Length)
             {
-                throw new ArgumentException($"unknown option or missing value: '{name}' (options: --quick {string.Join(' ', known.Select(k => k + " V"))})");
+                throw new ArgumentException($"unknown option or missing value: '{name}' (options: --quick {string.Join(' ', known.Select(k => bare.Contains(k) ? k + " [V]" : k + " V"))})");
             }
 
             parsed._values[name] = args[++i];
@@ -347,7 +360,13 @@ internal sealed class Args
     }
 
     public int Int(string name, int normal, int quick) =>
-        _values.TryGetValue(name, out var v) && v is not null ? int.Parse(v, CultureInfo.InvariantCulture) : Quick ? quick : normal;
+        _values.TryGetValue(name, out var v) && !string.IsNullOrEmpty(v) ? int.Parse(v, CultureInfo.InvariantCulture) : Quick ? quick : normal;
+
+    /// <summary>An option that may stand alone: absent, <paramref name="off"/>; alone, <paramref name="on"/>; with a value, the value.</summary>
+    public int IntOrBare(string name, int off, int on) =>
+        !_values.TryGetValue(name, out var v) ? off : string.IsNullOrEmpty(v) ? on : int.Parse(v, CultureInfo.InvariantCulture);
+
+    public bool Has(string name) => _values.ContainsKey(name);
 
     public double Double(string name, double normal) =>
         _values.TryGetValue(name, out var v) && v is not null ? double.Parse(v, CultureInfo.InvariantCulture) : normal;

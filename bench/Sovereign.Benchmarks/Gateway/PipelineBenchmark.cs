@@ -14,7 +14,7 @@ namespace Sovereign.Benchmarks.Gateway;
 /// </summary>
 internal static class PipelineBenchmark
 {
-    public const string Usage = "pipeline [--quick] [--sequential N (3000)] [--callers C (64)] [--seconds S (10)] [--rounds R (3)] [--warmup S (10)] [--settle S (60; 0: off)] [--allocations TOP (0: off)] [--jit TOP (0: off; the methods compiled during the governed runs)] [--set KEY=VALUE[,KEY=VALUE...]] [--hops N (0: off; where one request's time goes: hops between processes, then the gateway's stage spans)]";
+    public const string Usage = "pipeline [--quick] [--sequential N (3000)] [--callers C (64)] [--seconds S (10)] [--rounds R (3)] [--warmup S (10)] [--settle S (60; 0: off)] [--allocations [TOP] (off; alone: 25)] [--jit [TOP] (off; alone: 25; the methods compiled during the governed runs)] [--relay-ceiling (a bare Kestrel + HttpClient relay to the same mock as a third path: the floor of any two-hop gateway)] [--syscalls (after the measured rounds, one more round per path under strace -c -f: system calls per request)] [--set KEY=VALUE[,KEY=VALUE...]] [--hops N (0: off; where one request's time goes: hops between processes, then the gateway's stage spans)]";
 
     private const string ModelId = "mock-model";
 
@@ -23,7 +23,7 @@ internal static class PipelineBenchmark
         Args args;
         try
         {
-            args = Args.Parse(argv, "--sequential", "--callers", "--seconds", "--rounds", "--warmup", "--settle", "--allocations", "--jit", "--set", "--hops");
+            args = Args.Parse(argv, ["--allocations", "--jit", "--relay-ceiling", "--syscalls"], "--sequential", "--callers", "--seconds", "--rounds", "--warmup", "--settle", "--allocations", "--jit", "--set", "--hops", "--relay-ceiling", "--syscalls");
         }
         catch (ArgumentException ex)
         {
@@ -50,6 +50,10 @@ internal static class PipelineBenchmark
         var body = Encoding.UTF8.GetBytes($$"""{"model":"{{ModelId}}","messages":[{"role":"user","content":"Hello there"}],"max_tokens":1}""");
         var directBody = Encoding.UTF8.GetBytes("""{"model":"mock","messages":[{"role":"user","content":"Hello there"}],"max_tokens":1}""");
 
+        // --relay-ceiling: the same request through a bare Kestrel endpoint that relays it to the same mock (BareRelay).
+        await using var bare = args.Has("--relay-ceiling") ? await BareRelay.StartAsync(mock.Url) : null;
+        using var relay = bare is null ? null : BenchServer.CreateClient(new Uri(bare.Url.TrimEnd('/') + "/"));
+
         async Task<int> Post(HttpClient client, byte[] payload)
         {
             using var content = new ByteArrayContent(payload);
@@ -74,10 +78,18 @@ internal static class PipelineBenchmark
         {
             await Ok(gateway, body);
             await Ok(direct, directBody);
+            if (relay is not null)
+            {
+                await Ok(relay, directBody);
+            }
         }
 
         await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(warmup), (_, _) => Post(gateway, body));
         await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(warmup / 2.0), (_, _) => Post(direct, directBody));
+        if (relay is not null)
+        {
+            await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(warmup / 2.0), (_, _) => Post(relay, directBody));
+        }
 
         // --settle S: then load the governed path in 2-s bursts until tiered compilation has caught up (fewer than 2
         // methods compiled per 1,000 requests in a burst, or fewer than 5 in all), at most S seconds. On a loaded machine a fixed warm-up ends
@@ -173,10 +185,15 @@ internal static class PipelineBenchmark
         Console.WriteLine();
         var directRuns = new List<RunStats>();
         var gatewayRuns = new List<RunStats>();
+        var relayRuns = new List<RunStats>();
         for (var round = 0; round < rounds; round++)
         {
             directRuns.Add(await Driver.BackToBackAsync(sequential, _ => Ok(direct, directBody)));
             gatewayRuns.Add(await Driver.BackToBackAsync(sequential, _ => Ok(gateway, body)));
+            if (relay is not null)
+            {
+                relayRuns.Add(await Driver.BackToBackAsync(sequential, _ => Ok(relay, directBody)));
+            }
         }
 
         var d = Dist.Merge(directRuns.Select(r => r.Latency));
@@ -194,6 +211,7 @@ internal static class PipelineBenchmark
             ["direct to the mock engine", Report.Ms(d.P50), Report.Ms(d.P99), Report.Ms(directCpuPerRequest), Report.N(directSwitches, "0.0"), Report.N(directItems, "0.0"), Report.N(directBytes, "0.0"), directRuns.Sum(r => r.Errors).ToString(CultureInfo.InvariantCulture)],
             ["through the governed pipeline", Report.Ms(g.P50), Report.Ms(g.P99), Report.Ms(gatewayCpuPerRequest), Report.N(gatewaySwitches, "0.0"), Report.N(gatewayItems, "0.0"), Report.N(gatewayBytes, "0.0"), gatewayRuns.Sum(r => r.Errors).ToString(CultureInfo.InvariantCulture)],
             ["added by the gateway", "+" + Report.Ms(g.P50 - d.P50), "+" + Report.Ms(g.P99 - d.P99), "+" + Report.Ms(gatewayCpuPerRequest - directCpuPerRequest), "+" + Report.N(gatewaySwitches - directSwitches, "0.0"), "+" + Report.N(gatewayItems - directItems, "0.0"), "+" + Report.N(gatewayBytes - directBytes, "0.0"), ""],
+            .. RelayRows(relayRuns, d, directCpuPerRequest, directSwitches, directItems, directBytes),
         ]);
         Console.WriteLine();
         // The slowest 1% at one connection: how many collections (each pauses every thread) fell in each path's runs.
@@ -206,23 +224,27 @@ internal static class PipelineBenchmark
         Console.WriteLine(FormattableString.Invariant($"## Throughput with {callers} concurrent callers ({seconds} s per path and round)"));
         Console.WriteLine();
         var rows = new List<string[]>();
-        var topTypes = args.Int("--allocations", 0, 0);
+        var gcRows = new List<string[]>();
+        var relayRows = new List<string[]>();
+        var topTypes = args.IntOrBare("--allocations", 0, 25);
         using var sampler = topTypes > 0 ? new AllocationSampler() : null;
-        var topMethods = args.Int("--jit", 0, 0);
+        var topMethods = args.IntOrBare("--jit", 0, 25);
         using var jitSampler = topMethods > 0 ? new JitSampler() : null;
         var allocated = new List<(double Direct, double Governed)>();
         var jitted = new List<(long Methods, TimeSpan Time, int Requests)>();
         for (var round = 0; round < rounds; round++)
         {
-            var before = GC.GetTotalAllocatedBytes();
-            var directRun = await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(seconds), (_, _) => Post(direct, directBody));
+            var (directGc, directRun) = await WithGcAsync(() => Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(seconds), (_, _) => Post(direct, directBody)));
+            var (relayGc, relayRun) = relay is null ? default : await WithGcAsync(() => Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(seconds), (_, _) => Post(relay, directBody)));
             var between = GC.GetTotalAllocatedBytes();
+            var gcBefore = GcCounts.Now();
             sampler?.Start();
             jitSampler?.Start();
             var itemsBefore = ThreadPool.CompletedWorkItemCount;
             var (jitBefore, jitTimeBefore) = (System.Runtime.JitInfo.GetCompiledMethodCount(), System.Runtime.JitInfo.GetCompilationTime());
             var gatewayRun = await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(seconds), (_, _) => Post(gateway, body));
             var loadedItems = (ThreadPool.CompletedWorkItemCount - itemsBefore) / (double)gatewayRun.Results.Count;
+            var gatewayGc = GcCounts.Now() - gcBefore;
             jitted.Add((System.Runtime.JitInfo.GetCompiledMethodCount() - jitBefore, System.Runtime.JitInfo.GetCompilationTime() - jitTimeBefore, gatewayRun.Results.Count));
             var types = sampler?.Stop(topTypes);
             if (jitSampler?.Stop(topMethods) is { } methods)
@@ -236,7 +258,16 @@ internal static class PipelineBenchmark
                 Console.WriteLine();
             }
 
-            allocated.Add(((between - before) / (double)directRun.Results.Count, (GC.GetTotalAllocatedBytes() - between) / (double)gatewayRun.Results.Count));
+            allocated.Add((directGc.Allocated / (double)directRun.Results.Count, (GC.GetTotalAllocatedBytes() - between) / (double)gatewayRun.Results.Count));
+            gcRows.Add([(round + 1).ToString(CultureInfo.InvariantCulture), directGc.Per10k(directRun.Results.Count), relay is null ? "-" : relayGc.Per10k(relayRun.Results.Count), gatewayGc.Per10k(gatewayRun.Results.Count),
+                relay is null ? "-" : Report.N(relayGc.Allocated / 1024.0 / Math.Max(1, relayRun.Results.Count), "0.0")]);
+            if (relay is not null)
+            {
+                var relayRate = relayRun.Results.Count(s => s == 200) / relayRun.Elapsed.TotalSeconds;
+                relayRows.Add([(round + 1).ToString(CultureInfo.InvariantCulture), Report.N(relayRate), Report.Ratio(relayRate, directRun.Results.Count(s => s == 200) / directRun.Elapsed.TotalSeconds),
+                    Report.N(relayRun.Cpu.TotalMilliseconds * 1000 / relayRun.Results.Count, "0"), (relayRun.Results.Count(s => s != 200) + relayRun.Errors).ToString(CultureInfo.InvariantCulture)]);
+            }
+
             if (types is not null)
             {
                 Console.WriteLine("Allocation samples of the governed run (bytes, type):");
@@ -261,13 +292,111 @@ internal static class PipelineBenchmark
         // machine's load than requests/s do: the figures to compare when a change to the path's cost is tried.
         Report.Table(["Round", "direct req/s", "governed req/s", "governed / direct", "refused or failed", "cores used (governed)", "CPU us/request direct", "CPU us/request governed", "pool work items/request governed"], rows);
         Console.WriteLine();
+        if (relayRows.Count > 0)
+        {
+            Report.Table(["Round", "bare relay req/s (Kestrel + HttpClient, no governance)", "bare relay / direct", "CPU us/request bare relay", "refused or failed"], relayRows);
+            Console.WriteLine();
+        }
+
+        // Collections per 10,000 requests of each path's 32-caller round (whole process), and the pause they took.
+        Report.Table(["Round", "GC per 10k requests direct: gen0 / gen1 / gen2, paused ms", "bare relay", "governed", "KiB allocated/request bare relay"], gcRows);
+        Console.WriteLine();
         Console.WriteLine(FormattableString.Invariant(
             $"Allocated per request (whole process: client, gateway, mock): direct {allocated.Average(a => a.Direct) / 1024:0.0} KiB, governed {allocated.Average(a => a.Governed) / 1024:0.0} KiB"));
         // A settled server compiles nothing per request: methods still compiled here are tier-0 code being promoted (slow
         // code and JIT work in the measurement) or code generated again and again (--jit TOP names them).
         Console.WriteLine(string.Join("; ", jitted.Select((j, i) => FormattableString.Invariant(
             $"JIT during governed round {i + 1}: {j.Methods:N0} methods compiled ({j.Methods * 1000.0 / Math.Max(1, j.Requests):0.0} per 1,000 requests), {j.Time.TotalMilliseconds:N0} ms compiling"))));
+
+        // --syscalls: one more round per path under strace (slowed several times: counts per request, not times).
+        if (args.Has("--syscalls"))
+        {
+            if (!SyscallCounter.Available)
+            {
+                Console.WriteLine("--syscalls: strace is not installed here");
+                return 0;
+            }
+
+            Console.WriteLine();
+            Console.WriteLine(FormattableString.Invariant($"## System calls per request (strace -c -f over the whole process; one connection {sequential / 4:N0} requests, then {callers} callers for {seconds} s per path)"));
+            Console.WriteLine();
+            var paths = new List<(string Name, HttpClient Client, byte[] Body)> { ("direct", direct, directBody) };
+            if (relay is not null)
+            {
+                paths.Add(("bare relay", relay, directBody));
+            }
+
+            paths.Add(("governed", gateway, body));
+            var traced = new List<(string Name, IReadOnlyList<(string Call, long Count)> Calls, int Requests)>();
+            foreach (var (name, client, payload) in paths)
+            {
+                using (var counter = new SyscallCounter())
+                {
+                    await counter.StartAsync();
+                    var run = await Driver.BackToBackAsync(sequential / 4, _ => Ok(client, payload));
+                    traced.Add((name + ", one connection", await counter.StopAsync(), run.Latency.Count));
+                }
+
+                using (var counter = new SyscallCounter())
+                {
+                    await counter.StartAsync();
+                    var run = await Driver.ConcurrentAsync(callers, TimeSpan.FromSeconds(seconds), (_, _) => Post(client, payload));
+                    traced.Add((name + $", {callers} callers", await counter.StopAsync(), run.Results.Count));
+                }
+            }
+
+            var calls = traced.SelectMany(t => t.Calls).GroupBy(c => c.Call).Select(g => (Call: g.Key, Max: traced.Max(t => PerRequest(t, g.Key))))
+                .Where(c => c.Max >= 0.05).OrderByDescending(c => c.Max).Select(c => c.Call).ToList();
+            Report.Table(["system call", .. traced.Select(t => t.Name)],
+            [
+                .. calls.Select(call => (string[])[call, .. traced.Select(t => Report.N(PerRequest(t, call), "0.00"))]),
+                ["all", .. traced.Select(t => Report.N(t.Calls.Sum(c => c.Count) / (double)Math.Max(1, t.Requests), "0.0"))],
+                ["requests traced", .. traced.Select(t => t.Requests.ToString("N0", CultureInfo.InvariantCulture))],
+            ]);
+
+            static double PerRequest((string Name, IReadOnlyList<(string Call, long Count)> Calls, int Requests) t, string call) =>
+                t.Calls.Where(c => c.Call == call).Sum(c => c.Count) / (double)Math.Max(1, t.Requests);
+        }
+
         return 0;
+    }
+
+    private static IEnumerable<string[]> RelayRows(List<RunStats> runs, Dist direct, double directCpu, double directSwitches, double directItems, double directBytes)
+    {
+        if (runs.Count == 0)
+        {
+            yield break;
+        }
+
+        var r = Dist.Merge(runs.Select(x => x.Latency));
+        var count = runs.Sum(x => x.Latency.Count);
+        var cpu = runs.Sum(x => x.Cpu.TotalMilliseconds) / count;
+        var switches = (double)runs.Sum(x => x.ContextSwitches) / count;
+        var items = (double)runs.Sum(x => x.PoolWorkItems) / count;
+        var bytes = (double)runs.Sum(x => x.BytesWritten) / count / 1024;
+        yield return ["bare relay (Kestrel + HttpClient, no governance)", Report.Ms(r.P50), Report.Ms(r.P99), Report.Ms(cpu), Report.N(switches, "0.0"), Report.N(items, "0.0"), Report.N(bytes, "0.0"), runs.Sum(x => x.Errors).ToString(CultureInfo.InvariantCulture)];
+        yield return ["added by the bare relay", "+" + Report.Ms(r.P50 - direct.P50), "+" + Report.Ms(r.P99 - direct.P99), "+" + Report.Ms(cpu - directCpu), "+" + Report.N(switches - directSwitches, "0.0"), "+" + Report.N(items - directItems, "0.0"), "+" + Report.N(bytes - directBytes, "0.0"), ""];
+    }
+
+    private static async Task<(GcCounts Gc, T Result)> WithGcAsync<T>(Func<Task<T>> run)
+    {
+        var before = GcCounts.Now();
+        var result = await run();
+        return (GcCounts.Now() - before, result);
+    }
+
+    /// <summary>The process's collections, GC pause and allocated bytes, to subtract around a round.</summary>
+    private readonly record struct GcCounts(int Gen0, int Gen1, int Gen2, TimeSpan Paused, long Allocated)
+    {
+        public static GcCounts Now() => new(GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration(), GC.GetTotalAllocatedBytes());
+
+        public static GcCounts operator -(GcCounts a, GcCounts b) => new(a.Gen0 - b.Gen0, a.Gen1 - b.Gen1, a.Gen2 - b.Gen2, a.Paused - b.Paused, a.Allocated - b.Allocated);
+
+        public string Per10k(int requests)
+        {
+            var k = 10_000.0 / Math.Max(1, requests);
+            return FormattableString.Invariant($"{Gen0 * k:0.0} / {Gen1 * k:0.0} / {Gen2 * k:0.0}, {Paused.TotalMilliseconds * k:0.0}");
+        }
     }
 
     /// <summary>The mock as a node of the server's jurisdiction, and a tenant that may use it.</summary>
