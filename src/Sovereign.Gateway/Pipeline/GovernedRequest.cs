@@ -66,6 +66,24 @@ internal sealed class GovernedRequest : IAsyncDisposable
     public CancellationToken Aborted => Http.RequestAborted;
 
     /// <summary>
+    /// What is to be done once the relay has been handed to the connection (<see cref="RelaySent"/>): the decision's
+    /// entry appended after the relay to a cluster node left (<see cref="RequestPipeline"/>, the relay overlap).
+    /// </summary>
+    private Action? _afterRelaySent;
+
+    /// <summary>Runs <paramref name="action"/> once, when the relay has been sent (<see cref="RelaySent"/>), or when the executor returns without one.</summary>
+    internal void AfterRelaySent(Action action) => _afterRelaySent = action;
+
+    /// <summary>Whether something waits for the relay to be sent (<see cref="AfterRelaySent"/>).</summary>
+    internal bool AppendsDecisionAfterRelay => Volatile.Read(ref _afterRelaySent) is not null;
+
+    /// <summary>
+    /// The relay's request has been handed to its connection (its bytes written, or its connection being opened): runs
+    /// what was to follow it (<see cref="AfterRelaySent"/>), once; later calls do nothing.
+    /// </summary>
+    internal void RelaySent() => Interlocked.Exchange(ref _afterRelaySent, null)?.Invoke();
+
+    /// <summary>
     /// The decision's entry still committing while the work already runs and the endpoint may write its headers (a
     /// stream relayed to this node: <see cref="RequestPipeline"/>); null once it need not be awaited. Content waits for it
     /// (<see cref="EvidenceDurableAsync"/>).

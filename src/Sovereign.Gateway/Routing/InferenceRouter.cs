@@ -749,7 +749,8 @@ public sealed class InferenceRouter(
 
     /// <summary>
     /// Appends a decision left pending (<see cref="DecisionBesideAdmissionKey"/>), once, on the caller's thread: the
-    /// caller has sent the admission call, so the tenant grain admits while this thread commits. An uncontended append
+    /// caller has sent the admission call, so the tenant grain admits while this thread commits (or, for a relay to a
+    /// cluster member on a member chain, the relay has just left: <c>GovernedRequest.RelaySent</c>). An uncontended append
     /// commits before this returns; behind another writer's commit it returns at once, its entry queued for that writer.
     /// Saves the pool thread's hand-off the commit otherwise waited for (on a loaded machine, a wake-up, then another
     /// back), and no work is sent anywhere before <see cref="RoutedRequest.DecisionRecorded"/> completes, as before.

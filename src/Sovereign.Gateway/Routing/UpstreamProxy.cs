@@ -205,7 +205,7 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
     /// </summary>
     public async Task<HttpResponseMessage> OpenAtAsync(
         Uri url, string? upstreamKey, JsonObject body, string upstreamModel, CancellationToken aborted, string clientName = ClientName,
-        IReadOnlyList<(string Name, string Value)>? headers = null, bool usageOnEveryEvent = false, CancellationTokenSource? idleTimer = null)
+        IReadOnlyList<(string Name, string Value)>? headers = null, bool usageOnEveryEvent = false, CancellationTokenSource? idleTimer = null, Action? sent = null)
     {
         ArgumentNullException.ThrowIfNull(url);
         var stream = body["stream"]?.GetValueKind() == JsonValueKind.True;
@@ -217,18 +217,19 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
                 : new JsonObject { ["include_usage"] = true };
         }
 
-        return await OpenAtAsync(url, upstreamKey, JsonSerializer.SerializeToUtf8Bytes(body), aborted, clientName, headers, idleTimer);
+        return await OpenAtAsync(url, upstreamKey, JsonSerializer.SerializeToUtf8Bytes(body), aborted, clientName, headers, idleTimer, sent);
     }
 
     /// <summary>
-    /// As <see cref="OpenAtAsync(Uri, string?, JsonObject, string, CancellationToken, string, IReadOnlyList{ValueTuple{string, string}}?, bool, CancellationTokenSource?)"/>,
+    /// As <see cref="OpenAtAsync(Uri, string?, JsonObject, string, CancellationToken, string, IReadOnlyList{ValueTuple{string, string}}?, bool, CancellationTokenSource?, Action?)"/>,
     /// with the body's bytes ready to send (<see cref="RelayRequestBody.Write"/>). <paramref name="idleTimer"/>, when
     /// given, is a source linked to <paramref name="aborted"/> that the caller owns and goes on using for the answer
     /// (<see cref="RelayAsync"/>): one timer per relay, not one for the headers and another for the body.
+    /// <paramref name="sent"/>, when given, runs once the request is on its connection, before its answer is awaited.
     /// </summary>
     public async Task<HttpResponseMessage> OpenAtAsync(
         Uri url, string? upstreamKey, byte[] content, CancellationToken aborted, string clientName = ClientName, IReadOnlyList<(string Name, string Value)>? headers = null,
-        CancellationTokenSource? idleTimer = null)
+        CancellationTokenSource? idleTimer = null, Action? sent = null)
     {
         ArgumentNullException.ThrowIfNull(url);
 
@@ -260,7 +261,12 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
 
             try
             {
-                return await client.SendAsync(request, waiting.Token);
+                var answer = client.SendAsync(request, waiting.Token);
+
+                // The request is on its connection (on a pooled one, its bytes written in the send's synchronous part):
+                // what was to follow its leaving runs now, on this thread, while the engine reads it.
+                sent?.Invoke();
+                return await answer;
             }
             catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
             {
@@ -562,7 +568,7 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
 
     /// <summary>
     /// Reads a whole answer's bytes, at most <see cref="MaxAnswerBytes"/>, into a buffer rented from the shared pool
-    /// that the caller returns. <paramref name="idleTimer"/>: the relay's own timer (<see cref="OpenAtAsync(Uri, string?, byte[], CancellationToken, string, IReadOnlyList{ValueTuple{string, string}}?, CancellationTokenSource?)"/>), else one of its own.
+    /// that the caller returns. <paramref name="idleTimer"/>: the relay's own timer (<see cref="OpenAtAsync(Uri, string?, byte[], CancellationToken, string, IReadOnlyList{ValueTuple{string, string}}?, CancellationTokenSource?, Action?)"/>), else one of its own.
     /// </summary>
     private static async Task<(byte[] Buffer, int Filled)> ReadAnswerBytesAsync(HttpResponseMessage response, TimeSpan idle, CancellationToken aborted, CancellationTokenSource? idleTimer = null)
     {

@@ -173,8 +173,8 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             var usageOnEveryEvent = stream && request.Work is GenerationWorkload && AsksUsageOnEveryEvent(route);
             var url = proxy.EngineUrl(node.BaseUrl!, path);
             var response = relayed is not null
-                ? await proxy.OpenAtAsync(url, UpstreamKey(node), relayed.Write(model.Upstream, usageOnEveryEvent), request.Aborted, HttpClientName, RelayHeaders(request), idleTimer)
-                : await proxy.OpenAtAsync(url, UpstreamKey(node), body!, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request), usageOnEveryEvent, idleTimer);
+                ? await proxy.OpenAtAsync(url, UpstreamKey(node), relayed.Write(model.Upstream, usageOnEveryEvent), request.Aborted, HttpClientName, RelayHeaders(request), idleTimer, request.RelaySent)
+                : await proxy.OpenAtAsync(url, UpstreamKey(node), body!, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request), usageOnEveryEvent, idleTimer, request.RelaySent);
             if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable && FailsOverWhenUnavailable)
             {
                 response.Dispose();
