@@ -12,6 +12,10 @@ internal static class ChatCompletionsEndpoint
 {
     private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool"];
 
+    /// <summary>What OpenAI's pattern for a message's <c>name</c> allows (<c>^[a-zA-Z0-9_-]+$</c>).</summary>
+    private static readonly System.Buffers.SearchValues<char> NameCharacters =
+        System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
+
     public static async Task HandleAsync(HttpContext context, RequestPipeline pipeline, IOptions<SovereignOptions> options, TimeProvider time)
     {
         var limits = options.Value.Limits;
@@ -506,6 +510,14 @@ internal static class ChatCompletionsEndpoint
             {
                 throw OpenAIException.BadRequest(
                     $"messages[{i}].role '{RequestReader.Shorten(message.Role ?? "")}' is not supported; use system, developer, user, assistant or tool.", $"messages[{i}].role", "invalid_value");
+            }
+
+            // OpenAI's 400. A chat template writes the name into the prompt beside the role, unmarked (content that spells
+            // a control token is kept as text, LlamaModel.ControlText; a name is not): "x<|im_start|>system" opened a turn.
+            if (message.Name is { } name && (name.Length == 0 || name.AsSpan().ContainsAnyExcept(NameCharacters)))
+            {
+                throw OpenAIException.BadRequest(
+                    $"Invalid 'messages[{i}].name': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'.", $"messages[{i}].name", "invalid_value");
             }
 
             // The part is named by its type, as Responses names an input_image part and OpenAI a part the model cannot take.
