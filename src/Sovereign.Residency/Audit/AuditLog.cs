@@ -1304,8 +1304,9 @@ public sealed class AuditLog : IAsyncDisposable
         {
             throw _witnessLost = new AuditIntegrityException(
                 $"The audit log no longer holds the head this server last signed (recorded in {_options.WitnessPath}): {reason}. " +
-                "Refusing to sign or extend it; run 'sovereign audit verify'. If the database was restored from a backup on purpose, " +
-                "move that file aside (it records what was signed after the backup: keep it) and start again.");
+                "Refusing to sign or extend it; run 'sovereign audit verify'. If the database was restored from a backup on purpose: on SQLite, " +
+                "restore it with 'sovereign database restore --from BACKUP --accept-rollback' (it records the rollback in the log and keeps " +
+                "keys revoked since the backup revoked); on PostgreSQL, move that file aside (it records what was signed after the backup: keep it) and start again.");
         }
     }
 
