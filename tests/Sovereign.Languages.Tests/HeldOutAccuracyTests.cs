@@ -6,7 +6,7 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15 and 17-32 have never been used to build or tune
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15 and 17-33 have never been used to build or tune
 /// the detector (round 30's confidence cap, which changes no answer, was chosen with held-out 1-29; SOURCES.md); held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24), 11 (since session 24's
 /// second round), 12 (since session 25's round 13) and 16 (since session 35's round 17) are tuning material
 /// (SOURCES.md), so their floors guard against regressions.
@@ -193,6 +193,14 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // target; Bulgarian, Russian, Ukrainian and Slovenian right throughout, Macedonian 12 of 12 und. The round's kept
     // change (function words of languages outside the set) moved no held-out sentence; its two yat-reflex fixes traded
     // a Bosnian and a Serbian sentence on held-out 10 and 28 and were not kept (docs/benchmarks.md, round 32).
+    // Session 51's round 33 added held-out 33 (held-out 32's distribution; a theme no earlier set used: hobbies, sport and
+    // music in spare time - the accordion, a choir's concert, badminton with grandfather, a crocheted hat, a half
+    // marathon, ...). Its first run, on the unchanged detector (main a783f0f): 513 of 532 = 96.4%, over the overall
+    // target, and below the per-language target Bosnian 8 of 16 (as Serbian four times, as Croatian three times, und
+    // once), Croatian 13 of 16 (as Serbian twice, as Bosnian once) and Galician 8 of 10 (as Portuguese, as Spanish),
+    // their floors; Serbian 21 of 24 (as Bosnian twice, as Croatian once; the eight Cyrillic sentences right), Malay 11
+    // of 12 (as Indonesian), Indonesian 11 of 12 (as Malay) and Norwegian 9 of 10 (as Danish) within the target;
+    // Bulgarian, Russian, Ukrainian, Czech, Slovak and Slovenian right throughout, Macedonian 12 of 12 und.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -227,6 +235,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.ThirtiethHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5 },
         [TestData.ThirtyFirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 10, ["sr"] = 20 },
         [TestData.ThirtySecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8 },
+        [TestData.ThirtyThirdHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["gl"] = 8, ["hr"] = 13 },
     };
 
     /// <summary>The overall target.</summary>
@@ -275,6 +284,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.ThirtiethHeldOut)]
     [InlineData(TestData.ThirtyFirstHeldOut)]
     [InlineData(TestData.ThirtySecondHeldOut)]
+    [InlineData(TestData.ThirtyThirdHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
@@ -283,7 +293,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }
-        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut or TestData.TwentyNinthHeldOut or TestData.ThirtiethHeldOut or TestData.ThirtyFirstHeldOut or TestData.ThirtySecondHeldOut)
+        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut or TestData.TwentyNinthHeldOut or TestData.ThirtiethHeldOut or TestData.ThirtyFirstHeldOut or TestData.ThirtySecondHeldOut or TestData.ThirtyThirdHeldOut)
         {
             // Every covered language and Macedonian, outside the set (the Serbian Cyrillic sentences' translations).
             Assert.Equal(LanguageCatalog.Covered.Append("mk").Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));

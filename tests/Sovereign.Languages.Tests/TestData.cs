@@ -179,8 +179,13 @@ internal static partial class TestData
     /// 32 before any change, evaluation or new development sentence of that round.</summary>
     public const string ThirtySecondHeldOut = "heldout-32.txt";
 
+    /// <summary>The thirty-third held-out evaluation set (held-out 32's distribution: every covered language 8-24
+    /// sentences, Macedonian, outside the set, 12; a new theme: hobbies, sport and music in spare time), written in
+    /// session 51's round 33 before any change, evaluation or new development sentence of that round.</summary>
+    public const string ThirtyThirdHeldOut = "heldout-33.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut, NineteenthHeldOut, TwentiethHeldOut, TwentyFirstHeldOut, TwentySecondHeldOut, TwentyThirdHeldOut, TwentyFourthHeldOut, TwentyFifthHeldOut, TwentySixthHeldOut, TwentySeventhHeldOut, TwentyEighthHeldOut, TwentyNinthHeldOut, ThirtiethHeldOut, ThirtyFirstHeldOut, ThirtySecondHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut, NineteenthHeldOut, TwentiethHeldOut, TwentyFirstHeldOut, TwentySecondHeldOut, TwentyThirdHeldOut, TwentyFourthHeldOut, TwentyFifthHeldOut, TwentySixthHeldOut, TwentySeventhHeldOut, TwentyEighthHeldOut, TwentyNinthHeldOut, ThirtiethHeldOut, ThirtyFirstHeldOut, ThirtySecondHeldOut, ThirtyThirdHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
