@@ -127,10 +127,12 @@ internal sealed class YatReflex
             return true;
         }
 
-        // The longest stem the word begins with, not shorter than the shortest stem.
+        // The longest stem the word begins with, not shorter than the shortest stem, followed by an ending (a vowel
+        // begins every case, gender and number ending: mlek-a, mest-ima, vrem-ena), not by more of another root
+        // (sest-ra, sest-rični from sesti).
         for (var end = word.Length; end >= MinimumStem; end--)
         {
-            if (_ekavianStems.Contains(word[..end]))
+            if (_ekavianStems.Contains(word[..end]) && (end == word.Length || "aeiou".Contains(word[end], StringComparison.Ordinal)))
             {
                 return true;
             }
