@@ -26,6 +26,15 @@ public sealed class CloseGroupEvidenceTests(ITestOutputHelper output)
     [InlineData("izgorjela")]
     [InlineData("dio")]
     [InlineData("udio")]
+    [InlineData("pobijedio")]
+    [InlineData("svijet")]
+    [InlineData("svijem")]
+    [InlineData("vijenac")]
+    [InlineData("pijesak")]
+    [InlineData("bijeli")]
+    [InlineData("lijepo")]
+    [InlineData("smijem")]
+    [InlineData("grijem")]
     public void Reflex_IjekavianWords_AreFound(string word) => Assert.True(YatReflex.Reflex(word).Length > 0, word);
 
     [Theory]
@@ -39,6 +48,16 @@ public sealed class CloseGroupEvidenceTests(ITestOutputHelper output)
     [InlineData("historije")]
     [InlineData("gorje")]
     [InlineData("radio")]
+    // Round 32: -ij- verbs' present and passive participle (every standard writes them).
+    [InlineData("pijem")]
+    [InlineData("popijemo")]
+    [InlineData("dobijem")]
+    [InlineData("zalijem")]
+    [InlineData("otkrijem")]
+    [InlineData("šijem")]
+    [InlineData("razbijena")]
+    [InlineData("savijenu")]
+    [InlineData("dobijeno")]
     public void Reflex_WordsEveryStandardWrites_AreNotIjekavian(string word) => Assert.Equal(0, YatReflex.Reflex(word).Length);
 
     [Theory]

@@ -201,6 +201,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // their floors; Serbian 21 of 24 (as Bosnian twice, as Croatian once; the eight Cyrillic sentences right), Malay 11
     // of 12 (as Indonesian), Indonesian 11 of 12 (as Malay) and Norwegian 9 of 10 (as Danish) within the target;
     // Bulgarian, Russian, Ukrainian, Czech, Slovak and Slovenian right throughout, Macedonian 12 of 12 und.
+    // The round's ekavian-stem fix (a stem counts only before an ending) moved no held-out answer. Its -ij- verb fix
+    // (round 32's, measured again: pijem, dobijem, razbijena, presavijenu are no yat) raised Serbian on held-out 4, 10
+    // and 21 (13 -> 14, never tuned on) and lowered Bosnian on held-out 10 from 9 to 8: the lost sentence ("Sto u kafani
+    // se klimao, pa smo ispod noge podmetnuli presavijenu salvetu.") stands word for word in held-out 10's Bosnian and
+    // Serbian blocks, so one of the two is always wrong; it was Bosnian only through presavijenu's spurious reflex.
+    // Held-out 33 has no such verb form: no sentence of it moved.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -212,7 +218,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.SeventhHeldOut] = new(StringComparer.Ordinal) { ["hr"] = 6 },
         [TestData.EighthHeldOut] = new(StringComparer.Ordinal),
         [TestData.NinthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["sr"] = 13 },
-        [TestData.TenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 7 },
+        [TestData.TenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 7 },
         [TestData.EleventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 9, ["pt"] = 8, ["sr"] = 13 },
         [TestData.TwelfthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 10 },
         [TestData.ThirteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 8 },
@@ -223,7 +229,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.EighteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5, ["hr"] = 9, ["sr"] = 13 },
         [TestData.NineteenthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 5, ["hr"] = 9 },
         [TestData.TwentiethHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8 },
-        [TestData.TwentyFirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 8, ["sr"] = 13 },
+        [TestData.TwentyFirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 8, ["sr"] = 14 },
         [TestData.TwentySecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 10 },
         [TestData.TwentyThirdHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 6, ["hr"] = 11, ["id"] = 10, ["sr"] = 20 },
         [TestData.TwentyFourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 12, ["sr"] = 19 },

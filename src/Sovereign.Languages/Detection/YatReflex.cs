@@ -270,6 +270,11 @@ internal sealed class YatReflex
             return (word.Length - 2, 1);
         }
 
+        if (IsIjVerbForm(word))
+        {
+            return (0, 0);
+        }
+
         if (FinalForms.GetAlternateLookup<ReadOnlySpan<char>>().Contains(word))
         {
             var at = word.LastIndexOf("je", StringComparison.Ordinal);
@@ -297,6 +302,50 @@ internal sealed class YatReflex
         }
 
         return (0, 0);
+    }
+
+    // Round 32: verbs whose present stem ends in -ij- (piti/pijem, biti/bijem, liti/lijem, viti/vijem, šiti/šijem,
+    // kriti/krijem, sijati/sijem, and their prefixed forms: popijem, dobijem, zalijem, otkrijem, sakrijem) write "ije"
+    // before the present endings -m, -š, -mo, -te, and piti, biti and viti before the passive participle's -n-
+    // (popijen, razbijena, dobijeno, savijenu, razvijeni): the verb's i and the ending's je, which every standard
+    // writes, not the yat (a Serbian "presavijenu salvetu" counted as ijekavian).
+    private static readonly string[] PresentEndings = ["m", "š", "mo", "te"];
+    private static readonly string[] ParticipleEndings = ["", "a", "o", "i", "u", "e", "om", "oj", "og", "oga", "ome", "omu", "ih", "im", "ima"];
+
+    internal static bool IsIjVerbForm(ReadOnlySpan<char> word)
+    {
+        var at = word.LastIndexOf("ije", StringComparison.Ordinal);
+        if (at < 1)
+        {
+            return false;
+        }
+
+        var before = word[..at];
+        var rest = word[(at + 3)..];
+        foreach (var ending in PresentEndings)
+        {
+            if (rest.SequenceEqual(ending) && (before.EndsWith("kr", StringComparison.Ordinal) || ("pblvšs".Contains(before[^1]) && !AfterSibilant(before))))
+            {
+                return true;
+            }
+        }
+
+        if (rest.Length >= 1 && rest[0] == 'n' && "pbv".Contains(before[^1]) && !AfterSibilant(before))
+        {
+            var ending = rest[1..];
+            foreach (var candidate in ParticipleEndings)
+            {
+                if (ending.SequenceEqual(candidate))
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
+
+        // svijet, cvijet, zvijezda: v after s, c, z begins a yat word's stem, not a verb's.
+        static bool AfterSibilant(ReadOnlySpan<char> before) => before.Length >= 2 && before[^1] == 'v' && "scz".Contains(before[^2]);
     }
 
     private static bool IsConsonant(char c) => Consonants.Contains(c, StringComparison.Ordinal);
