@@ -412,6 +412,11 @@ public sealed class LanguageDetectorTests
     // (Czech, Slovenian, Bosnian), Elfdalian and Swabian 2 (Norwegian, Swedish, Danish; German), Mirandese 3 (Galician,
     // Portuguese, Spanish, Catalan), Scots 4 (English 0.94-1.00), Gronings and Reunion Creole 5; Belarusian, Occitan, Toki
     // Pona and Xhosa 8 of 8.
+    // Then (round 33, from general knowledge of Interlingua; no Spanish, Galician, Portuguese, Catalan or Italian line of the
+    // tuning corpus, held-out sets or UDHR writes one) more Interlingua words in FunctionWordDecoys (solmente, jam,
+    // septimana, matino, vespere, omne, soror, patre, matre, filio, schola, travalio, detra, ...): Interlingua on other
+    // writers' sets, the fair check, out of set 12 4 -> 5, 13 3 -> 4, 15 4 -> 6, 16 and 18 1 -> 2; out of set 20 (same
+    // writer) 0 -> 1. No held-out sentence moved.
     private static readonly Dictionary<string, Dictionary<string, int>> OutOfSetFloors = new(StringComparer.Ordinal)
     {
         ["out-of-set-1.txt"] = new(StringComparer.Ordinal)
@@ -465,12 +470,12 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-12.txt"] = new(StringComparer.Ordinal)
         {
-            ["ba"] = 8, ["bar"] = 5, ["ckb"] = 8, ["dsb"] = 8, ["ext"] = 6, ["frp"] = 5, ["gag"] = 6, ["gv"] = 8, ["ia"] = 4, ["kw"] = 8,
+            ["ba"] = 8, ["bar"] = 5, ["ckb"] = 8, ["dsb"] = 8, ["ext"] = 6, ["frp"] = 5, ["gag"] = 6, ["gv"] = 8, ["ia"] = 5, ["kw"] = 8,
             ["li"] = 4, ["lld"] = 3, ["mwl"] = 3, ["rw"] = 8, ["sco"] = 7, ["se"] = 3, ["sm"] = 7, ["tk"] = 7, ["ug"] = 8, ["wo"] = 8,
         },
         ["out-of-set-13.txt"] = new(StringComparer.Ordinal)
         {
-            ["bi"] = 7, ["cv"] = 8, ["ext"] = 6, ["fax"] = 4, ["gag"] = 8, ["gn"] = 7, ["haw"] = 7, ["ia"] = 3, ["ile"] = 4, ["jam"] = 7,
+            ["bi"] = 7, ["cv"] = 8, ["ext"] = 6, ["fax"] = 4, ["gag"] = 8, ["gn"] = 7, ["haw"] = 7, ["ia"] = 4, ["ile"] = 4, ["jam"] = 7,
             ["kea"] = 5, ["kri"] = 8, ["ky"] = 8, ["li"] = 7, ["mwl"] = 5, ["pdc"] = 7, ["sco"] = 4, ["srn"] = 8, ["to"] = 5, ["tt"] = 8,
         },
         ["out-of-set-14.txt"] = new(StringComparer.Ordinal)
@@ -480,12 +485,12 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-15.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 6, ["ast"] = 6, ["co"] = 8, ["eo"] = 8, ["ext"] = 7, ["fy"] = 8, ["ia"] = 4, ["io"] = 8, ["isv"] = 4, ["lb"] = 8,
+            ["an"] = 6, ["ast"] = 6, ["co"] = 8, ["eo"] = 8, ["ext"] = 7, ["fy"] = 8, ["ia"] = 6, ["io"] = 8, ["isv"] = 4, ["lb"] = 8,
             ["lfn"] = 5, ["oc"] = 7, ["rom"] = 7, ["sco"] = 7, ["scn"] = 7, ["zea"] = 5,
         },
         ["out-of-set-16.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 5, ["csb"] = 7, ["ext"] = 6, ["fur"] = 3, ["hsb"] = 8, ["ia"] = 1, ["isv"] = 4, ["lad"] = 7, ["lfn"] = 5, ["li"] = 4,
+            ["an"] = 5, ["csb"] = 7, ["ext"] = 6, ["fur"] = 3, ["hsb"] = 8, ["ia"] = 2, ["isv"] = 4, ["lad"] = 7, ["lfn"] = 5, ["li"] = 4,
             ["nds"] = 7, ["pap"] = 5, ["rom"] = 4, ["sco"] = 7, ["vec"] = 5, ["zea"] = 4,
         },
         ["out-of-set-17.txt"] = new(StringComparer.Ordinal)
@@ -495,7 +500,7 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-18.txt"] = new(StringComparer.Ordinal)
         {
-            ["egl"] = 6, ["ext"] = 6, ["fa"] = 8, ["fur"] = 5, ["hwc"] = 6, ["ia"] = 1, ["isv"] = 3, ["ksh"] = 1, ["mfe"] = 4, ["nds"] = 8,
+            ["egl"] = 6, ["ext"] = 6, ["fa"] = 8, ["fur"] = 5, ["hwc"] = 6, ["ia"] = 2, ["isv"] = 3, ["ksh"] = 1, ["mfe"] = 4, ["nds"] = 8,
             ["rom"] = 6, ["sco"] = 6, ["sq"] = 8, ["ur"] = 8, ["yue"] = 5, ["zea"] = 0,
         },
         ["out-of-set-19.txt"] = new(StringComparer.Ordinal)
@@ -505,7 +510,7 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-20.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 6, ["be"] = 8, ["ext"] = 6, ["gos"] = 5, ["ia"] = 0, ["isv"] = 1, ["mwl"] = 3, ["oc"] = 8, ["ovd"] = 2, ["pag"] = 6,
+            ["ast"] = 6, ["be"] = 8, ["ext"] = 6, ["gos"] = 5, ["ia"] = 1, ["isv"] = 1, ["mwl"] = 3, ["oc"] = 8, ["ovd"] = 2, ["pag"] = 6,
             ["rcf"] = 5, ["sco"] = 4, ["swg"] = 2, ["szl"] = 6, ["tok"] = 8, ["xh"] = 8,
         },
     };

@@ -143,6 +143,8 @@ public sealed class LetterMixturesTests
     [InlineData("Konzu buabo tulou, myö juommo čuajuu da paistammo.", "krl")]
     [InlineData("Meijän pereh eläy kylän keskel da pidäy lehmii.", "krl")]
     [InlineData("Ming Pänz sin hück nit en dr Schull, die han Ferie.", "ksh")]
+    // Round 33: Interlingua's everyday words beyond its function words (read as Italian or Spanish before).
+    [InlineData("Mi soror va al schola omne matino.", "ia")]
     public void Detect_NeighboursFunctionWords_UndeterminedWithItAsRunnerUp(string text, string decoy)
     {
         var detector = TestData.DefaultDetector;

@@ -85,7 +85,10 @@ internal static class FunctionWordDecoys
         ("vls", ["nl"], Set("wuk voe myn zyn gie bykans moa woar goan nie ekik jen eetn moand")),
         ("mad", ["id", "ms"], Set("kaulâ bâ'na engkok kodhu polè sè è tadâ bâḍâ dhimma dimma rèya jârèya ghi bulân")),
         ("rue", ["uk", "ru"], Set("ся барз кідь кедь понеже дакус лем мі єй чі што уж віце ниґда")),
-        ("ia", ["es", "it", "gl", "pt", "ca"], Set("esseva esserea illo illos illas ille iste ista istos istas anque etiam multo multe tote toto hodie heri deman proque nulle nihil habeva haberea debeva ubi nunc tamben alicun")),
+        ("ia", ["es", "it", "gl", "pt", "ca"], Set("esseva esserea illo illos illas ille iste ista istos istas anque etiam multo multe tote toto hodie heri deman proque nulle nihil habeva haberea debeva ubi nunc tamben alicun"
+            // Round 33: more of Interlingua's everyday words (left out: illes, Catalan's islands; infantes, belle, mense, die, vole,
+            // words Spanish, Portuguese or Italian write).
+            + " solmente jam vespere matino septimana omne omnes parve melior soror sorores patre patres matre filio filia homine homines schola travalio detra fratre sape")),
         ("ile", ["es", "it", "gl", "pt", "ca"], Set("esset essent ili vor nor nu anc plu litt quande til omni")),
         ("jam", ["en"], Set("pickney inna pon fi deh nuff likkle unu yuh cyaan nuh weh gwaan siddung mek tek seh bwoy gyal mi di dem")),
         // Round 30 (session 48): Nigerian Pidgin (read as English at full confidence), from general knowledge of its
