@@ -141,7 +141,9 @@ internal static class ChatCompletionsEndpoint
             await ServerSentEvents.WriteAsync(response, Chunk(id, created, model, new ChatChunkChoice(i, role, null, null), includeUsage), aborted);
         }
 
+        Observability.FirstTokenMarks.Mark(governed.Http, "event1");
         var completionTokens = 0;
+        var firstWritten = false;
         var calls = tools is { ParsesCalls: true } ? new ToolCallStream[local.Run.Count] : null;
         try
         {
@@ -169,8 +171,18 @@ internal static class ChatCompletionsEndpoint
                 }
                 else if (update.Text.Length > 0 || update.Logprobs is { Count: > 0 })
                 {
+                    if (Observability.FirstTokenMarks.On && !firstWritten)
+                    {
+                        Observability.FirstTokenMarks.Mark(governed.Http, "content");
+                    }
+
                     await ServerSentEvents.WriteAsync(response,
                         Chunk(id, created, model, new ChatChunkChoice(index, new ChunkDelta(null, update.Text), logprobs ? StructuredOutput.Chat(update.Logprobs ?? []) : null, null), includeUsage), aborted);
+                    if (Observability.FirstTokenMarks.On && !firstWritten)
+                    {
+                        firstWritten = true;
+                        Observability.FirstTokenMarks.Mark(governed.Http, "written");
+                    }
                 }
 
                 if (update.Result is { } result)

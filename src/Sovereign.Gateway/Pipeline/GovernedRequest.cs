@@ -81,7 +81,15 @@ internal sealed class GovernedRequest : IAsyncDisposable
     /// The relay's request has been handed to its connection (its bytes written, or its connection being opened): runs
     /// what was to follow it (<see cref="AfterRelaySent"/>), once; later calls do nothing.
     /// </summary>
-    internal void RelaySent() => Interlocked.Exchange(ref _afterRelaySent, null)?.Invoke();
+    internal void RelaySent()
+    {
+        Observability.FirstTokenMarks.Mark(Http, "sent");
+        Interlocked.Exchange(ref _afterRelaySent, null)?.Invoke();
+        if (Observability.FirstTokenMarks.On && Route is { } route)
+        {
+            Observability.FirstTokenMarks.MarkWhenDone(Http, route.DecisionRecorded, "entry");
+        }
+    }
 
     /// <summary>
     /// The decision's entry still committing while the work already runs and the endpoint may write its headers (a

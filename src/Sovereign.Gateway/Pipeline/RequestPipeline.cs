@@ -58,6 +58,7 @@ internal sealed class RequestPipeline(
     /// </summary>
     public Task<Caller> AuthenticateForAdmissionAsync(HttpContext context)
     {
+        FirstTokenMarks.Mark(context, "auth");
         context.Items[ArrivalKey] = time.GetUtcNow();
         return GatewayTelemetry.Source.HasListeners() ? AuthenticateTracedAsync(context, forAdmission: true) : router.AuthenticateForAdmissionAsync(context);
     }
@@ -76,6 +77,7 @@ internal sealed class RequestPipeline(
     /// </summary>
     public async Task<GovernedRequest> StartAsync(HttpContext context, Caller caller, Workload work)
     {
+        FirstTokenMarks.Mark(context, "start");
         // Fail closed, and fast, while the database does not answer (DatabaseHealth.NotAnswering): nothing is decided,
         // reserved or run, so there is nothing to record. Tried, the request waited minutes for the driver's timeouts.
         if (database.NotAnswering is { } stalled)
@@ -148,9 +150,12 @@ internal sealed class RequestPipeline(
                         // gateway's relay was in its own audit log before it was sent.
                         using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Execute))
                         {
+                            FirstTokenMarks.Mark(context, "run");
                             request.Execution = await executor.StartAsync(request);
                             started = true;
                         }
+
+                        FirstTokenMarks.MarkWhenDone(context, request.Route.DecisionRecorded, "entry");
 
                         var relayed = caller.TenantId == ClusterRelay.RelayTenant && work is GenerationWorkload;
                         if (relayed && work is GenerationWorkload { Stream: true, AwaitsEvidenceBeforeContent: true })
@@ -187,6 +192,7 @@ internal sealed class RequestPipeline(
                         {
                             try
                             {
+                                FirstTokenMarks.Mark(context, "run");
                                 request.Execution = await executor.StartAsync(request);
                             }
                             finally
@@ -306,6 +312,7 @@ internal sealed class RequestPipeline(
         try
         {
             request.Route = await RouteAsync(context, caller, work);
+            FirstTokenMarks.Mark(context, "routed");
         }
         finally
         {
@@ -325,6 +332,7 @@ internal sealed class RequestPipeline(
         using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Measure))
         {
             request.Demand = await executor.MeasureAsync(request);
+            FirstTokenMarks.Mark(context, "measured");
         }
 
         using (GatewayTelemetry.Source.StartActivity(GatewayTelemetry.Admit))
@@ -333,6 +341,7 @@ internal sealed class RequestPipeline(
             {
                 var admission = metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens,
                     (work as GenerationWorkload)?.MaxTokensParameter, countRateLimitRefusal);
+                FirstTokenMarks.Mark(context, "admitting");
                 if (!countRateLimitRefusal && router.RelaysWhileDecisionCommits && RelaysToClusterNode(request.Route))
                 {
                     // The relay overlap (a member chain, work for another member): the entry's commit is no longer
@@ -354,6 +363,7 @@ internal sealed class RequestPipeline(
                 }
 
                 request.Ticket = await admission;
+                FirstTokenMarks.Mark(context, "admitted");
             }
             catch (OpenAIException refused) when (RateLimitRefusals.IsRateLimit(refused))
             {

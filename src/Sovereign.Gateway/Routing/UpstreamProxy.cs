@@ -803,6 +803,11 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
                 {
                     try
                     {
+                        if (Observability.FirstTokenMarks.On && read.CarriesTokens && progress.DeliveredChunks == 0)
+                        {
+                            Observability.FirstTokenMarks.Mark(context, "content");
+                        }
+
                         if ((events > 0 || read.CarriesTokens) && progress.TakeBeforeContent() is { } gate)
                         {
                             await gate();
@@ -811,6 +816,15 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
                         events++;
                         await context.Response.Body.WriteAsync(written.AsMemory(0, read.Length), context.RequestAborted);
                         await context.Response.Body.FlushAsync(context.RequestAborted);
+                        if (Observability.FirstTokenMarks.On && events == 1)
+                        {
+                            Observability.FirstTokenMarks.Mark(context, "event1");
+                        }
+
+                        if (Observability.FirstTokenMarks.On && read.CarriesTokens && progress.DeliveredChunks == 0)
+                        {
+                            Observability.FirstTokenMarks.Mark(context, "written");
+                        }
                     }
                     finally
                     {

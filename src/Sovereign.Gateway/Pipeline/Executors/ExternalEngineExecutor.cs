@@ -161,6 +161,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
         var clientWantsUsage = relayed?.ClientWantsUsage ?? body!["stream_options"]?["include_usage"]?.GetValueKind() == JsonValueKind.True;
         var slot = await gates.For(route.NodeId, model.Id, model.Capacity)
             .AcquireAsync(new FairQueueEntry(request.Caller.TenantId, ticket.Weight, ticket.Priority, 1), request.Aborted);
+        Observability.FirstTokenMarks.Mark(request.Http, "slot");
         var inFlight = nodes.Track(route.NodeId);
         var compute = new RelayCompute(occupancy.Enter(node.BaseUrl!), ReportsCompute);
 
@@ -175,6 +176,7 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             var response = relayed is not null
                 ? await proxy.OpenAtAsync(url, UpstreamKey(node), relayed.Write(model.Upstream, usageOnEveryEvent), request.Aborted, HttpClientName, RelayHeaders(request), idleTimer, request.RelaySent)
                 : await proxy.OpenAtAsync(url, UpstreamKey(node), body!, model.Upstream, request.Aborted, HttpClientName, RelayHeaders(request), usageOnEveryEvent, idleTimer, request.RelaySent);
+            Observability.FirstTokenMarks.Mark(request.Http, "headers");
             if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable && FailsOverWhenUnavailable)
             {
                 response.Dispose();
