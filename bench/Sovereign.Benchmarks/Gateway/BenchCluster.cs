@@ -42,6 +42,12 @@ internal sealed class BenchCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Where members started from now on append their first-token stage marks (<c>SOVEREIGN_FIRST_TOKEN_MARKS</c>), one
+    /// file per member named by its node id; null: none kept.
+    /// </summary>
+    public string? MarksDirectory { get; set; }
+
     /// <summary>The database disk's flush time now (<see cref="BenchPostgres.FlushMilliseconds"/>).</summary>
     public double DatabaseFlushMilliseconds() => _database.FlushMilliseconds();
 
@@ -252,7 +258,18 @@ internal sealed class BenchCluster : IAsyncDisposable
         Directory.Delete(_root, recursive: true);
     }
 
-    private Dictionary<string, string> Environment(string nodeId) => new()
+    private Dictionary<string, string> Environment(string nodeId)
+    {
+        var environment = BaseEnvironment(nodeId);
+        if (MarksDirectory is { } marks)
+        {
+            environment["SOVEREIGN_FIRST_TOKEN_MARKS"] = Path.Combine(marks, nodeId + ".marks");
+        }
+
+        return environment;
+    }
+
+    private Dictionary<string, string> BaseEnvironment(string nodeId) => new()
     {
         ["OMP_WAIT_POLICY"] = "PASSIVE",
         ["Sovereign__AdminToken"] = BenchServer.AdminToken,

@@ -13,14 +13,14 @@ namespace Sovereign.Benchmarks.Gateway;
 /// </summary>
 internal static class ClusterStreamingBenchmark
 {
-    public const string Usage = "cluster-streaming [--requests N per path (200)] [--max-tokens N (32)] [--warmup N per path (300)]";
+    public const string Usage = "cluster-streaming [--requests N per path (200)] [--max-tokens N (32)] [--warmup N per path (300)] [--gateways 1|2 (1)] [--marks]";
 
     public static async Task<int> RunAsync(string[] argv)
     {
         Args args;
         try
         {
-            args = Args.Parse(argv, "--requests", "--max-tokens", "--warmup");
+            args = Args.Parse(argv, ["--marks"], "--requests", "--max-tokens", "--warmup", "--gateways", "--marks");
         }
         catch (ArgumentException ex)
         {
@@ -34,12 +34,30 @@ internal static class ClusterStreamingBenchmark
         // (tier-1 compilation) throughout the measured phase, the gateway at 3-4x its warm CPU per relayed request,
         // which doubled both paths' first-token times on the 2-core machine (docs/benchmarks.md).
         var warmup = args.Int("--warmup", 300, 300);
+
+        // Two gateways: the tenant's grain (its money, one activation in the cluster) is on one of them, so admission
+        // through the other is a silo-to-silo call; each relayed path is measured against the same direct baseline.
+        var gateways = args.Int("--gateways", 1, 1);
+        if (gateways is < 1 or > 2)
+        {
+            Console.Error.WriteLine("--gateways is 1 or 2\nusage: " + Usage);
+            return 2;
+        }
+
+        // Each member's stage marks (FirstTokenMarks) and the client's, joined per request: where the added time goes.
+        var marks = args.Has("--marks");
         Report.Machine("cluster-streaming", argv);
 
         await using var cluster = BenchCluster.Create();
+        if (marks)
+        {
+            cluster.MarksDirectory = Directory.CreateTempSubdirectory("sovereign-marks-").FullName;
+        }
+
         var (node, nodeUrl) = cluster.StartNode("node-th",
             ["--model", $"{BenchServer.FindStoriesModel()}={BenchServer.ModelId}", "--threads", "1", "--ctx-size", "256", "--parallel", "8"]);
         var (gateway, gatewayUrl) = cluster.StartGateway("gateway-th");
+        var second = gateways == 2 ? cluster.StartGateway("gateway-th2") : default;
 
         // The direct path presents what a gateway presents: a gateway's cluster certificate and the cluster secret.
         using var clientCertificate = cluster.GatewayCertificate("bench-client");
@@ -48,26 +66,36 @@ internal static class ClusterStreamingBenchmark
         await BenchCluster.WaitAsync(gateway, admin, "/ready", _ => true);
         await BenchCluster.WaitAsync(node, direct, "/ready", _ => true);
         await BenchCluster.WaitForNodeAsync(gateway, admin, "node-th", BenchServer.ModelId);
+        using var secondAdmin = second.Url is null ? null : cluster.Client(second.Url, null, BenchServer.AdminToken);
+        if (second.Process is not null)
+        {
+            await BenchCluster.WaitAsync(second.Process, secondAdmin!, "/ready", _ => true);
+            await BenchCluster.WaitForNodeAsync(second.Process, secondAdmin!, "node-th", BenchServer.ModelId);
+        }
 
         var key = await BenchCluster.SetUpTenantAsync(admin, "stream-tenant", BenchServer.ModelId);
         // And the tenant's prefix-cache partition, as the gateway sends it (the first 32 hex digits of the tenant id's
         // SHA-256): a relay without one reuses no cached prompt, so the direct path would prefill what the gateway's does not.
         direct.DefaultRequestHeaders.Add("x-sovereign-cache-partition", Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes("stream-tenant")))[..32]);
         using var relayed = cluster.Client(gatewayUrl, null, key);
+        using var relayedSecond = second.Url is null ? null : cluster.Client(second.Url, null, key);
         var body = Encoding.UTF8.GetBytes(
             $$"""{"model":"{{BenchServer.ModelId}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":{{maxTokens}},"temperature":0,"stream":true}""");
 
         // The gateway routes to the node once its registry (re-read every second) shows the node's model loaded.
-        for (var attempt = 0; ; attempt++)
+        foreach (var client in new[] { relayed, relayedSecond })
         {
-            try
+            for (var attempt = 0; client is not null; attempt++)
             {
-                await RelayStreamingBenchmark.StreamAsync(relayed, body);
-                break;
-            }
-            catch (InvalidOperationException) when (attempt < 100)
-            {
-                await Task.Delay(200);
+                try
+                {
+                    await RelayStreamingBenchmark.StreamAsync(client, body);
+                    break;
+                }
+                catch (InvalidOperationException) when (attempt < 100)
+                {
+                    await Task.Delay(200);
+                }
             }
         }
 
@@ -76,18 +104,40 @@ internal static class ClusterStreamingBenchmark
         {
             await RelayStreamingBenchmark.StreamAsync(direct, body);
             await RelayStreamingBenchmark.StreamAsync(relayed, body);
+            if (relayedSecond is not null)
+            {
+                await RelayStreamingBenchmark.StreamAsync(relayedSecond, body);
+            }
         }
 
         // Each member's decision commits synchronously: on a shared disk its flush is the most variable part of a figure.
         var flushBefore = cluster.DatabaseFlushMilliseconds();
         var directRuns = new List<RelayStreamingBenchmark.Timing>();
         var relayedRuns = new List<RelayStreamingBenchmark.Timing>();
+        var secondRuns = new List<RelayStreamingBenchmark.Timing>();
+        var clientMarks = new List<StageMarks.ClientMarks>();
         var cpuBefore = cluster.MemberCpuTimes();
         var wakeUpsBefore = cluster.MemberWakeUps();
         for (var i = 0; i < requests; i++)
         {
+            if (marks)
+            {
+                directRuns.Add(await StageMarks.StreamAsync(direct, body, "direct", FormattableString.Invariant($"bench-direct-{i}"), clientMarks));
+                relayedRuns.Add(await StageMarks.StreamAsync(relayed, body, "gateway", null, clientMarks));
+                if (relayedSecond is not null)
+                {
+                    secondRuns.Add(await StageMarks.StreamAsync(relayedSecond, body, "gateway2", null, clientMarks));
+                }
+
+                continue;
+            }
+
             directRuns.Add(await RelayStreamingBenchmark.StreamAsync(direct, body));
             relayedRuns.Add(await RelayStreamingBenchmark.StreamAsync(relayed, body));
+            if (relayedSecond is not null)
+            {
+                secondRuns.Add(await RelayStreamingBenchmark.StreamAsync(relayedSecond, body));
+            }
         }
 
         // CPU each process spent per pair of requests: the gateway serves only the relayed one (its background work, a
@@ -105,6 +155,22 @@ internal static class ClusterStreamingBenchmark
         Console.WriteLine();
         RelayStreamingBenchmark.Table(directRuns, relayedRuns, "direct to node", "through gateway");
         Console.WriteLine();
+        if (relayedSecond is not null)
+        {
+            Console.WriteLine("Through the second gateway (the same tenant; its one grain activation is on one of the two):");
+            Console.WriteLine();
+            RelayStreamingBenchmark.Table(directRuns, secondRuns, "direct to node", "through gateway 2");
+            Console.WriteLine();
+        }
+
+        if (cluster.MarksDirectory is { } marksDirectory)
+        {
+            // The members write their marks once a second.
+            await Task.Delay(TimeSpan.FromSeconds(2.5));
+            StageMarks.Report(clientMarks, marksDirectory);
+            Console.WriteLine($"Each member's raw marks (id stage timestamp) are kept in {marksDirectory}.");
+            Console.WriteLine();
+        }
         Console.WriteLine($"CPU per request pair (one direct, one relayed), ms: {string.Join(", ", cpu)}; load average at end {Report.LoadAverage()}");
         Console.WriteLine($"Voluntary context switches per request pair (threads that blocked and were woken; those of threads that ended meanwhile not counted): {string.Join(", ", wakeUps)}");
         Console.WriteLine(FormattableString.Invariant(
