@@ -275,8 +275,8 @@ public sealed partial class LlamaModel : IDisposable
         EnsureBytesCanFit(contentBytes, maxTokens, "the prompt", parameter);
         try
         {
-            var marked = MarkControlTexts(messages);
-            var (text, addBos) = RenderForTokenizing(marked?.Turns ?? messages, options);
+            var marked = MarkControlTexts(messages, options);
+            var (text, addBos) = marked is null ? RenderForTokenizing(messages, options) : RenderForTokenizing(marked.Turns, marked.Options);
             return marked is null
                 ? TokenizeWithin(text, maxTokens, addBos, "the prompt", parameter)
                 : TokenizeMarked(text, marked, addBos, maxTokens, parameter);
@@ -406,8 +406,8 @@ public sealed partial class LlamaModel : IDisposable
     /// <summary>Tokenizes the rendered chat. The template writes BOS itself where the model wants it.</summary>
     public int[] TokenizeChat(IReadOnlyList<ChatTurn> messages, ChatPromptOptions? options = null)
     {
-        var marked = MarkControlTexts(messages);
-        var (text, addBos) = RenderForTokenizing(marked?.Turns ?? messages, options);
+        var marked = MarkControlTexts(messages, options);
+        var (text, addBos) = marked is null ? RenderForTokenizing(messages, options) : RenderForTokenizing(marked.Turns, marked.Options);
         return marked is null ? Tokenize(text, addBos) : TokenizeMarked(text, marked, addBos, null, "messages");
     }
 
