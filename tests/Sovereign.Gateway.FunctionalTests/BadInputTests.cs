@@ -101,22 +101,55 @@ public sealed class BadInputTests(ServerFixture server)
     }
 
     /// <summary>
-    /// <c>safety_identifier</c> and <c>prompt_cache_key</c> are ignored on chat but held to the bound Responses holds them
-    /// to (256 characters, <c>user</c>'s): chat served any length.
+    /// <c>safety_identifier</c> and <c>prompt_cache_key</c> are ignored on chat but bounded as on Responses:
+    /// <c>safety_identifier</c> by OpenAI's 64 characters (its API reference: maxLength 64; it was 256 here, so 65 to 256
+    /// were served where OpenAI answers 400), <c>prompt_cache_key</c> by <c>user</c>'s 256.
     /// </summary>
     [Theory]
-    [InlineData("safety_identifier")]
-    [InlineData("prompt_cache_key")]
-    public async Task ChatCompletions_IdentifierOver256Characters_Is400NamingIt_As256AreServed(string field)
+    [InlineData("safety_identifier", 64)]
+    [InlineData("prompt_cache_key", 256)]
+    public async Task ChatCompletions_IdentifierOverItsBound_Is400NamingIt_AtTheBoundServed(string field, int bound)
     {
         string Body(int length) => $$"""{"model":"stories","messages":[{"role":"user","content":"hi"}],"max_tokens":1,"{{field}}":"{{new string('a', length)}}"}""";
 
-        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", Body(257));
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", Body(bound + 1));
 
         Assert.True(status == 400, body.ToString());
         Assert.Equal(field, body.GetProperty("error").GetProperty("param").GetString());
         Assert.Equal("string_above_max_length", body.GetProperty("error").GetProperty("code").GetString());
-        (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", Body(256));
+        (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", Body(bound));
+        Assert.True(status == 200, body.ToString());
+    }
+
+    /// <summary>
+    /// Three requests OpenAI answers with a 400 were served: <c>parallel_tool_calls</c> without <c>tools</c>,
+    /// <c>response_format: json_object</c> when no message says "json", and an assistant message with
+    /// <c>tool_calls: []</c>. Each is now OpenAI's 400, in its words, naming the field; the same request with what
+    /// OpenAI asks for is served.
+    /// </summary>
+    [Theory]
+    [InlineData(
+        """{"model":"tiny-random","max_tokens":1,"messages":[{"role":"user","content":"hi"}],"parallel_tool_calls":false}""",
+        "parallel_tool_calls", "invalid_value", "'parallel_tool_calls' is only allowed when 'tools' are specified",
+        """{"model":"tiny-random","max_tokens":1,"messages":[{"role":"user","content":"hi"}],"parallel_tool_calls":false,"tools":[{"type":"function","function":{"name":"f"}}]}""")]
+    [InlineData(
+        """{"model":"stories","max_tokens":1,"messages":[{"role":"system","content":"Answer as an object."},{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}""",
+        "messages", "invalid_value", "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
+        """{"model":"stories","max_tokens":1,"messages":[{"role":"system","content":"Answer in Json."},{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}""")]
+    [InlineData(
+        """{"model":"stories","max_tokens":1,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello","tool_calls":[]},{"role":"user","content":"more"}]}""",
+        "messages[1].tool_calls", "empty_array", "Invalid 'messages[1].tool_calls': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+        """{"model":"stories","max_tokens":1,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},{"role":"user","content":"more"}]}""")]
+    public async Task ChatCompletions_WhatOpenAIRefuses_Is400InItsWords_AndTheMendedRequestIsServed(string json, string param, string code, string words, string mended)
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", json);
+
+        Assert.True(status == 400, body.ToString());
+        var error = body.GetProperty("error");
+        Assert.Equal(param, error.GetProperty("param").GetString());
+        Assert.Equal(code, error.GetProperty("code").GetString());
+        Assert.Contains(words, error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        (status, body, _) = await server.PostJsonAsync("/v1/chat/completions", mended);
         Assert.True(status == 200, body.ToString());
     }
 

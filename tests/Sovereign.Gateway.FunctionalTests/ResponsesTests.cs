@@ -175,6 +175,28 @@ public sealed class ResponsesTests(ServerFixture server)
         }
     }
 
+    /// <summary>
+    /// OpenAI's 400 for <c>text.format: json_object</c> when the input never says "json" (the instructions do not
+    /// count, as OpenAI counts them); it was served. With the word in the input (any case) it is served.
+    /// </summary>
+    [Theory]
+    [InlineData("""{"model":"tiny-random","input":"hi","max_output_tokens":16,"text":{"format":{"type":"json_object"}}}""", 400)]
+    [InlineData("""{"model":"tiny-random","instructions":"Reply in JSON.","input":"hi","max_output_tokens":16,"text":{"format":{"type":"json_object"}}}""", 400)]
+    [InlineData("""{"model":"tiny-random","input":[{"role":"user","content":"hi"},{"role":"user","content":[{"type":"input_text","text":"As Json."}]}],"max_output_tokens":16,"text":{"format":{"type":"json_object"}}}""", 200)]
+    public async Task TextFormatJsonObject_NeedsTheWordJsonInTheInput(string json, int expected)
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/responses", json);
+
+        Assert.True(status == expected, body.ToString());
+        if (expected == 400)
+        {
+            Assert.Equal("text.format", body.GetProperty("error").GetProperty("param").GetString());
+            Assert.Equal(
+                "Response input messages must contain the word 'json' in some form to use 'text.format' of type 'json_object'.",
+                body.GetProperty("error").GetProperty("message").GetString());
+        }
+    }
+
     [Theory]
     [InlineData("""{"input":"hi","store":true}""", "store", "content_retention_not_allowed")]
     [InlineData("""{"input":"hi","previous_response_id":"resp_123"}""", "previous_response_id", "content_retention_not_allowed")]

@@ -164,11 +164,14 @@ public sealed class ResponsesToolCallingTests(ServerFixture server)
         Assert.Equal(2, echoed.Count);
         Assert.All(echoed, e => Assert.True(Assert.IsType<FunctionTool>(Assert.Single(e.Tools)).StrictModeEnabled));
 
-        // Echoed and kept with a stored response, so bounded as user is.
+        // Echoed and kept with a stored response, so bounded: by OpenAI's 64 characters (65 to 256 were served).
         var (tooLong, error, _) = await server.PostJsonAsync("/v1/responses",
-            $$"""{"model":"tiny-random","input":"Hi","max_output_tokens":16,"safety_identifier":"{{new string('a', 257)}}"}""");
+            $$"""{"model":"tiny-random","input":"Hi","max_output_tokens":16,"safety_identifier":"{{new string('a', 65)}}"}""");
         Assert.Equal(400, tooLong);
         Assert.Equal("safety_identifier", error.GetProperty("error").GetProperty("param").GetString());
+        var (atBound, served, _) = await server.PostJsonAsync("/v1/responses",
+            $$"""{"model":"tiny-random","input":"Hi","max_output_tokens":16,"safety_identifier":"{{new string('a', 64)}}"}""");
+        Assert.True(atBound == 200, served.ToString());
     }
 
     [Fact]

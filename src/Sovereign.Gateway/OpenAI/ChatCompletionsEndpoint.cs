@@ -40,6 +40,13 @@ internal static class ChatCompletionsEndpoint
         var maxTokensParameter = request.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens";
         var (sampling, maxTokens, stop, n) = RequestReader.ValidateSampling(request, requestedMax, maxTokensParameter, limits);
         var topLogprobs = StructuredOutput.ChatTopLogprobs(request.Logprobs, request.TopLogprobs);
+        if (request.ParallelToolCalls is not null && request.Tools is not { ValueKind: not System.Text.Json.JsonValueKind.Null })
+        {
+            // OpenAI's 400, word for word, as for tool_choice without tools.
+            throw OpenAIException.BadRequest(
+                "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed when 'tools' are specified.", "parallel_tool_calls", "invalid_value");
+        }
+
         var tools = ChatTools.Read(request.Tools, request.ToolChoice, request.ParallelToolCalls);
         var grammar = StructuredOutput.GrammarFor(request.ResponseFormat);
         if (grammar is not null && tools?.Mode is ToolChoiceMode.Required or ToolChoiceMode.Named)
@@ -47,6 +54,8 @@ internal static class ChatCompletionsEndpoint
             throw OpenAIException.BadRequest(
                 "response_format cannot be combined with a tool_choice that forces a tool call: the answer is the call.", "tool_choice", "invalid_value");
         }
+
+        StructuredOutput.RequireJsonMention(request.ResponseFormat?.Type, turns.Select(t => t.Content), "messages");
 
         var work = new GenerationWorkload
         {

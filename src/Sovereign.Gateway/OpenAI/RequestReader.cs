@@ -546,12 +546,24 @@ internal static class RequestReader
         }
     }
 
+    /// <summary>The most characters of a <c>safety_identifier</c>, as OpenAI allows.</summary>
+    public const int MaxSafetyIdentifierLength = 64;
+
     /// <summary>
     /// <c>safety_identifier</c> and <c>prompt_cache_key</c> are ids too: Responses echo them in every response object
-    /// and keep them with a stored one, so they have <c>user</c>'s bound (a 400 naming the field beyond it).
+    /// and keep them with a stored one, so they are bounded (a 400 naming the field beyond it): <c>safety_identifier</c>
+    /// by OpenAI's 64 characters, <c>prompt_cache_key</c> by <c>user</c>'s 256.
     /// </summary>
     public static void RequireIdentifier(string? value, string param)
     {
+        if (param == "safety_identifier" && value is { Length: > MaxSafetyIdentifierLength })
+        {
+            // OpenAI's bound and words: safety_identifier is at most 64 characters (maxLength 64 in its API reference).
+            throw OpenAIException.BadRequest(
+                $"Invalid 'safety_identifier': string too long. Expected a string with maximum length {MaxSafetyIdentifierLength}, but got a string with length {value.Length} instead.",
+                param, "string_above_max_length");
+        }
+
         if (value is { Length: > MaxUserLength })
         {
             throw OpenAIException.BadRequest($"{param} is an id of at most {MaxUserLength} characters; got {value.Length}.", param, "string_above_max_length");

@@ -58,6 +58,10 @@ internal static partial class ResponsesEndpoint
                 "text.format cannot be combined with a tool_choice that forces a function call: the answer is the call.", "tool_choice", "invalid_value");
         }
 
+        // The input counts, the instructions (the first turn, when given) do not: OpenAI's rule.
+        StructuredOutput.RequireJsonMention(
+            request.Text?.Format?.Type, turns.Skip(string.IsNullOrEmpty(request.Instructions) ? 0 : 1).Select(t => t.Content), "text.format");
+
         if (limits.MaxOutputTokens > 0 && request.MaxOutputTokens > limits.MaxOutputTokens)
         {
             throw OpenAIException.BadRequest(

@@ -25,6 +25,27 @@ internal sealed class JsonSchemaFormat
 /// <summary>Turns OpenAI's structured-output and logprobs request fields into engine settings, refusing what cannot be honoured.</summary>
 internal static class StructuredOutput
 {
+    /// <summary>
+    /// OpenAI's 400 for <c>json_object</c> when no message says "json" (any case): JSON mode is told what to write by
+    /// the messages, and without being asked for JSON a model fills its output with whitespace until the limit. Chat
+    /// counts every message (<paramref name="texts"/>); Responses its input, not its <c>instructions</c>. The message
+    /// is OpenAI's, word for word.
+    /// </summary>
+    /// <param name="type">The format's type.</param>
+    /// <param name="texts">The texts that count.</param>
+    /// <param name="param">The field the refusal names: <c>messages</c> on chat, <c>text.format</c> on Responses.</param>
+    public static void RequireJsonMention(string? type, IEnumerable<string?> texts, string param)
+    {
+        if (type != "json_object" || texts.Any(t => t?.Contains("json", StringComparison.OrdinalIgnoreCase) == true))
+        {
+            return;
+        }
+
+        throw param == "messages"
+            ? OpenAIException.BadRequest("'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.", param, "invalid_value")
+            : OpenAIException.BadRequest("Response input messages must contain the word 'json' in some form to use 'text.format' of type 'json_object'.", param, "invalid_value");
+    }
+
     /// <summary>The grammar that <paramref name="format"/> asks for; null for free text.</summary>
     public static GbnfGrammar? GrammarFor(ResponseFormat? format, string param = "response_format") =>
         format is null ? null : GrammarOfType(format.Type, param, () =>

@@ -481,6 +481,13 @@ internal sealed partial class ChatTools
             throw OpenAIException.BadRequest($"Invalid type for '{at}': expected an array of tool calls.", at, "invalid_type");
         }
 
+        if (array.GetArrayLength() == 0)
+        {
+            // OpenAI's 400, word for word (an assistant message without calls leaves tool_calls out); it was served.
+            throw OpenAIException.BadRequest(
+                $"Invalid '{at}': empty array. Expected an array with minimum length 1, but got an empty array instead.", at, "empty_array");
+        }
+
         var calls = new List<ChatToolCall>();
         var ids = new HashSet<string>(StringComparer.Ordinal);
         var i = 0;
@@ -512,7 +519,7 @@ internal sealed partial class ChatTools
             calls.Add(new ChatToolCall(id, RequiredString(function, "name", $"{here}.function"), RequiredString(function, "arguments", $"{here}.function")));
         }
 
-        return calls.Count == 0 ? null : calls;
+        return calls;
     }
 
     private static string RequiredString(JsonElement element, string property, string at)
