@@ -15,7 +15,6 @@ namespace Sovereign.Gateway.FunctionalTests;
 public sealed class AuditWitnessServeTests : IAsyncLifetime
 {
     private readonly string _data = Directory.CreateTempSubdirectory("sovereign-witness-").FullName;
-    private readonly int _port = ServeProcess.FreePort();
     private readonly FakeChatEngine _engine = new();
 
     public Task InitializeAsync() => _engine.InitializeAsync();
@@ -31,9 +30,9 @@ public sealed class AuditWitnessServeTests : IAsyncLifetime
     public async Task TailRewrittenAfterCheckpointsDeleted_ServeRefusesAndVerifyReportsIt()
     {
         // A request (its decision and its outcome with the usage), and a clean stop that signs the head.
-        using (var server = await ServeProcess.StartAsync(_data, _port, _engine.BaseUrl, "fake"))
+        using (var server = await ServeProcess.StartAsync(_data, _engine.BaseUrl, "fake"))
         {
-            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}") };
+            using var client = new HttpClient { BaseAddress = server.BaseAddress };
             using var response = await client.PostAsync("/v1/chat/completions", new StringContent(
                 """{"model":"fake","messages":[{"role":"user","content":"Hello"}]}""", Encoding.UTF8, "application/json"));
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
@@ -45,7 +44,7 @@ public sealed class AuditWitnessServeTests : IAsyncLifetime
         Assert.NotNull(signed);
 
         // Untouched: serve starts and signs as before; the witness moves with it.
-        using (var server = await ServeProcess.StartAsync(_data, _port, _engine.BaseUrl, "fake"))
+        using (var server = await ServeProcess.StartAsync(_data, _engine.BaseUrl, "fake"))
         {
             await ServeProcess.StopAsync(server);
         }
@@ -69,7 +68,7 @@ public sealed class AuditWitnessServeTests : IAsyncLifetime
         Assert.True(exit == 3, stdout + stderr);
         Assert.Contains("WitnessMismatch", stdout, StringComparison.Ordinal);
 
-        (exit, stdout, stderr) = await CliProcess.RunAsync("serve", "--engine", _engine.BaseUrl, "--engine-model", "fake", "--urls", $"http://127.0.0.1:{_port}", "--data-dir", _data);
+        (exit, stdout, stderr) = await CliProcess.RunAsync("serve", "--engine", _engine.BaseUrl, "--engine-model", "fake", "--urls", "http://127.0.0.1:0", "--data-dir", _data);
         Assert.True(exit == 3, stdout + stderr);
         Assert.Contains("no longer holds the head this server last signed", stderr, StringComparison.Ordinal);
 
@@ -94,11 +93,12 @@ public sealed class AuditWitnessServeTests : IAsyncLifetime
     {
         const string Admin = "witness-admin-token";
         var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        using var server = await ServeProcess.StartAsync(_port, ["--engine", _engine.BaseUrl, "--engine-model", "fake", "--data-dir", _data],
+        using var served = await ServeProcess.StartAsync(["--engine", _engine.BaseUrl, "--engine-model", "fake", "--data-dir", _data],
             new Dictionary<string, string> { ["Sovereign__AdminToken"] = Admin }, output.Enqueue);
+        var server = served.Process;
         try
         {
-            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}") };
+            using var client = new HttpClient { BaseAddress = served.BaseAddress };
             using (var response = await client.PostAsync("/v1/chat/completions", Chat()))
             {
                 Assert.Equal(HttpStatusCode.OK, response.StatusCode);

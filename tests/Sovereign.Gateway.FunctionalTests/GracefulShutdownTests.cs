@@ -20,7 +20,6 @@ namespace Sovereign.Gateway.FunctionalTests;
 public sealed class GracefulShutdownTests : IAsyncLifetime
 {
     private readonly string _data = Directory.CreateTempSubdirectory("sovereign-sigterm-").FullName;
-    private readonly int _port = ServeProcess.FreePort();
     private readonly TaskCompletionSource _received = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private WebApplication _engine = null!;
@@ -63,7 +62,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         // down..." and then nothing until the requests in flight had finished), and says when it has stopped.
         var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var stopped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var server = await ServeProcess.StartAsync(_port, ["--engine", _engine.Urls.First(), "--engine-model", "held", "--data-dir", _data], output: line =>
+        using var served = await ServeProcess.StartAsync(["--engine", _engine.Urls.First(), "--engine-model", "held", "--data-dir", _data], output: line =>
         {
             if (line.StartsWith("sovereign serve: stopping: requests in flight have up to 30 s to finish", StringComparison.Ordinal))
             {
@@ -74,9 +73,10 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
                 stopped.TrySetResult();
             }
         });
+        var server = served.Process;
         try
         {
-            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}"), Timeout = TimeSpan.FromMinutes(2) };
+            using var client = new HttpClient { BaseAddress = served.BaseAddress, Timeout = TimeSpan.FromMinutes(2) };
             var answer = client.PostAsync("/v1/chat/completions", new StringContent(
                 """{"model":"held","messages":[{"role":"user","content":"Hello"}]}""", Encoding.UTF8, "application/json"));
             await _received.Task.WaitAsync(TimeSpan.FromMinutes(1));

@@ -16,7 +16,7 @@ namespace Sovereign.Gateway.FunctionalTests;
 public sealed class InterruptedRequestTests : IAsyncLifetime
 {
     private readonly string _data = Directory.CreateTempSubdirectory("sovereign-sigkill-").FullName;
-    private readonly int _port = ServeProcess.FreePort();
+    private int _port;
     private HeldEngine _engine = null!;
 
     public async Task InitializeAsync() => _engine = await HeldEngine.StartAsync();
@@ -142,5 +142,10 @@ public sealed class InterruptedRequestTests : IAsyncLifetime
         return values;
     }
 
-    private Task<Process> StartServerAsync() => ServeProcess.StartAsync(_data, _port, _engine.BaseUrl, "held");
+    private async Task<Process> StartServerAsync()
+    {
+        var served = await ServeProcess.StartAsync(_data, _engine.BaseUrl, "held");
+        _port = served.Port;
+        return served.Process;
+    }
 }

@@ -8,16 +8,34 @@ namespace Sovereign.Gateway.FunctionalTests;
 /// <summary>A real <c>sovereign serve</c> process in front of a test engine, started until ready and stopped by signal.</summary>
 internal static class ServeProcess
 {
-    /// <summary>Starts serve fronting <paramref name="engineUrl"/>'s <paramref name="model"/> and waits for <c>/ready</c>.</summary>
-    public static Task<Process> StartAsync(string dataDirectory, int port, string engineUrl, string model) =>
-        StartAsync(port, ["--engine", engineUrl, "--engine-model", model, "--data-dir", dataDirectory]);
+    /// <summary>The lines of its output a start that failed shows.</summary>
+    private const int TailLines = 40;
 
     /// <summary>
-    /// Starts <c>serve</c> on <paramref name="port"/> with <paramref name="arguments"/> (jurisdiction DE, no built-in
-    /// embeddings, plus <paramref name="environment"/>) and waits for <c>/ready</c>. Its output lines go to
-    /// <paramref name="output"/> when given.
+    /// Starts serve fronting <paramref name="engineUrl"/>'s <paramref name="model"/> on a port of its own choosing and
+    /// waits for <c>/ready</c>.
     /// </summary>
-    public static async Task<Process> StartAsync(int port, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, Action<string>? output = null)
+    public static Task<Served> StartAsync(string dataDirectory, string engineUrl, string model) =>
+        StartAsync(["--engine", engineUrl, "--engine-model", model, "--data-dir", dataDirectory]);
+
+    /// <summary>
+    /// Starts <c>serve</c> with <paramref name="arguments"/> (jurisdiction DE, no built-in embeddings, plus
+    /// <paramref name="environment"/>) on <c>http://127.0.0.1:0</c>, reads the port it bound from its ready line
+    /// (<c>sovereign serve: ready on http://127.0.0.1:PORT ...</c>) and waits for <c>/ready</c> there. The port is
+    /// the server's own: a port chosen beforehand (<see cref="FreePort"/>) is free when chosen, not when bound, and
+    /// another test's server could take it meanwhile. Its output lines go to <paramref name="output"/> when given.
+    /// </summary>
+    public static Task<Served> StartAsync(IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, Action<string>? output = null) =>
+        StartOnAsync(0, arguments, environment, output);
+
+    /// <summary>
+    /// Starts <c>serve</c> on <paramref name="port"/> (for a test whose clients must find the server again on the same
+    /// port after a restart; prefer the overload without a port) and waits for its ready line and <c>/ready</c>.
+    /// </summary>
+    public static async Task<Process> StartAsync(int port, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, Action<string>? output = null) =>
+        (await StartOnAsync(port, arguments, environment, output)).Process;
+
+    private static async Task<Served> StartOnAsync(int port, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment, Action<string>? output)
     {
         var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--urls", $"http://127.0.0.1:{port}" }.Concat(arguments))
@@ -33,38 +51,84 @@ internal static class ServeProcess
         }
 
         var process = Process.Start(start)!;
-        // Its own ready line, not only /ready: FreePort's port is free when chosen, not when bound, and another test's
-        // server that took it meanwhile answered /ready while this one exited 2 (address in use) and the test went on
-        // against the other (seen once under load: PriceStartTimeZoneTests' stop found exit 2).
-        var saidReady = 0;
+        // Its own ready line, not only /ready: another test's server on the same port answered /ready while this one
+        // exited 2 (address in use) and the test went on against the other (seen once under load: PriceStartTimeZoneTests'
+        // stop found exit 2). The ready line names the port bound, so a port of 0 needs no guess at all.
+        var ready = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var tail = new Queue<string>();
         process.OutputDataReceived += (_, e) => Keep(e.Data);
         process.ErrorDataReceived += (_, e) => Keep(e.Data);
+        process.Exited += (_, _) => ready.TrySetResult(-1);
+        process.EnableRaisingEvents = true;
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
+        if (process.HasExited)
+        {
+            ready.TrySetResult(-1);
+        }
 
         void Keep(string? line)
         {
-            if (line is not null)
+            if (line is null)
             {
-                if (line.StartsWith("sovereign serve: ready on ", StringComparison.Ordinal))
-                {
-                    Volatile.Write(ref saidReady, 1);
-                }
-
-                output?.Invoke(line);
+                return;
             }
+
+            lock (tail)
+            {
+                tail.Enqueue(line);
+                if (tail.Count > TailLines)
+                {
+                    tail.Dequeue();
+                }
+            }
+
+            if (ReadyPort(line) is { } bound)
+            {
+                ready.TrySetResult(bound);
+            }
+
+            output?.Invoke(line);
         }
 
-        using var probe = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        int boundPort;
+        try
+        {
+            boundPort = await ready.Task.WaitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new Xunit.Sdk.XunitException("the server did not say it was ready within 2 minutes; its last output:\n" + Tail());
+        }
+
+        if (boundPort < 0 || (port != 0 && boundPort != port))
+        {
+            // Exited (or said ready elsewhere): the lines before say why (address in use, a setting refused, ...).
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+
+            await process.WaitForExitAsync(CancellationToken.None);
+            throw new Xunit.Sdk.XunitException(
+                $"the server exited during start-up (exit {process.ExitCode}); its last output:\n" + Tail());
+        }
+
+        using var probe = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{boundPort}") };
         while (true)
         {
-            Assert.False(process.HasExited, "the server exited during start-up");
+            if (process.HasExited)
+            {
+                throw new Xunit.Sdk.XunitException($"the server exited after saying it was ready (exit {process.ExitCode}); its last output:\n" + Tail());
+            }
+
             try
             {
-                if (Volatile.Read(ref saidReady) == 1 && (await probe.GetAsync("/ready", timeout.Token)).IsSuccessStatusCode)
+                if ((await probe.GetAsync("/ready", timeout.Token)).IsSuccessStatusCode)
                 {
-                    return process;
+                    return new Served(process, boundPort, Tail);
                 }
             }
             catch (HttpRequestException)
@@ -72,6 +136,46 @@ internal static class ServeProcess
             }
 
             await Task.Delay(100, timeout.Token);
+        }
+
+        string Tail()
+        {
+            // Exited: its output may still be draining; WaitForExit() without a timeout waits for the redirected streams.
+            if (process.HasExited)
+            {
+                process.WaitForExit();
+            }
+
+            lock (tail)
+            {
+                return string.Join('\n', tail);
+            }
+        }
+    }
+
+    /// <summary>The port of <c>serve</c>'s ready line (<c>sovereign serve: ready on http://127.0.0.1:PORT[, ...] (console: ...).</c>).</summary>
+    internal static int? ReadyPort(string line)
+    {
+        const string Ready = "sovereign serve: ready on ";
+        if (!line.StartsWith(Ready, StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var first = line[Ready.Length..].Split([',', ' '], 2)[0];
+        return Uri.TryCreate(first, UriKind.Absolute, out var url) && url.Port > 0 ? url.Port : null;
+    }
+
+    /// <summary>Stops <paramref name="server"/> as <see cref="StopAsync(Process)"/> does; a non-zero exit shows its last output.</summary>
+    public static async Task StopAsync(Served server)
+    {
+        try
+        {
+            await StopAsync(server.Process);
+        }
+        catch (Xunit.Sdk.XunitException ex) when (server.Process.HasExited)
+        {
+            throw new Xunit.Sdk.XunitException(ex.Message + "\nIts last output:\n" + server.Tail(), ex);
         }
     }
 
@@ -98,10 +202,27 @@ internal static class ServeProcess
         }
     }
 
+    /// <summary>
+    /// A port free now: only for what cannot bind port 0 and say which it took. For <c>serve</c>, use
+    /// <see cref="StartAsync(IEnumerable{string}, IReadOnlyDictionary{string, string}?, Action{string}?)"/>.
+    /// </summary>
     public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
+}
+
+/// <summary>A started <c>serve</c> and the port it bound.</summary>
+/// <param name="Process">The server's process.</param>
+/// <param name="Port">The port it listens on (127.0.0.1).</param>
+/// <param name="Tail">Its last lines of output so far.</param>
+internal sealed record Served(Process Process, int Port, Func<string> Tail) : IDisposable
+{
+    /// <summary>Its address, for an <see cref="HttpClient"/>.</summary>
+    public Uri BaseAddress => new($"http://127.0.0.1:{Port}");
+
+    /// <inheritdoc />
+    public void Dispose() => Process.Dispose();
 }

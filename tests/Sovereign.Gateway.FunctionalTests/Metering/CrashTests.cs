@@ -20,7 +20,7 @@ public sealed class CrashTests : IDisposable
 {
     private const string AdminToken = "crash-admin-token";
     private readonly string _data = Directory.CreateTempSubdirectory("sovereign-crash-").FullName;
-    private readonly int _port = ServeProcess.FreePort();
+    private int _port;
 
     public void Dispose()
     {
@@ -131,9 +131,13 @@ public sealed class CrashTests : IDisposable
         return client;
     }
 
-    private Task<Process> StartServerAsync() =>
-        ServeProcess.StartAsync(_port, ["--model", TestModels.Stories260K + "=stories", "--threads", "1", "--ctx-size", "256", "--data-dir", _data],
+    private async Task<Process> StartServerAsync()
+    {
+        var served = await ServeProcess.StartAsync(["--model", TestModels.Stories260K + "=stories", "--threads", "1", "--ctx-size", "256", "--data-dir", _data],
             new Dictionary<string, string> { ["Sovereign__AdminToken"] = AdminToken });
+        _port = served.Port;
+        return served.Process;
+    }
 
     private static async Task Expect(Task<HttpResponseMessage> call, int status)
     {

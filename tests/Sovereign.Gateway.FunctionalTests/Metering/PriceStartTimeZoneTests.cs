@@ -21,9 +21,8 @@ public sealed class PriceStartTimeZoneTests : IDisposable
     public async Task AnEffectiveFromWithoutAnOffset_IsUtc_OnAServerInAnotherTimeZone()
     {
         var environment = new Dictionary<string, string> { ["Sovereign__AdminToken"] = AdminToken, ["TZ"] = "Asia/Bangkok" };
-        var port = ServeProcess.FreePort();
-        var server = await ServeProcess.StartAsync(port,
-            ["--model", $"{TestModels.Stories260K}=stories", "--threads", "1", "--ctx-size", "256", "--parallel", "1", "--data-dir", _root], environment);
+        var server = await ServeProcess.StartAsync(["--model", $"{TestModels.Stories260K}=stories", "--threads", "1", "--ctx-size", "256", "--parallel", "1", "--data-dir", _root], environment);
+        var port = server.Port;
         try
         {
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };

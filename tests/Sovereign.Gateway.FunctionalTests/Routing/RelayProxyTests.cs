@@ -15,7 +15,6 @@ namespace Sovereign.Gateway.FunctionalTests.Routing;
 public sealed class RelayProxyTests : IAsyncLifetime
 {
     private readonly string _data = Directory.CreateTempSubdirectory("sovereign-relay-proxy-").FullName;
-    private readonly int _port = ServeProcess.FreePort();
     private readonly FakeChatEngine _engine = new();
     private readonly TcpListener _proxy = new(IPAddress.Loopback, 0);
     private readonly CancellationTokenSource _stop = new();
@@ -51,10 +50,10 @@ public sealed class RelayProxyTests : IAsyncLifetime
         }
 
         var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        var server = await ServeProcess.StartAsync(_port, ["--engine", _engine.BaseUrl, "--engine-model", "fake", "--data-dir", _data], environment, output.Enqueue);
+        var server = await ServeProcess.StartAsync(["--engine", _engine.BaseUrl, "--engine-model", "fake", "--data-dir", _data], environment, output.Enqueue);
         try
         {
-            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}") };
+            using var client = new HttpClient { BaseAddress = server.BaseAddress };
             using var response = await client.PostAsync("/v1/chat/completions", Chat());
 
             var body = await response.Content.ReadAsStringAsync();
@@ -79,11 +78,11 @@ public sealed class RelayProxyTests : IAsyncLifetime
     [Fact]
     public async Task RelayProxySetting_IsUsed()
     {
-        var server = await ServeProcess.StartAsync(_port, ["--engine", _engine.BaseUrl, "--engine-model", "fake", "--data-dir", _data],
+        var server = await ServeProcess.StartAsync(["--engine", _engine.BaseUrl, "--engine-model", "fake", "--data-dir", _data],
             new Dictionary<string, string> { ["Sovereign__RelayProxy"] = ProxyUrl });
         try
         {
-            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}") };
+            using var client = new HttpClient { BaseAddress = server.BaseAddress };
             using var response = await client.PostAsync("/v1/chat/completions", Chat());
 
             Assert.NotEqual(HttpStatusCode.OK, response.StatusCode);
@@ -105,7 +104,7 @@ public sealed class RelayProxyTests : IAsyncLifetime
     {
         var (exit, stdout, stderr) = await CliProcess.RunAsync(
             new Dictionary<string, string?> { ["Sovereign__RelayProxy"] = value, ["Sovereign__Jurisdiction"] = "DE", ["Sovereign__BuiltInEmbeddings"] = "false" },
-            "serve", "--urls", $"http://127.0.0.1:{_port}", "--engine", _engine.BaseUrl, "--engine-model", "fake", "--data-dir", _data);
+            "serve", "--urls", "http://127.0.0.1:0", "--engine", _engine.BaseUrl, "--engine-model", "fake", "--data-dir", _data);
 
         Assert.True(exit == 2, $"{exit}: {stdout}{stderr}");
         Assert.Contains("Sovereign:RelayProxy", stdout + stderr, StringComparison.Ordinal);

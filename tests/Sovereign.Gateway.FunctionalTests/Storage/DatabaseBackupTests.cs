@@ -29,8 +29,8 @@ public sealed class DatabaseBackupTests : IDisposable
         var data = Directory.CreateDirectory(Path.Combine(_root, "data")).FullName;
         var environment = new Dictionary<string, string> { ["Sovereign__AdminToken"] = AdminToken };
         string[] serve = ["--model", $"{TestModels.Stories260K}=stories", "--threads", "1", "--ctx-size", "256", "--parallel", "2"];
-        var port = ServeProcess.FreePort();
-        var server = await ServeProcess.StartAsync(port, [.. serve, "--data-dir", data], environment);
+        var server = await ServeProcess.StartAsync([.. serve, "--data-dir", data], environment);
+        var port = server.Port;
         decimal settled;
         string backup = Path.Combine(_root, "backup.db");
         try
@@ -80,8 +80,8 @@ public sealed class DatabaseBackupTests : IDisposable
         Assert.True(verify.ExitCode is 0 or 5, verify.Stdout + verify.Stderr);
         Assert.Contains("The audit log is intact", verify.Stdout, StringComparison.Ordinal);
 
-        port = ServeProcess.FreePort();
-        server = await ServeProcess.StartAsync(port, [.. serve, "--data-dir", restored], environment);
+        server = await ServeProcess.StartAsync([.. serve, "--data-dir", restored], environment);
+        port = server.Port;
         try
         {
             using var http = Client(port, AdminToken);

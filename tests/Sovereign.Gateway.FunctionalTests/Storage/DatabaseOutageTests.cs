@@ -269,8 +269,7 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
     private async Task<(System.Diagnostics.Process Server, int Port, string ConnectionString)> StartOnOwnDatabaseAsync(IEnumerable<string> arguments)
     {
         var connectionString = await OwnDatabaseAsync();
-        var port = ServeProcess.FreePort();
-        var server = await ServeProcess.StartAsync(port, arguments,
+        var server = await ServeProcess.StartAsync(arguments,
             new Dictionary<string, string>
             {
                 ["Sovereign__Database__Provider"] = "PostgreSql",
@@ -278,7 +277,8 @@ public sealed class DatabaseOutageTests(PostgreSqlFixture postgres) : IClassFixt
                 ["Sovereign__AdminToken"] = AdminToken,
             },
             _output.Enqueue);
-        return (server, port, connectionString);
+        var port = server.Port;
+        return (server.Process, port, connectionString);
     }
 
     private int Lines(string marker) => _output.Count(line => line.Contains(marker, StringComparison.Ordinal));

@@ -209,9 +209,7 @@ public sealed class DatabaseReadOnlyAndPausedTests(PostgreSqlFixture postgres) :
         }
 
         var connectionString = new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Database = name, MaxPoolSize = 8 }.ConnectionString + connectionOptions;
-        var port = ServeProcess.FreePort();
-        var server = await ServeProcess.StartAsync(port,
-            ["--model", $"{TestModels.Stories260K}=stories", "--threads", "1", "--ctx-size", "256", "--parallel", "2", "--data-dir", _data],
+        var server = await ServeProcess.StartAsync(["--model", $"{TestModels.Stories260K}=stories", "--threads", "1", "--ctx-size", "256", "--parallel", "2", "--data-dir", _data],
             new Dictionary<string, string>
             {
                 ["Sovereign__Database__Provider"] = "PostgreSql",
@@ -219,7 +217,8 @@ public sealed class DatabaseReadOnlyAndPausedTests(PostgreSqlFixture postgres) :
                 ["Sovereign__AdminToken"] = AdminToken,
             },
             _output.Enqueue);
-        return (server, port);
+        var port = server.Port;
+        return (server.Process, port);
     }
 
     private int Lines(string marker) => _output.Count(line => line.Contains(marker, StringComparison.Ordinal));

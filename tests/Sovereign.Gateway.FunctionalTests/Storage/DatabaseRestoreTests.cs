@@ -34,8 +34,8 @@ public sealed class DatabaseRestoreTests : IDisposable
         var environment = new Dictionary<string, string> { ["Sovereign__AdminToken"] = AdminToken };
         string[] serve = ["--model", $"{TestModels.Stories260K}=stories", "--threads", "1", "--ctx-size", "256", "--parallel", "2", "--data-dir", data];
         var backup = Path.Combine(_root, "backup.db");
-        var port = ServeProcess.FreePort();
-        var server = await ServeProcess.StartAsync(port, serve, environment);
+        var server = await ServeProcess.StartAsync(serve, environment);
+        var port = server.Port;
         string revokedSecret, revokedId, key, otherTenantKey;
         decimal settledAtBackup;
         try
@@ -94,8 +94,8 @@ public sealed class DatabaseRestoreTests : IDisposable
         var verify = await CliProcess.RunAsync("audit", "verify", "--data-dir", data);
         Assert.True(verify.ExitCode == 0, verify.Stdout + verify.Stderr);
 
-        port = ServeProcess.FreePort();
-        server = await ServeProcess.StartAsync(port, serve, environment);
+        server = await ServeProcess.StartAsync(serve, environment);
+        port = server.Port;
         try
         {
             using var http = Client(port, AdminToken);
