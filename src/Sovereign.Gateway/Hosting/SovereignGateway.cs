@@ -198,34 +198,53 @@ public static class SovereignGateway
         GatewayLog.MetricsScrapeRefused(context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(GatewayLog.RequestsCategory));
         throw OpenAIException.Unauthorized("/metrics needs the operator token (Authorization: Bearer <admin token>).");
     });
+    /// <summary>OpenAI's API version header, as OpenAI states it on every answer (the version its REST API has kept).</summary>
+    internal const string OpenAIVersionHeader = "openai-version";
+
+    /// <summary>The version OpenAI states (<c>2020-10-01</c>).</summary>
+    internal const string OpenAIVersion = "2020-10-01";
+
+    /// <summary>OpenAI's header for the milliseconds from the request to the answer's start.</summary>
+    internal const string ProcessingMsHeader = "openai-processing-ms";
+
     /// <summary>
     /// Every /v1 answer says where it was handled: a routed request's own node and jurisdiction (set by the router),
     /// else this gateway's (a model list, a 401, a 404). Undeclared is <see cref="Routing.InferenceRouter.Undeclared"/>.
+    /// It also carries OpenAI's <c>openai-version</c> and <c>openai-processing-ms</c>, as OpenAI sends them on every
+    /// answer, errors and streams included: clients read them (openai-python 0.x's <c>response_ms</c>; .NET clients
+    /// that call <c>GetValues("Openai-Processing-Ms")</c>, which throws when the header is missing). The milliseconds
+    /// run from this middleware to the answer's start: a stream's headers, so its first event, not its end.
     /// </summary>
     private static void UseEvidenceHeaders(this WebApplication app)
     {
         var options = app.Services.GetRequiredService<IOptions<SovereignOptions>>();
 
-        // Made once, with the context as its state: a closure over the context was two objects more per request.
+        // Made once; its state is one small object per /v1 request (the context and when the request reached here).
         Func<object, Task> stateHere = state =>
         {
+            var answer = (V1Answer)state;
             var settings = options.Value;
-            var headers = ((HttpContext)state).Response.Headers;
+            var headers = answer.Context.Response.Headers;
             headers.TryAdd(Routing.InferenceRouter.JurisdictionHeader,
                 string.IsNullOrWhiteSpace(settings.Jurisdiction) ? Routing.InferenceRouter.Undeclared : settings.Jurisdiction.ToUpperInvariant());
             headers.TryAdd(Routing.InferenceRouter.NodeHeader, settings.NodeId);
+            headers[OpenAIVersionHeader] = OpenAIVersion;
+            headers[ProcessingMsHeader] = ((long)System.Diagnostics.Stopwatch.GetElapsedTime(answer.Started).TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
             return Task.CompletedTask;
         };
         app.Use((context, next) =>
         {
             if (context.Request.Path.StartsWithSegments("/v1", StringComparison.Ordinal))
             {
-                context.Response.OnStarting(stateHere, context);
+                context.Response.OnStarting(stateHere, new V1Answer(context, System.Diagnostics.Stopwatch.GetTimestamp()));
             }
 
             return next(context);
         });
     }
+
+    /// <summary>A /v1 request's context and the timestamp it reached the evidence headers' middleware.</summary>
+    private sealed record V1Answer(HttpContext Context, long Started);
 
     /// <summary>
     /// Quiet by default: a start prints where it listens and what it loaded, and a request prints nothing unless
