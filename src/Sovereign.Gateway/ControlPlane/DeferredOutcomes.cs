@@ -65,7 +65,12 @@ internal sealed partial class DeferredOutcomes : BackgroundService
     /// <param name="outcome">Its outcome entry.</param>
     /// <param name="usage">Its usage record, priced, when the ledger could not write it either.</param>
     /// <param name="written">Called once both are written (the spend series counts the record's cost then).</param>
-    public bool Keep(string requestId, AuditRecord outcome, UsageRecord? usage, Action? written = null)
+    /// <param name="inDoubt">
+    /// The outcome's entry as commits of it that were sent and never answered hashed it
+    /// (<see cref="AuditUnavailableException.InDoubt"/>): one the chain holds once the database is back was applied after
+    /// the request was answered, and the outcome is not written again.
+    /// </param>
+    public bool Keep(string requestId, AuditRecord outcome, UsageRecord? usage, Action? written = null, IReadOnlyList<AuditEntry>? inDoubt = null)
     {
         lock (_gate)
         {
@@ -75,7 +80,7 @@ internal sealed partial class DeferredOutcomes : BackgroundService
                 return false;
             }
 
-            _held.Add(new Held(requestId, outcome, usage, written));
+            _held.Add(new Held(requestId, outcome, usage, written, inDoubt ?? []));
         }
 
         if (_health.Problem is null)
@@ -159,24 +164,39 @@ internal sealed partial class DeferredOutcomes : BackgroundService
 
     private async Task WriteAsync(Held held, CancellationToken cancellationToken)
     {
+        AuditEntry entry;
         if (held.Usage is null)
         {
-            await _audit.Value.AppendAsync(held.Outcome, cancellationToken);
-            return;
+            entry = await AppendOutcomeAsync(held, null, cancellationToken);
         }
-
-        // One commit, as a request's books: the usage record rides in the outcome entry's transaction.
-        if (_ledger.Value.Carry(held.Usage) is { } carried)
+        else if (_ledger.Value.Carry(held.Usage) is { } carried)
         {
-            await _audit.Value.AppendAsync(held.Outcome, carried, cancellationToken);
+            // One commit, as a request's books: the usage record rides in the outcome entry's transaction. Where the
+            // earlier commit was applied, it carried the request's record too, and this one is a duplicate kept once.
+            entry = await AppendOutcomeAsync(held, carried, cancellationToken);
             await carried.Stored;
         }
         else
         {
             await _ledger.Value.AppendAsync(held.Usage, cancellationToken); // a ledger that commits on its own
-            await _audit.Value.AppendAsync(held.Outcome, cancellationToken);
+            entry = await AppendOutcomeAsync(held, null, cancellationToken);
+        }
+
+        if (held.InDoubt.Any(sent => sent.Sequence == entry.Sequence && sent.Hash == entry.Hash))
+        {
+            entry.Details.TryGetValue("outcome", out var outcome);
+            OutcomeFoundCommitted(_logger, held.RequestId, entry.Sequence, outcome ?? "");
         }
     }
+
+    /// <summary>
+    /// Appends the kept outcome, unless a commit of the request's outcome that went unanswered (the request was told it
+    /// failed) was applied after all: then that entry is the request's outcome, and nothing is appended.
+    /// </summary>
+    private Task<AuditEntry> AppendOutcomeAsync(Held held, Storage.ICarriedWrite? carried, CancellationToken cancellationToken) =>
+        held.InDoubt.Count == 0
+            ? _audit.Value.AppendAsync(held.Outcome, carried, cancellationToken)
+            : _audit.Value.AppendUnlessCommittedAsync(held.Outcome, carried, held.InDoubt, cancellationToken);
 
     private void Kick()
     {
@@ -198,7 +218,7 @@ internal sealed partial class DeferredOutcomes : BackgroundService
         base.Dispose();
     }
 
-    private sealed record Held(string RequestId, AuditRecord Outcome, UsageRecord? Usage, Action? Written);
+    private sealed record Held(string RequestId, AuditRecord Outcome, UsageRecord? Usage, Action? Written, IReadOnlyList<AuditEntry> InDoubt);
 
     [LoggerMessage(EventId = 4140, EventName = "DeferredOutcomesWritten", Level = LogLevel.Information,
         Message = "The database is back: the outcomes of {Count} requests that ended while it could not record them are written now (their usage records at what they cost, priced when each request ended), so their decisions are closed")]
@@ -211,4 +231,8 @@ internal sealed partial class DeferredOutcomes : BackgroundService
     [LoggerMessage(EventId = 4142, EventName = "DeferredOutcomeNotWritten", Level = LogLevel.Error,
         Message = "Request {RequestId}'s outcome, kept while the database was down, could not be written; its decision stays open until this server's next start closes it as interrupted")]
     private static partial void OutcomeNotWritten(ILogger logger, Exception exception, string requestId);
+
+    [LoggerMessage(EventId = 4154, EventName = "DeferredOutcomeFoundCommitted", Level = LogLevel.Warning,
+        Message = "Request {RequestId} was told its outcome could not be recorded, but the commit of it that went unanswered was applied after: the audit log holds it at sequence {Sequence} (outcome {Outcome}), with the usage record it carried, so the outcome kept for it is not written again. Its reservation was settled as the request was answered")]
+    private static partial void OutcomeFoundCommitted(ILogger logger, string requestId, long sequence, string outcome);
 }

@@ -98,7 +98,7 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
                     await metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode);
                     if (keep)
                     {
-                        deferred.Keep(route.RequestId, router.OutcomeRecord(route, usage.PromptTokens, usage.CompletionTokens, outcomeName, request.RefusalCode), null);
+                        deferred.Keep(route.RequestId, router.OutcomeRecord(route, usage.PromptTokens, usage.CompletionTokens, outcomeName, request.RefusalCode), null, inDoubt: unrecorded.InDoubt);
                     }
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException && database.IsOutage(ex))
@@ -112,7 +112,7 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
                     Observability.GatewayLog.StreamNotBilled(logger, route.RequestId, usage.PromptTokens, usage.CompletionTokens);
                     var priced = keep ? metering.PricedUnwritten(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, UsageOutcome.Failed, usage.CachedTokens, OpenAIErrorResults.AuditUnavailableCode) : null;
                     if (priced is not null && deferred.Keep(route.RequestId, router.OutcomeRecord(route, usage.PromptTokens, usage.CompletionTokens, "failed", OpenAIErrorResults.AuditUnavailableCode), priced,
-                        () => metering.CountWritten(priced)))
+                        () => metering.CountWritten(priced), unrecorded.InDoubt))
                     {
                         await metering.SettleUnwrittenAsync(route, ticket, priced);
                     }
@@ -132,7 +132,7 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
                     await metering.FinishAsync(route, ticket, 0, 0, null, UsageOutcome.Refused, refusalCode: OpenAIErrorResults.AuditUnavailableCode);
                     if (keep)
                     {
-                        deferred.Keep(route.RequestId, router.OutcomeRecord(route, 0, 0, refused, OpenAIErrorResults.AuditUnavailableCode), null);
+                        deferred.Keep(route.RequestId, router.OutcomeRecord(route, 0, 0, refused, OpenAIErrorResults.AuditUnavailableCode), null, inDoubt: unrecorded.InDoubt);
                     }
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
@@ -146,7 +146,7 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
                     if (keep && outage)
                     {
                         var unbilled = metering.UnbilledRecord(route, ticket, 0, 0, UsageOutcome.Refused, OpenAIErrorResults.AuditUnavailableCode);
-                        deferred.Keep(route.RequestId, router.OutcomeRecord(route, 0, 0, refused, OpenAIErrorResults.AuditUnavailableCode), unbilled);
+                        deferred.Keep(route.RequestId, router.OutcomeRecord(route, 0, 0, refused, OpenAIErrorResults.AuditUnavailableCode), unbilled, inDoubt: unrecorded.InDoubt);
                     }
                 }
             }

@@ -218,6 +218,9 @@ public sealed class AuditLog : IAsyncDisposable
     public string HeadHash => _state.Hash;
 
     /// <summary>The WAL housekeeping asked for by the latest commit that was due one (for tests).</summary>
+    /// <summary>For tests: the commit given up on at its deadline, until it came out of the driver (completed when none).</summary>
+    internal Task AbandonedCommit => _abandoned;
+
     internal Task WalHousekeeping => _walCheckpointer?.Latest ?? Task.CompletedTask;
 
     /// <summary>The WAL checkpointer (for tests); null on PostgreSQL or with checkpoints left to SQLite.</summary>
@@ -285,6 +288,27 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         var work = new AppendWork(Validate(draft), carried);
+        return SubmitAsync(work, work.Completion.Task, cancellationToken);
+    }
+
+    /// <summary>
+    /// Records <paramref name="draft"/> (and <paramref name="carried"/>) as
+    /// <see cref="AppendAsync(AuditRecord, ICarriedWrite?, CancellationToken)"/> does, unless an earlier append of the
+    /// same entry that failed with commits in doubt (<see cref="AuditUnavailableException.InDoubt"/>, passed as
+    /// <paramref name="inDoubt"/>) was committed after all: then it returns that entry and appends nothing. It looks under
+    /// the chain's lock, which a commit still on its way holds until it is applied or rolled back, so the entry is in the
+    /// chain once whichever way that commit went. The carried write is made either way (a usage record the earlier
+    /// commit carried is a duplicate that the ledger keeps once).
+    /// </summary>
+    public Task<AuditEntry> AppendUnlessCommittedAsync(AuditRecord draft, ICarriedWrite? carried, IReadOnlyList<AuditEntry> inDoubt, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(inDoubt);
+        if (carried is not null && !ReferenceEquals(carried.Writer.Database, _database))
+        {
+            throw new ArgumentException("The carried write belongs to another database than the audit log's.", nameof(carried));
+        }
+
+        var work = new AppendWork(Validate(draft), carried) { UnlessCommitted = inDoubt.Count == 0 ? null : [.. inDoubt] };
         return SubmitAsync(work, work.Completion.Task, cancellationToken);
     }
 
@@ -1386,7 +1410,7 @@ public sealed class AuditLog : IAsyncDisposable
             }
             catch (OperationCanceledException)
             {
-                FailTimedOut(batch, new TimeoutException("An earlier commit is still waiting for the database."), mayBeRecorded: false);
+                FailTimedOut(batch, new TimeoutException("An earlier commit is still waiting for the database."), sent: null);
                 return;
             }
         }
@@ -1414,7 +1438,12 @@ public sealed class AuditLog : IAsyncDisposable
             {
                 // The deadline passed with the attempt inside the driver: it keeps the connection until it comes out.
                 _abandoned = FinishAbandonedAsync(commit);
-                FailTimedOut(batch, new TimeoutException("The commit did not end in time."), mayBeRecorded: inDoubt is not null || current.State is not null);
+                if (current.State is not null)
+                {
+                    (inDoubt ??= []).Add(current);
+                }
+
+                FailTimedOut(batch, new TimeoutException("The commit did not end in time."), inDoubt);
                 return;
             }
             catch (Exception ex)
@@ -1431,7 +1460,7 @@ public sealed class AuditLog : IAsyncDisposable
                 await CloseConnectionAsync();
                 if (deadline.IsCancellationRequested)
                 {
-                    FailTimedOut(batch, ex, mayBeRecorded: inDoubt is not null);
+                    FailTimedOut(batch, ex, inDoubt);
                     return;
                 }
 
@@ -1450,7 +1479,7 @@ public sealed class AuditLog : IAsyncDisposable
                         _abandoned = reload.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                     }
 
-                    FailTimedOut(batch, reloadError, mayBeRecorded: inDoubt is not null);
+                    FailTimedOut(batch, reloadError, inDoubt);
                     return;
                 }
                 catch (Exception reloadError) when (attempt < attempts)
@@ -1469,11 +1498,7 @@ public sealed class AuditLog : IAsyncDisposable
                     var unavailable = inDoubt is null
                         ? AuditUnavailableException.From(ex)
                         : new AuditUnavailableException($"The audit log could not record the entry: {ex.Message} {InDoubtNote}", ex);
-                    foreach (var work in batch)
-                    {
-                        work.Fail(unavailable);
-                    }
-
+                    FailBatch(batch, unavailable, inDoubt);
                     return;
                 }
             }
@@ -1514,22 +1539,53 @@ public sealed class AuditLog : IAsyncDisposable
     /// The deadline passed: fails the batch and every append queued behind it (they waited as long, and none of them
     /// was sent), with a cause that says the database did not answer.
     /// </summary>
-    private void FailTimedOut(List<Work> batch, Exception last, bool mayBeRecorded)
+    private void FailTimedOut(List<Work> batch, Exception last, List<CommitAttempt>? sent)
     {
         var seconds = _options.CommitTimeout.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture);
         var fault = new DatabaseTimeoutException($"The database did not commit the audit log's entries within its commit timeout ({seconds} s)", last);
-        var unavailable = new AuditUnavailableException(
-            $"The audit log could not record the entry: the database did not answer within {seconds} s.{(mayBeRecorded ? " " + InDoubtNote : "")}", fault);
-        foreach (var work in batch)
-        {
-            work.Fail(unavailable);
-        }
+        var message = $"The audit log could not record the entry: the database did not answer within {seconds} s.";
+        FailBatch(batch, new AuditUnavailableException(sent is null ? message : message + " " + InDoubtNote, fault), sent);
 
+        // Never sent, so never in doubt: an earlier append of the same entry that was (UnlessCommitted) still may be.
+        var notSent = new AuditUnavailableException(message, fault);
         while (_pending.TryDequeue(out var queued))
         {
-            queued.Fail(unavailable);
+            queued.Fail(queued is AppendWork { UnlessCommitted: { } earlier } ? WithInDoubt(notSent, earlier) : notSent);
         }
     }
+
+    /// <summary>
+    /// Fails each work of <paramref name="batch"/> with <paramref name="unavailable"/>; an append whose entry a commit
+    /// that was sent and never answered hashed (<paramref name="sent"/>), or an earlier one did (its
+    /// <see cref="AppendWork.UnlessCommitted"/>), gets a copy naming them (<see cref="AuditUnavailableException.InDoubt"/>),
+    /// so whoever records it later finds it if that commit was applied after all, instead of appending it twice.
+    /// </summary>
+    private static void FailBatch(List<Work> batch, AuditUnavailableException unavailable, List<CommitAttempt>? sent)
+    {
+        for (var i = 0; i < batch.Count; i++)
+        {
+            List<AuditEntry>? marks = null;
+            if (batch[i] is AppendWork { UnlessCommitted: { } earlier })
+            {
+                marks = [.. earlier];
+            }
+
+            foreach (var attempt in sent ?? [])
+            {
+                if (attempt.Results[i] is AuditEntry entry && marks?.Contains(entry) != true)
+                {
+                    (marks ??= []).Add(entry);
+                }
+            }
+
+            batch[i].Fail(marks is null ? unavailable : WithInDoubt(unavailable, marks));
+        }
+    }
+
+    private static AuditUnavailableException WithInDoubt(AuditUnavailableException unavailable, IReadOnlyList<AuditEntry> inDoubt) =>
+        unavailable.InnerException is { } cause
+            ? new AuditUnavailableException(unavailable.Message, cause) { InDoubt = inDoubt }
+            : new AuditUnavailableException(unavailable.Message) { InDoubt = inDoubt };
 
     /// <summary>
     /// Takes a finding made beside the log as its own (scheduled retention found that the chain no longer holds the
@@ -1679,12 +1735,42 @@ public sealed class AuditLog : IAsyncDisposable
             return (start, earlier);
         }
 
-        var witnessChecked = false; // once per commit, before its first signature: never sign over a rewritten chain
-        var headMoved = false;
-        var lastAppend = _insertMovingHead is null ? -1 : batch.FindLastIndex(static work => work is AppendWork);
+        // Appends of entries whose earlier commit is in doubt: one found in the chain is their result, appended never again.
+        AuditEntry?[]? committed = null;
         for (var i = 0; i < batch.Count; i++)
         {
-            if (batch[i] is AppendWork { Blank: var blank })
+            if (batch[i] is AppendWork { UnlessCommitted: { } marks })
+            {
+                foreach (var mark in marks)
+                {
+                    if (await InChainAsync(mark, connection, transaction, cancellationToken))
+                    {
+                        (committed ??= new AuditEntry?[batch.Count])[i] = mark;
+                        break;
+                    }
+                }
+            }
+        }
+
+        var witnessChecked = false; // once per commit, before its first signature: never sign over a rewritten chain
+        var headMoved = false;
+        var lastAppend = -1;
+        for (var i = batch.Count - 1; _insertMovingHead is not null && i >= 0; i--)
+        {
+            if (batch[i] is AppendWork && committed?[i] is null)
+            {
+                lastAppend = i;
+                break;
+            }
+        }
+
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (committed?[i] is { } found)
+            {
+                results[i] = found;
+            }
+            else if (batch[i] is AppendWork { Blank: var blank })
             {
                 // Hashed with its chain fields in place, then copied once with them and its hash.
                 var entryHash = AuditCanonical.EntryHash(blank, sequence + 1, timestamp, hash);
@@ -1754,23 +1840,45 @@ public sealed class AuditLog : IAsyncDisposable
     {
         foreach (var earlier in inDoubt)
         {
-            if (earlier.LastEntry is not { } last)
+            if (earlier.LastEntry is { } last)
             {
-                continue; // signed a checkpoint only: signing it again is harmless, and the reloaded head says whether it is due
+                if (await InChainAsync(last, connection, transaction, cancellationToken))
+                {
+                    return earlier;
+                }
             }
-
-            using var command = connection.CreateCommand();
-            command.Transaction = transaction;
-            command.CommandText = $"SELECT hash FROM {_scope.EntriesAnd} seq = @seq";
-            _scope.Bind(command);
-            SqlDatabase.AddParameter(command, "@seq", last.Sequence);
-            if (await command.ExecuteScalarAsync(cancellationToken) is string hash && hash == last.Hash)
+            else if (earlier.LastCheckpoint is { } checkpoint && await CheckpointStoredAsync(checkpoint, connection, transaction, cancellationToken))
             {
+                // Signed a checkpoint only: stored, it is the one returned and held as the newest (signing the head
+                // again returned a checkpoint the database does not hold, the stored one being kept on conflict).
                 return earlier;
             }
         }
 
         return null;
+    }
+
+    /// <summary>Whether the chain holds <paramref name="entry"/>: its sequence with its hash (which covers its content and every entry before it).</summary>
+    private async Task<bool> InChainAsync(AuditEntry entry, DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = $"SELECT hash FROM {_scope.EntriesAnd} seq = @seq";
+        _scope.Bind(command);
+        SqlDatabase.AddParameter(command, "@seq", entry.Sequence);
+        return await command.ExecuteScalarAsync(cancellationToken) is string hash && hash == entry.Hash;
+    }
+
+    /// <summary>Whether the chain's checkpoints hold <paramref name="checkpoint"/> itself (its signature), not another signed at its sequence.</summary>
+    private async Task<bool> CheckpointStoredAsync(AuditCheckpoint checkpoint, DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = $"SELECT signature FROM {_scope.CheckpointsAnd} seq = @seq AND key_id = @key";
+        _scope.Bind(command);
+        SqlDatabase.AddParameter(command, "@seq", checkpoint.Sequence);
+        SqlDatabase.AddParameter(command, "@key", checkpoint.KeyId);
+        return await command.ExecuteScalarAsync(cancellationToken) is string signature && signature == checkpoint.Signature;
     }
 
     /// <summary>
@@ -1794,7 +1902,7 @@ public sealed class AuditLog : IAsyncDisposable
         for (var i = 0; i < batch.Count; i++)
         {
             var sequence = start.Sequence + i + 1;
-            if (batch[i] is not AppendWork { Carried: null }
+            if (batch[i] is not AppendWork { Carried: null, UnlessCommitted: null }
                 || (_options.SignsCheckpoints && (sequence % _options.CheckpointInterval == 0 || (i == batch.Count - 1 && timestamp - start.CheckpointedAt >= maxAge))))
             {
                 return null;
@@ -2162,6 +2270,9 @@ public sealed class AuditLog : IAsyncDisposable
         /// <summary>Set when its commit was sent: from then it may be applied though no answer comes.</summary>
         public ChainState? State { get; set; }
 
+        /// <summary>The last checkpoint it signed (null when it signed none).</summary>
+        public AuditCheckpoint? LastCheckpoint => Results.OfType<AuditCheckpoint>().LastOrDefault();
+
         /// <summary>The last entry it hashed (null when the batch appends nothing).</summary>
         public AuditEntry? LastEntry
         {
@@ -2195,6 +2306,12 @@ public sealed class AuditLog : IAsyncDisposable
 
         /// <summary>Another component's write that commits in the same transaction.</summary>
         public ICarriedWrite? Carried { get; } = carried;
+
+        /// <summary>
+        /// The same entry as earlier commits that were never answered hashed it (<see cref="AppendUnlessCommittedAsync"/>):
+        /// found in the chain, it is the result and nothing is appended. Null: append.
+        /// </summary>
+        public AuditEntry[]? UnlessCommitted { get; init; }
 
         public TaskCompletionSource<AuditEntry> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 

@@ -1,5 +1,11 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sovereign.Gateway.ControlPlane;
+using Sovereign.Metering.Ledger;
 using Sovereign.Residency.Audit;
 using Sovereign.Storage;
 
@@ -78,6 +84,115 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
     }
 
     /// <summary>
+    /// A request's outcome whose commit is still on its way at the commit timeout (the COMMIT held between the gateway
+    /// and PostgreSQL): the request is answered as unrecorded and its outcome kept (<see cref="DeferredOutcomes"/>) with
+    /// the entry as that commit hashed it. The commit then lands. Once the database is back the kept outcome finds it
+    /// and is not written again: the chain holds the outcome once, the usage record is in the ledger once, and the
+    /// operator is told (event 4154). Before, the kept outcome was appended as well: the chain read <c>before, r, r</c>.
+    /// </summary>
+    [Theory]
+    [InlineData(null, true)]
+    [InlineData("node-th", true)]
+    [InlineData("node-th", false)] // a member chain's appends alone commit in one statement
+    public async Task OutcomeCommitLandsAfterItsDeadline_TheKeptOutcomeFindsIt_TheChainHoldsItOnce(string? chain, bool withUsage)
+    {
+        var connection = await OwnConnectionStringAsync("landed_late");
+        var database = SqlDatabase.PostgreSql(connection);
+        await database.MigrateAsync(AuditLog.Migrations);
+        await database.MigrateAsync(UsageLedger.Migrations);
+        await using var proxy = new AnswerLosingProxy(new Npgsql.NpgsqlConnectionStringBuilder(connection).Port);
+
+        // The driver waits long; the commit timeout gives up first, with the COMMIT sent and held.
+        var proxied = SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(connection) { Port = proxy.Port, Pooling = false, CommandTimeout = 60 }.ConnectionString);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        var logs = new ConcurrentQueue<(string Category, LogLevel Level, EventId Event, string Message)>();
+        using var loggers = LoggerFactory.Create(builder => builder.AddProvider(new CapturingLoggerProvider(logs)));
+        await using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        await using (var audit = await AuditLog.OpenAsync(proxied, key, new AuditLogOptions { Chain = chain, SignsCheckpoints = false, CommitTimeout = TimeSpan.FromSeconds(3) }))
+        await using (var ledger = await UsageLedger.OpenAsync(proxied))
+        {
+            await audit.AppendAsync(Decision("before"));
+            // With a carried write a member chain commits as the shared one does; without, in one statement.
+            proxy.HoldAfter(chain is null || withUsage ? ["r-late", "COMMIT"] : ["r-late"]);
+            var outcome = Decision("r-late") with { Action = AuditActions.InferenceCompleted };
+            var carried = withUsage ? ledger.Carry(Usage("r-late", 7)) : null;
+            var refused = await Assert.ThrowsAsync<AuditUnavailableException>(() => audit.AppendAsync(outcome, carried));
+            Assert.Equal(1, proxy.Held);
+            var sent = Assert.Single(refused.InDoubt);
+            Assert.Equal("r-late", sent.Details["request_id"]);
+
+            // The commit lands (the database went on), and the attempt given up on comes out of the driver.
+            await proxy.ReleaseAsync();
+            await audit.AbandonedCommit;
+
+            var health = new DatabaseHealth(new Lazy<SqlDatabase>(() => proxied), TimeProvider.System, services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), NullLogger<DatabaseHealth>.Instance);
+            using var deferred = new DeferredOutcomes(new Lazy<AuditLog>(() => audit), new Lazy<UsageLedger>(() => ledger), health, loggers.CreateLogger<DeferredOutcomes>());
+            Assert.True(deferred.Keep("r-late", outcome, withUsage ? Usage("r-late", 7) : null, inDoubt: refused.InDoubt));
+            Assert.Equal(1, await deferred.WriteAsync(CancellationToken.None));
+            Assert.Equal(0, deferred.Count);
+
+            var after = await audit.AppendAsync(Decision("after"));
+            Assert.Equal(sent.Sequence + 1, after.Sequence);
+            Assert.Equal(sent.Hash, after.PreviousHash);
+        }
+
+        var scope = AuditChainScope.Of(chain);
+        var stored = await AuditStore.ReadEntriesAsync(database, scope, "seq >= 1 ORDER BY seq", scope.Bind, CancellationToken.None);
+        Assert.Equal(["before", "r-late", "after"], stored.Select(e => e.Details["request_id"]));
+        Assert.Equal(AuditActions.InferenceCompleted, stored[1].Action);
+        await using (var ledger = await UsageLedger.OpenAsync(database))
+        {
+            Assert.Equal(withUsage, await ledger.GetAsync("r-late") is not null);
+            Assert.Equal(withUsage ? 0.25m : 0m, await ledger.GetSpendAsync("in-doubt", "k", UsagePeriod.Total, DateTimeOffset.UtcNow, "EUR")); // once
+        }
+
+        var found = Assert.Single(logs, log => log.Event.Id == 4154);
+        Assert.Contains("r-late", found.Message, StringComparison.Ordinal);
+        var result = await AuditVerifier.VerifyAsync(database, key.PublicKeyPem);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+    }
+
+    /// <summary>
+    /// A checkpoint-only commit (the shutdown's) whose COMMIT reaches PostgreSQL only after the writer gave it up and
+    /// reloaded the head: the retry looks for it under the chain's lock and returns the checkpoint the database holds.
+    /// Before, it signed the head again; the stored one was kept on conflict, and the writer returned and held a
+    /// checkpoint (another time, another signature) that is nowhere in the database.
+    /// </summary>
+    [Fact]
+    public async Task CheckpointOnlyCommitLandsAfterTheRetryReloaded_TheRetryReturnsTheStoredCheckpoint()
+    {
+        var connection = await OwnConnectionStringAsync("cp_doubt");
+        var database = SqlDatabase.PostgreSql(connection);
+        await database.MigrateAsync(AuditLog.Migrations);
+        await using var proxy = new AnswerLosingProxy(new Npgsql.NpgsqlConnectionStringBuilder(connection).Port);
+        var proxied = SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(connection) { Port = proxy.Port, Pooling = false, CommandTimeout = 2 }.ConnectionString);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        AuditCheckpoint returned;
+        await using (var audit = await AuditLog.OpenAsync(proxied, key, new AuditLogOptions { CommitTimeout = TimeSpan.FromSeconds(60) }))
+        {
+            await audit.AppendAsync(Decision("before"));
+
+            // The COMMIT is held until the retry asks for the chain's lock (after it reloaded the head): it lands then.
+            proxy.HoldAfter(["INSERT INTO audit_checkpoints", "COMMIT"], releaseOn: "pg_advisory_xact_lock");
+            returned = (await audit.CheckpointAsync())!;
+            Assert.Equal(1, proxy.Held);
+        }
+
+        await using var read = await database.OpenAsync();
+        var stored = await AuditStore.ReadCheckpointsAsync(read, null, AuditChainScope.Shared, "WHERE key_id = @key", command => SqlDatabase.AddParameter(command, "@key", key.KeyId), CancellationToken.None);
+        var held = Assert.Single(stored);
+        Assert.Equal((held.Sequence, held.Timestamp, held.Signature), (returned.Sequence, returned.Timestamp, returned.Signature));
+        var result = await AuditVerifier.VerifyAsync(database, key.PublicKeyPem);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+    }
+
+    private static UsageRecord Usage(string requestId, int completionTokens) => new()
+    {
+        RequestId = requestId, Timestamp = DateTimeOffset.UtcNow, Tenant = "in-doubt", KeyId = "k", Model = "m", Node = "gw-th", Jurisdiction = "TH",
+        PromptTokens = 3, CompletionTokens = completionTokens, Cost = 0.25m, Currency = "EUR", PriceVersion = "v1",
+    };
+
+    /// <summary>
     /// PostgreSQL paused (SIGSTOP) with appends waiting, its driver's Command Timeout two minutes: each append ends
     /// within the commit timeout (plus the driver's cancel) with <see cref="AuditUnavailableException"/> whose cause is
     /// the database not answering (what <c>DatabaseHealth</c> takes as an outage that refuses requests at once), the
@@ -132,7 +247,8 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
     /// <summary>
     /// A loopback TCP proxy to PostgreSQL that, when told, stops passing the server's answers on the first connection
     /// whose client sends the given markers in order (the client's bytes still reach the server): a commit applied
-    /// whose answer never arrives. New connections pass as usual.
+    /// whose answer never arrives. Or it holds that client's bytes from the last marker on (the server never sees them,
+    /// though the client gave up and closed) until released: a commit that lands late. New connections pass as usual.
     /// </summary>
     private sealed class AnswerLosingProxy : IAsyncDisposable
     {
@@ -143,7 +259,11 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
         private readonly Task _accepting;
         private readonly Lock _gate = new();
         private string[]? _markers;
+        private bool _hold;
+        private string? _releaseOn;
+        private ConnectionState? _holding;
         private int _answersLost;
+        private int _held;
 
         public AnswerLosingProxy(int target)
         {
@@ -157,11 +277,76 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
         /// <summary>How many connections lost their answers.</summary>
         public int AnswersLost => Volatile.Read(ref _answersLost);
 
+        /// <summary>How many connections had their bytes held.</summary>
+        public int Held => Volatile.Read(ref _held);
+
         public void LoseAnswersAfter(string[] markers)
         {
             lock (_gate)
             {
-                _markers = markers;
+                (_markers, _hold) = (markers, false);
+            }
+        }
+
+        /// <summary>
+        /// Holds the bytes of the first connection whose client sends <paramref name="markers"/> in order, from the one
+        /// that completes them, until <see cref="ReleaseAsync()"/>, or until another connection's client sends
+        /// <paramref name="releaseOn"/> (they reach the server first).
+        /// </summary>
+        public void HoldAfter(string[] markers, string? releaseOn = null)
+        {
+            lock (_gate)
+            {
+                (_markers, _hold, _releaseOn) = (markers, true, releaseOn);
+            }
+        }
+
+        /// <summary>Sends what is held on to the server; the connection then passes as usual (or closes, its client gone).</summary>
+        public async Task ReleaseAsync()
+        {
+            ConnectionState? holding;
+            lock (_gate)
+            {
+                (holding, _holding, _releaseOn) = (_holding, null, null);
+            }
+
+            if (holding is not null)
+            {
+                await ReleaseAsync(holding);
+            }
+        }
+
+        private async Task ReleaseAsync(ConnectionState state)
+        {
+            while (true)
+            {
+                byte[][] chunks;
+                var gone = false;
+                lock (_gate)
+                {
+                    chunks = [.. state.HeldBytes];
+                    state.HeldBytes.Clear();
+                    if (chunks.Length == 0)
+                    {
+                        state.Holding = false;
+                        gone = state.ClientGone;
+                    }
+                }
+
+                if (chunks.Length == 0)
+                {
+                    if (gone)
+                    {
+                        state.Server.Dispose(); // after the held bytes: the server reads them, then the end
+                    }
+
+                    return;
+                }
+
+                foreach (var chunk in chunks)
+                {
+                    await state.Server.GetStream().WriteAsync(chunk, _stop.Token);
+                }
             }
         }
 
@@ -174,7 +359,7 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
                     var client = await _listener.AcceptTcpClientAsync(_stop.Token);
                     var server = new System.Net.Sockets.TcpClient();
                     await server.ConnectAsync(System.Net.IPAddress.Loopback, _target, _stop.Token);
-                    var state = new ConnectionState();
+                    var state = new ConnectionState(server);
                     lock (_pumps)
                     {
                         _pumps.Add(PumpAsync(client, server, state, fromClient: true));
@@ -187,15 +372,22 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
             }
         }
 
-        private sealed class ConnectionState
+        private sealed class ConnectionState(System.Net.Sockets.TcpClient server)
         {
+            public System.Net.Sockets.TcpClient Server { get; } = server;
+
+            public List<byte[]> HeldBytes { get; } = [];
+
             public int Matched;
             public bool Losing;
+            public bool Holding;
+            public bool ClientGone;
         }
 
         private async Task PumpAsync(System.Net.Sockets.TcpClient from, System.Net.Sockets.TcpClient to, ConnectionState state, bool fromClient)
         {
             var buffer = new byte[64 * 1024];
+            var keepServer = false;
             try
             {
                 while (true)
@@ -206,8 +398,21 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
                         break;
                     }
 
+                    ConnectionState? release = null;
                     lock (_gate)
                     {
+                        if (fromClient && _releaseOn is { } trigger && _holding is { } holding && holding != state
+                            && Encoding.Latin1.GetString(buffer, 0, read).Contains(trigger, StringComparison.Ordinal))
+                        {
+                            (release, _holding, _releaseOn) = (holding, null, null);
+                        }
+
+                        if (fromClient && state.Holding)
+                        {
+                            state.HeldBytes.Add(buffer[..read]);
+                            continue;
+                        }
+
                         if (fromClient && _markers is { } markers && !state.Losing)
                         {
                             var text = Encoding.Latin1.GetString(buffer, 0, read);
@@ -216,6 +421,16 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
                             {
                                 at = found + markers[state.Matched].Length;
                                 state.Matched++;
+                            }
+
+                            if (state.Matched == markers.Length && _hold)
+                            {
+                                state.Holding = true;
+                                state.HeldBytes.Add(buffer[..read]);
+                                _holding = state;
+                                _markers = null; // one connection only
+                                _held++;
+                                continue;
                             }
 
                             if (state.Matched == markers.Length)
@@ -232,6 +447,11 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
                         }
                     }
 
+                    if (release is not null)
+                    {
+                        await ReleaseAsync(release); // the held commit reaches the server before this connection's bytes
+                    }
+
                     await to.GetStream().WriteAsync(buffer.AsMemory(0, read), _stop.Token);
                 }
             }
@@ -241,8 +461,18 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
             }
             finally
             {
+                lock (_gate)
+                {
+                    // A client that gave up on a held commit: the server keeps its end until the commit is released.
+                    keepServer = fromClient && state.Holding;
+                    state.ClientGone |= fromClient;
+                }
+
                 from.Dispose();
-                to.Dispose();
+                if (!keepServer)
+                {
+                    to.Dispose();
+                }
             }
         }
 
