@@ -322,7 +322,7 @@ internal static partial class ControlPlaneServices
                 await RefuseNewerAsync(database, "the database " + path, clusterLogger: null);
                 await Migrate(database);
             }
-            catch (Microsoft.Data.Sqlite.SqliteException ex) when (SqliteFailures.Explain(ex, "the database " + path) is { } reason)
+            catch (Microsoft.Data.Sqlite.SqliteException ex) when (SqliteFailures.Explain(ex, "the database " + path, path) is { } reason)
             {
                 // Each migration commits whole or not at all, so the failed start changed nothing.
                 throw new DatabaseUnusableException(reason + ". Nothing was changed.", ex);
