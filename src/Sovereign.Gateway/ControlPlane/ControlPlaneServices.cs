@@ -85,6 +85,7 @@ internal static partial class ControlPlaneServices
             {
                 SignsCheckpoints = SignsAuditCheckpoints(sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value),
                 CheckpointMaxAge = AuditCheckpointMaxAge,
+                CommitTimeout = sp.GetRequiredService<IOptions<SovereignOptions>>().Value.Audit.CommitTimeout,
                 Chain = AuditChainOf(sp.GetRequiredService<IOptions<SovereignOptions>>().Value, sp.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value),
                 // Beside the operator key, outside the database: the last head this server signed.
                 WitnessPath = Path.Combine(sp.GetRequiredService<IOptions<SovereignOptions>>().Value.ResolvedDataDirectory, AuditWitness.FileName),

@@ -293,6 +293,20 @@ public sealed class AuditOptions
     /// <c>ControlPlaneServices.AuditChainOf</c>).
     /// </summary>
     public bool MemberChains { get; set; } = true;
+
+    /// <summary>The shortest <see cref="CommitTimeout"/> accepted.</summary>
+    public static readonly TimeSpan MinCommitTimeout = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest <see cref="CommitTimeout"/> accepted.</summary>
+    public static readonly TimeSpan MaxCommitTimeout = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// The longest the audit log tries to commit one batch of appends, its retries included, whatever the database
+    /// driver's own timeouts say (<see cref="Residency.Audit.AuditLogOptions.CommitTimeout"/>): past it the batch's
+    /// requests, and those queued behind it, are refused 503 <c>audit_unavailable</c>, and a database that does not
+    /// answer starts an outage that refuses new requests at once. Default 10 s; 1 s to 10 minutes.
+    /// </summary>
+    public TimeSpan CommitTimeout { get; set; } = Residency.Audit.AuditLogOptions.DefaultCommitTimeout;
 }
 
 /// <summary>

@@ -191,6 +191,11 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             failures.Add($"Sovereign:Audit:RateLimitSummaryInterval must be between {AuditOptions.MinRateLimitSummaryInterval:c} and {AuditOptions.MaxRateLimitSummaryInterval:c} (hh:mm:ss); got {audit.RateLimitSummaryInterval:c}.");
         }
 
+        if (options.Audit is { } commits && (commits.CommitTimeout < AuditOptions.MinCommitTimeout || commits.CommitTimeout > AuditOptions.MaxCommitTimeout))
+        {
+            failures.Add($"Sovereign:Audit:CommitTimeout must be between {AuditOptions.MinCommitTimeout:c} and {AuditOptions.MaxCommitTimeout:c} (hh:mm:ss); got {commits.CommitTimeout:c}.");
+        }
+
         ValidateLanguages(failures, options.Languages);
         ValidateCharacterEquivalentLanguages(failures, options.Metering.CharacterEquivalentLanguages, detected);
         foreach (var field in options.AcceptedRequestFields)

@@ -218,6 +218,9 @@ public sealed class AuditLog : IAsyncDisposable
     public string HeadHash => _state.Hash;
 
     /// <summary>The WAL housekeeping asked for by the latest commit that was due one (for tests).</summary>
+    /// <summary>How long a batch of appends may take to commit, its retries included (<see cref="AuditLogOptions.CommitTimeout"/>).</summary>
+    internal TimeSpan CommitTimeout => _options.CommitTimeout;
+
     /// <summary>For tests: the commit given up on at its deadline, until it came out of the driver (completed when none).</summary>
     internal Task AbandonedCommit => _abandoned;
 
