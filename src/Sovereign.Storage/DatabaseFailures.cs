@@ -31,6 +31,25 @@ public static class DatabaseFailures
         SqliteException { SqliteErrorCode: 8 or 10 or 13 or 14 } => true,
         _ => false,
     };
+
+    /// <summary>PostgreSQL's SQLSTATE for data found corrupted.</summary>
+    public const string DataCorrupted = "XX001";
+
+    /// <summary>PostgreSQL's SQLSTATE for an index found corrupted.</summary>
+    public const string IndexCorrupted = "XX002";
+
+    /// <summary>
+    /// Whether <paramref name="exception"/> says the database's stored data is damaged: SQLite's SQLITE_CORRUPT
+    /// ("database disk image is malformed") or SQLITE_NOTADB, PostgreSQL's data_corrupted or index_corrupted. It does
+    /// not heal by waiting: the operator restores the database from a backup. Such an error found while a server ran
+    /// was answered 500 internal_error (an SDK retries it four times) and the server stayed "ready".
+    /// </summary>
+    public static bool IsDamaged(DbException exception) => exception switch
+    {
+        SqliteException { SqliteErrorCode: 11 or 26 } => true,
+        PostgresException { SqlState: DataCorrupted or IndexCorrupted } => true,
+        _ => false,
+    };
 }
 
 /// <summary>

@@ -283,6 +283,16 @@ public interface IPriceBookGrain : IGrainWithStringKey
 [GenerateSerializer]
 public sealed class StorageUnavailableException : Exception
 {
+    /// <summary>
+    /// How the message of one thrown for stored data found damaged begins (<c>DatabaseFailures.IsDamaged</c>): the
+    /// gateway answers it 503 <c>database_damaged</c>, not <c>storage_unavailable</c>. A message, not a member, so the
+    /// type's wire form is unchanged.
+    /// </summary>
+    public const string DamagedPrefix = "The database's stored data is damaged";
+
+    /// <summary>Whether this one was thrown for stored data found damaged (see <see cref="DamagedPrefix"/>).</summary>
+    public bool IsDamaged => Message.StartsWith(DamagedPrefix, StringComparison.Ordinal);
+
     /// <summary>Creates the exception.</summary>
     public StorageUnavailableException()
     {

@@ -26,15 +26,17 @@ public static class StorageFailures
         {
             await activation();
         }
-        catch (DbException ex) when (DatabaseFailures.IsUnavailable(ex))
+        catch (DbException ex) when (DatabaseFailures.IsUnavailable(ex) || DatabaseFailures.IsDamaged(ex))
         {
             throw Unavailable(ex);
         }
     }
 
     // The driver's exception is not carried as the inner one: it has no codec either. Its message is, for the log.
-    private static StorageUnavailableException Unavailable(DbException exception) =>
-        new($"The database is not reachable right now ({exception.GetType().Name}: {exception.Message.TrimEnd('.')}).");
+    // Damaged data is said so (StorageUnavailableException.DamagedPrefix): it was a raw driver exception, a 500.
+    private static StorageUnavailableException Unavailable(DbException exception) => DatabaseFailures.IsDamaged(exception)
+        ? new($"{StorageUnavailableException.DamagedPrefix} ({exception.GetType().Name}: {exception.Message.TrimEnd('.')}).")
+        : new($"The database is not reachable right now ({exception.GetType().Name}: {exception.Message.TrimEnd('.')}).");
 
     private sealed class TranslatingFilter : IIncomingGrainCallFilter
     {
@@ -44,7 +46,7 @@ public static class StorageFailures
             {
                 await context.Invoke();
             }
-            catch (DbException ex) when (DatabaseFailures.IsUnavailable(ex))
+            catch (DbException ex) when (DatabaseFailures.IsUnavailable(ex) || DatabaseFailures.IsDamaged(ex))
             {
                 throw Unavailable(ex);
             }

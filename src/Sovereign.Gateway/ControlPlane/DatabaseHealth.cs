@@ -37,6 +37,7 @@ internal sealed partial class DatabaseHealth : BackgroundService
     private readonly Lock _gate = new();
     private readonly Lock _transitions = new();
     private Outage? _outage;
+    private string? _damaged;
     private Task? _probe;
     private long _probedAt = long.MinValue;
 
@@ -53,9 +54,43 @@ internal sealed partial class DatabaseHealth : BackgroundService
     }
 
     /// <summary>Null while the database records requests; else what failed, for <c>/ready</c>.</summary>
-    public string? Problem => Volatile.Read(ref _outage) is { } outage
+    public string? Problem => Damaged ?? (Volatile.Read(ref _outage) is { } outage
         ? $"The database ({outage.Database}) cannot record requests since {outage.Since:O}: {outage.Cause}"
-        : null;
+        : null);
+
+    /// <summary>
+    /// Null unless a request found the database's stored data damaged (<see cref="DatabaseFailures.IsDamaged"/>); then
+    /// what was found, for <c>/ready</c>. It does not end by itself: every request is refused 503
+    /// <c>database_damaged</c> at once, before anything is decided, reserved or run, until the server restarts on a
+    /// sound database (a probe's write can still succeed on a file damaged elsewhere, and would have ended the outage).
+    /// </summary>
+    public string? Damaged => Volatile.Read(ref _damaged);
+
+    /// <summary>
+    /// The damaged-data error inside <paramref name="exception"/> (however wrapped: an audit log's or a grain's
+    /// failure), or null when it holds none.
+    /// </summary>
+    public static Exception? Damage(Exception? exception)
+    {
+        for (var depth = 0; exception is not null && depth < 8; depth++)
+        {
+            switch (exception)
+            {
+                case DbException db when DatabaseFailures.IsDamaged(db):
+                    return db;
+                case Cluster.Grains.StorageUnavailableException { IsDamaged: true } grain:
+                    return grain;
+                case AggregateException { InnerExceptions.Count: > 0 } aggregate:
+                    exception = aggregate.InnerExceptions[0];
+                    break;
+                default:
+                    exception = exception.InnerException;
+                    break;
+            }
+        }
+
+        return null;
+    }
 
     /// <summary>
     /// Null unless the outage is a database that does not answer (a probe or a statement timed out: PostgreSQL paused,
@@ -100,6 +135,11 @@ internal sealed partial class DatabaseHealth : BackgroundService
         if (StorageFault(exception) is not { } fault)
         {
             return false;
+        }
+
+        if (Damage(exception) is { } damage && Interlocked.CompareExchange(ref _damaged, $"The database ({DatabaseName()}) is damaged since {_time.GetUtcNow():O}: {Describe(damage)}. Restore it from a backup (sovereign database restore; keep the damaged file for inspection) and restart this server: it refuses every request until then", null) is null)
+        {
+            DatabaseDamaged(_logger, DatabaseName(), Describe(damage));
         }
 
         Begin(fault);
@@ -309,6 +349,11 @@ internal sealed partial class DatabaseHealth : BackgroundService
 
     private void End()
     {
+        if (Damaged is not null)
+        {
+            return; // damaged data does not mend itself: only a restart on a sound database ends it
+        }
+
         var ended = false;
         lock (_transitions)
         {
@@ -344,6 +389,10 @@ internal sealed partial class DatabaseHealth : BackgroundService
     [LoggerMessage(EventId = 4160, EventName = "DatabaseUnavailable", Level = LogLevel.Error,
         Message = "The database ({Database}) cannot record requests: {Cause}. Requests that need it are refused 503 (audit_unavailable, storage_unavailable) and /ready answers 503 until it can; each refusal is logged at Debug only")]
     private static partial void DatabaseUnavailable(ILogger logger, string database, string cause);
+
+    [LoggerMessage(EventId = 4155, EventName = "DatabaseDamaged", Level = LogLevel.Critical,
+        Message = "The database ({Database}) is damaged: {Cause}. Every request is refused 503 database_damaged (nothing decided, reserved or billed) and /ready answers 503 until this server restarts on a sound database: stop it, restore the database from a backup (sovereign database restore; keep the damaged file for inspection), then start it")]
+    private static partial void DatabaseDamaged(ILogger logger, string database, string cause);
 
     [LoggerMessage(EventId = 4161, EventName = "DatabaseAvailableAgain", Level = LogLevel.Information,
         Message = "The database ({Database}) records requests again after {Seconds:0.#} s; {Refused} requests were refused meanwhile")]

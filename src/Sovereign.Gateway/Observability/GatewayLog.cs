@@ -278,7 +278,7 @@ internal static partial class GatewayLog
         {
             RequestFailed(logger, exception, method, path);
         }
-        else if (status >= 500 && code is OpenAI.OpenAIErrorResults.AuditUnavailableCode or OpenAI.OpenAIErrorResults.StorageUnavailableCode)
+        else if (status >= 500 && code is OpenAI.OpenAIErrorResults.AuditUnavailableCode or OpenAI.OpenAIErrorResults.StorageUnavailableCode or OpenAI.OpenAIErrorResults.DatabaseDamagedCode)
         {
             // Not shed for want of capacity either: a cluster node this request was relayed to could not record it in
             // its database and refused it (its 503, passed on; the node logs its outage). This database is up, or the

@@ -34,8 +34,8 @@ internal static class OpenAIErrorResults
     public static OpenAIException MapStreamed(HttpContext context, Exception exception)
     {
         var error = Map(exception, 0);
-        if (error.Code is AuditUnavailableCode or StorageUnavailableCode
-            && context.RequestServices.GetService<ControlPlane.DatabaseHealth>() is { } database && database.IsOutage(exception))
+        if (error.Code is AuditUnavailableCode or StorageUnavailableCode or DatabaseDamagedCode
+            && context.RequestServices.GetService<ControlPlane.DatabaseHealth>() is { } database && (database.IsOutage(exception) || database.Damaged is not null))
         {
             database.CountRefusal();
             GatewayLog.ErrorAnswered(RequestsLogger(context), context, error.Status, error.Type, error.Code, error.Param, exception, byACaller: true, databaseOutage: true);
@@ -51,7 +51,7 @@ internal static class OpenAIErrorResults
     /// </summary>
     public static void CountPassedOnRefusal(HttpContext context, OpenAIException error)
     {
-        if (error is { Status: >= 500, Code: AuditUnavailableCode or StorageUnavailableCode })
+        if (error is { Status: >= 500, Code: AuditUnavailableCode or StorageUnavailableCode or DatabaseDamagedCode })
         {
             context.RequestServices.GetService<ControlPlane.DatabaseHealth>()?.CountRefusal();
         }
@@ -61,6 +61,9 @@ internal static class OpenAIErrorResults
     public static OpenAIException Map(Exception exception, long maxBodyBytes) => exception switch
     {
         OpenAIException e => e,
+        // Stored data found damaged, however it reached here (the audit log's commit, a grain's read): it does not heal
+        // by retrying at once, and nothing more is run on it (DatabaseHealth.Damaged). It was a 500 internal_error.
+        _ when ControlPlane.DatabaseHealth.Damage(exception) is not null => DatabaseDamaged(),
         BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => OpenAIException.TooLarge(maxBodyBytes),
         // A body that stops arriving (below Kestrel's minimum data rate) keeps Kestrel's 408, which SDKs retry.
         BadHttpRequestException { StatusCode: StatusCodes.Status408RequestTimeout } => new OpenAIException(StatusCodes.Status408RequestTimeout,
@@ -102,6 +105,18 @@ internal static class OpenAIErrorResults
         Cluster.Grains.StorageUnavailableException => StorageUnavailable(),
         _ => new OpenAIException(StatusCodes.Status500InternalServerError, "The server had an error while processing your request.", "server_error", null, "internal_error"),
     };
+
+    /// <summary>The error code of a request refused because the database's stored data is damaged.</summary>
+    public const string DatabaseDamagedCode = "database_damaged";
+
+    /// <summary>
+    /// 503 <c>database_damaged</c>: the database's stored data is damaged, so the request was refused (fail closed),
+    /// with nothing decided, reserved or billed that it did not deliver; a client may try again later, once the operator
+    /// restored the database (<c>Retry-After</c> 30 s).
+    /// </summary>
+    public static OpenAIException DatabaseDamaged() => new(StatusCodes.Status503ServiceUnavailable,
+        "The database this server keeps tenants, keys, usage and its audit log in is damaged, so this request was refused (fail closed) and nothing was billed for it; the operator must restore the database. Try again later.",
+        "server_error", null, DatabaseDamagedCode, TimeSpan.FromSeconds(30));
 
     private static OpenAIException StorageUnavailable() => new(StatusCodes.Status503ServiceUnavailable,
         "The database this server keeps tenants, keys and usage in is not reachable right now; try again.", "server_error", null, StorageUnavailableCode, TimeSpan.FromSeconds(5));
@@ -157,8 +172,9 @@ internal static class OpenAIErrorResults
             }
 
             var logger = RequestsLogger(context);
-            var databaseOutage = error.Code is AuditUnavailableCode or StorageUnavailableCode
-                && context.RequestServices.GetService<ControlPlane.DatabaseHealth>() is { } database && database.IsOutage(ex);
+            // A request refused because the data is damaged (at once, DatabaseHealth.Damaged) is one of the outage's refusals too.
+            var databaseOutage = error.Code is AuditUnavailableCode or StorageUnavailableCode or DatabaseDamagedCode
+                && context.RequestServices.GetService<ControlPlane.DatabaseHealth>() is { } database && (database.IsOutage(ex) || database.Damaged is not null);
             if (databaseOutage)
             {
                 context.RequestServices.GetRequiredService<ControlPlane.DatabaseHealth>().CountRefusal();

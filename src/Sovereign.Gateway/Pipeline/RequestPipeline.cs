@@ -80,6 +80,11 @@ internal sealed class RequestPipeline(
         FirstTokenMarks.Mark(context, "start");
         // Fail closed, and fast, while the database does not answer (DatabaseHealth.NotAnswering): nothing is decided,
         // reserved or run, so there is nothing to record. Tried, the request waited minutes for the driver's timeouts.
+        if (database.Damaged is not null)
+        {
+            throw OpenAI.OpenAIErrorResults.DatabaseDamaged();
+        }
+
         if (database.NotAnswering is { } stalled)
         {
             throw new Residency.Audit.AuditUnavailableException("The request was refused before it was decided: " + stalled,

@@ -379,7 +379,7 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
         if (error is UpstreamErrorEventException engineError)
         {
             // The engine's own error, as it would have answered it unstreamed; only its failures concern the operator.
-            if (engineError.Error.Code is OpenAIErrorResults.AuditUnavailableCode or OpenAIErrorResults.StorageUnavailableCode)
+            if (engineError.Error.Code is OpenAIErrorResults.AuditUnavailableCode or OpenAIErrorResults.StorageUnavailableCode or OpenAIErrorResults.DatabaseDamagedCode)
             {
                 // A cluster node (another Sovereign) that could not record the request in its database ended its stream
                 // with its refusal, after its headers: not a fault of the node (it logs and counts its outage). It was
