@@ -217,13 +217,13 @@ public sealed class AuditLog : IAsyncDisposable
     /// <summary>The last committed hash (64 zeros when empty).</summary>
     public string HeadHash => _state.Hash;
 
-    /// <summary>The WAL housekeeping asked for by the latest commit that was due one (for tests).</summary>
     /// <summary>How long a batch of appends may take to commit, its retries included (<see cref="AuditLogOptions.CommitTimeout"/>).</summary>
     internal TimeSpan CommitTimeout => _options.CommitTimeout;
 
     /// <summary>For tests: the commit given up on at its deadline, until it came out of the driver (completed when none).</summary>
     internal Task AbandonedCommit => _abandoned;
 
+    /// <summary>The WAL housekeeping asked for by the latest commit that was due one (for tests).</summary>
     internal Task WalHousekeeping => _walCheckpointer?.Latest ?? Task.CompletedTask;
 
     /// <summary>The WAL checkpointer (for tests); null on PostgreSQL or with checkpoints left to SQLite.</summary>
