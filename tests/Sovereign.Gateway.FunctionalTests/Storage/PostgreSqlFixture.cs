@@ -37,13 +37,16 @@ public sealed class PostgreSqlFixture : IAsyncLifetime
     }
 
     /// <summary>Stops the server as an operator's restart does (fast: clients are disconnected); its data stays.</summary>
+    // pg_ctl waits 60 s by default; a start under a loaded machine (a full test run beside builds) took longer.
+    private const string WaitSeconds = "300";
+
     public Task StopServerAsync() =>
-        Pg(Environment.UserName == "root", "pg_ctl", "-D", Path.Combine(_directory, "data"), "-m", "fast", "-w", "stop");
+        Pg(Environment.UserName == "root", "pg_ctl", "-D", Path.Combine(_directory, "data"), "-m", "fast", "-w", "-t", WaitSeconds, "stop");
 
     /// <summary>Starts the server (again) on the same port and data; returns once it accepts connections.</summary>
     public Task StartServerAsync() =>
         Pg(Environment.UserName == "root", "pg_ctl", "-D", Path.Combine(_directory, "data"), "-o", $"-p {_port} -k {_directory} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "-l", Path.Combine(_directory, "log"), "-w", "start");
+            "-l", Path.Combine(_directory, "log"), "-w", "-t", WaitSeconds, "start");
 
     /// <summary>
     /// Freezes the whole server (SIGSTOP to the postmaster and every backend), as a hung host or a VM paused by its
@@ -104,7 +107,7 @@ public sealed class PostgreSqlFixture : IAsyncLifetime
         try
         {
             await ResumeServerAsync(); // a test that failed while it was paused: a stopped server would not stop
-            await Pg(Environment.UserName == "root", "pg_ctl", "-D", Path.Combine(_directory, "data"), "-m", "immediate", "-w", "stop");
+            await Pg(Environment.UserName == "root", "pg_ctl", "-D", Path.Combine(_directory, "data"), "-m", "immediate", "-w", "-t", WaitSeconds, "stop");
         }
         finally
         {
@@ -127,7 +130,7 @@ public sealed class PostgreSqlFixture : IAsyncLifetime
         using var process = Process.Start(start)!;
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(6)); // above pg_ctl's own -t
         Assert.True(process.ExitCode == 0, $"{file} {string.Join(' ', args)} failed: {await output}{await error}");
     }
 
