@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Data.Common;
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
@@ -1404,9 +1405,14 @@ public sealed class AuditLog : IAsyncDisposable
         const int attempts = 3;
         // Real time, not the injected clock: the deadline bounds how long the database takes, which a clock set or
         // stepped (a test's manual clock advanced by an hour while a commit runs) must not cut short.
-        using var deadline = new CancellationTokenSource(_options.CommitTimeout);
+        // Armed only once the batch waits for something (an earlier abandoned attempt, the write turn, the driver): a
+        // SQLite commit completes synchronously, and a timer registered and removed for each batch was pure cost. The
+        // deadline still runs from the batch's start.
+        using var deadline = new CancellationTokenSource();
+        var started = Stopwatch.GetTimestamp();
         if (!_abandoned.IsCompleted)
         {
+            ArmDeadline(deadline, started);
             try
             {
                 await _abandoned.WaitAsync(deadline.Token);
@@ -1423,6 +1429,11 @@ public sealed class AuditLog : IAsyncDisposable
         {
             var current = new CommitAttempt(batch.Count);
             var commit = CommitAsync(batch, current, inDoubt, deadline.Token);
+            if (!commit.IsCompleted)
+            {
+                ArmDeadline(deadline, started);
+            }
+
             try
             {
                 var before = _state.LastCheckpoint;
@@ -1461,6 +1472,7 @@ public sealed class AuditLog : IAsyncDisposable
                 // from the database and recompute the whole batch.
                 ReportIfIntegrityLost(ex);
                 await CloseConnectionAsync();
+                ArmDeadline(deadline, started);
                 if (deadline.IsCancellationRequested)
                 {
                     FailTimedOut(batch, ex, inDoubt);
@@ -1505,6 +1517,25 @@ public sealed class AuditLog : IAsyncDisposable
                     return;
                 }
             }
+        }
+    }
+
+    /// <summary>Sets <paramref name="deadline"/> to fire when the commit timeout since <paramref name="started"/> runs out (at once if it has).</summary>
+    private void ArmDeadline(CancellationTokenSource deadline, long started)
+    {
+        if (deadline.IsCancellationRequested)
+        {
+            return;
+        }
+
+        var left = _options.CommitTimeout - Stopwatch.GetElapsedTime(started);
+        if (left <= TimeSpan.Zero)
+        {
+            deadline.Cancel();
+        }
+        else
+        {
+            deadline.CancelAfter(left);
         }
     }
 
