@@ -189,6 +189,17 @@ public sealed class LimitsOptions
     /// a route slot for good. 600 s, as LiteLLM's default request timeout.
     /// </summary>
     public int UpstreamIdleTimeoutSeconds { get; set; } = 600;
+
+    /// <summary>
+    /// Bytes of a relayed stream read from the engine ahead of a client that reads slowly, at most, per request
+    /// (8 MiB; 0 turns it off; at most 256 MiB). The route's slot is given back once the engine's answer is read to its end, so a client
+    /// reading at a trickle does not keep other tenants waiting for an engine that is idle; past the bound the engine
+    /// waits for the client, and the slot stays held, as without it.
+    /// </summary>
+    public int RelayReadAheadBytes { get; set; } = DefaultRelayReadAheadBytes;
+
+    /// <summary>The default of <see cref="RelayReadAheadBytes"/>: 8 MiB, an answer of about 30,000 streamed tokens.</summary>
+    public const int DefaultRelayReadAheadBytes = 8 * 1024 * 1024;
 }
 
 /// <summary>Which database holds tenants, keys, nodes, the audit log and the ledger.</summary>

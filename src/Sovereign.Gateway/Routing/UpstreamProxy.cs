@@ -72,6 +72,16 @@ internal sealed class RelayProgress
     /// <summary>Told of each event the engine sends in a stream (a fronted engine's liveness); null when nobody asks.</summary>
     public Action? EngineAnswered { get; init; }
 
+    /// <summary>
+    /// Told once the engine's whole answer has been read, which may be before the client received it (the relay
+    /// reads up to <see cref="ReadAheadBytes"/> ahead of the client): the relay gives the route's slot back then, so a
+    /// client reading slowly does not keep the engine's place. Null: the slot is held until the request ends.
+    /// </summary>
+    public Action? EngineDone { get; init; }
+
+    /// <summary>Bytes of a streamed answer read ahead of the client at most (<c>Sovereign:Limits:RelayReadAheadBytes</c>); 0: none.</summary>
+    public long ReadAheadBytes { get; init; }
+
     /// <summary>Gathers the completion's text as it is read from the engine, for the language tax's waiver (null: not asked).</summary>
     public Sovereign.Languages.LetterSample? Completion { get; init; }
 
@@ -139,6 +149,9 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
 
     /// <summary>How long an engine may send nothing, before its headers or in the middle of its answer (<c>Sovereign:Limits:UpstreamIdleTimeoutSeconds</c>).</summary>
     public TimeSpan Idle => TimeSpan.FromSeconds(options.Value.Limits.UpstreamIdleTimeoutSeconds);
+
+    /// <summary>Bytes of a streamed answer read ahead of a slow client at most (<c>Sovereign:Limits:RelayReadAheadBytes</c>).</summary>
+    public long ReadAheadBytes => options.Value.Limits.RelayReadAheadBytes;
 
     /// <summary>
     /// The largest answer (a whole JSON answer, or one event of a stream) read from an engine: room for 2,048 embeddings
@@ -660,7 +673,14 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
         HttpResponseMessage response, RelayProgress progress, TimeSpan idle, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken aborted,
         CancellationTokenSource? idleTimer)
     {
-        await using var lines = new Utf8LineReader(await response.Content.ReadAsStreamAsync(aborted), MaxAnswerBytes);
+        var answer = await response.Content.ReadAsStreamAsync(aborted);
+        if (progress.EngineDone is { } engineDone && progress.ReadAheadBytes > 0)
+        {
+            // Read ahead of the client, so the engine's slot is free once it has answered, however slowly the client reads.
+            answer = new ReadAheadStream(answer, progress.ReadAheadBytes, engineDone);
+        }
+
+        await using var lines = new Utf8LineReader(answer, MaxAnswerBytes);
         using var own = idleTimer is null ? CancellationTokenSource.CreateLinkedTokenSource(aborted) : null;
         var silent = idleTimer ?? own!;
         while (true)
@@ -754,6 +774,9 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
         HttpContext context, HttpResponseMessage response, string clientModel, RelayProgress progress, TimeSpan idle, CancellationTokenSource? idleTimer)
     {
         var (buffer, filled) = await ReadAnswerBytesAsync(response, idle, context.RequestAborted, idleTimer);
+
+        // The engine has answered: its slot is free while the answer is written to the client, however slowly it reads.
+        progress.EngineDone?.Invoke();
         try
         {
             var answer = buffer.AsSpan(0, filled);

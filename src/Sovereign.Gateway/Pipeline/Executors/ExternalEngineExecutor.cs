@@ -214,7 +214,14 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
             }
 
             usageOnEveryEvent |= stream && compute.FromNode && RelayUsageSoFar.Given(response);
-            return new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, compute, slot, inFlight, answered, usageOnEveryEvent, passesUsageSoFar, idleTimer);
+            // The route's slot and the node's in-flight count are the engine's: given back once it has answered (both
+            // are given back once only, whichever comes first, this or the request's end).
+            return new UpstreamRelay(proxy, request, response, stream, clientWantsUsage, compute, slot, inFlight, answered, usageOnEveryEvent, passesUsageSoFar, idleTimer,
+                () =>
+                {
+                    slot.Dispose();
+                    inFlight.Dispose();
+                });
         }
         catch (NodeUnreachableException)
         {
@@ -252,11 +259,12 @@ internal class ExternalEngineExecutor(UpstreamProxy proxy, NodeDirectory nodes, 
 /// </summary>
 internal sealed class UpstreamRelay(
     UpstreamProxy proxy, GovernedRequest request, HttpResponseMessage response, bool stream, bool clientWantsUsage, RelayCompute compute, IDisposable slot, IDisposable inFlight,
-    Action? engineAnswered = null, bool usageOnEveryEvent = false, bool passesUsageSoFar = false, CancellationTokenSource? idleTimer = null) : IExecution
+    Action? engineAnswered = null, bool usageOnEveryEvent = false, bool passesUsageSoFar = false, CancellationTokenSource? idleTimer = null, Action? engineDone = null) : IExecution
 {
     private readonly RelayProgress _progress = new()
     {
         Completion = request.Route!.Completion, EngineAnswered = engineAnswered, UsageOnEveryEvent = usageOnEveryEvent, PassesUsageSoFar = passesUsageSoFar,
+        EngineDone = engineDone, ReadAheadBytes = engineDone is null ? 0 : proxy.ReadAheadBytes,
     };
 
     /// <summary>The engine's answer, headers read.</summary>
