@@ -36,7 +36,11 @@ internal sealed class ReadAheadStream : Stream
         ArgumentNullException.ThrowIfNull(ended);
         _engine = engine;
         var pause = Math.Max(64 * 1024, aheadBytes);
-        _pipe = new Pipe(new PipeOptions(pauseWriterThreshold: pause, resumeWriterThreshold: pause / 2, minimumSegmentSize: ReadSize, useSynchronizationContext: false));
+        // Inline: the relay's reader goes on on the thread that read the engine's bytes, as it did when it read them
+        // itself, so read-ahead adds no thread-pool hop to an event's way to the client.
+        _pipe = new Pipe(new PipeOptions(
+            readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, pauseWriterThreshold: pause, resumeWriterThreshold: pause / 2,
+            minimumSegmentSize: ReadSize, useSynchronizationContext: false));
         _reader = _pipe.Reader.AsStream();
         _pump = Task.Run(() => PumpAsync(ended));
     }
