@@ -14,6 +14,7 @@ lock = threading.Lock()
 class Handler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
     delay = 0.0
+    honour = False   # --honour-max-tokens: every answer is max_tokens long (a long generation)
 
     def log_message(self, *args):
         pass
@@ -58,7 +59,7 @@ class Handler(BaseHTTPRequestHandler):
         text = json.dumps(body.get('messages') if chat else body.get('prompt'))
         prompt = max(1, len(text.split()))
         limit = body.get('max_completion_tokens') or body.get('max_tokens') or 64
-        n = max(1, min(limit, random.randint(3, 40)))
+        n = limit if Handler.honour else max(1, min(limit, random.randint(3, 40)))
         finish = 'length' if n == limit else 'stop'
         usage = {'prompt_tokens': prompt, 'completion_tokens': n, 'total_tokens': prompt + n}
         obj = 'chat.completion' if chat else 'text_completion'
@@ -103,7 +104,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--port', type=int, default=18101)
     parser.add_argument('--delay-ms', type=float, default=2.0)
+    parser.add_argument('--honour-max-tokens', action='store_true', help='answer max_tokens tokens, not 3 to 40')
     args = parser.parse_args()
+    Handler.honour = args.honour_max_tokens
     Handler.delay = args.delay_ms / 1000
     server = ThreadingHTTPServer(('127.0.0.1', args.port), Handler)
     server.daemon_threads = True
