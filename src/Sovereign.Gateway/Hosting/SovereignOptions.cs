@@ -200,6 +200,13 @@ public sealed class LimitsOptions
 
     /// <summary>The default of <see cref="RelayReadAheadBytes"/>: 8 MiB, an answer of about 30,000 streamed tokens.</summary>
     public const int DefaultRelayReadAheadBytes = 8 * 1024 * 1024;
+
+    /// <summary>
+    /// Bytes all relays of this process may hold read ahead of their clients together (256 MiB; at least 64 KiB). A
+    /// relay refused here reads at its client's pace and keeps its slot, so many streams left unread cannot take the
+    /// gateway's memory (each relay's own bound is <see cref="RelayReadAheadBytes"/>).
+    /// </summary>
+    public int RelayReadAheadTotalBytes { get; set; } = 256 * 1024 * 1024;
 }
 
 /// <summary>Which database holds tenants, keys, nodes, the audit log and the ledger.</summary>

@@ -25,16 +25,22 @@ internal sealed class ReadAheadStream : Stream
     private readonly Stream _reader;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _pump;
+    private readonly ReadAheadBudget? _budget;
     private volatile ExceptionDispatchInfo? _failure;
+    private long _buffered; // flushed to the pipe, not yet read by the client
+    private long _charged; // of those, bytes taken from the budget
+    private TaskCompletionSource? _drained;
 
     /// <param name="engine">The engine's answer stream; this stream owns it.</param>
     /// <param name="aheadBytes">Bytes read ahead of the client at most (at least 64 KiB).</param>
     /// <param name="ended">Told once, on the reading task, when the engine's answer has been read to its end.</param>
-    public ReadAheadStream(Stream engine, long aheadBytes, Action ended)
+    /// <param name="budget">What all relays may hold ahead of their clients together; null: only this relay's bound.</param>
+    public ReadAheadStream(Stream engine, long aheadBytes, Action ended, ReadAheadBudget? budget = null)
     {
         ArgumentNullException.ThrowIfNull(engine);
         ArgumentNullException.ThrowIfNull(ended);
         _engine = engine;
+        _budget = budget;
         var pause = Math.Max(64 * 1024, aheadBytes);
         // Inline: the relay's reader goes on on the thread that read the engine's bytes, as it did when it read them
         // itself, so read-ahead adds no thread-pool hop to an event's way to the client.
@@ -55,13 +61,13 @@ internal sealed class ReadAheadStream : Stream
 
     public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
-    public override int Read(byte[] buffer, int offset, int count) => Ended(_reader.Read(buffer, offset, count));
+    public override int Read(byte[] buffer, int offset, int count) => Ended(Taken(_reader.Read(buffer, offset, count)));
 
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
-        Ended(await _reader.ReadAsync(buffer, cancellationToken).ConfigureAwait(false));
+        Ended(Taken(await _reader.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)));
 
     public override void Flush()
     {
@@ -102,7 +108,57 @@ internal sealed class ReadAheadStream : Stream
         // The pump ends at once: its read is cancelled (closing the engine's connection) or its flush sees the reader gone.
         await _pump.ConfigureAwait(false);
         await _engine.DisposeAsync().ConfigureAwait(false);
+        _budget?.Return(Interlocked.Exchange(ref _charged, 0));
         _stop.Dispose();
+    }
+
+    /// <summary>The client took <paramref name="read"/> bytes: the budget gets back what they held of it.</summary>
+    private int Taken(int read)
+    {
+        if (read > 0)
+        {
+            if (_budget is not null)
+            {
+                long charged, back;
+                do
+                {
+                    charged = Volatile.Read(ref _charged);
+                    back = Math.Min(charged, read);
+                }
+                while (Interlocked.CompareExchange(ref _charged, charged - back, charged) != charged);
+
+                _budget.Return(back);
+            }
+
+            if (Interlocked.Add(ref _buffered, -read) == 0)
+            {
+                Interlocked.Exchange(ref _drained, null)?.TrySetResult();
+            }
+        }
+
+        return read;
+    }
+
+    /// <summary>
+    /// Whether the next read is charged to the budget. Refused, it waits until the client has taken all this relay
+    /// holds, and then reads one piece uncharged: the engine goes at the client's pace, as it did without read-ahead.
+    /// </summary>
+    private async ValueTask<bool> ChargeAsync()
+    {
+        if (_budget is null || _budget.TryTake(ReadSize))
+        {
+            return true;
+        }
+
+        var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _drained, drained);
+        if (Volatile.Read(ref _buffered) != 0)
+        {
+            await drained.Task.WaitAsync(_stop.Token).ConfigureAwait(false);
+        }
+
+        Volatile.Write(ref _drained, null);
+        return false;
     }
 
     /// <summary>The end of what the engine sent: its failure, if it failed, once everything before it has been read.</summary>
@@ -122,14 +178,32 @@ internal sealed class ReadAheadStream : Stream
         {
             while (true)
             {
-                var memory = _pipe.Writer.GetMemory(ReadSize);
-                var read = await _engine.ReadAsync(memory, _stop.Token).ConfigureAwait(false);
+                var charged = await ChargeAsync().ConfigureAwait(false);
+                var memory = _pipe.Writer.GetMemory(ReadSize)[..ReadSize];
+                int read;
+                try
+                {
+                    read = await _engine.ReadAsync(memory, _stop.Token).ConfigureAwait(false);
+                }
+                catch when (charged)
+                {
+                    _budget?.Return(ReadSize);
+                    throw;
+                }
+
+                if (charged)
+                {
+                    _budget?.Return(ReadSize - read);
+                    Interlocked.Add(ref _charged, read);
+                }
+
                 if (read == 0)
                 {
                     break;
                 }
 
                 _pipe.Writer.Advance(read);
+                Interlocked.Add(ref _buffered, read);
                 if ((await _pipe.Writer.FlushAsync(_stop.Token).ConfigureAwait(false)).IsCompleted)
                 {
                     // The reader left (the client is gone, or the relay stopped): nothing more is read.

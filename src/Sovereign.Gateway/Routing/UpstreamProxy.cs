@@ -82,6 +82,9 @@ internal sealed class RelayProgress
     /// <summary>Bytes of a streamed answer read ahead of the client at most (<c>Sovereign:Limits:RelayReadAheadBytes</c>); 0: none.</summary>
     public long ReadAheadBytes { get; init; }
 
+    /// <summary>What all relays may hold read ahead together; null: only <see cref="ReadAheadBytes"/> bounds this one.</summary>
+    public ReadAheadBudget? ReadAheadBudget { get; init; }
+
     /// <summary>Gathers the completion's text as it is read from the engine, for the language tax's waiver (null: not asked).</summary>
     public Sovereign.Languages.LetterSample? Completion { get; init; }
 
@@ -152,6 +155,9 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
 
     /// <summary>Bytes of a streamed answer read ahead of a slow client at most (<c>Sovereign:Limits:RelayReadAheadBytes</c>).</summary>
     public long ReadAheadBytes => options.Value.Limits.RelayReadAheadBytes;
+
+    /// <summary>What every relay may hold ahead of its client together (<c>Sovereign:Limits:RelayReadAheadTotalBytes</c>).</summary>
+    public ReadAheadBudget ReadAheadBudget { get; } = new(options.Value.Limits.RelayReadAheadTotalBytes);
 
     /// <summary>
     /// The largest answer (a whole JSON answer, or one event of a stream) read from an engine: room for 2,048 embeddings
@@ -677,7 +683,7 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
         if (progress.EngineDone is { } engineDone && progress.ReadAheadBytes > 0)
         {
             // Read ahead of the client, so the engine's slot is free once it has answered, however slowly the client reads.
-            answer = new ReadAheadStream(answer, progress.ReadAheadBytes, engineDone);
+            answer = new ReadAheadStream(answer, progress.ReadAheadBytes, engineDone, progress.ReadAheadBudget);
         }
 
         await using var lines = new Utf8LineReader(answer, MaxAnswerBytes);

@@ -65,6 +65,38 @@ public sealed class ReadAheadStreamTests
         Assert.False(told);
     }
 
+    [Fact]
+    public async Task RelaysTogether_HoldNoMoreThanTheBudget_ARefusedOneGoesAtItsClientsPace_AndEveryByteComesBack()
+    {
+        // One relay whose client reads nothing takes the whole budget (64 KiB) and no more of the engine, although its
+        // own bound (1 MiB) has room: without the shared bound, stream after unread stream held 8 MiB each.
+        var budget = new ReadAheadBudget(64 * 1024);
+        var unread = new EndlessStream();
+        var first = new ReadAheadStream(unread, 1024 * 1024, () => { }, budget);
+        await budget.Refused.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(0, budget.Available);
+        Assert.Equal(64 * 1024, unread.Sent);
+
+        // Another relay, refused, still gives its client every byte, in the engine's order.
+        var answer = Enumerable.Range(0, 300_000).Select(i => (byte)(i * 7)).ToArray();
+        var told = 0;
+        using (var copy = new MemoryStream())
+        {
+            await using (var second = new ReadAheadStream(new MemoryStream(answer), 1024 * 1024, () => Interlocked.Increment(ref told), budget))
+            {
+                await second.CopyToAsync(copy);
+            }
+
+            Assert.Equal(answer, copy.ToArray());
+            Assert.Equal(1, told);
+        }
+
+        // What the first held comes back when it ends, its client gone.
+        await first.DisposeAsync();
+        Assert.True(unread.Disposed);
+        Assert.Equal(64 * 1024, budget.Available);
+    }
+
     private sealed class FailingStream(byte[] first, Exception failure) : MemoryStream(first)
     {
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
@@ -77,7 +109,12 @@ public sealed class ReadAheadStreamTests
     /// <summary>An engine that never stops answering until its reader is cancelled.</summary>
     private sealed class EndlessStream : Stream
     {
+        private long _sent;
+
         public bool Disposed { get; private set; }
+
+        /// <summary>Bytes handed to the reader so far.</summary>
+        public long Sent => Interlocked.Read(ref _sent);
 
         public override bool CanRead => true;
 
@@ -93,6 +130,7 @@ public sealed class ReadAheadStreamTests
         {
             cancellationToken.ThrowIfCancellationRequested();
             buffer.Span.Fill(1);
+            Interlocked.Add(ref _sent, buffer.Length);
             return ValueTask.FromResult(buffer.Length);
         }
 
