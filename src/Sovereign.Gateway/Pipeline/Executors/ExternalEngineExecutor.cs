@@ -264,7 +264,7 @@ internal sealed class UpstreamRelay(
     private readonly RelayProgress _progress = new()
     {
         Completion = request.Route!.Completion, EngineAnswered = engineAnswered, UsageOnEveryEvent = usageOnEveryEvent, PassesUsageSoFar = passesUsageSoFar,
-        EngineDone = engineDone, ReadAheadBytes = engineDone is null ? 0 : proxy.ReadAheadBytes, ReadAheadBudget = proxy.ReadAheadBudget,
+        EngineDone = engineDone, ReadAheadBytes = engineDone is null ? 0 : proxy.ReadAheadBytes, ReadAheadBudget = engineDone is null ? null : proxy.ReadAheadBudget,
     };
 
     /// <summary>The engine's answer, headers read.</summary>
