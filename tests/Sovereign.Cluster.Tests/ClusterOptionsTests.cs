@@ -35,6 +35,18 @@ public sealed class ClusterOptionsTests
     }
 
     [Theory]
+    [InlineData(ServerRole.Node)]
+    [InlineData(ServerRole.All)]
+    public void NodeInACluster_AtPortZero_IsToldToNameItsUrl(ServerRole role)
+    {
+        // Its NodeUrl defaults to --urls: on port 0 it advertised ':0', where no gateway reaches it.
+        var problem = Assert.Single(new SovereignClusterOptions { Redis = "r", Secret = "s", Role = role, NodeUrl = "http://127.0.0.1:0" }.Problems());
+        Assert.Contains("Sovereign:Cluster:NodeUrl names port 0", problem, StringComparison.Ordinal);
+        Assert.Contains("--node-url", problem, StringComparison.Ordinal);
+        Assert.Empty(new SovereignClusterOptions { Redis = "r", Secret = "s", Role = role, NodeUrl = "http://127.0.0.1:8080" }.Problems());
+    }
+
+    [Theory]
     [InlineData(-1)]
     [InlineData(3651)]
     [InlineData(double.NaN)]

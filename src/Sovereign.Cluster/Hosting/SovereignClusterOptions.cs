@@ -192,6 +192,11 @@ public sealed class SovereignClusterOptions
         {
             yield return "Sovereign:Cluster:NodeUrl (an absolute http(s) URL) is required for a node in a Redis cluster: gateways relay to it.";
         }
+        else if (IsDistributed && Role != ServerRole.Gateway && new Uri(NodeUrl!).Port == 0)
+        {
+            // Port 0 binds whatever port is free: gateways cannot reach it at ':0' (the default NodeUrl is --urls).
+            yield return $"Sovereign:Cluster:NodeUrl names port 0 ({NodeUrl}): gateways relay to it; a node serving on port 0 names the port it is reached at with --node-url.";
+        }
 
         var joining = !string.IsNullOrWhiteSpace(JoinToken);
         if (!IsDistributed && Role == ServerRole.Gateway)
