@@ -71,15 +71,7 @@ public sealed class RequestMetering
     // Exact sums, handed to the exporter as one double each: a Counter<double> added each cost as a double, and the sum
     // drifted from the ledger's (60 requests at 0.000006 EUR read 0.00035999999999999986, not 0.00036).
     private readonly ConcurrentDictionary<(string Tenant, string Currency), decimal> _spend = new();
-    // Per tenant and currency: what the budget had left as last noted, null once it has no tenant-wide budget, and the
-    // stamp of the note (taken when a settlement is sent, or when the limits are noted). A settlement is not awaited
-    // before the answer (FinishAsync), so its answer can come after a newer note: the older stamp loses.
-    private readonly ConcurrentDictionary<string, (decimal? Remaining, long Stamp)> _remaining = new(StringComparer.Ordinal);
-    private long _remainingStamp;
-
-    // One machine (no cluster membership): every tenant's grain is in this process, so a settlement sent before the
-    // answer is in its activation's queue ahead of anything asked after the answer (FinishAsync).
-    private readonly bool _settlesAfterAnswer;
+    private readonly ConcurrentDictionary<string, decimal> _remaining = new(StringComparer.Ordinal);
     private readonly LanguageTaxCache _languageTax;
     private readonly BilledTokens _billedTokens;
     private readonly ILogger<RequestMetering> _logger;
@@ -87,11 +79,9 @@ public sealed class RequestMetering
     private readonly CallerAuthenticator _authenticator;
 
     /// <summary>Creates the service and its spend and remaining-budget metrics.</summary>
-    public RequestMetering(GrainReferences<ITenantGrain> tenants, CallerAuthenticator authenticator, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, LanguageRouting languages, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options,
-        Microsoft.Extensions.Options.IOptions<Cluster.Hosting.SovereignClusterOptions> cluster, TimeProvider time, IMeterFactory meters, ILogger<RequestMetering> logger)
+    public RequestMetering(GrainReferences<ITenantGrain> tenants, CallerAuthenticator authenticator, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, LanguageRouting languages, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options, TimeProvider time, IMeterFactory meters, ILogger<RequestMetering> logger)
     {
         _logger = logger;
-        _settlesAfterAnswer = string.IsNullOrWhiteSpace(cluster.Value.Redis);
         _authenticator = authenticator;
         _languageTax = languageTax;
         _languages = languages;
@@ -522,8 +512,7 @@ public sealed class RequestMetering
     }
 
     /// <summary>
-    /// Commits the usage record (durably), then sends the settlement of the reservation at the actual cost (not awaited:
-    /// the answer does not wait for it). With
+    /// Commits the usage record (durably), then settles the reservation at the actual cost. With
     /// <paramref name="auditOutcome"/> (which appends the request's outcome to the audit log, carrying the write it is
     /// given) the record commits in the audit entry's transaction: one commit for both, and never one without the other.
     /// </summary>
@@ -555,48 +544,21 @@ public sealed class RequestMetering
         }
 
         Observability.GenAiMetrics.Instance.Record(routed, promptTokens, completionTokens, timing, outcome);
-
-        // On one machine the settlement is sent now and not awaited: the record above is the bill and is durable, so
-        // the answer need not wait for the grain's turn and its reply (about 20 us of every request at one connection,
-        // session 51). The grain is in this process and the call is delivered before this returns, so it is in the
-        // tenant's activation's queue ahead of anything the client asks after this answer (its next admission, an
-        // operator's read of the budget): the activation takes its calls in order. Until it has run, the reservation
-        // (never less than the actual cost) still counts against the budget, so a concurrent admission sees less room,
-        // never more. A crash in between loses nothing: the grain's budget is rebuilt from the ledger, which holds this
-        // record. In a cluster the grain may be on another member, which a read through a third could reach first: the
-        // answer waits for the settlement there, as before.
-        var settlement = SettleAfterAnswerAsync(routed, ticket, cost, promptTokens + completionTokens);
-        if (!_settlesAfterAnswer)
-        {
-            await settlement;
-        }
-
-        CountWritten(record);
-        return computeSeconds;
-    }
-
-    /// <summary>
-    /// Settles a committed request's reservation without holding its answer (<see cref="FinishAsync"/>); a failure is
-    /// logged (4114 or 4123) as when it was awaited, never thrown.
-    /// </summary>
-    private async Task SettleAfterAnswerAsync(RoutedRequest routed, MeterTicket ticket, decimal cost, long usedTokens)
-    {
         try
         {
-            await SettleAsync(routed, ticket, cost, usedTokens);
+            await SettleAsync(routed, ticket, cost, promptTokens + completionTokens);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // The record is committed: it is the bill, and the answer is the client's. The tenant's grain was on a
             // member going away (a gateway restarting); its next activation rebuilds the spend from the ledger, which
-            // holds this cost, and an unsettled reservation is settled from the ledger when it expires (8104). Thrown,
-            // it cut a stream before its [DONE] and turned a billed answer into a 503 that SDKs retry, paying twice.
+            // holds this cost. Thrown, it cut a stream before its [DONE] and turned a billed answer into a 503 that
+            // SDKs retry, paying twice.
             LogSettlementFailure(ex, routed);
         }
-        catch (OperationCanceledException)
-        {
-            // The runtime is stopping: as above, the reservation is settled from the ledger when it expires.
-        }
+
+        CountWritten(record);
+        return computeSeconds;
     }
 
     /// <summary>
@@ -630,12 +592,11 @@ public sealed class RequestMetering
         if (ticket.ReservedWithGrain)
         {
             using var span = Observability.GatewayTelemetry.Source.StartActivity(Observability.GatewayTelemetry.Settle);
-            var stamp = Interlocked.Increment(ref _remainingStamp);
             var remaining = await _tenants.Get(routed.Caller.TenantId)
                 .SettleAsync(new SettlementRequest(routed.RequestId, routed.Caller.KeyId, cost, ticket.AdmittedTokens, usedTokens));
             if (remaining is { } left)
             {
-                NoteRemaining(routed.Caller.TenantId + "\u0001" + ticket.Currency, left, stamp);
+                _remaining[routed.Caller.TenantId + "\u0001" + ticket.Currency] = left;
             }
         }
     }
@@ -699,26 +660,20 @@ public sealed class RequestMetering
     public void NoteBudgets(string tenant, IReadOnlyList<BudgetStatusView> budgets)
     {
         ArgumentNullException.ThrowIfNull(budgets);
-        var stamp = Interlocked.Increment(ref _remainingStamp);
         var tenantWide = budgets.Where(b => b.KeyId is null).ToList();
         foreach (var key in _remaining.Keys.Where(k => k.StartsWith(tenant + "\u0001", StringComparison.Ordinal)))
         {
             if (!tenantWide.Any(b => key == tenant + "\u0001" + b.Currency))
             {
-                // Kept as "none" with its stamp, so a settlement sent before this note cannot bring the series back.
-                NoteRemaining(key, null, stamp);
+                _remaining.TryRemove(key, out _);
             }
         }
 
         foreach (var currency in tenantWide.GroupBy(b => b.Currency))
         {
-            NoteRemaining(tenant + "\u0001" + currency.Key, currency.Min(b => b.Remaining), stamp);
+            _remaining[tenant + "\u0001" + currency.Key] = currency.Min(b => b.Remaining);
         }
     }
-
-    /// <summary>Notes what a budget has left unless a newer note (a higher stamp) is there already.</summary>
-    private void NoteRemaining(string key, decimal? remaining, long stamp) =>
-        _remaining.AddOrUpdate(key, static (_, note) => note, static (_, old, note) => old.Stamp > note.Stamp ? old : note, (Remaining: remaining, Stamp: stamp));
 
     private IEnumerable<Measurement<double>> ObserveSpend()
     {
@@ -730,13 +685,8 @@ public sealed class RequestMetering
 
     private IEnumerable<Measurement<double>> ObserveRemaining()
     {
-        foreach (var (key, (noted, _)) in _remaining)
+        foreach (var (key, remaining) in _remaining)
         {
-            if (noted is not { } remaining)
-            {
-                continue;
-            }
-
             var split = key.Split('\u0001');
             yield return new Measurement<double>((double)remaining, new KeyValuePair<string, object?>("tenant", split[0]), new KeyValuePair<string, object?>("currency", split[1]));
         }
