@@ -70,27 +70,8 @@ internal sealed partial class DatabaseHealth : BackgroundService
     /// The damaged-data error inside <paramref name="exception"/> (however wrapped: an audit log's or a grain's
     /// failure), or null when it holds none.
     /// </summary>
-    public static Exception? Damage(Exception? exception)
-    {
-        for (var depth = 0; exception is not null && depth < 8; depth++)
-        {
-            switch (exception)
-            {
-                case DbException db when DatabaseFailures.IsDamaged(db):
-                    return db;
-                case Cluster.Grains.StorageUnavailableException { IsDamaged: true } grain:
-                    return grain;
-                case AggregateException { InnerExceptions.Count: > 0 } aggregate:
-                    exception = aggregate.InnerExceptions[0];
-                    break;
-                default:
-                    exception = exception.InnerException;
-                    break;
-            }
-        }
-
-        return null;
-    }
+    public static Exception? Damage(Exception? exception) =>
+        Inside(exception, e => e is DbException db && DatabaseFailures.IsDamaged(db) || e is Cluster.Grains.StorageUnavailableException { IsDamaged: true });
 
     /// <summary>
     /// Null unless the outage is a database that does not answer (a probe or a statement timed out: PostgreSQL paused,
@@ -106,21 +87,20 @@ internal sealed partial class DatabaseHealth : BackgroundService
     /// The database failure inside <paramref name="exception"/> (a driver's error, or a grain's
     /// <see cref="Cluster.Grains.StorageUnavailableException"/>, however wrapped), or null when the exception is not one.
     /// </summary>
-    public static Exception? StorageFault(Exception? exception)
+    public static Exception? StorageFault(Exception? exception) =>
+        Inside(exception, e => e is DbException or Cluster.Grains.StorageUnavailableException);
+
+    /// <summary>The first exception matching <paramref name="match"/> along <paramref name="exception"/>'s inner ones (an aggregate's first), eight deep at most.</summary>
+    private static Exception? Inside(Exception? exception, Func<Exception, bool> match)
     {
         for (var depth = 0; exception is not null && depth < 8; depth++)
         {
-            switch (exception)
+            if (match(exception))
             {
-                case DbException or Cluster.Grains.StorageUnavailableException:
-                    return exception;
-                case AggregateException { InnerExceptions.Count: > 0 } aggregate:
-                    exception = aggregate.InnerExceptions[0];
-                    break;
-                default:
-                    exception = exception.InnerException;
-                    break;
+                return exception;
             }
+
+            exception = exception is AggregateException { InnerExceptions.Count: > 0 } aggregate ? aggregate.InnerExceptions[0] : exception.InnerException;
         }
 
         return null;
