@@ -581,6 +581,9 @@ public sealed class InferenceRouter(
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
             Details = WithRefusalCode(BilledDetails(CharacterEquivalentDetails(StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string>(DetailsCapacity, StringComparer.Ordinal) { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request), request.CharacterEquivalent), request.Billed), refusalCode),
+
+            // Made here for this record alone, and never changed after: its entry keeps it instead of a copy.
+            HandsOverCollections = true,
         };
 
     /// <summary>
@@ -702,6 +705,9 @@ public sealed class InferenceRouter(
             Decision = AuditDecision.Allowed,
             Reasons = reasons,
             Details = details,
+
+            // The details are this record's alone and never changed after; the reasons are the decision's, read only.
+            HandsOverCollections = true,
         };
 
         if (context.Items.ContainsKey(DeferDecisionKey) || context.Items.ContainsKey(DecisionBesideAdmissionKey))

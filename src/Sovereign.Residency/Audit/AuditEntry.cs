@@ -135,7 +135,15 @@ public sealed record AuditRecord
     public long? CompletionTokens { get; init; }
 
     /// <summary>A small map for admin changes, e.g. <c>old</c> / <c>new</c> policy JSON. Keys are unordered.</summary>
-    public IReadOnlyDictionary<string, string> Details { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyDictionary<string, string> Details { get; init; } = AuditEntry.NoDetails;
+
+    /// <summary>
+    /// Set by a caller that made <see cref="Reasons"/> and <see cref="Details"/> (an ordinal
+    /// <see cref="Dictionary{TKey, TValue}"/>) for this record alone and changes neither after: the entry keeps them
+    /// instead of a copy. Every governed request appends two such records (its decision and its outcome); a record
+    /// without it is copied, so a caller that goes on editing its dictionary cannot change an entry under the writer.
+    /// </summary>
+    internal bool HandsOverCollections { get; init; }
 }
 
 /// <summary>
@@ -201,7 +209,13 @@ public sealed record AuditEntry
     public long? CompletionTokens { get; init; }
 
     /// <inheritdoc cref="AuditRecord.Details"/>
-    public IReadOnlyDictionary<string, string> Details { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyDictionary<string, string> Details { get; init; } = NoDetails;
+
+    /// <summary>
+    /// The details of a record or entry that has none, shared: an initializer's own empty dictionary was made for every
+    /// record and entry (four per governed request) and then replaced.
+    /// </summary>
+    internal static readonly IReadOnlyDictionary<string, string> NoDetails = System.Collections.ObjectModel.ReadOnlyDictionary<string, string>.Empty;
 
     /// <summary>The previous entry's <see cref="Hash"/>; 64 zeros for sequence 1.</summary>
     public required string PreviousHash { get; init; }
@@ -227,10 +241,14 @@ public sealed record AuditEntry
         Jurisdiction = record.Jurisdiction,
         Decision = record.Decision,
         DecisionCode = record.DecisionCode,
-        Reasons = [.. record.Reasons],
+        Reasons = record.Reasons.Count == 0 ? [] : record.HandsOverCollections ? record.Reasons : [.. record.Reasons],
         PromptTokens = record.PromptTokens,
         CompletionTokens = record.CompletionTokens,
-        Details = new Dictionary<string, string>(record.Details, StringComparer.Ordinal),
+
+        // A copy unless the record's maker handed its dictionary over (AuditRecord.HandsOverCollections).
+        Details = record.HandsOverCollections && record.Details is Dictionary<string, string> handedOver ? handedOver
+            : record.Details.Count == 0 ? NoDetails
+            : new Dictionary<string, string>(record.Details, StringComparer.Ordinal),
         PreviousHash = previousHash,
         Hash = string.Empty,
     };

@@ -469,4 +469,48 @@ public sealed class AuditLogTests
         Assert.Equal(0, reader.GetInt64(0)); // not busy: nothing else checkpoints now
         return reader.GetInt64(1);
     }
+
+    [Fact]
+    public async Task AppendAsync_HandedOverCollections_AreKept_OthersCopied_AndEitherChainsTheSame()
+    {
+        await using var context = AuditTestContext.Create();
+        await using var log = await context.OpenLogAsync();
+        var keptDetails = new Dictionary<string, string>(StringComparer.Ordinal) { ["request_id"] = "req_1", ["outcome"] = "completed" };
+        var keptReasons = new List<string> { "policy eu-only" };
+        var copiedDetails = new Dictionary<string, string>(StringComparer.Ordinal) { ["request_id"] = "req_2", ["outcome"] = "completed" };
+
+        // A governed request's two records hand their collections over (the router makes them for the record alone):
+        // the entry keeps them instead of a copy per entry.
+        var kept = await log.AppendAsync(AuditTestContext.Inference("acme", 1) with { Reasons = keptReasons, Details = keptDetails, HandsOverCollections = true });
+        var copied = await log.AppendAsync(AuditTestContext.Inference("acme", 2) with { Reasons = keptReasons, Details = copiedDetails });
+
+        Assert.Same(keptDetails, kept.Details);
+        Assert.Same(keptReasons, kept.Reasons);
+
+        // Without the flag the entry holds its own copy: a caller that edits its dictionary after appending does not
+        // change a committed entry (its hash still matches).
+        Assert.NotSame(copiedDetails, copied.Details);
+        Assert.NotSame(keptReasons, copied.Reasons);
+        copiedDetails["outcome"] = "edited";
+        Assert.Equal("completed", copied.Details["outcome"]);
+        Assert.Equal(copied.ComputeHash(), copied.Hash);
+
+        var stored = await log.ReadAsync(1, 2);
+        Assert.Equal(new[] { kept.Hash, copied.Hash }, stored.Select(e => e.Hash));
+        Assert.Equal("req_1", stored[0].Details["request_id"]);
+        Assert.Equal(["policy eu-only"], stored[0].Reasons);
+        var result = await context.VerifyAsync();
+        Assert.True(result.Valid, string.Join("\n", result.Problems));
+    }
+
+    [Fact]
+    public void RecordsAndEntriesWithoutDetails_ShareOneEmptyMap()
+    {
+        // The initializer made a new empty dictionary for every record and entry, replaced at once on the request path.
+        var first = AuditTestContext.Inference("acme", 1);
+        var second = AuditTestContext.Inference("acme", 2);
+
+        Assert.Empty(first.Details);
+        Assert.Same(first.Details, second.Details);
+    }
 }
