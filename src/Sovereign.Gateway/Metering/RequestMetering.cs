@@ -71,7 +71,7 @@ public sealed class RequestMetering
     // Exact sums, handed to the exporter as one double each: a Counter<double> added each cost as a double, and the sum
     // drifted from the ledger's (60 requests at 0.000006 EUR read 0.00035999999999999986, not 0.00036).
     private readonly ConcurrentDictionary<(string Tenant, string Currency), decimal> _spend = new();
-    private readonly ConcurrentDictionary<string, decimal> _remaining = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string Tenant, string Currency), decimal> _remaining = new();
     private readonly LanguageTaxCache _languageTax;
     private readonly BilledTokens _billedTokens;
     private readonly ILogger<RequestMetering> _logger;
@@ -596,7 +596,7 @@ public sealed class RequestMetering
                 .SettleAsync(new SettlementRequest(routed.RequestId, routed.Caller.KeyId, cost, ticket.AdmittedTokens, usedTokens));
             if (remaining is { } left)
             {
-                _remaining[routed.Caller.TenantId + "\u0001" + ticket.Currency] = left;
+                _remaining[(routed.Caller.TenantId, ticket.Currency)] = left; // a tuple, not a joined string per settlement
             }
         }
     }
@@ -661,9 +661,9 @@ public sealed class RequestMetering
     {
         ArgumentNullException.ThrowIfNull(budgets);
         var tenantWide = budgets.Where(b => b.KeyId is null).ToList();
-        foreach (var key in _remaining.Keys.Where(k => k.StartsWith(tenant + "\u0001", StringComparison.Ordinal)))
+        foreach (var key in _remaining.Keys.Where(k => string.Equals(k.Tenant, tenant, StringComparison.Ordinal)))
         {
-            if (!tenantWide.Any(b => key == tenant + "\u0001" + b.Currency))
+            if (!tenantWide.Any(b => string.Equals(key.Currency, b.Currency, StringComparison.Ordinal)))
             {
                 _remaining.TryRemove(key, out _);
             }
@@ -671,7 +671,7 @@ public sealed class RequestMetering
 
         foreach (var currency in tenantWide.GroupBy(b => b.Currency))
         {
-            _remaining[tenant + "\u0001" + currency.Key] = currency.Min(b => b.Remaining);
+            _remaining[(tenant, currency.Key)] = currency.Min(b => b.Remaining);
         }
     }
 
@@ -685,10 +685,9 @@ public sealed class RequestMetering
 
     private IEnumerable<Measurement<double>> ObserveRemaining()
     {
-        foreach (var (key, remaining) in _remaining)
+        foreach (var ((tenant, currency), remaining) in _remaining)
         {
-            var split = key.Split('\u0001');
-            yield return new Measurement<double>((double)remaining, new KeyValuePair<string, object?>("tenant", split[0]), new KeyValuePair<string, object?>("currency", split[1]));
+            yield return new Measurement<double>((double)remaining, new KeyValuePair<string, object?>("tenant", tenant), new KeyValuePair<string, object?>("currency", currency));
         }
     }
 }

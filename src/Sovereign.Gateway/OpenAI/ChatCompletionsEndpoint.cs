@@ -55,7 +55,11 @@ internal static class ChatCompletionsEndpoint
                 "response_format cannot be combined with a tool_choice that forces a tool call: the answer is the call.", "tool_choice", "invalid_value");
         }
 
-        StructuredOutput.RequireJsonMention(request.ResponseFormat?.Type, turns.Select(t => t.Content), "messages");
+        if (request.ResponseFormat?.Type is { } formatType)
+        {
+            // Only a response format reads the messages' texts (an iterator per request otherwise).
+            StructuredOutput.RequireJsonMention(formatType, turns.Select(t => t.Content), "messages");
+        }
 
         var work = new GenerationWorkload
         {

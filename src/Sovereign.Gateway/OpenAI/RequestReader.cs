@@ -686,11 +686,12 @@ internal static class RequestReader
     /// ids written as decimal strings and whose values are numbers from -100 to 100. Whether each id is in the
     /// vocabulary is checked where the model is known.
     /// </summary>
-    private static Dictionary<int, float> ReadLogitBias(JsonElement? value)
+    private static IReadOnlyDictionary<int, float> ReadLogitBias(JsonElement? value)
     {
         if (value is not { } bias || bias.ValueKind == JsonValueKind.Null)
         {
-            return [];
+            // Shared, not a new dictionary per request: most requests send none.
+            return System.Collections.Frozen.FrozenDictionary<int, float>.Empty;
         }
 
         if (bias.ValueKind != JsonValueKind.Object)

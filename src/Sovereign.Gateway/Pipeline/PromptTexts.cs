@@ -13,12 +13,29 @@ internal static class PromptTexts
     /// left out, English text sent there was billed at a waived language's rate when the messages were in it.</summary>
     public static PromptText Of(IReadOnlyList<ChatTurn> turns, ChatTools? tools = null)
     {
-        var texts = new List<PromptTurn>(turns.Count + (tools?.Definitions.Count ?? 0));
+        var definitions = tools?.Definitions;
+        var texts = new List<PromptTurn>(turns.Count + (definitions?.Count ?? 0));
         // Before the messages, where templates render them; never last, so a prompt's language is read as before.
-        texts.AddRange((tools?.Definitions ?? []).Select(d => new PromptTurn(PromptRole.Other, d.GetRawText())));
-        foreach (var turn in turns)
+        // Loops, not LINQ: every governed chat request builds this (an iterator and a boxed enumerator per call).
+        if (definitions is not null)
         {
-            texts.AddRange((turn.ToolCalls ?? []).Select(c => new PromptTurn(PromptRole.Other, $"{c.Name} {c.Arguments}")));
+            for (var d = 0; d < definitions.Count; d++)
+            {
+                texts.Add(new PromptTurn(PromptRole.Other, definitions[d].GetRawText()));
+            }
+        }
+
+        for (var i = 0; i < turns.Count; i++)
+        {
+            var turn = turns[i];
+            if (turn.ToolCalls is { } calls)
+            {
+                for (var c = 0; c < calls.Count; c++)
+                {
+                    texts.Add(new PromptTurn(PromptRole.Other, $"{calls[c].Name} {calls[c].Arguments}"));
+                }
+            }
+
             texts.Add(new PromptTurn(
                 turn.Role switch { "user" => PromptRole.User, "system" or "developer" => PromptRole.Instructions, _ => PromptRole.Other },
                 turn.Content ?? ""));

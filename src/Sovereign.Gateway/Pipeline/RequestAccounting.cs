@@ -15,6 +15,16 @@ namespace Sovereign.Gateway.Pipeline;
 /// </summary>
 internal sealed class RequestAccounting(InferenceRouter router, RequestMetering metering, LanguageRouting languages, DatabaseHealth database, DeferredOutcomes deferred, ILogger<RequestAccounting> logger)
 {
+    /// <summary>An outcome as the audit entry and the span name it (lower case), without a new string per request.</summary>
+    internal static string NameOf(UsageOutcome outcome) => outcome switch
+    {
+        UsageOutcome.Completed => "completed",
+        UsageOutcome.Refused => "refused",
+        UsageOutcome.Cancelled => "cancelled",
+        UsageOutcome.Failed => "failed",
+        _ => outcome.ToString().ToLowerInvariant(),
+    };
+
     public async Task CloseAsync(GovernedRequest request, UsageOutcome outcome)
     {
         if (request.Route is not { } route)
@@ -23,7 +33,7 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
         }
 
         using var span = Observability.GatewayTelemetry.Source.StartActivity(Observability.GatewayTelemetry.Account);
-        span?.SetTag("sovereign.outcome", outcome.ToString().ToLowerInvariant());
+        span?.SetTag("sovereign.outcome", NameOf(outcome));
         // A decision left pending for admission (its key was rate-limited) is recorded before its outcome.
         router.RecordPendingDecision(route, request.Aborted);
         var decided = true;
@@ -62,7 +72,7 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
 
         // The usage record commits in the outcome entry's transaction: one commit, and neither is durable without the
         // other. The settlement follows.
-        var outcomeName = outcome.ToString().ToLowerInvariant();
+        var outcomeName = NameOf(outcome);
         try
         {
             var computeSeconds = await metering.FinishAsync(route, ticket, usage.PromptTokens, usage.CompletionTokens, usage.Timing, outcome, usage.CachedTokens, request.RefusalCode,

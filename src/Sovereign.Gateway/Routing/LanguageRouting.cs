@@ -116,7 +116,21 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
 
     /// <summary>The language recorded with a request's usage, or null when detection of every request is off.</summary>
     public LanguageDetection? DetectForUsage(PromptText prompt) =>
-        options.Value.DetectLanguageOfEveryRequest && prompt.Turns.Any(t => !string.IsNullOrWhiteSpace(t.Text)) ? Detect(prompt) : null;
+        options.Value.DetectLanguageOfEveryRequest && HasText(prompt.Turns) ? Detect(prompt) : null;
+
+    // A loop, not Any(): every governed request asks (a boxed enumerator and a delegate call per turn).
+    private static bool HasText(IReadOnlyList<PromptTurn> turns)
+    {
+        for (var i = 0; i < turns.Count; i++)
+        {
+            if (!string.IsNullOrWhiteSpace(turns[i].Text))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>
     /// The share of a request's letters written in a language, for the language tax's waiver
