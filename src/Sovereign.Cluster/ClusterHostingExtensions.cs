@@ -120,6 +120,11 @@ public static class ClusterHostingExtensions
         builder.Services.AddOptions<TenantMoneyOptions>()
             .Bind(builder.Configuration.GetSection("Sovereign:Metering"))
             .Validate(o => o.ReservationLifetime > TimeSpan.Zero, "Sovereign:Metering:ReservationLifetime must be positive (e.g. 00:30:00).")
+            .Validate(o => o.LeaseTerm >= TimeSpan.Zero && o.LeaseTerm <= TenantMoneyOptions.MaxLeaseTerm,
+                "Sovereign:Metering:LeaseTerm must be between 00:00:00 (no budget leases) and 00:05:00.")
+            .Validate(o => o.LeaseShare is > 0m and <= 0.5m, "Sovereign:Metering:LeaseShare must be above 0 and at most 0.5.")
+            .Validate(o => o.LeaseMinRequests >= 1 && o.LeaseRequests >= o.LeaseMinRequests && o.LeaseRequests <= 100_000,
+                "Sovereign:Metering:LeaseRequests must be at least Sovereign:Metering:LeaseMinRequests (itself at least 1) and at most 100000.")
             .ValidateOnStart();
         return builder;
     }

@@ -18,6 +18,9 @@ public sealed class ClusterFixture : IAsyncLifetime
 {
     public static readonly TimeSpan ReservationLifetime = TimeSpan.FromMinutes(10);
 
+    /// <summary>Budget leases are on here (off by default): a minute, so a test moves the clock past one by hand.</summary>
+    public static readonly TimeSpan LeaseTerm = TimeSpan.FromMinutes(1);
+
     // The silo configurator is created by the TestingHost, not by us: it finds the fixture's state here.
     private static ClusterFixture? s_current;
 
@@ -98,7 +101,11 @@ public sealed class ClusterFixture : IAsyncLifetime
             siloBuilder.Services.AddSingleton(fixture.Ledger);
             siloBuilder.Services.AddSingleton(fixture.Prices);
             siloBuilder.Services.AddSingleton<TimeProvider>(fixture.Clock);
-            siloBuilder.Services.Configure<TenantMoneyOptions>(o => o.ReservationLifetime = ReservationLifetime);
+            siloBuilder.Services.Configure<TenantMoneyOptions>(o =>
+            {
+                o.ReservationLifetime = ReservationLifetime;
+                o.LeaseTerm = LeaseTerm;
+            });
             siloBuilder.Services.AddLogging(logging => logging.AddProvider(new CorrectionCapture(fixture.Corrections, fixture.LoadClamps)));
         }
     }

@@ -14,7 +14,7 @@ namespace Sovereign.Cluster.Tests;
 public sealed class GrainVersioningTests(ClusterFixture fixture)
 {
     [Fact]
-    public void TenantGrain_IsAdvertisedAtVersion3_WhichAddedAdmitAuthorized()
+    public void TenantGrain_IsAdvertisedAtVersion4_WhichAddedBudgetLeases()
     {
         var silo = ((InProcessSiloHandle)fixture.Cluster.Primary!).SiloHost.Services;
         var resolver = silo.GetRequiredService<GrainInterfaceTypeResolver>();
@@ -23,7 +23,7 @@ public sealed class GrainVersioningTests(ClusterFixture fixture)
         string? Version(Type grain) =>
             manifest.Interfaces[resolver.GetGrainInterfaceType(grain)].Properties.GetValueOrDefault(WellKnownGrainInterfaceProperties.Version);
 
-        Assert.Equal("3", Version(typeof(ITenantGrain))); // 1 added TryUpdateIfVersionAsync, 2 RefundRequestAsync, 3 AdmitAuthorizedAsync
+        Assert.Equal("4", Version(typeof(ITenantGrain))); // 1 added TryUpdateIfVersionAsync, 2 RefundRequestAsync, 3 AdmitAuthorizedAsync, 4 the budget leases
         Assert.Null(Version(typeof(IApiKeyGrain))); // never versioned: 0
     }
 }

@@ -177,10 +177,11 @@ public sealed record NodeRegistrySnapshot([property: Id(0)] long Version, [prope
 /// <summary>One tenant's configuration and keys; the single writer of its rows.</summary>
 /// <remarks>
 /// Version 1 added <see cref="TryUpdateIfVersionAsync"/> (session 34), version 2 <see cref="RefundRequestAsync"/>
-/// (session 37), version 3 <see cref="AdmitAuthorizedAsync"/> (session 41): a call from this release moves an activation of the previous one to a member that has the method
+/// (session 37), version 3 <see cref="AdmitAuthorizedAsync"/> (session 41), version 4 the budget leases
+/// (<see cref="AdmitAuthorizedLeasingAsync"/>, <see cref="AdmitFromLeaseAsync"/>, <see cref="ReturnLeaseAsync"/>; session 52): a call from this release moves an activation of the previous one to a member that has the method
 /// (tests/.../Cluster/cluster-contracts.txt).
 /// </remarks>
-[Orleans.CodeGeneration.Version(3)]
+[Orleans.CodeGeneration.Version(4)]
 public interface ITenantGrain : IGrainWithStringKey
 {
     /// <summary>The tenant, or null if it does not exist.</summary>
@@ -316,6 +317,24 @@ public interface ITenantGrain : IGrainWithStringKey
     /// how many were held (an id already settled or expired is skipped).
     /// </summary>
     Task<int> RenewReservationsAsync(IReadOnlyList<string> requestIds);
+
+    /// <summary>
+    /// As <see cref="AdmitAuthorizedAsync"/>, and when it admits, grants the calling gateway a budget lease as
+    /// <paramref name="ask"/> asks where the budgets and rate limits leave enough (else none): the lease's money is
+    /// reserved in this grain and its requests and tokens taken from the rate limits until it is returned or closed.
+    /// </summary>
+    Task<LeasedAdmission> AdmitAuthorizedLeasingAsync(AuthorizedAdmissionRequest request, BudgetLeaseAsk ask);
+
+    /// <summary>
+    /// A request a gateway admitted from lease <paramref name="leaseId"/>: authorized as <see cref="AdmitAuthorizedAsync"/>
+    /// does in this turn, then its most cost moved from the lease into a reservation of its own (settled, renewed and
+    /// expired as any); a lease this grain no longer holds (closed, expired, or an earlier activation's) admits it as
+    /// <see cref="AdmitAuthorizedAsync"/> would, refusals included, and answers no lease.
+    /// </summary>
+    Task<LeasedAdmission> AdmitFromLeaseAsync(Guid leaseId, AuthorizedAdmissionRequest request);
+
+    /// <summary>Gives a lease's unspent money, requests and tokens back (its term ended, or its gateway stops); unknown: nothing.</summary>
+    Task ReturnLeaseAsync(Guid leaseId);
 }
 
 /// <summary>Resolves one presented secret (keyed by its hash) to its tenant; the cache that revocation invalidates.</summary>

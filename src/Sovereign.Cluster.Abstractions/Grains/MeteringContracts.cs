@@ -310,3 +310,50 @@ public sealed class StorageUnavailableException : Exception
     {
     }
 }
+
+/// <summary>
+/// What a gateway asks of a tenant's grain beside an admission (<see cref="ITenantGrain.AdmitAuthorizedLeasingAsync"/>):
+/// a budget lease, a slice of the key's remaining budget (at most <see cref="Money"/>, none below <see cref="MinMoney"/>)
+/// and of its rate limits (at most <see cref="Requests"/> requests and <see cref="Tokens"/> tokens, none below
+/// <see cref="MinTokens"/>), which the gateway spends on its own until the lease's term ends. Its money is in
+/// <see cref="Currency"/>, the price's.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record BudgetLeaseAsk(
+    [property: Id(0)] Guid LeaseId,
+    [property: Id(1)] decimal Money,
+    [property: Id(2)] decimal MinMoney,
+    [property: Id(3)] int Requests,
+    [property: Id(4)] long Tokens,
+    [property: Id(5)] long MinTokens,
+    [property: Id(6)] string Currency);
+
+/// <summary>
+/// A budget lease as the tenant's grain granted it (or, answering a request admitted from it, as it stands now): the
+/// money it holds (<see cref="Money"/>, reserved in the grain under the lease; unbounded when no budget applies to the
+/// key, <see cref="BudgetApplies"/> false), the requests and tokens of the rate limits taken for it, how long it lasts
+/// from when it was asked for (<see cref="Term"/>), the decision version and currency it admits for, and the rate
+/// limits' view when it was granted (their remaining counts exclude the whole lease).
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record BudgetLease(
+    [property: Id(0)] Guid LeaseId,
+    [property: Id(1)] string? KeyId,
+    [property: Id(2)] decimal Money,
+    [property: Id(3)] bool BudgetApplies,
+    [property: Id(4)] int Requests,
+    [property: Id(5)] long Tokens,
+    [property: Id(6)] TimeSpan Term,
+    [property: Id(7)] string DecisionVersion,
+    [property: Id(8)] string Currency,
+    [property: Id(9)] RateLimitView? RateLimits);
+
+/// <summary>
+/// The answer of <see cref="ITenantGrain.AdmitAuthorizedLeasingAsync"/> and <see cref="ITenantGrain.AdmitFromLeaseAsync"/>:
+/// the authorized admission's answer, and the lease (granted, or still open); null when none was granted or the lease
+/// is closed (its holder stops admitting from it).
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record LeasedAdmission(
+    [property: Id(0)] AuthorizedAdmission Answer,
+    [property: Id(1)] BudgetLease? Lease);

@@ -20,4 +20,8 @@ internal static partial class MoneyLog
     [LoggerMessage(EventId = 8103, EventName = "SettlementOverrun", Level = LogLevel.Warning,
         Message = "Money correction: request {RequestId} of tenant {Tenant} cost {Actual} {Currency}, more than the {Reserved} reserved for it")]
     public static partial void SettlementOverrun(ILogger logger, string requestId, string tenant, decimal actual, decimal reserved, string currency);
+
+    [LoggerMessage(EventId = 4136, EventName = "BudgetLeaseClosed", Level = LogLevel.Debug,
+        Message = "Budget lease {LeaseId} of tenant {Tenant} (key {KeyId}) closed: {Money} of its money, {Requests} requests and {Tokens} tokens return to the budgets and rate limits")]
+    public static partial void LeaseClosed(ILogger logger, Guid leaseId, string tenant, string? keyId, decimal? money, int requests, long tokens);
 }

@@ -35,6 +35,10 @@ internal sealed class TenantGrain(
     private readonly Dictionary<string, (string? KeyId, decimal MaxCost, string Currency, DateTimeOffset At)> _unbudgeted = new(StringComparer.Ordinal);
     private TenantRateLimiter? _rates;
     private IGrainTimer? _expiryTimer;
+
+    // The budget leases granted to gateways, by id (one activation's: a new one knows none, and admits their requests afresh).
+    private readonly Dictionary<Guid, Lease> _leases = [];
+    private IGrainTimer? _leaseTimer;
     private HashSet<string> _revokedKeys = [];
 
     // The view of _tenant (the record it was made from) and its decision version, made once per change of the tenant.
@@ -77,6 +81,9 @@ internal sealed class TenantGrain(
 
         var next = _tenant with { LimitsJson = JsonSerializer.Serialize(limits, JsonOptions), UpdatedAt = time.GetUtcNow().ToUnixTimeMilliseconds() };
         await store.UpsertTenantAsync(next);
+
+        // Before the new limits apply: what the leases hold returns, and their holders ask again under the new limits.
+        CloseAllLeases();
         _tenant = next;
         _limits = limits;
 
@@ -118,11 +125,29 @@ internal sealed class TenantGrain(
     public async Task<AdmissionResult> AdmitAsync(AdmissionRequest request)
     {
         var now = time.GetUtcNow();
-        var rates = Rates();
         var (view, refused) = TakeRate(request.KeyId, request.Tokens, now);
         if (refused is not null)
         {
             return refused;
+        }
+
+        return await ReserveAsync(request, view, now, request.RequestId);
+    }
+
+    /// <summary>
+    /// The money half of an admission whose rate limits are already taken: reserves the most the request can cost
+    /// (under <paramref name="reservationId"/>; carved from a lease when <paramref name="leaseReservation"/> names one),
+    /// or refuses, giving the rate limits back.
+    /// </summary>
+    private async Task<AdmissionResult> ReserveAsync(AdmissionRequest request, RateLimitView view, DateTimeOffset now, string reservationId, string? leaseReservation = null)
+    {
+        // A refused request holds no tokens: given back to the rate limits, or (taken from a lease) left to the caller to put back into it.
+        void GiveBack()
+        {
+            if (leaseReservation is null)
+            {
+                Rates().Refund(request.KeyId, request.Tokens);
+            }
         }
 
         if (await BudgetAsync() is { } budget)
@@ -131,22 +156,28 @@ internal sealed class TenantGrain(
             // budget must never be passed by a model nobody priced.
             if (request.Unpriced && budget.Limits.Any(l => l.KeyId is null || string.Equals(l.KeyId, request.KeyId, StringComparison.Ordinal)))
             {
-                rates.Refund(request.KeyId, request.Tokens);
+                GiveBack();
                 return new AdmissionResult(AdmissionOutcome.Unpriced, RateView(request.KeyId, now));
             }
 
             // A budget never mixes currencies: a request priced in another one cannot be counted against it.
             if (request.MaxCost > 0 && !string.Equals(request.Currency, budget.Currency, StringComparison.Ordinal))
             {
-                rates.Refund(request.KeyId, request.Tokens);
+                GiveBack();
                 return new AdmissionResult(AdmissionOutcome.BudgetCurrencyMismatch, RateView(request.KeyId, now),
                     Budget: new BudgetRefusalView(null, "", 0m, 0m, request.MaxCost, budget.Currency, null));
             }
 
-            var reserved = budget.TryReserve(request.RequestId, request.KeyId, request.MaxCost, now);
+            if (leaseReservation is not null && budget.TryCarve(leaseReservation, reservationId, request.MaxCost, now))
+            {
+                EnsureExpiryTimer();
+                return new AdmissionResult(AdmissionOutcome.Admitted, view);
+            }
+
+            var reserved = budget.TryReserve(reservationId, request.KeyId, request.MaxCost, now);
             if (!reserved.Succeeded)
             {
-                rates.Refund(request.KeyId, request.Tokens);
+                GiveBack();
                 var refusal = reserved.Refusal;
 
                 // The headers show the counters after the refund: the refused request holds no tokens.
@@ -172,14 +203,7 @@ internal sealed class TenantGrain(
 
         // Checked in the same turn as the admission: no revocation, disabling or policy change can come between them.
         // Each refusal takes and reserves nothing, and says the tenant as it is now, for the gateway's cache.
-        var view = _tenant is null ? null : CurrentView();
-        var refusal =
-            request.KeyExpiresAt is { } expires && time.GetUtcNow().ToUnixTimeMilliseconds() >= expires ? AuthorizationRefusal.KeyExpired
-            : request.Admission.KeyId is { } keyId && _revokedKeys.Contains(keyId) ? AuthorizationRefusal.KeyRevoked
-            : view is null ? AuthorizationRefusal.TenantNotFound
-            : view.Disabled ? AuthorizationRefusal.TenantDisabled
-            : !string.Equals(request.DecisionVersion, _decisionVersion, StringComparison.Ordinal) ? AuthorizationRefusal.DecisionStale
-            : AuthorizationRefusal.None;
+        var refusal = Authorize(request, out var view);
         if (refusal != AuthorizationRefusal.None)
         {
             DeactivateIfUnknown();
@@ -187,6 +211,275 @@ internal sealed class TenantGrain(
         }
 
         return new AuthorizedAdmission(AuthorizationRefusal.None, await AdmitAsync(request.Admission), null);
+    }
+
+    public async Task<LeasedAdmission> AdmitAuthorizedLeasingAsync(AuthorizedAdmissionRequest request, BudgetLeaseAsk ask)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(ask);
+        var answer = await AdmitAuthorizedAsync(request);
+        return new LeasedAdmission(answer, answer.Admission is { Allowed: true } ? await GrantLeaseAsync(request, ask) : null);
+    }
+
+    public async Task<LeasedAdmission> AdmitFromLeaseAsync(Guid leaseId, AuthorizedAdmissionRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var admission = request.Admission;
+        var now = time.GetUtcNow();
+        if (!_leases.TryGetValue(leaseId, out var lease))
+        {
+            // Closed, expired, or granted by an earlier activation (whose reservations this one never held): admitted
+            // as if no lease existed, against the budgets and rate limits as they are now.
+            return new LeasedAdmission(await AdmitAuthorizedAsync(request), null);
+        }
+
+        var refusal = Authorize(request, out var view);
+        if (refusal != AuthorizationRefusal.None)
+        {
+            CloseLease(lease);
+            return new LeasedAdmission(new AuthorizedAdmission(refusal, null, view), null);
+        }
+
+        var usable = lease.ClosesAt > now
+            && string.Equals(lease.KeyId, admission.KeyId, StringComparison.Ordinal)
+            && string.Equals(lease.DecisionVersion, request.DecisionVersion, StringComparison.Ordinal)
+            && lease.Requests >= 1 && lease.Tokens >= admission.Tokens
+            && (!lease.BudgetApplies || (lease.Money >= admission.MaxCost && !admission.Unpriced
+                && (admission.MaxCost == 0 || string.Equals(admission.Currency, lease.Currency, StringComparison.Ordinal))));
+        if (!usable)
+        {
+            // Its holder spent more than it holds (never, while both count alike) or asks for what it does not cover:
+            // closed, and the request admitted as without one.
+            CloseLease(lease);
+            return new LeasedAdmission(new AuthorizedAdmission(AuthorizationRefusal.None, await AdmitAsync(admission), null), null);
+        }
+
+        lease.Requests--;
+        lease.Tokens -= admission.Tokens;
+        var result = await ReserveAsync(admission, RateView(admission.KeyId, now), now, admission.RequestId, lease.BudgetApplies ? lease.ReservationId : null);
+        if (!result.Allowed)
+        {
+            // Its request and tokens go back into the lease, which holds them for the rate limits.
+            lease.Requests++;
+            lease.Tokens += admission.Tokens;
+            return new LeasedAdmission(new AuthorizedAdmission(AuthorizationRefusal.None, result, null), lease.View());
+        }
+
+        if (lease.BudgetApplies)
+        {
+            lease.Money -= admission.MaxCost;
+        }
+
+        return new LeasedAdmission(new AuthorizedAdmission(AuthorizationRefusal.None, result, null), lease.View());
+    }
+
+    public Task ReturnLeaseAsync(Guid leaseId)
+    {
+        if (_leases.TryGetValue(leaseId, out var lease))
+        {
+            CloseLease(lease);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// A lease as <paramref name="ask"/> asks for the key of <paramref name="request"/> (just admitted), or null: leases
+    /// off, a budget or rate limit that leaves less than the smallest lease (<see cref="TenantMoneyOptions.LeaseMinRequests"/>
+    /// requests' worth of <see cref="TenantMoneyOptions.LeaseShare"/> of what it has left), or another currency.
+    /// </summary>
+    private async Task<BudgetLease?> GrantLeaseAsync(AuthorizedAdmissionRequest request, BudgetLeaseAsk ask)
+    {
+        var options = money.Value;
+        var keyId = request.Admission.KeyId;
+        if (options.LeaseTerm <= TimeSpan.Zero || _leases.ContainsKey(ask.LeaseId) || ask.Requests < 1 || ask.Money < 0 || ask.Tokens < 0)
+        {
+            return null;
+        }
+
+        var now = time.GetUtcNow();
+        var budget = await BudgetAsync();
+        var applies = budget is not null && budget.Limits.Any(l => l.KeyId is null || string.Equals(l.KeyId, keyId, StringComparison.Ordinal));
+        var leaseMoney = 0m;
+        if (applies)
+        {
+            if (!string.Equals(ask.Currency, budget!.Currency, StringComparison.Ordinal))
+            {
+                return null;
+            }
+
+            // A share of what the tightest budget has left, in whole millionths: a small or nearly spent budget gives no
+            // lease, and its last requests each ask this grain.
+            var least = budget.Remaining(now).Where(b => b.Limit.KeyId is null || string.Equals(b.Limit.KeyId, keyId, StringComparison.Ordinal)).Min(b => b.Remaining);
+            leaseMoney = Math.Min(ask.Money, Math.Floor(Math.Max(0m, least) * options.LeaseShare * 1_000_000m) / 1_000_000m);
+            if (leaseMoney < ask.MinMoney || leaseMoney <= 0m)
+            {
+                return null;
+            }
+        }
+
+        var requests = (long)ask.Requests;
+        var tokens = ask.Tokens;
+        foreach (var policy in RatePoliciesOf(keyId))
+        {
+            if (policy.RequestsPerMinute is { } perMinute)
+            {
+                requests = Math.Min(requests, (long)(perMinute * options.LeaseShare));
+            }
+
+            if (policy.TokensPerMinute is { } tokensPerMinute)
+            {
+                tokens = Math.Min(tokens, (long)(tokensPerMinute * options.LeaseShare));
+            }
+        }
+
+        if (requests < options.LeaseMinRequests || tokens < ask.MinTokens)
+        {
+            return null;
+        }
+
+        var rate = Rates().TryAcquire(keyId, (int)requests, tokens, now);
+        if (!rate.Allowed)
+        {
+            return null;
+        }
+
+        var lease = new Lease(ask.LeaseId, keyId, request.DecisionVersion, ask.Currency, applies, now + options.LeaseTerm + TenantMoneyOptions.LeaseGrace, options.LeaseTerm)
+        {
+            Money = leaseMoney,
+            Requests = (int)requests,
+            Tokens = tokens,
+            RateLimits = View(rate),
+        };
+        if (applies && !budget!.TryReserve(lease.ReservationId, keyId, leaseMoney, now).Succeeded)
+        {
+            Rates().Refund(keyId, tokens);
+            RefundRequests(keyId, (int)requests);
+            return null;
+        }
+
+        _leases.Add(lease.Id, lease);
+        EnsureExpiryTimer();
+        EnsureLeaseTimer();
+        return lease.View();
+    }
+
+    /// <summary>The rate policies that apply to a key's requests: the tenant's, and the key's own.</summary>
+    private IEnumerable<RateLimitPolicy> RatePoliciesOf(string? keyId)
+    {
+        yield return TenantRatePolicy();
+        if (keyId is not null && KeyRatePolicies().TryGetValue(keyId, out var own))
+        {
+            yield return own;
+        }
+    }
+
+    private void RefundRequests(string? keyId, int requests)
+    {
+        var rates = Rates();
+        for (var i = 0; i < requests; i++)
+        {
+            rates.RefundRequest(keyId);
+        }
+    }
+
+    /// <summary>Closes a lease: its unspent money, requests and tokens return to the budgets and rate limits.</summary>
+    private void CloseLease(Lease lease)
+    {
+        if (!_leases.Remove(lease.Id))
+        {
+            return;
+        }
+
+        if (lease.BudgetApplies)
+        {
+            _budget?.Release(lease.ReservationId);
+        }
+
+        Rates().Refund(lease.KeyId, lease.Tokens);
+        RefundRequests(lease.KeyId, lease.Requests);
+        MoneyLog.LeaseClosed(logger, lease.Id, this.GetPrimaryKeyString(), lease.KeyId, lease.BudgetApplies ? lease.Money : null, lease.Requests, lease.Tokens);
+    }
+
+    /// <summary>
+    /// Every lease closes before a change of the tenant, its limits or its keys applies (what they hold returns, and
+    /// their holders' next requests are admitted by this grain under the change), so no lease spends past it.
+    /// </summary>
+    private void CloseAllLeases()
+    {
+        foreach (var lease in _leases.Values.ToList())
+        {
+            CloseLease(lease);
+        }
+    }
+
+    /// <summary>Closes the leases whose term (and grace) has passed: their holders stopped admitting from them, or died.</summary>
+    private void CloseExpiredLeases()
+    {
+        var now = time.GetUtcNow();
+        foreach (var lease in _leases.Values.Where(l => l.ClosesAt <= now).ToList())
+        {
+            CloseLease(lease);
+        }
+    }
+
+    private void EnsureLeaseTimer()
+    {
+        if (_leaseTimer is null)
+        {
+            var interval = TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerSecond, money.Value.LeaseTerm.Ticks / 2));
+            _leaseTimer = this.RegisterGrainTimer(_ =>
+            {
+                CloseExpiredLeases();
+                if (_leases.Count == 0)
+                {
+                    _leaseTimer?.Dispose();
+                    _leaseTimer = null;
+                }
+
+                return Task.CompletedTask;
+            }, new GrainTimerCreationOptions(interval, interval));
+        }
+    }
+
+    /// <summary>Checks a request authorized from a gateway's cache against the tenant and its keys as they are now.</summary>
+    private AuthorizationRefusal Authorize(AuthorizedAdmissionRequest request, out TenantView? view)
+    {
+        view = _tenant is null ? null : CurrentView();
+        return request.KeyExpiresAt is { } expires && time.GetUtcNow().ToUnixTimeMilliseconds() >= expires ? AuthorizationRefusal.KeyExpired
+            : request.Admission.KeyId is { } keyId && _revokedKeys.Contains(keyId) ? AuthorizationRefusal.KeyRevoked
+            : view is null ? AuthorizationRefusal.TenantNotFound
+            : view.Disabled ? AuthorizationRefusal.TenantDisabled
+            : !string.Equals(request.DecisionVersion, _decisionVersion, StringComparison.Ordinal) ? AuthorizationRefusal.DecisionStale
+            : AuthorizationRefusal.None;
+    }
+
+    /// <summary>A gateway's budget lease: the money reserved under <see cref="ReservationId"/> and the requests and tokens taken from the rate limits, less what it admitted.</summary>
+    private sealed class Lease(Guid id, string? keyId, string decisionVersion, string currency, bool budgetApplies, DateTimeOffset closesAt, TimeSpan term)
+    {
+        public Guid Id { get; } = id;
+
+        public string? KeyId { get; } = keyId;
+
+        public string DecisionVersion { get; } = decisionVersion;
+
+        public string Currency { get; } = currency;
+
+        public bool BudgetApplies { get; } = budgetApplies;
+
+        public DateTimeOffset ClosesAt { get; } = closesAt;
+
+        public string ReservationId => "lease/" + Id.ToString("N");
+
+        public decimal Money { get; set; }
+
+        public int Requests { get; set; }
+
+        public long Tokens { get; set; }
+
+        public RateLimitView? RateLimits { get; init; }
+
+        public BudgetLease View() => new(Id, KeyId, Money, BudgetApplies, Requests, Tokens, term, DecisionVersion, Currency, RateLimits);
     }
 
     /// <summary>The tenant's view, and the version of its policy and plan (<see cref="TenantVersions.DecisionOf"/>), made once per change.</summary>
@@ -274,6 +567,7 @@ internal sealed class TenantGrain(
 
     public async Task<int> ReleaseExpiredReservationsAsync()
     {
+        CloseExpiredLeases();
         var released = 0;
         if (_budget is { } budget)
         {
@@ -319,7 +613,7 @@ internal sealed class TenantGrain(
             _unbudgeted.Remove(requestId);
         }
 
-        if (_budget is not { OutstandingCount: > 0 } && _unbudgeted.Count == 0 && _expiryTimer is not null)
+        if (_budget is not { OutstandingCount: > 0 } && _unbudgeted.Count == 0 && _leases.Count == 0 && _expiryTimer is not null)
         {
             // Nothing held: stop looking, and let the activation be collected when idle.
             _expiryTimer.Dispose();
@@ -485,6 +779,9 @@ internal sealed class TenantGrain(
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
         var next = new TenantRecord(this.GetPrimaryKeyString(), name, policyJson, plan, disabled, _tenant?.CreatedAt ?? now, now, _tenant?.LimitsJson);
         await store.UpsertTenantAsync(next);
+
+        // A tenant disabled, or its policy or plan changed: no lease admits on the old one (their requests come here).
+        CloseAllLeases();
         _tenant = next;
         return ToView(next);
     }
@@ -579,6 +876,7 @@ internal sealed class TenantGrain(
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
         await store.RevokeKeyAsync(keyId, now);
         _revokedKeys.Add(keyId);
+        CloseAllLeases();
         await GrainFactory.GetGrain<IApiKeyGrain>(key.SecretHash).RefreshAsync();
         return new KeyRevocation(now, Newly: true);
     }

@@ -10,6 +10,35 @@ public sealed class TenantMoneyOptions
     /// </summary>
     public TimeSpan ReservationLifetime { get; set; } = TimeSpan.FromMinutes(30);
 
+    /// <summary>The longest <see cref="LeaseTerm"/> allowed.</summary>
+    public static readonly TimeSpan MaxLeaseTerm = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// How long a gateway's budget lease lasts (0, the default: no leases, every admission asks the tenant's grain). A
+    /// gateway that relays to a cluster node takes a slice of the key's remaining budget and rate limits from the
+    /// tenant's grain and admits requests from it without a grain call on the path to the first token; each one is
+    /// confirmed by the grain before any of its content reaches the client. What the lease did not spend returns when
+    /// the term ends (or its gateway stops); a gateway that dies returns nothing and the grain closes its lease one
+    /// second after the term.
+    /// </summary>
+    public TimeSpan LeaseTerm { get; set; } = TimeSpan.Zero;
+
+    /// <summary>How many requests' worth a gateway asks a lease for: that many times the asking request's most cost and tokens (default 32).</summary>
+    public int LeaseRequests { get; set; } = 32;
+
+    /// <summary>
+    /// The fewest requests' worth a lease is granted for (default 4): where the budget (times <see cref="LeaseShare"/>)
+    /// or a rate limit leaves less, no lease is granted and every request asks the grain, so the last of a budget is
+    /// spent exactly.
+    /// </summary>
+    public int LeaseMinRequests { get; set; } = 4;
+
+    /// <summary>The most of a budget's remaining amount, and of a per-minute rate limit, one lease may hold (default 0.1).</summary>
+    public decimal LeaseShare { get; set; } = 0.1m;
+
+    /// <summary>How long the grain keeps a lease past its term before closing it itself (its holder stops using it at the term).</summary>
+    internal static readonly TimeSpan LeaseGrace = TimeSpan.FromSeconds(1);
+
     /// <summary>How often the grain looks for expired reservations while it holds any: a quarter of the lifetime, between 1 s and 1 min.</summary>
     internal TimeSpan ExpiryCheckInterval =>
         TimeSpan.FromTicks(Math.Clamp(ReservationLifetime.Ticks / 4, TimeSpan.TicksPerSecond, TimeSpan.TicksPerMinute));

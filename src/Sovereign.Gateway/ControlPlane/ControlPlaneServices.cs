@@ -133,6 +133,9 @@ internal static partial class ControlPlaneServices
             return provider;
         });
         services.TryAddSingleton<LanguageTaxCache>();
+        // A gateway's budget leases (Sovereign:Metering:LeaseTerm, off by default), given back at stop.
+        services.TryAddSingleton<BudgetLeases>();
+        services.AddHostedService(sp => sp.GetRequiredService<BudgetLeases>());
         services.TryAddSingleton<RequestMetering>();
         services.TryAddSingleton<ReservationRenewals>();
         // Counts a rate-limited key's refusals into one audit entry per interval; the last at stop.

@@ -52,6 +52,31 @@ public sealed class MeterTicket
 
     /// <summary>The most the request may cost, as reserved with the tenant's grain.</summary>
     internal decimal ReservedCost { get; }
+
+    /// <summary>
+    /// For a request admitted from this gateway's budget lease: the tenant's grain confirming it (authorization and its
+    /// own reservation carved from the lease), which throws the refusal to answer with. Awaited before any of its
+    /// content reaches the client, and before it settles; null when the grain admitted it directly.
+    /// </summary>
+    internal Task? Confirmation => Leased?.Task;
+
+    /// <summary>The grain's confirmation of a request admitted from a lease, with what it answered (null otherwise).</summary>
+    internal LeaseConfirmation? Leased { get; init; }
+}
+
+/// <summary>
+/// The grain's confirmation of a request admitted from this gateway's budget lease, and what it answered: the rate
+/// limits' view for the answer's headers and whether the caller proved unauthorized. The request's own thread applies
+/// them (<see cref="RequestMetering.ApplyConfirmation"/>) once it has awaited <see cref="Task"/>: the confirmation
+/// completes on another thread, and the request's headers and items are not safe to touch from two.
+/// </summary>
+internal sealed class LeaseConfirmation
+{
+    public Task Task { get; set; } = Task.CompletedTask;
+
+    public AdmissionResult? Result { get; set; }
+
+    public bool Unauthorized { get; set; }
 }
 
 /// <summary>
@@ -77,10 +102,12 @@ public sealed class RequestMetering
     private readonly ILogger<RequestMetering> _logger;
     private readonly LanguageRouting _languages;
     private readonly CallerAuthenticator _authenticator;
+    private readonly BudgetLeases? _leases;
 
     /// <summary>Creates the service and its spend and remaining-budget metrics.</summary>
-    public RequestMetering(GrainReferences<ITenantGrain> tenants, CallerAuthenticator authenticator, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, LanguageRouting languages, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options, TimeProvider time, IMeterFactory meters, ILogger<RequestMetering> logger)
+    public RequestMetering(GrainReferences<ITenantGrain> tenants, CallerAuthenticator authenticator, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, LanguageRouting languages, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options, TimeProvider time, IMeterFactory meters, ILogger<RequestMetering> logger, BudgetLeases? leases = null)
     {
+        _leases = leases is { Enabled: true } ? leases : null;
         _logger = logger;
         _authenticator = authenticator;
         _languageTax = languageTax;
@@ -108,7 +135,13 @@ public sealed class RequestMetering
     /// A rate-limit refusal is recorded in the ledger unless <paramref name="countRateLimitRefusal"/> (its key is
     /// limited, and <see cref="RateLimitRefusals"/> counts it instead of recording it alone); other refusals always are.
     /// </remarks>
-    public async Task<MeterTicket> AdmitAsync(HttpContext context, RoutedRequest routed, long promptTokens, long maxTokens, string? outputLimit = "max_tokens", bool countRateLimitRefusal = false)
+    /// <remarks>
+    /// With <paramref name="mayLease"/> (a relay to a cluster node, whose content the pipeline holds until
+    /// <see cref="MeterTicket.Confirmation"/>) and budget leases on, a provisional caller is admitted from this gateway's
+    /// lease for its key when it has one that covers the request (no grain call before the relay), and otherwise asks
+    /// the grain for one beside its admission.
+    /// </remarks>
+    public async Task<MeterTicket> AdmitAsync(HttpContext context, RoutedRequest routed, long promptTokens, long maxTokens, string? outputLimit = "max_tokens", bool countRateLimitRefusal = false, bool mayLease = false)
     {
         var caller = routed.Caller;
         var book = _prices.Current;
@@ -140,8 +173,25 @@ public sealed class RequestMetering
         {
             // Authorized from this gateway's cache: the one grain call of the request confirms the key and the tenant
             // the decision was made on, and admits in the same turn, or refuses with nothing taken or reserved.
-            var answer = await _tenants.Get(caller.TenantId).AdmitAuthorizedAsync(
-                new AuthorizedAdmissionRequest(admission, provisional.Identity.ExpiresAt, provisional.DecisionVersion));
+            var authorized = new AuthorizedAdmissionRequest(admission, provisional.Identity.ExpiresAt, provisional.DecisionVersion);
+            AuthorizedAdmission answer;
+            if (mayLease && _leases is { } leases && caller.KeyId is { } keyId && !countRateLimitRefusal)
+            {
+                if (leases.TryTake(caller.TenantId, keyId, provisional.DecisionVersion, maxCost, tokens, currency, price is null) is { } held)
+                {
+                    // Admitted here: the grain confirms it while the relay leaves, and its content waits for that.
+                    var confirmation = new LeaseConfirmation();
+                    confirmation.Task = ConfirmLeasedAsync(confirmation, routed, provisional, held, authorized, tokens, currency, weight, priority, outputLimit);
+                    return new MeterTicket(price, currency, tokens, weight, priority, true, book, maxCost) { Leased = confirmation };
+                }
+
+                answer = await AdmitAskingLeaseAsync(leases, caller.TenantId, keyId, authorized, maxCost, tokens, currency);
+            }
+            else
+            {
+                answer = await _tenants.Get(caller.TenantId).AdmitAuthorizedAsync(authorized);
+            }
+
             provisional.Confirmed = true;
             if (answer.Admission is not { } admitted)
             {
@@ -183,6 +233,106 @@ public sealed class RequestMetering
         }
 
         return new MeterTicket(price, currency, tokens, weight, priority, true, book, maxCost);
+    }
+
+    /// <summary>Admits with the grain, asking for the key's budget lease beside it unless another request of the key is asking.</summary>
+    private async Task<AuthorizedAdmission> AdmitAskingLeaseAsync(BudgetLeases leases, string tenant, string keyId, AuthorizedAdmissionRequest authorized, decimal maxCost, long tokens, string currency)
+    {
+        if (!leases.TryBeginAsk(tenant, keyId))
+        {
+            return await _tenants.Get(tenant).AdmitAuthorizedAsync(authorized);
+        }
+
+        try
+        {
+            var askedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+            var leased = await _tenants.Get(tenant).AdmitAuthorizedLeasingAsync(authorized, leases.Ask(maxCost, tokens, currency));
+            if (leased.Lease is { } lease)
+            {
+                leases.Install(tenant, keyId, lease, askedAt);
+            }
+
+            return leased.Answer;
+        }
+        finally
+        {
+            leases.EndAsk(tenant, keyId);
+        }
+    }
+
+    /// <summary>
+    /// The grain's confirmation of a request admitted from this gateway's lease: authorized in the grain's turn as an
+    /// admission is, its reservation carved from the lease (or, the lease closed, made afresh). A refusal is answered
+    /// and recorded as at admission: the 401/403 of a key or tenant that no longer authorizes it, a 429 of its limits, a
+    /// 503 <c>policy_changed</c> for a policy or plan changed since it was decided (it cannot be decided again: its
+    /// relay has left). The rate limits' headers are the grain's.
+    /// </summary>
+    private async Task ConfirmLeasedAsync(LeaseConfirmation confirmation, RoutedRequest routed, ProvisionalAuthorization provisional, BudgetLeases.Held held,
+        AuthorizedAdmissionRequest authorized, long tokens, string currency, int weight, Inference.Scheduling.PriorityClass priority, string? outputLimit)
+    {
+        var caller = routed.Caller;
+        LeasedAdmission leased;
+        try
+        {
+            leased = await _tenants.Get(caller.TenantId).AdmitFromLeaseAsync(held.Id, authorized);
+        }
+        catch
+        {
+            _leases!.Drop(held, giveBack: true);
+            throw;
+        }
+
+        _leases!.Answered(held, leased.Lease);
+        provisional.Confirmed = true;
+        var answer = leased.Answer;
+        var refusedTicket = new MeterTicket(null, currency, 0, weight, priority, false);
+        if (answer.Admission is not { } result)
+        {
+            var refused = _authenticator.RefusalOf(caller, answer);
+            if (refused is CallerChangedException)
+            {
+                refused = new OpenAIException(StatusCodes.Status503ServiceUnavailable,
+                    "The tenant's policy changed while this request was being admitted; try again.", "server_error", null, CallerAuthenticator.PolicyChangedCode, TimeSpan.FromSeconds(1));
+            }
+
+            if (refused is OpenAIException authorization)
+            {
+                confirmation.Unauthorized = authorization.Status is StatusCodes.Status401Unauthorized or StatusCodes.Status403Forbidden;
+                await _ledger.AppendAsync(UsageRecordOf(routed, refusedTicket, 0, 0, null, UsageOutcome.Refused, authorization.Code));
+            }
+
+            throw refused;
+        }
+
+        confirmation.Result = result;
+        if (!result.Allowed)
+        {
+            var refusal = result.Outcome == AdmissionOutcome.Unpriced ? UnpricedRefusal(routed) : Refusal(result, tokens, currency, outputLimit);
+            await _ledger.AppendAsync(UsageRecordOf(routed, refusedTicket, 0, 0, null, UsageOutcome.Refused, refusal.Code));
+            throw refusal;
+        }
+    }
+
+    /// <summary>
+    /// On the request's own thread, once <see cref="MeterTicket.Confirmation"/> completed (admitted or refused): the rate
+    /// limits' headers as the grain answered, and a caller that proved unauthorized no longer counted as known.
+    /// </summary>
+    internal static void ApplyConfirmation(HttpContext context, MeterTicket ticket)
+    {
+        if (ticket.Leased is not { } confirmation)
+        {
+            return;
+        }
+
+        if (confirmation.Unauthorized)
+        {
+            KnownCallers.Forget(context);
+        }
+
+        if (confirmation.Result is { } result && !context.Response.HasStarted)
+        {
+            WriteRateLimitHeaders(context.Response.Headers, result);
+        }
     }
 
     /// <summary>
@@ -259,7 +409,10 @@ public sealed class RequestMetering
             return null;
         }
 
-        return new MeterTicket(price, ticket.Currency, ticket.AdmittedTokens, ticket.Weight, ticket.Priority, ticket.ReservedWithGrain, ticket.Book, ticket.ReservedCost);
+        return new MeterTicket(price, ticket.Currency, ticket.AdmittedTokens, ticket.Weight, ticket.Priority, ticket.ReservedWithGrain, ticket.Book, ticket.ReservedCost)
+        {
+            Leased = ticket.Leased,
+        };
     }
 
     /// <summary>
@@ -591,9 +744,30 @@ public sealed class RequestMetering
     {
         if (ticket.ReservedWithGrain)
         {
+            var admittedTokens = ticket.AdmittedTokens;
+            if (ticket.Confirmation is { } confirmation)
+            {
+                // Admitted from a lease: settled after the grain's confirmation (its reservation made), never before.
+                try
+                {
+                    await confirmation;
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    // The grain did not admit it (or did not answer): nothing was taken for it, so what it used, if
+                    // anything, is charged as used (no tokens were counted at admission).
+                    if (cost == 0m && usedTokens == 0)
+                    {
+                        return;
+                    }
+
+                    admittedTokens = 0;
+                }
+            }
+
             using var span = Observability.GatewayTelemetry.Source.StartActivity(Observability.GatewayTelemetry.Settle);
             var remaining = await _tenants.Get(routed.Caller.TenantId)
-                .SettleAsync(new SettlementRequest(routed.RequestId, routed.Caller.KeyId, cost, ticket.AdmittedTokens, usedTokens));
+                .SettleAsync(new SettlementRequest(routed.RequestId, routed.Caller.KeyId, cost, admittedTokens, usedTokens));
             if (remaining is { } left)
             {
                 _remaining[(routed.Caller.TenantId, ticket.Currency)] = left; // a tuple, not a joined string per settlement

@@ -210,6 +210,10 @@ internal sealed class RequestPipeline(
                             started = true;
                         }
 
+                        // Admitted from this gateway's budget lease: nothing is written to the client (not even
+                        // headers) before the tenant's grain confirmed it; a refusal stops the relay.
+                        await AdmissionConfirmedOrStopAsync(request);
+
                         if (work is GenerationWorkload { Stream: true, AwaitsEvidenceBeforeContent: true } && request.Execution is UpstreamRelay relay)
                         {
                             // A stream: the node's headers and role chunk are passed on at once, its content only once the
@@ -237,8 +241,9 @@ internal sealed class RequestPipeline(
                 catch (NodeUnreachableException unreachable) when (failovers < MaxFailovers && !context.RequestAborted.IsCancellationRequested)
                 {
                     // A relay sent while its decision committed: that decision is durable (or the request is refused)
-                    // before the request is decided again elsewhere.
+                    // before the request is decided again elsewhere, and its admission from a lease confirmed.
                     await request.Route.DecisionRecorded;
+                    await AdmissionConfirmedOrStopAsync(request);
                     // Nothing reached the node, so the request may run elsewhere the policy allows, on the money already
                     // reserved: a replica that needs more than the reservation covers is not taken.
                     if (unreachable.NodeAnswer is { } refusal)
@@ -344,10 +349,13 @@ internal sealed class RequestPipeline(
         {
             try
             {
+                // Work relayed to another member while its decision commits: its content is held until the entry is
+                // durable, and until the tenant's grain confirmed an admission made from this gateway's budget lease.
+                var relayOverlap = !countRateLimitRefusal && router.RelaysWhileDecisionCommits && RelaysToClusterNode(request.Route);
                 var admission = metering.AdmitAsync(context, request.Route, request.Demand.PromptTokens, request.Demand.MaxOutputTokens,
-                    (work as GenerationWorkload)?.MaxTokensParameter, countRateLimitRefusal);
+                    (work as GenerationWorkload)?.MaxTokensParameter, countRateLimitRefusal, mayLease: relayOverlap);
                 FirstTokenMarks.Mark(context, "admitting");
-                if (!countRateLimitRefusal && router.RelaysWhileDecisionCommits && RelaysToClusterNode(request.Route))
+                if (relayOverlap)
                 {
                     // The relay overlap (a member chain, work for another member): the entry's commit is no longer
                     // awaited before the relay leaves, so it is not sent before it either. This thread awaits the grain,
@@ -501,6 +509,41 @@ internal sealed class RequestPipeline(
         }
         catch
         {
+            var execution = request.Execution;
+            request.Execution = null;
+            if (execution is not null)
+            {
+                await execution.DisposeAsync();
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Waits for the tenant's grain to confirm an admission made from this gateway's budget lease
+    /// (<see cref="Metering.MeterTicket.Confirmation"/>; nothing to wait for otherwise). Refused (or unanswered), the
+    /// work is stopped before anything reached the client, and the request ends as one refused at admission: nothing
+    /// reserved, its refusal recorded by the confirmation.
+    /// </summary>
+    private static async Task AdmissionConfirmedOrStopAsync(GovernedRequest request)
+    {
+        if (request.Ticket is not { Confirmation: { } confirmation } ticket)
+        {
+            return;
+        }
+
+        try
+        {
+            await confirmation;
+            RequestMetering.ApplyConfirmation(request.Http, ticket);
+        }
+        catch
+        {
+            RequestMetering.ApplyConfirmation(request.Http, ticket);
+            request.Ticket = null;
+            request.ReservationHold?.Dispose();
+            request.ReservationHold = null;
             var execution = request.Execution;
             request.Execution = null;
             if (execution is not null)

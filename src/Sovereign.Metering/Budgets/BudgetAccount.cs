@@ -274,6 +274,31 @@ public sealed class BudgetAccount
     }
 
     /// <summary>
+    /// Moves <paramref name="amount"/> of the outstanding reservation <paramref name="fromId"/> (a gateway's budget
+    /// lease) into a new reservation <paramref name="reservationId"/> of its own, with the same key and the same
+    /// periods (the money was already held, so nothing is refused and no budget's totals move): the request it was
+    /// admitted for then settles, renews and expires as any reservation. False, changing nothing, when
+    /// <paramref name="fromId"/> is not outstanding or holds less than <paramref name="amount"/>, or the new id is already
+    /// outstanding or settled.
+    /// </summary>
+    public bool TryCarve(string fromId, string reservationId, decimal amount, DateTimeOffset now)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(fromId);
+        ArgumentException.ThrowIfNullOrEmpty(reservationId);
+        amount = NotNegative(amount);
+        PruneSettlements(now);
+        if (!_reservations.TryGetValue(fromId, out var lease) || lease.Amount < amount
+            || _reservations.ContainsKey(reservationId) || _settled.ContainsKey(reservationId))
+        {
+            return false;
+        }
+
+        _reservations[fromId] = lease with { Amount = lease.Amount - amount };
+        _reservations.Add(reservationId, new Reservation(reservationId, lease.KeyId, amount, now, lease.Charges));
+        return true;
+    }
+
+    /// <summary>
     /// Frees a reservation whose request was refused or cancelled before any work. False when there is no outstanding
     /// reservation with this id (already settled or released: a no-op).
     /// </summary>

@@ -35,24 +35,29 @@ public sealed class ClusterContractTests
     /// <summary>
     /// A method added with its interface's [Version] raised, but not recorded, passed: the next change could then remove
     /// or change it with nothing to say that members of this release call it. The check now fails on it, printing the
-    /// line to record (here: the recorded contract less ITenantGrain's newest method, AdmitAuthorizedAsync, whose interface is at v3).
+    /// line to record (here: the recorded contract less ITenantGrain's newest methods, the three budget-lease methods
+    /// of v4, the version its interface is at).
     /// </summary>
     [Fact]
     public void AMethodNotRecorded_FailsTheCheck_EvenWithItsVersionRaised_NamingTheLineToRecord()
     {
         var recorded = Recorded();
         const string Tenant = "Sovereign.Cluster.Grains.ITenantGrain, Sovereign.Cluster.Abstractions";
-        const string Refund = "Task<AuthorizedAdmission> AdmitAuthorizedAsync(AuthorizedAdmissionRequest)";
-        Assert.Contains(recorded.Interfaces[Tenant], m => m.Method == Refund);
-        recorded.Interfaces[Tenant].RemoveAll(m => m.Method == Refund);
+        string[] newest =
+        [
+            "Task ReturnLeaseAsync(Guid)",
+            "Task<LeasedAdmission> AdmitAuthorizedLeasingAsync(AuthorizedAdmissionRequest, BudgetLeaseAsk)",
+            "Task<LeasedAdmission> AdmitFromLeaseAsync(Guid, AuthorizedAdmissionRequest)",
+        ];
+        Assert.Equal(newest, recorded.Interfaces[Tenant].Where(m => m.Since == 4).Select(m => m.Method).Order(StringComparer.Ordinal));
+        recorded.Interfaces[Tenant].RemoveAll(m => m.Since == 4);
         var toRecord = new List<string>();
 
         var problems = InterfaceProblems(GrainInterfaces(), recorded, toRecord);
 
-        var problem = Assert.Single(problems);
-        Assert.Contains(Refund, problem, StringComparison.Ordinal);
-        Assert.Contains("not recorded", problem, StringComparison.Ordinal);
-        Assert.Equal([$"  v3 {Refund}   (under 'interface {Tenant}')"], toRecord);
+        Assert.Equal(3, problems.Count);
+        Assert.All(problems.Zip(newest), p => Assert.Contains($"'{p.Second}' is not recorded", p.First, StringComparison.Ordinal));
+        Assert.Equal(newest.Select(m => $"  v4 {m}   (under 'interface {Tenant}')"), toRecord);
     }
 
     /// <summary>What the live grain interfaces break or leave unrecorded against <paramref name="recorded"/>; the lines to record go to <paramref name="toRecord"/>.</summary>

@@ -1,0 +1,199 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Sovereign.Cluster.Grains;
+
+namespace Sovereign.Gateway.Metering;
+
+/// <summary>
+/// The budget leases this gateway holds, one per tenant and key (<see cref="TenantMoneyOptions.LeaseTerm"/>; off by
+/// default): a slice of the key's remaining budget and rate limits that the tenant's grain granted beside an admission,
+/// from which this gateway admits the key's next requests without a grain call before their relay leaves. Each such
+/// request is still confirmed by the grain (<see cref="ITenantGrain.AdmitFromLeaseAsync"/>) before any of its content
+/// reaches the client, so a revoked key, a disabled tenant, a changed policy or a lowered budget refuses it there.
+/// </summary>
+/// <remarks>
+/// This side counts a lease down before the grain does (a request takes its share here first), so it never admits
+/// more than the grain holds for it. A lease past its term, used up, or that the grain says is closed is dropped, and
+/// the key's next request asks the grain again (for a new lease). At stop, every lease held is given back.
+/// </remarks>
+public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, IOptions<TenantMoneyOptions> money, ILogger<BudgetLeases> logger) : IHostedService
+{
+    private readonly ConcurrentDictionary<(string Tenant, string Key), Held> _held = new();
+    private readonly ConcurrentDictionary<(string Tenant, string Key), byte> _asking = new();
+
+    /// <summary>Whether leases are on (<see cref="TenantMoneyOptions.LeaseTerm"/> above 0).</summary>
+    public bool Enabled => money.Value.LeaseTerm > TimeSpan.Zero;
+
+    /// <summary>The leases held now (for tests and diagnostics).</summary>
+    internal int Count => _held.Count;
+
+    /// <summary>The lease held for a tenant's key, if any (for tests).</summary>
+    internal Held? Of(string tenant, string keyId) => _held.GetValueOrDefault((tenant, keyId));
+
+    /// <summary>What to ask a lease for, sized by the request asking: <see cref="TenantMoneyOptions.LeaseRequests"/> times its most cost and tokens.</summary>
+    internal BudgetLeaseAsk Ask(decimal maxCost, long tokens, string currency)
+    {
+        var options = money.Value;
+        return new BudgetLeaseAsk(Guid.NewGuid(), maxCost * options.LeaseRequests, maxCost * options.LeaseMinRequests,
+            options.LeaseRequests, tokens * options.LeaseRequests, tokens * options.LeaseMinRequests, currency);
+    }
+
+    /// <summary>
+    /// Takes one request of <paramref name="tokens"/> and <paramref name="maxCost"/> from the key's lease, or null (no
+    /// lease, or one that cannot admit it: past its term, decided on another version of the tenant, used up).
+    /// </summary>
+    internal Held? TryTake(string tenant, string keyId, string decisionVersion, decimal maxCost, long tokens, string currency, bool unpriced)
+    {
+        if (!_held.TryGetValue((tenant, keyId), out var held))
+        {
+            return null;
+        }
+
+        lock (held)
+        {
+            if (held.Closed)
+            {
+                return null;
+            }
+
+            var lease = held.Lease;
+            var fits = Stopwatch.GetTimestamp() < held.ExpiresAt
+                && string.Equals(lease.DecisionVersion, decisionVersion, StringComparison.Ordinal)
+                && held.Requests >= 1 && held.Tokens >= tokens
+                && (!lease.BudgetApplies || (held.Money >= maxCost && !unpriced && (maxCost == 0 || string.Equals(currency, lease.Currency, StringComparison.Ordinal))));
+            if (fits)
+            {
+                held.Requests--;
+                held.Tokens -= tokens;
+                if (lease.BudgetApplies)
+                {
+                    held.Money -= maxCost;
+                }
+
+                return held;
+            }
+        }
+
+        // Past its term or spent (for this request): what is left goes back, and the next request asks for a new one.
+        Drop(held, giveBack: true);
+        return null;
+    }
+
+    /// <summary>Whether this request may ask for the key's lease: one ask at a time per key, the others admitted by the grain meanwhile.</summary>
+    internal bool TryBeginAsk(string tenant, string keyId) => _asking.TryAdd((tenant, keyId), 0);
+
+    internal void EndAsk(string tenant, string keyId) => _asking.TryRemove((tenant, keyId), out _);
+
+    /// <summary>Keeps a lease the grain granted, usable until its term counted from <paramref name="askedAt"/> (a <see cref="Stopwatch"/> timestamp taken before asking).</summary>
+    internal void Install(string tenant, string keyId, BudgetLease lease, long askedAt)
+    {
+        var held = new Held(tenant, lease, askedAt + (long)(lease.Term.TotalSeconds * Stopwatch.Frequency));
+        if (_held.TryGetValue((tenant, keyId), out var old))
+        {
+            Drop(old, giveBack: true);
+        }
+
+        _held[(tenant, keyId)] = held;
+    }
+
+    /// <summary>The grain's answer to a request admitted from <paramref name="held"/>: a lease it no longer holds (null) is dropped here too.</summary>
+    internal void Answered(Held held, BudgetLease? stillOpen)
+    {
+        if (stillOpen is null)
+        {
+            Drop(held, giveBack: false);
+        }
+    }
+
+    /// <summary>Stops admitting from <paramref name="held"/>; with <paramref name="giveBack"/>, tells its grain to close it now (else it closes after its term).</summary>
+    internal void Drop(Held held, bool giveBack)
+    {
+        lock (held)
+        {
+            if (held.Closed)
+            {
+                return;
+            }
+
+            held.Closed = true;
+        }
+
+        _held.TryRemove(new KeyValuePair<(string, string), Held>((held.Tenant, held.Lease.KeyId ?? ""), held));
+        if (giveBack)
+        {
+            _ = GiveBackAsync(held);
+        }
+    }
+
+    private async Task GiveBackAsync(Held held)
+    {
+        try
+        {
+            await tenants.Get(held.Tenant).ReturnLeaseAsync(held.Lease.LeaseId);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Not lost: the grain closes the lease itself once its term has passed.
+            LogReturnFailed(logger, ex, held.Lease.LeaseId, held.Tenant);
+        }
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>Gives every lease back (their unspent money returns at once, not after their term).</summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        var returning = new List<Task>();
+        foreach (var held in _held.Values.ToList())
+        {
+            lock (held)
+            {
+                if (held.Closed)
+                {
+                    continue;
+                }
+
+                held.Closed = true;
+            }
+
+            _held.TryRemove(new KeyValuePair<(string, string), Held>((held.Tenant, held.Lease.KeyId ?? ""), held));
+            returning.Add(GiveBackAsync(held));
+        }
+
+        try
+        {
+            await Task.WhenAll(returning).WaitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping ran out of time: the grain closes them after their term.
+        }
+    }
+
+    [LoggerMessage(EventId = 4137, EventName = "BudgetLeaseNotReturned", Level = LogLevel.Debug,
+        Message = "Budget lease {LeaseId} of tenant {Tenant} could not be given back; its grain closes it after its term")]
+    private static partial void LogReturnFailed(ILogger logger, Exception exception, Guid leaseId, string tenant);
+
+    /// <summary>A lease as this gateway counts it down: what it may still admit, and until when.</summary>
+    internal sealed class Held(string tenant, BudgetLease lease, long expiresAt)
+    {
+        public string Tenant { get; } = tenant;
+
+        public BudgetLease Lease { get; } = lease;
+
+        public Guid Id => Lease.LeaseId;
+
+        /// <summary>When this gateway stops admitting from it (a <see cref="Stopwatch"/> timestamp): its term after it was asked for, before the grain's own.</summary>
+        public long ExpiresAt { get; } = expiresAt;
+
+        public decimal Money { get; set; } = lease.Money;
+
+        public int Requests { get; set; } = lease.Requests;
+
+        public long Tokens { get; set; } = lease.Tokens;
+
+        public bool Closed { get; set; }
+    }
+}

@@ -1,0 +1,256 @@
+using System.Collections.Concurrent;
+using Sovereign.Cluster.Grains;
+
+namespace Sovereign.Cluster.Tests;
+
+/// <summary>
+/// Budget leases (<see cref="ITenantGrain.AdmitAuthorizedLeasingAsync"/>, <see cref="ITenantGrain.AdmitFromLeaseAsync"/>,
+/// <see cref="ITenantGrain.ReturnLeaseAsync"/>): the tenant's grain stays the one writer of its money. A lease is a
+/// reservation of a slice of the remaining budget (and of the rate limits) for one gateway; each request the gateway
+/// admits from it is confirmed by the grain, which carves the request's own reservation out of the lease, so leases
+/// and reservations together never exceed the budget, and what a lease did not spend returns.
+/// </summary>
+[Collection(ClusterCollection.Name)]
+public sealed class BudgetLeaseTests(ClusterFixture fixture)
+{
+    private const long Tokens = 10;
+
+    private static AuthorizedAdmissionRequest Request(string id, string keyId, string version, decimal maxCost = 1m) =>
+        new(new AdmissionRequest(id, keyId, Tokens, maxCost, "EUR"), null, version);
+
+    /// <summary>What a gateway asks for (as BudgetLeases.Ask sizes it: 32 requests' worth, at least 4).</summary>
+    private static BudgetLeaseAsk Ask(decimal maxCost = 1m) => new(Guid.NewGuid(), 32 * maxCost, 4 * maxCost, 32, 32 * Tokens, 4 * Tokens, "EUR");
+
+    private async Task<(ITenantGrain Tenant, string KeyId, string Version)> TenantAsync(decimal budget = 100m, RateLimitSetting? rate = null)
+    {
+        var tenant = await fixture.NewTenantAsync("euro");
+        var key = await tenant.CreateKeyAsync("k", null);
+        Assert.True((await tenant.SetLimitsAsync(new TenantLimits([new BudgetSetting(null, "month", budget)], rate is null ? [] : [rate]))).Applied);
+        return (tenant, key.Key.Id, TenantVersions.DecisionOf((await tenant.GetAsync())!));
+    }
+
+    private static async Task<BudgetStatusView> BudgetAsync(ITenantGrain tenant) => Assert.Single(await tenant.GetBudgetsAsync());
+
+    [Fact]
+    public async Task Granted_BesideAnAdmission_AShareOfWhatIsLeft_Reserved()
+    {
+        var (tenant, keyId, version) = await TenantAsync();
+
+        var leased = await tenant.AdmitAuthorizedLeasingAsync(Request("g-1", keyId, version), Ask());
+
+        Assert.True(leased.Answer.Admission!.Allowed);
+        var lease = Assert.IsType<BudgetLease>(leased.Lease);
+        // A tenth of the 99 left after the request itself, below the 32 asked for.
+        Assert.Equal((9.9m, true, 32, 320L, keyId, version), (lease.Money, lease.BudgetApplies, lease.Requests, lease.Tokens, lease.KeyId, lease.DecisionVersion));
+        var budget = await BudgetAsync(tenant);
+        Assert.Equal((10.9m, 0m, 89.1m), (budget.Reserved, budget.Settled, budget.Remaining));
+    }
+
+    [Fact]
+    public async Task TwoGatewaysRacing_FromLeasesAndTheGrain_NeverOverspend_AndTheUnspentReturns()
+    {
+        var (tenant, keyId, version) = await TenantAsync();
+        var admitted = new ConcurrentBag<string>();
+
+        // Each gateway: its first request asks for a lease beside its admission; then 150 requests at once, each
+        // admitted from the lease while it covers one (confirmed by the grain), else by the grain directly.
+        async Task<Guid?> GatewayAsync(string name)
+        {
+            var first = await tenant.AdmitAuthorizedLeasingAsync(Request(name + "-0", keyId, version), Ask());
+            if (first.Answer.Admission!.Allowed)
+            {
+                admitted.Add(name + "-0");
+            }
+
+            var lease = first.Lease;
+            var left = lease?.Money ?? 0m;
+            var gate = new object();
+            await Task.WhenAll(Enumerable.Range(1, 150).Select(async i =>
+            {
+                var id = $"{name}-{i}";
+                bool fromLease;
+                lock (gate)
+                {
+                    fromLease = lease is not null && left >= 1m;
+                    if (fromLease)
+                    {
+                        left -= 1m;
+                    }
+                }
+
+                var answer = fromLease
+                    ? (await tenant.AdmitFromLeaseAsync(lease!.LeaseId, Request(id, keyId, version))).Answer
+                    : await tenant.AdmitAuthorizedAsync(Request(id, keyId, version));
+                Assert.Equal(AuthorizationRefusal.None, answer.Refusal);
+                if (answer.Admission!.Allowed)
+                {
+                    admitted.Add(id);
+                }
+                else
+                {
+                    Assert.Equal(AdmissionOutcome.BudgetExceeded, answer.Admission.Outcome);
+                }
+            }));
+
+            return lease?.LeaseId;
+        }
+
+        var leases = await Task.WhenAll(GatewayAsync("a"), GatewayAsync("b"));
+
+        // Never more than the budget: every admitted request holds 1 of it, and the leases hold the rest they did not spend.
+        var during = await BudgetAsync(tenant);
+        Assert.True(admitted.Count <= 100, $"{admitted.Count} requests of 1 EUR admitted on a budget of 100");
+        Assert.True(during.Reserved <= 100m);
+        Assert.All(leases, l => Assert.NotNull(l));
+
+        // The leases return what they did not spend: exactly the admitted requests stay reserved.
+        foreach (var lease in leases)
+        {
+            await tenant.ReturnLeaseAsync(lease!.Value);
+        }
+
+        var after = await BudgetAsync(tenant);
+        Assert.Equal((admitted.Count, 100m - admitted.Count), ((int)after.Reserved, after.Remaining));
+
+        // Each settles as any request; the budget is spent exactly, never past it.
+        foreach (var id in admitted)
+        {
+            await tenant.SettleAsync(new SettlementRequest(id, keyId, 1m, Tokens, Tokens));
+        }
+
+        var settled = await BudgetAsync(tenant);
+        Assert.Equal((0m, (decimal)admitted.Count), (settled.Reserved, settled.Settled));
+        var rest = 100 - admitted.Count;
+        for (var i = 0; i < rest; i++)
+        {
+            Assert.True((await tenant.AdmitAuthorizedAsync(Request("rest-" + i, keyId, version))).Admission!.Allowed);
+        }
+
+        Assert.Equal(AdmissionOutcome.BudgetExceeded, (await tenant.AdmitAuthorizedAsync(Request("past", keyId, version))).Admission!.Outcome);
+    }
+
+    [Fact]
+    public async Task ALeaseReturned_GivesBackItsUnspentMoney_Requests_AndTokens()
+    {
+        // 100 requests and 3,200 tokens a minute: a lease takes a tenth, 10 requests and 320 tokens.
+        var (tenant, keyId, version) = await TenantAsync(rate: new RateLimitSetting(null, 100, 3200));
+        var lease = (await tenant.AdmitAuthorizedLeasingAsync(Request("r-0", keyId, version), Ask())).Lease!;
+        Assert.Equal((10, 320L), (lease.Requests, lease.Tokens));
+        for (var i = 1; i <= 3; i++)
+        {
+            var confirmed = await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("r-" + i, keyId, version));
+            Assert.True(confirmed.Answer.Admission!.Allowed);
+            Assert.Equal((10 - i, 320 - (i * Tokens), 9.9m - i), (confirmed.Lease!.Requests, confirmed.Lease.Tokens, confirmed.Lease.Money));
+        }
+
+        for (var i = 0; i <= 3; i++)
+        {
+            await tenant.SettleAsync(new SettlementRequest("r-" + i, keyId, 0.5m, Tokens, Tokens));
+        }
+
+        await tenant.ReturnLeaseAsync(lease.LeaseId);
+
+        var budget = await BudgetAsync(tenant);
+        Assert.Equal((0m, 2m, 98m), (budget.Reserved, budget.Settled, budget.Remaining));
+
+        // Four requests of 10 tokens stay counted; the lease's other 7 requests and 290 tokens are back (kept, the
+        // counters would read at most 88 and 2,870 until seconds of refill).
+        var probe = await tenant.AdmitAsync(new AdmissionRequest("probe-" + Guid.NewGuid(), keyId, 0, 0m, "EUR"));
+        Assert.True(probe.RateLimits!.RemainingRequests >= 95, $"{probe.RateLimits.RemainingRequests} requests left");
+        Assert.True(probe.RateLimits.RemainingTokens >= 3160, $"{probe.RateLimits.RemainingTokens} tokens left");
+    }
+
+    [Fact]
+    public async Task RevokedKey_IsRefused_OnTheNextRequestFromItsLease_AndTheLeaseCloses()
+    {
+        var (tenant, keyId, version) = await TenantAsync();
+        var lease = (await tenant.AdmitAuthorizedLeasingAsync(Request("k-0", keyId, version), Ask())).Lease!;
+
+        await tenant.RevokeKeyOnceAsync(keyId);
+
+        // The revocation closed the lease at once: its money is back, only the first request holds any.
+        Assert.Equal(1m, (await BudgetAsync(tenant)).Reserved);
+        var answer = await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("k-1", keyId, version));
+        Assert.Equal(AuthorizationRefusal.KeyRevoked, answer.Answer.Refusal);
+        Assert.Null(answer.Answer.Admission);
+        Assert.Null(answer.Lease);
+        Assert.Equal(1m, (await BudgetAsync(tenant)).Reserved);
+    }
+
+    [Fact]
+    public async Task DisabledTenant_IsRefused_OnTheNextRequestFromItsLease()
+    {
+        var (tenant, keyId, version) = await TenantAsync();
+        var lease = (await tenant.AdmitAuthorizedLeasingAsync(Request("d-0", keyId, version), Ask())).Lease!;
+
+        await tenant.UpdateAsync(null, null, null, disabled: true);
+
+        var answer = await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("d-1", keyId, version));
+        Assert.Equal(AuthorizationRefusal.TenantDisabled, answer.Answer.Refusal);
+        Assert.Null(answer.Lease);
+        Assert.Equal(1m, (await BudgetAsync(tenant)).Reserved);
+    }
+
+    [Fact]
+    public async Task LoweredBudget_ClosesTheLease_ItsNextRequestIsAdmittedUnderTheNewBudget()
+    {
+        var (tenant, keyId, version) = await TenantAsync();
+        var lease = (await tenant.AdmitAuthorizedLeasingAsync(Request("l-0", keyId, version), Ask())).Lease!;
+
+        Assert.True((await tenant.SetLimitsAsync(new TenantLimits([new BudgetSetting(null, "month", 1.5m)], []))).Applied);
+
+        // The lease held 9.9 of a budget now 1.5: closed, the request is admitted by the grain, and refused.
+        var answer = await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("l-1", keyId, version));
+        Assert.Equal(AdmissionOutcome.BudgetExceeded, answer.Answer.Admission!.Outcome);
+        Assert.Null(answer.Lease);
+        Assert.Equal(1m, (await BudgetAsync(tenant)).Reserved);
+    }
+
+    [Fact]
+    public async Task AKilledHoldersLease_ComesBack_AfterItsTerm_AndIsNotHonouredAfter()
+    {
+        var (tenant, keyId, version) = await TenantAsync();
+        var lease = (await tenant.AdmitAuthorizedLeasingAsync(Request("x-0", keyId, version), Ask())).Lease!;
+        Assert.True((await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("x-1", keyId, version))).Answer.Admission!.Allowed);
+        Assert.Equal(10.9m, (await BudgetAsync(tenant)).Reserved);
+
+        // Its holder dies: nothing returns the lease. Past its term (and the grain's grace) the grain closes it.
+        fixture.Clock.Advance(ClusterFixture.LeaseTerm);
+        await tenant.ReleaseExpiredReservationsAsync();
+        Assert.Equal(10.9m, (await BudgetAsync(tenant)).Reserved);
+        fixture.Clock.Advance(TimeSpan.FromSeconds(1));
+        await tenant.ReleaseExpiredReservationsAsync();
+
+        // The two admitted requests keep their own reservations; the lease's other 8.9 is back.
+        Assert.Equal(2m, (await BudgetAsync(tenant)).Reserved);
+        var late = await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("x-2", keyId, version));
+        Assert.True(late.Answer.Admission!.Allowed);
+        Assert.Null(late.Lease);
+        Assert.Equal(3m, (await BudgetAsync(tenant)).Reserved);
+    }
+
+    [Fact]
+    public async Task ANearlySpentBudget_GrantsNoLease_EveryRequestAsksTheGrain()
+    {
+        var (tenant, keyId, version) = await TenantAsync(budget: 30m);
+
+        // A tenth of the 29 left is 2.9, less than the 4 requests' worth of the smallest lease.
+        var leased = await tenant.AdmitAuthorizedLeasingAsync(Request("n-0", keyId, version), Ask());
+
+        Assert.True(leased.Answer.Admission!.Allowed);
+        Assert.Null(leased.Lease);
+        Assert.Equal(1m, (await BudgetAsync(tenant)).Reserved);
+    }
+
+    [Fact]
+    public async Task ARateLimitTooSmallForALease_GrantsNone_AndTakesNothingForIt()
+    {
+        var (tenant, keyId, version) = await TenantAsync(rate: new RateLimitSetting(null, 30, null));
+
+        var leased = await tenant.AdmitAuthorizedLeasingAsync(Request("s-0", keyId, version), Ask());
+
+        Assert.Null(leased.Lease);
+        Assert.Equal(29, leased.Answer.Admission!.RateLimits!.RemainingRequests);
+        Assert.Equal(1m, (await BudgetAsync(tenant)).Reserved);
+    }
+}
