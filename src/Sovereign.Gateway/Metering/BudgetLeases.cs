@@ -65,6 +65,7 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
                 && (!lease.BudgetApplies || (held.Money >= maxCost && !unpriced && (maxCost == 0 || string.Equals(currency, lease.Currency, StringComparison.Ordinal))));
             if (fits)
             {
+                held.InFlight++;
                 held.Requests--;
                 held.Tokens -= tokens;
                 if (lease.BudgetApplies)
@@ -101,15 +102,35 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
     /// <summary>The grain's answer to a request admitted from <paramref name="held"/>: a lease it no longer holds (null) is dropped here too.</summary>
     internal void Answered(Held held, BudgetLease? stillOpen)
     {
+        bool giveBackNow;
+        lock (held)
+        {
+            held.InFlight--;
+            giveBackNow = stillOpen is not null && held.Closed && held.ReturnDue && held.InFlight == 0;
+            if (giveBackNow)
+            {
+                held.ReturnDue = false;
+            }
+        }
+
         if (stillOpen is null)
         {
             Drop(held, giveBack: false);
         }
+        else if (giveBackNow)
+        {
+            _ = GiveBackAsync(held);
+        }
     }
 
-    /// <summary>Stops admitting from <paramref name="held"/>; with <paramref name="giveBack"/>, tells its grain to close it now (else it closes after its term).</summary>
+    /// <summary>
+    /// Stops admitting from <paramref name="held"/>; with <paramref name="giveBack"/>, tells its grain to close it (else
+    /// it closes after its term) once the requests admitted from it have been confirmed, so that a confirmation on its
+    /// way is not turned into a fresh admission by a return that overtook it.
+    /// </summary>
     internal void Drop(Held held, bool giveBack)
     {
+        bool giveBackNow;
         lock (held)
         {
             if (held.Closed)
@@ -118,10 +139,12 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
             }
 
             held.Closed = true;
+            giveBackNow = giveBack && held.InFlight == 0;
+            held.ReturnDue = giveBack && !giveBackNow;
         }
 
         _held.TryRemove(new KeyValuePair<(string, string), Held>((held.Tenant, held.Lease.KeyId ?? ""), held));
-        if (giveBack)
+        if (giveBackNow)
         {
             _ = GiveBackAsync(held);
         }
@@ -195,5 +218,11 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
         public long Tokens { get; set; } = lease.Tokens;
 
         public bool Closed { get; set; }
+
+        /// <summary>Requests admitted from it whose confirmation has not come back yet.</summary>
+        public int InFlight { get; set; }
+
+        /// <summary>Closed while requests were in flight: given back when the last of them is confirmed.</summary>
+        public bool ReturnDue { get; set; }
     }
 }

@@ -278,7 +278,8 @@ public sealed class RequestMetering
         }
         catch
         {
-            _leases!.Drop(held, giveBack: true);
+            // No answer: whether the grain still holds the lease is unknown; it is not used again here.
+            _leases!.Answered(held, null);
             throw;
         }
 

@@ -1,0 +1,158 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Sovereign.Cluster.Grains;
+using Sovereign.Gateway.Metering;
+
+namespace Sovereign.Gateway.FunctionalTests.Metering;
+
+/// <summary>
+/// The gateway's side of a budget lease (<see cref="BudgetLeases"/>): it counts the lease down before the tenant's grain
+/// does, so it never admits more than the grain holds for it (requests, tokens, money), stops at the lease's term, at
+/// another version of the tenant, or when the grain answers the lease closed, and gives the unspent part back only
+/// once the requests it admitted have been confirmed.
+/// </summary>
+public sealed class BudgetLeasesTests
+{
+    private const string Tenant = "t-1";
+    private const string Key = "key-1";
+    private const string Version = "v-1";
+
+    private static BudgetLease Lease(decimal money = 10m, int requests = 8, long tokens = 800, TimeSpan? term = null, bool budgetApplies = true) =>
+        new(Guid.NewGuid(), Key, money, budgetApplies, requests, tokens, term ?? TimeSpan.FromMinutes(1), Version, "EUR", null);
+
+    private static (BudgetLeases Leases, ConcurrentQueue<Guid> Returned) Leases()
+    {
+        var returned = new ConcurrentQueue<Guid>();
+        var grains = DispatchProxy.Create<IGrainFactory, FakeGrains>();
+        ((FakeGrains)(object)grains).Returned = returned;
+        var leases = new BudgetLeases(new GrainReferences<ITenantGrain>(grains),
+            Options.Create(new TenantMoneyOptions { LeaseTerm = TimeSpan.FromSeconds(10) }), NullLogger<BudgetLeases>.Instance);
+        return (leases, returned);
+    }
+
+    [Fact]
+    public void TryTake_AdmitsNoMoreThanTheLeaseHolds_InMoney()
+    {
+        var (leases, _) = Leases();
+        leases.Install(Tenant, Key, Lease(money: 10m), System.Diagnostics.Stopwatch.GetTimestamp());
+
+        var taken = Enumerable.Range(0, 20).Count(_ => leases.TryTake(Tenant, Key, Version, 3m, 10, "EUR", unpriced: false) is not null);
+
+        // 3 + 3 + 3 of 10: the fourth would pass the lease's money, so the lease is dropped and the rest ask the grain.
+        Assert.Equal(3, taken);
+        Assert.Null(leases.Of(Tenant, Key));
+    }
+
+    [Fact]
+    public void TryTake_AdmitsNoMoreThanTheLeaseHolds_InRequestsAndTokens()
+    {
+        var (leases, _) = Leases();
+        leases.Install(Tenant, Key, Lease(money: 1000m, requests: 5, tokens: 10_000), System.Diagnostics.Stopwatch.GetTimestamp());
+        Assert.Equal(5, Enumerable.Range(0, 10).Count(_ => leases.TryTake(Tenant, Key, Version, 1m, 10, "EUR", false) is not null));
+
+        leases.Install(Tenant, Key, Lease(money: 1000m, requests: 100, tokens: 95), System.Diagnostics.Stopwatch.GetTimestamp());
+        Assert.Equal(9, Enumerable.Range(0, 20).Count(_ => leases.TryTake(Tenant, Key, Version, 1m, 10, "EUR", false) is not null));
+    }
+
+    [Fact]
+    public void TryTake_RefusesAnotherTenantVersion_ACurrencyNotTheLeases_AnUnpricedRequestUnderABudget_AndALeasePastItsTerm()
+    {
+        var (leases, _) = Leases();
+        leases.Install(Tenant, Key, Lease(), System.Diagnostics.Stopwatch.GetTimestamp());
+        Assert.Null(leases.TryTake(Tenant, Key, Version, 1m, 10, "USD", false));
+        leases.Install(Tenant, Key, Lease(), System.Diagnostics.Stopwatch.GetTimestamp());
+        Assert.Null(leases.TryTake(Tenant, Key, Version, 0m, 10, "XXX", unpriced: true));
+        leases.Install(Tenant, Key, Lease(), System.Diagnostics.Stopwatch.GetTimestamp());
+        Assert.Null(leases.TryTake(Tenant, Key, "v-2", 1m, 10, "EUR", false));
+
+        // Asked for a minute before now with a term of a minute: past it.
+        var aMinuteAgo = System.Diagnostics.Stopwatch.GetTimestamp() - System.Diagnostics.Stopwatch.Frequency * 60;
+        leases.Install(Tenant, Key, Lease(), aMinuteAgo);
+        Assert.Null(leases.TryTake(Tenant, Key, Version, 1m, 10, "EUR", false));
+        Assert.Equal(0, leases.Count);
+    }
+
+    [Fact]
+    public void ALeaseWithoutABudget_CountsRequestsAndTokens_NotMoney()
+    {
+        var (leases, _) = Leases();
+        leases.Install(Tenant, Key, Lease(money: 0m, requests: 3, budgetApplies: false), System.Diagnostics.Stopwatch.GetTimestamp());
+
+        Assert.Equal(3, Enumerable.Range(0, 5).Count(_ => leases.TryTake(Tenant, Key, Version, 0m, 10, "XXX", unpriced: true) is not null));
+    }
+
+    [Fact]
+    public void AClosedLease_IsGivenBack_OnlyOnceItsRequestsWereConfirmed_AndALeaseTheGrainClosed_IsNotUsedAgain()
+    {
+        var (leases, returned) = Leases();
+        var lease = Lease(money: 2m);
+        leases.Install(Tenant, Key, lease, System.Diagnostics.Stopwatch.GetTimestamp());
+        var first = leases.TryTake(Tenant, Key, Version, 1m, 10, "EUR", false)!;
+        var second = leases.TryTake(Tenant, Key, Version, 1m, 10, "EUR", false)!;
+
+        // Spent: dropped, but its two requests' confirmations are on their way; the return waits for both.
+        Assert.Null(leases.TryTake(Tenant, Key, Version, 1m, 10, "EUR", false));
+        Assert.Empty(returned);
+        leases.Answered(first, lease);
+        Assert.Empty(returned);
+        leases.Answered(second, lease);
+        Assert.Equal([lease.LeaseId], returned);
+
+        // The grain answers a lease closed (revoked key, changed limits): not used again, nothing to give back.
+        var closed = Lease();
+        leases.Install(Tenant, Key, closed, System.Diagnostics.Stopwatch.GetTimestamp());
+        var held = leases.TryTake(Tenant, Key, Version, 1m, 10, "EUR", false)!;
+        leases.Answered(held, null);
+        Assert.Null(leases.TryTake(Tenant, Key, Version, 1m, 10, "EUR", false));
+        Assert.Equal([lease.LeaseId], returned);
+    }
+
+    [Fact]
+    public async Task Stopping_GivesEveryLeaseBack()
+    {
+        var (leases, returned) = Leases();
+        var lease = Lease();
+        leases.Install(Tenant, Key, lease, System.Diagnostics.Stopwatch.GetTimestamp());
+
+        await leases.StopAsync(CancellationToken.None);
+
+        Assert.Equal([lease.LeaseId], returned);
+        Assert.Equal(0, leases.Count);
+    }
+
+    /// <summary>A grain factory whose tenant grains record the leases given back and answer nothing else.</summary>
+    public class FakeGrains : DispatchProxy
+    {
+        internal ConcurrentQueue<Guid> Returned { get; set; } = new();
+
+        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
+        {
+            if (targetMethod?.Name == nameof(IGrainFactory.GetGrain) && targetMethod.ReturnType == typeof(ITenantGrain))
+            {
+                var grain = Create<ITenantGrain, FakeTenant>();
+                ((FakeTenant)(object)grain).Returned = Returned;
+                return grain;
+            }
+
+            throw new NotSupportedException(targetMethod?.Name);
+        }
+    }
+
+    public class FakeTenant : DispatchProxy
+    {
+        internal ConcurrentQueue<Guid> Returned { get; set; } = new();
+
+        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
+        {
+            if (targetMethod?.Name == nameof(ITenantGrain.ReturnLeaseAsync))
+            {
+                Returned.Enqueue((Guid)args![0]!);
+                return Task.CompletedTask;
+            }
+
+            throw new NotSupportedException(targetMethod?.Name);
+        }
+    }
+}
