@@ -178,6 +178,21 @@ public sealed class BudgetLeaseTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task AHolderThatCannotBeToldOfARecall_DoesNotStopTheChange_ItsNextRequestFromTheLeaseIsRefused()
+    {
+        var (tenant, keyId, version) = await TenantAsync();
+        // A holder whose recall cannot be delivered (this silo hosts no gateway's lease table).
+        var holder = fixture.Cluster.Primary!.SiloAddress;
+        var lease = (await tenant.AdmitAuthorizedLeasingAsync(Request("h-0", keyId, version), Ask() with { Holder = holder })).Lease!;
+
+        Assert.NotNull(await tenant.RevokeKeyOnceAsync(keyId));
+
+        Assert.Equal(1m, (await BudgetAsync(tenant)).Reserved);
+        Assert.Equal(AuthorizationRefusal.KeyRevoked, (await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("h-1", keyId, version))).Answer.Refusal);
+        Assert.Contains(fixture.Recalls, r => r.Contains(tenant.GetPrimaryKeyString(), StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task DisabledTenant_IsRefused_OnTheNextRequestFromItsLease()
     {
         var (tenant, keyId, version) = await TenantAsync();

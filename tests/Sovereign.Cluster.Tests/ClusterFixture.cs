@@ -45,6 +45,9 @@ public sealed class ClusterFixture : IAsyncLifetime
     /// <summary>Every node load report the registry had to clamp and logged (event 4171: event id, message).</summary>
     public ConcurrentQueue<(int EventId, string Message)> LoadClamps { get; } = new();
 
+    /// <summary>Every budget-lease recall a tenant grain could not deliver to its gateway (event 4138: message).</summary>
+    public ConcurrentQueue<string> Recalls { get; } = new();
+
     public IGrainFactory Grains => Cluster.GrainFactory;
 
     public async Task InitializeAsync()
@@ -106,12 +109,12 @@ public sealed class ClusterFixture : IAsyncLifetime
                 o.ReservationLifetime = ReservationLifetime;
                 o.LeaseTerm = LeaseTerm;
             });
-            siloBuilder.Services.AddLogging(logging => logging.AddProvider(new CorrectionCapture(fixture.Corrections, fixture.LoadClamps)));
+            siloBuilder.Services.AddLogging(logging => logging.AddProvider(new CorrectionCapture(fixture.Corrections, fixture.LoadClamps, fixture.Recalls)));
         }
     }
 
     /// <summary>Keeps the money corrections (event ids 8100-8199) the grains log, and the node registry's clamps (4171).</summary>
-    private sealed class CorrectionCapture(ConcurrentQueue<(int, string)> sink, ConcurrentQueue<(int, string)> clamps) : ILoggerProvider, ILogger
+    private sealed class CorrectionCapture(ConcurrentQueue<(int, string)> sink, ConcurrentQueue<(int, string)> clamps, ConcurrentQueue<string> recalls) : ILoggerProvider, ILogger
     {
         public ILogger CreateLogger(string categoryName) => this;
 
@@ -129,6 +132,10 @@ public sealed class ClusterFixture : IAsyncLifetime
             else if (eventId.Id == 4171)
             {
                 clamps.Enqueue((eventId.Id, formatter(state, exception)));
+            }
+            else if (eventId.Id == 4138)
+            {
+                recalls.Enqueue(formatter(state, exception));
             }
         }
 

@@ -326,7 +326,20 @@ public sealed record BudgetLeaseAsk(
     [property: Id(3)] int Requests,
     [property: Id(4)] long Tokens,
     [property: Id(5)] long MinTokens,
-    [property: Id(6)] string Currency);
+    [property: Id(6)] string Currency,
+    [property: Id(7)] SiloAddress? Holder = null);
+
+/// <summary>
+/// The budget leases one gateway holds (<see cref="BudgetLeaseAsk.Holder"/>), keyed by its silo address
+/// (<see cref="SiloAddress.ToParsableString"/>) and placed on that silo: a tenant's grain recalls its leases there
+/// before a change of the tenant, its limits or its keys answers, so the gateway's next request is admitted by the
+/// grain under the change.
+/// </summary>
+public interface IBudgetLeaseHolderGrain : IGrainWithStringKey
+{
+    /// <summary>Stops admitting from every lease of <paramref name="tenantId"/> (its grain has closed them).</summary>
+    Task RecallAsync(string tenantId);
+}
 
 /// <summary>
 /// A budget lease as the tenant's grain granted it (or, answering a request admitted from it, as it stands now): the

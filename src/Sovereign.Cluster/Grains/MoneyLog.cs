@@ -24,4 +24,8 @@ internal static partial class MoneyLog
     [LoggerMessage(EventId = 4136, EventName = "BudgetLeaseClosed", Level = LogLevel.Debug,
         Message = "Budget lease {LeaseId} of tenant {Tenant} (key {KeyId}) closed: {Money} of its money, {Requests} requests and {Tokens} tokens return to the budgets and rate limits")]
     public static partial void LeaseClosed(ILogger logger, Guid leaseId, string tenant, string? keyId, decimal? money, int requests, long tokens);
+
+    [LoggerMessage(EventId = 4138, EventName = "BudgetLeaseRecallFailed", Level = LogLevel.Warning,
+        Message = "Tenant {Tenant}'s budget leases on gateway {Gateway} were closed but the gateway could not be told; its next requests from them are refused or admitted afresh by the grain")]
+    public static partial void LeaseRecallFailed(ILogger logger, Exception exception, string tenant, string gateway);
 }

@@ -39,6 +39,7 @@ internal sealed class TenantGrain(
     // The budget leases granted to gateways, by id (one activation's: a new one knows none, and admits their requests afresh).
     private readonly Dictionary<Guid, Lease> _leases = [];
     private IGrainTimer? _leaseTimer;
+    private readonly HashSet<SiloAddress> _recall = [];
     private HashSet<string> _revokedKeys = [];
 
     // The view of _tenant (the record it was made from) and its decision version, made once per change of the tenant.
@@ -84,6 +85,7 @@ internal sealed class TenantGrain(
 
         // Before the new limits apply: what the leases hold returns, and their holders ask again under the new limits.
         CloseAllLeases();
+        await RecallClosedLeasesAsync();
         _tenant = next;
         _limits = limits;
 
@@ -346,6 +348,7 @@ internal sealed class TenantGrain(
 
         var lease = new Lease(ask.LeaseId, keyId, request.DecisionVersion, ask.Currency, applies, now + options.LeaseTerm + TenantMoneyOptions.LeaseGrace, options.LeaseTerm)
         {
+            Holder = ask.Holder,
             Money = leaseMoney,
             Requests = (int)requests,
             Tokens = tokens,
@@ -410,8 +413,49 @@ internal sealed class TenantGrain(
         foreach (var lease in _leases.Values.ToList())
         {
             CloseLease(lease);
+            if (lease.Holder is { } holder)
+            {
+                _recall.Add(holder);
+            }
         }
     }
+
+    /// <summary>
+    /// Tells the gateways whose leases <see cref="CloseAllLeases"/> closed, before the change's answer, so that their
+    /// next request asks this grain (under the change) instead of admitting from a lease it no longer holds. A gateway
+    /// that does not answer within <see cref="RecallAnswer"/> is left to its confirmations, which this grain refuses
+    /// or admits afresh: the change holds either way.
+    /// </summary>
+    private async Task RecallClosedLeasesAsync()
+    {
+        if (_recall.Count == 0)
+        {
+            return;
+        }
+
+        var holders = _recall.ToList();
+        _recall.Clear();
+        var tenant = this.GetPrimaryKeyString();
+        await Task.WhenAll(holders.Select(async holder =>
+        {
+            RequestContext.Set(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey, holder);
+            try
+            {
+                await GrainFactory.GetGrain<IBudgetLeaseHolderGrain>(holder.ToParsableString()).RecallAsync(tenant).WaitAsync(RecallAnswer);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                MoneyLog.LeaseRecallFailed(logger, ex, tenant, holder.ToParsableString());
+            }
+            finally
+            {
+                RequestContext.Remove(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey);
+            }
+        }));
+    }
+
+    /// <summary>How long a change waits for one gateway to hear that its leases were recalled.</summary>
+    private static readonly TimeSpan RecallAnswer = TimeSpan.FromSeconds(5);
 
     /// <summary>Closes the leases whose term (and grace) has passed: their holders stopped admitting from them, or died.</summary>
     private void CloseExpiredLeases()
@@ -478,6 +522,8 @@ internal sealed class TenantGrain(
         public long Tokens { get; set; }
 
         public RateLimitView? RateLimits { get; init; }
+
+        public SiloAddress? Holder { get; init; }
 
         public BudgetLease View() => new(Id, KeyId, Money, BudgetApplies, Requests, Tokens, term, DecisionVersion, Currency, RateLimits);
     }
@@ -782,6 +828,7 @@ internal sealed class TenantGrain(
 
         // A tenant disabled, or its policy or plan changed: no lease admits on the old one (their requests come here).
         CloseAllLeases();
+        await RecallClosedLeasesAsync();
         _tenant = next;
         return ToView(next);
     }
@@ -877,6 +924,7 @@ internal sealed class TenantGrain(
         await store.RevokeKeyAsync(keyId, now);
         _revokedKeys.Add(keyId);
         CloseAllLeases();
+        await RecallClosedLeasesAsync();
         await GrainFactory.GetGrain<IApiKeyGrain>(key.SecretHash).RefreshAsync();
         return new KeyRevocation(now, Newly: true);
     }

@@ -43,7 +43,7 @@ internal static partial class ControlPlaneServices
         builder.AddSovereignCluster();
 
         // Reserved pool capacity is held on gateways, like money: a node that dies never takes the pool's count with it.
-        services.Configure<Cluster.Hosting.GatewayOnlyGrains>(grains => grains.Classes.UnionWith([typeof(Pipeline.PoolSlotsGrain), typeof(Pipeline.PoolLeaseTableGrain)]));
+        services.Configure<Cluster.Hosting.GatewayOnlyGrains>(grains => grains.Classes.UnionWith([typeof(Pipeline.PoolSlotsGrain), typeof(Pipeline.PoolLeaseTableGrain), typeof(Metering.BudgetLeaseHolderGrain)]));
         services.TryAddSingleton(sp => CreateCatalog(sp.GetRequiredService<IOptions<SovereignOptions>>().Value));
         services.TryAddSingleton<ServerDatabaseLock>();
         services.AddHostedService<DatabaseClaimKeeper>();

@@ -18,7 +18,7 @@ namespace Sovereign.Gateway.Metering;
 /// more than the grain holds for it. A lease past its term, used up, or that the grain says is closed is dropped, and
 /// the key's next request asks the grain again (for a new lease). At stop, every lease held is given back.
 /// </remarks>
-public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, IOptions<TenantMoneyOptions> money, ILogger<BudgetLeases> logger) : IHostedService
+public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, IOptions<TenantMoneyOptions> money, ILogger<BudgetLeases> logger, ILocalSiloDetails? silo = null) : IHostedService
 {
     private readonly ConcurrentDictionary<(string Tenant, string Key), Held> _held = new();
     private readonly ConcurrentDictionary<(string Tenant, string Key), byte> _asking = new();
@@ -37,7 +37,16 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
     {
         var options = money.Value;
         return new BudgetLeaseAsk(Guid.NewGuid(), maxCost * options.LeaseRequests, maxCost * options.LeaseMinRequests,
-            options.LeaseRequests, tokens * options.LeaseRequests, tokens * options.LeaseMinRequests, currency);
+            options.LeaseRequests, tokens * options.LeaseRequests, tokens * options.LeaseMinRequests, currency, silo?.SiloAddress);
+    }
+
+    /// <summary>The tenant's grain closed every lease of <paramref name="tenant"/> (a change of it): none is used again here.</summary>
+    internal void Recall(string tenant)
+    {
+        foreach (var held in _held.Values.Where(h => h.Tenant == tenant).ToList())
+        {
+            Drop(held, giveBack: false);
+        }
     }
 
     /// <summary>
@@ -224,5 +233,28 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
 
         /// <summary>Closed while requests were in flight: given back when the last of them is confirmed.</summary>
         public bool ReturnDue { get; set; }
+    }
+}
+
+/// <summary>
+/// This gateway's <see cref="BudgetLeases"/>, as tenants' grains reach them to recall leases. Keyed by the gateway's
+/// silo address and placed on it by a placement hint; an activation anywhere else refuses to start, so a recall always
+/// reaches the table it names.
+/// </summary>
+[Orleans.Concurrency.Reentrant]
+internal sealed class BudgetLeaseHolderGrain(BudgetLeases leases, ILocalSiloDetails silo) : Grain, IBudgetLeaseHolderGrain
+{
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        var here = silo.SiloAddress.ToParsableString();
+        return this.GetPrimaryKeyString() == here
+            ? Task.CompletedTask
+            : throw new InvalidOperationException($"The budget leases of silo {this.GetPrimaryKeyString()} cannot be recalled on silo {here}.");
+    }
+
+    public Task RecallAsync(string tenantId)
+    {
+        leases.Recall(tenantId);
+        return Task.CompletedTask;
     }
 }

@@ -110,6 +110,20 @@ public sealed class BudgetLeasesTests
     }
 
     [Fact]
+    public void Recalled_ATenantsLeasesAreNotUsedAgain_NothingGivenBack_OtherTenantsKeepTheirs()
+    {
+        var (leases, returned) = Leases();
+        leases.Install(Tenant, Key, Lease(), System.Diagnostics.Stopwatch.GetTimestamp());
+        leases.Install("t-2", Key, Lease(), System.Diagnostics.Stopwatch.GetTimestamp());
+
+        leases.Recall(Tenant);
+
+        Assert.Null(leases.TryTake(Tenant, Key, Version, 1m, 10, "EUR", false));
+        Assert.NotNull(leases.TryTake("t-2", Key, Version, 1m, 10, "EUR", false));
+        Assert.Empty(returned);
+    }
+
+    [Fact]
     public async Task Stopping_GivesEveryLeaseBack()
     {
         var (leases, returned) = Leases();
