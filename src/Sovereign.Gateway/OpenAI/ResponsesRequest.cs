@@ -400,7 +400,7 @@ internal static class ResponsesTranslation
     /// </summary>
     private static void AddFunctionCall(List<ChatTurn> turns, InputCalls calls, JsonElement item, string param)
     {
-        var call = new ChatToolCall(RequiredString(item, "call_id", param), RequiredString(item, "name", param), RequiredString(item, "arguments", param));
+        var call = new ChatToolCall(RequiredString(item, "call_id", param), ChatTools.RequireHistoryName(RequiredString(item, "name", param), $"{param}.name"), RequiredString(item, "arguments", param));
         if (!calls.Made.Add(call.Id))
         {
             throw OpenAIException.BadRequest($"{param}.call_id '{RequestReader.Shorten(call.Id ?? "")}' is used by an earlier function_call item.", $"{param}.call_id", "invalid_value");

@@ -453,6 +453,25 @@ internal sealed partial class ChatTools
         return (cut.Content, ParallelToolCalls ? calls : calls.Take(1).ToList());
     }
 
+    /// <summary>
+    /// A function name of an earlier call in the history (chat's <c>tool_calls[].function.name</c>, a Responses
+    /// <c>function_call</c> item's <c>name</c>), held to OpenAI's pattern, as the names of <c>tools</c> are. It was
+    /// taken as written and went into the prompt: any text, a newline or a template's own markup included.
+    /// </summary>
+    /// <exception cref="OpenAIException">A 400 naming <paramref name="param"/>.</exception>
+    public static string RequireHistoryName(string name, string param)
+    {
+        if (name.Length > 64)
+        {
+            throw OpenAIException.BadRequest(
+                $"Invalid '{param}': string too long. Expected a string with maximum length 64, but got a string with length {name.Length} instead.", param, "string_above_max_length");
+        }
+
+        return FunctionName().IsMatch(name) ? name
+            : throw OpenAIException.BadRequest(
+                $"Invalid '{param}': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]{{1,64}}$'.", param, "invalid_value");
+    }
+
     /// <summary>Whether the request offered a function of this name.</summary>
     public bool Offers(string name) => Functions.Any(f => f.Name == name);
 
@@ -516,7 +535,8 @@ internal sealed partial class ChatTools
                 throw OpenAIException.BadRequest($"Missing required parameter: '{here}.function'.", $"{here}.function", "missing_required_parameter");
             }
 
-            calls.Add(new ChatToolCall(id, RequiredString(function, "name", $"{here}.function"), RequiredString(function, "arguments", $"{here}.function")));
+            var name = RequireHistoryName(RequiredString(function, "name", $"{here}.function"), $"{here}.function.name");
+            calls.Add(new ChatToolCall(id, name, RequiredString(function, "arguments", $"{here}.function")));
         }
 
         return calls;
