@@ -305,11 +305,14 @@ public sealed class BadInputTests(ServerFixture server)
     public async Task OversizedBody_Is413()
     {
         var big = new string('a', (int)ServerFixture.BodyLimit + 10);
-        var (status, body, _) = await server.PostJsonAsync("/v1/chat/completions",
+        var (status, body, response) = await server.PostJsonAsync("/v1/chat/completions",
             $$"""{"model":"stories","messages":[{"role":"user","content":"{{big}}"}]}""");
 
         Assert.Equal(413, status);
         Assert.Equal("request_too_large", body.GetProperty("error").GetProperty("code").GetString());
+        // Kestrel's refusal, answered in the pipeline: OpenAI's headers as on every /v1 answer.
+        Assert.Equal("2020-10-01", response.Headers.GetValues("openai-version").Single());
+        Assert.True(long.TryParse(response.Headers.GetValues("openai-processing-ms").Single(), out _));
     }
 
     [Fact]

@@ -101,6 +101,15 @@ internal static class KestrelRejections
             text.Append(header).Append("\r\n");
         }
 
+        // OpenAI's headers, as on every answer of the application (SovereignGateway.UseEvidenceHeaders): a client that
+        // reads them (.NET's GetValues("Openai-Processing-Ms") throws without it) read none here. Refused as the request
+        // was read, before the gateway handled any of it: 0 ms of processing.
+        if (!headers.Any(h => h.StartsWith(SovereignGateway.OpenAIVersionHeader + ":", StringComparison.OrdinalIgnoreCase)))
+        {
+            text.Append(SovereignGateway.OpenAIVersionHeader).Append(": ").Append(SovereignGateway.OpenAIVersion).Append("\r\n");
+            text.Append(SovereignGateway.ProcessingMsHeader).Append(": 0\r\n");
+        }
+
         text.Append("Content-Type: application/json\r\nContent-Length: ").Append(body.Length).Append("\r\n\r\n");
         return [.. Encoding.ASCII.GetBytes(text.ToString()), .. body];
     }

@@ -64,6 +64,10 @@ public sealed class WireCompatibilityTests(ServerFixture server)
         var error = JsonDocument.Parse(response.Body).RootElement.GetProperty("error");
         Assert.Equal(code, error.GetProperty("code").GetString());
         Assert.False(string.IsNullOrEmpty(error.GetProperty("message").GetString()));
+
+        // OpenAI's headers, as on every answer of the application: they were missing here.
+        Assert.Equal("2020-10-01", response.Headers["openai-version"]);
+        Assert.Equal("0", response.Headers["openai-processing-ms"]);
     }
 
     [Fact]
