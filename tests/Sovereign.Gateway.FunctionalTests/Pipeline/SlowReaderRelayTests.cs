@@ -61,9 +61,57 @@ public sealed class SlowReaderRelayTests(ExternalEnginesFixture fixture) : IClas
         Assert.Equal(((decimal)Events, 0m), (budget.GetProperty("settled").GetDecimal(), budget.GetProperty("reserved").GetDecimal()));
     }
 
-    private async Task<HttpClient> TenantAsync(string id)
+    /// <summary>
+    /// The same for a relayed embeddings answer: the relay reads it whole before writing it, but held the route's slot
+    /// until the client had taken it. It now gives the slot back once the engine has answered (the answer within the
+    /// relay's read-ahead and the shared budget), so another tenant is served while the slow client has not read.
+    /// </summary>
+    [Fact]
+    public async Task Embeddings_AClientThatDoesNotRead_DoesNotHoldTheEnginesSlot_AndGetsItsWholeAnswerBilledExactly()
     {
-        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id, plan = "slow", policy = new { allowed_jurisdictions = new[] { "TH" }, allow_external_providers = true } }, 201);
+        // About 7.3 MB of base64 in one vector: more than the socket buffers between the gateway and a client that does
+        // not read, less than the 8 MiB the relay may hold ahead of it.
+        var vector = Convert.ToBase64String(new byte[5_500_000]);
+        await using var engine = await FakeUpstreamEngine.StartAsync(_ => Task.CompletedTask, async context =>
+        {
+            var body = await JsonDocument.ParseAsync(context.Request.Body);
+            var embedding = body.RootElement.GetProperty("input").GetString() == "long" ? vector : Convert.ToBase64String(new byte[16]);
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(
+                $$$"""{"object":"list","model":"upstream","data":[{"object":"embedding","index":0,"embedding":"{{{embedding}}}"}],"usage":{"prompt_tokens":3,"total_tokens":3}}""");
+        });
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/nodes",
+            new { id = "one-embedder", jurisdiction = "TH", base_url = engine.Url, models = new[] { new { id = "one-embedder", upstream = "upstream", capacity = 1, kind = "embedding" } } }, 201);
+        await fixture.SendAsync(HttpMethod.Put, "/admin/v1/plans/slow-embed", new { currency = "EUR" }, 200);
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/plans/slow-embed/prices", new { model = "one-embedder", input_per_million = 1_000_000m, output_per_million = 0m }, 201);
+        using var trickle = await TenantAsync("trickle-embed", "slow-embed");
+        using var polite = await TenantAsync("polite-embed", "slow-embed");
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/embeddings")
+        {
+            Content = new StringContent("""{"model":"one-embedder","input":"long","encoding_format":"base64"}""", Encoding.UTF8, "application/json"),
+        };
+        using var slow = await trickle.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(200, (int)slow.StatusCode);
+
+        // One slot: the polite request is served while the slow client has read nothing of its answer.
+        using var answer = await polite.PostAsync("/v1/embeddings", new StringContent(
+            """{"model":"one-embedder","input":"short","encoding_format":"base64"}""", Encoding.UTF8, "application/json"))
+            .WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(answer.StatusCode == System.Net.HttpStatusCode.OK, await answer.Content.ReadAsStringAsync());
+
+        // The slow client then reads its whole answer, billed the engine's count.
+        var whole = JsonDocument.Parse(await slow.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(vector, whole.GetProperty("data")[0].GetProperty("embedding").GetString());
+        Assert.Equal(3, whole.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(slow.Headers.GetValues("x-sovereign-audit-id").Single());
+        Assert.NotNull(record);
+        Assert.Equal((UsageOutcome.Completed, 3, 3m), (record.Outcome, record.PromptTokens, record.Cost));
+    }
+
+    private async Task<HttpClient> TenantAsync(string id, string plan = "slow")
+    {
+        await fixture.SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id, plan, policy = new { allowed_jurisdictions = new[] { "TH" }, allow_external_providers = true } }, 201);
         await fixture.SendAsync(HttpMethod.Put, $"/admin/v1/tenants/{id}/limits", new { budgets = new[] { new { period = "day", amount = 1_000_000m } } }, 200);
         var key = (await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/tenants/{id}/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
         return fixture.TenantClient(key);

@@ -20,6 +20,7 @@ internal sealed class UpstreamEmbeddings(UpstreamProxy proxy, GovernedRequest re
     internal const int SpecialTokensPerInput = 2;
 
     private int _tokens;
+    private int _slotGiven;
 
     // What the answer reported, for the timing (an embeddings answer has no stream to deliver).
     private readonly RelayProgress _answered = new();
@@ -103,10 +104,48 @@ internal sealed class UpstreamEmbeddings(UpstreamProxy proxy, GovernedRequest re
         answer["usage"] = new JsonObject { ["prompt_tokens"] = tokens, ["total_tokens"] = tokens };
         _tokens = tokens;
         _answered.Reported = new UpstreamUsage(tokens, 0, 0);
-        await request.CompleteAsync();
-        context.Response.StatusCode = StatusCodes.Status200OK;
-        context.Response.ContentType = "application/json";
-        await context.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(answer, OpenAIJson.Options), context.RequestAborted);
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(answer, OpenAIJson.Options);
+        var held = HoldForClient(bytes.Length);
+        try
+        {
+            await request.CompleteAsync();
+            context.Response.StatusCode = StatusCodes.Status200OK;
+            context.Response.ContentType = "application/json";
+            await context.Response.Body.WriteAsync(bytes, context.RequestAborted);
+        }
+        finally
+        {
+            proxy.ReadAheadBudget.Return(held);
+        }
+    }
+
+    /// <summary>
+    /// The engine has answered, whole: its slot and in-flight count are given back now, before the client is written
+    /// to, when the answer fits the relay's read-ahead (<c>Sovereign:Limits:RelayReadAheadBytes</c>) and the bytes all
+    /// relays hold ahead of their clients (<see cref="ReadAheadBudget"/>) as a streamed relay's are. They were held
+    /// until the client had read the answer: a client reading slowly, or not at all, kept the engine's place while it
+    /// sat idle and another tenant waited behind it. Refused (too large, or the budget spent), the slot is held while
+    /// the client reads, as before. Returns the bytes taken from the budget, to give back once written.
+    /// </summary>
+    private int HoldForClient(int bytes)
+    {
+        if (proxy.ReadAheadBytes <= 0 || bytes > proxy.ReadAheadBytes || !proxy.ReadAheadBudget.TryTake(bytes))
+        {
+            return 0;
+        }
+
+        GiveBackSlot();
+        return bytes;
+    }
+
+    /// <summary>Gives the route's slot and the node's in-flight count back, once (here or at the request's end).</summary>
+    private void GiveBackSlot()
+    {
+        if (Interlocked.Exchange(ref _slotGiven, 1) == 0)
+        {
+            inFlight.Dispose();
+            slot.Dispose();
+        }
     }
 
     /// <summary>
@@ -192,8 +231,7 @@ internal sealed class UpstreamEmbeddings(UpstreamProxy proxy, GovernedRequest re
     {
         compute.Dispose();
         response.Dispose();
-        inFlight.Dispose();
-        slot.Dispose();
+        GiveBackSlot();
         return ValueTask.CompletedTask;
     }
 }
