@@ -31,7 +31,7 @@ public sealed class DatabaseCopyMismatchException(string message) : InvalidOpera
 public static class DatabaseCopy
 {
     // Runtime bookkeeping of the servers that hold the database, never state to carry over.
-    private static readonly HashSet<string> NotCopied = new(StringComparer.Ordinal) { "schema_migrations", "sovereign_servers" };
+    private static readonly HashSet<string> NotCopied = new(StringComparer.Ordinal) { "schema_migrations", "sovereign_servers", "sovereign_database_identity" };
 
     /// <summary>
     /// Copies <paramref name="source"/> into <paramref name="target"/> after applying <paramref name="migrations"/> to

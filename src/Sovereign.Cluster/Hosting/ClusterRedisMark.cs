@@ -39,6 +39,38 @@ public static class ClusterRedisMark
     }
 
     /// <summary>
+    /// Records <paramref name="identity"/> (the identity of this member's database, <c>DatabaseIdentity</c>) as the
+    /// cluster's database in its Redis (<c>{ClusterId}/sovereign-database-identity</c>) unless one is recorded already
+    /// (SET NX), and returns the one recorded: a member whose database is another than the one its cluster recorded is
+    /// on another database than the other members (a restore beside the original, a member left pointing at the old
+    /// one, a fresh database by mistake), and must not start. <paramref name="replace"/>: the operator rebinds the
+    /// cluster to this database (SET).
+    /// </summary>
+    /// <returns>The identity the cluster's Redis records, and the Redis endpoints to name in messages (never its password).</returns>
+    /// <exception cref="InvalidOperationException">Redis cannot be reached or refuses this member's password; the message names the setting.</exception>
+    public static async Task<(string Recorded, string Redis)> BindDatabaseAsync(SovereignClusterOptions options, string identity, bool replace)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentException.ThrowIfNullOrWhiteSpace(identity);
+        var configuration = ConfigurationOptions.Parse(options.Redis ?? throw new ArgumentException("A cluster's database identity needs Sovereign:Cluster:Redis.", nameof(options)));
+        var endpoints = string.Join(", ", configuration.EndPoints.Select(Describe));
+        try
+        {
+            await using var redis = await ConnectionMultiplexer.ConnectAsync(configuration);
+            var database = redis.GetDatabase();
+            var key = new RedisKey($"{options.ClusterId}/sovereign-database-identity");
+            await database.StringSetAsync(key, identity, when: replace ? When.Always : When.NotExists);
+            var recorded = (string?)await database.StringGetAsync(key);
+            return (recorded ?? throw new InvalidOperationException($"The cluster's database identity in Redis ({endpoints}) vanished as it was read; start again."), endpoints);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            throw new InvalidOperationException(
+                RefusedCredentials(ex, endpoints) ?? $"Redis ({endpoints}, Sovereign:Cluster:Redis) could not be reached to learn which database this cluster uses: {ex.Message}", ex);
+        }
+    }
+
+    /// <summary>
     /// Before the silo connects to the cluster's Redis with this member's credentials: throws when Redis refuses them,
     /// with the line <see cref="GetOrCreateAsync"/> says for a gateway. A <c>--role node</c>, which reads no mark,
     /// printed Orleans' own RedisConnectionException and stack instead. A Redis that cannot be reached is left to the

@@ -286,7 +286,11 @@ internal static partial class ControlPlaneServices
                 OpenSynchronously(async () =>
                 {
                     // Taken before the migrations, as on SQLite: only this server's cluster may upgrade the schema.
-                    await serverLock.TakePostgreSqlAsync(shared, cluster);
+                    if (await serverLock.TakePostgreSqlAsync(shared, cluster, configured.Rebind) is { } rebound)
+                    {
+                        DatabaseRebound(logger, shared.Location, rebound.Id, rebound.LivesAt);
+                    }
+
                     await RefuseNewerAsync(shared, shared.Location, string.IsNullOrWhiteSpace(cluster.Redis) ? null : logger);
                     await Migrate(shared);
                     return shared;
@@ -420,4 +424,8 @@ internal static partial class ControlPlaneServices
 
     [LoggerMessage(EventId = 3007, EventName = "AdminTokenFile", Level = LogLevel.Information, Message = "Admin API (/admin/v1) token: {Path} (the sovereign CLI on this machine reads it)")]
     private static partial void LogAdminTokenFile(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 4156, EventName = "DatabaseRebound", Level = LogLevel.Warning,
+        Message = "Sovereign:Database:Rebind: {Location} is the installation's database from now on, under the new identity {Identity} (PostgreSQL system/database oid {LivesAt}), recorded in the cluster's Redis too in a cluster; servers still on the database it was copied from are refused at their next start. Remove the setting")]
+    private static partial void DatabaseRebound(ILogger logger, string location, string identity, string livesAt);
 }

@@ -81,15 +81,23 @@ internal sealed class ServerDatabaseLock(TimeProvider? time = null) : IAsyncDisp
 
     /// <summary>
     /// Takes the PostgreSQL database for this process's cluster (without Redis, for this process alone), or throws
-    /// <see cref="DatabaseClaimedException"/> naming the server or cluster that holds it.
+    /// <see cref="DatabaseClaimedException"/> naming the server or cluster that holds it; then checks that it is the
+    /// installation's database and, in a cluster, the cluster's (<see cref="CheckIdentityAsync"/>).
     /// </summary>
-    public async Task TakePostgreSqlAsync(SqlDatabase database, Cluster.Hosting.SovereignClusterOptions cluster)
+    /// <param name="database">The database.</param>
+    /// <param name="cluster">This server's cluster settings.</param>
+    /// <param name="rebind">
+    /// <c>Sovereign:Database:Rebind</c>: the identity a refusal named, given by the operator to make this database the
+    /// installation's (and the cluster's) after a deliberate restore. Ignored when it names another identity.
+    /// </param>
+    /// <returns>The new identity when this start rebound the database, else null.</returns>
+    public async Task<DatabaseIdentity?> TakePostgreSqlAsync(SqlDatabase database, Cluster.Hosting.SovereignClusterOptions cluster, string? rebind = null)
     {
         if (cluster.Role == Cluster.Hosting.ServerRole.Node)
         {
             // A node is always a cluster member (it needs Redis), and may hold a role that only appends to the audit
             // tables (Sovereign:Cluster:NodeDatabaseConnectionString): the gateways, which keep the money, claim.
-            return;
+            return null;
         }
 
         var host = System.Net.Dns.GetHostName();
@@ -97,15 +105,75 @@ internal sealed class ServerDatabaseLock(TimeProvider? time = null) : IAsyncDisp
         if (!cluster.IsDistributed)
         {
             _held = _claim = await SharedDatabaseClaim.TakeAsync(database, $"server:{host}:{process}:{Guid.NewGuid():N}", $"a sovereign server without a cluster (host {host}, process {process})");
-            return;
+        }
+        else
+        {
+            // The cluster is its Redis as much as its id: two clusters of one ClusterId on two Redis servers claimed the
+            // database under one name and both ran. The mark in Redis tells them apart; members of an earlier version
+            // claimed "cluster:<ClusterId>" and stay admitted (a rolling upgrade).
+            var (mark, redis) = await Cluster.Hosting.ClusterRedisMark.GetOrCreateAsync(cluster);
+            _held = _claim = await SharedDatabaseClaim.TakeAsync(database, $"cluster:{cluster.ClusterId}:{mark}",
+                $"the cluster '{cluster.ClusterId}' on Redis {redis} (a member on host {host}, process {process})", ["cluster:" + cluster.ClusterId]);
         }
 
-        // The cluster is its Redis as much as its id: two clusters of one ClusterId on two Redis servers claimed the
-        // database under one name and both ran. The mark in Redis tells them apart; members of an earlier version
-        // claimed "cluster:<ClusterId>" and stay admitted (a rolling upgrade).
-        var (mark, redis) = await Cluster.Hosting.ClusterRedisMark.GetOrCreateAsync(cluster);
-        _held = _claim = await SharedDatabaseClaim.TakeAsync(database, $"cluster:{cluster.ClusterId}:{mark}",
-            $"the cluster '{cluster.ClusterId}' on Redis {redis} (a member on host {host}, process {process})", ["cluster:" + cluster.ClusterId]);
+        try
+        {
+            return await CheckIdentityAsync(database, cluster, rebind);
+        }
+        catch
+        {
+            await _claim.DisposeAsync();
+            _held = _claim = null;
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The claim tells apart servers on one database; it cannot tell one database from its copy. A dump restored into
+    /// another database (or beside the original, on another server) and started while the original still served was a
+    /// second installation of the same tenants (explorer32, session 50: a key revoked after the dump answered 200 there,
+    /// a budget spent twice); and a restored database could be joined by members of the old cluster, each tenant's
+    /// grains keeping its money from whichever database the member that activated them used. The database records its
+    /// identity and where it lives (<see cref="DatabaseIdentity"/>): a copy is refused, and in a cluster the identity is
+    /// recorded in Redis by the first member, so a member on another database than the cluster's is refused too. Both
+    /// refusals name the identity and <c>Sovereign__Database__Rebind</c>, the operator's way out after a deliberate
+    /// restore: a new identity for this database, recorded in Redis in place of the old one (fail closed: members still
+    /// on the old database are refused at their next start).
+    /// </summary>
+    private static async Task<DatabaseIdentity?> CheckIdentityAsync(SqlDatabase database, Cluster.Hosting.SovereignClusterOptions cluster, string? rebind)
+    {
+        var identity = await DatabaseIdentity.ReadOrCreateAsync(database);
+        var rebinding = !string.IsNullOrWhiteSpace(rebind) && string.Equals(rebind.Trim(), identity.Id, StringComparison.Ordinal);
+        if (rebinding)
+        {
+            identity = await DatabaseIdentity.RebindAsync(database, identity.Id);
+        }
+        else if (identity.IsCopy)
+        {
+            throw new DatabaseIdentityException(
+                $"{database.Location} is a copy of another database: its identity {identity.Id} was recorded on {identity.Created:yyyy-MM-dd HH:mm:ss} UTC " +
+                $"where that database lived (PostgreSQL system/database oid {identity.RecordedAt}), and this one lives elsewhere ({identity.LivesAt}): " +
+                "restored from a dump, or copied. Started while the original still serves, the two would each keep the tenants' budgets, keys and prices " +
+                "(a budget spent twice, a key revoked at one still accepted at the other). If this is a deliberate restore and every server on the original " +
+                $"database is stopped for good, start one gateway once with Sovereign__Database__Rebind={identity.Id} (Sovereign:Database:Rebind): it records " +
+                "this database as the installation's (and, in a cluster, the cluster's in Redis). Nothing was changed.");
+        }
+
+        if (cluster.IsDistributed)
+        {
+            var (recorded, redis) = await Cluster.Hosting.ClusterRedisMark.BindDatabaseAsync(cluster, identity.Id, replace: rebinding);
+            if (!string.Equals(recorded, identity.Id, StringComparison.Ordinal))
+            {
+                throw new DatabaseIdentityException(
+                    $"the cluster '{cluster.ClusterId}' (Redis {redis}) uses the database whose identity is {recorded}, and this member's database " +
+                    $"{database.Location} is {identity.Id}: another database than the other members'. A member on another database keeps budgets, keys and " +
+                    "prices apart from them (a budget spent twice, a key revoked at one still accepted at the other). Correct Sovereign:Database:ConnectionString " +
+                    "to the cluster's database; or, if this database is to be the cluster's from now on (a deliberate restore, with every member on the old " +
+                    $"database stopped), start one gateway once with Sovereign__Database__Rebind={identity.Id} (Sovereign:Database:Rebind). Nothing was changed.");
+            }
+        }
+
+        return rebinding ? identity : null;
     }
 
     /// <summary>

@@ -232,6 +232,13 @@ public sealed class DatabaseOptions
     /// start's delay matters, and check it yourself (<c>sovereign database backup</c> checks its copy).
     /// </summary>
     public bool CheckAtStart { get; set; } = true;
+
+    /// <summary>
+    /// For PostgreSql: the identity a refused start named (a copy of the installation's database, or another database
+    /// than its cluster's), given once after a deliberate restore to make this database the installation's and the
+    /// cluster's. The start records a new identity, so a value left set does nothing at later starts.
+    /// </summary>
+    public string? Rebind { get; set; }
 }
 
 /// <summary>A language-routed model alias.</summary>

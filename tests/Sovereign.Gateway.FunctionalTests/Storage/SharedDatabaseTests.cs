@@ -177,14 +177,145 @@ public sealed class SharedDatabaseTests(PostgreSqlFixture postgres) : IClassFixt
         Assert.Contains($"is in use by the cluster 'prod' on Redis 127.0.0.1:{redisA.Port}", refused.Message, StringComparison.Ordinal);
         Assert.Contains("Sovereign:Cluster:Redis", refused.Message, StringComparison.Ordinal);
 
-        // A rolling upgrade: a member of an earlier version of cluster A still runs.
+        // A rolling upgrade: a member of an earlier version of cluster A still runs. (On a Redis of its own: the cluster
+        // on redisA recorded the first database as its one, and refuses a member on another.)
         var upgrading = SqlDatabase.PostgreSql(await OwnDatabaseAsync());
         await using var earlier = await SharedDatabaseClaim.TakeAsync(upgrading, "cluster:prod", "the cluster 'prod' (an earlier version)");
         await using var upgraded = new ServerDatabaseLock();
-        await upgraded.TakePostgreSqlAsync(upgrading, Cluster(redisA.Port));
+        await upgraded.TakePostgreSqlAsync(upgrading, Cluster(redisB.Port));
 
         static Sovereign.Cluster.Hosting.SovereignClusterOptions Cluster(int redisPort) =>
             new() { Redis = $"127.0.0.1:{redisPort}", ClusterId = "prod", Role = Sovereign.Cluster.Hosting.ServerRole.Gateway };
+    }
+
+    /// <summary>
+    /// A dump restored into another database and started while the original still served was a second installation of
+    /// the same tenants (explorer32, session 50: a key revoked after the dump answered 200 there, a budget spent twice):
+    /// the claim tells servers on one database apart, not a database from its copy. The database now records its
+    /// identity and where it lives; a copy (here <c>CREATE DATABASE ... TEMPLATE</c>, as a restore into a new database
+    /// is) is refused, naming the identity and Sovereign__Database__Rebind, with nothing changed; given that once, the
+    /// copy gets an identity of its own, and a value left set does nothing at the next start. The original is untouched.
+    /// </summary>
+    [Fact]
+    public async Task ACopyOfTheDatabase_IsRefusedNamingTheRebindSetting_UntilTheOperatorRebindsIt()
+    {
+        var original = await OwnDatabaseAsync();
+        await using (var first = new ServerDatabaseLock())
+        {
+            Assert.Null(await first.TakePostgreSqlAsync(SqlDatabase.PostgreSql(original), new Sovereign.Cluster.Hosting.SovereignClusterOptions()));
+        }
+
+        var id = await Sql(original, "SELECT id FROM sovereign_database_identity");
+        var copy = await CopyOfAsync(original);
+
+        await using (var restored = new ServerDatabaseLock())
+        {
+            var refused = await Assert.ThrowsAsync<DatabaseIdentityException>(() => restored.TakePostgreSqlAsync(SqlDatabase.PostgreSql(copy), new Sovereign.Cluster.Hosting.SovereignClusterOptions()));
+            Assert.Contains("is a copy of another database", refused.Message, StringComparison.Ordinal);
+            Assert.Contains($"Sovereign__Database__Rebind={id}", refused.Message, StringComparison.Ordinal);
+            Assert.StartsWith("PostgreSQL at 127.0.0.1:", refused.Message, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(id, await Sql(copy, "SELECT id FROM sovereign_database_identity"));
+        Assert.False(await ServerDatabaseLock.AnyServerHoldsAsync(SqlDatabase.PostgreSql(copy), CancellationToken.None)); // the refused start let its claim go
+
+        // Another identity named (a setting left from an earlier restore) is no way out.
+        await using (var wrong = new ServerDatabaseLock())
+        {
+            await Assert.ThrowsAsync<DatabaseIdentityException>(() => wrong.TakePostgreSqlAsync(SqlDatabase.PostgreSql(copy), new Sovereign.Cluster.Hosting.SovereignClusterOptions(), rebind: Guid.NewGuid().ToString("N")));
+        }
+
+        string newId;
+        await using (var rebinding = new ServerDatabaseLock())
+        {
+            var rebound = await rebinding.TakePostgreSqlAsync(SqlDatabase.PostgreSql(copy), new Sovereign.Cluster.Hosting.SovereignClusterOptions(), rebind: id);
+            Assert.NotNull(rebound);
+            Assert.NotEqual(id, rebound.Id);
+            newId = rebound.Id;
+        }
+
+        await using (var again = new ServerDatabaseLock())
+        {
+            Assert.Null(await again.TakePostgreSqlAsync(SqlDatabase.PostgreSql(copy), new Sovereign.Cluster.Hosting.SovereignClusterOptions(), rebind: id));
+        }
+
+        Assert.Equal(newId, await Sql(copy, "SELECT id FROM sovereign_database_identity"));
+        await using (var originalAgain = new ServerDatabaseLock())
+        {
+            Assert.Null(await originalAgain.TakePostgreSqlAsync(SqlDatabase.PostgreSql(original), new Sovereign.Cluster.Hosting.SovereignClusterOptions()));
+        }
+
+        Assert.Equal(id, await Sql(original, "SELECT id FROM sovereign_database_identity"));
+    }
+
+    /// <summary>
+    /// A cluster's members must all use one database: a member on another one (a fresh database by mistake, a member left
+    /// pointing at the old database after a restore) started and joined the cluster, each tenant's grains keeping its
+    /// money and keys in whichever database the member that activated them used. The first member records its database's
+    /// identity in the cluster's Redis; a member on another is refused naming both and the way out; rebound there, the
+    /// cluster's Redis records the new one, and a member on the old database is refused in turn.
+    /// </summary>
+    [Fact]
+    public async Task AMemberOnAnotherDatabaseThanItsClusters_IsRefused_AndARebindMovesTheCluster()
+    {
+        using var redis = ThrowawayRedis.Start(NewDirectory());
+        var cluster = new Sovereign.Cluster.Hosting.SovereignClusterOptions { Redis = $"127.0.0.1:{redis.Port}", ClusterId = "prod", Role = Sovereign.Cluster.Hosting.ServerRole.Gateway };
+        var first = await OwnDatabaseAsync();
+        await using (var member = new ServerDatabaseLock())
+        {
+            Assert.Null(await member.TakePostgreSqlAsync(SqlDatabase.PostgreSql(first), cluster));
+        }
+
+        var firstId = await Sql(first, "SELECT id FROM sovereign_database_identity");
+        var other = await OwnDatabaseAsync();
+        string otherId;
+        await using (var stray = new ServerDatabaseLock())
+        {
+            var refused = await Assert.ThrowsAsync<DatabaseIdentityException>(() => stray.TakePostgreSqlAsync(SqlDatabase.PostgreSql(other), cluster));
+            otherId = await Sql(other, "SELECT id FROM sovereign_database_identity");
+            Assert.Contains($"the cluster 'prod' (Redis 127.0.0.1:{redis.Port}) uses the database whose identity is {firstId}", refused.Message, StringComparison.Ordinal);
+            Assert.Contains($"Sovereign__Database__Rebind={otherId}", refused.Message, StringComparison.Ordinal);
+        }
+
+        await using (var rebinding = new ServerDatabaseLock())
+        {
+            Assert.NotNull(await rebinding.TakePostgreSqlAsync(SqlDatabase.PostgreSql(other), cluster, rebind: otherId));
+        }
+
+        await using (var anotherMember = new ServerDatabaseLock())
+        {
+            Assert.Null(await anotherMember.TakePostgreSqlAsync(SqlDatabase.PostgreSql(other), cluster));
+        }
+
+        await using (var left = new ServerDatabaseLock())
+        {
+            var refused = await Assert.ThrowsAsync<DatabaseIdentityException>(() => left.TakePostgreSqlAsync(SqlDatabase.PostgreSql(first), cluster));
+            Assert.Contains($"{SqlDatabase.PostgreSql(first).Location} is {firstId}", refused.Message, StringComparison.Ordinal);
+        }
+    }
+
+    /// <summary>A copy of <paramref name="connectionString"/>'s database in a new one (a new oid), as a restore makes.</summary>
+    private async Task<string> CopyOfAsync(string connectionString)
+    {
+        var source = new Npgsql.NpgsqlConnectionStringBuilder(connectionString).Database;
+        var name = "copy_" + Guid.NewGuid().ToString("N")[..8];
+        Npgsql.NpgsqlConnection.ClearAllPools();
+        await using (var admin = new Npgsql.NpgsqlConnection(postgres.ConnectionString))
+        {
+            await admin.OpenAsync();
+
+            // A template must have no sessions: the pools' idle ones are ended (CREATE DATABASE waits for them to exit).
+            await using (var end = new Npgsql.NpgsqlCommand("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = @name", admin))
+            {
+                end.Parameters.AddWithValue("name", source!);
+                await end.ExecuteNonQueryAsync();
+            }
+
+            await using var create = new Npgsql.NpgsqlCommand($"CREATE DATABASE {name} TEMPLATE {source}", admin);
+            await create.ExecuteNonQueryAsync();
+        }
+
+        return new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Database = name }.ConnectionString;
     }
 
     private string NewDirectory()
