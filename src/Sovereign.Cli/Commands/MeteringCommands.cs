@@ -525,44 +525,62 @@ internal static class MeteringCommands
     {
         var connection = new AdminConnection();
         var tenant = new Argument<string>("tenant") { Description = "Tenant id." };
-        var budget = new Option<string[]>("--budget") { Description = "PERIOD=AMOUNT[@KEY_ID], period day, month or total; repeatable; replaces the tenant's budgets ('none' clears them)." };
-        var rpm = new Option<long?>("--requests-per-minute") { Description = "Tenant-wide requests per minute (0: no limit)." };
-        var tpm = new Option<long?>("--tokens-per-minute") { Description = "Tenant-wide tokens per minute (0: no limit)." };
+        var budget = new Option<string[]>("--budget") { Description = "PERIOD=AMOUNT[@KEY_ID], period day, month or total; repeatable; replaces the budgets of the tenant itself or of the key it names, keeping the others ('none@KEY_ID' clears that key's, 'none' alone clears them all)." };
+        var rpm = new Option<long?>("--requests-per-minute") { Description = "Requests per minute, tenant-wide or of the --key (0: no limit)." };
+        var tpm = new Option<long?>("--tokens-per-minute") { Description = "Tokens per minute, tenant-wide or of the --key (0: no limit)." };
+        var key = new Option<string?>("--key") { Description = "Set --requests-per-minute and --tokens-per-minute of this key (key_…, as 'keys list' shows it) instead of the tenant's." };
         // A negative rate went to the server, whose 400 named 'rate_limits[0]', not the flag, with exit 1.
         NotNegative(rpm, "requests");
         NotNegative(tpm, "tokens");
-        var command = new Command("limits", "Set a tenant's budgets or tenant-wide rate limits, keeping what is not named; without options, show them.") { tenant, budget, rpm, tpm };
+        var command = new Command("limits", "Set a tenant's budgets or rate limits (tenant-wide or a key's), keeping what is not named; without options, show them.") { tenant, budget, rpm, tpm, key };
         connection.AddTo(command);
         command.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
             var path = $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(tenant))}/limits";
             var budgets = result.GetValue(budget) ?? [];
             JsonElement json;
+            var rateKey = result.GetValue(key);
+            if (rateKey is not null && result.GetValue(rpm) is null && result.GetValue(tpm) is null)
+            {
+                throw new CliException("--key names the key whose --requests-per-minute or --tokens-per-minute to set; give one of them (a key's budget is --budget PERIOD=AMOUNT@KEY_ID).", ExitCodes.Usage);
+            }
+
             if (budgets.Length == 0 && result.GetValue(rpm) is null && result.GetValue(tpm) is null)
             {
                 json = await connection.SendAsync(result, HttpMethod.Get, path, null, ct);
             }
             else
             {
-                var parsed = budgets is ["none"] ? [] : budgets.Select(ParseBudget).ToArray();
+                var parsed = budgets is ["none"] ? null : budgets.Select(ParseBudget).ToArray();
 
                 // What is not named is kept. Every call replaced all limits: setting a rate limit removed the tenant's
                 // budgets (its spend was then uncapped), setting a budget its rate limits, and either every key's rate
-                // limit, which this command cannot set. The edit is written only if no other change came between the
-                // read and the write (else read and made again): two at once each kept only their own flag.
+                // limit. Budgets are replaced per scope, the tenant's own or one key's: '--budget total=10@key_b' used
+                // to replace every budget, so a migration setting one key's budget at a time (LiteLLM's max_budget per
+                // key) left only the last key capped, and removed the tenant's own budget too, without a word. The edit
+                // is written only if no other change came between the read and the write (else read and made again):
+                // two at once each kept only their own flag.
                 json = await connection.EditAsync(result, path, HttpMethod.Put, path, document =>
                 {
                     var current = document.GetProperty("limits");
-                    var rates = current.GetProperty("rate_limits").EnumerateArray().Where(r => TenantsCommand.Text(r, "key_id").Length > 0).Cast<object>().ToList();
-                    var tenantWide = current.GetProperty("rate_limits").EnumerateArray().FirstOrDefault(r => TenantsCommand.Text(r, "key_id").Length == 0);
-                    var requestsPerMinute = PerMinute(result.GetValue(rpm), tenantWide, "requests_per_minute");
-                    var tokensPerMinute = PerMinute(result.GetValue(tpm), tenantWide, "tokens_per_minute");
+                    var scope = rateKey ?? "";
+                    var rates = current.GetProperty("rate_limits").EnumerateArray().Where(r => TenantsCommand.Text(r, "key_id") != scope).Cast<object>().ToList();
+                    var inForce = current.GetProperty("rate_limits").EnumerateArray().FirstOrDefault(r => TenantsCommand.Text(r, "key_id") == scope);
+                    var requestsPerMinute = PerMinute(result.GetValue(rpm), inForce, "requests_per_minute");
+                    var tokensPerMinute = PerMinute(result.GetValue(tpm), inForce, "tokens_per_minute");
                     if (requestsPerMinute is not null || tokensPerMinute is not null)
                     {
-                        rates.Add(new { requests_per_minute = requestsPerMinute, tokens_per_minute = tokensPerMinute });
+                        rates.Add(new { key_id = rateKey, requests_per_minute = requestsPerMinute, tokens_per_minute = tokensPerMinute });
                     }
 
-                    return new { budgets = budgets.Length > 0 ? (object)parsed : current.GetProperty("budgets"), rate_limits = rates };
+                    object newBudgets = budgets.Length == 0 ? current.GetProperty("budgets")
+                        : parsed is null ? Array.Empty<object>()
+                        : current.GetProperty("budgets").EnumerateArray()
+                            .Where(b => !parsed.Any(p => p.KeyId == (TenantsCommand.Text(b, "key_id") is { Length: > 0 } id ? id : null)))
+                            .Cast<object>()
+                            .Concat(parsed.Where(p => p.Period is not null).Select(p => new { period = p.Period, amount = p.Amount, key_id = p.KeyId }))
+                            .ToList();
+                    return new { budgets = newBudgets, rate_limits = rates };
                 }, ct);
             }
 
@@ -611,7 +629,10 @@ internal static class MeteringCommands
 
     private static string Unlimited(JsonElement e, string name) => TenantsCommand.Text(e, name) is { Length: > 0 } value ? value : "unlimited";
 
-    private static object ParseBudget(string value)
+    /// <summary>One <c>--budget</c>: a budget of the tenant (<see cref="KeyId"/> null) or of a key; <see cref="Period"/> null clears that key's (<c>none@KEY_ID</c>).</summary>
+    private sealed record BudgetArgument(string? Period, decimal Amount, string? KeyId);
+
+    private static BudgetArgument ParseBudget(string value)
     {
         var at = value.Split('@', 2);
         if (at is [_, ""])
@@ -620,9 +641,16 @@ internal static class MeteringCommands
             throw new CliException($"--budget '{value}': the key id after '@' is empty; name one of the tenant's keys (keys list) or leave '@' out for the tenant's own budget.", ExitCodes.Usage);
         }
 
+        if (at[0] == "none")
+        {
+            return at.Length > 1
+                ? new BudgetArgument(null, 0, at[1])
+                : throw new CliException($"--budget none clears every budget and stands alone; 'none@KEY_ID' clears one key's.", ExitCodes.Usage);
+        }
+
         var parts = at[0].Split('=', 2);
         return parts.Length == 2 && parts[0].Length > 0 && TryParseAmount(parts[1], out var amount)
-            ? new { period = parts[0], amount, key_id = at.Length > 1 ? at[1] : null }
+            ? new BudgetArgument(parts[0], amount, at.Length > 1 ? at[1] : null)
             : throw new CliException($"--budget '{value}': expected PERIOD=AMOUNT[@KEY_ID] with a decimal point and no thousands separators, e.g. month=500 or day=1.5.", ExitCodes.Usage);
     }
 

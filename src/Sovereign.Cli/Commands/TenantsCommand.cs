@@ -25,13 +25,20 @@ internal static class TenantsCommand
         var tenant = new Argument<string>("tenant") { Description = "Tenant id." };
         var name = new Option<string?>("--name") { Description = "A label for the key." };
         var jurisdictions = new Option<string[]>("--jurisdiction") { Description = "Narrow the key to these jurisdictions (within the tenant's)." };
+        var models = new Option<string[]>("--model") { Description = "Narrow the key to these model ids (within the tenant's); repeatable." };
+        ModelIdRule.Refuse(models);
         var expiresIn = new Option<string?>("--expires-in") { Description = "The key stops working after this long: 90m, 12h, 30d (at most 10 years)." };
         var expiresAt = new Option<string?>("--expires-at") { Description = "The key stops working at this time: ISO 8601 (2027-01-01T00:00:00Z) or unix seconds (1798761600)." };
-        var create = new Command("create", "Issue a key; its secret is printed once.") { tenant, name, jurisdictions, expiresIn, expiresAt };
+        var create = new Command("create", "Issue a key; its secret is printed once.") { tenant, name, jurisdictions, models, expiresIn, expiresAt };
         connection.AddTo(create);
         create.SetAction((result, ct) => AdminConnection.RunAsync(async () =>
         {
-            var narrowing = result.GetValue(jurisdictions) is { Length: > 0 } list ? new { allowed_jurisdictions = list } : null;
+            // A key narrowed to some models (LiteLLM's key 'models') needed the API: the CLI could narrow jurisdictions only.
+            var allowedJurisdictions = result.GetValue(jurisdictions) is { Length: > 0 } list ? list : null;
+            var allowedModels = result.GetValue(models) is { Length: > 0 } modelList ? modelList : null;
+            var narrowing = allowedJurisdictions is not null || allowedModels is not null
+                ? new { allowed_jurisdictions = allowedJurisdictions, allowed_models = allowedModels }
+                : null;
             var expiresInSeconds = result.GetValue(expiresIn) is { } duration ? DurationSeconds(duration, "--expires-in") : (long?)null;
             var body = new { name = result.GetValue(name), policy = narrowing, expires_in = expiresInSeconds, expires_at = ExpiresAtValue(result.GetValue(expiresAt)) };
             var json = await connection.SendAsync(result, HttpMethod.Post, $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(tenant))}/keys", body, ct);
@@ -52,10 +59,11 @@ internal static class TenantsCommand
             var json = await listConnection.SendAsync(result, HttpMethod.Get, $"/admin/v1/tenants/{AdminConnection.Segment(result.GetValue(listTenant))}/keys", null, ct);
             if (!listConnection.PrintJson(result, json))
             {
-                var table = new Table().AddColumns("id", "prefix", "name", "created", "expires", "revoked");
+                var table = new Table().AddColumns("id", "prefix", "name", "models", "created", "expires", "revoked");
                 foreach (var key in json.GetProperty("data").EnumerateArray())
                 {
-                    table.AddRow(Text(key, "id"), Text(key, "prefix") + "…", Text(key, "name"), Time(key, "created_at"), Time(key, "expires_at"), Time(key, "revoked_at"));
+                    var models = key.TryGetProperty("policy", out var policy) && policy.ValueKind == JsonValueKind.Object ? List(policy, "allowed_models", "tenant's") : "tenant's";
+                    table.AddRow(Text(key, "id"), Text(key, "prefix") + "…", Text(key, "name"), TerminalText.Markup(models), Time(key, "created_at"), Time(key, "expires_at"), Time(key, "revoked_at"));
                 }
 
                 AnsiConsole.Write(table);
