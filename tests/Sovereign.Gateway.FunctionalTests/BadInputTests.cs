@@ -357,6 +357,27 @@ public sealed class BadInputTests(ServerFixture server)
         Assert.DoesNotContain((char)Convert.ToInt32(codePoint, 16), error.GetProperty("message").GetString()!);
     }
 
+    /// <summary>
+    /// LiteLLM's proxy answers its endpoints with and without /v1, and its documentation points SDKs at the root: a
+    /// client moved here as configured got "Unknown request URL: POST /chat/completions." and nothing more.
+    /// </summary>
+    [Theory]
+    [InlineData("/chat/completions")]
+    [InlineData("/embeddings")]
+    [InlineData("/models")]
+    public async Task OpenAIPath_WithoutV1_Is404SayingToAddV1(string path)
+    {
+        var (status, body, _) = await server.PostJsonAsync(path, """{"model":"x","messages":[]}""");
+
+        Assert.Equal(404, status);
+        var error = body.GetProperty("error");
+        Assert.Equal("unknown_url", error.GetProperty("code").GetString());
+        Assert.EndsWith($"The OpenAI API is served under /v1: end the client's base URL with /v1 (this endpoint is /v1{path}).", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        (_, body, _) = await server.PostJsonAsync("/chatty/completions", "{}");
+        Assert.Equal("Unknown request URL: POST /chatty/completions.", body.GetProperty("error").GetProperty("message").GetString());
+    }
+
     [Fact]
     public async Task UnknownPath_Is404InOpenAIFormat()
     {

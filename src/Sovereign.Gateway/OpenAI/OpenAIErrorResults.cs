@@ -260,7 +260,7 @@ internal static class OpenAIErrorResults
         var error = new OpenAIException(status,
             status switch
             {
-                StatusCodes.Status404NotFound => $"Unknown request URL: {context.Request.Method} {context.Request.Path}.",
+                StatusCodes.Status404NotFound => $"Unknown request URL: {context.Request.Method} {context.Request.Path}.{WithoutV1Hint(context.Request)}",
                 StatusCodes.Status405MethodNotAllowed => $"The method {context.Request.Method} is not allowed for {context.Request.Path}.",
                 _ => $"The request failed with HTTP status {status}.",
             },
@@ -274,6 +274,19 @@ internal static class OpenAIErrorResults
             });
         return AnswerAsync(context, error);
     }
+
+    /// <summary>The OpenAI endpoints this server answers under <c>/v1</c>, which clients of LiteLLM's proxy also sent without it.</summary>
+    private static readonly string[] OpenAIPathsWithoutV1 = ["/chat/completions", "/completions", "/embeddings", "/models", "/responses"];
+
+    /// <summary>
+    /// A hint for an OpenAI endpoint asked without <c>/v1</c> (<c>POST /chat/completions</c>): LiteLLM's proxy answers
+    /// both, and its documentation sets an SDK's base URL to the server's root, so a client moved here as configured
+    /// got a bare "Unknown request URL" with nothing saying what to change.
+    /// </summary>
+    internal static string WithoutV1Hint(HttpRequest request) =>
+        OpenAIPathsWithoutV1.Any(p => request.Path.Equals(p, StringComparison.OrdinalIgnoreCase) || request.Path.StartsWithSegments(p, StringComparison.OrdinalIgnoreCase))
+            ? $" The OpenAI API is served under /v1: end the client's base URL with /v1 (this endpoint is /v1{request.Path})."
+            : "";
 
     /// <summary>Answers with <paramref name="error"/>, logged like every error answer (refusal, shedding or fault).</summary>
     public static async Task AnswerAsync(HttpContext context, OpenAIException error)
