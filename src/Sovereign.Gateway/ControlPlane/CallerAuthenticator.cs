@@ -177,7 +177,7 @@ public sealed class CallerAuthenticator(
         if (!await AnonymousAllowedAsync(context.RequestAborted))
         {
             throw OpenAIException.Unauthorized(presented is null
-                ? "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
+                ? NoKeyMessage(context)
                 : "Incorrect API key provided.");
         }
 
@@ -187,13 +187,25 @@ public sealed class CallerAuthenticator(
             if (presented is null || !_staticKeyHashes.Any(k => CryptographicOperations.FixedTimeEquals(k, hash)))
             {
                 throw OpenAIException.Unauthorized(presented is null
-                    ? "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
+                    ? NoKeyMessage(context)
                     : "Incorrect API key provided.");
             }
         }
 
         return new Caller(Caller.AnonymousTenant, null, null, "default");
     }
+
+    /// <summary>Headers other gateways read a key from, which this server does not: named in the 401, so a client moved here sees why.</summary>
+    private static readonly string[] ForeignKeyHeaders = ["x-litellm-api-key", "x-api-key"];
+
+    /// <summary>
+    /// The 401 for a request without a key. A client of LiteLLM's proxy that sent its key as <c>x-litellm-api-key</c>
+    /// (or Anthropic-style <c>x-api-key</c>) was told it had provided none, with nothing naming the header it had used.
+    /// </summary>
+    private static string NoKeyMessage(HttpContext context) =>
+        ForeignKeyHeaders.FirstOrDefault(h => context.Request.Headers.ContainsKey(h)) is { } foreign
+            ? $"You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY' (or 'api-key: YOUR_KEY'); this server does not read the key from '{foreign}'."
+            : "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.";
 
     private async Task<Caller> TenantCallerAsync(string secret, bool provisional)
     {

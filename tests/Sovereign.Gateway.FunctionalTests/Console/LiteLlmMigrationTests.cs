@@ -108,4 +108,26 @@ public sealed class LiteLlmMigrationTests(ConsoleFixture fixture)
         Assert.Contains(stdout.Split('\n'), line => line.Contains("narrow", StringComparison.Ordinal) && line.Contains("only-this-one", StringComparison.Ordinal));
         Assert.Contains(stdout.Split('\n'), line => line.Contains("console-test", StringComparison.Ordinal) && line.Contains("tenant's", StringComparison.Ordinal));
     }
+
+    /// <summary>
+    /// LiteLLM's clients may send their key as 'x-litellm-api-key'; the 401 said "You didn't provide an API key" and
+    /// nothing about the header the client had used.
+    /// </summary>
+    [Theory]
+    [InlineData("x-litellm-api-key")]
+    [InlineData("x-api-key")]
+    public async Task KeyInAnotherGatewaysHeader_Is401NamingIt(string header)
+    {
+        var (_, key) = await fixture.NewTenantAsync();
+        using var client = new HttpClient { BaseAddress = fixture.Address };
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/models");
+        request.Headers.Add(header, "Bearer " + key);
+
+        using var response = await client.SendAsync(request);
+
+        Assert.Equal(401, (int)response.StatusCode);
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("invalid_api_key", error.GetProperty("code").GetString());
+        Assert.Equal($"You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY' (or 'api-key: YOUR_KEY'); this server does not read the key from '{header}'.", error.GetProperty("message").GetString());
+    }
 }
