@@ -235,6 +235,29 @@ public sealed class ResidencyTests(ResidencyFixture fixture)
         Assert.Equal(auto.ToString(), JsonDocument.Parse(await allowed.GetStringAsync("/v1/models/auto")).RootElement.ToString());
     }
 
+    /// <summary>
+    /// A key narrowed to an engine's model that declares no language (a LiteLLM key's 'models', moved over) saw 'auto'
+    /// in /v1/models and retrieved it, though auto chooses such a model for no language and its default is not the
+    /// key's: every request to it was 403. The alias is listed only where it could choose a model the caller may use.
+    /// </summary>
+    [Fact]
+    public async Task Auto_IsNotListed_WhereItsOnlyAllowedCandidateDeclaresNoLanguage()
+    {
+        await fixture.AdminAsync(HttpMethod.Post, "/admin/v1/nodes",
+            new { id = "no-language-engine", jurisdiction = "TH", base_url = fixture.Sg.Urls.First(), models = new[] { new { id = "no-language-model", upstream = ResidencyFixture.Model, capacity = 2 } } }, 201);
+        var key = await fixture.CreateTenantWithKeyAsync("no-language-reader", new { allowed_jurisdictions = new[] { "TH" }, allowed_models = new[] { "no-language-model" }, allow_external_providers = true });
+        using var client = fixture.TenantClient(key);
+
+        var listed = JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()).ToList();
+        Assert.Equal(["no-language-model"], listed);
+        using var alias = await client.GetAsync("/v1/models/auto");
+        Assert.Equal(404, (int)alias.StatusCode);
+
+        // As listed: a request to auto is refused, the model itself served.
+        using var refused = await client.PostAsync("/v1/chat/completions", new StringContent("""{"model":"auto","messages":[{"role":"user","content":"Once upon a time there was a cat."}],"max_tokens":2}""", System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(403, (int)refused.StatusCode);
+    }
+
     [Fact]
     public async Task AModelIdWithASlash_IsRetrieved_WhetherTheSlashIsSentAsIsOrEscaped()
     {

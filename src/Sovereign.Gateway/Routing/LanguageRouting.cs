@@ -44,7 +44,10 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
                 continue;
             }
 
-            var targets = alias.Candidates.Select(c => c.ModelId).Append(alias.DefaultModelId).ToHashSet(StringComparer.Ordinal);
+            // A candidate that declares no language is never chosen (LanguageRouter.Choose matches languages only), so
+            // it does not make the alias usable: a key narrowed to such a model (an engine registered without
+            // --language) saw 'auto' listed, and every request to it was 403 model_not_allowed.
+            var targets = alias.Candidates.Where(c => c.Languages.Count > 0).Select(c => c.ModelId).Append(alias.DefaultModelId).ToHashSet(StringComparer.Ordinal);
             if (visible.Where(m => targets.Contains(m.Id)).ToList() is { Count: > 0 } models)
             {
                 reachable.Add((name, models));
