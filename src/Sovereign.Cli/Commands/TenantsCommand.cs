@@ -101,6 +101,11 @@ internal static class TenantsCommand
             if (!rotateConnection.PrintJson(result, json))
             {
                 var expiry = Time(json.GetProperty("key"), "expires_at") is { Length: > 0 } until ? $", valid until {until}" : "";
+                if (json.TryGetProperty("limits", out var carried) && carried.ValueKind == JsonValueKind.Object)
+                {
+                    Console.WriteLine($"The budgets and rate limit of {oldId} were carried over to the new key (a total budget at what {oldId} had left): see `sovereign limits {tenantId}`.");
+                }
+
                 Console.WriteLine($"Key {json.GetProperty("key").GetProperty("id").GetString()} replaces {oldId} for tenant {tenantId}{expiry}; {oldId} works until `sovereign keys revoke {tenantId} {oldId}`. Its secret, shown only now:");
                 Console.WriteLine(json.GetProperty("secret").GetString());
             }

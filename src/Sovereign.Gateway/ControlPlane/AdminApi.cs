@@ -267,15 +267,105 @@ public static class AdminApi
             : PolicyDocument.FromJson(old.PolicyJson).ValidateNarrowing(PolicyDocument.FromJson(tenant.PolicyJson).ToPolicy(), catalog, "policy");
         var expiresAt = KeyExpiry(request, time.GetUtcNow()) is { } expiry ? expiry.ToUnixTimeMilliseconds() : (long?)null;
         var created = await grain.CreateKeyAsync(old.Name, narrowing?.ToJson(), expiresAt);
+        // Before the secret is answered, so the replacement is never usable without the old key's limits.
+        var (carried, limitsGiven, limitsChange) = await CarryKeyLimitsAsync(grain, keyId, created.Key.Id);
         var details = new Dictionary<string, string> { ["key_id"] = created.Key.Id, ["policy"] = created.Key.PolicyJson ?? "", ["rotated_from"] = keyId };
         if (expiresAt is { } expires)
         {
             details["expires_at"] = DateTimeOffset.FromUnixTimeMilliseconds(expires).ToString("O", System.Globalization.CultureInfo.InvariantCulture);
         }
 
+        if (carried is not null)
+        {
+            details["limits"] = JsonSerializer.Serialize(carried, OpenAIJson.Options);
+        }
+
         await AuditAdminAsync(context, audit, AuditActions.KeyCreate, id, details, created.Key.Id);
-        return Results.Json(new { key = KeyJson(created.Key), secret = created.Secret, rotated_from = keyId }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
+        if (limitsChange is { } change)
+        {
+            // As every change of the limits, so an auditor reading limits.update entries sees the replacement's.
+            var limitsDetails = new Dictionary<string, string>
+            {
+                ["request_id"] = RequestIds.Of(context),
+                ["limits"] = JsonSerializer.Serialize(Metering.MeteringApi.LimitsJson(change.Limits), OpenAIJson.Options),
+                ["rotated_from"] = keyId,
+            };
+            if (change.Previous is { } previous)
+            {
+                limitsDetails["old_limits"] = JsonSerializer.Serialize(Metering.MeteringApi.LimitsJson(previous), OpenAIJson.Options);
+            }
+
+            await audit.AppendAsync(new AuditRecord { Kind = AuditKind.Admin, Actor = AdminToken.ActorOf(context), Action = "limits.update", Tenant = id, Details = limitsDetails });
+        }
+
+        if (!limitsGiven)
+        {
+            // Issued without the old key's limits: revoked before its secret is ever shown, and both entries recorded.
+            if ((await grain.RevokeKeyOnceAsync(created.Key.Id))?.Newly == true)
+            {
+                await AuditAdminAsync(context, audit, AuditActions.KeyRevoke, id, new() { ["key_id"] = created.Key.Id }, created.Key.Id);
+            }
+
+            throw new OpenAIException(StatusCodes.Status409Conflict,
+                $"The key {keyId} has budgets or rate limits of its own, and they could not be given to its replacement (the tenant's limits kept changing, or were refused); the replacement was revoked unused. Try again.",
+                "invalid_request_error", null, "limits_refused");
+        }
+
+        return Results.Json(new { key = KeyJson(created.Key), secret = created.Secret, rotated_from = keyId, limits = carried }, OpenAIJson.Options, statusCode: StatusCodes.Status201Created);
     }
+
+    /// <summary>What a rotation gave the replacement key of the old key's own budgets and rate limits.</summary>
+    internal sealed record CarriedKeyLimits(IReadOnlyList<CarriedBudget> Budgets, RateLimitSetting? RateLimit);
+
+    /// <summary>One budget of a replacement key: a total budget at what the old key had left of it, day and month as they were.</summary>
+    internal sealed record CarriedBudget(string Period, decimal Amount);
+
+    /// <summary>
+    /// Gives the replacement of <paramref name="oldKeyId"/> the old key's own budgets and rate limit; null when it had
+    /// none. A rotation issued a key without them: budgets and rate limits name a key id, so the replacement of a key
+    /// capped at 10 a month (LiteLLM's max_budget and rpm_limit per key, moved over) spent without a cap. A total budget
+    /// goes on at what the old key has left of it (its settled and reserved spend counted; at least one millionth, so an
+    /// exhausted one stays exhausted), a day or month budget at its amount. The limits are written only if no other change
+    /// came since they were read, else read again; Given false when that keeps failing (the caller then revokes the new
+    /// key and refuses the rotation, never answering with a key that has no limits).
+    /// </summary>
+    private static async Task<(CarriedKeyLimits? Carried, bool Given, (TenantLimits Limits, TenantLimits? Previous)? Change)> CarryKeyLimitsAsync(ITenantGrain grain, string oldKeyId, string newKeyId)
+    {
+        for (var attempt = 1; attempt <= 5; attempt++)
+        {
+            var limits = await grain.GetLimitsAsync();
+            var budgets = limits.Budgets.Where(b => b.KeyId == oldKeyId).ToList();
+            var rate = limits.RateLimits.FirstOrDefault(r => r.KeyId == oldKeyId);
+            if (budgets.Count == 0 && rate is null)
+            {
+                return (null, true, null);
+            }
+
+            var status = await grain.GetBudgetsAsync();
+            var carried = budgets.Select(b => new CarriedBudget(b.Period, string.Equals(b.Period, nameof(Sovereign.Metering.Budgets.BudgetPeriod.Total), StringComparison.OrdinalIgnoreCase)
+                ? Math.Max(status.FirstOrDefault(s => s.KeyId == oldKeyId && string.Equals(s.Period, b.Period, StringComparison.OrdinalIgnoreCase))?.Remaining ?? b.Amount, LeastBudget)
+                : b.Amount)).ToList();
+            var replaced = new TenantLimits(
+                [.. limits.Budgets, .. carried.Select(b => new BudgetSetting(newKeyId, b.Period, b.Amount))],
+                rate is null ? limits.RateLimits : [.. limits.RateLimits, rate with { KeyId = newKeyId }],
+                limits.Currency);
+            var change = await grain.SetLimitsIfVersionAsync(replaced, TenantVersions.Of(limits));
+            if (change.Refusal == TenantChangeRefusal.None)
+            {
+                return (new CarriedKeyLimits(carried, rate is null ? null : rate with { KeyId = newKeyId }), true, (replaced, change.PreviousLimits));
+            }
+
+            if (change.Refusal != TenantChangeRefusal.VersionChanged)
+            {
+                break;
+            }
+        }
+
+        return (null, false, null);
+    }
+
+    /// <summary>The least budget there is (a millionth): a replacement of a key that spent its total budget gets this, not a fresh one.</summary>
+    private const decimal LeastBudget = 0.000001m;
 
     // The route value is key_id: an error's param names it, and params are snake_case like the body's fields (it was keyId).
     private static async Task<IResult> RevokeKey(string id, [Microsoft.AspNetCore.Mvc.FromRoute(Name = "key_id")] string keyId, HttpContext context, IGrainFactory grains, AuditLog audit)
