@@ -184,8 +184,13 @@ internal static partial class TestData
     /// session 51's round 33 before any change, evaluation or new development sentence of that round.</summary>
     public const string ThirtyThirdHeldOut = "heldout-33.txt";
 
+    /// <summary>The thirty-fourth held-out evaluation set (held-out 33's distribution: every covered language 8-24
+    /// sentences, Macedonian, outside the set, 12; a new theme: cooking, baking and meals at home), written in session
+    /// 52's round 34 before any change, evaluation or new development sentence of that round.</summary>
+    public const string ThirtyFourthHeldOut = "heldout-34.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut, NineteenthHeldOut, TwentiethHeldOut, TwentyFirstHeldOut, TwentySecondHeldOut, TwentyThirdHeldOut, TwentyFourthHeldOut, TwentyFifthHeldOut, TwentySixthHeldOut, TwentySeventhHeldOut, TwentyEighthHeldOut, TwentyNinthHeldOut, ThirtiethHeldOut, ThirtyFirstHeldOut, ThirtySecondHeldOut, ThirtyThirdHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut, NineteenthHeldOut, TwentiethHeldOut, TwentyFirstHeldOut, TwentySecondHeldOut, TwentyThirdHeldOut, TwentyFourthHeldOut, TwentyFifthHeldOut, TwentySixthHeldOut, TwentySeventhHeldOut, TwentyEighthHeldOut, TwentyNinthHeldOut, ThirtiethHeldOut, ThirtyFirstHeldOut, ThirtySecondHeldOut, ThirtyThirdHeldOut, ThirtyFourthHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
