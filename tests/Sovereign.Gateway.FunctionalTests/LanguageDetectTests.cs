@@ -47,6 +47,28 @@ public sealed class LanguageDetectTests(ServerFixture server)
         Assert.Equal("script", data[0].GetProperty("method").GetString());
     }
 
+    /// <summary>
+    /// Every answer says its close group and whether the member was decided (added fields: the existing ones keep their
+    /// names and values). Text written for this test, in no evaluation set.
+    /// </summary>
+    [Fact]
+    public async Task Detect_GroupAndMemberDecided_OnEveryAnswer()
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/language/detect", JsonSerializer.Serialize(new
+        {
+            input = new[] { LanguageFamilyTests.Undecided, "Јуче смо купили нови кишобран јер је стари пукао на ветру.", "ภาษาไทยเป็นภาษาราชการของประเทศไทย", "ok" },
+        }));
+
+        Assert.Equal(200, status);
+        var data = body.GetProperty("data").EnumerateArray().ToList();
+        Assert.Contains(data[0].GetProperty("language").GetString(), new[] { "bs", "sr" });
+        Assert.Equal(("hbs", false), (data[0].GetProperty("group").GetString(), data[0].GetProperty("member_decided").GetBoolean()));
+        Assert.True(data[0].GetProperty("confidence").GetDouble() < 0.9);
+        Assert.Equal(("sr", "hbs", true), (data[1].GetProperty("language").GetString(), data[1].GetProperty("group").GetString(), data[1].GetProperty("member_decided").GetBoolean()));
+        Assert.Equal(("th", JsonValueKind.Null, true), (data[2].GetProperty("language").GetString(), data[2].GetProperty("group").ValueKind, data[2].GetProperty("member_decided").GetBoolean()));
+        Assert.Equal(("und", false), (data[3].GetProperty("language").GetString(), data[3].GetProperty("member_decided").GetBoolean()));
+    }
+
     [Theory]
     [InlineData("{}", "input", "missing_required_parameter")]
     [InlineData("""{"input":null}""", "input", "missing_required_parameter")]
@@ -126,6 +148,12 @@ public sealed class LanguageDetectTests(ServerFixture server)
     [InlineData("""{"Languages":{"StandAloneLetters":0}}""", "Sovereign:Languages:StandAloneLetters must be between 1 and 10000; got 0.")]
     [InlineData("""{"Languages":{"ConversationCharacters":8}}""", "Sovereign:Languages:ConversationCharacters must be between 16 and 100000; got 8.")]
     [InlineData("""{"Languages":{"ShareCharacters":-1}}""", "Sovereign:Languages:ShareCharacters must be between 16 and 1000000; got -1.")]
+    [InlineData("""{"LanguageMatch":{"Default":"families"}}""",
+        "Sovereign:LanguageMatch:Default is 'families'; it must be 'exact' (the detected language only) or 'family'")]
+    [InlineData("""{"LanguageMatch":{"Plans":{"balkan":"famly"}}}""",
+        "Sovereign:LanguageMatch:Plans:balkan is 'famly'; it must be 'exact'")]
+    [InlineData("""{"LanguageMatch":"family"}""",
+        "Sovereign:LanguageMatch is a section of settings, but it is set to one value, which would be ignored: set its settings by name (Sovereign:LanguageMatch:Default, Sovereign:LanguageMatch:Plans)")]
     public async Task Serve_LanguageSettingThatWouldNeverApply_StopsTheStartNamingIt(string section, string message) =>
         Assert.Contains(message, await StartFailure.WithSovereignSectionAsync(section), StringComparison.Ordinal);
 

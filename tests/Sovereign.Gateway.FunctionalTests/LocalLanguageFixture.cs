@@ -14,6 +14,12 @@ public sealed class LocalLanguageFixture() : AdminServerFixture("language-tax-ad
     public const string ThaiFirst = "thai-first";
     public const string UnservedDefault = "offline-default";
 
+    /// <summary>An alias whose only candidate is declared for Croatian; everything else falls back to a model no node serves.</summary>
+    public const string CroatianOnly = "hr-only";
+
+    /// <summary>A plan whose aliases match the family of a close group whose member is undecided (<c>Sovereign:LanguageMatch</c>).</summary>
+    public const string FamilyPlan = "balkan";
+
     private int _tenants;
 
     protected override IReadOnlyList<ModelOptions> Models =>
@@ -31,19 +37,26 @@ public sealed class LocalLanguageFixture() : AdminServerFixture("language-tax-ad
         [$"Sovereign:Aliases:{ThaiFirst}:Candidates:1:Model"] = Model,
         [$"Sovereign:Aliases:{ThaiFirst}:Candidates:1:Languages:0"] = "th",
         [$"Sovereign:Aliases:{UnservedDefault}:Default"] = Unserved,
+        [$"Sovereign:Aliases:{CroatianOnly}:Default"] = Unserved,
+        [$"Sovereign:Aliases:{CroatianOnly}:Candidates:0:Model"] = Model,
+        [$"Sovereign:Aliases:{CroatianOnly}:Candidates:0:Languages:0"] = "hr",
+        // Plan names are case-insensitive, as the price book's are.
+        [$"Sovereign:LanguageMatch:Plans:{FamilyPlan.ToUpperInvariant()}"] = "family",
     };
 
     protected override async Task SetUpAsync()
     {
         await SendAsync(HttpMethod.Put, "/admin/v1/plans/fair", new { currency = "THB", weight = 1 }, 200);
         await SendAsync(HttpMethod.Post, "/admin/v1/plans/fair/prices", new { model = Model, input_per_million = 1000m, output_per_million = 2000m }, 201);
+        await SendAsync(HttpMethod.Put, $"/admin/v1/plans/{FamilyPlan}", new { currency = "THB", weight = 1 }, 200);
+        await SendAsync(HttpMethod.Post, $"/admin/v1/plans/{FamilyPlan}/prices", new { model = Model, input_per_million = 1000m, output_per_million = 2000m }, 201);
     }
 
-    /// <summary>A new tenant on the fair plan with one key; returns its key's secret.</summary>
-    public async Task<string> NewTenantAsync()
+    /// <summary>A new tenant on the fair plan (or another) with one key; returns its key's secret.</summary>
+    public async Task<string> NewTenantAsync(string plan = "fair")
     {
         var id = "w" + Interlocked.Increment(ref _tenants);
-        await SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id, plan = "fair", policy = new { allowed_jurisdictions = new[] { "TH" } } }, 201);
+        await SendAsync(HttpMethod.Post, "/admin/v1/tenants", new { id, plan, policy = new { allowed_jurisdictions = new[] { "TH" } } }, 201);
         return (await SendAsync(HttpMethod.Post, $"/admin/v1/tenants/{id}/keys", new { name = "k" }, 201)).GetProperty("secret").GetString()!;
     }
 }

@@ -100,6 +100,13 @@ public sealed class SovereignOptions
     /// </summary>
     public Dictionary<string, AliasOptions> Aliases { get; set; } = [];
 
+    /// <summary>
+    /// How an alias matches the detected language to its candidates' languages (<c>Sovereign:LanguageMatch</c>):
+    /// <c>exact</c> (default) or <c>family</c>, which lets text whose close-group member the detector did not decide
+    /// (Bosnian/Croatian/Serbian, Malay/Indonesian) go to a model declared for any member of the group.
+    /// </summary>
+    public LanguageMatchOptions LanguageMatch { get; set; } = new();
+
     /// <summary>Metering: ledger retention and language-fair billing.</summary>
     public MeteringOptions Metering { get; set; } = new();
 
@@ -239,6 +246,42 @@ public sealed class DatabaseOptions
     /// cluster's. The start records a new identity, so a value left set does nothing at later starts.
     /// </summary>
     public string? Rebind { get; set; }
+}
+
+/// <summary>How aliases match detected languages, for every plan or per plan (<c>Sovereign:LanguageMatch</c>).</summary>
+public sealed class LanguageMatchOptions
+{
+    /// <summary>The value that matches the detected language only (the default).</summary>
+    public const string Exact = "exact";
+
+    /// <summary>The value that matches any member of an undecided close group.</summary>
+    public const string Family = "family";
+
+    /// <summary><c>exact</c> or <c>family</c>, for plans <see cref="Plans"/> does not name.</summary>
+    public string Default { get; set; } = Exact;
+
+    /// <summary>Per plan (by name, case-insensitive as plans are), <c>exact</c> or <c>family</c>.</summary>
+    public Dictionary<string, string> Plans { get; set; } = [];
+
+    /// <summary>Parses a value (case-insensitive); null when it is neither <c>exact</c> nor <c>family</c>.</summary>
+    public static Sovereign.Languages.LanguageMatch? Parse(string? value) =>
+        string.Equals(value?.Trim(), Exact, StringComparison.OrdinalIgnoreCase) ? Sovereign.Languages.LanguageMatch.Exact
+        : string.Equals(value?.Trim(), Family, StringComparison.OrdinalIgnoreCase) ? Sovereign.Languages.LanguageMatch.Family
+        : null;
+
+    /// <summary>The match in force for a plan (validated at start, so every value parses).</summary>
+    public Sovereign.Languages.LanguageMatch For(string? plan)
+    {
+        foreach (var (name, value) in Plans)
+        {
+            if (string.Equals(name, plan, StringComparison.OrdinalIgnoreCase))
+            {
+                return Parse(value) ?? Sovereign.Languages.LanguageMatch.Exact;
+            }
+        }
+
+        return Parse(Default) ?? Sovereign.Languages.LanguageMatch.Exact;
+    }
 }
 
 /// <summary>A language-routed model alias.</summary>

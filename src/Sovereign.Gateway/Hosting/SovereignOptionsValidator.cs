@@ -200,6 +200,7 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
 
         ValidateLanguages(failures, options.Languages);
         ValidateCharacterEquivalentLanguages(failures, options.Metering.CharacterEquivalentLanguages, detected);
+        ValidateLanguageMatch(failures, options.LanguageMatch);
         foreach (var field in options.AcceptedRequestFields)
         {
             // A nested field is its path without indices; '*' alone is any field, as a last segment any field of that object.
@@ -316,6 +317,13 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
 
         if (type.IsClass)
         {
+            // A section of settings given one value ("LanguageMatch": "family", as the proposal wrote it) was ignored
+            // without a word, leaving every setting in it at its default.
+            if (depth > 0 && !string.IsNullOrEmpty(section.Value))
+            {
+                failures.Add($"{section.Path} is a section of settings, but it is set to one value, which would be ignored: set its settings by name ({string.Join(", ", type.GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance).Select(p => $"{section.Path}:{p.Name}"))}).");
+            }
+
             // A section another component binds too (the tenant grains read Sovereign:Metering) has its settings as well.
             var properties = AlsoBound.Where(bound => string.Equals(bound.Path, section.Path, StringComparison.OrdinalIgnoreCase)).Select(bound => bound.Type).Prepend(type)
                 .SelectMany(t => t.GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance)).Where(p => p.GetIndexParameters().Length == 0).ToList();
@@ -491,6 +499,29 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             if (codes[k] is { } code && Languages.LanguageCatalog.TryGet(code.Trim(), out var language) && !detected.Contains(language.Code))
             {
                 failures.Add($"{key}:{k} '{codes[k]}' is not among the languages the detector reports (Sovereign:Languages:Languages), so {consequence}; add it there or remove it here.");
+            }
+        }
+    }
+
+    // A misspelt match would leave a plan routed exactly, by a coin toss between close languages, without a word.
+    private static void ValidateLanguageMatch(List<string> failures, LanguageMatchOptions? match)
+    {
+        if (match is null)
+        {
+            return;
+        }
+
+        const string Values = "it must be 'exact' (the detected language only) or 'family' (any member of a close group whose member the detector did not decide: hbs, msa)";
+        if (LanguageMatchOptions.Parse(match.Default) is null)
+        {
+            failures.Add($"Sovereign:LanguageMatch:Default is '{OpenAI.RequestReader.Shorten(match.Default ?? "")}'; {Values}.");
+        }
+
+        foreach (var (plan, value) in match.Plans ?? [])
+        {
+            if (LanguageMatchOptions.Parse(value) is null)
+            {
+                failures.Add($"Sovereign:LanguageMatch:Plans:{OpenAI.RequestReader.Shorten(plan)} is '{OpenAI.RequestReader.Shorten(value ?? "")}'; {Values}.");
             }
         }
     }

@@ -39,7 +39,9 @@ internal static class LanguageDetectEndpoint
                 detection.Script,
                 Math.Round(detection.Confidence, 4),
                 detection.Method,
-                detection.RunnerUp is { } runnerUp ? new RunnerUp(runnerUp, Math.Round(detection.RunnerUpConfidence, 4)) : null);
+                detection.RunnerUp is { } runnerUp ? new RunnerUp(runnerUp, Math.Round(detection.RunnerUpConfidence, 4)) : null,
+                detection.Group,
+                detection.MemberDecided);
         }
 
         return TypedResults.Json(new LanguageDetectList("list", data), OpenAIJson.Options);
@@ -54,7 +56,9 @@ internal sealed record LanguageDetectList(
     [property: JsonPropertyName("object")] string Object,
     [property: JsonPropertyName("data")] IReadOnlyList<LanguageDetectItem> Data);
 
-/// <summary>One text's decision.</summary>
+/// <summary>One text's decision. <c>group</c> (added in round 34) names the close group of the language (<c>hbs</c>,
+/// <c>msa</c>) or is null; <c>member_decided</c> is false when the detector could not decide which member of the group
+/// the text is (the language is then its best guess), and for <c>und</c>.</summary>
 internal sealed record LanguageDetectItem(
     [property: JsonPropertyName("object")] string Object,
     [property: JsonPropertyName("index")] int Index,
@@ -62,7 +66,9 @@ internal sealed record LanguageDetectItem(
     [property: JsonPropertyName("script")] string Script,
     [property: JsonPropertyName("confidence")] double Confidence,
     [property: JsonPropertyName("method")] string Method,
-    [property: JsonPropertyName("runner_up")] RunnerUp? RunnerUp);
+    [property: JsonPropertyName("runner_up")] RunnerUp? RunnerUp,
+    [property: JsonPropertyName("group")] string? Group,
+    [property: JsonPropertyName("member_decided")] bool MemberDecided);
 
 /// <summary>The next most likely language (for <c>und</c>: the best candidate).</summary>
 internal sealed record RunnerUp(

@@ -57,7 +57,7 @@ internal sealed class RequestAccounting(InferenceRouter router, RequestMetering 
         // Every outcome's entry names the request's language, a rejected one too (it said und, whatever the text).
         if (route.Language is null && languages.DetectForUsage(request.Work.LanguageSample) is { } detected)
         {
-            (route.Language, route.LanguageConfidence) = (detected.Language, detected.Confidence);
+            (route.Language, route.LanguageConfidence, route.LanguageGroup) = (detected.Language, detected.Confidence, detected.UndecidedGroup);
         }
 
         if (request.Ticket is not { } ticket)

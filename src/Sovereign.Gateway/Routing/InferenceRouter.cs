@@ -67,6 +67,10 @@ public sealed class RoutedRequest
     /// <summary>The detector's confidence in <see cref="Language"/> (0..1), once detected.</summary>
     public double? LanguageConfidence { get; set; }
 
+    /// <summary>The close group of <see cref="Language"/> when the detector did not decide the member (<c>hbs</c>,
+    /// <c>msa</c>), once detected; recorded in the audit entry as <c>language_group</c>.</summary>
+    public string? LanguageGroup { get; set; }
+
     /// <summary>For an alias: which alias, and why it resolved to <see cref="Model"/>.</summary>
     public RouteChoice? AliasChoice { get; init; }
 
@@ -471,6 +475,7 @@ public sealed class InferenceRouter(
             routed.ArrivedAt = failoverOf.ArrivedAt;
             routed.Language = failoverOf.Language;
             routed.LanguageConfidence = failoverOf.LanguageConfidence;
+            routed.LanguageGroup = failoverOf.LanguageGroup;
         }
 
         return Allow(context, routed, localNode?.Jurisdiction ?? here, Capped(lead, decision.Reasons));
@@ -580,7 +585,7 @@ public sealed class InferenceRouter(
             Decision = AuditDecision.Allowed,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
-            Details = WithRefusalCode(BilledDetails(CharacterEquivalentDetails(StoredContentDetails(AliasDetails(LanguageRouting.WithConfidence(new Dictionary<string, string>(DetailsCapacity, StringComparer.Ordinal) { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.Alias, request.AliasChoice), request), request.CharacterEquivalent), request.Billed), refusalCode),
+            Details = WithRefusalCode(BilledDetails(CharacterEquivalentDetails(StoredContentDetails(AliasDetails(LanguageRouting.WithGroup(LanguageRouting.WithConfidence(new Dictionary<string, string>(DetailsCapacity, StringComparer.Ordinal) { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.LanguageGroup), request.Alias, request.AliasChoice), request), request.CharacterEquivalent), request.Billed), refusalCode),
 
             // Made here for this record alone, and never changed after: its entry keeps it instead of a copy.
             HandsOverCollections = true,
@@ -829,6 +834,7 @@ public sealed class InferenceRouter(
             details["alias"] = alias;
             details["language"] = choice.Language;
             LanguageRouting.WithConfidence(details, choice.Confidence);
+            LanguageRouting.WithGroup(details, choice.UndecidedGroup);
             details["route_reason"] = choice.Reason;
         }
 

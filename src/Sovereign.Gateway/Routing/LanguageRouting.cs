@@ -16,8 +16,9 @@ namespace Sovereign.Gateway.Routing;
 /// </summary>
 public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines, NodeDirectory nodes, IOptions<SovereignOptions> options)
 {
-    /// <summary>Response header: the detected language and the detector's confidence, as a structured-field item with a
-    /// parameter (RFC 8941): <c>th;confidence=0.973</c>, <c>und;confidence=0.000</c>.</summary>
+    /// <summary>Response header: the detected language and the detector's confidence, as a structured-field item with
+    /// parameters (RFC 8941): <c>th;confidence=0.973</c>, <c>und;confidence=0.000</c>; with a <c>group</c> parameter when
+    /// the detector did not decide the member of a close group: <c>bs;confidence=0.640;group=hbs</c>.</summary>
     public const string LanguageHeader = "x-sovereign-language";
 
     /// <summary>Response header: why the alias resolved to its model.</summary>
@@ -164,16 +165,18 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
         return (int)hash;
     }
 
-    /// <summary>The value of <see cref="LanguageHeader"/>.</summary>
-    public static string HeaderValue(string language, double confidence) =>
-        FormattableString.Invariant($"{language};confidence={confidence:0.000}");
+    /// <summary>The value of <see cref="LanguageHeader"/>; <paramref name="undecidedGroup"/> is added as <c>group</c>.</summary>
+    public static string HeaderValue(string language, double confidence, string? undecidedGroup = null) =>
+        undecidedGroup is null
+            ? FormattableString.Invariant($"{language};confidence={confidence:0.000}")
+            : FormattableString.Invariant($"{language};confidence={confidence:0.000};group={undecidedGroup}");
 
     /// <summary>Says on a response (served or refused) which language an alias saw and why it chose its model.</summary>
     public static void AddHeaders(IHeaderDictionary headers, RouteChoice? choice)
     {
         if (choice is not null)
         {
-            headers[LanguageHeader] = HeaderValue(choice.Language, choice.Confidence);
+            headers[LanguageHeader] = HeaderValue(choice.Language, choice.Confidence, choice.UndecidedGroup);
             headers[RouteReasonHeader] = Uri.EscapeDataString(choice.Reason);
         }
     }
@@ -189,6 +192,21 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
         return details;
     }
 
+    /// <summary>Adds the close group to an audit entry's details (as <c>language_group</c>) when the detector did not
+    /// decide its member (<see cref="LanguageDetection.UndecidedGroup"/>).</summary>
+    public static Dictionary<string, string> WithGroup(Dictionary<string, string> details, string? undecidedGroup)
+    {
+        if (undecidedGroup is not null)
+        {
+            details["language_group"] = undecidedGroup;
+        }
+
+        return details;
+    }
+
+    /// <summary>How a caller's aliases match languages: its plan's <c>Sovereign:LanguageMatch</c>.</summary>
+    public LanguageMatch MatchFor(Caller caller) => options.Value.LanguageMatch.For(caller?.Plan);
+
     /// <summary>Resolves an alias for a caller; the choice names the model (or none: fail closed), the language and why.</summary>
     public async Task<RouteChoice> ChooseAsync(InferenceRouter router, Caller caller, string alias, PromptText text)
     {
@@ -201,7 +219,7 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
         // A candidate no node serves (unloaded, its node gone) is named as such in the reason, not as a policy refusal. A
         // visible model is served; the registry is scanned only for the others, which a reason names.
         var registry = await nodes.GetNodesAsync();
-        return LanguageRouter.Choose(table, Detect(text), eligible, model => visible.Contains(model) || IsServed(model, registry));
+        return LanguageRouter.Choose(table, Detect(text), eligible, model => visible.Contains(model) || IsServed(model, registry), MatchFor(caller));
     }
 
     private static Dictionary<string, LanguageAlias> BuildAliases(ModelCatalog catalog, FrontedEngines engines, IEnumerable<NodeModel> nodeModels, SovereignOptions options)

@@ -43,5 +43,19 @@ public sealed record LanguageDetection(string Language, double Confidence, strin
     /// <summary>Whether a language was decided.</summary>
     public bool IsDetermined => Language != Undetermined;
 
+    /// <summary>The close group <see cref="Language"/> belongs to (<c>hbs</c> for Bosnian, Croatian and Serbian,
+    /// <c>msa</c> for Malay and Indonesian; <see cref="LanguageGroups"/>), or null: derived from the language, so
+    /// detections compare by what the detector answered.</summary>
+    public string? Group => LanguageGroups.Of(Language);
+
+    /// <summary>Whether the member of <see cref="Group"/> was decided (<see cref="LanguageGroups.IsMemberDecided"/>):
+    /// true for any determined language outside a group; for a member, only at its group's measured confidence; false
+    /// for <c>und</c>. When false for a group member, the text is the group's and which member is a guess.</summary>
+    public bool MemberDecided => LanguageGroups.IsMemberDecided(this);
+
+    /// <summary>The group when the member was not decided (what routing, headers and audit name instead of a guess),
+    /// else null.</summary>
+    public string? UndecidedGroup => Group is { } group && !MemberDecided ? group : null;
+
     internal static LanguageDetection None(string method) => new(Undetermined, 0, method);
 }

@@ -11,6 +11,20 @@ public sealed record RouteCandidate(string ModelId, IReadOnlyList<string> Langua
 /// <param name="Candidates">Most preferred first.</param>
 public sealed record LanguageAlias(string Name, string DefaultModelId, IReadOnlyList<RouteCandidate> Candidates);
 
+/// <summary>How a detected language matches the languages a model is declared for.</summary>
+public enum LanguageMatch
+{
+    /// <summary>Only the detected language itself (the default).</summary>
+    Exact,
+
+    /// <summary>
+    /// When the detector did not decide the member of a close group (<see cref="LanguageDetection.UndecidedGroup"/>),
+    /// any member of the group: a model declared for <c>hr</c> serves text read as Bosnian-or-Croatian. A decided
+    /// member, and every language outside a group, still match exactly.
+    /// </summary>
+    Family,
+}
+
 /// <summary>The model chosen for a request, and why.</summary>
 /// <param name="ModelId">The model; null when no model may serve it (the request must be refused).</param>
 /// <param name="Language">The detected language (<c>und</c> when undetermined).</param>
@@ -19,6 +33,10 @@ public sealed record RouteChoice(string? ModelId, string Language, string Reason
 {
     /// <summary>The detector's confidence in <see cref="Language"/> (0..1).</summary>
     public double Confidence { get; init; }
+
+    /// <summary>The close group of <see cref="Language"/> when the detector did not decide the member
+    /// (<see cref="LanguageDetection.UndecidedGroup"/>: <c>hbs</c>, <c>msa</c>), else null.</summary>
+    public string? UndecidedGroup { get; init; }
 
     /// <summary>Whether a model was chosen.</summary>
     public bool IsRouted => ModelId is not null;
@@ -37,7 +55,10 @@ public static class LanguageRouter
     /// <param name="isAllowed">Whether the tenant's policy allows a model id.</param>
     /// <param name="isServed">Whether any node serves a model id now (default: every model); a model no node serves is
     /// passed over and named as such, not as one the policy refuses.</param>
-    public static RouteChoice Choose(LanguageAlias alias, LanguageDetection detection, Func<string, bool> isAllowed, Func<string, bool>? isServed = null)
+    /// <param name="match">How the language matches a candidate's: with <see cref="LanguageMatch.Family"/>, text whose
+    /// group member is undecided matches a candidate declared for any member of the group, in the alias's order of
+    /// preference (never the guessed member first: a coin toss between members does not change the route).</param>
+    public static RouteChoice Choose(LanguageAlias alias, LanguageDetection detection, Func<string, bool> isAllowed, Func<string, bool>? isServed = null, LanguageMatch match = LanguageMatch.Exact)
     {
         ArgumentNullException.ThrowIfNull(alias);
         ArgumentNullException.ThrowIfNull(detection);
@@ -45,28 +66,34 @@ public static class LanguageRouter
         isServed ??= _ => true;
 
         var language = detection.Language;
+        var group = detection.UndecidedGroup;
+        // What the reasons name: the member, or (matching the family) the group with the member it guessed.
+        var matched = match == LanguageMatch.Family && group is not null ? $"'{group}' (member '{language}' undecided)" : $"'{language}'";
+        Func<string, bool> serves = match == LanguageMatch.Family && group is not null
+            ? declared => Same(declared, language) || (LanguageCatalog.TryGet(declared, out var d) ? LanguageGroups.Of(d.Code) : LanguageGroups.Of(declared.ToLowerInvariant())) == group
+            : declared => Same(declared, language);
         var serving = detection.IsDetermined
-            ? alias.Candidates.Where(c => c.Languages.Any(l => Same(l, language))).ToList()
+            ? alias.Candidates.Where(c => c.Languages.Any(serves)).ToList()
             : [];
         var chosen = serving.FirstOrDefault(c => isServed(c.ModelId) && isAllowed(c.ModelId));
         if (chosen is not null)
         {
             var rank = alias.Candidates.ToList().IndexOf(chosen) + 1;
             return new RouteChoice(chosen.ModelId, language,
-                $"{alias.Name}: {chosen.ModelId} serves '{language}' (preference {rank})" + PassedOver("; ", serving.TakeWhile(c => c != chosen).ToList(), isServed))
-            { Confidence = detection.Confidence };
+                $"{alias.Name}: {chosen.ModelId} serves {matched} (preference {rank})" + PassedOver("; ", serving.TakeWhile(c => c != chosen).ToList(), isServed))
+            { Confidence = detection.Confidence, UndecidedGroup = group };
         }
 
         var why = !detection.IsDetermined
             ? "language undetermined"
             : serving.Count == 0
-                ? $"no candidate serves '{language}'"
-                : $"candidates for '{language}'" + PassedOver(" ", serving, isServed);
+                ? $"no candidate serves {matched}"
+                : $"candidates for {matched}" + PassedOver(" ", serving, isServed);
         return !isServed(alias.DefaultModelId)
-            ? new RouteChoice(null, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId} not served now") { Confidence = detection.Confidence }
+            ? new RouteChoice(null, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId} not served now") { Confidence = detection.Confidence, UndecidedGroup = group }
             : isAllowed(alias.DefaultModelId)
-                ? new RouteChoice(alias.DefaultModelId, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId}") { Confidence = detection.Confidence }
-                : new RouteChoice(null, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId} not allowed by policy") { Confidence = detection.Confidence };
+                ? new RouteChoice(alias.DefaultModelId, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId}") { Confidence = detection.Confidence, UndecidedGroup = group }
+                : new RouteChoice(null, language, $"{alias.Name}: {why}; alias default {alias.DefaultModelId} not allowed by policy") { Confidence = detection.Confidence, UndecidedGroup = group };
     }
 
     // Why candidates were passed over: a model no node serves is not the policy's refusal, and the reason (in the audit
