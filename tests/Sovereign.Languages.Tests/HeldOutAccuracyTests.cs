@@ -6,7 +6,7 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15 and 17-33 have never been used to build or tune
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15 and 17-34 have never been used to build or tune
 /// the detector (round 30's confidence cap, which changes no answer, was chosen with held-out 1-29; SOURCES.md); held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24), 11 (since session 24's
 /// second round), 12 (since session 25's round 13) and 16 (since session 35's round 17) are tuning material
 /// (SOURCES.md), so their floors guard against regressions.
@@ -207,6 +207,13 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // se klimao, pa smo ispod noge podmetnuli presavijenu salvetu.") stands word for word in held-out 10's Bosnian and
     // Serbian blocks, so one of the two is always wrong; it was Bosnian only through presavijenu's spurious reflex.
     // Held-out 33 has no such verb form: no sentence of it moved.
+    // Session 52's round 34 added held-out 34 (held-out 33's distribution; a new theme: cooking, baking and meals at
+    // home). Its first run, on the unchanged detector (main 60904f8): 513 of 532 = 96.4%, over the overall target, and
+    // below the per-language target Bosnian 7 of 16 (as Serbian six times, as Croatian three times) and Croatian 10 of
+    // 16 (as Serbian five times, as Bosnian once), their floors; Serbian 21 of 24 (Cyrillic 7 of 8: one und beside
+    // Macedonian) and Bulgarian 9 of 10 (as Serbian) within it; Galician, Malay and Indonesian right throughout. Every
+    // miss of Bosnian and Croatian stays within hbs (48 of 48 Latin hr/bs/sr sentences right by group). The round
+    // changed no answer (it adds the group and member_decided), so held-out 34 remains never tuned on.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
