@@ -674,12 +674,22 @@ if (clusterResult) {
   // ---- the previous archive file ---------------------------------------------------------------------------------
   if (previousFile) {
     const earlierLines = readFileSync(previousFile, 'utf8').split('\n').filter(Boolean).map(l => JSON.parse(l));
-    earlierEntries.push(...earlierLines.filter(l => l.type === 'entry' && (header?.tenant == null || l.tenant === header.tenant)));
-    const earlier = earlierLines.filter(l => l.type === 'entry' || l.type === 'redacted').at(-1);
-    const first = lines.find(l => l && (l.type === 'entry' || l.type === 'redacted'));
+    // A line's first and last sequence: a gap line (version 4) stands for a run of entries.
+    const fromOf = l => l.type === 'gap' ? l.fromSequence : l.sequence, toOf = l => l.type === 'gap' ? l.toSequence : l.sequence;
+    const isChainLine = l => l && (l.type === 'entry' || l.type === 'redacted' || l.type === 'gap');
+    const earlier = earlierLines.filter(isChainLine).at(-1);
+    const first = lines.find(isChainLine);
+    // The newest entry stays in the log when the older ones are archived, so the next file may start with the previous
+    // file's last entry again (the same hash); else it starts at the entry after it and links to its hash.
     if (!earlier || !first) problem('previous', 'one of the files has no entries');
-    else if (first.sequence !== earlier.sequence + 1 || first.previousHash !== earlier.hash)
-      problem('previous', `this file starts at ${first.sequence} after ${first.previousHash}, not after ${earlier.sequence} (${earlier.hash})`);
+    else if (fromOf(first) === toOf(earlier)) {
+      if (toOf(first) !== fromOf(first) || first.hash !== earlier.hash)
+        problem('previous', `this file starts again at ${fromOf(first)}, the previous file's last entry, but not with its hash ${earlier.hash}`);
+    } else if (fromOf(first) !== toOf(earlier) + 1 || first.previousHash !== earlier.hash)
+      problem('previous', `this file starts at ${fromOf(first)} after ${first.previousHash}, not after ${toOf(earlier)} (${earlier.hash})`);
+    // --usage counts the earlier file's entries too, each once.
+    earlierEntries.push(...earlierLines.filter(l => l.type === 'entry' && (header?.tenant == null || l.tenant === header.tenant)
+      && (!first || l.sequence < fromOf(first))));
     // Times never decrease across the files either: this file's first entry is not before the earlier file's last.
     const earlierLast = earlierLines.filter(l => l.type === 'entry').at(-1);
     if (earlierLast && entries.length > 0 && entries[0].timestamp < earlierLast.timestamp)

@@ -367,7 +367,7 @@ internal static class AuditCommand
         var publicKey = new Option<FileInfo>("--public-key") { Description = "The operator's public key PEM.", Required = true };
         var previous = new Option<FileInfo?>("--previous")
         {
-            Description = "The archive file before this one (an export of several chains: each chain must continue it, and the file must verify too).",
+            Description = "The archive file before this one: this file must continue it (start at the entry after its last and link to its hash, or start again with its last entry; an export of several chains: each chain), and it must verify too.",
         };
         var command = new Command("verify-export", "Verify an export offline, with the operator's public key alone.") { file, publicKey, previous };
         command.SetAction(async (result, ct) =>

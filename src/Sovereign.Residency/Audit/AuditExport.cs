@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Data.Common;
+using System.Globalization;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
@@ -249,10 +250,11 @@ public static class AuditExport
     }
 
     /// <summary>
-    /// Verifies an export of several chains (version 3) that follows <paramref name="previous"/> (the archive file before
-    /// it, version 2 or 3): besides everything <see cref="VerifyExportAsync(Stream, string, CancellationToken)"/> checks,
-    /// each chain's first entry must be the one after the previous file's last of that chain and link to its hash, and
-    /// every chain the previous file held must be listed. The previous file must verify with the same key.
+    /// Verifies an export that follows <paramref name="previous"/> (the archive file before it, version 2 or 3): besides
+    /// everything <see cref="VerifyExportAsync(Stream, string, CancellationToken)"/> checks, each chain's first entry must
+    /// be the one after the previous file's last of that chain and link to its hash (or be that last entry again, with
+    /// its hash), and, for an export of several chains, every chain the previous file held must be listed. The previous
+    /// file must verify with the same key.
     /// </summary>
     public static async Task<AuditVerificationResult> VerifyExportAsync(Stream input, string publicKeyPem, Stream previous, CancellationToken cancellationToken = default)
     {
@@ -272,6 +274,72 @@ public static class AuditExport
                 Verdict = AuditVerdict.Tampered,
                 Problems = [new AuditProblem(null, AuditProblemKind.Malformed, $"The previous file does not verify (first problem: {before.Problems.FirstOrDefault()}).", 1), .. result.Problems],
             };
+    }
+
+    /// <summary>
+    /// Where a file of one chain (version 1, 2 or 4) must start: entry 1 links to the genesis hash; after
+    /// <paramref name="previous"/> (the ends of the archive file before it) its first entry is the one after that file's
+    /// last and links to its hash, or is that last entry itself with the same hash (the newest entry stays in the log
+    /// when the older ones are archived, so the next file holds it again). Anything else is a problem: before session 52
+    /// <c>--previous</c> was read only for version 3 files, and a version 2 archive that did not continue its
+    /// predecessor (or was the predecessor itself) verified as intact.
+    /// </summary>
+    private static (string? Link, string LinkName, (long Sequence, string Hash)? Overlap) ContinuationOf(ExportHeader header, IReadOnlyList<AuditExportChain>? previous, ProblemSink problems)
+    {
+        var link = header.FirstSequence == 1 ? AuditCanonical.GenesisHash : null;
+        if (previous is null)
+        {
+            return (link, "the genesis hash", null);
+        }
+
+        if (previous.FirstOrDefault(p => p.Chain is null) is not { LastSequence: { } before, LastHash: { } hash })
+        {
+            problems.Add(new AuditProblem(null, AuditProblemKind.SequenceGap,
+                "The previous file holds no entry of this chain, so nothing shows that this file continues it.", 1));
+            return (link, "the genesis hash", null);
+        }
+
+        if (header.FirstSequence is not { } first)
+        {
+            problems.Add(new AuditProblem(null, AuditProblemKind.SequenceGap,
+                string.Create(CultureInfo.InvariantCulture, $"The previous file ends at {before}; this one holds no entry, so it does not continue it."), 1));
+            return (link, "the genesis hash", null);
+        }
+
+        if (first == before + 1)
+        {
+            return (hash, "the previous file's last hash", null);
+        }
+
+        if (first == before)
+        {
+            return (null, "the genesis hash", (before, hash));
+        }
+
+        problems.Add(new AuditProblem(Math.Min(first, before + 1), AuditProblemKind.SequenceGap,
+            string.Create(CultureInfo.InvariantCulture, $"The previous file ends at {before}; this one starts at {first}: the files do not continue each other."), 1));
+        return (link, "the genesis hash", null);
+    }
+
+    /// <summary>Once the walk reaches the entry both files hold, its hash must be the one the previous file ended with.</summary>
+    private static void CheckOverlap(ref (long Sequence, string Hash)? overlap, ChainWalker walker, ProblemSink problems, long line)
+    {
+        if (overlap is not { } both || walker.LastSequence < both.Sequence)
+        {
+            return;
+        }
+
+        overlap = null;
+        if (walker.LastSequence > both.Sequence)
+        {
+            problems.Add(new AuditProblem(both.Sequence, AuditProblemKind.SequenceGap, string.Create(CultureInfo.InvariantCulture,
+                $"The previous file ends with entry {both.Sequence}, which this one holds only inside a gap line up to {walker.LastSequence}: the files cannot be shown to continue each other."), line));
+        }
+        else if (walker.LastHash != both.Hash)
+        {
+            problems.Add(new AuditProblem(both.Sequence, AuditProblemKind.ChainBreak, string.Create(CultureInfo.InvariantCulture,
+                $"Entry {both.Sequence} has hash {walker.LastHash}, but the previous file ends with it as {both.Hash}: the files do not continue each other."), line));
+        }
     }
 
     /// <summary>
@@ -312,7 +380,8 @@ public static class AuditExport
         }
 
         using var keys = header.Keys;
-        var walker = new ChainWalker(problems, header.FirstSequence, null);
+        var (link, linkName, overlap) = ContinuationOf(header, previous, problems);
+        var walker = new ChainWalker(problems, header.FirstSequence, link, linkName);
         var decisions = new AuditDecisionTally();
         using var shown = new AuditCanonical.ExportEntriesDigest();
         AuditCheckpoint? checkpoint = null;
@@ -353,6 +422,7 @@ public static class AuditExport
                     case "entry":
                         shown.Add(RequireInt64(root, "sequence"));
                         VerifyEntryLine(root, header.Tenant, header.From, header.To, walker, decisions, problems, line);
+                        CheckOverlap(ref overlap, walker, problems, line);
                         break;
                     case "redacted":
                         var sequence = RequireInt64(root, "sequence");
@@ -363,6 +433,7 @@ public static class AuditExport
                         }
 
                         walker.Add(sequence, RequireString(root, "previousHash"), RequireString(root, "hash"), null, line);
+                        CheckOverlap(ref overlap, walker, problems, line);
                         break;
                     case "gap":
                         var fromSequence = RequireInt64(root, "fromSequence");
@@ -380,6 +451,7 @@ public static class AuditExport
                         }
 
                         walker.AddRun(fromSequence, toSequence, RequireString(root, "previousHash"), RequireString(root, "hash"), line);
+                        CheckOverlap(ref overlap, walker, problems, line);
                         break;
                     case "checkpoint":
                         RequireOnly(root, "type", "sequence", "hash", "timestamp", "keyId", "signature");

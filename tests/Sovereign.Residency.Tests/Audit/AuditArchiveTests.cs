@@ -359,6 +359,68 @@ public sealed class AuditArchiveTests
         Assert.Equal(1L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_entries"));
     }
 
+    [Fact]
+    public async Task VerifyWithPrevious_TheNextArchiveContinues_AFileThatDoesNotIsRefused()
+    {
+        // verify-export --previous read the previous file only for version 3 (several chains): a version 2 archive
+        // that did not continue its predecessor, the predecessor itself, or an earlier file given as the later one,
+        // all verified as intact.
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context, 60);
+        var (first, firstSummary) = await WriteArchiveAsync(context, beforeMs: 20);
+        await AuditArchive.RemoveAsync(context.Database, context.Key, firstSummary.LastSequence!.Value, firstSummary.Checkpoint!.Hash, firstSummary.Entries);
+        var (second, _) = await WriteArchiveAsync(context, beforeMs: 45);
+
+        var continues = await AuditExport.VerifyExportAsync(Stream(second), context.Key.PublicKeyPem, Stream(first));
+        var backwards = await AuditExport.VerifyExportAsync(Stream(first), context.Key.PublicKeyPem, Stream(second));
+        var itself = await AuditExport.VerifyExportAsync(Stream(second), context.Key.PublicKeyPem, Stream(second));
+
+        // Another log signed by the same key, whose entry 20 differs: its entry 21 does not link to the first file.
+        await using var other = AuditTestContext.Create(context.KeyPath);
+        other.Time.Set(Start);
+        await using (var log = await other.OpenLogAsync(new AuditLogOptions { CheckpointInterval = 20 }))
+        {
+            await other.AppendManyAsync(log, 60, "umbrella");
+        }
+
+        using var forkOutput = new MemoryStream();
+        await AuditExport.WriteAsync(other.Database, other.Key, null, Start.AddMilliseconds(20), Start.AddMilliseconds(45), forkOutput);
+        var fork = await AuditExport.VerifyExportAsync(new MemoryStream(forkOutput.ToArray()), context.Key.PublicKeyPem, Stream(first));
+
+        Assert.True(continues.Valid, string.Join("\n", continues.Problems));
+        Assert.False(backwards.Valid);
+        Assert.Contains(backwards.Problems, p => p.Kind == AuditProblemKind.SequenceGap && p.Message.Contains("The previous file ends at 45; this one starts at 1", StringComparison.Ordinal));
+        Assert.False(itself.Valid);
+        Assert.Contains(itself.Problems, p => p.Kind == AuditProblemKind.SequenceGap && p.Message.Contains("ends at 45; this one starts at 21", StringComparison.Ordinal));
+        Assert.False(fork.Valid);
+        Assert.Contains(fork.Problems, p => p.Kind == AuditProblemKind.ChainBreak && p.Sequence == 21 && p.Message.Contains("the previous file's last hash", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task VerifyWithPrevious_AFileStartingWithThePreviousFilesLastEntry_ContinuesItOnlyWithTheSameHash()
+    {
+        // An archive of everything keeps the newest entry in the log, so the next archive starts with it again.
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context, 30);
+        var (first, firstSummary) = await WriteArchiveAsync(context, beforeMs: 1000);
+        await AuditArchive.RemoveAsync(context.Database, context.Key, firstSummary.LastSequence!.Value, firstSummary.Checkpoint!.Hash, firstSummary.Entries);
+        await using (var log = await context.OpenLogAsync(new AuditLogOptions { CheckpointInterval = 20 }))
+        {
+            await context.AppendManyAsync(log, 10, "acme");
+        }
+
+        var (second, secondSummary) = await WriteArchiveAsync(context, beforeMs: 2000);
+        var rewritten = first.Replace(firstSummary.Checkpoint.Hash, new string('a', 64), StringComparison.Ordinal);
+
+        var continues = await AuditExport.VerifyExportAsync(Stream(second), context.Key.PublicKeyPem, Stream(first));
+        var otherEnd = await AuditExport.VerifyExportAsync(Stream(second), context.Key.PublicKeyPem, Stream(rewritten));
+
+        Assert.Equal((30L, 30L), (firstSummary.LastSequence.Value, secondSummary.FirstSequence!.Value));
+        Assert.True(continues.Valid, string.Join("\n", continues.Problems));
+        Assert.False(otherEnd.Valid);
+        Assert.Contains(otherEnd.Problems, p => p.Kind == AuditProblemKind.ChainBreak && p.Message.Contains("but the previous file ends with it as aaaa", StringComparison.Ordinal));
+    }
+
     private static async Task<List<AuditEntry>> SeedAsync(AuditTestContext context, int count)
     {
         context.Time.Set(Start);

@@ -26,10 +26,19 @@ internal sealed class AuditTestContext : IAsyncDisposable
 
     public ManualClock Time { get; } = new(DateTimeOffset.Parse("2025-01-01T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
 
-    public static AuditTestContext Create()
+    /// <summary>The operator key's file.</summary>
+    public string KeyPath => Path.Combine(Directory, "operator.pem");
+
+    /// <param name="keyFrom">Another context's <see cref="KeyPath"/>: this one signs with the same operator key.</param>
+    public static AuditTestContext Create(string? keyFrom = null)
     {
         var directory = Path.Combine(Path.GetTempPath(), "sovereign-audit-tests", Guid.NewGuid().ToString("N"));
         System.IO.Directory.CreateDirectory(directory);
+        if (keyFrom is not null)
+        {
+            File.Copy(keyFrom, Path.Combine(directory, "operator.pem"));
+        }
+
         return new AuditTestContext(directory);
     }
 
