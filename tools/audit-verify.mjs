@@ -10,7 +10,8 @@
 //                                        each after a `# key ID [retired T] [compromised-from T]` line; FORMAT.md,
 //                                        "Operator key history")
 //        [--responses responses.jsonl]   one JSON object a line per response the auditor saw:
-//                                        {"status":200,"request_id":"req_..","audit_id":"req_..","jurisdiction":"TH"}
+//                                        {"status":200,"request_id":"req_..","audit_id":"req_..","jurisdiction":"TH",
+//                                         "node":"gw-th-1"} (node optional: x-sovereign-node)
 //        [--usage usage.json]            the tenant's GET /v1/usage?group_by=model,day answer
 //        [--audit-page page.json]        a GET /v1/audit answer: each item re-hashes and is the export's line
 //        [--previous EARLIER.jsonl]      the archive file before this one: this file must continue its chain, and
@@ -747,9 +748,21 @@ if (responsesFile) {
     if (followed.jurisdiction !== r.jurisdiction)
       problem(at, `entry ${followed.sequence} says ${followed.jurisdiction}, the response said ${r.jurisdiction}`);
     const refused = followed.decision === 'refused';
-    const completed = outcomeAt >= 0 && found[outcomeAt].action === 'inference.completed' && found[outcomeAt].details.outcome === 'completed';
-    if (r.status === 200 && (refused || !completed))
-      problem(at, 'a 200 without an allowed decision and a completed outcome');
+    // x-sovereign-node names where an allowed request ran (a refusal's names the gateway that refused, which its
+    // decision states as gateway, not node).
+    if (r.node !== undefined && r.node !== null && !refused && followed.node !== r.node)
+      problem(at, `entry ${followed.sequence} says node ${followed.node}, the response said ${r.node}`);
+    // A 200's headers leave before its end is known: a stream its client closed (cancelled), one cut by an error event
+    // (failed), one whose process was killed mid-answer (inference.interrupted) all began as 200s. Only an allowed
+    // decision with an outcome that ran (not one refused before running: rejected) can have answered 200.
+    const outcome = outcomeAt >= 0 ? found[outcomeAt] : null;
+    const ran = outcome !== null && (outcome.action === 'inference.interrupted' ||
+      ['completed', 'cancelled', 'failed', 'interrupted'].includes(outcome.details.outcome));
+    if (r.status === 200 && refused) problem(at, `a 200, but entry ${followed.sequence} refused it`);
+    else if (r.status === 200 && outcome === null)
+      problem(at, `a 200 without an outcome entry: the export ends before it (made while it ran?) or it was removed`);
+    else if (r.status === 200 && !ran)
+      problem(at, `a 200, but its outcome (entry ${outcome.sequence}) is '${outcome.details.outcome}': refused before it ran`);
     if (r.status === 403 && !refused) problem(at, 'a 403 without a refused decision');
   }
 }
