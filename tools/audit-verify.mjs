@@ -17,6 +17,11 @@
 //        [--previous EARLIER.jsonl]      the archive file before this one: this file must continue its chain, and
 //                                        --usage counts its entries too (verify that file on its own as well; for a
 //                                        version 3 file this tool verifies it too, and each chain must continue it)
+//        [--earlier OLDER.jsonl]         an export of the same log received before (any range): wherever both files
+//                                        state a hash at a sequence of a chain it must be the same, an entry it shows in
+//                                        full is not hidden here, and entries it held are not gone (FORMAT.md, "Comparing
+//                                        with an earlier export"); the operator holds the key, so only this shows a
+//                                        history rebuilt and signed again
 //        [--json]
 //
 // Exit 0: verified; 3: a check failed (each problem printed); 2: usage; 5 (version 3 only): intact and signed, but
@@ -490,7 +495,8 @@ function withWhere(p) {
 const args = process.argv.slice(2);
 const flag = name => { const i = args.indexOf(name); if (i < 0) return null; const v = args[i + 1]; args.splice(i, 2); return v; };
 const wantJson = args.includes('--json'); if (wantJson) args.splice(args.indexOf('--json'), 1);
-const publicKeyFile = flag('--public-key'), responsesFile = flag('--responses'), usageFile = flag('--usage'), pageFile = flag('--audit-page'), previousFile = flag('--previous');
+const publicKeyFile = flag('--public-key'), responsesFile = flag('--responses'), usageFile = flag('--usage'), pageFile = flag('--audit-page'), previousFile = flag('--previous'),
+  earlierFile = flag('--earlier');
 if (args.length !== 1 || !publicKeyFile) {
   console.error('usage: audit-verify.mjs EXPORT.jsonl --public-key operator.pem [--responses F] [--usage F] [--json]');
   process.exit(2);
@@ -796,6 +802,79 @@ if (usageFile) {
     sums.delete(key);
   }
   for (const key of sums.keys()) problem(`usage ${key}`, 'outcome entries with no usage row');
+}
+
+// ---- an earlier export of the same log (FORMAT.md, "Comparing with an earlier export") -------------------------
+// Every hash a file states, by chain and sequence: an entry or redacted line's own and its previous (the sequence
+// before), a gap line's ends, a checkpoint, a version 3 header's last hashes; which entries it shows in full; each
+// chain's range.
+function statementsOf(fileLines) {
+  const hashes = new Map(), full = new Set(), first = new Map(), last = new Map();
+  let chain = null;
+  const state = (c, sequence, hash, onHash) => {
+    if (!(sequence >= 1)) return; // entry 1's previous hash is the chain's genesis
+    const key = `${c ?? ''}|${sequence}`;
+    if (onHash) onHash(key, c, sequence, hash); else hashes.set(key, hash);
+  };
+  const range = (c, from, to) => { const k = c ?? ''; if (!first.has(k)) first.set(k, from); last.set(k, Math.max(last.get(k) ?? 0, to)); };
+  return {
+    hashes, full, first, last,
+    read(onHash) {
+      const head = fileLines[0] ?? {};
+      for (const item of Array.isArray(head.chains) ? head.chains : [])
+        if (item.lastSequence != null && item.lastHash != null) state(item.chain ?? null, item.lastSequence, item.lastHash, onHash);
+      for (const l of fileLines.slice(1)) {
+        if (!l) continue;
+        if (l.type === 'chain') chain = l.chain ?? null;
+        else if (l.type === 'entry' || l.type === 'redacted') {
+          range(chain, l.sequence, l.sequence);
+          state(chain, l.sequence - 1, l.previousHash, onHash); state(chain, l.sequence, l.hash, onHash);
+          if (l.type === 'entry') full.add(`${chain ?? ''}|${l.sequence}`);
+        } else if (l.type === 'gap') {
+          range(chain, l.fromSequence, l.toSequence);
+          state(chain, l.fromSequence - 1, l.previousHash, onHash); state(chain, l.toSequence, l.hash, onHash);
+        } else if (l.type === 'checkpoint') state(chain, l.sequence, l.hash, onHash);
+      }
+      return this;
+    },
+  };
+}
+if (earlierFile) {
+  const iso = ms => Number.isSafeInteger(ms) ? new Date(ms).toISOString() : String(ms);
+  const earlierCheck = spawnSync(process.execPath, [fileURLToPath(import.meta.url), earlierFile, '--public-key', publicKeyFile, '--json'], { encoding: 'utf8' });
+  if (earlierCheck.status !== 0 && earlierCheck.status !== 5) {
+    let first = null; try { first = JSON.parse(earlierCheck.stdout).problems?.[0]; } catch { /* reported below */ }
+    problem('earlier', `the earlier export does not verify (first problem: ${first ? `${first.where}: ${first.what}` : earlierCheck.stderr.trim()})`);
+  }
+  let earlierLines = null;
+  try { earlierLines = readFileSync(earlierFile, 'utf8').split('\n').filter(l => l.length > 0).map(l => JSON.parse(l)); }
+  catch (err) { problem('earlier', `the earlier export cannot be read: ${err.message}`); }
+  if (earlierLines) {
+    const before = statementsOf(earlierLines).read(null), beforeHead = earlierLines[0] ?? {}, nowHead = lines[0] ?? {};
+    let compared = 0; const reported = new Set();
+    const now = statementsOf(lines).read((key, c, sequence, hash) => {
+      if (!before.hashes.has(key)) return;
+      compared++;
+      if (before.hashes.get(key) !== hash && !reported.has(key)) {
+        reported.add(key);
+        problem(`${c == null ? '' : `chain ${c}, `}sequence ${sequence}`, `WitnessMismatch: the earlier export (made ${iso(beforeHead.createdAt)}) states hash ${before.hashes.get(key)}, this one ${hash}: the operator signed two different histories`);
+      }
+    });
+    if (nowHead.tenant == null || nowHead.tenant === beforeHead.tenant)
+      for (const key of before.full) {
+        const [c, seq] = [key.slice(0, key.lastIndexOf('|')), Number(key.slice(key.lastIndexOf('|') + 1))];
+        if (!now.full.has(key) && now.first.has(c) && seq >= now.first.get(c) && seq <= now.last.get(c))
+          problem(`${c === '' ? '' : `chain ${c}, `}sequence ${seq}`, `OutOfScope: shown in full in the earlier export (made ${iso(beforeHead.createdAt)}) but not in this one, whose range holds it: hidden or replaced`);
+      }
+    if (nowHead.from <= beforeHead.from && nowHead.to >= beforeHead.createdAt)
+      for (const [c, lastSeq] of before.last) {
+        const ends = now.last.get(c) ?? 0;
+        if (ends < lastSeq)
+          problem(`${c === '' ? '' : `chain ${c}, `}sequence ${ends + 1}`, `Truncated: the earlier export (made ${iso(beforeHead.createdAt)}) holds entries up to ${lastSeq}; this one, of entries up to ${iso(nowHead.to)}, ends at ${ends}`);
+      }
+    if (compared === 0)
+      problem('earlier', 'OutOfScope: the two files state no hash at a common sequence, so nothing shows that they are one history: ask for an export whose range holds the earlier one\'s last entry');
+  }
 }
 
 // ---- the tenant API's view against the signed export ----------------------------------------------------------

@@ -369,7 +369,11 @@ internal static class AuditCommand
         {
             Description = "The archive file before this one: this file must continue it (start at the entry after its last and link to its hash, or start again with its last entry; an export of several chains: each chain), and it must verify too.",
         };
-        var command = new Command("verify-export", "Verify an export offline, with the operator's public key alone.") { file, publicKey, previous };
+        var earlierOption = new Option<FileInfo?>("--earlier")
+        {
+            Description = "An export of the same log you received before (any range): every sequence at which both files state a hash must agree, an entry it shows in full must not be hidden here, and its entries must not be gone. The operator holds the signing key, so this is what shows a history rewritten and signed again.",
+        };
+        var command = new Command("verify-export", "Verify an export offline, with the operator's public key alone.") { file, publicKey, previous, earlierOption };
         command.SetAction(async (result, ct) =>
         {
             var input = result.GetValue(file)!;
@@ -391,6 +395,12 @@ internal static class AuditCommand
                 return 2;
             }
 
+            if (result.GetValue(earlierOption) is { Exists: false } missingEarlier)
+            {
+                await Console.Error.WriteLineAsync($"sovereign audit verify-export: --earlier {missingEarlier.FullName} does not exist.");
+                return 2;
+            }
+
             await using var stream = input.OpenRead();
             var pem = await ReadPublicKeyAsync(result.GetValue(publicKey)!, ct);
             AuditVerificationResult outcome;
@@ -404,7 +414,42 @@ internal static class AuditCommand
                 outcome = await AuditExport.VerifyExportAsync(stream, pem, ct);
             }
 
+            string? compared = null;
+            if (result.GetValue(earlierOption) is { } older)
+            {
+                // The earlier file is the operator's signed word from before: it must verify, and this one agree with it.
+                await using var olderStream = older.OpenRead();
+                var olderCheck = await AuditExport.VerifyExportAsync(olderStream, pem, ct);
+                olderStream.Position = 0;
+                stream.Position = 0;
+                IReadOnlyList<AuditProblem> contradictions = await AuditExportComparison.CompareAsync(stream, olderStream, ct);
+                if (!olderCheck.Valid)
+                {
+                    contradictions = [new AuditProblem(null, AuditProblemKind.Malformed, $"The earlier export does not verify (first problem: {olderCheck.Problems.FirstOrDefault()})."), .. contradictions];
+                }
+
+                if (contradictions.Count > 0)
+                {
+                    outcome = outcome with { Valid = false, Verdict = AuditVerdict.Tampered, Problems = [.. outcome.Problems, .. contradictions] };
+                }
+                else
+                {
+                    compared = $"It agrees with the earlier export {older.Name} wherever both state a hash, hides none of its entries and has lost none.";
+                }
+            }
+
             Console.WriteLine($"Checked {outcome.EntriesChecked} entries.");
+            stream.Position = 0;
+            if (await ScopeLineAsync(stream, ct) is { } scope)
+            {
+                Console.WriteLine(scope);
+            }
+
+            if (compared is not null)
+            {
+                Console.WriteLine(compared);
+            }
+
             foreach (var problem in outcome.Problems)
             {
                 Console.WriteLine($"  {problem}");
@@ -443,6 +488,43 @@ internal static class AuditCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>
+    /// What the file holds, from its header: whose entries, written in which time range, which sequences, and when it was
+    /// made. An export verifies whatever range it was asked for, so an auditor handed an old or narrow one learns it here
+    /// (before session 52 the CLI printed only the count, and a file made before the period audited read as intact).
+    /// </summary>
+    internal static async Task<string?> ScopeLineAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        using var reader = new StreamReader(stream, leaveOpen: true);
+        try
+        {
+            if (await reader.ReadLineAsync(cancellationToken) is not { } line)
+            {
+                return null;
+            }
+
+            using var document = System.Text.Json.JsonDocument.Parse(line);
+            var root = document.RootElement;
+            static string Time(System.Text.Json.JsonElement value) =>
+                value.TryGetInt64(out var ms) && ms is >= 0 and <= 253402300799999
+                    ? DateTimeOffset.FromUnixTimeMilliseconds(ms).ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture)
+                    : "?";
+            var whose = root.TryGetProperty("tenant", out var tenant) && tenant.ValueKind == System.Text.Json.JsonValueKind.String
+                ? $"tenant {Residency.DisplayText.Shortened(tenant.GetString()!, 256)}'s entries in full (other tenants' as hashes only)"
+                : "every tenant's entries";
+            var sequences = root.TryGetProperty("firstSequence", out var first) && first.ValueKind == System.Text.Json.JsonValueKind.Number
+                && root.TryGetProperty("lastSequence", out var last) && last.ValueKind == System.Text.Json.JsonValueKind.Number
+                ? string.Create(CultureInfo.InvariantCulture, $", sequences {first.GetInt64()}..{last.GetInt64()}")
+                : root.TryGetProperty("chains", out _) ? ", every chain of the log (below)" : ", no entry";
+            return $"The file holds {whose} written from {Time(root.GetProperty("from"))} up to (not including) {Time(root.GetProperty("to"))}{sequences}; "
+                + $"made {Time(root.GetProperty("createdAt"))}: a request answered after that, or outside that range, is not in it.";
+        }
+        catch (Exception ex) when (ex is System.Text.Json.JsonException or InvalidOperationException or KeyNotFoundException or FormatException)
+        {
+            return null; // the verification above already says what is wrong with the header
+        }
     }
 
     /// <summary>One line per chain of a log or export with member chains (none for a single chain): its range, coverage and verdict.</summary>
