@@ -872,6 +872,8 @@ if (earlierFile) {
         if (ends < lastSeq)
           problem(`${c === '' ? '' : `chain ${c}, `}sequence ${ends + 1}`, `Truncated: the earlier export (made ${iso(beforeHead.createdAt)}) holds entries up to ${lastSeq}; this one, of entries up to ${iso(nowHead.to)}, ends at ${ends}`);
       }
+    if (nowHead.createdAt < beforeHead.createdAt)
+      problem('earlier', `OutOfScope: this export was made ${iso(nowHead.createdAt)}, before the earlier one (${iso(beforeHead.createdAt)}): it is older, not newer (the files given the wrong way round, or an old export handed over again)`);
     if (compared === 0)
       problem('earlier', 'OutOfScope: the two files state no hash at a common sequence, so nothing shows that they are one history: ask for an export whose range holds the earlier one\'s last entry');
   }

@@ -67,6 +67,14 @@ public sealed class AuditVerifyExportEarlierTests : IAsyncLifetime
         Assert.Contains("PROBLEM sequence 3: WitnessMismatch: the earlier export", mjsOut, StringComparison.Ordinal);
         (mjsExit, mjsOut) = await MjsAsync(later, publicKey, "--earlier", old);
         Assert.True(mjsExit == 0, mjsOut);
+
+        // The old export handed over again as the new one: the same history, but nothing newer.
+        (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify-export", old, "--public-key", publicKey, "--earlier", later);
+        Assert.True(exit == 3, stdout + stderr);
+        Assert.Contains("it is older, not newer", stdout, StringComparison.Ordinal);
+        (mjsExit, mjsOut) = await MjsAsync(old, publicKey, "--earlier", later);
+        Assert.True(mjsExit == 3, mjsOut);
+        Assert.Contains("it is older, not newer", mjsOut, StringComparison.Ordinal);
     }
 
     /// <summary>Each request a decision and an outcome (acme's), and an admin entry of another tenant between requests.</summary>

@@ -17,7 +17,8 @@ namespace Sovereign.Residency.Audit;
 /// when both are exports of the same tenant or this one is of every tenant (else <see cref="AuditProblemKind.OutOfScope"/>:
 /// hidden); a chain this file covers from the earlier one's <c>from</c> to past the time the earlier one was made ends
 /// no earlier than the earlier one did (else <see cref="AuditProblemKind.Truncated"/>). Files that state no hash at a common sequence cannot be compared,
-/// which is reported rather than passed. The earlier file's statements are held in memory.
+/// which is reported rather than passed, and so is a file made before the earlier one. The earlier file's statements
+/// are held in memory.
 /// </remarks>
 public static class AuditExportComparison
 {
@@ -90,6 +91,14 @@ public static class AuditExportComparison
                         $"The earlier export (made {Time(before.CreatedAt)}) holds entries up to {last}; this one, of entries up to {Time(now.To)}, ends at {ends}: entries the operator signed before are gone (removed, or the log rolled back).")) { Chain = chain });
                 }
             }
+        }
+
+        // An export older than the one kept is no later export: the files given the wrong way round, or an old one
+        // handed over again as new. Its hashes agree, which read as "agrees" and hid that it says nothing newer.
+        if (now.CreatedAt < before.CreatedAt)
+        {
+            problems.Add(new AuditProblem(null, AuditProblemKind.OutOfScope, string.Create(CultureInfo.InvariantCulture,
+                $"This export was made {Time(now.CreatedAt)}, before the earlier one ({Time(before.CreatedAt)}): it is older, not newer (the files given the wrong way round, or an old export handed over again).")));
         }
 
         if (contradicted > MaxProblems)

@@ -24,6 +24,13 @@ public sealed class AuditExportComparisonTests
 
         Assert.Empty(await CompareAsync(later, earlier));
         Assert.Empty(await CompareAsync(everything, earlier));
+
+        // The older file handed over as the newer one: its hashes agree, but it says nothing newer (and, its range
+        // reaching past the newer one's making, lacks the newer one's last entries).
+        var replayed = await CompareAsync(earlier, later);
+        Assert.Equal(2, replayed.Count);
+        Assert.Contains(replayed, p => p.Kind == AuditProblemKind.OutOfScope && p.Message.Contains("it is older, not newer", StringComparison.Ordinal));
+        Assert.Contains(replayed, p => p.Kind == AuditProblemKind.Truncated && p.Sequence == 31);
         Assert.True((await AuditExport.VerifyExportAsync(Stream(later), context.Key.PublicKeyPem)).Valid);
     }
 
