@@ -203,6 +203,33 @@ public sealed class AuditClusterExportTests
     /// The shared chain (3 entries, single machine before the switch), a gateway's chain (5) and a node's (8): the
     /// gateway signs the node's at 5, and at 8 too when <paramref name="signNodeTail"/>.
     /// </summary>
+    [Fact]
+    public async Task CompareWithEarlier_MemberChains_AgreeChainByChain_AndAChangedNodeEntryIsNamedWithItsChain()
+    {
+        await using var context = AuditTestContext.Create();
+        await SeedAsync(context, signNodeTail: true);
+        var (earlier, _) = await ExportAsync(context, null);
+        await using (var node = await context.OpenLogAsync(new AuditLogOptions { Chain = Node, SignsCheckpoints = false }))
+        {
+            await context.AppendManyAsync(node, 2, "cluster-relay");
+        }
+
+        var (later, _) = await ExportAsync(context, null);
+        var lines = later.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var nodeSection = Array.FindIndex(lines, l => l.Contains($"\"chain\":\"{Node}\"", StringComparison.Ordinal) && Type(l) == "chain");
+        var at = Array.FindIndex(lines, nodeSection, l => Type(l) == "entry" && JsonNode.Parse(l)!["sequence"]!.GetValue<long>() == 3);
+        lines[at] = Edit(lines[at], o => o["hash"] = new string('b', 64));
+
+        var agrees = await AuditExportComparison.CompareAsync(Stream(later), Stream(earlier));
+        var changed = await AuditExportComparison.CompareAsync(Stream(string.Join('\n', lines)), Stream(earlier));
+
+        Assert.Empty(agrees);
+        var problem = Assert.Single(changed);
+        Assert.Equal((AuditProblemKind.WitnessMismatch, Node, 3L), (problem.Kind, problem.Chain, problem.Sequence));
+    }
+
+    private static MemoryStream Stream(string text) => new(Encoding.UTF8.GetBytes(text));
+
     private static async Task SeedAsync(AuditTestContext context, bool signNodeTail, bool shared = true)
     {
         if (shared)
