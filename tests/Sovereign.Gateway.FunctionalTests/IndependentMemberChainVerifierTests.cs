@@ -185,6 +185,38 @@ public sealed class IndependentMemberChainVerifierTests : IAsyncLifetime
         Assert.Empty(Directory.EnumerateFiles(_directory, "*refused.jsonl*"));
     }
 
+    [Fact]
+    public async Task Earlier_TwoExportsOfTheClustersLog_Agree_AndANodeEntryStatedOtherwiseIsNamedWithItsChain_ByBothVerifiers()
+    {
+        var earlier = await ExportAsync("earlier.jsonl");
+        var later = await ExportAsync("later.jsonl");
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify-export", later, "--public-key", PublicKey, "--earlier", earlier);
+        Assert.True(exit == 0, stdout + stderr);
+        Assert.Contains("It agrees with the earlier export earlier.jsonl", stdout, StringComparison.Ordinal);
+        Assert.Contains("The file holds every tenant's entries written from 1970-01-01T00:00:00.000Z", stdout, StringComparison.Ordinal);
+        var (mjsExit, mjsOut, mjsErr) = await ChildProcess.RunAsync("node", [Script, later, "--public-key", PublicKey, "--earlier", earlier], TimeSpan.FromMinutes(1));
+        Assert.True(mjsExit == 0, mjsOut + mjsErr);
+
+        // The node's entry 2 stated with another hash in the later file (its own walk breaks too).
+        var lines = (await File.ReadAllLinesAsync(later)).ToList();
+        var section = lines.FindIndex(l => l.StartsWith("{\"type\":\"chain\"", StringComparison.Ordinal) && l.Contains(Node, StringComparison.Ordinal));
+        var at = lines.FindIndex(section, l => l.StartsWith("{\"type\":\"entry\",\"sequence\":2,", StringComparison.Ordinal));
+        var entry = JsonNode.Parse(lines[at])!.AsObject();
+        entry["hash"] = new string('c', 64);
+        lines[at] = entry.ToJsonString(new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        var changed = Path.Combine(_directory, "changed.jsonl");
+        await File.WriteAllLinesAsync(changed, lines);
+
+        (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify-export", changed, "--public-key", PublicKey, "--earlier", earlier);
+        Assert.True(exit == 3, stdout + stderr);
+        Assert.Contains($"chain {Node}, seq 2: WitnessMismatch: The earlier export", stdout, StringComparison.Ordinal);
+        (mjsExit, mjsOut, mjsErr) = await ChildProcess.RunAsync("node", [Script, changed, "--public-key", PublicKey, "--earlier", earlier], TimeSpan.FromMinutes(1));
+        Assert.True(mjsExit == 3, mjsOut + mjsErr);
+        Assert.Contains($"PROBLEM chain {Node}, sequence 2: WitnessMismatch: the earlier export", mjsOut, StringComparison.Ordinal);
+    }
+
+    private static string Script => Path.Combine(IndependentAuditVerifierTests.Repository, "tools", "audit-verify.mjs");
+
     /// <summary>Runs both verifiers on one file; they must agree on the exit code, the verdicts and every problem's kind and chain.</summary>
     private async Task<(int Exit, JsonObject Report)> AgreeAsync(string export, string? previous = null)
     {
