@@ -15,7 +15,7 @@ namespace Sovereign.Benchmarks.Ledger;
 public static class CommitsBenchmark
 {
     /// <summary>Command-line help.</summary>
-    public const string Usage = "commits [--requests N (5000)] [--warmup N (2000)] [--rounds R (3)] [--dir PATH] [--keep] [--random-ids] [--wal-checkpoint-commits N] [--floor]";
+    public const string Usage = "commits [--requests N (5000)] [--warmup N (2000)] [--rounds R (3)] [--dir PATH] [--keep] [--random-ids] [--wal-checkpoint-commits N] [--floor] [--fold N[,N...] (then the cost of folding the period aggregates later, N records per fold: a design, not built)]";
 
     /// <summary>Runs the benchmark and prints a report; returns the process exit code.</summary>
     public static async Task<int> RunAsync(string[] args)
@@ -29,6 +29,7 @@ public static class CommitsBenchmark
         var keep = false;
         var randomIds = false;
         var checkpointCommits = 0;
+        int[] fold = [];
         for (var i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -38,6 +39,7 @@ public static class CommitsBenchmark
                 case "--rounds": rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--dir": dir = args[++i]; break;
                 case "--floor": floor = true; break;
+                case "--fold": fold = [.. args[++i].Split(',').Select(n => int.Parse(n, CultureInfo.InvariantCulture))]; break;
                 case "--keep": keep = true; break;
                 case "--random-ids": randomIds = true; break;
                 case "--wal-checkpoint-commits": checkpointCommits = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
@@ -97,6 +99,11 @@ public static class CommitsBenchmark
                     $"beside a WAL checkpoint: {near.Length} requests ({100.0 * near.Length / all.Length:F2}%), both-commits p50 {(near.Length > 0 ? Percentile(near, 0.5) : 0):F1} us, p99 {(near.Length > 0 ? Percentile(near, 0.99) : 0):F1} us; " +
                     $"apart: {apart.Length}, p50 {Percentile(apart, 0.5):F1} us, p99 {Percentile(apart, 0.99):F1} us; " +
                     $"of the slowest 1% (>= {p99:F0} us) {split.Count(s => s.Both >= p99 && s.Beside)} of {split.Count(s => s.Both >= p99)} were beside one"));
+            }
+
+            if (fold.Length > 0)
+            {
+                await FoldProbe.RunAsync(database, fold);
             }
 
             if (keep)
