@@ -185,8 +185,79 @@ internal sealed partial class DeferredOutcomes : BackgroundService
         if (held.InDoubt.Any(sent => sent.Sequence == entry.Sequence && sent.Hash == entry.Hash))
         {
             entry.Details.TryGetValue("outcome", out var outcome);
+            if (Correction(held.Outcome, entry) is { } correction)
+            {
+                await CorrectAsync(held, entry, correction, cancellationToken);
+                return;
+            }
+
             OutcomeFoundCommitted(_logger, held.RequestId, entry.Sequence, outcome ?? "");
         }
+    }
+
+    /// <summary>
+    /// The correcting entry for a request answered as refused (nothing delivered, nothing billed) whose outcome entry
+    /// <paramref name="landed"/>, committed by a commit that went unanswered, states anything else (another outcome,
+    /// tokens, a cost): the kept refusal as <see cref="AuditActions.InferenceCorrected"/>, naming what it corrects.
+    /// Null when the landed entry is the kept outcome (a stream's, which delivered what it states), or no refusal.
+    /// </summary>
+    internal static AuditRecord? Correction(AuditRecord kept, AuditEntry landed)
+    {
+        kept.Details.TryGetValue("outcome", out var keptOutcome);
+        kept.Details.TryGetValue("refusal_code", out var refusalCode);
+        if (keptOutcome != "refused" || refusalCode is null)
+        {
+            return null;
+        }
+
+        landed.Details.TryGetValue("outcome", out var landedOutcome);
+        landed.Details.TryGetValue(LedgerAuditDetails.Cost, out var landedCost);
+        var billedNothing = landedOutcome == "refused" && (landed.PromptTokens ?? 0) == 0 && (landed.CompletionTokens ?? 0) == 0
+            && (landedCost is null || decimal.TryParse(landedCost, System.Globalization.NumberStyles.Number, System.Globalization.CultureInfo.InvariantCulture, out var cost) && cost == 0m);
+        if (billedNothing)
+        {
+            return null;
+        }
+
+        var details = new Dictionary<string, string>(kept.Details, StringComparer.Ordinal)
+        {
+            ["corrects"] = landed.Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["corrected_outcome"] = landedOutcome ?? "",
+            ["corrected_prompt_tokens"] = (landed.PromptTokens ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["corrected_completion_tokens"] = (landed.CompletionTokens ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        if (landedCost is not null)
+        {
+            details["corrected_cost"] = landedCost;
+        }
+
+        return kept with { Action = AuditActions.InferenceCorrected, PromptTokens = 0, CompletionTokens = 0, Details = details };
+    }
+
+    /// <summary>
+    /// Corrects a refused request that a late commit billed: the correcting entry and the usage record's correction (to a
+    /// refusal at no cost, its totals moved by the difference) in one commit, as a request's books are; the landed
+    /// entry stays in the chain as committed. The request's reservation was settled at no cost when it was refused, so
+    /// the budget already counts nothing for it.
+    /// </summary>
+    private async Task CorrectAsync(Held held, AuditEntry landed, AuditRecord correction, CancellationToken cancellationToken)
+    {
+        var refusalCode = correction.Details["refusal_code"];
+        AuditEntry written;
+        UsageRecord? voided;
+        if (_ledger.Value.CarryVoid(held.RequestId, refusalCode) is { } carried)
+        {
+            written = await _audit.Value.AppendAsync(correction, carried, cancellationToken);
+            voided = await carried.Done;
+        }
+        else
+        {
+            voided = await _ledger.Value.VoidAsync(held.RequestId, refusalCode, cancellationToken); // a ledger that commits on its own
+            written = await _audit.Value.AppendAsync(correction, null, cancellationToken);
+        }
+
+        landed.Details.TryGetValue("outcome", out var outcome);
+        OutcomeCorrected(_logger, held.RequestId, landed.Sequence, outcome ?? "", voided?.Cost ?? 0m, voided?.Currency ?? "", written.Sequence);
     }
 
     /// <summary>
@@ -231,6 +302,10 @@ internal sealed partial class DeferredOutcomes : BackgroundService
     [LoggerMessage(EventId = 4142, EventName = "DeferredOutcomeNotWritten", Level = LogLevel.Error,
         Message = "Request {RequestId}'s outcome, kept while the database was down, could not be written; its decision stays open until this server's next start closes it as interrupted")]
     private static partial void OutcomeNotWritten(ILogger logger, Exception exception, string requestId);
+
+    [LoggerMessage(EventId = 4157, EventName = "DeferredOutcomeCorrected", Level = LogLevel.Warning,
+        Message = "Request {RequestId} was answered as refused (its outcome could not be recorded in time), but the commit of its outcome that went unanswered was applied after: the audit log holds it at sequence {Sequence} (outcome {Outcome}) and its usage record billed {Cost} {Currency}. Corrected: the record is now a refusal at no cost, and entry {Correction} (inference.corrected) says so; the entry it corrects stays in the chain")]
+    private static partial void OutcomeCorrected(ILogger logger, string requestId, long sequence, string outcome, decimal cost, string currency, long correction);
 
     [LoggerMessage(EventId = 4154, EventName = "DeferredOutcomeFoundCommitted", Level = LogLevel.Warning,
         Message = "Request {RequestId} was told its outcome could not be recorded, but the commit of it that went unanswered was applied after: the audit log holds it at sequence {Sequence} (outcome {Outcome}), with the usage record it carried, so the outcome kept for it is not written again. Its reservation was settled as the request was answered")]

@@ -370,7 +370,8 @@ internal static class LedgerReconciliation
                 }
 
                 var action = reader.IsDBNull(3) ? string.Empty : reader.GetString(3);
-                var outcome = action is AuditActions.InferenceCompleted or AuditActions.InferenceInterrupted;
+                // A correction (a refused request a late commit had billed) states the request's outcome from then on.
+                var outcome = action is AuditActions.InferenceCompleted or AuditActions.InferenceInterrupted or AuditActions.InferenceCorrected;
                 var refused = action == AuditActions.InferenceRefused;
                 long? cost = details.TryGetValue(LedgerAuditDetails.Cost, out var amount)
                     && decimal.TryParse(amount, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var value)
@@ -382,7 +383,7 @@ internal static class LedgerReconciliation
                 values[1].Value = AuditStore.ToInt64(reader.GetValue(0));
                 values[2].Value = reader.IsDBNull(4) ? DBNull.Value : reader.GetString(4);
                 // The outcome's model is the record's (a decision's or an interruption's may name an alias's choice otherwise).
-                values[3].Value = action == AuditActions.InferenceCompleted && !reader.IsDBNull(5) ? reader.GetString(5) : DBNull.Value;
+                values[3].Value = (action is AuditActions.InferenceCompleted or AuditActions.InferenceCorrected) && !reader.IsDBNull(5) ? reader.GetString(5) : DBNull.Value;
                 values[4].Value = outcome && !reader.IsDBNull(6) ? AuditStore.ToInt64(reader.GetValue(6)) : DBNull.Value;
                 values[5].Value = outcome && !reader.IsDBNull(7) ? AuditStore.ToInt64(reader.GetValue(7)) : DBNull.Value;
                 values[6].Value = outcome && cost is { } micros ? micros : DBNull.Value;

@@ -219,6 +219,110 @@ internal sealed class LedgerWriter : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Corrects the stored record of <paramref name="requestId"/> to a refusal at no cost (outcome Refused,
+    /// <paramref name="refusalCode"/>, no tokens, no compute, cost 0) in <paramref name="transaction"/>, and moves its
+    /// daily, period and key totals by the difference (the request still counts once, as refused). Returns the record as
+    /// it stood, or null when there is none or it is such a refusal already (nothing is written then).
+    /// </summary>
+    public async Task<UsageRecord?> VoidAsync(string requestId, string refusalCode, DbTransaction? transaction, CancellationToken cancellationToken = default)
+    {
+        UsageRecord old;
+        long computeUs, costMicros, timestampMs;
+        await using (var select = LedgerSchema.Prepare(_connection,
+            $"SELECT {LedgerSchema.RecordColumns} FROM metering_usage WHERE request_id = @id" + (_sqlite ? string.Empty : " FOR UPDATE")))
+        {
+            select.Transaction = transaction;
+            select.Parameters[0].Value = requestId;
+            await using var reader = await select.ExecuteReaderAsync(cancellationToken);
+            if (!await reader.ReadAsync(cancellationToken))
+            {
+                return null;
+            }
+
+            old = LedgerSchema.ReadRecord(reader);
+            timestampMs = LedgerSchema.Int64(reader, 1);
+            computeUs = LedgerSchema.Int64(reader, 14);
+            costMicros = LedgerSchema.Int64(reader, 17);
+        }
+
+        if (old is { Outcome: UsageOutcome.Refused, PromptTokens: 0, CompletionTokens: 0, CachedTokens: 0, WaivedPromptTokens: 0, WaivedCompletionTokens: 0 }
+            && computeUs == 0 && costMicros == 0 && old.RefusalCode == refusalCode)
+        {
+            return null;
+        }
+
+        await using (var update = LedgerSchema.Prepare(_connection,
+            "UPDATE metering_usage SET outcome = @outcome, refusal_code = @code, prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0, " +
+            "compute_us = 0, cost_micros = 0, price_version = NULL, waiver_ratio_to_english = NULL, waiver_method = NULL, " +
+            "waiver_prompt_language_letters = NULL, waiver_prompt_letters = NULL, waiver_completion_language_letters = NULL, " +
+            "waiver_completion_letters = NULL, waived_prompt_tokens = 0, waived_completion_tokens = 0 WHERE request_id = @id"))
+        {
+            update.Transaction = transaction;
+            update.Parameters[0].Value = (long)UsageOutcome.Refused;
+            update.Parameters[1].Value = refusalCode;
+            update.Parameters[2].Value = requestId;
+            await update.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        // The same aggregate rows the record was folded into, moved by what it no longer bills: the request stays
+        // counted once (requests unchanged), under refused instead of its outcome.
+        var day = UtcCalendar.DayStart(timestampMs);
+        var d = _daily;
+        d.Set(0, old.Tenant);
+        d.Set(1, day);
+        d.Set(2, old.Model);
+        d.Set(3, old.Jurisdiction);
+        d.Set(4, old.Pool ?? "");
+        d.Set(5, old.DeviceClass ?? "");
+        d.Set(6, old.KeyId);
+        d.Set(7, old.Currency);
+        d.Set(8, 0L);
+        d.Set(9, old.Outcome == UsageOutcome.Completed ? -1L : 0L);
+        d.Set(10, old.Outcome == UsageOutcome.Refused ? 0L : 1L);
+        d.Set(11, old.Outcome == UsageOutcome.Cancelled ? -1L : 0L);
+        d.Set(12, old.Outcome is UsageOutcome.Completed or UsageOutcome.Refused or UsageOutcome.Cancelled ? 0L : -1L);
+        d.Set(13, -(long)old.PromptTokens);
+        d.Set(14, -(long)old.CompletionTokens);
+        d.Set(15, -(long)old.CachedTokens);
+        d.Set(16, -computeUs);
+        d.Set(17, -costMicros);
+        d.Set(18, old.CharacterEquivalent is null ? 0L : -1L);
+        d.Set(19, -(long)old.WaivedPromptTokens);
+        d.Set(20, -(long)old.WaivedCompletionTokens);
+        await d.ExecuteAsync(transaction, cancellationToken);
+
+        foreach (var (period, start) in new[] { (UsagePeriodNames.Day, day), (UsagePeriodNames.Month, UtcCalendar.MonthStart(timestampMs)), (UsagePeriodNames.Total, 0L) })
+        {
+            var p = _period;
+            p.Set(0, old.Tenant);
+            p.Set(1, period);
+            p.Set(2, start);
+            p.Set(3, old.Currency);
+            p.Set(4, 0L);
+            p.Set(5, -(long)old.PromptTokens);
+            p.Set(6, -(long)old.CompletionTokens);
+            p.Set(7, -computeUs);
+            p.Set(8, -costMicros);
+            await p.ExecuteAsync(transaction, cancellationToken);
+        }
+
+        foreach (var (period, start) in new[] { (UsagePeriodNames.Day, day), (UsagePeriodNames.Total, 0L) })
+        {
+            var k = _keyPeriod;
+            k.Set(0, old.Tenant);
+            k.Set(1, old.KeyId);
+            k.Set(2, period);
+            k.Set(3, start);
+            k.Set(4, old.Currency);
+            k.Set(5, 0L);
+            k.Set(6, -costMicros);
+            await k.ExecuteAsync(transaction, cancellationToken);
+        }
+
+        return old;
+    }
+
     /// <summary>Finalizes the prepared statements (a connection closes cleanly only once they are).</summary>
     public void ReleaseStatements()
     {

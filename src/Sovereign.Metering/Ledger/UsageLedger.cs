@@ -153,6 +153,50 @@ public sealed class UsageLedger : IAsyncDisposable
         return new CarriedUsageRecord(pending, _carried);
     }
 
+    /// <summary>
+    /// A correction of the stored record of <paramref name="requestId"/> to a refusal at no cost
+    /// (<paramref name="refusalCode"/>), its totals moved by the difference, that another writer of this database (the
+    /// audit log) commits in its transaction with the entry that says why; null when this ledger must commit itself
+    /// (use <see cref="VoidAsync"/>). For a request answered as refused whose earlier commit, sent and never answered,
+    /// was applied after all and billed it.
+    /// </summary>
+    public CarriedUsageVoid? CarryVoid(string requestId, string refusalCode)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(requestId);
+        ArgumentException.ThrowIfNullOrEmpty(refusalCode);
+        if (_options.Durability == LedgerDurability.PowerLoss)
+        {
+            return null;
+        }
+
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        return new CarriedUsageVoid(requestId, refusalCode, _carried);
+    }
+
+    /// <summary>
+    /// As <see cref="CarryVoid"/>, committed by this ledger on its own: returns the record as it stood, or null when
+    /// there is none or it is such a refusal already.
+    /// </summary>
+    public async Task<UsageRecord?> VoidAsync(string requestId, string refusalCode, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(requestId);
+        ArgumentException.ThrowIfNullOrEmpty(refusalCode);
+        await using var connection = await _database.OpenAsync(cancellationToken);
+        var writer = LedgerWriter.Borrow(_database, connection, null, _options);
+        try
+        {
+            using var turn = await _database.EnterWriteAsync();
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            var voided = await writer.VoidAsync(requestId, refusalCode, transaction, cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+            return voided;
+        }
+        finally
+        {
+            writer.ReturnBorrowed();
+        }
+    }
+
     /// <summary>Aggregated usage (never the raw rows), grouped as asked, ordered by the grouped columns then currency.</summary>
     public async Task<IReadOnlyList<UsageRow>> QueryUsageAsync(UsageQuery query, CancellationToken cancellationToken = default)
     {
@@ -859,10 +903,20 @@ public sealed class UsageLedger : IAsyncDisposable
             var batch = new List<PendingAppend>(items.Count);
             foreach (var item in items)
             {
+                if (item is CarriedUsageVoid correction)
+                {
+                    // Read again in every attempt: a rolled-back one changed nothing.
+                    correction.Voided = await writer.VoidAsync(correction.RequestId, correction.RefusalCode, transaction, cancellationToken);
+                    continue;
+                }
+
                 batch.Add(((CarriedUsageRecord)item).Pending);
             }
 
-            await writer.WriteAsync(batch, transaction, cancellationToken);
+            if (batch.Count > 0)
+            {
+                await writer.WriteAsync(batch, transaction, cancellationToken);
+            }
         }
 
         public void Release(DbConnection connection)
@@ -908,4 +962,39 @@ public sealed class CarriedUsageRecord : ICarriedWrite
     }
 
     void ICarriedWrite.Failed(Exception error) => Pending.TrySetException(error);
+}
+
+/// <summary>
+/// A correction of a stored usage record to a refusal at no cost that commits in another writer's transaction
+/// (<see cref="UsageLedger.CarryVoid"/>).
+/// </summary>
+public sealed class CarriedUsageVoid : ICarriedWrite
+{
+    private readonly UsageLedger.CarriedLedgerWriter _writer;
+    private readonly TaskCompletionSource<UsageRecord?> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    internal CarriedUsageVoid(string requestId, string refusalCode, UsageLedger.CarriedLedgerWriter writer)
+    {
+        RequestId = requestId;
+        RefusalCode = refusalCode;
+        _writer = writer;
+    }
+
+    /// <summary>The request whose record is corrected.</summary>
+    public string RequestId { get; }
+
+    /// <summary>The refusal code the record states after the correction.</summary>
+    public string RefusalCode { get; }
+
+    /// <summary>Completes once the host's transaction has committed: the record as it stood, or null when nothing changed.</summary>
+    public Task<UsageRecord?> Done => _done.Task;
+
+    ICarriedWriter ICarriedWrite.Writer => _writer;
+
+    /// <summary>What the latest attempt found (set in each attempt; the committed one's is the result).</summary>
+    internal UsageRecord? Voided { get; set; }
+
+    void ICarriedWrite.Committed() => _done.TrySetResult(Voided);
+
+    void ICarriedWrite.Failed(Exception error) => _done.TrySetException(error);
 }

@@ -51,6 +51,17 @@ public static class AuditActions
     public const string InferenceCompleted = "inference.completed";
 
     /// <summary>
+    /// A correction of an allowed request's outcome: the request was answered as refused (its outcome could not be
+    /// recorded in time: 503 <c>audit_unavailable</c>, nothing delivered), and the commit of the outcome it was running
+    /// to, sent and never answered, was applied after all, billing it. This entry states the outcome the request was
+    /// answered with (a refusal at no cost: no tokens, <c>cost</c> 0) and names the entry it corrects (<c>corrects</c>,
+    /// its sequence, and what it stated: <c>corrected_outcome</c>, <c>corrected_cost</c>, <c>corrected_prompt_tokens</c>,
+    /// <c>corrected_completion_tokens</c>); the usage record was corrected in the same transaction. The corrected entry
+    /// stays in the chain as it was committed.
+    /// </summary>
+    public const string InferenceCorrected = "inference.corrected";
+
+    /// <summary>
     /// An allowed request whose process stopped (killed, crashed) before it recorded how the request ended: written
     /// by the next start of the same gateway in its place. Its tokens are unknown (null), none were billed.
     /// </summary>

@@ -153,6 +153,101 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
     }
 
     /// <summary>
+    /// A request whose outcome commit (completed, 7 tokens, its usage record billing 0.25 EUR carried in it) is still on
+    /// its way at the commit timeout is answered 503 <c>audit_unavailable</c>: nothing delivered, its refusal recorded at
+    /// no cost (a duplicate once the late commit holds the record), its outcome kept as a refusal. The commit then lands.
+    /// Once the database is back the kept refusal finds it: the chain holds the completed entry as committed, then an
+    /// <c>inference.corrected</c> entry naming it, and the usage record is a refusal at no cost in the same commit, its
+    /// totals moved by the difference; the tenant's spend is 0, the ledger reconciles with the chain (event 4157). Before,
+    /// the refused request stayed billed as completed (spend 0.25, the refusal kept out as a duplicate).
+    /// </summary>
+    [Theory]
+    [InlineData(null, false)]
+    [InlineData("node-th", false)]
+    [InlineData("node-th", true)] // the refusal's record could not be written either: kept with the outcome
+    public async Task RefusedRequestsOutcomeCommitLandsLate_TheChargeIsCorrected_NotBilled_AndTheLedgerReconciles(string? chain, bool refusalKeptWithItsRecord)
+    {
+        var connection = await OwnConnectionStringAsync("refused_late");
+        var database = SqlDatabase.PostgreSql(connection);
+        await database.MigrateAsync(AuditLog.Migrations);
+        await database.MigrateAsync(UsageLedger.Migrations);
+        await using var proxy = new AnswerLosingProxy(new Npgsql.NpgsqlConnectionStringBuilder(connection).Port);
+        var proxied = SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(connection) { Port = proxy.Port, Pooling = false, CommandTimeout = 60 }.ConnectionString);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        var logs = new ConcurrentQueue<(string Category, LogLevel Level, EventId Event, string Message)>();
+        using var loggers = LoggerFactory.Create(builder => builder.AddProvider(new CapturingLoggerProvider(logs)));
+        await using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        long landedAt;
+        await using (var audit = await AuditLog.OpenAsync(proxied, key, new AuditLogOptions { Chain = chain, SignsCheckpoints = false, CommitTimeout = TimeSpan.FromSeconds(3) }))
+        await using (var ledger = await UsageLedger.OpenAsync(proxied))
+        {
+            await audit.AppendAsync(Decision("before"));
+            await audit.AppendAsync(Decision("r-refused"));
+            proxy.HoldAfter(["r-refused", "COMMIT"]);
+            var unanswered = await Assert.ThrowsAsync<AuditUnavailableException>(() => audit.AppendAsync(Outcome("r-refused", "completed", 3, 7, 0.25m), ledger.Carry(Usage("r-refused", 7))));
+            Assert.Equal(1, proxy.Held);
+            landedAt = Assert.Single(unanswered.InDoubt).Sequence;
+
+            // The commit lands after the request was answered 503.
+            await proxy.ReleaseAsync();
+            await audit.AbandonedCommit;
+            var refusal = Usage("r-refused", 0) with { PromptTokens = 0, Cost = 0m, PriceVersion = null, Outcome = UsageOutcome.Refused, RefusalCode = "audit_unavailable" };
+            if (!refusalKeptWithItsRecord)
+            {
+                Assert.False(await ledger.AppendAsync(refusal)); // RequestAccounting's refusal: the landed record is kept
+            }
+
+            var health = new DatabaseHealth(new Lazy<SqlDatabase>(() => proxied), TimeProvider.System, services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), NullLogger<DatabaseHealth>.Instance);
+            using var deferred = new DeferredOutcomes(new Lazy<AuditLog>(() => audit), new Lazy<UsageLedger>(() => ledger), health, loggers.CreateLogger<DeferredOutcomes>());
+            var keptOutcome = Outcome("r-refused", "refused", 0, 0, 0m);
+            keptOutcome = keptOutcome with { Details = new Dictionary<string, string>(keptOutcome.Details) { ["refusal_code"] = "audit_unavailable" } };
+            Assert.True(deferred.Keep("r-refused", keptOutcome, refusalKeptWithItsRecord ? refusal : null, inDoubt: unanswered.InDoubt));
+            Assert.Equal(1, await deferred.WriteAsync(CancellationToken.None));
+            await audit.AppendAsync(Decision("after"));
+        }
+
+        var scope = AuditChainScope.Of(chain);
+        var stored = await AuditStore.ReadEntriesAsync(database, scope, "seq >= 1 ORDER BY seq", scope.Bind, CancellationToken.None);
+        Assert.Equal(["before", "r-refused", "r-refused", "r-refused", "after"], stored.Select(e => e.Details["request_id"]));
+        Assert.Equal([AuditActions.InferenceAllowed, AuditActions.InferenceAllowed, AuditActions.InferenceCompleted, AuditActions.InferenceCorrected, AuditActions.InferenceAllowed],
+            stored.Select(e => e.Action));
+        var landed = stored[2];
+        Assert.Equal((landedAt, "completed", 7L), (landed.Sequence, landed.Details["outcome"], landed.CompletionTokens));
+        var correction = stored[3];
+        Assert.Equal(landedAt.ToString(System.Globalization.CultureInfo.InvariantCulture), correction.Details["corrects"]);
+        Assert.Equal(("refused", "audit_unavailable", "0.000000", "completed", "0.250000", 0L),
+            (correction.Details["outcome"], correction.Details["refusal_code"], correction.Details["cost"], correction.Details["corrected_outcome"], correction.Details["corrected_cost"], correction.CompletionTokens));
+        await using (var ledger = await UsageLedger.OpenAsync(database))
+        {
+            var record = await ledger.GetAsync("r-refused");
+            Assert.NotNull(record);
+            Assert.Equal((UsageOutcome.Refused, "audit_unavailable", 0, 0, 0m), (record.Outcome, record.RefusalCode, record.PromptTokens, record.CompletionTokens, record.Cost));
+            Assert.Equal(0m, await ledger.GetSpendAsync("in-doubt", null, UsagePeriod.Total, DateTimeOffset.UtcNow, "EUR"));
+            Assert.Equal(0m, await ledger.GetSpendAsync("in-doubt", "k", UsagePeriod.Day, DateTimeOffset.UtcNow, "EUR"));
+            var day = Assert.Single(await ledger.QueryUsageAsync(new UsageQuery { Tenant = "in-doubt", From = DateTimeOffset.UtcNow.AddDays(-1), To = DateTimeOffset.UtcNow.AddDays(1) }));
+            Assert.Equal((1L, 0L, 1L, 0L, 0L, 0m), (day.Requests, day.Completed, day.Refused, day.PromptTokens, day.CompletionTokens, day.Cost));
+        }
+
+        Assert.Empty(await Sovereign.Gateway.Metering.LedgerReconciliation.CheckAsync(database, CancellationToken.None));
+        var told = Assert.Single(logs, log => log.Event.Id == 4157);
+        Assert.Contains("r-refused", told.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(logs, log => log.Event.Id == 4154);
+        var result = await AuditVerifier.VerifyAsync(database, key.PublicKeyPem);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+    }
+
+    /// <summary>An outcome entry as the gateway writes it: tokens, and the cost its usage record bills.</summary>
+    private static AuditRecord Outcome(string requestId, string outcome, long prompt, long completion, decimal cost) => Decision(requestId) with
+    {
+        Action = AuditActions.InferenceCompleted, Model = "m", PromptTokens = prompt, CompletionTokens = completion,
+        Details = new Dictionary<string, string>
+        {
+            ["request_id"] = requestId, ["outcome"] = outcome,
+            [LedgerAuditDetails.Cost] = cost.ToString("0.000000", System.Globalization.CultureInfo.InvariantCulture), [LedgerAuditDetails.Currency] = "EUR",
+        },
+    };
+
+    /// <summary>
     /// A checkpoint-only commit (the shutdown's) whose COMMIT reaches PostgreSQL only after the writer gave it up and
     /// reloaded the head: the retry looks for it under the chain's lock and returns the checkpoint the database holds.
     /// Before, it signed the head again; the stored one was kept on conflict, and the writer returned and held a
