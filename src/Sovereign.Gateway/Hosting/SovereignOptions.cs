@@ -45,6 +45,16 @@ public sealed class SovereignOptions
     /// <summary>This process's node id in the registry. Default: "local".</summary>
     public string NodeId { get; set; } = "local";
 
+    /// <summary>The <c>owned_by</c> a tenant reads of every model and alias /v1/models lists when <see cref="ModelOwner"/> is unset.</summary>
+    public const string DefaultModelOwner = "sovereign";
+
+    /// <summary>
+    /// The <c>owned_by</c> of every model and alias /v1/models and /v1/models/{id} list: the operator's name as tenants
+    /// should read it (1-64 visible ASCII characters, spaces inside allowed). Default: "sovereign". Never a node's id:
+    /// which node or engine serves a model is the operator's internal layout.
+    /// </summary>
+    public string ModelOwner { get; set; } = DefaultModelOwner;
+
     /// <summary>
     /// The operator-issued credential that binds <see cref="NodeId"/> to <see cref="Jurisdiction"/>. Unset on a
     /// single machine, the process issues its own with the operator key in the data directory.

@@ -180,6 +180,12 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
 
         // The admin API names a node in its paths (nodes drain, state, rm): a node id it refuses left the node started
         // but out of the operator's reach.
+        if (!IsModelOwner(options.ModelOwner))
+        {
+            failures.Add("Sovereign:ModelOwner must be 1-64 visible ASCII characters (spaces inside allowed), the operator's name tenants read as owned_by in /v1/models; "
+                + $"got '{OpenAI.RequestReader.Shorten(options.ModelOwner ?? "")}'.");
+        }
+
         if (!ControlPlane.ResourceIds.IsValid(options.NodeId, ControlPlane.ResourceKind.Other))
         {
             failures.Add($"Sovereign:NodeId must be 1-{ControlPlane.ResourceIds.MaxOtherLength} characters without whitespace or control characters (e.g. node-th-1); "
@@ -683,4 +689,8 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             failures.Add($"{key} must not be negative; got {value}.");
         }
     }
+
+    /// <summary>Whether <paramref name="owner"/> can be <see cref="SovereignOptions.ModelOwner"/>: 1-64 visible ASCII characters, spaces only inside.</summary>
+    internal static bool IsModelOwner(string? owner) =>
+        owner is { Length: > 0 and <= 64 } && owner[0] != ' ' && owner[^1] != ' ' && owner.All(c => c is >= ' ' and <= '~');
 }

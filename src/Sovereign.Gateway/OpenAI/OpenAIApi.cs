@@ -92,6 +92,6 @@ public static class OpenAIApi
 
     private static ModelCard Card(ServedModelCard model) => new(model.Id, "model", model.Created, model.OwnedBy);
 
-    /// <summary>An alias's card: created when the first model it may choose was, owned by this server.</summary>
-    private static ModelCard AliasCard(string alias, IReadOnlyList<ServedModelCard> reachable) => new(alias, "model", reachable.Min(m => m.Created), "sovereign");
+    /// <summary>An alias's card: created when the first model it may choose was, owned as they are (the operator, <c>Sovereign:ModelOwner</c>).</summary>
+    private static ModelCard AliasCard(string alias, IReadOnlyList<ServedModelCard> reachable) => new(alias, "model", reachable.Min(m => m.Created), reachable[0].OwnedBy);
 }

@@ -199,13 +199,16 @@ public sealed class InferenceRouter(
     public async Task<IReadOnlyList<ServedModelCard>> VisibleModelsAsync(Caller caller)
     {
         var allNodes = await nodes.GetNodesAsync();
-        var cards = catalog.All.Select(m => new ServedModelCard(m.Id, m.Created, m.OwnedBy, m.Model?.Options.License, m.Model?.Options.Origin, false)).ToList();
-        cards.AddRange(engines.All.Select(m => new ServedModelCard(m.Id, engines.Created, "sovereign", m.Model.License, m.Model.Origin, false)));
+        // Every model is owned by the operator as tenants know it (Sovereign:ModelOwner): a node's or an external
+        // engine's id is the operator's internal layout (it named "b-th-engine", the engine's registry id).
+        var owner = options.Value.ModelOwner;
+        var cards = catalog.All.Select(m => new ServedModelCard(m.Id, m.Created, owner, m.Model?.Options.License, m.Model?.Options.Origin, false)).ToList();
+        cards.AddRange(engines.All.Select(m => new ServedModelCard(m.Id, engines.Created, owner, m.Model.License, m.Model.Origin, false)));
         foreach (var node in allNodes.Where(n => n.Kind == nameof(NodeKind.External) || (n.Id != options.Value.NodeId && NodeDirectory.IsClusterNode(n))))
         {
             foreach (var model in node.Models.Where(m => cards.All(c => c.Id != m.Id)))
             {
-                cards.Add(new ServedModelCard(model.Id, node.UpdatedAt / 1000, NodeDirectory.IsClusterNode(node) ? "sovereign" : node.Id, model.License, model.Origin, !NodeDirectory.IsClusterNode(node)));
+                cards.Add(new ServedModelCard(model.Id, node.UpdatedAt / 1000, owner, model.License, model.Origin, !NodeDirectory.IsClusterNode(node)));
             }
         }
 
@@ -235,11 +238,7 @@ public sealed class InferenceRouter(
                 .Select(n => new ModelReplica(n.Id, n.Jurisdiction, n.Kind == nameof(NodeKind.External) ? NodeKind.External : NodeKind.Local, true, 0, 1)));
             var decision = RoutingDecider.Decide(new RoutingRequest(here, policy, new ModelFacts(c.Id, c.License, c.Origin), probes) { Catalog = jurisdictions });
 
-            // An external engine's model is owned by an engine the caller may use, not the first registered anywhere
-            // (which named, say, an SG engine to a TH-only tenant).
-            return !decision.Allowed ? null
-                : c.ExternalOnly && decision.SelectedReplica is { Kind: NodeKind.External } replica ? c with { OwnedBy = replica.NodeId }
-                : c;
+            return decision.Allowed ? c : null;
         }).OfType<ServedModelCard>().ToList();
     }
 

@@ -13,7 +13,11 @@ public sealed class ExternalEnginesFixture() : AdminServerFixture(AdminToken, "s
     {
         ["Sovereign:Jurisdiction"] = "TH",
         ["Sovereign:BuiltInEmbeddings"] = "false",
+        ["Sovereign:ModelOwner"] = ModelOwner,
     };
+
+    /// <summary>The operator's name this server's tenants read as every model's <c>owned_by</c>.</summary>
+    public const string ModelOwner = "Acme Cloud TH";
 
     /// <summary>A TH tenant on <paramref name="plan"/> that may use external engines, with a client holding its key.</summary>
     public async Task<(string Tenant, HttpClient Client)> NewTenantAsync(string plan)

@@ -3,14 +3,15 @@ using System.Text.Json;
 namespace Sovereign.Gateway.FunctionalTests.Pipeline;
 
 /// <summary>
-/// /v1/models names a model's owner: for a model of external engines, the engine's node. It named the first node
-/// registered with the model, wherever it was: a TH-only tenant saw "owned_by": "a-sg-engine", the id of an SG
-/// engine its policy can never reach, for a model it may use only on a TH engine.
+/// /v1/models names a model's owner as the operator configured it (<c>Sovereign:ModelOwner</c>, default
+/// <c>sovereign</c>), never a node's id: it named the external engine serving the model (<c>"owned_by":
+/// "b-th-engine"</c>, the operator's registry id for it), and before that the first engine registered with the model
+/// wherever it was (an SG engine's id shown to a TH-only tenant).
 /// </summary>
 public sealed class ModelListOwnerTests(ExternalEnginesFixture fixture) : IClassFixture<ExternalEnginesFixture>
 {
     [Fact]
-    public async Task AModelServedInTwoJurisdictions_IsOwnedByTheNodeTheCallerMayUse()
+    public async Task AModelOfExternalEngines_IsOwnedByTheOperator_NeverByAnEngineId()
     {
         const string Model = "owned-model";
         await fixture.RegisterEngineAsync("a-sg-engine", FakeUpstreamEngine.RefusingUrl(), Model, jurisdiction: "SG");
@@ -19,11 +20,27 @@ public sealed class ModelListOwnerTests(ExternalEnginesFixture fixture) : IClass
         var (_, client) = await fixture.NewTenantAsync("owners");
         using var _ = client;
 
-        var models = JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("data").EnumerateArray();
+        var list = await client.GetStringAsync("/v1/models");
+        var models = JsonDocument.Parse(list).RootElement.GetProperty("data").EnumerateArray().ToList();
         var card = Assert.Single(models, m => m.GetProperty("id").GetString() == Model);
-        Assert.Equal("b-th-engine", card.GetProperty("owned_by").GetString());
+        Assert.Equal(ExternalEnginesFixture.ModelOwner, card.GetProperty("owned_by").GetString());
+        // Every card, aliases included, is the operator's; no engine id appears anywhere in the list.
+        Assert.All(models, m => Assert.Equal(ExternalEnginesFixture.ModelOwner, m.GetProperty("owned_by").GetString()));
+        Assert.DoesNotContain("-engine", list, StringComparison.Ordinal);
 
-        var one = JsonDocument.Parse(await client.GetStringAsync($"/v1/models/{Model}")).RootElement;
-        Assert.Equal("b-th-engine", one.GetProperty("owned_by").GetString());
+        var one = await client.GetStringAsync($"/v1/models/{Model}");
+        Assert.Equal(ExternalEnginesFixture.ModelOwner, JsonDocument.Parse(one).RootElement.GetProperty("owned_by").GetString());
+        Assert.DoesNotContain("-engine", one, StringComparison.Ordinal);
     }
+
+    /// <summary>What <c>Sovereign:ModelOwner</c> takes: what a tenant can read on one line (the server refuses to start otherwise).</summary>
+    [Theory]
+    [InlineData("sovereign", true)]
+    [InlineData("Acme Cloud TH", true)]
+    [InlineData("", false)]
+    [InlineData(" acme", false)]
+    [InlineData("acme\n", false)]
+    [InlineData("acme\u202e", false)]
+    public void ModelOwner_IsOneLineOfVisibleAscii(string owner, bool valid) =>
+        Assert.Equal(valid, Sovereign.Gateway.Hosting.SovereignOptionsValidator.IsModelOwner(owner));
 }
