@@ -85,6 +85,11 @@ public sealed class InvoiceBuilder
             .Select(g => new InvoiceLine(g.Key.Model!, g.Sum(r => r.Requests), g.Sum(r => r.PromptTokens), g.Sum(r => r.CompletionTokens), g.Sum(r => r.ComputeSeconds),
                 g.Sum(r => r.Cost), g.Key.Pool, g.Key.DeviceClass, g.Sum(r => r.WaivedPromptTokens), g.Sum(r => r.WaivedCompletionTokens)))
             .ToList();
+        // What the tenant was charged in this currency before the period (the daily aggregates, never purged): the
+        // amount due is the rounding of everything to the period's end less that of everything before it, so what
+        // consecutive invoices leave below the minor unit is carried, never lost.
+        var earlier = (await _ledger.QueryUsageAsync(new UsageQuery { Tenant = tenant, From = DateTimeOffset.MinValue, To = periodFrom }, cancellationToken))
+            .Where(r => string.Equals(r.Currency, chosen, StringComparison.Ordinal)).Sum(r => r.Cost);
         return new Invoice
         {
             Tenant = tenant,
@@ -93,6 +98,7 @@ public sealed class InvoiceBuilder
             PeriodTo = periodTo,
             Lines = lines,
             Total = lines.Sum(l => l.Amount),
+            EarlierTotal = earlier,
         };
     }
 }

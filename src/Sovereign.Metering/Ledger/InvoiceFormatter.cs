@@ -12,7 +12,7 @@ public static class InvoiceFormatter
 {
     /// <summary>The CSV columns, in order.</summary>
     public const string CsvHeader = "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class," +
-        "waived_input_tokens,waived_output_tokens,amount_due,row";
+        "waived_input_tokens,waived_output_tokens,amount_due,row,carried_in,carried_out";
 
     /// <summary>
     /// RFC 4180 CSV: the header, one row per line, then a row with model <c>TOTAL</c> whose counts and amount are the
@@ -20,7 +20,9 @@ public static class InvoiceFormatter
     /// language tax's waiver did not bill (billed = input or output less these), then <c>amount_due</c>, filled in the
     /// <c>TOTAL</c> row only (the total rounded once to the currency's minor unit; a line has none of its own), then
     /// <c>row</c>: <c>line</c> or <c>total</c>, which tells the total apart from the line of a model named <c>TOTAL</c>
-    /// (a node declares whatever ids it serves). Readers of an older layout still find their columns; usage without a
+    /// (a node declares whatever ids it serves), then <c>carried_in</c> and <c>carried_out</c> (the total row only: what
+    /// earlier invoices left below the minor unit, and what this one leaves for the next; <c>amount_due</c> = total +
+    /// carried_in - carried_out, exactly). Readers of an older layout still find their columns; usage without a
     /// pool (recorded before pools) has them empty.
     /// </summary>
     public static string ToCsv(Invoice invoice)
@@ -35,14 +37,15 @@ public static class InvoiceFormatter
 
         AppendRow(csv, invoice, "TOTAL", null, null, invoice.Lines.Sum(l => l.Requests), invoice.Lines.Sum(l => l.InputTokens),
             invoice.Lines.Sum(l => l.OutputTokens), invoice.Lines.Sum(l => l.ComputeSeconds), invoice.Total,
-            invoice.Lines.Sum(l => l.WaivedInputTokens), invoice.Lines.Sum(l => l.WaivedOutputTokens), Due(invoice), "total");
+            invoice.Lines.Sum(l => l.WaivedInputTokens), invoice.Lines.Sum(l => l.WaivedOutputTokens), Due(invoice), "total", Fixed(invoice.CarriedIn), Fixed(invoice.CarriedOut));
         return csv.ToString();
     }
 
     /// <summary>
     /// JSON: <c>{tenant, currency, period_from, period_to, lines: [{model, pool, device_class, requests, input_tokens,
     /// output_tokens, waived_input_tokens, waived_output_tokens, billed_input_tokens, billed_output_tokens,
-    /// compute_seconds, amount}], total, amount_due}</c>: <c>amount_due</c> with the currency's minor unit's decimals.
+    /// compute_seconds, amount}], total, amount_due, carried_in, carried_out}</c>: <c>amount_due</c> with the currency's
+    /// minor unit's decimals, exactly <c>total + carried_in - carried_out</c>.
     /// </summary>
     public static string ToJson(Invoice invoice)
     {
@@ -77,6 +80,8 @@ public static class InvoiceFormatter
             json.WriteEndArray();
             json.WriteString("total", Fixed(invoice.Total));
             json.WriteString("amount_due", Due(invoice));
+            json.WriteString("carried_in", Fixed(invoice.CarriedIn));
+            json.WriteString("carried_out", Fixed(invoice.CarriedOut));
             json.WriteEndObject();
         }
 
@@ -84,7 +89,7 @@ public static class InvoiceFormatter
     }
 
     private static void AppendRow(StringBuilder csv, Invoice invoice, string model, string? pool, string? deviceClass, long requests, long input, long output, decimal compute, decimal amount,
-        long waivedInput, long waivedOutput, string due = "", string row = "line")
+        long waivedInput, long waivedOutput, string due = "", string row = "line", string carriedIn = "", string carriedOut = "")
     {
         csv.Append(Field(invoice.Tenant)).Append(',')
             .Append(Field(invoice.Currency)).Append(',')
@@ -101,7 +106,9 @@ public static class InvoiceFormatter
             .Append(waivedInput.ToString(CultureInfo.InvariantCulture)).Append(',')
             .Append(waivedOutput.ToString(CultureInfo.InvariantCulture)).Append(',')
             .Append(due).Append(',')
-            .Append(row).Append("\r\n");
+            .Append(row).Append(',')
+            .Append(carriedIn).Append(',')
+            .Append(carriedOut).Append("\r\n");
     }
 
     private static string Fixed(decimal value) => value.ToString("0.000000", CultureInfo.InvariantCulture);

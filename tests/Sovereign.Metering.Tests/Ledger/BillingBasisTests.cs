@@ -56,9 +56,9 @@ public sealed class BillingBasisTests
         Assert.Equal((300L, 90L, 210L, 150L, 11L, 139L), (line.InputTokens, line.WaivedInputTokens, line.BilledInputTokens, line.OutputTokens, line.WaivedOutputTokens, line.BilledOutputTokens));
         Assert.Equal(1.75m, invoice.Total);
         var csv = InvoiceFormatter.ToCsv(invoice).Split("\r\n");
-        Assert.EndsWith(",waived_input_tokens,waived_output_tokens,amount_due,row", csv[0], StringComparison.Ordinal);
-        Assert.EndsWith(",llama-3-8b,3,300,150,0.750000,1.750000,,,90,11,,line", csv[1], StringComparison.Ordinal);
-        Assert.EndsWith(",TOTAL,3,300,150,0.750000,1.750000,,,90,11,1.75,total", csv[2], StringComparison.Ordinal);
+        Assert.EndsWith(",waived_input_tokens,waived_output_tokens,amount_due,row,carried_in,carried_out", csv[0], StringComparison.Ordinal);
+        Assert.EndsWith(",llama-3-8b,3,300,150,0.750000,1.750000,,,90,11,,line,,", csv[1], StringComparison.Ordinal);
+        Assert.EndsWith(",TOTAL,3,300,150,0.750000,1.750000,,,90,11,1.75,total,0.000000,0.000000", csv[2], StringComparison.Ordinal);
         var json = InvoiceFormatter.ToJson(invoice);
         Assert.Contains("\"waived_input_tokens\": 90", json, StringComparison.Ordinal);
         Assert.Contains("\"billed_output_tokens\": 139", json, StringComparison.Ordinal);

@@ -162,10 +162,10 @@ public sealed class InvoiceTests
             var csv = InvoiceFormatter.ToCsv(SampleInvoice());
 
             Assert.Equal(
-                "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class,waived_input_tokens,waived_output_tokens,amount_due,row\r\n" +
-                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,llama-3-8b,1200,3400000,560000,1234.500000,12.345678,,,0,0,,line\r\n" +
-                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,\"org/model, \"\"v2\"\"\",3,30,3,0.000001,0.000002,,,0,0,,line\r\n" +
-                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,TOTAL,1203,3400030,560003,1234.500001,12.345680,,,0,0,12.35,total\r\n",
+                "tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class,waived_input_tokens,waived_output_tokens,amount_due,row,carried_in,carried_out\r\n" +
+                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,llama-3-8b,1200,3400000,560000,1234.500000,12.345678,,,0,0,,line,,\r\n" +
+                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,\"org/model, \"\"v2\"\"\",3,30,3,0.000001,0.000002,,,0,0,,line,,\r\n" +
+                "acme,EUR,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,TOTAL,1203,3400030,560003,1234.500001,12.345680,,,0,0,12.35,total,0.000000,-0.004320\r\n",
                 csv);
         }
         finally
@@ -182,7 +182,7 @@ public sealed class InvoiceTests
         using var json = JsonDocument.Parse(InvoiceFormatter.ToJson(invoice));
 
         var root = json.RootElement;
-        Assert.Equal(["tenant", "currency", "period_from", "period_to", "lines", "total", "amount_due"], root.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["tenant", "currency", "period_from", "period_to", "lines", "total", "amount_due", "carried_in", "carried_out"], root.EnumerateObject().Select(p => p.Name));
         Assert.Equal("12.345680", root.GetProperty("total").GetString());
         var line = root.GetProperty("lines")[1];
         Assert.Equal("org/model, \"v2\"", line.GetProperty("model").GetString());
@@ -215,10 +215,10 @@ public sealed class InvoiceTests
         using var json = JsonDocument.Parse(InvoiceFormatter.ToJson(invoice));
         Assert.Equal(due, json.RootElement.GetProperty("amount_due").GetString());
         var csv = InvoiceFormatter.ToCsv(invoice).Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
-        Assert.EndsWith(",amount_due,row", csv[0], StringComparison.Ordinal);
+        Assert.EndsWith(",amount_due,row,carried_in,carried_out", csv[0], StringComparison.Ordinal);
         Assert.Contains(",TOTAL,", csv[^1], StringComparison.Ordinal);
-        Assert.EndsWith("," + due + ",total", csv[^1], StringComparison.Ordinal);
-        Assert.All(csv[1..^1], line => Assert.EndsWith(",,line", line, StringComparison.Ordinal)); // a line has no amount due of its own
+        Assert.Contains("," + due + ",total,", csv[^1], StringComparison.Ordinal);
+        Assert.All(csv[1..^1], line => Assert.EndsWith(",,line,,", line, StringComparison.Ordinal)); // a line has no amount due of its own
     }
 
     /// <summary>
@@ -258,17 +258,67 @@ public sealed class InvoiceTests
         var rows = InvoiceFormatter.ToCsv(invoice).Split("\r\n", StringSplitOptions.RemoveEmptyEntries).Select(r => r.Split(',')).ToList();
 
         var header = rows[0];
-        Assert.Equal("row", header[^1]);
-        Assert.Equal("amount_due", header[^2]);
+        var rowColumn = Array.IndexOf(header, "row");
+        Assert.Equal(["amount_due", "row", "carried_in", "carried_out"], header[^4..]);
         Assert.All(rows, r => Assert.Equal(header.Length, r.Length));
-        Assert.Equal(["line", "line", "total"], rows[1..].Select(r => r[^1]));
+        Assert.Equal(["line", "line", "total"], rows[1..].Select(r => r[rowColumn]));
         var total = rows[^1];
         Assert.Equal("TOTAL", total[Array.IndexOf(header, "model")]);
         Assert.Equal("12.845678", total[Array.IndexOf(header, "amount")]);
         Assert.Equal("12.85", total[Array.IndexOf(header, "amount_due")]);
-        var line = rows.Single(r => r[^1] == "line" && r[Array.IndexOf(header, "model")] == "TOTAL");
+        var line = rows.Single(r => r[rowColumn] == "line" && r[Array.IndexOf(header, "model")] == "TOTAL");
         Assert.Equal("0.500000", line[Array.IndexOf(header, "amount")]);
         Assert.Equal("", line[Array.IndexOf(header, "amount_due")]);
+    }
+
+    /// <summary>
+    /// Pay-per-use below a cent: 0.003 USD a month was due 0.00 every month (each invoice rounded its own total), so
+    /// the tenant's usage was never billed, and lines summing to 0.003 stood over an amount due of 0.00 with nothing
+    /// said. Now each invoice carries in what earlier ones left below the minor unit and carries out what it leaves:
+    /// 0.00, 0.01, 0.00 over three months (0.009 in all, rounded once: 0.01), each exactly total + carried_in -
+    /// carried_out, and the next invoice carries in what the previous carried out.
+    /// </summary>
+    [Fact]
+    public async Task BuildAsync_ConsecutiveMonthsBelowACent_CarryTheRemainder_SoNoMoneyIsWrittenOff()
+    {
+        using var db = new TempDatabase();
+        await using var ledger = await db.OpenLedgerAsync();
+        var months = new[] { new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero), new DateTimeOffset(2025, 2, 1, 0, 0, 0, TimeSpan.Zero), new DateTimeOffset(2025, 3, 1, 0, 0, 0, TimeSpan.Zero), new DateTimeOffset(2025, 4, 1, 0, 0, 0, TimeSpan.Zero) };
+        for (var m = 0; m < 3; m++)
+        {
+            // Three requests of 0.001 USD each month.
+            for (var r = 0; r < 3; r++)
+            {
+                Assert.True(await ledger.AppendAsync(Record($"m{m}-r{r}", months[m].AddDays(3).AddHours(r), cost: 0.001m, currency: "USD")));
+            }
+        }
+
+        var builder = new InvoiceBuilder(ledger);
+        var invoices = new List<Invoice>();
+        for (var m = 0; m < 3; m++)
+        {
+            invoices.Add(await builder.BuildAsync("acme", months[m], months[m + 1]));
+        }
+
+        Assert.Equal([0.003m, 0.003m, 0.003m], invoices.Select(i => i.Total));
+        Assert.Equal([0.00m, 0.01m, 0.00m], invoices.Select(i => i.AmountDue));
+        Assert.Equal([0m, 0.003m, -0.004m], invoices.Select(i => i.CarriedIn));
+        Assert.Equal([0.003m, -0.004m, -0.001m], invoices.Select(i => i.CarriedOut));
+        Assert.All(invoices, i => Assert.Equal(i.AmountDue, i.Total + i.CarriedIn - i.CarriedOut));
+        Assert.All(invoices.Zip(invoices.Skip(1)), pair => Assert.Equal(pair.First.CarriedOut, pair.Second.CarriedIn));
+        // Over the three invoices: the exact total, rounded once.
+        Assert.Equal(0.01m, invoices.Sum(i => i.AmountDue));
+
+        // The quarter as one invoice says the same.
+        var quarter = await builder.BuildAsync("acme", months[0], months[3]);
+        Assert.Equal((0.009m, 0.01m, 0m, -0.001m), (quarter.Total, quarter.AmountDue, quarter.CarriedIn, quarter.CarriedOut));
+
+        using var json = JsonDocument.Parse(InvoiceFormatter.ToJson(invoices[1]));
+        Assert.Equal(("0.003000", "0.01", "0.003000", "-0.004000"),
+            (json.RootElement.GetProperty("total").GetString(), json.RootElement.GetProperty("amount_due").GetString(),
+             json.RootElement.GetProperty("carried_in").GetString(), json.RootElement.GetProperty("carried_out").GetString()));
+        var csv = InvoiceFormatter.ToCsv(invoices[1]).Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.EndsWith(",0.003000,,,0,0,0.01,total,0.003000,-0.004000", csv[^1], StringComparison.Ordinal);
     }
 
     private static Invoice SampleInvoice() => new()

@@ -73,9 +73,9 @@ public sealed class PoolUsageTests
         Assert.Equal([("sg-cpu", "cpu", 0.5m), ("th-h100", "h100", 1m)], invoice.Lines.Select(l => (l.Pool, l.DeviceClass, l.Amount)));
         Assert.Equal(1.5m, invoice.Total);
         var csv = InvoiceFormatter.ToCsv(invoice).Split("\r\n");
-        Assert.Equal("tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class,waived_input_tokens,waived_output_tokens,amount_due,row", csv[0]);
-        Assert.EndsWith(",llama-3-8b,1,100,50,0.250000,1.000000,th-h100,h100,0,0,,line", csv[2], StringComparison.Ordinal);
-        Assert.EndsWith(",TOTAL,2,200,100,0.500000,1.500000,,,0,0,1.50,total", csv[3], StringComparison.Ordinal);
+        Assert.Equal("tenant,currency,period_from,period_to,model,requests,input_tokens,output_tokens,compute_seconds,amount,pool,device_class,waived_input_tokens,waived_output_tokens,amount_due,row,carried_in,carried_out", csv[0]);
+        Assert.EndsWith(",llama-3-8b,1,100,50,0.250000,1.000000,th-h100,h100,0,0,,line,,", csv[2], StringComparison.Ordinal);
+        Assert.EndsWith(",TOTAL,2,200,100,0.500000,1.500000,,,0,0,1.50,total,0.000000,0.000000", csv[3], StringComparison.Ordinal);
         Assert.Contains("\"pool\": \"th-h100\"", InvoiceFormatter.ToJson(invoice), StringComparison.Ordinal);
     }
 
