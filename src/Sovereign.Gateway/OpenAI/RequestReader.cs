@@ -101,10 +101,109 @@ internal static class RequestReader
 
             throw param is null
                 ? OpenAIException.BadRequest("We could not parse the JSON body of your request: " + FirstSentence(ex.Message))
-                : OpenAIException.BadRequest($"Invalid type or value for '{param}'.", param, "invalid_type");
+                : InvalidType(bytes.Span, ex.Path!, param);
         }
 
         return body ?? throw OpenAIException.BadRequest("The request body must be a JSON object.");
+    }
+
+    /// <summary>
+    /// The 400 for a value the body's contract cannot take, at <paramref name="param"/> (the serializer's
+    /// <paramref name="jsonPath"/> without <c>$.</c>), as OpenAI words it: what was expected where that is one rule
+    /// (<c>metadata</c>: an object of string values), and what was sent. It said only "Invalid type or value for
+    /// 'metadata.tags'." to a LiteLLM-style <c>"metadata": {"tags": ["a"]}</c>.
+    /// </summary>
+    internal static OpenAIException InvalidType(ReadOnlySpan<byte> body, string jsonPath, string param)
+    {
+        var got = KindAt(body, jsonPath) is { } kind ? Describe(kind) : null;
+        var shown = Shorten(param);
+        if (param == "metadata")
+        {
+            return OpenAIException.BadRequest(
+                $"Invalid type for 'metadata': expected an object of up to {MetadataRule}" + (got is null ? "." : $", but got {got} instead."), param, "invalid_type");
+        }
+
+        if (param.StartsWith("metadata.", StringComparison.Ordinal) || param.StartsWith("metadata[", StringComparison.Ordinal))
+        {
+            return OpenAIException.BadRequest(
+                $"Invalid type for '{shown}': expected a string" + (got is null ? "" : $", but got {got} instead") +
+                $". metadata maps up to {MetadataRule}; a list (such as tags) goes in one string, e.g. \"a,b\".", param, "invalid_type");
+        }
+
+        return OpenAIException.BadRequest($"Invalid type or value for '{shown}'" + (got is null ? "." : $": got {got}."), param, "invalid_type");
+    }
+
+    /// <summary>OpenAI's rule for <c>metadata</c>, as the messages state it.</summary>
+    private const string MetadataRule = "16 keys (strings of at most 64 characters) to string values of at most 512 characters";
+
+    private static string Describe(JsonValueKind kind) => kind switch
+    {
+        JsonValueKind.Array => "an array",
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Null => "null",
+        JsonValueKind.String => "a string",
+        _ => "another value",
+    };
+
+    /// <summary>The kind of the value at a serializer path (<c>$.a.b[0]['c d']</c>) of <paramref name="body"/>, or null when it is not found.</summary>
+    internal static JsonValueKind? KindAt(ReadOnlySpan<byte> body, string jsonPath)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(body);
+            using var document = JsonDocument.ParseValue(ref reader);
+            var at = document.RootElement;
+            var i = jsonPath.StartsWith('$') ? 1 : 0;
+            while (i < jsonPath.Length)
+            {
+                if (jsonPath[i] == '.')
+                {
+                    var end = jsonPath.IndexOfAny(['.', '['], i + 1);
+                    end = end < 0 ? jsonPath.Length : end;
+                    if (at.ValueKind != JsonValueKind.Object || !at.TryGetProperty(jsonPath[(i + 1)..end], out at))
+                    {
+                        return null;
+                    }
+
+                    i = end;
+                }
+                else if (jsonPath.AsSpan(i).StartsWith("['"))
+                {
+                    var end = jsonPath.IndexOf("']", i + 2, StringComparison.Ordinal);
+                    if (end < 0 || at.ValueKind != JsonValueKind.Object || !at.TryGetProperty(jsonPath[(i + 2)..end], out at))
+                    {
+                        return null;
+                    }
+
+                    i = end + 2;
+                }
+                else if (jsonPath[i] == '[')
+                {
+                    var end = jsonPath.IndexOf(']', i + 1);
+                    if (end < 0 || at.ValueKind != JsonValueKind.Array
+                        || !int.TryParse(jsonPath.AsSpan(i + 1, end - i - 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var index)
+                        || index >= at.GetArrayLength())
+                    {
+                        return null;
+                    }
+
+                    at = at[index];
+                    i = end + 1;
+                }
+                else
+                {
+                    return null;
+                }
+            }
+
+            return at.ValueKind;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>

@@ -54,6 +54,41 @@ public sealed class ResponsesMetadataTests(ConsoleFixture fixture)
         Assert.Equal(code, error.GetProperty("code").GetString());
     }
 
+    /// <summary>
+    /// LiteLLM-style tags (<c>"metadata": {"tags": [...]}</c>) and other values that are not strings: a 400 that names
+    /// the key, says what OpenAI's metadata takes and what was sent, as OpenAI words it (<c>Invalid type for
+    /// 'metadata.tags': expected a string, but got an array instead.</c>), param the key. It said "Invalid type or value
+    /// for 'metadata.tags'." on both endpoints.
+    /// </summary>
+    [Theory]
+    [InlineData("/v1/chat/completions", """{"tags":["prod","team-a"]}""", "metadata.tags", "Invalid type for 'metadata.tags': expected a string, but got an array instead.")]
+    [InlineData("/v1/responses", """{"tags":["prod","team-a"]}""", "metadata.tags", "Invalid type for 'metadata.tags': expected a string, but got an array instead.")]
+    [InlineData("/v1/chat/completions", """{"user":{"id":1}}""", "metadata.user", "Invalid type for 'metadata.user': expected a string, but got an object instead.")]
+    [InlineData("/v1/chat/completions", """{"retries":3}""", "metadata.retries", "Invalid type for 'metadata.retries': expected a string, but got a number instead.")]
+    [InlineData("/v1/chat/completions", """["prod"]""", "metadata", "Invalid type for 'metadata': expected an object of up to 16 keys (strings of at most 64 characters) to string values of at most 512 characters, but got an array instead.")]
+    public async Task MetadataValueThatIsNotAString_Is400NamingTheKeyAndTheRule(string path, string metadata, string param, string message)
+    {
+        var body = path == "/v1/responses"
+            ? new JsonObject { ["model"] = ConsoleFixture.Model, ["input"] = "Once upon a time", ["max_output_tokens"] = 16, ["metadata"] = JsonNode.Parse(metadata) }
+            : new JsonObject
+            {
+                ["model"] = ConsoleFixture.Model,
+                ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Once upon a time" }),
+                ["max_tokens"] = 4,
+                ["metadata"] = JsonNode.Parse(metadata),
+            };
+        using var response = await PostAsync(path, body);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == 400, text);
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal(("invalid_request_error", param, "invalid_type"), (error.GetProperty("type").GetString(), error.GetProperty("param").GetString(), error.GetProperty("code").GetString()));
+        Assert.StartsWith(message, error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        if (param != "metadata")
+        {
+            Assert.Contains("a list (such as tags) goes in one string", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public async Task MetadataAtOpenAIsBounds_IsEchoed()
     {
