@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Collections.Concurrent;
 using Sovereign.Cluster.Grains;
 
@@ -21,9 +22,9 @@ public sealed class BudgetLeaseTests(ClusterFixture fixture)
     /// <summary>What a gateway asks for (as BudgetLeases.Ask sizes it: 32 requests' worth, at least 4).</summary>
     private static BudgetLeaseAsk Ask(decimal maxCost = 1m) => new(Guid.NewGuid(), 32 * maxCost, 4 * maxCost, 32, 32 * Tokens, 4 * Tokens, "EUR");
 
-    private async Task<(ITenantGrain Tenant, string KeyId, string Version)> TenantAsync(decimal budget = 100m, RateLimitSetting? rate = null)
+    private async Task<(ITenantGrain Tenant, string KeyId, string Version)> TenantAsync(decimal budget = 100m, RateLimitSetting? rate = null, ClusterFixture? on = null)
     {
-        var tenant = await fixture.NewTenantAsync("euro");
+        var tenant = await (on ?? fixture).NewTenantAsync("euro");
         var key = await tenant.CreateKeyAsync("k", null);
         Assert.True((await tenant.SetLimitsAsync(new TenantLimits([new BudgetSetting(null, "month", budget)], rate is null ? [] : [rate]))).Applied);
         return (tenant, key.Key.Id, TenantVersions.DecisionOf((await tenant.GetAsync())!));
@@ -42,8 +43,9 @@ public sealed class BudgetLeaseTests(ClusterFixture fixture)
         var lease = Assert.IsType<BudgetLease>(leased.Lease);
         // A tenth of the 99 left after the request itself, below the 32 asked for.
         Assert.Equal((9.9m, true, 32, 320L, keyId, version), (lease.Money, lease.BudgetApplies, lease.Requests, lease.Tokens, lease.KeyId, lease.DecisionVersion));
+        // Held for the gateway, yet the tenant's to spend: leased, not reserved, and still counted as remaining.
         var budget = await BudgetAsync(tenant);
-        Assert.Equal((10.9m, 0m, 89.1m), (budget.Reserved, budget.Settled, budget.Remaining));
+        Assert.Equal((1m, 9.9m, 0m, 99m), (budget.Reserved, budget.Leased, budget.Settled, budget.Remaining));
     }
 
     [Fact]
@@ -108,7 +110,11 @@ public sealed class BudgetLeaseTests(ClusterFixture fixture)
         // Never more than the budget: every admitted request holds 1 of it, and the leases hold the rest they did not spend.
         var during = await BudgetAsync(tenant);
         Assert.True(admitted.Count <= 100, $"{admitted.Count} requests of 1 EUR admitted on a budget of 100");
-        Assert.True(during.Reserved <= 100m);
+        Assert.True(during.Reserved + during.Leased <= 100m);
+
+        // And never fewer: a request the grain would refuse while the leases hold money they have not admitted closes
+        // them and is admitted against it, so the leases' last cents do not refuse the budget's last requests.
+        Assert.Equal(100, admitted.Count);
 
         // The leases return what they did not spend: exactly the admitted requests stay reserved.
         foreach (var lease in leases)
@@ -234,21 +240,120 @@ public sealed class BudgetLeaseTests(ClusterFixture fixture)
         var (tenant, keyId, version) = await TenantAsync();
         var lease = (await tenant.AdmitAuthorizedLeasingAsync(Request("x-0", keyId, version), Ask())).Lease!;
         Assert.True((await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("x-1", keyId, version))).Answer.Admission!.Allowed);
-        Assert.Equal(10.9m, (await BudgetAsync(tenant)).Reserved);
+        Assert.Equal((2m, 8.9m), ((await BudgetAsync(tenant)).Reserved, (await BudgetAsync(tenant)).Leased));
 
-        // Its holder dies: nothing returns the lease. Past its term (and the grain's grace) the grain closes it.
+        // Its holder dies (unknown to the cluster here): nothing returns the lease. Past its term (and the grain's
+        // grace) the grain closes it.
         fixture.Clock.Advance(ClusterFixture.LeaseTerm);
         await tenant.ReleaseExpiredReservationsAsync();
-        Assert.Equal(10.9m, (await BudgetAsync(tenant)).Reserved);
+        Assert.Equal(8.9m, (await BudgetAsync(tenant)).Leased);
         fixture.Clock.Advance(TimeSpan.FromSeconds(1));
         await tenant.ReleaseExpiredReservationsAsync();
 
         // The two admitted requests keep their own reservations; the lease's other 8.9 is back.
-        Assert.Equal(2m, (await BudgetAsync(tenant)).Reserved);
+        Assert.Equal((2m, 0m), ((await BudgetAsync(tenant)).Reserved, (await BudgetAsync(tenant)).Leased));
         var late = await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("x-2", keyId, version));
         Assert.True(late.Answer.Admission!.Allowed);
         Assert.Null(late.Lease);
         Assert.Equal(3m, (await BudgetAsync(tenant)).Reserved);
+    }
+
+    [Fact]
+    public async Task AHolderDeclaredDead_ItsLeaseComesBack_BeforeItsTerm()
+    {
+        // A cluster of its own: a silo joins and leaves it, which the collection's (its clock moved by other tests) is kept from.
+        var own = new ClusterFixture();
+        await own.InitializeAsync();
+        try
+        {
+            await HolderDeclaredDeadAsync(own);
+        }
+        finally
+        {
+            await own.DisposeAsync();
+        }
+    }
+
+    private async Task HolderDeclaredDeadAsync(ClusterFixture own)
+    {
+        var (tenant, keyId, version) = await TenantAsync(on: own);
+        await tenant.GetBudgetsAsync();
+
+        // A gateway silo beside the tenant's (activated before it joined, so it stays where it is) holds a lease.
+        var gateway = await own.Cluster.StartAdditionalSiloAsync();
+        var lease = (await tenant.AdmitAuthorizedLeasingAsync(Request("dh-0", keyId, version), Ask() with { Holder = gateway.SiloAddress })).Lease!;
+        Assert.Equal(9.9m, (await BudgetAsync(tenant)).Leased);
+
+        // It leaves the cluster (declared dead) with its lease unreturned; the grain's silo learns it.
+        var membership = ((Orleans.TestingHost.InProcessSiloHandle)own.Cluster.Primary!).SiloHost.Services.GetRequiredService<IClusterMembershipService>();
+        await own.Cluster.StopSiloAsync(gateway);
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1)))
+        {
+            await foreach (var snapshot in membership.MembershipUpdates.WithCancellation(timeout.Token))
+            {
+                if (snapshot.GetSiloStatus(gateway.SiloAddress) == SiloStatus.Dead)
+                {
+                    break;
+                }
+            }
+        }
+
+        // The grain's next look closes it, well before its term (the clock has not moved): its money is back, and a
+        // confirmation that still came would be admitted afresh.
+        await tenant.ReleaseExpiredReservationsAsync();
+        var budget = await BudgetAsync(tenant);
+        Assert.Equal((1m, 0m, 99m), (budget.Reserved, budget.Leased, budget.Remaining));
+        var late = await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("dh-1", keyId, version));
+        Assert.True(late.Answer.Admission!.Allowed);
+        Assert.Null(late.Lease);
+    }
+
+    [Fact]
+    public async Task ARequestRefusedWhileALeaseHoldsTheMoney_ClosesIt_AndIsAdmitted()
+    {
+        var (tenant, keyId, version) = await TenantAsync();
+        var lease = (await tenant.AdmitAuthorizedLeasingAsync(Request("rb-0", keyId, version), Ask())).Lease!;
+        Assert.Equal(9.9m, lease.Money);
+
+        // 89 more of 1 EUR leave 0.1 beside the lease's 9.9: the 90th to 99th are admitted against the lease's money
+        // (the lease closes at the first of them), the 100th is refused: exactly the budget, never less.
+        for (var i = 1; i <= 99; i++)
+        {
+            var answer = await tenant.AdmitAuthorizedAsync(Request("rb-" + i, keyId, version));
+            Assert.True(answer.Admission!.Allowed, $"request {i}: {answer.Admission.Outcome}");
+        }
+
+        Assert.Equal(AdmissionOutcome.BudgetExceeded, (await tenant.AdmitAuthorizedAsync(Request("rb-100", keyId, version))).Admission!.Outcome);
+        var budget = await BudgetAsync(tenant);
+        Assert.Equal((100m, 0m, 0m), (budget.Reserved, budget.Leased, budget.Remaining));
+        var late = await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("rb-late", keyId, version));
+        Assert.Equal(AdmissionOutcome.BudgetExceeded, late.Answer.Admission!.Outcome);
+        Assert.Null(late.Lease);
+    }
+
+    [Fact]
+    public async Task ARequestRateLimitedWhileALeaseHoldsRequests_ClosesIt_AndTheHeadersCountTheLeaseAsRemaining()
+    {
+        // 40 requests a minute: a lease takes a tenth, 4 requests.
+        var (tenant, keyId, version) = await TenantAsync(rate: new RateLimitSetting(null, 40, null));
+        var leased = await tenant.AdmitAuthorizedLeasingAsync(Request("rr-0", keyId, version), Ask());
+        var lease = leased.Lease!;
+        Assert.Equal(4, lease.Requests);
+
+        // The lease's 4 are still the tenant's to send: the headers count them as remaining (39 of 40, less refill).
+        var probe = await tenant.AdmitAsync(new AdmissionRequest("rr-probe", keyId, 0, 0m, "EUR"));
+        Assert.InRange(probe.RateLimits!.RemainingRequests!.Value, 38, 40);
+
+        // Sent past what the counters hold without the lease, the requests are admitted against the lease's 4 (it
+        // closes) before any is refused: the lease is closed by the time the first refusal comes.
+        var sent = 0;
+        while ((await tenant.AdmitAsync(new AdmissionRequest("rr-" + ++sent, keyId, 0, 0m, "EUR"))).Allowed)
+        {
+            Assert.True(sent < 1000, "never refused");
+        }
+
+        var late = await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("rr-late", keyId, version));
+        Assert.Null(late.Lease);
     }
 
     [Fact]

@@ -21,8 +21,11 @@ public sealed class ClusterFixture : IAsyncLifetime
     /// <summary>Budget leases are on here (off by default): a minute, so a test moves the clock past one by hand.</summary>
     public static readonly TimeSpan LeaseTerm = TimeSpan.FromMinutes(1);
 
-    // The silo configurator is created by the TestingHost, not by us: it finds the fixture's state here.
-    private static ClusterFixture? s_current;
+    // The silo configurator is created by the TestingHost, not by us: it finds its fixture's state here, by the id the
+    // cluster's configuration names (a test may deploy a cluster of its own beside the collection's).
+    private const string FixtureIdProperty = "SovereignTestFixture";
+    private static readonly ConcurrentDictionary<string, ClusterFixture> s_fixtures = new();
+    private readonly string _fixtureId = Guid.NewGuid().ToString("N");
 
     private readonly string _folder = Directory.CreateTempSubdirectory("sovereign-cluster-tests-").FullName;
     private int _ids;
@@ -65,8 +68,9 @@ public sealed class ClusterFixture : IAsyncLifetime
             await Prices.UpdateAsync(book => book.WithPrice(plan, new ModelPrice { Model = "m", EffectiveFrom = now, InputPerMillion = 1_000_000m, OutputPerMillion = 1_000_000m }, now), now);
         }
 
-        s_current = this;
+        s_fixtures[_fixtureId] = this;
         var builder = new TestClusterBuilder(1);
+        builder.Properties[FixtureIdProperty] = _fixtureId;
         builder.AddSiloBuilderConfigurator<SiloSetup>();
         Cluster = builder.Build();
         await Cluster.DeployAsync();
@@ -93,13 +97,14 @@ public sealed class ClusterFixture : IAsyncLifetime
         await Ledger.DisposeAsync();
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
         Directory.Delete(_folder, recursive: true);
+        s_fixtures.TryRemove(_fixtureId, out _);
     }
 
     private sealed class SiloSetup : ISiloConfigurator
     {
         public void Configure(ISiloBuilder siloBuilder)
         {
-            var fixture = s_current!;
+            var fixture = s_fixtures[siloBuilder.Configuration[FixtureIdProperty]!];
             siloBuilder.Services.AddSingleton(fixture.Store);
             siloBuilder.Services.AddSingleton(fixture.Ledger);
             siloBuilder.Services.AddSingleton(fixture.Prices);

@@ -172,7 +172,11 @@ public sealed record SettlementRequest(
     [property: Id(3)] long AdmittedTokens,
     [property: Id(4)] long ActualTokens);
 
-/// <summary>One budget's state now, in the currency of the tenant's plan.</summary>
+/// <summary>
+/// One budget's state now, in the currency of the tenant's plan. <see cref="Reserved"/> is what requests in flight
+/// hold; <see cref="Leased"/> what gateways' budget leases hold and have not admitted yet, counted in
+/// <see cref="Remaining"/> (the tenant's to spend: it returns when they close).
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record BudgetStatusView(
     [property: Id(0)] string? KeyId,
@@ -181,7 +185,8 @@ public sealed record BudgetStatusView(
     [property: Id(3)] decimal Settled,
     [property: Id(4)] decimal Reserved,
     [property: Id(5)] decimal Remaining,
-    [property: Id(6)] string Currency);
+    [property: Id(6)] string Currency,
+    [property: Id(7)] decimal Leased = 0m);
 
 /// <summary>Why a change to a tenant's plan or limits was refused (nothing changed), or <see cref="None"/>.</summary>
 public enum TenantChangeRefusal

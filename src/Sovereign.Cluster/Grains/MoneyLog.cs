@@ -25,6 +25,14 @@ internal static partial class MoneyLog
         Message = "Budget lease {LeaseId} of tenant {Tenant} (key {KeyId}) closed: {Money} of its money, {Requests} requests and {Tokens} tokens return to the budgets and rate limits")]
     public static partial void LeaseClosed(ILogger logger, Guid leaseId, string tenant, string? keyId, decimal? money, int requests, long tokens);
 
+    [LoggerMessage(EventId = 4126, EventName = "BudgetLeasesReclaimed", Level = LogLevel.Debug,
+        Message = "Tenant {Tenant}'s {Count} budget leases closed: a request was refused while they held what it needed, and is admitted again")]
+    public static partial void LeasesReclaimed(ILogger logger, string tenant, int count);
+
+    [LoggerMessage(EventId = 4127, EventName = "BudgetLeaseHolderDead", Level = LogLevel.Information,
+        Message = "Budget lease {LeaseId} of tenant {Tenant} closed before its term: its gateway {Gateway} was declared dead")]
+    public static partial void LeaseHolderDead(ILogger logger, Guid leaseId, string tenant, string gateway);
+
     [LoggerMessage(EventId = 4138, EventName = "BudgetLeaseRecallFailed", Level = LogLevel.Warning,
         Message = "Tenant {Tenant}'s budget leases on gateway {Gateway} were closed but the gateway could not be told; its next requests from them are refused or admitted afresh by the grain")]
     public static partial void LeaseRecallFailed(ILogger logger, Exception exception, string tenant, string gateway);

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Hosting;
@@ -126,6 +127,26 @@ internal sealed class TenantGrain(
 
     public async Task<AdmissionResult> AdmitAsync(AdmissionRequest request)
     {
+        var result = await AdmitOnceAsync(request);
+        if (result.Outcome is AdmissionOutcome.RateLimitedRequests or AdmissionOutcome.RateLimitedTokens or AdmissionOutcome.BudgetExceeded
+            && !result.TooLarge && result.Budget is not { Final: true } && ReclaimLeases())
+        {
+            // Refused while gateways' leases held what it needed (money, requests or tokens they have not admitted): the
+            // leases close, what they held returns, and the request is admitted again against it, so a lease never makes
+            // a tenant's limit refuse below what it allows. A budget's refusal had counted the request: counted once.
+            if (result.Outcome == AdmissionOutcome.BudgetExceeded)
+            {
+                Rates().RefundRequest(request.KeyId);
+            }
+
+            result = await AdmitOnceAsync(request);
+        }
+
+        return result;
+    }
+
+    private async Task<AdmissionResult> AdmitOnceAsync(AdmissionRequest request)
+    {
         var now = time.GetUtcNow();
         var (view, refused) = TakeRate(request.KeyId, request.Tokens, now);
         if (refused is not null)
@@ -134,6 +155,23 @@ internal sealed class TenantGrain(
         }
 
         return await ReserveAsync(request, view, now, request.RequestId);
+    }
+
+    /// <summary>
+    /// Closes every lease that still holds something (their holders are told, not awaited: one that does not hear it
+    /// has its next confirmation admitted afresh); false when none holds anything.
+    /// </summary>
+    private bool ReclaimLeases()
+    {
+        if (!_leases.Values.Any(l => l.Requests > 0 || l.Tokens > 0 || (l.BudgetApplies && l.Money > 0)))
+        {
+            return false;
+        }
+
+        MoneyLog.LeasesReclaimed(logger, this.GetPrimaryKeyString(), _leases.Count);
+        CloseAllLeases();
+        _ = RecallClosedLeasesAsync();
+        return true;
     }
 
     /// <summary>
@@ -457,21 +495,36 @@ internal sealed class TenantGrain(
     /// <summary>How long a change waits for one gateway to hear that its leases were recalled.</summary>
     private static readonly TimeSpan RecallAnswer = TimeSpan.FromSeconds(5);
 
-    /// <summary>Closes the leases whose term (and grace) has passed: their holders stopped admitting from them, or died.</summary>
+    /// <summary>
+    /// Closes the leases whose term (and grace) has passed, their holders having stopped admitting from them, and those
+    /// whose holder the cluster declared dead (killed: it returns nothing, and would hold its slice until the term).
+    /// </summary>
     private void CloseExpiredLeases()
     {
         var now = time.GetUtcNow();
-        foreach (var lease in _leases.Values.Where(l => l.ClosesAt <= now).ToList())
+        var members = _leases.Values.Any(l => l.Holder is not null) ? ServiceProvider.GetService<IClusterMembershipService>()?.CurrentSnapshot : null;
+        foreach (var lease in _leases.Values.ToList())
         {
-            CloseLease(lease);
+            if (lease.ClosesAt <= now)
+            {
+                CloseLease(lease);
+            }
+            else if (lease.Holder is { } holder && members?.GetSiloStatus(holder) == SiloStatus.Dead)
+            {
+                MoneyLog.LeaseHolderDead(logger, lease.Id, this.GetPrimaryKeyString(), holder.ToParsableString());
+                CloseLease(lease);
+            }
         }
     }
+
+    /// <summary>How often the grain looks for leases to close while it holds any.</summary>
+    private static readonly TimeSpan LeaseCheckInterval = TimeSpan.FromSeconds(1);
 
     private void EnsureLeaseTimer()
     {
         if (_leaseTimer is null)
         {
-            var interval = TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerSecond, money.Value.LeaseTerm.Ticks / 2));
+            var interval = LeaseCheckInterval;
             _leaseTimer = this.RegisterGrainTimer(_ =>
             {
                 CloseExpiredLeases();
@@ -554,7 +607,31 @@ internal sealed class TenantGrain(
     }
 
     /// <summary>The rate limits' view now, taking nothing.</summary>
-    private RateLimitView RateView(string? keyId, DateTimeOffset now) => View(Rates().TryAcquire(keyId, 0, 0, now));
+    private RateLimitView RateView(string? keyId, DateTimeOffset now) => Visible(keyId, Rates().TryAcquire(keyId, 0, 0, now), now);
+
+    /// <summary>
+    /// The rate limits' view as the key's caller is told it (OpenAI's <c>x-ratelimit-*</c> headers): what open leases
+    /// took but have not admitted counts as remaining, since it returns when they close and their holders admit from it.
+    /// </summary>
+    private RateLimitView Visible(string? keyId, RateLimitDecision rate, DateTimeOffset now)
+    {
+        if (_leases.Count == 0)
+        {
+            return View(rate);
+        }
+
+        (long Requests, long Tokens) tenantHeld = (0, 0), keyHeld = (0, 0);
+        foreach (var lease in _leases.Values)
+        {
+            tenantHeld = (tenantHeld.Requests + lease.Requests, tenantHeld.Tokens + lease.Tokens);
+            if (keyId is not null && string.Equals(lease.KeyId, keyId, StringComparison.Ordinal))
+            {
+                keyHeld = (keyHeld.Requests + lease.Requests, keyHeld.Tokens + lease.Tokens);
+            }
+        }
+
+        return View(Rates().PeekReturning(keyId, now, tenantHeld, keyHeld));
+    }
 
     private static RateLimitView View(RateLimitDecision rate) =>
         new(rate.LimitRequests, rate.RemainingRequests, rate.ResetRequests, rate.LimitTokens, rate.RemainingTokens, rate.ResetTokens);
@@ -563,7 +640,7 @@ internal sealed class TenantGrain(
     private (RateLimitView View, AdmissionResult? Refused) TakeRate(string? keyId, long tokens, DateTimeOffset now)
     {
         var rate = Rates().TryAcquire(keyId, 1, tokens, now);
-        var view = View(rate);
+        var view = Visible(keyId, rate, now);
         return rate.Allowed
             ? (view, null)
             : (view, new AdmissionResult(
@@ -596,7 +673,7 @@ internal sealed class TenantGrain(
             MoneyLog.SettlementOverrun(logger, settlement.RequestId, this.GetPrimaryKeyString(), settled.Actual, settled.Reserved, budget.Currency);
         }
 
-        return Task.FromResult(budget.Remaining(now).Where(b => b.Limit.KeyId is null).Select(b => (decimal?)b.Remaining).Min());
+        return Task.FromResult(Positions(budget, now).Where(p => p.Status.Limit.KeyId is null).Select(p => (decimal?)(p.Status.Remaining + p.Leased)).Min());
     }
 
     public async Task<IReadOnlyList<BudgetStatusView>> GetBudgetsAsync()
@@ -606,9 +683,32 @@ internal sealed class TenantGrain(
             return [];
         }
 
-        return budget.Remaining(time.GetUtcNow())
-            .Select(b => new BudgetStatusView(b.Limit.KeyId, PeriodName(b.Limit.Period), b.Limit.Amount, b.Settled, b.Reserved, b.Remaining, budget.Currency))
+        return Positions(budget, time.GetUtcNow())
+            .Select(p => new BudgetStatusView(p.Status.Limit.KeyId, PeriodName(p.Status.Limit.Period), p.Status.Limit.Amount, p.Status.Settled,
+                p.Status.Reserved - p.Leased, p.Status.Remaining + p.Leased, budget.Currency, p.Leased))
             .ToList();
+    }
+
+    /// <summary>
+    /// Every budget's position now, with the money open leases hold in it and have not admitted yet: reserved for their
+    /// gateways, yet still the tenant's to spend (it returns when they close), so a caller is told it as remaining.
+    /// </summary>
+    private IEnumerable<(BudgetStatus Status, decimal Leased)> Positions(BudgetAccount budget, DateTimeOffset now)
+    {
+        foreach (var status in budget.Remaining(now))
+        {
+            var leased = 0m;
+            foreach (var lease in _leases.Values)
+            {
+                if (lease.BudgetApplies && budget.FindReservation(lease.ReservationId) is { } held
+                    && held.Charges.Any(c => string.Equals(c.KeyId, status.Limit.KeyId, StringComparison.Ordinal) && c.Period == status.Limit.Period && c.PeriodStart == status.PeriodStart))
+                {
+                    leased += held.Amount;
+                }
+            }
+
+            yield return (status, leased);
+        }
     }
 
     public async Task<int> ReleaseExpiredReservationsAsync()

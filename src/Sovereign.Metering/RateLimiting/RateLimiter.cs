@@ -260,6 +260,46 @@ internal static class RateLimitEvaluator
         };
     }
 
+    /// <summary>
+    /// The values at <paramref name="now"/> as if each limiter's <paramref name="held"/> units (taken but not used yet,
+    /// and given back when unused: a budget lease's unspent part) were back in it; takes and gives nothing.
+    /// </summary>
+    public static RateLimitDecision PeekReturning(ReadOnlySpan<RateLimiter> limiters, ReadOnlySpan<(long Requests, long Tokens)> held, DateTimeOffset now)
+    {
+        var nowMs = now.ToUnixTimeMilliseconds();
+        (long Remaining, TimeSpan Reset, long Limit)? requests = null;
+        (long Remaining, TimeSpan Reset, long Limit)? tokens = null;
+        for (var i = 0; i < limiters.Length; i++)
+        {
+            var limiter = limiters[i];
+            limiter.Advance(nowMs);
+            if (limiter.RequestCounter is { } r)
+            {
+                requests = Tighter(requests, (r.RemainingIfRefunded(held[i].Requests), r.ResetIfRefunded(held[i].Requests), r.Limit));
+            }
+
+            if (limiter.TokenCounter is { } t)
+            {
+                tokens = Tighter(tokens, (t.RemainingIfRefunded(held[i].Tokens), t.ResetIfRefunded(held[i].Tokens), t.Limit));
+            }
+        }
+
+        return new RateLimitDecision
+        {
+            Outcome = RateLimitOutcome.Allowed,
+            LimitRequests = requests?.Limit,
+            RemainingRequests = requests?.Remaining,
+            ResetRequests = requests?.Reset ?? TimeSpan.Zero,
+            LimitTokens = tokens?.Limit,
+            RemainingTokens = tokens?.Remaining,
+            ResetTokens = tokens?.Reset ?? TimeSpan.Zero,
+        };
+    }
+
+    // As the bucket form below: the least remaining, then the longer reset.
+    private static (long Remaining, TimeSpan Reset, long Limit) Tighter((long Remaining, TimeSpan Reset, long Limit)? current, (long Remaining, TimeSpan Reset, long Limit) candidate) =>
+        current is not { } c || candidate.Remaining < c.Remaining || (candidate.Remaining == c.Remaining && candidate.Reset > c.Reset) ? candidate : c;
+
     private static TokenBucket? Tighter(TokenBucket? current, TokenBucket? candidate)
     {
         if (candidate is null)

@@ -76,6 +76,16 @@ public sealed class TenantRateLimiter
             ? RateLimitEvaluator.TryAcquire([Tenant, key], requests, tokens, now)
             : RateLimitEvaluator.TryAcquire([Tenant], requests, tokens, now);
 
+    /// <summary>
+    /// The counters' values at <paramref name="now"/> as if units taken but not used yet were given back:
+    /// <paramref name="tenantHeld"/> to the tenant's counters, <paramref name="keyHeld"/> to the key's (a budget lease's
+    /// unspent part, which returns when the lease closes and which its holder may still admit). Takes and gives nothing.
+    /// </summary>
+    public RateLimitDecision PeekReturning(string? keyId, DateTimeOffset now, (long Requests, long Tokens) tenantHeld, (long Requests, long Tokens) keyHeld) =>
+        keyId is not null && _keys.TryGetValue(keyId, out var key)
+            ? RateLimitEvaluator.PeekReturning([Tenant, key], [tenantHeld, keyHeld], now)
+            : RateLimitEvaluator.PeekReturning([Tenant], [tenantHeld], now);
+
     /// <summary>Gives unused tokens back to the tenant and the key.</summary>
     public void Refund(string? keyId, long tokens)
     {

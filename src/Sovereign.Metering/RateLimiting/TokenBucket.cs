@@ -91,6 +91,14 @@ internal sealed class TokenBucket
 
     public TimeSpan Reset => TimeSpan.FromMilliseconds(CeilDiv(_debt, Limit));
 
+    /// <summary><see cref="Remaining"/> as it would be once <paramref name="units"/> were given back (<see cref="Refund"/>), changing nothing.</summary>
+    public long RemainingIfRefunded(long units) => Math.Max(0, Limit - CeilDiv(DebtIfRefunded(units), WindowMs));
+
+    /// <summary><see cref="Reset"/> as it would be once <paramref name="units"/> were given back, changing nothing.</summary>
+    public TimeSpan ResetIfRefunded(long units) => TimeSpan.FromMilliseconds(CeilDiv(DebtIfRefunded(units), Limit));
+
+    private long DebtIfRefunded(long units) => units <= 0 ? _debt : units >= CeilDiv(_debt, WindowMs) ? 0 : _debt - (units * WindowMs);
+
     /// <summary>Changes the limit, keeping what is owed (capped at the new capacity, so a downgrade locks out at most one window).</summary>
     public void SetLimit(long limit)
     {
