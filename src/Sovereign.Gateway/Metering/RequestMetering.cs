@@ -195,20 +195,7 @@ public sealed class RequestMetering
             provisional.Confirmed = true;
             if (answer.Admission is not { } admitted)
             {
-                var refused = _authenticator.RefusalOf(caller, answer);
-                if (refused is OpenAIException authorization)
-                {
-                    // Recorded as any refusal at admission: the decision's audit entry is followed by its rejected outcome
-                    // (the pipeline's accounting), and the ledger holds the refused request at no cost.
-                    if (authorization.Status is StatusCodes.Status401Unauthorized or StatusCodes.Status403Forbidden)
-                    {
-                        KnownCallers.Forget(context);
-                    }
-
-                    await _ledger.AppendAsync(UsageRecordOf(routed, new MeterTicket(null, currency, 0, weight, priority, false), 0, 0, null, UsageOutcome.Refused, authorization.Code));
-                }
-
-                throw refused;
+                throw await RefusedAsync(routed, answer, tokens, currency, weight, priority, outputLimit, RefusalAt.Admission, unauthorized: () => KnownCallers.Forget(context));
             }
 
             result = admitted;
@@ -222,17 +209,73 @@ public sealed class RequestMetering
 
         if (!result.Allowed)
         {
-            var refusal = result.Outcome == AdmissionOutcome.Unpriced ? UnpricedRefusal(routed) : Refusal(result, tokens, currency, outputLimit);
-            if (countRateLimitRefusal && RateLimitRefusals.IsRateLimit(refusal))
-            {
-                throw refusal;
-            }
-
-            await _ledger.AppendAsync(UsageRecordOf(routed, new MeterTicket(null, currency, 0, weight, priority, false), 0, 0, null, UsageOutcome.Refused, refusal.Code));
-            throw refusal;
+            throw await RefusedAsync(routed, new AuthorizedAdmission(AuthorizationRefusal.None, result, null), tokens, currency, weight, priority, outputLimit,
+                countRateLimitRefusal ? RefusalAt.AdmissionCountingRateLimits : RefusalAt.Admission);
         }
 
         return new MeterTicket(price, currency, tokens, weight, priority, true, book, maxCost);
+    }
+
+    /// <summary>Where a refusal of the tenant's grain comes: what differs in how it is answered and recorded.</summary>
+    private enum RefusalAt
+    {
+        /// <summary>Before any work left: a changed caller is decided again (<see cref="CallerChangedException"/>, not recorded).</summary>
+        Admission,
+
+        /// <summary>As <see cref="Admission"/>, a rate-limit refusal left to <see cref="RateLimitRefusals"/> to count instead of recorded alone.</summary>
+        AdmissionCountingRateLimits,
+
+        /// <summary>
+        /// The confirmation of a request admitted from a lease: its relay has left, so it cannot be decided again, and a
+        /// changed caller is a 503 <c>policy_changed</c> the client retries (recorded as any refusal).
+        /// </summary>
+        LeaseConfirmation,
+    }
+
+    /// <summary>
+    /// The exception to answer a refusal of the tenant's grain with, and its usage record at no cost: a key or tenant
+    /// that no longer authorizes the caller (401/403: <paramref name="unauthorized"/> is called, so the caller is no
+    /// longer counted as known), a policy changed since the decision (see <see cref="RefusalAt"/>), or its limits
+    /// (429, or 403 <c>model_not_priced</c> under a budget). The decision's audit entry is followed by its rejected
+    /// outcome in the pipeline's accounting.
+    /// </summary>
+    private async Task<Exception> RefusedAsync(RoutedRequest routed, AuthorizedAdmission answer, long tokens, string currency, int weight,
+        Inference.Scheduling.PriorityClass priority, string? outputLimit, RefusalAt at, Action? unauthorized = null)
+    {
+        Exception refused;
+        if (answer.Admission is { } result)
+        {
+            var refusal = result.Outcome == AdmissionOutcome.Unpriced ? UnpricedRefusal(routed) : Refusal(result, tokens, currency, outputLimit);
+            if (at == RefusalAt.AdmissionCountingRateLimits && RateLimitRefusals.IsRateLimit(refusal))
+            {
+                return refusal;
+            }
+
+            refused = refusal;
+        }
+        else
+        {
+            refused = _authenticator.RefusalOf(routed.Caller, answer);
+            if (at == RefusalAt.LeaseConfirmation && refused is CallerChangedException)
+            {
+                refused = new OpenAIException(StatusCodes.Status503ServiceUnavailable,
+                    "The tenant's policy changed while this request was being admitted; try again.", "server_error", null, CallerAuthenticator.PolicyChangedCode, TimeSpan.FromSeconds(1));
+            }
+
+            if (refused is not OpenAIException { Status: var status })
+            {
+                // Decided again on the changed caller: no answer yet, so nothing to record.
+                return refused;
+            }
+
+            if (status is StatusCodes.Status401Unauthorized or StatusCodes.Status403Forbidden)
+            {
+                unauthorized?.Invoke();
+            }
+        }
+
+        await _ledger.AppendAsync(UsageRecordOf(routed, new MeterTicket(null, currency, 0, weight, priority, false), 0, 0, null, UsageOutcome.Refused, ((OpenAIException)refused).Code));
+        return refused;
     }
 
     /// <summary>Admits with the grain, asking for the key's budget lease beside it unless another request of the key is asking.</summary>
@@ -286,31 +329,12 @@ public sealed class RequestMetering
         _leases!.Answered(held, leased.Lease);
         provisional.Confirmed = true;
         var answer = leased.Answer;
-        var refusedTicket = new MeterTicket(null, currency, 0, weight, priority, false);
-        if (answer.Admission is not { } result)
+        confirmation.Result = answer.Admission;
+        if (answer.Admission is not { Allowed: true })
         {
-            var refused = _authenticator.RefusalOf(caller, answer);
-            if (refused is CallerChangedException)
-            {
-                refused = new OpenAIException(StatusCodes.Status503ServiceUnavailable,
-                    "The tenant's policy changed while this request was being admitted; try again.", "server_error", null, CallerAuthenticator.PolicyChangedCode, TimeSpan.FromSeconds(1));
-            }
-
-            if (refused is OpenAIException authorization)
-            {
-                confirmation.Unauthorized = authorization.Status is StatusCodes.Status401Unauthorized or StatusCodes.Status403Forbidden;
-                await _ledger.AppendAsync(UsageRecordOf(routed, refusedTicket, 0, 0, null, UsageOutcome.Refused, authorization.Code));
-            }
-
-            throw refused;
-        }
-
-        confirmation.Result = result;
-        if (!result.Allowed)
-        {
-            var refusal = result.Outcome == AdmissionOutcome.Unpriced ? UnpricedRefusal(routed) : Refusal(result, tokens, currency, outputLimit);
-            await _ledger.AppendAsync(UsageRecordOf(routed, refusedTicket, 0, 0, null, UsageOutcome.Refused, refusal.Code));
-            throw refusal;
+            // The caller is forgotten on the request's own thread (ApplyConfirmation): this one is not the request's.
+            throw await RefusedAsync(routed, answer, tokens, currency, weight, priority, outputLimit, RefusalAt.LeaseConfirmation,
+                unauthorized: () => confirmation.Unauthorized = true);
         }
     }
 
