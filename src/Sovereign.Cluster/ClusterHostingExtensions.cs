@@ -117,8 +117,12 @@ public static class ClusterHostingExtensions
         builder.Services.TryAddSingleton<MembershipTableWatch>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<MembershipTableWatch>());
         builder.Services.Configure<GatewayOnlyGrains>(o => o.Classes.UnionWith([typeof(TenantGrain), typeof(ApiKeyGrain), typeof(NodeRegistryGrain), typeof(PriceBookGrain)]));
+        var leasesByDefault = cluster.IsDistributed && cluster.Role == ServerRole.Gateway && builder.Configuration["Sovereign:Metering:LeaseTerm"] is null;
         builder.Services.AddOptions<TenantMoneyOptions>()
             .Bind(builder.Configuration.GetSection("Sovereign:Metering"))
+            // A gateway of a multi-process cluster leases unless told otherwise (its relays skip the round trip to the
+            // tenant's grain on another gateway); one process alone (--role all) has its grains here, and does not.
+            .Configure(o => o.LeaseTerm = leasesByDefault ? TenantMoneyOptions.ClusterGatewayLeaseTerm : o.LeaseTerm)
             .Validate(o => o.ReservationLifetime > TimeSpan.Zero, "Sovereign:Metering:ReservationLifetime must be positive (e.g. 00:30:00).")
             .Validate(o => o.LeaseTerm >= TimeSpan.Zero && o.LeaseTerm <= TenantMoneyOptions.MaxLeaseTerm,
                 "Sovereign:Metering:LeaseTerm must be between 00:00:00 (no budget leases) and 00:05:00.")

@@ -13,8 +13,12 @@ public sealed class TenantMoneyOptions
     /// <summary>The longest <see cref="LeaseTerm"/> allowed.</summary>
     public static readonly TimeSpan MaxLeaseTerm = TimeSpan.FromMinutes(5);
 
+    /// <summary>The <see cref="LeaseTerm"/> of a gateway in a multi-process cluster (<c>--role gateway</c>) where none is set.</summary>
+    public static readonly TimeSpan ClusterGatewayLeaseTerm = TimeSpan.FromSeconds(10);
+
     /// <summary>
-    /// How long a gateway's budget lease lasts (0, the default: no leases, every admission asks the tenant's grain). A
+    /// How long a gateway's budget lease lasts (0: no leases, every admission asks the tenant's grain; the default
+    /// except on a <c>--role gateway</c> member of a multi-process cluster, where it is <see cref="ClusterGatewayLeaseTerm"/>). A
     /// gateway that relays to a cluster node takes a slice of the key's remaining budget and rate limits from the
     /// tenant's grain and admits requests from it without a grain call on the path to the first token; each one is
     /// confirmed by the grain before any of its content reaches the client. What the lease did not spend returns when

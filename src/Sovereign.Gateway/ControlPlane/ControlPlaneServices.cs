@@ -133,7 +133,7 @@ internal static partial class ControlPlaneServices
             return provider;
         });
         services.TryAddSingleton<LanguageTaxCache>();
-        // A gateway's budget leases (Sovereign:Metering:LeaseTerm, off by default), given back at stop.
+        // A gateway's budget leases (Sovereign:Metering:LeaseTerm, on by default on a cluster gateway), given back at stop.
         services.TryAddSingleton<BudgetLeases>();
         services.AddHostedService(sp => sp.GetRequiredService<BudgetLeases>());
         services.TryAddSingleton<RequestMetering>();

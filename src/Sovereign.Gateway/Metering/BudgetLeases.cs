@@ -7,8 +7,8 @@ using Sovereign.Cluster.Grains;
 namespace Sovereign.Gateway.Metering;
 
 /// <summary>
-/// The budget leases this gateway holds, one per tenant and key (<see cref="TenantMoneyOptions.LeaseTerm"/>; off by
-/// default): a slice of the key's remaining budget and rate limits that the tenant's grain granted beside an admission,
+/// The budget leases this gateway holds, one per tenant and key (<see cref="TenantMoneyOptions.LeaseTerm"/>; on by
+/// default on a <c>--role gateway</c> member of a multi-process cluster, else off): a slice of the key's remaining budget and rate limits that the tenant's grain granted beside an admission,
 /// from which this gateway admits the key's next requests without a grain call before their relay leaves. Each such
 /// request is still confirmed by the grain (<see cref="ITenantGrain.AdmitFromLeaseAsync"/>) before any of its content
 /// reaches the client, so a revoked key, a disabled tenant, a changed policy or a lowered budget refuses it there.
