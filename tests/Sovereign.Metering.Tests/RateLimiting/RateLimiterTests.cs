@@ -374,4 +374,28 @@ public sealed class RateLimiterTests
         Assert.Equal(1, limiter.Key("k1")!.Peek(T0).RemainingRequests);
         Assert.True(limiter.TryAcquire("k1", 1, 0, T0).Allowed);
     }
+
+    [Fact]
+    public void TenantPeekReturning_CountsHeldUnitsAsRemaining_PerScope_AndChangesNothing()
+    {
+        // A lease of 4 requests and 400 tokens taken for k1 (key limited at 10 requests), one request of 100 for k2.
+        var limiter = new TenantRateLimiter(new RateLimitPolicy(60, 6_000), new ManualClock(T0));
+        limiter.SetKeyPolicy("k1", new RateLimitPolicy(10, null));
+        Assert.True(limiter.TryAcquire("k1", 4, 400, T0).Allowed);
+        Assert.True(limiter.TryAcquire("k2", 1, 100, T0).Allowed);
+
+        // k1: the key's 6 left plus its lease's 4 is the tighter (10, full: no reset); the tenant's tokens 5,500 + 400.
+        var k1 = limiter.PeekReturning("k1", T0, (4, 400), (4, 400));
+        Assert.Equal((10L, TimeSpan.Zero, 5_900L), (k1.RemainingRequests!.Value, k1.ResetRequests, k1.RemainingTokens!.Value));
+
+        // k2 sees the tenant's counters with the lease back: 55 + 4 of 60 requests, reset 1 s (1 request at 60/min).
+        var k2 = limiter.PeekReturning("k2", T0, (4, 400), (0, 0));
+        Assert.Equal((59L, TimeSpan.FromSeconds(1), 5_900L), (k2.RemainingRequests!.Value, k2.ResetRequests, k2.RemainingTokens!.Value));
+
+        // Never above the limit, and nothing changed: the counters still hold what was taken.
+        Assert.Equal(60, limiter.PeekReturning(null, T0, (1_000, 0), (0, 0)).RemainingRequests);
+        Assert.Equal(6, limiter.Key("k1")!.Peek(T0).RemainingRequests);
+        Assert.Equal(55, limiter.Tenant.Peek(T0).RemainingRequests);
+        Assert.Equal(5_500, limiter.Tenant.Peek(T0).RemainingTokens);
+    }
 }
