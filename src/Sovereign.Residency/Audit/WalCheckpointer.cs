@@ -45,9 +45,6 @@ internal sealed class WalCheckpointer : IAsyncDisposable
     /// <summary>Called on the checkpointer's thread before each pass (tests hold a pass here).</summary>
     internal Action? BeforePass { get; set; }
 
-    /// <summary>Called on the checkpointer's thread each time it is about to wait for a request (tests).</summary>
-    internal Action? BeforeWait { get; set; }
-
     /// <summary>Whether the last pass ran on a thread-pool thread (for tests).</summary>
     internal bool LastPassOnPoolThread { get; private set; }
 
@@ -118,7 +115,6 @@ internal sealed class WalCheckpointer : IAsyncDisposable
 
                 if (pass is null)
                 {
-                    BeforeWait?.Invoke();
                     _wake.WaitOne();
                     continue;
                 }
