@@ -21,11 +21,7 @@ public sealed class ClusterRedisMarkTests : IDisposable
 
     public ClusterRedisMarkTests()
     {
-        using (var listener = new TcpListener(IPAddress.Loopback, 0))
-        {
-            listener.Start();
-            _port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        }
+        _port = Sovereign.Tests.LoopbackPorts.Unused();
 
         _redis = Sovereign.Tests.RedisServerProcess.Start(_port, _directory, Password);
         for (var attempt = 0; ; attempt++)

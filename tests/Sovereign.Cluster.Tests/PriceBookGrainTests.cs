@@ -43,10 +43,7 @@ public sealed class PriceBookGrainOutageTests
     [Fact]
     public async Task TheTimersRead_OnADatabaseThatCannotBeReached_IsSkipped_NotThrownToTheTimer()
     {
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop(); // nothing listens there now: every connection is refused
+        var port = Sovereign.Tests.LoopbackPorts.Unused(); // nothing listens there: every connection is refused
         var unreachable = Sovereign.Storage.SqlDatabase.PostgreSql($"Host=127.0.0.1;Port={port};Username=sovereign;Database=sovereign;Timeout=3;Pooling=false");
         var grain = new PriceBookGrain(new PriceBookProvider(new PriceBookStore(unreachable)));
 

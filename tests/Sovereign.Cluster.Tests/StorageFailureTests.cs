@@ -35,7 +35,7 @@ public sealed class StorageFailureTests : IAsyncLifetime
         _prices = new PriceBookProvider(new PriceBookStore(sqlite));
 
         // Tenants and keys in a PostgreSQL that is down (a port nothing listens on).
-        _store = new ControlPlaneStore(SqlDatabase.PostgreSql($"Host=127.0.0.1;Port={ClosedPort()};Username=sovereign;Database=sovereign;Timeout=3"));
+        _store = new ControlPlaneStore(SqlDatabase.PostgreSql($"Host=127.0.0.1;Port={Sovereign.Tests.LoopbackPorts.Unused()};Username=sovereign;Database=sovereign;Timeout=3"));
         s_current = this;
         var builder = new TestClusterBuilder(1);
         builder.AddSiloBuilderConfigurator<SiloSetup>();
@@ -59,15 +59,6 @@ public sealed class StorageFailureTests : IAsyncLifetime
         var tenant = _cluster.GrainFactory.GetGrain<ITenantGrain>("tenant-db-down");
         var error = await Assert.ThrowsAsync<StorageUnavailableException>(() => tenant.UpsertAsync("T", """{"allowed_jurisdictions":["DE"]}""", "default", false));
         Assert.Contains("database", error.Message, StringComparison.Ordinal);
-    }
-
-    private static int ClosedPort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
     }
 
     private sealed class SiloSetup : ISiloConfigurator

@@ -206,12 +206,7 @@ internal static class ServeProcess
     /// A port free now: only for what cannot bind port 0 and say which it took. For <c>serve</c>, use
     /// <see cref="StartAsync(IEnumerable{string}, IReadOnlyDictionary{string, string}?, Action{string}?)"/>.
     /// </summary>
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    public static int FreePort() => Sovereign.Tests.LoopbackPorts.Unused();
 }
 
 /// <summary>A started <c>serve</c> and the port it bound.</summary>

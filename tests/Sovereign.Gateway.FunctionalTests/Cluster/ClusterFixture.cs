@@ -153,7 +153,7 @@ public sealed class ClusterFixture : IAsyncLifetime
         }
 
         // Nodes listen on https with their cluster certificate: gateways relay to them over TLS, checked against the CA.
-        var port = FreePort();
+        var port = Sovereign.Tests.LoopbackPorts.Unused();
         var url = $"{(role == "node" ? "https" : "http")}://127.0.0.1:{port}";
         var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         List<string> args = [Path.Combine(AppContext.BaseDirectory, "sovereign.dll"), "serve", "--role", role, "--urls", url, "--data-dir", data];
@@ -326,36 +326,8 @@ public sealed class ClusterFixture : IAsyncLifetime
 
     private void StartRedis()
     {
-        _redisPort = FreePort();
+        _redisPort = Sovereign.Tests.LoopbackPorts.Unused();
         _redis = Sovereign.Tests.RedisServerProcess.Start(_redisPort, _root);
-    }
-
-    /// <summary>
-    /// A free loopback port below Linux's ephemeral range (32768-60999). A port the kernel picked (bind to 0) is released
-    /// before the member binds it, and the kernel could hand it to another socket meanwhile (a silo, an outgoing
-    /// connection): a member then failed its start with "address already in use". Below that range only an explicit bind
-    /// takes a port.
-    /// </summary>
-    private static int FreePort()
-    {
-        for (var attempt = 0; attempt < 200; attempt++)
-        {
-            var port = Random.Shared.Next(20_000, 32_768);
-            try
-            {
-                using var listener = new TcpListener(IPAddress.Loopback, port);
-                listener.Start();
-                return port;
-            }
-            catch (SocketException)
-            {
-                // Taken: try another.
-            }
-        }
-
-        using var fallback = new TcpListener(IPAddress.Loopback, 0);
-        fallback.Start();
-        return ((IPEndPoint)fallback.LocalEndpoint).Port;
     }
 
     /// <summary>One <c>sovereign serve</c> process of the cluster.</summary>

@@ -22,7 +22,7 @@ public sealed class ClusterJoinTimeoutTests : IDisposable
     [Fact]
     public void Prepare_AGatewayThatRefusesConnections_FailsNamingTheSettingAndLogsEachAttempt()
     {
-        var joinUrl = $"http://127.0.0.1:{ClosedPort()}";
+        var joinUrl = $"http://127.0.0.1:{Sovereign.Tests.LoopbackPorts.Unused()}";
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {
@@ -70,16 +70,6 @@ public sealed class ClusterJoinTimeoutTests : IDisposable
         Assert.Contains("sovereign serve: cannot start: This node could not join the cluster through " + joinUrl, stderr, StringComparison.Ordinal);
         Assert.Contains("Sovereign:Cluster:JoinTimeoutSeconds", stderr, StringComparison.Ordinal);
         Assert.Contains("no answer before the join timeout", stderr, StringComparison.Ordinal);
-    }
-
-    /// <summary>A loopback port nothing listens on (bound, then released).</summary>
-    private static int ClosedPort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
     }
 
     private sealed class CapturingProvider(ConcurrentQueue<(EventId, LogLevel, string)> sink) : ILoggerProvider

@@ -18,7 +18,7 @@ public sealed class DatabaseUnavailableAtStartTests : IDisposable
     [Fact]
     public async Task Serve_WithPostgreSqlDown_StopsTheStartNamingTheDatabaseAndTheSetting_WithoutItsPassword()
     {
-        var port = ClosedPort();
+        var port = Sovereign.Tests.LoopbackPorts.Unused();
         var (exitCode, _, stderr) = await CliProcess.RunAsync(
             new Dictionary<string, string?>
             {
@@ -34,15 +34,5 @@ public sealed class DatabaseUnavailableAtStartTests : IDisposable
         Assert.Contains("Sovereign:Database:ConnectionString", stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("Is `sovereign serve` running?", stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("do-not-print-me", stderr, StringComparison.Ordinal);
-    }
-
-    /// <summary>A loopback port nothing listens on (bound, then released).</summary>
-    private static int ClosedPort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
     }
 }

@@ -21,7 +21,7 @@ public sealed class JoinTakenNodeIdTests(Storage.PostgreSqlFixture postgres) : I
 {
     private const string AdminToken = "join-taken-admin";
     private readonly string _root = Directory.CreateTempSubdirectory("sovereign-join-taken-").FullName;
-    private readonly int _redisPort = FreePort();
+    private readonly int _redisPort = Sovereign.Tests.LoopbackPorts.Unused();
     private readonly List<(Process Process, StringBuilder Output)> _started = [];
 
     public void Dispose()
@@ -46,7 +46,7 @@ public sealed class JoinTakenNodeIdTests(Storage.PostgreSqlFixture postgres) : I
         using var admin = await StartGatewayAsync();
 
         var first = await IssueTokenAsync(admin);
-        var nodePort = FreePort();
+        var nodePort = Sovereign.Tests.LoopbackPorts.Unused();
         var node = StartServe(nodePort, ["--role", "node", "--node-id", "node-th-1", "--join-token", first, "--join-url", admin.BaseAddress!.ToString(),
             "--model", $"{TestModels.Stories260K}=stories", "--threads", "1", "--ctx-size", "256", "--parallel", "2"], new());
         await WaitForAsync(async () =>
@@ -129,7 +129,7 @@ public sealed class JoinTakenNodeIdTests(Storage.PostgreSqlFixture postgres) : I
         Assert.Contains(id, stdout, StringComparison.Ordinal);
         Assert.DoesNotContain(token, stdout + stderr, StringComparison.Ordinal);
 
-        var nodePort = FreePort();
+        var nodePort = Sovereign.Tests.LoopbackPorts.Unused();
         var node = StartServe(nodePort, ["--role", "node", "--node-id", "node-th-withdrawn", "--join-token", token, "--join-url", admin.BaseAddress!.ToString(),
             "--model", $"{TestModels.Stories260K}=stories", "--threads", "1", "--ctx-size", "256", "--parallel", "2"], new());
         using (var stopped = new CancellationTokenSource(TimeSpan.FromMinutes(3)))
@@ -160,7 +160,7 @@ public sealed class JoinTakenNodeIdTests(Storage.PostgreSqlFixture postgres) : I
     private async Task<HttpClient> StartGatewayAsync()
     {
         StartProcess("/usr/bin/redis-server", ["--port", _redisPort.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _root], new());
-        var gatewayPort = FreePort();
+        var gatewayPort = Sovereign.Tests.LoopbackPorts.Unused();
         var gateway = StartServe(gatewayPort, ["--role", "gateway"], new()
         {
             ["Sovereign__Jurisdiction"] = "TH",
@@ -256,24 +256,6 @@ public sealed class JoinTakenNodeIdTests(Storage.PostgreSqlFixture postgres) : I
         lock (output)
         {
             return output.ToString();
-        }
-    }
-
-    /// <summary>A free loopback port below Linux's ephemeral range, as the cluster fixture picks them.</summary>
-    private static int FreePort()
-    {
-        while (true)
-        {
-            var port = Random.Shared.Next(20_000, 32_768);
-            try
-            {
-                using var listener = new TcpListener(IPAddress.Loopback, port);
-                listener.Start();
-                return port;
-            }
-            catch (SocketException)
-            {
-            }
         }
     }
 }

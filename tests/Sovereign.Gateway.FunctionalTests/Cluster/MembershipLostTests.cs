@@ -18,8 +18,8 @@ public sealed class MembershipLostTests(PostgreSqlFixture postgres) : IClassFixt
 {
     private const string AdminToken = "membership-admin";
     private readonly string _root = Directory.CreateTempSubdirectory("sovereign-membership-lost-").FullName;
-    private readonly int _redisPort = FreePort();
-    private readonly int _port = FreePort();
+    private readonly int _redisPort = Sovereign.Tests.LoopbackPorts.Unused();
+    private readonly int _port = Sovereign.Tests.LoopbackPorts.Unused();
     private Process? _redis;
 
     public void Dispose()
@@ -206,23 +206,5 @@ public sealed class MembershipLostTests(PostgreSqlFixture postgres) : IClassFixt
 
         _redis?.Dispose();
         _redis = null;
-    }
-
-    /// <summary>A free loopback port below Linux's ephemeral range, as the cluster fixture picks them.</summary>
-    private static int FreePort()
-    {
-        while (true)
-        {
-            var port = Random.Shared.Next(20_000, 32_768);
-            try
-            {
-                using var listener = new TcpListener(IPAddress.Loopback, port);
-                listener.Start();
-                return port;
-            }
-            catch (SocketException)
-            {
-            }
-        }
     }
 }

@@ -23,15 +23,14 @@ public sealed class FirstTokenMarksTests : IDisposable
     public async Task StreamedChat_MarksOn_WritesEachStageInOrderUnderItsRequestId_AndNothingElse()
     {
         var marks = Path.Combine(_root, "server.marks");
-        var port = ServeProcess.FreePort();
-        var server = await ServeProcess.StartAsync(port,
+        using var server = await ServeProcess.StartAsync(
             ["--model", $"{TestModels.Stories260K}=stories", "--threads", "1", "--ctx-size", "256", "--parallel", "2", "--data-dir", Path.Combine(_root, "data")],
             new Dictionary<string, string> { ["Sovereign__AdminToken"] = AdminToken, ["SOVEREIGN_FIRST_TOKEN_MARKS"] = marks });
         string requestId;
         string key;
         try
         {
-            using var admin = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
+            using var admin = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
             admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminToken);
             key = await ServerProcessHttp.TenantWithBudgetAsync(admin, "stories");
             using var tenant = new HttpClient { BaseAddress = admin.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };

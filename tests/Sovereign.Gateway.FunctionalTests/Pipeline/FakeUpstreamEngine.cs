@@ -85,14 +85,7 @@ internal sealed class FakeUpstreamEngine : IAsyncDisposable
     }
 
     /// <summary>A URL nothing listens on: connections to it are refused.</summary>
-    public static string RefusingUrl()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return $"http://127.0.0.1:{port}";
-    }
+    public static string RefusingUrl() => $"http://127.0.0.1:{Sovereign.Tests.LoopbackPorts.Unused()}";
 
     public async ValueTask DisposeAsync()
     {

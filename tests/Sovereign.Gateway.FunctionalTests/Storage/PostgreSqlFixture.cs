@@ -30,7 +30,7 @@ public sealed class PostgreSqlFixture : IAsyncLifetime
             await RunAsync("chown", "postgres", _directory);
         }
 
-        _port = FreePort();
+        _port = Sovereign.Tests.LoopbackPorts.Unused();
         await Pg(asRoot, "initdb", "-D", Path.Combine(_directory, "data"), "-A", "trust", "-U", "sovereign", "--no-sync");
         await StartServerAsync();
         ConnectionString = $"Host=127.0.0.1;Port={_port};Username=sovereign;Database=postgres;Pooling=true;Maximum Pool Size=20";
@@ -132,12 +132,5 @@ public sealed class PostgreSqlFixture : IAsyncLifetime
         var error = process.StandardError.ReadToEndAsync();
         await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(6)); // above pg_ctl's own -t
         Assert.True(process.ExitCode == 0, $"{file} {string.Join(' ', args)} failed: {await output}{await error}");
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
