@@ -123,8 +123,7 @@ public sealed class AuditWitnessServeTests : IAsyncLifetime
                 // Already gone: the stop may outrun the answer.
             }
 
-            using var exited = new CancellationTokenSource(TimeSpan.FromMinutes(1));
-            await server.WaitForExitAsync(exited.Token);
+            await ServeProcess.WaitForExitAsync(server, () => string.Join('\n', output));
             Assert.True(server.ExitCode == 3, $"exit {server.ExitCode}:\n{string.Join('\n', output)}");
             Assert.Contains(output, line => line.Contains("AuditLogRewrittenStopping", StringComparison.Ordinal) || line.Contains("truncated or rewritten while this server ran", StringComparison.Ordinal));
             Assert.Contains(output, line => line.StartsWith("sovereign serve: stopped: ", StringComparison.Ordinal));

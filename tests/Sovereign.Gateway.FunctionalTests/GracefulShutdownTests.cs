@@ -96,8 +96,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
             using var response = await answer;
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             var requestId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
-            using var exited = new CancellationTokenSource(TimeSpan.FromMinutes(1));
-            await server.WaitForExitAsync(exited.Token);
+            await ServeProcess.WaitForExitAsync(server, served.Tail);
             Assert.Equal(0, server.ExitCode);
             await stopped.Task.WaitAsync(TimeSpan.FromMinutes(1));
 

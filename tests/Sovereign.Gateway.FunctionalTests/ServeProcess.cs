@@ -166,14 +166,38 @@ internal static class ServeProcess
         return Uri.TryCreate(first, UriKind.Absolute, out var url) && url.Port > 0 ? url.Port : null;
     }
 
-    /// <summary>Stops <paramref name="server"/> as <see cref="StopAsync(Process)"/> does; a non-zero exit shows its last output.</summary>
+    /// <summary>
+    /// How long a test waits for <c>serve</c> to exit once it was told to stop (or stops by itself). A bound for a hang,
+    /// not a pace: a stop takes about a second here, and one minute was reached once on CI at load 30-65.
+    /// </summary>
+    public static readonly TimeSpan ExitBound = TimeSpan.FromMinutes(3);
+
+    /// <summary>
+    /// Waits up to <see cref="ExitBound"/> for <paramref name="server"/> to exit; one that does not is killed, and the
+    /// test fails saying so with <paramref name="output"/> (its last lines), not with a bare cancellation.
+    /// </summary>
+    public static async Task WaitForExitAsync(Process server, Func<string> output)
+    {
+        using var exited = new CancellationTokenSource(ExitBound);
+        try
+        {
+            await server.WaitForExitAsync(exited.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            server.Kill(entireProcessTree: true);
+            throw new Xunit.Sdk.XunitException($"serve did not exit within {ExitBound.TotalMinutes:0} minutes; its last output:\n" + output());
+        }
+    }
+
+    /// <summary>Stops <paramref name="server"/> as <see cref="StopAsync(Process)"/> does; a non-zero exit or a hang shows its last output.</summary>
     public static async Task StopAsync(Served server)
     {
         try
         {
             await StopAsync(server.Process);
         }
-        catch (Xunit.Sdk.XunitException ex) when (server.Process.HasExited)
+        catch (Xunit.Sdk.XunitException ex)
         {
             throw new Xunit.Sdk.XunitException(ex.Message + "\nIts last output:\n" + server.Tail(), ex);
         }
@@ -189,8 +213,7 @@ internal static class ServeProcess
                 await term.WaitForExitAsync();
             }
 
-            using var exited = new CancellationTokenSource(TimeSpan.FromMinutes(1));
-            await server.WaitForExitAsync(exited.Token);
+            await WaitForExitAsync(server, () => "(not kept by this caller)");
             Assert.Equal(0, server.ExitCode);
         }
         finally
