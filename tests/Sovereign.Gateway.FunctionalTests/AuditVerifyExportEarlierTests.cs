@@ -62,17 +62,17 @@ public sealed class AuditVerifyExportEarlierTests : IAsyncLifetime
         Assert.True(exit == 0, stdout + stderr);
         Assert.Contains("It agrees with the earlier export old.jsonl wherever both state a hash", stdout, StringComparison.Ordinal);
 
-        var (mjsExit, mjsOut) = await MjsAsync(forged, publicKey, "--earlier", old);
+        var (mjsExit, mjsOut) = await AuditVerifyScript.RunAsync(forged, publicKey, "--earlier", old);
         Assert.True(mjsExit == 3, mjsOut);
         Assert.Contains("PROBLEM sequence 3: WitnessMismatch: the earlier export", mjsOut, StringComparison.Ordinal);
-        (mjsExit, mjsOut) = await MjsAsync(later, publicKey, "--earlier", old);
+        (mjsExit, mjsOut) = await AuditVerifyScript.RunAsync(later, publicKey, "--earlier", old);
         Assert.True(mjsExit == 0, mjsOut);
 
         // The old export handed over again as the new one: the same history, but nothing newer.
         (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify-export", old, "--public-key", publicKey, "--earlier", later);
         Assert.True(exit == 3, stdout + stderr);
         Assert.Contains("it is older, not newer", stdout, StringComparison.Ordinal);
-        (mjsExit, mjsOut) = await MjsAsync(old, publicKey, "--earlier", later);
+        (mjsExit, mjsOut) = await AuditVerifyScript.RunAsync(old, publicKey, "--earlier", later);
         Assert.True(mjsExit == 3, mjsOut);
         Assert.Contains("it is older, not newer", mjsOut, StringComparison.Ordinal);
     }
@@ -99,13 +99,6 @@ public sealed class AuditVerifyExportEarlierTests : IAsyncLifetime
         var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", dataDirectory, "--tenant", "acme", "-o", path);
         Assert.True(exit == 0, stdout + stderr);
         return path;
-    }
-
-    private static async Task<(int Exit, string Output)> MjsAsync(string export, string publicKey, params string[] more)
-    {
-        var (exit, stdout, stderr) = await ChildProcess.RunAsync("node",
-            [Path.Combine(IndependentAuditVerifierTests.Repository, "tools", "audit-verify.mjs"), export, "--public-key", publicKey, .. more], TimeSpan.FromMinutes(1));
-        return (exit, stdout + stderr);
     }
 
     private static AuditRecord Entry(string requestId, string action) => new()

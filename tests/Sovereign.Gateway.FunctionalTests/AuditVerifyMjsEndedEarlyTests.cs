@@ -50,31 +50,25 @@ public sealed class AuditVerifyMjsEndedEarlyTests : IAsyncLifetime
     [Fact]
     public async Task Responses_OfStreamsCutOrEndedInError_Verify_ButA200RefusedBeforeItRanOrElsewhere_DoesNot()
     {
-        var export = Path.Combine(_directory, "all.jsonl");
-        var (exit, _, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", _directory, "-o", export);
-        Assert.True(exit == 0, stderr);
-        var (pemExit, pem, pemError) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", _directory);
-        Assert.True(pemExit == 0, pemError);
-        var publicKey = Path.Combine(_directory, "operator.pub.pem");
-        await File.WriteAllTextAsync(publicKey, pem);
+        var (export, publicKey) = await AuditVerifyScript.ExportAsync(_directory);
 
         var honest = await ResponsesAsync("honest.jsonl", ("req-completed", "th-1"), ("req-cancelled", "th-1"), ("req-failed", "th-1"), ("req-interrupted", "th-1"));
-        var (verified, output) = await VerifyAsync(export, publicKey, "--responses", honest);
+        var (verified, output) = await AuditVerifyScript.RunAsync(export, publicKey, "--responses", honest);
         Assert.True(verified == 0, output);
         Assert.Contains("4 responses", output, StringComparison.Ordinal);
 
         var rejected = await ResponsesAsync("rejected.jsonl", ("req-rejected", "th-1"));
-        (verified, output) = await VerifyAsync(export, publicKey, "--responses", rejected);
+        (verified, output) = await AuditVerifyScript.RunAsync(export, publicKey, "--responses", rejected);
         Assert.True(verified == 3, output);
         Assert.Contains("is 'rejected': refused before it ran", output, StringComparison.Ordinal);
 
         var open = await ResponsesAsync("open.jsonl", ("req-open", "th-1"));
-        (verified, output) = await VerifyAsync(export, publicKey, "--responses", open);
+        (verified, output) = await AuditVerifyScript.RunAsync(export, publicKey, "--responses", open);
         Assert.True(verified == 3, output);
         Assert.Contains("a 200 without an outcome entry", output, StringComparison.Ordinal);
 
         var elsewhere = await ResponsesAsync("elsewhere.jsonl", ("req-completed", "th-2"));
-        (verified, output) = await VerifyAsync(export, publicKey, "--responses", elsewhere);
+        (verified, output) = await AuditVerifyScript.RunAsync(export, publicKey, "--responses", elsewhere);
         Assert.True(verified == 3, output);
         Assert.Contains("says node th-1, the response said th-2", output, StringComparison.Ordinal);
     }
@@ -91,13 +85,6 @@ public sealed class AuditVerifyMjsEndedEarlyTests : IAsyncLifetime
             ["node"] = r.Node,
         })));
         return path;
-    }
-
-    private static async Task<(int Exit, string Output)> VerifyAsync(string export, string publicKey, params string[] more)
-    {
-        var (exit, stdout, stderr) = await ChildProcess.RunAsync("node",
-            [Path.Combine(IndependentAuditVerifierTests.Repository, "tools", "audit-verify.mjs"), export, "--public-key", publicKey, .. more], TimeSpan.FromMinutes(1));
-        return (exit, stdout + stderr);
     }
 
     private static AuditRecord Entry(string requestId, string action, string? outcome)

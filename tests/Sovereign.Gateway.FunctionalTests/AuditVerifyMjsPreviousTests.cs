@@ -56,24 +56,17 @@ public sealed class AuditVerifyMjsPreviousTests : IAsyncLifetime
         var publicKey = Path.Combine(_directory, "operator.pub.pem");
         await File.WriteAllTextAsync(publicKey, key.PublicKeyPem);
 
-        var (exit, output) = await MjsAsync(second, publicKey, "--previous", first);
+        var (exit, output) = await AuditVerifyScript.RunAsync(second, publicKey, "--previous", first);
         Assert.True(exit == 0, output);
         var (cliExit, cliOut, cliErr) = await CliProcess.RunAsync("audit", "verify-export", second, "--public-key", publicKey, "--previous", first);
         Assert.True(cliExit == 0, cliOut + cliErr);
 
-        (exit, output) = await MjsAsync(first, publicKey, "--previous", second);
+        (exit, output) = await AuditVerifyScript.RunAsync(first, publicKey, "--previous", second);
         Assert.True(exit == 3, output);
         Assert.Contains("PROBLEM previous: this file starts at 1", output, StringComparison.Ordinal);
         (cliExit, cliOut, cliErr) = await CliProcess.RunAsync("audit", "verify-export", first, "--public-key", publicKey, "--previous", second);
         Assert.True(cliExit == 3, cliOut + cliErr);
         Assert.Contains("the files do not continue each other", cliOut, StringComparison.Ordinal);
-    }
-
-    private static async Task<(int Exit, string Output)> MjsAsync(string export, string publicKey, params string[] more)
-    {
-        var (exit, stdout, stderr) = await ChildProcess.RunAsync("node",
-            [Path.Combine(IndependentAuditVerifierTests.Repository, "tools", "audit-verify.mjs"), export, "--public-key", publicKey, .. more], TimeSpan.FromMinutes(1));
-        return (exit, stdout + stderr);
     }
 
     private static AuditRecord Entry(int i) => new()

@@ -43,22 +43,16 @@ public sealed class AuditVerifyMjsRedecidedTests : IAsyncLifetime
     [Fact]
     public async Task Responses_OfAFailedOverAndARedecidedRequest_AreComparedWithTheDecisionTheOutcomeFollowed()
     {
-        var export = Path.Combine(_directory, "all.jsonl");
-        var (exit, _, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", _directory, "-o", export);
-        Assert.True(exit == 0, stderr);
-        var (pemExit, pem, pemError) = await CliProcess.RunAsync("audit", "public-key", "--data-dir", _directory);
-        Assert.True(pemExit == 0, pemError);
-        var publicKey = Path.Combine(_directory, "operator.pub.pem");
-        await File.WriteAllTextAsync(publicKey, pem);
+        var (export, publicKey) = await AuditVerifyScript.ExportAsync(_directory);
 
         var honest = await ResponsesAsync("honest.jsonl", (200, "req-failover", "SG"), (403, "req-redecided", "TH"));
-        var (verified, output) = await VerifyAsync(export, publicKey, "--responses", honest);
+        var (verified, output) = await AuditVerifyScript.RunAsync(export, publicKey, "--responses", honest);
         Assert.True(verified == 0, output);
         Assert.Contains("2 responses", output, StringComparison.Ordinal);
 
         // A response that says it ran where the outcome's decision did not send it is still caught.
         var lying = await ResponsesAsync("lying.jsonl", (200, "req-failover", "TH"));
-        (verified, output) = await VerifyAsync(export, publicKey, "--responses", lying);
+        (verified, output) = await AuditVerifyScript.RunAsync(export, publicKey, "--responses", lying);
         Assert.True(verified == 3, output);
         Assert.Contains("the response said TH", output, StringComparison.Ordinal);
     }
@@ -74,13 +68,6 @@ public sealed class AuditVerifyMjsRedecidedTests : IAsyncLifetime
             ["jurisdiction"] = r.Jurisdiction,
         })));
         return path;
-    }
-
-    private static async Task<(int Exit, string Output)> VerifyAsync(string export, string publicKey, params string[] more)
-    {
-        var (exit, stdout, stderr) = await ChildProcess.RunAsync("node",
-            [Path.Combine(IndependentAuditVerifierTests.Repository, "tools", "audit-verify.mjs"), export, "--public-key", publicKey, .. more], TimeSpan.FromMinutes(1));
-        return (exit, stdout + stderr);
     }
 
     private static AuditRecord Decision(string requestId, string? node, string jurisdiction, AuditDecision decision) => new()

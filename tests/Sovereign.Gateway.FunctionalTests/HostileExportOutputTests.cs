@@ -36,8 +36,7 @@ public sealed class HostileExportOutputTests : IDisposable
     {
         var (export, publicKey) = await WriteAsync();
 
-        var (exit, stdout, stderr) = await ChildProcess.RunAsync("node",
-            [Path.Combine(IndependentAuditVerifierTests.Repository, "tools", "audit-verify.mjs"), export, "--public-key", publicKey], TimeSpan.FromMinutes(1));
+        var (exit, stdout, stderr) = await AuditVerifyScript.RunSplitAsync(export, publicKey);
 
         Assert.Equal(3, exit);
         AssertNothingActs(stdout + stderr);

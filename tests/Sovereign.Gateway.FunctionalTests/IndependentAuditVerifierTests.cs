@@ -59,7 +59,7 @@ public sealed class IndependentAuditVerifierTests(ResidencyFixture fixture) : ID
         var sgResponses = await WriteResponsesAsync("sg-responses.jsonl", sg);
 
         var page = Path.Combine(_directory, "page.json");
-        (exit, var output) = await VerifyAsync(thExport, publicKey, "--responses", thResponses, "--usage", Path.Combine(_directory, "usage.json"), "--audit-page", page);
+        (exit, var output) = await AuditVerifyScript.RunAsync(thExport, publicKey, "--responses", thResponses, "--usage", Path.Combine(_directory, "usage.json"), "--audit-page", page);
         Assert.True(exit == 0, output);
         // tenant.create, key.create, and a decision and an outcome per request: the tenant API's entries re-hash (with
         // their previous_hash) and are the signed export's.
@@ -68,15 +68,15 @@ public sealed class IndependentAuditVerifierTests(ResidencyFixture fixture) : ID
         // The tenant API's view changed (a jurisdiction) no longer hashes to what the export signs.
         var pageText = await File.ReadAllTextAsync(page);
         await File.WriteAllTextAsync(page, pageText.Replace("\"jurisdiction\":\"TH\"", "\"jurisdiction\":\"SG\"", StringComparison.Ordinal));
-        (exit, output) = await VerifyAsync(thExport, publicKey, "--audit-page", page);
+        (exit, output) = await AuditVerifyScript.RunAsync(thExport, publicKey, "--audit-page", page);
         Assert.True(exit == 3, output);
         Assert.Contains("re-hashes to", output, StringComparison.Ordinal);
-        (exit, output) = await VerifyAsync(sgExport, publicKey, "--responses", sgResponses);
+        (exit, output) = await AuditVerifyScript.RunAsync(sgExport, publicKey, "--responses", sgResponses);
         Assert.True(exit == 0, output);
 
         // A response header forged after the fact (the TH answer shown as having run in SG) matches no entry.
         var forged = await WriteResponsesAsync("forged.jsonl", [th[0].Replace("\"jurisdiction\":\"TH\"", "\"jurisdiction\":\"SG\"", StringComparison.Ordinal)]);
-        (exit, output) = await VerifyAsync(thExport, publicKey, "--responses", forged);
+        (exit, output) = await AuditVerifyScript.RunAsync(thExport, publicKey, "--responses", forged);
         Assert.True(exit == 3, output);
         Assert.Contains("the response said SG", output, StringComparison.Ordinal);
 
@@ -89,7 +89,7 @@ public sealed class IndependentAuditVerifierTests(ResidencyFixture fixture) : ID
         lines[target] = new JsonObject { ["type"] = "redacted", ["sequence"] = entry["sequence"]!.GetValue<long>(), ["previousHash"] = entry["previousHash"]!.GetValue<string>(), ["hash"] = entry["hash"]!.GetValue<string>() }.ToJsonString();
         var hidden = Path.Combine(_directory, "hidden.jsonl");
         await File.WriteAllLinesAsync(hidden, lines);
-        (exit, output) = await VerifyAsync(hidden, publicKey);
+        (exit, output) = await AuditVerifyScript.RunAsync(hidden, publicKey);
         Assert.True(exit == 3, output);
         Assert.Contains("entriesDigest", output, StringComparison.Ordinal);
         (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify-export", hidden, "--public-key", publicKey);
@@ -146,11 +146,5 @@ public sealed class IndependentAuditVerifierTests(ResidencyFixture fixture) : ID
         var (exit, _, stderr) = await CliProcess.RunAsync("audit", "export", "--data-dir", fixture.ThDataDirectory, "--tenant", tenant, "-o", path);
         Assert.True(exit == 0, stderr);
         return path;
-    }
-
-    private static async Task<(int Exit, string Output)> VerifyAsync(string export, string publicKey, params string[] more)
-    {
-        var (exit, stdout, stderr) = await ChildProcess.RunAsync("node", [Path.Combine(Repository, "tools", "audit-verify.mjs"), export, "--public-key", publicKey, .. more], TimeSpan.FromMinutes(1));
-        return (exit, stdout + stderr);
     }
 }

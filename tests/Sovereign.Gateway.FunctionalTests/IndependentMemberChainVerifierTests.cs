@@ -194,7 +194,7 @@ public sealed class IndependentMemberChainVerifierTests : IAsyncLifetime
         Assert.True(exit == 0, stdout + stderr);
         Assert.Contains("It agrees with the earlier export earlier.jsonl", stdout, StringComparison.Ordinal);
         Assert.Contains("The file holds every tenant's entries written from 1970-01-01T00:00:00.000Z", stdout, StringComparison.Ordinal);
-        var (mjsExit, mjsOut, mjsErr) = await ChildProcess.RunAsync("node", [Script, later, "--public-key", PublicKey, "--earlier", earlier], TimeSpan.FromMinutes(1));
+        var (mjsExit, mjsOut, mjsErr) = await AuditVerifyScript.RunSplitAsync(later, PublicKey, "--earlier", earlier);
         Assert.True(mjsExit == 0, mjsOut + mjsErr);
 
         // The node's entry 2 stated with another hash in the later file (its own walk breaks too).
@@ -210,12 +210,10 @@ public sealed class IndependentMemberChainVerifierTests : IAsyncLifetime
         (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify-export", changed, "--public-key", PublicKey, "--earlier", earlier);
         Assert.True(exit == 3, stdout + stderr);
         Assert.Contains($"chain {Node}, seq 2: WitnessMismatch: The earlier export", stdout, StringComparison.Ordinal);
-        (mjsExit, mjsOut, mjsErr) = await ChildProcess.RunAsync("node", [Script, changed, "--public-key", PublicKey, "--earlier", earlier], TimeSpan.FromMinutes(1));
+        (mjsExit, mjsOut, mjsErr) = await AuditVerifyScript.RunSplitAsync(changed, PublicKey, "--earlier", earlier);
         Assert.True(mjsExit == 3, mjsOut + mjsErr);
         Assert.Contains($"PROBLEM chain {Node}, sequence 2: WitnessMismatch: the earlier export", mjsOut, StringComparison.Ordinal);
     }
-
-    private static string Script => Path.Combine(IndependentAuditVerifierTests.Repository, "tools", "audit-verify.mjs");
 
     /// <summary>Runs both verifiers on one file; they must agree on the exit code, the verdicts and every problem's kind and chain.</summary>
     private async Task<(int Exit, JsonObject Report)> AgreeAsync(string export, string? previous = null)
@@ -235,9 +233,7 @@ public sealed class IndependentMemberChainVerifierTests : IAsyncLifetime
             }
         }
 
-        var (exit, stdout, stderr) = await ChildProcess.RunAsync("node",
-            [Path.Combine(IndependentAuditVerifierTests.Repository, "tools", "audit-verify.mjs"), export, "--public-key", PublicKey, "--json", .. previous is null ? Array.Empty<string>() : ["--previous", previous]],
-            TimeSpan.FromMinutes(1));
+        var (exit, stdout, stderr) = await AuditVerifyScript.RunSplitAsync(export, PublicKey, ["--json", .. previous is null ? Array.Empty<string>() : ["--previous", previous]]);
         Assert.True(stdout.Length > 0, stderr);
         var report = JsonNode.Parse(stdout)!.AsObject();
         var because = $"verify-export: {string.Join(" | ", expected.Problems)}\naudit-verify.mjs: {stdout}";

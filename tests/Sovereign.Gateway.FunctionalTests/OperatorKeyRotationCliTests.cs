@@ -73,10 +73,10 @@ public sealed class OperatorKeyRotationCliTests : IAsyncLifetime
             Assert.True(exit == 0, $"{export}: exit {exit}: {stdout}{stderr}");
         }
 
-        var (jsExit, js) = await VerifyJsAsync(oldExport, history);
+        var (jsExit, js) = await AuditVerifyScript.RunAsync(oldExport, history);
         Assert.True(jsExit == 0, js);
         Assert.Contains($"signed by key {oldKeyId} (retired)", js, StringComparison.Ordinal);
-        (jsExit, js) = await VerifyJsAsync(newExport, history);
+        (jsExit, js) = await AuditVerifyScript.RunAsync(newExport, history);
         Assert.True(jsExit == 0, js);
         Assert.Contains($"signed by key {newKeyId} (current)", js, StringComparison.Ordinal);
 
@@ -85,7 +85,7 @@ public sealed class OperatorKeyRotationCliTests : IAsyncLifetime
         Assert.Contains("(ok): Verified", await VerifyInConsoleAsync(newExport, history), StringComparison.Ordinal);
 
         // The original key alone does not vouch for what the new one signed.
-        (jsExit, js) = await VerifyJsAsync(newExport, oldPem);
+        (jsExit, js) = await AuditVerifyScript.RunAsync(newExport, oldPem);
         Assert.True(jsExit == 3, js);
         Assert.Contains($"signed by key {newKeyId}, not the trusted key {oldKeyId}", js, StringComparison.Ordinal);
 
@@ -101,10 +101,10 @@ public sealed class OperatorKeyRotationCliTests : IAsyncLifetime
         (exit, stdout, _) = await CliProcess.RunAsync("audit", "verify-export", oldExport, "--public-key", marked);
         Assert.True(exit == 3, stdout);
         Assert.Contains("CompromisedKey", stdout, StringComparison.Ordinal);
-        (jsExit, js) = await VerifyJsAsync(oldExport, marked);
+        (jsExit, js) = await AuditVerifyScript.RunAsync(oldExport, marked);
         Assert.True(jsExit == 3, js);
         Assert.Contains("after it was marked compromised (from 2020-01-01T00:00:00.000Z)", js, StringComparison.Ordinal);
-        (jsExit, js) = await VerifyJsAsync(newExport, marked);
+        (jsExit, js) = await AuditVerifyScript.RunAsync(newExport, marked);
         Assert.True(jsExit == 0, js);
         var page = await VerifyInConsoleAsync(oldExport, marked);
         Assert.Contains("(bad): Does not verify", page, StringComparison.Ordinal);
@@ -192,12 +192,5 @@ public sealed class OperatorKeyRotationCliTests : IAsyncLifetime
                 Path.Combine(repository, "src", "Sovereign.Gateway", "Console", "Assets", "audit-verify.js"), export, publicKey], TimeSpan.FromMinutes(1));
         Assert.True(exit == 0, stdout + stderr);
         return stdout;
-    }
-
-    private static async Task<(int Exit, string Output)> VerifyJsAsync(string export, string publicKey)
-    {
-        var (exit, stdout, stderr) = await ChildProcess.RunAsync("node",
-            [Path.Combine(IndependentAuditVerifierTests.Repository, "tools", "audit-verify.mjs"), export, "--public-key", publicKey], TimeSpan.FromMinutes(1));
-        return (exit, stdout + stderr);
     }
 }
