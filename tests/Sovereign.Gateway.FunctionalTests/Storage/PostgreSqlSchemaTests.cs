@@ -325,7 +325,20 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
                 }
 
                 var racing = new[] { a.AppendAsync(Record("a", (round * 10) + 1)), b.AppendAsync(Record("b", (round * 10) + 1)) };
-                await Task.Delay(200); // not a timing assertion: only lets both commits reach the lock before it is released
+
+                // Both commits wait on the lock before it is released (seen in pg_locks, in this test's own database), so
+                // each round is the race it means to be at any load: a 200 ms sleep let a loaded machine release it first.
+                await using (var waiting = new Npgsql.NpgsqlCommand(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted", holder))
+                {
+                    var bound = DateTime.UtcNow.AddMinutes(1);
+                    while (Convert.ToInt64(await waiting.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture) < 2)
+                    {
+                        Assert.True(DateTime.UtcNow < bound, "the two commits did not both wait on the chain's lock within a minute");
+                        await Task.Delay(20);
+                    }
+                }
+
                 Assert.DoesNotContain(racing, t => t.IsCompleted);
                 await using (var release = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_unlock({AuditLog.MemberChainLockClass}, hashtext('gw-th'))", holder))
                 {
