@@ -153,6 +153,7 @@ internal static partial class ControlPlaneServices
         services.TryAddSingleton(typeof(Sovereign.Cluster.Grains.GrainReferences<>));
         services.TryAddSingleton<CallerAuthenticator>();
         services.TryAddSingleton<NodeDirectory>();
+        services.TryAddSingleton<Observability.PoolMetrics>();
         services.TryAddSingleton<PrefixAffinity>();
         services.TryAddSingleton<InferenceRouter>();
         services.TryAddSingleton<LanguageRouting>();

@@ -51,6 +51,9 @@ internal sealed partial class DatabaseHealth : BackgroundService
             "1 while this server's database records requests, 0 while requests are refused because it cannot (see /ready).");
         _refusals = meter.CreateCounter<long>("sovereign.database.refusals", "{request}",
             "Requests answered 503 because the database could not record them (audit_unavailable, storage_unavailable).");
+        // Exported at 0 from the start: a counter that first appears at 1 hides its first increase from Prometheus'
+        // rate() and increase(), so an alert on the outage's refusals missed the first one after every restart.
+        _refusals.Add(0);
     }
 
     /// <summary>Null while the database records requests; else what failed, for <c>/ready</c>.</summary>

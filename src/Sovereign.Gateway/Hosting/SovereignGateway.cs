@@ -69,7 +69,7 @@ public static class SovereignGateway
             .WithMetrics(metrics => metrics
                 // "System.Runtime": the runtime's own meter (GC heap and allocations, thread pool, working set), so
                 // an operator watching a long-running server for growth can tell managed heap from native memory.
-                .AddMeter(EngineMetrics.MeterName, GenAiMetrics.MeterName, Sovereign.Cluster.Security.ClusterCertificateExpiry.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "System.Runtime")
+                .AddMeter(EngineMetrics.MeterName, GenAiMetrics.MeterName, Sovereign.Cluster.Security.ClusterCertificateExpiry.MeterName, Sovereign.Residency.Audit.AuditMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "System.Runtime")
                 // The money series, one per tenant and currency, each keep a series for every tenant (OpenTelemetry's
                 // default of 2,000 folded the 2,001st tenant's spend and every later one's into otel_metric_overflow).
                 // Read raw, as the body limit above is: the validated options are resolved at start, which reports a bad value.
@@ -129,6 +129,12 @@ public static class SovereignGateway
         // on every /v1 answer, then errors wrap everything that can throw.
         // Armed now: it counts a stop's grace from the moment the stop begins.
         _ = app.Services.GetRequiredService<ShutdownCut>();
+        // The pool's gauge (sovereign_cluster_nodes) on every process that routes: a cluster node leaves it to gateways.
+        if (app.Services.GetService<IGrainFactory>() is not null
+            && app.Services.GetService<IOptions<Cluster.Hosting.SovereignClusterOptions>>()?.Value is not { IsDistributed: true, Role: Cluster.Hosting.ServerRole.Node })
+        {
+            _ = app.Services.GetService<PoolMetrics>();
+        }
         app.Use(KestrelRejections.MarkApplicationResponses);
         app.UseRequestIds();
         app.UseEvidenceHeaders();

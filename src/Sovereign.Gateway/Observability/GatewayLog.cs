@@ -17,16 +17,16 @@ internal static partial class GatewayLog
     /// counted by the request metrics (status 401).
     /// </summary>
     [LoggerMessage(EventId = 4001, EventName = "RequestRefused",
-        Message = "Refused {Method} {Path} with {Status} {ErrorType}/{Code} (param {Param})")]
-    public static partial void RequestRefused(ILogger logger, LogLevel level, string method, string? path, int status, string errorType, string? code, string? param);
+        Message = "Refused {Method} {Path} with {Status} {ErrorType}/{Code} (param {Param}); request {RequestId}")]
+    public static partial void RequestRefused(ILogger logger, LogLevel level, string method, string? path, int status, string errorType, string? code, string? param, string requestId);
 
     [LoggerMessage(EventId = 4002, EventName = "RequestShed", Level = LogLevel.Warning,
-        Message = "Shed {Method} {Path} with {Status} {Code}: no capacity")]
-    public static partial void RequestShed(ILogger logger, string method, string? path, int status, string? code);
+        Message = "Shed {Method} {Path} with {Status} {Code}: no capacity; request {RequestId}")]
+    public static partial void RequestShed(ILogger logger, string method, string? path, int status, string? code, string requestId);
 
     [LoggerMessage(EventId = 4003, EventName = "RequestFailed", Level = LogLevel.Error,
-        Message = "Request {Method} {Path} failed")]
-    public static partial void RequestFailed(ILogger logger, Exception? exception, string method, string? path);
+        Message = "Request {Method} {Path} failed; request {RequestId}")]
+    public static partial void RequestFailed(ILogger logger, Exception? exception, string method, string? path, string requestId);
 
     /// <summary>
     /// A client that reset its connection while its request was read: nothing was answered, so nothing was refused or
@@ -53,6 +53,11 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 4006, EventName = "ExpiredKeyUsed", Level = LogLevel.Information,
         Message = "Refused expired key {KeyId} of tenant {TenantId}")]
     public static partial void ExpiredKeyUsed(ILogger logger, string keyId, string tenantId);
+
+    /// <summary>Once until it reads again: a scrape's sovereign_cluster_nodes could not be read, so it has no series.</summary>
+    [LoggerMessage(EventId = 4166, EventName = "PoolMetricsUnread", Level = LogLevel.Warning,
+        Message = "The node registry did not answer a /metrics scrape within {Seconds} s: sovereign_cluster_nodes is left out until it does")]
+    public static partial void PoolMetricsUnread(ILogger logger, Exception? exception, double seconds);
 
     [LoggerMessage(EventId = 4100, EventName = "NodeUnreachable", Level = LogLevel.Warning,
         Message = "Node {NodeId} could not be reached; routing around it until it reports again")]
@@ -268,33 +273,37 @@ internal static partial class GatewayLog
     {
         var method = context.Request.Method;
         var path = LoggedPath(context);
+        // The id the client was given (x-request-id), so an operator finds why a request a tenant quotes was refused:
+        // no line said which request it was (the console format writes no scopes, and hosting's scope is off).
+        var requestId = Hosting.RequestIds.Of(context);
+        GatewayMetrics.ErrorAnswered(status, code);
         if (databaseOutage)
         {
             // Not shed for want of capacity: refused because the database cannot record it. The outage is logged once
             // (4160) and counted (sovereign_database_refusals); each refusal was a 4002 "no capacity" at Warning.
-            RequestRefused(logger, LogLevel.Debug, method, path, status, errorType, code, param);
+            RequestRefused(logger, LogLevel.Debug, method, path, status, errorType, code, param, requestId);
         }
         else if (status == StatusCodes.Status500InternalServerError)
         {
-            RequestFailed(logger, exception, method, path);
+            RequestFailed(logger, exception, method, path, requestId);
         }
         else if (status >= 500 && code is OpenAI.OpenAIErrorResults.AuditUnavailableCode or OpenAI.OpenAIErrorResults.StorageUnavailableCode or OpenAI.OpenAIErrorResults.DatabaseDamagedCode)
         {
             // Not shed for want of capacity either: a cluster node this request was relayed to could not record it in
             // its database and refused it (its 503, passed on; the node logs its outage). This database is up, or the
             // refusal would be the outage's above.
-            RequestRefused(logger, LogLevel.Warning, method, path, status, errorType, code, param);
+            RequestRefused(logger, LogLevel.Warning, method, path, status, errorType, code, param, requestId);
         }
         else if (status >= 500 && (code is OpenAI.OpenAIErrorResults.ModelUnavailableCode || Routing.InferenceRouter.RefusedAsNotLoaded(context)))
         {
             // Not shed for want of capacity: the model was unloaded (or the server is stopping) under the request, or
             // is not loaded now, as the operator asked. Each of these was a 4002 "no capacity" at Warning, which reads
             // as overload; a known caller's repeated ones are counted as its other refusals are (4170).
-            RequestRefused(logger, FirstOrCounted(context, status, code, LogLevel.Information), method, path, status, errorType, code, param);
+            RequestRefused(logger, FirstOrCounted(context, status, code, LogLevel.Information), method, path, status, errorType, code, param, requestId);
         }
         else if (status >= 500)
         {
-            RequestShed(logger, method, path, status, code);
+            RequestShed(logger, method, path, status, code, requestId);
         }
         else
         {
@@ -303,7 +312,7 @@ internal static partial class GatewayLog
             // So are a known caller's repeated refusals of any other kind (a client sending only bad requests): the first
             // is logged, the ones after it counted, and a summary line (4170) says how many.
             var level = byACaller && !Metering.RateLimitRefusals.WasCounted(context) ? LogLevel.Information : LogLevel.Debug;
-            RequestRefused(logger, status == StatusCodes.Status429TooManyRequests ? level : FirstOrCounted(context, status, code, level), method, path, status, errorType, code, param);
+            RequestRefused(logger, status == StatusCodes.Status429TooManyRequests ? level : FirstOrCounted(context, status, code, level), method, path, status, errorType, code, param, requestId);
         }
     }
 }

@@ -1402,6 +1402,14 @@ public sealed class AuditLog : IAsyncDisposable
     /// </summary>
     private async Task CommitWithRetryAsync(List<Work> batch)
     {
+        var started = Stopwatch.GetTimestamp();
+        var outcome = await CommitOrFailAsync(batch);
+        AuditMetrics.BatchEnded(outcome, batch.Count, Stopwatch.GetElapsedTime(started));
+    }
+
+    /// <summary>Commits <paramref name="batch"/> (retrying, within the commit timeout) or fails it: which, for the metrics.</summary>
+    private async Task<string> CommitOrFailAsync(List<Work> batch)
+    {
         const int attempts = 3;
         // Real time, not the injected clock: the deadline bounds how long the database takes, which a clock set or
         // stepped (a test's manual clock advanced by an hour while a commit runs) must not cut short.
@@ -1420,7 +1428,7 @@ public sealed class AuditLog : IAsyncDisposable
             catch (OperationCanceledException)
             {
                 FailTimedOut(batch, new TimeoutException("An earlier commit is still waiting for the database."), sent: null);
-                return;
+                return AuditMetrics.TimedOut;
             }
         }
 
@@ -1446,7 +1454,7 @@ public sealed class AuditLog : IAsyncDisposable
                     batch[i].Complete(results[i]);
                 }
 
-                return;
+                return AuditMetrics.Committed;
             }
             catch (OperationCanceledException) when (!commit.IsCompleted)
             {
@@ -1458,7 +1466,7 @@ public sealed class AuditLog : IAsyncDisposable
                 }
 
                 FailTimedOut(batch, new TimeoutException("The commit did not end in time."), inDoubt);
-                return;
+                return AuditMetrics.TimedOut;
             }
             catch (Exception ex)
             {
@@ -1476,7 +1484,7 @@ public sealed class AuditLog : IAsyncDisposable
                 if (deadline.IsCancellationRequested)
                 {
                     FailTimedOut(batch, ex, inDoubt);
-                    return;
+                    return AuditMetrics.TimedOut;
                 }
 
                 var reload = LoadStateAsync(deadline.Token);
@@ -1495,7 +1503,7 @@ public sealed class AuditLog : IAsyncDisposable
                     }
 
                     FailTimedOut(batch, reloadError, inDoubt);
-                    return;
+                    return AuditMetrics.TimedOut;
                 }
                 catch (Exception reloadError) when (attempt < attempts)
                 {
@@ -1514,7 +1522,7 @@ public sealed class AuditLog : IAsyncDisposable
                         ? AuditUnavailableException.From(ex)
                         : new AuditUnavailableException($"The audit log could not record the entry: {ex.Message} {InDoubtNote}", ex);
                     FailBatch(batch, unavailable, inDoubt);
-                    return;
+                    return AuditMetrics.Failed;
                 }
             }
         }
