@@ -130,11 +130,16 @@ public static class SovereignGateway
         // Armed now: it counts a stop's grace from the moment the stop begins.
         _ = app.Services.GetRequiredService<ShutdownCut>();
         // The pool's gauge (sovereign_cluster_nodes) on every process that routes: a cluster node leaves it to gateways.
-        if (app.Services.GetService<IGrainFactory>() is not null
-            && app.Services.GetService<IOptions<Cluster.Hosting.SovereignClusterOptions>>()?.Value is not { IsDistributed: true, Role: Cluster.Hosting.ServerRole.Node })
+        // Made once the server has started, not here: resolving it reads the options, and a bad setting must stop the
+        // start with its own message (it was thrown from here, before the start, by the node directory's options).
+        app.Lifetime.ApplicationStarted.Register(() =>
         {
-            _ = app.Services.GetService<PoolMetrics>();
-        }
+            if (app.Services.GetService<IGrainFactory>() is not null
+                && app.Services.GetRequiredService<IOptions<Cluster.Hosting.SovereignClusterOptions>>().Value is not { IsDistributed: true, Role: Cluster.Hosting.ServerRole.Node })
+            {
+                _ = app.Services.GetService<PoolMetrics>();
+            }
+        });
         app.Use(KestrelRejections.MarkApplicationResponses);
         app.UseRequestIds();
         app.UseEvidenceHeaders();
