@@ -6,7 +6,7 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15 and 17-34 have never been used to build or tune
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15 and 17-35 have never been used to build or tune
 /// the detector (round 30's confidence cap, which changes no answer, was chosen with held-out 1-29; SOURCES.md); held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24), 11 (since session 24's
 /// second round), 12 (since session 25's round 13) and 16 (since session 35's round 17) are tuning material
 /// (SOURCES.md), so their floors guard against regressions.
@@ -214,6 +214,13 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // Macedonian) and Bulgarian 9 of 10 (as Serbian) within it; Galician, Malay and Indonesian right throughout. Every
     // miss of Bosnian and Croatian stays within hbs (48 of 48 Latin hr/bs/sr sentences right by group). The round
     // changed no answer (it adds the group and member_decided), so held-out 34 remains never tuned on.
+    // Session 53's round 35 added held-out 35 (held-out 34's distribution; a new theme: the weather, the seasons and the
+    // garden). Its first run, on the unchanged detector (main be22c23): 520 of 532 = 97.7%, over the overall target, and
+    // below the per-language target Bosnian 13 of 16 (as Croatian three times) and Croatian 12 of 16 (as Bosnian three
+    // times, as Serbian once), their floors; Serbian 21 of 24 (as Bosnian once, as Croatian twice; the eight Cyrillic
+    // sentences right), Malay 11 of 12 (as Indonesian) and French 7 of 8 (und, Walloon the runner-up) within it;
+    // Galician, Portuguese, Spanish, Bulgarian and Indonesian right throughout, Macedonian 12 of 12 und. Every miss of
+    // Bosnian, Croatian and Serbian stays within hbs, and each was an undecided member (member_decided false).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -250,6 +257,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.ThirtySecondHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["hr"] = 8 },
         [TestData.ThirtyThirdHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["gl"] = 8, ["hr"] = 13 },
         [TestData.ThirtyFourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 10 },
+        [TestData.ThirtyFifthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 13, ["hr"] = 12 },
     };
 
     /// <summary>The overall target.</summary>
@@ -300,6 +308,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.ThirtySecondHeldOut)]
     [InlineData(TestData.ThirtyThirdHeldOut)]
     [InlineData(TestData.ThirtyFourthHeldOut)]
+    [InlineData(TestData.ThirtyFifthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
@@ -308,7 +317,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }
-        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut or TestData.TwentyNinthHeldOut or TestData.ThirtiethHeldOut or TestData.ThirtyFirstHeldOut or TestData.ThirtySecondHeldOut or TestData.ThirtyThirdHeldOut or TestData.ThirtyFourthHeldOut)
+        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut or TestData.TwentyNinthHeldOut or TestData.ThirtiethHeldOut or TestData.ThirtyFirstHeldOut or TestData.ThirtySecondHeldOut or TestData.ThirtyThirdHeldOut or TestData.ThirtyFourthHeldOut or TestData.ThirtyFifthHeldOut)
         {
             // Every covered language and Macedonian, outside the set (the Serbian Cyrillic sentences' translations).
             Assert.Equal(LanguageCatalog.Covered.Append("mk").Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
