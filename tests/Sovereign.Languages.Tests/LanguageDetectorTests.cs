@@ -222,6 +222,63 @@ public sealed class LanguageDetectorTests
         Assert.True(taken.Count == 0, string.Join(" | ", taken));
     }
 
+    // Round 35's two named misses of held-out 34 (not a blind check: the brief named them). Serbian in Cyrillic letters
+    // with everyday words whose Macedonian counterparts are other words (свако/секое, јутро/утро, кува/вари) was und
+    // beside Macedonian (0.95); Bulgarian with its prepositions and numerals (в, четиресет, осемдесет) and none of
+    // the letters only Bulgarian writes was Serbian (0.91). On be22c23's code: und and sr. No other sentence of held-out
+    // 1-35, out of set 1-22, the decoys or the tuning corpus changed its answer.
+    [Theory]
+    [InlineData("Тата свако јутро кува кафу у малој џезви.", "sr")]
+    [InlineData("В рецептата пише да се пече четиресет минути на сто и осемдесет градуса.", "bg")]
+    public void Detect_CyrillicNeighboursByTheirWords_Round35(string text, string expected)
+    {
+        var detection = Detector.Detect(text);
+
+        Assert.NotEqual(expected, Detector.WithLetterMixtures(false).Detect(text).Language);
+        Assert.Equal(expected, detection.Language);
+        Assert.Equal(LanguageDetection.ByHeuristic, detection.Method);
+        Assert.True(detection.Confidence >= 0.8, $"{detection.Confidence}");
+    }
+
+    // The Serbian words of round 35 count (only у of the sentence was listed before), and a Serbian answer turned
+    // Bulgarian is und, with Bulgarian as runner-up, where the operator left Bulgarian out.
+    [Fact]
+    public void CyrillicGrammars_Round35Words_CountAndRespectTheConfiguredSet()
+    {
+        Assert.Equal(4, SerbianCyrillicGrammar.SerbianWords(LanguageProfiles.Normalize("Тата свако јутро кува кафу у малој џезви.")));
+        Assert.Equal(3, BulgarianSerbianGrammar.BulgarianWords(LanguageProfiles.Normalize("В рецептата пише да се пече четиресет минути на сто и осемдесет градуса.")));
+        Assert.Equal(0, BulgarianSerbianGrammar.BulgarianWords(LanguageProfiles.Normalize("У рецепту пише да се пече четрдесет минута, осем или девет.")));
+        Assert.Equal(0, BulgarianSerbianGrammar.BulgarianWords(LanguageProfiles.Normalize("Тука во селото има осем куќи и еден дуќан.")));
+
+        var withoutBulgarian = new LanguageDetector(new LanguageDetectorOptions { Languages = [.. LanguageCatalog.Covered.Where(c => c != "bg")] });
+        var detection = withoutBulgarian.Detect("В рецептата пише да се пече четиресет минути на сто и осемдесет градуса.");
+        Assert.Equal(LanguageDetection.Undetermined, detection.Language);
+        Assert.Equal("bg", detection.RunnerUp);
+    }
+
+    // The Bulgarian rule never takes a Serbian or Macedonian sentence in Cyrillic letters, and no Bulgarian sentence
+    // loses its answer to it: the tuning corpus, the decoy set, the held-out and out-of-set sets.
+    [Fact]
+    public void BulgarianSerbianGrammar_SerbianAndMacedonianSentences_NeverTaken()
+    {
+        var sets = TestData.HeldOutFiles.Concat(Enumerable.Range(1, 22).Select(i => $"out-of-set-{i}.txt")).Append("decoys.txt")
+            .SelectMany(f => TestData.HeldOut(f)).ToList();
+        var corpus = LanguageProfiles.LoadCorpus();
+        var texts = new[] { "sr", "mk" }
+            .SelectMany(l => corpus[l].Concat(sets.Where(kv => kv.Key == l).SelectMany(kv => kv.Value)))
+            .Where(t => t.Any(c => c is >= '\u0400' and <= '\u04FF'))
+            .ToList();
+
+        Assert.True(texts.Count > 300, $"{texts.Count} sentences");
+        // (Held-out 31's Macedonian "На вечерата ми заглави рибина коска во грлото." is Bulgarian with the rule off too.)
+        var taken = texts.Where(t => BulgarianSerbianGrammar.BulgarianWords(LanguageProfiles.Normalize(t)) > 0
+            || (Detector.Detect(t).Language == "bg" && Detector.WithLetterMixtures(false).Detect(t).Language != "bg")).ToList();
+        Assert.True(taken.Count == 0, string.Join(" | ", taken));
+        var bulgarianLost = corpus["bg"].Concat(sets.Where(kv => kv.Key == "bg").SelectMany(kv => kv.Value))
+            .Where(t => Detector.WithLetterMixtures(false).Detect(t).Language == "bg" && Detector.Detect(t).Language != "bg").ToList();
+        Assert.True(bulgarianLost.Count == 0, string.Join(" | ", bulgarianLost));
+    }
+
     // Decoys (Data/decoys.txt, written in session 24 before Macedonian and Belarusian got tuning sentences): text in a
     // language outside the set that sits beside covered ones (Macedonian beside Bulgarian and Serbian, Belarusian beside
     // Russian and Ukrainian) must come back und, with the decoy as runner-up, never as a confident neighbour.

@@ -466,6 +466,17 @@ public sealed partial class LanguageDetector
             };
         }
 
+        if (script == WritingScript.Cyrillic && LetterMixtureRule && decision.Language == "sr"
+            && BulgarianSerbianGrammar.BulgarianWords(LanguageProfiles.Normalize(text)) is > 0 and var bulgarianWords)
+        {
+            // Bulgarian without ъ, щ, ю, я or й read as Serbian: its prepositions, demonstratives and numerals, none of
+            // Serbian's or Macedonian's, decide (round 35). Outside the configured set it is und.
+            var confidence = Math.Min(0.99, 0.6 + (0.1 * bulgarianWords)) * share;
+            return _languages.Contains("bg")
+                ? new LanguageDetection("bg", confidence, LanguageDetection.ByHeuristic) { RunnerUp = "sr", RunnerUpConfidence = Math.Min(decision.Confidence, 1 - confidence), Script = iso }
+                : new LanguageDetection(LanguageDetection.Undetermined, LeftByRule(decision.Confidence, confidence), LanguageDetection.ByHeuristic) { RunnerUp = "bg", RunnerUpConfidence = confidence, Script = iso };
+        }
+
         if (script == WritingScript.Devanagari && DevanagariDecoyRule && decision.Language is "hi" or "mr"
             && DevanagariDecoys.Evaluate(text) is { } decoy)
         {
