@@ -47,6 +47,22 @@ public sealed class LanguageFamilyTests(LocalLanguageFixture fixture) : IClassFi
         Assert.Equal("hbs", details.GetProperty("language_group").GetString());
     }
 
+    // Round 35: under exact matching a candidate declared for the group (hbs) serves text whose member is undecided,
+    // whichever member was guessed, and one declared for a member serves it only once decided (fail closed): the
+    // candidate declared for bs alone is not tried. Before, hbs was refused at start as an unknown language code.
+    [Fact]
+    public async Task ExactPlan_CandidateDeclaredForTheGroup_ServesTheUndecidedMember()
+    {
+        var (status, body, header, details) = await SendAsync("fair", LocalLanguageFixture.GroupDeclared, Undecided);
+
+        var language = header.Split(';')[0];
+        Assert.Equal(200, status);
+        Assert.Equal(LocalLanguageFixture.Model, JsonDocument.Parse(body).RootElement.GetProperty("model").GetString());
+        Assert.EndsWith(";group=hbs", header, StringComparison.Ordinal);
+        Assert.Equal($"{LocalLanguageFixture.GroupDeclared}: {LocalLanguageFixture.Model} serves 'hbs' (member '{language}' undecided) (preference 2)",
+            details.GetProperty("route_reason").GetString());
+    }
+
     [Fact]
     public async Task FamilyPlan_LanguageOutsideAGroup_NoGroupAnywhere_AndExactAsBefore()
     {

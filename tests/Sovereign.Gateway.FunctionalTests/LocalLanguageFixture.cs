@@ -17,6 +17,10 @@ public sealed class LocalLanguageFixture() : AdminServerFixture("language-tax-ad
     /// <summary>An alias whose only candidate is declared for Croatian; everything else falls back to a model no node serves.</summary>
     public const string CroatianOnly = "hr-only";
 
+    /// <summary>An alias whose candidate before the served model is declared for Bosnian only, and whose served
+    /// model is declared for the group <c>hbs</c>; everything else falls back to a model no node serves.</summary>
+    public const string GroupDeclared = "hbs-group";
+
     /// <summary>A plan whose aliases match the family of a close group whose member is undecided (<c>Sovereign:LanguageMatch</c>).</summary>
     public const string FamilyPlan = "balkan";
 
@@ -40,6 +44,11 @@ public sealed class LocalLanguageFixture() : AdminServerFixture("language-tax-ad
         [$"Sovereign:Aliases:{CroatianOnly}:Default"] = Unserved,
         [$"Sovereign:Aliases:{CroatianOnly}:Candidates:0:Model"] = Model,
         [$"Sovereign:Aliases:{CroatianOnly}:Candidates:0:Languages:0"] = "hr",
+        [$"Sovereign:Aliases:{GroupDeclared}:Default"] = Unserved,
+        [$"Sovereign:Aliases:{GroupDeclared}:Candidates:0:Model"] = Unserved,
+        [$"Sovereign:Aliases:{GroupDeclared}:Candidates:0:Languages:0"] = "bs",
+        [$"Sovereign:Aliases:{GroupDeclared}:Candidates:1:Model"] = Model,
+        [$"Sovereign:Aliases:{GroupDeclared}:Candidates:1:Languages:0"] = "HBS",
         // Plan names are case-insensitive, as the price book's are.
         [$"Sovereign:LanguageMatch:Plans:{FamilyPlan.ToUpperInvariant()}"] = "family",
     };

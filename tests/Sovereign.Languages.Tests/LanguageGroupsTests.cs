@@ -83,14 +83,73 @@ public sealed class LanguageGroupsTests
         Assert.Equal("yugo-gpt", LanguageRouter.Choose(Balkan, Read("sr", 0.55), _ => true, match: LanguageMatch.Family).ModelId);
     }
 
+    // Round 35: a candidate declared for a member serves that member only once the detector decided it (fail closed).
+    // Before, exact matched the guess: Bosnian at 0.64 went to the model declared for bs (bertic), a coin toss away
+    // from a Croatian answer that would have gone to yugo-gpt.
     [Fact]
-    public void Choose_Exact_UndecidedMember_MatchesTheGuessOnly()
+    public void Choose_Exact_UndecidedMember_NoMemberCandidateServesIt_TheAliasDefault()
     {
         var choice = LanguageRouter.Choose(Balkan, Read("bs", 0.64), _ => true);
 
-        Assert.Equal("bertic", choice.ModelId);
+        Assert.Equal("general-8b", choice.ModelId);
         Assert.Equal("hbs", choice.UndecidedGroup);
-        Assert.Contains("serves 'bs' (preference 2)", choice.Reason, StringComparison.Ordinal);
+        Assert.Contains("no candidate serves 'hbs' (member 'bs' undecided); alias default general-8b", choice.Reason, StringComparison.Ordinal);
+        Assert.Equal("bertic", LanguageRouter.Choose(Balkan, Read("bs", 0.95), _ => true).ModelId);
+    }
+
+    // A candidate declared for the group, or for every member the detector reports, serves an undecided member under
+    // exact matching too: whichever member the text is, the candidate serves it. A group declared also serves a decided
+    // member.
+    [Fact]
+    public void Choose_Exact_GroupOrEveryMemberDeclared_ServesTheUndecidedMember()
+    {
+        var byGroup = new LanguageAlias("auto", "general-8b", [new RouteCandidate("id-only", ["id"]), new RouteCandidate("balkan-7b", ["HBS"]), new RouteCandidate("sea-lion-9b", ["msa"])]);
+        var byMembers = new LanguageAlias("auto", "general-8b", [new RouteCandidate("yugo-gpt", ["hr"]), new RouteCandidate("bertic", ["sr", "hr", "bs"])]);
+
+        var choice = LanguageRouter.Choose(byGroup, Read("bs", 0.64), _ => true);
+        Assert.Equal("balkan-7b", choice.ModelId);
+        Assert.Contains("balkan-7b serves 'hbs' (member 'bs' undecided) (preference 2)", choice.Reason, StringComparison.Ordinal);
+        Assert.Equal("balkan-7b", LanguageRouter.Choose(byGroup, Read("hr", 0.97), _ => true).ModelId);
+        Assert.Equal("sea-lion-9b", LanguageRouter.Choose(byGroup, Read("id", 0.7), _ => true).ModelId);
+        Assert.Equal("id-only", LanguageRouter.Choose(byGroup, Read("id", 0.85), _ => true).ModelId);
+        Assert.Equal("bertic", LanguageRouter.Choose(byMembers, Read("hr", 0.7), _ => true).ModelId);
+        Assert.Equal("yugo-gpt", LanguageRouter.Choose(byMembers, Read("hr", 0.95), _ => true).ModelId);
+    }
+
+    [Theory]
+    [InlineData("hr", "hr", 0.95, true)]
+    [InlineData("hr", "hr", 0.70, false)]
+    [InlineData("hr", "bs", 0.95, false)]
+    [InlineData("hbs", "bs", 0.60, true)]
+    [InlineData("hbs", "sr", 0.99, true)]
+    [InlineData("hbs", "ms", 0.99, false)]
+    [InlineData("bs hr sr", "hr", 0.55, true)]
+    [InlineData("bs hr", "hr", 0.55, false)]
+    [InlineData("msa", "id", 0.50, true)]
+    [InlineData("ms", "ms", 0.79, false)]
+    [InlineData("ms id", "ms", 0.79, true)]
+    [InlineData("th", "th", 0.60, true)]
+    [InlineData("hbs msa th", "und", 0.30, false)]
+    public void Covers_APolicyNamingAMemberOrItsGroup(string codes, string language, double confidence, bool covered)
+    {
+        var policy = codes.Split(' ').Select(c => LanguageGroups.TryPolicyCode(c, out var code) ? code : c).ToHashSet(StringComparer.Ordinal);
+
+        Assert.Equal(covered, LanguageGroups.Covers(policy, Read(language, confidence)));
+    }
+
+    [Theory]
+    [InlineData("hbs", "hbs")]
+    [InlineData(" MSA ", "msa")]
+    [InlineData("tl", "fil")]
+    [InlineData("HR", "hr")]
+    [InlineData("cnr", null)]
+    [InlineData("serbo-croatian", null)]
+    [InlineData("", null)]
+    public void TryPolicyCode_LanguagesAndGroups(string code, string? canonical)
+    {
+        Assert.Equal(canonical is not null, LanguageGroups.TryPolicyCode(code, out var found));
+        Assert.Equal(canonical ?? "", found);
+        Assert.Equal(["bs", "hr", "sr"], LanguageGroups.ReportedMembers("hbs"));
     }
 
     [Fact]

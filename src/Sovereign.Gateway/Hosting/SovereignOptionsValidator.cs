@@ -502,7 +502,9 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
     {
         for (var k = 0; k < codes.Count; k++)
         {
-            if (codes[k] is { } code && Languages.LanguageCatalog.TryGet(code.Trim(), out var language) && !detected.Contains(language.Code))
+            // A group (hbs, msa) is reported when any of its members is.
+            if (codes[k] is { } code && Languages.LanguageGroups.TryPolicyCode(code, out var language)
+                && !detected.Contains(language) && !Languages.LanguageGroups.ReportedMembers(language).Any(detected.Contains))
             {
                 failures.Add($"{key}:{k} '{codes[k]}' is not among the languages the detector reports (Sovereign:Languages:Languages), so {consequence}; add it there or remove it here.");
             }
@@ -543,9 +545,9 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
             for (var k = 0; k < (codes?.Count ?? 0); k++)
             {
                 var code = codes![k];
-                if (string.IsNullOrWhiteSpace(code) || !Languages.LanguageCatalog.TryGet(code.Trim(), out _))
+                if (string.IsNullOrWhiteSpace(code) || !Languages.LanguageGroups.TryPolicyCode(code, out _))
                 {
-                    failures.Add($"{key}:{k} '{OpenAI.RequestReader.Shorten(code ?? "")}' is not a language code the detector knows (ISO 639-1, e.g. th, ms, en).");
+                    failures.Add($"{key}:{k} '{OpenAI.RequestReader.Shorten(code ?? "")}' is not a language code the detector knows (ISO 639-1, e.g. th, ms, en) nor a close group (hbs, msa).");
                     unknown++;
                 }
             }

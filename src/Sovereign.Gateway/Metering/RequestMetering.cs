@@ -113,8 +113,10 @@ public sealed class RequestMetering
         _languageTax = languageTax;
         _languages = languages;
         // As the detector names them (tl is fil), since the detected code is what is matched.
+        // A plan naming a group (hbs, msa) waives its members, decided or not; naming a member, only that member once
+        // decided (Sovereign.Languages.LanguageGroups.Covers): a coin toss between members waives nothing.
         _billedTokens = new BilledTokens(options.Value.Metering.CharacterEquivalentLanguages.Select(p =>
-            new KeyValuePair<string, IEnumerable<string>>(p.Key, LanguageRouting.Canonical(p.Value) ?? [])));
+            new KeyValuePair<string, IEnumerable<string>>(p.Key, LanguageRouting.Canonical(p.Value) ?? [])), Sovereign.Languages.LanguageGroups.Covers);
         _tenants = tenants;
         _ledger = ledger;
         _prices = prices;
@@ -603,7 +605,8 @@ public sealed class RequestMetering
 
                 var share = _languages.ShareOf(completion, routed.Language!);
                 return (share.LanguageLetters, share.PromptLetters);
-            });
+            },
+            routed.LanguageGroup ?? routed.AliasChoice?.UndecidedGroup);
         routed.CharacterEquivalent = basis;
         var billedCached = promptTokens == 0 ? 0 : (int)((long)cachedTokens * billedPrompt / promptTokens);
         // Billed to millionths with the tenant's carry: what lies below a millionth is kept for its next requests, so

@@ -149,7 +149,8 @@ internal static class ModelRules
     }
 
     /// <summary>
-    /// The languages a model (or an alias's candidate) serves: codes the detector knows. <c>auto</c> routes by them, so
+    /// The languages a model (or an alias's candidate) serves: codes the detector knows, or a close group (<c>hbs</c>,
+    /// <c>msa</c>: every member, decided or not). <c>auto</c> routes by them, so
     /// an unknown one would be a language no request is ever sent for. A repeat is folded into one where
     /// <paramref name="foldRepeats"/> (a model's set), else refused (an alias candidate's list).
     /// </summary>
@@ -160,17 +161,17 @@ internal static class ModelRules
         {
             var item = names.Item("languages", k);
             var code = codes![k];
-            if (code is null || !Sovereign.Languages.LanguageCatalog.TryGet(code.Trim(), out var language))
+            if (code is null || !Sovereign.Languages.LanguageGroups.TryPolicyCode(code, out var language))
             {
-                problems.Add(new(item, $"{item} '{RequestReader.Shorten(code ?? "")}' is not a language code the detector knows (ISO 639-1, e.g. th, ms, en).", "invalid_value"));
+                problems.Add(new(item, $"{item} '{RequestReader.Shorten(code ?? "")}' is not a language code the detector knows (ISO 639-1, e.g. th, ms, en) nor a close group (hbs, msa).", "invalid_value"));
             }
-            else if (first.TryGetValue(language.Code, out var earlier) && !foldRepeats)
+            else if (first.TryGetValue(language, out var earlier) && !foldRepeats)
             {
                 problems.Add(new(item, $"{item} '{RequestReader.Shorten(code)}' repeats {names.Item("languages", earlier)}.", "invalid_value"));
             }
             else
             {
-                first.TryAdd(language.Code, k);
+                first.TryAdd(language, k);
             }
         }
     }

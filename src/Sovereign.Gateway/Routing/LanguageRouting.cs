@@ -95,10 +95,11 @@ public sealed class LanguageRouting(ModelCatalog catalog, FrontedEngines engines
     private bool IsServed(string model, IReadOnlyList<NodeView> registry) =>
         catalog.TryGet(model, out _) || engines.TryGet(model, out _) || registry.Any(n => n.Models.Any(m => m.Id == model));
 
-    /// <summary>Language codes as the detector names them (<c>tl</c> is <c>fil</c>), each once; null when none.</summary>
+    /// <summary>Language codes as the detector names them (<c>tl</c> is <c>fil</c>) and close groups (<c>hbs</c>,
+    /// <c>msa</c>; <see cref="LanguageGroups.TryPolicyCode"/>), each once; null when none.</summary>
     public static string[]? Canonical(IReadOnlyList<string>? codes)
     {
-        var canonical = (codes ?? []).Select(c => c is not null && LanguageCatalog.TryGet(c.Trim(), out var language) ? language.Code : null)
+        var canonical = (codes ?? []).Select(c => LanguageGroups.TryPolicyCode(c, out var code) ? code : null)
             .OfType<string>().Distinct(StringComparer.Ordinal).ToArray();
         return canonical.Length == 0 ? null : canonical;
     }

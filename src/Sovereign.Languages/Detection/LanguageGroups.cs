@@ -53,6 +53,78 @@ public static class LanguageGroups
     public static string? Of(string? language) =>
         language is not null && GroupByMember.TryGetValue(language, out var group) ? group : null;
 
+    /// <summary>The members of a group the detector reports (in <see cref="LanguageCatalog"/>): <c>hbs</c> is
+    /// <c>bs, hr, sr</c> (Montenegrin is not detected), <c>msa</c> is <c>id, ms</c>; empty for any other code.</summary>
+    public static IReadOnlyList<string> ReportedMembers(string? group) =>
+        group is not null && Members.TryGetValue(group, out var members) ? [.. members.Where(m => LanguageCatalog.TryGet(m, out _))] : [];
+
+    /// <summary>
+    /// A code a policy may name (a model's or an alias candidate's languages, a plan's character-equivalent
+    /// languages): a language the detector knows, as it names it (<c>tl</c> is <c>fil</c>; any case), or a group
+    /// (<c>hbs</c>, <c>msa</c>; any case). False for anything else.
+    /// </summary>
+    public static bool TryPolicyCode(string? code, out string canonical)
+    {
+        canonical = "";
+        if (string.IsNullOrWhiteSpace(code))
+        {
+            return false;
+        }
+
+        var trimmed = code.Trim();
+        if (LanguageCatalog.TryGet(trimmed, out var language))
+        {
+            canonical = language.Code;
+            return true;
+        }
+
+        var lower = trimmed.ToLowerInvariant();
+        if (Members.ContainsKey(lower))
+        {
+            canonical = lower;
+            return true;
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// Whether a policy's languages (<see cref="TryPolicyCode"/>'s canonical codes) cover a detected language. A group
+    /// named covers each of its members, decided or not. A member named covers that member only when the detector
+    /// decided it: text whose member is undecided (<paramref name="undecidedGroup"/>, <see cref="LanguageDetection.UndecidedGroup"/>)
+    /// is covered only by its group or by a list naming every member the detector reports (then the guess cannot
+    /// matter); a policy naming <c>sr</c> alone does not apply to text read as Serbian at 0.7 (fail closed: a coin toss
+    /// between members neither routes nor waives). <c>und</c> is never covered.
+    /// </summary>
+    public static bool Covers(IReadOnlyCollection<string> codes, string? language, string? undecidedGroup)
+    {
+        ArgumentNullException.ThrowIfNull(codes);
+        if (language is null || language == LanguageDetection.Undetermined)
+        {
+            return false;
+        }
+
+        if (Of(language) is { } group && codes.Contains(group))
+        {
+            return true;
+        }
+
+        if (undecidedGroup is not null)
+        {
+            var members = ReportedMembers(undecidedGroup);
+            return members.Count > 0 && members.All(codes.Contains);
+        }
+
+        return codes.Contains(language);
+    }
+
+    /// <summary>Whether a policy's languages cover a detection (<see cref="Covers(IReadOnlyCollection{string}, string?, string?)"/>).</summary>
+    public static bool Covers(IReadOnlyCollection<string> codes, LanguageDetection detection)
+    {
+        ArgumentNullException.ThrowIfNull(detection);
+        return Covers(codes, detection.Language, detection.UndecidedGroup);
+    }
+
     /// <summary>Whether two language codes are members of one group (a code is never in a group with itself only).</summary>
     public static bool SameGroup(string first, string second) =>
         Of(first) is { } group && group == Of(second);

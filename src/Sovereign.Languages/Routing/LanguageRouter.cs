@@ -14,7 +14,9 @@ public sealed record LanguageAlias(string Name, string DefaultModelId, IReadOnly
 /// <summary>How a detected language matches the languages a model is declared for.</summary>
 public enum LanguageMatch
 {
-    /// <summary>Only the detected language itself (the default).</summary>
+    /// <summary>Only the detected language itself (the default). A member of a close group matches a candidate
+    /// declared for it only when the detector decided the member; undecided, it matches a candidate declared for its
+    /// group (<c>hbs</c>, <c>msa</c>) or for every member (<see cref="LanguageGroups.Covers(IReadOnlyCollection{string}, LanguageDetection)"/>).</summary>
     Exact,
 
     /// <summary>
@@ -67,13 +69,20 @@ public static class LanguageRouter
 
         var language = detection.Language;
         var group = detection.UndecidedGroup;
-        // What the reasons name: the member, or (matching the family) the group with the member it guessed.
-        var matched = match == LanguageMatch.Family && group is not null ? $"'{group}' (member '{language}' undecided)" : $"'{language}'";
-        Func<string, bool> serves = match == LanguageMatch.Family && group is not null
-            ? declared => Same(declared, language) || (LanguageCatalog.TryGet(declared, out var d) ? LanguageGroups.Of(d.Code) : LanguageGroups.Of(declared.ToLowerInvariant())) == group
-            : declared => Same(declared, language);
+        // What the reasons name: the member, or, when the member was not decided, the group with the member it guessed.
+        var matched = group is not null ? $"'{group}' (member '{language}' undecided)" : $"'{language}'";
+        // A candidate serves what its declared languages cover (LanguageGroups.Covers: a member declared serves that
+        // member once decided; a group declared, or every member, serves the group). With family an undecided member
+        // also matches a candidate declared for any member of its group.
+        bool Serves(RouteCandidate candidate)
+        {
+            var declared = Declared(candidate.Languages);
+            return LanguageGroups.Covers(declared, detection)
+                || (match == LanguageMatch.Family && group is not null && declared.Any(d => d == group || LanguageGroups.Of(d) == group));
+        }
+
         var serving = detection.IsDetermined
-            ? alias.Candidates.Where(c => c.Languages.Any(serves)).ToList()
+            ? alias.Candidates.Where(Serves).ToList()
             : [];
         var chosen = serving.FirstOrDefault(c => isServed(c.ModelId) && isAllowed(c.ModelId));
         if (chosen is not null)
@@ -109,9 +118,7 @@ public static class LanguageRouter
             }.OfType<string>()) is { Length: > 0 } text ? separator + text : "";
     }
 
-    // Codes compare case-insensitively, and tl is Filipino.
-    private static bool Same(string configured, string detected) =>
-        LanguageCatalog.TryGet(configured, out var descriptor)
-            ? descriptor.Code == detected
-            : string.Equals(configured, detected, StringComparison.OrdinalIgnoreCase);
+    // Codes compare case-insensitively, tl is Filipino, and hbs and msa name their groups.
+    private static HashSet<string> Declared(IReadOnlyList<string> languages) =>
+        languages.Select(l => LanguageGroups.TryPolicyCode(l, out var code) ? code : l.Trim().ToLowerInvariant()).ToHashSet(StringComparer.Ordinal);
 }

@@ -49,24 +49,32 @@ public sealed record CharacterEquivalentBasis(string Language, double RatioToEng
 public sealed class BilledTokens
 {
     private readonly Dictionary<string, HashSet<string>> _characterEquivalent;
+    private readonly Func<IReadOnlyCollection<string>, string, string?, bool> _covers;
 
     /// <summary>
     /// Creates the rule from the plans that bill per character-equivalent and their languages (BCP 47, any case).
-    /// Plan names compare as the price book compares them (case-insensitive).
+    /// Plan names compare as the price book compares them (case-insensitive). <paramref name="covers"/> says whether a
+    /// plan's languages cover a request's language, given the close group whose member the detector did not decide (the
+    /// gateway passes the language groups' rule: a group named covers its members, a member named only a decided
+    /// member); without it a plan covers exactly the languages it names, and never a language whose member was not
+    /// decided (fail closed).
     /// </summary>
-    public BilledTokens(IEnumerable<KeyValuePair<string, IEnumerable<string>>> characterEquivalentLanguagesByPlan)
+    public BilledTokens(IEnumerable<KeyValuePair<string, IEnumerable<string>>> characterEquivalentLanguagesByPlan, Func<IReadOnlyCollection<string>, string, string?, bool>? covers = null)
     {
         ArgumentNullException.ThrowIfNull(characterEquivalentLanguagesByPlan);
         _characterEquivalent = characterEquivalentLanguagesByPlan.ToDictionary(
             p => p.Key, p => p.Value.ToHashSet(StringComparer.OrdinalIgnoreCase), StringComparer.OrdinalIgnoreCase);
+        _covers = covers ?? ((languages, language, undecidedGroup) => undecidedGroup is null && languages.Contains(language));
     }
 
     /// <summary>True when <paramref name="plan"/> bills some language per character-equivalent.</summary>
     public bool WaivesAny(string plan) => _characterEquivalent.TryGetValue(plan, out var languages) && languages.Count > 0;
 
-    /// <summary>True when <paramref name="plan"/> bills <paramref name="language"/> per character-equivalent.</summary>
-    public bool AppliesTo(string plan, string? language) =>
-        language is not null && _characterEquivalent.TryGetValue(plan, out var languages) && languages.Contains(language);
+    /// <summary>True when <paramref name="plan"/> bills <paramref name="language"/> per character-equivalent;
+    /// <paramref name="undecidedGroup"/> is the close group when the detector did not decide the member (<c>hbs</c>,
+    /// <c>msa</c>), else null.</summary>
+    public bool AppliesTo(string plan, string? language, string? undecidedGroup = null) =>
+        language is not null && _characterEquivalent.TryGetValue(plan, out var languages) && _covers(languages, language, undecidedGroup);
 
     /// <summary>
     /// The tokens to bill, and the waiver's basis when one applies. <paramref name="ratioToEnglish"/> is the
@@ -74,14 +82,16 @@ public sealed class BilledTokens
     /// the language and in all (with how they were told apart), <paramref name="completionLetters"/> the completion's
     /// (its own mix bills its tokens; left out, the prompt's does); all are asked for only when the plan bills the
     /// language per character-equivalent. A ratio at or below 1 (no tax) bills as counted; rounding is up, per direction.
+    /// <paramref name="undecidedGroup"/> is the close group whose member the detector did not decide (see
+    /// <see cref="AppliesTo"/>).
     /// </summary>
     public (int Prompt, int Completion, CharacterEquivalentBasis? Basis) For(
         string plan, string? language, int promptTokens, int completionTokens, Func<double?> ratioToEnglish, Func<(long Language, long Prompt, string Method)> letters,
-        Func<(long Language, long Completion)>? completionLetters = null)
+        Func<(long Language, long Completion)>? completionLetters = null, string? undecidedGroup = null)
     {
         ArgumentNullException.ThrowIfNull(ratioToEnglish);
         ArgumentNullException.ThrowIfNull(letters);
-        if ((promptTokens == 0 && completionTokens == 0) || !AppliesTo(plan, language) || ratioToEnglish() is not { } ratio || !(ratio > 1.0))
+        if ((promptTokens == 0 && completionTokens == 0) || !AppliesTo(plan, language, undecidedGroup) || ratioToEnglish() is not { } ratio || !(ratio > 1.0))
         {
             return (promptTokens, completionTokens, null);
         }

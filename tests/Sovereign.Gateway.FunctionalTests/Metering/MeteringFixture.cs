@@ -31,6 +31,8 @@ public sealed class MeteringFixture() : AdminServerFixture(AdminToken, "sovereig
         ["Sovereign:Metering:CharacterEquivalentLanguages:fair:1"] = "tl",
         // Serbian, written in Cyrillic and in Latin: each script at its own ratio.
         ["Sovereign:Metering:CharacterEquivalentLanguages:fair:2"] = "sr",
+        // Bosnian, Croatian and Serbian by their group: the member need not be decided.
+        ["Sovereign:Metering:CharacterEquivalentLanguages:balkan:0"] = "hbs",
         // A second operator with a token of its own: the audit log names which token acted.
         ["Sovereign:OperatorTokens:alice"] = AliceToken,
     };
@@ -41,6 +43,8 @@ public sealed class MeteringFixture() : AdminServerFixture(AdminToken, "sovereig
         await SendAsync(HttpMethod.Post, "/admin/v1/plans/standard/prices", new { model = Model, input_per_million = InputPerMillion, output_per_million = OutputPerMillion }, 201);
         await SendAsync(HttpMethod.Put, "/admin/v1/plans/fair", new { currency = "EUR", weight = 1 }, 200);
         await SendAsync(HttpMethod.Post, "/admin/v1/plans/fair/prices", new { model = Model, input_per_million = InputPerMillion, output_per_million = OutputPerMillion }, 201);
+        await SendAsync(HttpMethod.Put, "/admin/v1/plans/balkan", new { currency = "EUR", weight = 1 }, 200);
+        await SendAsync(HttpMethod.Post, "/admin/v1/plans/balkan/prices", new { model = Model, input_per_million = InputPerMillion, output_per_million = OutputPerMillion }, 201);
         await SendAsync(HttpMethod.Put, "/admin/v1/plans/cached", new { currency = "EUR", weight = 1 }, 200);
         await SendAsync(HttpMethod.Post, "/admin/v1/plans/cached/prices",
             new { model = Model, input_per_million = InputPerMillion, cached_input_per_million = CachedInputPerMillion, output_per_million = OutputPerMillion }, 201);

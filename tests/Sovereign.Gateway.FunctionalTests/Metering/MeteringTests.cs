@@ -540,6 +540,40 @@ public sealed class MeteringTests(MeteringFixture fixture)
     }
 
     /// <summary>
+    /// A plan's character-equivalent languages match as routing does (round 35): a plan naming <c>sr</c> waives text the
+    /// detector decided is Serbian, not text it read as Serbian at 0.55 with Croatian close behind (member undecided:
+    /// a coin toss between members waives nothing, fail closed); a plan naming the group <c>hbs</c> waives both. Before,
+    /// the plan naming <c>sr</c> waived the undecided sentence too (the member alone was matched).
+    /// </summary>
+    [Fact]
+    public async Task CharacterEquivalentBilling_UndecidedMember_WaivedByItsGroupNotByTheMember()
+    {
+        // Written for this test: sr 0.55 (Croatian runner-up, member undecided) and sr 1.00.
+        const string Undecided = "Sutra idemo kod bake na ručak, ponesi kolače.";
+        const string Decided = "Juče sam kupio hleb i mleko u prodavnici, a sutra idemo vozom u Beograd kod bake.";
+        async Task<JsonElement> RecordOf(string plan, string text)
+        {
+            var body = JsonSerializer.Serialize(new { model = "stories", messages = new[] { new { role = "user", content = text } }, max_tokens = 4, temperature = 0 });
+            var (_, key) = await fixture.NewTenantAsync(plan: plan);
+            using var client = fixture.TenantClient(key);
+            using var response = await client.PostAsync("/v1/chat/completions", Json(body));
+            Assert.Equal(200, (int)response.StatusCode);
+            var id = response.Headers.GetValues("x-sovereign-audit-id").Single();
+            var record = JsonDocument.Parse(await client.GetStringAsync($"/v1/usage/{id}")).RootElement;
+            Assert.Equal("sr", record.GetProperty("language").GetString());
+            return record;
+        }
+
+        static bool Waived(JsonElement record) =>
+            record.TryGetProperty("character_equivalent", out var basis) && basis.ValueKind == JsonValueKind.Object;
+
+        Assert.False(Waived(await RecordOf("fair", Undecided)));
+        Assert.True(Waived(await RecordOf("balkan", Undecided)));
+        Assert.True(Waived(await RecordOf("fair", Decided)));
+        Assert.True(Waived(await RecordOf("balkan", Decided)));
+    }
+
+    /// <summary>
     /// The waiver follows what the prompt is: a mostly English prompt whose last message is Thai is billed per token
     /// for its English and per character-equivalent only for its Thai share, and its audit entry gives the basis, from
     /// which the bill is recomputed here. Before, the last user message alone decided: the whole prompt, English system
