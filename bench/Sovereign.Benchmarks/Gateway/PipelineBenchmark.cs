@@ -42,6 +42,13 @@ internal static class PipelineBenchmark
         // --set: server settings to compare, e.g. Sovereign:DetectLanguageOfEveryRequest=false.
         var extra = (args.String("--set") ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(pair => pair.Split('=', 2)).ToDictionary(pair => pair[0], pair => (string?)(pair.Length > 1 ? pair[1] : string.Empty));
+        // A key that binds to no setting would compare the same configuration twice without a word.
+        if (extra.Keys.FirstOrDefault(k => !SettingPaths.Binds(k)) is { } unbound)
+        {
+            Console.Error.WriteLine($"--set {unbound} names no setting of SovereignOptions (e.g. Sovereign:DetectLanguageOfEveryRequest, Sovereign:Languages:MinimumConfidence).\nusage: {Usage}");
+            return 2;
+        }
+
         await using var server = await BenchServer.StartAsync(new ServerConfig { DataRoot = null, Extra = extra });
         var key = await SetUpTenantAsync(server, mock.Url);
         using var gateway = BenchServer.CreateClient(server.Address);
