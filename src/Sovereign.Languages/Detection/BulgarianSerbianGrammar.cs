@@ -1,5 +1,3 @@
-using System.Collections.Frozen;
-
 namespace Sovereign.Languages;
 
 /// <summary>
@@ -24,42 +22,15 @@ internal static class BulgarianSerbianGrammar
     /// <summary>Distinct Bulgarian words a text needs at least.</summary>
     public const int MinimumWords = 2;
 
-    private static readonly FrozenSet<string> Bulgarian = Set(
-        "в във със от през между днес винаги тук там нищо това този тази тези което които един осем седем четиресет четиридесет петдесет шестдесет седемдесет осемдесет деветдесет");
-
-    private static readonly FrozenSet<string> Others = Set(
+    private static readonly DistinctWordEvidence Evidence = new(
+        "в във със от през между днес винаги тук там нищо това този тази тези което които един осем седем четиресет четиридесет петдесет шестдесет седемдесет осемдесет деветдесет",
         "у од су смо кроз шта ко где када кад сада данас сутра због веома "
-        + "во со сум сме кој кое каде зошто тоа таа тие денес многу секогаш ништо оваа овој дека сите");
+        + "во со сум сме кој кое каде зошто тоа таа тие денес многу секогаш ништо оваа овој дека сите",
+        CyrillicAlphabets.LettersLackedBy("bg")!,
+        MinimumWords);
 
     /// <summary>For a normalised Cyrillic text, how many distinct Bulgarian words it writes when it writes at least
     /// <see cref="MinimumWords"/>, no letter Bulgarian's alphabet lacks and none of Serbian's or Macedonian's own words;
     /// otherwise 0.</summary>
-    public static int BulgarianWords(string normalized)
-    {
-        if (normalized.AsSpan().IndexOfAny(CyrillicAlphabets.LettersLackedBy("bg")!) >= 0)
-        {
-            return 0;
-        }
-
-        var bulgarian = Bulgarian.GetAlternateLookup<ReadOnlySpan<char>>();
-        var others = Others.GetAlternateLookup<ReadOnlySpan<char>>();
-        var found = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (start, length) in LanguageProfiles.Words(normalized))
-        {
-            var word = normalized.AsSpan(start, length);
-            if (others.Contains(word))
-            {
-                return 0;
-            }
-
-            if (bulgarian.TryGetValue(word, out var hit))
-            {
-                found.Add(hit);
-            }
-        }
-
-        return found.Count >= MinimumWords ? found.Count : 0;
-    }
-
-    private static FrozenSet<string> Set(string words) => words.Split(' ').ToFrozenSet(StringComparer.Ordinal);
+    public static int BulgarianWords(string normalized) => Evidence.Count(normalized);
 }

@@ -1,5 +1,3 @@
-using System.Collections.Frozen;
-
 namespace Sovereign.Languages;
 
 /// <summary>
@@ -24,42 +22,15 @@ internal static class SerbianCyrillicGrammar
     /// <summary>Distinct Serbian words a text needs at least.</summary>
     public const int MinimumWords = 2;
 
-    private static readonly FrozenSet<string> Serbian = Set(
+    private static readonly DistinctWordEvidence Evidence = new(
         "је су сам смо нисам нисмо није нису у из са кроз га их јој њој њега њих шта ко где када кад сада који које којег којој зашто веома због јер код још већ данас сутра јуче увек много мало сви свим овај тај ово какав колико ниједан "
         + "свако сваки свака сваке сваког сваку сваком свакој свакога јутро јутрос јутра јутру "
-        + "кува кувам куваш кувамо кувате кувају кувао кувала кувало кували скувао скувала скувало скували кувати");
-
-    private static readonly FrozenSet<string> Macedonian = Set(
-        "е во со ќе го ги сум сме бев беше кој кое каде кога сега многу малку уште веќе денес утре вчера секогаш зошто оваа овој тоа тој таа тие ние вие нив нејзе ништо сите сѐ дека бидејќи");
+        + "кува кувам куваш кувамо кувате кувају кувао кувала кувало кували скувао скувала скувало скували кувати",
+        "е во со ќе го ги сум сме бев беше кој кое каде кога сега многу малку уште веќе денес утре вчера секогаш зошто оваа овој тоа тој таа тие ние вие нив нејзе ништо сите сѐ дека бидејќи",
+        "ѓќѕ",
+        MinimumWords);
 
     /// <summary>For a normalised Cyrillic text, how many distinct Serbian words it writes when it writes at least
     /// <see cref="MinimumWords"/> and no Macedonian word nor a letter only Macedonian writes; otherwise 0.</summary>
-    public static int SerbianWords(string normalized)
-    {
-        if (normalized.AsSpan().IndexOfAny("ѓќѕ") >= 0)
-        {
-            return 0;
-        }
-
-        var serbian = Serbian.GetAlternateLookup<ReadOnlySpan<char>>();
-        var macedonian = Macedonian.GetAlternateLookup<ReadOnlySpan<char>>();
-        var found = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (start, length) in LanguageProfiles.Words(normalized))
-        {
-            var word = normalized.AsSpan(start, length);
-            if (macedonian.Contains(word))
-            {
-                return 0;
-            }
-
-            if (serbian.TryGetValue(word, out var hit))
-            {
-                found.Add(hit);
-            }
-        }
-
-        return found.Count >= MinimumWords ? found.Count : 0;
-    }
-
-    private static FrozenSet<string> Set(string words) => words.Split(' ').ToFrozenSet(StringComparer.Ordinal);
+    public static int SerbianWords(string normalized) => Evidence.Count(normalized);
 }
