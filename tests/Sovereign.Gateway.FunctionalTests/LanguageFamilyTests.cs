@@ -74,6 +74,28 @@ public sealed class LanguageFamilyTests(LocalLanguageFixture fixture) : IClassFi
         Assert.False(details.TryGetProperty("language_group", out _));
     }
 
+    // Round 36 (session 54): an alias route's RoutedRequest takes its language and confidence from the alias's choice,
+    // and its LanguageGroup stays unset (the plain route's accounting fills it); the outcome entry, which an auditor
+    // reads for what was served, must still name the group, as the decision entry does.
+    [Fact]
+    public async Task FamilyPlan_AliasRoute_OutcomeEntryNamesTheGroup()
+    {
+        using var client = fixture.TenantClient(await fixture.NewTenantAsync(LocalLanguageFixture.FamilyPlan));
+        using var response = await client.PostAsync("/v1/chat/completions", new StringContent(
+            JsonSerializer.Serialize(new { model = LocalLanguageFixture.CroatianOnly, messages = new[] { new { role = "user", content = Undecided } }, max_tokens = 2 }), Encoding.UTF8, "application/json"));
+        Assert.Equal(200, (int)response.StatusCode);
+        var language = response.Headers.GetValues(LanguageRouting.LanguageHeader).Single().Split(';')[0];
+
+        var allowed = await AuditDetailsAsync(response, "inference.allowed");
+        var completed = await AuditDetailsAsync(response, "inference.completed");
+        foreach (var details in new[] { allowed, completed })
+        {
+            Assert.Equal(language, details.GetProperty("language").GetString());
+            Assert.Equal("hbs", details.GetProperty("language_group").GetString());
+            Assert.Equal(LocalLanguageFixture.CroatianOnly, details.GetProperty("alias").GetString());
+        }
+    }
+
     [Fact]
     public async Task PlainModelRequest_UndecidedMember_AuditsTheGroup()
     {
