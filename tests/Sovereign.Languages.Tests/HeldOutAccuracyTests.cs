@@ -6,7 +6,7 @@ namespace Sovereign.Languages.Tests;
 
 /// <summary>
 /// Accuracy on the held-out sets: everyday sentences written for <c>Data/heldout*.txt</c> (the tuning corpus and contrast
-/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15 and 17-35 have never been used to build or tune
+/// words live in <c>src/Sovereign.Languages/Data</c>). Held-out 13, 14, 15 and 17-36 have never been used to build or tune
 /// the detector (round 30's confidence cap, which changes no answer, was chosen with held-out 1-29; SOURCES.md); held-out 1-8 (since session 22), 9 (since session 23), 10 (since session 24), 11 (since session 24's
 /// second round), 12 (since session 25's round 13) and 16 (since session 35's round 17) are tuning material
 /// (SOURCES.md), so their floors guard against regressions.
@@ -221,6 +221,14 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // sentences right), Malay 11 of 12 (as Indonesian) and French 7 of 8 (und, Walloon the runner-up) within it;
     // Galician, Portuguese, Spanish, Bulgarian and Indonesian right throughout, Macedonian 12 of 12 und. Every miss of
     // Bosnian, Croatian and Serbian stays within hbs, and each was an undecided member (member_decided false).
+    // Session 54's round 36 added held-out 36 (held-out 35's distribution; a new theme: children, school and homework).
+    // Its first run, on the unchanged detector (main 5efb4ce): 515 of 532 = 96.8%, over the overall target, and below
+    // the per-language target Bosnian 8 of 16 (as Croatian four times, one of them decided at 0.95, as Serbian twice,
+    // und twice) and Serbian 19 of 24 (Latin 12 of 16: as Croatian twice, as Bosnian twice; Cyrillic 7 of 8: und beside
+    // Macedonian), their floors; Croatian 14 of 16 (und, as Bosnian), Czech 9 of 10 (und) and Portuguese 9 of 10 (as
+    // Galician) within it; Malay, Indonesian, Galician, Spanish, Catalan, Danish, Norwegian, Swedish, Slovak, Bulgarian,
+    // Russian and Ukrainian right throughout, Macedonian 12 of 12 und. The round's changes (the future's syntax, a few
+    // contrast words, und naming its group) move no answer of it or of any other set.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -258,6 +266,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.ThirtyThirdHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["gl"] = 8, ["hr"] = 13 },
         [TestData.ThirtyFourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 10 },
         [TestData.ThirtyFifthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 13, ["hr"] = 12 },
+        [TestData.ThirtySixthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["sr"] = 19 },
     };
 
     /// <summary>The overall target.</summary>
@@ -309,6 +318,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.ThirtyThirdHeldOut)]
     [InlineData(TestData.ThirtyFourthHeldOut)]
     [InlineData(TestData.ThirtyFifthHeldOut)]
+    [InlineData(TestData.ThirtySixthHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
@@ -317,7 +327,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }
-        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut or TestData.TwentyNinthHeldOut or TestData.ThirtiethHeldOut or TestData.ThirtyFirstHeldOut or TestData.ThirtySecondHeldOut or TestData.ThirtyThirdHeldOut or TestData.ThirtyFourthHeldOut or TestData.ThirtyFifthHeldOut)
+        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut or TestData.TwentyNinthHeldOut or TestData.ThirtiethHeldOut or TestData.ThirtyFirstHeldOut or TestData.ThirtySecondHeldOut or TestData.ThirtyThirdHeldOut or TestData.ThirtyFourthHeldOut or TestData.ThirtyFifthHeldOut or TestData.ThirtySixthHeldOut)
         {
             // Every covered language and Macedonian, outside the set (the Serbian Cyrillic sentences' translations).
             Assert.Equal(LanguageCatalog.Covered.Append("mk").Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));

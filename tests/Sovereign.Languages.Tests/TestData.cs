@@ -194,8 +194,13 @@ internal static partial class TestData
     /// session 53's round 35 before any change, evaluation or new development sentence of that round.</summary>
     public const string ThirtyFifthHeldOut = "heldout-35.txt";
 
+    /// <summary>The thirty-sixth held-out evaluation set (held-out 35's distribution: every covered language 8-24
+    /// sentences, Macedonian, outside the set, 12; a new theme: children, school and homework), written in session 54's
+    /// round 36 before any change, evaluation or new development sentence of that round.</summary>
+    public const string ThirtySixthHeldOut = "heldout-36.txt";
+
     /// <summary>The held-out sets, in the order they were written.</summary>
-    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut, NineteenthHeldOut, TwentiethHeldOut, TwentyFirstHeldOut, TwentySecondHeldOut, TwentyThirdHeldOut, TwentyFourthHeldOut, TwentyFifthHeldOut, TwentySixthHeldOut, TwentySeventhHeldOut, TwentyEighthHeldOut, TwentyNinthHeldOut, ThirtiethHeldOut, ThirtyFirstHeldOut, ThirtySecondHeldOut, ThirtyThirdHeldOut, ThirtyFourthHeldOut, ThirtyFifthHeldOut];
+    public static IReadOnlyList<string> HeldOutFiles { get; } = [FirstHeldOut, SecondHeldOut, ThirdHeldOut, FourthHeldOut, FifthHeldOut, SixthHeldOut, SeventhHeldOut, EighthHeldOut, NinthHeldOut, TenthHeldOut, EleventhHeldOut, TwelfthHeldOut, ThirteenthHeldOut, FourteenthHeldOut, FifteenthHeldOut, SixteenthHeldOut, SeventeenthHeldOut, EighteenthHeldOut, NineteenthHeldOut, TwentiethHeldOut, TwentyFirstHeldOut, TwentySecondHeldOut, TwentyThirdHeldOut, TwentyFourthHeldOut, TwentyFifthHeldOut, TwentySixthHeldOut, TwentySeventhHeldOut, TwentyEighthHeldOut, TwentyNinthHeldOut, ThirtiethHeldOut, ThirtyFirstHeldOut, ThirtySecondHeldOut, ThirtyThirdHeldOut, ThirtyFourthHeldOut, ThirtyFifthHeldOut, ThirtySixthHeldOut];
 
     /// <summary>A held-out evaluation set by language (<c>Data/heldout*.txt</c>).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<string>> HeldOut(string file = FirstHeldOut)
