@@ -67,6 +67,19 @@ public sealed class LanguageDetectTests(ServerFixture server)
         Assert.Equal(("sr", "hbs", true), (data[1].GetProperty("language").GetString(), data[1].GetProperty("group").GetString(), data[1].GetProperty("member_decided").GetBoolean()));
         Assert.Equal(("th", JsonValueKind.Null, true), (data[2].GetProperty("language").GetString(), data[2].GetProperty("group").ValueKind, data[2].GetProperty("member_decided").GetBoolean()));
         Assert.Equal(("und", false), (data[3].GetProperty("language").GetString(), data[3].GetProperty("member_decided").GetBoolean()));
+        Assert.Equal(JsonValueKind.Null, data[3].GetProperty("group").ValueKind);
+    }
+
+    /// <summary>Round 36: und because Bosnian, Croatian and Serbian split the text (a tuning-corpus sentence): the
+    /// answer names the group, not a member. Failed on the old code (group null).</summary>
+    [Fact]
+    public async Task Detect_MembersSplitTheText_UndWithTheGroup()
+    {
+        var (status, body, _) = await server.PostJsonAsync("/v1/language/detect", JsonSerializer.Serialize(new { input = "Pošalji mi poruku kad stigneš kući." }));
+
+        Assert.Equal(200, status);
+        var item = body.GetProperty("data")[0];
+        Assert.Equal(("und", "hbs", false), (item.GetProperty("language").GetString(), item.GetProperty("group").GetString(), item.GetProperty("member_decided").GetBoolean()));
     }
 
     [Theory]

@@ -63,6 +63,23 @@ public sealed class LanguageFamilyTests(LocalLanguageFixture fixture) : IClassFi
             details.GetProperty("route_reason").GetString());
     }
 
+    // Round 36: text the group's members split among themselves (und, none of them at the minimum confidence, the group
+    // near all of it) says the group in the header and the audit entry, and is still und for routing: even the family
+    // plan routes nothing on it (no member was named), as before. A tuning-corpus sentence (Sovereign.Languages'
+    // LanguageGroupsTests reads it und with the group). Failed on the old code: the header said und without the group.
+    [Fact]
+    public async Task FamilyPlan_MembersSplitTheText_UndSaysTheGroup_AndRoutesAsUndetermined()
+    {
+        var (status, _, header, details) = await SendAsync(LocalLanguageFixture.FamilyPlan, LocalLanguageFixture.CroatianOnly, "Pošalji mi poruku kad stigneš kući.");
+
+        Assert.StartsWith("und;confidence=", header, StringComparison.Ordinal);
+        Assert.EndsWith(";group=hbs", header, StringComparison.Ordinal);
+        Assert.Equal("und", details.GetProperty("language").GetString());
+        Assert.Equal("hbs", details.GetProperty("language_group").GetString());
+        Assert.Contains("language undetermined", details.GetProperty("route_reason").GetString(), StringComparison.Ordinal);
+        Assert.Equal(503, status);
+    }
+
     [Fact]
     public async Task FamilyPlan_LanguageOutsideAGroup_NoGroupAnywhere_AndExactAsBefore()
     {

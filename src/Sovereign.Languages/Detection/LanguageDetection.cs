@@ -45,8 +45,14 @@ public sealed record LanguageDetection(string Language, double Confidence, strin
 
     /// <summary>The close group <see cref="Language"/> belongs to (<c>hbs</c> for Bosnian, Croatian and Serbian,
     /// <c>msa</c> for Malay and Indonesian; <see cref="LanguageGroups"/>), or null: derived from the language, so
-    /// detections compare by what the detector answered.</summary>
-    public string? Group => LanguageGroups.Of(Language);
+    /// detections compare by what the detector answered. For <c>und</c>, <see cref="UndeterminedGroup"/>.</summary>
+    public string? Group => LanguageGroups.Of(Language) ?? (IsDetermined ? null : UndeterminedGroup);
+
+    /// <summary>For <c>und</c> only: the close group whose members held the text together when it was left undecided
+    /// only because they were too close to one another (Bosnian, Croatian and Serbian splitting it, none of them at the
+    /// minimum confidence while the group is well over it); null otherwise. Ignored for a determined language, whose
+    /// group is derived from it. The text is the group's; no member is named (round 36).</summary>
+    public string? UndeterminedGroup { get; init; }
 
     /// <summary>Whether the member of <see cref="Group"/> was decided (<see cref="LanguageGroups.IsMemberDecided"/>):
     /// true for any determined language outside a group; for a member, only at its group's measured confidence; false
