@@ -702,9 +702,10 @@ public sealed partial class LanguageDetector
 
     // Round 36: text left und only because the members of a close group (hbs, msa) split it among themselves - the best
     // configured member below the minimum confidence or too close to the next, while the configured members together
-    // reach UndeterminedGroupLevel (and the minimum) and lead everything outside the group by the minimum margin - is the group's: the und answer
-    // names it (LanguageDetection.UndeterminedGroup), so that headers, the detection endpoint and audit entries say
-    // hbs rather than nothing. No member is named, and no policy covers und (LanguageGroups.Covers).
+    // reach UndeterminedGroupLevel (and the minimum) and lead everything outside the group by the minimum margin - is
+    // the group's: the und answer names it (LanguageDetection.UndeterminedGroup), so that headers, the detection
+    // endpoint and audit entries say hbs rather than nothing. No member is named, and no policy covers und
+    // (LanguageGroups.Covers).
     private string? GroupTooCloseToSplit(List<string> candidates, double[] probabilities, string top)
     {
         if (!_languages.Contains(top) || LanguageGroups.Of(top) is not { } group)

@@ -11,8 +11,8 @@ namespace Sovereign.Languages;
 /// voljeti/voleti, in the forms of both reflexes) followed by <c>da</c>, the future's clitics followed by <c>da</c>
 /// (<c>ćemo da kupimo</c>, since round 36) and the question <c>da li</c>, count for Bosnian and Serbian; the same verbs
 /// followed by an infinitive (a word in <c>-ti</c> or <c>-ći</c>, after at most two clitics), and the future with the
-/// shortened infinitive apart (<c>radit ću</c>, since round 36), count for Croatian and Bosnian. Not a word list of the standards' vocabulary: any verb after the modal
-/// counts, listed or not. Left out: <c>mora da je</c> (the epistemic "must be", which every standard writes), the
+/// shortened infinitive apart (<c>radit ću</c>, since round 36), count for Croatian and Bosnian. Not a word list of
+/// the standards' vocabulary: any verb after the modal counts, listed or not. Left out: <c>mora da je</c> (the epistemic "must be", which every standard writes), the
 /// forms of htjeti/hteti before an infinitive (<c>neću doći</c> is the future everywhere), and nouns in <c>-ći</c>
 /// after a modal (<c>moram kući</c>).
 /// </summary>
