@@ -281,6 +281,29 @@ internal static class LedgerSchema
         "ON CONFLICT (tenant, key_id, period, period_start, currency) DO UPDATE SET " +
         "requests = metering_key_periods.requests + excluded.requests, cost_micros = metering_key_periods.cost_micros + excluded.cost_micros";
 
+    /// <summary>
+    /// A batch whose records are one tenant's in one currency on one UTC day (every lone request, and most batches):
+    /// its three tenant-period rows (the day, the month, all time) carry the same sums, so one statement upserts them
+    /// and binds each value once (9 values instead of 27, one statement run instead of three).
+    /// </summary>
+    public const string UpsertTenantPeriodsOfOneDay =
+        "INSERT INTO metering_tenant_periods (tenant, period, period_start, currency, requests, prompt_tokens, completion_tokens, compute_us, cost_micros) " +
+        "VALUES (@tenant, '" + UsagePeriodNames.Day + "', @day_start, @currency, @requests, @prompt_tokens, @completion_tokens, @compute_us, @cost_micros), " +
+        "(@tenant, '" + UsagePeriodNames.Month + "', @month_start, @currency, @requests, @prompt_tokens, @completion_tokens, @compute_us, @cost_micros), " +
+        "(@tenant, '" + UsagePeriodNames.Total + "', 0, @currency, @requests, @prompt_tokens, @completion_tokens, @compute_us, @cost_micros) " +
+        "ON CONFLICT (tenant, period, period_start, currency) DO UPDATE SET " +
+        "requests = metering_tenant_periods.requests + excluded.requests, prompt_tokens = metering_tenant_periods.prompt_tokens + excluded.prompt_tokens, " +
+        "completion_tokens = metering_tenant_periods.completion_tokens + excluded.completion_tokens, " +
+        "compute_us = metering_tenant_periods.compute_us + excluded.compute_us, cost_micros = metering_tenant_periods.cost_micros + excluded.cost_micros";
+
+    /// <summary>As <see cref="UpsertTenantPeriodsOfOneDay"/> for one key's two rows (its day and all time).</summary>
+    public const string UpsertKeyPeriodsOfOneDay =
+        "INSERT INTO metering_key_periods (tenant, key_id, period, period_start, currency, requests, cost_micros) " +
+        "VALUES (@tenant, @key_id, '" + UsagePeriodNames.Day + "', @day_start, @currency, @requests, @cost_micros), " +
+        "(@tenant, @key_id, '" + UsagePeriodNames.Total + "', 0, @currency, @requests, @cost_micros) " +
+        "ON CONFLICT (tenant, key_id, period, period_start, currency) DO UPDATE SET " +
+        "requests = metering_key_periods.requests + excluded.requests, cost_micros = metering_key_periods.cost_micros + excluded.cost_micros";
+
     public const string PurgedBeforeKey = "purged_before_ms";
 
     /// <summary>Raises (never lowers) the purge watermark.</summary>

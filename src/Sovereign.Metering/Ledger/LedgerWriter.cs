@@ -25,7 +25,8 @@ internal sealed class PendingAppend(UsageRecord record, long timestampMs, long c
 /// <summary>
 /// The single writer's connection and prepared statements. One batch is one transaction: insert each record
 /// (ON CONFLICT DO NOTHING), then fold only the rows actually inserted into the aggregates, upserting each touched
-/// aggregate row once. A retried request id inserts nothing, so it can never be counted twice.
+/// aggregate row once (a batch of one tenant's day, as every lone request is, its period rows in two statements). A
+/// retried request id inserts nothing, so it can never be counted twice.
 /// </summary>
 internal sealed class LedgerWriter : IAsyncDisposable
 {
@@ -35,6 +36,8 @@ internal sealed class LedgerWriter : IAsyncDisposable
     private readonly PreparedStatement _daily;
     private readonly PreparedStatement _period;
     private readonly PreparedStatement _keyPeriod;
+    private readonly PreparedStatement _periodsOfOneDay;
+    private readonly PreparedStatement _keyPeriodsOfOneDay;
     private readonly PreparedStatement _carry;
     private readonly string _writerName;
     private readonly SortedDictionary<(string Tenant, string Currency), long> _carryTotals = new(CarryKeyOrder.Instance);
@@ -51,6 +54,15 @@ internal sealed class LedgerWriter : IAsyncDisposable
     private readonly bool _sqlite;
     private readonly bool _ownsConnection;
 
+    /// <summary>Aggregate upserts the last <see cref="WriteAsync"/> ran (statement runs, not rows).</summary>
+    internal int AggregateStatements { get; private set; }
+
+    /// <summary>
+    /// Whether a batch of one tenant's day writes its period rows with the two one-day statements (the default); off,
+    /// row by row as before session 54 (the benchmark's <c>commits --aggregate-statements</c> compares the two).
+    /// </summary>
+    internal bool OneDayStatements { get; set; } = true;
+
     // A borrowed connection whose page cache Borrow changed, to give back SQLite's default in ReturnBorrowed.
     private bool _cacheTuned;
 
@@ -65,6 +77,8 @@ internal sealed class LedgerWriter : IAsyncDisposable
         _daily = PreparedStatement.Create(connection, LedgerSchema.UpsertDaily, portable);
         _period = PreparedStatement.Create(connection, LedgerSchema.UpsertTenantPeriod, portable);
         _keyPeriod = PreparedStatement.Create(connection, LedgerSchema.UpsertKeyPeriod, portable);
+        _periodsOfOneDay = PreparedStatement.Create(connection, LedgerSchema.UpsertTenantPeriodsOfOneDay, portable);
+        _keyPeriodsOfOneDay = PreparedStatement.Create(connection, LedgerSchema.UpsertKeyPeriodsOfOneDay, portable);
         _carry = PreparedStatement.Create(connection, LedgerSchema.UpsertCarry, portable);
     }
 
@@ -134,6 +148,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
         Recycle(_periodTotals);
         Recycle(_keyPeriodTotals);
         _carryTotals.Clear();
+        AggregateStatements = 0;
         // Request-id order: neighbouring keys share index pages, and concurrent writers (PostgreSQL) lock in one order.
         batch.Sort(static (a, b) => string.CompareOrdinal(a.Record.RequestId, b.Record.RequestId));
         foreach (var item in batch)
@@ -172,34 +187,54 @@ internal sealed class LedgerWriter : IAsyncDisposable
             p.Set(19, totals.WaivedPromptTokens);
             p.Set(20, totals.WaivedCompletionTokens);
             await p.ExecuteAsync(transaction, cancellationToken);
+            AggregateStatements++;
         }
 
-        foreach (var (key, totals) in InKeyOrder(_periodTotals, _periodOrder))
+        // One tenant, currency and day (exactly three period rows: any other day, tenant or currency adds its own): the
+        // three rows hold the same sums, written by one statement that binds each once. A lone request is always so.
+        if (OneDayStatements && _periodTotals.Count == 3)
         {
-            var p = _period;
-            p.Set(0, key.Tenant);
-            p.Set(1, key.Period);
-            p.Set(2, key.PeriodStart);
-            p.Set(3, key.Currency);
-            p.Set(4, totals.Requests);
-            p.Set(5, totals.PromptTokens);
-            p.Set(6, totals.CompletionTokens);
-            p.Set(7, totals.ComputeUs);
-            p.Set(8, totals.CostMicros);
-            await p.ExecuteAsync(transaction, cancellationToken);
+            await WritePeriodsOfOneDayAsync(transaction, cancellationToken);
+        }
+        else
+        {
+            foreach (var (key, totals) in InKeyOrder(_periodTotals, _periodOrder))
+            {
+                var p = _period;
+                p.Set(0, key.Tenant);
+                p.Set(1, key.Period);
+                p.Set(2, key.PeriodStart);
+                p.Set(3, key.Currency);
+                p.Set(4, totals.Requests);
+                p.Set(5, totals.PromptTokens);
+                p.Set(6, totals.CompletionTokens);
+                p.Set(7, totals.ComputeUs);
+                p.Set(8, totals.CostMicros);
+                await p.ExecuteAsync(transaction, cancellationToken);
+                AggregateStatements++;
+            }
         }
 
-        foreach (var (key, totals) in InKeyOrder(_keyPeriodTotals, _keyPeriodOrder))
+        // And one key of it (exactly two key rows, its day and all time, for the same reason).
+        if (OneDayStatements && _keyPeriodTotals.Count == 2)
         {
-            var p = _keyPeriod;
-            p.Set(0, key.Tenant);
-            p.Set(1, key.KeyId);
-            p.Set(2, key.Period);
-            p.Set(3, key.PeriodStart);
-            p.Set(4, key.Currency);
-            p.Set(5, totals.Requests);
-            p.Set(6, totals.CostMicros);
-            await p.ExecuteAsync(transaction, cancellationToken);
+            await WriteKeyPeriodsOfOneDayAsync(transaction, cancellationToken);
+        }
+        else
+        {
+            foreach (var (key, totals) in InKeyOrder(_keyPeriodTotals, _keyPeriodOrder))
+            {
+                var p = _keyPeriod;
+                p.Set(0, key.Tenant);
+                p.Set(1, key.KeyId);
+                p.Set(2, key.Period);
+                p.Set(3, key.PeriodStart);
+                p.Set(4, key.Currency);
+                p.Set(5, totals.Requests);
+                p.Set(6, totals.CostMicros);
+                await p.ExecuteAsync(transaction, cancellationToken);
+                AggregateStatements++;
+            }
         }
 
         // The carry moves with the records it came from: a record stored adds its remainder, a duplicate nothing.
@@ -217,6 +252,63 @@ internal sealed class LedgerWriter : IAsyncDisposable
             p.Set(3, atto);
             await p.ExecuteAsync(transaction, cancellationToken);
         }
+    }
+
+    /// <summary>The batch's three tenant-period rows, one tenant's in one currency on one day: equal sums, one statement.</summary>
+    private async Task WritePeriodsOfOneDayAsync(DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        PeriodKey day = default, month = default;
+        Totals? totals = null;
+        foreach (var (key, sums) in _periodTotals)
+        {
+            totals = sums;
+            if (key.Period == UsagePeriodNames.Day)
+            {
+                day = key;
+            }
+            else if (key.Period == UsagePeriodNames.Month)
+            {
+                month = key;
+            }
+        }
+
+        var p = _periodsOfOneDay;
+        p.Set(0, day.Tenant);
+        p.Set(1, day.PeriodStart);
+        p.Set(2, day.Currency);
+        p.Set(3, totals!.Requests);
+        p.Set(4, totals.PromptTokens);
+        p.Set(5, totals.CompletionTokens);
+        p.Set(6, totals.ComputeUs);
+        p.Set(7, totals.CostMicros);
+        p.Set(8, month.PeriodStart);
+        await p.ExecuteAsync(transaction, cancellationToken);
+        AggregateStatements++;
+    }
+
+    /// <summary>The batch's two key-period rows, one key's on one day: equal sums, one statement.</summary>
+    private async Task WriteKeyPeriodsOfOneDayAsync(DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        KeyPeriodKey day = default;
+        Totals? totals = null;
+        foreach (var (key, sums) in _keyPeriodTotals)
+        {
+            totals = sums;
+            if (key.Period == UsagePeriodNames.Day)
+            {
+                day = key;
+            }
+        }
+
+        var p = _keyPeriodsOfOneDay;
+        p.Set(0, day.Tenant);
+        p.Set(1, day.KeyId);
+        p.Set(2, day.PeriodStart);
+        p.Set(3, day.Currency);
+        p.Set(4, totals!.Requests);
+        p.Set(5, totals.CostMicros);
+        await p.ExecuteAsync(transaction, cancellationToken);
+        AggregateStatements++;
     }
 
     /// <summary>
@@ -330,6 +422,8 @@ internal sealed class LedgerWriter : IAsyncDisposable
         _daily.Dispose();
         _period.Dispose();
         _keyPeriod.Dispose();
+        _periodsOfOneDay.Dispose();
+        _keyPeriodsOfOneDay.Dispose();
         _carry.Dispose();
     }
 
