@@ -176,6 +176,46 @@ public sealed class TenantMoneyTests(ClusterFixture fixture)
     }
 
     /// <summary>
+    /// The work above is the grain's own timer's: in a cluster of its own whose timer ticks every second (the collection's
+    /// never ticks, so that a tick cannot do the work between a test's clock move and its call), a reservation past its
+    /// lifetime is released with nobody asking, once.
+    /// </summary>
+    [Fact]
+    public async Task Reservation_NeverSettled_IsReleasedByTheGrainsOwnTimer()
+    {
+        var own = new ClusterFixture { ExpiryCheckInterval = TimeSpan.FromSeconds(1) };
+        await own.InitializeAsync();
+        try
+        {
+            var tenant = await own.NewTenantAsync("euro");
+            await tenant.SetLimitsAsync(Budget("total", 10m));
+            var requestId = tenant.GetPrimaryKeyString() + "-timer";
+            Assert.True((await tenant.AdmitAsync(Request(requestId, 6m))).Allowed);
+
+            own.Clock.Advance(ClusterFixture.ReservationLifetime + TimeSpan.FromSeconds(1));
+
+            // Waits on the correction the timer's release logs (the bound is for a hang, not a pace).
+            bool Released() => own.Corrections.Any(c => c.EventId == 8101 && c.Message.Contains(requestId, StringComparison.Ordinal));
+            using (var bound = new CancellationTokenSource(TimeSpan.FromMinutes(2)))
+            {
+                while (!Released())
+                {
+                    await Task.Delay(50, bound.Token);
+                }
+            }
+
+            var budget = Assert.Single(await tenant.GetBudgetsAsync());
+            Assert.Equal((0m, 10m), (budget.Reserved, budget.Remaining));
+            Assert.Equal(0, await tenant.ReleaseExpiredReservationsAsync());
+            Assert.Single(own.Corrections, c => c.EventId == 8101 && c.Message.Contains(requestId, StringComparison.Ordinal));
+        }
+        finally
+        {
+            await own.DisposeAsync();
+        }
+    }
+
+    /// <summary>
     /// The gateway committed the request's usage record but its settlement never arrived (the grain's member was
     /// stopping, or the call timed out: event 4114). At expiry the reservation was released, so the spend the ledger
     /// holds was missing from this activation's budget and the tenant could spend it again; it is settled at the

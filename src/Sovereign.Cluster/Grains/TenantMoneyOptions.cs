@@ -43,7 +43,17 @@ public sealed class TenantMoneyOptions
     /// <summary>How long the grain keeps a lease past its term before closing it itself (its holder stops using it at the term).</summary>
     internal static readonly TimeSpan LeaseGrace = TimeSpan.FromSeconds(1);
 
-    /// <summary>How often the grain looks for expired reservations while it holds any: a quarter of the lifetime, between 1 s and 1 min.</summary>
-    internal TimeSpan ExpiryCheckInterval =>
-        TimeSpan.FromTicks(Math.Clamp(ReservationLifetime.Ticks / 4, TimeSpan.TicksPerSecond, TimeSpan.TicksPerMinute));
+    private TimeSpan? _expiryCheckInterval;
+
+    /// <summary>
+    /// How often the grain looks for expired reservations while it holds any: a quarter of the lifetime, between 1 s and
+    /// 1 min. Set (internal, never bound from configuration) only by tests that drive the timer's work by hand
+    /// (<see cref="System.Threading.Timeout.InfiniteTimeSpan"/>: it never ticks), so a tick in real time cannot do that
+    /// work between a test's clock move and its own call.
+    /// </summary>
+    internal TimeSpan ExpiryCheckInterval
+    {
+        get => _expiryCheckInterval ?? TimeSpan.FromTicks(Math.Clamp(ReservationLifetime.Ticks / 4, TimeSpan.TicksPerSecond, TimeSpan.TicksPerMinute));
+        set => _expiryCheckInterval = value;
+    }
 }
