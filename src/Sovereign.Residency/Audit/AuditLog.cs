@@ -1483,6 +1483,15 @@ public sealed class AuditLog : IAsyncDisposable
                 ArmDeadline(deadline, started);
                 if (deadline.IsCancellationRequested)
                 {
+                    if (ex is HeadMovedException)
+                    {
+                        // Out of time, but the chain moved under this writer: whether another process appended or the
+                        // chain was rewritten, only the reload tells. Left undone, a rewrite found on a loaded machine
+                        // was told nobody until another append came (a server ran on answering 503); it runs behind
+                        // the batch, and the next batch waits for it.
+                        _abandoned = ReportWhenEndsAsync(LoadStateAsync(CancellationToken.None));
+                    }
+
                     FailTimedOut(batch, ex, inDoubt);
                     return AuditMetrics.TimedOut;
                 }
@@ -1499,7 +1508,7 @@ public sealed class AuditLog : IAsyncDisposable
                     ReportIfIntegrityLost(reloadError);
                     if (!reload.IsCompleted)
                     {
-                        _abandoned = reload.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                        _abandoned = ReportWhenEndsAsync(reload);
                     }
 
                     FailTimedOut(batch, reloadError, inDoubt);
@@ -1554,6 +1563,7 @@ public sealed class AuditLog : IAsyncDisposable
     /// </summary>
     private async Task FinishAbandonedAsync(Task<(ChainState State, object?[] Results)> commit)
     {
+        var moved = false;
         try
         {
             var (state, _) = await commit;
@@ -1562,6 +1572,7 @@ public sealed class AuditLog : IAsyncDisposable
         catch (Exception ex)
         {
             ReportIfIntegrityLost(ex);
+            moved = ex is HeadMovedException;
         }
 
         try
@@ -1572,7 +1583,32 @@ public sealed class AuditLog : IAsyncDisposable
         {
             // A connection the driver broke: nothing more to release.
         }
+
+        if (moved)
+        {
+            // As for a failed attempt past its deadline: the reload tells a rewrite from another process's append.
+            await ReportWhenEndsAsync(LoadStateAsync(CancellationToken.None));
+        }
     }
+
+    /// <summary>
+    /// Waits for a reload left behind a failed batch and tells <see cref="AuditLogOptions.IntegrityLost"/> what it found
+    /// (the chain truncated or rewritten); any other failure is the next batch's to meet (it reloads again).
+    /// </summary>
+    private async Task ReportWhenEndsAsync(Task reload)
+    {
+        try
+        {
+            await reload;
+        }
+        catch (Exception ex)
+        {
+            ReportIfIntegrityLost(ex);
+        }
+    }
+
+    /// <summary>The head guard failed: <c>audit_head</c> no longer holds the head this writer extends.</summary>
+    private sealed class HeadMovedException() : InvalidOperationException("audit_head moved under this writer (another process appended?).");
 
     private const string InDoubtNote =
         "A commit of it was sent and not answered: it may be in the log, once (a later commit looks for it and never appends it again).";
@@ -1867,7 +1903,7 @@ public sealed class AuditLog : IAsyncDisposable
             head.Set(4, start.Hash);
             if (await head.ExecuteAsync(transaction, cancellationToken) != 1)
             {
-                throw new InvalidOperationException("audit_head moved under this writer (another process appended?).");
+                throw new HeadMovedException();
             }
         }
 
@@ -2066,7 +2102,7 @@ public sealed class AuditLog : IAsyncDisposable
         BindInsert(statement, entry, first: _scope.IsShared ? 5 : 6);
         if (await statement.ExecuteAsync(transaction, cancellationToken) != 1)
         {
-            throw new InvalidOperationException("audit_head moved under this writer (another process appended?).");
+            throw new HeadMovedException();
         }
     }
 

@@ -158,6 +158,36 @@ public sealed class AuditWitnessTests
         Assert.Single(told);
     }
 
+    /// <summary>
+    /// The append that finds the chain moved under it (its head guard fails) reloads the chain, and the reload finds the
+    /// rewrite. Where the commit timeout had run out by then (a loaded machine: CI's 2 cores at load 30-65), the batch
+    /// failed without the reload, nobody was told, and the server ran on, answering 503, until another append came
+    /// (AuditWitnessServeTests.TailRewrittenWhileServing_ServeStopsWithExit3 sends one and waits for the exit). The
+    /// reload now runs behind the failed batch, and the next batch waits for it. A timeout of one tick runs out at once.
+    /// </summary>
+    [Fact]
+    public async Task IntegrityLost_IsTold_WhenTheAppendThatFoundTheRewriteRanOutOfTime()
+    {
+        await using var context = AuditTestContext.Create();
+        var witnessPath = Path.Combine(context.Directory, AuditWitness.FileName);
+        var entries = await SeedAsync(context, witnessPath);
+        var told = new System.Collections.Concurrent.ConcurrentQueue<AuditIntegrityException>();
+        await using var log = await context.OpenLogAsync(new AuditLogOptions
+        {
+            CheckpointInterval = 20, WitnessPath = witnessPath, IntegrityLost = told.Enqueue, CommitTimeout = TimeSpan.FromTicks(1),
+        });
+
+        await RewriteTailAsync(context, entries);
+        var refused = await Assert.ThrowsAsync<AuditUnavailableException>(() => log.AppendAsync(AuditTestContext.Inference("acme", 1)));
+        Assert.Contains("commit timeout", refused.InnerException?.Message, StringComparison.Ordinal);
+
+        // Told once the reload behind the batch ends (the next batch would wait for it too), with no other append.
+        await log.AbandonedCommit;
+        var lost = Assert.Single(told);
+        Assert.Contains("no longer holds the head this server last signed", lost.Message, StringComparison.Ordinal);
+        Assert.Equal(0L, await context.ScalarAsync("SELECT COUNT(*) FROM audit_checkpoints WHERE seq > 40"));
+    }
+
     /// <summary>Fifty entries, checkpoints every 20 and at the end, as a server that stopped cleanly leaves them.</summary>
     private static async Task<List<AuditEntry>> SeedAsync(AuditTestContext context, string? witness)
     {
