@@ -7,6 +7,7 @@ using Sovereign.Metering.Ledger;
 using Sovereign.Metering.Pricing;
 using Sovereign.Residency.ControlPlane;
 using Sovereign.Storage;
+using Sovereign.Tests;
 
 namespace Sovereign.Cluster.Tests;
 

@@ -2,8 +2,10 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
 using Sovereign.Cli.Commands;
 using Sovereign.Inference.Engine;
+using Sovereign.Tests;
 
 namespace Sovereign.Gateway.FunctionalTests;
 
@@ -16,6 +18,12 @@ public abstract class AdminServerFixture(string adminToken, string folderPrefix)
     private readonly string _data = Directory.CreateTempSubdirectory(folderPrefix).FullName;
 
     public WebApplication App { get; private set; } = null!;
+
+    /// <summary>
+    /// The server's clock: the system's until a test holds it (<see cref="ShiftedClock.Hold"/>) to read a counter
+    /// to the unit, such as a rate limit that refills one request every 20 s, whatever the machine's pauses.
+    /// </summary>
+    public ShiftedClock Clock { get; } = new();
 
     public HttpClient Admin { get; private set; } = null!;
 
@@ -38,6 +46,7 @@ public abstract class AdminServerFixture(string adminToken, string folderPrefix)
             Urls = "http://127.0.0.1:0",
             DataDirectory = _data,
             Overrides = new Dictionary<string, string?>(Overrides) { ["Sovereign:AdminToken"] = adminToken },
+            Services = services => services.AddSingleton<TimeProvider>(Clock),
         }, []);
         await App.StartAsync();
         Address = new Uri(App.Urls.First());

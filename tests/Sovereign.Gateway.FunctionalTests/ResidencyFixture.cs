@@ -8,6 +8,8 @@ using Sovereign.Gateway.Models;
 using Sovereign.Inference.Engine;
 using Sovereign.Residency.Audit;
 
+using Sovereign.Tests;
+
 namespace Sovereign.Gateway.FunctionalTests;
 
 /// <summary>
@@ -27,6 +29,9 @@ public sealed class ResidencyFixture : IAsyncLifetime
     private readonly string _sgData = Directory.CreateTempSubdirectory("sovereign-sg-").FullName;
 
     public WebApplication Th { get; private set; } = null!;
+
+    /// <summary>The TH gateway's clock: the system's until a test holds it (<see cref="ShiftedClock.Hold"/>) to read a rate counter to the unit.</summary>
+    public ShiftedClock ThClock { get; } = new();
     public WebApplication Sg { get; private set; } = null!;
     public HttpClient Admin { get; private set; } = null!;
     public Uri ThAddress { get; private set; } = null!;
@@ -61,6 +66,7 @@ public sealed class ResidencyFixture : IAsyncLifetime
                 ["Sovereign:AdminToken"] = AdminToken,
                 ["Sovereign:BuiltInEmbeddings"] = "false",
             },
+            Services = services => services.AddSingleton<TimeProvider>(ThClock),
         }, []);
         await Th.StartAsync();
         ThAddress = new Uri(Th.Urls.First());

@@ -316,7 +316,9 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
 
         // The limit is set after the response is generated, so its bucket starts full here and the reads below are
         // all that is counted: generating under a loaded machine took long enough (20-30 s) for the bucket, which
-        // refills one request per 60/limit seconds, to give one back, and the counts below drifted.
+        // refills one request per 60/limit seconds, to give one back, and the counts below drifted. The server's clock
+        // is held from here, so a pause of the machine between the reads cannot refill it either.
+        using var held = fixture.ThClock.Hold();
         await fixture.AdminAsync(HttpMethod.Put, $"/admin/v1/tenants/{tenant}/limits", new { rate_limits = new[] { new { requests_per_minute = 3 } } }, 200);
         using var client = fixture.TenantClient(key);
 
@@ -663,9 +665,10 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
             Assert.StartsWith("resp_", responseId, StringComparison.Ordinal);
         }
 
-        // The client has left: the request ends as cancelled (its entry is written once the server notices).
+        // The client has left: the request ends as cancelled (its entry is written once the server notices). Polled
+        // for up to two minutes, a bound for a hang: 200 polls (10 s) were within reach of a loaded machine's pause.
         JsonElement completed = default;
-        for (var attempt = 0; attempt < 200 && completed.ValueKind == JsonValueKind.Undefined; attempt++)
+        for (var attempt = 0; attempt < 2400 && completed.ValueKind == JsonValueKind.Undefined; attempt++)
         {
             completed = (await fixture.AdminAsync(HttpMethod.Get, $"/admin/v1/audit?tenant={Keeper}&order=desc&limit=50", null, 200)).GetProperty("data").EnumerateArray()
                 .FirstOrDefault(e => e.GetProperty("action").GetString() == "inference.completed" && e.GetProperty("details").GetProperty("request_id").GetString() == requestId);

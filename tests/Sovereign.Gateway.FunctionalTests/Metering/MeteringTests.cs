@@ -19,6 +19,8 @@ public sealed class MeteringTests(MeteringFixture fixture)
         const int n = 5;
         var (tenant, key) = await fixture.NewTenantAsync();
         using var client = fixture.TenantClient(key);
+        // Held: the probe's spend and the flood count against one day's budget, even across midnight UTC.
+        using var held = fixture.Clock.Hold();
         var probe = JsonDocument.Parse(await (await client.PostAsync("/v1/chat/completions", Json(Body))).Content.ReadAsStringAsync()).RootElement;
         var promptTokens = probe.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
         Assert.Equal(4, probe.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
@@ -52,6 +54,9 @@ public sealed class MeteringTests(MeteringFixture fixture)
     {
         var (_, key) = await fixture.NewTenantAsync(new { rate_limits = new[] { new { requests_per_minute = 3, tokens_per_minute = 100_000 } } });
         using var client = fixture.TenantClient(key);
+
+        // Held: the bucket refills one request every 20 s, and a loaded machine can pause that long between two calls.
+        using var held = fixture.Clock.Hold();
 
         var ok = await client.PostAsync("/v1/chat/completions", Json(Body));
         Assert.Equal(200, (int)ok.StatusCode);
@@ -90,6 +95,7 @@ public sealed class MeteringTests(MeteringFixture fixture)
     {
         var (_, key) = await fixture.NewTenantAsync(new { rate_limits = new[] { new { requests_per_minute = 2 } } });
         using var client = fixture.TenantClient(key);
+        using var held = fixture.Clock.Hold(); // the bucket refills one request every 30 s
         const string detect = """{"input":["Bonjour tout le monde","Guten Morgen zusammen"]}""";
 
         using var first = await client.PostAsync("/v1/language/detect", Json(detect));
@@ -126,6 +132,7 @@ public sealed class MeteringTests(MeteringFixture fixture)
     {
         var (_, key) = await fixture.NewTenantAsync(new { rate_limits = new[] { new { requests_per_minute = 2 } } });
         using var client = fixture.TenantClient(key);
+        using var held = fixture.Clock.Hold(); // the bucket refills one request every 30 s
 
         using var tokenized = await client.PostAsync("/tokenize", Json("""{"model":"stories","content":"Once upon a time"}"""));
         Assert.Equal(200, (int)tokenized.StatusCode);
@@ -812,8 +819,10 @@ public sealed class MeteringTests(MeteringFixture fixture)
     {
         var (tenant, key) = await fixture.NewTenantAsync();
         using var client = fixture.TenantClient(key);
+        // Held: the request's day and the day asked for are one day, even when the test runs across midnight UTC.
+        using var held = fixture.Clock.Hold();
         Assert.Equal(200, (int)(await client.PostAsync("/v1/chat/completions", Json(Body))).StatusCode);
-        var today = DateTime.UtcNow.Date;
+        var today = fixture.Clock.GetUtcNow().UtcDateTime.Date;
         string Day(DateTime day) => day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
         var period = "from=" + string.Format(CultureInfo.InvariantCulture, from, Day(today)) + "&to=" + string.Format(CultureInfo.InvariantCulture, to, Day(today));
 

@@ -22,6 +22,7 @@ public sealed class RateLimitAuditTests(RateLimitAuditTests.Server fixture) : IC
     {
         var (tenant, key) = await fixture.NewTenantAsync(new { rate_limits = new[] { new { requests_per_minute = 2 } } });
         using var client = fixture.TenantClient(key);
+        using var held = fixture.Clock.Hold(); // the bucket refills one request every 30 s: no pause of the machine refills it
         for (var i = 0; i < 2; i++)
         {
             using var ok = await client.PostAsync("/v1/chat/completions", Json(Small));
@@ -76,6 +77,7 @@ public sealed class RateLimitAuditTests(RateLimitAuditTests.Server fixture) : IC
         using var capture = new CapturingLoggerProvider(captured);
         fixture.App.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().AddProvider(capture);
         using var client = fixture.TenantClient(key);
+        using var held = fixture.Clock.Hold(); // the bucket refills one request a minute: no pause of the machine refills it
         using (var ok = await client.PostAsync("/v1/chat/completions", Json(Small)))
         {
             Assert.Equal(200, (int)ok.StatusCode);

@@ -19,6 +19,9 @@ public sealed class TenantReadLimitTests(RateLimitAuditTests.Server fixture) : I
         var other = (await fixture.SendAsync(HttpMethod.Post, $"/admin/v1/tenants/{tenant}/keys", new { name = "other" }, 201)).GetProperty("secret").GetString()!;
         using var client = fixture.TenantClient(key);
 
+        // Held: the count refills one read every 20 s, and a loaded machine can pause that long between two reads.
+        using var held = fixture.Clock.Hold();
+
         string[] reads = ["/v1/usage", "/v1/audit", "/v1/keys"];
         for (var i = 0; i < reads.Length; i++)
         {
@@ -54,6 +57,7 @@ public sealed class TenantReadLimitTests(RateLimitAuditTests.Server fixture) : I
     {
         var (_, key) = await fixture.NewTenantAsync(new { rate_limits = new[] { new { requests_per_minute = 1000 } } });
         using var client = fixture.TenantClient(key);
+        using var held = fixture.Clock.Hold(); // the count refills one read every 20 s
 
         string[] reads = ["/v1/models", "/v1/models/" + MeteringFixture.Model, "/v1/usage"];
         for (var i = 0; i < reads.Length; i++)
@@ -83,6 +87,7 @@ public sealed class TenantReadLimitTests(RateLimitAuditTests.Server fixture) : I
         using var capture = new CapturingLoggerProvider(captured);
         fixture.App.Services.GetRequiredService<ILoggerFactory>().AddProvider(capture);
         using var client = fixture.TenantClient(key);
+        using var held = fixture.Clock.Hold(); // the count refills one read every 20 s
         for (var i = 0; i < 3; i++)
         {
             using var read = await client.GetAsync("/v1/limits");
