@@ -32,7 +32,7 @@ public sealed class ClusterRedisMarkTests : IDisposable
                 probe.Connect(IPAddress.Loopback, _port);
                 return;
             }
-            catch (SocketException) when (attempt < 100)
+            catch (SocketException) when (attempt < 1200) // two minutes, a bound for a hang: a loaded machine can take 10 s to start redis-server
             {
                 Thread.Sleep(100);
             }

@@ -358,7 +358,7 @@ public sealed class SharedDatabaseTests(PostgreSqlFixture postgres) : IClassFixt
                     probe.Connect(System.Net.IPAddress.Loopback, port);
                     return new ThrowawayRedis(process, port);
                 }
-                catch (System.Net.Sockets.SocketException) when (attempt < 100)
+                catch (System.Net.Sockets.SocketException) when (attempt < 1200) // two minutes, a bound for a hang: a loaded machine can take 10 s to start redis-server
                 {
                     Thread.Sleep(100);
                 }
