@@ -361,6 +361,32 @@ public sealed class BudgetLeaseTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task ARequestOnlyCounted_RefusedWhileALeaseHoldsRequests_ClosesIt_AndIsCounted()
+    {
+        // POST /v1/language/detect (and the tokenizer's, the stored responses') counts a request against the limits
+        // (CountRequestAsync). 40 requests a minute: a lease takes a tenth, 4 requests.
+        var (tenant, keyId, version) = await TenantAsync(rate: new RateLimitSetting(null, 40, null));
+
+        // Held: no refill, so the count below is exact to the request.
+        using var held = fixture.Clock.Hold();
+        var lease = (await tenant.AdmitAuthorizedLeasingAsync(Request("rc-0", keyId, version), Ask())).Lease!;
+        Assert.Equal(4, lease.Requests);
+
+        // 1 admitted and 4 leased of 40: the counters alone hold 35, the lease's 4 are the tenant's too. Counted past the
+        // 35, the 36th closes the lease (it was refused, and the lease's 4 stayed unused until its term).
+        var counted = 0;
+        while ((await tenant.CountRequestAsync(keyId)).Allowed)
+        {
+            Assert.True(++counted < 1000, "never refused");
+        }
+
+        Assert.Equal(39, counted);
+        var late = await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("rc-late", keyId, version));
+        Assert.Null(late.Lease);
+        Assert.Equal(AdmissionOutcome.RateLimitedRequests, late.Answer.Admission!.Outcome);
+    }
+
+    [Fact]
     public async Task ANearlySpentBudget_GrantsNoLease_EveryRequestAsksTheGrain()
     {
         var (tenant, keyId, version) = await TenantAsync(budget: 30m);

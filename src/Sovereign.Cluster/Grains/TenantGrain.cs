@@ -597,6 +597,15 @@ internal sealed class TenantGrain(
     public Task<AdmissionResult> CountRequestAsync(string? keyId)
     {
         var (view, refused) = TakeRate(keyId, 0, time.GetUtcNow());
+
+        // Refused while gateways' leases hold requests they have not admitted: closed and counted again against what
+        // returned, as AdmitAsync does (event 4126), so a lease never refuses a language detection (or any request only
+        // counted) below the tenant's limits. It was refused while up to a tenth of the limit sat unused in leases.
+        if (refused is { TooLarge: false } && ReclaimLeases())
+        {
+            (view, refused) = TakeRate(keyId, 0, time.GetUtcNow());
+        }
+
         return Task.FromResult(refused ?? new AdmissionResult(AdmissionOutcome.Admitted, view));
     }
 
