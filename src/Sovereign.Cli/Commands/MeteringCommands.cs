@@ -586,11 +586,12 @@ internal static class MeteringCommands
 
             if (!connection.PrintJson(result, json))
             {
-                var table = new Table().AddColumns("key", "period", "limit", "settled", "reserved", "remaining");
+                // leased: what gateways' budget leases hold and have not admitted, apart from remaining (the four add up to the limit).
+                var table = new Table().AddColumns("key", "period", "limit", "settled", "reserved", "leased", "remaining");
                 foreach (var b in json.GetProperty("budgets").EnumerateArray())
                 {
                     table.AddRow(TenantsCommand.Text(b, "key_id") is { Length: > 0 } k ? k : "(tenant)", TenantsCommand.Text(b, "period"),
-                        Number(b, "limit") + " " + TenantsCommand.Text(b, "currency"), Number(b, "settled"), Number(b, "reserved"), Number(b, "remaining"));
+                        Number(b, "limit") + " " + TenantsCommand.Text(b, "currency"), Number(b, "settled"), Number(b, "reserved"), Number(b, "leased"), Number(b, "remaining"));
                 }
 
                 AnsiConsole.Write(table);

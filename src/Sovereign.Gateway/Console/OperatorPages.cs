@@ -473,10 +473,10 @@ internal static class OperatorPages
     internal static void BudgetTables(ConsolePage page, JsonElement limits)
     {
         var budgets = limits.ValueKind == JsonValueKind.Object && limits.TryGetProperty("budgets", out var b) ? b.EnumerateArray().ToList() : [];
-        page.Table("Budgets", ["key", "period", "limit", "spent", "reserved", "remaining"], budgets.Select(x => (IReadOnlyList<string>)
+        page.Table("Budgets", ["key", "period", "limit", "spent", "reserved", "leased", "remaining"], budgets.Select(x => (IReadOnlyList<string>)
         [
             ConsolePage.Text(x, "key_id") is { Length: > 0 } k ? k : "(tenant)", ConsolePage.Text(x, "period"), $"{ConsolePage.Number(x, "limit")} {ConsolePage.Text(x, "currency")}",
-            ConsolePage.Number(x, "settled"), ConsolePage.Number(x, "reserved"), ConsolePage.Number(x, "remaining"),
+            ConsolePage.Number(x, "settled"), ConsolePage.Number(x, "reserved"), ConsolePage.Number(x, "leased"), ConsolePage.Number(x, "remaining"),
         ]), id: "budgets");
         foreach (var x in budgets.Where(x => ConsoleEndpoints.Decimal(x, "limit") > 0))
         {

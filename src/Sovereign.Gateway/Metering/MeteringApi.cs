@@ -978,9 +978,19 @@ public static class MeteringApi
         rate_limits = l.RateLimits.Select(r => new { key_id = r.KeyId, requests_per_minute = r.RequestsPerMinute, tokens_per_minute = r.TokensPerMinute }),
     };
 
+    /// <summary>
+    /// One budget as the limits answers show it, in four parts that do not overlap: <c>settled</c> (spent),
+    /// <c>reserved</c> (requests in flight), <c>leased</c> (gateways' budget leases hold it and have not admitted it yet)
+    /// and <c>remaining</c> (held by nothing), so <c>settled + reserved + leased + remaining = limit</c> while the budget is
+    /// not overspent. The tenant can still spend <c>leased + remaining</c> (a lease's unspent part returns when it closes,
+    /// and a request the leases would refuse closes them), which <see cref="BudgetStatusView.Remaining"/> is and
+    /// <c>sovereign_budget_remaining</c> reports. <c>remaining</c> counted the leased money too, with no field naming it:
+    /// an operator adding the columns counted it twice, and could not tell a lease from money nobody held.
+    /// </summary>
     internal static object BudgetJson(BudgetStatusView b) => new
     {
-        key_id = b.KeyId, period = b.Period, limit = b.Limit, settled = b.Settled, reserved = b.Reserved, remaining = b.Remaining, currency = b.Currency,
+        key_id = b.KeyId, period = b.Period, limit = b.Limit, settled = b.Settled, reserved = b.Reserved, leased = b.Leased,
+        remaining = Math.Max(0m, b.Remaining - b.Leased), currency = b.Currency,
     };
 
     private static object UsageJson(UsageRow r) => new
