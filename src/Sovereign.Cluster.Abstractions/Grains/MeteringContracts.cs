@@ -340,11 +340,32 @@ public sealed record BudgetLeaseAsk(
 /// before a change of the tenant, its limits or its keys answers, so the gateway's next request is admitted by the
 /// grain under the change.
 /// </summary>
+/// <remarks>Version 1 added <see cref="ReclaimAsync"/> (session 54).</remarks>
+[Orleans.CodeGeneration.Version(1)]
 public interface IBudgetLeaseHolderGrain : IGrainWithStringKey
 {
     /// <summary>Stops admitting from every lease of <paramref name="tenantId"/> (its grain has closed them).</summary>
     Task RecallAsync(string tenantId);
+
+    /// <summary>
+    /// Stops admitting from every lease of <paramref name="tenantId"/> and answers, for each lease this gateway still
+    /// knows (held, or dropped with requests admitted from it not yet confirmed), what it had not admitted: its grain
+    /// takes that back and keeps the rest for the confirmations on their way, so a request whose relay left is not
+    /// refused because another gateway's request needed the lease's money.
+    /// </summary>
+    Task<IReadOnlyList<BudgetLeaseUnused>> ReclaimAsync(string tenantId);
 }
+
+/// <summary>
+/// What a gateway had not admitted of one lease when its grain reclaimed it (<see cref="IBudgetLeaseHolderGrain.ReclaimAsync"/>):
+/// the lease's money, requests and tokens less what the gateway took for requests it admitted from it.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record BudgetLeaseUnused(
+    [property: Id(0)] Guid LeaseId,
+    [property: Id(1)] decimal Money,
+    [property: Id(2)] int Requests,
+    [property: Id(3)] long Tokens);
 
 /// <summary>
 /// A budget lease as the tenant's grain granted it (or, answering a request admitted from it, as it stands now): the

@@ -26,12 +26,20 @@ internal static partial class MoneyLog
     public static partial void LeaseClosed(ILogger logger, Guid leaseId, string tenant, string? keyId, decimal? money, int requests, long tokens);
 
     [LoggerMessage(EventId = 4126, EventName = "BudgetLeasesReclaimed", Level = LogLevel.Debug,
-        Message = "Tenant {Tenant}'s {Count} budget leases closed: a request was refused while they held what it needed, and is admitted again")]
+        Message = "Tenant {Tenant}'s {Count} budget leases reclaimed: a request was refused while they held what it needed, and is admitted again")]
     public static partial void LeasesReclaimed(ILogger logger, string tenant, int count);
 
     [LoggerMessage(EventId = 4127, EventName = "BudgetLeaseHolderDead", Level = LogLevel.Information,
         Message = "Budget lease {LeaseId} of tenant {Tenant} closed before its term: its gateway {Gateway} was declared dead")]
     public static partial void LeaseHolderDead(ILogger logger, Guid leaseId, string tenant, string gateway);
+
+    [LoggerMessage(EventId = 4185, EventName = "BudgetLeaseReclaimedKeepingConfirmations", Level = LogLevel.Debug,
+        Message = "Budget lease {LeaseId} of tenant {Tenant} reclaimed: what its gateway had not admitted returned; {Requests} requests it admitted and the grain has not confirmed yet keep {Money} of its money until they are")]
+    public static partial void LeaseReclaimedKeeping(ILogger logger, Guid leaseId, string tenant, int requests, decimal money);
+
+    [LoggerMessage(EventId = 4186, EventName = "BudgetLeaseReclaimUnanswered", Level = LogLevel.Warning,
+        Message = "Tenant {Tenant}'s budget leases on gateway {Gateway} were reclaimed whole: the gateway did not say what it had admitted from them; requests it admitted that were not confirmed yet are admitted afresh, and may be refused")]
+    public static partial void LeaseReclaimUnanswered(ILogger logger, Exception exception, string tenant, string gateway);
 
     [LoggerMessage(EventId = 4138, EventName = "BudgetLeaseRecallFailed", Level = LogLevel.Warning,
         Message = "Tenant {Tenant}'s budget leases on gateway {Gateway} were closed but the gateway could not be told; its next requests from them are refused or admitted afresh by the grain")]

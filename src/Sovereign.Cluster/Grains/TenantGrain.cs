@@ -129,7 +129,7 @@ internal sealed class TenantGrain(
     {
         var result = await AdmitOnceAsync(request);
         if (result.Outcome is AdmissionOutcome.RateLimitedRequests or AdmissionOutcome.RateLimitedTokens or AdmissionOutcome.BudgetExceeded
-            && !result.TooLarge && result.Budget is not { Final: true } && ReclaimLeases())
+            && !result.TooLarge && result.Budget is not { Final: true } && await ReclaimLeasesAsync())
         {
             // Refused while gateways' leases held what it needed (money, requests or tokens they have not admitted): the
             // leases close, what they held returns, and the request is admitted again against it, so a lease never makes
@@ -158,20 +158,118 @@ internal sealed class TenantGrain(
     }
 
     /// <summary>
-    /// Closes every lease that still holds something (their holders are told, not awaited: one that does not hear it
-    /// has its next confirmation admitted afresh); false when none holds anything.
+    /// Takes back what every lease holds and its gateway has not admitted yet; false when none holds anything. Each
+    /// holder is asked first (<see cref="IBudgetLeaseHolderGrain.ReclaimAsync"/>, awaited at most
+    /// <see cref="ReclaimAnswer"/>): it stops admitting from them and says what it had not taken, which returns, while
+    /// what it took for requests whose relay has left stays in the lease (draining) for their confirmations. Closed
+    /// whole and told, not awaited, as before: a lease without a holder, or whose holder does not answer (a gateway of
+    /// an earlier release, one cut off: event 4186), whose confirmations on their way are then admitted afresh.
     /// </summary>
-    private bool ReclaimLeases()
+    /// <remarks>
+    /// Closed whole, a lease's requests admitted at its gateway just before were admitted afresh at their confirmation,
+    /// after the request that closed it had taken the money back: near a limit, a request another gateway had already
+    /// relayed was refused (its node's work wasted), and each such fresh admission could close the next gateway's lease.
+    /// This grain is not reentrant, so nothing else runs in it while the holders answer.
+    /// </remarks>
+    private async Task<bool> ReclaimLeasesAsync()
     {
-        if (!_leases.Values.Any(l => l.Requests > 0 || l.Tokens > 0 || (l.BudgetApplies && l.Money > 0)))
+        var open = _leases.Values.Where(l => !l.Draining && (l.Requests > 0 || l.Tokens > 0 || (l.BudgetApplies && l.Money > 0))).ToList();
+        if (open.Count == 0)
         {
             return false;
         }
 
-        MoneyLog.LeasesReclaimed(logger, this.GetPrimaryKeyString(), _leases.Count);
-        CloseAllLeases();
+        var tenant = this.GetPrimaryKeyString();
+        MoneyLog.LeasesReclaimed(logger, tenant, open.Count);
+        var answers = await Task.WhenAll(open.Select(l => l.Holder).OfType<SiloAddress>().Distinct().Select(async holder => (Holder: holder, Unused: await UnusedAtAsync(holder, tenant))));
+        foreach (var lease in open)
+        {
+            if (!_leases.ContainsKey(lease.Id))
+            {
+                continue;
+            }
+
+            var answered = lease.Holder is { } holder ? answers.First(a => a.Holder.Equals(holder)).Unused : null;
+            if (answered?.FirstOrDefault(u => u.LeaseId == lease.Id) is { } unused)
+            {
+                Drain(lease, unused);
+                continue;
+            }
+
+            // No holder to ask, one that did not answer (told it is closed, not awaited), or one that no longer knows
+            // the lease (it admits nothing from it: used up and confirmed, or not installed yet, which it then refuses).
+            CloseLease(lease);
+            if (answered is null && lease.Holder is { } unanswered)
+            {
+                _recall.Add(unanswered);
+            }
+        }
+
         _ = RecallClosedLeasesAsync();
         return true;
+    }
+
+    /// <summary>What a holder had not admitted of this tenant's leases, or null when it did not answer.</summary>
+    private async Task<IReadOnlyList<BudgetLeaseUnused>?> UnusedAtAsync(SiloAddress holder, string tenant)
+    {
+        RequestContext.Set(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey, holder);
+        try
+        {
+            return await GrainFactory.GetGrain<IBudgetLeaseHolderGrain>(holder.ToParsableString()).ReclaimAsync(tenant).WaitAsync(ReclaimAnswer);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            MoneyLog.LeaseReclaimUnanswered(logger, ex, tenant, holder.ToParsableString());
+            return null;
+        }
+        finally
+        {
+            RequestContext.Remove(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey);
+        }
+    }
+
+    /// <summary>
+    /// How long a reclaim waits for one gateway to say what it admitted from its leases: the request that asked, and the
+    /// tenant's other requests, wait meanwhile. A round trip between members; past it the leases close whole, as before.
+    /// </summary>
+    private static readonly TimeSpan ReclaimAnswer = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Returns what <paramref name="unused"/> says the lease's holder had not admitted, and keeps the rest (the requests
+    /// it admitted that this grain has not confirmed yet) until their confirmations come: the lease closes at the last of
+    /// them, or at its term. Its holder admits nothing more from it.
+    /// </summary>
+    private void Drain(Lease lease, BudgetLeaseUnused unused)
+    {
+        var requests = Math.Clamp(unused.Requests, 0, lease.Requests);
+        var tokens = Math.Clamp(unused.Tokens, 0, lease.Tokens);
+        var money = lease.BudgetApplies ? Math.Clamp(unused.Money, 0m, lease.Money) : 0m;
+        if (money > 0m)
+        {
+            // Carved off the lease's reservation and released: exactly that much returns to every budget it counts in.
+            var part = lease.ReservationId + "/unused";
+            if (_budget is not { } budget || !budget.TryCarve(lease.ReservationId, part, money, time.GetUtcNow()))
+            {
+                CloseLease(lease);
+                return;
+            }
+
+            budget.Release(part);
+            lease.Money -= money;
+        }
+
+        lease.Draining = true;
+        lease.Requests -= requests;
+        lease.Tokens -= tokens;
+        Rates().Refund(lease.KeyId, tokens);
+        RefundRequests(lease.KeyId, requests);
+        if (lease.Requests == 0)
+        {
+            CloseLease(lease);
+            return;
+        }
+
+        MoneyLog.LeaseReclaimedKeeping(logger, lease.Id, this.GetPrimaryKeyString(), lease.Requests, lease.BudgetApplies ? lease.Money : 0m);
     }
 
     /// <summary>
@@ -299,15 +397,29 @@ internal sealed class TenantGrain(
         var result = await ReserveAsync(admission, RateView(admission.KeyId, now), now, admission.RequestId, lease.BudgetApplies ? lease.ReservationId : null);
         if (!result.Allowed)
         {
-            // Its request and tokens go back into the lease, which holds them for the rate limits.
-            lease.Requests++;
-            lease.Tokens += admission.Tokens;
-            return new LeasedAdmission(new AuthorizedAdmission(AuthorizationRefusal.None, result, null), lease.View());
+            if (lease.Draining)
+            {
+                // Reclaimed: its holder sends nothing more, so what this request held returns to the rate limits.
+                Rates().Refund(lease.KeyId, admission.Tokens);
+                RefundRequests(lease.KeyId, 1);
+            }
+            else
+            {
+                // Its request and tokens go back into the lease, which holds them for the rate limits.
+                lease.Requests++;
+                lease.Tokens += admission.Tokens;
+            }
         }
-
-        if (lease.BudgetApplies)
+        else if (lease.BudgetApplies)
         {
             lease.Money -= admission.MaxCost;
+        }
+
+        if (lease.Draining && lease.Requests == 0)
+        {
+            // The last request its holder admitted before the reclaim is confirmed: what is left returns.
+            CloseLease(lease);
+            return new LeasedAdmission(new AuthorizedAdmission(AuthorizationRefusal.None, result, null), null);
         }
 
         return new LeasedAdmission(new AuthorizedAdmission(AuthorizationRefusal.None, result, null), lease.View());
@@ -578,6 +690,9 @@ internal sealed class TenantGrain(
 
         public SiloAddress? Holder { get; init; }
 
+        /// <summary>Reclaimed: its holder admits nothing more from it; it holds only what the requests it admitted before need, until confirmed.</summary>
+        public bool Draining { get; set; }
+
         public BudgetLease View() => new(Id, KeyId, Money, BudgetApplies, Requests, Tokens, term, DecisionVersion, Currency, RateLimits);
     }
 
@@ -594,19 +709,19 @@ internal sealed class TenantGrain(
         return _view!;
     }
 
-    public Task<AdmissionResult> CountRequestAsync(string? keyId)
+    public async Task<AdmissionResult> CountRequestAsync(string? keyId)
     {
         var (view, refused) = TakeRate(keyId, 0, time.GetUtcNow());
 
         // Refused while gateways' leases hold requests they have not admitted: closed and counted again against what
         // returned, as AdmitAsync does (event 4126), so a lease never refuses a language detection (or any request only
         // counted) below the tenant's limits. It was refused while up to a tenth of the limit sat unused in leases.
-        if (refused is { TooLarge: false } && ReclaimLeases())
+        if (refused is { TooLarge: false } && await ReclaimLeasesAsync())
         {
             (view, refused) = TakeRate(keyId, 0, time.GetUtcNow());
         }
 
-        return Task.FromResult(refused ?? new AdmissionResult(AdmissionOutcome.Admitted, view));
+        return refused ?? new AdmissionResult(AdmissionOutcome.Admitted, view);
     }
 
     public Task<AdmissionResult> RefundRequestAsync(string? keyId)
@@ -630,7 +745,8 @@ internal sealed class TenantGrain(
         }
 
         (long Requests, long Tokens) tenantHeld = (0, 0), keyHeld = (0, 0);
-        foreach (var lease in _leases.Values)
+        // A draining lease's requests and tokens are its gateway's requests in flight: spent, not the caller's to send.
+        foreach (var lease in _leases.Values.Where(l => !l.Draining))
         {
             tenantHeld = (tenantHeld.Requests + lease.Requests, tenantHeld.Tokens + lease.Tokens);
             if (keyId is not null && string.Equals(lease.KeyId, keyId, StringComparison.Ordinal))
@@ -709,7 +825,8 @@ internal sealed class TenantGrain(
             var leased = 0m;
             foreach (var lease in _leases.Values)
             {
-                if (lease.BudgetApplies && budget.FindReservation(lease.ReservationId) is { } held
+                // A draining lease's money is its gateway's requests in flight (reserved), no longer the tenant's to spend.
+                if (lease.BudgetApplies && !lease.Draining && budget.FindReservation(lease.ReservationId) is { } held
                     && held.Charges.Any(c => string.Equals(c.KeyId, status.Limit.KeyId, StringComparison.Ordinal) && c.Period == status.Limit.Period && c.PeriodStart == status.PeriodStart))
                 {
                     leased += held.Amount;

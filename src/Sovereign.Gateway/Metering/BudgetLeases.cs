@@ -23,6 +23,13 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
     private readonly ConcurrentDictionary<(string Tenant, string Key), Held> _held = new();
     private readonly ConcurrentDictionary<(string Tenant, string Key), byte> _asking = new();
 
+    // Every lease from its install until it is closed here and its last request admitted from it is confirmed: a
+    // reclaim asks about each one its grain may still count requests in flight against.
+    private readonly ConcurrentDictionary<Guid, Held> _unsettled = new();
+
+    // How many recalls and reclaims each tenant's grain has sent here: a lease asked for before the latest is not used.
+    private readonly ConcurrentDictionary<string, long> _recalls = new(StringComparer.Ordinal);
+
     /// <summary>Whether leases are on (<see cref="TenantMoneyOptions.LeaseTerm"/> above 0).</summary>
     public bool Enabled => money.Value.LeaseTerm > TimeSpan.Zero;
 
@@ -43,10 +50,49 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
     /// <summary>The tenant's grain closed every lease of <paramref name="tenant"/> (a change of it): none is used again here.</summary>
     internal void Recall(string tenant)
     {
+        _recalls.AddOrUpdate(tenant, 1, (_, n) => n + 1);
         foreach (var held in _held.Values.Where(h => h.Tenant == tenant).ToList())
         {
             Drop(held, giveBack: false);
         }
+    }
+
+    /// <summary>
+    /// How many recalls and reclaims of <paramref name="tenant"/>'s leases came here: read before asking for a lease and
+    /// given to <see cref="Install"/>, so a lease whose grant crossed a recall is not used (its grain may have closed it).
+    /// </summary>
+    internal long RecallsOf(string tenant) => _recalls.GetValueOrDefault(tenant);
+
+    /// <summary>
+    /// The tenant's grain reclaims <paramref name="tenant"/>'s leases (a request it would refuse needs what they hold):
+    /// none is used again here, and for each one this gateway still knows, what it had not taken returns. What it took
+    /// for requests not yet confirmed stays with the grain for their confirmations (it closes the lease at the last),
+    /// so nothing is given back here.
+    /// </summary>
+    internal IReadOnlyList<BudgetLeaseUnused> Reclaim(string tenant)
+    {
+        // Counted before looking: a lease installed meanwhile is either seen below or refused by Install.
+        _recalls.AddOrUpdate(tenant, 1, (_, n) => n + 1);
+        var unused = new List<BudgetLeaseUnused>();
+        foreach (var held in _unsettled.Values.Where(h => h.Tenant == tenant).ToList())
+        {
+            bool settled;
+            lock (held)
+            {
+                held.Closed = true;
+                held.ReturnDue = false;
+                unused.Add(new BudgetLeaseUnused(held.Id, held.Lease.BudgetApplies ? held.Money : 0m, held.Requests, held.Tokens));
+                settled = held.InFlight == 0;
+            }
+
+            _held.TryRemove(new KeyValuePair<(string, string), Held>((held.Tenant, held.Lease.KeyId ?? ""), held));
+            if (settled)
+            {
+                _unsettled.TryRemove(new KeyValuePair<Guid, Held>(held.Id, held));
+            }
+        }
+
+        return unused;
     }
 
     /// <summary>
@@ -96,8 +142,14 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
 
     internal void EndAsk(string tenant, string keyId) => _asking.TryRemove((tenant, keyId), out _);
 
-    /// <summary>Keeps a lease the grain granted, usable until its term counted from <paramref name="askedAt"/> (a <see cref="Stopwatch"/> timestamp taken before asking).</summary>
-    internal void Install(string tenant, string keyId, BudgetLease lease, long askedAt)
+    /// <summary>
+    /// Keeps a lease the grain granted, usable until its term counted from <paramref name="askedAt"/> (a
+    /// <see cref="Stopwatch"/> timestamp taken before asking); not used, and given back, when a recall or reclaim of the
+    /// tenant came after <paramref name="recallsBefore"/> (<see cref="RecallsOf"/> read before asking): the grain may
+    /// have closed it before its answer arrived, and each request admitted from it would have been admitted afresh at
+    /// its confirmation (refused near a limit, its relay gone).
+    /// </summary>
+    internal void Install(string tenant, string keyId, BudgetLease lease, long askedAt, long? recallsBefore = null)
     {
         var held = new Held(tenant, lease, askedAt + (long)(lease.Term.TotalSeconds * Stopwatch.Frequency));
         if (_held.TryGetValue((tenant, keyId), out var old))
@@ -105,7 +157,14 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
             Drop(old, giveBack: true);
         }
 
+        _unsettled[held.Id] = held;
         _held[(tenant, keyId)] = held;
+
+        // Checked after it is in place: a reclaim counted before this read either found it above or is seen here.
+        if (recallsBefore is { } before && RecallsOf(tenant) != before)
+        {
+            Drop(held, giveBack: true);
+        }
     }
 
     /// <summary>The grain's answer to a request admitted from <paramref name="held"/>: a lease it no longer holds (null) is dropped here too.</summary>
@@ -119,6 +178,11 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
             if (giveBackNow)
             {
                 held.ReturnDue = false;
+            }
+
+            if (held.Closed && held.InFlight == 0)
+            {
+                _unsettled.TryRemove(new KeyValuePair<Guid, Held>(held.Id, held));
             }
         }
 
@@ -150,6 +214,10 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
             held.Closed = true;
             giveBackNow = giveBack && held.InFlight == 0;
             held.ReturnDue = giveBack && !giveBackNow;
+            if (held.InFlight == 0)
+            {
+                _unsettled.TryRemove(new KeyValuePair<Guid, Held>(held.Id, held));
+            }
         }
 
         _held.TryRemove(new KeyValuePair<(string, string), Held>((held.Tenant, held.Lease.KeyId ?? ""), held));
@@ -191,6 +259,7 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
             }
 
             _held.TryRemove(new KeyValuePair<(string, string), Held>((held.Tenant, held.Lease.KeyId ?? ""), held));
+            _unsettled.TryRemove(new KeyValuePair<Guid, Held>(held.Id, held));
             returning.Add(GiveBackAsync(held));
         }
 
@@ -257,4 +326,6 @@ internal sealed class BudgetLeaseHolderGrain(BudgetLeases leases, ILocalSiloDeta
         leases.Recall(tenantId);
         return Task.CompletedTask;
     }
+
+    public Task<IReadOnlyList<BudgetLeaseUnused>> ReclaimAsync(string tenantId) => Task.FromResult(leases.Reclaim(tenantId));
 }

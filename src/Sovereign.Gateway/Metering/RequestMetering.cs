@@ -291,10 +291,11 @@ public sealed class RequestMetering
         try
         {
             var askedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+            var recalls = leases.RecallsOf(tenant);
             var leased = await _tenants.Get(tenant).AdmitAuthorizedLeasingAsync(authorized, leases.Ask(maxCost, tokens, currency));
             if (leased.Lease is { } lease)
             {
-                leases.Install(tenant, keyId, lease, askedAt);
+                leases.Install(tenant, keyId, lease, askedAt, recalls);
             }
 
             return leased.Answer;

@@ -124,6 +124,60 @@ public sealed class BudgetLeasesTests
     }
 
     [Fact]
+    public void Reclaimed_ALeaseIsNotUsedAgain_AndWhatItHadNotAdmittedIsSaid_ALeaseDroppedWithConfirmationsOnTheirWayIncluded()
+    {
+        var (leases, returned) = Leases();
+        var open = Lease(money: 10m, requests: 8, tokens: 800);
+        leases.Install(Tenant, Key, open, System.Diagnostics.Stopwatch.GetTimestamp());
+        var taken = leases.TryTake(Tenant, Key, Version, 3m, 10, "EUR", false)!;
+        var second = leases.TryTake(Tenant, Key, Version, 3m, 10, "EUR", false)!;
+        leases.Answered(taken, open);
+
+        // Another key's lease, spent here and dropped (its return waits for the request in flight), and another tenant's.
+        var spent = Lease(money: 2m) with { KeyId = "key-2" };
+        leases.Install(Tenant, "key-2", spent, System.Diagnostics.Stopwatch.GetTimestamp());
+        var inFlight = leases.TryTake(Tenant, "key-2", Version, 2m, 10, "EUR", false)!;
+        Assert.Null(leases.TryTake(Tenant, "key-2", Version, 1m, 10, "EUR", false));
+        leases.Install("t-2", Key, Lease(), System.Diagnostics.Stopwatch.GetTimestamp());
+
+        var unused = leases.Reclaim(Tenant);
+
+        // What each had not taken: 10 - 2 x 3, 8 - 2, 800 - 2 x 10; the spent one 0, 7 and 790.
+        Assert.Equal(
+            [new BudgetLeaseUnused(open.LeaseId, 4m, 6, 780), new BudgetLeaseUnused(spent.LeaseId, 0m, 7, 790)],
+            unused.OrderBy(u => u.LeaseId == open.LeaseId ? 0 : 1));
+        Assert.Null(leases.TryTake(Tenant, Key, Version, 1m, 10, "EUR", false));
+        Assert.NotNull(leases.TryTake("t-2", Key, Version, 1m, 10, "EUR", false));
+
+        // The grain keeps what was taken for the confirmations and closes the leases itself: nothing is given back here,
+        // not even the spent lease's return that waited for its request, and a second reclaim finds nothing.
+        leases.Answered(inFlight, spent);
+        leases.Answered(second, open);
+        Assert.Empty(returned);
+        Assert.Empty(leases.Reclaim(Tenant));
+    }
+
+    [Fact]
+    public void ALeaseGrantedAcrossARecall_IsNotUsed_AndIsGivenBack()
+    {
+        var (leases, returned) = Leases();
+        var recalls = leases.RecallsOf(Tenant);
+        var lease = Lease();
+
+        // The grain reclaimed (or recalled) the tenant's leases while this one's grant was on its way: it may be closed.
+        leases.Reclaim(Tenant);
+        leases.Install(Tenant, Key, lease, System.Diagnostics.Stopwatch.GetTimestamp(), recalls);
+
+        Assert.Null(leases.TryTake(Tenant, Key, Version, 1m, 10, "EUR", false));
+        Assert.Equal([lease.LeaseId], returned);
+
+        // Asked for after it: used.
+        var next = Lease();
+        leases.Install(Tenant, Key, next, System.Diagnostics.Stopwatch.GetTimestamp(), leases.RecallsOf(Tenant));
+        Assert.NotNull(leases.TryTake(Tenant, Key, Version, 1m, 10, "EUR", false));
+    }
+
+    [Fact]
     public async Task Stopping_GivesEveryLeaseBack()
     {
         var (leases, returned) = Leases();
