@@ -114,6 +114,9 @@ internal sealed class BudgetRequest
     public decimal? Reserved { get; set; }
 
     /// <summary>Read-only status, as GET shows it; ignored.</summary>
+    public decimal? Leased { get; set; }
+
+    /// <summary>Read-only status, as GET shows it; ignored.</summary>
     public decimal? Remaining { get; set; }
 
     /// <summary>Read-only status, as GET shows it; ignored.</summary>

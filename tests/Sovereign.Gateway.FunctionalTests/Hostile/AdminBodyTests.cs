@@ -112,8 +112,8 @@ public sealed class AdminBodyTests(ConsoleFixture fixture)
 
     /// <summary>
     /// GET's answer, PUT back as it is, is accepted: its settings under <c>limits</c> are applied, the read-only status
-    /// beside them (settled, reserved, remaining) and the plan's currency are not settings. It used to be a 400
-    /// (unknown parameter 'limits').
+    /// beside them (settled, reserved, leased, remaining) and the plan's currency are not settings. It used to be a 400
+    /// (unknown parameter 'limits'), and, when the budgets' status gained 'leased', 'budgets[0].leased'.
     /// </summary>
     [Fact]
     public async Task LimitsAsGetShowsThem_PutBack_AreAccepted()
@@ -127,6 +127,7 @@ public sealed class AdminBodyTests(ConsoleFixture fixture)
         using var got = await fixture.Admin.GetAsync($"/admin/v1/tenants/{tenant}/limits");
         var document = await got.Content.ReadAsStringAsync();
         Assert.Contains("\"remaining\"", document);
+        Assert.Contains("\"leased\"", document);
 
         using var put = await fixture.Admin.PutAsync($"/admin/v1/tenants/{tenant}/limits", new StringContent(document, Encoding.UTF8, "application/json"));
 
