@@ -56,7 +56,8 @@ internal static partial class ControlPlaneServices
         services.AddHostedService(sp => sp.GetRequiredService<DatabaseHealth>());
         // The outcomes of requests that ended during an outage, written once it ends (event 4140).
         services.TryAddSingleton(sp => new DeferredOutcomes(new(sp.GetRequiredService<AuditLog>), new(sp.GetRequiredService<UsageLedger>),
-            sp.GetRequiredService<DatabaseHealth>(), sp.GetRequiredService<ILogger<DeferredOutcomes>>()));
+            sp.GetRequiredService<DatabaseHealth>(), sp.GetRequiredService<ILogger<DeferredOutcomes>>(),
+            new RefusedInDoubtJournal(sp.GetRequiredService<IOptions<SovereignOptions>>().Value.ResolvedDataDirectory)));
         services.AddHostedService(sp => sp.GetRequiredService<DeferredOutcomes>());
         services.TryAddSingleton(sp => new ControlPlaneStore(sp.GetRequiredService<SqlDatabase>()));
         services.TryAddSingleton(sp => new ResponseStore(sp.GetRequiredService<SqlDatabase>()));

@@ -13,7 +13,9 @@ namespace Sovereign.Gateway.ControlPlane;
 /// server's next start closed them as interrupted, with their tokens unknown.
 /// </summary>
 /// <remarks>
-/// Held in memory only: a server stopped before the database is back leaves them open, and its next start (or, in a
+/// Held in memory, except refusals whose outcome commit was in doubt, which <see cref="RefusedInDoubtJournal"/> also
+/// records on disk so that the next start corrects a late commit that billed one (events 4190, 4157). Otherwise a
+/// server stopped before the database is back leaves them open, and its next start (or, in a
 /// cluster, the gateways once it is dead) closes them as interrupted, as before, billed nothing: what a kept record
 /// would have billed is lost with it, never counted twice (the tenant's budget, settled at its cost when the request
 /// ended, is rebuilt from the ledger at its next activation, which never held it). Bounded by <see cref="MaxHeld"/>
@@ -31,17 +33,27 @@ internal sealed partial class DeferredOutcomes : BackgroundService
     private readonly Lazy<UsageLedger> _ledger;
     private readonly DatabaseHealth _health;
     private readonly ILogger<DeferredOutcomes> _logger;
+    private readonly RefusedInDoubtJournal? _journal;
     private readonly Lock _gate = new();
     private readonly List<Held> _held = [];
     private readonly SemaphoreSlim _writing = new(1, 1);
     private readonly SemaphoreSlim _kick = new(0, 1);
 
-    public DeferredOutcomes(Lazy<AuditLog> audit, Lazy<UsageLedger> ledger, DatabaseHealth health, ILogger<DeferredOutcomes> logger)
+    /// <param name="audit">The audit log.</param>
+    /// <param name="ledger">The usage ledger.</param>
+    /// <param name="health">Tells when an outage ends.</param>
+    /// <param name="logger">The logger.</param>
+    /// <param name="journal">
+    /// Where refusals whose outcome's commit was in doubt are recorded durably (the data directory), so a late commit
+    /// that billed one is corrected after a restart too; null: in memory only.
+    /// </param>
+    public DeferredOutcomes(Lazy<AuditLog> audit, Lazy<UsageLedger> ledger, DatabaseHealth health, ILogger<DeferredOutcomes> logger, RefusedInDoubtJournal? journal = null)
     {
         _audit = audit;
         _ledger = ledger;
         _health = health;
         _logger = logger;
+        _journal = journal;
         health.Recovered += Kick;
     }
 
@@ -83,6 +95,20 @@ internal sealed partial class DeferredOutcomes : BackgroundService
             _held.Add(new Held(requestId, outcome, usage, written, inDoubt ?? []));
         }
 
+        if (_journal is not null && inDoubt is { Count: > 0 } && IsRefusal(outcome))
+        {
+            // The client was told 503 and billed nothing, but the commit may land: recorded on disk, so a late commit
+            // that billed it is corrected even if this process stops before the database is back.
+            try
+            {
+                _journal.Add(new RefusedInDoubtJournal.Refusal(requestId, outcome, inDoubt));
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                RefusalNotJournaled(_logger, ex, requestId, _journal.Path);
+            }
+        }
+
         if (_health.Problem is null)
         {
             Kick(); // the outage ended meanwhile: nothing else would say so
@@ -91,8 +117,48 @@ internal sealed partial class DeferredOutcomes : BackgroundService
         return true;
     }
 
+    /// <summary>
+    /// Takes up the refusals a previous process recorded in the journal and did not settle (it stopped before the
+    /// database was back): each is checked once the database records requests, and a late commit that billed it is
+    /// corrected. Returns how many were taken up.
+    /// </summary>
+    internal int Recover()
+    {
+        if (_journal is null)
+        {
+            return 0;
+        }
+
+        var recovered = 0;
+        lock (_gate)
+        {
+            foreach (var refusal in _journal.Pending)
+            {
+                if (_held.Any(held => held.RequestId == refusal.RequestId))
+                {
+                    continue;
+                }
+
+                _held.Add(new Held(refusal.RequestId, refusal.Outcome, null, null, refusal.InDoubt, Recovered: true));
+                recovered++;
+            }
+        }
+
+        if (recovered > 0)
+        {
+            RefusalsRecovered(_logger, recovered, _journal.Path);
+        }
+
+        return recovered;
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        if (Recover() > 0)
+        {
+            Kick();
+        }
+
         while (!stoppingToken.IsCancellationRequested)
         {
             // Woken when an outage ends; else every probe interval, in case one was kept after the end was told.
@@ -129,6 +195,7 @@ internal sealed partial class DeferredOutcomes : BackgroundService
                     await WriteAsync(next, cancellationToken);
                     written++;
                     next.Written?.Invoke();
+                    Forget(next);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException && DatabaseHealth.StorageFault(ex) is not null)
                 {
@@ -141,6 +208,7 @@ internal sealed partial class DeferredOutcomes : BackgroundService
                     // Not the database (a log found rewritten stops the server anyway): written never, and its decision
                     // stays open until a restart closes it, as every one did before.
                     OutcomeNotWritten(_logger, ex, next.RequestId);
+                    Forget(next);
                 }
 
                 lock (_gate)
@@ -164,6 +232,12 @@ internal sealed partial class DeferredOutcomes : BackgroundService
 
     private async Task WriteAsync(Held held, CancellationToken cancellationToken)
     {
+        if (held.Recovered)
+        {
+            await SettleRecoveredAsync(held, cancellationToken);
+            return;
+        }
+
         AuditEntry entry;
         if (held.Usage is null)
         {
@@ -192,6 +266,51 @@ internal sealed partial class DeferredOutcomes : BackgroundService
             }
 
             OutcomeFoundCommitted(_logger, held.RequestId, entry.Sequence, outcome ?? "");
+        }
+    }
+
+    /// <summary>
+    /// A refusal taken up from the journal: its kept outcome is not appended (the process that answered it stopped,
+    /// and its next start closes the decision as interrupted unless the late commit closed it), but a commit that
+    /// landed after all and billed the request is corrected, once.
+    /// </summary>
+    private async Task SettleRecoveredAsync(Held held, CancellationToken cancellationToken)
+    {
+        foreach (var sent in held.InDoubt)
+        {
+            var found = await _audit.Value.ReadAsync(AuditChainScope.Of(sent.Chain), sent.Sequence, sent.Sequence, cancellationToken);
+            if (found is [var landed] && landed.Hash == sent.Hash)
+            {
+                if (Correction(held.Outcome, landed) is { } correction)
+                {
+                    await CorrectAsync(held, landed, correction, cancellationToken);
+                }
+
+                return;
+            }
+        }
+
+        RecoveredRefusalNotLanded(_logger, held.RequestId);
+    }
+
+    private static bool IsRefusal(AuditRecord outcome) =>
+        outcome.Details.TryGetValue("outcome", out var name) && name == "refused" && outcome.Details.ContainsKey("refusal_code");
+
+    private void Forget(Held held)
+    {
+        if (_journal is null || !IsRefusal(held.Outcome) || held.InDoubt.Count == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            _journal.Remove(held.RequestId);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Left in the journal: the next start checks it again, and finds it corrected (or not billed).
+            RefusalNotJournaled(_logger, ex, held.RequestId, _journal.Path);
         }
     }
 
@@ -243,6 +362,16 @@ internal sealed partial class DeferredOutcomes : BackgroundService
     private async Task CorrectAsync(Held held, AuditEntry landed, AuditRecord correction, CancellationToken cancellationToken)
     {
         var refusalCode = correction.Details["refusal_code"];
+        if (await FindCorrectionAsync(held.RequestId, landed, cancellationToken) is { } existing)
+        {
+            // Corrected already: by a commit of this correction that went unanswered (and was applied), or by a
+            // process that stopped before it could forget the refusal. Not appended twice; the void, carried in that
+            // commit, is applied with it (a record already voided is left as it is).
+            await _ledger.Value.VoidAsync(held.RequestId, refusalCode, cancellationToken);
+            CorrectionFoundCommitted(_logger, held.RequestId, landed.Sequence, existing.Sequence);
+            return;
+        }
+
         AuditEntry written;
         UsageRecord? voided;
         if (_ledger.Value.CarryVoid(held.RequestId, refusalCode) is { } carried)
@@ -258,6 +387,24 @@ internal sealed partial class DeferredOutcomes : BackgroundService
 
         landed.Details.TryGetValue("outcome", out var outcome);
         OutcomeCorrected(_logger, held.RequestId, landed.Sequence, outcome ?? "", voided?.Cost ?? 0m, voided?.Currency ?? "", written.Sequence);
+    }
+
+    /// <summary>The <c>inference.corrected</c> entry that already corrects <paramref name="landed"/>, if any.</summary>
+    private async Task<AuditEntry?> FindCorrectionAsync(string requestId, AuditEntry landed, CancellationToken cancellationToken)
+    {
+        var audit = _audit.Value;
+        var after = audit.Scope.Name == landed.Chain ? landed.Sequence : 0;
+        var corrects = landed.Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        foreach (var entry in await audit.ReadActionAfterAsync(AuditActions.InferenceCorrected, after, cancellationToken))
+        {
+            if (entry.Details.TryGetValue("request_id", out var id) && id == requestId
+                && entry.Details.TryGetValue("corrects", out var sequence) && sequence == corrects)
+            {
+                return entry;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>
@@ -289,7 +436,23 @@ internal sealed partial class DeferredOutcomes : BackgroundService
         base.Dispose();
     }
 
-    private sealed record Held(string RequestId, AuditRecord Outcome, UsageRecord? Usage, Action? Written, IReadOnlyList<AuditEntry> InDoubt);
+    private sealed record Held(string RequestId, AuditRecord Outcome, UsageRecord? Usage, Action? Written, IReadOnlyList<AuditEntry> InDoubt, bool Recovered = false);
+
+    [LoggerMessage(EventId = 4189, EventName = "RefusedInDoubtNotJournaled", Level = LogLevel.Error,
+        Message = "Request {RequestId}'s refusal (its outcome's commit in doubt) could not be recorded in, or removed from, the journal {Path}: if this process stops before the database is back, a late commit that billed it is not corrected (or, left there, it is checked again at the next start)")]
+    private static partial void RefusalNotJournaled(ILogger logger, Exception exception, string requestId, string path);
+
+    [LoggerMessage(EventId = 4190, EventName = "RefusedInDoubtRecovered", Level = LogLevel.Warning,
+        Message = "{Count} requests answered 503 by this gateway's previous process while the commit of their outcome was in doubt were found in {Path}: each is checked once the database records requests, and a late commit that billed one is corrected (event 4157)")]
+    private static partial void RefusalsRecovered(ILogger logger, int count, string path);
+
+    [LoggerMessage(EventId = 4191, EventName = "DeferredCorrectionFoundCommitted", Level = LogLevel.Warning,
+        Message = "Request {RequestId}'s late-billed outcome at sequence {Sequence} is corrected already by entry {Correction} (a commit of the correction that went unanswered, or a process that stopped before it settled it): not corrected twice")]
+    private static partial void CorrectionFoundCommitted(ILogger logger, string requestId, long sequence, long correction);
+
+    [LoggerMessage(EventId = 4192, EventName = "RecoveredRefusalNotLanded", Level = LogLevel.Information,
+        Message = "Request {RequestId}, answered 503 by this gateway's previous process while its outcome's commit was in doubt: that commit never landed, so nothing was billed; nothing to correct")]
+    private static partial void RecoveredRefusalNotLanded(ILogger logger, string requestId);
 
     [LoggerMessage(EventId = 4140, EventName = "DeferredOutcomesWritten", Level = LogLevel.Information,
         Message = "The database is back: the outcomes of {Count} requests that ended while it could not record them are written now (their usage records at what they cost, priced when each request ended), so their decisions are closed")]

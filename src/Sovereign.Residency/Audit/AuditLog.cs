@@ -551,6 +551,18 @@ public sealed class AuditLog : IAsyncDisposable
     }
 
     /// <summary>
+    /// This writer's chain's entries of <paramref name="action"/> after <paramref name="afterSequence"/>, in order: a
+    /// correction looked for before it is appended, so one whose own commit went unanswered is not appended twice.
+    /// </summary>
+    internal Task<IReadOnlyList<AuditEntry>> ReadActionAfterAsync(string action, long afterSequence, CancellationToken cancellationToken = default) =>
+        AuditStore.ReadEntriesAsync(_database, _scope, "seq > @after AND action = @action ORDER BY seq", command =>
+        {
+            SqlDatabase.AddParameter(command, "@after", afterSequence);
+            SqlDatabase.AddParameter(command, "@action", action);
+            _scope.Bind(command);
+        }, cancellationToken);
+
+    /// <summary>
     /// Entries of <paramref name="tenant"/> (every tenant when null) with <paramref name="from"/> &lt;= time &lt;
     /// <paramref name="to"/>, in sequence order, at most <paramref name="limit"/> (by the tenant and time index; for every tenant, as a sequence range).
     /// </summary>

@@ -236,6 +236,110 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
         Assert.True(result.Valid, string.Join("; ", result.Problems));
     }
 
+    /// <summary>
+    /// As above, but the gateway stops before the database is back: the refusal it kept in memory is gone. It was
+    /// recorded in the data directory's journal (<see cref="RefusedInDoubtJournal"/>), so the next process's
+    /// <see cref="DeferredOutcomes"/> takes it up, finds the late commit that billed it and corrects it (event 4157,
+    /// spend 0, the ledger reconciles). A third start with the journal as the second found it (it stopped after its
+    /// correction committed, before it forgot the refusal: a correction whose own commit went unanswered) finds the
+    /// correction and appends none (event 4191). Before, nothing durable said the client was told 503: the landed charge
+    /// stayed billed after a restart.
+    /// </summary>
+    [Theory]
+    [InlineData(null)]
+    [InlineData("node-th")]
+    public async Task RefusedRequestsOutcomeCommitLandsLate_TheGatewayStopsFirst_TheNextStartCorrectsIt_Once(string? chain)
+    {
+        var connection = await OwnConnectionStringAsync("refused_restart");
+        var database = SqlDatabase.PostgreSql(connection);
+        await database.MigrateAsync(AuditLog.Migrations);
+        await database.MigrateAsync(UsageLedger.Migrations);
+        var dataDirectory = Directory.CreateTempSubdirectory("sovereign-refused-journal-").FullName;
+        await using var proxy = new AnswerLosingProxy(new Npgsql.NpgsqlConnectionStringBuilder(connection).Port);
+        var proxied = SqlDatabase.PostgreSql(new Npgsql.NpgsqlConnectionStringBuilder(connection) { Port = proxy.Port, Pooling = false, CommandTimeout = 60 }.ConnectionString);
+        using var key = OperatorSigningKey.CreateEphemeral();
+        var logs = new ConcurrentQueue<(string Category, LogLevel Level, EventId Event, string Message)>();
+        using var loggers = LoggerFactory.Create(builder => builder.AddProvider(new CapturingLoggerProvider(logs)));
+        await using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        DatabaseHealth Health(SqlDatabase db) => new(new Lazy<SqlDatabase>(() => db), TimeProvider.System, services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), NullLogger<DatabaseHealth>.Instance);
+        var options = new AuditLogOptions { Chain = chain, SignsCheckpoints = false, CommitTimeout = TimeSpan.FromSeconds(3) };
+        var journalFile = Path.Combine(dataDirectory, RefusedInDoubtJournal.FileName);
+        try
+        {
+            // The first process: the outcome's commit is held past the commit timeout, the client is answered 503 and
+            // its refusal kept; the commit lands; the process stops before the database is back.
+            await using (var audit = await AuditLog.OpenAsync(proxied, key, options))
+            await using (var ledger = await UsageLedger.OpenAsync(proxied))
+            {
+                await audit.AppendAsync(Decision("before"));
+                await audit.AppendAsync(Decision("r-restart"));
+                proxy.HoldAfter(["r-restart", "COMMIT"]);
+                var unanswered = await Assert.ThrowsAsync<AuditUnavailableException>(() => audit.AppendAsync(Outcome("r-restart", "completed", 3, 7, 0.25m), ledger.Carry(Usage("r-restart", 7))));
+                Assert.Equal(1, proxy.Held);
+                await proxy.ReleaseAsync();
+                await audit.AbandonedCommit;
+
+                using var deferred = new DeferredOutcomes(new Lazy<AuditLog>(() => audit), new Lazy<UsageLedger>(() => ledger), Health(proxied), loggers.CreateLogger<DeferredOutcomes>(), new RefusedInDoubtJournal(dataDirectory));
+                var refused = Outcome("r-restart", "refused", 0, 0, 0m);
+                refused = refused with { Details = new Dictionary<string, string>(refused.Details) { ["refusal_code"] = "audit_unavailable" } };
+                Assert.True(deferred.Keep("r-restart", refused, null, inDoubt: unanswered.InDoubt));
+                Assert.True(File.Exists(journalFile));
+            }
+
+            await using (var ledger = await UsageLedger.OpenAsync(database))
+            {
+                Assert.Equal(0.25m, await ledger.GetSpendAsync("in-doubt", "k", UsagePeriod.Total, DateTimeOffset.UtcNow, "EUR")); // billed, uncorrected
+            }
+
+            // The second process: it finds the refusal in the journal and corrects the landed charge.
+            var journalAsLeft = await File.ReadAllTextAsync(journalFile);
+            await using (var audit = await AuditLog.OpenAsync(database, key, options))
+            await using (var ledger = await UsageLedger.OpenAsync(database))
+            {
+                using var deferred = new DeferredOutcomes(new Lazy<AuditLog>(() => audit), new Lazy<UsageLedger>(() => ledger), Health(database), loggers.CreateLogger<DeferredOutcomes>(), new RefusedInDoubtJournal(dataDirectory));
+                Assert.Equal(1, deferred.Recover());
+                Assert.Equal(1, await deferred.WriteAsync(CancellationToken.None));
+                Assert.Equal(0, deferred.Count);
+                Assert.False(File.Exists(journalFile)); // settled: forgotten
+            }
+
+            // A third, as if the second had stopped after its correction committed and before it forgot the refusal.
+            await File.WriteAllTextAsync(journalFile, journalAsLeft);
+            await using (var audit = await AuditLog.OpenAsync(database, key, options))
+            await using (var ledger = await UsageLedger.OpenAsync(database))
+            {
+                using var deferred = new DeferredOutcomes(new Lazy<AuditLog>(() => audit), new Lazy<UsageLedger>(() => ledger), Health(database), loggers.CreateLogger<DeferredOutcomes>(), new RefusedInDoubtJournal(dataDirectory));
+                Assert.Equal(1, deferred.Recover());
+                Assert.Equal(1, await deferred.WriteAsync(CancellationToken.None));
+                Assert.False(File.Exists(journalFile));
+                await audit.AppendAsync(Decision("after"));
+            }
+        }
+        finally
+        {
+            Directory.Delete(dataDirectory, recursive: true);
+        }
+
+        var scope = AuditChainScope.Of(chain);
+        var stored = await AuditStore.ReadEntriesAsync(database, scope, "seq >= 1 ORDER BY seq", scope.Bind, CancellationToken.None);
+        Assert.Equal([AuditActions.InferenceAllowed, AuditActions.InferenceAllowed, AuditActions.InferenceCompleted, AuditActions.InferenceCorrected, AuditActions.InferenceAllowed],
+            stored.Select(e => e.Action));
+        Assert.Equal(stored[2].Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture), stored[3].Details["corrects"]);
+        await using (var ledger = await UsageLedger.OpenAsync(database))
+        {
+            var record = await ledger.GetAsync("r-restart");
+            Assert.NotNull(record);
+            Assert.Equal((UsageOutcome.Refused, 0m), (record.Outcome, record.Cost));
+            Assert.Equal(0m, await ledger.GetSpendAsync("in-doubt", "k", UsagePeriod.Total, DateTimeOffset.UtcNow, "EUR"));
+        }
+
+        Assert.Empty(await Sovereign.Gateway.Metering.LedgerReconciliation.CheckAsync(database, CancellationToken.None));
+        Assert.Contains("r-restart", Assert.Single(logs, log => log.Event.Id == 4157).Message, StringComparison.Ordinal);
+        Assert.Contains("r-restart", Assert.Single(logs, log => log.Event.Id == 4191).Message, StringComparison.Ordinal);
+        var result = await AuditVerifier.VerifyAsync(database, key.PublicKeyPem);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+    }
+
     /// <summary>An outcome entry as the gateway writes it: tokens, and the cost its usage record bills.</summary>
     private static AuditRecord Outcome(string requestId, string outcome, long prompt, long completion, decimal cost) => Decision(requestId) with
     {
