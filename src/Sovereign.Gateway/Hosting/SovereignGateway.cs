@@ -165,7 +165,7 @@ public static class SovereignGateway
 
     /// <summary>
     /// Readiness: 200 <c>ready</c>, or 503 with why not (<c>loading</c>, <c>database_unavailable</c>,
-    /// <c>membership_lost</c>). Anyone who reaches the port (a load balancer, an orchestrator's probe) gets the status
+    /// <c>membership_lost</c>; on a node, <c>no_models</c>, <c>draining</c> and <c>down</c> with a <c>reason</c>). Anyone who reaches the port (a load balancer, an orchestrator's probe) gets the status
     /// alone: it told them the ids of the models loaded and, in an outage, where the database is. With the operator
     /// token it adds <c>models</c> and the failure's cause (<c>error</c>); another token is not refused, only anonymous.
     /// </summary>
@@ -192,8 +192,34 @@ public static class SovereignGateway
             return NotReady("database_unavailable", problem);
         }
 
+        // A node serves only its models: one that serves none, or that the operator drained or took down, gets no
+        // traffic from a load balancer either (gateways route around it already). A gateway or an all-in-one server is
+        // still the way in to the API, the console and the other nodes: ready without models of its own.
+        if (services.GetService<IOptions<Cluster.Hosting.SovereignClusterOptions>>()?.Value.Role == Cluster.Hosting.ServerRole.Node)
+        {
+            var localState = services.GetService<Routing.NodeDirectory>() is { } directory ? (await directory.GetLocalNodeAsync())?.State : null;
+            if (NodeNotReady(catalog.All.Count + (services.GetService<FrontedEngines>()?.All.Count ?? 0), localState) is { } notReady)
+            {
+                return Results.Json(new { status = notReady.Status, reason = notReady.Reason }, statusCode: StatusCodes.Status503ServiceUnavailable);
+            }
+        }
+
         return Results.Json(operatorAsks ? new { status = "ready", models = catalog.All.Select(m => m.Id) } : (object)new { status = "ready" });
     }
+
+    /// <summary>
+    /// Why a node (role <c>node</c>) is not ready, or null: <c>no_models</c> when it serves no model (none configured,
+    /// no engine fronted), <c>draining</c> or <c>down</c> when the operator set its state so (<paramref name="localState"/>,
+    /// as the registry holds it). The reason is for a human reading a probe's answer; it names nothing secret.
+    /// </summary>
+    internal static (string Status, string Reason)? NodeNotReady(int servedModels, string? localState) =>
+        localState == nameof(Residency.ControlPlane.NodeState.Draining)
+            ? ("draining", "This node is draining (sovereign nodes drain): it finishes the work it has and takes nothing new. sovereign nodes state <id> active puts it back in rotation.")
+        : localState == nameof(Residency.ControlPlane.NodeState.Down)
+            ? ("down", "An operator took this node out of rotation (state down): sovereign nodes state <id> active puts it back.")
+        : servedModels == 0
+            ? ("no_models", "This node serves no models: configure Sovereign:Models or Sovereign:Engines (or pull a model) and restart it.")
+        : null;
 
     /// <summary>The category of ASP.NET Core's request start/finish log lines (URL with query string).</summary>
     internal const string HostingDiagnosticsCategory = "Microsoft.AspNetCore.Hosting.Diagnostics";

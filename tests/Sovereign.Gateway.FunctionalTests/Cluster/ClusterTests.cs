@@ -526,6 +526,32 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
             var (exit, output) = await ClusterFixture.CliAsync(cluster.GatewayTh, "nodes", "drain", "node-t2", "--wait", "--timeout", "120");
             Assert.True(exit == 0, output);
             Assert.Contains("drained", output, StringComparison.Ordinal);
+
+            // A load balancer in front of the node sends it nothing either: /ready says why, /health stays 200 (alive).
+            // Before, a drained node answered /ready 200. Polled until the node's registry view has the drain (bounded).
+            using (var probe = draining.Client(null))
+            {
+                using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+                string ready;
+                while (true)
+                {
+                    using var answer = await probe.GetAsync("/ready", bound.Token);
+                    ready = await answer.Content.ReadAsStringAsync(bound.Token);
+                    if (answer.StatusCode == HttpStatusCode.ServiceUnavailable)
+                    {
+                        break;
+                    }
+
+                    Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+                    await Task.Delay(200, bound.Token);
+                }
+
+                using var body = JsonDocument.Parse(ready);
+                Assert.Equal("draining", body.RootElement.GetProperty("status").GetString());
+                Assert.Contains("draining", body.RootElement.GetProperty("reason").GetString(), StringComparison.Ordinal);
+                Assert.Equal(HttpStatusCode.OK, (await probe.GetAsync("/health")).StatusCode);
+            }
+
             draining.StopGracefully();
             await ClusterFixture.Expect(admin.DeleteAsync("/admin/v1/nodes/node-t2"), 200);
             var after = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => th.PostAsync("/v1/chat/completions", Json(Body))));
