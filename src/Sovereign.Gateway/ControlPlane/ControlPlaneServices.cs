@@ -155,6 +155,8 @@ internal static partial class ControlPlaneServices
         services.TryAddSingleton<CallerAuthenticator>();
         services.TryAddSingleton<NodeDirectory>();
         services.TryAddSingleton<Observability.PoolMetrics>();
+        // sovereign_budget_leases_open and sovereign_reservations_open (made once the server has started).
+        services.TryAddSingleton<Observability.MoneyMetrics>();
         services.TryAddSingleton<PrefixAffinity>();
         services.TryAddSingleton<InferenceRouter>();
         services.TryAddSingleton<LanguageRouting>();

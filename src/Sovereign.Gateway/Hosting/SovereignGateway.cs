@@ -139,6 +139,9 @@ public static class SovereignGateway
             {
                 _ = app.Services.GetService<PoolMetrics>();
             }
+
+            // Open budget leases and reservations, wherever money is admitted (a node's relayed requests too).
+            _ = app.Services.GetService<MoneyMetrics>();
         });
         app.Use(KestrelRejections.MarkApplicationResponses);
         app.UseRequestIds();

@@ -159,6 +159,7 @@ public sealed class AuditLog : IAsyncDisposable
     private readonly OperatorSigningKey _signingKey;
     private readonly AuditLogOptions _options;
     private readonly TimeProvider _time;
+    private readonly long _openedAt;
     private readonly ConcurrentQueue<Work> _pending = new();
     private int _leader;
     private readonly AuditChainScope _scope;
@@ -198,6 +199,7 @@ public sealed class AuditLog : IAsyncDisposable
         _signingKey = signingKey;
         _options = options;
         _time = time;
+        _openedAt = time.GetUtcNow().ToUnixTimeMilliseconds();
         _scope = AuditChainScope.Of(options.Chain);
         _state = new(0, _scope.Genesis, 0, null, 0);
         if (database.Provider == SqlProvider.Sqlite && options.SqliteWalCheckpointCommits > 0)
@@ -264,6 +266,10 @@ public sealed class AuditLog : IAsyncDisposable
 
         await log.LoadStateAsync(cancellationToken);
         log._opened = true;
+        if (options.SignsCheckpoints)
+        {
+            AuditMetrics.Track(log); // sovereign_audit_checkpoint_lag_*: a writer that signs its own head
+        }
         if (options.SignsCheckpoints && options.CheckpointMaxAge is { } age)
         {
             log._checkpointTimer = log._time.CreateTimer(static state => ((AuditLog)state!).OnCheckpointTimer(), log, age, age);
@@ -532,6 +538,24 @@ public sealed class AuditLog : IAsyncDisposable
         }
 
         return expected == head.Sequence && previous == head.Hash ? (head.Sequence, head.Hash, timestamp, from == 0 ? firstHash : null) : null;
+    }
+
+    /// <summary>
+    /// How far this writer's view of its chain's head is ahead of the newest signed checkpoint it knows: the entries no
+    /// checkpoint covers yet, and the seconds since that checkpoint while there are any (0 when the head is signed; an
+    /// upper bound on the oldest unsigned entry's age). Since the log's start when none was signed yet.
+    /// </summary>
+    internal (long Entries, double Seconds) CheckpointLag()
+    {
+        var state = _state;
+        var entries = state.Sequence - (state.LastCheckpoint?.Sequence ?? 0);
+        if (entries <= 0)
+        {
+            return (0, 0);
+        }
+
+        var since = state.LastCheckpoint is null ? _openedAt : state.CheckpointedAt;
+        return (entries, Math.Max(0, _time.GetUtcNow().ToUnixTimeMilliseconds() - since) / 1000.0);
     }
 
     /// <summary>Entries with <paramref name="fromSequence"/> &lt;= sequence &lt;= <paramref name="toSequence"/>, in order.</summary>
@@ -1027,6 +1051,7 @@ public sealed class AuditLog : IAsyncDisposable
             return;
         }
 
+        AuditMetrics.Untrack(this);
         if (_checkpointTimer is not null)
         {
             await _checkpointTimer.DisposeAsync();

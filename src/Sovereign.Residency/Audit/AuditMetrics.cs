@@ -6,7 +6,9 @@ namespace Sovereign.Residency.Audit;
 /// The audit log's commits as an on-call engineer watches them (meter <c>Sovereign.Audit</c>): every request waits on
 /// its decision entry committing, so a database that slows down shows here before requests time out
 /// (<c>sovereign_audit_commit_duration_seconds</c>, by outcome: <c>committed</c>, <c>failed</c>, <c>timed_out</c>), and
-/// <c>sovereign_audit_entries_total</c> counts the entries those commits carried. Ids, tenants and content never.
+/// <c>sovereign_audit_entries_total</c> counts the entries those commits carried; <c>sovereign_audit_checkpoint_lag_entries</c>
+/// and <c>sovereign_audit_checkpoint_lag_seconds</c> say how far each open writer's head is ahead of its newest signed
+/// checkpoint (what a verifier cannot yet prove untouched). Ids, tenants and content never.
 /// </summary>
 public static class AuditMetrics
 {
@@ -30,6 +32,49 @@ public static class AuditMetrics
 
     private static readonly Counter<long> Entries = Meter.CreateCounter<long>("sovereign.audit.entries", "{entry}",
         "Audit entries and checkpoints in the batches that ended, by outcome.");
+
+    private static readonly Lock Gate = new();
+    private static readonly List<AuditLog> Open = [];
+
+    /// <summary>The entries no checkpoint covers (<c>sovereign_audit_checkpoint_lag_entries</c>).</summary>
+    internal static ObservableGauge<long> LagEntries { get; } = Meter.CreateObservableGauge("sovereign.audit.checkpoint.lag.entries",
+        () => Observe(lag => lag.Entries), "{entry}",
+        "Entries of this writer's chain that no signed checkpoint covers yet, by chain (shared, or a member chain's name).");
+
+    /// <summary>The seconds since the newest checkpoint with entries unsigned (<c>sovereign_audit_checkpoint_lag_seconds</c>).</summary>
+    internal static ObservableGauge<double> LagSeconds { get; } = Meter.CreateObservableGauge("sovereign.audit.checkpoint.lag",
+        () => Observe(lag => lag.Seconds), "s",
+        "Seconds since this writer's newest signed checkpoint while entries wait unsigned (0 when the head is signed), by chain.");
+
+    /// <summary>Exports <paramref name="log"/>'s checkpoint lag until <see cref="Untrack"/>.</summary>
+    internal static void Track(AuditLog log)
+    {
+        lock (Gate)
+        {
+            Open.Add(log);
+        }
+    }
+
+    /// <summary>Stops exporting <paramref name="log"/>'s checkpoint lag (it is closed).</summary>
+    internal static void Untrack(AuditLog log)
+    {
+        lock (Gate)
+        {
+            Open.Remove(log);
+        }
+    }
+
+    private static IEnumerable<Measurement<T>> Observe<T>(Func<(long Entries, double Seconds), T> pick)
+        where T : struct
+    {
+        AuditLog[] open;
+        lock (Gate)
+        {
+            open = [.. Open];
+        }
+
+        return open.Select(log => new Measurement<T>(pick(log.CheckpointLag()), new KeyValuePair<string, object?>("chain", log.Scope.Name ?? "shared")));
+    }
 
     /// <summary>Records one batch of <paramref name="count"/> entries that ended as <paramref name="outcome"/> after <paramref name="elapsed"/>.</summary>
     internal static void BatchEnded(string outcome, int count, TimeSpan elapsed)

@@ -103,6 +103,68 @@ public sealed partial class MonitoringDocsTests
     }
 
     /// <summary>
+    /// Nothing told the on-call engineer how far the audit chain was ahead of its last signed checkpoint (what a verifier
+    /// cannot prove untouched yet), nor how much money a gateway held open in budget leases and reservations. Each is
+    /// on /metrics now, the lag by chain.
+    /// </summary>
+    [Fact]
+    public async Task Metrics_AuditCheckpointLag_AndOpenLeasesAndReservations_AreExported()
+    {
+        var run = await RunAsync(async (http, _) =>
+        {
+            using var ok = await http.PostAsync("/v1/chat/completions", Json(Chat));
+            Assert.Equal(200, (int)ok.StatusCode);
+            return [];
+        });
+
+        var lines = run.Metrics.Split('\n');
+        Assert.Contains(lines, l => l.StartsWith("sovereign_audit_checkpoint_lag_entries{", StringComparison.Ordinal) && l.Contains("chain=\"shared\"", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("sovereign_audit_checkpoint_lag_seconds{", StringComparison.Ordinal) && l.Contains("chain=\"shared\"", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("sovereign_budget_leases_open", StringComparison.Ordinal) && !l.StartsWith("sovereign_budget_leases_open_", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("sovereign_reservations_open", StringComparison.Ordinal) && !l.StartsWith("sovereign_reservations_open_", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// The lag's values: entries appended since the newest checkpoint, and the seconds since it while they wait; both 0
+    /// once the head is signed.
+    /// </summary>
+    [Fact]
+    public async Task AuditCheckpointLag_CountsUnsignedEntries_AndTheTimeSinceTheCheckpoint()
+    {
+        var directory = Directory.CreateTempSubdirectory("sovereign-lag-").FullName;
+        try
+        {
+            var clock = new Sovereign.Tests.ManualClock(DateTimeOffset.UtcNow);
+            using var key = Sovereign.Residency.Audit.OperatorSigningKey.CreateEphemeral();
+            var database = Sovereign.Storage.SqlDatabase.Sqlite(Path.Combine(directory, "sovereign.db"));
+            await using var audit = await Sovereign.Residency.Audit.AuditLog.OpenAsync(database, key, new Sovereign.Residency.Audit.AuditLogOptions { CheckpointInterval = 1000 }, clock);
+            Sovereign.Residency.Audit.AuditRecord Entry(int i) => new()
+            {
+                Kind = Sovereign.Residency.Audit.AuditKind.Admin, Actor = "lag", Action = Sovereign.Residency.Audit.AuditActions.TenantCreate, Tenant = $"t{i}",
+            };
+
+            await audit.AppendAsync(Entry(0));
+            await audit.CheckpointAsync();
+            Assert.Equal((0L, 0d), audit.CheckpointLag());
+
+            clock.Set(clock.GetUtcNow().AddSeconds(90));
+            for (var i = 1; i <= 3; i++)
+            {
+                await audit.AppendAsync(Entry(i));
+            }
+
+            Assert.Equal((3L, 90d), audit.CheckpointLag());
+            await audit.CheckpointAsync();
+            Assert.Equal((0L, 0d), audit.CheckpointLag());
+        }
+        finally
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    /// <summary>
     /// Found by explorer36: the pool's health was in <c>sovereign cluster status</c> only, nothing an alert could read.
     /// Iceland, which no other test uses: test servers share the process, so their pool gauges are all exported here.
     /// </summary>
