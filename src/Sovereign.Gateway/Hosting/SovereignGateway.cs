@@ -81,6 +81,13 @@ public static class SovereignGateway
                             : MeteringOptions.DefaultSpendSeriesLimit,
                     }
                     : null)
+                // The GenAI histograms carry the tenant: OpenTelemetry's 2,000 series each folded every tenant past
+                // about 1,000 into otel_metric_overflow. Their own limit, and a switch that drops the tenant label.
+                .AddView(instrument => GenAiMetrics.View(instrument,
+                    !bool.TryParse(builder.Configuration[$"{SovereignOptions.SectionName}:Metering:GenAiTenantLabel"], out var tenantLabel) || tenantLabel,
+                    int.TryParse(builder.Configuration[$"{SovereignOptions.SectionName}:Metering:GenAiSeriesLimit"], System.Globalization.CultureInfo.InvariantCulture, out var genAiLimit) && genAiLimit is >= 2_000 and <= 10_000_000
+                        ? genAiLimit
+                        : MeteringOptions.DefaultGenAiSeriesLimit))
                 .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)); // a scrape shows settled spend at once; /metrics needs the operator token, so scrapes are few
         if (!string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {

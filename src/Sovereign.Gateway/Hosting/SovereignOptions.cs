@@ -330,6 +330,23 @@ public sealed class MeteringOptions
     /// </summary>
     public int SpendSeriesLimit { get; set; } = DefaultSpendSeriesLimit;
 
+    /// <summary>The default of <see cref="GenAiSeriesLimit"/>.</summary>
+    public const int DefaultGenAiSeriesLimit = 20_000;
+
+    /// <summary>
+    /// Whether the GenAI histograms (<c>gen_ai_client_token_usage</c>, <c>gen_ai_server_*</c>) carry the <c>tenant</c>
+    /// label (default true). Off, they are per model, operation and outcome only, a few series whatever the number of
+    /// tenants; per-tenant tokens and cost stay in <c>sovereign_spend</c>, <c>sovereign usage</c> and the ledger.
+    /// </summary>
+    public bool GenAiTenantLabel { get; set; } = true;
+
+    /// <summary>
+    /// The most series each GenAI histogram keeps on <c>/metrics</c> (default 20,000: with the tenant label about
+    /// 10,000 tenants on one chat model; OpenTelemetry's own default, 2,000, folded every tenant past about 1,000 into
+    /// one <c>otel_metric_overflow</c> series). A series' slot is reserved up front (about 100 bytes), its buckets when used.
+    /// </summary>
+    public int GenAiSeriesLimit { get; set; } = DefaultGenAiSeriesLimit;
+
     /// <summary>
     /// Per plan, languages billed per character-equivalent: a request in one of them is charged the tokens the same
     /// text would take in English on that model (its tokens divided by the model's language-tax ratio), so speakers

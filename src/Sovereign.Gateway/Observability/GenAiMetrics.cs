@@ -9,7 +9,8 @@ namespace Sovereign.Gateway.Observability;
 /// Token usage and latency of every metered request, named and bucketed as the OpenTelemetry GenAI semantic
 /// conventions say (<c>gen_ai.client.token.usage</c>, <c>gen_ai.server.request.duration</c>,
 /// <c>gen_ai.server.time_to_first_token</c>, <c>gen_ai.server.time_per_output_token</c>). They also carry the
-/// tenant: the only exporter is /metrics, which only the operator may read.
+/// tenant (the only exporter is /metrics, which only the operator may read) unless the operator turns it off
+/// (<c>Sovereign:Metering:GenAiTenantLabel</c>); each keeps <c>Sovereign:Metering:GenAiSeriesLimit</c> series (<see cref="View"/>).
 /// </summary>
 public sealed class GenAiMetrics
 {
@@ -45,6 +46,24 @@ public sealed class GenAiMetrics
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5] });
     }
 
+    /// <summary>The histograms (for tests).</summary>
+    internal IReadOnlyList<Instrument> Instruments => [_tokenUsage, _requestDuration, _timeToFirstToken, _timePerOutputToken];
+
+    /// <summary>The label every series of these histograms carries unless the operator turns it off.</summary>
+    internal const string TenantTag = "tenant";
+
+    /// <summary>The labels kept when the tenant label is off (<see cref="Hosting.MeteringOptions.GenAiTenantLabel"/>).</summary>
+    private static readonly string[] KeptWithoutTenant = ["gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "error.type", "gen_ai.token.type"];
+
+    /// <summary>
+    /// The view for this meter's histograms: at most <paramref name="seriesLimit"/> series each, and without the
+    /// <c>tenant</c> label when <paramref name="tenantLabel"/> is false. Null for any other instrument.
+    /// </summary>
+    internal static OpenTelemetry.Metrics.MetricStreamConfiguration? View(Instrument instrument, bool tenantLabel, int seriesLimit) =>
+        instrument.Meter.Name == MeterName && instrument.Name.StartsWith("gen_ai.", StringComparison.Ordinal)
+            ? new OpenTelemetry.Metrics.MetricStreamConfiguration { CardinalityLimit = seriesLimit, TagKeys = tenantLabel ? null : KeptWithoutTenant }
+            : null;
+
     /// <summary>
     /// The GenAI operation of a request (OpenTelemetry's well-known values): <c>embeddings</c> for embedding models,
     /// <c>text_completion</c> for the legacy completions endpoint, <c>chat</c> otherwise.
@@ -61,7 +80,7 @@ public sealed class GenAiMetrics
             { "gen_ai.operation.name", OperationOf(routed) },
             { "gen_ai.provider.name", ProviderName },
             { "gen_ai.request.model", routed.Model },
-            { "tenant", routed.Caller.TenantId },
+            { TenantTag, routed.Caller.TenantId },
         };
         if (outcome is not UsageOutcome.Completed)
         {

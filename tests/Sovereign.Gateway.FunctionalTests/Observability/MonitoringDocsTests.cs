@@ -165,6 +165,45 @@ public sealed partial class MonitoringDocsTests
     }
 
     /// <summary>
+    /// The GenAI histograms carry <c>tenant</c>, and kept OpenTelemetry's 2,000 series each: past about 1,000 tenants
+    /// (two token types a tenant) every later one went into one overflow series. Each now keeps
+    /// <c>Sovereign:Metering:GenAiSeriesLimit</c> (20,000 by default), and <c>GenAiTenantLabel=false</c> drops the label.
+    /// </summary>
+    [Fact]
+    public void GenAiHistograms_KeepTheirOwnSeriesLimit_AndDropTheTenantOnlyWhenTold()
+    {
+        foreach (var instrument in Sovereign.Gateway.Observability.GenAiMetrics.Instance.Instruments)
+        {
+            var on = Assert.IsType<OpenTelemetry.Metrics.MetricStreamConfiguration>(Sovereign.Gateway.Observability.GenAiMetrics.View(instrument, tenantLabel: true, Sovereign.Gateway.Hosting.MeteringOptions.DefaultGenAiSeriesLimit));
+            Assert.Equal((20_000, (string[]?)null), (on.CardinalityLimit, on.TagKeys));
+            var off = Sovereign.Gateway.Observability.GenAiMetrics.View(instrument, tenantLabel: false, 50_000)!;
+            Assert.Equal(50_000, off.CardinalityLimit);
+            Assert.DoesNotContain("tenant", off.TagKeys!);
+            Assert.Contains("gen_ai.request.model", off.TagKeys!);
+        }
+
+        using var other = new Meter("Sovereign.Tests.NotGenAi");
+        Assert.Null(Sovereign.Gateway.Observability.GenAiMetrics.View(other.CreateHistogram<double>("gen_ai.other"), true, 20_000));
+    }
+
+    /// <summary>With the tenant label off, a served request's GenAI series name its model and no tenant.</summary>
+    [Fact]
+    public async Task Metrics_GenAiTenantLabelOff_TheHistogramsCarryNoTenant()
+    {
+        var run = await RunAsync(async (http, _) =>
+        {
+            using var ok = await http.PostAsync("/v1/chat/completions", Json(Chat));
+            Assert.Equal(200, (int)ok.StatusCode);
+            return [];
+        }, new Dictionary<string, string?> { ["Sovereign:Metering:GenAiTenantLabel"] = "false" });
+
+        var usage = run.Metrics.Split('\n').Where(l => l.StartsWith("gen_ai_client_token_usage_count{", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(usage);
+        Assert.All(usage, l => Assert.DoesNotContain("tenant=", l, StringComparison.Ordinal));
+        Assert.Contains(usage, l => l.Contains("gen_ai_request_model=\"stories\"", StringComparison.Ordinal));
+    }
+
+    /// <summary>
     /// Found by explorer36: the pool's health was in <c>sovereign cluster status</c> only, nothing an alert could read.
     /// Iceland, which no other test uses: test servers share the process, so their pool gauges are all exported here.
     /// </summary>
@@ -325,7 +364,7 @@ public sealed partial class MonitoringDocsTests
     /// token; returns what <paramref name="act"/> returned, the scrape, the server's log and the instruments published.
     /// </summary>
     private static async Task<(string[] Results, string Metrics, List<(LogLevel Level, EventId Event, string Message)> Logs, HashSet<string> Instruments)> RunAsync(
-        Func<HttpClient, HttpClient, Task<string[]>> act)
+        Func<HttpClient, HttpClient, Task<string[]>> act, IDictionary<string, string?>? overrides = null)
     {
         var dataDirectory = Directory.CreateTempSubdirectory("sovereign-test-").FullName;
         var app = ServeCommand.Build(new ServeSettings
@@ -333,6 +372,7 @@ public sealed partial class MonitoringDocsTests
             Models = [new ModelOptions { Id = ServerFixture.Stories, Path = TestModels.Stories260K, ContextLength = 256, Parallel = 2, Threads = 1 }],
             Urls = "http://127.0.0.1:0",
             DataDirectory = dataDirectory,
+            Overrides = overrides ?? new Dictionary<string, string?>(),
         }, []);
         var captured = new ConcurrentQueue<(string Category, LogLevel Level, EventId Event, string Message)>();
         using var capture = new CapturingLoggerProvider(captured);
