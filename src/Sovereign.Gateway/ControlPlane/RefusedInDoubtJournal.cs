@@ -32,8 +32,18 @@ internal sealed class RefusedInDoubtJournal
         Path = System.IO.Path.Combine(directory, FileName);
         if (File.Exists(Path))
         {
-            var stored = JsonSerializer.Deserialize<List<Refusal>>(File.ReadAllText(Path), Json) ?? [];
-            _refusals.AddRange(stored);
+            try
+            {
+                _refusals.AddRange(JsonSerializer.Deserialize<List<Refusal>>(File.ReadAllText(Path), Json) ?? []);
+            }
+            catch (JsonException ex)
+            {
+                // Written whole and renamed, so this is a file changed by hand or a damaged disk: the start stops and
+                // says so, rather than forget refusals whose late charges it should correct.
+                throw new InvalidDataException(
+                    $"{Path} cannot be read ({ex.Message}). It lists requests refused 503 while their outcome's commit was in doubt, to correct a late charge at start. " +
+                    "Restore it from a backup, or move it aside to start without it (a late charge it names then stays billed: audit verify's ledger check and inference.corrected entries show which).", ex);
+            }
         }
     }
 

@@ -207,7 +207,20 @@ public static class SovereignGateway
         // still the way in to the API, the console and the other nodes: ready without models of its own.
         if (services.GetService<IOptions<Cluster.Hosting.SovereignClusterOptions>>()?.Value.Role == Cluster.Hosting.ServerRole.Node)
         {
-            var localState = services.GetService<Routing.NodeDirectory>() is { } directory ? (await directory.GetLocalNodeAsync())?.State : null;
+            string? localState = null;
+            if (services.GetService<Routing.NodeDirectory>() is { } directory)
+            {
+                try
+                {
+                    localState = (await directory.GetLocalNodeAsync())?.State;
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // The registry did not answer: its state unknown, the node is judged by its models (the database
+                    // check above already answered for an outage).
+                }
+            }
+
             if (NodeNotReady(catalog.All.Count + (services.GetService<FrontedEngines>()?.All.Count ?? 0), localState) is { } notReady)
             {
                 return Results.Json(new { status = notReady.Status, reason = notReady.Reason }, statusCode: StatusCodes.Status503ServiceUnavailable);
