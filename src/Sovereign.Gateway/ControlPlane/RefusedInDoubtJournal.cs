@@ -42,7 +42,7 @@ internal sealed class RefusedInDoubtJournal
                 // says so, rather than forget refusals whose late charges it should correct.
                 throw new InvalidDataException(
                     $"{Path} cannot be read ({ex.Message}). It lists requests refused 503 while their outcome's commit was in doubt, to correct a late charge at start. " +
-                    "Restore it from a backup, or move it aside to start without it (a late charge it names then stays billed: audit verify's ledger check and inference.corrected entries show which).", ex);
+                    "Restore it from a backup, or move it aside to start without it (a late charge it names then stays billed: the request ids are in the moved file).", ex);
             }
         }
     }
