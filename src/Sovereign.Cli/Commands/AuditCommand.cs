@@ -20,6 +20,7 @@ internal static class AuditCommand
         command.Subcommands.Add(CreateArchive());
         command.Subcommands.Add(CreateVerifyExport());
         command.Subcommands.Add(CreatePublicKey());
+        command.Subcommands.Add(CreateFind());
         return command;
     }
 
@@ -754,6 +755,101 @@ internal static class AuditCommand
         }
 
         return SqlDatabase.Sqlite(path);
+    }
+
+    /// <summary>
+    /// <c>sovereign audit find ID</c>: the entries of the request a response's body id or a request id names
+    /// (<see cref="AuditRequestLookup"/>), each re-hashed here; what an auditor handed a client's response asks first.
+    /// </summary>
+    private static Command CreateFind()
+    {
+        var dataDir = DataDirectoryOption();
+        var database = DatabaseOption();
+        var id = new Argument<string>("id")
+        {
+            Description = "The response's body id (chatcmpl-..., cmpl-..., resp_..., or the engine's) or its x-sovereign-audit-id / x-request-id (req_...).",
+        };
+        var from = new Option<string?>("--from")
+        {
+            Description = "Search for a response id from this time on, ISO 8601 (the response's 'created', less a margin; default: the whole log).",
+        };
+        var json = new Option<bool>("--json") { Description = "Print the entries as GET /admin/v1/audit?id= lists them (data), for scripts." };
+        var command = new Command("find",
+            "Find the audit entries of one request from its response's id or its audit id: where it was decided and ran (node, jurisdiction), its outcome. " +
+            "Exit 0 found, 1 none found, 3 an entry found does not re-hash.")
+        {
+            id, dataDir, database, from, json,
+        };
+        command.SetAction(async (result, ct) =>
+        {
+            var wanted = result.GetValue(id)!;
+            if (!AuditRequestLookup.IsValidId(wanted))
+            {
+                Console.Error.WriteLine($"sovereign audit find: '{Residency.DisplayText.Escaped(wanted)}' is not a response or request id: 1 to 128 ASCII letters, digits, '-', '_', '.' or ':'.");
+                return 2;
+            }
+
+            if (!TryTime(result.GetValue(from), "--from", DateTimeOffset.UnixEpoch, out var since, "find"))
+            {
+                return 2;
+            }
+
+            var directory = result.GetValue(dataDir) ?? AdminConnection.DefaultDataDirectory;
+            var db = OpenDatabase(result.GetValue(database), directory, "find");
+            if (db is null)
+            {
+                return 2;
+            }
+
+            var entries = await AuditRequestLookup.FindAsync(db, wanted, since == DateTimeOffset.UnixEpoch ? null : since, cancellationToken: ct);
+            if (result.GetValue(json))
+            {
+                Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new { data = entries.Select(AdminApi.AuditJson) }, Gateway.OpenAI.OpenAIJson.Options));
+                return entries.Count > 0 ? Output.ExitCodes.Success : Output.ExitCodes.Failed;
+            }
+
+            if (entries.Count == 0)
+            {
+                Console.WriteLine($"No audit entry names '{wanted}' (as a response's id, a request's id or a relayed request's).");
+                return Output.ExitCodes.Failed;
+            }
+
+            foreach (var e in entries)
+            {
+                // Each entry re-hashed: what it says is what the chain holds (run 'audit verify' for the chain around it).
+                var intact = AuditCanonical.EntryHash(e) == e.Hash;
+                var where = e.Chain is { } chain ? $"{chain}:{e.Sequence}" : e.Sequence.ToString(CultureInfo.InvariantCulture);
+                var fields = new List<string>
+                {
+                    $"{where}  {Output.CliTime.FromUnixMilliseconds(e.Timestamp)}  {e.Action}",
+                    $"tenant {e.Tenant ?? "-"}", $"model {e.Model ?? "-"}", $"gateway {e.Gateway ?? "-"}", $"node {e.Node ?? "-"}", $"jurisdiction {e.Jurisdiction ?? "-"}",
+                };
+                if (e.Decision is not null)
+                {
+                    fields.Add($"decision {e.Decision.Value.ToString().ToLowerInvariant()}{(e.DecisionCode is { } code ? $" ({code})" : "")}");
+                }
+
+                foreach (var detail in (string[])["request_id", "response_id", AuditRequestLookup.RelayOfDetail, "outcome", "refusal_code", "cost", "currency"])
+                {
+                    if (e.Details.TryGetValue(detail, out var value))
+                    {
+                        fields.Add($"{detail} {value}");
+                    }
+                }
+
+                if (e.PromptTokens is not null || e.CompletionTokens is not null)
+                {
+                    fields.Add(string.Create(CultureInfo.InvariantCulture, $"tokens {e.PromptTokens}+{e.CompletionTokens}"));
+                }
+
+                fields.Add($"hash {e.Hash} ({(intact ? "re-hashes" : "DOES NOT RE-HASH: modified")})");
+                Console.WriteLine(Residency.DisplayText.Escaped(string.Join(", ", fields)));
+            }
+
+            Console.WriteLine("Each entry re-hashed on its own; 'sovereign audit verify' checks the chain they are in, and an export of their time verifies offline.");
+            return entries.Any(e => AuditCanonical.EntryHash(e) != e.Hash) ? Output.ExitCodes.IntegrityFailure : Output.ExitCodes.Success;
+        });
+        return command;
     }
 
     private static bool TryTime(string? value, string option, DateTimeOffset fallback, out DateTimeOffset time, string verb = "export")

@@ -377,8 +377,12 @@ internal static class OperatorPages
             return refusal;
         }
 
-        var audit = await new ConsoleApiClient(context, session!.Credential).GetAsync("/admin/v1/audit?order=desc&limit=100", context.RequestAborted);
-        return ConsoleEndpoints.Html(AuditPage(session, audit, null));
+        var api = new ConsoleApiClient(context, session!.Credential);
+        var audit = await api.GetAsync("/admin/v1/audit?order=desc&limit=100", context.RequestAborted);
+        // An auditor handed a client's response: the entries of the request its body id (or audit id) names.
+        var id = context.Request.Query["id"].ToString();
+        (string Id, ApiAnswer Answer)? found = id.Length == 0 ? null : (id, await api.GetAsync("/admin/v1/audit?id=" + Uri.EscapeDataString(id), context.RequestAborted));
+        return ConsoleEndpoints.Html(AuditPage(session, audit, null, found));
     }
 
     public static async Task<IResult> VerifyAudit(HttpContext context)
@@ -390,14 +394,41 @@ internal static class OperatorPages
         }
 
         var api = new ConsoleApiClient(context, session!.Credential);
-        var result = await api.SendAsync(HttpMethod.Post, "/admin/v1/audit/verify", null, context.RequestAborted);
+        // The CLI's --max-uncovered-age: how old the oldest entry no signed checkpoint covers may be (the API checks the number).
+        var form = context.Request.HasFormContentType ? await context.Request.ReadFormAsync(context.RequestAborted) : null;
+        var maxUncovered = form?["max_uncovered_seconds"].ToString() is { Length: > 0 } seconds ? "?max_uncovered_seconds=" + Uri.EscapeDataString(seconds) : "";
+        var result = await api.SendAsync(HttpMethod.Post, "/admin/v1/audit/verify" + maxUncovered, null, context.RequestAborted);
         var audit = await api.GetAsync("/admin/v1/audit?order=desc&limit=100", context.RequestAborted);
         return ConsoleEndpoints.Html(AuditPage(session, audit, result));
     }
 
-    private static ConsolePage AuditPage(ConsoleSession session, ApiAnswer audit, ApiAnswer? verification)
+    private static ConsolePage AuditPage(ConsoleSession session, ApiAnswer audit, ApiAnswer? verification, (string Id, ApiAnswer Answer)? found = null)
     {
         var page = new ConsolePage("Audit log", session);
+        if (found is { } f)
+        {
+            if (!f.Answer.Ok)
+            {
+                page.Notice("Cannot look it up: " + f.Answer.ErrorMessage, error: true);
+            }
+            else if (!f.Answer.Data.Any())
+            {
+                page.Notice($"No audit entry names '{f.Id}' (as a response's id, a request's id or a relayed request's).", error: true);
+            }
+            else
+            {
+                static string Detail(JsonElement e, string key) =>
+                    e.TryGetProperty("details", out var d) && d.ValueKind == JsonValueKind.Object && d.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()! : "";
+                page.Table($"Entries of {f.Id}", ["seq", "time", "action", "tenant", "model", "gateway", "node", "jurisdiction", "decision", "request", "response", "outcome", "hash"],
+                    f.Answer.Data.Select(e => (IReadOnlyList<string>)
+                    [
+                        ConsolePage.Text(e, "chain") is { Length: > 0 } chain ? $"{chain}:{ConsolePage.Text(e, "sequence")}" : ConsolePage.Text(e, "sequence"), ConsolePage.Time(e, "timestamp"),
+                        ConsolePage.Text(e, "action"), ConsolePage.Text(e, "tenant"), ConsolePage.Text(e, "model"), ConsolePage.Text(e, "gateway"), ConsolePage.Text(e, "node"),
+                        ConsolePage.Text(e, "jurisdiction"), ConsolePage.Text(e, "decision"), Detail(e, "request_id"), Detail(e, "response_id"), Detail(e, "outcome"), ConsolePage.Text(e, "hash"),
+                    ]), id: "found");
+            }
+        }
+
         if (verification is { } v)
         {
             if (!v.Ok)
@@ -438,8 +469,9 @@ internal static class OperatorPages
             }
         }
 
-        page.Raw("""
-            <form method="post" action="/console/audit/verify"><button type="submit">Verify the whole audit log</button></form>
+        page.Raw($$"""
+            <form method="get" action="/console/audit" class="stack" id="find-form"><label>Response or request id <input name="id" required maxlength="128" placeholder="chatcmpl-…, resp_…, req_…" value="{{ConsolePage.E(found?.Id)}}"></label><button type="submit">Find its entries</button></form>
+            <form method="post" action="/console/audit/verify" class="stack"><label>Uncovered entries may be this old (seconds) <input name="max_uncovered_seconds" type="number" min="0" placeholder="600"></label><button type="submit">Verify the whole audit log</button></form>
             <p>For an auditor: <code>sovereign audit export --tenant ID -o export.jsonl</code> and <code>sovereign audit public-key</code>, then <a href="/console/verify">verify the export in a browser</a>.</p>
             """);
         AuditTable(page, audit.Data, "Latest audit entries");

@@ -54,7 +54,7 @@ public static class AdminApi
         admin.MapGet("/models", ListModels);
         admin.MapPost("/models/{id}/load", LoadModel);
         admin.MapPost("/models/{id}/unload", UnloadModel);
-        admin.MapGet("/audit", ReadAudit).Takes("tenant", "from", "to", "limit", "order", "after");
+        admin.MapGet("/audit", ReadAudit).Takes("tenant", "from", "to", "limit", "order", "after", "id");
         admin.MapPost("/audit/verify", VerifyAudit).Takes("max_uncovered_seconds");
         admin.MapPost("/audit/checkpoint", Checkpoint);
         admin.MapFallback((HttpContext context) =>
@@ -767,6 +767,11 @@ public static class AdminApi
     {
         var query = context.Request.Query;
         var (from, to) = AuditRange(query["from"], query["to"]);
+        if (query.ContainsKey("id"))
+        {
+            return await FindRequestAsync(audit, query, from, to, tenant, context.RequestAborted);
+        }
+
         var limit = ListPaging.Limit(query, MaxAuditPage, MaxAuditPage);
         // A member chain's entry is named CHAIN:SEQUENCE (a cluster whose members keep their own chains); a plain
         // number is the shared chain's sequence, as before member chains.
@@ -802,6 +807,41 @@ public static class AdminApi
             first_id = page.Count > 0 ? CursorOf(page[0]) : null,
             last_id = page.Count > 0 ? CursorOf(page[Math.Min(page.Count, limit) - 1]) : null,
             has_more = page.Count > limit,
+        };
+    }
+
+    /// <summary>
+    /// <c>?id=</c>: the entries of the request that a response's body id (<c>chatcmpl-...</c>, <c>cmpl-...</c>,
+    /// <c>resp_...</c>, an engine's) or a request id (<c>x-sovereign-audit-id</c>) names, in time order, as one page
+    /// (<see cref="AuditRequestLookup"/>): what an auditor handed a client's response asks. <c>from</c> bounds the search
+    /// for a response id (the response's <c>created</c>); paging does not apply.
+    /// </summary>
+    private static async Task<object> FindRequestAsync(AuditLog audit, IQueryCollection query, DateTimeOffset from, DateTimeOffset to, string? tenant, CancellationToken cancellationToken)
+    {
+        var id = query["id"].ToString();
+        if (!AuditRequestLookup.IsValidId(id))
+        {
+            throw OpenAIException.BadRequest(
+                $"id '{RequestReader.Shorten(id)}' is not a response or request id: 1 to 128 ASCII letters, digits, '-', '_', '.' or ':'.", "id", "invalid_value");
+        }
+
+        foreach (var paging in (string[])["after", "order", "limit"])
+        {
+            if (query.ContainsKey(paging))
+            {
+                throw OpenAIException.BadRequest($"{paging} pages the log; with id the answer is that request's entries, one page.", paging, "invalid_value");
+            }
+        }
+
+        var entries = (await audit.FindRequestAsync(id, from == DateTimeOffset.UnixEpoch ? null : from, tenant, cancellationToken))
+            .Where(e => e.Timestamp < to.ToUnixTimeMilliseconds() && (tenant is null || e.Tenant == tenant)).ToList();
+        return new
+        {
+            @object = "list",
+            data = entries.Select(AuditJson),
+            first_id = entries.Count > 0 ? CursorOf(entries[0]) : null,
+            last_id = entries.Count > 0 ? CursorOf(entries[^1]) : null,
+            has_more = false,
         };
     }
 

@@ -90,6 +90,7 @@ internal static class ChatCompletionsEndpoint
 
         var local = (LocalGeneration)governed.Execution!;
         var id = GenerationRun.NewId("chatcmpl-");
+        governed.Route!.ResponseId = id; // its outcome entry names it (response_id)
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         var modelId = governed.Route!.Model;
         var toolFormat = governed.Route.Local!.Batcher!.Model.Info.ToolCallFormat;

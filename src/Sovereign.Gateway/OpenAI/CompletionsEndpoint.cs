@@ -73,6 +73,7 @@ internal static class CompletionsEndpoint
         var local = (LocalGeneration)governed.Execution!;
         var promptTokens = local.PromptTokens;
         var id = GenerationRun.NewId("cmpl-");
+        governed.Route!.ResponseId = id; // its outcome entry names it (response_id)
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         var fingerprint = ChatCompletionsEndpoint.SystemFingerprint;
         var modelId = governed.Route!.Model;

@@ -27,7 +27,7 @@ public static class OpenAIApi
         v1.MapGet("/models", ListModels);
         // Catch-all: engine-served ids often have a slash (meta-llama/Llama-3-8B), which SDKs send unescaped or as %2F.
         v1.MapGet("/models/{**id}", GetModel);
-        v1.MapGet("/audit", TenantAudit).Takes("from", "to", "limit", "order", "after");
+        v1.MapGet("/audit", TenantAudit).Takes("from", "to", "limit", "order", "after", "id");
         v1.MapFallback(NotFound).AnyQuery();
         return v1;
     }

@@ -95,6 +95,9 @@ internal static partial class ResponsesEndpoint
         governed.Route!.ContinuedFrom = request.PreviousResponseId;
         var shape = new ResponseShape(
             GenerationRun.NewId("resp_"), GenerationRun.NewId("msg_"), time.GetUtcNow().ToUnixTimeSeconds(), governed.Route!.Model, request);
+
+        // The id is this gateway's wherever the request runs (a relay's chat answer is translated here): its outcome entry names it.
+        governed.Route.ResponseId = shape.Id;
         if (request.Store == true)
         {
             // The conversation this response ends, without this request's instructions (a continuation brings its own).

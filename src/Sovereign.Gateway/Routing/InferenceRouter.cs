@@ -122,6 +122,14 @@ public sealed class RoutedRequest
 
     /// <summary>What its usage record bills, set before the outcome's entry is written: the entry states it, so the ledger can be checked against the chain.</summary>
     internal (decimal Amount, string Currency)? Billed { get; set; }
+
+    /// <summary>
+    /// The <c>id</c> of the answer's body (<c>chatcmpl-...</c>, <c>cmpl-...</c>, <c>resp_...</c>), once the endpoint
+    /// chose it or the engine that ran it sent it: the outcome's entry states it as <c>response_id</c>, so an auditor
+    /// handed a client's response finds its entry (the body is what clients keep; the <c>x-sovereign-audit-id</c>
+    /// header is often dropped).
+    /// </summary>
+    internal string? ResponseId { get; set; }
 }
 
 /// <summary>A model as /v1/models lists it.</summary>
@@ -584,7 +592,7 @@ public sealed class InferenceRouter(
             Decision = AuditDecision.Allowed,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
-            Details = WithRefusalCode(BilledDetails(CharacterEquivalentDetails(StoredContentDetails(AliasDetails(LanguageRouting.WithGroup(LanguageRouting.WithConfidence(new Dictionary<string, string>(DetailsCapacity, StringComparer.Ordinal) { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.LanguageGroup), request.Alias, request.AliasChoice), request), request.CharacterEquivalent), request.Billed), refusalCode),
+            Details = WithResponseId(WithRefusalCode(BilledDetails(CharacterEquivalentDetails(StoredContentDetails(AliasDetails(LanguageRouting.WithGroup(LanguageRouting.WithConfidence(new Dictionary<string, string>(DetailsCapacity, StringComparer.Ordinal) { ["request_id"] = request.RequestId, ["outcome"] = outcome, ["language"] = request.Language ?? LanguageDetection.Undetermined }, request.LanguageConfidence), request.LanguageGroup), request.Alias, request.AliasChoice), request), request.CharacterEquivalent), request.Billed), refusalCode), request.ResponseId),
 
             // Made here for this record alone, and never changed after: its entry keeps it instead of a copy.
             HandsOverCollections = true,
@@ -592,10 +600,23 @@ public sealed class InferenceRouter(
 
     /// <summary>
     /// Room for a routed request's usual details (request id, outcome, language and its confidence, cost, currency,
-    /// endpoint, instance): the dictionary is made once at its size, not grown from three. Ordinal, as the audit entry's
+    /// endpoint, instance, the answer's id): the dictionary is made once at its size, not grown from three. Ordinal, as the audit entry's
     /// copy of it is (<c>AuditEntry.FromRecord</c>), so that copy takes its entries as they are, without hashing each again.
     /// </summary>
-    private const int DetailsCapacity = 8;
+    private const int DetailsCapacity = 9;
+
+    /// <summary>The detail naming the answer's body <c>id</c> in an outcome entry (<see cref="RoutedRequest.ResponseId"/>).</summary>
+    internal const string ResponseIdDetail = "response_id";
+
+    private static Dictionary<string, string> WithResponseId(Dictionary<string, string> details, string? responseId)
+    {
+        if (responseId is not null)
+        {
+            details[ResponseIdDetail] = responseId;
+        }
+
+        return details;
+    }
 
     private static Dictionary<string, string> WithRefusalCode(Dictionary<string, string> details, string? refusalCode)
     {

@@ -107,6 +107,58 @@ internal sealed class RelayProgress
         }
     }
 
+    /// <summary>The <c>id</c> of the engine's answer (its first event's, in a stream), as the client receives it; null until read, or when it has none we would record.</summary>
+    public string? ResponseId { get; private set; }
+
+    private bool _responseIdRead;
+
+    /// <summary>
+    /// Reads the answer's top-level <c>id</c> from <paramref name="json"/> (a whole answer, or a stream's event) unless an
+    /// earlier part gave it: once per relay, so a stream pays for one event's scan. The outcome's audit entry states it
+    /// (<c>response_id</c>), so an auditor handed the client's body finds the entry. An id that is not a plain token
+    /// (<see cref="RecordableResponseId"/>) is not recorded: the engine wrote it, and it would reach a terminal.
+    /// </summary>
+    internal void ReadResponseId(ReadOnlySpan<byte> json)
+    {
+        if (_responseIdRead)
+        {
+            return;
+        }
+
+        try
+        {
+            var reader = new Utf8JsonReader(json);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                return; // [DONE], a comment: wait for an event that is an object
+            }
+
+            _responseIdRead = true;
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                if (reader.ValueTextEquals("id"u8))
+                {
+                    ResponseId = reader.Read() && reader.TokenType == JsonTokenType.String && reader.GetString() is { } id && RecordableResponseId(id) ? id : null;
+                    return;
+                }
+
+                reader.Read();
+                reader.Skip();
+            }
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            // Not JSON the relay can read (the relay's own reading reports it); no id recorded.
+        }
+    }
+
+    /// <summary>An id as engines make them: 1 to 128 ASCII letters, digits, '-', '_', '.', ':'.</summary>
+    internal static bool RecordableResponseId(string id) =>
+        id.Length is > 0 and <= 128 && id.AsSpan().IndexOfAnyExcept(ResponseIdCharacters) < 0;
+
+    private static readonly System.Buffers.SearchValues<char> ResponseIdCharacters =
+        System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:");
+
     internal void Delivered()
     {
         if (Interlocked.Increment(ref _chunks) == 1)
@@ -786,6 +838,7 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
         try
         {
             var answer = buffer.AsSpan(0, filled);
+            progress.ReadResponseId(answer);
             // An answer with tool calls takes the node path: their ids may need making distinct (RelayedCallIds).
             if (progress.Completion is null && answer.IndexOf("\"tool_calls\""u8) < 0
                 && JsonAnswerRewrite.TryRewrite(answer, clientModel, out var relayed, out var usage))
@@ -820,6 +873,7 @@ internal sealed class UpstreamProxy(IHttpMessageHandlerFactory handlers, ILogger
         var events = 0;
         await foreach (var line in ReadEventsAsync(response, progress, idle, context.RequestAborted, idleTimer))
         {
+            progress.ReadResponseId(line.AsSpan(DataStart(line)));
             if (rewrites && StreamEventRewrite.TryRewrite(line.AsSpan(DataStart(line)), clientModel, clientWantsUsage, out var read))
             {
                 if (read.Usage is { } usage)

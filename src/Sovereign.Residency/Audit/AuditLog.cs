@@ -673,6 +673,10 @@ public sealed class AuditLog : IAsyncDisposable
         }, cancellationToken);
     }
 
+    /// <summary>The entries of the request a response's body id or a request id names (<see cref="AuditRequestLookup.FindAsync"/>).</summary>
+    public Task<IReadOnlyList<AuditEntry>> FindRequestAsync(string id, DateTimeOffset? from = null, string? tenant = null, CancellationToken cancellationToken = default) =>
+        AuditRequestLookup.FindAsync(_database, id, from, tenant, cancellationToken);
+
     private volatile bool _memberEntriesSeen;
 
     /// <summary>Whether any member chain holds entries (once seen, for good: member chains are never archived).</summary>

@@ -144,6 +144,35 @@ public sealed class FrontedEngineTests(FrontedEngineFixture fixture) : IClassFix
     }
 
     /// <summary>
+    /// A relayed answer's body id is the engine's (the client receives it as the engine wrote it): the outcome entry
+    /// states it as <c>response_id</c>, whole answer or stream, so the auditor finds the entry from the client's body.
+    /// Before, no entry named the engine's id.
+    /// </summary>
+    [Fact]
+    public async Task RelayedAnswer_TheEnginesBodyId_IsInTheOutcomeEntry_AndFindsIt()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync(ThOnly);
+        using var client = fixture.Client(key);
+        foreach (var stream in new[] { "false", "true" })
+        {
+            using var response = await client.PostAsync("/v1/chat/completions",
+                Json($$"""{"model":"{{FrontedEngineFixture.Model}}","messages":[{"role":"user","content":"relayed id"}],"max_tokens":2,"stream":{{stream}}}"""));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+            Assert.Contains("\"id\":\"chatcmpl-fake\"", text, StringComparison.Ordinal);
+            var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+            var outcome = Assert.Single(JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/audit?id={auditId}")).RootElement.GetProperty("data").EnumerateArray(),
+                e => e.GetProperty("action").GetString() == "inference.completed");
+            Assert.Equal("chatcmpl-fake", outcome.GetProperty("details").GetProperty("response_id").GetString());
+        }
+
+        // This engine gives every answer the same id: the search names every request of the tenant that carried it.
+        var found = JsonDocument.Parse(await fixture.Admin.GetStringAsync($"/admin/v1/audit?id=chatcmpl-fake&tenant={tenant}")).RootElement.GetProperty("data").EnumerateArray().ToList();
+        Assert.Equal(2, found.Count(e => e.GetProperty("action").GetString() == "inference.completed"));
+        Assert.Equal(2, found.Count(e => e.GetProperty("action").GetString() == "inference.allowed"));
+    }
+
+    /// <summary>
     /// The engine's prompt cache is kept apart per tenant (PromptCache salt, vLLM's cache_salt): the gateway sets the salt
     /// from the tenant, replacing one the client sent, so tenant B cannot name tenant A's salt; a client's own salt
     /// narrows its tenant's. Before, every tenant's prompts shared the engine's cache (cached_tokens told B what A sent).

@@ -287,6 +287,8 @@ internal sealed class UpstreamRelay(
             return;
         }
 
+        // The body's id as the client received it (the engine's, or the node's): the outcome's entry states it.
+        request.Route!.ResponseId ??= _progress.ResponseId;
         await (result.Succeeded ? request.CompleteAsync() : request.FailAsync());
         await result.FinishAsync(request.Http);
     }
