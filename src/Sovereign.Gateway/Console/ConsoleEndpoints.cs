@@ -243,6 +243,10 @@ public static class ConsoleEndpoints
         <input id="export-file" name="export" type="file" accept=".jsonl,.json,.txt,application/json" required>
         <label for="public-key">Operator public key (PEM)</label>
         <textarea id="public-key" name="publicKey" rows="5" required placeholder="-----BEGIN PUBLIC KEY-----"></textarea>
+        <label for="earlier-file">Earlier export you kept (optional; <code>--earlier</code>): this one must be the same history wherever both state a hash</label>
+        <input id="earlier-file" name="earlier" type="file" accept=".jsonl,.json,.txt,application/json">
+        <label for="previous-file">Previous archive file (optional; <code>--previous</code>): this one must continue its chain</label>
+        <input id="previous-file" name="previous" type="file" accept=".jsonl,.json,.txt,application/json">
         <button type="submit">Verify</button>
         </form>
         <section aria-live="polite" id="verify-result" class="result"></section>

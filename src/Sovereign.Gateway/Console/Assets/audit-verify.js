@@ -183,7 +183,7 @@
     return walk;
   }
 
-  async function verifyClusterExport(bytes, key, keyId) {
+  async function verifyClusterExport(bytes, key, keyId, previousEnds) {
     const problems = [];
     const extra = (kind, sequence, line, chain, what) => problems.push({ kind, chain, sequence, line, what });
     let text;
@@ -245,9 +245,29 @@
     async function newSection(item) {
       const section = { item, problems: [], shown: [], hashes: new Map(), times: new Map(), checkpoints: [], firstHash: null };
       section.report = (kind, sequence, line, what) => section.problems.push({ kind, chain: item.chain, sequence, line, what });
-      const link = item.firstSequence === 1 ? await genesisOf(item.chain) : null;
-      section.walk = chainWalk(section.report, item.firstSequence, link, `${chainLabel(item.chain)}'s genesis hash`);
-      section.record = sequence => { section.hashes.set(sequence, section.walk.lastHash); if (sequence === 1) { section.firstHash = section.walk.lastHash; } };
+      // Entry 1 links to the chain's genesis, which binds it to its name; after a previous archive file (verify-export
+      // --previous), the first entry links to that file's last of the same chain, or is that entry itself (a chain's
+      // newest entry stays in the log when the older ones are archived).
+      let link = item.firstSequence === 1 ? await genesisOf(item.chain) : null;
+      let linkName = `${chainLabel(item.chain)}'s genesis hash`;
+      let overlap = null;
+      const before = previousEnds ? previousEnds.find(p => p.chain === item.chain) : null;
+      if (item.firstSequence !== null && before && before.lastSequence !== null && before.lastHash !== null) {
+        if (item.firstSequence === before.lastSequence + 1) { link = before.lastHash; linkName = `the previous file's last hash of ${chainLabel(item.chain)}`; }
+        else if (item.firstSequence === before.lastSequence) { overlap = { sequence: before.lastSequence, hash: before.lastHash }; }
+        else {
+          section.report("SequenceGap", Math.min(item.firstSequence, before.lastSequence + 1), 1,
+            `The previous file ends ${chainLabel(item.chain)} at ${before.lastSequence}; this one starts it at ${item.firstSequence}: the files do not continue each other.`);
+        }
+      }
+      section.walk = chainWalk(section.report, item.firstSequence, link, linkName);
+      section.record = sequence => {
+        if (overlap && overlap.sequence === sequence && overlap.hash !== section.walk.lastHash) {
+          section.report("ChainBreak", sequence, null, `Entry ${sequence} has hash ${section.walk.lastHash}, but the previous file ends ${chainLabel(item.chain)} with it as ${overlap.hash}.`);
+        }
+        section.hashes.set(sequence, section.walk.lastHash);
+        if (sequence === 1) { section.firstHash = section.walk.lastHash; }
+      };
       return section;
     }
 
@@ -416,7 +436,7 @@
     return { version: 3, checked, problems, verdict, chains: chains.map(({ section, ...c }) => c) };
   }
 
-  async function verify(bytes, pem) {
+  async function verify(bytes, pem, previousEnds) {
     const problems = [];
     const problem = (line, sequence, what) => problems.push({ line, sequence, what });
     const keys = await importKeys(pem);
@@ -427,7 +447,7 @@
     try { header = JSON.parse(lines[0]); } catch (e) { return { checked: 0, problems: [{ line: 1, sequence: null, what: "The first line is not a JSON header." }] }; }
     const { key, keyId, compromised } = exportKey(keys, header);
     if (header && header.version === 3) {
-      const result = await verifyClusterExport(bytes, key, keyId);
+      const result = await verifyClusterExport(bytes, key, keyId, previousEnds);
       if (compromised) { result.problems.unshift({ kind: "CompromisedKey", chain: null, sequence: null, line: 1, what: compromised }); result.verdict = "tampered"; }
       return result;
     }
@@ -508,6 +528,147 @@
   const ACTS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\u2028\u2029]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
   const shown = text => String(text).replace(ACTS, c => "\\u" + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0"));
 
+  // ---- verify-export's --previous and --earlier (FORMAT.md: "Export of several chains", "Comparing with an earlier export") ----
+
+  function fileLines(bytes) {
+    const rows = [];
+    for (const l of splitLines(new TextDecoder().decode(bytes))) { try { rows.push(JSON.parse(l)); } catch (e) { rows.push(null); } }
+    return rows;
+  }
+
+  // Where each chain of a previous file ends: a version 3 header's list, or a version 1, 2 or 4 file's last line,
+  // standing for the shared chain.
+  function endsOf(rows) {
+    const head = rows[0] || {};
+    if (head.version === 3 && Array.isArray(head.chains)) {
+      return head.chains.map(c => ({ chain: c.chain ?? null, lastSequence: c.lastSequence ?? null, lastHash: c.lastHash ?? null }));
+    }
+    const last = rows.slice(1).filter(r => r && (r.type === "entry" || r.type === "redacted" || r.type === "gap")).at(-1);
+    return [{ chain: null, lastSequence: last ? (last.type === "gap" ? last.toSequence : last.sequence) : null, lastHash: last ? last.hash : null }];
+  }
+
+  // A file that must verify on its own with the same key before it says anything about this one.
+  async function verifiesAlone(bytes, pem, role, add) {
+    const alone = await verify(bytes, pem);
+    if (alone.problems.length) {
+      const p = alone.problems[0];
+      add("Malformed", null, `The ${role} file does not verify (first problem: ${p.kind ? p.kind + ": " : ""}${p.what}).`);
+    }
+  }
+
+  // A version 1, 2 or 4 archive file after a previous one: it starts at the entry after the previous file's last and
+  // links to its hash, or with that last entry again (the newest entry stays in the log when older ones are archived).
+  function checkContinues(rows, previousRows, add) {
+    const fromOf = l => l.type === "gap" ? l.fromSequence : l.sequence, toOf = l => l.type === "gap" ? l.toSequence : l.sequence;
+    const isChainLine = l => l && (l.type === "entry" || l.type === "redacted" || l.type === "gap");
+    const earlier = previousRows.filter(isChainLine).at(-1), first = rows.slice(1).find(isChainLine);
+    if (!earlier || !first) { add("SequenceGap", null, "One of the files has no entries: nothing shows that this one continues the previous one."); return; }
+    if (fromOf(first) === toOf(earlier)) {
+      if (toOf(first) !== fromOf(first) || first.hash !== earlier.hash) {
+        add("ChainBreak", fromOf(first), `This file starts again at ${fromOf(first)}, the previous file's last entry, but not with its hash ${earlier.hash}.`);
+      }
+    } else if (fromOf(first) !== toOf(earlier) + 1 || first.previousHash !== earlier.hash) {
+      add(fromOf(first) !== toOf(earlier) + 1 ? "SequenceGap" : "ChainBreak", fromOf(first),
+        `This file starts at ${fromOf(first)} after ${first.previousHash}, not after the previous file's last entry ${toOf(earlier)} (${earlier.hash}).`);
+    }
+    const earlierLast = previousRows.filter(l => l && l.type === "entry").at(-1), firstEntry = rows.slice(1).find(l => l && l.type === "entry");
+    if (earlierLast && firstEntry && firstEntry.timestamp < earlierLast.timestamp) {
+      add("TimeReversed", firstEntry.sequence, `Its time is before entry ${earlierLast.sequence}'s in the previous file: times never decrease along the chain.`);
+    }
+  }
+
+  // Every hash a file states, by chain and sequence: an entry or redacted line's own and its previous, a gap line's
+  // ends, a checkpoint, a version 3 header's last hashes; which entries it shows in full; each chain's range.
+  function statementsOf(rows, onHash) {
+    const hashes = new Map(), full = new Set(), first = new Map(), last = new Map();
+    let chain = null;
+    const state = (c, sequence, hash) => {
+      if (!(sequence >= 1)) { return; } // entry 1's previous hash is the chain's genesis
+      const key = `${c ?? ""}|${sequence}`;
+      if (onHash) { onHash(key, c, sequence, hash); } else { hashes.set(key, hash); }
+    };
+    const range = (c, from, to) => { const k = c ?? ""; if (!first.has(k)) { first.set(k, from); } last.set(k, Math.max(last.get(k) ?? 0, to)); };
+    const head = rows[0] || {};
+    for (const item of Array.isArray(head.chains) ? head.chains : []) {
+      if (item && item.lastSequence != null && item.lastHash != null) { state(item.chain ?? null, item.lastSequence, item.lastHash); }
+    }
+    for (const l of rows.slice(1)) {
+      if (!l) { continue; }
+      if (l.type === "chain") { chain = l.chain ?? null; }
+      else if (l.type === "entry" || l.type === "redacted") {
+        range(chain, l.sequence, l.sequence);
+        state(chain, l.sequence - 1, l.previousHash); state(chain, l.sequence, l.hash);
+        if (l.type === "entry") { full.add(`${chain ?? ""}|${l.sequence}`); }
+      } else if (l.type === "gap") {
+        range(chain, l.fromSequence, l.toSequence);
+        state(chain, l.fromSequence - 1, l.previousHash); state(chain, l.toSequence, l.hash);
+      } else if (l.type === "checkpoint") { state(chain, l.sequence, l.hash); }
+    }
+    return { hashes, full, first, last };
+  }
+
+  // The later file is the same history as the earlier one wherever they overlap (the five rules of FORMAT.md).
+  function compareWithEarlier(rows, earlierRows, add) {
+    const iso = ms => Number.isSafeInteger(ms) ? new Date(ms).toISOString() : String(ms);
+    const before = statementsOf(earlierRows), beforeHead = earlierRows[0] || {}, nowHead = rows[0] || {};
+    const made = `the earlier export (made ${iso(beforeHead.createdAt)})`;
+    let compared = 0;
+    const reported = new Set();
+    const now = statementsOf(rows, (key, c, sequence, hash) => {
+      if (!before.hashes.has(key)) { return; }
+      compared++;
+      if (before.hashes.get(key) !== hash && !reported.has(key)) {
+        reported.add(key);
+        add("WitnessMismatch", sequence, `The ${made.slice(4)} states hash ${before.hashes.get(key)}, this one ${hash}: the operator signed two different histories.`, c);
+      }
+    });
+    if (nowHead.tenant == null || nowHead.tenant === beforeHead.tenant) {
+      for (const key of before.full) {
+        const c = key.slice(0, key.lastIndexOf("|")), seq = Number(key.slice(key.lastIndexOf("|") + 1));
+        if (!now.full.has(key) && now.first.has(c) && seq >= now.first.get(c) && seq <= now.last.get(c)) {
+          add("OutOfScope", seq, `Shown in full in ${made} but not in this one, whose range holds it: hidden or replaced.`, c || null);
+        }
+      }
+    }
+    if (nowHead.from <= beforeHead.from && nowHead.to >= beforeHead.createdAt) {
+      for (const [c, lastSeq] of before.last) {
+        const ends = now.last.get(c) ?? 0;
+        if (ends < lastSeq) { add("Truncated", ends + 1, `${made[0].toUpperCase() + made.slice(1)} holds entries up to ${lastSeq}; this one, of entries up to ${iso(nowHead.to)}, ends at ${ends}.`, c || null); }
+      }
+    }
+    if (nowHead.createdAt < beforeHead.createdAt) {
+      add("OutOfScope", null, `This export was made ${iso(nowHead.createdAt)}, before the earlier one (${iso(beforeHead.createdAt)}): it is older, not newer (the files given the wrong way round, or an old export handed over again).`);
+    }
+    if (compared === 0) {
+      add("OutOfScope", null, "The two files state no hash at a common sequence, so nothing shows that they are one history: ask for an export whose range holds the earlier one's last entry.");
+    }
+    return compared;
+  }
+
+  // verify-export FILE [--previous P] [--earlier E]: this file, then what the other files say about it.
+  async function verifyWith(bytes, pem, previousBytes, earlierBytes) {
+    const previousRows = previousBytes ? fileLines(previousBytes) : null;
+    const result = await verify(bytes, pem, previousRows ? endsOf(previousRows) : undefined);
+    const rows = fileLines(bytes);
+    const added = [];
+    const adder = role => (kind, sequence, what, chain) => added.push({ kind, chain: chain ?? null, sequence, line: null, what, role });
+    if (previousRows) {
+      await verifiesAlone(previousBytes, pem, "previous", adder("previous"));
+      if (!(rows[0] && rows[0].version === 3)) { checkContinues(rows, previousRows, adder("previous")); } // version 3 links each chain above
+    }
+    if (earlierBytes) {
+      await verifiesAlone(earlierBytes, pem, "earlier", adder("earlier"));
+      result.comparedWithEarlier = compareWithEarlier(rows, fileLines(earlierBytes), adder("earlier"));
+    }
+    if (added.length) {
+      result.problems = [...result.problems, ...added];
+      result.verdict = "tampered";
+    }
+    result.previousGiven = !!previousRows;
+    result.earlierGiven = !!earlierBytes;
+    return result;
+  }
+
   function show(result) {
     const out = document.getElementById("verify-result");
     out.textContent = "";
@@ -518,7 +679,9 @@
       ? `Does not verify: ${result.problems.length} problem(s) in ${result.checked} entries checked.`
       : result.verdict === "uncovered"
         ? `Intact and signed by the operator's key (${result.checked} entries), but NOT covered: entries in it were not covered by a signed checkpoint of the log when it was exported.`
-        : `Verified: ${result.checked} entries intact and signed by the operator's key.`;
+        : `Verified: ${result.checked} entries intact and signed by the operator's key.`
+          + (result.previousGiven ? " It continues the previous file." : "")
+          + (result.earlierGiven ? ` It agrees with the earlier export wherever both state a hash (${result.comparedWithEarlier} compared).` : "");
     if (result.verdict) { verdict.dataset.verdict = result.verdict; }
     out.appendChild(verdict);
     if (result.problems.length) {
@@ -527,6 +690,7 @@
       for (const p of result.problems) {
         const item = document.createElement("li");
         const at = [p.line !== null && p.line !== undefined ? "line " + p.line : null, p.sequence !== null && p.sequence !== undefined ? "sequence " + p.sequence : null].filter(Boolean).join(", ") || "the file";
+        if (p.role) { item.dataset.role = p.role; }
         if (p.kind) {
           // Version 3: the kind and chain verify-export names (the shared chain's and the file's own have none).
           item.dataset.kind = p.kind;
@@ -569,7 +733,8 @@
       if (!window.crypto || !crypto.subtle) { throw new Error("this page needs WebCrypto: open it over https, on localhost, or saved as a file."); }
       const file = document.getElementById("export-file").files[0];
       if (!file) { throw new Error("choose an export file."); }
-      show(await verify(new Uint8Array(await file.arrayBuffer()), document.getElementById("public-key").value));
+      const other = async id => { const input = document.getElementById(id); const f = input && input.files[0]; return f ? new Uint8Array(await f.arrayBuffer()) : null; };
+      show(await verifyWith(new Uint8Array(await file.arrayBuffer()), document.getElementById("public-key").value, await other("previous-file"), await other("earlier-file")));
     } catch (e) {
       out.textContent = "";
       const p = document.createElement("p");
